@@ -1,0 +1,37 @@
+# Every target creates .venv from nothing but python3 and installs the project into it.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test bench bench-peers octave clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(PY) examples/demo.py
+
+# Octave runs the matlab/ tests; installed here so a fresh machine needs nothing by hand.
+octave:
+	@command -v octave-cli >/dev/null 2>&1 || { \
+	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends octave zstd >/dev/null; }
+
+test: install octave
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/run_all.py
+
+bench-peers: install
+	$(PY) bench/peers/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

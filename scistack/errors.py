@@ -1,0 +1,99 @@
+"""The one exception hierarchy of scistack.
+
+Every error a user can meet is a `ScistackError`. Each subclass also inherits the
+builtin a caller would naturally catch (`LookupError`, `TypeError`, `ValueError`...),
+and every message says what happened *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class ScistackError(Exception):
+    """Root of every error raised by scistack."""
+
+
+class UnsupportedValueError(ScistackError, TypeError):
+    """A value cannot be stored canonically (no pickle fallback, ever)."""
+
+
+class InvalidOidError(ScistackError, ValueError):
+    """A string that is not a 64-character lowercase hex object id."""
+
+
+class ObjectNotFoundError(ScistackError, LookupError):
+    """An object id that the store does not hold."""
+
+    def __init__(self, oid: str, hint: str = "") -> None:
+        self.oid = oid
+        msg = f"object {oid} is not in the object store"
+        msg += f"; {hint}" if hint else "; run `scistack fsck` to find refs that point to lost objects"
+        super().__init__(msg)
+
+
+class CorruptObjectError(ScistackError, ValueError):
+    """An object's bytes no longer hash to its id, or cannot be decoded."""
+
+    def __init__(self, oid: str, problem: str, *, actual: str | None = None) -> None:
+        self.oid = oid
+        self.expected = oid
+        self.actual = actual
+        super().__init__(
+            f"object {oid} is corrupt: {problem}. Its file must not be trusted; run "
+            "`scistack fsck` to list every damaged object, then re-save the value "
+            "(or restore the file from a backup)"
+        )
+
+
+class NotARepositoryError(ScistackError, LookupError):
+    """No scistack project was found (no database configured or discovered)."""
+
+
+class SchemaMismatchError(ScistackError, ValueError):
+    """A database was re-opened with different schema keys than it was created with."""
+
+
+class IndexSchemaError(ScistackError, RuntimeError):
+    """The index was written by an incompatible version of scistack."""
+
+
+class InvalidNameError(ScistackError, ValueError):
+    """A variable or metadata key name that is reserved or cannot be an SQL identifier."""
+
+
+class InvalidMetadataError(ScistackError, ValueError):
+    """Metadata given to save/load has the wrong shape or type."""
+
+
+class VariableNotFoundError(ScistackError, LookupError):
+    """No saved record matches a load."""
+
+
+NotFoundError = VariableNotFoundError
+
+
+class AmbiguousVersionError(ScistackError, LookupError):
+    """Several version-key variants match one address and no selector chose among them."""
+
+
+class AmbiguousParamError(ScistackError, LookupError):
+    """A bare parameter name matches parameters of more than one upstream function."""
+
+
+class DuplicateVariableError(ScistackError, TypeError):
+    """Two different classes were declared with the same variable name."""
+
+
+class DatabaseLockedError(ScistackError, TimeoutError):
+    """Another process held the index too long."""
+
+
+class LineageError(ScistackError, RuntimeError):
+    """Lineage could not be recorded or resolved."""
+
+
+class ForEachError(ScistackError, RuntimeError):
+    """A for_each run stopped on a failed combination (on_error="raise")."""
+
+    def __init__(self, message: str, failures: list | None = None) -> None:
+        self.failures = failures or []
+        super().__init__(message)
