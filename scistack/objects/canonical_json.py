@@ -1,0 +1,179 @@
+"""Canonical JSON: one byte string per Python value (docs/format.md §1.2).
+
+Plain JSON cannot tell a tuple from a list, bytes from str, or carry nan, complex or numpy
+scalars, so those are written as one-key tag objects (``{"$tuple": [...]}``). Every tag key
+starts with ``$``; a user dict that itself has such a key is written as ``{"$dict": pairs}``,
+so a tag can never be forged by data. Arrays and tables inside a container are stored as
+child objects and referenced by oid (``{"$ref": oid}``): a Merkle tree, as git trees are.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from scistack.errors import UnsupportedValueError
+
+PutChild = Callable[[Any], str]
+GetChild = Callable[[str], Any]
+
+_dumps = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+).encode
+_NAT = -(2**63)
+
+
+def is_child_value(value: object) -> bool:
+    """Whether `value` is stored as a child object rather than inline JSON."""
+    if isinstance(value, np.ndarray):
+        return True
+    kind = type(value).__module__.split(".")[0]
+    return kind in ("pandas", "pyarrow") and type(value).__name__ in ("DataFrame", "Series", "Table")
+
+
+def dumps_canonical(tree: Any) -> bytes:
+    """Canonical text of an already-tagged JSON tree (records, journal lines)."""
+    return _dumps(tree).encode("ascii")
+
+
+def encode_json(value: Any, put_child: PutChild) -> bytes:
+    """Canonical JSON bytes of `value`; arrays/tables go through `put_child` and become refs."""
+    try:
+        return dumps_canonical(to_tree(value, put_child))
+    except RecursionError:
+        raise UnsupportedValueError(
+            "this value contains itself (a cyclic or extremely deep list/dict) and has no "
+            "canonical form; store an acyclic copy"
+        ) from None
+
+
+def to_tree(value: Any, put_child: PutChild) -> Any:
+    """The JSON tree (tags applied) for `value`."""
+    if value is None or value is True or value is False:
+        return value
+    if isinstance(value, np.generic):
+        return {"$np": _np_scalar(value)}
+    kind = type(value)
+    if kind is int or kind is str:
+        return value
+    if kind is float:
+        return _float(value)
+    if kind is list:
+        return [to_tree(v, put_child) for v in value]
+    if kind is tuple:
+        return {"$tuple": [to_tree(v, put_child) for v in value]}
+    if kind is dict:
+        return _dict(value, put_child)
+    if kind is bytes:
+        return {"$bytes": base64.b64encode(value).decode("ascii")}
+    if kind is complex:
+        return {"$complex": [_float(value.real), _float(value.imag)]}
+    if is_child_value(value):
+        return {"$ref": put_child(value)}
+    raise unsupported(value)
+
+
+def unsupported(value: Any) -> UnsupportedValueError:
+    """The error for a value with no canonical form, naming its type and the way out."""
+    name = f"{type(value).__module__}.{type(value).__qualname__}"
+    return UnsupportedValueError(
+        f"cannot store a value of type {name}: scistack stores numbers, strings, bytes, None, "
+        "lists, tuples, dicts with str keys, numpy arrays and scalars, pandas DataFrames/Series "
+        "and Arrow tables (never pickle). Convert it to one of these, e.g. a dict of its fields "
+        "or a numpy array"
+    )
+
+
+def _float(x: float) -> Any:
+    if math.isfinite(x):
+        return x
+    return {"$float": "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")}
+
+
+def _dict(value: dict, put_child: PutChild) -> Any:
+    for key in value:
+        if type(key) is not str:
+            raise UnsupportedValueError(
+                f"dict keys must be str to be stored, found key {key!r} of type "
+                f"{type(key).__name__}; convert keys with {{str(k): v for k, v in d.items()}} "
+                "or store the pairs as a list"
+            )
+    if any(key.startswith("$") for key in value):
+        pairs = sorted(value.items())
+        return {"$dict": [[k, to_tree(v, put_child)] for k, v in pairs]}
+    return {k: to_tree(v, put_child) for k, v in value.items()}
+
+
+def _np_scalar(x: np.generic) -> list:
+    dtype = x.dtype
+    descr = dtype.str if dtype.str[0] != ">" and dtype.str[0] != "=" else "<" + dtype.str[1:]
+    kind = dtype.kind
+    if kind == "b":
+        return [descr, bool(x)]
+    if kind in "iu":
+        return [descr, int(x)]
+    if kind == "f":
+        return [descr, _float(float(x))]
+    if kind == "c":
+        return [descr, [_float(float(x.real)), _float(float(x.imag))]]
+    if kind in "Mm":
+        return [descr, int(np.array(x).view("<i8"))]
+    if kind == "U":
+        return [descr, str(x)]
+    if kind == "S":
+        return [descr, base64.b64encode(bytes(x)).decode("ascii")]
+    raise unsupported(x)
+
+
+def decode_json(payload: bytes | bytearray | memoryview, get_child: GetChild) -> Any:
+    """The Python value of a canonical JSON payload; refs are resolved with `get_child`."""
+    return from_tree(json.loads(bytes(payload)), get_child)
+
+
+def from_tree(tree: Any, get_child: GetChild) -> Any:
+    """Undo `to_tree`: tags back to tuples, bytes, numpy scalars, children..."""
+    if isinstance(tree, list):
+        return [from_tree(v, get_child) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if len(tree) == 1:
+        (key, inner), = tree.items()
+        if key.startswith("$"):
+            return _untag(key, inner, get_child)
+    return {k: from_tree(v, get_child) for k, v in tree.items()}
+
+
+def _untag(tag: str, inner: Any, get_child: GetChild) -> Any:
+    if tag == "$float":
+        return float(inner)
+    if tag == "$tuple":
+        return tuple(from_tree(v, get_child) for v in inner)
+    if tag == "$bytes":
+        return base64.b64decode(inner)
+    if tag == "$complex":
+        return complex(from_tree(inner[0], get_child), from_tree(inner[1], get_child))
+    if tag == "$dict":
+        return {k: from_tree(v, get_child) for k, v in inner}
+    if tag == "$ref":
+        return get_child(inner)
+    if tag == "$np":
+        return _np_from(inner[0], inner[1])
+    raise ValueError(f"unknown canonical JSON tag {tag!r}")
+
+
+def _np_from(descr: str, v: Any) -> np.generic:
+    dtype = np.dtype(descr)
+    if dtype.kind in "Mm":
+        return np.array(v, dtype="<i8").view(dtype)[()]
+    if dtype.kind == "S":
+        return dtype.type(base64.b64decode(v))
+    if dtype.kind == "f":
+        return dtype.type(from_tree(v, None))  # type: ignore[arg-type]
+    if dtype.kind == "c":
+        return dtype.type(complex(from_tree(v[0], None), from_tree(v[1], None)))  # type: ignore[arg-type]
+    return dtype.type(v)

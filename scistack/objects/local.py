@@ -1,0 +1,244 @@
+"""Loose-object files under `.scistack/objects/ab/cdef…`, as git keeps them.
+
+Write path (hazards first): a put hashes the payload in place, then writes a temporary file
+*in the destination directory* and renames it over the final name, so a reader or a crash
+never sees a half-written object and two processes writing the same object both succeed.
+Putting an object that already exists only refreshes its mtime: gc deletes unreferenced
+objects older than a grace period, and a concurrent save about to reference an old object
+must make it young again. Files are made read-only.
+
+Compression is decided per object: zstd is kept only where it saves >= 10 % (noisy floats
+barely compress; masks and zeros compress enormously). Large payloads are judged on samples
+and streamed, so peak memory stays near the payload size. The oid is over the uncompressed
+bytes, so this choice never changes an id.
+
+Read path: every read verifies the blake3 hash; the decompressed size is bounded by the
+length in the object header, so a damaged or hostile file cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import blake3
+import numpy as np
+import zstandard
+
+from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
+from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
+from scistack.objects.store import ObjectStore, StoredObject
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+MIN_SAVING = 0.10            # keep zstd only when it saves at least this fraction
+_SMALL = 1 << 20             # below this, compress whole payloads in memory
+_SAMPLE = 64 << 10           # large payloads: judge compressibility on 3 samples this size
+_NEVER_COMPRESS_BELOW = 64   # tiny objects: the zstd frame overhead is not worth it
+_TEMP_PREFIX = ".tmp-"
+
+
+class LocalObjectStore(ObjectStore):
+    """A directory of loose, optionally zstd-compressed, read-only object files."""
+
+    def __init__(self, root: str | os.PathLike, *, fsync: bool = False) -> None:
+        """`fsync=True` also survives power loss; without it a save survives a killed process."""
+        self.root = Path(root)
+        self.fsync = fsync
+        self._made_dirs: set[str] = set()
+        self._cctx_small = zstandard.ZstdCompressor(level=3)
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def path_of(self, oid: str) -> Path:
+        """The file that holds `oid` (validated first)."""
+        return self.root / oid_relpath(validate_oid(oid))
+
+    # -- write -------------------------------------------------------------------------
+    def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        rel = oid_relpath(oid)
+        final = os.path.join(self.root, rel)
+        try:
+            os.utime(final)  # exists: refresh mtime (gc grace period), nothing else to do
+            return
+        except FileNotFoundError:
+            pass
+        length = payload_length(parts)
+        header = object_header(kind, length)
+        directory = os.path.join(self.root, rel[:2])
+        if rel[:2] not in self._made_dirs:
+            os.makedirs(directory, exist_ok=True)
+            self._made_dirs.add(rel[:2])
+        temp = os.path.join(directory, f"{_TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
+        try:
+            with open(temp, "wb") as out:
+                self._write_content(out, header, parts, length)
+                if self.fsync:
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.chmod(temp, 0o444)
+            os.replace(temp, final)
+        except BaseException:
+            _unlink_quietly(temp)
+            raise
+        if self.fsync:
+            _fsync_dir(directory)
+
+    def _write_content(self, out, header: bytes, parts: Sequence[Buffer], length: int) -> None:
+        if length < _NEVER_COMPRESS_BELOW:
+            out.write(header)
+            for part in parts:
+                out.write(part)
+        elif length < _SMALL:
+            raw = header + b"".join(parts)
+            packed = self._cctx_small.compress(raw)
+            out.write(packed if len(packed) <= (1 - MIN_SAVING) * len(raw) else raw)
+        elif _worth_compressing(parts, length):
+            cctx = zstandard.ZstdCompressor(level=1, threads=-1)
+            with cctx.stream_writer(out, size=len(header) + length, closefd=False) as writer:
+                writer.write(header)
+                for part in parts:
+                    writer.write(part)
+        else:
+            out.write(header)
+            for part in parts:
+                out.write(part)
+
+    # -- read --------------------------------------------------------------------------
+    def get(self, oid: str) -> StoredObject:
+        path = self.path_of(oid)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            raise ObjectNotFoundError(oid) from None
+        with handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size <= _SMALL:
+                return self._decode_small(oid, handle.read())
+            return self._read_large(oid, handle)
+
+    def _decode_small(self, oid: str, data: bytes) -> StoredObject:
+        if data[:4] == ZSTD_MAGIC:
+            try:
+                data = self._dctx.decompressobj().decompress(data)
+            except zstandard.ZstdError as exc:
+                raise CorruptObjectError(oid, f"its zstd frame is damaged ({exc})") from None
+        kind, length, start = _parse_header(oid, data[:40])
+        if len(data) - start != length:
+            raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says {length}")
+        payload = bytearray(memoryview(data)[start:])
+        _verify(oid, kind, (payload,))
+        return StoredObject(kind, payload)
+
+    def _read_large(self, oid: str, handle) -> StoredObject:
+        first = handle.read(4)
+        handle.seek(0)
+        stream = self._dctx.stream_reader(handle, read_across_frames=False) if first == ZSTD_MAGIC else handle
+        try:
+            head = stream.read(40)
+            kind, length, start = _parse_header(oid, head)
+            payload = np.empty(length, dtype=np.uint8)  # no zero-fill, unlike bytearray
+            view = memoryview(payload)
+            filled = min(len(head) - start, length)
+            view[:filled] = head[start : start + filled]
+            while filled < length:
+                got = stream.readinto(view[filled:])
+                if not got:
+                    raise CorruptObjectError(oid, f"it is truncated ({filled} of {length} payload bytes)")
+                filled += got
+            if len(head) - start > length or stream.read(1):
+                raise CorruptObjectError(oid, "it has bytes beyond the length in its header")
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(oid, f"its zstd stream is damaged ({exc})") from None
+        _verify(oid, kind, (payload,))
+        return StoredObject(kind, payload)
+
+    # -- listing -----------------------------------------------------------------------
+    def contains(self, oid: str) -> bool:
+        return os.path.exists(self.path_of(oid))
+
+    def iter_oids(self) -> Iterator[Oid]:
+        if not self.root.is_dir():
+            return
+        for fan in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if len(fan.name) != 2 or not fan.is_dir():
+                continue
+            for entry in os.scandir(fan.path):
+                oid = fan.name + entry.name
+                if is_valid_oid(oid):
+                    yield Oid(oid)
+
+    def iter_temp_files(self) -> Iterator[Path]:
+        """Temporary files left by interrupted writes (gc removes the old ones)."""
+        if self.root.is_dir():
+            yield from self.root.glob(f"??/{_TEMP_PREFIX}*")
+
+    def size_of(self, oid: str) -> int:
+        """Bytes the object takes on disk (compressed size)."""
+        return os.stat(self.path_of(oid)).st_size
+
+    def mtime_of(self, oid: str) -> float:
+        """Last write or refresh time: gc's grace period counts from here."""
+        return os.stat(self.path_of(oid)).st_mtime
+
+    def delete(self, oid: str) -> None:
+        _unlink_quietly(self.path_of(oid))
+
+
+def _worth_compressing(parts: Sequence[Buffer], length: int) -> bool:
+    """Judge a large payload on three samples (start, middle, end) instead of all of it."""
+    flat = [memoryview(p).cast("B") for p in parts]
+    sample = b"".join(bytes(_slice(flat, at, _SAMPLE)) for at in (0, length // 2, max(0, length - _SAMPLE)))
+    packed = zstandard.ZstdCompressor(level=1).compress(sample)
+    return len(packed) <= (1 - MIN_SAVING) * len(sample)
+
+
+def _slice(flat: list[memoryview], start: int, size: int) -> bytes:
+    out = bytearray()
+    for part in flat:
+        if start >= len(part):
+            start -= len(part)
+            continue
+        out += part[start : start + size - len(out)]
+        start = 0
+        if len(out) >= size:
+            break
+    return bytes(out)
+
+
+def _parse_header(oid: str, head: bytes | bytearray) -> tuple[str, int, int]:
+    end = bytes(head).find(b"\x00")
+    try:
+        kind_text, length_text = bytes(head[:end]).decode("ascii").split(" ")
+        length = int(length_text)
+    except (ValueError, UnicodeDecodeError):
+        raise CorruptObjectError(oid, "its header is unreadable (not '<kind> <len>\\0')") from None
+    if end < 0 or kind_text not in KINDS or length < 0 or not length_text.isdigit():
+        raise CorruptObjectError(oid, f"its header names an unknown kind or length ({bytes(head[:end])!r})")
+    return kind_text, length, end + 1
+
+
+def _verify(oid: str, kind: str, parts: Sequence[Buffer]) -> None:
+    length = payload_length(parts)
+    hasher = blake3.blake3(object_header(kind, length), max_threads=blake3.blake3.AUTO if length > 4 << 20 else 1)
+    for part in parts:
+        hasher.update(part)
+    actual = hasher.hexdigest()
+    if actual != oid:
+        raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
+
+
+def _unlink_quietly(path: str | os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,98 @@
+"""Canonical `npy` payloads: NPY 1.0 with one fixed header spelling (docs/format.md §1.1).
+
+numpy's own writer has changed its header padding across releases, so scistack spells the
+header itself: the same logical array always yields the same bytes, whichever numpy (or
+MATLAB) wrote it. Arrays are normalised to C order and little-endian first, so a Fortran-
+ordered, strided or big-endian view of the same values has the same oid (logical equality,
+which is what a data store wants; joblib chose the opposite for a cache of calls).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import struct
+
+import numpy as np
+
+from scistack.errors import UnsupportedValueError
+
+MAGIC = b"\x93NUMPY\x01\x00"
+_ALLOWED_KINDS = frozenset("biufcMmSU")
+_HEADER_RE = re.compile(
+    r"\{'descr': '([^']+)', 'fortran_order': (False|True), 'shape': \(([0-9, ]*)\), \} *\n"
+)
+
+
+def canonical_array(arr: np.ndarray) -> np.ndarray:
+    """The array as it is stored: C-contiguous, little-endian, a plain ndarray."""
+    if isinstance(arr, np.ma.MaskedArray) or isinstance(arr, np.matrix):
+        raise UnsupportedValueError(
+            f"{type(arr).__name__} cannot be stored: its mask or matrix semantics would be "
+            "lost. Save `arr.filled(fill)` and the mask as two variables, or `np.asarray(arr)`"
+        )
+    dtype = arr.dtype
+    if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise UnsupportedValueError(
+            f"numpy arrays of dtype {dtype} cannot be stored canonically (object, structured "
+            "and void dtypes are refused, never pickled). Convert to a numeric, bool, string or "
+            "datetime dtype, or store a structured array as a pandas DataFrame"
+        )
+    if dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian):
+        arr = arr.astype(dtype.newbyteorder("<"))
+    arr = np.ascontiguousarray(arr)
+    return arr.view(np.ndarray) if type(arr) is not np.ndarray else arr
+
+
+def descr_of(dtype: np.dtype) -> str:
+    """The little-endian dtype string written in the header (``<f8``, ``|b1``, ``<U5``)."""
+    text = dtype.str
+    return "<" + text[1:] if text[0] in "=>" else text
+
+
+def npy_header(descr: str, shape: tuple[int, ...]) -> bytes:
+    """The NPY 1.0 preamble + header for `descr` and `shape`, padded to 64 bytes."""
+    shape_text = "(%s,)" % shape[0] if len(shape) == 1 else repr(tuple(int(n) for n in shape))
+    text = "{'descr': '%s', 'fortran_order': False, 'shape': %s, }" % (descr, shape_text)
+    pad = -(len(MAGIC) + 2 + len(text) + 1) % 64
+    body = (text + " " * pad + "\n").encode("latin-1")
+    if len(body) > 0xFFFF:
+        raise UnsupportedValueError(f"array with {len(shape)} dimensions has a header too large for NPY 1.0")
+    return MAGIC + struct.pack("<H", len(body)) + body
+
+
+def encode_npy(arr: np.ndarray) -> list[memoryview | bytes]:
+    """The payload of `arr` as buffers: the header, then the data viewed in place (no copy)."""
+    arr = canonical_array(arr)
+    header = npy_header(descr_of(arr.dtype), arr.shape)
+    if arr.nbytes == 0:
+        return [header]
+    return [header, memoryview(arr.reshape(-1).view(np.uint8))]
+
+
+def decode_npy(payload: bytearray | bytes | memoryview) -> np.ndarray:
+    """The array in an NPY 1.0 payload, viewing the payload's memory (no copy)."""
+    view = memoryview(payload)
+    if bytes(view[:8]) != MAGIC:
+        raise ValueError("not an NPY 1.0 payload (bad magic)")
+    (hlen,) = struct.unpack("<H", view[8:10])
+    text = bytes(view[10 : 10 + hlen]).decode("latin-1")
+    descr, fortran, shape = _parse_header(text)
+    dtype = np.dtype(descr)
+    count = 1
+    for n in shape:
+        count *= n
+    offset = 10 + hlen
+    if len(view) - offset != count * dtype.itemsize:
+        raise ValueError(f"NPY payload holds {len(view) - offset} data bytes, header says {count * dtype.itemsize}")
+    arr = np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+    return arr.reshape(shape, order="F" if fortran else "C")
+
+
+def _parse_header(text: str) -> tuple[str, bool, tuple[int, ...]]:
+    match = _HEADER_RE.fullmatch(text)
+    if match:  # the canonical spelling: parse without eval
+        dims = [d for d in match.group(3).replace(" ", "").split(",") if d]
+        return match.group(1), match.group(2) == "True", tuple(int(d) for d in dims)
+    header = ast.literal_eval(text.strip())  # any valid NPY 1.0 header (foreign writers)
+    return header["descr"], bool(header["fortran_order"]), tuple(header["shape"])

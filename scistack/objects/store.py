@@ -1,0 +1,108 @@
+"""The object store contract, and an in-memory store for store-only use and tests.
+
+Verbs (fixed here, shared by every medium): `put(kind, parts) -> Oid`, `get(oid) ->
+StoredObject`, `contains`, `iter_oids`, `delete`. A store computes oids itself and never
+accepts one from its caller, so a wrong id can never be recorded. `put_value`/`get_value`
+add the codec on top and are what the upper layers use.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.objects.codec import decode_value, encode_value
+from scistack.objects.hashing import KINDS, Buffer, hash_object
+from scistack.objects.oid import Oid, validate_oid
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """An object's kind and its (uncompressed, verified) payload."""
+
+    kind: str
+    payload: bytearray | bytes | Any  # large payloads are a uint8 ndarray (no zero-fill)
+
+
+class ObjectStore(abc.ABC):
+    """Immutable, content-addressed objects. Subclasses supply the medium."""
+
+    @abc.abstractmethod
+    def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        """Store the object unless present (then only refresh it, for gc's grace period)."""
+
+    @abc.abstractmethod
+    def get(self, oid: str) -> StoredObject:
+        """The object, verified; raise `ObjectNotFoundError` or `CorruptObjectError`."""
+
+    @abc.abstractmethod
+    def contains(self, oid: str) -> bool:
+        """Whether the object is present (not verified)."""
+
+    @abc.abstractmethod
+    def iter_oids(self) -> Iterator[Oid]:
+        """Every stored oid, in no particular order."""
+
+    @abc.abstractmethod
+    def delete(self, oid: str) -> None:
+        """Remove an object (gc only); absent objects are ignored."""
+
+    def put(self, kind: str, parts: Sequence[Buffer] | Buffer) -> Oid:
+        """Store a payload (one buffer or several) and return its oid. Idempotent."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown object kind {kind!r}; expected one of {sorted(KINDS)}")
+        if not isinstance(parts, (list, tuple)):
+            parts = [parts]
+        oid = hash_object(kind, parts)
+        self._write(oid, kind, parts)
+        return oid
+
+    def put_value(self, value: Any) -> Oid:
+        """Encode `value` canonically (children first) and store it."""
+        return self.put(*encode_value(value, self.put))
+
+    def get_value(self, oid: str) -> Any:
+        """Decode the value stored under `oid` (children resolved)."""
+        obj = self.get(oid)
+        try:
+            return decode_value(obj.kind, obj.payload, self._get_pair)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptObjectError(oid, f"its {obj.kind} payload cannot be decoded ({exc})") from exc
+
+    def _get_pair(self, oid: str) -> tuple[str, Any]:
+        obj = self.get(oid)
+        return obj.kind, obj.payload
+
+
+class MemoryObjectStore(ObjectStore):
+    """Objects in a dict: for lineage without a project, and as the reference in tests."""
+
+    def __init__(self) -> None:
+        self._objects: dict[Oid, StoredObject] = {}
+        self._lock = threading.Lock()
+
+    def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        if oid not in self._objects:
+            payload = b"".join(bytes(p) for p in parts)
+            with self._lock:
+                self._objects.setdefault(oid, StoredObject(kind, payload))
+
+    def get(self, oid: str) -> StoredObject:
+        obj = self._objects.get(validate_oid(oid))
+        if obj is None:
+            raise ObjectNotFoundError(oid)
+        return StoredObject(obj.kind, bytearray(obj.payload))
+
+    def contains(self, oid: str) -> bool:
+        return validate_oid(oid) in self._objects
+
+    def iter_oids(self) -> Iterator[Oid]:
+        return iter(list(self._objects))
+
+    def delete(self, oid: str) -> None:
+        with self._lock:
+            self._objects.pop(validate_oid(oid), None)
