@@ -48,7 +48,7 @@ class LocalObjectStore(ObjectStore):
         self.root = Path(root)
         self.fsync = fsync
         self._made_dirs: set[str] = set()
-        self._cctx_small = zstandard.ZstdCompressor(level=3)
+        self._cctx_small = zstandard.ZstdCompressor(level=1)
         self._dctx = zstandard.ZstdDecompressor()
 
     def path_of(self, oid: str) -> Path:
@@ -72,12 +72,13 @@ class LocalObjectStore(ObjectStore):
             self._made_dirs.add(rel[:2])
         temp = os.path.join(directory, f"{_TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
         try:
-            with open(temp, "wb") as out:
+            # Created read-only (0444) from the start: the open fd may still write it.
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            with open(fd, "wb", buffering=0 if length < _SMALL else -1) as out:
                 self._write_content(out, header, parts, length)
                 if self.fsync:
                     out.flush()
                     os.fsync(out.fileno())
-            os.chmod(temp, 0o444)
             os.replace(temp, final)
         except BaseException:
             _unlink_quietly(temp)
@@ -115,13 +116,16 @@ class LocalObjectStore(ObjectStore):
         with handle:
             size = os.fstat(handle.fileno()).st_size
             if size <= _SMALL:
-                return self._decode_small(oid, handle.read())
+                data = handle.read()
+                if data[:4] != ZSTD_MAGIC or 0 <= _content_size(data) <= _SMALL:
+                    return self._decode_small(oid, data)
+                handle.seek(0)
             return self._read_large(oid, handle)
 
     def _decode_small(self, oid: str, data: bytes) -> StoredObject:
         if data[:4] == ZSTD_MAGIC:
             try:
-                data = self._dctx.decompressobj().decompress(data)
+                data = self._dctx.decompress(data, max_output_size=_SMALL + 64)
             except zstandard.ZstdError as exc:
                 raise CorruptObjectError(oid, f"its zstd frame is damaged ({exc})") from None
         kind, length, start = _parse_header(oid, data[:40])
@@ -184,6 +188,14 @@ class LocalObjectStore(ObjectStore):
 
     def delete(self, oid: str) -> None:
         _unlink_quietly(self.path_of(oid))
+
+
+def _content_size(frame: bytes) -> int:
+    """The decompressed size a zstd frame declares (-1 when unknown or unreadable)."""
+    try:
+        return zstandard.frame_content_size(frame)
+    except zstandard.ZstdError:
+        return -1
 
 
 def _worth_compressing(parts: Sequence[Buffer], length: int) -> bool:
