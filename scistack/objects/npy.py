@@ -10,6 +10,7 @@ which is what a data store wants; joblib chose the opposite for a cache of calls
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import struct
 
@@ -78,7 +79,7 @@ def decode_npy(payload: bytearray | bytes | memoryview) -> np.ndarray:
     (hlen,) = struct.unpack("<H", view[8:10])
     text = bytes(view[10 : 10 + hlen]).decode("latin-1")
     descr, fortran, shape = _parse_header(text)
-    dtype = np.dtype(descr)
+    dtype = _dtype(descr)
     count = 1
     for n in shape:
         count *= n
@@ -89,6 +90,12 @@ def decode_npy(payload: bytearray | bytes | memoryview) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
+@functools.lru_cache(maxsize=256)
+def _dtype(descr: str) -> np.dtype:
+    return np.dtype(descr)
+
+
+@functools.lru_cache(maxsize=1024)
 def _parse_header(text: str) -> tuple[str, bool, tuple[int, ...]]:
     match = _HEADER_RE.fullmatch(text)
     if match:  # the canonical spelling: parse without eval

@@ -1,0 +1,167 @@
+"""A project: the object store and the index wired together, found the way git finds `.git`.
+
+`configure_database("gait.duckdb", ["subject", "session"])` creates or opens the project whose
+index is `gait.duckdb` and whose objects live in `.scistack/` beside it, and makes it current
+for `BaseVariable`. `Database.discover()` walks up from the working directory to the nearest
+`.scistack/config.json` (the `SCISTACK_DB` environment variable overrides), which is how the
+`scistack` commands and scripts run from a sub-directory find their project.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError
+from scistack.index import Index, check_identifier
+from scistack.objects import LocalObjectStore, ObjectStore
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "config.json"
+ENV_VAR = "SCISTACK_DB"
+
+
+class Database:
+    """One scistack project: `store` (objects) + `index` (names)."""
+
+    def __init__(self, path: str | os.PathLike, schema_keys: Sequence[str] | None = None, *,
+                 fsync: bool = False, sync_delay: float = 0.5) -> None:
+        self.path = Path(path).resolve()
+        self.root = self.path.parent
+        self.scistack_dir = self.root / ".scistack"
+        self.schema_keys = self._check_config(schema_keys)
+        self.store: ObjectStore = LocalObjectStore(self.scistack_dir / "objects", fsync=fsync)
+        self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
+                           sync_delay=sync_delay)
+        self.index.sync()
+        self.index.refresh()
+
+    def _check_config(self, schema_keys: Sequence[str] | None) -> list[str]:
+        config_path = self.scistack_dir / CONFIG_NAME
+        if config_path.exists():
+            config = json.loads(config_path.read_text())
+            if config.get("db") and config["db"] != self.path.name:
+                raise SchemaMismatchError(
+                    f"{self.root} already holds the scistack project {config['db']!r}; one folder "
+                    f"holds one project. Open {config['db']!r}, or put {self.path.name!r} in its own folder"
+                )
+            found = list(config["schema_keys"])
+            if schema_keys is not None and list(schema_keys) != found:
+                raise SchemaMismatchError(
+                    f"{self.path.name} was created with schema keys {found}, not {list(schema_keys)}; "
+                    f"nothing was changed. Open it with configure_database({self.path.name!r}, {found}), "
+                    "or use a new database file for a different layout"
+                )
+            return found
+        if schema_keys is None:
+            raise NotARepositoryError(
+                f"{self.path} is not a scistack project yet; create it with "
+                f"configure_database({str(self.path.name)!r}, [\"subject\", \"session\", ...])"
+            )
+        keys = _validate_schema_keys(schema_keys)
+        self.scistack_dir.mkdir(parents=True, exist_ok=True)
+        config = {"db": self.path.name, "format": FORMAT_VERSION, "schema_keys": keys}
+        temp = config_path.with_suffix(".tmp")
+        temp.write_text(json.dumps(config, indent=2) + "\n")
+        os.replace(temp, config_path)
+        return keys
+
+    @classmethod
+    def discover(cls, start: str | os.PathLike | None = None) -> Database:
+        """Open the project named by `$SCISTACK_DB`, or the nearest one above `start`."""
+        if os.environ.get(ENV_VAR):
+            return cls(os.environ[ENV_VAR])
+        here = Path(start or os.getcwd()).resolve()
+        for folder in (here, *here.parents):
+            config = folder / ".scistack" / CONFIG_NAME
+            if config.is_file():
+                return cls(folder / json.loads(config.read_text())["db"])
+        raise NotARepositoryError(
+            f"no scistack project in {here} or any parent folder; run from inside a project, pass "
+            f"--db PATH, set {ENV_VAR}, or create one with configure_database(path, schema_keys)"
+        )
+
+    @contextmanager
+    def batch(self) -> Iterator[Database]:
+        """Group many saves: one journal append at the end instead of one per save."""
+        with self.index.batch():
+            yield self
+
+    def sync(self) -> int:
+        """Copy every journalled change into the DuckDB file now (views included)."""
+        return self.index.sync()
+
+    def sql(self, query: str, params: list | None = None) -> Any:
+        """Run a read-only SQL query on the index; returns a pandas DataFrame."""
+        return self.index.sql.query(query, params).to_pandas()
+
+    def close(self) -> None:
+        """Flush and sync; the project stays on disk. Further use needs a new configure_database."""
+        global _current
+        self.index.close()
+        if _current is self:
+            _current = None
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Database({str(self.path)!r}, schema_keys={self.schema_keys})"
+
+
+def _validate_schema_keys(keys: Sequence[str]) -> list[str]:
+    if isinstance(keys, str) or not keys:
+        raise InvalidNameError(
+            f"schema keys must be a non-empty list of names, e.g. [\"subject\", \"session\"], not {keys!r}"
+        )
+    for key in keys:
+        check_identifier(key, "schema key")
+    if len(set(keys)) != len(keys):
+        raise InvalidNameError(f"schema keys {list(keys)} repeat a name; list each key once")
+    return list(keys)
+
+
+_current: Database | None = None
+
+
+def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[str] | None = None,
+                       *args: Any, **kwargs: Any) -> Database:
+    """Create or open a project and make it the current database for `BaseVariable`."""
+    global _current
+    if args:
+        warnings.warn(
+            "configure_database() no longer takes a separate lineage database path: lineage lives "
+            "in the same project now; drop the third argument",
+            DeprecationWarning, stacklevel=2,
+        )
+    if _current is not None and _current.path == Path(path).resolve():
+        if dataset_schema_keys is not None and list(dataset_schema_keys) != _current.schema_keys:
+            _current._check_config(dataset_schema_keys)
+        return _current
+    if _current is not None:
+        _current.close()
+    _current = Database(path, dataset_schema_keys, **kwargs)
+    return _current
+
+
+def get_database() -> Database:
+    """The current database, or a clear error saying how to get one."""
+    if _current is None:
+        raise NotARepositoryError(
+            "no database is configured; call configure_database(\"project.duckdb\", "
+            "[\"subject\", \"session\"]) first"
+        )
+    return _current
+
+
+def current_database() -> Database | None:
+    """The current database, or None (lineage works without one)."""
+    return _current

@@ -1,0 +1,247 @@
+"""The index: names -> oids. A journal (truth), its in-memory fold, and DuckDB (for SQL).
+
+`Index` is the only object the layers above use. Every change of a name is journalled
+first (a save survives a killed process the moment it returns), folded into the process's
+`RefState` (so lookups cost a dict access, not a DuckDB statement) and copied into DuckDB in
+batches by a background thread once the process has been idle briefly, at `sync()`, and at
+exit. The index never decodes values.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from scistack.errors import DatabaseLockedError
+from scistack.index.journal import Journal
+from scistack.index.sql import SqlIndex, check_identifier, quote
+from scistack.index.state import RefRecord, RefState, key_of, same_value
+
+__all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote", "same_value"]
+
+
+def utc_now() -> str:
+    """Creation timestamps: ISO 8601, UTC, microseconds (sortable as text)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Index:
+    """Refs and the call cache of one project."""
+
+    def __init__(self, scistack_dir: Path, db_path: Path, schema_keys: list[str], *,
+                 fsync: bool = False, sync_delay: float = 0.5) -> None:
+        self.journal = Journal(Path(scistack_dir) / "refs.log", fsync=fsync)
+        self.sql = SqlIndex(db_path, schema_keys, self.journal)
+        self.state = RefState()
+        self._pending: list[dict[str, Any]] | None = None
+        self._batch_depth = 0
+        self._foreign_in_batch = False
+        self._syncer = _BackgroundSync(self.sql, sync_delay)
+
+    # -- keeping the fold current ------------------------------------------------------
+    def refresh(self) -> None:
+        """Fold lines other processes appended since we last looked (one `stat` if none)."""
+        size = self.journal.size()
+        if size == self.state.offset:
+            return
+        if size < self.state.offset:  # replaced by compaction: fold anew
+            self.state = RefState()
+        entries, offset = self.journal.read_from(self.state.offset)
+        for entry in entries:
+            self.state.apply(entry)
+        self.state.offset = offset
+        if entries and self._pending:
+            self._foreign_in_batch = True
+
+    # -- writing -----------------------------------------------------------------------
+    def put_ref(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, *,
+                call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
+        """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
+        addr_key, vkeys_key = key_of(addr), key_of(vkeys)
+        with self.journal.locked():
+            self.refresh()
+            current = self.state.current_at(var, addr_key, vkeys_key)
+            if current is not None and current.oid == oid and current.call == call:
+                return current
+            record = RefRecord(var, addr, vkeys, self.state.next_version(var, addr_key), oid, kind,
+                               call, params or {}, summary, utc_now(), addr_key, vkeys_key)
+            self._write([record.to_entry()])
+            return self.state.add(record)
+
+    def put_call(self, key: str, call_oid: str, fn: str) -> None:
+        """Record a call-cache entry: call key -> call record oid."""
+        with self.journal.locked():
+            self.refresh()
+            if key in self.state.calls and self.state.calls[key][0] == call_oid:
+                return
+            entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "t": utc_now()}
+            self._write([entry])
+            self.state.apply(entry)
+
+    def put_entry(self, entry: dict[str, Any]) -> None:
+        """Journal another kind of entry (a for_each run report)."""
+        with self.journal.locked():
+            self.refresh()
+            self._write([entry])
+            self.state.apply(entry)
+
+    def delete_refs(self, records: list[RefRecord]) -> int:
+        """Remove names (values stay in the store until gc); returns how many."""
+        self.flush()
+        with self.journal.locked():
+            self.refresh()
+            entries = [{"op": "del", "var": r.var, "addr": r.addr, "version": r.version, "t": utc_now()}
+                       for r in records]
+            self._write(entries)
+            for entry in entries:
+                self.state.apply(entry)
+        return len(records)
+
+    def _write(self, entries: list[dict[str, Any]]) -> None:
+        if self._pending is not None:
+            self._pending.extend(entries)
+            return
+        self.state.offset = self.journal.append(entries)
+        self._syncer.poke()
+
+    # -- batching ----------------------------------------------------------------------
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Journal all writes inside as one append at the end (durable when the block exits)."""
+        if self._batch_depth == 0:
+            self._pending = []
+            self._foreign_in_batch = False
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if self._batch_depth == 0:
+                self.flush()
+
+    def flush(self) -> None:
+        """Append writes held by a batch."""
+        pending, self._pending = self._pending, None
+        if not pending:
+            if self._batch_depth:
+                self._pending = []
+            return
+        with self.journal.locked():
+            self.refresh()
+            if self._foreign_in_batch:  # another process wrote meanwhile: renumber ours
+                pending = self._renumber(pending)
+            self.state.offset = self.journal.append(pending)
+        self._syncer.poke()
+        if self._batch_depth:
+            self._pending = []
+
+    def _renumber(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        self.state = RefState()
+        entries, self.state.offset = self.journal.read_from(0)
+        for entry in entries:
+            self.state.apply(entry)
+        out = []
+        for entry in pending:
+            if entry.get("op") == "put":
+                addr_key = key_of(entry["addr"])
+                current = self.state.current_at(entry["var"], addr_key, key_of(entry["vkeys"]))
+                if current is not None and current.oid == entry["oid"] and current.call == entry.get("call"):
+                    continue
+                entry = dict(entry, version=self.state.next_version(entry["var"], addr_key))
+            self.state.apply(entry)
+            out.append(entry)
+        self._foreign_in_batch = False
+        return out
+
+    # -- reading -----------------------------------------------------------------------
+    def lookup_call(self, key: str) -> str | None:
+        """The call record oid cached under `key`, if any."""
+        self.refresh()
+        hit = self.state.calls.get(key)
+        return hit[0] if hit else None
+
+    def sync(self, *, timeout: float | None = None) -> int:
+        """Bring the DuckDB file up to date with the journal now."""
+        self.flush()
+        return self._syncer.sync_now(timeout)
+
+    def close(self) -> None:
+        """Flush, sync DuckDB (briefly: the journal keeps anything not yet copied), stop."""
+        self.flush()
+        self._syncer.stop()
+        try:
+            self._syncer.sync_now(timeout=5.0)
+        except DatabaseLockedError:
+            pass
+        self.journal.close()
+
+
+class _BackgroundSync:
+    """Copies the journal into DuckDB after `delay` seconds without writes, off the hot path."""
+
+    def __init__(self, sql: SqlIndex, delay: float) -> None:
+        self.sql = sql
+        self.delay = delay
+        self._last_write = 0.0
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        self._sync_lock = threading.Lock()
+        _LIVE.add(self)
+
+    def poke(self) -> None:
+        self._last_write = time.monotonic()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="scistack-sync", daemon=True)
+            self._thread.start()
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait()
+            self._wake.clear()
+            while not self._stopped:
+                idle = time.monotonic() - self._last_write
+                if idle < self.delay:
+                    time.sleep(self.delay - idle)
+                    continue
+                try:
+                    self.sync_now(timeout=1.0)
+                    break
+                except Exception:  # noqa: BLE001 - locked or busy: the journal holds the data; retry
+                    time.sleep(self.delay)
+
+    def sync_now(self, timeout: float | None = None) -> int:
+        with self._sync_lock:
+            saved = self.sql.lock_timeout
+            if timeout is not None:
+                self.sql.lock_timeout = timeout
+            try:
+                return self.sql.sync()
+            finally:
+                self.sql.lock_timeout = saved
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._wake.set()
+
+
+_LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
+
+
+@atexit.register
+def _sync_at_exit() -> None:
+    for syncer in list(_LIVE):
+        if syncer._thread is not None and not syncer._stopped:
+            syncer.stop()
+            try:
+                syncer.sync_now(timeout=2.0)
+            except Exception:  # noqa: BLE001 - never fail an exit; the journal has everything
+                pass

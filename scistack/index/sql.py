@@ -1,0 +1,257 @@
+"""The DuckDB file: a queryable materialisation of the ref journal, plus readable views.
+
+DuckDB never holds values, only names: `refs` (variable, address, version keys, version,
+oid, call, lineage parameters, a short preview), `calls` (call key -> call oid), `runs`,
+and one view per variable named after it (`SELECT subject, session, value FROM
+MaxActivation`). `sync` applies the journal's new lines in one transaction together with the
+offset it has reached, so a crash between the two cannot apply a line twice or skip one.
+
+A connection is opened only for the duration of a sync or a query: an idle Python process
+never locks out the DuckDB CLI, DBeaver, `scistack` commands or a second script. The file
+is written in DuckDB's v1.0.0 storage format so that those tools, often older than the
+Python package, can open it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from scistack.errors import DatabaseLockedError, IndexSchemaError, InvalidNameError
+from scistack.index.journal import Journal
+from scistack.index.state import key_of
+
+SCHEMA_VERSION = 1
+STORAGE_COMPATIBILITY = "v1.0.0"
+REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
+RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table"}
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_identifier(name: str, what: str) -> str:
+    """Refuse names that cannot be SQL identifiers or collide with scistack's columns."""
+    if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
+        raise InvalidNameError(
+            f"{what} {name!r} cannot be used: names must start with a letter or underscore and "
+            "contain only letters, digits and underscores (they become SQL columns and views)"
+        )
+    if name.lower() in RESERVED_NAMES:
+        raise InvalidNameError(
+            f"{what} {name!r} is reserved by scistack ({', '.join(sorted(RESERVED_NAMES))}); "
+            f"rename it, e.g. {name}_"
+        )
+    return name
+
+
+def quote(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_MIGRATIONS: dict[int, list[str]] = {
+    1: [
+        "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+        "CREATE TABLE calls (key VARCHAR PRIMARY KEY, call VARCHAR NOT NULL, fn VARCHAR, created_at VARCHAR)",
+        "CREATE TABLE runs (run_id VARCHAR, entry VARCHAR, created_at VARCHAR)",
+    ],
+}
+
+
+class SqlIndex:
+    """Opens the DuckDB file on demand, keeps it in step with the journal, answers SQL."""
+
+    def __init__(self, path: str | Path, schema_keys: list[str], journal: Journal, *,
+                 lock_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.schema_keys = list(schema_keys)
+        self.journal = journal
+        self.lock_timeout = lock_timeout
+
+    @contextmanager
+    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection, retried with backoff while another process holds the file."""
+        deadline = time.monotonic() + self.lock_timeout
+        delay = 0.005
+        while True:
+            try:
+                con = duckdb.connect(
+                    str(self.path), read_only=read_only,
+                    config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
+                )
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    if "lock" in str(exc).lower():
+                        raise DatabaseLockedError(
+                            f"{self.path} stayed locked by another process for {self.lock_timeout:.0f} s "
+                            f"({exc}). Close the DuckDB CLI/DBeaver session or the other script holding "
+                            "it; saves are not lost meanwhile (they are journalled)"
+                        ) from None
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    # -- schema ------------------------------------------------------------------------
+    def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create or migrate the tables; refuse files from a newer scistack."""
+        exists = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meta' AND database_name = current_database()"
+        ).fetchone()[0]
+        found = int(self._meta(con, "schema_version", "0")) if exists else 0
+        if found > SCHEMA_VERSION:
+            raise IndexSchemaError(
+                f"{self.path} was written by a newer scistack (index schema {found}, this one "
+                f"knows {SCHEMA_VERSION}); upgrade scistack (pip install -U scistack)"
+            )
+        if found == SCHEMA_VERSION:
+            return
+        con.execute("BEGIN")
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[version]:
+                con.execute(statement)
+            if version == 1:
+                con.execute(self._refs_ddl())
+        self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
+        con.execute("COMMIT")
+
+    def _refs_ddl(self) -> str:
+        keys = "".join(f", {quote(k)} VARCHAR" for k in self.schema_keys)
+        return (
+            "CREATE TABLE refs (var VARCHAR NOT NULL, addr VARCHAR NOT NULL, vkeys VARCHAR NOT NULL, "
+            "version INTEGER NOT NULL, oid VARCHAR NOT NULL, kind VARCHAR NOT NULL, call VARCHAR, "
+            f"params VARCHAR NOT NULL, summary VARCHAR, created_at VARCHAR NOT NULL{keys})"
+        )
+
+    @staticmethod
+    def _meta(con: duckdb.DuckDBPyConnection, key: str, default: str) -> str:
+        row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return row[0] if row else default
+
+    @staticmethod
+    def _set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
+        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    # -- sync --------------------------------------------------------------------------
+    def sync(self) -> int:
+        """Apply journal lines DuckDB has not seen; returns how many were applied."""
+        if self.journal.size() == 0 and self.path.exists():
+            return 0
+        with self.connect() as con:
+            self.ensure_schema(con)
+            offset = int(self._meta(con, "journal_offset", "0"))
+            if offset > self.journal.size():  # the journal was replaced (compaction): rebuild
+                con.execute("DELETE FROM refs; DELETE FROM calls; DELETE FROM runs")
+                offset = 0
+            entries, new_offset = self.journal.read_from(offset)
+            if not entries:
+                return 0
+            con.execute("BEGIN")
+            touched = self._apply(con, entries)
+            self._set_meta(con, "journal_offset", str(new_offset))
+            con.execute("COMMIT")
+            for var in touched:
+                self._refresh_view(con, var)
+            return len(entries)
+
+    def _apply(self, con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]]) -> set[str]:
+        puts = [e for e in entries if e.get("op") == "put"]
+        if puts:
+            con.register("_new_refs", self._refs_table(puts))
+            con.execute("INSERT INTO refs SELECT * FROM _new_refs")
+            con.unregister("_new_refs")
+        dels = [e for e in entries if e.get("op") == "del"]
+        if dels:
+            con.executemany(
+                "DELETE FROM refs WHERE var = ? AND addr = ? AND version = ?",
+                [[e["var"], _canon(e["addr"]), e["version"]] for e in dels],
+            )
+        calls = [[e["key"], e["call"], e.get("fn"), e.get("t")] for e in entries if e.get("op") == "call"]
+        if calls:
+            con.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?)", calls)
+        runs = [[e.get("run_id"), _canon(e), e.get("t")] for e in entries if e.get("op") == "run"]
+        if runs:
+            con.executemany("INSERT INTO runs VALUES (?, ?, ?)", runs)
+        return {e["var"] for e in puts} | {e["var"] for e in dels}
+
+    def _refs_table(self, puts: list[dict[str, Any]]) -> pa.Table:
+        columns: dict[str, list] = {
+            "var": [e["var"] for e in puts],
+            "addr": [_canon(e["addr"]) for e in puts],
+            "vkeys": [_canon(e.get("vkeys") or {}) for e in puts],
+            "version": [e["version"] for e in puts],
+            "oid": [e["oid"] for e in puts],
+            "kind": [e["kind"] for e in puts],
+            "call": [e.get("call") for e in puts],
+            "params": [_canon(e.get("params") or {}) for e in puts],
+            "summary": [e.get("summary") for e in puts],
+            "created_at": [e["t"] for e in puts],
+        }
+        for key in self.schema_keys:
+            columns[key] = [_display(e["addr"].get(key)) for e in puts]
+        types = {"version": pa.int32()}
+        return pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
+
+    # -- views -------------------------------------------------------------------------
+    def _refresh_view(self, con: duckdb.DuckDBPyConnection, var: str) -> None:
+        """One readable view per variable: the newest record of each address."""
+        cols = []
+        for key in self.schema_keys:
+            kinds = {r[0] for r in con.execute(
+                f"SELECT DISTINCT json_type(addr, '$.{key}') FROM refs WHERE var = ?", [var]).fetchall()}
+            cols.append(f"{_cast_for(kinds, quote(key))} AS {quote(key)}")
+        vkey_names = sorted({r[0] for r in con.execute(
+            "SELECT DISTINCT unnest(json_keys(vkeys)) FROM refs WHERE var = ?", [var]).fetchall()})
+        for name in vkey_names:
+            if name not in self.schema_keys:
+                cols.append(f"json_extract_string(vkeys, '$.\"{name}\"') AS {quote(name)}")
+        numeric = con.execute(
+            "SELECT count(*) > 0 AND bool_and(kind = 'json' AND TRY_CAST(summary AS DOUBLE) IS NOT NULL) "
+            "FROM refs WHERE var = ?", [var]).fetchone()[0]
+        value = "TRY_CAST(summary AS DOUBLE)" if numeric else "summary"
+        select = ", ".join(cols + [f"{value} AS value", "version", "oid", "created_at"])
+        order = ", ".join(quote(k) for k in self.schema_keys)
+        con.execute(
+            f"CREATE OR REPLACE VIEW {quote(var)} AS SELECT {select} FROM ("
+            "SELECT *, row_number() OVER (PARTITION BY addr, vkeys ORDER BY version DESC) AS rn "
+            f"FROM refs WHERE var = '{var}') WHERE rn = 1 ORDER BY {order}"
+        )
+
+    # -- queries -----------------------------------------------------------------------
+    def query(self, sql: str, params: list | None = None) -> pa.Table:
+        """Run a read-only query after bringing the index up to date."""
+        self.sync()
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).fetch_arrow_table()
+
+
+def _canon(mapping: dict[str, Any]) -> str:
+    return key_of(mapping)
+
+
+def _display(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def _cast_for(json_types: set, column: str) -> str:
+    json_types = {t for t in json_types if t is not None}
+    if json_types and json_types <= {"BIGINT", "UBIGINT"}:
+        return f"CAST({column} AS BIGINT)"
+    if json_types and json_types <= {"BIGINT", "UBIGINT", "DOUBLE"}:
+        return f"CAST({column} AS DOUBLE)"
+    return column

@@ -1,0 +1,218 @@
+"""The in-memory fold of the ref journal: what every name points to, right now.
+
+Each process keeps one `RefState` and brings it up to date by reading only the journal's new
+tail (a `stat` tells whether there is one), so repeated loads and cache lookups cost a dict
+lookup instead of a DuckDB statement, and are never stale: every change of a name, by any
+process, is a journal line. Values are never decoded here: records hold oids and previews.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from scistack.errors import AmbiguousParamError
+from scistack.objects.canonical_json import dumps_canonical
+
+
+@dataclass(frozen=True, slots=True)
+class RefRecord:
+    """One saved version of a variable at an address (a line of the journal)."""
+
+    var: str
+    addr: dict[str, Any]
+    vkeys: dict[str, Any]
+    version: int
+    oid: str
+    kind: str
+    call: str | None
+    params: dict[str, Any]
+    summary: str
+    created_at: str
+    addr_key: str = field(repr=False, default="")
+    vkeys_key: str = field(repr=False, default="")
+
+    @classmethod
+    def from_entry(cls, e: dict[str, Any]) -> RefRecord:
+        """Build from a journal `put` entry."""
+        return cls(
+            e["var"], e["addr"], e.get("vkeys") or {}, e["version"], e["oid"], e["kind"],
+            e.get("call"), e.get("params") or {}, e.get("summary", ""), e["t"],
+            key_of(e["addr"]), key_of(e.get("vkeys") or {}),
+        )
+
+    def to_entry(self) -> dict[str, Any]:
+        """The journal `put` entry for this record."""
+        return {
+            "op": "put", "var": self.var, "addr": self.addr, "vkeys": self.vkeys,
+            "version": self.version, "oid": self.oid, "kind": self.kind, "call": self.call,
+            "params": self.params, "summary": self.summary, "t": self.created_at,
+        }
+
+
+def key_of(mapping: dict[str, Any]) -> str:
+    """The canonical text of an address or version-key dict: typed (1 and "1" differ)."""
+    return dumps_canonical(mapping).decode("ascii") if mapping else "{}"
+
+
+class RefState:
+    """Refs, call cache and runs folded from the journal."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+        self._refs: dict[str, dict[str, list[RefRecord]]] = {}
+        self._max_version: dict[tuple[str, str], int] = {}
+        self._vkey_names: dict[str, set[str]] = {}
+        self._param_names: dict[str, set[str]] = {}
+        self.calls: dict[str, tuple[str, str]] = {}
+        self.runs: list[dict[str, Any]] = []
+
+    # -- folding -------------------------------------------------------------------------
+    def apply(self, entry: dict[str, Any]) -> RefRecord | None:
+        """Fold one journal entry in; returns the record of a `put`."""
+        op = entry.get("op")
+        if op == "put":
+            return self.add(RefRecord.from_entry(entry))
+        if op == "del":
+            self._remove(entry["var"], key_of(entry["addr"]), entry["version"])
+        elif op == "call":
+            self.calls[entry["key"]] = (entry["call"], entry.get("fn", ""))
+        elif op == "run":
+            self.runs.append(entry)
+        return None
+
+    def add(self, record: RefRecord) -> RefRecord:
+        """Add a record (keeping each address's versions in order)."""
+        versions = self._refs.setdefault(record.var, {}).setdefault(record.addr_key, [])
+        versions.append(record)
+        if len(versions) > 1 and versions[-2].version > record.version:
+            versions.sort(key=lambda r: r.version)
+        slot = (record.var, record.addr_key)
+        self._max_version[slot] = max(self._max_version.get(slot, 0), record.version)
+        if record.vkeys:
+            self._vkey_names.setdefault(record.var, set()).update(record.vkeys)
+        if record.params:
+            self._param_names.setdefault(record.var, set()).update(record.params)
+        return record
+
+    def _remove(self, var: str, addr_key: str, version: int) -> None:
+        versions = self._refs.get(var, {}).get(addr_key)
+        if versions:
+            versions[:] = [r for r in versions if r.version != version]
+            if not versions:
+                del self._refs[var][addr_key]
+
+    def next_version(self, var: str, addr_key: str) -> int:
+        """The version number the next save at this address gets (numbers are never reused)."""
+        return self._max_version.get((var, addr_key), 0) + 1
+
+    # -- reading -------------------------------------------------------------------------
+    def variables(self) -> list[str]:
+        """Names of variables with at least one live record."""
+        return sorted(v for v, addrs in self._refs.items() if addrs)
+
+    def records(self, var: str) -> Iterator[RefRecord]:
+        """Every live record of a variable, all versions."""
+        for versions in self._refs.get(var, {}).values():
+            yield from versions
+
+    def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
+        """All live versions at one address, oldest first."""
+        return self._refs.get(var, {}).get(addr_key, [])
+
+    def current_at(self, var: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
+        """The newest record at an address with exactly these version keys."""
+        for record in reversed(self.versions_at(var, addr_key)):
+            if record.vkeys_key == vkeys_key:
+                return record
+        return None
+
+    def vkey_names(self, var: str) -> set[str]:
+        """Version-key names used by any record of the variable (ever: names are cheap hints)."""
+        return self._vkey_names.get(var, set())
+
+    def select(
+        self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
+        *, all_versions: bool = False,
+    ) -> list[RefRecord]:
+        """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
+        resolved = self._resolve_params(var, params)
+        out: list[RefRecord] = []
+        by_addr = self._refs.get(var, {})
+        exact = by_addr.get(key_of(addr)) if addr and not any(_is_multi(v) for v in addr.values()) else None
+        candidates = {key_of(addr): exact}.items() if exact else by_addr.items()
+        addr_f, vkeys_f, params_f = _compile(addr), _compile(vkeys), _compile(resolved)
+        for addr_key, versions in candidates:
+            if not versions or not _matches(versions[0].addr, addr_f):
+                continue
+            seen: set[str] = set()
+            for record in reversed(versions):
+                if not all_versions and record.vkeys_key in seen:
+                    continue
+                if _matches(record.vkeys, vkeys_f) and _matches(record.params, params_f):
+                    out.append(record)
+                    seen.add(record.vkeys_key)
+        return out
+
+    def _resolve_params(self, var: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Map bare parameter names to `function.param` spellings, refusing ambiguity."""
+        if not params:
+            return {}
+        known = self.param_names(var)
+        resolved = {}
+        for name, value in params.items():
+            if name in known:
+                resolved[name] = value
+                continue
+            spellings = sorted(k for k in known if k.rsplit(".", 1)[-1] == name)
+            if len(spellings) > 1:
+                raise AmbiguousParamError(
+                    f"{var}: parameter {name!r} is ambiguous, it names {', '.join(spellings)}; "
+                    f"use the qualified spelling, e.g. load(**{{{spellings[0]!r}: {value!r}}})"
+                )
+            resolved[spellings[0] if spellings else name] = value
+        return resolved
+
+    def param_names(self, var: str) -> set[str]:
+        """Qualified lineage parameter names recorded for the variable (ever)."""
+        return self._param_names.get(var, set())
+
+
+def _is_multi(value: Any) -> bool:
+    return isinstance(value, (list, tuple, set, frozenset, range))
+
+
+def _compile(want: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Filters as (key, normalised value or set of them): list membership costs O(1)."""
+    return [(k, frozenset(map(_norm, v)) if _is_multi(v) else _norm(v)) for k, v in want.items()]
+
+
+def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]]) -> bool:
+    for key, wanted in (_compile(want) if isinstance(want, dict) else want):
+        if key not in have:
+            return False
+        value = _norm(have[key])
+        if value != wanted and not (isinstance(wanted, frozenset) and value in wanted):
+            return False
+    return True
+
+
+def _norm(value: Any) -> tuple[str, Any]:
+    """A hashable, type-aware form: 1 and 1.0 meet, 1 and "1" and True do not."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float)):
+        return ("num", value)
+    if isinstance(value, (list, dict)):
+        return ("json", repr(value))
+    return (type(value).__name__, value)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equality that keeps 1 and "1" (and True and 1) apart; 1 and 1.0 are the same number."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    return type(a) is type(b) and a == b

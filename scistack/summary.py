@@ -1,0 +1,35 @@
+"""One-line previews of values: the `value` column of the SQL views and `scistack ls/log`.
+
+Scalars and short strings appear as themselves (so `SELECT value FROM MaxActivation` reads
+0.82), everything else as a type-and-shape description such as ``float64[1000]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+MAX_TEXT = 60
+
+
+def summarize(value: Any) -> str:
+    """A short, human-readable preview of `value`."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 0:
+            return summarize(value[()])
+        return f"{value.dtype}[{'x'.join(str(n) for n in value.shape)}]"
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
+    if value is None:
+        return "None"
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return f"{type(value).__name__}[{'x'.join(str(n) for n in shape)}]"
+    if hasattr(value, "__len__"):
+        return f"{type(value).__name__}[{len(value)}]"
+    return type(value).__name__

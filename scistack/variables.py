@@ -1,0 +1,377 @@
+"""`BaseVariable`: one line declares a kind of data; save/load address it by metadata.
+
+```python
+class RawEMG(BaseVariable): pass
+RawEMG.save(signal, subject=1, session="pre")       # schema keys address the value
+RawEMG.load(subject=1, session="pre").data          # newest version
+RawEMG.load(subject=1)                              # partial address -> list
+RawEMG.load_all(as_df=True)                         # one DataFrame
+```
+Metadata keys that are schema keys form the address; any other key given on save is a
+*version key* (`smoothing=0.2`) that tells variants at one address apart. On load, a key may
+also name a lineage parameter of the producing call or of any upstream call
+(`load(low_hz=20)` or `load(**{"bandpass.low_hz": 20})`). Saving at a coarser level than the
+schema (subject only) is allowed: the address is the schema keys given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from scistack.database import Database, get_database
+from scistack.errors import (
+    AmbiguousVersionError,
+    DuplicateVariableError,
+    InvalidMetadataError,
+    VariableNotFoundError,
+)
+from scistack.index import RefRecord, check_identifier
+from scistack.summary import summarize
+
+_ADDRESS_TYPES = (int, str, float, bool)
+_registry: dict[str, type[BaseVariable]] = {}
+_registry_lock = threading.Lock()
+
+
+class SaveInfo:
+    """What a save needs from a value that is already stored (a loaded variable, a result)."""
+
+    __slots__ = ("oid", "kind", "summary", "call", "params")
+
+    def __init__(self, oid: str, kind: str, summary: str, call: str | None = None,
+                 params: dict | None = None) -> None:
+        self.oid, self.kind, self.summary, self.call, self.params = oid, kind, summary, call, params or {}
+
+
+class BaseVariable:
+    """Subclass with an empty body to declare a variable; the class name is its name."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = check_identifier(cls.__name__, "variable name")
+        with _registry_lock:  # class creation may race in threads; the registry must not
+            known = _registry.get(name)
+            if known is not None and known.__module__ != cls.__module__:
+                raise DuplicateVariableError(
+                    f"two different variables are named {name!r} ({known.__module__}.{known.__qualname__} "
+                    f"and {cls.__module__}.{cls.__qualname__}); the class name is the variable's name in "
+                    "the database, so rename one of them"
+                )
+            _registry[name] = cls  # same module: a notebook cell re-run redefines it
+
+    def __init__(self, data: Any = None, *, record: RefRecord | None = None) -> None:
+        self.data = data
+        self.record = record
+
+    # -- record fields -------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """Address and version keys the value was saved with."""
+        return {**self.record.addr, **self.record.vkeys} if self.record else {}
+
+    @property
+    def oid(self) -> str | None:
+        return self.record.oid if self.record else None
+
+    @property
+    def version(self) -> int | None:
+        return self.record.version if self.record else None
+
+    @property
+    def created_at(self) -> str | None:
+        return self.record.created_at if self.record else None
+
+    @property
+    def call(self) -> str | None:
+        """Oid of the call record that produced the value (None for raw saves)."""
+        return self.record.call if self.record else None
+
+    def __scistack_saveinfo__(self, db: Database) -> SaveInfo | None:
+        if self.record is None:
+            return None
+        r = self.record
+        return SaveInfo(r.oid, r.kind, r.summary, r.call, r.params)
+
+    def __scistack_input__(self) -> tuple[Any, str | None, str, dict[str, Any]]:
+        """(plain value, oid, variable name, address): how lineage sees a loaded input."""
+        return self.data, self.oid, self.name, self.metadata
+
+    def __repr__(self) -> str:
+        if self.record is None:
+            return f"{self.name}(unsaved, data={summarize(self.data)})"
+        meta = ", ".join(f"{k}={v!r}" for k, v in self.metadata.items())
+        return f"{self.name}({meta}, version={self.version}, oid={self.oid[:12]}, data={self.record.summary})"
+
+    # -- save ------------------------------------------------------------------------------
+    @classmethod
+    def save(cls, data: Any, **metadata: Any) -> BaseVariable:
+        """Save `data` at the address given by the schema keys in `metadata`.
+
+        Identical data at the same address and version keys is a no-op returning the
+        existing record; new data adds a version and older versions stay loadable.
+
+        Raises
+        ------
+        InvalidMetadataError
+            No schema key given, or an address value that is not a single int/str/float/bool.
+        UnsupportedValueError
+            `data` has no canonical encoding (e.g. a custom class): convert it first.
+        """
+        db = get_database()
+        addr, vkeys = _split_for_save(db, cls.__name__, metadata)
+        info = _save_info(db, data)
+        record = db.index.put_ref(cls.__name__, addr, vkeys, info.oid, info.kind, call=info.call,
+                                  params=info.params, summary=info.summary)
+        value = getattr(data, "data", data) if hasattr(data, "__scistack_saveinfo__") else data
+        return cls(value, record=record)
+
+    # -- load ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, *, version: int | None = None, as_df: bool = False, **metadata: Any) -> Any:
+        """Load by metadata: a full address gives one variable, a partial one a list.
+
+        Raises
+        ------
+        VariableNotFoundError
+            Nothing matches; the message lists what exists nearby.
+        AmbiguousVersionError
+            Several version-key variants at the address and no selector among them.
+        """
+        db = get_database()
+        records = _select(db, cls.__name__, metadata, version=version)
+        if as_df:
+            return _frame(db, records)
+        by_addr: dict[str, list[RefRecord]] = {}
+        for record in records:
+            by_addr.setdefault(record.addr_key, []).append(record)
+        asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
+        if len(by_addr) == 1 and set(records[0].addr) == asked:
+            if len(records) > 1:
+                raise _ambiguous(cls.__name__, records)
+            return cls._from_record(db, records[0])
+        return [cls._from_record(db, r) for r in _sorted(db, records)]
+
+    @classmethod
+    def load_all(cls, *, as_df: bool = False, **metadata: Any) -> Any:
+        """Every current record matching `metadata` (all when empty): a generator, or a DataFrame."""
+        db = get_database()
+        try:
+            records = _sorted(db, _select(db, cls.__name__, metadata))
+        except VariableNotFoundError:
+            records = []
+        if as_df:
+            return _frame(db, records)
+        return (cls._from_record(db, r) for r in records)
+
+    @classmethod
+    def list_versions(cls, **metadata: Any) -> list[RefRecord]:
+        """Every saved version matching `metadata`, oldest first within each address."""
+        db = get_database()
+        return _sorted(db, _select(db, cls.__name__, metadata, all_versions=True))
+
+    @classmethod
+    def delete(cls, *, version: int | None = None, **metadata: Any) -> int:
+        """Remove the names of matching records, every version unless `version=` is given.
+
+        The values stay in the object store until `scistack gc` reclaims them.
+        """
+        db = get_database()
+        records = _select(db, cls.__name__, metadata, version=version, all_versions=True)
+        return db.index.delete_refs(records)
+
+    @classmethod
+    def _from_record(cls, db: Database, record: RefRecord) -> BaseVariable:
+        return cls(db.store.get_value(record.oid), record=record)
+
+
+def variable_class(name: str) -> type[BaseVariable] | None:
+    """The declared class of a variable name, if this process declared one."""
+    return _registry.get(name)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+def _save_info(db: Database, data: Any) -> SaveInfo:
+    hook = getattr(data, "__scistack_saveinfo__", None)
+    info = hook(db) if hook is not None else None
+    if info is not None:
+        return info
+    if isinstance(data, BaseVariable):
+        data = data.data
+    oid = db.store.put_value(data)
+    kind = "npy" if isinstance(data, np.ndarray) else ("bytes" if type(data) is bytes else None)
+    if kind is None:
+        kind = db.store.get(oid).kind if _is_tabular(data) else "json"
+    return SaveInfo(oid, kind, summarize(data))
+
+
+def _is_tabular(data: Any) -> bool:
+    return type(data).__name__ in ("DataFrame", "Series", "Table")
+
+
+def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[dict, dict]:
+    addr, vkeys = {}, {}
+    for key, value in metadata.items():
+        if key in db.schema_keys:
+            addr[key] = _address_value(var, key, value)
+        else:
+            check_identifier(key, "metadata key")
+            vkeys[key] = _version_value(var, key, value)
+            close = difflib.get_close_matches(key, db.schema_keys, n=1, cutoff=0.8)
+            if close:
+                warnings.warn(f"{var}.save: {key!r} is not a schema key, so it is saved as a version "
+                              f"key; did you mean {close[0]!r}?", stacklevel=3)
+    if not addr:
+        raise InvalidMetadataError(
+            f"{var}.save() needs at least one schema key to address the value; the schema is "
+            f"{db.schema_keys}, e.g. {var}.save(data, {db.schema_keys[0]}=1). Saving at a coarser "
+            "level (only some schema keys) is fine"
+        )
+    return addr, vkeys
+
+
+def _address_value(var: str, key: str, value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, _ADDRESS_TYPES) or (isinstance(value, float) and value != value):
+        raise InvalidMetadataError(
+            f"{var}.save: {key}={value!r} is a {type(value).__name__}; an address value must be one "
+            "int, str, float or bool. To save several addresses, call save once per address "
+            "(or use for_each)"
+        )
+    return value
+
+
+def _version_value(var: str, key: str, value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is not None and not isinstance(value, _ADDRESS_TYPES):
+        raise InvalidMetadataError(
+            f"{var}.save: version key {key}={value!r} must be an int, str, float, bool or None "
+            f"(got {type(value).__name__}); save structured settings as their own variable"
+        )
+    return value
+
+
+def _is_multi(value: Any) -> bool:
+    return isinstance(value, (list, tuple, set, frozenset, range))
+
+
+def _select(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
+            all_versions: bool = False) -> list[RefRecord]:
+    db.index.refresh()
+    state = db.index.state
+    vkey_names, param_names = state.vkey_names(var), state.param_names(var)
+    addr, vkeys, params, unknown = {}, {}, {}, []
+    for key, value in metadata.items():
+        value = value.item() if isinstance(value, np.generic) else value
+        if key in db.schema_keys:
+            addr[key] = value
+        elif key in vkey_names:
+            vkeys[key] = value
+        elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
+            params[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise VariableNotFoundError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
+    records = state.select(var, addr, vkeys, params, all_versions=all_versions or version is not None)
+    if version is not None:
+        records = [r for r in records if r.version == version]
+    if not records:
+        raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
+    return records
+
+
+def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:
+    return (
+        f"{var} has no metadata key {', '.join(map(repr, unknown))}: its schema keys are "
+        f"{db.schema_keys}, version keys {sorted(vkeys) or 'none'}, lineage parameters "
+        f"{sorted(params) or 'none'}"
+    )
+
+
+def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:
+    query = ", ".join(f"{k}={v!r}" for k, v in metadata.items())
+    if version is not None:
+        query += f"{', ' if query else ''}version={version}"
+    records = list(db.index.state.records(var))
+    if not records:
+        others = db.index.state.variables()
+        return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
+                f"{', '.join(others) or 'none yet'}")
+    hints = []
+    for key in db.schema_keys:
+        values = sorted({repr(r.addr[key]) for r in records if key in r.addr})
+        if values:
+            shown = ", ".join(values[:8]) + (", …" if len(values) > 8 else "")
+            hints.append(f"{key} in {{{shown}}}")
+    if version is not None:
+        hints.append(f"versions {sorted({r.version for r in records})[:10]}")
+    return f"{var} has no record matching {query}; it has {len(records)} records with " + "; ".join(hints)
+
+
+def _ambiguous(var: str, records: list[RefRecord]) -> AmbiguousVersionError:
+    variants = "; ".join(f"{r.vkeys or '(no version keys)'} -> version {r.version}" for r in records)
+    example = next((r.vkeys for r in records if r.vkeys), {})
+    pick = ", ".join(f"{k}={v!r}" for k, v in example.items())
+    return AmbiguousVersionError(
+        f"{var} has {len(records)} variants at {records[0].addr}: {variants}. Pick one with its "
+        f"version keys (e.g. load(..., {pick})) or version=N"
+    )
+
+
+def _sort_key(db: Database, record: RefRecord) -> tuple:
+    parts = []
+    for key in db.schema_keys:
+        value = record.addr.get(key)
+        parts.append((2, "") if value is None else ((1, value) if isinstance(value, str) else (0, value)))
+    return (*parts, record.vkeys_key, record.version)
+
+
+def _sorted(db: Database, records: list[RefRecord]) -> list[RefRecord]:
+    return sorted(records, key=lambda r: _sort_key(db, r))
+
+
+def _load_values(db: Database, records: list[RefRecord]) -> list[Any]:
+    # Sequential on purpose: for small objects, threads lose more to the GIL than they gain.
+    get = db.store.get_value
+    return [get(r.oid) for r in records]
+
+
+def _frame(db: Database, records: list[RefRecord]) -> Any:
+    import pandas as pd
+
+    records = _sorted(db, records)
+    vkey_names = sorted({k for r in records for k in r.vkeys})
+    columns: dict[str, list] = {k: [r.addr.get(k) for r in records] for k in db.schema_keys
+                                if any(k in r.addr for r in records)}
+    for name in vkey_names:
+        columns[name] = [r.vkeys.get(name) for r in records]
+    columns["data"] = _load_values(db, records)
+    frame = pd.DataFrame({k: _column(v) if k == "data" else v for k, v in columns.items()})
+    return frame if records else pd.DataFrame(columns=[*db.schema_keys, "data"])
+
+
+def _column(values: list[Any]) -> Any:
+    """Scalars become a typed column; arrays and containers stay objects in cells."""
+    import pandas as pd
+
+    if values and all(isinstance(v, (int, float, bool, np.generic)) for v in values):
+        return pd.Series(values)
+    return pd.Series(values, dtype=object)
+
+
+def iter_records(db: Database, var: str) -> Iterator[RefRecord]:
+    """Every live record of a variable (all versions)."""
+    db.index.refresh()
+    return db.index.state.records(var)
