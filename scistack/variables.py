@@ -32,6 +32,7 @@ from scistack.errors import (
     VariableNotFoundError,
 )
 from scistack.index import RefRecord, check_identifier
+from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
 _ADDRESS_TYPES = (int, str, float, bool)
@@ -102,9 +103,12 @@ class BaseVariable:
         r = self.record
         return SaveInfo(r.oid, r.kind, r.summary, r.call, r.params)
 
-    def __scistack_input__(self) -> tuple[Any, str | None, str, dict[str, Any]]:
-        """(plain value, oid, variable name, address): how lineage sees a loaded input."""
-        return self.data, self.oid, self.name, self.metadata
+    def __scistack_input__(self) -> tuple:
+        """(value, oid, variable name, metadata, call, params): how lineage sees a loaded input."""
+        r = self.record
+        if r is None:
+            return self.data, None, self.name, {}, None, {}
+        return self.data, r.oid, self.name, self.metadata, r.call, r.params
 
     def __repr__(self) -> str:
         if self.record is None:
@@ -207,15 +211,7 @@ def _save_info(db: Database, data: Any) -> SaveInfo:
         return info
     if isinstance(data, BaseVariable):
         data = data.data
-    oid = db.store.put_value(data)
-    kind = "npy" if isinstance(data, np.ndarray) else ("bytes" if type(data) is bytes else None)
-    if kind is None:
-        kind = db.store.get(oid).kind if _is_tabular(data) else "json"
-    return SaveInfo(oid, kind, summarize(data))
-
-
-def _is_tabular(data: Any) -> bool:
-    return type(data).__name__ in ("DataFrame", "Series", "Table")
+    return SaveInfo(db.store.put_value(data), value_kind(data), summarize(data))
 
 
 def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[dict, dict]:

@@ -75,13 +75,14 @@ class Index:
             self._write([record.to_entry()])
             return self.state.add(record)
 
-    def put_call(self, key: str, call_oid: str, fn: str) -> None:
-        """Record a call-cache entry: call key -> call record oid."""
+    def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str]) -> None:
+        """Record a call-cache entry: call key -> call record oid (and its output oids)."""
         with self.journal.locked():
             self.refresh()
-            if key in self.state.calls and self.state.calls[key][0] == call_oid:
+            known = self.state.calls.get(key)
+            if known is not None and known["call"] == call_oid:
                 return
-            entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "t": utc_now()}
+            entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
             self._write([entry])
             self.state.apply(entry)
 
@@ -161,11 +162,10 @@ class Index:
         return out
 
     # -- reading -----------------------------------------------------------------------
-    def lookup_call(self, key: str) -> str | None:
-        """The call record oid cached under `key`, if any."""
+    def lookup_call(self, key: str) -> dict[str, Any] | None:
+        """The call-cache entry under `key` (`call` oid, `outs` oids), if any."""
         self.refresh()
-        hit = self.state.calls.get(key)
-        return hit[0] if hit else None
+        return self.state.calls.get(key)
 
     def sync(self, *, timeout: float | None = None) -> int:
         """Bring the DuckDB file up to date with the journal now."""

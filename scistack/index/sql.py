@@ -59,7 +59,8 @@ def quote(name: str) -> str:
 _MIGRATIONS: dict[int, list[str]] = {
     1: [
         "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-        "CREATE TABLE calls (key VARCHAR PRIMARY KEY, call VARCHAR NOT NULL, fn VARCHAR, created_at VARCHAR)",
+        "CREATE TABLE calls (key VARCHAR PRIMARY KEY, call VARCHAR NOT NULL, fn VARCHAR, outs VARCHAR, "
+        "created_at VARCHAR)",
         "CREATE TABLE runs (run_id VARCHAR, entry VARCHAR, created_at VARCHAR)",
     ],
 }
@@ -177,9 +178,10 @@ class SqlIndex:
                 "DELETE FROM refs WHERE var = ? AND addr = ? AND version = ?",
                 [[e["var"], _canon(e["addr"]), e["version"]] for e in dels],
             )
-        calls = [[e["key"], e["call"], e.get("fn"), e.get("t")] for e in entries if e.get("op") == "call"]
+        calls = [[e["key"], e["call"], e.get("fn"), json.dumps(e.get("outs") or []), e.get("t")]
+                 for e in entries if e.get("op") == "call"]
         if calls:
-            con.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?)", calls)
+            con.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?)", calls)
         runs = [[e.get("run_id"), _canon(e), e.get("t")] for e in entries if e.get("op") == "run"]
         if runs:
             con.executemany("INSERT INTO runs VALUES (?, ?, ?)", runs)

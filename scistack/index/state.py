@@ -65,7 +65,7 @@ class RefState:
         self._max_version: dict[tuple[str, str], int] = {}
         self._vkey_names: dict[str, set[str]] = {}
         self._param_names: dict[str, set[str]] = {}
-        self.calls: dict[str, tuple[str, str]] = {}
+        self.calls: dict[str, dict[str, Any]] = {}
         self.runs: list[dict[str, Any]] = []
 
     # -- folding -------------------------------------------------------------------------
@@ -77,7 +77,7 @@ class RefState:
         if op == "del":
             self._remove(entry["var"], key_of(entry["addr"]), entry["version"])
         elif op == "call":
-            self.calls[entry["key"]] = (entry["call"], entry.get("fn", ""))
+            self.calls[entry["key"]] = entry
         elif op == "run":
             self.runs.append(entry)
         return None

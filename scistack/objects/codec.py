@@ -42,6 +42,15 @@ def encode_value(value: Any, put: Put) -> tuple[str, list]:
     return "json", [encode_json(value, put_child)]
 
 
+def value_kind(value: Any) -> str:
+    """The kind `encode_value` picks for `value` (without encoding it)."""
+    if isinstance(value, np.ndarray):
+        return "npy"
+    if is_child_value(value):
+        return "table"
+    return "bytes" if type(value) is bytes else "json"
+
+
 def decode_value(kind: str, payload: Any, get: Get) -> Any:
     """The value of an object; `get(oid) -> (kind, payload)` fetches children."""
     if kind == "npy":

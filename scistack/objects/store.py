@@ -106,3 +106,12 @@ class MemoryObjectStore(ObjectStore):
     def delete(self, oid: str) -> None:
         with self._lock:
             self._objects.pop(validate_oid(oid), None)
+
+
+def hash_value(value: Any) -> Oid:
+    """The oid `value` would have if stored, computed without writing anything."""
+
+    def hash_only(kind: str, parts: list) -> Oid:
+        return hash_object(kind, parts)
+
+    return hash_object(*encode_value(value, hash_only))
