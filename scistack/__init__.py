@@ -1,4 +1,11 @@
-"""scistack: a versioned, queryable, lineage-tracked home for every value a pipeline produces."""
+"""scistack: a versioned, queryable, lineage-tracked home for every value a pipeline produces.
+
+```python
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each, Fixed
+db = configure_database("gait.duckdb", ["subject", "session"])
+class RawEMG(BaseVariable): pass
+```
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,12 @@ __version__ = "0.1.0"
 
 from scistack.database import Database, configure_database, get_database  # noqa: E402
 from scistack.errors import *  # noqa: E402,F401,F403
+from scistack.lineage.function import LineageFunction, LineageResult, Thunk, lineage_fcn, thunk  # noqa: E402
+from scistack.lineage.provenance import WhyReport, why  # noqa: E402
 from scistack.variables import BaseVariable  # noqa: E402
+from scistack.foreach import Fixed, Merge, RunReport, for_each, set_schema  # noqa: E402
 
-__all__ = ["BaseVariable", "Database", "configure_database", "get_database", "__version__"]
+__all__ = [
+    "BaseVariable", "Database", "Fixed", "Merge", "RunReport", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",
+    "configure_database", "get_database", "lineage_fcn", "thunk", "why", "__version__",
+]

@@ -17,7 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError
+from scistack.errors import (
+    AmbiguousVersionError,
+    InvalidNameError,
+    NotARepositoryError,
+    SchemaMismatchError,
+)
 from scistack.index import Index, check_identifier
 from scistack.objects import LocalObjectStore, ObjectStore
 
@@ -95,6 +100,40 @@ class Database:
     def sync(self) -> int:
         """Copy every journalled change into the DuckDB file now (views included)."""
         return self.index.sync()
+
+    def get_provenance(self, variable: Any, **metadata: Any) -> dict[str, Any] | None:
+        """How the value at `metadata` was made: function, constants, inputs, code, environment.
+
+        Returns None for a value saved without lineage.
+        """
+        found = variable.load(**metadata)
+        if isinstance(found, list):
+            if len(found) != 1:
+                raise AmbiguousVersionError(
+                    f"get_provenance needs one value but {len(found)} records of {variable.__name__} "
+                    f"match {metadata}; give the full address (schema keys {self.schema_keys})"
+                )
+            found = found[0]
+        if found.record.call is None:
+            return None
+        return self.call_record(found.record.call) | {"value_oid": found.record.oid}
+
+    def call_record(self, call_oid: str) -> dict[str, Any]:
+        """A stored call record in the shape `get_provenance` returns."""
+        call = self.store.get_value(call_oid)
+        fn = call["function"]
+        inputs, constants = {}, {}
+        for name, item in call["inputs"].items():
+            if "var" in item or "call" in item or "const" not in item:
+                inputs[name] = {k: item[k] for k in ("var", "addr", "oid", "call") if k in item}
+            else:
+                constants[name] = item["const"]
+        return {
+            "function_name": fn["name"], "module": fn["module"], "code_hash": fn["identity"],
+            "code": fn["code"], "constants": constants, "inputs": inputs, "outputs": call["outputs"],
+            "params": call["params"], "env": call["env"], "created_at": call["started"],
+            "duration": call["duration"], "call": call_oid, "function": fn,
+        }
 
     def sql(self, query: str, params: list | None = None) -> Any:
         """Run a read-only SQL query on the index; returns a pandas DataFrame."""

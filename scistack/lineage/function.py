@@ -16,6 +16,7 @@ are cached and recorded in memory for the life of the process.
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import operator
 import time
@@ -68,6 +69,12 @@ class _DatabaseCache:
 
 
 MEMORY = _MemoryCache()
+_REGISTRY: dict[tuple[Any, str], LineageFunction] = {}
+
+
+def registered_function(module: str, qualname: str) -> LineageFunction | None:
+    """The lineage function of that name created in this process, if any (for `why`)."""
+    return _REGISTRY.get((module, qualname))
 
 
 def lineage_context() -> _MemoryCache | _DatabaseCache:
@@ -101,6 +108,7 @@ class LineageFunction:
                 f"parameters are {list(self.signature.parameters)}"
             )
         self._code_oids: dict[tuple[int, str], str] = {}
+        _REGISTRY[(getattr(fn, "__module__", None), getattr(fn, "__qualname__", self.name))] = self
 
     @property
     def name(self) -> str:
@@ -194,11 +202,32 @@ class LineageFunction:
     def __repr__(self) -> str:
         return f"<lineage function {self.__module__}.{self.__qualname__}>"
 
+    def __reduce__(self) -> tuple:
+        # Workers need the function. Importable ones travel by reference (plain pickle); one
+        # defined in __main__ travels by value, which Dask's cloudpickle supports.
+        module, qualname = getattr(self.fn, "__module__", None), getattr(self.fn, "__qualname__", "")
+        if module and module != "__main__" and "<locals>" not in qualname:
+            return (_restore, (module, qualname, self.version, tuple(self.ignore)))
+        return (_rebuild, (self.fn, self.version, tuple(self.ignore)))
+
     def __get__(self, instance: Any, owner: Any = None) -> Any:
         return self if instance is None else functools.partial(self, instance)
 
 
 Thunk = LineageFunction
+
+
+def _restore(module: str, qualname: str, version: str | None, ignore: tuple[str, ...]) -> LineageFunction:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if isinstance(target, LineageFunction):
+        return target
+    return LineageFunction(target, version=version, ignore=ignore)
+
+
+def _rebuild(fn: Callable, version: str | None, ignore: tuple[str, ...]) -> LineageFunction:
+    return LineageFunction(fn, version=version, ignore=ignore)
 
 
 def lineage_fcn(fn: Callable | None = None, *, version: str | None = None,

@@ -1,0 +1,299 @@
+"""`for_each`: run a function over every combination of metadata, with caching and lineage.
+
+```python
+for_each(bandpass, inputs={"signal": RawEMG, "low_hz": 20}, outputs=[FilteredEMG],
+         subject=[1, 2, 3], session=["pre", "post"])
+```
+For each combination the engine resolves inputs to oids (no values read), computes the call
+key, and skips the combination when the cache holds the call and its outputs are saved there
+(a few dict lookups). Only the remaining combinations load inputs and run, serially, in a
+process pool (`workers=`) or on any `concurrent.futures.Executor` (a Dask client's). Refs,
+calls and the run report are journalled in batches by this process alone; a killed run
+leaves objects without refs at worst, and re-running completes only what is missing.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import itertools
+import logging
+import multiprocessing
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from scistack.database import Database, current_database
+from scistack.errors import ForEachError, InvalidMetadataError
+from scistack.foreach.execute import Outcome, Task, run_chunk, run_task
+from scistack.foreach.inputs import Resolved, is_loaded_input, is_variable, resolve
+from scistack.foreach.report import ComboResult, RunReport
+from scistack.foreach.scifor import run_table_mode
+from scistack.index import key_of, utc_now
+from scistack.lineage.calls import flatten_params
+from scistack.lineage.function import LineageFunction, lineage_context
+from scistack.lineage.identity import FunctionIdentity
+
+log = logging.getLogger("scistack.foreach")
+_FLUSH_EVERY_S = 1.0
+
+
+def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dry_run: bool = False,
+             on_error: str = "continue", workers: int | None = None, executor: cf.Executor | None = None,
+             progress: bool | None = None, as_table: bool = False, chunk_size: int | None = None,
+             **iterables: Any) -> Any:
+    """Call `fn` for every combination of `iterables`, loading `inputs` and saving `outputs`.
+
+    Parameters
+    ----------
+    inputs
+        Parameter name -> a variable class (loaded at each combination), `Fixed(...)`,
+        `Merge(...)`, or a constant (recorded in lineage, queryable with `load(name=value)`).
+    outputs
+        Variable classes receiving the returned value(s) (a tuple maps to several outputs).
+    iterables
+        Schema key -> values (any iterable; `[]` means every value stored for that key).
+    on_error
+        "continue" records a failure with its traceback and goes on; "raise" stops.
+    workers, executor
+        Run combinations in a local process pool, or on any Executor (e.g. Dask's).
+
+    Returns
+    -------
+    RunReport
+        (or, with no database and plain DataFrame inputs, a DataFrame of results).
+    """
+    db = current_database()
+    outputs = list(outputs)
+    if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
+        return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table)
+    _check_arguments(db, fn, inputs, outputs, on_error, iterables)
+    lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
+    run = _Run(db, lf, inputs, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error)
+    return run.execute(_combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
+
+
+class _Run:
+    def __init__(self, db: Database, lf: LineageFunction, inputs: dict[str, Any], outputs: list[Any], *,
+                 as_table: bool, dry_run: bool, on_error: str) -> None:
+        self.db, self.lf, self.inputs, self.outputs = db, lf, inputs, outputs
+        self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
+        self.identity: FunctionIdentity = lf.identity()  # once per run: code does not change mid-run
+        self.ctx = lineage_context()
+        self.items: list[ComboResult] = []
+        self.pending: list[tuple[ComboResult, dict[str, Resolved], str]] = []
+        self._last_flush = time.monotonic()
+
+    def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
+                progress: bool | None, chunk_size: int | None) -> RunReport:
+        t0 = time.perf_counter()
+        bar = _progress_bar(len(combos), self.lf.name, progress)
+        with self.db.batch():
+            self.db.index.refresh()
+            for combo in combos:
+                self._plan(combo, bar)
+            if self.pending and not self.dry_run:
+                if workers or executor:
+                    self._run_parallel(workers, executor, chunk_size, bar)
+                else:
+                    self._run_serial(bar)
+            report = RunReport(self.lf.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
+                               self.dry_run)
+            if not self.dry_run:
+                items_oid = self.db.store.put_value(report.items_tree())
+                self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now()})
+        if bar is not None:
+            bar.close()
+        log.info("%s", report.summary())
+        if self.on_error == "raise" and report.failures:
+            first = report.failures[0]
+            raise ForEachError(f"for_each({self.lf.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
+                               report.failures)
+        return report
+
+    # -- planning --------------------------------------------------------------------------
+    def _plan(self, combo: dict[str, Any], bar: Any) -> None:
+        resolved: dict[str, Resolved] = {}
+        missing = []
+        for name, spec in self.inputs.items():
+            if name in self.lf.ignore:
+                continue
+            found = resolve(self.db, name, spec, combo, as_table=self.as_table)
+            if found is None:
+                missing.append(name)
+            else:
+                resolved[name] = found
+        item = ComboResult(combo, "missing", missing=missing)
+        self.items.append(item)
+        if missing:
+            log.debug("missing %s at %s", missing, combo)
+            _tick(bar)
+            return
+        key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
+        hit = self.ctx.lookup(key)
+        if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, hit):
+            item.status = "cached"
+            _tick(bar)
+            return
+        item.status = "would_run" if self.dry_run else "pending"
+        if self.dry_run:
+            _tick(bar)
+        self.pending.append((item, resolved, key))
+
+    def _restore(self, combo: dict[str, Any], hit: dict[str, Any]) -> bool:
+        """A cached call: make sure its outputs are the current refs at this combination."""
+        state, addr_key = self.db.index.state, key_of(combo)
+        for var, oid in zip(self.outputs, hit["outs"]):
+            current = state.current_at(var.__name__, addr_key, "{}")
+            if current is not None and current.oid == oid and current.call == hit["call"]:
+                continue
+            if self.dry_run:
+                return True
+            if not self.db.store.contains(oid):
+                return False  # garbage-collected output: compute again
+            self._save(var.__name__, combo, (oid, _kind_of(self.db, oid), ""), hit["call"], None)
+        return True
+
+    # -- running ---------------------------------------------------------------------------
+    def _run_serial(self, bar: Any) -> None:
+        fn = self.lf.fn
+        passthrough = self._passthrough()
+        for index, (item, resolved, key) in enumerate(self.pending):
+            task = Task(index, resolved, passthrough)
+            outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table)
+            self._finish(item, resolved, key, outcome)
+            _tick(bar)
+            if self.on_error == "raise" and item.status == "failed":
+                self._skip_rest(index + 1)
+                return
+
+    def _run_parallel(self, workers: int | None, executor: cf.Executor | None, chunk_size: int | None,
+                      bar: Any) -> None:
+        own = executor is None
+        pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        n_workers = workers or getattr(pool, "_max_workers", 2) or 2
+        size = chunk_size or max(1, min(256, len(self.pending) // (n_workers * 4) or 1))
+        passthrough = self._passthrough()
+        tasks = [Task(i, resolved, passthrough) for i, (_, resolved, _) in enumerate(self.pending)]
+        store_root = str(self.db.store.root)  # type: ignore[attr-defined]
+        try:
+            futures = [pool.submit(run_chunk, self.lf, store_root, tasks[i:i + size], self.db.schema_keys,
+                                   len(self.outputs), self.as_table) for i in range(0, len(tasks), size)]
+            for future in cf.as_completed(futures):
+                for outcome in future.result():
+                    item, resolved, key = self.pending[outcome.index]
+                    self._finish(item, resolved, key, outcome)
+                    _tick(bar, 1)
+        finally:
+            if own:
+                pool.shutdown(cancel_futures=True)
+
+    def _passthrough(self) -> dict[str, Any]:
+        return {n: v for n, v in self.inputs.items() if n in self.lf.ignore}
+
+    def _finish(self, item: ComboResult, resolved: dict[str, Resolved], key: str, outcome: Outcome) -> None:
+        item.duration = outcome.duration
+        if outcome.error is not None:
+            item.status, item.error, item.traceback = "failed", outcome.error, outcome.traceback
+            log.warning("for_each(%s) failed at %s: %s", self.lf.name, item.combo, outcome.error)
+            return
+        if outcome.skipped:
+            item.status = "skipped"
+            return
+        bound = {n: r.bound for n, r in resolved.items()}
+        out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
+        call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
+                                       outcome.duration)
+        self.ctx.record(key, call_oid, self.identity.digest, out_oids)
+        params = flatten_params(self.identity.name, bound)
+        for var, out in zip(self.outputs, outcome.outputs):  # type: ignore[arg-type]
+            self._save(var.__name__, item.combo, out, call_oid, params)
+        item.status = "ran"
+        log.debug("ran %s at %s in %.3f s", self.lf.name, item.combo, outcome.duration)
+        if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
+            self.db.index.flush()  # bound what a kill can lose to about a second of work
+            self._last_flush = time.monotonic()
+
+    def _save(self, var: str, combo: dict[str, Any], out: tuple[str, str, str], call_oid: str,
+              params: dict[str, Any] | None) -> None:
+        oid, kind, summary = out
+        if params is None or not summary:
+            prior = self.db.index.state.versions_at(var, key_of(combo))
+            same = next((r for r in reversed(prior) if r.oid == oid), None)
+            summary = summary or (same.summary if same else "")
+            params = params if params is not None else (same.params if same else
+                                                        self.db.call_record(call_oid)["params"])
+        self.db.index.put_ref(var, dict(combo), {}, oid, kind, call=call_oid, params=params, summary=summary)
+
+    def _skip_rest(self, start: int) -> None:
+        for item, _, _ in self.pending[start:]:
+            item.status = "skipped"
+
+
+def _kind_of(db: Database, oid: str) -> str:
+    return db.store.get(oid).kind
+
+
+def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
+                     iterables: dict[str, Any]) -> None:
+    if on_error not in ("continue", "raise"):
+        raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
+    for out in outputs:
+        if not is_variable(out):
+            raise InvalidMetadataError(
+                f"outputs must be variable classes (class Result(BaseVariable): pass), got {out!r}")
+    unknown = [k for k in iterables if k not in db.schema_keys]
+    if unknown:
+        raise InvalidMetadataError(
+            f"for_each iterates schema keys only; {unknown} are not in the schema {db.schema_keys}. "
+            "Pass other settings through inputs={...} as constants")
+    if not callable(fn):
+        raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
+
+
+def _combinations(db: Database, inputs: dict[str, Any], iterables: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination, in the order given; `[]` expands to every stored value of that key."""
+    keys, value_lists = [], []
+    for key, values in iterables.items():
+        if isinstance(values, (str, bytes, int, float)):
+            values = [values]
+        values = list(values)
+        if not values:
+            values = _stored_values(db, inputs, key)
+        keys.append(key)
+        value_lists.append(values)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*value_lists)]
+
+
+def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
+    db.index.refresh()
+    seen: dict[Any, Any] = {}
+    for spec in inputs.values():
+        variables = spec.variables if hasattr(spec, "variables") else [getattr(spec, "variable", spec)]
+        for var in variables:
+            if is_variable(var):
+                for record in db.index.state.records(var.__name__):
+                    if key in record.addr:
+                        value = record.addr[key]
+                        seen[(type(value).__name__, value)] = value
+    return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
+
+
+def _progress_bar(total: int, name: str, progress: bool | None) -> Any:
+    if progress is False or (progress is None and not _interactive()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"for_each({name})", unit="combo")
+
+
+def _interactive() -> bool:
+    if "ipykernel" in sys.modules:
+        return True
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
+def _tick(bar: Any, n: int = 1) -> None:
+    if bar is not None:
+        bar.update(n)

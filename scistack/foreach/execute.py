@@ -1,0 +1,89 @@
+"""Running one combination: load its inputs, call the function, store its outputs.
+
+This runs in the calling process or in a worker (a process pool, a Dask cluster). A worker
+touches only the object store, which is safe for concurrent writers (atomic, idempotent
+puts), and returns oids; the calling process alone records refs and calls in the index.
+Running a combination twice produces the same oids, so retried tasks are harmless.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from scistack.foreach.inputs import Resolved, load_value
+from scistack.index import utc_now
+from scistack.objects import LocalObjectStore, ObjectStore
+from scistack.objects.codec import value_kind
+from scistack.summary import summarize
+
+
+@dataclass(slots=True)
+class Task:
+    """One combination to run, as sent to a worker."""
+
+    index: int
+    inputs: dict[str, Resolved]
+    passthrough: dict[str, Any]   # ignored parameters: passed to the function, not in lineage
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What running a task produced: output (oid, kind, summary) triples, or an error."""
+
+    index: int
+    outputs: list[tuple[str, str, str]] | None
+    started: str
+    duration: float
+    error: str | None = None
+    traceback: str | None = None
+    skipped: bool = False
+
+
+def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_outputs: int,
+             as_table: bool) -> Outcome:
+    """Load, call, store; never raises for an error inside the user's function."""
+    started, t0 = utc_now(), time.perf_counter()
+    try:
+        values = {n: load_value(store, r, schema_keys, as_table=as_table) for n, r in task.inputs.items()}
+        values.update(task.passthrough)
+        result = fn(**values)
+        duration = time.perf_counter() - t0
+        if result is None:
+            return Outcome(task.index, None, started, duration, skipped=True)
+        outputs = _as_outputs(result, n_outputs, getattr(fn, "__name__", "function"))
+        stored = [(store.put_value(v), value_kind(v), summarize(v)) for v in outputs]
+        return Outcome(task.index, stored, started, duration)
+    except Exception as exc:  # noqa: BLE001 - recorded per combination; the run goes on
+        return Outcome(task.index, None, started, time.perf_counter() - t0,
+                       f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+
+def _as_outputs(result: Any, n_outputs: int, name: str) -> list[Any]:
+    outputs = list(result) if isinstance(result, tuple) and n_outputs != 1 else [result]
+    if n_outputs and len(outputs) != n_outputs:
+        raise ValueError(
+            f"{name} returned {len(outputs)} value(s) but outputs= names {n_outputs}; return a tuple "
+            "with one value per output variable"
+        )
+    return [getattr(v, "data", v) if hasattr(v, "__scistack_input__") else v for v in outputs]
+
+
+_worker_stores: dict[str, ObjectStore] = {}
+
+
+def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], n_outputs: int,
+              as_table: bool) -> list[Outcome]:
+    """Worker entry point: run a chunk of tasks against the project's object store."""
+    store = _worker_stores.get(store_root)
+    if store is None:
+        store = _worker_stores[store_root] = LocalObjectStore(store_root)
+    return [run_task(fn, store, task, schema_keys, n_outputs, as_table) for task in tasks]
+
+
+def worker_pid() -> int:
+    """For tests: which process ran a chunk."""
+    return os.getpid()

@@ -1,0 +1,144 @@
+"""Input specifications of `for_each` and how each resolves at one combination.
+
+A variable class loads at the combination's address; `Fixed(Var, session="baseline")` pins
+some keys; `Merge(A, B)` joins several variables into one table; anything else is a constant.
+Resolution yields oids only: values are read from the store just for combinations that run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scistack.database import Database
+from scistack.index import RefRecord
+from scistack.lineage.calls import BoundInput, describe
+from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.hashing import hash_bytes
+from scistack.objects.store import ObjectStore
+
+
+class Fixed:
+    """Load `variable` with some address keys pinned: `Fixed(RawEMG, session="baseline")`."""
+
+    def __init__(self, variable: type, **pinned: Any) -> None:
+        self.variable = variable
+        self.pinned = pinned
+
+    def __repr__(self) -> str:
+        pins = ", ".join(f"{k}={v!r}" for k, v in self.pinned.items())
+        return f"Fixed({self.variable.__name__}, {pins})"
+
+
+class Merge:
+    """Several variables at one combination, joined into one DataFrame (a column each)."""
+
+    def __init__(self, *variables: Any) -> None:
+        if len(variables) < 2:
+            raise TypeError("Merge needs at least two variables, e.g. Merge(Force, Velocity)")
+        self.variables = variables
+
+
+def is_variable(spec: Any) -> bool:
+    """Whether an input spec is a variable class (declared with BaseVariable)."""
+    return isinstance(spec, type) and hasattr(spec, "load_all") and hasattr(spec, "save")
+
+
+def is_loaded_input(spec: Any) -> bool:
+    """Whether an input loads from the database at each combination."""
+    return is_variable(spec) or isinstance(spec, (Fixed, Merge))
+
+
+@dataclass(slots=True)
+class Resolved:
+    """One input at one combination: records to load, and the lineage view (BoundInput)."""
+
+    bound: BoundInput
+    records: list[RefRecord] | None   # None for constants
+    aggregate: bool
+    var: str | None
+
+
+def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_table: bool) -> Resolved | None:
+    """The input at `combo`, or None when it is missing there."""
+    if isinstance(spec, Merge):
+        parts = [resolve(db, name, s, combo, as_table=True) for s in spec.variables]
+        if any(p is None for p in parts):
+            return None
+        oids = [p.bound.oid for p in parts]  # type: ignore[union-attr]
+        key = hash_bytes(dumps_canonical({"merge": oids}))
+        records = [r for p in parts for r in p.records]  # type: ignore[union-attr]
+        return Resolved(BoundInput(name, None, key, {"oid": key, "merge": [p.var for p in parts]}),  # type: ignore[union-attr]
+                        records, True, "+".join(p.var for p in parts))  # type: ignore[union-attr,misc]
+    if isinstance(spec, Fixed):
+        return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table)
+    if is_variable(spec):
+        return _resolve_variable(db, name, spec.__name__, combo, as_table)
+    return Resolved(describe(name, spec), None, False, None)
+
+
+def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool) -> Resolved | None:
+    state = db.index.state
+    records = state.select(var, addr, {}, {})
+    if not records:
+        return None
+    exact = [r for r in records if set(r.addr) == set(addr)]
+    if len(exact) == 1:
+        r = exact[0]
+        record = {"oid": r.oid, "var": var, "addr": r.addr}
+        if r.call:
+            record["call"] = r.call
+        return Resolved(BoundInput(name, None, r.oid, record, dict(r.params)), [r], False, var)
+    if exact:  # several version-key variants: the newest record wins, deterministically
+        exact.sort(key=lambda r: r.created_at)
+        return _resolve_variable_records(name, var, addr, exact[-1:], as_table, aggregate=False)
+    records.sort(key=lambda r: r.addr_key)
+    return _resolve_variable_records(name, var, addr, records, as_table, aggregate=True)
+
+
+def _resolve_variable_records(name: str, var: str, addr: dict[str, Any], records: list[RefRecord],
+                              as_table: bool, *, aggregate: bool) -> Resolved:
+    oids = [r.oid for r in records]
+    if not aggregate:
+        r = records[0]
+        record = {"oid": r.oid, "var": var, "addr": r.addr}
+        return Resolved(BoundInput(name, None, r.oid, record, dict(r.params)), records, False, var)
+    key = hash_bytes(dumps_canonical({"aggregate": oids, "as_table": as_table}))
+    params: dict[str, Any] = {}
+    for r in records:
+        params.update(r.params)
+    record = {"oid": key, "var": var, "addr": addr, "members": oids}
+    return Resolved(BoundInput(name, None, key, record, params), records, True, var)
+
+
+def load_value(store: ObjectStore, resolved: Resolved, schema_keys: list[str], *, as_table: bool) -> Any:
+    """The plain value the function receives for a resolved input (read from `store`)."""
+    if resolved.records is None:
+        return resolved.bound.value
+    if "merge" in resolved.bound.record:
+        return _merged_frame(store, resolved, schema_keys)
+    if not resolved.aggregate:
+        return store.get_value(resolved.records[0].oid)
+    values = [store.get_value(r.oid) for r in resolved.records]
+    if not as_table:
+        return values
+    import pandas as pd
+
+    rows = [{**{k: r.addr.get(k) for k in schema_keys if k in r.addr}, "data": v}
+            for r, v in zip(resolved.records, values)]
+    return pd.DataFrame(rows)
+
+
+def _merged_frame(store: ObjectStore, resolved: Resolved, schema_keys: list[str]) -> Any:
+    import pandas as pd
+
+    frames = []
+    for var in resolved.bound.record["merge"]:
+        rows = [{**{k: r.addr.get(k) for k in schema_keys if k in r.addr}, var: store.get_value(r.oid)}
+                for r in resolved.records if r.var == var]
+        frames.append(pd.DataFrame(rows))
+    merged = frames[0]
+    for frame in frames[1:]:
+        on = [k for k in schema_keys if k in merged.columns and k in frame.columns]
+        merged = merged.merge(frame, on=on, how="outer") if on else merged.join(frame, how="outer")
+    return merged

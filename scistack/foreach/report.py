@@ -1,0 +1,89 @@
+"""`RunReport`: what a `for_each` run did, per combination, readable and stored.
+
+The report is what scientists look at when a run ends ("ran 118, cached 2, 4 missing, 1
+failed: subject=7 session='post': ValueError ...") and what `scistack` commands show later:
+it is journalled as a `run` entry, its per-combination table stored as an object.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUSES = ("ran", "cached", "missing", "failed", "would_run", "skipped")
+
+
+@dataclass(slots=True)
+class ComboResult:
+    """The outcome of one combination."""
+
+    combo: dict[str, Any]
+    status: str
+    duration: float = 0.0
+    error: str | None = None
+    traceback: str | None = None
+    missing: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RunReport:
+    """Counts, per-combination statuses, failures with tracebacks, and timings of a run."""
+
+    function: str
+    items: list[ComboResult]
+    duration: float
+    run_id: str = ""
+    dry_run: bool = False
+    results: Any = None   # scifor mode: the DataFrame of results
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counted = Counter(item.status for item in self.items)
+        return {status: counted.get(status, 0) for status in STATUSES if counted.get(status) or status in
+                ("ran", "cached", "missing", "failed")}
+
+    @property
+    def failures(self) -> list[ComboResult]:
+        return [item for item in self.items if item.status == "failed"]
+
+    def __getattr__(self, name: str) -> int:
+        if name in STATUSES:
+            return sum(1 for item in self.items if item.status == name)
+        raise AttributeError(name)
+
+    def to_frame(self) -> Any:
+        """One row per combination: its keys, status, duration and error."""
+        import pandas as pd
+
+        return pd.DataFrame([{**i.combo, "status": i.status, "duration": i.duration, "error": i.error}
+                             for i in self.items])
+
+    def summary(self) -> str:
+        """A few lines: counts, time, and the first failures."""
+        counts = ", ".join(f"{n} {s}" for s, n in self.counts.items())
+        head = f"for_each({self.function}): {counts} in {self.duration:.2f} s"
+        if self.dry_run:
+            head = "[dry run] " + head
+        lines = [head]
+        for item in self.failures[:5]:
+            where = ", ".join(f"{k}={v!r}" for k, v in item.combo.items())
+            lines.append(f"  failed {where}: {item.error}")
+        if len(self.failures) > 5:
+            lines.append(f"  ... and {len(self.failures) - 5} more failures (report.failures)")
+        return "\n".join(lines)
+
+    __str__ = summary
+
+    def __repr__(self) -> str:
+        return f"<RunReport {self.summary().splitlines()[0]}>"
+
+    def to_entry(self, items_oid: str | None) -> dict[str, Any]:
+        """The journal `run` entry."""
+        return {"op": "run", "run_id": self.run_id, "function": self.function, "counts": self.counts,
+                "duration": round(self.duration, 6), "items": items_oid, "dry_run": self.dry_run}
+
+    def items_tree(self) -> list[dict[str, Any]]:
+        """Per-combination statuses as plain data (stored as an object)."""
+        return [{"combo": i.combo, "status": i.status, "duration": round(i.duration, 6),
+                 "error": i.error, "traceback": i.traceback} for i in self.items]

@@ -1,0 +1,80 @@
+"""Table mode ("scifor"): `for_each` on plain DataFrames, with no database and no lineage.
+
+```python
+set_schema(["subject", "session"])
+results = for_each(bandpass, inputs={"signal": raw_df, "low_hz": 20},
+                   subject=[1, 2, 3], session=["pre", "post"])
+```
+Each DataFrame input is filtered to the combination's rows (on the schema columns it has);
+a single-row frame with a `data` column passes that cell's value. The results come back as one
+DataFrame: the combination's keys plus one column per output (named by `outputs`, else
+`result`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from scistack.errors import InvalidMetadataError
+
+_schema: list[str] = []
+
+
+def set_schema(keys: list[str]) -> None:
+    """Declare which DataFrame columns identify a combination (table mode only)."""
+    if isinstance(keys, str) or not all(isinstance(k, str) for k in keys):
+        raise InvalidMetadataError(f"set_schema takes a list of column names, e.g. [\"subject\"], not {keys!r}")
+    _schema[:] = list(keys)
+
+
+def get_schema() -> list[str]:
+    """The table-mode schema keys."""
+    return list(_schema)
+
+
+def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any],
+                   *, as_table: bool) -> Any:
+    """Run `fn` per combination on filtered DataFrames; return a DataFrame of results."""
+    import pandas as pd
+
+    keys = list(iterables)
+    unknown = [k for k in keys if _schema and k not in _schema]
+    if unknown:
+        raise InvalidMetadataError(f"{unknown} are not schema keys {_schema}; call set_schema([...]) first")
+    names = [getattr(o, "__name__", str(o)) for o in outputs] or ["result"]
+    rows = []
+    for values in itertools.product(*(_as_list(v) for v in iterables.values())):
+        combo = dict(zip(keys, values))
+        args = {n: _filter(v, combo, as_table) for n, v in inputs.items()}
+        if any(a is _MISSING for a in args.values()):
+            continue
+        result = fn(**args)
+        result = getattr(result, "data", result) if hasattr(result, "__scistack_input__") else result
+        parts = list(result) if isinstance(result, tuple) and len(names) > 1 else [result]
+        rows.append({**combo, **dict(zip(names, parts))})
+    return pd.DataFrame(rows, columns=[*keys, *names])
+
+
+_MISSING = object()
+
+
+def _filter(value: Any, combo: dict[str, Any], as_table: bool) -> Any:
+    import pandas as pd
+
+    if not isinstance(value, pd.DataFrame):
+        return value
+    mask = pd.Series(True, index=value.index)
+    for key, wanted in combo.items():
+        if key in value.columns:
+            mask &= value[key] == wanted
+    rows = value[mask]
+    if rows.empty:
+        return _MISSING
+    if len(rows) == 1 and "data" in rows.columns and not as_table:
+        return rows["data"].iloc[0]
+    return rows.reset_index(drop=True)
+
+
+def _as_list(values: Any) -> list[Any]:
+    return [values] if isinstance(values, (str, bytes, int, float)) else list(values)
