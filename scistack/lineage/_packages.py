@@ -1,0 +1,101 @@
+"""Which code is the project's own, and which version identifies everything else.
+
+The project's own code is followed by source, transitively; every other module counts only
+by the version of the distribution that ships it. A module is *not* project code when it is
+a builtin, or its file lies in the standard library (``sysconfig`` ``stdlib``/``platstdlib``)
+or under any ``site-packages``/``dist-packages`` directory. scistack itself also counts as a
+library even when installed in editable mode: its internals are not part of a user's analysis.
+Code in ``__main__`` (scripts, notebooks) is project code, and so is code whose module cannot
+be found at all (``exec``-created functions). Following such code by source or bytecode is
+the safe side: at worst a needless recompute, never a stale result.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import sys
+import sysconfig
+
+_LIBRARY_TOPS = frozenset({"scistack"})
+_LIBRARY_DIR_NAMES = frozenset({"site-packages", "dist-packages"})
+
+
+def is_project_module(module_name: str | None) -> bool:
+    """True if functions of module `module_name` should be identified by their source.
+
+    Parameters
+    ----------
+    module_name
+        A ``__module__`` value; None for code created by ``exec`` without a module name.
+
+    """
+    if module_name is None or module_name == "__main__":
+        return True
+    top = module_name.partition(".")[0]
+    if top in _LIBRARY_TOPS or top in sys.builtin_module_names:
+        return False
+    module = sys.modules.get(module_name) or sys.modules.get(top)
+    if module is None:
+        return top not in sys.stdlib_module_names
+    path = getattr(module, "__file__", None)
+    if path is None:  # frozen or builtin stdlib modules, or namespace/dynamic modules
+        return top not in sys.stdlib_module_names
+    return not _is_library_path(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_library_path(path: str) -> bool:
+    """True if `path` lies in the standard library or an installed-packages directory."""
+    real = os.path.realpath(path)
+    if _LIBRARY_DIR_NAMES.intersection(real.split(os.sep)):
+        return True
+    return any(_is_within(real, root) for root in _stdlib_roots())
+
+
+@functools.lru_cache(maxsize=1)
+def _stdlib_roots() -> tuple[str, ...]:
+    """Real paths of the standard-library directories of this interpreter."""
+    paths = sysconfig.get_paths()
+    return tuple(sorted({os.path.realpath(paths[key]) for key in ("stdlib", "platstdlib")}))
+
+
+def _is_within(path: str, root: str) -> bool:
+    """True if `path` is `root` or below it."""
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # different drives on Windows
+        return False
+
+
+def python_version() -> str:
+    """The version label of the interpreter, e.g. ``python==3.11.7``."""
+    return f"python=={platform.python_version()}"
+
+
+@functools.lru_cache(maxsize=1024)
+def package_version(module_name: str) -> str:
+    """``dist==version`` of the distribution providing `module_name` (cached per process).
+
+    The standard library and builtins answer with the Python version. A module that no
+    installed distribution claims answers with its ``__version__`` or ``unknown``.
+    """
+    top = module_name.partition(".")[0]
+    if top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return python_version()
+    candidates = [top, *sorted(_distributions().get(top, ()))]
+    for dist in candidates:
+        try:
+            return f"{dist}=={importlib.metadata.version(dist)}"
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    version = getattr(sys.modules.get(top), "__version__", None)
+    return f"{top}=={version}" if isinstance(version, str) else f"{top}==unknown"
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions() -> dict[str, list[str]]:
+    """Top-level import name -> distribution names; scans installed metadata once."""
+    return dict(importlib.metadata.packages_distributions())

@@ -1,0 +1,113 @@
+"""The part of a function's identity that depends on its code alone, memoised per code object.
+
+A *shape* is the digest of the normalised tree (or of the bytecode when there is no usable
+source), the normalised source text, and the dotted names the code reads. It is computed
+once per code object (per class for classes): parsing and compiling files is the expensive
+part of identity, and a code object never changes. What those names are bound to *now* is
+not part of the shape; ``_graph`` resolves it on every computation.
+
+Which names are read: the tree's Name/Attribute chains whose first name the compiler also
+treated as global (``co_names``) or closure (``co_freevars``), so locals never count. For a
+class, the names in its methods' ``co_names`` and everything its body evaluates count. Both
+rules over-approximate (an attribute that happens to share a global's name); that can only
+add a dependency, never lose one.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+from types import FunctionType
+from typing import Any
+
+from scistack.lineage import _ast_normalise as norm
+from scistack.lineage._source import (
+    class_functions,
+    code_digest,
+    code_names,
+    locate_class,
+    locate_function,
+)
+from scistack.lineage._values import encode_constant, hash_fields, value_digest
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """Code-only facts about a function or class."""
+
+    own: str  # digest of the normalised tree, or of the bytecode when source is unusable
+    source: str | None  # normalised source; None when identified by bytecode
+    refs: tuple[tuple[str, ...], ...]  # sorted dotted names read
+    problem: str  # why the source was unusable; "" when it was used
+
+
+_MEMO: dict[int, tuple[Any, Shape]] = {}
+
+
+def function_shape(fn: FunctionType) -> Shape:
+    """Shape of a plain function, memoised on its code object."""
+    code = fn.__code__
+    return _memoised(code, lambda: _build_function_shape(fn))
+
+
+def class_shape(cls: type) -> Shape:
+    """Shape of a class (its whole source, methods included), memoised on the class."""
+    return _memoised(cls, lambda: _build_class_shape(cls))
+
+
+def _memoised(key: object, build: Any) -> Shape:
+    """Look `key` up by identity; weak references drop entries of dead code objects or classes."""
+    entry = _MEMO.get(id(key))
+    if entry is not None and entry[0]() is key:
+        return entry[1]
+    shape = build()
+    slot = id(key)
+    _MEMO[slot] = (weakref.ref(key, lambda _ref, memo=_MEMO: memo.pop(slot, None)), shape)
+    return shape
+
+
+def _build_function_shape(fn: FunctionType) -> Shape:
+    """Analyse one function's code (slow path)."""
+    code = fn.__code__
+    readable = code_names(code) | set(code.co_freevars)
+    node, problem = locate_function(fn)
+    if node is None:
+        return Shape(code_digest(code), None, tuple(sorted((name,) for name in readable)), problem)
+    tree = norm.normalise(node, strip_decorators=True)
+    refs = sorted(chain for chain in norm.name_chains(tree) if chain[0] in readable)
+    return Shape(hash_fields("ast", norm.dump(tree)), norm.unparse(tree), tuple(refs), "")
+
+
+def _build_class_shape(cls: type) -> Shape:
+    """Analyse one class's code (slow path)."""
+    methods = _all_methods(cls)
+    readable: set[str] = set()
+    for _, fn in methods:
+        readable |= code_names(fn.__code__) | set(fn.__code__.co_freevars)
+    node, problem = locate_class(cls)
+    if node is None:
+        own = hash_fields("class-bytecode", cls.__qualname__, *_class_contents(cls, methods))
+        return Shape(own, None, tuple(sorted((name,) for name in readable)), problem)
+    tree = norm.normalise(node, strip_decorators=False)
+    refs = {chain for chain in norm.name_chains(tree) if chain[0] in readable}
+    refs |= norm.name_chains(tree, skip_function_bodies=True)
+    return Shape(hash_fields("ast", norm.dump(tree)), norm.unparse(tree), tuple(sorted(refs)), "")
+
+
+def _all_methods(cls: type) -> list[tuple[str, FunctionType]]:
+    """Functions of `cls` and of the classes nested in it (their globals count too)."""
+    found = list(class_functions(cls))
+    for attr, value in sorted(vars(cls).items()):
+        if isinstance(value, type) and value.__qualname__ == f"{cls.__qualname__}.{attr}":
+            found += [(f"{attr}.{name}", fn) for name, fn in _all_methods(value)]
+    return found
+
+
+def _class_contents(cls: type, methods: list[tuple[str, FunctionType]]) -> list[str]:
+    """Sorted method bytecode digests and constant class attributes (dataclass defaults...)."""
+    parts = [f"{attr}:{code_digest(fn.__code__)}" for attr, fn in methods]
+    for attr, value in vars(cls).items():
+        encoded = encode_constant(value)
+        if encoded is not None and not attr.startswith("__"):
+            parts.append(f"{attr}={value_digest(encoded)}")
+    return sorted(parts)

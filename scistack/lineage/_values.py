@@ -1,0 +1,135 @@
+"""Canonical bytes for the immutable values a function reads (module constants, closure cells).
+
+A function's identity covers the *values* of the constants it reads, so editing
+``THRESHOLD = 3`` to ``THRESHOLD = 4`` invalidates cached results. Only values that cannot
+change behind our back qualify: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
+``bytes``, tuples and frozensets of those, numpy scalars, enum members and frozen
+dataclass instances whose fields qualify. Anything else (lists, dicts, arrays, objects)
+is mutable, so its value at hashing time says nothing about its value at call time; the
+caller records it as a ``mutable`` marker instead.
+
+The encoding is type-tagged and length-prefixed, like redun's ``hash_struct``, so ``1``,
+``1.0``, ``True``, ``"1"`` and ``b"1"`` never collide. Types are compared exactly
+(``type(v) is int``), so subclasses such as ``np.float64`` or an ``IntEnum`` take their own,
+more specific branch. Frozenset members are sorted by their encoded bytes, which keeps the
+result independent of ``PYTHONHASHSEED``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import sys
+
+import blake3
+
+_SCALAR_TAGS: dict[type, bytes] = {int: b"i", float: b"f", complex: b"c", str: b"s", bytes: b"y"}
+
+
+def frame(data: bytes) -> bytes:
+    """Length-prefix `data` so that concatenated fields stay unambiguous."""
+    return len(data).to_bytes(8, "little") + data
+
+
+def hash_fields(tag: str, *fields: str) -> str:
+    """Blake3 hex digest of a tag and text fields, each length-prefixed (never ``hash()``)."""
+    hasher = blake3.blake3()
+    for text in (tag, *fields):
+        hasher.update(frame(text.encode("utf-8", "surrogatepass")))
+    return hasher.hexdigest()
+
+
+def value_digest(encoded: bytes) -> str:
+    """Digest of a constant's canonical bytes (as produced by `encode_constant`)."""
+    return blake3.blake3(frame(b"const") + frame(encoded)).hexdigest()
+
+
+def encode_constant(value: object) -> bytes | None:
+    """Return tagged canonical bytes for an immutable `value`, or None if it is not one.
+
+    Parameters
+    ----------
+    value
+        Any Python object.
+
+    Returns
+    -------
+    bytes or None
+        Canonical bytes; None means "mutable or unknown: do not hash by value".
+
+    """
+    kind = type(value)
+    if value is None:
+        return b"N"
+    if kind is bool:
+        return b"T" if value else b"F"
+    if kind is type(Ellipsis):
+        return b"E"
+    tag = _SCALAR_TAGS.get(kind)
+    if tag is not None:
+        return tag + _scalar_bytes(value)
+    if isinstance(value, tuple):
+        return _encode_tuple(value)
+    if kind is frozenset:
+        return _encode_items(b"z", sorted(encode_constant(v) or b"" for v in value), len(value))
+    return _encode_special(value)
+
+
+def _scalar_bytes(value: int | float | complex | str | bytes) -> bytes:
+    """Exact text of an int/float/complex (hex: no rounding, -0.0 kept), or str/bytes content."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    if isinstance(value, int):
+        return hex(value).encode()  # hex, not str(): no int_max_str_digits limit
+    if isinstance(value, float):
+        return value.hex().encode()
+    return f"{value.real.hex()},{value.imag.hex()}".encode()
+
+
+def _encode_items(tag: bytes, encoded: list[bytes | None], count: int) -> bytes | None:
+    """Join already-encoded members; any unencodable (None or empty) member poisons the whole."""
+    if len(encoded) != count or any(not item for item in encoded):
+        return None
+    return tag + frame(str(count).encode()) + b"".join(frame(item) for item in encoded)
+
+
+def _encode_tuple(value: tuple) -> bytes | None:
+    """Tuples and named tuples (the latter tagged with their class so fields cannot alias)."""
+    items = _encode_items(b"t", [encode_constant(v) for v in value], len(value))
+    if items is None or type(value) is tuple:
+        return items
+    return b"n" + frame(_type_path(type(value))) + items
+
+
+def _encode_special(value: object) -> bytes | None:
+    """Numpy scalars, enum members and frozen dataclass instances; None for anything else."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
+        array = numpy.asarray(value)
+        if array.dtype.hasobject:
+            return None
+        little = array.dtype.newbyteorder("<")  # one byte order for every machine
+        return b"a" + frame(little.str.encode()) + frame(array.astype(little).tobytes())
+    if isinstance(value, enum.Enum):
+        inner = encode_constant(value.value)
+        if inner is None:
+            return None
+        return b"e" + frame(_type_path(type(value))) + frame(value.name.encode()) + frame(inner)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if not type(value).__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            return None
+        fields = [
+            (f.name, encode_constant(getattr(value, f.name))) for f in dataclasses.fields(value)
+        ]
+        if any(enc is None for _, enc in fields):
+            return None
+        body = b"".join(frame(name.encode()) + frame(enc or b"") for name, enc in fields)
+        return b"d" + frame(_type_path(type(value))) + frame(body)
+    return None
+
+
+def _type_path(kind: type) -> bytes:
+    """``module.qualname`` of a class, as bytes."""
+    return f"{kind.__module__}.{kind.__qualname__}".encode()

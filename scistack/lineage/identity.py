@@ -1,0 +1,271 @@
+"""Function identity: when may a cached result of a function be reused?
+
+A cached result is reused only while the function's *identity* is unchanged, so identity must
+change with every edit that can change a result (or the cache serves stale results) and with
+nothing else (or it recomputes for no reason). Identity is a blake3 digest of:
+
+* the normalised syntax tree of the function (see ``_ast_normalise``): comments, docstrings,
+  formatting and the function's own decorators do not count; a **renamed local variable
+  does count** (deciding "same up to renaming" is easy to get wrong in the unsafe direction);
+* transitively, the identities of the project's own functions, methods and classes it
+  references, through globals, attribute chains (``helpers.smooth``, ``pkg.mod.fn``) and
+  closure cells. A method also depends on its class, whose source covers ``self.x()`` calls;
+* the *values* of immutable constants it reads (``_values``), module-level or captured;
+* for library code (stdlib, site-packages, scistack itself: ``_packages``), only the qualified
+  name and the distribution version, e.g. ``("pkg:numpy.add", "numpy==2.4.6")``.
+
+Mutable globals (a call-counter list, a dict cache) are not hashed by value: their content at
+hashing time says nothing about call time, and mutating them must not change identity. They
+appear as ``("mutable:mod.name", "mutable")`` so the record shows they exist.
+
+Recursion: references form a graph, cut into strongly connected components (Tarjan). Inside a
+cycle, members contribute their *name* (``"recursive"``) instead of a digest, and every member
+hashes the whole component, so an edit to any member changes all of them and the digest does
+not depend on which function was asked for first.
+
+Code without source: builtins and C functions (``len``, ``numpy.add``) are identified by
+qualified name + package or Python version (``has_source=False``). A pure-Python function
+without usable source (typed at a REPL, its file edited since import, several lambdas on one
+line) is identified by its bytecode and constants instead of its name alone, because two REPL
+lambdas share the name ``<lambda>`` and must not share cached results.
+
+Pinning: ``version="2"`` makes the digest depend on (module, name, version) only.
+
+Speed: the syntax tree is analysed once per code object, and each identity is memoised per
+function object together with *guards*: every namespace slot, closure cell and ``__code__`` it
+read, checked by ``is`` on the next call. Rebinding a constant or helper, ``importlib.reload``
+or assigning ``__code__`` fails a guard and recomputes; mutating a list in place does not.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FunctionType, MethodType
+from typing import Any
+
+from scistack.errors import LineageError
+from scistack.lineage._graph import Guards, Walk, unwrap
+from scistack.lineage._packages import is_project_module, package_version
+from scistack.lineage._shapes import class_shape, function_shape
+from scistack.lineage._values import encode_constant, hash_fields, value_digest
+
+__all__ = ["FunctionIdentity", "function_identity", "normalised_source"]
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionIdentity:
+    """What a function is, for caching: its digest and how that digest was obtained.
+
+    Attributes
+    ----------
+    name, module
+        Qualified name and module, e.g. ``"bandpass"`` and ``"mypipeline.filters"``.
+    digest
+        64-char lowercase hex blake3 digest: *the* identity used in cache keys.
+    source
+        Normalised source of the function itself; None when it was not used (no usable
+        source, or library code identified by version).
+    has_source
+        False when the function was identified by name + version or by bytecode.
+    pinned_version
+        The ``version=`` given by the user, if any.
+    deps
+        Sorted (label, digest-or-version) pairs that went into `digest`.
+    note
+        Human-readable account of how the identity was obtained.
+
+    """
+
+    name: str
+    module: str
+    digest: str
+    source: str | None
+    has_source: bool
+    pinned_version: str | None
+    deps: tuple[tuple[str, str], ...]
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Memo:
+    """A memoised identity, valid while `fn` is alive and its guards hold."""
+
+    ref: Callable[[], object]
+    identity: FunctionIdentity
+    guards: Guards
+
+
+_Key = tuple[int, str | None]
+_IDENTITIES: dict[_Key, _Memo] = {}
+_ALWAYS = Guards((), (), ())
+
+
+def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> FunctionIdentity:
+    """Identify `fn` by its normalised source and everything it references (see module doc).
+
+    Parameters
+    ----------
+    fn
+        A function, method, class, ``functools.partial``, ``functools.wraps`` wrapper,
+        builtin or C function.
+    version
+        Pin the identity by hand: the digest then depends only on module, name and this.
+
+    Returns
+    -------
+    FunctionIdentity
+        Memoised: an unchanged function costs a few dictionary and ``is`` checks.
+
+    Raises
+    ------
+    LineageError
+        `fn` is not callable, is a callable object of a project class (its attributes are
+        invisible to identity), binds non-constant values in a partial, or `version` is
+        not a string.
+
+    """
+    if version is not None and not isinstance(version, str):
+        raise LineageError(f"version must be a string such as '2', got {version!r}")
+    if isinstance(fn, (MethodType, staticmethod, classmethod)):
+        fn = fn.__func__
+    key = (id(fn), version)
+    memo = _IDENTITIES.get(key)
+    if memo is not None and memo.ref() is fn and memo.guards.valid():
+        return memo.identity
+    identity, guards = _compute(fn, version)
+    if guards is not None:
+        _remember(key, fn, identity, guards)
+    return identity
+
+
+def normalised_source(fn: Callable[..., Any]) -> str | None:
+    """The normalised source of `fn` (the text of its ``code`` object), None without source.
+
+    Decorators, docstrings, comments and formatting are gone; it is ``ast.unparse`` of the
+    tree that identity hashes, so equal texts mean equal own-code identities.
+    """
+    if isinstance(fn, functools.partial):
+        fn = fn.func
+    real = unwrap(fn)
+    if isinstance(real, FunctionType):
+        return function_shape(real).source
+    if isinstance(real, type):
+        return class_shape(real).source
+    return None
+
+
+def _remember(key: _Key, fn: object, identity: FunctionIdentity, guards: Guards) -> None:
+    """Memoise `identity`; a weak reference drops the entry when `fn` dies (notebooks redefine)."""
+    try:
+        ref: Callable[[], object] = weakref.ref(
+            fn, lambda _ref, memo=_IDENTITIES: memo.pop(key, None)
+        )
+    except TypeError:  # e.g. numpy ufuncs: not weak-referenceable, but immortal anyway
+        ref = lambda: fn  # noqa: E731
+    _IDENTITIES[key] = _Memo(ref, identity, guards)
+
+
+def _compute(fn: Callable[..., Any], version: str | None) -> tuple[FunctionIdentity, Guards | None]:
+    """Slow path: identity and the guards that keep it valid (None: do not memoise)."""
+    if isinstance(fn, functools.partial):
+        return _partial_identity(fn, version), None
+    real = unwrap(fn)
+    if not callable(real):
+        raise LineageError(f"{real!r} is not a function; only callables have an identity")
+    name, module = _name_of(real), getattr(real, "__module__", None) or type(real).__module__
+    if version is not None:
+        return _pinned_identity(real, name, module, version)
+    if isinstance(real, (FunctionType, type)) and is_project_module(module):
+        return _project_identity(real, name, module)
+    if is_project_module(type(real).__module__):
+        raise LineageError(
+            f"cannot identify the callable object {real!r}: its result depends on its attributes, "
+            "which identity does not see. Decorate a plain function, or pin it with version=..."
+        )
+    return _library_identity(real, name, module), _ALWAYS
+
+
+def _pinned_identity(
+    real: object, name: str, module: str, version: str
+) -> tuple[FunctionIdentity, Guards]:
+    """Identity pinned by hand: (module, name, version); the source is returned, not hashed."""
+    source = normalised_source(real)  # type: ignore[arg-type]
+    digest = hash_fields("pinned", module, name, version)
+    note = f"identity pinned by hand: version={version!r}"
+    identity = FunctionIdentity(name, module, digest, source, source is not None, version, (), note)
+    codes = ((real, real.__code__),) if isinstance(real, FunctionType) else ()
+    return identity, Guards((), codes, ())
+
+
+def _library_identity(real: object, name: str, module: str) -> FunctionIdentity:
+    """Library or C code: qualified name + distribution (or Python) version."""
+    label = package_version(module)
+    source_kind = isinstance(real, (FunctionType, type))
+    what = "library code, not hashed by source" if source_kind else "no source available"
+    note = f"{what}: identified by {module}.{name} @ {label.replace('==', ' ')}"
+    deps = ((f"pkg:{module}.{name}", label),)
+    digest = hash_fields("external", module, name, label)
+    return FunctionIdentity(name, module, digest, None, False, None, deps, note)
+
+
+def _project_identity(
+    real: FunctionType | type, name: str, module: str
+) -> tuple[FunctionIdentity, Guards]:
+    """Walk the project-code graph from `real`."""
+    walker = Walk()
+    node = walker.visit(real)
+    source = node.shape.source
+    if source is None:
+        python = sys.version.split()[0]
+        how = f"no usable source ({node.shape.problem}): identified by bytecode"
+        note = f"{how} of {module}.{name} @ python {python}"
+    else:
+        note = f"normalised source of {module}.{name} + {len(node.deps)} dependencies"
+    deps = node.deps
+    identity = FunctionIdentity(
+        name, module, node.digest, source, source is not None, None, deps, note
+    )
+    return identity, walker.guards()
+
+
+def _partial_identity(partial: functools.partial, version: str | None) -> FunctionIdentity:
+    """Identity of ``partial.func`` plus the bound arguments (constants or functions only)."""
+    inner = function_identity(partial.func, version=version)
+    fields: list[str] = []
+    for key, value in [*enumerate(partial.args), *sorted(partial.keywords.items())]:
+        fields += [str(key), _bound_digest(key, value)]
+    bound = hash_fields("partial-args", str(len(partial.args)), *fields)
+    deps = tuple(sorted((*inner.deps, ("partial-args", bound))))
+    return FunctionIdentity(
+        inner.name,
+        inner.module,
+        hash_fields("partial", inner.digest, bound),
+        inner.source,
+        inner.has_source,
+        inner.pinned_version,
+        deps,
+        f"functools.partial of {inner.note}",
+    )
+
+
+def _bound_digest(key: int | str, value: object) -> str:
+    """Digest of one argument bound by a partial."""
+    encoded = encode_constant(value)
+    if encoded is not None:
+        return value_digest(encoded)
+    if callable(value):
+        return function_identity(value).digest
+    raise LineageError(
+        f"functools.partial binds a {type(value).__name__} to argument {key!r}; only constants and "
+        "functions can be part of a function's identity. Pass it as a call argument instead."
+    )
+
+
+def _name_of(obj: object) -> str:
+    """Qualified name of a callable, falling back to its type's."""
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    return name if isinstance(name, str) else type(obj).__qualname__

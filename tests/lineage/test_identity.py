@@ -1,0 +1,687 @@
+"""Function identity: every edit that can change a result changes the digest, nothing else does.
+
+Fixture code is written as real files into a throwaway package under ``tmp_path`` and imported;
+"editing between runs" means rewriting the file and importing the package afresh, as a new
+process would. No mocks: identity reads real source files, real globals and real closures.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import itertools
+import json
+import linecache
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scistack.errors import LineageError
+from scistack.lineage.identity import FunctionIdentity, function_identity, normalised_source
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_STAMPS = itertools.count(1)  # every write gets a later mtime than any before it
+
+
+class Project:
+    """A throwaway package on ``sys.path`` whose modules a test writes, edits and re-imports."""
+
+    def __init__(self, root: Path, name: str | None = None) -> None:
+        self.name = name or f"proj_{uuid.uuid4().hex[:12]}"
+        self.dir = root / self.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "__init__.py").write_text("")
+
+    def write(self, module: str, source: str) -> None:
+        """Write `module`.py; give it a fresh mtime so linecache and importlib notice the edit."""
+        path = self.dir / f"{module}.py"
+        path.write_text(textwrap.dedent(source))
+        stamp = time.time_ns() + next(_STAMPS) * 2_000_000_000
+        os.utime(path, ns=(stamp, stamp))
+
+    def load(self, module: str) -> ModuleType:
+        """Import `module` from a fresh copy of the whole package."""
+        self.purge()
+        importlib.invalidate_caches()
+        return importlib.import_module(f"{self.name}.{module}")
+
+    def purge(self) -> None:
+        """Forget every imported module of this package."""
+        for key in [k for k in sys.modules if k == self.name or k.startswith(self.name + ".")]:
+            del sys.modules[key]
+
+    def identity(
+        self, source: str, fn: str = "f", module: str = "mod", **kwargs: str
+    ) -> FunctionIdentity:
+        """Write `source` as `module`, import it afresh and identify its function `fn`."""
+        self.write(module, source)
+        return function_identity(getattr(self.load(module), fn), **kwargs)
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project]:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    proj = Project(tmp_path)
+    yield proj
+    proj.purge()
+
+
+# --- edits that must change the identity -------------------------------------------------
+
+
+BASE = """
+    def f(x, y=2):
+        total = x + y
+        return total * 3
+"""
+
+
+def test_identity_shape(project: Project) -> None:
+    ident = project.identity(BASE)
+    assert len(ident.digest) == 64 and ident.digest == ident.digest.lower()
+    assert ident.name == "f" and ident.module == f"{project.name}.mod"
+    assert ident.has_source and ident.pinned_version is None
+    assert ident.source == "def f(x, y=2):\n    total = x + y\n    return total * 3"
+    assert "normalised source" in ident.note
+
+
+def test_body_edit_changes_digest(project: Project) -> None:
+    before = project.identity(BASE)
+    after = project.identity(BASE.replace("total * 3", "total * 4"))
+    assert before.digest != after.digest
+
+
+def test_helper_edit_two_levels_deep_in_another_module_changes_digest(project: Project) -> None:
+    project.write("a", "from . import b\n\ndef top(x):\n    return b.middle(x) + 1\n")
+    project.write("b", "from .c import leaf\n\ndef middle(x):\n    return leaf(x) * 2\n")
+    project.write("c", "def leaf(x):\n    return x - 1\n")
+    before = function_identity(project.load("a").top)
+    assert (
+        f"helper:{project.name}.b.middle",
+        function_identity(sys.modules[f"{project.name}.b"].middle).digest,
+    ) in before.deps
+    project.write("c", "def leaf(x):\n    return x - 2\n")
+    after = function_identity(project.load("a").top)
+    assert before.digest != after.digest
+
+
+def test_module_constant_edit_changes_digest(project: Project) -> None:
+    source = "THRESHOLD = 3\n\ndef f(x):\n    return x > THRESHOLD\n"
+    before = project.identity(source)
+    after = project.identity(source.replace("= 3", "= 4"))
+    assert before.digest != after.digest
+    assert any(label == f"const:{project.name}.mod.THRESHOLD" for label, _ in after.deps)
+
+
+def test_constant_read_through_module_attribute_counts(project: Project) -> None:
+    project.write("settings", "CUTOFF = 0.5\n")
+    source = "from . import settings\n\ndef f(x):\n    return x * settings.CUTOFF\n"
+    before = project.identity(source)
+    project.write("settings", "CUTOFF = 0.25\n")
+    after = project.identity(source)
+    assert before.digest != after.digest
+
+
+def test_rebinding_a_constant_at_runtime_invalidates_the_memo(project: Project) -> None:
+    project.write("mod", "THRESHOLD = 3\n\ndef f(x):\n    return x > THRESHOLD\n")
+    mod = project.load("mod")
+    first = function_identity(mod.f)
+    mod.THRESHOLD = 4
+    assert function_identity(mod.f).digest != first.digest
+    mod.THRESHOLD = 3
+    assert function_identity(mod.f).digest == first.digest
+
+
+def test_rebinding_a_helper_at_runtime_invalidates_the_memo(project: Project) -> None:
+    project.write(
+        "mod", "def g(x):\n    return x\n\ndef h(x):\n    return -x\n\ndef f(x):\n    return g(x)\n"
+    )
+    mod = project.load("mod")
+    first = function_identity(mod.f)
+    mod.g = mod.h  # a notebook re-definition of the helper
+    assert function_identity(mod.f).digest != first.digest
+
+
+def test_reload_of_helper_module_is_seen_through_attribute_chain(project: Project) -> None:
+    project.write("helpers", "def smooth(x):\n    return x\n")
+    project.write("mod", "from . import helpers\n\ndef f(x):\n    return helpers.smooth(x)\n")
+    mod = project.load("mod")
+    first = function_identity(mod.f)
+    project.write("helpers", "def smooth(x):\n    return x / 2\n")
+    importlib.reload(mod.helpers)
+    assert function_identity(mod.f).digest != first.digest
+
+
+def test_closure_captured_constant_counts_by_value(project: Project) -> None:
+    project.write(
+        "mod",
+        """
+        def make(k):
+            def scaled(x):
+                return x * k
+            return scaled
+    """,
+    )
+    mod = project.load("mod")
+    two, three, two_again = mod.make(2), mod.make(3), mod.make(2)
+    assert function_identity(two).digest != function_identity(three).digest
+    assert function_identity(two).digest == function_identity(two_again).digest
+
+
+def test_closure_captured_function_counts_by_identity(project: Project) -> None:
+    project.write(
+        "mod",
+        """
+        def double(x):
+            return 2 * x
+
+        def triple(x):
+            return 3 * x
+
+        def compose(inner):
+            def outer(x):
+                return inner(x) + 1
+            return outer
+    """,
+    )
+    mod = project.load("mod")
+    assert (
+        function_identity(mod.compose(mod.double)).digest
+        != function_identity(mod.compose(mod.triple)).digest
+    )
+
+
+def test_renamed_local_variable_is_an_edit(project: Project) -> None:
+    """Documented choice: renaming a local counts (simple and safe)."""
+    assert (
+        project.identity(BASE).digest != project.identity(BASE.replace("total", "subtotal")).digest
+    )
+
+
+def test_method_identity_covers_self_calls(project: Project) -> None:
+    source = """
+        class Filter:
+            def run(self, x):
+                return self.scale(x) + 1
+
+            def scale(self, x):
+                return x * 2
+    """
+    before = project.identity(source, fn="Filter")
+    project.write("mod", textwrap.dedent(source))
+    method_before = function_identity(project.load("mod").Filter.run)
+    edited = source.replace("x * 2", "x * 5")
+    assert project.identity(edited, fn="Filter").digest != before.digest
+    assert (
+        function_identity(sys.modules[f"{project.name}.mod"].Filter.run).digest
+        != method_before.digest
+    )
+
+
+def test_function_using_a_class_depends_on_its_methods(project: Project) -> None:
+    source = """
+        class Window:
+            def apply(self, x):
+                return x[:3]
+
+        def f(x):
+            return Window().apply(x)
+    """
+    before = project.identity(source)
+    assert project.identity(source.replace("x[:3]", "x[:4]")).digest != before.digest
+
+
+def test_dataclass_field_default_edit_changes_digest(project: Project) -> None:
+    source = """
+        import dataclasses
+
+        @dataclasses.dataclass(frozen=True)
+        class Params:
+            order: int = 4
+
+        def f(x):
+            return x * Params().order
+    """
+    before = project.identity(source)
+    assert before.has_source and any(label.startswith("class:") for label, _ in before.deps)
+    assert project.identity(source.replace("= 4", "= 5")).digest != before.digest
+
+
+# --- edits that must not change the identity ---------------------------------------------
+
+PRELUDE = "def lineage_fcn(fn):\n    return fn\n\ndef thunk(fn):\n    return fn\n\n"
+BODY = "    total = x + y\n    return total * 3\n"
+COSMETIC = {
+    "comment": "def f(x, y=2):\n    # add them up\n    total = x + y  # sum\n    return total*3\n",
+    "docstring": 'def f(x, y=2):\n    """Add, then triple."""\n' + BODY,
+    "whitespace": "def f( x,y = 2 ):\n    total=x+y\n    return (total *3)\n",
+    "blank lines": "def f(x, y=2):\n\n    total = x + y\n\n\n    return total * 3\n",
+    "decorator": "@lineage_fcn\ndef f(x, y=2):\n" + BODY,
+    "decorators": "@thunk\n@lineage_fcn\ndef f(x, y=2):\n" + BODY,
+    "nested docstring": (
+        "def f(x, y=2):\n    def add(a, b):\n        'doc'\n        return a + b\n"
+        "    total = add(x, y)\n    return total * 3\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(COSMETIC))
+def test_cosmetic_edit_keeps_digest(project: Project, variant: str) -> None:
+    plain = (
+        COSMETIC["nested docstring"].replace("        'doc'\n", "")
+        if variant == "nested docstring"
+        else BASE
+    )
+    base = project.identity(PRELUDE + textwrap.dedent(plain))
+    edited = project.identity(PRELUDE + COSMETIC[variant])
+    assert edited.digest == base.digest
+    assert edited.source == base.source
+
+
+def test_normalised_source_drops_decorators_docstrings_and_comments(project: Project) -> None:
+    project.write(
+        "mod", PRELUDE + '@lineage_fcn\ndef f(x):\n    """Doc."""\n    return x  # comment\n'
+    )
+    assert normalised_source(project.load("mod").f) == "def f(x):\n    return x"
+
+
+def test_mutating_a_global_counter_keeps_digest(project: Project) -> None:
+    project.write(
+        "mod",
+        "CALLS = []\nCACHE = {}\n\n"
+        "def f(x):\n    CALLS.append(x)\n    CACHE[x] = x\n    return x\n",
+    )
+    mod = project.load("mod")
+    first = function_identity(mod.f)
+    mod.f(1)
+    mod.f(2)
+    assert mod.CALLS == [1, 2]
+    again = function_identity(mod.f)
+    assert again is first  # memo hit: in-place mutation fails no guard
+    assert (f"mutable:{project.name}.mod.CALLS", "mutable") in again.deps
+    assert (f"mutable:{project.name}.mod.CACHE", "mutable") in again.deps
+
+
+def test_unrelated_module_edit_keeps_digest(project: Project) -> None:
+    base = textwrap.dedent(BASE)
+    before = project.identity(base + "\nOTHER = 1\n")
+    assert (
+        project.identity(base + "\nOTHER = 2\n\ndef g():\n    return OTHER\n").digest
+        == before.digest
+    )
+
+
+# --- recursion -----------------------------------------------------------------------------
+
+RECURSIVE = """
+    def fact(n):
+        return 1 if n <= 1 else n * fact(n - 1)
+
+    def is_even(n):
+        return True if n == 0 else is_odd(n - 1)
+
+    def is_odd(n):
+        return False if n == 0 else is_even(n - 1)
+"""
+
+
+def test_recursive_function(project: Project) -> None:
+    ident = project.identity(RECURSIVE, fn="fact")
+    assert ident.has_source
+    assert (f"helper:{project.name}.mod.fact", "recursive") in ident.deps
+    assert project.identity(RECURSIVE, fn="fact").digest == ident.digest
+
+
+def test_mutual_recursion_is_deterministic_whatever_is_asked_first(project: Project) -> None:
+    project.write("mod", RECURSIVE)
+    mod = project.load("mod")
+    even_first = function_identity(mod.is_even), function_identity(mod.is_odd)
+    mod = project.load("mod")
+    odd_first = function_identity(mod.is_odd), function_identity(mod.is_even)
+    assert (even_first[0].digest, even_first[1].digest) == (
+        odd_first[1].digest,
+        odd_first[0].digest,
+    )
+    assert even_first[0].digest != even_first[1].digest
+
+
+def test_edit_to_one_member_of_a_cycle_changes_every_member(project: Project) -> None:
+    even = project.identity(RECURSIVE, fn="is_even")
+    edited = RECURSIVE.replace("False if n == 0", "n < 0 if n == 0")
+    assert project.identity(edited, fn="is_even").digest != even.digest
+
+
+# --- code without source, library code, lambdas ----------------------------------------------
+
+
+def test_builtin_c_and_stdlib_functions() -> None:
+    for fn in (len, np.add, json.dumps):
+        ident = function_identity(fn)
+        assert not ident.has_source and ident.source is None
+        assert len(ident.digest) == 64
+    assert function_identity(len).note.startswith(
+        "no source available: identified by builtins.len @ python 3."
+    )
+    assert function_identity(np.add).deps == (("pkg:numpy.add", f"numpy=={np.__version__}"),)
+    assert "json.dumps @ python" in function_identity(json.dumps).note
+    assert len({function_identity(fn).digest for fn in (len, np.add, np.subtract, json.dumps)}) == 4
+
+
+def test_library_references_count_by_name_and_version(project: Project) -> None:
+    ident = project.identity(
+        "import json\nimport numpy as np\n\n"
+        "def f(x):\n    return json.dumps(np.add(x, 1).tolist())\n"
+    )
+    deps = dict(ident.deps)
+    assert deps["pkg:json.dumps"].startswith("python==")
+    assert deps["pkg:numpy.add"] == f"numpy=={np.__version__}"
+
+
+def test_lambda_with_source(project: Project) -> None:
+    ident = project.identity("f = lambda x: x + 1  # inc\n")
+    assert ident.has_source and ident.source == "lambda x: x + 1"
+    assert project.identity("f = lambda x: x + 2\n").digest != ident.digest
+    assert project.identity("f = (lambda x:   x+1)\n").digest == ident.digest
+
+
+def test_several_lambdas_on_one_line_fall_back_to_bytecode(project: Project) -> None:
+    project.write("mod", "f, g = (lambda x: x + 1), (lambda x: x + 2)\n")
+    mod = project.load("mod")
+    f, g = function_identity(mod.f), function_identity(mod.g)
+    assert not f.has_source and "several lambdas" in f.note
+    assert f.digest != g.digest
+
+
+def test_repl_lambdas_without_source_are_told_apart() -> None:
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(compile("inc = lambda x: x + 1\ndec = lambda x: x - 1\n", "<stdin>", "exec"), namespace)
+    inc, dec = function_identity(namespace["inc"]), function_identity(namespace["dec"])  # type: ignore[arg-type]
+    assert not inc.has_source and inc.source is None and "bytecode" in inc.note
+    assert inc.digest != dec.digest
+
+
+def test_file_edited_after_import_is_not_trusted(project: Project) -> None:
+    """Hashing the new text for the old running code would cause stale hits later."""
+    project.write("mod", BASE)
+    old_f = project.load("mod").f
+    new = project.identity(BASE.replace("* 3", "* 4"))
+    stale = function_identity(old_f)
+    assert not stale.has_source and "edited after import" in stale.note
+    assert stale.digest != new.digest
+
+
+def test_notebook_cell_with_magics_uses_the_cell_text() -> None:
+    """IPython keeps cell text in linecache; magics make it unparsable as a whole."""
+    digests = []
+    for cell in (
+        "%matplotlib inline\ndef f(x):\n    return x + 1\n",
+        "%time\ndef f(x):\n    # same code, new cell\n    return x + 1\n",
+        "%time\ndef f(x):\n    return x + 2\n",
+    ):
+        filename = f"<ipython-input-{uuid.uuid4().hex}>"
+        linecache.cache[filename] = (len(cell), None, cell.splitlines(True), filename)
+        namespace: dict[str, object] = {"__name__": "__main__"}
+        try:
+            exec(
+                compile("get_ipython = None\n" + cell.split("\n", 1)[1], filename, "exec"),
+                namespace,
+            )
+            ident = function_identity(namespace["f"])  # type: ignore[arg-type]
+        finally:
+            del linecache.cache[filename]
+        assert (
+            ident.has_source and ident.source is not None and ident.source.startswith("def f(x):")
+        )
+        digests.append(ident.digest)
+    assert digests[0] == digests[1] != digests[2]
+
+
+def test_assigning_code_invalidates_the_memo(project: Project) -> None:
+    project.write("mod", "def f(x):\n    return x\n\ndef g(x):\n    return -x\n")
+    mod = project.load("mod")
+    first = function_identity(mod.f)
+    mod.f.__code__ = mod.g.__code__
+    assert function_identity(mod.f).digest != first.digest
+
+
+# --- partials and wrappers ------------------------------------------------------------------
+
+WRAPPED = """
+    import functools
+
+    def logged(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return fn(*args, **kwargs)
+        return wrapper
+
+    def f(x, scale):
+        return x * scale
+
+    @logged
+    def g(x, scale):
+        return x * scale
+"""
+
+
+def test_partial_counts_func_and_bound_constants(project: Project) -> None:
+    project.write("mod", WRAPPED)
+    f = project.load("mod").f
+    two, three = functools.partial(f, scale=2), functools.partial(f, scale=3)
+    assert function_identity(two).digest == function_identity(functools.partial(f, scale=2)).digest
+    assert function_identity(two).digest != function_identity(three).digest
+    assert function_identity(two).digest != function_identity(f).digest
+    with pytest.raises(LineageError, match="call argument"):
+        function_identity(functools.partial(f, scale=np.arange(3)))
+
+
+def test_wraps_wrapper_is_identified_by_the_wrapped_function(project: Project) -> None:
+    project.write("mod", WRAPPED)
+    mod = project.load("mod")
+    assert (
+        function_identity(mod.g).source
+        == normalised_source(mod.g)
+        == "def g(x, scale):\n    return x * scale"
+    )
+    assert function_identity(mod.g).digest == function_identity(mod.g.__wrapped__).digest
+
+
+# --- pinned versions, errors ----------------------------------------------------------------
+
+
+def test_version_pin_ignores_source(project: Project) -> None:
+    pinned = project.identity(BASE, version="2")
+    edited = project.identity(BASE.replace("* 3", "* 4"), version="2")
+    assert pinned.digest == edited.digest
+    assert edited.pinned_version == "2" and edited.source is not None and "* 4" in edited.source
+    assert project.identity(BASE, version="3").digest != pinned.digest
+    assert project.identity(BASE).digest != pinned.digest
+
+
+def test_bad_arguments_raise_lineage_error(project: Project) -> None:
+    project.write("mod", "class Scaler:\n    def __call__(self, x):\n        return x\n")
+    with pytest.raises(LineageError):
+        function_identity(len, version=2)  # type: ignore[arg-type]
+    with pytest.raises(LineageError):
+        function_identity(42)  # type: ignore[arg-type]
+    with pytest.raises(LineageError, match="version="):
+        function_identity(project.load("mod").Scaler())
+
+
+# --- constants -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("1", "1.0"),
+        ("1", "True"),
+        ("0.0", "-0.0"),
+        ("'1'", "b'1'"),
+        ("(1, 2)", "(2, 1)"),
+        ("frozenset({1, 2})", "frozenset({1, 3})"),
+        ("np.float32(1)", "np.float64(1)"),
+        ("None", "0"),
+        ("1j", "2j"),
+        ("(1, (2, 'a'))", "(1, (2, 'b'))"),
+    ],
+)
+def test_distinct_constant_values_give_distinct_digests(
+    project: Project, first: str, second: str
+) -> None:
+    source = "import numpy as np\nVALUE = {}\n\ndef f():\n    return VALUE\n"
+    assert (
+        project.identity(source.format(first)).digest
+        != project.identity(source.format(second)).digest
+    )
+
+
+# --- determinism, golden value, speed ---------------------------------------------------------
+
+GOLDEN_SOURCE = """
+    NAMES = frozenset({"alpha", "beta", "gamma", "delta", "epsilon", "zeta"})
+    SCALE = 2.5
+    CALLS = []
+
+    def helper(x):
+        return x * SCALE
+
+    def countdown(n):
+        return [] if n <= 0 else [n, *countdown(n - 1)]
+
+    def analysis(x):
+        CALLS.append(x)
+        return sorted(NAMES), helper(x), countdown(3)
+"""
+# Pinned when first written. Never regenerate silently: a new value here means every user's
+# cached results are invalidated by an upgrade. ast.dump output is Python-minor specific.
+GOLDEN_DIGEST_PY311 = "e7ffa41dbbb8dc0ed13d3248f24c83d474f0049dd10c8912c75e947d72d8e99b"
+SCRIPT = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import importlib
+from scistack.lineage.identity import function_identity
+print(function_identity(importlib.import_module("golden_pkg.fixture").analysis).digest)
+"""
+
+SCRIPT_TAIL = """
+from scistack.lineage.identity import function_identity
+print(function_identity(analysis).digest)
+"""
+
+
+def test_digest_is_identical_across_processes_and_hash_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    golden = Project(tmp_path, name="golden_pkg")
+    golden.write("fixture", GOLDEN_SOURCE)
+    try:
+        here = function_identity(golden.load("fixture").analysis).digest
+    finally:
+        golden.purge()
+    digests = set()
+    for seed in ("0", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONDONTWRITEBYTECODE": "1"}
+        result = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(tmp_path), str(REPO_ROOT)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        digests.add(result.stdout.strip())
+    assert digests == {here}
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(GOLDEN_SOURCE) + "\n" + SCRIPT_TAIL)
+    main_digests = set()
+    for seed in ("1", "999"):
+        env = {
+            **os.environ,
+            "PYTHONHASHSEED": seed,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONPATH": str(REPO_ROOT),
+        }
+        result = subprocess.run(
+            [sys.executable, str(script)], env=env, capture_output=True, text=True, check=True
+        )
+        main_digests.add(result.stdout.strip())
+    assert len(main_digests) == 1 and main_digests != {
+        here
+    }  # __main__.analysis is another function
+    if sys.version_info[:2] == (3, 11):
+        assert here == GOLDEN_DIGEST_PY311
+
+
+def test_repeated_identity_is_memoised(project: Project) -> None:
+    project.write("mod", GOLDEN_SOURCE)
+    fn = project.load("mod").analysis
+    first = function_identity(fn)
+    assert all(function_identity(fn) is first for _ in range(100))
+
+
+# --- property: noise that cannot change behaviour never changes the digest --------------------
+
+TEMPLATE = [
+    "def f(data, k=3):",
+    "    out = []",
+    "    for i, v in enumerate(data):",
+    "        if v > k:",
+    "            out.append((i, v * 2))",
+    "    return out",
+]
+
+
+@st.composite
+def noisy_sources(draw: st.DrawFn) -> str:
+    """The TEMPLATE with random comment lines, blank lines, trailing comments and spacing."""
+    lines: list[str] = []
+    comment = st.text(alphabet="abc xyz#'\"", max_size=12)
+    for line in TEMPLATE:
+        for _ in range(draw(st.integers(0, 2))):
+            indent = " " * draw(st.integers(0, 12))
+            lines.append(draw(st.sampled_from(["", indent, indent + "# " + draw(comment)])))
+        if line != TEMPLATE[0] and draw(st.booleans()):
+            line = line.replace(" > ", draw(st.sampled_from([">", "  >  ", " >"])) + " ").replace(
+                ", ", ","
+            )
+        if draw(st.booleans()):
+            line += " " * draw(st.integers(0, 3)) + "  # " + draw(comment)
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=40, deadline=None)
+@given(source=noisy_sources())
+def test_comment_and_whitespace_noise_never_changes_digest(
+    tmp_path_factory: pytest.TempPathFactory, source: str
+) -> None:
+    root = tmp_path_factory.getbasetemp() / "noise"
+    noise = Project(root, name="noise_pkg")
+    sys.path.insert(0, str(root))
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        plain = noise_identity(noise, "\n".join(TEMPLATE) + "\n")
+        assert noise_identity(noise, source).digest == plain.digest
+    finally:
+        sys.dont_write_bytecode = saved
+        sys.path.remove(str(root))
+        noise.purge()
+
+
+def noise_identity(noise: Project, source: str) -> FunctionIdentity:
+    """Identity of `f` in `source`, written to the noise package and imported afresh."""
+    noise.write("mod", source)
+    return function_identity(noise.load("mod").f)
