@@ -118,7 +118,7 @@ class BaseVariable:
 
     # -- save ------------------------------------------------------------------------------
     @classmethod
-    def save(cls, data: Any, **metadata: Any) -> BaseVariable:
+    def save(cls, data: Any, /, **metadata: Any) -> BaseVariable:
         """Save `data` at the address given by the schema keys in `metadata`.
 
         Identical data at the same address and version keys is a no-op returning the

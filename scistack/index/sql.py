@@ -235,7 +235,9 @@ class SqlIndex:
         """Run a read-only query after bringing the index up to date."""
         self.sync()
         with self.connect(read_only=True) as con:
-            return con.execute(sql, params or []).fetch_arrow_table()
+            result = con.execute(sql, params or [])
+            to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+            return to_arrow()
 
 
 def _canon(mapping: dict[str, Any]) -> str:

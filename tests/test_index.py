@@ -1,0 +1,188 @@
+"""The index: journal durability, DuckDB views, concurrency with real processes and tools."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scistack import BaseVariable, configure_database
+from scistack.index.sql import SCHEMA_VERSION, STORAGE_COMPATIBILITY
+
+DUCKDB_CLI = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
+
+
+class MaxActivation(BaseVariable):
+    pass
+
+
+class Signal(BaseVariable):
+    pass
+
+
+def _run(code: str, env: dict, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_view_per_variable_reads_like_a_table(project):
+    for subject, value in [(1, 0.82), (2, 0.91)]:
+        MaxActivation.save(value, subject=subject, session="baseline")
+    project.sync()
+    frame = project.sql("SELECT subject, session, value FROM MaxActivation ORDER BY subject")
+    assert frame.values.tolist() == [[1, "baseline", 0.82], [2, "baseline", 0.91]]
+
+
+def test_view_shows_latest_version_and_array_descriptions(project):
+    Signal.save(np.zeros(1000), subject=1, session="pre")
+    Signal.save(np.ones(1000), subject=1, session="pre")
+    project.sync()
+    frame = project.sql('SELECT subject, value, version FROM "Signal"')
+    assert frame.values.tolist() == [[1, "float64[1000]", 2]]
+
+
+def test_index_holds_names_only_and_schema_version(project):
+    Signal.save(np.arange(10_000.0), subject=1, session="pre")
+    project.sync()
+    meta = dict(project.sql("SELECT key, value FROM meta").values.tolist())
+    assert int(meta["schema_version"]) == SCHEMA_VERSION
+    assert project.path.stat().st_size < 2_000_000  # the 80 KB array is not in DuckDB
+    tags = project.sql("SELECT tags FROM duckdb_databases() WHERE database_name = current_database()")
+    assert STORAGE_COMPATIBILITY in str(tags.iloc[0, 0])
+
+
+@pytest.mark.skipif(DUCKDB_CLI is None, reason="duckdb-cli is installed by make test")
+def test_duckdb_cli_opens_the_file_while_python_is_idle(project):
+    MaxActivation.save(0.5, subject=1, session="pre")
+    project.sync()
+    done = subprocess.run([DUCKDB_CLI, str(project.path), "-csv", "-c",
+                           "SELECT subject, session, value FROM MaxActivation"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[1] == "1,pre,0.5"
+
+
+def test_saves_survive_sigkill_right_after_returning(tmp_path, python_env):
+    script = f"""
+        import os, signal, numpy as np
+        from scistack import configure_database, BaseVariable
+        db = configure_database({str(tmp_path / 'k.duckdb')!r}, ["subject", "session"])
+        class Signal(BaseVariable): pass
+        for i in range(200):
+            Signal.save(np.full(10, float(i)), subject=i, session="pre")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """
+    done = _run(script, python_env, tmp_path)
+    assert done.returncode == -signal.SIGKILL
+    db = configure_database(tmp_path / "k.duckdb", ["subject", "session"])
+    try:
+        for i in range(200):
+            assert Signal.load(subject=i, session="pre").data[0] == float(i)
+        db.sync()
+        assert db.sql('SELECT count(*) FROM "Signal"').iloc[0, 0] == 200
+    finally:
+        db.close()
+
+
+def test_two_processes_saving_at_once_lose_nothing(tmp_path, python_env):
+    configure_database(tmp_path / "c.duckdb", ["subject", "session"]).close()
+    script = """
+        import sys, numpy as np
+        from scistack import configure_database, BaseVariable
+        db = configure_database(sys.argv[1], ["subject", "session"])
+        class Signal(BaseVariable): pass
+        who = sys.argv[2]
+        for i in range(150):
+            Signal.save(np.full(5, i), subject=i, session=who)
+            Signal.save(np.full(5, -i), subject=i, session="shared")  # same addresses from both
+        db.close()
+    """
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(tmp_path / "c.duckdb"), who],
+                              env=python_env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+             for who in ("a", "b")]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    db = configure_database(tmp_path / "c.duckdb", ["subject", "session"])
+    try:
+        for who in ("a", "b"):
+            assert len(Signal.load(session=who)) == 150
+        versions = Signal.list_versions(subject=3, session="shared")
+        assert [v.version for v in versions] == [1]  # the second identical save was a no-op
+        db.sync()
+        assert db.sql('SELECT count(*) FROM refs').iloc[0, 0] == 450
+    finally:
+        db.close()
+
+
+def test_idle_python_process_does_not_lock_out_a_second_writer(tmp_path, python_env):
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time, numpy as np
+        from scistack import configure_database, BaseVariable
+        db = configure_database({str(tmp_path / 'i.duckdb')!r}, ["subject", "session"])
+        class Signal(BaseVariable): pass
+        Signal.save(np.ones(3), subject=1, session="pre")
+        print("saved", flush=True)
+        time.sleep(30)
+    """)], env=python_env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "saved"
+        time.sleep(1.5)  # past the background sync: the holder is idle now
+        started = time.monotonic()
+        db = configure_database(tmp_path / "i.duckdb", ["subject", "session"])
+        Signal.save(np.zeros(3), subject=2, session="pre")
+        db.sync()
+        assert db.sql('SELECT count(*) FROM "Signal"').iloc[0, 0] == 2
+        assert time.monotonic() - started < 20  # did not wait for the holder to exit
+        db.close()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_torn_journal_line_is_skipped_and_next_save_works(project):
+    Signal.save(np.ones(2), subject=1, session="pre")
+    with open(project.index.journal.path, "ab") as journal:
+        journal.write(b'{"op":"put","var":"Sig')  # a writer killed mid-line
+    Signal.save(np.zeros(2), subject=2, session="pre")
+    project.close()
+    db = configure_database(project.path, ["subject", "session"])
+    assert Signal.load(subject=1, session="pre").data.sum() == 2
+    assert Signal.load(subject=2, session="pre").data.sum() == 0
+    lines = db.index.journal.path.read_bytes().split(b"\n")
+    assert sum(1 for line in lines if line.startswith(b'{"op":"put","var":"Sig{')) == 0
+    db.close()
+
+
+def test_lost_duckdb_file_is_rebuilt_from_the_journal(project):
+    for i in range(5):
+        MaxActivation.save(float(i), subject=i, session="pre")
+    project.close()
+    project.path.unlink()
+    db = configure_database(project.path, ["subject", "session"])
+    assert db.sql("SELECT count(*) FROM MaxActivation").iloc[0, 0] == 5
+    db.close()
+
+
+def test_journal_lines_are_documented_canonical_json(project):
+    Signal.save(np.ones(2), subject=1, session="pre", note="x")
+    line = project.index.journal.path.read_bytes().splitlines()[0]
+    entry = json.loads(line)
+    assert entry["op"] == "put" and entry["addr"] == {"session": "pre", "subject": 1}
+    assert entry["vkeys"] == {"note": "x"} and entry["version"] == 1 and entry["kind"] == "npy"
+    assert line == json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_second_project_in_same_folder_is_refused(project):
+    from scistack.errors import SchemaMismatchError
+
+    with pytest.raises(SchemaMismatchError, match="one folder"):
+        configure_database(project.root / "other.duckdb", ["subject", "session"])
