@@ -65,6 +65,28 @@ def name_chains(node: ast.AST, *, skip_function_bodies: bool = False) -> set[tup
     return visitor.chains
 
 
+ImportSpec = tuple[str, int, "str | None"]  # (module, relative level, imported attribute)
+
+
+def local_imports(node: ast.AST) -> dict[str, ImportSpec]:
+    """Names bound by import statements *inside* `node` (``import x as y``, ``from . import z``).
+
+    Such names are locals, invisible in globals, yet they name modules and functions whose
+    code counts; the caller resolves them through ``sys.modules`` instead.
+    """
+    found: dict[str, ImportSpec] = {}
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Import):
+            for alias in sub.names:
+                module = alias.name if alias.asname else alias.name.partition(".")[0]
+                found[alias.asname or module] = (module, 0, None)
+        elif isinstance(sub, ast.ImportFrom):
+            for alias in sub.names:
+                if alias.name != "*":
+                    found[alias.asname or alias.name] = (sub.module or "", sub.level, alias.name)
+    return found
+
+
 class _ChainCollector(ast.NodeVisitor):
     """Collects maximal Name/Attribute chains."""
 

@@ -24,11 +24,14 @@ of distinct project functions, which is far below Python's recursion limit in pr
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
 import inspect
 import sys
 from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType, MethodType, ModuleType
 
+from scistack.lineage._ast_normalise import ImportSpec
 from scistack.lineage._packages import is_project_module, package_version
 from scistack.lineage._shapes import Shape, class_shape, function_shape
 from scistack.lineage._source import own_methods
@@ -80,6 +83,16 @@ def unwrap(value: object) -> object:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class _Roots:
+    """Where the first name of a dotted reference can come from, for one node."""
+
+    namespace: dict
+    cells: dict[str, CellType]
+    imports: dict[str, ImportSpec]
+    scope: str
+
+
 @dataclass(eq=False, slots=True)
 class Node:
     """A project function or class during one walk (mutable work state, never stored)."""
@@ -107,8 +120,12 @@ class Walk:
         self.cells: list[tuple[CellType, object]] = []
 
     def guards(self) -> Guards:
-        """The bindings read so far, for memo validation."""
-        return Guards(tuple(self.slots), tuple(self.codes), tuple(self.cells))
+        """The bindings read so far, each once, for memo validation."""
+        # Helpers share names (``np``, ``len``): check each binding once on the hot path.
+        slots = {(id(ns), name): (ns, name, value) for ns, name, value in self.slots}
+        codes = {id(fn): (fn, code) for fn, code in self.codes}
+        cells = {id(cell): (cell, value) for cell, value in self.cells}
+        return Guards(tuple(slots.values()), tuple(codes.values()), tuple(cells.values()))
 
     def visit(self, obj: FunctionType | type) -> Node:
         """Tarjan's strongconnect: build `obj`'s node, visit targets, seal finished components."""
@@ -148,27 +165,28 @@ class Walk:
             self.codes.append((obj, obj.__code__))
             namespace = obj.__globals__
             cells = dict(zip(obj.__code__.co_freevars, obj.__closure__ or ()))
+        roots = _Roots(namespace, cells, dict(node.shape.imports), scope)
         for chain in node.shape.refs:
-            self._resolve(node, chain, namespace, cells, scope)
+            self._resolve(node, chain, roots)
         if isinstance(obj, FunctionType):
             owner = self._owning_class(obj)
             if owner is not None:
                 self.classify(node, scope, owner)
         return node
 
-    def _resolve(
-        self, node: Node, chain: tuple[str, ...], namespace: dict, cells: dict, scope: str
-    ) -> None:
-        """Look a dotted name up (closure, else globals; then through modules) and classify it."""
+    def _resolve(self, node: Node, chain: tuple[str, ...], roots: _Roots) -> None:
+        """Look a dotted name up (import, closure or global; then through modules); classify it."""
         root = chain[0]
-        if root in cells:
-            value = cell_value(cells[root])
-            self.cells.append((cells[root], value))
-            where = f"{scope}.<closure>.{root}"
+        if root in roots.imports:
+            where, value = self._imported(roots.imports[root], roots.namespace)
+        elif root in roots.cells:
+            value = cell_value(roots.cells[root])
+            self.cells.append((roots.cells[root], value))
+            where = f"{roots.scope}.<closure>.{root}"
         else:
-            value = namespace.get(root, MISSING)  # MISSING: a builtin, or not defined yet
-            self.slots.append((namespace, root, value))
-            where = f"{namespace.get('__name__')}.{root}"
+            value = roots.namespace.get(root, MISSING)  # MISSING: a builtin, or not defined yet
+            self.slots.append((roots.namespace, root, value))
+            where = f"{roots.namespace.get('__name__')}.{root}"
         for attr in chain[1:]:
             if not isinstance(value, ModuleType):
                 break
@@ -180,6 +198,25 @@ class Walk:
             where, value = f"{value.__name__}.{attr}", found
         if value is not MISSING:
             self.classify(node, where, value)
+
+    def _imported(self, spec: ImportSpec, namespace: dict) -> tuple[str, object]:
+        """What an import inside a function body binds, found (or imported) via sys.modules."""
+        module_name, level, attr = spec
+        try:
+            name = importlib.util.resolve_name(
+                "." * level + module_name, namespace.get("__package__")
+            )
+            module = sys.modules.get(name) or importlib.import_module(name)
+            if attr is not None and not hasattr(module, attr):
+                importlib.import_module(f"{name}.{attr}")  # ``from pkg import submodule``
+        except (ImportError, ValueError):  # the call itself will fail the same way
+            return f"{module_name}.{attr}", MISSING
+        self.slots.append((sys.modules, name, module))
+        if attr is None:
+            return name, module
+        value = vars(module).get(attr, MISSING)
+        self.slots.append((vars(module), attr, value))
+        return f"{name}.{attr}", value
 
     def _owning_class(self, fn: FunctionType) -> type | None:
         """The class a method is defined in (its source covers ``self.x()`` calls), if reachable."""

@@ -30,7 +30,6 @@ def is_project_module(module_name: str | None) -> bool:
     ----------
     module_name
         A ``__module__`` value; None for code created by ``exec`` without a module name.
-
     """
     if module_name is None or module_name == "__main__":
         return True

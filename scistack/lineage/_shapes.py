@@ -7,7 +7,8 @@ part of identity, and a code object never changes. What those names are bound to
 not part of the shape; ``_graph`` resolves it on every computation.
 
 Which names are read: the tree's Name/Attribute chains whose first name the compiler also
-treated as global (``co_names``) or closure (``co_freevars``), so locals never count. For a
+treated as global (``co_names``) or closure (``co_freevars``), so locals never count, except
+locals bound by an import inside the code (``from . import helpers`` in a body). For a
 class, the names in its methods' ``co_names`` and everything its body evaluates count. Both
 rules over-approximate (an attribute that happens to share a global's name); that can only
 add a dependency, never lose one.
@@ -15,6 +16,7 @@ add a dependency, never lose one.
 
 from __future__ import annotations
 
+import ast
 import weakref
 from dataclasses import dataclass
 from types import FunctionType
@@ -38,6 +40,7 @@ class Shape:
     own: str  # digest of the normalised tree, or of the bytecode when source is unusable
     source: str | None  # normalised source; None when identified by bytecode
     refs: tuple[tuple[str, ...], ...]  # sorted dotted names read
+    imports: tuple[tuple[str, norm.ImportSpec], ...]  # names bound by imports inside the code
     problem: str  # why the source was unusable; "" when it was used
 
 
@@ -72,10 +75,10 @@ def _build_function_shape(fn: FunctionType) -> Shape:
     readable = code_names(code) | set(code.co_freevars)
     node, problem = locate_function(fn)
     if node is None:
-        return Shape(code_digest(code), None, tuple(sorted((name,) for name in readable)), problem)
+        refs = tuple(sorted((name,) for name in readable))
+        return Shape(code_digest(code), None, refs, (), problem)
     tree = norm.normalise(node, strip_decorators=True)
-    refs = sorted(chain for chain in norm.name_chains(tree) if chain[0] in readable)
-    return Shape(hash_fields("ast", norm.dump(tree)), norm.unparse(tree), tuple(refs), "")
+    return _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable})
 
 
 def _build_class_shape(cls: type) -> Shape:
@@ -87,11 +90,20 @@ def _build_class_shape(cls: type) -> Shape:
     node, problem = locate_class(cls)
     if node is None:
         own = hash_fields("class-bytecode", cls.__qualname__, *_class_contents(cls, methods))
-        return Shape(own, None, tuple(sorted((name,) for name in readable)), problem)
+        return Shape(own, None, tuple(sorted((name,) for name in readable)), (), problem)
     tree = norm.normalise(node, strip_decorators=False)
     refs = {chain for chain in norm.name_chains(tree) if chain[0] in readable}
-    refs |= norm.name_chains(tree, skip_function_bodies=True)
-    return Shape(hash_fields("ast", norm.dump(tree)), norm.unparse(tree), tuple(sorted(refs)), "")
+    return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True))
+
+
+def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]]) -> Shape:
+    """Shape of a located, normalised tree; chains rooted at a local import count too."""
+    imports = norm.local_imports(tree)
+    refs |= {chain for chain in norm.name_chains(tree) if chain[0] in imports}
+    digest = hash_fields("ast", norm.dump(tree))
+    return Shape(
+        digest, norm.unparse(tree), tuple(sorted(refs)), tuple(sorted(imports.items())), ""
+    )
 
 
 def _all_methods(cls: type) -> list[tuple[str, FunctionType]]:

@@ -56,7 +56,6 @@ def encode_constant(value: object) -> bytes | None:
     -------
     bytes or None
         Canonical bytes; None means "mutable or unknown: do not hash by value".
-
     """
     kind = type(value)
     if value is None:

@@ -8,8 +8,9 @@ nothing else (or it recomputes for no reason). Identity is a blake3 digest of:
   formatting and the function's own decorators do not count; a **renamed local variable
   does count** (deciding "same up to renaming" is easy to get wrong in the unsafe direction);
 * transitively, the identities of the project's own functions, methods and classes it
-  references, through globals, attribute chains (``helpers.smooth``, ``pkg.mod.fn``) and
-  closure cells. A method also depends on its class, whose source covers ``self.x()`` calls;
+  references, through globals, attribute chains (``helpers.smooth``, ``pkg.mod.fn``),
+  closure cells and imports inside the body. A method also depends on its class, whose
+  source covers ``self.x()`` calls;
 * the *values* of immutable constants it reads (``_values``), module-level or captured;
 * for library code (stdlib, site-packages, scistack itself: ``_packages``), only the qualified
   name and the distribution version, e.g. ``("pkg:numpy.add", "numpy==2.4.6")``.
@@ -30,6 +31,12 @@ line) is identified by its bytecode and constants instead of its name alone, bec
 lambdas share the name ``<lambda>`` and must not share cached results.
 
 Pinning: ``version="2"`` makes the digest depend on (module, name, version) only.
+
+Not seen (documented limits): names reached dynamically (``getattr(mod, name)``, ``eval``);
+the state of mutable objects and instances (marked ``mutable``); what a ``functools.wraps``
+decorator adds around the function it wraps; methods monkeypatched onto a class after import;
+and default argument values, which belong to the call key (arguments are bound with their
+defaults there), not to identity.
 
 Speed: the syntax tree is analysed once per code object, and each identity is memoised per
 function object together with *guards*: every namespace slot, closure cell and ``__code__`` it
@@ -77,7 +84,6 @@ class FunctionIdentity:
         Sorted (label, digest-or-version) pairs that went into `digest`.
     note
         Human-readable account of how the identity was obtained.
-
     """
 
     name: str
@@ -126,7 +132,6 @@ def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> 
         `fn` is not callable, is a callable object of a project class (its attributes are
         invisible to identity), binds non-constant values in a partial, or `version` is
         not a string.
-
     """
     if version is not None and not isinstance(version, str):
         raise LineageError(f"version must be a string such as '2', got {version!r}")

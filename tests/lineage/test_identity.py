@@ -125,6 +125,24 @@ def test_module_constant_edit_changes_digest(project: Project) -> None:
     assert any(label == f"const:{project.name}.mod.THRESHOLD" for label, _ in after.deps)
 
 
+def test_helpers_imported_inside_the_body_count(project: Project) -> None:
+    project.write("helpers", "SCALE = 2\n\ndef smooth(x):\n    return x\n")
+    source = """
+        def f(x):
+            import numpy as np
+            from . import helpers
+            from .helpers import SCALE as k
+            return np.asarray(helpers.smooth(x)) * k
+    """
+    before = project.identity(source)
+    assert dict(before.deps)["pkg:numpy.asarray"] == f"numpy=={np.__version__}"
+    project.write("helpers", "SCALE = 2\n\ndef smooth(x):\n    return -x\n")
+    after_helper = project.identity(source)
+    project.write("helpers", "SCALE = 3\n\ndef smooth(x):\n    return -x\n")
+    after_constant = project.identity(source)
+    assert len({before.digest, after_helper.digest, after_constant.digest}) == 3
+
+
 def test_constant_read_through_module_attribute_counts(project: Project) -> None:
     project.write("settings", "CUTOFF = 0.5\n")
     source = "from . import settings\n\ndef f(x):\n    return x * settings.CUTOFF\n"
