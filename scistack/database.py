@@ -43,6 +43,7 @@ class Database:
         self.store: ObjectStore = LocalObjectStore(self.scistack_dir / "objects", fsync=fsync)
         self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
                            sync_delay=sync_delay)
+        self.index.before_flush = self.store.flush  # objects first, then the refs naming them
         self.index.sync()
         self.index.refresh()
 
@@ -93,9 +94,20 @@ class Database:
 
     @contextmanager
     def batch(self) -> Iterator[Database]:
-        """Group many saves: one journal append at the end instead of one per save."""
-        with self.index.batch():
-            yield self
+        """Group many saves: small objects go into one pack and the journal gets one append.
+
+        Saves inside are durable when the block exits (for_each also flushes every second).
+        """
+        self.store.begin_batch()
+        try:
+            with self.index.batch():
+                yield self
+        finally:
+            self.store.end_batch()
+
+    def flush(self) -> None:
+        """Write what a batch holds so far: objects (a pack), then the journal."""
+        self.index.flush()
 
     def sync(self) -> int:
         """Copy every journalled change into the DuckDB file now (views included)."""

@@ -11,6 +11,14 @@ from typing import Any
 import numpy as np
 
 MAX_TEXT = 60
+_DTYPE_NAMES: dict = {}
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype)
+    return name
 
 
 def summarize(value: Any) -> str:
@@ -18,7 +26,7 @@ def summarize(value: Any) -> str:
     if isinstance(value, np.ndarray):
         if value.ndim == 0:
             return summarize(value[()])
-        return f"{value.dtype}[{'x'.join(str(n) for n in value.shape)}]"
+        return f"{_dtype_name(value.dtype)}[{'x'.join(map(str, value.shape))}]"
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
     if isinstance(value, (int, float, np.integer, np.floating)):

@@ -212,7 +212,7 @@ class _Run:
         item.status = "ran"
         log.debug("ran %s at %s in %.3f s", self.lf.name, item.combo, outcome.duration)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
-            self.db.index.flush()  # bound what a kill can lose to about a second of work
+            self.db.flush()  # bound what a kill can lose to about a second of work
             self._last_flush = time.monotonic()
 
     def _save(self, var: str, combo: dict[str, Any], out: tuple[str, str, str], call_oid: str,

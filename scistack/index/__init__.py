@@ -27,9 +27,17 @@ from scistack.index.state import RefRecord, RefState, key_of, same_value
 __all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote", "same_value"]
 
 
+_second_text: tuple[int, str] = (-1, "")
+
+
 def utc_now() -> str:
-    """Creation timestamps: ISO 8601, UTC, microseconds (sortable as text)."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Creation timestamps: ISO 8601, UTC, microseconds (sortable as text); formatted cheaply."""
+    global _second_text
+    now = time.time_ns() // 1000
+    seconds, micros = divmod(now, 1_000_000)
+    if _second_text[0] != seconds:
+        _second_text = (seconds, datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second_text[1]}.{micros:06d}Z"
 
 
 class Index:
@@ -44,6 +52,7 @@ class Index:
         self._batch_depth = 0
         self._foreign_in_batch = False
         self._syncer = _BackgroundSync(self.sql, sync_delay)
+        self.before_flush: Any = None   # the database flushes buffered objects here, first
 
     # -- keeping the fold current ------------------------------------------------------
     def refresh(self) -> None:
@@ -65,15 +74,21 @@ class Index:
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
+        if self._pending is not None:  # in a batch: versions are checked again at flush
+            return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
         with self.journal.locked():
             self.refresh()
-            current = self.state.current_at(var, addr_key, vkeys_key)
-            if current is not None and current.oid == oid and current.call == call:
-                return current
-            record = RefRecord(var, addr, vkeys, self.state.next_version(var, addr_key), oid, kind,
-                               call, params or {}, summary, utc_now(), addr_key, vkeys_key)
-            self._write([record.to_entry()])
-            return self.state.add(record)
+            return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+
+    def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
+             params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord:
+        current = self.state.current_at(var, addr_key, vkeys_key)
+        if current is not None and current.oid == oid and current.call == call:
+            return current
+        record = RefRecord(var, addr, vkeys, self.state.next_version(var, addr_key), oid, kind,
+                           call, params or {}, summary, utc_now(), addr_key, vkeys_key)
+        self._write([record.to_entry()])
+        return self.state.add(record)
 
     def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str]) -> None:
         """Record a call-cache entry: call key -> call record oid (and its output oids)."""
@@ -128,7 +143,9 @@ class Index:
                 self.flush()
 
     def flush(self) -> None:
-        """Append writes held by a batch."""
+        """Append writes held by a batch (after the objects they name are on disk)."""
+        if self.before_flush is not None:
+            self.before_flush()
         pending, self._pending = self._pending, None
         if not pending:
             if self._batch_depth:

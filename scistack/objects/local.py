@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import blake3
@@ -30,14 +32,17 @@ import zstandard
 from scistack.errors import CorruptObjectError, ObjectNotFoundError
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
+from scistack.objects.pack import PackSet, write_pack
 from scistack.objects.store import ObjectStore, StoredObject
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 MIN_SAVING = 0.10            # keep zstd only when it saves at least this fraction
 _SMALL = 1 << 20             # below this, compress whole payloads in memory
 _SAMPLE = 64 << 10           # large payloads: judge compressibility on 3 samples this size
-_NEVER_COMPRESS_BELOW = 64   # tiny objects: the zstd frame overhead is not worth it
+_NEVER_COMPRESS_BELOW = 4096  # a loose file takes a 4 KB block anyway, and zstd's per-call
+                              # setup (~25 us) would dominate the save of a small value
 _TEMP_PREFIX = ".tmp-"
+_MAX_BUFFER = 64 << 20       # a batch writes a pack at least every 64 MB of small objects
 
 
 class LocalObjectStore(ObjectStore):
@@ -51,6 +56,12 @@ class LocalObjectStore(ObjectStore):
         self._made_dirs: set[str] = set()
         self._cctx_small = zstandard.ZstdCompressor(level=1)
         self._dctx = zstandard.ZstdDecompressor()
+        self.packs = PackSet(self.root / "pack")
+        self._batch_depth = 0
+        self._buffer: dict[str, bytes] = {}
+        self._buffer_bytes = 0
+        self._buffer_lock = threading.Lock()
+        self._refreshed: dict[str, float] = {}
 
     def path_of(self, oid: str) -> Path:
         """The file that holds `oid` (validated first)."""
@@ -65,8 +76,13 @@ class LocalObjectStore(ObjectStore):
             return
         except FileNotFoundError:
             pass
+        if oid in self._buffer or self._refresh_packed(oid):
+            return
         length = payload_length(parts)
         header = object_header(kind, length)
+        if self._batch_depth and length < _SMALL:
+            self._buffer_object(oid, self._stored_small(header, parts, length))
+            return
         directory = os.path.join(self.root, rel[:2])
         if rel[:2] not in self._made_dirs:
             os.makedirs(directory, exist_ok=True)
@@ -87,15 +103,17 @@ class LocalObjectStore(ObjectStore):
         if self.fsync:
             _fsync_dir(directory)
 
-    def _write_content(self, out, header: bytes, parts: Sequence[Buffer], length: int) -> None:
+    def _stored_small(self, header: bytes, parts: Sequence[Buffer], length: int) -> bytes:
+        """What a small object's file (or pack record) holds: raw, or zstd when it pays."""
+        raw = header + b"".join(parts)
         if length < _NEVER_COMPRESS_BELOW:
-            out.write(header)
-            for part in parts:
-                out.write(part)
-        elif length < _SMALL:
-            raw = header + b"".join(parts)
-            packed = self._cctx_small.compress(raw)
-            out.write(packed if len(packed) <= (1 - MIN_SAVING) * len(raw) else raw)
+            return raw
+        packed = self._cctx_small.compress(raw)
+        return packed if len(packed) <= (1 - MIN_SAVING) * len(raw) else raw
+
+    def _write_content(self, out, header: bytes, parts: Sequence[Buffer], length: int) -> None:
+        if length < _SMALL:
+            out.write(self._stored_small(header, parts, length))
         elif _worth_compressing(parts, length):
             cctx = zstandard.ZstdCompressor(level=1, threads=-1)
             with cctx.stream_writer(out, size=len(header) + length, closefd=False) as writer:
@@ -107,13 +125,61 @@ class LocalObjectStore(ObjectStore):
             for part in parts:
                 out.write(part)
 
+    # -- batches (packs) -----------------------------------------------------------------
+    def begin_batch(self) -> None:
+        """Collect small objects in memory until `flush()` writes them as one pack."""
+        self._batch_depth += 1
+
+    def end_batch(self) -> None:
+        """Leave a batch (the outermost end flushes)."""
+        self._batch_depth = max(0, self._batch_depth - 1)
+        if self._batch_depth == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered objects as a pack (before any ref to them is journalled)."""
+        with self._buffer_lock:
+            if not self._buffer:
+                return
+            write_pack(self.packs.directory, list(self._buffer.items()), fsync=self.fsync)
+            self.packs.refresh()
+            self._buffer.clear()
+            self._buffer_bytes = 0
+
+    def _buffer_object(self, oid: str, stored: bytes) -> None:
+        with self._buffer_lock:
+            self._buffer[oid] = stored
+            self._buffer_bytes += len(stored)
+        if self._buffer_bytes > _MAX_BUFFER:
+            self.flush()
+
+    def _refresh_packed(self, oid: str) -> bool:
+        """If `oid` is packed, make its pack young again (gc grace period) and say so."""
+        path = self.packs.pack_path(oid)
+        if path is None:
+            return False
+        now = time.time()
+        if now - self._refreshed.get(path.name, 0.0) > 1.0:
+            try:
+                os.utime(path)
+            except FileNotFoundError:
+                return False
+            self._refreshed[path.name] = now
+        return True
+
     # -- read --------------------------------------------------------------------------
     def get(self, oid: str) -> StoredObject:
         validate_oid(oid)
+        stored = self.packs.peek(oid)  # packed objects first: a failed open() costs more
+        if stored is not None:
+            return self._decode_small(oid, stored)
         try:  # os-level calls: this is the load hot path (~15 us for a small object)
             fd = os.open(f"{self._root_text}/{oid[:2]}/{oid[2:]}", os.O_RDONLY)
         except FileNotFoundError:
-            raise ObjectNotFoundError(oid) from None
+            stored = self._buffer.get(oid) or self.packs.read(oid)
+            if stored is None:
+                raise ObjectNotFoundError(oid) from None
+            return self._decode_small(oid, stored)
         try:
             size = os.fstat(fd).st_size
             if size <= _SMALL:
@@ -164,9 +230,17 @@ class LocalObjectStore(ObjectStore):
 
     # -- listing -----------------------------------------------------------------------
     def contains(self, oid: str) -> bool:
-        return os.path.exists(self.path_of(oid))
+        return os.path.exists(self.path_of(oid)) or oid in self._buffer or self.packs.locate(oid) is not None
 
     def iter_oids(self) -> Iterator[Oid]:
+        """Loose and packed objects (an object in both is listed once)."""
+        packed = set(self.packs.oids())
+        yield from (Oid(o) for o in packed)
+        for oid in self._iter_loose():
+            if oid not in packed:
+                yield oid
+
+    def _iter_loose(self) -> Iterator[Oid]:
         if not self.root.is_dir():
             return
         for fan in sorted(os.scandir(self.root), key=lambda e: e.name):
@@ -178,20 +252,43 @@ class LocalObjectStore(ObjectStore):
                     yield Oid(oid)
 
     def iter_temp_files(self) -> Iterator[Path]:
-        """Temporary files left by interrupted writes (gc removes the old ones)."""
+        """Temporary files and index-less packs left by interrupted writes (gc removes old ones)."""
         if self.root.is_dir():
             yield from self.root.glob(f"??/{_TEMP_PREFIX}*")
+            yield from self.packs.incomplete_packs()
 
     def size_of(self, oid: str) -> int:
-        """Bytes the object takes on disk (compressed size)."""
-        return os.stat(self.path_of(oid)).st_size
+        """Bytes the object takes on disk (compressed size; a pack record's stored bytes)."""
+        try:
+            return os.stat(self.path_of(oid)).st_size
+        except FileNotFoundError:
+            size = self.packs.size_of(oid)
+            if size is None:
+                raise ObjectNotFoundError(oid) from None
+            return size
 
     def mtime_of(self, oid: str) -> float:
-        """Last write or refresh time: gc's grace period counts from here."""
-        return os.stat(self.path_of(oid)).st_mtime
+        """Last write or refresh time: gc's grace period counts from here (a pack's, if packed)."""
+        try:
+            return os.stat(self.path_of(oid)).st_mtime
+        except FileNotFoundError:
+            path = self.packs.pack_path(oid)
+            if path is None:
+                raise ObjectNotFoundError(oid) from None
+            return os.stat(path).st_mtime
 
     def delete(self, oid: str) -> None:
-        _unlink_quietly(self.path_of(oid))
+        self.delete_many([oid])
+
+    def delete_many(self, oids: Iterable[str]) -> None:
+        """Remove objects (gc only): unlink loose files, rewrite packs without the others."""
+        packed = []
+        for oid in oids:
+            _unlink_quietly(self.path_of(oid))
+            if self.packs.locate(oid) is not None:
+                packed.append(oid)
+        if packed:
+            self.packs.remove(packed, fsync=self.fsync)
 
 
 def _content_size(frame: bytes) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +50,20 @@ class ObjectStore(abc.ABC):
     @abc.abstractmethod
     def delete(self, oid: str) -> None:
         """Remove an object (gc only); absent objects are ignored."""
+
+    def begin_batch(self) -> None:
+        """Start grouping writes (stores that can pack objects override this)."""
+
+    def end_batch(self) -> None:
+        """End a group of writes."""
+
+    def flush(self) -> None:
+        """Make grouped writes durable before anything refers to them."""
+
+    def delete_many(self, oids: Iterable[str]) -> None:
+        """Remove several objects (gc)."""
+        for oid in oids:
+            self.delete(oid)
 
     def put(self, kind: str, parts: Sequence[Buffer] | Buffer) -> Oid:
         """Store a payload (one buffer or several) and return its oid. Idempotent."""

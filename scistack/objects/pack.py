@@ -1,0 +1,181 @@
+"""Pack files: many small objects in one file, written when saves come in batches.
+
+A loose object costs a file creation (~80 us, ~12k/s on this machine, far fewer right after
+mass deletions); a batch of 10,000 small values would spend most of its time there. As git
+does, objects saved inside a batch are collected in memory and written as one pack plus its
+index when the batch flushes; reading a packed object is a slice of a memory map.
+
+Layout (docs/format.md §1.4), all integers little-endian:
+  pack-<id>.pack  b"SCIPACK1", then per object: oid (32 raw bytes), uint64 n, n stored bytes
+                  (exactly what a loose file would hold: raw header+payload or one zstd frame)
+  pack-<id>.idx   b"SCIIDX01", uint64 count, then per object sorted by oid:
+                  oid (32 bytes), uint64 offset of the stored bytes in the pack, uint64 n
+The .idx is renamed into place after the .pack is complete: a pack without an index is an
+interrupted write and readers ignore it (gc removes it after the grace period).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import blake3
+
+PACK_MAGIC = b"SCIPACK1"
+IDX_MAGIC = b"SCIIDX01"
+_ENTRY = struct.Struct("<32sQQ")
+_RECORD_HEAD = struct.Struct("<32sQ")
+
+
+def write_pack(directory: Path, objects: list[tuple[str, bytes]], *, fsync: bool = False) -> str:
+    """Write `(oid, stored bytes)` pairs as one pack + index; returns the pack's name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    objects = sorted(objects)
+    name = "pack-" + blake3.blake3("".join(oid for oid, _ in objects).encode()).hexdigest()[:20]
+    entries, offset = [], len(PACK_MAGIC)
+    pack_temp = directory / f".tmp-{secrets.token_hex(6)}.pack"
+    with open(pack_temp, "wb") as out:
+        out.write(PACK_MAGIC)
+        for oid, stored in objects:
+            raw = bytes.fromhex(oid)
+            out.write(_RECORD_HEAD.pack(raw, len(stored)))
+            offset += _RECORD_HEAD.size
+            out.write(stored)
+            entries.append((raw, offset, len(stored)))
+            offset += len(stored)
+        _sync(out, fsync)
+    os.chmod(pack_temp, 0o444)
+    os.replace(pack_temp, directory / f"{name}.pack")
+    idx_temp = directory / f".tmp-{secrets.token_hex(6)}.idx"
+    with open(idx_temp, "wb") as out:
+        out.write(IDX_MAGIC + struct.pack("<Q", len(entries)))
+        out.write(b"".join(_ENTRY.pack(*e) for e in entries))
+        _sync(out, fsync)
+    os.chmod(idx_temp, 0o444)
+    os.replace(idx_temp, directory / f"{name}.idx")  # the commit point
+    return name
+
+
+def _sync(out, fsync: bool) -> None:
+    if fsync:
+        out.flush()
+        os.fsync(out.fileno())
+
+
+class PackSet:
+    """Every complete pack in a directory: oid -> (pack, offset, length), refreshed on change."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._where: dict[str, tuple[str, int, int]] = {}
+        self._maps: dict[str, mmap.mmap] = {}
+        self._seen_mtime = -1
+        self._lock = threading.Lock()
+
+    def refresh(self) -> bool:
+        """Load indexes of packs added (or drop those removed) since last time; cheap when none."""
+        try:
+            mtime = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if mtime == self._seen_mtime:
+            return False
+        with self._lock:
+            names = {p.stem for p in self.directory.glob("pack-*.idx")}
+            known = {pack for pack, _, _ in self._where.values()} | set(self._maps)
+            if known - names:  # a pack was removed (gc repacked): rebuild from scratch
+                self._where.clear()
+                for m in self._maps.values():
+                    m.close()
+                self._maps.clear()
+                known = set()
+            for name in sorted(names - known):
+                self._load_index(name)
+            self._seen_mtime = mtime
+        return True
+
+    def _load_index(self, name: str) -> None:
+        data = (self.directory / f"{name}.idx").read_bytes()
+        if data[:8] != IDX_MAGIC:
+            return
+        (count,) = struct.unpack_from("<Q", data, 8)
+        for raw, offset, length in _ENTRY.iter_unpack(data[16 : 16 + count * _ENTRY.size]):
+            self._where[raw.hex()] = (name, offset, length)
+
+    def locate(self, oid: str) -> tuple[str, int, int] | None:
+        """Where a packed object is, refreshing once on a miss."""
+        hit = self._where.get(oid)
+        if hit is None and self.refresh():
+            hit = self._where.get(oid)
+        return hit
+
+    def peek(self, oid: str) -> bytes | None:
+        """The stored bytes if the object is in a pack already known (no refresh)."""
+        hit = self._where.get(oid)
+        if hit is None:
+            return None
+        name, offset, length = hit
+        return self._map(name)[offset : offset + length]
+
+    def read(self, oid: str) -> bytes | None:
+        """The stored bytes of a packed object, or None if it is not packed."""
+        hit = self.locate(oid)
+        if hit is None:
+            return None
+        name, offset, length = hit
+        view = self._map(name)
+        return view[offset : offset + length]
+
+    def _map(self, name: str) -> mmap.mmap:
+        view = self._maps.get(name)
+        if view is None:
+            with open(self.directory / f"{name}.pack", "rb") as handle:
+                view = self._maps[name] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        return view
+
+    def oids(self) -> Iterator[str]:
+        self.refresh()
+        return iter(list(self._where))
+
+    def pack_path(self, oid: str) -> Path | None:
+        hit = self.locate(oid)
+        return self.directory / f"{hit[0]}.pack" if hit else None
+
+    def size_of(self, oid: str) -> int | None:
+        hit = self.locate(oid)
+        return hit[2] if hit else None
+
+    def remove(self, oids: Iterable[str], *, fsync: bool = False) -> None:
+        """Drop objects: rewrite each affected pack without them (gc's repack)."""
+        doomed = set(oids)
+        by_pack: dict[str, list[str]] = {}
+        for oid in doomed:
+            hit = self.locate(oid)
+            if hit:
+                by_pack.setdefault(hit[0], []).append(oid)
+        for name in by_pack:
+            keep = [(oid, bytes(self.read(oid) or b"")) for oid, (pack, _, _) in list(self._where.items())
+                    if pack == name and oid not in doomed]
+            if keep:
+                write_pack(self.directory, keep, fsync=fsync)
+            for suffix in (".idx", ".pack"):  # index first: readers never see a half-removed pack
+                try:
+                    os.unlink(self.directory / f"{name}{suffix}")
+                except FileNotFoundError:
+                    pass
+        if by_pack:
+            self._seen_mtime = -1
+            self.refresh()
+
+    def incomplete_packs(self) -> list[Path]:
+        """Packs without an index (interrupted writes) and leftover temporary files."""
+        if not self.directory.is_dir():
+            return []
+        indexed = {p.stem for p in self.directory.glob("pack-*.idx")}
+        return [p for p in self.directory.glob("pack-*.pack") if p.stem not in indexed] + \
+            list(self.directory.glob(".tmp-*"))
