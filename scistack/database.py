@@ -113,6 +113,11 @@ class Database:
         """Copy every journalled change into the DuckDB file now (views included)."""
         return self.index.sync()
 
+    def reindex(self) -> int:
+        """Rebuild the DuckDB file's tables and views from the journal (after damage or loss)."""
+        self.index.flush()
+        return self.index.sql.rebuild()
+
     def get_provenance(self, variable: Any, **metadata: Any) -> dict[str, Any] | None:
         """How the value at `metadata` was made: function, constants, inputs, code, environment.
 

@@ -101,6 +101,8 @@ class BaseVariable:
         if self.record is None:
             return None
         r = self.record
+        if not db.store.contains(r.oid):  # loaded from another project: copy the value over
+            db.store.put_value(self.data)
         return SaveInfo(r.oid, r.kind, r.summary, r.call, r.params)
 
     def __scistack_input__(self) -> tuple:

@@ -186,3 +186,14 @@ def test_second_project_in_same_folder_is_refused(project):
 
     with pytest.raises(SchemaMismatchError, match="one folder"):
         configure_database(project.root / "other.duckdb", ["subject", "session"])
+
+
+def test_reindex_rebuilds_tables_from_the_journal(project):
+    for i in range(3):
+        MaxActivation.save(float(i), subject=i, session="pre")
+    project.sync()
+    with project.index.sql.connect() as con:
+        con.execute("DELETE FROM refs")
+    assert project.sql("SELECT count(*) FROM refs").iloc[0, 0] == 0
+    assert project.reindex() == 3
+    assert project.sql("SELECT count(*) FROM MaxActivation").iloc[0, 0] == 3

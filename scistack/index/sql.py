@@ -166,6 +166,16 @@ class SqlIndex:
                 self._refresh_view(con, var)
             return len(entries)
 
+    def rebuild(self) -> int:
+        """Forget everything DuckDB holds and apply the whole journal again."""
+        with self.connect() as con:
+            self.ensure_schema(con)
+            con.execute("BEGIN")
+            con.execute("DELETE FROM refs; DELETE FROM calls; DELETE FROM runs")
+            self._set_meta(con, "journal_offset", "0")
+            con.execute("COMMIT")
+        return self.sync()
+
     def _apply(self, con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]]) -> set[str]:
         puts = [e for e in entries if e.get("op") == "put"]
         if puts:
