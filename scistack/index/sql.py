@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -78,7 +79,18 @@ class SqlIndex:
 
     @contextmanager
     def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection, retried with backoff while another process holds the file."""
+        """A short-lived connection, retried with backoff while another process holds the file.
+
+        Connections to one file are serialised within the process: DuckDB refuses a second
+        connection with another configuration (read-only vs read-write), and the background
+        sync thread must not collide with a query in the main thread.
+        """
+        with _process_lock(self.path):
+            with self._connect(read_only) as con:
+                yield con
+
+    @contextmanager
+    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         deadline = time.monotonic() + self.lock_timeout
         delay = 0.005
         while True:
@@ -248,6 +260,16 @@ class SqlIndex:
             result = con.execute(sql, params or [])
             to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
             return to_arrow()
+
+
+_locks: dict[str, threading.RLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _process_lock(path: Path) -> threading.RLock:
+    key = str(Path(path).resolve())
+    with _locks_guard:
+        return _locks.setdefault(key, threading.RLock())
 
 
 def _canon(mapping: dict[str, Any]) -> str:
