@@ -37,3 +37,16 @@ def test_why_record_needs_no_class(project):
     AggRaw.save(np.arange(3.0), subject=1, session="pre")
     record = AggRaw.load(subject=1, session="pre").record
     assert why_record(project, "AggRaw", record).status == "raw"
+
+
+def test_changed_input_is_stale_even_when_the_function_cannot_be_found(project, monkeypatch):
+    import scistack.lineage.provenance as provenance
+
+    for session in ("pre", "post"):
+        AggRaw.save(np.arange(5.0), subject=1, session=session)
+    for_each(average, inputs={"values": AggRaw}, outputs=[AggMean], subject=[1])
+    AggRaw.save(np.ones(5), subject=1, session="pre")
+    monkeypatch.setattr(provenance, "_find_function", lambda module, name: None)
+    report = why(AggMean, subject=1)
+    assert report.status == "stale"
+    assert {r.kind for r in report.reasons} == {"input", "unknown"}

@@ -75,7 +75,9 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
         reasons.append(Reason("unknown", call["function_name"],
                               f"function {call['module']}.{call['function_name']} is not defined in this "
                               "process; import it to compare its code"))
-        return WhyReport(name, record.addr, "unknown", call["function_name"], tuple(reasons))
+        # A changed input makes the value stale whatever its code: only code is unknown here.
+        status = "stale" if any(r.kind == "input" for r in reasons) else "unknown"
+        return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
     reasons = _code_changes(db, call, fn) + reasons
     status = "stale" if any(r.kind != "superseded" for r in reasons) else "current"
     return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
