@@ -88,9 +88,10 @@ class SqlIndex:
                     config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
                 )
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    if "lock" in str(exc).lower():
+            except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
+                busy = _held_elsewhere(exc)
+                if not busy or time.monotonic() > deadline:
+                    if busy:
                         raise DatabaseLockedError(
                             f"{self.path} stayed locked by another process for {self.lock_timeout:.0f} s "
                             f"({exc}). Close the DuckDB CLI/DBeaver session or the other script holding "
@@ -236,6 +237,13 @@ class SqlIndex:
         self.sync()
         with self.connect(read_only=True) as con:
             return con.execute(sql, params or []).fetch_arrow_table()
+
+
+def _held_elsewhere(exc: Exception) -> bool:
+    """Another process holds the file, or (in this process) a connection with another mode
+    does: a background sync while a read-only query opens. Both pass when it is closed."""
+    text = str(exc).lower()
+    return "lock" in text or "same database file" in text or "unique file handle" in text
 
 
 def _canon(mapping: dict[str, Any]) -> str:
