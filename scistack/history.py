@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.database import Database
+from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, QueryError, VariableNotFoundError
 from scistack.index import RefRecord
 from scistack.objects.oid import is_valid_oid
@@ -23,7 +23,14 @@ SHORT = 12
 
 
 def open_database(path: str | os.PathLike | None = None) -> Database:
-    """The project at `path` (its .duckdb file, or a folder in it), or the one found upward."""
+    """The project at `path` (its .duckdb file, or a folder in it), or the one found upward.
+
+    The current database (`configure_database`) is reused when it is that project: one
+    process should hold one `Database` per project.
+    """
+    current = current_database()
+    if current is not None and _is_project(current, path or os.environ.get(ENV_VAR) or os.getcwd()):
+        return current
     if path is None:
         return Database.discover()
     target = Path(path)
@@ -35,6 +42,16 @@ def open_database(path: str | os.PathLike | None = None) -> Database:
             if saved is not None:
                 os.environ["SCISTACK_DB"] = saved
     return Database(target)
+
+
+def _is_project(db: Database, path: str | os.PathLike) -> bool:
+    target = Path(path).resolve()
+    if not target.is_dir():
+        return target == db.path
+    for folder in (target, *target.parents):
+        if (folder / ".scistack" / "config.json").is_file():
+            return folder == db.root
+    return False
 
 
 # -- call records ------------------------------------------------------------------------

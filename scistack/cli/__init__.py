@@ -41,7 +41,9 @@ class _Project:
         return self._db
 
     def close(self) -> None:
-        if self._db is not None:
+        from scistack.database import current_database
+
+        if self._db is not None and self._db is not current_database():  # not ours to close
             self._db.close()
 
 

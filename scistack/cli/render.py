@@ -147,10 +147,10 @@ def render_log(entries: list[Any], keys: list[str]) -> str:
 def render_graph(node: Any, keys: list[str]) -> str:
     lines: list[str] = []
 
-    def walk(n: Any, prefix: str, last: bool, top: bool) -> None:
+    def walk(n: Any, prefix: str, last: bool, top: bool, parent_addr: Any = None) -> None:
         label = f"{n.param}: " if n.param else ""
         label += f"{n.var or '<result>'}@{n.oid[:SHORT]}"
-        if n.addr:
+        if n.addr and n.addr != parent_addr:  # an input at the same address says nothing new
             label += " " + addr_text(n.addr, keys)
         if n.call is not None:
             consts = ", ".join(f"{k}={v!r}" for k, v in n.call.constants.items())
@@ -160,7 +160,7 @@ def render_graph(node: Any, keys: list[str]) -> str:
         lines.append(cut(prefix + ("" if top else "└── " if last else "├── ") + label))
         child_prefix = prefix + ("" if top else "    " if last else "│   ")
         for i, child in enumerate(n.children):
-            walk(child, child_prefix, i == len(n.children) - 1, False)
+            walk(child, child_prefix, i == len(n.children) - 1, False, n.addr)
 
     walk(node, "", True, True)
     return "\n".join(lines)
