@@ -65,13 +65,19 @@ def fsck(db: Database) -> FsckReport:
             problems.append(FsckProblem("missing-ref-object", r.oid, f"ref {where} points to it"))
             reported.add(r.oid)
         if r.call and not db.store.contains(r.call):
-            problems.append(FsckProblem("dangling-call", r.call, f"call record of ref {where} is missing"))
+            problems.append(
+                FsckProblem("dangling-call", r.call, f"call record of ref {where} is missing")
+            )
             reported.add(r.call)
     for key, entry in state.calls.items():
         lost = [o for o in [entry["call"], *(entry.get("outs") or [])] if not db.store.contains(o)]
         for oid in lost:
             what = "call record" if oid == entry["call"] else "output"
-            problems.append(FsckProblem("dangling-call", oid, f"{what} of call-cache entry {key[:12]} is missing"))
+            problems.append(
+                FsckProblem(
+                    "dangling-call", oid, f"{what} of call-cache entry {key[:12]} is missing"
+                )
+            )
             reported.add(oid)
     walk = walk_reachable(db.store, state)
     for oid, referrer in sorted(walk.missing.items()):
@@ -91,8 +97,11 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
         try:
             json.loads(line)
         except ValueError:
-            problems.append(FsckProblem("journal", None, f"{path.name} line {number} cannot be parsed: "
-                                        f"{line[:40]!r}"))
+            problems.append(
+                FsckProblem(
+                    "journal", None, f"{path.name} line {number} cannot be parsed: {line[:40]!r}"
+                )
+            )
     return problems
 
 

@@ -59,8 +59,8 @@ class Reachability:
     """The reachable set, plus what the walk could not read (used by gc and fsck)."""
 
     reachable: set[str] = field(default_factory=set)
-    missing: dict[str, str] = field(default_factory=dict)     # oid -> who needs it
-    corrupt: dict[str, str] = field(default_factory=dict)     # oid -> problem
+    missing: dict[str, str] = field(default_factory=dict)  # oid -> who needs it
+    corrupt: dict[str, str] = field(default_factory=dict)  # oid -> problem
     missing_roots: dict[str, str] = field(default_factory=dict)
 
 
@@ -112,8 +112,15 @@ class _Walker:
         self.result = Reachability()
         self._stack: list[tuple[str, str | None, str, bool, bool]] = []
 
-    def add(self, oid: Any, kind: str | None, referrer: str, *, root: bool = False,
-            optional: bool = False) -> None:
+    def add(
+        self,
+        oid: Any,
+        kind: str | None,
+        referrer: str,
+        *,
+        root: bool = False,
+        optional: bool = False,
+    ) -> None:
         if not is_valid_oid(oid) or oid in self.result.reachable:
             return
         self.result.reachable.add(oid)
@@ -169,7 +176,9 @@ class _Walker:
             if "members" not in item and "merge" not in item:
                 # A saved input's value; for a constant, the oid of a stored non-scalar
                 # (scalar constants are inline in the record and have no object).
-                self.add(item.get("oid"), None, f"input {name!r} of {where}", optional="const" in item)
+                self.add(
+                    item.get("oid"), None, f"input {name!r} of {where}", optional="const" in item
+                )
 
 
 def _json_refs(tree: Any) -> Iterator[str]:
@@ -216,12 +225,15 @@ def parse_prune(text: str) -> float:
     parts = text.removesuffix(".ago").split(".")
     if len(parts) == 2 and parts[0].isdigit() and parts[1].rstrip("s") in _UNITS:
         return float(int(parts[0]) * _UNITS[parts[1].rstrip("s")])
-    raise ValueError(f"{text!r} is not a time: use now, never, or N.UNIT.ago with UNIT one of "
-                     "seconds, minutes, hours, days, weeks (e.g. 2.weeks.ago)")
+    raise ValueError(
+        f"{text!r} is not a time: use now, never, or N.UNIT.ago with UNIT one of "
+        "seconds, minutes, hours, days, weeks (e.g. 2.weeks.ago)"
+    )
 
 
-def collect_garbage(db: Any, *, grace_seconds: float = DEFAULT_GRACE_SECONDS,
-                    dry_run: bool = False) -> GCStats:
+def collect_garbage(
+    db: Any, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+) -> GCStats:
     """Delete unreachable objects older than `grace_seconds` (or only count them: `dry_run`).
 
     Raises

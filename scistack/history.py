@@ -94,18 +94,44 @@ def read_call(db: Database, call_oid: str) -> CallInfo:
     fn = record.get("function") or {}
     constants, inputs = {}, []
     for name, item in sorted((record.get("inputs") or {}).items()):
-        if "var" in item or "call" in item or "members" in item or "merge" in item or "const" not in item:
-            inputs.append(InputInfo(name, item.get("var"), item.get("oid", ""), dict(item.get("addr") or {}),
-                                    item.get("call"), tuple(item.get("members") or ()),
-                                    tuple(item.get("merge") or ())))
+        if (
+            "var" in item
+            or "call" in item
+            or "members" in item
+            or "merge" in item
+            or "const" not in item
+        ):
+            inputs.append(
+                InputInfo(
+                    name,
+                    item.get("var"),
+                    item.get("oid", ""),
+                    dict(item.get("addr") or {}),
+                    item.get("call"),
+                    tuple(item.get("members") or ()),
+                    tuple(item.get("merge") or ()),
+                )
+            )
         else:
             constants[name] = item["const"]
     env = record.get("env") or {}
     git = env.get("git") or {}
-    return CallInfo(call_oid, fn.get("name", "?"), fn.get("module", "?"), fn.get("identity", ""),
-                    fn.get("code"), constants, tuple(inputs), git.get("commit"), git.get("dirty"),
-                    git.get("diff"), record.get("started", ""), record.get("duration", 0.0),
-                    env.get("python"), env.get("host"))
+    return CallInfo(
+        call_oid,
+        fn.get("name", "?"),
+        fn.get("module", "?"),
+        fn.get("identity", ""),
+        fn.get("code"),
+        constants,
+        tuple(inputs),
+        git.get("commit"),
+        git.get("dirty"),
+        git.get("diff"),
+        record.get("started", ""),
+        record.get("duration", 0.0),
+        env.get("python"),
+        env.get("host"),
+    )
 
 
 class _Calls:
@@ -144,8 +170,14 @@ class LogEntry:
     call_oid: str | None
 
 
-def select(db: Database, var: str, *, all_versions: bool = False, version: int | None = None,
-           **metadata: Any) -> list[RefRecord]:
+def select(
+    db: Database,
+    var: str,
+    *,
+    all_versions: bool = False,
+    version: int | None = None,
+    **metadata: Any,
+) -> list[RefRecord]:
     """Records of `var` matching schema keys, version keys or lineage parameters."""
     from scistack.variables import _select  # one implementation of metadata matching
 
@@ -161,10 +193,21 @@ def log_entries(db: Database, var: str, *, n: int | None = None, **address: Any)
     out = []
     for record in records[:n] if n else records:
         current = state.current_at(record.var, record.addr_key, record.vkeys_key)
-        out.append(LogEntry(record.var, record.addr, record.vkeys, record.version, record.oid,
-                            record.kind, record.summary, record.created_at,
-                            current is not None and current.version == record.version,
-                            calls.get(record.call), record.call))
+        out.append(
+            LogEntry(
+                record.var,
+                record.addr,
+                record.vkeys,
+                record.version,
+                record.oid,
+                record.kind,
+                record.summary,
+                record.created_at,
+                current is not None and current.version == record.version,
+                calls.get(record.call),
+                record.call,
+            )
+        )
     return out
 
 
@@ -176,13 +219,15 @@ class LineageNode:
     var: str | None
     oid: str
     addr: dict[str, Any]
-    param: str | None = None            # the input name under its parent
+    param: str | None = None  # the input name under its parent
     call: CallInfo | None = None
-    note: str = ""                      # raw, aggregate of N, shown above, missing record
+    note: str = ""  # raw, aggregate of N, shown above, missing record
     children: list[LineageNode] = field(default_factory=list)
 
 
-def lineage_graph(db: Database, record: RefRecord | LogEntry, *, max_depth: int = 50) -> LineageNode:
+def lineage_graph(
+    db: Database, record: RefRecord | LogEntry, *, max_depth: int = 50
+) -> LineageNode:
     """The upstream lineage tree of a record; a subtree already shown is not repeated."""
     calls, expanded = _Calls(db), set()
     root = LineageNode(record.var, record.oid, record.addr)
@@ -220,9 +265,9 @@ class VariableSummary:
     """A variable in `scistack ls`."""
 
     name: str
-    values: int          # current records (one per address and version-key variant)
-    versions: int        # live records, every version
-    size_bytes: int      # on disk, each object counted once (children of containers too)
+    values: int  # current records (one per address and version-key variant)
+    versions: int  # live records, every version
+    size_bytes: int  # on disk, each object counted once (children of containers too)
     last_change: str
 
 
@@ -235,7 +280,11 @@ def list_variables(db: Database) -> list[VariableSummary]:
         records = list(state.records(var))
         current = {(r.addr_key, r.vkeys_key) for r in records}
         size = _bytes_on_disk(db, {r.oid: r.kind for r in records})
-        out.append(VariableSummary(var, len(current), len(records), size, max(r.created_at for r in records)))
+        out.append(
+            VariableSummary(
+                var, len(current), len(records), size, max(r.created_at for r in records)
+            )
+        )
     return out
 
 
@@ -256,7 +305,9 @@ def _bytes_on_disk(db: Database, oids: dict[str, str]) -> int:
         if (kind or peek_kind(path)) == "json":
             import json
 
-            stack.extend((child, None) for child in _json_refs(json.loads(bytes(db.store.get(oid).payload))))
+            stack.extend(
+                (child, None) for child in _json_refs(json.loads(bytes(db.store.get(oid).payload)))
+            )
     return total
 
 
@@ -278,16 +329,22 @@ def resolve_oid(db: Database, text: str) -> str:
     if is_valid_oid(text):
         return text
     if len(text) < 4 or any(c not in "0123456789abcdef" for c in text):
-        raise InvalidOidError(f"{text!r} is neither a variable with records nor an object id "
-                              "(at least 4 lowercase hex characters)")
+        raise InvalidOidError(
+            f"{text!r} is neither a variable with records nor an object id "
+            "(at least 4 lowercase hex characters)"
+        )
     fan = db.store.root / text[:2]
     found = sorted(text[:2] + p.name for p in fan.glob(text[2:] + "*")) if fan.is_dir() else []
     found = [oid for oid in found if is_valid_oid(oid)]
     if not found:
-        raise ObjectNotFoundError(text, "no object id starts with it; `scistack log VAR` prints ids")
+        raise ObjectNotFoundError(
+            text, "no object id starts with it; `scistack log VAR` prints ids"
+        )
     if len(found) > 1:
-        raise InvalidOidError(f"object id prefix {text!r} is ambiguous: it starts {len(found)} ids "
-                              f"({', '.join(o[:SHORT] for o in found[:4])}...); give more characters")
+        raise InvalidOidError(
+            f"object id prefix {text!r} is ambiguous: it starts {len(found)} ids "
+            f"({', '.join(o[:SHORT] for o in found[:4])}...); give more characters"
+        )
     return found[0]
 
 
@@ -300,14 +357,17 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
         if len(records) != 1:
             raise VariableNotFoundError(
                 f"{target}: {len(records)} records match {address or 'everything'}; give the full "
-                f"address ({', '.join('--' + k for k in db.schema_keys)}) or an oid")
+                f"address ({', '.join('--' + k for k in db.schema_keys)}) or an oid"
+            )
         oid = records[0].oid
     else:
         oid = resolve_oid(db, target)
     obj = db.store.get(oid)
     refs = [r for var in state.variables() for r in state.records(var) if r.oid == oid]
     refs.sort(key=lambda r: r.created_at, reverse=True)
-    value = describe_value(db.store.get_value(oid)) if obj.kind != "call" else {"type": "call record"}
+    value = (
+        describe_value(db.store.get_value(oid)) if obj.kind != "call" else {"type": "call record"}
+    )
     call_oid = oid if obj.kind == "call" else next((r.call for r in refs if r.call), None)
     call = read_call(db, call_oid) if call_oid else None
     return ShowResult(oid, obj.kind, db.store.size_of(oid), value, refs, call)
@@ -321,20 +381,34 @@ def describe_value(value: Any, *, head: int = 6) -> dict[str, Any]:
     if isinstance(value, pa.Table):
         value = value.to_pandas()
     if isinstance(value, np.ndarray):
-        out: dict[str, Any] = {"type": "ndarray", "dtype": str(value.dtype), "shape": list(value.shape)}
+        out: dict[str, Any] = {
+            "type": "ndarray",
+            "dtype": str(value.dtype),
+            "shape": list(value.shape),
+        }
         flat = value.reshape(-1)
-        if flat.size and (np.issubdtype(value.dtype, np.number) or value.dtype == bool) \
-                and not np.issubdtype(value.dtype, np.complexfloating):
+        if (
+            flat.size
+            and (np.issubdtype(value.dtype, np.number) or value.dtype == bool)
+            and not np.issubdtype(value.dtype, np.complexfloating)
+        ):
             numbers = flat.astype(np.float64)
-            out.update(min=float(np.nanmin(numbers)), max=float(np.nanmax(numbers)),
-                       mean=float(np.nanmean(numbers)))
+            out.update(
+                min=float(np.nanmin(numbers)),
+                max=float(np.nanmax(numbers)),
+                mean=float(np.nanmean(numbers)),
+            )
         out["head"] = [x.item() if hasattr(x, "item") else x for x in flat[:head]]
         return out
     if isinstance(value, (pd.DataFrame, pd.Series)):
         frame = value.to_frame() if isinstance(value, pd.Series) else value
         text = frame.head(head).to_string(max_cols=8, max_colwidth=20, line_width=78)
-        return {"type": type(value).__name__, "shape": list(value.shape),
-                "columns": [str(c) for c in frame.columns], "head": text}
+        return {
+            "type": type(value).__name__,
+            "shape": list(value.shape),
+            "columns": [str(c) for c in frame.columns],
+            "head": text,
+        }
     if isinstance(value, (list, tuple, dict, set)):
         return {"type": type(value).__name__, "len": len(value), "repr": _short_repr(value)}
     if isinstance(value, (bytes, bytearray)):
@@ -350,8 +424,9 @@ def _short_repr(value: Any, limit: int = 600) -> str:
 
 
 # -- rm ----------------------------------------------------------------------------------
-def removal_plan(db: Database, var: str, *, cascade: bool = False, version: int | None = None,
-                 **address: Any) -> list[RefRecord]:
+def removal_plan(
+    db: Database, var: str, *, cascade: bool = False, version: int | None = None, **address: Any
+) -> list[RefRecord]:
     """The records `rm` would delete: every version at `address`, and with `cascade` every
     record computed from them (through call records), transitively."""
     plan = select(db, var, all_versions=True, version=version, **address)
@@ -393,5 +468,7 @@ def query(db: Database, sql: str) -> Any:
         return db.sql(sql)
     except duckdb.Error as exc:
         first = str(exc).strip().splitlines()[0]
-        raise QueryError(f"the query failed: {first}. The index is read-only here; `scistack ls` "
-                         "lists the variables (each is a view), and the tables are refs and calls") from None
+        raise QueryError(
+            f"the query failed: {first}. The index is read-only here; `scistack ls` "
+            "lists the variables (each is a view), and the tables are refs and calls"
+        ) from None

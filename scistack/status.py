@@ -157,18 +157,27 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     chosen = list(variables) if variables else sorted(set(known) | {v for v, _ in run_combos})
     for var in chosen:
         if var not in known and not any(v == var for v, _ in run_combos):
-            raise VariableNotFoundError(f"{var} has no records and no runs; variables: {', '.join(known) or 'none'}")
+            raise VariableNotFoundError(
+                f"{var} has no records and no runs; variables: {', '.join(known) or 'none'}"
+            )
     checker = StalenessChecker(db)
     by_var: dict[str, dict[str, StatusCell]] = {}
     for var in chosen:
-        by_var[var] = _var_cells(db, var, checker, {k: v for (rv, k), v in run_combos.items() if rv == var})
+        by_var[var] = _var_cells(
+            db, var, checker, {k: v for (rv, k), v in run_combos.items() if rv == var}
+        )
     rows = _rows([c.addr for cells in by_var.values() for c in cells.values()], db.schema_keys)
-    grid = [[_project(by_var[var], row) for var in chosen] for row in rows]
+    levels = {var: _levels(by_var[var]) for var in chosen}
+    grid = [[_project(var, by_var[var], levels[var], row) for var in chosen] for row in rows]
     return StatusGrid(chosen, rows, grid)
 
 
-def _var_cells(db: Database, var: str, checker: StalenessChecker,
-               runs: dict[str, tuple[str, str, dict[str, Any], str]]) -> dict[str, StatusCell]:
+def _var_cells(
+    db: Database,
+    var: str,
+    checker: StalenessChecker,
+    runs: dict[str, tuple[str, str, dict[str, Any], str]],
+) -> dict[str, StatusCell]:
     cells: dict[str, StatusCell] = {}
     newest: dict[str, str] = {}
     by_addr: dict[str, list[RefRecord]] = {}
@@ -187,7 +196,9 @@ def _var_cells(db: Database, var: str, checker: StalenessChecker,
     return cells
 
 
-def _last_runs(db: Database, calls: _Calls) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str]]:
+def _last_runs(
+    db: Database, calls: _Calls
+) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str]]:
     """(variable, address) -> (status, time, combo, error) of the newest run covering it."""
     state = db.index.state
     writers: dict[str, set[str]] = {}  # function name -> variables, for runs that predate "outputs"
@@ -206,8 +217,12 @@ def _last_runs(db: Database, calls: _Calls) -> dict[tuple[str, str], tuple[str, 
             continue
         for item in items:
             for var in outputs:
-                out[(var, key_of(item["combo"]))] = (item["status"], run.get("t", ""), item["combo"],
-                                                     item.get("error"))
+                out[(var, key_of(item["combo"]))] = (
+                    item["status"],
+                    run.get("t", ""),
+                    item["combo"],
+                    item.get("error"),
+                )
     return out
 
 
@@ -224,21 +239,35 @@ def _writers(db: Database, calls: _Calls) -> dict[str, set[str]]:
 def _rows(addrs: list[dict[str, Any]], schema_keys: list[str]) -> list[dict[str, Any]]:
     """Distinct addresses, leaving out one that a finer address extends."""
     unique = {key_of(a): a for a in addrs}
-    rows = [a for a in unique.values()
-            if not any(set(a) < set(b) and all(b[k] == a[k] for k in a) for b in unique.values())]
-    return sorted(rows, key=lambda a: tuple((k not in a, isinstance(a.get(k), str), a.get(k, 0))
-                                            for k in schema_keys))
+    levels = {frozenset(a) for a in unique.values()}
+    extended = set()
+    for a in unique.values():
+        for level in levels:
+            if level < set(a):
+                extended.add(key_of({k: a[k] for k in level}))
+    rows = [a for key, a in unique.items() if key not in extended]
+    return sorted(
+        rows,
+        key=lambda a: tuple(
+            (k not in a, isinstance(a.get(k), str), a.get(k, 0)) for k in schema_keys
+        ),
+    )
 
 
-def _project(cells: dict[str, StatusCell], row: dict[str, Any]) -> StatusCell | None:
-    if not cells:
-        return None
-    levels = sorted({frozenset(c.addr) for c in cells.values()}, key=len, reverse=True)
+def _levels(cells: dict[str, StatusCell]) -> list[frozenset[str]]:
+    """The sets of address keys a variable is saved at, finest first."""
+    return sorted({frozenset(c.addr) for c in cells.values()}, key=len, reverse=True)
+
+
+def _project(
+    var: str, cells: dict[str, StatusCell], levels: list[frozenset[str]], row: dict[str, Any]
+) -> StatusCell | None:
+    """The cell of `var` in `row`: at the finest level of `var` that the row's keys cover."""
     for level in levels:
-        if level <= set(row):
+        if level <= row.keys():
             addr = {k: row[k] for k in level}
             found = cells.get(key_of(addr))
-            return found if found is not None else StatusCell(next(iter(cells.values())).var, addr, "missing")
+            return found if found is not None else StatusCell(var, addr, "missing")
     return None
 
 
@@ -248,7 +277,8 @@ def why_value(db: Database, var: str, **address: Any) -> WhyReport:
     if len(records) != 1:
         raise AmbiguousVersionError(
             f"why needs one value but {len(records)} records of {var} match {address}; give the "
-            f"full address ({', '.join('--' + k for k in db.schema_keys)}) and any version keys")
+            f"full address ({', '.join('--' + k for k in db.schema_keys)}) and any version keys"
+        )
     record = records[0]
     report = why_record(db, var, record)
     if report.status in ("current", "unknown"):
@@ -258,5 +288,7 @@ def why_value(db: Database, var: str, **address: Any) -> WhyReport:
             reason = checker._input_reason(item)
             if reason.endswith("is stale"):
                 extra = Reason("upstream", item.name, reason + " (see `scistack why` on it)")
-                report = dataclasses.replace(report, status="stale", reasons=(*report.reasons, extra))
+                report = dataclasses.replace(
+                    report, status="stale", reasons=(*report.reasons, extra)
+                )
     return report

@@ -23,7 +23,7 @@ from scistack import BaseVariable, for_each
 from scistack.cli import main
 from scistack.cli.args import convert, parse_address
 
-PIPELINE = '''
+PIPELINE = """
 import numpy as np
 from scistack import lineage_fcn
 
@@ -40,7 +40,7 @@ def peak(signal):
     if signal.size < 5:
         raise ValueError("signal too short")
     return float(np.max(signal))
-'''
+"""
 
 
 class CliRaw(BaseVariable):
@@ -70,14 +70,20 @@ def built(project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     rng = np.random.default_rng(0)
     for subject in (1, 2, 3):
         for session in ("pre", "post"):
-            CliRaw.save(rng.normal(size=3 if subject == 3 else 50), subject=subject, session=session)
+            CliRaw.save(
+                rng.normal(size=3 if subject == 3 else 50), subject=subject, session=session
+            )
     CliTable.save(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}), subject=1)
     combos = {"subject": [1, 2, 3], "session": ["pre", "post"]}
-    for_each(module.bandpass, inputs={"signal": CliRaw, "low_hz": 20}, outputs=[CliFiltered], **combos)
+    for_each(
+        module.bandpass, inputs={"signal": CliRaw, "low_hz": 20}, outputs=[CliFiltered], **combos
+    )
     for_each(module.peak, inputs={"signal": CliFiltered}, outputs=[CliPeak], **combos)
     CliRaw.save(np.ones(50), subject=1, session="pre")
     project.sync()
-    yield SimpleNamespace(db=project, path=tmp_path / "gait.duckdb", module=module, name=name, root=tmp_path)
+    yield SimpleNamespace(
+        db=project, path=tmp_path / "gait.duckdb", module=module, name=name, root=tmp_path
+    )
     sys.modules.pop(name, None)
 
 
@@ -101,8 +107,8 @@ def test_ls_lists_variables_with_counts_sizes_and_fits_80_columns(built):
     assert_fits(out)
     lines = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
     assert set(lines) == {"CliFiltered", "CliPeak", "CliRaw", "CliTable"}
-    assert lines["CliRaw"][1:3] == ["6", "7"]        # 6 current values, 7 versions
-    assert lines["CliPeak"][1:3] == ["4", "4"]       # subject 3 failed
+    assert lines["CliRaw"][1:3] == ["6", "7"]  # 6 current values, 7 versions
+    assert lines["CliPeak"][1:3] == ["4", "4"]  # subject 3 failed
     data = json.loads(ok(run(built, "ls", "--json")))
     raw = next(d for d in data if d["name"] == "CliRaw")
     assert raw["values"] == 6 and raw["versions"] == 7 and raw["size_bytes"] > 50 * 8 * 6
@@ -129,7 +135,9 @@ def test_log_shows_every_version_newest_first_with_its_call(built):
 def test_log_json_limit_and_address_types(built):
     entries = json.loads(ok(run(built, "log", "CliFiltered", "-n", "3", "--json")))
     assert len(entries) == 3
-    assert [e["created_at"] for e in entries] == sorted((e["created_at"] for e in entries), reverse=True)
+    assert [e["created_at"] for e in entries] == sorted(
+        (e["created_at"] for e in entries), reverse=True
+    )
     first = entries[0]
     assert first["call"]["function"] == "bandpass" and first["call"]["constants"] == {"low_hz": 20}
     assert first["current"] is True and len(first["oid"]) == 64
@@ -147,8 +155,9 @@ def test_log_graph_draws_lineage_down_to_raw_inputs(built):
     assert tree[0].startswith("CliPeak@") and "<- peak()" in tree[0]
     assert tree[1].startswith("└── signal: CliFiltered@") and "bandpass(low_hz=20)" in tree[1]
     assert tree[2].startswith("    └── signal: CliRaw@") and tree[2].endswith("[raw]")
-    data = json.loads(ok(run(built, "log", "CliPeak", "--subject", "2", "--session", "post", "--graph",
-                             "--json")))
+    data = json.loads(
+        ok(run(built, "log", "CliPeak", "--subject", "2", "--session", "post", "--graph", "--json"))
+    )
     assert data[0]["lineage"]["children"][0]["children"][0]["note"] == "raw"
 
 
@@ -191,13 +200,21 @@ def test_status_grid_done_stale_failed_missing(built):
     assert rows[("2", "post")] == ["done", "done", "done", "-"]
     assert rows[("3", "pre")] == ["done", "FAILED", "done", "-"]
     data = json.loads(ok(run(built, "status", "CliPeak", "--json")))
-    assert data["counts"]["CliPeak"] == {"done": 3, "stale": 1, "unknown": 0, "failed": 2, "missing": 0}
+    assert data["counts"]["CliPeak"] == {
+        "done": 3,
+        "stale": 1,
+        "unknown": 0,
+        "failed": 2,
+        "missing": 0,
+    }
     failed = [c for c in data["cells"] if c["status"] == "failed"]
     assert all("signal too short" in c["reason"] for c in failed)
 
 
 def test_status_and_why_see_a_code_change_with_a_diff(built):
-    source = PIPELINE.replace("return signal * GAIN + low_hz", "return signal * GAIN + low_hz + 1.0")
+    source = PIPELINE.replace(
+        "return signal * GAIN + low_hz", "return signal * GAIN + low_hz + 1.0"
+    )
     (built.root / f"{built.name}.py").write_text(source)
     importlib.invalidate_caches()
     importlib.reload(built.module)
@@ -205,7 +222,10 @@ def test_status_and_why_see_a_code_change_with_a_diff(built):
     assert [line.split()[2] for line in out.splitlines()[1:7]] == ["STALE"] * 6
     out = ok(run(built, "why", "CliFiltered", "--subject", "2", "--session", "post"))
     assert "is stale" in out and "code bandpass" in out
-    assert "-    return signal * GAIN + low_hz" in out and "+    return signal * GAIN + low_hz + 1.0" in out
+    assert (
+        "-    return signal * GAIN + low_hz" in out
+        and "+    return signal * GAIN + low_hz + 1.0" in out
+    )
 
 
 def test_why_current_stale_and_upstream(built):
@@ -214,7 +234,9 @@ def test_why_current_stale_and_upstream(built):
     assert "is current" in out
     out = ok(run(built, "why", "CliFiltered", "--subject", "1", "--session", "pre"))
     assert "is stale" in out and "input signal" in out
-    report = json.loads(ok(run(built, "why", "CliPeak", "--subject", "1", "--session", "pre", "--json")))
+    report = json.loads(
+        ok(run(built, "why", "CliPeak", "--subject", "1", "--session", "pre", "--json"))
+    )
     assert report["status"] == "stale" and report["reasons"][-1]["kind"] == "upstream"
     result = run(built, "why", "CliFiltered", "--subject", "1")
     assert result.exit_code == 2 and "needs one value" in result.stderr
@@ -225,13 +247,20 @@ def test_rm_asks_first_and_cascades_through_call_records(built):
     result = run(built, "rm", "CliRaw", "--subject", "2", input="n\n")
     assert result.exit_code == 1 and "Aborted" in result.output
     assert len(list(CliRaw.load(subject=2))) == 2
-    out = ok(run(built, "rm", "CliRaw", "--subject", "2", "--session", "post", "--cascade", "--yes"))
+    out = ok(
+        run(built, "rm", "CliRaw", "--subject", "2", "--session", "post", "--cascade", "--yes")
+    )
     assert_fits(out)
     assert "deleted 3 refs" in out
     built.db.index.refresh()
-    assert [r.addr["session"] for r in built.db.index.state.records("CliFiltered") if r.addr["subject"] == 2] \
-        == ["pre"]
-    assert not any(r.addr == {"subject": 2, "session": "post"} for r in built.db.index.state.records("CliPeak"))
+    assert [
+        r.addr["session"]
+        for r in built.db.index.state.records("CliFiltered")
+        if r.addr["subject"] == 2
+    ] == ["pre"]
+    assert not any(
+        r.addr == {"subject": 2, "session": "post"} for r in built.db.index.state.records("CliPeak")
+    )
     data = json.loads(ok(run(built, "rm", "CliTable", "--subject", "1", "--yes", "--json")))
     assert data["deleted"] == 1 and data["refs"][0]["var"] == "CliTable"
 
@@ -239,7 +268,10 @@ def test_rm_asks_first_and_cascades_through_call_records(built):
 def test_rm_without_cascade_keeps_downstream(built):
     ok(run(built, "rm", "CliRaw", "--subject", "1", "--session", "pre", "--version", "1", "--yes"))
     built.db.index.refresh()
-    assert [r.version for r in built.db.index.state.versions_at("CliRaw", '{"session":"pre","subject":1}')] == [2]
+    assert [
+        r.version
+        for r in built.db.index.state.versions_at("CliRaw", '{"session":"pre","subject":1}')
+    ] == [2]
     assert CliFiltered.load(subject=1, session="pre") is not None
 
 
@@ -267,10 +299,14 @@ def test_fsck_clean_project(built):
 
 
 def test_sql_prints_a_table_and_refuses_writes(built):
-    out = ok(run(built, "sql", "SELECT subject, session, value FROM CliPeak ORDER BY subject, session"))
+    out = ok(
+        run(built, "sql", "SELECT subject, session, value FROM CliPeak ORDER BY subject, session")
+    )
     assert_fits(out)
     assert out.splitlines()[0].split() == ["subject", "session", "value"] and "(4 rows)" in out
-    rows = json.loads(ok(run(built, "sql", "SELECT count(*) AS n FROM refs WHERE var = 'CliRaw'", "--json")))
+    rows = json.loads(
+        ok(run(built, "sql", "SELECT count(*) AS n FROM refs WHERE var = 'CliRaw'", "--json"))
+    )
     assert rows == [{"n": 7}]
     result = run(built, "sql", "DELETE FROM refs")
     assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
@@ -308,9 +344,16 @@ def test_project_is_found_upward_and_missing_project_is_one_line(built, tmp_path
 
 
 def test_address_parsing():
-    assert parse_address(["--subject", "1", "--session=pre", "--speed", "1.5", "--ok", "true"]) == \
-        {"subject": 1, "session": "pre", "speed": 1.5, "ok": True}
-    assert parse_address(["--subject", "'1'", "--trial-type", '"2"']) == {"subject": "1", "trial_type": "2"}
+    assert parse_address(["--subject", "1", "--session=pre", "--speed", "1.5", "--ok", "true"]) == {
+        "subject": 1,
+        "session": "pre",
+        "speed": 1.5,
+        "ok": True,
+    }
+    assert parse_address(["--subject", "'1'", "--trial-type", '"2"']) == {
+        "subject": "1",
+        "trial_type": "2",
+    }
     assert parse_address(["--subject", "1", "--subject", "2"]) == {"subject": [1, 2]}
     assert parse_address(["--subject", "1"], as_str=True) == {"subject": "1"}
     assert convert("-3") == -3 and convert("1e3") == 1000.0 and convert("pre") == "pre"
@@ -328,18 +371,34 @@ def test_installed_console_script_runs(built, python_env):
     script = Path(sys.executable).with_name("scistack")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "scistack"]
     built.db.sync()
-    done = subprocess.run([*command, "--db", str(built.path), "ls"], capture_output=True, text=True,
-                          env=python_env, timeout=120)
+    done = subprocess.run(
+        [*command, "--db", str(built.path), "ls"],
+        capture_output=True,
+        text=True,
+        env=python_env,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert "CliRaw" in done.stdout and "VARIABLE" in done.stdout
-    done = subprocess.run([*command, "--db", str(built.path), "log", "Nope"], capture_output=True,
-                          text=True, env=python_env, timeout=120)
+    done = subprocess.run(
+        [*command, "--db", str(built.path), "log", "Nope"],
+        capture_output=True,
+        text=True,
+        env=python_env,
+        timeout=120,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
 
 
 def test_commands_open_and_close_the_project_themselves(built, tmp_path, monkeypatch):
     built.db.close()  # no current database: every command opens (and closes) its own
-    for args in (["ls"], ["status"], ["log", "CliRaw", "--subject", "2"], ["fsck"], ["gc", "--dry-run"]):
+    for args in (
+        ["ls"],
+        ["status"],
+        ["log", "CliRaw", "--subject", "2"],
+        ["fsck"],
+        ["gc", "--dry-run"],
+    ):
         ok(run(built, *args))
     monkeypatch.chdir(tmp_path)
     assert "CliRaw" in ok(CliRunner().invoke(main, ["ls"]))

@@ -69,16 +69,20 @@ def test_flipped_byte_is_reported_as_corrupt(project):
 def test_deleted_objects_are_reported_with_who_needs_them(project):
     build(project)
     out = FsckOut.load(subject=1, session="pre")
-    child = next(o for o in project.store.iter_oids()
-                 if project.store.get(o).kind == "npy" and o != out.oid
-                 and o != FsckRaw.load(subject=1, session="pre").oid)
+    child = next(
+        o
+        for o in project.store.iter_oids()
+        if project.store.get(o).kind == "npy"
+        and o != out.oid
+        and o != FsckRaw.load(subject=1, session="pre").oid
+    )
     code = project.call_record(out.call)["code"]
     for oid in (out.oid, child, code):
         os.unlink(project.store.path_of(oid))
     kinds: dict[str, set[str]] = {}
     for p in fsck(project).problems:
         kinds.setdefault(p.oid, set()).add(p.kind)
-    assert kinds[out.oid] == {"missing-ref-object", "dangling-call"}   # named by a ref and the cache
+    assert kinds[out.oid] == {"missing-ref-object", "dangling-call"}  # named by a ref and the cache
     assert kinds[child] == {"missing"} and kinds[code] == {"missing"}
     data = json.loads(cli(project, "--json").stdout)
     assert data["ok"] is False and len(data["problems"]) >= 3
@@ -87,8 +91,19 @@ def test_deleted_objects_are_reported_with_who_needs_them(project):
 def test_journalled_ref_to_a_missing_object(project):
     build(project)
     ghost = "ab" * 32
-    entry = {"op": "put", "var": "FsckRaw", "addr": {"subject": 9}, "vkeys": {}, "version": 1, "oid": ghost,
-             "kind": "npy", "call": None, "params": {}, "summary": "float64[3]", "t": utc_now()}
+    entry = {
+        "op": "put",
+        "var": "FsckRaw",
+        "addr": {"subject": 9},
+        "vkeys": {},
+        "version": 1,
+        "oid": ghost,
+        "kind": "npy",
+        "call": None,
+        "params": {},
+        "summary": "float64[3]",
+        "t": utc_now(),
+    }
     project.index.journal.append([entry])
     report = fsck(project)
     assert [(p.kind, p.oid) for p in report.problems] == [("missing-ref-object", ghost)]
@@ -104,7 +119,7 @@ def test_dangling_call_and_bad_journal_line(project):
     with open(project.index.journal.path, "ab") as journal:
         journal.write(b"{not json\n")
     kinds = sorted(p.kind for p in fsck(project).problems)
-    assert kinds == ["dangling-call", "dangling-call", "journal"]   # the ref's call and the cache's
+    assert kinds == ["dangling-call", "dangling-call", "journal"]  # the ref's call and the cache's
     assert cli(project).exit_code == 1
 
 

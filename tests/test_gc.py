@@ -58,8 +58,12 @@ def gc_scale(value, factor):
 def same(a, b) -> bool:
     """Bit-exact equality of stored values (dtype, shape and bytes for arrays)."""
     if isinstance(a, np.ndarray):
-        return isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape and \
-            a.tobytes() == b.tobytes()
+        return (
+            isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.tobytes() == b.tobytes()
+        )
     if isinstance(a, pd.DataFrame):
         return isinstance(b, pd.DataFrame) and a.equals(b) and list(a.dtypes) == list(b.dtypes)
     if isinstance(a, dict):
@@ -77,13 +81,19 @@ class GarbageCollection(RuleBasedStateMachine):
         self.dir = Path(tempfile.mkdtemp(prefix="scistack-gc-"))
         database_module._current = None
         self.db = configure_database(self.dir / "gait.duckdb", ["subject"])
-        self.model: dict[tuple[str, int], dict[int, object]] = {}   # (var, subject) -> version -> value
+        self.model: dict[
+            tuple[str, int], dict[int, object]
+        ] = {}  # (var, subject) -> version -> value
         self.freed = 0
 
     def _record(self, var: type, subject: int, record, value) -> None:
         self.model.setdefault((var.__name__, subject), {})[record.version] = value
 
-    @rule(var=st.sampled_from([GcA, GcB]), subject=st.integers(1, 3), index=st.integers(0, len(POOL) - 1))
+    @rule(
+        var=st.sampled_from([GcA, GcB]),
+        subject=st.integers(1, 3),
+        index=st.integers(0, len(POOL) - 1),
+    )
     def save(self, var, subject, index):
         saved = var.save(POOL[index], subject=subject)
         self._record(var, subject, saved.record, POOL[index])
@@ -99,8 +109,12 @@ class GarbageCollection(RuleBasedStateMachine):
     @precondition(lambda self: any(var == "GcA" for var, _ in self.model))
     @rule(factor=st.sampled_from([2, 3]))
     def run_for_each(self, factor):
-        report = for_each(gc_scale, inputs={"value": GcA, "factor": factor}, outputs=[GcC],
-                          subject=sorted(s for var, s in self.model if var == "GcA"))
+        report = for_each(
+            gc_scale,
+            inputs={"value": GcA, "factor": factor},
+            outputs=[GcC],
+            subject=sorted(s for var, s in self.model if var == "GcA"),
+        )
         for item in report.items:
             if item.status in ("ran", "cached"):
                 loaded = GcC.load(subject=item.combo["subject"])
@@ -122,7 +136,7 @@ class GarbageCollection(RuleBasedStateMachine):
 
     @rule(index=st.integers(0, len(POOL) - 1), extra=st.integers(0, 1000))
     def stray_object(self, index, extra):
-        self.db.store.put_value([POOL[index], extra])   # written, never named (a killed save)
+        self.db.store.put_value([POOL[index], extra])  # written, never named (a killed save)
 
     @rule()
     def gc(self):
@@ -139,9 +153,14 @@ class GarbageCollection(RuleBasedStateMachine):
     @invariant()
     def refs_match_the_model(self):
         self.db.index.refresh()
-        live = {(r.var, r.addr["subject"], r.version) for v in ("GcA", "GcB", "GcC")
-                for r in self.db.index.state.records(v)}
-        assert live == {(var, s, version) for (var, s), versions in self.model.items() for version in versions}
+        live = {
+            (r.var, r.addr["subject"], r.version)
+            for v in ("GcA", "GcB", "GcC")
+            for r in self.db.index.state.records(v)
+        }
+        assert live == {
+            (var, s, version) for (var, s), versions in self.model.items() for version in versions
+        }
 
     def check_model(self):
         classes = {"GcA": GcA, "GcB": GcB, "GcC": GcC}
@@ -160,8 +179,11 @@ class GarbageCollection(RuleBasedStateMachine):
 
 
 GarbageCollection.TestCase.settings = settings(
-    max_examples=30, stateful_step_count=25, deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    max_examples=30,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 test_gc_never_deletes_what_is_reachable = GarbageCollection.TestCase
 
 
@@ -172,7 +194,7 @@ def age(path: Path, days: float) -> None:
 
 
 def test_grace_period_protects_a_fresh_unreferenced_object(project):
-    orphan = project.store.put_value(np.arange(100.0))      # a concurrent save about to name it
+    orphan = project.store.put_value(np.arange(100.0))  # a concurrent save about to name it
     stats = collect_garbage(project)
     assert stats.objects_deleted == 0 and stats.objects_kept_by_grace == 1
     assert project.store.contains(orphan)
@@ -186,7 +208,7 @@ def test_grace_period_protects_a_fresh_unreferenced_object(project):
 def test_putting_an_old_object_again_makes_it_young(project):
     orphan = project.store.put_value(np.arange(7.0))
     age(project.store.path_of(orphan), 30)
-    assert project.store.put_value(np.arange(7.0)) == orphan   # a save re-using it refreshes mtime
+    assert project.store.put_value(np.arange(7.0)) == orphan  # a save re-using it refreshes mtime
     assert collect_garbage(project).objects_kept_by_grace == 1
     assert project.store.contains(orphan)
 
@@ -207,8 +229,12 @@ def test_deleted_refs_are_collected_after_the_grace_period(project):
 
 def test_bytes_freed_equal_the_sizes_of_the_deleted_files(project):
     GcA.save(np.arange(50.0), subject=1)
-    orphans = [project.store.put_value(np.random.default_rng(n).normal(size=n * 100)) for n in range(1, 6)]
-    orphans.append(project.store.put_value({"a": np.zeros(10_000), "b": "x"}))   # compressible, with a child
+    orphans = [
+        project.store.put_value(np.random.default_rng(n).normal(size=n * 100)) for n in range(1, 6)
+    ]
+    orphans.append(
+        project.store.put_value({"a": np.zeros(10_000), "b": "x"})
+    )  # compressible, with a child
     temp = project.store.root / "ab" / ".tmp-12345-deadbeef"
     temp.parent.mkdir(exist_ok=True)
     temp.write_bytes(b"half-written object" * 10)
@@ -230,17 +256,19 @@ def test_bytes_freed_equal_the_sizes_of_the_deleted_files(project):
 # -- what is kept ------------------------------------------------------------------------
 def test_every_version_and_the_lineage_of_kept_values_survive(project):
     GcA.save(np.arange(4.0), subject=1)
-    GcA.save(np.arange(5.0), subject=1)                       # version 2; version 1 stays
+    GcA.save(np.arange(5.0), subject=1)  # version 2; version 1 stays
     raw = GcB.save({"x": np.arange(3.0)}, subject=1)
     result = gc_scale(GcB.load(subject=1), 2)
     GcC.save(result, subject=1)
     report = for_each(gc_scale, inputs={"value": GcA, "factor": 3}, outputs=[GcB], subject=[1])
-    GcB.delete(subject=1)                                     # the input of GcC's value loses its name
+    GcB.delete(subject=1)  # the input of GcC's value loses its name
     collect_garbage(project, grace_seconds=0)
     assert GcA.load(subject=1, version=1).data.tolist() == [0.0, 1.0, 2.0, 3.0]
     provenance = project.get_provenance(GcC, subject=1)
-    assert project.store.contains(provenance["inputs"]["value"]["oid"]) and raw.record.oid == \
-        provenance["inputs"]["value"]["oid"]
+    assert (
+        project.store.contains(provenance["inputs"]["value"]["oid"])
+        and raw.record.oid == provenance["inputs"]["value"]["oid"]
+    )
     assert project.store.get_value(raw.record.oid)["x"].tolist() == [0.0, 1.0, 2.0]
     assert "def gc_scale" in project.store.get_value(provenance["code"])
     run = project.index.state.runs[-1]

@@ -61,14 +61,22 @@ class _Group(click.Group):
             text = str(exc) if isinstance(exc, ScistackError) else f"{type(exc).__name__}: {exc}"
             first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
             hint = "" if ctx.params.get("debug") else " (--debug shows the traceback)"
-            click.secho(f"error: {first}" + ("" if isinstance(exc, ScistackError) else hint),
-                        fg="red", err=True)
+            click.secho(
+                f"error: {first}" + ("" if isinstance(exc, ScistackError) else hint),
+                fg="red",
+                err=True,
+            )
             ctx.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--db", "db_path", envvar="SCISTACK_DB", metavar="PATH",
-              help="The project's .duckdb file or a folder inside it (default: found upward from here).")
+@click.option(
+    "--db",
+    "db_path",
+    envvar="SCISTACK_DB",
+    metavar="PATH",
+    help="The project's .duckdb file or a folder inside it (default: found upward from here).",
+)
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
 @click.version_option(__version__, prog_name="scistack")
 @click.pass_context
@@ -83,7 +91,9 @@ def json_option(fn: Any) -> Any:
 
 
 def str_option(fn: Any) -> Any:
-    return click.option("--str", "as_str", is_flag=True, help="Keep every address value a string.")(fn)
+    return click.option("--str", "as_str", is_flag=True, help="Keep every address value a string.")(
+        fn
+    )
 
 
 def _address(ctx: click.Context, as_str: bool) -> dict[str, Any]:
@@ -111,11 +121,15 @@ def ls(project: _Project, as_json: bool) -> None:
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
 @click.argument("variable")
 @click.option("-n", "--max-count", "n", type=click.IntRange(min=1), help="Show at most N versions.")
-@click.option("--graph", is_flag=True, help="Draw each version's upstream lineage down to raw inputs.")
+@click.option(
+    "--graph", is_flag=True, help="Draw each version's upstream lineage down to raw inputs."
+)
 @json_option
 @str_option
 @click.pass_context
-def log(ctx: click.Context, variable: str, n: int | None, graph: bool, as_json: bool, as_str: bool) -> None:
+def log(
+    ctx: click.Context, variable: str, n: int | None, graph: bool, as_json: bool, as_str: bool
+) -> None:
     """History of VARIABLE, newest first: one entry per saved version."""
     from scistack.history import lineage_graph, log_entries
 
@@ -124,14 +138,20 @@ def log(ctx: click.Context, variable: str, n: int | None, graph: bool, as_json: 
     if not graph:
         return _emit(as_json, entries, render.render_log(entries, db.schema_keys))
     trees = [lineage_graph(db, e) for e in entries]
-    text = "\n\n".join(render.render_log([e], db.schema_keys) + "\n\n" + render.render_graph(t, db.schema_keys)
-                       for e, t in zip(entries, trees))
-    _emit(as_json, [{"entry": e, "lineage": t} for e, t in zip(entries, trees)], text or "no versions")
+    text = "\n\n".join(
+        render.render_log([e], db.schema_keys) + "\n\n" + render.render_graph(t, db.schema_keys)
+        for e, t in zip(entries, trees)
+    )
+    _emit(
+        as_json, [{"entry": e, "lineage": t} for e, t in zip(entries, trees)], text or "no versions"
+    )
 
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
 @click.argument("target", metavar="OID|VARIABLE")
-@click.option("--version", "version", type=int, help="A specific version (default: the current one).")
+@click.option(
+    "--version", "version", type=int, help="A specific version (default: the current one)."
+)
 @json_option
 @str_option
 @click.pass_context
@@ -163,8 +183,12 @@ def status(project: _Project, variables: tuple[str, ...], as_json: bool) -> None
     from scistack.status import status_grid
 
     grid = status_grid(project.db, list(variables) or None)
-    data = {"variables": grid.variables, "addresses": grid.addresses, "cells": grid.cells,
-            "counts": grid.counts()}
+    data = {
+        "variables": grid.variables,
+        "addresses": grid.addresses,
+        "cells": grid.cells,
+        "counts": grid.counts(),
+    }
     _emit(as_json, data, render.render_status(grid, project.db.schema_keys))
 
 
@@ -190,8 +214,15 @@ def why(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
 @json_option
 @str_option
 @click.pass_context
-def rm(ctx: click.Context, variable: str, version: int | None, cascade: bool, yes: bool, as_json: bool,
-       as_str: bool) -> None:
+def rm(
+    ctx: click.Context,
+    variable: str,
+    version: int | None,
+    cascade: bool,
+    yes: bool,
+    as_json: bool,
+    as_str: bool,
+) -> None:
     """Delete the refs of VARIABLE at an address (every version unless --version).
 
     Objects stay in the store until `scistack gc` removes them.
@@ -200,11 +231,17 @@ def rm(ctx: click.Context, variable: str, version: int | None, cascade: bool, ye
 
     db = ctx.obj.db
     plan = removal_plan(db, variable, cascade=cascade, version=version, **_address(ctx, as_str))
-    click.echo(render.to_json(plan) if as_json else render.render_plan(plan, db.schema_keys), err=as_json)
+    click.echo(
+        render.to_json(plan) if as_json else render.render_plan(plan, db.schema_keys), err=as_json
+    )
     if not yes:
         click.confirm(f"Delete these {len(plan)} refs?", abort=True, err=True)
     deleted = remove(db, plan)
-    _emit(as_json, {"deleted": deleted, "refs": plan}, f"deleted {deleted} refs; `scistack gc` frees their objects")
+    _emit(
+        as_json,
+        {"deleted": deleted, "refs": plan},
+        f"deleted {deleted} refs; `scistack gc` frees their objects",
+    )
 
 
 def _grace(ctx: click.Context, param: Any, value: str) -> float:
@@ -218,9 +255,16 @@ def _grace(ctx: click.Context, param: Any, value: str) -> float:
 
 @main.command()
 @click.option("--dry-run", is_flag=True, help="Only report what would be deleted.")
-@click.option("--prune", "grace", default="2.weeks.ago", show_default=True, callback=_grace, metavar="WHEN",
-              help="Delete unreachable objects older than WHEN: now, never, or N.UNIT.ago "
-                   "(seconds, minutes, hours, days, weeks). Only use `now` when nothing else writes.")
+@click.option(
+    "--prune",
+    "grace",
+    default="2.weeks.ago",
+    show_default=True,
+    callback=_grace,
+    metavar="WHEN",
+    help="Delete unreachable objects older than WHEN: now, never, or N.UNIT.ago "
+    "(seconds, minutes, hours, days, weeks). Only use `now` when nothing else writes.",
+)
 @json_option
 @click.pass_obj
 def gc(project: _Project, dry_run: bool, grace: float, as_json: bool) -> None:
@@ -238,11 +282,14 @@ def gc(project: _Project, dry_run: bool, grace: float, as_json: bool) -> None:
 def fsck(ctx: click.Context, reindex: bool, as_json: bool) -> None:
     """Re-hash every object; report corrupt and missing objects, refs to missing objects,
     dangling calls and unreadable journal lines. Exits with 1 when anything is wrong."""
-    from scistack.fsck import fsck as check, reindex as rebuild
+    from scistack.fsck import fsck as check
+    from scistack.fsck import reindex as rebuild
 
     applied = rebuild(ctx.obj.db) if reindex else None
     report = check(ctx.obj.db)
-    text = render.render_fsck(report) + (f"\nreindexed {applied} journal entries" if reindex else "")
+    text = render.render_fsck(report) + (
+        f"\nreindexed {applied} journal entries" if reindex else ""
+    )
     _emit(as_json, {**render._plain(report), "ok": report.ok, "reindexed": applied}, text)
     ctx.exit(0 if report.ok else 1)
 

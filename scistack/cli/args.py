@@ -34,8 +34,10 @@ def parse_address(args: list[str], *, as_str: bool = False) -> dict[str, Any]:
     while i < len(args):
         token = args[i]
         if not token.startswith("--") or len(token) < 3:
-            raise AddressError(f"unexpected argument {token!r}: address values are given as "
-                               "--key value, after the variable name")
+            raise AddressError(
+                f"unexpected argument {token!r}: address values are given as "
+                "--key value, after the variable name"
+            )
         if "=" in token:
             key, text = token[2:].split("=", 1)
             i += 1

@@ -26,8 +26,11 @@ def to_json(data: Any) -> str:
 
 def _plain(data: Any) -> Any:
     if isinstance(data, RefRecord):
-        return {f.name: _plain(getattr(data, f.name)) for f in dataclasses.fields(data)
-                if f.name not in ("addr_key", "vkeys_key")}
+        return {
+            f.name: _plain(getattr(data, f.name))
+            for f in dataclasses.fields(data)
+            if f.name not in ("addr_key", "vkeys_key")
+        }
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         return {f.name: _plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
     if isinstance(data, dict):
@@ -54,7 +57,11 @@ def cut(text: str, width: int = WIDTH) -> str:
 def value_text(value: Any) -> str:
     """An address value as the command line takes it: strings that look like numbers quoted."""
     if isinstance(value, str):
-        return repr(value) if _NUMBER.fullmatch(value) or value in ("true", "false") or not value else value
+        return (
+            repr(value)
+            if _NUMBER.fullmatch(value) or value in ("true", "false") or not value
+            else value
+        )
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -83,7 +90,9 @@ def size_text(n: int) -> str:
 
 def table(headers: list[str], rows: list[list[Any]], width: int = WIDTH) -> str:
     """Left-aligned columns that fit `width` (the widest columns shrink first)."""
-    cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[str(c) for c in headers]] + [
+        ["" if c is None else str(c) for c in row] for row in rows
+    ]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 6:
         widths[widths.index(max(widths))] -= 1
@@ -96,7 +105,10 @@ def table(headers: list[str], rows: list[list[Any]], width: int = WIDTH) -> str:
 def render_ls(summaries: list[Any]) -> str:
     if not summaries:
         return "no variables yet"
-    rows = [[s.name, s.values, s.versions, size_text(s.size_bytes), when(s.last_change)] for s in summaries]
+    rows = [
+        [s.name, s.values, s.versions, size_text(s.size_bytes), when(s.last_change)]
+        for s in summaries
+    ]
     return table(["VARIABLE", "VALUES", "VERSIONS", "SIZE", "LAST CHANGE (UTC)"], rows)
 
 
@@ -112,10 +124,17 @@ def call_lines(call: Any, label_width: int = 11) -> list[str]:
     for i, item in enumerate(call.inputs):
         lines.append(cut(f"{pad('Inputs' if i == 0 else '')}{input_text(item)}"))
     if call.git_commit:
-        dirty = " (dirty, diff " + call.git_diff[:SHORT] + ")" if call.git_dirty and call.git_diff else \
-            " (dirty)" if call.git_dirty else ""
+        dirty = (
+            " (dirty, diff " + call.git_diff[:SHORT] + ")"
+            if call.git_dirty and call.git_diff
+            else " (dirty)"
+            if call.git_dirty
+            else ""
+        )
         lines.append(f"{pad('Git')}{call.git_commit[:SHORT]}{dirty}")
-    lines.append(f"{pad('Call')}{call.oid[:SHORT]}  ran {when(call.started)}, {call.duration:.3g} s")
+    lines.append(
+        f"{pad('Call')}{call.oid[:SHORT]}  ran {when(call.started)}, {call.duration:.3g} s"
+    )
     return lines
 
 
@@ -127,7 +146,9 @@ def input_text(item: Any) -> str:
         return f"{item.name}=merge({' + '.join(item.merge)})"
     if item.var:
         return f"{item.name}={item.var}@{item.oid[:SHORT]}"
-    return f"{item.name}=<result of call {item.call[:SHORT] if item.call else '?'}>@{item.oid[:SHORT]}"
+    return (
+        f"{item.name}=<result of call {item.call[:SHORT] if item.call else '?'}>@{item.oid[:SHORT]}"
+    )
 
 
 def render_log(entries: list[Any], keys: list[str]) -> str:
@@ -139,7 +160,9 @@ def render_log(entries: list[Any], keys: list[str]) -> str:
         if e.vkeys:
             lines.append(cut(f"{'Keys:':<11}{addr_text(e.vkeys)}"))
         lines.append(cut(f"{'Value:':<11}{e.kind} {e.summary}"))
-        lines += call_lines(e.call) if e.call else [f"{'Function:':<11}(saved directly, no lineage)"]
+        lines += (
+            call_lines(e.call) if e.call else [f"{'Function:':<11}(saved directly, no lineage)"]
+        )
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) if blocks else "no versions"
 
@@ -167,9 +190,14 @@ def render_graph(node: Any, keys: list[str]) -> str:
 
 
 def render_show(result: Any, keys: list[str]) -> str:
-    lines = [f"object {result.oid}", f"{'Kind:':<11}{result.kind}, {size_text(result.size_bytes)} on disk"]
+    lines = [
+        f"object {result.oid}",
+        f"{'Kind:':<11}{result.kind}, {size_text(result.size_bytes)} on disk",
+    ]
     for r in result.refs[:10]:
-        lines.append(cut(f"{'Ref:':<11}{r.var} {addr_text({**r.addr, **r.vkeys}, keys)} version {r.version}"))
+        lines.append(
+            cut(f"{'Ref:':<11}{r.var} {addr_text({**r.addr, **r.vkeys}, keys)} version {r.version}")
+        )
     if len(result.refs) > 10:
         lines.append(f"{'':<11}... and {len(result.refs) - 10} more refs")
     value = result.value
@@ -177,27 +205,39 @@ def render_show(result: Any, keys: list[str]) -> str:
         shape = "x".join(map(str, value["shape"])) or "scalar"
         lines.append(f"{'Value:':<11}ndarray {value['dtype']} [{shape}]")
         if "min" in value:
-            lines.append(f"{'':<11}min {value['min']:.6g}  max {value['max']:.6g}  mean {value['mean']:.6g}")
+            lines.append(
+                f"{'':<11}min {value['min']:.6g}  max {value['max']:.6g}  mean {value['mean']:.6g}"
+            )
         lines.append(cut(f"{'':<11}first: {', '.join(repr(x) for x in value['head'])}"))
     elif "head" in value:
         lines.append(f"{'Value:':<11}{value['type']} {'x'.join(map(str, value['shape']))}")
         lines += [cut("  " + line) for line in value["head"].splitlines()]
     elif value.get("type") != "call record":
         text = value.get("repr", "")
-        lines.append(f"{'Value:':<11}{value['type']}" + (f" of {value['len']}" if "len" in value else ""))
+        lines.append(
+            f"{'Value:':<11}{value['type']}" + (f" of {value['len']}" if "len" in value else "")
+        )
         lines += [cut("  " + line) for line in text.splitlines()]
     lines += call_lines(result.call)
     return "\n".join(lines)
 
 
-STATUS_WORDS = {"done": "done", "stale": "STALE", "unknown": "?", "failed": "FAILED", "missing": "-"}
+STATUS_WORDS = {
+    "done": "done",
+    "stale": "STALE",
+    "unknown": "?",
+    "failed": "FAILED",
+    "missing": "-",
+}
 
 
 def render_status(grid: Any, keys: list[str]) -> str:
     if not grid.addresses:
         return "nothing saved yet"
     key_cols = [k for k in keys if any(k in a for a in grid.addresses)]
-    key_widths = [max(len(k), *(len(value_text(a.get(k, ""))) for a in grid.addresses)) for k in key_cols]
+    key_widths = [
+        max(len(k), *(len(value_text(a.get(k, ""))) for a in grid.addresses)) for k in key_cols
+    ]
     key_width = sum(w + 2 for w in key_widths)
     var_width = {v: min(max(len(v), 6), 16) for v in grid.variables}
     blocks, block, used = [], [], key_width
@@ -214,17 +254,24 @@ def render_status(grid: Any, keys: list[str]) -> str:
         head += "  ".join(cut(v, var_width[v]).ljust(var_width[v]) for v in block)
         lines = [head.rstrip()]
         for addr, cells in zip(grid.addresses, grid.grid):
-            row = "".join(value_text(addr[k]).ljust(w + 2) if k in addr else " " * (w + 2)
-                          for k, w in zip(key_cols, key_widths))
+            row = "".join(
+                value_text(addr[k]).ljust(w + 2) if k in addr else " " * (w + 2)
+                for k, w in zip(key_cols, key_widths)
+            )
             for var in block:
                 cell = cells[grid.variables.index(var)]
                 row += (STATUS_WORDS[cell.status] if cell else "").ljust(var_width[var] + 2)
             lines.append(row.rstrip())
         out.append("\n".join(lines))
-    legend = "done = up to date, STALE = code or inputs changed, ? = code not checkable here,\n" \
-             "FAILED = last run failed, - = missing"
+    legend = (
+        "done = up to date, STALE = code or inputs changed, ? = code not checkable here,\n"
+        "FAILED = last run failed, - = missing"
+    )
     counts = grid.counts()
-    summary = [cut(f"{v}: " + ", ".join(f"{n} {s}" for s, n in counts[v].items() if n)) for v in grid.variables]
+    summary = [
+        cut(f"{v}: " + ", ".join(f"{n} {s}" for s, n in counts[v].items() if n))
+        for v in grid.variables
+    ]
     return "\n\n".join(out) + "\n\n" + "\n".join(summary) + "\n\n" + legend
 
 
@@ -237,8 +284,9 @@ def render_why(report: Any) -> str:
         head += f" (computed by {report.function})"
     lines = textwrap.wrap(head, WIDTH, subsequent_indent="    ")
     for r in report.reasons:
-        lines += textwrap.wrap(f"- {r.kind} {r.name}: {r.detail}", WIDTH, initial_indent="  ",
-                               subsequent_indent="    ")
+        lines += textwrap.wrap(
+            f"- {r.kind} {r.name}: {r.detail}", WIDTH, initial_indent="  ", subsequent_indent="    "
+        )
     for r in report.reasons:
         if r.diff:
             lines += ["", r.diff.rstrip("\n")]
@@ -246,25 +294,39 @@ def render_why(report: Any) -> str:
 
 
 def render_plan(plan: list[RefRecord], keys: list[str]) -> str:
-    rows = [[r.var, addr_text({**r.addr, **r.vkeys}, keys), r.version, r.oid[:SHORT], when(r.created_at)]
-            for r in plan]
+    rows = [
+        [
+            r.var,
+            addr_text({**r.addr, **r.vkeys}, keys),
+            r.version,
+            r.oid[:SHORT],
+            when(r.created_at),
+        ]
+        for r in plan
+    ]
     return table(["VARIABLE", "ADDRESS", "VERSION", "OID", "SAVED (UTC)"], rows)
 
 
 def render_gc(stats: Any) -> str:
     verb = "would delete" if stats.dry_run else "deleted"
-    lines = [f"{stats.objects_scanned} objects scanned, {stats.objects_reachable} reachable",
-             f"{verb} {stats.objects_deleted} objects and {stats.temp_files_removed} temporary files, "
-             f"{'would free' if stats.dry_run else 'freed'} {stats.bytes_freed} bytes "
-             f"({size_text(stats.bytes_freed)})"]
+    lines = [
+        f"{stats.objects_scanned} objects scanned, {stats.objects_reachable} reachable",
+        f"{verb} {stats.objects_deleted} objects and {stats.temp_files_removed} temporary files, "
+        f"{'would free' if stats.dry_run else 'freed'} {stats.bytes_freed} bytes "
+        f"({size_text(stats.bytes_freed)})",
+    ]
     if stats.objects_kept_by_grace:
-        lines.append(f"kept {stats.objects_kept_by_grace} unreachable objects younger than the grace period")
+        lines.append(
+            f"kept {stats.objects_kept_by_grace} unreachable objects younger than the grace period"
+        )
     return "\n".join(lines)
 
 
 def render_fsck(report: Any) -> str:
-    lines = [f"checked {report.objects_checked} objects ({size_text(report.bytes_checked)}), "
-             f"{report.refs_checked} refs, {report.calls_checked} cached calls"]
+    lines = [
+        f"checked {report.objects_checked} objects ({size_text(report.bytes_checked)}), "
+        f"{report.refs_checked} refs, {report.calls_checked} cached calls"
+    ]
     for p in report.problems:
         oid = p.oid[:SHORT] + " " if p.oid else ""
         lines.append(cut(f"{p.kind}: {oid}{p.detail}"))
