@@ -242,7 +242,7 @@ def collect_garbage(
         The journal has unreadable lines, or a ref's object or call record is missing or
         corrupt: nothing is deleted; run `scistack fsck` to see what is wrong.
     """
-    db.index.refresh()
+    db.index.flush()  # this process's batched refs must be in the journal before we read it
     reachable = find_reachable(db)
     cutoff = time.time() - grace_seconds
     scanned = deleted = freed = kept = 0

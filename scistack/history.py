@@ -365,9 +365,13 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
     obj = db.store.get(oid)
     refs = [r for var in state.variables() for r in state.records(var) if r.oid == oid]
     refs.sort(key=lambda r: r.created_at, reverse=True)
-    value = (
-        describe_value(db.store.get_value(oid)) if obj.kind != "call" else {"type": "call record"}
-    )
+    if obj.kind == "call":
+        value: dict[str, Any] = {"type": "call record"}
+    elif obj.kind in ("code", "bytes") and not refs:  # a function's source, a git diff
+        text = bytes(obj.payload).decode("utf-8", "replace")
+        value = {"type": "code" if obj.kind == "code" else "text", "text": text}
+    else:
+        value = describe_value(db.store.get_value(oid))
     call_oid = oid if obj.kind == "call" else next((r.call for r in refs if r.call), None)
     call = read_call(db, call_oid) if call_oid else None
     return ShowResult(oid, obj.kind, db.store.size_of(oid), value, refs, call)

@@ -138,13 +138,8 @@ def log(
     if not graph:
         return _emit(as_json, entries, render.render_log(entries, db.schema_keys))
     trees = [lineage_graph(db, e) for e in entries]
-    text = "\n\n".join(
-        render.render_log([e], db.schema_keys) + "\n\n" + render.render_graph(t, db.schema_keys)
-        for e, t in zip(entries, trees)
-    )
-    _emit(
-        as_json, [{"entry": e, "lineage": t} for e, t in zip(entries, trees)], text or "no versions"
-    )
+    data = [{"entry": e, "lineage": t} for e, t in zip(entries, trees)]
+    _emit(as_json, data, render.render_log_graph(entries, trees, db.schema_keys))
 
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)

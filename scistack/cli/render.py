@@ -167,6 +167,14 @@ def render_log(entries: list[Any], keys: list[str]) -> str:
     return "\n\n".join(blocks) if blocks else "no versions"
 
 
+def render_log_graph(entries: list[Any], trees: list[Any], keys: list[str]) -> str:
+    """Each log entry followed by its lineage tree."""
+    blocks = [
+        render_log([e], keys) + "\n\n" + render_graph(t, keys) for e, t in zip(entries, trees)
+    ]
+    return "\n\n".join(blocks) or "no versions"
+
+
 def render_graph(node: Any, keys: list[str]) -> str:
     lines: list[str] = []
 
@@ -212,6 +220,9 @@ def render_show(result: Any, keys: list[str]) -> str:
     elif "head" in value:
         lines.append(f"{'Value:':<11}{value['type']} {'x'.join(map(str, value['shape']))}")
         lines += [cut("  " + line) for line in value["head"].splitlines()]
+    elif "text" in value:
+        lines.append(f"{'Value:':<11}{value['type']}, {len(value['text'].splitlines())} lines")
+        lines += ["", value["text"].rstrip("\n")]
     elif value.get("type") != "call record":
         text = value.get("repr", "")
         lines.append(
