@@ -175,6 +175,15 @@ def test_show_array_by_address_and_by_oid_prefix(built):
     assert "Kind:      call" in out and "Inputs:    signal=CliRaw@" in out
 
 
+def test_show_code_object_and_version_keys_in_log(built):
+    call = built.db.call_record(CliFiltered.load(subject=2, session="pre").call)
+    out = ok(run(built, "show", call["code"][:8]))
+    assert "Kind:      code" in out and "def bandpass(signal, low_hz):" in out
+    CliTable.save(pd.DataFrame({"a": [9]}), subject=2, note="recal")
+    out = ok(run(built, "log", "CliTable", "--subject", "2"))
+    assert "Keys:      note=recal" in out
+
+
 def test_show_dataframe_head_and_older_version(built):
     out = ok(run(built, "show", "CliTable", "--subject", "1"))
     assert "DataFrame 3x2" in out and "a  b" in out and "2  3  z" in out
@@ -199,6 +208,13 @@ def test_status_grid_done_stale_failed_missing(built):
     assert rows[("1", "pre")] == ["STALE", "STALE", "done", "done"]
     assert rows[("2", "post")] == ["done", "done", "done", "-"]
     assert rows[("3", "pre")] == ["done", "FAILED", "done", "-"]
+    problems = ok(run(built, "status", "--problems", "CliFiltered", "CliPeak"))
+    assert [line.split()[:2] for line in problems.splitlines()[1:4]] == [
+        ["1", "pre"],
+        ["3", "post"],
+        ["3", "pre"],
+    ]
+    assert problems.splitlines()[4] == ""
     data = json.loads(ok(run(built, "status", "CliPeak", "--json")))
     assert data["counts"]["CliPeak"] == {
         "done": 3,

@@ -165,9 +165,10 @@ def show(ctx: click.Context, target: str, version: int | None, as_json: bool, as
 
 @main.command()
 @click.argument("variables", nargs=-1)
+@click.option("-p", "--problems", is_flag=True, help="Only rows where something is not done.")
 @json_option
 @click.pass_obj
-def status(project: _Project, variables: tuple[str, ...], as_json: bool) -> None:
+def status(project: _Project, variables: tuple[str, ...], problems: bool, as_json: bool) -> None:
     """Completeness grid: each variable at each address is done, STALE (its code, an
     input, or something upstream changed), ? (its function cannot be imported here to
     compare code), FAILED (the last run failed there) or - (missing).
@@ -184,7 +185,7 @@ def status(project: _Project, variables: tuple[str, ...], as_json: bool) -> None
         "cells": grid.cells,
         "counts": grid.counts(),
     }
-    _emit(as_json, data, render.render_status(grid, project.db.schema_keys))
+    _emit(as_json, data, render.render_status(grid, project.db.schema_keys, problems_only=problems))
 
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)

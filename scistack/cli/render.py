@@ -242,9 +242,16 @@ STATUS_WORDS = {
 }
 
 
-def render_status(grid: Any, keys: list[str]) -> str:
+def render_status(grid: Any, keys: list[str], *, problems_only: bool = False) -> str:
     if not grid.addresses:
         return "nothing saved yet"
+    if problems_only:
+        keep = [i for i, row in enumerate(grid.grid) if any(c and c.status != "done" for c in row)]
+        grid = type(grid)(
+            grid.variables, [grid.addresses[i] for i in keep], [grid.grid[i] for i in keep]
+        )
+        if not keep:
+            return "everything is done"
     key_cols = [k for k in keys if any(k in a for a in grid.addresses)]
     key_widths = [
         max(len(k), *(len(value_text(a.get(k, ""))) for a in grid.addresses)) for k in key_cols
