@@ -156,7 +156,7 @@ class _Walker:
             return
         if obj.kind == "call" and isinstance(tree, dict):
             self._call_children(oid, tree)
-        for child in _json_refs(tree):
+        for child in json_refs(tree):
             self.add(child, None, f"child of {obj.kind} object {oid[:12]}")
 
     def _call_children(self, oid: str, record: dict[str, Any]) -> None:
@@ -181,7 +181,8 @@ class _Walker:
                 )
 
 
-def _json_refs(tree: Any) -> Iterator[str]:
+def json_refs(tree: Any) -> Iterator[str]:
+    """The child oids (`{"$ref": oid}`) anywhere in a parsed json object."""
     stack = [tree]
     while stack:
         node = stack.pop()

@@ -7,6 +7,7 @@ never prints: `scistack.cli` renders it as text or JSON. Refs are read from the 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, QueryError, VariableNotFoundError
+from scistack.gc import json_refs, peek_kind
 from scistack.index import RefRecord
 from scistack.objects.oid import is_valid_oid
 
@@ -134,8 +136,8 @@ def read_call(db: Database, call_oid: str) -> CallInfo:
     )
 
 
-class _Calls:
-    """Call records read once per command (a missing one is remembered as None)."""
+class CallReader:
+    """Reads call records once per command (a missing one is remembered as None)."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -188,7 +190,7 @@ def log_entries(db: Database, var: str, *, n: int | None = None, **address: Any)
     """Every saved version of `var` at `address`, newest first (at most `n`)."""
     records = select(db, var, all_versions=True, **address)
     records.sort(key=lambda r: (r.created_at, r.version), reverse=True)
-    calls = _Calls(db)
+    calls = CallReader(db)
     state = db.index.state
     out = []
     for record in records[:n] if n else records:
@@ -229,7 +231,7 @@ def lineage_graph(
     db: Database, record: RefRecord | LogEntry, *, max_depth: int = 50
 ) -> LineageNode:
     """The upstream lineage tree of a record; a subtree already shown is not repeated."""
-    calls, expanded = _Calls(db), set()
+    calls, expanded = CallReader(db), set()
     root = LineageNode(record.var, record.oid, record.addr)
     stack = [(root, record.call_oid if isinstance(record, LogEntry) else record.call, 0)]
     while stack:
@@ -289,8 +291,6 @@ def list_variables(db: Database) -> list[VariableSummary]:
 
 
 def _bytes_on_disk(db: Database, oids: dict[str, str]) -> int:
-    from scistack.gc import _json_refs, peek_kind
-
     total, seen, stack = 0, set(), list(oids.items())
     while stack:
         oid, kind = stack.pop()
@@ -303,10 +303,8 @@ def _bytes_on_disk(db: Database, oids: dict[str, str]) -> int:
         except FileNotFoundError:
             continue
         if (kind or peek_kind(path)) == "json":
-            import json
-
             stack.extend(
-                (child, None) for child in _json_refs(json.loads(bytes(db.store.get(oid).payload)))
+                (child, None) for child in json_refs(json.loads(bytes(db.store.get(oid).payload)))
             )
     return total
 
@@ -436,7 +434,7 @@ def removal_plan(
     plan = select(db, var, all_versions=True, version=version, **address)
     if not cascade:
         return plan
-    calls, dependents = _Calls(db), {}
+    calls, dependents = CallReader(db), {}
     everything = [r for v in db.index.state.variables() for r in db.index.state.records(v)]
     for record in everything:
         info = calls.get(record.call)

@@ -23,7 +23,7 @@ from typing import Any
 
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
-from scistack.history import _Calls, select
+from scistack.history import CallReader, select
 from scistack.index import RefRecord, key_of
 from scistack.lineage.function import LineageFunction
 from scistack.lineage.identity import function_identity
@@ -82,7 +82,7 @@ class StalenessChecker:
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.calls = _Calls(db)
+        self.calls = CallReader(db)
         self._identity: dict[tuple[str, str], str | None] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
 
@@ -153,7 +153,7 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     db.index.refresh()
     state = db.index.state
     known = state.variables()
-    run_combos = _last_runs(db, _Calls(db))
+    run_combos = _last_runs(db, CallReader(db))
     chosen = list(variables) if variables else sorted(set(known) | {v for v, _ in run_combos})
     for var in chosen:
         if var not in known and not any(v == var for v, _ in run_combos):
@@ -197,7 +197,7 @@ def _var_cells(
 
 
 def _last_runs(
-    db: Database, calls: _Calls
+    db: Database, calls: CallReader
 ) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str]]:
     """(variable, address) -> (status, time, combo, error) of the newest run covering it."""
     state = db.index.state
@@ -226,7 +226,7 @@ def _last_runs(
     return out
 
 
-def _writers(db: Database, calls: _Calls) -> dict[str, set[str]]:
+def _writers(db: Database, calls: CallReader) -> dict[str, set[str]]:
     writers: dict[str, set[str]] = {}
     for var in db.index.state.variables():
         record = next((r for r in db.index.state.records(var) if r.call), None)

@@ -286,7 +286,7 @@ def fsck(ctx: click.Context, reindex: bool, as_json: bool) -> None:
     text = render.render_fsck(report) + (
         f"\nreindexed {applied} journal entries" if reindex else ""
     )
-    _emit(as_json, {**render._plain(report), "ok": report.ok, "reindexed": applied}, text)
+    _emit(as_json, {**render.plain(report), "ok": report.ok, "reindexed": applied}, text)
     ctx.exit(0 if report.ok else 1)
 
 

@@ -21,22 +21,22 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|n
 # -- JSON --------------------------------------------------------------------------------
 def to_json(data: Any) -> str:
     """Library results (dataclasses, lists, records) as indented JSON."""
-    return json.dumps(_plain(data), indent=2, default=_fallback)
+    return json.dumps(plain(data), indent=2, default=_fallback)
 
 
-def _plain(data: Any) -> Any:
+def plain(data: Any) -> Any:
     if isinstance(data, RefRecord):
         return {
-            f.name: _plain(getattr(data, f.name))
+            f.name: plain(getattr(data, f.name))
             for f in dataclasses.fields(data)
             if f.name not in ("addr_key", "vkeys_key")
         }
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return {f.name: _plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
+        return {f.name: plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
     if isinstance(data, dict):
-        return {str(k): _plain(v) for k, v in data.items()}
+        return {str(k): plain(v) for k, v in data.items()}
     if isinstance(data, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in data]
+        return [plain(v) for v in data]
     return data
 
 
