@@ -97,3 +97,11 @@ class ForEachError(ScistackError, RuntimeError):
     def __init__(self, message: str, failures: list | None = None) -> None:
         self.failures = failures or []
         super().__init__(message)
+
+
+class GarbageCollectionError(ScistackError, RuntimeError):
+    """gc refused to run because the project cannot be read completely."""
+
+
+class QueryError(ScistackError, ValueError):
+    """A SQL query on the index failed (syntax, unknown table, or an attempted write)."""

@@ -102,7 +102,8 @@ class _Run:
                                self.dry_run)
             if not self.dry_run:
                 items_oid = self.db.store.put_value(report.items_tree())
-                self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now()})
+                self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(),
+                                         "outputs": [v.__name__ for v in self.outputs]})
         if bar is not None:
             bar.close()
         log.info("%s", report.summary())

@@ -100,9 +100,10 @@ class SqlIndex:
                     config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
                 )
                 break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    if "lock" in str(exc).lower():
+            except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
+                busy = _held_elsewhere(exc)
+                if not busy or time.monotonic() > deadline:
+                    if busy:
                         raise DatabaseLockedError(
                             f"{self.path} stayed locked by another process for {self.lock_timeout:.0f} s "
                             f"({exc}). Close the DuckDB CLI/DBeaver session or the other script holding "
@@ -270,6 +271,13 @@ def _process_lock(path: Path) -> threading.RLock:
     key = str(Path(path).resolve())
     with _locks_guard:
         return _locks.setdefault(key, threading.RLock())
+
+
+def _held_elsewhere(exc: Exception) -> bool:
+    """Another process holds the file, or (in this process) a connection with another mode
+    does: a background sync while a read-only query opens. Both pass when it is closed."""
+    text = str(exc).lower()
+    return "lock" in text or "same database file" in text or "unique file handle" in text
 
 
 def _canon(mapping: dict[str, Any]) -> str:

@@ -59,8 +59,12 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
             raise LineageError(f"why() needs one value; {len(found)} records of {variable.__name__} match "
                                f"{metadata}: give the full address")
         found = found[0]
-    record = found.record
     name = variable.__name__ if isinstance(variable, type) else str(variable)
+    return why_record(db, name, found.record)
+
+
+def why_record(db: Any, name: str, record: Any) -> WhyReport:
+    """`why` for one ref record of variable `name` (its value is not loaded)."""
     if record.call is None:
         return WhyReport(name, record.addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
@@ -71,7 +75,9 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
         reasons.append(Reason("unknown", call["function_name"],
                               f"function {call['module']}.{call['function_name']} is not defined in this "
                               "process; import it to compare its code"))
-        return WhyReport(name, record.addr, "unknown", call["function_name"], tuple(reasons))
+        # A changed input makes the value stale whatever its code: only code is unknown here.
+        status = "stale" if any(r.kind == "input" for r in reasons) else "unknown"
+        return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
     reasons = _code_changes(db, call, fn) + reasons
     status = "stale" if any(r.kind != "superseded" for r in reasons) else "current"
     return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
@@ -109,12 +115,20 @@ def _code_changes(db: Any, call: dict[str, Any], fn: Any) -> list[Reason]:
 
 def _input_changes(db: Any, call: dict[str, Any]) -> list[Reason]:
     reasons = []
-    for param, item in call["inputs"].items():
+    raw_inputs = db.store.get_value(call["call"])["inputs"]  # call_record() drops "members"
+    for param, item in raw_inputs.items():
         if "var" not in item:
             continue
         db.index.refresh()
         addr = {k: v for k, v in item.get("addr", {}).items() if k in db.schema_keys}
         vkeys = {k: v for k, v in item.get("addr", {}).items() if k not in db.schema_keys}
+        if "members" in item:  # an aggregate: every record below a partial address
+            now_oids = sorted(r.oid for r in db.index.state.select(item["var"], addr, {}, {}))
+            if now_oids != sorted(item["members"]):
+                reasons.append(Reason("input", param, f"{item['var']} at {addr} changed: "
+                                      f"{len(item['members'])} -> {len(now_oids)} records, "
+                                      f"{len(set(now_oids) - set(item['members']))} new or changed"))
+            continue
         now = db.index.state.current_at(item["var"], key_of(addr), key_of(vkeys))
         if now is None:
             reasons.append(Reason("input", param, f"{item['var']} at {addr} no longer exists"))

@@ -251,6 +251,30 @@ class LocalObjectStore(ObjectStore):
                 if is_valid_oid(oid):
                     yield Oid(oid)
 
+    def kind_of(self, oid: str) -> str | None:
+        """An object's kind from its header alone (no full read or verify); None if absent."""
+        stored = self.packs.peek(oid) or self._buffer.get(oid) or self.packs.read(oid)
+        if stored is None:
+            try:
+                with open(self.path_of(oid), "rb") as handle:
+                    stored = handle.read(64)
+            except FileNotFoundError:
+                return None
+        head = bytes(stored[:64])
+        if head[:4] == ZSTD_MAGIC:
+            try:
+                head = self._contexts()[1].decompressobj().decompress(bytes(stored[:4096]))[:40]
+            except zstandard.ZstdError:
+                return "?"
+        return head.partition(b" ")[0].decode("ascii", "replace") or "?"
+
+    def oids_with_prefix(self, prefix: str) -> list[Oid]:
+        """Every stored oid that starts with `prefix` (at least 2 hex characters)."""
+        fan = self.root / prefix[:2]
+        loose = {prefix[:2] + p.name for p in fan.glob(prefix[2:] + "*")} if fan.is_dir() else set()
+        packed = {o for o in self.packs.oids() if o.startswith(prefix)}
+        return sorted(Oid(o) for o in loose | packed if is_valid_oid(o))
+
     def iter_temp_files(self) -> Iterator[Path]:
         """Temporary files and index-less packs left by interrupted writes (gc removes old ones)."""
         if self.root.is_dir():
@@ -280,15 +304,27 @@ class LocalObjectStore(ObjectStore):
     def delete(self, oid: str) -> None:
         self.delete_many([oid])
 
-    def delete_many(self, oids: Iterable[str]) -> None:
-        """Remove objects (gc only): unlink loose files, rewrite packs without the others."""
-        packed = []
+    def delete_many(self, oids: Iterable[str]) -> int:
+        """Remove objects (gc only): unlink loose files, rewrite packs without the others.
+
+        Returns the bytes freed on disk, measured from the files.
+        """
+        freed, packed = 0, []
         for oid in oids:
-            _unlink_quietly(self.path_of(oid))
+            path = self.path_of(oid)
+            try:
+                size = os.stat(path).st_size
+                os.unlink(path)
+                freed += size
+            except FileNotFoundError:
+                pass
             if self.packs.locate(oid) is not None:
                 packed.append(oid)
         if packed:
+            before = self.packs.disk_usage()
             self.packs.remove(packed, fsync=self.fsync)
+            freed += before - self.packs.disk_usage()
+        return freed
 
 
 def _content_size(frame: bytes) -> int:

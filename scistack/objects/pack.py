@@ -172,6 +172,12 @@ class PackSet:
             self._seen_mtime = -1
             self.refresh()
 
+    def disk_usage(self) -> int:
+        """Bytes taken by complete packs and their indexes."""
+        if not self.directory.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.directory.glob("pack-*.*"))
+
     def incomplete_packs(self) -> list[Path]:
         """Packs without an index (interrupted writes) and leftover temporary files."""
         if not self.directory.is_dir():

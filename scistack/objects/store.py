@@ -60,10 +60,19 @@ class ObjectStore(abc.ABC):
     def flush(self) -> None:
         """Make grouped writes durable before anything refers to them."""
 
-    def delete_many(self, oids: Iterable[str]) -> None:
-        """Remove several objects (gc)."""
+    def delete_many(self, oids: Iterable[str]) -> int:
+        """Remove several objects (gc); returns bytes freed where the medium can tell (else 0)."""
         for oid in oids:
             self.delete(oid)
+        return 0
+
+    def kind_of(self, oid: str) -> str | None:
+        """An object's kind, or None when it is absent (stores may avoid a full read)."""
+        return self.get(oid).kind if self.contains(oid) else None
+
+    def oids_with_prefix(self, prefix: str) -> list[Oid]:
+        """Stored oids starting with `prefix`."""
+        return sorted(o for o in self.iter_oids() if o.startswith(prefix))
 
     def put(self, kind: str, parts: Sequence[Buffer] | Buffer) -> Oid:
         """Store a payload (one buffer or several) and return its oid. Idempotent."""

@@ -1,0 +1,303 @@
+"""The `scistack` command line: a thin click shell, one library call per command.
+
+The project is found like git finds its repository: `--db PATH` (the .duckdb file or a folder
+inside the project), else `$SCISTACK_DB`, else the nearest `.scistack/` above the working
+directory. Every command renders library data as text, or as JSON with `--json`. Errors
+print one red line on stderr and exit with status 2 (`--debug` shows the traceback);
+`fsck` exits with 1 when it finds problems.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from scistack import __version__
+from scistack.cli import render
+from scistack.cli.args import ADDRESS_HELP, AddressError, parse_address
+from scistack.errors import ScistackError
+
+ADDRESS = {"ignore_unknown_options": True, "allow_extra_args": True}
+
+
+class _Project:
+    """The project, opened on first use (so `--help` never needs one) and closed at exit."""
+
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self._db: Any = None
+
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            from scistack.history import open_database
+
+            self._db = open_database(self.path)
+            if str(self._db.root) not in sys.path:  # so `status`/`why` can import the pipeline
+                sys.path.append(str(self._db.root))
+        return self._db
+
+    def close(self) -> None:
+        from scistack.database import current_database
+
+        if self._db is not None and self._db is not current_database():  # not ours to close
+            self._db.close()
+
+
+class _Group(click.Group):
+    """The one error boundary: any error becomes one line on stderr and exit status 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the boundary: never a traceback unless --debug
+            if ctx.params.get("debug"):
+                traceback.print_exc()
+            text = str(exc) if isinstance(exc, ScistackError) else f"{type(exc).__name__}: {exc}"
+            first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+            hint = "" if ctx.params.get("debug") else " (--debug shows the traceback)"
+            click.secho(
+                f"error: {first}" + ("" if isinstance(exc, ScistackError) else hint),
+                fg="red",
+                err=True,
+            )
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "db_path",
+    envvar="SCISTACK_DB",
+    metavar="PATH",
+    help="The project's .duckdb file or a folder inside it (default: found upward from here).",
+)
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error.")
+@click.version_option(__version__, prog_name="scistack")
+@click.pass_context
+def main(ctx: click.Context, db_path: str | None, debug: bool) -> None:
+    """Inspect and maintain a scistack project (versioned, lineage-tracked data)."""
+    ctx.obj = _Project(db_path)
+    ctx.call_on_close(ctx.obj.close)
+
+
+def json_option(fn: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)
+
+
+def str_option(fn: Any) -> Any:
+    return click.option("--str", "as_str", is_flag=True, help="Keep every address value a string.")(
+        fn
+    )
+
+
+def _address(ctx: click.Context, as_str: bool) -> dict[str, Any]:
+    try:
+        return parse_address(ctx.args, as_str=as_str)
+    except AddressError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+
+
+def _emit(as_json: bool, data: Any, text: str) -> None:
+    click.echo(render.to_json(data) if as_json else text)
+
+
+@main.command("ls")
+@json_option
+@click.pass_obj
+def ls(project: _Project, as_json: bool) -> None:
+    """List variables: values, versions, size on disk, last change."""
+    from scistack.history import list_variables
+
+    summaries = list_variables(project.db)
+    _emit(as_json, summaries, render.render_ls(summaries))
+
+
+@main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
+@click.argument("variable")
+@click.option("-n", "--max-count", "n", type=click.IntRange(min=1), help="Show at most N versions.")
+@click.option(
+    "--graph", is_flag=True, help="Draw each version's upstream lineage down to raw inputs."
+)
+@json_option
+@str_option
+@click.pass_context
+def log(
+    ctx: click.Context, variable: str, n: int | None, graph: bool, as_json: bool, as_str: bool
+) -> None:
+    """History of VARIABLE, newest first: one entry per saved version."""
+    from scistack.history import lineage_graph, log_entries
+
+    db = ctx.obj.db
+    entries = log_entries(db, variable, n=n, **_address(ctx, as_str))
+    if not graph:
+        return _emit(as_json, entries, render.render_log(entries, db.schema_keys))
+    trees = [lineage_graph(db, e) for e in entries]
+    data = [{"entry": e, "lineage": t} for e, t in zip(entries, trees)]
+    _emit(as_json, data, render.render_log_graph(entries, trees, db.schema_keys))
+
+
+@main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
+@click.argument("target", metavar="OID|VARIABLE")
+@click.option(
+    "--version", "version", type=int, help="A specific version (default: the current one)."
+)
+@json_option
+@str_option
+@click.pass_context
+def show(ctx: click.Context, target: str, version: int | None, as_json: bool, as_str: bool) -> None:
+    """Show a value (summary statistics, table head) and the call that made it.
+
+    TARGET is an object id (or a unique prefix of at least 4 characters), or a variable
+    name followed by its address.
+    """
+    from scistack.history import show as show_value
+
+    db = ctx.obj.db
+    result = show_value(db, target, version=version, **_address(ctx, as_str))
+    _emit(as_json, result, render.render_show(result, db.schema_keys))
+
+
+@main.command()
+@click.argument("variables", nargs=-1)
+@click.option("-p", "--problems", is_flag=True, help="Only rows where something is not done.")
+@json_option
+@click.pass_obj
+def status(project: _Project, variables: tuple[str, ...], problems: bool, as_json: bool) -> None:
+    """Completeness grid: each variable at each address is done, STALE (its code, an
+    input, or something upstream changed), ? (its function cannot be imported here to
+    compare code), FAILED (the last run failed there) or - (missing).
+
+    Functions are imported from the modules that defined them (the project folder is
+    on the import path); functions of a script run as __main__ cannot be compared.
+    """
+    from scistack.status import status_grid
+
+    grid = status_grid(project.db, list(variables) or None)
+    data = {
+        "variables": grid.variables,
+        "addresses": grid.addresses,
+        "cells": grid.cells,
+        "counts": grid.counts(),
+    }
+    _emit(as_json, data, render.render_status(grid, project.db.schema_keys, problems_only=problems))
+
+
+@main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
+@click.argument("variable")
+@json_option
+@str_option
+@click.pass_context
+def why(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
+    """Why the value of VARIABLE at an address is stale or would be recomputed
+    (with a source diff when its code changed)."""
+    from scistack.status import why_value
+
+    report = why_value(ctx.obj.db, variable, **_address(ctx, as_str))
+    _emit(as_json, report, render.render_why(report))
+
+
+@main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
+@click.argument("variable")
+@click.option("--version", "version", type=int, help="Delete only this version.")
+@click.option("--cascade", is_flag=True, help="Also delete everything computed from these values.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+@str_option
+@click.pass_context
+def rm(
+    ctx: click.Context,
+    variable: str,
+    version: int | None,
+    cascade: bool,
+    yes: bool,
+    as_json: bool,
+    as_str: bool,
+) -> None:
+    """Delete the refs of VARIABLE at an address (every version unless --version).
+
+    Objects stay in the store until `scistack gc` removes them.
+    """
+    from scistack.history import removal_plan, remove
+
+    db = ctx.obj.db
+    plan = removal_plan(db, variable, cascade=cascade, version=version, **_address(ctx, as_str))
+    click.echo(
+        render.to_json(plan) if as_json else render.render_plan(plan, db.schema_keys), err=as_json
+    )
+    if not yes:
+        click.confirm(f"Delete these {len(plan)} refs?", abort=True, err=True)
+    deleted = remove(db, plan)
+    _emit(
+        as_json,
+        {"deleted": deleted, "refs": plan},
+        f"deleted {deleted} refs; `scistack gc` frees their objects",
+    )
+
+
+def _grace(ctx: click.Context, param: Any, value: str) -> float:
+    from scistack.gc import parse_prune
+
+    try:
+        return parse_prune(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only report what would be deleted.")
+@click.option(
+    "--prune",
+    "grace",
+    default="2.weeks.ago",
+    show_default=True,
+    callback=_grace,
+    metavar="WHEN",
+    help="Delete unreachable objects older than WHEN: now, never, or N.UNIT.ago "
+    "(seconds, minutes, hours, days, weeks). Only use `now` when nothing else writes.",
+)
+@json_option
+@click.pass_obj
+def gc(project: _Project, dry_run: bool, grace: float, as_json: bool) -> None:
+    """Delete objects that no ref, cached call or lineage record reaches."""
+    from scistack.gc import collect_garbage
+
+    stats = collect_garbage(project.db, grace_seconds=grace, dry_run=dry_run)
+    _emit(as_json, stats, render.render_gc(stats))
+
+
+@main.command()
+@click.option("--reindex", is_flag=True, help="First rebuild the DuckDB index from the journal.")
+@json_option
+@click.pass_context
+def fsck(ctx: click.Context, reindex: bool, as_json: bool) -> None:
+    """Re-hash every object; report corrupt and missing objects, refs to missing objects,
+    dangling calls and unreadable journal lines. Exits with 1 when anything is wrong."""
+    from scistack.fsck import fsck as check
+    from scistack.fsck import reindex as rebuild
+
+    applied = rebuild(ctx.obj.db) if reindex else None
+    report = check(ctx.obj.db)
+    text = render.render_fsck(report) + (
+        f"\nreindexed {applied} journal entries" if reindex else ""
+    )
+    _emit(as_json, {**render.plain(report), "ok": report.ok, "reindexed": applied}, text)
+    ctx.exit(0 if report.ok else 1)
+
+
+@main.command()
+@click.argument("query")
+@json_option
+@click.pass_obj
+def sql(project: _Project, query: str, as_json: bool) -> None:
+    """Run a read-only SQL QUERY on the index (one view per variable, plus refs and calls)."""
+    from scistack.history import query as run_query
+
+    frame = run_query(project.db, query)
+    data = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    _emit(as_json, data, render.render_frame(frame))

@@ -1,0 +1,69 @@
+"""Address options: `--subject 1 --session pre` after the variable name, parsed by hand.
+
+Schema keys differ per project, so they cannot be declared as click options: commands
+accept unknown options and this module turns them into metadata. A value that looks like an
+integer or a float becomes a number (a value saved as `1` matches `--subject 1`), `true` and
+`false` become booleans, and a value in quotes stays a string (`--subject "'1'"` is the
+string "1"); `--str` keeps every value a string. Repeating a key matches any of its values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_INT = re.compile(r"[-+]?\d+")
+_FLOAT = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
+
+ADDRESS_HELP = (
+    "Address the value with one option per schema key (or version key or lineage parameter) "
+    "after the variable: --subject 1 --session pre. Numbers become numbers and true/false "
+    "booleans; quote a value to keep it a string (--subject \"'1'\"), or give --str. Repeat "
+    "a key to match any of several values."
+)
+
+
+class AddressError(ValueError):
+    """Extra arguments that are not `--key value` pairs."""
+
+
+def parse_address(args: list[str], *, as_str: bool = False) -> dict[str, Any]:
+    """`["--subject", "1", "--session=pre"]` -> `{"subject": 1, "session": "pre"}`."""
+    out: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        if not token.startswith("--") or len(token) < 3:
+            raise AddressError(
+                f"unexpected argument {token!r}: address values are given as "
+                "--key value, after the variable name"
+            )
+        if "=" in token:
+            key, text = token[2:].split("=", 1)
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                raise AddressError(f"option {token} needs a value, e.g. {token} 1")
+            key, text = token[2:], args[i + 1]
+            i += 2
+        key = key.replace("-", "_")
+        value = text if as_str else convert(text)
+        if key in out:
+            previous = out[key] if isinstance(out[key], list) else [out[key]]
+            out[key] = [*previous, value]
+        else:
+            out[key] = value
+    return out
+
+
+def convert(text: str) -> Any:
+    """A command-line value as the type it most likely was saved with."""
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):
+        return float(text)
+    if text in ("true", "false"):
+        return text == "true"
+    return text

@@ -1,0 +1,359 @@
+"""Text and JSON for the `scistack` commands: plain functions from library data to strings.
+
+Everything fits 80 columns: tables shrink their widest columns (cutting cells with "…"),
+the status grid splits its variables into blocks, long lines are cut.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from typing import Any
+
+from scistack.index import RefRecord
+
+WIDTH = 80
+SHORT = 12
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)")
+
+
+# -- JSON --------------------------------------------------------------------------------
+def to_json(data: Any) -> str:
+    """Library results (dataclasses, lists, records) as indented JSON."""
+    return json.dumps(plain(data), indent=2, default=_fallback)
+
+
+def plain(data: Any) -> Any:
+    if isinstance(data, RefRecord):
+        return {
+            f.name: plain(getattr(data, f.name))
+            for f in dataclasses.fields(data)
+            if f.name not in ("addr_key", "vkeys_key")
+        }
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return {f.name: plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
+    if isinstance(data, dict):
+        return {str(k): plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple, set, frozenset)):
+        return [plain(v) for v in data]
+    return data
+
+
+def _fallback(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, complex):
+        return [value.real, value.imag]
+    return str(value)
+
+
+# -- small pieces ------------------------------------------------------------------------
+def cut(text: str, width: int = WIDTH) -> str:
+    """`text` cut to `width` characters, ending in "…" when cut."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def value_text(value: Any) -> str:
+    """An address value as the command line takes it: strings that look like numbers quoted."""
+    if isinstance(value, str):
+        return (
+            repr(value)
+            if _NUMBER.fullmatch(value) or value in ("true", "false") or not value
+            else value
+        )
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def addr_text(addr: dict[str, Any], keys: list[str] | None = None) -> str:
+    """`subject=1 session=pre`, in schema order."""
+    order = [k for k in (keys or []) if k in addr] + [k for k in addr if k not in (keys or [])]
+    return " ".join(f"{k}={value_text(addr[k])}" for k in order)
+
+
+def when(timestamp: str) -> str:
+    """`2026-11-21T06:15:32.123Z` -> `2026-11-21 06:15:32`."""
+    return timestamp[:19].replace("T", " ") if timestamp else "?"
+
+
+def size_text(n: int) -> str:
+    """Bytes in a short human unit."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def table(headers: list[str], rows: list[list[Any]], width: int = WIDTH) -> str:
+    """Left-aligned columns that fit `width` (the widest columns shrink first)."""
+    cells = [[str(c) for c in headers]] + [
+        ["" if c is None else str(c) for c in row] for row in rows
+    ]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 6:
+        widths[widths.index(max(widths))] -= 1
+    lines = ["  ".join(cut(c, w).ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# -- commands ----------------------------------------------------------------------------
+def render_ls(summaries: list[Any]) -> str:
+    if not summaries:
+        return "no variables yet"
+    rows = [
+        [s.name, s.values, s.versions, size_text(s.size_bytes), when(s.last_change)]
+        for s in summaries
+    ]
+    return table(["VARIABLE", "VALUES", "VERSIONS", "SIZE", "LAST CHANGE (UTC)"], rows)
+
+
+def call_lines(call: Any, label_width: int = 11) -> list[str]:
+    """The call record of a value, as `log` and `show` print it."""
+    if call is None:
+        return []
+    pad = lambda label: f"{label + ':':<{label_width}}"  # noqa: E731
+    consts = ", ".join(f"{k}={v!r}" for k, v in call.constants.items())
+    lines = [cut(f"{pad('Function')}{call.function} ({call.module})  code {call.identity[:SHORT]}")]
+    if consts:
+        lines.append(cut(f"{pad('Constants')}{consts}"))
+    for i, item in enumerate(call.inputs):
+        lines.append(cut(f"{pad('Inputs' if i == 0 else '')}{input_text(item)}"))
+    if call.git_commit:
+        dirty = (
+            " (dirty, diff " + call.git_diff[:SHORT] + ")"
+            if call.git_dirty and call.git_diff
+            else " (dirty)"
+            if call.git_dirty
+            else ""
+        )
+        lines.append(f"{pad('Git')}{call.git_commit[:SHORT]}{dirty}")
+    lines.append(
+        f"{pad('Call')}{call.oid[:SHORT]}  ran {when(call.started)}, {call.duration:.3g} s"
+    )
+    return lines
+
+
+def input_text(item: Any) -> str:
+    """`signal=RawEMG@76fae8006c5a`, or an aggregate / merge / earlier result."""
+    if item.members:
+        return f"{item.name}={item.var}[{len(item.members)} records at {addr_text(item.addr) or 'all'}]"
+    if item.merge:
+        return f"{item.name}=merge({' + '.join(item.merge)})"
+    if item.var:
+        return f"{item.name}={item.var}@{item.oid[:SHORT]}"
+    return (
+        f"{item.name}=<result of call {item.call[:SHORT] if item.call else '?'}>@{item.oid[:SHORT]}"
+    )
+
+
+def render_log(entries: list[Any], keys: list[str]) -> str:
+    blocks = []
+    for e in entries:
+        head = f"value {e.oid[:SHORT]}  {e.var} {addr_text(e.addr, keys)}"
+        head = cut(head + ("  (current)" if e.current else ""))
+        lines = [head, f"{'Version:':<11}{e.version}  {when(e.created_at)} UTC"]
+        if e.vkeys:
+            lines.append(cut(f"{'Keys:':<11}{addr_text(e.vkeys)}"))
+        lines.append(cut(f"{'Value:':<11}{e.kind} {e.summary}"))
+        lines += (
+            call_lines(e.call) if e.call else [f"{'Function:':<11}(saved directly, no lineage)"]
+        )
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else "no versions"
+
+
+def render_log_graph(entries: list[Any], trees: list[Any], keys: list[str]) -> str:
+    """Each log entry followed by its lineage tree."""
+    blocks = [
+        render_log([e], keys) + "\n\n" + render_graph(t, keys) for e, t in zip(entries, trees)
+    ]
+    return "\n\n".join(blocks) or "no versions"
+
+
+def render_graph(node: Any, keys: list[str]) -> str:
+    lines: list[str] = []
+
+    def walk(n: Any, prefix: str, last: bool, top: bool, parent_addr: Any = None) -> None:
+        label = f"{n.param}: " if n.param else ""
+        label += f"{n.var or '<result>'}@{n.oid[:SHORT]}"
+        if n.addr and n.addr != parent_addr:  # an input at the same address says nothing new
+            label += " " + addr_text(n.addr, keys)
+        if n.call is not None:
+            consts = ", ".join(f"{k}={v!r}" for k, v in n.call.constants.items())
+            label += f" <- {n.call.function}({consts})"
+        if n.note:
+            label += f" [{n.note}]"
+        lines.append(cut(prefix + ("" if top else "└── " if last else "├── ") + label))
+        child_prefix = prefix + ("" if top else "    " if last else "│   ")
+        for i, child in enumerate(n.children):
+            walk(child, child_prefix, i == len(n.children) - 1, False, n.addr)
+
+    walk(node, "", True, True)
+    return "\n".join(lines)
+
+
+def render_show(result: Any, keys: list[str]) -> str:
+    lines = [
+        f"object {result.oid}",
+        f"{'Kind:':<11}{result.kind}, {size_text(result.size_bytes)} on disk",
+    ]
+    for r in result.refs[:10]:
+        lines.append(
+            cut(f"{'Ref:':<11}{r.var} {addr_text({**r.addr, **r.vkeys}, keys)} version {r.version}")
+        )
+    if len(result.refs) > 10:
+        lines.append(f"{'':<11}... and {len(result.refs) - 10} more refs")
+    value = result.value
+    if value.get("type") == "ndarray":
+        shape = "x".join(map(str, value["shape"])) or "scalar"
+        lines.append(f"{'Value:':<11}ndarray {value['dtype']} [{shape}]")
+        if "min" in value:
+            lines.append(
+                f"{'':<11}min {value['min']:.6g}  max {value['max']:.6g}  mean {value['mean']:.6g}"
+            )
+        lines.append(cut(f"{'':<11}first: {', '.join(repr(x) for x in value['head'])}"))
+    elif "head" in value:
+        lines.append(f"{'Value:':<11}{value['type']} {'x'.join(map(str, value['shape']))}")
+        lines += [cut("  " + line) for line in value["head"].splitlines()]
+    elif "text" in value:
+        lines.append(f"{'Value:':<11}{value['type']}, {len(value['text'].splitlines())} lines")
+        lines += ["", value["text"].rstrip("\n")]
+    elif value.get("type") != "call record":
+        text = value.get("repr", "")
+        lines.append(
+            f"{'Value:':<11}{value['type']}" + (f" of {value['len']}" if "len" in value else "")
+        )
+        lines += [cut("  " + line) for line in text.splitlines()]
+    lines += call_lines(result.call)
+    return "\n".join(lines)
+
+
+STATUS_WORDS = {
+    "done": "done",
+    "stale": "STALE",
+    "unknown": "?",
+    "failed": "FAILED",
+    "missing": "-",
+}
+
+
+def render_status(grid: Any, keys: list[str], *, problems_only: bool = False) -> str:
+    if not grid.addresses:
+        return "nothing saved yet"
+    if problems_only:
+        keep = [i for i, row in enumerate(grid.grid) if any(c and c.status != "done" for c in row)]
+        grid = type(grid)(
+            grid.variables, [grid.addresses[i] for i in keep], [grid.grid[i] for i in keep]
+        )
+        if not keep:
+            return "everything is done"
+    key_cols = [k for k in keys if any(k in a for a in grid.addresses)]
+    key_widths = [
+        max(len(k), *(len(value_text(a.get(k, ""))) for a in grid.addresses)) for k in key_cols
+    ]
+    key_width = sum(w + 2 for w in key_widths)
+    var_width = {v: min(max(len(v), 6), 16) for v in grid.variables}
+    blocks, block, used = [], [], key_width
+    for var in grid.variables:
+        if block and used + var_width[var] + 2 > WIDTH:
+            blocks.append(block)
+            block, used = [], key_width
+        block.append(var)
+        used += var_width[var] + 2
+    blocks.append(block)
+    out = []
+    for block in blocks:
+        head = "".join(k.ljust(w + 2) for k, w in zip(key_cols, key_widths))
+        head += "  ".join(cut(v, var_width[v]).ljust(var_width[v]) for v in block)
+        lines = [head.rstrip()]
+        for addr, cells in zip(grid.addresses, grid.grid):
+            row = "".join(
+                value_text(addr[k]).ljust(w + 2) if k in addr else " " * (w + 2)
+                for k, w in zip(key_cols, key_widths)
+            )
+            for var in block:
+                cell = cells[grid.variables.index(var)]
+                row += (STATUS_WORDS[cell.status] if cell else "").ljust(var_width[var] + 2)
+            lines.append(row.rstrip())
+        out.append("\n".join(lines))
+    legend = (
+        "done = up to date, STALE = code or inputs changed, ? = code not checkable here,\n"
+        "FAILED = last run failed, - = missing"
+    )
+    counts = grid.counts()
+    summary = [
+        cut(f"{v}: " + ", ".join(f"{n} {s}" for s, n in counts[v].items() if n))
+        for v in grid.variables
+    ]
+    return "\n\n".join(out) + "\n\n" + "\n".join(summary) + "\n\n" + legend
+
+
+def render_why(report: Any) -> str:
+    import textwrap
+
+    where = addr_text(report.address)
+    head = f"{report.variable} {where} is {report.status}"
+    if report.function:
+        head += f" (computed by {report.function})"
+    lines = textwrap.wrap(head, WIDTH, subsequent_indent="    ")
+    for r in report.reasons:
+        lines += textwrap.wrap(
+            f"- {r.kind} {r.name}: {r.detail}", WIDTH, initial_indent="  ", subsequent_indent="    "
+        )
+    for r in report.reasons:
+        if r.diff:
+            lines += ["", r.diff.rstrip("\n")]
+    return "\n".join(lines)
+
+
+def render_plan(plan: list[RefRecord], keys: list[str]) -> str:
+    rows = [
+        [
+            r.var,
+            addr_text({**r.addr, **r.vkeys}, keys),
+            r.version,
+            r.oid[:SHORT],
+            when(r.created_at),
+        ]
+        for r in plan
+    ]
+    return table(["VARIABLE", "ADDRESS", "VERSION", "OID", "SAVED (UTC)"], rows)
+
+
+def render_gc(stats: Any) -> str:
+    verb = "would delete" if stats.dry_run else "deleted"
+    lines = [
+        f"{stats.objects_scanned} objects scanned, {stats.objects_reachable} reachable",
+        f"{verb} {stats.objects_deleted} objects and {stats.temp_files_removed} temporary files, "
+        f"{'would free' if stats.dry_run else 'freed'} {stats.bytes_freed} bytes "
+        f"({size_text(stats.bytes_freed)})",
+    ]
+    if stats.objects_kept_by_grace:
+        lines.append(
+            f"kept {stats.objects_kept_by_grace} unreachable objects younger than the grace period"
+        )
+    return "\n".join(lines)
+
+
+def render_fsck(report: Any) -> str:
+    lines = [
+        f"checked {report.objects_checked} objects ({size_text(report.bytes_checked)}), "
+        f"{report.refs_checked} refs, {report.calls_checked} cached calls"
+    ]
+    for p in report.problems:
+        oid = p.oid[:SHORT] + " " if p.oid else ""
+        lines.append(cut(f"{p.kind}: {oid}{p.detail}"))
+    lines.append("ok" if report.ok else f"{len(report.problems)} problem(s) found")
+    return "\n".join(lines)
+
+
+def render_frame(frame: Any) -> str:
+    if frame.empty:
+        return "(no rows)" if len(frame.columns) else "(no result)"
+    rows = frame.astype(object).where(frame.notna(), None).values.tolist()
+    return table([str(c) for c in frame.columns], rows) + f"\n({len(frame)} rows)"

@@ -1,0 +1,118 @@
+"""`fsck`: prove every object is what its id says, and every name points at something.
+
+Checks, as `git fsck` does: every object file is re-read and re-hashed (corrupt objects);
+every live ref's object and call record exist (refs to missing objects, dangling calls);
+every call-cache entry's record and outputs exist (dangling calls); everything reachable
+through lineage exists (missing objects); every journal line parses. `reindex` rebuilds the
+DuckDB file from the journal, the record of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from scistack.database import Database
+from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.gc import full_fold, walk_reachable
+
+
+@dataclass(frozen=True, slots=True)
+class FsckProblem:
+    """One thing wrong: `kind` is corrupt, missing, missing-ref-object, dangling-call or journal."""
+
+    kind: str
+    oid: str | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class FsckReport:
+    """What fsck checked and found."""
+
+    objects_checked: int
+    bytes_checked: int
+    refs_checked: int
+    calls_checked: int
+    problems: tuple[FsckProblem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def fsck(db: Database) -> FsckReport:
+    """Check the whole project (reads every object once, and lineage objects twice)."""
+    problems = _journal_problems(db)
+    checked = size = 0
+    corrupt = set()
+    for oid in db.store.iter_oids():
+        checked += 1
+        try:
+            size += db.store.size_of(oid)
+            db.store.get(oid)
+        except CorruptObjectError as exc:
+            corrupt.add(oid)
+            problems.append(FsckProblem("corrupt", oid, str(exc).split(": ", 1)[-1].split(". ")[0]))
+        except (ObjectNotFoundError, FileNotFoundError):
+            continue  # deleted while we looked (a concurrent gc)
+    state, _ = full_fold(db)
+    refs = [r for var in state.variables() for r in state.records(var)]
+    reported = set(corrupt)
+    for r in refs:
+        where = f"{r.var} {r.addr} version {r.version}"
+        if not db.store.contains(r.oid):
+            problems.append(FsckProblem("missing-ref-object", r.oid, f"ref {where} points to it"))
+            reported.add(r.oid)
+        if r.call and not db.store.contains(r.call):
+            problems.append(
+                FsckProblem("dangling-call", r.call, f"call record of ref {where} is missing")
+            )
+            reported.add(r.call)
+    for key, entry in state.calls.items():
+        lost = [o for o in [entry["call"], *(entry.get("outs") or [])] if not db.store.contains(o)]
+        for oid in lost:
+            what = "call record" if oid == entry["call"] else "output"
+            problems.append(
+                FsckProblem(
+                    "dangling-call", oid, f"{what} of call-cache entry {key[:12]} is missing"
+                )
+            )
+            reported.add(oid)
+    walk = walk_reachable(db.store, state)
+    for oid, referrer in sorted(walk.missing.items()):
+        if oid not in reported:
+            problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
+    return FsckReport(checked, size, len(refs), len(state.calls), tuple(problems))
+
+
+def _journal_problems(db: Database) -> list[FsckProblem]:
+    path = db.index.journal.path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    problems = []
+    for number, line in enumerate(data[: data.rfind(b"\n") + 1].split(b"\n")[:-1], start=1):
+        try:
+            json.loads(line)
+        except ValueError:
+            problems.append(
+                FsckProblem(
+                    "journal", None, f"{path.name} line {number} cannot be parsed: {line[:40]!r}"
+                )
+            )
+    return problems
+
+
+def reindex(db: Database) -> int:
+    """Rebuild the DuckDB index from the journal; returns how many entries it applied."""
+    db.index.flush()
+    sql = db.index.sql
+    with sql.connect() as con:
+        sql.ensure_schema(con)
+        con.execute("BEGIN")
+        con.execute("DELETE FROM refs; DELETE FROM calls; DELETE FROM runs")
+        con.execute("INSERT OR REPLACE INTO meta VALUES ('journal_offset', '0')")
+        con.execute("COMMIT")
+    return db.index.sync()

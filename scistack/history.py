@@ -1,0 +1,473 @@
+"""What the `scistack` commands ask of a project: history, lineage, listings, removal.
+
+Every function here takes an open `Database`, returns plain data (dataclasses, lists) and
+never prints: `scistack.cli` renders it as text or JSON. Refs are read from the journal fold
+(`db.index.state`), call records from the object store; values are loaded only by `show`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scistack.database import ENV_VAR, Database, current_database
+from scistack.errors import InvalidOidError, ObjectNotFoundError, QueryError, VariableNotFoundError
+from scistack.gc import json_refs
+from scistack.index import RefRecord
+from scistack.objects.oid import is_valid_oid
+
+SHORT = 12
+
+
+def open_database(path: str | os.PathLike | None = None) -> Database:
+    """The project at `path` (its .duckdb file, or a folder in it), or the one found upward.
+
+    The current database (`configure_database`) is reused when it is that project: one
+    process should hold one `Database` per project.
+    """
+    current = current_database()
+    if current is not None and _is_project(current, path or os.environ.get(ENV_VAR) or os.getcwd()):
+        return current
+    if path is None:
+        return Database.discover()
+    target = Path(path)
+    if target.is_dir():
+        saved = os.environ.pop("SCISTACK_DB", None)
+        try:
+            return Database.discover(target)
+        finally:
+            if saved is not None:
+                os.environ["SCISTACK_DB"] = saved
+    return Database(target)
+
+
+def _is_project(db: Database, path: str | os.PathLike) -> bool:
+    target = Path(path).resolve()
+    if not target.is_dir():
+        return target == db.path
+    for folder in (target, *target.parents):
+        if (folder / ".scistack" / "config.json").is_file():
+            return folder == db.root
+    return False
+
+
+# -- call records ------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class InputInfo:
+    """One input of a call: a saved value (var@oid), an earlier result, or an aggregate."""
+
+    name: str
+    var: str | None
+    oid: str
+    addr: dict[str, Any]
+    call: str | None
+    members: tuple[str, ...] = ()
+    merge: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """The parts of a call record that history shows."""
+
+    oid: str
+    function: str
+    module: str
+    identity: str
+    code: str | None
+    constants: dict[str, Any]
+    inputs: tuple[InputInfo, ...]
+    git_commit: str | None
+    git_dirty: bool | None
+    git_diff: str | None
+    started: str
+    duration: float
+    python: str | None
+    host: str | None
+
+
+def read_call(db: Database, call_oid: str) -> CallInfo:
+    """Parse the call record `call_oid` (raises if it is missing or corrupt)."""
+    record = db.store.get_value(call_oid)
+    fn = record.get("function") or {}
+    constants, inputs = {}, []
+    for name, item in sorted((record.get("inputs") or {}).items()):
+        if (
+            "var" in item
+            or "call" in item
+            or "members" in item
+            or "merge" in item
+            or "const" not in item
+        ):
+            inputs.append(
+                InputInfo(
+                    name,
+                    item.get("var"),
+                    item.get("oid", ""),
+                    dict(item.get("addr") or {}),
+                    item.get("call"),
+                    tuple(item.get("members") or ()),
+                    tuple(item.get("merge") or ()),
+                )
+            )
+        else:
+            constants[name] = item["const"]
+    env = record.get("env") or {}
+    git = env.get("git") or {}
+    return CallInfo(
+        call_oid,
+        fn.get("name", "?"),
+        fn.get("module", "?"),
+        fn.get("identity", ""),
+        fn.get("code"),
+        constants,
+        tuple(inputs),
+        git.get("commit"),
+        git.get("dirty"),
+        git.get("diff"),
+        record.get("started", ""),
+        record.get("duration", 0.0),
+        env.get("python"),
+        env.get("host"),
+    )
+
+
+class CallReader:
+    """Reads call records once per command (a missing one is remembered as None)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, CallInfo | None] = {}
+
+    def get(self, call_oid: str | None) -> CallInfo | None:
+        if call_oid is None:
+            return None
+        if call_oid not in self._cache:
+            try:
+                self._cache[call_oid] = read_call(self.db, call_oid)
+            except LookupError:
+                self._cache[call_oid] = None
+        return self._cache[call_oid]
+
+
+# -- log ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    """One saved version of a value, as `scistack log` shows it."""
+
+    var: str
+    addr: dict[str, Any]
+    vkeys: dict[str, Any]
+    version: int
+    oid: str
+    kind: str
+    summary: str
+    created_at: str
+    current: bool
+    call: CallInfo | None
+    call_oid: str | None
+
+
+def select(
+    db: Database,
+    var: str,
+    *,
+    all_versions: bool = False,
+    version: int | None = None,
+    **metadata: Any,
+) -> list[RefRecord]:
+    """Records of `var` matching schema keys, version keys or lineage parameters."""
+    from scistack.variables import _select  # one implementation of metadata matching
+
+    return _select(db, var, metadata, version=version, all_versions=all_versions)
+
+
+def log_entries(db: Database, var: str, *, n: int | None = None, **address: Any) -> list[LogEntry]:
+    """Every saved version of `var` at `address`, newest first (at most `n`)."""
+    records = select(db, var, all_versions=True, **address)
+    records.sort(key=lambda r: (r.created_at, r.version), reverse=True)
+    calls = CallReader(db)
+    state = db.index.state
+    out = []
+    for record in records[:n] if n else records:
+        current = state.current_at(record.var, record.addr_key, record.vkeys_key)
+        out.append(
+            LogEntry(
+                record.var,
+                record.addr,
+                record.vkeys,
+                record.version,
+                record.oid,
+                record.kind,
+                record.summary,
+                record.created_at,
+                current is not None and current.version == record.version,
+                calls.get(record.call),
+                record.call,
+            )
+        )
+    return out
+
+
+# -- lineage graph -----------------------------------------------------------------------
+@dataclass(slots=True)
+class LineageNode:
+    """A value in a lineage tree: who made it from what, down to raw inputs."""
+
+    var: str | None
+    oid: str
+    addr: dict[str, Any]
+    param: str | None = None  # the input name under its parent
+    call: CallInfo | None = None
+    note: str = ""  # raw, aggregate of N, shown above, missing record
+    children: list[LineageNode] = field(default_factory=list)
+
+
+def lineage_graph(
+    db: Database, record: RefRecord | LogEntry, *, max_depth: int = 50
+) -> LineageNode:
+    """The upstream lineage tree of a record; a subtree already shown is not repeated."""
+    calls, expanded = CallReader(db), set()
+    root = LineageNode(record.var, record.oid, record.addr)
+    stack = [(root, record.call_oid if isinstance(record, LogEntry) else record.call, 0)]
+    while stack:
+        node, call_oid, depth = stack.pop()
+        if call_oid is None:
+            node.note = node.note or "raw"
+            continue
+        if call_oid in expanded:
+            node.note = "shown above"
+            continue
+        expanded.add(call_oid)
+        node.call = calls.get(call_oid)
+        if node.call is None:
+            node.note = f"call record {call_oid[:SHORT]} missing"
+            continue
+        if depth >= max_depth:
+            node.note = "deeper lineage not shown"
+            continue
+        for item in node.call.inputs:
+            child = LineageNode(item.var, item.oid, item.addr, item.name)
+            if item.members:
+                child.note = f"aggregate of {len(item.members)} records"
+            elif item.merge:
+                child.note = f"merge of {' + '.join(item.merge)}"
+            node.children.append(child)
+            stack.append((child, item.call, depth + 1))
+    return root
+
+
+# -- ls ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class VariableSummary:
+    """A variable in `scistack ls`."""
+
+    name: str
+    values: int  # current records (one per address and version-key variant)
+    versions: int  # live records, every version
+    size_bytes: int  # on disk, each object counted once (children of containers too)
+    last_change: str
+
+
+def list_variables(db: Database) -> list[VariableSummary]:
+    """Every variable with live records."""
+    db.index.refresh()
+    state = db.index.state
+    out = []
+    for var in state.variables():
+        records = list(state.records(var))
+        current = {(r.addr_key, r.vkeys_key) for r in records}
+        size = _bytes_on_disk(db, {r.oid: r.kind for r in records})
+        out.append(
+            VariableSummary(
+                var, len(current), len(records), size, max(r.created_at for r in records)
+            )
+        )
+    return out
+
+
+def _bytes_on_disk(db: Database, oids: dict[str, str]) -> int:
+    total, seen, stack = 0, set(), list(oids.items())
+    while stack:
+        oid, kind = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        try:
+            total += db.store.size_of(oid)
+        except LookupError:
+            continue
+        if (kind or db.store.kind_of(oid)) == "json":
+            stack.extend(
+                (child, None) for child in json_refs(json.loads(bytes(db.store.get(oid).payload)))
+            )
+    return total
+
+
+# -- show --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ShowResult:
+    """An object and what names it: its value (summarised), refs and call record."""
+
+    oid: str
+    kind: str
+    size_bytes: int
+    value: dict[str, Any]
+    refs: list[RefRecord]
+    call: CallInfo | None
+
+
+def resolve_oid(db: Database, text: str) -> str:
+    """A full oid from an oid or a unique prefix of at least 4 hex characters."""
+    if is_valid_oid(text):
+        return text
+    if len(text) < 4 or any(c not in "0123456789abcdef" for c in text):
+        raise InvalidOidError(
+            f"{text!r} is neither a variable with records nor an object id "
+            "(at least 4 lowercase hex characters)"
+        )
+    found = db.store.oids_with_prefix(text)
+    if not found:
+        raise ObjectNotFoundError(
+            text, "no object id starts with it; `scistack log VAR` prints ids"
+        )
+    if len(found) > 1:
+        raise InvalidOidError(
+            f"object id prefix {text!r} is ambiguous: it starts {len(found)} ids "
+            f"({', '.join(o[:SHORT] for o in found[:4])}...); give more characters"
+        )
+    return found[0]
+
+
+def show(db: Database, target: str, *, version: int | None = None, **address: Any) -> ShowResult:
+    """Show an object by (prefix of) oid, or the value of variable `target` at `address`."""
+    db.index.refresh()
+    state = db.index.state
+    if target in state.variables() or address or version is not None:
+        records = select(db, target, version=version, **address)
+        if len(records) != 1:
+            raise VariableNotFoundError(
+                f"{target}: {len(records)} records match {address or 'everything'}; give the full "
+                f"address ({', '.join('--' + k for k in db.schema_keys)}) or an oid"
+            )
+        oid = records[0].oid
+    else:
+        oid = resolve_oid(db, target)
+    obj = db.store.get(oid)
+    refs = [r for var in state.variables() for r in state.records(var) if r.oid == oid]
+    refs.sort(key=lambda r: r.created_at, reverse=True)
+    if obj.kind == "call":
+        value: dict[str, Any] = {"type": "call record"}
+    elif obj.kind in ("code", "bytes") and not refs:  # a function's source, a git diff
+        text = bytes(obj.payload).decode("utf-8", "replace")
+        value = {"type": "code" if obj.kind == "code" else "text", "text": text}
+    else:
+        value = describe_value(db.store.get_value(oid))
+    call_oid = oid if obj.kind == "call" else next((r.call for r in refs if r.call), None)
+    call = read_call(db, call_oid) if call_oid else None
+    return ShowResult(oid, obj.kind, db.store.size_of(oid), value, refs, call)
+
+
+def describe_value(value: Any, *, head: int = 6) -> dict[str, Any]:
+    """A short description of a value: summary statistics for arrays, a head for tables."""
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(value, pa.Table):
+        value = value.to_pandas()
+    if isinstance(value, np.ndarray):
+        out: dict[str, Any] = {
+            "type": "ndarray",
+            "dtype": str(value.dtype),
+            "shape": list(value.shape),
+        }
+        flat = value.reshape(-1)
+        if (
+            flat.size
+            and (np.issubdtype(value.dtype, np.number) or value.dtype == bool)
+            and not np.issubdtype(value.dtype, np.complexfloating)
+        ):
+            numbers = flat.astype(np.float64)
+            out.update(
+                min=float(np.nanmin(numbers)),
+                max=float(np.nanmax(numbers)),
+                mean=float(np.nanmean(numbers)),
+            )
+        out["head"] = [x.item() if hasattr(x, "item") else x for x in flat[:head]]
+        return out
+    if isinstance(value, (pd.DataFrame, pd.Series)):
+        frame = value.to_frame() if isinstance(value, pd.Series) else value
+        text = frame.head(head).to_string(max_cols=8, max_colwidth=20, line_width=78)
+        return {
+            "type": type(value).__name__,
+            "shape": list(value.shape),
+            "columns": [str(c) for c in frame.columns],
+            "head": text,
+        }
+    if isinstance(value, (list, tuple, dict, set)):
+        return {"type": type(value).__name__, "len": len(value), "repr": _short_repr(value)}
+    if isinstance(value, (bytes, bytearray)):
+        return {"type": "bytes", "len": len(value), "repr": _short_repr(bytes(value[:60]))}
+    return {"type": type(value).__name__, "repr": _short_repr(value)}
+
+
+def _short_repr(value: Any, limit: int = 600) -> str:
+    import pprint
+
+    text = pprint.pformat(value, width=78, compact=True)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# -- rm ----------------------------------------------------------------------------------
+def removal_plan(
+    db: Database, var: str, *, cascade: bool = False, version: int | None = None, **address: Any
+) -> list[RefRecord]:
+    """The records `rm` would delete: every version at `address`, and with `cascade` every
+    record computed from them (through call records), transitively."""
+    plan = select(db, var, all_versions=True, version=version, **address)
+    if not cascade:
+        return plan
+    calls, dependents = CallReader(db), {}
+    everything = [r for v in db.index.state.variables() for r in db.index.state.records(v)]
+    for record in everything:
+        info = calls.get(record.call)
+        for item in info.inputs if info else ():
+            for oid in item.members or (item.oid,):
+                dependents.setdefault((item.var, oid), []).append(record)
+    chosen = {(r.var, r.addr_key, r.version): r for r in plan}
+    frontier = list(plan)
+    while frontier:
+        gone = {(r.var, r.oid) for r in frontier}
+        named = {(r.var, r.oid) for r in everything if (r.var, r.addr_key, r.version) not in chosen}
+        frontier = []
+        for key in gone - named:  # a value still named by a surviving record keeps its dependents
+            for dep in dependents.get(key, []):
+                slot = (dep.var, dep.addr_key, dep.version)
+                if slot not in chosen:
+                    chosen[slot] = dep
+                    frontier.append(dep)
+    return list(chosen.values())
+
+
+def remove(db: Database, plan: list[RefRecord]) -> int:
+    """Delete the refs in `plan` (objects stay until `scistack gc`); returns how many."""
+    return db.index.delete_refs(plan) if plan else 0
+
+
+# -- sql ---------------------------------------------------------------------------------
+def query(db: Database, sql: str) -> Any:
+    """A read-only SQL query on the index, as a DataFrame."""
+    import duckdb
+
+    try:
+        return db.sql(sql)
+    except duckdb.Error as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise QueryError(
+            f"the query failed: {first}. The index is read-only here; `scistack ls` "
+            "lists the variables (each is a view), and the tables are refs and calls"
+        ) from None

@@ -1,0 +1,294 @@
+"""The completeness view: for each variable and address, is the value done, stale, missing
+or failed?
+
+- done: a current record whose code and inputs are what they were when it was computed
+  (a raw value, saved without lineage, is done by definition);
+- stale: its function's code (or a helper or constant it reads) changed, an input now names
+  another value, or an input is itself stale: re-running the pipeline would recompute it;
+- unknown: computed by a function this process cannot import (e.g. one defined in a script's
+  `__main__`), so its code cannot be compared; its inputs are unchanged;
+- failed: the last `for_each` run that covered the address failed there (and nothing was
+  saved since);
+- missing: no record, although other variables have this address.
+
+Staleness compares digests only; `why` explains one value with a source diff. Each function's
+current identity is computed once per call, each call record read once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from scistack.database import Database
+from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
+from scistack.history import CallReader, select
+from scistack.index import RefRecord, key_of
+from scistack.lineage.function import LineageFunction
+from scistack.lineage.identity import function_identity
+from scistack.lineage.provenance import Reason, WhyReport, _find_function, why_record
+
+STATUSES = ("done", "stale", "unknown", "failed", "missing")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCell:
+    """One variable at one address."""
+
+    var: str
+    addr: dict[str, Any]
+    status: str
+    version: int | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusGrid:
+    """Variables (columns) by addresses (rows). `grid[i][j]` is the cell of `variables[j]` in
+    row `addresses[i]`: None where the variable is saved only at finer addresses. A variable
+    saved at a coarser level (subject only) appears in every row that extends its address."""
+
+    variables: list[str]
+    addresses: list[dict[str, Any]]
+    grid: list[list[StatusCell | None]]
+
+    @property
+    def cells(self) -> list[StatusCell]:
+        """Every distinct cell, once."""
+        seen: dict[tuple[str, str], StatusCell] = {}
+        for row in self.grid:
+            for c in row:
+                if c is not None:
+                    seen.setdefault((c.var, key_of(c.addr)), c)
+        return list(seen.values())
+
+    def cell(self, var: str, addr: dict[str, Any]) -> StatusCell | None:
+        """The cell of `var` in the row `addr`."""
+        key = key_of(addr)
+        row = next(i for i, a in enumerate(self.addresses) if key_of(a) == key)
+        return self.grid[row][self.variables.index(var)]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per variable: how many distinct cells have each status."""
+        out = {var: dict.fromkeys(STATUSES, 0) for var in self.variables}
+        for c in self.cells:
+            out[c.var][c.status] += 1
+        return out
+
+
+class StalenessChecker:
+    """Judges current records; memoised per record, function and call record."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.calls = CallReader(db)
+        self._identity: dict[tuple[str, str], str | None] = {}
+        self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
+
+    def record_status(self, record: RefRecord) -> tuple[str, str]:
+        """(status, reason) of one record: done, stale or unknown."""
+        slot = (record.var, record.addr_key, record.vkeys_key)
+        if slot in self._memo:
+            return self._memo[slot]
+        self._memo[slot] = ("done", "")  # a value computed from an earlier version of itself
+        self._memo[slot] = verdict = self._judge(record)
+        return verdict
+
+    def _judge(self, record: RefRecord) -> tuple[str, str]:
+        if record.call is None:
+            return "done", ""
+        call = self.calls.get(record.call)
+        if call is None:
+            return "unknown", f"call record {record.call[:12]} is missing"
+        for item in call.inputs:
+            reason = self._input_reason(item)
+            if reason:
+                return "stale", reason
+        now = self.current_identity(call.module, call.function)
+        if now is None:
+            return "unknown", f"{call.module}.{call.function} cannot be imported here"
+        if now != call.identity:
+            return "stale", f"code of {call.function} changed"
+        return "done", ""
+
+    def _input_reason(self, item: Any) -> str:
+        if item.var is None:
+            return ""
+        state = self.db.index.state
+        addr = {k: v for k, v in item.addr.items() if k in self.db.schema_keys}
+        if item.members:
+            now = [r for r in state.select(item.var, addr, {}, {})]
+            if sorted(r.oid for r in now) != sorted(item.members):
+                return f"input {item.name} ({item.var} at {addr}) changed"
+        else:
+            vkeys = {k: v for k, v in item.addr.items() if k not in self.db.schema_keys}
+            current = state.current_at(item.var, key_of(addr), key_of(vkeys))
+            if current is None or current.oid != item.oid:
+                return f"input {item.name} ({item.var}) changed"
+            now = [current]
+        for upstream in now:
+            if self.record_status(upstream)[0] == "stale":
+                return f"input {item.name} ({item.var}) is stale"
+        return ""
+
+    def current_identity(self, module: str, name: str) -> str | None:
+        """The function's identity digest as its code is now (None: not importable)."""
+        if (module, name) not in self._identity:
+            fn = _find_function(module, name)
+            digest = None
+            if fn is not None:
+                try:
+                    target = fn.fn if isinstance(fn, LineageFunction) else fn
+                    pinned = fn.version if isinstance(fn, LineageFunction) else None
+                    digest = function_identity(target, version=pinned).digest
+                except (ScistackError, TypeError, OSError):
+                    digest = None
+            self._identity[(module, name)] = digest
+        return self._identity[(module, name)]
+
+
+def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
+    """The status of every (variable, address) among `variables` (default: all)."""
+    db.index.refresh()
+    state = db.index.state
+    known = state.variables()
+    run_combos = _last_runs(db, CallReader(db))
+    chosen = list(variables) if variables else sorted(set(known) | {v for v, _ in run_combos})
+    for var in chosen:
+        if var not in known and not any(v == var for v, _ in run_combos):
+            raise VariableNotFoundError(
+                f"{var} has no records and no runs; variables: {', '.join(known) or 'none'}"
+            )
+    checker = StalenessChecker(db)
+    by_var: dict[str, dict[str, StatusCell]] = {}
+    for var in chosen:
+        by_var[var] = _var_cells(
+            db, var, checker, {k: v for (rv, k), v in run_combos.items() if rv == var}
+        )
+    rows = _rows([c.addr for cells in by_var.values() for c in cells.values()], db.schema_keys)
+    levels = {var: _levels(by_var[var]) for var in chosen}
+    grid = [[_project(var, by_var[var], levels[var], row) for var in chosen] for row in rows]
+    return StatusGrid(chosen, rows, grid)
+
+
+def _var_cells(
+    db: Database,
+    var: str,
+    checker: StalenessChecker,
+    runs: dict[str, tuple[str, str, dict[str, Any], str]],
+) -> dict[str, StatusCell]:
+    cells: dict[str, StatusCell] = {}
+    newest: dict[str, str] = {}
+    by_addr: dict[str, list[RefRecord]] = {}
+    for record in db.index.state.records(var):
+        by_addr.setdefault(record.addr_key, []).append(record)
+    for addr_key, records in by_addr.items():
+        current = {r.vkeys_key: r for r in records}  # oldest first: the last wins
+        verdicts = [(checker.record_status(r), r) for r in current.values()]
+        worst = max(verdicts, key=lambda v: STATUSES.index(v[0][0]))
+        (status, reason), record = worst
+        cells[addr_key] = StatusCell(var, record.addr, status, record.version, reason)
+        newest[addr_key] = max(r.created_at for r in current.values())
+    for addr_key, (status, t, combo, error) in runs.items():
+        if status == "failed" and t > newest.get(addr_key, ""):
+            cells[addr_key] = StatusCell(var, combo, "failed", None, error or "")
+    return cells
+
+
+def _last_runs(
+    db: Database, calls: CallReader
+) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str]]:
+    """(variable, address) -> (status, time, combo, error) of the newest run covering it."""
+    state = db.index.state
+    writers: dict[str, set[str]] = {}  # function name -> variables, for runs that predate "outputs"
+    out: dict[tuple[str, str], tuple[str, str, dict[str, Any], str]] = {}
+    for run in state.runs:
+        if run.get("dry_run") or not run.get("items"):
+            continue
+        outputs = run.get("outputs")
+        if outputs is None:
+            if not writers:
+                writers = _writers(db, calls)
+            outputs = sorted(writers.get(run.get("function"), ()))
+        try:
+            items = db.store.get_value(run["items"])
+        except LookupError:
+            continue
+        for item in items:
+            for var in outputs:
+                out[(var, key_of(item["combo"]))] = (
+                    item["status"],
+                    run.get("t", ""),
+                    item["combo"],
+                    item.get("error"),
+                )
+    return out
+
+
+def _writers(db: Database, calls: CallReader) -> dict[str, set[str]]:
+    writers: dict[str, set[str]] = {}
+    for var in db.index.state.variables():
+        record = next((r for r in db.index.state.records(var) if r.call), None)
+        info = calls.get(record.call) if record else None
+        if info is not None:
+            writers.setdefault(info.function, set()).add(var)
+    return writers
+
+
+def _rows(addrs: list[dict[str, Any]], schema_keys: list[str]) -> list[dict[str, Any]]:
+    """Distinct addresses, leaving out one that a finer address extends."""
+    unique = {key_of(a): a for a in addrs}
+    levels = {frozenset(a) for a in unique.values()}
+    extended = set()
+    for a in unique.values():
+        for level in levels:
+            if level < set(a):
+                extended.add(key_of({k: a[k] for k in level}))
+    rows = [a for key, a in unique.items() if key not in extended]
+    return sorted(
+        rows,
+        key=lambda a: tuple(
+            (k not in a, isinstance(a.get(k), str), a.get(k, 0)) for k in schema_keys
+        ),
+    )
+
+
+def _levels(cells: dict[str, StatusCell]) -> list[frozenset[str]]:
+    """The sets of address keys a variable is saved at, finest first."""
+    return sorted({frozenset(c.addr) for c in cells.values()}, key=len, reverse=True)
+
+
+def _project(
+    var: str, cells: dict[str, StatusCell], levels: list[frozenset[str]], row: dict[str, Any]
+) -> StatusCell | None:
+    """The cell of `var` in `row`: at the finest level of `var` that the row's keys cover."""
+    for level in levels:
+        if level <= row.keys():
+            addr = {k: row[k] for k in level}
+            found = cells.get(key_of(addr))
+            return found if found is not None else StatusCell(var, addr, "missing")
+    return None
+
+
+def why_value(db: Database, var: str, **address: Any) -> WhyReport:
+    """Why the current value of `var` at `address` is current, stale or would be recomputed."""
+    records = select(db, var, **address)
+    if len(records) != 1:
+        raise AmbiguousVersionError(
+            f"why needs one value but {len(records)} records of {var} match {address}; give the "
+            f"full address ({', '.join('--' + k for k in db.schema_keys)}) and any version keys"
+        )
+    record = records[0]
+    report = why_record(db, var, record)
+    if report.status in ("current", "unknown"):
+        checker = StalenessChecker(db)
+        call = checker.calls.get(record.call)
+        for item in call.inputs if call else ():
+            reason = checker._input_reason(item)
+            if reason.endswith("is stale"):
+                extra = Reason("upstream", item.name, reason + " (see `scistack why` on it)")
+                report = dataclasses.replace(
+                    report, status="stale", reasons=(*report.reasons, extra)
+                )
+    return report

@@ -1,0 +1,420 @@
+"""Every `scistack` command, through click's runner, on a real project built here.
+
+The pipeline's functions live in a module written to the project folder (as a user's
+`pipeline.py` would), so `status` and `why` can import them and compare their code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from scistack import BaseVariable, for_each
+from scistack.cli import main
+from scistack.cli.args import convert, parse_address
+
+PIPELINE = """
+import numpy as np
+from scistack import lineage_fcn
+
+GAIN = 2.0
+
+
+@lineage_fcn
+def bandpass(signal, low_hz):
+    return signal * GAIN + low_hz
+
+
+@lineage_fcn
+def peak(signal):
+    if signal.size < 5:
+        raise ValueError("signal too short")
+    return float(np.max(signal))
+"""
+
+
+class CliRaw(BaseVariable):
+    pass
+
+
+class CliFiltered(BaseVariable):
+    pass
+
+
+class CliPeak(BaseVariable):
+    pass
+
+
+class CliTable(BaseVariable):
+    pass
+
+
+@pytest.fixture
+def built(project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Raw data for 3 subjects x 2 sessions, filtered and peaked; subject 3 fails `peak`;
+    then (subject 1, pre) is re-recorded, so its downstream values are stale."""
+    name = f"clipipe_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(PIPELINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    rng = np.random.default_rng(0)
+    for subject in (1, 2, 3):
+        for session in ("pre", "post"):
+            CliRaw.save(
+                rng.normal(size=3 if subject == 3 else 50), subject=subject, session=session
+            )
+    CliTable.save(pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "z"]}), subject=1)
+    combos = {"subject": [1, 2, 3], "session": ["pre", "post"]}
+    for_each(
+        module.bandpass, inputs={"signal": CliRaw, "low_hz": 20}, outputs=[CliFiltered], **combos
+    )
+    for_each(module.peak, inputs={"signal": CliFiltered}, outputs=[CliPeak], **combos)
+    CliRaw.save(np.ones(50), subject=1, session="pre")
+    project.sync()
+    yield SimpleNamespace(
+        db=project, path=tmp_path / "gait.duckdb", module=module, name=name, root=tmp_path
+    )
+    sys.modules.pop(name, None)
+
+
+def run(built, *args: str, input: str | None = None):
+    return CliRunner().invoke(main, ["--db", str(built.path), *args], input=input)
+
+
+def ok(result) -> str:
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result.stdout
+
+
+def assert_fits(text: str, width: int = 80) -> None:
+    too_long = [line for line in text.splitlines() if len(line) > width]
+    assert not too_long, too_long
+
+
+# -- ls ----------------------------------------------------------------------------------
+def test_ls_lists_variables_with_counts_sizes_and_fits_80_columns(built):
+    out = ok(run(built, "ls"))
+    assert_fits(out)
+    lines = {line.split()[0]: line.split() for line in out.splitlines()[2:]}
+    assert set(lines) == {"CliFiltered", "CliPeak", "CliRaw", "CliTable"}
+    assert lines["CliRaw"][1:3] == ["6", "7"]  # 6 current values, 7 versions
+    assert lines["CliPeak"][1:3] == ["4", "4"]  # subject 3 failed
+    data = json.loads(ok(run(built, "ls", "--json")))
+    raw = next(d for d in data if d["name"] == "CliRaw")
+    assert raw["values"] == 6 and raw["versions"] == 7 and raw["size_bytes"] > 50 * 8 * 6
+
+
+# -- log ---------------------------------------------------------------------------------
+def test_log_shows_every_version_newest_first_with_its_call(built):
+    out = ok(run(built, "log", "CliRaw", "--subject", "1", "--session", "pre"))
+    assert_fits(out)
+    blocks = out.strip().split("\n\n")
+    assert len(blocks) == 2
+    assert "Version:   2" in blocks[0] and "(current)" in blocks[0]
+    assert "Version:   1" in blocks[1] and "(current)" not in blocks[1]
+    assert "no lineage" in blocks[1]
+
+    out = ok(run(built, "log", "CliFiltered", "--subject", "1"))
+    assert_fits(out)
+    assert out.count("value ") == 2
+    assert "Function:  bandpass" in out and "Constants: low_hz=20" in out
+    old_raw = built.db.index.state.versions_at("CliRaw", '{"session":"pre","subject":1}')[0]
+    assert f"signal=CliRaw@{old_raw.oid[:12]}" in out
+
+
+def test_log_json_limit_and_address_types(built):
+    entries = json.loads(ok(run(built, "log", "CliFiltered", "-n", "3", "--json")))
+    assert len(entries) == 3
+    assert [e["created_at"] for e in entries] == sorted(
+        (e["created_at"] for e in entries), reverse=True
+    )
+    first = entries[0]
+    assert first["call"]["function"] == "bandpass" and first["call"]["constants"] == {"low_hz": 20}
+    assert first["current"] is True and len(first["oid"]) == 64
+    # subject was saved as the int 1: "1" matches it, the string "'1'" does not
+    assert ok(run(built, "log", "CliFiltered", "--subject", "1", "--json")) != "[]"
+    result = run(built, "log", "CliFiltered", "--subject", "'1'")
+    assert result.exit_code == 2 and "no record matching" in result.stderr
+    assert run(built, "log", "CliFiltered", "--subject", "1", "--str").exit_code == 2
+
+
+def test_log_graph_draws_lineage_down_to_raw_inputs(built):
+    out = ok(run(built, "log", "CliPeak", "--subject", "2", "--session", "post", "--graph"))
+    assert_fits(out)
+    tree = out.split("\n\n")[-1].splitlines()
+    assert tree[0].startswith("CliPeak@") and "<- peak()" in tree[0]
+    assert tree[1].startswith("└── signal: CliFiltered@") and "bandpass(low_hz=20)" in tree[1]
+    assert tree[2].startswith("    └── signal: CliRaw@") and tree[2].endswith("[raw]")
+    data = json.loads(
+        ok(run(built, "log", "CliPeak", "--subject", "2", "--session", "post", "--graph", "--json"))
+    )
+    assert data[0]["lineage"]["children"][0]["children"][0]["note"] == "raw"
+
+
+# -- show --------------------------------------------------------------------------------
+def test_show_array_by_address_and_by_oid_prefix(built):
+    out = ok(run(built, "show", "CliRaw", "--subject", "1", "--session", "pre"))
+    assert "ndarray float64 [50]" in out and "min 1  max 1  mean 1" in out
+    assert "first: 1.0, 1.0" in out
+    record = CliFiltered.load(subject=2, session="pre").record
+    out = ok(run(built, "show", record.oid[:10]))
+    assert f"object {record.oid}" in out and "Function:  bandpass" in out
+    shown = json.loads(ok(run(built, "show", record.oid, "--json")))
+    assert shown["value"]["shape"] == [50] and shown["call"]["oid"] == record.call
+    out = ok(run(built, "show", record.call[:8]))
+    assert "Kind:      call" in out and "Inputs:    signal=CliRaw@" in out
+
+
+def test_show_code_object_and_version_keys_in_log(built):
+    call = built.db.call_record(CliFiltered.load(subject=2, session="pre").call)
+    out = ok(run(built, "show", call["code"][:8]))
+    assert "Kind:      code" in out and "def bandpass(signal, low_hz):" in out
+    CliTable.save(pd.DataFrame({"a": [9]}), subject=2, note="recal")
+    out = ok(run(built, "log", "CliTable", "--subject", "2"))
+    assert "Keys:      note=recal" in out
+
+
+def test_show_dataframe_head_and_older_version(built):
+    out = ok(run(built, "show", "CliTable", "--subject", "1"))
+    assert "DataFrame 3x2" in out and "a  b" in out and "2  3  z" in out
+    out = ok(run(built, "show", "CliRaw", "--subject", "1", "--session", "pre", "--version", "1"))
+    assert "min 1  max 1" not in out
+
+
+def test_show_errors_are_one_line(built):
+    for args in (["show", "zz"], ["show", "0000000000"], ["show", "CliRaw", "--subject", "1"]):
+        result = run(built, *args)
+        assert result.exit_code == 2
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+# -- status and why ----------------------------------------------------------------------
+def test_status_grid_done_stale_failed_missing(built):
+    out = ok(run(built, "status"))
+    assert_fits(out)
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in out.splitlines()[1:7]}
+    header = out.splitlines()[0].split()
+    assert header == ["subject", "session", "CliFiltered", "CliPeak", "CliRaw", "CliTable"]
+    assert rows[("1", "pre")] == ["STALE", "STALE", "done", "done"]
+    assert rows[("2", "post")] == ["done", "done", "done", "-"]
+    assert rows[("3", "pre")] == ["done", "FAILED", "done", "-"]
+    problems = ok(run(built, "status", "--problems", "CliFiltered", "CliPeak"))
+    assert [line.split()[:2] for line in problems.splitlines()[1:4]] == [
+        ["1", "pre"],
+        ["3", "post"],
+        ["3", "pre"],
+    ]
+    assert problems.splitlines()[4] == ""
+    data = json.loads(ok(run(built, "status", "CliPeak", "--json")))
+    assert data["counts"]["CliPeak"] == {
+        "done": 3,
+        "stale": 1,
+        "unknown": 0,
+        "failed": 2,
+        "missing": 0,
+    }
+    failed = [c for c in data["cells"] if c["status"] == "failed"]
+    assert all("signal too short" in c["reason"] for c in failed)
+
+
+def test_status_and_why_see_a_code_change_with_a_diff(built):
+    source = PIPELINE.replace(
+        "return signal * GAIN + low_hz", "return signal * GAIN + low_hz + 1.0"
+    )
+    (built.root / f"{built.name}.py").write_text(source)
+    importlib.invalidate_caches()
+    importlib.reload(built.module)
+    out = ok(run(built, "status", "CliFiltered"))
+    assert [line.split()[2] for line in out.splitlines()[1:7]] == ["STALE"] * 6
+    out = ok(run(built, "why", "CliFiltered", "--subject", "2", "--session", "post"))
+    assert "is stale" in out and "code bandpass" in out
+    assert (
+        "-    return signal * GAIN + low_hz" in out
+        and "+    return signal * GAIN + low_hz + 1.0" in out
+    )
+
+
+def test_why_current_stale_and_upstream(built):
+    out = ok(run(built, "why", "CliFiltered", "--subject", "2", "--session", "pre"))
+    assert_fits(out)
+    assert "is current" in out
+    out = ok(run(built, "why", "CliFiltered", "--subject", "1", "--session", "pre"))
+    assert "is stale" in out and "input signal" in out
+    report = json.loads(
+        ok(run(built, "why", "CliPeak", "--subject", "1", "--session", "pre", "--json"))
+    )
+    assert report["status"] == "stale" and report["reasons"][-1]["kind"] == "upstream"
+    result = run(built, "why", "CliFiltered", "--subject", "1")
+    assert result.exit_code == 2 and "needs one value" in result.stderr
+
+
+# -- rm ----------------------------------------------------------------------------------
+def test_rm_asks_first_and_cascades_through_call_records(built):
+    result = run(built, "rm", "CliRaw", "--subject", "2", input="n\n")
+    assert result.exit_code == 1 and "Aborted" in result.output
+    assert len(list(CliRaw.load(subject=2))) == 2
+    out = ok(
+        run(built, "rm", "CliRaw", "--subject", "2", "--session", "post", "--cascade", "--yes")
+    )
+    assert_fits(out)
+    assert "deleted 3 refs" in out
+    built.db.index.refresh()
+    assert [
+        r.addr["session"]
+        for r in built.db.index.state.records("CliFiltered")
+        if r.addr["subject"] == 2
+    ] == ["pre"]
+    assert not any(
+        r.addr == {"subject": 2, "session": "post"} for r in built.db.index.state.records("CliPeak")
+    )
+    data = json.loads(ok(run(built, "rm", "CliTable", "--subject", "1", "--yes", "--json")))
+    assert data["deleted"] == 1 and data["refs"][0]["var"] == "CliTable"
+
+
+def test_rm_without_cascade_keeps_downstream(built):
+    ok(run(built, "rm", "CliRaw", "--subject", "1", "--session", "pre", "--version", "1", "--yes"))
+    built.db.index.refresh()
+    assert [
+        r.version
+        for r in built.db.index.state.versions_at("CliRaw", '{"session":"pre","subject":1}')
+    ] == [2]
+    assert CliFiltered.load(subject=1, session="pre") is not None
+
+
+# -- gc, fsck, sql -----------------------------------------------------------------------
+def test_gc_reports_objects_and_bytes(built):
+    orphan = built.db.store.put_value(np.arange(1000.0))
+    size = built.db.store.size_of(orphan)
+    out = ok(run(built, "gc", "--dry-run", "--prune=now"))
+    assert f"would free {size} bytes" in out and "would delete 1 objects" in out
+    assert built.db.store.contains(orphan)
+    kept = json.loads(ok(run(built, "gc", "--json")))
+    assert kept["objects_deleted"] == 0 and kept["objects_kept_by_grace"] == 1
+    stats = json.loads(ok(run(built, "gc", "--prune", "now", "--json")))
+    assert stats["objects_deleted"] == 1 and stats["bytes_freed"] == size
+    assert not built.db.store.contains(orphan)
+    result = run(built, "gc", "--prune", "yesterday")
+    assert result.exit_code == 2 and "N.UNIT.ago" in result.output
+
+
+def test_fsck_clean_project(built):
+    out = ok(run(built, "fsck"))
+    assert out.strip().endswith("ok")
+    report = json.loads(ok(run(built, "fsck", "--reindex", "--json")))
+    assert report["ok"] is True and report["reindexed"] > 0
+
+
+def test_sql_prints_a_table_and_refuses_writes(built):
+    out = ok(
+        run(built, "sql", "SELECT subject, session, value FROM CliPeak ORDER BY subject, session")
+    )
+    assert_fits(out)
+    assert out.splitlines()[0].split() == ["subject", "session", "value"] and "(4 rows)" in out
+    rows = json.loads(
+        ok(run(built, "sql", "SELECT count(*) AS n FROM refs WHERE var = 'CliRaw'", "--json"))
+    )
+    assert rows == [{"n": 7}]
+    result = run(built, "sql", "DELETE FROM refs")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "read-only" in result.stderr
+
+
+# -- errors, discovery, parsing ----------------------------------------------------------
+def test_errors_are_one_line_and_debug_shows_the_traceback(built):
+    result = run(built, "log", "NoSuchVariable")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: NoSuchVariable has no saved records")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+    debug = CliRunner().invoke(main, ["--db", str(built.path), "--debug", "log", "NoSuchVariable"])
+    assert debug.exit_code == 2 and "Traceback" in debug.stderr
+    result = run(built, "log", "CliRaw", "stray")
+    assert result.exit_code == 2 and "--key value" in result.output
+
+
+def test_project_is_found_upward_and_missing_project_is_one_line(built, tmp_path, monkeypatch):
+    sub = tmp_path / "analysis" / "deep"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    out = CliRunner().invoke(main, ["ls"])
+    assert out.exit_code == 0 and "CliRaw" in out.stdout
+    out = CliRunner().invoke(main, ["--db", str(tmp_path), "ls"])
+    assert out.exit_code == 0 and "CliRaw" in out.stdout
+    out = CliRunner(env={"SCISTACK_DB": str(built.path)}).invoke(main, ["ls"])
+    assert out.exit_code == 0 and "CliRaw" in out.stdout
+    empty = tmp_path.parent / f"empty-{uuid.uuid4().hex[:6]}"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    result = CliRunner().invoke(main, ["ls"])
+    assert result.exit_code == 2 and "no scistack project" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_address_parsing():
+    assert parse_address(["--subject", "1", "--session=pre", "--speed", "1.5", "--ok", "true"]) == {
+        "subject": 1,
+        "session": "pre",
+        "speed": 1.5,
+        "ok": True,
+    }
+    assert parse_address(["--subject", "'1'", "--trial-type", '"2"']) == {
+        "subject": "1",
+        "trial_type": "2",
+    }
+    assert parse_address(["--subject", "1", "--subject", "2"]) == {"subject": [1, 2]}
+    assert parse_address(["--subject", "1"], as_str=True) == {"subject": "1"}
+    assert convert("-3") == -3 and convert("1e3") == 1000.0 and convert("pre") == "pre"
+
+
+def test_help_lists_every_command():
+    out = CliRunner().invoke(main, ["--help"]).stdout
+    for command in ("ls", "log", "show", "status", "why", "rm", "gc", "fsck", "sql"):
+        assert f"  {command} " in out
+    assert "--subject 1" in CliRunner().invoke(main, ["log", "--help"]).stdout
+
+
+# -- the installed script ----------------------------------------------------------------
+def test_installed_console_script_runs(built, python_env):
+    script = Path(sys.executable).with_name("scistack")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "scistack"]
+    built.db.sync()
+    done = subprocess.run(
+        [*command, "--db", str(built.path), "ls"],
+        capture_output=True,
+        text=True,
+        env=python_env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "CliRaw" in done.stdout and "VARIABLE" in done.stdout
+    done = subprocess.run(
+        [*command, "--db", str(built.path), "log", "Nope"],
+        capture_output=True,
+        text=True,
+        env=python_env,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+
+
+def test_commands_open_and_close_the_project_themselves(built, tmp_path, monkeypatch):
+    built.db.close()  # no current database: every command opens (and closes) its own
+    for args in (
+        ["ls"],
+        ["status"],
+        ["log", "CliRaw", "--subject", "2"],
+        ["fsck"],
+        ["gc", "--dry-run"],
+    ):
+        ok(run(built, *args))
+    monkeypatch.chdir(tmp_path)
+    assert "CliRaw" in ok(CliRunner().invoke(main, ["ls"]))

@@ -1,0 +1,133 @@
+"""`scistack fsck` finds corrupt and missing objects, refs to missing objects, dangling
+calls and unreadable journal lines, and exits with 1 when it does."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from click.testing import CliRunner
+
+from scistack import BaseVariable, lineage_fcn
+from scistack.cli import main
+from scistack.fsck import fsck, reindex
+from scistack.index import utc_now
+
+
+class FsckRaw(BaseVariable):
+    pass
+
+
+class FsckOut(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def fsck_double(x):
+    return x * 2
+
+
+def build(project):
+    FsckRaw.save(np.arange(100.0), subject=1, session="pre")
+    FsckRaw.save({"a": np.arange(3), "b": "text"}, subject=2, session="pre")
+    FsckOut.save(fsck_double(FsckRaw.load(subject=1, session="pre")), subject=1, session="pre")
+    project.sync()
+
+
+def cli(project, *args):
+    return CliRunner().invoke(main, ["--db", str(project.path), "fsck", *args])
+
+
+def writable(path):
+    os.chmod(path, 0o644)  # objects are read-only
+    return path
+
+
+def test_clean_project_is_ok(project):
+    build(project)
+    report = fsck(project)
+    assert report.ok and report.objects_checked == len(list(project.store.iter_oids()))
+    result = cli(project)
+    assert result.exit_code == 0 and result.stdout.strip().endswith("ok")
+
+
+def test_flipped_byte_is_reported_as_corrupt(project):
+    build(project)
+    oid = FsckRaw.load(subject=1, session="pre").oid
+    path = writable(project.store.path_of(oid))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    problems = fsck(project).problems
+    assert [(p.kind, p.oid) for p in problems] == [("corrupt", oid)]
+    result = cli(project)
+    assert result.exit_code == 1 and f"corrupt: {oid[:12]}" in result.stdout
+    assert "1 problem(s) found" in result.stdout
+
+
+def test_deleted_objects_are_reported_with_who_needs_them(project):
+    build(project)
+    out = FsckOut.load(subject=1, session="pre")
+    child = next(
+        o
+        for o in project.store.iter_oids()
+        if project.store.get(o).kind == "npy"
+        and o != out.oid
+        and o != FsckRaw.load(subject=1, session="pre").oid
+    )
+    code = project.call_record(out.call)["code"]
+    for oid in (out.oid, child, code):
+        os.unlink(project.store.path_of(oid))
+    kinds: dict[str, set[str]] = {}
+    for p in fsck(project).problems:
+        kinds.setdefault(p.oid, set()).add(p.kind)
+    assert kinds[out.oid] == {"missing-ref-object", "dangling-call"}  # named by a ref and the cache
+    assert kinds[child] == {"missing"} and kinds[code] == {"missing"}
+    data = json.loads(cli(project, "--json").stdout)
+    assert data["ok"] is False and len(data["problems"]) >= 3
+
+
+def test_journalled_ref_to_a_missing_object(project):
+    build(project)
+    ghost = "ab" * 32
+    entry = {
+        "op": "put",
+        "var": "FsckRaw",
+        "addr": {"subject": 9},
+        "vkeys": {},
+        "version": 1,
+        "oid": ghost,
+        "kind": "npy",
+        "call": None,
+        "params": {},
+        "summary": "float64[3]",
+        "t": utc_now(),
+    }
+    project.index.journal.append([entry])
+    report = fsck(project)
+    assert [(p.kind, p.oid) for p in report.problems] == [("missing-ref-object", ghost)]
+    assert "FsckRaw {'subject': 9}" in report.problems[0].detail
+    result = cli(project)
+    assert result.exit_code == 1 and f"missing-ref-object: {ghost[:12]}" in result.stdout
+
+
+def test_dangling_call_and_bad_journal_line(project):
+    build(project)
+    call = FsckOut.load(subject=1, session="pre").call
+    os.unlink(project.store.path_of(call))
+    with open(project.index.journal.path, "ab") as journal:
+        journal.write(b"{not json\n")
+    kinds = sorted(p.kind for p in fsck(project).problems)
+    assert kinds == ["dangling-call", "dangling-call", "journal"]  # the ref's call and the cache's
+    assert cli(project).exit_code == 1
+
+
+def test_reindex_rebuilds_duckdb_from_the_journal(project):
+    build(project)
+    with project.index.sql.connect() as con:
+        con.execute("DELETE FROM refs")
+    assert project.sql("SELECT count(*) AS n FROM refs")["n"][0] == 0
+    assert reindex(project) > 0
+    assert project.sql("SELECT count(*) AS n FROM refs")["n"][0] == 3
+    assert project.sql("SELECT count(*) AS n FROM FsckRaw")["n"][0] == 2

@@ -1,0 +1,332 @@
+"""gc never deletes anything reachable, honours the grace period, and counts bytes exactly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database, for_each, lineage_fcn
+from scistack.errors import GarbageCollectionError
+from scistack.gc import DEFAULT_GRACE_SECONDS, collect_garbage, find_reachable, parse_prune
+
+DAY = 86400.0
+
+POOL = [
+    np.arange(64, dtype=np.float64),
+    np.arange(64, dtype=np.int32) * 3,
+    {"signal": np.arange(64, dtype=np.float64), "rate": 1000},
+    {"signal": np.linspace(0, 1, 33), "tags": ["a", "b"]},
+    [np.arange(5, dtype=np.int16), 7, "x"],
+    pd.DataFrame({"t": [0.0, 0.5, 1.0], "side": ["l", "r", "l"]}),
+    3.25,
+    "a string value",
+]
+
+
+class GcA(BaseVariable):
+    pass
+
+
+class GcB(BaseVariable):
+    pass
+
+
+class GcC(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def gc_scale(value, factor):
+    if isinstance(value, dict):
+        return {k: (v * factor if isinstance(v, np.ndarray) else v) for k, v in value.items()}
+    if isinstance(value, np.ndarray):
+        return value * factor
+    return [value, factor]
+
+
+def same(a, b) -> bool:
+    """Bit-exact equality of stored values (dtype, shape and bytes for arrays)."""
+    if isinstance(a, np.ndarray):
+        return (
+            isinstance(b, np.ndarray)
+            and a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.tobytes() == b.tobytes()
+        )
+    if isinstance(a, pd.DataFrame):
+        return isinstance(b, pd.DataFrame) and a.equals(b) and list(a.dtypes) == list(b.dtypes)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+class GarbageCollection(RuleBasedStateMachine):
+    """Random saves, computations, deletions, stray objects and gc (grace 0) vs a dict model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="scistack-gc-"))
+        database_module._current = None
+        self.db = configure_database(self.dir / "gait.duckdb", ["subject"])
+        self.model: dict[
+            tuple[str, int], dict[int, object]
+        ] = {}  # (var, subject) -> version -> value
+        self.freed = 0
+
+    def _record(self, var: type, subject: int, record, value) -> None:
+        self.model.setdefault((var.__name__, subject), {})[record.version] = value
+
+    @rule(
+        var=st.sampled_from([GcA, GcB]),
+        subject=st.integers(1, 3),
+        index=st.integers(0, len(POOL) - 1),
+    )
+    def save(self, var, subject, index):
+        saved = var.save(POOL[index], subject=subject)
+        self._record(var, subject, saved.record, POOL[index])
+
+    @precondition(lambda self: any(var == "GcA" for var, _ in self.model))
+    @rule(data=st.data(), factor=st.sampled_from([1, 2]))
+    def compute(self, data, factor):
+        subject = data.draw(st.sampled_from(sorted(s for var, s in self.model if var == "GcA")))
+        result = gc_scale(GcA.load(subject=subject), factor)
+        saved = GcC.save(result, subject=subject)
+        self._record(GcC, subject, saved.record, result.data)
+
+    @precondition(lambda self: any(var == "GcA" for var, _ in self.model))
+    @rule(factor=st.sampled_from([2, 3]))
+    def run_for_each(self, factor):
+        report = for_each(
+            gc_scale,
+            inputs={"value": GcA, "factor": factor},
+            outputs=[GcC],
+            subject=sorted(s for var, s in self.model if var == "GcA"),
+        )
+        for item in report.items:
+            if item.status in ("ran", "cached"):
+                loaded = GcC.load(subject=item.combo["subject"])
+                self._record(GcC, item.combo["subject"], loaded.record, loaded.data)
+
+    @precondition(lambda self: bool(self.model))
+    @rule(data=st.data())
+    def delete(self, data):
+        var, subject = data.draw(st.sampled_from(sorted(self.model)))
+        versions = self.model[(var, subject)]
+        cls = {"GcA": GcA, "GcB": GcB, "GcC": GcC}[var]
+        if data.draw(st.booleans()) and len(versions) > 1:
+            version = data.draw(st.sampled_from(sorted(versions)))
+            cls.delete(subject=subject, version=version)
+            del versions[version]
+        else:
+            cls.delete(subject=subject)
+            del self.model[(var, subject)]
+
+    @rule(index=st.integers(0, len(POOL) - 1), extra=st.integers(0, 1000))
+    def stray_object(self, index, extra):
+        self.db.store.put_value([POOL[index], extra])  # written, never named (a killed save)
+
+    @rule()
+    def gc(self):
+        before = {oid: self.db.store.size_of(oid) for oid in self.db.store.iter_oids()}
+        stats = collect_garbage(self.db, grace_seconds=0)
+        after = set(self.db.store.iter_oids())
+        assert after == find_reachable(self.db)
+        gone = set(before) - after
+        assert stats.objects_deleted == len(gone)
+        assert stats.bytes_freed == sum(before[oid] for oid in gone)
+        assert stats.objects_scanned == len(before) and stats.objects_kept_by_grace == 0
+        self.check_model()
+
+    @invariant()
+    def refs_match_the_model(self):
+        self.db.index.refresh()
+        live = {
+            (r.var, r.addr["subject"], r.version)
+            for v in ("GcA", "GcB", "GcC")
+            for r in self.db.index.state.records(v)
+        }
+        assert live == {
+            (var, s, version) for (var, s), versions in self.model.items() for version in versions
+        }
+
+    def check_model(self):
+        classes = {"GcA": GcA, "GcB": GcB, "GcC": GcC}
+        for (var, subject), versions in self.model.items():
+            for version, value in versions.items():
+                loaded = classes[var].load(subject=subject, version=version)
+                assert same(value, loaded.data), (var, subject, version)
+
+    def teardown(self):
+        try:
+            self.check_model()
+        finally:
+            self.db.close()
+            database_module._current = None
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+GarbageCollection.TestCase.settings = settings(
+    max_examples=30,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+test_gc_never_deletes_what_is_reachable = GarbageCollection.TestCase
+
+
+# -- grace period and mtime refresh ------------------------------------------------------
+def age(path: Path, days: float) -> None:
+    then = time.time() - days * DAY
+    os.utime(path, (then, then))
+
+
+def test_grace_period_protects_a_fresh_unreferenced_object(project):
+    orphan = project.store.put_value(np.arange(100.0))  # a concurrent save about to name it
+    stats = collect_garbage(project)
+    assert stats.objects_deleted == 0 and stats.objects_kept_by_grace == 1
+    assert project.store.contains(orphan)
+    age(project.store.path_of(orphan), 13)
+    assert collect_garbage(project).objects_deleted == 0
+    age(project.store.path_of(orphan), 15)
+    stats = collect_garbage(project)
+    assert stats.objects_deleted == 1 and not project.store.contains(orphan)
+
+
+def test_putting_an_old_object_again_makes_it_young(project):
+    orphan = project.store.put_value(np.arange(7.0))
+    age(project.store.path_of(orphan), 30)
+    assert project.store.put_value(np.arange(7.0)) == orphan  # a save re-using it refreshes mtime
+    assert collect_garbage(project).objects_kept_by_grace == 1
+    assert project.store.contains(orphan)
+
+
+def test_deleted_refs_are_collected_after_the_grace_period(project):
+    GcA.save(np.arange(10.0), subject=1)
+    kept = GcA.save(np.arange(20.0), subject=2).record.oid
+    GcA.delete(subject=1)
+    gone = np.arange(10.0)
+    from scistack.objects.store import hash_value
+
+    oid = hash_value(gone)
+    assert collect_garbage(project).objects_deleted == 0
+    age(project.store.path_of(oid), 20)
+    assert collect_garbage(project).objects_deleted == 1
+    assert not project.store.contains(oid) and project.store.contains(kept)
+
+
+def test_bytes_freed_equal_the_sizes_of_the_deleted_files(project):
+    GcA.save(np.arange(50.0), subject=1)
+    orphans = [
+        project.store.put_value(np.random.default_rng(n).normal(size=n * 100)) for n in range(1, 6)
+    ]
+    orphans.append(
+        project.store.put_value({"a": np.zeros(10_000), "b": "x"})
+    )  # compressible, with a child
+    temp = project.store.root / "ab" / ".tmp-12345-deadbeef"
+    temp.parent.mkdir(exist_ok=True)
+    temp.write_bytes(b"half-written object" * 10)
+    unreachable = set(project.store.iter_oids()) - find_reachable(project)
+    assert set(orphans) <= unreachable and len(unreachable) == 7
+    expected = sum(project.store.size_of(oid) for oid in unreachable) + temp.stat().st_size
+    for oid in unreachable:
+        age(project.store.path_of(oid), 30)
+    age(temp, 30)
+    dry = collect_garbage(project, dry_run=True)
+    assert (dry.objects_deleted, dry.temp_files_removed, dry.bytes_freed) == (7, 1, expected)
+    assert all(project.store.contains(oid) for oid in unreachable) and temp.exists()
+    stats = collect_garbage(project)
+    assert (stats.objects_deleted, stats.temp_files_removed, stats.bytes_freed) == (7, 1, expected)
+    assert not any(project.store.contains(oid) for oid in unreachable) and not temp.exists()
+    assert GcA.load(subject=1).data.tolist() == list(np.arange(50.0))
+
+
+# -- what is kept ------------------------------------------------------------------------
+def test_every_version_and_the_lineage_of_kept_values_survive(project):
+    GcA.save(np.arange(4.0), subject=1)
+    GcA.save(np.arange(5.0), subject=1)  # version 2; version 1 stays
+    raw = GcB.save({"x": np.arange(3.0)}, subject=1)
+    result = gc_scale(GcB.load(subject=1), 2)
+    GcC.save(result, subject=1)
+    report = for_each(gc_scale, inputs={"value": GcA, "factor": 3}, outputs=[GcB], subject=[1])
+    GcB.delete(subject=1)  # the input of GcC's value loses its name
+    collect_garbage(project, grace_seconds=0)
+    assert GcA.load(subject=1, version=1).data.tolist() == [0.0, 1.0, 2.0, 3.0]
+    provenance = project.get_provenance(GcC, subject=1)
+    assert (
+        project.store.contains(provenance["inputs"]["value"]["oid"])
+        and raw.record.oid == provenance["inputs"]["value"]["oid"]
+    )
+    assert project.store.get_value(raw.record.oid)["x"].tolist() == [0.0, 1.0, 2.0]
+    assert "def gc_scale" in project.store.get_value(provenance["code"])
+    run = project.index.state.runs[-1]
+    assert run["run_id"] == report.run_id and project.store.contains(run["items"])
+
+
+# -- refusals ----------------------------------------------------------------------------
+def test_gc_refuses_when_a_journal_line_cannot_be_read(project):
+    GcA.save(1, subject=1)
+    orphan = project.store.put_value("stray")
+    with open(project.index.journal.path, "ab") as journal:
+        journal.write(b'{"op":"put","var":"GcA", torn\n')
+    with pytest.raises(GarbageCollectionError, match="cannot be parsed"):
+        collect_garbage(project, grace_seconds=0)
+    assert project.store.contains(orphan)
+
+
+def test_gc_refuses_when_a_ref_points_to_a_missing_or_corrupt_object(project):
+    kept = GcA.save({"x": np.arange(3.0)}, subject=1).record.oid
+    GcA.save(np.arange(3.0), subject=2)
+    orphan = project.store.put_value("stray")
+    path = project.store.path_of(kept)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(GarbageCollectionError, match="corrupt"):
+        collect_garbage(project, grace_seconds=0)
+    os.unlink(path)
+    with pytest.raises(GarbageCollectionError, match="missing"):
+        collect_garbage(project, grace_seconds=0)
+    assert project.store.contains(orphan)
+
+
+def test_parse_prune():
+    assert parse_prune("now") == 0 and parse_prune("never") == float("inf")
+    assert parse_prune("2.weeks.ago") == DEFAULT_GRACE_SECONDS
+    assert parse_prune("3.days.ago") == 3 * DAY and parse_prune("1.hour.ago") == 3600
+    assert parse_prune("90.seconds") == 90
+    for bad in ("yesterday", "2.fortnights.ago", "-1.days.ago", ""):
+        with pytest.raises(ValueError):
+            parse_prune(bad)
+
+
+class Packed(BaseVariable):
+    pass
+
+
+def test_gc_reclaims_packed_objects_and_keeps_live_ones(project):
+    with project.batch():  # small objects saved in a batch live in one pack
+        for i in range(20):
+            Packed.save(np.full(8, float(i)), subject=i, session="pre")
+    assert list(project.store.packs.directory.glob("pack-*.idx"))
+    doomed = [Packed.load(subject=i, session="pre").oid for i in range(10)]
+    Packed.delete(subject=list(range(10)))
+    stats = collect_garbage(project, grace_seconds=0)
+    assert stats.objects_deleted == 10
+    assert not any(project.store.contains(oid) for oid in doomed)
+    for i in range(10, 20):
+        assert Packed.load(subject=i, session="pre").data[0] == float(i)
+    assert len(list(project.store.packs.directory.glob("pack-*.idx"))) == 1
