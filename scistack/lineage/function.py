@@ -23,8 +23,10 @@ import time
 from typing import Any, Callable
 
 from scistack.database import Database, current_database
-from scistack.errors import LineageError
+from scistack.errors import LineageError, ObjectNotFoundError, UnsupportedValueError
 from scistack.index import utc_now
+from scistack.lineage._graph import unwrap
+from scistack.lineage._packages import is_project_module
 from scistack.lineage.calls import (
     CALL_FORMAT,
     BoundInput,
@@ -32,8 +34,12 @@ from scistack.lineage.calls import (
     call_key,
     describe,
     flatten_params,
+    key_from_oids,
+    plain_arguments,
     store_constants,
+    unwrap_input,
 )
+from scistack.lineage.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.lineage.env import capture_env, imported_modules
 from scistack.lineage.identity import FunctionIdentity, function_identity, normalised_source
 from scistack.objects import MemoryObjectStore, ObjectStore
@@ -52,8 +58,8 @@ class _MemoryCache:
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.calls.get(key)
 
-    def record(self, key: str, call_oid: str, fn: str, outs: list[str]) -> None:
-        self.calls[key] = {"call": call_oid, "fn": fn, "outs": outs}
+    def record(self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False) -> None:
+        self.calls[key] = {"call": call_oid, "fn": fn, "outs": outs, **({"multi": True} if multi else {})}
 
 
 class _DatabaseCache:
@@ -64,11 +70,12 @@ class _DatabaseCache:
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.db.index.lookup_call(key)
 
-    def record(self, key: str, call_oid: str, fn: str, outs: list[str]) -> None:
-        self.db.index.put_call(key, call_oid, fn, outs)
+    def record(self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False) -> None:
+        self.db.index.put_call(key, call_oid, fn, outs, multi=multi)
 
 
 MEMORY = _MemoryCache()
+_MISSING = object()
 _REGISTRY: dict[tuple[Any, str], LineageFunction] = {}
 
 
@@ -94,20 +101,22 @@ class LineageFunction:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.version = version
-        self.ignore = frozenset(ignore)
+        self.ignore = frozenset((ignore,) if isinstance(ignore, str) else ignore)
         try:
             self.signature = inspect.signature(fn)
         except (TypeError, ValueError):
             self.signature = inspect.Signature([
                 inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
                 inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
+        params = self.signature.parameters.values()
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
         unknown = self.ignore - set(self.signature.parameters)
-        if unknown:
+        if unknown and not takes_any:
             raise LineageError(
-                f"ignore= names {sorted(unknown)}, which {self.__name__} does not take; its "
+                f"ignore= names {sorted(unknown)}, which {self.name} does not take; its "
                 f"parameters are {list(self.signature.parameters)}"
             )
-        self._code_oids: dict[tuple[int, str], str] = {}
+        self._code_oids: dict[tuple[int, str], str | None] = {}
         _REGISTRY[(getattr(fn, "__module__", None), getattr(fn, "__qualname__", self.name))] = self
 
     @property
@@ -118,49 +127,51 @@ class LineageFunction:
         """The function's current identity (source, helpers, constants it reads)."""
         return function_identity(self.fn, version=self.version)
 
-    def bind_inputs(self, args: tuple, kwargs: dict) -> tuple[dict[str, Any], dict[str, BoundInput]]:
-        """All arguments by name, and the lineage view of those that count."""
-        values = bind(self.signature, args, kwargs, self.ignore)
-        return values, {n: describe(n, v) for n, v in values.items() if n not in self.ignore}
+    def bind_inputs(self, args: tuple, kwargs: dict) -> tuple[inspect.BoundArguments, dict[str, BoundInput]]:
+        """The arguments as given, and the lineage view of those that count (defaults bound)."""
+        return bind(self.signature, args, kwargs, self.ignore)
 
     def key_for(self, inputs: dict[str, BoundInput], identity: FunctionIdentity | None = None) -> str:
-        """The call key for already-described inputs."""
-        return call_key((identity or self.identity()).digest, inputs)
+        """The call key for already-described inputs (missing defaults are bound here)."""
+        return call_key((identity or self.identity()).digest, self._with_defaults(inputs))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        values, inputs = self.bind_inputs(args, kwargs)
+        bound, inputs = self.bind_inputs(args, kwargs)
         identity = self.identity()
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
         hit = ctx.lookup(key)
         if hit is not None:
             try:
-                return self._results(ctx.store, hit["outs"], hit["call"], inputs, cached=True)
-            except LookupError:
+                return self._results(ctx.store, hit, inputs, identity)
+            except ObjectNotFoundError:
                 pass  # an output object was garbage-collected: compute again
-        return self.run(ctx, values, inputs, identity, key)
+        return self.run(ctx, bound, inputs, identity, key)
 
-    def run(self, ctx: Any, values: dict[str, Any], inputs: dict[str, BoundInput],
+    def run(self, ctx: Any, bound: inspect.BoundArguments, inputs: dict[str, BoundInput],
             identity: FunctionIdentity, key: str) -> Any:
         """Execute on a cache miss and record the call."""
-        plain = {n: (inputs[n].value if n in inputs else _unwrap(v)) for n, v in values.items()}
-        bound = self.signature.bind_partial()
-        bound.arguments.update(plain)
+        args, kwargs = plain_arguments(self.signature, bound, inputs)
         started, t0 = utc_now(), time.perf_counter()
-        out = self.fn(*bound.args, **bound.kwargs)
+        out = self.fn(*args, **kwargs)
         duration = time.perf_counter() - t0
-        outputs = [_unwrap(v) for v in (out if isinstance(out, tuple) else (out,))]
+        multi = isinstance(out, tuple)
+        outputs = [unwrap_input(v) for v in (out if multi else (out,))]
         out_oids = [ctx.store.put_value(v) for v in outputs]
-        call_oid = self.record_call(ctx.store, identity, inputs, out_oids, started, duration)
-        ctx.record(key, call_oid, identity.digest, out_oids)
-        results = self._wrap(outputs, out_oids, call_oid, inputs, cached=False)
-        return results if isinstance(out, tuple) else results[0]
+        call_oid = self.record_call(ctx.store, identity, inputs, out_oids, started, duration, multi=multi)
+        ctx.record(key, call_oid, identity.digest, out_oids, multi=multi)
+        results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=False)
+        return tuple(results) if multi else results[0]
 
     def record_call(self, store: ObjectStore, identity: FunctionIdentity, inputs: dict[str, BoundInput],
-                    out_oids: list[str], started: str, duration: float) -> str:
+                    out_oids: list[str], started: str, duration: float, *, multi: bool = False) -> str:
         """Store the call record (and the code it ran) and return its oid."""
+        inputs = self._with_defaults(inputs)
         store_constants(store, inputs)
-        source_file = _source_file(self.fn)
+        _copy_inputs_from_memory(store, inputs)
+        tree = code_tree(self.fn, identity)
+        put_code = functools.partial(_put_code, store)
+        project = is_project_module(identity.module)
         record = {
             "type": "call",
             "format": CALL_FORMAT,
@@ -168,35 +179,54 @@ class LineageFunction:
                 "name": identity.name, "module": identity.module, "identity": identity.digest,
                 "code": self._code_oid(store, identity), "has_source": identity.has_source,
                 "version": identity.pinned_version, "deps": [list(d) for d in identity.deps],
-                "note": identity.note,
+                "note": identity.note, "helpers": tree_record(tree, put_code),
+                "constants": constant_values(identity, tree),
             },
             "inputs": {n: b.record for n, b in sorted(inputs.items())},
             "outputs": out_oids,
+            "multi": multi,
             "params": flatten_params(identity.name, inputs),
-            "env": capture_env(source_file, imported_modules(identity.module),
-                               lambda diff: store.put("bytes", diff)),
+            "env": capture_env(_source_file(self.fn) if project else None, imported_modules(identity.module),
+                               lambda diff: store.put("bytes", diff),
+                               files=source_files(self.fn, tree) if project else ()),
             "started": started,
             "duration": round(duration, 6),
         }
         return store.put("call", dumps_canonical(record))
 
+    def _with_defaults(self, inputs: dict[str, BoundInput]) -> dict[str, BoundInput]:
+        """`inputs` plus the defaults of parameters it lacks (for callers that bind by name)."""
+        missing = [p for n, p in self.signature.parameters.items()
+                   if n not in inputs and n not in self.ignore and p.default is not p.empty]
+        if not missing:
+            return inputs
+        completed = dict(inputs)
+        for param in missing:
+            try:
+                completed[param.name] = describe(param.name, param.default)
+            except UnsupportedValueError:
+                pass  # a sentinel default: covered by the function's identity
+        return completed
+
     def _code_oid(self, store: ObjectStore, identity: FunctionIdentity) -> str | None:
         slot = (id(store), identity.digest)
-        if slot not in self._code_oids:
+        oid = self._code_oids.get(slot, "")
+        if oid == "" or (oid is not None and not store.contains(oid)):  # a new store at a reused id
             source = identity.source if identity.source is not None else normalised_source(self.fn)
-            self._code_oids[slot] = store.put("code", source.encode("utf-8")) if source else None
-        return self._code_oids[slot]
+            oid = self._code_oids[slot] = _put_code(store, source) if source else None
+        return oid
 
-    def _results(self, store: ObjectStore, out_oids: list[str], call_oid: str,
-                 inputs: dict[str, BoundInput], *, cached: bool) -> Any:
+    def _results(self, store: ObjectStore, hit: dict[str, Any], inputs: dict[str, BoundInput],
+                 identity: FunctionIdentity) -> Any:
+        out_oids = hit["outs"]
         outputs = [store.get_value(oid) for oid in out_oids]
-        results = self._wrap(outputs, out_oids, call_oid, inputs, cached=cached)
-        return tuple(results) if len(results) != 1 else results[0]
+        results = self._wrap(outputs, out_oids, hit["call"], inputs, identity, cached=True)
+        return tuple(results) if hit.get("multi") else results[0]
 
-    def _wrap(self, outputs: list[Any], out_oids: list[str], call_oid: str,
-              inputs: dict[str, BoundInput], *, cached: bool) -> list[LineageResult]:
-        params = flatten_params(self.name, inputs)
-        return [LineageResult(v, oid, call_oid, params, i, self.name, cached)
+    def _wrap(self, outputs: list[Any], out_oids: list[str], call_oid: str, inputs: dict[str, BoundInput],
+              identity: FunctionIdentity, *, cached: bool) -> list[LineageResult]:
+        params = flatten_params(identity.name, inputs)
+        return [LineageResult(v, oid, call_oid, params, i, identity.name, cached)
                 for i, (v, oid) in enumerate(zip(outputs, out_oids))]
 
     def __repr__(self) -> str:
@@ -250,7 +280,12 @@ thunk = lineage_fcn
 
 
 class LineageResult:
-    """A computed value with its lineage; behaves like the value where reasonable."""
+    """A computed value with its lineage; behaves like the value where reasonable.
+
+    Arithmetic, comparisons, ``len``, indexing, iteration, ``in``, ``round``, formatting and
+    numpy functions (through ``__array__``) act on the value; other attributes are looked up
+    on the value (``result.shape``). ``.data`` is the value itself.
+    """
 
     __slots__ = ("data", "oid", "call", "params", "output_index", "function_name", "cached")
 
@@ -269,16 +304,29 @@ class LineageResult:
     def __scistack_saveinfo__(self, db: Database) -> Any:
         from scistack.variables import SaveInfo  # noqa: PLC0415 - variables sits above lineage
 
-        _copy_into(db.store, self)
+        _copy_into(db, self)
         return SaveInfo(self.oid, value_kind(self.data), summarize(self.data), self.call, self.params)
 
     def __repr__(self) -> str:
         state = "cached" if self.cached else "computed"
         return f"<{self.function_name} -> {summarize(self.data)} ({state}, call {self.call[:12]})>"
 
+    def __format__(self, spec: str) -> str:
+        return format(self.data, spec) if spec else str(self)
+
+    def __reduce__(self) -> tuple:
+        return (LineageResult, (self.data, self.oid, self.call, self.params, self.output_index,
+                                self.function_name, self.cached))
+
     # -- behave like the value ------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.data, name)
+        # Only reached for names that are not slots or methods. A slot read before __init__
+        # (unpickling, copy) must fail plainly instead of recursing through self.data.
+        try:
+            data = object.__getattribute__(self, "data")
+        except AttributeError:
+            raise AttributeError(name) from None
+        return getattr(data, name)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         import numpy as np
@@ -291,6 +339,9 @@ class LineageResult:
     def __iter__(self) -> Any:
         return iter(self.data)
 
+    def __contains__(self, item: Any) -> bool:
+        return _unwrap(item) in self.data
+
     def __getitem__(self, item: Any) -> Any:
         return self.data[item]
 
@@ -299,6 +350,15 @@ class LineageResult:
 
     def __int__(self) -> int:
         return int(self.data)
+
+    def __complex__(self) -> complex:
+        return complex(self.data)
+
+    def __index__(self) -> int:
+        return operator.index(self.data)
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(self.data) if ndigits is None else round(self.data, ndigits)
 
     def __bool__(self) -> bool:
         return bool(self.data)
@@ -321,31 +381,92 @@ def _binary(op: Callable) -> tuple[Callable, Callable]:
 
 for _name, _op in [("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
                    ("truediv", operator.truediv), ("floordiv", operator.floordiv), ("mod", operator.mod),
-                   ("pow", operator.pow), ("matmul", operator.matmul)]:
+                   ("pow", operator.pow), ("matmul", operator.matmul), ("and", operator.and_),
+                   ("or", operator.or_), ("xor", operator.xor), ("lshift", operator.lshift),
+                   ("rshift", operator.rshift)]:
     _fwd, _rev = _binary(_op)
     setattr(LineageResult, f"__{_name}__", _fwd)
     setattr(LineageResult, f"__r{_name}__", _rev)
 for _name, _op in [("lt", operator.lt), ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge),
                    ("ne", operator.ne)]:
     setattr(LineageResult, f"__{_name}__", _binary(_op)[0])
+LineageResult.__divmod__, LineageResult.__rdivmod__ = _binary(divmod)  # type: ignore[attr-defined]
 LineageResult.__neg__ = lambda self: -self.data  # type: ignore[attr-defined]
+LineageResult.__pos__ = lambda self: +self.data  # type: ignore[attr-defined]
 LineageResult.__abs__ = lambda self: abs(self.data)  # type: ignore[attr-defined]
+LineageResult.__invert__ = lambda self: ~self.data  # type: ignore[attr-defined]
 
 
-def _unwrap(value: Any) -> Any:
-    hook = getattr(value, "__scistack_input__", None)
-    return hook()[0] if hook is not None else value
+_unwrap = unwrap_input
 
 
-def _copy_into(store: ObjectStore, result: LineageResult) -> None:
-    """A result computed before the database was configured lives in memory: copy it over."""
+def _put_code(store: ObjectStore, source: str) -> str:
+    return store.put("code", source.encode("utf-8"))
+
+
+def _copy_into(db: Database, result: LineageResult) -> None:
+    """A result computed before the database was configured lives in memory: copy it over.
+
+    The value, its call record and everything the record names (code, diff, constants,
+    upstream calls) are copied, and each call enters the database's call cache, so
+    `get_provenance`, `why` and later cache hits work as if it had been computed there.
+    """
+    store = db.store
     if store.contains(result.oid) and store.contains(result.call):
         return
-    source = MEMORY.store
-    store.put_value(result.data)
-    if source.contains(result.call):
-        call = source.get(result.call)
-        store.put("call", call.payload)
+    _copy_value(MEMORY.store, store, result.oid, result.data)
+    _copy_call(MEMORY.store, db, result.call, set())
+
+
+def _copy_inputs_from_memory(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
+    """Inputs computed in memory before a database was configured: bring their lineage along."""
+    if store is MEMORY.store:
+        return
+    for b in inputs.values():
+        for record in (b.record, *b.record.get("items", {}).values()):
+            call = record.get("call")
+            if call and not store.contains(call) and MEMORY.store.contains(call):
+                _copy_value(MEMORY.store, store, record["oid"])
+                db = current_database()
+                if db is not None and db.store is store:
+                    _copy_call(MEMORY.store, db, call, set())
+
+
+def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str]) -> None:
+    if call_oid in seen or not source.contains(call_oid):
+        return
+    seen.add(call_oid)
+    raw = source.get(call_oid).payload
+    call = source.get_value(call_oid)
+    fn = call["function"]
+    code_oids = [fn.get("code")] + [h.get("code") for h in fn.get("helpers", {}).values()]
+    for oid in [*code_oids, call.get("env", {}).get("git", {}).get("diff")]:
+        if oid and source.contains(oid):
+            obj = source.get(oid)
+            db.store.put(obj.kind, obj.payload)
+    oids = {}
+    for name, item in call["inputs"].items():
+        oids[name] = item["oid"]
+        for record in (item, *item.get("items", {}).values()):
+            _copy_value(source, db.store, record["oid"])
+            if record.get("call"):
+                _copy_call(source, db, record["call"], seen)
+    for oid in call["outputs"]:
+        _copy_value(source, db.store, oid)
+    db.store.put("call", raw)
+    key = key_from_oids(fn["identity"], oids)
+    if db.index.lookup_call(key) is None:
+        db.index.put_call(key, call_oid, fn["identity"], call["outputs"], multi=bool(call.get("multi")))
+
+
+def _copy_value(source: ObjectStore, target: ObjectStore, oid: str, value: Any = _MISSING) -> None:
+    """Copy one value object (children included) unless the target has it already."""
+    if target.contains(oid):
+        return
+    if source.contains(oid):
+        target.put_value(source.get_value(oid))
+    elif value is not _MISSING:
+        target.put_value(value)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -354,4 +475,4 @@ def _source_file_cached(code: Any) -> str | None:
 
 
 def _source_file(fn: Callable) -> str | None:
-    return _source_file_cached(getattr(fn, "__code__", None))
+    return _source_file_cached(getattr(unwrap(fn), "__code__", None))
