@@ -192,7 +192,12 @@ def key_from_oids(identity_digest: str, oids: dict[str, str]) -> str:
 
 
 def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any]:
-    """This call's scalar constants as `fn.param`, plus every upstream call's parameters."""
+    """This call's scalar constants as `fn.param`, plus every upstream call's parameters.
+
+    `fn` is the function's own name, not its qualified name: a method or a function defined
+    inside another is still queried as ``load(**{"bandpass.low_hz": 20})``.
+    """
+    fn_name = fn_name.rsplit(".", 1)[-1]
     params: dict[str, Any] = {}
     for b in inputs.values():
         params.update(b.params)

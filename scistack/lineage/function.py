@@ -15,6 +15,7 @@ are cached and recorded in memory for the life of the process.
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import inspect
@@ -186,7 +187,8 @@ class LineageFunction:
             "outputs": out_oids,
             "multi": multi,
             "params": flatten_params(identity.name, inputs),
-            "env": capture_env(_source_file(self.fn) if project else None, imported_modules(identity.module),
+            "env": capture_env(_source_file(self.fn) if project else None,
+                               [*imported_modules(identity.module), identity.module.split(".")[0]],
                                lambda diff: store.put("bytes", diff),
                                files=source_files(self.fn, tree) if project else ()),
             "started": started,
@@ -226,7 +228,7 @@ class LineageFunction:
     def _wrap(self, outputs: list[Any], out_oids: list[str], call_oid: str, inputs: dict[str, BoundInput],
               identity: FunctionIdentity, *, cached: bool) -> list[LineageResult]:
         params = flatten_params(identity.name, inputs)
-        return [LineageResult(v, oid, call_oid, params, i, identity.name, cached)
+        return [LineageResult(v, oid, call_oid, params, i, self.name, cached)
                 for i, (v, oid) in enumerate(zip(outputs, out_oids))]
 
     def __repr__(self) -> str:
@@ -271,9 +273,10 @@ def lineage_fcn(fn: Callable | None = None, *, version: str | None = None,
     ignore
         Parameters that do not affect the result (``verbose``): left out of the cache key.
     """
+    names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
     if fn is None:
-        return lambda f: LineageFunction(f, version=version, ignore=tuple(ignore))
-    return LineageFunction(fn, version=version, ignore=tuple(ignore))
+        return lambda f: LineageFunction(f, version=version, ignore=names)
+    return LineageFunction(fn, version=version, ignore=names)
 
 
 thunk = lineage_fcn
@@ -317,6 +320,14 @@ class LineageResult:
     def __reduce__(self) -> tuple:
         return (LineageResult, (self.data, self.oid, self.call, self.params, self.output_index,
                                 self.function_name, self.cached))
+
+    def __copy__(self) -> LineageResult:
+        return LineageResult(self.data, self.oid, self.call, self.params, self.output_index,
+                             self.function_name, self.cached)
+
+    def __deepcopy__(self, memo: dict) -> LineageResult:
+        return LineageResult(copy.deepcopy(self.data, memo), self.oid, self.call, dict(self.params),
+                             self.output_index, self.function_name, self.cached)
 
     # -- behave like the value ------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
