@@ -120,14 +120,14 @@ def describe(name: str, value: Any) -> BoundInput:
         return BoundInput(name, plain, oid, record, dict(params or {}))
     if type(value) in (list, tuple, dict) and _holds_inputs(value):
         return _describe_container(name, value)
-    oid = hash_value(value)
-    record = {"oid": oid}
     if isinstance(value, _SCALARS) or (type(value) in (list, tuple, dict) and len(value) <= 16):
-        try:
-            record["const"] = to_tree(value, hash_value)
-        except UnsupportedValueError:
-            pass
-    return BoundInput(name, value, oid, record)
+        # Small constants are stored as canonical JSON: one tree gives both the record's
+        # inline copy and the oid (the same bytes `hash_value` would encode and hash).
+        tree = to_tree(value, hash_value)
+        oid = hash_object("json", [dumps_canonical(tree)])
+        return BoundInput(name, value, oid, {"oid": oid, "const": tree})
+    oid = hash_value(value)
+    return BoundInput(name, value, oid, {"oid": oid})
 
 
 def _input_parts(parts: tuple) -> tuple:

@@ -28,8 +28,8 @@ _TTL = 10.0
 @dataclass(frozen=True, slots=True)
 class _GitSnapshot:
     taken: float
+    watched: tuple[str, ...]   # paths whose stats must not change: sources, index, HEAD, ref
     signature: tuple
-    git_dir: str | None
     state: dict[str, Any]
     diff: bytes
 
@@ -53,7 +53,7 @@ def capture_env(source_file: str | None, modules: list[str], put_diff: Callable[
         "packages": {m: v for m in sorted(set(modules)) if (v := _version_of(m))},
     }
     directory = str(Path(source_file).parent) if source_file else os.getcwd()
-    files = tuple(sorted({f for f in (*files, *([source_file] if source_file else [])) if os.path.isfile(f)}))
+    files = tuple(sorted({*files, *([source_file] if source_file else [])}))
     git, diff = _git_state(directory, files)
     if git:
         env["git"] = dict(git)
@@ -72,7 +72,7 @@ def _git_state(directory: str, files: tuple[str, ...]) -> tuple[dict[str, Any], 
     slot = (directory, files)
     cached = _git_cache.get(slot)
     now = time.monotonic()
-    if cached and now - cached.taken < _TTL and cached.signature == _signature(cached.git_dir, files):
+    if cached and now - cached.taken < _TTL and cached.signature == _signature(cached.watched):
         return cached.state, cached.diff
     state: dict[str, Any] = {}
     diff, git_dir = b"", None
@@ -87,14 +87,15 @@ def _git_state(directory: str, files: tuple[str, ...]) -> tuple[dict[str, Any], 
             state["untracked"] = untracked
         if status.strip():
             diff = _git(directory, "diff", "HEAD") or b""
-    _git_cache[slot] = _GitSnapshot(now, _signature(git_dir, files), git_dir, state, diff)
+    watched = _watched(git_dir, files)
+    _git_cache[slot] = _GitSnapshot(now, watched, _signature(watched), state, diff)
     return state, diff
 
 
 def _untracked(directory: str, top: str, files: tuple[str, ...]) -> list[str]:
     """Which of `files` (inside the repository at `top`) git does not track, relative to `top`."""
     top_real = os.path.realpath(top)
-    inside = [f for f in files if _within(os.path.realpath(f), top_real)]
+    inside = [f for f in files if os.path.isfile(f) and _within(os.path.realpath(f), top_real)]
     if not inside:
         return []
     listed = _git(top, "ls-files", "-z", "--full-name", "--", *[os.path.realpath(f) for f in inside])
@@ -110,8 +111,8 @@ def _within(path: str, root: str) -> bool:
         return False
 
 
-def _signature(git_dir: str | None, files: tuple[str, ...]) -> tuple:
-    """What must not change for a cached git state to stay valid: file stats, index, HEAD, ref."""
+def _watched(git_dir: str | None, files: tuple[str, ...]) -> tuple[str, ...]:
+    """The paths whose change invalidates a git snapshot: sources, index, HEAD and its ref."""
     paths = list(files)
     if git_dir:
         paths += [os.path.join(git_dir, "index"), os.path.join(git_dir, "HEAD"),
@@ -119,10 +120,14 @@ def _signature(git_dir: str | None, files: tuple[str, ...]) -> tuple:
         try:
             with open(os.path.join(git_dir, "HEAD"), encoding="utf-8", errors="replace") as handle:
                 ref = handle.read().strip()
-            if ref.startswith("ref: "):
+            if ref.startswith("ref: "):  # a branch switch rewrites HEAD, so this path stays right
                 paths.append(os.path.join(git_dir, ref[5:]))
         except OSError:
             pass
+    return tuple(paths)
+
+
+def _signature(paths: tuple[str, ...]) -> tuple:
     return tuple(_stat(p) for p in paths)
 
 
@@ -174,6 +179,17 @@ def imported_modules(module_name: str) -> list[str]:
     module = sys.modules.get(module_name)
     if module is None:
         return []
+    slot = (module_name, id(module), len(vars(module)))  # new imports add globals
+    known = _imports_memo.get(slot)
+    if known is None:
+        known = _imports_memo[slot] = _imported_modules(module, module_name)
+    return known
+
+
+_imports_memo: dict[tuple[str, int, int], list[str]] = {}
+
+
+def _imported_modules(module: Any, module_name: str) -> list[str]:
     names = set()
     for value in vars(module).values():
         owner = getattr(value, "__module__", None) if not isinstance(value, type(sys)) else value.__name__

@@ -21,6 +21,7 @@ import importlib
 import inspect
 import operator
 import time
+import weakref
 from typing import Any, Callable
 
 from scistack.database import Database, current_database
@@ -117,7 +118,8 @@ class LineageFunction:
                 f"ignore= names {sorted(unknown)}, which {self.name} does not take; its "
                 f"parameters are {list(self.signature.parameters)}"
             )
-        self._code_oids: dict[tuple[int, str], str | None] = {}
+        self._code_oids: weakref.WeakKeyDictionary[ObjectStore, dict[str, str | None]] = \
+            weakref.WeakKeyDictionary()
         _REGISTRY[(getattr(fn, "__module__", None), getattr(fn, "__qualname__", self.name))] = self
 
     @property
@@ -211,12 +213,12 @@ class LineageFunction:
         return completed
 
     def _code_oid(self, store: ObjectStore, identity: FunctionIdentity) -> str | None:
-        slot = (id(store), identity.digest)
-        oid = self._code_oids.get(slot, "")
-        if oid == "" or (oid is not None and not store.contains(oid)):  # a new store at a reused id
+        # Per store *object* (weakly): an id() could be reused by a new store lacking the code.
+        known = self._code_oids.setdefault(store, {})
+        if identity.digest not in known:
             source = identity.source if identity.source is not None else normalised_source(self.fn)
-            oid = self._code_oids[slot] = _put_code(store, source) if source else None
-        return oid
+            known[identity.digest] = _put_code(store, source) if source else None
+        return known[identity.digest]
 
     def _results(self, store: ObjectStore, hit: dict[str, Any], inputs: dict[str, BoundInput],
                  identity: FunctionIdentity) -> Any:
