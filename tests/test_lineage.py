@@ -427,13 +427,20 @@ def test_equal_looking_constants_of_different_types_do_not_share_a_key(no_databa
 
 def test_an_input_loaded_from_the_store_is_keyed_by_its_known_oid(project, monkeypatch) -> None:
     import scistack.lineage.calls as calls_module
+    from scistack.objects.hashing import payload_length
 
-    x = raw()
+    big = raw(np.ones(100_000))  # 800 kB
     hashed = []
-    real = calls_module.hash_value
-    monkeypatch.setattr(calls_module, "hash_value", lambda v: hashed.append(type(v)) or real(v))
-    _key(x, 2)
-    assert hashed == [int, int]  # b and the default c; never the loaded array
+    hash_value, hash_object = calls_module.hash_value, calls_module.hash_object
+    monkeypatch.setattr(calls_module, "hash_value",
+                        lambda v: hashed.append(getattr(v, "nbytes", 8)) or hash_value(v))
+    monkeypatch.setattr(calls_module, "hash_object",
+                        lambda kind, parts: hashed.append(payload_length(parts)) or hash_object(kind, parts))
+    _key(big, 2)
+    assert 0 < sum(hashed) < 1000  # the constants only; never the loaded array
+    hashed.clear()
+    _key(np.ones(100_000), 2)
+    assert sum(hashed) >= 800_000  # the same array in memory must be hashed
 
 
 # --- persistence across processes ------------------------------------------------------------
