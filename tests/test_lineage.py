@@ -711,6 +711,35 @@ def test_a_resaved_input_is_never_served_the_old_result(project) -> None:
     assert "RawEMG" in reason.detail and "version 2" in reason.detail
 
 
+def test_values_keyed_by_oid_cannot_change_behind_the_key(project) -> None:
+    calls = []
+    bandpass = counted(calls)
+    loaded = raw()
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.data[0] = 99.0  # a loaded array is read-only: its oid must stay true
+    miss, hit = bandpass(loaded, 20), bandpass(loaded, 20)
+    for result in (miss, hit):
+        with pytest.raises(ValueError, match="read-only"):
+            result.data[0] = 99.0
+    mine = np.ones(8)
+    saved = RawEMG.save(mine, subject=2, session="pre")
+    assert bandpass(saved, 20).cached is False  # the caller's own array: verified, then used
+    assert bandpass(RawEMG.load(subject=2, session="pre"), 20).cached  # same oid, same key
+    mine *= 2  # changed in place after saving: keying it by the old oid would poison the cache
+    with pytest.raises(LineageError, match="changed in place"):
+        bandpass(saved, 20)
+    assert len(calls) == 2 and mine.flags.writeable
+
+
+def test_a_function_returning_its_argument_does_not_freeze_the_callers_array(project) -> None:
+    passthrough = lineage_fcn(lambda x: x)
+    mine = np.arange(3.0)
+    result = passthrough(mine)
+    assert mine.flags.writeable and not result.data.flags.writeable
+    mine[0] = 5.0
+    assert result.data[0] == 0.0
+
+
 def test_why_on_a_raw_value_says_raw(project) -> None:
     raw()
     report = why(RawEMG, subject=1, session="pre")

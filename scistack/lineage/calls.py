@@ -7,7 +7,9 @@ keyed by name, so positional and keyword spellings of one call share a key. Extr
 arguments (``**kwargs``) are keyed by their own names, ``*args`` as one tuple. The
 environment is recorded in the call record and never enters the key.
 
-Hazards: a default that has no canonical form (numpy's ``np._NoValue`` sentinel) is left
+Hazards: a loaded input is keyed by its known oid, so it must not change behind the key:
+loaded arrays and results are read-only, and an array the caller still owns (the one given to
+`save`) is verified by re-hashing. A default that has no canonical form (numpy's ``np._NoValue`` sentinel) is left
 out of the key, not refused: it is part of the function's definition, which the function's
 identity already covers. Lists, tuples and dicts that hold loaded variables or earlier
 results are unwrapped element by element; their key is the canonical JSON of the container
@@ -20,7 +22,9 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
-from scistack.errors import UnsupportedValueError
+import numpy as np
+
+from scistack.errors import LineageError, UnsupportedValueError
 from scistack.objects.canonical_json import dumps_canonical, to_tree
 from scistack.objects.hashing import hash_bytes, hash_object
 from scistack.objects.store import ObjectStore, hash_value
@@ -112,6 +116,7 @@ def describe(name: str, value: Any) -> BoundInput:
         plain, oid, var, addr, call, params = _input_parts(hook())
         if oid is None:  # an unsaved variable or result: treat its value as a constant
             return describe(name, plain)
+        _check_unchanged(name, plain, oid, var)
         record: dict[str, Any] = {"oid": oid}
         if var:
             record.update(var=var, addr=addr)
@@ -128,6 +133,40 @@ def describe(name: str, value: Any) -> BoundInput:
         return BoundInput(name, value, oid, {"oid": oid, "const": tree})
     oid = hash_value(value)
     return BoundInput(name, value, oid, {"oid": oid})
+
+
+def is_frozen(value: Any) -> bool:
+    """True for an array nobody can write through (itself and every array it views)."""
+    while isinstance(value, np.ndarray):
+        if value.flags.writeable:
+            return False
+        value = value.base
+    return True
+
+
+def freeze(value: Any) -> Any:
+    """Make an array (and the arrays it views) read-only; other values pass unchanged."""
+    array = value
+    while isinstance(array, np.ndarray):
+        array.flags.writeable = False
+        array = array.base
+    return value
+
+
+def _check_unchanged(name: str, plain: Any, oid: str, var: str | None) -> None:
+    """A writeable array keyed by a known oid could have been changed in place: verify it.
+
+    Loaded values and results are read-only and skip this (their oid is trusted, so a 100 MB
+    input is never re-hashed); an array still owned by the caller (the one given to `save`)
+    is re-hashed, because keying it by a stale oid would poison the cache for everyone.
+    """
+    if isinstance(plain, np.ndarray) and not is_frozen(plain) and hash_value(plain) != oid:
+        what = f"the {var} value" if var else "the earlier result"
+        raise LineageError(
+            f"argument {name!r}: {what} was changed in place after it was saved or computed (its "
+            f"data no longer matches object {oid[:12]}), so its lineage would be wrong. Save the "
+            "changed data as a new version, or pass a plain copy (np.array(x.data))"
+        )
 
 
 def _input_parts(parts: tuple) -> tuple:

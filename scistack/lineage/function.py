@@ -24,6 +24,8 @@ import time
 import weakref
 from typing import Any, Callable
 
+import numpy as np
+
 from scistack.database import Database, current_database
 from scistack.errors import LineageError, ObjectNotFoundError, UnsupportedValueError
 from scistack.index import utc_now
@@ -36,6 +38,8 @@ from scistack.lineage.calls import (
     call_key,
     describe,
     flatten_params,
+    freeze,
+    is_frozen,
     key_from_oids,
     plain_arguments,
     store_constants,
@@ -159,7 +163,8 @@ class LineageFunction:
         out = self.fn(*args, **kwargs)
         duration = time.perf_counter() - t0
         multi = isinstance(out, tuple)
-        outputs = [unwrap_input(v) for v in (out if multi else (out,))]
+        given = [b.value for b in inputs.values()]
+        outputs = [_immutable(unwrap_input(v), given) for v in (out if multi else (out,))]
         out_oids = [ctx.store.put_value(v) for v in outputs]
         call_oid = self.record_call(ctx.store, identity, inputs, out_oids, started, duration, multi=multi)
         ctx.record(key, call_oid, identity.digest, out_oids, multi=multi)
@@ -223,7 +228,7 @@ class LineageFunction:
     def _results(self, store: ObjectStore, hit: dict[str, Any], inputs: dict[str, BoundInput],
                  identity: FunctionIdentity) -> Any:
         out_oids = hit["outs"]
-        outputs = [store.get_value(oid) for oid in out_oids]
+        outputs = [freeze(store.get_value(oid)) for oid in out_oids]
         results = self._wrap(outputs, out_oids, hit["call"], inputs, identity, cached=True)
         return tuple(results) if hit.get("multi") else results[0]
 
@@ -289,7 +294,8 @@ class LineageResult:
 
     Arithmetic, comparisons, ``len``, indexing, iteration, ``in``, ``round``, formatting and
     numpy functions (through ``__array__``) act on the value; other attributes are looked up
-    on the value (``result.shape``). ``.data`` is the value itself.
+    on the value (``result.shape``). ``.data`` is the value itself; an array is read-only,
+    because downstream calls key it by its oid (copy it to change it).
     """
 
     __slots__ = ("data", "oid", "call", "params", "output_index", "function_name", "cached")
@@ -342,8 +348,6 @@ class LineageResult:
         return getattr(data, name)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        import numpy as np
-
         return np.asarray(self.data, dtype=dtype)
 
     def __len__(self) -> int:
@@ -411,6 +415,19 @@ LineageResult.__invert__ = lambda self: ~self.data  # type: ignore[attr-defined]
 
 
 _unwrap = unwrap_input
+
+
+def _immutable(value: Any, inputs: list[Any]) -> Any:
+    """A result is keyed by its oid downstream, so its array must not change: make it read-only.
+
+    A fresh array is frozen in place; one that views or is memory of someone else's
+    (an input passed straight through, a view of a caller's array) is copied first.
+    """
+    if not isinstance(value, np.ndarray) or is_frozen(value):
+        return value
+    if value.base is None and not any(value is v for v in inputs):
+        return freeze(value)
+    return freeze(value.copy())
 
 
 def _put_code(store: ObjectStore, source: str) -> str:
