@@ -94,7 +94,9 @@ def bench_miss(store: object) -> tuple[float, float, float]:
     x = BenchSignal.load(subject=1)
     plain_data = np.asarray(x.data)
     counter = iter(range(10**9))
-    decorated = median_us(lambda: scale(x, next(counter) + 0.5), 400)  # a new constant: always a miss
+    decorated = median_us(
+        lambda: scale(x, next(counter) + 0.5), 400
+    )  # a new constant: always a miss
     plain = median_us(lambda: _scale(plain_data, next(counter) + 0.5), 400)
     # A miss writes two new objects (output, call record): what that costs on this disk alone.
     new_object = median_us(lambda: store.put("bytes", os.urandom(900)), 400)  # type: ignore[attr-defined]
@@ -132,20 +134,41 @@ def main() -> int:
     rate = BIG_BYTES / (keys["big_plain"] / 1e6) / 1e9
     rows = [
         ("measure", "median", "goal", "status"),
-        row("cache hit, 100-element float64 output", f"{hit:.1f} us", f"<= {HIT_GOAL_US:.0f} us",
-            hit <= HIT_GOAL_US),
-        row("call key, 100-element input loaded from store", f"{keys['small_loaded']:.1f} us", "", None),
-        row("call key, 100 MB input loaded from store", f"{keys['big_loaded']:.1f} us",
-            "<= 2x the 100-element key (no re-hash)", ratio <= 2.0),
+        row(
+            "cache hit, 100-element float64 output",
+            f"{hit:.1f} us",
+            f"<= {HIT_GOAL_US:.0f} us",
+            hit <= HIT_GOAL_US,
+        ),
+        row(
+            "call key, 100-element input loaded from store",
+            f"{keys['small_loaded']:.1f} us",
+            "",
+            None,
+        ),
+        row(
+            "call key, 100 MB input loaded from store",
+            f"{keys['big_loaded']:.1f} us",
+            "<= 2x the 100-element key (no re-hash)",
+            ratio <= 2.0,
+        ),
         row("call key, 100-element plain array", f"{keys['small_plain']:.1f} us", "", None),
-        row("call key, 100 MB plain array (hashed)", f"{keys['big_plain'] / 1e3:.1f} ms",
-            f"hashes at {rate:.2f} GB/s", None),
+        row(
+            "call key, 100 MB plain array (hashed)",
+            f"{keys['big_plain'] / 1e3:.1f} ms",
+            f"hashes at {rate:.2f} GB/s",
+            None,
+        ),
         row("miss: decorated call", f"{decorated:.1f} us", "", None),
         row("miss: plain call", f"{plain:.1f} us", "", None),
         row("miss overhead (decorated - plain)", f"{decorated - plain:.1f} us", "", None),
         row("  of which 2 new store objects (disk)", f"{2 * new_object:.1f} us", "", None),
-        row("  of which lineage bookkeeping", f"{bookkeeping:.1f} us", "<= 1000 us (ours)",
-            bookkeeping <= 1000),
+        row(
+            "  of which lineage bookkeeping",
+            f"{bookkeeping:.1f} us",
+            "<= 1000 us (ours)",
+            bookkeeping <= 1000,
+        ),
     ]
     print_table(rows)
     return 0 if hit <= HIT_GOAL_US and ratio <= 2.0 else 1

@@ -133,14 +133,19 @@ def test_every_spelling_of_the_decorator_makes_a_caching_lineage_function(projec
         return x * k
 
     assert thunk is lineage_fcn
-    wrapped = [lineage_fcn(scale), Thunk(scale), thunk(scale), lineage_fcn()(scale),
-               lineage_fcn(version="1")(scale)]
+    wrapped = [
+        lineage_fcn(scale),
+        Thunk(scale),
+        thunk(scale),
+        lineage_fcn()(scale),
+        lineage_fcn(version="1")(scale),
+    ]
     for fn in wrapped:
         assert isinstance(fn, LineageFunction) and fn.__name__ == "scale"
     x = raw()
     first = [fn(x) for fn in wrapped]
     assert [bool(np.array_equal(r.data, np.arange(8.0) * 2)) for r in first] == [True] * 5
-    # Same function, same identity: all unpinned spellings share one cache entry; the pin is its own.
+    # One function, one identity: the unpinned spellings share a cache entry; the pin has its own.
     assert len(calls) == 2
     assert all(fn(x).cached for fn in wrapped) and len(calls) == 2
 
@@ -176,7 +181,9 @@ def test_identical_call_is_served_from_the_cache(project) -> None:
     np.testing.assert_array_equal(again.data, first.data)
 
 
-def test_cache_hit_is_one_index_lookup_and_one_object_read_and_writes_nothing(project, monkeypatch) -> None:
+def test_cache_hit_is_one_index_lookup_and_one_object_read_and_writes_nothing(
+    project, monkeypatch
+) -> None:
     bandpass = counted([])
     x = raw()
     bandpass(x, 20)
@@ -195,8 +202,13 @@ def test_defaults_are_bound_and_positional_or_keyword_spelling_does_not_matter(p
     calls = []
     bandpass = counted(calls)
     x = raw()
-    results = [bandpass(x, 20), bandpass(x, low_hz=20), bandpass(low_hz=20, signal=x),
-               bandpass(x, 20, 450.0), bandpass(x, high_hz=450.0, low_hz=20)]
+    results = [
+        bandpass(x, 20),
+        bandpass(x, low_hz=20),
+        bandpass(low_hz=20, signal=x),
+        bandpass(x, 20, 450.0),
+        bandpass(x, high_hz=450.0, low_hz=20),
+    ]
     assert len(calls) == 1 and len({r.call for r in results}) == 1
     assert bandpass(x, 20, 500.0).call != results[0].call and len(calls) == 2
 
@@ -304,7 +316,10 @@ def test_multiple_outputs_are_saved_separately_with_their_own_lineage(project) -
     t = project.get_provenance(Trough, subject=1, session="pre")
     assert p["call"] == t["call"] and p["outputs"] == [peak.oid, trough.oid]
     assert (p["value_oid"], t["value_oid"]) == (peak.oid, trough.oid)
-    assert Peak.load(subject=1, session="pre").data == 7.0 and Trough.load(subject=1, session="pre").data == 0.0
+    assert (
+        Peak.load(subject=1, session="pre").data == 7.0
+        and Trough.load(subject=1, session="pre").data == 0.0
+    )
     assert Peak.load(scale=1.0)[0].data == 7.0  # each output is queryable by the call's constants
 
 
@@ -345,7 +360,9 @@ def test_result_behaves_like_its_value(project) -> None:
     assert isinstance(r, LineageResult) and r.function_name == "make"
 
 
-def test_without_a_database_lineage_and_cache_live_in_memory(no_database, tmp_path, monkeypatch) -> None:
+def test_without_a_database_lineage_and_cache_live_in_memory(
+    no_database, tmp_path, monkeypatch
+) -> None:
     calls = []
 
     @lineage_fcn
@@ -356,7 +373,7 @@ def test_without_a_database_lineage_and_cache_live_in_memory(no_database, tmp_pa
     @lineage_fcn
     def rms(signal):
         calls.append("rms")
-        return float(np.sqrt(np.mean(signal ** 2)))
+        return float(np.sqrt(np.mean(signal**2)))
 
     signal = np.linspace(0, 1, 50)
     first = rms(detrend(signal, 1))
@@ -372,11 +389,15 @@ def test_without_a_database_lineage_and_cache_live_in_memory(no_database, tmp_pa
         # function_name is the qualified name (these functions are defined inside the test)
         assert prov["function_name"].endswith(".rms") and "call" in prov["inputs"]["signal"]
         upstream = db.call_record(prov["inputs"]["signal"]["call"])
-        assert upstream["function_name"].endswith(".detrend") and upstream["constants"] == {"order": 1}
+        assert upstream["function_name"].endswith(".detrend") and upstream["constants"] == {
+            "order": 1
+        }
         assert prov["params"] == {"detrend.order": 1}
         assert db.store.get_value(upstream["code"]).startswith("def detrend(signal, order=1):")
         assert why(Envelope, subject=1).status == "current"
-        assert rms(detrend(signal, 1)).cached and len(calls) == 4  # copied into the database's cache
+        assert (
+            rms(detrend(signal, 1)).cached and len(calls) == 4
+        )  # copied into the database's cache
     finally:
         db.close()
 
@@ -384,8 +405,12 @@ def test_without_a_database_lineage_and_cache_live_in_memory(no_database, tmp_pa
 # --- call keys ---------------------------------------------------------------------------------
 
 _constants = st.one_of(
-    st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=True), st.text(max_size=8),
-    st.booleans(), st.none(), st.lists(st.integers(0, 9), max_size=3),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=True),
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=3),
 )
 
 
@@ -402,7 +427,9 @@ def _spelled(value) -> tuple:
     return (type(value), repr(value))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(a=_constants, b=_constants, c=_constants, order=st.permutations(["a", "b", "c"]))
 def test_call_key_ignores_argument_spelling_and_order(no_database, a, b, c, order) -> None:
     values = {"a": a, "b": b, "c": c}
@@ -413,7 +440,9 @@ def test_call_key_ignores_argument_spelling_and_order(no_database, a, b, c, orde
         assert _key(a, b) in keys  # the default is bound
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(first=st.tuples(_constants, _constants), second=st.tuples(_constants, _constants))
 def test_different_constants_give_different_keys(no_database, first, second) -> None:
     same = [_spelled(v) for v in first] == [_spelled(v) for v in second]
@@ -432,10 +461,16 @@ def test_an_input_loaded_from_the_store_is_keyed_by_its_known_oid(project, monke
     big = raw(np.ones(100_000))  # 800 kB
     hashed = []
     hash_value, hash_object = calls_module.hash_value, calls_module.hash_object
-    monkeypatch.setattr(calls_module, "hash_value",
-                        lambda v: hashed.append(getattr(v, "nbytes", 8)) or hash_value(v))
-    monkeypatch.setattr(calls_module, "hash_object",
-                        lambda kind, parts: hashed.append(payload_length(parts)) or hash_object(kind, parts))
+    monkeypatch.setattr(
+        calls_module,
+        "hash_value",
+        lambda v: hashed.append(getattr(v, "nbytes", 8)) or hash_value(v),
+    )
+    monkeypatch.setattr(
+        calls_module,
+        "hash_object",
+        lambda kind, parts: hashed.append(payload_length(parts)) or hash_object(kind, parts),
+    )
     _key(big, 2)
     assert 0 < sum(hashed) < 1000  # the constants only; never the loaded array
     hashed.clear()
@@ -484,8 +519,9 @@ SCRIPT = """
 
 
 def _run(script: Path, cwd: Path, env: dict[str, str], *args: str) -> dict:
-    done = subprocess.run([PYTHON, str(script), *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [PYTHON, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -495,8 +531,12 @@ def test_cache_and_provenance_persist_across_processes(tmp_path, code, python_en
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(SCRIPT.format(pkg=code.name)))
     runs = tmp_path / "runs.log"
-    env = {**python_env, "RUNS_FILE": str(runs), "PYTHONDONTWRITEBYTECODE": "1",
-           "PYTHONPATH": os.pathsep.join([str(code.src), python_env["PYTHONPATH"]])}
+    env = {
+        **python_env,
+        "RUNS_FILE": str(runs),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join([str(code.src), python_env["PYTHONPATH"]]),
+    }
     db_path = str(tmp_path / "gait.duckdb")
     first = _run(script, tmp_path, {**env, "FAKE_HOST": "lab-pc"}, db_path, "save")
     assert first["cached"] is False and first["host"] == "lab-pc"
@@ -506,7 +546,9 @@ def test_cache_and_provenance_persist_across_processes(tmp_path, code, python_en
     second = _run(script, elsewhere, {**env, "FAKE_HOST": "cluster-node-7"}, db_path, "load")
     assert second["cached"] is True and second["call"] == first["call"]
     assert runs.read_text().count("ran") == 1
-    assert second["function"] == "bandpass" and second["low_hz"] == 20 and second["input"] == "RawEMG"
+    assert (
+        second["function"] == "bandpass" and second["low_hz"] == 20 and second["input"] == "RawEMG"
+    )
     assert second["host"] == "lab-pc"  # the record says where it really ran
 
 
@@ -536,8 +578,11 @@ def _edit(code: Modules, old: str, new: str) -> ModuleType:
 def test_comment_and_formatting_edits_are_cache_hits(project, code) -> None:
     code.write("pipeline", PIPELINE)
     first = code.load("pipeline").bandpass(raw(), 20)
-    mod = _edit(code, "        return helper(signal) + low_hz",
-                "        # add the offset\n\n        return (helper(signal)  +  low_hz)  # done")
+    mod = _edit(
+        code,
+        "        return helper(signal) + low_hz",
+        "        # add the offset\n\n        return (helper(signal)  +  low_hz)  # done",
+    )
     again = mod.bandpass(raw(), 20)
     assert again.cached and mod.RUNS == [] and again.call == first.call
 
@@ -590,23 +635,35 @@ def test_function_edit_is_shown_as_a_unified_diff(project, code) -> None:
     (reason,) = why(FilteredEMG, subject=1, session="pre").reasons
     assert reason.kind == "code" and reason.name == "bandpass"
     assert reason.diff.startswith("--- bandpass (when computed)\n+++ bandpass (now)\n")
-    assert "-    return helper(signal) + low_hz\n+    return helper(signal) * low_hz\n" in reason.diff
+    assert (
+        "-    return helper(signal) + low_hz\n+    return helper(signal) * low_hz\n" in reason.diff
+    )
 
 
 def test_why_follows_results_that_were_never_saved(project, code) -> None:
-    code.write("pipeline", PIPELINE + """
+    code.write(
+        "pipeline",
+        PIPELINE
+        + """
     @lineage_fcn
     def rectify(signal):
         return abs(signal)
-    """)
+    """,
+    )
     mod = code.load("pipeline")
     Rectified.save(mod.rectify(mod.bandpass(raw(), 20)), subject=1, session="pre")
     assert why(Rectified, subject=1, session="pre").status == "current"
-    code.write("pipeline", (PIPELINE + """
+    code.write(
+        "pipeline",
+        (
+            PIPELINE
+            + """
     @lineage_fcn
     def rectify(signal):
         return abs(signal)
-    """).replace("GAIN = 2", "GAIN = 5"))
+    """
+        ).replace("GAIN = 2", "GAIN = 5"),
+    )
     code.load("pipeline")
     report = why(Rectified, subject=1, session="pre")
     (reason,) = report.reasons
@@ -617,7 +674,9 @@ def test_why_follows_results_that_were_never_saved(project, code) -> None:
 # --- provenance and queries ----------------------------------------------------------------------
 
 
-def test_get_provenance_describes_function_constants_inputs_code_and_environment(project, code) -> None:
+def test_get_provenance_describes_function_constants_inputs_code_and_environment(
+    project, code
+) -> None:
     code.write("pipeline", PIPELINE)
     mod = code.load("pipeline")
     x = raw()
@@ -625,8 +684,9 @@ def test_get_provenance_describes_function_constants_inputs_code_and_environment
     prov = project.get_provenance(FilteredEMG, subject=1, session="pre")
     assert prov["function_name"] == "bandpass" and prov["module"] == f"{code.name}.pipeline"
     assert prov["constants"] == {"low_hz": 20}
-    assert prov["inputs"] == {"signal": {"var": "RawEMG", "addr": {"subject": 1, "session": "pre"},
-                                         "oid": x.oid}}
+    assert prov["inputs"] == {
+        "signal": {"var": "RawEMG", "addr": {"subject": 1, "session": "pre"}, "oid": x.oid}
+    }
     assert prov["code_hash"] == mod.bandpass.identity().digest
     assert project.store.get_value(prov["code"]) == mod.bandpass.identity().source
     env = prov["env"]
@@ -647,9 +707,14 @@ def test_call_record_is_a_canonical_json_object_and_indexed_in_duckdb(project) -
     assert stored.kind == "call"
     assert dumps_canonical(json.loads(bytes(stored.payload))) == bytes(stored.payload)
     record = json.loads(bytes(stored.payload))
-    assert record["inputs"]["signal"] == {"oid": x.oid, "var": "RawEMG",
-                                          "addr": {"subject": 1, "session": "pre"}}
-    assert record["inputs"]["low_hz"]["const"] == 20 and record["inputs"]["high_hz"]["const"] == 450.0
+    assert record["inputs"]["signal"] == {
+        "oid": x.oid,
+        "var": "RawEMG",
+        "addr": {"subject": 1, "session": "pre"},
+    }
+    assert (
+        record["inputs"]["low_hz"]["const"] == 20 and record["inputs"]["high_hz"]["const"] == 450.0
+    )
     assert record["outputs"] == [result.oid] and "env" in record and "started" in record
     assert project.store.get(record["function"]["code"]).kind == "code"
     key = bandpass.key_for(bandpass.bind_inputs((x, 20), {})[1])
@@ -675,7 +740,10 @@ def test_load_selects_by_constants_of_the_call_and_of_upstream_calls(project) ->
     assert FilteredEMG.load(low_hz=20)[0].metadata["variant"] == "low20"
     assert FilteredEMG.load(**{"bandpass.low_hz": 10})[0].metadata["variant"] == "low10"
     assert Envelope.load(low_hz=20)[0].metadata["variant"] == "low20"  # an upstream constant
-    assert Envelope.load(**{"bandpass.low_hz": 10, "envelope.cutoff": 6})[0].metadata["variant"] == "low10"
+    assert (
+        Envelope.load(**{"bandpass.low_hz": 10, "envelope.cutoff": 6})[0].metadata["variant"]
+        == "low10"
+    )
 
 
 def test_a_bare_name_shared_by_two_upstream_functions_is_ambiguous(project) -> None:
@@ -759,9 +827,22 @@ def test_a_garbage_collected_output_is_computed_again(project) -> None:
 
 
 def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.org",
-                           "-c", "commit.gpgsign=false", *args], cwd=repo, capture_output=True,
-                          text=True, check=True)
+    done = subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout
 
 

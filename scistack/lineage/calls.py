@@ -9,11 +9,12 @@ environment is recorded in the call record and never enters the key.
 
 Hazards: a loaded input is keyed by its known oid, so it must not change behind the key:
 loaded arrays and results are read-only, and an array the caller still owns (the one given to
-`save`) is verified by re-hashing. A default that has no canonical form (numpy's ``np._NoValue`` sentinel) is left
-out of the key, not refused: it is part of the function's definition, which the function's
-identity already covers. Lists, tuples and dicts that hold loaded variables or earlier
-results are unwrapped element by element; their key is the canonical JSON of the container
-with each such element replaced by a reference to its oid (no re-hashing of its data).
+`save`) is verified by re-hashing. A default that has no canonical form (numpy's
+``np._NoValue`` sentinel) is left out of the key, not refused: it is part of the function's
+definition, which the function's identity already covers. Lists, tuples and dicts that hold
+loaded variables or earlier results are unwrapped element by element; their key is the
+canonical JSON of the container with each such element replaced by a reference to its oid
+(no re-hashing of its data).
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ class BoundInput:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def bind(signature: inspect.Signature, args: tuple, kwargs: dict,
-         ignore: frozenset[str] = frozenset()) -> tuple[inspect.BoundArguments, dict[str, BoundInput]]:
+def bind(
+    signature: inspect.Signature, args: tuple, kwargs: dict, ignore: frozenset[str] = frozenset()
+) -> tuple[inspect.BoundArguments, dict[str, BoundInput]]:
     """The arguments as given (to call with), and the lineage view of those that count.
 
     The lineage view binds defaults, keys ``**kwargs`` entries by their own names and leaves
@@ -73,13 +75,15 @@ def bind(signature: inspect.Signature, args: tuple, kwargs: dict,
     return bound, inputs
 
 
-def _describe_into(inputs: dict[str, BoundInput], name: str, value: Any, param: inspect.Parameter) -> None:
+def _describe_into(
+    inputs: dict[str, BoundInput], name: str, value: Any, param: inspect.Parameter
+) -> None:
     try:
         inputs[name] = describe(name, value)
     except UnsupportedValueError:
         if value is not param.default:
             raise
-        # A sentinel default (np._NoValue): part of the function's definition, hence of its identity.
+        # A sentinel default (np._NoValue): part of the function's definition, so of its identity.
 
 
 def keyword_label(signature: inspect.Signature, varkw: str, key: str) -> str:
@@ -87,8 +91,9 @@ def keyword_label(signature: inspect.Signature, varkw: str, key: str) -> str:
     return f"{varkw}[{key}]" if key in signature.parameters else key
 
 
-def plain_arguments(signature: inspect.Signature, bound: inspect.BoundArguments,
-                    inputs: dict[str, BoundInput]) -> tuple[tuple, dict[str, Any]]:
+def plain_arguments(
+    signature: inspect.Signature, bound: inspect.BoundArguments, inputs: dict[str, BoundInput]
+) -> tuple[tuple, dict[str, Any]]:
     """Positional and keyword arguments to call the function with: plain values only."""
     plain: dict[str, Any] = {}
     for name, value in bound.arguments.items():

@@ -44,15 +44,19 @@ def code_tree(fn: Callable[..., Any], identity: FunctionIdentity) -> tuple[CodeN
         return cached
     real = unwrap(fn.func if isinstance(fn, functools.partial) else fn)
     module = getattr(real, "__module__", None)
-    if identity.pinned_version is not None or not isinstance(real, (FunctionType, type)) \
-            or not is_project_module(module):
+    if (
+        identity.pinned_version is not None
+        or not isinstance(real, (FunctionType, type))
+        or not is_project_module(module)
+    ):
         return ()
     walker = Walk()
     root = walker.visit(real)
     if root.digest != identity.digest and not isinstance(fn, functools.partial):
         return ()  # the code changed between the two walks: record nothing rather than a lie
-    tree = tuple(sorted((_node(n) for n in walker.nodes.values() if n is not root),
-                        key=lambda n: n.label))
+    tree = tuple(
+        sorted((_node(n) for n in walker.nodes.values() if n is not root), key=lambda n: n.label)
+    )
     if len(_TREES) >= _MAX_TREES:
         _TREES.clear()
     _TREES[identity.digest] = tree
@@ -83,7 +87,7 @@ def constant_values(identity: FunctionIdentity, tree: tuple[CodeNode, ...]) -> d
     out = {}
     for label, _ in (*identity.deps, *(d for n in tree for d in n.deps)):
         if label.startswith("const:") and label not in out:
-            value = _resolve(label[len("const:"):])
+            value = _resolve(label[len("const:") :])
             if value is not _UNRESOLVED:
                 text = repr(value)
                 out[label] = text if len(text) <= 80 else text[:79] + "…"

@@ -28,7 +28,7 @@ _TTL = 10.0
 @dataclass(frozen=True, slots=True)
 class _GitSnapshot:
     taken: float
-    watched: tuple[str, ...]   # paths whose stats must not change: sources, index, HEAD, ref
+    watched: tuple[str, ...]  # paths whose stats must not change: sources, index, HEAD, ref
     signature: tuple
     state: dict[str, Any]
     diff: bytes
@@ -37,8 +37,13 @@ class _GitSnapshot:
 _git_cache: dict[tuple[str, tuple[str, ...]], _GitSnapshot] = {}
 
 
-def capture_env(source_file: str | None, modules: list[str], put_diff: Callable[[bytes], str], *,
-                files: Sequence[str] = ()) -> dict[str, Any]:
+def capture_env(
+    source_file: str | None,
+    modules: list[str],
+    put_diff: Callable[[bytes], str],
+    *,
+    files: Sequence[str] = (),
+) -> dict[str, Any]:
     """The environment record for a call whose function lives in `source_file`.
 
     `files` are the source files of the function and its helpers: the git state is re-read
@@ -98,7 +103,9 @@ def _untracked(directory: str, top: str, files: tuple[str, ...]) -> list[str]:
     inside = [f for f in files if os.path.isfile(f) and _within(os.path.realpath(f), top_real)]
     if not inside:
         return []
-    listed = _git(top, "ls-files", "-z", "--full-name", "--", *[os.path.realpath(f) for f in inside])
+    listed = _git(
+        top, "ls-files", "-z", "--full-name", "--", *[os.path.realpath(f) for f in inside]
+    )
     tracked = set((listed or b"").decode(errors="replace").split("\0"))
     rel = [os.path.relpath(os.path.realpath(f), top_real).replace(os.sep, "/") for f in inside]
     return sorted(r for r in rel if r not in tracked)
@@ -115,8 +122,11 @@ def _watched(git_dir: str | None, files: tuple[str, ...]) -> tuple[str, ...]:
     """The paths whose change invalidates a git snapshot: sources, index, HEAD and its ref."""
     paths = list(files)
     if git_dir:
-        paths += [os.path.join(git_dir, "index"), os.path.join(git_dir, "HEAD"),
-                  os.path.join(git_dir, "packed-refs")]
+        paths += [
+            os.path.join(git_dir, "index"),
+            os.path.join(git_dir, "HEAD"),
+            os.path.join(git_dir, "packed-refs"),
+        ]
         try:
             with open(os.path.join(git_dir, "HEAD"), encoding="utf-8", errors="replace") as handle:
                 ref = handle.read().strip()
@@ -168,7 +178,9 @@ def _version_of(module: str) -> str | None:
     if isinstance(version, str):
         return version
     try:
-        from importlib.metadata import PackageNotFoundError, version as dist_version
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
         return dist_version(top)
     except (PackageNotFoundError, ValueError):
         return None
@@ -192,9 +204,17 @@ _imports_memo: dict[tuple[str, int, int], list[str]] = {}
 def _imported_modules(module: Any, module_name: str) -> list[str]:
     names = set()
     for value in vars(module).values():
-        owner = getattr(value, "__module__", None) if not isinstance(value, type(sys)) else value.__name__
+        owner = (
+            getattr(value, "__module__", None)
+            if not isinstance(value, type(sys))
+            else value.__name__
+        )
         if isinstance(owner, str):
             top = owner.split(".")[0]
-            if top not in sys.stdlib_module_names and top not in ("builtins", "__main__", module_name.split(".")[0]):
+            if top not in sys.stdlib_module_names and top not in (
+                "builtins",
+                "__main__",
+                module_name.split(".")[0],
+            ):
                 names.add(top)
     return sorted(names)

@@ -27,7 +27,7 @@ from scistack.lineage.identity import function_identity, normalised_source
 class Reason:
     """One thing that changed since a value was computed."""
 
-    kind: str        # "code", "helper", "class", "constant", "package", "version", "input",
+    kind: str  # "code", "helper", "class", "constant", "package", "version", "input",
     #                  "superseded", "unknown"
     name: str
     detail: str
@@ -40,7 +40,7 @@ class WhyReport:
 
     variable: str
     address: dict[str, Any]
-    status: str      # "current", "stale", "raw" (no lineage), "unknown" (function not importable)
+    status: str  # "current", "stale", "raw" (no lineage), "unknown" (function not importable)
     function: str | None
     reasons: tuple[Reason, ...] = field(default_factory=tuple)
 
@@ -76,35 +76,66 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
     found = variable.load(**metadata)
     if isinstance(found, list):
         if len(found) != 1:
-            raise LineageError(f"why() needs one value; {len(found)} records of {variable.__name__} match "
-                               f"{metadata}: give the full address")
+            raise LineageError(
+                f"why() needs one value; {len(found)} records of {variable.__name__} match "
+                f"{metadata}: give the full address"
+            )
         found = found[0]
     record = found.record
     name = variable.__name__ if isinstance(variable, type) else str(variable)
     if record.call is None:
-        return WhyReport(name, record.addr, "raw", None, (Reason(
-            "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
+        return WhyReport(
+            name,
+            record.addr,
+            "raw",
+            None,
+            (
+                Reason(
+                    "unknown",
+                    "lineage",
+                    "saved without lineage (not produced through a lineage function)",
+                ),
+            ),
+        )
     call = db.call_record(record.call)
     reasons = _superseded(db, name, record) + _call_changes(db, call, upstream_of=None, seen=set())
     kinds = {r.kind for r in reasons}
-    status = "stale" if kinds - {"superseded", "unknown"} else "unknown" if "unknown" in kinds else "current"
+    status = (
+        "stale"
+        if kinds - {"superseded", "unknown"}
+        else "unknown"
+        if "unknown" in kinds
+        else "current"
+    )
     return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
 
 
-def _call_changes(db: Any, call: dict[str, Any], *, upstream_of: str | None, seen: set[str]) -> list[Reason]:
+def _call_changes(
+    db: Any, call: dict[str, Any], *, upstream_of: str | None, seen: set[str]
+) -> list[Reason]:
     """What changed for one call: its code (and helpers), its inputs, and unsaved upstream calls."""
     seen.add(call["call"])
     fn_name = call["function_name"]
     fn = _find_function(call["module"], fn_name)
     if fn is None:
-        reasons = [Reason("unknown", fn_name, f"function {call['module']}.{fn_name} is not defined in this "
-                          "process; import it to compare its code")]
+        reasons = [
+            Reason(
+                "unknown",
+                fn_name,
+                f"function {call['module']}.{fn_name} is not defined in this "
+                "process; import it to compare its code",
+            )
+        ]
     else:
         reasons = _code_changes(db, call, fn)
     reasons += _input_changes(db, call, seen)
     if upstream_of is not None:
-        reasons = [replace(r, detail=f"upstream {fn_name} (feeding {upstream_of}): {r.detail}")
-                   if not r.detail.startswith("upstream ") else r for r in reasons]
+        reasons = [
+            replace(r, detail=f"upstream {fn_name} (feeding {upstream_of}): {r.detail}")
+            if not r.detail.startswith("upstream ")
+            else r
+            for r in reasons
+        ]
     return reasons
 
 
@@ -118,19 +149,29 @@ def _code_changes(db: Any, call: dict[str, Any], fn: Any) -> list[Reason]:
     name = call["function_name"]
     reasons = []
     if (recorded.get("version") or None) != current.pinned_version:
-        reasons.append(Reason("version", name,
-                              f"pinned version {recorded.get('version')!r} -> {current.pinned_version!r}"))
+        reasons.append(
+            Reason(
+                "version",
+                name,
+                f"pinned version {recorded.get('version')!r} -> {current.pinned_version!r}",
+            )
+        )
     if current.pinned_version is None and recorded.get("version") is None:
-        diff = _diff(db, recorded.get("code"), current.source or normalised_source(target) or "", name)
+        diff = _diff(
+            db, recorded.get("code"), current.source or normalised_source(target) or "", name
+        )
         if diff is None:
-            reasons.append(Reason("code", name, "the function's code changed (its old source is not stored)"))
+            reasons.append(
+                Reason("code", name, "the function's code changed (its old source is not stored)")
+            )
         elif diff:
             reasons.append(Reason("code", name, "the function's code changed", diff))
         if "helpers" in recorded:
             reasons += _tree_changes(db, recorded, current, code_tree(target, current))
         else:  # a record from before helper trees were kept: direct dependencies only
-            reasons += _leaf_changes(dict(map(tuple, recorded.get("deps", []))), dict(current.deps),
-                                     with_helpers=True)
+            reasons += _leaf_changes(
+                dict(map(tuple, recorded.get("deps", []))), dict(current.deps), with_helpers=True
+            )
     if not reasons:
         reasons.append(Reason("code", name, "the function's identity changed"))
     return reasons
@@ -153,7 +194,9 @@ def _tree_changes(db: Any, recorded: dict[str, Any], current: Any, tree: tuple) 
         diff = _diff(db, old.get("code"), new.source or "", what)
         if diff:
             reasons.append(Reason(kind, what, "its code changed", diff))
-    old_leaves = _leaves(recorded.get("deps", []), *(h.get("deps", []) for h in old_helpers.values()))
+    old_leaves = _leaves(
+        recorded.get("deps", []), *(h.get("deps", []) for h in old_helpers.values())
+    )
     new_leaves = _leaves(current.deps, *(n.deps for n in tree))
     values = (recorded.get("constants", {}), constant_values(current, tree))
     return reasons + _leaf_changes(old_leaves, new_leaves, with_helpers=False, values=values)
@@ -169,8 +212,13 @@ def _leaves(*dep_lists: Any) -> dict[str, str]:
     return out
 
 
-def _leaf_changes(old: dict[str, str], new: dict[str, str], *, with_helpers: bool,
-                  values: tuple[dict[str, str], dict[str, str]] = ({}, {})) -> list[Reason]:
+def _leaf_changes(
+    old: dict[str, str],
+    new: dict[str, str],
+    *,
+    with_helpers: bool,
+    values: tuple[dict[str, str], dict[str, str]] = ({}, {}),
+) -> list[Reason]:
     reasons = []
     for label in sorted(set(old) | set(new)):
         if old.get(label) == new.get(label):
@@ -178,7 +226,9 @@ def _leaf_changes(old: dict[str, str], new: dict[str, str], *, with_helpers: boo
         kind, _, what = label.partition(":")
         if kind not in ("const", "pkg") and not (with_helpers and kind in ("helper", "class")):
             continue
-        change = "now used" if label not in old else "no longer used" if label not in new else "changed"
+        change = (
+            "now used" if label not in old else "no longer used" if label not in new else "changed"
+        )
         if kind == "pkg" and label in old and label in new:
             change = f"changed: {old[label]} -> {new[label]}"
         elif label in values[0] and label in values[1]:
@@ -198,9 +248,14 @@ def _diff(db: Any, old_oid: str | None, new_source: str, name: str) -> str | Non
         return None
     if old_source == new_source:
         return ""
-    return "".join(difflib.unified_diff(
-        _lines(old_source), _lines(new_source),
-        fromfile=f"{name} (when computed)", tofile=f"{name} (now)"))
+    return "".join(
+        difflib.unified_diff(
+            _lines(old_source),
+            _lines(new_source),
+            fromfile=f"{name} (when computed)",
+            tofile=f"{name} (now)",
+        )
+    )
 
 
 def _lines(source: str) -> list[str]:
@@ -218,10 +273,13 @@ def _input_changes(db: Any, call: dict[str, Any], seen: set[str]) -> list[Reason
                 try:
                     upstream = db.call_record(record["call"])
                 except ObjectNotFoundError:
-                    reasons.append(Reason("unknown", path, "the call that computed this input is not stored"))
+                    reasons.append(
+                        Reason("unknown", path, "the call that computed this input is not stored")
+                    )
                     continue
-                reasons += _call_changes(db, upstream, upstream_of=f"{call['function_name']}({path})",
-                                         seen=seen)
+                reasons += _call_changes(
+                    db, upstream, upstream_of=f"{call['function_name']}({path})", seen=seen
+                )
     return reasons
 
 
@@ -232,16 +290,27 @@ def _variable_change(db: Any, param: str, item: dict[str, Any]) -> list[Reason]:
     if now is None:
         return [Reason("input", param, f"{item['var']} at {addr} no longer exists")]
     if now.oid != item["oid"]:
-        return [Reason("input", param, f"{item['var']} at {addr} changed: "
-                       f"{item['oid'][:12]} -> {now.oid[:12]} (version {now.version})")]
+        return [
+            Reason(
+                "input",
+                param,
+                f"{item['var']} at {addr} changed: "
+                f"{item['oid'][:12]} -> {now.oid[:12]} (version {now.version})",
+            )
+        ]
     return []
 
 
 def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
     newest = db.index.state.current_at(name, record.addr_key, record.vkeys_key)
     if newest is not None and newest.version != record.version:
-        return [Reason("superseded", name, f"version {record.version} is not the default; "
-                       f"version {newest.version} is newer")]
+        return [
+            Reason(
+                "superseded",
+                name,
+                f"version {record.version} is not the default; version {newest.version} is newer",
+            )
+        ]
     return []
 
 
