@@ -379,7 +379,8 @@ def test_without_a_database_lineage_and_cache_live_in_memory(
     first = rms(detrend(signal, 1))
     again = rms(detrend(signal, 1))
     assert calls == ["detrend", "rms"] and again.cached and again.call == first.call
-    assert not rms(detrend(signal, 2)).cached
+    other = detrend(signal, 2)
+    assert not rms(other).cached
     # Later, with a database: saving brings the whole in-memory lineage along.
     monkeypatch.chdir(tmp_path)
     db = configure_database(tmp_path / "late.duckdb", ["subject"])
@@ -395,9 +396,13 @@ def test_without_a_database_lineage_and_cache_live_in_memory(
         assert prov["params"] == {"detrend.order": 1}
         assert db.store.get_value(upstream["code"]).startswith("def detrend(signal, order=1):")
         assert why(Envelope, subject=1).status == "current"
-        assert (
-            rms(detrend(signal, 1)).cached and len(calls) == 4
-        )  # copied into the database's cache
+        # The whole chain entered the database's call cache.
+        assert rms(detrend(signal, 1)).cached and len(calls) == 4
+        # A result computed in memory and used as an input once the database exists.
+        Peak.save(rms(other), subject=1)  # rms runs here; detrend's lineage is brought along
+        assert calls[4:] == ["rms"]
+        upstream = db.get_provenance(Peak, subject=1)["inputs"]["signal"]["call"]
+        assert db.call_record(upstream)["constants"] == {"order": 2}
     finally:
         db.close()
 
