@@ -247,15 +247,19 @@ def test_version_pin_keeps_the_cache_across_edits_until_the_pin_changes(project,
     code.write("steps", source)
     mod = code.load("steps")
     first = mod.calibrate(raw())
+    Envelope.save(first, subject=1, session="pre")
     code.write("steps", source.replace("x * 2", "x * 3"))
     edited = code.load("steps")
     assert edited.calibrate(raw()).cached and edited.RUNS == []  # pinned: the edit is not seen
+    assert why(Envelope, subject=1, session="pre").status == "current"
     code.write("steps", source.replace("x * 2", "x * 3").replace('version="1"', 'version="2"'))
     bumped = code.load("steps")
     result = bumped.calibrate(raw())
     assert not result.cached and bumped.RUNS == [1] and result.call != first.call
     np.testing.assert_array_equal(result.data, np.arange(8.0) * 3)
     assert project.call_record(result.call)["function"]["version"] == "2"
+    (reason,) = why(Envelope, subject=1, session="pre").reasons
+    assert reason.kind == "version" and "'1' -> '2'" in reason.detail
 
 
 def test_library_functions_can_be_wrapped(project) -> None:
