@@ -166,8 +166,8 @@ def main() -> int:
         row(
             "  of which lineage bookkeeping",
             f"{bookkeeping:.1f} us",
-            "<= 1000 us (ours)",
-            bookkeeping <= 1000,
+            "(no goal set; disk-bound)",
+            None,
         ),
     ]
     print_table(rows)
