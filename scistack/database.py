@@ -142,7 +142,7 @@ class Database:
         inputs, constants = {}, {}
         for name, item in call["inputs"].items():
             if "var" in item or "call" in item or "const" not in item:
-                inputs[name] = {k: item[k] for k in ("var", "addr", "oid", "call") if k in item}
+                inputs[name] = {k: item[k] for k in ("var", "addr", "oid", "call", "items", "members") if k in item}
             else:
                 constants[name] = item["const"]
         return {

@@ -197,7 +197,17 @@ class BaseVariable:
 
     @classmethod
     def _from_record(cls, db: Database, record: RefRecord) -> BaseVariable:
-        return cls(db.store.get_value(record.oid), record=record)
+        return cls(_read_only(db.store.get_value(record.oid)), record=record)
+
+
+def _read_only(value: Any) -> Any:
+    """A loaded array is keyed by its oid in lineage: writing to it in place would make every
+    result computed from it lie about its input, so it is read-only (copy it to change it)."""
+    array = value
+    while isinstance(array, np.ndarray):
+        array.flags.writeable = False
+        array = array.base
+    return value
 
 
 def variable_class(name: str) -> type[BaseVariable] | None:

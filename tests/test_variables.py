@@ -22,108 +22,108 @@ from scistack.errors import (
 )
 
 
-class RawEMG(BaseVariable):
+class VRaw(BaseVariable):
     pass
 
 
-class Peak(BaseVariable):
+class VPeak(BaseVariable):
     pass
 
 
 def test_save_then_load_roundtrips_and_reports_record(project):
     signal = np.random.default_rng(0).normal(size=100)
-    saved = RawEMG.save(signal, subject=1, session="pre")
+    saved = VRaw.save(signal, subject=1, session="pre")
     assert saved.version == 1 and len(saved.oid) == 64
     assert saved.metadata == {"subject": 1, "session": "pre"}
-    loaded = RawEMG.load(subject=1, session="pre")
+    loaded = VRaw.load(subject=1, session="pre")
     np.testing.assert_array_equal(loaded.data, signal)
     assert loaded.oid == saved.oid and loaded.created_at == saved.created_at
 
 
 def test_identical_save_is_a_noop_and_new_data_adds_a_version(project):
-    first = RawEMG.save(np.arange(3.0), subject=1, session="pre")
-    again = RawEMG.save(np.arange(3.0), subject=1, session="pre")
+    first = VRaw.save(np.arange(3.0), subject=1, session="pre")
+    again = VRaw.save(np.arange(3.0), subject=1, session="pre")
     assert (again.version, again.oid) == (first.version, first.oid)
-    second = RawEMG.save(np.arange(4.0), subject=1, session="pre")
+    second = VRaw.save(np.arange(4.0), subject=1, session="pre")
     assert second.version == 2
-    assert RawEMG.load(subject=1, session="pre").version == 2
-    np.testing.assert_array_equal(RawEMG.load(subject=1, session="pre", version=1).data, np.arange(3.0))
-    assert [r.version for r in RawEMG.list_versions(subject=1, session="pre")] == [1, 2]
+    assert VRaw.load(subject=1, session="pre").version == 2
+    np.testing.assert_array_equal(VRaw.load(subject=1, session="pre", version=1).data, np.arange(3.0))
+    assert [r.version for r in VRaw.list_versions(subject=1, session="pre")] == [1, 2]
 
 
 def test_partial_address_returns_sorted_list_and_lists_select_several(project):
     for subject in (3, 1, 2):
         for session in ("pre", "post"):
-            Peak.save(float(subject), subject=subject, session=session)
-    found = Peak.load(subject=1)
+            VPeak.save(float(subject), subject=subject, session=session)
+    found = VPeak.load(subject=1)
     assert [v.metadata["session"] for v in found] == ["post", "pre"]
-    several = Peak.load(subject=[1, 3], session="pre")
+    several = VPeak.load(subject=[1, 3], session="pre")
     assert [v.metadata["subject"] for v in several] == [1, 3]
 
 
 def test_version_keys_make_variants_and_plain_load_is_ambiguous(project):
-    RawEMG.save(np.ones(2), subject=1, session="pre", note="raw")
-    RawEMG.save(np.zeros(2), subject=1, session="pre", note="recal")
+    VRaw.save(np.ones(2), subject=1, session="pre", note="raw")
+    VRaw.save(np.zeros(2), subject=1, session="pre", note="recal")
     with pytest.raises(AmbiguousVersionError, match="note"):
-        RawEMG.load(subject=1, session="pre")
-    assert RawEMG.load(subject=1, session="pre", note="recal").data.sum() == 0
+        VRaw.load(subject=1, session="pre")
+    assert VRaw.load(subject=1, session="pre", note="recal").data.sum() == 0
 
 
 def test_schema_values_keep_their_type(project):
-    Peak.save(1.0, subject=1, session="s")
-    Peak.save(2.0, subject="1", session="s")
-    assert Peak.load(subject=1, session="s").data == 1.0
-    assert Peak.load(subject="1", session="s").data == 2.0
-    assert Peak.load(subject=np.int64(1), session="s").data == 1.0
+    VPeak.save(1.0, subject=1, session="s")
+    VPeak.save(2.0, subject="1", session="s")
+    assert VPeak.load(subject=1, session="s").data == 1.0
+    assert VPeak.load(subject="1", session="s").data == 2.0
+    assert VPeak.load(subject=np.int64(1), session="s").data == 1.0
 
 
 def test_not_found_names_variable_query_and_what_exists(project):
-    Peak.save(1.0, subject=1, session="pre")
+    VPeak.save(1.0, subject=1, session="pre")
     with pytest.raises(VariableNotFoundError) as info:
-        Peak.load(subject=9, session="pre")
+        VPeak.load(subject=9, session="pre")
     message = str(info.value)
-    assert "Peak" in message and "subject=9" in message and "subject in {1}" in message
+    assert "VPeak" in message and "subject=9" in message and "subject in {1}" in message
     with pytest.raises(LookupError):  # builtin a caller would catch
-        RawEMG.load(subject=1, session="pre")
+        VRaw.load(subject=1, session="pre")
 
 
 def test_load_all_generator_and_dataframe(project):
     for subject in (1, 2):
-        Peak.save(subject * 0.5, subject=subject, session="pre")
-    RawEMG.save(np.arange(3), subject=1, session="pre")
-    assert [v.data for v in Peak.load_all()] == [0.5, 1.0]
-    frame = Peak.load_all(as_df=True)
+        VPeak.save(subject * 0.5, subject=subject, session="pre")
+    VRaw.save(np.arange(3), subject=1, session="pre")
+    assert [v.data for v in VPeak.load_all()] == [0.5, 1.0]
+    frame = VPeak.load_all(as_df=True)
     assert list(frame.columns) == ["subject", "session", "data"]
     assert frame["data"].tolist() == [0.5, 1.0]
-    arrays = RawEMG.load(subject=1, as_df=True)
+    arrays = VRaw.load(subject=1, as_df=True)
     assert isinstance(arrays.loc[0, "data"], np.ndarray)
 
 
 def test_resave_loaded_variable_reuses_its_object(project):
-    loaded = RawEMG.save(np.arange(5.0), subject=1, session="pre")
-    copy = RawEMG.save(RawEMG.load(subject=1, session="pre"), subject=2, session="pre")
+    loaded = VRaw.save(np.arange(5.0), subject=1, session="pre")
+    copy = VRaw.save(VRaw.load(subject=1, session="pre"), subject=2, session="pre")
     assert copy.oid == loaded.oid
 
 
 def test_delete_removes_names_not_objects(project):
-    saved = Peak.save(3.0, subject=1, session="pre")
-    assert Peak.delete(subject=1, session="pre") == 1
+    saved = VPeak.save(3.0, subject=1, session="pre")
+    assert VPeak.delete(subject=1, session="pre") == 1
     with pytest.raises(VariableNotFoundError):
-        Peak.load(subject=1, session="pre")
+        VPeak.load(subject=1, session="pre")
     assert project.store.contains(saved.oid)
 
 
 def test_coarser_address_is_allowed(project):
-    Peak.save(7.0, subject=1)
-    assert Peak.load(subject=1).data == 7.0
+    VPeak.save(7.0, subject=1)
+    assert VPeak.load(subject=1).data == 7.0
 
 
 def test_batch_saves_are_visible_and_durable(project):
     with project.batch():
         for i in range(50):
-            Peak.save(float(i), subject=i, session="pre")
-        assert Peak.load(subject=10, session="pre").data == 10.0
-    assert len(Peak.load(session="pre")) == 50
+            VPeak.save(float(i), subject=i, session="pre")
+        assert VPeak.load(subject=10, session="pre").data == 10.0
+    assert len(VPeak.load(session="pre")) == 50
     assert project.index.journal.size() > 0
 
 
@@ -137,11 +137,11 @@ def test_batch_saves_are_visible_and_durable(project):
     ({"subject": 1, "note": [1]}, InvalidMetadataError),   # version key must be a scalar
 ])
 def test_bad_metadata_is_refused_and_nothing_is_harmed(project, metadata, error):
-    Peak.save(1.0, subject=1, session="pre")
+    VPeak.save(1.0, subject=1, session="pre")
     with pytest.raises(error):
-        Peak.save(2.0, **metadata)
-    assert Peak.load(subject=1, session="pre").data == 1.0
-    assert len(list(Peak.load_all())) == 1
+        VPeak.save(2.0, **metadata)
+    assert VPeak.load(subject=1, session="pre").data == 1.0
+    assert len(list(VPeak.load_all())) == 1
 
 
 def test_unsupported_value_names_type_and_saves_nothing(project):
@@ -149,14 +149,14 @@ def test_unsupported_value_names_type_and_saves_nothing(project):
         pass
 
     with pytest.raises(UnsupportedValueError, match="Custom"):
-        Peak.save(Custom(), subject=1, session="pre")
+        VPeak.save(Custom(), subject=1, session="pre")
     with pytest.raises(VariableNotFoundError):
-        Peak.load(subject=1, session="pre")
+        VPeak.load(subject=1, session="pre")
 
 
 def test_typo_of_schema_key_warns(project):
     with pytest.warns(UserWarning, match="did you mean 'subject'"):
-        Peak.save(1.0, subject=1, subjct=2)
+        VPeak.save(1.0, subject=1, subjct=2)
 
 
 def test_reserved_and_invalid_variable_names():
@@ -175,12 +175,12 @@ def test_same_name_from_another_module_raises_but_redefinition_is_fine():
 
 def test_reopen_with_other_keys_raises_and_changes_nothing(tmp_path):
     db = configure_database(tmp_path / "a.duckdb", ["subject"])
-    Peak.save(1.0, subject=1)
+    VPeak.save(1.0, subject=1)
     db.close()
     with pytest.raises(SchemaMismatchError, match="subject"):
         scistack.Database(tmp_path / "a.duckdb", ["subject", "trial"])
     db = configure_database(tmp_path / "a.duckdb", ["subject"])
-    assert Peak.load(subject=1).data == 1.0
+    assert VPeak.load(subject=1).data == 1.0
     db.close()
 
 
@@ -192,12 +192,12 @@ def test_third_positional_argument_is_deprecated(tmp_path):
 
 def test_no_database_configured_is_a_clear_error(no_database):
     with pytest.raises(NotARepositoryError, match="configure_database"):
-        Peak.load(subject=1)
+        VPeak.load(subject=1)
 
 
 def test_discovery_walks_up_like_git_and_env_var_overrides(tmp_path, monkeypatch):
     db = configure_database(tmp_path / "proj.duckdb", ["subject"])
-    Peak.save(4.0, subject=1)
+    VPeak.save(4.0, subject=1)
     db.close()
     sub = tmp_path / "analysis" / "deep"
     sub.mkdir(parents=True)
@@ -213,15 +213,15 @@ def test_discovery_walks_up_like_git_and_env_var_overrides(tmp_path, monkeypatch
 
 def test_database_is_a_context_manager(tmp_path):
     with configure_database(tmp_path / "c.duckdb", ["subject"]) as db:
-        Peak.save(1.0, subject=1)
+        VPeak.save(1.0, subject=1)
     assert db.path.exists()
 
 
 def test_dataframe_values_roundtrip_through_variables(project):
     frame = pd.DataFrame({"t": [0.0, 0.1], "force": [1.5, 2.5]})
-    RawEMG.save(frame, subject=1, session="pre")
-    pd.testing.assert_frame_equal(RawEMG.load(subject=1, session="pre").data, frame)
+    VRaw.save(frame, subject=1, session="pre")
+    pd.testing.assert_frame_equal(VRaw.load(subject=1, session="pre").data, frame)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        RawEMG.save({"gain": 2, "ok": True}, subject=2, session="pre")
-    assert RawEMG.load(subject=2, session="pre").data == {"gain": 2, "ok": True}
+        VRaw.save({"gain": 2, "ok": True}, subject=2, session="pre")
+    assert VRaw.load(subject=2, session="pre").data == {"gain": 2, "ok": True}

@@ -90,14 +90,20 @@ class Index:
         self._write([record.to_entry()])
         return self.state.add(record)
 
-    def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str]) -> None:
-        """Record a call-cache entry: call key -> call record oid (and its output oids)."""
+    def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], *, multi: bool = False) -> None:
+        """Record a call-cache entry: call key -> call record oid (and its output oids).
+
+        `multi` marks a function that returned a tuple, so a cache hit returns a tuple too
+        (even of one element) without reading the call record.
+        """
         with self.journal.locked():
             self.refresh()
             known = self.state.calls.get(key)
             if known is not None and known["call"] == call_oid:
                 return
             entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
+            if multi:
+                entry["multi"] = True
             self._write([entry])
             self.state.apply(entry)
 

@@ -3,8 +3,18 @@
 Call key = blake3 over the function identity and, per bound argument, the oid of its value
 (an input loaded from the store brings its oid along, so a 100 MB input is never re-hashed;
 a constant is hashed through its canonical encoding). Defaults are bound and arguments are
-keyed by name, so positional and keyword spellings of one call share a key. The
+keyed by name, so positional and keyword spellings of one call share a key. Extra keyword
+arguments (``**kwargs``) are keyed by their own names, ``*args`` as one tuple. The
 environment is recorded in the call record and never enters the key.
+
+Hazards: a loaded input is keyed by its known oid, so it must not change behind the key:
+loaded arrays and results are read-only, and an array the caller still owns (the one given to
+`save`) is verified by re-hashing. A default that has no canonical form (numpy's
+``np._NoValue`` sentinel) is left out of the key, not refused: it is part of the function's
+definition, which the function's identity already covers. Lists, tuples and dicts that hold
+loaded variables or earlier results are unwrapped element by element; their key is the
+canonical JSON of the container with each such element replaced by a reference to its oid
+(no re-hashing of its data).
 """
 
 from __future__ import annotations
@@ -13,12 +23,17 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from scistack.errors import LineageError, UnsupportedValueError
 from scistack.objects.canonical_json import dumps_canonical, to_tree
-from scistack.objects.hashing import hash_bytes
+from scistack.objects.hashing import hash_bytes, hash_object
 from scistack.objects.store import ObjectStore, hash_value
 
 CALL_FORMAT = 1
 _SCALARS = (int, float, str, bool, type(None))
+_VAR_POSITIONAL = inspect.Parameter.VAR_POSITIONAL
+_VAR_KEYWORD = inspect.Parameter.VAR_KEYWORD
 
 
 @dataclass(slots=True)
@@ -32,11 +47,71 @@ class BoundInput:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-def bind(signature: inspect.Signature, args: tuple, kwargs: dict, ignore: frozenset[str]) -> dict[str, Any]:
-    """Arguments by parameter name, defaults applied; `ignore`d names are left out of lineage."""
+def bind(
+    signature: inspect.Signature, args: tuple, kwargs: dict, ignore: frozenset[str] = frozenset()
+) -> tuple[inspect.BoundArguments, dict[str, BoundInput]]:
+    """The arguments as given (to call with), and the lineage view of those that count.
+
+    The lineage view binds defaults, keys ``**kwargs`` entries by their own names and leaves
+    out `ignore`d names.
+    """
     bound = signature.bind(*args, **kwargs)
-    bound.apply_defaults()
-    return dict(bound.arguments)
+    given = bound.arguments
+    inputs: dict[str, BoundInput] = {}
+    for name, param in signature.parameters.items():
+        if param.kind is _VAR_KEYWORD:
+            for key, value in given.get(name, {}).items():
+                label = keyword_label(signature, name, key)
+                if label not in ignore and key not in ignore:
+                    inputs[label] = describe(label, value)
+        elif name in ignore:
+            continue
+        elif name in given:
+            _describe_into(inputs, name, given[name], param)
+        elif param.kind is _VAR_POSITIONAL:
+            inputs[name] = describe(name, ())
+        elif param.default is not param.empty:
+            _describe_into(inputs, name, param.default, param)
+    return bound, inputs
+
+
+def _describe_into(
+    inputs: dict[str, BoundInput], name: str, value: Any, param: inspect.Parameter
+) -> None:
+    try:
+        inputs[name] = describe(name, value)
+    except UnsupportedValueError:
+        if value is not param.default:
+            raise
+        # A sentinel default (np._NoValue): part of the function's definition, so of its identity.
+
+
+def keyword_label(signature: inspect.Signature, varkw: str, key: str) -> str:
+    """The lineage name of an extra keyword argument (its own name unless that is taken)."""
+    return f"{varkw}[{key}]" if key in signature.parameters else key
+
+
+def plain_arguments(
+    signature: inspect.Signature, bound: inspect.BoundArguments, inputs: dict[str, BoundInput]
+) -> tuple[tuple, dict[str, Any]]:
+    """Positional and keyword arguments to call the function with: plain values only."""
+    plain: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if signature.parameters[name].kind is _VAR_KEYWORD:
+            plain[name] = {}
+            for key, item in value.items():
+                label = keyword_label(signature, name, key)
+                plain[name][key] = inputs[label].value if label in inputs else unwrap_input(item)
+        else:
+            plain[name] = inputs[name].value if name in inputs else unwrap_input(value)
+    call = inspect.BoundArguments(signature, plain)  # type: ignore[arg-type]
+    return call.args, call.kwargs
+
+
+def unwrap_input(value: Any) -> Any:
+    """A loaded variable or an earlier result as its plain value; anything else unchanged."""
+    hook = getattr(value, "__scistack_input__", None)
+    return hook()[0] if hook is not None else value
 
 
 def describe(name: str, value: Any) -> BoundInput:
@@ -46,20 +121,57 @@ def describe(name: str, value: Any) -> BoundInput:
         plain, oid, var, addr, call, params = _input_parts(hook())
         if oid is None:  # an unsaved variable or result: treat its value as a constant
             return describe(name, plain)
+        _check_unchanged(name, plain, oid, var)
         record: dict[str, Any] = {"oid": oid}
         if var:
             record.update(var=var, addr=addr)
         if call:
             record["call"] = call
         return BoundInput(name, plain, oid, record, dict(params or {}))
+    if type(value) in (list, tuple, dict) and _holds_inputs(value):
+        return _describe_container(name, value)
+    if isinstance(value, _SCALARS) or (type(value) in (list, tuple, dict) and len(value) <= 16):
+        # Small constants are stored as canonical JSON: one tree gives both the record's
+        # inline copy and the oid (the same bytes `hash_value` would encode and hash).
+        tree = to_tree(value, hash_value)
+        oid = hash_object("json", [dumps_canonical(tree)])
+        return BoundInput(name, value, oid, {"oid": oid, "const": tree})
     oid = hash_value(value)
-    record = {"oid": oid}
-    if isinstance(value, _SCALARS) or (isinstance(value, (list, tuple, dict)) and len(value) <= 16):
-        try:
-            record["const"] = to_tree(value, lambda child: hash_value(child))
-        except Exception:  # noqa: BLE001 - unsupported values fail in hash_value already
-            pass
-    return BoundInput(name, value, oid, record)
+    return BoundInput(name, value, oid, {"oid": oid})
+
+
+def is_frozen(value: Any) -> bool:
+    """True for an array nobody can write through (itself and every array it views)."""
+    while isinstance(value, np.ndarray):
+        if value.flags.writeable:
+            return False
+        value = value.base
+    return True
+
+
+def freeze(value: Any) -> Any:
+    """Make an array (and the arrays it views) read-only; other values pass unchanged."""
+    array = value
+    while isinstance(array, np.ndarray):
+        array.flags.writeable = False
+        array = array.base
+    return value
+
+
+def _check_unchanged(name: str, plain: Any, oid: str, var: str | None) -> None:
+    """A writeable array keyed by a known oid could have been changed in place: verify it.
+
+    Loaded values and results are read-only and skip this (their oid is trusted, so a 100 MB
+    input is never re-hashed); an array still owned by the caller (the one given to `save`)
+    is re-hashed, because keying it by a stale oid would poison the cache for everyone.
+    """
+    if isinstance(plain, np.ndarray) and not is_frozen(plain) and hash_value(plain) != oid:
+        what = f"the {var} value" if var else "the earlier result"
+        raise LineageError(
+            f"argument {name!r}: {what} was changed in place after it was saved or computed (its "
+            f"data no longer matches object {oid[:12]}), so its lineage would be wrong. Save the "
+            "changed data as a new version, or pass a plain copy (np.array(x.data))"
+        )
 
 
 def _input_parts(parts: tuple) -> tuple:
@@ -67,29 +179,86 @@ def _input_parts(parts: tuple) -> tuple:
     return tuple(parts) + (None,) * (6 - len(parts))
 
 
+def _holds_inputs(value: Any) -> bool:
+    """Whether a list/tuple/dict holds a loaded variable or an earlier result, at any depth."""
+    items = value.values() if type(value) is dict else value
+    for item in items:
+        if hasattr(item, "__scistack_input__"):
+            return True
+        if type(item) in (list, tuple, dict) and _holds_inputs(item):
+            return True
+    return False
+
+
+def _describe_container(name: str, value: Any) -> BoundInput:
+    """A container of inputs: unwrap each, key by the JSON tree with inputs as oid refs."""
+    items: dict[str, BoundInput] = {}
+
+    def walk(item: Any, path: str) -> tuple[Any, Any]:
+        if hasattr(item, "__scistack_input__"):
+            described = describe(path, item)
+            if "const" in described.record or not _is_input(described.record):
+                return described.value, to_tree(described.value, hash_value)
+            items[path] = described
+            return described.value, {"$ref": described.oid}
+        kind = type(item)
+        if kind is list or kind is tuple:
+            pairs = [walk(v, f"{path}[{i}]") for i, v in enumerate(item)]
+            plain = kind(p for p, _ in pairs)
+            tree = [t for _, t in pairs]
+            return plain, (tree if kind is list else {"$tuple": tree})
+        if kind is dict and all(type(k) is str and not k.startswith("$") for k in item):
+            pairs = {k: walk(v, f"{path}[{k}]") for k, v in item.items()}
+            return {k: p for k, (p, _) in pairs.items()}, {k: t for k, (_, t) in pairs.items()}
+        return item, to_tree(item, hash_value)
+
+    plain, tree = walk(value, name)
+    oid = hash_object("json", [dumps_canonical(tree)])
+    params: dict[str, Any] = {}
+    for item in items.values():
+        params.update(item.params)
+    record = {"oid": oid, "items": {path: b.record for path, b in items.items()}}
+    return BoundInput(name, plain, oid, record, params)
+
+
+def _is_input(record: dict[str, Any]) -> bool:
+    return "var" in record or "call" in record or "items" in record
+
+
 def call_key(identity_digest: str, inputs: dict[str, BoundInput]) -> str:
     """The cache key of a call."""
-    args = {name: b.oid for name, b in sorted(inputs.items())}
-    return hash_bytes(dumps_canonical({"args": args, "fn": identity_digest}))
+    return key_from_oids(identity_digest, {name: b.oid for name, b in inputs.items()})
+
+
+def key_from_oids(identity_digest: str, oids: dict[str, str]) -> str:
+    """The cache key of a call from its function identity and its inputs' oids by name."""
+    return hash_bytes(dumps_canonical({"args": oids, "fn": identity_digest}))
 
 
 def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any]:
-    """This call's scalar constants as `fn.param`, plus every upstream call's parameters."""
+    """This call's scalar constants as `fn.param`, plus every upstream call's parameters.
+
+    `fn` is the function's own name, not its qualified name: a method or a function defined
+    inside another is still queried as ``load(**{"bandpass.low_hz": 20})``.
+    """
+    fn_name = fn_name.rsplit(".", 1)[-1]
     params: dict[str, Any] = {}
     for b in inputs.values():
         params.update(b.params)
     for name, b in inputs.items():
-        const = b.record.get("const")
-        if "var" not in b.record and "call" not in b.record and isinstance(const, _SCALARS):
+        if "const" not in b.record or _is_input(b.record):
+            continue
+        const = b.record["const"]
+        if isinstance(const, dict) and "$np" in const and isinstance(const["$np"][1], _SCALARS):
+            const = const["$np"][1]  # a numpy scalar: queryable as the plain number
+        if isinstance(const, _SCALARS):
             params[f"{fn_name}.{name}"] = const
     return params
 
 
 def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
-    """Constants that are not inline in the record (arrays...) are stored for provenance."""
+    """Constants (arrays, containers) are stored for provenance; inline scalars need nothing."""
     for b in inputs.values():
-        if "const" not in b.record and "var" not in b.record and "call" not in b.record:
-            store.put_value(b.value)
-        elif "const" in b.record and not isinstance(b.value, _SCALARS):
-            store.put_value(b.value)  # children of containers
-
+        if _is_input(b.record) or isinstance(b.value, _SCALARS) or store.contains(b.oid):
+            continue
+        store.put_value(b.value)

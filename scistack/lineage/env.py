@@ -1,9 +1,10 @@
 """The environment of a computation: where, by what code and with which packages it ran.
 
 It goes into the call record (never into the call key: the same code on the same inputs is
-the same result on any machine). Git state costs a few subprocess calls, so it is captured
-at most once every `_TTL` seconds per directory; the uncommitted diff, when there is one, is
-stored as an object so `scistack show` can print exactly what was running.
+the same result on any machine). Git state costs a few subprocess calls (~2-4 ms each), so it
+is kept for at most `_TTL` seconds, and re-read sooner when the function's source files, the
+git index or HEAD change; the uncommitted diff, when there is one, is stored as an object so
+`scistack show` can print exactly what was running.
 """
 
 from __future__ import annotations
@@ -15,17 +16,40 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 _TTL = 10.0
-_git_cache: dict[str, tuple[float, dict[str, Any], bytes]] = {}
 
 
-def capture_env(source_file: str | None, modules: list[str], put_diff: Callable[[bytes], str]) -> dict[str, Any]:
-    """The environment record for a call whose function lives in `source_file`."""
+@dataclass(frozen=True, slots=True)
+class _GitSnapshot:
+    taken: float
+    watched: tuple[str, ...]  # paths whose stats must not change: sources, index, HEAD, ref
+    signature: tuple
+    state: dict[str, Any]
+    diff: bytes
+
+
+_git_cache: dict[tuple[str, tuple[str, ...]], _GitSnapshot] = {}
+
+
+def capture_env(
+    source_file: str | None,
+    modules: list[str],
+    put_diff: Callable[[bytes], str],
+    *,
+    files: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The environment record for a call whose function lives in `source_file`.
+
+    `files` are the source files of the function and its helpers: the git state is re-read
+    when one of them (or the repository's index or HEAD) changed, and any that git does not
+    track are listed as ``untracked`` (and make the state dirty: the commit lacks them).
+    """
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "host": _host(),
@@ -33,7 +57,9 @@ def capture_env(source_file: str | None, modules: list[str], put_diff: Callable[
         "platform": sys.platform,
         "packages": {m: v for m in sorted(set(modules)) if (v := _version_of(m))},
     }
-    git, diff = _git_state(str(Path(source_file).parent) if source_file else os.getcwd())
+    directory = str(Path(source_file).parent) if source_file else os.getcwd()
+    files = tuple(sorted({*files, *([source_file] if source_file else [])}))
+    git, diff = _git_state(directory, files)
     if git:
         env["git"] = dict(git)
         if diff:
@@ -41,21 +67,86 @@ def capture_env(source_file: str | None, modules: list[str], put_diff: Callable[
     return env
 
 
-def _git_state(directory: str) -> tuple[dict[str, Any], bytes]:
+def _git_state(directory: str, files: tuple[str, ...]) -> tuple[dict[str, Any], bytes]:
+    """Commit, dirty flag, untracked source files and diff; cached while nothing changed.
+
+    Hazard: the cache is checked against the files of this function, the index and HEAD
+    only, so an edit to some *other* tracked file within `_TTL` seconds of the last look
+    can be missing from the recorded diff (reading git on every call would cost ~10 ms).
+    """
+    slot = (directory, files)
+    cached = _git_cache.get(slot)
     now = time.monotonic()
-    cached = _git_cache.get(directory)
-    if cached and now - cached[0] < _TTL:
-        return cached[1], cached[2]
+    if cached and now - cached.taken < _TTL and cached.signature == _signature(cached.watched):
+        return cached.state, cached.diff
     state: dict[str, Any] = {}
-    diff = b""
-    commit = _git(directory, "rev-parse", "HEAD")
-    if commit is not None:
+    diff, git_dir = b"", None
+    head = _git(directory, "rev-parse", "--absolute-git-dir", "--show-toplevel", "HEAD")
+    lines = head.decode(errors="replace").split("\n") if head else []
+    if len(lines) >= 3:
+        git_dir, top, commit = lines[0], lines[1], lines[2].strip()
         status = _git(directory, "status", "--porcelain", "--untracked-files=no") or b""
-        state = {"commit": commit.decode().strip(), "dirty": bool(status.strip())}
-        if state["dirty"]:
+        untracked = _untracked(directory, top, files)
+        state = {"commit": commit, "dirty": bool(status.strip()) or bool(untracked)}
+        if untracked:
+            state["untracked"] = untracked
+        if status.strip():
             diff = _git(directory, "diff", "HEAD") or b""
-    _git_cache[directory] = (now, state, diff)
+    watched = _watched(git_dir, files)
+    _git_cache[slot] = _GitSnapshot(now, watched, _signature(watched), state, diff)
     return state, diff
+
+
+def _untracked(directory: str, top: str, files: tuple[str, ...]) -> list[str]:
+    """Which of `files` (inside the repository at `top`) git does not track, relative to `top`."""
+    top_real = os.path.realpath(top)
+    inside = [f for f in files if os.path.isfile(f) and _within(os.path.realpath(f), top_real)]
+    if not inside:
+        return []
+    listed = _git(
+        top, "ls-files", "-z", "--full-name", "--", *[os.path.realpath(f) for f in inside]
+    )
+    tracked = set((listed or b"").decode(errors="replace").split("\0"))
+    rel = [os.path.relpath(os.path.realpath(f), top_real).replace(os.sep, "/") for f in inside]
+    return sorted(r for r in rel if r not in tracked)
+
+
+def _within(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:
+        return False
+
+
+def _watched(git_dir: str | None, files: tuple[str, ...]) -> tuple[str, ...]:
+    """The paths whose change invalidates a git snapshot: sources, index, HEAD and its ref."""
+    paths = list(files)
+    if git_dir:
+        paths += [
+            os.path.join(git_dir, "index"),
+            os.path.join(git_dir, "HEAD"),
+            os.path.join(git_dir, "packed-refs"),
+        ]
+        try:
+            with open(os.path.join(git_dir, "HEAD"), encoding="utf-8", errors="replace") as handle:
+                ref = handle.read().strip()
+            if ref.startswith("ref: "):  # a branch switch rewrites HEAD, so this path stays right
+                paths.append(os.path.join(git_dir, ref[5:]))
+        except OSError:
+            pass
+    return tuple(paths)
+
+
+def _signature(paths: tuple[str, ...]) -> tuple:
+    return tuple(_stat(p) for p in paths)
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _git(directory: str, *args: str) -> bytes | None:
@@ -87,7 +178,9 @@ def _version_of(module: str) -> str | None:
     if isinstance(version, str):
         return version
     try:
-        from importlib.metadata import PackageNotFoundError, version as dist_version
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as dist_version
+
         return dist_version(top)
     except (PackageNotFoundError, ValueError):
         return None
@@ -98,11 +191,30 @@ def imported_modules(module_name: str) -> list[str]:
     module = sys.modules.get(module_name)
     if module is None:
         return []
+    slot = (module_name, id(module), len(vars(module)))  # new imports add globals
+    known = _imports_memo.get(slot)
+    if known is None:
+        known = _imports_memo[slot] = _imported_modules(module, module_name)
+    return known
+
+
+_imports_memo: dict[tuple[str, int, int], list[str]] = {}
+
+
+def _imported_modules(module: Any, module_name: str) -> list[str]:
     names = set()
     for value in vars(module).values():
-        owner = getattr(value, "__module__", None) if not isinstance(value, type(sys)) else value.__name__
+        owner = (
+            getattr(value, "__module__", None)
+            if not isinstance(value, type(sys))
+            else value.__name__
+        )
         if isinstance(owner, str):
             top = owner.split(".")[0]
-            if top not in sys.stdlib_module_names and top not in ("builtins", "__main__", module_name.split(".")[0]):
+            if top not in sys.stdlib_module_names and top not in (
+                "builtins",
+                "__main__",
+                module_name.split(".")[0],
+            ):
                 names.add(top)
     return sorted(names)

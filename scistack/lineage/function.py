@@ -18,13 +18,14 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-import operator
 import time
+import weakref
 from typing import Any, Callable
 
-from scistack.database import Database, current_database
-from scistack.errors import LineageError
+from scistack.errors import LineageError, ObjectNotFoundError, UnsupportedValueError
 from scistack.index import utc_now
+from scistack.lineage._graph import unwrap
+from scistack.lineage._packages import is_project_module
 from scistack.lineage.calls import (
     CALL_FORMAT,
     BoundInput,
@@ -32,43 +33,31 @@ from scistack.lineage.calls import (
     call_key,
     describe,
     flatten_params,
+    freeze,
+    plain_arguments,
     store_constants,
+    unwrap_input,
 )
+from scistack.lineage.codetree import code_tree, constant_values, source_files, tree_record
+from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
 from scistack.lineage.env import capture_env, imported_modules
 from scistack.lineage.identity import FunctionIdentity, function_identity, normalised_source
-from scistack.objects import MemoryObjectStore, ObjectStore
+from scistack.lineage.result import LineageResult, immutable_output
+from scistack.objects import ObjectStore
 from scistack.objects.canonical_json import dumps_canonical
-from scistack.objects.codec import value_kind
-from scistack.summary import summarize
+
+__all__ = [
+    "MEMORY",
+    "LineageFunction",
+    "LineageResult",
+    "Thunk",
+    "lineage_context",
+    "lineage_fcn",
+    "registered_function",
+    "thunk",
+]
 
 
-class _MemoryCache:
-    """Where lineage goes with no database: a store and a call cache for this process."""
-
-    def __init__(self) -> None:
-        self.store: ObjectStore = MemoryObjectStore()
-        self.calls: dict[str, dict[str, Any]] = {}
-
-    def lookup(self, key: str) -> dict[str, Any] | None:
-        return self.calls.get(key)
-
-    def record(self, key: str, call_oid: str, fn: str, outs: list[str]) -> None:
-        self.calls[key] = {"call": call_oid, "fn": fn, "outs": outs}
-
-
-class _DatabaseCache:
-    def __init__(self, db: Database) -> None:
-        self.store = db.store
-        self.db = db
-
-    def lookup(self, key: str) -> dict[str, Any] | None:
-        return self.db.index.lookup_call(key)
-
-    def record(self, key: str, call_oid: str, fn: str, outs: list[str]) -> None:
-        self.db.index.put_call(key, call_oid, fn, outs)
-
-
-MEMORY = _MemoryCache()
 _REGISTRY: dict[tuple[Any, str], LineageFunction] = {}
 
 
@@ -77,16 +66,12 @@ def registered_function(module: str, qualname: str) -> LineageFunction | None:
     return _REGISTRY.get((module, qualname))
 
 
-def lineage_context() -> _MemoryCache | _DatabaseCache:
-    """The current database's store and cache, or the process's in-memory ones."""
-    db = current_database()
-    return _DatabaseCache(db) if db is not None else MEMORY
-
-
 class LineageFunction:
     """A function whose calls are cached by (code identity, inputs) and recorded as lineage."""
 
-    def __init__(self, fn: Callable, *, version: str | None = None, ignore: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, fn: Callable, *, version: str | None = None, ignore: tuple[str, ...] = ()
+    ) -> None:
         if isinstance(fn, LineageFunction):
             fn = fn.fn
         if not callable(fn):
@@ -94,20 +79,27 @@ class LineageFunction:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.version = version
-        self.ignore = frozenset(ignore)
+        self.ignore = frozenset((ignore,) if isinstance(ignore, str) else ignore)
         try:
             self.signature = inspect.signature(fn)
         except (TypeError, ValueError):
-            self.signature = inspect.Signature([
-                inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
-                inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)])
+            self.signature = inspect.Signature(
+                [
+                    inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+                    inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+                ]
+            )
+        params = self.signature.parameters.values()
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
         unknown = self.ignore - set(self.signature.parameters)
-        if unknown:
+        if unknown and not takes_any:
             raise LineageError(
-                f"ignore= names {sorted(unknown)}, which {self.__name__} does not take; its "
+                f"ignore= names {sorted(unknown)}, which {self.name} does not take; its "
                 f"parameters are {list(self.signature.parameters)}"
             )
-        self._code_oids: dict[tuple[int, str], str] = {}
+        self._code_oids: weakref.WeakKeyDictionary[ObjectStore, dict[str, str | None]] = (
+            weakref.WeakKeyDictionary()
+        )
         _REGISTRY[(getattr(fn, "__module__", None), getattr(fn, "__qualname__", self.name))] = self
 
     @property
@@ -118,86 +110,155 @@ class LineageFunction:
         """The function's current identity (source, helpers, constants it reads)."""
         return function_identity(self.fn, version=self.version)
 
-    def bind_inputs(self, args: tuple, kwargs: dict) -> tuple[dict[str, Any], dict[str, BoundInput]]:
-        """All arguments by name, and the lineage view of those that count."""
-        values = bind(self.signature, args, kwargs, self.ignore)
-        return values, {n: describe(n, v) for n, v in values.items() if n not in self.ignore}
+    def bind_inputs(
+        self, args: tuple, kwargs: dict
+    ) -> tuple[inspect.BoundArguments, dict[str, BoundInput]]:
+        """The arguments as given, and the lineage view of those that count (defaults bound)."""
+        return bind(self.signature, args, kwargs, self.ignore)
 
-    def key_for(self, inputs: dict[str, BoundInput], identity: FunctionIdentity | None = None) -> str:
-        """The call key for already-described inputs."""
-        return call_key((identity or self.identity()).digest, inputs)
+    def key_for(
+        self, inputs: dict[str, BoundInput], identity: FunctionIdentity | None = None
+    ) -> str:
+        """The call key for already-described inputs (missing defaults are bound here)."""
+        return call_key((identity or self.identity()).digest, self._with_defaults(inputs))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        values, inputs = self.bind_inputs(args, kwargs)
+        bound, inputs = self.bind_inputs(args, kwargs)
         identity = self.identity()
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
         hit = ctx.lookup(key)
         if hit is not None:
             try:
-                return self._results(ctx.store, hit["outs"], hit["call"], inputs, cached=True)
-            except LookupError:
+                return self._results(ctx.store, hit, inputs, identity)
+            except ObjectNotFoundError:
                 pass  # an output object was garbage-collected: compute again
-        return self.run(ctx, values, inputs, identity, key)
+        return self.run(ctx, bound, inputs, identity, key)
 
-    def run(self, ctx: Any, values: dict[str, Any], inputs: dict[str, BoundInput],
-            identity: FunctionIdentity, key: str) -> Any:
+    def run(
+        self,
+        ctx: Any,
+        bound: inspect.BoundArguments,
+        inputs: dict[str, BoundInput],
+        identity: FunctionIdentity,
+        key: str,
+    ) -> Any:
         """Execute on a cache miss and record the call."""
-        plain = {n: (inputs[n].value if n in inputs else _unwrap(v)) for n, v in values.items()}
-        bound = self.signature.bind_partial()
-        bound.arguments.update(plain)
+        args, kwargs = plain_arguments(self.signature, bound, inputs)
         started, t0 = utc_now(), time.perf_counter()
-        out = self.fn(*bound.args, **bound.kwargs)
+        out = self.fn(*args, **kwargs)
         duration = time.perf_counter() - t0
-        outputs = [_unwrap(v) for v in (out if isinstance(out, tuple) else (out,))]
+        multi = isinstance(out, tuple)
+        given = [b.value for b in inputs.values()]
+        outputs = [immutable_output(unwrap_input(v), given) for v in (out if multi else (out,))]
         out_oids = [ctx.store.put_value(v) for v in outputs]
-        call_oid = self.record_call(ctx.store, identity, inputs, out_oids, started, duration)
-        ctx.record(key, call_oid, identity.digest, out_oids)
-        results = self._wrap(outputs, out_oids, call_oid, inputs, cached=False)
-        return results if isinstance(out, tuple) else results[0]
+        call_oid = self.record_call(
+            ctx.store, identity, inputs, out_oids, started, duration, multi=multi
+        )
+        ctx.record(key, call_oid, identity.digest, out_oids, multi=multi)
+        results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=False)
+        return tuple(results) if multi else results[0]
 
-    def record_call(self, store: ObjectStore, identity: FunctionIdentity, inputs: dict[str, BoundInput],
-                    out_oids: list[str], started: str, duration: float) -> str:
+    def record_call(
+        self,
+        store: ObjectStore,
+        identity: FunctionIdentity,
+        inputs: dict[str, BoundInput],
+        out_oids: list[str],
+        started: str,
+        duration: float,
+        *,
+        multi: bool = False,
+    ) -> str:
         """Store the call record (and the code it ran) and return its oid."""
+        inputs = self._with_defaults(inputs)
         store_constants(store, inputs)
-        source_file = _source_file(self.fn)
+        copy_inputs_from_memory(store, inputs)
+        tree = code_tree(self.fn, identity)
+        put_code = functools.partial(_put_code, store)
+        project = is_project_module(identity.module)
         record = {
             "type": "call",
             "format": CALL_FORMAT,
             "function": {
-                "name": identity.name, "module": identity.module, "identity": identity.digest,
-                "code": self._code_oid(store, identity), "has_source": identity.has_source,
-                "version": identity.pinned_version, "deps": [list(d) for d in identity.deps],
+                "name": identity.name,
+                "module": identity.module,
+                "identity": identity.digest,
+                "code": self._code_oid(store, identity),
+                "has_source": identity.has_source,
+                "version": identity.pinned_version,
+                "deps": [list(d) for d in identity.deps],
                 "note": identity.note,
+                "helpers": tree_record(tree, put_code),
+                "constants": constant_values(identity, tree),
             },
             "inputs": {n: b.record for n, b in sorted(inputs.items())},
             "outputs": out_oids,
+            "multi": multi,
             "params": flatten_params(identity.name, inputs),
-            "env": capture_env(source_file, imported_modules(identity.module),
-                               lambda diff: store.put("bytes", diff)),
+            "env": capture_env(
+                _source_file(self.fn) if project else None,
+                [*imported_modules(identity.module), identity.module.split(".")[0]],
+                lambda diff: store.put("bytes", diff),
+                files=source_files(self.fn, tree) if project else (),
+            ),
             "started": started,
             "duration": round(duration, 6),
         }
         return store.put("call", dumps_canonical(record))
 
+    def _with_defaults(self, inputs: dict[str, BoundInput]) -> dict[str, BoundInput]:
+        """`inputs` plus the defaults of parameters it lacks (for callers that bind by name)."""
+        missing = [
+            p
+            for n, p in self.signature.parameters.items()
+            if n not in inputs and n not in self.ignore and p.default is not p.empty
+        ]
+        if not missing:
+            return inputs
+        completed = dict(inputs)
+        for param in missing:
+            try:
+                completed[param.name] = describe(param.name, param.default)
+            except UnsupportedValueError:
+                pass  # a sentinel default: covered by the function's identity
+        return completed
+
     def _code_oid(self, store: ObjectStore, identity: FunctionIdentity) -> str | None:
-        slot = (id(store), identity.digest)
-        if slot not in self._code_oids:
+        # Per store *object* (weakly): an id() could be reused by a new store lacking the code.
+        known = self._code_oids.setdefault(store, {})
+        if identity.digest not in known:
             source = identity.source if identity.source is not None else normalised_source(self.fn)
-            self._code_oids[slot] = store.put("code", source.encode("utf-8")) if source else None
-        return self._code_oids[slot]
+            known[identity.digest] = _put_code(store, source) if source else None
+        return known[identity.digest]
 
-    def _results(self, store: ObjectStore, out_oids: list[str], call_oid: str,
-                 inputs: dict[str, BoundInput], *, cached: bool) -> Any:
-        outputs = [store.get_value(oid) for oid in out_oids]
-        results = self._wrap(outputs, out_oids, call_oid, inputs, cached=cached)
-        return tuple(results) if len(results) != 1 else results[0]
+    def _results(
+        self,
+        store: ObjectStore,
+        hit: dict[str, Any],
+        inputs: dict[str, BoundInput],
+        identity: FunctionIdentity,
+    ) -> Any:
+        out_oids = hit["outs"]
+        outputs = [freeze(store.get_value(oid)) for oid in out_oids]
+        results = self._wrap(outputs, out_oids, hit["call"], inputs, identity, cached=True)
+        return tuple(results) if hit.get("multi") else results[0]
 
-    def _wrap(self, outputs: list[Any], out_oids: list[str], call_oid: str,
-              inputs: dict[str, BoundInput], *, cached: bool) -> list[LineageResult]:
-        params = flatten_params(self.name, inputs)
-        return [LineageResult(v, oid, call_oid, params, i, self.name, cached)
-                for i, (v, oid) in enumerate(zip(outputs, out_oids))]
+    def _wrap(
+        self,
+        outputs: list[Any],
+        out_oids: list[str],
+        call_oid: str,
+        inputs: dict[str, BoundInput],
+        identity: FunctionIdentity,
+        *,
+        cached: bool,
+    ) -> list[LineageResult]:
+        params = flatten_params(identity.name, inputs)
+        return [
+            LineageResult(v, oid, call_oid, params, i, self.name, cached)
+            for i, (v, oid) in enumerate(zip(outputs, out_oids))
+        ]
 
     def __repr__(self) -> str:
         return f"<lineage function {self.__module__}.{self.__qualname__}>"
@@ -205,7 +266,10 @@ class LineageFunction:
     def __reduce__(self) -> tuple:
         # Workers need the function. Importable ones travel by reference (plain pickle); one
         # defined in __main__ travels by value, which Dask's cloudpickle supports.
-        module, qualname = getattr(self.fn, "__module__", None), getattr(self.fn, "__qualname__", "")
+        module, qualname = (
+            getattr(self.fn, "__module__", None),
+            getattr(self.fn, "__qualname__", ""),
+        )
         if module and module != "__main__" and "<locals>" not in qualname:
             return (_restore, (module, qualname, self.version, tuple(self.ignore)))
         return (_rebuild, (self.fn, self.version, tuple(self.ignore)))
@@ -217,7 +281,9 @@ class LineageFunction:
 Thunk = LineageFunction
 
 
-def _restore(module: str, qualname: str, version: str | None, ignore: tuple[str, ...]) -> LineageFunction:
+def _restore(
+    module: str, qualname: str, version: str | None, ignore: tuple[str, ...]
+) -> LineageFunction:
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)
@@ -230,8 +296,12 @@ def _rebuild(fn: Callable, version: str | None, ignore: tuple[str, ...]) -> Line
     return LineageFunction(fn, version=version, ignore=ignore)
 
 
-def lineage_fcn(fn: Callable | None = None, *, version: str | None = None,
-                ignore: tuple[str, ...] | list[str] = ()) -> Any:
+def lineage_fcn(
+    fn: Callable | None = None,
+    *,
+    version: str | None = None,
+    ignore: tuple[str, ...] | list[str] = (),
+) -> Any:
     """Decorate (or wrap) a function so its calls are cached and their lineage recorded.
 
     Parameters
@@ -241,111 +311,17 @@ def lineage_fcn(fn: Callable | None = None, *, version: str | None = None,
     ignore
         Parameters that do not affect the result (``verbose``): left out of the cache key.
     """
+    names = (ignore,) if isinstance(ignore, str) else tuple(ignore)
     if fn is None:
-        return lambda f: LineageFunction(f, version=version, ignore=tuple(ignore))
-    return LineageFunction(fn, version=version, ignore=tuple(ignore))
+        return lambda f: LineageFunction(f, version=version, ignore=names)
+    return LineageFunction(fn, version=version, ignore=names)
 
 
 thunk = lineage_fcn
 
 
-class LineageResult:
-    """A computed value with its lineage; behaves like the value where reasonable."""
-
-    __slots__ = ("data", "oid", "call", "params", "output_index", "function_name", "cached")
-
-    def __init__(self, data: Any, oid: str, call: str, params: dict[str, Any], output_index: int,
-                 function_name: str, cached: bool) -> None:
-        self.data, self.oid, self.call, self.params = data, oid, call, params
-        self.output_index, self.function_name, self.cached = output_index, function_name, cached
-
-    @property
-    def value(self) -> Any:
-        return self.data
-
-    def __scistack_input__(self) -> tuple:
-        return self.data, self.oid, None, {}, self.call, self.params
-
-    def __scistack_saveinfo__(self, db: Database) -> Any:
-        from scistack.variables import SaveInfo  # noqa: PLC0415 - variables sits above lineage
-
-        _copy_into(db.store, self)
-        return SaveInfo(self.oid, value_kind(self.data), summarize(self.data), self.call, self.params)
-
-    def __repr__(self) -> str:
-        state = "cached" if self.cached else "computed"
-        return f"<{self.function_name} -> {summarize(self.data)} ({state}, call {self.call[:12]})>"
-
-    # -- behave like the value ------------------------------------------------------------
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.data, name)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
-        import numpy as np
-
-        return np.asarray(self.data, dtype=dtype)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __iter__(self) -> Any:
-        return iter(self.data)
-
-    def __getitem__(self, item: Any) -> Any:
-        return self.data[item]
-
-    def __float__(self) -> float:
-        return float(self.data)
-
-    def __int__(self) -> int:
-        return int(self.data)
-
-    def __bool__(self) -> bool:
-        return bool(self.data)
-
-    def __eq__(self, other: Any) -> Any:
-        return self.data == _unwrap(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-
-def _binary(op: Callable) -> tuple[Callable, Callable]:
-    def forward(self: LineageResult, other: Any) -> Any:
-        return op(self.data, _unwrap(other))
-
-    def reverse(self: LineageResult, other: Any) -> Any:
-        return op(_unwrap(other), self.data)
-
-    return forward, reverse
-
-
-for _name, _op in [("add", operator.add), ("sub", operator.sub), ("mul", operator.mul),
-                   ("truediv", operator.truediv), ("floordiv", operator.floordiv), ("mod", operator.mod),
-                   ("pow", operator.pow), ("matmul", operator.matmul)]:
-    _fwd, _rev = _binary(_op)
-    setattr(LineageResult, f"__{_name}__", _fwd)
-    setattr(LineageResult, f"__r{_name}__", _rev)
-for _name, _op in [("lt", operator.lt), ("le", operator.le), ("gt", operator.gt), ("ge", operator.ge),
-                   ("ne", operator.ne)]:
-    setattr(LineageResult, f"__{_name}__", _binary(_op)[0])
-LineageResult.__neg__ = lambda self: -self.data  # type: ignore[attr-defined]
-LineageResult.__abs__ = lambda self: abs(self.data)  # type: ignore[attr-defined]
-
-
-def _unwrap(value: Any) -> Any:
-    hook = getattr(value, "__scistack_input__", None)
-    return hook()[0] if hook is not None else value
-
-
-def _copy_into(store: ObjectStore, result: LineageResult) -> None:
-    """A result computed before the database was configured lives in memory: copy it over."""
-    if store.contains(result.oid) and store.contains(result.call):
-        return
-    source = MEMORY.store
-    store.put_value(result.data)
-    if source.contains(result.call):
-        call = source.get(result.call)
-        store.put("call", call.payload)
+def _put_code(store: ObjectStore, source: str) -> str:
+    return store.put("code", source.encode("utf-8"))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -354,4 +330,4 @@ def _source_file_cached(code: Any) -> str | None:
 
 
 def _source_file(fn: Callable) -> str | None:
-    return _source_file_cached(getattr(fn, "__code__", None))
+    return _source_file_cached(getattr(unwrap(fn), "__code__", None))

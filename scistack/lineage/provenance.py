@@ -1,21 +1,24 @@
 """`why`: is a stored value still what its code and inputs would give today, and if not, why?
 
-The call record names the function's identity, the digest of every project helper and
-module constant that went into it, the normalised source, and each input's oid. Comparing
-those with the function as it is now (and with the inputs' current versions) names exactly
-what changed, with a unified diff when the code did.
+The call record names the function's identity, its normalised source, every project helper
+it reaches (each with its own source and dependencies, see ``codetree``), the constants and
+package versions they read, and each input's oid. Comparing those with the code as it is now
+(and with the inputs' current versions) names exactly what changed: the function, a helper
+(with a unified diff of its source), a constant, a package, or an input. Inputs that were
+never saved (a result passed straight on) are followed into the call that computed them.
 """
 
 from __future__ import annotations
 
 import difflib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scistack.database import get_database
-from scistack.errors import LineageError, ScistackError
+from scistack.errors import LineageError, ObjectNotFoundError, ScistackError
 from scistack.index import key_of
+from scistack.lineage.codetree import code_tree, constant_values
 from scistack.lineage.function import LineageFunction, registered_function
 from scistack.lineage.identity import function_identity, normalised_source
 
@@ -24,7 +27,8 @@ from scistack.lineage.identity import function_identity, normalised_source
 class Reason:
     """One thing that changed since a value was computed."""
 
-    kind: str        # "code", "helper", "constant", "version", "input", "superseded", "unknown"
+    kind: str  # "code", "helper", "class", "constant", "package", "version", "input",
+    #                  "superseded", "unknown"
     name: str
     detail: str
     diff: str = ""
@@ -36,7 +40,7 @@ class WhyReport:
 
     variable: str
     address: dict[str, Any]
-    status: str      # "current", "stale", "raw" (no lineage), "unknown" (function not importable)
+    status: str  # "current", "stale", "raw" (no lineage), "unknown" (function not importable)
     function: str | None
     reasons: tuple[Reason, ...] = field(default_factory=tuple)
 
@@ -46,18 +50,36 @@ class WhyReport:
         if self.function:
             head += f" (computed by {self.function})"
         lines = [head] + [f"  - {r.kind} {r.name}: {r.detail}" for r in self.reasons]
-        lines += [r.diff for r in self.reasons if r.diff]
+        lines += [r.diff.rstrip("\n") for r in self.reasons if r.diff]
         return "\n".join(lines)
 
 
 def why(variable: Any, **metadata: Any) -> WhyReport:
-    """Why the value at `metadata` is current, stale, or would be recomputed."""
+    """Why the value at `metadata` is current, stale, or would be recomputed.
+
+    Parameters
+    ----------
+    variable
+        The variable class (``FilteredEMG``).
+    **metadata
+        Its address (and version keys, or ``version=`` for an older version).
+
+    Returns
+    -------
+    WhyReport
+        ``status`` is "current" (calling the function on the current inputs would be a cache
+        hit), "stale" (it would recompute: `reasons` name the function, helper, constant,
+        package or input that changed, with unified diffs of changed code), "raw" (saved
+        without lineage) or "unknown" (the function is not importable here).
+    """
     db = get_database()
     found = variable.load(**metadata)
     if isinstance(found, list):
         if len(found) != 1:
-            raise LineageError(f"why() needs one value; {len(found)} records of {variable.__name__} match "
-                               f"{metadata}: give the full address")
+            raise LineageError(
+                f"why() needs one value; {len(found)} records of {variable.__name__} match "
+                f"{metadata}: give the full address"
+            )
         found = found[0]
     name = variable.__name__ if isinstance(variable, type) else str(variable)
     return why_record(db, name, found.record)
@@ -69,18 +91,40 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
         return WhyReport(name, record.addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
     call = db.call_record(record.call)
-    reasons = _superseded(db, name, record) + _input_changes(db, call)
-    fn = _find_function(call["module"] if "module" in call else call["function"]["module"], call["function_name"])
-    if fn is None:
-        reasons.append(Reason("unknown", call["function_name"],
-                              f"function {call['module']}.{call['function_name']} is not defined in this "
-                              "process; import it to compare its code"))
-        # A changed input makes the value stale whatever its code: only code is unknown here.
-        status = "stale" if any(r.kind == "input" for r in reasons) else "unknown"
-        return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
-    reasons = _code_changes(db, call, fn) + reasons
-    status = "stale" if any(r.kind != "superseded" for r in reasons) else "current"
+    reasons = _superseded(db, name, record) + _call_changes(db, call, upstream_of=None, seen=set())
+    kinds = {r.kind for r in reasons}
+    # A changed input or code makes a value stale even when other parts cannot be judged here.
+    status = "stale" if kinds - {"superseded", "unknown"} else "unknown" if "unknown" in kinds else "current"
     return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
+
+
+def _call_changes(
+    db: Any, call: dict[str, Any], *, upstream_of: str | None, seen: set[str]
+) -> list[Reason]:
+    """What changed for one call: its code (and helpers), its inputs, and unsaved upstream calls."""
+    seen.add(call["call"])
+    fn_name = call["function_name"]
+    fn = _find_function(call["module"], fn_name)
+    if fn is None:
+        reasons = [
+            Reason(
+                "unknown",
+                fn_name,
+                f"function {call['module']}.{fn_name} is not defined in this "
+                "process; import it to compare its code",
+            )
+        ]
+    else:
+        reasons = _code_changes(db, call, fn)
+    reasons += _input_changes(db, call, seen)
+    if upstream_of is not None:
+        reasons = [
+            replace(r, detail=f"upstream {fn_name} (feeding {upstream_of}): {r.detail}")
+            if not r.detail.startswith("upstream ")
+            else r
+            for r in reasons
+        ]
+    return reasons
 
 
 def _code_changes(db: Any, call: dict[str, Any], fn: Any) -> list[Reason]:
@@ -90,59 +134,178 @@ def _code_changes(db: Any, call: dict[str, Any], fn: Any) -> list[Reason]:
     current = function_identity(target, version=pinned)
     if current.digest == recorded["identity"]:
         return []
+    name = call["function_name"]
     reasons = []
     if (recorded.get("version") or None) != current.pinned_version:
-        reasons.append(Reason("version", call["function_name"],
-                              f"pinned version {recorded.get('version')!r} -> {current.pinned_version!r}"))
-    old_source = db.store.get_value(recorded["code"]) if recorded.get("code") else ""
-    new_source = normalised_source(target) or ""
-    if old_source != new_source and current.pinned_version is None:
-        diff = "".join(difflib.unified_diff(
-            old_source.splitlines(keepends=True), new_source.splitlines(keepends=True),
-            fromfile=f"{call['function_name']} (when computed)", tofile=f"{call['function_name']} (now)"))
-        reasons.append(Reason("code", call["function_name"], "the function's code changed", diff))
-    old_deps, new_deps = dict(map(tuple, recorded.get("deps", []))), dict(current.deps)
-    for label in sorted(set(old_deps) | set(new_deps)):
-        if old_deps.get(label) != new_deps.get(label):
-            kind, _, what = label.partition(":")
-            change = "added" if label not in old_deps else "removed" if label not in new_deps else "changed"
-            reasons.append(Reason("constant" if kind == "const" else "helper" if kind != "pkg" else "package",
-                                  what or label, change))
+        reasons.append(
+            Reason(
+                "version",
+                name,
+                f"pinned version {recorded.get('version')!r} -> {current.pinned_version!r}",
+            )
+        )
+    if current.pinned_version is None and recorded.get("version") is None:
+        diff = _diff(
+            db, recorded.get("code"), current.source or normalised_source(target) or "", name
+        )
+        if diff is None:
+            reasons.append(
+                Reason("code", name, "the function's code changed (its old source is not stored)")
+            )
+        elif diff:
+            reasons.append(Reason("code", name, "the function's code changed", diff))
+        if "helpers" in recorded:
+            reasons += _tree_changes(db, recorded, current, code_tree(target, current))
+        else:  # a record from before helper trees were kept: direct dependencies only
+            reasons += _leaf_changes(
+                dict(map(tuple, recorded.get("deps", []))), dict(current.deps), with_helpers=True
+            )
     if not reasons:
-        reasons.append(Reason("code", call["function_name"], "the function's identity changed"))
+        reasons.append(Reason("code", name, "the function's identity changed"))
     return reasons
 
 
-def _input_changes(db: Any, call: dict[str, Any]) -> list[Reason]:
+def _tree_changes(db: Any, recorded: dict[str, Any], current: Any, tree: tuple) -> list[Reason]:
+    """Helpers whose own code changed (with diffs), and constants/packages read anywhere."""
+    old_helpers = recorded["helpers"]
+    new_helpers = {n.label: n for n in tree}
     reasons = []
-    raw_inputs = db.store.get_value(call["call"])["inputs"]  # call_record() drops "members"
-    for param, item in raw_inputs.items():
-        if "var" not in item:
+    for label in sorted(set(old_helpers) | set(new_helpers)):
+        what = label.partition(":")[2]
+        kind = "helper" if label.startswith("helper:") else "class"
+        old, new = old_helpers.get(label), new_helpers.get(label)
+        if old is None or new is None:
+            reasons.append(Reason(kind, what, "now used" if old is None else "no longer used"))
             continue
-        db.index.refresh()
-        addr = {k: v for k, v in item.get("addr", {}).items() if k in db.schema_keys}
-        vkeys = {k: v for k, v in item.get("addr", {}).items() if k not in db.schema_keys}
-        if "members" in item:  # an aggregate: every record below a partial address
-            now_oids = sorted(r.oid for r in db.index.state.select(item["var"], addr, {}, {}))
-            if now_oids != sorted(item["members"]):
-                reasons.append(Reason("input", param, f"{item['var']} at {addr} changed: "
-                                      f"{len(item['members'])} -> {len(now_oids)} records, "
-                                      f"{len(set(now_oids) - set(item['members']))} new or changed"))
+        if old["identity"] == new.digest:
             continue
-        now = db.index.state.current_at(item["var"], key_of(addr), key_of(vkeys))
-        if now is None:
-            reasons.append(Reason("input", param, f"{item['var']} at {addr} no longer exists"))
-        elif now.oid != item["oid"]:
-            reasons.append(Reason("input", param, f"{item['var']} at {addr} changed: "
-                                  f"{item['oid'][:12]} -> {now.oid[:12]} (version {now.version})"))
+        diff = _diff(db, old.get("code"), new.source or "", what)
+        if diff:
+            reasons.append(Reason(kind, what, "its code changed", diff))
+    old_leaves = _leaves(
+        recorded.get("deps", []), *(h.get("deps", []) for h in old_helpers.values())
+    )
+    new_leaves = _leaves(current.deps, *(n.deps for n in tree))
+    values = (recorded.get("constants", {}), constant_values(current, tree))
+    return reasons + _leaf_changes(old_leaves, new_leaves, with_helpers=False, values=values)
+
+
+def _leaves(*dep_lists: Any) -> dict[str, str]:
+    """Constants, packages and mutable globals read by any function of a tree."""
+    out: dict[str, str] = {}
+    for deps in dep_lists:
+        for label, digest in deps:
+            if label.startswith(("const:", "pkg:")):
+                out[label] = digest
+    return out
+
+
+def _leaf_changes(
+    old: dict[str, str],
+    new: dict[str, str],
+    *,
+    with_helpers: bool,
+    values: tuple[dict[str, str], dict[str, str]] = ({}, {}),
+) -> list[Reason]:
+    reasons = []
+    for label in sorted(set(old) | set(new)):
+        if old.get(label) == new.get(label):
+            continue
+        kind, _, what = label.partition(":")
+        if kind not in ("const", "pkg") and not (with_helpers and kind in ("helper", "class")):
+            continue
+        change = (
+            "now used" if label not in old else "no longer used" if label not in new else "changed"
+        )
+        if kind == "pkg" and label in old and label in new:
+            change = f"changed: {old[label]} -> {new[label]}"
+        elif label in values[0] and label in values[1]:
+            change = f"changed: {values[0][label]} -> {values[1][label]}"
+        reason_kind = {"const": "constant", "pkg": "package"}.get(kind, kind)
+        reasons.append(Reason(reason_kind, what, f"{'value ' if kind == 'const' else ''}{change}"))
     return reasons
+
+
+def _diff(db: Any, old_oid: str | None, new_source: str, name: str) -> str | None:
+    """Unified diff of recorded vs current source ("" when equal, None when the old is lost)."""
+    if not old_oid:
+        return None
+    try:
+        old_source = db.store.get_value(old_oid)
+    except ObjectNotFoundError:
+        return None
+    if old_source == new_source:
+        return ""
+    return "".join(
+        difflib.unified_diff(
+            _lines(old_source),
+            _lines(new_source),
+            fromfile=f"{name} (when computed)",
+            tofile=f"{name} (now)",
+        )
+    )
+
+
+def _lines(source: str) -> list[str]:
+    return [line if line.endswith("\n") else line + "\n" for line in source.splitlines()]
+
+
+def _input_changes(db: Any, call: dict[str, Any], seen: set[str]) -> list[Reason]:
+    reasons = []
+    db.index.refresh()
+    for param, item in call["inputs"].items():
+        for path, record in [(param, item), *item.get("items", {}).items()]:
+            if "var" in record:
+                reasons += _variable_change(db, path, record)
+            elif record.get("call") and record["call"] not in seen:
+                try:
+                    upstream = db.call_record(record["call"])
+                except ObjectNotFoundError:
+                    reasons.append(
+                        Reason("unknown", path, "the call that computed this input is not stored")
+                    )
+                    continue
+                reasons += _call_changes(
+                    db, upstream, upstream_of=f"{call['function_name']}({path})", seen=seen
+                )
+    return reasons
+
+
+def _variable_change(db: Any, param: str, item: dict[str, Any]) -> list[Reason]:
+    addr = {k: v for k, v in item.get("addr", {}).items() if k in db.schema_keys}
+    vkeys = {k: v for k, v in item.get("addr", {}).items() if k not in db.schema_keys}
+    if "members" in item:  # an aggregate: every record below a partial address
+        now_oids = sorted(r.oid for r in db.index.state.select(item["var"], addr, {}, {}))
+        if now_oids == sorted(item["members"]):
+            return []
+        fresh = len(set(now_oids) - set(item["members"]))
+        return [Reason("input", param, f"{item['var']} at {addr} changed: {len(item['members'])} -> "
+                       f"{len(now_oids)} records, {fresh} new or changed")]
+    now = db.index.state.current_at(item["var"], key_of(addr), key_of(vkeys))
+    if now is None:
+        return [Reason("input", param, f"{item['var']} at {addr} no longer exists")]
+    if now.oid != item["oid"]:
+        return [
+            Reason(
+                "input",
+                param,
+                f"{item['var']} at {addr} changed: "
+                f"{item['oid'][:12]} -> {now.oid[:12]} (version {now.version})",
+            )
+        ]
+    return []
 
 
 def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
     newest = db.index.state.current_at(name, record.addr_key, record.vkeys_key)
     if newest is not None and newest.version != record.version:
-        return [Reason("superseded", name, f"version {record.version} is not the default; "
-                       f"version {newest.version} is newer")]
+        return [
+            Reason(
+                "superseded",
+                name,
+                f"version {record.version} is not the default; version {newest.version} is newer",
+            )
+        ]
     return []
 
 
@@ -150,7 +313,12 @@ def _find_function(module: str, name: str) -> Any:
     fn = registered_function(module, name)
     if fn is not None:
         return fn
+    if module == "__main__" or "<locals>" in name:
+        return None
     try:
-        return getattr(importlib.import_module(module), name, None) if module != "__main__" else None
-    except (ImportError, ScistackError):
+        target: Any = importlib.import_module(module)
+        for part in name.split("."):
+            target = getattr(target, part)
+        return target
+    except (ImportError, AttributeError, ScistackError):
         return None

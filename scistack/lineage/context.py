@@ -1,0 +1,123 @@
+"""Where lineage lives: the current database's store and call cache, or this process's memory.
+
+With no database configured, calls are cached and recorded in a `MemoryObjectStore` for the
+life of the process. A result computed that way and saved once a database exists brings its
+whole lineage along: the value, its call record and everything the record names (code, diff,
+constants, upstream calls), and each call enters the database's call cache, so provenance,
+`why` and later cache hits work as if it had been computed there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scistack.database import Database, current_database
+from scistack.lineage.calls import BoundInput, key_from_oids
+from scistack.objects import MemoryObjectStore, ObjectStore
+
+
+class _MemoryCache:
+    """Where lineage goes with no database: a store and a call cache for this process."""
+
+    def __init__(self) -> None:
+        self.store: ObjectStore = MemoryObjectStore()
+        self.calls: dict[str, dict[str, Any]] = {}
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        return self.calls.get(key)
+
+    def record(
+        self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False
+    ) -> None:
+        self.calls[key] = {
+            "call": call_oid,
+            "fn": fn,
+            "outs": outs,
+            **({"multi": True} if multi else {}),
+        }
+
+
+class _DatabaseCache:
+    def __init__(self, db: Database) -> None:
+        self.store = db.store
+        self.db = db
+
+    def lookup(self, key: str) -> dict[str, Any] | None:
+        return self.db.index.lookup_call(key)
+
+    def record(
+        self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False
+    ) -> None:
+        self.db.index.put_call(key, call_oid, fn, outs, multi=multi)
+
+
+MEMORY = _MemoryCache()
+_MISSING = object()
+
+
+def lineage_context() -> _MemoryCache | _DatabaseCache:
+    """The current database's store and cache, or the process's in-memory ones."""
+    db = current_database()
+    return _DatabaseCache(db) if db is not None else MEMORY
+
+
+def copy_into_database(db: Database, result: Any) -> None:
+    """Copy a result computed in memory (and its whole lineage) into `db`, unless it is there."""
+    store = db.store
+    if store.contains(result.oid) and store.contains(result.call):
+        return
+    _copy_value(MEMORY.store, store, result.oid, result.data)
+    _copy_call(MEMORY.store, db, result.call, set())
+
+
+def copy_inputs_from_memory(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
+    """Inputs computed in memory before a database was configured: bring their lineage along."""
+    if store is MEMORY.store:
+        return
+    for b in inputs.values():
+        for record in (b.record, *b.record.get("items", {}).values()):
+            call = record.get("call")
+            if call and not store.contains(call) and MEMORY.store.contains(call):
+                _copy_value(MEMORY.store, store, record["oid"])
+                db = current_database()
+                if db is not None and db.store is store:
+                    _copy_call(MEMORY.store, db, call, set())
+
+
+def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str]) -> None:
+    if call_oid in seen or not source.contains(call_oid):
+        return
+    seen.add(call_oid)
+    raw = source.get(call_oid).payload
+    call = source.get_value(call_oid)
+    fn = call["function"]
+    code_oids = [fn.get("code")] + [h.get("code") for h in fn.get("helpers", {}).values()]
+    for oid in [*code_oids, call.get("env", {}).get("git", {}).get("diff")]:
+        if oid and source.contains(oid):
+            obj = source.get(oid)
+            db.store.put(obj.kind, obj.payload)
+    oids = {}
+    for name, item in call["inputs"].items():
+        oids[name] = item["oid"]
+        for record in (item, *item.get("items", {}).values()):
+            _copy_value(source, db.store, record["oid"])
+            if record.get("call"):
+                _copy_call(source, db, record["call"], seen)
+    for oid in call["outputs"]:
+        _copy_value(source, db.store, oid)
+    db.store.put("call", raw)
+    key = key_from_oids(fn["identity"], oids)
+    if db.index.lookup_call(key) is None:
+        db.index.put_call(
+            key, call_oid, fn["identity"], call["outputs"], multi=bool(call.get("multi"))
+        )
+
+
+def _copy_value(source: ObjectStore, target: ObjectStore, oid: str, value: Any = _MISSING) -> None:
+    """Copy one value object (children included) unless the target has it already."""
+    if target.contains(oid):
+        return
+    if source.contains(oid):
+        target.put_value(source.get_value(oid))
+    elif value is not _MISSING:
+        target.put_value(value)

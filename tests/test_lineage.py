@@ -1,0 +1,894 @@
+"""Lineage and caching through the public API: decorator, call keys, cache, records, `why`.
+
+Code under test is real: modules are written under ``tmp_path``, imported, edited and
+imported afresh (as a new process would see them); persistence is checked with real
+subprocesses. A function proves whether it really ran by appending to a file or a list.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import itertools
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scistack import (
+    AmbiguousParamError,
+    BaseVariable,
+    LineageError,
+    LineageFunction,
+    LineageResult,
+    Thunk,
+    configure_database,
+    lineage_fcn,
+    thunk,
+    why,
+)
+
+PYTHON = sys.executable
+_STAMPS = itertools.count(1)
+
+
+class RawEMG(BaseVariable):
+    pass
+
+
+class FilteredEMG(BaseVariable):
+    pass
+
+
+class Rectified(BaseVariable):
+    pass
+
+
+class Envelope(BaseVariable):
+    pass
+
+
+class Peak(BaseVariable):
+    pass
+
+
+class Trough(BaseVariable):
+    pass
+
+
+class Modules:
+    """A throwaway package under tmp_path/src whose modules a test writes, edits and re-imports."""
+
+    def __init__(self, root: Path) -> None:
+        self.src = root / "src"
+        self.name = f"lin_{uuid.uuid4().hex[:10]}"
+        self.dir = self.src / self.name
+        self.dir.mkdir(parents=True)
+        (self.dir / "__init__.py").write_text("")
+
+    def write(self, module: str, source: str) -> Path:
+        """Write `module`.py with a fresh mtime, so importlib and linecache see the edit."""
+        path = self.dir / f"{module}.py"
+        path.write_text(textwrap.dedent(source))
+        stamp = time.time_ns() + next(_STAMPS) * 2_000_000_000
+        os.utime(path, ns=(stamp, stamp))
+        return path
+
+    def load(self, module: str) -> ModuleType:
+        """Import `module` from a fresh copy of the package (as a new process would)."""
+        self.purge()
+        importlib.invalidate_caches()
+        return importlib.import_module(f"{self.name}.{module}")
+
+    def purge(self) -> None:
+        for key in [k for k in sys.modules if k == self.name or k.startswith(self.name + ".")]:
+            del sys.modules[key]
+
+
+@pytest.fixture
+def code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    modules = Modules(tmp_path)
+    yield modules
+    modules.purge()
+
+
+def counted(calls: list):
+    """A lineage function that records each real run in `calls`."""
+
+    @lineage_fcn
+    def bandpass(signal, low_hz, high_hz=450.0):
+        calls.append((low_hz, high_hz))
+        return np.asarray(signal) * low_hz + high_hz
+
+    return bandpass
+
+
+def raw(value=None, **addr):
+    addr = addr or {"subject": 1, "session": "pre"}
+    RawEMG.save(np.arange(8.0) if value is None else value, **addr)
+    return RawEMG.load(**addr)
+
+
+# --- the decorator -----------------------------------------------------------------------------
+
+
+def test_every_spelling_of_the_decorator_makes_a_caching_lineage_function(project) -> None:
+    calls = []
+
+    def scale(x, k=2):
+        calls.append(k)
+        return x * k
+
+    assert thunk is lineage_fcn
+    wrapped = [
+        lineage_fcn(scale),
+        Thunk(scale),
+        thunk(scale),
+        lineage_fcn()(scale),
+        lineage_fcn(version="1")(scale),
+    ]
+    for fn in wrapped:
+        assert isinstance(fn, LineageFunction) and fn.__name__ == "scale"
+    x = raw()
+    first = [fn(x) for fn in wrapped]
+    assert [bool(np.array_equal(r.data, np.arange(8.0) * 2)) for r in first] == [True] * 5
+    # One function, one identity: the unpinned spellings share a cache entry; the pin has its own.
+    assert len(calls) == 2
+    assert all(fn(x).cached for fn in wrapped) and len(calls) == 2
+
+
+def test_the_function_receives_plain_values(project) -> None:
+    seen = []
+
+    @lineage_fcn
+    def first(signal):
+        seen.append(type(signal))
+        return signal + 1
+
+    @lineage_fcn
+    def second(signal, offset, items):
+        seen.append((type(signal), type(offset), [type(i) for i in items]))
+        return signal + offset
+
+    loaded = raw()
+    step = first(loaded)
+    second(step, 1.5, [loaded, step])
+    assert seen == [np.ndarray, (np.ndarray, float, [np.ndarray, np.ndarray])]
+
+
+def test_identical_call_is_served_from_the_cache(project) -> None:
+    calls = []
+    bandpass = counted(calls)
+    x = raw()
+    first = bandpass(x, 20)
+    again = bandpass(RawEMG.load(subject=1, session="pre"), 20)
+    assert calls == [(20, 450.0)]
+    assert not first.cached and again.cached
+    assert again.call == first.call and again.oid == first.oid
+    np.testing.assert_array_equal(again.data, first.data)
+
+
+def test_cache_hit_is_one_index_lookup_and_one_object_read_and_writes_nothing(
+    project, monkeypatch
+) -> None:
+    bandpass = counted([])
+    x = raw()
+    bandpass(x, 20)
+    reads, writes = [], []
+    store = project.store
+    real_get, real_write = store.get, store._write
+    monkeypatch.setattr(store, "get", lambda oid: reads.append(oid) or real_get(oid))
+    monkeypatch.setattr(store, "_write", lambda *a: writes.append(a[0]) or real_write(*a))
+    journal = project.index.journal.size()
+    hit = bandpass(x, 20)
+    assert hit.cached and reads == [hit.oid] and writes == []
+    assert project.index.journal.size() == journal
+
+
+def test_defaults_are_bound_and_positional_or_keyword_spelling_does_not_matter(project) -> None:
+    calls = []
+    bandpass = counted(calls)
+    x = raw()
+    results = [
+        bandpass(x, 20),
+        bandpass(x, low_hz=20),
+        bandpass(low_hz=20, signal=x),
+        bandpass(x, 20, 450.0),
+        bandpass(x, high_hz=450.0, low_hz=20),
+    ]
+    assert len(calls) == 1 and len({r.call for r in results}) == 1
+    assert bandpass(x, 20, 500.0).call != results[0].call and len(calls) == 2
+
+
+def test_ignored_arguments_do_not_change_the_key_but_reach_the_function(project) -> None:
+    seen = []
+
+    @lineage_fcn(ignore=("verbose",))
+    def smooth(signal, window, verbose=False):
+        seen.append(verbose)
+        return signal * window
+
+    x = raw()
+    quiet, loud = smooth(x, 3, verbose=False), smooth(x, 3, verbose=True)
+    assert seen == [False] and loud.cached and loud.call == quiet.call
+    assert smooth(x, 4, True).cached is False and seen == [False, True]
+    record = project.call_record(quiet.call)
+    assert "verbose" not in record["constants"] and record["constants"]["window"] == 3
+
+
+def test_ignore_must_name_a_parameter(project) -> None:
+    with pytest.raises(LineageError, match="verbose"):
+        lineage_fcn(ignore=("verbose",))(lambda x: x)
+    assert lineage_fcn(ignore="verbose")(lambda x, verbose=0: x).ignore == {"verbose"}
+
+
+def test_version_pin_keeps_the_cache_across_edits_until_the_pin_changes(project, code) -> None:
+    source = """
+        from scistack import lineage_fcn
+        RUNS = []
+        @lineage_fcn(version="1")
+        def calibrate(x):
+            RUNS.append(1)
+            return x * 2
+    """
+    code.write("steps", source)
+    mod = code.load("steps")
+    first = mod.calibrate(raw())
+    Envelope.save(first, subject=1, session="pre")
+    code.write("steps", source.replace("x * 2", "x * 3"))
+    edited = code.load("steps")
+    assert edited.calibrate(raw()).cached and edited.RUNS == []  # pinned: the edit is not seen
+    assert why(Envelope, subject=1, session="pre").status == "current"
+    code.write("steps", source.replace("x * 2", "x * 3").replace('version="1"', 'version="2"'))
+    bumped = code.load("steps")
+    result = bumped.calibrate(raw())
+    assert not result.cached and bumped.RUNS == [1] and result.call != first.call
+    np.testing.assert_array_equal(result.data, np.arange(8.0) * 3)
+    assert project.call_record(result.call)["function"]["version"] == "2"
+    (reason,) = why(Envelope, subject=1, session="pre").reasons
+    assert reason.kind == "version" and "'1' -> '2'" in reason.detail
+
+
+def test_library_functions_can_be_wrapped(project) -> None:
+    mean = Thunk(np.mean)
+    x = raw()
+    first = mean(x)
+    assert first == pytest.approx(3.5) and not first.cached and mean(x).cached
+    per_axis = mean(np.ones((2, 3)), axis=0)
+    np.testing.assert_array_equal(per_axis, np.ones(3))
+    assert mean(np.ones((2, 3)), 0).cached  # positional spelling of axis=0
+
+    add = Thunk(np.add)  # a ufunc: many keyword-only defaults it refuses to receive explicitly
+    np.testing.assert_array_equal(add(x, first), np.arange(8.0) + 3.5)
+
+    dumps = lineage_fcn(json.dumps)
+    text = dumps({"b": 1, "a": [1, 2]}, indent=2, sort_keys=True)
+    assert text.data == json.dumps({"b": 1, "a": [1, 2]}, indent=2, sort_keys=True)
+    assert dumps({"b": 1, "a": [1, 2]}, sort_keys=True, indent=2).cached
+    assert not dumps({"b": 1, "a": [1, 2]}, indent=3, sort_keys=True).cached
+
+    Peak.save(first, subject=1, session="pre")
+    prov = project.get_provenance(Peak, subject=1, session="pre")
+    assert prov["function_name"] == "mean" and prov["module"].startswith("numpy")
+    assert prov["inputs"]["a"]["var"] == "RawEMG" and "numpy" in prov["env"]["packages"]
+
+
+def test_star_args_and_star_kwargs_take_loaded_inputs(project) -> None:
+    calls = []
+
+    @lineage_fcn
+    def total(*parts, **weights):
+        calls.append(1)
+        return sum(parts) + sum(weights.values())
+
+    x = raw()
+    first = total(x, 1.0, w=x)
+    np.testing.assert_array_equal(first.data, np.arange(8.0) * 2 + 1)
+    assert total(x, 1.0, w=x).cached and not total(x, 2.0, w=x).cached
+    record = project.call_record(first.call)
+    assert record["inputs"]["w"]["var"] == "RawEMG"
+    assert record["inputs"]["parts"]["items"]["parts[0]"]["var"] == "RawEMG"
+
+
+def test_multiple_outputs_are_saved_separately_with_their_own_lineage(project) -> None:
+    calls = []
+
+    @lineage_fcn
+    def extremes(signal, scale=1.0):
+        calls.append(1)
+        return signal.max() * scale, signal.min() * scale
+
+    x = raw()
+    peak, trough = extremes(x)
+    assert isinstance(extremes(x), tuple) and len(calls) == 1
+    Peak.save(peak, subject=1, session="pre")
+    Trough.save(trough, subject=1, session="pre")
+    p = project.get_provenance(Peak, subject=1, session="pre")
+    t = project.get_provenance(Trough, subject=1, session="pre")
+    assert p["call"] == t["call"] and p["outputs"] == [peak.oid, trough.oid]
+    assert (p["value_oid"], t["value_oid"]) == (peak.oid, trough.oid)
+    assert (
+        Peak.load(subject=1, session="pre").data == 7.0
+        and Trough.load(subject=1, session="pre").data == 0.0
+    )
+    assert Peak.load(scale=1.0)[0].data == 7.0  # each output is queryable by the call's constants
+
+
+def test_a_one_element_tuple_stays_a_tuple_on_a_hit(project) -> None:
+    @lineage_fcn
+    def single(x):
+        return (x + 1,)
+
+    miss, hit = single(raw()), single(raw())
+    assert isinstance(miss, tuple) and isinstance(hit, tuple) and hit[0].cached
+
+
+def test_result_behaves_like_its_value(project) -> None:
+    @lineage_fcn
+    def make(x):
+        return x * 2
+
+    r = make(raw())
+    a = np.arange(8.0) * 2
+    np.testing.assert_array_equal(r + 1, a + 1)
+    np.testing.assert_array_equal(1 - r, 1 - a)
+    np.testing.assert_array_equal(r * r, a * a)
+    np.testing.assert_array_equal(r / 2, a / 2)
+    np.testing.assert_array_equal(-r, -a)
+    np.testing.assert_array_equal(r > 4, a > 4)
+    np.testing.assert_array_equal(r == a, np.ones(8, bool))
+    assert np.mean(r) == np.mean(a) and np.asarray(r).dtype == a.dtype
+    np.testing.assert_array_equal(np.sqrt(r), np.sqrt(a))
+    assert len(r) == 8 and r[3] == 6.0 and list(r[:2]) == [0.0, 2.0] and r.shape == (8,)
+    assert 4.0 in r and list(iter(r))[-1] == 14.0
+    scalar = make(1.25)
+    assert float(scalar) == 2.5 and round(scalar) == 2 and round(scalar, 1) == 2.5
+    assert f"{scalar:.2f}" == "2.50" and scalar < 3 and scalar >= 2.5 and scalar != 1
+    assert int(make(3)) == 6 and list(range(10))[make(2)] == 4
+    clone = pickle.loads(pickle.dumps(r))
+    assert clone.oid == r.oid and clone.call == r.call and np.array_equal(clone.data, a)
+    assert copy.copy(r).oid == r.oid and copy.deepcopy(r).call == r.call
+    assert isinstance(r, LineageResult) and r.function_name == "make"
+
+
+def test_without_a_database_lineage_and_cache_live_in_memory(
+    no_database, tmp_path, monkeypatch
+) -> None:
+    calls = []
+
+    @lineage_fcn
+    def detrend(signal, order=1):
+        calls.append("detrend")
+        return signal - signal.mean() * order
+
+    @lineage_fcn
+    def rms(signal):
+        calls.append("rms")
+        return float(np.sqrt(np.mean(signal**2)))
+
+    signal = np.linspace(0, 1, 50)
+    first = rms(detrend(signal, 1))
+    again = rms(detrend(signal, 1))
+    assert calls == ["detrend", "rms"] and again.cached and again.call == first.call
+    other = detrend(signal, 2)
+    assert not rms(other).cached
+    # Later, with a database: saving brings the whole in-memory lineage along.
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "late.duckdb", ["subject"])
+    try:
+        Envelope.save(first, subject=1)
+        prov = db.get_provenance(Envelope, subject=1)
+        # function_name is the qualified name (these functions are defined inside the test)
+        assert prov["function_name"].endswith(".rms") and "call" in prov["inputs"]["signal"]
+        upstream = db.call_record(prov["inputs"]["signal"]["call"])
+        assert upstream["function_name"].endswith(".detrend") and upstream["constants"] == {
+            "order": 1
+        }
+        assert prov["params"] == {"detrend.order": 1}
+        assert db.store.get_value(upstream["code"]).startswith("def detrend(signal, order=1):")
+        assert why(Envelope, subject=1).status == "current"
+        # The whole chain entered the database's call cache.
+        assert rms(detrend(signal, 1)).cached and len(calls) == 4
+        # A result computed in memory and used as an input once the database exists.
+        Peak.save(rms(other), subject=1)  # rms runs here; detrend's lineage is brought along
+        assert calls[4:] == ["rms"]
+        upstream = db.get_provenance(Peak, subject=1)["inputs"]["signal"]["call"]
+        assert db.call_record(upstream)["constants"] == {"order": 2}
+    finally:
+        db.close()
+
+
+# --- call keys ---------------------------------------------------------------------------------
+
+_constants = st.one_of(
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=True),
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(0, 9), max_size=3),
+)
+
+
+@lineage_fcn
+def _three(a, b, c=0):
+    return a
+
+
+def _key(*args, **kwargs) -> str:
+    return _three.key_for(_three.bind_inputs(args, kwargs)[1])
+
+
+def _spelled(value) -> tuple:
+    return (type(value), repr(value))
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(a=_constants, b=_constants, c=_constants, order=st.permutations(["a", "b", "c"]))
+def test_call_key_ignores_argument_spelling_and_order(no_database, a, b, c, order) -> None:
+    values = {"a": a, "b": b, "c": c}
+    shuffled = {name: values[name] for name in order}
+    keys = {_key(a, b, c), _key(**shuffled), _key(a, b=b, c=c), _key(a, c=c, b=b)}
+    assert len(keys) == 1
+    if c == 0 and type(c) is int:
+        assert _key(a, b) in keys  # the default is bound
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=st.tuples(_constants, _constants), second=st.tuples(_constants, _constants))
+def test_different_constants_give_different_keys(no_database, first, second) -> None:
+    same = [_spelled(v) for v in first] == [_spelled(v) for v in second]
+    assert (_key(*first) == _key(*second)) == same
+
+
+def test_equal_looking_constants_of_different_types_do_not_share_a_key(no_database) -> None:
+    keys = {_key(v, 0) for v in (1, 1.0, True, "1", b"1", np.int64(1), [1], (1,))}
+    assert len(keys) == 8
+
+
+def test_an_input_loaded_from_the_store_is_keyed_by_its_known_oid(project, monkeypatch) -> None:
+    import scistack.lineage.calls as calls_module
+    from scistack.objects.hashing import payload_length
+
+    big = raw(np.ones(100_000))  # 800 kB
+    hashed = []
+    hash_value, hash_object = calls_module.hash_value, calls_module.hash_object
+    monkeypatch.setattr(
+        calls_module,
+        "hash_value",
+        lambda v: hashed.append(getattr(v, "nbytes", 8)) or hash_value(v),
+    )
+    monkeypatch.setattr(
+        calls_module,
+        "hash_object",
+        lambda kind, parts: hashed.append(payload_length(parts)) or hash_object(kind, parts),
+    )
+    _key(big, 2)
+    assert 0 < sum(hashed) < 1000  # the constants only; never the loaded array
+    hashed.clear()
+    _key(np.ones(100_000), 2)
+    assert sum(hashed) >= 800_000  # the same array in memory must be hashed
+
+
+# --- persistence across processes ------------------------------------------------------------
+
+STEPS = """
+    import os
+    import numpy as np
+    from scistack import lineage_fcn
+
+    @lineage_fcn
+    def bandpass(signal, low_hz, high_hz=450):
+        with open(os.environ["RUNS_FILE"], "a") as log:
+            log.write("ran\\n")
+        return np.asarray(signal) * low_hz + high_hz
+"""
+
+SCRIPT = """
+    import json, os, socket, sys
+    host = os.environ.get("FAKE_HOST")
+    if host:
+        socket.gethostname = lambda: host
+    import numpy as np
+    from scistack import BaseVariable, configure_database
+    from {pkg}.steps import bandpass
+
+    class RawEMG(BaseVariable): pass
+    class FilteredEMG(BaseVariable): pass
+
+    db = configure_database(sys.argv[1], ["subject", "session"])
+    if sys.argv[2] == "save":
+        RawEMG.save(np.arange(5.0), subject=1, session="pre")
+    result = bandpass(RawEMG.load(subject=1, session="pre"), 20)
+    if sys.argv[2] == "save":
+        FilteredEMG.save(result, subject=1, session="pre")
+    prov = db.get_provenance(FilteredEMG, subject=1, session="pre")
+    print(json.dumps({{"cached": result.cached, "call": result.call, "host": prov["env"]["host"],
+                      "function": prov["function_name"], "low_hz": prov["constants"]["low_hz"],
+                      "input": prov["inputs"]["signal"]["var"], "cwd": os.getcwd()}}))
+    db.close()
+"""
+
+
+def _run(script: Path, cwd: Path, env: dict[str, str], *args: str) -> dict:
+    done = subprocess.run(
+        [PYTHON, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_cache_and_provenance_persist_across_processes(tmp_path, code, python_env) -> None:
+    code.write("steps", STEPS)
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(SCRIPT.format(pkg=code.name)))
+    runs = tmp_path / "runs.log"
+    env = {
+        **python_env,
+        "RUNS_FILE": str(runs),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join([str(code.src), python_env["PYTHONPATH"]]),
+    }
+    db_path = str(tmp_path / "gait.duckdb")
+    first = _run(script, tmp_path, {**env, "FAKE_HOST": "lab-pc"}, db_path, "save")
+    assert first["cached"] is False and first["host"] == "lab-pc"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    # Another process, another working directory, another host: the environment is not in the key.
+    second = _run(script, elsewhere, {**env, "FAKE_HOST": "cluster-node-7"}, db_path, "load")
+    assert second["cached"] is True and second["call"] == first["call"]
+    assert runs.read_text().count("ran") == 1
+    assert (
+        second["function"] == "bandpass" and second["low_hz"] == 20 and second["input"] == "RawEMG"
+    )
+    assert second["host"] == "lab-pc"  # the record says where it really ran
+
+
+# --- code edits --------------------------------------------------------------------------------
+
+PIPELINE = """
+    import numpy as np
+    from scistack import lineage_fcn
+    RUNS = []
+    GAIN = 2
+
+    def helper(x):
+        return x * GAIN
+
+    @lineage_fcn
+    def bandpass(signal, low_hz):
+        RUNS.append(low_hz)
+        return helper(signal) + low_hz
+"""
+
+
+def _edit(code: Modules, old: str, new: str) -> ModuleType:
+    code.write("pipeline", PIPELINE.replace(old, new))
+    return code.load("pipeline")
+
+
+def test_comment_and_formatting_edits_are_cache_hits(project, code) -> None:
+    code.write("pipeline", PIPELINE)
+    first = code.load("pipeline").bandpass(raw(), 20)
+    mod = _edit(
+        code,
+        "        return helper(signal) + low_hz",
+        "        # add the offset\n\n        return (helper(signal)  +  low_hz)  # done",
+    )
+    again = mod.bandpass(raw(), 20)
+    assert again.cached and mod.RUNS == [] and again.call == first.call
+
+
+def test_function_edit_recomputes_and_the_new_result_becomes_the_default(project, code) -> None:
+    code.write("pipeline", PIPELINE)
+    old = code.load("pipeline").bandpass(raw(), 20)
+    FilteredEMG.save(old, subject=1, session="pre")
+    mod = _edit(code, "helper(signal) + low_hz", "helper(signal) - low_hz")
+    new = mod.bandpass(raw(), 20)
+    assert not new.cached and mod.RUNS == [20]
+    FilteredEMG.save(new, subject=1, session="pre")
+    current = FilteredEMG.load(subject=1, session="pre")  # one value, not an ambiguity
+    assert current.version == 2 and current.oid == new.oid
+    assert FilteredEMG.load(subject=1, session="pre", version=1).oid == old.oid
+    by_param = FilteredEMG.load(low_hz=20)
+    assert [v.oid for v in by_param] == [new.oid]
+    report = why(FilteredEMG, subject=1, session="pre", version=1)
+    assert report.status == "stale" and {r.kind for r in report.reasons} == {"superseded", "code"}
+    assert why(FilteredEMG, subject=1, session="pre").status == "current"
+
+
+def test_helper_edit_recomputes_and_why_names_the_helper_with_a_diff(project, code) -> None:
+    code.write("pipeline", PIPELINE)
+    FilteredEMG.save(code.load("pipeline").bandpass(raw(), 20), subject=1, session="pre")
+    mod = _edit(code, "return x * GAIN", "return x * GAIN + 1")
+    report = why(FilteredEMG, subject=1, session="pre")
+    assert report.status == "stale"
+    (reason,) = report.reasons
+    assert reason.kind == "helper" and reason.name == f"{code.name}.pipeline.helper"
+    assert "-    return x * GAIN\n+    return x * GAIN + 1\n" in reason.diff
+    assert "helper" in str(report) and "+    return x * GAIN + 1" in str(report)
+    assert not mod.bandpass(raw(), 20).cached and mod.RUNS == [20]
+
+
+def test_constant_edit_recomputes_and_why_names_the_constant(project, code) -> None:
+    code.write("pipeline", PIPELINE)
+    FilteredEMG.save(code.load("pipeline").bandpass(raw(), 20), subject=1, session="pre")
+    mod = _edit(code, "GAIN = 2", "GAIN = 3")
+    (reason,) = why(FilteredEMG, subject=1, session="pre").reasons
+    assert reason.kind == "constant" and reason.name == f"{code.name}.pipeline.GAIN"
+    assert "2 -> 3" in reason.detail
+    assert not mod.bandpass(raw(), 20).cached
+
+
+def test_function_edit_is_shown_as_a_unified_diff(project, code) -> None:
+    code.write("pipeline", PIPELINE)
+    FilteredEMG.save(code.load("pipeline").bandpass(raw(), 20), subject=1, session="pre")
+    _edit(code, "helper(signal) + low_hz", "helper(signal) * low_hz")
+    (reason,) = why(FilteredEMG, subject=1, session="pre").reasons
+    assert reason.kind == "code" and reason.name == "bandpass"
+    assert reason.diff.startswith("--- bandpass (when computed)\n+++ bandpass (now)\n")
+    assert (
+        "-    return helper(signal) + low_hz\n+    return helper(signal) * low_hz\n" in reason.diff
+    )
+
+
+def test_why_follows_results_that_were_never_saved(project, code) -> None:
+    code.write(
+        "pipeline",
+        PIPELINE
+        + """
+    @lineage_fcn
+    def rectify(signal):
+        return abs(signal)
+    """,
+    )
+    mod = code.load("pipeline")
+    Rectified.save(mod.rectify(mod.bandpass(raw(), 20)), subject=1, session="pre")
+    assert why(Rectified, subject=1, session="pre").status == "current"
+    code.write(
+        "pipeline",
+        (
+            PIPELINE
+            + """
+    @lineage_fcn
+    def rectify(signal):
+        return abs(signal)
+    """
+        ).replace("GAIN = 2", "GAIN = 5"),
+    )
+    code.load("pipeline")
+    report = why(Rectified, subject=1, session="pre")
+    (reason,) = report.reasons
+    assert report.status == "stale" and reason.kind == "constant" and "GAIN" in reason.name
+    assert "upstream bandpass" in reason.detail
+
+
+# --- provenance and queries ----------------------------------------------------------------------
+
+
+def test_get_provenance_describes_function_constants_inputs_code_and_environment(
+    project, code
+) -> None:
+    code.write("pipeline", PIPELINE)
+    mod = code.load("pipeline")
+    x = raw()
+    FilteredEMG.save(mod.bandpass(x, 20), subject=1, session="pre")
+    prov = project.get_provenance(FilteredEMG, subject=1, session="pre")
+    assert prov["function_name"] == "bandpass" and prov["module"] == f"{code.name}.pipeline"
+    assert prov["constants"] == {"low_hz": 20}
+    assert prov["inputs"] == {
+        "signal": {"var": "RawEMG", "addr": {"subject": 1, "session": "pre"}, "oid": x.oid}
+    }
+    assert prov["code_hash"] == mod.bandpass.identity().digest
+    assert project.store.get_value(prov["code"]) == mod.bandpass.identity().source
+    env = prov["env"]
+    assert env["python"] == ".".join(map(str, sys.version_info[:3]))
+    assert env["host"] and env["user"] and env["packages"]["numpy"] == np.__version__
+    assert prov["created_at"].endswith("Z") and prov["duration"] >= 0
+    RawEMG.save(np.ones(3), subject=2, session="pre")
+    assert project.get_provenance(RawEMG, subject=2, session="pre") is None
+
+
+def test_call_record_is_a_canonical_json_object_and_indexed_in_duckdb(project) -> None:
+    from scistack.objects.canonical_json import dumps_canonical
+
+    bandpass = counted([])
+    x = raw()
+    result = bandpass(x, 20)
+    stored = project.store.get(result.call)
+    assert stored.kind == "call"
+    assert dumps_canonical(json.loads(bytes(stored.payload))) == bytes(stored.payload)
+    record = json.loads(bytes(stored.payload))
+    assert record["inputs"]["signal"] == {
+        "oid": x.oid,
+        "var": "RawEMG",
+        "addr": {"subject": 1, "session": "pre"},
+    }
+    assert (
+        record["inputs"]["low_hz"]["const"] == 20 and record["inputs"]["high_hz"]["const"] == 450.0
+    )
+    assert record["outputs"] == [result.oid] and "env" in record and "started" in record
+    assert project.store.get(record["function"]["code"]).kind == "code"
+    key = bandpass.key_for(bandpass.bind_inputs((x, 20), {})[1])
+    project.sync()
+    rows = project.sql("SELECT key, call FROM calls").values.tolist()
+    assert [key, result.call] in rows
+
+
+def test_load_selects_by_constants_of_the_call_and_of_upstream_calls(project) -> None:
+    @lineage_fcn
+    def bandpass(signal, low_hz):
+        return signal + low_hz
+
+    @lineage_fcn
+    def envelope(signal, cutoff):
+        return abs(signal) * cutoff
+
+    x = raw()
+    for low in (10, 20):
+        f = bandpass(x, low)
+        FilteredEMG.save(f, subject=1, session="pre", variant=f"low{low}")
+        Envelope.save(envelope(f, 6), subject=1, session="pre", variant=f"low{low}")
+    assert FilteredEMG.load(low_hz=20)[0].metadata["variant"] == "low20"
+    assert FilteredEMG.load(**{"bandpass.low_hz": 10})[0].metadata["variant"] == "low10"
+    assert Envelope.load(low_hz=20)[0].metadata["variant"] == "low20"  # an upstream constant
+    assert (
+        Envelope.load(**{"bandpass.low_hz": 10, "envelope.cutoff": 6})[0].metadata["variant"]
+        == "low10"
+    )
+
+
+def test_a_bare_name_shared_by_two_upstream_functions_is_ambiguous(project) -> None:
+    @lineage_fcn
+    def bandpass(signal, window):
+        return signal * window
+
+    @lineage_fcn
+    def smooth(signal, window):
+        return signal + window
+
+    Envelope.save(smooth(bandpass(raw(), 3), 5), subject=1, session="pre")
+    with pytest.raises(AmbiguousParamError) as err:
+        Envelope.load(window=3)
+    assert "bandpass.window" in str(err.value) and "smooth.window" in str(err.value)
+    assert Envelope.load(**{"bandpass.window": 3})[0].version == 1
+
+
+# --- staleness ---------------------------------------------------------------------------------
+
+
+def test_a_resaved_input_is_never_served_the_old_result(project) -> None:
+    calls = []
+    bandpass = counted(calls)
+    FilteredEMG.save(bandpass(raw(np.zeros(4)), 20), subject=1, session="pre")
+    assert why(FilteredEMG, subject=1, session="pre").status == "current"
+    fresh = bandpass(raw(np.ones(4)), 20)
+    assert not fresh.cached and len(calls) == 2
+    np.testing.assert_array_equal(fresh.data, np.full(4, 470.0))
+    report = why(FilteredEMG, subject=1, session="pre")
+    (reason,) = report.reasons
+    assert report.status == "stale" and reason.kind == "input" and reason.name == "signal"
+    assert "RawEMG" in reason.detail and "version 2" in reason.detail
+
+
+def test_values_keyed_by_oid_cannot_change_behind_the_key(project) -> None:
+    calls = []
+    bandpass = counted(calls)
+    loaded = raw()
+    with pytest.raises(ValueError, match="read-only"):
+        loaded.data[0] = 99.0  # a loaded array is read-only: its oid must stay true
+    miss, hit = bandpass(loaded, 20), bandpass(loaded, 20)
+    for result in (miss, hit):
+        with pytest.raises(ValueError, match="read-only"):
+            result.data[0] = 99.0
+    mine = np.ones(8)
+    saved = RawEMG.save(mine, subject=2, session="pre")
+    assert bandpass(saved, 20).cached is False  # the caller's own array: verified, then used
+    assert bandpass(RawEMG.load(subject=2, session="pre"), 20).cached  # same oid, same key
+    mine *= 2  # changed in place after saving: keying it by the old oid would poison the cache
+    with pytest.raises(LineageError, match="changed in place"):
+        bandpass(saved, 20)
+    assert len(calls) == 2 and mine.flags.writeable
+
+
+def test_a_function_returning_its_argument_does_not_freeze_the_callers_array(project) -> None:
+    passthrough = lineage_fcn(lambda x: x)
+    mine = np.arange(3.0)
+    result = passthrough(mine)
+    assert mine.flags.writeable and not result.data.flags.writeable
+    mine[0] = 5.0
+    assert result.data[0] == 0.0
+
+
+def test_why_on_a_raw_value_says_raw(project) -> None:
+    raw()
+    report = why(RawEMG, subject=1, session="pre")
+    assert report.status == "raw" and report.function is None
+
+
+def test_a_garbage_collected_output_is_computed_again(project) -> None:
+    calls = []
+    bandpass = counted(calls)
+    first = bandpass(raw(), 20)
+    project.store.delete(first.oid)
+    again = bandpass(raw(), 20)
+    assert not again.cached and len(calls) == 2 and project.store.contains(again.oid)
+
+
+# --- the git environment --------------------------------------------------------------------------
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_git_commit_dirty_flag_and_diff_are_recorded(project, tmp_path, monkeypatch) -> None:
+    repo = tmp_path / "analysis"
+    pkg = repo / f"gitpkg_{uuid.uuid4().hex[:8]}"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "steps.py").write_text(textwrap.dedent(STEPS))
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "steps")
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(repo))
+    monkeypatch.setenv("RUNS_FILE", str(tmp_path / "runs.log"))
+    helper = Modules.__new__(Modules)
+    helper.name = pkg.name
+    try:
+        clean = importlib.import_module(f"{pkg.name}.steps").bandpass(raw(), 20)
+        git = project.call_record(clean.call)["env"]["git"]
+        assert git == {"commit": commit, "dirty": False}
+        (pkg / "steps.py").write_text(textwrap.dedent(STEPS).replace("+ high_hz", "- high_hz"))
+        stamp = time.time_ns() + 5_000_000_000
+        os.utime(pkg / "steps.py", ns=(stamp, stamp))
+        helper.purge()
+        importlib.invalidate_caches()
+        dirty = importlib.import_module(f"{pkg.name}.steps").bandpass(raw(), 20)
+        git = project.call_record(dirty.call)["env"]["git"]
+        assert git["commit"] == commit and git["dirty"] is True
+        diff = project.store.get(git["diff"])
+        assert diff.kind == "bytes" and bytes(diff.payload).decode() == _git(repo, "diff", "HEAD")
+        assert "-    return np.asarray(signal) * low_hz + high_hz" in bytes(diff.payload).decode()
+        (pkg / "extra.py").write_text("def twice(x):\n    return x * 2\n")
+        extra = importlib.import_module(f"{pkg.name}.extra")
+        untracked = lineage_fcn(extra.twice)(raw())
+        git = project.call_record(untracked.call)["env"]["git"]
+        assert git["dirty"] is True and git["untracked"] == [f"{pkg.name}/extra.py"]
+    finally:
+        helper.purge()
