@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -173,17 +174,17 @@ def _user() -> str:
 @lru_cache(maxsize=None)
 def _version_of(module: str) -> str | None:
     top = module.split(".")[0]
-    mod = sys.modules.get(top)
-    version = getattr(mod, "__version__", None)
-    if isinstance(version, str):
-        return version
-    try:
+    try:  # distribution metadata first: some packages deprecate `__version__` (click)
         from importlib.metadata import PackageNotFoundError
         from importlib.metadata import version as dist_version
 
         return dist_version(top)
     except (PackageNotFoundError, ValueError):
-        return None
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        version = getattr(sys.modules.get(top), "__version__", None)
+    return version if isinstance(version, str) else None
 
 
 def imported_modules(module_name: str) -> list[str]:
