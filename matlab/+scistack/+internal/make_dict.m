@@ -1,6 +1,6 @@
 function d = make_dict(keys, vals)
-%MAKE_DICT A JSON object as a MATLAB value: a 1x1 struct when every key is a valid MATLAB
-%   name (isvarname: a letter first, then letters, digits and _, at most namelengthmax
+%MAKE_DICT A JSON object as a MATLAB value: a 1x1 struct when every key is a valid field
+%   name (is_field_name: a letter first, then letters, digits and _, at most namelengthmax
 %   characters, not a keyword), else a containers.Map (char keys, any values).
 if isempty(keys)
     d = struct();
@@ -8,7 +8,7 @@ if isempty(keys)
 end
 valid = true;
 for j = 1:numel(keys)
-    if ~isvarname(keys{j})
+    if ~scistack.internal.is_field_name(keys{j})
         valid = false;
         break
     end
