@@ -5,9 +5,11 @@ function S = journal(root, chunk_bytes)
 %     S.P.oid, S.P.kind, S.P.t, S.P.line   (one element per put, in journal order)
 %     S.deleted   a `del` line after the put removed (var, addr, version)
 %     S.current   the put is the highest surviving version of its (var, addr, vkeys)
-%     S.meta      containers.Map (a handle): decoded addr/vkeys objects by their JSON text
+%     S.meta      a scistack.internal.Store (a handle): decoded addr/vkeys by JSON text
 %   Only complete lines count: a last line without "\n" is an interrupted write. Lines of
-%   other ops (call, run, ...) are skipped. The state is cached per project and keyed on
+%   other ops (call, run, ...) are skipped; an unreadable complete line (e.g. the fragment
+%   of an interrupted write that a later append terminated) is skipped with a
+%   scistack:corruptJournal warning that names its line number. The state is cached per project and keyed on
 %   the file size: an unchanged journal costs one dir() call, a grown one is read from
 %   where the cached state stopped (the journal is append-only), a shrunk one is re-read.
 %   CHUNK_BYTES (tests) bounds how much text is parsed at once (default 1 MB).
@@ -59,7 +61,7 @@ P = struct('var', {{}}, 'addr', {{}}, 'vkeys', {{}}, 'vtext', {{}}, 'version', z
 D = struct('key', {{}}, 'line', zeros(0, 1));
 S = struct('P', P, 'D', D, 'deleted', false(0, 1), 'current', false(0, 1), ...
     'offset', 0, 'file_size', 0, 'nlines', 0, ...
-    'meta', containers.Map('KeyType', 'char', 'ValueType', 'any'));
+    'meta', scistack.internal.Store());
 end
 
 function S = parse_into(S, bytes, chunk_bytes)
@@ -74,7 +76,8 @@ while first <= numel(bytes)
     end
     stop = nl(k);
     txt = char(bytes(first:stop)');
-    [P, D, n] = parse_chunk(txt, S.nlines);
+    n = sum(txt == 10);
+    [P, D] = parse_chunk(txt, S.nlines + (1:n));
     S.P = append(S.P, P);
     S.D = append(S.D, D);
     S.nlines = S.nlines + n;
@@ -89,12 +92,19 @@ for j = 1:numel(f)
 end
 end
 
-function [P, D, nlines] = parse_chunk(txt, line0)
-% Every complete line of TXT (which ends with "\n"), parsed without a per-line loop: find
-% the string and nesting structure of the whole text, then the top-level keys of each line.
+function [P, D] = parse_chunk(txt, linenos)
+% Every complete line of TXT (which ends with "\n"; LINENOS are their line numbers),
+% parsed without a per-line loop: find the string and nesting structure of the whole text,
+% then the top-level keys of each line. Unreadable lines are skipped with a warning.
 n = numel(txt);
 nl = find(txt == 10);
 nlines = numel(nl);
+if nlines == 0
+    E = empty_state();
+    P = E.P;
+    D = E.D;
+    return
+end
 starts = [1, nl(1:end - 1) + 1];
 isb = txt == '\';
 lnb = cummax((~isb) .* (1:n));
@@ -107,14 +117,23 @@ realq = q(mod(cnt, 2) == 0);
 tog = zeros(1, n);
 tog(realq) = 1;
 par = cumsum(tog);
+blank = starts == nl;
+% a line with an odd number of quotes would shift every later line: drop it first
+before = [0, par(nl(1:end - 1))];
+odd = ~blank & mod(par(nl) - before, 2) == 1;
+if any(odd)
+    [P, D] = skip_lines(txt, linenos, odd, starts, nl);
+    return
+end
 instr = mod(par, 2) == 1;
 opens = (txt == '{' | txt == '[') & ~instr;
 closes = (txt == '}' | txt == ']') & ~instr;
 depth = cumsum(double(opens) - double(closes));
-blank = starts == nl;
-bad = find(~blank & (mod(par(nl), 2) == 1 | depth(nl) ~= 0 | txt(starts) ~= '{'), 1);
-if ~isempty(bad)
-    corrupt(line0 + bad, txt(starts(bad):nl(bad) - 1));
+before = [0, depth(nl(1:end - 1))];
+bad = ~blank & (depth(nl) ~= before | txt(starts) ~= '{' | txt(max(nl - 1, 1)) ~= '}');
+if any(bad)
+    [P, D] = skip_lines(txt, linenos, bad, starts, nl);
+    return
 end
 % top-level keys: depth 1, right after { or , outside a string
 [ks, ke] = regexp(txt, '"(addr|kind|oid|op|t|var|version|vkeys)":', 'start', 'end');
@@ -154,17 +173,19 @@ end
 isput = strcmp(col.op, 'put');
 isdel = strcmp(col.op, 'del');
 need = {'var', 'addr', 'version', 'oid', 'kind'};
+incomplete = false(nlines, 1);
 for j = 1:numel(need)
-    missing = find(isput & cellfun('isempty', col.(need{j})), 1);
-    if isempty(missing) && j <= 3
-        missing = find(isdel & cellfun('isempty', col.(need{j})), 1);
-    end
-    if ~isempty(missing)
-        corrupt(line0 + missing, txt(starts(missing):nl(missing) - 1));
+    lacks = cellfun('isempty', col.(need{j}));
+    incomplete = incomplete | (isput & lacks);
+    if j <= 3
+        incomplete = incomplete | (isdel & lacks);
     end
 end
-pl = find(isput);
-dl = find(isdel);
+if any(incomplete)
+    warn_skipped(linenos(incomplete), 'a put or del line lacks a field');
+end
+pl = find(isput & ~incomplete);
+dl = find(isdel & ~incomplete);
 P.var = col.var(pl);
 P.addr = col.addr(pl);
 vk = col.vkeys(pl);
@@ -177,9 +198,9 @@ P.kind = col.kind(pl);
 tt = col.t(pl);
 tt(cellfun('isempty', tt)) = {''};
 P.t = tt;
-P.line = line0 + pl(:);
+P.line = linenos(pl)';
 D.key = strcat(col.var(dl), {char(0)}, col.addr(dl), {char(0)}, col.version(dl));
-D.line = line0 + dl(:);
+D.line = linenos(dl)';
 end
 
 function c = texts(txt, s, e, cb)
@@ -224,12 +245,20 @@ n = zeros(size(q));
 n(ord(~isa_) - na) = c(~isa_);
 end
 
-function corrupt(line, text)
-if numel(text) > 200
-    text = [text(1:200), '...'];
+function [P, D] = skip_lines(txt, linenos, bad, starts, nl)
+warn_skipped(linenos(bad), 'not a complete JSON object');
+keep = find(~bad);
+parts = cell(1, numel(keep));
+for k = 1:numel(keep)
+    parts{k} = txt(starts(keep(k)):nl(keep(k)));
 end
-error('scistack:corruptJournal', ['refs.log line %d is not a complete journal record: %s\n', ...
-    'Run `scistack fsck` to check the journal'], line, text);
+[P, D] = parse_chunk([parts{:}], linenos(keep));
+end
+
+function warn_skipped(lines, why)
+shown = sprintf('%d, ', lines(1:min(end, 10)));
+warning('scistack:corruptJournal', ['refs.log: skipped %d unreadable line(s) (%s): ', ...
+    'line %s. Run `scistack fsck` to check the journal'], numel(lines), why, shown(1:end - 2));
 end
 
 function S = fold(S)

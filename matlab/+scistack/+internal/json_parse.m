@@ -71,7 +71,9 @@ if any(isstr)
     for j = 1:numel(strs)
         s = strs{j};
         s = s(2:end - 1);
-        if any(s == '\')
+        if isempty(s)
+            s = '';
+        elseif any(s == '\')
             s = unescape(s);
         end
         strs{j} = s;

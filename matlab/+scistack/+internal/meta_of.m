@@ -9,7 +9,7 @@ if isempty(idx)
     return
 end
 keys = strcat(S.P.addr(idx), {char(0)}, S.P.vkeys(idx));
-have = isKey(S.meta, keys);
+[have, metas] = S.meta.get_many(keys);
 if ~all(have)
     missing = unique(keys(~have));
     parts = regexp(missing, char(0), 'split');
@@ -19,18 +19,32 @@ if ~all(have)
     decoded = decode_objects(texts);
     [~, ai] = ismember(atext, texts);
     [~, vi] = ismember(vtext, texts);
+    % field names, computed once per distinct key
+    ks = cellfun(@(d) d.keys(:)', decoded, 'UniformOutput', false);
+    flat = [ks{:}];
+    ukeys = unique(flat);
+    unames = field_names(ukeys);
+    mangled = ~isequal(ukeys, unames);
+    [~, loc] = ismember(flat, ukeys);
+    per = mat2cell(unames(loc), 1, cellfun('prodofsize', ks(:)'));
+    for t = 1:numel(decoded)
+        decoded{t}.names = per{t};
+    end
+    made = cell(numel(missing), 1);
     for k = 1:numel(missing)
         a = decoded{ai(k)};
         v = decoded{vi(k)};
-        m.keys = [a.keys(:)', v.keys(:)'];
-        m.vals = [a.vals(:)', v.vals(:)'];
-        m.naddr = numel(a.keys);
-        m.names = field_names(m.keys);
-        S.meta(missing{k}) = m;
+        names = [a.names(:)', v.names(:)'];
+        if mangled && numel(unique(names)) < numel(names)
+            names = matlab.lang.makeUniqueStrings(names);
+        end
+        made{k} = struct('keys', {[a.keys(:)', v.keys(:)']}, ...
+            'names', {names}, 'vals', {[a.vals(:)', v.vals(:)']}, 'naddr', numel(a.keys));
     end
+    S.meta.put_many(missing, made);
+    [~, loc] = ismember(keys(~have), missing);
+    metas(~have) = made(loc);
 end
-metas = values(S.meta, keys);
-metas = metas(:);
 end
 
 function out = decode_objects(texts)
@@ -64,14 +78,10 @@ end
 
 function names = field_names(keys)
 names = keys;
-changed = false;
 for k = 1:numel(keys)
     if ~scistack.internal.is_field_name(keys{k})
         names{k} = scistack.internal.field_name(keys{k});
-        changed = true;
     end
 end
-if changed
-    names = matlab.lang.makeUniqueStrings(names);
-end
+
 end

@@ -16,14 +16,16 @@ elseif ischar(version)   % 'any': every put, deleted and superseded ones too
 else
     cand = find(invar & ~S.deleted & S.P.version == version);
 end
-metas = scistack.internal.meta_of(S, cand);
+X = column_index(S, var, version, cand);
+metas = X.metas;
 mask = true(numel(cand), 1);
 for q = 1:numel(qkeys)
-    for r = find(mask)'
-        m = metas{r};
-        j = find(strcmp(m.keys, qkeys{q}) | strcmp(m.names, qkeys{q}), 1);
-        mask(r) = ~isempty(j) && matches(m.vals{j}, qvals{q});
+    c = find(strcmp(X.keys, qkeys{q}) | strcmp(X.names, qkeys{q}), 1);
+    if isempty(c)
+        mask(:) = false;
+        break
     end
+    mask = mask & matches(X.cols{c}, qvals{q});
 end
 sel = cand(mask);
 metas = metas(mask);
@@ -40,25 +42,94 @@ sel = sel(order);
 metas = metas(order);
 end
 
-function tf = matches(stored, want)
+function X = column_index(S, var, version, cand)
+% The candidates' keys as columns (cached per variable and journal state in S.meta), so a
+% query is a few vector comparisons however many records the variable has.
+if ischar(version)
+    spec = version;
+else
+    spec = sprintf('%d', version);
+end
+key = sprintf('#columns|%s|%s|%d', var, spec, S.nlines);
+[found, X] = S.meta.get(key);
+if found
+    return
+end
+metas = scistack.internal.meta_of(S, cand);
+n = numel(metas);
+if n == 0
+    X = struct('metas', {metas}, 'keys', {{}}, 'names', {{}}, 'cols', {{}});
+    return
+end
+counts = cellfun(@(m) numel(m.keys), metas);
+allk = cellfun(@(m) m.keys, metas, 'UniformOutput', false);
+alln = cellfun(@(m) m.names, metas, 'UniformOutput', false);
+allv = cellfun(@(m) m.vals, metas, 'UniformOutput', false);
+allk = [allk{:}];
+alln = [alln{:}];
+allv = [allv{:}];
+rows = repelem((1:n)', counts(:));
+[keys, first] = unique(allk, 'first');
+[first, ord] = sort(first);
+keys = keys(ord);
+[~, kidx] = ismember(allk, keys);
+keys = keys(:)';
+names = alln(first);
+names = names(:)';
+cols = cell(1, numel(keys));
+for c = 1:numel(keys)
+    at = kidx(:) == c;
+    r = rows(at);
+    v = allv(at);
+    v = v(:);
+    col = struct('has', false(n, 1), 'isnum', false(n, 1), 'ischr', false(n, 1), ...
+        'islog', false(n, 1), 'isnull', false(n, 1), 'isint', false(n, 1), ...
+        'num', NaN(n, 1), 'str', {repmat({''}, n, 1)}, 'vals', {cell(n, 1)});
+    col.has(r) = true;
+    col.vals(r) = v;
+    one = cellfun('prodofsize', v) == 1;
+    chr = cellfun('isclass', v, 'char');
+    lgc = cellfun('islogical', v) & one;
+    num = cellfun('isnumeric', v);
+    nul = num & cellfun('isempty', v);
+    num = num & one;
+    col.ischr(r(chr)) = true;
+    col.str(r(chr)) = v(chr);
+    col.islog(r(lgc)) = true;
+    col.isnull(r(nul)) = true;
+    col.isnum(r(num)) = true;
+    both = lgc | num;
+    if any(both)
+        col.num(r(both)) = cellfun(@double, v(both));
+        col.isint(r(num)) = cellfun(@isinteger, v(num));
+    end
+    cols{c} = col;
+end
+X = struct('metas', {metas}, 'keys', {keys}, 'names', {names}, 'cols', {cols});
+S.meta.put(key, X);
+end
+
+function tf = matches(col, want)
 if iscell(want)
-    tf = false;
+    tf = false(size(col.has));
     for k = 1:numel(want)
-        if matches(stored, want{k})
-            tf = true;
-            return
-        end
+        tf = tf | matches(col, want{k});
     end
 elseif ischar(want)
-    tf = ischar(stored) && strcmp(stored, want);
+    tf = col.ischr & strcmp(col.str, want);
 elseif islogical(want) && isscalar(want)
-    tf = islogical(stored) && isscalar(stored) && stored == want;
+    tf = col.islog & col.num == double(want);
 elseif isnumeric(want) && isempty(want)
-    tf = isnumeric(stored) && isempty(stored);
+    tf = col.isnull;
 elseif isnumeric(want)
-    tf = isnumeric(stored) && isscalar(stored) && any(stored == want(:));
+    tf = col.isnum & ismember(col.num, double(want(:)));
+    % 64-bit integers beyond 2^53: confirm with an exact comparison
+    exact = find(tf & (col.isint | any(isinteger(want(:)))));
+    for r = exact(:)'
+        tf(r) = any(col.vals{r} == want(:));
+    end
 else
-    tf = false;
+    tf = false(size(col.has));
 end
 end
 
