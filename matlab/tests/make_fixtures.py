@@ -598,6 +598,83 @@ def build(root: Path, n_many: int = 2000) -> dict:
     return oids
 
 
+def read_object(root: Path, oid: str) -> tuple[str, bytes]:
+    """(kind, payload) of a stored object, checking its oid and length."""
+    if not re.fullmatch(r"[0-9a-f]{64}", oid):
+        raise ValueError(f"invalid oid {oid!r}")
+    data = (Path(root) / ".scistack" / "objects" / oid[:2] / oid[2:]).read_bytes()
+    if data[:4] == ZSTD_MAGIC:
+        data = zstandard.ZstdDecompressor().decompress(data)
+    head, _, payload = data.partition(b"\0")
+    kind, length = head.decode("ascii").split(" ")
+    if int(length) != len(payload) or blake3.blake3(data).hexdigest() != oid:
+        raise ValueError(f"object {oid} is corrupt")
+    return kind, payload
+
+
+def load_value(root: Path, oid: str):
+    """The Python value of an object (npy -> ndarray, json -> value with tags undone)."""
+    kind, payload = read_object(root, oid)
+    if kind == "npy":
+        return decode_npy(payload)
+    if kind == "bytes":
+        return payload
+    if kind != "json":
+        raise ValueError(f"cannot decode kind {kind}")
+    return from_tree(json.loads(payload), lambda child: load_value(root, child))
+
+
+def from_tree(tree, get_child):
+    if isinstance(tree, list):
+        return [from_tree(v, get_child) for v in tree]
+    if not isinstance(tree, dict):
+        return tree
+    if len(tree) == 1:
+        ((key, inner),) = tree.items()
+        if key == "$float":
+            return float(inner)
+        if key == "$tuple":
+            return tuple(from_tree(v, get_child) for v in inner)
+        if key == "$bytes":
+            return base64.b64decode(inner)
+        if key == "$complex":
+            return complex(from_tree(inner[0], get_child), from_tree(inner[1], get_child))
+        if key == "$dict":
+            return {k: from_tree(v, get_child) for k, v in inner}
+        if key == "$ref":
+            return get_child(inner)
+        if key == "$np":
+            dtype = np.dtype(inner[0])
+            v = inner[1]
+            if dtype.kind == "c":
+                v = complex(from_tree(v[0], None), from_tree(v[1], None))
+            elif dtype.kind == "f":
+                v = from_tree(v, None)
+            elif dtype.kind == "S":
+                v = base64.b64decode(v)
+            elif dtype.kind in "Mm":
+                return np.array(v, dtype="<i8").view(dtype)[()]
+            return dtype.type(v)
+    return {k: from_tree(v, get_child) for k, v in tree.items()}
+
+
+def current_records(root: Path) -> list[dict]:
+    """The current put record of each (var, addr, vkeys), folded as format.md section 2 says."""
+    records = read_journal(Path(root) / ".scistack" / "refs.log")
+    deleted = set()
+    for i, r in enumerate(records):
+        if r.get("op") == "del":
+            deleted.add((r["var"], canonical(r["addr"]), r["version"]))
+    best: dict = {}
+    for r in records:
+        if r.get("op") != "put" or (r["var"], canonical(r["addr"]), r["version"]) in deleted:
+            continue
+        key = (r["var"], canonical(r["addr"]), canonical(r["vkeys"]))
+        if key not in best or r["version"] >= best[key]["version"]:
+            best[key] = r
+    return list(best.values())
+
+
 # --------------------------------------------------------------------------------------
 # reference ingester: the contract of `scistack ingest MANIFEST` (see matlab/README.md)
 

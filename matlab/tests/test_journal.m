@@ -15,7 +15,7 @@ function S = state(ctx)
 S = scistack.internal.journal(ctx.fixture);
 end
 
-function i = puts(S, var, addr, version)
+function i = put_index(S, var, addr, version)
 i = find(strcmp(S.P.var, var) & strcmp(S.P.addr, addr) & S.P.version == version);
 end
 
@@ -23,15 +23,15 @@ function fold(ctx)
 S = state(ctx);
 pre1 = '{"session":"pre","subject":1}';
 post1 = '{"session":"post","subject":1}';
-t_assert(~S.current(puts(S, 'Trial', pre1, 1)), 'pre v1 is superseded');
-t_assert(S.current(puts(S, 'Trial', pre1, 2)), 'pre v2 is current');
-t_assert(S.deleted(puts(S, 'Trial', post1, 2)), 'post v2 is deleted');
-t_assert(S.current(puts(S, 'Trial', post1, 1)), 'post v1 is current again');
+t_assert(~S.current(put_index(S, 'Trial', pre1, 1)), 'pre v1 is superseded');
+t_assert(S.current(put_index(S, 'Trial', pre1, 2)), 'pre v2 is current');
+t_assert(S.deleted(put_index(S, 'Trial', post1, 2)), 'post v2 is deleted');
+t_assert(S.current(put_index(S, 'Trial', post1, 1)), 'post v1 is current again');
 pre2 = '{"session":"pre","subject":2}';
-t_assert(S.current(puts(S, 'Trial', pre2, 1)) && S.current(puts(S, 'Trial', pre2, 2)), ...
+t_assert(S.current(put_index(S, 'Trial', pre2, 1)) && S.current(put_index(S, 'Trial', pre2, 2)), ...
     'two version-key variants are both current');
 post2 = '{"session":"post","subject":2}';
-t_assert(~any(S.current(puts(S, 'Trial', post2, 1))), 'deleted only version: nothing current');
+t_assert(~any(S.current(put_index(S, 'Trial', post2, 1))), 'deleted only version: nothing current');
 many = strcmp(S.P.var, 'Many');
 t_equal(sum(many & S.current), 2000, 'Many: one current record per address');
 t_equal(sum(many), 2200, 'Many: 2200 puts');

@@ -1,29 +1,35 @@
 function s = int_to_dec(x)
-%INT_TO_DEC Exact decimal text of an integer-class scalar (sprintf loses 64-bit precision).
+%INT_TO_DEC Exact decimal text of an integer-class scalar. sprintf and Octave's 64-bit
+%   integer division are not exact near 2^64, so the magnitude is split into two 32-bit
+%   halves held in doubles and divided by 10 digit by digit.
 if x == 0
     s = '0';
     return
 end
 neg = x < 0;
-if isa(x, 'uint64')
-    m = x;
-elseif isa(x, 'int64')
+if isa(x, 'int64')
     if x == intmin('int64')
         s = '-9223372036854775808';
         return
     end
     m = uint64(abs(x));
+elseif isa(x, 'uint64')
+    m = x;
 else
     m = uint64(abs(double(x)));
 end
+hi = double(bitshift(m, -32));
+lo = double(bitand(m, uint64(4294967295)));
 digits = zeros(1, 20);
 k = 0;
-ten = uint64(10);
-while m > 0
-    q = idivide(m, ten, 'floor');
+while hi > 0 || lo > 0
+    r = mod(hi, 10);
+    hi = (hi - r) / 10;
+    t = r * 4294967296 + lo;
+    d = mod(t, 10);
+    lo = (t - d) / 10;
     k = k + 1;
-    digits(k) = double(m - q * ten);
-    m = q;
+    digits(k) = d;
 end
 s = char('0' + digits(k:-1:1));
 if neg

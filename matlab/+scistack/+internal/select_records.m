@@ -68,7 +68,7 @@ allv = cellfun(@(m) m.vals, metas, 'UniformOutput', false);
 allk = [allk{:}];
 alln = [alln{:}];
 allv = [allv{:}];
-rows = repelem((1:n)', counts(:));
+owner = repelem((1:n)', counts(:));
 [keys, first] = unique(allk, 'first');
 [first, ord] = sort(first);
 keys = keys(ord);
@@ -79,7 +79,7 @@ names = names(:)';
 cols = cell(1, numel(keys));
 for c = 1:numel(keys)
     at = kidx(:) == c;
-    r = rows(at);
+    r = owner(at);
     v = allv(at);
     v = v(:);
     col = struct('has', false(n, 1), 'isnum', false(n, 1), 'ischr', false(n, 1), ...
