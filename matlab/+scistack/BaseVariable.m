@@ -38,12 +38,12 @@ classdef BaseVariable
                 if numel(sel) > 1
                     ambiguous(var, S, sel, metas, qk, qv);
                 end
-                out = scistack.internal.make_record(cfg, S, sel, metas{1}, var);
+                out = scistack.internal.make_record(cfg, S, sel, metas(1), var);
                 return
             end
             out = cell(numel(sel), 1);
             for k = 1:numel(sel)
-                out{k} = scistack.internal.make_record(cfg, S, sel(k), metas{k}, var);
+                out{k} = scistack.internal.make_record(cfg, S, sel(k), metas(k), var);
             end
         end
 
@@ -57,7 +57,7 @@ classdef BaseVariable
             out = repmat(struct('data', [], 'metadata', struct(), 'oid', '', ...
                 'version', 0, 'created_at', ''), numel(sel), 1);
             for k = 1:numel(sel)
-                out(k) = scistack.internal.make_record(cfg, S, sel(k), metas{k}, var);
+                out(k) = scistack.internal.make_record(cfg, S, sel(k), metas(k), var);
             end
         end
 
@@ -138,7 +138,7 @@ end
 function ambiguous(var, S, sel, metas, qk, qv)
 lines = cell(1, numel(sel));
 for k = 1:numel(sel)
-    m = metas{k};
+    m = metas(k);
     vk = scistack.internal.describe(m.keys(m.naddr + 1:end), m.vals(m.naddr + 1:end));
     if isempty(vk)
         vk = '(no version keys)';

@@ -126,7 +126,8 @@ end
 function corrupt(ctx) %#ok<INUSD>
 root = tempname();
 mkdir(fullfile(root, '.scistack'));
-good = '{"addr":{"subject":1},"kind":"json","oid":"ab","op":"put","t":"x","var":"A","version":1,"vkeys":{}}';
+good = ['{"addr":{"subject":1},"kind":"json","oid":"ab","op":"put","t":"x","var":"A",', ...
+    '"version":1,"vkeys":{}}'];
 fid = fopen(fullfile(root, '.scistack', 'refs.log'), 'w');
 fprintf(fid, '%s\n', good);
 fprintf(fid, '%s\n', '{"addr":{"subject":1},"kind":"json","oid":"ab","op":"put"');

@@ -98,7 +98,8 @@ t_equal(npy(ctx, 'f8_bigendian_2x2'), [0, 1; 2, 3], 'big-endian');
 t_equal(npy(ctx, 'i4_noncontig_2x3'), int32([0, 2, 4; 12, 14, 16]), 'strided');
 % a foreign writer's Fortran-ordered payload decodes too
 h = sprintf('{''descr'': ''<f8'', ''fortran_order'': True, ''shape'': (2, 3), }\n');
-b = [uint8([147, double('NUMPY'), 1, 0, numel(h), 0]), uint8(h), typecast([1, 4, 2, 5, 3, 6], 'uint8')];
+b = [uint8([147, double('NUMPY'), 1, 0, numel(h), 0]), uint8(h), ...
+    typecast([1, 4, 2, 5, 3, 6], 'uint8')];
 t_equal(scistack.decode_npy(b), [1, 2, 3; 4, 5, 6], 'fortran payload');
 end
 

@@ -36,6 +36,9 @@ restore = onCleanup(@() setenv('SCISTACK_CLI', old));
 end
 
 function staging(ctx)
+if exist(fullfile(ctx.fixture, 'saved'), 'dir')
+    rmdir(fullfile(ctx.fixture, 'saved'), 's');   % a fresh project for this run
+end
 root = saved_project(ctx);
 [manifest, folder] = SavedValue().stage(struct('arr', [1, 2; 3, 4], 'name', 'x'), ...
     'subject', 1, 'session', 'pre');

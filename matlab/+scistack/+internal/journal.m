@@ -6,12 +6,14 @@ function S = journal(root, chunk_bytes)
 %     S.deleted   a `del` line after the put removed (var, addr, version)
 %     S.current   the put is the highest surviving version of its (var, addr, vkeys)
 %     S.meta      a scistack.internal.Store (a handle): decoded addr/vkeys by JSON text
+%     S.index     containers.Map (a handle): per-variable query columns (select_records)
 %   Only complete lines count: a last line without "\n" is an interrupted write. Lines of
 %   other ops (call, run, ...) are skipped; an unreadable complete line (e.g. the fragment
 %   of an interrupted write that a later append terminated) is skipped with a
-%   scistack:corruptJournal warning that names its line number. The state is cached per project and keyed on
-%   the file size: an unchanged journal costs one dir() call, a grown one is read from
-%   where the cached state stopped (the journal is append-only), a shrunk one is re-read.
+%   scistack:corruptJournal warning that names its line number.
+%   The state is cached per project and keyed on the file size: an unchanged journal costs
+%   one dir() call, a grown one is read from where the cached state stopped (the journal
+%   is append-only), a shrunk one is re-read.
 %   CHUNK_BYTES (tests) bounds how much text is parsed at once (default 1 MB).
 persistent cache
 if isempty(cache)
@@ -58,15 +60,18 @@ end
 function S = empty_state()
 P = struct('var', {{}}, 'addr', {{}}, 'vkeys', {{}}, 'vtext', {{}}, 'version', zeros(0, 1), ...
     'oid', {{}}, 'kind', {{}}, 't', {{}}, 'line', zeros(0, 1));
-D = struct('key', {{}}, 'line', zeros(0, 1));
+D = struct('var', {{}}, 'addr', {{}}, 'version', zeros(0, 1), 'line', zeros(0, 1));
 S = struct('P', P, 'D', D, 'deleted', false(0, 1), 'current', false(0, 1), ...
     'offset', 0, 'file_size', 0, 'nlines', 0, ...
-    'meta', scistack.internal.Store());
+    'meta', scistack.internal.Store(), ...
+    'index', containers.Map('KeyType', 'char', 'ValueType', 'any'));
 end
 
 function S = parse_into(S, bytes, chunk_bytes)
 nl = find(bytes == 10);
 first = 1;
+Ps = {};
+Ds = {};
 while first <= numel(bytes)
     % the chunk ends at the last newline within chunk_bytes (or the next one after it)
     limit = first + chunk_bytes - 1;
@@ -77,26 +82,29 @@ while first <= numel(bytes)
     stop = nl(k);
     txt = char(bytes(first:stop)');
     n = sum(txt == 10);
-    [P, D] = parse_chunk(txt, S.nlines + (1:n));
-    S.P = append(S.P, P);
-    S.D = append(S.D, D);
+    [Ps{end + 1}, Ds{end + 1}] = parse_chunk(txt, S.nlines + (1:n));
     S.nlines = S.nlines + n;
     first = stop + 1;
 end
+S.P = append(S.P, Ps);
+S.D = append(S.D, Ds);
 end
 
-function A = append(A, B)
+function A = append(A, parts)
 f = fieldnames(A);
 for j = 1:numel(f)
-    A.(f{j}) = [A.(f{j}); B.(f{j})];
+    cols = cellfun(@(p) p.(f{j}), parts, 'UniformOutput', false);
+    A.(f{j}) = vertcat(A.(f{j}), cols{:});
 end
 end
 
 function [P, D] = parse_chunk(txt, linenos)
 % Every complete line of TXT (which ends with "\n"; LINENOS are their line numbers),
-% parsed without a per-line loop: find the string and nesting structure of the whole text,
-% then the top-level keys of each line. Unreadable lines are skipped with a warning.
-n = numel(txt);
+% parsed without a per-line loop. Only the structural characters are examined: quotes
+% (which ones open or close a string), brackets and commas outside strings, and the
+% nesting depth after each bracket; the top-level keys of each line follow from those.
+% Unreadable lines are skipped with a warning.
+cle = @scistack.internal.count_le;
 nl = find(txt == 10);
 nlines = numel(nl);
 if nlines == 0
@@ -106,65 +114,56 @@ if nlines == 0
     return
 end
 starts = [1, nl(1:end - 1) + 1];
-isb = txt == '\';
-lnb = cummax((~isb) .* (1:n));
-q = find(txt == '"');
-prev = q - 1;
-cnt = zeros(size(q));
-m = prev >= 1;
-cnt(m) = prev(m) - lnb(prev(m));
-realq = q(mod(cnt, 2) == 0);
-tog = zeros(1, n);
-tog(realq) = 1;
-par = cumsum(tog);
 blank = starts == nl;
+realq = real_quotes(txt);
 % a line with an odd number of quotes would shift every later line: drop it first
-before = [0, par(nl(1:end - 1))];
-odd = ~blank & mod(par(nl) - before, 2) == 1;
+cq = cle(realq, nl);
+odd = ~blank & mod(cq - [0, cq(1:end - 1)], 2) == 1;
 if any(odd)
     [P, D] = skip_lines(txt, linenos, odd, starts, nl);
     return
 end
-instr = mod(par, 2) == 1;
-opens = (txt == '{' | txt == '[') & ~instr;
-closes = (txt == '}' | txt == ']') & ~instr;
-depth = cumsum(double(opens) - double(closes));
-before = [0, depth(nl(1:end - 1))];
-bad = ~blank & (depth(nl) ~= before | txt(starts) ~= '{' | txt(max(nl - 1, 1)) ~= '}');
+brk = find(txt == '{' | txt == '}' | txt == '[' | txt == ']');
+brk = brk(mod(cle(realq, brk), 2) == 0);           % brackets outside strings
+step = 2 * (txt(brk) == '{' | txt(brk) == '[') - 1;
+dep = cumsum(step);                                    % depth after each bracket
+depth_at = @(p) lookup_depth(dep, cle(brk, p));
+dl = depth_at(nl);
+bad = ~blank & (dl ~= [0, dl(1:end - 1)] | txt(starts) ~= '{' | txt(max(nl - 1, 1)) ~= '}');
 if any(bad)
     [P, D] = skip_lines(txt, linenos, bad, starts, nl);
     return
 end
-% top-level keys: depth 1, right after { or , outside a string
-[ks, ke] = regexp(txt, '"(addr|kind|oid|op|t|var|version|vkeys)":', 'start', 'end');
+% top-level keys: depth 1, right after { or , outside a string (strfind: regexp builds
+% every kind of output for each match, which is far slower on megabytes of text)
+keynames = {'addr', 'kind', 'oid', 'op', 't', 'var', 'version', 'vkeys'};
+ks = [];
+which = [];
+for j = 1:numel(keynames)
+    at = strfind(txt, ['"', keynames{j}, '":']);
+    ks = [ks, at]; %#ok<AGROW>
+    which = [which, j * ones(1, numel(at))]; %#ok<AGROW>
+end
 keep = ks > 1;
-keep(keep) = depth(ks(keep)) == 1 & ~instr(ks(keep) - 1);
+keep(keep) = depth_at(ks(keep)) == 1 & mod(cle(realq, ks(keep) - 1), 2) == 0;
 ks = ks(keep);
-ke = ke(keep);
-c1 = txt(ks + 1);
-kl = ke - ks - 2;
-which = zeros(1, numel(ks));
-which(c1 == 'a') = 1;                  % addr
-which(c1 == 'k') = 2;                  % kind
-which(c1 == 'o' & kl == 3) = 3;        % oid
-which(c1 == 'o' & kl == 2) = 4;        % op
-which(c1 == 't') = 5;                  % t
-which(c1 == 'v' & kl == 3) = 6;        % var
-which(c1 == 'v' & kl == 7) = 7;        % version
-which(c1 == 'v' & kl == 5) = 8;        % vkeys
-names = {'addr', 'kind', 'oid', 'op', 't', 'var', 'version', 'vkeys'};
+which = which(keep);
+ke = ks + cellfun('length', keynames(which)) + 2;
+names = keynames;
 is_text = [false, true, true, true, true, true, false, false];
-term = find(~instr & ((txt == ',' & depth == 1) | (txt == '}' & depth == 0)));
+com = find(txt == ',');
+com = com(mod(cle(realq, com), 2) == 0 & depth_at(com) == 1);
+term = sort([com, brk(step < 0 & dep == 0)]);         % where a top-level value ends
 vs = ke + 1;
-ve = term(count_le(term, vs) + 1) - 1;
-li = count_le(starts, ks);
-cb = cumsum(isb);
+ve = term(cle(term, vs) + 1) - 1;
+li = cle(starts, ks);
+bs = find(txt == '\');
 col = struct();
 for j = 1:numel(names)
     sel = which == j;
     c = cell(nlines, 1);
     if is_text(j)
-        c(li(sel)) = texts(txt, vs(sel), ve(sel), cb);
+        c(li(sel)) = texts(txt, vs(sel), ve(sel), bs);
     else
         c(li(sel)) = spans(txt, vs(sel), ve(sel));
     end
@@ -199,15 +198,20 @@ tt = col.t(pl);
 tt(cellfun('isempty', tt)) = {''};
 P.t = tt;
 P.line = linenos(pl)';
-D.key = strcat(col.var(dl), {char(0)}, col.addr(dl), {char(0)}, col.version(dl));
+D.var = col.var(dl);
+D.addr = col.addr(dl);
+D.version = str2double(col.version(dl));
 D.line = linenos(dl)';
 end
 
-function c = texts(txt, s, e, cb)
+function c = texts(txt, s, e, bs)
 % The JSON string values txt(s:e) (with their quotes) as text: quotes stripped, and the
 % rare value with an escape decoded exactly.
 c = spans(txt, s + 1, e - 1);
-has = find(cb(max(e - 1, 1)) - cb(s) > 0);
+if isempty(bs)
+    return
+end
+has = find(cle(bs, e) - cle(bs, s) > 0);
 for k = has(:)'
     c{k} = scistack.internal.json_parse(txt(s(k):e(k)));
 end
@@ -235,14 +239,30 @@ idx = cumsum(idx);
 c = mat2cell(txt(idx), 1, L)';
 end
 
-function n = count_le(sorted_a, q)
-% For each q(k), how many elements of the sorted vector SORTED_A are <= q(k).
-na = numel(sorted_a);
-[~, ord] = sort([sorted_a(:); q(:)]);
-isa_ = ord <= na;
-c = cumsum(isa_);
-n = zeros(size(q));
-n(ord(~isa_) - na) = c(~isa_);
+function q = real_quotes(txt)
+% Positions of the quotes that open or close strings: not those escaped by an odd run of
+% backslashes.
+q = find(txt == '"');
+bs = find(txt == '\');
+if isempty(bs)
+    return
+end
+esc = q(ismember(q - 1, bs));
+drop = false(size(esc));
+for k = 1:numel(esc)
+    j = esc(k) - 1;
+    while j >= 1 && txt(j) == '\'
+        j = j - 1;
+    end
+    drop(k) = mod(esc(k) - 1 - j, 2) == 1;
+end
+q = setdiff(q, esc(drop));
+end
+
+function d = lookup_depth(dep, k)
+% Depth after the K-th structural bracket (0 before the first).
+d = zeros(size(k));
+d(k > 0) = dep(k(k > 0));
 end
 
 function [P, D] = skip_lines(txt, linenos, bad, starts, nl)
@@ -262,24 +282,34 @@ warning('scistack:corruptJournal', ['refs.log: skipped %d unreadable line(s) (%s
 end
 
 function S = fold(S)
+% Deleted: a del of (var, addr, version) after the put. Current: the highest surviving
+% version per (var, addr, vkeys). Texts are turned into integer ids first, so the work is
+% numeric row operations.
 P = S.P;
+D = S.D;
 np = numel(P.version);
-pkey = strcat(P.var, {char(0)}, P.addr, {char(0)}, P.vtext);
+nd = numel(D.version);
+[~, ~, vid] = unique([P.var; D.var]);
+[~, ~, aid] = unique([P.addr; D.addr]);
+[~, ~, kid] = unique(P.vkeys);
+vid = vid(:);
+aid = aid(:);
+kid = kid(:);
 deleted = false(np, 1);
-if ~isempty(S.D.key)
-    [ukeys, ~, ui] = unique(S.D.key);
-    last = accumarray(ui(:), S.D.line(:), [numel(ukeys), 1], @max);
-    [tf, loc] = ismember(pkey, ukeys);
+if nd > 0
+    dkey = [vid(np + 1:end), aid(np + 1:end), D.version(:)];
+    [ukeys, ~, ui] = unique(dkey, 'rows');
+    last = accumarray(ui(:), D.line(:), [size(ukeys, 1), 1], @max);
+    [tf, loc] = ismember([vid(1:np), aid(1:np), P.version(:)], ukeys, 'rows');
     deleted(tf) = P.line(tf) < last(loc(tf));
 end
 current = false(np, 1);
 alive = find(~deleted);
 if ~isempty(alive)
-    g = strcat(P.var(alive), {char(0)}, P.addr(alive), {char(0)}, P.vkeys(alive));
-    [~, ~, gi] = unique(g);
-    [~, ord] = sortrows([gi(:), P.version(alive), P.line(alive)]);
-    gs = gi(ord);
-    ends = ord([gs(2:end) ~= gs(1:end - 1); true]);
+    keyrows = [vid(alive), aid(alive), kid(alive), P.version(alive), P.line(alive)];
+    [srt, ord] = sortrows(keyrows);
+    same = all(srt(2:end, 1:3) == srt(1:end - 1, 1:3), 2);
+    ends = ord([~same; true]);
     current(alive(ends)) = true;
 end
 S.deleted = deleted;

@@ -1,78 +1,109 @@
-function metas = meta_of(S, idx)
-%META_OF The decoded addr + vkeys of the puts IDX of journal state S, one struct each with
-%   fields keys (raw JSON keys: addr keys, then version keys), names (the same keys as valid
-%   MATLAB field names), vals (decoded values) and naddr (how many keys are addr keys).
-%   Decoded objects are cached in S.meta (a handle), keyed by their canonical JSON text.
+function M = meta_of(S, idx)
+%META_OF The decoded addr + vkeys of the puts IDX of journal state S, as an N x 1 struct
+%   array with fields keys (raw JSON keys: addr keys, then version keys), names (the same
+%   keys as valid MATLAB field names), vals (decoded values) and naddr (how many keys are
+%   addr keys). Decoded records are cached in S.meta (a handle), keyed by their JSON text.
 idx = idx(:);
+empty = struct('keys', {}, 'names', {}, 'vals', {}, 'naddr', {});
 if isempty(idx)
-    metas = cell(0, 1);
+    M = reshape(empty, 0, 1);
     return
 end
 keys = strcat(S.P.addr(idx), {char(0)}, S.P.vkeys(idx));
-[have, metas] = S.meta.get_many(keys);
+[have, cached] = S.meta.get_many(keys);
 if ~all(have)
-    missing = unique(keys(~have));
-    parts = regexp(missing, char(0), 'split');
-    atext = cellfun(@(p) p{1}, parts, 'UniformOutput', false);
-    vtext = cellfun(@(p) p{2}, parts, 'UniformOutput', false);
-    texts = unique([atext(:); vtext(:)]);
-    decoded = decode_objects(texts);
-    [~, ai] = ismember(atext, texts);
-    [~, vi] = ismember(vtext, texts);
-    % field names, computed once per distinct key
-    ks = cellfun(@(d) d.keys(:)', decoded, 'UniformOutput', false);
-    flat = [ks{:}];
-    ukeys = unique(flat);
-    unames = field_names(ukeys);
-    mangled = ~isequal(ukeys, unames);
-    [~, loc] = ismember(flat, ukeys);
-    per = mat2cell(unames(loc), 1, cellfun('prodofsize', ks(:)'));
-    for t = 1:numel(decoded)
-        decoded{t}.names = per{t};
-    end
-    made = cell(numel(missing), 1);
-    for k = 1:numel(missing)
-        a = decoded{ai(k)};
-        v = decoded{vi(k)};
-        names = [a.names(:)', v.names(:)'];
-        if mangled && numel(unique(names)) < numel(names)
-            names = matlab.lang.makeUniqueStrings(names);
-        end
-        made{k} = struct('keys', {[a.keys(:)', v.keys(:)']}, ...
-            'names', {names}, 'vals', {[a.vals(:)', v.vals(:)']}, 'naddr', numel(a.keys));
-    end
-    S.meta.put_many(missing, made);
+    [missing, first] = unique(keys(~have));
+    todo = idx(~have);
+    made = decode_records(S.P.addr(todo(first)), S.P.vkeys(todo(first)));
+    S.meta.put_many(missing, num2cell(made));
     [~, loc] = ismember(keys(~have), missing);
-    metas(~have) = made(loc);
+    cached(~have) = num2cell(made(loc));
 end
+M = vertcat(cached{:});
 end
 
-function out = decode_objects(texts)
-% Flat JSON objects -> struct('keys', .., 'vals', ..): jsondecode in one call for the plain
+function made = decode_records(atext, vtext)
+% Records for pairs of addr and vkeys texts, decoding each distinct object text once.
+atext = atext(:);
+vtext = vtext(:);
+texts = unique([atext; vtext]);
+[dkeys, dvals] = decode_objects(texts);
+% field names, computed once per distinct key
+flat = [dkeys{:}];
+ukeys = unique(flat);
+unames = field_names(ukeys);
+mangled = ~isequal(ukeys, unames);
+[~, loc] = ismember(flat, ukeys);
+dnames = mat2cell(unames(loc), 1, cellfun('prodofsize', dkeys(:)'))';
+[~, ai] = ismember(atext, texts);
+[~, vi] = ismember(vtext, texts);
+K = dkeys(ai);
+N = dnames(ai);
+V = dvals(ai);
+A = num2cell(cellfun('prodofsize', K));
+for k = find(~strcmp(vtext, '{}'))'
+    K{k} = [K{k}, dkeys{vi(k)}];
+    V{k} = [V{k}, dvals{vi(k)}];
+    names = [N{k}, dnames{vi(k)}];
+    if mangled && numel(unique(names)) < numel(names)
+        names = matlab.lang.makeUniqueStrings(names);
+    end
+    N{k} = names;
+end
+made = struct('keys', K, 'names', N, 'vals', V, 'naddr', A);
+made = made(:);
+end
+
+function [dkeys, dvals] = decode_objects(texts)
+% Flat JSON objects -> keys and values (1 x k cells): jsondecode in one call for the plain
 % ones (short integers, strings, booleans, null, valid key names); the exact parser for any
 % object that jsondecode could change (floats, big integers, lists, nested objects, \u
 % escapes, keys that are not MATLAB names).
-out = cell(numel(texts), 1);
+n = numel(texts);
+dkeys = cell(n, 1);
+dvals = cell(n, 1);
 pattern = ['\d{16,}|\d[.eE]|\[|\{[^{}]*\{|\\u|[{,]"[^A-Za-z]|[{,]"[A-Za-z]\w*[^\w"]', ...
     '|[{,]"\w{64,}"|[{,]"(end|if|for|while|function|return|else|elseif|switch|case|', ...
     'otherwise|try|catch|global|persistent|break|continue|classdef|methods|properties|', ...
     'events|enumeration|parfor|spmd)"'];
-risky = ~cellfun('isempty', regexp(texts, pattern, 'once'));
-for k = find(risky(:))'
-    out{k} = scistack.internal.json_parse(texts{k}, [], true);
+% one regexp over all texts joined by newlines (which JSON text never holds raw)
+joined = strjoin(texts(:)', char(10));
+hits = regexp(joined, pattern, 'start');
+ends = cumsum(cellfun('length', texts(:)') + 1);
+risky = false(n, 1);
+if ~isempty(hits)
+    risky(unique(scistack.internal.count_le(ends, hits - 1) + 1)) = true;
 end
-safe = find(~risky(:))';
+plain = strcmp(texts, '{}');
+dkeys(plain) = {cell(1, 0)};
+dvals(plain) = {cell(1, 0)};
+risky = risky & ~plain(:);
+for k = find(risky)'
+    p = scistack.internal.json_parse(texts{k}, [], true);
+    dkeys{k} = p.keys(:)';
+    dvals{k} = p.vals(:)';
+end
+safe = find(~risky & ~plain(:));
 if isempty(safe)
     return
 end
 J = jsondecode(['[', strjoin(texts(safe)', ','), ']']);
-for j = 1:numel(safe)
-    if iscell(J)
-        s = J{j};
+if isstruct(J)
+    % every object has the same keys: one struct array
+    f = fieldnames(J)';
+    dkeys(safe) = {f};
+    if isempty(f)
+        dvals(safe) = {cell(1, 0)};
     else
-        s = J(j);
+        V = reshape(struct2cell(J(:)), numel(f), []);
+        dvals(safe) = num2cell(V', 2);
     end
-    out{safe(j)} = struct('keys', {fieldnames(s)'}, 'vals', {struct2cell(s)'});
+else
+    for j = 1:numel(safe)
+        s = J{j};
+        dkeys{safe(j)} = fieldnames(s)';
+        dvals{safe(j)} = struct2cell(s)';
+    end
 end
 end
 
@@ -83,5 +114,4 @@ for k = 1:numel(keys)
         names{k} = scistack.internal.field_name(keys{k});
     end
 end
-
 end

@@ -29,7 +29,7 @@ metas = scistack.internal.meta_of(S, cand);
 % keys nobody has
 allkeys = {};
 for r = 1:numel(metas)
-    allkeys = union(allkeys, metas{r}.keys);
+    allkeys = union(allkeys, metas(r).keys);
 end
 unknown = qk(~ismember(qk, allkeys));
 if ~isempty(unknown)
@@ -39,7 +39,7 @@ end
 % the nearest records: most query pairs matched
 score = zeros(numel(metas), 1);
 for r = 1:numel(metas)
-    m = metas{r};
+    m = metas(r);
     for k = 1:numel(qk)
         j = find(strcmp(m.keys, qk{k}), 1);
         if ~isempty(j) && isequal(m.vals{j}, qv{k})
@@ -51,7 +51,7 @@ end
 ord = ord(1:min(5, numel(ord)));
 near = cell(1, numel(ord));
 for k = 1:numel(ord)
-    m = metas{ord(k)};
+    m = metas(ord(k));
     o = scistack.internal.meta_order(m, cfg.schema_keys);
     near{k} = ['  ', scistack.internal.describe(m.keys(o), m.vals(o))];
     if ~isempty(version)

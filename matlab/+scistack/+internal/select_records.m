@@ -31,7 +31,7 @@ sel = cand(mask);
 metas = metas(mask);
 pinned = true;
 for r = 1:numel(metas)
-    m = metas{r};
+    m = metas(r);
     if ~all(ismember(m.keys(1:m.naddr), qkeys) | ismember(m.names(1:m.naddr), qkeys))
         pinned = false;
         break
@@ -51,8 +51,8 @@ else
     spec = sprintf('%d', version);
 end
 key = sprintf('#columns|%s|%s|%d', var, spec, S.nlines);
-[found, X] = S.meta.get(key);
-if found
+if isKey(S.index, key)
+    X = S.index(key);
     return
 end
 metas = scistack.internal.meta_of(S, cand);
@@ -61,13 +61,10 @@ if n == 0
     X = struct('metas', {metas}, 'keys', {{}}, 'names', {{}}, 'cols', {{}});
     return
 end
-counts = cellfun(@(m) numel(m.keys), metas);
-allk = cellfun(@(m) m.keys, metas, 'UniformOutput', false);
-alln = cellfun(@(m) m.names, metas, 'UniformOutput', false);
-allv = cellfun(@(m) m.vals, metas, 'UniformOutput', false);
-allk = [allk{:}];
-alln = [alln{:}];
-allv = [allv{:}];
+counts = cellfun('prodofsize', {metas.keys});
+allk = [metas.keys];
+alln = [metas.names];
+allv = [metas.vals];
 owner = repelem((1:n)', counts(:));
 [keys, first] = unique(allk, 'first');
 [first, ord] = sort(first);
@@ -106,7 +103,7 @@ for c = 1:numel(keys)
     cols{c} = col;
 end
 X = struct('metas', {metas}, 'keys', {keys}, 'names', {names}, 'cols', {cols});
-S.meta.put(key, X);
+S.index(key) = X;
 end
 
 function tf = matches(col, want)
@@ -147,7 +144,7 @@ for k = 1:numel(schema)
     num = zeros(n, 1);
     txt = repmat({''}, n, 1);
     for r = 1:n
-        m = metas{r};
+        m = metas(r);
         j = find(strcmp(m.keys(1:m.naddr), schema{k}), 1);
         if isempty(j)
             continue
