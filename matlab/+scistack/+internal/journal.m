@@ -211,7 +211,7 @@ c = spans(txt, s + 1, e - 1);
 if isempty(bs)
     return
 end
-has = find(cle(bs, e) - cle(bs, s) > 0);
+has = find(scistack.internal.count_le(bs, e) - scistack.internal.count_le(bs, s) > 0);
 for k = has(:)'
     c{k} = scistack.internal.json_parse(txt(s(k):e(k)));
 end
