@@ -42,8 +42,10 @@ classdef BaseVariable
                 return
             end
             out = cell(numel(sel), 1);
+            raw = scistack.internal.prefetch(cfg.root, S.P.oid(sel));
             for k = 1:numel(sel)
-                out{k} = scistack.internal.make_record(cfg, S, sel(k), metas(k), var);
+                out{k} = scistack.internal.make_record(cfg, S, sel(k), metas(k), var, ...
+                    raw{k});
             end
         end
 
@@ -56,8 +58,10 @@ classdef BaseVariable
             [sel, metas, S] = scistack.internal.select_records(cfg, var, qk, qv, version);
             out = repmat(struct('data', [], 'metadata', struct(), 'oid', '', ...
                 'version', 0, 'created_at', ''), numel(sel), 1);
+            raw = scistack.internal.prefetch(cfg.root, S.P.oid(sel));
             for k = 1:numel(sel)
-                out(k) = scistack.internal.make_record(cfg, S, sel(k), metas(k), var);
+                out(k) = scistack.internal.make_record(cfg, S, sel(k), metas(k), var, ...
+                    raw{k});
             end
         end
 

@@ -1,4 +1,4 @@
-function [value, info] = read_object(root, oid, context)
+function [value, info] = read_object(root, oid, context, raw)
 %READ_OBJECT The value of one object of a scistack project.
 %   VALUE = scistack.read_object(ROOT, OID) reads <ROOT>/.scistack/objects/<oid[0:2]>/<rest>,
 %   inflates it when it is a zstd frame (through the zstd command-line tool), checks the
@@ -11,7 +11,8 @@ function [value, info] = read_object(root, oid, context)
 %   Any other kind (table: Arrow IPC) raises scistack:unsupportedKind.
 %   [VALUE, INFO] also returns INFO.kind, INFO.oid, INFO.size (payload bytes) and, for npy,
 %   INFO.descr / INFO.shape / INFO.unit (e.g. the datetime64 unit).
-%   CONTEXT (optional) names the variable in error messages.
+%   CONTEXT (optional) names the variable in error messages. RAW (optional) is the
+%   object's content already read and inflated (see scistack.internal.prefetch).
 %
 %   The blake3 hash is NOT verified (MATLAB has no blake3); the length in the header is.
 if nargin < 3 || isempty(context)
@@ -34,9 +35,13 @@ if ~exist(path, 'file')
         '`scistack fsck` to find refs that point to lost objects'], context, oid, ...
         fullfile(root, '.scistack', 'objects'));
 end
-bytes = scistack.internal.read_bytes(path);
-if numel(bytes) >= 4 && isequal(bytes(1:4)', uint8([40, 181, 47, 253]))
-    bytes = scistack.internal.zstd_inflate(path);
+if nargin >= 4 && ~isempty(raw)
+    bytes = raw;
+else
+    bytes = scistack.internal.read_bytes(path);
+    if numel(bytes) >= 4 && isequal(bytes(1:4)', uint8([40, 181, 47, 253]))
+        bytes = scistack.internal.zstd_inflate(path);
+    end
 end
 z = find(bytes(1:min(numel(bytes), 64)) == 0, 1);
 header = '';

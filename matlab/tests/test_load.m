@@ -158,6 +158,11 @@ t_equal(Compressed().load('subject', 1, 'session', 'raw').data, ...
     int16(reshape(0:4095, 64, 64)'), 'raw npy');
 t_equal(Compressed().load('subject', 1, 'session', 'json').data, ...
     struct('ramp', {num2cell(0:299)}), 'zstd json');
+all = Compressed().load('subject', 1);           % two zstd objects: one batch of zstd
+t_equal(cellfun(@(r) r.metadata.session, all, 'UniformOutput', false), ...
+    {'json'; 'raw'; 'zstd'}, 'sessions');
+t_equal(all{3}.data, zeros(4096, 1), 'batch-inflated npy');
+t_equal(all{1}.data.ramp{300}, 299, 'batch-inflated json');
 end
 
 function broken(ctx)
