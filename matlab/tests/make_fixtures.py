@@ -688,6 +688,14 @@ def ingest(manifest_path: Path) -> list[str]:
     manifest = json.loads(manifest_path.read_bytes())
     if manifest.get("format") != 1:
         raise SystemExit(f"unsupported manifest format {manifest.get('format')!r}")
+    config = root / ".scistack" / "config.json"
+    schema = json.loads(config.read_bytes())["schema_keys"] if config.exists() else None
+    if schema is not None and manifest["schema_keys"] != schema:
+        raise SystemExit(f"schema keys {manifest['schema_keys']} differ from the project's {schema}")
+    for item in manifest["items"]:
+        extra = set(item["addr"]) - set(manifest["schema_keys"])
+        if extra or not item["addr"]:
+            raise SystemExit(f"bad address {item['addr']!r} for schema {manifest['schema_keys']}")
     staged: dict[str, str] = {}
 
     def store(entry) -> str:
