@@ -1,0 +1,156 @@
+classdef BaseVariable
+%BASEVARIABLE Base class of scistack variables: one subclass per kind of data.
+%   A one-line class file declares a variable; the class name is the variable name:
+%
+%       % RawEMG.m
+%       classdef RawEMG < scistack.BaseVariable
+%       end
+%
+%       scistack.configure_database('gait.duckdb', {'subject', 'session'});
+%       r = RawEMG().load('subject', 1, 'session', 'pre');   % or load(RawEMG(), ...)
+%       r.data, r.metadata, r.oid, r.version, r.created_at
+%       rs = RawEMG().load('subject', 1);                    % partial address -> cell
+%       all = RawEMG().load_all();                           % struct array
+%       oid = RawEMG().save(x, 'subject', 1, 'session', 'pre');  % via `scistack ingest`
+%
+%   Query values: numbers match numbers (1 and '1' differ, as int and str differ in
+%   Python), char matches strings, logical matches booleans, a cell or numeric vector
+%   matches any of its elements. Keys other than the schema keys match version keys.
+%   'version', N selects version N instead of the current one.
+%   Errors: scistack:notFound, scistack:ambiguous, scistack:unsupportedKind,
+%   scistack:objectNotFound, scistack:corruptObject, scistack:notConfigured.
+
+    methods
+        function out = load(obj, varargin)
+            %LOAD One record (a struct) when the query names one address, else a cell
+            %   array of records sorted by the schema keys. A record has fields data,
+            %   metadata (addr + version keys), oid, version and created_at.
+            var = obj.variable_name();
+            cfg = scistack.internal.project();
+            [qk, qv, version] = parse_query(varargin);
+            [sel, metas, S, pinned] = scistack.internal.select_records(cfg, var, qk, qv, ...
+                version);
+            if isempty(sel)
+                scistack.internal.not_found(cfg, S, var, qk, qv, version);
+            end
+            addrs = unique(S.P.addr(sel));
+            if pinned && numel(addrs) == 1
+                if numel(sel) > 1
+                    ambiguous(var, S, sel, metas, qk, qv);
+                end
+                out = scistack.internal.make_record(cfg, S, sel, metas(1), var);
+                return
+            end
+            out = cell(numel(sel), 1);
+            raw = scistack.internal.prefetch(cfg.root, S.P.oid(sel));
+            for k = 1:numel(sel)
+                out{k} = scistack.internal.make_record(cfg, S, sel(k), metas(k), var, ...
+                    raw{k});
+            end
+        end
+
+        function out = load_all(obj, varargin)
+            %LOAD_ALL Every current record (optionally filtered by a query, as in load)
+            %   as an N x 1 struct array sorted by the schema keys (0 x 1 when none).
+            var = obj.variable_name();
+            cfg = scistack.internal.project();
+            [qk, qv, version] = parse_query(varargin);
+            [sel, metas, S] = scistack.internal.select_records(cfg, var, qk, qv, version);
+            out = repmat(struct('data', [], 'metadata', struct(), 'oid', '', ...
+                'version', 0, 'created_at', ''), numel(sel), 1);
+            raw = scistack.internal.prefetch(cfg.root, S.P.oid(sel));
+            for k = 1:numel(sel)
+                out(k) = scistack.internal.make_record(cfg, S, sel(k), metas(k), var, ...
+                    raw{k});
+            end
+        end
+
+        function oid = save(obj, x, varargin)
+            %SAVE Store X at the given address: stage its payload and manifest, then run
+            %   `scistack ingest MANIFEST` (the command is SCISTACK_CLI, default
+            %   'scistack'). Returns the oid of the stored value.
+            [manifest, folder] = obj.stage(x, varargin{:});
+            oids = scistack.internal.ingest(manifest, folder, 1);
+            oid = oids{1};
+        end
+
+        function [manifest, folder] = stage(obj, x, varargin)
+            %STAGE Write X's payload(s) and manifest.json into a new folder
+            %   <project>/.scistack/staging/<id>/ without ingesting them (see save).
+            cfg = scistack.internal.project();
+            [addr, vkeys] = scistack.internal.split_meta(cfg, varargin);
+            [manifest, folder] = scistack.internal.stage(cfg, obj.variable_name(), {x}, ...
+                {addr}, {vkeys});
+        end
+
+        function oids = save_many(obj, values, metadata)
+            %SAVE_MANY Store several values with one ingest: VALUES is a cell array,
+            %   METADATA a cell array of the same size whose elements are cell arrays of
+            %   name/value pairs, e.g. {{'subject', 1, 'session', 'pre'}, ...}.
+            cfg = scistack.internal.project();
+            if ~iscell(values) || ~iscell(metadata) || numel(values) ~= numel(metadata)
+                error('scistack:badArgument', ['save_many(VALUES, METADATA): two cell ', ...
+                    'arrays of the same size']);
+            end
+            addrs = cell(size(values));
+            vkeys = cell(size(values));
+            for k = 1:numel(values)
+                [addrs{k}, vkeys{k}] = scistack.internal.split_meta(cfg, metadata{k});
+            end
+            [manifest, folder] = scistack.internal.stage(cfg, obj.variable_name(), ...
+                values, addrs, vkeys);
+            oids = scistack.internal.ingest(manifest, folder, numel(values));
+        end
+
+        function name = variable_name(obj)
+            %VARIABLE_NAME The variable's name: the class name without its package.
+            name = class(obj);
+            dot = find(name == '.', 1, 'last');
+            if ~isempty(dot)
+                name = name(dot + 1:end);
+            end
+        end
+    end
+end
+
+function [keys, vals, version] = parse_query(args)
+if mod(numel(args), 2) ~= 0
+    error('scistack:badArgument', ['the query must be name/value pairs, e.g. ', ...
+        'load(''subject'', 1, ''session'', ''pre'')']);
+end
+keys = {};
+vals = {};
+version = [];
+for k = 1:2:numel(args)
+    name = args{k};
+    if ~ischar(name) || isempty(name)
+        error('scistack:badArgument', 'query argument %d must be a key name (char)', k);
+    end
+    if strcmp(name, 'version')
+        version = args{k + 1};
+        if ~(isnumeric(version) && isscalar(version) && version == round(version))
+            error('scistack:badArgument', '''version'' must be a whole number');
+        end
+        version = double(version);
+        continue
+    end
+    keys{end + 1} = name; %#ok<AGROW>
+    vals{end + 1} = args{k + 1}; %#ok<AGROW>
+end
+end
+
+function ambiguous(var, S, sel, metas, qk, qv)
+lines = cell(1, numel(sel));
+for k = 1:numel(sel)
+    m = metas(k);
+    vk = scistack.internal.describe(m.keys(m.naddr + 1:end), m.vals(m.naddr + 1:end));
+    if isempty(vk)
+        vk = '(no version keys)';
+    end
+    lines{k} = sprintf('  version %d: %s', S.P.version(sel(k)), vk);
+end
+error('scistack:ambiguous', ['%s at %s has %d current values that differ in their ', ...
+    'version keys:\n%s\nAdd a version key to the query (e.g. ''note'', ''recal'') or ', ...
+    'pass ''version'', N to choose one'], var, scistack.internal.describe(qk, qv), ...
+    numel(sel), strjoin(lines, sprintf('\n')));
+end

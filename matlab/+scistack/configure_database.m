@@ -1,0 +1,78 @@
+function db = configure_database(path, schema_keys)
+%CONFIGURE_DATABASE Open a scistack project for this MATLAB session.
+%   DB = scistack.configure_database(PATH, SCHEMA_KEYS) remembers the project whose
+%   database file is PATH (e.g. 'gait.duckdb'; a folder works too) and whose schema keys
+%   are SCHEMA_KEYS, a cell array of names such as {'subject', 'session'}. Objects are read
+%   from <folder>/.scistack/objects and refs from <folder>/.scistack/refs.log. When
+%   <folder>/.scistack/config.json exists, its schema keys must equal SCHEMA_KEYS (same
+%   names, same order), else scistack:schemaMismatch.
+%   DB is a struct with fields root, path and schema_keys.
+if ~ischar(path) || isempty(path)
+    error('scistack:badArgument', 'PATH must be the project''s .duckdb file or its folder');
+end
+if ischar(schema_keys)
+    schema_keys = {schema_keys};
+end
+if ~iscell(schema_keys) || isempty(schema_keys)
+    error('scistack:badArgument', ['SCHEMA_KEYS must be a cell array of key names, e.g. ', ...
+        '{''subject'', ''session''}']);
+end
+schema_keys = schema_keys(:)';
+for k = 1:numel(schema_keys)
+    key = schema_keys{k};
+    if ~ischar(key) || ~scistack.internal.is_field_name(key) || strcmp(key, 'version')
+        error('scistack:badArgument', ['schema key %d is not a valid name (a letter, then ', ...
+            'letters, digits or _; not "version")'], k);
+    end
+end
+if numel(unique(schema_keys)) ~= numel(schema_keys)
+    error('scistack:badArgument', 'SCHEMA_KEYS has a repeated name');
+end
+path = absolute(path);
+if exist(path, 'dir')
+    root = path;
+else
+    root = fileparts(path);
+end
+while numel(root) > 1 && (root(end) == '/' || root(end) == '\')
+    root = root(1:end - 1);
+end
+config = fullfile(root, '.scistack', 'config.json');
+if exist(config, 'file')
+    c = jsondecode(fileread(config));
+    if ~isfield(c, 'format') || c.format ~= 1
+        error('scistack:formatMismatch', ['%s is not a version-1 scistack project; update ', ...
+            'the MATLAB client'], config);
+    end
+    saved = {};
+    if isfield(c, 'schema_keys')
+        saved = c.schema_keys;
+        if ischar(saved)
+            saved = {saved};
+        end
+        saved = saved(:)';
+    end
+    if ~isequal(saved, schema_keys)
+        error('scistack:schemaMismatch', ['the project %s was created with schema keys ', ...
+            '{%s} but configure_database was given {%s}: pass the same keys in the same ', ...
+            'order'], root, quoted(saved), quoted(schema_keys));
+    end
+end
+db = struct('root', root, 'path', path, 'schema_keys', {schema_keys});
+scistack.internal.project(db);
+end
+
+function p = absolute(p)
+if ispc
+    isabs = numel(p) >= 2 && (p(2) == ':' || (p(1) == '\' && p(2) == '\'));
+else
+    isabs = p(1) == '/';
+end
+if ~isabs
+    p = fullfile(pwd, p);
+end
+end
+
+function s = quoted(keys)
+s = strjoin(cellfun(@(k) ['''', k, ''''], keys, 'UniformOutput', false), ', ');
+end

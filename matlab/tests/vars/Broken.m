@@ -1,0 +1,2 @@
+classdef Broken < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef BytesVar < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef Compressed < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef JsonCase < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef Many < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef NpyCase < scistack.BaseVariable
+end

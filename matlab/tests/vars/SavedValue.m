@@ -1,0 +1,2 @@
+classdef SavedValue < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef StrCase < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef TableVar < scistack.BaseVariable
+end

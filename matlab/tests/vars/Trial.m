@@ -1,0 +1,2 @@
+classdef Trial < scistack.BaseVariable
+end

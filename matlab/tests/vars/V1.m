@@ -1,0 +1,2 @@
+classdef V1 < scistack.BaseVariable
+end
