@@ -301,3 +301,19 @@ def sql(project: _Project, query: str, as_json: bool) -> None:
     frame = run_query(project.db, query)
     data = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
     _emit(as_json, data, render.render_frame(frame))
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def ingest(project: _Project, manifest: str) -> None:
+    """Record values staged by the MATLAB client; prints each item's oid, one per line.
+
+    MANIFEST is `<project>/.scistack/staging/<id>/manifest.json`; its project is used unless
+    --db says otherwise."""
+    from scistack.ingest import ingest_manifest, project_of_manifest
+
+    if project.path is None:
+        project.path = str(project_of_manifest(manifest))
+    for oid in ingest_manifest(project.db, manifest):
+        click.echo(oid)

@@ -1,0 +1,102 @@
+"""`scistack ingest`: record values another language (MATLAB) encoded, with one index writer.
+
+MATLAB cannot hash with blake3 or write DuckDB, so it stages payload files and a manifest
+(`matlab/README.md` has the contract) and asks this command to store them. Everything is
+validated and decoded before anything is recorded, and the refs are appended in one batch,
+so an ingest records all of its items or none of them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from scistack.database import Database
+from scistack.errors import InvalidMetadataError, SchemaMismatchError, UnsupportedValueError
+from scistack.index import check_identifier
+from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.codec import decode_value
+from scistack.summary import summarize
+
+_STAGED = "staged:"
+_KINDS = ("npy", "json", "bytes")
+
+
+def project_of_manifest(manifest: str | Path) -> Path:
+    """The project folder of a staged manifest: `<project>/.scistack/staging/<id>/manifest.json`."""
+    return Path(manifest).resolve().parents[3]
+
+
+def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
+    """Store a staged manifest's values and record them; returns each item's oid, in order."""
+    folder = Path(manifest_path).parent
+    manifest = _read_manifest(db, Path(manifest_path))
+    var = check_identifier(manifest["var"], "variable name")
+    staged: dict[str, str] = {}
+    for child in manifest.get("children", []):
+        staged[f"{_STAGED}{child['payload']}"] = _store(db, folder, child, staged)
+    planned = []
+    for item in manifest["items"]:
+        addr, vkeys = _addresses(db, var, item)
+        oid = _store(db, folder, item, staged)
+        planned.append((addr, vkeys, oid, item["kind"], summarize(db.store.get_value(oid))))
+    with db.batch():  # one journal append: all or nothing
+        for addr, vkeys, oid, kind, summary in planned:
+            db.index.put_ref(var, addr, vkeys, oid, kind, summary=summary)
+    return [oid for _, _, oid, _, _ in planned]
+
+
+def _read_manifest(db: Database, path: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InvalidMetadataError(f"cannot read the manifest {path}: {exc}") from None
+    if manifest.get("format") != 1:
+        raise InvalidMetadataError(f"{path}: manifest format {manifest.get('format')!r}; this scistack reads 1")
+    if list(manifest.get("schema_keys", [])) != db.schema_keys:
+        raise SchemaMismatchError(
+            f"{path} was staged for schema keys {manifest.get('schema_keys')}, but the project has "
+            f"{db.schema_keys}; configure MATLAB with scistack.configure_database(path, {db.schema_keys})"
+        )
+    if not isinstance(manifest.get("items"), list):
+        raise InvalidMetadataError(f"{path}: 'items' must be a list of staged values")
+    return manifest
+
+
+def _addresses(db: Database, var: str, item: dict[str, Any]) -> tuple[dict, dict]:
+    addr, vkeys = dict(item.get("addr") or {}), dict(item.get("vkeys") or {})
+    unknown = [k for k in addr if k not in db.schema_keys]
+    if unknown or not addr:
+        raise InvalidMetadataError(
+            f"{var}: address {addr} must use schema keys {db.schema_keys} (unknown: {unknown or 'none given'})")
+    for key in vkeys:
+        check_identifier(key, "metadata key")
+    return addr, vkeys
+
+
+def _store(db: Database, folder: Path, entry: dict[str, Any], staged: dict[str, str]) -> str:
+    kind = entry.get("kind")
+    if kind not in _KINDS:
+        raise UnsupportedValueError(f"staged kind {kind!r} cannot be ingested; expected one of {_KINDS}")
+    name = Path(entry["payload"]).name  # never follow a path out of the staging folder
+    payload = (folder / name).read_bytes()
+    if kind == "json":
+        payload = dumps_canonical(_replace_refs(json.loads(payload), staged))
+    try:
+        decode_value(kind, payload, lambda oid: (db.store.get(oid).kind, db.store.get(oid).payload))
+    except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad payload
+        raise UnsupportedValueError(f"staged {kind} payload {name} does not decode: {exc}") from None
+    return db.store.put(kind, payload)
+
+
+def _replace_refs(tree: Any, staged: dict[str, str]) -> Any:
+    if isinstance(tree, list):
+        return [_replace_refs(v, staged) for v in tree]
+    if isinstance(tree, dict):
+        if len(tree) == 1 and isinstance(tree.get("$ref"), str) and tree["$ref"].startswith(_STAGED):
+            if tree["$ref"] not in staged:
+                raise InvalidMetadataError(f"json payload refers to {tree['$ref']}, which is not staged before it")
+            return {"$ref": staged[tree["$ref"]]}
+        return {k: _replace_refs(v, staged) for k, v in tree.items()}
+    return tree

@@ -1,0 +1,68 @@
+"""`scistack ingest`: values staged by another language (the MATLAB client) are recorded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from scistack import BaseVariable
+from scistack.cli import main
+from scistack.errors import SchemaMismatchError
+from scistack.ingest import ingest_manifest
+from scistack.objects.npy import encode_npy
+
+
+class Staged(BaseVariable):
+    pass
+
+
+def _stage(project, items, children=(), schema_keys=None) -> Path:
+    folder = project.scistack_dir / "staging" / "abc123"
+    folder.mkdir(parents=True)
+    manifest = {"children": list(children), "format": 1, "items": items,
+                "schema_keys": schema_keys or project.schema_keys, "var": "Staged",
+                "writer": "scistack-matlab"}
+    (folder / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, separators=(",", ":")) + "\n")
+    return folder
+
+
+def test_ingest_records_npy_and_json_with_children(project):
+    folder = _stage(project, [
+        {"addr": {"subject": 1, "session": "pre"}, "kind": "npy", "payload": "payload-0.bin", "vkeys": {}},
+        {"addr": {"subject": 2, "session": "pre"}, "kind": "json", "payload": "payload-2.bin",
+         "vkeys": {"note": "m"}},
+    ], children=[{"kind": "npy", "payload": "payload-1.bin"}])
+    (folder / "payload-0.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(np.arange(4.0))))
+    (folder / "payload-1.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(np.ones(2))))
+    (folder / "payload-2.bin").write_bytes(b'{"gain":2.5,"trace":{"$ref":"staged:payload-1.bin"}}')
+    result = CliRunner().invoke(main, ["ingest", str(folder / "manifest.json")])
+    assert result.exit_code == 0, result.output
+    oids = result.output.split()
+    assert len(oids) == 2
+    project.index.refresh()
+    loaded = Staged.load(subject=1, session="pre")
+    assert loaded.oid == oids[0] and loaded.data.tolist() == [0.0, 1.0, 2.0, 3.0]
+    value = Staged.load(subject=2, session="pre").data
+    assert value["gain"] == 2.5 and value["trace"].tolist() == [1.0, 1.0]
+
+
+def test_ingest_is_all_or_nothing_and_refuses_other_schemas(project):
+    folder = _stage(project, [
+        {"addr": {"subject": 1, "session": "pre"}, "kind": "npy", "payload": "payload-0.bin", "vkeys": {}},
+        {"addr": {"subject": 2, "session": "pre"}, "kind": "npy", "payload": "payload-1.bin", "vkeys": {}},
+    ])
+    (folder / "payload-0.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(np.arange(4.0))))
+    (folder / "payload-1.bin").write_bytes(b"not an npy payload")
+    before = project.index.journal.size()
+    with pytest.raises(Exception, match="does not decode"):
+        ingest_manifest(project, folder / "manifest.json")
+    assert project.index.journal.size() == before
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["schema_keys"] = ["subject"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SchemaMismatchError):
+        ingest_manifest(project, folder / "manifest.json")
