@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -49,12 +50,20 @@ class LocalObjectStore(ObjectStore):
         self._root_text = os.fspath(self.root)
         self.fsync = fsync
         self._made_dirs: set[str] = set()
-        self._cctx_small = zstandard.ZstdCompressor(level=1)
-        self._dctx = zstandard.ZstdDecompressor()
+        # zstd contexts are not thread-safe (a shared one writes corrupt frames when two
+        # threads compress at once), so each thread gets its own.
+        self._zstd = threading.local()
 
     def path_of(self, oid: str) -> Path:
         """The file that holds `oid` (validated first)."""
         return self.root / oid_relpath(validate_oid(oid))
+
+    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        """This thread's (compressor, decompressor) for small objects."""
+        pair = getattr(self._zstd, "pair", None)
+        if pair is None:
+            pair = self._zstd.pair = (zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor())
+        return pair
 
     # -- write -------------------------------------------------------------------------
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
@@ -91,7 +100,7 @@ class LocalObjectStore(ObjectStore):
             _write_all(out, header + b"".join(parts))
         elif length < _SMALL:
             raw = header + b"".join(parts)
-            packed = self._cctx_small.compress(raw)
+            packed = self._contexts()[0].compress(raw)
             _write_all(out, packed if len(packed) <= (1 - MIN_SAVING) * len(raw) else raw)
         elif _worth_compressing(parts, length):
             cctx = zstandard.ZstdCompressor(level=1, threads=-1)
@@ -126,7 +135,7 @@ class LocalObjectStore(ObjectStore):
     def _decode_small(self, oid: str, data: bytes) -> StoredObject:
         if data[:4] == ZSTD_MAGIC:
             try:
-                data = self._dctx.decompress(data, max_output_size=_SMALL + 64)
+                data = self._contexts()[1].decompress(data, max_output_size=_SMALL + 64)
             except zstandard.ZstdError as exc:
                 raise CorruptObjectError(oid, f"its zstd frame is damaged ({exc})") from None
         kind, length, start = _parse_header(oid, data[:40])
@@ -140,7 +149,8 @@ class LocalObjectStore(ObjectStore):
         first = handle.read(18)  # the magic, and a zstd frame header (<= 18 bytes)
         handle.seek(0)
         compressed = first[:4] == ZSTD_MAGIC
-        stream = self._dctx.stream_reader(handle, read_across_frames=False) if compressed else handle
+        dctx = self._contexts()[1]
+        stream = dctx.stream_reader(handle, read_across_frames=False) if compressed else handle
         try:
             head = stream.read(40)
             kind, length, start = _parse_header(oid, head)
