@@ -54,12 +54,11 @@ def encode_table(value: Any) -> list[Any]:
         metadata[b"pandas"] = _dumps_pandas_meta(pandas_meta)
     metadata.update(extra)
     metadata[b"scistack"] = kind.encode()
-    table = table.replace_schema_metadata(dict(sorted(metadata.items()))).combine_chunks()
-    table = _zero_null_slots(table)
+    num_rows = table.num_rows  # a table without columns forgets it on the next call
+    table = table.replace_schema_metadata(dict(sorted(metadata.items())))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        if table.num_rows:
-            writer.write_table(table)
+        writer.write_batch(_single_batch(table, num_rows))
     return [memoryview(sink.getvalue())]
 
 
@@ -145,12 +144,20 @@ def _unsupported_table(value: Any, problem: str) -> UnsupportedValueError:
     )
 
 
-def _zero_null_slots(table: pa.Table) -> pa.Table:
-    """Zero the (undefined) data bytes under nulls, so equal tables give equal bytes."""
-    columns = [_zero_nulls(chunk) for column in table.columns for chunk in column.chunks[:1]]
-    if len(columns) != table.num_columns or not table.num_rows:
-        return table
-    return pa.Table.from_arrays(columns, schema=table.schema)
+def _single_batch(table: pa.Table, num_rows: int) -> pa.RecordBatch:
+    """The table as exactly one record batch, with the undefined bytes under nulls zeroed.
+
+    Always one batch: an empty table still writes its dictionaries (a categorical's
+    categories), and a table without columns still records its row count.
+    """
+    if table.num_columns == 0:
+        rows = pa.repeat(pa.scalar({}, type=pa.struct([])), num_rows)
+        return pa.RecordBatch.from_struct_array(rows).replace_schema_metadata(table.schema.metadata)
+    if table.num_rows == 0:
+        arrays = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in table.columns]
+    else:
+        arrays = [_zero_nulls(column.chunk(0)) for column in table.combine_chunks().columns]
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
 
 
 def _zero_nulls(arr: pa.Array) -> pa.Array:
