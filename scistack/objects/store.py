@@ -70,6 +70,8 @@ class ObjectStore(abc.ABC):
         obj = self.get(oid)
         try:
             return decode_value(obj.kind, obj.payload, self._get_pair)
+        except CorruptObjectError:  # a child's: it names the child, not this (sound) parent
+            raise
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptObjectError(oid, f"its {obj.kind} payload cannot be decoded ({exc})") from exc
 
