@@ -135,7 +135,7 @@ class LocalObjectStore(ObjectStore):
     def _decode_small(self, oid: str, data: bytes) -> StoredObject:
         if data[:4] == ZSTD_MAGIC:
             try:
-                data = self._contexts()[1].decompress(data, max_output_size=_SMALL + 64)
+                data = self._contexts()[1].decompress(data, max_output_size=_SMALL + 64, allow_extra_data=False)
             except zstandard.ZstdError as exc:
                 raise CorruptObjectError(oid, f"its zstd frame is damaged ({exc})") from None
         kind, length, start = _parse_header(oid, data[:40])
