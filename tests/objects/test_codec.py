@@ -12,6 +12,7 @@ import enum
 import pathlib
 import re
 import struct
+import warnings
 from collections import OrderedDict, defaultdict
 
 import numpy as np
@@ -301,6 +302,10 @@ class Color(enum.Enum):
     RED = 1
 
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", PendingDeprecationWarning)
+    MATRIX = np.asmatrix(np.eye(1))
+
 UNSUPPORTED = [
     (Point(), "Point"),
     (lambda x: x, "function"),
@@ -324,7 +329,7 @@ UNSUPPORTED = [
     (np.longdouble(1), "longdouble"),
     (np.void(b"ab"), "void"),
     (np.ma.array([1, 2], mask=[0, 1]), "MaskedArray"),
-    (np.asmatrix(np.eye(1)), "matrix"),
+    (MATRIX, "matrix"),
     (pd.Index([1, 2]), "Index"),
     (pd.DataFrame({"a": [1], 0: [2]}), "column labels mix types"),
     (pd.DataFrame({"a": [1]}, index=pd.Index([1], name=3)), "int"),
