@@ -132,6 +132,25 @@ class ObjectStoreContract:
             store.get_value(oid)
         assert info.value.oid == oid and oid in str(info.value)
 
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.differing_executors])
+    @given(kind=st.sampled_from(["npy", "json", "table", "call"]), payload=st.one_of(
+        st.binary(max_size=200),
+        st.binary(max_size=120).map(lambda b: b"\x93NUMPY\x01\x00" + b),
+        st.sampled_from([b'{"$np":["<f8"]}', b'{"$complex":[1]}', b'{"$ref":"../x"}', b'{"$tuple":5}',
+                         b"[" * 100_000 + b"]" * 100_000, b'{"$np":["<U0",1]}', b'{"$x":1}',
+                         b"\x93NUMPY\x01\x00\x05\x00{{{{{", b"\x93NUMPY\x01\x00\x40\x00" + b" " * 64]),
+    ))
+    def test_any_undecodable_payload_is_a_corrupt_object(self, store, kind, payload):
+        oid = reference_oid(kind, payload)
+        self.raw_put(store, oid, kind, payload)
+        try:
+            store.get_value(oid)
+        except CorruptObjectError as exc:
+            assert exc.oid == oid
+        except ObjectNotFoundError:  # a well-formed {"$ref": oid} to an absent child
+            pass
+
     # -- listing and deleting -------------------------------------------------------------
     def test_contains_iter_and_delete(self, store):
         oids = {store.put("bytes", bytes([i]) * i) for i in range(20)}
