@@ -113,6 +113,11 @@ def _np_scalar(x: np.generic) -> list:
     dtype = x.dtype
     descr = dtype.str if dtype.str[0] != ">" and dtype.str[0] != "=" else "<" + dtype.str[1:]
     kind = dtype.kind
+    if kind in "fc" and dtype.itemsize > (16 if kind == "c" else 8):
+        raise UnsupportedValueError(
+            f"numpy scalars of type {type(x).__name__} (long double) cannot be stored "
+            "exactly: JSON holds float64 at most. Convert with `np.float64(x)` (or complex128)"
+        )
     if kind == "b":
         return [descr, bool(x)]
     if kind in "iu":

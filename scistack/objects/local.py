@@ -54,8 +54,9 @@ class LocalObjectStore(ObjectStore):
         self._root_text = os.fspath(self.root)
         self.fsync = fsync
         self._made_dirs: set[str] = set()
-        self._cctx_small = zstandard.ZstdCompressor(level=1)
-        self._dctx = zstandard.ZstdDecompressor()
+        # zstd contexts are not thread-safe (a shared one writes corrupt frames when two
+        # threads compress at once), so each thread gets its own.
+        self._zstd = threading.local()
         self.packs = PackSet(self.root / "pack")
         self._batch_depth = 0
         self._buffer: dict[str, bytes] = {}
@@ -66,6 +67,13 @@ class LocalObjectStore(ObjectStore):
     def path_of(self, oid: str) -> Path:
         """The file that holds `oid` (validated first)."""
         return self.root / oid_relpath(validate_oid(oid))
+
+    def _contexts(self) -> tuple[zstandard.ZstdCompressor, zstandard.ZstdDecompressor]:
+        """This thread's (compressor, decompressor) for small objects."""
+        pair = getattr(self._zstd, "pair", None)
+        if pair is None:
+            pair = self._zstd.pair = (zstandard.ZstdCompressor(level=1), zstandard.ZstdDecompressor())
+        return pair
 
     # -- write -------------------------------------------------------------------------
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
@@ -89,8 +97,7 @@ class LocalObjectStore(ObjectStore):
             self._made_dirs.add(rel[:2])
         temp = os.path.join(directory, f"{_TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
         try:
-            # Created read-only (0444) from the start: the open fd may still write it.
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            fd = _create_read_only(temp, directory)
             with open(fd, "wb", buffering=0 if length < _SMALL else -1) as out:
                 self._write_content(out, header, parts, length)
                 if self.fsync:
@@ -108,12 +115,12 @@ class LocalObjectStore(ObjectStore):
         raw = header + b"".join(parts)
         if length < _NEVER_COMPRESS_BELOW:
             return raw
-        packed = self._cctx_small.compress(raw)
+        packed = self._contexts()[0].compress(raw)
         return packed if len(packed) <= (1 - MIN_SAVING) * len(raw) else raw
 
     def _write_content(self, out, header: bytes, parts: Sequence[Buffer], length: int) -> None:
         if length < _SMALL:
-            out.write(self._stored_small(header, parts, length))
+            _write_all(out, self._stored_small(header, parts, length))
         elif _worth_compressing(parts, length):
             cctx = zstandard.ZstdCompressor(level=1, threads=-1)
             with cctx.stream_writer(out, size=len(header) + length, closefd=False) as writer:
@@ -195,7 +202,7 @@ class LocalObjectStore(ObjectStore):
     def _decode_small(self, oid: str, data: bytes) -> StoredObject:
         if data[:4] == ZSTD_MAGIC:
             try:
-                data = self._dctx.decompress(data, max_output_size=_SMALL + 64)
+                data = self._contexts()[1].decompress(data, max_output_size=_SMALL + 64, allow_extra_data=False)
             except zstandard.ZstdError as exc:
                 raise CorruptObjectError(oid, f"its zstd frame is damaged ({exc})") from None
         kind, length, start = _parse_header(oid, data[:40])
@@ -206,13 +213,26 @@ class LocalObjectStore(ObjectStore):
         return StoredObject(kind, payload)
 
     def _read_large(self, oid: str, handle) -> StoredObject:
-        first = handle.read(4)
+        first = handle.read(18)  # the magic, and a zstd frame header (<= 18 bytes)
         handle.seek(0)
-        stream = self._dctx.stream_reader(handle, read_across_frames=False) if first == ZSTD_MAGIC else handle
+        compressed = first[:4] == ZSTD_MAGIC
+        dctx = self._contexts()[1]
+        stream = dctx.stream_reader(handle, read_across_frames=False) if compressed else handle
         try:
             head = stream.read(40)
             kind, length, start = _parse_header(oid, head)
-            payload = np.empty(length, dtype=np.uint8)  # no zero-fill, unlike bytearray
+            # Bound the allocation before making it: a raw file holds exactly header+payload,
+            # a zstd frame that declares its size must declare exactly that.
+            declared = _content_size(first) if compressed else os.fstat(handle.fileno()).st_size
+            if declared >= 0 and declared != start + length:
+                raise CorruptObjectError(
+                    oid, f"its header says {length} payload bytes but its file holds "
+                    f"{declared - start}; it is truncated or was damaged",
+                )
+            try:
+                payload = np.empty(length, dtype=np.uint8)  # no zero-fill, unlike bytearray
+            except (MemoryError, ValueError):
+                raise CorruptObjectError(oid, f"its header claims an impossible {length} bytes") from None
             view = memoryview(payload)
             filled = min(len(head) - start, length)
             view[:filled] = head[start : start + filled]
@@ -376,6 +396,23 @@ def _verify(oid: str, kind: str, parts: Sequence[Buffer]) -> None:
     actual = hasher.hexdigest()
     if actual != oid:
         raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
+
+
+def _create_read_only(temp: str, directory: str) -> int:
+    """Open a new temp file, created read-only (0444): the open fd may still write it."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    try:
+        return os.open(temp, flags, 0o444)
+    except FileNotFoundError:  # the fan-out directory was removed (gc, a user) since we made it
+        os.makedirs(directory, exist_ok=True)
+        return os.open(temp, flags, 0o444)
+
+
+def _write_all(out, data: Buffer) -> None:
+    """Write every byte: an unbuffered file may write only part of a buffer in one call."""
+    view = memoryview(data).cast("B")
+    while view:
+        view = view[out.write(view) :]
 
 
 def _unlink_quietly(path: str | os.PathLike) -> None:

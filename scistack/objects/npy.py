@@ -39,9 +39,16 @@ def canonical_array(arr: np.ndarray) -> np.ndarray:
             "and void dtypes are refused, never pickled). Convert to a numeric, bool, string or "
             "datetime dtype, or store a structured array as a pandas DataFrame"
         )
+    if dtype.kind in "fc" and dtype.itemsize > (16 if dtype.kind == "c" else 8):
+        raise UnsupportedValueError(
+            f"numpy arrays of dtype {dtype} (long double) cannot be stored: their bytes are "
+            "platform-specific and include padding, so they have no canonical form. Convert "
+            "with `arr.astype(np.float64)` (or complex128)"
+        )
     if dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian):
         arr = arr.astype(dtype.newbyteorder("<"))
-    arr = np.ascontiguousarray(arr)
+    if not arr.flags.c_contiguous:  # not np.ascontiguousarray: it turns 0-d into 1-d
+        arr = arr.copy(order="C")
     return arr.view(np.ndarray) if type(arr) is not np.ndarray else arr
 
 

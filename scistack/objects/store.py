@@ -93,7 +93,10 @@ class ObjectStore(abc.ABC):
         obj = self.get(oid)
         try:
             return decode_value(obj.kind, obj.payload, self._get_pair)
-        except (ValueError, KeyError, TypeError) as exc:
+        except (CorruptObjectError, ObjectNotFoundError, MemoryError):  # a child's: names the child
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure to decode verified bytes is damage
+            # (struct.error, SyntaxError, IndexError, RecursionError... not only ValueError)
             raise CorruptObjectError(oid, f"its {obj.kind} payload cannot be decoded ({exc})") from exc
 
     def _get_pair(self, oid: str) -> tuple[str, Any]:

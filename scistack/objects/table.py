@@ -4,6 +4,17 @@ Arrow keeps what users care about in a DataFrame (index, column names, categoric
 tz-aware datetimes, nullable integers, strings) through pandas' schema metadata. That
 metadata also names library versions, which would move an oid on every upgrade, so those
 fields are removed; a `scistack` entry records which Python type to rebuild.
+
+Hazards, each refused or normalised here rather than silently changed on the way back:
+- pyarrow turns mixed-type column labels and non-str index names into strings; refused.
+- object columns holding lists, dicts, mixed types... come back as something else; only
+  str / bytes / None / datetime.date objects are accepted there.
+- the bytes under a null slot of a nullable column are undefined (pandas keeps whatever
+  was there); they are zeroed so that equal tables get equal oids.
+- pandas 3 reads Arrow strings as its `str` dtype; the saved dtype (object, `string` with
+  python storage, `ArrowDtype(string)`) is restored from the metadata on decode.
+- big-endian numpy columns are byte-swapped (as npy does). The `freq` of a DatetimeIndex
+  is not kept (Arrow has no place for it); the values are.
 """
 
 from __future__ import annotations
@@ -11,11 +22,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from scistack.objects.canonical_json import dumps_canonical
+from scistack.errors import UnsupportedValueError
+from scistack.objects.canonical_json import dumps_canonical, from_tree, to_tree
 
 _VOLATILE_PANDAS_FIELDS = ("creator", "pandas_version")
+_OBJECT_COLUMN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.is_binary,
+                        pa.types.is_large_binary, pa.types.is_null, pa.types.is_date32)
 
 
 def encode_table(value: Any) -> list[Any]:
@@ -27,23 +43,29 @@ def encode_table(value: Any) -> list[Any]:
         table, kind = value, "arrow"
     elif isinstance(value, pd.Series):
         extra[b"scistack.series_name"] = dumps_canonical(_name_tree(value.name))
-        table, kind = pa.Table.from_pandas(value.to_frame(name="__series__")), "series"
+        table, kind = _from_pandas(value.to_frame(name="__series__"), value), "series"
     else:
-        table, kind = pa.Table.from_pandas(value), "dataframe"
+        table, kind = _from_pandas(value, value), "dataframe"
     metadata = dict(table.schema.metadata or {})
     if b"pandas" in metadata:
         pandas_meta = json.loads(metadata[b"pandas"])
         for field in _VOLATILE_PANDAS_FIELDS:
             pandas_meta.pop(field, None)
-        metadata[b"pandas"] = dumps_canonical(pandas_meta)
+        metadata[b"pandas"] = _dumps_pandas_meta(pandas_meta)
     metadata.update(extra)
     metadata[b"scistack"] = kind.encode()
-    table = table.replace_schema_metadata(dict(sorted(metadata.items()))).combine_chunks()
+    num_rows = table.num_rows  # a table without columns forgets it on the next call
+    table = table.replace_schema_metadata(dict(sorted(metadata.items())))
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
-        if table.num_rows:
-            writer.write_table(table)
+        writer.write_batch(_single_batch(table, num_rows))
     return [memoryview(sink.getvalue())]
+
+
+def _dumps_pandas_meta(meta: dict) -> bytes:
+    """Canonical spelling of pandas' metadata; it may hold NaN (a NaN label), as pandas wrote it."""
+    text = json.dumps(meta, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return text.encode("ascii")
 
 
 def decode_table(payload: bytes | bytearray | memoryview) -> Any:
@@ -54,6 +76,8 @@ def decode_table(payload: bytes | bytearray | memoryview) -> Any:
     if kind == "arrow":
         return table.replace_schema_metadata(metadata or None)
     frame = table.to_pandas()
+    if b"pandas" in metadata:
+        _restore_string_dtypes(frame, json.loads(metadata[b"pandas"]), table.schema)
     if kind == "series":
         series = frame["__series__"]
         series.name = _name_value(json.loads(metadata[b"scistack.series_name"]))
@@ -61,12 +85,181 @@ def decode_table(payload: bytes | bytearray | memoryview) -> Any:
     return frame
 
 
+def _from_pandas(frame: Any, original: Any) -> pa.Table:
+    """`pa.Table.from_pandas`, refusing what would not come back as it went in."""
+    _check_labels(frame, original)
+    frame = _native_byte_order(frame)
+    try:
+        table = pa.Table.from_pandas(frame)
+    except (pa.ArrowException, ValueError, TypeError) as exc:
+        raise _unsupported_table(original, str(exc)) from None
+    meta = json.loads(table.schema.metadata[b"pandas"])
+    for field, column in zip(table.schema, meta["columns"]):
+        if column["numpy_type"] == "object" and not any(t(field.type) for t in _OBJECT_COLUMN_TYPES):
+            raise _unsupported_table(
+                original, f"object column {column['name']!r} holds values Arrow stores as "
+                f"{field.type}, which would come back as a different type; object columns may "
+                "hold only str, bytes, datetime.date or None. Give the column a real dtype "
+                "(e.g. `.astype('Int64')`), or store nested values as separate variables",
+            )
+    return table
+
+
+def _check_labels(frame: Any, original: Any) -> None:
+    import pandas as pd
+
+    for axis, labels in (("index", frame.index), ("columns", frame.columns)):
+        for name in labels.names:
+            if name is not None and type(name) is not str:
+                raise _unsupported_table(
+                    original, f"its {axis} has a name of type {type(name).__name__} ({name!r}); "
+                    "Arrow keeps only str names. Rename it with `.rename_axis(str(name))`",
+                )
+    levels = frame.columns.levels if isinstance(frame.columns, pd.MultiIndex) else [frame.columns]
+    for level in levels:
+        if "mixed" in pd.api.types.infer_dtype(level, skipna=False):
+            raise _unsupported_table(
+                original, "its column labels mix types (e.g. int and str), which Arrow turns "
+                "into strings; use labels of one type, e.g. `df.columns = df.columns.map(str)`",
+            )
+
+
+def _native_byte_order(frame: Any) -> Any:
+    """Big-endian numpy columns byte-swapped (Arrow refuses them), as npy normalises."""
+    swap = {
+        col: dtype.newbyteorder("<")
+        for col, dtype in zip(frame.columns, frame.dtypes)
+        if isinstance(dtype, np.dtype) and dtype.byteorder == ">"
+    }
+    if not swap or not frame.columns.is_unique:
+        return frame
+    return frame.astype(swap)
+
+
+def _unsupported_table(value: Any, problem: str) -> UnsupportedValueError:
+    name = f"{type(value).__module__}.{type(value).__qualname__}"
+    return UnsupportedValueError(
+        f"cannot store this {name} as an Arrow table: {problem}. scistack never pickles; "
+        "convert the offending columns to numeric, bool, string, categorical or datetime dtypes"
+    )
+
+
+def _single_batch(table: pa.Table, num_rows: int) -> pa.RecordBatch:
+    """The table as exactly one record batch, with the undefined bytes under nulls zeroed.
+
+    Always one batch: an empty table still writes its dictionaries (a categorical's
+    categories), and a table without columns still records its row count.
+    """
+    if table.num_columns == 0:
+        rows = pa.repeat(pa.scalar({}, type=pa.struct([])), num_rows)
+        return pa.RecordBatch.from_struct_array(rows).replace_schema_metadata(table.schema.metadata)
+    if table.num_rows == 0:
+        arrays = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in table.columns]
+    else:
+        arrays = [_zero_nulls(column.chunk(0)) for column in table.combine_chunks().columns]
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+
+
+def _zero_nulls(arr: pa.Array) -> pa.Array:
+    if _is_binary(arr.type):
+        return _compact_binary(arr)
+    if arr.null_count == 0 or arr.type.num_buffers != 2 or pa.types.is_dictionary(arr.type):
+        return arr
+    try:
+        width = arr.type.bit_width
+    except ValueError:  # not a fixed-width type (lists...)
+        return arr
+    valid = pc.is_valid(arr)
+    if width == 1:
+        data = pa.concat_arrays([pc.fill_null(arr, False)]).buffers()[1]
+    elif width % 8:
+        return arr
+    else:
+        size = width // 8
+        raw = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+        raw = raw[arr.offset * size : (arr.offset + len(arr)) * size].copy()
+        raw.reshape(len(arr), size)[~valid.to_numpy(zero_copy_only=False)] = 0
+        data = pa.py_buffer(raw)
+    return pa.Array.from_buffers(arr.type, len(arr), [valid.buffers()[1], data], arr.null_count)
+
+
+def _is_binary(arrow_type: pa.DataType) -> bool:
+    return any(t(arrow_type) for t in _OBJECT_COLUMN_TYPES[:4])
+
+
+def _compact_binary(arr: pa.Array) -> pa.Array:
+    """A string/binary array with offsets from 0, exactly its own bytes, '' under nulls.
+
+    Arrow's IPC writer keeps part of a sliced array's layout, so a slice and a fresh copy of
+    the same strings would otherwise get different oids.
+    """
+    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
+    values = pc.fill_null(arr, pa.scalar(b"" if pa.types.is_binary(arr.type) or
+                                         pa.types.is_large_binary(arr.type) else "", arr.type))
+    bufs = values.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int64 if large else np.int32)
+    offsets = offsets[values.offset : values.offset + len(values) + 1]
+    if not arr.null_count and offsets[0] == 0 and (bufs[2] is None or bufs[2].size == offsets[-1]):
+        return arr
+    data = b"" if bufs[2] is None else bufs[2].to_pybytes()[offsets[0] : offsets[-1]]
+    validity = pc.is_valid(arr).buffers()[1] if arr.null_count else None
+    return pa.Array.from_buffers(
+        arr.type, len(arr),
+        [validity, pa.py_buffer((offsets - offsets[0]).tobytes()), pa.py_buffer(data)],
+        arr.null_count,
+    )
+
+
+def _restore_string_dtypes(frame: Any, pandas_meta: dict, schema: pa.Schema) -> None:
+    """Give string columns back the dtype they were saved with (pandas 3 reads `str`)."""
+    n_index = sum(isinstance(c, str) for c in pandas_meta.get("index_columns", []))
+    data_meta = pandas_meta.get("columns", [])[: len(pandas_meta.get("columns", [])) - n_index]
+    if len(data_meta) != frame.shape[1]:
+        return
+    for i, meta in enumerate(data_meta):
+        field = schema.field(meta["field_name"]) if meta["field_name"] in schema.names else None
+        target = _saved_string_dtype(meta, field, frame.dtypes.iloc[i])
+        if target is not None:
+            frame.isetitem(i, _as_dtype(frame.iloc[:, i], target))
+    index_names = pandas_meta.get("index_columns", [])
+    if len(index_names) == 1 and isinstance(index_names[0], str):
+        meta = next((c for c in pandas_meta["columns"] if c["field_name"] == index_names[0]), None)
+        target = meta and _saved_string_dtype(meta, schema.field(index_names[0]), frame.index.dtype)
+        if target is not None:
+            frame.index = _as_dtype(frame.index, target)
+
+
+def _saved_string_dtype(meta: dict, field: pa.Field | None, current: Any) -> Any:
+    import pandas as pd
+
+    if not isinstance(current, pd.StringDtype) or field is None:
+        return None
+    saved = meta.get("numpy_type")
+    if saved == "object":
+        return object
+    if saved == "string" and field.type == pa.string() and current.storage != "python":
+        return pd.StringDtype("python")
+    if saved == "string[pyarrow]":
+        return pd.ArrowDtype(field.type)
+    return None
+
+
+def _as_dtype(values: Any, dtype: Any) -> Any:
+    if dtype is object:  # missing strings are None in an object column, as Arrow gives them
+        return values.astype(object).where(values.notna(), None)
+    return values.astype(dtype)
+
+
 def _name_tree(name: Any) -> Any:
-    """Series names are usually None, str or int; keep the type through JSON."""
-    if name is None or isinstance(name, (str, bool, int, float)):
-        return {"v": name}
-    return {"v": str(name)}
+    """A Series name as canonical JSON (tuples, numpy scalars... keep their type)."""
+
+    def refuse(child: Any) -> str:
+        raise UnsupportedValueError(
+            f"a Series name cannot be a {type(child).__name__}; use a str, number or tuple"
+        )
+
+    return {"v": to_tree(name, refuse)}
 
 
 def _name_value(tree: dict) -> Any:
-    return tree["v"]
+    return from_tree(tree["v"], lambda oid: oid)

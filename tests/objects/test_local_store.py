@@ -1,0 +1,329 @@
+"""LocalObjectStore beyond the contract: layout, modes, compression, corruption, hostile input.
+
+Every test works on real files in tmp_path; damage is done to the files themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import zstandard
+
+from scistack.errors import CorruptObjectError, InvalidOidError, ObjectNotFoundError
+from scistack.objects import LocalObjectStore
+from tests.objects.store_contract import INVALID_OIDS, reference_oid
+from tests.objects.test_stores import ZSTD_MAGIC, read_object_file
+
+MB = 1 << 20
+
+
+@pytest.fixture
+def store(tmp_path) -> LocalObjectStore:
+    return LocalObjectStore(tmp_path / "objects")
+
+
+def rewrite(path, content: bytes) -> None:
+    """Replace a (read-only) object file's bytes, as damage or an attacker would."""
+    os.chmod(path, 0o644)
+    with open(path, "wb") as handle:
+        handle.write(content)
+
+
+def flip_byte(path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    rewrite(path, bytes(data))
+
+
+def random_floats(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random(n)
+
+
+# -- layout and modes ---------------------------------------------------------------------
+def test_file_layout_is_git_fan_out(store, tmp_path):
+    oid = store.put("bytes", b"hello")
+    path = tmp_path / "objects" / oid[:2] / oid[2:]
+    assert store.path_of(oid) == path and path.is_file()
+    assert sorted(p.relative_to(tmp_path / "objects").as_posix() for p in (tmp_path / "objects").rglob("*")) == [
+        oid[:2], f"{oid[:2]}/{oid[2:]}"]
+    assert read_object_file(path) == ("bytes", b"hello")
+    assert store.size_of(oid) == path.stat().st_size
+
+
+@pytest.mark.parametrize("size", [10, 100 * 1024, 3 * MB])
+def test_objects_are_read_only(store, size):
+    oid = store.put("bytes", bytes(size))
+    assert stat.S_IMODE(os.stat(store.path_of(oid)).st_mode) == 0o444
+
+
+def test_objects_written_by_one_store_are_read_by_another(store, tmp_path):
+    oid = store.put_value({"a": np.arange(5)})
+    other = LocalObjectStore(tmp_path / "objects")
+    assert set(other.iter_oids()) == set(store.iter_oids())
+    np.testing.assert_array_equal(other.get_value(oid)["a"], np.arange(5))
+
+
+# -- zstd or raw --------------------------------------------------------------------------
+@pytest.mark.parametrize("n", [4096, 1_000_000], ids=["small", "large-streamed"])
+def test_zeros_are_compressed_and_random_floats_stored_raw(store, n):
+    zeros, noise = store.put_value(np.zeros(n)), store.put_value(random_floats(n))
+    assert store.path_of(zeros).read_bytes()[:4] == ZSTD_MAGIC
+    assert store.path_of(noise).read_bytes()[:4] == b"npy "
+    assert store.size_of(zeros) < 8 * n / 50
+    assert store.size_of(noise) == len(b"npy %d\x00" % (128 + 8 * n)) + 128 + 8 * n
+    for oid in (zeros, noise):  # either way the file is exactly the documented format
+        assert read_object_file(store.path_of(oid)) == ("npy", bytes(store.get(oid).payload))
+    assert zstandard.frame_content_size(store.path_of(zeros).read_bytes()) > 0  # size declared
+
+
+def test_tiny_objects_are_never_compressed(store):
+    oid = store.put("json", b"0" * 50)
+    assert store.path_of(oid).read_bytes() == b"json 50\x00" + b"0" * 50
+
+
+def test_compression_never_changes_the_oid(store):
+    payload = bytes(100_000)
+    assert store.put("bytes", payload) == reference_oid("bytes", payload)
+
+
+# -- re-put refreshes mtime (gc grace period) ---------------------------------------------
+@pytest.mark.parametrize("size", [10, 3 * MB])
+def test_reput_refreshes_mtime_and_changes_nothing_else(store, size):
+    payload = bytes(range(256)) * (size // 256 + 1)
+    oid = store.put("bytes", payload)
+    path = store.path_of(oid)
+    old = time.time() - 30 * 86400
+    os.utime(path, (old, old))
+    before = path.read_bytes()
+    assert store.put("bytes", payload) == oid
+    assert store.mtime_of(oid) > old + 29 * 86400
+    assert path.read_bytes() == before
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert list(store.iter_temp_files()) == []
+
+
+# -- temp files ---------------------------------------------------------------------------
+@pytest.mark.parametrize("size", [10, 1000, 3 * MB])
+def test_failed_write_leaves_no_temp_file_and_no_object(store, monkeypatch, size):
+    def write_half_then_fail(self, out, header, parts, length):
+        out.write(header)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(LocalObjectStore, "_write_content", write_half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        store.put("bytes", bytes(size))
+    monkeypatch.undo()
+    oid = reference_oid("bytes", bytes(size))
+    assert not store.contains(oid)
+    assert list(store.iter_temp_files()) == []
+    assert list(store.iter_oids()) == []
+    assert store.put("bytes", bytes(size)) == oid  # and a retry works
+    assert bytes(store.get(oid).payload) == bytes(size)
+
+
+def test_interrupted_write_leaves_no_temp_file(store, monkeypatch):
+    def interrupt(self, out, header, parts, length):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LocalObjectStore, "_write_content", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        store.put("bytes", b"x" * 100)
+    assert list(store.iter_temp_files()) == []
+
+
+def test_iter_oids_ignores_temp_files_and_junk(store, tmp_path):
+    oid = store.put("bytes", b"real")
+    root = tmp_path / "objects"
+    (root / oid[:2] / ".tmp-123-abcdef").write_bytes(b"half")
+    (root / oid[:2] / ("f" * 61)).write_bytes(b"short name")
+    (root / oid[:2] / ("F" * 62)).write_bytes(b"upper case")
+    (root / "zz").mkdir()
+    (root / "zz" / ("a" * 62)).write_bytes(b"non-hex fan")
+    (root / "abc").mkdir()
+    (root / "README").write_text("junk")
+    (root / "ab").write_text("a file where a fan-out dir would be")
+    assert list(store.iter_oids()) == [oid]
+    assert [p.name for p in store.iter_temp_files()] == [".tmp-123-abcdef"]
+
+
+def test_iter_oids_of_a_store_never_written(tmp_path):
+    assert list(LocalObjectStore(tmp_path / "nothing").iter_oids()) == []
+    assert list(LocalObjectStore(tmp_path / "nothing").iter_temp_files()) == []
+
+
+def test_put_after_the_fan_out_dir_was_removed(store):
+    oid = store.put("bytes", b"one")
+    shutil.rmtree(store.path_of(oid).parent)  # gc removing an empty dir, or a user
+    assert store.put("bytes", b"one") == oid
+    assert bytes(store.get(oid).payload) == b"one"
+
+
+# -- corruption ---------------------------------------------------------------------------
+CASES = {
+    "small-raw": lambda: random_floats(100),
+    "small-zstd": lambda: np.zeros(10_000),
+    "large-raw": lambda: random_floats(300_000),
+    "large-zstd": lambda: np.zeros(300_000),
+}
+
+
+@pytest.fixture(params=sorted(CASES))
+def saved(request, store):
+    oid = store.put_value(CASES[request.param]())
+    return store, oid, store.path_of(oid)
+
+
+@pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
+def test_flipped_byte_is_a_corrupt_object(saved, where):
+    store, oid, path = saved
+    flip_byte(path, int(where * (path.stat().st_size - 1)))
+    with pytest.raises(CorruptObjectError) as info:
+        store.get(oid)
+    assert info.value.oid == oid and oid in str(info.value) and "fsck" in str(info.value)
+
+
+def test_flipped_payload_byte_names_the_actual_hash(store):
+    oid = store.put_value(random_floats(100))
+    flip_byte(store.path_of(oid), store.size_of(oid) - 1)
+    with pytest.raises(CorruptObjectError) as info:
+        store.get(oid)
+    assert info.value.expected == oid
+    assert info.value.actual not in (None, oid) and len(info.value.actual) == 64
+
+
+@pytest.mark.parametrize("keep", [0, 5, 0.5, -1])
+def test_truncated_file_is_a_corrupt_object(saved, keep):
+    store, oid, path = saved
+    data = path.read_bytes()
+    cut = int(keep * len(data)) if isinstance(keep, float) else (keep % len(data))
+    rewrite(path, data[:cut])
+    with pytest.raises(CorruptObjectError):
+        store.get(oid)
+
+
+def test_appended_bytes_are_a_corrupt_object(saved):
+    store, oid, path = saved
+    rewrite(path, path.read_bytes() + b"\x00")
+    with pytest.raises(CorruptObjectError):
+        store.get(oid)
+
+
+def test_another_objects_file_under_this_name_is_corrupt(store):
+    a, b = store.put("bytes", b"a" * 100), store.put("bytes", b"b" * 100)
+    rewrite(store.path_of(b), store.path_of(a).read_bytes())
+    with pytest.raises(CorruptObjectError) as info:
+        store.get(b)
+    assert info.value.actual == a
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage", b"npy 5", b"npy -1\x00", b"npy +5\x00abcde",
+                                     b"pickle 3\x00abc", b"npy 5\x00abc", b"\xff\xfe 1\x00a"])
+def test_unreadable_headers_are_corrupt(store, content):
+    oid = store.put("bytes", b"victim")
+    rewrite(store.path_of(oid), content)
+    with pytest.raises(CorruptObjectError):
+        store.get(oid)
+
+
+def test_deleted_file_is_object_not_found(saved):
+    store, oid, path = saved
+    os.unlink(path)
+    with pytest.raises(ObjectNotFoundError) as info:
+        store.get(oid)
+    assert info.value.oid == oid and not store.contains(oid)
+
+
+def test_corrupt_child_of_a_container_is_reported_with_the_child_oid(store):
+    arr = random_floats(50)
+    parent = store.put_value({"x": arr})
+    child = store.put_value(arr)
+    flip_byte(store.path_of(child), store.size_of(child) - 3)
+    with pytest.raises(CorruptObjectError) as info:
+        store.get_value(parent)
+    assert info.value.oid == child
+
+
+# -- hostile input ------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", INVALID_OIDS, ids=repr)
+def test_invalid_oids_never_reach_the_file_system(tmp_path, bad):
+    root = tmp_path / "deep" / "objects"
+    store = LocalObjectStore(root)
+    victims = [tmp_path / "victim", tmp_path / "deep" / "victim", root / "ab" / "victim"]
+    for victim in victims:
+        victim.parent.mkdir(parents=True, exist_ok=True)
+        victim.write_text("precious")
+    for verb in (store.get, store.contains, store.delete, store.path_of, store.size_of, store.mtime_of):
+        with pytest.raises(InvalidOidError):
+            verb(bad)
+    with pytest.raises(InvalidOidError):
+        store.delete("../../victim" if bad is None else "../" + "a" * 61)
+    assert all(v.read_text() == "precious" for v in victims)
+
+
+def test_header_claiming_a_huge_length_is_corrupt_not_a_memory_error(store):
+    oid = store.put("bytes", b"small")
+    for content in (b"bytes 99999999999999999\x00abc",
+                    zstandard.ZstdCompressor(write_content_size=False).compress(b"bytes 999999999999999\x00abc"),
+                    b"bytes 5000000\x00" + bytes(2 * MB)):
+        rewrite(store.path_of(oid), content)
+        with pytest.raises(CorruptObjectError):
+            store.get(oid)
+
+
+def test_frame_declaring_a_small_size_but_inflating_hugely_is_corrupt(store):
+    oid = store.put("bytes", b"x" * 100)
+    bomb = b"bytes 100\x00" + bytes(64 * MB)
+    frame = bytearray(zstandard.ZstdCompressor(level=19).compress(bomb))
+    # Patch the frame header's content size (4-byte field after magic + descriptor [+ window])
+    params = zstandard.get_frame_parameters(bytes(frame))
+    assert params.content_size == len(bomb)
+    fcs = bytes(frame).find(len(bomb).to_bytes(4, "little"))
+    frame[fcs : fcs + 4] = (110).to_bytes(4, "little")
+    assert zstandard.frame_content_size(bytes(frame)) == 110 and len(frame) < MB
+    rewrite(store.path_of(oid), bytes(frame))
+    with pytest.raises(CorruptObjectError):
+        store.get(oid)
+
+
+BOMB_CHILD = """
+import sys
+from scistack.objects import LocalObjectStore
+from scistack.errors import CorruptObjectError
+def peak():  # VmHWM: this process's own peak (ru_maxrss is inherited from the parent)
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) * 1024 for l in status if l.startswith("VmHWM:"))
+store = LocalObjectStore(sys.argv[1])
+before = peak()
+try:
+    store.get(sys.argv[2])
+except CorruptObjectError:
+    pass
+else:
+    sys.exit("no CorruptObjectError")
+print(peak() - before)
+"""
+
+
+def test_decompression_bomb_does_not_blow_up_memory(store):
+    """A 1 GB zstd bomb whose object header claims 100 bytes: read in a fresh process."""
+    oid = store.put("bytes", b"x" * 100)
+    cctx = zstandard.ZstdCompressor(level=3, write_content_size=False)
+    path = store.path_of(oid)
+    os.chmod(path, 0o644)
+    with open(path, "wb") as handle, cctx.stream_writer(handle) as writer:
+        writer.write(b"bytes 100\x00")
+        for _ in range(1024):
+            writer.write(bytes(MB))
+    assert path.stat().st_size < 2 * MB
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    out = subprocess.run([sys.executable, "-c", BOMB_CHILD, str(store.root), oid],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) < 64 * MB  # a read buffer or two, never the gigabyte
