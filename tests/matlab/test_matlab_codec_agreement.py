@@ -12,7 +12,6 @@ import importlib
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 TESTS = Path(__file__).resolve().parents[2] / "matlab" / "tests"
