@@ -17,12 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import (
-    AmbiguousVersionError,
-    InvalidNameError,
-    NotARepositoryError,
-    SchemaMismatchError,
-)
+from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError
 from scistack.index import Index, check_identifier
 from scistack.objects import LocalObjectStore, ObjectStore
 
@@ -123,14 +118,7 @@ class Database:
 
         Returns None for a value saved without lineage.
         """
-        found = variable.load(**metadata)
-        if isinstance(found, list):
-            if len(found) != 1:
-                raise AmbiguousVersionError(
-                    f"get_provenance needs one value but {len(found)} records of {variable.__name__} "
-                    f"match {metadata}; give the full address (schema keys {self.schema_keys})"
-                )
-            found = found[0]
+        found = variable.load_one(**metadata)
         if found.record.call is None:
             return None
         return self.call_record(found.record.call) | {"value_oid": found.record.oid}

@@ -168,6 +168,20 @@ class BaseVariable:
         return [cls._from_record(db, r) for r in _sorted(db, records)]
 
     @classmethod
+    def load_one(cls, **metadata: Any) -> BaseVariable:
+        """Exactly one record (newest version), or an error saying how to narrow the query."""
+        found = cls.load(**metadata)
+        if isinstance(found, list):
+            if len(found) != 1:
+                db = get_database()
+                raise AmbiguousVersionError(
+                    f"{len(found)} records of {cls.__name__} match {metadata}, one is needed; give "
+                    f"the full address (schema keys {db.schema_keys}) and any version keys"
+                )
+            found = found[0]
+        return found
+
+    @classmethod
     def load_all(cls, *, as_df: bool = False, **metadata: Any) -> Any:
         """Every current record matching `metadata` (all when empty): a generator, or a DataFrame."""
         db = get_database()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scistack.database import get_database
-from scistack.errors import LineageError, ObjectNotFoundError, ScistackError
+from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
 from scistack.lineage.codetree import code_tree, constant_values
 from scistack.lineage.function import LineageFunction, registered_function
@@ -73,14 +73,7 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
         without lineage) or "unknown" (the function is not importable here).
     """
     db = get_database()
-    found = variable.load(**metadata)
-    if isinstance(found, list):
-        if len(found) != 1:
-            raise LineageError(
-                f"why() needs one value; {len(found)} records of {variable.__name__} match "
-                f"{metadata}: give the full address"
-            )
-        found = found[0]
+    found = variable.load_one(**metadata)
     name = variable.__name__ if isinstance(variable, type) else str(variable)
     return why_record(db, name, found.record)
 
