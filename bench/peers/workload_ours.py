@@ -35,7 +35,8 @@ def main() -> None:
         rec.fail_all(names, exc)
         rec.write()
         return
-    rec.info["scistack_version"] = getattr(scistack, "__version__", "?")
+    if rec.versions.get("scistack") == "not installed":  # e.g. imported from a source tree
+        rec.versions["scistack"] = getattr(scistack, "__version__", "?") + " (source)"
 
     class Signal(BaseVariable):
         pass
