@@ -228,6 +228,13 @@ def build_table(agg: dict, peers: list[str], sizes: dict) -> tuple[str, list[str
     head = ["Measure", *peers, *[f"ours/{p}" for p in ratio_peers], "goal", "met?"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     notes: list[str] = []
+    footnotes: dict[str, int] = {}  # one number per distinct error message
+
+    def error_cell(msg: str) -> str:
+        msg = cell_text(msg, 300)
+        if msg not in footnotes:
+            footnotes[msg] = len(footnotes) + 1
+        return f"error [{footnotes[msg]}]"
     for metric, label, better in rows(sizes):
         cells = [label]
         for p in peers:
@@ -235,7 +242,7 @@ def build_table(agg: dict, peers: list[str], sizes: dict) -> tuple[str, list[str
             if e is None:
                 cells.append("n/a")
             elif e["median"] is None:
-                cells.append("error: " + cell_text(e["errors"][0]))
+                cells.append(error_cell(e["errors"][0]))
             else:
                 mark = ""
                 if e["errors"]:
@@ -251,7 +258,8 @@ def build_table(agg: dict, peers: list[str], sizes: dict) -> tuple[str, list[str
         cells.append("; ".join(g[4] for g in goals) if goals else "")
         cells.append("; ".join(judge(agg, g, better, peers) for g in goals) if goals else "")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines), notes
+    errors = [f"error [{i}]: {msg}" for msg, i in footnotes.items()]
+    return "\n".join(lines), errors + notes
 
 
 def judge(agg: dict, goal: tuple, better: str, peers: list[str]) -> str:
@@ -292,6 +300,13 @@ def machine() -> dict:
         pass
     return {"cores": os.cpu_count(), "cpu": cpu, "memory": mem,
             "os": platform.platform(terse=True), "python": platform.python_version()}
+
+
+def load_average() -> float:
+    try:
+        return os.getloadavg()[0]
+    except (OSError, AttributeError):
+        return float("nan")
 
 
 def git_commit() -> str:
@@ -380,8 +395,9 @@ def render(agg: dict, runs: list[dict], peers: list[str], sizes: dict, args, wal
         f"{args.reps} repetition(s), medians; whole run {wall / 60:.1f} min"
         + (" (**--quick sizes**)" if args.quick else "") + ".",
         "",
-        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory']} memory, {m['os']}, "
-        f"shared and noisy: compare within one table, not across tables.",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory']} memory, {m['os']}; "
+        f"load average (1 min) {args.load_before:.1f} at the start, {load_average():.1f} at "
+        "the end. The machine is shared and noisy: compare within one table, not across tables.",
         "",
     ]
     for p in peers:
@@ -401,7 +417,7 @@ def render(agg: dict, runs: list[dict], peers: list[str], sizes: dict, args, wal
     parts.append("")
     extra = notes + flag_notes(runs)
     if extra:
-        parts += ["### Notes on this run", ""] + [f"* {n}" for n in extra] + [""]
+        parts += ["### Errors and notes on this run", ""] + [f"* {n}" for n in extra] + [""]
     parts.append(FOOTER)
     return "\n".join(parts)
 
@@ -434,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else (None if args.quick else RESULTS / "latest.md")
 
     t_start = time.perf_counter()
+    args.load_before = load_average()
     pys: dict[str, Path] = {}
     setup_errors: dict[str, str] = {}
     for p in peers:
