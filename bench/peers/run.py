@@ -403,7 +403,7 @@ def render(agg: dict, runs: list[dict], peers: list[str], sizes: dict, args, wal
     for p in peers:
         py = pythons.get(p, "?")
         pk = ", ".join(f"{k} {v}" for k, v in sorted(versions.get(p, {}).items()))
-        where = "project .venv" if p == "ours" else f"bench/.venvs/{p}"
+        where = "the driver's interpreter" if p == "ours" else f"bench/.venvs/{p}"
         parts.append(f"* **{p}** ({where}, Python {py}): {pk or 'no versions reported'}")
     parts += ["", table, ""]
     better_of = {r[0]: r[2] for r in rows(sizes)}
