@@ -78,6 +78,14 @@ class LocalObjectStore(ObjectStore):
 
     # -- write -------------------------------------------------------------------------
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        if oid in self._buffer or self._refresh_packed(oid):
+            return
+        length = payload_length(parts)
+        if self._batch_depth and length < _SMALL:
+            # No probe for a loose copy: a failed lookup costs more than the record, and a
+            # fresh packed duplicate is as valid (and as young, for gc) as refreshing it.
+            self._buffer_object(oid, self._stored_small(object_header(kind, length), parts, length))
+            return
         rel = oid_relpath(oid)
         final = os.path.join(self.root, rel)
         try:
@@ -85,13 +93,7 @@ class LocalObjectStore(ObjectStore):
             return
         except FileNotFoundError:
             pass
-        if oid in self._buffer or self._refresh_packed(oid):
-            return
-        length = payload_length(parts)
         header = object_header(kind, length)
-        if self._batch_depth and length < _SMALL:
-            self._buffer_object(oid, self._stored_small(header, parts, length))
-            return
         directory = os.path.join(self.root, rel[:2])
         if rel[:2] not in self._made_dirs:
             os.makedirs(directory, exist_ok=True)
