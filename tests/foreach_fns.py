@@ -1,0 +1,70 @@
+"""Pipeline functions for tests/test_foreach.py, importable by worker processes.
+
+Process pools (spawn) and Dask workers receive functions by reference (module + name), so
+these live in a plain module rather than in the test file. `tests/` has no `__init__.py`:
+pytest puts the folder on `sys.path`, spawned processes inherit the parent's `sys.path`, and
+the Dask and subprocess fixtures also put it on `PYTHONPATH`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def bandpass(signal, low_hz):
+    return signal * low_hz
+
+
+def centre(signal):
+    """Two outputs: the centred signal and its mean."""
+    mean = float(np.mean(signal))
+    return signal - mean, mean
+
+
+def minus_baseline(signal, baseline):
+    return signal - baseline
+
+
+def column_sums(table):
+    """A Merge input arrives as one DataFrame, a column per variable."""
+    return {"columns": sorted(map(str, table.columns)), "rows": len(table),
+            "velocity": float(table["Velocity"].sum())}
+
+
+def mean_of_all(values):
+    """Aggregation: every lower-level record of the address, as a list."""
+    return float(np.mean([np.mean(v) for v in values]))
+
+
+def describe_table(values):
+    """Aggregation with as_table=True: a DataFrame with the schema columns and `data`."""
+    return {"columns": sorted(map(str, values.columns)), "rows": len(values),
+            "sessions": sorted(values["session"])}
+
+
+def fragile(signal, limit):
+    if float(np.max(signal)) > limit:
+        raise ValueError(f"signal peaks at {float(np.max(signal))}, above {limit}")
+    return signal * 2.0
+
+
+def slow_double(signal, delay):
+    time.sleep(delay)
+    return signal * 2.0
+
+
+def with_pid(signal):
+    """Where it ran: the result carries the pid of the process that computed it."""
+    return signal * 2.0, os.getpid()
+
+
+def noisy(signal, verbose):
+    """`verbose` is ignored by lineage (see test_ignored_parameter_...)."""
+    return signal + 1.0
+
+
+def none_for_short(signal):
+    return None if len(signal) < 5 else signal

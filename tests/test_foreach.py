@@ -1,0 +1,699 @@
+"""for_each through the public API: planning, caching, lineage, reports, workers, Dask, kills.
+
+Every test runs on a real project (DuckDB file + object store in tmp_path, see conftest.py).
+Functions that must reach other processes live in `foreach_fns` (an importable module);
+parallel tests use real spawn process pools and a real `dask.distributed.LocalCluster`.
+No timing assertions: speed goals live in bench/foreach.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import foreach_fns as fns
+import scistack.database as database_module
+from scistack import (
+    BaseVariable,
+    Fixed,
+    ForEachError,
+    Merge,
+    RunReport,
+    for_each,
+    lineage_fcn,
+    set_schema,
+)
+from scistack.errors import InvalidMetadataError, VariableNotFoundError
+
+TESTS_DIR = str(Path(__file__).resolve().parent)
+ROOT = str(Path(__file__).resolve().parents[1])
+SUBJECTS = [1, 2, 3]
+SESSIONS = ["pre", "post"]
+
+
+class RawEMG(BaseVariable):
+    pass
+
+
+class Velocity(BaseVariable):
+    pass
+
+
+class Filtered(BaseVariable):
+    pass
+
+
+class Centred(BaseVariable):
+    pass
+
+
+class MeanEMG(BaseVariable):
+    pass
+
+
+class Stats(BaseVariable):
+    pass
+
+
+class WorkerPid(BaseVariable):
+    pass
+
+
+def raw_signal(subject: int, session: str) -> np.ndarray:
+    """Distinct content at every address (identical content is tested on purpose elsewhere)."""
+    return np.arange(8.0) + 10 * subject + (0.5 if session == "pre" else 0.0)
+
+
+@pytest.fixture
+def emg(project):
+    """RawEMG at subjects 1-3 x pre/post/baseline and Velocity at pre/post, saved in a batch."""
+    with project.batch():
+        for subject in SUBJECTS:
+            for session in [*SESSIONS, "baseline"]:
+                RawEMG.save(raw_signal(subject, session), subject=subject, session=session)
+            for session in SESSIONS:
+                Velocity.save(float(subject), subject=subject, session=session)
+    return project
+
+
+@pytest.fixture(scope="module")
+def spawn_pool():
+    """One real spawn process pool for the tests that pass `executor=`."""
+    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        yield pool
+
+
+def run_bandpass(low_hz=20, **kwargs):
+    kwargs.setdefault("subject", SUBJECTS)
+    kwargs.setdefault("session", SESSIONS)
+    kwargs.setdefault("progress", False)
+    return for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": low_hz}, outputs=[Filtered], **kwargs)
+
+
+def versions(var: type, **address) -> list[int]:
+    return [r.version for r in var.list_versions(**address)]
+
+
+def object_count(db) -> int:
+    return sum(1 for _ in db.store.iter_oids())
+
+
+# -- running, saving, lineage ---------------------------------------------------------------
+def test_runs_every_combination_and_saves_with_lineage(emg):
+    report = run_bandpass()
+    assert isinstance(report, RunReport)
+    assert (report.ran, report.cached, report.missing, report.failed) == (6, 0, 0, 0)
+    for subject in SUBJECTS:
+        for session in SESSIONS:
+            loaded = Filtered.load(subject=subject, session=session)
+            np.testing.assert_array_equal(loaded.data, raw_signal(subject, session) * 20)
+    prov = emg.get_provenance(Filtered, subject=2, session="post")
+    assert prov["function_name"] == "bandpass"
+    assert prov["constants"] == {"low_hz": 20}
+    assert prov["inputs"]["signal"]["var"] == "RawEMG"
+    assert prov["inputs"]["signal"]["addr"] == {"subject": 2, "session": "post"}
+    assert prov["inputs"]["signal"]["oid"] == RawEMG.load(subject=2, session="post").oid
+
+
+def test_rerun_is_fully_cached_and_writes_no_new_versions(emg):
+    run_bandpass()
+    before = {(s, se): versions(Filtered, subject=s, session=se) for s in SUBJECTS for se in SESSIONS}
+    report = run_bandpass()
+    assert (report.ran, report.cached) == (0, 6)
+    after = {(s, se): versions(Filtered, subject=s, session=se) for s in SUBJECTS for se in SESSIONS}
+    assert after == before == {k: [1] for k in before}
+
+
+def test_plain_function_and_lineage_function_share_the_cache(emg):
+    run_bandpass()
+    report = for_each(lineage_fcn(fns.bandpass), inputs={"signal": RawEMG, "low_hz": 20},
+                      outputs=[Filtered], subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert (report.ran, report.cached) == (0, 6)
+
+
+def test_constants_are_recorded_and_queryable(emg):
+    run_bandpass(low_hz=20)
+    found = Filtered.load(low_hz=20)
+    assert len(found) == 6
+    assert Filtered.load(subject=1, session="pre", low_hz=20).data[0] == raw_signal(1, "pre")[0] * 20
+    assert len(Filtered.load(**{"bandpass.low_hz": 20})) == 6
+    with pytest.raises(VariableNotFoundError):
+        Filtered.load(low_hz=30)
+
+
+def test_a_tuple_maps_to_several_outputs(emg):
+    report = for_each(fns.centre, inputs={"signal": RawEMG}, outputs=[Centred, MeanEMG],
+                      subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert report.ran == 6
+    centred = Centred.load(subject=3, session="pre")
+    mean = MeanEMG.load(subject=3, session="pre")
+    raw = raw_signal(3, "pre")
+    np.testing.assert_allclose(centred.data, raw - raw.mean())
+    assert mean.data == pytest.approx(raw.mean())
+    assert centred.call == mean.call is not None
+
+
+def test_fixed_pins_some_keys(emg):
+    report = for_each(fns.minus_baseline, inputs={"signal": RawEMG, "baseline": Fixed(RawEMG, session="baseline")},
+                      outputs=[Filtered], subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert report.ran == 6
+    np.testing.assert_array_equal(Filtered.load(subject=2, session="pre").data,
+                                  raw_signal(2, "pre") - raw_signal(2, "baseline"))
+    prov = emg.get_provenance(Filtered, subject=2, session="pre")
+    assert prov["inputs"]["baseline"]["addr"] == {"subject": 2, "session": "baseline"}
+
+
+def test_merge_joins_several_variables_into_one_table(emg):
+    report = for_each(fns.column_sums, inputs={"table": Merge(RawEMG, Velocity)}, outputs=[Stats],
+                      subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert report.ran == 6
+    summary = Stats.load(subject=2, session="post").data
+    assert summary == {"columns": ["RawEMG", "Velocity", "session", "subject"], "rows": 1, "velocity": 2.0}
+    call = emg.store.get_value(Stats.load(subject=2, session="post").call)
+    members = call["inputs"]["table"]["merge"]
+    assert {m["var"]: m["oid"] for m in members} == {
+        "RawEMG": RawEMG.load(subject=2, session="post").oid,
+        "Velocity": Velocity.load(subject=2, session="post").oid,
+    }
+    assert "table" not in json.dumps(call["params"])  # a merged input is not a constant
+
+
+def test_empty_list_means_every_stored_value(emg):
+    report = run_bandpass(subject=[], session=SESSIONS)
+    assert report.ran == 6
+    assert sorted({item.combo["subject"] for item in report.items}) == SUBJECTS
+
+
+@pytest.mark.parametrize("subjects", [
+    range(1, 4), (s for s in SUBJECTS), np.array(SUBJECTS), pd.Series(SUBJECTS), (1, 2, 3),
+], ids=["range", "generator", "ndarray", "series", "tuple"])
+def test_any_iterable_of_values(emg, subjects):
+    report = run_bandpass(subject=subjects)
+    assert report.ran == 6
+    assert all(type(item.combo["subject"]) is int for item in report.items)
+    assert Filtered.load(subject=3, session="post").metadata == {"subject": 3, "session": "post"}
+
+
+def test_a_single_value_is_one_combination(emg):
+    report = run_bandpass(subject=2, session="pre")
+    assert (report.ran, len(report.items)) == (1, 1)
+
+
+def test_repeated_values_run_once(emg):
+    report = run_bandpass(subject=[1, 1, 2], session=["pre", "pre"])
+    assert report.ran == 2 and len(report.items) == 2
+    assert versions(Filtered, subject=1, session="pre") == [1]
+
+
+# -- aggregation ------------------------------------------------------------------------------
+def test_fewer_keys_than_schema_aggregates_as_a_list(emg):
+    report = for_each(fns.mean_of_all, inputs={"values": RawEMG}, outputs=[MeanEMG],
+                      subject=SUBJECTS, progress=False)
+    assert report.ran == 3
+    saved = MeanEMG.load(subject=2)
+    assert saved.metadata == {"subject": 2}
+    expected = np.mean([raw_signal(2, s).mean() for s in [*SESSIONS, "baseline"]])
+    assert saved.data == pytest.approx(expected)
+    assert for_each(fns.mean_of_all, inputs={"values": RawEMG}, outputs=[MeanEMG],
+                    subject=SUBJECTS, progress=False).cached == 3
+
+
+def test_aggregation_as_table_gives_a_dataframe(emg):
+    report = for_each(fns.describe_table, inputs={"values": RawEMG}, outputs=[Stats],
+                      subject=SUBJECTS, as_table=True, progress=False)
+    assert report.ran == 3
+    assert Stats.load(subject=1).data == {"columns": ["data", "session", "subject"], "rows": 3,
+                                             "sessions": ["baseline", "post", "pre"]}
+
+
+# -- missing inputs, failures, dry runs -------------------------------------------------------
+def test_missing_inputs_are_skipped_not_errors(emg):
+    report = run_bandpass(subject=[1, 2, 3, 4])
+    assert (report.ran, report.missing, report.failed) == (6, 2, 0)
+    missing = [item for item in report.items if item.status == "missing"]
+    assert [item.combo["subject"] for item in missing] == [4, 4]
+    assert all(item.missing == ["signal"] for item in missing)
+
+
+def test_failures_are_recorded_with_tracebacks_and_the_run_continues(emg):
+    # subject 3's signals peak at 37.5: above the limit
+    report = for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+                      subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert (report.ran, report.failed) == (4, 2)
+    failure = report.failures[0]
+    assert failure.combo == {"subject": 3, "session": "pre"}
+    assert failure.error.startswith("ValueError: signal peaks at 37.5")
+    assert "Traceback" in failure.traceback and "fragile" in failure.traceback
+    assert "failed subject=3, session='pre': ValueError" in report.summary()
+    with pytest.raises(VariableNotFoundError):
+        Filtered.load(subject=3, session="pre")
+    again = for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+                     subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert (again.ran, again.cached, again.failed) == (0, 4, 2)  # failures are not cached
+
+
+def test_on_error_raise_stops_at_the_first_failure(emg):
+    with pytest.raises(ForEachError) as caught:
+        for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 20.0}, outputs=[Filtered],
+                 subject=SUBJECTS, session=SESSIONS, on_error="raise", progress=False)
+    error = caught.value
+    assert len(error.failures) == 1
+    assert error.failures[0].combo == {"subject": 2, "session": "pre"}
+    assert "ValueError" in str(error) and "Traceback" in str(error)
+    assert len(Filtered.load(subject=1)) == 2          # ran before the failure
+    with pytest.raises(VariableNotFoundError):         # never started after it
+        Filtered.load(subject=3)
+    run = emg.index.state.runs[-1]
+    assert run["counts"]["failed"] == 1 and run["counts"]["ran"] == 2
+
+
+def test_on_error_raise_stops_parallel_runs_too(emg, spawn_pool):
+    with pytest.raises(ForEachError) as caught:
+        for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 20.0}, outputs=[Filtered],
+                 subject=SUBJECTS, session=SESSIONS, on_error="raise", executor=spawn_pool,
+                 chunk_size=1, progress=False)
+    assert len(caught.value.failures) >= 1
+    statuses = Counter(item["status"] for item in emg.store.get_value(emg.index.state.runs[-1]["items"]))
+    assert statuses["failed"] >= 1
+
+
+def test_dry_run_reports_the_plan_and_writes_nothing(emg):
+    run_bandpass(subject=[1])
+    journal_size, objects = emg.index.journal.size(), object_count(emg)
+    report = run_bandpass(subject=[1, 2, 4], dry_run=True)
+    assert report.dry_run
+    statuses = Counter(item.status for item in report.items)
+    assert statuses == {"cached": 2, "would_run": 2, "missing": 2}
+    assert report.summary().startswith("[dry run]")
+    emg.flush()
+    assert emg.index.journal.size() == journal_size
+    assert object_count(emg) == objects
+    with pytest.raises(VariableNotFoundError):
+        Filtered.load(subject=2)
+
+
+# -- the report and the run record ------------------------------------------------------------
+def test_report_counts_summary_and_frame(emg):
+    report = run_bandpass(subject=[1, 4])
+    assert report.counts == {"ran": 2, "cached": 0, "missing": 2, "failed": 0}
+    assert report.summary().splitlines()[0].startswith("for_each(bandpass): 2 ran, 0 cached, 2 missing, 0 failed in ")
+    assert str(report) == report.summary() and "RunReport" in repr(report)
+    frame = report.to_frame()
+    assert list(frame.columns) == ["subject", "session", "status", "duration", "error"]
+    assert list(frame["status"]) == ["ran", "ran", "missing", "missing"]
+    assert (frame["duration"] >= 0).all() and report.duration >= 0
+
+
+def test_run_and_statuses_are_stored_in_the_index(emg):
+    report = for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+                      subject=[1, 3, 4], session=SESSIONS, progress=False)
+    run = emg.index.state.runs[-1]
+    assert run["run_id"] == report.run_id and run["function"] == "fragile"
+    assert run["counts"] == {"ran": 2, "cached": 0, "missing": 2, "failed": 2}
+    items = emg.store.get_value(run["items"])
+    assert [i["status"] for i in items] == ["ran", "ran", "failed", "failed", "missing", "missing"]
+    assert items[2]["combo"] == {"subject": 3, "session": "pre"}
+    assert "ValueError" in items[2]["error"] and "Traceback" in items[2]["traceback"]
+    emg.sync()
+    stored = emg.sql("SELECT run_id, entry FROM runs")
+    assert report.run_id in set(stored["run_id"])
+
+
+# -- progress and logging ---------------------------------------------------------------------
+def test_progress_false_is_silent(emg, capsys):
+    run_bandpass(progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(emg, capsys):
+    for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 20}, outputs=[Filtered],
+             subject=SUBJECTS, session=SESSIONS)  # progress=None: decide by the terminal
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_true_draws_a_bar(emg, capsys):
+    run_bandpass(progress=True)
+    err = capsys.readouterr().err
+    assert "for_each(bandpass)" in err and "6/6" in err
+
+
+_TTY_SCRIPT = """
+import sys
+sys.path[:0] = [{tests!r}, {root!r}]
+import numpy as np
+from scistack import BaseVariable, configure_database, for_each
+import foreach_fns
+db = configure_database("tty.duckdb", ["subject", "session"])
+class RawEMG(BaseVariable): pass
+class Filtered(BaseVariable): pass
+for s in range(3):
+    RawEMG.save(np.arange(4.0) + s, subject=s, session="pre")
+for_each(foreach_fns.bandpass, inputs={{"signal": RawEMG, "low_hz": 20}}, outputs=[Filtered],
+         subject=range(3), session=["pre"])
+"""
+
+
+def test_progress_bar_appears_on_a_real_terminal(tmp_path, python_env):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    script = _TTY_SCRIPT.format(tests=TESTS_DIR, root=ROOT)
+    leader, follower = pty.openpty()
+    # a new pty is 0 columns wide, and tqdm draws nothing in 0 columns: size it like a terminal
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=tmp_path, env=python_env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert proc.wait(timeout=60) == 0
+    on_tty = b"".join(chunks).decode(errors="replace")
+    assert "for_each(bandpass)" in on_tty and "3/3" in on_tty
+    piped = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=python_env, capture_output=True, text=True, timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert "for_each(bandpass)" not in piped.stderr  # not a terminal: silent
+
+
+def test_logging_reports_per_combination_events(emg, caplog):
+    caplog.set_level(logging.DEBUG, logger="scistack.foreach")
+    for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+             subject=[1, 3, 4], session=["pre"], progress=False)
+    messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "scistack.foreach"]
+    assert any(level == "DEBUG" and "ran fragile" in m and "'subject': 1" in m for level, m in messages)
+    assert any(level == "DEBUG" and "missing" in m and "'subject': 4" in m for level, m in messages)
+    assert any(level == "WARNING" and "failed" in m and "'subject': 3" in m for level, m in messages)
+    assert any(level == "INFO" and "1 ran" in m and "1 failed" in m for level, m in messages)
+    caplog.clear()
+    for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+             subject=[1], session=["pre"], progress=False)
+    assert any("cached" in r.getMessage() and "'subject': 1" in r.getMessage() for r in caplog.records
+               if r.levelname == "DEBUG")
+
+
+# -- scifor (table mode, no database) ---------------------------------------------------------
+@pytest.fixture
+def table_schema(no_database):
+    set_schema(["subject", "session"])
+    yield
+    set_schema([])
+
+
+def test_table_mode_filters_dataframes_and_returns_results(table_schema):
+    raw = pd.DataFrame([{"subject": s, "session": se, "data": raw_signal(s, se)}
+                        for s in [1, 2] for se in SESSIONS])
+    results = for_each(fns.bandpass, inputs={"signal": raw, "low_hz": 3}, outputs=[Filtered],
+                       subject=[1, 2, 9], session=SESSIONS)
+    assert isinstance(results, pd.DataFrame)
+    assert list(results.columns) == ["subject", "session", "Filtered"]
+    assert len(results) == 4  # subject 9 has no rows: skipped
+    row = results[(results.subject == 2) & (results.session == "post")].iloc[0]
+    np.testing.assert_array_equal(row["Filtered"], raw_signal(2, "post") * 3)
+
+
+def test_table_mode_tuples_aggregation_and_every_value(table_schema):
+    raw = pd.DataFrame([{"subject": s, "session": se, "data": raw_signal(s, se)}
+                        for s in [1, 2] for se in SESSIONS])
+    results = for_each(fns.centre, inputs={"signal": raw}, outputs=[Centred, MeanEMG],
+                       subject=[], session=[])
+    assert list(results.columns) == ["subject", "session", "Centred", "MeanEMG"]
+    assert len(results) == 4
+    assert results["MeanEMG"].iloc[0] == pytest.approx(raw_signal(1, "pre").mean())
+    per_subject = for_each(fns.describe_table, inputs={"values": raw}, subject=[1, 2], as_table=True)
+    assert per_subject["result"].iloc[0]["rows"] == 2
+
+
+def test_variable_inputs_need_a_database(no_database):
+    with pytest.raises(InvalidMetadataError, match="configure_database"):
+        for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 3}, outputs=[Filtered], subject=[1])
+
+
+# -- parallel and distributed -----------------------------------------------------------------
+def _assert_bandpass_results(low_hz=20):
+    for subject in SUBJECTS:
+        for session in SESSIONS:
+            np.testing.assert_array_equal(Filtered.load(subject=subject, session=session).data,
+                                          raw_signal(subject, session) * low_hz)
+
+
+def test_workers_run_combinations_in_a_spawned_process_pool(emg):
+    report = for_each(fns.with_pid, inputs={"signal": RawEMG}, outputs=[Filtered, WorkerPid],
+                      subject=SUBJECTS, session=SESSIONS, workers=2, chunk_size=2, progress=False)
+    assert (report.ran, report.failed) == (6, 0), report.summary()
+    pids = {WorkerPid.load(subject=s, session=se).data for s in SUBJECTS for se in SESSIONS}
+    assert os.getpid() not in pids
+    np.testing.assert_array_equal(Filtered.load(subject=1, session="post").data, raw_signal(1, "post") * 2)
+    again = for_each(fns.with_pid, inputs={"signal": RawEMG}, outputs=[Filtered, WorkerPid],
+                     subject=SUBJECTS, session=SESSIONS, workers=2, progress=False)
+    assert (again.ran, again.cached) == (0, 6)
+
+
+def test_parallel_and_serial_runs_produce_the_same_oids(emg, spawn_pool):
+    report = run_bandpass(executor=spawn_pool, chunk_size=4)
+    assert report.ran == 6
+    parallel = {(s, se): Filtered.load(subject=s, session=se).oid for s in SUBJECTS for se in SESSIONS}
+    _assert_bandpass_results()
+    Filtered.delete()
+    expected = {(s, se): emg.store.put_value(raw_signal(s, se) * 20) for s in SUBJECTS for se in SESSIONS}
+    assert parallel == expected
+
+
+class RetryingExecutor(cf.Executor):
+    """Runs every task twice (as Dask does when a worker dies after finishing), keeps the second."""
+
+    def __init__(self, pool: cf.Executor) -> None:
+        self.pool = pool
+        self.attempts = 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        first = self.pool.submit(fn, *args, **kwargs)
+        first.result()
+        self.attempts += 2
+        return self.pool.submit(fn, *args, **kwargs)
+
+
+def test_a_retried_task_gives_the_same_oids_and_no_duplicate_records(emg, spawn_pool, tmp_path):
+    retrying = RetryingExecutor(spawn_pool)
+    before = object_count(emg)
+    report = run_bandpass(executor=retrying, chunk_size=2)
+    assert report.ran == 6 and retrying.attempts == 6
+    _assert_bandpass_results()
+    for subject in SUBJECTS:
+        for session in SESSIONS:
+            assert versions(Filtered, subject=subject, session=session) == [1]
+    calls = [json.loads(line) for line in (emg.scistack_dir / "refs.log").read_text().splitlines()
+             if '"op":"call"' in line]
+    assert len(calls) == 6 and len({c["key"] for c in calls}) == 6
+    # objects: 6 outputs + 6 call records + the report + the code object, nothing twice
+    added = object_count(emg) - before
+    assert added == 6 + 6 + 1 + 1
+    again = run_bandpass(executor=retrying)
+    assert (again.ran, again.cached) == (0, 6)
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("dask.distributed")
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [TESTS_DIR, ROOT, saved] if p)
+    try:
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+        client = distributed.Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def test_dask_local_cluster_runs_the_same_call(emg, dask_client):
+    executor = dask_client.get_executor()
+    report = for_each(fns.with_pid, inputs={"signal": RawEMG}, outputs=[Filtered, WorkerPid],
+                      subject=SUBJECTS, session=SESSIONS, executor=executor, chunk_size=2, progress=False)
+    assert (report.ran, report.failed) == (6, 0), report.summary()
+    worker_pids = set(dask_client.run(os.getpid).values())
+    pids = {WorkerPid.load(subject=s, session=se).data for s in SUBJECTS for se in SESSIONS}
+    assert pids <= worker_pids and os.getpid() not in pids
+    np.testing.assert_array_equal(Filtered.load(subject=3, session="pre").data, raw_signal(3, "pre") * 2)
+    assert versions(Filtered, subject=3, session="pre") == [1]
+    report = run_bandpass(executor=executor)
+    assert report.ran == 6
+    _assert_bandpass_results()
+    again = run_bandpass(executor=executor)
+    assert (again.ran, again.cached) == (0, 6)
+
+
+# -- edits: what re-runs, what becomes the default --------------------------------------------
+def test_editing_a_constant_reruns_everything_it_affects_and_keeps_old_results(emg):
+    run_bandpass(low_hz=20)
+    report = run_bandpass(low_hz=30)
+    assert (report.ran, report.cached) == (6, 0)
+    current = Filtered.load(subject=1, session="pre")  # plain load: one value, not ambiguous
+    assert not isinstance(current, list) and current.version == 2
+    np.testing.assert_array_equal(current.data, raw_signal(1, "pre") * 30)
+    np.testing.assert_array_equal(Filtered.load(subject=1, session="pre", version=1).data,
+                                  raw_signal(1, "pre") * 20)
+    np.testing.assert_array_equal(Filtered.load(subject=1, session="pre", low_hz=20).data,
+                                  raw_signal(1, "pre") * 20)
+    assert len(Filtered.load(subject=1)) == 2  # one per session, newest each
+    back = run_bandpass(low_hz=20)             # going back is a cache hit, and the default again
+    assert (back.ran, back.cached) == (0, 6)
+    np.testing.assert_array_equal(Filtered.load(subject=1, session="pre").data, raw_signal(1, "pre") * 20)
+    assert run_bandpass(low_hz=20).cached == 6
+    assert versions(Filtered, subject=1, session="pre") == [1, 2, 3]
+
+
+def test_editing_one_input_reruns_exactly_that_combination(emg):
+    run_bandpass()
+    RawEMG.save(raw_signal(2, "post") + 100, subject=2, session="post")
+    report = run_bandpass()
+    assert (report.ran, report.cached) == (1, 5)
+    assert [i.combo for i in report.items if i.status == "ran"] == [{"subject": 2, "session": "post"}]
+    np.testing.assert_array_equal(Filtered.load(subject=2, session="post").data,
+                                  (raw_signal(2, "post") + 100) * 20)
+
+
+def test_identical_inputs_at_two_addresses_stay_cached(project):
+    for session in SESSIONS:
+        RawEMG.save(np.ones(4), subject=1, session=session)
+    assert run_bandpass(subject=[1]).ran == 2
+    for _ in range(2):
+        assert run_bandpass(subject=[1]).cached == 2
+    for session in SESSIONS:
+        assert versions(Filtered, subject=1, session=session) == [1]
+        prov = project.get_provenance(Filtered, subject=1, session=session)
+        assert prov["inputs"]["signal"]["addr"] == {"subject": 1, "session": session}
+
+
+def test_ignored_parameter_is_passed_but_not_recorded(emg):
+    noisy = lineage_fcn(fns.noisy, ignore=("verbose",))
+    report = for_each(noisy, inputs={"signal": RawEMG, "verbose": True}, outputs=[Filtered],
+                      subject=[1], session=SESSIONS, progress=False)
+    assert report.ran == 2
+    assert for_each(noisy, inputs={"signal": RawEMG, "verbose": False}, outputs=[Filtered],
+                    subject=[1], session=SESSIONS, progress=False).cached == 2
+    assert "verbose" not in emg.get_provenance(Filtered, subject=1, session="pre")["constants"]
+
+
+def test_returning_none_saves_nothing(project):
+    RawEMG.save(np.ones(3), subject=1, session="pre")
+    RawEMG.save(np.ones(6), subject=1, session="post")
+    report = for_each(fns.none_for_short, inputs={"signal": RawEMG}, outputs=[Filtered],
+                      subject=[1], session=SESSIONS, progress=False)
+    assert Counter(i.status for i in report.items) == {"skipped": 1, "ran": 1}
+    assert Filtered.load(subject=1, session="post").data.shape == (6,)
+
+
+def test_bad_arguments_are_refused_with_a_hint(emg):
+    with pytest.raises(InvalidMetadataError, match="on_error"):
+        run_bandpass(on_error="ignore")
+    with pytest.raises(InvalidMetadataError, match="schema"):
+        run_bandpass(trial=[1])
+    with pytest.raises(InvalidMetadataError, match="variable classes"):
+        for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 1}, outputs=["Filtered"], subject=[1])
+    with pytest.raises(InvalidMetadataError, match="low_hz"):
+        for_each(fns.bandpass, inputs={"signal": RawEMG}, outputs=[Filtered], subject=[1])
+    with pytest.raises(InvalidMetadataError, match="highpass"):
+        for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 1, "highpass": 2}, outputs=[Filtered],
+                 subject=[1])
+
+
+# -- a real SIGKILL ---------------------------------------------------------------------------
+_KILL_SCRIPT = """
+import sys
+sys.path[:0] = [{tests!r}, {root!r}]
+from scistack import BaseVariable, configure_database, for_each
+import foreach_fns
+db = configure_database({db!r})
+class RawEMG(BaseVariable): pass
+class Filtered(BaseVariable): pass
+for_each(foreach_fns.slow_double, inputs={{"signal": RawEMG, "delay": 0.01}}, outputs=[Filtered],
+         subject=range({n}), session=["pre"], progress=False)
+print("finished", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_leaves_a_consistent_store_and_rerun_completes(project, python_env):
+    n = 300
+    with project.batch():
+        for subject in range(n):
+            RawEMG.save(np.arange(10.0) + subject, subject=subject, session="pre")
+    script = _KILL_SCRIPT.format(tests=TESTS_DIR, root=ROOT, db=str(project.path), n=n)
+    journal = project.scistack_dir / "refs.log"
+    proc = subprocess.Popen([sys.executable, "-c", script], env=python_env, cwd=project.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.read_bytes().count(b'"op":"call"') >= 1:  # the first batch is durable
+                break
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL, (out, err)
+    assert "finished" not in out
+
+    project.index.refresh()
+    called = set(project.index.state.calls)  # every call entry here is slow_double's
+    done = list(project.index.state.records("Filtered"))
+    assert 0 < len(called) < n, "the kill should land mid-run"
+    assert len(done) <= len(called)  # a call entry is journalled before the refs it explains
+    _assert_every_name_verifies(project)
+
+    report = for_each(fns.slow_double, inputs={"signal": RawEMG, "delay": 0.01}, outputs=[Filtered],
+                      subject=range(n), session=["pre"], progress=False)
+    assert (report.cached, report.ran, report.failed) == (len(called), n - len(called), 0), report.summary()
+    _assert_every_name_verifies(project)
+    for subject in range(n):
+        assert versions(Filtered, subject=subject, session="pre") == [1]
+    for subject in (0, n // 2, n - 1):
+        np.testing.assert_array_equal(Filtered.load(subject=subject, session="pre").data,
+                                      (np.arange(10.0) + subject) * 2.0)
+    project.sync()
+    assert project.sql("SELECT count(*) AS n FROM refs WHERE var = 'Filtered'")["n"][0] == n
+
+
+def _assert_every_name_verifies(db) -> None:
+    """fsck: every ref's value and call record, and every cached call's outputs, exist and verify."""
+    db.index.refresh()
+    state = db.index.state
+    for var in state.variables():
+        for record in state.records(var):
+            assert db.store.get(record.oid).kind == record.kind  # get() verifies the hash
+            if record.call:
+                assert db.store.get(record.call).kind == "call"
+    for entry in state.calls.values():
+        assert db.store.get(entry["call"]).kind == "call"
+        for oid in entry["outs"]:
+            db.store.get(oid)
