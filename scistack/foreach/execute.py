@@ -9,6 +9,7 @@ Running a combination twice produces the same oids, so retried tasks are harmles
 from __future__ import annotations
 
 import os
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 
 from scistack.foreach.inputs import Resolved, load_value
 from scistack.index import utc_now
+from scistack.lineage.function import LineageFunction
 from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
@@ -72,16 +74,30 @@ def _as_outputs(result: Any, n_outputs: int, name: str) -> list[Any]:
     return [getattr(v, "data", v) if hasattr(v, "__scistack_input__") else v for v in outputs]
 
 
-_worker_stores: dict[str, ObjectStore] = {}
+_worker_stores = threading.local()  # per thread: a store's batch is not shared across threads
 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], n_outputs: int,
               as_table: bool) -> list[Outcome]:
-    """Worker entry point: run a chunk of tasks against the project's object store."""
-    store = _worker_stores.get(store_root)
+    """Worker entry point: run a chunk of tasks against the project's object store.
+
+    `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
+    calls the plain function: lineage is recorded by the calling process, which has the
+    database. The chunk's objects go into one pack, written before the oids are returned, so
+    the caller never journals a ref to an object that is not on disk.
+    """
+    plain = fn.fn if isinstance(fn, LineageFunction) else fn
+    stores = getattr(_worker_stores, "by_root", None)
+    if stores is None:
+        stores = _worker_stores.by_root = {}
+    store = stores.get(store_root)
     if store is None:
-        store = _worker_stores[store_root] = LocalObjectStore(store_root)
-    return [run_task(fn, store, task, schema_keys, n_outputs, as_table) for task in tasks]
+        store = stores[store_root] = LocalObjectStore(store_root)
+    store.begin_batch()
+    try:
+        return [run_task(plain, store, task, schema_keys, n_outputs, as_table) for task in tasks]
+    finally:
+        store.end_batch()
 
 
 def worker_pid() -> int:
