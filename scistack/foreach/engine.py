@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from scistack.database import Database, current_database
 from scistack.errors import ForEachError, InvalidMetadataError
 from scistack.foreach.execute import Outcome, Task, run_chunk, run_task
@@ -257,14 +259,33 @@ def _combinations(db: Database, inputs: dict[str, Any], iterables: dict[str, Any
     """Every combination, in the order given; `[]` expands to every stored value of that key."""
     keys, value_lists = [], []
     for key, values in iterables.items():
-        if isinstance(values, (str, bytes, int, float)):
-            values = [values]
-        values = list(values)
+        values = _address_values(key, values)
         if not values:
             values = _stored_values(db, inputs, key)
         keys.append(key)
         value_lists.append(values)
     return [dict(zip(keys, combo)) for combo in itertools.product(*value_lists)]
+
+
+def _address_values(key: str, values: Any) -> list[Any]:
+    """One key's values as plain Python scalars (numpy ones unwrapped), each once, in order."""
+    if isinstance(values, (str, bytes, int, float, np.generic)):
+        values = [values]
+    try:
+        values = list(values)
+    except TypeError:
+        raise InvalidMetadataError(
+            f"for_each({key}=...) takes a list (or any iterable) of values, got {values!r}") from None
+    unique: dict[tuple[str, Any], Any] = {}
+    for value in values:
+        value = value.item() if isinstance(value, np.generic) else value
+        if not isinstance(value, (int, float, str, bool)):
+            raise InvalidMetadataError(
+                f"for_each({key}=...): {value!r} is a {type(value).__name__}; address values are "
+                "int, str, float or bool")
+        unique.setdefault(("bool", value) if isinstance(value, bool) else
+                          ("num", value) if isinstance(value, (int, float)) else ("str", value), value)
+    return list(unique.values())
 
 
 def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
