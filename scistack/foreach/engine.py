@@ -27,13 +27,13 @@ from typing import Any
 import numpy as np
 
 from scistack.database import Database, current_database
-from scistack.errors import ForEachError, InvalidMetadataError
+from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.execute import Outcome, Task, run_chunk, run_task
 from scistack.foreach.inputs import Resolved, is_loaded_input, is_variable, resolve
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
 from scistack.index import key_of, utc_now
-from scistack.lineage.calls import flatten_params
+from scistack.lineage.calls import BoundInput, call_key, flatten_params
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.identity import FunctionIdentity
 
@@ -135,7 +135,7 @@ class _Run:
             return
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
         hit = self.ctx.lookup(key)
-        if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, hit):
+        if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, key, hit):
             item.status = "cached"
             _tick(bar)
             return
@@ -144,19 +144,38 @@ class _Run:
             _tick(bar)
         self.pending.append((item, resolved, key))
 
-    def _restore(self, combo: dict[str, Any], hit: dict[str, Any]) -> bool:
+    def _restore(self, combo: dict[str, Any], key: str, hit: dict[str, Any]) -> bool:
         """A cached call: make sure its outputs are the current refs at this combination."""
         state, addr_key = self.db.index.state, key_of(combo)
+        stale = []
         for var, oid in zip(self.outputs, hit["outs"]):
             current = state.current_at(var.__name__, addr_key, "{}")
-            if current is not None and current.oid == oid and current.call == hit["call"]:
+            if current is not None and current.oid == oid and (
+                    current.call == hit["call"] or self._same_call(current.call, key)):
                 continue
-            if self.dry_run:
-                return True
-            if not self.db.store.contains(oid):
+            if not self.dry_run and not self.db.store.contains(oid):
                 return False  # garbage-collected output: compute again
-            self._save(var.__name__, combo, (oid, _kind_of(self.db, oid), ""), hit["call"], None)
+            stale.append((var.__name__, oid))
+        if not self.dry_run:
+            for var, oid in stale:
+                self._save(var, combo, (oid, "", ""), hit["call"], None)
         return True
+
+    def _same_call(self, call_oid: str | None, key: str) -> bool:
+        """Whether a ref's call record is another run of the call under `key`.
+
+        Identical inputs at two addresses make one call key but two call records (each names
+        its own input address); the cache entry keeps the last one. The ref made by the other
+        is still this call's result and must not be re-saved on every re-run.
+        """
+        if call_oid is None:
+            return False
+        try:
+            record = self.db.store.get_value(call_oid)
+            inputs = {name: BoundInput(name, None, item["oid"], item) for name, item in record["inputs"].items()}
+            return call_key(record["function"]["identity"], inputs) == key
+        except (ScistackError, LookupError, KeyError, TypeError):
+            return False
 
     # -- running ---------------------------------------------------------------------------
     def _run_serial(self, bar: Any) -> None:
@@ -221,10 +240,11 @@ class _Run:
     def _save(self, var: str, combo: dict[str, Any], out: tuple[str, str, str], call_oid: str,
               params: dict[str, Any] | None) -> None:
         oid, kind, summary = out
-        if params is None or not summary:
+        if params is None or not summary or not kind:
             prior = self.db.index.state.versions_at(var, key_of(combo))
             same = next((r for r in reversed(prior) if r.oid == oid), None)
             summary = summary or (same.summary if same else "")
+            kind = kind or (same.kind if same else self.db.store.get(oid).kind)
             params = params if params is not None else (same.params if same else
                                                         self.db.call_record(call_oid)["params"])
         self.db.index.put_ref(var, dict(combo), {}, oid, kind, call=call_oid, params=params, summary=summary)
@@ -232,10 +252,6 @@ class _Run:
     def _skip_rest(self, start: int) -> None:
         for item, _, _ in self.pending[start:]:
             item.status = "skipped"
-
-
-def _kind_of(db: Database, oid: str) -> str:
-    return db.store.get(oid).kind
 
 
 def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
