@@ -137,6 +137,7 @@ class _Run:
         hit = self.ctx.lookup(key)
         if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, key, hit):
             item.status = "cached"
+            log.debug("cached %s at %s", self.lf.name, combo)
             _tick(bar)
             return
         item.status = "would_run" if self.dry_run else "pending"
