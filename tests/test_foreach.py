@@ -619,6 +619,19 @@ def test_ignored_parameter_is_passed_but_not_recorded(emg):
     assert "verbose" not in emg.get_provenance(Filtered, subject=1, session="pre")["constants"]
 
 
+def test_defaults_are_bound_like_constants(emg):
+    report = for_each(fns.amplify, inputs={"signal": RawEMG}, outputs=[Filtered],
+                      subject=[1], session=SESSIONS, progress=False)
+    assert report.ran == 2
+    assert len(Filtered.load(gain=2.0)) == 2
+    assert emg.get_provenance(Filtered, subject=1, session="pre")["constants"] == {"gain": 2.0}
+    direct = lineage_fcn(fns.amplify)(RawEMG.load(subject=1, session="pre"))
+    assert direct.cached  # for_each and a direct call make the same call key
+    explicit = for_each(fns.amplify, inputs={"signal": RawEMG, "gain": 2.0}, outputs=[Filtered],
+                        subject=[1], session=SESSIONS, progress=False)
+    assert explicit.cached == 2
+
+
 def test_returning_none_saves_nothing(project):
     RawEMG.save(np.ones(3), subject=1, session="pre")
     RawEMG.save(np.ones(6), subject=1, session="post")

@@ -15,6 +15,7 @@ leaves objects without refs at worst, and re-running completes only what is miss
 from __future__ import annotations
 
 import concurrent.futures as cf
+import inspect
 import itertools
 import logging
 import multiprocessing
@@ -29,7 +30,7 @@ import numpy as np
 from scistack.database import Database, current_database
 from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.execute import Outcome, Task, run_chunk, run_task
-from scistack.foreach.inputs import Resolved, is_loaded_input, is_variable, resolve
+from scistack.foreach.inputs import Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
 from scistack.index import key_of, utc_now
@@ -72,6 +73,7 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table)
     _check_arguments(db, fn, inputs, outputs, on_error, iterables)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
+    _check_parameters(lf, inputs)
     run = _Run(db, lf, inputs, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error)
     return run.execute(_combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
 
@@ -83,6 +85,10 @@ class _Run:
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
         self.identity: FunctionIdentity = lf.identity()  # once per run: code does not change mid-run
         self.ctx = lineage_context()
+        self.loaded = {n: s for n, s in inputs.items() if n not in lf.ignore and is_loaded_input(s)}
+        # constants and defaults are the same at every combination: described (hashed) once
+        self.fixed = {n: constant(n, s) for n, s in inputs.items() if n not in lf.ignore and n not in self.loaded}
+        self.fixed.update(_defaults(lf, inputs))
         self.items: list[ComboResult] = []
         self.pending: list[tuple[ComboResult, dict[str, Resolved], str]] = []
         self._last_flush = time.monotonic()
@@ -117,11 +123,9 @@ class _Run:
 
     # -- planning --------------------------------------------------------------------------
     def _plan(self, combo: dict[str, Any], bar: Any) -> None:
-        resolved: dict[str, Resolved] = {}
+        resolved: dict[str, Resolved] = dict(self.fixed)
         missing = []
-        for name, spec in self.inputs.items():
-            if name in self.lf.ignore:
-                continue
+        for name, spec in self.loaded.items():
             found = resolve(self.db, name, spec, combo, as_table=self.as_table)
             if found is None:
                 missing.append(name)
@@ -270,6 +274,36 @@ def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: lis
             "Pass other settings through inputs={...} as constants")
     if not callable(fn):
         raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
+
+
+def _check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
+    """Refuse inputs the function does not take, and parameters that nothing would fill."""
+    params = lf.signature.parameters
+    kinds = {p.kind for p in params.values()}
+    if inspect.Parameter.VAR_KEYWORD not in kinds:
+        unknown = [n for n in inputs if n not in params]
+        if unknown:
+            raise InvalidMetadataError(
+                f"inputs= names {unknown}, which {lf.name} does not take; its parameters are {list(params)}")
+    needed = [n for n, p in params.items() if n not in inputs and p.default is p.empty
+              and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if needed:
+        raise InvalidMetadataError(
+            f"{lf.name} needs {needed}, which inputs= does not give: add a variable or a constant "
+            f"for each, e.g. inputs={{..., {needed[0]!r}: ...}}")
+
+
+def _defaults(lf: LineageFunction, inputs: dict[str, Any]) -> dict[str, Resolved]:
+    """Defaults of parameters not in `inputs`: part of the call, as a direct call binds them."""
+    found = {}
+    for name, param in lf.signature.parameters.items():
+        if name in inputs or name in lf.ignore or param.default is param.empty:
+            continue
+        try:
+            found[name] = constant(name, param.default)
+        except ScistackError:
+            continue  # a default with no canonical encoding: the function applies it itself
+    return found
 
 
 def _combinations(db: Database, inputs: dict[str, Any], iterables: dict[str, Any]) -> list[dict[str, Any]]:

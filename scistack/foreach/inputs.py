@@ -74,7 +74,12 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table)
     if is_variable(spec):
         return _resolve_variable(db, name, spec.__name__, combo, as_table)
-    return Resolved(describe(name, spec), None, False, None)
+    return constant(name, spec)
+
+
+def constant(name: str, value: Any) -> Resolved:
+    """A value passed as it is, the same at every combination (recorded in lineage)."""
+    return Resolved(describe(name, value), None, False, None)
 
 
 def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool) -> Resolved | None:
