@@ -725,3 +725,14 @@ def _assert_every_name_verifies(db) -> None:
         assert db.store.get(entry["call"]).kind == "call"
         for oid in entry["outs"]:
             db.store.get(oid)
+
+
+def test_a_function_workers_cannot_import_fails_each_combination_with_a_hint(emg, spawn_pool):
+    def local_scale(signal):  # defined inside a test: not importable by a worker process
+        return signal * 2.0
+
+    report = for_each(local_scale, inputs={"signal": RawEMG}, outputs=[Filtered],
+                      subject=[1], session=SESSIONS, executor=spawn_pool, progress=False)
+    assert (report.failed, report.ran) == (2, 0)
+    assert "importable" in report.failures[0].error and report.failures[0].traceback
+    assert emg.index.state.runs[-1]["counts"]["failed"] == 2

@@ -19,8 +19,10 @@ import inspect
 import itertools
 import logging
 import multiprocessing
+import pickle
 import sys
 import time
+import traceback
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -199,22 +201,35 @@ class _Run:
                       bar: Any) -> None:
         own = executor is None
         pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        n_workers = workers or getattr(pool, "_max_workers", 2) or 2
-        size = chunk_size or max(1, min(256, len(self.pending) // (n_workers * 4) or 1))
+        size = chunk_size or _chunk_size(len(self.pending), workers or _executor_size(pool))
         passthrough = self._passthrough()
         tasks = [Task(i, resolved, passthrough) for i, (_, resolved, _) in enumerate(self.pending)]
         store_root = str(self.db.store.root)  # type: ignore[attr-defined]
+        chunks: dict[cf.Future, list[Task]] = {}
         try:
-            futures = [pool.submit(run_chunk, self.lf, store_root, tasks[i:i + size], self.db.schema_keys,
-                                   len(self.outputs), self.as_table) for i in range(0, len(tasks), size)]
-            for future in cf.as_completed(futures):
-                for outcome in future.result():
+            for start in range(0, len(tasks), size):
+                future = pool.submit(run_chunk, self.lf, store_root, tasks[start:start + size],
+                                     self.db.schema_keys, len(self.outputs), self.as_table)
+                chunks[future] = tasks[start:start + size]
+            for future in cf.as_completed(chunks):
+                for outcome in _chunk_outcomes(future, chunks[future], self.lf.name):
                     item, resolved, key = self.pending[outcome.index]
                     self._finish(item, resolved, key, outcome)
-                    _tick(bar, 1)
+                    _tick(bar)
+                    if self.on_error == "raise" and item.status == "failed":
+                        self._stop(chunks)
+                        return
         finally:
             if own:
                 pool.shutdown(cancel_futures=True)
+
+    def _stop(self, chunks: dict[cf.Future, list[Task]]) -> None:
+        """on_error="raise": cancel what has not started; results still to come are not recorded."""
+        for future in chunks:
+            future.cancel()
+        for item, _, _ in self.pending:
+            if item.status == "pending":
+                item.status = "skipped"
 
     def _passthrough(self) -> dict[str, Any]:
         return {n: v for n, v in self.inputs.items() if n in self.lf.ignore}
@@ -257,6 +272,36 @@ class _Run:
     def _skip_rest(self, start: int) -> None:
         for item, _, _ in self.pending[start:]:
             item.status = "skipped"
+
+
+def _chunk_size(pending: int, workers: int) -> int:
+    """About four chunks per worker (load balance), at most 256 combinations a chunk."""
+    return max(1, min(256, -(-pending // (workers * 4))))
+
+
+def _executor_size(pool: cf.Executor) -> int:
+    """How many tasks an executor runs at once (a Dask client's executor: its threads)."""
+    client = getattr(pool, "_client", None)
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a guess for chunking only
+            return 2
+    return getattr(pool, "_max_workers", None) or 2
+
+
+def _chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outcome]:
+    """A chunk's outcomes; a chunk that failed as a whole fails each of its combinations."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a lost worker or an unpicklable function: recorded
+        hint = ""
+        if isinstance(exc, (pickle.PicklingError, AttributeError, ImportError, TypeError)):
+            hint = (f" ({name} must be importable by the workers: define it in a module rather than "
+                    "in __main__ or a notebook cell, or run without workers=/executor=)")
+        error = f"{type(exc).__name__}: {exc}{hint}"
+        trace = "".join(traceback.format_exception(exc))
+        return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]
 
 
 def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
