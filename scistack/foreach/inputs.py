@@ -65,11 +65,15 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
         parts = [resolve(db, name, s, combo, as_table=True) for s in spec.variables]
         if any(p is None for p in parts):
             return None
-        oids = [p.bound.oid for p in parts]  # type: ignore[union-attr]
-        key = hash_bytes(dumps_canonical({"merge": oids}))
+        key = hash_bytes(dumps_canonical({"merge": [p.bound.oid for p in parts]}))  # type: ignore[union-attr]
         records = [r for p in parts for r in p.records]  # type: ignore[union-attr]
-        return Resolved(BoundInput(name, None, key, {"oid": key, "merge": [p.var for p in parts]}),  # type: ignore[union-attr]
-                        records, True, "+".join(p.var for p in parts))  # type: ignore[union-attr,misc]
+        params: dict[str, Any] = {}
+        for p in parts:
+            params.update(p.bound.params)  # type: ignore[union-attr]
+        var = "+".join(p.var for p in parts)  # type: ignore[union-attr,misc]
+        # each member's own lineage record (var, oid, addr, call), so provenance and gc reach them
+        record = {"oid": key, "var": var, "merge": [p.bound.record for p in parts]}  # type: ignore[union-attr]
+        return Resolved(BoundInput(name, None, key, record, params), records, True, var)
     if isinstance(spec, Fixed):
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table)
     if is_variable(spec):
@@ -138,7 +142,7 @@ def _merged_frame(store: ObjectStore, resolved: Resolved, schema_keys: list[str]
     import pandas as pd
 
     frames = []
-    for var in resolved.bound.record["merge"]:
+    for var in (member["var"] for member in resolved.bound.record["merge"]):
         rows = [{**{k: r.addr.get(k) for k in schema_keys if k in r.addr}, var: store.get_value(r.oid)}
                 for r in resolved.records if r.var == var]
         frames.append(pd.DataFrame(rows))
