@@ -441,8 +441,8 @@ def test_table_mode_tuples_aggregation_and_every_value(table_schema):
     results = for_each(fns.centre, inputs={"signal": raw}, outputs=[Centred, MeanEMG],
                        subject=[], session=[])
     assert list(results.columns) == ["subject", "session", "Centred", "MeanEMG"]
-    assert len(results) == 4
-    assert results["MeanEMG"].iloc[0] == pytest.approx(raw_signal(1, "pre").mean())
+    assert results[["subject", "session"]].values.tolist() == [[1, "post"], [1, "pre"], [2, "post"], [2, "pre"]]
+    assert results["MeanEMG"].iloc[1] == pytest.approx(raw_signal(1, "pre").mean())
     per_subject = for_each(fns.describe_table, inputs={"values": raw}, subject=[1, 2], as_table=True)
     assert per_subject["result"].iloc[0]["rows"] == 2
 

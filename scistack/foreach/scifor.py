@@ -38,13 +38,21 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
     """Run `fn` per combination on filtered DataFrames; return a DataFrame of results."""
     import pandas as pd
 
+    from scistack.foreach.inputs import is_loaded_input  # noqa: PLC0415 - inputs imports the database
+
+    loaded = [name for name, spec in inputs.items() if is_loaded_input(spec)]
+    if loaded:
+        raise InvalidMetadataError(
+            f"inputs {loaded} load variables, which needs a database: call configure_database(...) "
+            "first. Without one, for_each runs on DataFrames (set_schema([...]) and DataFrame inputs)")
     keys = list(iterables)
     unknown = [k for k in keys if _schema and k not in _schema]
     if unknown:
         raise InvalidMetadataError(f"{unknown} are not schema keys {_schema}; call set_schema([...]) first")
     names = [getattr(o, "__name__", str(o)) for o in outputs] or ["result"]
+    value_lists = [_as_list(v) or _every_value(inputs, k) for k, v in iterables.items()]
     rows = []
-    for values in itertools.product(*(_as_list(v) for v in iterables.values())):
+    for values in itertools.product(*value_lists):
         combo = dict(zip(keys, values))
         args = {n: _filter(v, combo, as_table) for n, v in inputs.items()}
         if any(a is _MISSING for a in args.values()):
@@ -54,6 +62,17 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         parts = list(result) if isinstance(result, tuple) and len(names) > 1 else [result]
         rows.append({**combo, **dict(zip(names, parts))})
     return pd.DataFrame(rows, columns=[*keys, *names])
+
+
+def _every_value(inputs: dict[str, Any], key: str) -> list[Any]:
+    """`[]`: every value of the key's column in the DataFrame inputs, sorted."""
+    import pandas as pd
+
+    seen: dict[Any, None] = {}
+    for value in inputs.values():
+        if isinstance(value, pd.DataFrame) and key in value.columns:
+            seen.update(dict.fromkeys(v.item() if hasattr(v, "item") else v for v in value[key].dropna()))
+    return sorted(seen, key=lambda v: (isinstance(v, str), v))
 
 
 _MISSING = object()
