@@ -30,8 +30,9 @@ def minus_baseline(signal, baseline):
 
 def column_sums(table):
     """A Merge input arrives as one DataFrame, a column per variable."""
+    velocity = next(c for c in table.columns if str(c).endswith("Velocity"))
     return {"columns": sorted(map(str, table.columns)), "rows": len(table),
-            "velocity": float(table["Velocity"].sum())}
+            "velocity": float(table[velocity].sum())}
 
 
 def mean_of_all(values):

@@ -45,31 +45,31 @@ SUBJECTS = [1, 2, 3]
 SESSIONS = ["pre", "post"]
 
 
-class RawEMG(BaseVariable):
+class FeRawEMG(BaseVariable):
     pass
 
 
-class Velocity(BaseVariable):
+class FeVelocity(BaseVariable):
     pass
 
 
-class Filtered(BaseVariable):
+class FeFiltered(BaseVariable):
     pass
 
 
-class Centred(BaseVariable):
+class FeCentred(BaseVariable):
     pass
 
 
-class MeanEMG(BaseVariable):
+class FeMeanEMG(BaseVariable):
     pass
 
 
-class Stats(BaseVariable):
+class FeStats(BaseVariable):
     pass
 
 
-class WorkerPid(BaseVariable):
+class FeWorkerPid(BaseVariable):
     pass
 
 
@@ -80,13 +80,13 @@ def raw_signal(subject: int, session: str) -> np.ndarray:
 
 @pytest.fixture
 def emg(project):
-    """RawEMG at subjects 1-3 x pre/post/baseline and Velocity at pre/post, saved in a batch."""
+    """FeRawEMG at subjects 1-3 x pre/post/baseline and FeVelocity at pre/post, saved in a batch."""
     with project.batch():
         for subject in SUBJECTS:
             for session in [*SESSIONS, "baseline"]:
-                RawEMG.save(raw_signal(subject, session), subject=subject, session=session)
+                FeRawEMG.save(raw_signal(subject, session), subject=subject, session=session)
             for session in SESSIONS:
-                Velocity.save(float(subject), subject=subject, session=session)
+                FeVelocity.save(float(subject), subject=subject, session=session)
     return project
 
 
@@ -101,7 +101,7 @@ def run_bandpass(low_hz=20, **kwargs):
     kwargs.setdefault("subject", SUBJECTS)
     kwargs.setdefault("session", SESSIONS)
     kwargs.setdefault("progress", False)
-    return for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": low_hz}, outputs=[Filtered], **kwargs)
+    return for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": low_hz}, outputs=[FeFiltered], **kwargs)
 
 
 def versions(var: type, **address) -> list[int]:
@@ -119,48 +119,48 @@ def test_runs_every_combination_and_saves_with_lineage(emg):
     assert (report.ran, report.cached, report.missing, report.failed) == (6, 0, 0, 0)
     for subject in SUBJECTS:
         for session in SESSIONS:
-            loaded = Filtered.load(subject=subject, session=session)
+            loaded = FeFiltered.load(subject=subject, session=session)
             np.testing.assert_array_equal(loaded.data, raw_signal(subject, session) * 20)
-    prov = emg.get_provenance(Filtered, subject=2, session="post")
+    prov = emg.get_provenance(FeFiltered, subject=2, session="post")
     assert prov["function_name"] == "bandpass"
     assert prov["constants"] == {"low_hz": 20}
-    assert prov["inputs"]["signal"]["var"] == "RawEMG"
+    assert prov["inputs"]["signal"]["var"] == "FeRawEMG"
     assert prov["inputs"]["signal"]["addr"] == {"subject": 2, "session": "post"}
-    assert prov["inputs"]["signal"]["oid"] == RawEMG.load(subject=2, session="post").oid
+    assert prov["inputs"]["signal"]["oid"] == FeRawEMG.load(subject=2, session="post").oid
 
 
 def test_rerun_is_fully_cached_and_writes_no_new_versions(emg):
     run_bandpass()
-    before = {(s, se): versions(Filtered, subject=s, session=se) for s in SUBJECTS for se in SESSIONS}
+    before = {(s, se): versions(FeFiltered, subject=s, session=se) for s in SUBJECTS for se in SESSIONS}
     report = run_bandpass()
     assert (report.ran, report.cached) == (0, 6)
-    after = {(s, se): versions(Filtered, subject=s, session=se) for s in SUBJECTS for se in SESSIONS}
+    after = {(s, se): versions(FeFiltered, subject=s, session=se) for s in SUBJECTS for se in SESSIONS}
     assert after == before == {k: [1] for k in before}
 
 
 def test_plain_function_and_lineage_function_share_the_cache(emg):
     run_bandpass()
-    report = for_each(lineage_fcn(fns.bandpass), inputs={"signal": RawEMG, "low_hz": 20},
-                      outputs=[Filtered], subject=SUBJECTS, session=SESSIONS, progress=False)
+    report = for_each(lineage_fcn(fns.bandpass), inputs={"signal": FeRawEMG, "low_hz": 20},
+                      outputs=[FeFiltered], subject=SUBJECTS, session=SESSIONS, progress=False)
     assert (report.ran, report.cached) == (0, 6)
 
 
 def test_constants_are_recorded_and_queryable(emg):
     run_bandpass(low_hz=20)
-    found = Filtered.load(low_hz=20)
+    found = FeFiltered.load(low_hz=20)
     assert len(found) == 6
-    assert Filtered.load(subject=1, session="pre", low_hz=20).data[0] == raw_signal(1, "pre")[0] * 20
-    assert len(Filtered.load(**{"bandpass.low_hz": 20})) == 6
+    assert FeFiltered.load(subject=1, session="pre", low_hz=20).data[0] == raw_signal(1, "pre")[0] * 20
+    assert len(FeFiltered.load(**{"bandpass.low_hz": 20})) == 6
     with pytest.raises(VariableNotFoundError):
-        Filtered.load(low_hz=30)
+        FeFiltered.load(low_hz=30)
 
 
 def test_a_tuple_maps_to_several_outputs(emg):
-    report = for_each(fns.centre, inputs={"signal": RawEMG}, outputs=[Centred, MeanEMG],
+    report = for_each(fns.centre, inputs={"signal": FeRawEMG}, outputs=[FeCentred, FeMeanEMG],
                       subject=SUBJECTS, session=SESSIONS, progress=False)
     assert report.ran == 6
-    centred = Centred.load(subject=3, session="pre")
-    mean = MeanEMG.load(subject=3, session="pre")
+    centred = FeCentred.load(subject=3, session="pre")
+    mean = FeMeanEMG.load(subject=3, session="pre")
     raw = raw_signal(3, "pre")
     np.testing.assert_allclose(centred.data, raw - raw.mean())
     assert mean.data == pytest.approx(raw.mean())
@@ -168,26 +168,26 @@ def test_a_tuple_maps_to_several_outputs(emg):
 
 
 def test_fixed_pins_some_keys(emg):
-    report = for_each(fns.minus_baseline, inputs={"signal": RawEMG, "baseline": Fixed(RawEMG, session="baseline")},
-                      outputs=[Filtered], subject=SUBJECTS, session=SESSIONS, progress=False)
+    report = for_each(fns.minus_baseline, inputs={"signal": FeRawEMG, "baseline": Fixed(FeRawEMG, session="baseline")},
+                      outputs=[FeFiltered], subject=SUBJECTS, session=SESSIONS, progress=False)
     assert report.ran == 6
-    np.testing.assert_array_equal(Filtered.load(subject=2, session="pre").data,
+    np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data,
                                   raw_signal(2, "pre") - raw_signal(2, "baseline"))
-    prov = emg.get_provenance(Filtered, subject=2, session="pre")
+    prov = emg.get_provenance(FeFiltered, subject=2, session="pre")
     assert prov["inputs"]["baseline"]["addr"] == {"subject": 2, "session": "baseline"}
 
 
 def test_merge_joins_several_variables_into_one_table(emg):
-    report = for_each(fns.column_sums, inputs={"table": Merge(RawEMG, Velocity)}, outputs=[Stats],
+    report = for_each(fns.column_sums, inputs={"table": Merge(FeRawEMG, FeVelocity)}, outputs=[FeStats],
                       subject=SUBJECTS, session=SESSIONS, progress=False)
     assert report.ran == 6
-    summary = Stats.load(subject=2, session="post").data
-    assert summary == {"columns": ["RawEMG", "Velocity", "session", "subject"], "rows": 1, "velocity": 2.0}
-    call = emg.store.get_value(Stats.load(subject=2, session="post").call)
+    summary = FeStats.load(subject=2, session="post").data
+    assert summary == {"columns": ["FeRawEMG", "FeVelocity", "session", "subject"], "rows": 1, "velocity": 2.0}
+    call = emg.store.get_value(FeStats.load(subject=2, session="post").call)
     members = call["inputs"]["table"]["merge"]
     assert {m["var"]: m["oid"] for m in members} == {
-        "RawEMG": RawEMG.load(subject=2, session="post").oid,
-        "Velocity": Velocity.load(subject=2, session="post").oid,
+        "FeRawEMG": FeRawEMG.load(subject=2, session="post").oid,
+        "FeVelocity": FeVelocity.load(subject=2, session="post").oid,
     }
     assert "table" not in json.dumps(call["params"])  # a merged input is not a constant
 
@@ -205,7 +205,7 @@ def test_any_iterable_of_values(emg, subjects):
     report = run_bandpass(subject=subjects)
     assert report.ran == 6
     assert all(type(item.combo["subject"]) is int for item in report.items)
-    assert Filtered.load(subject=3, session="post").metadata == {"subject": 3, "session": "post"}
+    assert FeFiltered.load(subject=3, session="post").metadata == {"subject": 3, "session": "post"}
 
 
 def test_a_single_value_is_one_combination(emg):
@@ -216,27 +216,27 @@ def test_a_single_value_is_one_combination(emg):
 def test_repeated_values_run_once(emg):
     report = run_bandpass(subject=[1, 1, 2], session=["pre", "pre"])
     assert report.ran == 2 and len(report.items) == 2
-    assert versions(Filtered, subject=1, session="pre") == [1]
+    assert versions(FeFiltered, subject=1, session="pre") == [1]
 
 
 # -- aggregation ------------------------------------------------------------------------------
 def test_fewer_keys_than_schema_aggregates_as_a_list(emg):
-    report = for_each(fns.mean_of_all, inputs={"values": RawEMG}, outputs=[MeanEMG],
+    report = for_each(fns.mean_of_all, inputs={"values": FeRawEMG}, outputs=[FeMeanEMG],
                       subject=SUBJECTS, progress=False)
     assert report.ran == 3
-    saved = MeanEMG.load(subject=2)
+    saved = FeMeanEMG.load(subject=2)
     assert saved.metadata == {"subject": 2}
     expected = np.mean([raw_signal(2, s).mean() for s in [*SESSIONS, "baseline"]])
     assert saved.data == pytest.approx(expected)
-    assert for_each(fns.mean_of_all, inputs={"values": RawEMG}, outputs=[MeanEMG],
+    assert for_each(fns.mean_of_all, inputs={"values": FeRawEMG}, outputs=[FeMeanEMG],
                     subject=SUBJECTS, progress=False).cached == 3
 
 
 def test_aggregation_as_table_gives_a_dataframe(emg):
-    report = for_each(fns.describe_table, inputs={"values": RawEMG}, outputs=[Stats],
+    report = for_each(fns.describe_table, inputs={"values": FeRawEMG}, outputs=[FeStats],
                       subject=SUBJECTS, as_table=True, progress=False)
     assert report.ran == 3
-    assert Stats.load(subject=1).data == {"columns": ["data", "session", "subject"], "rows": 3,
+    assert FeStats.load(subject=1).data == {"columns": ["data", "session", "subject"], "rows": 3,
                                              "sessions": ["baseline", "post", "pre"]}
 
 
@@ -251,7 +251,7 @@ def test_missing_inputs_are_skipped_not_errors(emg):
 
 def test_failures_are_recorded_with_tracebacks_and_the_run_continues(emg):
     # subject 3's signals peak at 37.5: above the limit
-    report = for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+    report = for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
                       subject=SUBJECTS, session=SESSIONS, progress=False)
     assert (report.ran, report.failed) == (4, 2)
     failure = report.failures[0]
@@ -260,30 +260,30 @@ def test_failures_are_recorded_with_tracebacks_and_the_run_continues(emg):
     assert "Traceback" in failure.traceback and "fragile" in failure.traceback
     assert "failed subject=3, session='pre': ValueError" in report.summary()
     with pytest.raises(VariableNotFoundError):
-        Filtered.load(subject=3, session="pre")
-    again = for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+        FeFiltered.load(subject=3, session="pre")
+    again = for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
                      subject=SUBJECTS, session=SESSIONS, progress=False)
     assert (again.ran, again.cached, again.failed) == (0, 4, 2)  # failures are not cached
 
 
 def test_on_error_raise_stops_at_the_first_failure(emg):
     with pytest.raises(ForEachError) as caught:
-        for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 20.0}, outputs=[Filtered],
+        for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 20.0}, outputs=[FeFiltered],
                  subject=SUBJECTS, session=SESSIONS, on_error="raise", progress=False)
     error = caught.value
     assert len(error.failures) == 1
     assert error.failures[0].combo == {"subject": 2, "session": "pre"}
     assert "ValueError" in str(error) and "Traceback" in str(error)
-    assert len(Filtered.load(subject=1)) == 2          # ran before the failure
+    assert len(FeFiltered.load(subject=1)) == 2          # ran before the failure
     with pytest.raises(VariableNotFoundError):         # never started after it
-        Filtered.load(subject=3)
+        FeFiltered.load(subject=3)
     run = emg.index.state.runs[-1]
     assert run["counts"]["failed"] == 1 and run["counts"]["ran"] == 2
 
 
 def test_on_error_raise_stops_parallel_runs_too(emg, spawn_pool):
     with pytest.raises(ForEachError) as caught:
-        for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 20.0}, outputs=[Filtered],
+        for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 20.0}, outputs=[FeFiltered],
                  subject=SUBJECTS, session=SESSIONS, on_error="raise", executor=spawn_pool,
                  chunk_size=1, progress=False)
     assert len(caught.value.failures) == 1  # four combinations fail; the first one seen stops the run
@@ -304,7 +304,7 @@ def test_dry_run_reports_the_plan_and_writes_nothing(emg):
     assert emg.index.journal.size() == journal_size
     assert object_count(emg) == objects
     with pytest.raises(VariableNotFoundError):
-        Filtered.load(subject=2)
+        FeFiltered.load(subject=2)
 
 
 # -- the report and the run record ------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_report_counts_summary_and_frame(emg):
 
 
 def test_run_and_statuses_are_stored_in_the_index(emg):
-    report = for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+    report = for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
                       subject=[1, 3, 4], session=SESSIONS, progress=False)
     run = emg.index.state.runs[-1]
     assert run["run_id"] == report.run_id and run["function"] == "fragile"
@@ -341,7 +341,7 @@ def test_progress_false_is_silent(emg, capsys):
 
 
 def test_no_progress_bar_when_stderr_is_not_a_terminal(emg, capsys):
-    for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 20}, outputs=[Filtered],
+    for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 20}, outputs=[FeFiltered],
              subject=SUBJECTS, session=SESSIONS)  # progress=None: decide by the terminal
     assert capsys.readouterr().err == ""
 
@@ -359,11 +359,11 @@ import numpy as np
 from scistack import BaseVariable, configure_database, for_each
 import foreach_fns
 db = configure_database("tty.duckdb", ["subject", "session"])
-class RawEMG(BaseVariable): pass
-class Filtered(BaseVariable): pass
+class FeRawEMG(BaseVariable): pass
+class FeFiltered(BaseVariable): pass
 for s in range(3):
-    RawEMG.save(np.arange(4.0) + s, subject=s, session="pre")
-for_each(foreach_fns.bandpass, inputs={{"signal": RawEMG, "low_hz": 20}}, outputs=[Filtered],
+    FeRawEMG.save(np.arange(4.0) + s, subject=s, session="pre")
+for_each(foreach_fns.bandpass, inputs={{"signal": FeRawEMG, "low_hz": 20}}, outputs=[FeFiltered],
          subject=range(3), session=["pre"])
 """
 
@@ -401,7 +401,7 @@ def test_progress_bar_appears_on_a_real_terminal(tmp_path, python_env):
 
 def test_logging_reports_per_combination_events(emg, caplog):
     caplog.set_level(logging.DEBUG, logger="scistack.foreach")
-    for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+    for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
              subject=[1, 3, 4], session=["pre"], progress=False)
     messages = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "scistack.foreach"]
     assert any(level == "DEBUG" and "ran fragile" in m and "'subject': 1" in m for level, m in messages)
@@ -409,7 +409,7 @@ def test_logging_reports_per_combination_events(emg, caplog):
     assert any(level == "WARNING" and "failed" in m and "'subject': 3" in m for level, m in messages)
     assert any(level == "INFO" and "1 ran" in m and "1 failed" in m for level, m in messages)
     caplog.clear()
-    for_each(fns.fragile, inputs={"signal": RawEMG, "limit": 30.0}, outputs=[Filtered],
+    for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
              subject=[1], session=["pre"], progress=False)
     assert any("cached" in r.getMessage() and "'subject': 1" in r.getMessage() for r in caplog.records
                if r.levelname == "DEBUG")
@@ -426,48 +426,48 @@ def table_schema(no_database):
 def test_table_mode_filters_dataframes_and_returns_results(table_schema):
     raw = pd.DataFrame([{"subject": s, "session": se, "data": raw_signal(s, se)}
                         for s in [1, 2] for se in SESSIONS])
-    results = for_each(fns.bandpass, inputs={"signal": raw, "low_hz": 3}, outputs=[Filtered],
+    results = for_each(fns.bandpass, inputs={"signal": raw, "low_hz": 3}, outputs=[FeFiltered],
                        subject=[1, 2, 9], session=SESSIONS)
     assert isinstance(results, pd.DataFrame)
-    assert list(results.columns) == ["subject", "session", "Filtered"]
+    assert list(results.columns) == ["subject", "session", "FeFiltered"]
     assert len(results) == 4  # subject 9 has no rows: skipped
     row = results[(results.subject == 2) & (results.session == "post")].iloc[0]
-    np.testing.assert_array_equal(row["Filtered"], raw_signal(2, "post") * 3)
+    np.testing.assert_array_equal(row["FeFiltered"], raw_signal(2, "post") * 3)
 
 
 def test_table_mode_tuples_aggregation_and_every_value(table_schema):
     raw = pd.DataFrame([{"subject": s, "session": se, "data": raw_signal(s, se)}
                         for s in [1, 2] for se in SESSIONS])
-    results = for_each(fns.centre, inputs={"signal": raw}, outputs=[Centred, MeanEMG],
+    results = for_each(fns.centre, inputs={"signal": raw}, outputs=[FeCentred, FeMeanEMG],
                        subject=[], session=[])
-    assert list(results.columns) == ["subject", "session", "Centred", "MeanEMG"]
+    assert list(results.columns) == ["subject", "session", "FeCentred", "FeMeanEMG"]
     assert results[["subject", "session"]].values.tolist() == [[1, "post"], [1, "pre"], [2, "post"], [2, "pre"]]
-    assert results["MeanEMG"].iloc[1] == pytest.approx(raw_signal(1, "pre").mean())
+    assert results["FeMeanEMG"].iloc[1] == pytest.approx(raw_signal(1, "pre").mean())
     per_subject = for_each(fns.describe_table, inputs={"values": raw}, subject=[1, 2], as_table=True)
     assert per_subject["result"].iloc[0]["rows"] == 2
 
 
 def test_variable_inputs_need_a_database(no_database):
     with pytest.raises(InvalidMetadataError, match="configure_database"):
-        for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 3}, outputs=[Filtered], subject=[1])
+        for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 3}, outputs=[FeFiltered], subject=[1])
 
 
 # -- parallel and distributed -----------------------------------------------------------------
 def _assert_bandpass_results(low_hz=20):
     for subject in SUBJECTS:
         for session in SESSIONS:
-            np.testing.assert_array_equal(Filtered.load(subject=subject, session=session).data,
+            np.testing.assert_array_equal(FeFiltered.load(subject=subject, session=session).data,
                                           raw_signal(subject, session) * low_hz)
 
 
 def test_workers_run_combinations_in_a_spawned_process_pool(emg):
-    report = for_each(fns.with_pid, inputs={"signal": RawEMG}, outputs=[Filtered, WorkerPid],
+    report = for_each(fns.with_pid, inputs={"signal": FeRawEMG}, outputs=[FeFiltered, FeWorkerPid],
                       subject=SUBJECTS, session=SESSIONS, workers=2, chunk_size=2, progress=False)
     assert (report.ran, report.failed) == (6, 0), report.summary()
-    pids = {WorkerPid.load(subject=s, session=se).data for s in SUBJECTS for se in SESSIONS}
+    pids = {FeWorkerPid.load(subject=s, session=se).data for s in SUBJECTS for se in SESSIONS}
     assert os.getpid() not in pids
-    np.testing.assert_array_equal(Filtered.load(subject=1, session="post").data, raw_signal(1, "post") * 2)
-    again = for_each(fns.with_pid, inputs={"signal": RawEMG}, outputs=[Filtered, WorkerPid],
+    np.testing.assert_array_equal(FeFiltered.load(subject=1, session="post").data, raw_signal(1, "post") * 2)
+    again = for_each(fns.with_pid, inputs={"signal": FeRawEMG}, outputs=[FeFiltered, FeWorkerPid],
                      subject=SUBJECTS, session=SESSIONS, workers=2, progress=False)
     assert (again.ran, again.cached) == (0, 6)
 
@@ -475,9 +475,9 @@ def test_workers_run_combinations_in_a_spawned_process_pool(emg):
 def test_parallel_and_serial_runs_produce_the_same_oids(emg, spawn_pool):
     report = run_bandpass(executor=spawn_pool, chunk_size=4)
     assert report.ran == 6
-    parallel = {(s, se): Filtered.load(subject=s, session=se).oid for s in SUBJECTS for se in SESSIONS}
+    parallel = {(s, se): FeFiltered.load(subject=s, session=se).oid for s in SUBJECTS for se in SESSIONS}
     _assert_bandpass_results()
-    Filtered.delete()
+    FeFiltered.delete()
     expected = {(s, se): emg.store.put_value(raw_signal(s, se) * 20) for s in SUBJECTS for se in SESSIONS}
     assert parallel == expected
 
@@ -504,7 +504,7 @@ def test_a_retried_task_gives_the_same_oids_and_no_duplicate_records(emg, spawn_
     _assert_bandpass_results()
     for subject in SUBJECTS:
         for session in SESSIONS:
-            assert versions(Filtered, subject=subject, session=session) == [1]
+            assert versions(FeFiltered, subject=subject, session=session) == [1]
     calls = [json.loads(line) for line in (emg.scistack_dir / "refs.log").read_text().splitlines()
              if '"op":"call"' in line]
     assert len(calls) == 6 and len({c["key"] for c in calls}) == 6
@@ -512,7 +512,7 @@ def test_a_retried_task_gives_the_same_oids_and_no_duplicate_records(emg, spawn_
     # outputs from a second attempt that computed something else
     added = set(emg.store.iter_oids()) - before
     named = {emg.index.state.runs[-1]["items"]}
-    for record in emg.index.state.records("Filtered"):
+    for record in emg.index.state.records("FeFiltered"):
         named |= {record.oid, record.call} | _oids_in(emg.store.get_value(record.call))
     assert len(added) >= 12 and added <= named
     again = run_bandpass(executor=retrying)
@@ -552,14 +552,14 @@ def dask_client():
 
 def test_dask_local_cluster_runs_the_same_call(emg, dask_client):
     executor = dask_client.get_executor()
-    report = for_each(fns.with_pid, inputs={"signal": RawEMG}, outputs=[Filtered, WorkerPid],
+    report = for_each(fns.with_pid, inputs={"signal": FeRawEMG}, outputs=[FeFiltered, FeWorkerPid],
                       subject=SUBJECTS, session=SESSIONS, executor=executor, chunk_size=2, progress=False)
     assert (report.ran, report.failed) == (6, 0), report.summary()
     worker_pids = set(dask_client.run(os.getpid).values())
-    pids = {WorkerPid.load(subject=s, session=se).data for s in SUBJECTS for se in SESSIONS}
+    pids = {FeWorkerPid.load(subject=s, session=se).data for s in SUBJECTS for se in SESSIONS}
     assert pids <= worker_pids and os.getpid() not in pids
-    np.testing.assert_array_equal(Filtered.load(subject=3, session="pre").data, raw_signal(3, "pre") * 2)
-    assert versions(Filtered, subject=3, session="pre") == [1]
+    np.testing.assert_array_equal(FeFiltered.load(subject=3, session="pre").data, raw_signal(3, "pre") * 2)
+    assert versions(FeFiltered, subject=3, session="pre") == [1]
     report = run_bandpass(executor=executor)
     assert report.ran == 6
     _assert_bandpass_results()
@@ -572,73 +572,73 @@ def test_editing_a_constant_reruns_everything_it_affects_and_keeps_old_results(e
     run_bandpass(low_hz=20)
     report = run_bandpass(low_hz=30)
     assert (report.ran, report.cached) == (6, 0)
-    current = Filtered.load(subject=1, session="pre")  # plain load: one value, not ambiguous
+    current = FeFiltered.load(subject=1, session="pre")  # plain load: one value, not ambiguous
     assert not isinstance(current, list) and current.version == 2
     np.testing.assert_array_equal(current.data, raw_signal(1, "pre") * 30)
-    np.testing.assert_array_equal(Filtered.load(subject=1, session="pre", version=1).data,
+    np.testing.assert_array_equal(FeFiltered.load(subject=1, session="pre", version=1).data,
                                   raw_signal(1, "pre") * 20)
-    np.testing.assert_array_equal(Filtered.load(subject=1, session="pre", low_hz=20).data,
+    np.testing.assert_array_equal(FeFiltered.load(subject=1, session="pre", low_hz=20).data,
                                   raw_signal(1, "pre") * 20)
-    assert len(Filtered.load(subject=1)) == 2  # one per session, newest each
+    assert len(FeFiltered.load(subject=1)) == 2  # one per session, newest each
     back = run_bandpass(low_hz=20)             # going back is a cache hit, and the default again
     assert (back.ran, back.cached) == (0, 6)
-    np.testing.assert_array_equal(Filtered.load(subject=1, session="pre").data, raw_signal(1, "pre") * 20)
+    np.testing.assert_array_equal(FeFiltered.load(subject=1, session="pre").data, raw_signal(1, "pre") * 20)
     assert run_bandpass(low_hz=20).cached == 6
-    assert versions(Filtered, subject=1, session="pre") == [1, 2, 3]
+    assert versions(FeFiltered, subject=1, session="pre") == [1, 2, 3]
 
 
 def test_editing_one_input_reruns_exactly_that_combination(emg):
     run_bandpass()
-    RawEMG.save(raw_signal(2, "post") + 100, subject=2, session="post")
+    FeRawEMG.save(raw_signal(2, "post") + 100, subject=2, session="post")
     report = run_bandpass()
     assert (report.ran, report.cached) == (1, 5)
     assert [i.combo for i in report.items if i.status == "ran"] == [{"subject": 2, "session": "post"}]
-    np.testing.assert_array_equal(Filtered.load(subject=2, session="post").data,
+    np.testing.assert_array_equal(FeFiltered.load(subject=2, session="post").data,
                                   (raw_signal(2, "post") + 100) * 20)
 
 
 def test_identical_inputs_at_two_addresses_stay_cached(project):
     for session in SESSIONS:
-        RawEMG.save(np.ones(4), subject=1, session=session)
+        FeRawEMG.save(np.ones(4), subject=1, session=session)
     assert run_bandpass(subject=[1]).ran == 2
     for _ in range(2):
         assert run_bandpass(subject=[1]).cached == 2
     for session in SESSIONS:
-        assert versions(Filtered, subject=1, session=session) == [1]
-        prov = project.get_provenance(Filtered, subject=1, session=session)
+        assert versions(FeFiltered, subject=1, session=session) == [1]
+        prov = project.get_provenance(FeFiltered, subject=1, session=session)
         assert prov["inputs"]["signal"]["addr"] == {"subject": 1, "session": session}
 
 
 def test_ignored_parameter_is_passed_but_not_recorded(emg):
     noisy = lineage_fcn(fns.noisy, ignore=("verbose",))
-    report = for_each(noisy, inputs={"signal": RawEMG, "verbose": True}, outputs=[Filtered],
+    report = for_each(noisy, inputs={"signal": FeRawEMG, "verbose": True}, outputs=[FeFiltered],
                       subject=[1], session=SESSIONS, progress=False)
     assert report.ran == 2
-    assert for_each(noisy, inputs={"signal": RawEMG, "verbose": False}, outputs=[Filtered],
+    assert for_each(noisy, inputs={"signal": FeRawEMG, "verbose": False}, outputs=[FeFiltered],
                     subject=[1], session=SESSIONS, progress=False).cached == 2
-    assert "verbose" not in emg.get_provenance(Filtered, subject=1, session="pre")["constants"]
+    assert "verbose" not in emg.get_provenance(FeFiltered, subject=1, session="pre")["constants"]
 
 
 def test_defaults_are_bound_like_constants(emg):
-    report = for_each(fns.amplify, inputs={"signal": RawEMG}, outputs=[Filtered],
+    report = for_each(fns.amplify, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
                       subject=[1], session=SESSIONS, progress=False)
     assert report.ran == 2
-    assert len(Filtered.load(gain=2.0)) == 2
-    assert emg.get_provenance(Filtered, subject=1, session="pre")["constants"] == {"gain": 2.0}
-    direct = lineage_fcn(fns.amplify)(RawEMG.load(subject=1, session="pre"))
+    assert len(FeFiltered.load(gain=2.0)) == 2
+    assert emg.get_provenance(FeFiltered, subject=1, session="pre")["constants"] == {"gain": 2.0}
+    direct = lineage_fcn(fns.amplify)(FeRawEMG.load(subject=1, session="pre"))
     assert direct.cached  # for_each and a direct call make the same call key
-    explicit = for_each(fns.amplify, inputs={"signal": RawEMG, "gain": 2.0}, outputs=[Filtered],
+    explicit = for_each(fns.amplify, inputs={"signal": FeRawEMG, "gain": 2.0}, outputs=[FeFiltered],
                         subject=[1], session=SESSIONS, progress=False)
     assert explicit.cached == 2
 
 
 def test_returning_none_saves_nothing(project):
-    RawEMG.save(np.ones(3), subject=1, session="pre")
-    RawEMG.save(np.ones(6), subject=1, session="post")
-    report = for_each(fns.none_for_short, inputs={"signal": RawEMG}, outputs=[Filtered],
+    FeRawEMG.save(np.ones(3), subject=1, session="pre")
+    FeRawEMG.save(np.ones(6), subject=1, session="post")
+    report = for_each(fns.none_for_short, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
                       subject=[1], session=SESSIONS, progress=False)
     assert Counter(i.status for i in report.items) == {"skipped": 1, "ran": 1}
-    assert Filtered.load(subject=1, session="post").data.shape == (6,)
+    assert FeFiltered.load(subject=1, session="post").data.shape == (6,)
 
 
 def test_bad_arguments_are_refused_with_a_hint(emg):
@@ -647,11 +647,11 @@ def test_bad_arguments_are_refused_with_a_hint(emg):
     with pytest.raises(InvalidMetadataError, match="schema"):
         run_bandpass(trial=[1])
     with pytest.raises(InvalidMetadataError, match="variable classes"):
-        for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 1}, outputs=["Filtered"], subject=[1])
+        for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 1}, outputs=["FeFiltered"], subject=[1])
     with pytest.raises(InvalidMetadataError, match="low_hz"):
-        for_each(fns.bandpass, inputs={"signal": RawEMG}, outputs=[Filtered], subject=[1])
+        for_each(fns.bandpass, inputs={"signal": FeRawEMG}, outputs=[FeFiltered], subject=[1])
     with pytest.raises(InvalidMetadataError, match="highpass"):
-        for_each(fns.bandpass, inputs={"signal": RawEMG, "low_hz": 1, "highpass": 2}, outputs=[Filtered],
+        for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 1, "highpass": 2}, outputs=[FeFiltered],
                  subject=[1])
 
 
@@ -662,9 +662,9 @@ sys.path[:0] = [{tests!r}, {root!r}]
 from scistack import BaseVariable, configure_database, for_each
 import foreach_fns
 db = configure_database({db!r})
-class RawEMG(BaseVariable): pass
-class Filtered(BaseVariable): pass
-for_each(foreach_fns.slow_double, inputs={{"signal": RawEMG, "delay": 0.01}}, outputs=[Filtered],
+class FeRawEMG(BaseVariable): pass
+class FeFiltered(BaseVariable): pass
+for_each(foreach_fns.slow_double, inputs={{"signal": FeRawEMG, "delay": 0.01}}, outputs=[FeFiltered],
          subject=range({n}), session=["pre"], progress=False)
 print("finished", flush=True)
 """
@@ -675,7 +675,7 @@ def test_sigkill_mid_run_leaves_a_consistent_store_and_rerun_completes(project, 
     n = 300
     with project.batch():
         for subject in range(n):
-            RawEMG.save(np.arange(10.0) + subject, subject=subject, session="pre")
+            FeRawEMG.save(np.arange(10.0) + subject, subject=subject, session="pre")
     script = _KILL_SCRIPT.format(tests=TESTS_DIR, root=ROOT, db=str(project.path), n=n)
     journal = project.scistack_dir / "refs.log"
     proc = subprocess.Popen([sys.executable, "-c", script], env=python_env, cwd=project.root,
@@ -694,22 +694,22 @@ def test_sigkill_mid_run_leaves_a_consistent_store_and_rerun_completes(project, 
 
     project.index.refresh()
     called = set(project.index.state.calls)  # every call entry here is slow_double's
-    done = list(project.index.state.records("Filtered"))
+    done = list(project.index.state.records("FeFiltered"))
     assert 0 < len(called) < n, "the kill should land mid-run"
     assert len(done) <= len(called)  # a call entry is journalled before the refs it explains
     _assert_every_name_verifies(project)
 
-    report = for_each(fns.slow_double, inputs={"signal": RawEMG, "delay": 0.01}, outputs=[Filtered],
+    report = for_each(fns.slow_double, inputs={"signal": FeRawEMG, "delay": 0.01}, outputs=[FeFiltered],
                       subject=range(n), session=["pre"], progress=False)
     assert (report.cached, report.ran, report.failed) == (len(called), n - len(called), 0), report.summary()
     _assert_every_name_verifies(project)
     for subject in range(n):
-        assert versions(Filtered, subject=subject, session="pre") == [1]
+        assert versions(FeFiltered, subject=subject, session="pre") == [1]
     for subject in (0, n // 2, n - 1):
-        np.testing.assert_array_equal(Filtered.load(subject=subject, session="pre").data,
+        np.testing.assert_array_equal(FeFiltered.load(subject=subject, session="pre").data,
                                       (np.arange(10.0) + subject) * 2.0)
     project.sync()
-    assert project.sql("SELECT count(*) AS n FROM refs WHERE var = 'Filtered'")["n"][0] == n
+    assert project.sql("SELECT count(*) AS n FROM refs WHERE var = 'FeFiltered'")["n"][0] == n
 
 
 def _assert_every_name_verifies(db) -> None:
@@ -731,7 +731,7 @@ def test_a_function_workers_cannot_import_fails_each_combination_with_a_hint(emg
     def local_scale(signal):  # defined inside a test: not importable by a worker process
         return signal * 2.0
 
-    report = for_each(local_scale, inputs={"signal": RawEMG}, outputs=[Filtered],
+    report = for_each(local_scale, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
                       subject=[1], session=SESSIONS, executor=spawn_pool, progress=False)
     assert (report.failed, report.ran) == (2, 0)
     assert "importable" in report.failures[0].error and report.failures[0].traceback
