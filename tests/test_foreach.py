@@ -165,6 +165,9 @@ def test_a_tuple_maps_to_several_outputs(emg):
     np.testing.assert_allclose(centred.data, raw - raw.mean())
     assert mean.data == pytest.approx(raw.mean())
     assert centred.call == mean.call is not None
+    direct = lineage_fcn(fns.centre)(FeRawEMG.load(subject=3, session="pre"))
+    assert isinstance(direct, tuple) and direct[0].cached  # the same call, returned as a tuple
+    np.testing.assert_allclose(direct[0].data, centred.data)
 
 
 def test_fixed_pins_some_keys(emg):

@@ -246,8 +246,8 @@ class _Run:
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
-                                       outcome.duration)
-        self.ctx.record(key, call_oid, self.identity.digest, out_oids)
+                                       outcome.duration, multi=outcome.multi)
+        self.ctx.record(key, call_oid, self.identity.digest, out_oids, multi=outcome.multi)
         params = flatten_params(self.identity.name, bound)
         for var, out in zip(self.outputs, outcome.outputs):  # type: ignore[arg-type]
             self._save(var.__name__, item.combo, out, call_oid, params)

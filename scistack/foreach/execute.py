@@ -43,6 +43,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     skipped: bool = False
+    multi: bool = False           # the function returned a tuple (a cache hit returns one too)
 
 
 def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_outputs: int,
@@ -58,7 +59,8 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
             return Outcome(task.index, None, started, duration, skipped=True)
         outputs = _as_outputs(result, n_outputs, getattr(fn, "__name__", "function"))
         stored = [(store.put_value(v), value_kind(v), summarize(v)) for v in outputs]
-        return Outcome(task.index, stored, started, duration)
+        return Outcome(task.index, stored, started, duration,
+                       multi=isinstance(result, tuple) and n_outputs != 1)
     except Exception as exc:  # noqa: BLE001 - recorded per combination; the run goes on
         return Outcome(task.index, None, started, time.perf_counter() - t0,
                        f"{type(exc).__name__}: {exc}", traceback.format_exc())
