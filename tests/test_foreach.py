@@ -329,6 +329,7 @@ def test_run_and_statuses_are_stored_in_the_index(emg):
     assert run["run_id"] == report.run_id and run["function"] == "fragile"
     assert run["counts"] == {"ran": 2, "cached": 0, "missing": 2, "failed": 2}
     items = emg.store.get_value(run["items"])
+    assert emg.store.put_value(items) == run["items"]  # stored in its canonical encoding
     assert [i["status"] for i in items] == ["ran", "ran", "failed", "failed", "missing", "missing"]
     assert items[2]["combo"] == {"subject": 3, "session": "pre"}
     assert "ValueError" in items[2]["error"] and "Traceback" in items[2]["traceback"]

@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import inspect
 import itertools
 import logging
+import math
 import multiprocessing
 import pickle
 import sys
@@ -25,6 +26,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -80,6 +82,16 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     return run.execute(_combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
 
 
+@dataclass(slots=True)
+class _Pending:
+    """A combination to run: its report item, resolved inputs, call key and address key."""
+
+    item: ComboResult
+    resolved: dict[str, Resolved]
+    key: str
+    addr_key: str
+
+
 class _Run:
     def __init__(self, db: Database, lf: LineageFunction, inputs: dict[str, Any], outputs: list[Any], *,
                  as_table: bool, dry_run: bool, on_error: str) -> None:
@@ -92,7 +104,7 @@ class _Run:
         self.fixed = {n: constant(n, s) for n, s in inputs.items() if n not in lf.ignore and n not in self.loaded}
         self.fixed.update(_defaults(lf, inputs))
         self.items: list[ComboResult] = []
-        self.pending: list[tuple[ComboResult, dict[str, Resolved], str]] = []
+        self.pending: list[_Pending] = []
         self._last_flush = time.monotonic()
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
@@ -111,7 +123,7 @@ class _Run:
             report = RunReport(self.lf.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
                                self.dry_run)
             if not self.dry_run:
-                items_oid = self.db.store.put_value(report.items_tree())
+                items_oid = report.store_items(self.db.store)
                 self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(),
                                          "outputs": [v.__name__ for v in self.outputs]})
         if bar is not None:
@@ -125,10 +137,11 @@ class _Run:
 
     # -- planning --------------------------------------------------------------------------
     def _plan(self, combo: dict[str, Any], bar: Any) -> None:
+        addr_key = key_of(combo)
         resolved: dict[str, Resolved] = dict(self.fixed)
         missing = []
         for name, spec in self.loaded.items():
-            found = resolve(self.db, name, spec, combo, as_table=self.as_table)
+            found = resolve(self.db, name, spec, combo, as_table=self.as_table, addr_key=addr_key)
             if found is None:
                 missing.append(name)
             else:
@@ -140,8 +153,8 @@ class _Run:
             _tick(bar)
             return
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
-        hit = self.ctx.lookup(key)
-        if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, key, hit):
+        hit = self.db.index.state.calls.get(key)  # the fold was refreshed when the run began
+        if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, addr_key, key, hit):
             item.status = "cached"
             log.debug("cached %s at %s", self.lf.name, combo)
             _tick(bar)
@@ -149,11 +162,11 @@ class _Run:
         item.status = "would_run" if self.dry_run else "pending"
         if self.dry_run:
             _tick(bar)
-        self.pending.append((item, resolved, key))
+        self.pending.append(_Pending(item, resolved, key, addr_key))
 
-    def _restore(self, combo: dict[str, Any], key: str, hit: dict[str, Any]) -> bool:
+    def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any]) -> bool:
         """A cached call: make sure its outputs are the current refs at this combination."""
-        state, addr_key = self.db.index.state, key_of(combo)
+        state = self.db.index.state
         stale = []
         for var, oid in zip(self.outputs, hit["outs"]):
             current = state.current_at(var.__name__, addr_key, "{}")
@@ -165,7 +178,7 @@ class _Run:
             stale.append((var.__name__, oid))
         if not self.dry_run:
             for var, oid in stale:
-                self._save(var, combo, (oid, "", ""), hit["call"], None)
+                self._save(var, combo, addr_key, (oid, "", ""), hit["call"], None)
         return True
 
     def _same_call(self, call_oid: str | None, key: str) -> bool:
@@ -188,10 +201,11 @@ class _Run:
     def _run_serial(self, bar: Any) -> None:
         fn = self.lf.fn
         passthrough = self._passthrough()
-        for index, (item, resolved, key) in enumerate(self.pending):
-            task = Task(index, resolved, passthrough)
+        for index, pending in enumerate(self.pending):
+            task = Task(index, pending.resolved, passthrough)
             outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table)
-            self._finish(item, resolved, key, outcome)
+            self._finish(pending, outcome)
+            item = pending.item
             _tick(bar)
             if self.on_error == "raise" and item.status == "failed":
                 self._skip_rest(index + 1)
@@ -203,7 +217,7 @@ class _Run:
         pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         size = chunk_size or _chunk_size(len(self.pending), workers or _executor_size(pool))
         passthrough = self._passthrough()
-        tasks = [Task(i, resolved, passthrough) for i, (_, resolved, _) in enumerate(self.pending)]
+        tasks = [Task(i, p.resolved, passthrough) for i, p in enumerate(self.pending)]
         store_root = str(self.db.store.root)  # type: ignore[attr-defined]
         chunks: dict[cf.Future, list[Task]] = {}
         try:
@@ -213,10 +227,10 @@ class _Run:
                 chunks[future] = tasks[start:start + size]
             for future in cf.as_completed(chunks):
                 for outcome in _chunk_outcomes(future, chunks[future], self.lf.name):
-                    item, resolved, key = self.pending[outcome.index]
-                    self._finish(item, resolved, key, outcome)
+                    pending = self.pending[outcome.index]
+                    self._finish(pending, outcome)
                     _tick(bar)
-                    if self.on_error == "raise" and item.status == "failed":
+                    if self.on_error == "raise" and pending.item.status == "failed":
                         self._stop(chunks)
                         return
         finally:
@@ -227,14 +241,15 @@ class _Run:
         """on_error="raise": cancel what has not started; results still to come are not recorded."""
         for future in chunks:
             future.cancel()
-        for item, _, _ in self.pending:
-            if item.status == "pending":
-                item.status = "skipped"
+        for pending in self.pending:
+            if pending.item.status == "pending":
+                pending.item.status = "skipped"
 
     def _passthrough(self) -> dict[str, Any]:
         return {n: v for n, v in self.inputs.items() if n in self.lf.ignore}
 
-    def _finish(self, item: ComboResult, resolved: dict[str, Resolved], key: str, outcome: Outcome) -> None:
+    def _finish(self, pending: _Pending, outcome: Outcome) -> None:
+        item, resolved, key = pending.item, pending.resolved, pending.key
         item.duration = outcome.duration
         if outcome.error is not None:
             item.status, item.error, item.traceback = "failed", outcome.error, outcome.traceback
@@ -250,18 +265,18 @@ class _Run:
         self.ctx.record(key, call_oid, self.identity.digest, out_oids, multi=outcome.multi)
         params = flatten_params(self.identity.name, bound)
         for var, out in zip(self.outputs, outcome.outputs):  # type: ignore[arg-type]
-            self._save(var.__name__, item.combo, out, call_oid, params)
+            self._save(var.__name__, item.combo, pending.addr_key, out, call_oid, params)
         item.status = "ran"
         log.debug("ran %s at %s in %.3f s", self.lf.name, item.combo, outcome.duration)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
             self.db.flush()  # bound what a kill can lose to about a second of work
             self._last_flush = time.monotonic()
 
-    def _save(self, var: str, combo: dict[str, Any], out: tuple[str, str, str], call_oid: str,
+    def _save(self, var: str, combo: dict[str, Any], addr_key: str, out: tuple[str, str, str], call_oid: str,
               params: dict[str, Any] | None) -> None:
         oid, kind, summary = out
         if params is None or not summary or not kind:
-            prior = self.db.index.state.versions_at(var, key_of(combo))
+            prior = self.db.index.state.versions_at(var, addr_key)
             same = next((r for r in reversed(prior) if r.oid == oid), None)
             summary = summary or (same.summary if same else "")
             kind = kind or (same.kind if same else self.db.store.get(oid).kind)
@@ -270,8 +285,8 @@ class _Run:
         self.db.index.put_ref(var, dict(combo), {}, oid, kind, call=call_oid, params=params, summary=summary)
 
     def _skip_rest(self, start: int) -> None:
-        for item, _, _ in self.pending[start:]:
-            item.status = "skipped"
+        for pending in self.pending[start:]:
+            pending.item.status = "skipped"
 
 
 def _chunk_size(pending: int, workers: int) -> int:
@@ -375,7 +390,7 @@ def _address_values(key: str, values: Any) -> list[Any]:
     unique: dict[tuple[str, Any], Any] = {}
     for value in values:
         value = value.item() if isinstance(value, np.generic) else value
-        if not isinstance(value, (int, float, str, bool)):
+        if not isinstance(value, (int, float, str, bool)) or (isinstance(value, float) and not math.isfinite(value)):
             raise InvalidMetadataError(
                 f"for_each({key}=...): {value!r} is a {type(value).__name__}; address values are "
                 "int, str, float or bool")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.database import Database
-from scistack.index import RefRecord
+from scistack.index import RefRecord, key_of
 from scistack.lineage.calls import BoundInput, describe
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes
@@ -59,8 +59,9 @@ class Resolved:
     var: str | None
 
 
-def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_table: bool) -> Resolved | None:
-    """The input at `combo`, or None when it is missing there."""
+def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_table: bool,
+            addr_key: str | None = None) -> Resolved | None:
+    """The input at `combo` (whose `key_of` is `addr_key`, if known), or None when it is missing there."""
     if isinstance(spec, Merge):
         parts = [resolve(db, name, s, combo, as_table=True) for s in spec.variables]
         if any(p is None for p in parts):
@@ -77,7 +78,7 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
     if isinstance(spec, Fixed):
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table)
     if is_variable(spec):
-        return _resolve_variable(db, name, spec.__name__, combo, as_table)
+        return _resolve_variable(db, name, spec.__name__, combo, as_table, addr_key)
     return constant(name, spec)
 
 
@@ -86,32 +87,33 @@ def constant(name: str, value: Any) -> Resolved:
     return Resolved(describe(name, value), None, False, None)
 
 
-def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool) -> Resolved | None:
+def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool,
+                      addr_key: str | None = None) -> Resolved | None:
     state = db.index.state
+    if not state.vkey_names(var):  # the common case, one dict lookup: the newest version here
+        versions = state.versions_at(var, addr_key or key_of(addr))
+        if versions:
+            return _single(name, var, versions[-1])
     records = state.select(var, addr, {}, {})
     if not records:
         return None
     exact = [r for r in records if set(r.addr) == set(addr)]
-    if len(exact) == 1:
-        r = exact[0]
-        record = {"oid": r.oid, "var": var, "addr": r.addr}
-        if r.call:
-            record["call"] = r.call
-        return Resolved(BoundInput(name, None, r.oid, record, dict(r.params)), [r], False, var)
     if exact:  # several version-key variants: the newest record wins, deterministically
-        exact.sort(key=lambda r: r.created_at)
-        return _resolve_variable_records(name, var, addr, exact[-1:], as_table, aggregate=False)
+        return _single(name, var, max(exact, key=lambda r: r.created_at))
     records.sort(key=lambda r: r.addr_key)
-    return _resolve_variable_records(name, var, addr, records, as_table, aggregate=True)
+    return _aggregate(name, var, addr, records, as_table)
 
 
-def _resolve_variable_records(name: str, var: str, addr: dict[str, Any], records: list[RefRecord],
-                              as_table: bool, *, aggregate: bool) -> Resolved:
+def _single(name: str, var: str, r: RefRecord) -> Resolved:
+    record = {"oid": r.oid, "var": var, "addr": r.addr}
+    if r.call:
+        record["call"] = r.call
+    return Resolved(BoundInput(name, None, r.oid, record, r.params), [r], False, var)
+
+
+def _aggregate(name: str, var: str, addr: dict[str, Any], records: list[RefRecord], as_table: bool) -> Resolved:
+    """Every lower-level record of the address (iterating fewer keys than the schema)."""
     oids = [r.oid for r in records]
-    if not aggregate:
-        r = records[0]
-        record = {"oid": r.oid, "var": var, "addr": r.addr}
-        return Resolved(BoundInput(name, None, r.oid, record, dict(r.params)), records, False, var)
     key = hash_bytes(dumps_canonical({"aggregate": oids, "as_table": as_table}))
     params: dict[str, Any] = {}
     for r in records:
