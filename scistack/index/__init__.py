@@ -96,16 +96,22 @@ class Index:
         `multi` marks a function that returned a tuple, so a cache hit returns a tuple too
         (even of one element) without reading the call record.
         """
+        if self._pending is not None:  # in a batch: appended under the lock when it flushes
+            self._put_call(key, call_oid, fn, outputs, multi)
+            return
         with self.journal.locked():
             self.refresh()
-            known = self.state.calls.get(key)
-            if known is not None and known["call"] == call_oid:
-                return
-            entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
-            if multi:
-                entry["multi"] = True
-            self._write([entry])
-            self.state.apply(entry)
+            self._put_call(key, call_oid, fn, outputs, multi)
+
+    def _put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], multi: bool) -> None:
+        known = self.state.calls.get(key)
+        if known is not None and known["call"] == call_oid:
+            return
+        entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
+        if multi:
+            entry["multi"] = True
+        self._write([entry])
+        self.state.apply(entry)
 
     def put_entry(self, entry: dict[str, Any]) -> None:
         """Journal another kind of entry (a for_each run report)."""
