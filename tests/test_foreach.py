@@ -564,6 +564,9 @@ def test_dask_local_cluster_runs_the_same_call(emg, dask_client):
     assert pids <= worker_pids and os.getpid() not in pids
     np.testing.assert_array_equal(FeFiltered.load(subject=3, session="pre").data, raw_signal(3, "pre") * 2)
     assert versions(FeFiltered, subject=3, session="pre") == [1]
+    prov = emg.get_provenance(FeFiltered, subject=3, session="pre")
+    assert prov["function_name"] == "with_pid" and prov["env"]["python"]
+    assert prov["inputs"]["signal"]["addr"] == {"subject": 3, "session": "pre"}
     report = run_bandpass(executor=executor)
     assert report.ran == 6
     _assert_bandpass_results()
