@@ -743,3 +743,35 @@ def test_a_function_workers_cannot_import_fails_each_combination_with_a_hint(emg
     assert (report.failed, report.ran) == (2, 0)
     assert "importable" in report.failures[0].error and report.failures[0].traceback
     assert emg.index.state.runs[-1]["counts"]["failed"] == 2
+
+
+def test_more_argument_checks(emg):
+    with pytest.raises(InvalidMetadataError, match="twice"):
+        for_each(fns.centre, inputs={"signal": FeRawEMG}, outputs=[FeCentred, FeCentred], subject=[1])
+    with pytest.raises(InvalidMetadataError, match="not schema keys"):
+        for_each(fns.minus_baseline, inputs={"signal": FeRawEMG, "baseline": Fixed(FeRawEMG, sesion="baseline")},
+                 outputs=[FeFiltered], subject=[1], session=SESSIONS)
+    with pytest.raises(InvalidMetadataError, match="chunk_size"):
+        run_bandpass(workers=2, chunk_size=0)
+    with pytest.raises(InvalidMetadataError, match="address values"):
+        run_bandpass(subject=[1, None])
+
+
+def test_without_outputs_calls_are_still_cached(emg):
+    first = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 5}, subject=[1], session=SESSIONS,
+                     progress=False)
+    assert isinstance(first, RunReport) and first.ran == 2
+    again = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 5}, subject=[1], session=SESSIONS,
+                     progress=False)
+    assert (again.ran, again.cached) == (0, 2)
+    assert run_bandpass(low_hz=5, subject=[1]).cached == 2  # and later saved from the cache
+
+
+def test_every_value_follows_the_variables_a_key_addresses(emg):
+    # FeRawEMG has a "baseline" session, FeVelocity does not
+    pinned = for_each(fns.minus_baseline, inputs={"signal": FeVelocity, "baseline": Fixed(FeRawEMG, session="baseline")},
+                      outputs=[FeFiltered], subject=[1], session=[], dry_run=True, progress=False)
+    assert sorted(i.combo["session"] for i in pinned.items) == ["post", "pre"]  # the pin is not iterated
+    merged = for_each(fns.column_sums, inputs={"table": Merge(FeVelocity, Fixed(FeRawEMG, subject=1))},
+                      outputs=[FeStats], subject=[1], session=[], dry_run=True, progress=False)
+    assert sorted(i.combo["session"] for i in merged.items) == ["baseline", "post", "pre"]

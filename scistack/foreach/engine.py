@@ -25,7 +25,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ import numpy as np
 from scistack.database import Database, current_database
 from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.execute import Outcome, Task, run_chunk, run_task
-from scistack.foreach.inputs import Resolved, constant, is_loaded_input, is_variable, resolve
+from scistack.foreach.inputs import Fixed, Merge, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
 from scistack.index import key_of, utc_now
@@ -61,21 +61,39 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         Variable classes receiving the returned value(s) (a tuple maps to several outputs).
     iterables
         Schema key -> values (any iterable; `[]` means every value stored for that key).
+        Iterating fewer keys than the schema hands the function every lower-level record of
+        the address: a list, or a DataFrame with `as_table=True`.
+    dry_run
+        Report what would run, be skipped as cached or be skipped as missing; write nothing.
     on_error
-        "continue" records a failure with its traceback and goes on; "raise" stops.
+        "continue" records a failure with its traceback and goes on; "raise" stops at the
+        first failure (after journalling the run) with a `ForEachError`.
     workers, executor
-        Run combinations in a local process pool, or on any Executor (e.g. Dask's).
+        Run combinations in a local (spawn) process pool, or on any Executor, e.g. a Dask
+        client's `client.get_executor()`. The function must then be importable by the workers.
+    progress
+        A progress bar: None (default) shows one on a terminal or in a notebook only.
+    chunk_size
+        Combinations per task sent to a worker (default: about four tasks per worker).
 
     Returns
     -------
     RunReport
         (or, with no database and plain DataFrame inputs, a DataFrame of results).
+
+    Raises
+    ------
+    InvalidMetadataError
+        Arguments that cannot work (unknown keys or parameters, outputs that are not variables).
+    ForEachError
+        With `on_error="raise"`, when a combination fails (`.failures` lists it).
     """
     db = current_database()
     outputs = list(outputs)
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
         return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table)
     _check_arguments(db, fn, inputs, outputs, on_error, iterables)
+    _check_counts(workers, chunk_size)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
     _check_parameters(lf, inputs)
     run = _Run(db, lf, inputs, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error)
@@ -111,23 +129,25 @@ class _Run:
                 progress: bool | None, chunk_size: int | None) -> RunReport:
         t0 = time.perf_counter()
         bar = _progress_bar(len(combos), self.lf.name, progress)
-        with self.db.batch():
-            self.db.index.refresh()
-            for combo in combos:
-                self._plan(combo, bar)
-            if self.pending and not self.dry_run:
-                if workers or executor:
-                    self._run_parallel(workers, executor, chunk_size, bar)
-                else:
-                    self._run_serial(bar)
-            report = RunReport(self.lf.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
-                               self.dry_run)
-            if not self.dry_run:
-                items_oid = report.store_items(self.db.store)
-                self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(),
-                                         "outputs": [v.__name__ for v in self.outputs]})
-        if bar is not None:
-            bar.close()
+        try:  # an interrupted run still journals (on leaving the batch) what it completed
+            with self.db.batch():
+                self.db.index.refresh()
+                for combo in combos:
+                    self._plan(combo, bar)
+                if self.pending and not self.dry_run:
+                    if workers or executor:
+                        self._run_parallel(workers, executor, chunk_size, bar)
+                    else:
+                        self._run_serial(bar)
+                report = RunReport(self.lf.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
+                                   self.dry_run)
+                if not self.dry_run:
+                    items_oid = report.store_items(self.db.store)
+                    self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(),
+                                             "outputs": [v.__name__ for v in self.outputs]})
+        finally:
+            if bar is not None:
+                bar.close()
         log.info("%s", report.summary())
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
@@ -154,7 +174,7 @@ class _Run:
             return
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
         hit = self.db.index.state.calls.get(key)  # the fold was refreshed when the run began
-        if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, addr_key, key, hit):
+        if hit is not None and self._restore(combo, addr_key, key, hit):
             item.status = "cached"
             log.debug("cached %s at %s", self.lf.name, combo)
             _tick(bar)
@@ -166,6 +186,8 @@ class _Run:
 
     def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any]) -> bool:
         """A cached call: make sure its outputs are the current refs at this combination."""
+        if self.outputs and len(hit["outs"]) != len(self.outputs):
+            return False  # the cached call made a different number of values: run it again
         state = self.db.index.state
         stale = []
         for var, oid in zip(self.outputs, hit["outs"]):
@@ -176,6 +198,8 @@ class _Run:
             if not self.dry_run and not self.db.store.contains(oid):
                 return False  # garbage-collected output: compute again
             stale.append((var.__name__, oid))
+        if stale and not self.dry_run and not self.db.store.contains(hit["call"]):
+            return False  # the call record was garbage-collected: compute (and record) again
         if not self.dry_run:
             for var, oid in stale:
                 self._save(var, combo, addr_key, (oid, "", ""), hit["call"], None)
@@ -327,6 +351,17 @@ def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: lis
         if not is_variable(out):
             raise InvalidMetadataError(
                 f"outputs must be variable classes (class Result(BaseVariable): pass), got {out!r}")
+    if len({out.__name__ for out in outputs}) != len(outputs):
+        raise InvalidMetadataError(
+            f"outputs {[o.__name__ for o in outputs]} name a variable twice; each returned value "
+            "needs its own variable")
+    for name, spec in inputs.items():
+        for fixed in _fixed_specs(spec):
+            wrong = [k for k in fixed.pinned if k not in db.schema_keys]
+            if wrong:
+                raise InvalidMetadataError(
+                    f"inputs[{name!r}] = {fixed!r} pins {wrong}, which are not schema keys "
+                    f"{db.schema_keys}; Fixed pins address keys only")
     unknown = [k for k in iterables if k not in db.schema_keys]
     if unknown:
         raise InvalidMetadataError(
@@ -334,6 +369,12 @@ def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: lis
             "Pass other settings through inputs={...} as constants")
     if not callable(fn):
         raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
+
+
+def _check_counts(workers: Any, chunk_size: Any) -> None:
+    for label, value, least in (("workers", workers, 0), ("chunk_size", chunk_size, 1)):
+        if value is not None and (type(value) is not int or value < least):
+            raise InvalidMetadataError(f"{label}={value!r}: give a whole number >= {least}, or leave it out")
 
 
 def _check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
@@ -400,17 +441,36 @@ def _address_values(key: str, values: Any) -> list[Any]:
 
 
 def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
+    """Every value of `key` in the addresses of the input variables (pinned by none of them)."""
     db.index.refresh()
     seen: dict[Any, Any] = {}
     for spec in inputs.values():
-        variables = spec.variables if hasattr(spec, "variables") else [getattr(spec, "variable", spec)]
-        for var in variables:
-            if is_variable(var):
-                for record in db.index.state.records(var.__name__):
-                    if key in record.addr:
-                        value = record.addr[key]
-                        seen[(type(value).__name__, value)] = value
+        for var in _variables_of(spec, key):
+            for record in db.index.state.records(var.__name__):
+                if key in record.addr:
+                    value = record.addr[key]
+                    seen[(type(value).__name__, value)] = value
     return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
+
+
+def _variables_of(spec: Any, key: str) -> Iterator[type]:
+    """The variables an input loads whose address follows `key` (a Fixed pinning it does not)."""
+    if isinstance(spec, Merge):
+        for part in spec.variables:
+            yield from _variables_of(part, key)
+    elif isinstance(spec, Fixed):
+        if key not in spec.pinned:
+            yield spec.variable
+    elif is_variable(spec):
+        yield spec
+
+
+def _fixed_specs(spec: Any) -> Iterator[Fixed]:
+    if isinstance(spec, Merge):
+        for part in spec.variables:
+            yield from _fixed_specs(part)
+    elif isinstance(spec, Fixed):
+        yield spec
 
 
 def _progress_bar(total: int, name: str, progress: bool | None) -> Any:
