@@ -13,6 +13,7 @@ import json
 import logging
 import multiprocessing
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -671,52 +672,92 @@ import foreach_fns
 db = configure_database({db!r})
 class FeRawEMG(BaseVariable): pass
 class FeFiltered(BaseVariable): pass
-for_each(foreach_fns.slow_double, inputs={{"signal": FeRawEMG, "delay": 0.01}}, outputs=[FeFiltered],
-         subject=range({n}), session=["pre"], progress=False)
-print("finished", flush=True)
+if __name__ == "__main__":
+    for_each(foreach_fns.slow_double, inputs={{"signal": FeRawEMG, "delay": 0.01}}, outputs=[FeFiltered],
+             subject=range({n}), session=["pre"], workers={workers}, chunk_size=25, progress=False)
+    print("finished", flush=True)
 """
+KILL_N = 300
+
+
+@pytest.fixture
+def kill_project(project):
+    with project.batch():
+        for subject in range(KILL_N):
+            FeRawEMG.save(np.arange(10.0) + subject, subject=subject, session="pre")
+    return project
+
+
+def _start_run(db, env, tmp_path, workers=None) -> subprocess.Popen:
+    """The run in a real process of its own session (its pool workers too), to be killed."""
+    script = tmp_path / "kill_run.py"
+    script.write_text(_KILL_SCRIPT.format(tests=TESTS_DIR, root=ROOT, db=str(db.path), n=KILL_N,
+                                          workers=workers))
+    return subprocess.Popen([sys.executable, str(script)], env=env, cwd=db.root, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _kill(proc: subprocess.Popen) -> str:
+    """SIGKILL the run and every process it started; returns its stdout."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    out, _ = proc.communicate(timeout=30)
+    return out
+
+
+def _assert_rerun_completes_exactly_what_is_missing(db) -> None:
+    db.index.refresh()
+    called = set(db.index.state.calls)  # every call entry here is slow_double's
+    report = for_each(fns.slow_double, inputs={"signal": FeRawEMG, "delay": 0.01}, outputs=[FeFiltered],
+                      subject=range(KILL_N), session=["pre"], progress=False)
+    assert (report.cached, report.ran, report.failed) == (len(called), KILL_N - len(called), 0), report.summary()
+    _assert_every_name_verifies(db)
+    for subject in range(KILL_N):
+        assert versions(FeFiltered, subject=subject, session="pre") == [1]  # no duplicate versions
+    for subject in (0, KILL_N // 2, KILL_N - 1):
+        np.testing.assert_array_equal(FeFiltered.load(subject=subject, session="pre").data,
+                                      (np.arange(10.0) + subject) * 2.0)
+    db.sync()
+    assert db.sql("SELECT count(*) AS n FROM refs WHERE var = 'FeFiltered'")["n"][0] == KILL_N
 
 
 @pytest.mark.slow
-def test_sigkill_mid_run_leaves_a_consistent_store_and_rerun_completes(project, python_env):
-    n = 300
-    with project.batch():
-        for subject in range(n):
-            FeRawEMG.save(np.arange(10.0) + subject, subject=subject, session="pre")
-    script = _KILL_SCRIPT.format(tests=TESTS_DIR, root=ROOT, db=str(project.path), n=n)
-    journal = project.scistack_dir / "refs.log"
-    proc = subprocess.Popen([sys.executable, "-c", script], env=python_env, cwd=project.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+@pytest.mark.parametrize("workers", [None, 2], ids=["serial", "workers"])
+def test_sigkill_mid_run_leaves_a_consistent_store_and_rerun_completes(kill_project, python_env, tmp_path,
+                                                                      workers):
+    journal = kill_project.scistack_dir / "refs.log"
+    proc = _start_run(kill_project, python_env, tmp_path, workers)
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
             if journal.read_bytes().count(b'"op":"call"') >= 1:  # the first batch is durable
                 break
             time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
     finally:
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, (out, err)
-    assert "finished" not in out
+        out = _kill(proc)
+    assert proc.returncode == -signal.SIGKILL and "finished" not in out
 
-    project.index.refresh()
-    called = set(project.index.state.calls)  # every call entry here is slow_double's
-    done = list(project.index.state.records("FeFiltered"))
-    assert 0 < len(called) < n, "the kill should land mid-run"
-    assert len(done) <= len(called)  # a call entry is journalled before the refs it explains
-    _assert_every_name_verifies(project)
+    kill_project.index.refresh()
+    called = set(kill_project.index.state.calls)
+    assert 0 < len(called) < KILL_N, "the kill should land mid-run"
+    assert len(list(kill_project.index.state.records("FeFiltered"))) <= len(called)  # calls journalled first
+    _assert_every_name_verifies(kill_project)
+    _assert_rerun_completes_exactly_what_is_missing(kill_project)
 
-    report = for_each(fns.slow_double, inputs={"signal": FeRawEMG, "delay": 0.01}, outputs=[FeFiltered],
-                      subject=range(n), session=["pre"], progress=False)
-    assert (report.cached, report.ran, report.failed) == (len(called), n - len(called), 0), report.summary()
-    _assert_every_name_verifies(project)
-    for subject in range(n):
-        assert versions(FeFiltered, subject=subject, session="pre") == [1]
-    for subject in (0, n // 2, n - 1):
-        np.testing.assert_array_equal(FeFiltered.load(subject=subject, session="pre").data,
-                                      (np.arange(10.0) + subject) * 2.0)
-    project.sync()
-    assert project.sql("SELECT count(*) AS n FROM refs WHERE var = 'FeFiltered'")["n"][0] == n
+
+@pytest.mark.slow
+def test_sigkill_at_arbitrary_moments_then_rerun_completes(kill_project, python_env, tmp_path):
+    rng = random.Random(20240607)
+    for _ in range(3):  # kill re-runs of the same run at arbitrary moments, each picking up the last
+        proc = _start_run(kill_project, python_env, tmp_path)
+        time.sleep(rng.uniform(0.2, 2.5))
+        out = _kill(proc)
+        if "finished" in out:
+            break
+        _assert_every_name_verifies(kill_project)
+    _assert_rerun_completes_exactly_what_is_missing(kill_project)
 
 
 def _assert_every_name_verifies(db) -> None:
