@@ -339,6 +339,19 @@ def test_run_and_statuses_are_stored_in_the_index(emg):
     assert report.run_id in set(stored["run_id"])
 
 
+def test_scistack_status_shows_the_last_run_failures(emg):
+    from click.testing import CliRunner
+
+    from scistack.cli import main
+
+    for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
+             subject=SUBJECTS, session=SESSIONS, progress=False)
+    shown = CliRunner().invoke(main, ["--db", str(emg.path), "status", "--problems", "FeFiltered"])
+    assert shown.exit_code == 0, shown.output
+    failed = [line.split() for line in shown.output.splitlines() if line.split()[-1:] == ["FAILED"]]
+    assert sorted(row[:2] for row in failed) == [["3", "post"], ["3", "pre"]]
+
+
 # -- progress and logging ---------------------------------------------------------------------
 def test_progress_false_is_silent(emg, capsys):
     run_bandpass(progress=False)
@@ -816,3 +829,22 @@ def test_every_value_follows_the_variables_a_key_addresses(emg):
     merged = for_each(fns.column_sums, inputs={"table": Merge(FeVelocity, Fixed(FeRawEMG, subject=1))},
                       outputs=[FeStats], subject=[1], session=[], dry_run=True, progress=False)
     assert sorted(i.combo["session"] for i in merged.items) == ["baseline", "post", "pre"]
+
+
+def test_table_mode_failures_follow_on_error(table_schema, caplog):
+    raw = pd.DataFrame([{"subject": s, "session": "pre", "data": raw_signal(s, "pre")} for s in SUBJECTS])
+    results = for_each(fns.fragile, inputs={"signal": raw, "limit": 30.0}, subject=SUBJECTS, session=["pre"])
+    assert list(results["subject"]) == [1, 2]  # subject 3 failed: logged, left out
+    assert any("failed" in r.getMessage() and "Traceback" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ForEachError) as caught:
+        for_each(fns.fragile, inputs={"signal": raw, "limit": 30.0}, subject=SUBJECTS, session=["pre"],
+                 on_error="raise")
+    assert caught.value.failures[0].combo == {"subject": 3, "session": "pre"}
+
+
+def test_an_empty_run_is_reported_and_warned_about(emg, caplog):
+    # FeStats has nothing stored, so subject=[] finds no values
+    empty = for_each(fns.bandpass, inputs={"signal": FeStats, "low_hz": 1}, outputs=[FeFiltered],
+                     subject=[], progress=False)
+    assert empty.items == [] and list(empty.to_frame().columns) == ["status", "duration", "error"]
+    assert any("no combinations" in r.getMessage() for r in caplog.records)

@@ -90,8 +90,10 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     """
     db = current_database()
     outputs = list(outputs)
+    if on_error not in ("continue", "raise"):
+        raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
-        return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table)
+        return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error)
     _check_arguments(db, fn, inputs, outputs, on_error, iterables)
     _check_counts(workers, chunk_size)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
@@ -128,6 +130,9 @@ class _Run:
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None) -> RunReport:
         t0 = time.perf_counter()
+        if not combos:
+            log.warning("for_each(%s): no combinations to run (an iterable is empty, or [] found no "
+                        "stored values)", self.lf.name)
         bar = _progress_bar(len(combos), self.lf.name, progress)
         try:  # an interrupted run still journals (on leaving the batch) what it completed
             with self.db.batch():
@@ -345,8 +350,6 @@ def _chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Out
 
 def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
                      iterables: dict[str, Any]) -> None:
-    if on_error not in ("continue", "raise"):
-        raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
     for out in outputs:
         if not is_variable(out):
             raise InvalidMetadataError(

@@ -58,8 +58,9 @@ class RunReport:
         """One row per combination: its keys, status, duration and error."""
         import pandas as pd
 
+        keys = list(dict.fromkeys(k for i in self.items for k in i.combo))
         return pd.DataFrame([{**i.combo, "status": i.status, "duration": i.duration, "error": i.error}
-                             for i in self.items])
+                             for i in self.items], columns=[*keys, "status", "duration", "error"])
 
     def summary(self) -> str:
         """A few lines: counts, time, and the first failures."""

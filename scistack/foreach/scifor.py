@@ -14,9 +14,13 @@ DataFrame: the combination's keys plus one column per output (named by `outputs`
 from __future__ import annotations
 
 import itertools
+import logging
+import traceback
 from typing import Any
 
-from scistack.errors import InvalidMetadataError
+from scistack.errors import ForEachError, InvalidMetadataError
+
+log = logging.getLogger("scistack.foreach")
 
 _schema: list[str] = []
 
@@ -34,8 +38,12 @@ def get_schema() -> list[str]:
 
 
 def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any],
-                   *, as_table: bool) -> Any:
-    """Run `fn` per combination on filtered DataFrames; return a DataFrame of results."""
+                   *, as_table: bool, on_error: str = "continue") -> Any:
+    """Run `fn` per combination on filtered DataFrames; return a DataFrame of results.
+
+    A combination whose function raises is logged with its traceback and left out of the
+    results (`on_error="continue"`), or stops the run with a `ForEachError` ("raise").
+    """
     import pandas as pd
 
     from scistack.foreach.inputs import is_loaded_input  # noqa: PLC0415 - inputs imports the database
@@ -57,7 +65,11 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         args = {n: _filter(v, combo, as_table) for n, v in inputs.items()}
         if any(a is _MISSING for a in args.values()):
             continue
-        result = fn(**args)
+        try:
+            result = fn(**args)
+        except Exception as exc:  # noqa: BLE001 - on_error decides
+            _failed(fn, combo, exc, on_error)
+            continue
         result = getattr(result, "data", result) if hasattr(result, "__scistack_input__") else result
         parts = list(result) if isinstance(result, tuple) and len(names) > 1 else [result]
         rows.append({**combo, **dict(zip(names, parts))})
@@ -73,6 +85,18 @@ def _every_value(inputs: dict[str, Any], key: str) -> list[Any]:
         if isinstance(value, pd.DataFrame) and key in value.columns:
             seen.update(dict.fromkeys(v.item() if hasattr(v, "item") else v for v in value[key].dropna()))
     return sorted(seen, key=lambda v: (isinstance(v, str), v))
+
+
+def _failed(fn: Any, combo: dict[str, Any], exc: Exception, on_error: str) -> None:
+    from scistack.foreach.report import ComboResult  # noqa: PLC0415 - small, rarely needed
+
+    name = getattr(fn, "__name__", "function")
+    trace = traceback.format_exc()
+    error = f"{type(exc).__name__}: {exc}"
+    if on_error == "raise":
+        raise ForEachError(f"for_each({name}) stopped: {combo}: {error}\n{trace}",
+                           [ComboResult(combo, "failed", error=error, traceback=trace)]) from exc
+    log.warning("for_each(%s) failed at %s: %s\n%s", name, combo, error, trace)
 
 
 _MISSING = object()
