@@ -17,7 +17,6 @@ import random
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -27,7 +26,6 @@ import pandas as pd
 import pytest
 
 import foreach_fns as fns
-import scistack.database as database_module
 from scistack import (
     BaseVariable,
     Fixed,

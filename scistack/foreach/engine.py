@@ -15,26 +15,34 @@ leaves objects without refs at worst, and re-running completes only what is miss
 from __future__ import annotations
 
 import concurrent.futures as cf
-import inspect
-import itertools
 import logging
-import math
 import multiprocessing
-import pickle
 import sys
 import time
-import traceback
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from scistack.database import Database, current_database
 from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
-from scistack.foreach.execute import Outcome, Task, run_chunk, run_task
-from scistack.foreach.inputs import Fixed, Merge, Resolved, constant, is_loaded_input, is_variable, resolve
+from scistack.foreach.execute import (
+    Outcome,
+    Task,
+    chunk_outcomes,
+    default_chunk_size,
+    executor_size,
+    run_chunk,
+    run_task,
+)
+from scistack.foreach.inputs import Resolved, constant, is_loaded_input, resolve
+from scistack.foreach.plan import (
+    check_arguments,
+    check_counts,
+    check_parameters,
+    combinations,
+    defaults,
+)
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
 from scistack.index import key_of, utc_now
@@ -94,12 +102,12 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
         return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error)
-    _check_arguments(db, fn, inputs, outputs, on_error, iterables)
-    _check_counts(workers, chunk_size)
+    check_arguments(db, fn, inputs, outputs, on_error, iterables)
+    check_counts(workers, chunk_size)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
-    _check_parameters(lf, inputs)
+    check_parameters(lf, inputs)
     run = _Run(db, lf, inputs, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error)
-    return run.execute(_combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
+    return run.execute(combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
 
 
 @dataclass(slots=True)
@@ -122,7 +130,7 @@ class _Run:
         self.loaded = {n: s for n, s in inputs.items() if n not in lf.ignore and is_loaded_input(s)}
         # constants and defaults are the same at every combination: described (hashed) once
         self.fixed = {n: constant(n, s) for n, s in inputs.items() if n not in lf.ignore and n not in self.loaded}
-        self.fixed.update(_defaults(lf, inputs))
+        self.fixed.update(defaults(lf, inputs))
         self.items: list[ComboResult] = []
         self.pending: list[_Pending] = []
         self._last_flush = time.monotonic()
@@ -244,7 +252,7 @@ class _Run:
                       bar: Any) -> None:
         own = executor is None
         pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        size = chunk_size or _chunk_size(len(self.pending), workers or _executor_size(pool))
+        size = chunk_size or default_chunk_size(len(self.pending), workers or executor_size(pool))
         passthrough = self._passthrough()
         tasks = [Task(i, p.resolved, passthrough) for i, p in enumerate(self.pending)]
         store_root = str(self.db.store.root)  # type: ignore[attr-defined]
@@ -255,7 +263,7 @@ class _Run:
                                      self.db.schema_keys, len(self.outputs), self.as_table)
                 chunks[future] = tasks[start:start + size]
             for future in cf.as_completed(chunks):
-                for outcome in _chunk_outcomes(future, chunks[future], self.lf.name):
+                for outcome in chunk_outcomes(future, chunks[future], self.lf.name):
                     pending = self.pending[outcome.index]
                     self._finish(pending, outcome)
                     _tick(bar)
@@ -316,164 +324,6 @@ class _Run:
     def _skip_rest(self, start: int) -> None:
         for pending in self.pending[start:]:
             pending.item.status = "skipped"
-
-
-def _chunk_size(pending: int, workers: int) -> int:
-    """About four chunks per worker (load balance), at most 256 combinations a chunk."""
-    return max(1, min(256, -(-pending // (workers * 4))))
-
-
-def _executor_size(pool: cf.Executor) -> int:
-    """How many tasks an executor runs at once (a Dask client's executor: its threads)."""
-    client = getattr(pool, "_client", None)
-    if client is not None:
-        try:
-            return max(1, sum(client.nthreads().values()))
-        except Exception:  # noqa: BLE001 - a guess for chunking only
-            return 2
-    return getattr(pool, "_max_workers", None) or 2
-
-
-def _chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outcome]:
-    """A chunk's outcomes; a chunk that failed as a whole fails each of its combinations."""
-    try:
-        return future.result()
-    except Exception as exc:  # noqa: BLE001 - a lost worker or an unpicklable function: recorded
-        hint = ""
-        if isinstance(exc, (pickle.PicklingError, AttributeError, ImportError, TypeError)):
-            hint = (f" ({name} must be importable by the workers: define it in a module rather than "
-                    "in __main__ or a notebook cell, or run without workers=/executor=)")
-        error = f"{type(exc).__name__}: {exc}{hint}"
-        trace = "".join(traceback.format_exception(exc))
-        return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]
-
-
-def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
-                     iterables: dict[str, Any]) -> None:
-    for out in outputs:
-        if not is_variable(out):
-            raise InvalidMetadataError(
-                f"outputs must be variable classes (class Result(BaseVariable): pass), got {out!r}")
-    if len({out.__name__ for out in outputs}) != len(outputs):
-        raise InvalidMetadataError(
-            f"outputs {[o.__name__ for o in outputs]} name a variable twice; each returned value "
-            "needs its own variable")
-    for name, spec in inputs.items():
-        for fixed in _fixed_specs(spec):
-            wrong = [k for k in fixed.pinned if k not in db.schema_keys]
-            if wrong:
-                raise InvalidMetadataError(
-                    f"inputs[{name!r}] = {fixed!r} pins {wrong}, which are not schema keys "
-                    f"{db.schema_keys}; Fixed pins address keys only")
-    unknown = [k for k in iterables if k not in db.schema_keys]
-    if unknown:
-        raise InvalidMetadataError(
-            f"for_each iterates schema keys only; {unknown} are not in the schema {db.schema_keys}. "
-            "Pass other settings through inputs={...} as constants")
-    if not callable(fn):
-        raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
-
-
-def _check_counts(workers: Any, chunk_size: Any) -> None:
-    for label, value, least in (("workers", workers, 0), ("chunk_size", chunk_size, 1)):
-        if value is not None and (type(value) is not int or value < least):
-            raise InvalidMetadataError(f"{label}={value!r}: give a whole number >= {least}, or leave it out")
-
-
-def _check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
-    """Refuse inputs the function does not take, and parameters that nothing would fill."""
-    params = lf.signature.parameters
-    kinds = {p.kind for p in params.values()}
-    if inspect.Parameter.VAR_KEYWORD not in kinds:
-        unknown = [n for n in inputs if n not in params]
-        if unknown:
-            raise InvalidMetadataError(
-                f"inputs= names {unknown}, which {lf.name} does not take; its parameters are {list(params)}")
-    needed = [n for n, p in params.items() if n not in inputs and p.default is p.empty
-              and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
-    if needed:
-        raise InvalidMetadataError(
-            f"{lf.name} needs {needed}, which inputs= does not give: add a variable or a constant "
-            f"for each, e.g. inputs={{..., {needed[0]!r}: ...}}")
-
-
-def _defaults(lf: LineageFunction, inputs: dict[str, Any]) -> dict[str, Resolved]:
-    """Defaults of parameters not in `inputs`: part of the call, as a direct call binds them."""
-    found = {}
-    for name, param in lf.signature.parameters.items():
-        if name in inputs or name in lf.ignore or param.default is param.empty:
-            continue
-        try:
-            found[name] = constant(name, param.default)
-        except ScistackError:
-            continue  # a default with no canonical encoding: the function applies it itself
-    return found
-
-
-def _combinations(db: Database, inputs: dict[str, Any], iterables: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every combination, in the order given; `[]` expands to every stored value of that key."""
-    keys, value_lists = [], []
-    for key, values in iterables.items():
-        values = _address_values(key, values)
-        if not values:
-            values = _stored_values(db, inputs, key)
-        keys.append(key)
-        value_lists.append(values)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*value_lists)]
-
-
-def _address_values(key: str, values: Any) -> list[Any]:
-    """One key's values as plain Python scalars (numpy ones unwrapped), each once, in order."""
-    if isinstance(values, (str, bytes, int, float, np.generic)):
-        values = [values]
-    try:
-        values = list(values)
-    except TypeError:
-        raise InvalidMetadataError(
-            f"for_each({key}=...) takes a list (or any iterable) of values, got {values!r}") from None
-    unique: dict[tuple[str, Any], Any] = {}
-    for value in values:
-        value = value.item() if isinstance(value, np.generic) else value
-        if not isinstance(value, (int, float, str, bool)) or (isinstance(value, float) and not math.isfinite(value)):
-            raise InvalidMetadataError(
-                f"for_each({key}=...): {value!r} is a {type(value).__name__}; address values are "
-                "int, str, float or bool")
-        unique.setdefault(("bool", value) if isinstance(value, bool) else
-                          ("num", value) if isinstance(value, (int, float)) else ("str", value), value)
-    return list(unique.values())
-
-
-def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
-    """Every value of `key` in the addresses of the input variables (pinned by none of them)."""
-    db.index.refresh()
-    seen: dict[Any, Any] = {}
-    for spec in inputs.values():
-        for var in _variables_of(spec, key):
-            for record in db.index.state.records(var.__name__):
-                if key in record.addr:
-                    value = record.addr[key]
-                    seen[(type(value).__name__, value)] = value
-    return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
-
-
-def _variables_of(spec: Any, key: str) -> Iterator[type]:
-    """The variables an input loads whose address follows `key` (a Fixed pinning it does not)."""
-    if isinstance(spec, Merge):
-        for part in spec.variables:
-            yield from _variables_of(part, key)
-    elif isinstance(spec, Fixed):
-        if key not in spec.pinned:
-            yield spec.variable
-    elif is_variable(spec):
-        yield spec
-
-
-def _fixed_specs(spec: Any) -> Iterator[Fixed]:
-    if isinstance(spec, Merge):
-        for part in spec.variables:
-            yield from _fixed_specs(part)
-    elif isinstance(spec, Fixed):
-        yield spec
 
 
 def _progress_bar(total: int, name: str, progress: bool | None) -> Any:

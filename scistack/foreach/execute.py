@@ -8,7 +8,9 @@ Running a combination twice produces the same oids, so retried tasks are harmles
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
+import pickle
 import threading
 import time
 import traceback
@@ -100,6 +102,36 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
         return [run_task(plain, store, task, schema_keys, n_outputs, as_table) for task in tasks]
     finally:
         store.end_batch()
+
+
+def default_chunk_size(pending: int, workers: int) -> int:
+    """About four chunks per worker (load balance), at most 256 combinations a chunk."""
+    return max(1, min(256, -(-pending // (workers * 4))))
+
+
+def executor_size(pool: cf.Executor) -> int:
+    """How many tasks an executor runs at once (a Dask client's executor: its threads)."""
+    client = getattr(pool, "_client", None)
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a guess for chunking only
+            return 2
+    return getattr(pool, "_max_workers", None) or 2
+
+
+def chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outcome]:
+    """A chunk's outcomes; a chunk that failed as a whole fails each of its combinations."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a lost worker or an unpicklable function: recorded
+        hint = ""
+        if isinstance(exc, (pickle.PicklingError, AttributeError, ImportError, TypeError)):
+            hint = (f" ({name} must be importable by the workers: define it in a module rather than "
+                    "in __main__ or a notebook cell, or run without workers=/executor=)")
+        error = f"{type(exc).__name__}: {exc}{hint}"
+        trace = "".join(traceback.format_exception(exc))
+        return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]
 
 
 def worker_pid() -> int:
