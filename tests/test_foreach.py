@@ -459,8 +459,14 @@ def test_table_mode_tuples_aggregation_and_every_value(table_schema):
     assert list(results.columns) == ["subject", "session", "FeCentred", "FeMeanEMG"]
     assert results[["subject", "session"]].values.tolist() == [[1, "post"], [1, "pre"], [2, "post"], [2, "pre"]]
     assert results["FeMeanEMG"].iloc[1] == pytest.approx(raw_signal(1, "pre").mean())
-    per_subject = for_each(fns.describe_table, inputs={"values": raw}, subject=[1, 2], as_table=True)
-    assert per_subject["result"].iloc[0]["rows"] == 2
+    per_subject = for_each(fns.describe_table, inputs={"values": raw}, subject=[1, 2, 2], as_table=True)
+    assert len(per_subject) == 2 and per_subject["result"].iloc[0]["rows"] == 2
+    with pytest.raises(ForEachError, match="returned 2 values for the 3 outputs"):
+        for_each(fns.centre, inputs={"signal": raw}, outputs=[FeCentred, FeMeanEMG, FeStats],
+                 subject=np.array([1]), session=["pre"], on_error="raise")
+    lineage_results = for_each(lineage_fcn(fns.centre), inputs={"signal": raw}, outputs=[FeCentred, FeMeanEMG],
+                               subject=[1], session=["pre"])
+    assert type(lineage_results["FeCentred"].iloc[0]) is np.ndarray  # values, not lineage wrappers
 
 
 def test_variable_inputs_need_a_database(no_database):

@@ -19,6 +19,7 @@ import traceback
 from typing import Any
 
 from scistack.errors import ForEachError, InvalidMetadataError
+from scistack.foreach.report import ComboResult
 
 log = logging.getLogger("scistack.foreach")
 
@@ -70,8 +71,12 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         except Exception as exc:  # noqa: BLE001 - on_error decides
             _failed(fn, combo, exc, on_error)
             continue
-        result = getattr(result, "data", result) if hasattr(result, "__scistack_input__") else result
-        parts = list(result) if isinstance(result, tuple) and len(names) > 1 else [result]
+        parts = [_plain(p) for p in (result if isinstance(result, tuple) and len(names) > 1 else (result,))]
+        if len(parts) != len(names):
+            mismatch = ValueError(f"{getattr(fn, '__name__', 'function')} returned {len(parts)} values for "
+                                  f"the {len(names)} outputs {names}")
+            _failed(fn, combo, mismatch, on_error)
+            continue
         rows.append({**combo, **dict(zip(names, parts))})
     return pd.DataFrame(rows, columns=[*keys, *names])
 
@@ -88,10 +93,8 @@ def _every_value(inputs: dict[str, Any], key: str) -> list[Any]:
 
 
 def _failed(fn: Any, combo: dict[str, Any], exc: Exception, on_error: str) -> None:
-    from scistack.foreach.report import ComboResult  # noqa: PLC0415 - small, rarely needed
-
     name = getattr(fn, "__name__", "function")
-    trace = traceback.format_exc()
+    trace = "".join(traceback.format_exception(exc))
     error = f"{type(exc).__name__}: {exc}"
     if on_error == "raise":
         raise ForEachError(f"for_each({name}) stopped: {combo}: {error}\n{trace}",
@@ -120,4 +123,15 @@ def _filter(value: Any, combo: dict[str, Any], as_table: bool) -> Any:
 
 
 def _as_list(values: Any) -> list[Any]:
-    return [values] if isinstance(values, (str, bytes, int, float)) else list(values)
+    """One key's values, numpy scalars unwrapped, each once (first occurrence kept)."""
+    values = [values] if isinstance(values, (str, bytes, int, float)) else list(values)
+    unique: dict[Any, Any] = {}
+    for value in values:
+        value = value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
+        unique.setdefault((type(value) is bool, value), value)
+    return list(unique.values())
+
+
+def _plain(value: Any) -> Any:
+    """A lineage result's value (a lineage function returns them; the table holds values)."""
+    return getattr(value, "data", value) if hasattr(value, "__scistack_input__") else value
