@@ -75,6 +75,7 @@ def measure(n: int, modes: list[int | None], repeat: int, base: Path) -> list[di
     creation on this machine for a while and would distort the next first run.
     """
     db = _project(Path(tempfile.mkdtemp(prefix=f"n{n}-", dir=base)), n)
+    fn_s = _function_time(n)
     rows = []
     try:
         for scale, workers in enumerate(modes, start=2):
@@ -89,12 +90,21 @@ def measure(n: int, modes: list[int | None], repeat: int, base: Path) -> list[di
                 cached_s = min(cached_s, time.perf_counter() - t0)
                 assert again.cached == n, again.summary()
             rows.append({"n": n, "mode": f"workers={workers}" if workers else "serial", "first_s": first_s,
-                         "cached_s": cached_s, "first_ms_per": 1000 * first_s / n,
+                         "cached_s": cached_s, "overhead_ms_per": 1000 * (first_s - fn_s) / n,
                          "cached_us_per": 1e6 * cached_s / n})
     finally:
         db.close()
         database_module._current = None
     return rows
+
+
+def _function_time(n: int) -> float:
+    """What the function itself costs for `n` calls (subtracted to give the engine's overhead)."""
+    signal = np.random.default_rng(1).standard_normal(100)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        scaled(signal, 2.0)
+    return time.perf_counter() - t0
 
 
 def profile(n: int, which: str, base: Path, workers: int | None = None, top: int = 25) -> str:
@@ -123,17 +133,17 @@ def _verdict(value: float, goal: float) -> str:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """The results as a fixed-width table, with the goals that apply."""
-    lines = [f"{'combinations':>12} {'mode':>10} {'first run s':>12} {'ms/combo':>9} "
-             f"{'cached s':>9} {'us/combo':>9}  goal"]
+    lines = [f"{'combinations':>12} {'mode':>10} {'first run s':>12} {'overhead ms/combo':>18} "
+             f"{'cached s':>9} {'cached us/combo':>16}  goal"]
     for r in rows:
         goals = []
         if r["n"] == 2000 and r["mode"] == "serial":
             goals.append(f"first <= {GOAL_FIRST_2000_SERIAL_S:g} s: "
                          f"{_verdict(r['first_s'], GOAL_FIRST_2000_SERIAL_S)}")
-        if r["n"] == 10000:
+        if r["n"] == 10000 and r["mode"] == "serial":
             goals.append(f"cached <= {GOAL_CACHED_10000_S:g} s: {_verdict(r['cached_s'], GOAL_CACHED_10000_S)}")
-        lines.append(f"{r['n']:>12,} {r['mode']:>10} {r['first_s']:>12.3f} {r['first_ms_per']:>9.3f} "
-                     f"{r['cached_s']:>9.3f} {r['cached_us_per']:>9.1f}  {'; '.join(goals)}")
+        lines.append(f"{r['n']:>12,} {r['mode']:>10} {r['first_s']:>12.3f} {r['overhead_ms_per']:>18.3f} "
+                     f"{r['cached_s']:>9.3f} {r['cached_us_per']:>16.1f}  {'; '.join(goals)}")
     return "\n".join(lines)
 
 
@@ -160,8 +170,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             print(f"  measured {n:,}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    print("for_each: trivial function on 100-element float64 arrays "
-          "(first run = load + compute + store + record; cached = plan + skip)")
+    print("for_each: trivial function on 100-element float64 arrays. first run = plan, load, call, store,\n"
+          "record (workers: includes starting the spawn pool); overhead = (first run - the function's own\n"
+          "time) / combinations; cached = a fully cached re-run (plan + skip), best of --repeat")
     print(table(rows))
     return rows
 
