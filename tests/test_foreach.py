@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from collections import Counter
 from pathlib import Path
 
@@ -368,6 +369,13 @@ def test_progress_true_draws_a_bar(emg, capsys):
     assert "for_each(bandpass)" in err and "6/6" in err
 
 
+def test_progress_bar_in_a_notebook(emg, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # as in Jupyter
+    for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 20}, outputs=[FeFiltered],
+             subject=SUBJECTS, session=SESSIONS)  # progress=None
+    assert "6/6" in capsys.readouterr().err  # tqdm.auto: a widget in Jupyter, text here
+
+
 _TTY_SCRIPT = """
 import sys
 sys.path[:0] = [{tests!r}, {root!r}]
@@ -502,6 +510,32 @@ def test_parallel_and_serial_runs_produce_the_same_oids(emg, spawn_pool):
     FeFiltered.delete()
     expected = {(s, se): emg.store.put_value(raw_signal(s, se) * 20) for s in SUBJECTS for se in SESSIONS}
     assert parallel == expected
+
+
+class CountingExecutor(cf.Executor):
+    """Counts the tasks (chunks) it is given and how many combinations each holds."""
+
+    def __init__(self, pool: cf.Executor) -> None:
+        self.pool = pool
+        self.sizes: list[int] = []
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.sizes.append(len(args[2]))  # run_chunk(fn, store_root, tasks, ...)
+        return self.pool.submit(fn, *args, **kwargs)
+
+
+def test_combinations_go_to_workers_in_chunks(project, spawn_pool):
+    with project.batch():
+        for subject in range(100):
+            FeRawEMG.save(np.arange(4.0) + subject, subject=subject, session="pre")
+    counting = CountingExecutor(spawn_pool)
+    counting._max_workers = 2
+    report = run_bandpass(subject=range(100), session=["pre"], executor=counting)
+    assert report.ran == 100
+    assert sum(counting.sizes) == 100 and len(counting.sizes) == 8  # about four chunks per worker
+    counting.sizes.clear()
+    assert run_bandpass(subject=range(100), session=["pre"], low_hz=21, executor=counting, chunk_size=40).ran == 100
+    assert counting.sizes == [40, 40, 20]
 
 
 class RetryingExecutor(cf.Executor):
