@@ -74,3 +74,13 @@ def none_for_short(signal):
 def amplify(signal, gain=2.0):
     """A default: bound into the call like a constant (as a direct call binds it)."""
     return signal * gain
+
+
+def weigh_in_place(signal, weights):
+    weights *= 2.0  # changes the caller's constant: refused, it is shared by every combination
+    return signal * weights[0]
+
+
+def count_with(signal, seen):
+    seen.append(len(seen))  # a list constant: each call gets a copy of its own
+    return float(len(seen))

@@ -886,3 +886,16 @@ def test_an_empty_run_is_reported_and_warned_about(emg, caplog):
                      subject=[], progress=False)
     assert empty.items == [] and list(empty.to_frame().columns) == ["status", "duration", "error"]
     assert any("no combinations" in r.getMessage() for r in caplog.records)
+
+
+def test_a_constant_cannot_be_changed_between_combinations(emg):
+    weights = np.ones(3)
+    report = for_each(fns.weigh_in_place, inputs={"signal": FeRawEMG, "weights": weights}, outputs=[FeFiltered],
+                      subject=[1], session=SESSIONS, progress=False)
+    assert report.failed == 2 and "read-only" in report.failures[0].error
+    np.testing.assert_array_equal(weights, np.ones(3))
+    seen: list[int] = []
+    report = for_each(fns.count_with, inputs={"signal": FeRawEMG, "seen": seen}, outputs=[FeMeanEMG],
+                      subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert report.ran == 6 and seen == []
+    assert {v.data for v in FeMeanEMG.load_all()} == {1.0}  # every combination saw the same constant

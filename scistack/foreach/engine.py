@@ -46,7 +46,7 @@ from scistack.foreach.plan import (
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
 from scistack.index import key_of, utc_now
-from scistack.lineage.calls import BoundInput, call_key, flatten_params
+from scistack.lineage.calls import flatten_params, key_from_oids
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.identity import FunctionIdentity
 
@@ -229,8 +229,8 @@ class _Run:
             return False
         try:
             record = self.db.store.get_value(call_oid)
-            inputs = {name: BoundInput(name, None, item["oid"], item) for name, item in record["inputs"].items()}
-            return call_key(record["function"]["identity"], inputs) == key
+            oids = {name: item["oid"] for name, item in record["inputs"].items()}
+            return key_from_oids(record["function"]["identity"], oids) == key
         except (ScistackError, LookupError, KeyError, TypeError):
             return False
 

@@ -7,8 +7,11 @@ Resolution yields oids only: values are read from the store just for combination
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from scistack.database import Database
 from scistack.index import RefRecord, key_of
@@ -125,7 +128,7 @@ def _aggregate(name: str, var: str, addr: dict[str, Any], records: list[RefRecor
 def load_value(store: ObjectStore, resolved: Resolved, schema_keys: list[str], *, as_table: bool) -> Any:
     """The plain value the function receives for a resolved input (read from `store`)."""
     if resolved.records is None:
-        return resolved.bound.value
+        return _own_copy(resolved.bound.value)
     if "merge" in resolved.bound.record:
         return _merged_frame(store, resolved, schema_keys)
     if not resolved.aggregate:
@@ -138,6 +141,21 @@ def load_value(store: ObjectStore, resolved: Resolved, schema_keys: list[str], *
     rows = [{**{k: r.addr.get(k) for k in schema_keys if k in r.addr}, "data": v}
             for r, v in zip(resolved.records, values)]
     return pd.DataFrame(rows)
+
+
+def _own_copy(value: Any) -> Any:
+    """A constant is hashed once and shared by every combination, so a call must not change it
+    in place (the next combinations would get another value under the same key): an array
+    comes as a read-only view, a container or table as a copy of its own."""
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    if isinstance(value, (list, dict, set)):
+        return copy.deepcopy(value)
+    if hasattr(value, "copy") and type(value).__module__.split(".")[0] == "pandas":
+        return value.copy()
+    return value
 
 
 def _merged_frame(store: ObjectStore, resolved: Resolved, schema_keys: list[str]) -> Any:
