@@ -38,6 +38,7 @@ from scistack import (
     set_schema,
 )
 from scistack.errors import InvalidMetadataError, VariableNotFoundError
+from scistack.fsck import fsck
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -155,6 +156,19 @@ def test_constants_are_recorded_and_queryable(emg):
         FeFiltered.load(low_hz=30)
 
 
+def test_a_constant_cannot_be_changed_between_combinations(emg):
+    weights = np.ones(3)
+    report = for_each(fns.weigh_in_place, inputs={"signal": FeRawEMG, "weights": weights}, outputs=[FeFiltered],
+                      subject=[1], session=SESSIONS, progress=False)
+    assert report.failed == 2 and "read-only" in report.failures[0].error
+    np.testing.assert_array_equal(weights, np.ones(3))
+    seen: list[int] = []
+    report = for_each(fns.count_with, inputs={"signal": FeRawEMG, "seen": seen}, outputs=[FeMeanEMG],
+                      subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert report.ran == 6 and seen == []
+    assert {v.data for v in FeMeanEMG.load_all()} == {1.0}  # every combination saw the same constant
+
+
 def test_a_tuple_maps_to_several_outputs(emg):
     report = for_each(fns.centre, inputs={"signal": FeRawEMG}, outputs=[FeCentred, FeMeanEMG],
                       subject=SUBJECTS, session=SESSIONS, progress=False)
@@ -199,6 +213,16 @@ def test_empty_list_means_every_stored_value(emg):
     report = run_bandpass(subject=[], session=SESSIONS)
     assert report.ran == 6
     assert sorted({item.combo["subject"] for item in report.items}) == SUBJECTS
+
+
+def test_every_value_follows_the_variables_a_key_addresses(emg):
+    # FeRawEMG has a "baseline" session, FeVelocity does not
+    pinned = for_each(fns.minus_baseline, inputs={"signal": FeVelocity, "baseline": Fixed(FeRawEMG, session="baseline")},
+                      outputs=[FeFiltered], subject=[1], session=[], dry_run=True, progress=False)
+    assert sorted(i.combo["session"] for i in pinned.items) == ["post", "pre"]  # the pin is not iterated
+    merged = for_each(fns.column_sums, inputs={"table": Merge(FeVelocity, Fixed(FeRawEMG, subject=1))},
+                      outputs=[FeStats], subject=[1], session=[], dry_run=True, progress=False)
+    assert sorted(i.combo["session"] for i in merged.items) == ["baseline", "post", "pre"]
 
 
 @pytest.mark.parametrize("subjects", [
@@ -320,6 +344,14 @@ def test_report_counts_summary_and_frame(emg):
     assert list(frame.columns) == ["subject", "session", "status", "duration", "error"]
     assert list(frame["status"]) == ["ran", "ran", "missing", "missing"]
     assert (frame["duration"] >= 0).all() and report.duration >= 0
+
+
+def test_an_empty_run_is_reported_and_warned_about(emg, caplog):
+    # FeStats has nothing stored, so subject=[] finds no values
+    empty = for_each(fns.bandpass, inputs={"signal": FeStats, "low_hz": 1}, outputs=[FeFiltered],
+                     subject=[], progress=False)
+    assert empty.items == [] and list(empty.to_frame().columns) == ["status", "duration", "error"]
+    assert any("no combinations" in r.getMessage() for r in caplog.records)
 
 
 def test_run_and_statuses_are_stored_in_the_index(emg):
@@ -477,6 +509,17 @@ def test_table_mode_tuples_aggregation_and_every_value(table_schema):
     assert type(lineage_results["FeCentred"].iloc[0]) is np.ndarray  # values, not lineage wrappers
 
 
+def test_table_mode_failures_follow_on_error(table_schema, caplog):
+    raw = pd.DataFrame([{"subject": s, "session": "pre", "data": raw_signal(s, "pre")} for s in SUBJECTS])
+    results = for_each(fns.fragile, inputs={"signal": raw, "limit": 30.0}, subject=SUBJECTS, session=["pre"])
+    assert list(results["subject"]) == [1, 2]  # subject 3 failed: logged, left out
+    assert any("failed" in r.getMessage() and "Traceback" in r.getMessage() for r in caplog.records)
+    with pytest.raises(ForEachError) as caught:
+        for_each(fns.fragile, inputs={"signal": raw, "limit": 30.0}, subject=SUBJECTS, session=["pre"],
+                 on_error="raise")
+    assert caught.value.failures[0].combo == {"subject": 3, "session": "pre"}
+
+
 def test_variable_inputs_need_a_database(no_database):
     with pytest.raises(InvalidMetadataError, match="configure_database"):
         for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 3}, outputs=[FeFiltered], subject=[1])
@@ -510,6 +553,17 @@ def test_parallel_and_serial_runs_produce_the_same_oids(emg, spawn_pool):
     FeFiltered.delete()
     expected = {(s, se): emg.store.put_value(raw_signal(s, se) * 20) for s in SUBJECTS for se in SESSIONS}
     assert parallel == expected
+
+
+def test_a_function_workers_cannot_import_fails_each_combination_with_a_hint(emg, spawn_pool):
+    def local_scale(signal):  # defined inside a test: not importable by a worker process
+        return signal * 2.0
+
+    report = for_each(local_scale, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
+                      subject=[1], session=SESSIONS, executor=spawn_pool, progress=False)
+    assert (report.failed, report.ran) == (2, 0)
+    assert "importable" in report.failures[0].error and report.failures[0].traceback
+    assert emg.index.state.runs[-1]["counts"]["failed"] == 2
 
 
 class CountingExecutor(cf.Executor):
@@ -552,7 +606,7 @@ class RetryingExecutor(cf.Executor):
         return self.pool.submit(fn, *args, **kwargs)
 
 
-def test_a_retried_task_gives_the_same_oids_and_no_duplicate_records(emg, spawn_pool, tmp_path):
+def test_a_retried_task_gives_the_same_oids_and_no_duplicate_records(emg, spawn_pool):
     retrying = RetryingExecutor(spawn_pool)
     before = set(emg.store.iter_oids())
     report = run_bandpass(executor=retrying, chunk_size=2)
@@ -700,6 +754,16 @@ def test_returning_none_saves_nothing(project):
     assert FeFiltered.load(subject=1, session="post").data.shape == (6,)
 
 
+def test_without_outputs_calls_are_still_cached(emg):
+    first = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 5}, subject=[1], session=SESSIONS,
+                     progress=False)
+    assert isinstance(first, RunReport) and first.ran == 2
+    again = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 5}, subject=[1], session=SESSIONS,
+                     progress=False)
+    assert (again.ran, again.cached) == (0, 2)
+    assert run_bandpass(low_hz=5, subject=[1]).cached == 2  # and later saved from the cache
+
+
 def test_bad_arguments_are_refused_with_a_hint(emg):
     with pytest.raises(InvalidMetadataError, match="on_error"):
         run_bandpass(on_error="ignore")
@@ -712,6 +776,18 @@ def test_bad_arguments_are_refused_with_a_hint(emg):
     with pytest.raises(InvalidMetadataError, match="highpass"):
         for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 1, "highpass": 2}, outputs=[FeFiltered],
                  subject=[1])
+
+
+def test_more_argument_checks(emg):
+    with pytest.raises(InvalidMetadataError, match="twice"):
+        for_each(fns.centre, inputs={"signal": FeRawEMG}, outputs=[FeCentred, FeCentred], subject=[1])
+    with pytest.raises(InvalidMetadataError, match="not schema keys"):
+        for_each(fns.minus_baseline, inputs={"signal": FeRawEMG, "baseline": Fixed(FeRawEMG, sesion="baseline")},
+                 outputs=[FeFiltered], subject=[1], session=SESSIONS)
+    with pytest.raises(InvalidMetadataError, match="chunk_size"):
+        run_bandpass(workers=2, chunk_size=0)
+    with pytest.raises(InvalidMetadataError, match="address values"):
+        run_bandpass(subject=[1, None])
 
 
 # -- a real SIGKILL ---------------------------------------------------------------------------
@@ -813,6 +889,9 @@ def test_sigkill_at_arbitrary_moments_then_rerun_completes(kill_project, python_
 
 def _assert_every_name_verifies(db) -> None:
     """fsck: every ref's value and call record, and every cached call's outputs, exist and verify."""
+    found = fsck(db)  # every object re-hashed, every name and everything reachable present
+    # a journal line torn by the kill is expected (readers skip it); nothing else may be wrong
+    assert [p for p in found.problems if p.kind != "journal"] == [], found.problems
     db.index.refresh()
     state = db.index.state
     for var in state.variables():
@@ -824,78 +903,3 @@ def _assert_every_name_verifies(db) -> None:
         assert db.store.get(entry["call"]).kind == "call"
         for oid in entry["outs"]:
             db.store.get(oid)
-
-
-def test_a_function_workers_cannot_import_fails_each_combination_with_a_hint(emg, spawn_pool):
-    def local_scale(signal):  # defined inside a test: not importable by a worker process
-        return signal * 2.0
-
-    report = for_each(local_scale, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
-                      subject=[1], session=SESSIONS, executor=spawn_pool, progress=False)
-    assert (report.failed, report.ran) == (2, 0)
-    assert "importable" in report.failures[0].error and report.failures[0].traceback
-    assert emg.index.state.runs[-1]["counts"]["failed"] == 2
-
-
-def test_more_argument_checks(emg):
-    with pytest.raises(InvalidMetadataError, match="twice"):
-        for_each(fns.centre, inputs={"signal": FeRawEMG}, outputs=[FeCentred, FeCentred], subject=[1])
-    with pytest.raises(InvalidMetadataError, match="not schema keys"):
-        for_each(fns.minus_baseline, inputs={"signal": FeRawEMG, "baseline": Fixed(FeRawEMG, sesion="baseline")},
-                 outputs=[FeFiltered], subject=[1], session=SESSIONS)
-    with pytest.raises(InvalidMetadataError, match="chunk_size"):
-        run_bandpass(workers=2, chunk_size=0)
-    with pytest.raises(InvalidMetadataError, match="address values"):
-        run_bandpass(subject=[1, None])
-
-
-def test_without_outputs_calls_are_still_cached(emg):
-    first = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 5}, subject=[1], session=SESSIONS,
-                     progress=False)
-    assert isinstance(first, RunReport) and first.ran == 2
-    again = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 5}, subject=[1], session=SESSIONS,
-                     progress=False)
-    assert (again.ran, again.cached) == (0, 2)
-    assert run_bandpass(low_hz=5, subject=[1]).cached == 2  # and later saved from the cache
-
-
-def test_every_value_follows_the_variables_a_key_addresses(emg):
-    # FeRawEMG has a "baseline" session, FeVelocity does not
-    pinned = for_each(fns.minus_baseline, inputs={"signal": FeVelocity, "baseline": Fixed(FeRawEMG, session="baseline")},
-                      outputs=[FeFiltered], subject=[1], session=[], dry_run=True, progress=False)
-    assert sorted(i.combo["session"] for i in pinned.items) == ["post", "pre"]  # the pin is not iterated
-    merged = for_each(fns.column_sums, inputs={"table": Merge(FeVelocity, Fixed(FeRawEMG, subject=1))},
-                      outputs=[FeStats], subject=[1], session=[], dry_run=True, progress=False)
-    assert sorted(i.combo["session"] for i in merged.items) == ["baseline", "post", "pre"]
-
-
-def test_table_mode_failures_follow_on_error(table_schema, caplog):
-    raw = pd.DataFrame([{"subject": s, "session": "pre", "data": raw_signal(s, "pre")} for s in SUBJECTS])
-    results = for_each(fns.fragile, inputs={"signal": raw, "limit": 30.0}, subject=SUBJECTS, session=["pre"])
-    assert list(results["subject"]) == [1, 2]  # subject 3 failed: logged, left out
-    assert any("failed" in r.getMessage() and "Traceback" in r.getMessage() for r in caplog.records)
-    with pytest.raises(ForEachError) as caught:
-        for_each(fns.fragile, inputs={"signal": raw, "limit": 30.0}, subject=SUBJECTS, session=["pre"],
-                 on_error="raise")
-    assert caught.value.failures[0].combo == {"subject": 3, "session": "pre"}
-
-
-def test_an_empty_run_is_reported_and_warned_about(emg, caplog):
-    # FeStats has nothing stored, so subject=[] finds no values
-    empty = for_each(fns.bandpass, inputs={"signal": FeStats, "low_hz": 1}, outputs=[FeFiltered],
-                     subject=[], progress=False)
-    assert empty.items == [] and list(empty.to_frame().columns) == ["status", "duration", "error"]
-    assert any("no combinations" in r.getMessage() for r in caplog.records)
-
-
-def test_a_constant_cannot_be_changed_between_combinations(emg):
-    weights = np.ones(3)
-    report = for_each(fns.weigh_in_place, inputs={"signal": FeRawEMG, "weights": weights}, outputs=[FeFiltered],
-                      subject=[1], session=SESSIONS, progress=False)
-    assert report.failed == 2 and "read-only" in report.failures[0].error
-    np.testing.assert_array_equal(weights, np.ones(3))
-    seen: list[int] = []
-    report = for_each(fns.count_with, inputs={"signal": FeRawEMG, "seen": seen}, outputs=[FeMeanEMG],
-                      subject=SUBJECTS, session=SESSIONS, progress=False)
-    assert report.ran == 6 and seen == []
-    assert {v.data for v in FeMeanEMG.load_all()} == {1.0}  # every combination saw the same constant
