@@ -3,6 +3,7 @@
     python bench/foreach.py                    # 2,000 and 10,000 combinations, serial and 2 workers
     python bench/foreach.py --sizes 2000       # fewer
     python bench/foreach.py --profile cached   # cProfile of the 10,000-combination cached re-run
+    python bench/run_all.py foreach            # the same, through the runner (main() with defaults)
 
 A trivial function (``x * 2.0``) on 100-element float64 arrays, so that what is measured is
 the engine: planning (resolve inputs to oids, call keys, cache lookups), loading and storing
@@ -30,10 +31,13 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+SUPPORT = Path(__file__).resolve().parent / "_support"
+for _path in (ROOT, SUPPORT):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 import scistack.database as database_module  # noqa: E402
+from foreach_work import scaled  # noqa: E402 - importable by spawned workers
 from scistack import BaseVariable, configure_database, for_each  # noqa: E402
 
 GOAL_FIRST_2000_SERIAL_S = 2.0
@@ -41,16 +45,12 @@ GOAL_CACHED_10000_S = 1.0
 TRIALS = 100  # combinations = subjects x TRIALS
 
 
-class BenchSignal(BaseVariable):
+class ForEachBenchSignal(BaseVariable):  # names are global in a process: run_all loads every bench
     pass
 
 
-class BenchScaled(BaseVariable):
+class ForEachBenchScaled(BaseVariable):
     pass
-
-
-def scaled(signal, scale):
-    return signal * scale
 
 
 def _project(folder: Path, n: int) -> Any:
@@ -58,12 +58,12 @@ def _project(folder: Path, n: int) -> Any:
     rng = np.random.default_rng(0)
     with db.batch():
         for index in range(n):
-            BenchSignal.save(rng.standard_normal(100), subject=index // TRIALS, trial=index % TRIALS)
+            ForEachBenchSignal.save(rng.standard_normal(100), subject=index // TRIALS, trial=index % TRIALS)
     return db
 
 
 def _run(n: int, workers: int | None, scale: float = 2.0) -> Any:
-    return for_each(scaled, inputs={"signal": BenchSignal, "scale": scale}, outputs=[BenchScaled],
+    return for_each(scaled, inputs={"signal": ForEachBenchSignal, "scale": scale}, outputs=[ForEachBenchScaled],
                     subject=range(n // TRIALS), trial=range(TRIALS), workers=workers, progress=False)
 
 
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--dir", default=None, help="where to create the projects (default: system temp)")
     parser.add_argument("--profile", choices=["first", "cached"], help="print a cProfile instead")
     parser.add_argument("--profile-size", type=int, default=None)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv if argv is not None else [])  # run_all calls main() bare
     base = Path(tempfile.mkdtemp(prefix="scistack-bench-", dir=args.dir))
     try:
         if args.profile:
@@ -178,4 +178,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
