@@ -1,9 +1,10 @@
 """Pipeline functions for tests/test_foreach.py, importable by worker processes.
 
 Process pools (spawn) and Dask workers receive functions by reference (module + name), so
-these live in a plain module rather than in the test file. `tests/` has no `__init__.py`:
-pytest puts the folder on `sys.path`, spawned processes inherit the parent's `sys.path`, and
-the Dask and subprocess fixtures also put it on `PYTHONPATH`.
+these live in a plain module rather than in the test file: `tests.foreach_fns`. pytest puts
+the repository root on `sys.path` (`tests/` is a package), spawned processes inherit the
+parent's `sys.path`, and the Dask fixture and the subprocess scripts put the root on
+`PYTHONPATH` / `sys.path` themselves.
 """
 
 from __future__ import annotations

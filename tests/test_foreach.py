@@ -1,7 +1,7 @@
 """for_each through the public API: planning, caching, lineage, reports, workers, Dask, kills.
 
 Every test runs on a real project (DuckDB file + object store in tmp_path, see conftest.py).
-Functions that must reach other processes live in `foreach_fns` (an importable module);
+Functions that must reach other processes live in `tests.foreach_fns` (an importable module);
 parallel tests use real spawn process pools and a real `dask.distributed.LocalCluster`.
 No timing assertions: speed goals live in bench/foreach.py.
 """
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import foreach_fns as fns
+from tests import foreach_fns as fns
 from scistack import (
     BaseVariable,
     Fixed,
@@ -40,7 +40,6 @@ from scistack import (
 from scistack.errors import InvalidMetadataError, VariableNotFoundError
 from scistack.fsck import fsck
 
-TESTS_DIR = str(Path(__file__).resolve().parent)
 ROOT = str(Path(__file__).resolve().parents[1])
 SUBJECTS = [1, 2, 3]
 SESSIONS = ["pre", "post"]
@@ -410,10 +409,10 @@ def test_progress_bar_in_a_notebook(emg, capsys, monkeypatch):
 
 _TTY_SCRIPT = """
 import sys
-sys.path[:0] = [{tests!r}, {root!r}]
+sys.path[:0] = [{root!r}]
 import numpy as np
 from scistack import BaseVariable, configure_database, for_each
-import foreach_fns
+from tests import foreach_fns
 db = configure_database("tty.duckdb", ["subject", "session"])
 class FeRawEMG(BaseVariable): pass
 class FeFiltered(BaseVariable): pass
@@ -430,7 +429,7 @@ def test_progress_bar_appears_on_a_real_terminal(tmp_path, python_env):
     import struct
     import termios
 
-    script = _TTY_SCRIPT.format(tests=TESTS_DIR, root=ROOT)
+    script = _TTY_SCRIPT.format(root=ROOT)
     leader, follower = pty.openpty()
     # a new pty is 0 columns wide, and tqdm draws nothing in 0 columns: size it like a terminal
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
@@ -643,7 +642,7 @@ def _oids_in(tree) -> set[str]:
 def dask_client():
     distributed = pytest.importorskip("dask.distributed")
     saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [TESTS_DIR, ROOT, saved] if p)
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, saved] if p)  # workers import tests.*
     try:
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=logging.ERROR)
@@ -793,9 +792,9 @@ def test_more_argument_checks(emg):
 # -- a real SIGKILL ---------------------------------------------------------------------------
 _KILL_SCRIPT = """
 import sys
-sys.path[:0] = [{tests!r}, {root!r}]
+sys.path[:0] = [{root!r}]
 from scistack import BaseVariable, configure_database, for_each
-import foreach_fns
+from tests import foreach_fns
 db = configure_database({db!r})
 class FeRawEMG(BaseVariable): pass
 class FeFiltered(BaseVariable): pass
@@ -818,7 +817,7 @@ def kill_project(project):
 def _start_run(db, env, tmp_path, workers=None) -> subprocess.Popen:
     """The run in a real process of its own session (its pool workers too), to be killed."""
     script = tmp_path / "kill_run.py"
-    script.write_text(_KILL_SCRIPT.format(tests=TESTS_DIR, root=ROOT, db=str(db.path), n=KILL_N,
+    script.write_text(_KILL_SCRIPT.format(root=ROOT, db=str(db.path), n=KILL_N,
                                           workers=workers))
     return subprocess.Popen([sys.executable, str(script)], env=env, cwd=db.root, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
