@@ -126,6 +126,7 @@ class _Run:
         self.db, self.lf, self.inputs, self.outputs = db, lf, inputs, outputs
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
         self.identity: FunctionIdentity = lf.identity()  # once per run: code does not change mid-run
+        self.name = lf.name
         self.ctx = lineage_context()
         self.loaded = {n: s for n, s in inputs.items() if n not in lf.ignore and is_loaded_input(s)}
         # constants and defaults are the same at every combination: described (hashed) once
@@ -140,8 +141,8 @@ class _Run:
         t0 = time.perf_counter()
         if not combos:
             log.warning("for_each(%s): no combinations to run (an iterable is empty, or [] found no "
-                        "stored values)", self.lf.name)
-        bar = _progress_bar(len(combos), self.lf.name, progress)
+                        "stored values)", self.name)
+        bar = _progress_bar(len(combos), self.name, progress)
         try:  # an interrupted run still journals (on leaving the batch) what it completed
             with self.db.batch():
                 self.db.index.refresh()
@@ -152,7 +153,7 @@ class _Run:
                         self._run_parallel(workers, executor, chunk_size, bar)
                     else:
                         self._run_serial(bar)
-                report = RunReport(self.lf.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
+                report = RunReport(self.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
                                    self.dry_run)
                 if not self.dry_run:
                     items_oid = report.store_items(self.db.store)
@@ -164,7 +165,7 @@ class _Run:
         log.info("%s", report.summary())
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
-            raise ForEachError(f"for_each({self.lf.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
+            raise ForEachError(f"for_each({self.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
                                report.failures)
         return report
 
@@ -189,7 +190,7 @@ class _Run:
         hit = self.db.index.state.calls.get(key)  # the fold was refreshed when the run began
         if hit is not None and self._restore(combo, addr_key, key, hit):
             item.status = "cached"
-            log.debug("cached %s at %s", self.lf.name, combo)
+            log.debug("cached %s at %s", self.name, combo)
             _tick(bar)
             return
         item.status = "would_run" if self.dry_run else "pending"
@@ -263,7 +264,7 @@ class _Run:
                                      self.db.schema_keys, len(self.outputs), self.as_table)
                 chunks[future] = tasks[start:start + size]
             for future in cf.as_completed(chunks):
-                for outcome in chunk_outcomes(future, chunks[future], self.lf.name):
+                for outcome in chunk_outcomes(future, chunks[future], self.name):
                     pending = self.pending[outcome.index]
                     self._finish(pending, outcome)
                     _tick(bar)
@@ -290,7 +291,7 @@ class _Run:
         item.duration = outcome.duration
         if outcome.error is not None:
             item.status, item.error, item.traceback = "failed", outcome.error, outcome.traceback
-            log.warning("for_each(%s) failed at %s: %s", self.lf.name, item.combo, outcome.error)
+            log.warning("for_each(%s) failed at %s: %s", self.name, item.combo, outcome.error)
             return
         if outcome.skipped:
             item.status = "skipped"
@@ -304,7 +305,7 @@ class _Run:
         for var, out in zip(self.outputs, outcome.outputs):  # type: ignore[arg-type]
             self._save(var.__name__, item.combo, pending.addr_key, out, call_oid, params)
         item.status = "ran"
-        log.debug("ran %s at %s in %.3f s", self.lf.name, item.combo, outcome.duration)
+        log.debug("ran %s at %s in %.3f s", self.name, item.combo, outcome.duration)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
             self.db.flush()  # bound what a kill can lose to about a second of work
             self._last_flush = time.monotonic()
