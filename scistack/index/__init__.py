@@ -164,8 +164,9 @@ class Index:
                 self._pending = []
             return
         with self.journal.locked():
-            self.refresh()
-            if self._foreign_in_batch:  # another process wrote meanwhile: renumber ours
+            # Another process wrote since our fold was current (seen earlier in the batch, or
+            # only now: puts in a batch do not read the journal): renumber ours after theirs.
+            if self._foreign_in_batch or self.journal.size() != self.state.offset:
                 pending = self._renumber(pending)
             self.state.offset = self.journal.append(pending)
         self._syncer.poke()
