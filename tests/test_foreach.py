@@ -814,9 +814,9 @@ def kill_project(project):
     return project
 
 
-def _start_run(db, env, tmp_path, workers=None) -> subprocess.Popen:
+def _start_run(db, env, tmp_path, workers=None, name="run") -> subprocess.Popen:
     """The run in a real process of its own session (its pool workers too), to be killed."""
-    script = tmp_path / "kill_run.py"
+    script = tmp_path / f"{name}.py"
     script.write_text(_KILL_SCRIPT.format(root=ROOT, db=str(db.path), n=KILL_N,
                                           workers=workers))
     return subprocess.Popen([sys.executable, str(script)], env=env, cwd=db.root, start_new_session=True,
@@ -884,6 +884,21 @@ def test_sigkill_at_arbitrary_moments_then_rerun_completes(kill_project, python_
             break
         _assert_every_name_verifies(kill_project)
     _assert_rerun_completes_exactly_what_is_missing(kill_project)
+
+
+@pytest.mark.slow
+def test_two_processes_running_the_same_run_at_once_save_each_value_once(kill_project, python_env, tmp_path):
+    first = _start_run(kill_project, python_env, tmp_path, name="first")
+    second = _start_run(kill_project, python_env, tmp_path, name="second")
+    for proc in (first, second):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0 and "finished" in out, err
+    _assert_every_name_verifies(kill_project)
+    for subject in range(KILL_N):
+        assert versions(FeFiltered, subject=subject, session="pre") == [1]
+    again = for_each(fns.slow_double, inputs={"signal": FeRawEMG, "delay": 0.01}, outputs=[FeFiltered],
+                     subject=range(KILL_N), session=["pre"], progress=False)
+    assert (again.ran, again.cached) == (0, KILL_N)
 
 
 def _assert_every_name_verifies(db) -> None:

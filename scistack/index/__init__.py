@@ -83,7 +83,7 @@ class Index:
     def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
              params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord:
         current = self.state.current_at(var, addr_key, vkeys_key)
-        if current is not None and current.oid == oid and current.call == call:
+        if current is not None and current.oid == oid and self._same_call(current.call, call):
             return current
         record = RefRecord(var, addr, vkeys, self.state.next_version(var, addr_key), oid, kind,
                            call, params or {}, summary, utc_now(), addr_key, vkeys_key)
@@ -183,13 +183,26 @@ class Index:
             if entry.get("op") == "put":
                 addr_key = key_of(entry["addr"])
                 current = self.state.current_at(entry["var"], addr_key, key_of(entry["vkeys"]))
-                if current is not None and current.oid == entry["oid"] and current.call == entry.get("call"):
-                    continue
+                if current is not None and current.oid == entry["oid"] and self._same_call(
+                        current.call, entry.get("call")):
+                    continue  # another process saved the same value from the same call meanwhile
                 entry = dict(entry, version=self.state.next_version(entry["var"], addr_key))
             self.state.apply(entry)
             out.append(entry)
         self._foreign_in_batch = False
         return out
+
+    def _same_call(self, a: str | None, b: str | None) -> bool:
+        """The same call record, or two records of one call (same key: function and inputs).
+
+        Two processes running the same call at once (two for_each runs, a retried task)
+        store two call records that differ only in timing and environment; the second ref
+        to the same value would be a duplicate version.
+        """
+        if a == b:
+            return True
+        key = self.state.call_keys.get(a) if a else None
+        return key is not None and key == self.state.call_keys.get(b)
 
     # -- reading -----------------------------------------------------------------------
     def lookup_call(self, key: str) -> dict[str, Any] | None:
