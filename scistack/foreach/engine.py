@@ -228,7 +228,10 @@ class _Run:
         """
         if call_oid is None:
             return False
-        try:
+        known = self.db.index.state.call_keys.get(call_oid)
+        if known is not None:
+            return known == key
+        try:  # a record the call cache never named (journal compacted, or written elsewhere)
             record = self.db.store.get_value(call_oid)
             oids = {name: item["oid"] for name, item in record["inputs"].items()}
             return key_from_oids(record["function"]["identity"], oids) == key
