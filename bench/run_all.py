@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     for path in discover():
         if wanted and path.stem not in wanted:
             continue
-        module = load(path)
+        try:
+            module = load(path)
+        except Exception as exc:  # a module that cannot even be loaded is a failed benchmark too
+            failed.append(path.name)
+            print(f"!! bench/{path.name} could not be loaded: {exc!r}", flush=True)
+            continue
         if not callable(getattr(module, "main", None)):
             continue
         print(f"== bench/{path.name}", flush=True)

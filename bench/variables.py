@@ -27,7 +27,7 @@ import scistack.database as database_module  # noqa: E402
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 
 
-class BenchSignal(BaseVariable):
+class VariablesBenchSignal(BaseVariable):
     pass
 
 
@@ -42,19 +42,19 @@ def _one_rep(arrays: list[np.ndarray], big: list[np.ndarray]) -> dict[str, float
         addrs = _addresses(len(arrays))
         t = time.perf_counter()
         for a, addr in zip(arrays, addrs):
-            BenchSignal.save(a, **addr)
+            VariablesBenchSignal.save(a, **addr)
         out["saves/s"] = len(arrays) / (time.perf_counter() - t)
         t = time.perf_counter()
         for addr in addrs:
-            BenchSignal.load(**addr)
+            VariablesBenchSignal.load(**addr)
         out["loads/s"] = len(arrays) / (time.perf_counter() - t)
         t = time.perf_counter()
         with db.batch():
             for i, a in enumerate(big):
-                BenchSignal.save(a, subject=10_000 + i // 10, session=f"s{i % 10}")
+                VariablesBenchSignal.save(a, subject=10_000 + i // 10, session=f"s{i % 10}")
         out["batched saves/s"] = len(big) / (time.perf_counter() - t)
         t = time.perf_counter()
-        frame = BenchSignal.load_all(as_df=True, subject=list(range(10_000, 10_000 + len(big) // 10)))
+        frame = VariablesBenchSignal.load_all(as_df=True, subject=list(range(10_000, 10_000 + len(big) // 10)))
         out["load_all 10k (s)"] = time.perf_counter() - t
         assert len(frame) == len(big)
         db.close()

@@ -122,6 +122,33 @@ def test_two_processes_saving_at_once_lose_nothing(tmp_path, python_env):
         db.close()
 
 
+def test_two_processes_saving_in_batches_at_once_never_share_a_version_number(tmp_path, python_env):
+    configure_database(tmp_path / "c.duckdb", ["subject", "session"]).close()
+    script = """
+        import sys, time, numpy as np
+        from scistack import configure_database, BaseVariable
+        db = configure_database(sys.argv[1], ["subject", "session"])
+        class Signal(BaseVariable): pass
+        offset = 1000 if sys.argv[2] == "b" else 0
+        with db.batch():  # the same addresses, different values, from both processes
+            for i in range(100):
+                Signal.save(np.full(5, i + offset), subject=i, session="shared")
+                time.sleep(0.002)
+        db.close()
+    """
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), str(tmp_path / "c.duckdb"), who],
+                              env=python_env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+             for who in ("a", "b")]
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    db = configure_database(tmp_path / "c.duckdb", ["subject", "session"])
+    try:
+        for i in range(100):
+            assert [v.version for v in Signal.list_versions(subject=i, session="shared")] == [1, 2]
+    finally:
+        db.close()
+
+
 def test_idle_python_process_does_not_lock_out_a_second_writer(tmp_path, python_env):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time, numpy as np

@@ -15,23 +15,38 @@ leaves objects without refs at worst, and re-running completes only what is miss
 from __future__ import annotations
 
 import concurrent.futures as cf
-import itertools
 import logging
 import multiprocessing
 import sys
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from scistack.database import Database, current_database
-from scistack.errors import ForEachError, InvalidMetadataError
-from scistack.foreach.execute import Outcome, Task, run_chunk, run_task
-from scistack.foreach.inputs import Resolved, is_loaded_input, is_variable, resolve
+from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
+from scistack.foreach.execute import (
+    Outcome,
+    Task,
+    chunk_outcomes,
+    default_chunk_size,
+    executor_size,
+    run_chunk,
+    run_task,
+)
+from scistack.foreach.inputs import Resolved, constant, is_loaded_input, resolve
+from scistack.foreach.plan import (
+    check_arguments,
+    check_counts,
+    check_parameters,
+    combinations,
+    defaults,
+)
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
 from scistack.index import key_of, utc_now
-from scistack.lineage.calls import flatten_params
+from scistack.lineage.calls import flatten_params, key_from_oids
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.identity import FunctionIdentity
 
@@ -54,24 +69,55 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         Variable classes receiving the returned value(s) (a tuple maps to several outputs).
     iterables
         Schema key -> values (any iterable; `[]` means every value stored for that key).
+        Iterating fewer keys than the schema hands the function every lower-level record of
+        the address: a list, or a DataFrame with `as_table=True`.
+    dry_run
+        Report what would run, be skipped as cached or be skipped as missing; write nothing.
     on_error
-        "continue" records a failure with its traceback and goes on; "raise" stops.
+        "continue" records a failure with its traceback and goes on; "raise" stops at the
+        first failure (after journalling the run) with a `ForEachError`.
     workers, executor
-        Run combinations in a local process pool, or on any Executor (e.g. Dask's).
+        Run combinations in a local (spawn) process pool, or on any Executor, e.g. a Dask
+        client's `client.get_executor()`. The function must then be importable by the workers.
+    progress
+        A progress bar: None (default) shows one on a terminal or in a notebook only.
+    chunk_size
+        Combinations per task sent to a worker (default: about four tasks per worker).
 
     Returns
     -------
     RunReport
         (or, with no database and plain DataFrame inputs, a DataFrame of results).
+
+    Raises
+    ------
+    InvalidMetadataError
+        Arguments that cannot work (unknown keys or parameters, outputs that are not variables).
+    ForEachError
+        With `on_error="raise"`, when a combination fails (`.failures` lists it).
     """
     db = current_database()
     outputs = list(outputs)
+    if on_error not in ("continue", "raise"):
+        raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
-        return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table)
-    _check_arguments(db, fn, inputs, outputs, on_error, iterables)
+        return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error)
+    check_arguments(db, fn, inputs, outputs, on_error, iterables)
+    check_counts(workers, chunk_size)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
+    check_parameters(lf, inputs)
     run = _Run(db, lf, inputs, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error)
-    return run.execute(_combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
+    return run.execute(combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A combination to run: its report item, resolved inputs, call key and address key."""
+
+    item: ComboResult
+    resolved: dict[str, Resolved]
+    key: str
+    addr_key: str
 
 
 class _Run:
@@ -80,47 +126,56 @@ class _Run:
         self.db, self.lf, self.inputs, self.outputs = db, lf, inputs, outputs
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
         self.identity: FunctionIdentity = lf.identity()  # once per run: code does not change mid-run
+        self.name = lf.name
         self.ctx = lineage_context()
+        self.loaded = {n: s for n, s in inputs.items() if n not in lf.ignore and is_loaded_input(s)}
+        # constants and defaults are the same at every combination: described (hashed) once
+        self.fixed = {n: constant(n, s) for n, s in inputs.items() if n not in lf.ignore and n not in self.loaded}
+        self.fixed.update(defaults(lf, inputs))
         self.items: list[ComboResult] = []
-        self.pending: list[tuple[ComboResult, dict[str, Resolved], str]] = []
+        self.pending: list[_Pending] = []
         self._last_flush = time.monotonic()
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None) -> RunReport:
         t0 = time.perf_counter()
-        bar = _progress_bar(len(combos), self.lf.name, progress)
-        with self.db.batch():
-            self.db.index.refresh()
-            for combo in combos:
-                self._plan(combo, bar)
-            if self.pending and not self.dry_run:
-                if workers or executor:
-                    self._run_parallel(workers, executor, chunk_size, bar)
-                else:
-                    self._run_serial(bar)
-            report = RunReport(self.lf.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
-                               self.dry_run)
-            if not self.dry_run:
-                items_oid = self.db.store.put_value(report.items_tree())
-                self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(),
-                                         "outputs": [v.__name__ for v in self.outputs]})
-        if bar is not None:
-            bar.close()
+        if not combos:
+            log.warning("for_each(%s): no combinations to run (an iterable is empty, or [] found no "
+                        "stored values)", self.name)
+        bar = _progress_bar(len(combos), self.name, progress)
+        try:  # an interrupted run still journals (on leaving the batch) what it completed
+            with self.db.batch():
+                self.db.index.refresh()
+                for combo in combos:
+                    self._plan(combo, bar)
+                if self.pending and not self.dry_run:
+                    if workers or executor:
+                        self._run_parallel(workers, executor, chunk_size, bar)
+                    else:
+                        self._run_serial(bar)
+                report = RunReport(self.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
+                                   self.dry_run)
+                if not self.dry_run:
+                    items_oid = report.store_items(self.db.store)
+                    self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(),
+                                             "outputs": [v.__name__ for v in self.outputs]})
+        finally:
+            if bar is not None:
+                bar.close()
         log.info("%s", report.summary())
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
-            raise ForEachError(f"for_each({self.lf.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
+            raise ForEachError(f"for_each({self.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
                                report.failures)
         return report
 
     # -- planning --------------------------------------------------------------------------
     def _plan(self, combo: dict[str, Any], bar: Any) -> None:
-        resolved: dict[str, Resolved] = {}
+        addr_key = key_of(combo)
+        resolved: dict[str, Resolved] = dict(self.fixed)
         missing = []
-        for name, spec in self.inputs.items():
-            if name in self.lf.ignore:
-                continue
-            found = resolve(self.db, name, spec, combo, as_table=self.as_table)
+        for name, spec in self.loaded.items():
+            found = resolve(self.db, name, spec, combo, as_table=self.as_table, addr_key=addr_key)
             if found is None:
                 missing.append(name)
             else:
@@ -132,38 +187,66 @@ class _Run:
             _tick(bar)
             return
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
-        hit = self.ctx.lookup(key)
-        if hit is not None and len(hit["outs"]) == len(self.outputs) and self._restore(combo, hit):
+        hit = self.db.index.state.calls.get(key)  # the fold was refreshed when the run began
+        if hit is not None and self._restore(combo, addr_key, key, hit):
             item.status = "cached"
+            log.debug("cached %s at %s", self.name, combo)
             _tick(bar)
             return
         item.status = "would_run" if self.dry_run else "pending"
         if self.dry_run:
             _tick(bar)
-        self.pending.append((item, resolved, key))
+        self.pending.append(_Pending(item, resolved, key, addr_key))
 
-    def _restore(self, combo: dict[str, Any], hit: dict[str, Any]) -> bool:
+    def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any]) -> bool:
         """A cached call: make sure its outputs are the current refs at this combination."""
-        state, addr_key = self.db.index.state, key_of(combo)
+        if self.outputs and len(hit["outs"]) != len(self.outputs):
+            return False  # the cached call made a different number of values: run it again
+        state = self.db.index.state
+        stale = []
         for var, oid in zip(self.outputs, hit["outs"]):
             current = state.current_at(var.__name__, addr_key, "{}")
-            if current is not None and current.oid == oid and current.call == hit["call"]:
+            if current is not None and current.oid == oid and (
+                    current.call == hit["call"] or self._same_call(current.call, key)):
                 continue
-            if self.dry_run:
-                return True
-            if not self.db.store.contains(oid):
+            if not self.dry_run and not self.db.store.contains(oid):
                 return False  # garbage-collected output: compute again
-            self._save(var.__name__, combo, (oid, _kind_of(self.db, oid), ""), hit["call"], None)
+            stale.append((var.__name__, oid))
+        if stale and not self.dry_run and not self.db.store.contains(hit["call"]):
+            return False  # the call record was garbage-collected: compute (and record) again
+        if not self.dry_run:
+            for var, oid in stale:
+                self._save(var, combo, addr_key, (oid, "", ""), hit["call"], None)
         return True
+
+    def _same_call(self, call_oid: str | None, key: str) -> bool:
+        """Whether a ref's call record is another run of the call under `key`.
+
+        Identical inputs at two addresses make one call key but two call records (each names
+        its own input address); the cache entry keeps the last one. The ref made by the other
+        is still this call's result and must not be re-saved on every re-run.
+        """
+        if call_oid is None:
+            return False
+        known = self.db.index.state.call_keys.get(call_oid)
+        if known is not None:
+            return known == key
+        try:  # a record the call cache never named (journal compacted, or written elsewhere)
+            record = self.db.store.get_value(call_oid)
+            oids = {name: item["oid"] for name, item in record["inputs"].items()}
+            return key_from_oids(record["function"]["identity"], oids) == key
+        except (ScistackError, LookupError, KeyError, TypeError):
+            return False
 
     # -- running ---------------------------------------------------------------------------
     def _run_serial(self, bar: Any) -> None:
         fn = self.lf.fn
         passthrough = self._passthrough()
-        for index, (item, resolved, key) in enumerate(self.pending):
-            task = Task(index, resolved, passthrough)
+        for index, pending in enumerate(self.pending):
+            task = Task(index, pending.resolved, passthrough)
             outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table)
-            self._finish(item, resolved, key, outcome)
+            self._finish(pending, outcome)
+            item = pending.item
             _tick(bar)
             if self.on_error == "raise" and item.status == "failed":
                 self._skip_rest(index + 1)
@@ -173,31 +256,45 @@ class _Run:
                       bar: Any) -> None:
         own = executor is None
         pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        n_workers = workers or getattr(pool, "_max_workers", 2) or 2
-        size = chunk_size or max(1, min(256, len(self.pending) // (n_workers * 4) or 1))
+        size = chunk_size or default_chunk_size(len(self.pending), workers or executor_size(pool))
         passthrough = self._passthrough()
-        tasks = [Task(i, resolved, passthrough) for i, (_, resolved, _) in enumerate(self.pending)]
+        tasks = [Task(i, p.resolved, passthrough) for i, p in enumerate(self.pending)]
         store_root = str(self.db.store.root)  # type: ignore[attr-defined]
+        chunks: dict[cf.Future, list[Task]] = {}
         try:
-            futures = [pool.submit(run_chunk, self.lf, store_root, tasks[i:i + size], self.db.schema_keys,
-                                   len(self.outputs), self.as_table) for i in range(0, len(tasks), size)]
-            for future in cf.as_completed(futures):
-                for outcome in future.result():
-                    item, resolved, key = self.pending[outcome.index]
-                    self._finish(item, resolved, key, outcome)
-                    _tick(bar, 1)
+            for start in range(0, len(tasks), size):
+                future = pool.submit(run_chunk, self.lf, store_root, tasks[start:start + size],
+                                     self.db.schema_keys, len(self.outputs), self.as_table)
+                chunks[future] = tasks[start:start + size]
+            for future in cf.as_completed(chunks):
+                for outcome in chunk_outcomes(future, chunks[future], self.name):
+                    pending = self.pending[outcome.index]
+                    self._finish(pending, outcome)
+                    _tick(bar)
+                    if self.on_error == "raise" and pending.item.status == "failed":
+                        self._stop(chunks)
+                        return
         finally:
             if own:
                 pool.shutdown(cancel_futures=True)
 
+    def _stop(self, chunks: dict[cf.Future, list[Task]]) -> None:
+        """on_error="raise": cancel what has not started; results still to come are not recorded."""
+        for future in chunks:
+            future.cancel()
+        for pending in self.pending:
+            if pending.item.status == "pending":
+                pending.item.status = "skipped"
+
     def _passthrough(self) -> dict[str, Any]:
         return {n: v for n, v in self.inputs.items() if n in self.lf.ignore}
 
-    def _finish(self, item: ComboResult, resolved: dict[str, Resolved], key: str, outcome: Outcome) -> None:
+    def _finish(self, pending: _Pending, outcome: Outcome) -> None:
+        item, resolved, key = pending.item, pending.resolved, pending.key
         item.duration = outcome.duration
         if outcome.error is not None:
             item.status, item.error, item.traceback = "failed", outcome.error, outcome.traceback
-            log.warning("for_each(%s) failed at %s: %s", self.lf.name, item.combo, outcome.error)
+            log.warning("for_each(%s) failed at %s: %s", self.name, item.combo, outcome.error)
             return
         if outcome.skipped:
             item.status = "skipped"
@@ -205,80 +302,32 @@ class _Run:
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
-                                       outcome.duration)
-        self.ctx.record(key, call_oid, self.identity.digest, out_oids)
+                                       outcome.duration, multi=outcome.multi)
+        self.ctx.record(key, call_oid, self.identity.digest, out_oids, multi=outcome.multi)
         params = flatten_params(self.identity.name, bound)
         for var, out in zip(self.outputs, outcome.outputs):  # type: ignore[arg-type]
-            self._save(var.__name__, item.combo, out, call_oid, params)
+            self._save(var.__name__, item.combo, pending.addr_key, out, call_oid, params)
         item.status = "ran"
-        log.debug("ran %s at %s in %.3f s", self.lf.name, item.combo, outcome.duration)
+        log.debug("ran %s at %s in %.3f s", self.name, item.combo, outcome.duration)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
             self.db.flush()  # bound what a kill can lose to about a second of work
             self._last_flush = time.monotonic()
 
-    def _save(self, var: str, combo: dict[str, Any], out: tuple[str, str, str], call_oid: str,
+    def _save(self, var: str, combo: dict[str, Any], addr_key: str, out: tuple[str, str, str], call_oid: str,
               params: dict[str, Any] | None) -> None:
         oid, kind, summary = out
-        if params is None or not summary:
-            prior = self.db.index.state.versions_at(var, key_of(combo))
+        if params is None or not summary or not kind:
+            prior = self.db.index.state.versions_at(var, addr_key)
             same = next((r for r in reversed(prior) if r.oid == oid), None)
             summary = summary or (same.summary if same else "")
+            kind = kind or (same.kind if same else self.db.store.get(oid).kind)
             params = params if params is not None else (same.params if same else
                                                         self.db.call_record(call_oid)["params"])
         self.db.index.put_ref(var, dict(combo), {}, oid, kind, call=call_oid, params=params, summary=summary)
 
     def _skip_rest(self, start: int) -> None:
-        for item, _, _ in self.pending[start:]:
-            item.status = "skipped"
-
-
-def _kind_of(db: Database, oid: str) -> str:
-    return db.store.get(oid).kind
-
-
-def _check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
-                     iterables: dict[str, Any]) -> None:
-    if on_error not in ("continue", "raise"):
-        raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
-    for out in outputs:
-        if not is_variable(out):
-            raise InvalidMetadataError(
-                f"outputs must be variable classes (class Result(BaseVariable): pass), got {out!r}")
-    unknown = [k for k in iterables if k not in db.schema_keys]
-    if unknown:
-        raise InvalidMetadataError(
-            f"for_each iterates schema keys only; {unknown} are not in the schema {db.schema_keys}. "
-            "Pass other settings through inputs={...} as constants")
-    if not callable(fn):
-        raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
-
-
-def _combinations(db: Database, inputs: dict[str, Any], iterables: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every combination, in the order given; `[]` expands to every stored value of that key."""
-    keys, value_lists = [], []
-    for key, values in iterables.items():
-        if isinstance(values, (str, bytes, int, float)):
-            values = [values]
-        values = list(values)
-        if not values:
-            values = _stored_values(db, inputs, key)
-        keys.append(key)
-        value_lists.append(values)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*value_lists)]
-
-
-def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
-    db.index.refresh()
-    seen: dict[Any, Any] = {}
-    for spec in inputs.values():
-        variables = spec.variables if hasattr(spec, "variables") else [getattr(spec, "variable", spec)]
-        for var in variables:
-            if is_variable(var):
-                for record in db.index.state.records(var.__name__):
-                    if key in record.addr:
-                        value = record.addr[key]
-                        seen[(type(value).__name__, value)] = value
-    return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
+        for pending in self.pending[start:]:
+            pending.item.status = "skipped"
 
 
 def _progress_bar(total: int, name: str, progress: bool | None) -> Any:

@@ -8,7 +8,10 @@ Running a combination twice produces the same oids, so retried tasks are harmles
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import os
+import pickle
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -16,6 +19,7 @@ from typing import Any
 
 from scistack.foreach.inputs import Resolved, load_value
 from scistack.index import utc_now
+from scistack.lineage.function import LineageFunction
 from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
@@ -41,6 +45,7 @@ class Outcome:
     error: str | None = None
     traceback: str | None = None
     skipped: bool = False
+    multi: bool = False           # the function returned a tuple (a cache hit returns one too)
 
 
 def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_outputs: int,
@@ -56,7 +61,8 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
             return Outcome(task.index, None, started, duration, skipped=True)
         outputs = _as_outputs(result, n_outputs, getattr(fn, "__name__", "function"))
         stored = [(store.put_value(v), value_kind(v), summarize(v)) for v in outputs]
-        return Outcome(task.index, stored, started, duration)
+        return Outcome(task.index, stored, started, duration,
+                       multi=isinstance(result, tuple) and n_outputs != 1)
     except Exception as exc:  # noqa: BLE001 - recorded per combination; the run goes on
         return Outcome(task.index, None, started, time.perf_counter() - t0,
                        f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -72,16 +78,60 @@ def _as_outputs(result: Any, n_outputs: int, name: str) -> list[Any]:
     return [getattr(v, "data", v) if hasattr(v, "__scistack_input__") else v for v in outputs]
 
 
-_worker_stores: dict[str, ObjectStore] = {}
+_worker_stores = threading.local()  # per thread: a store's batch is not shared across threads
 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], n_outputs: int,
               as_table: bool) -> list[Outcome]:
-    """Worker entry point: run a chunk of tasks against the project's object store."""
-    store = _worker_stores.get(store_root)
+    """Worker entry point: run a chunk of tasks against the project's object store.
+
+    `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
+    calls the plain function: lineage is recorded by the calling process, which has the
+    database. The chunk's objects go into one pack, written before the oids are returned, so
+    the caller never journals a ref to an object that is not on disk.
+    """
+    plain = fn.fn if isinstance(fn, LineageFunction) else fn
+    stores = getattr(_worker_stores, "by_root", None)
+    if stores is None:
+        stores = _worker_stores.by_root = {}
+    store = stores.get(store_root)
     if store is None:
-        store = _worker_stores[store_root] = LocalObjectStore(store_root)
-    return [run_task(fn, store, task, schema_keys, n_outputs, as_table) for task in tasks]
+        store = stores[store_root] = LocalObjectStore(store_root)
+    store.begin_batch()
+    try:
+        return [run_task(plain, store, task, schema_keys, n_outputs, as_table) for task in tasks]
+    finally:
+        store.end_batch()
+
+
+def default_chunk_size(pending: int, workers: int) -> int:
+    """About four chunks per worker (load balance), at most 256 combinations a chunk."""
+    return max(1, min(256, -(-pending // (workers * 4))))
+
+
+def executor_size(pool: cf.Executor) -> int:
+    """How many tasks an executor runs at once (a Dask client's executor: its threads)."""
+    client = getattr(pool, "_client", None)
+    if client is not None:
+        try:
+            return max(1, sum(client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - a guess for chunking only
+            return 2
+    return getattr(pool, "_max_workers", None) or 2
+
+
+def chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outcome]:
+    """A chunk's outcomes; a chunk that failed as a whole fails each of its combinations."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - a lost worker or an unpicklable function: recorded
+        hint = ""
+        if isinstance(exc, (pickle.PicklingError, AttributeError, ImportError, TypeError)):
+            hint = (f" ({name} must be importable by the workers: define it in a module rather than "
+                    "in __main__ or a notebook cell, or run without workers=/executor=)")
+        error = f"{type(exc).__name__}: {exc}{hint}"
+        trace = "".join(traceback.format_exception(exc))
+        return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]
 
 
 def worker_pid() -> int:

@@ -7,11 +7,14 @@ Resolution yields oids only: values are read from the store just for combination
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from scistack.database import Database
-from scistack.index import RefRecord
+from scistack.index import RefRecord, key_of
 from scistack.lineage.calls import BoundInput, describe
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes
@@ -59,50 +62,61 @@ class Resolved:
     var: str | None
 
 
-def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_table: bool) -> Resolved | None:
-    """The input at `combo`, or None when it is missing there."""
+def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_table: bool,
+            addr_key: str | None = None) -> Resolved | None:
+    """The input at `combo` (whose `key_of` is `addr_key`, if known), or None when it is missing there."""
     if isinstance(spec, Merge):
         parts = [resolve(db, name, s, combo, as_table=True) for s in spec.variables]
         if any(p is None for p in parts):
             return None
-        oids = [p.bound.oid for p in parts]  # type: ignore[union-attr]
-        key = hash_bytes(dumps_canonical({"merge": oids}))
+        key = hash_bytes(dumps_canonical({"merge": [p.bound.oid for p in parts]}))  # type: ignore[union-attr]
         records = [r for p in parts for r in p.records]  # type: ignore[union-attr]
-        return Resolved(BoundInput(name, None, key, {"oid": key, "merge": [p.var for p in parts]}),  # type: ignore[union-attr]
-                        records, True, "+".join(p.var for p in parts))  # type: ignore[union-attr,misc]
+        params: dict[str, Any] = {}
+        for p in parts:
+            params.update(p.bound.params)  # type: ignore[union-attr]
+        var = "+".join(p.var for p in parts)  # type: ignore[union-attr,misc]
+        # each member's own lineage record (var, oid, addr, call), so provenance and gc reach them
+        record = {"oid": key, "var": var, "merge": [p.bound.record for p in parts]}  # type: ignore[union-attr]
+        return Resolved(BoundInput(name, None, key, record, params), records, True, var)
     if isinstance(spec, Fixed):
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table)
     if is_variable(spec):
-        return _resolve_variable(db, name, spec.__name__, combo, as_table)
-    return Resolved(describe(name, spec), None, False, None)
+        return _resolve_variable(db, name, spec.__name__, combo, as_table, addr_key)
+    return constant(name, spec)
 
 
-def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool) -> Resolved | None:
+def constant(name: str, value: Any) -> Resolved:
+    """A value passed as it is, the same at every combination (recorded in lineage)."""
+    return Resolved(describe(name, value), None, False, None)
+
+
+def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool,
+                      addr_key: str | None = None) -> Resolved | None:
     state = db.index.state
+    if not state.vkey_names(var):  # the common case, one dict lookup: the newest version here
+        versions = state.versions_at(var, addr_key or key_of(addr))
+        if versions:
+            return _single(name, var, versions[-1])
     records = state.select(var, addr, {}, {})
     if not records:
         return None
     exact = [r for r in records if set(r.addr) == set(addr)]
-    if len(exact) == 1:
-        r = exact[0]
-        record = {"oid": r.oid, "var": var, "addr": r.addr}
-        if r.call:
-            record["call"] = r.call
-        return Resolved(BoundInput(name, None, r.oid, record, dict(r.params)), [r], False, var)
     if exact:  # several version-key variants: the newest record wins, deterministically
-        exact.sort(key=lambda r: r.created_at)
-        return _resolve_variable_records(name, var, addr, exact[-1:], as_table, aggregate=False)
+        return _single(name, var, max(exact, key=lambda r: r.created_at))
     records.sort(key=lambda r: r.addr_key)
-    return _resolve_variable_records(name, var, addr, records, as_table, aggregate=True)
+    return _aggregate(name, var, addr, records, as_table)
 
 
-def _resolve_variable_records(name: str, var: str, addr: dict[str, Any], records: list[RefRecord],
-                              as_table: bool, *, aggregate: bool) -> Resolved:
+def _single(name: str, var: str, r: RefRecord) -> Resolved:
+    record = {"oid": r.oid, "var": var, "addr": r.addr}
+    if r.call:
+        record["call"] = r.call
+    return Resolved(BoundInput(name, None, r.oid, record, r.params), [r], False, var)
+
+
+def _aggregate(name: str, var: str, addr: dict[str, Any], records: list[RefRecord], as_table: bool) -> Resolved:
+    """Every lower-level record of the address (iterating fewer keys than the schema)."""
     oids = [r.oid for r in records]
-    if not aggregate:
-        r = records[0]
-        record = {"oid": r.oid, "var": var, "addr": r.addr}
-        return Resolved(BoundInput(name, None, r.oid, record, dict(r.params)), records, False, var)
     key = hash_bytes(dumps_canonical({"aggregate": oids, "as_table": as_table}))
     params: dict[str, Any] = {}
     for r in records:
@@ -114,7 +128,7 @@ def _resolve_variable_records(name: str, var: str, addr: dict[str, Any], records
 def load_value(store: ObjectStore, resolved: Resolved, schema_keys: list[str], *, as_table: bool) -> Any:
     """The plain value the function receives for a resolved input (read from `store`)."""
     if resolved.records is None:
-        return resolved.bound.value
+        return _own_copy(resolved.bound.value)
     if "merge" in resolved.bound.record:
         return _merged_frame(store, resolved, schema_keys)
     if not resolved.aggregate:
@@ -129,11 +143,26 @@ def load_value(store: ObjectStore, resolved: Resolved, schema_keys: list[str], *
     return pd.DataFrame(rows)
 
 
+def _own_copy(value: Any) -> Any:
+    """A constant is hashed once and shared by every combination, so a call must not change it
+    in place (the next combinations would get another value under the same key): an array
+    comes as a read-only view, a container or table as a copy of its own."""
+    if isinstance(value, np.ndarray):
+        view = value.view()
+        view.flags.writeable = False
+        return view
+    if isinstance(value, (list, dict, set)):
+        return copy.deepcopy(value)
+    if hasattr(value, "copy") and type(value).__module__.split(".")[0] == "pandas":
+        return value.copy()
+    return value
+
+
 def _merged_frame(store: ObjectStore, resolved: Resolved, schema_keys: list[str]) -> Any:
     import pandas as pd
 
     frames = []
-    for var in resolved.bound.record["merge"]:
+    for var in (member["var"] for member in resolved.bound.record["merge"]):
         rows = [{**{k: r.addr.get(k) for k in schema_keys if k in r.addr}, var: store.get_value(r.oid)}
                 for r in resolved.records if r.var == var]
         frames.append(pd.DataFrame(rows))

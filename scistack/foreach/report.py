@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from scistack.objects.canonical_json import dumps_canonical
+
 STATUSES = ("ran", "cached", "missing", "failed", "would_run", "skipped")
 
 
@@ -56,8 +58,9 @@ class RunReport:
         """One row per combination: its keys, status, duration and error."""
         import pandas as pd
 
+        keys = list(dict.fromkeys(k for i in self.items for k in i.combo))
         return pd.DataFrame([{**i.combo, "status": i.status, "duration": i.duration, "error": i.error}
-                             for i in self.items])
+                             for i in self.items], columns=[*keys, "status", "duration", "error"])
 
     def summary(self) -> str:
         """A few lines: counts, time, and the first failures."""
@@ -84,6 +87,15 @@ class RunReport:
                 "duration": round(self.duration, 6), "items": items_oid, "dry_run": self.dry_run}
 
     def items_tree(self) -> list[dict[str, Any]]:
-        """Per-combination statuses as plain data (stored as an object)."""
-        return [{"combo": i.combo, "status": i.status, "duration": round(i.duration, 6),
+        """Per-combination statuses as plain data (stored as an object, read by `scistack status`)."""
+        return [{"combo": i.combo, "status": i.status, "duration": round(i.duration, 6) if i.duration else 0.0,
                  "error": i.error, "traceback": i.traceback} for i in self.items]
+
+    def store_items(self, store: Any) -> str:
+        """Store `items_tree()` as a `json` object; returns its oid.
+
+        The tree holds only str keys (schema keys are identifiers), finite floats, ints, str
+        and None (address values are validated), so it is its own canonical tree: encoding
+        it directly gives the bytes `put_value` would, without walking 10,000 items twice.
+        """
+        return store.put("json", dumps_canonical(self.items_tree()))

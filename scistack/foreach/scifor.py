@@ -14,9 +14,14 @@ DataFrame: the combination's keys plus one column per output (named by `outputs`
 from __future__ import annotations
 
 import itertools
+import logging
+import traceback
 from typing import Any
 
-from scistack.errors import InvalidMetadataError
+from scistack.errors import ForEachError, InvalidMetadataError
+from scistack.foreach.report import ComboResult
+
+log = logging.getLogger("scistack.foreach")
 
 _schema: list[str] = []
 
@@ -34,26 +39,67 @@ def get_schema() -> list[str]:
 
 
 def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any],
-                   *, as_table: bool) -> Any:
-    """Run `fn` per combination on filtered DataFrames; return a DataFrame of results."""
+                   *, as_table: bool, on_error: str = "continue") -> Any:
+    """Run `fn` per combination on filtered DataFrames; return a DataFrame of results.
+
+    A combination whose function raises is logged with its traceback and left out of the
+    results (`on_error="continue"`), or stops the run with a `ForEachError` ("raise").
+    """
     import pandas as pd
 
+    from scistack.foreach.inputs import is_loaded_input  # noqa: PLC0415 - inputs imports the database
+
+    loaded = [name for name, spec in inputs.items() if is_loaded_input(spec)]
+    if loaded:
+        raise InvalidMetadataError(
+            f"inputs {loaded} load variables, which needs a database: call configure_database(...) "
+            "first. Without one, for_each runs on DataFrames (set_schema([...]) and DataFrame inputs)")
     keys = list(iterables)
     unknown = [k for k in keys if _schema and k not in _schema]
     if unknown:
         raise InvalidMetadataError(f"{unknown} are not schema keys {_schema}; call set_schema([...]) first")
     names = [getattr(o, "__name__", str(o)) for o in outputs] or ["result"]
+    value_lists = [_as_list(v) or _every_value(inputs, k) for k, v in iterables.items()]
     rows = []
-    for values in itertools.product(*(_as_list(v) for v in iterables.values())):
+    for values in itertools.product(*value_lists):
         combo = dict(zip(keys, values))
         args = {n: _filter(v, combo, as_table) for n, v in inputs.items()}
         if any(a is _MISSING for a in args.values()):
             continue
-        result = fn(**args)
-        result = getattr(result, "data", result) if hasattr(result, "__scistack_input__") else result
-        parts = list(result) if isinstance(result, tuple) and len(names) > 1 else [result]
+        try:
+            result = fn(**args)
+        except Exception as exc:  # noqa: BLE001 - on_error decides
+            _failed(fn, combo, exc, on_error)
+            continue
+        parts = [_plain(p) for p in (result if isinstance(result, tuple) and len(names) > 1 else (result,))]
+        if len(parts) != len(names):
+            mismatch = ValueError(f"{getattr(fn, '__name__', 'function')} returned {len(parts)} values for "
+                                  f"the {len(names)} outputs {names}")
+            _failed(fn, combo, mismatch, on_error)
+            continue
         rows.append({**combo, **dict(zip(names, parts))})
     return pd.DataFrame(rows, columns=[*keys, *names])
+
+
+def _every_value(inputs: dict[str, Any], key: str) -> list[Any]:
+    """`[]`: every value of the key's column in the DataFrame inputs, sorted."""
+    import pandas as pd
+
+    seen: dict[Any, None] = {}
+    for value in inputs.values():
+        if isinstance(value, pd.DataFrame) and key in value.columns:
+            seen.update(dict.fromkeys(v.item() if hasattr(v, "item") else v for v in value[key].dropna()))
+    return sorted(seen, key=lambda v: (isinstance(v, str), v))
+
+
+def _failed(fn: Any, combo: dict[str, Any], exc: Exception, on_error: str) -> None:
+    name = getattr(fn, "__name__", "function")
+    trace = "".join(traceback.format_exception(exc))
+    error = f"{type(exc).__name__}: {exc}"
+    if on_error == "raise":
+        raise ForEachError(f"for_each({name}) stopped: {combo}: {error}\n{trace}",
+                           [ComboResult(combo, "failed", error=error, traceback=trace)]) from exc
+    log.warning("for_each(%s) failed at %s: %s\n%s", name, combo, error, trace)
 
 
 _MISSING = object()
@@ -77,4 +123,15 @@ def _filter(value: Any, combo: dict[str, Any], as_table: bool) -> Any:
 
 
 def _as_list(values: Any) -> list[Any]:
-    return [values] if isinstance(values, (str, bytes, int, float)) else list(values)
+    """One key's values, numpy scalars unwrapped, each once (first occurrence kept)."""
+    values = [values] if isinstance(values, (str, bytes, int, float)) else list(values)
+    unique: dict[Any, Any] = {}
+    for value in values:
+        value = value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
+        unique.setdefault((type(value) is bool, value), value)
+    return list(unique.values())
+
+
+def _plain(value: Any) -> Any:
+    """A lineage result's value (a lineage function returns them; the table holds values)."""
+    return getattr(value, "data", value) if hasattr(value, "__scistack_input__") else value

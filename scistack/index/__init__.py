@@ -83,7 +83,7 @@ class Index:
     def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
              params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord:
         current = self.state.current_at(var, addr_key, vkeys_key)
-        if current is not None and current.oid == oid and current.call == call:
+        if current is not None and current.oid == oid and self._same_call(current.call, call):
             return current
         record = RefRecord(var, addr, vkeys, self.state.next_version(var, addr_key), oid, kind,
                            call, params or {}, summary, utc_now(), addr_key, vkeys_key)
@@ -96,16 +96,22 @@ class Index:
         `multi` marks a function that returned a tuple, so a cache hit returns a tuple too
         (even of one element) without reading the call record.
         """
+        if self._pending is not None:  # in a batch: appended under the lock when it flushes
+            self._put_call(key, call_oid, fn, outputs, multi)
+            return
         with self.journal.locked():
             self.refresh()
-            known = self.state.calls.get(key)
-            if known is not None and known["call"] == call_oid:
-                return
-            entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
-            if multi:
-                entry["multi"] = True
-            self._write([entry])
-            self.state.apply(entry)
+            self._put_call(key, call_oid, fn, outputs, multi)
+
+    def _put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], multi: bool) -> None:
+        known = self.state.calls.get(key)
+        if known is not None and known["call"] == call_oid:
+            return
+        entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
+        if multi:
+            entry["multi"] = True
+        self._write([entry])
+        self.state.apply(entry)
 
     def put_entry(self, entry: dict[str, Any]) -> None:
         """Journal another kind of entry (a for_each run report)."""
@@ -158,8 +164,9 @@ class Index:
                 self._pending = []
             return
         with self.journal.locked():
-            self.refresh()
-            if self._foreign_in_batch:  # another process wrote meanwhile: renumber ours
+            # Another process wrote since our fold was current (seen earlier in the batch, or
+            # only now: puts in a batch do not read the journal): renumber ours after theirs.
+            if self._foreign_in_batch or self.journal.size() != self.state.offset:
                 pending = self._renumber(pending)
             self.state.offset = self.journal.append(pending)
         self._syncer.poke()
@@ -176,13 +183,26 @@ class Index:
             if entry.get("op") == "put":
                 addr_key = key_of(entry["addr"])
                 current = self.state.current_at(entry["var"], addr_key, key_of(entry["vkeys"]))
-                if current is not None and current.oid == entry["oid"] and current.call == entry.get("call"):
-                    continue
+                if current is not None and current.oid == entry["oid"] and self._same_call(
+                        current.call, entry.get("call")):
+                    continue  # another process saved the same value from the same call meanwhile
                 entry = dict(entry, version=self.state.next_version(entry["var"], addr_key))
             self.state.apply(entry)
             out.append(entry)
         self._foreign_in_batch = False
         return out
+
+    def _same_call(self, a: str | None, b: str | None) -> bool:
+        """The same call record, or two records of one call (same key: function and inputs).
+
+        Two processes running the same call at once (two for_each runs, a retried task)
+        store two call records that differ only in timing and environment; the second ref
+        to the same value would be a duplicate version.
+        """
+        if a == b:
+            return True
+        key = self.state.call_keys.get(a) if a else None
+        return key is not None and key == self.state.call_keys.get(b)
 
     # -- reading -----------------------------------------------------------------------
     def lookup_call(self, key: str) -> dict[str, Any] | None:

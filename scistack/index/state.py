@@ -66,6 +66,7 @@ class RefState:
         self._vkey_names: dict[str, set[str]] = {}
         self._param_names: dict[str, set[str]] = {}
         self.calls: dict[str, dict[str, Any]] = {}
+        self.call_keys: dict[str, str] = {}  # call record oid -> its call key (every call entry, ever)
         self.runs: list[dict[str, Any]] = []
 
     # -- folding -------------------------------------------------------------------------
@@ -78,6 +79,7 @@ class RefState:
             self._remove(entry["var"], key_of(entry["addr"]), entry["version"])
         elif op == "call":
             self.calls[entry["key"]] = entry
+            self.call_keys[entry["call"]] = entry["key"]
         elif op == "run":
             self.runs.append(entry)
         return None

@@ -1,0 +1,149 @@
+"""Planning a `for_each` run: checking its arguments and listing its combinations.
+
+Everything here happens before anything runs, so a mistake in the call (a key outside the
+schema, an input the function does not take, an output named twice) is refused at once with
+the fix, instead of failing at every combination.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from scistack.database import Database
+from scistack.errors import InvalidMetadataError, ScistackError
+from scistack.foreach.inputs import Fixed, Merge, Resolved, constant, is_variable
+from scistack.lineage.function import LineageFunction
+
+
+def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
+                     iterables: dict[str, Any]) -> None:
+    for out in outputs:
+        if not is_variable(out):
+            raise InvalidMetadataError(
+                f"outputs must be variable classes (class Result(BaseVariable): pass), got {out!r}")
+    if len({out.__name__ for out in outputs}) != len(outputs):
+        raise InvalidMetadataError(
+            f"outputs {[o.__name__ for o in outputs]} name a variable twice; each returned value "
+            "needs its own variable")
+    for name, spec in inputs.items():
+        for fixed in _fixed_specs(spec):
+            wrong = [k for k in fixed.pinned if k not in db.schema_keys]
+            if wrong:
+                raise InvalidMetadataError(
+                    f"inputs[{name!r}] = {fixed!r} pins {wrong}, which are not schema keys "
+                    f"{db.schema_keys}; Fixed pins address keys only")
+    unknown = [k for k in iterables if k not in db.schema_keys]
+    if unknown:
+        raise InvalidMetadataError(
+            f"for_each iterates schema keys only; {unknown} are not in the schema {db.schema_keys}. "
+            "Pass other settings through inputs={...} as constants")
+    if not callable(fn):
+        raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
+
+
+def check_counts(workers: Any, chunk_size: Any) -> None:
+    for label, value, least in (("workers", workers, 0), ("chunk_size", chunk_size, 1)):
+        if value is not None and (type(value) is not int or value < least):
+            raise InvalidMetadataError(f"{label}={value!r}: give a whole number >= {least}, or leave it out")
+
+
+def check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
+    """Refuse inputs the function does not take, and parameters that nothing would fill."""
+    params = lf.signature.parameters
+    kinds = {p.kind for p in params.values()}
+    if inspect.Parameter.VAR_KEYWORD not in kinds:
+        unknown = [n for n in inputs if n not in params]
+        if unknown:
+            raise InvalidMetadataError(
+                f"inputs= names {unknown}, which {lf.name} does not take; its parameters are {list(params)}")
+    needed = [n for n, p in params.items() if n not in inputs and p.default is p.empty
+              and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if needed:
+        raise InvalidMetadataError(
+            f"{lf.name} needs {needed}, which inputs= does not give: add a variable or a constant "
+            f"for each, e.g. inputs={{..., {needed[0]!r}: ...}}")
+
+
+def defaults(lf: LineageFunction, inputs: dict[str, Any]) -> dict[str, Resolved]:
+    """Defaults of parameters not in `inputs`: part of the call, as a direct call binds them."""
+    found = {}
+    for name, param in lf.signature.parameters.items():
+        if name in inputs or name in lf.ignore or param.default is param.empty:
+            continue
+        try:
+            found[name] = constant(name, param.default)
+        except ScistackError:
+            continue  # a default with no canonical encoding: the function applies it itself
+    return found
+
+
+def combinations(db: Database, inputs: dict[str, Any], iterables: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination, in the order given; `[]` expands to every stored value of that key."""
+    keys, value_lists = [], []
+    for key, values in iterables.items():
+        values = _address_values(key, values)
+        if not values:
+            values = _stored_values(db, inputs, key)
+        keys.append(key)
+        value_lists.append(values)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*value_lists)]
+
+
+def _address_values(key: str, values: Any) -> list[Any]:
+    """One key's values as plain Python scalars (numpy ones unwrapped), each once, in order."""
+    if isinstance(values, (str, bytes, int, float, np.generic)):
+        values = [values]
+    try:
+        values = list(values)
+    except TypeError:
+        raise InvalidMetadataError(
+            f"for_each({key}=...) takes a list (or any iterable) of values, got {values!r}") from None
+    unique: dict[tuple[str, Any], Any] = {}
+    for value in values:
+        value = value.item() if isinstance(value, np.generic) else value
+        if not isinstance(value, (int, float, str, bool)) or (isinstance(value, float) and not math.isfinite(value)):
+            raise InvalidMetadataError(
+                f"for_each({key}=...): {value!r} is a {type(value).__name__}; address values are "
+                "int, str, float or bool")
+        unique.setdefault(("bool", value) if isinstance(value, bool) else
+                          ("num", value) if isinstance(value, (int, float)) else ("str", value), value)
+    return list(unique.values())
+
+
+def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
+    """Every value of `key` in the addresses of the input variables (pinned by none of them)."""
+    db.index.refresh()
+    seen: dict[Any, Any] = {}
+    for spec in inputs.values():
+        for var in _variables_of(spec, key):
+            for record in db.index.state.records(var.__name__):
+                if key in record.addr:
+                    value = record.addr[key]
+                    seen[(type(value).__name__, value)] = value
+    return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
+
+
+def _variables_of(spec: Any, key: str) -> Iterator[type]:
+    """The variables an input loads whose address follows `key` (a Fixed pinning it does not)."""
+    if isinstance(spec, Merge):
+        for part in spec.variables:
+            yield from _variables_of(part, key)
+    elif isinstance(spec, Fixed):
+        if key not in spec.pinned:
+            yield spec.variable
+    elif is_variable(spec):
+        yield spec
+
+
+def _fixed_specs(spec: Any) -> Iterator[Fixed]:
+    if isinstance(spec, Merge):
+        for part in spec.variables:
+            yield from _fixed_specs(part)
+    elif isinstance(spec, Fixed):
+        yield spec

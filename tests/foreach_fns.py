@@ -1,0 +1,87 @@
+"""Pipeline functions for tests/test_foreach.py, importable by worker processes.
+
+Process pools (spawn) and Dask workers receive functions by reference (module + name), so
+these live in a plain module rather than in the test file: `tests.foreach_fns`. pytest puts
+the repository root on `sys.path` (`tests/` is a package), spawned processes inherit the
+parent's `sys.path`, and the Dask fixture and the subprocess scripts put the root on
+`PYTHONPATH` / `sys.path` themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+
+def bandpass(signal, low_hz):
+    return signal * low_hz
+
+
+def centre(signal):
+    """Two outputs: the centred signal and its mean."""
+    mean = float(np.mean(signal))
+    return signal - mean, mean
+
+
+def minus_baseline(signal, baseline):
+    return signal - baseline
+
+
+def column_sums(table):
+    """A Merge input arrives as one DataFrame, a column per variable."""
+    velocity = next(c for c in table.columns if str(c).endswith("Velocity"))
+    return {"columns": sorted(map(str, table.columns)), "rows": len(table),
+            "velocity": float(table[velocity].sum())}
+
+
+def mean_of_all(values):
+    """Aggregation: every lower-level record of the address, as a list."""
+    return float(np.mean([np.mean(v) for v in values]))
+
+
+def describe_table(values):
+    """Aggregation with as_table=True: a DataFrame with the schema columns and `data`."""
+    return {"columns": sorted(map(str, values.columns)), "rows": len(values),
+            "sessions": sorted(values["session"])}
+
+
+def fragile(signal, limit):
+    if float(np.max(signal)) > limit:
+        raise ValueError(f"signal peaks at {float(np.max(signal))}, above {limit}")
+    return signal * 2.0
+
+
+def slow_double(signal, delay):
+    time.sleep(delay)
+    return signal * 2.0
+
+
+def with_pid(signal):
+    """Where it ran: the result carries the pid of the process that computed it."""
+    return signal * 2.0, os.getpid()
+
+
+def noisy(signal, verbose):
+    """`verbose` is ignored by lineage (see test_ignored_parameter_...)."""
+    return signal + 1.0
+
+
+def none_for_short(signal):
+    return None if len(signal) < 5 else signal
+
+
+def amplify(signal, gain=2.0):
+    """A default: bound into the call like a constant (as a direct call binds it)."""
+    return signal * gain
+
+
+def weigh_in_place(signal, weights):
+    weights *= 2.0  # changes the caller's constant: refused, it is shared by every combination
+    return signal * weights[0]
+
+
+def count_with(signal, seen):
+    seen.append(len(seen))  # a list constant: each call gets a copy of its own
+    return float(len(seen))
