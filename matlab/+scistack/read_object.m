@@ -33,11 +33,28 @@ end
 if nargin >= 4 && ~isempty(raw)
     bytes = raw;
 else
-    [bytes, where] = scistack.internal.read_stored(root, oid);
-    if isempty(where)
-        error('scistack:objectNotFound', ['%sobject %s is not in the object store %s ', ...
-            '(neither a loose file nor in a pack); run `scistack fsck` to find refs that ', ...
-            'point to lost objects'], context, oid, fullfile(root, '.scistack', 'objects'));
+    path = fullfile(root, '.scistack', 'objects', oid(1:2), oid(3:end));
+    if exist(path, 'file')
+        content = path;
+        if scistack.internal.is_zstd_file(path)
+            content = scistack.internal.zstd_to_file(path);
+            cleaner = onCleanup(@() delete(content));
+        end
+        if file_size(content) >= 1048576   % a large array: read it in place if it can be
+            [value, info, done] = scistack.internal.read_npy_file(content, oid);
+            if done
+                return
+            end
+        end
+        bytes = scistack.internal.read_bytes(content);
+    else
+        [bytes, where] = scistack.internal.read_stored(root, oid);
+        if isempty(where)
+            error('scistack:objectNotFound', ['%sobject %s is not in the object store %s ', ...
+                '(neither a loose file nor in a pack); run `scistack fsck` to find refs ', ...
+                'that point to lost objects'], context, oid, ...
+                fullfile(root, '.scistack', 'objects'));
+        end
     end
 end
 z = find(bytes(1:min(numel(bytes), 64)) == 0, 1);
@@ -90,4 +107,9 @@ if isempty(context)
 else
     c = context(1:end - 2);
 end
+end
+
+function n = file_size(path)
+d = dir(path);
+n = d.bytes;
 end

@@ -2,8 +2,8 @@ function raw = prefetch(root, oids)
 %PREFETCH The contents of many objects (loose files, then packs), with every
 %   zstd-compressed one inflated by a batch of zstd commands in one system() call (a process
 %   per call costs ~25 ms, which would dominate loading many small compressed objects).
-%   RAW{k} is [] when oids{k} is invalid or missing: read_object then reads it itself and
-%   reports the problem.
+%   RAW{k} is [] when oids{k} is invalid or missing (read_object then reads it itself and
+%   reports the problem) and for loose files of 1 MB or more (read in place by read_object).
 raw = cell(size(oids));
 zpaths = {};
 zk = [];
@@ -17,11 +17,16 @@ for k = 1:numel(oids)
     path = fullfile(root, '.scistack', 'objects', oids{k}(1:2), oids{k}(3:end));
     if ~exist(path, 'file')
         absent(k) = true;
-    elseif scistack.internal.is_zstd_file(path)
-        zpaths{end + 1} = path; %#ok<AGROW>
-        zk(end + 1) = k; %#ok<AGROW>
     else
-        raw{k} = scistack.internal.read_bytes(path);
+        d = dir(path);
+        if d.bytes >= 1048576
+            continue    % a large object: read_object reads it itself, in place if it can
+        elseif scistack.internal.is_zstd_file(path)
+            zpaths{end + 1} = path; %#ok<AGROW>
+            zk(end + 1) = k; %#ok<AGROW>
+        else
+            raw{k} = scistack.internal.read_bytes(path);
+        end
     end
 end
 if any(absent)
