@@ -62,6 +62,15 @@ class TableVar(BaseVariable):
     pass
 
 
+class BigRaw(BaseVariable):
+    pass
+
+
+def scrambled(n: int) -> np.ndarray:
+    """0..n-1 scrambled by Knuth's multiplicative hash mod 2^32 (exact in doubles too)."""
+    return (np.arange(n, dtype=np.int64) * 2654435761) % 2**32
+
+
 def raw_emg(subject: int, session: str) -> np.ndarray:
     """RawEMG at (subject, session): 0:7 * subject + 1 (pre), 2 (post) or 3 (baseline)."""
     return np.arange(8.0) * subject + SESSIONS[session]
@@ -81,6 +90,10 @@ def build(root: Path) -> None:
         PackedJson.save({"a": np.eye(3), "name": "x", "n": 3}, subject=1)
         # above 1 MB: a loose file even inside a batch (compressed: it is very regular)
         BigLoose.save(np.tile(np.arange(1000.0), 200), subject=1)
+        # above 1 MB: loose; MATLAB reads the elements in place (the first is incompressible,
+        # so stored raw; the second compresses, so it is inflated to a temporary file first)
+        BigRaw.save(scrambled(300_000).astype(np.uint32).reshape(500, 600), subject=1)
+        BigRaw.save((scrambled(200_000) / 7.0).reshape(1000, 200), subject=2)
     TableVar.save(pd.DataFrame({"x": [1.0, 2.0]}), subject=1, session="pre")
     db.close()
 

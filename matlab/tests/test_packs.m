@@ -5,6 +5,7 @@ function cases = test_packs(ctx) %#ok<INUSD>
 cases = {
     'values Python saved in a batch load from its pack', @packed_values
     'a zstd frame in a pack, a json value with a packed child, a large loose value', @kinds
+    'large raw arrays are read in place (uint32 raw, double zstd; 2-D, C order)', @large_raw
     'load_all and partial loads prefetch packed records', @prefetch_packed
     'a pack written later is found (the index cache follows the folder listing)', @new_pack
     'a damaged pack index is skipped with a warning naming it', @bad_index
@@ -50,6 +51,32 @@ big = BigLoose().load('subject', 1);
 t_equal(big.data, repmat((0:999)', 200, 1), 'large value: a loose file even in a batch');
 t_assert(exist(fullfile(ctx.pyproject, '.scistack', 'objects', big.oid(1:2), ...
     big.oid(3:end)), 'file') == 2, 'loose');
+end
+
+function large_raw(ctx)
+use_py(ctx);
+s = mod((0:299999)' * 2654435761, 2^32);
+t_equal(big_raw(ctx, 1, false), uint32(reshape(s, 600, 500)'), 'uint32 (500, 600), raw');
+s = mod((0:199999)' * 2654435761, 2^32);
+b = big_raw(ctx, 2, true);
+t_equal(b, reshape(s / 7, 200, 1000)', 'double (1000, 200), zstd');
+rs = BigRaw().load_all();
+t_equal(rs(2).data, b, 'load_all reads large values in place too');
+end
+
+function x = big_raw(ctx, subject, compressed)
+r = BigRaw().load('subject', subject);
+path = fullfile(ctx.pyproject, '.scistack', 'objects', r.oid(1:2), r.oid(3:end));
+t_equal(scistack.internal.is_zstd_file(path), compressed, 'stored compressed');
+if compressed
+    path = scistack.internal.zstd_to_file(path);
+    cleaner = onCleanup(@() delete(path));
+end
+[x2, info, done] = scistack.internal.read_npy_file(path, r.oid);
+t_assert(done, 'the in-place reader takes it');
+t_equal(info.shape, size(x2), 'shape');
+x = r.data;
+t_equal(x, x2, 'both paths agree');
 end
 
 function prefetch_packed(ctx)
