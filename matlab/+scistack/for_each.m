@@ -66,7 +66,7 @@ try
     req('writer') = 'scistack-matlab';
     n_plan_children = numel(stage.children);
     plan_path = stage.write_json('plan.json', req);
-    [status, out, err] = scistack.internal.run_cli('matlab-plan', plan_path);
+    [status, out, err] = scistack.internal.run_cli('matlab-plan', plan_path, cfg.root);
     if status ~= 0
         error('scistack:planFailed', 'for_each(%s): %s', name, cli_message(err, out, status));
     end
@@ -137,7 +137,8 @@ res('format') = int64(1);
 res('results') = results;
 res('writer') = 'scistack-matlab';
 results_path = stage.write_json('results.json', res);
-[status, out, err] = scistack.internal.run_cli('matlab-commit', results_path);
+[status, out, err] = scistack.internal.run_cli('matlab-commit', results_path, ...
+    cfg.root);
 if status ~= 0
     error('scistack:commitFailed', ['for_each(%s) ran %d combination(s) but recording ', ...
         'them failed: %s\nThe outputs are kept in %s; retry with: scistack matlab-commit %s'], ...

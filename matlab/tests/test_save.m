@@ -93,6 +93,9 @@ end
 
 function many(ctx)
 saved_project(ctx);
+old_db = getenv('SCISTACK_DB');
+restore = onCleanup(@() setenv('SCISTACK_DB', old_db)); %#ok<NASGU>
+setenv('SCISTACK_DB', ctx.pyproject);   % another project: the command must not follow it
 oids = SavedValue().save_many({10, 20, 'x'}, {{'subject', 2, 'session', 'pre'}, ...
     {'subject', 2, 'session', 'post'}, {'subject', 2, 'session', 'pre', 'note', 'v'}});
 t_equal(numel(oids), 3, 'three oids');

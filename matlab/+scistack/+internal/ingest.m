@@ -2,7 +2,8 @@ function oids = ingest(manifest, folder, n)
 %INGEST Run `<SCISTACK_CLI> ingest MANIFEST` (SCISTACK_CLI defaults to 'scistack') and
 %   return the N oids it prints (one 64-hex oid per item, in manifest order). The staging
 %   folder is removed after a successful ingest and kept (named in the error) otherwise.
-[status, out, err, cmd] = scistack.internal.run_cli('ingest', manifest);
+root = fileparts(fileparts(fileparts(folder)));   % <root>/.scistack/staging/<id>
+[status, out, err, cmd] = scistack.internal.run_cli('ingest', manifest, root);
 if status ~= 0
     error('scistack:ingestFailed', ['`%s` failed (exit %d):\n%s\nThe staged values are ', ...
         'kept in %s; once the Python scistack is installed (pip install scistack, or set ', ...
