@@ -278,3 +278,31 @@ def _journal(db: Database) -> list[dict]:
     return [
         json.loads(line) for line in (db.root / ".scistack" / "refs.log").read_text().splitlines()
     ]
+
+
+def test_cached_outputs_that_are_no_longer_current_are_restored(project):
+    db, fn = project
+    request = _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]])
+    folder = _stage(
+        db, "first", request, {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.zeros(2))}
+    )
+    plan(db, folder / "plan.json")
+    ran = {
+        "format": 1,
+        "results": [
+            {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}
+        ],
+    }
+    (folder / "results.json").write_bytes(dumps_canonical(ran))
+    out = commit(db, folder / "results.json")["outputs"][0][0]
+    other = db.store.put_value(np.ones(2))
+    db.index.put_ref(
+        "BridgeOut", {"subject": 1, "session": "pre"}, {}, other, "npy"
+    )  # saved over it
+    again = _stage(db, "again", request, {"payload-0.bin": b"2.0"})
+    (replanned,) = plan(db, again / "plan.json")["combos"]
+    assert replanned["status"] == "cached" and replanned["restore"] is True
+    (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
+    assert commit(db, again / "results.json")["counts"]["cached"] == 1
+    current = db.index.state.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
+    assert current.oid == out and current.call is not None and current.version == 3
