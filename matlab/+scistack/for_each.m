@@ -98,6 +98,7 @@ errors = cell(1, n);
 durations = zeros(1, n);
 calls = 0;
 stopped = [];
+rescan = true;      % look at the pack folder once; the inputs exist throughout the run
 for k = find(strcmp(statuses, 'run'))
     if ~isempty(stopped)
         statuses{k} = 'skipped';
@@ -107,7 +108,8 @@ for k = find(strcmp(statuses, 'run'))
     started = scistack.internal.unix_time();
     t0 = tic;
     try
-        args = load_arguments(cfg, c, order, is_const, inputs);
+        args = load_arguments(cfg, c, order, is_const, inputs, rescan);
+        rescan = false;
         values = cell(1, numel(out_vars));
         calls = calls + 1;
         [values{:}] = handle(args{:});
@@ -299,7 +301,7 @@ for k = 1:numel(names)
 end
 end
 
-function args = load_arguments(cfg, c, order, is_const, inputs)
+function args = load_arguments(cfg, c, order, is_const, inputs, rescan)
 oids = cell(1, 0);
 for a = 1:numel(order)
     if ~is_const(order{a})
@@ -311,7 +313,7 @@ for a = 1:numel(order)
         end
     end
 end
-raw = scistack.internal.prefetch(cfg.root, oids);
+raw = scistack.internal.prefetch(cfg.root, oids, rescan);
 r = 0;
 args = cell(1, numel(order));
 for a = 1:numel(order)

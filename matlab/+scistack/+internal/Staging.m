@@ -6,6 +6,7 @@ classdef Staging < handle
         folder = '';
         count = 0;                 % payload files written so far
         children = cell(1, 0);     % struct(kind, payload) of child objects, in order
+        pending = cell(3, 0);      % {kind; bytes; is_child} of payloads being encoded
     end
     methods
         function obj = Staging(root)
@@ -24,33 +25,42 @@ classdef Staging < handle
             %ADD_VALUES Encode VALUES (a cell array) and write their payloads; returns one
             %   struct(kind, payload) per value. Every value is encoded before anything is
             %   written, so a value that cannot be stored leaves no file behind.
-            box = containers.Map('KeyType', 'char', 'ValueType', 'any');
-            box('kinds') = {};
-            box('bytes') = {};
-            box('child') = [];
-            base = obj.count;
-            put_child = @(kind, bytes) scistack.internal.Staging.pend(box, base, kind, ...
-                bytes, true);
+            obj.pending = cell(3, 0);
+            put_child = @(kind, bytes) obj.pend(kind, bytes, true);
             names = cell(1, numel(values));
             kinds = cell(1, numel(values));
-            for k = 1:numel(values)
-                [kinds{k}, bytes] = scistack.internal.encode_value(values{k}, put_child);
-                names{k} = scistack.internal.Staging.pend(box, base, kinds{k}, bytes, false);
+            try
+                for k = 1:numel(values)
+                    [kinds{k}, bytes] = scistack.internal.encode_value(values{k}, put_child);
+                    names{k} = obj.pend(kinds{k}, bytes, false);
+                end
+            catch e
+                obj.pending = cell(3, 0);
+                rethrow(e);
             end
-            all_kinds = box('kinds');
-            all_bytes = box('bytes');
-            child = box('child');
-            for j = 1:numel(all_kinds)
-                name = sprintf('payload-%d.bin', base + j - 1);
-                scistack.internal.write_bytes(fullfile(obj.folder, name), all_bytes{j});
-                if child(j)
-                    obj.children{end + 1} = struct('kind', all_kinds{j}, 'payload', name);
+            for j = 1:size(obj.pending, 2)
+                name = sprintf('payload-%d.bin', obj.count + j - 1);
+                scistack.internal.write_bytes(fullfile(obj.folder, name), obj.pending{2, j});
+                if obj.pending{3, j}
+                    obj.children{end + 1} = struct('kind', obj.pending{1, j}, 'payload', name);
                 end
             end
-            obj.count = base + numel(all_kinds);
+            obj.count = obj.count + size(obj.pending, 2);
+            obj.pending = cell(3, 0);
             entries = cell(1, numel(values));
             for k = 1:numel(values)
                 entries{k} = struct('kind', kinds{k}, 'payload', names{k});
+            end
+        end
+
+        function out = pend(obj, kind, bytes, is_child)
+            %PEND Queue one payload; returns its file name (or a child's placeholder).
+            name = sprintf('payload-%d.bin', obj.count + size(obj.pending, 2));
+            obj.pending(:, end + 1) = {kind; bytes; is_child};
+            if is_child
+                out = ['staged:', name];
+            else
+                out = name;
             end
         end
 
@@ -73,21 +83,6 @@ classdef Staging < handle
             if ~ok
                 warning('scistack:io', 'could not remove the staging folder %s: %s', ...
                     obj.folder, msg);
-            end
-        end
-    end
-    methods (Static)
-        function out = pend(box, base, kind, bytes, is_child)
-            %PEND Queue one payload; returns its file name (or a child's placeholder).
-            kinds = box('kinds');
-            name = sprintf('payload-%d.bin', base + numel(kinds));
-            box('kinds') = [kinds, {kind}];
-            box('bytes') = [box('bytes'), {bytes}];
-            box('child') = [box('child'), is_child];
-            if is_child
-                out = ['staged:', name];
-            else
-                out = name;
             end
         end
     end

@@ -1,4 +1,4 @@
-function [found, pack, offset, len] = packs(root, oids)
+function [found, pack, offset, len] = packs(root, oids, rescan)
 %PACKS Where objects are in the packs of a project (docs/format.md section 1.4).
 %   [FOUND, PACK, OFFSET, LEN] = packs(ROOT, OIDS) takes a cell array of oids and returns,
 %   for each, whether it is in a pack, the .pack file, the byte offset of its stored bytes
@@ -6,7 +6,9 @@ function [found, pack, offset, len] = packs(root, oids)
 %   The .idx files (b"SCIIDX01" | uint64 count | count x (32-byte oid | uint64 offset |
 %   uint64 n), little-endian) are parsed once and cached per project, keyed on the listing
 %   of .scistack/objects/pack (names, sizes, dates): a pack added or removed (gc repacks)
-%   re-reads the indexes, an unchanged folder costs one dir() call.
+%   re-reads the indexes, an unchanged folder costs one dir() call. RESCAN false (default
+%   true) skips even that when the project's indexes are cached (for_each looks up the
+%   inputs of many combinations in a row: it rescans once, for the first).
 persistent cache
 if isempty(cache)
     cache = containers.Map('KeyType', 'char', 'ValueType', 'any');
@@ -15,29 +17,77 @@ found = false(size(oids));
 pack = repmat({''}, size(oids));
 offset = zeros(size(oids));
 len = zeros(size(oids));
-folder = fullfile(root, '.scistack', 'objects', 'pack');
-listing = dir(fullfile(folder, 'pack-*.idx'));
-if isempty(listing)
-    return
+if nargin < 3
+    rescan = true;
 end
-key = listing_key(listing);
-if cache.isKey(root)
+if ~rescan && cache.isKey(root)
     P = cache(root);
 else
-    P = struct('key', '');
-end
-if ~strcmp(P.key, key)
-    P = read_indexes(folder, listing);
-    P.key = key;
-    cache(root) = P;
+    folder = fullfile(root, '.scistack', 'objects', 'pack');
+    listing = dir(fullfile(folder, 'pack-*.idx'));
+    if isempty(listing)
+        return
+    end
+    key = listing_key(listing);
+    if cache.isKey(root)
+        P = cache(root);
+    else
+        P = struct('listing', '');
+    end
+    if ~strcmp(P.listing, key)
+        P = read_indexes(folder, listing);
+        P.listing = key;
+        cache(root) = P;
+    end
 end
 if isempty(P.oids)
     return
 end
-[found, loc] = ismember(oids, P.oids);
+loc = locate(P, oids);
+found = loc > 0;
 pack(found) = P.files(P.pack(loc(found)));
 offset(found) = P.offset(loc(found));
 len(found) = P.len(loc(found));
+end
+
+function loc = locate(P, oids)
+% Binary search on the sorted 52-bit prefixes (vectorised over the queries), then a check
+% of the whole oid: ismember would sort the whole index on every call.
+loc = zeros(size(oids));
+ok = cellfun(@(o) ischar(o) && numel(o) == 64, oids);
+if ~any(ok(:))
+    return
+end
+q = prefix_keys(char(oids(ok)));
+n = numel(P.key);
+lo = ones(size(q));
+hi = n * ones(size(q));
+while any(lo < hi)
+    mid = floor((lo + hi) / 2);
+    right = P.key(mid) < q;
+    lo(right) = mid(right) + 1;
+    hi(~right) = mid(~right);
+end
+where = find(ok);
+for j = 1:numel(where)
+    k = lo(j);
+    while k <= n && P.key(k) == q(j)
+        if strcmp(P.oids{k}, oids{where(j)})
+            loc(where(j)) = k;
+            break
+        end
+        k = k + 1;
+    end
+end
+end
+
+function key = prefix_keys(H)
+% The first 13 hex digits (52 bits, exact in a double) of each row of a char matrix.
+digits = double(H(:, 1:13));
+v = digits - 48;
+letters = digits >= 97;
+v(letters) = digits(letters) - 87;
+key = v * (16 .^ (12:-1:0))';
 end
 
 function key = listing_key(listing)
@@ -87,6 +137,11 @@ for k = 1:numel(listing)
     offset = [offset; double(typecast(reshape(E(33:40, :), [], 1), 'uint64'))]; %#ok<AGROW>
     len = [len; double(typecast(reshape(E(41:48, :), [], 1), 'uint64'))]; %#ok<AGROW>
 end
-P = struct('key', '', 'files', {files}, 'oids', {oids}, 'pack', which, 'offset', offset, ...
-    'len', len);
+key = zeros(0, 1);
+order = zeros(0, 1);
+if ~isempty(oids)
+    [key, order] = sort(prefix_keys(char(oids)));
+end
+P = struct('listing', '', 'key', key(:), 'files', {files}, 'oids', {oids(order)}, ...
+    'pack', which(order), 'offset', offset(order), 'len', len(order));
 end

@@ -1,9 +1,14 @@
-function raw = prefetch(root, oids)
+function raw = prefetch(root, oids, rescan)
 %PREFETCH The contents of many objects (loose files, then packs), with every
 %   zstd-compressed one inflated by a batch of zstd commands in one system() call (a process
 %   per call costs ~25 ms, which would dominate loading many small compressed objects).
 %   RAW{k} is [] when oids{k} is invalid or missing (read_object then reads it itself and
 %   reports the problem) and for loose files of 1 MB or more (read in place by read_object).
+%   RESCAN false reuses the cached pack indexes without looking at the pack folder (see
+%   scistack.internal.packs).
+if nargin < 3
+    rescan = true;
+end
 raw = cell(size(oids));
 zpaths = {};
 zk = [];
@@ -30,7 +35,7 @@ for k = 1:numel(oids)
     end
 end
 if any(absent)
-    [found, pack, offset, len] = scistack.internal.packs(root, oids(absent));
+    [found, pack, offset, len] = scistack.internal.packs(root, oids(absent), rescan);
     where = find(absent);
     for j = find(found(:)')
         k = where(j);
