@@ -353,6 +353,11 @@ def _combinations(
         keys.append(key)
         vals = vals if isinstance(vals, list) else [vals]
         values.append(vals if vals else _stored_values(db, specs, key))
+    if not keys:
+        raise InvalidMetadataError(
+            "for_each needs at least one schema key to iterate (e.g. 'subject', [1 2 3]): its "
+            "outputs are saved at each combination's address"
+        )
     unknown = [k for k in keys if k not in db.schema_keys]
     if unknown:
         raise InvalidMetadataError(

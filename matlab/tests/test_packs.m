@@ -33,6 +33,10 @@ t_assert(~exist(loose, 'file'), 'the value is packed, not loose');
 [found, pack] = scistack.internal.packs(ctx.pyproject, {r.oid});
 t_assert(found, 'the pack index lists it');
 t_assert(~isempty(regexp(pack{1}, 'pack-[0-9a-f]+\.pack$', 'once')), 'pack file %s', pack{1});
+other = RawEMG().load('subject', 3, 'session', 'baseline');
+found = scistack.internal.packs(ctx.pyproject, {r.oid, repmat('0', 1, 64), 'xyz', ...
+    other.oid, repmat('f', 1, 64)});
+t_equal(found, logical([1, 0, 0, 1, 0]), 'found, missing, invalid, found, missing');
 [value, info] = scistack.read_object(ctx.pyproject, r.oid);
 t_equal(value, raw_emg(2, 'post'), 'read_object');
 t_equal(info.descr, '<f8', 'descr');

@@ -263,6 +263,7 @@ def test_commit_refuses_code_edited_since_the_plan(project):
             "cannot be ingested",
         ),
         ({"schema_keys": ["subject"]}, SchemaMismatchError, "schema keys"),
+        ({"iterate": []}, InvalidMetadataError, "at least one schema key"),
         ({"outputs": []}, InvalidMetadataError, "at least one output"),
         ({"format": 2}, InvalidMetadataError, "format 2"),
     ],
