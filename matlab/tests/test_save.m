@@ -72,6 +72,14 @@ values = {
     'complex', complex([1; 2], [3; -4])
     'empty', []
     'nan', NaN
+    'int8', int8([1, -2, 3])
+    'uint64', uint64([1, 18446744073709551615])
+    'single', single([1.5, 2.5])
+    'bigint', int64(9007199254740993)
+    'true', true
+    'list', {1, 'a', []}
+    'dollar', containers.Map({'$x', 'b'}, {1, 2})
+    'cube', reshape(1:24, 2, 3, 4)
     };
 for k = 1:size(values, 1)
     oid = SavedValue().save(values{k, 2}, 'subject', 1, 'session', values{k, 1});

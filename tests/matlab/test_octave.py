@@ -180,6 +180,17 @@ def test_values_saved_from_matlab_decode_in_python(octave_ok):
     assert s["name"] == "x" and s["tags"] == ["a", "b"]
     assert s["arr"].dtype == np.int16 and s["arr"].shape == (1, 3)
     np.testing.assert_array_equal(s["arr"], [[1, 2, 3]])
+    typed = {"int8": (np.int8, [[1, -2, 3]]), "uint64": (np.uint64, [[1, 2**64 - 1]]),
+             "single": (np.float32, [[1.5, 2.5]])}
+    for name, (dtype, want) in typed.items():
+        assert v[name].dtype == dtype, name
+        np.testing.assert_array_equal(v[name], np.array(want, dtype=dtype))
+    assert v["bigint"] == 9007199254740993 and type(v["bigint"]) is int
+    assert v["true"] is True
+    assert v["list"] == [1.0, "a", None]
+    assert v["dollar"] == {"$x": 1.0, "b": 2.0}
+    cube = v["cube"]                                   # MATLAB (i, j, k) is numpy [i-1, j-1, k-1]
+    assert cube.shape == (2, 3, 4) and cube[1, 2, 3] == 24.0 and cube[1, 0, 0] == 2.0
 
 
 def test_matlab_payloads_hash_like_python(octave_ok):
