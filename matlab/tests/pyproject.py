@@ -2,7 +2,10 @@
 
     python pyproject.py build <dir>        a project saved by Python: values in a batch
                                            (packs), a compressed packed value, a json value
-                                           with a child array, a large loose value, a table
+                                           with a child array, a large loose value, a table;
+                                           plus the shared golden vectors (tests/data/golden):
+                                           their object files in the store and, in
+                                           <dir>/golden/, what MATLAB must decode them to
     python pyproject.py downstream <dir>   after MATLAB's for_each: a Python for_each on
                                            MATLAB's FilteredEMG, then prints (JSON) what
                                            Python sees: provenance of both steps, lineage
@@ -16,6 +19,7 @@ follow formulas that matlab/tests/test_packs.m and test_foreach.m recompute.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -26,6 +30,10 @@ from scistack import BaseVariable, for_each
 from scistack.index import key_of
 from scistack.objects.store import hash_value
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import make_fixtures as fx  # (matlab_class, matlab_size, column_major_bytes)
+
+GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "data" / "golden"
 SCHEMA = ["subject", "session"]
 SESSIONS = {"pre": 1.0, "post": 2.0, "baseline": 3.0}
 
@@ -95,7 +103,65 @@ def build(root: Path) -> None:
         BigRaw.save(scrambled(300_000).astype(np.uint32).reshape(500, 600), subject=1)
         BigRaw.save((scrambled(200_000) / 7.0).reshape(1000, 200), subject=2)
     TableVar.save(pd.DataFrame({"x": [1.0, 2.0]}), subject=1, session="pre")
+    golden(db, root)
     db.close()
+
+
+def golden(db, root: Path) -> None:
+    """Copy the golden object files into the store, and write what MATLAB must read from them.
+
+    `<root>/golden/cases.json` lists every golden entry with, for npy arrays, the MATLAB class,
+    size and complexity, the file of its column-major bytes (`golden/npy/<name>.bin`) or its
+    strings' code points, and whether MATLAB's encode_npy of the decoded array must give the same payload
+    (shapes MATLAB keeps, dtypes it writes); `error` names the error MATLAB must raise.
+    """
+    objects = root / ".scistack" / "objects"
+    for path in (GOLDEN / "objects").glob("*/*"):
+        target = objects / path.parent.name / path.name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+    out = root / "golden"
+    (out / "npy").mkdir(parents=True, exist_ok=True)
+    cases = []
+    for entry in json.loads((GOLDEN / "golden.json").read_text()):
+        case = {"name": entry["name"], "kind": entry["kind"], "oid": entry["oid"], "error": ""}
+        if entry["kind"] == "table" or any(
+            db.store.get(c).kind == "table" for c in entry["children"]
+        ):
+            case["error"] = "scistack:unsupportedKind"
+        elif entry["kind"] == "npy":
+            arr = db.store.get_value(entry["oid"])
+            case.update(descr=fx.descr_of(arr.dtype), shape=list(arr.shape))
+            if arr.dtype.kind in "US":
+                items = arr.reshape(-1).tolist()
+                texts = [v if isinstance(v, str) else v.decode("latin-1") for v in items]
+                # code points in hex ("61 62"): Octave's jsondecode stops a string at \u0000
+                case["strings"] = [" ".join(f"{ord(ch):x}" for ch in t) for t in texts]
+            else:
+                case.update(
+                    cls=fx.matlab_class(arr.dtype),
+                    size=fx.matlab_size(arr.shape),
+                    complex=arr.dtype.kind == "c",
+                    encodable=_matlab_keeps(arr),
+                )
+                (out / "npy" / f"{entry['name']}.bin").write_bytes(fx.column_major_bytes(arr))
+        elif entry["kind"] == "bytes":
+            case["hex"] = db.store.get(entry["oid"]).payload.hex()
+        cases.append(case)
+    (out / "cases.json").write_text(json.dumps(cases, indent=1))
+
+
+def _matlab_keeps(arr: np.ndarray) -> bool:
+    """Whether MATLAB's encode_npy of this array, decoded, writes the same payload."""
+    shape = arr.shape
+    if arr.dtype.kind not in "biufc" or arr.dtype.itemsize == 2 and arr.dtype.kind == "f":
+        return False
+    if len(shape) == 1:
+        return shape[0] != 1
+    if len(shape) == 2:
+        return shape != (1, 1) and shape[1] != 1
+    return len(shape) == 0 or shape[-1] != 1
 
 
 def envelope(x):

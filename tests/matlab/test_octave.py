@@ -4,7 +4,8 @@ from Python what the MATLAB side wrote.
 Two projects are built in temporary folders: the reader fixture (matlab/tests/make_fixtures.py:
 numpy, blake3 and zstandard only, following docs/format.md: the golden vectors the MATLAB
 decoders and encoders must match) and a project saved by the real scistack
-(matlab/tests/pyproject.py: values in packs, a table). Octave runs every matlab/tests/test_*.m
+(matlab/tests/pyproject.py: values in packs, a table, and the shared golden vectors of
+tests/data/golden, which the MATLAB suite decodes and re-encodes). Octave runs every matlab/tests/test_*.m
 once, saving through the real `scistack ingest` and running `scistack.for_each` through
 `scistack matlab-plan` / `matlab-commit` (the console script next to this Python, passed as
 SCISTACK_CLI). Python then checks the saved values and oids, runs a Python for_each on the
@@ -135,7 +136,7 @@ def test_octave_suite_passes(octave_run):
     assert int(counts.group(2)) == 0, out
     assert int(counts.group(1)) >= 80, f"too few Octave tests ran:\n{out}"
     assert "FAIL " not in proc.stdout
-    for suite in ("test_packs", "test_foreach", "test_save"):
+    for suite in ("test_packs", "test_foreach", "test_save", "test_golden"):
         assert f"PASS {suite}:" in proc.stdout, f"{suite} did not run"
 
 
