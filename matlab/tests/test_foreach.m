@@ -8,7 +8,7 @@ cases = {
     'runs every combination and saves with lineage; a rerun is cached, no call', @runs_then_cached
     'editing the code re-runs, a comment or blank line does not, helpers count', @edits
     'Fixed pins keys; several outputs; int, array and struct constants', @fixed_and_constants
-    'a variable saved below the iteration level arrives as a cell (aggregate)', @aggregate
+    'aggregates arrive as a cell; a struct output keeps its array as a child', @aggregate
     'missing inputs are reported per combination, not run', @missing
     'failures: continue records them and goes on, raise stops and raises', @failures
     'dry_run plans without running or recording', @dry_run
@@ -124,6 +124,12 @@ t_equal(r.counts.ran, 2, 'ran');
 n = NSessions().load('subject', 2);
 t_equal(n.data, 3, 'three sessions arrived in a cell');
 t_equal(n.metadata, struct('subject', 2), 'saved at the subject level');
+r = scistack.for_each(@summarise, struct('signal', RawEMG()), {PeakSummary()}, ...
+    'subject', [1 2], 'session', 'post');
+t_equal(r.counts.ran, 2, 'a struct output');
+x = PeakSummary().load('subject', 2, 'session', 'post');
+t_equal(x.data, struct('head', [2, 4, 6], 'label', 'emg', 'peak', 16), ...
+    'struct with a child array');
 end
 
 function missing(ctx)

@@ -181,8 +181,11 @@ def test_values_saved_from_matlab_decode_in_python(octave_ok):
     assert s["name"] == "x" and s["tags"] == ["a", "b"]
     assert s["arr"].dtype == np.int16 and s["arr"].shape == (1, 3)
     np.testing.assert_array_equal(s["arr"], [[1, 2, 3]])
-    typed = {"int8": (np.int8, [[1, -2, 3]]), "uint64": (np.uint64, [[1, 2**64 - 1]]),
-             "single": (np.float32, [[1.5, 2.5]])}
+    typed = {
+        "int8": (np.int8, [[1, -2, 3]]),
+        "uint64": (np.uint64, [[1, 2**64 - 1]]),
+        "single": (np.float32, [[1.5, 2.5]]),
+    }
     for name, (dtype, want) in typed.items():
         assert v[name].dtype == dtype, name
         np.testing.assert_array_equal(v[name], np.array(want, dtype=dtype))
@@ -190,7 +193,7 @@ def test_values_saved_from_matlab_decode_in_python(octave_ok):
     assert v["true"] is True
     assert v["list"] == [1.0, "a", None]
     assert v["dollar"] == {"$x": 1.0, "b": 2.0}
-    cube = v["cube"]                                   # MATLAB (i, j, k) is numpy [i-1, j-1, k-1]
+    cube = v["cube"]  # MATLAB (i, j, k) is numpy [i-1, j-1, k-1]
     assert cube.shape == (2, 3, 4) and cube[1, 2, 3] == 24.0 and cube[1, 0, 0] == 2.0
 
 
@@ -200,7 +203,7 @@ def test_matlab_payloads_hash_like_python(octave_ok):
     checked = 0
     for project, variables in (
         (root / "saved", ["SavedValue"]),
-        (pyproject, ["FilteredEMG", "Ratio", "NCount", "Edited", "NSessions"]),
+        (pyproject, ["FilteredEMG", "Ratio", "NCount", "Edited", "NSessions", "PeakSummary"]),
     ):
         with Database(project / "gait.duckdb") as db:
             for var in variables:
