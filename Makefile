@@ -19,7 +19,7 @@ demo: install
 
 # Octave runs the matlab/ tests; installed here so a fresh machine needs nothing by hand.
 octave:
-	@command -v octave-cli >/dev/null 2>&1 || { \
+	@{ command -v octave-cli && command -v zstd; } >/dev/null 2>&1 || { \
 	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends octave zstd >/dev/null; }

@@ -35,12 +35,12 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
     var = check_identifier(manifest["var"], "variable name")
     staged: dict[str, str] = {}
     for child in manifest.get("children", []):
-        staged[f"{_STAGED}{child['payload']}"] = _store(db, folder, child, staged)
+        staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
     planned = []
     for item in manifest["items"]:
         addr, vkeys = _addresses(db, var, item)
-        oid = _store(db, folder, item, staged)
-        planned.append((addr, vkeys, oid, item["kind"], summarize(db.store.get_value(oid))))
+        oid, value = store_staged(db, folder, item, staged)
+        planned.append((addr, vkeys, oid, item["kind"], summarize(value)))
     with db.batch():  # one journal append: all or nothing
         for addr, vkeys, oid, kind, summary in planned:
             db.index.put_ref(var, addr, vkeys, oid, kind, summary=summary)
@@ -75,7 +75,13 @@ def _addresses(db: Database, var: str, item: dict[str, Any]) -> tuple[dict, dict
     return addr, vkeys
 
 
-def _store(db: Database, folder: Path, entry: dict[str, Any], staged: dict[str, str]) -> str:
+def staged_name(entry: dict[str, Any]) -> str:
+    """The placeholder (`staged:payload-<n>.bin`) that json payloads use for a staged child."""
+    return f"{_STAGED}{entry['payload']}"
+
+
+def staged_payload(folder: Path, entry: dict[str, Any], staged: dict[str, str]) -> tuple[str, bytes]:
+    """(kind, payload) of a staged entry, with `staged:` child placeholders replaced by oids."""
     kind = entry.get("kind")
     if kind not in _KINDS:
         raise UnsupportedValueError(f"staged kind {kind!r} cannot be ingested; expected one of {_KINDS}")
@@ -83,11 +89,18 @@ def _store(db: Database, folder: Path, entry: dict[str, Any], staged: dict[str, 
     payload = (folder / name).read_bytes()
     if kind == "json":
         payload = dumps_canonical(_replace_refs(json.loads(payload), staged))
+    return kind, payload
+
+
+def store_staged(db: Database, folder: Path, entry: dict[str, Any], staged: dict[str, str]) -> tuple[str, Any]:
+    """Validate (decode) and store one staged payload; returns its oid and decoded value."""
+    kind, payload = staged_payload(folder, entry, staged)
     try:
-        decode_value(kind, payload, lambda oid: (db.store.get(oid).kind, db.store.get(oid).payload))
+        value = decode_value(kind, payload, lambda oid: (db.store.get(oid).kind, db.store.get(oid).payload))
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad payload
+        name = Path(entry["payload"]).name
         raise UnsupportedValueError(f"staged {kind} payload {name} does not decode: {exc}") from None
-    return db.store.put(kind, payload)
+    return db.store.put(kind, payload), value
 
 
 def _replace_refs(tree: Any, staged: dict[str, str]) -> Any:

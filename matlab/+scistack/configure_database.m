@@ -6,6 +6,10 @@ function db = configure_database(path, schema_keys)
 %   from <folder>/.scistack/objects and refs from <folder>/.scistack/refs.log. When
 %   <folder>/.scistack/config.json exists, its schema keys must equal SCHEMA_KEYS (same
 %   names, same order), else scistack:schemaMismatch.
+%   When PATH is a file name (not a folder) and the project does not exist yet, it is
+%   created as Python's configure_database creates it: <folder>/.scistack/config.json
+%   naming the database file and the schema keys (the objects, the journal and the
+%   .duckdb file appear with the first save).
 %   DB is a struct with fields root, path and schema_keys.
 if ~ischar(path) || isempty(path)
     error('scistack:badArgument', 'PATH must be the project''s .duckdb file or its folder');
@@ -57,9 +61,26 @@ if exist(config, 'file')
             '{%s} but configure_database was given {%s}: pass the same keys in the same ', ...
             'order'], root, quoted(saved), quoted(schema_keys));
     end
+elseif ~exist(path, 'dir')
+    create_project(root, path, schema_keys);
 end
 db = struct('root', root, 'path', path, 'schema_keys', {schema_keys});
 scistack.internal.project(db);
+end
+
+function create_project(root, path, schema_keys)
+[ok, msg] = mkdir(fullfile(root, '.scistack'));
+if ~ok
+    error('scistack:io', 'cannot create the project folder %s: %s', ...
+        fullfile(root, '.scistack'), msg);
+end
+[~, base, ext] = fileparts(path);
+config = containers.Map('KeyType', 'char', 'ValueType', 'any');
+config('db') = [base, ext];
+config('format') = int64(1);
+config('schema_keys') = schema_keys;
+scistack.internal.write_bytes(fullfile(root, '.scistack', 'config.json'), ...
+    [uint8(scistack.encode_json(config)), uint8(10)]);
 end
 
 function p = absolute(p)

@@ -109,8 +109,8 @@ switch kind
             pair = swapbytes(pair);
             swap = false;
         end
-        re = arrange(pair(1:2:end), shape, fortran);
-        im = arrange(pair(2:2:end), shape, fortran);
+        re = scistack.internal.npy_arrange(pair(1:2:end), shape, fortran);
+        im = scistack.internal.npy_arrange(pair(2:2:end), shape, fortran);
         x = complex(re, im);
         return
     case {'M', 'm'}
@@ -133,21 +133,7 @@ if (kind == 'U' || kind == 'S') && isempty(shape)
     x = flat{1};
     return
 end
-x = arrange(flat(:), shape, fortran);
-end
-
-function x = arrange(flat, shape, fortran)
-% C-order (or Fortran-order) flat data -> MATLAB array with numpy's indexing.
-nd = numel(shape);
-if nd == 0
-    x = reshape(flat, 1, 1);
-elseif nd == 1
-    x = reshape(flat, shape(1), 1);
-elseif fortran
-    x = reshape(flat, shape);
-else
-    x = permute(reshape(flat, fliplr(shape)), nd:-1:1);
-end
+x = scistack.internal.npy_arrange(flat(:), shape, fortran);
 end
 
 function c = strings_of(codes)

@@ -1,8 +1,9 @@
 function [value, info] = read_object(root, oid, context, raw)
 %READ_OBJECT The value of one object of a scistack project.
-%   VALUE = scistack.read_object(ROOT, OID) reads <ROOT>/.scistack/objects/<oid[0:2]>/<rest>,
-%   inflates it when it is a zstd frame (through the zstd command-line tool), checks the
-%   header "<kind> <len>\0" and the payload length, and decodes the payload:
+%   VALUE = scistack.read_object(ROOT, OID) reads <ROOT>/.scistack/objects/<oid[0:2]>/<rest>
+%   (or, when there is no such file, its record in a pack under objects/pack/), inflates
+%   it when it is a zstd frame (through the zstd command-line tool), checks the header
+%   "<kind> <len>\0" and the payload length, and decodes the payload:
 %     npy   -> array (scistack.decode_npy)
 %     json  -> value (scistack.decode_json; {"$ref": oid} children are read recursively)
 %     bytes -> uint8 column
@@ -29,18 +30,31 @@ if ~scistack.internal.is_oid(oid)
     error('scistack:invalidOid', ['%s"%s" is not a valid object id (64 lowercase hex ', ...
         'characters); the journal or the caller is corrupt'], context, shown);
 end
-path = fullfile(root, '.scistack', 'objects', oid(1:2), oid(3:end));
-if ~exist(path, 'file')
-    error('scistack:objectNotFound', ['%sobject %s is not in the object store %s; run ', ...
-        '`scistack fsck` to find refs that point to lost objects'], context, oid, ...
-        fullfile(root, '.scistack', 'objects'));
-end
 if nargin >= 4 && ~isempty(raw)
     bytes = raw;
 else
-    bytes = scistack.internal.read_bytes(path);
-    if numel(bytes) >= 4 && isequal(bytes(1:4)', uint8([40, 181, 47, 253]))
-        bytes = scistack.internal.zstd_inflate(path);
+    path = fullfile(root, '.scistack', 'objects', oid(1:2), oid(3:end));
+    if exist(path, 'file')
+        content = path;
+        if scistack.internal.is_zstd_file(path)
+            content = scistack.internal.zstd_to_file(path);
+            cleaner = onCleanup(@() delete(content));
+        end
+        if file_size(content) >= 1048576   % a large array: read it in place if it can be
+            [value, info, done] = scistack.internal.read_npy_file(content, oid);
+            if done
+                return
+            end
+        end
+        bytes = scistack.internal.read_bytes(content);
+    else
+        [bytes, where] = scistack.internal.read_stored(root, oid);
+        if isempty(where)
+            error('scistack:objectNotFound', ['%sobject %s is not in the object store %s ', ...
+                '(neither a loose file nor in a pack); run `scistack fsck` to find refs ', ...
+                'that point to lost objects'], context, oid, ...
+                fullfile(root, '.scistack', 'objects'));
+        end
     end
 end
 z = find(bytes(1:min(numel(bytes), 64)) == 0, 1);
@@ -93,4 +107,9 @@ if isempty(context)
 else
     c = context(1:end - 2);
 end
+end
+
+function n = file_size(path)
+d = dir(path);
+n = d.bytes;
 end

@@ -4,8 +4,9 @@ Uses only numpy, blake3 and zstandard (not the scistack package), so the MATLAB 
 tested against the written contract rather than against one implementation of it.
 
     python make_fixtures.py <dir>              build the fixture project in <dir>
-    python make_fixtures.py ingest <manifest>  reference ingester for a MATLAB staging manifest
-                                               (the contract `scistack ingest` implements)
+
+(The values MATLAB saves are ingested by the real `scistack ingest`; pyproject.py builds a
+project with the scistack package itself: packs, for_each lineage.)
 
 Layout of the fixture project (schema keys: subject, session):
 
@@ -26,7 +27,6 @@ import datetime as _dt
 import json
 import math
 import os
-import re
 import struct
 import sys
 from pathlib import Path
@@ -226,12 +226,6 @@ class Journal:
 
     def write(self):
         self.path.write_bytes(b"".join(self.lines))
-
-
-def read_journal(path: Path) -> list[dict]:
-    data = path.read_bytes() if path.exists() else b""
-    end = data.rfind(b"\n")
-    return [json.loads(line) for line in data[: end + 1].splitlines() if line.strip()] if end >= 0 else []
 
 
 # --------------------------------------------------------------------------------------
@@ -598,144 +592,7 @@ def build(root: Path, n_many: int = 2000) -> dict:
     return oids
 
 
-def read_object(root: Path, oid: str) -> tuple[str, bytes]:
-    """(kind, payload) of a stored object, checking its oid and length."""
-    if not re.fullmatch(r"[0-9a-f]{64}", oid):
-        raise ValueError(f"invalid oid {oid!r}")
-    data = (Path(root) / ".scistack" / "objects" / oid[:2] / oid[2:]).read_bytes()
-    if data[:4] == ZSTD_MAGIC:
-        data = zstandard.ZstdDecompressor().decompress(data)
-    head, _, payload = data.partition(b"\0")
-    kind, length = head.decode("ascii").split(" ")
-    if int(length) != len(payload) or blake3.blake3(data).hexdigest() != oid:
-        raise ValueError(f"object {oid} is corrupt")
-    return kind, payload
-
-
-def load_value(root: Path, oid: str):
-    """The Python value of an object (npy -> ndarray, json -> value with tags undone)."""
-    kind, payload = read_object(root, oid)
-    if kind == "npy":
-        return decode_npy(payload)
-    if kind == "bytes":
-        return payload
-    if kind != "json":
-        raise ValueError(f"cannot decode kind {kind}")
-    return from_tree(json.loads(payload), lambda child: load_value(root, child))
-
-
-def from_tree(tree, get_child):
-    if isinstance(tree, list):
-        return [from_tree(v, get_child) for v in tree]
-    if not isinstance(tree, dict):
-        return tree
-    if len(tree) == 1:
-        ((key, inner),) = tree.items()
-        if key == "$float":
-            return float(inner)
-        if key == "$tuple":
-            return tuple(from_tree(v, get_child) for v in inner)
-        if key == "$bytes":
-            return base64.b64decode(inner)
-        if key == "$complex":
-            return complex(from_tree(inner[0], get_child), from_tree(inner[1], get_child))
-        if key == "$dict":
-            return {k: from_tree(v, get_child) for k, v in inner}
-        if key == "$ref":
-            return get_child(inner)
-        if key == "$np":
-            dtype = np.dtype(inner[0])
-            v = inner[1]
-            if dtype.kind == "c":
-                v = complex(from_tree(v[0], None), from_tree(v[1], None))
-            elif dtype.kind == "f":
-                v = from_tree(v, None)
-            elif dtype.kind == "S":
-                v = base64.b64decode(v)
-            elif dtype.kind in "Mm":
-                return np.array(v, dtype="<i8").view(dtype)[()]
-            return dtype.type(v)
-    return {k: from_tree(v, get_child) for k, v in tree.items()}
-
-
-def current_records(root: Path) -> list[dict]:
-    """The current put record of each (var, addr, vkeys), folded as format.md section 2 says."""
-    records = read_journal(Path(root) / ".scistack" / "refs.log")
-    deleted = set()
-    for i, r in enumerate(records):
-        if r.get("op") == "del":
-            deleted.add((r["var"], canonical(r["addr"]), r["version"]))
-    best: dict = {}
-    for r in records:
-        if r.get("op") != "put" or (r["var"], canonical(r["addr"]), r["version"]) in deleted:
-            continue
-        key = (r["var"], canonical(r["addr"]), canonical(r["vkeys"]))
-        if key not in best or r["version"] >= best[key]["version"]:
-            best[key] = r
-    return list(best.values())
-
-
-# --------------------------------------------------------------------------------------
-# reference ingester: the contract of `scistack ingest MANIFEST` (see matlab/README.md)
-
-_PLACEHOLDER = re.compile(rb'\{"\$ref":"staged:([A-Za-z0-9_.-]+)"\}')
-
-
-def ingest(manifest_path: Path) -> list[str]:
-    manifest_path = Path(manifest_path).resolve()
-    stage = manifest_path.parent
-    root = stage.parent.parent.parent  # <root>/.scistack/staging/<id>/manifest.json
-    manifest = json.loads(manifest_path.read_bytes())
-    if manifest.get("format") != 1:
-        raise SystemExit(f"unsupported manifest format {manifest.get('format')!r}")
-    config = root / ".scistack" / "config.json"
-    schema = json.loads(config.read_bytes())["schema_keys"] if config.exists() else None
-    if schema is not None and manifest["schema_keys"] != schema:
-        raise SystemExit(f"schema keys {manifest['schema_keys']} differ from the project's {schema}")
-    for item in manifest["items"]:
-        extra = set(item["addr"]) - set(manifest["schema_keys"])
-        if extra or not item["addr"]:
-            raise SystemExit(f"bad address {item['addr']!r} for schema {manifest['schema_keys']}")
-    staged: dict[str, str] = {}
-
-    def store(entry) -> str:
-        payload = (stage / entry["payload"]).read_bytes()
-        if entry["kind"] == "json":
-            def sub(m):
-                return b'{"$ref":"' + staged[m.group(1).decode()].encode() + b'"}'
-            payload = _PLACEHOLDER.sub(sub, payload)
-        oid = put_object(root, entry["kind"], payload)
-        staged[entry["payload"]] = oid
-        return oid
-
-    for child in manifest.get("children", []):
-        store(child)
-    log = root / ".scistack" / "refs.log"
-    existing = read_journal(log)
-    out = []
-    lines = []
-    for item in manifest["items"]:
-        oid = store(item)
-        addr = item["addr"]
-        versions = [r["version"] for r in existing if r.get("op") == "put"
-                    and r["var"] == manifest["var"] and r["addr"] == addr]
-        rec = {"op": "put", "var": manifest["var"], "addr": addr, "vkeys": item["vkeys"],
-               "version": max(versions, default=0) + 1, "oid": oid, "kind": item["kind"],
-               "call": None, "params": {}, "summary": item["kind"],
-               "t": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
-        existing.append(rec)
-        lines.append(canonical(rec) + b"\n")
-        out.append(oid)
-    with open(log, "ab") as fh:
-        fh.write(b"".join(lines))
-    return out
-
-
 def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[0] == "ingest":
-        for oid in ingest(Path(argv[1])):
-            print(oid)
-        return 0
     if len(argv) == 1:
         build(Path(argv[0]))
         print(argv[0])

@@ -1,31 +1,32 @@
-function nfailed = run_all(fixture)
+function nfailed = run_all(fixture, pyproject)
 %RUN_ALL Run every matlab/tests/test_*.m and print one line per test, then
 %   "N passed, M failed". FIXTURE is a fixture project made by make_fixtures.py (default:
 %   the SCISTACK_FIXTURE environment variable, else one is built with python3 into a
-%   temporary folder). Outside an interactive session, exits with status 1 on any failure.
+%   temporary folder); PYPROJECT a project made by pyproject.py with the real scistack
+%   (default: SCISTACK_PYPROJECT, else built the same way). Saving and for_each run the
+%   `scistack` command named by SCISTACK_CLI (default: scistack on the PATH); the Python
+%   is SCISTACK_PYTHON (default python3). Outside an interactive session, exits with
+%   status 1 on any failure.
 %
-%   octave-cli --no-gui --eval "cd matlab/tests; run_all('/path/to/fixture')"
+%   octave-cli --no-gui --eval "cd matlab/tests; run_all()"
 here = fileparts(mfilename('fullpath'));
 addpath(fullfile(here, '..'));
 addpath(here);
 addpath(fullfile(here, 'vars'));
+addpath(fullfile(here, 'funcs'));
 if nargin < 1 || isempty(fixture)
     fixture = getenv('SCISTACK_FIXTURE');
 end
 if isempty(fixture)
-    fixture = tempname();
-    py = getenv('SCISTACK_PYTHON');
-    if isempty(py)
-        py = 'python3';
-    end
-    [status, out] = system(sprintf('%s %s %s', py, ...
-        scistack.internal.shell_quote(fullfile(here, 'make_fixtures.py')), ...
-        scistack.internal.shell_quote(fixture)));
-    if status ~= 0
-        error('run_all:fixture', 'could not build the fixture project:\n%s', out);
-    end
+    fixture = build(here, 'make_fixtures.py', '');
 end
-ctx = struct('fixture', fixture, 'here', here);
+if nargin < 2 || isempty(pyproject)
+    pyproject = getenv('SCISTACK_PYPROJECT');
+end
+if isempty(pyproject)
+    pyproject = build(here, 'pyproject.py', 'build');
+end
+ctx = struct('fixture', fixture, 'here', here, 'pyproject', pyproject);
 files = dir(fullfile(here, 'test_*.m'));
 names = sort({files.name});
 passed = 0;
@@ -61,6 +62,20 @@ fprintf('%d passed, %d failed\n', passed, failed);
 nfailed = failed;
 if failed > 0 && ~interactive()
     exit(1);
+end
+end
+
+function folder = build(here, script, command)
+folder = tempname();
+py = getenv('SCISTACK_PYTHON');
+if isempty(py)
+    py = 'python3';
+end
+q = @scistack.internal.shell_quote;
+[status, out] = system(sprintf('%s %s %s %s', py, q(fullfile(here, script)), command, ...
+    q(folder)));
+if status ~= 0
+    error('run_all:fixture', 'could not build a test project with %s:\n%s', script, out);
 end
 end
 

@@ -1,8 +1,8 @@
 function cases = test_save(ctx) %#ok<INUSD>
 %TEST_SAVE The write side: staging folder, manifest format, payload bytes, and save/load
-%   round trips through the reference ingester (make_fixtures.py ingest, the contract that
-%   `scistack ingest` implements). Saved values land in <fixture>/saved, which the pytest
-%   wrapper then decodes with numpy.
+%   round trips through the real `scistack ingest` (the command SCISTACK_CLI names). Saved
+%   values land in <fixture>/saved, a project configure_database creates; the pytest
+%   wrapper then checks them with scistack and numpy (same bytes, same oids).
 cases = {
     'stage writes payloads and a canonical manifest.json', @staging
     'metadata: whole numbers -> JSON ints, others floats, char -> strings', @metadata
@@ -10,29 +10,13 @@ cases = {
     'save_many ingests several values at once, versions count up', @many
     'a failed ingest keeps the staging folder and says how to retry', @failed_ingest
     'bad save arguments are refused before anything is written', @bad_args
+    'configure_database creates a new project as Python does', @creates_project
     };
 end
 
 function root = saved_project(ctx)
 root = fullfile(ctx.fixture, 'saved');
-if ~exist(fullfile(root, '.scistack'), 'dir')
-    mkdir(fullfile(root, '.scistack', 'objects'));
-    fid = fopen(fullfile(root, '.scistack', 'config.json'), 'w');
-    fprintf(fid, '{"format":1,"schema_keys":["subject","session"]}\n');
-    fclose(fid);
-end
-t_use(ctx, root);
-end
-
-function restore = use_ingester(ctx)
-py = getenv('SCISTACK_PYTHON');
-if isempty(py)
-    py = 'python3';
-end
-old = getenv('SCISTACK_CLI');
-setenv('SCISTACK_CLI', [py, ' ', scistack.internal.shell_quote( ...
-    fullfile(ctx.here, 'make_fixtures.py'))]);
-restore = onCleanup(@() setenv('SCISTACK_CLI', old));
+scistack.configure_database(fullfile(root, 'gait.duckdb'), {'subject', 'session'});
 end
 
 function staging(ctx)
@@ -77,7 +61,6 @@ end
 
 function round_trip(ctx)
 root = saved_project(ctx);
-restore = use_ingester(ctx); %#ok<NASGU>
 values = {
     'matrix', [1, 2, 3; 4, 5, 6]
     'col', (1:4)'
@@ -89,6 +72,14 @@ values = {
     'complex', complex([1; 2], [3; -4])
     'empty', []
     'nan', NaN
+    'int8', int8([1, -2, 3])
+    'uint64', uint64([1, 18446744073709551615])
+    'single', single([1.5, 2.5])
+    'bigint', int64(9007199254740993)
+    'true', true
+    'list', {1, 'a', []}
+    'dollar', containers.Map({'$x', 'b'}, {1, 2})
+    'cube', reshape(1:24, 2, 3, 4)
     };
 for k = 1:size(values, 1)
     oid = SavedValue().save(values{k, 2}, 'subject', 1, 'session', values{k, 1});
@@ -110,7 +101,9 @@ end
 
 function many(ctx)
 saved_project(ctx);
-restore = use_ingester(ctx); %#ok<NASGU>
+old_db = getenv('SCISTACK_DB');
+restore = onCleanup(@() setenv('SCISTACK_DB', old_db)); %#ok<NASGU>
+setenv('SCISTACK_DB', ctx.pyproject);   % another project: the command must not follow it
 oids = SavedValue().save_many({10, 20, 'x'}, {{'subject', 2, 'session', 'pre'}, ...
     {'subject', 2, 'session', 'post'}, {'subject', 2, 'session', 'pre', 'note', 'v'}});
 t_equal(numel(oids), 3, 'three oids');
@@ -147,4 +140,18 @@ t_error(@() SavedValue().save(1, 'subject', 1, 'version', 2), 'scistack:badArgum
     'reserved');
 t_error(@() SavedValue().save(1, 'subject', [1, 2]), 'scistack:badArgument', 'subject');
 t_error(@() SavedValue().save(@sin, 'subject', 1), 'scistack:unsupportedValue');
+end
+
+function creates_project(ctx) %#ok<INUSD>
+root = tempname();
+mkdir(root);
+scistack.configure_database(fullfile(root, 'new.duckdb'), {'subject', 'session'});
+config = jsondecode(fileread(fullfile(root, '.scistack', 'config.json')));
+t_equal(config.db, 'new.duckdb', 'db');
+t_equal(config.schema_keys, {'subject'; 'session'}, 'schema keys');
+oid = SavedValue().save(int64(7), 'subject', 1);
+t_equal(SavedValue().load('subject', 1).oid, oid, 'a MATLAB-only project takes saves');
+t_error(@() scistack.configure_database(fullfile(root, 'new.duckdb'), {'subject'}), ...
+    'scistack:schemaMismatch');
+rmdir(root, 's');
 end

@@ -317,3 +317,36 @@ def ingest(project: _Project, manifest: str) -> None:
         project.path = str(project_of_manifest(manifest))
     for oid in ingest_manifest(project.db, manifest):
         click.echo(oid)
+
+
+@main.command("matlab-plan")
+@click.argument("plan", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def matlab_plan(project: _Project, plan: str) -> None:
+    """Plan a MATLAB for_each: which combinations are cached, missing, or must run.
+
+    PLAN is `<project>/.scistack/staging/<id>/plan.json` (written by scistack.for_each in
+    MATLAB); the plan is written beside it as plan-result.json. Records nothing."""
+    from scistack.ingest import project_of_manifest
+    from scistack.matlab_bridge import plan as make_plan
+
+    if project.path is None:
+        project.path = str(project_of_manifest(plan))
+    counts = make_plan(project.db, plan)["counts"]
+    click.echo(", ".join(f"{n} {status}" for status, n in counts.items()))
+
+
+@main.command("matlab-commit")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def matlab_commit(project: _Project, results: str) -> None:
+    """Record what a MATLAB for_each ran: outputs, call records, call cache, refs, run report.
+
+    RESULTS is `<staging>/results.json` beside the plan.json and plan-result.json of the
+    same run; commit-result.json is written beside it. All or nothing."""
+    from scistack.ingest import project_of_manifest
+    from scistack.matlab_bridge import commit
+
+    if project.path is None:
+        project.path = str(project_of_manifest(results))
+    click.echo(commit(project.db, results)["summary"])

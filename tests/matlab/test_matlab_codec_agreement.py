@@ -53,3 +53,17 @@ def test_json_payloads_agree(name):
         return fx.oid_of("npy", fx.npy_payload(arr))
 
     assert bytes(encode_json(value, child)) == fx.json_payload(value, child)
+
+
+def test_zero_d_arrays_keep_shape_and_oid():
+    """A 0-d array is stored with shape () (not (1,)), so MATLAB and Python agree on its oid."""
+    import numpy as np
+
+    from scistack.objects.codec import decode_value
+    from scistack.objects.store import hash_value
+
+    arr = np.array(2.5)
+    payload = b"".join(bytes(p) for p in encode_npy(arr))
+    assert payload == fx.npy_payload(arr)
+    assert hash_value(arr) == fx.oid_of("npy", fx.npy_payload(arr))
+    assert decode_value("npy", payload, None).shape == ()

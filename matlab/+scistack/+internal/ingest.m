@@ -2,17 +2,13 @@ function oids = ingest(manifest, folder, n)
 %INGEST Run `<SCISTACK_CLI> ingest MANIFEST` (SCISTACK_CLI defaults to 'scistack') and
 %   return the N oids it prints (one 64-hex oid per item, in manifest order). The staging
 %   folder is removed after a successful ingest and kept (named in the error) otherwise.
-cli = getenv('SCISTACK_CLI');
-if isempty(cli)
-    cli = 'scistack';
-end
-cmd = sprintf('%s ingest %s', cli, scistack.internal.shell_quote(manifest));
-[status, out] = system(cmd);
+root = fileparts(fileparts(fileparts(folder)));   % <root>/.scistack/staging/<id>
+[status, out, err, cmd] = scistack.internal.run_cli('ingest', manifest, root);
 if status ~= 0
     error('scistack:ingestFailed', ['`%s` failed (exit %d):\n%s\nThe staged values are ', ...
         'kept in %s; once the Python scistack is installed (pip install scistack, or set ', ...
         'SCISTACK_CLI to the command that runs it) retry with: scistack ingest %s'], ...
-        cmd, status, strtrim(out), folder, manifest);
+        cmd, status, strtrim([err, ' ', out]), folder, manifest);
 end
 oids = regexp(out, '(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])', 'match');
 if numel(oids) < n

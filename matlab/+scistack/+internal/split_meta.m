@@ -18,7 +18,7 @@ for k = 1:2:numel(args)
         error('scistack:badArgument', ['"%s" is reserved and cannot be a metadata key; ', ...
             'rename it'], name);
     end
-    v = meta_value(name, args{k + 1});
+    v = scistack.internal.meta_value(name, args{k + 1});
     if any(strcmp(name, cfg.schema_keys))
         addr(name) = v;
     else
@@ -29,27 +29,4 @@ if addr.Count == 0
     error('scistack:badArgument', ['a value must be saved at an address: give at least ', ...
         'one schema key (%s)'], strjoin(cfg.schema_keys, ', '));
 end
-end
-
-function v = meta_value(name, v)
-if ischar(v) && (isempty(v) || size(v, 1) == 1)
-    return
-end
-if islogical(v) && isscalar(v)
-    return
-end
-if isnumeric(v) && isscalar(v) && isreal(v)
-    if isinteger(v)
-        return
-    end
-    d = double(v);
-    if isfinite(d) && d == round(d) && abs(d) <= 9007199254740992
-        v = int64(d);
-    else
-        v = d;
-    end
-    return
-end
-error('scistack:badArgument', ['metadata "%s" must be a number, a logical or a char row ', ...
-    '(got a %s %s)'], name, mat2str(size(v)), class(v));
 end

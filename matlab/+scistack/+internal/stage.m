@@ -14,7 +14,7 @@ box('child') = [];
 put_child = @(kind, bytes) add_payload(box, kind, bytes, true);
 items = cell(1, numel(values));
 for k = 1:numel(values)
-    [kind, bytes] = encode_value(values{k}, put_child);
+    [kind, bytes] = scistack.internal.encode_value(values{k}, put_child);
     name = add_payload(box, kind, bytes, false);
     items{k} = struct('addr', addrs{k}, 'kind', kind, 'payload', name, 'vkeys', vkeys{k});
 end
@@ -48,17 +48,6 @@ for k = 1:numel(names)
 end
 manifest = fullfile(folder, 'manifest.json');
 scistack.internal.write_bytes(manifest, [uint8(text), uint8(10)]);
-end
-
-function [kind, bytes] = encode_value(x, put_child)
-if (isnumeric(x) || islogical(x)) && numel(x) ~= 1 && ...
-        ~(isa(x, 'double') && isequal(size(x), [0, 0]))
-    kind = 'npy';
-    bytes = scistack.encode_npy(x);
-else
-    kind = 'json';
-    bytes = uint8(scistack.encode_json(x, put_child));
-end
 end
 
 function out = add_payload(box, kind, bytes, is_child)

@@ -1,0 +1,435 @@
+function report = for_each(fn, inputs, outputs, varargin)
+%FOR_EACH Run a MATLAB function over every combination of metadata, with caching and lineage.
+%   scistack.for_each(@bandpass, struct('signal', RawEMG(), 'low_hz', 20), {FilteredEMG()}, ...
+%       'subject', [1 2 3], 'session', {'pre', 'post'})
+%   calls bandpass(signal, low_hz) for each of the 6 combinations, with signal loaded from
+%   RawEMG at that subject and session, and saves the result as FilteredEMG there, with its
+%   lineage (function, code, inputs, constants). A combination already computed by the same
+%   code from the same inputs is skipped (cached), exactly as for_each does in Python.
+%
+%   FN      a named function in a .m file (@bandpass or 'bandpass'). Its identity is the
+%           normalised text of the file (comments, blank lines and trailing spaces do not
+%           count): editing the code re-runs, editing a comment does not.
+%   INPUTS  struct: field = parameter name of FN; value = a variable (RawEMG(): loaded at
+%           each combination), scistack.Fixed(RawEMG(), 'session', 'baseline') (some keys
+%           pinned), or anything else: a constant (recorded in lineage; queryable from
+%           Python as load(low_hz=20)). Arguments are passed by position in FN's parameter
+%           order, matched by name (with varargin, unmatched inputs follow in field order).
+%           A variable saved below the combination's level (e.g. per session, iterating
+%           subjects only) arrives as a cell array of the values found.
+%   OUTPUTS a variable or a cell array of variables ({FilteredEMG()}); FN is called with
+%           that many output arguments.
+%   Name/value pairs: schema keys to iterate (a numeric vector, a cell array, one value,
+%   or [] for every value stored for that key), and the options
+%       'dry_run', true        plan only: report what would run
+%       'on_error', 'raise'    stop at the first failure and raise it (default 'continue':
+%                              record the failure and go on)
+%       'helpers', {@smooth}   other functions whose files count in FN's identity
+%
+%   REPORT is a struct: function, counts (ran, cached, missing, failed, skipped), items
+%   (one per combination: combo, status, duration, error, missing, outputs), calls (how
+%   many times FN ran), duration, run_id and summary (printed when no output is requested).
+%
+%   Python does the bookkeeping: one `scistack matlab-plan` call before and one
+%   `scistack matlab-commit` call after the loop, however many combinations there are
+%   (SCISTACK_CLI names the command; matlab/README.md has the file formats).
+cfg = scistack.internal.project();
+t_all = tic;
+[name, file, handle] = function_file(fn, 'the function');
+[opts, iterate] = parse_options(cfg, varargin);
+helper_files = cell(1, numel(opts.helpers));
+for k = 1:numel(opts.helpers)
+    [~, helper_files{k}] = function_file(opts.helpers{k}, 'a helper');
+end
+[out_vars, out_names] = output_list(outputs);
+if ~isstruct(inputs) || ~isscalar(inputs)
+    error('scistack:badArgument', ['INPUTS must be a scalar struct: parameter name -> ', ...
+        'variable, scistack.Fixed(...) or constant, e.g. struct(''signal'', RawEMG(), ', ...
+        '''low_hz'', 20)']);
+end
+names = fieldnames(inputs)';
+if numel(unique(out_names)) ~= numel(out_names)
+    error('scistack:badArgument', 'OUTPUTS names a variable twice');
+end
+stage = scistack.internal.Staging(cfg.root);
+try
+    [spec, is_const] = input_specs(stage, inputs, names);
+    req = containers.Map('KeyType', 'char', 'ValueType', 'any');
+    req('children') = stage.children;
+    req('format') = int64(1);
+    req('function') = struct('file', file, 'helpers', {helper_files}, 'name', name);
+    req('inputs') = spec;
+    req('iterate') = iterate;
+    req('order') = names;
+    req('outputs') = out_names;
+    req('schema_keys') = cfg.schema_keys;
+    req('writer') = 'scistack-matlab';
+    n_plan_children = numel(stage.children);
+    plan_path = stage.write_json('plan.json', req);
+    [status, out, err] = scistack.internal.run_cli('matlab-plan', plan_path, cfg.root);
+    if status ~= 0
+        error('scistack:planFailed', 'for_each(%s): %s', name, cli_message(err, out, status));
+    end
+    P = stage.read_json('plan-result.json');
+catch e
+    stage.remove();
+    rethrow(e);
+end
+combos = member(P, 'combos');
+order = member(P, 'arguments');
+statuses = cellfun(@(c) c.status, combos, 'UniformOutput', false);
+n = numel(combos);
+outputs_of = cell(1, n);
+for k = find(strcmp(statuses, 'cached'))
+    outputs_of{k} = combos{k}.outs;
+end
+if opts.dry_run
+    stage.remove();
+    statuses(strcmp(statuses, 'run')) = {'would_run'};
+    report = make_report(name, combos, statuses, zeros(1, n), cell(1, n), outputs_of, 0, ...
+        toc(t_all), '');
+    report.summary = ['[dry run] ', report.summary];
+    show_summary(report, nargout);
+    return
+end
+
+results = cell(1, 0);
+errors = cell(1, n);
+durations = zeros(1, n);
+calls = 0;
+stopped = [];
+rescan = true;      % look at the pack folder once; the inputs exist throughout the run
+for k = find(strcmp(statuses, 'run'))
+    if ~isempty(stopped)
+        statuses{k} = 'skipped';
+        continue
+    end
+    c = combos{k};
+    started = scistack.internal.unix_time();
+    t0 = tic;
+    try
+        args = load_arguments(cfg, c, order, is_const, inputs, rescan);
+        rescan = false;
+        values = cell(1, numel(out_vars));
+        calls = calls + 1;
+        [values{:}] = handle(args{:});
+        entries = stage.add_values(values);
+        durations(k) = toc(t0);
+        results{end + 1} = struct('duration', durations(k), 'index', int64(k - 1), ...
+            'outputs', {entries}, 'started', started, 'status', 'ran'); %#ok<AGROW>
+        statuses{k} = 'ran';
+    catch e
+        durations(k) = toc(t0);
+        errors{k} = error_text(e);
+        results{end + 1} = struct('duration', durations(k), 'error', errors{k}, ...
+            'index', int64(k - 1), 'started', started, 'status', 'failed', ...
+            'traceback', stack_text(e)); %#ok<AGROW>
+        statuses{k} = 'failed';
+        if strcmp(opts.on_error, 'raise')
+            stopped = struct('index', k, 'error', e);
+        end
+    end
+end
+
+res = containers.Map('KeyType', 'char', 'ValueType', 'any');
+res('children') = stage.children(n_plan_children + 1:end);
+res('duration') = toc(t_all);
+res('env') = environment();
+res('format') = int64(1);
+res('results') = results;
+res('writer') = 'scistack-matlab';
+results_path = stage.write_json('results.json', res);
+[status, out, err] = scistack.internal.run_cli('matlab-commit', results_path, ...
+    cfg.root);
+if status ~= 0
+    error('scistack:commitFailed', ['for_each(%s) ran %d combination(s) but recording ', ...
+        'them failed: %s\nThe outputs are kept in %s; retry with: scistack matlab-commit %s'], ...
+        name, calls, cli_message(err, out, status), stage.folder, results_path);
+end
+C = stage.read_json('commit-result.json');
+stage.remove();
+committed = member(C, 'outputs');
+for k = 1:n
+    if ~isempty(committed{k})
+        outputs_of{k} = committed{k};
+    end
+end
+report = make_report(name, combos, statuses, durations, errors, outputs_of, calls, ...
+    toc(t_all), member(C, 'run_id'));
+show_summary(report, nargout);
+if ~isempty(stopped)
+    c = combos{stopped.index};
+    error('scistack:forEachFailed', 'for_each(%s) stopped at %s: %s', name, ...
+        combo_text(c.combo), error_text(stopped.error));
+end
+end
+
+% -- arguments -------------------------------------------------------------------------
+function [name, file, handle] = function_file(fn, what)
+if isa(fn, 'function_handle')
+    name = func2str(fn);
+    if ~isempty(name) && name(1) == '@'
+        name = name(2:end);
+    end
+    if any(name == '(')
+        error('scistack:badArgument', ['for_each needs %s as a named function in a .m ', ...
+            'file (@bandpass), not an anonymous function: its identity is the text of ', ...
+            'its file'], what);
+    end
+elseif ischar(fn) && ~isempty(fn)
+    name = fn;
+else
+    error('scistack:badArgument', ['for_each needs %s as a function handle (@bandpass) ', ...
+        'or a function name, got a %s'], what, class(fn));
+end
+file = which(name);
+[~, ~, ext] = fileparts(file);
+if isempty(file) || ~strcmpi(ext, '.m') || ~exist(file, 'file')
+    error('scistack:badArgument', ['%s is not a function in a .m file on the path ', ...
+        '(which says "%s"); for_each identifies a function by the text of its file'], ...
+        name, file);
+end
+handle = str2func(name);
+end
+
+function [opts, iterate] = parse_options(cfg, args)
+opts = struct('dry_run', false, 'on_error', 'continue', 'helpers', {cell(1, 0)});
+iterate = cell(1, 0);
+if mod(numel(args), 2) ~= 0
+    error('scistack:badArgument', ['after OUTPUTS, for_each takes name/value pairs: ', ...
+        'schema keys to iterate (''subject'', [1 2 3]) and options']);
+end
+for k = 1:2:numel(args)
+    key = args{k};
+    v = args{k + 1};
+    if ~ischar(key) || isempty(key)
+        error('scistack:badArgument', 'for_each argument %d must be a name (char)', k + 3);
+    end
+    switch key
+        case 'dry_run'
+            opts.dry_run = logical(v);
+        case 'on_error'
+            if ~ischar(v) || ~any(strcmp(v, {'continue', 'raise'}))
+                error('scistack:badArgument', ['''on_error'' is ''continue'' (record and go ', ...
+                    'on) or ''raise'' (stop at the first failure)']);
+            end
+            opts.on_error = v;
+        case 'helpers'
+            if ~iscell(v)
+                v = {v};
+            end
+            opts.helpers = v(:)';
+        otherwise
+            if ~any(strcmp(key, cfg.schema_keys))
+                error('scistack:badArgument', ['for_each iterates schema keys only; "%s" is ', ...
+                    'not in the schema {%s} (nor an option: dry_run, on_error, helpers). Pass ', ...
+                    'other settings through INPUTS as constants'], key, ...
+                    strjoin(cfg.schema_keys, ', '));
+            end
+            iterate{end + 1} = {key, iterate_values(key, v)}; %#ok<AGROW>
+    end
+end
+end
+
+function vals = iterate_values(key, v)
+if isempty(v)
+    vals = cell(1, 0);        % every value stored for this key
+elseif iscell(v)
+    vals = cell(1, numel(v));
+    for j = 1:numel(v)
+        vals{j} = scistack.internal.meta_value(key, v{j});
+    end
+elseif ischar(v)
+    vals = {v};
+elseif isnumeric(v) || islogical(v)
+    vals = cell(1, numel(v));
+    for j = 1:numel(v)
+        vals{j} = scistack.internal.meta_value(key, v(j));
+    end
+else
+    error('scistack:badArgument', ['values of "%s" must be numbers, a cell array or ', ...
+        'char, got a %s'], key, class(v));
+end
+end
+
+function [vars, names] = output_list(outputs)
+if ~iscell(outputs)
+    outputs = {outputs};
+end
+vars = outputs(:)';
+names = cell(1, numel(vars));
+if isempty(vars)
+    error('scistack:badArgument', ['for_each needs at least one output variable, e.g. ', ...
+        '{FilteredEMG()}']);
+end
+for k = 1:numel(vars)
+    if ~isa(vars{k}, 'scistack.BaseVariable')
+        error('scistack:badArgument', ['OUTPUTS must be variables such as {FilteredEMG()}; ', ...
+            'element %d is a %s'], k, class(vars{k}));
+    end
+    names{k} = vars{k}.variable_name();
+end
+end
+
+function [spec, is_const] = input_specs(stage, inputs, names)
+spec = containers.Map('KeyType', 'char', 'ValueType', 'any');
+is_const = containers.Map('KeyType', 'char', 'ValueType', 'logical');
+for k = 1:numel(names)
+    v = inputs.(names{k});
+    is_const(names{k}) = false;
+    if isa(v, 'scistack.Fixed')
+        pins = containers.Map('KeyType', 'char', 'ValueType', 'any');
+        for j = 1:numel(v.keys)
+            pins(v.keys{j}) = v.values{j};
+        end
+        spec(names{k}) = struct('fixed', pins, 'var', v.variable.variable_name());
+    elseif isa(v, 'scistack.BaseVariable')
+        spec(names{k}) = struct('var', v.variable_name());
+    else
+        try
+            entries = stage.add_values({v});
+        catch e
+            id = e.identifier;
+            if isempty(id)
+                id = 'scistack:unsupportedValue';
+            end
+            error(id, 'input "%s": %s', names{k}, e.message);
+        end
+        spec(names{k}) = entries{1};
+        is_const(names{k}) = true;
+    end
+end
+end
+
+function args = load_arguments(cfg, c, order, is_const, inputs, rescan)
+oids = cell(1, 0);
+for a = 1:numel(order)
+    if ~is_const(order{a})
+        rec = c.inputs.(order{a});
+        if isfield(rec, 'members')
+            oids = [oids, rec.members]; %#ok<AGROW>
+        else
+            oids{end + 1} = rec.oid; %#ok<AGROW>
+        end
+    end
+end
+raw = scistack.internal.prefetch(cfg.root, oids, rescan);
+r = 0;
+args = cell(1, numel(order));
+for a = 1:numel(order)
+    if is_const(order{a})
+        args{a} = inputs.(order{a});
+        continue
+    end
+    rec = c.inputs.(order{a});
+    if isfield(rec, 'members')
+        vals = cell(1, numel(rec.members));
+        for m = 1:numel(rec.members)
+            r = r + 1;
+            vals{m} = scistack.read_object(cfg.root, rec.members{m}, rec.var, raw{r});
+        end
+        args{a} = vals;
+    else
+        r = r + 1;
+        args{a} = scistack.read_object(cfg.root, rec.oid, rec.var, raw{r});
+    end
+end
+end
+
+function v = member(obj, key)
+% A member of a parsed JSON object: a struct, or a containers.Map when some key is not a
+% valid field name (such as "function").
+if isa(obj, 'containers.Map')
+    v = obj(key);
+else
+    v = obj.(key);
+end
+end
+
+% -- results ---------------------------------------------------------------------------
+function env = environment()
+if scistack.internal.is_octave()
+    env = struct('language', 'matlab', 'octave', version());
+else
+    env = struct('language', 'matlab', 'matlab', version());
+end
+end
+
+function t = error_text(e)
+if isempty(e.identifier)
+    t = e.message;
+else
+    t = [e.identifier, ': ', e.message];
+end
+end
+
+function t = stack_text(e)
+lines = cell(1, numel(e.stack));
+for s = 1:numel(e.stack)
+    lines{s} = sprintf('  at %s line %d', e.stack(s).name, e.stack(s).line);
+end
+t = strjoin([{error_text(e)}, lines], sprintf('\n'));
+end
+
+function t = cli_message(err, out, status)
+t = strtrim(regexprep([err, ' ', out], '^\s*error:\s*', ''));
+if isempty(t)
+    t = sprintf('the scistack command exited with status %d and printed nothing', status);
+end
+end
+
+function t = combo_text(combo)
+% The combination as text, keys in schema order: subject=1, session='pre'.
+cfg = scistack.internal.project();
+keys = cfg.schema_keys(isfield(combo, cfg.schema_keys));
+vals = cellfun(@(k) combo.(k), keys, 'UniformOutput', false);
+t = scistack.internal.describe(keys, vals);
+end
+
+function report = make_report(name, combos, statuses, durations, errors, outputs_of, ...
+    calls, duration, run_id)
+n = numel(combos);
+items = repmat(struct('combo', struct(), 'status', '', 'duration', 0, 'error', '', ...
+    'missing', {cell(1, 0)}, 'outputs', {cell(1, 0)}), n, 1);
+lines = cell(1, 0);
+for k = 1:n
+    c = combos{k};
+    items(k).combo = c.combo;
+    items(k).status = statuses{k};
+    items(k).duration = durations(k);
+    if ~isempty(errors{k})
+        items(k).error = errors{k};
+        lines{end + 1} = sprintf('  failed %s: %s', combo_text(c.combo), errors{k}); %#ok<AGROW>
+    end
+    if isfield(c, 'detail')
+        items(k).missing = c.detail;
+        lines{end + 1} = sprintf('  missing at %s: %s', combo_text(c.combo), ...
+            strjoin(c.detail, '; ')); %#ok<AGROW>
+    end
+    if ~isempty(outputs_of{k})
+        items(k).outputs = outputs_of{k};
+    end
+end
+names = {'ran', 'cached', 'missing', 'failed', 'skipped', 'would_run'};
+counts = struct();
+parts = cell(1, 0);
+for j = 1:numel(names)
+    counts.(names{j}) = sum(strcmp(statuses, names{j}));
+    if counts.(names{j}) > 0 || j <= 4
+        parts{end + 1} = sprintf('%d %s', counts.(names{j}), names{j}); %#ok<AGROW>
+    end
+end
+head = sprintf('for_each(%s): %s in %.2f s', name, strjoin(parts, ', '), duration);
+if numel(lines) > 5
+    lines = [lines(1:5), {sprintf('  ... and %d more', numel(lines) - 5)}];
+end
+report = struct('function', name, 'counts', counts, 'items', items, 'calls', calls, ...
+    'duration', duration, 'run_id', run_id, ...
+    'summary', strjoin([{head}, lines], sprintf('\n')));
+end
+
+function show_summary(report, n_out)
+if n_out == 0
+    fprintf('%s\n', report.summary);
+end
+end

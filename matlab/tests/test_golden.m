@@ -1,0 +1,161 @@
+function cases = test_golden(ctx) %#ok<INUSD>
+%TEST_GOLDEN The shared golden vectors (tests/data/golden, written by Python's object store
+%   and pinned by the Python tests) read from MATLAB: every npy, json and bytes object decodes
+%   from the object file as the store wrote it (raw or zstd), arrays to the class, size and
+%   values numpy has; MATLAB's encoders give back the very payloads (so the same oids) where
+%   MATLAB keeps the value exactly; table objects raise scistack:unsupportedKind.
+%   pyproject.py copies the object files into the project and writes golden/cases.json.
+cases = {
+    'npy arrays decode to numpy''s class, size and values', @arrays
+    'encode_npy of a decoded array gives the golden payload back', @arrays_encode
+    'npy strings, json values and bytes decode', @others
+    'json values MATLAB keeps exactly encode to the golden payload', @json_encode
+    'table objects (and json holding one) raise scistack:unsupportedKind', @tables
+    };
+end
+
+function C = golden_cases(ctx)
+C = jsondecode(fileread(fullfile(ctx.pyproject, 'golden', 'cases.json')));
+if isstruct(C)
+    C = num2cell(C);
+end
+end
+
+function payload = golden_payload(ctx, oid)
+bytes = scistack.internal.read_stored(ctx.pyproject, oid);
+z = find(bytes == 0, 1);
+payload = bytes(z + 1:end)';
+end
+
+function arrays(ctx)
+C = golden_cases(ctx);
+n = 0;
+for k = 1:numel(C)
+    c = C{k};
+    if ~strcmp(c.kind, 'npy') || ~isfield(c, 'cls') || isempty(c.cls)
+        continue
+    end
+    [x, info] = scistack.read_object(ctx.pyproject, c.oid);
+    t_equal(info.descr, c.descr, [c.name, ' descr']);
+    t_assert(strcmp(class(x), c.cls), '%s: class %s, expected %s', c.name, class(x), c.cls);
+    t_assert(isequal(size(x), c.size(:)'), '%s: size %s, expected %s', c.name, ...
+        mat2str(size(x)), mat2str(c.size(:)'));
+    t_assert(iscomplex(x) == c.complex, '%s: complexity', c.name);
+    if c.complex
+        v = [real(x(:)).'; imag(x(:)).'];
+        got = typecast(v(:), 'uint8');
+    elseif islogical(x)
+        got = uint8(x(:));
+    else
+        got = typecast(x(:), 'uint8');
+    end
+    want = t_read(fullfile(ctx.pyproject, 'golden', 'npy', [c.name, '.bin']));
+    t_assert(isequal(got(:)', want), '%s: values (column-major bytes) differ', c.name);
+    n = n + 1;
+end
+t_assert(n >= 20, 'only %d golden arrays were checked', n);
+end
+
+function arrays_encode(ctx)
+C = golden_cases(ctx);
+n = 0;
+for k = 1:numel(C)
+    c = C{k};
+    if ~strcmp(c.kind, 'npy') || ~isfield(c, 'encodable') || isempty(c.encodable) || ...
+            ~c.encodable
+        continue
+    end
+    x = scistack.read_object(ctx.pyproject, c.oid);
+    t_assert(isequal(scistack.encode_npy(x), golden_payload(ctx, c.oid)), ...
+        '%s: encode_npy does not give the golden payload back', c.name);
+    n = n + 1;
+end
+t_assert(n >= 15, 'only %d golden arrays were re-encoded', n);
+end
+
+function others(ctx)
+C = golden_cases(ctx);
+n = 0;
+w = warning('off', 'scistack:bigInt');   % 2**64 and -(2**100): the nearest double, warned
+restore = onCleanup(@() warning(w)); %#ok<NASGU>
+for k = 1:numel(C)
+    c = C{k};
+    if ~isempty(c.error)
+        continue
+    end
+    if strcmp(c.kind, 'npy') && isfield(c, 'strings') && ~isempty(c.strings)
+        x = scistack.read_object(ctx.pyproject, c.oid);
+        want = c.strings;
+        if ~iscell(want)
+            want = {want};
+        end
+        if isempty(c.shape)
+            x = {x};
+        end
+        got = cellfun(@(s) double(scistack.internal.char_to_cp(s)), x(:)', ...
+            'UniformOutput', false);
+        exp = cellfun(@(h) hex2dec(strsplit(h, ' '))', want(:)', 'UniformOutput', false);
+        exp(cellfun(@isempty, want(:)')) = {zeros(1, 0)};
+        t_assert(isequal(got, exp), '%s: strings differ', c.name);
+        n = n + 1;
+    elseif strcmp(c.kind, 'json')
+        x = scistack.read_object(ctx.pyproject, c.oid);     % decodes without an error
+        if strcmp(c.name, 'json_int_big')
+            t_equal(x, 2^64, 'beyond 64 bits: the nearest double');
+        elseif strcmp(c.name, 'scalar_uint64')
+            t_equal(x, intmax('uint64'), 'uint64 scalar, exact');
+        elseif strcmp(c.name, 'json_nested_with_child_array')
+            t_equal(x.emg, (0:3)', 'child array');
+        end
+        n = n + 1;
+    elseif strcmp(c.kind, 'bytes')
+        x = scistack.read_object(ctx.pyproject, c.oid);
+        t_equal(class(x), 'uint8', [c.name, ' class']);
+        want = uint8(hex2dec(reshape(c.hex, 2, [])'));
+        if isempty(c.hex)
+            want = zeros(0, 1, 'uint8');
+        end
+        t_assert(isequal(x(:), want(:)), '%s: bytes differ', c.name);
+        n = n + 1;
+    end
+end
+t_assert(n >= 45, 'only %d golden strings, json values and bytes were read', n);
+end
+
+function json_encode(ctx)
+% Values the number rule keeps: floats, None, bools, strings, complex, empty containers,
+% float32 and complex64 numpy scalars. (Python ints become doubles in MATLAB, tuples
+% become lists, $dict values and children need oids MATLAB cannot compute.)
+names = {'json_none', 'json_true', 'json_false', 'json_float_one', ...
+    'json_float_negative_zero', 'json_float_tenth', 'json_float_1e16', 'json_float_small', ...
+    'json_float_nan', 'json_float_inf', 'json_float_neg_inf', 'json_complex', ...
+    'json_str_empty', 'json_str_unicode', 'json_list_empty', 'json_dict_empty', ...
+    'scalar_float32', 'scalar_float32_nan', 'scalar_complex64', 'scalar_str'};
+C = golden_cases(ctx);
+by_name = cellfun(@(c) c.name, C, 'UniformOutput', false);
+for k = 1:numel(names)
+    c = C{strcmp(by_name, names{k})};
+    x = scistack.read_object(ctx.pyproject, c.oid);
+    if strcmp(names{k}, 'scalar_str')
+        t_equal(x, ['h', scistack.internal.cp_to_char(233), 'llo'], 'numpy str_ -> char');
+        continue
+    end
+    got = uint8(scistack.encode_json(x));
+    t_assert(isequal(got, golden_payload(ctx, c.oid)), '%s: encode_json gives %s', ...
+        names{k}, char(got));
+end
+end
+
+function tables(ctx)
+C = golden_cases(ctx);
+n = 0;
+for k = 1:numel(C)
+    c = C{k};
+    if strcmp(c.error, 'scistack:unsupportedKind')
+        t_error(@() scistack.read_object(ctx.pyproject, c.oid), 'scistack:unsupportedKind', ...
+            'table');
+        n = n + 1;
+    end
+end
+t_assert(n >= 4, 'only %d golden tables', n);
+end

@@ -1,0 +1,2 @@
+classdef BadOut < scistack.BaseVariable
+end

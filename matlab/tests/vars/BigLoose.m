@@ -1,0 +1,2 @@
+classdef BigLoose < scistack.BaseVariable
+end

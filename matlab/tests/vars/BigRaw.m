@@ -1,0 +1,2 @@
+classdef BigRaw < scistack.BaseVariable
+end

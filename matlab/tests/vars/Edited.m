@@ -1,0 +1,2 @@
+classdef Edited < scistack.BaseVariable
+end

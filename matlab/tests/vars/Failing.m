@@ -1,0 +1,2 @@
+classdef Failing < scistack.BaseVariable
+end

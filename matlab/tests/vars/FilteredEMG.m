@@ -1,0 +1,2 @@
+classdef FilteredEMG < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef NCount < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef NSessions < scistack.BaseVariable
+end

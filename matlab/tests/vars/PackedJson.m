@@ -1,0 +1,2 @@
+classdef PackedJson < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef PackedZ < scistack.BaseVariable
+end

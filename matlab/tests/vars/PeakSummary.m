@@ -1,0 +1,2 @@
+classdef PeakSummary < scistack.BaseVariable
+end

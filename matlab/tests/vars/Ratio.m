@@ -1,0 +1,2 @@
+classdef Ratio < scistack.BaseVariable
+end

@@ -1,0 +1,2 @@
+classdef RawEMG < scistack.BaseVariable
+end

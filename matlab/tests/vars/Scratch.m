@@ -1,0 +1,2 @@
+classdef Scratch < scistack.BaseVariable
+end

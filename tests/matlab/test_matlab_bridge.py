@@ -1,0 +1,309 @@
+"""`scistack matlab-plan` / `matlab-commit` without Octave: the files MATLAB would write are
+written here, so the bridge's rules (normalisation, identity, call keys, statuses, records)
+are checked quickly and on machines without Octave. test_octave.py runs the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scistack import BaseVariable
+from scistack.database import Database
+from scistack.errors import InvalidMetadataError, LineageError, SchemaMismatchError
+from scistack.lineage.calls import key_from_oids
+from scistack.matlab_bridge import commit, matlab_function, normalise_matlab_source, plan
+from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.hashing import hash_bytes, hash_object
+from scistack.objects.npy import encode_npy
+from scistack.objects.store import hash_value
+
+
+class BridgeRaw(BaseVariable):
+    pass
+
+
+def test_normalise_strips_comments_but_not_strings_or_code():
+    text = (
+        "function y = f(x)  \r\n"
+        "% a comment\r\n"
+        "\r\n"
+        "  y = x';   % transpose, then a comment\n"
+        "  s = 'it''s 50% off';  # octave comment\n"
+        '  t = "100% ""sure""";\n'
+        "%{\n"
+        "block\n"
+        "  %{\n"
+        "  nested\n"
+        "  %}\n"
+        "%}\n"
+        "  z = [1, 2, ... the rest is a comment\n"
+        "       3];\n"
+        "end\n"
+    )
+    assert normalise_matlab_source(text) == (
+        "function y = f(x)\n"
+        "  y = x';\n"
+        "  s = 'it''s 50% off';\n"
+        '  t = "100% ""sure""";\n'
+        "  z = [1, 2, ...\n"
+        "       3];\n"
+        "end\n"
+    )
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_identity_is_the_digest_of_the_normalised_text(tmp_path):
+    f = _write(
+        tmp_path, "bandpass.m", "function y = bandpass(signal, low_hz)\ny = signal + low_hz;\nend\n"
+    )
+    fn = matlab_function(f)
+    normal = "function y = bandpass(signal, low_hz)\ny = signal + low_hz;\nend\n"
+    assert fn.identity == hash_bytes(normal.encode()) == fn.main.digest
+    assert fn.main.code == hash_object("code", [normal.encode()])
+    assert (
+        fn.name == "bandpass"
+        and fn.params == ("signal", "low_hz")
+        and fn.module == "matlab:bandpass.m"
+    )
+    _write(
+        tmp_path,
+        "bandpass.m",
+        "function y = bandpass(signal, low_hz) % doc\n\ny = signal + low_hz;  \nend",
+    )
+    assert matlab_function(f).identity == fn.identity
+    _write(
+        tmp_path, "bandpass.m", "function y = bandpass(signal, low_hz)\ny = signal - low_hz;\nend\n"
+    )
+    assert matlab_function(f).identity != fn.identity
+
+
+def test_helpers_count_and_packages_are_labelled(tmp_path):
+    f = _write(tmp_path, "+lab/step.m", "function [a, b] = step(x, varargin)\na = x; b = 1;\nend\n")
+    h = _write(tmp_path, "helper.m", "function y = helper(x)\ny = x;\nend\n")
+    alone, with_helper = matlab_function(f), matlab_function(f, [str(h)])
+    assert alone.module == "matlab:+lab/step.m" and alone.params == ("x", "varargin")
+    assert with_helper.identity == hash_bytes(
+        dumps_canonical(
+            {
+                "deps": [["helper:matlab:helper.m", with_helper.helpers[0].digest]],
+                "source": alone.identity,
+            }
+        )
+    )
+    _write(tmp_path, "helper.m", "function y = helper(x)\ny = 2 * x;\nend\n")
+    assert matlab_function(f, [str(h)]).identity != with_helper.identity
+    script = _write(tmp_path, "script.m", "x = 1;\n")
+    with pytest.raises(LineageError, match="not a function file"):
+        matlab_function(script)
+
+
+# -- a MATLAB run, written by hand -----------------------------------------------------------
+@pytest.fixture
+def project(tmp_path):
+    db = Database(tmp_path / "proj" / "gait.duckdb", ["subject", "session"])
+    with db.batch():
+        for subject in (1, 2):
+            for session in ("pre", "baseline"):
+                oid = db.store.put_value(np.arange(4.0) * subject)
+                db.index.put_ref(
+                    "BridgeRaw", {"subject": subject, "session": session}, {}, oid, "npy"
+                )
+    fn = _write(
+        tmp_path, "code/scale.m", "function y = scale(signal, base, k)\ny = signal * k;\nend\n"
+    )
+    yield db, fn
+    db.close()
+
+
+def _stage(db: Database, name: str, request: dict, payloads: dict[str, bytes]) -> Path:
+    folder = db.root / ".scistack" / "staging" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, data in payloads.items():
+        (folder / file).write_bytes(data)
+    (folder / "plan.json").write_bytes(dumps_canonical(request) + b"\n")
+    return folder
+
+
+def _request(db: Database, fn: Path, **changes) -> dict:
+    request = {
+        "children": [],
+        "format": 1,
+        "function": {"file": str(fn), "helpers": [], "name": "scale"},
+        "inputs": {
+            "signal": {"var": "BridgeRaw"},
+            "base": {"var": "BridgeRaw", "fixed": {"session": "baseline"}},
+            "k": {"kind": "json", "payload": "payload-0.bin"},
+        },
+        "iterate": [["subject", [1, 2, 3]], ["session", ["pre"]]],
+        "order": ["signal", "base", "k"],
+        "outputs": ["BridgeOut"],
+        "schema_keys": db.schema_keys,
+        "writer": "scistack-matlab",
+    }
+    request.update(changes)
+    return request
+
+
+def _npy(value: np.ndarray) -> bytes:
+    return b"".join(bytes(p) for p in encode_npy(value))
+
+
+def test_plan_then_commit_records_lineage_and_caches(project):
+    db, fn = project
+    folder = _stage(db, "run1", _request(db, fn), {"payload-0.bin": b"2.0"})
+    planned = plan(db, folder / "plan.json")
+    assert json.loads((folder / "plan-result.json").read_text()) == planned
+    assert [c["status"] for c in planned["combos"]] == ["run", "run", "missing"]
+    assert planned["arguments"] == ["signal", "base", "k"]
+    assert planned["combos"][2]["detail"] == [
+        "no BridgeRaw at subject=3, session='baseline' (input base)",
+        "no BridgeRaw at subject=3, session='pre' (input signal)",
+    ]
+    const_oid = hash_object("json", [b"2.0"])
+    assert planned["constants"] == {"k": {"oid": const_oid, "const": 2.0}}
+    first = planned["combos"][0]
+    signal_oid = first["inputs"]["signal"]["oid"]
+    base_oid = first["inputs"]["base"]["oid"]
+    assert first["inputs"]["base"]["addr"] == {"subject": 1, "session": "baseline"}
+    assert first["key"] == key_from_oids(
+        planned["function"]["identity"], {"signal": signal_oid, "base": base_oid, "k": const_oid}
+    )
+    assert first["params"] == {"scale.k": 2.0}
+
+    outputs = [np.arange(4.0) * 2, np.arange(4.0) * 4]
+    payloads = {f"payload-{i + 1}.bin": _npy(v) for i, v in enumerate(outputs)}
+    for file, data in payloads.items():
+        (folder / file).write_bytes(data)
+    results = {
+        "children": [],
+        "duration": 0.5,
+        "env": {"language": "matlab", "octave": "7.3.0"},
+        "format": 1,
+        "results": [
+            {
+                "index": i,
+                "status": "ran",
+                "outputs": [{"kind": "npy", "payload": f"payload-{i + 1}.bin"}],
+                "started": 1790000000.25,
+                "duration": 0.01,
+            }
+            for i in range(2)
+        ],
+        "writer": "scistack-matlab",
+    }
+    (folder / "results.json").write_bytes(dumps_canonical(results))
+    done = commit(db, folder / "results.json")
+    assert done["counts"] == {"ran": 2, "cached": 0, "missing": 1, "failed": 0}
+    assert done["outputs"][0] == [hash_value(outputs[0])]
+    record = db.index.state.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
+    assert record is not None and record.oid == hash_value(outputs[0])
+    assert record.params == {"scale.k": 2.0} and record.summary == "float64[4]"
+    call = db.store.get_value(record.call)
+    assert call["function"]["module"] == f"matlab:{fn.name}"
+    assert call["function"]["identity"] == planned["function"]["identity"]
+    assert db.store.get_value(call["function"]["code"]) == fn.read_text()
+    assert call["inputs"]["k"] == {"oid": const_oid, "const": 2.0}
+    assert call["inputs"]["signal"]["var"] == "BridgeRaw"
+    assert call["env"]["language"] == "matlab" and call["env"]["octave"] == "7.3.0"
+    assert call["started"] == "2026-09-21T14:13:20.250000Z"
+    assert db.index.lookup_call(first["key"])["outs"] == [hash_value(outputs[0])]
+    runs = [e for e in _journal(db) if e["op"] == "run"]
+    assert runs[-1]["function"] == "scale" and runs[-1]["outputs"] == ["BridgeOut"]
+
+    again = _stage(db, "run2", _request(db, fn), {"payload-0.bin": b"2.0"})
+    replanned = plan(db, again / "plan.json")
+    assert [c["status"] for c in replanned["combos"]] == ["cached", "cached", "missing"]
+    assert replanned["combos"][0]["restore"] is False
+
+
+def test_commit_refuses_code_edited_since_the_plan(project):
+    db, fn = project
+    folder = _stage(db, "run", _request(db, fn), {"payload-0.bin": b"2.0"})
+    plan(db, folder / "plan.json")
+    fn.write_text("function y = scale(signal, base, k)\ny = signal * k + 1;\nend\n")
+    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
+    before = (db.root / ".scistack" / "refs.log").read_bytes()
+    with pytest.raises(LineageError, match="changed between the plan and the commit"):
+        commit(db, folder / "results.json")
+    assert (db.root / ".scistack" / "refs.log").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        ({"iterate": [["trial", [1]]]}, InvalidMetadataError, "schema keys only"),
+        (
+            {"inputs": {"signal": {"var": "BridgeRaw", "fixed": {"trial": 1}}}},
+            InvalidMetadataError,
+            "pins",
+        ),
+        (
+            {"inputs": {"sig": {"var": "BridgeRaw"}}, "order": ["sig"]},
+            InvalidMetadataError,
+            "no parameter 'sig'",
+        ),
+        (
+            {"inputs": {"k": {"kind": "json", "payload": "payload-0.bin"}}, "order": ["k"]},
+            InvalidMetadataError,
+            "but not 'signal', 'base'",
+        ),
+        (
+            {"inputs": {"k": {"kind": "table", "payload": "payload-0.bin"}}},
+            Exception,
+            "cannot be ingested",
+        ),
+        ({"schema_keys": ["subject"]}, SchemaMismatchError, "schema keys"),
+        ({"iterate": []}, InvalidMetadataError, "at least one schema key"),
+        ({"outputs": []}, InvalidMetadataError, "at least one output"),
+        ({"format": 2}, InvalidMetadataError, "format 2"),
+    ],
+)
+def test_bad_plans_are_refused_with_clear_errors(project, change, error, match):
+    db, fn = project
+    folder = _stage(db, "bad", _request(db, fn, **change), {"payload-0.bin": b"2.0"})
+    with pytest.raises(error, match=match):
+        plan(db, folder / "plan.json")
+
+
+def _journal(db: Database) -> list[dict]:
+    return [
+        json.loads(line) for line in (db.root / ".scistack" / "refs.log").read_text().splitlines()
+    ]
+
+
+def test_cached_outputs_that_are_no_longer_current_are_restored(project):
+    db, fn = project
+    request = _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]])
+    folder = _stage(
+        db, "first", request, {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.zeros(2))}
+    )
+    plan(db, folder / "plan.json")
+    ran = {
+        "format": 1,
+        "results": [
+            {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}
+        ],
+    }
+    (folder / "results.json").write_bytes(dumps_canonical(ran))
+    out = commit(db, folder / "results.json")["outputs"][0][0]
+    other = db.store.put_value(np.ones(2))
+    db.index.put_ref(
+        "BridgeOut", {"subject": 1, "session": "pre"}, {}, other, "npy"
+    )  # saved over it
+    again = _stage(db, "again", request, {"payload-0.bin": b"2.0"})
+    (replanned,) = plan(db, again / "plan.json")["combos"]
+    assert replanned["status"] == "cached" and replanned["restore"] is True
+    (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
+    assert commit(db, again / "results.json")["counts"]["cached"] == 1
+    current = db.index.state.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
+    assert current.oid == out and current.call is not None and current.version == 3
