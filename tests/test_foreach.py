@@ -917,3 +917,27 @@ def _assert_every_name_verifies(db) -> None:
         assert db.store.get(entry["call"]).kind == "call"
         for oid in entry["outs"]:
             db.store.get(oid)
+
+
+class FeCalibration(BaseVariable):
+    pass
+
+
+class FeCalibrated(BaseVariable):
+    pass
+
+
+def test_value_saved_at_a_coarser_level_serves_finer_combinations(project):
+    FeCalibration.save(2.0, subject=1)                  # one calibration per subject
+    for session in ("pre", "post"):
+        FeRawEMG.save(np.ones(3), subject=1, session=session)
+
+    def calibrate(signal, gain):
+        return signal * gain
+
+    report = for_each(calibrate, inputs={"signal": FeRawEMG, "gain": FeCalibration},
+                      outputs=[FeCalibrated], subject=[1], session=["pre", "post"], progress=False)
+    assert report.counts["ran"] == 2
+    assert FeCalibrated.load(subject=1, session="post").data.tolist() == [2.0, 2.0, 2.0]
+    provenance = project.get_provenance(FeCalibrated, subject=1, session="pre")
+    assert provenance["inputs"]["gain"]["addr"] == {"subject": 1}

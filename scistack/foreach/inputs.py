@@ -8,6 +8,7 @@ Resolution yields oids only: values are read from the store just for combination
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,12 +100,24 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
             return _single(name, var, versions[-1])
     records = state.select(var, addr, {}, {})
     if not records:
-        return None
+        return _coarser(state, name, var, addr)
     exact = [r for r in records if set(r.addr) == set(addr)]
     if exact:  # several version-key variants: the newest record wins, deterministically
         return _single(name, var, max(exact, key=lambda r: r.created_at))
     records.sort(key=lambda r: r.addr_key)
     return _aggregate(name, var, addr, records, as_table)
+
+
+def _coarser(state: Any, name: str, var: str, addr: dict[str, Any]) -> Resolved | None:
+    """A value saved at a coarser level (a per-subject calibration) serves every finer
+    combination below it: the most specific such record wins."""
+    keys = list(addr)
+    for size in range(len(keys) - 1, 0, -1):
+        for subset in itertools.combinations(keys, size):
+            versions = state.versions_at(var, key_of({k: addr[k] for k in subset}))
+            if versions:
+                return _single(name, var, versions[-1])
+    return None
 
 
 def _single(name: str, var: str, r: RefRecord) -> Resolved:
