@@ -65,30 +65,15 @@ class LineageResult:
     def __format__(self, spec: str) -> str:
         return format(self.data, spec) if spec else str(self)
 
+    def _fields(self) -> tuple:
+        return (self.data, self.oid, self.call, self.params, self.output_index,
+                self.function_name, self.cached)
+
     def __reduce__(self) -> tuple:
-        return (
-            LineageResult,
-            (
-                self.data,
-                self.oid,
-                self.call,
-                self.params,
-                self.output_index,
-                self.function_name,
-                self.cached,
-            ),
-        )
+        return (LineageResult, self._fields())
 
     def __copy__(self) -> LineageResult:
-        return LineageResult(
-            self.data,
-            self.oid,
-            self.call,
-            self.params,
-            self.output_index,
-            self.function_name,
-            self.cached,
-        )
+        return LineageResult(*self._fields())
 
     def __deepcopy__(self, memo: dict) -> LineageResult:
         return LineageResult(
