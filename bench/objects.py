@@ -49,16 +49,21 @@ def paired_medians(reps: int, store_run: Callable, floor_run: Callable,
                    setup: Callable[[], object] = lambda: None) -> tuple[float, float]:
     """Median wall times of the store and of the floor, run alternately (A B B A ...) so that
     the noise of a shared machine falls on both alike. `setup()` (not timed) makes each
-    run's state; a scratch directory it returns is removed after the run."""
+    run's state; scratch directories it returns are removed after all runs, because file
+    creation on this disk slows down for a while right after a mass deletion (DESIGN §7):
+    removing them between runs would time that slump instead of the store."""
     times: dict[Callable, list[float]] = {store_run: [], floor_run: []}
+    scratch = []
     for rep in range(reps):
         for run in (store_run, floor_run) if rep % 2 == 0 else (floor_run, store_run):
             state = setup()
+            scratch.append(state)
             start = time.perf_counter()
             run(state)
             times[run].append(time.perf_counter() - start)
-            if isinstance(state, str) and os.path.isdir(state):
-                shutil.rmtree(state, ignore_errors=True)
+    for state in scratch:
+        if isinstance(state, str) and os.path.isdir(state):
+            shutil.rmtree(state, ignore_errors=True)
     return statistics.median(times[store_run]), statistics.median(times[floor_run])
 
 
