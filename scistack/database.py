@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError
+from scistack.errors import DatabaseLockedError, InvalidNameError, NotARepositoryError, SchemaMismatchError
 from scistack.index import Index, check_identifier
 from scistack.objects import LocalObjectStore, ObjectStore
 
@@ -39,7 +39,10 @@ class Database:
         self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
                            sync_delay=sync_delay)
         self.index.before_flush = self.store.flush  # objects first, then the refs naming them
-        self.index.sync()
+        try:  # best effort: the journal is the record of truth, DuckDB catches up later
+            self.index.sync(timeout=0.5)
+        except DatabaseLockedError:  # the DuckDB CLI or DBeaver holds the file right now
+            self.index.poke_sync()
         self.index.refresh()
 
     def _check_config(self, schema_keys: Sequence[str] | None) -> list[str]:

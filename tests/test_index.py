@@ -223,3 +223,26 @@ def test_reindex_rebuilds_tables_from_the_journal(project):
     assert project.sql("SELECT count(*) FROM refs").iloc[0, 0] == 0
     assert project.reindex() == 3
     assert project.sql("SELECT count(*) FROM MaxActivation").iloc[0, 0] == 3
+
+
+def test_project_opens_and_saves_while_another_process_holds_the_duckdb_file(tmp_path, python_env):
+    configure_database(tmp_path / "h.duckdb", ["subject", "session"]).close()
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time, duckdb
+        con = duckdb.connect({str(tmp_path / 'h.duckdb')!r})   # as the DuckDB CLI or DBeaver would
+        print("holding", flush=True)
+        time.sleep(60)
+    """)], env=python_env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        started = time.monotonic()
+        db = configure_database(tmp_path / "h.duckdb", ["subject", "session"])
+        Signal.save(np.ones(3), subject=1, session="pre")
+        assert Signal.load(subject=1, session="pre").data.sum() == 3
+        assert time.monotonic() - started < 10  # did not wait for the holder
+    finally:
+        holder.kill()
+        holder.wait()
+    db.sync()  # the holder is gone: DuckDB catches up from the journal
+    assert db.sql('SELECT count(*) FROM "Signal"').iloc[0, 0] == 1
+    db.close()

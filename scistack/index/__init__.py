@@ -210,6 +210,10 @@ class Index:
         self.refresh()
         return self.state.calls.get(key)
 
+    def poke_sync(self) -> None:
+        """Ask the background thread to bring DuckDB up to date when it can."""
+        self._syncer.poke()
+
     def sync(self, *, timeout: float | None = None) -> int:
         """Bring the DuckDB file up to date with the journal now."""
         self.flush()
