@@ -27,7 +27,7 @@ from scistack.history import CallReader, select
 from scistack.index import RefRecord, key_of
 from scistack.lineage.function import LineageFunction
 from scistack.lineage.identity import function_identity
-from scistack.lineage.provenance import Reason, WhyReport, _find_function, why_record
+from scistack.lineage.provenance import Reason, WhyReport, _find_function, script_reasons, why_record
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -107,7 +107,10 @@ class StalenessChecker:
                 return "stale", reason
         now = self.current_identity(call.module, call.function)
         if now is None:
-            return "unknown", f"{call.module}.{call.function} cannot be imported here"
+            changes = script_reasons(self.db, record.call)  # a script's function: read its file
+            if changes is None:
+                return "unknown", f"{call.module}.{call.function} cannot be imported here"
+            return ("stale", f"{changes[0].kind} {changes[0].name}: {changes[0].detail}") if changes else ("done", "")
         if now != call.identity:
             return "stale", f"code of {call.function} changed"
         return "done", ""

@@ -189,6 +189,7 @@ class LineageFunction:
                 "version": identity.pinned_version,
                 "deps": [list(d) for d in identity.deps],
                 "note": identity.note,
+                "file": _source_file(self.fn),
                 "helpers": tree_record(tree, put_code),
                 "constants": constant_values(identity, tree),
             },

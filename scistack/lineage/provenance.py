@@ -18,6 +18,7 @@ from typing import Any
 from scistack.database import get_database
 from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
+from scistack.lineage.script_check import script_changes
 from scistack.lineage.codetree import code_tree, constant_values
 from scistack.lineage.function import LineageFunction, registered_function
 from scistack.lineage.identity import function_identity, normalised_source
@@ -98,7 +99,10 @@ def _call_changes(
     seen.add(call["call"])
     fn_name = call["function_name"]
     fn = _find_function(call["module"], fn_name)
-    if fn is None:
+    static = None if fn is not None else script_changes(db, call, _diff, Reason, _find_function)
+    if static is not None:
+        reasons = static
+    elif fn is None:
         reasons = [
             Reason(
                 "unknown",
@@ -300,6 +304,11 @@ def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
             )
         ]
     return []
+
+
+def script_reasons(db: Any, call_oid: str) -> list[Reason] | None:
+    """For a function defined in a script's __main__: what changed in its file (None: cannot tell)."""
+    return script_changes(db, db.call_record(call_oid), _diff, Reason, _find_function)
 
 
 def _find_function(module: str, name: str) -> Any:

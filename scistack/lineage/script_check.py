@@ -1,0 +1,143 @@
+"""Judge a function defined in a script's `__main__` from the script's text, without running it.
+
+Most pipelines are scripts, and a script cannot be imported again to compare its code: that
+would run the whole pipeline. So `why` (and `scistack status`) read the script file recorded
+in the call record instead. The function, and every helper defined in the same file, is
+normalised exactly as identity normalises it (docstrings, comments, formatting and its own
+decorators removed) and compared with the code recorded when the value was computed;
+module constants are compared through `ast.literal_eval`; helpers from importable modules by
+their identity; packages by version. Anything it cannot judge makes it give up (None), so a
+value is never called current on a guess.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.metadata
+import os
+from pathlib import Path
+from typing import Any
+
+from scistack.lineage._ast_normalise import normalise, unparse
+from scistack.lineage.identity import function_identity
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+class _CannotTell(Exception):
+    """Something the file alone cannot settle (a class, a computed constant...)."""
+
+
+def script_changes(db: Any, call: dict[str, Any], diff: Any, reason: Any, find: Any) -> list | None:
+    """Reasons the recorded `__main__` function differs from its script now; None: cannot tell.
+
+    `diff(db, old_oid, new_source, name)`, `reason(kind, name, detail, diff)` and
+    `find(module, name)` come from `provenance` (kept there so this module stays a leaf).
+    """
+    recorded = call["function"]
+    path = recorded.get("file")
+    if call["module"] != "__main__" or not path:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    parsed = _parse(path, stat.st_mtime_ns, stat.st_size)
+    if parsed is None:
+        return None
+    defs, constants = parsed
+    where = os.path.basename(path)
+    try:
+        reasons = _code(db, recorded.get("code"), defs, call["function_name"], "code", where, diff, reason)
+        deps = list(recorded.get("deps", []))
+        for label, info in sorted(recorded.get("helpers", {}).items()):
+            deps += info.get("deps", [])
+            reasons += _helper(db, label, info, defs, where, diff, reason, find)
+        reasons += _leaves(deps, recorded.get("constants", {}), constants, reason)
+    except _CannotTell:
+        return None
+    return reasons
+
+
+def _code(db: Any, old_oid: str | None, defs: dict, name: str, kind: str, where: str, diff: Any,
+          reason: Any) -> list:
+    if "." in name:
+        raise _CannotTell(name)  # a method or nested function: not a top-level def
+    source = defs.get(name)
+    if source is None:
+        return [reason(kind, name, f"no longer defined in {where}", "")]
+    text = diff(db, old_oid, source, name)
+    if text is None:
+        raise _CannotTell(name)
+    return [reason(kind, name, f"its code changed in {where}", text)] if text else []
+
+
+def _helper(db: Any, label: str, info: dict, defs: dict, where: str, diff: Any, reason: Any,
+            find: Any) -> list:
+    kind, _, dotted = label.partition(":")
+    module, _, name = dotted.rpartition(".")
+    if kind != "helper":
+        raise _CannotTell(label)  # classes: their normalisation keeps decorators, not redone here
+    if module == "__main__":
+        return _code(db, info.get("code"), defs, name, "helper", where, diff, reason)
+    target = find(module, name)
+    if target is None:
+        raise _CannotTell(label)
+    if function_identity(target).digest != info.get("identity"):
+        return [reason("helper", dotted, "its code changed", "")]
+    return []
+
+
+def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], reason: Any) -> list:
+    reasons, seen = [], set()
+    for label, value in deps:
+        if label in seen:
+            continue
+        seen.add(label)
+        kind, _, dotted = label.partition(":")
+        if kind == "pkg":
+            dist, _, version = str(value).partition("==")
+            if version and _installed(dist) != version:
+                reasons.append(reason("package", dotted, f"changed: {version} -> {_installed(dist)}", ""))
+        elif kind == "const":
+            module, _, name = dotted.rpartition(".")
+            if module != "__main__" or name not in constants or label not in recorded:
+                raise _CannotTell(label)
+            now = repr(constants[name])
+            now = now if len(now) <= 80 else now[:79] + "…"
+            if now != recorded[label]:
+                reasons.append(reason("constant", dotted, f"value changed: {recorded[label]} -> {now}", ""))
+        elif kind == "mutable":
+            continue
+    return reasons
+
+
+@functools.lru_cache(maxsize=32)
+def _parse(path: str, mtime_ns: int, size: int) -> tuple[dict[str, str], dict[str, Any]] | None:
+    """Normalised source of each top-level function, and literal constants (cached per version)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    defs = {n.name: unparse(normalise(n, strip_decorators=True)) for n in tree.body if isinstance(n, _DEFS)}
+    return defs, _literal_constants(tree)
+
+
+def _literal_constants(tree: ast.Module) -> dict[str, Any]:
+    """Top-level `NAME = <literal>` assignments (the last one wins, as at run time)."""
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                out.pop(node.targets[0].id, None)
+    return out
+
+
+def _installed(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None

@@ -1,0 +1,94 @@
+"""`why` and `scistack status` judge functions defined in a script's __main__ from its file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from scistack import BaseVariable, configure_database, why
+from scistack.cli import main
+
+SCRIPT = '''
+import numpy as np
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each
+
+GAIN = 2.0
+
+class ScRaw(BaseVariable): pass
+class ScOut(BaseVariable): pass
+
+def helper(x):
+    return x * GAIN
+
+@lineage_fcn
+def process(signal):
+    """Scale the signal."""
+    return helper(signal) + 1   # a comment
+
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"],
+             progress=False)
+    db.close()
+'''
+
+
+class ScRaw(BaseVariable):
+    pass
+
+
+class ScOut(BaseVariable):
+    pass
+
+
+def _run_script(tmp_path: Path, python_env: dict) -> Path:
+    script = tmp_path / "pipeline.py"
+    script.write_text(SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return script
+
+
+def test_script_functions_are_judged_from_their_file(tmp_path, python_env, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    script = _run_script(tmp_path, python_env)
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+    try:
+        assert why(ScOut, subject=1, session="pre").status == "current"
+
+        script.write_text(SCRIPT.replace("# a comment", "# reworded comment"))
+        assert why(ScOut, subject=1, session="pre").status == "current"
+
+        script.write_text(SCRIPT.replace("return x * GAIN", "return x * GAIN * 3"))
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale"
+        assert any(r.kind == "helper" and r.name == "helper" and "GAIN * 3" in r.diff for r in report.reasons)
+
+        script.write_text(SCRIPT.replace("GAIN = 2.0", "GAIN = 2.5"))
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale"
+        assert any(r.kind == "constant" and "2.0 -> 2.5" in r.detail for r in report.reasons)
+
+        status = CliRunner().invoke(main, ["--db", str(tmp_path / "p.duckdb"), "status", "ScOut"])
+        assert status.exit_code == 0, status.output
+        assert "STALE" in status.output and "?" not in status.output.split("\n\n")[0]
+    finally:
+        db.close()
+
+
+def test_unreadable_script_means_unknown_not_current(tmp_path, python_env, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    script = _run_script(tmp_path, python_env)
+    script.unlink()
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+    try:
+        assert why(ScOut, subject=1, session="pre").status == "unknown"
+        assert np.array_equal(ScOut.load(subject=1, session="pre").data, np.arange(3.0) * 2 + 1)
+    finally:
+        db.close()
