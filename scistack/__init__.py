@@ -9,7 +9,7 @@ class RawEMG(BaseVariable): pass
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from scistack.version import __version__  # noqa: E402
 
 from scistack.database import Database, configure_database, get_database  # noqa: E402
 from scistack.errors import *  # noqa: E402,F401,F403

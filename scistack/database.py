@@ -26,6 +26,16 @@ CONFIG_NAME = "config.json"
 ENV_VAR = "SCISTACK_DB"
 
 
+class SaveInfo:
+    """What a save needs from a value that is already stored (a loaded variable, a result)."""
+
+    __slots__ = ("oid", "kind", "summary", "call", "params")
+
+    def __init__(self, oid: str, kind: str, summary: str, call: str | None = None,
+                 params: dict | None = None) -> None:
+        self.oid, self.kind, self.summary, self.call, self.params = oid, kind, summary, call, params or {}
+
+
 class Database:
     """One scistack project: `store` (objects) + `index` (names)."""
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scistack import __version__
+from scistack.version import __version__
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, LineageError, SchemaMismatchError
 from scistack.foreach.inputs import _resolve_variable

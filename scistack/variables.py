@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.database import Database, get_database
+from scistack.database import Database, SaveInfo, get_database
 from scistack.errors import (
     AmbiguousVersionError,
     DuplicateVariableError,
@@ -38,16 +38,6 @@ from scistack.summary import summarize
 _ADDRESS_TYPES = (int, str, float, bool)
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
-
-
-class SaveInfo:
-    """What a save needs from a value that is already stored (a loaded variable, a result)."""
-
-    __slots__ = ("oid", "kind", "summary", "call", "params")
-
-    def __init__(self, oid: str, kind: str, summary: str, call: str | None = None,
-                 params: dict | None = None) -> None:
-        self.oid, self.kind, self.summary, self.call, self.params = oid, kind, summary, call, params or {}
 
 
 class BaseVariable:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from scistack import __version__
+from scistack.version import __version__
 from scistack.cli import render
 from scistack.cli.args import ADDRESS_HELP, AddressError, parse_address
 from scistack.errors import ScistackError

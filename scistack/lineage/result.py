@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from scistack.database import Database
+from scistack.database import Database, SaveInfo
 from scistack.lineage.calls import freeze, is_frozen, unwrap_input
 from scistack.lineage.context import copy_into_database
 from scistack.objects.codec import value_kind
@@ -51,7 +51,6 @@ class LineageResult:
         return self.data, self.oid, None, {}, self.call, self.params
 
     def __scistack_saveinfo__(self, db: Database) -> Any:
-        from scistack.variables import SaveInfo  # noqa: PLC0415 - variables sits above lineage
 
         copy_into_database(db, self)
         return SaveInfo(
