@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from scistack.database import ENV_VAR, Database, current_database
-from scistack.errors import InvalidOidError, ObjectNotFoundError, QueryError, VariableNotFoundError
+from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFoundError
 from scistack.gc import json_refs
 from scistack.index import RefRecord
 from scistack.objects.oid import is_valid_oid
@@ -460,14 +460,5 @@ def remove(db: Database, plan: list[RefRecord]) -> int:
 
 # -- sql ---------------------------------------------------------------------------------
 def query(db: Database, sql: str) -> Any:
-    """A read-only SQL query on the index, as a DataFrame."""
-    import duckdb
-
-    try:
-        return db.sql(sql)
-    except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise QueryError(
-            f"the query failed: {first}. The index is read-only here; `scistack ls` "
-            "lists the variables (each is a view), and the tables are refs and calls"
-        ) from None
+    """A read-only SQL query on the index, as a DataFrame (`QueryError` when it fails)."""
+    return db.sql(sql)

@@ -26,7 +26,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from scistack.errors import DatabaseLockedError, IndexSchemaError, InvalidNameError
+from scistack.errors import DatabaseLockedError, IndexSchemaError, InvalidNameError, QueryError
 from scistack.index.journal import Journal
 from scistack.index.state import key_of
 
@@ -258,7 +258,14 @@ class SqlIndex:
         """Run a read-only query after bringing the index up to date."""
         self.sync()
         with self.connect(read_only=True) as con:
-            result = con.execute(sql, params or [])
+            try:
+                result = con.execute(sql, params or [])
+            except duckdb.Error as exc:
+                first = str(exc).strip().splitlines()[0]
+                raise QueryError(
+                    f"the query failed: {first}. The index is read-only here; `scistack ls` "
+                    "lists the variables (each is a view), and the tables are refs and calls"
+                ) from None
             to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
             return to_arrow()
 
