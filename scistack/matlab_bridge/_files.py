@@ -1,0 +1,45 @@
+"""Files of the MATLAB bridge: format version, names, JSON reads and writes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from scistack.database import Database
+from scistack.errors import InvalidMetadataError, SchemaMismatchError
+from scistack.objects.canonical_json import dumps_canonical
+
+FORMAT = 1
+PLAN_RESULT = "plan-result.json"
+COMMIT_RESULT = "commit-result.json"
+INLINE_MAX = 16  # like Python constants: scalars and containers of <= 16 items inline
+ENV_KEYS = ("language", "matlab", "octave")
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InvalidMetadataError(f"cannot read the MATLAB {what} request {path}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise InvalidMetadataError(
+            f"{path}: format {data.get('format') if isinstance(data, dict) else None!r}; this scistack "
+            f"reads {FORMAT} (update the MATLAB client or scistack so that they match)"
+        )
+    return data
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    temp = path.with_name(path.name + ".tmp")
+    temp.write_bytes(dumps_canonical(data) + b"\n")
+    os.replace(temp, path)
+
+
+def check_schema(db: Database, req: dict[str, Any], path: Path) -> None:
+    if list(req.get("schema_keys") or []) != db.schema_keys:
+        raise SchemaMismatchError(
+            f"{path} was written for schema keys {req.get('schema_keys')}, but the project has "
+            f"{db.schema_keys}; configure MATLAB with scistack.configure_database(path, {db.schema_keys})"
+        )

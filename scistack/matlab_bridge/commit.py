@@ -1,0 +1,216 @@
+"""`scistack matlab-commit`: record a MATLAB run's outputs, calls, refs and report in one batch."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from scistack.database import Database
+from scistack.errors import InvalidMetadataError, LineageError
+from scistack.foreach.report import ComboResult, RunReport
+from scistack.index import utc_now
+from scistack.ingest import staged_name, store_staged
+from scistack.lineage.calls import CALL_FORMAT
+from scistack.lineage.env import capture_env
+from scistack.matlab_bridge._files import (
+    COMMIT_RESULT,
+    ENV_KEYS,
+    FORMAT,
+    PLAN_RESULT,
+    check_schema,
+    read_json,
+    write_json,
+)
+from scistack.matlab_bridge.source import MatlabFunction, matlab_function
+from scistack.objects.canonical_json import dumps_canonical
+from scistack.summary import summarize
+from scistack.version import __version__
+
+
+# -- commit --------------------------------------------------------------------------------
+def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
+    """Record what MATLAB ran (one batch); writes and returns `commit-result.json`."""
+    results_path = Path(results_path)
+    folder = results_path.parent
+    res = read_json(results_path, "results")
+    req = read_json(folder / "plan.json", "plan")
+    planned = read_json(folder / PLAN_RESULT, "plan result")
+    check_schema(db, req, folder / "plan.json")
+    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
+    if fn.identity != planned["function"]["identity"]:
+        raise LineageError(
+            f"{fn.main.path} (or a helper) changed between the plan and the commit, so the results "
+            "would be recorded under the wrong code; nothing was recorded. Run for_each again"
+        )
+    combos = planned["combos"]
+    outputs = planned["outputs"]
+    by_index = {int(r["index"]): r for r in res.get("results") or []}
+    for index in by_index:
+        if not 0 <= index < len(combos) or combos[index]["status"] != "run":
+            raise InvalidMetadataError(
+                f"{results_path}: result {index} is not a planned combination to run"
+            )
+    items: list[ComboResult] = []
+    out_oids: list[list[str] | None] = [None] * len(combos)
+    call_oids: list[str | None] = [None] * len(combos)
+    env = _environment(db, fn, res.get("env") or {})
+    with db.batch():
+        db.index.refresh()
+        staged: dict[str, str] = {}
+        for child in res.get("children") or []:
+            staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
+        code = _store_code(db, fn)
+        _store_constants(db, folder, req)
+        for index, combo in enumerate(combos):
+            item = ComboResult(combo["combo"], combo["status"], missing=combo.get("missing", []))
+            items.append(item)
+            if combo["status"] == "cached":
+                out_oids[index], call_oids[index] = combo["outs"], combo["call"]
+                if combo.get("restore"):
+                    _restore(db, outputs, combo)
+                continue
+            if combo["status"] != "run":
+                continue
+            result = by_index.get(index, {"status": "skipped"})
+            item.status = result.get("status", "skipped")
+            item.duration = float(result.get("duration") or 0.0)
+            if item.status == "failed":
+                item.error, item.traceback = result.get("error"), result.get("traceback")
+                continue
+            if item.status != "ran":
+                item.status = "skipped"
+                continue
+            stored = [store_staged(db, folder, out, staged) for out in result["outputs"]]
+            if len(stored) != len(outputs):
+                raise InvalidMetadataError(
+                    f"{results_path}: result {index} has {len(stored)} outputs for {len(outputs)} variables"
+                )
+            oids = [oid for oid, _ in stored]
+            call = _record_call(db, fn, code, planned, combo, oids, env, result)
+            db.index.put_call(combo["key"], call, fn.identity, oids, multi=len(oids) > 1)
+            for var, out, (oid, value) in zip(outputs, result["outputs"], stored):
+                db.index.put_ref(
+                    var,
+                    dict(combo["combo"]),
+                    {},
+                    oid,
+                    out["kind"],
+                    call=call,
+                    params=combo["params"],
+                    summary=summarize(value),
+                )
+            out_oids[index], call_oids[index] = oids, call
+        report = RunReport(fn.name, items, float(res.get("duration") or 0.0), uuid.uuid4().hex)
+        items_oid = db.store.put_value(report.items_tree())
+        db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(), "outputs": outputs})
+    result = {
+        "format": FORMAT,
+        "run_id": report.run_id,
+        "counts": report.counts,
+        "summary": report.summary(),
+        "outputs": out_oids,
+        "calls": call_oids,
+    }
+    write_json(folder / COMMIT_RESULT, result)
+    return result
+
+
+def _store_code(db: Database, fn: MatlabFunction) -> str:
+    for source in (fn.main, *fn.helpers):
+        db.store.put("code", source.text.encode("utf-8"))
+    return fn.main.code
+
+
+def _store_constants(db: Database, folder: Path, req: dict[str, Any]) -> None:
+    """Constants are stored for provenance (children first), as Python's for_each does."""
+    staged: dict[str, str] = {}
+    for child in req.get("children") or []:
+        staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
+    for spec in (req.get("inputs") or {}).values():
+        if "var" not in spec:
+            store_staged(db, folder, spec, staged)
+
+
+def _restore(db: Database, outputs: list[str], combo: dict[str, Any]) -> None:
+    """A cached call whose outputs are not the current refs here: point the refs at them."""
+    call = db.store.get_value(combo["call"])
+    for var, oid in zip(outputs, combo["outs"]):
+        kind = db.store.get(oid).kind
+        db.index.put_ref(
+            var,
+            dict(combo["combo"]),
+            {},
+            oid,
+            kind,
+            call=combo["call"],
+            params=call.get("params") or {},
+            summary=summarize(db.store.get_value(oid)),
+        )
+
+
+def _environment(db: Database, fn: MatlabFunction, given: dict[str, Any]) -> dict[str, Any]:
+    env = {k: str(given[k]) for k in ENV_KEYS if k in given}
+    env["language"] = "matlab"
+    base = capture_env(
+        fn.main.path,
+        [],
+        lambda diff: db.store.put("bytes", diff),
+        files=[fn.main.path, *(h.path for h in fn.helpers)],
+    )
+    for key in ("host", "user", "platform", "git"):
+        if key in base:
+            env[key] = base[key]
+    env["ingester"] = f"scistack {__version__}"
+    return env
+
+
+def _record_call(
+    db: Database,
+    fn: MatlabFunction,
+    code: str,
+    planned: dict[str, Any],
+    combo: dict[str, Any],
+    outs: list[str],
+    env: dict[str, Any],
+    result: dict[str, Any],
+) -> str:
+    inputs = {**planned["constants"], **combo["inputs"]}
+    record = {
+        "type": "call",
+        "format": CALL_FORMAT,
+        "function": {
+            "name": fn.name,
+            "module": fn.module,
+            "identity": fn.identity,
+            "code": code,
+            "has_source": True,
+            "version": None,
+            "deps": fn.deps(),
+            "helpers": {
+                f"helper:matlab:{h.label}": {"identity": h.digest, "code": h.code, "deps": []}
+                for h in fn.helpers
+            },
+            "constants": {},
+            "note": f"MATLAB function: identity from the normalised text of {fn.main.label}"
+            + (f" and {len(fn.helpers)} helper file(s)" if fn.helpers else ""),
+        },
+        "inputs": dict(sorted(inputs.items())),
+        "outputs": outs,
+        "multi": len(outs) > 1,
+        "params": combo["params"],
+        "env": env,
+        "started": _iso(result.get("started")),
+        "duration": round(float(result.get("duration") or 0.0), 6),
+    }
+    return db.store.put("call", dumps_canonical(record))
+
+
+def _iso(unix_seconds: Any) -> str:
+    """MATLAB reports start times as Unix seconds (UTC); the record keeps ISO 8601."""
+    if not isinstance(unix_seconds, (int, float)):
+        return utc_now()
+    stamp = _dt.datetime.fromtimestamp(float(unix_seconds), _dt.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,237 @@
+"""`scistack matlab-plan`: resolve every combination to oids and a call key; record nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scistack.database import Database
+from scistack.errors import InvalidMetadataError
+from scistack.foreach.inputs import _resolve_variable
+from scistack.index import check_identifier, key_of, utc_now
+from scistack.ingest import staged_name, staged_payload
+from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
+from scistack.matlab_bridge._files import (
+    FORMAT,
+    INLINE_MAX,
+    PLAN_RESULT,
+    check_schema,
+    read_json,
+    write_json,
+)
+from scistack.matlab_bridge.source import MatlabFunction, matlab_function
+from scistack.objects.hashing import hash_object
+
+
+# -- plan ----------------------------------------------------------------------------------
+def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
+    """Resolve every combination of a MATLAB for_each; writes and returns `plan-result.json`."""
+    request_path = Path(request_path)
+    folder = request_path.parent
+    req = read_json(request_path, "plan")
+    check_schema(db, req, request_path)
+    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
+    outputs = [check_identifier(v, "output variable name") for v in req.get("outputs") or []]
+    if not outputs:
+        raise InvalidMetadataError(
+            "for_each needs at least one output variable, e.g. {FilteredEMG()}"
+        )
+    specs, constants = _inputs(db, folder, req)
+    arguments = _arguments(fn, list(req.get("order") or sorted(specs)))
+    db.index.refresh()
+    combos = _combinations(db, specs, req.get("iterate") or [])
+    planned = [_plan_one(db, fn, specs, constants, outputs, combo) for combo in combos]
+    counts = {s: sum(1 for p in planned if p["status"] == s) for s in ("run", "cached", "missing")}
+    result = {
+        "format": FORMAT,
+        "planned_at": utc_now(),
+        "function": {
+            "name": fn.name,
+            "module": fn.module,
+            "identity": fn.identity,
+            "code": fn.main.code,
+            "file": fn.main.path,
+            "params": list(fn.params),
+            "helpers": [
+                {"label": h.label, "file": h.path, "identity": h.digest, "code": h.code}
+                for h in fn.helpers
+            ],
+        },
+        "arguments": arguments,
+        "constants": {n: c.record for n, c in constants.items()},
+        "outputs": outputs,
+        "combos": planned,
+        "counts": counts,
+    }
+    write_json(folder / PLAN_RESULT, result)
+    return result
+
+
+@dataclass(slots=True)
+class _Spec:
+    var: str
+    fixed: dict[str, Any]
+
+
+def _inputs(
+    db: Database, folder: Path, req: dict[str, Any]
+) -> tuple[dict[str, _Spec], dict[str, BoundInput]]:
+    """Loaded inputs (variable + pins) and constants (their oids from the staged payloads)."""
+    staged: dict[str, str] = {}
+    for child in req.get("children") or []:
+        kind, payload = staged_payload(folder, child, staged)
+        staged[staged_name(child)] = hash_object(kind, [payload])
+    specs: dict[str, _Spec] = {}
+    constants: dict[str, BoundInput] = {}
+    for name, spec in (req.get("inputs") or {}).items():
+        check_identifier(name, "input name")
+        if "var" in spec:
+            fixed = dict(spec.get("fixed") or {})
+            unknown = [k for k in fixed if k not in db.schema_keys]
+            if unknown:
+                raise InvalidMetadataError(
+                    f"Fixed({spec['var']}, ...) for input {name!r} pins {unknown}, which are not schema "
+                    f"keys; the schema keys are {db.schema_keys}"
+                )
+            specs[name] = _Spec(check_identifier(spec["var"], "variable name"), fixed)
+        else:
+            kind, payload = staged_payload(folder, spec, staged)
+            oid = hash_object(kind, [payload])
+            record: dict[str, Any] = {"oid": oid}
+            if kind == "json":
+                tree = json.loads(payload)
+                if not isinstance(tree, (list, dict)) or len(tree) <= INLINE_MAX:
+                    record["const"] = tree
+            constants[name] = BoundInput(name, None, oid, record)
+    return specs, constants
+
+
+def _arguments(fn: MatlabFunction, order: list[str]) -> list[str]:
+    """The input names in the order MATLAB passes them (by position)."""
+    params = [p for p in fn.params if p != "varargin"]
+    varargin = "varargin" in fn.params
+    unknown = [n for n in order if n not in params]
+    if unknown and not varargin:
+        raise InvalidMetadataError(
+            f"{fn.name}({', '.join(fn.params)}) has no parameter {', '.join(map(repr, unknown))}; "
+            "the inputs struct's field names must be the function's parameter names"
+        )
+    named = [p for p in params if p in order]
+    if named:
+        last = params.index(named[-1])
+        gaps = [p for p in params[:last] if p not in order and p != "~"]
+        if gaps:
+            raise InvalidMetadataError(
+                f"{fn.name}({', '.join(fn.params)}): the inputs give {named[-1]!r} but not "
+                f"{', '.join(map(repr, gaps))}; MATLAB passes arguments by position, so give every "
+                "parameter up to the last one used"
+            )
+    return named + [n for n in order if n not in params]
+
+
+def _combinations(
+    db: Database, specs: dict[str, _Spec], iterate: list[Any]
+) -> list[dict[str, Any]]:
+    import itertools
+
+    keys, values = [], []
+    for pair in iterate:
+        key, vals = pair
+        keys.append(key)
+        vals = vals if isinstance(vals, list) else [vals]
+        values.append(vals if vals else _stored_values(db, specs, key))
+    if not keys:
+        raise InvalidMetadataError(
+            "for_each needs at least one schema key to iterate (e.g. 'subject', [1 2 3]): its "
+            "outputs are saved at each combination's address"
+        )
+    unknown = [k for k in keys if k not in db.schema_keys]
+    if unknown:
+        raise InvalidMetadataError(
+            f"for_each iterates schema keys only; {unknown} are not in the schema {db.schema_keys}. "
+            "Pass other settings through the inputs struct as constants"
+        )
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def _stored_values(db: Database, specs: dict[str, _Spec], key: str) -> list[Any]:
+    seen: dict[Any, Any] = {}
+    for spec in specs.values():
+        for record in db.index.state.records(spec.var):
+            if key in record.addr:
+                value = record.addr[key]
+                seen[(type(value).__name__, value)] = value
+    return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
+
+
+def _plan_one(
+    db: Database,
+    fn: MatlabFunction,
+    specs: dict[str, _Spec],
+    constants: dict[str, BoundInput],
+    outputs: list[str],
+    combo: dict[str, Any],
+) -> dict[str, Any]:
+    bound = dict(constants)
+    missing = []
+    for name, spec in specs.items():
+        found = _resolve_variable(db, name, spec.var, {**combo, **spec.fixed}, False)
+        if found is None:
+            missing.append(name)
+        else:
+            bound[name] = found.bound
+    if missing:
+        return {
+            "combo": combo,
+            "status": "missing",
+            "missing": sorted(missing),
+            "detail": [
+                f"no {specs[n].var} at {_address_text(db, {**combo, **specs[n].fixed})} (input {n})"
+                for n in sorted(missing)
+            ],
+        }
+    key = key_from_oids(fn.identity, {n: b.oid for n, b in bound.items()})
+    hit = db.index.state.calls.get(key)
+    if hit is not None and len(hit["outs"]) == len(outputs):
+        restore = _needs_restore(db, combo, outputs, hit)
+        if restore is not None:
+            return {
+                "combo": combo,
+                "status": "cached",
+                "call": hit["call"],
+                "outs": list(hit["outs"]),
+                "restore": restore,
+            }
+    return {
+        "combo": combo,
+        "status": "run",
+        "key": key,
+        "inputs": {n: b.record for n, b in sorted(bound.items()) if n in specs},
+        "params": flatten_params(fn.name, bound),
+    }
+
+
+def _address_text(db: Database, addr: dict[str, Any]) -> str:
+    keys = [k for k in db.schema_keys if k in addr]
+    return ", ".join(f"{k}={addr[k]!r}" for k in keys)
+
+
+def _needs_restore(
+    db: Database, combo: dict[str, Any], outputs: list[str], hit: dict[str, Any]
+) -> bool | None:
+    """False: the cached outputs are the current refs here; True: re-point the refs at them;
+    None: an output object was garbage-collected, so run again."""
+    restore = False
+    for var, oid in zip(outputs, hit["outs"]):
+        current = db.index.state.current_at(var, key_of(combo), "{}")
+        if current is not None and current.oid == oid and current.call == hit["call"]:
+            continue
+        if not db.store.contains(oid):
+            return None
+        restore = True
+    return restore
+
+
