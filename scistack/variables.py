@@ -17,6 +17,7 @@ schema (subject only) is allowed: the address is the schema keys given.
 from __future__ import annotations
 
 import difflib
+import math
 import threading
 import warnings
 from collections.abc import Iterator
@@ -254,10 +255,10 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
 def _address_value(var: str, key: str, value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
-    if not isinstance(value, _ADDRESS_TYPES) or (isinstance(value, float) and value != value):
+    if not isinstance(value, _ADDRESS_TYPES) or (isinstance(value, float) and not math.isfinite(value)):
         raise InvalidMetadataError(
             f"{var}.save: {key}={value!r} is a {type(value).__name__}; an address value must be one "
-            "int, str, float or bool. To save several addresses, call save once per address "
+            "int, str, finite float or bool. To save several addresses, call save once per address "
             "(or use for_each)"
         )
     return value
@@ -266,7 +267,8 @@ def _address_value(var: str, key: str, value: Any) -> Any:
 def _version_value(var: str, key: str, value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
-    if value is not None and not isinstance(value, _ADDRESS_TYPES):
+    if (value is not None and not isinstance(value, _ADDRESS_TYPES)) or (
+            isinstance(value, float) and not math.isfinite(value)):
         raise InvalidMetadataError(
             f"{var}.save: version key {key}={value!r} must be an int, str, float, bool or None "
             f"(got {type(value).__name__}); save structured settings as their own variable"

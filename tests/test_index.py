@@ -246,3 +246,19 @@ def test_project_opens_and_saves_while_another_process_holds_the_duckdb_file(tmp
     db.sync()  # the holder is gone: DuckDB catches up from the journal
     assert db.sql('SELECT count(*) FROM "Signal"').iloc[0, 0] == 1
     db.close()
+
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from scistack.index.state import key_of  # noqa: E402
+from scistack.objects.canonical_json import dumps_canonical  # noqa: E402
+
+_SCALARS = st.one_of(st.text(), st.integers(), st.booleans(), st.none(),
+                     st.floats(allow_nan=False, allow_infinity=False))
+
+
+@given(st.dictionaries(st.text(min_size=1), _SCALARS, max_size=6))
+def test_address_keys_are_exactly_the_canonical_json(mapping):
+    expected = dumps_canonical(mapping).decode("ascii") if mapping else "{}"
+    assert key_of(mapping) == expected

@@ -130,6 +130,8 @@ def test_batch_saves_are_visible_and_durable(project):
 @pytest.mark.parametrize("metadata, error", [
     ({"subject": [1, 2], "session": "pre"}, InvalidMetadataError),
     ({"subject": None, "session": "pre"}, InvalidMetadataError),
+    ({"subject": float("inf"), "session": "pre"}, InvalidMetadataError),
+    ({"subject": 1, "gain": float("nan")}, InvalidMetadataError),
     ({"note": "x"}, InvalidMetadataError),                 # no schema key at all
     ({"subject": 1, "data": 2}, InvalidNameError),         # reserved
     ({"subject": 1, "version": 2}, InvalidNameError),

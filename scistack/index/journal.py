@@ -26,6 +26,9 @@ from typing import Any
 from scistack.objects.canonical_json import dumps_canonical
 
 
+_DECODER = json.JSONDecoder()
+
+
 class Journal:
     """Append and tail `refs.log`; `locked()` makes read-then-append atomic across processes."""
 
@@ -88,11 +91,12 @@ class Journal:
             return [], 0
         end = data.rfind(b"\n") + 1
         entries = []
-        for line in data[:end].splitlines():
+        decode = _DECODER.decode
+        for line in data[:end].decode("utf-8", "replace").splitlines():
             if not line:
                 continue
             try:
-                entries.append(json.loads(line))
+                entries.append(decode(line))
             except ValueError:
                 self.skipped_lines += 1  # a torn line, terminated by the next writer
         return entries, offset + end

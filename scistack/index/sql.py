@@ -15,6 +15,7 @@ Python package, can open it.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -160,8 +161,9 @@ class SqlIndex:
     # -- sync --------------------------------------------------------------------------
     def sync(self) -> int:
         """Apply journal lines DuckDB has not seen; returns how many were applied."""
-        if self.journal.size() == 0 and self.path.exists():
-            return 0
+        size = self.journal.size()
+        if (size == 0 and self.path.exists()) or self._known_in_step(size):
+            return 0  # nothing new: not even a connection (~15-300 ms on a large file)
         with self.connect() as con:
             self.ensure_schema(con)
             offset = int(self._meta(con, "journal_offset", "0"))
@@ -169,15 +171,47 @@ class SqlIndex:
                 con.execute("DELETE FROM refs; DELETE FROM calls; DELETE FROM runs")
                 offset = 0
             entries, new_offset = self.journal.read_from(offset)
-            if not entries:
-                return 0
-            con.execute("BEGIN")
-            touched = self._apply(con, entries)
-            self._set_meta(con, "journal_offset", str(new_offset))
-            con.execute("COMMIT")
-            for var in touched:
-                self._refresh_view(con, var)
-            return len(entries)
+            if entries:
+                con.execute("BEGIN")
+                touched = self._apply(con, entries)
+                self._set_meta(con, "journal_offset", str(new_offset))
+                con.execute("COMMIT")
+                for var in touched:
+                    self._refresh_view(con, var)
+        self._remember_in_step(new_offset)
+        return len(entries)
+
+    # The sidecar says "DuckDB had applied the journal up to OFFSET when its file looked like
+    # this (mtime, size)". Any write to the file by anyone changes that, and then a real
+    # connection checks; so a stale sidecar can only cost a connection, never skip a sync.
+    def _sidecar(self) -> Path:
+        return self.journal.path.with_name("index.synced")
+
+    def _file_stamp(self) -> str | None:
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        wal = self.path.with_name(self.path.name + ".wal")
+        return f"{info.st_mtime_ns}:{info.st_size}:{wal.exists()}"
+
+    def _known_in_step(self, journal_size: int) -> bool:
+        stamp = self._file_stamp()
+        try:
+            return stamp is not None and self._sidecar().read_text() == f"{journal_size} {stamp}"
+        except OSError:
+            return False
+
+    def _remember_in_step(self, offset: int) -> None:
+        stamp = self._file_stamp()
+        if stamp is None or offset != self.journal.size():
+            return
+        temp = self._sidecar().with_suffix(f".tmp{os.getpid()}")
+        try:
+            temp.write_text(f"{offset} {stamp}")
+            os.replace(temp, self._sidecar())
+        except OSError:
+            pass
 
     def rebuild(self) -> int:
         """Forget everything DuckDB holds and apply the whole journal again."""
