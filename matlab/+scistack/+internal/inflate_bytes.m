@@ -6,18 +6,10 @@ tmp = cell(size(frames));
 for k = 1:numel(frames)
     tmp{k} = [tempname(), '.zst'];
 end
-cleaner = onCleanup(@() remove_files(tmp));
+cleaner = onCleanup(@() scistack.internal.remove_files(tmp));
 for k = 1:numel(frames)
     scistack.internal.write_bytes(tmp{k}, frames{k});
 end
 out = scistack.internal.zstd_inflate(tmp);
 clear cleaner
-end
-
-function remove_files(paths)
-for k = 1:numel(paths)
-    if exist(paths{k}, 'file')
-        delete(paths{k});
-    end
-end
 end

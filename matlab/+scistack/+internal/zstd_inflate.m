@@ -21,7 +21,7 @@ for first = 1:100:numel(path)
         tmp{j} = [tempname(), '.bin'];
         parts{j} = sprintf('%s -d -q -c -- %s > %s', q(exe), q(path{batch(j)}), q(tmp{j}));
     end
-    cleaner = onCleanup(@() remove_files(tmp));
+    cleaner = onCleanup(@() scistack.internal.remove_files(tmp));
     [status, msg] = system(strjoin(parts, ' && '));
     if status ~= 0
         if status == 127 || ~isempty(regexpi(msg, 'not (found|recognized)', 'once'))
@@ -42,13 +42,5 @@ if many
     bytes = out;
 else
     bytes = out{1};
-end
-end
-
-function remove_files(paths)
-for k = 1:numel(paths)
-    if exist(paths{k}, 'file')
-        delete(paths{k});
-    end
 end
 end
