@@ -124,7 +124,7 @@ class Database:
     def reindex(self) -> int:
         """Rebuild the DuckDB file's tables and views from the journal (after damage or loss)."""
         self.index.flush()
-        return self.index.sql.rebuild()
+        return self.index.rebuild()
 
     def get_provenance(self, variable: Any, **metadata: Any) -> dict[str, Any] | None:
         """How the value at `metadata` was made: function, constants, inputs, code, environment.
@@ -155,7 +155,7 @@ class Database:
 
     def sql(self, query: str, params: list | None = None) -> Any:
         """Run a read-only SQL query on the index; returns a pandas DataFrame."""
-        return self.index.sql.query(query, params).to_pandas()
+        return self.index.query(query, params).to_pandas()
 
     def close(self) -> None:
         """Flush and sync; the project stays on disk. Further use needs a new configure_database."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from scistack.database import Database
 from scistack.errors import CorruptObjectError, ObjectNotFoundError
-from scistack.gc import full_fold, walk_reachable
+from scistack.gc import walk_reachable
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +56,7 @@ def fsck(db: Database) -> FsckReport:
             problems.append(FsckProblem("corrupt", oid, str(exc).split(": ", 1)[-1].split(". ")[0]))
         except (ObjectNotFoundError, FileNotFoundError):
             continue  # deleted while we looked (a concurrent gc)
-    state, _ = full_fold(db)
+    state, _ = db.index.full_fold()
     refs = [r for var in state.variables() for r in state.records(var)]
     reported = set(corrupt)
     for r in refs:
@@ -87,7 +87,7 @@ def fsck(db: Database) -> FsckReport:
 
 
 def _journal_problems(db: Database) -> list[FsckProblem]:
-    path = db.index.journal.path
+    path = db.index.journal_path
     try:
         data = path.read_bytes()
     except FileNotFoundError:
@@ -106,13 +106,5 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
 
 
 def reindex(db: Database) -> int:
-    """Rebuild the DuckDB index from the journal; returns how many entries it applied."""
-    db.index.flush()
-    sql = db.index.sql
-    with sql.connect() as con:
-        sql.ensure_schema(con)
-        con.execute("BEGIN")
-        con.execute("DELETE FROM refs; DELETE FROM calls; DELETE FROM runs")
-        con.execute("INSERT OR REPLACE INTO meta VALUES ('journal_offset', '0')")
-        con.execute("COMMIT")
-    return db.index.sync()
+    """Rebuild the fold and the DuckDB index from the journal; returns how many entries it applied."""
+    return db.index.rebuild()

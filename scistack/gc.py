@@ -62,22 +62,10 @@ class Reachability:
     missing_roots: dict[str, str] = field(default_factory=dict)
 
 
-def full_fold(db: Any) -> tuple[RefState, int]:
-    """Fold the whole journal afresh; returns the state and how many lines did not parse."""
-    journal = db.index.journal
-    before = journal.skipped_lines
-    entries, offset = journal.read_from(0)
-    state = RefState()
-    for entry in entries:
-        state.apply(entry)
-    state.offset = offset
-    return state, journal.skipped_lines - before
-
-
 def find_reachable(db: Any, state: RefState | None = None) -> set[str]:
     """Every oid gc must keep (see the module docstring); raises when that cannot be known."""
     if state is None:
-        state, bad = full_fold(db)
+        state, bad = db.index.full_fold()
         _refuse_bad_journal(db, bad)
     walk = walk_reachable(db.store, state)
     _refuse_incomplete(walk)
@@ -271,7 +259,7 @@ def _delete_if_older(path: Path, cutoff: float, dry_run: bool) -> int | None:
 def _refuse_bad_journal(db: Any, bad_lines: int) -> None:
     if bad_lines:
         raise GarbageCollectionError(
-            f"gc refused: {bad_lines} line(s) of {db.index.journal.path.name} cannot be parsed, so "
+            f"gc refused: {bad_lines} line(s) of {db.index.journal_path.name} cannot be parsed, so "
             "some names may be unknown and their objects would be deleted. Nothing was deleted; "
             "run `scistack fsck` to see the lines"
         )

@@ -1,8 +1,8 @@
 """What the `scistack` commands ask of a project: history, lineage, listings, removal.
 
 Every function here takes an open `Database`, returns plain data (dataclasses, lists) and
-never prints: `scistack.cli` renders it as text or JSON. Refs are read from the journal fold
-(`db.index.state`), call records from the object store; values are loaded only by `show`.
+never prints: `scistack.cli` renders it as text or JSON. Refs are read through the index's
+verbs, call records from the object store; values are loaded only by `show`.
 """
 
 from __future__ import annotations
@@ -191,10 +191,9 @@ def log_entries(db: Database, var: str, *, n: int | None = None, **address: Any)
     records = select(db, var, all_versions=True, **address)
     records.sort(key=lambda r: (r.created_at, r.version), reverse=True)
     calls = CallReader(db)
-    state = db.index.state
     out = []
     for record in records[:n] if n else records:
-        current = state.current_at(record.var, record.addr_key, record.vkeys_key)
+        current = db.index.current_at(record.var, record.addr_key, record.vkeys_key)
         out.append(
             LogEntry(
                 record.var,
@@ -275,11 +274,9 @@ class VariableSummary:
 
 def list_variables(db: Database) -> list[VariableSummary]:
     """Every variable with live records."""
-    db.index.refresh()
-    state = db.index.state
     out = []
-    for var in state.variables():
-        records = list(state.records(var))
+    for var in db.index.variables():
+        records = db.index.records(var)
         current = {(r.addr_key, r.vkeys_key) for r in records}
         size = _bytes_on_disk(db, {r.oid: r.kind for r in records})
         out.append(
@@ -345,9 +342,7 @@ def resolve_oid(db: Database, text: str) -> str:
 
 def show(db: Database, target: str, *, version: int | None = None, **address: Any) -> ShowResult:
     """Show an object by (prefix of) oid, or the value of variable `target` at `address`."""
-    db.index.refresh()
-    state = db.index.state
-    if target in state.variables() or address or version is not None:
+    if target in db.index.variables() or address or version is not None:
         records = select(db, target, version=version, **address)
         if len(records) != 1:
             raise VariableNotFoundError(
@@ -358,7 +353,7 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
     else:
         oid = resolve_oid(db, target)
     obj = db.store.get(oid)
-    refs = [r for var in state.variables() for r in state.records(var) if r.oid == oid]
+    refs = db.index.refs_to(oid)
     refs.sort(key=lambda r: r.created_at, reverse=True)
     if obj.kind == "call":
         value: dict[str, Any] = {"type": "call record"}
@@ -432,7 +427,7 @@ def removal_plan(
     if not cascade:
         return plan
     calls, dependents = CallReader(db), {}
-    everything = [r for v in db.index.state.variables() for r in db.index.state.records(v)]
+    everything = [r for v in db.index.variables() for r in db.index.records(v)]
     for record in everything:
         info = calls.get(record.call)
         for item in info.inputs if info else ():

@@ -118,15 +118,14 @@ class StalenessChecker:
     def _input_reason(self, item: Any) -> str:
         if item.var is None:
             return ""
-        state = self.db.index.state
         addr = {k: v for k, v in item.addr.items() if k in self.db.schema_keys}
         if item.members:
-            now = [r for r in state.select(item.var, addr, {}, {})]
+            now = self.db.index.select(item.var, addr, {}, {})
             if sorted(r.oid for r in now) != sorted(item.members):
                 return f"input {item.name} ({item.var} at {addr}) changed"
         else:
             vkeys = {k: v for k, v in item.addr.items() if k not in self.db.schema_keys}
-            current = state.current_at(item.var, key_of(addr), key_of(vkeys))
+            current = self.db.index.current_at(item.var, key_of(addr), key_of(vkeys))
             if current is None or current.oid != item.oid:
                 return f"input {item.name} ({item.var}) changed"
             now = [current]
@@ -153,9 +152,7 @@ class StalenessChecker:
 
 def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     """The status of every (variable, address) among `variables` (default: all)."""
-    db.index.refresh()
-    state = db.index.state
-    known = state.variables()
+    known = db.index.variables()
     run_combos = _last_runs(db, CallReader(db))
     chosen = list(variables) if variables else sorted(set(known) | {v for v, _ in run_combos})
     for var in chosen:
@@ -184,7 +181,7 @@ def _var_cells(
     cells: dict[str, StatusCell] = {}
     newest: dict[str, str] = {}
     by_addr: dict[str, list[RefRecord]] = {}
-    for record in db.index.state.records(var):
+    for record in db.index.records(var):
         by_addr.setdefault(record.addr_key, []).append(record)
     for addr_key, records in by_addr.items():
         current = {r.vkeys_key: r for r in records}  # oldest first: the last wins
@@ -203,10 +200,9 @@ def _last_runs(
     db: Database, calls: CallReader
 ) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str]]:
     """(variable, address) -> (status, time, combo, error) of the newest run covering it."""
-    state = db.index.state
     writers: dict[str, set[str]] = {}  # function name -> variables, for runs that predate "outputs"
     out: dict[tuple[str, str], tuple[str, str, dict[str, Any], str]] = {}
-    for run in state.runs:
+    for run in db.index.runs():
         if run.get("dry_run") or not run.get("items"):
             continue
         outputs = run.get("outputs")
@@ -231,8 +227,8 @@ def _last_runs(
 
 def _writers(db: Database, calls: CallReader) -> dict[str, set[str]]:
     writers: dict[str, set[str]] = {}
-    for var in db.index.state.variables():
-        record = next((r for r in db.index.state.records(var) if r.call), None)
+    for var in db.index.variables():
+        record = next((r for r in db.index.records(var) if r.call), None)
         info = calls.get(record.call) if record else None
         if info is not None:
             writers.setdefault(info.function, set()).add(var)

@@ -282,9 +282,7 @@ def _is_multi(value: Any) -> bool:
 
 def _select(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
             all_versions: bool = False) -> list[RefRecord]:
-    db.index.refresh()
-    state = db.index.state
-    vkey_names, param_names = state.vkey_names(var), state.param_names(var)
+    vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
     addr, vkeys, params, unknown = {}, {}, {}, []
     for key, value in metadata.items():
         value = value.item() if isinstance(value, np.generic) else value
@@ -298,7 +296,7 @@ def _select(db: Database, var: str, metadata: dict[str, Any], *, version: int | 
             unknown.append(key)
     if unknown:
         raise VariableNotFoundError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
-    records = state.select(var, addr, vkeys, params, all_versions=all_versions or version is not None)
+    records = db.index.select(var, addr, vkeys, params, all_versions=all_versions or version is not None)
     if version is not None:
         records = [r for r in records if r.version == version]
     if not records:
@@ -318,9 +316,9 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
     query = ", ".join(f"{k}={v!r}" for k, v in metadata.items())
     if version is not None:
         query += f"{', ' if query else ''}version={version}"
-    records = list(db.index.state.records(var))
+    records = db.index.records(var)
     if not records:
-        others = db.index.state.variables()
+        others = db.index.variables()
         return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
                 f"{', '.join(others) or 'none yet'}")
     hints = []
@@ -383,9 +381,3 @@ def _column(values: list[Any]) -> Any:
     if values and all(isinstance(v, (int, float, bool, np.generic)) for v in values):
         return pd.Series(values)
     return pd.Series(values, dtype=object)
-
-
-def iter_records(db: Database, var: str) -> Iterator[RefRecord]:
-    """Every live record of a variable (all versions)."""
-    db.index.refresh()
-    return db.index.state.records(var)

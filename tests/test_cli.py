@@ -128,7 +128,7 @@ def test_log_shows_every_version_newest_first_with_its_call(built):
     assert_fits(out)
     assert out.count("value ") == 2
     assert "Function:  bandpass" in out and "Constants: low_hz=20" in out
-    old_raw = built.db.index.state.versions_at("CliRaw", '{"session":"pre","subject":1}')[0]
+    old_raw = built.db.index.versions_at("CliRaw", '{"session":"pre","subject":1}')[0]
     assert f"signal=CliRaw@{old_raw.oid[:12]}" in out
 
 
@@ -271,11 +271,11 @@ def test_rm_asks_first_and_cascades_through_call_records(built):
     built.db.index.refresh()
     assert [
         r.addr["session"]
-        for r in built.db.index.state.records("CliFiltered")
+        for r in built.db.index.records("CliFiltered")
         if r.addr["subject"] == 2
     ] == ["pre"]
     assert not any(
-        r.addr == {"subject": 2, "session": "post"} for r in built.db.index.state.records("CliPeak")
+        r.addr == {"subject": 2, "session": "post"} for r in built.db.index.records("CliPeak")
     )
     data = json.loads(ok(run(built, "rm", "CliTable", "--subject", "1", "--yes", "--json")))
     assert data["deleted"] == 1 and data["refs"][0]["var"] == "CliTable"
@@ -286,7 +286,7 @@ def test_rm_without_cascade_keeps_downstream(built):
     built.db.index.refresh()
     assert [
         r.version
-        for r in built.db.index.state.versions_at("CliRaw", '{"session":"pre","subject":1}')
+        for r in built.db.index.versions_at("CliRaw", '{"session":"pre","subject":1}')
     ] == [2]
     assert CliFiltered.load(subject=1, session="pre") is not None
 

@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from tests import foreach_fns as fns
+from tests.helpers import journal_size
 from scistack import (
     BaseVariable,
     Fixed,
@@ -303,7 +304,7 @@ def test_on_error_raise_stops_at_the_first_failure(emg):
     assert len(FeFiltered.load(subject=1)) == 2          # ran before the failure
     with pytest.raises(VariableNotFoundError):         # never started after it
         FeFiltered.load(subject=3)
-    run = emg.index.state.runs[-1]
+    run = emg.index.runs()[-1]
     assert run["counts"]["failed"] == 1 and run["counts"]["ran"] == 2
 
 
@@ -313,21 +314,21 @@ def test_on_error_raise_stops_parallel_runs_too(emg, spawn_pool):
                  subject=SUBJECTS, session=SESSIONS, on_error="raise", executor=spawn_pool,
                  chunk_size=1, progress=False)
     assert len(caught.value.failures) == 1  # four combinations fail; the first one seen stops the run
-    items = emg.store.get_value(emg.index.state.runs[-1]["items"])
+    items = emg.store.get_value(emg.index.runs()[-1]["items"])
     statuses = Counter(item["status"] for item in items)
     assert statuses["failed"] == 1 and statuses["ran"] + statuses["skipped"] == 5
 
 
 def test_dry_run_reports_the_plan_and_writes_nothing(emg):
     run_bandpass(subject=[1])
-    journal_size, objects = emg.index.journal.size(), object_count(emg)
+    journal_before, objects = journal_size(emg), object_count(emg)
     report = run_bandpass(subject=[1, 2, 4], dry_run=True)
     assert report.dry_run
     statuses = Counter(item.status for item in report.items)
     assert statuses == {"cached": 2, "would_run": 2, "missing": 2}
     assert report.summary().startswith("[dry run]")
     emg.flush()
-    assert emg.index.journal.size() == journal_size
+    assert journal_size(emg) == journal_before
     assert object_count(emg) == objects
     with pytest.raises(VariableNotFoundError):
         FeFiltered.load(subject=2)
@@ -356,7 +357,7 @@ def test_an_empty_run_is_reported_and_warned_about(emg, caplog):
 def test_run_and_statuses_are_stored_in_the_index(emg):
     report = for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
                       subject=[1, 3, 4], session=SESSIONS, progress=False)
-    run = emg.index.state.runs[-1]
+    run = emg.index.runs()[-1]
     assert run["run_id"] == report.run_id and run["function"] == "fragile"
     assert run["counts"] == {"ran": 2, "cached": 0, "missing": 2, "failed": 2}
     items = emg.store.get_value(run["items"])
@@ -562,7 +563,7 @@ def test_a_function_workers_cannot_import_fails_each_combination_with_a_hint(emg
                       subject=[1], session=SESSIONS, executor=spawn_pool, progress=False)
     assert (report.failed, report.ran) == (2, 0)
     assert "importable" in report.failures[0].error and report.failures[0].traceback
-    assert emg.index.state.runs[-1]["counts"]["failed"] == 2
+    assert emg.index.runs()[-1]["counts"]["failed"] == 2
 
 
 class CountingExecutor(cf.Executor):
@@ -620,8 +621,8 @@ def test_a_retried_task_gives_the_same_oids_and_no_duplicate_records(emg, spawn_
     # every object the run added is named by a ref, a call record or the run: no stray
     # outputs from a second attempt that computed something else
     added = set(emg.store.iter_oids()) - before
-    named = {emg.index.state.runs[-1]["items"]}
-    for record in emg.index.state.records("FeFiltered"):
+    named = {emg.index.runs()[-1]["items"]}
+    for record in emg.index.records("FeFiltered"):
         named |= {record.oid, record.call} | _oids_in(emg.store.get_value(record.call))
     assert len(added) >= 12 and added <= named
     again = run_bandpass(executor=retrying)
@@ -835,7 +836,7 @@ def _kill(proc: subprocess.Popen) -> str:
 
 def _assert_rerun_completes_exactly_what_is_missing(db) -> None:
     db.index.refresh()
-    called = set(db.index.state.calls)  # every call entry here is slow_double's
+    called = {c["key"] for c in db.index.calls()}  # every call entry here is slow_double's
     report = for_each(fns.slow_double, inputs={"signal": FeRawEMG, "delay": 0.01}, outputs=[FeFiltered],
                       subject=range(KILL_N), session=["pre"], progress=False)
     assert (report.cached, report.ran, report.failed) == (len(called), KILL_N - len(called), 0), report.summary()
@@ -866,9 +867,9 @@ def test_sigkill_mid_run_leaves_a_consistent_store_and_rerun_completes(kill_proj
     assert proc.returncode == -signal.SIGKILL and "finished" not in out
 
     kill_project.index.refresh()
-    called = set(kill_project.index.state.calls)
+    called = {c["key"] for c in kill_project.index.calls()}
     assert 0 < len(called) < KILL_N, "the kill should land mid-run"
-    assert len(list(kill_project.index.state.records("FeFiltered"))) <= len(called)  # calls journalled first
+    assert len(list(kill_project.index.records("FeFiltered"))) <= len(called)  # calls journalled first
     _assert_every_name_verifies(kill_project)
     _assert_rerun_completes_exactly_what_is_missing(kill_project)
 
@@ -906,14 +907,12 @@ def _assert_every_name_verifies(db) -> None:
     found = fsck(db)  # every object re-hashed, every name and everything reachable present
     # a journal line torn by the kill is expected (readers skip it); nothing else may be wrong
     assert [p for p in found.problems if p.kind != "journal"] == [], found.problems
-    db.index.refresh()
-    state = db.index.state
-    for var in state.variables():
-        for record in state.records(var):
+    for var in db.index.variables():
+        for record in db.index.records(var):
             assert db.store.get(record.oid).kind == record.kind  # get() verifies the hash
             if record.call:
                 assert db.store.get(record.call).kind == "call"
-    for entry in state.calls.values():
+    for entry in db.index.calls():
         assert db.store.get(entry["call"]).kind == "call"
         for oid in entry["outs"]:
             db.store.get(oid)

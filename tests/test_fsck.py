@@ -9,6 +9,7 @@ import os
 import numpy as np
 from click.testing import CliRunner
 
+from scistack.index.journal import Journal
 from scistack import BaseVariable, lineage_fcn
 from scistack.cli import main
 from scistack.fsck import fsck, reindex
@@ -104,7 +105,7 @@ def test_journalled_ref_to_a_missing_object(project):
         "summary": "float64[3]",
         "t": utc_now(),
     }
-    project.index.journal.append([entry])
+    Journal(project.index.journal_path).append([entry])
     report = fsck(project)
     assert [(p.kind, p.oid) for p in report.problems] == [("missing-ref-object", ghost)]
     assert "FsckRaw {'subject': 9}" in report.problems[0].detail
@@ -116,7 +117,7 @@ def test_dangling_call_and_bad_journal_line(project):
     build(project)
     call = FsckOut.load(subject=1, session="pre").call
     os.unlink(project.store.path_of(call))
-    with open(project.index.journal.path, "ab") as journal:
+    with open(project.index.journal_path, "ab") as journal:
         journal.write(b"{not json\n")
     kinds = sorted(p.kind for p in fsck(project).problems)
     assert kinds == ["dangling-call", "dangling-call", "journal"]  # the ref's call and the cache's
@@ -125,7 +126,7 @@ def test_dangling_call_and_bad_journal_line(project):
 
 def test_reindex_rebuilds_duckdb_from_the_journal(project):
     build(project)
-    with project.index.sql.connect() as con:
+    with project.index._sql.connect() as con:
         con.execute("DELETE FROM refs")
     assert project.sql("SELECT count(*) AS n FROM refs")["n"][0] == 0
     assert reindex(project) > 0

@@ -156,7 +156,7 @@ class GarbageCollection(RuleBasedStateMachine):
         live = {
             (r.var, r.addr["subject"], r.version)
             for v in ("GcA", "GcB", "GcC")
-            for r in self.db.index.state.records(v)
+            for r in self.db.index.records(v)
         }
         assert live == {
             (var, s, version) for (var, s), versions in self.model.items() for version in versions
@@ -271,7 +271,7 @@ def test_every_version_and_the_lineage_of_kept_values_survive(project):
     )
     assert project.store.get_value(raw.record.oid)["x"].tolist() == [0.0, 1.0, 2.0]
     assert "def gc_scale" in project.store.get_value(provenance["code"])
-    run = project.index.state.runs[-1]
+    run = project.index.runs()[-1]
     assert run["run_id"] == report.run_id and project.store.contains(run["items"])
 
 
@@ -279,7 +279,7 @@ def test_every_version_and_the_lineage_of_kept_values_survive(project):
 def test_gc_refuses_when_a_journal_line_cannot_be_read(project):
     GcA.save(1, subject=1)
     orphan = project.store.put_value("stray")
-    with open(project.index.journal.path, "ab") as journal:
+    with open(project.index.journal_path, "ab") as journal:
         journal.write(b'{"op":"put","var":"GcA", torn\n')
     with pytest.raises(GarbageCollectionError, match="cannot be parsed"):
         collect_garbage(project, grace_seconds=0)

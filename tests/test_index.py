@@ -176,14 +176,14 @@ def test_idle_python_process_does_not_lock_out_a_second_writer(tmp_path, python_
 
 def test_torn_journal_line_is_skipped_and_next_save_works(project):
     Signal.save(np.ones(2), subject=1, session="pre")
-    with open(project.index.journal.path, "ab") as journal:
+    with open(project.index.journal_path, "ab") as journal:
         journal.write(b'{"op":"put","var":"Sig')  # a writer killed mid-line
     Signal.save(np.zeros(2), subject=2, session="pre")
     project.close()
     db = configure_database(project.path, ["subject", "session"])
     assert Signal.load(subject=1, session="pre").data.sum() == 2
     assert Signal.load(subject=2, session="pre").data.sum() == 0
-    lines = db.index.journal.path.read_bytes().split(b"\n")
+    lines = db.index.journal_path.read_bytes().split(b"\n")
     assert sum(1 for line in lines if line.startswith(b'{"op":"put","var":"Sig{')) == 0
     db.close()
 
@@ -200,7 +200,7 @@ def test_lost_duckdb_file_is_rebuilt_from_the_journal(project):
 
 def test_journal_lines_are_documented_canonical_json(project):
     Signal.save(np.ones(2), subject=1, session="pre", note="x")
-    line = project.index.journal.path.read_bytes().splitlines()[0]
+    line = project.index.journal_path.read_bytes().splitlines()[0]
     entry = json.loads(line)
     assert entry["op"] == "put" and entry["addr"] == {"session": "pre", "subject": 1}
     assert entry["vkeys"] == {"note": "x"} and entry["version"] == 1 and entry["kind"] == "npy"
@@ -218,7 +218,7 @@ def test_reindex_rebuilds_tables_from_the_journal(project):
     for i in range(3):
         MaxActivation.save(float(i), subject=i, session="pre")
     project.sync()
-    with project.index.sql.connect() as con:
+    with project.index._sql.connect() as con:
         con.execute("DELETE FROM refs")
     assert project.sql("SELECT count(*) FROM refs").iloc[0, 0] == 0
     assert project.reindex() == 3

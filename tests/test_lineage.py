@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import journal_size
 from scistack import (
     AmbiguousParamError,
     BaseVariable,
@@ -192,10 +193,10 @@ def test_cache_hit_is_one_index_lookup_and_one_object_read_and_writes_nothing(
     real_get, real_write = store.get, store._write
     monkeypatch.setattr(store, "get", lambda oid: reads.append(oid) or real_get(oid))
     monkeypatch.setattr(store, "_write", lambda *a: writes.append(a[0]) or real_write(*a))
-    journal = project.index.journal.size()
+    journal = journal_size(project)
     hit = bandpass(x, 20)
     assert hit.cached and reads == [hit.oid] and writes == []
-    assert project.index.journal.size() == journal
+    assert journal_size(project) == journal
 
 
 def test_defaults_are_bound_and_positional_or_keyword_spelling_does_not_matter(project) -> None:

@@ -15,7 +15,7 @@ class SqlConnA(BaseVariable):
 def test_read_only_query_waits_for_a_read_write_connection_in_the_same_process(project):
     SqlConnA.save(1, subject=1)
     project.sync()
-    sql = project.index.sql
+    sql = project.index._sql
     ready, done = threading.Event(), threading.Event()
 
     def hold() -> None:

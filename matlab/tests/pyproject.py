@@ -207,10 +207,9 @@ def downstream(root: Path) -> dict:
     out["load_low_hz_20_qualified"] = len(FilteredEMG.load(**{"bandpass.low_hz": 20.0}))
     # MATLAB's outputs: the same bytes and oids as numpy's encoding of the same values
     checks = []
-    state = db.index.state
     for subject in (1, 2, 3):
         for session in ("pre", "post"):
-            record = state.current_at(
+            record = db.index.current_at(
                 "FilteredEMG", key_of({"subject": subject, "session": session}), "{}"
             )
             expected = raw_emg(subject, session) * 2 + 20

@@ -145,7 +145,6 @@ class _Run:
         bar = _progress_bar(len(combos), self.name, progress)
         try:  # an interrupted run still journals (on leaving the batch) what it completed
             with self.db.batch():
-                self.db.index.refresh()
                 for combo in combos:
                     self._plan(combo, bar)
                 if self.pending and not self.dry_run:
@@ -157,7 +156,7 @@ class _Run:
                                    self.dry_run)
                 if not self.dry_run:
                     items_oid = report.store_items(self.db.store)
-                    self.db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(),
+                    self.db.index.put_run({**report.to_entry(items_oid), "t": utc_now(),
                                              "outputs": [v.__name__ for v in self.outputs]})
         finally:
             if bar is not None:
@@ -187,7 +186,7 @@ class _Run:
             _tick(bar)
             return
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
-        hit = self.db.index.state.calls.get(key)  # the fold was refreshed when the run began
+        hit = self.db.index.cached_call(key)
         if hit is not None and self._restore(combo, addr_key, key, hit):
             item.status = "cached"
             log.debug("cached %s at %s", self.name, combo)
@@ -202,10 +201,9 @@ class _Run:
         """A cached call: make sure its outputs are the current refs at this combination."""
         if self.outputs and len(hit["outs"]) != len(self.outputs):
             return False  # the cached call made a different number of values: run it again
-        state = self.db.index.state
         stale = []
         for var, oid in zip(self.outputs, hit["outs"]):
-            current = state.current_at(var.__name__, addr_key, "{}")
+            current = self.db.index.current_at(var.__name__, addr_key, "{}")
             if current is not None and current.oid == oid and (
                     current.call == hit["call"] or self._same_call(current.call, key)):
                 continue
@@ -228,7 +226,7 @@ class _Run:
         """
         if call_oid is None:
             return False
-        known = self.db.index.state.call_keys.get(call_oid)
+        known = self.db.index.call_key_of(call_oid)
         if known is not None:
             return known == key
         try:  # a record the call cache never named (journal compacted, or written elsewhere)
@@ -317,7 +315,7 @@ class _Run:
               params: dict[str, Any] | None) -> None:
         oid, kind, summary = out
         if params is None or not summary or not kind:
-            prior = self.db.index.state.versions_at(var, addr_key)
+            prior = self.db.index.versions_at(var, addr_key)
             same = next((r for r in reversed(prior) if r.oid == oid), None)
             summary = summary or (same.summary if same else "")
             kind = kind or (same.kind if same else self.db.store.get(oid).kind)

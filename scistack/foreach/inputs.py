@@ -93,14 +93,14 @@ def constant(name: str, value: Any) -> Resolved:
 
 def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool,
                       addr_key: str | None = None) -> Resolved | None:
-    state = db.index.state
-    if not state.vkey_names(var):  # the common case, one dict lookup: the newest version here
-        versions = state.versions_at(var, addr_key or key_of(addr))
+    index = db.index
+    if not index.vkey_names(var):  # the common case, one dict lookup: the newest version here
+        versions = index.versions_at(var, addr_key or key_of(addr))
         if versions:
             return _single(name, var, versions[-1])
-    records = state.select(var, addr, {}, {})
+    records = index.select(var, addr, {}, {})
     if not records:
-        return _coarser(state, name, var, addr)
+        return _coarser(index, name, var, addr)
     exact = [r for r in records if set(r.addr) == set(addr)]
     if exact:  # several version-key variants: the newest record wins, deterministically
         return _single(name, var, max(exact, key=lambda r: r.created_at))
@@ -108,13 +108,13 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
     return _aggregate(name, var, addr, records, as_table)
 
 
-def _coarser(state: Any, name: str, var: str, addr: dict[str, Any]) -> Resolved | None:
+def _coarser(index: Any, name: str, var: str, addr: dict[str, Any]) -> Resolved | None:
     """A value saved at a coarser level (a per-subject calibration) serves every finer
     combination below it: the most specific such record wins."""
     keys = list(addr)
     for size in range(len(keys) - 1, 0, -1):
         for subset in itertools.combinations(keys, size):
-            versions = state.versions_at(var, key_of({k: addr[k] for k in subset}))
+            versions = index.versions_at(var, key_of({k: addr[k] for k in subset}))
             if versions:
                 return _single(name, var, versions[-1])
     return None

@@ -118,11 +118,10 @@ def _address_values(key: str, values: Any) -> list[Any]:
 
 def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
     """Every value of `key` in the addresses of the input variables (pinned by none of them)."""
-    db.index.refresh()
     seen: dict[Any, Any] = {}
     for spec in inputs.values():
         for var in _variables_of(spec, key):
-            for record in db.index.state.records(var.__name__):
+            for record in db.index.records(var.__name__):
                 if key in record.addr:
                     value = record.addr[key]
                     seen[(type(value).__name__, value)] = value

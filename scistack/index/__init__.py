@@ -22,9 +22,10 @@ from typing import Any
 from scistack.errors import DatabaseLockedError
 from scistack.index.journal import Journal
 from scistack.index.sql import SqlIndex, check_identifier, quote
-from scistack.index.state import RefRecord, RefState, key_of, same_value
+from scistack.index.fold import Fold, select_records
+from scistack.index.state import RefRecord, RefState, key_of, resolve_params, select_from
 
-__all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote", "same_value"]
+__all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
 
 
 _second_text: tuple[int, str] = (-1, "")
@@ -41,54 +42,150 @@ def utc_now() -> str:
 
 
 class Index:
-    """Refs and the call cache of one project."""
+    """Refs, the call cache and run reports of one project, behind verbs that keep themselves
+    current: every read first folds what other processes journalled (one `stat` when nothing)."""
 
     def __init__(self, scistack_dir: Path, db_path: Path, schema_keys: list[str], *,
                  fsync: bool = False, sync_delay: float = 0.5) -> None:
-        self.journal = Journal(Path(scistack_dir) / "refs.log", fsync=fsync)
-        self.sql = SqlIndex(db_path, schema_keys, self.journal)
-        self.state = RefState()
-        self._pending: list[dict[str, Any]] | None = None
+        self._journal = Journal(Path(scistack_dir) / "refs.log", fsync=fsync)
+        self._fold = Fold(Path(scistack_dir) / "fold.sqlite", self._journal)
+        self._sql = SqlIndex(db_path, schema_keys, self._journal)
+        self._pending: list[dict[str, Any]] | None = None   # journal lines a batch holds back
+        self._overlay = RefState()                            # ... and what they say, for reads
         self._batch_depth = 0
         self._foreign_in_batch = False
-        self._syncer = _BackgroundSync(self.sql, sync_delay)
+        self._syncer = _BackgroundSync(self._sql, sync_delay)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
 
-    # -- keeping the fold current ------------------------------------------------------
+    @property
+    def journal_path(self) -> Path:
+        return self._journal.path
+
+    # -- keeping current -----------------------------------------------------------------
     def refresh(self) -> None:
         """Fold lines other processes appended since we last looked (one `stat` if none)."""
-        size = self.journal.size()
-        if size == self.state.offset:
-            return
-        if size < self.state.offset:  # replaced by compaction: fold anew
-            self.state = RefState()
-        entries, offset = self.journal.read_from(self.state.offset)
-        for entry in entries:
-            self.state.apply(entry)
-        self.state.offset = offset
-        if entries and self._pending:
+        if self._fold.catch_up() and self._pending:
             self._foreign_in_batch = True
 
-    # -- writing -----------------------------------------------------------------------
+    # -- reading -------------------------------------------------------------------------
+    def variables(self) -> list[str]:
+        """Names of variables with at least one live record."""
+        self.refresh()
+        found = self._fold.variables()
+        return sorted(set(found) | set(self._overlay.variables())) if self._pending else found
+
+    def records(self, var: str) -> list[RefRecord]:
+        """Every live record of a variable, all versions."""
+        self.refresh()
+        return self._fold.records(var) + (list(self._overlay.records(var)) if self._pending else [])
+
+    def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
+        """All live versions at one address, oldest first."""
+        self.refresh()
+        found = self._fold.versions_at(var, addr_key)
+        return found + self._overlay.versions_at(var, addr_key) if self._pending else found
+
+    def current_at(self, var: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
+        """The newest record at an address with exactly these version keys."""
+        self.refresh()
+        if self._pending:
+            held = self._overlay.current_at(var, addr_key, vkeys_key)
+            if held is not None:
+                return held
+        return self._fold.current_at(var, addr_key, vkeys_key)
+
+    def refs_to(self, oid: str) -> list[RefRecord]:
+        """Every live record that names `oid` (a scan: for `show`, not for hot paths)."""
+        self.flush()
+        self.refresh()
+        return self._fold.refs_to(oid)
+
+    def vkey_names(self, var: str) -> set[str]:
+        """Version-key names any record of the variable has used (names are cheap hints)."""
+        self.refresh()
+        return self._fold.names(var, "vkey") | self._overlay.vkey_names(var)
+
+    def param_names(self, var: str) -> set[str]:
+        """Qualified lineage parameter names recorded for the variable."""
+        self.refresh()
+        return self._fold.names(var, "param") | self._overlay.param_names(var)
+
+    def select(self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
+               *, all_versions: bool = False) -> list[RefRecord]:
+        """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
+        resolved = resolve_params(var, params, self.param_names(var)) if params else {}
+        groups: dict[str, list[RefRecord]] = {}
+        for record in select_records(self._fold, var, addr):
+            groups.setdefault(record.addr_key, []).append(record)
+        if self._pending:
+            for record in self._overlay.records(var):
+                groups.setdefault(record.addr_key, []).append(record)
+        return select_from(groups.values(), addr, vkeys, resolved, all_versions=all_versions)
+
+    def cached_call(self, key: str) -> dict[str, Any] | None:
+        """The call-cache entry under `key` (`call` oid, `outs` oids, `multi`), if any."""
+        self.refresh()
+        if self._pending:
+            held = self._overlay.calls.get(key)
+            if held is not None:
+                return held
+        return self._fold.call(key)
+
+    def call_key_of(self, call_oid: str) -> str | None:
+        """The call key a call record was cached under (every record ever cached)."""
+        self.refresh()
+        if self._pending and call_oid in self._overlay.call_keys:
+            return self._overlay.call_keys[call_oid]
+        return self._fold.call_key_of(call_oid)
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every call-cache entry."""
+        self.flush()
+        self.refresh()
+        return list(self._fold.calls())
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every for_each run report, oldest first."""
+        self.flush()
+        self.refresh()
+        return self._fold.runs()
+
+    def full_fold(self) -> tuple[RefState, int]:
+        """The whole journal folded afresh in memory, and how many lines did not parse: what gc
+        and fsck judge by (they must not trust derived state)."""
+        self.flush()
+        before = self._journal.skipped_lines
+        entries, offset = self._journal.read_from(0)
+        state = RefState()
+        for entry in entries:
+            state.apply(entry)
+        state.offset = offset
+        return state, self._journal.skipped_lines - before
+
+    # -- writing -------------------------------------------------------------------------
     def put_ref(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, *,
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         if self._pending is not None:  # in a batch: versions are checked again at flush
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
-        with self.journal.locked():
-            self.refresh()
+        with self._journal.locked():
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
 
     def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
              params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord:
-        current = self.state.current_at(var, addr_key, vkeys_key)
+        current = self.current_at(var, addr_key, vkeys_key)
         if current is not None and current.oid == oid and self._same_call(current.call, call):
             return current
-        record = RefRecord(var, addr, vkeys, self.state.next_version(var, addr_key), oid, kind,
+        record = RefRecord(var, addr, vkeys, self._next_version(var, addr_key), oid, kind,
                            call, params or {}, summary, utc_now(), addr_key, vkeys_key)
         self._write([record.to_entry()])
-        return self.state.add(record)
+        return record
+
+    def _next_version(self, var: str, addr_key: str) -> int:
+        """The version the next save at this address gets (numbers are never reused)."""
+        held = self._overlay.next_version(var, addr_key) if self._pending else 1
+        return max(held, self._fold.max_version(var, addr_key) + 1)
 
     def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], *, multi: bool = False) -> None:
         """Record a call-cache entry: call key -> call record oid (and its output oids).
@@ -99,47 +196,41 @@ class Index:
         if self._pending is not None:  # in a batch: appended under the lock when it flushes
             self._put_call(key, call_oid, fn, outputs, multi)
             return
-        with self.journal.locked():
-            self.refresh()
+        with self._journal.locked():
             self._put_call(key, call_oid, fn, outputs, multi)
 
     def _put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], multi: bool) -> None:
-        known = self.state.calls.get(key)
+        known = self.cached_call(key)
         if known is not None and known["call"] == call_oid:
             return
         entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
         if multi:
             entry["multi"] = True
         self._write([entry])
-        self.state.apply(entry)
 
-    def put_entry(self, entry: dict[str, Any]) -> None:
-        """Journal another kind of entry (a for_each run report)."""
-        with self.journal.locked():
-            self.refresh()
-            self._write([entry])
-            self.state.apply(entry)
+    def put_run(self, entry: dict[str, Any]) -> None:
+        """Journal a for_each run report."""
+        with self._journal.locked():
+            self._write([{**entry, "op": "run"}])
 
     def delete_refs(self, records: list[RefRecord]) -> int:
         """Remove names (values stay in the store until gc); returns how many."""
         self.flush()
-        with self.journal.locked():
-            self.refresh()
-            entries = [{"op": "del", "var": r.var, "addr": r.addr, "version": r.version, "t": utc_now()}
-                       for r in records]
-            self._write(entries)
-            for entry in entries:
-                self.state.apply(entry)
+        entries = [{"op": "del", "var": r.var, "addr": r.addr, "version": r.version, "t": utc_now()}
+                   for r in records]
+        self._write(entries)
         return len(records)
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
         if self._pending is not None:
             self._pending.extend(entries)
+            for entry in entries:
+                self._overlay.apply(entry)
             return
-        self.state.offset = self.journal.append(entries)
+        self._journal.append(entries)
         self._syncer.poke()
 
-    # -- batching ----------------------------------------------------------------------
+    # -- batching ------------------------------------------------------------------------
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Journal all writes inside as one append at the end (durable when the block exits)."""
@@ -159,37 +250,36 @@ class Index:
         if self.before_flush is not None:
             self.before_flush()
         pending, self._pending = self._pending, None
-        if not pending:
-            if self._batch_depth:
-                self._pending = []
-            return
-        with self.journal.locked():
-            # Another process wrote since our fold was current (seen earlier in the batch, or
-            # only now: puts in a batch do not read the journal): renumber ours after theirs.
-            if self._foreign_in_batch or self.journal.size() != self.state.offset:
-                pending = self._renumber(pending)
-            self.state.offset = self.journal.append(pending)
-        self._syncer.poke()
+        self._overlay = RefState()
+        if pending:
+            with self._journal.locked():
+                # Another process wrote since our view was current (seen earlier in the batch, or
+                # only now: puts in a batch do not read the journal): renumber ours after theirs.
+                if self._fold.catch_up() or self._foreign_in_batch:
+                    pending = self._renumber(pending)
+                self._journal.append(pending)
+            self._syncer.poke()
+        self._foreign_in_batch = False
         if self._batch_depth:
             self._pending = []
 
     def _renumber(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        self.state = RefState()
-        entries, self.state.offset = self.journal.read_from(0)
-        for entry in entries:
-            self.state.apply(entry)
+        """Versions for held puts after everything now journalled (the fold is current)."""
+        self._pending = []  # reads below see the fold plus what is renumbered so far
         out = []
         for entry in pending:
             if entry.get("op") == "put":
                 addr_key = key_of(entry["addr"])
-                current = self.state.current_at(entry["var"], addr_key, key_of(entry["vkeys"]))
+                current = self.current_at(entry["var"], addr_key, key_of(entry["vkeys"]))
                 if current is not None and current.oid == entry["oid"] and self._same_call(
                         current.call, entry.get("call")):
                     continue  # another process saved the same value from the same call meanwhile
-                entry = dict(entry, version=self.state.next_version(entry["var"], addr_key))
-            self.state.apply(entry)
+                entry = dict(entry, version=self._next_version(entry["var"], addr_key))
+            self._pending.append(entry)
+            self._overlay.apply(entry)
             out.append(entry)
-        self._foreign_in_batch = False
+        self._pending = None
+        self._overlay = RefState()
         return out
 
     def _same_call(self, a: str | None, b: str | None) -> bool:
@@ -201,14 +291,14 @@ class Index:
         """
         if a == b:
             return True
-        key = self.state.call_keys.get(a) if a else None
-        return key is not None and key == self.state.call_keys.get(b)
+        key = self.call_key_of(a) if a else None
+        return key is not None and key == self.call_key_of(b)
 
-    # -- reading -----------------------------------------------------------------------
-    def lookup_call(self, key: str) -> dict[str, Any] | None:
-        """The call-cache entry under `key` (`call` oid, `outs` oids), if any."""
-        self.refresh()
-        return self.state.calls.get(key)
+    # -- the DuckDB materialisation ------------------------------------------------------
+    def query(self, sql: str, params: list | None = None) -> Any:
+        """A read-only SQL query on the DuckDB file (brought up to date first), as Arrow."""
+        self.flush()
+        return self._sql.query(sql, params)
 
     def poke_sync(self) -> None:
         """Ask the background thread to bring DuckDB up to date when it can."""
@@ -219,6 +309,13 @@ class Index:
         self.flush()
         return self._syncer.sync_now(timeout)
 
+    def rebuild(self) -> int:
+        """Rebuild everything derived from the journal (the fold and DuckDB); returns how many
+        journal entries DuckDB applied."""
+        self.flush()
+        self._fold.rebuild()
+        return self._sql.rebuild()
+
     def close(self) -> None:
         """Flush, sync DuckDB (briefly: the journal keeps anything not yet copied), stop."""
         self.flush()
@@ -227,7 +324,8 @@ class Index:
             self._syncer.sync_now(timeout=5.0)
         except DatabaseLockedError:
             pass
-        self.journal.close()
+        self._journal.close()
+        self._fold.close()
 
 
 class _BackgroundSync:

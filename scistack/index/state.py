@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,46 +167,53 @@ class RefState:
         *, all_versions: bool = False,
     ) -> list[RefRecord]:
         """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
-        resolved = self._resolve_params(var, params)
-        out: list[RefRecord] = []
+        resolved = resolve_params(var, params, self.param_names(var))
         by_addr = self._refs.get(var, {})
         exact = by_addr.get(key_of(addr)) if addr and not any(_is_multi(v) for v in addr.values()) else None
-        candidates = {key_of(addr): exact}.items() if exact else by_addr.items()
-        addr_f, vkeys_f, params_f = _compile(addr), _compile(vkeys), _compile(resolved)
-        for addr_key, versions in candidates:
-            if not versions or not _matches(versions[0].addr, addr_f):
-                continue
-            seen: set[str] = set()
-            for record in reversed(versions):
-                if not all_versions and record.vkeys_key in seen:
-                    continue
-                if _matches(record.vkeys, vkeys_f) and _matches(record.params, params_f):
-                    out.append(record)
-                    seen.add(record.vkeys_key)
-        return out
-
-    def _resolve_params(self, var: str, params: dict[str, Any]) -> dict[str, Any]:
-        """Map bare parameter names to `function.param` spellings, refusing ambiguity."""
-        if not params:
-            return {}
-        known = self.param_names(var)
-        resolved = {}
-        for name, value in params.items():
-            if name in known:
-                resolved[name] = value
-                continue
-            spellings = sorted(k for k in known if k.rsplit(".", 1)[-1] == name)
-            if len(spellings) > 1:
-                raise AmbiguousParamError(
-                    f"{var}: parameter {name!r} is ambiguous, it names {', '.join(spellings)}; "
-                    f"use the qualified spelling, e.g. load(**{{{spellings[0]!r}: {value!r}}})"
-                )
-            resolved[spellings[0] if spellings else name] = value
-        return resolved
+        return select_from([exact] if exact else by_addr.values(), addr, vkeys, resolved,
+                           all_versions=all_versions)
 
     def param_names(self, var: str) -> set[str]:
         """Qualified lineage parameter names recorded for the variable (ever)."""
         return self._param_names.get(var, set())
+
+
+def resolve_params(var: str, params: dict[str, Any], known: set[str]) -> dict[str, Any]:
+    """Map bare parameter names to `function.param` spellings, refusing ambiguity."""
+    resolved = {}
+    for name, value in params.items():
+        if name in known:
+            resolved[name] = value
+            continue
+        spellings = sorted(k for k in known if k.rsplit(".", 1)[-1] == name)
+        if len(spellings) > 1:
+            raise AmbiguousParamError(
+                f"{var}: parameter {name!r} is ambiguous, it names {', '.join(spellings)}; "
+                f"use the qualified spelling, e.g. load(**{{{spellings[0]!r}: {value!r}}})"
+            )
+        resolved[spellings[0] if spellings else name] = value
+    return resolved
+
+
+def select_from(
+    groups: Iterable[list[RefRecord]], addr: dict[str, Any], vkeys: dict[str, Any],
+    params: dict[str, Any], *, all_versions: bool = False,
+) -> list[RefRecord]:
+    """Filter records grouped by address (each group oldest version first); unless
+    `all_versions`, keep the newest matching record per (address, version keys)."""
+    out: list[RefRecord] = []
+    addr_f, vkeys_f, params_f = _compile(addr), _compile(vkeys), _compile(params)
+    for versions in groups:
+        if not versions or not _matches(versions[0].addr, addr_f):
+            continue
+        seen: set[str] = set()
+        for record in reversed(versions):
+            if not all_versions and record.vkeys_key in seen:
+                continue
+            if _matches(record.vkeys, vkeys_f) and _matches(record.params, params_f):
+                out.append(record)
+                seen.add(record.vkeys_key)
+    return out
 
 
 def _is_multi(value: Any) -> bool:
@@ -237,12 +244,3 @@ def _norm(value: Any) -> tuple[str, Any]:
     if isinstance(value, (list, dict)):
         return ("json", repr(value))
     return (type(value).__name__, value)
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equality that keeps 1 and "1" (and True and 1) apart; 1 and 1.0 are the same number."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    return type(a) is type(b) and a == b

@@ -43,7 +43,7 @@ class _DatabaseCache:
         self.db = db
 
     def lookup(self, key: str) -> dict[str, Any] | None:
-        return self.db.index.lookup_call(key)
+        return self.db.index.cached_call(key)
 
     def record(
         self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False
@@ -107,7 +107,7 @@ def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str])
         _copy_value(source, db.store, oid)
     db.store.put("call", raw)
     key = key_from_oids(fn["identity"], oids)
-    if db.index.lookup_call(key) is None:
+    if db.index.cached_call(key) is None:
         db.index.put_call(
             key, call_oid, fn["identity"], call["outputs"], multi=bool(call.get("multi"))
         )

@@ -249,7 +249,6 @@ def _lines(source: str) -> list[str]:
 
 def _input_changes(db: Any, call: dict[str, Any], seen: set[str]) -> list[Reason]:
     reasons = []
-    db.index.refresh()
     for param, item in call["inputs"].items():
         for path, record in [(param, item), *item.get("items", {}).items()]:
             if "var" in record:
@@ -272,13 +271,13 @@ def _variable_change(db: Any, param: str, item: dict[str, Any]) -> list[Reason]:
     addr = {k: v for k, v in item.get("addr", {}).items() if k in db.schema_keys}
     vkeys = {k: v for k, v in item.get("addr", {}).items() if k not in db.schema_keys}
     if "members" in item:  # an aggregate: every record below a partial address
-        now_oids = sorted(r.oid for r in db.index.state.select(item["var"], addr, {}, {}))
+        now_oids = sorted(r.oid for r in db.index.select(item["var"], addr, {}, {}))
         if now_oids == sorted(item["members"]):
             return []
         fresh = len(set(now_oids) - set(item["members"]))
         return [Reason("input", param, f"{item['var']} at {addr} changed: {len(item['members'])} -> "
                        f"{len(now_oids)} records, {fresh} new or changed")]
-    now = db.index.state.current_at(item["var"], key_of(addr), key_of(vkeys))
+    now = db.index.current_at(item["var"], key_of(addr), key_of(vkeys))
     if now is None:
         return [Reason("input", param, f"{item['var']} at {addr} no longer exists")]
     if now.oid != item["oid"]:
@@ -294,7 +293,7 @@ def _variable_change(db: Any, param: str, item: dict[str, Any]) -> list[Reason]:
 
 
 def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
-    newest = db.index.state.current_at(name, record.addr_key, record.vkeys_key)
+    newest = db.index.current_at(name, record.addr_key, record.vkeys_key)
     if newest is not None and newest.version != record.version:
         return [
             Reason(

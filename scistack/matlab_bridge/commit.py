@@ -58,7 +58,6 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     call_oids: list[str | None] = [None] * len(combos)
     env = _environment(db, fn, res.get("env") or {})
     with db.batch():
-        db.index.refresh()
         staged: dict[str, str] = {}
         for child in res.get("children") or []:
             staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
@@ -105,7 +104,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             out_oids[index], call_oids[index] = oids, call
         report = RunReport(fn.name, items, float(res.get("duration") or 0.0), uuid.uuid4().hex)
         items_oid = db.store.put_value(report.items_tree())
-        db.index.put_entry({**report.to_entry(items_oid), "t": utc_now(), "outputs": outputs})
+        db.index.put_run({**report.to_entry(items_oid), "t": utc_now(), "outputs": outputs})
     result = {
         "format": FORMAT,
         "run_id": report.run_id,

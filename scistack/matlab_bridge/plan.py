@@ -41,7 +41,6 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
         )
     specs, constants = _inputs(db, folder, req)
     arguments = _arguments(fn, list(req.get("order") or sorted(specs)))
-    db.index.refresh()
     combos = _combinations(db, specs, req.get("iterate") or [])
     planned = [_plan_one(db, fn, specs, constants, outputs, combo) for combo in combos]
     counts = {s: sum(1 for p in planned if p["status"] == s) for s in ("run", "cached", "missing")}
@@ -160,7 +159,7 @@ def _combinations(
 def _stored_values(db: Database, specs: dict[str, _Spec], key: str) -> list[Any]:
     seen: dict[Any, Any] = {}
     for spec in specs.values():
-        for record in db.index.state.records(spec.var):
+        for record in db.index.records(spec.var):
             if key in record.addr:
                 value = record.addr[key]
                 seen[(type(value).__name__, value)] = value
@@ -194,7 +193,7 @@ def _plan_one(
             ],
         }
     key = key_from_oids(fn.identity, {n: b.oid for n, b in bound.items()})
-    hit = db.index.state.calls.get(key)
+    hit = db.index.cached_call(key)
     if hit is not None and len(hit["outs"]) == len(outputs):
         restore = _needs_restore(db, combo, outputs, hit)
         if restore is not None:
@@ -226,7 +225,7 @@ def _needs_restore(
     None: an output object was garbage-collected, so run again."""
     restore = False
     for var, oid in zip(outputs, hit["outs"]):
-        current = db.index.state.current_at(var, key_of(combo), "{}")
+        current = db.index.current_at(var, key_of(combo), "{}")
         if current is not None and current.oid == oid and current.call == hit["call"]:
             continue
         if not db.store.contains(oid):

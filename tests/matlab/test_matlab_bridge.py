@@ -205,7 +205,7 @@ def test_plan_then_commit_records_lineage_and_caches(project):
     done = commit(db, folder / "results.json")
     assert done["counts"] == {"ran": 2, "cached": 0, "missing": 1, "failed": 0}
     assert done["outputs"][0] == [hash_value(outputs[0])]
-    record = db.index.state.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
+    record = db.index.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
     assert record is not None and record.oid == hash_value(outputs[0])
     assert record.params == {"scale.k": 2.0} and record.summary == "float64[4]"
     call = db.store.get_value(record.call)
@@ -216,7 +216,7 @@ def test_plan_then_commit_records_lineage_and_caches(project):
     assert call["inputs"]["signal"]["var"] == "BridgeRaw"
     assert call["env"]["language"] == "matlab" and call["env"]["octave"] == "7.3.0"
     assert call["started"] == "2026-09-21T14:13:20.250000Z"
-    assert db.index.lookup_call(first["key"])["outs"] == [hash_value(outputs[0])]
+    assert db.index.cached_call(first["key"])["outs"] == [hash_value(outputs[0])]
     runs = [e for e in _journal(db) if e["op"] == "run"]
     assert runs[-1]["function"] == "scale" and runs[-1]["outputs"] == ["BridgeOut"]
 
@@ -305,5 +305,5 @@ def test_cached_outputs_that_are_no_longer_current_are_restored(project):
     assert replanned["status"] == "cached" and replanned["restore"] is True
     (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
     assert commit(db, again / "results.json")["counts"]["cached"] == 1
-    current = db.index.state.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
+    current = db.index.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
     assert current.oid == out and current.call is not None and current.version == 3

@@ -144,7 +144,7 @@ def test_octave_suite_passes(octave_run):
 def _current(db: Database, var: str) -> list:
     db.index.refresh()
     latest: dict = {}
-    for r in db.index.state.records(var):
+    for r in db.index.records(var):
         key = (r.addr_key, r.vkeys_key)
         if key not in latest or r.version > latest[key].version:
             latest[key] = r
