@@ -186,10 +186,21 @@ def select(
     return _select(db, var, metadata, version=version, all_versions=all_versions)
 
 
-def log_entries(db: Database, var: str, *, n: int | None = None, **address: Any) -> list[LogEntry]:
-    """Every saved version of `var` at `address`, newest first (at most `n`)."""
+def _newest_first(db: Database, var: str, n: int | None, address: dict[str, Any]) -> list[RefRecord]:
+    """Live versions of `var` at `address`, newest first; with `n` and no address, only the
+    newest `n` are read (one indexed query however large the project)."""
+    if n and not address:
+        records = db.index.newest(var, n)
+        if records:
+            return records
     records = select(db, var, all_versions=True, **address)
     records.sort(key=lambda r: (r.created_at, r.version), reverse=True)
+    return records
+
+
+def log_entries(db: Database, var: str, *, n: int | None = None, **address: Any) -> list[LogEntry]:
+    """Every saved version of `var` at `address`, newest first (at most `n`)."""
+    records = _newest_first(db, var, n, address)
     calls = CallReader(db)
     out = []
     for record in records[:n] if n else records:
@@ -274,21 +285,21 @@ class VariableSummary:
 
 def list_variables(db: Database) -> list[VariableSummary]:
     """Every variable with live records."""
-    out = []
-    for var in db.index.variables():
-        records = db.index.records(var)
-        current = {(r.addr_key, r.vkeys_key) for r in records}
-        size = _bytes_on_disk(db, {r.oid: r.kind for r in records})
-        out.append(
-            VariableSummary(
-                var, len(current), len(records), size, max(r.created_at for r in records)
-            )
-        )
-    return out
+    return [VariableSummary(var, current, versions, _stored_bytes(db, var), last)
+            for var, current, versions, last in db.index.summaries()]
 
 
-def _bytes_on_disk(db: Database, oids: dict[str, str]) -> int:
-    total, seen, stack = 0, set(), list(oids.items())
+def _stored_bytes(db: Database, var: str) -> int:
+    """Bytes the variable's distinct objects take on disk (each with its children): measured
+    once per object and remembered by the index, so a listing reads only new objects."""
+    known, unmeasured = db.index.stored_sizes(var)
+    measured = {oid: _bytes_on_disk(db, oid, kind) for oid, kind in unmeasured}
+    db.index.remember_sizes(measured)
+    return known + sum(measured.values())
+
+
+def _bytes_on_disk(db: Database, root: str, kind: str | None) -> int:
+    total, seen, stack = 0, set(), [(root, kind)]
     while stack:
         oid, kind = stack.pop()
         if oid in seen:

@@ -94,6 +94,29 @@ class Index:
                 return held
         return self._fold.current_at(var, addr_key, vkeys_key)
 
+    def summaries(self) -> list[tuple[str, int, int, str]]:
+        """(variable, current records, live records, last change) per variable, in one query."""
+        self.flush()
+        self.refresh()
+        return self._fold.summaries()
+
+    def newest(self, var: str, limit: int) -> list[RefRecord]:
+        """The variable's `limit` most recently saved live records, newest first."""
+        self.flush()
+        self.refresh()
+        return self._fold.newest(var, limit)
+
+    def stored_sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
+        """Remembered bytes of the variable's distinct objects, and (oid, kind) not yet measured."""
+        self.flush()
+        self.refresh()
+        return self._fold.sizes(var)
+
+    def remember_sizes(self, sizes: dict[str, int]) -> None:
+        """Remember objects' sizes on disk (children included) for later listings."""
+        if sizes:
+            self._fold.remember_sizes(sizes)
+
     def refs_to(self, oid: str) -> list[RefRecord]:
         """Every live record that names `oid` (a scan: for `show`, not for hot paths)."""
         self.flush()

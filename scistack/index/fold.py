@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS refs (
     var TEXT NOT NULL, addr TEXT NOT NULL, version INTEGER NOT NULL, vkeys TEXT NOT NULL,
     oid TEXT NOT NULL, kind TEXT NOT NULL, call TEXT, params TEXT NOT NULL, summary TEXT,
     created_at TEXT NOT NULL, PRIMARY KEY (var, addr, version)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS refs_created ON refs (created_at);
+CREATE INDEX IF NOT EXISTS refs_newest ON refs (var, created_at);
 CREATE TABLE IF NOT EXISTS slots (
     var TEXT NOT NULL, addr TEXT NOT NULL, max_version INTEGER NOT NULL,
     PRIMARY KEY (var, addr)) WITHOUT ROWID;
@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS calls (
     created_at TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_keys (call TEXT PRIMARY KEY, key TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sizes (oid TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 """
@@ -67,6 +68,7 @@ class Fold:
         self.offset = -1  # journal bytes this process knows the file holds (-1: not looked yet)
         self.skipped_entries = 0  # well-formed JSON lines that are not valid entries
         self._con: sqlite3.Connection | None = None
+        self._names: dict[tuple[str, str], set[str]] = {}  # cleared whenever the journal grows
         self._lock = threading.RLock()
         self._pid = os.getpid()
 
@@ -104,6 +106,7 @@ class Fold:
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._names.clear()
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(f"{self.path}{suffix}")
@@ -125,6 +128,7 @@ class Fold:
         if size == self.offset:
             return False
         with self._lock:
+            self._names.clear()
             con = self._connection()
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored == size:
@@ -191,7 +195,46 @@ class Fold:
             return self._connection().execute(sql, args).fetchall()
 
     def variables(self) -> list[str]:
-        return [r[0] for r in self._rows("SELECT DISTINCT var FROM refs ORDER BY var")]
+        # one index seek per variable (SELECT DISTINCT would scan every ref)
+        found: list[str] = []
+        while True:
+            rows = self._rows("SELECT var FROM refs WHERE var > ? ORDER BY var LIMIT 1",
+                              (found[-1] if found else "",))
+            if not rows:
+                return found
+            found.append(rows[0][0])
+
+    def summaries(self) -> list[tuple[str, int, int, str]]:
+        """(variable, current records, live records, last change) for every variable."""
+        return self._rows(
+            "SELECT var, count(DISTINCT addr || char(0) || vkeys), count(*), max(created_at) "
+            "FROM refs GROUP BY var ORDER BY var")
+
+    def newest(self, var: str, limit: int) -> list[RefRecord]:
+        rows = self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? "
+                          "ORDER BY created_at DESC, version DESC LIMIT ?", (var, limit))
+        return [_record(r) for r in rows]
+
+    def sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
+        """Bytes of the remembered sizes of the variable's distinct oids, and the (oid, kind)
+        pairs whose size is not remembered yet."""
+        known = self._rows("SELECT coalesce(sum(s.bytes), 0) FROM (SELECT DISTINCT oid FROM refs "
+                           "WHERE var = ?) r JOIN sizes s USING (oid)", (var,))[0][0]
+        unknown = self._rows("SELECT DISTINCT r.oid, r.kind FROM refs r LEFT JOIN sizes s USING (oid) "
+                             "WHERE r.var = ? AND s.oid IS NULL", (var,))
+        return known, unknown
+
+    def remember_sizes(self, sizes: dict[str, int]) -> None:
+        """Objects are immutable, so a size once measured is true for as long as the oid exists."""
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", sizes.items())
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def records(self, var: str) -> list[RefRecord]:
         rows = self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? ORDER BY addr, version", (var,))
@@ -216,7 +259,11 @@ class Fold:
         return rows[0][0] if rows else 0
 
     def names(self, var: str, kind: str) -> set[str]:
-        return {r[0] for r in self._rows("SELECT name FROM names WHERE var = ? AND kind = ?", (var, kind))}
+        found = self._names.get((var, kind))
+        if found is None:
+            found = {r[0] for r in self._rows("SELECT name FROM names WHERE var = ? AND kind = ?", (var, kind))}
+            self._names[(var, kind)] = found
+        return found
 
     def call(self, key: str) -> dict[str, Any] | None:
         rows = self._rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (key,))
