@@ -35,7 +35,7 @@ from scistack.foreach.execute import (
     run_chunk,
     run_task,
 )
-from scistack.foreach.inputs import Resolved, constant, is_loaded_input, resolve
+from scistack.foreach.inputs import Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
     check_counts,
@@ -52,6 +52,7 @@ from scistack.lineage.identity import FunctionIdentity
 
 log = logging.getLogger("scistack.foreach")
 _FLUSH_EVERY_S = 1.0
+_PLAN_CHUNK = 5000  # combinations planned per round of bulk index reads
 
 
 def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dry_run: bool = False,
@@ -145,8 +146,8 @@ class _Run:
         bar = _progress_bar(len(combos), self.name, progress)
         try:  # an interrupted run still journals (on leaving the batch) what it completed
             with self.db.batch():
-                for combo in combos:
-                    self._plan(combo, bar)
+                for start in range(0, len(combos), _PLAN_CHUNK):
+                    self._plan_chunk(combos[start:start + _PLAN_CHUNK], bar)
                 if self.pending and not self.dry_run:
                     if workers or executor:
                         self._run_parallel(workers, executor, chunk_size, bar)
@@ -169,8 +170,24 @@ class _Run:
         return report
 
     # -- planning --------------------------------------------------------------------------
-    def _plan(self, combo: dict[str, Any], bar: Any) -> None:
-        addr_key = key_of(combo)
+    def _plan_chunk(self, combos: list[dict[str, Any]], bar: Any) -> None:
+        """Plan combinations with a few bulk index reads (inputs, outputs, then call keys)
+        instead of several point reads each."""
+        index = self.db.index
+        with index.reading_ahead():
+            addr_keys = [key_of(combo) for combo in combos]
+            for var in {s.__name__ for s in self.loaded.values() if is_variable(s)}:
+                index.read_ahead(var, addr_keys)
+            for var in {v.__name__ for v in self.outputs}:
+                index.read_ahead(var, addr_keys, call_keys=True)
+            planned = [self._resolve(combo, addr_key, bar) for combo, addr_key in zip(combos, addr_keys)]
+            index.read_ahead_calls([p[3] for p in planned if p is not None])
+            for p in planned:
+                if p is not None:
+                    self._check_cache(*p, bar)
+
+    def _resolve(self, combo: dict[str, Any], addr_key: str, bar: Any
+                 ) -> tuple[dict[str, Any], str, dict[str, Resolved], str, ComboResult] | None:
         resolved: dict[str, Resolved] = dict(self.fixed)
         missing = []
         for name, spec in self.loaded.items():
@@ -184,8 +201,12 @@ class _Run:
         if missing:
             log.debug("missing %s at %s", missing, combo)
             _tick(bar)
-            return
+            return None
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
+        return combo, addr_key, resolved, key, item
+
+    def _check_cache(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved], key: str,
+                     item: ComboResult, bar: Any) -> None:
         hit = self.db.index.cached_call(key)
         if hit is not None and self._restore(combo, addr_key, key, hit):
             item.status = "cached"

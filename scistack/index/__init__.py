@@ -22,7 +22,7 @@ from typing import Any
 from scistack.errors import DatabaseLockedError
 from scistack.index.journal import Journal
 from scistack.index.sql import SqlIndex, check_identifier, quote
-from scistack.index.fold import Fold, select_records
+from scistack.index.fold import Fold
 from scistack.index.state import RefRecord, RefState, key_of, resolve_params, select_from
 
 __all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
@@ -54,6 +54,10 @@ class Index:
         self._overlay = RefState()                            # ... and what they say, for reads
         self._batch_depth = 0
         self._foreign_in_batch = False
+        self._ahead: dict[tuple[str, str], list[RefRecord]] = {}  # fold rows read in bulk ...
+        self._ahead_calls: dict[str, dict[str, Any] | None] = {}   # ... valid until the journal grows
+        self._call_keys: dict[str, str] = {}  # call oid -> call key: fixed once journalled
+        self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
 
@@ -64,8 +68,53 @@ class Index:
     # -- keeping current -----------------------------------------------------------------
     def refresh(self) -> None:
         """Fold lines other processes appended since we last looked (one `stat` if none)."""
-        if self._fold.catch_up() and self._pending:
-            self._foreign_in_batch = True
+        if not self._snapshot:
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        if self._fold.catch_up():
+            self._ahead.clear()
+            self._ahead_calls.clear()
+            if self._pending:
+                self._foreign_in_batch = True
+
+    @contextmanager
+    def reading_ahead(self) -> Iterator[None]:
+        """Read the project as it is when the block starts, with what `read_ahead` fetched in
+        bulk: a run over 100k combinations makes a few bulk queries, not 300k point ones and a
+        `stat` each. Inside a batch only (writes are held, and renumbered at flush if another
+        process wrote meanwhile)."""
+        self._catch_up()
+        self._snapshot = True
+        try:
+            yield
+        finally:
+            self._snapshot = False
+            self._ahead.clear()
+            self._ahead_calls.clear()
+            self._call_keys.clear()
+
+    def read_ahead(self, var: str, addr_keys: list[str], *, call_keys: bool = False) -> None:
+        """Fetch every version at these addresses in bulk, for the point reads that follow
+        (with `call_keys`, also the call keys of the newest versions' call records)."""
+        wanted = [k for k in dict.fromkeys(addr_keys) if (var, k) not in self._ahead]
+        found = self._fold.versions_many(var, wanted)
+        for key in wanted:
+            self._ahead[(var, key)] = found.get(key, [])
+        if call_keys:
+            calls = [v[-1].call for v in found.values() if v[-1].call and v[-1].call not in self._call_keys]
+            self._call_keys.update(self._fold.call_keys_many(calls))
+
+    def read_ahead_calls(self, keys: list[str]) -> None:
+        """Fetch these call-cache entries (or their absence) in bulk."""
+        wanted = [k for k in dict.fromkeys(keys) if k not in self._ahead_calls]
+        found = self._fold.calls_many(wanted)
+        for key in wanted:
+            self._ahead_calls[key] = found.get(key)
+
+    def _fold_versions(self, var: str, addr_key: str) -> list[RefRecord]:
+        ahead = self._ahead.get((var, addr_key))
+        return self._fold.versions_at(var, addr_key) if ahead is None else ahead
 
     # -- reading -------------------------------------------------------------------------
     def variables(self) -> list[str]:
@@ -82,7 +131,7 @@ class Index:
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
         """All live versions at one address, oldest first."""
         self.refresh()
-        found = self._fold.versions_at(var, addr_key)
+        found = self._fold_versions(var, addr_key)
         return found + self._overlay.versions_at(var, addr_key) if self._pending else found
 
     def current_at(self, var: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
@@ -92,6 +141,9 @@ class Index:
             held = self._overlay.current_at(var, addr_key, vkeys_key)
             if held is not None:
                 return held
+        ahead = self._ahead.get((var, addr_key))
+        if ahead is not None:
+            return next((r for r in reversed(ahead) if r.vkeys_key == vkeys_key), None)
         return self._fold.current_at(var, addr_key, vkeys_key)
 
     def summaries(self) -> list[tuple[str, int, int, str]]:
@@ -138,12 +190,21 @@ class Index:
         """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
         resolved = resolve_params(var, params, self.param_names(var)) if params else {}
         groups: dict[str, list[RefRecord]] = {}
-        for record in select_records(self._fold, var, addr):
+        for record in self._candidates(var, addr):
             groups.setdefault(record.addr_key, []).append(record)
         if self._pending:
             for record in self._overlay.records(var):
                 groups.setdefault(record.addr_key, []).append(record)
         return select_from(groups.values(), addr, vkeys, resolved, all_versions=all_versions)
+
+    def _candidates(self, var: str, addr: dict[str, Any]) -> list[RefRecord]:
+        """The exact address's versions when it names one (an indexed lookup), else every
+        record of the variable (the filters decide)."""
+        if addr and not any(isinstance(v, (list, tuple, set, frozenset, range)) for v in addr.values()):
+            exact = self._fold_versions(var, key_of(addr))
+            if exact:
+                return exact
+        return self._fold.records(var)
 
     def cached_call(self, key: str) -> dict[str, Any] | None:
         """The call-cache entry under `key` (`call` oid, `outs` oids, `multi`), if any."""
@@ -152,6 +213,8 @@ class Index:
             held = self._overlay.calls.get(key)
             if held is not None:
                 return held
+        if key in self._ahead_calls:
+            return self._ahead_calls[key]
         return self._fold.call(key)
 
     def call_key_of(self, call_oid: str) -> str | None:
@@ -159,7 +222,12 @@ class Index:
         self.refresh()
         if self._pending and call_oid in self._overlay.call_keys:
             return self._overlay.call_keys[call_oid]
-        return self._fold.call_key_of(call_oid)
+        key = self._call_keys.get(call_oid)
+        if key is None:
+            key = self._fold.call_key_of(call_oid)
+            if key is not None and self._snapshot:
+                self._call_keys[call_oid] = key
+        return key
 
     def calls(self) -> list[dict[str, Any]]:
         """Every call-cache entry."""

@@ -55,6 +55,7 @@ INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 """
 
+_CHUNK = 5000
 _REF_COLUMNS = "var, addr, version, vkeys, oid, kind, call, params, summary, created_at"
 
 
@@ -245,6 +246,35 @@ class Fold:
                           (var, addr_key))
         return [_record(r) for r in rows]
 
+    def versions_many(self, var: str, addr_keys: list[str]) -> dict[str, list[RefRecord]]:
+        """`versions_at` for many addresses in one query per chunk (an index seek each)."""
+        found: dict[str, list[RefRecord]] = {}
+        for start in range(0, len(addr_keys), _CHUNK):
+            rows = self._rows(
+                f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND addr IN "
+                "(SELECT value FROM json_each(?)) ORDER BY addr, version",
+                (var, json.dumps(addr_keys[start:start + _CHUNK])))
+            for row in rows:
+                found.setdefault(row[1], []).append(_record(row))
+        return found
+
+    def calls_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """`call` for many keys in one query per chunk."""
+        found = {}
+        for start in range(0, len(keys), _CHUNK):
+            rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE key IN "
+                              "(SELECT value FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
+            found.update((r[0], _call_entry(r[0], r[1:])) for r in rows)
+        return found
+
+    def call_keys_many(self, call_oids: list[str]) -> dict[str, str]:
+        found = {}
+        for start in range(0, len(call_oids), _CHUNK):
+            found.update(self._rows("SELECT call, key FROM call_keys WHERE call IN "
+                                    "(SELECT value FROM json_each(?))",
+                                    (json.dumps(call_oids[start:start + _CHUNK]),)))
+        return found
+
     def current_at(self, var: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
         rows = self._rows(
             f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND addr = ? AND vkeys = ? "
@@ -343,12 +373,3 @@ def _record(row: tuple) -> RefRecord:
                      call, {} if params == _EMPTY else _loads(params), summary or "", created_at,
                      addr, vkeys)
 
-
-def select_records(fold: Fold, var: str, addr: dict[str, Any]) -> list[RefRecord]:
-    """Candidate records for an address filter: the exact address when it names one (an
-    indexed lookup), else every record of the variable (filtered by the caller)."""
-    if addr and not any(isinstance(v, (list, tuple, set, frozenset, range)) for v in addr.values()):
-        exact = fold.versions_at(var, key_of(addr))
-        if exact:
-            return exact
-    return fold.records(var)

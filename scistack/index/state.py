@@ -18,6 +18,7 @@ from scistack.errors import AmbiguousParamError
 from scistack.objects.canonical_json import dumps_canonical
 
 _quote = json.encoder.encode_basestring_ascii
+_NONE: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +161,7 @@ class RefState:
 
     def vkey_names(self, var: str) -> set[str]:
         """Version-key names used by any record of the variable (ever: names are cheap hints)."""
-        return self._vkey_names.get(var, set())
+        return self._vkey_names.get(var, _NONE)
 
     def select(
         self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
@@ -175,7 +176,7 @@ class RefState:
 
     def param_names(self, var: str) -> set[str]:
         """Qualified lineage parameter names recorded for the variable (ever)."""
-        return self._param_names.get(var, set())
+        return self._param_names.get(var, _NONE)
 
 
 def resolve_params(var: str, params: dict[str, Any], known: set[str]) -> dict[str, Any]:
