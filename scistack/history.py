@@ -18,6 +18,7 @@ import numpy as np
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFoundError
 from scistack.gc import json_refs
+from scistack.selection import select_records
 from scistack.index import RefRecord
 from scistack.objects.oid import is_valid_oid
 
@@ -181,9 +182,7 @@ def select(
     **metadata: Any,
 ) -> list[RefRecord]:
     """Records of `var` matching schema keys, version keys or lineage parameters."""
-    from scistack.variables import _select  # one implementation of metadata matching
-
-    return _select(db, var, metadata, version=version, all_versions=all_versions)
+    return select_records(db, var, metadata, version=version, all_versions=all_versions)
 
 
 def _newest_first(db: Database, var: str, n: int | None, address: dict[str, Any]) -> list[RefRecord]:

@@ -20,7 +20,6 @@ import difflib
 import math
 import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -33,6 +32,7 @@ from scistack.errors import (
     VariableNotFoundError,
 )
 from scistack.index import RefRecord, check_identifier
+from scistack.selection import ambiguous_error, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -145,7 +145,7 @@ class BaseVariable:
             Several version-key variants at the address and no selector among them.
         """
         db = get_database()
-        records = _select(db, cls.__name__, metadata, version=version)
+        records = select_records(db, cls.__name__, metadata, version=version)
         if as_df:
             return _frame(db, records)
         by_addr: dict[str, list[RefRecord]] = {}
@@ -154,9 +154,9 @@ class BaseVariable:
         asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
         if len(by_addr) == 1 and set(records[0].addr) == asked:
             if len(records) > 1:
-                raise _ambiguous(cls.__name__, records)
+                raise ambiguous_error(cls.__name__, records)
             return cls._from_record(db, records[0])
-        return [cls._from_record(db, r) for r in _sorted(db, records)]
+        return [cls._from_record(db, r) for r in sort_records(db, records)]
 
     @classmethod
     def load_one(cls, **metadata: Any) -> BaseVariable:
@@ -177,7 +177,7 @@ class BaseVariable:
         """Every current record matching `metadata` (all when empty): a generator, or a DataFrame."""
         db = get_database()
         try:
-            records = _sorted(db, _select(db, cls.__name__, metadata))
+            records = sort_records(db, select_records(db, cls.__name__, metadata))
         except VariableNotFoundError:
             records = []
         if as_df:
@@ -188,7 +188,7 @@ class BaseVariable:
     def list_versions(cls, **metadata: Any) -> list[RefRecord]:
         """Every saved version matching `metadata`, oldest first within each address."""
         db = get_database()
-        return _sorted(db, _select(db, cls.__name__, metadata, all_versions=True))
+        return sort_records(db, select_records(db, cls.__name__, metadata, all_versions=True))
 
     @classmethod
     def delete(cls, *, version: int | None = None, **metadata: Any) -> int:
@@ -197,7 +197,7 @@ class BaseVariable:
         The values stay in the object store until `scistack gc` reclaims them.
         """
         db = get_database()
-        records = _select(db, cls.__name__, metadata, version=version, all_versions=True)
+        records = select_records(db, cls.__name__, metadata, version=version, all_versions=True)
         return db.index.delete_refs(records)
 
     @classmethod
@@ -280,80 +280,6 @@ def _is_multi(value: Any) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, range))
 
 
-def _select(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
-            all_versions: bool = False) -> list[RefRecord]:
-    vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
-    addr, vkeys, params, unknown = {}, {}, {}, []
-    for key, value in metadata.items():
-        value = value.item() if isinstance(value, np.generic) else value
-        if key in db.schema_keys:
-            addr[key] = value
-        elif key in vkey_names:
-            vkeys[key] = value
-        elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
-            params[key] = value
-        else:
-            unknown.append(key)
-    if unknown:
-        raise VariableNotFoundError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
-    records = db.index.select(var, addr, vkeys, params, all_versions=all_versions or version is not None)
-    if version is not None:
-        records = [r for r in records if r.version == version]
-    if not records:
-        raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
-    return records
-
-
-def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:
-    return (
-        f"{var} has no metadata key {', '.join(map(repr, unknown))}: its schema keys are "
-        f"{db.schema_keys}, version keys {sorted(vkeys) or 'none'}, lineage parameters "
-        f"{sorted(params) or 'none'}"
-    )
-
-
-def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:
-    query = ", ".join(f"{k}={v!r}" for k, v in metadata.items())
-    if version is not None:
-        query += f"{', ' if query else ''}version={version}"
-    records = db.index.records(var)
-    if not records:
-        others = db.index.variables()
-        return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
-                f"{', '.join(others) or 'none yet'}")
-    hints = []
-    for key in db.schema_keys:
-        values = sorted({repr(r.addr[key]) for r in records if key in r.addr})
-        if values:
-            shown = ", ".join(values[:8]) + (", …" if len(values) > 8 else "")
-            hints.append(f"{key} in {{{shown}}}")
-    if version is not None:
-        hints.append(f"versions {sorted({r.version for r in records})[:10]}")
-    return f"{var} has no record matching {query}; it has {len(records)} records with " + "; ".join(hints)
-
-
-def _ambiguous(var: str, records: list[RefRecord]) -> AmbiguousVersionError:
-    variants = "; ".join(f"{r.vkeys or '(no version keys)'} -> version {r.version}" for r in records)
-    example = next((r.vkeys for r in records if r.vkeys), {})
-    pick = ", ".join(f"{k}={v!r}" for k, v in example.items())
-    return AmbiguousVersionError(
-        f"{var} has {len(records)} variants at {records[0].addr}: {variants}. Pick one with its "
-        f"version keys (e.g. load(..., {pick})) or version=N"
-    )
-
-
-def _sort_key(db: Database, record: RefRecord) -> tuple:
-    parts = []
-    for key in db.schema_keys:
-        value = record.addr.get(key)
-        parts.append((2, "") if value is None else ((1, value) if isinstance(value, str) else (0, value)))
-    return (*parts, record.vkeys_key, record.version)
-
-
-def _sorted(db: Database, records: list[RefRecord]) -> list[RefRecord]:
-    return sorted(records, key=lambda r: _sort_key(db, r))
-
-
 def _load_values(db: Database, records: list[RefRecord]) -> list[Any]:
     # Sequential on purpose: for small objects, threads lose more to the GIL than they gain.
     get = db.store.get_value
@@ -363,7 +289,7 @@ def _load_values(db: Database, records: list[RefRecord]) -> list[Any]:
 def _frame(db: Database, records: list[RefRecord]) -> Any:
     import pandas as pd
 
-    records = _sorted(db, records)
+    records = sort_records(db, records)
     vkey_names = sorted({k for r in records for k in r.vkeys})
     columns: dict[str, list] = {k: [r.addr.get(k) for r in records] for k in db.schema_keys
                                 if any(k in r.addr for r in records)}

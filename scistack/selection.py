@@ -1,0 +1,91 @@
+"""What a user's metadata names: `load(subject=1, low_hz=20)` split into address, version keys
+and lineage parameters, matched against the index, with errors that show what does exist.
+
+One implementation, used by `BaseVariable` and by the reporting commands.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scistack.database import Database
+from scistack.errors import AmbiguousVersionError, VariableNotFoundError
+from scistack.index import RefRecord
+
+
+def select_records(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
+                   all_versions: bool = False) -> list[RefRecord]:
+    """Records of `var` matching `metadata`; unless `all_versions` (or a `version`), the newest
+    per address and version keys. Raises with what exists when nothing matches."""
+    vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
+    addr, vkeys, params, unknown = {}, {}, {}, []
+    for key, value in metadata.items():
+        value = value.item() if isinstance(value, np.generic) else value
+        if key in db.schema_keys:
+            addr[key] = value
+        elif key in vkey_names:
+            vkeys[key] = value
+        elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
+            params[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise VariableNotFoundError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
+    records = db.index.select(var, addr, vkeys, params, all_versions=all_versions or version is not None)
+    if version is not None:
+        records = [r for r in records if r.version == version]
+    if not records:
+        raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
+    return records
+
+
+def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:
+    return (
+        f"{var} has no metadata key {', '.join(map(repr, unknown))}: its schema keys are "
+        f"{db.schema_keys}, version keys {sorted(vkeys) or 'none'}, lineage parameters "
+        f"{sorted(params) or 'none'}"
+    )
+
+
+def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:
+    query = ", ".join(f"{k}={v!r}" for k, v in metadata.items())
+    if version is not None:
+        query += f"{', ' if query else ''}version={version}"
+    records = db.index.records(var)
+    if not records:
+        others = db.index.variables()
+        return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
+                f"{', '.join(others) or 'none yet'}")
+    hints = []
+    for key in db.schema_keys:
+        values = sorted({repr(r.addr[key]) for r in records if key in r.addr})
+        if values:
+            shown = ", ".join(values[:8]) + (", …" if len(values) > 8 else "")
+            hints.append(f"{key} in {{{shown}}}")
+    if version is not None:
+        hints.append(f"versions {sorted({r.version for r in records})[:10]}")
+    return f"{var} has no record matching {query}; it has {len(records)} records with " + "; ".join(hints)
+
+
+def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError:
+    variants = "; ".join(f"{r.vkeys or '(no version keys)'} -> version {r.version}" for r in records)
+    example = next((r.vkeys for r in records if r.vkeys), {})
+    pick = ", ".join(f"{k}={v!r}" for k, v in example.items())
+    return AmbiguousVersionError(
+        f"{var} has {len(records)} variants at {records[0].addr}: {variants}. Pick one with its "
+        f"version keys (e.g. load(..., {pick})) or version=N"
+    )
+
+
+def _sort_key(db: Database, record: RefRecord) -> tuple:
+    parts = []
+    for key in db.schema_keys:
+        value = record.addr.get(key)
+        parts.append((2, "") if value is None else ((1, value) if isinstance(value, str) else (0, value)))
+    return (*parts, record.vkeys_key, record.version)
+
+
+def sort_records(db: Database, records: list[RefRecord]) -> list[RefRecord]:
+    return sorted(records, key=lambda r: _sort_key(db, r))
