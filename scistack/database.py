@@ -19,6 +19,7 @@ from typing import Any
 
 from scistack.errors import DatabaseLockedError, InvalidNameError, NotARepositoryError, SchemaMismatchError
 from scistack.index import Index, check_identifier
+from scistack.index.journal import JournalBackend
 from scistack.objects import LocalObjectStore, ObjectStore
 
 FORMAT_VERSION = 1
@@ -40,14 +41,16 @@ class Database:
     """One scistack project: `store` (objects) + `index` (names)."""
 
     def __init__(self, path: str | os.PathLike, schema_keys: Sequence[str] | None = None, *,
-                 fsync: bool = False, sync_delay: float = 0.5) -> None:
+                 fsync: bool = False, sync_delay: float = 0.5, store: ObjectStore | None = None,
+                 journal: JournalBackend | None = None) -> None:
         self.path = Path(path).resolve()
         self.root = self.path.parent
         self.scistack_dir = self.root / ".scistack"
         self.schema_keys = self._check_config(schema_keys)
-        self.store: ObjectStore = LocalObjectStore(self.scistack_dir / "objects", fsync=fsync)
+        # the backends are swappable (a lab's shared journal and object store); local by default
+        self.store: ObjectStore = store or LocalObjectStore(self.scistack_dir / "objects", fsync=fsync)
         self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
-                           sync_delay=sync_delay)
+                           sync_delay=sync_delay, journal=journal)
         self.index.before_flush = self.store.flush  # objects first, then the refs naming them
         try:  # best effort: the journal is the record of truth, DuckDB catches up later
             self.index.sync(timeout=0.5)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.errors import DatabaseLockedError
-from scistack.index.journal import Journal
+from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import Fold
 from scistack.index.state import RefRecord, RefState, key_of, resolve_params, select_from
@@ -46,8 +46,8 @@ class Index:
     current: every read first folds what other processes journalled (one `stat` when nothing)."""
 
     def __init__(self, scistack_dir: Path, db_path: Path, schema_keys: list[str], *,
-                 fsync: bool = False, sync_delay: float = 0.5) -> None:
-        self._journal = Journal(Path(scistack_dir) / "refs.log", fsync=fsync)
+                 fsync: bool = False, sync_delay: float = 0.5, journal: JournalBackend | None = None) -> None:
+        self._journal = journal or Journal(Path(scistack_dir) / "refs.log", fsync=fsync)
         self._fold = Fold(Path(scistack_dir) / "fold.sqlite", self._journal)
         self._sql = SqlIndex(db_path, schema_keys, self._journal)
         self._pending: list[dict[str, Any]] | None = None   # journal lines a batch holds back

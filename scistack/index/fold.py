@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.errors import DatabaseLockedError
-from scistack.index.journal import Journal
+from scistack.index.journal import JournalBackend
 from scistack.index.state import RefRecord, key_of
 
 log = logging.getLogger("scistack")
@@ -62,7 +62,7 @@ _REF_COLUMNS = "var, addr, version, vkeys, oid, kind, call, params, summary, cre
 class Fold:
     """Reads and maintains the SQLite fold of one journal; one connection per process."""
 
-    def __init__(self, path: str | os.PathLike, journal: Journal, *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike, journal: JournalBackend, *, lock_timeout: float = 60.0) -> None:
         self.path = Path(path)
         self.journal = journal
         self.lock_timeout = lock_timeout

@@ -19,14 +19,29 @@ import json
 import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from scistack.objects.canonical_json import dumps_canonical
 
 
 _DECODER = json.JSONDecoder()
+
+
+class JournalBackend(Protocol):
+    """What the index needs of a journal: an append-only sequence of entries addressed by
+    byte offset, with an exclusive lock for read-then-append. `Journal` (a local file) is one;
+    a shared database table can be another (lab mode), with no change above the index."""
+
+    path: Path            # named in messages; derived files (the fold) live beside it
+    skipped_lines: int    # lines read so far that did not parse
+
+    def size(self) -> int: ...
+    def locked(self) -> AbstractContextManager[None]: ...
+    def append(self, entries: list[dict[str, Any]]) -> int: ...
+    def read_from(self, offset: int) -> tuple[list[dict[str, Any]], int]: ...
+    def close(self) -> None: ...
 
 
 class Journal:
