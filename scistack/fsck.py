@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from scistack.database import Database
 from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.index.journal import entry_problem
 from scistack.gc import walk_reachable
 
 
@@ -95,12 +96,12 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
     problems = []
     for number, line in enumerate(data[: data.rfind(b"\n") + 1].split(b"\n")[:-1], start=1):
         try:
-            json.loads(line)
+            problem = entry_problem(json.loads(line))
         except ValueError:
+            problem = "it cannot be parsed"
+        if problem is not None:
             problems.append(
-                FsckProblem(
-                    "journal", None, f"{path.name} line {number} cannot be parsed: {line[:40]!r}"
-                )
+                FsckProblem("journal", None, f"{path.name} line {number} is skipped ({problem}): {line[:60]!r}")
             )
     return problems
 

@@ -29,6 +29,39 @@ from scistack.objects.canonical_json import dumps_canonical
 _DECODER = json.JSONDecoder()
 
 
+_SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "put": {"var": str, "addr": dict, "version": int, "oid": str, "kind": str, "t": str},
+    "del": {"var": str, "addr": dict, "version": int},
+    "call": {"key": str, "call": str},
+    "run": {},
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    "vkeys": dict, "params": dict, "call": (str, type(None)), "summary": (str, type(None)),
+    "outs": list, "multi": bool, "fn": (str, type(None)),
+}
+
+
+def entry_problem(entry: Any) -> str | None:
+    """Why a parsed journal line is not a valid entry (None when it is). Other writers (MATLAB,
+    a buggy script) append to the journal too: a wrong-shaped line is skipped and reported,
+    never allowed to stop every reader."""
+    if not isinstance(entry, dict):
+        return f"a {type(entry).__name__}, not an object"
+    op = entry.get("op")
+    if op not in _SHAPES:
+        return f"unknown op {op!r}"
+    for name, kind in _SHAPES[op].items():
+        if name not in entry:
+            return f"{op} without {name!r}"
+        if not isinstance(entry[name], kind) or (kind is int and isinstance(entry[name], bool)):
+            return f"{op} with {name!r} of type {type(entry[name]).__name__}"
+    if op in ("put", "call"):
+        for name, kind in _OPTIONAL.items():
+            if name in entry and not isinstance(entry[name], kind) and not (name == "call" and op == "call"):
+                return f"{op} with {name!r} of type {type(entry[name]).__name__}"
+    return None
+
+
 class JournalBackend(Protocol):
     """What the index needs of a journal: an append-only sequence of entries addressed by
     byte offset, with an exclusive lock for read-then-append. `Journal` (a local file) is one;
@@ -111,9 +144,14 @@ class Journal:
             if not line:
                 continue
             try:
-                entries.append(decode(line))
+                entry = decode(line)
             except ValueError:
                 self.skipped_lines += 1  # a torn line, terminated by the next writer
+                continue
+            if entry_problem(entry) is None:
+                entries.append(entry)
+            else:
+                self.skipped_lines += 1  # valid JSON of the wrong shape (fsck names the line)
         return entries, offset + end
 
     def close(self) -> None:

@@ -100,7 +100,7 @@ class RefState:
 
     # -- folding -------------------------------------------------------------------------
     def apply(self, entry: dict[str, Any]) -> RefRecord | None:
-        """Fold one journal entry in; returns the record of a `put`."""
+        """Fold one journal entry (validated by the journal's reader); returns a put's record."""
         op = entry.get("op")
         if op == "put":
             return self.add(RefRecord.from_entry(entry))
