@@ -53,7 +53,6 @@ class Index:
         self._pending: list[dict[str, Any]] | None = None   # journal lines a batch holds back
         self._overlay = RefState()                            # ... and what they say, for reads
         self._batch_depth = 0
-        self._foreign_in_batch = False
         self._ahead: dict[tuple[str, str], list[RefRecord]] = {}  # fold rows read in bulk ...
         self._ahead_calls: dict[str, dict[str, Any] | None] = {}   # ... valid until the journal grows
         self._call_keys: dict[str, str] = {}  # call oid -> call key: fixed once journalled
@@ -75,8 +74,6 @@ class Index:
         if self._fold.catch_up():
             self._ahead.clear()
             self._ahead_calls.clear()
-            if self._pending:
-                self._foreign_in_batch = True
 
     @contextmanager
     def reading_ahead(self) -> Iterator[None]:
@@ -265,18 +262,18 @@ class Index:
 
     def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
              params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord:
-        current = self.current_at(var, addr_key, vkeys_key)
+        if self._pending is not None:  # held: compared with the project, and numbered, at flush
+            current = self._overlay.current_at(var, addr_key, vkeys_key)
+            version = self._overlay.next_version(var, addr_key)
+        else:
+            current = self.current_at(var, addr_key, vkeys_key)
+            version = self._fold.max_version(var, addr_key) + 1
         if current is not None and current.oid == oid and self._same_call(current.call, call):
             return current
-        record = RefRecord(var, addr, vkeys, self._next_version(var, addr_key), oid, kind,
-                           call, params or {}, summary, utc_now(), addr_key, vkeys_key)
+        record = RefRecord(var, addr, vkeys, version, oid, kind, call, params or {}, summary, utc_now(),
+                           addr_key, vkeys_key)
         self._write([record.to_entry()])
         return record
-
-    def _next_version(self, var: str, addr_key: str) -> int:
-        """The version the next save at this address gets (numbers are never reused)."""
-        held = self._overlay.next_version(var, addr_key) if self._pending else 1
-        return max(held, self._fold.max_version(var, addr_key) + 1)
 
     def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], *, multi: bool = False) -> None:
         """Record a call-cache entry: call key -> call record oid (and its output oids).
@@ -291,7 +288,7 @@ class Index:
             self._put_call(key, call_oid, fn, outputs, multi)
 
     def _put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], multi: bool) -> None:
-        known = self.cached_call(key)
+        known = self._overlay.calls.get(key) if self._pending is not None else self.cached_call(key)
         if known is not None and known["call"] == call_oid:
             return
         entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
@@ -327,7 +324,6 @@ class Index:
         """Journal all writes inside as one append at the end (durable when the block exits)."""
         if self._batch_depth == 0:
             self._pending = []
-            self._foreign_in_batch = False
         self._batch_depth += 1
         try:
             yield
@@ -337,43 +333,53 @@ class Index:
                 self.flush()
 
     def flush(self) -> None:
-        """Append writes held by a batch (after the objects they name are on disk)."""
+        """Append writes held by a batch (after the objects they name are on disk), compared
+        with the project as it is now and numbered after it, in bulk."""
         if self.before_flush is not None:
             self.before_flush()
         pending, self._pending = self._pending, None
         self._overlay = RefState()
         if pending:
             with self._journal.locked():
-                # Another process wrote since our view was current (seen earlier in the batch, or
-                # only now: puts in a batch do not read the journal): renumber ours after theirs.
-                if self._fold.catch_up() or self._foreign_in_batch:
-                    pending = self._renumber(pending)
-                self._journal.append(pending)
+                self._catch_up()
+                self._journal.append(self._settle(pending))
             self._syncer.poke()
-        self._foreign_in_batch = False
         if self._batch_depth:
             self._pending = []
 
-    def _renumber(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Versions for held puts after everything now journalled (the fold is current)."""
-        self._pending = []  # reads below see the fold plus what is renumbered so far
-        out = []
+    def _settle(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Held entries against the fold (current, under the lock): a put that repeats the
+        current value of the same call is dropped (another process, or an earlier batch, saved
+        it), the others numbered after every version given so far; a call entry already cached
+        is dropped. A few bulk queries, not several per entry."""
+        wanted: dict[str, list[str]] = {}
         for entry in pending:
-            if entry.get("op") == "put":
-                addr_key = key_of(entry["addr"])
-                current = self.current_at(entry["var"], addr_key, key_of(entry["vkeys"]))
+            if entry["op"] == "put":
+                wanted.setdefault(entry["var"], []).append(key_of(entry["addr"]))
+        versions = {var: self._fold.versions_many(var, keys) for var, keys in wanted.items()}
+        highest = {var: self._fold.max_versions_many(var, keys) for var, keys in wanted.items()}
+        cached = self._fold.calls_many([e["key"] for e in pending if e["op"] == "call"])
+        settled, out = RefState(), []
+        for entry in pending:
+            if entry["op"] == "put":
+                var, addr_key, vkeys_key = entry["var"], key_of(entry["addr"]), key_of(entry["vkeys"])
+                current = settled.current_at(var, addr_key, vkeys_key) or next(
+                    (r for r in reversed(versions[var].get(addr_key, [])) if r.vkeys_key == vkeys_key), None)
                 if current is not None and current.oid == entry["oid"] and self._same_call(
-                        current.call, entry.get("call")):
-                    continue  # another process saved the same value from the same call meanwhile
-                entry = dict(entry, version=self._next_version(entry["var"], addr_key))
-            self._pending.append(entry)
-            self._overlay.apply(entry)
+                        current.call, entry.get("call"), settled):
+                    continue
+                version = max(settled.next_version(var, addr_key), highest[var].get(addr_key, 0) + 1)
+                if version != entry["version"]:
+                    entry = dict(entry, version=version)
+            elif entry["op"] == "call":
+                known = settled.calls.get(entry["key"]) or cached.get(entry["key"])
+                if known is not None and known["call"] == entry["call"]:
+                    continue
+            settled.apply(entry)
             out.append(entry)
-        self._pending = None
-        self._overlay = RefState()
         return out
 
-    def _same_call(self, a: str | None, b: str | None) -> bool:
+    def _same_call(self, a: str | None, b: str | None, held: RefState | None = None) -> bool:
         """The same call record, or two records of one call (same key: function and inputs).
 
         Two processes running the same call at once (two for_each runs, a retried task)
@@ -382,8 +388,14 @@ class Index:
         """
         if a == b:
             return True
-        key = self.call_key_of(a) if a else None
-        return key is not None and key == self.call_key_of(b)
+
+        def key_of_call(oid: str | None) -> str | None:
+            if not oid:
+                return None
+            return (held.call_keys.get(oid) if held is not None else None) or self.call_key_of(oid)
+
+        key = key_of_call(a)
+        return key is not None and key == key_of_call(b)
 
     # -- the DuckDB materialisation ------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> Any:

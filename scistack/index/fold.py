@@ -168,6 +168,7 @@ class Fold:
         """Fold entries in journal order (puts and deletes of one ref may meet in one batch)."""
         puts: list[tuple] = []
         dels: list[tuple] = []
+        calls: list[tuple] = []
         for entry in entries:
             try:
                 op = entry["op"]
@@ -180,7 +181,7 @@ class Fold:
                         _insert(con, puts)
                     dels.append((entry["var"], key_of(entry["addr"]), int(entry["version"])))
                 elif op == "call":
-                    _insert_call(con, entry)
+                    calls.append(_call_row(entry))
                 elif op == "run":
                     con.execute("INSERT INTO runs (entry) VALUES (?)", (json.dumps(entry),))
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -189,6 +190,9 @@ class Fold:
             _insert(con, puts)
         if dels:
             _delete(con, dels)
+        if calls:  # the last entry of a key wins, as in journal order
+            con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?)", calls)
+            con.executemany("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", [(c[1], c[0]) for c in calls])
 
     # -- reading -------------------------------------------------------------------------
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -265,6 +269,14 @@ class Fold:
             rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE key IN "
                               "(SELECT value FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
             found.update((r[0], _call_entry(r[0], r[1:])) for r in rows)
+        return found
+
+    def max_versions_many(self, var: str, addr_keys: list[str]) -> dict[str, int]:
+        found = {}
+        for start in range(0, len(addr_keys), _CHUNK):
+            found.update(self._rows("SELECT addr, max_version FROM slots WHERE var = ? AND addr IN "
+                                    "(SELECT value FROM json_each(?))",
+                                    (var, json.dumps(addr_keys[start:start + _CHUNK]))))
         return found
 
     def call_keys_many(self, call_oids: list[str]) -> dict[str, str]:
@@ -345,14 +357,9 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
     dels.clear()
 
 
-def _insert_call(con: sqlite3.Connection, e: dict[str, Any]) -> None:
-    key, call = e["key"], e["call"]
-    if not (isinstance(key, str) and isinstance(call, str)):
-        raise TypeError("not a call entry")
-    outs = e.get("outs") or []
-    con.execute("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?)",
-                (key, call, e.get("fn"), json.dumps(outs), 1 if e.get("multi") else 0, e.get("t")))
-    con.execute("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", (call, key))
+def _call_row(e: dict[str, Any]) -> tuple:
+    return (e["key"], e["call"], e.get("fn"), json.dumps(e.get("outs") or []), 1 if e.get("multi") else 0,
+            e.get("t"))
 
 
 def _call_entry(key: str, row: tuple) -> dict[str, Any]:

@@ -224,24 +224,38 @@ class SqlIndex:
         return self.sync()
 
     def _apply(self, con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]]) -> set[str]:
-        puts = [e for e in entries if e.get("op") == "put"]
+        """Every kind of entry goes in as one Arrow table (row-by-row statements cost ~2 ms a
+        row: closing after a 100k-combination run took minutes). Deletes follow the puts:
+        a version number is never given twice, so a delete never precedes its put."""
+        puts = [e for e in entries if e["op"] == "put"]
         if puts:
-            con.register("_new_refs", self._refs_table(puts))
-            con.execute("INSERT INTO refs SELECT * FROM _new_refs")
-            con.unregister("_new_refs")
-        dels = [e for e in entries if e.get("op") == "del"]
+            _insert_arrow(con, "refs", self._refs_table(puts))
+        dels = [e for e in entries if e["op"] == "del"]
         if dels:
-            con.executemany(
-                "DELETE FROM refs WHERE var = ? AND addr = ? AND version = ?",
-                [[e["var"], _canon(e["addr"]), e["version"]] for e in dels],
-            )
-        calls = [[e["key"], e["call"], e.get("fn"), json.dumps(e.get("outs") or []), e.get("t")]
-                 for e in entries if e.get("op") == "call"]
+            con.register("_gone", pa.table({
+                "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
+                "version": pa.array([e["version"] for e in dels], pa.int32())}))
+            con.execute("DELETE FROM refs USING _gone WHERE refs.var = _gone.var AND "
+                        "refs.addr = _gone.addr AND refs.version = _gone.version")
+            con.unregister("_gone")
+        calls: dict[str, dict[str, Any]] = {}
+        for e in entries:
+            if e["op"] == "call":
+                calls.setdefault(e["key"], e)  # the first entry of a key stays (as before)
         if calls:
-            con.executemany("INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?)", calls)
-        runs = [[e.get("run_id"), _canon(e), e.get("t")] for e in entries if e.get("op") == "run"]
+            table = pa.table({
+                "key": list(calls), "call": [e["call"] for e in calls.values()],
+                "fn": [e.get("fn") for e in calls.values()],
+                "outs": [json.dumps(e.get("outs") or []) for e in calls.values()],
+                "created_at": [e.get("t") for e in calls.values()]})
+            con.register("_new_calls", table)
+            con.execute("INSERT INTO calls SELECT * FROM _new_calls WHERE key NOT IN (SELECT key FROM calls)")
+            con.unregister("_new_calls")
+        runs = [e for e in entries if e["op"] == "run"]
         if runs:
-            con.executemany("INSERT INTO runs VALUES (?, ?, ?)", runs)
+            _insert_arrow(con, "runs", pa.table({
+                "run_id": [e.get("run_id") for e in runs], "entry": [_canon(e) for e in runs],
+                "created_at": [e.get("t") for e in runs]}, schema=_RUNS))
         return {e["var"] for e in puts} | {e["var"] for e in dels}
 
     def _refs_table(self, puts: list[dict[str, Any]]) -> pa.Table:
@@ -302,6 +316,15 @@ class SqlIndex:
                 ) from None
             to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
             return to_arrow()
+
+
+_RUNS = pa.schema([("run_id", pa.string()), ("entry", pa.string()), ("created_at", pa.string())])
+
+
+def _insert_arrow(con: duckdb.DuckDBPyConnection, table_name: str, table: pa.Table) -> None:
+    con.register("_new_rows", table)
+    con.execute(f"INSERT INTO {table_name} SELECT * FROM _new_rows")
+    con.unregister("_new_rows")
 
 
 _locks: dict[str, threading.RLock] = {}
