@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError, InvalidNameError, NotARepositoryError, SchemaMismatchError
+from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError
 from scistack.index import Index, check_identifier
 from scistack.index.journal import JournalBackend
 from scistack.objects import LocalObjectStore, ObjectStore
@@ -52,10 +52,9 @@ class Database:
         self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
                            sync_delay=sync_delay, journal=journal)
         self.index.before_flush = self.store.flush  # objects first, then the refs naming them
-        try:  # best effort: the journal is the record of truth, DuckDB catches up later
-            self.index.sync(timeout=0.5)
-        except DatabaseLockedError:  # the DuckDB CLI or DBeaver holds the file right now
-            self.index.poke_sync()
+        # Opening never waits for DuckDB (held by DBeaver, or far behind after a killed run):
+        # the journal is the record of truth and a background thread brings DuckDB up to date.
+        self.index.poke_sync(unless_in_step=True)
         self.index.refresh()
 
     def _check_config(self, schema_keys: Sequence[str] | None) -> list[str]:

@@ -403,9 +403,11 @@ class Index:
         self.flush()
         return self._sql.query(sql, params)
 
-    def poke_sync(self) -> None:
-        """Ask the background thread to bring DuckDB up to date when it can."""
-        self._syncer.poke()
+    def poke_sync(self, *, unless_in_step: bool = False) -> None:
+        """Ask the background thread to bring DuckDB up to date when it can (with
+        `unless_in_step`, only when a cheap check says it is behind the journal)."""
+        if not (unless_in_step and self._sql.in_step()):
+            self._syncer.poke()
 
     def sync(self, *, timeout: float | None = None) -> int:
         """Bring the DuckDB file up to date with the journal now."""

@@ -195,6 +195,10 @@ class SqlIndex:
         wal = self.path.with_name(self.path.name + ".wal")
         return f"{info.st_mtime_ns}:{info.st_size}:{wal.exists()}"
 
+    def in_step(self) -> bool:
+        """Whether DuckDB has applied the whole journal, by the sidecar (no connection)."""
+        return self._known_in_step(self.journal.size())
+
     def _known_in_step(self, journal_size: int) -> bool:
         stamp = self._file_stamp()
         try:
