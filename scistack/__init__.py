@@ -12,6 +12,7 @@ from __future__ import annotations
 from scistack.version import __version__  # noqa: E402
 
 from scistack.database import Database, configure_database, get_database  # noqa: E402
+from scistack import errors as _errors  # noqa: E402
 from scistack.errors import *  # noqa: E402,F401,F403
 from scistack.lineage.function import LineageFunction, LineageResult, Thunk, lineage_fcn, thunk  # noqa: E402
 from scistack.lineage.provenance import WhyReport, why  # noqa: E402
@@ -21,4 +22,5 @@ from scistack.foreach import Fixed, Merge, RunReport, for_each, set_schema  # no
 __all__ = [
     "BaseVariable", "Database", "Fixed", "Merge", "RunReport", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",
     "configure_database", "get_database", "lineage_fcn", "thunk", "why", "__version__",
+    *_errors.__all__,
 ]

@@ -105,3 +105,26 @@ class GarbageCollectionError(ScistackError, RuntimeError):
 
 class QueryError(ScistackError, ValueError):
     """A SQL query on the index failed (syntax, unknown table, or an attempted write)."""
+
+
+__all__ = [
+    "ScistackError",
+    "UnsupportedValueError",
+    "InvalidOidError",
+    "ObjectNotFoundError",
+    "CorruptObjectError",
+    "NotARepositoryError",
+    "SchemaMismatchError",
+    "IndexSchemaError",
+    "InvalidNameError",
+    "InvalidMetadataError",
+    "VariableNotFoundError",
+    "AmbiguousVersionError",
+    "AmbiguousParamError",
+    "DuplicateVariableError",
+    "DatabaseLockedError",
+    "LineageError",
+    "ForEachError",
+    "GarbageCollectionError",
+    "QueryError",
+]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from scistack.address import plain
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, VariableNotFoundError
 from scistack.index import RefRecord
@@ -22,7 +21,7 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
     addr, vkeys, params, unknown = {}, {}, {}, []
     for key, value in metadata.items():
-        value = value.item() if isinstance(value, np.generic) else value
+        value = plain(value)
         if key in db.schema_keys:
             addr[key] = value
         elif key in vkey_names:

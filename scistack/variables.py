@@ -17,13 +17,13 @@ schema (subject only) is allowed: the address is the schema keys given.
 from __future__ import annotations
 
 import difflib
-import math
 import threading
 import warnings
 from typing import Any
 
 import numpy as np
 
+from scistack.address import is_address_value, plain
 from scistack.database import Database, SaveInfo, get_database
 from scistack.errors import (
     AmbiguousVersionError,
@@ -36,7 +36,6 @@ from scistack.selection import ambiguous_error, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
-_ADDRESS_TYPES = (int, str, float, bool)
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
 
@@ -215,11 +214,6 @@ def _read_only(value: Any) -> Any:
     return value
 
 
-def variable_class(name: str) -> type[BaseVariable] | None:
-    """The declared class of a variable name, if this process declared one."""
-    return _registry.get(name)
-
-
 # -- helpers ---------------------------------------------------------------------------------
 def _save_info(db: Database, data: Any) -> SaveInfo:
     hook = getattr(data, "__scistack_saveinfo__", None)
@@ -253,9 +247,8 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
 
 
 def _address_value(var: str, key: str, value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if not isinstance(value, _ADDRESS_TYPES) or (isinstance(value, float) and not math.isfinite(value)):
+    value = plain(value)
+    if not is_address_value(value):
         raise InvalidMetadataError(
             f"{var}.save: {key}={value!r} is a {type(value).__name__}; an address value must be one "
             "int, str, finite float or bool. To save several addresses, call save once per address "
@@ -265,10 +258,8 @@ def _address_value(var: str, key: str, value: Any) -> Any:
 
 
 def _version_value(var: str, key: str, value: Any) -> Any:
-    if isinstance(value, np.generic):
-        value = value.item()
-    if (value is not None and not isinstance(value, _ADDRESS_TYPES)) or (
-            isinstance(value, float) and not math.isfinite(value)):
+    value = plain(value)
+    if value is not None and not is_address_value(value):
         raise InvalidMetadataError(
             f"{var}.save: version key {key}={value!r} must be an int, str, float, bool or None "
             f"(got {type(value).__name__}); save structured settings as their own variable"

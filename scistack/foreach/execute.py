@@ -9,7 +9,6 @@ Running a combination twice produces the same oids, so retried tasks are harmles
 from __future__ import annotations
 
 import concurrent.futures as cf
-import os
 import pickle
 import threading
 import time
@@ -133,7 +132,3 @@ def chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outc
         trace = "".join(traceback.format_exception(exc))
         return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]
 
-
-def worker_pid() -> int:
-    """For tests: which process ran a chunk."""
-    return os.getpid()

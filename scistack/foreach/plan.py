@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import inspect
 import itertools
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
+from scistack.address import is_address_value, plain, typed
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import Fixed, Merge, Resolved, constant, is_variable
@@ -106,13 +106,12 @@ def _address_values(key: str, values: Any) -> list[Any]:
             f"for_each({key}=...) takes a list (or any iterable) of values, got {values!r}") from None
     unique: dict[tuple[str, Any], Any] = {}
     for value in values:
-        value = value.item() if isinstance(value, np.generic) else value
-        if not isinstance(value, (int, float, str, bool)) or (isinstance(value, float) and not math.isfinite(value)):
+        value = plain(value)
+        if not is_address_value(value):
             raise InvalidMetadataError(
                 f"for_each({key}=...): {value!r} is a {type(value).__name__}; address values are "
                 "int, str, float or bool")
-        unique.setdefault(("bool", value) if isinstance(value, bool) else
-                          ("num", value) if isinstance(value, (int, float)) else ("str", value), value)
+        unique.setdefault(typed(value), value)
     return list(unique.values())
 
 

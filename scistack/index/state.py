@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from scistack.address import typed
 from scistack.errors import AmbiguousParamError
 from scistack.objects.canonical_json import dumps_canonical
 
@@ -236,12 +237,4 @@ def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]])
     return True
 
 
-def _norm(value: Any) -> tuple[str, Any]:
-    """A hashable, type-aware form: 1 and 1.0 meet, 1 and "1" and True do not."""
-    if isinstance(value, bool):
-        return ("bool", value)
-    if isinstance(value, (int, float)):
-        return ("num", value)
-    if isinstance(value, (list, dict)):
-        return ("json", repr(value))
-    return (type(value).__name__, value)
+_norm = typed
