@@ -139,6 +139,16 @@ def test_rerun_is_fully_cached_and_writes_no_new_versions(emg):
     assert after == before == {k: [1] for k in before}
 
 
+def test_a_fully_cached_rerun_writes_nothing(emg):
+    run_bandpass()
+    emg.flush()
+    journal_before, objects = journal_size(emg), object_count(emg)
+    assert run_bandpass().cached == 6
+    emg.flush()
+    assert (journal_size(emg), object_count(emg)) == (journal_before, objects)
+    assert len(emg.index.runs()) == 1  # the first run's report only
+
+
 def test_plain_function_and_lineage_function_share_the_cache(emg):
     run_bandpass()
     report = for_each(lineage_fcn(fns.bandpass), inputs={"signal": FeRawEMG, "low_hz": 20},

@@ -155,7 +155,8 @@ class _Run:
                         self._run_serial(bar)
                 report = RunReport(self.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
                                    self.dry_run)
-                if not self.dry_run:
+                if not self.dry_run and any(item.status != "cached" for item in self.items):
+                    # a fully cached re-run changes nothing, so it writes nothing
                     items_oid = report.store_items(self.db.store)
                     self.db.index.put_run({**report.to_entry(items_oid), "t": utc_now(),
                                              "outputs": [v.__name__ for v in self.outputs]})
