@@ -127,7 +127,7 @@ def test_dangling_call_and_bad_journal_line(project):
 def test_reindex_rebuilds_duckdb_from_the_journal(project):
     build(project)
     with project.index._sql.connect() as con:
-        con.execute("DELETE FROM refs")
+        con.execute("DELETE FROM scistack.refs")
     assert project.sql("SELECT count(*) AS n FROM refs")["n"][0] == 0
     assert reindex(project) > 0
     assert project.sql("SELECT count(*) AS n FROM refs")["n"][0] == 3

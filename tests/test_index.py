@@ -219,7 +219,7 @@ def test_reindex_rebuilds_tables_from_the_journal(project):
         MaxActivation.save(float(i), subject=i, session="pre")
     project.sync()
     with project.index._sql.connect() as con:
-        con.execute("DELETE FROM refs")
+        con.execute("DELETE FROM scistack.refs")
     assert project.sql("SELECT count(*) FROM refs").iloc[0, 0] == 0
     assert project.reindex() == 3
     assert project.sql("SELECT count(*) FROM MaxActivation").iloc[0, 0] == 3
@@ -262,3 +262,34 @@ _SCALARS = st.one_of(st.text(), st.integers(), st.booleans(), st.none(),
 def test_address_keys_are_exactly_the_canonical_json(mapping):
     expected = dumps_canonical(mapping).decode("ascii") if mapping else "{}"
     assert key_of(mapping) == expected
+
+
+class refs(BaseVariable):  # noqa: N801 - named like scistack's own tables on purpose
+    pass
+
+
+class meta(BaseVariable):  # noqa: N801
+    pass
+
+
+def test_variables_may_share_names_with_scistacks_tables(project):
+    refs.save(1.0, subject=1, session="pre")
+    meta.save(2.0, subject=1, session="pre")
+    assert project.sql("SELECT value FROM refs")["value"].tolist() == [1.0]
+    assert project.sql("SELECT value FROM meta")["value"].tolist() == [2.0]
+    assert project.sql("SELECT count(*) AS n FROM scistack.refs")["n"][0] == 2
+    assert project.reindex() == 2
+    assert project.sql("SELECT value FROM refs")["value"].tolist() == [1.0]
+
+
+def test_an_index_file_of_schema_1_is_migrated_from_the_journal(project):
+    refs.save(1.0, subject=1, session="pre")
+    project.sync()
+    with project.index._sql.connect() as con:  # the layout of schema 1: scistack's tables in main
+        con.execute("DROP VIEW main.refs; DROP SCHEMA scistack CASCADE")
+        con.execute("CREATE TABLE main.meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        con.execute("INSERT INTO main.meta VALUES ('schema_version', '1'), ('journal_offset', '999')")
+        for table in ("refs", "calls", "runs"):
+            con.execute(f"CREATE TABLE main.{table} (var VARCHAR)")
+    assert project.sql("SELECT value FROM refs")["value"].tolist() == [1.0]
+    assert project.sql("SELECT value FROM scistack.meta WHERE key = 'schema_version'")["value"][0] == "2"

@@ -29,5 +29,5 @@ def test_read_only_query_waits_for_a_read_write_connection_in_the_same_process(p
     ready.wait()
     with sql.connect(read_only=True) as con:  # used to raise ConnectionException at once
         assert done.is_set()
-        assert con.execute("SELECT count(*) FROM refs").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM scistack.refs").fetchone()[0] == 1
     thread.join()

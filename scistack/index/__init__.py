@@ -185,6 +185,7 @@ class Index:
     def select(self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
                *, all_versions: bool = False) -> list[RefRecord]:
         """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
+        self.refresh()
         resolved = resolve_params(var, params, self.param_names(var)) if params else {}
         groups: dict[str, list[RefRecord]] = {}
         for record in self._candidates(var, addr):
@@ -470,13 +471,7 @@ class _BackgroundSync:
 
     def sync_now(self, timeout: float | None = None) -> int:
         with self._sync_lock:
-            saved = self.sql.lock_timeout
-            if timeout is not None:
-                self.sql.lock_timeout = timeout
-            try:
-                return self.sql.sync()
-            finally:
-                self.sql.lock_timeout = saved
+            return self.sql.sync(timeout=timeout)
 
     def stop(self) -> None:
         self._stopped = True

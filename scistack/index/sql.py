@@ -31,7 +31,7 @@ from scistack.errors import DatabaseLockedError, IndexSchemaError, InvalidNameEr
 from scistack.index.journal import Journal
 from scistack.index.state import key_of
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
 RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table"}
@@ -58,14 +58,15 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-_MIGRATIONS: dict[int, list[str]] = {
-    1: [
-        "CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-        "CREATE TABLE calls (key VARCHAR PRIMARY KEY, call VARCHAR NOT NULL, fn VARCHAR, outs VARCHAR, "
-        "created_at VARCHAR)",
-        "CREATE TABLE runs (run_id VARCHAR, entry VARCHAR, created_at VARCHAR)",
-    ],
-}
+# scistack's own tables live in the `scistack` schema, so that the views in `main` can take any
+# variable name (a variable called `refs` or `meta` is fine). Schema 1 had them in `main`.
+_TABLES = [
+    "CREATE SCHEMA IF NOT EXISTS scistack",
+    "CREATE TABLE scistack.meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
+    "CREATE TABLE scistack.calls (key VARCHAR PRIMARY KEY, call VARCHAR NOT NULL, fn VARCHAR, "
+    "outs VARCHAR, created_at VARCHAR)",
+    "CREATE TABLE scistack.runs (run_id VARCHAR, entry VARCHAR, created_at VARCHAR)",
+]
 
 
 class SqlIndex:
@@ -79,7 +80,8 @@ class SqlIndex:
         self.lock_timeout = lock_timeout
 
     @contextmanager
-    def connect(self, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, *, read_only: bool = False, timeout: float | None = None
+                ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection, retried with backoff while another process holds the file.
 
         Connections to one file are serialised within the process: DuckDB refuses a second
@@ -87,12 +89,12 @@ class SqlIndex:
         sync thread must not collide with a query in the main thread.
         """
         with _process_lock(self.path):
-            with self._connect(read_only) as con:
+            with self._connect(read_only, self.lock_timeout if timeout is None else timeout) as con:
                 yield con
 
     @contextmanager
-    def _connect(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-        deadline = time.monotonic() + self.lock_timeout
+    def _connect(self, read_only: bool, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+        deadline = time.monotonic() + timeout
         delay = 0.005
         while True:
             try:
@@ -106,7 +108,7 @@ class SqlIndex:
                 if not busy or time.monotonic() > deadline:
                     if busy:
                         raise DatabaseLockedError(
-                            f"{self.path} stayed locked by another process for {self.lock_timeout:.0f} s "
+                            f"{self.path} stayed locked by another process for {timeout:.0f} s "
                             f"({exc}). Close the DuckDB CLI/DBeaver session or the other script holding "
                             "it; saves are not lost meanwhile (they are journalled)"
                         ) from None
@@ -121,10 +123,7 @@ class SqlIndex:
     # -- schema ------------------------------------------------------------------------
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
         """Create or migrate the tables; refuse files from a newer scistack."""
-        exists = con.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'meta' AND database_name = current_database()"
-        ).fetchone()[0]
-        found = int(self._meta(con, "schema_version", "0")) if exists else 0
+        found = self._found_version(con)
         if found > SCHEMA_VERSION:
             raise IndexSchemaError(
                 f"{self.path} was written by a newer scistack (index schema {found}, this one "
@@ -133,51 +132,77 @@ class SqlIndex:
         if found == SCHEMA_VERSION:
             return
         con.execute("BEGIN")
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            for statement in _MIGRATIONS[version]:
-                con.execute(statement)
-            if version == 1:
-                con.execute(self._refs_ddl())
+        if found == 1:  # derived state: drop it, the journal is applied again below
+            for (var,) in con.execute("SELECT DISTINCT var FROM main.refs").fetchall():
+                con.execute(f"DROP VIEW IF EXISTS main.{quote(var)}")
+            con.execute("DROP TABLE main.refs; DROP TABLE main.calls; DROP TABLE main.runs; DROP TABLE main.meta")
+        for statement in [*_TABLES, self._refs_ddl()]:
+            con.execute(statement)
         self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
+        self._set_meta(con, "journal_offset", "0")
         con.execute("COMMIT")
+
+    @staticmethod
+    def _found_version(con: duckdb.DuckDBPyConnection) -> int:
+        schemas = {r[0] for r in con.execute(
+            "SELECT schema_name FROM duckdb_tables() WHERE table_name = 'meta' "
+            "AND database_name = current_database()").fetchall()}
+        where = "scistack" if "scistack" in schemas else "main" if "main" in schemas else None
+        if where is None:
+            return 0
+        row = con.execute(f"SELECT value FROM {where}.meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
 
     def _refs_ddl(self) -> str:
         keys = "".join(f", {quote(k)} VARCHAR" for k in self.schema_keys)
         return (
-            "CREATE TABLE refs (var VARCHAR NOT NULL, addr VARCHAR NOT NULL, vkeys VARCHAR NOT NULL, "
+            "CREATE TABLE scistack.refs (var VARCHAR NOT NULL, addr VARCHAR NOT NULL, vkeys VARCHAR NOT NULL, "
             "version INTEGER NOT NULL, oid VARCHAR NOT NULL, kind VARCHAR NOT NULL, call VARCHAR, "
             f"params VARCHAR NOT NULL, summary VARCHAR, created_at VARCHAR NOT NULL{keys})"
         )
 
     @staticmethod
     def _meta(con: duckdb.DuckDBPyConnection, key: str, default: str) -> str:
-        row = con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        row = con.execute("SELECT value FROM scistack.meta WHERE key = ?", [key]).fetchone()
         return row[0] if row else default
 
     @staticmethod
     def _set_meta(con: duckdb.DuckDBPyConnection, key: str, value: str) -> None:
-        con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+        con.execute("INSERT OR REPLACE INTO scistack.meta VALUES (?, ?)", [key, value])
 
     # -- sync --------------------------------------------------------------------------
-    def sync(self) -> int:
+    def sync(self, *, timeout: float | None = None) -> int:
         """Apply journal lines DuckDB has not seen; returns how many were applied."""
         size = self.journal.size()
         if (size == 0 and self.path.exists()) or self._known_in_step(size):
             return 0  # nothing new: not even a connection (~15-300 ms on a large file)
-        with self.connect() as con:
+        return self._apply_journal(timeout, start_over=False)
+
+    def rebuild(self, *, timeout: float | None = None) -> int:
+        """Forget everything DuckDB holds and apply the whole journal again; returns how many
+        entries were applied."""
+        return self._apply_journal(timeout, start_over=True)
+
+    def _apply_journal(self, timeout: float | None, *, start_over: bool) -> int:
+        """The one writer of DuckDB's tables: under the process's lock on the file (held by
+        the connection) from reading the offset to committing the new one, so a sync in
+        another thread can neither interleave nor take the work of a rebuild."""
+        with self.connect(timeout=timeout) as con:
             self.ensure_schema(con)
-            offset = int(self._meta(con, "journal_offset", "0"))
-            if offset > self.journal.size():  # the journal was replaced (compaction): rebuild
-                con.execute("DELETE FROM refs; DELETE FROM calls; DELETE FROM runs")
-                offset = 0
+            offset = 0 if start_over else int(self._meta(con, "journal_offset", "0"))
+            if offset > self.journal.size():  # the journal was replaced (compaction)
+                offset, start_over = 0, True
             entries, new_offset = self.journal.read_from(offset)
-            if entries:
-                con.execute("BEGIN")
-                touched = self._apply(con, entries)
-                self._set_meta(con, "journal_offset", str(new_offset))
-                con.execute("COMMIT")
-                for var in touched:
-                    self._refresh_view(con, var)
+            con.execute("BEGIN")
+            if start_over:
+                con.execute("DELETE FROM scistack.refs; DELETE FROM scistack.calls; DELETE FROM scistack.runs")
+            touched = self._apply(con, entries) if entries else set()
+            self._set_meta(con, "journal_offset", str(new_offset))
+            con.execute("COMMIT")
+            if start_over:
+                touched |= {r[0] for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
+            for var in sorted(touched):
+                self._refresh_view(con, var)
         self._remember_in_step(new_offset)
         return len(entries)
 
@@ -217,30 +242,20 @@ class SqlIndex:
         except OSError:
             pass
 
-    def rebuild(self) -> int:
-        """Forget everything DuckDB holds and apply the whole journal again."""
-        with self.connect() as con:
-            self.ensure_schema(con)
-            con.execute("BEGIN")
-            con.execute("DELETE FROM refs; DELETE FROM calls; DELETE FROM runs")
-            self._set_meta(con, "journal_offset", "0")
-            con.execute("COMMIT")
-        return self.sync()
-
     def _apply(self, con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]]) -> set[str]:
         """Every kind of entry goes in as one Arrow table (row-by-row statements cost ~2 ms a
         row: closing after a 100k-combination run took minutes). Deletes follow the puts:
         a version number is never given twice, so a delete never precedes its put."""
         puts = [e for e in entries if e["op"] == "put"]
         if puts:
-            _insert_arrow(con, "refs", self._refs_table(puts))
+            _insert_arrow(con, "scistack.refs", self._refs_table(puts))
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
             con.register("_gone", pa.table({
                 "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
                 "version": pa.array([e["version"] for e in dels], pa.int32())}))
-            con.execute("DELETE FROM refs USING _gone WHERE refs.var = _gone.var AND "
-                        "refs.addr = _gone.addr AND refs.version = _gone.version")
+            con.execute("DELETE FROM scistack.refs r USING _gone WHERE r.var = _gone.var AND "
+                        "r.addr = _gone.addr AND r.version = _gone.version")
             con.unregister("_gone")
         calls: dict[str, dict[str, Any]] = {}
         for e in entries:
@@ -253,11 +268,11 @@ class SqlIndex:
                 "outs": [json.dumps(e.get("outs") or []) for e in calls.values()],
                 "created_at": [e.get("t") for e in calls.values()]})
             con.register("_new_calls", table)
-            con.execute("INSERT INTO calls SELECT * FROM _new_calls WHERE key NOT IN (SELECT key FROM calls)")
+            con.execute("INSERT INTO scistack.calls SELECT * FROM _new_calls WHERE key NOT IN (SELECT key FROM scistack.calls)")
             con.unregister("_new_calls")
         runs = [e for e in entries if e["op"] == "run"]
         if runs:
-            _insert_arrow(con, "runs", pa.table({
+            _insert_arrow(con, "scistack.runs", pa.table({
                 "run_id": [e.get("run_id") for e in runs], "entry": [_canon(e) for e in runs],
                 "created_at": [e.get("t") for e in runs]}, schema=_RUNS))
         return {e["var"] for e in puts} | {e["var"] for e in dels}
@@ -286,23 +301,23 @@ class SqlIndex:
         cols = []
         for key in self.schema_keys:
             kinds = {r[0] for r in con.execute(
-                f"SELECT DISTINCT json_type(addr, '$.{key}') FROM refs WHERE var = ?", [var]).fetchall()}
+                f"SELECT DISTINCT json_type(addr, '$.{key}') FROM scistack.refs WHERE var = ?", [var]).fetchall()}
             cols.append(f"{_cast_for(kinds, quote(key))} AS {quote(key)}")
         vkey_names = sorted({r[0] for r in con.execute(
-            "SELECT DISTINCT unnest(json_keys(vkeys)) FROM refs WHERE var = ?", [var]).fetchall()})
+            "SELECT DISTINCT unnest(json_keys(vkeys)) FROM scistack.refs WHERE var = ?", [var]).fetchall()})
         for name in vkey_names:
             if name not in self.schema_keys:
                 cols.append(f"json_extract_string(vkeys, '$.\"{name}\"') AS {quote(name)}")
         numeric = con.execute(
             "SELECT count(*) > 0 AND bool_and(kind = 'json' AND TRY_CAST(summary AS DOUBLE) IS NOT NULL) "
-            "FROM refs WHERE var = ?", [var]).fetchone()[0]
+            "FROM scistack.refs WHERE var = ?", [var]).fetchone()[0]
         value = "TRY_CAST(summary AS DOUBLE)" if numeric else "summary"
         select = ", ".join(cols + [f"{value} AS value", "version", "oid", "created_at"])
         order = ", ".join(quote(k) for k in self.schema_keys)
         con.execute(
             f"CREATE OR REPLACE VIEW {quote(var)} AS SELECT {select} FROM ("
             "SELECT *, row_number() OVER (PARTITION BY addr, vkeys ORDER BY version DESC) AS rn "
-            f"FROM refs WHERE var = '{var}') WHERE rn = 1 ORDER BY {order}"
+            f"FROM scistack.refs WHERE var = '{var}') WHERE rn = 1 ORDER BY {order}"
         )
 
     # -- queries -----------------------------------------------------------------------
@@ -310,13 +325,16 @@ class SqlIndex:
         """Run a read-only query after bringing the index up to date."""
         self.sync()
         with self.connect(read_only=True) as con:
+            # unqualified names find a variable's view first, then scistack's tables
+            con.execute("SET search_path = 'main,scistack'")
             try:
                 result = con.execute(sql, params or [])
             except duckdb.Error as exc:
                 first = str(exc).strip().splitlines()[0]
                 raise QueryError(
                     f"the query failed: {first}. The index is read-only here; `scistack ls` "
-                    "lists the variables (each is a view), and the tables are refs and calls"
+                    "lists the variables (each is a view); scistack's own tables are scistack.refs "
+                    "and scistack.calls"
                 ) from None
             to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
             return to_arrow()
