@@ -246,7 +246,6 @@ class CallInput:
             yield from item.child_refs(f"{what} item {path!r}")
         for i, part in enumerate(self.merge or ()):
             yield from part.child_refs(f"{what} merge part {i}")
-        yield from (ChildRef(oid, None, what) for oid in _json_refs([self.addr, self.const, self.extra]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,7 +450,7 @@ class CallRecord:
         The function's code, each helper's code, the git diff, each output, each argument's
         value (its items, merge parts and aggregate members; optional for a constant: an
         inline one has no object), the calls that computed arguments, and every
-        ``{"$ref": oid}`` inside constants, addresses or parameters.
+        ``{"$ref": oid}`` anywhere in the record (inside constants, addresses, parameters).
         """
         refs: list[ChildRef] = []
         fn = self.function
@@ -465,7 +464,8 @@ class CallRecord:
         refs += [ChildRef(out, None, "output") for out in self.outputs]
         for name, item in self.arguments.items():
             refs += item.child_refs(f"input {name!r}")
-        refs += [ChildRef(o, None, "child") for o in _json_refs([self.params, self.env, self.extra])]
+        named = {ref.oid for ref in refs}
+        refs += [ChildRef(o, None, "child") for o in _json_refs(self.to_value()) if o not in named]
         return tuple(refs)
 
     def child_oids(self) -> frozenset[str]:

@@ -25,7 +25,8 @@ from scistack.matlab_bridge._files import (
     write_json,
 )
 from scistack.matlab_bridge.source import MatlabFunction, matlab_function
-from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo
+from scistack.objects.canonical_json import from_tree
+from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo, read_call
 from scistack.summary import summarize
 from scistack.version import __version__
 
@@ -135,7 +136,7 @@ def _store_constants(db: Database, folder: Path, req: dict[str, Any]) -> None:
 
 def _restore(db: Database, outputs: list[str], combo: dict[str, Any]) -> None:
     """A cached call whose outputs are not the current refs here: point the refs at them."""
-    call = db.store.get_value(combo["call"])
+    params = from_tree(read_call(db.store, combo["call"]).params, lambda oid: oid)
     for var, oid in zip(outputs, combo["outs"]):
         kind = db.store.get(oid).kind
         db.index.put_ref(
@@ -145,7 +146,7 @@ def _restore(db: Database, outputs: list[str], combo: dict[str, Any]) -> None:
             oid,
             kind,
             call=combo["call"],
-            params=call.get("params") or {},
+            params=params or {},
             summary=summarize(db.store.get_value(oid)),
         )
 
