@@ -21,6 +21,8 @@ from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatc
 from scistack.index import Index, check_identifier
 from scistack.index.journal import JournalBackend
 from scistack.objects import LocalObjectStore, ObjectStore
+from scistack.objects.canonical_json import from_tree
+from scistack.records import read_call
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -140,19 +142,19 @@ class Database:
 
     def call_record(self, call_oid: str) -> dict[str, Any]:
         """A stored call record in the shape `get_provenance` returns."""
-        call = self.store.get_value(call_oid)
-        fn = call["function"]
-        inputs, constants = {}, {}
-        for name, item in call["inputs"].items():
-            if "var" in item or "call" in item or "const" not in item:
-                inputs[name] = {k: item[k] for k in ("var", "addr", "oid", "call", "items", "members") if k in item}
-            else:
-                constants[name] = item["const"]
+        call = read_call(self.store, call_oid)
+        fn = _decoded(call.function.to_value())
+        inputs = {
+            name: _decoded({k: v for k, v in item.to_value().items() if k in _INPUT_KEYS})
+            for name, item in call.inputs.items()
+        }
+        constants = {name: _decoded(item.const) for name, item in call.constants.items()}
         return {
             "function_name": fn["name"], "module": fn["module"], "code_hash": fn["identity"],
-            "code": fn["code"], "constants": constants, "inputs": inputs, "outputs": call["outputs"],
-            "params": call["params"], "env": call["env"], "created_at": call["started"],
-            "duration": call["duration"], "call": call_oid, "function": fn,
+            "code": fn["code"], "constants": constants, "inputs": inputs,
+            "outputs": list(call.outputs), "params": _decoded(call.params),
+            "env": _decoded(call.env), "created_at": call.started,
+            "duration": call.duration, "call": call_oid, "function": fn,
         }
 
     def sql(self, query: str, params: list | None = None) -> Any:
@@ -174,6 +176,14 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r}, schema_keys={self.schema_keys})"
+
+
+_INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members")
+
+
+def _decoded(tree: Any) -> Any:
+    """A record's JSON tree as `ObjectStore.get_value` decodes it (a `$ref` stays its oid)."""
+    return from_tree(tree, lambda oid: oid)
 
 
 def _validate_schema_keys(keys: Sequence[str]) -> list[str]:

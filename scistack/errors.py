@@ -107,6 +107,22 @@ class QueryError(ScistackError, ValueError):
     """A SQL query on the index failed (syntax, unknown table, or an attempted write)."""
 
 
+class CorruptRecordError(CorruptObjectError):
+    """A stored record (a call record) decodes, but its fields do not have the documented shape."""
+
+    def __init__(self, oid: str | None, problem: str) -> None:
+        self.oid = oid or ""
+        self.expected = self.oid
+        self.actual = None
+        self.problem = problem
+        where = f"call record {oid}" if oid else "a call record"
+        ScistackError.__init__(
+            self,
+            f"{where} is malformed: {problem}. It does not have the shape of docs/format.md 1.5; "
+            "run `scistack fsck` to list damaged objects, and recompute the values it produced",
+        )
+
+
 __all__ = [
     "ScistackError",
     "UnsupportedValueError",
@@ -127,4 +143,5 @@ __all__ = [
     "ForEachError",
     "GarbageCollectionError",
     "QueryError",
+    "CorruptRecordError",
 ]

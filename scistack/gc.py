@@ -34,6 +34,7 @@ from typing import Any
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
 from scistack.index import RefState
 from scistack.objects.oid import is_valid_oid
+from scistack.records import parse_call
 
 DEFAULT_GRACE_SECONDS = 14 * 24 * 3600
 _WALKED_KINDS = ("json", "call")
@@ -129,7 +130,16 @@ class _Walker:
     def _read(self, oid: str, kind: str, referrer: str, root: bool, optional: bool) -> None:
         try:
             obj = self.store.get(oid)
-            tree = json.loads(bytes(obj.payload))
+            if obj.kind == "call":
+                refs = [
+                    (ref.oid, ref.kind, f"{ref.what} of call record {oid[:12]}", ref.optional)
+                    for ref in parse_call(obj.payload, oid).child_refs()
+                ]
+            else:
+                refs = [
+                    (child, None, f"child of {obj.kind} object {oid[:12]}", False)
+                    for child in json_refs(json.loads(bytes(obj.payload)))
+                ]
         except ObjectNotFoundError:
             self.result.reachable.discard(oid)
             if not optional:
@@ -140,31 +150,8 @@ class _Walker:
         except (CorruptObjectError, ValueError) as exc:
             self.result.corrupt[oid] = str(exc)
             return
-        if obj.kind == "call" and isinstance(tree, dict):
-            self._call_children(oid, tree)
-        for child in json_refs(tree):
-            self.add(child, None, f"child of {obj.kind} object {oid[:12]}")
-
-    def _call_children(self, oid: str, record: dict[str, Any]) -> None:
-        where = f"call record {oid[:12]}"
-        fn = record.get("function") or {}
-        self.add(fn.get("code"), "code", f"code of {where}")
-        git = (record.get("env") or {}).get("git") or {}
-        self.add(git.get("diff"), "bytes", f"git diff of {where}")
-        for out in record.get("outputs") or []:
-            self.add(out, None, f"output of {where}")
-        for name, item in (record.get("inputs") or {}).items():
-            if not isinstance(item, dict):
-                continue
-            self.add(item.get("call"), "call", f"input {name!r} of {where}")
-            for member in item.get("members") or []:
-                self.add(member, None, f"input {name!r} of {where}")
-            if "members" not in item and "merge" not in item:
-                # A saved input's value; for a constant, the oid of a stored non-scalar
-                # (scalar constants are inline in the record and have no object).
-                self.add(
-                    item.get("oid"), None, f"input {name!r} of {where}", optional="const" in item
-                )
+        for child, child_kind, what, child_optional in refs:
+            self.add(child, child_kind, what, optional=child_optional)
 
 
 def json_refs(tree: Any) -> Iterator[str]:

@@ -20,7 +20,9 @@ from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFou
 from scistack.gc import json_refs
 from scistack.selection import select_records
 from scistack.index import RefRecord
+from scistack.objects.canonical_json import from_tree
 from scistack.objects.oid import is_valid_oid
+from scistack.records import read_call as read_call_record
 
 SHORT = 12
 
@@ -93,48 +95,43 @@ class CallInfo:
 
 def read_call(db: Database, call_oid: str) -> CallInfo:
     """Parse the call record `call_oid` (raises if it is missing or corrupt)."""
-    record = db.store.get_value(call_oid)
-    fn = record.get("function") or {}
-    constants, inputs = {}, []
-    for name, item in sorted((record.get("inputs") or {}).items()):
-        if (
-            "var" in item
-            or "call" in item
-            or "members" in item
-            or "merge" in item
-            or "const" not in item
-        ):
-            inputs.append(
-                InputInfo(
-                    name,
-                    item.get("var"),
-                    item.get("oid", ""),
-                    dict(item.get("addr") or {}),
-                    item.get("call"),
-                    tuple(item.get("members") or ()),
-                    tuple(item.get("merge") or ()),
-                )
-            )
-        else:
-            constants[name] = item["const"]
-    env = record.get("env") or {}
+    record = read_call_record(db.store, call_oid)
+    fn = record.function
+    inputs = [
+        InputInfo(
+            name,
+            item.var,
+            item.oid,
+            dict(_decoded(item.addr) or {}),
+            item.call,
+            tuple(item.members or ()),
+            tuple(_decoded(m.to_value()) for m in item.merge or ()),
+        )
+        for name, item in sorted(record.inputs.items())
+    ]
+    constants = {name: _decoded(item.const) for name, item in sorted(record.constants.items())}
+    env = _decoded(record.env)
     git = env.get("git") or {}
     return CallInfo(
         call_oid,
-        fn.get("name", "?"),
-        fn.get("module", "?"),
-        fn.get("identity", ""),
-        fn.get("code"),
+        fn.name,
+        fn.module,
+        fn.identity,
+        fn.code,
         constants,
         tuple(inputs),
         git.get("commit"),
         git.get("dirty"),
         git.get("diff"),
-        record.get("started", ""),
-        record.get("duration", 0.0),
+        record.started or "",
+        record.duration or 0.0,
         env.get("python"),
         env.get("host"),
     )
+
+
+def _decoded(tree: Any) -> Any:
+    return from_tree(tree, lambda oid: oid)
 
 
 class CallReader:

@@ -49,6 +49,7 @@ from scistack.index import key_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.identity import FunctionIdentity
+from scistack.records import read_call
 
 log = logging.getLogger("scistack.foreach")
 _FLUSH_EVERY_S = 1.0
@@ -252,10 +253,9 @@ class _Run:
         if known is not None:
             return known == key
         try:  # a record the call cache never named (journal compacted, or written elsewhere)
-            record = self.db.store.get_value(call_oid)
-            oids = {name: item["oid"] for name, item in record["inputs"].items()}
-            return key_from_oids(record["function"]["identity"], oids) == key
-        except (ScistackError, LookupError, KeyError, TypeError):
+            record = read_call(self.db.store, call_oid)
+            return key_from_oids(record.function.identity, record.input_oids) == key
+        except (ScistackError, LookupError):
             return False
 
     # -- running ---------------------------------------------------------------------------

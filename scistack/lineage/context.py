@@ -14,6 +14,7 @@ from typing import Any
 from scistack.database import Database, current_database
 from scistack.lineage.calls import BoundInput, key_from_oids
 from scistack.objects import MemoryObjectStore, ObjectStore
+from scistack.records import parse_call
 
 
 class _MemoryCache:
@@ -89,28 +90,24 @@ def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str])
         return
     seen.add(call_oid)
     raw = source.get(call_oid).payload
-    call = source.get_value(call_oid)
-    fn = call["function"]
-    code_oids = [fn.get("code")] + [h.get("code") for h in fn.get("helpers", {}).values()]
-    for oid in [*code_oids, call.get("env", {}).get("git", {}).get("diff")]:
+    call = parse_call(raw, call_oid)
+    fn = call.function
+    code_oids = [fn.code] + [h.code for h in fn.helpers.values()]
+    for oid in [*code_oids, call.git_diff]:
         if oid and source.contains(oid):
             obj = source.get(oid)
             db.store.put(obj.kind, obj.payload)
-    oids = {}
-    for name, item in call["inputs"].items():
-        oids[name] = item["oid"]
-        for record in (item, *item.get("items", {}).values()):
-            _copy_value(source, db.store, record["oid"])
-            if record.get("call"):
-                _copy_call(source, db, record["call"], seen)
-    for oid in call["outputs"]:
+    for item in call.arguments.values():
+        for _, record in item.records():
+            _copy_value(source, db.store, record.oid)
+            if record.call:
+                _copy_call(source, db, record.call, seen)
+    for oid in call.outputs:
         _copy_value(source, db.store, oid)
     db.store.put("call", raw)
-    key = key_from_oids(fn["identity"], oids)
+    key = key_from_oids(fn.identity, call.input_oids)
     if db.index.cached_call(key) is None:
-        db.index.put_call(
-            key, call_oid, fn["identity"], call["outputs"], multi=bool(call.get("multi"))
-        )
+        db.index.put_call(key, call_oid, fn.identity, list(call.outputs), multi=bool(call.multi))
 
 
 def _copy_value(source: ObjectStore, target: ObjectStore, oid: str, value: Any = _MISSING) -> None:

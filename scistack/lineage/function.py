@@ -44,7 +44,7 @@ from scistack.lineage.env import capture_env, imported_modules
 from scistack.lineage.identity import FunctionIdentity, function_identity, normalised_source
 from scistack.lineage.result import LineageResult, immutable_output
 from scistack.objects import ObjectStore
-from scistack.objects.canonical_json import dumps_canonical
+from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo
 
 __all__ = [
     "MEMORY",
@@ -177,36 +177,38 @@ class LineageFunction:
         tree = code_tree(self.fn, identity)
         put_code = functools.partial(_put_code, store)
         project = is_project_module(identity.module)
-        record = {
-            "type": "call",
-            "format": CALL_FORMAT,
-            "function": {
-                "name": identity.name,
-                "module": identity.module,
-                "identity": identity.digest,
-                "code": self._code_oid(store, identity),
-                "has_source": identity.has_source,
-                "version": identity.pinned_version,
-                "deps": [list(d) for d in identity.deps],
-                "note": identity.note,
-                "file": _source_file(self.fn),
-                "helpers": tree_record(tree, put_code),
-                "constants": constant_values(identity, tree),
-            },
-            "inputs": {n: b.record for n, b in sorted(inputs.items())},
-            "outputs": out_oids,
-            "multi": multi,
-            "params": flatten_params(identity.name, inputs),
-            "env": capture_env(
+        record = CallRecord(
+            function=FunctionInfo(
+                name=identity.name,
+                module=identity.module,
+                identity=identity.digest,
+                code=self._code_oid(store, identity),
+                has_source=identity.has_source,
+                version=identity.pinned_version,
+                deps=tuple(tuple(d) for d in identity.deps),
+                note=identity.note,
+                file=_source_file(self.fn),
+                helpers={
+                    label: HelperInfo.from_value(h)
+                    for label, h in tree_record(tree, put_code).items()
+                },
+                constants=constant_values(identity, tree),
+            ),
+            arguments={n: CallInput.from_value(b.record) for n, b in sorted(inputs.items())},
+            outputs=tuple(out_oids),
+            multi=multi,
+            params=flatten_params(identity.name, inputs),
+            env=capture_env(
                 _source_file(self.fn) if project else None,
                 [*imported_modules(identity.module), identity.module.split(".")[0]],
                 lambda diff: store.put("bytes", diff),
                 files=source_files(self.fn, tree) if project else (),
             ),
-            "started": started,
-            "duration": round(duration, 6),
-        }
-        return store.put("call", dumps_canonical(record))
+            started=started,
+            duration=round(duration, 6),
+            format=CALL_FORMAT,
+        )
+        return store.put("call", record.to_bytes())
 
     def _with_defaults(self, inputs: dict[str, BoundInput]) -> dict[str, BoundInput]:
         """`inputs` plus the defaults of parameters it lacks (for callers that bind by name)."""

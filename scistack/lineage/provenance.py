@@ -22,6 +22,8 @@ from scistack.lineage.script_check import script_changes
 from scistack.lineage.codetree import code_tree, constant_values
 from scistack.lineage.function import LineageFunction, registered_function
 from scistack.lineage.identity import function_identity, normalised_source
+from scistack.objects.canonical_json import from_tree
+from scistack.records import CallInput, CallRecord, FunctionInfo, read_call
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,21 +86,24 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
     if record.call is None:
         return WhyReport(name, record.addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
-    call = db.call_record(record.call)
-    reasons = _superseded(db, name, record) + _call_changes(db, call, upstream_of=None, seen=set())
+    call = read_call(db.store, record.call)
+    reasons = _superseded(db, name, record) + _call_changes(
+        db, record.call, call, upstream_of=None, seen=set()
+    )
     kinds = {r.kind for r in reasons}
     # A changed input or code makes a value stale even when other parts cannot be judged here.
     status = "stale" if kinds - {"superseded", "unknown"} else "unknown" if "unknown" in kinds else "current"
-    return WhyReport(name, record.addr, status, call["function_name"], tuple(reasons))
+    return WhyReport(name, record.addr, status, call.function.name, tuple(reasons))
 
 
 def _call_changes(
-    db: Any, call: dict[str, Any], *, upstream_of: str | None, seen: set[str]
+    db: Any, call_oid: str, call: CallRecord, *, upstream_of: str | None, seen: set[str]
 ) -> list[Reason]:
     """What changed for one call: its code (and helpers), its inputs, and unsaved upstream calls."""
-    seen.add(call["call"])
-    fn_name = call["function_name"]
-    fn = _find_function(call["module"], fn_name)
+    seen.add(call_oid)
+    fn_name = call.function.name
+    module = call.function.module
+    fn = _find_function(module, fn_name)
     static = None if fn is not None else script_changes(db, call, _diff, Reason, _find_function)
     if static is not None:
         reasons = static
@@ -107,7 +112,7 @@ def _call_changes(
             Reason(
                 "unknown",
                 fn_name,
-                f"function {call['module']}.{fn_name} is not defined in this "
+                f"function {module}.{fn_name} is not defined in this "
                 "process; import it to compare its code",
             )
         ]
@@ -124,47 +129,45 @@ def _call_changes(
     return reasons
 
 
-def _code_changes(db: Any, call: dict[str, Any], fn: Any) -> list[Reason]:
-    recorded = call["function"]
+def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
+    recorded = call.function
     target = fn.fn if isinstance(fn, LineageFunction) else fn
     pinned = fn.version if isinstance(fn, LineageFunction) else None
     current = function_identity(target, version=pinned)
-    if current.digest == recorded["identity"]:
+    if current.digest == recorded.identity:
         return []
-    name = call["function_name"]
+    name = recorded.name
     reasons = []
-    if (recorded.get("version") or None) != current.pinned_version:
+    if (recorded.version or None) != current.pinned_version:
         reasons.append(
             Reason(
                 "version",
                 name,
-                f"pinned version {recorded.get('version')!r} -> {current.pinned_version!r}",
+                f"pinned version {recorded.version!r} -> {current.pinned_version!r}",
             )
         )
-    if current.pinned_version is None and recorded.get("version") is None:
-        diff = _diff(
-            db, recorded.get("code"), current.source or normalised_source(target) or "", name
-        )
+    if current.pinned_version is None and recorded.version is None:
+        diff = _diff(db, recorded.code, current.source or normalised_source(target) or "", name)
         if diff is None:
             reasons.append(
                 Reason("code", name, "the function's code changed (its old source is not stored)")
             )
         elif diff:
             reasons.append(Reason("code", name, "the function's code changed", diff))
-        if "helpers" in recorded:
+        if recorded.has_helpers:
             reasons += _tree_changes(db, recorded, current, code_tree(target, current))
         else:  # a record from before helper trees were kept: direct dependencies only
             reasons += _leaf_changes(
-                dict(map(tuple, recorded.get("deps", []))), dict(current.deps), with_helpers=True
+                dict(map(tuple, recorded.deps)), dict(current.deps), with_helpers=True
             )
     if not reasons:
         reasons.append(Reason("code", name, "the function's identity changed"))
     return reasons
 
 
-def _tree_changes(db: Any, recorded: dict[str, Any], current: Any, tree: tuple) -> list[Reason]:
+def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) -> list[Reason]:
     """Helpers whose own code changed (with diffs), and constants/packages read anywhere."""
-    old_helpers = recorded["helpers"]
+    old_helpers = recorded.helpers
     new_helpers = {n.label: n for n in tree}
     reasons = []
     for label in sorted(set(old_helpers) | set(new_helpers)):
@@ -174,16 +177,14 @@ def _tree_changes(db: Any, recorded: dict[str, Any], current: Any, tree: tuple) 
         if old is None or new is None:
             reasons.append(Reason(kind, what, "now used" if old is None else "no longer used"))
             continue
-        if old["identity"] == new.digest:
+        if old.identity == new.digest:
             continue
-        diff = _diff(db, old.get("code"), new.source or "", what)
+        diff = _diff(db, old.code, new.source or "", what)
         if diff:
             reasons.append(Reason(kind, what, "its code changed", diff))
-    old_leaves = _leaves(
-        recorded.get("deps", []), *(h.get("deps", []) for h in old_helpers.values())
-    )
+    old_leaves = _leaves(recorded.deps, *(h.deps for h in old_helpers.values()))
     new_leaves = _leaves(current.deps, *(n.deps for n in tree))
-    values = (recorded.get("constants", {}), constant_values(current, tree))
+    values = (recorded.constants, constant_values(current, tree))
     return reasons + _leaf_changes(old_leaves, new_leaves, with_helpers=False, values=values)
 
 
@@ -247,46 +248,53 @@ def _lines(source: str) -> list[str]:
     return [line if line.endswith("\n") else line + "\n" for line in source.splitlines()]
 
 
-def _input_changes(db: Any, call: dict[str, Any], seen: set[str]) -> list[Reason]:
+def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
     reasons = []
-    for param, item in call["inputs"].items():
-        for path, record in [(param, item), *item.get("items", {}).items()]:
-            if "var" in record:
+    for param, item in call.inputs.items():
+        for path, record in item.records():
+            path = path or param
+            if record.var is not None:
                 reasons += _variable_change(db, path, record)
-            elif record.get("call") and record["call"] not in seen:
+            elif record.call and record.call not in seen:
                 try:
-                    upstream = db.call_record(record["call"])
+                    upstream = read_call(db.store, record.call)
                 except ObjectNotFoundError:
                     reasons.append(
                         Reason("unknown", path, "the call that computed this input is not stored")
                     )
                     continue
                 reasons += _call_changes(
-                    db, upstream, upstream_of=f"{call['function_name']}({path})", seen=seen
+                    db,
+                    record.call,
+                    upstream,
+                    upstream_of=f"{call.function.name}({path})",
+                    seen=seen,
                 )
     return reasons
 
 
-def _variable_change(db: Any, param: str, item: dict[str, Any]) -> list[Reason]:
-    addr = {k: v for k, v in item.get("addr", {}).items() if k in db.schema_keys}
-    vkeys = {k: v for k, v in item.get("addr", {}).items() if k not in db.schema_keys}
-    if "members" in item:  # an aggregate: every record below a partial address
-        now_oids = sorted(r.oid for r in db.index.select(item["var"], addr, {}, {}))
-        if now_oids == sorted(item["members"]):
+def _variable_change(db: Any, param: str, item: CallInput) -> list[Reason]:
+    given = from_tree(item.addr or {}, lambda oid: oid)
+    addr = {k: v for k, v in given.items() if k in db.schema_keys}
+    vkeys = {k: v for k, v in given.items() if k not in db.schema_keys}
+    if item.members is not None:  # an aggregate: every record below a partial address
+        members = list(item.members)
+        now_oids = sorted(r.oid for r in db.index.select(item.var, addr, {}, {}))
+        if now_oids == sorted(members):
             return []
-        fresh = len(set(now_oids) - set(item["members"]))
-        return [Reason("input", param, f"{item['var']} at {addr} changed: {len(item['members'])} -> "
+        fresh = len(set(now_oids) - set(members))
+        return [Reason("input", param, f"{item.var} at {addr} changed: {len(members)} -> "
                        f"{len(now_oids)} records, {fresh} new or changed")]
-    now = db.index.current_at(item["var"], key_of(addr), key_of(vkeys))
+    now = db.index.current_at(item.var, key_of(addr), key_of(vkeys))
     if now is None:
-        return [Reason("input", param, f"{item['var']} at {addr} no longer exists")]
-    if now.oid != item["oid"]:
+        return [Reason("input", param, f"{item.var} at {addr} no longer exists")]
+    if now.oid != item.oid:
         return [
             Reason(
                 "input",
                 param,
-                f"{item['var']} at {addr} changed: "
-                f"{item['oid'][:12]} -> {now.oid[:12]} (version {now.version})",
+                f"{item.var} at {addr} changed: "
+                f"{item.oid[:12]} -> {now.oid[:12]} (version {now.version})",
             )
         ]
     return []
@@ -307,7 +315,7 @@ def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
 
 def script_reasons(db: Any, call_oid: str) -> list[Reason] | None:
     """For a function defined in a script's __main__: what changed in its file (None: cannot tell)."""
-    return script_changes(db, db.call_record(call_oid), _diff, Reason, _find_function)
+    return script_changes(db, read_call(db.store, call_oid), _diff, Reason, _find_function)
 
 
 def _find_function(module: str, name: str) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 
 from scistack.lineage._ast_normalise import normalise, unparse
 from scistack.lineage.identity import function_identity
+from scistack.records import CallRecord, HelperInfo
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
@@ -29,15 +30,15 @@ class _CannotTell(Exception):
     """Something the file alone cannot settle (a class, a computed constant...)."""
 
 
-def script_changes(db: Any, call: dict[str, Any], diff: Any, reason: Any, find: Any) -> list | None:
+def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any) -> list | None:
     """Reasons the recorded `__main__` function differs from its script now; None: cannot tell.
 
     `diff(db, old_oid, new_source, name)`, `reason(kind, name, detail, diff)` and
     `find(module, name)` come from `provenance` (kept there so this module stays a leaf).
     """
-    recorded = call["function"]
-    path = recorded.get("file")
-    if call["module"] != "__main__" or not path:
+    recorded = call.function
+    path = recorded.file
+    if recorded.module != "__main__" or not path:
         return None
     try:
         stat = os.stat(path)
@@ -49,12 +50,12 @@ def script_changes(db: Any, call: dict[str, Any], diff: Any, reason: Any, find: 
     defs, constants = parsed
     where = os.path.basename(path)
     try:
-        reasons = _code(db, recorded.get("code"), defs, call["function_name"], "code", where, diff, reason)
-        deps = list(recorded.get("deps", []))
-        for label, info in sorted(recorded.get("helpers", {}).items()):
-            deps += info.get("deps", [])
+        reasons = _code(db, recorded.code, defs, recorded.name, "code", where, diff, reason)
+        deps = list(recorded.deps)
+        for label, info in sorted(recorded.helpers.items()):
+            deps += info.deps
             reasons += _helper(db, label, info, defs, where, diff, reason, find)
-        reasons += _leaves(deps, recorded.get("constants", {}), constants, reason)
+        reasons += _leaves(deps, recorded.constants, constants, reason)
     except _CannotTell:
         return None
     return reasons
@@ -73,18 +74,18 @@ def _code(db: Any, old_oid: str | None, defs: dict, name: str, kind: str, where:
     return [reason(kind, name, f"its code changed in {where}", text)] if text else []
 
 
-def _helper(db: Any, label: str, info: dict, defs: dict, where: str, diff: Any, reason: Any,
+def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff: Any, reason: Any,
             find: Any) -> list:
     kind, _, dotted = label.partition(":")
     module, _, name = dotted.rpartition(".")
     if kind != "helper":
         raise _CannotTell(label)  # classes: their normalisation keeps decorators, not redone here
     if module == "__main__":
-        return _code(db, info.get("code"), defs, name, "helper", where, diff, reason)
+        return _code(db, info.code, defs, name, "helper", where, diff, reason)
     target = find(module, name)
     if target is None:
         raise _CannotTell(label)
-    if function_identity(target).digest != info.get("identity"):
+    if function_identity(target).digest != info.identity:
         return [reason("helper", dotted, "its code changed", "")]
     return []
 

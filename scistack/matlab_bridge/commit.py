@@ -25,7 +25,8 @@ from scistack.matlab_bridge._files import (
     write_json,
 )
 from scistack.matlab_bridge.source import MatlabFunction, matlab_function
-from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.canonical_json import from_tree
+from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo, read_call
 from scistack.summary import summarize
 from scistack.version import __version__
 
@@ -135,7 +136,7 @@ def _store_constants(db: Database, folder: Path, req: dict[str, Any]) -> None:
 
 def _restore(db: Database, outputs: list[str], combo: dict[str, Any]) -> None:
     """A cached call whose outputs are not the current refs here: point the refs at them."""
-    call = db.store.get_value(combo["call"])
+    params = from_tree(read_call(db.store, combo["call"]).params, lambda oid: oid)
     for var, oid in zip(outputs, combo["outs"]):
         kind = db.store.get(oid).kind
         db.index.put_ref(
@@ -145,7 +146,7 @@ def _restore(db: Database, outputs: list[str], combo: dict[str, Any]) -> None:
             oid,
             kind,
             call=combo["call"],
-            params=call.get("params") or {},
+            params=params or {},
             summary=summarize(db.store.get_value(oid)),
         )
 
@@ -177,34 +178,34 @@ def _record_call(
     result: dict[str, Any],
 ) -> str:
     inputs = {**planned["constants"], **combo["inputs"]}
-    record = {
-        "type": "call",
-        "format": CALL_FORMAT,
-        "function": {
-            "name": fn.name,
-            "module": fn.module,
-            "identity": fn.identity,
-            "code": code,
-            "has_source": True,
-            "version": None,
-            "deps": fn.deps(),
-            "helpers": {
-                f"helper:matlab:{h.label}": {"identity": h.digest, "code": h.code, "deps": []}
+    record = CallRecord(
+        function=FunctionInfo(
+            name=fn.name,
+            module=fn.module,
+            identity=fn.identity,
+            code=code,
+            has_source=True,
+            version=None,
+            deps=tuple(tuple(d) for d in fn.deps()),
+            helpers={
+                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, ())
                 for h in fn.helpers
             },
-            "constants": {},
-            "note": f"MATLAB function: identity from the normalised text of {fn.main.label}"
+            constants={},
+            note=f"MATLAB function: identity from the normalised text of {fn.main.label}"
             + (f" and {len(fn.helpers)} helper file(s)" if fn.helpers else ""),
-        },
-        "inputs": dict(sorted(inputs.items())),
-        "outputs": outs,
-        "multi": len(outs) > 1,
-        "params": combo["params"],
-        "env": env,
-        "started": _iso(result.get("started")),
-        "duration": round(float(result.get("duration") or 0.0), 6),
-    }
-    return db.store.put("call", dumps_canonical(record))
+            absent=frozenset({"file"}),
+        ),
+        arguments={n: CallInput.from_value(item) for n, item in sorted(inputs.items())},
+        outputs=tuple(outs),
+        multi=len(outs) > 1,
+        params=combo["params"],
+        env=env,
+        started=_iso(result.get("started")),
+        duration=round(float(result.get("duration") or 0.0), 6),
+        format=CALL_FORMAT,
+    )
+    return db.store.put("call", record.to_bytes())
 
 
 def _iso(unix_seconds: Any) -> str:
