@@ -35,7 +35,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 HERE = Path(__file__).resolve().parent
 for _path in (HERE / "_support", HERE / "peers"):
@@ -50,6 +50,7 @@ CHILD = HERE / "_support" / "index_scale_child.py"
 SCISTACK = Path(sys.executable).with_name("scistack")
 RESULTS = HERE / "results"
 UNITS = {"k": 1_000, "M": 1_000_000}
+DEFAULT_DIR = "/tmp/scistack-bench"
 
 # (key, label, unit) of the figures measured in fresh processes, in table order
 MEASURES = [
@@ -64,18 +65,19 @@ MEASURES = [
     ("status_s", "scistack status", "s"),
     ("new_run_s", "for_each of {new:,} new combinations", "s"),
     ("close_s", "db.close() after it", "s"),
+    ("run_peak_rss_mb", "peak RSS of that for_each + close process", "MB"),
 ]
 # (label, key, target, size the goal is set at: None = the largest measured)
 GOALS = [
-    ("open + first load at 10M refs", "open_s", 0.3, 10_000_000),
+    ("open + first load at 10M refs (s)", "open_s", 0.3, 10_000_000),
     ("peak RSS after open at 10M refs (MB)", "peak_rss_mb", 300, 10_000_000),
     ("point load after open (us)", "load_us", 50, None),
     ("cache hit after open (us)", "hit_us", 50, None),
-    ("fully cached for_each, 100k combinations", "cached_100k_s", 2.0, None),
-    ("scistack status at 1M refs", "status_s", 1.0, 1_000_000),
-    ("scistack ls at 1M refs", "ls_s", 1.0, 1_000_000),
-    ("scistack log -n 10 at 1M refs", "log_s", 1.0, 1_000_000),
-    ("close after a 100k-combination for_each", "close_100k_s", 5.0, None),
+    ("fully cached for_each of 100k combinations (s)", "cached_100k_s", 2.0, None),
+    ("scistack status at 1M refs (s)", "status_s", 1.0, 1_000_000),
+    ("scistack ls at 1M refs (s)", "ls_s", 1.0, 1_000_000),
+    ("scistack log -n 10 at 1M refs (s)", "log_s", 1.0, 1_000_000),
+    ("close after a 100k-combination for_each (s)", "close_100k_s", 5.0, None),
     ("on disk / (payload + names) at 1M refs", "disk_ratio", 2.0, 1_000_000),
     ("journal bytes per ref", "journal_per_ref", None, None),
     ("DuckDB bytes per ref", "duckdb_per_ref", None, None),
@@ -104,14 +106,17 @@ def run_child(task: str, project: Path, *args: Any, timeout: float) -> dict[str,
     done = subprocess.run([sys.executable, str(CHILD), task, str(project), json.dumps(args)],
                           capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
-        raise ChildError(f"{task} failed: {done.stderr.strip().splitlines()[-1:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1]) | {"wall_s": time.perf_counter() - t0}
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ChildError(f"{task}: exit status {done.returncode} (< 0: killed by a signal): {last}")
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures | {"process_s": time.perf_counter() - t0}
 
 
 def run_cli(project: Path, *argv: str, timeout: float) -> float:
     """Wall time of one `scistack` command run from inside the project, as a user runs it."""
     t0 = time.perf_counter()
-    done = subprocess.run([str(SCISTACK), *argv], cwd=project, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run([str(SCISTACK), *argv], cwd=project, capture_output=True, text=True,
+                          timeout=timeout)
     if done.returncode != 0:
         raise ChildError(f"scistack {' '.join(argv)} failed: {done.stderr.strip()[-300:]}")
     return time.perf_counter() - t0
@@ -126,41 +131,58 @@ def ensure_project(args: argparse.Namespace, n: int) -> dict[str, Any]:
     shutil.rmtree(folder, ignore_errors=True)  # an interrupted build: start again
     folder.mkdir(parents=True)
     shutil.copy(HERE / "_support" / "index_scale_pipeline.py", folder / "pipeline.py")
-    plan, steps, t_build = layout(n), {}, time.perf_counter()
-    run_child("init", folder, timeout=args.timeout)
-    chunks = [(s, min(s + args.chunk, plan["addresses"])) for s in range(0, plan["addresses"], args.chunk)]
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(args.build_workers) as pool:
-        parts = list(pool.map(lambda c: run_child("raw", folder, *c, timeout=args.timeout), chunks))
-    raw = f"raw saves ({3 * plan['addresses']:,} refs, {len(chunks)} processes, {args.build_workers} at once)"
-    steps[f"{raw}, wall"] = time.perf_counter() - t0
-    steps["raw saves: `with db.batch()` bodies, sum"] = sum(p["save_s"] for p in parts)
-    steps["raw saves: db.close(), sum"] = sum(p["close_s"] for p in parts)
-    steps["raw saves: process start + configure_database, sum"] = sum(
-        p["wall_s"] - p["save_s"] - p["close_s"] for p in parts)
-    done = run_child("lineage", folder, plan["cached"], timeout=args.timeout)
-    steps[f"lineage: for_each first run ({done['ran']:,} combinations)"] = done["run_s"]
-    steps["lineage: db.close() after it"] = done["close_s"]
-    steps["lineage: process start + configure_database"] = done["wall_s"] - done["run_s"] - done["close_s"]
-    steps["db.sync() (DuckDB in step)"] = run_child("sync", folder, timeout=args.timeout)["sync_s"]
-    build_s = time.perf_counter() - t_build
+    plan, t0 = layout(n), time.perf_counter()
+    steps = build(args, folder, plan)
+    build_s = time.perf_counter() - t0
     first = run_child("open", folder, plan["addresses"], 0, timeout=args.timeout)
-    lengths = [len(json.dumps(address(i), sort_keys=True, separators=(",", ":"))) for i in range(plan["addresses"])]
-    info = {"refs": plan["refs"], "layout": plan, "built": _now(), "commit": peers_run.git_commit(),
-            "build_s": build_s, "steps": steps, "first_open_s": first["open_s"],
-            "payload_bytes": plan["addresses"] * (8 + 32 + 8) + plan["cached"] * 8,  # values' own bytes
-            "name_bytes": 3 * sum(lengths) + plan["addresses"] * len("ForceEMGRating")  # var + address
-            + sum(lengths[:plan["cached"]]) + plan["cached"] * len("PeakEMG")}
+    info = {"refs": plan["refs"], "layout": plan, "built": _now(), "build_s": build_s,
+            "commit": peers_run.git_commit(), "steps": steps, "first_open_s": first["open_s"],
+            **useful_bytes(plan)}
     marker.write_text(json.dumps(info, indent=1))
     return info
 
 
+def build(args: argparse.Namespace, folder: Path, plan: dict[str, int]) -> dict[str, float]:
+    """Raw values in chunks (a process each, --build-workers at once), then the lineage run."""
+    t = args.timeout
+    run_child("init", folder, timeout=t)
+    a = plan["addresses"]
+    chunks = [(s, min(s + args.chunk, a)) for s in range(0, a, args.chunk)]
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(args.build_workers) as pool:
+        parts = list(pool.map(lambda c: run_child("raw", folder, *c, timeout=t), chunks))
+    raw = f"raw saves ({3 * a:,} refs; {len(chunks)} process(es), {args.build_workers} at once)"
+    steps = {f"{raw}, wall": time.perf_counter() - t0,
+             "raw saves: `with db.batch()` bodies, sum": sum(p["save_s"] for p in parts),
+             "raw saves: db.close(), sum": sum(p["close_s"] for p in parts),
+             "raw saves: process start + configure_database, sum":
+                 sum(p["process_s"] - p["save_s"] - p["close_s"] for p in parts)}
+    done = run_child("lineage", folder, plan["cached"], timeout=t)
+    steps[f"lineage: for_each first run ({done['ran']:,} combinations)"] = done["run_s"]
+    steps["lineage: db.close() after it"] = done["close_s"]
+    steps["lineage: process start + configure_database"] = \
+        done["process_s"] - done["run_s"] - done["close_s"]
+    steps["db.sync() (DuckDB in step)"] = run_child("sync", folder, timeout=t)["sync_s"]
+    return steps
+
+
+def useful_bytes(plan: dict[str, int]) -> dict[str, int]:
+    """The values' own bytes, and the names (variable + canonical address text) of every ref."""
+    lengths = [len(json.dumps(address(i), sort_keys=True, separators=(",", ":")))
+               for i in range(plan["addresses"])]
+    a, k = plan["addresses"], plan["cached"]
+    return {"payload_bytes": a * (8 + 32 + 8) + k * 8,
+            "name_bytes": 3 * sum(lengths) + a * len("ForceEMGRating")
+            + sum(lengths[:k]) + k * len("PeakEMG")}
+
+
 # -- measuring ----------------------------------------------------------------------------
-def measure(args: argparse.Namespace, n: int, info: dict[str, Any]) -> dict[str, Any]:
-    """Every figure at one size: --repeats fresh processes each, interleaved."""
-    folder, plan = args.dir / f"refs-{size_label(n)}", info["layout"]
-    a, k, new, t = plan["addresses"], plan["cached"], plan["new"], args.timeout
-    warm = run_child("open", folder, a, 0, timeout=t)  # untimed warm-up: any checkpoint is built now
+def measure(args: argparse.Namespace, n: int, info: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every figure at one size: --repeats fresh processes each, interleaved; yields the
+    figures so far after each repetition, so a run cut short still reports them."""
+    folder, plan, t = args.dir / f"refs-{size_label(n)}", info["layout"], args.timeout
+    a, k, new, scratch = plan["addresses"], plan["cached"], plan["new"], str(args.dir / "scratch")
+    warm = run_child("open", folder, a, 0, timeout=t)  # not in the medians: builds any checkpoint
     probes = {
         "open": lambda seed: run_child("open", folder, a, seed, timeout=t),
         "micro": lambda seed: run_child("micro", folder, a, k, seed, timeout=t),
@@ -168,21 +190,23 @@ def measure(args: argparse.Namespace, n: int, info: dict[str, Any]) -> dict[str,
         "cli": lambda seed: {"ls_s": run_cli(folder, "ls", timeout=t),
                              "log_s": run_cli(folder, "log", "EMG", "-n", "10", timeout=t),
                              "status_s": run_cli(folder, "status", timeout=t)},
-        "close": lambda seed: run_child("foreach_new", folder, new, str(args.dir / "scratch"), timeout=t),
+        "close": lambda seed: run_child("foreach_new", folder, new, scratch, timeout=t),
     }
-    samples: dict[str, list[float]] = {}
-    errors: dict[str, str] = {}
+    result = {"samples": {}, "errors": {}, "first_open_run_s": warm["open_s"],
+              "disk": disk(folder, info)}
     for rep in range(args.repeats):
         for name in args.only:
             try:
                 figures = probes[name](rep + 1)
             except (ChildError, subprocess.TimeoutExpired) as exc:
-                errors[name] = str(exc)
+                result["errors"][name] = str(exc)
                 continue
+            if "process_s" in figures:
+                figures[f"{name}_process_s"] = figures.pop("process_s")
             for key, value in figures.items():
-                samples.setdefault(key, []).append(value)
+                result["samples"].setdefault(key, []).append(value)
         print(f"  {size_label(n)}: repetition {rep + 1} done", file=sys.stderr, flush=True)
-    return {"samples": samples, "errors": errors, "first_open_run_s": warm["open_s"], "disk": disk(folder, info)}
+        yield result
 
 
 def disk(folder: Path, info: dict[str, Any]) -> dict[str, float]:
@@ -190,12 +214,12 @@ def disk(folder: Path, info: dict[str, Any]) -> dict[str, float]:
     scistack, refs = folder / ".scistack", info["refs"]
     journal = (scistack / "refs.log").stat().st_size
     duckdb = sum(p.stat().st_size for p in folder.glob("bench.duckdb*"))
-    objects = common.dir_size(str(scistack / "objects"))[0]
     total = common.dir_size(str(folder))[0]
     useful = info["payload_bytes"] + info["name_bytes"]
-    return {"journal_mb": journal / 1e6, "journal_per_ref": journal / refs, "duckdb_mb": duckdb / 1e6,
-            "duckdb_per_ref": duckdb / refs, "objects_mb": objects / 1e6, "total_mb": total / 1e6,
-            "useful_mb": useful / 1e6, "disk_ratio": total / useful}
+    return {"journal_mb": journal / 1e6, "journal_per_ref": journal / refs,
+            "duckdb_mb": duckdb / 1e6, "duckdb_per_ref": duckdb / refs,
+            "objects_mb": common.dir_size(str(scistack / "objects"))[0] / 1e6,
+            "total_mb": total / 1e6, "useful_mb": useful / 1e6, "disk_ratio": total / useful}
 
 
 def medians(result: dict[str, Any], plan: dict[str, int]) -> dict[str, float]:
@@ -209,7 +233,8 @@ def medians(result: dict[str, Any], plan: dict[str, int]) -> dict[str, float]:
     return out
 
 
-def value_at(per_size: dict[int, dict[str, float]], key: str, size: int | None) -> tuple[float, str] | None:
+def value_at(per_size: dict[int, dict[str, float]], key: str,
+             size: int | None) -> tuple[float, str] | None:
     """The figure at `size`: measured, or a power law through the two nearest measured sizes."""
     have = sorted(n for n, m in per_size.items() if m.get(key) is not None)
     if not have:
@@ -222,7 +247,8 @@ def value_at(per_size: dict[int, dict[str, float]], key: str, size: int | None) 
     lo, hi = sorted(sorted(have, key=lambda n: abs(math.log(n / size)))[:2])
     a, b = per_size[lo][key], per_size[hi][key]
     slope = math.log(b / a) / math.log(hi / lo) if a > 0 and b > 0 else 0.0
-    return b * (size / hi) ** slope, f"extrapolated from {size_label(lo)}->{size_label(hi)} (n^{slope:.2f})"
+    how = f"extrapolated from {size_label(lo)}->{size_label(hi)} growth (n^{slope:.2f})"
+    return b * (size / hi) ** slope, how
 
 
 # -- reporting ----------------------------------------------------------------------------
@@ -239,44 +265,47 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 
 def size_table(n: int, info: dict[str, Any], result: dict[str, Any], med: dict[str, float]) -> str:
-    plan, rows = info["layout"], []
-    rows.append([f"first open after build (built {info['built']}, commit {info['commit']})",
-                 fmt(info["first_open_s"], "s"), "once"])
-    rows.append(["first open of this run (warm-up, not in the medians)", fmt(result["first_open_run_s"], "s"), "once"])
+    plan, d = info["layout"], result["disk"]
+    rows = [[f"first open after build (built {info['built']}, commit {info['commit']})",
+             fmt(info["first_open_s"], "s"), "once"],
+            ["first open of this run (warm-up, not in the medians)",
+             fmt(result["first_open_run_s"], "s"), "once"]]
     for key, label, unit in MEASURES:
         values = result["samples"].get(key)
         spread = f"{fmt(min(values))} - {fmt(max(values))} (n={len(values)})" if values else "-"
         rows.append([label.format(**plan), fmt(med.get(key), unit) if values else "-", spread])
-    d = result["disk"]
-    rows += [["journal (refs.log)", f"{fmt(d['journal_mb'], 'MB')}, {d['journal_per_ref']:.0f} B/ref", ""],
-             ["DuckDB file", f"{fmt(d['duckdb_mb'], 'MB')}, {d['duckdb_per_ref']:.0f} B/ref", ""],
-             ["objects (packs + loose)", fmt(d["objects_mb"], "MB"), ""],
-             ["total on disk / payload + names", f"{fmt(d['total_mb'], 'MB')} / {fmt(d['useful_mb'], 'MB')} "
-              f"= {d['disk_ratio']:.2f}x", ""],
-             [f"build, total ({info['refs']:,} refs)", fmt(info["build_s"], "s"), "once"]]
+    rows += [
+        ["journal (refs.log)", f"{fmt(d['journal_mb'], 'MB')}, {d['journal_per_ref']:.0f} B/ref",
+         ""],
+        ["DuckDB file", f"{fmt(d['duckdb_mb'], 'MB')}, {d['duckdb_per_ref']:.0f} B/ref", ""],
+        ["objects (packs + loose)", fmt(d["objects_mb"], "MB"), ""],
+        ["total on disk / payload + names",
+         f"{fmt(d['total_mb'], 'MB')} / {fmt(d['useful_mb'], 'MB')} = {d['disk_ratio']:.2f}x", ""],
+        [f"build, total ({info['refs']:,} refs)", fmt(info["build_s"], "s"), "once"],
+    ]
     rows += [[f"build: {step}", fmt(s, "s"), "once"] for step, s in info["steps"].items()]
     rows += [[f"error: {name}", text[:200], ""] for name, text in result["errors"].items()]
-    return f"### {size_label(n)} refs ({info['refs']:,})\n\n" + table(["measure", "median", "min - max"], rows)
+    header = f"### {size_label(n)} refs ({info['refs']:,})\n\n"
+    return header + table(["measure", "median", "min - max"], rows)
 
 
 def goal_table(per_size: dict[int, dict[str, float]], plans: dict[int, dict[str, int]]) -> str:
     rows = []
     for label, key, target, size in GOALS:
         found = value_at(per_size, key, size)
+        limit = "-" if target is None else f"<= {fmt(target)}"
         if found is None:
-            rows.append([label, "-", fmt(target), "not measured", "-", ""])
+            rows.append([label, "-", limit, "not measured", "-", ""])
             continue
         value, how = found
-        where = size if size in per_size else max(per_size)
-        plan = plans[where]
-        if key == "cached_100k_s" and plan["cached"] < MAX_RUN:
-            how += f", scaled from {plan['cached']:,} combinations"
-        if key == "close_100k_s" and plan["new"] < MAX_RUN:
-            how += f", scaled from {plan['new']:,} combinations"
+        plan = plans[size if size in per_size else max(per_size)]
+        for scaled, count in (("cached_100k_s", plan["cached"]), ("close_100k_s", plan["new"])):
+            if key == scaled and count < MAX_RUN:
+                how += f", scaled linearly from {count:,} combinations"
         base = per_size.get(10_000, {}).get(key)
         verdict = "-" if target is None else ("met" if value <= target else "NOT MET")
-        rows.append([label, fmt(value), "-" if target is None else f"<= {fmt(target)}", verdict,
-                     f"{value / base:.1f}x" if base else "-", how])
+        ratio = f"{value / base:.1f}x" if base else "-"
+        rows.append([label, fmt(value), limit, verdict, ratio, how])
     return table(["goal", "value", "target", "met?", "vs 10k", "how"], rows)
 
 
@@ -284,19 +313,20 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render(args: argparse.Namespace, infos: dict, results: dict, per_size: dict, wall: float) -> str:
+def render(args: argparse.Namespace, infos: dict, results: dict, per_size: dict,
+           wall: float) -> str:
     m = peers_run.machine()
     head = [
         "# Index scale (issue 12)", "",
         f"Produced by `{args.command}` on {_now()}, scistack commit `{peers_run.git_commit()}`; "
-        f"{args.repeats} repetition(s), medians, each figure from a fresh process; whole run {wall / 60:.1f} min.",
-        "",
-        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory']} memory, {m['os']}, Python {m['python']}; "
-        f"load average {args.load_before:.1f} at the start, {peers_run.load_average():.1f} at the end. "
-        f"Projects: {args.dir}/refs-<size> (kept for reuse).", "",
-        "Project: schema subject/session/trial; Force (float), EMG (4 float64), Rating (int) at every "
-        "address, PeakEMG = @lineage_fcn peak(EMG, gain=2.0) by for_each over the first addresses. "
-        "The new-combination for_each (gain=3.0) and its close run on a copy of the project.", "",
+        f"{args.repeats} repetition(s), medians, each figure from a fresh process; "
+        f"whole run {wall / 60:.1f} min.", "",
+        f"Machine: {m['cores']} cores ({m['cpu']}), {m['memory']} memory, {m['os']}, "
+        f"Python {m['python']}; load average {args.load_before:.1f} at the start, "
+        f"{peers_run.load_average():.1f} at the end. Projects: {args.dir}/refs-<size> (kept).", "",
+        "Project: schema subject/session/trial; Force (float), EMG (4 float64), Rating (int) at "
+        "every address, PeakEMG = @lineage_fcn peak(EMG, gain=2.0) by for_each over the first "
+        "addresses. The new-combination for_each (gain=3.0) and its close run on a copy.", "",
         "## Goals", "", goal_table(per_size, {n: infos[n]["layout"] for n in infos}), "",
     ]
     sizes = [size_table(n, infos[n], results[n], per_size[n]) for n in sorted(results)]
@@ -305,33 +335,35 @@ def render(args: argparse.Namespace, infos: dict, results: dict, per_size: dict,
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10k,100k", help="refs per project: 10k,100k,1M,3M,10M")
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--dir", type=Path, default=Path(os.environ.get("SCISTACK_BENCH_DIR", "/tmp/scistack-bench")))
-    parser.add_argument("--only", default="open,micro,foreach,cli,close", help="measurement groups to run")
-    parser.add_argument("--build-workers", type=int, default=2, help="processes saving raw values at once")
-    parser.add_argument("--chunk", type=int, default=100_000, help="addresses saved per build process")
-    parser.add_argument("--rebuild", action="store_true", help="build the projects again")
-    parser.add_argument("--timeout", type=float, default=3600, help="seconds per process")
-    parser.add_argument("--write", nargs="?", const=str(RESULTS / "index_scale.md"), default=None,
-                        metavar="PATH", help="write the markdown report (default bench/results/index_scale.md)")
+    add = parser.add_argument
+    add("--sizes", default="10k,100k", help="refs per project: 10k,100k,1M,3M,10M")
+    add("--repeats", type=int, default=3)
+    add("--dir", type=Path, default=Path(os.environ.get("SCISTACK_BENCH_DIR", DEFAULT_DIR)))
+    add("--only", default="open,micro,foreach,cli,close", help="measurement groups to run")
+    add("--build-workers", type=int, default=2, help="processes saving raw values at once")
+    add("--chunk", type=int, default=100_000, help="addresses saved per build process")
+    add("--rebuild", action="store_true", help="build the projects again")
+    add("--timeout", type=float, default=3600, help="seconds per process")
+    add("--write", nargs="?", const=str(RESULTS / "index_scale.md"), default=None, metavar="PATH",
+        help="write the markdown report (default bench/results/index_scale.md)")
     args = parser.parse_args(argv if argv is not None else [])  # run_all calls main() bare
     args.command = "bench/index_scale.py " + " ".join(argv or [])
     args.only = [o for o in args.only.split(",") if o]
     args.dir.mkdir(parents=True, exist_ok=True)
     args.load_before, t_start = peers_run.load_average(), time.perf_counter()
-    infos, results, per_size = {}, {}, {}
+    infos, results, per_size, report = {}, {}, {}, ""
     for n in sorted(parse_size(s) for s in args.sizes.split(",")):
         t0 = time.perf_counter()
         infos[n] = ensure_project(args, n)
-        print(f"{size_label(n)}: project ready in {time.perf_counter() - t0:.1f} s "
-              f"(build {infos[n]['build_s']:.1f} s on {infos[n]['built']})", file=sys.stderr, flush=True)
-        results[n] = measure(args, n, infos[n])
-        per_size[n] = medians(results[n], infos[n]["layout"])
-        (args.dir / "index_scale-last.json").write_text(json.dumps({"infos": infos, "results": results}, indent=1))
-        report = render(args, infos, results, per_size, time.perf_counter() - t_start)
-        if args.write:  # after every size: a run cut short still leaves what it measured
-            Path(args.write).write_text(report)
+        print(f"{size_label(n)}: project ready in {time.perf_counter() - t0:.1f} s (built in "
+              f"{infos[n]['build_s']:.1f} s on {infos[n]['built']})", file=sys.stderr, flush=True)
+        for results[n] in measure(args, n, infos[n]):  # a run cut short keeps what it measured
+            per_size[n] = medians(results[n], infos[n]["layout"])
+            raw = json.dumps({"infos": infos, "results": results})
+            (args.dir / "index_scale-last.json").write_text(raw)
+            report = render(args, infos, results, per_size, time.perf_counter() - t_start)
+            if args.write:
+                Path(args.write).write_text(report)
     print(report)
     return report
 

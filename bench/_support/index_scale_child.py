@@ -50,9 +50,13 @@ def address(i: int) -> dict[str, Any]:
     return {"subject": i // PER_SUBJECT, "session": SESSIONS[(i // 100) % 10], "trial": i % 100}
 
 
-def _over(n: int) -> dict[str, Any]:
-    """for_each iterables covering the first `n` addresses (n a multiple of 1000)."""
-    return {"subject": range(n // PER_SUBJECT), "session": SESSIONS, "trial": range(100)}
+def _run_peak(p: Any, n: int, gain: float) -> Any:
+    """for_each of peak(EMG, gain) -> PeakEMG over the first `n` addresses (a multiple of 1000)."""
+    from scistack import for_each
+
+    return for_each(p.peak, inputs={"emg": p.EMG, "gain": gain}, outputs=[p.PeakEMG],
+                    progress=False, subject=range(n // PER_SUBJECT), session=SESSIONS,
+                    trial=range(100))
 
 
 def _open(project: Path):
@@ -84,7 +88,8 @@ def raw(project: Path, start: int, stop: int) -> dict[str, Any]:
     db, p = _open(project)
     rng = np.random.default_rng(start)
     n = stop - start
-    forces, emg, ratings = rng.standard_normal(n), rng.standard_normal((n, 4)), rng.integers(0, 2**62, n)
+    forces, emg = rng.standard_normal(n), rng.standard_normal((n, 4))
+    ratings = rng.integers(0, 2**62, n)
     t0 = time.perf_counter()
     with db.batch():
         for j in range(n):
@@ -98,11 +103,8 @@ def raw(project: Path, start: int, stop: int) -> dict[str, Any]:
 
 
 def lineage(project: Path, cached: int) -> dict[str, Any]:
-    from scistack import for_each
-
     db, p = _open(project)
-    report, run_s = _timed(lambda: for_each(p.peak, inputs={"emg": p.EMG, "gain": 2.0}, outputs=[p.PeakEMG],
-                                            progress=False, **_over(cached)))
+    report, run_s = _timed(_run_peak, p, cached, 2.0)
     _, close_s = _timed(db.close)
     return {"run_s": run_s, "close_s": close_s, "ran": report.ran}
 
@@ -137,7 +139,8 @@ def micro(project: Path, addresses: int, cached: int, seed: int) -> dict[str, An
     rng = np.random.default_rng(seed)
     variables = [p.Force, p.EMG, p.Rating]
     loads = [functools.partial(variables[v].load, **address(int(i)))
-             for v, i in zip(rng.integers(3, size=SAMPLES + 1), rng.integers(addresses, size=SAMPLES + 1))]
+             for v, i in zip(rng.integers(3, size=SAMPLES + 1),
+                             rng.integers(addresses, size=SAMPLES + 1))]
     loads.pop()()  # not timed: the first load after open is part of open_project's figure
     it = iter(loads)
     load_s = common.time_calls(lambda: next(it)(), SAMPLES)
@@ -152,34 +155,29 @@ def micro(project: Path, addresses: int, cached: int, seed: int) -> dict[str, An
 
 def foreach_cached(project: Path, cached: int) -> dict[str, Any]:
     """A re-run of the build's for_each: every combination is a cache hit."""
-    from scistack import for_each
-
     db, p = _open(project)
-    report, run_s = _timed(lambda: for_each(p.peak, inputs={"emg": p.EMG, "gain": 2.0}, outputs=[p.PeakEMG],
-                                            progress=False, **_over(cached)))
+    report, run_s = _timed(_run_peak, p, cached, 2.0)
     db.close()
     return {"cached_run_s": run_s, "combinations": cached, "not_cached": cached - report.cached}
 
 
 def foreach_new(project: Path, new: int, scratch: str) -> dict[str, Any]:
     """`new` combinations never run before (gain=3.0), then close, on a throwaway copy."""
-    from scistack import for_each
-
     copy = Path(scratch) / project.name
     shutil.rmtree(copy, ignore_errors=True)
     _, copy_s = _timed(shutil.copytree, project, copy)  # copy2 keeps mtimes: DuckDB stays "in step"
     try:
         db, p = _open(copy)
-        report, run_s = _timed(lambda: for_each(p.peak, inputs={"emg": p.EMG, "gain": 3.0},
-                                                outputs=[p.PeakEMG], progress=False, **_over(new)))
+        report, run_s = _timed(_run_peak, p, new, 3.0)
         _, close_s = _timed(db.close)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
-    return {"new_run_s": run_s, "close_s": close_s, "ran": report.ran, "combinations": new, "copy_s": copy_s}
+    return {"new_run_s": run_s, "close_s": close_s, "run_peak_rss_mb": common.peak_bytes() / 1e6,
+            "ran": report.ran, "combinations": new, "copy_s": copy_s}
 
 
-TASKS = {"init": init, "raw": raw, "lineage": lineage, "sync": sync, "open": open_project, "micro": micro,
-         "foreach_cached": foreach_cached, "foreach_new": foreach_new}
+TASKS = {"init": init, "raw": raw, "lineage": lineage, "sync": sync, "open": open_project,
+         "micro": micro, "foreach_cached": foreach_cached, "foreach_new": foreach_new}
 
 
 if __name__ == "__main__":
