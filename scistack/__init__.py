@@ -15,7 +15,7 @@ from scistack.database import Database, configure_database, get_database  # noqa
 from scistack import errors as _errors  # noqa: E402
 from scistack.errors import *  # noqa: E402,F401,F403
 from scistack.lineage.function import LineageFunction, LineageResult, Thunk, lineage_fcn, thunk  # noqa: E402
-from scistack.lineage.provenance import WhyReport, why  # noqa: E402
+from scistack.report.why import WhyReport, why  # noqa: E402
 from scistack.variables import BaseVariable  # noqa: E402
 from scistack.foreach import Fixed, Merge, RunReport, for_each, set_schema  # noqa: E402
 

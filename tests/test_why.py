@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from scistack import BaseVariable, for_each, why
-from scistack.lineage.provenance import why_record
+from scistack.report.why import why_record
 
 
 class AggRaw(BaseVariable):
@@ -40,7 +40,7 @@ def test_why_record_needs_no_class(project):
 
 
 def test_changed_input_is_stale_even_when_the_function_cannot_be_found(project, monkeypatch):
-    import scistack.lineage.provenance as provenance
+    import scistack.report.why as provenance
 
     for session in ("pre", "post"):
         AggRaw.save(np.arange(5.0), subject=1, session=session)

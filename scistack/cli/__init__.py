@@ -33,7 +33,7 @@ class _Project:
     @property
     def db(self) -> Any:
         if self._db is None:
-            from scistack.history import open_database
+            from scistack.report.history import open_database
 
             self._db = open_database(self.path)
             if str(self._db.root) not in sys.path:  # so `status`/`why` can import the pipeline
@@ -112,7 +112,7 @@ def _emit(as_json: bool, data: Any, text: str) -> None:
 @click.pass_obj
 def ls(project: _Project, as_json: bool) -> None:
     """List variables: values, versions, size on disk, last change."""
-    from scistack.history import list_variables
+    from scistack.report.history import list_variables
 
     summaries = list_variables(project.db)
     _emit(as_json, summaries, render.render_ls(summaries))
@@ -131,7 +131,7 @@ def log(
     ctx: click.Context, variable: str, n: int | None, graph: bool, as_json: bool, as_str: bool
 ) -> None:
     """History of VARIABLE, newest first: one entry per saved version."""
-    from scistack.history import lineage_graph, log_entries
+    from scistack.report.history import lineage_graph, log_entries
 
     db = ctx.obj.db
     entries = log_entries(db, variable, n=n, **_address(ctx, as_str))
@@ -156,7 +156,7 @@ def show(ctx: click.Context, target: str, version: int | None, as_json: bool, as
     TARGET is an object id (or a unique prefix of at least 4 characters), or a variable
     name followed by its address.
     """
-    from scistack.history import show as show_value
+    from scistack.report.history import show as show_value
 
     db = ctx.obj.db
     result = show_value(db, target, version=version, **_address(ctx, as_str))
@@ -176,7 +176,7 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, as_jso
     Functions are imported from the modules that defined them (the project folder is
     on the import path); functions of a script run as __main__ cannot be compared.
     """
-    from scistack.status import status_grid
+    from scistack.report.status import status_grid
 
     grid = status_grid(project.db, list(variables) or None)
     data = {
@@ -196,7 +196,7 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, as_jso
 def why(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
     """Why the value of VARIABLE at an address is stale or would be recomputed
     (with a source diff when its code changed)."""
-    from scistack.status import why_value
+    from scistack.report.status import why_value
 
     report = why_value(ctx.obj.db, variable, **_address(ctx, as_str))
     _emit(as_json, report, render.render_why(report))
@@ -223,7 +223,7 @@ def rm(
 
     Objects stay in the store until `scistack gc` removes them.
     """
-    from scistack.history import removal_plan, remove
+    from scistack.report.history import removal_plan, remove
 
     db = ctx.obj.db
     plan = removal_plan(db, variable, cascade=cascade, version=version, **_address(ctx, as_str))
@@ -296,7 +296,7 @@ def fsck(ctx: click.Context, reindex: bool, as_json: bool) -> None:
 @click.pass_obj
 def sql(project: _Project, query: str, as_json: bool) -> None:
     """Run a read-only SQL QUERY on the index (one view per variable, plus refs and calls)."""
-    from scistack.history import query as run_query
+    from scistack.report.history import query as run_query
 
     frame = run_query(project.db, query)
     data = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")

@@ -48,7 +48,7 @@ from scistack.foreach.scifor import run_table_mode
 from scistack.index import key_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids
 from scistack.lineage.function import LineageFunction, lineage_context
-from scistack.lineage.identity import FunctionIdentity
+from scistack.codeid.identity import FunctionIdentity
 from scistack.records import read_call
 
 log = logging.getLogger("scistack.foreach")

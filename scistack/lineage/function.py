@@ -24,8 +24,8 @@ from typing import Any, Callable
 
 from scistack.errors import LineageError, ObjectNotFoundError, UnsupportedValueError
 from scistack.index import utc_now
-from scistack.lineage._graph import unwrap
-from scistack.lineage._packages import is_project_module
+from scistack.codeid._graph import unwrap
+from scistack.codeid._packages import is_project_module
 from scistack.lineage.calls import (
     CALL_FORMAT,
     BoundInput,
@@ -38,10 +38,10 @@ from scistack.lineage.calls import (
     store_constants,
     unwrap_input,
 )
-from scistack.lineage.codetree import code_tree, constant_values, source_files, tree_record
+from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
-from scistack.lineage.env import capture_env, imported_modules
-from scistack.lineage.identity import FunctionIdentity, function_identity, normalised_source
+from scistack.codeid.env import capture_env, imported_modules
+from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
 from scistack.lineage.result import LineageResult, immutable_output
 from scistack.objects import ObjectStore
 from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo

@@ -14,7 +14,7 @@ from scistack.foreach.report import ComboResult, RunReport
 from scistack.index import utc_now
 from scistack.ingest import staged_name, store_staged
 from scistack.lineage.calls import CALL_FORMAT
-from scistack.lineage.env import capture_env
+from scistack.codeid.env import capture_env
 from scistack.matlab_bridge._files import (
     COMMIT_RESULT,
     ENV_KEYS,

@@ -28,7 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scistack.errors import LineageError
-from scistack.lineage.identity import FunctionIdentity, function_identity, normalised_source
+from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _STAMPS = itertools.count(1)  # every write gets a later mtime than any before it
@@ -590,12 +590,12 @@ SCRIPT = """
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import importlib
-from scistack.lineage.identity import function_identity
+from scistack.codeid.identity import function_identity
 print(function_identity(importlib.import_module("golden_pkg.fixture").analysis).digest)
 """
 
 SCRIPT_TAIL = """
-from scistack.lineage.identity import function_identity
+from scistack.codeid.identity import function_identity
 print(function_identity(analysis).digest)
 """
 

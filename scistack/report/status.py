@@ -23,11 +23,11 @@ from typing import Any
 
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
-from scistack.history import CallReader, select
+from scistack.report.history import CallReader, select
 from scistack.index import RefRecord, key_of
 from scistack.lineage.function import LineageFunction
-from scistack.lineage.identity import function_identity
-from scistack.lineage.provenance import Reason, WhyReport, _find_function, script_reasons, why_record
+from scistack.codeid.identity import function_identity
+from scistack.report.why import Reason, WhyReport, _find_function, script_reasons, why_record
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from types import FunctionType
 from typing import Any
 
-from scistack.lineage import _ast_normalise as norm
-from scistack.lineage._source import (
+from scistack.codeid import _ast_normalise as norm
+from scistack.codeid._source import (
     class_functions,
     code_digest,
     code_names,
     locate_class,
     locate_function,
 )
-from scistack.lineage._values import encode_constant, hash_fields, value_digest
+from scistack.codeid._values import encode_constant, hash_fields, value_digest
 
 
 @dataclass(frozen=True, slots=True)

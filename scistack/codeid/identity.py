@@ -55,10 +55,10 @@ from types import FunctionType, MethodType
 from typing import Any
 
 from scistack.errors import LineageError
-from scistack.lineage._graph import Guards, Walk, unwrap
-from scistack.lineage._packages import is_project_module, package_version
-from scistack.lineage._shapes import class_shape, function_shape
-from scistack.lineage._values import encode_constant, hash_fields, value_digest
+from scistack.codeid._graph import Guards, Walk, unwrap
+from scistack.codeid._packages import is_project_module, package_version
+from scistack.codeid._shapes import class_shape, function_shape
+from scistack.codeid._values import encode_constant, hash_fields, value_digest
 
 __all__ = ["FunctionIdentity", "function_identity", "normalised_source"]
 

@@ -19,8 +19,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scistack.lineage._ast_normalise import normalise, unparse
-from scistack.lineage.identity import function_identity
+from scistack.codeid._ast_normalise import normalise, unparse
+from scistack.codeid.identity import function_identity
 from scistack.records import CallRecord, HelperInfo
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from types import FunctionType
 from typing import Any, Callable
 
-from scistack.lineage._graph import Walk, unwrap
-from scistack.lineage._packages import is_project_module
-from scistack.lineage.identity import FunctionIdentity
+from scistack.codeid._graph import Walk, unwrap
+from scistack.codeid._packages import is_project_module
+from scistack.codeid.identity import FunctionIdentity
 
 _TREES: dict[str, tuple[CodeNode, ...]] = {}
 _MAX_TREES = 4096

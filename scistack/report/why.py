@@ -18,10 +18,10 @@ from typing import Any
 from scistack.database import get_database
 from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
-from scistack.lineage.script_check import script_changes
-from scistack.lineage.codetree import code_tree, constant_values
+from scistack.codeid.script_check import script_changes
+from scistack.codeid.codetree import code_tree, constant_values
 from scistack.lineage.function import LineageFunction, registered_function
-from scistack.lineage.identity import function_identity, normalised_source
+from scistack.codeid.identity import function_identity, normalised_source
 from scistack.objects.canonical_json import from_tree
 from scistack.records import CallInput, CallRecord, FunctionInfo, read_call
 

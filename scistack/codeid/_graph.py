@@ -31,11 +31,11 @@ import sys
 from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType, MethodType, ModuleType
 
-from scistack.lineage._ast_normalise import ImportSpec
-from scistack.lineage._packages import is_project_module, package_version
-from scistack.lineage._shapes import Shape, class_shape, function_shape
-from scistack.lineage._source import own_methods
-from scistack.lineage._values import encode_constant, hash_fields, value_digest
+from scistack.codeid._ast_normalise import ImportSpec
+from scistack.codeid._packages import is_project_module, package_version
+from scistack.codeid._shapes import Shape, class_shape, function_shape
+from scistack.codeid._source import own_methods
+from scistack.codeid._values import encode_constant, hash_fields, value_digest
 
 MISSING = object()
 
