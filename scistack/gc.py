@@ -87,8 +87,8 @@ def walk_reachable(store: Any, state: RefState) -> Reachability:
         for oid in entry.get("outs") or []:
             walker.add(oid, None, f"output of cached call {entry['call'][:12]}")
     for run in state.runs:
-        if run.get("items"):
-            walker.add(run["items"], "json", f"report of run {run.get('run_id', '?')}", root=True)
+        if run.items:
+            walker.add(run.items, "json", f"report of run {run.run_id or '?'}", root=True)
     walker.run()
     return walker.result
 

@@ -496,3 +496,38 @@ def read_call(store: ObjectStore, oid: str) -> CallRecord:
     if obj.kind != "call":
         raise CorruptRecordError(oid, f"it is a {obj.kind} object, not a call record")
     return parse_call(obj.payload, oid)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A `for_each` run report as journalled (docs/format.md §2, the `run` entry): written by
+    the engine and MATLAB's commit, read by `status` (failures) and gc (its items object)."""
+
+    run_id: str | None
+    function: str | None
+    counts: dict[str, int]
+    duration: float
+    items: str | None                 # oid of the json object listing each combination
+    dry_run: bool
+    outputs: tuple[str, ...] | None   # None in runs journalled before outputs were recorded
+    t: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    _KEYS = ("op", "run_id", "function", "counts", "duration", "items", "dry_run", "outputs", "t")
+
+    @classmethod
+    def from_entry(cls, entry: dict[str, Any]) -> RunRecord:
+        outputs = entry.get("outputs")
+        return cls(entry.get("run_id"), entry.get("function"), dict(entry.get("counts") or {}),
+                   float(entry.get("duration") or 0.0), entry.get("items"), bool(entry.get("dry_run")),
+                   None if outputs is None else tuple(outputs), entry.get("t", ""),
+                   {k: v for k, v in entry.items() if k not in cls._KEYS})
+
+    def to_entry(self) -> dict[str, Any]:
+        """The journal line's fields (canonical JSON sorts them)."""
+        entry = {"op": "run", "run_id": self.run_id, "function": self.function, "counts": self.counts,
+                 "duration": self.duration, "items": self.items, "dry_run": self.dry_run, "t": self.t,
+                 **self.extra}
+        if self.outputs is not None:
+            entry["outputs"] = list(self.outputs)
+        return entry

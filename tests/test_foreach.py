@@ -315,7 +315,7 @@ def test_on_error_raise_stops_at_the_first_failure(emg):
     with pytest.raises(VariableNotFoundError):         # never started after it
         FeFiltered.load(subject=3)
     run = emg.index.runs()[-1]
-    assert run["counts"]["failed"] == 1 and run["counts"]["ran"] == 2
+    assert run.counts["failed"] == 1 and run.counts["ran"] == 2
 
 
 def test_on_error_raise_stops_parallel_runs_too(emg, spawn_pool):
@@ -324,7 +324,7 @@ def test_on_error_raise_stops_parallel_runs_too(emg, spawn_pool):
                  subject=SUBJECTS, session=SESSIONS, on_error="raise", executor=spawn_pool,
                  chunk_size=1, progress=False)
     assert len(caught.value.failures) == 1  # four combinations fail; the first one seen stops the run
-    items = emg.store.get_value(emg.index.runs()[-1]["items"])
+    items = emg.store.get_value(emg.index.runs()[-1].items)
     statuses = Counter(item["status"] for item in items)
     assert statuses["failed"] == 1 and statuses["ran"] + statuses["skipped"] == 5
 
@@ -368,10 +368,10 @@ def test_run_and_statuses_are_stored_in_the_index(emg):
     report = for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
                       subject=[1, 3, 4], session=SESSIONS, progress=False)
     run = emg.index.runs()[-1]
-    assert run["run_id"] == report.run_id and run["function"] == "fragile"
-    assert run["counts"] == {"ran": 2, "cached": 0, "missing": 2, "failed": 2}
-    items = emg.store.get_value(run["items"])
-    assert emg.store.put_value(items) == run["items"]  # stored in its canonical encoding
+    assert run.run_id == report.run_id and run.function == "fragile"
+    assert run.counts == {"ran": 2, "cached": 0, "missing": 2, "failed": 2}
+    items = emg.store.get_value(run.items)
+    assert emg.store.put_value(items) == run.items  # stored in its canonical encoding
     assert [i["status"] for i in items] == ["ran", "ran", "failed", "failed", "missing", "missing"]
     assert items[2]["combo"] == {"subject": 3, "session": "pre"}
     assert "ValueError" in items[2]["error"] and "Traceback" in items[2]["traceback"]
@@ -573,7 +573,7 @@ def test_a_function_workers_cannot_import_fails_each_combination_with_a_hint(emg
                       subject=[1], session=SESSIONS, executor=spawn_pool, progress=False)
     assert (report.failed, report.ran) == (2, 0)
     assert "importable" in report.failures[0].error and report.failures[0].traceback
-    assert emg.index.runs()[-1]["counts"]["failed"] == 2
+    assert emg.index.runs()[-1].counts["failed"] == 2
 
 
 class CountingExecutor(cf.Executor):
@@ -631,7 +631,7 @@ def test_a_retried_task_gives_the_same_oids_and_no_duplicate_records(emg, spawn_
     # every object the run added is named by a ref, a call record or the run: no stray
     # outputs from a second attempt that computed something else
     added = set(emg.store.iter_oids()) - before
-    named = {emg.index.runs()[-1]["items"]}
+    named = {emg.index.runs()[-1].items}
     for record in emg.index.records("FeFiltered"):
         named |= {record.oid, record.call} | _oids_in(emg.store.get_value(record.call))
     assert len(added) >= 12 and added <= named

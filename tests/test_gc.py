@@ -272,7 +272,7 @@ def test_every_version_and_the_lineage_of_kept_values_survive(project):
     assert project.store.get_value(raw.record.oid)["x"].tolist() == [0.0, 1.0, 2.0]
     assert "def gc_scale" in project.store.get_value(provenance["code"])
     run = project.index.runs()[-1]
-    assert run["run_id"] == report.run_id and project.store.contains(run["items"])
+    assert run.run_id == report.run_id and project.store.contains(run.items)
 
 
 # -- refusals ----------------------------------------------------------------------------

@@ -299,3 +299,16 @@ def test_gc_keeps_every_child_of_a_kept_call_record(project) -> None:
             assert ref.optional or project.store.contains(ref.oid), ref
     assert project.store.contains(upstream.arguments["factor"].oid)  # the stored array constant
     assert all(project.store.contains(h.code) for h in upstream.function.helpers.values())
+
+
+def test_run_records_round_trip_the_journalled_lines_byte_identically(computed) -> None:
+    from scistack.records import RunRecord
+
+    lines = [json.loads(line) for line in computed.index.journal_path.read_bytes().splitlines()]
+    runs = [entry for entry in lines if entry["op"] == "run"]
+    assert len(runs) == 3
+    for entry in runs:
+        record = RunRecord.from_entry(entry)
+        assert dumps_canonical(record.to_entry()) == dumps_canonical(entry)
+        assert record.outputs and record.items and computed.store.contains(record.items)
+    assert [r.run_id for r in computed.index.runs()] == [e["run_id"] for e in runs]

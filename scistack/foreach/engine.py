@@ -159,8 +159,8 @@ class _Run:
                 if not self.dry_run and any(item.status != "cached" for item in self.items):
                     # a fully cached re-run changes nothing, so it writes nothing
                     items_oid = report.store_items(self.db.store)
-                    self.db.index.put_run({**report.to_entry(items_oid), "t": utc_now(),
-                                             "outputs": [v.__name__ for v in self.outputs]})
+                    self.db.index.put_run(report.to_record(items_oid, utc_now(),
+                                                           [v.__name__ for v in self.outputs]))
         finally:
             if bar is not None:
                 bar.close()

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from scistack.records import RunRecord
 from scistack.objects.canonical_json import dumps_canonical
 
 STATUSES = ("ran", "cached", "missing", "failed", "would_run", "skipped")
@@ -81,10 +82,10 @@ class RunReport:
     def __repr__(self) -> str:
         return f"<RunReport {self.summary().splitlines()[0]}>"
 
-    def to_entry(self, items_oid: str | None) -> dict[str, Any]:
-        """The journal `run` entry."""
-        return {"op": "run", "run_id": self.run_id, "function": self.function, "counts": self.counts,
-                "duration": round(self.duration, 6), "items": items_oid, "dry_run": self.dry_run}
+    def to_record(self, items_oid: str | None, t: str, outputs: list[str]) -> RunRecord:
+        """The journalled record of this run."""
+        return RunRecord(self.run_id, self.function, self.counts, round(self.duration, 6), items_oid,
+                         self.dry_run, tuple(outputs), t)
 
     def items_tree(self) -> list[dict[str, Any]]:
         """Per-combination statuses as plain data (stored as an object, read by `scistack status`)."""

@@ -23,6 +23,7 @@ from scistack.errors import DatabaseLockedError
 from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import Fold
+from scistack.records import RunRecord
 from scistack.index.state import RefRecord, RefState, key_of, resolve_params, select_from
 
 __all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
@@ -233,7 +234,7 @@ class Index:
         self.refresh()
         return list(self._fold.calls())
 
-    def runs(self) -> list[dict[str, Any]]:
+    def runs(self) -> list[RunRecord]:
         """Every for_each run report, oldest first."""
         self.flush()
         self.refresh()
@@ -297,10 +298,10 @@ class Index:
             entry["multi"] = True
         self._write([entry])
 
-    def put_run(self, entry: dict[str, Any]) -> None:
+    def put_run(self, run: RunRecord) -> None:
         """Journal a for_each run report."""
         with self._journal.locked():
-            self._write([{**entry, "op": "run"}])
+            self._write([run.to_entry()])
 
     def delete_refs(self, records: list[RefRecord]) -> int:
         """Remove names (values stay in the store until gc); returns how many."""

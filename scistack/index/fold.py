@@ -26,6 +26,7 @@ from typing import Any
 from scistack.errors import DatabaseLockedError
 from scistack.index.journal import JournalBackend
 from scistack.index.state import RefRecord, key_of
+from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
@@ -319,8 +320,8 @@ class Fold:
         rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls ORDER BY key")
         return (_call_entry(r[0], r[1:]) for r in rows)
 
-    def runs(self) -> list[dict[str, Any]]:
-        return [json.loads(r[0]) for r in self._rows("SELECT entry FROM runs ORDER BY seq")]
+    def runs(self) -> list[RunRecord]:
+        return [RunRecord.from_entry(json.loads(r[0])) for r in self._rows("SELECT entry FROM runs ORDER BY seq")]
 
 
 def _scalar(con: sqlite3.Connection, sql: str) -> Any:

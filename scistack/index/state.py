@@ -17,6 +17,7 @@ from typing import Any
 from scistack.address import typed
 from scistack.errors import AmbiguousParamError
 from scistack.objects.canonical_json import dumps_canonical
+from scistack.records import RunRecord
 
 _quote = json.encoder.encode_basestring_ascii
 _NONE: frozenset[str] = frozenset()
@@ -97,7 +98,7 @@ class RefState:
         self._param_names: dict[str, set[str]] = {}
         self.calls: dict[str, dict[str, Any]] = {}
         self.call_keys: dict[str, str] = {}  # call record oid -> its call key (every call entry, ever)
-        self.runs: list[dict[str, Any]] = []
+        self.runs: list[RunRecord] = []
 
     # -- folding -------------------------------------------------------------------------
     def apply(self, entry: dict[str, Any]) -> RefRecord | None:
@@ -111,7 +112,7 @@ class RefState:
             self.calls[entry["key"]] = entry
             self.call_keys[entry["call"]] = entry["key"]
         elif op == "run":
-            self.runs.append(entry)
+            self.runs.append(RunRecord.from_entry(entry))
         return None
 
     def add(self, record: RefRecord) -> RefRecord:

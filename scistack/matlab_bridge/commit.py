@@ -105,7 +105,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             out_oids[index], call_oids[index] = oids, call
         report = RunReport(fn.name, items, float(res.get("duration") or 0.0), uuid.uuid4().hex)
         items_oid = db.store.put_value(report.items_tree())
-        db.index.put_run({**report.to_entry(items_oid), "t": utc_now(), "outputs": outputs})
+        db.index.put_run(report.to_record(items_oid, utc_now(), outputs))
     result = {
         "format": FORMAT,
         "run_id": report.run_id,

@@ -203,22 +203,22 @@ def _last_runs(
     writers: dict[str, set[str]] = {}  # function name -> variables, for runs that predate "outputs"
     out: dict[tuple[str, str], tuple[str, str, dict[str, Any], str]] = {}
     for run in db.index.runs():
-        if run.get("dry_run") or not run.get("items"):
+        if run.dry_run or not run.items:
             continue
-        outputs = run.get("outputs")
+        outputs = run.outputs
         if outputs is None:
             if not writers:
                 writers = _writers(db, calls)
-            outputs = sorted(writers.get(run.get("function"), ()))
+            outputs = sorted(writers.get(run.function, ()))
         try:
-            items = db.store.get_value(run["items"])
+            items = db.store.get_value(run.items)
         except LookupError:
             continue
         for item in items:
             for var in outputs:
                 out[(var, key_of(item["combo"]))] = (
                     item["status"],
-                    run.get("t", ""),
+                    run.t,
                     item["combo"],
                     item.get("error"),
                 )
