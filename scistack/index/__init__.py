@@ -80,8 +80,8 @@ class Index:
     def reading_ahead(self) -> Iterator[None]:
         """Read the project as it is when the block starts, with what `read_ahead` fetched in
         bulk: a run over 100k combinations makes a few bulk queries, not 300k point ones and a
-        `stat` each. Inside a batch only (writes are held, and renumbered at flush if another
-        process wrote meanwhile)."""
+        `stat` each. For a batch (its writes are held, and settled at flush against the project
+        as it is then) or a read-only report."""
         self._catch_up()
         self._snapshot = True
         try:

@@ -85,6 +85,7 @@ class StalenessChecker:
         self.calls = CallReader(db)
         self._identity: dict[tuple[str, str], str | None] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
+        self._script: dict[str, tuple[str, str]] = {}  # function identity -> verdict from its file
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
         """(status, reason) of one record: done, stale or unknown."""
@@ -106,14 +107,19 @@ class StalenessChecker:
             if reason:
                 return "stale", reason
         now = self.current_identity(call.module, call.function)
-        if now is None:
-            changes = script_reasons(self.db, record.call)  # a script's function: read its file
-            if changes is None:
-                return "unknown", f"{call.module}.{call.function} cannot be imported here"
-            return ("stale", f"{changes[0].kind} {changes[0].name}: {changes[0].detail}") if changes else ("done", "")
+        if now is None:  # a script's function: judged from its file, once per function identity
+            if call.identity not in self._script:
+                self._script[call.identity] = self._script_verdict(record.call, call)
+            return self._script[call.identity]
         if now != call.identity:
             return "stale", f"code of {call.function} changed"
         return "done", ""
+
+    def _script_verdict(self, call_oid: str, call: Any) -> tuple[str, str]:
+        changes = script_reasons(self.db, call_oid)
+        if changes is None:
+            return "unknown", f"{call.module}.{call.function} cannot be imported here"
+        return ("stale", f"{changes[0].kind} {changes[0].name}: {changes[0].detail}") if changes else ("done", "")
 
     def _input_reason(self, item: Any) -> str:
         if item.var is None:
@@ -162,26 +168,43 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
             )
     checker = StalenessChecker(db)
     by_var: dict[str, dict[str, StatusCell]] = {}
-    for var in chosen:
-        by_var[var] = _var_cells(
-            db, var, checker, {k: v for (rv, k), v in run_combos.items() if rv == var}
-        )
+    with db.index.reading_ahead():  # one view of the project, inputs fetched in bulk
+        records = {var: db.index.records(var) for var in chosen}
+        _read_inputs_ahead(db, checker, [r for rs in records.values() for r in rs])
+        for var in chosen:
+            by_var[var] = _var_cells(
+                var, records[var], checker, {k: v for (rv, k), v in run_combos.items() if rv == var}
+            )
     rows = _rows([c.addr for cells in by_var.values() for c in cells.values()], db.schema_keys)
     levels = {var: _levels(by_var[var]) for var in chosen}
     grid = [[_project(var, by_var[var], levels[var], row) for var in chosen] for row in rows]
     return StatusGrid(chosen, rows, grid)
 
 
+def _read_inputs_ahead(db: Database, checker: StalenessChecker, records: list[RefRecord]) -> None:
+    """Fetch the current records of every input the records' calls name, one query per
+    variable: judging then costs no index query per value."""
+    wanted: dict[str, set[str]] = {}
+    for record in records:
+        call = checker.calls.get(record.call)
+        for item in call.inputs if call else ():
+            if item.var is not None and not item.members:
+                addr = {k: v for k, v in item.addr.items() if k in db.schema_keys}
+                wanted.setdefault(item.var, set()).add(key_of(addr))
+    for var, addr_keys in wanted.items():
+        db.index.read_ahead(var, sorted(addr_keys))
+
+
 def _var_cells(
-    db: Database,
     var: str,
+    records: list[RefRecord],
     checker: StalenessChecker,
     runs: dict[str, tuple[str, str, dict[str, Any], str]],
 ) -> dict[str, StatusCell]:
     cells: dict[str, StatusCell] = {}
     newest: dict[str, str] = {}
     by_addr: dict[str, list[RefRecord]] = {}
-    for record in db.index.records(var):
+    for record in records:
         by_addr.setdefault(record.addr_key, []).append(record)
     for addr_key, records in by_addr.items():
         current = {r.vkeys_key: r for r in records}  # oldest first: the last wins
