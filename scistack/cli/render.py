@@ -26,11 +26,7 @@ def to_json(data: Any) -> str:
 
 def plain(data: Any) -> Any:
     if isinstance(data, RefRecord):
-        return {
-            f.name: plain(getattr(data, f.name))
-            for f in dataclasses.fields(data)
-            if f.name not in ("addr_key", "vkeys_key")
-        }
+        return plain(data.to_dict())
     if dataclasses.is_dataclass(data) and not isinstance(data, type):
         return {f.name: plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
     if isinstance(data, dict):

@@ -96,8 +96,8 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
     index = db.index
     if not index.vkey_names(var):  # the common case, one dict lookup: the newest version here
         versions = index.versions_at(var, addr_key or key_of(addr))
-        if versions:
-            return _single(name, var, versions[-1])
+        if versions:  # saved at exactly this address: its address is the combination's own
+            return _single(name, var, versions[-1], addr)
     records = index.select(var, addr, {}, {})
     if not records:
         return _coarser(index, name, var, addr)
@@ -120,8 +120,8 @@ def _coarser(index: Any, name: str, var: str, addr: dict[str, Any]) -> Resolved 
     return None
 
 
-def _single(name: str, var: str, r: RefRecord) -> Resolved:
-    record = {"oid": r.oid, "var": var, "addr": r.addr}
+def _single(name: str, var: str, r: RefRecord, addr: dict[str, Any] | None = None) -> Resolved:
+    record = {"oid": r.oid, "var": var, "addr": r.addr if addr is None else dict(addr)}
     if r.call:
         record["call"] = r.call
     return Resolved(BoundInput(name, None, r.oid, record, r.params), [r], False, var)

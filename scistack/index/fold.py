@@ -372,12 +372,7 @@ def _call_entry(key: str, row: tuple) -> dict[str, Any]:
     return entry
 
 
-_loads = json.loads
-
 
 def _record(row: tuple) -> RefRecord:
     var, addr, version, vkeys, oid, kind, call, params, summary, created_at = row
-    return RefRecord(var, _loads(addr), {} if vkeys == _EMPTY else _loads(vkeys), version, oid, kind,
-                     call, {} if params == _EMPTY else _loads(params), summary or "", created_at,
-                     addr, vkeys)
-
+    return RefRecord.from_text(var, addr, vkeys, version, oid, kind, call, params, summary or "", created_at)

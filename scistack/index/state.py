@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from scistack.address import typed
@@ -23,22 +22,80 @@ _quote = json.encoder.encode_basestring_ascii
 _NONE: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True, slots=True)
 class RefRecord:
-    """One saved version of a variable at an address (a line of the journal)."""
+    """One saved version of a variable at an address (a line of the journal). Immutable.
 
-    var: str
-    addr: dict[str, Any]
-    vkeys: dict[str, Any]
-    version: int
-    oid: str
-    kind: str
-    call: str | None
-    params: dict[str, Any]
-    summary: str
-    created_at: str
-    addr_key: str = field(repr=False, default="")
-    vkeys_key: str = field(repr=False, default="")
+    Records read from the fold keep the address, version keys and parameters as their
+    canonical text and decode them on first use: a run over 100k combinations reads 200k
+    records and needs few of their dicts (the address is the combination's own).
+    """
+
+    __slots__ = ("var", "_addr", "_vkeys", "version", "oid", "kind", "call", "_params", "_params_text",
+                 "summary", "created_at", "addr_key", "vkeys_key")
+
+    def __init__(self, var: str, addr: dict[str, Any] | None, vkeys: dict[str, Any] | None, version: int,
+                 oid: str, kind: str, call: str | None, params: dict[str, Any] | None, summary: str,
+                 created_at: str, addr_key: str = "", vkeys_key: str = "", params_text: str = "") -> None:
+        setter = object.__setattr__
+        for name, value in (("var", var), ("_addr", addr), ("_vkeys", vkeys), ("version", version),
+                            ("oid", oid), ("kind", kind), ("call", call), ("_params", params),
+                            ("_params_text", params_text), ("summary", summary),
+                            ("created_at", created_at), ("addr_key", addr_key), ("vkeys_key", vkeys_key)):
+            setter(self, name, value)
+
+    @classmethod
+    def from_text(cls, var: str, addr_key: str, vkeys_key: str, version: int, oid: str, kind: str,
+                  call: str | None, params_text: str, summary: str, created_at: str) -> RefRecord:
+        """A record whose dicts are decoded from their canonical text when first read."""
+        return cls(var, None, None, version, oid, kind, call, None, summary, created_at, addr_key,
+                   vkeys_key, params_text)
+
+    @property
+    def addr(self) -> dict[str, Any]:
+        if self._addr is None:
+            object.__setattr__(self, "_addr", json.loads(self.addr_key))
+        return self._addr
+
+    @property
+    def vkeys(self) -> dict[str, Any]:
+        if self._vkeys is None:
+            object.__setattr__(self, "_vkeys", {} if self.vkeys_key == "{}" else json.loads(self.vkeys_key))
+        return self._vkeys
+
+    @property
+    def params(self) -> dict[str, Any]:
+        if self._params is None:
+            text = self._params_text
+            object.__setattr__(self, "_params", {} if text in ("", "{}") else json.loads(text))
+        return self._params
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's fields, as plain data."""
+        return {"var": self.var, "addr": self.addr, "vkeys": self.vkeys, "version": self.version,
+                "oid": self.oid, "kind": self.kind, "call": self.call, "params": self.params,
+                "summary": self.summary, "created_at": self.created_at}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"RefRecord is immutable (cannot set {name})")
+
+    def _fields(self) -> tuple:
+        return (self.var, self.addr_key, self.vkeys_key, self.version, self.oid, self.kind, self.call,
+                key_of(self.params), self.summary, self.created_at)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RefRecord) and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash((self.var, self.addr_key, self.vkeys_key, self.version, self.oid))
+
+    def __repr__(self) -> str:
+        return (f"RefRecord(var={self.var!r}, addr={self.addr!r}, vkeys={self.vkeys!r}, version={self.version}, "
+                f"oid={self.oid!r}, kind={self.kind!r}, call={self.call!r}, params={self.params!r}, "
+                f"summary={self.summary!r}, created_at={self.created_at!r})")
+
+    def __reduce__(self) -> tuple:
+        return (RefRecord, (self.var, self.addr, self.vkeys, self.version, self.oid, self.kind, self.call,
+                            self.params, self.summary, self.created_at, self.addr_key, self.vkeys_key))
 
     @classmethod
     def from_entry(cls, e: dict[str, Any]) -> RefRecord:
