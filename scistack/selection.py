@@ -48,11 +48,14 @@ def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set
     )
 
 
+_HINT_SAMPLE = 1000
+
+
 def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:
     query = ", ".join(f"{k}={v!r}" for k, v in metadata.items())
     if version is not None:
         query += f"{', ' if query else ''}version={version}"
-    records = db.index.records(var)
+    total, records = db.index.count(var), db.index.newest(var, _HINT_SAMPLE)  # bounded: an error path
     if not records:
         others = db.index.variables()
         return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
@@ -65,7 +68,8 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
             hints.append(f"{key} in {{{shown}}}")
     if version is not None:
         hints.append(f"versions {sorted({r.version for r in records})[:10]}")
-    return f"{var} has no record matching {query}; it has {len(records)} records with " + "; ".join(hints)
+    among = "" if total <= len(records) else f" (among its {len(records)} newest)"
+    return f"{var} has no record matching {query}; it has {total} records with{among} " + "; ".join(hints)
 
 
 def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError:

@@ -150,6 +150,11 @@ class Index:
         self.refresh()
         return self._fold.summaries()
 
+    def count(self, var: str) -> int:
+        """How many live records the variable has (every version)."""
+        self.refresh()
+        return self._fold.count(var) + (sum(1 for _ in self._overlay.records(var)) if self._pending else 0)
+
     def newest(self, var: str, limit: int) -> list[RefRecord]:
         """The variable's `limit` most recently saved live records, newest first."""
         self.flush()

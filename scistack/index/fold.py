@@ -216,6 +216,9 @@ class Fold:
             "SELECT var, count(DISTINCT addr || char(0) || vkeys), count(*), max(created_at) "
             "FROM refs GROUP BY var ORDER BY var")
 
+    def count(self, var: str) -> int:
+        return self._rows("SELECT count(*) FROM refs WHERE var = ?", (var,))[0][0]
+
     def newest(self, var: str, limit: int) -> list[RefRecord]:
         rows = self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? "
                           "ORDER BY created_at DESC, version DESC LIMIT ?", (var, limit))

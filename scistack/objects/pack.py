@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import blake3
+import numpy as np
 
 PACK_MAGIC = b"SCIPACK1"
 IDX_MAGIC = b"SCIIDX01"
@@ -67,12 +68,49 @@ def _sync(out, fsync: bool) -> None:
         os.fsync(out.fileno())
 
 
+_IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
+
+
+class _Index:
+    """One pack's sorted index, memory-mapped: nothing is decoded until asked."""
+
+    def __init__(self, name: str, path: Path) -> None:
+        self.name = name
+        with open(path, "rb") as handle:
+            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        count = struct.unpack_from("<Q", self._map, 8)[0] if self._map[:8] == IDX_MAGIC else 0
+        count = min(count, max(0, (len(self._map) - 16) // _IDX_DTYPE.itemsize))  # a damaged index
+        self.entries = np.frombuffer(self._map, _IDX_DTYPE, count, offset=16)
+
+    def prefixes(self) -> np.ndarray:
+        """The first 8 bytes of each oid as big-endian integers (the sort order of the oids)."""
+        return self.entries.view(np.uint8).reshape(-1, _IDX_DTYPE.itemsize)[:, :8].copy().view(">u8").ravel()
+
+    def close(self) -> None:
+        self.entries = self.entries[:0]
+        try:
+            self._map.close()
+        except BufferError:  # a view of the index is still alive somewhere: the GC closes it
+            pass
+
+
+_EMPTY_MERGE: tuple = ([], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
+
+
 class PackSet:
-    """Every complete pack in a directory: oid -> (pack, offset, length), refreshed on change."""
+    """Every complete pack in a directory, refreshed on change.
+
+    Lookups binary-search one array of 8-byte oid prefixes merged from every pack's index
+    (the indexes stay memory-mapped, full oids are compared only on a prefix match): opening a
+    store with a million packed objects costs a sort in numpy, not a million-entry dict.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._where: dict[str, tuple[str, int, int]] = {}
+        self._indexes: dict[str, _Index] = {}
+        # (indexes, sorted 8-byte oid prefixes, which index each is in, its row there): replaced
+        # whole, so a reader in another thread never mixes two generations
+        self._merged: tuple[list[_Index], np.ndarray, np.ndarray, np.ndarray] = _EMPTY_MERGE
         self._maps: dict[str, mmap.mmap] = {}
         self._seen_mtime = -1
         self._lock = threading.Lock()
@@ -87,36 +125,62 @@ class PackSet:
             return False
         with self._lock:
             names = {p.stem for p in self.directory.glob("pack-*.idx")}
-            known = {pack for pack, _, _ in self._where.values()} | set(self._maps)
-            if known - names:  # a pack was removed (gc repacked): rebuild from scratch
-                self._where.clear()
+            if set(self._indexes) - names:  # a pack was removed (gc repacked): start again
+                for index in self._indexes.values():
+                    index.close()
+                self._indexes.clear()
                 for m in self._maps.values():
                     m.close()
                 self._maps.clear()
-                known = set()
-            for name in sorted(names - known):
-                self._load_index(name)
+            for name in sorted(names - set(self._indexes)):
+                try:
+                    self._indexes[name] = _Index(name, self.directory / f"{name}.idx")
+                except FileNotFoundError:  # removed meanwhile
+                    continue
+            self._merge()
             self._seen_mtime = mtime
         return True
 
-    def _load_index(self, name: str) -> None:
-        data = (self.directory / f"{name}.idx").read_bytes()
-        if data[:8] != IDX_MAGIC:
+    def _merge(self) -> None:
+        indexes = list(self._indexes.values())
+        keys = [index.prefixes() for index in indexes]
+        if not keys:
+            self._merged = _EMPTY_MERGE
             return
-        (count,) = struct.unpack_from("<Q", data, 8)
-        for raw, offset, length in _ENTRY.iter_unpack(data[16 : 16 + count * _ENTRY.size]):
-            self._where[raw.hex()] = (name, offset, length)
+        merged = np.concatenate(keys).astype(np.uint64)
+        order = np.argsort(merged, kind="stable")
+        self._merged = (indexes, merged[order],
+                        np.concatenate([np.full(len(k), i, np.int32) for i, k in enumerate(keys)])[order],
+                        np.concatenate([np.arange(len(k)) for k in keys])[order])
+
+    def _find(self, oid: str) -> tuple[str, int, int] | None:
+        try:
+            raw = bytes.fromhex(oid)
+        except ValueError:
+            return None
+        if len(raw) != 32:
+            return None
+        indexes, keys, packs, rows = self._merged
+        prefix = int.from_bytes(raw[:8], "big")
+        i = int(np.searchsorted(keys, np.uint64(prefix)))
+        while i < len(keys) and int(keys[i]) == prefix:
+            index = indexes[packs[i]]
+            entry = index.entries[rows[i]]
+            if bytes(entry["oid"]) == raw:
+                return index.name, int(entry["offset"]), int(entry["length"])
+            i += 1
+        return None
 
     def locate(self, oid: str) -> tuple[str, int, int] | None:
         """Where a packed object is, refreshing once on a miss."""
-        hit = self._where.get(oid)
+        hit = self._find(oid)
         if hit is None and self.refresh():
-            hit = self._where.get(oid)
+            hit = self._find(oid)
         return hit
 
     def peek(self, oid: str) -> bytes | None:
         """The stored bytes if the object is in a pack already known (no refresh)."""
-        hit = self._where.get(oid)
+        hit = self._find(oid)
         if hit is None:
             return None
         name, offset, length = hit
@@ -140,7 +204,11 @@ class PackSet:
 
     def oids(self) -> Iterator[str]:
         self.refresh()
-        return iter(list(self._where))
+        return iter([bytes(raw).hex() for index in list(self._indexes.values()) for raw in index.entries["oid"]])
+
+    def _pack_oids(self, name: str) -> list[str]:
+        index = self._indexes.get(name)
+        return [] if index is None else [bytes(raw).hex() for raw in index.entries["oid"]]
 
     def pack_path(self, oid: str) -> Path | None:
         hit = self.locate(oid)
@@ -159,8 +227,7 @@ class PackSet:
             if hit:
                 by_pack.setdefault(hit[0], []).append(oid)
         for name in by_pack:
-            keep = [(oid, bytes(self.read(oid) or b"")) for oid, (pack, _, _) in list(self._where.items())
-                    if pack == name and oid not in doomed]
+            keep = [(oid, bytes(self.read(oid) or b"")) for oid in self._pack_oids(name) if oid not in doomed]
             if keep:
                 write_pack(self.directory, keep, fsync=fsync)
             for suffix in (".idx", ".pack"):  # index first: readers never see a half-removed pack
