@@ -81,6 +81,7 @@ class _Index:
         count = struct.unpack_from("<Q", self._map, 8)[0] if self._map[:8] == IDX_MAGIC else 0
         count = min(count, max(0, (len(self._map) - 16) // _IDX_DTYPE.itemsize))  # a damaged index
         self.entries = np.frombuffer(self._map, _IDX_DTYPE, count, offset=16)
+        self.raw = self._map  # entries are read with struct too: faster than numpy scalars
 
     def prefixes(self) -> np.ndarray:
         """The first 8 bytes of each oid as big-endian integers (the sort order of the oids)."""
@@ -161,13 +162,15 @@ class PackSet:
         if len(raw) != 32:
             return None
         indexes, keys, packs, rows = self._merged
-        prefix = int.from_bytes(raw[:8], "big")
-        i = int(np.searchsorted(keys, np.uint64(prefix)))
-        while i < len(keys) and int(keys[i]) == prefix:
+        prefix = raw[:8]
+        i = int(keys.searchsorted(np.uint64(int.from_bytes(prefix, "big"))))
+        while i < len(keys):
             index = indexes[packs[i]]
-            entry = index.entries[rows[i]]
-            if bytes(entry["oid"]) == raw:
-                return index.name, int(entry["offset"]), int(entry["length"])
+            found, offset, length = _ENTRY.unpack_from(index.raw, 16 + int(rows[i]) * _ENTRY.size)
+            if found[:8] != prefix:
+                return None
+            if found == raw:
+                return index.name, offset, length
             i += 1
         return None
 
