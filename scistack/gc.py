@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from typing import Any
 
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
 from scistack.index import RefState
+from scistack.objects.canonical_json import json_refs
 from scistack.objects.oid import is_valid_oid
 from scistack.records import parse_call
 
@@ -152,20 +152,6 @@ class _Walker:
             return
         for child, child_kind, what, child_optional in refs:
             self.add(child, child_kind, what, optional=child_optional)
-
-
-def json_refs(tree: Any) -> Iterator[str]:
-    """The child oids (`{"$ref": oid}`) anywhere in a parsed json object."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if len(node) == 1 and "$ref" in node:
-                yield node["$ref"]
-            else:
-                stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 
 from scistack.errors import CorruptObjectError, CorruptRecordError
 from scistack.objects import ObjectStore
-from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.canonical_json import dumps_canonical, json_refs
 
 __all__ = [
     "CALL_FORMAT", "CallInput", "CallRecord", "ChildRef", "FunctionInfo", "HelperInfo",
@@ -58,21 +58,6 @@ def _copy(tree: Any) -> Any:
     if isinstance(tree, list):
         return [_copy(v) for v in tree]
     return tree
-
-
-def _json_refs(tree: Any) -> Iterator[str]:
-    """The child oids (``{"$ref": oid}``) anywhere in a JSON tree."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if len(node) == 1 and "$ref" in node:
-                if isinstance(node["$ref"], str):
-                    yield node["$ref"]
-            else:
-                stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
 
 
 class _Reader:
@@ -465,7 +450,7 @@ class CallRecord:
         for name, item in self.arguments.items():
             refs += item.child_refs(f"input {name!r}")
         named = {ref.oid for ref in refs}
-        refs += [ChildRef(o, None, "child") for o in _json_refs(self.to_value()) if o not in named]
+        refs += [ChildRef(o, None, "child") for o in json_refs(self.to_value()) if o not in named]
         return tuple(refs)
 
     def child_oids(self) -> frozenset[str]:

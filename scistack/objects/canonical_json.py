@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -182,3 +182,18 @@ def _np_from(descr: str, v: Any) -> np.generic:
     if dtype.kind == "c":
         return dtype.type(complex(from_tree(v[0], None), from_tree(v[1], None)))  # type: ignore[arg-type]
     return dtype.type(v)
+
+
+def json_refs(tree: Any) -> Iterator[str]:
+    """The child oids (`{"$ref": oid}`) anywhere in a parsed json object."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if len(node) == 1 and "$ref" in node:
+                if isinstance(node["$ref"], str):
+                    yield node["$ref"]
+            else:
+                stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)

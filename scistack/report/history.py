@@ -17,7 +17,7 @@ import numpy as np
 
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFoundError
-from scistack.gc import json_refs
+from scistack.objects.canonical_json import json_refs
 from scistack.selection import select_records
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import from_tree
