@@ -139,7 +139,7 @@ def input_text(item: Any) -> str:
     if item.members:
         return f"{item.name}={item.var}[{len(item.members)} records at {addr_text(item.addr) or 'all'}]"
     if item.merge:
-        return f"{item.name}=merge({' + '.join(item.merge)})"
+        return f"{item.name}=merge({' + '.join(str(m.get('var', '?')) for m in item.merge)})"
     if item.var:
         return f"{item.name}={item.var}@{item.oid[:SHORT]}"
     return (

@@ -70,7 +70,7 @@ class InputInfo:
     addr: dict[str, Any]
     call: str | None
     members: tuple[str, ...] = ()
-    merge: tuple[str, ...] = ()
+    merge: tuple[dict[str, Any], ...] = ()  # each member's record: var, oid, addr, call
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +261,7 @@ def lineage_graph(
             if item.members:
                 child.note = f"aggregate of {len(item.members)} records"
             elif item.merge:
-                child.note = f"merge of {' + '.join(item.merge)}"
+                child.note = f"merge of {' + '.join(str(m.get('var', '?')) for m in item.merge)}"
             node.children.append(child)
             stack.append((child, item.call, depth + 1))
     return root

@@ -125,13 +125,19 @@ class StalenessChecker:
         if item.var is None:
             return ""
         addr = {k: v for k, v in item.addr.items() if k in self.db.schema_keys}
-        if item.members:
+        if item.merge:  # a Merge: each member is a saved value of its own variable
+            now = []
+            for member in item.merge:
+                current = self._current(member.get("var"), member.get("addr") or {})
+                if current is None or current.oid != member.get("oid"):
+                    return f"input {item.name} ({member.get('var')}) changed"
+                now.append(current)
+        elif item.members:
             now = self.db.index.select(item.var, addr, {}, {})
             if sorted(r.oid for r in now) != sorted(item.members):
                 return f"input {item.name} ({item.var} at {addr}) changed"
         else:
-            vkeys = {k: v for k, v in item.addr.items() if k not in self.db.schema_keys}
-            current = self.db.index.current_at(item.var, key_of(addr), key_of(vkeys))
+            current = self._current(item.var, item.addr)
             if current is None or current.oid != item.oid:
                 return f"input {item.name} ({item.var}) changed"
             now = [current]
@@ -139,6 +145,14 @@ class StalenessChecker:
             if self.record_status(upstream)[0] == "stale":
                 return f"input {item.name} ({item.var}) is stale"
         return ""
+
+    def _current(self, var: str | None, addr: dict[str, Any]) -> RefRecord | None:
+        """The current record a recorded input address names (schema keys, then version keys)."""
+        if var is None:
+            return None
+        where = {k: v for k, v in addr.items() if k in self.db.schema_keys}
+        vkeys = {k: v for k, v in addr.items() if k not in self.db.schema_keys}
+        return self.db.index.current_at(var, key_of(where), key_of(vkeys))
 
     def current_identity(self, module: str, name: str) -> str | None:
         """The function's identity digest as its code is now (None: not importable)."""
