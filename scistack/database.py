@@ -19,6 +19,7 @@ from typing import Any
 
 from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError
 from scistack.index import Index, check_identifier
+from scistack.index.sql import INTERNAL_SCHEMA
 from scistack.index.journal import JournalBackend
 from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.canonical_json import from_tree
@@ -46,6 +47,12 @@ class Database:
                  fsync: bool = False, sync_delay: float = 0.5, store: ObjectStore | None = None,
                  journal: JournalBackend | None = None) -> None:
         self.path = Path(path).resolve()
+        if self.path.stem.lower() == INTERNAL_SCHEMA:
+            raise InvalidNameError(
+                f"a project file cannot be named {self.path.name!r}: DuckDB names a database after "
+                f"its file, and {INTERNAL_SCHEMA!r} is the schema of scistack's own tables, so SQL "
+                f"could not tell them apart. Use another name, e.g. {INTERNAL_SCHEMA}_project.duckdb"
+            )
         self.root = self.path.parent
         self.scistack_dir = self.root / ".scistack"
         self.schema_keys = self._check_config(schema_keys)

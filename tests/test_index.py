@@ -293,3 +293,11 @@ def test_an_index_file_of_schema_1_is_migrated_from_the_journal(project):
             con.execute(f"CREATE TABLE main.{table} (var VARCHAR)")
     assert project.sql("SELECT value FROM refs")["value"].tolist() == [1.0]
     assert project.sql("SELECT value FROM scistack.meta WHERE key = 'schema_version'")["value"][0] == "2"
+
+
+def test_a_project_file_named_like_the_internal_schema_is_refused(tmp_path):
+    from scistack.errors import InvalidNameError
+
+    with pytest.raises(InvalidNameError, match="scistack_project.duckdb"):
+        configure_database(tmp_path / "scistack.duckdb", ["subject", "session"])
+    assert not (tmp_path / ".scistack").exists()

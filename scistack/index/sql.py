@@ -32,6 +32,7 @@ from scistack.index.journal import Journal
 from scistack.index.state import key_of
 
 SCHEMA_VERSION = 2
+INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
 RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table"}
