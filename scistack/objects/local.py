@@ -218,17 +218,15 @@ class LocalObjectStore(ObjectStore):
     def _read_large(self, oid: str, handle) -> StoredObject:
         first = handle.read(18)  # the magic, and a zstd frame header (<= 18 bytes)
         handle.seek(0)
-        compressed = first[:4] == ZSTD_MAGIC
-        if not compressed:
+        if first[:4] != ZSTD_MAGIC:
             return self._map_raw(oid, handle)
-        dctx = self._contexts()[1]
-        stream = dctx.stream_reader(handle, read_across_frames=False) if compressed else handle
+        stream = self._contexts()[1].stream_reader(handle, read_across_frames=False)
         try:
             head = stream.read(40)
             kind, length, start = _parse_header(oid, head)
-            # Bound the allocation before making it: a raw file holds exactly header+payload,
-            # a zstd frame that declares its size must declare exactly that.
-            declared = _content_size(first) if compressed else os.fstat(handle.fileno()).st_size
+            # Bound the allocation before making it: a frame that declares its size must
+            # declare exactly header + payload (a raw file is checked by _map_raw).
+            declared = _content_size(first)
             if declared >= 0 and declared != start + length:
                 raise CorruptObjectError(
                     oid, f"its header says {length} payload bytes but its file holds "
