@@ -1,10 +1,12 @@
-"""The index: names -> oids. A journal (truth), its in-memory fold, and DuckDB (for SQL).
+"""The index: names -> oids. A journal (truth), its SQLite fold (reads), and DuckDB (SQL).
 
 `Index` is the only object the layers above use. Every change of a name is journalled
-first (a save survives a killed process the moment it returns), folded into the process's
-`RefState` (so lookups cost a dict access, not a DuckDB statement) and copied into DuckDB in
-batches by a background thread once the process has been idle briefly, at `sync()`, and at
-exit. The index never decodes values.
+first (a save survives a killed process the moment it returns), folded into
+`.scistack/fold.sqlite` by whichever process reads next (so opening a project reads nothing
+and a lookup is an indexed query), and copied into DuckDB in batches by a background thread
+once the process has been idle briefly, at `sync()`, and at exit. Writes held by a batch are
+an in-memory overlay (`RefState`) that every read consults first. The index never decodes
+values.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import Fold
 from scistack.records import RunRecord
-from scistack.index.state import RefRecord, RefState, key_of, resolve_params, select_from
+from scistack.index.state import RefRecord, RefState, is_multi, key_of, resolve_params, select_from
 
 __all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
 
@@ -156,10 +158,13 @@ class Index:
         return self._fold.count(var) + (sum(1 for _ in self._overlay.records(var)) if self._pending else 0)
 
     def newest(self, var: str, limit: int) -> list[RefRecord]:
-        """The variable's `limit` most recently saved live records, newest first."""
-        self.flush()
+        """The variable's `limit` most recently saved live records (held ones too), newest first."""
         self.refresh()
-        return self._fold.newest(var, limit)
+        found = self._fold.newest(var, limit)
+        if self._pending:
+            found = sorted([*found, *self._overlay.records(var)], key=lambda r: (r.created_at, r.version),
+                           reverse=True)[:limit]
+        return found
 
     def stored_sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
         """Remembered bytes of the variable's distinct objects, and (oid, kind) not yet measured."""
@@ -204,7 +209,7 @@ class Index:
     def _candidates(self, var: str, addr: dict[str, Any]) -> list[RefRecord]:
         """The exact address's versions when it names one (an indexed lookup), else every
         record of the variable (the filters decide)."""
-        if addr and not any(isinstance(v, (list, tuple, set, frozenset, range)) for v in addr.values()):
+        if addr and not any(is_multi(v) for v in addr.values()):
             exact = self._fold_versions(var, key_of(addr))
             if exact:
                 return exact

@@ -1,9 +1,9 @@
-"""The in-memory fold of the ref journal: what every name points to, right now.
+"""Refs in memory: `RefRecord`, the filters of a selection, and `RefState`, a fold of journal
+entries held in memory.
 
-Each process keeps one `RefState` and brings it up to date by reading only the journal's new
-tail (a `stat` tells whether there is one), so repeated loads and cache lookups cost a dict
-lookup instead of a DuckDB statement, and are never stale: every change of a name, by any
-process, is a journal line. Values are never decoded here: records hold oids and previews.
+`RefState` serves two small jobs: the writes a batch holds until it flushes (an overlay every
+read consults before the SQLite fold), and the fresh fold of the whole journal that gc and
+fsck judge by (they must not trust derived state). Values are never decoded here.
 """
 
 from __future__ import annotations
@@ -222,17 +222,6 @@ class RefState:
         """Version-key names used by any record of the variable (ever: names are cheap hints)."""
         return self._vkey_names.get(var, _NONE)
 
-    def select(
-        self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
-        *, all_versions: bool = False,
-    ) -> list[RefRecord]:
-        """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
-        resolved = resolve_params(var, params, self.param_names(var))
-        by_addr = self._refs.get(var, {})
-        exact = by_addr.get(key_of(addr)) if addr and not any(_is_multi(v) for v in addr.values()) else None
-        return select_from([exact] if exact else by_addr.values(), addr, vkeys, resolved,
-                           all_versions=all_versions)
-
     def param_names(self, var: str) -> set[str]:
         """Qualified lineage parameter names recorded for the variable (ever)."""
         return self._param_names.get(var, _NONE)
@@ -276,13 +265,13 @@ def select_from(
     return out
 
 
-def _is_multi(value: Any) -> bool:
+def is_multi(value: Any) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, range))
 
 
 def _compile(want: dict[str, Any]) -> list[tuple[str, Any]]:
     """Filters as (key, normalised value or set of them): list membership costs O(1)."""
-    return [(k, frozenset(map(_norm, v)) if _is_multi(v) else _norm(v)) for k, v in want.items()]
+    return [(k, frozenset(map(_norm, v)) if is_multi(v) else _norm(v)) for k, v in want.items()]
 
 
 def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]]) -> bool:
