@@ -26,7 +26,8 @@ from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import Fold
 from scistack.records import RunRecord
-from scistack.index.state import RefRecord, RefState, is_multi, key_of, resolve_params, select_from
+from scistack.index.state import (RefRecord, RefState, is_multi, key_of, newest_per_variant, resolve_params,
+                                  select_from)
 
 __all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
 
@@ -197,6 +198,11 @@ class Index:
                *, all_versions: bool = False) -> list[RefRecord]:
         """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
         self.refresh()
+        exact_address = addr and not any(is_multi(v) for v in addr.values())
+        if exact_address and not vkeys and not params and not self._pending:
+            exact = self._fold_versions(var, key_of(addr))  # a point load: one indexed lookup
+            if exact:
+                return exact if all_versions else newest_per_variant(exact)
         resolved = resolve_params(var, params, self.param_names(var)) if params else {}
         groups: dict[str, list[RefRecord]] = {}
         for record in self._candidates(var, addr):
