@@ -24,7 +24,7 @@ from typing import Any
 from scistack.errors import DatabaseLockedError
 from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
-from scistack.index.fold import Fold
+from scistack.index.fold import Fold, Judging
 from scistack.records import RunRecord
 from scistack.index.state import (RefRecord, RefState, is_multi, key_of, newest_per_variant, resolve_params,
                                   select_from)
@@ -173,6 +173,17 @@ class Index:
         self.refresh()
         return self._fold.sizes(var)
 
+    def stored_bytes(self, var: str) -> tuple[int, int | None]:
+        """(the variable's change count, its total stored bytes as measured at that count, or
+        None): a listing measures again only variables that changed."""
+        self.flush()
+        self.refresh()
+        return self._fold.changes(var), self._fold.var_bytes(var)
+
+    def remember_stored_bytes(self, var: str, changes: int, total: int) -> None:
+        """Remember a variable's total stored bytes, true while its change count is `changes`."""
+        self._fold.remember_var_bytes(var, changes, total)
+
     def remember_sizes(self, sizes: dict[str, int]) -> None:
         """Remember objects' sizes on disk (children included) for later listings."""
         if sizes:
@@ -183,6 +194,17 @@ class Index:
         self.flush()
         self.refresh()
         return self._fold.refs_to(oid)
+
+    def levels(self, var: str) -> set[str]:
+        """The sets of schema keys (comma-joined, sorted) the variable has been saved at."""
+        self.refresh()
+        return self._fold.names(var, "level") | {",".join(sorted(r.addr)) for r in self._overlay.records(var)}
+
+    def judging(self) -> Judging:
+        """Set-at-a-time staleness facts of the project as it is now, for one report."""
+        self.flush()
+        self.refresh()
+        return Judging(self._fold)
 
     def vkey_names(self, var: str) -> set[str]:
         """Version-key names any record of the variable has used (names are cheap hints)."""
