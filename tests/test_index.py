@@ -319,3 +319,19 @@ def test_a_long_journal_is_folded_in_chunks_with_the_same_result(project, monkey
     project.index.rebuild()
     assert {(r.addr_key, r.version, r.oid) for r in project.index.records("Signal")} == expected
     assert Signal.load(subject=4, session="pre").data == -1.0
+
+
+def test_duckdb_is_not_synced_in_the_background_while_a_batch_runs(project):
+    """Decoding the journal for DuckDB holds the GIL: a run would share it with the sync
+    thread (3x slower), so the background sync waits for the batch to end."""
+    db = project
+    db.index._syncer.delay = 0.05
+    with db.batch():
+        Signal.save(np.arange(3.0), subject=1, session="pre")
+        db.index.flush()  # journalled mid-batch, as a long for_each does
+        time.sleep(2.5)   # fifty sync delays (a first sync imports and opens DuckDB: ~1 s)
+        assert not db.index._sql.in_step()
+    deadline = time.monotonic() + 30
+    while not db.index._sql.in_step() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.index._sql.in_step()
