@@ -17,9 +17,10 @@ add a dependency, never lose one.
 from __future__ import annotations
 
 import ast
+import dis
 import weakref
 from dataclasses import dataclass
-from types import FunctionType
+from types import CodeType, FunctionType
 from typing import Any
 
 from scistack.codeid import _ast_normalise as norm
@@ -42,6 +43,9 @@ class Shape:
     refs: tuple[tuple[str, ...], ...]  # sorted dotted names read
     imports: tuple[tuple[str, norm.ImportSpec], ...]  # names bound by imports inside the code
     problem: str  # why the source was unusable; "" when it was used
+    declared_global: frozenset[str] = frozenset()  # names assigned under ``global``: state
+    mutated: tuple[tuple[str, ...], ...] = ()  # chains of globals changed in place: state
+    mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -76,9 +80,9 @@ def _build_function_shape(fn: FunctionType) -> Shape:
     node, problem = locate_function(fn)
     if node is None:
         refs = tuple(sorted((name,) for name in readable))
-        return Shape(code_digest(code), None, refs, (), problem)
+        return Shape(code_digest(code), None, refs, (), problem, _stored_globals(code))
     tree = norm.normalise(node, strip_decorators=True)
-    return _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable})
+    return _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable}, readable)
 
 
 def _build_class_shape(cls: type) -> Shape:
@@ -93,17 +97,35 @@ def _build_class_shape(cls: type) -> Shape:
         return Shape(own, None, tuple(sorted((name,) for name in readable)), (), problem)
     tree = norm.normalise(node, strip_decorators=False)
     refs = {chain for chain in norm.name_chains(tree) if chain[0] in readable}
-    return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True))
+    return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True), readable)
 
 
-def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]]) -> Shape:
+def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -> Shape:
     """Shape of a located, normalised tree; chains rooted at a local import count too."""
     imports = norm.local_imports(tree)
     refs |= {chain for chain in norm.name_chains(tree) if chain[0] in imports}
     digest = hash_fields("ast", norm.dump(tree))
+    declared, changed = norm.written_names(tree)
+    mutated = frozenset(chain for chain in changed if chain[0] in readable or chain[0] in imports)
     return Shape(
-        digest, norm.unparse(tree), tuple(sorted(refs)), tuple(sorted(imports.items())), ""
+        digest,
+        norm.unparse(tree),
+        tuple(sorted(refs)),
+        tuple(sorted(imports.items())),
+        "",
+        declared,
+        tuple(sorted(mutated)),
+        frozenset(chain[0] for chain in changed),
     )
+
+
+def _stored_globals(code: CodeType) -> frozenset[str]:
+    """Names a code object (or one nested in it) assigns as globals, read from its bytecode."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")}
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _stored_globals(const)
+    return frozenset(names)
 
 
 def _all_methods(cls: type) -> list[tuple[str, FunctionType]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from types import FunctionType
 from typing import Any, Callable
 
-from scistack.codeid._graph import Walk, unwrap
+from scistack.codeid._graph import unwrap, walk_root
 from scistack.codeid._packages import is_project_module
 from scistack.codeid.identity import FunctionIdentity
 
@@ -50,9 +50,8 @@ def code_tree(fn: Callable[..., Any], identity: FunctionIdentity) -> tuple[CodeN
         or not is_project_module(module)
     ):
         return ()
-    walker = Walk()
-    root = walker.visit(real)
-    if root.digest != identity.digest and not isinstance(fn, functools.partial):
+    walker, root, digest, _ = walk_root(fn.func if isinstance(fn, functools.partial) else fn, real)
+    if digest != identity.code_only and not isinstance(fn, functools.partial):
         return ()  # the code changed between the two walks: record nothing rather than a lie
     tree = tuple(
         sorted((_node(n) for n in walker.nodes.values() if n is not root), key=lambda n: n.label)
@@ -83,15 +82,26 @@ def tree_record(tree: tuple[CodeNode, ...], put_code: Callable[[str], str]) -> d
 
 
 def constant_values(identity: FunctionIdentity, tree: tuple[CodeNode, ...]) -> dict[str, str]:
-    """A short repr of every module-level constant the tree reads (for `why`: "2 -> 3")."""
+    """A short repr of every constant and module data value the tree reads (`why`: "2 -> 3")."""
     out = {}
     for label, _ in (*identity.deps, *(d for n in tree for d in n.deps)):
         if label.startswith("const:") and label not in out:
             value = _resolve(label[len("const:") :])
             if value is not _UNRESOLVED:
-                text = repr(value)
-                out[label] = text if len(text) <= 80 else text[:79] + "…"
+                out[label] = short_repr(value)
+    for label, value in identity.data:
+        out[f"data:{label}"] = short_repr(value)
     return out
+
+
+def short_repr(value: Any) -> str:
+    """A repr of at most 80 characters (``why`` shows old -> new values)."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break recording
+        text = f"<{type(value).__name__}: repr failed: {exc}>"
+    text = " ".join(text.split())
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 _UNRESOLVED = object()

@@ -48,14 +48,16 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import FunctionType, MethodType
 from typing import Any
 
 from scistack.errors import LineageError
-from scistack.codeid._graph import Guards, Walk, unwrap
+from scistack.codeid._data import Unverifiable, data_digest
+from scistack.codeid._graph import Guards, unwrap, walk_root
 from scistack.codeid._packages import is_project_module, package_version
 from scistack.codeid._shapes import class_shape, function_shape
 from scistack.codeid._values import encode_constant, hash_fields, value_digest
@@ -94,20 +96,38 @@ class FunctionIdentity:
     pinned_version: str | None
     deps: tuple[tuple[str, str], ...]
     note: str
+    code_digest: str = ""
+    data: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def code_only(self) -> str:
+        """The digest of the code alone, before the module data read at call time."""
+        return self.code_digest or self.digest
+
+    @property
+    def unverifiable(self) -> tuple[tuple[str, str], ...]:
+        """(name, what it is) of every value read that has no canonical encoding."""
+        return tuple(
+            (label.partition(":")[2], what) for label, what in self.deps
+            if label.startswith("unverifiable:")
+        )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Memo:
     """A memoised identity, valid while `fn` is alive and its guards hold."""
 
     ref: Callable[[], object]
     identity: FunctionIdentity
     guards: Guards
+    reads: tuple[tuple[str, object], ...] = ()
+    last: FunctionIdentity | None = None  # the last identity with data, reused while equal
 
 
 _Key = tuple[int, str | None]
 _IDENTITIES: dict[_Key, _Memo] = {}
 _ALWAYS = Guards((), (), ())
+_IN_PROGRESS = threading.local()
 
 
 def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> FunctionIdentity:
@@ -140,11 +160,56 @@ def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> 
     key = (id(fn), version)
     memo = _IDENTITIES.get(key)
     if memo is not None and memo.ref() is fn and memo.guards.valid():
-        return memo.identity
-    identity, guards = _compute(fn, version)
-    if guards is not None:
-        _remember(key, fn, identity, guards)
-    return identity
+        return memo.identity if not memo.reads else _with_data(memo)
+    identity, guards, reads = _compute(fn, version)
+    if guards is None:
+        return identity
+    memo = _remember(key, fn, identity, guards, reads)
+    return identity if not reads else _with_data(memo)
+
+
+def _with_data(memo: _Memo) -> FunctionIdentity:
+    """The memoised code identity plus the digests of the module data it reads, now."""
+    busy: set[int] = _IN_PROGRESS.__dict__.setdefault("ids", set())
+    static = memo.identity
+    pairs = []
+    busy.add(id(memo))
+    try:
+        for label, value in memo.reads:
+            try:
+                pairs.append((f"data:{label}", data_digest(value, _code_of)))
+            except Unverifiable as exc:
+                pairs.append((f"unverifiable:{label}", str(exc)))
+    finally:
+        busy.discard(id(memo))
+    last = memo.last
+    if last is not None and last.deps[-len(pairs) :] == tuple(pairs):
+        return last
+    digest = hash_fields("with-data", static.digest, str(len(pairs)), *(t for p in pairs for t in p))
+    note = f"{static.note} + {len(pairs)} module data values read at call time"
+    memo.last = replace(
+        static,
+        digest=digest,
+        deps=(*static.deps, *pairs),
+        note=note,
+        code_digest=static.digest,
+        data=memo.reads,
+    )
+    return memo.last
+
+
+def _code_of(value: object) -> str:
+    """Identity digest of a function or class found inside module data ("recursive" in a loop)."""
+    try:
+        if isinstance(value, type) or callable(value):
+            memo = _IDENTITIES.get((id(value), None))
+            busy = _IN_PROGRESS.__dict__.setdefault("ids", set())
+            if memo is not None and id(memo) in busy:
+                return "recursive"
+            return function_identity(value).digest  # type: ignore[arg-type]
+    except LineageError as exc:
+        raise Unverifiable(str(exc)) from exc
+    raise Unverifiable(f"a {type(value).__name__}")
 
 
 def normalised_source(fn: Callable[..., Any]) -> str | None:
@@ -163,7 +228,13 @@ def normalised_source(fn: Callable[..., Any]) -> str | None:
     return None
 
 
-def _remember(key: _Key, fn: object, identity: FunctionIdentity, guards: Guards) -> None:
+def _remember(
+    key: _Key,
+    fn: object,
+    identity: FunctionIdentity,
+    guards: Guards,
+    reads: tuple[tuple[str, object], ...] = (),
+) -> _Memo:
     """Memoise `identity`; a weak reference drops the entry when `fn` dies (notebooks redefine)."""
     try:
         ref: Callable[[], object] = weakref.ref(
@@ -171,27 +242,32 @@ def _remember(key: _Key, fn: object, identity: FunctionIdentity, guards: Guards)
         )
     except TypeError:  # e.g. numpy ufuncs: not weak-referenceable, but immortal anyway
         ref = lambda: fn  # noqa: E731
-    _IDENTITIES[key] = _Memo(ref, identity, guards)
+    memo = _Memo(ref, identity, guards, reads)
+    _IDENTITIES[key] = memo
+    return memo
 
 
-def _compute(fn: Callable[..., Any], version: str | None) -> tuple[FunctionIdentity, Guards | None]:
-    """Slow path: identity and the guards that keep it valid (None: do not memoise)."""
+_Computed = tuple[FunctionIdentity, "Guards | None", tuple[tuple[str, object], ...]]
+
+
+def _compute(fn: Callable[..., Any], version: str | None) -> _Computed:
+    """Slow path: identity, the guards that keep it valid (None: do not memoise), data read."""
     if isinstance(fn, functools.partial):
-        return _partial_identity(fn, version), None
+        return _partial_identity(fn, version), None, ()
     real = unwrap(fn)
     if not callable(real):
         raise LineageError(f"{real!r} is not a function; only callables have an identity")
     name, module = _name_of(real), getattr(real, "__module__", None) or type(real).__module__
     if version is not None:
-        return _pinned_identity(real, name, module, version)
+        return (*_pinned_identity(real, name, module, version), ())
     if isinstance(real, (FunctionType, type)) and is_project_module(module):
-        return _project_identity(real, name, module)
+        return _project_identity(fn, real, name, module)
     if is_project_module(type(real).__module__):
         raise LineageError(
             f"cannot identify the callable object {real!r}: its result depends on its attributes, "
             "which identity does not see. Decorate a plain function, or pin it with version=..."
         )
-    return _library_identity(real, name, module), _ALWAYS
+    return _library_identity(real, name, module), _ALWAYS, ()
 
 
 def _pinned_identity(
@@ -218,23 +294,19 @@ def _library_identity(real: object, name: str, module: str) -> FunctionIdentity:
 
 
 def _project_identity(
-    real: FunctionType | type, name: str, module: str
-) -> tuple[FunctionIdentity, Guards]:
-    """Walk the project-code graph from `real`."""
-    walker = Walk()
-    node = walker.visit(real)
+    fn: object, real: FunctionType | type, name: str, module: str
+) -> _Computed:
+    """Walk the project-code graph from `real` (and from the wrappers around it)."""
+    walker, node, digest, deps = walk_root(fn, real)
     source = node.shape.source
     if source is None:
         python = sys.version.split()[0]
         how = f"no usable source ({node.shape.problem}): identified by bytecode"
         note = f"{how} of {module}.{name} @ python {python}"
     else:
-        note = f"normalised source of {module}.{name} + {len(node.deps)} dependencies"
-    deps = node.deps
-    identity = FunctionIdentity(
-        name, module, node.digest, source, source is not None, None, deps, note
-    )
-    return identity, walker.guards()
+        note = f"normalised source of {module}.{name} + {len(deps)} dependencies"
+    identity = FunctionIdentity(name, module, digest, source, source is not None, None, deps, note)
+    return identity, walker.guards(), walker.reads()
 
 
 def _partial_identity(partial: functools.partial, version: str | None) -> FunctionIdentity:

@@ -84,6 +84,7 @@ class StalenessChecker:
         self.db = db
         self.calls = CallReader(db)
         self._identity: dict[tuple[str, str], str | None] = {}
+        self._unverifiable: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._script: dict[str, tuple[str, str]] = {}  # function identity -> verdict from its file
 
@@ -113,6 +114,10 @@ class StalenessChecker:
             return self._script[call.identity]
         if now != call.identity:
             return "stale", f"code of {call.function} changed"
+        unverifiable = self._unverifiable.get((call.module, call.function))
+        if unverifiable:
+            what, detail = unverifiable[0]
+            return "unknown", f"{what} cannot be verified ({detail})"
         return "done", ""
 
     def _script_verdict(self, call_oid: str, call: Any) -> tuple[str, str]:
@@ -163,7 +168,9 @@ class StalenessChecker:
                 try:
                     target = fn.fn if isinstance(fn, LineageFunction) else fn
                     pinned = fn.version if isinstance(fn, LineageFunction) else None
-                    digest = function_identity(target, version=pinned).digest
+                    identity = function_identity(target, version=pinned)
+                    digest = identity.digest
+                    self._unverifiable[(module, name)] = identity.unverifiable
                 except (ScistackError, TypeError, OSError):
                     digest = None
             self._identity[(module, name)] = digest

@@ -134,10 +134,15 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
     target = fn.fn if isinstance(fn, LineageFunction) else fn
     pinned = fn.version if isinstance(fn, LineageFunction) else None
     current = function_identity(target, version=pinned)
+    unverifiable = [
+        Reason("unknown", what, f"read by {recorded.name} but cannot be verified ({detail}): "
+               "a change to it would not be seen")
+        for what, detail in current.unverifiable
+    ]
     if current.digest == recorded.identity:
-        return []
+        return unverifiable
     name = recorded.name
-    reasons = []
+    reasons: list[Reason] = []
     if (recorded.version or None) != current.pinned_version:
         reasons.append(
             Reason(
@@ -162,7 +167,7 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
             )
     if not reasons:
         reasons.append(Reason("code", name, "the function's identity changed"))
-    return reasons
+    return reasons + unverifiable
 
 
 def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) -> list[Reason]:
@@ -193,7 +198,7 @@ def _leaves(*dep_lists: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for deps in dep_lists:
         for label, digest in deps:
-            if label.startswith(("const:", "pkg:")):
+            if label.startswith(("const:", "pkg:", "data:")):
                 out[label] = digest
     return out
 
@@ -210,7 +215,9 @@ def _leaf_changes(
         if old.get(label) == new.get(label):
             continue
         kind, _, what = label.partition(":")
-        if kind not in ("const", "pkg") and not (with_helpers and kind in ("helper", "class")):
+        if kind not in ("const", "pkg", "data") and not (
+            with_helpers and kind in ("helper", "class")
+        ):
             continue
         change = (
             "now used" if label not in old else "no longer used" if label not in new else "changed"
@@ -220,6 +227,8 @@ def _leaf_changes(
         elif label in values[0] and label in values[1]:
             change = f"changed: {values[0][label]} -> {values[1][label]}"
         reason_kind = {"const": "constant", "pkg": "package"}.get(kind, kind)
+        if kind == "data":
+            change = f"module data {change}"
         reasons.append(Reason(reason_kind, what, f"{'value ' if kind == 'const' else ''}{change}"))
     return reasons
 

@@ -505,7 +505,7 @@ def test_partial_counts_func_and_bound_constants(project: Project) -> None:
         function_identity(functools.partial(f, scale=np.arange(3)))
 
 
-def test_wraps_wrapper_is_identified_by_the_wrapped_function(project: Project) -> None:
+def test_wraps_wrapper_counts_the_wrapped_function_and_the_wrapper_body(project: Project) -> None:
     project.write("mod", WRAPPED)
     mod = project.load("mod")
     assert (
@@ -513,7 +513,13 @@ def test_wraps_wrapper_is_identified_by_the_wrapped_function(project: Project) -
         == normalised_source(mod.g)
         == "def g(x, scale):\n    return x * scale"
     )
-    assert function_identity(mod.g).digest == function_identity(mod.g.__wrapped__).digest
+    wrapped = function_identity(mod.g)
+    assert wrapped.digest != function_identity(mod.g.__wrapped__).digest  # the wrapper runs too
+    assert any(label.endswith(".logged.<locals>.wrapper") for label, _ in wrapped.deps)
+    project.write("mod", WRAPPED.replace("return fn(*args, **kwargs)", "return 2 * fn(*args, **kwargs)"))
+    edited = function_identity(project.load("mod").g)
+    assert edited.digest != wrapped.digest
+    assert edited.source == wrapped.source  # the function itself is unchanged
 
 
 # --- pinned versions, errors ----------------------------------------------------------------
