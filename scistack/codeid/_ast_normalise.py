@@ -53,10 +53,22 @@ def _strip_hints(node: ast.AST, *, in_function: bool) -> None:
         in_function = True
     elif isinstance(node, ast.ClassDef):
         in_function = False
-    elif isinstance(node, ast.AnnAssign) and in_function:
-        node.annotation = ast.Constant(None)
+    for name, value in ast.iter_fields(node):
+        if isinstance(value, list):
+            value[:] = [_unannotated(item) if in_function else item for item in value]
     for child in ast.iter_child_nodes(node):
         _strip_hints(child, in_function=in_function)
+
+
+def _unannotated(stmt: object) -> object:
+    """``y: T = v`` in a function body is ``y = v``; a bare ``y: T`` keeps only its name."""
+    if not isinstance(stmt, ast.AnnAssign):
+        return stmt
+    if stmt.value is None:
+        new: ast.stmt = ast.AnnAssign(stmt.target, ast.Constant(None), None, stmt.simple)
+    else:
+        new = ast.Assign([stmt.target], stmt.value, None)
+    return ast.copy_location(new, stmt)
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FunctionType
 from typing import Any, Callable
 
@@ -35,6 +35,7 @@ class CodeNode:
     source: str | None
     deps: tuple[tuple[str, str], ...]
     file: str | None
+    obj: Any = field(default=None, compare=False, repr=False)  # the live function or class
 
 
 def code_tree(fn: Callable[..., Any], identity: FunctionIdentity) -> tuple[CodeNode, ...]:
@@ -123,7 +124,9 @@ def _resolve(dotted: str) -> Any:
 
 
 def _node(node: Any) -> CodeNode:
-    return CodeNode(node.label, node.digest, node.shape.source, node.deps, _file_of(node.obj))
+    return CodeNode(
+        node.label, node.digest, node.shape.source, node.deps, _file_of(node.obj), node.obj
+    )
 
 
 def _file_of(obj: Any) -> str | None:

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from scistack.codeid._packages import installed_label, split_label
 from scistack.codeid._ast_normalise import normalise, unparse
 from scistack.codeid.identity import function_identity
 from scistack.records import CallRecord, HelperInfo
@@ -98,9 +99,11 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
         seen.add(label)
         kind, _, dotted = label.partition(":")
         if kind == "pkg":
-            dist, _, version = str(value).partition("==")
-            if version and _installed(dist) != version:
-                reasons.append(reason("package", dotted, f"changed: {version} -> {_installed(dist)}", ""))
+            dist, version, build = split_label(str(value))
+            now = installed_label(dist) if build else _installed(dist)
+            was = str(value) if build else version
+            if version and now != was:
+                reasons.append(reason("package", dotted, f"changed: {was} -> {now}", ""))
         elif kind == "const":
             module, _, name = dotted.rpartition(".")
             if module != "__main__" or name not in constants or label not in recorded:

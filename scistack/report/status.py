@@ -21,6 +21,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
 from scistack.report.history import CallReader, select
@@ -107,6 +108,9 @@ class StalenessChecker:
             reason = self._input_reason(item)
             if reason:
                 return "stale", reason
+        changed = changed_inputs(self.db.store, record.call)
+        if changed:
+            return "stale", f"file {changed[0]} changed"
         now = self.current_identity(call.module, call.function)
         if now is None:  # a script's function: judged from its file, once per function identity
             if call.identity not in self._script:
