@@ -152,6 +152,7 @@ class Walk:
         self.defaults: list[tuple[FunctionType, object, object]] = []
         self.data: dict[str, object] = {}  # mutable values read: digested at call time
         self.state: set[int] = set()  # ids of objects some function writes: not inputs
+        self.shown: dict[str, object] = {}  # constants by label, for `why`'s "old -> new"
 
     def guards(self) -> Guards:
         """The bindings read so far, each once, for memo validation."""
@@ -239,11 +240,13 @@ class Walk:
         mutated = node.shape.mutated_names
         pairs = [*zip(names[len(names) - len(positional or ()) :], positional or ())]
         pairs += sorted((keywords or {}).items())
+        named = dict(node.shape.default_names)
         for name, value in pairs:
             if name in mutated:  # ``def f(x, seen=[])`` appending to seen: state
                 node.leaves.add((f"mutable:{scope}.<default>.{name}", "state"))
                 continue
-            self.classify(node, f"{scope}.<default>.{name}", value)
+            source = f"={named[name]}" if name in named else ""
+            self.classify(node, f"{scope}.<default>.{name}{source}", value)
 
     def _resolve(self, node: Node, chain: tuple[str, ...], roots: _Roots) -> None:
         """Look a dotted name up (import, closure or global; then through modules); classify it."""
@@ -334,6 +337,7 @@ class Walk:
         encoded = encode_constant(value)
         if encoded is not None:
             node.leaves.add((f"const:{where}", value_digest(encoded)))
+            self.shown.setdefault(f"const:{where}", value)
             return
         kind = type(value)
         if is_project_module(kind.__module__):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import dis
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import CodeType, FunctionType
 from typing import Any
 
@@ -46,6 +46,7 @@ class Shape:
     declared_global: frozenset[str] = frozenset()  # names assigned under ``global``: state
     mutated: tuple[tuple[str, ...], ...] = ()  # chains of globals changed in place: state
     mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
+    default_names: tuple[tuple[str, str], ...] = ()  # (parameter, the name its default reads)
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -82,7 +83,23 @@ def _build_function_shape(fn: FunctionType) -> Shape:
         refs = tuple(sorted((name,) for name in readable))
         return Shape(code_digest(code), None, refs, (), problem, _stored_globals(code))
     tree = norm.normalise(node, strip_decorators=True)
-    return _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable}, readable)
+    shape = _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable}, readable)
+    return replace(shape, default_names=_default_names(tree))
+
+
+def _default_names(tree: ast.AST) -> tuple[tuple[str, str], ...]:
+    """Parameters whose default is a plain (dotted) name, e.g. ``k=FACTOR``: for `why`."""
+    args = getattr(tree, "args", None)
+    if args is None:
+        return ()
+    positional = [*args.posonlyargs, *args.args]
+    pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults)]
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    return tuple(
+        (arg.arg, ast.unparse(default))
+        for arg, default in pairs
+        if isinstance(default, (ast.Name, ast.Attribute))
+    )
 
 
 def _build_class_shape(cls: type) -> Shape:

@@ -13,6 +13,7 @@ changed between the two walks) is dropped rather than recorded wrong.
 from __future__ import annotations
 
 import functools
+import re
 import sys
 from dataclasses import dataclass, field
 from types import FunctionType
@@ -92,6 +93,8 @@ def constant_values(identity: FunctionIdentity, tree: tuple[CodeNode, ...]) -> d
                 out[label] = short_repr(value)
     for label, value in identity.data:
         out[f"data:{label}"] = short_repr(value)
+    for label, value in identity.shown:  # closure cells, defaults, partial arguments
+        out.setdefault(label, short_repr(value))
     return out
 
 
@@ -101,7 +104,7 @@ def short_repr(value: Any) -> str:
         text = repr(value)
     except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break recording
         text = f"<{type(value).__name__}: repr failed: {exc}>"
-    text = " ".join(text.split())
+    text = re.sub(r" at 0x[0-9a-f]+", "", " ".join(text.split()))
     return text if len(text) <= 80 else text[:79] + "…"
 
 

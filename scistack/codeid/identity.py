@@ -98,6 +98,7 @@ class FunctionIdentity:
     note: str
     code_digest: str = ""
     data: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+    shown: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
 
     @property
     def code_only(self) -> str:
@@ -305,7 +306,10 @@ def _project_identity(
         note = f"{how} of {module}.{name} @ python {python}"
     else:
         note = f"normalised source of {module}.{name} + {len(deps)} dependencies"
-    identity = FunctionIdentity(name, module, digest, source, source is not None, None, deps, note)
+    identity = FunctionIdentity(
+        name, module, digest, source, source is not None, None, deps, note,
+        shown=tuple(walker.shown.items()),
+    )
     return identity, walker.guards(), walker.reads()
 
 
@@ -313,10 +317,15 @@ def _partial_identity(partial: functools.partial, version: str | None) -> Functi
     """Identity of ``partial.func`` plus the bound arguments (constants or functions only)."""
     inner = function_identity(partial.func, version=version)
     fields: list[str] = []
-    for key, value in [*enumerate(partial.args), *sorted(partial.keywords.items())]:
+    shown: list[tuple[str, object]] = []
+    args = [*enumerate(partial.args), *sorted(partial.keywords.items())]
+    for key, value in args:
         fields += [str(key), _bound_digest(key, value)]
+        label = f"const:{inner.module}.{inner.name}.<partial>.{key}"
+        shown.append((label, value))
     bound = hash_fields("partial-args", str(len(partial.args)), *fields)
-    deps = tuple(sorted((*inner.deps, ("partial-args", bound))))
+    own = [(label, fields[2 * i + 1]) for i, (label, _) in enumerate(shown)]
+    deps = tuple(sorted((*inner.deps, ("partial-args", bound), *own)))
     return FunctionIdentity(
         inner.name,
         inner.module,
@@ -326,6 +335,8 @@ def _partial_identity(partial: functools.partial, version: str | None) -> Functi
         inner.pinned_version,
         deps,
         f"functools.partial of {inner.note}",
+        data=inner.data,
+        shown=(*inner.shown, *shown),
     )
 
 

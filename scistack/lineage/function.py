@@ -102,7 +102,8 @@ class LineageFunction:
         self._code_oids: weakref.WeakKeyDictionary[ObjectStore, dict[str, str | None]] = (
             weakref.WeakKeyDictionary()
         )
-        _REGISTRY[(getattr(fn, "__module__", None), getattr(fn, "__qualname__", self.name))] = self
+        named = fn.func if isinstance(fn, functools.partial) else fn  # a partial: as its function
+        _REGISTRY[(getattr(named, "__module__", None), getattr(named, "__qualname__", self.name))] = self
 
     @property
     def name(self) -> str:

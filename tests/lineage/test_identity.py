@@ -28,9 +28,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scistack.errors import LineageError
+from scistack.codeid._packages import package_version
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+NUMPY_LABEL = package_version("numpy")  # numpy==<version> build:<digest of its RECORD hashes>
 _STAMPS = itertools.count(1)  # every write gets a later mtime than any before it
 
 
@@ -135,7 +137,7 @@ def test_helpers_imported_inside_the_body_count(project: Project) -> None:
             return np.asarray(helpers.smooth(x)) * k
     """
     before = project.identity(source)
-    assert dict(before.deps)["pkg:numpy.asarray"] == f"numpy=={np.__version__}"
+    assert dict(before.deps)["pkg:numpy.asarray"] == NUMPY_LABEL
     project.write("helpers", "SCALE = 2\n\ndef smooth(x):\n    return -x\n")
     after_helper = project.identity(source)
     project.write("helpers", "SCALE = 3\n\ndef smooth(x):\n    return -x\n")
@@ -392,9 +394,14 @@ def test_builtin_c_and_stdlib_functions() -> None:
     assert function_identity(len).note.startswith(
         "no source available: identified by builtins.len @ python 3."
     )
-    assert function_identity(np.add).deps == (("pkg:numpy.add", f"numpy=={np.__version__}"),)
+    assert function_identity(np.add).deps == (("pkg:numpy.add", NUMPY_LABEL),)
     assert "json.dumps @ python" in function_identity(json.dumps).note
     assert len({function_identity(fn).digest for fn in (len, np.add, np.subtract, json.dumps)}) == 4
+
+
+def test_package_label_names_version_and_build() -> None:
+    assert NUMPY_LABEL.startswith(f"numpy=={np.__version__} build:")
+    assert len(NUMPY_LABEL.rpartition("build:")[2]) == 16
 
 
 def test_library_references_count_by_name_and_version(project: Project) -> None:
@@ -404,7 +411,7 @@ def test_library_references_count_by_name_and_version(project: Project) -> None:
     )
     deps = dict(ident.deps)
     assert deps["pkg:json.dumps"].startswith("python==")
-    assert deps["pkg:numpy.add"] == f"numpy=={np.__version__}"
+    assert deps["pkg:numpy.add"] == NUMPY_LABEL
 
 
 def test_lambda_with_source(project: Project) -> None:

@@ -104,7 +104,7 @@ CASES = [
     _case("default_fn", HEAD + "from . import helpers\n@lineage_fcn\ndef run(x, fn=helpers.scale):\n    return fn(x).sum()\n",
           {"helpers.py": ("v * 2", "v * 3")}, why=("scale",), helpers__py="def scale(v):\n    return v * 2\n"),
     _case("default_const", HEAD + "from . import helpers\n@lineage_fcn\ndef run(x):\n    return helpers.scale(x).sum()\n",
-          {"helpers.py": ("FACTOR = 2", "FACTOR = 3")}, why=("FACTOR",),
+          {"helpers.py": ("FACTOR = 2", "FACTOR = 3")}, why=("scale.<default>.k=FACTOR", "2 -> 3"),
           helpers__py="FACTOR = 2\n\ndef scale(v, k=FACTOR):\n    return v * k\n"),
     _case("dict_lambda", HEAD + "OPS = {'sq': lambda v: v ** 2}\n@lineage_fcn\ndef run(x):\n    return OPS['sq'](x).sum()\n",
           {"pipeline.py": ("v ** 2", "v ** 3")}, why=("OPS",)),
@@ -125,6 +125,10 @@ CASES = [
           {"helpers.py": ("2 * fn", "3 * fn")}, why=("wrapper",),
           helpers__py="import functools\n\ndef doubled(fn):\n    @functools.wraps(fn)\n    def wrapper(*a, **k):\n"
           "        return 2 * fn(*a, **k)\n    return wrapper\n"),
+    _case("closure_value", HEAD + "def make(k):\n    def scaled(x):\n        return x.sum() * k\n    return scaled\n"
+          "run = lineage_fcn(make(2))\n", {"pipeline.py": ("make(2)", "make(3)")}, why=("<closure>.k", "2 -> 3")),
+    _case("partial_value", HEAD + "import functools\ndef scaled(x, k):\n    return x.sum() * k\n"
+          "run = lineage_fcn(functools.partial(scaled, k=2))\n", {"pipeline.py": ("k=2", "k=3")}, why=("2 -> 3",)),
     # -- 3. files read during the call -------------------------------------------------------------
     _case("file_open", HEAD + "import os\nHERE = os.path.dirname(__file__)\n@lineage_fcn\ndef run(x):\n"
           "    with open(os.path.join(HERE, 'calib.txt')) as f:\n        return x.sum() * float(f.read())\n",
