@@ -34,7 +34,14 @@ from types import CellType, CodeType, FunctionType, MethodType, ModuleType
 from scistack.codeid._ast_normalise import ImportSpec
 from scistack.codeid._data import is_state
 from scistack.codeid._packages import is_project_module, package_version
-from scistack.codeid._shapes import Shape, class_shape, function_shape
+from scistack.codeid._shapes import (
+    Shape,
+    Skeleton,
+    class_shape,
+    function_shape,
+    skeleton_of,
+    skeleton_shape,
+)
 from scistack.codeid._source import own_methods
 from scistack.codeid._values import encode_constant, hash_fields, value_digest
 
@@ -200,6 +207,8 @@ class Walk:
     def _make_node(self, obj: FunctionType | type) -> Node:
         """Resolve every name `obj` reads into leaves and targets."""
         scope = f"{obj.__module__}.{obj.__qualname__}"
+        if isinstance(obj, Skeleton):
+            return self._skeleton_node(obj, scope)
         if isinstance(obj, type):
             node = Node(obj, f"class:{scope}", class_shape(obj))
             own = own_methods(obj)
@@ -226,7 +235,49 @@ class Walk:
             self._defaults(node, obj, scope)
             owner = self._owning_class(obj)
             if owner is not None:
-                self.classify(node, scope, owner)
+                self._method_owner(node, obj, owner, scope)
+        return node
+
+    def _method_owner(self, node: Node, fn: FunctionType, owner: type, scope: str) -> None:
+        """A method depends on its class's skeleton, its dunders and the methods it reaches
+        through ``self``/``cls``/``super()``; without the class's source, on the whole class."""
+        skeleton = skeleton_of(owner)
+        if skeleton_shape(skeleton) is None:
+            self.classify(node, scope, owner)
+            return
+        node.targets[(f"classdef:{owner.__module__}.{owner.__qualname__}", id(skeleton))] = skeleton
+        names = set(node.shape.self_attrs)
+        names |= {n for n in vars(owner) if n.startswith("__") and n.endswith("__")}
+        for name in sorted(names):
+            for klass in owner.__mro__:
+                if name in vars(klass):
+                    member = vars(klass)[name]
+                    self.slots.append((vars(klass), name, member))
+                    for inner in _member_functions(member):
+                        if inner is not fn:
+                            self._code_dependency(node, inner)
+                    break
+
+    def _skeleton_node(self, skeleton: Skeleton, scope: str) -> Node:
+        """A class without method bodies: bases, decorators, class attributes, signatures."""
+        cls = skeleton.cls
+        node = Node(skeleton, f"classdef:{scope}", skeleton_shape(skeleton))  # type: ignore[arg-type]
+        module = sys.modules.get(cls.__module__)
+        own = own_methods(cls)
+        namespace = own[0].__globals__ if own else (vars(module) if module else {})
+        roots = _Roots(namespace, {}, {}, scope)
+        for chain in node.shape.refs:
+            found = self._lookup(chain, roots)
+            if found is None:
+                continue
+            where, value = found
+            if isinstance(value, type) and value in cls.__mro__[1:] and is_project_module(value.__module__):
+                base = skeleton_of(value)
+                if skeleton_shape(base) is not None:
+                    label = f"classdef:{value.__module__}.{value.__qualname__}"
+                    node.targets[(label, id(base))] = base
+                    continue
+            self.classify(node, where, value)
         return node
 
     def _defaults(self, node: Node, fn: FunctionType, scope: str) -> None:
@@ -276,6 +327,11 @@ class Walk:
             self.slots.append((roots.namespace, root, value))
             where = f"{roots.namespace.get('__name__')}.{root}"
         for attr in chain[1:]:
+            if isinstance(value, type):
+                method = self._class_method(value, attr)
+                if method is not None:  # ``Model.a``: that method, not every method of Model
+                    return f"{value.__module__}.{value.__qualname__}.{attr}", method
+                break
             if not isinstance(value, ModuleType):
                 break
             members = vars(value)
@@ -304,6 +360,18 @@ class Walk:
         value = vars(module).get(attr, MISSING)
         self.slots.append((vars(module), attr, value))
         return f"{name}.{attr}", value
+
+    def _class_method(self, cls: type, attr: str) -> FunctionType | None:
+        """The function behind ``cls.attr`` when it is a method of a project class with source."""
+        if not is_project_module(cls.__module__) or skeleton_shape(skeleton_of(cls)) is None:
+            return None
+        for klass in cls.__mro__:
+            if attr in vars(klass):
+                member = vars(klass)[attr]
+                self.slots.append((vars(klass), attr, member))
+                found = _member_functions(member)
+                return found[0] if len(found) == 1 and not isinstance(member, property) else None
+        return None
 
     def _owning_class(self, fn: FunctionType) -> type | None:
         """The class a method is defined in (its source covers ``self.x()`` calls), if reachable."""
@@ -423,6 +491,16 @@ class Walk:
         for m in members:
             m.deps = tuple(sorted((*deps[id(m)], ("cycle", cycle))))
             m.digest = hash_fields("cyclic", m.label, cycle)
+
+
+def _member_functions(member: object) -> list[FunctionType]:
+    """The plain functions behind a class member (method, static/class method, property)."""
+    if isinstance(member, (staticmethod, classmethod)):
+        member = member.__func__
+    if isinstance(member, property):
+        return [f for f in (member.fget, member.fset, member.fdel) if isinstance(f, FunctionType)]
+    real = unwrap(member)
+    return [real] if isinstance(real, FunctionType) else []
 
 
 def home_module(fn: FunctionType) -> str:

@@ -47,6 +47,7 @@ class Shape:
     mutated: tuple[tuple[str, ...], ...] = ()  # chains of globals changed in place: state
     mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
     default_names: tuple[tuple[str, str], ...] = ()  # (parameter, the name its default reads)
+    self_attrs: tuple[str, ...] = ()  # attributes read on the first parameter (self.x, cls.x)
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -84,7 +85,68 @@ def _build_function_shape(fn: FunctionType) -> Shape:
         return Shape(code_digest(code), None, refs, (), problem, _stored_globals(code))
     tree = norm.normalise(node, strip_decorators=True)
     shape = _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable}, readable)
-    return replace(shape, default_names=_default_names(tree))
+    return replace(shape, default_names=_default_names(tree), self_attrs=_self_attrs(tree))
+
+
+def _self_attrs(tree: ast.AST) -> tuple[str, ...]:
+    """Names read on the first parameter (``self.b()``, ``getattr(self, "b")``) or ``super()``."""
+    args = getattr(tree, "args", None)
+    params = [*args.posonlyargs, *args.args] if args is not None else []
+    first = params[0].arg if params else None
+    found = {c[1] for c in norm.name_chains(tree) if c[0] == first and len(c) > 1}
+    for sub in ast.walk(tree):
+        if (
+            isinstance(sub, ast.Attribute)
+            and isinstance(sub.value, ast.Call)
+            and isinstance(sub.value.func, ast.Name)
+            and sub.value.func.id == "super"
+        ):
+            found.add(sub.attr)
+    return tuple(sorted(found))
+
+
+class Skeleton:
+    """Stands for a class *without its method bodies* in the graph (one per class, weakly).
+
+    A method depends on its class's skeleton (bases, decorators, class attributes, method
+    signatures) and on the methods it reaches through ``self``/``cls``, not on every method:
+    editing an unrelated method of the same class then changes nothing.
+    """
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.__module__ = cls.__module__
+        self.__qualname__ = cls.__qualname__
+
+
+_SKELETONS: weakref.WeakKeyDictionary[type, Skeleton] = weakref.WeakKeyDictionary()
+
+
+def skeleton_of(cls: type) -> Skeleton:
+    """The one Skeleton of `cls` (stable, so the graph keys it by identity)."""
+    found = _SKELETONS.get(cls)
+    if found is None:
+        found = _SKELETONS[cls] = Skeleton(cls)
+    return found
+
+
+def skeleton_shape(skeleton: Skeleton) -> Shape | None:
+    """Shape of a class with every method body replaced by ``pass``; None without source."""
+    shape = _memoised(skeleton, lambda: _build_skeleton_shape(skeleton.cls))
+    return shape if shape.source is not None else None
+
+
+def _build_skeleton_shape(cls: type) -> Shape:
+    node, problem = locate_class(cls)
+    if node is None:
+        return Shape("", None, (), (), problem)
+    tree = norm.normalise(node, strip_decorators=False)
+    for stmt in tree.body:  # type: ignore[attr-defined]
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            stmt.body = [ast.Pass()]
+    refs = norm.name_chains(tree, skip_function_bodies=True)
+    digest = hash_fields("skeleton", norm.dump(tree))
+    return Shape(digest, norm.unparse(tree), tuple(sorted(refs)), (), "")
 
 
 def _default_names(tree: ast.AST) -> tuple[tuple[str, str], ...]:

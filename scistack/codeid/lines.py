@@ -25,7 +25,7 @@ _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 def line_map(obj: Any) -> tuple[str | None, dict[int, int]]:
     """(file, {normalised line: file line}) for a function or class; ({} when unknown)."""
-    real = unwrap(obj)
+    real = getattr(obj, "cls", None) if type(obj).__name__ == "Skeleton" else unwrap(obj)
     try:
         if isinstance(real, FunctionType):
             node, _ = locate_function(real)

@@ -146,12 +146,18 @@ CASES = [
     _case("type_hints", HEAD + "@lineage_fcn\ndef run(x):\n    y = x * 2\n    return y.sum()\n",
           {"pipeline.py": ("def run(x):\n    y = x * 2", "def run(x: np.ndarray) -> float:\n    y: np.ndarray = x * 2")},
           expect="hit"),
-    _case("unrelated_method", HEAD + "class Model:\n    def a(self, v):\n        return v * 2\n\n    def b(self, v):\n"
-          "        return v * 9\n\n@lineage_fcn\ndef run(x):\n    return Model().a(x).sum()\n",
+    _case("unrelated_method", HEAD + "class Model:\n    K = 2\n\n    @classmethod\n    def a(cls, v):\n        return v * cls.K\n\n"
+          "    def b(self, v):\n        return v * 9\n\n@lineage_fcn\ndef run(x):\n    return Model.a(x).sum()\n",
           {"pipeline.py": ("v * 9", "v * 7")}, expect="hit"),
-    _case("related_method", HEAD + "class Model:\n    def a(self, v):\n        return self.b(v) * 2\n\n    def b(self, v):\n"
+    _case("related_method", HEAD + "class Model:\n    @classmethod\n    def a(cls, v):\n        return cls.b(v) * 2\n\n"
+          "    @staticmethod\n    def b(v):\n        return v * 9\n\n@lineage_fcn\ndef run(x):\n    return Model.a(x).sum()\n",
+          {"pipeline.py": ("v * 9", "v * 7")}, why=("Model.b", "pipeline.py, line 10")),
+    _case("class_attribute", HEAD + "class Model:\n    K = 2\n\n    @classmethod\n    def a(cls, v):\n        return v * cls.K\n\n"
+          "    def b(self, v):\n        return v * 9\n\n@lineage_fcn\ndef run(x):\n    return Model.a(x).sum()\n",
+          {"pipeline.py": ("K = 2", "K = 3")}, why=("Model",)),
+    _case("instance_method", HEAD + "class Model:\n    def a(self, v):\n        return v * 2\n\n    def b(self, v):\n"
           "        return v * 9\n\n@lineage_fcn\ndef run(x):\n    return Model().a(x).sum()\n",
-          {"pipeline.py": ("v * 9", "v * 7")}, why=("Model.b",)),
+          {"pipeline.py": ("v * 2", "v * 3")}, why=("Model",)),
 ]
 BY_NAME = {c.name: c for c in CASES}
 
