@@ -7,7 +7,11 @@ through modules (``helpers.smooth``, ``pkg.mod.CONST``), and classified:
 * project function or class  -> an edge to another node (``helper:`` / ``class:`` label);
 * library function, class, module or C callable -> ``("pkg:mod.name", "dist==version")``;
 * immutable constant -> ``("const:mod.NAME", digest of its canonical bytes)``;
-* anything else -> ``("mutable:mod.NAME", "mutable")``: present, not hashed by value.
+* anything else -> ``("mutable:mod.NAME", "mutable")``: not hashed into the code digest;
+  unless some function of the walk writes it (state) or it is a logger/stream/lock, it is
+  also kept in ``Walk.data`` and digested by content at every call (``identity``);
+* a method -> its class's skeleton (``classdef:`` label), its dunders and the methods it
+  reaches through ``self``/``cls``/``super()``; ``Model.a`` resolves to that method.
 
 Every lookup is also recorded as a *guard* (namespace, name, object found), so a memoised
 identity can later be re-validated with a few ``is`` comparisons instead of a new walk.

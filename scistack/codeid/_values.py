@@ -5,8 +5,8 @@ A function's identity covers the *values* of the constants it reads, so editing
 change behind our back qualify: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
 ``bytes``, tuples and frozensets of those, numpy scalars, enum members and frozen
 dataclass instances whose fields qualify. Anything else (lists, dicts, arrays, objects)
-is mutable, so its value at hashing time says nothing about its value at call time; the
-caller records it as a ``mutable`` marker instead.
+is mutable, so its value at hashing time says nothing about its value at call time: it is
+digested again on every call instead (``_data``).
 
 The encoding is type-tagged and length-prefixed, like redun's ``hash_struct``, so ``1``,
 ``1.0``, ``True``, ``"1"`` and ``b"1"`` never collide. Types are compared exactly

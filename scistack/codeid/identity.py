@@ -9,15 +9,29 @@ nothing else (or it recomputes for no reason). Identity is a blake3 digest of:
   does count** (deciding "same up to renaming" is easy to get wrong in the unsafe direction);
 * transitively, the identities of the project's own functions, methods and classes it
   references, through globals, attribute chains (``helpers.smooth``, ``pkg.mod.fn``),
-  closure cells and imports inside the body. A method also depends on its class, whose
-  source covers ``self.x()`` calls;
-* the *values* of immutable constants it reads (``_values``), module-level or captured;
+  closure cells and imports inside the body (methods: see below);
+* the *values* of immutable constants it reads (``_values``), module-level or captured,
+  and of the values of default arguments (``fn=helpers.scale``, ``k=FACTOR``);
+* code reached indirectly: ``getattr(module, "literal")``, functions stored in module data
+  (``OPS["x"]``, decorator registries), ``np.vectorize(f)``, ``functools.singledispatch``
+  implementations, and the bodies of ``functools.wraps`` wrappers (``wrapper:`` deps);
 * for library code (stdlib, site-packages, scistack itself: ``_packages``), only the qualified
-  name and the distribution version, e.g. ``("pkg:numpy.add", "numpy==2.4.6")``.
+  name and the distribution's version and build, e.g. ``("pkg:numpy.add", "numpy==2.4.6
+  build:…")``.
 
-Mutable globals (a call-counter list, a dict cache) are not hashed by value: their content at
-hashing time says nothing about call time, and mutating them must not change identity. They
-appear as ``("mutable:mod.name", "mutable")`` so the record shows they exist.
+Module data (lists, dicts, sets, arrays, dataclass and project-class instances) is read at
+*call time*: it can change without being rebound, so the memoised code identity is combined
+on every call with a digest of each such value's canonical content (``_data``), as
+``("data:mod.NAME", digest)``; ``FunctionIdentity.code_digest`` keeps the code-only digest.
+Objects some function of the walk writes (``global`` assignment, item/attribute assignment,
+mutating methods) are state, not input: they stay ``("mutable:mod.NAME", ...)`` markers and
+are not hashed, so a call counter keeps the cache working. A value with no canonical
+encoding is ``("unverifiable:mod.NAME", what it is)``: `why` and `status` report it as ``?``.
+
+Methods: a method depends on its class's *skeleton* (the class without method bodies), its
+dunder methods and the methods it reaches through ``self``/``cls``/``super()``; ``Model.a``
+resolves to that method. A function that uses the class itself (``Model()``) depends on the
+whole class. Type hints of functions are dropped before hashing (they never run).
 
 Recursion: references form a graph, cut into strongly connected components (Tarjan). Inside a
 cycle, members contribute their *name* (``"recursive"``) instead of a digest, and every member
@@ -32,11 +46,9 @@ lambdas share the name ``<lambda>`` and must not share cached results.
 
 Pinning: ``version="2"`` makes the digest depend on (module, name, version) only.
 
-Not seen (documented limits): names reached dynamically (``getattr(mod, name)``, ``eval``);
-the state of mutable objects and instances (marked ``mutable``); what a ``functools.wraps``
-decorator adds around the function it wraps; methods monkeypatched onto a class after import;
-and default argument values, which belong to the call key (arguments are bound with their
-defaults there), not to identity.
+Not seen (documented limits, README "What the cache sees"): names reached dynamically
+(``getattr(mod, name)`` with a computed name, ``eval``); methods monkeypatched onto a class
+after import; the registry of a lineage function that is itself ``singledispatch``.
 
 Speed: the syntax tree is analysed once per code object, and each identity is memoised per
 function object together with *guards*: every namespace slot, closure cell and ``__code__`` it
