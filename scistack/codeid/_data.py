@@ -215,7 +215,7 @@ def _stored_digest(value: object) -> str:
 
     try:
         return hash_value(value)
-    except (ScistackError, TypeError, ValueError) as exc:
+    except (ScistackError, TypeError, ValueError, AttributeError) as exc:
         raise Unverifiable(f"a {type(value).__module__}.{type(value).__qualname__}") from exc
 
 

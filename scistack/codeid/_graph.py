@@ -435,9 +435,10 @@ class Walk:
                 break
             self._code_dependency(node, layer)  # the wrapper's own body runs too
             layer = layer.__wrapped__
-        pyfunc = getattr(value, "pyfunc", None)  # np.vectorize(helper)
-        if isinstance(pyfunc, FunctionType) and not isinstance(value, FunctionType):
-            self._code_dependency(node, unwrap(pyfunc))  # type: ignore[arg-type]
+        for attr in ("pyfunc", "py_func"):  # np.vectorize(helper), numba.jit(helper)
+            pyfunc = getattr(value, attr, None) if not isinstance(value, FunctionType) else None
+            if isinstance(pyfunc, FunctionType):
+                self._code_dependency(node, unwrap(pyfunc))  # type: ignore[arg-type]
         registry = getattr(value, "registry", None)
         if registry is not None and callable(getattr(value, "dispatch", None)):
             for impl in list(registry.values()):

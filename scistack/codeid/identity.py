@@ -193,6 +193,8 @@ def _with_data(memo: _Memo) -> FunctionIdentity:
                 pairs.append((f"data:{label}", data_digest(value, _code_of)))
             except Unverifiable as exc:
                 pairs.append((f"unverifiable:{label}", str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a value whose reading fails is unverifiable
+                pairs.append((f"unverifiable:{label}", f"reading it failed: {type(exc).__name__}"))
     finally:
         busy.discard(id(memo))
     last = memo.last
