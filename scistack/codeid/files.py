@@ -19,6 +19,7 @@ the function starts, and network reads.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import threading
@@ -31,7 +32,8 @@ import blake3
 from scistack.codeid._packages import _is_library_path
 
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
-_SKIP_ROOTS = ("/proc/", "/dev/", "/sys/")
+# System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
+_SKIP_ROOTS = ("/proc/", "/dev/", "/sys/", "/etc/", "/usr/share/", "/usr/lib/", "/run/")
 _LOCAL = threading.local()
 _HOOK_LOCK = threading.Lock()
 _HOOKED = False
@@ -112,7 +114,7 @@ def _install() -> None:
 def recording_reads(exclude: tuple[str, ...] = ()) -> Iterator[_Recording]:
     """Record the files opened for reading inside the block (nested blocks all record)."""
     _install()
-    recording = _Recording(tuple(os.path.realpath(e) for e in exclude))
+    recording = _Recording(exclude)
     stack = _LOCAL.__dict__.setdefault("stack", [])
     stack.append(recording)
     try:
@@ -124,9 +126,12 @@ def recording_reads(exclude: tuple[str, ...] = ()) -> Iterator[_Recording]:
 def files_read(recording: _Recording) -> list[FileRead]:
     """The input files of a finished recording, hashed now (sorted by path)."""
     found: dict[str, FileRead] = {}
+    if not recording.read:
+        return []
+    exclude = tuple(os.path.realpath(e) for e in recording.exclude)
     for raw in recording.read:
         path = os.path.abspath(raw)
-        if path in recording.written or path in found or not _is_input_file(path, recording.exclude):
+        if path in recording.written or path in found or not _is_input_file(path, exclude):
             continue
         entry = _hashed(path)
         if entry is not None:
@@ -150,6 +155,8 @@ def changed_files(files: list[FileRead]) -> list[str]:
         if now is None or now.digest != f.digest:
             changed.append(f.path)
         else:
+            if len(_STAT_OK) > 100_000:
+                _STAT_OK.clear()
             _STAT_OK[stamp] = f.digest  # touched, not changed: hash it once per process
     return changed
 
@@ -165,8 +172,12 @@ def _is_input_file(path: str, exclude: tuple[str, ...]) -> bool:
     return not any(_under(real, root) for root in exclude)
 
 
+@functools.lru_cache(maxsize=1)
 def _interpreter_roots() -> tuple[str, ...]:
-    return tuple({os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)})
+    """The interpreter's trees and the user's cache directory (matplotlib's font list...)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    roots = (sys.prefix, sys.base_prefix, sys.exec_prefix, cache)
+    return tuple(sorted({os.path.realpath(p) for p in roots}))
 
 
 def _under(path: str, root: str) -> bool:

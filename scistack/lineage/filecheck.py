@@ -19,6 +19,21 @@ from scistack.objects import ObjectStore
 
 _KNOWN: dict[str, tuple[FileRead, ...]] = {}  # call record oid -> files it read
 _MAX_KNOWN = 100_000
+FILES_MARK = ":files"  # appended to a call-cache entry's "fn" when the call read files
+
+
+def cache_fn(identity_digest: str, files: list[FileRead] | tuple[FileRead, ...]) -> str:
+    """The call-cache entry's ``fn``: the identity, marked when the call read files, so a hit
+    of a call that read none costs nothing (no call-record read)."""
+    return identity_digest + FILES_MARK if files else identity_digest
+
+
+def hit_changed(store: ObjectStore, hit: dict[str, Any]) -> list[str]:
+    """Files read by the cached call `hit` (a call-cache entry) that changed since."""
+    fn = hit.get("fn")
+    if not (isinstance(fn, str) and fn.endswith(FILES_MARK)):
+        return []
+    return changed_inputs(store, hit["call"])
 
 
 def store_excludes(store: ObjectStore) -> tuple[str, ...]:

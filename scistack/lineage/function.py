@@ -40,7 +40,7 @@ from scistack.lineage.calls import (
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead
-from scistack.lineage.filecheck import changed_inputs, files_value, reads_of_call, remember
+from scistack.lineage.filecheck import cache_fn, files_value, hit_changed, reads_of_call, remember
 from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
@@ -131,7 +131,7 @@ class LineageFunction:
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
         hit = ctx.lookup(key)
-        if hit is not None and not changed_inputs(ctx.store, hit["call"]):
+        if hit is not None and not hit_changed(ctx.store, hit):
             try:
                 return self._results(ctx.store, hit, inputs, identity)
             except ObjectNotFoundError:
@@ -159,7 +159,7 @@ class LineageFunction:
         call_oid = self.record_call(
             ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files
         )
-        ctx.record(key, call_oid, identity.digest, out_oids, multi=multi)
+        ctx.record(key, call_oid, cache_fn(identity.digest, files), out_oids, multi=multi)
         results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=False)
         return tuple(results) if multi else results[0]
 
