@@ -23,7 +23,9 @@ read at all.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import types
 import enum
 import io
 import logging
@@ -49,6 +51,9 @@ _STATE_TYPES: tuple[type, ...] = (
     threading.Semaphore,
     threading.Thread,
 )
+
+
+_ATTRIBUTE_BAGS = (types.SimpleNamespace, argparse.Namespace)  # configuration objects
 
 
 class Unverifiable(Exception):
@@ -140,6 +145,9 @@ def _feed_container(
             _feed(h, key, code_of, seen, depth)
             _feed(h, item, code_of, seen, depth)
         return
+    if isinstance(value, bytearray):
+        h.update(b"B" + frame(bytes(value)))
+        return
     if isinstance(value, (set, frozenset)):
         members = sorted(_sub_digest(item, code_of, seen, depth) for item in list(value))
         h.update(b"S" + frame(str(len(members)).encode()) + b"".join(map(frame, members)))
@@ -165,7 +173,7 @@ def _feed_container(
             h.update(frame(f.name.encode()))
             _feed(h, getattr(value, f.name), code_of, seen, depth)
         return
-    if _is_project_object(value):
+    if _is_project_object(value) or isinstance(value, _ATTRIBUTE_BAGS):
         attrs = sorted(vars(value).items())
         h.update(b"P" + frame(_type_path(kind)) + frame(str(len(attrs)).encode()))
         for name, item in attrs:

@@ -392,6 +392,8 @@ class Walk:
         """Turn one referenced object into a leaf dependency or an edge to another node."""
         if isinstance(value, MethodType) and not isinstance(value.__self__, (type, ModuleType)):
             node.leaves.add((f"mutable:{where}.__self__", "mutable"))  # instance state, not code
+            if not is_state(value.__self__):  # its attributes are data the method reads
+                self.data.setdefault(f"{where}.__self__", value.__self__)
         if isinstance(value, ModuleType):
             if not is_project_module(value.__name__):
                 node.leaves.add((f"pkg:{value.__name__}", package_version(value.__name__)))

@@ -98,6 +98,11 @@ CASES = [
     _case("helper_data", HEAD + "from . import helpers\n@lineage_fcn\ndef run(x):\n    return helpers.apply(x)\n",
           {"helpers.py": ("'a': 2", "'a': 7")}, why=("TABLE",),
           helpers__py="TABLE = {'a': 2}\n\ndef apply(v):\n    return v.sum() * TABLE['a']\n"),
+    _case("regex_and_path", HEAD + "import re, pathlib\nPATTERN = re.compile('a+')\nBASE = pathlib.PurePosixPath('/data/raw')\n"
+          "@lineage_fcn\ndef run(x):\n    return x.sum() + len(PATTERN.findall('aaa-a')) + len(BASE.name)\n",
+          {"pipeline.py": ("'a+'", "'a'")}, why=("PATTERN",)),
+    _case("namespace_config", HEAD + "import types\nCFG = types.SimpleNamespace(gain=2)\n@lineage_fcn\ndef run(x):\n"
+          "    return x.sum() * CFG.gain\n", {"pipeline.py": ("gain=2", "gain=3")}, why=("CFG",)),
     _case("unverifiable", HEAD + "import array\nSCALE = array.array('d', [2.0])\n@lineage_fcn\ndef run(x):\n"
           "    return x.sum() * SCALE[0]\n", {}, expect="unknown", why=("SCALE", "cannot be verified")),
     # -- 2. code reached indirectly ----------------------------------------------------------------
