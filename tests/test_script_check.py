@@ -92,3 +92,32 @@ def test_unreadable_script_means_unknown_not_current(tmp_path, python_env, monke
         assert np.array_equal(ScOut.load(subject=1, session="pre").data, np.arange(3.0) * 2 + 1)
     finally:
         db.close()
+
+
+DATA_SCRIPT = SCRIPT.replace("GAIN = 2.0\n", "GAIN = 2.0\nWEIGHTS = [1, 2]\n").replace(
+    "def helper(x):\n    return x * GAIN", "def helper(x, k=GAIN):\n    return x * k * sum(WEIGHTS)"
+)
+
+
+def test_script_module_data_and_defaults_are_judged_from_the_file(tmp_path, python_env, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "pipeline.py"
+    script.write_text(DATA_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+    try:
+        assert why(ScOut, subject=1, session="pre").status == "current"
+
+        script.write_text(DATA_SCRIPT.replace("WEIGHTS = [1, 2]", "WEIGHTS = [1, 3]"))
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale"
+        assert any(r.kind == "data" and "[1, 2] -> [1, 3]" in r.detail for r in report.reasons), report
+
+        script.write_text(DATA_SCRIPT.replace("GAIN = 2.0", "GAIN = 2.5"))
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale"
+        assert any("<default>.k=GAIN" in r.name and "2.0 -> 2.5" in r.detail for r in report.reasons), report
+    finally:
+        db.close()

@@ -220,3 +220,23 @@ def test_listing_is_counted_again_only_after_a_change(project):
     assert second.values == 3 and second.size_bytes > first.size_bytes
     SumRaw.delete(subject=3)
     assert {s.name: s for s in list_variables(project)}["SumRaw"].values == 2
+
+
+def test_a_file_a_call_read_is_checked_per_record(project, tmp_path, monkeypatch):
+    """A call that read a file is judged record by record (its file is checked each time):
+    the summary still agrees with the grid after the file changes."""
+    name = f"filepipe_{uuid.uuid4().hex[:8]}"
+    calib = tmp_path / "calib.txt"
+    calib.write_text("2.0")
+    (tmp_path / f"{name}.py").write_text(
+        "from scistack import lineage_fcn\n\n\n@lineage_fcn\ndef calibrated(signal, path):\n"
+        "    with open(path) as handle:\n        return signal * float(handle.read())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    for subject in (1, 2):
+        SumRaw.save(np.arange(3.0), subject=subject, session="pre")
+    for_each(module.calibrated, inputs={"signal": SumRaw, "path": str(calib)}, outputs=[SumScaled],
+             progress=False, subject=[1, 2], session=["pre"])
+    assert _agree(project, fast=True)["SumScaled"]["done"] == 2
+    calib.write_text("3.0")
+    assert _agree(project, fast=True)["SumScaled"]["stale"] == 2

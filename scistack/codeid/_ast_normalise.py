@@ -28,10 +28,47 @@ def normalise(node: ast.AST, *, strip_decorators: bool) -> ast.AST:
     node = copy.deepcopy(node)
     if strip_decorators and isinstance(node, _DEFS):
         node.decorator_list = []
+    _strip_hints(node, in_function=False)
     for sub in ast.walk(node):
         if isinstance(sub, _DEFS) and sub.body and _is_docstring(sub.body[0]):
             sub.body = sub.body[1:] or [ast.Pass()]
     return node
+
+
+def _strip_hints(node: ast.AST, *, in_function: bool) -> None:
+    """Drop type hints of functions (parameters, return, annotated locals): they never run.
+
+    Annotations in a class body stay: there they define fields (``@dataclass``). An annotated
+    local keeps its statement with a ``None`` annotation, so the name stays local.
+    """
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        args = node.args
+        for arg in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg):
+            if arg is not None:
+                arg.annotation = None
+                arg.type_comment = None
+        if not isinstance(node, ast.Lambda):
+            node.returns = None
+            node.type_comment = None
+        in_function = True
+    elif isinstance(node, ast.ClassDef):
+        in_function = False
+    for name, value in ast.iter_fields(node):
+        if isinstance(value, list):
+            value[:] = [_unannotated(item) if in_function else item for item in value]
+    for child in ast.iter_child_nodes(node):
+        _strip_hints(child, in_function=in_function)
+
+
+def _unannotated(stmt: object) -> object:
+    """``y: T = v`` in a function body is ``y = v``; a bare ``y: T`` keeps only its name."""
+    if not isinstance(stmt, ast.AnnAssign):
+        return stmt
+    if stmt.value is None:
+        new: ast.stmt = ast.AnnAssign(stmt.target, ast.Constant(None), None, stmt.simple)
+    else:
+        new = ast.Assign([stmt.target], stmt.value, None)
+    return ast.copy_location(new, stmt)
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
@@ -97,6 +134,22 @@ class _ChainCollector(ast.NodeVisitor):
     def visit_Name(self, node: ast.Name) -> None:
         self.chains.add((node.id,))
 
+    def visit_Call(self, node: ast.Call) -> None:
+        # getattr(module, "name") with a literal name reads module.name
+        func, args = node.func, node.args
+        if (
+            isinstance(func, ast.Name)
+            and func.id == "getattr"
+            and len(args) >= 2
+            and isinstance(args[1], ast.Constant)
+            and isinstance(args[1].value, str)
+            and args[1].value.isidentifier()
+        ):
+            base = _chain_of(args[0])
+            if base is not None:
+                self.chains.add((*base, args[1].value))
+        self.generic_visit(node)
+
     def visit_Attribute(self, node: ast.Attribute) -> None:
         parts: list[str] = []
         current: ast.expr = node
@@ -120,3 +173,79 @@ class _ChainCollector(ast.NodeVisitor):
                     self.visit(child)
             return
         super().generic_visit(node)
+
+
+# Methods that change their object in place: calling one makes the object state, not input.
+MUTATORS = frozenset({
+    "append", "extend", "insert", "pop", "popitem", "remove", "clear", "update", "setdefault",
+    "add", "discard", "sort", "reverse", "appendleft", "extendleft", "popleft", "rotate",
+    "fill", "resize", "put", "put_nowait", "__setitem__", "__delitem__", "__iadd__",
+    "difference_update", "intersection_update", "symmetric_difference_update", "setflags",
+})
+
+
+def written_names(node: ast.AST) -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
+    """What `node` writes: names declared ``global`` and assigned, and mutated objects' chains.
+
+    A mutated object is the base of an item or attribute assignment, ``del`` or augmented
+    assignment (``CACHE[k] = v``, ``COUNT[0] += 1``, ``cfg.x = 1``) or the receiver of a
+    mutating method call (``CALLS.append(x)``). Such objects are a function's *state*: they
+    must not enter its identity, or a call counter would defeat the cache.
+    """
+    declared: set[str] = set()
+    assigned: set[str] = set()
+    mutated: set[tuple[str, ...]] = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Global):
+            declared.update(sub.names)
+        elif isinstance(sub, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = sub.targets if isinstance(sub, (ast.Assign, ast.Delete)) else [sub.target]
+            for target in targets:
+                for leaf in _target_leaves(target):
+                    if isinstance(leaf, ast.Name):
+                        assigned.add(leaf.id)
+                    else:
+                        chain = _base_chain(leaf)
+                        if chain:
+                            mutated.add(chain)
+        elif isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute):
+            if sub.func.attr in MUTATORS:
+                chain = _chain_of(sub.func.value)
+                if chain:
+                    mutated.add(chain)
+    return frozenset(declared & assigned | declared), frozenset(mutated)
+
+
+def _target_leaves(target: ast.expr) -> list[ast.expr]:
+    """Assignment targets, with tuple/list unpacking and starred targets flattened."""
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return [leaf for elt in target.elts for leaf in _target_leaves(elt)]
+    if isinstance(target, ast.Starred):
+        return _target_leaves(target.value)
+    return [target]
+
+
+def _base_chain(target: ast.expr) -> tuple[str, ...] | None:
+    """``X[a][b]`` / ``X.y[k]`` / ``mod.X.attr``: the chain of the object that is changed."""
+    current = target
+    while isinstance(current, ast.Subscript):
+        current = current.value
+    if isinstance(current, ast.Attribute) and current is target:
+        return _chain_of(current.value)  # ``obj.attr = v`` changes obj
+    return _chain_of(current)
+
+
+def _chain_of(expr: ast.expr) -> tuple[str, ...] | None:
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    while isinstance(expr, ast.Subscript):  # CACHE[k].append(v): CACHE's content changes
+        parts.clear()
+        expr = expr.value
+        while isinstance(expr, ast.Attribute):
+            parts.append(expr.attr)
+            expr = expr.value
+    if isinstance(expr, ast.Name):
+        return (expr.id, *reversed(parts))
+    return None

@@ -7,7 +7,11 @@ through modules (``helpers.smooth``, ``pkg.mod.CONST``), and classified:
 * project function or class  -> an edge to another node (``helper:`` / ``class:`` label);
 * library function, class, module or C callable -> ``("pkg:mod.name", "dist==version")``;
 * immutable constant -> ``("const:mod.NAME", digest of its canonical bytes)``;
-* anything else -> ``("mutable:mod.NAME", "mutable")``: present, not hashed by value.
+* anything else -> ``("mutable:mod.NAME", "mutable")``: not hashed into the code digest;
+  unless some function of the walk writes it (state) or it is a logger/stream/lock, it is
+  also kept in ``Walk.data`` and digested by content at every call (``identity``);
+* a method -> its class's skeleton (``classdef:`` label), its dunders and the methods it
+  reaches through ``self``/``cls``/``super()``; ``Model.a`` resolves to that method.
 
 Every lookup is also recorded as a *guard* (namespace, name, object found), so a memoised
 identity can later be re-validated with a few ``is`` comparisons instead of a new walk.
@@ -32,8 +36,16 @@ from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType, MethodType, ModuleType
 
 from scistack.codeid._ast_normalise import ImportSpec
+from scistack.codeid._data import is_state
 from scistack.codeid._packages import is_project_module, package_version
-from scistack.codeid._shapes import Shape, class_shape, function_shape
+from scistack.codeid._shapes import (
+    Shape,
+    Skeleton,
+    class_shape,
+    function_shape,
+    skeleton_of,
+    skeleton_shape,
+)
 from scistack.codeid._source import own_methods
 from scistack.codeid._values import encode_constant, hash_fields, value_digest
 
@@ -47,6 +59,7 @@ class Guards:
     slots: tuple[tuple[dict, str, object], ...]
     codes: tuple[tuple[FunctionType, CodeType], ...]
     cells: tuple[tuple[CellType, object], ...]
+    defaults: tuple[tuple[FunctionType, object, object], ...] = ()
 
     def valid(self) -> bool:
         """True while every namespace slot, ``__code__`` and closure cell holds the same object."""
@@ -59,6 +72,9 @@ class Guards:
                 return False
         for cell, value in self.cells:
             if cell_value(cell) is not value:
+                return False
+        for fn, positional, keywords in self.defaults:
+            if fn.__defaults__ is not positional or fn.__kwdefaults__ is not keywords:
                 return False
         return True
 
@@ -81,6 +97,32 @@ def unwrap(value: object) -> object:
         except ValueError:  # a __wrapped__ cycle
             return value
     return value
+
+
+def wrapper_layers(value: object) -> list[FunctionType]:
+    """The project functions wrapping the real one (``functools.wraps``), outermost first."""
+    layers: list[FunctionType] = []
+    while (
+        isinstance(value, FunctionType)
+        and hasattr(value, "__wrapped__")
+        and is_project_module(home_module(value))
+        and len(layers) < 16
+    ):
+        layers.append(value)
+        value = value.__wrapped__
+    return layers
+
+
+def walk_root(fn: object, real: FunctionType | type) -> tuple[Walk, Node, str, tuple[tuple[str, str], ...]]:
+    """Walk from `real` and from the wrappers around it: (walk, root node, digest, deps)."""
+    walker = Walk()
+    node = walker.visit(real)
+    digest, deps = node.digest, node.deps
+    for wrapper in wrapper_layers(fn):
+        outer = walker.nodes.get(id(wrapper)) or walker.visit(wrapper)
+        deps = tuple(sorted((*deps, (outer.label.replace("helper:", "wrapper:", 1), outer.digest))))
+        digest = hash_fields("wrapped", digest, outer.label, outer.digest)
+    return walker, node, digest, deps
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +160,10 @@ class Walk:
         self.slots: list[tuple[dict, str, object]] = []
         self.codes: list[tuple[FunctionType, CodeType]] = []
         self.cells: list[tuple[CellType, object]] = []
+        self.defaults: list[tuple[FunctionType, object, object]] = []
+        self.data: dict[str, object] = {}  # mutable values read: digested at call time
+        self.state: set[int] = set()  # ids of objects some function writes: not inputs
+        self.shown: dict[str, object] = {}  # constants by label, for `why`'s "old -> new"
 
     def guards(self) -> Guards:
         """The bindings read so far, each once, for memo validation."""
@@ -125,7 +171,21 @@ class Walk:
         slots = {(id(ns), name): (ns, name, value) for ns, name, value in self.slots}
         codes = {id(fn): (fn, code) for fn, code in self.codes}
         cells = {id(cell): (cell, value) for cell, value in self.cells}
-        return Guards(tuple(slots.values()), tuple(codes.values()), tuple(cells.values()))
+        defaults = {id(fn): (fn, d, k) for fn, d, k in self.defaults}
+        return Guards(
+            tuple(slots.values()),
+            tuple(codes.values()),
+            tuple(cells.values()),
+            tuple(defaults.values()),
+        )
+
+    def reads(self) -> tuple[tuple[str, object], ...]:
+        """(label, object) of every mutable value read and written by no function of the walk."""
+        return tuple(
+            (label, value)
+            for label, value in sorted(self.data.items(), key=lambda item: item[0])
+            if id(value) not in self.state
+        )
 
     def visit(self, obj: FunctionType | type) -> Node:
         """Tarjan's strongconnect: build `obj`'s node, visit targets, seal finished components."""
@@ -151,6 +211,8 @@ class Walk:
     def _make_node(self, obj: FunctionType | type) -> Node:
         """Resolve every name `obj` reads into leaves and targets."""
         scope = f"{obj.__module__}.{obj.__qualname__}"
+        if isinstance(obj, Skeleton):
+            return self._skeleton_node(obj, scope)
         if isinstance(obj, type):
             node = Node(obj, f"class:{scope}", class_shape(obj))
             own = own_methods(obj)
@@ -161,21 +223,102 @@ class Walk:
             }
             cells.pop("__class__", None)  # the implicit cell of super(): the class itself
         else:
+            scope = f"{home_module(obj)}.{_code_qualname(obj)}"
             node = Node(obj, f"helper:{scope}", function_shape(obj))
             self.codes.append((obj, obj.__code__))
             namespace = obj.__globals__
             cells = dict(zip(obj.__code__.co_freevars, obj.__closure__ or ()))
         roots = _Roots(namespace, cells, dict(node.shape.imports), scope)
+        for chain in node.shape.mutated:
+            found = self._lookup(chain, roots)
+            if found is not None:
+                self.state.add(id(found[1]))
         for chain in node.shape.refs:
             self._resolve(node, chain, roots)
         if isinstance(obj, FunctionType):
+            self._defaults(node, obj, scope)
             owner = self._owning_class(obj)
             if owner is not None:
-                self.classify(node, scope, owner)
+                self._method_owner(node, obj, owner, scope)
         return node
+
+    def _method_owner(self, node: Node, fn: FunctionType, owner: type, scope: str) -> None:
+        """A method depends on its class's skeleton, its dunders and the methods it reaches
+        through ``self``/``cls``/``super()``; without the class's source, on the whole class."""
+        skeleton = skeleton_of(owner)
+        if skeleton_shape(skeleton) is None:
+            self.classify(node, scope, owner)
+            return
+        node.targets[(f"classdef:{owner.__module__}.{owner.__qualname__}", id(skeleton))] = skeleton
+        names = set(node.shape.self_attrs)
+        names |= {n for n in vars(owner) if n.startswith("__") and n.endswith("__")}
+        for name in sorted(names):
+            for klass in owner.__mro__:
+                if name in vars(klass):
+                    member = vars(klass)[name]
+                    self.slots.append((vars(klass), name, member))
+                    for inner in _member_functions(member):
+                        if inner is not fn:
+                            self._code_dependency(node, inner)
+                    break
+
+    def _skeleton_node(self, skeleton: Skeleton, scope: str) -> Node:
+        """A class without method bodies: bases, decorators, class attributes, signatures."""
+        cls = skeleton.cls
+        node = Node(skeleton, f"classdef:{scope}", skeleton_shape(skeleton))  # type: ignore[arg-type]
+        module = sys.modules.get(cls.__module__)
+        own = own_methods(cls)
+        namespace = own[0].__globals__ if own else (vars(module) if module else {})
+        roots = _Roots(namespace, {}, {}, scope)
+        for chain in node.shape.refs:
+            found = self._lookup(chain, roots)
+            if found is None:
+                continue
+            where, value = found
+            if isinstance(value, type) and value in cls.__mro__[1:] and is_project_module(value.__module__):
+                base = skeleton_of(value)
+                if skeleton_shape(base) is not None:
+                    label = f"classdef:{value.__module__}.{value.__qualname__}"
+                    node.targets[(label, id(base))] = base
+                    continue
+            self.classify(node, where, value)
+        return node
+
+    def _defaults(self, node: Node, fn: FunctionType, scope: str) -> None:
+        """Default argument values: a default naming a function or constant is code it runs."""
+        positional, keywords = fn.__defaults__, fn.__kwdefaults__
+        if not positional and not keywords:
+            return
+        self.defaults.append((fn, positional, keywords))
+        code = fn.__code__
+        names = code.co_varnames[: code.co_argcount]
+        mutated = node.shape.mutated_names
+        pairs = [*zip(names[len(names) - len(positional or ()) :], positional or ())]
+        pairs += sorted((keywords or {}).items())
+        named = dict(node.shape.default_names)
+        for name, value in pairs:
+            if name in mutated:  # ``def f(x, seen=[])`` appending to seen: state
+                node.leaves.add((f"mutable:{scope}.<default>.{name}", "state"))
+                continue
+            source = f"={named[name]}" if name in named else ""
+            self.classify(node, f"{scope}.<default>.{name}{source}", value)
 
     def _resolve(self, node: Node, chain: tuple[str, ...], roots: _Roots) -> None:
         """Look a dotted name up (import, closure or global; then through modules); classify it."""
+        if (
+            chain[0] in node.shape.declared_global
+            and chain[0] not in roots.imports
+            and chain[0] not in roots.cells
+        ):
+            where = f"{roots.namespace.get('__name__')}.{chain[0]}"
+            node.leaves.add((f"mutable:{where}", "state"))  # ``global n; n += 1``: state
+            return
+        found = self._lookup(chain, roots)
+        if found is not None:
+            self.classify(node, *found)
+
+    def _lookup(self, chain: tuple[str, ...], roots: _Roots) -> tuple[str, object] | None:
+        """(where, value) a dotted name reaches now (None: not defined); guards recorded."""
         root = chain[0]
         if root in roots.imports:
             where, value = self._imported(roots.imports[root], roots.namespace)
@@ -188,6 +331,11 @@ class Walk:
             self.slots.append((roots.namespace, root, value))
             where = f"{roots.namespace.get('__name__')}.{root}"
         for attr in chain[1:]:
+            if isinstance(value, type):
+                method = self._class_method(value, attr)
+                if method is not None:  # ``Model.a``: that method, not every method of Model
+                    return f"{value.__module__}.{value.__qualname__}.{attr}", method
+                break
             if not isinstance(value, ModuleType):
                 break
             members = vars(value)
@@ -196,8 +344,7 @@ class Walk:
             if found is MISSING:
                 break
             where, value = f"{value.__name__}.{attr}", found
-        if value is not MISSING:
-            self.classify(node, where, value)
+        return None if value is MISSING else (where, value)
 
     def _imported(self, spec: ImportSpec, namespace: dict) -> tuple[str, object]:
         """What an import inside a function body binds, found (or imported) via sys.modules."""
@@ -218,6 +365,18 @@ class Walk:
         self.slots.append((vars(module), attr, value))
         return f"{name}.{attr}", value
 
+    def _class_method(self, cls: type, attr: str) -> FunctionType | None:
+        """The function behind ``cls.attr`` when it is a method of a project class with source."""
+        if not is_project_module(cls.__module__) or skeleton_shape(skeleton_of(cls)) is None:
+            return None
+        for klass in cls.__mro__:
+            if attr in vars(klass):
+                member = vars(klass)[attr]
+                self.slots.append((vars(klass), attr, member))
+                found = _member_functions(member)
+                return found[0] if len(found) == 1 and not isinstance(member, property) else None
+        return None
+
     def _owning_class(self, fn: FunctionType) -> type | None:
         """The class a method is defined in (its source covers ``self.x()`` calls), if reachable."""
         parts = fn.__qualname__.split(".")
@@ -233,6 +392,8 @@ class Walk:
         """Turn one referenced object into a leaf dependency or an edge to another node."""
         if isinstance(value, MethodType) and not isinstance(value.__self__, (type, ModuleType)):
             node.leaves.add((f"mutable:{where}.__self__", "mutable"))  # instance state, not code
+            if not is_state(value.__self__):  # its attributes are data the method reads
+                self.data.setdefault(f"{where}.__self__", value.__self__)
         if isinstance(value, ModuleType):
             if not is_project_module(value.__name__):
                 node.leaves.add((f"pkg:{value.__name__}", package_version(value.__name__)))
@@ -242,6 +403,7 @@ class Walk:
             for key, arg in [*enumerate(value.args), *sorted(value.keywords.items())]:
                 self.classify(node, f"{where}.<partial>.{key}", arg)
             return
+        self._indirect_code(node, where, value)
         target = unwrap(value)
         if isinstance(target, (FunctionType, type)):
             self._code_dependency(node, target)
@@ -249,6 +411,7 @@ class Walk:
         encoded = encode_constant(value)
         if encoded is not None:
             node.leaves.add((f"const:{where}", value_digest(encoded)))
+            self.shown.setdefault(f"const:{where}", value)
             return
         kind = type(value)
         if is_project_module(kind.__module__):
@@ -261,15 +424,59 @@ class Walk:
             node.leaves.add((f"pkg:{module}.{name}", package_version(module)))
             return
         node.leaves.add((f"mutable:{where}", "mutable"))
+        if not is_state(value):
+            self.data.setdefault(where, value)
+            self._code_in_data(node, where, value, 0)
+
+    def _indirect_code(self, node: Node, where: str, value: object) -> None:
+        """Code a value runs besides what `unwrap` finds: wrapper bodies, np.vectorize's
+        function, functools.singledispatch implementations (and which types pick them)."""
+        layer = value
+        for _ in range(16):
+            if not (isinstance(layer, FunctionType) and hasattr(layer, "__wrapped__")):
+                break
+            self._code_dependency(node, layer)  # the wrapper's own body runs too
+            layer = layer.__wrapped__
+        for attr in ("pyfunc", "py_func"):  # np.vectorize(helper), numba.jit(helper)
+            pyfunc = getattr(value, attr, None) if not isinstance(value, FunctionType) else None
+            if isinstance(pyfunc, FunctionType):
+                self._code_dependency(node, unwrap(pyfunc))  # type: ignore[arg-type]
+        registry = getattr(value, "registry", None)
+        if registry is not None and callable(getattr(value, "dispatch", None)):
+            for impl in list(registry.values()):
+                self.classify(node, f"{where}.<registered>", impl)
+            self.data.setdefault(f"{where}.<registry>", registry)
+
+    def _code_in_data(self, node: Node, where: str, value: object, depth: int) -> None:
+        """Functions stored in module data (``OPS = {"x": scale}``, decorator registries) are
+        code the function may call: follow them (their digest also enters the data's)."""
+        if depth > 3:
+            return
+        if isinstance(value, dict):
+            items = list(value.values())[:10_000]
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            items = list(value)[:10_000]
+        else:
+            return
+        for item in items:
+            if isinstance(item, (FunctionType, type, functools.partial)) or (
+                callable(item) and hasattr(item, "__wrapped__")
+            ):
+                self.classify(node, f"{where}.<item>", item)
+            elif isinstance(item, (dict, list, tuple, set, frozenset)):
+                self._code_in_data(node, where, item, depth + 1)
 
     def _code_dependency(self, node: Node, target: FunctionType | type) -> None:
         """Edge to a project function/class, or a versioned leaf for library code."""
         module = target.__module__
+        name = target.__qualname__ if isinstance(target, type) else _code_qualname(target)
+        if isinstance(target, FunctionType):
+            module = home_module(target)
         if is_project_module(module):
             kind = "class" if isinstance(target, type) else "helper"
-            node.targets[(f"{kind}:{module}.{target.__qualname__}", id(target))] = target
+            node.targets[(f"{kind}:{module}.{name}", id(target))] = target
         else:
-            node.leaves.add((f"pkg:{module}.{target.__qualname__}", package_version(module)))
+            node.leaves.add((f"pkg:{module}.{name}", package_version(module)))
 
     def _seal(self, members: list[Node]) -> None:
         """Compute digests of one finished strongly connected component."""
@@ -291,6 +498,27 @@ class Walk:
         for m in members:
             m.deps = tuple(sorted((*deps[id(m)], ("cycle", cycle))))
             m.digest = hash_fields("cyclic", m.label, cycle)
+
+
+def _member_functions(member: object) -> list[FunctionType]:
+    """The plain functions behind a class member (method, static/class method, property)."""
+    if isinstance(member, (staticmethod, classmethod)):
+        member = member.__func__
+    if isinstance(member, property):
+        return [f for f in (member.fget, member.fset, member.fdel) if isinstance(f, FunctionType)]
+    real = unwrap(member)
+    return [real] if isinstance(real, FunctionType) else []
+
+
+def home_module(fn: FunctionType) -> str:
+    """The module a function's code was written in (``functools.wraps`` copies another's)."""
+    name = fn.__globals__.get("__name__")
+    return name if isinstance(name, str) else fn.__module__
+
+
+def _code_qualname(fn: FunctionType) -> str:
+    """Where a function is defined; a ``functools.wraps`` wrapper keeps its own name here."""
+    return getattr(fn.__code__, "co_qualname", fn.__qualname__)
 
 
 def _flat(deps: tuple[tuple[str, str], ...]) -> tuple[str, ...]:

@@ -76,10 +76,13 @@ def python_version() -> str:
 
 @functools.lru_cache(maxsize=1024)
 def package_version(module_name: str) -> str:
-    """``dist==version`` of the distribution providing `module_name` (cached per process).
+    """``dist==version build:<digest>`` of the distribution providing `module_name` (cached).
 
-    The standard library and builtins answer with the Python version. A module that no
-    installed distribution claims answers with its ``__version__`` or ``unknown``.
+    The build digest tells apart two builds of one version: a hash of the file hashes the
+    distribution's ``RECORD`` lists (the installer's own files left out, so pip and uv agree),
+    or, for an editable install, of the package's source files as they are now. The standard
+    library and builtins answer with the Python version. A module that no installed
+    distribution claims answers with its ``__version__`` or ``unknown``.
     """
     top = module_name.partition(".")[0]
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
@@ -87,9 +90,11 @@ def package_version(module_name: str) -> str:
     candidates = [top, *sorted(_distributions().get(top, ()))]
     for dist in candidates:
         try:
-            return f"{dist}=={importlib.metadata.version(dist)}"
+            found = importlib.metadata.distribution(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
+        build = _build_digest(found, top)
+        return f"{dist}=={found.version}" + (f" build:{build}" if build else "")
     version = getattr(sys.modules.get(top), "__version__", None)
     return f"{top}=={version}" if isinstance(version, str) else f"{top}==unknown"
 
@@ -98,3 +103,64 @@ def package_version(module_name: str) -> str:
 def _distributions() -> dict[str, list[str]]:
     """Top-level import name -> distribution names; scans installed metadata once."""
     return dict(importlib.metadata.packages_distributions())
+
+
+def split_label(label: str) -> tuple[str, str, str]:
+    """(dist, version, build digest) of a `package_version` label (build "" when absent)."""
+    dist, _, rest = label.partition("==")
+    version, _, build = rest.partition(" build:")
+    return dist, version, build
+
+
+def installed_label(dist: str) -> str | None:
+    """The `package_version` label of distribution `dist` as installed now (None: not installed)."""
+    try:
+        found = importlib.metadata.distribution(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    build = _build_digest(found, dist)
+    return f"{dist}=={found.version}" + (f" build:{build}" if build else "")
+
+
+def _build_digest(dist: importlib.metadata.Distribution, top: str) -> str:
+    """Digest of what a distribution installed (RECORD hashes) or, if editable, its source now."""
+    import blake3
+
+    record = dist.read_text("RECORD")
+    if _is_editable(dist) or not record:  # a development install: its source as it is now
+        module = sys.modules.get(top)
+        path = getattr(module, "__file__", None)
+        if path is None:
+            return ""
+        root = os.path.dirname(path) if os.path.basename(path) == "__init__.py" else path
+        files = [root] if os.path.isfile(root) else sorted(
+            os.path.join(d, f) for d, _, names in os.walk(root) for f in names if f.endswith(".py")
+        )
+        hasher = blake3.blake3()
+        for file in files:
+            try:
+                with open(file, "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                continue
+            hasher.update(os.path.relpath(file, root).encode() + b"\0" + blake3.blake3(data).digest())
+        return "src-" + hasher.hexdigest()[:16]
+    lines = sorted(
+        line.strip() for line in record.splitlines()
+        if line.count(",") >= 2 and line.split(",")[1] and ".dist-info/" not in line
+        and "__pycache__" not in line
+    )
+    return blake3.blake3("\n".join(lines).encode()).hexdigest()[:16] if lines else ""
+
+
+def _is_editable(dist: importlib.metadata.Distribution) -> bool:
+    """True for an editable (development) install (PEP 610 ``direct_url.json``)."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return False
+    try:
+        import json
+
+        return bool(json.loads(text).get("dir_info", {}).get("editable"))
+    except (ValueError, AttributeError):
+        return False

@@ -17,9 +17,10 @@ add a dependency, never lose one.
 from __future__ import annotations
 
 import ast
+import dis
 import weakref
-from dataclasses import dataclass
-from types import FunctionType
+from dataclasses import dataclass, replace
+from types import CodeType, FunctionType
 from typing import Any
 
 from scistack.codeid import _ast_normalise as norm
@@ -42,6 +43,11 @@ class Shape:
     refs: tuple[tuple[str, ...], ...]  # sorted dotted names read
     imports: tuple[tuple[str, norm.ImportSpec], ...]  # names bound by imports inside the code
     problem: str  # why the source was unusable; "" when it was used
+    declared_global: frozenset[str] = frozenset()  # names assigned under ``global``: state
+    mutated: tuple[tuple[str, ...], ...] = ()  # chains of globals changed in place: state
+    mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
+    default_names: tuple[tuple[str, str], ...] = ()  # (parameter, the name its default reads)
+    self_attrs: tuple[str, ...] = ()  # attributes read on the first parameter (self.x, cls.x)
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -76,9 +82,86 @@ def _build_function_shape(fn: FunctionType) -> Shape:
     node, problem = locate_function(fn)
     if node is None:
         refs = tuple(sorted((name,) for name in readable))
-        return Shape(code_digest(code), None, refs, (), problem)
+        return Shape(code_digest(code), None, refs, (), problem, _stored_globals(code))
     tree = norm.normalise(node, strip_decorators=True)
-    return _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable})
+    shape = _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable}, readable)
+    return replace(shape, default_names=_default_names(tree), self_attrs=_self_attrs(tree))
+
+
+def _self_attrs(tree: ast.AST) -> tuple[str, ...]:
+    """Names read on the first parameter (``self.b()``, ``getattr(self, "b")``) or ``super()``."""
+    args = getattr(tree, "args", None)
+    params = [*args.posonlyargs, *args.args] if args is not None else []
+    first = params[0].arg if params else None
+    found = {c[1] for c in norm.name_chains(tree) if c[0] == first and len(c) > 1}
+    for sub in ast.walk(tree):
+        if (
+            isinstance(sub, ast.Attribute)
+            and isinstance(sub.value, ast.Call)
+            and isinstance(sub.value.func, ast.Name)
+            and sub.value.func.id == "super"
+        ):
+            found.add(sub.attr)
+    return tuple(sorted(found))
+
+
+class Skeleton:
+    """Stands for a class *without its method bodies* in the graph (one per class, weakly).
+
+    A method depends on its class's skeleton (bases, decorators, class attributes, method
+    signatures) and on the methods it reaches through ``self``/``cls``, not on every method:
+    editing an unrelated method of the same class then changes nothing.
+    """
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.__module__ = cls.__module__
+        self.__qualname__ = cls.__qualname__
+
+
+_SKELETONS: weakref.WeakKeyDictionary[type, Skeleton] = weakref.WeakKeyDictionary()
+
+
+def skeleton_of(cls: type) -> Skeleton:
+    """The one Skeleton of `cls` (stable, so the graph keys it by identity)."""
+    found = _SKELETONS.get(cls)
+    if found is None:
+        found = _SKELETONS[cls] = Skeleton(cls)
+    return found
+
+
+def skeleton_shape(skeleton: Skeleton) -> Shape | None:
+    """Shape of a class with every method body replaced by ``pass``; None without source."""
+    shape = _memoised(skeleton, lambda: _build_skeleton_shape(skeleton.cls))
+    return shape if shape.source is not None else None
+
+
+def _build_skeleton_shape(cls: type) -> Shape:
+    node, problem = locate_class(cls)
+    if node is None:
+        return Shape("", None, (), (), problem)
+    tree = norm.normalise(node, strip_decorators=False)
+    for stmt in tree.body:  # type: ignore[attr-defined]
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            stmt.body = [ast.Pass()]
+    refs = norm.name_chains(tree, skip_function_bodies=True)
+    digest = hash_fields("skeleton", norm.dump(tree))
+    return Shape(digest, norm.unparse(tree), tuple(sorted(refs)), (), "")
+
+
+def _default_names(tree: ast.AST) -> tuple[tuple[str, str], ...]:
+    """Parameters whose default is a plain (dotted) name, e.g. ``k=FACTOR``: for `why`."""
+    args = getattr(tree, "args", None)
+    if args is None:
+        return ()
+    positional = [*args.posonlyargs, *args.args]
+    pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults)]
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    return tuple(
+        (arg.arg, ast.unparse(default))
+        for arg, default in pairs
+        if isinstance(default, (ast.Name, ast.Attribute))
+    )
 
 
 def _build_class_shape(cls: type) -> Shape:
@@ -93,17 +176,35 @@ def _build_class_shape(cls: type) -> Shape:
         return Shape(own, None, tuple(sorted((name,) for name in readable)), (), problem)
     tree = norm.normalise(node, strip_decorators=False)
     refs = {chain for chain in norm.name_chains(tree) if chain[0] in readable}
-    return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True))
+    return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True), readable)
 
 
-def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]]) -> Shape:
+def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -> Shape:
     """Shape of a located, normalised tree; chains rooted at a local import count too."""
     imports = norm.local_imports(tree)
     refs |= {chain for chain in norm.name_chains(tree) if chain[0] in imports}
     digest = hash_fields("ast", norm.dump(tree))
+    declared, changed = norm.written_names(tree)
+    mutated = frozenset(chain for chain in changed if chain[0] in readable or chain[0] in imports)
     return Shape(
-        digest, norm.unparse(tree), tuple(sorted(refs)), tuple(sorted(imports.items())), ""
+        digest,
+        norm.unparse(tree),
+        tuple(sorted(refs)),
+        tuple(sorted(imports.items())),
+        "",
+        declared,
+        tuple(sorted(mutated)),
+        frozenset(chain[0] for chain in changed),
     )
+
+
+def _stored_globals(code: CodeType) -> frozenset[str]:
+    """Names a code object (or one nested in it) assigns as globals, read from its bytecode."""
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")}
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _stored_globals(const)
+    return frozenset(names)
 
 
 def _all_methods(cls: type) -> list[tuple[str, FunctionType]]:

@@ -5,8 +5,8 @@ A function's identity covers the *values* of the constants it reads, so editing
 change behind our back qualify: ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
 ``bytes``, tuples and frozensets of those, numpy scalars, enum members and frozen
 dataclass instances whose fields qualify. Anything else (lists, dicts, arrays, objects)
-is mutable, so its value at hashing time says nothing about its value at call time; the
-caller records it as a ``mutable`` marker instead.
+is mutable, so its value at hashing time says nothing about its value at call time: it is
+digested again on every call instead (``_data``).
 
 The encoding is type-tagged and length-prefixed, like redun's ``hash_struct``, so ``1``,
 ``1.0``, ``True``, ``"1"`` and ``b"1"`` never collide. Types are compared exactly
@@ -18,8 +18,14 @@ result independent of ``PYTHONHASHSEED``.
 from __future__ import annotations
 
 import dataclasses
+import datetime
+import decimal
 import enum
+import fractions
+import pathlib
+import re
 import sys
+import uuid
 
 import blake3
 
@@ -102,8 +108,25 @@ def _encode_tuple(value: tuple) -> bytes | None:
     return b"n" + frame(_type_path(type(value))) + items
 
 
+_TEXT_TYPES: tuple[type, ...] = (
+    pathlib.PurePath, datetime.date, datetime.time, datetime.timedelta, decimal.Decimal,
+    fractions.Fraction, uuid.UUID,
+)
+
+
 def _encode_special(value: object) -> bytes | None:
-    """Numpy scalars, enum members and frozen dataclass instances; None for anything else."""
+    """Numpy scalars, enum members, frozen dataclass instances and immutable library values
+    (paths, dates and times, decimals, fractions, UUIDs, ranges, compiled regexes)."""
+    if isinstance(value, _TEXT_TYPES) and not isinstance(value, enum.Enum):
+        text = value.isoformat() if isinstance(value, (datetime.date, datetime.time)) else str(value)
+        if isinstance(value, (datetime.datetime, datetime.time)) and value.tzinfo is not None:
+            text += "|" + repr(value.tzinfo)
+        return b"x" + frame(_type_path(type(value))) + frame(text.encode("utf-8", "surrogatepass"))
+    if type(value) is range:
+        return b"r" + frame(f"{value.start},{value.stop},{value.step}".encode())
+    if isinstance(value, re.Pattern):
+        pattern = value.pattern if isinstance(value.pattern, bytes) else value.pattern.encode("utf-8", "surrogatepass")
+        return b"p" + frame(pattern) + frame(str(value.flags).encode())
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.generic):
         array = numpy.asarray(value)

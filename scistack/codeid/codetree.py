@@ -13,12 +13,13 @@ changed between the two walks) is dropped rather than recorded wrong.
 from __future__ import annotations
 
 import functools
+import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import FunctionType
 from typing import Any, Callable
 
-from scistack.codeid._graph import Walk, unwrap
+from scistack.codeid._graph import unwrap, walk_root
 from scistack.codeid._packages import is_project_module
 from scistack.codeid.identity import FunctionIdentity
 
@@ -35,6 +36,7 @@ class CodeNode:
     source: str | None
     deps: tuple[tuple[str, str], ...]
     file: str | None
+    obj: Any = field(default=None, compare=False, repr=False)  # the live function or class
 
 
 def code_tree(fn: Callable[..., Any], identity: FunctionIdentity) -> tuple[CodeNode, ...]:
@@ -50,9 +52,8 @@ def code_tree(fn: Callable[..., Any], identity: FunctionIdentity) -> tuple[CodeN
         or not is_project_module(module)
     ):
         return ()
-    walker = Walk()
-    root = walker.visit(real)
-    if root.digest != identity.digest and not isinstance(fn, functools.partial):
+    walker, root, digest, _ = walk_root(fn.func if isinstance(fn, functools.partial) else fn, real)
+    if digest != identity.code_only and not isinstance(fn, functools.partial):
         return ()  # the code changed between the two walks: record nothing rather than a lie
     tree = tuple(
         sorted((_node(n) for n in walker.nodes.values() if n is not root), key=lambda n: n.label)
@@ -83,15 +84,28 @@ def tree_record(tree: tuple[CodeNode, ...], put_code: Callable[[str], str]) -> d
 
 
 def constant_values(identity: FunctionIdentity, tree: tuple[CodeNode, ...]) -> dict[str, str]:
-    """A short repr of every module-level constant the tree reads (for `why`: "2 -> 3")."""
+    """A short repr of every constant and module data value the tree reads (`why`: "2 -> 3")."""
     out = {}
     for label, _ in (*identity.deps, *(d for n in tree for d in n.deps)):
         if label.startswith("const:") and label not in out:
             value = _resolve(label[len("const:") :])
             if value is not _UNRESOLVED:
-                text = repr(value)
-                out[label] = text if len(text) <= 80 else text[:79] + "…"
+                out[label] = short_repr(value)
+    for label, value in identity.data:
+        out[f"data:{label}"] = short_repr(value)
+    for label, value in identity.shown:  # closure cells, defaults, partial arguments
+        out.setdefault(label, short_repr(value))
     return out
+
+
+def short_repr(value: Any) -> str:
+    """A repr of at most 80 characters (``why`` shows old -> new values)."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break recording
+        text = f"<{type(value).__name__}: repr failed: {exc}>"
+    text = re.sub(r" at 0x[0-9a-f]+", "", " ".join(text.split()))
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 _UNRESOLVED = object()
@@ -113,7 +127,9 @@ def _resolve(dotted: str) -> Any:
 
 
 def _node(node: Any) -> CodeNode:
-    return CodeNode(node.label, node.digest, node.shape.source, node.deps, _file_of(node.obj))
+    return CodeNode(
+        node.label, node.digest, node.shape.source, node.deps, _file_of(node.obj), node.obj
+    )
 
 
 def _file_of(obj: Any) -> str | None:

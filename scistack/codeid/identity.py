@@ -9,15 +9,29 @@ nothing else (or it recomputes for no reason). Identity is a blake3 digest of:
   does count** (deciding "same up to renaming" is easy to get wrong in the unsafe direction);
 * transitively, the identities of the project's own functions, methods and classes it
   references, through globals, attribute chains (``helpers.smooth``, ``pkg.mod.fn``),
-  closure cells and imports inside the body. A method also depends on its class, whose
-  source covers ``self.x()`` calls;
-* the *values* of immutable constants it reads (``_values``), module-level or captured;
+  closure cells and imports inside the body (methods: see below);
+* the *values* of immutable constants it reads (``_values``), module-level or captured,
+  and of the values of default arguments (``fn=helpers.scale``, ``k=FACTOR``);
+* code reached indirectly: ``getattr(module, "literal")``, functions stored in module data
+  (``OPS["x"]``, decorator registries), ``np.vectorize(f)``, ``functools.singledispatch``
+  implementations, and the bodies of ``functools.wraps`` wrappers (``wrapper:`` deps);
 * for library code (stdlib, site-packages, scistack itself: ``_packages``), only the qualified
-  name and the distribution version, e.g. ``("pkg:numpy.add", "numpy==2.4.6")``.
+  name and the distribution's version and build, e.g. ``("pkg:numpy.add", "numpy==2.4.6
+  build:…")``.
 
-Mutable globals (a call-counter list, a dict cache) are not hashed by value: their content at
-hashing time says nothing about call time, and mutating them must not change identity. They
-appear as ``("mutable:mod.name", "mutable")`` so the record shows they exist.
+Module data (lists, dicts, sets, arrays, dataclass and project-class instances) is read at
+*call time*: it can change without being rebound, so the memoised code identity is combined
+on every call with a digest of each such value's canonical content (``_data``), as
+``("data:mod.NAME", digest)``; ``FunctionIdentity.code_digest`` keeps the code-only digest.
+Objects some function of the walk writes (``global`` assignment, item/attribute assignment,
+mutating methods) are state, not input: they stay ``("mutable:mod.NAME", ...)`` markers and
+are not hashed, so a call counter keeps the cache working. A value with no canonical
+encoding is ``("unverifiable:mod.NAME", what it is)``: `why` and `status` report it as ``?``.
+
+Methods: a method depends on its class's *skeleton* (the class without method bodies), its
+dunder methods and the methods it reaches through ``self``/``cls``/``super()``; ``Model.a``
+resolves to that method. A function that uses the class itself (``Model()``) depends on the
+whole class. Type hints of functions are dropped before hashing (they never run).
 
 Recursion: references form a graph, cut into strongly connected components (Tarjan). Inside a
 cycle, members contribute their *name* (``"recursive"``) instead of a digest, and every member
@@ -32,11 +46,9 @@ lambdas share the name ``<lambda>`` and must not share cached results.
 
 Pinning: ``version="2"`` makes the digest depend on (module, name, version) only.
 
-Not seen (documented limits): names reached dynamically (``getattr(mod, name)``, ``eval``);
-the state of mutable objects and instances (marked ``mutable``); what a ``functools.wraps``
-decorator adds around the function it wraps; methods monkeypatched onto a class after import;
-and default argument values, which belong to the call key (arguments are bound with their
-defaults there), not to identity.
+Not seen (documented limits, README "What the cache sees"): names reached dynamically
+(``getattr(mod, name)`` with a computed name, ``eval``); methods monkeypatched onto a class
+after import; the registry of a lineage function that is itself ``singledispatch``.
 
 Speed: the syntax tree is analysed once per code object, and each identity is memoised per
 function object together with *guards*: every namespace slot, closure cell and ``__code__`` it
@@ -48,14 +60,16 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from types import FunctionType, MethodType
 from typing import Any
 
 from scistack.errors import LineageError
-from scistack.codeid._graph import Guards, Walk, unwrap
+from scistack.codeid._data import Unverifiable, data_digest
+from scistack.codeid._graph import Guards, unwrap, walk_root
 from scistack.codeid._packages import is_project_module, package_version
 from scistack.codeid._shapes import class_shape, function_shape
 from scistack.codeid._values import encode_constant, hash_fields, value_digest
@@ -94,20 +108,39 @@ class FunctionIdentity:
     pinned_version: str | None
     deps: tuple[tuple[str, str], ...]
     note: str
+    code_digest: str = ""
+    data: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+    shown: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def code_only(self) -> str:
+        """The digest of the code alone, before the module data read at call time."""
+        return self.code_digest or self.digest
+
+    @property
+    def unverifiable(self) -> tuple[tuple[str, str], ...]:
+        """(name, what it is) of every value read that has no canonical encoding."""
+        return tuple(
+            (label.partition(":")[2], what) for label, what in self.deps
+            if label.startswith("unverifiable:")
+        )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Memo:
     """A memoised identity, valid while `fn` is alive and its guards hold."""
 
     ref: Callable[[], object]
     identity: FunctionIdentity
     guards: Guards
+    reads: tuple[tuple[str, object], ...] = ()
+    last: FunctionIdentity | None = None  # the last identity with data, reused while equal
 
 
 _Key = tuple[int, str | None]
 _IDENTITIES: dict[_Key, _Memo] = {}
 _ALWAYS = Guards((), (), ())
+_IN_PROGRESS = threading.local()
 
 
 def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> FunctionIdentity:
@@ -140,11 +173,58 @@ def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> 
     key = (id(fn), version)
     memo = _IDENTITIES.get(key)
     if memo is not None and memo.ref() is fn and memo.guards.valid():
-        return memo.identity
-    identity, guards = _compute(fn, version)
-    if guards is not None:
-        _remember(key, fn, identity, guards)
-    return identity
+        return memo.identity if not memo.reads else _with_data(memo)
+    identity, guards, reads = _compute(fn, version)
+    if guards is None:
+        return identity
+    memo = _remember(key, fn, identity, guards, reads)
+    return identity if not reads else _with_data(memo)
+
+
+def _with_data(memo: _Memo) -> FunctionIdentity:
+    """The memoised code identity plus the digests of the module data it reads, now."""
+    busy: set[int] = _IN_PROGRESS.__dict__.setdefault("ids", set())
+    static = memo.identity
+    pairs = []
+    busy.add(id(memo))
+    try:
+        for label, value in memo.reads:
+            try:
+                pairs.append((f"data:{label}", data_digest(value, _code_of)))
+            except Unverifiable as exc:
+                pairs.append((f"unverifiable:{label}", str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a value whose reading fails is unverifiable
+                pairs.append((f"unverifiable:{label}", f"reading it failed: {type(exc).__name__}"))
+    finally:
+        busy.discard(id(memo))
+    last = memo.last
+    if last is not None and last.deps[-len(pairs) :] == tuple(pairs):
+        return last
+    digest = hash_fields("with-data", static.digest, str(len(pairs)), *(t for p in pairs for t in p))
+    note = f"{static.note} + {len(pairs)} module data values read at call time"
+    memo.last = replace(
+        static,
+        digest=digest,
+        deps=(*static.deps, *pairs),
+        note=note,
+        code_digest=static.digest,
+        data=memo.reads,
+    )
+    return memo.last
+
+
+def _code_of(value: object) -> str:
+    """Identity digest of a function or class found inside module data ("recursive" in a loop)."""
+    try:
+        if isinstance(value, type) or callable(value):
+            memo = _IDENTITIES.get((id(value), None))
+            busy = _IN_PROGRESS.__dict__.setdefault("ids", set())
+            if memo is not None and id(memo) in busy:
+                return "recursive"
+            return function_identity(value).digest  # type: ignore[arg-type]
+    except LineageError as exc:
+        raise Unverifiable(str(exc)) from exc
+    raise Unverifiable(f"a {type(value).__name__}")
 
 
 def normalised_source(fn: Callable[..., Any]) -> str | None:
@@ -163,7 +243,13 @@ def normalised_source(fn: Callable[..., Any]) -> str | None:
     return None
 
 
-def _remember(key: _Key, fn: object, identity: FunctionIdentity, guards: Guards) -> None:
+def _remember(
+    key: _Key,
+    fn: object,
+    identity: FunctionIdentity,
+    guards: Guards,
+    reads: tuple[tuple[str, object], ...] = (),
+) -> _Memo:
     """Memoise `identity`; a weak reference drops the entry when `fn` dies (notebooks redefine)."""
     try:
         ref: Callable[[], object] = weakref.ref(
@@ -171,27 +257,32 @@ def _remember(key: _Key, fn: object, identity: FunctionIdentity, guards: Guards)
         )
     except TypeError:  # e.g. numpy ufuncs: not weak-referenceable, but immortal anyway
         ref = lambda: fn  # noqa: E731
-    _IDENTITIES[key] = _Memo(ref, identity, guards)
+    memo = _Memo(ref, identity, guards, reads)
+    _IDENTITIES[key] = memo
+    return memo
 
 
-def _compute(fn: Callable[..., Any], version: str | None) -> tuple[FunctionIdentity, Guards | None]:
-    """Slow path: identity and the guards that keep it valid (None: do not memoise)."""
+_Computed = tuple[FunctionIdentity, "Guards | None", tuple[tuple[str, object], ...]]
+
+
+def _compute(fn: Callable[..., Any], version: str | None) -> _Computed:
+    """Slow path: identity, the guards that keep it valid (None: do not memoise), data read."""
     if isinstance(fn, functools.partial):
-        return _partial_identity(fn, version), None
+        return _partial_identity(fn, version), None, ()
     real = unwrap(fn)
     if not callable(real):
         raise LineageError(f"{real!r} is not a function; only callables have an identity")
     name, module = _name_of(real), getattr(real, "__module__", None) or type(real).__module__
     if version is not None:
-        return _pinned_identity(real, name, module, version)
+        return (*_pinned_identity(real, name, module, version), ())
     if isinstance(real, (FunctionType, type)) and is_project_module(module):
-        return _project_identity(real, name, module)
+        return _project_identity(fn, real, name, module)
     if is_project_module(type(real).__module__):
         raise LineageError(
             f"cannot identify the callable object {real!r}: its result depends on its attributes, "
             "which identity does not see. Decorate a plain function, or pin it with version=..."
         )
-    return _library_identity(real, name, module), _ALWAYS
+    return _library_identity(real, name, module), _ALWAYS, ()
 
 
 def _pinned_identity(
@@ -218,33 +309,37 @@ def _library_identity(real: object, name: str, module: str) -> FunctionIdentity:
 
 
 def _project_identity(
-    real: FunctionType | type, name: str, module: str
-) -> tuple[FunctionIdentity, Guards]:
-    """Walk the project-code graph from `real`."""
-    walker = Walk()
-    node = walker.visit(real)
+    fn: object, real: FunctionType | type, name: str, module: str
+) -> _Computed:
+    """Walk the project-code graph from `real` (and from the wrappers around it)."""
+    walker, node, digest, deps = walk_root(fn, real)
     source = node.shape.source
     if source is None:
         python = sys.version.split()[0]
         how = f"no usable source ({node.shape.problem}): identified by bytecode"
         note = f"{how} of {module}.{name} @ python {python}"
     else:
-        note = f"normalised source of {module}.{name} + {len(node.deps)} dependencies"
-    deps = node.deps
+        note = f"normalised source of {module}.{name} + {len(deps)} dependencies"
     identity = FunctionIdentity(
-        name, module, node.digest, source, source is not None, None, deps, note
+        name, module, digest, source, source is not None, None, deps, note,
+        shown=tuple(walker.shown.items()),
     )
-    return identity, walker.guards()
+    return identity, walker.guards(), walker.reads()
 
 
 def _partial_identity(partial: functools.partial, version: str | None) -> FunctionIdentity:
     """Identity of ``partial.func`` plus the bound arguments (constants or functions only)."""
     inner = function_identity(partial.func, version=version)
     fields: list[str] = []
-    for key, value in [*enumerate(partial.args), *sorted(partial.keywords.items())]:
+    shown: list[tuple[str, object]] = []
+    args = [*enumerate(partial.args), *sorted(partial.keywords.items())]
+    for key, value in args:
         fields += [str(key), _bound_digest(key, value)]
+        label = f"const:{inner.module}.{inner.name}.<partial>.{key}"
+        shown.append((label, value))
     bound = hash_fields("partial-args", str(len(partial.args)), *fields)
-    deps = tuple(sorted((*inner.deps, ("partial-args", bound))))
+    own = [(label, fields[2 * i + 1]) for i, (label, _) in enumerate(shown)]
+    deps = tuple(sorted((*inner.deps, ("partial-args", bound), *own)))
     return FunctionIdentity(
         inner.name,
         inner.module,
@@ -254,6 +349,8 @@ def _partial_identity(partial: functools.partial, version: str | None) -> Functi
         inner.pinned_version,
         deps,
         f"functools.partial of {inner.note}",
+        data=inner.data,
+        shown=(*inner.shown, *shown),
     )
 
 

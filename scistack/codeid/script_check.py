@@ -19,7 +19,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from scistack.codeid._packages import installed_label, split_label
 from scistack.codeid._ast_normalise import normalise, unparse
+from scistack.codeid._data import data_digest
+from scistack.codeid.codetree import short_repr
 from scistack.codeid.identity import function_identity
 from scistack.records import CallRecord, HelperInfo
 
@@ -98,9 +101,30 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
         seen.add(label)
         kind, _, dotted = label.partition(":")
         if kind == "pkg":
-            dist, _, version = str(value).partition("==")
-            if version and _installed(dist) != version:
-                reasons.append(reason("package", dotted, f"changed: {version} -> {_installed(dist)}", ""))
+            dist, version, build = split_label(str(value))
+            now = installed_label(dist) if build else _installed(dist)
+            was = str(value) if build else version
+            if version and now != was:
+                reasons.append(reason("package", dotted, f"changed: {was} -> {now}", ""))
+        elif kind == "const" and ".<default>." in dotted:
+            _, _, source = dotted.rpartition(".<default>.")
+            param, _, named = source.partition("=")
+            if not named:
+                continue  # a literal default: part of the function's text, compared above
+            if named not in constants or label not in recorded:
+                raise _CannotTell(label)
+            now = short_repr(constants[named])
+            if now != recorded[label]:
+                reasons.append(reason("constant", dotted, f"value changed: {recorded[label]} -> {now}", ""))
+        elif kind == "data":
+            module, _, name = dotted.rpartition(".")
+            if module != "__main__" or name not in constants:
+                raise _CannotTell(label)
+            if data_digest(constants[name], _no_code) != value:
+                was, now = recorded.get(label, "?"), short_repr(constants[name])
+                reasons.append(reason("data", dotted, f"module data changed: {was} -> {now}", ""))
+        elif kind == "unverifiable":
+            raise _CannotTell(label)
         elif kind == "const":
             module, _, name = dotted.rpartition(".")
             if module != "__main__" or name not in constants or label not in recorded:
@@ -112,6 +136,11 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
         elif kind == "mutable":
             continue
     return reasons
+
+
+def _no_code(value: object) -> str:
+    """Literals hold no functions; reaching one means the text cannot settle it."""
+    raise _CannotTell(repr(value))
 
 
 @functools.lru_cache(maxsize=32)

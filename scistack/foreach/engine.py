@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.lineage.filecheck import cache_fn, hit_changed
 from scistack.database import Database, current_database
 from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.execute import (
@@ -210,7 +211,8 @@ class _Run:
     def _check_cache(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved], key: str,
                      item: ComboResult, bar: Any) -> None:
         hit = self.db.index.cached_call(key)
-        if hit is not None and self._restore(combo, addr_key, key, hit):
+        if hit is not None and not hit_changed(self.db.store, hit) and self._restore(
+                combo, addr_key, key, hit):
             item.status = "cached"
             log.debug("cached %s at %s", self.name, combo)
             _tick(bar)
@@ -322,8 +324,9 @@ class _Run:
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
-                                       outcome.duration, multi=outcome.multi)
-        self.ctx.record(key, call_oid, self.identity.digest, out_oids, multi=outcome.multi)
+                                       outcome.duration, multi=outcome.multi, files=outcome.files)
+        self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files), out_oids,
+                        multi=outcome.multi)
         params = flatten_params(self.identity.name, bound)
         for var, out in zip(self.outputs, outcome.outputs):  # type: ignore[arg-type]
             self._save(var.__name__, item.combo, pending.addr_key, out, call_oid, params)

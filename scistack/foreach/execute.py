@@ -16,6 +16,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.lineage.filecheck import reads_of_call
 from scistack.foreach.inputs import Resolved, load_value
 from scistack.index import utc_now
 from scistack.lineage.function import LineageFunction
@@ -45,6 +46,7 @@ class Outcome:
     traceback: str | None = None
     skipped: bool = False
     multi: bool = False           # the function returned a tuple (a cache hit returns one too)
+    files: tuple = ()             # FileRead of every input file the call opened
 
 
 def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_outputs: int,
@@ -54,14 +56,15 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
     try:
         values = {n: load_value(store, r, schema_keys, as_table=as_table) for n, r in task.inputs.items()}
         values.update(task.passthrough)
-        result = fn(**values)
+        with reads_of_call(store) as files:
+            result = fn(**values)
         duration = time.perf_counter() - t0
         if result is None:
             return Outcome(task.index, None, started, duration, skipped=True)
         outputs = _as_outputs(result, n_outputs, getattr(fn, "__name__", "function"))
         stored = [(store.put_value(v), value_kind(v), summarize(v)) for v in outputs]
         return Outcome(task.index, stored, started, duration,
-                       multi=isinstance(result, tuple) and n_outputs != 1)
+                       multi=isinstance(result, tuple) and n_outputs != 1, files=tuple(files))
     except Exception as exc:  # noqa: BLE001 - recorded per combination; the run goes on
         return Outcome(task.index, None, started, time.perf_counter() - t0,
                        f"{type(exc).__name__}: {exc}", traceback.format_exc())

@@ -13,6 +13,7 @@ from typing import Any
 
 from scistack.database import Database, current_database
 from scistack.lineage.calls import BoundInput, key_from_oids
+from scistack.lineage.filecheck import cache_fn
 from scistack.objects import MemoryObjectStore, ObjectStore
 from scistack.records import parse_call
 
@@ -107,7 +108,10 @@ def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str])
     db.store.put("call", raw)
     key = key_from_oids(fn.identity, call.input_oids)
     if db.index.cached_call(key) is None:
-        db.index.put_call(key, call_oid, fn.identity, list(call.outputs), multi=bool(call.multi))
+        files = call.extra.get("files") or ()
+        db.index.put_call(
+            key, call_oid, cache_fn(fn.identity, files), list(call.outputs), multi=bool(call.multi)
+        )
 
 
 def _copy_value(source: ObjectStore, target: ObjectStore, oid: str, value: Any = _MISSING) -> None:

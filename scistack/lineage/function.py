@@ -39,6 +39,8 @@ from scistack.lineage.calls import (
     unwrap_input,
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
+from scistack.codeid.files import FileRead
+from scistack.lineage.filecheck import cache_fn, files_value, hit_changed, reads_of_call, remember
 from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
@@ -100,7 +102,8 @@ class LineageFunction:
         self._code_oids: weakref.WeakKeyDictionary[ObjectStore, dict[str, str | None]] = (
             weakref.WeakKeyDictionary()
         )
-        _REGISTRY[(getattr(fn, "__module__", None), getattr(fn, "__qualname__", self.name))] = self
+        named = fn.func if isinstance(fn, functools.partial) else fn  # a partial: as its function
+        _REGISTRY[(getattr(named, "__module__", None), getattr(named, "__qualname__", self.name))] = self
 
     @property
     def name(self) -> str:
@@ -128,7 +131,7 @@ class LineageFunction:
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
         hit = ctx.lookup(key)
-        if hit is not None:
+        if hit is not None and not hit_changed(ctx.store, hit):
             try:
                 return self._results(ctx.store, hit, inputs, identity)
             except ObjectNotFoundError:
@@ -146,16 +149,17 @@ class LineageFunction:
         """Execute on a cache miss and record the call."""
         args, kwargs = plain_arguments(self.signature, bound, inputs)
         started, t0 = utc_now(), time.perf_counter()
-        out = self.fn(*args, **kwargs)
+        with reads_of_call(ctx.store) as files:
+            out = self.fn(*args, **kwargs)
         duration = time.perf_counter() - t0
         multi = isinstance(out, tuple)
         given = [b.value for b in inputs.values()]
         outputs = [immutable_output(unwrap_input(v), given) for v in (out if multi else (out,))]
         out_oids = [ctx.store.put_value(v) for v in outputs]
         call_oid = self.record_call(
-            ctx.store, identity, inputs, out_oids, started, duration, multi=multi
+            ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files
         )
-        ctx.record(key, call_oid, identity.digest, out_oids, multi=multi)
+        ctx.record(key, call_oid, cache_fn(identity.digest, files), out_oids, multi=multi)
         results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=False)
         return tuple(results) if multi else results[0]
 
@@ -169,6 +173,7 @@ class LineageFunction:
         duration: float,
         *,
         multi: bool = False,
+        files: list[FileRead] | tuple[FileRead, ...] = (),
     ) -> str:
         """Store the call record (and the code it ran) and return its oid."""
         inputs = self._with_defaults(inputs)
@@ -207,8 +212,11 @@ class LineageFunction:
             started=started,
             duration=round(duration, 6),
             format=CALL_FORMAT,
+            extra=files_value(list(files)),
         )
-        return store.put("call", record.to_bytes())
+        call_oid = store.put("call", record.to_bytes())
+        remember(call_oid, list(files))
+        return call_oid
 
     def _with_defaults(self, inputs: dict[str, BoundInput]) -> dict[str, BoundInput]:
         """`inputs` plus the defaults of parameters it lacks (for callers that bind by name)."""

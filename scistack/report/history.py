@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from scistack.lineage.filecheck import note_record
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFoundError
 from scistack.objects.canonical_json import json_refs
@@ -96,6 +97,7 @@ class CallInfo:
 def read_call(db: Database, call_oid: str) -> CallInfo:
     """Parse the call record `call_oid` (raises if it is missing or corrupt)."""
     record = read_call_record(db.store, call_oid)
+    note_record(call_oid, record)
     fn = record.function
     inputs = [
         InputInfo(

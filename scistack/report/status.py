@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.lineage.filecheck import changed_inputs, reads_files
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
 from scistack.report.history import CallReader, select
@@ -85,6 +86,7 @@ class StalenessChecker:
         self.db = db
         self.calls = CallReader(db)
         self._identity: dict[tuple[str, str], str | None] = {}
+        self._unverifiable: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._script: dict[str, tuple[str, str]] = {}  # function identity -> verdict from its file
 
@@ -107,6 +109,9 @@ class StalenessChecker:
             reason = self._input_reason(item)
             if reason:
                 return "stale", reason
+        changed = changed_inputs(self.db.store, record.call)
+        if changed:
+            return "stale", f"file {changed[0]} changed"
         return self.function_verdict(record.call, call.module, call.function, call.identity)
 
     def function_verdict(self, call_oid: str, module: str, function: str, identity: str) -> tuple[str, str]:
@@ -118,6 +123,10 @@ class StalenessChecker:
             return self._script[identity]
         if now != identity:
             return "stale", f"code of {function} changed"
+        unverifiable = self._unverifiable.get((module, function))
+        if unverifiable:
+            what, detail = unverifiable[0]
+            return "unknown", f"{what} cannot be verified ({detail})"
         return "done", ""
 
     def _script_verdict(self, call_oid: str, module: str, function: str) -> tuple[str, str]:
@@ -168,7 +177,9 @@ class StalenessChecker:
                 try:
                     target = fn.fn if isinstance(fn, LineageFunction) else fn
                     pinned = fn.version if isinstance(fn, LineageFunction) else None
-                    digest = function_identity(target, version=pinned).digest
+                    identity = function_identity(target, version=pinned)
+                    digest = identity.digest
+                    self._unverifiable[(module, name)] = identity.unverifiable
                 except (ScistackError, TypeError, OSError):
                     digest = None
             self._identity[(module, name)] = digest
@@ -286,7 +297,7 @@ def _learn_calls(db: Database, judging: Any, checker: StalenessChecker, var: str
         call = checker.calls.get(call_oid)
         if call is None:
             continue  # a missing record: judged "unknown" where it is named
-        rows, simple = [], True
+        rows, simple = [], not reads_files(db.store, call_oid)  # files are checked per record
         for item in call.inputs:
             if item.var is None:
                 continue

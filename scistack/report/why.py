@@ -20,6 +20,8 @@ from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
+from scistack.codeid.lines import changed_lines, describe_location, line_map
+from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function
 from scistack.codeid.identity import function_identity, normalised_source
 from scistack.objects.canonical_json import from_tree
@@ -118,7 +120,7 @@ def _call_changes(
         ]
     else:
         reasons = _code_changes(db, call, fn)
-    reasons += _input_changes(db, call, seen)
+    reasons += _input_changes(db, call, seen) + _file_changes(db, call_oid)
     if upstream_of is not None:
         reasons = [
             replace(r, detail=f"upstream {fn_name} (feeding {upstream_of}): {r.detail}")
@@ -134,10 +136,15 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
     target = fn.fn if isinstance(fn, LineageFunction) else fn
     pinned = fn.version if isinstance(fn, LineageFunction) else None
     current = function_identity(target, version=pinned)
+    unverifiable = [
+        Reason("unknown", what, f"read by {recorded.name} but cannot be verified ({detail}): "
+               "a change to it would not be seen")
+        for what, detail in current.unverifiable
+    ]
     if current.digest == recorded.identity:
-        return []
+        return unverifiable
     name = recorded.name
-    reasons = []
+    reasons: list[Reason] = []
     if (recorded.version or None) != current.pinned_version:
         reasons.append(
             Reason(
@@ -153,7 +160,8 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
                 Reason("code", name, "the function's code changed (its old source is not stored)")
             )
         elif diff:
-            reasons.append(Reason("code", name, "the function's code changed", diff))
+            where = _where(target, diff)
+            reasons.append(Reason("code", name, f"the function's code changed{where}", diff))
         if recorded.has_helpers:
             reasons += _tree_changes(db, recorded, current, code_tree(target, current))
         else:  # a record from before helper trees were kept: direct dependencies only
@@ -162,7 +170,7 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
             )
     if not reasons:
         reasons.append(Reason("code", name, "the function's identity changed"))
-    return reasons
+    return reasons + unverifiable
 
 
 def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) -> list[Reason]:
@@ -181,7 +189,8 @@ def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) ->
             continue
         diff = _diff(db, old.code, new.source or "", what)
         if diff:
-            reasons.append(Reason(kind, what, "its code changed", diff))
+            where = _where(new.obj, diff) if new.obj is not None else ""
+            reasons.append(Reason(kind, what, f"its code changed{where}", diff))
     old_leaves = _leaves(recorded.deps, *(h.deps for h in old_helpers.values()))
     new_leaves = _leaves(current.deps, *(n.deps for n in tree))
     values = (recorded.constants, constant_values(current, tree))
@@ -193,7 +202,7 @@ def _leaves(*dep_lists: Any) -> dict[str, str]:
     out: dict[str, str] = {}
     for deps in dep_lists:
         for label, digest in deps:
-            if label.startswith(("const:", "pkg:")):
+            if label.startswith(("const:", "pkg:", "data:")):
                 out[label] = digest
     return out
 
@@ -210,7 +219,9 @@ def _leaf_changes(
         if old.get(label) == new.get(label):
             continue
         kind, _, what = label.partition(":")
-        if kind not in ("const", "pkg") and not (with_helpers and kind in ("helper", "class")):
+        if kind not in ("const", "pkg", "data") and not (
+            with_helpers and kind in ("helper", "class")
+        ):
             continue
         change = (
             "now used" if label not in old else "no longer used" if label not in new else "changed"
@@ -220,8 +231,17 @@ def _leaf_changes(
         elif label in values[0] and label in values[1]:
             change = f"changed: {values[0][label]} -> {values[1][label]}"
         reason_kind = {"const": "constant", "pkg": "package"}.get(kind, kind)
+        if kind == "data":
+            change = f"module data {change}"
         reasons.append(Reason(reason_kind, what, f"{'value ' if kind == 'const' else ''}{change}"))
     return reasons
+
+
+def _where(obj: Any, diff: str) -> str:
+    """`` (at pipeline.py, line 5)``: where the diff's new lines are in the file now."""
+    path, mapping = line_map(obj)
+    place = describe_location(path, changed_lines(diff, mapping))
+    return f" (at {place})" if place else ""
 
 
 def _diff(db: Any, old_oid: str | None, new_source: str, name: str) -> str | None:
@@ -271,6 +291,14 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
                     seen=seen,
                 )
     return reasons
+
+
+def _file_changes(db: Any, call_oid: str) -> list[Reason]:
+    """Files the call read whose content changed since (each named by its path)."""
+    return [
+        Reason("file", path, "its content changed since the call read it (or it is gone)")
+        for path in changed_inputs(db.store, call_oid)
+    ]
 
 
 def _variable_change(db: Any, param: str, item: CallInput) -> list[Reason]:

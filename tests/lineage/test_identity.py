@@ -28,9 +28,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scistack.errors import LineageError
+from scistack.codeid._packages import package_version
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+NUMPY_LABEL = package_version("numpy")  # numpy==<version> build:<digest of its RECORD hashes>
 _STAMPS = itertools.count(1)  # every write gets a later mtime than any before it
 
 
@@ -135,7 +137,7 @@ def test_helpers_imported_inside_the_body_count(project: Project) -> None:
             return np.asarray(helpers.smooth(x)) * k
     """
     before = project.identity(source)
-    assert dict(before.deps)["pkg:numpy.asarray"] == f"numpy=={np.__version__}"
+    assert dict(before.deps)["pkg:numpy.asarray"] == NUMPY_LABEL
     project.write("helpers", "SCALE = 2\n\ndef smooth(x):\n    return -x\n")
     after_helper = project.identity(source)
     project.write("helpers", "SCALE = 3\n\ndef smooth(x):\n    return -x\n")
@@ -392,9 +394,14 @@ def test_builtin_c_and_stdlib_functions() -> None:
     assert function_identity(len).note.startswith(
         "no source available: identified by builtins.len @ python 3."
     )
-    assert function_identity(np.add).deps == (("pkg:numpy.add", f"numpy=={np.__version__}"),)
+    assert function_identity(np.add).deps == (("pkg:numpy.add", NUMPY_LABEL),)
     assert "json.dumps @ python" in function_identity(json.dumps).note
     assert len({function_identity(fn).digest for fn in (len, np.add, np.subtract, json.dumps)}) == 4
+
+
+def test_package_label_names_version_and_build() -> None:
+    assert NUMPY_LABEL.startswith(f"numpy=={np.__version__} build:")
+    assert len(NUMPY_LABEL.rpartition("build:")[2]) == 16
 
 
 def test_library_references_count_by_name_and_version(project: Project) -> None:
@@ -404,7 +411,7 @@ def test_library_references_count_by_name_and_version(project: Project) -> None:
     )
     deps = dict(ident.deps)
     assert deps["pkg:json.dumps"].startswith("python==")
-    assert deps["pkg:numpy.add"] == f"numpy=={np.__version__}"
+    assert deps["pkg:numpy.add"] == NUMPY_LABEL
 
 
 def test_lambda_with_source(project: Project) -> None:
@@ -505,7 +512,7 @@ def test_partial_counts_func_and_bound_constants(project: Project) -> None:
         function_identity(functools.partial(f, scale=np.arange(3)))
 
 
-def test_wraps_wrapper_is_identified_by_the_wrapped_function(project: Project) -> None:
+def test_wraps_wrapper_counts_the_wrapped_function_and_the_wrapper_body(project: Project) -> None:
     project.write("mod", WRAPPED)
     mod = project.load("mod")
     assert (
@@ -513,7 +520,13 @@ def test_wraps_wrapper_is_identified_by_the_wrapped_function(project: Project) -
         == normalised_source(mod.g)
         == "def g(x, scale):\n    return x * scale"
     )
-    assert function_identity(mod.g).digest == function_identity(mod.g.__wrapped__).digest
+    wrapped = function_identity(mod.g)
+    assert wrapped.digest != function_identity(mod.g.__wrapped__).digest  # the wrapper runs too
+    assert any(label.endswith(".logged.<locals>.wrapper") for label, _ in wrapped.deps)
+    project.write("mod", WRAPPED.replace("return fn(*args, **kwargs)", "return 2 * fn(*args, **kwargs)"))
+    edited = function_identity(project.load("mod").g)
+    assert edited.digest != wrapped.digest
+    assert edited.source == wrapped.source  # the function itself is unchanged
 
 
 # --- pinned versions, errors ----------------------------------------------------------------
@@ -703,3 +716,82 @@ def noise_identity(noise: Project, source: str) -> FunctionIdentity:
     """Identity of `f` in `source`, written to the noise package and imported afresh."""
     noise.write("mod", source)
     return function_identity(noise.load("mod").f)
+
+
+# --- module data read at call time (issue 15) -------------------------------------------------
+
+
+def test_module_data_counts_by_content_at_call_time(project: Project) -> None:
+    project.write(
+        "mod",
+        "import numpy as np\nWEIGHTS = [1, 2]\nKERNEL = np.array([1.0, 2.0])\n\n"
+        "def f(x):\n    return sum(WEIGHTS) * x + KERNEL.sum()\n",
+    )
+    mod = project.load("mod")
+    first = function_identity(mod.f)
+    assert first.code_digest and first.code_digest != first.digest
+    assert {label for label, _ in first.deps} >= {
+        f"data:{project.name}.mod.WEIGHTS", f"data:{project.name}.mod.KERNEL"
+    }
+    mod.WEIGHTS.append(3)  # in place: no guard fails, the content does
+    assert function_identity(mod.f).digest != first.digest
+    mod.WEIGHTS.pop()
+    assert function_identity(mod.f).digest == first.digest
+    mod.KERNEL[0] = 5.0
+    assert function_identity(mod.f).digest != first.digest
+
+
+def test_state_written_by_a_helper_is_not_an_input(project: Project) -> None:
+    project.write(
+        "mod",
+        "SEEN = []\nMEMO = {}\n\ndef note(x):\n    SEEN.append(x)\n    MEMO[x] = x\n\n"
+        "def f(x):\n    note(x)\n    return len(SEEN) + len(MEMO) * 0 + x\n",
+    )
+    mod = project.load("mod")
+    first = function_identity(mod.f)
+    mod.f(1)
+    mod.f(2)
+    assert function_identity(mod.f).digest == first.digest
+    assert not [label for label, _ in first.deps if label.startswith("data:")]
+
+
+def test_unencodable_module_value_is_named_unverifiable(project: Project) -> None:
+    project.write("mod", "import array\nSCALE = array.array('d', [2.0])\n\ndef f(x):\n    return x * SCALE[0]\n")
+    identity = function_identity(project.load("mod").f)
+    assert identity.unverifiable == ((f"{project.name}.mod.SCALE", "a array.array"),)
+
+
+def test_data_digests_are_canonical() -> None:
+    from scistack.codeid._data import Unverifiable, data_digest
+
+    def code_of(fn: object) -> str:
+        return "fn"
+
+    assert data_digest([1, 2], code_of) != data_digest([1.0, 2], code_of) != data_digest((1, 2), code_of)
+    assert data_digest({"a": 1, "b": 2}, code_of) != data_digest({"b": 2, "a": 1}, code_of)  # order runs
+    assert data_digest({"x", "y", "z"}, code_of) == data_digest({"z", "y", "x"}, code_of)
+    assert data_digest(np.arange(3.0), code_of) != data_digest(np.arange(3), code_of)
+    assert data_digest(np.arange(3.0), code_of) == data_digest(np.arange(3.0).astype(">f8"), code_of)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(Unverifiable):
+        data_digest(loop, code_of)
+
+
+def test_reading_files_records_inputs_only(tmp_path: Path) -> None:
+    from scistack.codeid.files import changed_files, files_read, recording_reads
+
+    data, scratch = tmp_path / "calib.txt", tmp_path / "scratch.txt"
+    data.write_text("2")
+    with recording_reads() as recording:
+        data.read_text()
+        scratch.write_text("tmp")  # written by the call itself: output, not input
+        scratch.read_text()
+        json.__file__ and open(json.__file__).close()  # the standard library: not an input
+    files = files_read(recording)
+    assert [f.path for f in files] == [str(data)]
+    assert changed_files(files) == []
+    os.utime(data, ns=(1, 1))  # touched, same content: still unchanged
+    assert changed_files(files) == []
+    data.write_text("3")
+    assert changed_files(files) == [str(data)]

@@ -1,0 +1,101 @@
+"""Where a change is: lines of the normalised source mapped back to the file as it is now.
+
+`why` diffs normalised sources (what identity hashes), whose line numbers count from the
+function's first line of *re-printed* code. To point at the change in the user's file, the
+normalised tree is printed and parsed again; its statements correspond one to one (same
+order, same structure) to those of the tree located in the file, which still carry their
+real line numbers. A diff hunk's new lines are mapped through that correspondence.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import os
+import re
+from types import FunctionType
+from typing import Any
+
+from scistack.codeid import _ast_normalise as norm
+from scistack.codeid._graph import unwrap
+from scistack.codeid._source import locate_class, locate_function
+
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+def line_map(obj: Any) -> tuple[str | None, dict[int, int]]:
+    """(file, {normalised line: file line}) for a function or class; ({} when unknown)."""
+    real = getattr(obj, "cls", None) if type(obj).__name__ == "Skeleton" else unwrap(obj)
+    try:
+        if isinstance(real, FunctionType):
+            node, _ = locate_function(real)
+            path: str | None = real.__code__.co_filename
+            strip = True
+        elif isinstance(real, type):
+            node, _ = locate_class(real)
+            import sys
+
+            path = getattr(sys.modules.get(real.__module__), "__file__", None)
+            strip = False
+        else:
+            return None, {}
+        if node is None:
+            return path, {}
+        tree = norm.normalise(node, strip_decorators=strip)
+        printed = ast.parse(norm.unparse(tree))
+    except (SyntaxError, ValueError, TypeError, OSError):
+        return None, {}
+    first = printed.body[0] if printed.body else printed
+    if isinstance(tree, ast.Lambda) and isinstance(first, ast.Expr):
+        first = first.value
+    ours = [n for n in ast.walk(first) if isinstance(n, (ast.stmt, ast.Lambda))]
+    theirs = [n for n in ast.walk(tree) if isinstance(n, (ast.stmt, ast.Lambda))]
+    if len(ours) != len(theirs):
+        return path, {}
+    mapping: dict[int, int] = {}
+    for printed_node, file_node in zip(ours, theirs):
+        mapping.setdefault(printed_node.lineno, file_node.lineno)
+    return path, mapping
+
+
+def changed_lines(diff: str, mapping: dict[int, int]) -> list[int]:
+    """File lines of the new side's changed lines in a unified diff (sorted, distinct)."""
+    if not mapping:
+        return []
+    keys = sorted(mapping)
+    found: set[int] = set()
+    new_line = 0
+    for line in diff.splitlines():
+        hunk = _HUNK.match(line)
+        if hunk:
+            new_line = int(hunk.group(1))
+            continue
+        if line.startswith(("+++", "---")):
+            continue
+        if line.startswith("+"):
+            found.add(_nearest(keys, mapping, new_line))
+            new_line += 1
+        elif line.startswith("-"):
+            found.add(_nearest(keys, mapping, max(new_line, 1)))  # a deletion: where it was
+        else:
+            new_line += 1
+    return sorted(found)
+
+
+def describe_location(path: str | None, lines: list[int]) -> str:
+    """``pipeline.py, line 5`` / ``lines 5, 9`` (the path relative to the working directory)."""
+    if not path or not lines:
+        return ""
+    try:
+        shown = os.path.relpath(path)
+        shown = path if shown.startswith("..") else shown
+    except ValueError:
+        shown = path
+    word = "line" if len(lines) == 1 else "lines"
+    return f"{shown}, {word} {', '.join(map(str, lines))}"
+
+
+def _nearest(keys: list[int], mapping: dict[int, int], line: int) -> int:
+    """The file line of the statement that starts at or before normalised `line`."""
+    at = bisect.bisect_right(keys, line) - 1
+    return mapping[keys[max(at, 0)]]

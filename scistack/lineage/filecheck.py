@@ -1,0 +1,109 @@
+"""Files a call read (see ``codeid.files``): recorded with the call, checked on each cache hit.
+
+A cache hit first asks whether the call it would reuse read any files, and whether they still
+hold the content they had. The list lives in the call record (``files``), which is immutable,
+so it is read once per call record and process; the check itself is one ``os.stat`` per file
+while nothing changed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from scistack.codeid.files import FileRead, changed_files, files_read, recording_reads
+from scistack.errors import ScistackError
+from scistack.objects import ObjectStore
+
+_KNOWN: dict[str, tuple[FileRead, ...]] = {}  # call record oid -> files it read
+_MAX_KNOWN = 100_000
+FILES_MARK = ":files"  # appended to a call-cache entry's "fn" when the call read files
+
+
+def cache_fn(identity_digest: str, files: list[FileRead] | tuple[FileRead, ...]) -> str:
+    """The call-cache entry's ``fn``: the identity, marked when the call read files, so a hit
+    of a call that read none costs nothing (no call-record read)."""
+    return identity_digest + FILES_MARK if files else identity_digest
+
+
+def hit_changed(store: ObjectStore, hit: dict[str, Any]) -> list[str]:
+    """Files read by the cached call `hit` (a call-cache entry) that changed since."""
+    fn = hit.get("fn")
+    if not (isinstance(fn, str) and fn.endswith(FILES_MARK)):
+        return []
+    return changed_inputs(store, hit["call"])
+
+
+def store_excludes(store: ObjectStore) -> tuple[str, ...]:
+    """Directories whose files are scistack's own (the store and its project folder)."""
+    root = getattr(store, "root", None)
+    if root is None:
+        return ()
+    return (os.fspath(root), os.path.dirname(os.fspath(root)))
+
+
+@contextmanager
+def reads_of_call(store: ObjectStore) -> Iterator[list[FileRead]]:
+    """Record the input files opened inside the block; the list is filled when it ends."""
+    found: list[FileRead] = []
+    with recording_reads(store_excludes(store)) as recording:
+        yield found
+    found.extend(files_read(recording))
+
+
+def files_value(files: list[FileRead]) -> dict[str, Any]:
+    """The call record's extra ``files`` entry (nothing when the call read no file)."""
+    return {"files": [f.to_value() for f in files]} if files else {}
+
+
+def remember(call_oid: str, files: list[FileRead]) -> None:
+    """The files a just-recorded call read: a later hit in this process need not read the record."""
+    if len(_KNOWN) >= _MAX_KNOWN:
+        _KNOWN.clear()
+    _KNOWN[call_oid] = tuple(files)
+
+
+def changed_inputs(store: ObjectStore, call_oid: str) -> list[str]:
+    """Files read by call `call_oid` whose content changed since (empty: the hit stands)."""
+    files = _KNOWN.get(call_oid)
+    if files is None:
+        files = _read(store, call_oid)
+        remember(call_oid, list(files))
+    return changed_files(list(files)) if files else []
+
+
+def reads_files(store: ObjectStore, call_oid: str) -> bool:
+    """Whether call `call_oid` recorded files it read (its hits check them)."""
+    files = _KNOWN.get(call_oid)
+    if files is None:
+        files = _read(store, call_oid)
+        remember(call_oid, list(files))
+    return bool(files)
+
+
+def note_record(call_oid: str, record: Any) -> None:
+    """A call record read for another reason: remember its files (saves a second read)."""
+    if call_oid not in _KNOWN:
+        remember(call_oid, list(_files_of(record)))
+
+
+def _read(store: ObjectStore, call_oid: str) -> tuple[FileRead, ...]:
+    from scistack.records import read_call
+
+    try:
+        record = read_call(store, call_oid)
+    except ScistackError:
+        return ()  # a missing record: the caller's own checks decide
+    return _files_of(record)
+
+
+def _files_of(record: Any) -> tuple[FileRead, ...]:
+    raw = record.extra.get("files")
+    if not isinstance(raw, list):
+        return ()
+    try:
+        return tuple(FileRead.from_value(v) for v in raw)
+    except (KeyError, TypeError, ValueError):
+        return (FileRead("<unreadable files entry>", -1, -1, -1, ""),)  # unreadable: recompute
