@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.metadata
 import os
 from pathlib import Path
 from typing import Any
 
 from scistack.codeid._ast_normalise import normalise, unparse
+from scistack.codeid._packages import package_version
 from scistack.codeid.identity import function_identity
 from scistack.records import CallRecord, HelperInfo
 
@@ -97,10 +97,10 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
             continue
         seen.add(label)
         kind, _, dotted = label.partition(":")
-        if kind == "pkg":
-            dist, _, version = str(value).partition("==")
-            if version and _installed(dist) != version:
-                reasons.append(reason("package", dotted, f"changed: {version} -> {_installed(dist)}", ""))
+        if kind == "pkg":  # labelled as identity labels it (the stdlib by Python's version)
+            now = package_version(dotted)
+            if now != value:
+                reasons.append(reason("package", dotted, f"changed: {value} -> {now}", ""))
         elif kind == "const":
             module, _, name = dotted.rpartition(".")
             if module != "__main__" or name not in constants or label not in recorded:
@@ -135,10 +135,3 @@ def _literal_constants(tree: ast.Module) -> dict[str, Any]:
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 out.pop(node.targets[0].id, None)
     return out
-
-
-def _installed(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
