@@ -200,8 +200,13 @@ def _validate_schema_keys(keys: Sequence[str]) -> list[str]:
         )
     for key in keys:
         check_identifier(key, "schema key")
-    if len(set(keys)) != len(keys):
-        raise InvalidNameError(f"schema keys {list(keys)} repeat a name; list each key once")
+    folded = [key.lower() for key in keys]  # SQL (DuckDB's columns) ignores case
+    if len(set(folded)) != len(folded):
+        twice = sorted({k for k in keys if folded.count(k.lower()) > 1})
+        raise InvalidNameError(
+            f"schema keys {list(keys)} repeat a name ({', '.join(map(repr, twice))}; names differing "
+            "only in case are one column in SQL); list each key once"
+        )
     return list(keys)
 
 
@@ -222,9 +227,12 @@ def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[st
         if dataset_schema_keys is not None and list(dataset_schema_keys) != _current.schema_keys:
             _current._check_config(dataset_schema_keys)
         return _current
+    if dataset_schema_keys is not None:  # refused before anything touches disk
+        _validate_schema_keys(dataset_schema_keys)
+    opened = Database(path, dataset_schema_keys, **kwargs)  # a failure leaves the current one open
     if _current is not None:
         _current.close()
-    _current = Database(path, dataset_schema_keys, **kwargs)
+    _current = opened
     return _current
 
 

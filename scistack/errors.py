@@ -103,6 +103,10 @@ class GarbageCollectionError(ScistackError, RuntimeError):
     """gc refused to run because the project cannot be read completely."""
 
 
+class RetentionError(ScistackError, ValueError):
+    """A retention rule for old versions that cannot be applied (gc --keep-versions)."""
+
+
 class QueryError(ScistackError, ValueError):
     """A SQL query on the index failed (syntax, unknown table, or an attempted write)."""
 

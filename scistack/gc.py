@@ -2,8 +2,12 @@
 
 What is kept (the reachable set), as git keeps what its refs reach:
 
-- every live ref's object and call record, every version (not only the current default);
-- every call-cache entry's call record and output objects (a cache hit needs them);
+- every live ref's object and call record, every version (not only the current default),
+  less the old versions a retention rule drops (`keep_versions`, `older_than`);
+- a call-cache entry's call record and outputs while every output is still kept by the rest
+  (it can only be served if its outputs exist), or while the entry is younger than the grace
+  period (a run may be about to name them). Other entries are dropped from the cache (an
+  `uncall` journal line) before their objects are deleted;
 - every for_each run report's per-combination object;
 - from each call record reached: its code object, its uncommitted-diff object, its outputs,
   its inputs (values and the call records that produced them, recursively) and stored
@@ -26,6 +30,7 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +40,19 @@ from scistack.index import RefState
 from scistack.objects.canonical_json import json_refs
 from scistack.objects.oid import is_valid_oid
 from scistack.records import parse_call
+from scistack.retention import describe, retention_plan
 
 DEFAULT_GRACE_SECONDS = 14 * 24 * 3600
 _WALKED_KINDS = ("json", "call")
+
+
+@dataclass(frozen=True, slots=True)
+class RootUsage:
+    """What one group of roots keeps alive that the groups before it did not."""
+
+    root: str
+    objects: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +66,9 @@ class GCStats:
     objects_kept_by_grace: int
     temp_files_removed: int
     dry_run: bool
+    calls_dropped: int = 0
+    versions_dropped: tuple[dict[str, Any], ...] = ()   # the retention rule's preview
+    roots: tuple[RootUsage, ...] = ()                    # filled by a dry run
 
 
 @dataclass(slots=True)
@@ -61,36 +79,92 @@ class Reachability:
     missing: dict[str, str] = field(default_factory=dict)  # oid -> who needs it
     corrupt: dict[str, str] = field(default_factory=dict)  # oid -> problem
     missing_roots: dict[str, str] = field(default_factory=dict)
+    unkept_calls: list[dict[str, Any]] = field(default_factory=list)  # cache entries not kept
+    groups: dict[str, list[str]] = field(default_factory=dict)  # root -> oids it reached first
 
 
-def find_reachable(db: Any, state: RefState | None = None) -> set[str]:
+def find_reachable(db: Any, state: RefState | None = None, *, young_after: float | None = None) -> set[str]:
     """Every oid gc must keep (see the module docstring); raises when that cannot be known."""
+    return _checked_walk(db, state, young_after=young_after).reachable
+
+
+def _checked_walk(db: Any, state: RefState | None, **options: Any) -> Reachability:
     if state is None:
         state, bad = db.index.full_fold()
         _refuse_bad_journal(db, bad)
-    walk = walk_reachable(db.store, state)
+    walk = walk_reachable(db.store, state, **options)
     _refuse_incomplete(walk)
-    return walk.reachable
+    return walk
 
 
-def walk_reachable(store: Any, state: RefState) -> Reachability:
-    """Walk from every root; never raises for missing or corrupt objects (it records them)."""
+def walk_reachable(
+    store: Any, state: RefState, *, young_after: float | None = None, explain: bool = False
+) -> Reachability:
+    """Walk from every root; never raises for missing or corrupt objects (it records them).
+
+    Cache entries are roots only while their outputs are kept by the other roots (or, with
+    `young_after`, while they are newer than that time; without it every entry is a root).
+    With `explain`, `groups` records which root group first reached each oid.
+    """
     walker = _Walker(store)
-    for var in state.variables():
+    group = _grouper(walker, explain)
+    for var in state.variables():  # named values first, then the lineage they keep
         for record in state.records(var):
             where = f"ref {record.var} {record.addr} version {record.version}"
             walker.add(record.oid, record.kind, where, root=True)
+        group(f"values of {var}")
+    for var in state.variables():
+        for record in state.records(var):
             if record.call:
+                where = f"ref {record.var} {record.addr} version {record.version}"
                 walker.add(record.call, "call", where, root=True)
-    for key, entry in state.calls.items():
-        walker.add(entry["call"], "call", f"call-cache entry {key[:12]}", root=True)
-        for oid in entry.get("outs") or []:
-            walker.add(oid, None, f"output of cached call {entry['call'][:12]}")
+        group(f"lineage of {var}")
     for run in state.runs:
         if run.items:
             walker.add(run.items, "json", f"report of run {run.run_id or '?'}", root=True)
-    walker.run()
+    group("for_each run reports")
+    waiting = dict(state.calls)
+    while True:  # an admitted entry's inputs may be the outputs of another entry
+        admitted = [k for k, e in waiting.items() if _keeps(e, walker.result.reachable, young_after)]
+        if not admitted:
+            break
+        for key in admitted:
+            entry = waiting.pop(key)
+            walker.add(entry["call"], "call", f"call-cache entry {key[:12]}", root=True)
+            for oid in entry.get("outs") or []:
+                walker.add(oid, None, f"output of cached call {entry['call'][:12]}")
+        walker.run()
+    group("call cache")
+    walker.result.unkept_calls = [{"key": k, **e} for k, e in waiting.items()]
     return walker.result
+
+
+def _keeps(entry: dict[str, Any], reachable: set[str], young_after: float | None) -> bool:
+    if young_after is None or _entry_time(entry) > young_after:
+        return True
+    return all(oid in reachable for oid in entry.get("outs") or [])
+
+
+def _entry_time(entry: dict[str, Any]) -> float:
+    try:
+        return datetime.strptime(entry.get("t") or "", "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return float("inf")  # no readable time: treated as young (kept)
+
+
+def _grouper(walker: _Walker, explain: bool) -> Any:
+    """Run the walk after each group of roots, noting (with `explain`) what it reached first."""
+    seen: set[str] = set()
+
+    def group(name: str) -> None:
+        walker.run()
+        if explain:
+            new = walker.result.reachable - seen
+            walker.result.groups[name] = walker.result.groups.get(name, []) + sorted(new)
+            seen.update(new)
+
+    return group
 
 
 class _Walker:
@@ -174,9 +248,18 @@ def parse_prune(text: str) -> float:
 
 
 def collect_garbage(
-    db: Any, *, grace_seconds: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+    db: Any,
+    *,
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    dry_run: bool = False,
+    keep_versions: int | None = None,
+    older_than: float | None = None,
 ) -> GCStats:
     """Delete unreachable objects older than `grace_seconds` (or only count them: `dry_run`).
+
+    `keep_versions` / `older_than` (a POSIX time) first drop old versions' names (see
+    `scistack.retention`); cache entries whose outputs are no longer kept are dropped. A dry
+    run changes nothing and reports what each group of roots keeps alive.
 
     Raises
     ------
@@ -185,7 +268,14 @@ def collect_garbage(
         corrupt: nothing is deleted; run `scistack fsck` to see what is wrong.
     """
     db.index.flush()  # this process's batched refs must be in the journal before we read it
-    reachable = find_reachable(db)
+    state, bad = db.index.full_fold()
+    _refuse_bad_journal(db, bad)
+    dropped = _apply_retention(state, keep_versions, older_than)
+    walk = _checked_walk(db, state, young_after=time.time() - grace_seconds, explain=dry_run)
+    reachable = walk.reachable
+    if not dry_run:  # names first, then cache entries, then (below) the objects they named
+        db.index.delete_refs(dropped)
+        db.index.drop_calls(walk.unkept_calls)
     cutoff = time.time() - grace_seconds
     scanned = freed = kept = 0
     doomed = []
@@ -210,7 +300,28 @@ def collect_garbage(
         size = _delete_if_older(path, cutoff, dry_run)
         if size is not None and size >= 0:
             temps, freed = temps + 1, freed + size
-    return GCStats(scanned, len(reachable), deleted, freed, kept, temps, dry_run)
+    roots = tuple(_usage(db.store, name, oids) for name, oids in walk.groups.items())
+    return GCStats(scanned, len(reachable), deleted, freed, kept, temps, dry_run,
+                   len(walk.unkept_calls), tuple(describe(r) for r in dropped), roots)
+
+
+def _apply_retention(state: RefState, keep_versions: int | None, older_than: float | None) -> list:
+    """Drop the rule's versions from `state` (in memory); returns their records."""
+    records = [r for var in state.variables() for r in state.records(var)]
+    dropped = retention_plan(records, keep_versions=keep_versions, older_than=older_than)
+    for r in dropped:
+        state.apply({"op": "del", "var": r.var, "addr": r.addr, "version": r.version})
+    return dropped
+
+
+def _usage(store: Any, name: str, oids: list[str]) -> RootUsage:
+    size = 0
+    for oid in oids:
+        try:
+            size += store.size_of(oid)
+        except LookupError:
+            pass
+    return RootUsage(name, len(oids), size)
 
 
 def _delete_if_older(path: Path, cutoff: float, dry_run: bool) -> int | None:

@@ -75,6 +75,22 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
     return f"{var} has no record matching {query}; it has {total} records with{among} " + "; ".join(hints)
 
 
+def choose_variant(var: str, records: list[RefRecord]) -> RefRecord:
+    """The one rule for the current records of one address (newest per version keys, already
+    filtered by any version keys asked for): one variant is the answer; several are ambiguous
+    (never "the newest wins"). `load`, `for_each` (and MATLAB's plan), `status` and `why` all
+    follow it, so a value a run used is the value they compare against."""
+    if len(records) > 1:
+        raise ambiguous_error(var, records)
+    return records[0]
+
+
+def split_metadata(db: Database, metadata: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(address, version keys) of a recorded or pinned address: schema keys, then the rest."""
+    addr = {k: v for k, v in metadata.items() if k in db.schema_keys}
+    return addr, {k: v for k, v in metadata.items() if k not in db.schema_keys}
+
+
 def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError:
     variants = "; ".join(f"{r.vkeys or '(no version keys)'} -> version {r.version}" for r in records)
     example = next((r.vkeys for r in records if r.vkeys), {})

@@ -32,7 +32,7 @@ from scistack.errors import (
     VariableNotFoundError,
 )
 from scistack.index import RefRecord, check_identifier
-from scistack.selection import ambiguous_error, select_records, sort_records
+from scistack.selection import choose_variant, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -152,9 +152,7 @@ class BaseVariable:
             by_addr.setdefault(record.addr_key, []).append(record)
         asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
         if len(by_addr) == 1 and set(records[0].addr) == asked:
-            if len(records) > 1:
-                raise ambiguous_error(cls.__name__, records)
-            return cls._from_record(db, records[0])
+            return cls._from_record(db, choose_variant(cls.__name__, records))
         return [cls._from_record(db, r) for r in sort_records(db, records)]
 
     @classmethod

@@ -13,7 +13,7 @@ LAYERS = [
     {"objects"},
     {"records"},
     {"index"},
-    {"database", "codeid"},
+    {"database", "codeid", "retention"},
     {"lineage", "gc", "selection", "ingest"},
     {"variables", "foreach", "fsck"},
     {"matlab_bridge", "report"},

@@ -234,22 +234,37 @@ def rm(
 ) -> None:
     """Delete the refs of VARIABLE at an address (every version unless --version).
 
-    Objects stay in the store until `scistack gc` removes them.
+    Objects stay in the store until `scistack gc` removes them. The cached calls whose
+    outputs lose their last name are shown; --cascade drops them too (else gc does).
     """
-    from scistack.report.history import removal_plan, remove
+    from scistack.report.history import orphaned_calls, removal_plan, remove
 
     db = ctx.obj.db
-    plan = removal_plan(db, variable, cascade=cascade, version=version, **_address(ctx, as_str))
+    address = _address(ctx, as_str)
+    plan = removal_plan(db, variable, cascade=cascade, version=version, **address)
+    orphans = orphaned_calls(db, plan)
     click.echo(
-        render.to_json(plan) if as_json else render.render_plan(plan, db.schema_keys), err=as_json
+        render.to_json({"refs": plan, "orphaned_calls": orphans})
+        if as_json
+        else render.render_plan(plan, db.schema_keys, orphans, cascade=cascade),
+        err=as_json,
     )
     if not yes:
-        click.confirm(f"Delete these {len(plan)} refs?", abort=True, err=True)
-    deleted = remove(db, plan)
+        where = render.addr_text(address, db.schema_keys) or "every address"
+        which = f"version {version}" if version is not None else "every version"
+        click.confirm(
+            f"Delete {len(plan)} refs ({variable} at {where}, {which}"
+            + (", and what was computed from them" if cascade else "")
+            + ")?",
+            abort=True,
+            err=True,
+        )
+    deleted = remove(db, plan, orphans if cascade else [])
+    dropped = f", dropped {len(orphans)} cached calls" if cascade and orphans else ""
     _emit(
         as_json,
-        {"deleted": deleted, "refs": plan},
-        f"deleted {deleted} refs; `scistack gc` frees their objects",
+        {"deleted": deleted, "refs": plan, "calls_dropped": len(orphans) if cascade else 0},
+        f"deleted {deleted} refs{dropped}; `scistack gc` frees their objects",
     )
 
 
@@ -260,6 +275,17 @@ def _grace(ctx: click.Context, param: Any, value: str) -> float:
         return parse_prune(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc), ctx, param) from None
+
+
+def _when(ctx: click.Context, param: Any, value: str | None) -> float | None:
+    import time
+
+    if value is None:
+        return None
+    seconds = _grace(ctx, param, value)
+    if seconds == float("inf"):
+        raise click.BadParameter("use a time such as 30.days.ago", ctx, param)
+    return time.time() - seconds
 
 
 @main.command()
@@ -274,14 +300,45 @@ def _grace(ctx: click.Context, param: Any, value: str) -> float:
     help="Delete unreachable objects older than WHEN: now, never, or N.UNIT.ago "
     "(seconds, minutes, hours, days, weeks). Only use `now` when nothing else writes.",
 )
+@click.option(
+    "--keep-versions",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Retention: drop the names of versions older than the newest N of each variant.",
+)
+@click.option(
+    "--older-than",
+    callback=_when,
+    metavar="WHEN",
+    help="Retention: drop the names of old versions saved before WHEN (N.UNIT.ago); the "
+    "newest version is always kept. With --keep-versions, both must allow a drop.",
+)
 @json_option
 @click.pass_obj
-def gc(project: _Project, dry_run: bool, grace: float, as_json: bool) -> None:
-    """Delete objects that no ref, cached call or lineage record reaches."""
+def gc(
+    project: _Project,
+    dry_run: bool,
+    grace: float,
+    keep_versions: int | None,
+    older_than: float | None,
+    as_json: bool,
+) -> None:
+    """Delete objects that no ref, cached call or lineage record reaches.
+
+    A cached call whose outputs are no longer named is dropped from the cache. --dry-run
+    changes nothing: it previews the versions a retention rule drops and shows what each
+    group of roots keeps alive.
+    """
     from scistack.gc import collect_garbage
 
-    stats = collect_garbage(project.db, grace_seconds=grace, dry_run=dry_run)
-    _emit(as_json, stats, render.render_gc(stats))
+    stats = collect_garbage(
+        project.db,
+        grace_seconds=grace,
+        dry_run=dry_run,
+        keep_versions=keep_versions,
+        older_than=older_than,
+    )
+    _emit(as_json, stats, render.render_gc(stats, project.db.schema_keys))
 
 
 @main.command()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import textwrap
 from typing import Any
 
 from scistack.index import RefRecord
@@ -325,32 +326,59 @@ def render_why(report: Any) -> str:
     return "\n".join(lines)
 
 
-def render_plan(plan: list[RefRecord], keys: list[str]) -> str:
-    rows = [
-        [
-            r.var,
-            addr_text({**r.addr, **r.vkeys}, keys),
-            r.version,
-            r.oid[:SHORT],
-            when(r.created_at),
-        ]
-        for r in plan
-    ]
-    return table(["VARIABLE", "ADDRESS", "VERSION", "OID", "SAVED (UTC)"], rows)
+def render_plan(
+    plan: list[RefRecord], keys: list[str], orphans: list[Any] = (), *, cascade: bool = False
+) -> str:
+    """The refs `rm` deletes, each with its full address (never cut: this is what is lost)."""
+    rows = [[r.var, r.version, r.oid[:SHORT], when(r.created_at)] for r in plan]
+    lines = table(["VARIABLE", "VERSION", "OID", "SAVED (UTC)"], rows).splitlines()
+    out = lines[:2]
+    for line, r in zip(lines[2:], plan):
+        out.append(line)
+        address = addr_text({**r.addr, **r.vkeys}, keys) or "(no address)"
+        out += textwrap.wrap(address, WIDTH, initial_indent="    ", subsequent_indent="      ")
+    if orphans:
+        fate = "dropped now" if cascade else "`scistack gc` drops them"
+        out.append(f"orphans {len(orphans)} cached calls ({fate}):")
+        for entry in orphans[:10]:
+            out.append(cut(f"    {entry['call'][:SHORT]}  {entry.get('fn') or '?'}"))
+        if len(orphans) > 10:
+            out.append(f"    ... and {len(orphans) - 10} more")
+    return "\n".join(out)
 
 
-def render_gc(stats: Any) -> str:
+def render_gc(stats: Any, keys: list[str] | None = None) -> str:
     verb = "would delete" if stats.dry_run else "deleted"
-    lines = [
+    lines = []
+    if stats.versions_dropped:
+        lines.append(
+            f"retention {'would drop' if stats.dry_run else 'dropped'} "
+            f"{len(stats.versions_dropped)} old versions:"
+        )
+        for v in stats.versions_dropped[:20]:
+            where = addr_text({**v["addr"], **v["vkeys"]}, keys)
+            lines.append(cut(f"    {v['var']} version {v['version']} ({when(v['created_at'])})  {where}"))
+        if len(stats.versions_dropped) > 20:
+            lines.append(f"    ... and {len(stats.versions_dropped) - 20} more")
+    lines += [
         f"{stats.objects_scanned} objects scanned, {stats.objects_reachable} reachable",
         f"{verb} {stats.objects_deleted} objects and {stats.temp_files_removed} temporary files, "
         f"{'would free' if stats.dry_run else 'freed'} {stats.bytes_freed} bytes "
         f"({size_text(stats.bytes_freed)})",
     ]
+    if stats.calls_dropped:
+        lines.append(
+            f"{'would drop' if stats.dry_run else 'dropped'} {stats.calls_dropped} cached calls "
+            "whose outputs are no longer named"
+        )
     if stats.objects_kept_by_grace:
         lines.append(
             f"kept {stats.objects_kept_by_grace} unreachable objects younger than the grace period"
         )
+    if stats.roots:
+        lines.append("what each root keeps alive (objects first reached from it):")
+        rows = [[u.root, u.objects, size_text(u.bytes)] for u in stats.roots]
+        lines += ["  " + line for line in table(["ROOT", "OBJECTS", "SIZE"], rows, WIDTH - 2).splitlines()]
     return "\n".join(lines)
 
 

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.metadata
 import os
 from pathlib import Path
 from typing import Any
 
-from scistack.codeid._packages import installed_label, split_label
+from scistack.codeid._packages import package_version, split_label
 from scistack.codeid._ast_normalise import normalise, unparse
 from scistack.codeid._data import data_digest
 from scistack.codeid.codetree import short_repr
@@ -100,11 +99,11 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
             continue
         seen.add(label)
         kind, _, dotted = label.partition(":")
-        if kind == "pkg":
-            dist, version, build = split_label(str(value))
-            now = installed_label(dist) if build else _installed(dist)
-            was = str(value) if build else version
-            if version and now != was:
+        if kind == "pkg":  # labelled as identity labels it (the stdlib by Python's version)
+            was, now = str(value), package_version(dotted)
+            if not split_label(was)[2]:  # recorded before build digests: versions only
+                now = now.partition(" build:")[0]
+            if now != was:
                 reasons.append(reason("package", dotted, f"changed: {was} -> {now}", ""))
         elif kind == "const" and ".<default>." in dotted:
             _, _, source = dotted.rpartition(".<default>.")
@@ -164,10 +163,3 @@ def _literal_constants(tree: ast.Module) -> dict[str, Any]:
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 out.pop(node.targets[0].id, None)
     return out
-
-
-def _installed(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None

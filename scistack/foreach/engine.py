@@ -26,7 +26,7 @@ from typing import Any
 
 from scistack.lineage.filecheck import cache_fn, hit_changed
 from scistack.database import Database, current_database
-from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
+from scistack.errors import AmbiguousVersionError, ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.execute import (
     Outcome,
     Task,
@@ -193,14 +193,19 @@ class _Run:
                  ) -> tuple[dict[str, Any], str, dict[str, Resolved], str, ComboResult] | None:
         resolved: dict[str, Resolved] = dict(self.fixed)
         missing = []
+        item = ComboResult(combo, "missing", missing=missing)
+        self.items.append(item)
         for name, spec in self.loaded.items():
-            found = resolve(self.db, name, spec, combo, as_table=self.as_table, addr_key=addr_key)
+            try:
+                found = resolve(self.db, name, spec, combo, as_table=self.as_table, addr_key=addr_key)
+            except AmbiguousVersionError as exc:  # the rule load follows: never "the newest wins"
+                item.status, item.error = "failed", f"input {name}: {exc}"
+                _tick(bar)
+                return None
             if found is None:
                 missing.append(name)
             else:
                 resolved[name] = found
-        item = ComboResult(combo, "missing", missing=missing)
-        self.items.append(item)
         if missing:
             log.debug("missing %s at %s", missing, combo)
             _tick(bar)

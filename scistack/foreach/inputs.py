@@ -20,6 +20,7 @@ from scistack.lineage.calls import BoundInput, describe
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes
 from scistack.objects.store import ObjectStore
+from scistack.selection import choose_variant, split_metadata
 
 
 class Fixed:
@@ -93,35 +94,43 @@ def constant(name: str, value: Any) -> Resolved:
 
 def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool,
                       addr_key: str | None = None) -> Resolved | None:
+    """Raises AmbiguousVersionError when several version-key variants are there and `addr`
+    (a `Fixed` pin) names none of them: the rule `load` follows (`choose_variant`)."""
     index = db.index
     if not index.vkey_names(var):  # the common case, one dict lookup: the newest version here
         versions = index.versions_at(var, addr_key or key_of(addr))
         if versions:  # saved at exactly this address: its address is the combination's own
             return _single(name, var, versions[-1], addr)
-    records = index.select(var, addr, {}, {})
+    where, vkeys = split_metadata(db, addr)
+    records = index.select(var, where, vkeys, {})
     if not records:
-        return _coarser(index, name, var, addr)
-    exact = [r for r in records if set(r.addr) == set(addr)]
-    if exact:  # several version-key variants: the newest record wins, deterministically
-        return _single(name, var, max(exact, key=lambda r: r.created_at))
+        return _coarser(index, name, var, where, vkeys, bool(vkeys or index.vkey_names(var)))
+    exact = [r for r in records if set(r.addr) == set(where)]
+    if exact:
+        return _single(name, var, choose_variant(var, exact))
     records.sort(key=lambda r: r.addr_key)
-    return _aggregate(name, var, addr, records, as_table)
+    return _aggregate(name, var, where, records, as_table)
 
 
-def _coarser(index: Any, name: str, var: str, addr: dict[str, Any]) -> Resolved | None:
+def _coarser(index: Any, name: str, var: str, addr: dict[str, Any], vkeys: dict[str, Any],
+             variants: bool) -> Resolved | None:
     """A value saved at a coarser level (a per-subject calibration) serves every finer
     combination below it: the most specific such record wins."""
     keys = list(addr)
     for size in range(len(keys) - 1, 0, -1):
         for subset in itertools.combinations(keys, size):
-            versions = index.versions_at(var, key_of({k: addr[k] for k in subset}))
-            if versions:
-                return _single(name, var, versions[-1])
+            coarse = {k: addr[k] for k in subset}
+            records = (index.select(var, coarse, vkeys, {}) if variants
+                       else index.versions_at(var, key_of(coarse))[-1:])
+            exact = [r for r in records if set(r.addr) == set(coarse)]
+            if exact:
+                return _single(name, var, choose_variant(var, exact))
     return None
 
 
 def _single(name: str, var: str, r: RefRecord, addr: dict[str, Any] | None = None) -> Resolved:
-    record = {"oid": r.oid, "var": var, "addr": r.addr if addr is None else dict(addr)}
+    # the version keys go into the recorded address: status and why compare the same variant
+    record = {"oid": r.oid, "var": var, "addr": {**r.addr, **r.vkeys} if addr is None else dict(addr)}
     if r.call:
         record["call"] = r.call
     return Resolved(BoundInput(name, None, r.oid, record, r.params), [r], False, var)

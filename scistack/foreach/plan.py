@@ -33,11 +33,13 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
             "needs its own variable")
     for name, spec in inputs.items():
         for fixed in _fixed_specs(spec):
-            wrong = [k for k in fixed.pinned if k not in db.schema_keys]
+            variants = db.index.vkey_names(fixed.variable.__name__)
+            wrong = [k for k in fixed.pinned if k not in db.schema_keys and k not in variants]
             if wrong:
                 raise InvalidMetadataError(
                     f"inputs[{name!r}] = {fixed!r} pins {wrong}, which are not schema keys "
-                    f"{db.schema_keys}; Fixed pins address keys only")
+                    f"{db.schema_keys} nor version keys of {fixed.variable.__name__} "
+                    f"({sorted(variants) or 'none'}); Fixed pins address and version keys only")
     unknown = [k for k in iterables if k not in db.schema_keys]
     if unknown:
         raise InvalidMetadataError(

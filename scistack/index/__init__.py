@@ -336,6 +336,13 @@ class Index:
             entry["multi"] = True
         self._write([entry])
 
+    def drop_calls(self, entries: list[dict[str, Any]]) -> int:
+        """Drop call-cache entries (each only while its key still names the same call record:
+        a later run of the call stays cached); returns how many were asked for."""
+        self.flush()
+        self._write([{"op": "uncall", "key": e["key"], "call": e["call"], "t": utc_now()} for e in entries])
+        return len(entries)
+
     def put_run(self, run: RunRecord) -> None:
         """Journal a for_each run report."""
         with self._journal.locked():

@@ -207,6 +207,10 @@ class Fold:
                     dels.append((entry["var"], key_of(entry["addr"]), int(entry["version"])))
                 elif op == "call":
                     calls.append(_call_row(entry))
+                elif op == "uncall":  # in journal order: the entries before it go in first
+                    _insert_calls(con, calls)
+                    calls = []
+                    con.execute("DELETE FROM calls WHERE key = ? AND call = ?", (entry["key"], entry["call"]))
                 elif op == "run":
                     con.execute("INSERT INTO runs (entry) VALUES (?)", (json.dumps(entry),))
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -215,9 +219,7 @@ class Fold:
             _insert(con, puts)
         if dels:
             _delete(con, dels)
-        if calls:  # the last entry of a key wins, as in journal order
-            con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?)", calls)
-            con.executemany("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", [(c[1], c[0]) for c in calls])
+        _insert_calls(con, calls)
 
     # -- reading -------------------------------------------------------------------------
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -602,6 +604,12 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
     con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM cells WHERE addr = ?1)",
                     sorted({(addr,) for _, addr in emptied}))
     dels.clear()
+
+
+def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
+    if calls:  # the last entry of a key wins, as in journal order
+        con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?)", calls)
+        con.executemany("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", [(c[1], c[0]) for c in calls])
 
 
 def _call_row(e: dict[str, Any]) -> tuple:

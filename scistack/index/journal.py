@@ -33,6 +33,7 @@ _SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
     "put": {"var": str, "addr": dict, "version": int, "oid": str, "kind": str, "t": str},
     "del": {"var": str, "addr": dict, "version": int},
     "call": {"key": str, "call": str},
+    "uncall": {"key": str, "call": str},
     "run": {},
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {

@@ -259,9 +259,12 @@ class SqlIndex:
                         "r.addr = _gone.addr AND r.version = _gone.version")
             con.unregister("_gone")
         calls: dict[str, dict[str, Any]] = {}
+        dropped = {(e["key"], e["call"]) for e in entries if e["op"] == "uncall"}
         for e in entries:
-            if e["op"] == "call":
+            if e["op"] == "call" and (e["key"], e["call"]) not in dropped:
                 calls.setdefault(e["key"], e)  # the first entry of a key stays (as before)
+        for key, call in dropped:  # gc dropped these entries (their outputs are no longer named)
+            con.execute("DELETE FROM scistack.calls WHERE key = ? AND call = ?", [key, call])
         if calls:
             table = pa.table({
                 "key": list(calls), "call": [e["call"] for e in calls.values()],

@@ -185,6 +185,9 @@ class RefState:
         elif op == "call":
             self.calls[entry["key"]] = entry
             self.call_keys[entry["call"]] = entry["key"]
+        elif op == "uncall":
+            if (self.calls.get(entry["key"]) or {}).get("call") == entry["call"]:
+                del self.calls[entry["key"]]
         elif op == "run":
             self.runs.append(RunRecord.from_entry(entry))
         return None

@@ -462,9 +462,29 @@ def removal_plan(
     return list(chosen.values())
 
 
-def remove(db: Database, plan: list[RefRecord]) -> int:
-    """Delete the refs in `plan` (objects stay until `scistack gc`); returns how many."""
-    return db.index.delete_refs(plan) if plan else 0
+def orphaned_calls(db: Database, plan: list[RefRecord]) -> list[dict[str, Any]]:
+    """The call-cache entries that deleting `plan` orphans: every output was named before
+    and one is not after (gc drops such an entry; `rm --cascade` drops it at once)."""
+    gone = {(r.var, r.addr_key, r.version) for r in plan}
+    before: set[str] = set()
+    after: set[str] = set()
+    for var in db.index.variables():
+        for r in db.index.records(var):
+            before.add(r.oid)
+            if (r.var, r.addr_key, r.version) not in gone:
+                after.add(r.oid)
+    lost = before - after
+    return [e for e in db.index.calls()
+            if e.get("outs") and set(e["outs"]) <= before and lost.intersection(e["outs"])]
+
+
+def remove(db: Database, plan: list[RefRecord], orphans: list[dict[str, Any]] = ()) -> int:
+    """Delete the refs in `plan` and drop the cache entries in `orphans` (objects stay
+    until `scistack gc`); returns how many refs."""
+    deleted = db.index.delete_refs(plan) if plan else 0
+    if orphans:
+        db.index.drop_calls(list(orphans))
+    return deleted
 
 
 # -- sql ---------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
 from scistack.report.history import CallReader, select
 from scistack.index import RefRecord, key_of
+from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
 from scistack.report.why import Reason, WhyReport, _find_function, script_reasons, why_record
@@ -473,6 +474,8 @@ def _project(
 def why_value(db: Database, var: str, **address: Any) -> WhyReport:
     """Why the current value of `var` at `address` is current, stale or would be recomputed."""
     records = select(db, var, **address)
+    if len(records) > 1 and len({r.addr_key for r in records}) == 1:
+        records = [choose_variant(var, records)]  # several variants: load's rule, load's error
     if len(records) != 1:
         raise AmbiguousVersionError(
             f"why needs one value but {len(records)} records of {var} match {address}; give the "

@@ -1,0 +1,36 @@
+"""A failed configure_database refuses bad schema keys before touching disk and leaves the
+database that was open before open and current."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database
+from scistack.errors import InvalidNameError
+
+
+class CfRaw(BaseVariable):
+    pass
+
+
+@pytest.mark.parametrize("keys", [["subject", "Subject"], ["Trial", "session", "TRIAL"]])
+def test_keys_differing_only_by_case_are_refused_and_the_open_database_stays(project, tmp_path, keys):
+    CfRaw.save(np.arange(3.0), subject=1, session="pre")
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(InvalidNameError, match="only in case"):
+        configure_database(other / "bad.duckdb", keys)
+    assert list(other.iterdir()) == []  # nothing was written
+    assert database_module.current_database() is project
+    CfRaw.save(np.arange(4.0), subject=2, session="pre")  # the previous database still works
+    assert CfRaw.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_a_failed_open_of_another_project_keeps_the_current_one(project, tmp_path):
+    CfRaw.save(np.arange(3.0), subject=1, session="pre")
+    with pytest.raises(InvalidNameError):
+        configure_database(tmp_path / "x" / "bad.duckdb", ["subject", "version"])  # reserved
+    assert database_module.current_database() is project
+    assert CfRaw.load(subject=1, session="pre").data.tolist() == [0.0, 1.0, 2.0]

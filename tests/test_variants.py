@@ -1,0 +1,65 @@
+"""One variant-selection rule for load, for_each, status and why: several version-key
+variants at one address are ambiguous everywhere; a variant named (in load, or pinned with
+`Fixed`) is the one used, recorded, and compared against."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scistack import BaseVariable, Fixed, for_each, lineage_fcn
+from scistack.errors import AmbiguousVersionError
+from scistack.report.status import status_grid, why_value
+
+
+class VtRaw(BaseVariable):
+    pass
+
+
+class VtOut(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def vt_mean(x):
+    return float(np.mean(x))
+
+
+def _cell(db, subject):
+    return status_grid(db, ["VtOut"]).cell("VtOut", {"subject": subject, "session": "pre"})
+
+
+def test_a_plain_value_and_a_variant_are_ambiguous_in_load_and_for_each(project):
+    VtRaw.save(np.ones(4), subject=1, session="pre")
+    VtRaw.save(np.zeros(4), subject=1, session="pre", note="recal")  # newer
+    with pytest.raises(AmbiguousVersionError, match="note"):
+        VtRaw.load(subject=1, session="pre")
+    report = for_each(vt_mean, inputs={"x": VtRaw}, outputs=[VtOut], subject=[1], session=["pre"],
+                      progress=False)
+    assert report.counts["failed"] == 1 and "note" in report.failures[0].error
+    assert "ambiguous" in report.failures[0].error.lower() or "variants" in report.failures[0].error
+    with pytest.raises(AmbiguousVersionError, match="variants"):
+        why_value(project, "VtRaw", subject=1, session="pre")
+
+
+def test_a_pinned_variant_is_used_and_status_and_why_agree_it_is_current(project):
+    VtRaw.save(np.ones(4), subject=1, session="pre")
+    VtRaw.save(np.zeros(4), subject=1, session="pre", note="recal")
+    report = for_each(vt_mean, inputs={"x": Fixed(VtRaw, note="recal")}, outputs=[VtOut],
+                      subject=[1], session=["pre"], progress=False)
+    assert report.counts["ran"] == 1 and VtOut.load(subject=1, session="pre").data == 0.0
+    assert _cell(project, 1).status == "done"
+    assert why_value(project, "VtOut", subject=1, session="pre").status == "current"
+    again = for_each(vt_mean, inputs={"x": Fixed(VtRaw, note="recal")}, outputs=[VtOut],
+                     subject=[1], session=["pre"], progress=False)
+    assert again.counts["cached"] == 1
+
+
+def test_a_lone_variant_is_used_and_is_not_stale_after_the_run(project):
+    VtRaw.save(np.full(4, 2.0), subject=2, session="pre", note="recal")
+    report = for_each(vt_mean, inputs={"x": VtRaw}, outputs=[VtOut], subject=[2], session=["pre"],
+                      progress=False)
+    assert report.counts["ran"] == 1
+    assert _cell(project, 2).status == "done"
+    VtRaw.save(np.full(4, 3.0), subject=2, session="pre", note="recal")  # the variant changes
+    assert _cell(project, 2).status == "stale"
