@@ -9,6 +9,7 @@ value is stale, the rest is current.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +80,14 @@ class Raw(BaseVariable): pass
 Raw.save(np.linspace(0.0, 1.0, 100), subject=int(sys.argv[2]), session="pre")
 db.close()
 '''
+
+
+def python_env() -> dict[str, str]:
+    """Environment for processes that import scistack from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    env.pop("SCISTACK_DB", None)
+    return env
 
 
 def build(root: Path, env: dict[str, str]) -> Path:

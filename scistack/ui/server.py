@@ -93,6 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             name, mime = STATIC[url.path]
             body = resources.files("scistack.ui").joinpath("static", name).read_bytes()
             return self._send(HTTPStatus.OK, body, f"{mime}; charset=utf-8")
+        if url.path == "/favicon.ico":
+            return self._send(HTTPStatus.NO_CONTENT, b"")
         route = ROUTES.get(url.path)
         if route is None:
             return self._send(HTTPStatus.NOT_FOUND, api.dumps({"error": f"no page {url.path}"}))

@@ -24,7 +24,7 @@ function el(tag, attrs, ...children) {
 function svg(tag, attrs, ...children) {
   const node = document.createElementNS(SVG, tag);
   for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  for (const child of children) node.append(child instanceof Node ? child : String(child));
+  for (const child of children) if (child !== "") node.append(child instanceof Node ? child : String(child));
   return node;
 }
 
@@ -35,8 +35,12 @@ async function get(path) {
   return data;
 }
 
-function addrText(addr) {
-  return Object.entries(addr || {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
+let schemaKeys = [];
+
+function addrText(addr) {  // schema keys in the project's order, then version keys
+  const rank = k => (schemaKeys.includes(k) ? schemaKeys.indexOf(k) : schemaKeys.length);
+  return Object.entries(addr || {}).sort((a, b) => rank(a[0]) - rank(b[0]))
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
 }
 
 function valueLink(v, addr, version) {
@@ -90,7 +94,7 @@ async function showGraph(main) {
                             "data-name": n.name, transform: `translate(${n.x},${n.y})` },
       svg("title", {}, `${n.kind} ${n.name}: ${n.state}\n${countsText(n.counts)}`),
       svg("rect", { width: g.node_w, height: g.node_h, rx: n.kind === "function" ? 14 : 3 }),
-      svg("rect", { class: "bar", width: 6, height: g.node_h - 4, x: 2, y: 2, rx: 2 }),
+      n.kind === "function" ? "" : svg("rect", { class: "bar", width: 6, height: g.node_h - 4, x: 2, y: 2, rx: 2 }),
       svg("text", { x: 14, y: 18 }, clip(name, 24)),
       svg("text", { class: "counts", x: 14, y: 34 }, clip(countsText(n.counts), 32)));
     node.addEventListener("click", () => { location.hash = `#/node/${encodeURIComponent(n.id)}`; });
@@ -176,7 +180,8 @@ async function showValue(main, q) {
   if (d.why && d.why.reasons.length) {
     main.append(el("h3", {}, "Why"), el("div", { id: "why" },
       d.why.reasons.map(x => el("div", { class: "reason" }, el("b", {}, `${x.kind} ${x.name}: `), x.detail)),
-      d.why.reasons.filter(x => x.diff).map(x => el("pre", { class: "diff" }, x.diff))));
+      d.why.reasons.filter(x => x.diff).map(x => el("pre", { class: "diff" }, x.diff.split("\n").map(line =>
+        el("span", { class: line.startsWith("+") && !line.startsWith("+++") ? "add" : line.startsWith("-") && !line.startsWith("---") ? "del" : "" }, line || " "))))));
   }
   if (d.provenance) main.append(el("h3", {}, "Provenance"), provenance(d.provenance));
   main.append(el("h3", {}, "Versions"), el("table", {}, el("tr", {}, ["version", "saved", "summary", "function", ""].map(h => el("th", {}, h))),
@@ -241,6 +246,8 @@ function imagePlot(p) {
     img.data.set([r, g, b, 255], k);
   }));
   ctx.putImageData(img, 0, 0);
+  canvas.style.width = "480px";  // stretched to a readable box, like imshow's aspect="auto"
+  canvas.style.height = `${Math.round(Math.min(320, Math.max(120, (480 * rows) / Math.max(cols, 1))))}px`;
   return el("div", {}, canvas, el("p", { class: "muted" }, `${p.shape[0]} × ${p.shape[1]}, ${fmt(p.min)} … ${fmt(p.max)}`));
 }
 
@@ -313,6 +320,7 @@ async function poll() {
 async function start() {
   const p = await get("/api/project");
   generation = p.generation;
+  schemaKeys = p.schema_keys;
   document.getElementById("project").textContent = `${p.name} · ${p.root}`;
   window.addEventListener("hashchange", render);
   await render();
