@@ -169,16 +169,6 @@ def test_page_and_assets_are_served_with_a_strict_policy(served):
     assert not re.search(r"https?://(?!www\.w3\.org/2000/svg)", script)  # no CDN, nothing remote
 
 
-def test_generation_moves_when_another_process_saves(served):
-    url, root, env = served
-    before = get(url, "/api/generation")["generation"]
-    assert get(url, "/api/generation")["generation"] == before
-    ui_project.save_raw_from_another_process(root, env, subject=9)
-    assert get(url, "/api/generation")["generation"] > before
-    grid = get(url, "/api/grid", node="var:Raw")
-    assert {"subject": 9, "session": "pre"} in grid["addresses"]
-
-
 def test_db_ui_serves_in_process_and_stops(project):
     server = project.ui()
     try:
@@ -225,3 +215,35 @@ def test_preview_is_bounded_and_json_ready():
     assert frame["kind"] == "table" and len(frame["rows"]) == 20 and frame["shape"] == [100, 2]
     assert preview({"k": [1, 2]}) == {"kind": "text", "text": "{'k': [1, 2]}"}
     assert preview(np.array(["a", "b"]))["kind"] == "text"
+
+
+def test_cli_graph_and_runs_print_the_same_report(served):
+    url, root, env = served
+
+    def cli(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "scistack", "--db", str(root / "gait.duckdb"), *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    text = cli("graph")
+    assert "peak(Smoothed) -> Peak: stale (6 stale)" in text
+    assert "spectrogram(Smoothed) -> Spectrogram: failed (4 done, 2 failed)" in text
+    assert json.loads(cli("graph", "--json"))["edges"] == get(url, "/api/graph")["edges"]
+    runs = cli("runs")
+    assert runs.splitlines()[2].split()[3] == "spectrogram" and "2 failed, 4 ran" in runs
+    run_id = get(url, "/api/runs")["runs"][0]["run_id"]
+    detail = cli("runs", run_id[:10])
+    assert "  failed   subject=3, session=pre  (" in detail
+    assert "ValueError: signal too short for a spectrogram" in detail
+
+
+# last: it changes the shared project
+def test_generation_moves_when_another_process_saves(served):
+    url, root, env = served
+    before = get(url, "/api/generation")["generation"]
+    assert get(url, "/api/generation")["generation"] == before
+    ui_project.save_raw_from_another_process(root, env, subject=9)
+    assert get(url, "/api/generation")["generation"] > before
+    grid = get(url, "/api/grid", node="var:Raw")
+    assert {"subject": 9, "session": "pre"} in grid["addresses"]

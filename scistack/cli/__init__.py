@@ -364,7 +364,7 @@ def runs(project: _Project, function: str | None, run_id: str | None, as_json: b
 
     if run_id:
         summary, items = run_items(project.db, run_id)
-        return _emit(as_json, {"run": summary, "items": items}, render.render_run(summary, items))
+        return _emit(as_json, {"run": summary, "items": items}, render.render_run(summary, items, project.db.schema_keys))
     history = run_history(project.db, function=function)
     _emit(as_json, history, render.render_runs(history))
 
@@ -379,7 +379,7 @@ def graph(project: _Project, as_json: bool) -> None:
 
     pipeline = pipeline_graph(project.db)
     data = {"nodes": pipeline.nodes, "edges": pipeline.edges}
-    _emit(as_json, data, render.render_graph(pipeline))
+    _emit(as_json, data, render.render_pipeline(pipeline))
 
 
 @main.command()

@@ -365,19 +365,21 @@ def render_runs(runs: list[Any]) -> str:
     return table(["run", "started (UTC)", "function", "counts", "duration"], rows)
 
 
-def render_run(run: Any, items: list[Any]) -> str:
+def render_run(run: Any, items: list[Any], keys: list[str]) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in run.counts.items())
-    lines = [f"run {run.run_id}: for_each({run.function}) at {run.t}: {counts} in {run.duration:.2f} s"]
+    lines = [f"run {run.run_id}: for_each({run.function})",
+             cut(f"{run.t[:19].replace('T', ' ')} UTC: {counts} in {run.duration:.2f} s")]
     for item in items:
-        where = ", ".join(f"{k}={v!r}" for k, v in item.combo.items())
-        lines.append(f"  {item.status:<8} {where}  ({item.duration:.3f} s)")
+        order = sorted(item.combo, key=lambda k: keys.index(k) if k in keys else len(keys))
+        where = ", ".join(f"{k}={value_text(item.combo[k])}" for k in order)
+        lines.append(cut(f"  {item.status:<8} {where}  ({item.duration:.3f} s)"))
         if item.status == "failed":
             lines.append(f"    {item.error}")
             lines += ["    " + line for line in (item.traceback or "").rstrip().splitlines()]
     return "\n".join(lines)
 
 
-def render_graph(pipeline: Any) -> str:
+def render_pipeline(pipeline: Any) -> str:
     if not pipeline.nodes:
         return "nothing saved yet"
     lines = []
