@@ -19,7 +19,7 @@ import pytest
 from scistack.errors import WebViewError
 from scistack.report.preview import preview
 from scistack.ui import UiServer
-from scistack.ui.layout import NODE_H, NODE_W, layout
+from scistack.ui.layout import GAP_X, NODE_H, NODE_W, layout
 from tests import ui_project
 
 
@@ -202,7 +202,7 @@ def test_layout_of_a_wide_pipeline_is_left_to_right_and_never_overlaps():
     for (x1, y1), (x2, y2) in zip(boxes, boxes[1:]):
         assert x1 != x2 or y2 - y1 >= NODE_H  # same column: stacked, not overlapping
     assert all(pos[a][0] < pos[b][0] for a, b in edges[:-1])
-    assert all(x % (NODE_W + 70) == 0 for x, _ in pos.values())
+    assert all(x % (NODE_W + GAP_X) == 0 for x, _ in pos.values())
 
 
 def test_preview_is_bounded_and_json_ready():

@@ -2,11 +2,12 @@
 each node with the status counts `status_grid` computed for it.
 
 Edges come from the lineage records: which function computed a variable, and which
-variables it read. A variable's computing functions are read from its newest and oldest
-current records (two call records a variable, not one per value: the graph must stay cheap
-for projects of 100k values), and from the run reports, which name each run's outputs (so a
-function whose every call failed still appears). States are never judged here: the counts
-are the status grid's.
+variables it read. They are read from the call records of a variable's newest records (at
+most three call records a variable, not one per value: the graph must stay cheap for
+projects of 100k values), and from the run reports, which name each run's outputs (so a
+function whose every call failed still appears, without input edges). A function that made
+only old values of a variable, none among its 20 newest, is therefore not drawn for it.
+States are never judged here: the counts are the status grid's.
 """
 
 from __future__ import annotations
@@ -92,10 +93,9 @@ def _variable_node(var: str, counts: dict[str, int] | None) -> GraphNode:
 
 
 def _sample_calls(db: Database, reader: CallReader, var: str) -> list[CallInfo]:
-    """The call records of the oldest and newest current records of `var` that have one."""
-    records = [r for r in db.index.records(var) if r.call]
-    picked = {records[0].call, records[-1].call} if records else set()
-    return [c for c in (reader.get(oid) for oid in sorted(picked)) if c is not None]
+    """The call records of up to 3 of the variable's 20 newest records (one indexed query)."""
+    picked = list(dict.fromkeys(r.call for r in db.index.newest(var, 20) if r.call))[:3]
+    return [c for c in (reader.get(oid) for oid in picked) if c is not None]
 
 
 def _input_variables(call: CallInfo) -> set[str]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-NODE_W, NODE_H = 180, 44
-GAP_X, GAP_Y = 70, 18
+NODE_W, NODE_H = 170, 44
+GAP_X, GAP_Y = 56, 18
 SWEEPS = 6
 
 

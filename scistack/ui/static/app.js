@@ -95,13 +95,19 @@ async function showGraph(main) {
       svg("title", {}, `${n.kind} ${n.name}: ${n.state}\n${countsText(n.counts)}`),
       svg("rect", { width: g.node_w, height: g.node_h, rx: n.kind === "function" ? 14 : 3 }),
       n.kind === "function" ? "" : svg("rect", { class: "bar", width: 6, height: g.node_h - 4, x: 2, y: 2, rx: 2 }),
-      svg("text", { x: 14, y: 18 }, clip(name, 24)),
-      svg("text", { class: "counts", x: 14, y: 34 }, clip(countsText(n.counts), 32)));
+      svg("text", { x: 14, y: 18 }, clip(name, 22)),
+      svg("text", { class: "counts", x: 14, y: 34 }, clip(countsText(n.counts), 30)));
     node.addEventListener("click", () => { location.hash = `#/node/${encodeURIComponent(n.id)}`; });
     root.append(node);
   }
-  main.append(el("div", { class: "graph-box" }, root),
-    el("p", { class: "muted" }, "Click a node for its grid of addresses."));
+  const box = el("div", { class: "graph-box" }, root);
+  main.append(box, el("p", { class: "muted" }, "Click a node for its grid of addresses."));
+  // Shrink to the window when that keeps the text readable (down to 60 %); else scroll.
+  const natural = g.width + 2 * pad, room = box.clientWidth - 2;
+  if (natural > room && room >= 0.6 * natural) {
+    root.setAttribute("width", room);
+    root.setAttribute("height", Math.round(((g.height + 2 * pad) * room) / natural));
+  }
 }
 
 function clip(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
@@ -285,8 +291,9 @@ async function showRun(main, id) {
 }
 
 // -- routing and live updates -------------------------------------------------------------
-async function render() {
+async function render(event) {
   const main = document.getElementById("main");
+  if (event) main.replaceChildren(el("p", { class: "muted" }, "computing…"));  // a navigation
   const { path, query } = params();
   try {
     if (path.startsWith("/node/")) await showGrid(main, decodeURIComponent(path.slice(6)));
