@@ -132,6 +132,9 @@ def test_image_and_table_previews(site, page):
     page.goto(site[1] + '#/value?var=Info&addr={"subject":3}')
     page.wait_for_selector("table.preview-table")
     assert page.inner_text("table.preview-table tr:nth-child(3)").split() == ["2", "right"]
+    # user strings are text, never markup
+    assert page.inner_text("table.preview-table tr:nth-child(4) td:nth-child(2)").startswith("<img src=x")
+    assert page.locator("table.preview-table img").count() == 0 and page.title() == "scistack"
 
 
 def test_failure_traceback_on_the_runs_page(site, page):

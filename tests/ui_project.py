@@ -55,9 +55,10 @@ class Peak(BaseVariable): pass
 class Spectrogram(BaseVariable): pass
 class Info(BaseVariable): pass
 
+MARKUP = '<img src=x onerror="document.title=1">'  # user text, to be shown as text
 rng = np.random.default_rng(1)
 for subject in (1, 2, 3):
-    Info.save(pd.DataFrame({"trial": [1, 2, 3], "side": ["left", "right", "left"]}), subject=subject)
+    Info.save(pd.DataFrame({"trial": [1, 2, 3], "side": ["left", "right", MARKUP]}), subject=subject)
     for session in ("pre", "post"):
         n = 40 if subject == 3 else 512
         Raw.save(np.sin(np.arange(n) / 9.0) + rng.normal(0, 0.2, n), subject=subject, session=session)

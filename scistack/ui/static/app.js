@@ -5,6 +5,7 @@ const SVG = "http://www.w3.org/2000/svg";
 const STATUS_WORD = { done: "done", stale: "STALE", unknown: "?", failed: "FAILED", missing: "-" };
 const STATES = ["current", "stale", "failed", "missing", "unknown"];
 let generation = null;
+let graphScale = null;  // the graph's zoom, kept across live reloads
 let filters = { text: "", statuses: new Set(["done", "stale", "unknown", "failed", "missing"]) };
 
 function el(tag, attrs, ...children) {
@@ -101,13 +102,19 @@ async function showGraph(main) {
     root.append(node);
   }
   const box = el("div", { class: "graph-box" }, root);
-  main.append(box, el("p", { class: "muted" }, "Click a node for its grid of addresses."));
-  // Shrink to the window when that keeps the text readable (down to 60 %); else scroll.
-  const natural = g.width + 2 * pad, room = box.clientWidth - 2;
-  if (natural > room && room >= 0.6 * natural) {
-    root.setAttribute("width", room);
-    root.setAttribute("height", Math.round(((g.height + 2 * pad) * room) / natural));
-  }
+  const natural = g.width + 2 * pad, room = () => box.clientWidth - 2;
+  const zoom = scale => {
+    graphScale = Math.min(2, Math.max(0.1, scale));
+    root.setAttribute("width", Math.round(natural * graphScale));
+    root.setAttribute("height", Math.round((g.height + 2 * pad) * graphScale));
+  };
+  const button = (label, title, fn) => el("button", { type: "button", title, onclick: fn }, label);
+  main.append(el("div", { class: "zoom" }, button("−", "zoom out", () => zoom(graphScale / 1.25)),
+    button("+", "zoom in", () => zoom(graphScale * 1.25)),
+    button("fit", "the whole pipeline in the window", () => zoom(Math.min(1, room() / natural)))),
+    box, el("p", { class: "muted" }, "Click a node for its grid of addresses."));
+  // First view: the whole graph when the text stays readable (down to 60 %); else scroll.
+  zoom(graphScale !== null ? graphScale : room() >= 0.6 * natural ? Math.min(1, room() / natural) : 1);
 }
 
 function clip(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" : text; }
