@@ -18,13 +18,16 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
                    all_versions: bool = False) -> list[RefRecord]:
     """Records of `var` matching `metadata`; unless `all_versions` (or a `version`), the newest
     per address and version keys. Raises with what exists when nothing matches."""
-    vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
     addr, vkeys, params, unknown = {}, {}, {}, []
+    vkey_names = param_names = None  # asked for only when a key is not a schema key
     for key, value in metadata.items():
         value = plain(value)
         if key in db.schema_keys:
             addr[key] = value
-        elif key in vkey_names:
+            continue
+        if vkey_names is None:
+            vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
+        if key in vkey_names:
             vkeys[key] = value
         elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
             params[key] = value

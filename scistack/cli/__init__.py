@@ -163,12 +163,18 @@ def show(ctx: click.Context, target: str, version: int | None, as_json: bool, as
     _emit(as_json, result, render.render_show(result, db.schema_keys))
 
 
+GRID_ROWS = 200         # addresses up to which `status` prints the grid
+SUMMARY_PROBLEMS = 20   # cells not done listed per variable above that
+
+
 @main.command()
 @click.argument("variables", nargs=-1)
 @click.option("-p", "--problems", is_flag=True, help="Only rows where something is not done.")
+@click.option("-a", "--all", "whole", is_flag=True,
+              help=f"The whole grid, however many addresses (default: up to {GRID_ROWS}, else counts).")
 @json_option
 @click.pass_obj
-def status(project: _Project, variables: tuple[str, ...], problems: bool, as_json: bool) -> None:
+def status(project: _Project, variables: tuple[str, ...], problems: bool, whole: bool, as_json: bool) -> None:
     """Completeness grid: each variable at each address is done, STALE (its code, an
     input, or something upstream changed), ? (its function cannot be imported here to
     compare code), FAILED (the last run failed there) or - (missing).
@@ -176,8 +182,15 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, as_jso
     Functions are imported from the modules that defined them (the project folder is
     on the import path); functions of a script run as __main__ cannot be compared.
     """
-    from scistack.report.status import status_grid
+    from scistack.report.status import status_grid, status_summary
 
+    if not whole:
+        summary = status_summary(project.db, list(variables) or None, limit=SUMMARY_PROBLEMS)
+        rows = max((sum(c.values()) for c in summary.counts.values()), default=0)
+        if rows > GRID_ROWS:
+            data = {"variables": summary.variables, "counts": summary.counts, "problems": summary.problems}
+            _emit(as_json, data, render.render_status_summary(summary, SUMMARY_PROBLEMS))
+            return
     grid = status_grid(project.db, list(variables) or None)
     data = {
         "variables": grid.variables,

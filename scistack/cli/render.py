@@ -289,6 +289,24 @@ def render_status(grid: Any, keys: list[str], *, problems_only: bool = False) ->
     return "\n\n".join(out) + "\n\n" + "\n".join(summary) + "\n\n" + legend
 
 
+def render_status_summary(summary: Any, limit: int) -> str:
+    """Counts per variable and the first cells that are not done: a project of a million values
+    answers in a screenful (the whole grid is `status --all`)."""
+    if not summary.variables:
+        return "nothing saved yet"
+    heads = ["VARIABLE", *(STATUS_WORDS[s] if s != "missing" else "missing" for s in summary.counts[summary.variables[0]])]
+    rows = [[var, *summary.counts[var].values()] for var in summary.variables]
+    out = [table(heads, rows)]
+    if summary.problems:
+        out.append(f"Not done (up to {limit} per variable; `scistack status --all` shows the whole grid):")
+        out.append("\n".join(
+            cut(f"  {c.var:<16} {addr_text(c.addr):<32} {STATUS_WORDS[c.status]:<6} {c.reason}".rstrip())
+            for c in summary.problems))
+    else:
+        out.append("everything is done")
+    return "\n\n".join(out)
+
+
 def render_why(report: Any) -> str:
     import textwrap
 

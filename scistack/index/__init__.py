@@ -24,9 +24,10 @@ from typing import Any
 from scistack.errors import DatabaseLockedError
 from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
-from scistack.index.fold import Fold
+from scistack.index.fold import Fold, Judging
 from scistack.records import RunRecord
-from scistack.index.state import RefRecord, RefState, is_multi, key_of, resolve_params, select_from
+from scistack.index.state import (RefRecord, RefState, is_multi, key_of, newest_per_variant, resolve_params,
+                                  select_from)
 
 __all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
 
@@ -177,6 +178,17 @@ class Index:
         self.refresh()
         return self._fold.sizes(var)
 
+    def stored_bytes(self, var: str) -> tuple[int, int | None]:
+        """(the variable's change count, its total stored bytes as measured at that count, or
+        None): a listing measures again only variables that changed."""
+        self.flush()
+        self.refresh()
+        return self._fold.changes(var), self._fold.var_bytes(var)
+
+    def remember_stored_bytes(self, var: str, changes: int, total: int) -> None:
+        """Remember a variable's total stored bytes, true while its change count is `changes`."""
+        self._fold.remember_var_bytes(var, changes, total)
+
     def remember_sizes(self, sizes: dict[str, int]) -> None:
         """Remember objects' sizes on disk (children included) for later listings."""
         if sizes:
@@ -187,6 +199,17 @@ class Index:
         self.flush()
         self.refresh()
         return self._fold.refs_to(oid)
+
+    def levels(self, var: str) -> set[str]:
+        """The sets of schema keys (comma-joined, sorted) the variable has been saved at."""
+        self.refresh()
+        return self._fold.names(var, "level") | {",".join(sorted(r.addr)) for r in self._overlay.records(var)}
+
+    def judging(self) -> Judging:
+        """Set-at-a-time staleness facts of the project as it is now, for one report."""
+        self.flush()
+        self.refresh()
+        return Judging(self._fold)
 
     def vkey_names(self, var: str) -> set[str]:
         """Version-key names any record of the variable has used (names are cheap hints)."""
@@ -202,6 +225,11 @@ class Index:
                *, all_versions: bool = False) -> list[RefRecord]:
         """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
         self.refresh()
+        exact_address = addr and not any(is_multi(v) for v in addr.values())
+        if exact_address and not vkeys and not params and not self._pending:
+            exact = self._fold_versions(var, key_of(addr))  # a point load: one indexed lookup
+            if exact:
+                return exact if all_versions else newest_per_variant(exact)
         resolved = resolve_params(var, params, self.param_names(var)) if params else {}
         groups: dict[str, list[RefRecord]] = {}
         for record in self._candidates(var, addr):

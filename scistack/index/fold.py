@@ -30,7 +30,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 1
+FOLD_VERSION = 5
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -46,17 +46,33 @@ CREATE TABLE IF NOT EXISTS slots (
 CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (var, kind, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cells (var TEXT NOT NULL, addr TEXT NOT NULL, PRIMARY KEY (var, addr)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS cells_addr ON cells (addr);
+CREATE TABLE IF NOT EXISTS addresses (addr TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, call TEXT NOT NULL, fn TEXT, outs TEXT NOT NULL, multi INTEGER NOT NULL,
     created_at TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_keys (call TEXT PRIMARY KEY, key TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sizes (oid TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS var_calls (var TEXT NOT NULL, call TEXT NOT NULL, PRIMARY KEY (var, call)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS var_summary (
+    var TEXT PRIMARY KEY, changes INTEGER NOT NULL, current INTEGER NOT NULL, live INTEGER NOT NULL,
+    last TEXT, bytes INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_facts (
+    call TEXT PRIMARY KEY, module TEXT, function TEXT, identity TEXT, simple INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_inputs (
+    call TEXT NOT NULL, name TEXT NOT NULL, var TEXT NOT NULL, addr TEXT NOT NULL, vkeys TEXT NOT NULL,
+    oid TEXT NOT NULL, PRIMARY KEY (call, name)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_facts (
+    items TEXT PRIMARY KEY, total INTEGER NOT NULL, failed INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 """
 
 _CHUNK = 5000
+_CHUNK_BYTES = 16 << 20  # journal bytes folded per transaction (~50k lines, ~150 MB of Python)
 _REF_COLUMNS = "var, addr, version, vkeys, oid, kind, call, params, summary, created_at"
 
 
@@ -92,6 +108,8 @@ class Fold:
         try:
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")  # derived state: a power cut re-folds
+            con.execute("PRAGMA mmap_size=1073741824")  # pages read by memory access, not a syscall each
+            con.execute("PRAGMA cache_size=-16384")
             con.executescript(_SCHEMA)
             found = int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
             if found != FOLD_VERSION:  # another layout: derived, so rebuild rather than migrate
@@ -131,32 +149,39 @@ class Fold:
         with self._lock:
             self._names.clear()
             con = self._connection()
-            stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
-            if stored == size:
-                self.offset = size
-                return True
-            try:
-                con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise DatabaseLockedError(
-                    f"{self.path} stayed locked for {self.lock_timeout:.0f} s ({exc}); another "
-                    "scistack process is folding a large journal. Try again; nothing is lost"
-                ) from None
-            try:
+            while True:  # a chunk per transaction: memory stays bounded however long the tail
                 stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
-                if stored > size:  # the journal was replaced (compaction): fold anew
-                    for table in ("refs", "slots", "names", "calls", "call_keys", "runs"):
-                        con.execute(f"DELETE FROM {table}")
-                    stored = 0
-                entries, offset = self.journal.read_from(stored)
-                self._apply(con, entries)
-                con.execute("UPDATE meta SET value = ? WHERE key = 'journal_offset'", (str(offset),))
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            self.offset = offset
-        return True
+                if stored == size:
+                    self.offset = size
+                    return True
+                if self._fold_chunk(con, size) >= size:
+                    return True
+
+    def _fold_chunk(self, con: sqlite3.Connection, size: int) -> int:
+        """Fold up to `_CHUNK_BYTES` of journal lines in one transaction; the offset reached."""
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise DatabaseLockedError(
+                f"{self.path} stayed locked for {self.lock_timeout:.0f} s ({exc}); another "
+                "scistack process is folding a large journal. Try again; nothing is lost"
+            ) from None
+        try:
+            stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
+            if stored > size:  # the journal was replaced (compaction): fold anew
+                for table in ("refs", "slots", "names", "cells", "addresses", "calls", "call_keys", "runs",
+                              "var_calls", "var_changes", "var_summary"):
+                    con.execute(f"DELETE FROM {table}")
+                stored = 0
+            entries, offset = self.journal.read_from(stored, _CHUNK_BYTES)
+            self._apply(con, entries)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'journal_offset'", (str(offset),))
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self.offset = offset
+        return offset if offset > stored else size  # nothing complete after `stored`: done
 
     def rebuild(self) -> None:
         """Forget the file and fold the whole journal again."""
@@ -210,10 +235,58 @@ class Fold:
             found.append(rows[0][0])
 
     def summaries(self) -> list[tuple[str, int, int, str]]:
-        """(variable, current records, live records, last change) for every variable."""
-        return self._rows(
-            "SELECT var, count(DISTINCT addr || char(0) || vkeys), count(*), max(created_at) "
-            "FROM refs GROUP BY var ORDER BY var")
+        """(variable, current records, live records, last change) for every variable: counted
+        again only for variables that changed since they were last counted."""
+        out = []
+        for var in self.variables():
+            changes, cached = self._summary(var)
+            if cached is None:
+                if self.names(var, "vkey"):
+                    current = self._rows("SELECT count(*) FROM (SELECT DISTINCT addr, vkeys FROM refs "
+                                         "WHERE var = ?)", (var,))[0][0]
+                else:  # one record per address: the live addresses are counted by the b-tree
+                    current = self._rows("SELECT count(*) FROM cells WHERE var = ?", (var,))[0][0]
+                live = self._rows("SELECT count(*) FROM refs WHERE var = ?", (var,))[0][0]
+                last = self._rows("SELECT max(created_at) FROM refs WHERE var = ?", (var,))[0][0]
+                cached = (current, live, last)
+                self._write("INSERT INTO var_summary VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (var) DO UPDATE "
+                            "SET changes = excluded.changes, current = excluded.current, live = excluded.live, "
+                            "last = excluded.last, bytes = NULL", (var, changes, *cached))
+            out.append((var, *cached))
+        return out
+
+    def _summary(self, var: str) -> tuple[int, tuple[int, int, str] | None]:
+        """The variable's change count, and its cached summary if counted at that count."""
+        rows = self._rows("SELECT c.n, s.changes, s.current, s.live, s.last FROM var_changes c LEFT JOIN "
+                          "var_summary s USING (var) WHERE c.var = ?", (var,))
+        if not rows:
+            return 0, None
+        n, changes, *cached = rows[0]
+        return n, (tuple(cached) if changes == n else None)
+
+    def var_bytes(self, var: str) -> int | None:
+        """The variable's stored bytes as last measured, if it has not changed since."""
+        rows = self._rows("SELECT s.bytes FROM var_summary s JOIN var_changes c USING (var) "
+                          "WHERE s.var = ? AND s.changes = c.n", (var,))
+        return rows[0][0] if rows else None
+
+    def remember_var_bytes(self, var: str, changes: int, total: int) -> None:
+        self._write("UPDATE var_summary SET bytes = ? WHERE var = ? AND changes = ?", (total, var, changes))
+
+    def changes(self, var: str) -> int:
+        rows = self._rows("SELECT n FROM var_changes WHERE var = ?", (var,))
+        return rows[0][0] if rows else 0
+
+    def _write(self, sql: str, args: tuple) -> None:
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                con.execute(sql, args)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def count(self, var: str) -> int:
         return self._rows("SELECT count(*) FROM refs WHERE var = ?", (var,))[0][0]
@@ -326,6 +399,157 @@ class Fold:
         return [RunRecord.from_entry(json.loads(r[0])) for r in self._rows("SELECT entry FROM runs ORDER BY seq")]
 
 
+class Judging:
+    """Set-at-a-time staleness facts for one report, on the fold's connection (`Fold.judging`).
+
+    Knows names and oids only: whether a variable's current records name call records whose
+    inputs still name the current values. What a function's code says is the caller's to judge
+    (`verdicts`); call facts (`learn_calls`) are parsed by the caller from the call records,
+    once ever: a call record is immutable, so its facts stay true while its oid exists.
+    """
+
+    def __init__(self, fold: Fold) -> None:
+        self.fold = fold
+        self.con = fold._connection()
+        self.con.executescript(
+            "CREATE TEMP TABLE IF NOT EXISTS stale_cells (var TEXT, addr TEXT, vkeys TEXT, "
+            "PRIMARY KEY (var, addr, vkeys)) WITHOUT ROWID;"
+            "CREATE TEMP TABLE IF NOT EXISTS verdicts (identity TEXT PRIMARY KEY, verdict TEXT) WITHOUT ROWID;"
+            "CREATE TEMP TABLE IF NOT EXISTS judged (var TEXT, addr TEXT, version INTEGER, created_at TEXT, "
+            "verdict TEXT, PRIMARY KEY (var, addr)) WITHOUT ROWID;"
+            "DELETE FROM stale_cells; DELETE FROM verdicts; DELETE FROM judged;")
+
+    def computed(self, var: str) -> bool:
+        """Whether any record of the variable was ever computed by a function (else all are raw)."""
+        return bool(self.fold.names(var, "made_by"))
+
+    def unlearned_calls(self, var: str) -> list[str]:
+        """Call oids the variable's records name whose facts are not yet known."""
+        return [r[0] for r in self.con.execute(
+            "SELECT call FROM var_calls v WHERE var = ? AND NOT EXISTS "
+            "(SELECT 1 FROM call_facts f WHERE f.call = v.call)", (var,))]
+
+    def learn_calls(self, facts: list[tuple[str, str, str, str, bool, list[tuple[str, str, str, str, str]]]]) -> None:
+        """(call, module, function, identity, simple, [(input name, var, addr key, vkeys key, oid)])."""
+        with self.fold._lock:
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                self.con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
+                                     [(c, m, f, i, int(simple)) for c, m, f, i, simple, _ in facts])
+                self.con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
+                                     [(f[0], *row) for f in facts for row in f[5]])
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
+    def functions(self, var: str) -> list[tuple[str, str, str, str]]:
+        """(identity, module, function, one call oid) of the call records the variable's records name."""
+        return self.con.execute(
+            "SELECT f.identity, f.module, f.function, min(f.call) FROM var_calls v JOIN call_facts f "
+            "ON f.call = v.call WHERE v.var = ? AND f.simple GROUP BY f.identity, f.module, f.function",
+            (var,)).fetchall()
+
+    def input_vars(self, var: str) -> set[str]:
+        return {r[0] for r in self.con.execute(
+            "SELECT DISTINCT ci.var FROM var_calls v JOIN call_inputs ci ON ci.call = v.call WHERE v.var = ?",
+            (var,))}
+
+    def set_verdicts(self, verdicts: dict[str, tuple[str, str]]) -> None:
+        self.con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)",
+                             [(identity, f"{status}|{reason}") for identity, (status, reason) in verdicts.items()])
+
+    def judge(self, var: str) -> None:
+        """Judge the newest record at each address of `var` (one without version keys): done,
+        stale (an input names another value now, or is stale), the function's verdict, or
+        `complex` (an aggregated or merged input: the caller judges those records itself).
+        A variable never computed by a function is done everywhere: nothing is scanned."""
+        if not self.computed(var):
+            return
+        self.con.execute(
+            "INSERT OR REPLACE INTO judged SELECT ?1, c.addr, c.version, c.created_at, CASE "
+            "WHEN c.call IS NULL THEN 'done|' "
+            "WHEN f.call IS NULL THEN 'unknown|call record ' || substr(c.call, 1, 12) || ' is missing' "
+            "WHEN f.simple = 0 THEN 'complex|' "
+            "ELSE coalesce("
+            " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') changed' FROM call_inputs ci "
+            "  WHERE ci.call = c.call AND (SELECT u.oid FROM refs u WHERE u.var = ci.var AND u.addr = ci.addr "
+            "  AND u.vkeys = ci.vkeys ORDER BY u.version DESC LIMIT 1) IS NOT ci.oid ORDER BY ci.name LIMIT 1),"
+            " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') is stale' FROM call_inputs ci "
+            "  JOIN stale_cells s ON s.var = ci.var AND s.addr = ci.addr AND s.vkeys = ci.vkeys "
+            "  WHERE ci.call = c.call ORDER BY ci.name LIMIT 1),"
+            " (SELECT v.verdict FROM verdicts v WHERE v.identity = f.identity), 'done|') END "
+            "FROM (SELECT addr, max(version) AS version, call, created_at FROM refs WHERE var = ?1 "
+            "GROUP BY addr) c LEFT JOIN call_facts f ON f.call = c.call", (var,))
+        self.mark_stale_from_judged(var)
+
+    def mark_stale_from_judged(self, var: str) -> None:
+        self.con.execute("INSERT OR IGNORE INTO stale_cells SELECT var, addr, '{}' FROM judged "
+                         "WHERE var = ? AND verdict LIKE 'stale|%'", (var,))
+
+    def mark_stale(self, cells: list[tuple[str, str, str]]) -> None:
+        """(var, addr key, vkeys key) judged stale elsewhere, for the variables downstream."""
+        self.con.executemany("INSERT OR IGNORE INTO stale_cells VALUES (?, ?, ?)", cells)
+
+    def complex_records(self, var: str) -> list[RefRecord]:
+        rows = self.con.execute(
+            f"SELECT {', '.join('r.' + c.strip() for c in _REF_COLUMNS.split(','))} FROM judged j JOIN refs r "
+            "ON r.var = j.var AND r.addr = j.addr AND r.version = j.version "
+            "WHERE j.var = ? AND j.verdict = 'complex|'", (var,)).fetchall()
+        return [_record(r) for r in rows]
+
+    def set_judged(self, var: str, verdicts: list[tuple[str, str, str]]) -> None:
+        """Set (addr key, status, reason) of cells judged by the caller."""
+        self.con.executemany("UPDATE judged SET verdict = ?3 || '|' || ?4 WHERE var = ?1 AND addr = ?2",
+                             [(var, addr, status, reason) for addr, status, reason in verdicts])
+
+    def newest_change(self, var: str, addr_key: str) -> str | None:
+        row = self.con.execute("SELECT created_at FROM judged WHERE var = ? AND addr = ?", (var, addr_key)).fetchone()
+        return row[0] if row else None
+
+    def counts(self, var: str) -> dict[str, int]:
+        if not self.computed(var):
+            return {"done": self.cells(var)}
+        return dict(self.con.execute(
+            "SELECT substr(verdict, 1, instr(verdict, '|') - 1), count(*) FROM judged WHERE var = ? GROUP BY 1",
+            (var,)).fetchall())
+
+    def problems(self, var: str, limit: int) -> list[tuple[str, int, str, str]]:
+        """Up to `limit` (addr key, version, status, reason) of cells that are not done."""
+        rows = self.con.execute(
+            "SELECT addr, version, verdict FROM judged WHERE var = ? AND verdict NOT LIKE 'done|%' "
+            "ORDER BY addr LIMIT ?", (var, limit)).fetchall()
+        return [(addr, version, *verdict.split("|", 1)) for addr, version, verdict in rows]
+
+    def cells(self, var: str) -> int:
+        """Addresses where the variable has a live record (a b-tree count)."""
+        return self.con.execute("SELECT count(*) FROM cells WHERE var = ?", (var,)).fetchone()[0]
+
+    def addresses(self, variables: list[str] | None) -> int:
+        """Distinct addresses among these variables' live records (None: every variable)."""
+        if variables is None:
+            return self.con.execute("SELECT count(*) FROM addresses").fetchone()[0]
+        return self.con.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT addr FROM cells WHERE var IN (SELECT value FROM json_each(?)))",
+            (json.dumps(variables),)).fetchone()[0]
+
+    def missing(self, var: str, limit: int) -> list[str]:
+        """Up to `limit` address keys some variable has and `var` has not."""
+        return [r[0] for r in self.con.execute(
+            "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM cells c WHERE c.var = ? AND "
+            "c.addr = a.addr) ORDER BY addr LIMIT ?", (var, limit))]
+
+    def run_facts(self, items: list[str]) -> dict[str, tuple[int, int]]:
+        """(items, failures) each run's item list holds, where known."""
+        return {r[0]: (r[1], r[2]) for r in self.con.execute(
+            "SELECT items, total, failed FROM run_facts WHERE items IN (SELECT value FROM json_each(?))",
+            (json.dumps(items),))}
+
+    def learn_runs(self, facts: dict[str, tuple[int, int]]) -> None:
+        self.con.executemany("INSERT OR REPLACE INTO run_facts VALUES (?, ?, ?)",
+                             [(items, total, failed) for items, (total, failed) in facts.items()])
+
+
 def _scalar(con: sqlite3.Connection, sql: str) -> Any:
     return con.execute(sql).fetchone()[0]
 
@@ -336,7 +560,7 @@ def _put_row(e: dict[str, Any]) -> tuple:
     params = e.get("params") or {}
     return (var, key_of(e["addr"]), version, key_of(e.get("vkeys") or {}), oid, kind, e.get("call"),
             key_of(params) if params else _EMPTY, e.get("summary", ""), t,
-            tuple(e.get("vkeys") or ()), tuple(params))
+            tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])))
 
 
 def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
@@ -346,14 +570,37 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
         "INSERT INTO slots VALUES (?, ?, ?) ON CONFLICT (var, addr) "
         "DO UPDATE SET max_version = max(max_version, excluded.max_version)",
         [(p[0], p[1], p[2]) for p in puts])
+    _count_changes(con, [p[0] for p in puts])
+    con.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?)", [(p[0], p[1]) for p in puts])
+    # the call records a variable's records ever named (kept after deletes: reports only read
+    # them to learn call facts and upstream variables, where a few extra cost nothing)
+    con.executemany("INSERT OR IGNORE INTO var_calls VALUES (?, ?)", {(p[0], p[6]) for p in puts if p[6]})
+    con.executemany("INSERT OR IGNORE INTO addresses VALUES (?)", [(p[1],) for p in puts])
     names = {(p[0], "vkey", n) for p in puts for n in p[10]} | {(p[0], "param", n) for p in puts for n in p[11]}
+    names |= {(p[0], "level", p[12]) for p in puts}  # which schema keys the variable is saved at
+    names |= {(p[0], "made_by", "call") for p in puts if p[6]}  # computed by a function at least once
     if names:
         con.executemany("INSERT OR IGNORE INTO names VALUES (?, ?, ?)", sorted(names))
     puts.clear()
 
 
+def _count_changes(con: sqlite3.Connection, variables: list[str]) -> None:
+    """Each variable's change counter: a summary cached at one count is true while it holds."""
+    counts: dict[str, int] = {}
+    for var in variables:
+        counts[var] = counts.get(var, 0) + 1
+    con.executemany("INSERT INTO var_changes VALUES (?, ?) ON CONFLICT (var) DO UPDATE SET n = n + excluded.n",
+                    counts.items())
+
+
 def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
     con.executemany("DELETE FROM refs WHERE var = ? AND addr = ? AND version = ?", dels)
+    _count_changes(con, [d[0] for d in dels])
+    emptied = sorted({(var, addr) for var, addr, _ in dels})
+    con.executemany("DELETE FROM cells WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "
+                    "(SELECT 1 FROM refs WHERE var = ?1 AND addr = ?2)", emptied)
+    con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM cells WHERE addr = ?1)",
+                    sorted({(addr,) for _, addr in emptied}))
     dels.clear()
 
 

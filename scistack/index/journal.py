@@ -73,7 +73,7 @@ class JournalBackend(Protocol):
     def size(self) -> int: ...
     def locked(self) -> AbstractContextManager[None]: ...
     def append(self, entries: list[dict[str, Any]]) -> int: ...
-    def read_from(self, offset: int) -> tuple[list[dict[str, Any]], int]: ...
+    def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]: ...
     def close(self) -> None: ...
 
 
@@ -129,12 +129,16 @@ class Journal:
             finally:
                 os.close(fd)
 
-    def read_from(self, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """Complete entries after byte `offset`, and the offset just past the last of them."""
+    def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Complete entries after byte `offset`, and the offset just past the last of them;
+        with `limit`, about that many bytes of lines (at least one line), so a long journal
+        is folded in bounded memory."""
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(offset)
-                data = handle.read()
+                data = handle.read(-1 if limit is None else limit)
+                if limit is not None and len(data) == limit and b"\n" not in data:
+                    data += handle.readline()  # one line longer than the limit
         except FileNotFoundError:
             return [], 0
         end = data.rfind(b"\n") + 1

@@ -36,19 +36,17 @@ class RefRecord:
     def __init__(self, var: str, addr: dict[str, Any] | None, vkeys: dict[str, Any] | None, version: int,
                  oid: str, kind: str, call: str | None, params: dict[str, Any] | None, summary: str,
                  created_at: str, addr_key: str = "", vkeys_key: str = "", params_text: str = "") -> None:
-        setter = object.__setattr__
-        for name, value in (("var", var), ("_addr", addr), ("_vkeys", vkeys), ("version", version),
-                            ("oid", oid), ("kind", kind), ("call", call), ("_params", params),
-                            ("_params_text", params_text), ("summary", summary),
-                            ("created_at", created_at), ("addr_key", addr_key), ("vkeys_key", vkeys_key)):
-            setter(self, name, value)
+        _fill(self, var, addr, vkeys, version, oid, kind, call, params, params_text, summary, created_at,
+              addr_key, vkeys_key)
 
     @classmethod
     def from_text(cls, var: str, addr_key: str, vkeys_key: str, version: int, oid: str, kind: str,
                   call: str | None, params_text: str, summary: str, created_at: str) -> RefRecord:
         """A record whose dicts are decoded from their canonical text when first read."""
-        return cls(var, None, None, version, oid, kind, call, None, summary, created_at, addr_key,
-                   vkeys_key, params_text)
+        self = object.__new__(cls)  # a point load builds one per version: skip __init__'s call
+        _fill(self, var, None, None, version, oid, kind, call, None, params_text, summary, created_at,
+              addr_key, vkeys_key)
+        return self
 
     @property
     def addr(self) -> dict[str, Any]:
@@ -113,6 +111,25 @@ class RefRecord:
             "version": self.version, "oid": self.oid, "kind": self.kind, "call": self.call,
             "params": self.params, "summary": self.summary, "t": self.created_at,
         }
+
+
+def _fill(self: RefRecord, var: str, addr: Any, vkeys: Any, version: int, oid: str, kind: str, call: Any,
+          params: Any, params_text: str, summary: str, created_at: str, addr_key: str, vkeys_key: str,
+          _set: Any = object.__setattr__) -> None:
+    """Set every slot of an immutable record (unrolled: this is on the load hot path)."""
+    _set(self, "var", var)
+    _set(self, "_addr", addr)
+    _set(self, "_vkeys", vkeys)
+    _set(self, "version", version)
+    _set(self, "oid", oid)
+    _set(self, "kind", kind)
+    _set(self, "call", call)
+    _set(self, "_params", params)
+    _set(self, "_params_text", params_text)
+    _set(self, "summary", summary)
+    _set(self, "created_at", created_at)
+    _set(self, "addr_key", addr_key)
+    _set(self, "vkeys_key", vkeys_key)
 
 
 def key_of(mapping: dict[str, Any]) -> str:
@@ -259,9 +276,22 @@ def select_from(
         for record in reversed(versions):
             if not all_versions and record.vkeys_key in seen:
                 continue
-            if _matches(record.vkeys, vkeys_f) and _matches(record.params, params_f):
+            if (not vkeys_f or _matches(record.vkeys, vkeys_f)) and (not params_f or _matches(record.params, params_f)):
                 out.append(record)
                 seen.add(record.vkeys_key)
+    return out
+
+
+def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:
+    """The newest version per version-key variant of one address (given oldest first), newest
+    first: what `select_from` keeps of a group when nothing but the address filters."""
+    if len(versions) == 1:
+        return list(versions)
+    out, seen = [], set()
+    for record in reversed(versions):
+        if record.vkeys_key not in seen:
+            seen.add(record.vkeys_key)
+            out.append(record)
     return out
 
 

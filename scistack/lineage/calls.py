@@ -20,6 +20,7 @@ canonical JSON of the container with each such element replaced by a reference t
 from __future__ import annotations
 
 import inspect
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,8 +232,16 @@ def call_key(identity_digest: str, inputs: dict[str, BoundInput]) -> str:
 
 
 def key_from_oids(identity_digest: str, oids: dict[str, str]) -> str:
-    """The cache key of a call from its function identity and its inputs' oids by name."""
+    """The cache key of a call from its function identity and its inputs' oids by name: the
+    hash of the canonical JSON `{"args": oids, "fn": identity_digest}`, built directly (a
+    cached for_each computes one per combination; a property test pins it to the encoder)."""
+    if type(identity_digest) is str and all(type(k) is str and type(v) is str for k, v in oids.items()):
+        args = ",".join(f"{_quote(k)}:{_quote(oids[k])}" for k in sorted(oids))
+        return hash_bytes(f'{{"args":{{{args}}},"fn":{_quote(identity_digest)}}}'.encode("ascii"))
     return hash_bytes(dumps_canonical({"args": oids, "fn": identity_digest}))
+
+
+_quote = json.encoder.encode_basestring_ascii
 
 
 def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any]:

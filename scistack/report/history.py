@@ -288,10 +288,15 @@ def list_variables(db: Database) -> list[VariableSummary]:
 def _stored_bytes(db: Database, var: str) -> int:
     """Bytes the variable's distinct objects take on disk (each with its children): measured
     once per object and remembered by the index, so a listing reads only new objects."""
+    changes, total = db.index.stored_bytes(var)
+    if total is not None:
+        return total
     known, unmeasured = db.index.stored_sizes(var)
     measured = {oid: _bytes_on_disk(db, oid, kind) for oid, kind in unmeasured}
     db.index.remember_sizes(measured)
-    return known + sum(measured.values())
+    total = known + sum(measured.values())
+    db.index.remember_stored_bytes(var, changes, total)
+    return total
 
 
 def _bytes_on_disk(db: Database, root: str, kind: str | None) -> int:

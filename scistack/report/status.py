@@ -18,6 +18,7 @@ current identity is computed once per call, each call record read once.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,19 +107,23 @@ class StalenessChecker:
             reason = self._input_reason(item)
             if reason:
                 return "stale", reason
-        now = self.current_identity(call.module, call.function)
+        return self.function_verdict(record.call, call.module, call.function, call.identity)
+
+    def function_verdict(self, call_oid: str, module: str, function: str, identity: str) -> tuple[str, str]:
+        """Whether the code that made a call is the code that would run now."""
+        now = self.current_identity(module, function)
         if now is None:  # a script's function: judged from its file, once per function identity
-            if call.identity not in self._script:
-                self._script[call.identity] = self._script_verdict(record.call, call)
-            return self._script[call.identity]
-        if now != call.identity:
-            return "stale", f"code of {call.function} changed"
+            if identity not in self._script:
+                self._script[identity] = self._script_verdict(call_oid, module, function)
+            return self._script[identity]
+        if now != identity:
+            return "stale", f"code of {function} changed"
         return "done", ""
 
-    def _script_verdict(self, call_oid: str, call: Any) -> tuple[str, str]:
+    def _script_verdict(self, call_oid: str, module: str, function: str) -> tuple[str, str]:
         changes = script_reasons(self.db, call_oid)
         if changes is None:
-            return "unknown", f"{call.module}.{call.function} cannot be imported here"
+            return "unknown", f"{module}.{function} cannot be imported here"
         return ("stale", f"{changes[0].kind} {changes[0].name}: {changes[0].detail}") if changes else ("done", "")
 
     def _input_reason(self, item: Any) -> str:
@@ -193,6 +198,153 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     levels = {var: _levels(by_var[var]) for var in chosen}
     grid = [[_project(var, by_var[var], levels[var], row) for var in chosen] for row in rows]
     return StatusGrid(chosen, rows, grid)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSummary:
+    """How many cells of each variable have each status, and the first few that are not done
+    (`limit` per variable, in address order). `fast`: computed set-at-a-time in the index
+    rather than from the whole grid."""
+
+    variables: list[str]
+    counts: dict[str, dict[str, int]]
+    problems: list[StatusCell]
+    fast: bool
+
+
+def status_summary(db: Database, variables: list[str] | None = None, *, limit: int = 20) -> StatusSummary:
+    """The status counts of `variables` (default: all), as `status_grid(...).counts()` gives
+    them, without building the grid when the project allows: every variable saved at one set
+    of schema keys, no version-key variants, no failed run. A million refs then cost a few
+    index scans, not a Python loop over every record."""
+    fast = _fast_summary(db, variables, limit)
+    if fast is not None:
+        return fast
+    grid = status_grid(db, variables)
+    problems = []
+    for var in grid.variables:
+        cells = sorted((c for c in grid.cells if c.var == var and c.status != "done"), key=lambda c: key_of(c.addr))
+        problems += cells[:limit]
+    return StatusSummary(grid.variables, grid.counts(), problems, fast=False)
+
+
+def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> StatusSummary | None:
+    known = db.index.variables()
+    judging = db.index.judging()
+    outputs = _run_outputs(db, judging)
+    if outputs is None:
+        return None
+    chosen = list(variables) if variables else sorted(set(known) | outputs)
+    if not known or any(v not in known for v in chosen if not (v in outputs and variables is None)):
+        return None  # nothing saved, or a variable with no records: the grid says what to do
+    checker = StalenessChecker(db)
+    inputs: dict[str, set[str]] = {}
+    todo = [v for v in chosen if v in known]
+    while todo:  # every variable upstream of the chosen ones is judged too
+        var = todo.pop()
+        if var in inputs:
+            continue
+        _learn_calls(db, judging, checker, var)
+        inputs[var] = judging.input_vars(var) & set(known)
+        todo += inputs[var] - inputs.keys()
+    levels = {level for var in chosen for level in db.index.levels(var)}
+    if len(levels) != 1 or any(len(db.index.levels(v)) != 1 or db.index.vkey_names(v) for v in inputs):
+        return None
+    for var in _upstream_first(inputs):
+        judging.set_verdicts({identity: checker.function_verdict(call, module, function, identity)
+                              for identity, module, function, call in judging.functions(var)})
+        judging.judge(var)
+        complex_records = judging.complex_records(var)
+        if complex_records:
+            judging.set_judged(var, [(r.addr_key, *checker.record_status(r)) for r in complex_records])
+            judging.mark_stale_from_judged(var)
+    rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
+    counts, problems = {}, []
+    for var in chosen:
+        if var not in known:  # runs wrote it once; nothing of it is left
+            counts[var] = dict.fromkeys(STATUSES, 0)
+            continue
+        found = judging.counts(var)
+        counts[var] = {status: found.get(status, 0) for status in STATUSES}
+        counts[var]["missing"] = rows - sum(found.values())
+        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+                     for addr, version, status, reason in judging.problems(var, limit)]
+        if counts[var]["missing"]:
+            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in judging.missing(var, limit)]
+    return StatusSummary(chosen, counts, problems, fast=True)
+
+
+def _in_schema_order(db: Database, addr_key: str) -> dict[str, Any]:
+    addr = json.loads(addr_key)
+    return {k: addr[k] for k in db.schema_keys if k in addr}
+
+
+def _learn_calls(db: Database, judging: Any, checker: StalenessChecker, var: str) -> None:
+    """Parse the call records of `var` that the index has no facts for yet (once ever)."""
+    facts = []
+    for call_oid in judging.unlearned_calls(var):
+        call = checker.calls.get(call_oid)
+        if call is None:
+            continue  # a missing record: judged "unknown" where it is named
+        rows, simple = [], True
+        for item in call.inputs:
+            if item.var is None:
+                continue
+            if item.merge or item.members:
+                simple = False
+                continue
+            addr = {k: v for k, v in item.addr.items() if k in db.schema_keys}
+            vkeys = {k: v for k, v in item.addr.items() if k not in db.schema_keys}
+            rows.append((item.name, item.var, key_of(addr), key_of(vkeys), item.oid))
+        facts.append((call_oid, call.module, call.function, call.identity, simple, rows))
+    if facts:
+        judging.learn_calls(facts)
+
+
+def _run_outputs(db: Database, judging: Any) -> set[str] | None:
+    """The variables recorded runs wrote to (at one combination or more), or None when a run
+    failed somewhere or predates recorded outputs (the grid then answers). Each run's item
+    list is counted once ever."""
+    runs = [r for r in db.index.runs() if not r.dry_run and r.items]
+    known = judging.run_facts([r.items for r in runs])
+    learned = {}
+    for run in runs:
+        if run.items not in known:
+            try:
+                items = db.store.get_value(run.items)
+            except LookupError:
+                continue
+            learned[run.items] = (len(items), sum(1 for item in items if item.get("status") == "failed"))
+    if learned:
+        judging.learn_runs(learned)
+    facts = {**known, **learned}
+    outputs: set[str] = set()
+    for run in runs:
+        total, failed = facts.get(run.items, (0, 0))
+        if failed or (total and run.outputs is None):
+            return None
+        if total:
+            outputs |= set(run.outputs)
+    return outputs
+
+
+def _upstream_first(inputs: dict[str, set[str]]) -> list[str]:
+    """Variables ordered so that each comes after the variables its inputs name (a variable
+    computed from an earlier version of itself is its own input: that edge is ignored)."""
+    order: list[str] = []
+    placed: set[str] = set()
+
+    def visit(var: str, path: frozenset[str]) -> None:
+        if var in placed or var in path:
+            return
+        for up in sorted(inputs.get(var, ())):
+            visit(up, path | {var})
+        placed.add(var)
+        order.append(var)
+
+    for var in sorted(inputs):
+        visit(var, frozenset())
+    return order
 
 
 def _read_inputs_ahead(db: Database, checker: StalenessChecker, records: list[RefRecord]) -> None:

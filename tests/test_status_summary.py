@@ -1,0 +1,222 @@
+"""`status_summary` (set-at-a-time, in the index) agrees with the full grid's counts.
+
+The grid judges each record in Python and is the reference; the summary must give the same
+counts on every project, taking the fast path where the project allows it (one level, no
+version-key variants, no failed run) and falling back to the grid elsewhere.
+"""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scistack import BaseVariable, for_each
+from scistack.errors import VariableNotFoundError
+from scistack.index import key_of
+from scistack.report.status import status_grid, status_summary
+
+PIPELINE = """
+from scistack import lineage_fcn
+
+SCALE = 2.0
+
+
+@lineage_fcn
+def scale(signal):
+    return signal * SCALE
+
+
+@lineage_fcn
+def total(signal):
+    return float(signal.sum())
+
+
+@lineage_fcn
+def fragile(signal):
+    if signal[0] < 0:
+        raise ValueError("negative start")
+    return signal
+"""
+
+
+class SumRaw(BaseVariable):
+    pass
+
+
+class SumScaled(BaseVariable):
+    pass
+
+
+class SumTotal(BaseVariable):
+    pass
+
+
+class SumOther(BaseVariable):
+    pass
+
+
+@pytest.fixture
+def pipeline(project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    name = f"sumpipe_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(PIPELINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    module.path = path
+    return module
+
+
+def _build(module, subjects=(1, 2, 3)) -> None:
+    for subject in subjects:
+        for session in ("pre", "post"):
+            SumRaw.save(np.arange(4.0) + subject, subject=subject, session=session)
+    for_each(module.scale, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False,
+             subject=list(subjects), session=["pre", "post"])
+    for_each(module.total, inputs={"signal": SumScaled}, outputs=[SumTotal], progress=False,
+             subject=list(subjects)[:2], session=["pre", "post"])
+
+
+def _agree(db, variables=None, *, fast: bool) -> dict:
+    summary = status_summary(db, variables)
+    grid = status_grid(db, variables)
+    assert summary.counts == grid.counts()
+    assert summary.fast is fast
+    expected = {(c.var, key_of(c.addr), c.status) for c in grid.cells if c.status != "done"}
+    assert {(c.var, key_of(c.addr), c.status) for c in summary.problems} == expected
+    return summary.counts
+
+
+def test_fresh_pipeline_done_and_missing(pipeline, project):
+    _build(pipeline)
+    counts = _agree(project, fast=True)
+    assert counts["SumTotal"] == {"done": 4, "stale": 0, "unknown": 0, "failed": 0, "missing": 2}
+    assert counts["SumRaw"]["done"] == 6
+
+
+def test_changed_input_and_stale_upstream(pipeline, project):
+    _build(pipeline)
+    SumRaw.save(np.zeros(4), subject=1, session="pre")  # a re-recording
+    counts = _agree(project, fast=True)
+    assert counts["SumScaled"]["stale"] == 1 and counts["SumTotal"]["stale"] == 1
+    problems = {c.var: c.reason for c in status_summary(project).problems if c.status == "stale"}
+    assert problems["SumScaled"] == "input signal (SumRaw) changed"
+    assert problems["SumTotal"] == "input signal (SumScaled) is stale"
+
+
+def test_code_change_is_stale(pipeline, project):
+    _build(pipeline)
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE + 1"))
+    importlib.invalidate_caches()
+    importlib.reload(pipeline)
+    counts = _agree(project, fast=True)
+    assert counts["SumScaled"]["stale"] == 6 and counts["SumTotal"]["stale"] == 4
+    # asked for one variable, its upstream is still judged
+    assert _agree(project, ["SumTotal"], fast=True)["SumTotal"]["stale"] == 4
+
+
+def test_deletes_keep_the_counts(pipeline, project):
+    _build(pipeline)
+    SumScaled.delete(subject=3, session="pre")
+    SumRaw.delete(subject=3)
+    counts = _agree(project, fast=True)
+    assert counts["SumScaled"]["missing"] == 0  # subject 3 pre is gone from every variable
+    assert counts["SumTotal"]["missing"] == 1
+
+
+def test_failed_run_variants_and_levels_fall_back(pipeline, project):
+    _build(pipeline)
+    SumOther.save(np.ones(4), subject=1, session="pre", note="recal")
+    SumOther.save(np.ones(4), subject=1, session="pre")
+    _agree(project, fast=False)  # a variable with version-key variants
+    SumOther.delete(subject=1)
+    SumOther.save(1.0, subject=2)
+    _agree(project, fast=False)  # saved at another level than the rest
+
+
+def test_failed_run_falls_back(pipeline, project):
+    SumRaw.save(np.arange(4.0) - 1, subject=1, session="pre")
+    SumRaw.save(np.arange(4.0), subject=2, session="pre")
+    for_each(pipeline.fragile, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False,
+             subject=[1, 2], session=["pre"])
+    counts = _agree(project, fast=False)
+    assert counts["SumScaled"]["failed"] == 1
+
+
+OPS = st.lists(st.tuples(st.sampled_from(["raw", "scale", "total", "delete", "delete_scaled"]),
+                         st.integers(1, 3), st.sampled_from(["pre", "post"])), min_size=1, max_size=8)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_any_history_agrees(pipeline, project, ops):
+    """Random saves, runs and deletes: the summary always gives the grid's counts."""
+    for name in ("SumRaw", "SumScaled", "SumTotal"):
+        for record in project.index.records(name):
+            project.index.delete_refs([record])
+    for op, subject, session in ops:
+        if op == "raw":
+            SumRaw.save(np.arange(4.0) * subject + len(ops), subject=subject, session=session)
+        elif op in ("scale", "total"):
+            fn, out, src = ((pipeline.scale, SumScaled, SumRaw) if op == "scale"
+                            else (pipeline.total, SumTotal, SumScaled))
+            for_each(fn, inputs={"signal": src}, outputs=[out], progress=False,
+                     subject=[subject], session=[session])
+        else:
+            try:
+                if op == "delete":
+                    SumRaw.delete(subject=subject, session=session)
+                else:
+                    SumScaled.delete(subject=subject)
+            except VariableNotFoundError:
+                pass
+    if project.index.variables():
+        _agree(project, fast=True)
+
+
+def test_cli_prints_counts_for_a_large_project_and_the_grid_on_request(pipeline, project):
+    from click.testing import CliRunner
+
+    from scistack.cli import GRID_ROWS, main
+
+    subjects = range(GRID_ROWS // 2 + 1)  # two sessions each: more rows than the grid shows
+    with project.batch():
+        for subject in subjects:
+            for session in ("pre", "post"):
+                SumRaw.save(np.arange(4.0) + subject, subject=subject, session=session)
+    for_each(pipeline.scale, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False,
+             subject=[0, 1], session=["pre", "post"])
+    runner = CliRunner()
+    out = runner.invoke(main, ["--db", str(project.path), "status"])
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["VARIABLE", "done", "STALE", "?", "FAILED", "missing"]
+    assert lines[2].split() == ["SumRaw", str(2 * len(subjects)), "0", "0", "0", "0"]
+    assert lines[3].split() == ["SumScaled", "4", "0", "0", "0", str(2 * len(subjects) - 4)]
+    assert len([line for line in lines if line.startswith("  SumScaled")]) == 20
+    assert max(map(len, lines)) <= 80
+    whole = runner.invoke(main, ["--db", str(project.path), "status", "--all"])
+    assert whole.exit_code == 0 and whole.stdout.splitlines()[0].split() == ["subject", "session", "SumRaw",
+                                                                              "SumScaled"]
+    assert len(whole.stdout.splitlines()) > 2 * len(subjects)
+
+
+def test_listing_is_counted_again_only_after_a_change(project):
+    """`ls` caches each variable's counts and bytes at its change count: a save or a delete
+    shows at once, an unchanged variable is not counted again."""
+    from scistack.report.history import list_variables
+
+    for subject in (1, 2):
+        SumRaw.save(np.arange(100.0) * subject, subject=subject, session="pre")
+    first = {s.name: s for s in list_variables(project)}["SumRaw"]
+    assert list_variables(project) == [first]  # from the cache
+    SumRaw.save(np.arange(100.0) * 3, subject=3, session="pre")
+    second = {s.name: s for s in list_variables(project)}["SumRaw"]
+    assert second.values == 3 and second.size_bytes > first.size_bytes
+    SumRaw.delete(subject=3)
+    assert {s.name: s for s in list_variables(project)}["SumRaw"].values == 2
