@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 FUNCTIONS, OUTPUTS, SESSIONS = 7, 7, 10
+GRID = "api/grid?node=var%3AV3_0"  # a variable four functions downstream of Raw
 
 STEPS = "\n".join(f"@lineage_fcn\ndef step{i}(x, k):\n    return tuple(float(np.sum(x)) + k + j for j in range({OUTPUTS}))\n"
                   for i in range(FUNCTIONS))
@@ -79,36 +80,61 @@ def timed_get(url: str) -> tuple[float, int]:
     return time.perf_counter() - start, len(body)
 
 
-def browser_times(url: str, repeats: int) -> dict[str, list[float]] | None:
+def serve(db_path: Path) -> tuple[subprocess.Popen, str]:
+    """A fresh `scistack ui` (nothing cached yet) and its URL."""
+    server = subprocess.Popen([sys.executable, "-m", "scistack", "--db", str(db_path), "ui", "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    return server, re.search(r"http://\S+/", server.stdout.readline()).group(0)
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    server.wait()
+    server.stdout.close()
+
+
+def json_times(db_path: Path, times: dict[str, list[float]], size: dict[str, int]) -> None:
+    server, url = serve(db_path)
+    try:
+        for name, path in (("/api/graph (JSON)", "api/graph"), ("/api/grid one variable (JSON)", GRID),
+                           ("/api/graph again (cached)", "api/graph")):
+            seconds, size[name] = timed_get(url + path)
+            times.setdefault(name, []).append(seconds)
+    finally:
+        stop(server)
+
+
+def browser_times(db_path: Path, times: dict[str, list[float]]) -> bool:
+    """Navigation until the graph, then a grid, is drawn (fetch included) in a fresh server."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        return None
+        return False
     if not Path(chromium).exists():
-        return None
+        return False
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-    out: dict[str, list[float]] = {"graph drawn": [], "grid drawn": []}
     profile = tempfile.mkdtemp(prefix="scistack-chromium-")
+    server, url = serve(db_path)
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(profile, executable_path=chromium, headless=True,
                                                            args=args)
             page = browser.new_page()
             page.set_default_timeout(600_000)
-            for _ in range(repeats):
-                for name, path, selector in (("graph drawn", "#/", "svg.graph g.node"),
-                                             ("grid drawn", "#/node/var%3AV3_0", "table.grid td.cell")):
-                    page.goto("about:blank")
-                    start = time.perf_counter()
-                    page.goto(url + path)
-                    page.wait_for_selector(selector)
-                    out[name].append(time.perf_counter() - start)
+            for name, path, selector in (("graph drawn (page)", "#/", "svg.graph g.node"),
+                                         ("grid drawn (page)", "#/node/var%3AV3_0", "table.grid td.cell")):
+                page.goto("about:blank")
+                start = time.perf_counter()
+                page.goto(url + path)
+                page.wait_for_selector(selector)
+                times.setdefault(name, []).append(time.perf_counter() - start)
             browser.close()
     finally:
+        stop(server)
         shutil.rmtree(profile, ignore_errors=True)
-    return out
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,26 +144,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", default=os.environ.get("SCISTACK_BENCH_DIR", "/tmp/scistack-bench"))
     args = parser.parse_args(argv if argv is not None else [])
     db_path = build(Path(args.dir) / f"ui-{args.subjects}x{SESSIONS}", args.subjects)
-    server = subprocess.Popen([sys.executable, "-m", "scistack", "--db", str(db_path), "ui", "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
-        rows = {"/api/graph (JSON)": [], "/api/grid one variable (JSON)": []}
-        size = {}
-        for _ in range(args.repeats):
-            for name, path in (("/api/graph (JSON)", "api/graph"),
-                               ("/api/grid one variable (JSON)", "api/grid?node=var%3AV3_0")):
-                seconds, size[name] = timed_get(url + path)
-                rows[name].append(seconds)
-        drawn = browser_times(url, args.repeats) or {}
-    finally:
-        server.terminate()
-        server.wait()
+    times: dict[str, list[float]] = {}
+    size: dict[str, int] = {}
+    drawn = True
+    for _ in range(args.repeats):
+        json_times(db_path, times, size)
+        drawn = browser_times(db_path, times) and drawn
     variables = 1 + FUNCTIONS * OUTPUTS
-    print(f"web view, {variables} variables x {args.subjects * SESSIONS:,} addresses; median of {args.repeats}")
+    print(f"web view, {variables} variables x {args.subjects * SESSIONS:,} addresses; median of {args.repeats}; "
+          "each repetition starts a fresh server (nothing cached)")
     print(f"{'what':<34}{'median s':>10}{'bytes':>12}")
-    for name, times in {**rows, **drawn}.items():
-        print(f"{name:<34}{statistics.median(times):>10.3f}{size.get(name, ''):>12}")
+    for name, seconds in times.items():
+        print(f"{name:<34}{statistics.median(seconds):>10.3f}{size.get(name, ''):>12}")
     if not drawn:
         print("(browser rows skipped: chromium or playwright not installed)")
 

@@ -7,17 +7,17 @@ most three call records a variable, not one per value: the graph must stay cheap
 projects of 100k values), and from the run reports, which name each run's outputs (so a
 function whose every call failed still appears, without input edges). A function that made
 only old values of a variable, none among its 20 newest, is therefore not drawn for it.
-States are never judged here: the counts are the status grid's.
+States are never judged here: the counts are `status_summary`'s, as `scistack status` prints them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from scistack.database import Database
 from scistack.report.history import CallInfo, CallReader
-from scistack.report.status import STATUSES, StatusGrid, status_grid
+from scistack.report.status import STATUSES, status_summary
 
 # A node's state, worst first: what its colour says.
 STATES = ("failed", "stale", "missing", "unknown", "current")
@@ -43,7 +43,6 @@ class PipelineGraph:
 
     nodes: list[GraphNode]
     edges: list[tuple[str, str]]
-    grid: StatusGrid | None = field(default=None, repr=False, compare=False)
 
     def node(self, node_id: str) -> GraphNode | None:
         return next((n for n in self.nodes if n.id == node_id), None)
@@ -54,14 +53,14 @@ def state_of(counts: dict[str, int]) -> str:
     return next((_STATE_OF[s] for s in ("failed", "stale", "missing", "unknown") if counts.get(s)), "current")
 
 
-def pipeline_graph(db: Database, grid: StatusGrid | None = None) -> PipelineGraph:
-    """The graph of every variable and the functions between them, coloured by `grid`
-    (default: `status_grid(db)`, computed once for all variables)."""
-    grid = grid if grid is not None else status_grid(db)
-    counts = grid.counts()
+def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None) -> PipelineGraph:
+    """The graph of every variable and the functions between them, coloured by `counts`
+    (variable -> status -> number of values; default: `status_summary(db).counts`, which
+    judges a large project set-at-a-time in the index)."""
+    counts = counts if counts is not None else status_summary(db, limit=0).counts
     reader = CallReader(db)
     makers: dict[str, dict[str, Any]] = {}  # function name -> module, inputs, outputs
-    for var in grid.variables:
+    for var in counts:
         for call in _sample_calls(db, reader, var):
             fn = makers.setdefault(call.function, {"module": call.module, "inputs": set(), "outputs": set()})
             fn["outputs"].add(var)
@@ -70,7 +69,7 @@ def pipeline_graph(db: Database, grid: StatusGrid | None = None) -> PipelineGrap
         if run.function and run.outputs and not run.dry_run:
             fn = makers.setdefault(run.function, {"module": "", "inputs": set(), "outputs": set()})
             fn["outputs"] |= set(run.outputs)
-    names = set(grid.variables) | {v for fn in makers.values() for v in fn["inputs"] | fn["outputs"]}
+    names = set(counts) | {v for fn in makers.values() for v in fn["inputs"] | fn["outputs"]}
     nodes = [_variable_node(var, counts.get(var)) for var in sorted(names)]
     edges: list[tuple[str, str]] = []
     for name in sorted(makers):
@@ -84,7 +83,7 @@ def pipeline_graph(db: Database, grid: StatusGrid | None = None) -> PipelineGrap
                                fn["module"], tuple(outputs)))
         edges += [(f"var:{v}", f"fn:{name}") for v in sorted(fn["inputs"])]
         edges += [(f"fn:{name}", f"var:{v}") for v in outputs]
-    return PipelineGraph(nodes, edges, grid)
+    return PipelineGraph(nodes, edges)
 
 
 def _variable_node(var: str, counts: dict[str, int] | None) -> GraphNode:
