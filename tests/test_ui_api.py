@@ -18,7 +18,7 @@ import pytest
 
 from scistack.errors import WebViewError
 from scistack.report.preview import preview
-from scistack.ui import UiServer
+from scistack.ui.server import UiServer
 from scistack.ui.layout import GAP_X, NODE_H, NODE_W, layout
 from tests import ui_project
 

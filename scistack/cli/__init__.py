@@ -403,7 +403,7 @@ def graph(project: _Project, as_json: bool) -> None:
 def ui(project: _Project, port: int, open_browser: bool) -> None:
     """Serve a local web view of the project (pipeline graph, status grids, values, runs)
     on 127.0.0.1 until Ctrl-C. Read-only; it shows saves by other processes as they happen."""
-    from scistack.ui import UiServer
+    from scistack.ui.server import UiServer
 
     server = UiServer(project.db, port=port)
     click.echo(f"scistack web view of {project.db.path}: {server.url}  (Ctrl-C stops it)")
