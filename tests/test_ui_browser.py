@@ -125,6 +125,13 @@ def test_stale_value_shows_why_with_the_diff(site, page):
 def test_image_and_table_previews(site, page):
     page.goto(site[1] + "#/node/var%3ASpectrogram")
     page.wait_for_selector("td.s-failed")
+    page.uncheck('input[data-status="done"]')  # filter: only the failures
+    expect(page.locator("table.grid tbody tr")).to_have_count(2)
+    page.locator("td.s-failed").first.click()  # a failure opens its run, with the traceback
+    expect(page.locator("pre.traceback")).to_have_count(2)
+    page.go_back()
+    page.check('input[data-status="done"]')
+    expect(page.locator("table.grid tbody tr")).to_have_count(6)
     page.locator("td.s-done").first.click()
     page.wait_for_selector("canvas.plot")
     painted = page.eval_on_selector("canvas.plot", "c => c.getContext('2d').getImageData(0, 0, 1, 1).data[3]")
