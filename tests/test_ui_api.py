@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scistack import BaseVariable
 from scistack.errors import WebViewError
 from scistack.report.preview import preview
 from scistack.ui.server import UiServer
@@ -180,6 +181,28 @@ def test_db_ui_serves_in_process_and_stops(project):
         server.stop()
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(server.url + "api/project", timeout=5)
+
+
+class UiTrial(BaseVariable):
+    pass
+
+
+def test_value_variants_and_older_versions(project):
+    UiTrial.save(np.arange(3.0), subject=1, session="pre", note="a")
+    UiTrial.save(np.arange(4.0), subject=1, session="pre", note="b")
+    UiTrial.save(np.arange(5.0), subject=1, session="pre", note="b")
+    server = project.ui()
+    try:
+        both = get(server.url, "/api/value", var="UiTrial", addr=addr(subject=1, session="pre"))
+        assert sorted(v["vkeys"]["note"] for v in both["variants"]) == ["a", "b"]
+        newest = get(server.url, "/api/value", var="UiTrial", addr=addr(subject=1, session="pre", note="b"))
+        assert newest["current"] and newest["preview"]["n"] == 5 and newest["why"]["status"] == "raw"
+        assert [(v["version"], v["current"]) for v in newest["versions"]] == [(3, True), (2, False)]
+        older = get(server.url, "/api/value", var="UiTrial", addr=addr(subject=1, session="pre", note="b"),
+                    version="2")
+        assert not older["current"] and older["preview"]["n"] == 4 and older["why"] is None
+    finally:
+        server.stop()
 
 
 def test_only_loopback_and_a_free_port(project):
