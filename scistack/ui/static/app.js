@@ -194,7 +194,7 @@ async function showValue(main, q) {
       ["kind", r.kind], ["summary", r.summary], ["saved", r.created_at],
     ].map(([k, x]) => el("tr", {}, el("th", {}, k), el("td", {}, x)))),
     el("h3", {}, "Preview"), previewOf(d.preview));
-  if (d.why && d.why.reasons.length) {
+  if (d.why && d.why.status !== "raw" && d.why.reasons.length) {
     main.append(el("h3", {}, "Why"), el("div", { id: "why" },
       d.why.reasons.map(x => el("div", { class: "reason" }, el("b", {}, `${x.kind} ${x.name}: `), x.detail)),
       d.why.reasons.filter(x => x.diff).map(x => el("pre", { class: "diff" }, x.diff.split("\n").map(line =>
@@ -282,16 +282,24 @@ async function showRuns(main) {
   main.replaceChildren(el("h2", {}, "Runs"));
   if (!data.runs.length) { main.append(el("p", { class: "muted" }, "No for_each runs yet.")); return; }
   main.append(el("table", { class: "runs" }, el("tr", {}, ["started", "function", "ran", "cached", "failed", "missing", "duration", ""].map(h => el("th", {}, h))),
-    data.runs.map(r => el("tr", { class: r.counts.failed ? "failed" : "" }, el("td", {}, r.t), el("td", {}, r.function),
+    data.runs.map(r => el("tr", { class: r.counts.failed ? "failed" : "" }, el("td", {}, when(r.t)), el("td", {}, r.function),
       ["ran", "cached", "failed", "missing"].map(s => el("td", {}, r.counts[s] || 0)), el("td", {}, `${r.duration.toFixed(2)} s`),
       el("td", {}, el("a", { href: `#/run/${encodeURIComponent(r.run_id)}` }, "details"))))));
+}
+
+function when(t) { return t ? `${t.slice(0, 19).replace("T", " ")} UTC` : "?"; }
+
+function countList(counts) {
+  const order = ["ran", "cached", "failed", "missing", "skipped", "would_run"];
+  return Object.entries(counts).filter(([, n]) => n).sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0]))
+    .map(([k, n]) => `${n} ${k.replace("_", " ")}`).join(", ") || "nothing";
 }
 
 async function showRun(main, id) {
   const data = await get(`/api/run?id=${encodeURIComponent(id)}`);
   const r = data.run;
   main.replaceChildren(el("p", {}, el("a", { href: "#/runs" }, "← runs")), el("h2", {}, `for_each(${r.function})`),
-    el("p", {}, `${r.t}: ${Object.entries(r.counts).map(([k, n]) => `${n} ${k}`).join(", ")} in ${r.duration.toFixed(2)} s; outputs ${r.outputs.join(", ") || "?"}`));
+    el("p", {}, `${when(r.t)}: ${countList(r.counts)} in ${r.duration.toFixed(2)} s; outputs ${r.outputs.join(", ") || "?"}`));
   const failures = data.items.filter(i => i.status === "failed");
   for (const f of failures) {
     main.append(el("div", { class: "failure" }, el("h3", {}, addrText(f.combo)), el("p", { class: "error" }, f.error || ""),
