@@ -18,6 +18,7 @@ from scistack.lineage.function import LineageFunction, LineageResult, Thunk, lin
 from scistack.report.why import WhyReport, why  # noqa: E402
 from scistack.variables import BaseVariable  # noqa: E402
 from scistack.foreach import Fixed, Merge, RunReport, for_each, set_schema  # noqa: E402
+from scistack import ui as _ui  # noqa: E402,F401 - registers db.ui()
 
 __all__ = [
     "BaseVariable", "Database", "Fixed", "Merge", "RunReport", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError
+from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError, WebViewError
 from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
 from scistack.index.journal import JournalBackend
@@ -164,6 +164,13 @@ class Database:
             "duration": call.duration, "call": call_oid, "function": fn,
         }
 
+    def ui(self, *, port: int = 0) -> Any:
+        """Start the local web view of this project in the background and return it (`.url`,
+        `.stop()`); Jupyter shows it inline. The same view as `scistack ui`."""
+        if _ui_opener is None:  # registered by scistack.ui, which `import scistack` loads
+            raise WebViewError("the web view is not loaded; `import scistack.ui` first")
+        return _ui_opener(self, port=port)
+
     def sql(self, query: str, params: list | None = None) -> Any:
         """Run a read-only SQL query on the index; returns a pandas DataFrame."""
         return self.index.query(query, params).to_pandas()
@@ -183,6 +190,16 @@ class Database:
 
     def __repr__(self) -> str:
         return f"Database({str(self.path)!r}, schema_keys={self.schema_keys})"
+
+
+# The web view sits above this layer, so it registers how to open it (scistack.ui does).
+_ui_opener: Any = None
+
+
+def register_ui(opener: Any) -> None:
+    """Called once by scistack.ui: `Database.ui` opens the web view through `opener`."""
+    global _ui_opener
+    _ui_opener = opener
 
 
 _INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members")

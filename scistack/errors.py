@@ -127,6 +127,14 @@ class CorruptRecordError(CorruptObjectError):
         )
 
 
+class RunNotFoundError(ScistackError, LookupError):
+    """No journalled for_each run has the id asked for."""
+
+
+class WebViewError(ScistackError, ValueError):
+    """The web view cannot start (port taken, not loopback) or was asked something it refuses."""
+
+
 __all__ = [
     "ScistackError",
     "UnsupportedValueError",
@@ -148,4 +156,6 @@ __all__ = [
     "GarbageCollectionError",
     "QueryError",
     "CorruptRecordError",
+    "RunNotFoundError",
+    "WebViewError",
 ]

@@ -17,6 +17,7 @@ LAYERS = [
     {"lineage", "gc", "selection", "ingest"},
     {"variables", "foreach", "fsck"},
     {"matlab_bridge", "report"},
+    {"ui"},
     {"cli", "__init__"},
     {"__main__"},
 ]

@@ -420,3 +420,55 @@ def matlab_commit(project: _Project, results: str) -> None:
     if project.path is None:
         project.path = str(project_of_manifest(results))
     click.echo(commit(project.db, results)["summary"])
+
+
+@main.command()
+@click.option("--function", "function", help="Only the runs of this function.")
+@click.argument("run_id", required=False)
+@json_option
+@click.pass_obj
+def runs(project: _Project, function: str | None, run_id: str | None, as_json: bool) -> None:
+    """History of for_each runs, newest first: counts and durations. With RUN_ID (or a
+    prefix of it), that run's combinations and each failure's traceback."""
+    from scistack.report.runs import run_history, run_items
+
+    if run_id:
+        summary, items = run_items(project.db, run_id)
+        return _emit(as_json, {"run": summary, "items": items}, render.render_run(summary, items, project.db.schema_keys))
+    history = run_history(project.db, function=function)
+    _emit(as_json, history, render.render_runs(history))
+
+
+@main.command()
+@json_option
+@click.pass_obj
+def graph(project: _Project, as_json: bool) -> None:
+    """The pipeline: each function with its input and output variables, and each node's
+    state (current, stale, failed, missing) as `status` counts it."""
+    from scistack.report.pipeline import pipeline_graph
+
+    pipeline = pipeline_graph(project.db)
+    data = {"nodes": pipeline.nodes, "edges": pipeline.edges}
+    _emit(as_json, data, render.render_pipeline(pipeline))
+
+
+@main.command()
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--open", "open_browser", is_flag=True, help="Also open the page in a browser.")
+@click.pass_obj
+def ui(project: _Project, port: int, open_browser: bool) -> None:
+    """Serve a local web view of the project (pipeline graph, status grids, values, runs)
+    on 127.0.0.1 until Ctrl-C. Read-only; it shows saves by other processes as they happen."""
+    from scistack.ui.server import UiServer
+
+    server = UiServer(project.db, port=port)
+    click.echo(f"scistack web view of {project.db.path}: {server.url}  (Ctrl-C stops it)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped")

@@ -399,3 +399,44 @@ def render_frame(frame: Any) -> str:
         return "(no rows)" if len(frame.columns) else "(no result)"
     rows = frame.astype(object).where(frame.notna(), None).values.tolist()
     return table([str(c) for c in frame.columns], rows) + f"\n({len(frame)} rows)"
+
+
+# -- runs and graph ----------------------------------------------------------------------
+def render_runs(runs: list[Any]) -> str:
+    if not runs:
+        return "no for_each runs yet"
+    rows = [[r.run_id[:SHORT], r.t[:19].replace("T", " "), r.function,
+             ", ".join(f"{n} {s}" for s, n in r.counts.items() if n) or "nothing",
+             f"{r.duration:.2f} s"] for r in runs]
+    return table(["run", "started (UTC)", "function", "counts", "duration"], rows)
+
+
+def render_run(run: Any, items: list[Any], keys: list[str]) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in run.counts.items())
+    lines = [f"run {run.run_id}: for_each({run.function})",
+             cut(f"{run.t[:19].replace('T', ' ')} UTC: {counts} in {run.duration:.2f} s")]
+    for item in items:
+        order = sorted(item.combo, key=lambda k: keys.index(k) if k in keys else len(keys))
+        where = ", ".join(f"{k}={value_text(item.combo[k])}" for k in order)
+        lines.append(cut(f"  {item.status:<8} {where}  ({item.duration:.3f} s)"))
+        if item.status == "failed":
+            lines.append(f"    {item.error}")
+            lines += ["    " + line for line in (item.traceback or "").rstrip().splitlines()]
+    return "\n".join(lines)
+
+
+def render_pipeline(pipeline: Any) -> str:
+    if not pipeline.nodes:
+        return "nothing saved yet"
+    lines = []
+    for node in pipeline.nodes:
+        counts = ", ".join(f"{n} {s}" for s, n in node.counts.items() if n) or "no values"
+        if node.kind == "function":
+            inputs = sorted(a[4:] for a, b in pipeline.edges if b == node.id)
+            lines.append(f"{node.name}({', '.join(inputs)}) -> {', '.join(node.outputs)}: "
+                         f"{node.state} ({counts})")
+    raw = [n for n in pipeline.nodes if n.kind == "variable"
+           and not any(b == n.id for _, b in pipeline.edges)]
+    lines += [f"{n.name} (raw): {n.state} ({', '.join(f'{c} {s}' for s, c in n.counts.items() if c)})"
+              for n in raw]
+    return "\n".join(lines)

@@ -117,6 +117,11 @@ class Index:
         ahead = self._ahead.get((var, addr_key))
         return self._fold.versions_at(var, addr_key) if ahead is None else ahead
 
+    def generation(self) -> int:
+        """How far the journal has grown (bytes): it changes whenever any process records a
+        change, so a long-lived reader (the web view) can tell cheaply that it must look again."""
+        return self._journal.size()
+
     # -- reading -------------------------------------------------------------------------
     def variables(self) -> list[str]:
         """Names of variables with at least one live record."""

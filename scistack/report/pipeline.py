@@ -1,0 +1,107 @@
+"""The pipeline as a graph: variables and functions as nodes, edges from inputs to outputs,
+each node with the status counts `status_grid` computed for it.
+
+Edges come from the lineage records: which function computed a variable, and which
+variables it read. They are read from the call records of a variable's newest records (at
+most three call records a variable, not one per value: the graph must stay cheap for
+projects of 100k values), and from the run reports, which name each run's outputs (so a
+function whose every call failed still appears, without input edges). A function that made
+only old values of a variable, none among its 20 newest, is therefore not drawn for it.
+States are never judged here: the counts are `status_summary`'s, as `scistack status` prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from scistack.database import Database
+from scistack.report.history import CallInfo, CallReader
+from scistack.report.status import STATUSES, status_summary
+
+# A node's state, worst first: what its colour says.
+STATES = ("failed", "stale", "missing", "unknown", "current")
+_STATE_OF = {"failed": "failed", "stale": "stale", "missing": "missing", "unknown": "unknown"}
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNode:
+    """A variable or a function, with how many of its values are in each status."""
+
+    id: str  # "var:<name>" or "fn:<name>": the two kinds may share a name
+    kind: str  # "variable" or "function"
+    name: str
+    state: str  # one of STATES
+    counts: dict[str, int]
+    module: str = ""  # a function's module
+    outputs: tuple[str, ...] = ()  # a function's output variables
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineGraph:
+    """Nodes and (source id, target id) edges, inputs to outputs."""
+
+    nodes: list[GraphNode]
+    edges: list[tuple[str, str]]
+
+    def node(self, node_id: str) -> GraphNode | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+
+def state_of(counts: dict[str, int]) -> str:
+    """The worst status present: failed, stale, missing, unknown, else current."""
+    return next((_STATE_OF[s] for s in ("failed", "stale", "missing", "unknown") if counts.get(s)), "current")
+
+
+def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None) -> PipelineGraph:
+    """The graph of every variable and the functions between them, coloured by `counts`
+    (variable -> status -> number of values; default: `status_summary(db).counts`, which
+    judges a large project set-at-a-time in the index)."""
+    counts = counts if counts is not None else status_summary(db, limit=0).counts
+    reader = CallReader(db)
+    makers: dict[str, dict[str, Any]] = {}  # function name -> module, inputs, outputs
+    for var in counts:
+        for call in _sample_calls(db, reader, var):
+            fn = makers.setdefault(call.function, {"module": call.module, "inputs": set(), "outputs": set()})
+            fn["outputs"].add(var)
+            fn["inputs"] |= _input_variables(call)
+    for run in db.index.runs():
+        if run.function and run.outputs and not run.dry_run:
+            fn = makers.setdefault(run.function, {"module": "", "inputs": set(), "outputs": set()})
+            fn["outputs"] |= set(run.outputs)
+    names = set(counts) | {v for fn in makers.values() for v in fn["inputs"] | fn["outputs"]}
+    nodes = [_variable_node(var, counts.get(var)) for var in sorted(names)]
+    edges: list[tuple[str, str]] = []
+    for name in sorted(makers):
+        fn = makers[name]
+        outputs = sorted(fn["outputs"])
+        total = dict.fromkeys(STATUSES, 0)
+        for var in outputs:
+            for status, n in (counts.get(var) or {}).items():
+                total[status] += n
+        nodes.append(GraphNode(f"fn:{name}", "function", name, state_of(total), total,
+                               fn["module"], tuple(outputs)))
+        edges += [(f"var:{v}", f"fn:{name}") for v in sorted(fn["inputs"])]
+        edges += [(f"fn:{name}", f"var:{v}") for v in outputs]
+    return PipelineGraph(nodes, edges)
+
+
+def _variable_node(var: str, counts: dict[str, int] | None) -> GraphNode:
+    counts = counts or dict.fromkeys(STATUSES, 0)
+    return GraphNode(f"var:{var}", "variable", var, state_of(counts), counts)
+
+
+def _sample_calls(db: Database, reader: CallReader, var: str) -> list[CallInfo]:
+    """The call records of up to 3 of the variable's 20 newest records (one indexed query)."""
+    picked = list(dict.fromkeys(r.call for r in db.index.newest(var, 20) if r.call))[:3]
+    return [c for c in (reader.get(oid) for oid in picked) if c is not None]
+
+
+def _input_variables(call: CallInfo) -> set[str]:
+    found = set()
+    for item in call.inputs:
+        if item.merge:
+            found |= {str(m["var"]) for m in item.merge if m.get("var")}
+        elif item.var:
+            found.add(item.var)
+    return found

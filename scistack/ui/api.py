@@ -1,0 +1,159 @@
+"""The JSON the page reads: each answer is one or two calls of the report functions
+(`status_grid`, `pipeline_graph`, `why_value`, `log_entries`, `run_history`, ...), reshaped.
+Nothing here judges a status or explains one: the report layer does, for the CLI too.
+
+Addresses travel as JSON objects (`{"subject": 1, "session": "pre"}`) so that `1` and `"1"`
+stay different values, as they are in the project.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any
+
+from scistack.database import Database
+from scistack.errors import WebViewError
+from scistack.index import RefRecord
+from scistack.report.history import describe_value, log_entries, read_call, select
+from scistack.report.pipeline import pipeline_graph
+from scistack.report.preview import preview
+from scistack.report.runs import run_history, run_items
+from scistack.report.status import status_grid, why_value
+from scistack.ui.layout import NODE_H, NODE_W, layout
+
+
+def project(db: Database) -> dict[str, Any]:
+    return {"name": db.path.name, "root": str(db.root), "schema_keys": db.schema_keys,
+            "generation": db.index.generation()}
+
+
+def graph(db: Database) -> dict[str, Any]:
+    """Nodes with state, counts and position; edges; the size of the drawing."""
+    g = pipeline_graph(db)
+    pos = layout([n.id for n in g.nodes], g.edges)
+    nodes = [{**plain(n), "x": pos[n.id][0], "y": pos[n.id][1]} for n in g.nodes]
+    width = max((x for x, _ in pos.values()), default=0) + NODE_W
+    height = max((y for _, y in pos.values()), default=0) + NODE_H
+    return {"nodes": nodes, "edges": [list(e) for e in g.edges], "width": width, "height": height,
+            "node_w": NODE_W, "node_h": NODE_H}
+
+
+def grid(db: Database, node: str) -> dict[str, Any]:
+    """The status grid of a variable (`var:X`) or of a function's outputs (`fn:f`)."""
+    kind, _, name = node.partition(":")
+    if kind == "fn":
+        found = pipeline_graph(db).node(node)
+        if found is None:
+            raise WebViewError(f"no function {name!r} in this project's lineage or runs")
+        variables = list(found.outputs)
+    elif kind == "var":
+        variables = [name]
+    else:
+        raise WebViewError(f"node {node!r} must be var:NAME or fn:NAME")
+    g = status_grid(db, variables)
+    rows = [[None if c is None else {"status": c.status, "version": c.version, "reason": c.reason,
+                                     "addr": c.addr} for c in row] for row in g.grid]
+    keys = [k for k in db.schema_keys if any(k in a for a in g.addresses)]
+    return {"node": node, "variables": g.variables, "keys": keys, "addresses": g.addresses,
+            "rows": rows, "counts": g.counts()}
+
+
+def value(db: Database, var: str, addr: dict[str, Any], version: int | None = None) -> dict[str, Any]:
+    """One value: metadata, versions, preview, provenance and (if current) why; or, when the
+    address names several version-key variants, the list of them."""
+    records = select(db, var, version=version, **addr)
+    if len(records) != 1:
+        return {"var": var, "addr": addr, "variants": [_record(r) for r in records]}
+    record = records[0]
+    data = db.store.get_value(record.oid)
+    where = {**record.addr, **record.vkeys}
+    versions = log_entries(db, var, **where)
+    current = any(e.current and e.version == record.version for e in versions)
+    out = {
+        "var": var,
+        "addr": addr,
+        "record": _record(record),
+        "current": current,
+        "describe": describe_value(data),
+        "preview": preview(data),
+        "versions": [{"version": e.version, "oid": e.oid, "created_at": e.created_at,
+                      "current": e.current, "summary": e.summary,
+                      "function": e.call.function if e.call else None} for e in versions],
+        "provenance": _provenance(db, record.call) if record.call else None,
+        "why": plain(why_value(db, var, **where)) if current else None,
+    }
+    return out
+
+
+def _record(record: RefRecord) -> dict[str, Any]:
+    return {"addr": record.addr, "vkeys": record.vkeys, "version": record.version, "oid": record.oid,
+            "kind": record.kind, "summary": record.summary, "created_at": record.created_at}
+
+
+def _provenance(db: Database, call_oid: str) -> dict[str, Any]:
+    try:
+        call = read_call(db, call_oid)
+    except LookupError as exc:
+        return {"missing": str(exc)}
+    inputs = [{"name": i.name, "var": i.var, "oid": i.oid, "addr": i.addr,
+               "members": len(i.members), "merge": [m.get("var") for m in i.merge]} for i in call.inputs]
+    code = None
+    if call.code:
+        try:
+            code = bytes(db.store.get(call.code).payload).decode("utf-8", "replace")
+        except LookupError:
+            code = None
+    return {"call": call_oid, "function": call.function, "module": call.module, "code": code,
+            "constants": call.constants, "inputs": inputs, "git_commit": call.git_commit,
+            "git_dirty": call.git_dirty, "python": call.python, "host": call.host,
+            "started": call.started, "duration": call.duration}
+
+
+def runs(db: Database) -> dict[str, Any]:
+    return {"runs": plain(run_history(db))}
+
+
+def run(db: Database, run_id: str) -> dict[str, Any]:
+    summary, items = run_items(db, run_id)
+    return {"run": plain(summary), "items": plain(items)}
+
+
+def parse_addr(text: str | None) -> dict[str, Any]:
+    """An address from the page: a JSON object of scalar values."""
+    if not text:
+        return {}
+    try:
+        addr = json.loads(text)
+    except ValueError:
+        addr = None
+    if not isinstance(addr, dict) or not all(
+        isinstance(v, (str, int, float, bool)) and not isinstance(v, dict) for v in addr.values()
+    ):
+        raise WebViewError(f"address {text[:80]!r} must be a JSON object of scalars, like "
+                           '{"subject": 1, "session": "pre"}')
+    return addr
+
+
+def plain(data: Any) -> Any:
+    """Dataclasses, tuples and numpy scalars as JSON-ready data (NaN and infinities as None)."""
+    if isinstance(data, RefRecord):
+        return plain(data.to_dict())
+    if dataclasses.is_dataclass(data) and not isinstance(data, type):
+        return {f.name: plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
+    if isinstance(data, dict):
+        return {str(k): plain(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple, set, frozenset)):
+        return [plain(v) for v in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if hasattr(data, "item") and not isinstance(data, (str, bytes)):
+        return plain(data.item())
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data[:200]).hex()
+    return data
+
+
+def dumps(data: Any) -> bytes:
+    return json.dumps(plain(data), default=str, allow_nan=False).encode()
