@@ -445,6 +445,21 @@ class Judging:
                 self.con.execute("ROLLBACK")
                 raise
 
+    def facts(self, var: str) -> dict[str, tuple[str, str, str, list[tuple[str, str, str, str, str]]]]:
+        """call oid -> (module, function, identity, plain inputs) of the variable's simple
+        call records (inputs as (name, var, addr key, vkeys key, oid))."""
+        found: dict[str, tuple[str, str, str, list]] = {}
+        for call, module, function, identity in self.con.execute(
+                "SELECT f.call, f.module, f.function, f.identity FROM var_calls v JOIN call_facts f "
+                "ON f.call = v.call WHERE v.var = ? AND f.simple", (var,)):
+            found[call] = (module, function, identity, [])
+        for call, *row in self.con.execute(
+                "SELECT ci.call, ci.name, ci.var, ci.addr, ci.vkeys, ci.oid FROM var_calls v JOIN call_inputs ci "
+                "ON ci.call = v.call WHERE v.var = ? ORDER BY ci.call, ci.name", (var,)):
+            if call in found:
+                found[call][3].append(tuple(row))
+        return found
+
     def functions(self, var: str) -> list[tuple[str, str, str, str]]:
         """(identity, module, function, one call oid) of the call records the variable's records name."""
         return self.con.execute(

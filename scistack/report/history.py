@@ -143,6 +143,10 @@ class CallReader:
         self.db = db
         self._cache: dict[str, CallInfo | None] = {}
 
+    def prime(self, call_oid: str, info: CallInfo) -> None:
+        """Know a call record's parts without reading it (from facts the index keeps)."""
+        self._cache.setdefault(call_oid, info)
+
     def get(self, call_oid: str | None) -> CallInfo | None:
         if call_oid is None:
             return None

@@ -25,7 +25,7 @@ from typing import Any
 from scistack.lineage.filecheck import changed_inputs, reads_files
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
-from scistack.report.history import CallReader, select
+from scistack.report.history import CallInfo, CallReader, InputInfo, select
 from scistack.index import RefRecord, key_of
 from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
@@ -90,6 +90,7 @@ class StalenessChecker:
         self._unverifiable: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._script: dict[str, tuple[str, str]] = {}  # function identity -> verdict from its file
+        self.no_files: set[str] = set()  # call records known (from the index's facts) to read no file
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
         """(status, reason) of one record: done, stale or unknown."""
@@ -110,7 +111,7 @@ class StalenessChecker:
             reason = self._input_reason(item)
             if reason:
                 return "stale", reason
-        changed = changed_inputs(self.db.store, record.call)
+        changed = [] if record.call in self.no_files else changed_inputs(self.db.store, record.call)
         if changed:
             return "stale", f"file {changed[0]} changed"
         return self.function_verdict(record.call, call.module, call.function, call.identity)
@@ -190,14 +191,21 @@ class StalenessChecker:
 def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     """The status of every (variable, address) among `variables` (default: all)."""
     known = db.index.variables()
-    run_combos = _last_runs(db, CallReader(db))
-    chosen = list(variables) if variables else sorted(set(known) | {v for v, _ in run_combos})
+    judging = db.index.judging()
+    outputs = _run_outputs(db, judging)
+    if outputs is None:  # a run failed somewhere: which cells it covers last needs every item
+        run_combos = _last_runs(db, CallReader(db))
+        outputs = {v for v, _ in run_combos}
+    else:  # no failure anywhere: runs only name variables
+        run_combos = {}
+    chosen = list(variables) if variables else sorted(set(known) | outputs)
     for var in chosen:
-        if var not in known and not any(v == var for v, _ in run_combos):
+        if var not in known and var not in outputs:
             raise VariableNotFoundError(
                 f"{var} has no records and no runs; variables: {', '.join(known) or 'none'}"
             )
     checker = StalenessChecker(db)
+    _learn_upstream(db, judging, checker, [v for v in chosen if v in known], known, prefill=True)
     by_var: dict[str, dict[str, StatusCell]] = {}
     with db.index.reading_ahead():  # one view of the project, inputs fetched in bulk
         records = {var: db.index.records(var) for var in chosen}
@@ -250,15 +258,7 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
     if not known or any(v not in known for v in chosen if not (v in outputs and variables is None)):
         return None  # nothing saved, or a variable with no records: the grid says what to do
     checker = StalenessChecker(db)
-    inputs: dict[str, set[str]] = {}
-    todo = [v for v in chosen if v in known]
-    while todo:  # every variable upstream of the chosen ones is judged too
-        var = todo.pop()
-        if var in inputs:
-            continue
-        _learn_calls(db, judging, checker, var)
-        inputs[var] = judging.input_vars(var) & set(known)
-        todo += inputs[var] - inputs.keys()
+    inputs = _learn_upstream(db, judging, checker, [v for v in chosen if v in known], known)
     levels = {level for var in chosen for level in db.index.levels(var)}
     if len(levels) != 1 or any(len(db.index.levels(v)) != 1 or db.index.vkey_names(v) for v in inputs):
         return None
@@ -289,6 +289,35 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
 def _in_schema_order(db: Database, addr_key: str) -> dict[str, Any]:
     addr = json.loads(addr_key)
     return {k: addr[k] for k in db.schema_keys if k in addr}
+
+
+def _learn_upstream(db: Database, judging: Any, checker: StalenessChecker, chosen: list[str], known: list[str],
+                    *, prefill: bool = False) -> dict[str, set[str]]:
+    """Learn the call facts of `chosen` and every variable upstream of them; returns each
+    one's input variables. With `prefill`, the checker reads simple call records from their
+    facts (a few bulk queries) instead of parsing each record."""
+    inputs: dict[str, set[str]] = {}
+    todo = list(chosen)
+    while todo:
+        var = todo.pop()
+        if var in inputs:
+            continue
+        _learn_calls(db, judging, checker, var)
+        inputs[var] = judging.input_vars(var) & set(known)
+        todo += inputs[var] - inputs.keys()
+        if prefill:
+            for call_oid, (module, function, identity, rows) in judging.facts(var).items():
+                checker.calls.prime(call_oid, _call_from_facts(db, call_oid, module, function, identity, rows))
+                checker.no_files.add(call_oid)  # a simple call: it read no file
+    return inputs
+
+
+def _call_from_facts(db: Database, call_oid: str, module: str, function: str, identity: str,
+                     rows: list[tuple[str, str, str, str, str]]) -> Any:
+    """The parts of a call record a status judgement reads, rebuilt from its facts."""
+    inputs = tuple(InputInfo(name, var, oid, {**json.loads(addr), **json.loads(vkeys)}, None)
+                   for name, var, addr, vkeys, oid in rows)
+    return CallInfo(call_oid, function, module, identity, None, {}, inputs, None, None, None, "", 0.0, None, None)
 
 
 def _learn_calls(db: Database, judging: Any, checker: StalenessChecker, var: str) -> None:
