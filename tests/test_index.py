@@ -335,3 +335,35 @@ def test_duckdb_is_not_synced_in_the_background_while_a_batch_runs(project):
     while not db.index._sql.in_step() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert db.index._sql.in_step()
+
+
+@pytest.mark.parametrize("mode", ["detached", "foreground"])
+def test_a_long_unsynced_tail_is_synced_after_the_script_exits(tmp_path, python_env, mode):
+    """A script that wrote a long tail exits without waiting for DuckDB: a detached process
+    applies it (as `git gc --auto` detaches); with SCISTACK_SYNC=foreground the exit waits."""
+    script = f"""
+        import numpy as np, scistack.index
+        from scistack import configure_database, BaseVariable
+        scistack.index.DETACH_BYTES = 0  # every tail counts as long here
+        db = configure_database({str(tmp_path / 'd.duckdb')!r}, ["subject", "session"])
+        db.sync()
+        class Signal(BaseVariable): pass
+        with db.batch():
+            for i in range(50):
+                Signal.save(float(i), subject=i, session="pre")
+    """
+    env = dict(python_env, SCISTACK_SYNC=mode)
+    assert _run(script, env, tmp_path).returncode == 0
+    from scistack.index.journal import Journal
+    from scistack.index.sql import SqlIndex
+
+    # read the sidecar only: opening the project here would sync it from this process
+    duck = SqlIndex(tmp_path / "d.duckdb", ["subject", "session"], Journal(tmp_path / ".scistack" / "refs.log"))
+    if mode == "foreground":
+        assert duck.lag() == 0
+    deadline = time.monotonic() + 60
+    while duck.lag() != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert duck.lag() == 0  # synced by the detached process
+    with duck.connect(read_only=True) as con:
+        assert con.execute('SELECT count(*) FROM "Signal"').fetchone()[0] == 50

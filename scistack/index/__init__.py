@@ -12,6 +12,10 @@ values.
 from __future__ import annotations
 
 import atexit
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -477,12 +481,12 @@ class Index:
         """Flush, sync DuckDB (briefly: the journal keeps anything not yet copied), stop."""
         self.flush()
         self._syncer.stop()
-        try:
-            self._syncer.sync_now(timeout=5.0)
-        except DatabaseLockedError:
-            pass
+        self._syncer.finish(timeout=5.0)
         self._journal.close()
         self._fold.close()
+
+
+DETACH_BYTES = 8 << 20  # a DuckDB tail above this (~25k journal lines) is synced after exit
 
 
 class _BackgroundSync:
@@ -531,6 +535,25 @@ class _BackgroundSync:
         self._stopped = True
         self._wake.set()
 
+    def finish(self, timeout: float) -> None:
+        """Bring DuckDB in step as the process ends: now when the tail is small, else in a
+        detached process (as `git gc --auto` detaches), so a script that saved a million
+        values exits at once and the views catch up a few seconds later. Never raises: the
+        journal holds everything, and any later scistack process syncs what is left."""
+        lag = self.sql.lag()
+        try:
+            if lag is not None and lag > DETACH_BYTES and os.environ.get("SCISTACK_SYNC") != "foreground" \
+                    and isinstance(self.sql.journal, Journal):
+                subprocess.Popen(
+                    [sys.executable, "-m", "scistack.index.detached_sync", str(self.sql.path),
+                     str(self.sql.journal.path), json.dumps(self.sql.schema_keys)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                    start_new_session=True, close_fds=True)
+                return
+            self.sync_now(timeout=timeout)
+        except (DatabaseLockedError, OSError):
+            pass
+
 
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
 
@@ -541,6 +564,6 @@ def _sync_at_exit() -> None:
         if syncer._thread is not None and not syncer._stopped:
             syncer.stop()
             try:
-                syncer.sync_now(timeout=2.0)
+                syncer.finish(timeout=2.0)
             except Exception:  # noqa: BLE001 - never fail an exit; the journal has everything
                 pass

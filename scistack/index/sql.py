@@ -221,6 +221,18 @@ class SqlIndex:
         wal = self.path.with_name(self.path.name + ".wal")
         return f"{info.st_mtime_ns}:{info.st_size}:{wal.exists()}"
 
+    def lag(self) -> int | None:
+        """Journal bytes DuckDB has not applied, by the sidecar (no connection); None when
+        the sidecar cannot tell (someone else wrote the file since)."""
+        stamp = self._file_stamp()
+        try:
+            offset, _, seen = self._sidecar().read_text().partition(" ")
+        except OSError:
+            return None
+        if stamp is None or seen != stamp:
+            return None
+        return max(self.journal.size() - int(offset), 0)
+
     def in_step(self) -> bool:
         """Whether DuckDB has applied the whole journal, by the sidecar (no connection)."""
         return self._known_in_step(self.journal.size())
