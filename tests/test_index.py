@@ -367,3 +367,19 @@ def test_a_long_unsynced_tail_is_synced_after_the_script_exits(tmp_path, python_
     assert duck.lag() == 0  # synced by the detached process
     with duck.connect(read_only=True) as con:
         assert con.execute('SELECT count(*) FROM "Signal"').fetchone()[0] == 50
+
+
+def test_duckdb_applies_a_long_tail_in_slices_with_the_same_result(project, monkeypatch):
+    """DuckDB applies the journal a bounded slice per transaction: a rebuild in many slices
+    gives the views a rebuild in one gives."""
+    import scistack.index.sql as sql_module
+
+    for subject in range(30):
+        Signal.save(np.arange(3.0) + subject, subject=subject, session="pre")
+    Signal.delete(subject=2)
+    project.sync()
+    whole = project.sql('SELECT subject, version, oid FROM "Signal" ORDER BY subject').values.tolist()
+    monkeypatch.setattr(sql_module, "_SYNC_BYTES", 400)  # a line or two per transaction
+    assert project.index._sql.rebuild() == len(project.index._journal.read_from(0)[0])
+    assert project.sql('SELECT subject, version, oid FROM "Signal" ORDER BY subject').values.tolist() == whole
+    assert len(whole) == 29

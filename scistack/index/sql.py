@@ -33,6 +33,7 @@ from scistack.index.state import key_of
 
 SCHEMA_VERSION = 2
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
+_SYNC_BYTES = 16 << 20  # journal bytes applied per transaction (a rebuild of 1M refs took 3.1 GB whole)
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
 RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table"}
@@ -193,19 +194,26 @@ class SqlIndex:
             offset = 0 if start_over else int(self._meta(con, "journal_offset", "0"))
             if offset > self.journal.size():  # the journal was replaced (compaction)
                 offset, start_over = 0, True
-            entries, new_offset = self.journal.read_from(offset)
-            con.execute("BEGIN")
-            if start_over:
-                con.execute("DELETE FROM scistack.refs; DELETE FROM scistack.calls; DELETE FROM scistack.runs")
-            touched = self._apply(con, entries) if entries else set()
-            self._set_meta(con, "journal_offset", str(new_offset))
-            con.execute("COMMIT")
-            if start_over:
+            rebuilt, applied, touched = start_over, 0, set()
+            while True:  # a transaction per slice of the tail: memory stays bounded at any size
+                entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
+                con.execute("BEGIN")
+                if start_over:
+                    con.execute("DELETE FROM scistack.refs; DELETE FROM scistack.calls; DELETE FROM scistack.runs")
+                    start_over = False
+                touched |= self._apply(con, entries) if entries else set()
+                self._set_meta(con, "journal_offset", str(new_offset))
+                con.execute("COMMIT")
+                applied += len(entries)
+                if new_offset <= offset:  # no complete line after `offset`
+                    break
+                offset = new_offset
+            if rebuilt:
                 touched |= {r[0] for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
             for var in sorted(touched):
                 self._refresh_view(con, var)
         self._remember_in_step(new_offset)
-        return len(entries)
+        return applied
 
     # The sidecar says "DuckDB had applied the journal up to OFFSET when its file looked like
     # this (mtime, size)". Any write to the file by anyone changes that, and then a real
