@@ -122,6 +122,16 @@ def walk_root(fn: object, real: FunctionType | type) -> tuple[Walk, Node, str, t
         outer = walker.nodes.get(id(wrapper)) or walker.visit(wrapper)
         deps = tuple(sorted((*deps, (outer.label.replace("helper:", "wrapper:", 1), outer.digest))))
         digest = hash_fields("wrapped", digest, outer.label, outer.digest)
+    registry = getattr(fn, "registry", None)
+    if registry is not None and callable(getattr(fn, "dispatch", None)):  # singledispatch root
+        for impl in list(registry.values()):
+            impl = unwrap(impl)
+            if impl is real or not isinstance(impl, FunctionType) or not is_project_module(home_module(impl)):
+                continue
+            other = walker.nodes.get(id(impl)) or walker.visit(impl)
+            deps = tuple(sorted((*deps, (other.label.replace("helper:", "registered:", 1), other.digest))))
+            digest = hash_fields("registered", digest, other.label, other.digest)
+        walker.data.setdefault(f"{node.label.partition(':')[2]}.<registry>", registry)
     return walker, node, digest, deps
 
 

@@ -48,7 +48,7 @@ Pinning: ``version="2"`` makes the digest depend on (module, name, version) only
 
 Not seen (documented limits, README "What the cache sees"): names reached dynamically
 (``getattr(mod, name)`` with a computed name, ``eval``); methods monkeypatched onto a class
-after import; the registry of a lineage function that is itself ``singledispatch``.
+after import.
 
 Speed: the syntax tree is analysed once per code object, and each identity is memoised per
 function object together with *guards*: every namespace slot, closure cell and ``__code__`` it

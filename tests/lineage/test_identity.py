@@ -795,3 +795,17 @@ def test_reading_files_records_inputs_only(tmp_path: Path) -> None:
     assert changed_files(files) == []
     data.write_text("3")
     assert changed_files(files) == [str(data)]
+
+
+def test_singledispatch_function_counts_its_registered_implementations(project: Project) -> None:
+    source = (
+        "import functools\n\n@functools.singledispatch\ndef p(v):\n    return v\n\n"
+        "@p.register\ndef _(v: int):\n    return v + 1\n"
+    )
+    project.write("mod", source)
+    first = function_identity(project.load("mod").p)
+    assert f"registered:{project.name}.mod._" in dict(first.deps)
+    project.write("mod", source.replace("v + 1", "v + 2"))
+    assert function_identity(project.load("mod").p).digest != first.digest
+    project.write("mod", source.replace("v: int", "v: float"))  # dispatches other types
+    assert function_identity(project.load("mod").p).digest != first.digest
