@@ -53,6 +53,7 @@ _STATE_TYPES: tuple[type, ...] = (
 )
 
 
+_CODE_TYPES = (FunctionType, type, MethodType, BuiltinFunctionType)
 _ATTRIBUTE_BAGS = (types.SimpleNamespace, argparse.Namespace)  # configuration objects
 
 
@@ -61,7 +62,7 @@ class Unverifiable(Exception):
 
 
 def is_state(value: object) -> bool:
-    """True for objects that are a function's side channel, not its input (loggers, streams, locks)."""
+    """True for a function's side channels, not its inputs (loggers, streams, locks)."""
     return isinstance(value, _STATE_TYPES)
 
 
@@ -135,7 +136,8 @@ def _feed_container(
         h.update(b"R" + frame(repr(value).encode("utf-8", "surrogatepass")))
         return
     if kind in (list, tuple) or isinstance(value, (list, tuple)):
-        h.update(b"L" + frame(_type_path(kind)) + frame(str(len(value)).encode()))  # type: ignore[arg-type]
+        count = str(len(value)).encode()  # type: ignore[arg-type]
+        h.update(b"L" + frame(_type_path(kind)) + frame(count))
         for item in value:  # type: ignore[attr-defined]
             _feed(h, item, code_of, seen, depth)
         return
@@ -152,7 +154,7 @@ def _feed_container(
         members = sorted(_sub_digest(item, code_of, seen, depth) for item in list(value))
         h.update(b"S" + frame(str(len(members)).encode()) + b"".join(map(frame, members)))
         return
-    if isinstance(value, (FunctionType, type, MethodType, BuiltinFunctionType)) or _is_code_like(value):
+    if isinstance(value, _CODE_TYPES) or _is_code_like(value):
         h.update(b"F" + frame(code_of(value).encode()))
         return
     if isinstance(value, ModuleType):
@@ -183,7 +185,9 @@ def _feed_container(
     h.update(b"V" + frame(_stored_digest(value).encode()))
 
 
-def _sub_digest(value: object, code_of: Callable[[object], str], seen: set[int], depth: int) -> bytes:
+def _sub_digest(
+    value: object, code_of: Callable[[object], str], seen: set[int], depth: int
+) -> bytes:
     """Digest of one member on its own (set members are sorted by it)."""
     inner = blake3.blake3()
     _feed(inner, value, code_of, seen, depth)
@@ -196,7 +200,8 @@ def _feed_array(h: blake3.blake3, array: object, numpy: object) -> None:
     if dtype.hasobject:
         raise Unverifiable("a numpy array of Python objects")
     little = dtype.newbyteorder("<") if dtype.byteorder not in ("|", "=") else dtype
-    h.update(b"A" + frame(little.str.encode()) + frame(repr(array.shape).encode()))  # type: ignore[attr-defined]
+    shape = repr(array.shape).encode()  # type: ignore[attr-defined]
+    h.update(b"A" + frame(little.str.encode()) + frame(shape))
     data = numpy.ascontiguousarray(array, dtype=little)  # type: ignore[attr-defined]
     h.update(frame(str(data.nbytes).encode()))
     h.update(memoryview(data).cast("B") if data.nbytes else b"")
@@ -204,7 +209,7 @@ def _feed_array(h: blake3.blake3, array: object, numpy: object) -> None:
 
 def _is_code_like(value: object) -> bool:
     """functools.partial, np.vectorize and the like: code, identified through `code_of`."""
-    return callable(value) and (hasattr(value, "__wrapped__") or hasattr(value, "pyfunc") or hasattr(value, "func"))
+    return callable(value) and any(hasattr(value, a) for a in ("__wrapped__", "pyfunc", "func"))
 
 
 def _is_project_object(value: object) -> bool:

@@ -113,7 +113,9 @@ def wrapper_layers(value: object) -> list[FunctionType]:
     return layers
 
 
-def walk_root(fn: object, real: FunctionType | type) -> tuple[Walk, Node, str, tuple[tuple[str, str], ...]]:
+def walk_root(
+    fn: object, real: FunctionType | type
+) -> tuple[Walk, Node, str, tuple[tuple[str, str], ...]]:
     """Walk from `real` and from the wrappers around it: (walk, root node, digest, deps)."""
     walker = Walk()
     node = walker.visit(real)
@@ -126,10 +128,13 @@ def walk_root(fn: object, real: FunctionType | type) -> tuple[Walk, Node, str, t
     if registry is not None and callable(getattr(fn, "dispatch", None)):  # singledispatch root
         for impl in list(registry.values()):
             impl = unwrap(impl)
-            if impl is real or not isinstance(impl, FunctionType) or not is_project_module(home_module(impl)):
+            if impl is real or not isinstance(impl, FunctionType):
+                continue
+            if not is_project_module(home_module(impl)):
                 continue
             other = walker.nodes.get(id(impl)) or walker.visit(impl)
-            deps = tuple(sorted((*deps, (other.label.replace("helper:", "registered:", 1), other.digest))))
+            label = other.label.replace("helper:", "registered:", 1)
+            deps = tuple(sorted((*deps, (label, other.digest))))
             digest = hash_fields("registered", digest, other.label, other.digest)
         walker.data.setdefault(f"{node.label.partition(':')[2]}.<registry>", registry)
     return walker, node, digest, deps
@@ -275,7 +280,8 @@ class Walk:
     def _skeleton_node(self, skeleton: Skeleton, scope: str) -> Node:
         """A class without method bodies: bases, decorators, class attributes, signatures."""
         cls = skeleton.cls
-        node = Node(skeleton, f"classdef:{scope}", skeleton_shape(skeleton))  # type: ignore[arg-type]
+        shape = skeleton_shape(skeleton)
+        node = Node(skeleton, f"classdef:{scope}", shape)  # type: ignore[arg-type]
         module = sys.modules.get(cls.__module__)
         own = own_methods(cls)
         namespace = own[0].__globals__ if own else (vars(module) if module else {})
@@ -285,7 +291,8 @@ class Walk:
             if found is None:
                 continue
             where, value = found
-            if isinstance(value, type) and value in cls.__mro__[1:] and is_project_module(value.__module__):
+            base_class = isinstance(value, type) and value in cls.__mro__[1:]
+            if base_class and is_project_module(value.__module__):  # type: ignore[union-attr]
                 base = skeleton_of(value)
                 if skeleton_shape(base) is not None:
                     label = f"classdef:{value.__module__}.{value.__qualname__}"

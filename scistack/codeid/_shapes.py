@@ -200,7 +200,8 @@ def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -
 
 def _stored_globals(code: CodeType) -> frozenset[str]:
     """Names a code object (or one nested in it) assigns as globals, read from its bytecode."""
-    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")}
+    stores = ("STORE_GLOBAL", "DELETE_GLOBAL")
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in stores}
     for const in code.co_consts:
         if isinstance(const, CodeType):
             names |= _stored_globals(const)

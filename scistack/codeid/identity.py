@@ -200,7 +200,8 @@ def _with_data(memo: _Memo) -> FunctionIdentity:
     last = memo.last
     if last is not None and last.deps[-len(pairs) :] == tuple(pairs):
         return last
-    digest = hash_fields("with-data", static.digest, str(len(pairs)), *(t for p in pairs for t in p))
+    fields = (text for pair in pairs for text in pair)
+    digest = hash_fields("with-data", static.digest, str(len(pairs)), *fields)
     note = f"{static.note} + {len(pairs)} module data values read at call time"
     memo.last = replace(
         static,
