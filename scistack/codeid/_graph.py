@@ -261,8 +261,8 @@ class Walk:
         """A method depends on its class's skeleton, its dunders and the methods it reaches
         through ``self``/``cls``/``super()``; without the class's source, on the whole class."""
         skeleton = skeleton_of(owner)
-        if skeleton_shape(skeleton) is None:
-            self.classify(node, scope, owner)
+        if skeleton_shape(skeleton) is None or node.shape.self_attrs is None:
+            self.classify(node, scope, owner)  # no source, or self escapes: the whole class
             return
         node.targets[(f"classdef:{owner.__module__}.{owner.__qualname__}", id(skeleton))] = skeleton
         names = set(node.shape.self_attrs)

@@ -47,7 +47,7 @@ class Shape:
     mutated: tuple[tuple[str, ...], ...] = ()  # chains of globals changed in place: state
     mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
     default_names: tuple[tuple[str, str], ...] = ()  # (parameter, the name its default reads)
-    self_attrs: tuple[str, ...] = ()  # attributes read on the first parameter (self.x, cls.x)
+    self_attrs: tuple[str, ...] | None = ()  # names read on self/cls; None: self escapes
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -88,12 +88,29 @@ def _build_function_shape(fn: FunctionType) -> Shape:
     return replace(shape, default_names=_default_names(tree), self_attrs=_self_attrs(tree))
 
 
-def _self_attrs(tree: ast.AST) -> tuple[str, ...]:
-    """Names read on the first parameter (``self.b()``, ``getattr(self, "b")``) or ``super()``."""
+def _self_attrs(tree: ast.AST) -> tuple[str, ...] | None:
+    """Names read on the first parameter (``self.b()``) or on ``super()``.
+
+    None when the first parameter *escapes*: used other than as ``self.x`` (passed to a
+    function, called as ``cls()``, returned, ``getattr(self, name)``). Code elsewhere may then
+    call any method by name, so the method must depend on its whole class.
+    """
     args = getattr(tree, "args", None)
     params = [*args.posonlyargs, *args.args] if args is not None else []
     first = params[0].arg if params else None
-    found = {c[1] for c in norm.name_chains(tree) if c[0] == first and len(c) > 1}
+    if first is None:
+        return ()
+    bases = {id(sub.value) for sub in ast.walk(tree) if isinstance(sub, ast.Attribute)}
+    for sub in ast.walk(tree):
+        if isinstance(sub, ast.Name) and sub.id == first and id(sub) not in bases:
+            if isinstance(sub.ctx, ast.Load):
+                return None
+    found: set[str] = set()
+    for chain in norm.name_chains(tree):
+        if chain[0] == first and len(chain) > 1:
+            found.add(chain[1])
+            if chain[1] == "__class__" and len(chain) > 2:  # self.__class__.b
+                found.add(chain[2])
     for sub in ast.walk(tree):
         if (
             isinstance(sub, ast.Attribute)

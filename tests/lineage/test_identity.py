@@ -809,3 +809,22 @@ def test_singledispatch_function_counts_its_registered_implementations(project: 
     assert function_identity(project.load("mod").p).digest != first.digest
     project.write("mod", source.replace("v: int", "v: float"))  # dispatches other types
     assert function_identity(project.load("mod").p).digest != first.digest
+
+
+def test_method_depends_on_the_methods_it_reaches_not_on_its_whole_class(project: Project) -> None:
+    source = (
+        "class Model:\n    K = 2\n\n    @classmethod\n    def a(cls, v):\n        return cls.b(v) * cls.K\n\n"
+        "    @classmethod\n    def b(cls, v):\n        return v + 1\n\n    def other(self, v):\n        return v * 9\n\n"
+        "    @classmethod\n    def escapes(cls, v):\n        return cls().a(v)\n"
+    )
+    project.write("mod", source)
+    mod = project.load("mod")
+    a, escapes = function_identity(mod.Model.a), function_identity(mod.Model.escapes)
+    project.write("mod", source.replace("v * 9", "v * 7"))  # a method nobody named
+    mod = project.load("mod")
+    assert function_identity(mod.Model.a).digest == a.digest
+    assert function_identity(mod.Model.escapes).digest != escapes.digest  # cls() escapes
+    project.write("mod", source.replace("v + 1", "v + 2"))  # a method `a` reaches
+    assert function_identity(project.load("mod").Model.a).digest != a.digest
+    project.write("mod", source.replace("K = 2", "K = 3"))  # the class body
+    assert function_identity(project.load("mod").Model.a).digest != a.digest
