@@ -182,7 +182,18 @@ def _feed_container(
             h.update(frame(name.encode()))
             _feed(h, item, code_of, seen, depth)
         return
-    h.update(b"V" + frame(_stored_digest(value).encode()))
+    try:
+        h.update(b"V" + frame(_stored_digest(value).encode()))
+    except Unverifiable:
+        attrs = getattr(value, "__dict__", None)
+        if not isinstance(attrs, dict) or not attrs:
+            raise
+        # A library object scistack cannot store (interp1d, a fitted estimator): its attributes.
+        items = sorted(attrs.items())
+        h.update(b"G" + frame(_type_path(kind)) + frame(str(len(items)).encode()))
+        for name, item in items:
+            h.update(frame(name.encode()))
+            _feed(h, item, code_of, seen, depth)
 
 
 def _sub_digest(

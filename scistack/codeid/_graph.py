@@ -439,6 +439,8 @@ class Walk:
                 value, "__name__", kind.__qualname__
             )
             node.leaves.add((f"pkg:{module}.{name}", package_version(module)))
+            if _holds_data(value):  # interp1d(x, y), a fitted model: its attributes are data
+                self.data.setdefault(where, value)
             return
         node.leaves.add((f"mutable:{where}", "mutable"))
         if not is_state(value):
@@ -515,6 +517,19 @@ class Walk:
         for m in members:
             m.deps = tuple(sorted((*deps[id(m)], ("cycle", cycle))))
             m.digest = hash_fields("cyclic", m.label, cycle)
+
+
+def _holds_data(value: object) -> bool:
+    """A callable library *object* with attributes of its own (not a function, class, ufunc
+    or a wrapper of one): what it computes depends on those attributes."""
+    if isinstance(value, (FunctionType, type, MethodType, ModuleType, functools.partial)):
+        return False
+    if any(hasattr(value, attr) for attr in ("__wrapped__", "pyfunc", "py_func")):
+        return False
+    try:
+        return bool(vars(value)) and not is_state(value)
+    except TypeError:  # no __dict__: a C function or ufunc
+        return False
 
 
 def _member_functions(member: object) -> list[FunctionType]:
