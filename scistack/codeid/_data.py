@@ -119,8 +119,10 @@ def _feed(
     if encoded is not None:
         h.update(b"C" + frame(encoded))
         return
-    if depth > _MAX_DEPTH or id(value) in seen:
+    if id(value) in seen:
         raise Unverifiable(f"a {type(value).__name__} that contains itself")
+    if depth > _MAX_DEPTH:
+        raise Unverifiable(f"a {type(value).__name__} nested over {_MAX_DEPTH} levels deep")
     seen.add(id(value))
     try:
         _feed_container(h, value, code_of, seen, depth + 1)
