@@ -20,7 +20,7 @@ from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
-from scistack.codeid.lines import changed_lines, describe_location, line_map
+from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function
 from scistack.codeid.identity import function_identity, normalised_source
@@ -233,6 +233,9 @@ def _leaf_changes(
         reason_kind = {"const": "constant", "pkg": "package"}.get(kind, kind)
         if kind == "data":
             change = f"module data {change}"
+        if kind in ("const", "data") and label in new:
+            place = assignment_place(what)
+            change += f" (at {place})" if place else ""
         reasons.append(Reason(reason_kind, what, f"{'value ' if kind == 'const' else ''}{change}"))
     return reasons
 

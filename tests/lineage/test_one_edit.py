@@ -68,7 +68,7 @@ CASES = [
           {"helpers.py": ("v + 1", "v + 2")}, why=("helper", "inner", "helpers.py"),
           helpers__py="def inner(v):\n    return v + 1\n\ndef outer(v):\n    return inner(v).sum()\n"),
     _case("constant", HEAD + "FACTOR = 2\n@lineage_fcn\ndef run(x):\n    return (x * FACTOR).sum()\n",
-          {"pipeline.py": ("FACTOR = 2", "FACTOR = 3")}, why=("FACTOR", "2 -> 3")),
+          {"pipeline.py": ("FACTOR = 2", "FACTOR = 3")}, why=("FACTOR", "2 -> 3", "pipeline.py, line 3")),
     _case("cosmetic", HEAD + "@lineage_fcn\ndef run(x):\n    return x.sum()\n",
           {"pipeline.py": ("def run(x):\n", 'def run(x):\n    """Doc."""\n    # a comment\n\n')},
           expect="hit"),
@@ -80,7 +80,7 @@ CASES = [
           {}, expect="hit"),
     # -- 1. module-level data, by content ----------------------------------------------------------
     _case("list_data", HEAD + "WEIGHTS = [1, 2, 3]\n@lineage_fcn\ndef run(x):\n    return float(sum(WEIGHTS)) * x.sum()\n",
-          {"pipeline.py": ("[1, 2, 3]", "[1, 2, 4]")}, why=("WEIGHTS", "[1, 2, 3] -> [1, 2, 4]")),
+          {"pipeline.py": ("[1, 2, 3]", "[1, 2, 4]")}, why=("WEIGHTS", "[1, 2, 3] -> [1, 2, 4]", "pipeline.py, line 3")),
     _case("dict_data", HEAD + "CONFIG = {'gain': 2, 'offset': 0}\n@lineage_fcn\ndef run(x):\n"
           "    return x.sum() * CONFIG['gain'] + CONFIG['offset']\n",
           {"pipeline.py": ("'gain': 2", "'gain': 3")}, why=("CONFIG",)),
