@@ -24,9 +24,18 @@ from scistack.codeid._source import locate_class, locate_function
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 
-def line_map(obj: Any) -> tuple[str | None, dict[int, int]]:
-    """(file, {normalised line: file line}) for a function or class; ({} when unknown)."""
-    real = getattr(obj, "cls", None) if type(obj).__name__ == "Skeleton" else unwrap(obj)
+def line_map(obj: Any, *, follow_wrapped: bool = True) -> tuple[str | None, dict[int, int]]:
+    """(file, {normalised line: file line}) for a function or class; ({} when unknown).
+
+    `follow_wrapped`: a decorated function's diff is of the function it wraps (as identity
+    sees it); a wrapper met as a helper is its own code.
+    """
+    if type(obj).__name__ == "Skeleton":
+        real = obj.cls
+    elif follow_wrapped or not isinstance(obj, FunctionType):
+        real = unwrap(obj)
+    else:
+        real = obj
     try:
         if isinstance(real, FunctionType):
             node, _ = locate_function(real)

@@ -117,7 +117,7 @@ class StalenessChecker:
                 self._script[call.identity] = self._script_verdict(record.call, call)
             return self._script[call.identity]
         if now != call.identity:
-            return "stale", f"code of {call.function} changed"
+            return "stale", f"code, module data or packages of {call.function} changed"
         unverifiable = self._unverifiable.get((call.module, call.function))
         if unverifiable:
             what, detail = unverifiable[0]

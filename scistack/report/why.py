@@ -189,7 +189,7 @@ def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) ->
             continue
         diff = _diff(db, old.code, new.source or "", what)
         if diff:
-            where = _where(new.obj, diff) if new.obj is not None else ""
+            where = _where(new.obj, diff, follow_wrapped=False) if new.obj is not None else ""
             reasons.append(Reason(kind, what, f"its code changed{where}", diff))
     old_leaves = _leaves(recorded.deps, *(h.deps for h in old_helpers.values()))
     new_leaves = _leaves(current.deps, *(n.deps for n in tree))
@@ -229,7 +229,8 @@ def _leaf_changes(
         if kind == "pkg" and label in old and label in new:
             change = f"changed: {old[label]} -> {new[label]}"
         elif label in values[0] and label in values[1]:
-            change = f"changed: {values[0][label]} -> {values[1][label]}"
+            was, now = values[0][label], values[1][label]
+            change = f"changed: {was} -> {now}" if was != now else "changed (the code it holds)"
         reason_kind = {"const": "constant", "pkg": "package"}.get(kind, kind)
         if kind == "data":
             change = f"module data {change}"
@@ -240,9 +241,9 @@ def _leaf_changes(
     return reasons
 
 
-def _where(obj: Any, diff: str) -> str:
+def _where(obj: Any, diff: str, *, follow_wrapped: bool = True) -> str:
     """`` (at pipeline.py, line 5)``: where the diff's new lines are in the file now."""
-    path, mapping = line_map(obj)
+    path, mapping = line_map(obj, follow_wrapped=follow_wrapped)
     place = describe_location(path, changed_lines(diff, mapping))
     return f" (at {place})" if place else ""
 

@@ -127,7 +127,7 @@ CASES = [
           helpers__py="import functools\nimport numpy as np\n\n@functools.singledispatch\ndef process(v):\n    return v\n\n"
           "@process.register\ndef _(v: np.ndarray):\n    return v.sum() * 2\n"),
     _case("wraps_wrapper", HEAD + "from . import helpers\n@lineage_fcn\n@helpers.doubled\ndef run(x):\n    return x.sum()\n",
-          {"helpers.py": ("2 * fn", "3 * fn")}, why=("wrapper",),
+          {"helpers.py": ("2 * fn", "3 * fn")}, why=("wrapper", "helpers.py, line 6"),
           helpers__py="import functools\n\ndef doubled(fn):\n    @functools.wraps(fn)\n    def wrapper(*a, **k):\n"
           "        return 2 * fn(*a, **k)\n    return wrapper\n"),
     _case("closure_value", HEAD + "def make(k):\n    def scaled(x):\n        return x.sum() * k\n    return scaled\n"
