@@ -828,3 +828,31 @@ def test_method_depends_on_the_methods_it_reaches_not_on_its_whole_class(project
     assert function_identity(project.load("mod").Model.a).digest != a.digest
     project.write("mod", source.replace("K = 2", "K = 3"))  # the class body
     assert function_identity(project.load("mod").Model.a).digest != a.digest
+
+
+def test_editable_install_counts_by_its_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from scistack.codeid._packages import _build_digest
+
+    site, source = tmp_path / "site-packages", tmp_path / "src"
+    info = site / "fked-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fked\nVersion: 1.0\n")
+    (info / "RECORD").write_text("__editable__.fked-1.0.pth,sha256=abc,10\n")
+    (info / "direct_url.json").write_text('{"url": "file:///x", "dir_info": {"editable": true}}')
+    (source / "fked").mkdir(parents=True)
+    (source / "fked" / "__init__.py").write_text("def f(v):\n    return v\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(source))
+    importlib.invalidate_caches()
+    import fked  # noqa: F401
+
+    try:
+        dist = importlib.metadata.distribution("fked")
+        before = _build_digest(dist, "fked")
+        assert before.startswith("src-")
+        (source / "fked" / "__init__.py").write_text("def f(v):\n    return 2 * v\n")
+        assert _build_digest(dist, "fked") != before
+    finally:
+        sys.modules.pop("fked", None)
