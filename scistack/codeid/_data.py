@@ -29,6 +29,7 @@ import types
 import enum
 import io
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -55,6 +56,18 @@ _STATE_TYPES: tuple[type, ...] = (
 
 _CODE_TYPES = (FunctionType, type, MethodType, BuiltinFunctionType)
 _ATTRIBUTE_BAGS = (types.SimpleNamespace, argparse.Namespace)  # configuration objects
+
+
+class EnvironmentVariable:
+    """One environment variable a function reads by name; its value is read at call time."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return repr(os.environ.get(self.name))
 
 
 class Unverifiable(Exception):
@@ -137,6 +150,13 @@ def _feed_container(
     if kind in _PLAIN_CONTAINERS and _is_plain(value, 0):
         h.update(b"R" + frame(repr(value).encode("utf-8", "surrogatepass")))
         return
+    if kind is EnvironmentVariable:
+        now = os.environ.get(value.name)  # type: ignore[attr-defined]
+        text = b"\0unset" if now is None else now.encode("utf-8", "surrogateescape")
+        h.update(b"N" + frame(value.name.encode()) + frame(text))  # type: ignore[attr-defined]
+        return
+    if value is os.environ:
+        raise Unverifiable("the whole process environment (read other than by literal names)")
     if kind in (list, tuple) or isinstance(value, (list, tuple)):
         count = str(len(value)).encode()  # type: ignore[arg-type]
         h.update(b"L" + frame(_type_path(kind)) + frame(count))

@@ -31,12 +31,13 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType, MethodType, ModuleType
 
 from scistack.codeid._ast_normalise import ImportSpec
-from scistack.codeid._data import is_state
+from scistack.codeid._data import EnvironmentVariable, is_state
 from scistack.codeid._packages import is_project_module, package_version
 from scistack.codeid._shapes import (
     Shape,
@@ -250,6 +251,8 @@ class Walk:
                 self.state.add(id(found[1]))
         for chain in node.shape.refs:
             self._resolve(node, chain, roots)
+        for key in node.shape.env_keys:  # os.environ["X"], os.getenv("X"): that variable
+            self.data.setdefault(f"os.environ[{key!r}]", EnvironmentVariable(key))
         if isinstance(obj, FunctionType):
             self._defaults(node, obj, scope)
             owner = self._owning_class(obj)
@@ -411,6 +414,11 @@ class Walk:
             node.leaves.add((f"mutable:{where}.__self__", "mutable"))  # instance state, not code
             if not is_state(value.__self__):  # its attributes are data the method reads
                 self.data.setdefault(f"{where}.__self__", value.__self__)
+        if value is os.environ:
+            node.leaves.add((f"mutable:{where}", "mutable"))
+            if node.shape.env_dynamic:  # iterated or copied: the whole environment is read
+                self.data.setdefault(where, value)
+            return
         if isinstance(value, ModuleType):
             if not is_project_module(value.__name__):
                 node.leaves.add((f"pkg:{value.__name__}", package_version(value.__name__)))

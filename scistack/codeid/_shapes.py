@@ -48,6 +48,8 @@ class Shape:
     mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
     default_names: tuple[tuple[str, str], ...] = ()  # (parameter, the name its default reads)
     self_attrs: tuple[str, ...] | None = ()  # names read on self/cls; None: self escapes
+    env_keys: tuple[str, ...] = ()  # environment variables read by literal name
+    env_dynamic: bool = False  # the environment is read some other way (iterated, copied)
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -202,6 +204,7 @@ def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -
     refs |= {chain for chain in norm.name_chains(tree) if chain[0] in imports}
     digest = hash_fields("ast", norm.dump(tree))
     declared, changed = norm.written_names(tree)
+    env_keys, env_dynamic = norm.environment_keys(tree)
     mutated = frozenset(chain for chain in changed if chain[0] in readable or chain[0] in imports)
     return Shape(
         digest,
@@ -212,6 +215,8 @@ def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -
         declared,
         tuple(sorted(mutated)),
         frozenset(chain[0] for chain in changed),
+        env_keys=tuple(sorted(env_keys)),
+        env_dynamic=env_dynamic,
     )
 
 

@@ -856,3 +856,22 @@ def test_editable_install_counts_by_its_source(tmp_path: Path, monkeypatch: pyte
         assert _build_digest(dist, "fked") != before
     finally:
         sys.modules.pop("fked", None)
+
+
+def test_environment_variables_count_by_name_not_the_whole_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write(
+        "mod",
+        "import os\n\ndef f(x):\n    return x * float(os.environ.get('FR_GAIN', '1')) + len(os.getenv('FR_TAG', ''))\n\n"
+        "def g(x):\n    return x * len(dict(os.environ))\n",
+    )
+    mod = project.load("mod")
+    monkeypatch.setenv("FR_GAIN", "2")
+    first = function_identity(mod.f)
+    assert {"data:os.environ['FR_GAIN']", "data:os.environ['FR_TAG']"} <= set(dict(first.deps))
+    monkeypatch.setenv("FR_UNRELATED", "x")  # another variable: the same inputs
+    assert function_identity(mod.f).digest == first.digest
+    monkeypatch.setenv("FR_GAIN", "3")
+    assert function_identity(mod.f).digest != first.digest
+    assert function_identity(mod.g).unverifiable[0][0] == "os.environ"  # the whole environment
