@@ -51,6 +51,7 @@ class Settings:
 
 
 SETTINGS = Settings()
+TABLE = None  # a 100-row pandas DataFrame, made in main() (pandas imports slowly)
 BIG_BYTES = 100 * 1024 * 1024
 
 
@@ -139,6 +140,10 @@ def _config_data(signal):
     return signal * SETTINGS.gain
 
 
+def _frame_data(signal):
+    return signal * float(TABLE["a"].sum())
+
+
 def _reads_file(signal, path):
     with open(path) as handle:
         return signal * float(handle.read())
@@ -149,10 +154,14 @@ def bench_code_checks(tmp: str) -> dict[str, float]:
     from scistack.lineage import filecheck
 
     out = {}
+    global TABLE
+    import pandas as pd
+
+    TABLE = pd.DataFrame({"a": np.arange(100.0), "b": np.arange(100)})
     for name, fn in [("none", _no_data), ("small", _small_data), ("array", _array_data),
-                     ("config", _config_data)]:
+                     ("config", _config_data), ("frame", _frame_data)]:
         lf = lineage_fcn(fn)
-        out[f"identity_{name}"] = median_us(lf.identity, 20000 if name != "array" else 2000)
+        out[f"identity_{name}"] = median_us(lf.identity, 20000 if name in ("none", "small") else 2000)
     path = Path(tmp) / "calib.txt"
     path.write_text("2")
     reader = lineage_fcn(_reads_file)
@@ -249,6 +258,8 @@ def main() -> int:
         row("  + module data: 10-item list and dict", f"+{checks['identity_small'] - none:.2f} us", "", None),
         row("  + module data: a dataclass instance", f"+{checks['identity_config'] - none:.2f} us", "", None),
         row("  + module data: a 1 MB array", f"+{checks['identity_array'] - none:.1f} us", "", None),
+        row("  + module data: a 100-row DataFrame", f"+{checks['identity_frame'] - none:.1f} us",
+            "(its stored form is hashed)", None),
         row("cache hit, call read no file", f"{checks['hit_no_file']:.1f} us", "", None),
         row("cache hit, call read one file", f"{checks['hit_one_file']:.1f} us", "", None),
         row("  file check, known call (1 stat)", f"{checks['file_check_stat']:.1f} us", "", None),

@@ -216,6 +216,36 @@ def written_names(node: ast.AST) -> tuple[frozenset[str], frozenset[tuple[str, .
     return frozenset(declared & assigned | declared), frozenset(mutated)
 
 
+_ENVIRON = (("os", "environ"), ("environ",))
+_GETENV = (("os", "environ", "get"), ("environ", "get"), ("os", "getenv"), ("getenv",))
+
+
+def environment_keys(node: ast.AST) -> tuple[frozenset[str], bool]:
+    """Environment variables read with literal names, and whether it reads the environment
+    any other way (``os.environ["X"]``, ``os.environ.get("X")``, ``os.getenv("X")``)."""
+    keys: set[str] = set()
+    used = set()  # ids of the chain nodes accounted for by a literal read
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Subscript) and _chain_of(sub.value) in _ENVIRON:
+            if isinstance(sub.slice, ast.Constant) and isinstance(sub.slice.value, str):
+                keys.add(sub.slice.value)
+                used.add(id(sub.value))
+        elif isinstance(sub, ast.Call) and _chain_of(sub.func) in _GETENV and sub.args:
+            first = sub.args[0]
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                keys.add(first.value)
+                used.add(id(sub.func))
+                if isinstance(sub.func, ast.Attribute):
+                    used.add(id(sub.func.value))
+    dynamic = False
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.Name, ast.Attribute)) and id(sub) not in used:
+            chain = _chain_of(sub) if isinstance(sub, ast.Attribute) else (sub.id,)
+            if chain in _ENVIRON:
+                dynamic = True
+    return frozenset(keys), dynamic
+
+
 def _target_leaves(target: ast.expr) -> list[ast.expr]:
     """Assignment targets, with tuple/list unpacking and starred targets flattened."""
     if isinstance(target, (ast.Tuple, ast.List)):

@@ -29,6 +29,7 @@ import types
 import enum
 import io
 import logging
+import os
 import sys
 import threading
 from collections.abc import Callable
@@ -53,7 +54,20 @@ _STATE_TYPES: tuple[type, ...] = (
 )
 
 
+_CODE_TYPES = (FunctionType, type, MethodType, BuiltinFunctionType)
 _ATTRIBUTE_BAGS = (types.SimpleNamespace, argparse.Namespace)  # configuration objects
+
+
+class EnvironmentVariable:
+    """One environment variable a function reads by name; its value is read at call time."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return repr(os.environ.get(self.name))
 
 
 class Unverifiable(Exception):
@@ -61,7 +75,7 @@ class Unverifiable(Exception):
 
 
 def is_state(value: object) -> bool:
-    """True for objects that are a function's side channel, not its input (loggers, streams, locks)."""
+    """True for a function's side channels, not its inputs (loggers, streams, locks)."""
     return isinstance(value, _STATE_TYPES)
 
 
@@ -118,8 +132,10 @@ def _feed(
     if encoded is not None:
         h.update(b"C" + frame(encoded))
         return
-    if depth > _MAX_DEPTH or id(value) in seen:
+    if id(value) in seen:
         raise Unverifiable(f"a {type(value).__name__} that contains itself")
+    if depth > _MAX_DEPTH:
+        raise Unverifiable(f"a {type(value).__name__} nested over {_MAX_DEPTH} levels deep")
     seen.add(id(value))
     try:
         _feed_container(h, value, code_of, seen, depth + 1)
@@ -134,8 +150,16 @@ def _feed_container(
     if kind in _PLAIN_CONTAINERS and _is_plain(value, 0):
         h.update(b"R" + frame(repr(value).encode("utf-8", "surrogatepass")))
         return
+    if kind is EnvironmentVariable:
+        now = os.environ.get(value.name)  # type: ignore[attr-defined]
+        text = b"\0unset" if now is None else now.encode("utf-8", "surrogateescape")
+        h.update(b"N" + frame(value.name.encode()) + frame(text))  # type: ignore[attr-defined]
+        return
+    if value is os.environ:
+        raise Unverifiable("the whole process environment (read other than by literal names)")
     if kind in (list, tuple) or isinstance(value, (list, tuple)):
-        h.update(b"L" + frame(_type_path(kind)) + frame(str(len(value)).encode()))  # type: ignore[arg-type]
+        count = str(len(value)).encode()  # type: ignore[arg-type]
+        h.update(b"L" + frame(_type_path(kind)) + frame(count))
         for item in value:  # type: ignore[attr-defined]
             _feed(h, item, code_of, seen, depth)
         return
@@ -152,7 +176,7 @@ def _feed_container(
         members = sorted(_sub_digest(item, code_of, seen, depth) for item in list(value))
         h.update(b"S" + frame(str(len(members)).encode()) + b"".join(map(frame, members)))
         return
-    if isinstance(value, (FunctionType, type, MethodType, BuiltinFunctionType)) or _is_code_like(value):
+    if isinstance(value, _CODE_TYPES) or _is_code_like(value):
         h.update(b"F" + frame(code_of(value).encode()))
         return
     if isinstance(value, ModuleType):
@@ -180,10 +204,23 @@ def _feed_container(
             h.update(frame(name.encode()))
             _feed(h, item, code_of, seen, depth)
         return
-    h.update(b"V" + frame(_stored_digest(value).encode()))
+    try:
+        h.update(b"V" + frame(_stored_digest(value).encode()))
+    except Unverifiable:
+        attrs = getattr(value, "__dict__", None)
+        if not isinstance(attrs, dict) or not attrs:
+            raise
+        # A library object scistack cannot store (interp1d, a fitted estimator): its attributes.
+        items = sorted(attrs.items())
+        h.update(b"G" + frame(_type_path(kind)) + frame(str(len(items)).encode()))
+        for name, item in items:
+            h.update(frame(name.encode()))
+            _feed(h, item, code_of, seen, depth)
 
 
-def _sub_digest(value: object, code_of: Callable[[object], str], seen: set[int], depth: int) -> bytes:
+def _sub_digest(
+    value: object, code_of: Callable[[object], str], seen: set[int], depth: int
+) -> bytes:
     """Digest of one member on its own (set members are sorted by it)."""
     inner = blake3.blake3()
     _feed(inner, value, code_of, seen, depth)
@@ -196,7 +233,8 @@ def _feed_array(h: blake3.blake3, array: object, numpy: object) -> None:
     if dtype.hasobject:
         raise Unverifiable("a numpy array of Python objects")
     little = dtype.newbyteorder("<") if dtype.byteorder not in ("|", "=") else dtype
-    h.update(b"A" + frame(little.str.encode()) + frame(repr(array.shape).encode()))  # type: ignore[attr-defined]
+    shape = repr(array.shape).encode()  # type: ignore[attr-defined]
+    h.update(b"A" + frame(little.str.encode()) + frame(shape))
     data = numpy.ascontiguousarray(array, dtype=little)  # type: ignore[attr-defined]
     h.update(frame(str(data.nbytes).encode()))
     h.update(memoryview(data).cast("B") if data.nbytes else b"")
@@ -204,7 +242,7 @@ def _feed_array(h: blake3.blake3, array: object, numpy: object) -> None:
 
 def _is_code_like(value: object) -> bool:
     """functools.partial, np.vectorize and the like: code, identified through `code_of`."""
-    return callable(value) and (hasattr(value, "__wrapped__") or hasattr(value, "pyfunc") or hasattr(value, "func"))
+    return callable(value) and any(hasattr(value, a) for a in ("__wrapped__", "pyfunc", "func"))
 
 
 def _is_project_object(value: object) -> bool:

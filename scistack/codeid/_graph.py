@@ -31,12 +31,13 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType, MethodType, ModuleType
 
 from scistack.codeid._ast_normalise import ImportSpec
-from scistack.codeid._data import is_state
+from scistack.codeid._data import EnvironmentVariable, is_state
 from scistack.codeid._packages import is_project_module, package_version
 from scistack.codeid._shapes import (
     Shape,
@@ -113,7 +114,9 @@ def wrapper_layers(value: object) -> list[FunctionType]:
     return layers
 
 
-def walk_root(fn: object, real: FunctionType | type) -> tuple[Walk, Node, str, tuple[tuple[str, str], ...]]:
+def walk_root(
+    fn: object, real: FunctionType | type
+) -> tuple[Walk, Node, str, tuple[tuple[str, str], ...]]:
     """Walk from `real` and from the wrappers around it: (walk, root node, digest, deps)."""
     walker = Walk()
     node = walker.visit(real)
@@ -122,6 +125,19 @@ def walk_root(fn: object, real: FunctionType | type) -> tuple[Walk, Node, str, t
         outer = walker.nodes.get(id(wrapper)) or walker.visit(wrapper)
         deps = tuple(sorted((*deps, (outer.label.replace("helper:", "wrapper:", 1), outer.digest))))
         digest = hash_fields("wrapped", digest, outer.label, outer.digest)
+    registry = getattr(fn, "registry", None)
+    if registry is not None and callable(getattr(fn, "dispatch", None)):  # singledispatch root
+        for impl in list(registry.values()):
+            impl = unwrap(impl)
+            if impl is real or not isinstance(impl, FunctionType):
+                continue
+            if not is_project_module(home_module(impl)):
+                continue
+            other = walker.nodes.get(id(impl)) or walker.visit(impl)
+            label = other.label.replace("helper:", "registered:", 1)
+            deps = tuple(sorted((*deps, (label, other.digest))))
+            digest = hash_fields("registered", digest, other.label, other.digest)
+        walker.data.setdefault(f"{node.label.partition(':')[2]}.<registry>", registry)
     return walker, node, digest, deps
 
 
@@ -235,6 +251,8 @@ class Walk:
                 self.state.add(id(found[1]))
         for chain in node.shape.refs:
             self._resolve(node, chain, roots)
+        for key in node.shape.env_keys:  # os.environ["X"], os.getenv("X"): that variable
+            self.data.setdefault(f"os.environ[{key!r}]", EnvironmentVariable(key))
         if isinstance(obj, FunctionType):
             self._defaults(node, obj, scope)
             owner = self._owning_class(obj)
@@ -246,8 +264,8 @@ class Walk:
         """A method depends on its class's skeleton, its dunders and the methods it reaches
         through ``self``/``cls``/``super()``; without the class's source, on the whole class."""
         skeleton = skeleton_of(owner)
-        if skeleton_shape(skeleton) is None:
-            self.classify(node, scope, owner)
+        if skeleton_shape(skeleton) is None or node.shape.self_attrs is None:
+            self.classify(node, scope, owner)  # no source, or self escapes: the whole class
             return
         node.targets[(f"classdef:{owner.__module__}.{owner.__qualname__}", id(skeleton))] = skeleton
         names = set(node.shape.self_attrs)
@@ -265,7 +283,8 @@ class Walk:
     def _skeleton_node(self, skeleton: Skeleton, scope: str) -> Node:
         """A class without method bodies: bases, decorators, class attributes, signatures."""
         cls = skeleton.cls
-        node = Node(skeleton, f"classdef:{scope}", skeleton_shape(skeleton))  # type: ignore[arg-type]
+        shape = skeleton_shape(skeleton)
+        node = Node(skeleton, f"classdef:{scope}", shape)  # type: ignore[arg-type]
         module = sys.modules.get(cls.__module__)
         own = own_methods(cls)
         namespace = own[0].__globals__ if own else (vars(module) if module else {})
@@ -275,7 +294,8 @@ class Walk:
             if found is None:
                 continue
             where, value = found
-            if isinstance(value, type) and value in cls.__mro__[1:] and is_project_module(value.__module__):
+            base_class = isinstance(value, type) and value in cls.__mro__[1:]
+            if base_class and is_project_module(value.__module__):  # type: ignore[union-attr]
                 base = skeleton_of(value)
                 if skeleton_shape(base) is not None:
                     label = f"classdef:{value.__module__}.{value.__qualname__}"
@@ -394,6 +414,11 @@ class Walk:
             node.leaves.add((f"mutable:{where}.__self__", "mutable"))  # instance state, not code
             if not is_state(value.__self__):  # its attributes are data the method reads
                 self.data.setdefault(f"{where}.__self__", value.__self__)
+        if value is os.environ:
+            node.leaves.add((f"mutable:{where}", "mutable"))
+            if node.shape.env_dynamic:  # iterated or copied: the whole environment is read
+                self.data.setdefault(where, value)
+            return
         if isinstance(value, ModuleType):
             if not is_project_module(value.__name__):
                 node.leaves.add((f"pkg:{value.__name__}", package_version(value.__name__)))
@@ -422,6 +447,8 @@ class Walk:
                 value, "__name__", kind.__qualname__
             )
             node.leaves.add((f"pkg:{module}.{name}", package_version(module)))
+            if _holds_data(value):  # interp1d(x, y), a fitted model: its attributes are data
+                self.data.setdefault(where, value)
             return
         node.leaves.add((f"mutable:{where}", "mutable"))
         if not is_state(value):
@@ -498,6 +525,19 @@ class Walk:
         for m in members:
             m.deps = tuple(sorted((*deps[id(m)], ("cycle", cycle))))
             m.digest = hash_fields("cyclic", m.label, cycle)
+
+
+def _holds_data(value: object) -> bool:
+    """A callable library *object* with attributes of its own (not a function, class, ufunc
+    or a wrapper of one): what it computes depends on those attributes."""
+    if isinstance(value, (FunctionType, type, MethodType, ModuleType, functools.partial)):
+        return False
+    if any(hasattr(value, attr) for attr in ("__wrapped__", "pyfunc", "py_func")):
+        return False
+    try:
+        return bool(vars(value)) and not is_state(value)
+    except TypeError:  # no __dict__: a C function or ufunc
+        return False
 
 
 def _member_functions(member: object) -> list[FunctionType]:

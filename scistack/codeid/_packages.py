@@ -143,7 +143,8 @@ def _build_digest(dist: importlib.metadata.Distribution, top: str) -> str:
                     data = handle.read()
             except OSError:
                 continue
-            hasher.update(os.path.relpath(file, root).encode() + b"\0" + blake3.blake3(data).digest())
+            name = os.path.relpath(file, root).encode()
+            hasher.update(name + b"\0" + blake3.blake3(data).digest())
         return "src-" + hasher.hexdigest()[:16]
     lines = sorted(
         line.strip() for line in record.splitlines()

@@ -47,7 +47,9 @@ class Shape:
     mutated: tuple[tuple[str, ...], ...] = ()  # chains of globals changed in place: state
     mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
     default_names: tuple[tuple[str, str], ...] = ()  # (parameter, the name its default reads)
-    self_attrs: tuple[str, ...] = ()  # attributes read on the first parameter (self.x, cls.x)
+    self_attrs: tuple[str, ...] | None = ()  # names read on self/cls; None: self escapes
+    env_keys: tuple[str, ...] = ()  # environment variables read by literal name
+    env_dynamic: bool = False  # the environment is read some other way (iterated, copied)
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -88,12 +90,29 @@ def _build_function_shape(fn: FunctionType) -> Shape:
     return replace(shape, default_names=_default_names(tree), self_attrs=_self_attrs(tree))
 
 
-def _self_attrs(tree: ast.AST) -> tuple[str, ...]:
-    """Names read on the first parameter (``self.b()``, ``getattr(self, "b")``) or ``super()``."""
+def _self_attrs(tree: ast.AST) -> tuple[str, ...] | None:
+    """Names read on the first parameter (``self.b()``) or on ``super()``.
+
+    None when the first parameter *escapes*: used other than as ``self.x`` (passed to a
+    function, called as ``cls()``, returned, ``getattr(self, name)``). Code elsewhere may then
+    call any method by name, so the method must depend on its whole class.
+    """
     args = getattr(tree, "args", None)
     params = [*args.posonlyargs, *args.args] if args is not None else []
     first = params[0].arg if params else None
-    found = {c[1] for c in norm.name_chains(tree) if c[0] == first and len(c) > 1}
+    if first is None:
+        return ()
+    bases = {id(sub.value) for sub in ast.walk(tree) if isinstance(sub, ast.Attribute)}
+    for sub in ast.walk(tree):
+        if isinstance(sub, ast.Name) and sub.id == first and id(sub) not in bases:
+            if isinstance(sub.ctx, ast.Load):
+                return None
+    found: set[str] = set()
+    for chain in norm.name_chains(tree):
+        if chain[0] == first and len(chain) > 1:
+            found.add(chain[1])
+            if chain[1] == "__class__" and len(chain) > 2:  # self.__class__.b
+                found.add(chain[2])
     for sub in ast.walk(tree):
         if (
             isinstance(sub, ast.Attribute)
@@ -185,6 +204,7 @@ def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -
     refs |= {chain for chain in norm.name_chains(tree) if chain[0] in imports}
     digest = hash_fields("ast", norm.dump(tree))
     declared, changed = norm.written_names(tree)
+    env_keys, env_dynamic = norm.environment_keys(tree)
     mutated = frozenset(chain for chain in changed if chain[0] in readable or chain[0] in imports)
     return Shape(
         digest,
@@ -195,12 +215,15 @@ def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -
         declared,
         tuple(sorted(mutated)),
         frozenset(chain[0] for chain in changed),
+        env_keys=tuple(sorted(env_keys)),
+        env_dynamic=env_dynamic,
     )
 
 
 def _stored_globals(code: CodeType) -> frozenset[str]:
     """Names a code object (or one nested in it) assigns as globals, read from its bytecode."""
-    names = {i.argval for i in dis.get_instructions(code) if i.opname in ("STORE_GLOBAL", "DELETE_GLOBAL")}
+    stores = ("STORE_GLOBAL", "DELETE_GLOBAL")
+    names = {i.argval for i in dis.get_instructions(code) if i.opname in stores}
     for const in code.co_consts:
         if isinstance(const, CodeType):
             names |= _stored_globals(const)

@@ -118,14 +118,16 @@ def _encode_special(value: object) -> bytes | None:
     """Numpy scalars, enum members, frozen dataclass instances and immutable library values
     (paths, dates and times, decimals, fractions, UUIDs, ranges, compiled regexes)."""
     if isinstance(value, _TEXT_TYPES) and not isinstance(value, enum.Enum):
-        text = value.isoformat() if isinstance(value, (datetime.date, datetime.time)) else str(value)
+        dated = isinstance(value, (datetime.date, datetime.time))
+        text = value.isoformat() if dated else str(value)  # type: ignore[union-attr]
         if isinstance(value, (datetime.datetime, datetime.time)) and value.tzinfo is not None:
             text += "|" + repr(value.tzinfo)
         return b"x" + frame(_type_path(type(value))) + frame(text.encode("utf-8", "surrogatepass"))
     if type(value) is range:
         return b"r" + frame(f"{value.start},{value.stop},{value.step}".encode())
     if isinstance(value, re.Pattern):
-        pattern = value.pattern if isinstance(value.pattern, bytes) else value.pattern.encode("utf-8", "surrogatepass")
+        raw = value.pattern
+        pattern = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
         return b"p" + frame(pattern) + frame(str(value.flags).encode())
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.generic):

@@ -13,7 +13,7 @@ active in the thread, paths opened read-only are kept, except the interpreter's 
 installed packages (``site-packages``), Python source and bytecode, ``/proc``, ``/dev``,
 ``/sys`` and directories the caller excludes (scistack's own store). A file the call itself
 writes is output, not input. Not seen: files opened by C code that bypasses Python's ``open``
-(HDF5/netCDF C libraries, memory maps opened by path in C), files read in other processes
+(HDF5/netCDF C libraries, pyarrow's Parquet reader), files read by other threads or processes
 the function starts, and network reads.
 """
 
@@ -23,6 +23,7 @@ import functools
 import os
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -95,18 +96,27 @@ def _hook(event: str, args: tuple) -> None:
         reading = "r" in mode and "+" not in mode
     else:
         reading = (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) == 0
+    path = os.path.abspath(path)  # now: the function may change directory later
     for recording in stack:
         if reading:
             recording.read[path] = None
         else:
-            recording.written.add(os.path.abspath(path))
+            recording.written.add(path)
 
 
 def _install() -> None:
     global _HOOKED
     with _HOOK_LOCK:
         if not _HOOKED:
-            sys.addaudithook(_hook)
+            try:
+                sys.addaudithook(_hook)
+            except RuntimeError as exc:  # another audit hook refused ours: say so, once
+                warnings.warn(
+                    f"scistack cannot see the files lineage functions read ({exc}); a changed "
+                    "input file will not re-run a cached call",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             _HOOKED = True
 
 
@@ -129,8 +139,7 @@ def files_read(recording: _Recording) -> list[FileRead]:
     if not recording.read:
         return []
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
-    for raw in recording.read:
-        path = os.path.abspath(raw)
+    for path in recording.read:
         if path in recording.written or path in found or not _is_input_file(path, exclude):
             continue
         entry = _hashed(path)

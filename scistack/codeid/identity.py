@@ -48,7 +48,7 @@ Pinning: ``version="2"`` makes the digest depend on (module, name, version) only
 
 Not seen (documented limits, README "What the cache sees"): names reached dynamically
 (``getattr(mod, name)`` with a computed name, ``eval``); methods monkeypatched onto a class
-after import; the registry of a lineage function that is itself ``singledispatch``.
+after import.
 
 Speed: the syntax tree is analysed once per code object, and each identity is memoised per
 function object together with *guards*: every namespace slot, closure cell and ``__code__`` it
@@ -200,7 +200,8 @@ def _with_data(memo: _Memo) -> FunctionIdentity:
     last = memo.last
     if last is not None and last.deps[-len(pairs) :] == tuple(pairs):
         return last
-    digest = hash_fields("with-data", static.digest, str(len(pairs)), *(t for p in pairs for t in p))
+    fields = (text for pair in pairs for text in pair)
+    digest = hash_fields("with-data", static.digest, str(len(pairs)), *fields)
     note = f"{static.note} + {len(pairs)} module data values read at call time"
     memo.last = replace(
         static,

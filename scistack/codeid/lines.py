@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import functools
 import os
 import re
 from types import FunctionType
@@ -23,9 +24,18 @@ from scistack.codeid._source import locate_class, locate_function
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 
-def line_map(obj: Any) -> tuple[str | None, dict[int, int]]:
-    """(file, {normalised line: file line}) for a function or class; ({} when unknown)."""
-    real = getattr(obj, "cls", None) if type(obj).__name__ == "Skeleton" else unwrap(obj)
+def line_map(obj: Any, *, follow_wrapped: bool = True) -> tuple[str | None, dict[int, int]]:
+    """(file, {normalised line: file line}) for a function or class; ({} when unknown).
+
+    `follow_wrapped`: a decorated function's diff is of the function it wraps (as identity
+    sees it); a wrapper met as a helper is its own code.
+    """
+    if type(obj).__name__ == "Skeleton":
+        real = obj.cls
+    elif follow_wrapped or not isinstance(obj, FunctionType):
+        real = unwrap(obj)
+    else:
+        real = obj
     try:
         if isinstance(real, FunctionType):
             node, _ = locate_function(real)
@@ -99,3 +109,53 @@ def _nearest(keys: list[int], mapping: dict[int, int], line: int) -> int:
     """The file line of the statement that starts at or before normalised `line`."""
     at = bisect.bisect_right(keys, line) - 1
     return mapping[keys[max(at, 0)]]
+
+
+def assignment_place(dotted: str) -> str:
+    """``pipeline.py, line 4`` for a module-level name (``pkg.mod.NAME``); "" when not found.
+
+    The last top-level assignment to the name in its module's file as it is now, which is
+    where an edited constant or module data value is.
+    """
+    import sys
+
+    module_name, _, name = dotted.rpartition(".")
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    if not path or not name.isidentifier():
+        return ""
+    line = _assignments(path, _mtime(path)).get(name)
+    return describe_location(path, [line]) if line else ""
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.lru_cache(maxsize=64)
+def _assignments(path: str, mtime_ns: int) -> dict[str, int]:
+    """Top-level names assigned in a file -> line of the last assignment (cached per version)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return {}
+    found: dict[str, int] = {}
+    for stmt in tree.body:
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else (
+            [stmt.target] if isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) else []
+        )
+        for target in targets:
+            for node in ast.walk(target):
+                if isinstance(node, ast.Name):
+                    found[node.id] = stmt.lineno
+        if isinstance(stmt, (ast.With, ast.If, ast.Try)):  # CONFIG = json.load(f) inside a with
+            for sub in ast.walk(stmt):
+                if isinstance(sub, ast.Assign):
+                    for target in sub.targets:
+                        if isinstance(target, ast.Name):
+                            found[target.id] = sub.lineno
+    return found

@@ -103,7 +103,8 @@ class LineageFunction:
             weakref.WeakKeyDictionary()
         )
         named = fn.func if isinstance(fn, functools.partial) else fn  # a partial: as its function
-        _REGISTRY[(getattr(named, "__module__", None), getattr(named, "__qualname__", self.name))] = self
+        module = getattr(named, "__module__", None)
+        _REGISTRY[(module, getattr(named, "__qualname__", self.name))] = self
 
     @property
     def name(self) -> str:

@@ -124,7 +124,7 @@ class StalenessChecker:
                 self._script[identity] = self._script_verdict(call_oid, module, function)
             return self._script[identity]
         if now != identity:
-            return "stale", f"code of {function} changed"
+            return "stale", f"code, module data or packages of {function} changed"
         unverifiable = self._unverifiable.get((module, function))
         if unverifiable:
             what, detail = unverifiable[0]

@@ -20,7 +20,7 @@ from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
-from scistack.codeid.lines import changed_lines, describe_location, line_map
+from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function
 from scistack.codeid.identity import function_identity, normalised_source
@@ -189,7 +189,7 @@ def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) ->
             continue
         diff = _diff(db, old.code, new.source or "", what)
         if diff:
-            where = _where(new.obj, diff) if new.obj is not None else ""
+            where = _where(new.obj, diff, follow_wrapped=False) if new.obj is not None else ""
             reasons.append(Reason(kind, what, f"its code changed{where}", diff))
     old_leaves = _leaves(recorded.deps, *(h.deps for h in old_helpers.values()))
     new_leaves = _leaves(current.deps, *(n.deps for n in tree))
@@ -229,17 +229,21 @@ def _leaf_changes(
         if kind == "pkg" and label in old and label in new:
             change = f"changed: {old[label]} -> {new[label]}"
         elif label in values[0] and label in values[1]:
-            change = f"changed: {values[0][label]} -> {values[1][label]}"
+            was, now = values[0][label], values[1][label]
+            change = f"changed: {was} -> {now}" if was != now else "changed (the code it holds)"
         reason_kind = {"const": "constant", "pkg": "package"}.get(kind, kind)
         if kind == "data":
             change = f"module data {change}"
+        if kind in ("const", "data") and label in new:
+            place = assignment_place(what)
+            change += f" (at {place})" if place else ""
         reasons.append(Reason(reason_kind, what, f"{'value ' if kind == 'const' else ''}{change}"))
     return reasons
 
 
-def _where(obj: Any, diff: str) -> str:
+def _where(obj: Any, diff: str, *, follow_wrapped: bool = True) -> str:
     """`` (at pipeline.py, line 5)``: where the diff's new lines are in the file now."""
-    path, mapping = line_map(obj)
+    path, mapping = line_map(obj, follow_wrapped=follow_wrapped)
     place = describe_location(path, changed_lines(diff, mapping))
     return f" (at {place})" if place else ""
 

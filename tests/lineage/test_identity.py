@@ -795,3 +795,83 @@ def test_reading_files_records_inputs_only(tmp_path: Path) -> None:
     assert changed_files(files) == []
     data.write_text("3")
     assert changed_files(files) == [str(data)]
+
+
+def test_singledispatch_function_counts_its_registered_implementations(project: Project) -> None:
+    source = (
+        "import functools\n\n@functools.singledispatch\ndef p(v):\n    return v\n\n"
+        "@p.register\ndef _(v: int):\n    return v + 1\n"
+    )
+    project.write("mod", source)
+    first = function_identity(project.load("mod").p)
+    assert f"registered:{project.name}.mod._" in dict(first.deps)
+    project.write("mod", source.replace("v + 1", "v + 2"))
+    assert function_identity(project.load("mod").p).digest != first.digest
+    project.write("mod", source.replace("v: int", "v: float"))  # dispatches other types
+    assert function_identity(project.load("mod").p).digest != first.digest
+
+
+def test_method_depends_on_the_methods_it_reaches_not_on_its_whole_class(project: Project) -> None:
+    source = (
+        "class Model:\n    K = 2\n\n    @classmethod\n    def a(cls, v):\n        return cls.b(v) * cls.K\n\n"
+        "    @classmethod\n    def b(cls, v):\n        return v + 1\n\n    def other(self, v):\n        return v * 9\n\n"
+        "    @classmethod\n    def escapes(cls, v):\n        return cls().a(v)\n"
+    )
+    project.write("mod", source)
+    mod = project.load("mod")
+    a, escapes = function_identity(mod.Model.a), function_identity(mod.Model.escapes)
+    project.write("mod", source.replace("v * 9", "v * 7"))  # a method nobody named
+    mod = project.load("mod")
+    assert function_identity(mod.Model.a).digest == a.digest
+    assert function_identity(mod.Model.escapes).digest != escapes.digest  # cls() escapes
+    project.write("mod", source.replace("v + 1", "v + 2"))  # a method `a` reaches
+    assert function_identity(project.load("mod").Model.a).digest != a.digest
+    project.write("mod", source.replace("K = 2", "K = 3"))  # the class body
+    assert function_identity(project.load("mod").Model.a).digest != a.digest
+
+
+def test_editable_install_counts_by_its_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from scistack.codeid._packages import _build_digest
+
+    site, source = tmp_path / "site-packages", tmp_path / "src"
+    info = site / "fked-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fked\nVersion: 1.0\n")
+    (info / "RECORD").write_text("__editable__.fked-1.0.pth,sha256=abc,10\n")
+    (info / "direct_url.json").write_text('{"url": "file:///x", "dir_info": {"editable": true}}')
+    (source / "fked").mkdir(parents=True)
+    (source / "fked" / "__init__.py").write_text("def f(v):\n    return v\n")
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(source))
+    importlib.invalidate_caches()
+    import fked  # noqa: F401
+
+    try:
+        dist = importlib.metadata.distribution("fked")
+        before = _build_digest(dist, "fked")
+        assert before.startswith("src-")
+        (source / "fked" / "__init__.py").write_text("def f(v):\n    return 2 * v\n")
+        assert _build_digest(dist, "fked") != before
+    finally:
+        sys.modules.pop("fked", None)
+
+
+def test_environment_variables_count_by_name_not_the_whole_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.write(
+        "mod",
+        "import os\n\ndef f(x):\n    return x * float(os.environ.get('FR_GAIN', '1')) + len(os.getenv('FR_TAG', ''))\n\n"
+        "def g(x):\n    return x * len(dict(os.environ))\n",
+    )
+    mod = project.load("mod")
+    monkeypatch.setenv("FR_GAIN", "2")
+    first = function_identity(mod.f)
+    assert {"data:os.environ['FR_GAIN']", "data:os.environ['FR_TAG']"} <= set(dict(first.deps))
+    monkeypatch.setenv("FR_UNRELATED", "x")  # another variable: the same inputs
+    assert function_identity(mod.f).digest == first.digest
+    monkeypatch.setenv("FR_GAIN", "3")
+    assert function_identity(mod.f).digest != first.digest
+    assert function_identity(mod.g).unverifiable[0][0] == "os.environ"  # the whole environment

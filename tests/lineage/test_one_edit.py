@@ -68,7 +68,7 @@ CASES = [
           {"helpers.py": ("v + 1", "v + 2")}, why=("helper", "inner", "helpers.py"),
           helpers__py="def inner(v):\n    return v + 1\n\ndef outer(v):\n    return inner(v).sum()\n"),
     _case("constant", HEAD + "FACTOR = 2\n@lineage_fcn\ndef run(x):\n    return (x * FACTOR).sum()\n",
-          {"pipeline.py": ("FACTOR = 2", "FACTOR = 3")}, why=("FACTOR", "2 -> 3")),
+          {"pipeline.py": ("FACTOR = 2", "FACTOR = 3")}, why=("FACTOR", "2 -> 3", "pipeline.py, line 3")),
     _case("cosmetic", HEAD + "@lineage_fcn\ndef run(x):\n    return x.sum()\n",
           {"pipeline.py": ("def run(x):\n", 'def run(x):\n    """Doc."""\n    # a comment\n\n')},
           expect="hit"),
@@ -80,7 +80,7 @@ CASES = [
           {}, expect="hit"),
     # -- 1. module-level data, by content ----------------------------------------------------------
     _case("list_data", HEAD + "WEIGHTS = [1, 2, 3]\n@lineage_fcn\ndef run(x):\n    return float(sum(WEIGHTS)) * x.sum()\n",
-          {"pipeline.py": ("[1, 2, 3]", "[1, 2, 4]")}, why=("WEIGHTS", "[1, 2, 3] -> [1, 2, 4]")),
+          {"pipeline.py": ("[1, 2, 3]", "[1, 2, 4]")}, why=("WEIGHTS", "[1, 2, 3] -> [1, 2, 4]", "pipeline.py, line 3")),
     _case("dict_data", HEAD + "CONFIG = {'gain': 2, 'offset': 0}\n@lineage_fcn\ndef run(x):\n"
           "    return x.sum() * CONFIG['gain'] + CONFIG['offset']\n",
           {"pipeline.py": ("'gain': 2", "'gain': 3")}, why=("CONFIG",)),
@@ -127,7 +127,7 @@ CASES = [
           helpers__py="import functools\nimport numpy as np\n\n@functools.singledispatch\ndef process(v):\n    return v\n\n"
           "@process.register\ndef _(v: np.ndarray):\n    return v.sum() * 2\n"),
     _case("wraps_wrapper", HEAD + "from . import helpers\n@lineage_fcn\n@helpers.doubled\ndef run(x):\n    return x.sum()\n",
-          {"helpers.py": ("2 * fn", "3 * fn")}, why=("wrapper",),
+          {"helpers.py": ("2 * fn", "3 * fn")}, why=("wrapper", "helpers.py, line 6"),
           helpers__py="import functools\n\ndef doubled(fn):\n    @functools.wraps(fn)\n    def wrapper(*a, **k):\n"
           "        return 2 * fn(*a, **k)\n    return wrapper\n"),
     _case("closure_value", HEAD + "def make(k):\n    def scaled(x):\n        return x.sum() * k\n    return scaled\n"
@@ -147,6 +147,8 @@ CASES = [
     # -- 4. installed code rebuilt at the same version ----------------------------------------------
     _case("installed_rebuilt", HEAD + "import fakelib_ie\n@lineage_fcn\ndef run(x):\n    return fakelib_ie.scale(x).sum()\n",
           {"../../site-packages/fakelib_ie/__init__.py": ("v * 2", "v * 3")}, why=("package", "fakelib_ie")),
+    _case("library_object", HEAD + "import fakelib_obj\nSCALE = fakelib_obj.Scale(2)\n@lineage_fcn\ndef run(x):\n"
+          "    return SCALE(x).sum()\n", {"pipeline.py": ("Scale(2)", "Scale(3)")}, why=("SCALE",)),
     # -- needless re-runs ---------------------------------------------------------------------------
     _case("type_hints", HEAD + "@lineage_fcn\ndef run(x):\n    y = x * 2\n    return y.sum()\n",
           {"pipeline.py": ("def run(x):\n    y = x * 2", "def run(x: np.ndarray) -> float:\n    y: np.ndarray = x * 2")},
@@ -165,6 +167,10 @@ CASES = [
           {"pipeline.py": ("v * 2", "v * 3")}, why=("Model",)),
 ]
 BY_NAME = {c.name: c for c in CASES}
+LIBRARY_OBJECT = (  # a callable object of an installed library, holding its own data
+    "class Scale:\n    def __init__(self, k):\n        self.k = k\n\n"
+    "    def __call__(self, v):\n        return v * self.k\n"
+)
 
 
 def _record_line(path: str, data: bytes) -> str:
@@ -172,15 +178,15 @@ def _record_line(path: str, data: bytes) -> str:
     return f"{path},sha256={digest},{len(data)}\n"
 
 
-def _write_fakelib(site: Path, source: str) -> None:
-    """An installed distribution fakelib_ie 1.0 whose RECORD lists its file's hash."""
-    package, info = site / "fakelib_ie", site / "fakelib_ie-1.0.dist-info"
+def _write_fakelib(site: Path, source: str, name: str = "fakelib_ie") -> None:
+    """An installed distribution `name` 1.0 whose RECORD lists its file's hash."""
+    package, info = site / name, site / f"{name}-1.0.dist-info"
     package.mkdir(parents=True, exist_ok=True)
     info.mkdir(exist_ok=True)
     (package / "__init__.py").write_text(source)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fakelib_ie\nVersion: 1.0\n")
-    record = _record_line("fakelib_ie/__init__.py", source.encode())
-    (info / "RECORD").write_text(record + "fakelib_ie-1.0.dist-info/RECORD,,\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    record = _record_line(f"{name}/__init__.py", source.encode())
+    (info / "RECORD").write_text(record + f"{name}-1.0.dist-info/RECORD,,\n")
 
 
 def _write(root: Path, case: Case) -> None:
@@ -229,6 +235,7 @@ def _run(root: Path, phase: str) -> dict:
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[dict, dict]]:
     root = tmp_path_factory.mktemp("one_edit")
     _write_fakelib(root / "site-packages", "def scale(v):\n    return v * 2\n")
+    _write_fakelib(root / "site-packages", LIBRARY_OBJECT, "fakelib_obj")
     for case in CASES:
         _write(root, case)
     before = _run(root, "before")
