@@ -71,6 +71,14 @@ class VariableNotFoundError(ScistackError, LookupError):
 NotFoundError = VariableNotFoundError
 
 
+class EmptyVariableError(ScistackError, ValueError):
+    """A variable instance with no data (neither saved nor loaded) used as a value."""
+
+
+class UnknownMetadataKeyError(VariableNotFoundError, InvalidMetadataError):
+    """A load names a key that is no schema key, version key or lineage parameter (a typo)."""
+
+
 class AmbiguousVersionError(ScistackError, LookupError):
     """Several version-key variants match one address and no selector chose among them."""
 

@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import is_address_value, plain
+from scistack.address import address_problem, plain, shown
 from scistack.database import Database, SaveInfo, get_database
 from scistack.errors import (
     AmbiguousVersionError,
     DuplicateVariableError,
+    EmptyVariableError,
     InvalidMetadataError,
+    UnknownMetadataKeyError,
     VariableNotFoundError,
 )
 from scistack.index import RefRecord, check_identifier
@@ -98,6 +100,11 @@ class BaseVariable:
     def __scistack_input__(self) -> tuple:
         """(value, oid, variable name, metadata, call, params): how lineage sees a loaded input."""
         r = self.record
+        if r is None and self.data is None:
+            raise EmptyVariableError(
+                f"{self.name}() has no data: it was neither saved nor loaded, so it cannot be an input. "
+                f"To load {self.name} at each for_each combination pass the class itself "
+                f"(inputs={{..., {self.name}}}); for one saved value use {self.name}.load(...)")
         if r is None:
             return self.data, None, self.name, {}, None, {}
         return self.data, r.oid, self.name, self.metadata, r.call, r.params
@@ -105,7 +112,7 @@ class BaseVariable:
     def __repr__(self) -> str:
         if self.record is None:
             return f"{self.name}(unsaved, data={summarize(self.data)})"
-        meta = ", ".join(f"{k}={v!r}" for k, v in self.metadata.items())
+        meta = ", ".join(f"{k}={shown(v)}" for k, v in self.metadata.items())
         return f"{self.name}({meta}, version={self.version}, oid={self.oid[:12]}, data={self.record.summary})"
 
     # -- save ------------------------------------------------------------------------------
@@ -171,15 +178,21 @@ class BaseVariable:
 
     @classmethod
     def load_all(cls, *, as_df: bool = False, **metadata: Any) -> Any:
-        """Every current record matching `metadata` (all when empty): a generator, or a DataFrame."""
+        """Every current record matching `metadata` (all when empty): a list, or a DataFrame.
+
+        Nothing matching gives an empty list; a key the variable does not have (a typo) raises
+        `UnknownMetadataKeyError` naming the valid keys.
+        """
         db = get_database()
         try:
             records = sort_records(db, select_records(db, cls.__name__, metadata))
+        except UnknownMetadataKeyError:
+            raise
         except VariableNotFoundError:
             records = []
         if as_df:
             return _frame(db, records)
-        return (cls._from_record(db, r) for r in records)
+        return [cls._from_record(db, r) for r in records]
 
     @classmethod
     def list_versions(cls, **metadata: Any) -> list[RefRecord]:
@@ -246,22 +259,20 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
 
 def _address_value(var: str, key: str, value: Any) -> Any:
     value = plain(value)
-    if not is_address_value(value):
-        raise InvalidMetadataError(
-            f"{var}.save: {key}={value!r} is a {type(value).__name__}; an address value must be one "
-            "int, str, finite float or bool. To save several addresses, call save once per address "
-            "(or use for_each)"
-        )
+    problem = address_problem(value)
+    if problem is not None:
+        hint = ("" if isinstance(value, (str, float)) else ". To save several addresses, call save "
+                "once per address (or use for_each)")
+        raise InvalidMetadataError(f"{var}.save: {key}={shown(value)} {problem}{hint}")
     return value
 
 
 def _version_value(var: str, key: str, value: Any) -> Any:
     value = plain(value)
-    if value is not None and not is_address_value(value):
-        raise InvalidMetadataError(
-            f"{var}.save: version key {key}={value!r} must be an int, str, float, bool or None "
-            f"(got {type(value).__name__}); save structured settings as their own variable"
-        )
+    problem = None if value is None else address_problem(value)
+    if problem is not None:
+        hint = "" if isinstance(value, (str, float)) else " (or None); save structured settings as their own variable"
+        raise InvalidMetadataError(f"{var}.save: version key {key}={shown(value)} {problem}{hint}")
     return value
 
 
