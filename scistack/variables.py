@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from scistack.address import address_problem, plain, shown
-from scistack.database import Database, SaveInfo, get_database
+from scistack import htmlrepr
+from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
     AmbiguousVersionError,
     DuplicateVariableError,
@@ -69,8 +70,8 @@ class BaseVariable:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """Address and version keys the value was saved with."""
-        return {**self.record.addr, **self.record.vkeys} if self.record else {}
+        """Address (in schema order) and version keys the value was saved with."""
+        return {**_schema_ordered(self.record.addr), **self.record.vkeys} if self.record else {}
 
     @property
     def oid(self) -> str | None:
@@ -114,6 +115,16 @@ class BaseVariable:
             return f"{self.name}(unsaved, data={summarize(self.data)})"
         meta = ", ".join(f"{k}={shown(v)}" for k, v in self.metadata.items())
         return f"{self.name}({meta}, version={self.version}, oid={self.oid[:12]}, data={self.record.summary})"
+
+    def _repr_html_(self) -> str:
+        if self.record is None:
+            return htmlrepr.fields([("data", summarize(self.data))], caption=f"{self.name} (unsaved)")
+        r = self.record
+        return htmlrepr.fields(
+            [*self.metadata.items(), ("version", r.version), ("oid", r.oid[:12]), ("data", r.summary),
+             ("saved (UTC)", r.created_at[:19].replace("T", " ")),
+             ("call", r.call[:12] if r.call else "(saved directly)")],
+            caption=self.name)
 
     # -- save ------------------------------------------------------------------------------
     @classmethod
@@ -195,10 +206,11 @@ class BaseVariable:
         return [cls._from_record(db, r) for r in records]
 
     @classmethod
-    def list_versions(cls, **metadata: Any) -> list[RefRecord]:
+    def list_versions(cls, **metadata: Any) -> VersionList:
         """Every saved version matching `metadata`, oldest first within each address."""
         db = get_database()
-        return sort_records(db, select_records(db, cls.__name__, metadata, all_versions=True))
+        return VersionList(sort_records(db, select_records(db, cls.__name__, metadata, all_versions=True)),
+                           db.schema_keys)
 
     @classmethod
     def delete(cls, *, version: int | None = None, **metadata: Any) -> int:
@@ -223,6 +235,38 @@ def _read_only(value: Any) -> Any:
         array.flags.writeable = False
         array = array.base
     return value
+
+
+class VersionList(list):
+    """`list_versions`: a list of records that prints (and shows in a notebook) as a table
+    with short oids, addresses in schema order."""
+
+    def __init__(self, records: list[RefRecord], schema_keys: list[str]) -> None:
+        super().__init__(records)
+        self.schema_keys = list(schema_keys)
+
+    def _rows(self) -> list[list[Any]]:
+        return [[r.var, ", ".join(f"{k}={shown(v, 30)}" for k, v in
+                                   {**htmlrepr.ordered(r.addr, self.schema_keys), **r.vkeys}.items()),
+                 r.version, r.oid[:12], r.summary, r.created_at[:19].replace("T", " ")] for r in self]
+
+    _HEADERS = ["variable", "address", "version", "oid", "data", "saved (UTC)"]
+
+    def __repr__(self) -> str:
+        if not self:
+            return "[] (no versions)"
+        rows = [self._HEADERS, *([str(c) for c in row] for row in self._rows())]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self._HEADERS))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+    def _repr_html_(self) -> str:
+        return htmlrepr.table(self._HEADERS, self._rows()[:200], caption=f"{len(self)} versions",
+                              more=max(0, len(self) - 200))
+
+
+def _schema_ordered(addr: dict[str, Any]) -> dict[str, Any]:
+    db = current_database()
+    return htmlrepr.ordered(addr, db.schema_keys) if db is not None else addr
 
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from scistack import htmlrepr
 from scistack.records import RunRecord
 from scistack.objects.canonical_json import dumps_canonical
 
@@ -95,6 +96,15 @@ class RunReport:
 
     def __repr__(self) -> str:
         return f"<RunReport {self.headline()}>"
+
+    def _repr_html_(self) -> str:
+        """The headline, then the combinations that did not run or come from the cache."""
+        shown = [i for i in self.items if i.status not in ("ran", "cached")]
+        keys = list(dict.fromkeys(k for i in shown for k in i.combo))
+        rows = [[*(i.combo.get(k, "") for k in keys), i.status,
+                 ", ".join(i.missing) if i.status == "missing" else i.error or ""] for i in shown[:100]]
+        detail = htmlrepr.table([*keys, "status", "why"], rows, more=max(0, len(shown) - 100)) if rows else ""
+        return f"<p><b>{htmlrepr.cell(self.headline(), 300)}</b></p>{detail}"
 
     def to_record(self, items_oid: str | None, t: str, outputs: list[str]) -> RunRecord:
         """The journalled record of this run."""
