@@ -145,3 +145,16 @@ def test_older_than_keeps_newer_versions_and_always_the_newest(project):
     stats = collect_garbage(project, grace_seconds=0, older_than=time.time() + 1)
     assert len(stats.versions_dropped) == 4  # everything but the newest of each variant
     assert LcRaw.load(subject=1, session="pre", note="recal").data[0] == 2.0
+
+
+def test_retention_never_frees_an_old_version_a_kept_value_was_computed_from(project):
+    _pipeline(project)  # LcOut was computed from LcRaw version 1
+    used = LcRaw.load(subject=1, session="pre").oid
+    LcRaw.save(np.zeros(5), subject=1, session="pre")
+    LcRaw.save(np.ones(5), subject=1, session="pre")
+    stats = collect_garbage(project, grace_seconds=0, keep_versions=1)
+    assert [v["version"] for v in stats.versions_dropped if v["addr"]["subject"] == 1] == [1, 2]
+    assert [v.version for v in LcRaw.list_versions(subject=1, session="pre")] == [3]
+    assert project.store.contains(used)  # its name went, the lineage of LcOut keeps the value
+    assert project.get_provenance(LcOut, subject=1, session="pre")["inputs"]["x"]["oid"] == used
+    assert stats.calls_dropped == 0
