@@ -147,6 +147,8 @@ __all__ = [
     "InvalidNameError",
     "InvalidMetadataError",
     "VariableNotFoundError",
+    "UnknownMetadataKeyError",
+    "EmptyVariableError",
     "AmbiguousVersionError",
     "AmbiguousParamError",
     "DuplicateVariableError",
@@ -154,6 +156,7 @@ __all__ = [
     "LineageError",
     "ForEachError",
     "GarbageCollectionError",
+    "RetentionError",
     "QueryError",
     "CorruptRecordError",
 ]

@@ -7,10 +7,12 @@ import json
 import time
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.cli import main
+from scistack.errors import RetentionError
 from scistack.gc import collect_garbage
 
 
@@ -158,3 +160,22 @@ def test_retention_never_frees_an_old_version_a_kept_value_was_computed_from(pro
     assert project.store.contains(used)  # its name went, the lineage of LcOut keeps the value
     assert project.get_provenance(LcOut, subject=1, session="pre")["inputs"]["x"]["oid"] == used
     assert stats.calls_dropped == 0
+
+
+def test_an_uncall_drops_only_the_call_record_it_names(project):
+    key, first, second = "a" * 64, "b" * 64, "c" * 64
+    project.index.put_call(key, first, "mod.fn#1", ["d" * 64])
+    project.index.drop_calls([{"key": key, "call": first}])
+    assert project.index.cached_call(key) is None
+    project.index.put_call(key, second, "mod.fn#1", ["e" * 64])
+    project.index.drop_calls([{"key": key, "call": first}])  # stale: a later run re-cached it
+    views = [project.index.cached_call(key)["call"], project.index.full_fold()[0].calls[key]["call"]]
+    project.index.rebuild()
+    views.append(project.index.cached_call(key)["call"])
+    views.append(project.sql("SELECT call FROM scistack.calls")["call"].tolist()[0])
+    assert views == [second] * 4
+
+
+def test_a_retention_rule_must_keep_at_least_one_version(project):
+    with pytest.raises(RetentionError, match=">= 1"):
+        collect_garbage(project, keep_versions=0)
