@@ -39,6 +39,8 @@ def address_problem(value: Any) -> str | None:
     if not isinstance(value, ADDRESS_TYPES):
         return (f"is a {type(value).__name__}; address values are single ints, strs, finite floats "
                 "or bools")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return "is an int beyond 64 bits; address values are labels: use a string for a longer number"
     if isinstance(value, str) and len(value) > MAX_TEXT:
         return (f"is a string of {len(value):,} characters; address values are labels of at most "
                 f"{MAX_TEXT:,} characters: save long text as the value of a variable of its own")
@@ -47,6 +49,8 @@ def address_problem(value: Any) -> str | None:
 
 def shown(value: Any, limit: int = 60) -> str:
     """`repr(value)` cut to `limit` characters: what messages echo of a user's value."""
+    if isinstance(value, int) and value.bit_length() > 4 * limit:  # repr would be long (or refused)
+        return f"<int of {value.bit_length():,} bits>"
     text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
     return text if len(text) <= limit + 2 else text[:limit] + "…"
 

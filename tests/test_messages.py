@@ -59,6 +59,12 @@ def test_a_huge_address_value_is_refused_with_the_limit_and_not_echoed(project):
     assert len(str(err.value)) < 600
 
 
+def test_an_int_beyond_64_bits_is_refused(project):
+    with pytest.raises(InvalidMetadataError, match="beyond 64 bits") as err:
+        MsRaw.save(1.0, subject=10**5000, session="pre")
+    assert len(str(err.value)) < 300
+
+
 def test_nan_as_a_version_key_says_why(project):
     with pytest.raises(InvalidMetadataError) as err:
         MsRaw.save(1.0, subject=1, session="pre", gain=float("nan"))
