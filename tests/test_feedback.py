@@ -35,15 +35,15 @@ def fb_table(x):
 def test_a_run_prints_one_summary_line_unless_quiet(project, capsys):
     FbRaw.save(np.arange(3.0), subject=1, session="pre")
     for_each(fb_double, inputs={"x": FbRaw}, outputs=[FbOut], subject=[1, 2], session=["pre"])
-    out = capsys.readouterr().out.splitlines()
+    out = capsys.readouterr().err.splitlines()
     assert len(out) == 1 and out[0].startswith("for_each(fb_double): 1 ran, 0 cached, 1 missing, 0 failed in ")
     assert "print(report)" in out[0]
     for_each(fb_double, inputs={"x": FbRaw}, outputs=[FbOut], subject=[1], session=["pre"], verbose=False)
     for_each(fb_double, inputs={"x": FbRaw}, outputs=[FbOut], subject=[1], session=["pre"], progress=False)
-    assert capsys.readouterr().out == ""
+    assert capsys.readouterr().err == ""
     for_each(fb_double, inputs={"x": FbRaw}, outputs=[FbOut], subject=[1], session=["pre"],
              progress=False, verbose=True)
-    assert capsys.readouterr().out.startswith("for_each(fb_double): 0 ran, 1 cached")
+    assert capsys.readouterr().err.startswith("for_each(fb_double): 0 ran, 1 cached")
 
 
 def test_print_report_names_the_missing_combinations(project):
@@ -61,7 +61,7 @@ def test_table_mode_failures_are_summarised_and_dry_run_calls_nothing(no_databas
     CALLS.clear()
     plan = for_each(fb_table, inputs={"x": frame}, subject=[1, 2, 3, 4, 5], dry_run=True)
     assert CALLS == [] and list(plan["status"]) == ["would_run"] * 4 + ["missing"]
-    assert capsys.readouterr().out.startswith("[dry run] for_each(fb_table): 0 ran")
+    assert capsys.readouterr().err.startswith("[dry run] for_each(fb_table): 0 ran")
     results = for_each(fb_table, inputs={"x": frame}, subject=[1, 2, 3, 4], verbose=False)
     assert list(results["result"]) == [10, 20]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

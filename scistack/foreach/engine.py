@@ -84,8 +84,8 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     progress
         A progress bar: None (default) shows one on a terminal or in a notebook only.
     verbose
-        Print a one-line summary when the run ends (counts and time; `print(report)` says
-        more). On by default; off with `verbose=False`, or with `progress=False` unless
+        Print a one-line summary to stderr when the run ends (counts and time;
+        `print(report)` says more). On by default; off with `verbose=False`, or with `progress=False` unless
         `verbose=True`.
     chunk_size
         Combinations per task sent to a worker (default: about four tasks per worker).
@@ -181,9 +181,10 @@ class _Run:
             if bar is not None:
                 bar.close()
         log.info("%s", report.summary())
-        if verbose:  # scripts and notebooks see the outcome without configuring logging
+        if verbose:  # scripts and notebooks see the outcome without configuring logging; on
+            # stderr (as the progress bar), so a script's own stdout stays its own
             more = " (print(report) for details)" if report.failures or report.missing or report.skipped else ""
-            print(report.headline() + more, flush=True)
+            print(report.headline() + more, file=sys.stderr, flush=True)
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
             raise ForEachError(f"for_each({self.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import time
 import traceback
 from typing import Any
@@ -87,7 +88,7 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
     if report.failures:
         log.warning("%s", report.summary())
     if verbose:
-        print(report.headline(), flush=True)
+        print(report.headline(), file=sys.stderr, flush=True)
     if dry_run:
         return pd.DataFrame([{**i.combo, "status": i.status} for i in items], columns=[*keys, "status"])
     return pd.DataFrame(rows, columns=[*keys, *names])
