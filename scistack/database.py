@@ -203,7 +203,8 @@ class Provenance(dict):
         rows += [(f"constant {k}", v) for k, v in (self.get("constants") or {}).items()]
         for name, item in (self.get("inputs") or {}).items():
             where = ", ".join(f"{k}={v!r}" for k, v in (item.get("addr") or {}).items())
-            rows.append((f"input {name}", f"{item.get('var') or '<result>'}@{short(item.get('oid'))} {where}".strip()))
+            source = f"{item.get('var') or '<result>'}@{short(item.get('oid'))}"
+            rows.append((f"input {name}", f"{source} {where}".strip()))
         rows += [("outputs", ", ".join(short(o) for o in self.get("outputs") or [])),
                  ("ran", f"{str(self.get('created_at'))[:19].replace('T', ' ')} UTC, "
                          f"{float(self.get('duration') or 0):.3g} s"),

@@ -37,4 +37,5 @@ def fields(pairs: list[tuple[str, Any]], *, caption: str = "") -> str:
 
 def ordered(mapping: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     """`mapping` with `keys` first, in that order (schema order), then the rest as they come."""
-    return {**{k: mapping[k] for k in keys if k in mapping}, **{k: v for k, v in mapping.items() if k not in keys}}
+    first = {k: mapping[k] for k in keys if k in mapping}
+    return {**first, **{k: v for k, v in mapping.items() if k not in first}}

@@ -96,7 +96,8 @@ def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError
     def keys(mapping: dict[str, Any]) -> str:
         return ", ".join(f"{k}={shown(v, 30)}" for k, v in mapping.items())
 
-    variants = "; ".join(f"{keys(r.vkeys) or '(no version keys)'} -> version {r.version}" for r in records[:10])
+    variants = "; ".join(
+        f"{keys(r.vkeys) or '(no version keys)'} -> version {r.version}" for r in records[:10])
     if len(records) > 10:
         variants += f"; … {len(records) - 10} more"
     pick = keys(next((r.vkeys for r in records if r.vkeys), {}))

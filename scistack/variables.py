@@ -315,7 +315,8 @@ def _version_value(var: str, key: str, value: Any) -> Any:
     value = plain(value)
     problem = None if value is None else address_problem(value)
     if problem is not None:
-        hint = "" if isinstance(value, (str, float)) else " (or None); save structured settings as their own variable"
+        hint = ("" if isinstance(value, (str, float))
+                else " (or None); save structured settings as their own variable")
         raise InvalidMetadataError(f"{var}.save: version key {key}={shown(value)} {problem}{hint}")
     return value
 

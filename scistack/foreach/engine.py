@@ -183,7 +183,8 @@ class _Run:
         log.info("%s", report.summary())
         if verbose:  # scripts and notebooks see the outcome without configuring logging; on
             # stderr (as the progress bar), so a script's own stdout stays its own
-            more = " (print(report) for details)" if report.failures or report.missing or report.skipped else ""
+            quiet = not (report.failures or report.missing or report.skipped)
+            more = "" if quiet else " (print(report) for details)"
             print(report.headline() + more, file=sys.stderr, flush=True)
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
@@ -343,7 +344,8 @@ class _Run:
             return
         if outcome.skipped:
             item.status = "skipped"
-            item.error = f"{self.name} returned None, so nothing was saved (return a value, or raise to record a failure)"
+            item.error = (f"{self.name} returned None, so nothing was saved (return a value, or "
+                          "raise to record a failure)")
             return
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]

@@ -70,13 +70,15 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         combo = dict(zip(keys, values))
         args = {n: _filter(v, combo, as_table) for n, v in inputs.items()}
         missing = [n for n, a in args.items() if a is _MISSING]
-        item = ComboResult(combo, "missing" if missing else "would_run" if dry_run else "ran", missing=missing)
+        status = "missing" if missing else "would_run" if dry_run else "ran"
+        item = ComboResult(combo, status, missing=missing)
         items.append(item)
         if missing or dry_run:
             continue
         try:
             result = fn(**args)
-            parts = [_plain(p) for p in (result if isinstance(result, tuple) and len(names) > 1 else (result,))]
+            several = isinstance(result, tuple) and len(names) > 1
+            parts = [_plain(p) for p in (result if several else (result,))]
             if len(parts) != len(names):
                 raise ValueError(f"{getattr(fn, '__name__', 'function')} returned {len(parts)} values for "
                                  f"the {len(names)} outputs {names}")
