@@ -20,9 +20,39 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+MAX_TEXT = 1024
+"""Characters an address or version-key string may have: values are labels, and every
+message, listing and status grid echoes them (long text belongs in a variable's value)."""
+
+
 def is_address_value(value: Any) -> bool:
     """Whether `value` (already `plain`) can be an address value."""
-    return isinstance(value, ADDRESS_TYPES) and not (isinstance(value, float) and not math.isfinite(value))
+    return address_problem(value) is None
+
+
+def address_problem(value: Any) -> str | None:
+    """Why `value` (already `plain`) cannot be an address value, as the end of a sentence
+    that starts with the key and the value (None when it can)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return (f"is a float, but not a finite one ({value!r} never equals itself, so nothing saved "
+                "under it could be found again); use a finite number, or a string such as 'nan'")
+    if not isinstance(value, ADDRESS_TYPES):
+        return (f"is a {type(value).__name__}; address values are single ints, strs, finite floats "
+                "or bools")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        return "is an int beyond 64 bits; address values are labels: use a string for a longer number"
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        return (f"is a string of {len(value):,} characters; address values are labels of at most "
+                f"{MAX_TEXT:,} characters: save long text as the value of a variable of its own")
+    return None
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)` cut to `limit` characters: what messages echo of a user's value."""
+    if isinstance(value, int) and value.bit_length() > 4 * limit:  # repr would be long (or refused)
+        return f"<int of {value.bit_length():,} bits>"
+    text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    return text if len(text) <= limit + 2 else text[:limit] + "…"
 
 
 def typed(value: Any) -> tuple[str, Any]:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from scistack import htmlrepr
 from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError, WebViewError
 from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
@@ -145,7 +146,7 @@ class Database:
         found = variable.load_one(**metadata)
         if found.record.call is None:
             return None
-        return self.call_record(found.record.call) | {"value_oid": found.record.oid}
+        return Provenance(self.call_record(found.record.call) | {"value_oid": found.record.oid})
 
     def call_record(self, call_oid: str) -> dict[str, Any]:
         """A stored call record in the shape `get_provenance` returns."""
@@ -203,6 +204,29 @@ def register_ui(opener: Any) -> None:
 
 
 _INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members")
+
+
+class Provenance(dict):
+    """`get_provenance`'s record: a plain dict that shows as a table in a notebook."""
+
+    def _repr_html_(self) -> str:
+        def short(oid: Any) -> str:
+            return oid[:12] if isinstance(oid, str) else repr(oid)
+
+        rows: list[tuple[str, Any]] = [
+            ("function", f"{self.get('function_name')} ({self.get('module')})"),
+            ("code", short(self.get("code_hash"))),
+        ]
+        rows += [(f"constant {k}", v) for k, v in (self.get("constants") or {}).items()]
+        for name, item in (self.get("inputs") or {}).items():
+            where = ", ".join(f"{k}={v!r}" for k, v in (item.get("addr") or {}).items())
+            source = f"{item.get('var') or '<result>'}@{short(item.get('oid'))}"
+            rows.append((f"input {name}", f"{source} {where}".strip()))
+        rows += [("outputs", ", ".join(short(o) for o in self.get("outputs") or [])),
+                 ("ran", f"{str(self.get('created_at'))[:19].replace('T', ' ')} UTC, "
+                         f"{float(self.get('duration') or 0):.3g} s"),
+                 ("call", short(self.get("call")))]
+        return htmlrepr.fields(rows, caption=f"provenance of {short(self.get('value_oid'))}")
 
 
 def _decoded(tree: Any) -> Any:

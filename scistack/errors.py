@@ -71,6 +71,14 @@ class VariableNotFoundError(ScistackError, LookupError):
 NotFoundError = VariableNotFoundError
 
 
+class EmptyVariableError(ScistackError, ValueError):
+    """A variable instance with no data (neither saved nor loaded) used as a value."""
+
+
+class UnknownMetadataKeyError(VariableNotFoundError, InvalidMetadataError):
+    """A load names a key that is no schema key, version key or lineage parameter (a typo)."""
+
+
 class AmbiguousVersionError(ScistackError, LookupError):
     """Several version-key variants match one address and no selector chose among them."""
 
@@ -147,6 +155,8 @@ __all__ = [
     "InvalidNameError",
     "InvalidMetadataError",
     "VariableNotFoundError",
+    "UnknownMetadataKeyError",
+    "EmptyVariableError",
     "AmbiguousVersionError",
     "AmbiguousParamError",
     "DuplicateVariableError",
@@ -154,6 +164,7 @@ __all__ = [
     "LineageError",
     "ForEachError",
     "GarbageCollectionError",
+    "RetentionError",
     "QueryError",
     "CorruptRecordError",
     "RunNotFoundError",

@@ -124,8 +124,9 @@ def walk_reachable(
             walker.add(run.items, "json", f"report of run {run.run_id or '?'}", root=True)
     group("for_each run reports")
     waiting = dict(state.calls)
+    young = None if young_after is None else _iso(young_after)
     while True:  # an admitted entry's inputs may be the outputs of another entry
-        admitted = [k for k, e in waiting.items() if _keeps(e, walker.result.reachable, young_after)]
+        admitted = [k for k, e in waiting.items() if _keeps(e, walker.result.reachable, young)]
         if not admitted:
             break
         for key in admitted:
@@ -139,30 +140,31 @@ def walk_reachable(
     return walker.result
 
 
-def _keeps(entry: dict[str, Any], reachable: set[str], young_after: float | None) -> bool:
-    if young_after is None or _entry_time(entry) > young_after:
+def _keeps(entry: dict[str, Any], reachable: set[str], young: str | None) -> bool:
+    """Whether a cache entry stays: its outputs are kept, or it is younger than `young` (ISO
+    text, which sorts as time does; an entry without a readable time counts as young)."""
+    stamp = entry.get("t")
+    if young is None or not isinstance(stamp, str) or len(stamp) != len(young) or stamp > young:
         return True
     return all(oid in reachable for oid in entry.get("outs") or [])
 
 
-def _entry_time(entry: dict[str, Any]) -> float:
-    try:
-        return datetime.strptime(entry.get("t") or "", "%Y-%m-%dT%H:%M:%S.%fZ").replace(
-            tzinfo=timezone.utc).timestamp()
-    except ValueError:
-        return float("inf")  # no readable time: treated as young (kept)
+def _iso(posix: float) -> str:
+    """A time as the journal writes it (`utc_now`): `2026-12-03T09:14:27.123456Z`."""
+    return datetime.fromtimestamp(max(posix, 0.0), timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _grouper(walker: _Walker, explain: bool) -> Any:
     """Run the walk after each group of roots, noting (with `explain`) what it reached first."""
-    seen: set[str] = set()
+    if explain:
+        walker.fresh = []
 
     def group(name: str) -> None:
         walker.run()
         if explain:
-            new = walker.result.reachable - seen
-            walker.result.groups[name] = walker.result.groups.get(name, []) + sorted(new)
-            seen.update(new)
+            reached = [oid for oid in walker.fresh if oid in walker.result.reachable]
+            walker.result.groups[name] = walker.result.groups.get(name, []) + reached
+            walker.fresh = []
 
     return group
 
@@ -172,6 +174,7 @@ class _Walker:
         self.store = store
         self.result = Reachability()
         self._stack: list[tuple[str, str | None, str, bool, bool]] = []
+        self.fresh: list[str] | None = None  # oids added since the last group (when explaining)
 
     def add(
         self,
@@ -185,6 +188,8 @@ class _Walker:
         if not is_valid_oid(oid) or oid in self.result.reachable:
             return
         self.result.reachable.add(oid)
+        if self.fresh is not None:
+            self.fresh.append(oid)
         self._stack.append((oid, kind, referrer, root, optional))
 
     def run(self) -> None:

@@ -6,11 +6,12 @@ One implementation, used by `BaseVariable` and by the reporting commands.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any
 
-from scistack.address import plain
+from scistack.address import plain, shown
 from scistack.database import Database
-from scistack.errors import AmbiguousVersionError, VariableNotFoundError
+from scistack.errors import AmbiguousVersionError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.index import RefRecord
 
 
@@ -34,7 +35,7 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
         else:
             unknown.append(key)
     if unknown:
-        raise VariableNotFoundError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
+        raise UnknownMetadataKeyError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
     records = db.index.select(var, addr, vkeys, params, all_versions=all_versions or version is not None)
     if version is not None:
         records = [r for r in records if r.version == version]
@@ -44,10 +45,13 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
 
 
 def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:
+    known = [*db.schema_keys, *sorted(vkeys), *sorted({p.rsplit(".", 1)[-1] for p in params})]
+    close = [m for k in unknown for m in difflib.get_close_matches(k, known, n=1, cutoff=0.6)]
+    guess = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     return (
-        f"{var} has no metadata key {', '.join(map(repr, unknown))}: its schema keys are "
+        f"{var} has no metadata key {', '.join(shown(k, 40) for k in unknown)}: its schema keys are "
         f"{db.schema_keys}, version keys {sorted(vkeys) or 'none'}, lineage parameters "
-        f"{sorted(params) or 'none'}"
+        f"{sorted(params)[:20] or 'none'}{guess}"
     )
 
 
@@ -55,7 +59,7 @@ _HINT_SAMPLE = 1000
 
 
 def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:
-    query = ", ".join(f"{k}={v!r}" for k, v in metadata.items())
+    query = ", ".join(f"{k}={shown(v)}" for k, v in metadata.items())
     if version is not None:
         query += f"{', ' if query else ''}version={version}"
     total, records = db.index.count(var), db.index.newest(var, _HINT_SAMPLE)  # bounded: an error path
@@ -65,10 +69,10 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
                 f"{', '.join(others) or 'none yet'}")
     hints = []
     for key in db.schema_keys:
-        values = sorted({repr(r.addr[key]) for r in records if key in r.addr})
+        values = sorted({shown(r.addr[key], 30) for r in records if key in r.addr})
         if values:
-            shown = ", ".join(values[:8]) + (", …" if len(values) > 8 else "")
-            hints.append(f"{key} in {{{shown}}}")
+            listed = ", ".join(values[:8]) + (", …" if len(values) > 8 else "")
+            hints.append(f"{key} in {{{listed}}}")
     if version is not None:
         hints.append(f"versions {sorted({r.version for r in records})[:10]}")
     among = "" if total <= len(records) else f" (among its {len(records)} newest)"
@@ -92,11 +96,16 @@ def split_metadata(db: Database, metadata: dict[str, Any]) -> tuple[dict[str, An
 
 
 def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError:
-    variants = "; ".join(f"{r.vkeys or '(no version keys)'} -> version {r.version}" for r in records)
-    example = next((r.vkeys for r in records if r.vkeys), {})
-    pick = ", ".join(f"{k}={v!r}" for k, v in example.items())
+    def keys(mapping: dict[str, Any]) -> str:
+        return ", ".join(f"{k}={shown(v, 30)}" for k, v in mapping.items())
+
+    variants = "; ".join(
+        f"{keys(r.vkeys) or '(no version keys)'} -> version {r.version}" for r in records[:10])
+    if len(records) > 10:
+        variants += f"; … {len(records) - 10} more"
+    pick = keys(next((r.vkeys for r in records if r.vkeys), {}))
     return AmbiguousVersionError(
-        f"{var} has {len(records)} variants at {records[0].addr}: {variants}. Pick one with its "
+        f"{var} has {len(records)} variants at {keys(records[0].addr)}: {variants}. Pick one with its "
         f"version keys (e.g. load(..., {pick})) or version=N"
     )
 

@@ -23,12 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import is_address_value, plain
-from scistack.database import Database, SaveInfo, get_database
+from scistack.address import address_problem, plain, shown
+from scistack import htmlrepr
+from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
     AmbiguousVersionError,
     DuplicateVariableError,
+    EmptyVariableError,
     InvalidMetadataError,
+    UnknownMetadataKeyError,
     VariableNotFoundError,
 )
 from scistack.index import RefRecord, check_identifier
@@ -67,8 +70,8 @@ class BaseVariable:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        """Address and version keys the value was saved with."""
-        return {**self.record.addr, **self.record.vkeys} if self.record else {}
+        """Address (in schema order) and version keys the value was saved with."""
+        return {**_schema_ordered(self.record.addr), **self.record.vkeys} if self.record else {}
 
     @property
     def oid(self) -> str | None:
@@ -98,6 +101,11 @@ class BaseVariable:
     def __scistack_input__(self) -> tuple:
         """(value, oid, variable name, metadata, call, params): how lineage sees a loaded input."""
         r = self.record
+        if r is None and self.data is None:
+            raise EmptyVariableError(
+                f"{self.name}() has no data: it was neither saved nor loaded, so it cannot be an input. "
+                f"To load {self.name} at each for_each combination pass the class itself "
+                f"(inputs={{..., {self.name}}}); for one saved value use {self.name}.load(...)")
         if r is None:
             return self.data, None, self.name, {}, None, {}
         return self.data, r.oid, self.name, self.metadata, r.call, r.params
@@ -105,8 +113,18 @@ class BaseVariable:
     def __repr__(self) -> str:
         if self.record is None:
             return f"{self.name}(unsaved, data={summarize(self.data)})"
-        meta = ", ".join(f"{k}={v!r}" for k, v in self.metadata.items())
+        meta = ", ".join(f"{k}={shown(v)}" for k, v in self.metadata.items())
         return f"{self.name}({meta}, version={self.version}, oid={self.oid[:12]}, data={self.record.summary})"
+
+    def _repr_html_(self) -> str:
+        if self.record is None:
+            return htmlrepr.fields([("data", summarize(self.data))], caption=f"{self.name} (unsaved)")
+        r = self.record
+        return htmlrepr.fields(
+            [*self.metadata.items(), ("version", r.version), ("oid", r.oid[:12]), ("data", r.summary),
+             ("saved (UTC)", r.created_at[:19].replace("T", " ")),
+             ("call", r.call[:12] if r.call else "(saved directly)")],
+            caption=self.name)
 
     # -- save ------------------------------------------------------------------------------
     @classmethod
@@ -171,21 +189,28 @@ class BaseVariable:
 
     @classmethod
     def load_all(cls, *, as_df: bool = False, **metadata: Any) -> Any:
-        """Every current record matching `metadata` (all when empty): a generator, or a DataFrame."""
+        """Every current record matching `metadata` (all when empty): a list, or a DataFrame.
+
+        Nothing matching gives an empty list; a key the variable does not have (a typo) raises
+        `UnknownMetadataKeyError` naming the valid keys.
+        """
         db = get_database()
         try:
             records = sort_records(db, select_records(db, cls.__name__, metadata))
+        except UnknownMetadataKeyError:
+            raise
         except VariableNotFoundError:
             records = []
         if as_df:
             return _frame(db, records)
-        return (cls._from_record(db, r) for r in records)
+        return [cls._from_record(db, r) for r in records]
 
     @classmethod
-    def list_versions(cls, **metadata: Any) -> list[RefRecord]:
+    def list_versions(cls, **metadata: Any) -> VersionList:
         """Every saved version matching `metadata`, oldest first within each address."""
         db = get_database()
-        return sort_records(db, select_records(db, cls.__name__, metadata, all_versions=True))
+        return VersionList(sort_records(db, select_records(db, cls.__name__, metadata, all_versions=True)),
+                           db.schema_keys)
 
     @classmethod
     def delete(cls, *, version: int | None = None, **metadata: Any) -> int:
@@ -210,6 +235,38 @@ def _read_only(value: Any) -> Any:
         array.flags.writeable = False
         array = array.base
     return value
+
+
+class VersionList(list):
+    """`list_versions`: a list of records that prints (and shows in a notebook) as a table
+    with short oids, addresses in schema order."""
+
+    def __init__(self, records: list[RefRecord], schema_keys: list[str]) -> None:
+        super().__init__(records)
+        self.schema_keys = list(schema_keys)
+
+    def _rows(self) -> list[list[Any]]:
+        return [[r.var, ", ".join(f"{k}={shown(v, 30)}" for k, v in
+                                   {**htmlrepr.ordered(r.addr, self.schema_keys), **r.vkeys}.items()),
+                 r.version, r.oid[:12], r.summary, r.created_at[:19].replace("T", " ")] for r in self]
+
+    _HEADERS = ["variable", "address", "version", "oid", "data", "saved (UTC)"]
+
+    def __repr__(self) -> str:
+        if not self:
+            return "[] (no versions)"
+        rows = [self._HEADERS, *([str(c) for c in row] for row in self._rows())]
+        widths = [max(len(row[i]) for row in rows) for i in range(len(self._HEADERS))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows)
+
+    def _repr_html_(self) -> str:
+        return htmlrepr.table(self._HEADERS, self._rows()[:200], caption=f"{len(self)} versions",
+                              more=max(0, len(self) - 200))
+
+
+def _schema_ordered(addr: dict[str, Any]) -> dict[str, Any]:
+    db = current_database()
+    return htmlrepr.ordered(addr, db.schema_keys) if db is not None else addr
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -246,22 +303,21 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
 
 def _address_value(var: str, key: str, value: Any) -> Any:
     value = plain(value)
-    if not is_address_value(value):
-        raise InvalidMetadataError(
-            f"{var}.save: {key}={value!r} is a {type(value).__name__}; an address value must be one "
-            "int, str, finite float or bool. To save several addresses, call save once per address "
-            "(or use for_each)"
-        )
+    problem = address_problem(value)
+    if problem is not None:
+        hint = ("" if isinstance(value, (str, float)) else ". To save several addresses, call save "
+                "once per address (or use for_each)")
+        raise InvalidMetadataError(f"{var}.save: {key}={shown(value)} {problem}{hint}")
     return value
 
 
 def _version_value(var: str, key: str, value: Any) -> Any:
     value = plain(value)
-    if value is not None and not is_address_value(value):
-        raise InvalidMetadataError(
-            f"{var}.save: version key {key}={value!r} must be an int, str, float, bool or None "
-            f"(got {type(value).__name__}); save structured settings as their own variable"
-        )
+    problem = None if value is None else address_problem(value)
+    if problem is not None:
+        hint = ("" if isinstance(value, (str, float))
+                else " (or None); save structured settings as their own variable")
+        raise InvalidMetadataError(f"{var}.save: version key {key}={shown(value)} {problem}{hint}")
     return value
 
 

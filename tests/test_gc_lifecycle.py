@@ -7,10 +7,12 @@ import json
 import time
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.cli import main
+from scistack.errors import RetentionError
 from scistack.gc import collect_garbage
 
 
@@ -145,3 +147,35 @@ def test_older_than_keeps_newer_versions_and_always_the_newest(project):
     stats = collect_garbage(project, grace_seconds=0, older_than=time.time() + 1)
     assert len(stats.versions_dropped) == 4  # everything but the newest of each variant
     assert LcRaw.load(subject=1, session="pre", note="recal").data[0] == 2.0
+
+
+def test_retention_never_frees_an_old_version_a_kept_value_was_computed_from(project):
+    _pipeline(project)  # LcOut was computed from LcRaw version 1
+    used = LcRaw.load(subject=1, session="pre").oid
+    LcRaw.save(np.zeros(5), subject=1, session="pre")
+    LcRaw.save(np.ones(5), subject=1, session="pre")
+    stats = collect_garbage(project, grace_seconds=0, keep_versions=1)
+    assert [v["version"] for v in stats.versions_dropped if v["addr"]["subject"] == 1] == [1, 2]
+    assert [v.version for v in LcRaw.list_versions(subject=1, session="pre")] == [3]
+    assert project.store.contains(used)  # its name went, the lineage of LcOut keeps the value
+    assert project.get_provenance(LcOut, subject=1, session="pre")["inputs"]["x"]["oid"] == used
+    assert stats.calls_dropped == 0
+
+
+def test_an_uncall_drops_only_the_call_record_it_names(project):
+    key, first, second = "a" * 64, "b" * 64, "c" * 64
+    project.index.put_call(key, first, "mod.fn#1", ["d" * 64])
+    project.index.drop_calls([{"key": key, "call": first}])
+    assert project.index.cached_call(key) is None
+    project.index.put_call(key, second, "mod.fn#1", ["e" * 64])
+    project.index.drop_calls([{"key": key, "call": first}])  # stale: a later run re-cached it
+    views = [project.index.cached_call(key)["call"], project.index.full_fold()[0].calls[key]["call"]]
+    project.index.rebuild()
+    views.append(project.index.cached_call(key)["call"])
+    views.append(project.sql("SELECT call FROM scistack.calls")["call"].tolist()[0])
+    assert views == [second] * 4
+
+
+def test_a_retention_rule_must_keep_at_least_one_version(project):
+    with pytest.raises(RetentionError, match=">= 1"):
+        collect_garbage(project, keep_versions=0)

@@ -113,7 +113,7 @@ def call_lines(call: Any, label_width: int = 11) -> list[str]:
     """The call record of a value, as `log` and `show` print it."""
     if call is None:
         return []
-    pad = lambda label: f"{label + ':':<{label_width}}"  # noqa: E731
+    pad = lambda label: f"{label + ':' if label else '':<{label_width}}"  # noqa: E731
     consts = ", ".join(f"{k}={v!r}" for k, v in call.constants.items())
     lines = [cut(f"{pad('Function')}{call.function} ({call.module})  code {call.identity[:SHORT]}")]
     if consts:

@@ -60,7 +60,7 @@ _PLAN_CHUNK = 5000  # combinations planned per round of bulk index reads
 def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dry_run: bool = False,
              on_error: str = "continue", workers: int | None = None, executor: cf.Executor | None = None,
              progress: bool | None = None, as_table: bool = False, chunk_size: int | None = None,
-             **iterables: Any) -> Any:
+             verbose: bool | None = None, **iterables: Any) -> Any:
     """Call `fn` for every combination of `iterables`, loading `inputs` and saving `outputs`.
 
     Parameters
@@ -84,6 +84,10 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         client's `client.get_executor()`. The function must then be importable by the workers.
     progress
         A progress bar: None (default) shows one on a terminal or in a notebook only.
+    verbose
+        Print a one-line summary to stderr when the run ends (counts and time;
+        `print(report)` says more). On by default; off with `verbose=False`, or with `progress=False` unless
+        `verbose=True`.
     chunk_size
         Combinations per task sent to a worker (default: about four tasks per worker).
 
@@ -100,17 +104,29 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         With `on_error="raise"`, when a combination fails (`.failures` lists it).
     """
     db = current_database()
-    outputs = list(outputs)
+    outputs = _output_list(outputs)
     if on_error not in ("continue", "raise"):
         raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
+    speak = verbose if verbose is not None else progress is not False
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
-        return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error)
+        return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error,
+                              dry_run=dry_run, verbose=speak)
     check_arguments(db, fn, inputs, outputs, on_error, iterables)
     check_counts(workers, chunk_size)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
     check_parameters(lf, inputs)
     run = _Run(db, lf, inputs, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error)
-    return run.execute(combinations(db, inputs, iterables), workers, executor, progress, chunk_size)
+    return run.execute(combinations(db, inputs, iterables), workers, executor, progress, chunk_size, speak)
+
+
+def _output_list(outputs: Any) -> list[Any]:
+    """`outputs=[A, B]`; one variable class alone (`outputs=A`) is accepted as `[A]`."""
+    if is_variable(outputs):
+        return [outputs]
+    if isinstance(outputs, (str, bytes)) or not isinstance(outputs, Iterable):
+        raise InvalidMetadataError(
+            f"outputs= takes a list of variable classes, e.g. outputs=[Result], got {outputs!r}")
+    return list(outputs)
 
 
 @dataclass(slots=True)
@@ -140,7 +156,7 @@ class _Run:
         self._last_flush = time.monotonic()
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
-                progress: bool | None, chunk_size: int | None) -> RunReport:
+                progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
         t0 = time.perf_counter()
         if not combos:
             log.warning("for_each(%s): no combinations to run (an iterable is empty, or [] found no "
@@ -166,6 +182,11 @@ class _Run:
             if bar is not None:
                 bar.close()
         log.info("%s", report.summary())
+        if verbose:  # scripts and notebooks see the outcome without configuring logging; on
+            # stderr (as the progress bar), so a script's own stdout stays its own
+            quiet = not (report.failures or report.missing or report.skipped)
+            more = "" if quiet else " (print(report) for details)"
+            print(report.headline() + more, file=sys.stderr, flush=True)
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
             raise ForEachError(f"for_each({self.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
@@ -325,6 +346,8 @@ class _Run:
             return
         if outcome.skipped:
             item.status = "skipped"
+            item.error = (f"{self.name} returned None, so nothing was saved (return a value, or "
+                          "raise to record a failure)")
             return
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]

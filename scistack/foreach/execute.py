@@ -71,7 +71,13 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
 
 
 def _as_outputs(result: Any, n_outputs: int, name: str) -> list[Any]:
-    outputs = list(result) if isinstance(result, tuple) and n_outputs != 1 else [result]
+    if isinstance(result, tuple) and n_outputs == 1 and len(result) != 1:
+        raise ValueError(
+            f"{name} returned a tuple of {len(result)} values but outputs= names one variable; "
+            f"name {len(result)} output variables, or return one value (a list, or a 1-tuple "
+            "holding the tuple, to save a tuple as one value)"
+        )
+    outputs = list(result) if isinstance(result, tuple) else [result]
     if n_outputs and len(outputs) != n_outputs:
         raise ValueError(
             f"{name} returned {len(outputs)} value(s) but outputs= names {n_outputs}; return a tuple "

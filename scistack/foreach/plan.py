@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import is_address_value, plain, typed
+from scistack.address import address_problem, plain, shown, typed
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import Fixed, Merge, Resolved, constant, is_variable
@@ -42,11 +42,32 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
                     f"({sorted(variants) or 'none'}); Fixed pins address and version keys only")
     unknown = [k for k in iterables if k not in db.schema_keys]
     if unknown:
-        raise InvalidMetadataError(
-            f"for_each iterates schema keys only; {unknown} are not in the schema {db.schema_keys}. "
-            "Pass other settings through inputs={...} as constants")
+        raise InvalidMetadataError(_unknown_keywords(fn, unknown, db.schema_keys))
     if not callable(fn):
         raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
+
+
+_OPTIONS = ("inputs", "outputs", "dry_run", "on_error", "workers", "executor", "progress", "verbose",
+            "as_table", "chunk_size")
+
+
+def _unknown_keywords(fn: Any, unknown: list[str], schema_keys: list[str]) -> str:
+    """Keywords that are neither schema keys nor options: a parameter of `fn` belongs in
+    inputs=; anything else (where=, distribute= of other tools) is no option of for_each."""
+    try:
+        params = set(inspect.signature(getattr(fn, "fn", fn)).parameters)
+    except (TypeError, ValueError):
+        params = set()
+    takes = [k for k in unknown if k in params]
+    others = [k for k in unknown if k not in params]
+    parts = []
+    if takes:
+        parts.append(f"{takes} are parameters of the function, not schema keys {schema_keys}: pass "
+                     f"them through inputs={{{takes[0]!r}: ...}} (a constant, or a variable to load)")
+    if others:
+        parts.append(f"for_each has no option {', '.join(k + '=' for k in others)}: its keywords are "
+                     f"the schema keys {schema_keys} (values to iterate) and {', '.join(_OPTIONS)}")
+    return "; ".join(parts)
 
 
 def check_counts(workers: Any, chunk_size: Any) -> None:
@@ -109,10 +130,9 @@ def _address_values(key: str, values: Any) -> list[Any]:
     unique: dict[tuple[str, Any], Any] = {}
     for value in values:
         value = plain(value)
-        if not is_address_value(value):
-            raise InvalidMetadataError(
-                f"for_each({key}=...): {value!r} is a {type(value).__name__}; address values are "
-                "int, str, float or bool")
+        problem = address_problem(value)
+        if problem is not None:
+            raise InvalidMetadataError(f"for_each({key}=...): {shown(value)} {problem}")
         unique.setdefault(typed(value), value)
     return list(unique.values())
 

@@ -11,10 +11,16 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from scistack import htmlrepr
 from scistack.records import RunRecord
 from scistack.objects.canonical_json import dumps_canonical
 
 STATUSES = ("ran", "cached", "missing", "failed", "would_run", "skipped")
+_SHOWN = 5
+
+
+def _cut(line: str, width: int = 160) -> str:
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 @dataclass(slots=True)
@@ -64,23 +70,41 @@ class RunReport:
                              for i in self.items], columns=[*keys, "status", "duration", "error"])
 
     def summary(self) -> str:
-        """A few lines: counts, time, and the first failures."""
+        """Counts and time, then the combinations that did not run: failed (with the error),
+        missing (with the inputs not found) and skipped (with the reason), five of each."""
+        lines = [self.headline()]
+        for status in ("failed", "missing", "skipped"):
+            items = [item for item in self.items if item.status == status]
+            for item in items[:_SHOWN]:
+                where = ", ".join(f"{k}={v!r}" for k, v in item.combo.items()) or "(no keys)"
+                if status == "missing":
+                    why = f"no {', '.join(item.missing)} there" if item.missing else "inputs not found"
+                else:
+                    why = item.error or ""
+                lines.append(_cut(f"  {status} {where}: {why}"))
+            if len(items) > _SHOWN:
+                lines.append(f"  ... and {len(items) - _SHOWN} more {status} (report.to_frame())")
+        return "\n".join(lines)
+
+    def headline(self) -> str:
+        """One line: counts and time (what for_each prints when it ends)."""
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items())
         head = f"for_each({self.function}): {counts} in {self.duration:.2f} s"
-        if self.dry_run:
-            head = "[dry run] " + head
-        lines = [head]
-        for item in self.failures[:5]:
-            where = ", ".join(f"{k}={v!r}" for k, v in item.combo.items())
-            lines.append(f"  failed {where}: {item.error}")
-        if len(self.failures) > 5:
-            lines.append(f"  ... and {len(self.failures) - 5} more failures (report.failures)")
-        return "\n".join(lines)
+        return "[dry run] " + head if self.dry_run else head
 
     __str__ = summary
 
     def __repr__(self) -> str:
-        return f"<RunReport {self.summary().splitlines()[0]}>"
+        return f"<RunReport {self.headline()}>"
+
+    def _repr_html_(self) -> str:
+        """The headline, then the combinations that did not run or come from the cache."""
+        shown = [i for i in self.items if i.status not in ("ran", "cached")]
+        keys = list(dict.fromkeys(k for i in shown for k in i.combo))
+        rows = [[*(i.combo.get(k, "") for k in keys), i.status,
+                 ", ".join(i.missing) if i.status == "missing" else i.error or ""] for i in shown[:100]]
+        detail = htmlrepr.table([*keys, "status", "why"], rows, more=max(0, len(shown) - 100)) if rows else ""
+        return f"<p><b>{htmlrepr.cell(self.headline(), 300)}</b></p>{detail}"
 
     def to_record(self, items_oid: str | None, t: str, outputs: list[str]) -> RunRecord:
         """The journalled record of this run."""

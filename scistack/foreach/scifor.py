@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
+import time
 import traceback
 from typing import Any
 
 from scistack.errors import ForEachError, InvalidMetadataError
-from scistack.foreach.report import ComboResult
+from scistack.foreach.report import ComboResult, RunReport
 
 log = logging.getLogger("scistack.foreach")
 
@@ -39,11 +41,14 @@ def get_schema() -> list[str]:
 
 
 def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any],
-                   *, as_table: bool, on_error: str = "continue") -> Any:
+                   *, as_table: bool, on_error: str = "continue", dry_run: bool = False,
+                   verbose: bool = False) -> Any:
     """Run `fn` per combination on filtered DataFrames; return a DataFrame of results.
 
-    A combination whose function raises is logged with its traceback and left out of the
-    results (`on_error="continue"`), or stops the run with a `ForEachError` ("raise").
+    A combination whose function raises is left out of the results and the failures are
+    summarised in one warning (tracebacks at debug level) (`on_error="continue"`), or the run
+    stops with a `ForEachError` ("raise"). `dry_run` calls nothing: it returns the
+    combinations with a `status` column (`would_run` or `missing`).
     """
     import pandas as pd
 
@@ -60,24 +65,34 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         raise InvalidMetadataError(f"{unknown} are not schema keys {_schema}; call set_schema([...]) first")
     names = [getattr(o, "__name__", str(o)) for o in outputs] or ["result"]
     value_lists = [_as_list(v) or _every_value(inputs, k) for k, v in iterables.items()]
-    rows = []
+    rows, items, t0 = [], [], time.perf_counter()
     for values in itertools.product(*value_lists):
         combo = dict(zip(keys, values))
         args = {n: _filter(v, combo, as_table) for n, v in inputs.items()}
-        if any(a is _MISSING for a in args.values()):
+        missing = [n for n, a in args.items() if a is _MISSING]
+        status = "missing" if missing else "would_run" if dry_run else "ran"
+        item = ComboResult(combo, status, missing=missing)
+        items.append(item)
+        if missing or dry_run:
             continue
         try:
             result = fn(**args)
+            several = isinstance(result, tuple) and len(names) > 1
+            parts = [_plain(p) for p in (result if several else (result,))]
+            if len(parts) != len(names):
+                raise ValueError(f"{getattr(fn, '__name__', 'function')} returned {len(parts)} values for "
+                                 f"the {len(names)} outputs {names}")
         except Exception as exc:  # noqa: BLE001 - on_error decides
-            _failed(fn, combo, exc, on_error)
-            continue
-        parts = [_plain(p) for p in (result if isinstance(result, tuple) and len(names) > 1 else (result,))]
-        if len(parts) != len(names):
-            mismatch = ValueError(f"{getattr(fn, '__name__', 'function')} returned {len(parts)} values for "
-                                  f"the {len(names)} outputs {names}")
-            _failed(fn, combo, mismatch, on_error)
+            _failed(fn, item, exc, on_error)
             continue
         rows.append({**combo, **dict(zip(names, parts))})
+    report = RunReport(getattr(fn, "__name__", "function"), items, time.perf_counter() - t0, dry_run=dry_run)
+    if report.failures:
+        log.warning("%s", report.summary())
+    if verbose:
+        print(report.headline(), file=sys.stderr, flush=True)
+    if dry_run:
+        return pd.DataFrame([{**i.combo, "status": i.status} for i in items], columns=[*keys, "status"])
     return pd.DataFrame(rows, columns=[*keys, *names])
 
 
@@ -92,14 +107,15 @@ def _every_value(inputs: dict[str, Any], key: str) -> list[Any]:
     return sorted(seen, key=lambda v: (isinstance(v, str), v))
 
 
-def _failed(fn: Any, combo: dict[str, Any], exc: Exception, on_error: str) -> None:
+def _failed(fn: Any, item: ComboResult, exc: Exception, on_error: str) -> None:
+    """Record a failure on its item (summarised once at the end), or stop the run."""
     name = getattr(fn, "__name__", "function")
-    trace = "".join(traceback.format_exception(exc))
-    error = f"{type(exc).__name__}: {exc}"
+    item.status, item.error = "failed", f"{type(exc).__name__}: {exc}"
+    item.traceback = "".join(traceback.format_exception(exc))
     if on_error == "raise":
-        raise ForEachError(f"for_each({name}) stopped: {combo}: {error}\n{trace}",
-                           [ComboResult(combo, "failed", error=error, traceback=trace)]) from exc
-    log.warning("for_each(%s) failed at %s: %s\n%s", name, combo, error, trace)
+        raise ForEachError(f"for_each({name}) stopped: {item.combo}: {item.error}\n{item.traceback}",
+                           [item]) from exc
+    log.debug("for_each(%s) failed at %s: %s\n%s", name, item.combo, item.error, item.traceback)
 
 
 _MISSING = object()

@@ -348,6 +348,8 @@ class Index:
     def drop_calls(self, entries: list[dict[str, Any]]) -> int:
         """Drop call-cache entries (each only while its key still names the same call record:
         a later run of the call stays cached); returns how many were asked for."""
+        if not entries:
+            return 0
         self.flush()
         self._write([{"op": "uncall", "key": e["key"], "call": e["call"], "t": utc_now()} for e in entries])
         return len(entries)

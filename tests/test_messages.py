@@ -1,0 +1,123 @@
+"""Messages a new user meets: each names the problem and the fix, and never echoes megabytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scistack import BaseVariable, for_each, lineage_fcn
+from scistack.address import MAX_TEXT
+from scistack.errors import (
+    EmptyVariableError,
+    InvalidMetadataError,
+    UnknownMetadataKeyError,
+    VariableNotFoundError,
+)
+
+
+class MsRaw(BaseVariable):
+    pass
+
+
+class MsOut(BaseVariable):
+    pass
+
+
+class MsOut2(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def ms_double(x):
+    return x * 2
+
+
+@lineage_fcn
+def ms_nothing(x):
+    return None
+
+
+@lineage_fcn
+def ms_pair(x):
+    return float(np.min(x)), float(np.max(x))
+
+
+def test_a_huge_address_value_is_refused_with_the_limit_and_not_echoed(project):
+    huge = "x" * 1_000_000
+    with pytest.raises(InvalidMetadataError) as err:
+        MsRaw.save(1.0, subject=1, session=huge)
+    assert f"{MAX_TEXT:,} characters" in str(err.value) and len(str(err.value)) < 600
+    with pytest.raises(InvalidMetadataError) as err:
+        MsRaw.save(1.0, subject=1, note=huge)
+    assert len(str(err.value)) < 600
+    MsRaw.save(1.0, subject=1, session="pre")
+    with pytest.raises(VariableNotFoundError) as err:
+        MsRaw.load(subject=1, session=huge)
+    assert len(str(err.value)) < 600
+    with pytest.raises(InvalidMetadataError) as err:
+        for_each(ms_double, inputs={"x": MsRaw}, outputs=[MsOut], subject=[1], session=[huge])
+    assert len(str(err.value)) < 600
+
+
+def test_an_int_beyond_64_bits_is_refused(project):
+    with pytest.raises(InvalidMetadataError, match="beyond 64 bits") as err:
+        MsRaw.save(1.0, subject=10**5000, session="pre")
+    assert len(str(err.value)) < 300
+
+
+def test_nan_as_a_version_key_says_why(project):
+    with pytest.raises(InvalidMetadataError) as err:
+        MsRaw.save(1.0, subject=1, session="pre", gain=float("nan"))
+    assert "not a finite one" in str(err.value) and "must be a float" not in str(err.value)
+
+
+def test_a_typo_in_load_all_raises_naming_the_valid_keys(project):
+    MsRaw.save(1.0, subject=1, session="pre")
+    with pytest.raises(UnknownMetadataKeyError, match="did you mean 'subject'") as err:
+        MsRaw.load_all(subjet=1)
+    assert "['subject', 'session']" in str(err.value)
+    assert MsRaw.load_all(subject=7) == []  # a valid key with nothing there is just empty
+
+
+def test_one_output_class_without_a_list_is_accepted(project):
+    MsRaw.save(np.arange(3.0), subject=1, session="pre")
+    report = for_each(ms_double, inputs={"x": MsRaw}, outputs=MsOut, subject=[1], session=["pre"],
+                      progress=False)
+    assert report.counts["ran"] == 1 and MsOut.load(subject=1, session="pre").data.tolist() == [0, 2, 4]
+    with pytest.raises(InvalidMetadataError, match="list of variable classes"):
+        for_each(ms_double, inputs={"x": MsRaw}, outputs=3, subject=[1], session=["pre"])
+
+
+def test_an_empty_variable_instance_as_an_input_is_an_error(project):
+    MsRaw.save(np.arange(3.0), subject=1, session="pre")
+    with pytest.raises(EmptyVariableError, match="pass the class itself"):
+        for_each(ms_double, inputs={"x": MsRaw()}, outputs=[MsOut], subject=[1], session=["pre"])
+    with pytest.raises(EmptyVariableError):
+        ms_double(MsRaw())
+
+
+def test_a_function_returning_none_is_skipped_with_a_reason(project):
+    MsRaw.save(np.arange(3.0), subject=1, session="pre")
+    report = for_each(ms_nothing, inputs={"x": MsRaw}, outputs=[MsOut], subject=[1], session=["pre"],
+                      progress=False)
+    assert report.counts["skipped"] == 1 and "returned None" in report.items[0].error
+    assert "returned None" in str(report)
+
+
+def test_a_tuple_returned_for_one_output_is_flagged(project):
+    MsRaw.save(np.arange(3.0), subject=1, session="pre")
+    report = for_each(ms_pair, inputs={"x": MsRaw}, outputs=[MsOut], subject=[1], session=["pre"],
+                      progress=False)
+    assert report.counts["failed"] == 1 and "tuple of 2 values" in report.failures[0].error
+    report = for_each(ms_pair, inputs={"x": MsRaw}, outputs=[MsOut, MsOut2], subject=[1],
+                      session=["pre"], progress=False)
+    assert report.counts["ran"] == 1 and MsOut2.load(subject=1, session="pre").data == 2.0
+
+
+def test_where_and_distribute_are_not_suggested_as_inputs(project):
+    for option in ("where", "distribute"):
+        with pytest.raises(InvalidMetadataError) as err:
+            for_each(ms_double, inputs={"x": MsRaw}, outputs=[MsOut], subject=[1], **{option: True})
+        assert f"for_each has no option {option}=" in str(err.value) and "inputs=" not in str(err.value)
+    with pytest.raises(InvalidMetadataError, match=r"parameters of the function.*inputs="):
+        for_each(ms_double, inputs={}, outputs=[MsOut], subject=[1], x=3)
