@@ -44,6 +44,19 @@ class CorruptObjectError(ScistackError, ValueError):
         )
 
 
+class CorruptPackIndexError(ScistackError, ValueError):
+    """A pack's index is truncated, has a bad magic or points outside its pack."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(
+            f"pack index {path} is damaged: {problem}. The objects of its pack cannot be found "
+            "through it (the other packs are unaffected); run `scistack fsck --repair` to rebuild "
+            "the index from its pack"
+        )
+
+
 class NotARepositoryError(ScistackError, LookupError):
     """No scistack project was found (no database configured or discovered)."""
 
@@ -144,4 +157,5 @@ __all__ = [
     "GarbageCollectionError",
     "QueryError",
     "CorruptRecordError",
+    "CorruptPackIndexError",
 ]

@@ -188,7 +188,7 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             stored = self._buffer.get(oid) or self.packs.read(oid)
             if stored is None:
-                raise ObjectNotFoundError(oid) from None
+                raise self._not_found(oid) from None
             return self._decode_small(oid, stored)
         try:
             size = os.fstat(fd).st_size
@@ -201,6 +201,24 @@ class LocalObjectStore(ObjectStore):
                 return self._read_large(oid, handle)
         finally:
             os.close(fd)
+
+    def _not_found(self, oid: str) -> ObjectNotFoundError:
+        """A miss; when a pack index is damaged the object may be in its pack, and the error says so."""
+        if not self.packs.damaged:
+            return ObjectNotFoundError(oid)
+        damaged = ", ".join(f"{name}.idx" for name in sorted(self.packs.damaged))
+        return ObjectNotFoundError(
+            oid, f"it may be in a pack whose index is damaged ({damaged} in {self.packs.directory}); "
+            "run `scistack fsck --repair` to rebuild the index from its pack")
+
+    def damaged_pack_indexes(self) -> dict[str, str]:
+        """Pack name -> what is wrong with its index (fsck)."""
+        return self.packs.check_indexes()
+
+    def repair_pack_index(self, name: str) -> int:
+        """Rebuild a damaged pack index from its pack; returns how many objects it lists."""
+        self.packs.damaged.pop(name, None)
+        return self.packs.rebuild(name, fsync=self.fsync)
 
     def _decode_small(self, oid: str, data: bytes) -> StoredObject:
         if data[:4] == ZSTD_MAGIC:
