@@ -57,6 +57,22 @@ class CorruptPackIndexError(ScistackError, ValueError):
         )
 
 
+class ConfigurationError(ScistackError, ValueError):
+    """A setting (an environment variable, a configuration value) cannot be understood."""
+
+
+class ObjectTooLargeError(ScistackError, MemoryError):
+    """A genuine object is larger than the configured load limit: it cannot be loaded whole."""
+
+    def __init__(self, oid: str, size: int, limit: int) -> None:
+        self.oid, self.size, self.limit = oid, size, limit
+        super().__init__(
+            f"object {oid} is too large to load whole ({size:,} bytes; the load limit is "
+            f"{limit:,}): load it lazily (a chunked value), or raise the limit with "
+            "SCISTACK_MAX_LOAD_BYTES if this machine has the memory. The object is intact"
+        )
+
+
 class NotARepositoryError(ScistackError, LookupError):
     """No scistack project was found (no database configured or discovered)."""
 
@@ -158,4 +174,6 @@ __all__ = [
     "QueryError",
     "CorruptRecordError",
     "CorruptPackIndexError",
+    "ObjectTooLargeError",
+    "ConfigurationError",
 ]

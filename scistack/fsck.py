@@ -68,7 +68,7 @@ def fsck(db: Database, *, repair: bool = False) -> FsckReport:
         checked += 1
         try:
             size += db.store.size_of(oid)
-            db.store.get(oid)
+            db.store.verify(oid)
         except CorruptObjectError as exc:
             corrupt.add(oid)
             problems.append(FsckProblem("corrupt", oid, str(exc).split(": ", 1)[-1].split(". ")[0]))
