@@ -44,6 +44,35 @@ class CorruptObjectError(ScistackError, ValueError):
         )
 
 
+class CorruptPackIndexError(ScistackError, ValueError):
+    """A pack's index is truncated, has a bad magic or points outside its pack."""
+
+    def __init__(self, path: object, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(
+            f"pack index {path} is damaged: {problem}. The objects of its pack cannot be found "
+            "through it (the other packs are unaffected); run `scistack fsck --repair` to rebuild "
+            "the index from its pack"
+        )
+
+
+class ConfigurationError(ScistackError, ValueError):
+    """A setting (an environment variable, a configuration value) cannot be understood."""
+
+
+class ObjectTooLargeError(ScistackError, MemoryError):
+    """A genuine object is larger than the configured load limit: it cannot be loaded whole."""
+
+    def __init__(self, oid: str, size: int, limit: int) -> None:
+        self.oid, self.size, self.limit = oid, size, limit
+        super().__init__(
+            f"object {oid} is too large to load whole ({size:,} bytes; the load limit is "
+            f"{limit:,}): load it lazily (a chunked value), or raise the limit with "
+            "SCISTACK_MAX_LOAD_BYTES if this machine has the memory. The object is intact"
+        )
+
+
 class NotARepositoryError(ScistackError, LookupError):
     """No scistack project was found (no database configured or discovered)."""
 
@@ -169,4 +198,7 @@ __all__ = [
     "CorruptRecordError",
     "RunNotFoundError",
     "WebViewError",
+    "CorruptPackIndexError",
+    "ObjectTooLargeError",
+    "ConfigurationError",
 ]

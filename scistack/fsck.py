@@ -13,14 +13,15 @@ import json
 from dataclasses import dataclass
 
 from scistack.database import Database
-from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.errors import CorruptObjectError, ObjectNotFoundError, ScistackError
 from scistack.index.journal import entry_problem
 from scistack.gc import walk_reachable
 
 
 @dataclass(frozen=True, slots=True)
 class FsckProblem:
-    """One thing wrong: `kind` is corrupt, missing, missing-ref-object, dangling-call or journal."""
+    """One thing wrong: `kind` is corrupt, missing, missing-ref-object, dangling-call, journal
+    or pack-index."""
 
     kind: str
     oid: str | None
@@ -36,22 +37,38 @@ class FsckReport:
     refs_checked: int
     calls_checked: int
     problems: tuple[FsckProblem, ...]
+    repaired: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def fsck(db: Database) -> FsckReport:
-    """Check the whole project (reads every object once, and lineage objects twice)."""
+def fsck(db: Database, *, repair: bool = False) -> FsckReport:
+    """Check the whole project (reads every object once, and lineage objects twice).
+
+    `repair=True` first rebuilds every damaged pack index from its pack (packs describe
+    themselves); a pack that cannot be read through is still reported.
+    """
     problems = _journal_problems(db)
+    repaired: list[str] = []
+    for name, problem in sorted(db.store.damaged_pack_indexes().items()):
+        if repair:
+            try:
+                count = db.store.repair_pack_index(name)
+            except ScistackError as exc:
+                problems.append(FsckProblem("pack-index", None, f"{name}: not repaired: {exc}"))
+                continue
+            repaired.append(f"rebuilt {name}.idx from its pack ({count} objects)")
+        else:
+            problems.append(FsckProblem("pack-index", None, problem))
     checked = size = 0
     corrupt = set()
     for oid in db.store.iter_oids():
         checked += 1
         try:
             size += db.store.size_of(oid)
-            db.store.get(oid)
+            db.store.verify(oid)
         except CorruptObjectError as exc:
             corrupt.add(oid)
             problems.append(FsckProblem("corrupt", oid, str(exc).split(": ", 1)[-1].split(". ")[0]))
@@ -84,7 +101,7 @@ def fsck(db: Database) -> FsckReport:
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
-    return FsckReport(checked, size, len(refs), len(state.calls), tuple(problems))
+    return FsckReport(checked, size, len(refs), len(state.calls), tuple(problems), tuple(repaired))
 
 
 def _journal_problems(db: Database) -> list[FsckProblem]:

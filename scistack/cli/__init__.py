@@ -343,16 +343,17 @@ def gc(
 
 @main.command()
 @click.option("--reindex", is_flag=True, help="First rebuild the DuckDB index from the journal.")
+@click.option("--repair", is_flag=True, help="Rebuild damaged pack indexes from their packs.")
 @json_option
 @click.pass_context
-def fsck(ctx: click.Context, reindex: bool, as_json: bool) -> None:
+def fsck(ctx: click.Context, reindex: bool, repair: bool, as_json: bool) -> None:
     """Re-hash every object; report corrupt and missing objects, refs to missing objects,
     dangling calls and unreadable journal lines. Exits with 1 when anything is wrong."""
     from scistack.fsck import fsck as check
     from scistack.fsck import reindex as rebuild
 
     applied = rebuild(ctx.obj.db) if reindex else None
-    report = check(ctx.obj.db)
+    report = check(ctx.obj.db, repair=repair)
     text = render.render_fsck(report) + (
         f"\nreindexed {applied} journal entries" if reindex else ""
     )

@@ -387,6 +387,7 @@ def render_fsck(report: Any) -> str:
         f"checked {report.objects_checked} objects ({size_text(report.bytes_checked)}), "
         f"{report.refs_checked} refs, {report.calls_checked} cached calls"
     ]
+    lines += [f"repaired: {what}" for what in report.repaired]
     for p in report.problems:
         oid = p.oid[:SHORT] + " " if p.oid else ""
         lines.append(cut(f"{p.kind}: {oid}{p.detail}"))

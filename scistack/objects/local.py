@@ -12,8 +12,13 @@ barely compress; masks and zeros compress enormously). Large payloads are judged
 and streamed, so peak memory stays near the payload size. The oid is over the uncompressed
 bytes, so this choice never changes an id.
 
-Read path: every read verifies the blake3 hash; the decompressed size is bounded by the
-length in the object header, so a damaged or hostile file cannot exhaust memory.
+Read path: every read verifies the blake3 hash. Memory is never set by a file's own claims:
+a compressed object is allocated whole only when its header's length is within the load limit
+(`max_load_bytes`, `$SCISTACK_MAX_LOAD_BYTES`, half the machine's memory by default) and within
+what its frame plausibly holds (8x its compressed size, or 64 MB); beyond that its stream is
+first hashed in 1 MB steps, so a small crafted file claiming gigabytes costs time, not memory.
+A genuine object over the limit raises ObjectTooLargeError ("load it lazily"), a forged one
+CorruptObjectError. Large raw objects are memory-mapped and allocate nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import blake3
 import numpy as np
 import zstandard
 
-from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.errors import ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects.pack import PackSet, write_pack
@@ -44,14 +49,35 @@ _NEVER_COMPRESS_BELOW = 4096  # a loose file takes a 4 KB block anyway, and zstd
                               # setup (~25 us) would dominate the save of a small value
 _TEMP_PREFIX = ".tmp-"
 _MAX_BUFFER = 64 << 20       # a batch writes a pack at least every 64 MB of small objects
+_TRUSTED_ALLOC = 64 << 20    # allocate up to this much (or _TRUSTED_RATIO x the compressed size)
+_TRUSTED_RATIO = 8           # on a header's word; beyond, its stream is hashed first
+_STREAM_STEP = 1 << 20
+LIMIT_ENV = "SCISTACK_MAX_LOAD_BYTES"
+
+
+def default_load_limit() -> int:
+    """`$SCISTACK_MAX_LOAD_BYTES`, else half of physical memory (a value is loaded whole)."""
+    text = os.environ.get(LIMIT_ENV, "").strip()
+    if text:
+        try:
+            return max(0, int(text))
+        except ValueError:
+            raise ConfigurationError(f"{LIMIT_ENV}={text!r} is not a number of bytes (e.g. 4000000000)") from None
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
 
 
 class LocalObjectStore(ObjectStore):
     """A directory of loose, optionally zstd-compressed, read-only object files."""
 
-    def __init__(self, root: str | os.PathLike, *, fsync: bool = False) -> None:
-        """`fsync=True` also survives power loss; without it a save survives a killed process."""
+    def __init__(self, root: str | os.PathLike, *, fsync: bool = False,
+                 max_load_bytes: int | None = None) -> None:
+        """`fsync=True` also survives power loss; without it a save survives a killed process.
+        `max_load_bytes` bounds the size of a compressed object loaded whole (see above)."""
         self.root = Path(root)
+        self.max_load_bytes = default_load_limit() if max_load_bytes is None else max_load_bytes
         self._root_text = os.fspath(self.root)
         self.fsync = fsync
         self._made_dirs: set[str] = set()
@@ -188,7 +214,7 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             stored = self._buffer.get(oid) or self.packs.read(oid)
             if stored is None:
-                raise ObjectNotFoundError(oid) from None
+                raise self._not_found(oid) from None
             return self._decode_small(oid, stored)
         try:
             size = os.fstat(fd).st_size
@@ -201,6 +227,24 @@ class LocalObjectStore(ObjectStore):
                 return self._read_large(oid, handle)
         finally:
             os.close(fd)
+
+    def _not_found(self, oid: str) -> ObjectNotFoundError:
+        """A miss; when a pack index is damaged the object may be in its pack, and the error says so."""
+        if not self.packs.damaged:
+            return ObjectNotFoundError(oid)
+        damaged = ", ".join(f"{name}.idx" for name in sorted(self.packs.damaged))
+        return ObjectNotFoundError(
+            oid, f"it may be in a pack whose index is damaged ({damaged} in {self.packs.directory}); "
+            "run `scistack fsck --repair` to rebuild the index from its pack")
+
+    def damaged_pack_indexes(self) -> dict[str, str]:
+        """Pack name -> what is wrong with its index (fsck)."""
+        return self.packs.check_indexes()
+
+    def repair_pack_index(self, name: str) -> int:
+        """Rebuild a damaged pack index from its pack; returns how many objects it lists."""
+        self.packs.damaged.pop(name, None)
+        return self.packs.rebuild(name, fsync=self.fsync)
 
     def _decode_small(self, oid: str, data: bytes) -> StoredObject:
         if data[:4] == ZSTD_MAGIC:
@@ -232,10 +276,18 @@ class LocalObjectStore(ObjectStore):
                     oid, f"its header says {length} payload bytes but its file holds "
                     f"{declared - start}; it is truncated or was damaged",
                 )
+            compressed = os.fstat(handle.fileno()).st_size
+            if length > self.max_load_bytes or length > max(_TRUSTED_ALLOC, _TRUSTED_RATIO * compressed):
+                self._verify_stream(oid, handle)  # prove the claim before allocating for it
+                if length > self.max_load_bytes:
+                    raise ObjectTooLargeError(oid, length, self.max_load_bytes)
+                handle.seek(0)
+                stream = self._contexts()[1].stream_reader(handle, read_across_frames=False)
+                head = stream.read(40)
             try:
                 payload = np.empty(length, dtype=np.uint8)  # no zero-fill, unlike bytearray
             except (MemoryError, ValueError):
-                raise CorruptObjectError(oid, f"its header claims an impossible {length} bytes") from None
+                raise ObjectTooLargeError(oid, length, self.max_load_bytes) from None
             view = memoryview(payload)
             filled = min(len(head) - start, length)
             view[:filled] = head[start : start + filled]
@@ -250,6 +302,46 @@ class LocalObjectStore(ObjectStore):
             raise CorruptObjectError(oid, f"its zstd stream is damaged ({exc})") from None
         _verify(oid, kind, (payload,))
         return StoredObject(kind, payload)
+
+    def _verify_stream(self, oid: str, handle) -> None:
+        """Hash a compressed object's whole stream in steps (bounded memory); raise if it lies."""
+        handle.seek(0)
+        hasher, total = blake3.blake3(), 0
+        head = b""
+        try:
+            stream = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=False)
+            while chunk := stream.read(_STREAM_STEP):
+                if len(head) < 40:
+                    head += chunk[:40]
+                hasher.update(chunk)
+                total += len(chunk)
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(oid, f"its zstd stream is damaged ({exc})") from None
+        kind, length, start = _parse_header(oid, head)
+        if total != start + length:
+            raise CorruptObjectError(oid, f"its header says {length} payload bytes but its stream holds {total - start}")
+        if hasher.hexdigest() != oid:
+            raise CorruptObjectError(oid, f"its content hashes to {hasher.hexdigest()}", actual=hasher.hexdigest())
+
+    def verify(self, oid: str) -> None:
+        """Check that an object hashes to its id without loading it whole (fsck).
+
+        Raises CorruptObjectError or ObjectNotFoundError; never ObjectTooLargeError.
+        """
+        try:
+            fd = os.open(self.path_of(oid), os.O_RDONLY)
+        except FileNotFoundError:
+            self.get(oid)  # packed records are small (a pack holds objects under 1 MB)
+            return
+        with open(fd, "rb") as handle:
+            first = handle.read(4)
+            handle.seek(0)
+            if first == ZSTD_MAGIC:
+                self._verify_stream(oid, handle)
+            elif os.fstat(handle.fileno()).st_size > _SMALL:
+                self._map_raw(oid, handle)
+            else:
+                self._decode_small(oid, handle.read())
 
     def _map_raw(self, oid: str, handle) -> StoredObject:
         """A large raw object, memory-mapped: no copy, no fresh pages; verified over the map.

@@ -27,6 +27,8 @@ from pathlib import Path
 import blake3
 import numpy as np
 
+from scistack.errors import CorruptPackIndexError
+
 PACK_MAGIC = b"SCIPACK1"
 IDX_MAGIC = b"SCIIDX01"
 _ENTRY = struct.Struct("<32sQQ")
@@ -52,14 +54,43 @@ def write_pack(directory: Path, objects: list[tuple[str, bytes]], *, fsync: bool
         _sync(out, fsync)
     os.chmod(pack_temp, 0o444)
     os.replace(pack_temp, directory / f"{name}.pack")
+    _write_index(directory, name, entries, fsync)  # the commit point
+    return name
+
+
+def _write_index(directory: Path, name: str, entries: list[tuple[bytes, int, int]], fsync: bool) -> None:
     idx_temp = directory / f".tmp-{secrets.token_hex(6)}.idx"
     with open(idx_temp, "wb") as out:
         out.write(IDX_MAGIC + struct.pack("<Q", len(entries)))
-        out.write(b"".join(_ENTRY.pack(*e) for e in entries))
+        out.write(b"".join(_ENTRY.pack(*e) for e in sorted(entries)))
         _sync(out, fsync)
     os.chmod(idx_temp, 0o444)
-    os.replace(idx_temp, directory / f"{name}.idx")  # the commit point
-    return name
+    os.replace(idx_temp, directory / f"{name}.idx")
+
+
+def rebuild_index(directory: Path, name: str, *, fsync: bool = False) -> int:
+    """Write `name`'s index again from its pack, which describes itself; returns its record count.
+
+    The records are read in order (oid, length, stored bytes); a pack whose records do not end
+    exactly at its end is damaged too, and nothing is written.
+    """
+    pack = directory / f"{name}.pack"
+    with open(pack, "rb") as handle:
+        data = handle.read()
+    if data[: len(PACK_MAGIC)] != PACK_MAGIC:
+        raise CorruptPackIndexError(pack, "the pack does not start with SCIPACK1, so its index cannot be rebuilt")
+    entries, at = [], len(PACK_MAGIC)
+    while at < len(data):
+        if at + _RECORD_HEAD.size > len(data):
+            raise CorruptPackIndexError(pack, f"the pack ends inside a record head at byte {at}")
+        raw, length = _RECORD_HEAD.unpack_from(data, at)
+        at += _RECORD_HEAD.size
+        if at + length > len(data):
+            raise CorruptPackIndexError(pack, f"a record at byte {at} claims {length} bytes past the pack's end")
+        entries.append((raw, at, length))
+        at += length
+    _write_index(directory, name, entries, fsync)
+    return len(entries)
 
 
 def _sync(out, fsync: bool) -> None:
@@ -75,12 +106,31 @@ class _Index:
     """One pack's sorted index, memory-mapped: nothing is decoded until asked."""
 
     def __init__(self, name: str, path: Path) -> None:
+        """Map and check an index: its magic, that its length is exactly its entries', and that
+        every entry lies inside its pack (a damaged index raises CorruptPackIndexError)."""
         self.name = name
         with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < 16:
+                raise CorruptPackIndexError(path, f"it is {size} bytes long, shorter than its 16-byte head")
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        count = struct.unpack_from("<Q", self._map, 8)[0] if self._map[:8] == IDX_MAGIC else 0
-        count = min(count, max(0, (len(self._map) - 16) // _IDX_DTYPE.itemsize))  # a damaged index
-        self.entries = np.frombuffer(self._map, _IDX_DTYPE, count, offset=16)
+        try:
+            if self._map[:8] != IDX_MAGIC:
+                raise CorruptPackIndexError(path, f"it starts with {bytes(self._map[:8])!r}, not {IDX_MAGIC!r}")
+            count = struct.unpack_from("<Q", self._map, 8)[0]
+            if count * _IDX_DTYPE.itemsize != size - 16:
+                raise CorruptPackIndexError(
+                    path, f"its head counts {count} entries but it holds {(size - 16) / _IDX_DTYPE.itemsize:g} "
+                    "(it is truncated or was extended)")
+            self.entries = np.frombuffer(self._map, _IDX_DTYPE, count, offset=16)
+            pack_size = os.stat(path.with_suffix(".pack")).st_size
+            ends = self.entries["offset"] + self.entries["length"]
+            if count and (int(ends.max()) > pack_size or int(self.entries["offset"].min()) < len(PACK_MAGIC)):
+                raise CorruptPackIndexError(path, f"an entry points outside its {pack_size}-byte pack")
+        except (CorruptPackIndexError, FileNotFoundError):
+            self.entries = np.empty(0, _IDX_DTYPE)
+            self._map.close()
+            raise
         self.raw = self._map  # entries are read with struct too: faster than numpy scalars
 
     def prefixes(self) -> np.ndarray:
@@ -115,6 +165,7 @@ class PackSet:
         self._maps: dict[str, mmap.mmap] = {}
         self._seen_mtime = -1
         self._lock = threading.Lock()
+        self.damaged: dict[str, CorruptPackIndexError] = {}  # pack name -> why its index was skipped
 
     def refresh(self) -> bool:
         """Load indexes of packs added (or drop those removed) since last time; cheap when none."""
@@ -133,11 +184,16 @@ class PackSet:
                 for m in self._maps.values():
                     m.close()
                 self._maps.clear()
+            self.damaged = {n: e for n, e in self.damaged.items() if n in names}
             for name in sorted(names - set(self._indexes)):
                 try:
                     self._indexes[name] = _Index(name, self.directory / f"{name}.idx")
                 except FileNotFoundError:  # removed meanwhile
                     continue
+                except CorruptPackIndexError as exc:  # skipped: the other packs stay readable
+                    self.damaged[name] = exc
+                    continue
+                self.damaged.pop(name, None)
             self._merge()
             self._seen_mtime = mtime
         return True
@@ -241,6 +297,36 @@ class PackSet:
         if by_pack:
             self._seen_mtime = -1
             self.refresh()
+
+    def check_indexes(self) -> dict[str, str]:
+        """Every pack whose index is damaged (fsck): skipped ones, and loaded indexes whose entries
+        are unsorted or disagree with the record heads in their pack (a flipped byte)."""
+        self.refresh()
+        found = {name: str(exc) for name, exc in self.damaged.items()}
+        for name, index in list(self._indexes.items()):
+            problem = self._index_problem(index)
+            if problem:
+                found[name] = str(CorruptPackIndexError(self.directory / f"{name}.idx", problem))
+        return found
+
+    def _index_problem(self, index: _Index) -> str | None:
+        oids = [bytes(raw) for raw in index.entries["oid"]]
+        if oids != sorted(oids):
+            return "its entries are not sorted by oid"
+        pack = self._map(index.name)
+        for raw, offset, length in zip(oids, index.entries["offset"].tolist(), index.entries["length"].tolist()):
+            if offset < len(PACK_MAGIC) + _RECORD_HEAD.size or \
+                    _RECORD_HEAD.unpack_from(pack, offset - _RECORD_HEAD.size) != (raw, length):
+                return f"its entry for {raw.hex()[:12]} does not match the record at byte {offset} of its pack"
+        return None
+
+    def rebuild(self, name: str, *, fsync: bool = False) -> int:
+        """Rebuild one pack's index from the pack (fsck --repair); returns its record count."""
+        count = rebuild_index(self.directory, name, fsync=fsync)
+        self._seen_mtime = -1
+        self._indexes.pop(name, None)
+        self.refresh()
+        return count
 
     def disk_usage(self) -> int:
         """Bytes taken by complete packs and their indexes."""

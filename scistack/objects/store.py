@@ -70,6 +70,18 @@ class ObjectStore(abc.ABC):
         """An object's kind, or None when it is absent (stores may avoid a full read)."""
         return self.get(oid).kind if self.contains(oid) else None
 
+    def verify(self, oid: str) -> None:
+        """Check that an object hashes to its id (fsck); stores may avoid loading it whole."""
+        self.get(oid)
+
+    def damaged_pack_indexes(self) -> dict[str, str]:
+        """Pack name -> what is wrong with its index (stores without packs have none)."""
+        return {}
+
+    def repair_pack_index(self, name: str) -> int:
+        """Rebuild a damaged pack index from its pack (stores without packs have none)."""
+        raise NotImplementedError(f"{type(self).__name__} has no packs to repair")
+
     def oids_with_prefix(self, prefix: str) -> list[Oid]:
         """Stored oids starting with `prefix`."""
         return sorted(o for o in self.iter_oids() if o.startswith(prefix))
