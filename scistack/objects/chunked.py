@@ -212,13 +212,18 @@ def _write_blocks(source: Any, shape, chunks, grid, put: Put) -> list[str]:
         for flat, index in enumerate(index_list):
             region = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, shape))
             view = source[region]
-            data = chunk_bytes_of(view, chunks)
-            release(view)
-            pending[pool.submit(put, "chunk", [data])] = flat
+            pending[pool.submit(_put_block, put, view, chunks, release)] = flat
             if len(pending) >= 2 * _WORKERS:
                 _drain(pending, oids, keep=_WORKERS)
         _drain(pending, oids, keep=0)
     return oids
+
+
+def _put_block(put: Put, view: Any, chunks: tuple[int, ...], release: Callable) -> str:
+    """Store one block; then drop its pages if it came from a memory map (it was read)."""
+    oid = put("chunk", [chunk_bytes_of(view, chunks)])
+    release(view)
+    return oid
 
 
 def _drain(pending: dict, oids: list[str], *, keep: int) -> None:
