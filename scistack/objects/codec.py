@@ -32,7 +32,13 @@ from scistack.objects.chunked import (
 )
 from scistack.objects.chunking import current_policy
 from scistack.objects.npy import decode_npy, encode_npy
-from scistack.objects.table import decode_table, encode_table
+from scistack.objects.chunked_table import (
+    TableChunks,
+    decode_chunked_table,
+    encode_chunked_table,
+    should_chunk_table,
+)
+from scistack.objects.table import decode_table, table_payload, to_arrow
 
 Put = Callable[[str, list], str]
 Get = Callable[[str], tuple[str, Any]]
@@ -51,7 +57,11 @@ def encode_value(value: Any, put: Put) -> tuple[str, list]:
             return "chunked", encode_chunked_array(value, put, policy)
         return "npy", encode_npy(value if isinstance(value, np.ndarray) else np.asarray(value))
     if is_child_value(value):
-        return "table", encode_table(value)
+        table, num_rows = to_arrow(value)
+        policy = current_policy()
+        if should_chunk_table(value, policy):
+            return "chunked", encode_chunked_table(table, put, policy)
+        return "table", table_payload(table, num_rows)
     if type(value) is bytes:
         return "bytes", [value]
     if isinstance(value, (bytearray, memoryview)):
@@ -68,7 +78,7 @@ def value_kind(value: Any) -> str:
     if isinstance(value, np.ndarray) or is_array_source(value):
         return "chunked" if should_chunk(value, current_policy()) else "npy"
     if is_child_value(value):
-        return "table"
+        return "chunked" if should_chunk_table(value, current_policy()) else "table"
     return "bytes" if type(value) is bytes else "json"
 
 
@@ -77,7 +87,10 @@ def decode_value(kind: str, payload: Any, get: Get, oid: str = "?") -> Any:
     if kind == "npy":
         return decode_npy(payload)
     if kind == "chunked":
-        return decode_chunked_array(parse_manifest(payload), get, oid)
+        tree = parse_manifest(payload)
+        if tree["type"] == "table":
+            return decode_chunked_table(tree, get, oid)
+        return decode_chunked_array(tree, get, oid)
     if kind == "json":
         return decode_json(payload, lambda child: decode_value(*get(child), get, child))
     if kind == "table":
@@ -93,9 +106,11 @@ def decode_value(kind: str, payload: Any, get: Get, oid: str = "?") -> Any:
 
 def open_chunked(payload: Any, get: Get, oid: str) -> Any:
     """The lazy view of a `chunked` manifest (its chunks are read on demand)."""
-    from scistack.objects.lazy import LazyArray
+    from scistack.objects.lazy import LazyArray, LazyTable
 
     tree = parse_manifest(payload)
+    if tree["type"] == "table":
+        return LazyTable(TableChunks(tree, get, oid), oid)
     return LazyArray(array_manifest(tree), get, oid)
 
 

@@ -140,3 +140,72 @@ def _basic_plan(key: Any, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tu
         else:
             return None
     return tuple(region), tuple(local)
+
+
+class LazyTable:
+    """A chunked table in the store: read whole, by columns, or as a dask dataframe."""
+
+    def __init__(self, chunks: Any, oid: str) -> None:
+        self._chunks = chunks  # a chunked_table.TableChunks (head already read)
+        self.oid = oid
+
+    @property
+    def num_rows(self) -> int:
+        return self._chunks.tree["rows"]
+
+    @property
+    def columns(self) -> list[str]:
+        """The stored column names (a Series is one column, `__series__`)."""
+        return list(self._chunks.tree["columns"])
+
+    @property
+    def row_groups(self) -> int:
+        return len(self._chunks.tree["chunks"])
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def read(self, columns: list[str] | None = None) -> Any:
+        """The value as saved (DataFrame, Series or Arrow table), optionally only `columns`."""
+        return self._chunks.read(columns=columns)
+
+    def to_dask(self, columns: list[str] | None = None) -> Any:
+        """A dask dataframe with one partition per row group (each reads one object)."""
+        import dask.dataframe as dd
+
+        meta = self._partition(None, columns)
+        return dd.from_map(_Partition(self, columns), list(range(self.row_groups)),
+                           meta=meta, enforce_metadata=False)
+
+    def _partition(self, i: int | None, columns: list[str] | None) -> Any:
+        import pandas as pd
+        import pyarrow as pa
+
+        groups = range(0) if i is None else range(i, i + 1)
+        part = self._chunks.read(groups, columns)
+        if isinstance(part, pa.Table):
+            part = part.to_pandas()
+        per = self._chunks.tree["rows_per_chunk"]
+        index = (self._chunks.schema.pandas_metadata or {}).get("index_columns", [{}]) \
+            if self._chunks.schema.metadata and b"pandas" in self._chunks.schema.metadata else [{}]
+        if len(index) == 1 and isinstance(index[0], dict) and index[0].get("kind") == "range":
+            r = index[0]
+            first = r["start"] + (i or 0) * per * r["step"]
+            part.index = pd.RangeIndex(first, first + len(part) * r["step"], r["step"], name=r.get("name"))
+        return part
+
+    def __repr__(self) -> str:
+        return f"LazyTable({self.num_rows} rows x {len(self.columns)} columns, oid={self.oid[:12]})"
+
+
+class _Partition:
+    """One row group of a LazyTable as a pandas object (dask names tasks by the table's oid)."""
+
+    def __init__(self, table: LazyTable, columns: list[str] | None) -> None:
+        self.table, self.columns = table, columns
+
+    def __call__(self, i: int) -> Any:
+        return self.table._partition(i, self.columns)
+
+    def __dask_tokenize__(self) -> tuple:
+        return ("scistack-table", self.table.oid, self.columns)
