@@ -277,6 +277,9 @@ def test_object_dtype_dask_and_structured_memmap_are_refused_before_reading(proj
     structured = np.memmap(path, dtype=[("a", "<i4"), ("b", "<f8")], mode="r")
     with pytest.raises(UnsupportedValueError, match="structured"):
         Rec.save(structured, subject=1, session="pre")
+    objects = np.memmap(tmp_path / "o.dat", dtype=object, mode="w+", shape=(100_000,))
+    with pytest.raises(UnsupportedValueError, match="dtype object"):
+        Rec.save(objects, subject=1, session="pre")
     assert object_kinds(project) == {}
 
 

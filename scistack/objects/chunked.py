@@ -88,7 +88,8 @@ def should_chunk(value: Any, policy: ChunkPolicy) -> bool:
     """Whether an array-like value is stored chunked under `policy`."""
     if isinstance(value, (np.ma.MaskedArray, np.matrix)):
         return False  # refused by the npy encoder, with the way out
-    dtype = check_source_dtype(value)
+    # a numpy array of a refused dtype is left to the npy encoder (its message says why)
+    dtype = np.dtype(value.dtype) if isinstance(value, np.ndarray) else check_source_dtype(value)
     shape = tuple(int(n) for n in value.shape)
     return (bool(shape) and dtype.kind in CHUNKABLE_KINDS
             and math.prod(shape) * dtype.itemsize > policy.threshold)
