@@ -136,7 +136,7 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         floor_save.append(raw_save(source, target))
         floor_load.append(raw_load(target))
         target.unlink()
-        project = work / f"p{rep}"
+        project = work / f"{kind}-{rep}"
         project.mkdir()
         db = project / "large.duckdb"
         saves.append(child("save", db, source, n))
