@@ -170,6 +170,24 @@ class RunNotFoundError(ScistackError, LookupError):
 
 class WebViewError(ScistackError, ValueError):
     """The web view cannot start (port taken, not loopback) or was asked something it refuses."""
+class ChunkReadError(CorruptObjectError):
+    """One chunk of a chunked value is missing or damaged; the other chunks stay readable."""
+
+    def __init__(self, chunk_oid: str, index: tuple, array_oid: str, problem: str) -> None:
+        self.oid = self.expected = chunk_oid
+        self.actual = None
+        self.index = index
+        self.array_oid = array_oid
+        ScistackError.__init__(
+            self,
+            f"chunk {list(index)} (object {chunk_oid}) of chunked value {array_oid} {problem}. "
+            "The other chunks are still readable: load with lazy=True and slice around it; run "
+            "`scistack fsck` to list every damaged chunk, then re-save the value",
+        )
+
+
+class StorageFullError(ScistackError, OSError):
+    """The disk (or a quota or file-size limit) refused a write; nothing was named."""
 
 
 __all__ = [
@@ -201,4 +219,6 @@ __all__ = [
     "CorruptPackIndexError",
     "ObjectTooLargeError",
     "ConfigurationError",
+    "ChunkReadError",
+    "StorageFullError",
 ]

@@ -98,10 +98,19 @@ def fsck(db: Database, *, repair: bool = False) -> FsckReport:
             )
             reported.add(oid)
     walk = walk_reachable(db.store, state)
+    problems = [_name_chunk(p, walk.chunks) for p in problems]
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
     return FsckReport(checked, size, len(refs), len(state.calls), tuple(problems), tuple(repaired))
+
+
+def _name_chunk(problem: FsckProblem, chunks: dict[str, str]) -> FsckProblem:
+    """A corrupt chunk's problem also says which chunk of which value it is."""
+    where = chunks.get(problem.oid or "")
+    if problem.kind != "corrupt" or where is None:
+        return problem
+    return FsckProblem(problem.kind, problem.oid, f"{where}: {problem.detail}")
 
 
 def _journal_problems(db: Database) -> list[FsckProblem]:

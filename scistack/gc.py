@@ -26,7 +26,6 @@ directories are never removed: another process may be about to write into one.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -37,13 +36,13 @@ from typing import Any
 
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
 from scistack.index import RefState
-from scistack.objects.canonical_json import json_refs
+from scistack.objects.codec import child_oids
 from scistack.objects.oid import is_valid_oid
 from scistack.records import parse_call
 from scistack.retention import describe, retention_plan
 
 DEFAULT_GRACE_SECONDS = 14 * 24 * 3600
-_WALKED_KINDS = ("json", "call")
+_WALKED_KINDS = ("json", "call", "chunked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +80,7 @@ class Reachability:
     missing_roots: dict[str, str] = field(default_factory=dict)
     unkept_calls: list[dict[str, Any]] = field(default_factory=list)  # cache entries not kept
     groups: dict[str, list[str]] = field(default_factory=dict)  # root -> oids it reached first
+    chunks: dict[str, str] = field(default_factory=dict)  # chunk oid -> "chunk [i] of chunked value X"
 
 
 def find_reachable(db: Any, state: RefState | None = None, *, young_after: float | None = None) -> set[str]:
@@ -215,10 +215,12 @@ class _Walker:
                     for ref in parse_call(obj.payload, oid).child_refs()
                 ]
             else:
-                refs = [
-                    (child, None, f"child of {obj.kind} object {oid[:12]}", False)
-                    for child in json_refs(json.loads(bytes(obj.payload)))
-                ]
+                children = child_oids(obj.kind, obj.payload)
+                refs = [(child, None, f"{what} of {obj.kind} object {oid[:12]}", False)
+                        for child, what in children]
+                if obj.kind == "chunked":
+                    for child, what in children:
+                        self.result.chunks.setdefault(child, f"{what} of chunked value {oid}")
         except ObjectNotFoundError:
             self.result.reachable.discard(oid)
             if not optional:

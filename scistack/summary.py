@@ -36,6 +36,8 @@ def summarize(value: Any) -> str:
     if value is None:
         return "None"
     shape = getattr(value, "shape", None)
+    if shape is not None and isinstance(getattr(value, "dtype", None), np.dtype):  # dask, zarr, lazy
+        return f"{_dtype_name(value.dtype)}[{'x'.join(str(n) for n in shape)}]"
     if shape is not None:
         return f"{type(value).__name__}[{'x'.join(str(n) for n in shape)}]"
     if hasattr(value, "__len__"):

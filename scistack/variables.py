@@ -151,8 +151,12 @@ class BaseVariable:
 
     # -- load ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, *, version: int | None = None, as_df: bool = False, **metadata: Any) -> Any:
+    def load(cls, *, version: int | None = None, as_df: bool = False, lazy: bool = False,
+             **metadata: Any) -> Any:
         """Load by metadata: a full address gives one variable, a partial one a list.
+
+        With `lazy=True` a chunked value's `.data` reads nothing until sliced (see
+        `scistack.objects.lazy`); other values load as usual.
 
         Raises
         ------
@@ -170,8 +174,8 @@ class BaseVariable:
             by_addr.setdefault(record.addr_key, []).append(record)
         asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
         if len(by_addr) == 1 and set(records[0].addr) == asked:
-            return cls._from_record(db, choose_variant(cls.__name__, records))
-        return [cls._from_record(db, r) for r in sort_records(db, records)]
+            return cls._from_record(db, choose_variant(cls.__name__, records), lazy=lazy)
+        return [cls._from_record(db, r, lazy=lazy) for r in sort_records(db, records)]
 
     @classmethod
     def load_one(cls, **metadata: Any) -> BaseVariable:
@@ -223,7 +227,9 @@ class BaseVariable:
         return db.index.delete_refs(records)
 
     @classmethod
-    def _from_record(cls, db: Database, record: RefRecord) -> BaseVariable:
+    def _from_record(cls, db: Database, record: RefRecord, *, lazy: bool = False) -> BaseVariable:
+        if lazy and record.kind == "chunked":
+            return cls(db.store.open_value(record.oid), record=record)
         return cls(_read_only(db.store.get_value(record.oid)), record=record)
 
 
@@ -277,7 +283,8 @@ def _save_info(db: Database, data: Any) -> SaveInfo:
         return info
     if isinstance(data, BaseVariable):
         data = data.data
-    return SaveInfo(db.store.put_value(data), value_kind(data), summarize(data))
+    kind = value_kind(data)  # first: refuses an object-dtype dask array before it is computed
+    return SaveInfo(db.store.put_value(data), kind, summarize(data))
 
 
 def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[dict, dict]:

@@ -1,4 +1,4 @@
-function [value, info] = read_object(root, oid, context, raw)
+function [value, info] = read_object(root, oid, context, raw, payload_only)
 %READ_OBJECT The value of one object of a scistack project.
 %   VALUE = scistack.read_object(ROOT, OID) reads <ROOT>/.scistack/objects/<oid[0:2]>/<rest>
 %   (or, when there is no such file, its record in a pack under objects/pack/), inflates
@@ -9,7 +9,9 @@ function [value, info] = read_object(root, oid, context, raw)
 %     bytes -> uint8 column
 %     code  -> char row (UTF-8 source text)
 %     call  -> value of the lineage record (child oids are left as text)
-%   Any other kind (table: Arrow IPC) raises scistack:unsupportedKind.
+%     chunked -> array (scistack.read_chunked: every chunk read and assembled)
+%   Any other kind (table: Arrow IPC) raises scistack:unsupportedKind. PAYLOAD_ONLY (optional,
+%   true) returns the checked payload bytes undecoded (INFO.kind says what they are).
 %   [VALUE, INFO] also returns INFO.kind, INFO.oid, INFO.size (payload bytes) and, for npy,
 %   INFO.descr / INFO.shape / INFO.unit (e.g. the datetime64 unit).
 %   CONTEXT (optional) names the variable in error messages. RAW (optional) is the
@@ -40,7 +42,7 @@ else
             content = scistack.internal.zstd_to_file(path);
             cleaner = onCleanup(@() delete(content));
         end
-        if file_size(content) >= 1048576   % a large array: read it in place if it can be
+        if file_size(content) >= 1048576 && (nargin < 5 || ~payload_only)  % a large array: in place
             [value, info, done] = scistack.internal.read_npy_file(content, oid);
             if done
                 return
@@ -77,6 +79,10 @@ if numel(payload) ~= len
         'the file from a backup'], context, oid, len, numel(payload));
 end
 info = struct('kind', kind, 'oid', oid, 'size', len, 'descr', '', 'shape', [], 'unit', '');
+if nargin >= 5 && payload_only
+    value = payload;
+    return
+end
 switch kind
     case 'npy'
         [value, npy] = scistack.decode_npy(payload);
@@ -93,6 +99,8 @@ switch kind
         value = scistack.internal.bytes_to_text(payload);
     case 'call'
         value = scistack.decode_json(payload);
+    case 'chunked'
+        value = scistack.read_chunked(root, oid, [], payload);
     otherwise
         error('scistack:unsupportedKind', ['%sobject %s has kind "%s", which the MATLAB ', ...
             'client cannot decode (it reads npy, json, bytes, code and call objects). ', ...

@@ -28,6 +28,7 @@ import numpy as np
 import scistack
 from scistack import BaseVariable, for_each
 from scistack.index import key_of
+from scistack.objects.chunking import set_chunking
 from scistack.objects.store import hash_value
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -74,6 +75,19 @@ class BigRaw(BaseVariable):
     pass
 
 
+class ChunkedVar(BaseVariable):
+    pass
+
+
+def chunked_values() -> dict[int, np.ndarray]:
+    """ChunkedVar by subject (matlab/tests/test_chunked.m recomputes them)."""
+    return {
+        1: ((scrambled(6000) % 30000) - 15000).astype(np.int16).reshape(1000, 6),
+        2: (scrambled(1200) / 7.0).reshape(30, 20, 2),
+        3: np.arange(3000.0) % 11,
+    }
+
+
 def scrambled(n: int) -> np.ndarray:
     """0..n-1 scrambled by Knuth's multiplicative hash mod 2^32 (exact in doubles too)."""
     return (np.arange(n, dtype=np.int64) * 2654435761) % 2**32
@@ -103,6 +117,15 @@ def build(root: Path) -> None:
         BigRaw.save(scrambled(300_000).astype(np.uint32).reshape(500, 600), subject=1)
         BigRaw.save((scrambled(200_000) / 7.0).reshape(1000, 200), subject=2)
     TableVar.save(pd.DataFrame({"x": [1.0, 2.0]}), subject=1, session="pre")
+    set_chunking(threshold=4096, chunk_bytes=1024)  # chunked arrays: loose, packed, zstd chunks
+    try:
+        values = chunked_values()
+        ChunkedVar.save(values[1], subject=1)
+        with db.batch():
+            ChunkedVar.save(values[2], subject=2)
+        ChunkedVar.save(values[3], subject=3)
+    finally:
+        set_chunking()
     golden(db, root)
     db.close()
 

@@ -214,6 +214,14 @@ def render_show(result: Any, keys: list[str]) -> str:
                 f"{'':<11}min {value['min']:.6g}  max {value['max']:.6g}  mean {value['mean']:.6g}"
             )
         lines.append(cut(f"{'':<11}first: {', '.join(repr(x) for x in value['head'])}"))
+    elif value.get("type") == "chunked array":
+        shape, chunk = ("x".join(map(str, value[k])) for k in ("shape", "chunk_shape"))
+        lines.append(f"{'Value:':<11}chunked array {value['dtype']} [{shape}], "
+                     f"{value['chunks']} chunks of [{chunk}], {size_text(value['bytes'])}")
+    elif value.get("type") == "chunked table":
+        lines.append(f"{'Value:':<11}chunked table, {value['rows']} rows x {len(value['columns'])} "
+                     f"columns in {value['row_groups']} row groups")
+        lines.append(cut(f"{'':<11}columns: {', '.join(map(str, value['columns']))}"))
     elif "head" in value:
         lines.append(f"{'Value:':<11}{value['type']} {'x'.join(map(str, value['shape']))}")
         lines += [cut("  " + line) for line in value["head"].splitlines()]

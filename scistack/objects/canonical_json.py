@@ -33,6 +33,8 @@ def is_child_value(value: object) -> bool:
     if isinstance(value, np.ndarray):
         return True
     kind = type(value).__module__.split(".")[0]
+    if kind in ("dask", "zarr"):  # stored as the numpy array they equal (chunked when large)
+        return type(value).__name__ == "Array"
     return kind in ("pandas", "pyarrow") and type(value).__name__ in ("DataFrame", "Series", "Table")
 
 

@@ -18,7 +18,7 @@ Buffer = bytes | bytearray | memoryview
 # Below this size the thread pool costs more than it saves (blake3 ~4.7 GB/s a core).
 _MULTITHREAD_MIN_BYTES = 4 << 20
 
-KINDS = frozenset({"npy", "json", "table", "bytes", "call", "code"})
+KINDS = frozenset({"npy", "json", "table", "bytes", "call", "code", "chunked", "chunk"})
 
 
 def object_header(kind: str, length: int) -> bytes:

@@ -389,12 +389,17 @@ class LocalObjectStore(ObjectStore):
             try:
                 with open(self.path_of(oid), "rb") as handle:
                     stored = handle.read(64)
+                    if stored[:4] == ZSTD_MAGIC:  # a frame's first block may be large: stream it
+                        handle.seek(0)
+                        stored = self._contexts()[1].stream_reader(handle).read(40)
             except FileNotFoundError:
                 return None
+            except zstandard.ZstdError:
+                return "?"
         head = bytes(stored[:64])
         if head[:4] == ZSTD_MAGIC:
             try:
-                head = self._contexts()[1].decompressobj().decompress(bytes(stored[:4096]))[:40]
+                head = self._contexts()[1].stream_reader(bytes(stored)).read(40)
             except zstandard.ZstdError:
                 return "?"
         return head.partition(b" ")[0].decode("ascii", "replace") or "?"

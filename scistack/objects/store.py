@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.errors import CorruptObjectError, ObjectNotFoundError
-from scistack.objects.codec import decode_value, encode_value
+from scistack.objects.codec import decode_value, encode_value, open_chunked
 from scistack.objects.hashing import KINDS, Buffer, hash_object
 from scistack.objects.oid import Oid, validate_oid
 
@@ -104,12 +104,22 @@ class ObjectStore(abc.ABC):
         """Decode the value stored under `oid` (children resolved)."""
         obj = self.get(oid)
         try:
-            return decode_value(obj.kind, obj.payload, self._get_pair)
+            return decode_value(obj.kind, obj.payload, self._get_pair, oid)
         except (CorruptObjectError, ObjectNotFoundError, MemoryError):  # a child's: names the child
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to decode verified bytes is damage
             # (struct.error, SyntaxError, IndexError, RecursionError... not only ValueError)
             raise CorruptObjectError(oid, f"its {obj.kind} payload cannot be decoded ({exc})") from exc
+
+    def open_value(self, oid: str) -> Any:
+        """Like `get_value`, but a chunked value comes back lazy (only its manifest is read)."""
+        if self.kind_of(oid) != "chunked":
+            return self.get_value(oid)
+        obj = self.get(oid)
+        try:
+            return open_chunked(obj.payload, self._get_pair, oid)
+        except Exception as exc:  # noqa: BLE001 - a manifest that does not parse is damage
+            raise CorruptObjectError(oid, f"its chunked manifest cannot be read ({exc})") from exc
 
     def _get_pair(self, oid: str) -> tuple[str, Any]:
         obj = self.get(oid)

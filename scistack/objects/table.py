@@ -36,6 +36,12 @@ _OBJECT_COLUMN_TYPES = (pa.types.is_string, pa.types.is_large_string, pa.types.i
 
 def encode_table(value: Any) -> list[Any]:
     """The payload of a DataFrame, Series or Arrow table, as buffers."""
+    return table_payload(*to_arrow(value))
+
+
+def to_arrow(value: Any) -> tuple[pa.Table, int]:
+    """The Arrow table stored for a DataFrame, Series or Arrow table, with canonical metadata,
+    and its row count (a table without columns forgets it when its metadata is replaced)."""
     import pandas as pd
 
     extra: dict[bytes, bytes] = {}
@@ -54,8 +60,11 @@ def encode_table(value: Any) -> list[Any]:
         metadata[b"pandas"] = _dumps_pandas_meta(pandas_meta)
     metadata.update(extra)
     metadata[b"scistack"] = kind.encode()
-    num_rows = table.num_rows  # a table without columns forgets it on the next call
-    table = table.replace_schema_metadata(dict(sorted(metadata.items())))
+    return table.replace_schema_metadata(dict(sorted(metadata.items()))), table.num_rows
+
+
+def table_payload(table: pa.Table, num_rows: int) -> list[Any]:
+    """An Arrow table as a canonical `table` payload (one batch, nulls zeroed)."""
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_batch(_single_batch(table, num_rows))
@@ -70,7 +79,16 @@ def _dumps_pandas_meta(meta: dict) -> bytes:
 
 def decode_table(payload: bytes | bytearray | memoryview) -> Any:
     """The DataFrame, Series or Arrow table a `table` payload was made from."""
-    table = pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+    return from_arrow(read_arrow(payload))
+
+
+def read_arrow(payload: bytes | bytearray | memoryview) -> pa.Table:
+    """The Arrow table in a `table` payload, as stored (metadata included)."""
+    return pa.ipc.open_stream(pa.py_buffer(payload)).read_all()
+
+
+def from_arrow(table: pa.Table) -> Any:
+    """The value a stored Arrow table stands for (its `scistack` metadata says which type)."""
     metadata = dict(table.schema.metadata or {})
     kind = metadata.pop(b"scistack", b"arrow").decode()
     if kind == "arrow":

@@ -18,7 +18,8 @@ import numpy as np
 from scistack.lineage.filecheck import note_record
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFoundError
-from scistack.objects.canonical_json import json_refs
+from scistack.objects.chunked import describe_manifest
+from scistack.objects.codec import child_oids
 from scistack.selection import select_records
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import from_tree
@@ -316,10 +317,10 @@ def _bytes_on_disk(db: Database, root: str, kind: str | None) -> int:
             total += db.store.size_of(oid)
         except LookupError:
             continue
-        if (kind or db.store.kind_of(oid)) == "json":
-            stack.extend(
-                (child, None) for child in json_refs(json.loads(bytes(db.store.get(oid).payload)))
-            )
+        kind = kind or db.store.kind_of(oid)
+        if kind in ("json", "chunked"):
+            obj = db.store.get(oid)
+            stack.extend((child, None) for child, _ in child_oids(obj.kind, obj.payload))
     return total
 
 
@@ -378,6 +379,8 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
     elif obj.kind in ("code", "bytes") and not refs:  # a function's source, a git diff
         text = bytes(obj.payload).decode("utf-8", "replace")
         value = {"type": "code" if obj.kind == "code" else "text", "text": text}
+    elif obj.kind == "chunked":  # summarised from the manifest: no chunk is read
+        value = describe_manifest(obj.payload)
     else:
         value = describe_value(db.store.get_value(oid))
     call_oid = oid if obj.kind == "call" else next((r.call for r in refs if r.call), None)

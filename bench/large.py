@@ -1,0 +1,194 @@
+"""Values bigger than memory (issue 14): a large int16 memmap saved and loaded chunked,
+next to a raw floor measured in the same run on the same bytes.
+
+Raw floor: save = read the memmap in 4 MB blocks, blake3 them, write one file; load = read
+that file into one preallocated array. scistack: `Var.save(memmap)` and `Var.load()` (whole,
+a numpy array), a streamed lazy read (32k rows at a time), a 1-channel 1-second slice of a
+lazy load (bytes read, chunks, ms), and the new bytes on disk of a second version with 1 %
+of the samples (one contiguous stretch) changed. Each save and load runs in a fresh process
+so its peak RSS is its own. Done for incompressible noise and for zstd-compressible data.
+The OS page cache is warm for both sides (the files were just written); nothing is dropped.
+
+Not a test: it asserts nothing. Run: python bench/large.py [--mb 512] [--reps 3] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import blake3
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CHANNELS, RATE = 64, 30_000
+BLOCK = 4 << 20
+
+
+def make_source(path: Path, mb: int, kind: str) -> tuple[int, int]:
+    """Write an int16 (n, 64) recording; returns its shape."""
+    n = (mb << 20) // (2 * CHANNELS)
+    out = np.memmap(path, dtype="<i2", mode="w+", shape=(n, CHANNELS))
+    rng = np.random.default_rng(0)
+    step = 1 << 16
+    for start in range(0, n, step):
+        rows = min(step, n - start)
+        if kind == "noise":
+            out[start : start + rows] = rng.integers(-32768, 32767, (rows, CHANNELS), dtype=np.int16)
+        else:  # a slow signal with small noise: zstd pays
+            t = np.arange(start, start + rows)[:, None]
+            out[start : start + rows] = (200 * np.sin(t / 3000 + np.arange(CHANNELS))).astype(np.int16) \
+                + rng.integers(-3, 4, (rows, CHANNELS), dtype=np.int16)
+    out.flush()
+    del out
+    return n, CHANNELS
+
+
+def raw_save(source: Path, target: Path) -> float:
+    started = time.perf_counter()
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        while block := src.read(BLOCK):
+            hasher.update(block)
+            dst.write(block)
+    hasher.hexdigest()
+    return time.perf_counter() - started
+
+
+def raw_load(target: Path) -> float:
+    started = time.perf_counter()
+    out = np.empty(os.path.getsize(target), dtype=np.uint8)
+    with open(target, "rb", buffering=0) as src:
+        view, done = memoryview(out), 0
+        while done < len(out):
+            done += src.readinto(view[done:])
+    return time.perf_counter() - started
+
+
+CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+from scistack import BaseVariable, configure_database
+op, db_path, source, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+db = configure_database(db_path, ["subject"])
+class Rec(BaseVariable): pass
+out = {}
+started = time.perf_counter()
+if op == "save":
+    Rec.save(np.memmap(source, dtype="<i2", mode="r", shape=(n, 64)), subject=1)
+elif op == "save2":  # 1% of the samples (one contiguous stretch) changed
+    x = np.memmap(source, dtype="<i2", mode="c", shape=(n, 64))
+    x[n // 2 : n // 2 + n // 100] += 1
+    Rec.save(x, subject=1)
+elif op == "load":
+    assert Rec.load(subject=1, version=1).data.shape == (n, 64)
+elif op == "stream":
+    lazy = Rec.load(subject=1, version=1, lazy=True).data
+    for start in range(0, n, 32768):
+        lazy[start : start + 32768]
+elif op == "slice":
+    times = []
+    for rep in range(5):
+        lazy = Rec.load(subject=1, version=1, lazy=True).data
+        t0 = time.perf_counter()
+        part = lazy[n // 3 + rep * 30000 : n // 3 + rep * 30000 + 30000, 3]
+        times.append(time.perf_counter() - t0)
+    out.update(slice_ms=sorted(times)[2] * 1e3, bytes_read=lazy.bytes_read, chunks_read=lazy.chunks_read,
+               chunk_bytes=int(np.prod(lazy.chunks)) * 2, slice_bytes=part.nbytes)
+out["seconds"] = time.perf_counter() - started
+db.close()
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from the forking parent
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+out["peak_rss_mb"] = int(hwm.split()[1]) / 1024
+print(json.dumps(out))
+"""
+
+
+def child(op: str, db: Path, source: Path, n: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-c", CHILD, op, str(db), str(source), str(n)],
+                          env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def run(kind: str, mb: int, reps: int, work: Path) -> dict:
+    source = work / f"{kind}.dat"
+    n, _ = make_source(source, mb, kind)
+    nbytes = n * CHANNELS * 2
+    floor_save, floor_load, saves, loads, streams = [], [], [], [], []
+    for rep in range(reps):
+        target = work / "raw.bin"
+        floor_save.append(raw_save(source, target))
+        floor_load.append(raw_load(target))
+        target.unlink()
+        project = work / f"{kind}-{rep}"
+        project.mkdir()
+        db = project / "large.duckdb"
+        saves.append(child("save", db, source, n))
+        loads.append(child("load", db, source, n))
+        streams.append(child("stream", db, source, n))
+        if rep == reps - 1:
+            sliced = child("slice", db, source, n)
+            before = disk_bytes(project / ".scistack" / "objects")
+            second = child("save2", db, source, n)
+            added = disk_bytes(project / ".scistack" / "objects") - before
+            stored = before
+        shutil.rmtree(project) if rep < reps - 1 else None
+    med = statistics.median
+    return {
+        "data": kind, "array_mb": nbytes / 2**20, "shape": [n, CHANNELS],
+        "floor_save_mb_s": nbytes / 2**20 / med(floor_save), "floor_load_mb_s": nbytes / 2**20 / med(floor_load),
+        "save_mb_s": nbytes / 2**20 / med(s["seconds"] for s in saves),
+        "load_mb_s": nbytes / 2**20 / med(s["seconds"] for s in loads),
+        "stream_mb_s": nbytes / 2**20 / med(s["seconds"] for s in streams),
+        "save_ratio": med(floor_save) / med(s["seconds"] for s in saves),
+        "load_ratio": med(floor_load) / med(s["seconds"] for s in loads),
+        "best_save_ratio": min(floor_save) / min(s["seconds"] for s in saves),
+        "best_load_ratio": min(floor_load) / min(s["seconds"] for s in loads),
+        "floor_save_s": floor_save, "floor_load_s": floor_load,
+        "save_s": [s["seconds"] for s in saves], "load_s": [s["seconds"] for s in loads],
+        "save_rss_mb": med(s["peak_rss_mb"] for s in saves),
+        "load_rss_mb": med(s["peak_rss_mb"] for s in loads),
+        "stream_rss_mb": med(s["peak_rss_mb"] for s in streams),
+        "stored_mb": stored / 2**20,
+        "slice": sliced, "second_version_new_mb": added / 2**20,
+        "second_version_new_pct": 100 * added / nbytes, "second_version_save_s": second["seconds"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=512)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    parser.add_argument("--data", default="noise,compressible")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="scistack-large-", dir=args.dir))
+    try:
+        for kind in args.data.split(","):
+            print(json.dumps(run(kind, args.mb, args.reps, work)), flush=True)
+            for path in work.glob("*.dat"):
+                path.unlink()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"# parent peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+          "(it wrote the source memmaps)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+function [x, info] = read_chunked(root, oid, ranges, manifest)
+%READ_CHUNKED A chunked array (docs/format.md 1.6) whole, or one sub-block of it.
+%   X = scistack.read_chunked(ROOT, OID) reads every chunk of the chunked array OID and
+%   returns the MATLAB array (numpy's indexing: X(i, j) is numpy's [i-1, j-1]; a 1-D array
+%   is a column).
+%   X = scistack.read_chunked(ROOT, OID, RANGES) reads only the chunks that RANGES touches:
+%   RANGES is a cell with one vector of 1-based indices per dimension (e.g. {30001:60000, 4});
+%   [] or ':' takes a whole dimension. X is the block X_whole(RANGES{:}).
+%   [X, INFO] also returns INFO.shape, INFO.chunk_shape, INFO.data_type and
+%   INFO.chunks_read (how many chunk objects were read).
+%   MANIFEST (optional) is the manifest's payload, already read.
+%
+%   The manifest is Zarr v3 metadata plus the oid of every chunk in C order of the chunk
+%   grid; a chunk is the raw little-endian C-order bytes of its block, zero-padded at the
+%   edges. Each chunk is read with scistack.read_object (loose, packed or zstd alike).
+if nargin < 4 || isempty(manifest)
+    [payload, kind] = raw_payload(root, oid);
+    if ~strcmp(kind, 'chunked')
+        error('scistack:unsupportedKind', 'object %s has kind "%s", not chunked', oid, kind);
+    end
+    manifest = payload;
+end
+m = scistack.decode_json(manifest);
+if ~isstruct(m) || ~isfield(m, 'type') || ~strcmp(m.type, 'array')
+    error('scistack:unsupportedKind', ['object %s is a chunked table; the MATLAB client ', ...
+        'reads chunked arrays only. Load it in Python'], oid);
+end
+shape = num_list(m.zarr.shape);
+chunks = num_list(m.zarr.chunk_grid.configuration.chunk_shape);
+oids = m.chunks;
+if ischar(oids)
+    oids = {oids};
+end
+descr = descr_of(m.zarr.data_type);
+nd = numel(shape);
+grid = ceil(shape ./ chunks);
+if nargin < 3 || isempty(ranges)
+    ranges = cell(1, nd);
+end
+if numel(ranges) ~= nd
+    error('scistack:badIndex', 'the array has %d dimensions; give one index vector per dimension', nd);
+end
+for d = 1:nd
+    if isempty(ranges{d}) || (ischar(ranges{d}) && strcmp(ranges{d}, ':'))
+        ranges{d} = 1:shape(d);
+    end
+    r = double(ranges{d});
+    if any(r < 1) || any(r > shape(d)) || any(r ~= fix(r))
+        error('scistack:badIndex', 'index out of range for dimension %d of size %d', d, shape(d));
+    end
+    ranges{d} = r;
+end
+lo = cellfun(@min, ranges);
+hi = cellfun(@max, ranges);
+first = floor((lo - 1) ./ chunks);          % 0-based chunk indices touched
+last = floor((hi - 1) ./ chunks);
+block = [];
+read = 0;
+counts = last - first + 1;
+for k = 1:prod(counts)
+    sub = cell(1, nd);
+    [sub{:}] = ind2sub([counts, 1], k);
+    index = first + [sub{1:nd}] - 1;        % this chunk's 0-based grid index
+    flat = 0;
+    for d = 1:nd
+        flat = flat * grid(d) + index(d);
+    end
+    part = chunk_array(root, oids{flat + 1}, descr, chunks, oid, index);
+    read = read + 1;
+    % the chunk's rows/cols that fall inside [lo, hi], and where they go in the block
+    src = cell(1, max(nd, 2));
+    dst = cell(1, max(nd, 2));
+    for d = 1:nd
+        start = index(d) * chunks(d) + 1;
+        a = max(lo(d), start);
+        b = min(hi(d), start + chunks(d) - 1);
+        src{d} = (a - start + 1):(b - start + 1);
+        dst{d} = (a - lo(d) + 1):(b - lo(d) + 1);
+    end
+    if nd == 1
+        src{2} = 1;
+        dst{2} = 1;
+    end
+    if isempty(block)
+        block = repmat(part(1) * 0, mshape(hi - lo + 1));
+        if islogical(part)
+            block = false(mshape(hi - lo + 1));
+        end
+    end
+    block(dst{:}) = part(src{:});
+end
+local = cell(1, max(nd, 2));
+for d = 1:nd
+    local{d} = ranges{d} - lo(d) + 1;
+end
+if nd == 1
+    local{2} = 1;
+end
+x = block(local{:});
+info = struct('shape', shape, 'chunk_shape', chunks, 'data_type', m.zarr.data_type, ...
+    'chunks_read', read);
+end
+
+function v = num_list(list)
+if iscell(list)
+    list = cellfun(@double, list);
+end
+v = double(list(:))';
+end
+
+function s = mshape(shape)
+if numel(shape) == 1
+    s = [shape, 1];
+else
+    s = shape;
+end
+end
+
+function part = chunk_array(root, chunk_oid, descr, chunks, array_oid, index)
+[payload, kind] = raw_payload(root, chunk_oid);
+itemsize = str2double(regexprep(descr, '^[<|]\D', ''));
+if ~strcmp(kind, 'chunk') || numel(payload) ~= prod(chunks) * itemsize
+    error('scistack:corruptObject', ['chunk [%s] (object %s) of chunked value %s is not a ', ...
+        'chunk of %d bytes; run `scistack fsck`'], num2str(index, '%d '), chunk_oid, ...
+        array_oid, prod(chunks) * itemsize);
+end
+if numel(chunks) == 1
+    shape_text = sprintf('(%d,)', chunks);
+else
+    shape_text = ['(', strjoin(arrayfun(@(n) sprintf('%d', n), chunks, 'UniformOutput', false), ', '), ')'];
+end
+header = sprintf('{''descr'': ''%s'', ''fortran_order'': False, ''shape'': %s, }\n', descr, shape_text);
+npy = [uint8([147, 78, 85, 77, 80, 89, 1, 0]), typecast(uint16(numel(header)), 'uint8'), ...
+    uint8(header), payload(:)'];
+part = scistack.decode_npy(npy);
+end
+
+function [payload, kind] = raw_payload(root, oid)
+[payload, info] = scistack.read_object(root, oid, '', [], true);
+kind = info.kind;
+end
+
+function d = descr_of(data_type)
+names = {'bool', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', ...
+    'float16', 'float32', 'float64', 'complex64', 'complex128'};
+descrs = {'|b1', '|i1', '|u1', '<i2', '<u2', '<i4', '<u4', '<i8', '<u8', '<f2', '<f4', ...
+    '<f8', '<c8', '<c16'};
+at = find(strcmp(names, data_type), 1);
+if isempty(at)
+    error('scistack:unsupportedDtype', 'chunked data type %s is not supported', data_type);
+end
+d = descrs{at};
+end

@@ -1,0 +1,61 @@
+function cases = test_chunked(ctx) %#ok<INUSD>
+%TEST_CHUNKED Chunked arrays (docs/format.md 1.6) saved by Python: loaded whole through
+%   BaseVariable.load, and a sub-block read with scistack.read_chunked from only the chunks
+%   it touches. The project is built by pyproject.py (chunks loose, packed and zstd).
+cases = {
+    'a chunked int16 matrix loads whole (loose chunks, edge chunk padded)', @whole_2d
+    'a sub-block reads only the chunks it touches', @block_2d
+    'a 3-D float64 array with packed chunks: whole and a block', @three_d
+    'a 1-D array loads as a column', @one_d
+    };
+end
+
+function use_py(ctx)
+scistack.configure_database(fullfile(ctx.pyproject, 'gait.duckdb'), {'subject', 'session'});
+end
+
+function s = scrambled(n)
+s = mod((0:n - 1) * 2654435761, 2^32);
+end
+
+function x = values_2d()
+x = int16(reshape(mod(scrambled(6000), 30000) - 15000, 6, 1000)');
+end
+
+function whole_2d(ctx)
+use_py(ctx);
+r = ChunkedVar().load('subject', 1);
+t_equal(r.data, values_2d(), 'whole int16 matrix');
+[~, info] = scistack.read_object(ctx.pyproject, r.oid, '', [], true);
+t_equal(info.kind, 'chunked', 'stored as a chunked manifest');
+end
+
+function block_2d(ctx)
+use_py(ctx);
+r = ChunkedVar().load('subject', 1);
+x = values_2d();
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {100:230, 4});
+t_equal(b, x(100:230, 4), 'rows 100..230 of column 4');
+t_equal(info.chunks_read, 3, 'chunks of 64 rows: 2, 3 and 4 only');
+t_equal(info.chunk_shape, [64, 6], 'chunk shape');
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {[1000, 990, 3], ':'});
+t_equal(b, x([1000, 990, 3], :), 'unordered rows, every column');
+t_equal(info.chunks_read, 16, 'a bounding block from row 3 to row 1000');
+end
+
+function three_d(ctx)
+use_py(ctx);
+x = permute(reshape(scrambled(1200) / 7, [2, 20, 30]), [3, 2, 1]);
+r = ChunkedVar().load('subject', 2);
+t_equal(r.data, x, 'whole 30x20x2 array');
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {5:7, [], 2});
+t_equal(b, x(5:7, :, 2), 'block (5:7, :, 2)');
+t_equal(info.chunks_read, 2, 'chunks of 2 rows: rows 5-6 and 7-8');
+end
+
+function one_d(ctx)
+use_py(ctx);
+r = ChunkedVar().load('subject', 3);
+t_equal(r.data, mod(0:2999, 11)', '1-D -> column');
+t_equal(scistack.read_chunked(ctx.pyproject, r.oid, {2990:3000}), mod(2989:2999, 11)', 'tail');
+end

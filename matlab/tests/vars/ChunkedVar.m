@@ -1,0 +1,2 @@
+classdef ChunkedVar < scistack.BaseVariable
+end

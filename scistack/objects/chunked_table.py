@@ -1,0 +1,114 @@
+"""Chunked tables: a large DataFrame, Series or Arrow table as row-group `table` objects.
+
+The manifest (kind `chunked`, type `table`) names a *head* (the zero-row table carrying the
+whole schema metadata: pandas' index and dtypes, scistack's type) and one `table` object per
+row group, each without schema metadata. So a row group's oid depends only on its rows and
+columns: appending rows or changing one row keeps every other row group (they dedupe), even
+though pandas' metadata (a RangeIndex's stop) changes. Rows per group are a pure function
+of the schema (`chunking.table_rows_per_chunk` over an estimated row width), never of how
+the table happened to be chunked in memory.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pyarrow as pa
+
+from scistack.errors import ChunkReadError, CorruptObjectError, ObjectNotFoundError
+from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.chunking import ChunkPolicy, table_rows_per_chunk
+from scistack.objects.table import from_arrow, read_arrow, table_payload
+
+FORMAT = 1
+_VARIABLE_WIDTH = 32  # bytes a row of a string/binary/nested column is assumed to take
+_WORKERS = 2
+
+
+def should_chunk_table(value: Any, policy: ChunkPolicy) -> bool:
+    """Whether a DataFrame, Series or Arrow table is stored chunked: an estimate from its row
+    count and column types alone (cheap, and the same however its memory is laid out)."""
+    if isinstance(value, pa.Table):
+        width, columns = row_width(value.schema), value.num_columns
+    else:
+        dtypes = [value.dtype] if value.ndim == 1 else list(value.dtypes)
+        width, columns = 8 + sum(_dtype_width(d) for d in dtypes), len(dtypes)
+    return columns > 0 and len(value) > 1 and len(value) * width > policy.threshold
+
+
+def _dtype_width(dtype: Any) -> int:
+    itemsize = getattr(dtype, "itemsize", 0)
+    return itemsize if getattr(dtype, "kind", "O") in "biufcmM" and itemsize else _VARIABLE_WIDTH
+
+
+def row_width(schema: pa.Schema) -> int:
+    """Estimated bytes of one row, from the schema alone."""
+    total = 0
+    for field in schema:
+        try:
+            total += max(1, field.type.bit_width // 8)
+        except ValueError:  # variable width (strings, lists, dictionaries...)
+            total += _VARIABLE_WIDTH
+    return total
+
+
+def encode_chunked_table(table: pa.Table, put: Any, policy: ChunkPolicy) -> list[bytes]:
+    """Store the head and every row group through `put`; the manifest payload."""
+    rows = table_rows_per_chunk(row_width(table.schema), policy.chunk_bytes)
+    head = put("table", table_payload(table.slice(0, 0), 0))
+    bare = table.replace_schema_metadata(None)
+    oids = [put("table", table_payload(part, part.num_rows))
+            for part in (bare.slice(start, rows) for start in range(0, table.num_rows, rows))]
+    return [dumps_canonical({
+        "format": FORMAT, "type": "table", "head": head, "chunks": oids, "rows": table.num_rows,
+        "rows_per_chunk": rows, "columns": [str(name) for name in table.schema.names],
+    })]
+
+
+class TableChunks:
+    """Reads a chunked table's head and row groups (verified; errors name the row group)."""
+
+    def __init__(self, tree: dict, get: Any, oid: str) -> None:
+        self.tree, self.get, self.oid = tree, get, oid
+        kind, payload = get(tree["head"])
+        self.schema = read_arrow(payload).schema  # with the metadata
+
+    def group(self, i: int, columns: list[str] | None = None) -> pa.Table:
+        oid = self.tree["chunks"][i]
+        try:
+            kind, payload = self.get(oid)
+            part = read_arrow(payload)
+        except ObjectNotFoundError:
+            raise ChunkReadError(oid, (i,), self.oid, "is missing from the object store") from None
+        except CorruptObjectError as exc:
+            raise ChunkReadError(oid, (i,), self.oid, f"is corrupt ({str(exc).split(': ', 1)[-1].split('. ')[0]})") from None
+        except pa.ArrowException as exc:
+            raise ChunkReadError(oid, (i,), self.oid, f"is not an Arrow table ({exc})") from None
+        return part.select(columns) if columns is not None else part
+
+    def read(self, groups: range | None = None, columns: list[str] | None = None) -> Any:
+        """The value (its saved type) of the given row groups (all by default) and columns."""
+        wanted = self._with_index(columns)
+        groups = range(len(self.tree["chunks"])) if groups is None else groups
+        with ThreadPoolExecutor(_WORKERS) as pool:
+            parts = list(pool.map(lambda i: self.group(i, wanted), groups))
+        schema = self.schema if wanted is None else pa.schema([self.schema.field(c) for c in wanted],
+                                                             metadata=self.schema.metadata)
+        table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
+        return from_arrow(table.replace_schema_metadata(self.schema.metadata))
+
+    def _with_index(self, columns: list[str] | None) -> list[str] | None:
+        """The stored columns to read: those asked for, plus the stored index columns."""
+        if columns is None:
+            return None
+        missing = [c for c in columns if c not in self.schema.names]
+        if missing:
+            raise KeyError(f"no column {missing[0]!r} in this table; its columns are {self.tree['columns']}")
+        index = [c for c in self.schema.pandas_metadata.get("index_columns", []) if isinstance(c, str)] \
+            if self.schema.metadata and b"pandas" in self.schema.metadata else []
+        return [c for c in self.schema.names if c in columns or c in index]
+
+
+def decode_chunked_table(tree: dict, get: Any, oid: str) -> Any:
+    return TableChunks(tree, get, oid).read()

@@ -1,0 +1,87 @@
+"""When a value is chunked, and its chunk grid: pure functions of shape and dtype.
+
+A value's oid must not depend on how it was handed over (a numpy array, a memmap, a dask or
+zarr array), so the grid is computed here from the logical shape and item size alone, never
+from the source's own chunks. The grid splits the leading axis first, keeping the trailing
+axes whole while a row of them fits the chunk budget (C-order blocks): a memmap is then read
+as contiguous byte ranges, a time range of a (samples, channels) recording touches few
+chunks, and an array that grows along its first axis keeps its earlier chunks (so they
+dedupe across versions).
+
+The policy (threshold and chunk budget) is process-wide, read from the environment
+(`SCISTACK_CHUNK_THRESHOLD`, `SCISTACK_CHUNK_BYTES`) so that for_each workers in other
+processes agree with their parent; `set_chunking` changes it (tests use tiny values). Two
+policies give two different oids for the same values, so a project should keep one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+THRESHOLD_ENV = "SCISTACK_CHUNK_THRESHOLD"
+CHUNK_BYTES_ENV = "SCISTACK_CHUNK_BYTES"
+DEFAULT_THRESHOLD = 256 << 20   # arrays/tables larger than this are chunked
+DEFAULT_CHUNK_BYTES = 4 << 20   # the budget of one chunk (raw bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkPolicy:
+    """Values of more than `threshold` bytes are stored as chunks of about `chunk_bytes`."""
+
+    threshold: int
+    chunk_bytes: int
+
+
+def current_policy() -> ChunkPolicy:
+    """The policy in force (from the environment, else the defaults)."""
+    return ChunkPolicy(_env_int(THRESHOLD_ENV, DEFAULT_THRESHOLD), _env_int(CHUNK_BYTES_ENV, DEFAULT_CHUNK_BYTES))
+
+
+def set_chunking(*, threshold: int | None = None, chunk_bytes: int | None = None) -> ChunkPolicy:
+    """Set the process-wide policy (None restores a default); child processes inherit it."""
+    for name, value in ((THRESHOLD_ENV, threshold), (CHUNK_BYTES_ENV, chunk_bytes)):
+        if value is None:
+            os.environ.pop(name, None)
+        elif type(value) is not int or value < 1:
+            raise ValueError(f"{name.lower()} must be a positive number of bytes, not {value!r}")
+        else:
+            os.environ[name] = str(value)
+    return current_policy()
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"${name}={text!r} is not a number of bytes; unset it or give e.g. 4194304") from None
+    return max(1, value)
+
+
+def chunk_shape(shape: tuple[int, ...], itemsize: int, chunk_bytes: int) -> tuple[int, ...]:
+    """The regular chunk shape of an array: leading axis split first (see module docstring).
+
+    The row count is a power of two (so it does not move when the array grows), clipped to
+    the axis length.
+    """
+    if not shape:
+        return ()
+    row = math.prod(shape[1:]) * itemsize
+    if row <= chunk_bytes:
+        rows = 1 << max(0, (chunk_bytes // max(row, 1)).bit_length() - 1)
+        return (max(1, min(rows, shape[0])), *shape[1:])
+    return (1, *chunk_shape(shape[1:], itemsize, chunk_bytes))
+
+
+def grid_shape(shape: tuple[int, ...], chunks: tuple[int, ...]) -> tuple[int, ...]:
+    """How many chunks along each axis."""
+    return tuple(-(-n // c) for n, c in zip(shape, chunks))
+
+
+def table_rows_per_chunk(row_bytes: int, chunk_bytes: int) -> int:
+    """Rows in one row-group chunk of a table: a power of two from the schema's row width."""
+    return 1 << max(0, (chunk_bytes // max(row_bytes, 1)).bit_length() - 1)

@@ -1,0 +1,376 @@
+"""Chunked arrays (issue 14): one oid however given, dedupe across versions, lazy partial
+reads, gc/fsck/show/lineage over manifests, and clear errors for bad input. Tiny chunk
+thresholds make arrays of a few hundred KB span many chunks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scistack import BaseVariable, lineage_fcn
+from scistack.cli import main
+from scistack.errors import ChunkReadError, UnsupportedValueError
+from scistack.fsck import fsck
+from scistack.gc import collect_garbage
+from scistack.objects import LocalObjectStore, MemoryObjectStore
+from scistack.objects.chunking import chunk_shape, set_chunking
+from scistack.objects.lazy import LazyArray
+from scistack.objects.store import hash_value
+
+THRESHOLD, CHUNK = 16 << 10, 4 << 10
+
+
+@pytest.fixture(autouse=True)
+def tiny_chunks():
+    set_chunking(threshold=THRESHOLD, chunk_bytes=CHUNK)
+    yield
+    set_chunking()
+
+
+class Rec(BaseVariable):
+    pass
+
+
+class RecOut(BaseVariable):
+    pass
+
+
+def recording(n: int = 20_000, channels: int = 8, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(-2000, 2000, (n, channels), dtype=np.int16)
+
+
+def object_kinds(db) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for oid in db.store.iter_oids():
+        kind = db.store.kind_of(oid)
+        counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+# -- identity -------------------------------------------------------------------------------
+def test_one_oid_however_the_array_is_given(project, tmp_path):
+    x = recording()
+    saved = Rec.save(x, subject=1, session="pre")
+    assert saved.record.kind == "chunked"
+    path = tmp_path / "rec.dat"
+    x.tofile(path)
+    given_as = {
+        "memmap": np.memmap(path, dtype=np.int16, mode="r", shape=x.shape),
+        "fortran": np.asfortranarray(x),
+        "big-endian": x.astype(">i2"),
+        "dask": da.from_array(x, chunks=(777, 3)),
+    }
+    zarr = pytest.importorskip("zarr")
+    z = zarr.create_array(store=zarr.storage.MemoryStore(), shape=x.shape, dtype="int16", chunks=(1000, 8))
+    z[:] = x
+    given_as["zarr"] = z
+    for name, value in given_as.items():
+        assert hash_value(value) == saved.oid, name
+        again = Rec.save(value, subject=1, session="pre")
+        assert again.oid == saved.oid and again.version == 1, name
+    loaded = Rec.load(subject=1, session="pre").data
+    assert type(loaded) is np.ndarray and not loaded.flags.writeable
+    np.testing.assert_array_equal(loaded, x)
+
+
+def test_small_dask_array_is_the_numpy_array_it_equals(project):
+    x = np.arange(100.0)
+    assert Rec.save(da.from_array(x, chunks=7), subject=1, session="s").oid == Rec.save(x, subject=1, session="s").oid
+    assert Rec.load(subject=1, session="s").record.kind == "npy"
+
+
+def test_grid_is_a_pure_function_of_shape_and_dtype():
+    assert chunk_shape((20_000, 8), 2, CHUNK) == (256, 8)
+    assert chunk_shape((10, 3, 4096), 1, CHUNK) == (1, 1, 4096)
+    assert chunk_shape((3, 100_000), 8, CHUNK) == (1, 512)
+    # growing along the first axis keeps the chunk shape, so earlier chunks dedupe
+    assert chunk_shape((40_000, 8), 2, CHUNK) == chunk_shape((20_000, 8), 2, CHUNK)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple),
+    dtype=st.sampled_from(["<i2", ">i4", "<f8", "|b1", "<c16", "<u1", ">f4"]),
+    seed=st.integers(0, 2**16),
+)
+def test_round_trip_any_shape_and_dtype(shape, dtype, seed):
+    set_chunking(threshold=64, chunk_bytes=48)  # nearly everything is chunked, edges everywhere
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * 100).astype(dtype)
+    for store in (MemoryObjectStore(),):
+        oid = store.put_value(x)
+        assert oid == hash_value(x)
+        back = store.get_value(oid)
+        assert back.dtype == x.dtype.newbyteorder("<") and back.shape == x.shape
+        np.testing.assert_array_equal(back, x)
+        lazy = store.open_value(oid)
+        if isinstance(lazy, LazyArray):
+            key = tuple(slice(rng.integers(0, n), None, int(rng.integers(1, 3))) for n in shape)
+            np.testing.assert_array_equal(lazy[key], x[key])
+
+
+# -- dedupe -----------------------------------------------------------------------------------
+def test_unchanged_chunks_are_stored_once_across_versions_and_variables(project):
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    before = object_kinds(project)
+    y = x.copy()
+    y[5000:5100] = 0  # 100 rows in chunks of 256 rows: one or two chunks change
+    Rec.save(y, subject=1, session="pre")
+    RecOut.save(y, subject=9, session="other")  # same value elsewhere: nothing new
+    after = object_kinds(project)
+    assert after["chunked"] == before["chunked"] + 1
+    assert 1 <= after["chunk"] - before["chunk"] <= 2
+    assert Rec.load(subject=1, session="pre", version=1).data[5050, 0] == x[5050, 0]
+
+
+# -- lazy -------------------------------------------------------------------------------------
+def test_lazy_load_reads_only_the_chunks_a_slice_touches(project):
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    r = Rec.load(subject=1, session="pre", lazy=True)
+    assert isinstance(r.data, LazyArray) and r.data.chunks_read == 0
+    part = r.data[3100:3500, 3]  # rows 3072..3583: chunks 12 and 13
+    np.testing.assert_array_equal(part, x[3100:3500, 3])
+    assert r.data.chunks_read == 2 and r.data.bytes_read == 2 * 256 * 8 * 2
+    assert not part.flags.writeable
+    # the proof that nothing else is read: remove every chunk but the ones of rows 0..255
+    manifest = r.data.manifest
+    keep = manifest.oid_at((0, 0))
+    for index in manifest.indices():
+        oid = manifest.oid_at(index)
+        if oid != keep and project.store.path_of(oid).exists():
+            os.chmod(project.store.path_of(oid), 0o644)
+            os.unlink(project.store.path_of(oid))
+    fresh = Rec.load(subject=1, session="pre", lazy=True).data
+    np.testing.assert_array_equal(fresh[10:20, :], x[10:20, :])
+    with pytest.raises(ChunkReadError, match=r"chunk \[1, 0\].*missing"):
+        np.asarray(fresh)
+
+
+@pytest.mark.parametrize("key", [
+    5, -1, (5, 2), slice(None), (slice(100, 9000, 7), slice(None, None, -2)), (Ellipsis, 0),
+    (slice(None, None, -1), 3), (slice(19_990, None), slice(1, 2)), (slice(30, 10),),
+    ([1, 5, 19_999],), (np.arange(20_000) % 3 == 0, 1),
+])
+def test_lazy_indexing_agrees_with_numpy(project, key):
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    lazy = Rec.load(subject=1, session="pre", lazy=True).data
+    np.testing.assert_array_equal(lazy[key], x[key])
+
+
+def test_lazy_as_numpy_and_as_dask(project):
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    lazy = Rec.load(subject=1, session="pre", lazy=True).data
+    assert lazy.shape == x.shape and lazy.dtype == x.dtype and len(lazy) == len(x)
+    np.testing.assert_array_equal(np.asarray(lazy), x)
+    total = lazy.to_dask()[:, 2].sum().compute()
+    assert total == x[:, 2].sum()
+    small = Rec.save(np.arange(5), subject=2, session="pre")
+    assert isinstance(Rec.load(subject=2, session="pre", lazy=True).data, np.ndarray) and small
+
+
+def test_saving_a_lazy_value_reuses_its_oid_without_reading(project):
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    lazy = Rec.load(subject=1, session="pre", lazy=True)
+    copy = RecOut.save(lazy, subject=1, session="pre")
+    assert copy.oid == lazy.oid and lazy.data.chunks_read == 0
+
+
+# -- gc, fsck, show ----------------------------------------------------------------------------
+def test_gc_follows_manifests_and_removes_orphaned_chunks(project):
+    Rec.save(recording(seed=1), subject=1, session="pre")
+    Rec.save(recording(seed=2), subject=2, session="pre")
+    stats = collect_garbage(project, grace_seconds=0)
+    assert stats.objects_deleted == 0
+    np.testing.assert_array_equal(Rec.load(subject=1, session="pre").data, recording(seed=1))
+    Rec.delete(subject=2, session="pre")
+    stats = collect_garbage(project, grace_seconds=0)
+    assert stats.objects_deleted == 1 + 79  # the manifest and its 79 chunks (20000/256)
+    np.testing.assert_array_equal(Rec.load(subject=1, session="pre").data, recording(seed=1))
+
+
+def damage(store: LocalObjectStore, oid: str) -> None:
+    path = store.path_of(oid)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_bad_chunk_is_named_by_index_and_oid_and_the_others_stay_readable(project):
+    x = recording()
+    saved = Rec.save(x, subject=1, session="pre")
+    lazy = Rec.load(subject=1, session="pre", lazy=True).data
+    bad = lazy.manifest.oid_at((3, 0))
+    damage(project.store, bad)
+    report = fsck(project)
+    assert [(p.kind, p.oid) for p in report.problems] == [("corrupt", bad)]
+    assert f"chunk [3, 0] of chunked value {saved.oid}" in report.problems[0].detail
+    with pytest.raises(ChunkReadError) as caught:
+        Rec.load(subject=1, session="pre")
+    assert caught.value.index == (3, 0) and caught.value.oid == bad and bad in str(caught.value)
+    fresh = Rec.load(subject=1, session="pre", lazy=True).data
+    np.testing.assert_array_equal(fresh[:768], x[:768])
+    np.testing.assert_array_equal(fresh[1024:], x[1024:])
+    with pytest.raises(ChunkReadError, match=r"chunk \[3, 0\]"):
+        fresh[700:800]
+
+
+def test_show_summarises_from_the_manifest_without_reading_chunks(project):
+    saved = Rec.save(recording(), subject=1, session="pre")
+    for oid, _ in [(o, 0) for o in project.store.iter_oids() if project.store.kind_of(o) == "chunk"]:
+        os.chmod(project.store.path_of(oid), 0o644)
+        os.unlink(project.store.path_of(oid))
+    project.sync()
+    result = CliRunner().invoke(main, ["--db", str(project.path), "show", saved.oid[:12]])
+    assert result.exit_code == 0, result.output
+    assert "chunked array int16 [20000x8], 79 chunks of [256x8]" in result.output
+
+
+# -- lineage ---------------------------------------------------------------------------------------
+@lineage_fcn
+def channel_mean(signal):
+    return float(np.asarray(signal[:, 0]).mean())
+
+
+def test_lineage_keys_a_large_input_by_its_manifest_oid(project):
+    x = recording()
+    saved = Rec.save(x, subject=1, session="pre")
+    for lazy in (True, False):
+        loaded = Rec.load(subject=1, session="pre", lazy=lazy)
+        result = channel_mean(loaded)
+        assert result.data == pytest.approx(x[:, 0].mean())
+        RecOut.save(result, subject=1, session="pre")
+    provenance = project.get_provenance(RecOut, subject=1, session="pre")
+    assert provenance["inputs"]["signal"]["oid"] == saved.oid
+    assert len(RecOut.list_versions(subject=1, session="pre")) == 1  # the second call was a cache hit
+    # a cache hit never reads the input's chunks: it works with every chunk gone
+    for oid in [o for o in project.store.iter_oids() if project.store.kind_of(o) == "chunk"]:
+        os.chmod(project.store.path_of(oid), 0o644)
+        os.unlink(project.store.path_of(oid))
+    lazy = Rec.load(subject=1, session="pre", lazy=True)
+    assert channel_mean(lazy).data == pytest.approx(x[:, 0].mean()) and lazy.data.chunks_read == 0
+
+
+# -- bad input -------------------------------------------------------------------------------------
+def test_object_dtype_dask_and_structured_memmap_are_refused_before_reading(project, tmp_path):
+    def never():
+        raise AssertionError("the dask array was computed")
+
+    lazy_objects = da.from_delayed(dask.delayed(never)(), shape=(100_000,), dtype=object)
+    with pytest.raises(UnsupportedValueError, match="dask array of dtype object"):
+        Rec.save(lazy_objects, subject=1, session="pre")
+    path = tmp_path / "s.dat"
+    np.zeros(10_000, dtype=[("a", "<i4"), ("b", "<f8")]).tofile(path)
+    structured = np.memmap(path, dtype=[("a", "<i4"), ("b", "<f8")], mode="r")
+    with pytest.raises(UnsupportedValueError, match="structured"):
+        Rec.save(structured, subject=1, session="pre")
+    objects = np.memmap(tmp_path / "o.dat", dtype=object, mode="w+", shape=(100_000,))
+    with pytest.raises(UnsupportedValueError, match="dtype object"):
+        Rec.save(objects, subject=1, session="pre")
+    assert object_kinds(project) == {}
+
+
+def test_an_interrupted_save_names_nothing_and_gc_removes_its_chunks(project):
+    kept = Rec.save(recording(seed=3), subject=1, session="pre")
+    before = set(project.store.iter_oids())
+    # a source that fails halfway: a lazy array from elsewhere whose chunk 40 of 79 is lost
+    elsewhere = MemoryObjectStore()
+    source = elsewhere.open_value(elsewhere.put_value(recording(seed=4)))
+    elsewhere.delete(source.manifest.oid_at((40, 0)))
+    with pytest.raises(ChunkReadError, match=r"chunk \[40, 0\]"):
+        Rec.save(source, subject=2, session="pre")
+    added = set(project.store.iter_oids()) - before
+    assert len(added) >= 30 and {project.store.kind_of(o) for o in added} == {"chunk"}  # no manifest
+    with pytest.raises(LookupError):
+        Rec.load(subject=2, session="pre")
+    stats = collect_garbage(project, grace_seconds=0)
+    assert stats.objects_deleted == len(added)
+    assert set(project.store.iter_oids()) == before
+    np.testing.assert_array_equal(Rec.load(subject=1, session="pre").data, recording(seed=3))
+    assert kept.oid in before
+
+
+def test_a_failing_dask_source_names_nothing(project):
+    def broken_block():
+        raise OSError("the network drive went away")
+
+    good = da.from_array(recording(seed=4)[:10_000], chunks=(2048, 8))
+    bad = da.from_delayed(dask.delayed(broken_block)(), shape=(10_000, 8), dtype=np.int16)
+    with pytest.raises(OSError, match="network drive"):
+        Rec.save(da.concatenate([good, bad]), subject=2, session="pre")
+    assert "chunked" not in object_kinds(project)
+    with pytest.raises(LookupError):
+        Rec.load(subject=2, session="pre")
+
+
+FULL_DISK_SCRIPT = """
+import resource, signal, sys
+import numpy as np
+from scistack import configure_database, BaseVariable
+from scistack.errors import StorageFullError
+from scistack.objects.chunking import set_chunking
+set_chunking(threshold=16 << 10, chunk_bytes=64 << 10)
+db = configure_database(sys.argv[1])
+class Rec(BaseVariable): pass
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)      # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (32 << 10, 32 << 10))
+noise = np.random.default_rng(0).integers(0, 2**62, (40_000, 8))  # incompressible, 2.5 MB
+try:
+    Rec.save(noise, subject=2, session="pre")
+except StorageFullError as exc:
+    print("refused:", exc)
+    sys.exit(3)
+"""
+
+
+def test_a_full_disk_mid_save_is_a_clear_error_and_loses_nothing(project, tmp_path, python_env):
+    import subprocess
+    import sys
+
+    kept = recording(n=1000)
+    Rec.save(kept, subject=1, session="pre")
+    project.close()
+    script = tmp_path / "full.py"
+    script.write_text(FULL_DISK_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(project.path)], env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "file-size limit is full" in done.stdout and "Nothing was named" in done.stdout
+    from scistack import configure_database
+
+    db = configure_database(project.path)
+    np.testing.assert_array_equal(Rec.load(subject=1, session="pre").data, kept)
+    with pytest.raises(LookupError):
+        Rec.load(subject=2, session="pre")
+    assert fsck(db).ok
+    db.close()
+
+
+def test_chunks_round_trip_through_packs_in_a_batch(project):
+    x = recording()
+    with project.batch():
+        saved = Rec.save(x, subject=1, session="pre")
+    assert list(Path(project.store.packs.directory).glob("*.pack"))
+    np.testing.assert_array_equal(Rec.load(subject=1, session="pre").data, x)
+    assert saved.oid == hash_value(x)
+
+
+def test_gc_keeps_the_chunks_of_a_large_array_inside_a_container(project):
+    x = recording()
+    Rec.save({"signal": x, "rate": 30_000}, subject=1, session="pre")  # json -> chunked child
+    collect_garbage(project, grace_seconds=0)
+    loaded = Rec.load(subject=1, session="pre").data
+    np.testing.assert_array_equal(loaded["signal"], x)

@@ -1,0 +1,126 @@
+"""Chunked tables (issue 14): a large DataFrame / Series / Arrow table as row groups, loadable
+whole, lazily as a dask dataframe, or by columns; row groups dedupe across versions."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from click.testing import CliRunner
+
+from scistack import BaseVariable
+from scistack.cli import main
+from scistack.errors import ChunkReadError
+from scistack.fsck import fsck
+from scistack.gc import collect_garbage
+from scistack.objects.chunking import set_chunking
+from scistack.objects.lazy import LazyTable
+from scistack.objects.store import hash_value
+
+
+@pytest.fixture(autouse=True)
+def tiny_chunks():
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)
+    yield
+    set_chunking()
+
+
+class Trials(BaseVariable):
+    pass
+
+
+def trials(n: int = 5000) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "trial": np.arange(n),
+        "force": rng.standard_normal(n),
+        "label": [f"s{i % 17}" for i in range(n)],
+        "side": pd.Categorical(["left", "right"] * (n // 2)),
+        "count": pd.array([None if i % 7 == 0 else i for i in range(n)], dtype="Int64"),
+        "at": pd.date_range("2026-01-01", periods=n, freq="s", tz="UTC"),
+    })
+
+
+def drop_objects(db, oids) -> None:
+    for oid in oids:
+        path = db.store.path_of(oid)
+        os.chmod(path, 0o644)
+        os.unlink(path)
+
+
+def test_tables_round_trip_whole_with_one_oid(project):
+    frame = trials()
+    saved = Trials.save(frame, subject=1, session="pre")
+    assert saved.record.kind == "chunked" and saved.oid == hash_value(frame)
+    pd.testing.assert_frame_equal(Trials.load(subject=1, session="pre").data, frame)
+    series = frame["force"].rename("F")
+    Trials.save(series, subject=2, session="pre")
+    pd.testing.assert_series_equal(Trials.load(subject=2, session="pre").data, series)
+    table = pa.Table.from_pandas(frame.drop(columns="at"), preserve_index=False)
+    Trials.save(table, subject=3, session="pre")
+    assert Trials.load(subject=3, session="pre").data.equals(table)
+    indexed = frame.set_index("label")
+    Trials.save(indexed, subject=4, session="pre")
+    pd.testing.assert_frame_equal(Trials.load(subject=4, session="pre").data, indexed)
+
+
+def test_lazy_table_by_columns_and_as_dask(project):
+    frame = trials()
+    Trials.save(frame, subject=1, session="pre")
+    lazy = Trials.load(subject=1, session="pre", lazy=True).data
+    assert isinstance(lazy, LazyTable) and lazy.num_rows == 5000 and lazy.columns == list(frame.columns)
+    pd.testing.assert_frame_equal(lazy.read(columns=["force", "side"]), frame[["force", "side"]])
+    pd.testing.assert_frame_equal(lazy.read(), frame)
+    ddf = lazy.to_dask()
+    assert ddf.npartitions == lazy.row_groups > 10
+    pd.testing.assert_frame_equal(ddf.compute(), frame, check_dtype=False)  # dask may use its str dtype
+    assert ddf["force"].sum().compute() == pytest.approx(frame["force"].sum())
+    with pytest.raises(KeyError, match="no column 'nope'"):
+        lazy.read(columns=["nope"])
+
+
+def test_a_dask_partition_reads_only_its_row_group(project):
+    frame = trials()
+    Trials.save(frame, subject=1, session="pre")
+    lazy = Trials.load(subject=1, session="pre", lazy=True).data
+    groups = lazy._chunks.tree["chunks"]
+    drop_objects(project, set(groups[1:]) - {groups[0]})
+    first = lazy.to_dask().partitions[0].compute()
+    pd.testing.assert_frame_equal(first, frame.iloc[: len(first)], check_dtype=False)
+    with pytest.raises(ChunkReadError, match=r"chunk \[1\].*missing"):
+        lazy.read()
+
+
+def test_appended_rows_keep_earlier_row_groups(project):
+    frame = trials(5000)
+    Trials.save(frame, subject=1, session="pre")
+    before = set(project.store.iter_oids())
+    longer = pd.concat([frame, trials(6000).iloc[5000:]])
+    Trials.save(longer, subject=1, session="pre")
+    added = set(project.store.iter_oids()) - before
+    per_group = Trials.load(subject=1, session="pre", lazy=True).data._chunks.tree["rows_per_chunk"]
+    new_groups = -(-6000 // per_group) - 5000 // per_group
+    assert len(added) == new_groups + 2  # the new row groups, a new head, a new manifest
+
+
+def test_gc_fsck_and_show_know_table_manifests(project):
+    saved = Trials.save(trials(), subject=1, session="pre")
+    assert collect_garbage(project, grace_seconds=0).objects_deleted == 0
+    pd.testing.assert_frame_equal(Trials.load(subject=1, session="pre").data, trials())
+    lazy = Trials.load(subject=1, session="pre", lazy=True).data
+    bad = lazy._chunks.tree["chunks"][3]
+    path = project.store.path_of(bad)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    problems = fsck(project).problems
+    assert [p.oid for p in problems] == [bad]
+    assert f"row group 3 of chunked value {saved.oid}" in problems[0].detail
+    project.sync()
+    shown = CliRunner().invoke(main, ["--db", str(project.path), "show", saved.oid])
+    assert shown.exit_code == 0, shown.output
+    assert "chunked table, 5000 rows x 6 columns in" in shown.output
