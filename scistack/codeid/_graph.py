@@ -33,6 +33,7 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import CellType, CodeType, FunctionType, MethodType, ModuleType
 
@@ -125,8 +126,8 @@ def walk_root(
         outer = walker.nodes.get(id(wrapper)) or walker.visit(wrapper)
         deps = tuple(sorted((*deps, (outer.label.replace("helper:", "wrapper:", 1), outer.digest))))
         digest = hash_fields("wrapped", digest, outer.label, outer.digest)
-    registry = getattr(fn, "registry", None)
-    if registry is not None and callable(getattr(fn, "dispatch", None)):  # singledispatch root
+    registry = _dispatch_registry(fn)
+    if registry is not None:  # a singledispatch function is the root
         for impl in list(registry.values()):
             impl = unwrap(impl)
             if impl is real or not isinstance(impl, FunctionType):
@@ -468,8 +469,8 @@ class Walk:
             pyfunc = getattr(value, attr, None) if not isinstance(value, FunctionType) else None
             if isinstance(pyfunc, FunctionType):
                 self._code_dependency(node, unwrap(pyfunc))  # type: ignore[arg-type]
-        registry = getattr(value, "registry", None)
-        if registry is not None and callable(getattr(value, "dispatch", None)):
+        registry = _dispatch_registry(value)
+        if registry is not None:
             for impl in list(registry.values()):
                 self.classify(node, f"{where}.<registered>", impl)
             self.data.setdefault(f"{where}.<registry>", registry)
@@ -525,6 +526,14 @@ class Walk:
         for m in members:
             m.deps = tuple(sorted((*deps[id(m)], ("cycle", cycle))))
             m.digest = hash_fields("cyclic", m.label, cycle)
+
+
+def _dispatch_registry(value: object) -> Mapping | None:
+    """The type -> implementation registry of a ``functools.singledispatch`` function."""
+    registry = getattr(value, "registry", None)
+    if isinstance(registry, Mapping) and callable(getattr(value, "dispatch", None)):
+        return registry
+    return None
 
 
 def _holds_data(value: object) -> bool:
