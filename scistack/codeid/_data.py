@@ -208,8 +208,13 @@ def _feed_container(
         h.update(b"V" + frame(_stored_digest(value).encode()))
     except Unverifiable:
         attrs = getattr(value, "__dict__", None)
-        if not isinstance(attrs, dict) or not attrs:
+        if not isinstance(attrs, dict):
             raise
+        if not attrs:
+            if not _pure_python(kind):
+                raise  # C state behind an empty __dict__ (a subclass of array.array...)
+            h.update(b"Z" + frame(_type_path(kind)))  # a sentinel: no state but its class
+            return
         # A library object scistack cannot store (interp1d, a fitted estimator): its attributes.
         items = sorted(attrs.items())
         h.update(b"G" + frame(_type_path(kind)) + frame(str(len(items)).encode()))
@@ -240,6 +245,15 @@ def _feed_array(h: blake3.blake3, array: object, numpy: object) -> None:
     h.update(memoryview(data).cast("B") if data.nbytes else b"")
 
 
+_PLAIN_SIZE = type("_Plain", (), {}).__basicsize__  # an instance with nothing but __dict__
+
+
+def _pure_python(kind: type) -> bool:
+    """True when instances of `kind` keep all their state in ``__dict__`` (no C fields, no
+    slots: a subclass of ``array.array`` or a C extension type is bigger than a plain one)."""
+    return kind.__basicsize__ <= _PLAIN_SIZE
+
+
 def _is_code_like(value: object) -> bool:
     """functools.partial, np.vectorize and the like: code, identified through `code_of`."""
     return callable(value) and any(hasattr(value, a) for a in ("__wrapped__", "pyfunc", "func"))
@@ -249,8 +263,12 @@ def _is_project_object(value: object) -> bool:
     """An instance of a class of the user's project (its attributes are its configuration)."""
     from scistack.codeid._packages import is_project_module
 
-    return hasattr(value, "__dict__") and is_project_module(type(value).__module__) and not hasattr(
-        type(value), "__slots__"
+    kind = type(value)
+    return (
+        hasattr(value, "__dict__")
+        and is_project_module(kind.__module__)
+        and not hasattr(kind, "__slots__")
+        and _pure_python(kind)  # a subclass of a C type keeps state outside __dict__
     )
 
 

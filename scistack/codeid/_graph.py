@@ -566,8 +566,10 @@ def home_module(fn: FunctionType) -> str:
 
 
 def _code_qualname(fn: FunctionType) -> str:
-    """Where a function is defined; a ``functools.wraps`` wrapper keeps its own name here."""
-    return getattr(fn.__code__, "co_qualname", fn.__qualname__)
+    """A function's qualified name; a ``functools.wraps`` wrapper's own (wraps copies another's)."""
+    if hasattr(fn, "__wrapped__"):
+        return getattr(fn.__code__, "co_qualname", fn.__qualname__)
+    return fn.__qualname__
 
 
 def _flat(deps: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
