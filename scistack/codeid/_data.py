@@ -24,6 +24,7 @@ read at all.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import types
 import enum
@@ -33,6 +34,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 from types import BuiltinFunctionType, FunctionType, MappingProxyType, MethodType, ModuleType
 
 import blake3
@@ -157,7 +159,7 @@ def _feed_container(
         return
     if value is os.environ:
         raise Unverifiable("the whole process environment (read other than by literal names)")
-    if kind in (list, tuple) or isinstance(value, (list, tuple)):
+    if kind in (list, tuple) or isinstance(value, (list, tuple, collections.deque)):
         count = str(len(value)).encode()  # type: ignore[arg-type]
         h.update(b"L" + frame(_type_path(kind)) + frame(count))
         for item in value:  # type: ignore[attr-defined]
@@ -184,7 +186,12 @@ def _feed_container(
         return
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
-        _feed_array(h, value, numpy)
+        _feed_array(h, value, numpy, code_of, seen, depth)
+        return
+    if numpy is not None and isinstance(value, numpy.dtype):
+        h.update(b"Q" + frame(str(value.descr).encode()) + frame(value.str.encode()))
+        return
+    if _feed_library(h, value, code_of, seen, depth):
         return
     if isinstance(value, enum.Enum):
         h.update(b"e" + frame(_type_path(kind)) + frame(value.name.encode()))
@@ -210,9 +217,9 @@ def _feed_container(
         attrs = getattr(value, "__dict__", None)
         if not isinstance(attrs, dict):
             raise
+        if not _pure_python(kind):
+            raise  # C state behind __dict__ (random.Random, a subclass of array.array...)
         if not attrs:
-            if not _pure_python(kind):
-                raise  # C state behind an empty __dict__ (a subclass of array.array...)
             h.update(b"Z" + frame(_type_path(kind)))  # a sentinel: no state but its class
             return
         # A library object scistack cannot store (interp1d, a fitted estimator): its attributes.
@@ -221,6 +228,27 @@ def _feed_container(
         for name, item in items:
             h.update(frame(name.encode()))
             _feed(h, item, code_of, seen, depth)
+
+
+def _feed_library(
+    h: blake3.blake3, value: object, code_of: Callable[[object], str], seen: set[int], depth: int
+) -> bool:
+    """pandas indexes and categorical dtypes, pyarrow schemas and types (False: not one)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.Index):
+        h.update(b"I" + frame(_type_path(type(value))))
+        _feed(h, value.name, code_of, seen, depth)
+        _feed(h, value.to_numpy(), code_of, seen, depth)
+        return True
+    if pandas is not None and isinstance(value, pandas.CategoricalDtype):
+        h.update(b"K" + frame(str(value.ordered).encode()))
+        _feed(h, value.categories, code_of, seen, depth)
+        return True
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None and isinstance(value, (pyarrow.Schema, pyarrow.DataType, pyarrow.Field)):
+        h.update(b"W" + frame(_type_path(type(value))) + frame(str(value).encode()))
+        return True
+    return False
 
 
 def _sub_digest(
@@ -232,17 +260,24 @@ def _sub_digest(
     return inner.digest()
 
 
-def _feed_array(h: blake3.blake3, array: object, numpy: object) -> None:
-    """dtype, shape and C-order bytes of a numeric (non-object) array."""
-    dtype = array.dtype  # type: ignore[attr-defined]
+def _feed_array(
+    h: blake3.blake3, array: Any, numpy: Any, code_of: Callable[[object], str], seen: set[int],
+    depth: int,
+) -> None:
+    """Class, dtype, shape and C-order little-endian bytes of an array (a masked array's mask
+    too); an array of Python objects by its elements."""
+    dtype = array.dtype
+    little = dtype.newbyteorder("<") if dtype.byteorder != "|" else dtype
+    shape = repr(array.shape).encode()
+    h.update(b"A" + frame(_type_path(type(array))) + frame(str(little.descr).encode()) + frame(shape))
     if dtype.hasobject:
-        raise Unverifiable("a numpy array of Python objects")
-    little = dtype.newbyteorder("<") if dtype.byteorder not in ("|", "=") else dtype
-    shape = repr(array.shape).encode()  # type: ignore[attr-defined]
-    h.update(b"A" + frame(little.str.encode()) + frame(shape))
-    data = numpy.ascontiguousarray(array, dtype=little)  # type: ignore[attr-defined]
-    h.update(frame(str(data.nbytes).encode()))
+        _feed(h, array.tolist(), code_of, seen, depth)
+        return
+    data = numpy.ascontiguousarray(numpy.asarray(array), dtype=little)
+    h.update(frame(little.str.encode()) + frame(str(data.nbytes).encode()))
     h.update(memoryview(data).cast("B") if data.nbytes else b"")
+    if isinstance(array, numpy.ma.MaskedArray):
+        _feed_array(h, numpy.ma.getmaskarray(array), numpy, code_of, seen, depth)
 
 
 _PLAIN_SIZE = type("_Plain", (), {}).__basicsize__  # an instance with nothing but __dict__

@@ -35,7 +35,7 @@ import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import CellType, CodeType, FunctionType, MethodType, ModuleType
+from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
 
 from scistack.codeid._ast_normalise import ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state
@@ -411,10 +411,12 @@ class Walk:
 
     def classify(self, node: Node, where: str, value: object) -> None:
         """Turn one referenced object into a leaf dependency or an edge to another node."""
-        if isinstance(value, MethodType) and not isinstance(value.__self__, (type, ModuleType)):
+        bound = isinstance(value, (MethodType, BuiltinMethodType))
+        owner = getattr(value, "__self__", None) if bound else None
+        if bound and owner is not None and not isinstance(owner, (type, ModuleType)):
             node.leaves.add((f"mutable:{where}.__self__", "mutable"))  # instance state, not code
-            if not is_state(value.__self__):  # its attributes are data the method reads
-                self.data.setdefault(f"{where}.__self__", value.__self__)
+            if not is_state(owner):  # its state is data the method reads (random.random)
+                self.data.setdefault(f"{where}.__self__", owner)
         if value is os.environ:
             node.leaves.add((f"mutable:{where}", "mutable"))
             if node.shape.env_dynamic:  # iterated or copied: the whole environment is read
