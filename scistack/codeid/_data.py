@@ -217,7 +217,7 @@ def _feed_container(
         attrs = getattr(value, "__dict__", None)
         if not isinstance(attrs, dict):
             raise
-        if not _pure_python(kind):
+        if not pure_python(kind):
             raise  # C state behind __dict__ (random.Random, a subclass of array.array...)
         if not attrs:
             h.update(b"Z" + frame(_type_path(kind)))  # a sentinel: no state but its class
@@ -283,7 +283,7 @@ def _feed_array(
 _PLAIN_SIZE = type("_Plain", (), {}).__basicsize__  # an instance with nothing but __dict__
 
 
-def _pure_python(kind: type) -> bool:
+def pure_python(kind: type) -> bool:
     """True when instances of `kind` keep all their state in ``__dict__`` (no C fields, no
     slots: a subclass of ``array.array`` or a C extension type is bigger than a plain one)."""
     return kind.__basicsize__ <= _PLAIN_SIZE
@@ -303,7 +303,7 @@ def _is_project_object(value: object) -> bool:
         hasattr(value, "__dict__")
         and is_project_module(kind.__module__)
         and not hasattr(kind, "__slots__")
-        and _pure_python(kind)  # a subclass of a C type keeps state outside __dict__
+        and pure_python(kind)  # a subclass of a C type keeps state outside __dict__
     )
 
 

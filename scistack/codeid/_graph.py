@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
 
 from scistack.codeid._ast_normalise import ImportSpec
-from scistack.codeid._data import EnvironmentVariable, is_state
+from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
 from scistack.codeid._packages import is_project_module, package_version
 from scistack.codeid._shapes import (
     Shape,
@@ -545,9 +545,11 @@ def _holds_data(value: object) -> bool:
         return False
     if any(hasattr(value, attr) for attr in ("__wrapped__", "pyfunc", "py_func")):
         return False
+    if not pure_python(type(value)):  # C callables (ufuncs, builtins) are code, not data
+        return False
     try:
         return bool(vars(value)) and not is_state(value)
-    except TypeError:  # no __dict__: a C function or ufunc
+    except TypeError:  # no __dict__
         return False
 
 

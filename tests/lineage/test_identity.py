@@ -888,3 +888,14 @@ def test_stateless_sentinels_are_not_unverifiable_but_c_state_is(project: Projec
     mod = project.load("mod")
     assert function_identity(mod.f).unverifiable == ()  # dataclass sentinels have no state
     assert function_identity(mod.g).unverifiable == ((f"{project.name}.mod.BUF", f"a {project.name}.mod.Buffer"),)
+
+
+def test_ufuncs_and_c_functions_are_code_not_data(project: Project) -> None:
+    project.write(
+        "mod",
+        "import math\nimport numpy as np\n\ndef f(x):\n    return np.sqrt(np.add(x, 1)) + math.sqrt(2) + np.zeros(1)\n",
+    )
+    identity = function_identity(project.load("mod").f)
+    assert identity.unverifiable == ()
+    assert not [label for label, _ in identity.deps if label.startswith("data:")]
+    assert dict(identity.deps)["pkg:numpy.sqrt"] == NUMPY_LABEL
