@@ -24,6 +24,7 @@ read at all.
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import types
 import enum
@@ -33,6 +34,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 from types import BuiltinFunctionType, FunctionType, MappingProxyType, MethodType, ModuleType
 
 import blake3
@@ -157,7 +159,7 @@ def _feed_container(
         return
     if value is os.environ:
         raise Unverifiable("the whole process environment (read other than by literal names)")
-    if kind in (list, tuple) or isinstance(value, (list, tuple)):
+    if kind in (list, tuple) or isinstance(value, (list, tuple, collections.deque)):
         count = str(len(value)).encode()  # type: ignore[arg-type]
         h.update(b"L" + frame(_type_path(kind)) + frame(count))
         for item in value:  # type: ignore[attr-defined]
@@ -184,7 +186,12 @@ def _feed_container(
         return
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
-        _feed_array(h, value, numpy)
+        _feed_array(h, value, numpy, code_of, seen, depth)
+        return
+    if numpy is not None and isinstance(value, numpy.dtype):
+        h.update(b"Q" + frame(str(value.descr).encode()) + frame(value.str.encode()))
+        return
+    if _feed_library(h, value, code_of, seen, depth):
         return
     if isinstance(value, enum.Enum):
         h.update(b"e" + frame(_type_path(kind)) + frame(value.name.encode()))
@@ -208,14 +215,40 @@ def _feed_container(
         h.update(b"V" + frame(_stored_digest(value).encode()))
     except Unverifiable:
         attrs = getattr(value, "__dict__", None)
-        if not isinstance(attrs, dict) or not attrs:
+        if not isinstance(attrs, dict):
             raise
+        if not pure_python(kind):
+            raise  # C state behind __dict__ (random.Random, a subclass of array.array...)
+        if not attrs:
+            h.update(b"Z" + frame(_type_path(kind)))  # a sentinel: no state but its class
+            return
         # A library object scistack cannot store (interp1d, a fitted estimator): its attributes.
         items = sorted(attrs.items())
         h.update(b"G" + frame(_type_path(kind)) + frame(str(len(items)).encode()))
         for name, item in items:
             h.update(frame(name.encode()))
             _feed(h, item, code_of, seen, depth)
+
+
+def _feed_library(
+    h: blake3.blake3, value: object, code_of: Callable[[object], str], seen: set[int], depth: int
+) -> bool:
+    """pandas indexes and categorical dtypes, pyarrow schemas and types (False: not one)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, pandas.Index):
+        h.update(b"I" + frame(_type_path(type(value))))
+        _feed(h, value.name, code_of, seen, depth)
+        _feed(h, value.to_numpy(), code_of, seen, depth)
+        return True
+    if pandas is not None and isinstance(value, pandas.CategoricalDtype):
+        h.update(b"K" + frame(str(value.ordered).encode()))
+        _feed(h, value.categories, code_of, seen, depth)
+        return True
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None and isinstance(value, (pyarrow.Schema, pyarrow.DataType, pyarrow.Field)):
+        h.update(b"W" + frame(_type_path(type(value))) + frame(str(value).encode()))
+        return True
+    return False
 
 
 def _sub_digest(
@@ -227,17 +260,33 @@ def _sub_digest(
     return inner.digest()
 
 
-def _feed_array(h: blake3.blake3, array: object, numpy: object) -> None:
-    """dtype, shape and C-order bytes of a numeric (non-object) array."""
-    dtype = array.dtype  # type: ignore[attr-defined]
+def _feed_array(
+    h: blake3.blake3, array: Any, numpy: Any, code_of: Callable[[object], str], seen: set[int],
+    depth: int,
+) -> None:
+    """Class, dtype, shape and C-order little-endian bytes of an array (a masked array's mask
+    too); an array of Python objects by its elements."""
+    dtype = array.dtype
+    little = dtype.newbyteorder("<") if dtype.byteorder != "|" else dtype
+    shape = repr(array.shape).encode()
+    h.update(b"A" + frame(_type_path(type(array))) + frame(str(little.descr).encode()) + frame(shape))
     if dtype.hasobject:
-        raise Unverifiable("a numpy array of Python objects")
-    little = dtype.newbyteorder("<") if dtype.byteorder not in ("|", "=") else dtype
-    shape = repr(array.shape).encode()  # type: ignore[attr-defined]
-    h.update(b"A" + frame(little.str.encode()) + frame(shape))
-    data = numpy.ascontiguousarray(array, dtype=little)  # type: ignore[attr-defined]
-    h.update(frame(str(data.nbytes).encode()))
+        _feed(h, array.tolist(), code_of, seen, depth)
+        return
+    data = numpy.ascontiguousarray(numpy.asarray(array), dtype=little)
+    h.update(frame(little.str.encode()) + frame(str(data.nbytes).encode()))
     h.update(memoryview(data).cast("B") if data.nbytes else b"")
+    if isinstance(array, numpy.ma.MaskedArray):
+        _feed_array(h, numpy.ma.getmaskarray(array), numpy, code_of, seen, depth)
+
+
+_PLAIN_SIZE = type("_Plain", (), {}).__basicsize__  # an instance with nothing but __dict__
+
+
+def pure_python(kind: type) -> bool:
+    """True when instances of `kind` keep all their state in ``__dict__`` (no C fields, no
+    slots: a subclass of ``array.array`` or a C extension type is bigger than a plain one)."""
+    return kind.__basicsize__ <= _PLAIN_SIZE
 
 
 def _is_code_like(value: object) -> bool:
@@ -249,8 +298,12 @@ def _is_project_object(value: object) -> bool:
     """An instance of a class of the user's project (its attributes are its configuration)."""
     from scistack.codeid._packages import is_project_module
 
-    return hasattr(value, "__dict__") and is_project_module(type(value).__module__) and not hasattr(
-        type(value), "__slots__"
+    kind = type(value)
+    return (
+        hasattr(value, "__dict__")
+        and is_project_module(kind.__module__)
+        and not hasattr(kind, "__slots__")
+        and pure_python(kind)  # a subclass of a C type keeps state outside __dict__
     )
 
 

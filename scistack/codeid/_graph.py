@@ -33,11 +33,12 @@ import importlib.util
 import inspect
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import CellType, CodeType, FunctionType, MethodType, ModuleType
+from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
 
 from scistack.codeid._ast_normalise import ImportSpec
-from scistack.codeid._data import EnvironmentVariable, is_state
+from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
 from scistack.codeid._packages import is_project_module, package_version
 from scistack.codeid._shapes import (
     Shape,
@@ -125,8 +126,8 @@ def walk_root(
         outer = walker.nodes.get(id(wrapper)) or walker.visit(wrapper)
         deps = tuple(sorted((*deps, (outer.label.replace("helper:", "wrapper:", 1), outer.digest))))
         digest = hash_fields("wrapped", digest, outer.label, outer.digest)
-    registry = getattr(fn, "registry", None)
-    if registry is not None and callable(getattr(fn, "dispatch", None)):  # singledispatch root
+    registry = _dispatch_registry(fn)
+    if registry is not None:  # a singledispatch function is the root
         for impl in list(registry.values()):
             impl = unwrap(impl)
             if impl is real or not isinstance(impl, FunctionType):
@@ -410,10 +411,12 @@ class Walk:
 
     def classify(self, node: Node, where: str, value: object) -> None:
         """Turn one referenced object into a leaf dependency or an edge to another node."""
-        if isinstance(value, MethodType) and not isinstance(value.__self__, (type, ModuleType)):
+        bound = isinstance(value, (MethodType, BuiltinMethodType))
+        owner = getattr(value, "__self__", None) if bound else None
+        if bound and owner is not None and not isinstance(owner, (type, ModuleType)):
             node.leaves.add((f"mutable:{where}.__self__", "mutable"))  # instance state, not code
-            if not is_state(value.__self__):  # its attributes are data the method reads
-                self.data.setdefault(f"{where}.__self__", value.__self__)
+            if not is_state(owner):  # its state is data the method reads (random.random)
+                self.data.setdefault(f"{where}.__self__", owner)
         if value is os.environ:
             node.leaves.add((f"mutable:{where}", "mutable"))
             if node.shape.env_dynamic:  # iterated or copied: the whole environment is read
@@ -468,8 +471,8 @@ class Walk:
             pyfunc = getattr(value, attr, None) if not isinstance(value, FunctionType) else None
             if isinstance(pyfunc, FunctionType):
                 self._code_dependency(node, unwrap(pyfunc))  # type: ignore[arg-type]
-        registry = getattr(value, "registry", None)
-        if registry is not None and callable(getattr(value, "dispatch", None)):
+        registry = _dispatch_registry(value)
+        if registry is not None:
             for impl in list(registry.values()):
                 self.classify(node, f"{where}.<registered>", impl)
             self.data.setdefault(f"{where}.<registry>", registry)
@@ -527,6 +530,14 @@ class Walk:
             m.digest = hash_fields("cyclic", m.label, cycle)
 
 
+def _dispatch_registry(value: object) -> Mapping | None:
+    """The type -> implementation registry of a ``functools.singledispatch`` function."""
+    registry = getattr(value, "registry", None)
+    if isinstance(registry, Mapping) and callable(getattr(value, "dispatch", None)):
+        return registry
+    return None
+
+
 def _holds_data(value: object) -> bool:
     """A callable library *object* with attributes of its own (not a function, class, ufunc
     or a wrapper of one): what it computes depends on those attributes."""
@@ -534,9 +545,11 @@ def _holds_data(value: object) -> bool:
         return False
     if any(hasattr(value, attr) for attr in ("__wrapped__", "pyfunc", "py_func")):
         return False
+    if not pure_python(type(value)):  # C callables (ufuncs, builtins) are code, not data
+        return False
     try:
         return bool(vars(value)) and not is_state(value)
-    except TypeError:  # no __dict__: a C function or ufunc
+    except TypeError:  # no __dict__
         return False
 
 
@@ -557,8 +570,10 @@ def home_module(fn: FunctionType) -> str:
 
 
 def _code_qualname(fn: FunctionType) -> str:
-    """Where a function is defined; a ``functools.wraps`` wrapper keeps its own name here."""
-    return getattr(fn.__code__, "co_qualname", fn.__qualname__)
+    """A function's qualified name; a ``functools.wraps`` wrapper's own (wraps copies another's)."""
+    if hasattr(fn, "__wrapped__"):
+        return getattr(fn.__code__, "co_qualname", fn.__qualname__)
+    return fn.__qualname__
 
 
 def _flat(deps: tuple[tuple[str, str], ...]) -> tuple[str, ...]:

@@ -85,11 +85,14 @@ def _hook(event: str, args: tuple) -> None:
     if event != "open":
         return
     stack = getattr(_LOCAL, "stack", None)
-    if not stack:
+    if not stack or len(args) != 3:  # an exception here would abort the caller's open()
         return
     path, mode, flags = args
     if isinstance(path, bytes):
-        path = os.fsdecode(path)
+        try:
+            path = os.fsdecode(path)
+        except UnicodeDecodeError:
+            return
     if not isinstance(path, str):
         return  # a file descriptor or a path-like object the library resolves itself
     if isinstance(mode, str):

@@ -15,6 +15,7 @@ import sys
 import numpy as np
 
 from scistack import BaseVariable, configure_database, for_each, why
+from scistack.records import read_call
 from scistack.report.status import status_grid
 
 
@@ -42,6 +43,7 @@ def main() -> None:
                 "direct_value": _plain(direct.data),
             }
             continue
+        recorded = read_call(db.store, target.load(subject=1).record.call)
         told = why(target, subject=1)
         cell = status_grid(db, [target.__name__]).cell(target.__name__, {"subject": 1})
         truth = _plain(run.fn(np.asarray(source.load(subject=1).data)))
@@ -49,6 +51,9 @@ def main() -> None:
         report = for_each(run, inputs={"x": source}, outputs=[target], subject=[1])
         direct = run(source.load(subject=2))
         seen[name] = {
+            "recorded_identity": recorded.function.identity,
+            "identity_now": run.identity().digest,
+            "recorded_files": recorded.extra.get("files"),
             "why": told.status,
             "why_text": str(told),
             "status": cell.status if cell else None,

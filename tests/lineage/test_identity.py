@@ -875,3 +875,27 @@ def test_environment_variables_count_by_name_not_the_whole_environment(
     monkeypatch.setenv("FR_GAIN", "3")
     assert function_identity(mod.f).digest != first.digest
     assert function_identity(mod.g).unverifiable[0][0] == "os.environ"  # the whole environment
+
+
+def test_stateless_sentinels_are_not_unverifiable_but_c_state_is(project: Project) -> None:
+    project.write(
+        "mod",
+        "import array, dataclasses\n\n@dataclasses.dataclass\nclass Cfg:\n    gain: float = 2.0\n"
+        "    items: list = dataclasses.field(default_factory=list)\n\n    @classmethod\n"
+        "    def make(cls, v):\n        return v * 2\n\nclass Buffer(array.array):\n    pass\n\n"
+        "BUF = Buffer('d', [1.0])\n\ndef f(x):\n    return Cfg.make(x)\n\ndef g(x):\n    return BUF[0] * x\n",
+    )
+    mod = project.load("mod")
+    assert function_identity(mod.f).unverifiable == ()  # dataclass sentinels have no state
+    assert function_identity(mod.g).unverifiable == ((f"{project.name}.mod.BUF", f"a {project.name}.mod.Buffer"),)
+
+
+def test_ufuncs_and_c_functions_are_code_not_data(project: Project) -> None:
+    project.write(
+        "mod",
+        "import math\nimport numpy as np\n\ndef f(x):\n    return np.sqrt(np.add(x, 1)) + math.sqrt(2) + np.zeros(1)\n",
+    )
+    identity = function_identity(project.load("mod").f)
+    assert identity.unverifiable == ()
+    assert not [label for label, _ in identity.deps if label.startswith("data:")]
+    assert dict(identity.deps)["pkg:numpy.sqrt"] == NUMPY_LABEL

@@ -263,8 +263,8 @@ def test_one_edit(outcomes: dict[str, tuple[dict, dict]], name: str) -> None:
         assert after["foreach"] == "ran"
         assert after["direct_cached"] is False
     else:
-        assert after["foreach"] == "cached"
-        assert after["direct_cached"] is True
+        assert after["foreach"] == "cached", after
+        assert after["direct_cached"] is True, after
         assert after["why"] == ("current" if case.expect == "hit" else "unknown"), after["why_text"]
         assert after["status"] == ("done" if case.expect == "hit" else "unknown"), after["status_reason"]
     for text in case.why:
