@@ -140,6 +140,18 @@ def test_keep_versions_previews_then_drops_old_versions_of_each_variant(project)
     assert LcRaw.load(subject=1, session="pre", note="recal").data[0] == 3.0
 
 
+def test_gc_asks_before_a_retention_rule_drops_names(project):
+    _versions(project, 3)
+    result = CliRunner().invoke(
+        main, ["--db", str(project.root / "gait.duckdb"), "gc", "--keep-versions", "1"], input="n\n")
+    assert result.exit_code == 1 and "retention would drop 4 old versions" in result.output
+    assert len(LcRaw.list_versions(subject=1, session="pre")) == 6
+    out = _cli(project, "gc", "--keep-versions", "1", "--yes", "--prune=now")
+    assert "retention dropped 4 old versions" in out
+    project.index.refresh()
+    assert len(LcRaw.list_versions(subject=1, session="pre")) == 2
+
+
 def test_older_than_keeps_newer_versions_and_always_the_newest(project):
     _versions(project, 3)
     stats = collect_garbage(project, dry_run=True, older_than=time.time() - 3600)
