@@ -18,7 +18,9 @@ Hazards, and why this is safe with concurrent saves (as dulwich's gc argues): a 
 its objects first and journals its ref last, so an object can be in the store, unreferenced,
 for a while. Every put of an object that already exists refreshes its mtime, and gc deletes
 only unreachable objects older than a grace period (two weeks by default), checked just
-before each deletion. `grace_seconds=0` ("--prune=now") is only safe when nothing else is
+before each deletion. Naming an existing object again without a put (a cache hit restoring
+outputs gc may be about to free with their dropped cache entry, a saved cached result)
+freshens it and its lineage first (`freshen_lineage`). `grace_seconds=0` ("--prune=now") is only safe when nothing else is
 writing. gc refuses to run when the journal has lines it cannot parse or a root it must read
 is missing or corrupt: a partial view of the names would delete live data. Fan-out
 directories are never removed: another process may be about to write into one.
@@ -233,6 +235,32 @@ class _Walker:
             return
         for child, child_kind, what, child_optional in refs:
             self.add(child, child_kind, what, optional=child_optional)
+
+
+def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> None:
+    """Make objects about to be named again young, with everything gc would keep for them
+    (container children, a call record's code, inputs and their call records, recursively):
+    a gc that judged them unreachable a moment ago (a dropped cache entry's outputs) then keeps
+    them for its grace period, as git freshens the objects it reuses. `done` skips oids
+    already freshened (and collects these)."""
+    stack = [oid for oid in oids if is_valid_oid(oid)]
+    while stack:
+        oid = stack.pop()
+        if oid in done:
+            continue
+        done.add(oid)
+        kind = store.kind_of(oid) if store.freshen(oid) else None
+        if kind not in _WALKED_KINDS:
+            continue
+        try:
+            obj = store.get(oid)
+            if kind == "call":
+                children = [ref.oid for ref in parse_call(obj.payload, oid).child_refs()]
+            else:
+                children = list(json_refs(json.loads(bytes(obj.payload))))
+        except (ObjectNotFoundError, CorruptObjectError, ValueError):
+            continue  # gc and fsck report what cannot be read
+        stack.extend(child for child in children if is_valid_oid(child))
 
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import threading
+import time
 import warnings
 from typing import Any
 
@@ -34,6 +35,7 @@ from scistack.errors import (
     UnknownMetadataKeyError,
     VariableNotFoundError,
 )
+from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, check_identifier
 from scistack.selection import choose_variant, select_records, sort_records
 from scistack.objects.codec import value_kind
@@ -280,11 +282,24 @@ def _save_info(db: Database, data: Any) -> SaveInfo:
     hook = getattr(data, "__scistack_saveinfo__", None)
     info = hook(db) if hook is not None else None
     if info is not None:
+        if getattr(data, "cached", False):  # a cache hit's objects may be old and unnamed
+            freshen_lineage(db.store, [info.oid, info.call], _recently_freshened())
         return info
     if isinstance(data, BaseVariable):
         data = data.data
     kind = value_kind(data)  # first: refuses an object-dtype dask array before it is computed
     return SaveInfo(db.store.put_value(data), kind, summarize(data))
+
+
+_FRESHENED: dict[str, Any] = {"since": 0.0, "oids": set()}
+
+
+def _recently_freshened() -> set[str]:
+    """Oids this process made young for gc within the last hour (a walk need not repeat)."""
+    now = time.monotonic()
+    if now - _FRESHENED["since"] > 3600:
+        _FRESHENED["since"], _FRESHENED["oids"] = now, set()
+    return _FRESHENED["oids"]
 
 
 def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[dict, dict]:

@@ -153,6 +153,14 @@ class GarbageCollection(RuleBasedStateMachine):
         assert stats.objects_scanned == len(before) and stats.objects_kept_by_grace == 0
         self.check_model()
 
+    @rule(keep=st.integers(1, 2))
+    def gc_with_retention(self, keep):
+        collect_garbage(self.db, grace_seconds=0, keep_versions=keep)
+        for versions in self.model.values():
+            for version in sorted(versions)[:-keep]:
+                del versions[version]
+        self.check_model()
+
     @invariant()
     def refs_match_the_model(self):
         self.db.index.refresh()
@@ -171,6 +179,9 @@ class GarbageCollection(RuleBasedStateMachine):
             for version, value in versions.items():
                 loaded = classes[var].load(subject=subject, version=version)
                 assert same(value, loaded.data), (var, subject, version)
+                if loaded.record.call:  # the lineage of a kept value is never freed
+                    inputs = self.db.call_record(loaded.record.call)["inputs"]
+                    assert all(self.db.store.contains(i["oid"]) for i in inputs.values())
 
     def teardown(self):
         try:

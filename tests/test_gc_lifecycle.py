@@ -4,6 +4,7 @@ orphans, `gc --dry-run` explains what each root keeps, and retention drops old v
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -140,6 +141,18 @@ def test_keep_versions_previews_then_drops_old_versions_of_each_variant(project)
     assert LcRaw.load(subject=1, session="pre", note="recal").data[0] == 3.0
 
 
+def test_gc_asks_before_a_retention_rule_drops_names(project):
+    _versions(project, 3)
+    result = CliRunner().invoke(
+        main, ["--db", str(project.root / "gait.duckdb"), "gc", "--keep-versions", "1"], input="n\n")
+    assert result.exit_code == 1 and "retention would drop 4 old versions" in result.output
+    assert len(LcRaw.list_versions(subject=1, session="pre")) == 6
+    out = _cli(project, "gc", "--keep-versions", "1", "--yes", "--prune=now")
+    assert "retention dropped 4 old versions" in out
+    project.index.refresh()
+    assert len(LcRaw.list_versions(subject=1, session="pre")) == 2
+
+
 def test_older_than_keeps_newer_versions_and_always_the_newest(project):
     _versions(project, 3)
     stats = collect_garbage(project, dry_run=True, older_than=time.time() - 3600)
@@ -179,3 +192,32 @@ def test_an_uncall_drops_only_the_call_record_it_names(project):
 def test_a_retention_rule_must_keep_at_least_one_version(project):
     with pytest.raises(RetentionError, match=">= 1"):
         collect_garbage(project, keep_versions=0)
+
+
+def test_a_cache_hit_that_names_old_unnamed_outputs_again_makes_them_young(project):
+    _pipeline(project)
+    out = LcOut.load(subject=1, session="pre").oid
+    LcOut.delete(subject=[1, 2])  # outputs unnamed: a gc past the grace period would free them
+    month_ago = time.time() - 30 * 86400
+    for path in (project.root / ".scistack" / "objects").rglob("*"):
+        if path.is_file():
+            os.utime(path, (month_ago, month_ago))
+    report = for_each(lc_double, inputs={"x": LcRaw}, outputs=[LcOut], subject=[1, 2],
+                      session=["pre"], progress=False)
+    assert report.counts["cached"] == 2 and LcOut.load(subject=1, session="pre").oid == out
+    assert project.store.mtime_of(out) > time.time() - 3600  # a concurrent gc now keeps it
+
+
+def test_saving_a_cached_result_makes_its_lineage_young(project):
+    LcRaw.save(np.random.default_rng(3).normal(size=50), subject=1, session="pre")
+    lc_double(LcRaw.load(subject=1, session="pre"))  # computed, cached, never named
+    month_ago = time.time() - 30 * 86400
+    for path in (project.root / ".scistack" / "objects").rglob("*"):
+        if path.is_file():
+            os.utime(path, (month_ago, month_ago))
+    again = lc_double(LcRaw.load(subject=1, session="pre"))
+    assert again.cached
+    LcOut.save(again, subject=1, session="pre")
+    code = project.get_provenance(LcOut, subject=1, session="pre")["code"]
+    for oid in (again.oid, again.call, code):
+        assert project.store.mtime_of(oid) > time.time() - 3600, oid

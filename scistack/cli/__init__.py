@@ -313,6 +313,7 @@ def _when(ctx: click.Context, param: Any, value: str | None) -> float | None:
     help="Retention: drop the names of old versions saved before WHEN (N.UNIT.ago); the "
     "newest version is always kept. With --keep-versions, both must allow a drop.",
 )
+@click.option("-y", "--yes", is_flag=True, help="Apply a retention rule without asking.")
 @json_option
 @click.pass_obj
 def gc(
@@ -321,6 +322,7 @@ def gc(
     grace: float,
     keep_versions: int | None,
     older_than: float | None,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Delete objects that no ref, cached call or lineage record reaches.
@@ -331,13 +333,17 @@ def gc(
     """
     from scistack.gc import collect_garbage
 
-    stats = collect_garbage(
-        project.db,
-        grace_seconds=grace,
-        dry_run=dry_run,
-        keep_versions=keep_versions,
-        older_than=older_than,
-    )
+    rule = {"keep_versions": keep_versions, "older_than": older_than}
+    if not dry_run and not yes and (keep_versions is not None or older_than is not None):
+        preview = collect_garbage(project.db, grace_seconds=grace, dry_run=True, **rule)
+        if preview.versions_dropped:  # names are about to go: show them and ask, as rm does
+            click.echo(render.render_gc(preview, project.db.schema_keys), err=True)
+            click.confirm(
+                f"Drop the names of these {len(preview.versions_dropped)} old versions?",
+                abort=True,
+                err=True,
+            )
+    stats = collect_garbage(project.db, grace_seconds=grace, dry_run=dry_run, **rule)
     _emit(as_json, stats, render.render_gc(stats, project.db.schema_keys))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-import textwrap
 from typing import Any
 
 from scistack.index import RefRecord
@@ -344,7 +343,8 @@ def render_plan(
     for line, r in zip(lines[2:], plan):
         out.append(line)
         address = addr_text({**r.addr, **r.vkeys}, keys) or "(no address)"
-        out += textwrap.wrap(address, WIDTH, initial_indent="    ", subsequent_indent="      ")
+        step = WIDTH - 6  # cut by characters, not at spaces: every character is shown as it is
+        out += [("    " if i == 0 else "      ") + address[i:i + step] for i in range(0, len(address), step)]
     if orphans:
         fate = "dropped now" if cascade else "`scistack gc` drops them"
         out.append(f"orphans {len(orphans)} cached calls ({fate}):")

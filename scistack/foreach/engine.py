@@ -46,6 +46,7 @@ from scistack.foreach.plan import (
 )
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
+from scistack.gc import freshen_lineage
 from scistack.index import key_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids
 from scistack.lineage.function import LineageFunction, lineage_context
@@ -154,6 +155,7 @@ class _Run:
         self.items: list[ComboResult] = []
         self.pending: list[_Pending] = []
         self._last_flush = time.monotonic()
+        self._fresh: set[str] = set()  # objects made young for gc in this run
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
@@ -263,7 +265,10 @@ class _Run:
             stale.append((var.__name__, oid))
         if stale and not self.dry_run and not self.db.store.contains(hit["call"]):
             return False  # the call record was garbage-collected: compute (and record) again
-        if not self.dry_run:
+        if not self.dry_run and stale:
+            # naming old objects again: young first, so a gc judging them unreachable right now
+            # (their cache entry dropped) keeps them for its grace period
+            freshen_lineage(self.db.store, [*(o for _, o in stale), hit["call"]], self._fresh)
             for var, oid in stale:
                 self._save(var, combo, addr_key, (oid, "", ""), hit["call"], None)
         return True

@@ -189,6 +189,16 @@ class LocalObjectStore(ObjectStore):
         if self._buffer_bytes > _MAX_BUFFER:
             self.flush()
 
+    def freshen(self, oid: str) -> bool:
+        """Refresh the loose file's and the pack's mtime (gc grace period), whichever exist."""
+        found = oid in self._buffer
+        found = self._refresh_packed(oid) or found
+        try:
+            os.utime(self.path_of(oid))
+            return True
+        except FileNotFoundError:
+            return found
+
     def _refresh_packed(self, oid: str) -> bool:
         """If `oid` is packed, make its pack young again (gc grace period) and say so."""
         path = self.packs.pack_path(oid)

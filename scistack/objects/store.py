@@ -60,6 +60,11 @@ class ObjectStore(abc.ABC):
     def flush(self) -> None:
         """Make grouped writes durable before anything refers to them."""
 
+    def freshen(self, oid: str) -> bool:
+        """Make a stored object young again for gc's grace period, as a put of it would, without
+        reading it; False when it is absent. Stores that keep no times only answer."""
+        return self.contains(oid)
+
     def delete_many(self, oids: Iterable[str]) -> int:
         """Remove several objects (gc); returns bytes freed where the medium can tell (else 0)."""
         for oid in oids:
