@@ -64,6 +64,21 @@ def raw_save(source: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
+def zstd_save(source: Path, target: Path) -> float:
+    """The floor for compressible data: the raw floor plus zstd level 1 (all cores) on the way."""
+    import zstandard
+
+    started = time.perf_counter()
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        with zstandard.ZstdCompressor(level=1, threads=-1).stream_writer(dst, closefd=False) as out:
+            while block := src.read(BLOCK):
+                hasher.update(block)
+                out.write(block)
+    hasher.hexdigest()
+    return time.perf_counter() - started
+
+
 def raw_load(target: Path) -> float:
     started = time.perf_counter()
     out = np.empty(os.path.getsize(target), dtype=np.uint8)
@@ -85,6 +100,13 @@ out = {}
 started = time.perf_counter()
 if op == "save":
     Rec.save(np.memmap(source, dtype="<i2", mode="r", shape=(n, 64)), subject=1)
+elif op == "save_dask":  # the same bytes as a dask array that reads the file (no mmap) in
+    import dask, dask.array as da  # blocks of 100,000 rows, unlike the grid's 32,768
+    rows = 100_000
+    read = lambda start, count: np.fromfile(source, dtype="<i2", count=count * 64, offset=start * 128).reshape(count, 64)
+    blocks = [da.from_delayed(dask.delayed(read)(s, min(rows, n - s)), shape=(min(rows, n - s), 64), dtype="<i2")
+              for s in range(0, n, rows)]
+    Rec.save(da.concatenate(blocks), subject=2)
 elif op == "save2":  # 1% of the samples (one contiguous stretch) changed
     x = np.memmap(source, dtype="<i2", mode="c", shape=(n, 64))
     x[n // 2 : n // 2 + n // 100] += 1
@@ -130,12 +152,15 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
     source = work / f"{kind}.dat"
     n, _ = make_source(source, mb, kind)
     nbytes = n * CHANNELS * 2
-    floor_save, floor_load, saves, loads, streams = [], [], [], [], []
+    floor_save, floor_load, floor_zstd, saves, loads, streams = [], [], [], [], [], []
     for rep in range(reps):
         target = work / "raw.bin"
         floor_save.append(raw_save(source, target))
         floor_load.append(raw_load(target))
         target.unlink()
+        if kind != "noise":
+            floor_zstd.append(zstd_save(source, target))
+            target.unlink()
         project = work / f"{kind}-{rep}"
         project.mkdir()
         db = project / "large.duckdb"
@@ -143,8 +168,9 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         loads.append(child("load", db, source, n))
         streams.append(child("stream", db, source, n))
         if rep == reps - 1:
+            dask_save = child("save_dask", db, source, n)
             sliced = child("slice", db, source, n)
-            before = disk_bytes(project / ".scistack" / "objects")
+            before = disk_bytes(project / ".scistack" / "objects")  # the dask save added nothing
             second = child("save2", db, source, n)
             added = disk_bytes(project / ".scistack" / "objects") - before
             stored = before
@@ -158,6 +184,8 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         "stream_mb_s": nbytes / 2**20 / med(s["seconds"] for s in streams),
         "save_ratio": med(floor_save) / med(s["seconds"] for s in saves),
         "load_ratio": med(floor_load) / med(s["seconds"] for s in loads),
+        "zstd_floor_save_mb_s": nbytes / 2**20 / med(floor_zstd) if floor_zstd else None,
+        "save_ratio_to_zstd_floor": med(floor_zstd) / med(s["seconds"] for s in saves) if floor_zstd else None,
         "best_save_ratio": min(floor_save) / min(s["seconds"] for s in saves),
         "best_load_ratio": min(floor_load) / min(s["seconds"] for s in loads),
         "floor_save_s": floor_save, "floor_load_s": floor_load,
@@ -166,6 +194,7 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         "load_rss_mb": med(s["peak_rss_mb"] for s in loads),
         "stream_rss_mb": med(s["peak_rss_mb"] for s in streams),
         "stored_mb": stored / 2**20,
+        "dask_save_mb_s": nbytes / 2**20 / dask_save["seconds"], "dask_save_rss_mb": dask_save["peak_rss_mb"],
         "slice": sliced, "second_version_new_mb": added / 2**20,
         "second_version_new_pct": 100 * added / nbytes, "second_version_save_s": second["seconds"],
     }

@@ -374,3 +374,51 @@ def test_gc_keeps_the_chunks_of_a_large_array_inside_a_container(project):
     collect_garbage(project, grace_seconds=0)
     loaded = Rec.load(subject=1, session="pre").data
     np.testing.assert_array_equal(loaded["signal"], x)
+
+
+KILLED_SCRIPT = """
+import sys, time
+import dask, dask.array as da
+import numpy as np
+from scistack import configure_database, BaseVariable
+from scistack.objects.chunking import set_chunking
+set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)
+db = configure_database(sys.argv[1])
+class Rec(BaseVariable): pass
+def slow_block(i):
+    time.sleep(0.2)
+    return np.full((256, 8), i, dtype=np.int16)
+blocks = [da.from_delayed(dask.delayed(slow_block)(i), shape=(256, 8), dtype=np.int16) for i in range(200)]
+Rec.save(da.concatenate(blocks), subject=2, session="pre")   # ~20 s: killed long before
+print("finished")
+"""
+
+
+def test_a_save_killed_halfway_names_nothing(project, tmp_path, python_env):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    Rec.save(recording(n=1000), subject=1, session="pre")
+    before = set(project.store.iter_oids())
+    project.close()
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_SCRIPT)
+    child = subprocess.Popen([sys.executable, str(script), str(project.path)], env=python_env)
+    store = LocalObjectStore(project.store.root)
+    give_up = time.monotonic() + 60
+    while len(set(store.iter_oids()) - before) < 5 and time.monotonic() < give_up:
+        time.sleep(0.05)  # wait for real chunks on disk (not a timing assertion)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    added = set(store.iter_oids()) - before
+    assert len(added) >= 5 and {store.kind_of(o) for o in added} == {"chunk"}
+    from scistack import configure_database
+
+    db = configure_database(project.path)
+    with pytest.raises(LookupError):
+        Rec.load(subject=2, session="pre")
+    assert collect_garbage(db, grace_seconds=0).objects_deleted == len(added)
+    assert set(db.store.iter_oids()) == before
+    db.close()

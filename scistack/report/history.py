@@ -7,7 +7,6 @@ verbs, call records from the object store; values are loaded only by `show`.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
