@@ -12,7 +12,7 @@ LAYERS = [
     {"errors", "version", "address", "summary"},
     {"objects"},
     {"records"},
-    {"index"},
+    {"index", "inline"},
     {"database", "codeid"},
     {"lineage", "gc", "selection", "ingest"},
     {"variables", "foreach", "fsck"},

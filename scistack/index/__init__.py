@@ -63,6 +63,11 @@ class Index:
         self._syncer = _BackgroundSync(self._sql, sync_delay)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
 
+    def set_inliner(self, inliner: Any) -> None:
+        """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
+        layer that may read objects; the index only stores the rows it returns."""
+        self._sql.inliner = inliner
+
     @property
     def journal_path(self) -> Path:
         return self._journal.path
