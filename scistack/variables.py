@@ -35,6 +35,7 @@ from scistack.index import RefRecord, check_identifier
 from scistack.selection import ambiguous_error, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
+from scistack.where import FIXED, record_columns
 
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
@@ -133,8 +134,13 @@ class BaseVariable:
 
     # -- load ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, *, version: int | None = None, as_df: bool = False, **metadata: Any) -> Any:
+    def load(cls, *, version: int | None = None, as_df: bool = False, where: str | tuple | None = None,
+             **metadata: Any) -> Any:
         """Load by metadata: a full address gives one variable, a partial one a list.
+
+        A list value means any of (`subject=[1, 2]`); `where` is a SQL condition over schema
+        keys, version keys, lineage parameters, fn, version and created_at
+        (`where="subject > 3 AND low_hz = 20"`, or `("subject > ?", [3])` to bind values).
 
         Raises
         ------
@@ -144,14 +150,14 @@ class BaseVariable:
             Several version-key variants at the address and no selector among them.
         """
         db = get_database()
-        records = select_records(db, cls.__name__, metadata, version=version)
+        records = select_records(db, cls.__name__, metadata, version=version, where=where)
         if as_df:
             return _frame(db, records)
         by_addr: dict[str, list[RefRecord]] = {}
         for record in records:
             by_addr.setdefault(record.addr_key, []).append(record)
         asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
-        if len(by_addr) == 1 and set(records[0].addr) == asked:
+        if len(by_addr) == 1 and set(records[0].addr) == asked and where is None:
             if len(records) > 1:
                 raise ambiguous_error(cls.__name__, records)
             return cls._from_record(db, records[0])
@@ -172,11 +178,12 @@ class BaseVariable:
         return found
 
     @classmethod
-    def load_all(cls, *, as_df: bool = False, **metadata: Any) -> Any:
-        """Every current record matching `metadata` (all when empty): a generator, or a DataFrame."""
+    def load_all(cls, *, as_df: bool = False, where: str | tuple | None = None, **metadata: Any) -> Any:
+        """Every current record matching `metadata` and `where` (all when empty): a generator,
+        or a DataFrame with the columns of the SQL view (`data` holding the value)."""
         db = get_database()
         try:
-            records = sort_records(db, select_records(db, cls.__name__, metadata))
+            records = sort_records(db, select_records(db, cls.__name__, metadata, where=where))
         except VariableNotFoundError:
             records = []
         if as_df:
@@ -281,14 +288,12 @@ def _frame(db: Database, records: list[RefRecord]) -> Any:
     import pandas as pd
 
     records = sort_records(db, records)
-    vkey_names = sorted({k for r in records for k in r.vkeys})
-    columns: dict[str, list] = {k: [r.addr.get(k) for r in records] for k in db.schema_keys
-                                if any(k in r.addr for r in records)}
-    for name in vkey_names:
-        columns[name] = [r.vkeys.get(name) for r in records]
-    columns["data"] = _load_values(db, records)
-    frame = pd.DataFrame({k: _column(v) if k == "data" else v for k, v in columns.items()})
-    return frame if records else pd.DataFrame(columns=[*db.schema_keys, "data"])
+    if not records:
+        return pd.DataFrame(columns=[*db.schema_keys, "data"])
+    columns = record_columns(db.schema_keys, records, db.store)
+    meta = {k: columns.pop(k) for k in FIXED}
+    columns["data"] = _column(_load_values(db, records))
+    return pd.DataFrame({**columns, **meta})
 
 
 def _column(values: list[Any]) -> Any:

@@ -13,10 +13,10 @@ LAYERS = [
     {"objects"},
     {"records"},
     {"index", "inline"},
-    {"database", "codeid"},
+    {"database", "codeid", "where"},
     {"lineage", "gc", "selection", "ingest"},
     {"variables", "foreach", "fsck"},
-    {"matlab_bridge", "report"},
+    {"matlab_bridge", "report", "join"},
     {"cli", "__init__"},
     {"__main__"},
 ]

@@ -113,22 +113,29 @@ def view_columns(schema_keys: list[str], shape: Shape) -> dict[str, list[Column]
                        ("summary", "r.summary"), ("fn", "c.fn_name"), ("version", "r.version"),
                        ("created_at", "r.created_at"), ("oid", "r.oid")):
         fixed.append(Column(name if take(name) else _fresh("value_" + name, take), expr))
-    params = []
+    params = [Column(column, _typed_json("r.params", name, shape.params[name]))
+              for name, column in param_columns(shape.params, take)]
+    return {"keys": keys, "vkeys": vkeys, "params": params, "fixed": fixed}
+
+
+def param_columns(names: Iterable[str], take) -> list[tuple[str, str]]:
+    """(parameter, column) pairs: `bandpass.low_hz` as `bandpass_low_hz`, and as `low_hz` too
+    when only one function has a `low_hz`; `take(column)` says whether the name is still free.
+    The one naming rule of the views, `load_all(as_df=True)`, `where=` and `join`."""
+    names = sorted(n for n in names if _safe_key(n))
     bare_count: dict[str, int] = {}
-    for name in shape.params:
-        bare = name.rsplit(".", 1)[-1]
-        bare_count[bare.lower()] = bare_count.get(bare.lower(), 0) + 1
-    for name, kind in sorted(shape.params.items()):
-        if not _safe_key(name):
-            continue
-        expr = _typed_json("r.params", name, kind)
+    for name in names:
+        bare = name.rsplit(".", 1)[-1].lower()
+        bare_count[bare] = bare_count.get(bare, 0) + 1
+    pairs = []
+    for name in names:
         bare = name.rsplit(".", 1)[-1]
         if bare != name and bare_count[bare.lower()] == 1 and take(bare):
-            params.append(Column(bare, expr))
+            pairs.append((name, bare))
         column = name.replace(".", "_")
         if take(column):
-            params.append(Column(column, expr))
-    return {"keys": keys, "vkeys": vkeys, "params": params, "fixed": fixed}
+            pairs.append((name, column))
+    return pairs
 
 
 def _fresh(name: str, take) -> str:
