@@ -106,7 +106,7 @@ class Inliner:
             name, base = "ld", "DOUBLE"
         if a.ndim == 1:
             return {**head, "sqltype": base + "[]", name: a.tolist()}
-        return {**head, "sqltype": base + "[]" * a.ndim, "j": json.dumps(_finite(a.tolist()))}
+        return {**head, "sqltype": base + "[]" * a.ndim, "j": json.dumps(_finite(a.tolist()), separators=(",", ":"))}
 
     def _list(self, items: list) -> dict[str, Any]:
         kinds = {type(x) for x in items}
@@ -124,7 +124,7 @@ class Inliner:
 
     def _json(self, value: Any, sqltype: str) -> dict[str, Any]:
         try:
-            text = json.dumps(_finite(value), default=_plain, allow_nan=False)
+            text = json.dumps(_finite(value), default=_plain, allow_nan=False, separators=(",", ":"))
         except (TypeError, ValueError):
             return {"sqltype": "OPAQUE"}
         if len(text) > self.limit:
