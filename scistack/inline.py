@@ -47,19 +47,22 @@ class Inliner:
 
     def values(self, oids: list[str]) -> tuple[pa.Table, pa.Table]:
         """(one row per oid for `scistack.vals`, the frame rows for `scistack.frame_rows`)."""
-        cols: dict[str, list] = {name: [] for name in VALS_SCHEMA.names}
+        cols: dict[str, list] = {name: [None] * len(oids) for name in VALS_SCHEMA.names}
+        cols["oid"] = list(oids)
         rows: dict[str, list] = {name: [] for name in ROWS_SCHEMA.names}
-        for oid in oids:
+        get = self.store.get_value
+        for n, oid in enumerate(oids):
             try:
-                value = self.store.get_value(oid)
+                value = get(oid)
             except Exception:  # a damaged or missing object: shown without a value (fsck names it)
-                value, row = None, {"sqltype": "UNREADABLE"}
-            else:
-                row = self._row(value, oid, rows)
-            for name in VALS_SCHEMA.names:
-                cols[name].append(row.get(name))
-            cols["oid"][-1] = oid
-        return (pa.table(cols, schema=VALS_SCHEMA), pa.table(rows, schema=ROWS_SCHEMA))
+                cols["sqltype"][n] = "UNREADABLE"
+                continue
+            for name, item in self._row(value, oid, rows).items():
+                cols[name][n] = item
+        arrays = {name: _list_array(cols[name], VALS_SCHEMA.field(name).type)
+                  if name in _NUMPY_LISTS else pa.array(cols[name], VALS_SCHEMA.field(name).type)
+                  for name in VALS_SCHEMA.names}
+        return pa.table(arrays, schema=VALS_SCHEMA), pa.table(rows, schema=ROWS_SCHEMA)
 
     def calls(self, call_oids: list[str]) -> pa.Table:
         """The function name and module of each call record (for the views' `fn` column)."""
@@ -97,15 +100,16 @@ class Inliner:
     def _array(self, a: np.ndarray) -> dict[str, Any]:
         if a.ndim == 0:
             return self._row(a[()], "", {})
-        head = {"shape": list(a.shape), "dtype": str(a.dtype), "nbytes": int(a.nbytes)}
+        dtype = _DTYPE_NAMES.get(a.dtype) or _DTYPE_NAMES.setdefault(a.dtype, str(a.dtype))
+        head = {"shape": list(a.shape), "dtype": dtype, "nbytes": a.nbytes}
         column = _LIST_COLUMN.get(a.dtype.kind)
         if a.nbytes > self.limit or column is None:
             return {**head, "sqltype": "LARGE" if column else "OPAQUE"}
         name, base = column
         if a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.size and a.max() > np.iinfo(np.int64).max:
             name, base = "ld", "DOUBLE"
-        if a.ndim == 1:
-            return {**head, "sqltype": base + "[]", name: a.tolist()}
+        if a.ndim == 1:  # kept as an array: `_list_array` builds the column without Python floats
+            return {**head, "sqltype": base + "[]", name: a if name in _NUMPY_LISTS else a.tolist()}
         return {**head, "sqltype": base + "[]" * a.ndim, "j": json.dumps(_finite(a.tolist()), separators=(",", ":"))}
 
     def _list(self, items: list) -> dict[str, Any]:
@@ -141,6 +145,22 @@ class Inliner:
         rows["row_n"].extend(range(1, len(lines) + 1))
         rows["row"].extend(lines)
         return {**head, "sqltype": "TABLE", "nbytes": len(text)}
+
+
+_DTYPE_NAMES: dict[np.dtype, str] = {}  # str(dtype) costs ~10 µs
+_NUMPY_LISTS = {"li": np.int64, "ld": np.float64, "lb": np.bool_}
+
+
+def _list_array(items: list, type_: pa.DataType) -> pa.Array:
+    """A LIST column from numpy arrays, Python lists and Nones, in one concatenation."""
+    dtype = {pa.int64(): np.int64, pa.float64(): np.float64, pa.bool_(): np.bool_}[type_.value_type]
+    parts = [np.asarray(x, dtype=dtype) for x in items if x is not None]
+    lengths = np.fromiter((0 if x is None else len(x) for x in items), np.int64, len(items))
+    offsets = np.zeros(len(items) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    mask = pa.array(np.fromiter((x is None for x in items), np.bool_, len(items)))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), type=type_, mask=mask)
 
 
 def _scalar(value: Any) -> dict[str, Any] | None:

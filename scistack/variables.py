@@ -187,7 +187,7 @@ class BaseVariable:
         except VariableNotFoundError:
             records = []
         if as_df:
-            return _frame(db, records)
+            return _frame(db, records, presorted=True)
         return (cls._from_record(db, r) for r in records)
 
     @classmethod
@@ -284,10 +284,12 @@ def _load_values(db: Database, records: list[RefRecord]) -> list[Any]:
     return [get(r.oid) for r in records]
 
 
-def _frame(db: Database, records: list[RefRecord]) -> Any:
+def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False) -> Any:
+    """The records as the SQL view shows them: keys, version keys, lineage parameters, `data`,
+    fn, version, created_at, oid."""
     import pandas as pd
 
-    records = sort_records(db, records)
+    records = records if presorted else sort_records(db, records)
     if not records:
         return pd.DataFrame(columns=[*db.schema_keys, "data"])
     columns = record_columns(db.schema_keys, records, db.store)
