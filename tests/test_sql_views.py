@@ -17,19 +17,19 @@ from scistack import BaseVariable, QueryError, for_each
 from scistack.inline import INLINE_LIMIT
 
 
-class RawEMG(BaseVariable):
+class EmgRaw(BaseVariable):
     pass
 
 
-class FilteredEMG(BaseVariable):
+class EmgFiltered(BaseVariable):
     pass
 
 
-class MaxActivation(BaseVariable):
+class PeakActivation(BaseVariable):
     pass
 
 
-class StepLength(BaseVariable):
+class StrideLength(BaseVariable):
     pass
 
 
@@ -58,12 +58,12 @@ def pipeline(project):
     """Subjects 1-4, sessions pre/post: filtered at low_hz=10 then low_hz=20, then peaks."""
     for subject in (1, 2, 3, 4):
         for session in ("pre", "post"):
-            RawEMG.save(raw_signal(subject, session), subject=subject, session=session)
-        StepLength.save(0.5 + subject / 10, subject=subject)  # per subject: coarser
+            EmgRaw.save(raw_signal(subject, session), subject=subject, session=session)
+        StrideLength.save(0.5 + subject / 10, subject=subject)  # per subject: coarser
     for low_hz in (10, 20):
-        for_each(bandpass, {"signal": RawEMG, "low_hz": low_hz}, [FilteredEMG],
+        for_each(bandpass, {"signal": EmgRaw, "low_hz": low_hz}, [EmgFiltered],
                  subject=[1, 2, 3, 4], session=["pre", "post"], progress=False)
-        for_each(peak, {"signal": FilteredEMG}, [MaxActivation],
+        for_each(peak, {"signal": EmgFiltered}, [PeakActivation],
                  subject=[1, 2, 3, 4], session=["pre", "post"], progress=False)
     project.sync()
     return project
@@ -84,23 +84,23 @@ def test_a_plain_duckdb_session_answers_both_questions(pipeline):
     con = plain_session(pipeline)
     try:
         means = dict(con.execute(
-            "SELECT session, avg(value) FROM MaxActivation WHERE low_hz = 20 AND subject BETWEEN 1 AND 3 "
+            "SELECT session, avg(value) FROM PeakActivation WHERE low_hz = 20 AND subject BETWEEN 1 AND 3 "
             "GROUP BY session").fetchall())
         assert means == pytest.approx(expected_mean_peaks(20))
-        # the other branch is older versions: every version is in MaxActivation_all
+        # the other branch is older versions: every version is in PeakActivation_all
         older = dict(con.execute(
-            "SELECT session, avg(value) FROM (SELECT * FROM MaxActivation_all WHERE low_hz = 10 "
+            "SELECT session, avg(value) FROM (SELECT * FROM PeakActivation_all WHERE low_hz = 10 "
             "QUALIFY row_number() OVER (PARTITION BY subject, session ORDER BY version DESC) = 1) "
             "WHERE subject BETWEEN 1 AND 3 GROUP BY session").fetchall())
         assert older == pytest.approx(expected_mean_peaks(10))
         first5 = con.execute(
-            "SELECT value[1:5] FROM FilteredEMG WHERE subject = 1 AND session = 'pre'").fetchone()[0]
+            "SELECT value[1:5] FROM EmgFiltered WHERE subject = 1 AND session = 'pre'").fetchone()[0]
         assert first5 == pytest.approx((raw_signal(1, "pre") * 2.0)[:5].tolist())
         types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
-                                 "WHERE table_name = 'FilteredEMG'").fetchall())
+                                 "WHERE table_name = 'EmgFiltered'").fetchall())
         assert types["value"] == "DOUBLE[]" and types["subject"] == "BIGINT"
         assert types["low_hz"] == types["bandpass_low_hz"] == "BIGINT"
-        row = con.execute("SELECT fn, version, kind, summary FROM FilteredEMG WHERE subject = 2 "
+        row = con.execute("SELECT fn, version, kind, summary FROM EmgFiltered WHERE subject = 2 "
                           "AND session = 'post'").fetchone()
         assert row == ("bandpass", 2, "npy", "float64[50]")
     finally:
@@ -108,28 +108,28 @@ def test_a_plain_duckdb_session_answers_both_questions(pipeline):
 
 
 def test_the_python_api_gives_the_same_answers(pipeline):
-    frame = MaxActivation.load_all(as_df=True, where="low_hz = 20 AND subject BETWEEN 1 AND 3")
+    frame = PeakActivation.load_all(as_df=True, where="low_hz = 20 AND subject BETWEEN 1 AND 3")
     assert frame.groupby("session")["data"].mean().to_dict() == pytest.approx(expected_mean_peaks(20))
-    older = MaxActivation.load_all(as_df=True, where="low_hz = 10 AND subject <= 3")
+    older = PeakActivation.load_all(as_df=True, where="low_hz = 10 AND subject <= 3")
     assert older.groupby("session")["data"].mean().to_dict() == pytest.approx(expected_mean_peaks(10))
     assert set(older["version"]) == {1}
-    filtered = FilteredEMG.load(subject=1, session="pre").data
+    filtered = EmgFiltered.load(subject=1, session="pre").data
     assert filtered[:5].tolist() == pytest.approx((raw_signal(1, "pre") * 2.0)[:5].tolist())
     assert list(frame.columns) == ["subject", "session", "low_hz", "bandpass_low_hz", "data", "fn",
                                    "version", "created_at", "oid"]
     assert set(frame["fn"]) == {"peak"}
-    by_sql = pipeline.sql("SELECT subject, session, value, version FROM MaxActivation "
+    by_sql = pipeline.sql("SELECT subject, session, value, version FROM PeakActivation "
                           "WHERE low_hz = 20 AND subject <= 3 ORDER BY subject, session")
     ours = frame.sort_values(["subject", "session"])[["subject", "session", "data", "version"]]
     assert ours.values.tolist() == by_sql.values.tolist()
 
 
 def test_any_of_and_bound_values(pipeline):
-    found = MaxActivation.load(subject=[1, 3], session="pre")
+    found = PeakActivation.load(subject=[1, 3], session="pre")
     assert [r.metadata["subject"] for r in found] == [1, 3]
-    bound = MaxActivation.load_all(as_df=True, where=("subject = ? AND session = ?", [2, "post"]))
+    bound = PeakActivation.load_all(as_df=True, where=("subject = ? AND session = ?", [2, "post"]))
     assert bound[["subject", "session"]].values.tolist() == [[2, "post"]]
-    quote = MaxActivation.load_all(as_df=True, where=("session = ?", ["x' OR '1'='1"]))
+    quote = PeakActivation.load_all(as_df=True, where=("session = ?", ["x' OR '1'='1"]))
     assert quote.empty
 
 
@@ -144,24 +144,24 @@ def test_any_of_and_bound_values(pipeline):
 ])
 def test_where_refuses_anything_but_a_condition_over_known_columns(pipeline, where):
     with pytest.raises(QueryError):
-        MaxActivation.load_all(as_df=True, where=where)
-    assert MaxActivation.load_all(as_df=True)["subject"].nunique() == 4  # nothing was touched
+        PeakActivation.load_all(as_df=True, where=where)
+    assert PeakActivation.load_all(as_df=True)["subject"].nunique() == 4  # nothing was touched
 
 
 def test_join_broadcasts_the_coarser_variable(pipeline):
-    joined = scistack.join(MaxActivation, StepLength, where="subject <= 2 AND low_hz = 20")
+    joined = scistack.join(PeakActivation, StrideLength, where="subject <= 2 AND low_hz = 20")
     assert joined[["subject", "session"]].values.tolist() == [[1, "post"], [1, "pre"], [2, "post"], [2, "pre"]]
-    assert joined["StepLength"].tolist() == pytest.approx([0.6, 0.6, 0.7, 0.7])
-    assert joined["MaxActivation"].tolist() == pytest.approx(
+    assert joined["StrideLength"].tolist() == pytest.approx([0.6, 0.6, 0.7, 0.7])
+    assert joined["PeakActivation"].tolist() == pytest.approx(
         [np.max(raw_signal(s, ses) * 2.0) for s, ses in [(1, "post"), (1, "pre"), (2, "post"), (2, "pre")]])
-    assert scistack.join(MaxActivation, StepLength, subject=[3])["subject"].tolist() == [3, 3]
+    assert scistack.join(PeakActivation, StrideLength, subject=[3])["subject"].tolist() == [3, 3]
 
 
 def test_join_needs_a_shared_schema_key(project):
-    MaxActivation.save(1.0, subject=1)
-    StepLength.save(2.0, session="pre")
+    PeakActivation.save(1.0, subject=1)
+    StrideLength.save(2.0, session="pre")
     with pytest.raises(scistack.InvalidMetadataError, match="share no schema key"):
-        scistack.join(MaxActivation, StepLength)
+        scistack.join(PeakActivation, StrideLength)
 
 
 def test_values_appear_as_sql_types(project):
@@ -212,32 +212,32 @@ def test_dataframe_rows_view(project):
 
 def test_project_views_list_variables_and_runs(pipeline):
     variables = pipeline.sql("SELECT variable, records, versions FROM scistack_variables ORDER BY variable")
-    assert variables.values.tolist() == [["FilteredEMG", 8, 16], ["MaxActivation", 8, 16],
-                                         ["RawEMG", 8, 8], ["StepLength", 4, 4]]
+    assert variables.values.tolist() == [["EmgFiltered", 8, 16], ["EmgRaw", 8, 8],
+                                         ["PeakActivation", 8, 16], ["StrideLength", 4, 4]]
     runs = pipeline.sql("SELECT function, ran, cached, failed, outputs FROM scistack_runs ORDER BY created_at")
     assert runs["function"].tolist() == ["bandpass", "peak", "bandpass", "peak"]
     assert runs["ran"].tolist() == [8, 8, 8, 8] and runs["failed"].fillna(0).tolist() == [0, 0, 0, 0]
-    assert runs["outputs"].iloc[0].tolist() == ["FilteredEMG"]
+    assert runs["outputs"].iloc[0].tolist() == ["EmgFiltered"]
 
 
 def test_inline_values_follow_deletes_and_rebuilds(pipeline):
     count = "SELECT count(*) AS n FROM scistack.vals"
     before = pipeline.sql(count)["n"][0]
-    StepLength.delete(subject=4)
+    StrideLength.delete(subject=4)
     pipeline.sync()
     assert pipeline.sql(count)["n"][0] == before - 1
-    assert pipeline.sql("SELECT count(*) AS n FROM StepLength")["n"][0] == 3
+    assert pipeline.sql("SELECT count(*) AS n FROM StrideLength")["n"][0] == 3
     pipeline.reindex()
     assert pipeline.sql(count)["n"][0] == before - 1
-    assert pipeline.sql("SELECT avg(value) AS m FROM StepLength")["m"][0] == pytest.approx(0.7)
+    assert pipeline.sql("SELECT avg(value) AS m FROM StrideLength")["m"][0] == pytest.approx(0.7)
 
 
 def test_sql_stays_read_only(pipeline):
     with pytest.raises(QueryError):
         pipeline.sql("DELETE FROM scistack.vals")
     with pytest.raises(QueryError):
-        pipeline.sql("CREATE OR REPLACE VIEW MaxActivation AS SELECT 1")
-    assert pipeline.sql("SELECT count(*) AS n FROM MaxActivation")["n"][0] == 8
+        pipeline.sql("CREATE OR REPLACE VIEW PeakActivation AS SELECT 1")
+    assert pipeline.sql("SELECT count(*) AS n FROM PeakActivation")["n"][0] == 8
 
 
 _examples = iter(range(10**6))
