@@ -131,6 +131,8 @@ def test_any_of_and_bound_values(pipeline):
     assert bound[["subject", "session"]].values.tolist() == [[2, "post"]]
     quote = PeakActivation.load_all(as_df=True, where=("session = ?", ["x' OR '1'='1"]))
     assert quote.empty
+    by_fn = EmgFiltered.load_all(as_df=True, where="fn = 'bandpass' AND version = 1 AND session IN ('pre')")
+    assert by_fn["subject"].tolist() == [1, 2, 3, 4] and set(by_fn["low_hz"]) == {10}
 
 
 @pytest.mark.parametrize("where", [
@@ -199,6 +201,15 @@ def test_one_kind_per_variable_gets_its_own_sql_type(project, value, sql_type, b
         assert (got.tolist() if hasattr(got, "tolist") else got) == back
     finally:
         con.close()
+
+
+def test_nan_and_infinity_survive_in_list_columns_and_become_null_in_json(project):
+    Typed.save(np.array([1.0, np.nan, np.inf]), subject=1, session="a")
+    Frame.save({"x": float("nan"), "y": [1.5]}, subject=2, session="a")
+    project.sync()
+    row = project.sql("SELECT isnan(value[2]) AS nan, isinf(value[3]) AS inf FROM Typed").iloc[0]
+    assert bool(row["nan"]) and bool(row["inf"])
+    assert project.sql("SELECT CAST(value AS VARCHAR) AS v FROM Frame")["v"][0] == '{"x":null,"y":[1.5]}'
 
 
 def test_dataframe_rows_view(project):

@@ -37,7 +37,7 @@ SCHEMA_VERSION = 3
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
-RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table", "where",
+RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table", "where", "fn",
                                            *STATIC_VIEWS}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
