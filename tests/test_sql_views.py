@@ -243,6 +243,24 @@ def test_inline_values_follow_deletes_and_rebuilds(pipeline):
     assert pipeline.sql("SELECT avg(value) AS m FROM StrideLength")["m"][0] == pytest.approx(0.7)
 
 
+def test_a_value_unreadable_at_sync_is_read_again_later(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = scistack.configure_database(tmp_path / "late.duckdb", ["subject", "session"], sync_delay=3600)
+    try:
+        saved = Typed.save(1.5, subject=1, session="a")
+        path = db.store.path_of(saved.oid)
+        hidden = path.with_name("hidden")
+        path.rename(hidden)
+        db.sync()
+        assert pd.isna(db.sql("SELECT value FROM Typed")["value"][0])
+        hidden.rename(path)
+        Typed.save(2.5, subject=2, session="a")
+        db.sync()
+        assert db.sql("SELECT value FROM Typed ORDER BY subject")["value"].tolist() == [1.5, 2.5]
+    finally:
+        db.close()
+
+
 def test_sql_stays_read_only(pipeline):
     with pytest.raises(QueryError):
         pipeline.sql("DELETE FROM scistack.vals")

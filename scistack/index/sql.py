@@ -265,8 +265,7 @@ class SqlIndex:
         puts = [e for e in entries if e["op"] == "put"]
         if puts:
             _insert_arrow(con, "scistack.refs", self._refs_table(puts))
-            if self.inliner is not None:
-                self._inline(con, puts)
+            again = self._inline(con, puts) if self.inliner is not None else set()
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
             con.register("_gone", pa.table({
@@ -300,14 +299,26 @@ class SqlIndex:
             _insert_arrow(con, "scistack.runs", pa.table({
                 "run_id": [e.get("run_id") for e in runs], "entry": [_canon(e) for e in runs],
                 "created_at": [e.get("t") for e in runs]}, schema=_RUNS))
-        return {e["var"] for e in puts} | {e["var"] for e in dels}
+        return {e["var"] for e in puts} | {e["var"] for e in dels} | (again if puts else set())
 
-    def _inline(self, con: duckdb.DuckDBPyConnection, puts: list[dict[str, Any]]) -> None:
+    def _inline(self, con: duckdb.DuckDBPyConnection, puts: list[dict[str, Any]]) -> set[str]:
         """Inline rows for the oids and call records this batch names for the first time; the
-        inliner (above the index) reads the objects, DuckDB only stores what it returns."""
+        inliner (above the index) reads the objects, DuckDB only stores what it returns.
+        Returns the variables of earlier refs whose values it could read only now."""
         oids = list(dict.fromkeys(e["oid"] for e in puts))
         calls = list(dict.fromkeys(e["call"] for e in puts if e.get("call")))
         new_oids = _unseen(con, "vals", "oid", oids)
+        # an object that could not be read last time (a network store's hiccup) is tried again
+        retry = [r[0] for r in con.execute(
+            "SELECT oid FROM scistack.vals WHERE sqltype = 'UNREADABLE' LIMIT 1000").fetchall()]
+        again: set[str] = set()
+        if retry:
+            con.execute("DELETE FROM scistack.vals WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))", [retry])
+            fresh = set(new_oids)
+            new_oids += [oid for oid in retry if oid not in fresh]
+            again = {r[0] for r in con.execute(
+                "SELECT DISTINCT var FROM scistack.refs WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+                [retry]).fetchall()}
         if new_oids:
             vals, rows = self.inliner.values(new_oids)
             _insert_arrow(con, "scistack.vals", vals)
@@ -316,6 +327,7 @@ class SqlIndex:
         new_calls = _unseen(con, "call_info", "call", calls)
         if new_calls:
             _insert_arrow(con, "scistack.call_info", self.inliner.calls(new_calls))
+        return again
 
     def _refs_table(self, puts: list[dict[str, Any]]) -> pa.Table:
         columns: dict[str, list] = {
