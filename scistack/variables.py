@@ -157,7 +157,7 @@ class BaseVariable:
         for record in records:
             by_addr.setdefault(record.addr_key, []).append(record)
         asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
-        if len(by_addr) == 1 and set(records[0].addr) == asked and where is None:
+        if len(by_addr) == 1 and set(records[0].addr) == asked:
             if len(records) > 1:
                 raise ambiguous_error(cls.__name__, records)
             return cls._from_record(db, records[0])

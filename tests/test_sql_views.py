@@ -113,6 +113,8 @@ def test_the_python_api_gives_the_same_answers(pipeline):
     older = PeakActivation.load_all(as_df=True, where="low_hz = 10 AND subject <= 3")
     assert older.groupby("session")["data"].mean().to_dict() == pytest.approx(expected_mean_peaks(10))
     assert set(older["version"]) == {1}
+    branch = EmgFiltered.load(subject=1, session="pre", where="low_hz = 10")  # one record, as load(low_hz=10)
+    assert branch.version == 1 and branch.data[:2].tolist() == pytest.approx(raw_signal(1, "pre")[:2].tolist())
     filtered = EmgFiltered.load(subject=1, session="pre").data
     assert filtered[:5].tolist() == pytest.approx((raw_signal(1, "pre") * 2.0)[:5].tolist())
     assert list(frame.columns) == ["subject", "session", "low_hz", "bandpass_low_hz", "data", "fn",
