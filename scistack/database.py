@@ -22,6 +22,7 @@ from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatc
 from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
 from scistack.index.journal import JournalBackend
+from scistack.inline import Inliner
 from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.canonical_json import from_tree
 from scistack.records import read_call
@@ -62,6 +63,7 @@ class Database:
         self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
                            sync_delay=sync_delay, journal=journal)
         self.index.before_flush = self.store.flush  # objects first, then the refs naming them
+        self.index.set_inliner(Inliner(self.store))  # the views' values, read by the sync
         # Opening never waits for DuckDB (held by DBeaver, or far behind after a killed run):
         # the journal is the record of truth and a background thread brings DuckDB up to date.
         self.index.poke_sync(unless_in_step=True)

@@ -13,12 +13,14 @@ from scistack.address import plain, shown
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.index import RefRecord
+from scistack.where import matching_rows, record_columns
 
 
 def select_records(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
-                   all_versions: bool = False) -> list[RefRecord]:
-    """Records of `var` matching `metadata`; unless `all_versions` (or a `version`), the newest
-    per address and version keys. Raises with what exists when nothing matches."""
+                   all_versions: bool = False, where: str | tuple | None = None) -> list[RefRecord]:
+    """Records of `var` matching `metadata` (a list value means any of) and the SQL predicate
+    `where`; unless `all_versions` (or a `version`), the newest matching one per address and
+    version keys. Raises with what exists when nothing matches."""
     addr, vkeys, params, unknown = {}, {}, {}, []
     vkey_names = param_names = None  # asked for only when a key is not a schema key
     for key, value in metadata.items():
@@ -36,12 +38,38 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
             unknown.append(key)
     if unknown:
         raise UnknownMetadataKeyError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
-    records = db.index.select(var, addr, vkeys, params, all_versions=all_versions or version is not None)
+    every = all_versions or version is not None or where is not None
+    records = db.index.select(var, addr, vkeys, params, all_versions=every)
     if version is not None:
         records = [r for r in records if r.version == version]
+    if where is not None:
+        records = _where(db, records, where, newest=not (all_versions or version is not None))
     if not records:
         raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
     return records
+
+
+def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest: bool) -> list[RefRecord]:
+    """Records for which the predicate holds; with `newest`, the newest of them per address
+    and version keys (as `load(low_hz=20)` picks the newest version made with low_hz=20)."""
+    if not records:
+        return records
+    columns = record_columns(db.schema_keys, records, db.store, fn=_names_fn(where))
+    kept = [records[i] for i in matching_rows(columns, where, len(records))]
+    if not newest:
+        return kept
+    best: dict[tuple[str, str], RefRecord] = {}
+    for r in kept:
+        key = (r.addr_key, r.vkeys_key)
+        if key not in best or r.version > best[key].version:
+            best[key] = r
+    return list(best.values())
+
+
+def _names_fn(where: str | tuple) -> bool:
+    """Reading call records for `fn` costs a read per call: only when the predicate uses it."""
+    text = where[0] if isinstance(where, tuple) else where
+    return isinstance(text, str) and "fn" in text.lower()
 
 
 def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:

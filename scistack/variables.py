@@ -40,6 +40,7 @@ from scistack.index import RefRecord, check_identifier
 from scistack.selection import choose_variant, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
+from scistack.where import FIXED, record_columns
 
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
@@ -154,9 +155,12 @@ class BaseVariable:
     # -- load ------------------------------------------------------------------------------
     @classmethod
     def load(cls, *, version: int | None = None, as_df: bool = False, lazy: bool = False,
-             **metadata: Any) -> Any:
+             where: str | tuple | None = None, **metadata: Any) -> Any:
         """Load by metadata: a full address gives one variable, a partial one a list.
 
+        A list value means any of (`subject=[1, 2]`); `where` is a SQL condition over schema
+        keys, version keys, lineage parameters, fn, version and created_at
+        (`where="subject > 3 AND low_hz = 20"`, or `("subject > ?", [3])` to bind values).
         With `lazy=True` a chunked value's `.data` reads nothing until sliced (see
         `scistack.objects.lazy`); other values load as usual.
 
@@ -168,7 +172,7 @@ class BaseVariable:
             Several version-key variants at the address and no selector among them.
         """
         db = get_database()
-        records = select_records(db, cls.__name__, metadata, version=version)
+        records = select_records(db, cls.__name__, metadata, version=version, where=where)
         if as_df:
             return _frame(db, records)
         by_addr: dict[str, list[RefRecord]] = {}
@@ -194,21 +198,22 @@ class BaseVariable:
         return found
 
     @classmethod
-    def load_all(cls, *, as_df: bool = False, **metadata: Any) -> Any:
-        """Every current record matching `metadata` (all when empty): a list, or a DataFrame.
+    def load_all(cls, *, as_df: bool = False, where: str | tuple | None = None, **metadata: Any) -> Any:
+        """Every current record matching `metadata` and `where` (all when empty): a list, or a
+        DataFrame with the columns of the SQL view (`data` holding the value).
 
         Nothing matching gives an empty list; a key the variable does not have (a typo) raises
         `UnknownMetadataKeyError` naming the valid keys.
         """
         db = get_database()
         try:
-            records = sort_records(db, select_records(db, cls.__name__, metadata))
+            records = sort_records(db, select_records(db, cls.__name__, metadata, where=where))
         except UnknownMetadataKeyError:
             raise
         except VariableNotFoundError:
             records = []
         if as_df:
-            return _frame(db, records)
+            return _frame(db, records, presorted=True)
         return [cls._from_record(db, r) for r in records]
 
     @classmethod
@@ -353,18 +358,18 @@ def _load_values(db: Database, records: list[RefRecord]) -> list[Any]:
     return [get(r.oid) for r in records]
 
 
-def _frame(db: Database, records: list[RefRecord]) -> Any:
+def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False) -> Any:
+    """The records as the SQL view shows them: keys, version keys, lineage parameters, `data`,
+    fn, version, created_at, oid."""
     import pandas as pd
 
-    records = sort_records(db, records)
-    vkey_names = sorted({k for r in records for k in r.vkeys})
-    columns: dict[str, list] = {k: [r.addr.get(k) for r in records] for k in db.schema_keys
-                                if any(k in r.addr for r in records)}
-    for name in vkey_names:
-        columns[name] = [r.vkeys.get(name) for r in records]
-    columns["data"] = _load_values(db, records)
-    frame = pd.DataFrame({k: _column(v) if k == "data" else v for k, v in columns.items()})
-    return frame if records else pd.DataFrame(columns=[*db.schema_keys, "data"])
+    records = records if presorted else sort_records(db, records)
+    if not records:
+        return pd.DataFrame(columns=[*db.schema_keys, "data"])
+    columns = record_columns(db.schema_keys, records, db.store)
+    meta = {k: columns.pop(k) for k in FIXED}
+    columns["data"] = _column(_load_values(db, records))
+    return pd.DataFrame({**columns, **meta})
 
 
 def _column(values: list[Any]) -> Any:

@@ -41,12 +41,14 @@ def test_view_per_variable_reads_like_a_table(project):
     assert frame.values.tolist() == [[1, "baseline", 0.82], [2, "baseline", 0.91]]
 
 
-def test_view_shows_latest_version_and_array_descriptions(project):
+def test_view_shows_latest_version_with_the_array_itself(project):
     Signal.save(np.zeros(1000), subject=1, session="pre")
     Signal.save(np.ones(1000), subject=1, session="pre")
     project.sync()
-    frame = project.sql('SELECT subject, value, version FROM "Signal"')
-    assert frame.values.tolist() == [[1, "float64[1000]", 2]]
+    frame = project.sql('SELECT subject, value, summary, shape, version FROM "Signal"')
+    assert frame["value"][0].tolist() == [1.0] * 1000
+    assert frame[["subject", "summary", "version"]].values.tolist() == [[1, "float64[1000]", 2]]
+    assert frame["shape"][0].tolist() == [1000]
 
 
 def test_index_holds_names_only_and_schema_version(project):
@@ -54,7 +56,7 @@ def test_index_holds_names_only_and_schema_version(project):
     project.sync()
     meta = dict(project.sql("SELECT key, value FROM meta").values.tolist())
     assert int(meta["schema_version"]) == SCHEMA_VERSION
-    assert project.path.stat().st_size < 2_000_000  # the 80 KB array is not in DuckDB
+    assert project.path.stat().st_size < 2_000_000  # small arrays are inlined, nothing more
     tags = project.sql("SELECT tags FROM duckdb_databases() WHERE database_name = current_database()")
     assert STORAGE_COMPATIBILITY in str(tags.iloc[0, 0])
 
@@ -292,7 +294,7 @@ def test_an_index_file_of_schema_1_is_migrated_from_the_journal(project):
         for table in ("refs", "calls", "runs"):
             con.execute(f"CREATE TABLE main.{table} (var VARCHAR)")
     assert project.sql("SELECT value FROM refs")["value"].tolist() == [1.0]
-    assert project.sql("SELECT value FROM scistack.meta WHERE key = 'schema_version'")["value"][0] == "2"
+    assert project.sql("SELECT value FROM scistack.meta WHERE key = 'schema_version'")["value"][0] == str(SCHEMA_VERSION)
 
 
 def test_a_project_file_named_like_the_internal_schema_is_refused(tmp_path):
@@ -383,3 +385,12 @@ def test_duckdb_applies_a_long_tail_in_slices_with_the_same_result(project, monk
     assert project.index._sql.rebuild() == len(project.index._journal.read_from(0)[0])
     assert project.sql('SELECT subject, version, oid FROM "Signal" ORDER BY subject').values.tolist() == whole
     assert len(whole) == 29
+def test_an_index_file_of_schema_2_is_rebuilt_with_inline_values(project):
+    refs.save(1.5, subject=1, session="pre")
+    project.sync()
+    with project.index._sql.connect() as con:  # schema 2 had no inline values
+        con.execute("DROP TABLE scistack.vals")
+        con.execute("UPDATE scistack.meta SET value = '2' WHERE key = 'schema_version'")
+        con.execute("UPDATE scistack.meta SET value = '999' WHERE key = 'journal_offset'")
+    assert project.sql("SELECT value FROM refs")["value"].tolist() == [1.5]
+    assert project.sql("SELECT count(*) AS n FROM scistack.vals")["n"][0] == 1

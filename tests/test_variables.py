@@ -94,7 +94,7 @@ def test_load_all_generator_and_dataframe(project):
     VRaw.save(np.arange(3), subject=1, session="pre")
     assert [v.data for v in VPeak.load_all()] == [0.5, 1.0]
     frame = VPeak.load_all(as_df=True)
-    assert list(frame.columns) == ["subject", "session", "data"]
+    assert list(frame.columns) == ["subject", "session", "data", "fn", "version", "created_at", "oid"]
     assert frame["data"].tolist() == [0.5, 1.0]
     arrays = VRaw.load(subject=1, as_df=True)
     assert isinstance(arrays.loc[0, "data"], np.ndarray)

@@ -12,7 +12,6 @@ values.
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import subprocess
 import sys
@@ -67,6 +66,11 @@ class Index:
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
+
+    def set_inliner(self, inliner: Any) -> None:
+        """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
+        layer that may read objects; the index only stores the rows it returns."""
+        self._sql.inliner = inliner
 
     @property
     def journal_path(self) -> Path:
@@ -546,9 +550,10 @@ class _BackgroundSync:
         try:
             if lag is not None and lag > DETACH_BYTES and os.environ.get("SCISTACK_SYNC") != "foreground" \
                     and isinstance(self.sql.journal, Journal):
+                # the project is opened there as here (its views need objects read above the
+                # index): the module is named, not imported, so the layers stay as they are
                 subprocess.Popen(
-                    [sys.executable, "-m", "scistack.index.detached_sync", str(self.sql.path),
-                     str(self.sql.journal.path), json.dumps(self.sql.schema_keys)],
+                    [sys.executable, "-m", "scistack.sync_after_exit", str(self.sql.path)],
                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                     start_new_session=True, close_fds=True)
                 return

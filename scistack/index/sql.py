@@ -1,9 +1,10 @@
 """The DuckDB file: a queryable materialisation of the ref journal, plus readable views.
 
-DuckDB never holds values, only names: `refs` (variable, address, version keys, version,
-oid, call, lineage parameters, a short preview), `calls` (call key -> call oid), `runs`,
-and one view per variable named after it (`SELECT subject, session, value FROM
-MaxActivation`). `sync` applies the journal's new lines in one transaction together with the
+DuckDB names content by oid: `refs` (variable, address, version keys, version, oid, call,
+lineage parameters, a short preview), `calls` (call key -> call oid), `runs`, and, when the
+database hands the sync an `inliner` (the layer above, which may read objects), `vals` (each
+oid's value as SQL types), `frame_rows` and `call_info` (function names). The views
+(`index/views.py`) join them: `SELECT subject, session, value FROM MaxActivation`. `sync` applies the journal's new lines in one transaction together with the
 offset it has reached, so a crash between the two cannot apply a line twice or skip one.
 
 A connection is opened only for the duration of a sync or a query: an idle Python process
@@ -30,13 +31,15 @@ import pyarrow as pa
 from scistack.errors import DatabaseLockedError, IndexSchemaError, InvalidNameError, QueryError
 from scistack.index.journal import Journal
 from scistack.index.state import key_of
+from scistack.index.views import STATIC_VIEWS, refresh_views
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _SYNC_BYTES = 16 << 20  # journal bytes applied per transaction (a rebuild of 1M refs took 3.1 GB whole)
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
-RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table"}
+RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table", "where", "fn",
+                                           *STATIC_VIEWS}
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -68,7 +71,14 @@ _TABLES = [
     "CREATE TABLE scistack.calls (key VARCHAR PRIMARY KEY, call VARCHAR NOT NULL, fn VARCHAR, "
     "outs VARCHAR, created_at VARCHAR)",
     "CREATE TABLE scistack.runs (run_id VARCHAR, entry VARCHAR, created_at VARCHAR)",
+    # inline forms, keyed by content (objects are immutable: a row never goes stale)
+    "CREATE TABLE scistack.vals (oid VARCHAR NOT NULL, sqltype VARCHAR, shape BIGINT[], dtype VARCHAR, "
+    "nbytes BIGINT, i BIGINT, d DOUBLE, b BOOLEAN, s VARCHAR, j VARCHAR, li BIGINT[], ld DOUBLE[], "
+    "lb BOOLEAN[], ls VARCHAR[])",
+    "CREATE TABLE scistack.frame_rows (oid VARCHAR NOT NULL, row_n BIGINT, row VARCHAR)",
+    "CREATE TABLE scistack.call_info (call VARCHAR NOT NULL, fn_name VARCHAR, fn_module VARCHAR)",
 ]
+_DERIVED = ("refs", "calls", "runs", "vals", "frame_rows", "call_info")
 
 
 class SqlIndex:
@@ -80,6 +90,7 @@ class SqlIndex:
         self.schema_keys = list(schema_keys)
         self.journal = journal
         self.lock_timeout = lock_timeout
+        self.inliner: Any = None  # values.(oids) and calls(oids) -> Arrow tables, from above
 
     @contextmanager
     def connect(self, *, read_only: bool = False, timeout: float | None = None
@@ -138,10 +149,15 @@ class SqlIndex:
             for (var,) in con.execute("SELECT DISTINCT var FROM main.refs").fetchall():
                 con.execute(f"DROP VIEW IF EXISTS main.{quote(var)}")
             con.execute("DROP TABLE main.refs; DROP TABLE main.calls; DROP TABLE main.runs; DROP TABLE main.meta")
+        if found == 2:  # schema 3 adds inline values and more views: rebuilt from the journal
+            for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall():
+                con.execute(f"DROP VIEW IF EXISTS main.{quote(var)}")
+            con.execute("DROP SCHEMA scistack CASCADE")
         for statement in [*_TABLES, self._refs_ddl()]:
             con.execute(statement)
         self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
         self._set_meta(con, "journal_offset", "0")
+        refresh_views(con, self.schema_keys, [])  # scistack_variables, scistack_runs
         con.execute("COMMIT")
 
     @staticmethod
@@ -199,7 +215,7 @@ class SqlIndex:
                 entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
                 con.execute("BEGIN")
                 if start_over:
-                    con.execute("DELETE FROM scistack.refs; DELETE FROM scistack.calls; DELETE FROM scistack.runs")
+                    con.execute("; ".join(f"DELETE FROM scistack.{t}" for t in _DERIVED))
                     start_over = False
                 touched |= self._apply(con, entries) if entries else set()
                 self._set_meta(con, "journal_offset", str(new_offset))
@@ -210,8 +226,7 @@ class SqlIndex:
                 offset = new_offset
             if rebuilt:
                 touched |= {r[0] for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
-            for var in sorted(touched):
-                self._refresh_view(con, var)
+            refresh_views(con, self.schema_keys, touched)
         self._remember_in_step(new_offset)
         return applied
 
@@ -270,14 +285,22 @@ class SqlIndex:
         puts = [e for e in entries if e["op"] == "put"]
         if puts:
             _insert_arrow(con, "scistack.refs", self._refs_table(puts))
+            again = self._inline(con, puts) if self.inliner is not None else set()
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
             con.register("_gone", pa.table({
                 "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
                 "version": pa.array([e["version"] for e in dels], pa.int32())}))
+            gone = [r[0] for r in con.execute(
+                "SELECT DISTINCT r.oid FROM scistack.refs r JOIN _gone ON r.var = _gone.var AND "
+                "r.addr = _gone.addr AND r.version = _gone.version").fetchall()]
             con.execute("DELETE FROM scistack.refs r USING _gone WHERE r.var = _gone.var AND "
                         "r.addr = _gone.addr AND r.version = _gone.version")
             con.unregister("_gone")
+            if gone:  # inline rows of content no ref names any more
+                for table in ("vals", "frame_rows"):
+                    con.execute(f"DELETE FROM scistack.{table} WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
+                                "AND oid NOT IN (SELECT oid FROM scistack.refs)", [gone])
         calls: dict[str, dict[str, Any]] = {}
         dropped = {(e["key"], e["call"]) for e in entries if e["op"] == "uncall"}
         for e in entries:
@@ -299,7 +322,35 @@ class SqlIndex:
             _insert_arrow(con, "scistack.runs", pa.table({
                 "run_id": [e.get("run_id") for e in runs], "entry": [_canon(e) for e in runs],
                 "created_at": [e.get("t") for e in runs]}, schema=_RUNS))
-        return {e["var"] for e in puts} | {e["var"] for e in dels}
+        return {e["var"] for e in puts} | {e["var"] for e in dels} | (again if puts else set())
+
+    def _inline(self, con: duckdb.DuckDBPyConnection, puts: list[dict[str, Any]]) -> set[str]:
+        """Inline rows for the oids and call records this batch names for the first time; the
+        inliner (above the index) reads the objects, DuckDB only stores what it returns.
+        Returns the variables of earlier refs whose values it could read only now."""
+        oids = list(dict.fromkeys(e["oid"] for e in puts))
+        calls = list(dict.fromkeys(e["call"] for e in puts if e.get("call")))
+        new_oids = _unseen(con, "vals", "oid", oids)
+        # an object that could not be read last time (a network store's hiccup) is tried again
+        retry = [r[0] for r in con.execute(
+            "SELECT oid FROM scistack.vals WHERE sqltype = 'UNREADABLE' LIMIT 1000").fetchall()]
+        again: set[str] = set()
+        if retry:
+            con.execute("DELETE FROM scistack.vals WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))", [retry])
+            fresh = set(new_oids)
+            new_oids += [oid for oid in retry if oid not in fresh]
+            again = {r[0] for r in con.execute(
+                "SELECT DISTINCT var FROM scistack.refs WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+                [retry]).fetchall()}
+        if new_oids:
+            vals, rows = self.inliner.values(new_oids)
+            _insert_arrow(con, "scistack.vals", vals)
+            if rows.num_rows:
+                _insert_arrow(con, "scistack.frame_rows", rows)
+        new_calls = _unseen(con, "call_info", "call", calls)
+        if new_calls:
+            _insert_arrow(con, "scistack.call_info", self.inliner.calls(new_calls))
+        return again
 
     def _refs_table(self, puts: list[dict[str, Any]]) -> pa.Table:
         columns: dict[str, list] = {
@@ -318,31 +369,6 @@ class SqlIndex:
             columns[key] = [_display(e["addr"].get(key)) for e in puts]
         types = {"version": pa.int32()}
         return pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
-
-    # -- views -------------------------------------------------------------------------
-    def _refresh_view(self, con: duckdb.DuckDBPyConnection, var: str) -> None:
-        """One readable view per variable: the newest record of each address."""
-        cols = []
-        for key in self.schema_keys:
-            kinds = {r[0] for r in con.execute(
-                f"SELECT DISTINCT json_type(addr, '$.{key}') FROM scistack.refs WHERE var = ?", [var]).fetchall()}
-            cols.append(f"{_cast_for(kinds, quote(key))} AS {quote(key)}")
-        vkey_names = sorted({r[0] for r in con.execute(
-            "SELECT DISTINCT unnest(json_keys(vkeys)) FROM scistack.refs WHERE var = ?", [var]).fetchall()})
-        for name in vkey_names:
-            if name not in self.schema_keys:
-                cols.append(f"json_extract_string(vkeys, '$.\"{name}\"') AS {quote(name)}")
-        numeric = con.execute(
-            "SELECT count(*) > 0 AND bool_and(kind = 'json' AND TRY_CAST(summary AS DOUBLE) IS NOT NULL) "
-            "FROM scistack.refs WHERE var = ?", [var]).fetchone()[0]
-        value = "TRY_CAST(summary AS DOUBLE)" if numeric else "summary"
-        select = ", ".join(cols + [f"{value} AS value", "version", "oid", "created_at"])
-        order = ", ".join(quote(k) for k in self.schema_keys)
-        con.execute(
-            f"CREATE OR REPLACE VIEW {quote(var)} AS SELECT {select} FROM ("
-            "SELECT *, row_number() OVER (PARTITION BY addr, vkeys ORDER BY version DESC) AS rn "
-            f"FROM scistack.refs WHERE var = '{var}') WHERE rn = 1 ORDER BY {order}"
-        )
 
     # -- queries -----------------------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> pa.Table:
@@ -365,6 +391,17 @@ class SqlIndex:
 
 
 _RUNS = pa.schema([("run_id", pa.string()), ("entry", pa.string()), ("created_at", pa.string())])
+
+
+def _unseen(con: duckdb.DuckDBPyConnection, table: str, column: str, keys: list[str]) -> list[str]:
+    """The keys not yet in `scistack.<table>.<column>`, in their order."""
+    if not keys:
+        return []
+    con.register("_keys", pa.table({"k": pa.array(keys, pa.string())}))
+    seen = {r[0] for r in con.execute(
+        f"SELECT k FROM _keys SEMI JOIN scistack.{table} t ON t.{column} = _keys.k").fetchall()}
+    con.unregister("_keys")
+    return [k for k in keys if k not in seen]
 
 
 def _insert_arrow(con: duckdb.DuckDBPyConnection, table_name: str, table: pa.Table) -> None:
@@ -400,12 +437,3 @@ def _display(value: Any) -> str | None:
     if isinstance(value, bool):
         return "true" if value else "false"
     return json.dumps(value)
-
-
-def _cast_for(json_types: set, column: str) -> str:
-    json_types = {t for t in json_types if t is not None}
-    if json_types and json_types <= {"BIGINT", "UBIGINT"}:
-        return f"CAST({column} AS BIGINT)"
-    if json_types and json_types <= {"BIGINT", "UBIGINT", "DOUBLE"}:
-        return f"CAST({column} AS DOUBLE)"
-    return column

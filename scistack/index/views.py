@@ -1,0 +1,254 @@
+"""The readable views: one per variable (newest version per address), `<Var>_all` (every
+version), `<Var>_rows` (DataFrame values, one row per frame row), `scistack_variables` and
+`scistack_runs`.
+
+A variable's columns depend on its data: schema keys, version keys and lineage parameters
+typed from their JSON values, the value as a real SQL type (from `scistack.vals`, the inline
+rows the sync got from the layer that reads objects), then shape, dtype, kind, summary, fn,
+version, created_at and oid. The shapes of all touched variables come from one grouped query,
+so a sync after a large run scans the touched rows once, however many variables it touched.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import duckdb
+
+# JSON value types (json_group_structure) -> the SQL type of a column holding them
+_NUMERIC = {"BIGINT": "BIGINT", "UBIGINT": "BIGINT", "HUGEINT": "BIGINT", "DOUBLE": "DOUBLE",
+            "BOOLEAN": "BOOLEAN"}
+_SCALAR_COLUMN = {"BIGINT": "v.i", "DOUBLE": "v.d", "BOOLEAN": "v.b", "VARCHAR": "v.s",
+                  "BIGINT[]": "v.li", "DOUBLE[]": "v.ld", "BOOLEAN[]": "v.lb", "VARCHAR[]": "v.ls",
+                  "JSON": "CAST(v.j AS JSON)"}
+_NO_VALUE = {None, "NULL", "LARGE", "OPAQUE", "UNREADABLE", "TABLE"}
+_AS_JSON = ("CAST(v.j AS JSON)", "to_json(v.i)", "to_json(v.d)", "to_json(v.b)", "to_json(v.s)",
+            "to_json(v.li)", "to_json(v.ld)", "to_json(v.lb)", "to_json(v.ls)")
+STATIC_VIEWS = ("scistack_variables", "scistack_runs")
+
+
+def quote(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    """A SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a variable's records hold, as far as its views' columns depend on it."""
+
+    addr: dict[str, str]      # schema key -> JSON type of its values
+    vkeys: dict[str, str]
+    params: dict[str, str]
+    sqltypes: frozenset
+
+
+def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variables: Iterable[str]) -> None:
+    """(Re-)create the views of each variable, then the project-wide ones."""
+    names = sorted(set(variables))
+    all_vars = {r[0].lower() for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
+    for var, shape in _shapes(con, names).items():
+        columns = view_columns(schema_keys, shape)
+        con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
+        if f"{var}_all".lower() not in all_vars:
+            con.execute(_view_sql(var, schema_keys, shape, columns, newest=False))
+        if "TABLE" in shape.sqltypes and f"{var}_rows".lower() not in all_vars:
+            con.execute(_rows_sql(con, var, schema_keys, columns))
+    for name, sql in _STATIC.items():
+        if name not in all_vars:
+            con.execute(sql)
+
+
+def _shapes(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, Shape]:
+    if not names:
+        return {}
+    rows = con.execute(
+        "SELECT r.var, json_group_structure(CAST(r.addr AS JSON)), json_group_structure(CAST(r.vkeys AS JSON)), "
+        "json_group_structure(CAST(r.params AS JSON)), list(DISTINCT v.sqltype) "
+        "FROM scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid "
+        "WHERE r.var IN (SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY r.var", [names]).fetchall()
+    return {var: Shape(_structure(a), _structure(k), _structure(p), frozenset(t))
+            for var, a, k, p, t in rows}
+
+
+def _structure(text: str | None) -> dict[str, str]:
+    found = json.loads(text) if text else {}
+    return {k: v if isinstance(v, str) else "JSON" for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    expr: str
+
+
+def view_columns(schema_keys: list[str], shape: Shape) -> dict[str, list[Column]]:
+    """The columns of a variable's views, by group: keys, vkeys, params, fixed.
+
+    DuckDB identifiers are case-insensitive, so names are kept unique ignoring case: keys
+    first, then version keys, then scistack's columns (`shape`, `dtype`, `fn` take a `value_`
+    prefix if a version key took them), then lineage parameters: qualified as
+    `bandpass_low_hz`, and bare (`low_hz`) when only one function has that parameter.
+    """
+    taken: set[str] = set()
+
+    def take(name: str) -> bool:
+        if name.lower() in taken:
+            return False
+        taken.add(name.lower())
+        return True
+
+    keys = [Column(k, _typed_key(k, shape.addr.get(k))) for k in schema_keys if take(k)]
+    vkeys = [Column(k, _typed_json("r.vkeys", k, t)) for k, t in sorted(shape.vkeys.items())
+             if _safe_key(k) and take(k)]
+    fixed = [Column("value", _value_expr(shape.sqltypes))]
+    take("value")
+    for name, expr in (("shape", "v.shape"), ("dtype", "v.dtype"), ("kind", "r.kind"),
+                       ("summary", "r.summary"), ("fn", "c.fn_name"), ("version", "r.version"),
+                       ("created_at", "r.created_at"), ("oid", "r.oid")):
+        fixed.append(Column(name if take(name) else _fresh("value_" + name, take), expr))
+    params = [Column(column, _typed_json("r.params", name, shape.params[name]))
+              for name, column in param_columns(shape.params, take)]
+    return {"keys": keys, "vkeys": vkeys, "params": params, "fixed": fixed}
+
+
+def param_columns(names: Iterable[str], take) -> list[tuple[str, str]]:
+    """(parameter, column) pairs: `bandpass.low_hz` as `bandpass_low_hz`, and as `low_hz` too
+    when only one function has a `low_hz`; `take(column)` says whether the name is still free.
+    The one naming rule of the views, `load_all(as_df=True)`, `where=` and `join`."""
+    names = sorted(n for n in names if _safe_key(n))
+    bare_count: dict[str, int] = {}
+    for name in names:
+        bare = name.rsplit(".", 1)[-1].lower()
+        bare_count[bare] = bare_count.get(bare, 0) + 1
+    pairs = []
+    for name in names:
+        bare = name.rsplit(".", 1)[-1]
+        if bare != name and bare_count[bare.lower()] == 1 and take(bare):
+            pairs.append((name, bare))
+        column = name.replace(".", "_")
+        if take(column):
+            pairs.append((name, column))
+    return pairs
+
+
+def _fresh(name: str, take) -> str:
+    n = 2
+    candidate = name
+    while not take(candidate):
+        candidate, n = f"{name}{n}", n + 1
+    return candidate
+
+
+def _safe_key(name: str) -> bool:
+    return all(ch not in name for ch in "\"'\\")
+
+
+def _typed_key(key: str, json_type: str | None) -> str:
+    column = "r." + quote(key)
+    sql_type = _NUMERIC.get(json_type or "")
+    return f"TRY_CAST({column} AS {sql_type})" if sql_type else column
+
+
+def _typed_json(column: str, name: str, json_type: str | None) -> str:
+    path = literal(f'$."{name}"')
+    sql_type = _NUMERIC.get(json_type or "")
+    text = f"json_extract_string({column}, {path})"
+    return f"TRY_CAST({text} AS {sql_type})" if sql_type else text
+
+
+def _value_expr(sqltypes: frozenset) -> str:
+    """The `value` column: one SQL type for the whole variable (JSON when its values mix)."""
+    types = {t for t in sqltypes if t not in _NO_VALUE}
+    if not types:
+        return "CAST(NULL AS VARCHAR)"
+    if len(types) == 1:
+        (only,) = types
+        if only in _SCALAR_COLUMN:
+            return _SCALAR_COLUMN[only]
+        return f"TRY_CAST(v.j AS {only})"  # an N-D array: nested lists
+    if types == {"BIGINT", "DOUBLE"}:
+        return "COALESCE(v.d, CAST(v.i AS DOUBLE))"
+    if types == {"BIGINT[]", "DOUBLE[]"}:
+        return "COALESCE(v.ld, CAST(v.li AS DOUBLE[]))"
+    return f"COALESCE({', '.join(_AS_JSON)})"
+
+
+def _select(columns: dict[str, list[Column]]) -> str:
+    ordered = columns["keys"] + columns["vkeys"] + columns["params"] + columns["fixed"]
+    return ", ".join(f"{c.expr} AS {quote(c.name)}" for c in ordered)
+
+
+def _view_sql(var: str, schema_keys: list[str], shape: Shape, columns: dict[str, list[Column]], *,
+              newest: bool) -> str:
+    order = ", ".join(quote(c.name) for c in columns["keys"])
+    version = next(c.name for c in columns["fixed"] if c.expr == "r.version")
+    source = (
+        "scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid "
+        "LEFT JOIN scistack.call_info c ON c.call = r.call"
+    )
+    if newest:
+        source = (
+            f"(SELECT * FROM scistack.refs WHERE var = {literal(var)} QUALIFY row_number() OVER "
+            "(PARTITION BY addr, vkeys ORDER BY version DESC) = 1) r "
+            "LEFT JOIN scistack.vals v ON v.oid = r.oid LEFT JOIN scistack.call_info c ON c.call = r.call"
+        )
+        name, order_by = var, order
+    else:
+        name, order_by = f"{var}_all", f"{order}, {quote(version)}"
+    return (f"CREATE OR REPLACE VIEW main.{quote(name)} AS SELECT {_select(columns)} FROM {source} "
+            f"WHERE r.var = {literal(var)} ORDER BY {order_by}")
+
+
+def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
+              columns: dict[str, list[Column]]) -> str:
+    """`<Var>_rows`: each DataFrame row of the current records, with the keys alongside."""
+    structure = con.execute(
+        "SELECT json_group_structure(CAST(f.row AS JSON)) FROM scistack.frame_rows f "
+        "WHERE f.oid IN (SELECT oid FROM scistack.refs WHERE var = ?)", [var]).fetchone()[0]
+    frame_cols = _structure(structure)
+    carried = columns["keys"] + columns["vkeys"] + columns["params"]
+    taken = {c.name.lower() for c in carried} | {"row_n", "version", "oid"}
+    parts = [f"m.{quote(c.name)}" for c in carried] + ["f.row_n AS row_n"]
+    for name, kind in frame_cols.items():
+        if not _safe_key(name):
+            continue
+        alias = name if name.lower() not in taken else f"row_{name}"
+        taken.add(alias.lower())
+        parts.append(f"{_typed_json('f.row', name, kind)} AS {quote(alias)}")
+    version = next(c.name for c in columns["fixed"] if c.expr == "r.version")
+    oid = next(c.name for c in columns["fixed"] if c.expr == "r.oid")
+    parts += [f"m.{quote(version)} AS version", f"m.{quote(oid)} AS oid"]
+    order = ", ".join(f"m.{quote(c.name)}" for c in columns["keys"])
+    return (f"CREATE OR REPLACE VIEW main.{quote(var + '_rows')} AS SELECT {', '.join(parts)} "
+            f"FROM main.{quote(var)} m JOIN scistack.frame_rows f ON f.oid = m.{quote(oid)} "
+            f"ORDER BY {order}, f.row_n")
+
+
+def _count(name: str) -> str:
+    return f"TRY_CAST(json_extract(entry, '$.counts.{name}') AS BIGINT) AS {name}"
+
+
+_STATIC = {
+    "scistack_variables": (
+        "CREATE OR REPLACE VIEW main.scistack_variables AS SELECT r.var AS variable, "
+        "count(DISTINCT (r.addr, r.vkeys)) AS records, count(*) AS versions, "
+        "sum(v.nbytes) AS value_bytes, max(r.created_at) AS last_change "
+        "FROM scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid GROUP BY r.var ORDER BY r.var"
+    ),
+    "scistack_runs": (
+        "CREATE OR REPLACE VIEW main.scistack_runs AS SELECT run_id, created_at, "
+        "json_extract_string(entry, '$.function') AS function, "
+        "CAST(json_extract(entry, '$.outputs') AS VARCHAR[]) AS outputs, "
+        f"{_count('ran')}, {_count('cached')}, {_count('failed')}, {_count('skipped')}, "
+        f"{_count('missing')}, TRY_CAST(json_extract(entry, '$.duration') AS DOUBLE) AS duration, "
+        "TRY_CAST(json_extract(entry, '$.dry_run') AS BOOLEAN) AS dry_run "
+        "FROM scistack.runs ORDER BY created_at"
+    ),
+}

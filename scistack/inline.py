@@ -1,0 +1,211 @@
+"""Values made readable in SQL: the step of the background sync that is allowed to read objects.
+
+The index never decodes a value; DuckDB's views still name content by oid. When the sync
+meets an oid it has not seen, it asks this module (handed to the index by the database) for
+that object's *inline form*: a row keyed by the oid with the value as a real SQL type
+(BIGINT/DOUBLE/BOOLEAN/VARCHAR scalars, LIST columns for 1-D arrays and lists, nested lists
+as JSON cast by the view, JSON for dicts and mixed lists), or, above `INLINE_LIMIT` bytes,
+only its shape, dtype and size. A DataFrame gives one JSON row per frame row. Objects are
+immutable, so an oid's inline row never goes stale; it is derived, and rebuilt with DuckDB.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from scistack.objects.store import ObjectStore
+from scistack.records import read_call
+
+INLINE_LIMIT = 1 << 20  # bytes: larger values show their oid, kind, shape, dtype and summary
+
+VALS_SCHEMA = pa.schema([
+    ("oid", pa.string()), ("sqltype", pa.string()), ("shape", pa.list_(pa.int64())),
+    ("dtype", pa.string()), ("nbytes", pa.int64()),
+    ("i", pa.int64()), ("d", pa.float64()), ("b", pa.bool_()), ("s", pa.string()), ("j", pa.string()),
+    ("li", pa.list_(pa.int64())), ("ld", pa.list_(pa.float64())), ("lb", pa.list_(pa.bool_())),
+    ("ls", pa.list_(pa.string())),
+])
+ROWS_SCHEMA = pa.schema([("oid", pa.string()), ("row_n", pa.int64()), ("row", pa.string())])
+CALLS_SCHEMA = pa.schema([("call", pa.string()), ("fn_name", pa.string()), ("fn_module", pa.string())])
+
+# the list column an array of each numpy dtype kind goes to
+_LIST_COLUMN = {"b": ("lb", "BOOLEAN"), "i": ("li", "BIGINT"), "u": ("li", "BIGINT"),
+                "f": ("ld", "DOUBLE"), "U": ("ls", "VARCHAR")}
+
+
+class Inliner:
+    """Reads objects from the store and gives their inline rows as Arrow tables."""
+
+    def __init__(self, store: ObjectStore, limit: int = INLINE_LIMIT) -> None:
+        self.store = store
+        self.limit = limit
+
+    def values(self, oids: list[str]) -> tuple[pa.Table, pa.Table]:
+        """(one row per oid for `scistack.vals`, the frame rows for `scistack.frame_rows`)."""
+        cols: dict[str, list] = {name: [None] * len(oids) for name in VALS_SCHEMA.names}
+        cols["oid"] = list(oids)
+        rows: dict[str, list] = {name: [] for name in ROWS_SCHEMA.names}
+        get = self.store.get_value
+        for n, oid in enumerate(oids):
+            try:
+                value = get(oid)
+            except Exception:  # a damaged or missing object: shown without a value (fsck names it)
+                cols["sqltype"][n] = "UNREADABLE"
+                continue
+            for name, item in self._row(value, oid, rows).items():
+                cols[name][n] = item
+        arrays = {name: _list_array(cols[name], VALS_SCHEMA.field(name).type)
+                  if name in _NUMPY_LISTS else pa.array(cols[name], VALS_SCHEMA.field(name).type)
+                  for name in VALS_SCHEMA.names}
+        return pa.table(arrays, schema=VALS_SCHEMA), pa.table(rows, schema=ROWS_SCHEMA)
+
+    def calls(self, call_oids: list[str]) -> pa.Table:
+        """The function name and module of each call record (for the views' `fn` column)."""
+        names, modules = [], []
+        for oid in call_oids:
+            try:
+                function = read_call(self.store, oid).function
+                names.append(function.name)
+                modules.append(function.module)
+            except Exception:  # damaged: the view shows NULL, fsck reports it
+                names.append(None)
+                modules.append(None)
+        return pa.table({"call": call_oids, "fn_name": names, "fn_module": modules}, schema=CALLS_SCHEMA)
+
+    # -- one value -------------------------------------------------------------------------
+    def _row(self, value: Any, oid: str, rows: dict[str, list]) -> dict[str, Any]:
+        if isinstance(value, np.ndarray):
+            return self._array(value)
+        if isinstance(value, np.generic):
+            value = value.item()
+        scalar = _scalar(value)
+        if scalar is not None and (scalar.get("nbytes") or 0) > self.limit:
+            return {"sqltype": "LARGE", "nbytes": scalar["nbytes"], "dtype": "str"}
+        if scalar is not None:
+            return scalar
+        if isinstance(value, (list, tuple)):
+            return self._list(list(value))
+        if isinstance(value, dict):
+            return self._json(value, "JSON")
+        frame = _as_frame(value)
+        if frame is not None:
+            return self._frame(frame, oid, rows)
+        return {"sqltype": "OPAQUE", "nbytes": len(value) if isinstance(value, bytes) else None}
+
+    def _array(self, a: np.ndarray) -> dict[str, Any]:
+        if a.ndim == 0:
+            return self._row(a[()], "", {})
+        dtype = _DTYPE_NAMES.get(a.dtype) or _DTYPE_NAMES.setdefault(a.dtype, str(a.dtype))
+        head = {"shape": list(a.shape), "dtype": dtype, "nbytes": a.nbytes}
+        column = _LIST_COLUMN.get(a.dtype.kind)
+        if a.nbytes > self.limit or column is None:
+            return {**head, "sqltype": "LARGE" if column else "OPAQUE"}
+        name, base = column
+        if a.dtype.kind == "u" and a.dtype.itemsize == 8 and a.size and a.max() > np.iinfo(np.int64).max:
+            name, base = "ld", "DOUBLE"
+        if a.ndim == 1:  # kept as an array: `_list_array` builds the column without Python floats
+            return {**head, "sqltype": base + "[]", name: a if name in _NUMPY_LISTS else a.tolist()}
+        return {**head, "sqltype": base + "[]" * a.ndim, "j": json.dumps(_finite(a.tolist()), separators=(",", ":"))}
+
+    def _list(self, items: list) -> dict[str, Any]:
+        kinds = {type(x) for x in items}
+        if items and kinds == {bool}:
+            return {"sqltype": "BOOLEAN[]", "lb": items, "nbytes": len(items)}
+        if items and kinds == {int} and all(-(1 << 63) <= x < (1 << 63) for x in items):
+            return {"sqltype": "BIGINT[]", "li": items, "nbytes": 8 * len(items)}
+        if items and kinds <= {int, float} and float in kinds:
+            return {"sqltype": "DOUBLE[]", "ld": [float(x) for x in items], "nbytes": 8 * len(items)}
+        if items and kinds == {str}:
+            nbytes = sum(map(len, items))
+            if nbytes <= self.limit:
+                return {"sqltype": "VARCHAR[]", "ls": items, "nbytes": nbytes}
+        return self._json(items, "JSON")
+
+    def _json(self, value: Any, sqltype: str) -> dict[str, Any]:
+        try:
+            text = json.dumps(_finite(value), default=_plain, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError):
+            return {"sqltype": "OPAQUE"}
+        if len(text) > self.limit:
+            return {"sqltype": "LARGE", "nbytes": len(text)}
+        return {"sqltype": sqltype, "j": text, "nbytes": len(text)}
+
+    def _frame(self, frame: Any, oid: str, rows: dict[str, list]) -> dict[str, Any]:
+        head = {"shape": list(frame.shape), "dtype": "DataFrame"}
+        text = frame.to_json(orient="records", lines=True, date_format="iso") if len(frame) else ""
+        if len(text) > self.limit:
+            return {**head, "sqltype": "LARGE", "nbytes": len(text)}
+        lines = text.splitlines()
+        rows["oid"].extend([oid] * len(lines))
+        rows["row_n"].extend(range(1, len(lines) + 1))
+        rows["row"].extend(lines)
+        return {**head, "sqltype": "TABLE", "nbytes": len(text)}
+
+
+_DTYPE_NAMES: dict[np.dtype, str] = {}  # str(dtype) costs ~10 µs
+_NUMPY_LISTS = {"li": np.int64, "ld": np.float64, "lb": np.bool_}
+
+
+def _list_array(items: list, type_: pa.DataType) -> pa.Array:
+    """A LIST column from numpy arrays, Python lists and Nones, in one concatenation."""
+    dtype = {pa.int64(): np.int64, pa.float64(): np.float64, pa.bool_(): np.bool_}[type_.value_type]
+    parts = [np.asarray(x, dtype=dtype) for x in items if x is not None]
+    lengths = np.fromiter((0 if x is None else len(x) for x in items), np.int64, len(items))
+    offsets = np.zeros(len(items) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    values = np.concatenate(parts) if parts else np.zeros(0, dtype)
+    mask = pa.array(np.fromiter((x is None for x in items), np.bool_, len(items)))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), type=type_, mask=mask)
+
+
+def _scalar(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return {"sqltype": "NULL"}
+    if isinstance(value, bool):
+        return {"sqltype": "BOOLEAN", "b": value, "nbytes": 1}
+    if isinstance(value, int):
+        if -(1 << 63) <= value < (1 << 63):
+            return {"sqltype": "BIGINT", "i": value, "nbytes": 8}
+        return {"sqltype": "DOUBLE", "d": float(value), "nbytes": 8}
+    if isinstance(value, float):
+        return {"sqltype": "DOUBLE", "d": value, "nbytes": 8}
+    if isinstance(value, str):
+        return {"sqltype": "VARCHAR", "s": value, "nbytes": len(value)}
+    return None
+
+
+def _as_frame(value: Any) -> Any:
+    """A DataFrame for the `table` kinds (DataFrame, Series, Arrow table), else None."""
+    if isinstance(value, pa.Table):
+        return value.to_pandas()
+    to_frame = getattr(value, "to_frame", None)  # a Series
+    if callable(to_frame) and hasattr(value, "index"):
+        return to_frame()
+    return value if hasattr(value, "to_json") and hasattr(value, "columns") else None
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or infinity: they become null (the summary still tells)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [_finite(x) for x in value]
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, np.generic):
+        return _finite(value.item())
+    frame = _as_frame(value)
+    if frame is not None:
+        return json.loads(frame.to_json(orient="records"))
+    raise TypeError(type(value).__name__)

@@ -1,0 +1,56 @@
+"""`scistack.join(A, B, where=...)`: variables side by side on their shared schema keys.
+
+Each variable contributes its current records (as `load_all(as_df=True)`), its value in a
+column named after it, and its version/fn/created_at/oid as `<Var>_version` etc. Rows pair
+up on the schema keys both have, so a variable saved per subject is repeated on each of that
+subject's sessions (broadcast). Other columns both have (a lineage parameter of a shared
+upstream step) are suffixed `_<Var>`. `where` is then checked against the joined columns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scistack.database import get_database
+from scistack.errors import InvalidMetadataError
+from scistack.variables import BaseVariable
+from scistack.where import FIXED, matching_rows
+
+
+def join(*variables: type[BaseVariable], where: str | tuple | None = None, **metadata: Any) -> Any:
+    """A DataFrame of the variables' current values joined on shared schema keys.
+
+    `metadata` selects joined rows by column (`subject=[1, 2]`: any of). Raises `InvalidMetadataError` when two variables share no schema key.
+    """
+    if len(variables) < 2 or not all(isinstance(v, type) and issubclass(v, BaseVariable) for v in variables):
+        raise InvalidMetadataError(
+            f"join needs two or more BaseVariable classes, e.g. scistack.join(MaxActivation, StepLength); got {variables!r}")
+    db = get_database()
+    frames = []
+    for var in variables:
+        frame = var.load_all(as_df=True)
+        frames.append((var.__name__, frame.rename(
+            columns={"data": var.__name__, **{c: f"{var.__name__}_{c}" for c in FIXED}})))
+    name, result = frames[0]
+    for other, frame in frames[1:]:
+        keys = [k for k in db.schema_keys if k in result.columns and k in frame.columns]
+        if not keys:
+            raise InvalidMetadataError(
+                f"{name} and {other} share no schema key (schema {db.schema_keys}); a join needs "
+                "at least one, e.g. both saved per subject")
+        clash = (set(result.columns) & set(frame.columns)) - set(keys)
+        result = result.rename(columns={c: f"{c}_{name}" for c in clash}).merge(
+            frame.rename(columns={c: f"{c}_{other}" for c in clash}), on=keys, how="inner")
+        name = other
+    for key, wanted in metadata.items():  # after the join: a coarser variable lacks the key
+        if key not in result.columns:
+            raise InvalidMetadataError(f"join: {key!r} is not a column of the joined variables "
+                                       f"({', '.join(map(str, result.columns))})")
+        wanted = list(wanted) if isinstance(wanted, (list, tuple, set, range)) else [wanted]
+        result = result[result[key].isin(wanted)]
+    if where is not None and len(result):
+        meta = [c for c in result.columns if c not in {v.__name__ for v in variables}]
+        columns = {c: result[c].tolist() for c in meta}
+        result = result.iloc[matching_rows(columns, where, len(result))]
+    order = [k for k in db.schema_keys if k in result.columns]
+    return result.sort_values(order, kind="stable").reset_index(drop=True) if order else result

@@ -1,0 +1,152 @@
+"""Records as columns, and `where=` SQL predicates over them, without touching the DuckDB file.
+
+`record_columns` lays records out with the views' column names (schema keys, version keys,
+lineage parameters as `low_hz`/`bandpass_low_hz`, fn, version, created_at, oid), so the
+same predicate works in `scistack sql` and in `load_all(where=...)`. `matching_rows` checks a
+predicate token by token (identifiers must be known columns or a few SQL words and
+functions; no `;`, comments or subqueries; values are bound as `?` parameters) and evaluates
+it in a private in-memory DuckDB with external access off: it cannot read or write a file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from scistack.errors import QueryError
+from scistack.index import RefRecord
+from scistack.index.views import param_columns
+from scistack.objects.store import ObjectStore
+from scistack.records import read_call
+
+FIXED = ("fn", "version", "created_at", "oid")
+_WORDS = {"and", "or", "not", "in", "is", "null", "between", "like", "ilike", "true", "false",
+          "case", "when", "then", "else", "end", "cast", "as", "bigint", "double", "varchar",
+          "boolean", "integer", "date", "timestamp", "escape"}
+_FUNCTIONS = {"abs", "round", "floor", "ceil", "lower", "upper", "length", "coalesce", "starts_with",
+              "ends_with", "contains", "least", "greatest", "regexp_matches", "substr"}
+_TOKEN = re.compile(r"""
+    (?P<space>\s+) | (?P<number>\d+(\.\d*)?([eE][-+]?\d+)?|\.\d+) | (?P<string>'(?:[^']|'')*')
+  | (?P<quoted>"(?:[^"]|"")+") | (?P<name>[A-Za-z_][A-Za-z0-9_]*) | (?P<param>\?)
+  | (?P<op><>|!=|<=|>=|==|\|\||[=<>(),+\-*/%])
+""", re.VERBOSE)
+_fn_names: dict[str, str | None] = {}  # call oid -> function name (a call record never changes)
+
+
+def record_columns(schema_keys: Sequence[str], records: list[RefRecord], store: ObjectStore, *,
+                   fn: bool = True) -> dict[str, list[Any]]:
+    """Metadata columns of `records`, named as in the SQL views; schema keys none holds are left out."""
+    taken: set[str] = set()
+
+    def take(name: str) -> bool:
+        if name.lower() in taken:
+            return False
+        taken.add(name.lower())
+        return True
+
+    columns: dict[str, list[Any]] = {}
+    for key in schema_keys:
+        if any(key in r.addr for r in records) and take(key):
+            columns[key] = [r.addr.get(key) for r in records]
+    for name in sorted({k for r in records for k in r.vkeys}):
+        if take(name):
+            columns[name] = [r.vkeys.get(name) for r in records]
+    taken |= set(FIXED) | {"value", "data"}
+    for name, column in param_columns({k for r in records for k in r.params}, take):
+        columns[column] = [r.params.get(name) for r in records]
+    if fn:
+        columns["fn"] = [function_name(store, r.call) for r in records]
+    columns["version"] = [r.version for r in records]
+    columns["created_at"] = [r.created_at for r in records]
+    columns["oid"] = [r.oid for r in records]
+    return columns
+
+
+def function_name(store: ObjectStore, call: str | None) -> str | None:
+    """The name of the function whose call record is `call` (read once per process)."""
+    if call is None:
+        return None
+    if call not in _fn_names:
+        if len(_fn_names) > 200_000:
+            _fn_names.clear()
+        try:
+            _fn_names[call] = read_call(store, call).function.name
+        except Exception:  # damaged or absent: the column says nothing, fsck reports it
+            return None
+    return _fn_names[call]
+
+
+def check_predicate(where: str, columns: Sequence[str], *, params: Sequence[Any] = ()) -> str:
+    """`where` if every token is allowed and every identifier a known column, else a `QueryError`
+    naming the offending token and what is allowed."""
+    if not isinstance(where, str) or not where.strip():
+        raise QueryError(f"where= must be a non-empty SQL condition string, got {where!r}")
+    known = {c.lower() for c in columns}
+    pos, depth, placeholders, tokens = 0, 0, 0, []
+    while pos < len(where):
+        m = _TOKEN.match(where, pos)
+        if m is None:
+            raise QueryError(
+                f"where={where!r}: {where[pos:pos + 10]!r} is not allowed here; a condition uses "
+                "column names, numbers, 'quoted text', ? parameters, comparisons, AND/OR/NOT, IN, "
+                "BETWEEN, LIKE and IS NULL (no ';', comments or subqueries)")
+        kind, text = m.lastgroup, m.group()
+        pos = m.end()
+        if kind == "space":
+            continue
+        tokens.append((kind, text))
+        if kind == "param":
+            placeholders += 1
+        elif kind == "op" and text == "(":
+            depth += 1
+        elif kind == "op" and text == ")":
+            depth -= 1
+            if depth < 0:
+                raise QueryError(f"where={where!r}: a ')' closes nothing")
+    for i, (kind, text) in enumerate(tokens):
+        name = text[1:-1].replace('""', '"') if kind == "quoted" else text
+        if kind not in ("name", "quoted"):
+            continue
+        calls = i + 1 < len(tokens) and tokens[i + 1] == ("op", "(")
+        if kind == "name" and (name.lower() in _WORDS or (calls and name.lower() in _FUNCTIONS)):
+            continue
+        if name.lower() not in known:
+            raise QueryError(
+                f"where={where!r}: {name!r} is not a column here; the columns are "
+                f"{', '.join(columns)} (strings need single quotes: 'pre')")
+    if depth:
+        raise QueryError(f"where={where!r}: a '(' is not closed")
+    if placeholders != len(params):
+        raise QueryError(f"where={where!r} has {placeholders} ? placeholder(s) but {len(params)} "
+                         "value(s) were given; pass where=(condition, [values])")
+    return where
+
+
+def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int) -> list[int]:
+    """Indices of the rows for which the predicate holds (NULL counts as false)."""
+    sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
+    check_predicate(sql, list(columns), params=params)
+    table = pa.table({**{k: _arrow(v) for k, v in columns.items()},
+                      "__row": pa.array(range(n_rows), pa.int64())})
+    con = duckdb.connect(":memory:", config={"enable_external_access": False})
+    try:
+        con.register("__records", table)
+        try:
+            rows = con.execute(f"SELECT __row FROM __records WHERE ({sql}) ORDER BY __row", params).fetchall()
+        except duckdb.Error as exc:
+            raise QueryError(f"where={sql!r} failed: {str(exc).splitlines()[0]}") from None
+    finally:
+        con.close()
+    return [r[0] for r in rows]
+
+
+def _arrow(values: list[Any]) -> pa.Array:
+    """A column as Arrow; mixed types (1 and 'a' under one key) become text."""
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([None if v is None else str(v) for v in values], pa.string())

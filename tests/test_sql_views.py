@@ -1,0 +1,289 @@
+"""Issue 17: the data is one SQL query away. A plain DuckDB session (the duckdb module opening
+the project's file read-only, as the DuckDB CLI or DBeaver would, no scistack involved)
+answers questions in plain SQL, and the Python API (`load_all(where=...)`, `join`) gives the
+same answers."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import scistack
+from scistack import BaseVariable, QueryError, for_each
+from scistack.inline import INLINE_LIMIT
+
+
+class EmgRaw(BaseVariable):
+    pass
+
+
+class EmgFiltered(BaseVariable):
+    pass
+
+
+class PeakActivation(BaseVariable):
+    pass
+
+
+class StrideLength(BaseVariable):
+    pass
+
+
+class Typed(BaseVariable):
+    pass
+
+
+class Frame(BaseVariable):
+    pass
+
+
+def bandpass(signal, low_hz):
+    return signal * (low_hz / 10.0)
+
+
+def peak(signal):
+    return float(np.max(signal))
+
+
+def raw_signal(subject: int, session: str) -> np.ndarray:
+    return np.sin(np.arange(50) / (subject + 1)) + (0.5 if session == "post" else 0.0) + subject
+
+
+@pytest.fixture
+def pipeline(project):
+    """Subjects 1-4, sessions pre/post: filtered at low_hz=10 then low_hz=20, then peaks."""
+    for subject in (1, 2, 3, 4):
+        for session in ("pre", "post"):
+            EmgRaw.save(raw_signal(subject, session), subject=subject, session=session)
+        StrideLength.save(0.5 + subject / 10, subject=subject)  # per subject: coarser
+    for low_hz in (10, 20):
+        for_each(bandpass, {"signal": EmgRaw, "low_hz": low_hz}, [EmgFiltered],
+                 subject=[1, 2, 3, 4], session=["pre", "post"], progress=False)
+        for_each(peak, {"signal": EmgFiltered}, [PeakActivation],
+                 subject=[1, 2, 3, 4], session=["pre", "post"], progress=False)
+    project.sync()
+    return project
+
+
+def expected_mean_peaks(low_hz: int) -> dict[str, float]:
+    return {session: float(np.mean([np.max(raw_signal(s, session) * low_hz / 10) for s in (1, 2, 3)]))
+            for session in ("pre", "post")}
+
+
+def plain_session(project) -> duckdb.DuckDBPyConnection:
+    """What a user gets from `duckdb -readonly gait.duckdb`: no scistack settings at all."""
+    project.close()
+    return duckdb.connect(str(project.path), read_only=True)
+
+
+def test_a_plain_duckdb_session_answers_both_questions(pipeline):
+    con = plain_session(pipeline)
+    try:
+        means = dict(con.execute(
+            "SELECT session, avg(value) FROM PeakActivation WHERE low_hz = 20 AND subject BETWEEN 1 AND 3 "
+            "GROUP BY session").fetchall())
+        assert means == pytest.approx(expected_mean_peaks(20))
+        # the other branch is older versions: every version is in PeakActivation_all
+        older = dict(con.execute(
+            "SELECT session, avg(value) FROM (SELECT * FROM PeakActivation_all WHERE low_hz = 10 "
+            "QUALIFY row_number() OVER (PARTITION BY subject, session ORDER BY version DESC) = 1) "
+            "WHERE subject BETWEEN 1 AND 3 GROUP BY session").fetchall())
+        assert older == pytest.approx(expected_mean_peaks(10))
+        first5 = con.execute(
+            "SELECT value[1:5] FROM EmgFiltered WHERE subject = 1 AND session = 'pre'").fetchone()[0]
+        assert first5 == pytest.approx((raw_signal(1, "pre") * 2.0)[:5].tolist())
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'EmgFiltered'").fetchall())
+        assert types["value"] == "DOUBLE[]" and types["subject"] == "BIGINT"
+        assert types["low_hz"] == types["bandpass_low_hz"] == "BIGINT"
+        row = con.execute("SELECT fn, version, kind, summary FROM EmgFiltered WHERE subject = 2 "
+                          "AND session = 'post'").fetchone()
+        assert row == ("bandpass", 2, "npy", "float64[50]")
+    finally:
+        con.close()
+
+
+def test_the_python_api_gives_the_same_answers(pipeline):
+    frame = PeakActivation.load_all(as_df=True, where="low_hz = 20 AND subject BETWEEN 1 AND 3")
+    assert frame.groupby("session")["data"].mean().to_dict() == pytest.approx(expected_mean_peaks(20))
+    older = PeakActivation.load_all(as_df=True, where="low_hz = 10 AND subject <= 3")
+    assert older.groupby("session")["data"].mean().to_dict() == pytest.approx(expected_mean_peaks(10))
+    assert set(older["version"]) == {1}
+    branch = EmgFiltered.load(subject=1, session="pre", where="low_hz = 10")  # one record, as load(low_hz=10)
+    assert branch.version == 1 and branch.data[:2].tolist() == pytest.approx(raw_signal(1, "pre")[:2].tolist())
+    filtered = EmgFiltered.load(subject=1, session="pre").data
+    assert filtered[:5].tolist() == pytest.approx((raw_signal(1, "pre") * 2.0)[:5].tolist())
+    assert list(frame.columns) == ["subject", "session", "low_hz", "bandpass_low_hz", "data", "fn",
+                                   "version", "created_at", "oid"]
+    assert set(frame["fn"]) == {"peak"}
+    by_sql = pipeline.sql("SELECT subject, session, value, version FROM PeakActivation "
+                          "WHERE low_hz = 20 AND subject <= 3 ORDER BY subject, session")
+    ours = frame.sort_values(["subject", "session"])[["subject", "session", "data", "version"]]
+    assert ours.values.tolist() == by_sql.values.tolist()
+
+
+def test_any_of_and_bound_values(pipeline):
+    found = PeakActivation.load(subject=[1, 3], session="pre")
+    assert [r.metadata["subject"] for r in found] == [1, 3]
+    bound = PeakActivation.load_all(as_df=True, where=("subject = ? AND session = ?", [2, "post"]))
+    assert bound[["subject", "session"]].values.tolist() == [[2, "post"]]
+    quote = PeakActivation.load_all(as_df=True, where=("session = ?", ["x' OR '1'='1"]))
+    assert quote.empty
+    by_fn = EmgFiltered.load_all(as_df=True, where="fn = 'bandpass' AND version = 1 AND session IN ('pre')")
+    assert by_fn["subject"].tolist() == [1, 2, 3, 4] and set(by_fn["low_hz"]) == {10}
+
+
+@pytest.mark.parametrize("where", [
+    "subject = 1; DROP TABLE scistack.refs",
+    "subject = 1 -- comment",
+    "subject IN (SELECT 1)",
+    "read_csv('/etc/passwd') IS NOT NULL",
+    "nosuchcolumn = 1",
+    "subject = 1)",
+    "subject = ?",
+])
+def test_where_refuses_anything_but_a_condition_over_known_columns(pipeline, where):
+    with pytest.raises(QueryError):
+        PeakActivation.load_all(as_df=True, where=where)
+    assert PeakActivation.load_all(as_df=True)["subject"].nunique() == 4  # nothing was touched
+
+
+def test_join_broadcasts_the_coarser_variable(pipeline):
+    joined = scistack.join(PeakActivation, StrideLength, where="subject <= 2 AND low_hz = 20")
+    assert joined[["subject", "session"]].values.tolist() == [[1, "post"], [1, "pre"], [2, "post"], [2, "pre"]]
+    assert joined["StrideLength"].tolist() == pytest.approx([0.6, 0.6, 0.7, 0.7])
+    assert joined["PeakActivation"].tolist() == pytest.approx(
+        [np.max(raw_signal(s, ses) * 2.0) for s, ses in [(1, "post"), (1, "pre"), (2, "post"), (2, "pre")]])
+    assert scistack.join(PeakActivation, StrideLength, subject=[3])["subject"].tolist() == [3, 3]
+
+
+def test_join_needs_a_shared_schema_key(project):
+    PeakActivation.save(1.0, subject=1)
+    StrideLength.save(2.0, session="pre")
+    with pytest.raises(scistack.InvalidMetadataError, match="share no schema key"):
+        scistack.join(PeakActivation, StrideLength)
+
+
+def test_values_appear_as_sql_types(project):
+    long_text = "x" * 500
+    big = np.zeros(INLINE_LIMIT // 8 + 10)
+    values = {1: 7, 2: 2.5, 3: True, 4: long_text, 5: [1, 2, 3], 6: ["a", "b"], 7: np.eye(2),
+              8: {"gain": 2, "names": ["a"]}, 9: [1, "a"], 10: big, 11: np.arange(3, dtype=np.int32)}
+    for subject, value in values.items():
+        Typed.save(value, subject=subject, session=f"v{subject}")  # one variable: the value column is JSON
+    project.sync()
+    got = dict(project.sql("SELECT subject, CAST(value AS VARCHAR) AS v FROM Typed").values.tolist())
+    assert got[1] == "7" and got[2] == "2.5" and got[3] == "true" and got[4] == f'"{long_text}"'
+    assert got[5] == "[1,2,3]" and got[6] == '["a","b"]' and got[7] == "[[1.0,0.0],[0.0,1.0]]"
+    assert got[8] == '{"gain":2,"names":["a"]}' and got[9] == '[1,"a"]' and got[11] == "[0,1,2]"
+    assert pd.isna(got[10])  # too large: described instead
+    row = project.sql("SELECT shape, dtype, kind, summary, oid FROM Typed WHERE subject = 10").iloc[0]
+    assert row["shape"].tolist() == [len(big)] and row["dtype"] == "float64" and row["kind"] == "npy"
+    assert row["summary"] == f"float64[{len(big)}]" and len(row["oid"]) == 64
+
+
+@pytest.mark.parametrize("value, sql_type, back", [
+    (3, "BIGINT", 3), (0.25, "DOUBLE", 0.25), (False, "BOOLEAN", False), ("é" * 100, "VARCHAR", "é" * 100),
+    (np.arange(4.0), "DOUBLE[]", [0.0, 1.0, 2.0, 3.0]), ([True, False], "BOOLEAN[]", [True, False]),
+    (["a", "bc"], "VARCHAR[]", ["a", "bc"]), (np.arange(4).reshape(2, 2), "BIGINT[][]", [[0, 1], [2, 3]]),
+    ({"a": 1}, "JSON", '{"a":1}'),
+])
+def test_one_kind_per_variable_gets_its_own_sql_type(project, value, sql_type, back):
+    Typed.save(value, subject=1, session="a")
+    project.sync()
+    con = plain_session(project)
+    try:
+        assert con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = 'Typed' "
+                           "AND column_name = 'value'").fetchone()[0] == sql_type
+        got = con.execute("SELECT value FROM Typed").fetchone()[0]
+        assert (got.tolist() if hasattr(got, "tolist") else got) == back
+    finally:
+        con.close()
+
+
+def test_nan_and_infinity_survive_in_list_columns_and_become_null_in_json(project):
+    Typed.save(np.array([1.0, np.nan, np.inf]), subject=1, session="a")
+    Frame.save({"x": float("nan"), "y": [1.5]}, subject=2, session="a")
+    project.sync()
+    row = project.sql("SELECT isnan(value[2]) AS nan, isinf(value[3]) AS inf FROM Typed").iloc[0]
+    assert bool(row["nan"]) and bool(row["inf"])
+    assert project.sql("SELECT CAST(value AS VARCHAR) AS v FROM Frame")["v"][0] == '{"x":null,"y":[1.5]}'
+
+
+def test_dataframe_rows_view(project):
+    Frame.save(pd.DataFrame({"t": [0.0, 0.1, 0.2], "force": [10, 12, 11]}), subject=1, session="pre")
+    Frame.save(pd.DataFrame({"t": [0.0], "force": [9]}), subject=2, session="pre")
+    project.sync()
+    rows = project.sql("SELECT subject, row_n, t, force FROM Frame_rows ORDER BY subject, row_n")
+    assert rows.values.tolist() == [[1, 1, 0.0, 10], [1, 2, 0.1, 12], [1, 3, 0.2, 11], [2, 1, 0.0, 9]]
+    assert project.sql("SELECT summary FROM Frame WHERE subject = 1")["summary"][0] == "DataFrame[3x2]"
+
+
+def test_project_views_list_variables_and_runs(pipeline):
+    variables = pipeline.sql("SELECT variable, records, versions FROM scistack_variables ORDER BY variable")
+    assert variables.values.tolist() == [["EmgFiltered", 8, 16], ["EmgRaw", 8, 8],
+                                         ["PeakActivation", 8, 16], ["StrideLength", 4, 4]]
+    runs = pipeline.sql("SELECT function, ran, cached, failed, outputs FROM scistack_runs ORDER BY created_at")
+    assert runs["function"].tolist() == ["bandpass", "peak", "bandpass", "peak"]
+    assert runs["ran"].tolist() == [8, 8, 8, 8] and runs["failed"].fillna(0).tolist() == [0, 0, 0, 0]
+    assert runs["outputs"].iloc[0].tolist() == ["EmgFiltered"]
+
+
+def test_inline_values_follow_deletes_and_rebuilds(pipeline):
+    count = "SELECT count(*) AS n FROM scistack.vals"
+    before = pipeline.sql(count)["n"][0]
+    StrideLength.delete(subject=4)
+    pipeline.sync()
+    assert pipeline.sql(count)["n"][0] == before - 1
+    assert pipeline.sql("SELECT count(*) AS n FROM StrideLength")["n"][0] == 3
+    pipeline.reindex()
+    assert pipeline.sql(count)["n"][0] == before - 1
+    assert pipeline.sql("SELECT avg(value) AS m FROM StrideLength")["m"][0] == pytest.approx(0.7)
+
+
+def test_a_value_unreadable_at_sync_is_read_again_later(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    db = scistack.configure_database(tmp_path / "late.duckdb", ["subject", "session"], sync_delay=3600)
+    try:
+        saved = Typed.save(1.5, subject=1, session="a")
+        path = db.store.path_of(saved.oid)
+        hidden = path.with_name("hidden")
+        path.rename(hidden)
+        db.sync()
+        assert pd.isna(db.sql("SELECT value FROM Typed")["value"][0])
+        hidden.rename(path)
+        Typed.save(2.5, subject=2, session="a")
+        db.sync()
+        assert db.sql("SELECT value FROM Typed ORDER BY subject")["value"].tolist() == [1.5, 2.5]
+    finally:
+        db.close()
+
+
+def test_sql_stays_read_only(pipeline):
+    with pytest.raises(QueryError):
+        pipeline.sql("DELETE FROM scistack.vals")
+    with pytest.raises(QueryError):
+        pipeline.sql("CREATE OR REPLACE VIEW PeakActivation AS SELECT 1")
+    assert pipeline.sql("SELECT count(*) AS n FROM PeakActivation")["n"][0] == 8
+
+
+_examples = iter(range(10**6))
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.one_of(
+    st.lists(st.floats(allow_nan=False, allow_infinity=False, width=64), min_size=1, max_size=20),
+    st.lists(st.integers(-2**63, 2**63 - 1), min_size=1, max_size=20),
+    st.lists(_text, min_size=1, max_size=5),
+))
+def test_a_saved_list_reads_back_from_its_view(project, items):
+    var = type(f"Listed{next(_examples)}", (BaseVariable,), {})  # one type per variable
+    var.save(items, subject=1, session="h")
+    project.sync()
+    got = project.index.query(f"SELECT value FROM {var.__name__}").to_pylist()[0]["value"]
+    assert got == items
