@@ -257,7 +257,7 @@ def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> None:
             if kind == "call":
                 children = [ref.oid for ref in parse_call(obj.payload, oid).child_refs()]
             else:
-                children = list(json_refs(json.loads(bytes(obj.payload))))
+                children = [child for child, _ in child_oids(obj.kind, obj.payload)]
         except (ObjectNotFoundError, CorruptObjectError, ValueError):
             continue  # gc and fsck report what cannot be read
         stack.extend(child for child in children if is_valid_oid(child))
