@@ -123,6 +123,15 @@ class CorruptRecordError(CorruptObjectError):
         )
 
 
+class SharedServiceError(ScistackError, ConnectionError):
+    """Lab mode: the shared journal (PostgreSQL) or object store (S3) cannot be reached or
+    refused the credentials; nothing acknowledged is lost."""
+
+
+class SharedAccessError(ScistackError, PermissionError):
+    """Lab mode: the shared journal or object store allows this user to read but not write."""
+
+
 __all__ = [
     "ScistackError",
     "UnsupportedValueError",
@@ -144,4 +153,6 @@ __all__ = [
     "GarbageCollectionError",
     "QueryError",
     "CorruptRecordError",
+    "SharedServiceError",
+    "SharedAccessError",
 ]

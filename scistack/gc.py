@@ -185,6 +185,11 @@ def collect_garbage(
         corrupt: nothing is deleted; run `scistack fsck` to see what is wrong.
     """
     db.index.flush()  # this process's batched refs must be in the journal before we read it
+    with db.store.gc_guard():  # a shared store: one gc at a time across the lab
+        return _collect(db, grace_seconds, dry_run)
+
+
+def _collect(db: Any, grace_seconds: float, dry_run: bool) -> GCStats:
     reachable = find_reachable(db)
     cutoff = time.time() - grace_seconds
     scanned = freed = kept = 0

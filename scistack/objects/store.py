@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +60,10 @@ class ObjectStore(abc.ABC):
 
     def flush(self) -> None:
         """Make grouped writes durable before anything refers to them."""
+
+    def gc_guard(self) -> AbstractContextManager[None]:
+        """Held around a gc: shared stores refuse a second gc at once (local: flock elsewhere)."""
+        return nullcontext()
 
     def delete_many(self, oids: Iterable[str]) -> int:
         """Remove several objects (gc); returns bytes freed where the medium can tell (else 0)."""

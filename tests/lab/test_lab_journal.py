@@ -1,0 +1,137 @@
+"""The shared PostgreSQL journal: every machine folds the same lines, in the same order."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database
+from scistack.errors import SharedAccessError, SharedServiceError
+from scistack.index.pgjournal import PostgresJournal
+
+from .conftest import READER, READER_PASSWORD
+
+WORKER = str(Path(__file__).with_name("lab_worker.py"))
+
+
+class LabSignal(BaseVariable):
+    pass
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch, pg_url, bucket_url):
+    """Open a lab project in folder `name` (a separate machine's checkout); closed afterwards."""
+    opened = []
+
+    def open_(name: str = "a", **kwargs):
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        monkeypatch.chdir(folder)
+        db = configure_database(folder / "gait.duckdb", ["subject", "session"], shared=pg_url,
+                                objects=bucket_url, **kwargs)
+        opened.append(db)
+        return db
+
+    yield open_
+    for db in opened:
+        db.close()
+    database_module._current = None
+
+
+def _start(python_env, folder: Path, pg_url: str, bucket_url: str, writer: int, count: int, mode: str,
+           s3_env: dict) -> subprocess.Popen:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, WORKER, str(folder), pg_url, bucket_url, str(writer), str(count), mode],
+                            env=python_env | s3_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_a_value_saved_on_one_machine_loads_on_another(lab, tmp_path):
+    lab("a")
+    LabSignal.save(np.arange(5.0), subject=1, session=2)
+    database_module.get_database().close()
+    lab("b")
+    loaded = LabSignal.load(subject=1, session=2)
+    assert loaded.data.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert not (tmp_path / "b" / ".scistack" / "refs.log").exists()
+    config = json.loads((tmp_path / "b" / ".scistack" / "config.json").read_text())
+    assert config["shared"].startswith("postgresql://") and "pw" not in config["shared"]
+
+
+def test_interleaved_writers_agree_on_every_version_and_the_newest(tmp_path, pg_url, bucket_url, python_env,
+                                                                   s3_env):
+    """Six writers on one address, two batch writers, and a reader folding the tail all along:
+    versions are 1..N with no gap or repeat, each writer's acknowledged versions are among
+    them with its own oid, and the reader (which only ever read new tails) and a fresh machine
+    fold exactly the same history."""
+    reader = _start(python_env, tmp_path / "reader", pg_url, bucket_url, 99, 0, "read", s3_env)
+    writers = [_start(python_env, tmp_path / f"w{i}", pg_url, bucket_url, i, 15, "single", s3_env)
+               for i in range(6)]
+    writers += [_start(python_env, tmp_path / f"b{i}", pg_url, bucket_url, 10 + i, 40, "batch", s3_env)
+                for i in range(2)]
+    results = [_result(w) for w in writers]
+    (tmp_path / "reader" / "stop").touch()
+    seen_by_reader = _result(reader)["versions"]
+    (tmp_path / "late").mkdir()
+    (tmp_path / "late" / "stop").touch()
+    fresh = _result(_start(python_env, tmp_path / "late", pg_url, bucket_url, 98, 0, "read", s3_env))["versions"]
+    acked = [tuple(a) for r in results for a in r["acked"]]
+    assert sorted(v for v, _ in acked) == list(range(1, 91))
+    assert fresh == seen_by_reader
+    assert sorted(tuple(v) for v in fresh) == sorted(acked)
+    newest = {tuple(r["versions"][-1]) for r in results[:6]}  # each writer's view when it finished
+    assert max(v for v, _ in newest) <= 90 and [90, dict(acked)[90]] == fresh[-1]
+
+
+def test_a_read_only_role_cannot_save_and_is_named(lab, postgres, tmp_path, pg_url, bucket_url):
+    lab("a")
+    LabSignal.save(np.arange(3.0), subject=1, session=1)
+    database_module.get_database().close()
+    database = pg_url.rsplit("/", 1)[1]
+    reader_url = postgres.url(database, READER, READER_PASSWORD)
+    folder = tmp_path / "r"
+    folder.mkdir()
+    db = configure_database(folder / "gait.duckdb", None, shared=reader_url, objects=bucket_url)
+    try:
+        assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0, 2.0]
+        with pytest.raises(SharedAccessError, match=READER):
+            LabSignal.save(np.arange(4.0), subject=1, session=1)
+        assert [r.version for r in LabSignal.list_versions(subject=1, session=1)] == [1]
+    finally:
+        db.close()
+
+
+def test_wrong_password_or_server_down_at_open_is_a_clear_error(postgres, tmp_path, pg_url, bucket_url):
+    wrong = pg_url.replace(":lab-writer-pw@", ":not-the-password@")
+    with pytest.raises(SharedServiceError, match="cannot reach the shared journal") as err:
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=wrong, objects=bucket_url)
+    assert "not-the-password" not in str(err.value)
+    down = f"postgresql://u:secret@127.0.0.1:{postgres.port + 1 if postgres.port < 65535 else 1}/x"
+    with pytest.raises(SharedServiceError) as err:
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=down, objects=bucket_url)
+    assert "secret" not in str(err.value)
+    assert not (tmp_path / ".scistack" / "config.json").exists()
+
+
+def test_the_journal_backend_reads_only_the_tail(pg_url, tmp_path):
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    try:
+        first = journal.append([{"op": "run"}, {"op": "run", "n": 1}])
+        assert journal.size() == first and first >= 2
+        journal.append([{"op": "run", "n": 2}])
+        entries, offset = journal.read_from(first)
+        assert entries == [{"op": "run", "n": 2}] and offset == journal.size()
+        assert journal.read_from(offset) == ([], offset)
+    finally:
+        journal.close()
