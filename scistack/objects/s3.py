@@ -127,9 +127,13 @@ class S3ObjectStore(ObjectStore):
     # -- ownership ---------------------------------------------------------------------------
     def claim(self, project_id: str) -> None:
         """Mark the prefix as `project_id`'s (create-if-absent); refuse another project's."""
+        marker = self._idx_dir.parent / "claimed"
+        if marker.exists() and marker.read_text() == f"{self.url} {project_id}":
+            return  # checked before from this machine: opening needs no network round trip
         body = json.dumps({"project_id": project_id}).encode()
         try:
             self._call("claiming the prefix", self._ob.put, "project.json", body, mode="create")
+            self._remember_claim(marker, project_id)
             return
         except self._ob.exceptions.AlreadyExistsError:
             pass
@@ -142,6 +146,11 @@ class S3ObjectStore(ObjectStore):
                 f"({str(owner.get('project_id'))[:12]}); two projects in one prefix would delete "
                 "each other's objects in gc. Use another prefix, e.g. "
                 f"{self.url}-2, or join that project's shared journal")
+        self._remember_claim(marker, project_id)
+
+    def _remember_claim(self, marker: Path, project_id: str) -> None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{self.url} {project_id}")
 
     # -- write ---------------------------------------------------------------------------------
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
