@@ -108,17 +108,27 @@ class PostgresJournal:
         """Run one statement; turn server and permission failures into clear errors."""
         psycopg = self._psycopg
         with self._io:
-            try:
-                return self._connection().execute(sql, args)
-            except psycopg.errors.InsufficientPrivilege:
-                raise self._denied() from None
-            except psycopg.OperationalError as exc:
-                if write or self._depth:
-                    raise self._lost(_first_line(exc)) from None
-                raise SharedServiceError(
-                    f"the shared journal at {redact(self.url)} failed: {_first_line(exc)}. Check that "
-                    "the server is up and retry; nothing was changed"
-                ) from None
+            failure = ""
+            for _ in (0, 1):
+                try:
+                    return self._connection().execute(sql, args)
+                except psycopg.errors.InsufficientPrivilege:
+                    raise self._denied() from None
+                except psycopg.OperationalError as exc:
+                    failure = _first_line(exc)
+                except SharedServiceError as exc:  # could not reconnect
+                    failure = str(exc).split(": ", 1)[-1].split(". Check", 1)[0]
+                    break
+                con = self._con
+                if self._depth or not (con is None or con.closed or con.broken):
+                    break
+                # a session the server dropped (a restart) held nothing: one fresh try
+            if write or self._depth:
+                raise self._lost(failure) from None
+            raise SharedServiceError(
+                f"the shared journal at {redact(self.url)} failed: {failure}. Check that the "
+                "server is up and retry; nothing was changed"
+            ) from None
 
     def _denied(self) -> SharedAccessError:
         try:
@@ -167,7 +177,7 @@ class PostgresJournal:
         """Hold the journal exclusively across the lab (re-entrant in a thread)."""
         with self._thread_lock:
             if self._depth == 0:
-                self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+                self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
                 self._lock_session = self._sessions
             self._depth += 1
             try:

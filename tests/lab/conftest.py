@@ -110,7 +110,7 @@ class PostgresCluster:
 
     def start(self) -> None:
         options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                   "-c fsync=off -c full_page_writes=off "
                    "-c max_connections=200")
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "log"),
                   "-o", options, "-w", "-t", "60", "start")

@@ -2,7 +2,8 @@
 
 usage: lab_worker.py FOLDER SHARED OBJECTS WRITER COUNT MODE
 MODE `single`: COUNT individual saves of one address, printing each acknowledged version;
-`batch`: COUNT saves at distinct addresses in batches of 10; `read`: fold the journal
+`batch`: COUNT saves at distinct addresses in batches of 10; `killme`: upload a batch's objects
+and wait to be killed before naming them; `read`: fold the journal
 repeatedly until a file `stop` appears in FOLDER, then print the versions it folded.
 """
 
@@ -37,6 +38,13 @@ def main() -> None:
             with db.batch():
                 for i in range(start, min(count, start + 10)):
                     LabSignal.save(np.array([writer, i], dtype=np.int64), subject=100 + writer, session=i)
+    elif mode == "killme":  # objects uploaded, names not yet committed: the test SIGKILLs us here
+        with db.batch():
+            for i in range(count):
+                LabSignal.save(np.array([writer, i], dtype=np.int64), subject=200, session=i)
+            db.store.flush()
+            print("uploaded", flush=True)
+            time.sleep(600)
     elif mode == "read":
         stop = Path(folder) / "stop"
         while not stop.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database
-from scistack.errors import SharedAccessError, SharedServiceError
+from scistack.errors import SharedAccessError, SharedServiceError, VariableNotFoundError
+from scistack.gc import collect_garbage
 from scistack.index.pgjournal import PostgresJournal
 
 from .conftest import READER, READER_PASSWORD
@@ -135,3 +137,36 @@ def test_the_journal_backend_reads_only_the_tail(pg_url, tmp_path):
         assert journal.read_from(offset) == ([], offset)
     finally:
         journal.close()
+
+
+def test_postgres_down_mid_batch_loses_the_whole_batch_and_the_project_recovers(lab, postgres):
+    db = lab("a")
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    try:
+        with pytest.raises(SharedServiceError, match="not recorded"):
+            with db.batch():
+                for i in range(5):
+                    LabSignal.save(np.array([i]), subject=2, session=i)
+                postgres.stop()
+    finally:
+        postgres.start()
+    assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]  # reconnected
+    with pytest.raises(VariableNotFoundError):
+        LabSignal.load(subject=2, session=0)  # no half batch of names
+    assert LabSignal.save(np.arange(3.0), subject=1, session=1).version == 2
+
+
+def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_later(
+        lab, tmp_path, pg_url, bucket_url, python_env, s3_env):
+    worker = _start(python_env, tmp_path / "k", pg_url, bucket_url, 7, 20, "killme", s3_env)
+    assert worker.stdout.readline().strip() == "uploaded"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    db = lab("a")
+    with pytest.raises(VariableNotFoundError):
+        LabSignal.load(subject=200, session=0)
+    kept = collect_garbage(db, grace_seconds=3600)
+    assert kept.objects_deleted == 0 and kept.objects_kept_by_grace >= 20
+    swept = collect_garbage(db, grace_seconds=0)
+    assert swept.objects_deleted >= 20
+    assert collect_garbage(db, grace_seconds=0).objects_scanned == swept.objects_scanned - swept.objects_deleted
