@@ -170,3 +170,23 @@ def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_l
     swept = collect_garbage(db, grace_seconds=0)
     assert swept.objects_deleted >= 20
     assert collect_garbage(db, grace_seconds=0).objects_scanned == swept.objects_scanned - swept.objects_deleted
+
+
+def test_a_colleague_joins_with_one_command_and_later_opens_need_no_urls(lab, tmp_path, pg_url, bucket_url,
+                                                                         python_env, s3_env):
+    lab("a")
+    LabSignal.save(np.arange(3.0), subject=4, session=1)
+    database_module.get_database().close()
+    scistack = str(Path(sys.executable).with_name("scistack"))
+    env = python_env | s3_env | {"PGPASSWORD": "lab-writer-pw"}
+    folder = tmp_path / "colleague"
+    folder.mkdir()
+    url = pg_url.replace(":lab-writer-pw@", "@")  # the password comes from PGPASSWORD
+    joined = subprocess.run([scistack, "init", "gait.duckdb", "--shared", url, "--objects", bucket_url],
+                            cwd=folder, env=env, capture_output=True, text=True)
+    assert joined.returncode == 0, joined.stderr
+    assert "subject, session" in joined.stdout
+    listed = subprocess.run([scistack, "sql", "SELECT count(*) AS n FROM LabSignal", "--json"], cwd=folder, env=env,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [{"n": 1}]
