@@ -135,6 +135,14 @@ class Database:
         self.project_id = meta["project_id"]
         if config_path.exists():
             local = json.loads(config_path.read_text())
+            journal_file = self.scistack_dir / "refs.log"
+            if not local.get("shared") and journal_file.exists() and journal_file.stat().st_size:
+                raise SchemaMismatchError(
+                    f"{self.root} holds a laptop project with saved names; opening it with shared= "
+                    "would hide them (its journal stays local). Nothing was changed. Create the "
+                    "lab project in a new folder (moving a laptop project into a lab is not "
+                    "supported yet)"
+                )
             if local.get("project_id") and local["project_id"] != self.project_id:
                 raise SchemaMismatchError(
                     f"{self.root} belongs to the shared project {local['project_id'][:12]}, but "

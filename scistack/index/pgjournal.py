@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ TABLE = "scistack_journal"
 META = "scistack_meta"
 LOCK_KEY = 0x5C157AC6  # pg_advisory_lock key of journal appends ("scistack")
 GC_LOCK_KEY = LOCK_KEY + 1  # ... and of gc (one at a time across the lab)
+SIZE_TTL = 0.05  # seconds an unlocked freshness check is reused (see size())
 _DECODER = json.JSONDecoder()
 
 
@@ -72,6 +74,7 @@ class PostgresJournal:
         self._con: Any = None
         self._lock_session = 0                 # which connection holds the advisory lock
         self._sessions = 0
+        self._size, self._size_at = 0, -1.0
         self._connect()
         self._ensure_tables()
 
@@ -169,8 +172,20 @@ class PostgresJournal:
 
     # -- the JournalBackend protocol -------------------------------------------------------
     def size(self) -> int:
-        """The last committed `seq` (0 when empty): a cheap change detector."""
-        return int(self._execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()[0])
+        """The last committed `seq` (0 when empty): a cheap change detector.
+
+        Outside `locked()` an answer younger than `SIZE_TTL` is reused, so one load's several
+        freshness checks cost one round trip (other machines' saves show up that much later);
+        under the lock, where versions are numbered, it is always asked."""
+        now = time.monotonic()
+        if not self._depth and now - self._size_at < SIZE_TTL:
+            return self._size
+        size = int(self._execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()[0])
+        self._seen(size, now)
+        return size
+
+    def _seen(self, size: int, now: float) -> None:
+        self._size, self._size_at = max(self._size, size), now
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -221,16 +236,22 @@ class PostgresJournal:
         with self.locked(), self._io:
             con = self._connection()
             try:
-                with con.transaction(), con.cursor() as cur:
-                    with cur.copy(f"COPY {TABLE} (line) FROM STDIN") as copy:
-                        for line in lines:
-                            copy.write_row((line,))
-                    cur.execute(f"SELECT max(seq) FROM {TABLE}")
-                    last = int(cur.fetchone()[0])
+                if len(lines) <= 64:  # one statement, so one round trip and its own transaction
+                    rows = con.execute(f"INSERT INTO {TABLE} (line) SELECT unnest(%s::text[]) "
+                                       "RETURNING seq", (lines,)).fetchall()
+                    last = max(r[0] for r in rows)
+                else:
+                    with con.transaction(), con.cursor() as cur:
+                        with cur.copy(f"COPY {TABLE} (line) FROM STDIN") as copy:
+                            for line in lines:
+                                copy.write_row((line,))
+                        cur.execute(f"SELECT max(seq) FROM {TABLE}")
+                        last = int(cur.fetchone()[0])
             except psycopg.errors.InsufficientPrivilege:
                 raise self._denied() from None
             except psycopg.OperationalError as exc:
                 raise self._lost(_first_line(exc)) from None
+            self._seen(last, time.monotonic())
         return last
 
     def read_from(self, offset: int) -> tuple[list[dict[str, Any]], int]:

@@ -164,8 +164,12 @@ class S3ObjectStore(ObjectStore):
         self._trim_cache()
 
     def _upload_loose(self, oid: str) -> None:
-        path = self.cache.path_of(oid)
-        data = path.read_bytes()
+        try:
+            data = self.cache.path_of(oid).read_bytes()
+        except FileNotFoundError:  # packed here: a loose copy makes it young again in the bucket
+            data = self.cache.packs.read(oid)
+            if data is None:
+                raise ObjectNotFoundError(oid) from None
         key = f"objects/{oid[:2]}/{oid[2:]}"
         try:
             self._call("uploading an object", self._ob.put, key, data, mode="create")

@@ -13,7 +13,7 @@ import pytest
 
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database
-from scistack.errors import SharedAccessError, SharedServiceError, VariableNotFoundError
+from scistack.errors import SchemaMismatchError, SharedAccessError, SharedServiceError, VariableNotFoundError
 from scistack.gc import collect_garbage
 from scistack.index.pgjournal import PostgresJournal
 
@@ -190,3 +190,17 @@ def test_a_colleague_joins_with_one_command_and_later_opens_need_no_urls(lab, tm
                             capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == [{"n": 1}]
+
+
+def test_a_laptop_project_with_names_is_not_silently_hidden_by_lab_mode(tmp_path, monkeypatch, pg_url, bucket_url):
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    db.close()
+    with pytest.raises(SchemaMismatchError, match="laptop project"):
+        configure_database(tmp_path / "gait.duckdb", ["subject", "session"], shared=pg_url, objects=bucket_url)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]
+    finally:
+        db.close()
