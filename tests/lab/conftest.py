@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import json
 import os
 import pwd
 import shutil
@@ -26,8 +27,6 @@ import pytest
 SUPERUSER, SUPER_PASSWORD = "lab_admin", "lab-admin-pw"
 WRITER, WRITER_PASSWORD = "lab_writer", "lab-writer-pw"
 READER, READER_PASSWORD = "lab_reader", "lab-reader-pw"
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "lab-test-key", "AWS_SECRET_ACCESS_KEY": "lab-test-secret",
-           "AWS_REGION": "us-east-1"}
 
 
 def _unavailable(message: str) -> None:
@@ -169,29 +168,42 @@ def pg_url(postgres) -> str:
 
 
 class S3Server:
-    """moto's S3 server on 127.0.0.1:`port`; buckets made through its HTTP API."""
+    """moto's S3 server on 127.0.0.1:`port`, checking credentials: `keys` are a user's, made
+    through its IAM API while the first requests are still unauthenticated."""
 
     def __init__(self, port: int, process: subprocess.Popen) -> None:
         self.port, self.process = port, process
         self.endpoint = f"http://127.0.0.1:{port}"
         self._buckets = itertools.count(1)
+        self.keys = self._make_user()
+
+    def _make_user(self) -> dict[str, str]:
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
+                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="lab")
+        key = iam.create_access_key(UserName="lab")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="lab", PolicyName="all", PolicyDocument=json.dumps(policy))
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                "AWS_REGION": "us-east-1"}
 
     def env(self) -> dict[str, str]:
         """What a client machine's environment holds to reach this server."""
-        return {**S3_KEYS, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+        return {**self.keys, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
 
-    def new_bucket(self) -> str:
+    def client(self):
         import boto3
 
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
+
+    def new_bucket(self) -> str:
         name = f"lab-{os.getpid()}-{next(self._buckets)}"
-        client = boto3.client("s3", endpoint_url=self.endpoint, **_boto_keys())
-        client.create_bucket(Bucket=name)
+        self.client().create_bucket(Bucket=name)
         return name
-
-
-def _boto_keys() -> dict[str, str]:
-    return {"aws_access_key_id": S3_KEYS["AWS_ACCESS_KEY_ID"],
-            "aws_secret_access_key": S3_KEYS["AWS_SECRET_ACCESS_KEY"], "region_name": "us-east-1"}
 
 
 @pytest.fixture(scope="session")
@@ -204,8 +216,10 @@ def s3_server(tmp_path_factory):
         _unavailable("moto[server] or obstore is not installed (pip install -e '.[test]')")
     port = free_port()
     log = open(tmp_path_factory.mktemp("s3") / "moto.log", "wb")
+    # the first 3 requests (making the IAM user) are free; every later one is authenticated
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT)
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         if not _wait_for_port(port, 60, process):
             _unavailable(f"the moto S3 server did not start on port {port}")

@@ -6,16 +6,15 @@ import os
 import threading
 from pathlib import Path
 
-import boto3
 import numpy as np
 import pytest
 
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database
-from scistack.errors import VariableNotFoundError, CorruptObjectError, GarbageCollectionError, SchemaMismatchError, SharedServiceError
+from scistack.errors import SharedAccessError, VariableNotFoundError, CorruptObjectError, GarbageCollectionError, SchemaMismatchError, SharedServiceError
 from scistack.gc import collect_garbage
 
-from .conftest import S3_KEYS, WRITER_PASSWORD, free_port
+from .conftest import WRITER_PASSWORD, free_port
 
 
 class LabValue(BaseVariable):
@@ -44,9 +43,7 @@ def machine(tmp_path, monkeypatch, pg_url, bucket_url):
 
 
 def _bucket(s3_server, url: str):
-    client = boto3.client("s3", endpoint_url=s3_server.endpoint, region_name="us-east-1",
-                          aws_access_key_id=S3_KEYS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=S3_KEYS["AWS_SECRET_ACCESS_KEY"])
+    client = s3_server.client()
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
     keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for o in page.get("Contents", [])]
@@ -118,14 +115,14 @@ def test_missing_bucket_and_a_second_project_in_one_prefix_are_refused(postgres,
         configure_database(tmp_path / "b" / "gait.duckdb", ["subject"], shared=other, objects=bucket_url)
 
 
-def test_no_secret_is_written_into_the_project(machine, tmp_path):
+def test_no_secret_is_written_into_the_project(machine, tmp_path, s3_server):
     machine("a")
     LabValue.save(np.arange(3.0), subject=1, session=1)
     database_module.current_database().close()
     for path in (tmp_path / "a").rglob("*"):
         if path.is_file():
             data = path.read_bytes()
-            assert WRITER_PASSWORD.encode() not in data and S3_KEYS["AWS_SECRET_ACCESS_KEY"].encode() not in data, path
+            assert WRITER_PASSWORD.encode() not in data and s3_server.keys["AWS_SECRET_ACCESS_KEY"].encode() not in data, path
 
 
 def test_lab_gc_keeps_another_machines_unnamed_objects_and_runs_once_at_a_time(machine):
@@ -143,3 +140,13 @@ def test_lab_gc_keeps_another_machines_unnamed_objects_and_runs_once_at_a_time(m
     stats = collect_garbage(b, grace_seconds=0)
     assert stats.objects_deleted >= 1 and not b.store.contains(unnamed)
     assert LabValue.load(subject=1, session=1).oid == kept.oid
+
+
+def test_wrong_s3_credentials_are_refused_without_showing_them(tmp_path, pg_url, bucket_url, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-lab-secret")
+    with pytest.raises(SharedAccessError, match="credentials") as err:
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=pg_url, objects=bucket_url)
+    assert "not-the-lab-secret" not in str(err.value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY")
+    with pytest.raises(SharedAccessError, match="credentials"):
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=pg_url, objects=bucket_url)
