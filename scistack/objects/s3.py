@@ -20,11 +20,13 @@ Every read is verified (the cache's reader hashes it); a second read never leave
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
 import socket
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -96,6 +98,18 @@ class S3ObjectStore(ObjectStore):
         self._lock = threading.Lock()
         self._batch_depth = 0
         self._load_cached_indexes()
+
+    @property
+    def address(self) -> str:
+        """What a for_each worker (maybe on another machine) opens the store by: the URL."""
+        return self.url
+
+    @classmethod
+    def for_worker(cls, url: str) -> S3ObjectStore:
+        """The store as a worker opens it: credentials from the worker's own environment, a
+        cache of its own in the temp folder (the caller's folder may not exist there)."""
+        name = "scistack-worker-cache-" + hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+        return cls(url, Path(tempfile.gettempdir()) / name)
 
     # -- errors ------------------------------------------------------------------------------
     def _failure(self, exc: BaseException, doing: str) -> Exception:
