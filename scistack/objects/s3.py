@@ -359,9 +359,11 @@ class S3ObjectStore(ObjectStore):
         for oid in doomed:
             key = f"objects/{oid[:2]}/{oid[2:]}"
             try:
-                size = self._call("checking an object", self._ob.head, key)["size"]
+                meta = self._call("checking an object", self._ob.head, key)
+                if meta["last_modified"].timestamp() > self._listing.get(oid, (float("inf"),))[0]:
+                    continue  # re-put (named again) since gc listed it: young, keep it
                 self._call("deleting an object", self._ob.delete, key)
-                freed += int(size)
+                freed += int(meta["size"])
             except FileNotFoundError:
                 pass
             self.cache.delete(oid)
