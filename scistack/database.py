@@ -91,10 +91,6 @@ class Database:
             schema_keys = self._check_shared(shared_journal, schema_keys, config_path)
         if config_path.exists():
             config = json.loads(config_path.read_text())
-            if shared_journal is not None and (config.get("shared") != redact(shared)
-                                               or config.get("objects") != objects):
-                self._write_config(config | {"shared": redact(shared), "objects": objects,
-                                             "project_id": self.project_id})
             if config.get("db") and config["db"] != self.path.name:
                 raise SchemaMismatchError(
                     f"{self.root} already holds the scistack project {config['db']!r}; one folder "
@@ -107,6 +103,10 @@ class Database:
                     f"nothing was changed. Open it with configure_database({self.path.name!r}, {found}), "
                     "or use a new database file for a different layout"
                 )
+            if shared_journal is not None and (config.get("shared") != redact(shared)
+                                               or config.get("objects") != objects):
+                self._write_config(config | {"shared": redact(shared), "objects": objects,
+                                             "project_id": self.project_id})
             return found
         if schema_keys is None:
             raise NotARepositoryError(
