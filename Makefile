@@ -35,7 +35,7 @@ lab-services:
 test: install octave lab-services
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: install
+bench: install lab-services
 	$(PY) bench/run_all.py
 
 bench-peers: install

@@ -97,6 +97,7 @@ class S3ObjectStore(ObjectStore):
         self._pack_meta: dict[str, float] = {}    # remote pack name -> its store timestamp
         self._lock = threading.Lock()
         self._batch_depth = 0
+        self._to_upload: list[Path] = []          # local packs written but not yet in the bucket
         self._load_cached_indexes()
 
     @property
@@ -205,13 +206,19 @@ class S3ObjectStore(ObjectStore):
         self.cache.end_batch()
 
     def flush(self) -> None:
-        """Write the batch's pack locally and upload it whole (`.pack`, then `.idx`)."""
+        """Write the batch's pack locally and upload it whole (`.pack`, then `.idx`).
+
+        A pack whose upload failed stays queued and goes up first at the next flush, so the
+        index (which journals the batch's names only after this returns) never names an
+        object that is not in the bucket."""
         directory = self.cache.packs.directory
         before = set(directory.glob("pack-*.idx")) if directory.is_dir() else set()
         self.cache.flush()
-        for idx in sorted(set(directory.glob("pack-*.idx")) - before if directory.is_dir() else ()):
-            pack = idx.with_suffix(".pack")
-            for path in (pack, idx):
+        if directory.is_dir():
+            self._to_upload.extend(sorted(set(directory.glob("pack-*.idx")) - before))
+        while self._to_upload:
+            idx = self._to_upload[0]
+            for path in (idx.with_suffix(".pack"), idx):
                 try:
                     self._call("uploading a pack", self._ob.put, f"pack/{path.name}", path.read_bytes(),
                                mode="create")
@@ -219,6 +226,7 @@ class S3ObjectStore(ObjectStore):
                     pass  # the same objects packed the same way: identical bytes
                 except FileNotFoundError as exc:
                     raise self._failure(exc, "uploading a pack") from None
+            self._to_upload.pop(0)
         self._trim_cache()
 
     # -- read ----------------------------------------------------------------------------------

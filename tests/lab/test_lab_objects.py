@@ -13,6 +13,7 @@ import scistack.database as database_module
 from scistack import BaseVariable, configure_database
 from scistack.errors import SharedAccessError, VariableNotFoundError, CorruptObjectError, GarbageCollectionError, SchemaMismatchError, SharedServiceError
 from scistack.gc import collect_garbage
+from scistack.index.pgjournal import PostgresJournal
 
 from .conftest import WRITER_PASSWORD, free_port
 
@@ -50,7 +51,7 @@ def _bucket(s3_server, url: str):
     return client, bucket, prefix, keys
 
 
-def test_a_second_load_never_touches_the_network(machine, monkeypatch):
+def test_a_second_load_never_touches_the_network(machine, monkeypatch, pg_url, tmp_path):
     machine("a")
     LabValue.save(np.arange(100_000.0), subject=1, session=1)
     machine("b")
@@ -63,6 +64,19 @@ def test_a_second_load_never_touches_the_network(machine, monkeypatch):
         LabValue.save(np.arange(3.0), subject=2, session=1)  # S3 unreachable mid-save
     with pytest.raises(VariableNotFoundError):
         LabValue.load(subject=2, session=1)  # no name was recorded for the failed save
+    with pytest.raises(SharedServiceError, match="object store"):
+        with db.batch():  # the batch's pack cannot be uploaded: none of its names is journalled
+            for i in range(3):
+                LabValue.save(np.array([i]), subject=3, session=i)
+    with pytest.raises(SharedServiceError, match="uploading a pack"):
+        db.close()  # the held names wait for their pack: a retry uploads it first, or fails
+    database_module._current = None
+    journal = PostgresJournal(pg_url, tmp_path / "check")
+    try:
+        entries, _ = journal.read_from(0)
+    finally:
+        journal.close()
+    assert [e["addr"]["subject"] for e in entries if e["op"] == "put"] == [1]
     assert db.store.cache_bytes() > 0
 
 
