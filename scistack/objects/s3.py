@@ -172,13 +172,13 @@ class S3ObjectStore(ObjectStore):
         if self._batch_depth:
             self.cache._write(oid, kind, parts)  # small ones buffer into the next pack
             if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)):
-                self._upload_loose(oid)         # a large one was written loose: upload it now
+                self._trim_cache(self._upload_loose(oid))  # a large one was written loose: up now
             return
         self.cache._write(oid, kind, parts)
-        self._upload_loose(oid)
-        self._trim_cache()
+        self._trim_cache(self._upload_loose(oid))
 
-    def _upload_loose(self, oid: str) -> None:
+    def _upload_loose(self, oid: str) -> int:
+        """Put a cached object's stored bytes into the bucket; returns their size."""
         try:
             data = self.cache.path_of(oid).read_bytes()
         except FileNotFoundError:  # packed here: a loose copy makes it young again in the bucket
@@ -194,6 +194,7 @@ class S3ObjectStore(ObjectStore):
                 self._call("refreshing an object", self._ob.put, key, data)  # same bytes, young again
         except FileNotFoundError as exc:
             raise self._failure(exc, "uploading an object") from None
+        return len(data)
 
     def begin_batch(self) -> None:
         self._batch_depth += 1
@@ -214,8 +215,11 @@ class S3ObjectStore(ObjectStore):
         directory = self.cache.packs.directory
         before = set(directory.glob("pack-*.idx")) if directory.is_dir() else set()
         self.cache.flush()
+        added = 0
         if directory.is_dir():
-            self._to_upload.extend(sorted(set(directory.glob("pack-*.idx")) - before))
+            new = sorted(set(directory.glob("pack-*.idx")) - before)
+            self._to_upload.extend(new)
+            added = sum(p.stat().st_size + p.with_suffix(".pack").stat().st_size for p in new)
         while self._to_upload:
             idx = self._to_upload[0]
             for path in (idx.with_suffix(".pack"), idx):
@@ -227,7 +231,7 @@ class S3ObjectStore(ObjectStore):
                 except FileNotFoundError as exc:
                     raise self._failure(exc, "uploading a pack") from None
             self._to_upload.pop(0)
-        self._trim_cache()
+        self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------
     def get(self, oid: str) -> StoredObject:
@@ -421,13 +425,28 @@ class S3ObjectStore(ObjectStore):
                 for entry in os.scandir(fan):
                     info = entry.stat()
                     files.append((info.st_mtime, info.st_size, entry.path))
+            queued = {str(p.with_suffix("")) for p in self._to_upload}
+            packs = self.cache.packs.directory
+            for idx in packs.glob("pack-*.idx") if packs.is_dir() else ():
+                if str(idx.with_suffix("")) in queued:
+                    continue  # not in the bucket yet: the only copy
+                pack = idx.with_suffix(".pack")
+                try:
+                    info = pack.stat()
+                    files.append((info.st_mtime, info.st_size + idx.stat().st_size, str(idx)))
+                except FileNotFoundError:
+                    pass
             files.sort()
-            total = sum(f[1] for f in files) + _tree_bytes(self.cache.packs.directory)
+            total = sum(f[1] for f in files)
             for _, size, path in files:
                 if total <= self.max_bytes * 0.8:
                     break
                 try:
-                    os.unlink(path)
+                    if path.endswith(".idx"):  # the index first: without it the pack is ignored
+                        os.unlink(path)
+                        os.unlink(path[:-4] + ".pack")
+                    else:
+                        os.unlink(path)
                     total -= size
                 except FileNotFoundError:
                     pass

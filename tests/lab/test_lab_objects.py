@@ -115,6 +115,13 @@ def test_the_local_cache_stays_under_its_bound(machine):
     for i in range(20):
         assert LabValue.load(subject=i, session=1).data.shape == (20_000,)
     assert db.store.cache_bytes() <= 400_000
+    for start in range(0, 40, 10):  # batches: packs uploaded from this machine count too
+        with db.batch():
+            for i in range(start, start + 10):
+                LabValue.save(np.random.default_rng(100 + i).random(2_000), subject=i, session=2)
+    assert db.store.cache_bytes() <= 400_000
+    machine("c")
+    assert LabValue.load(subject=39, session=2).data.shape == (2_000,)
 
 
 def test_missing_bucket_and_a_second_project_in_one_prefix_are_refused(postgres, tmp_path, s3_env, bucket_url,
