@@ -189,6 +189,9 @@ def test_a_colleague_joins_with_one_command_and_later_opens_need_no_urls(lab, tm
                             capture_output=True, text=True)
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == [{"n": 1}]
+    for command in (["ls"], ["fsck"], ["gc", "--dry-run"], ["show", "LabSignal", "--subject", "4", "--session", "1"]):
+        done = subprocess.run([scistack, *command], cwd=folder, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
 
 
 def test_a_laptop_project_with_names_is_not_silently_hidden_by_lab_mode(tmp_path, monkeypatch, pg_url, bucket_url):
