@@ -238,7 +238,7 @@ class S3ObjectStore(ObjectStore):
         validate_oid(oid)
         try:
             return self.cache.get(oid)
-        except ObjectNotFoundError:
+        except (ObjectNotFoundError, FileNotFoundError):  # (a pack the bound just dropped)
             pass
         stored = self._fetch(oid)
         if stored is None:
@@ -451,6 +451,7 @@ class S3ObjectStore(ObjectStore):
                 except FileNotFoundError:
                     pass
             self._cache_bytes = total
+            self.cache.packs.refresh()  # forget the indexes of packs dropped here
 
     def cache_bytes(self) -> int:
         """Bytes the local cache holds now."""

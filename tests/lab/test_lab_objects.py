@@ -120,6 +120,7 @@ def test_the_local_cache_stays_under_its_bound(machine):
             for i in range(start, start + 10):
                 LabValue.save(np.random.default_rng(100 + i).random(2_000), subject=i, session=2)
     assert db.store.cache_bytes() <= 400_000
+    assert LabValue.load(subject=0, session=2).data.shape == (2_000,)  # its pack left the cache
     machine("c")
     assert LabValue.load(subject=39, session=2).data.shape == (2_000,)
 
