@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-peers octave chromium clean
+.PHONY: install demo test bench bench-peers octave chromium lab-services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,10 +32,18 @@ chromium:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: install octave chromium
+# PostgreSQL for the lab-mode tests (tests/lab starts a throw-away cluster as an unprivileged
+# user, and moto's S3 server from the test extras); the distribution's package, nothing by hand.
+lab-services:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
+	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
+
+test: install octave chromium lab-services
 	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: install
+bench: install lab-services
 	$(PY) bench/run_all.py
 
 bench-peers: install

@@ -23,7 +23,9 @@ from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
 from scistack.index.journal import JournalBackend
 from scistack.inline import Inliner
+from scistack.index.pgjournal import PostgresJournal, redact
 from scistack.objects import LocalObjectStore, ObjectStore
+from scistack.objects.s3 import open_s3_store
 from scistack.objects.canonical_json import from_tree
 from scistack.records import read_call
 
@@ -47,7 +49,11 @@ class Database:
 
     def __init__(self, path: str | os.PathLike, schema_keys: Sequence[str] | None = None, *,
                  fsync: bool = False, sync_delay: float = 0.5, store: ObjectStore | None = None,
-                 journal: JournalBackend | None = None) -> None:
+                 journal: JournalBackend | None = None, shared: str | None = None,
+                 objects: str | None = None, cache_bytes: int | None = None) -> None:
+        """`shared` (a postgresql:// URL) and `objects` (an s3:// URL) make a lab project: names
+        in a shared PostgreSQL journal, content in a shared bucket, both remembered in the
+        project's config (without passwords) so later opens need neither."""
         self.path = Path(path).resolve()
         if self.path.stem.lower() == INTERNAL_SCHEMA:
             raise InvalidNameError(
@@ -57,7 +63,18 @@ class Database:
             )
         self.root = self.path.parent
         self.scistack_dir = self.root / ".scistack"
-        self.schema_keys = self._check_config(schema_keys)
+        shared, objects = _lab_urls(self.scistack_dir / CONFIG_NAME, shared, objects)
+        if shared and journal is None:
+            journal = PostgresJournal(shared, self.scistack_dir / "shared-journal")
+        try:
+            self.schema_keys = self._check_config(schema_keys, journal if shared else None, shared, objects)
+            if objects and store is None:
+                store = open_s3_store(objects, self.scistack_dir / "cache", project_id=self.project_id,
+                                      max_bytes=cache_bytes)
+        except BaseException:
+            if shared and journal is not None:
+                journal.close()
+            raise
         # the backends are swappable (a lab's shared journal and object store); local by default
         self.store: ObjectStore = store or LocalObjectStore(self.scistack_dir / "objects", fsync=fsync)
         self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
@@ -69,8 +86,12 @@ class Database:
         self.index.poke_sync(unless_in_step=True)
         self.index.refresh()
 
-    def _check_config(self, schema_keys: Sequence[str] | None) -> list[str]:
+    def _check_config(self, schema_keys: Sequence[str] | None, shared_journal: Any = None,
+                      shared: str | None = None, objects: str | None = None) -> list[str]:
         config_path = self.scistack_dir / CONFIG_NAME
+        self.project_id: str | None = None
+        if shared_journal is not None:
+            schema_keys = self._check_shared(shared_journal, schema_keys, config_path)
         if config_path.exists():
             config = json.loads(config_path.read_text())
             if config.get("db") and config["db"] != self.path.name:
@@ -85,6 +106,10 @@ class Database:
                     f"nothing was changed. Open it with configure_database({self.path.name!r}, {found}), "
                     "or use a new database file for a different layout"
                 )
+            if shared_journal is not None and (config.get("shared") != redact(shared)
+                                               or config.get("objects") != objects):
+                self._write_config(config | {"shared": redact(shared), "objects": objects,
+                                             "project_id": self.project_id})
             return found
         if schema_keys is None:
             raise NotARepositoryError(
@@ -92,12 +117,55 @@ class Database:
                 f"configure_database({str(self.path.name)!r}, [\"subject\", \"session\", ...])"
             )
         keys = _validate_schema_keys(schema_keys)
-        self.scistack_dir.mkdir(parents=True, exist_ok=True)
         config = {"db": self.path.name, "format": FORMAT_VERSION, "schema_keys": keys}
+        if shared_journal is not None:  # the password stays in the environment / ~/.pgpass
+            config |= {"shared": redact(shared), "objects": objects, "project_id": self.project_id}
+        self._write_config(config)
+        return keys
+
+    def _write_config(self, config: dict[str, Any]) -> None:
+        self.scistack_dir.mkdir(parents=True, exist_ok=True)
+        config_path = self.scistack_dir / CONFIG_NAME
         temp = config_path.with_suffix(".tmp")
         temp.write_text(json.dumps(config, indent=2) + "\n")
         os.replace(temp, config_path)
-        return keys
+
+    def _check_shared(self, journal: Any, schema_keys: Sequence[str] | None, config_path: Path) -> list[str] | None:
+        """Lab mode: the schema keys and project id are the shared journal's; a local folder
+        joined to one shared project is never silently pointed at another."""
+        defaults = {"schema_keys": json.dumps(_validate_schema_keys(schema_keys))} if schema_keys else {}
+        meta = journal.project_meta(defaults)
+        self.project_id = meta["project_id"]
+        if config_path.exists():
+            local = json.loads(config_path.read_text())
+            journal_file = self.scistack_dir / "refs.log"
+            if not local.get("shared") and journal_file.exists() and journal_file.stat().st_size:
+                raise SchemaMismatchError(
+                    f"{self.root} holds a laptop project with saved names; opening it with shared= "
+                    "would hide them (its journal stays local). Nothing was changed. Create the "
+                    "lab project in a new folder (moving a laptop project into a lab is not "
+                    "supported yet)"
+                )
+            if local.get("project_id") and local["project_id"] != self.project_id:
+                raise SchemaMismatchError(
+                    f"{self.root} belongs to the shared project {local['project_id'][:12]}, but "
+                    f"{redact(journal.url)} holds project {self.project_id[:12]}; nothing was changed. "
+                    "Join the other project in a new folder"
+                )
+        if "schema_keys" not in meta:
+            if schema_keys is None:
+                raise NotARepositoryError(
+                    f"the shared journal {redact(journal.url)} holds no project yet; create it with "
+                    "configure_database(path, [\"subject\", ...], shared=...)"
+                )
+            return list(schema_keys)
+        found = json.loads(meta["schema_keys"])
+        if schema_keys is not None and list(schema_keys) != found:
+            raise SchemaMismatchError(
+                f"the shared project at {redact(journal.url)} has schema keys {found}, not "
+                f"{list(schema_keys)}; nothing was changed. Open it with schema keys {found}"
+            )
+        return found
 
     @classmethod
     def discover(cls, start: str | os.PathLike | None = None) -> Database:
@@ -203,6 +271,21 @@ def register_ui(opener: Any) -> None:
     """Called once by scistack.ui: `Database.ui` opens the web view through `opener`."""
     global _ui_opener
     _ui_opener = opener
+def _lab_urls(config_path: Path, shared: str | None, objects: str | None) -> tuple[str | None, str | None]:
+    """The lab URLs given, else those the project's config remembers (a lab project is both)."""
+    if shared is None and objects is None and config_path.exists():
+        config = json.loads(config_path.read_text())
+        shared, objects = config.get("shared"), config.get("objects")
+    if bool(shared) != bool(objects):
+        raise InvalidNameError(
+            "a lab project needs both shared='postgresql://...' (the names) and "
+            "objects='s3://bucket/prefix' (the content); give both, or neither for a local project"
+        )
+    if shared and not shared.startswith(("postgresql://", "postgres://")):
+        raise InvalidNameError(f"shared= must be a postgresql:// URL, not {redact(shared)!r}")
+    if objects and not objects.startswith("s3://"):
+        raise InvalidNameError(f"objects= must be an s3://bucket/prefix URL, not {objects!r}")
+    return shared, objects
 
 
 _INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members")

@@ -170,6 +170,8 @@ class RunNotFoundError(ScistackError, LookupError):
 
 class WebViewError(ScistackError, ValueError):
     """The web view cannot start (port taken, not loopback) or was asked something it refuses."""
+
+
 class ChunkReadError(CorruptObjectError):
     """One chunk of a chunked value is missing or damaged; the other chunks stay readable."""
 
@@ -188,6 +190,15 @@ class ChunkReadError(CorruptObjectError):
 
 class StorageFullError(ScistackError, OSError):
     """The disk (or a quota or file-size limit) refused a write; nothing was named."""
+
+
+class SharedServiceError(ScistackError, ConnectionError):
+    """Lab mode: the shared journal (PostgreSQL) or object store (S3) cannot be reached or
+    refused the credentials; nothing acknowledged is lost."""
+
+
+class SharedAccessError(ScistackError, PermissionError):
+    """Lab mode: the shared journal or object store allows this user to read but not write."""
 
 
 __all__ = [
@@ -221,4 +232,6 @@ __all__ = [
     "ConfigurationError",
     "ChunkReadError",
     "StorageFullError",
+    "SharedServiceError",
+    "SharedAccessError",
 ]

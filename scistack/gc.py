@@ -303,6 +303,12 @@ def collect_garbage(
         corrupt: nothing is deleted; run `scistack fsck` to see what is wrong.
     """
     db.index.flush()  # this process's batched refs must be in the journal before we read it
+    with db.store.gc_guard():  # a shared store: one gc at a time across the lab
+        return _collect(db, grace_seconds, dry_run, keep_versions, older_than)
+
+
+def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | None,
+             older_than: float | None) -> GCStats:
     state, bad = db.index.full_fold()
     _refuse_bad_journal(db, bad)
     dropped = _apply_retention(state, keep_versions, older_than)

@@ -418,3 +418,17 @@ def test_commands_open_and_close_the_project_themselves(built, tmp_path, monkeyp
         ok(run(built, *args))
     monkeypatch.chdir(tmp_path)
     assert "CliRaw" in ok(CliRunner().invoke(main, ["ls"]))
+
+
+def test_init_creates_a_laptop_project_and_refuses_half_a_lab(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SCISTACK_DB", raising=False)
+    runner = CliRunner()
+    made = runner.invoke(main, ["init", "gait.duckdb", "--keys", "subject, session"])
+    assert made.exit_code == 0, made.output
+    assert "schema keys subject, session" in made.output
+    config = json.loads((tmp_path / ".scistack" / "config.json").read_text())
+    assert config["schema_keys"] == ["subject", "session"] and "shared" not in config
+    half = runner.invoke(main, ["init", "other/x.duckdb", "--keys", "subject", "--shared", "postgresql://h/db"])
+    assert half.exit_code == 2 and "objects=" in half.output
+    assert not (tmp_path / "other" / ".scistack").exists()

@@ -381,6 +381,27 @@ def sql(project: _Project, query: str, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--keys", metavar="K1,K2", help="Schema keys of a new project (a lab's come from its journal).")
+@click.option("--shared", metavar="URL", help="The lab's PostgreSQL journal: postgresql://host/db.")
+@click.option("--objects", metavar="URL", help="The lab's object store: s3://bucket/prefix.")
+def init(path: str, keys: str | None, shared: str | None, objects: str | None) -> None:
+    """Create the project PATH (a .duckdb file), or join a lab's shared project on this machine.
+
+    Passwords stay out of the project: PostgreSQL's come from ~/.pgpass or PGPASSWORD, S3's
+    from the usual AWS_* environment."""
+    from scistack.database import Database
+
+    schema = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
+    db = Database(path, schema, shared=shared, objects=objects)
+    try:
+        where = f" shared through {shared.split('@')[-1]} and {objects}" if shared else ""
+        click.echo(f"{db.path.name}: schema keys {', '.join(db.schema_keys)}{where}")
+    finally:
+        db.close()
+
+
+@main.command()
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.pass_obj
 def ingest(project: _Project, manifest: str) -> None:

@@ -312,7 +312,8 @@ class _Run:
         size = chunk_size or default_chunk_size(len(self.pending), workers or executor_size(pool))
         passthrough = self._passthrough()
         tasks = [Task(i, p.resolved, passthrough) for i, p in enumerate(self.pending)]
-        store_root = str(self.db.store.root)  # type: ignore[attr-defined]
+        # a shared store (lab mode) is opened by its URL; a local one by its folder
+        store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
         chunks: dict[cf.Future, list[Task]] = {}
         try:
             for start in range(0, len(tasks), size):

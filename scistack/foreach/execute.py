@@ -21,6 +21,7 @@ from scistack.foreach.inputs import Resolved, load_value
 from scistack.index import utc_now
 from scistack.lineage.function import LineageFunction
 from scistack.objects import LocalObjectStore, ObjectStore
+from scistack.objects.s3 import S3ObjectStore
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -104,7 +105,8 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
         stores = _worker_stores.by_root = {}
     store = stores.get(store_root)
     if store is None:
-        store = stores[store_root] = LocalObjectStore(store_root)
+        store = stores[store_root] = (S3ObjectStore.for_worker(store_root) if store_root.startswith("s3://")
+                                      else LocalObjectStore(store_root))
     store.begin_batch()
     try:
         return [run_task(plain, store, task, schema_keys, n_outputs, as_table) for task in tasks]

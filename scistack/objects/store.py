@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import threading
+from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,9 @@ class ObjectStore(abc.ABC):
         """Make a stored object young again for gc's grace period, as a put of it would, without
         reading it; False when it is absent. Stores that keep no times only answer."""
         return self.contains(oid)
+    def gc_guard(self) -> AbstractContextManager[None]:
+        """Held around a gc: shared stores refuse a second gc at once (local: flock elsewhere)."""
+        return nullcontext()
 
     def delete_many(self, oids: Iterable[str]) -> int:
         """Remove several objects (gc); returns bytes freed where the medium can tell (else 0)."""

@@ -1,0 +1,284 @@
+"""The journal in PostgreSQL, for a project shared by a lab (several people and machines).
+
+One append-only table holds the same canonical lines as `refs.log`, each with a `seq` that
+plays the role of the byte offset: `read_from(n)` returns the lines with `seq > n`, and each
+process folds only that tail into its own local fold and DuckDB file.
+
+Why appends hold an advisory lock (the hazard): `seq` values are handed out when a row is
+inserted but become visible when its transaction commits, so two concurrent writers can
+commit out of order; a reader that saw seq 11 would then never read a late-committing 10.
+Every append (and every read-then-append of the index, through `locked()`) therefore holds
+one session-level advisory lock for the whole transaction, so rows commit in `seq` order and
+`seq > offset` never skips a line. The same lock makes version numbers and "newest" agree on
+every machine, as `flock` does on one. A batch is one transaction: a client killed mid-batch
+leaves no line of it; the server releases a dead session's lock.
+
+Secrets: the password in a URL is never stored or shown; `redact` removes it from messages.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from scistack.errors import SharedAccessError, SharedServiceError
+from scistack.index.journal import entry_problem
+from scistack.objects.canonical_json import dumps_canonical
+
+TABLE = "scistack_journal"
+META = "scistack_meta"
+LOCK_KEY = 0x5C157AC6  # pg_advisory_lock key of journal appends ("scistack")
+GC_LOCK_KEY = LOCK_KEY + 1  # ... and of gc (one at a time across the lab)
+SIZE_TTL = 0.05  # seconds an unlocked freshness check is reused (see size())
+_DECODER = json.JSONDecoder()
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for messages and files."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+class PostgresJournal:
+    """The `JournalBackend` of lab mode: lines in a PostgreSQL table, appends serialised."""
+
+    def __init__(self, url: str, path: str | Path, *, connect_timeout: float = 10) -> None:
+        """`path` is local (named in messages; the fold and DuckDB stamps live beside it)."""
+        try:
+            import psycopg
+        except ImportError:
+            raise SharedServiceError(
+                "lab mode needs psycopg for the shared PostgreSQL journal; install it with "
+                "pip install 'scistack[lab]'"
+            ) from None
+        self._psycopg = psycopg
+        self.url, self.path = url, Path(path)
+        self.connect_timeout = connect_timeout
+        self.skipped_lines = 0
+        self._io = threading.RLock()          # one statement at a time on the connection
+        self._thread_lock = threading.RLock()  # locked(): threads of this process
+        self._depth = 0
+        self._con: Any = None
+        self._lock_session = 0                 # which connection holds the advisory lock
+        self._sessions = 0
+        self._size, self._size_at = 0, -1.0
+        self._connect()
+        self._ensure_tables()
+
+    # -- connection ----------------------------------------------------------------------
+    def _connect(self) -> Any:
+        try:
+            self._con = self._psycopg.connect(self.url, autocommit=True,
+                                              connect_timeout=max(1, int(self.connect_timeout)))
+        except self._psycopg.OperationalError as exc:
+            raise SharedServiceError(
+                f"cannot reach the shared journal at {redact(self.url)}: {_first_line(exc)}. Check "
+                "the URL, that the server is up, and the user's password (in ~/.pgpass or the "
+                "PGPASSWORD variable, never in the project); nothing was changed"
+            ) from None
+        self._sessions += 1
+        return self._con
+
+    def _connection(self) -> Any:
+        con = self._con
+        if con is None or con.closed or con.broken:
+            if self._depth and self._lock_session:
+                raise self._lost("the connection dropped while holding the journal lock")
+            con = self._connect()
+        return con
+
+    def _lost(self, what: str) -> SharedServiceError:
+        return SharedServiceError(
+            f"lost the shared journal at {redact(self.url)} ({what}); the names of this step "
+            "were not recorded (a batch is all or nothing). Its objects stay in the store and "
+            "gc removes them if they stay unnamed. Re-run the step when the server is back"
+        )
+
+    def _execute(self, sql: str, args: tuple | list | None = None, *, write: bool = False) -> Any:
+        """Run one statement; turn server and permission failures into clear errors."""
+        psycopg = self._psycopg
+        with self._io:
+            failure = ""
+            for _ in (0, 1):
+                try:
+                    return self._connection().execute(sql, args)
+                except psycopg.errors.InsufficientPrivilege:
+                    raise self._denied() from None
+                except psycopg.OperationalError as exc:
+                    failure = _first_line(exc)
+                except SharedServiceError as exc:  # could not reconnect
+                    failure = str(exc).split(": ", 1)[-1].split(". Check", 1)[0]
+                    break
+                con = self._con
+                if self._depth or not (con is None or con.closed or con.broken):
+                    break
+                # a session the server dropped (a restart) held nothing: one fresh try
+            if write or self._depth:
+                raise self._lost(failure) from None
+            raise SharedServiceError(
+                f"the shared journal at {redact(self.url)} failed: {failure}. Check that the "
+                "server is up and retry; nothing was changed"
+            ) from None
+
+    def _denied(self) -> SharedAccessError:
+        try:
+            role = self._con.execute("SELECT current_user").fetchone()[0]
+        except Exception:  # noqa: BLE001 - the role is only for the message
+            role = urlsplit(self.url).username or "?"
+        return SharedAccessError(
+            f"the PostgreSQL role {role!r} may not write the shared journal of "
+            f"{redact(self.url)}; nothing was saved. Ask the lab's database admin to GRANT "
+            f"INSERT ON {TABLE} (and USAGE on its sequence) to {role}, or save with a writing role"
+        )
+
+    def _ensure_tables(self) -> None:
+        exists = self._execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()[0]
+        if exists:
+            return
+        with self._io, self.locked():
+            self._execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (seq bigserial PRIMARY KEY, line text NOT NULL)",
+                          write=True)
+            self._execute(f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value text NOT NULL)",
+                          write=True)
+
+    # -- identity --------------------------------------------------------------------------
+    def project_meta(self, defaults: dict[str, str]) -> dict[str, str]:
+        """The project's shared settings (id, schema keys), set from `defaults` when new."""
+        with self.locked():
+            rows = dict(self._execute(f"SELECT key, value FROM {META}").fetchall())
+            missing = {k: v for k, v in defaults.items() if k not in rows}
+            if missing:
+                missing.setdefault("project_id", uuid.uuid4().hex)
+                with self._io, self._connection().transaction():
+                    for key, value in missing.items():
+                        if key not in rows:
+                            self._execute(f"INSERT INTO {META} VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                                          (key, value), write=True)
+                rows = dict(self._execute(f"SELECT key, value FROM {META}").fetchall())
+        return rows
+
+    # -- the JournalBackend protocol -------------------------------------------------------
+    def size(self) -> int:
+        """The last committed `seq` (0 when empty): a cheap change detector.
+
+        Outside `locked()` an answer younger than `SIZE_TTL` is reused, so one load's several
+        freshness checks cost one round trip (other machines' saves show up that much later);
+        under the lock, where versions are numbered, it is always asked."""
+        now = time.monotonic()
+        if not self._depth and now - self._size_at < SIZE_TTL:
+            return self._size
+        size = int(self._execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()[0])
+        self._seen(size, now)
+        return size
+
+    def _seen(self, size: int, now: float) -> None:
+        self._size, self._size_at = max(self._size, size), now
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the journal exclusively across the lab (re-entrant in a thread)."""
+        with self._thread_lock:
+            if self._depth == 0:
+                self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
+                self._lock_session = self._sessions
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._release(LOCK_KEY)
+
+    def _release(self, key: int) -> None:
+        session, self._lock_session = self._lock_session, 0
+        con = self._con
+        if con is None or con.closed or con.broken or session != self._sessions:
+            return  # the server dropped the session, and its lock with it
+        with self._io:
+            try:
+                con.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            except self._psycopg.OperationalError:
+                pass
+
+    @contextmanager
+    def exclusive_gc(self) -> Iterator[bool]:
+        """Hold the lab's gc lock if free; yields False when another gc holds it."""
+        got = self._execute("SELECT pg_try_advisory_lock(%s)", (GC_LOCK_KEY,)).fetchone()[0]
+        try:
+            yield bool(got)
+        finally:
+            if got:
+                with self._io:
+                    try:
+                        self._con.execute("SELECT pg_advisory_unlock(%s)", (GC_LOCK_KEY,))
+                    except self._psycopg.OperationalError:
+                        pass
+
+    def append(self, entries: list[dict[str, Any]]) -> int:
+        """Append entries in one transaction, under the lock; returns the new last `seq`."""
+        if not entries:
+            return self.size()
+        lines = [dumps_canonical(e).decode() for e in entries]
+        psycopg = self._psycopg
+        with self.locked(), self._io:
+            con = self._connection()
+            try:
+                if len(lines) <= 64:  # one statement, so one round trip and its own transaction
+                    rows = con.execute(f"INSERT INTO {TABLE} (line) SELECT unnest(%s::text[]) "
+                                       "RETURNING seq", (lines,)).fetchall()
+                    last = max(r[0] for r in rows)
+                else:
+                    with con.transaction(), con.cursor() as cur:
+                        with cur.copy(f"COPY {TABLE} (line) FROM STDIN") as copy:
+                            for line in lines:
+                                copy.write_row((line,))
+                        cur.execute(f"SELECT max(seq) FROM {TABLE}")
+                        last = int(cur.fetchone()[0])
+            except psycopg.errors.InsufficientPrivilege:
+                raise self._denied() from None
+            except psycopg.OperationalError as exc:
+                raise self._lost(_first_line(exc)) from None
+            self._seen(last, time.monotonic())
+        return last
+
+    def read_from(self, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """Entries with `seq > offset`, in order, and the last `seq` read."""
+        rows = self._execute(f"SELECT seq, line FROM {TABLE} WHERE seq > %s ORDER BY seq", (offset,)).fetchall()
+        entries = []
+        decode = _DECODER.decode
+        for _, line in rows:
+            try:
+                entry = decode(line)
+            except ValueError:
+                self.skipped_lines += 1
+                continue
+            if entry_problem(entry) is None:
+                entries.append(entry)
+            else:
+                self.skipped_lines += 1
+        return entries, (rows[-1][0] if rows else offset)
+
+    def close(self) -> None:
+        """Close the connection (the server releases any lock it held)."""
+        with self._io:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

@@ -1,0 +1,484 @@
+"""Objects in an S3-compatible bucket, behind a bounded local read-through cache (lab mode).
+
+Layout under `s3://bucket/prefix/` (docs/format.md §1.6): `objects/ab/cdef…` hold exactly the
+bytes of a loose file, `pack/pack-<id>.pack` + `.idx` exactly a local pack, and `project.json`
+names the project that owns the prefix (two projects never share one: their gc would delete
+each other's objects).
+
+Why obstore (not s3fs): conditional puts (`If-None-Match: *`), ranged GETs and listing with
+the store's own timestamps, in one small compiled client with no botocore/aiobotocore stack
+and no fsspec caching layer between us and the bytes. Credentials come only from the S3
+client's usual environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...): nothing secret is
+passed in or written anywhere.
+
+Hazards: a put is create-if-absent, so two machines saving one value both succeed and the
+bytes never change; an existing object is re-put (refreshed) when older than `REFRESH_AFTER`,
+so gc's grace period, counted by the store's own clock, protects a value just named again.
+A batch's small objects go up as one pack, its `.idx` last (the commit point, as on disk).
+Every read is verified (the cache's reader hashes it); a second read never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import socket
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scistack.errors import (
+    CorruptObjectError,
+    GarbageCollectionError,
+    ObjectNotFoundError,
+    SchemaMismatchError,
+    SharedAccessError,
+    SharedServiceError,
+)
+from scistack.objects.hashing import Buffer
+from scistack.objects.local import LocalObjectStore
+from scistack.objects.oid import Oid, is_valid_oid, validate_oid
+from scistack.objects.store import ObjectStore, StoredObject
+
+REFRESH_AFTER = 3600.0         # re-put an existing object older than this (gc grace, by S3's clock)
+DEFAULT_CACHE_BYTES = 10 << 30  # the local cache's bound unless the project says otherwise
+_IDX_HEAD = struct.Struct("<8sQ")
+_IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
+
+
+def open_s3_store(url: str, cache_dir: Path, *, project_id: str | None = None,
+                  max_bytes: int | None = None) -> S3ObjectStore:
+    """The store for `s3://bucket/prefix`, claimed for `project_id` (refused if another owns it)."""
+    store = S3ObjectStore(url, cache_dir, max_bytes=max_bytes)
+    if project_id is not None:
+        store.claim(project_id)
+    return store
+
+
+class S3ObjectStore(ObjectStore):
+    """Content in a bucket; the local cache (a `LocalObjectStore`) answers every repeated read."""
+
+    def __init__(self, url: str, cache_dir: str | os.PathLike, *, max_bytes: int | None = None) -> None:
+        try:
+            import obstore
+            from obstore.store import S3Store
+        except ImportError:
+            raise SharedServiceError("lab mode needs obstore for the shared object store; install "
+                                     "it with pip install 'scistack[lab]'") from None
+        self._ob = obstore
+        self.url = url.rstrip("/")
+        bucket, _, prefix = self.url.removeprefix("s3://").partition("/")
+        if not bucket:
+            raise SharedServiceError(f"{url!r} names no bucket; use s3://bucket/prefix")
+        self.bucket = bucket
+        # client options given here replace the environment's, so the http switch is carried over
+        options: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s"}
+        if os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes"):
+            options["allow_http"] = True
+        self._remote = S3Store.from_url(self.url, client_options=options,
+                               retry_config={"max_retries": 2, "backoff": {"init_backoff": timedelta(milliseconds=100)},
+                                             "retry_timeout": timedelta(seconds=20)})
+        self.cache = LocalObjectStore(Path(cache_dir) / "objects")
+        self.max_bytes = DEFAULT_CACHE_BYTES if max_bytes is None else int(max_bytes)
+        self._cache_bytes: int | None = None
+        self._idx_dir = Path(cache_dir) / "remote-idx"
+        self._packs: dict[str, np.ndarray] = {}   # remote pack name -> its sorted index entries
+        self._listing: dict[str, tuple[float, int]] = {}  # oid -> (store timestamp, size), from iter_oids
+        self._pack_meta: dict[str, float] = {}    # remote pack name -> its store timestamp
+        self._lock = threading.Lock()
+        self._batch_depth = 0
+        self._to_upload: list[Path] = []          # local packs written but not yet in the bucket
+        self._load_cached_indexes()
+
+    @property
+    def address(self) -> str:
+        """What a for_each worker (maybe on another machine) opens the store by: the URL."""
+        return self.url
+
+    @classmethod
+    def for_worker(cls, url: str) -> S3ObjectStore:
+        """The store as a worker opens it: credentials from the worker's own environment, a
+        cache of its own in the temp folder (the caller's folder may not exist there)."""
+        name = "scistack-worker-cache-" + hashlib.blake2b(url.encode(), digest_size=8).hexdigest()
+        return cls(url, Path(tempfile.gettempdir()) / name)
+
+    # -- errors ------------------------------------------------------------------------------
+    def _failure(self, exc: BaseException, doing: str) -> Exception:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "NoSuchBucket" in str(exc):
+            return SharedServiceError(
+                f"the bucket {self.bucket!r} of {self.url} does not exist ({doing}); create it, or "
+                "fix objects= / the project's config. Nothing was changed")
+        if any(code in str(exc) for code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
+            return SharedAccessError(
+                f"the object store refused {doing} at {self.url} ({_status(exc)}); check the S3 "
+                "credentials in your environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE) and the bucket policy")
+        return SharedServiceError(
+            f"the object store at {self.url} failed while {doing} ({_status(exc) or text[:300]}); "
+            "check the network and AWS_ENDPOINT_URL, then re-run: saved names never point at "
+            "objects that did not arrive")
+
+    def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self._remote, *args, **kwargs)
+        except self._ob.exceptions.AlreadyExistsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - obstore's errors, named for the user
+            if isinstance(exc, FileNotFoundError) and "NoSuchBucket" not in str(exc):
+                raise  # an absent key: the caller decides
+            raise self._failure(exc, doing) from None
+
+    # -- ownership ---------------------------------------------------------------------------
+    def claim(self, project_id: str) -> None:
+        """Mark the prefix as `project_id`'s (create-if-absent); refuse another project's."""
+        marker = self._idx_dir.parent / "claimed"
+        if marker.exists() and marker.read_text() == f"{self.url} {project_id}":
+            return  # checked before from this machine: opening needs no network round trip
+        body = json.dumps({"project_id": project_id}).encode()
+        try:
+            self._call("claiming the prefix", self._ob.put, "project.json", body, mode="create")
+            self._remember_claim(marker, project_id)
+            return
+        except self._ob.exceptions.AlreadyExistsError:
+            pass
+        except FileNotFoundError as exc:
+            raise self._failure(exc, "claiming the prefix") from None
+        owner = json.loads(bytes(self._call("reading project.json", self._ob.get, "project.json").bytes()))
+        if owner.get("project_id") != project_id:
+            raise SchemaMismatchError(
+                f"{self.url} already holds the objects of another scistack project "
+                f"({str(owner.get('project_id'))[:12]}); two projects in one prefix would delete "
+                "each other's objects in gc. Use another prefix, e.g. "
+                f"{self.url}-2, or join that project's shared journal")
+        self._remember_claim(marker, project_id)
+
+    def _remember_claim(self, marker: Path, project_id: str) -> None:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{self.url} {project_id}")
+
+    # -- write ---------------------------------------------------------------------------------
+    def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        if self._batch_depth:
+            self.cache._write(oid, kind, parts)  # small ones buffer into the next pack
+            if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)):
+                self._trim_cache(self._upload_loose(oid))  # a large one was written loose: up now
+            return
+        self.cache._write(oid, kind, parts)
+        self._trim_cache(self._upload_loose(oid))
+
+    def _upload_loose(self, oid: str) -> int:
+        """Put a cached object's stored bytes into the bucket; returns their size."""
+        try:
+            data = self.cache.path_of(oid).read_bytes()
+        except FileNotFoundError:  # packed here: a loose copy makes it young again in the bucket
+            data = self.cache.packs.read(oid)
+            if data is None:
+                raise ObjectNotFoundError(oid) from None
+        key = f"objects/{oid[:2]}/{oid[2:]}"
+        try:
+            self._call("uploading an object", self._ob.put, key, data, mode="create")
+        except self._ob.exceptions.AlreadyExistsError:
+            meta = self._call("checking an object", self._ob.head, key)
+            if time.time() - meta["last_modified"].timestamp() > REFRESH_AFTER:
+                self._call("refreshing an object", self._ob.put, key, data)  # same bytes, young again
+        except FileNotFoundError as exc:
+            raise self._failure(exc, "uploading an object") from None
+        return len(data)
+
+    def begin_batch(self) -> None:
+        self._batch_depth += 1
+        self.cache.begin_batch()
+
+    def end_batch(self) -> None:
+        self._batch_depth = max(0, self._batch_depth - 1)
+        if self._batch_depth == 0:
+            self.flush()
+        self.cache.end_batch()
+
+    def flush(self) -> None:
+        """Write the batch's pack locally and upload it whole (`.pack`, then `.idx`).
+
+        A pack whose upload failed stays queued and goes up first at the next flush, so the
+        index (which journals the batch's names only after this returns) never names an
+        object that is not in the bucket."""
+        directory = self.cache.packs.directory
+        before = set(directory.glob("pack-*.idx")) if directory.is_dir() else set()
+        self.cache.flush()
+        added = 0
+        if directory.is_dir():
+            new = sorted(set(directory.glob("pack-*.idx")) - before)
+            self._to_upload.extend(new)
+            added = sum(p.stat().st_size + p.with_suffix(".pack").stat().st_size for p in new)
+        while self._to_upload:
+            idx = self._to_upload[0]
+            for path in (idx.with_suffix(".pack"), idx):
+                try:
+                    self._call("uploading a pack", self._ob.put, f"pack/{path.name}", path.read_bytes(),
+                               mode="create")
+                except self._ob.exceptions.AlreadyExistsError:
+                    pass  # the same objects packed the same way: identical bytes
+                except FileNotFoundError as exc:
+                    raise self._failure(exc, "uploading a pack") from None
+            self._to_upload.pop(0)
+        self._trim_cache(added)
+
+    # -- read ----------------------------------------------------------------------------------
+    def get(self, oid: str) -> StoredObject:
+        validate_oid(oid)
+        try:
+            return self.cache.get(oid)
+        except (ObjectNotFoundError, FileNotFoundError):  # (a pack the bound just dropped)
+            pass
+        stored = self._fetch(oid)
+        if stored is None:
+            raise ObjectNotFoundError(oid, f"it is not in {self.url} either; run `scistack fsck`")
+        path = self.cache.path_of(oid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        temp.write_bytes(stored)
+        os.replace(temp, path)
+        try:
+            found = self.cache.get(oid)  # verifies the hash
+        except CorruptObjectError:
+            path.unlink(missing_ok=True)
+            raise CorruptObjectError(oid, f"the copy in {self.url} does not hash to its id") from None
+        self._trim_cache(len(stored))
+        return found
+
+    def _fetch(self, oid: str) -> bytes | None:
+        """An object's stored bytes from the bucket: a pack record (ranged GET) or a loose file."""
+        for attempt in (0, 1):
+            where = self._locate(oid)
+            if where is not None:
+                pack, offset, length = where
+                return bytes(self._call("reading a pack", self._ob.get_range, f"pack/{pack}.pack",
+                                        start=offset, length=length))
+            try:
+                return bytes(self._call("reading an object", self._ob.get,
+                                        f"objects/{oid[:2]}/{oid[2:]}").bytes())
+            except FileNotFoundError:
+                if attempt == 0 and not self._refresh_packs():
+                    return None
+        return None
+
+    def _locate(self, oid: str) -> tuple[str, int, int] | None:
+        raw = np.frombuffer(bytes.fromhex(oid), dtype="V32")[0]
+        for name, entries in self._packs.items():
+            i = int(np.searchsorted(entries["oid"], raw))
+            if i < len(entries) and entries["oid"][i] == raw:
+                return name, int(entries["offset"][i]), int(entries["length"][i])
+        return None
+
+    def _load_cached_indexes(self) -> None:
+        if self._idx_dir.is_dir():
+            for path in self._idx_dir.glob("pack-*.idx"):
+                self._packs[path.stem] = _parse_idx(path.read_bytes())
+
+    def _refresh_packs(self) -> bool:
+        """Fetch indexes of packs other machines uploaded; True when any were new."""
+        new = False
+        for batch in self._call("listing packs", self._ob.list, prefix="pack/"):
+            for meta in batch:
+                name = meta["path"].rsplit("/", 1)[-1]
+                if not name.endswith(".idx"):
+                    continue
+                stem = name[:-4]
+                self._pack_meta[stem] = meta["last_modified"].timestamp()
+                if stem in self._packs:
+                    continue
+                data = bytes(self._call("reading a pack index", self._ob.get, f"pack/{name}").bytes())
+                self._idx_dir.mkdir(parents=True, exist_ok=True)
+                (self._idx_dir / name).write_bytes(data)
+                self._packs[stem] = _parse_idx(data)
+                new = True
+        return new
+
+    def contains(self, oid: str) -> bool:
+        validate_oid(oid)
+        if self.cache.contains(oid) or self._locate(oid) is not None:
+            return True
+        try:
+            self._call("checking an object", self._ob.head, f"objects/{oid[:2]}/{oid[2:]}")
+            return True
+        except FileNotFoundError:
+            self._refresh_packs()
+            return self._locate(oid) is not None
+
+    def kind_of(self, oid: str) -> str | None:
+        if self.cache.contains(oid):
+            return self.cache.kind_of(oid)
+        try:
+            return self.get(oid).kind
+        except ObjectNotFoundError:
+            return None
+
+    # -- listing, for gc and fsck (the bucket is the truth, its clock the grace period's) --------
+    def iter_oids(self) -> Iterator[Oid]:
+        listing: dict[str, tuple[float, int]] = {}
+        self._refresh_packs()
+        for stem, entries in self._packs.items():
+            stamp = self._pack_meta.get(stem, 0.0)
+            for row in entries:
+                oid = bytes(row["oid"]).hex()
+                if oid not in listing or listing[oid][0] < stamp:
+                    listing[oid] = (stamp, int(row["length"]))
+        for batch in self._call("listing objects", self._ob.list, prefix="objects/"):
+            for meta in batch:
+                parts = meta["path"].split("/")
+                oid = parts[-2] + parts[-1] if len(parts) >= 2 else ""
+                if is_valid_oid(oid):
+                    stamp = meta["last_modified"].timestamp()
+                    if oid not in listing or listing[oid][0] < stamp:
+                        listing[oid] = (stamp, int(meta["size"]))
+        self._listing = listing
+        return iter([Oid(o) for o in listing])
+
+    def _listed(self, oid: str) -> tuple[float, int]:
+        if oid not in self._listing:
+            list(self.iter_oids())
+        if oid not in self._listing:
+            raise ObjectNotFoundError(oid)
+        return self._listing[oid]
+
+    def mtime_of(self, oid: str) -> float:
+        """When the bucket last wrote the object (its pack's time, if packed): gc's grace clock."""
+        return self._listed(oid)[0]
+
+    def size_of(self, oid: str) -> int:
+        return self._listed(oid)[1]
+
+    def iter_temp_files(self) -> Iterator[Path]:
+        return iter(())
+
+    def delete(self, oid: str) -> None:
+        self.delete_many([oid])
+
+    def delete_many(self, oids: Iterable[str]) -> int:
+        """Remove loose objects, and packs whose every object is doomed; returns bytes freed."""
+        doomed = set(oids)
+        freed = 0
+        for oid in doomed:
+            key = f"objects/{oid[:2]}/{oid[2:]}"
+            try:
+                meta = self._call("checking an object", self._ob.head, key)
+                if meta["last_modified"].timestamp() > self._listing.get(oid, (float("inf"),))[0]:
+                    continue  # re-put (named again) since gc listed it: young, keep it
+                self._call("deleting an object", self._ob.delete, key)
+                freed += int(meta["size"])
+            except FileNotFoundError:
+                pass
+            self.cache.delete(oid)
+        for stem, entries in list(self._packs.items()):
+            members = {bytes(o).hex() for o in entries["oid"]}
+            if members and members <= doomed:
+                self._call("deleting a pack", self._ob.delete, [f"pack/{stem}.idx", f"pack/{stem}.pack"])
+                freed += int(entries["length"].sum())
+                self._packs.pop(stem)
+                (self._idx_dir / f"{stem}.idx").unlink(missing_ok=True)
+        return freed
+
+    @contextmanager
+    def gc_guard(self) -> Iterator[None]:
+        """One gc at a time across the lab: a lock object created only if absent."""
+        body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode()
+        try:
+            self._call("taking the gc lock", self._ob.put, "gc.lock", body, mode="create")
+        except self._ob.exceptions.AlreadyExistsError:
+            holder = json.loads(bytes(self._call("reading the gc lock", self._ob.get, "gc.lock").bytes()))
+            raise GarbageCollectionError(
+                f"gc refused: another gc (on {holder.get('host')}, pid {holder.get('pid')}, since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(holder.get('since', 0)))} UTC) is "
+                f"running on {self.url}; nothing was deleted. Wait for it; if that gc crashed, "
+                f"delete {self.url}/gc.lock and retry") from None
+        try:
+            yield
+        finally:
+            try:
+                self._call("releasing the gc lock", self._ob.delete, "gc.lock")
+            except Exception:  # noqa: BLE001 - a leftover lock is reported by the next gc
+                pass
+
+    # -- the bounded cache --------------------------------------------------------------------------
+    def _trim_cache(self, added: int = 0) -> None:
+        """Keep the cache under `max_bytes`: drop the least recently written loose copies
+        (every one of them is in the bucket, so nothing is lost)."""
+        with self._lock:
+            if self._cache_bytes is None:
+                self._cache_bytes = _tree_bytes(self.cache.root)
+            else:
+                self._cache_bytes += added
+            if self._cache_bytes <= self.max_bytes:
+                return
+            files = []
+            for fan in self.cache.root.glob("??"):
+                for entry in os.scandir(fan):
+                    info = entry.stat()
+                    files.append((info.st_mtime, info.st_size, entry.path))
+            queued = {str(p.with_suffix("")) for p in self._to_upload}
+            packs = self.cache.packs.directory
+            for idx in packs.glob("pack-*.idx") if packs.is_dir() else ():
+                if str(idx.with_suffix("")) in queued:
+                    continue  # not in the bucket yet: the only copy
+                pack = idx.with_suffix(".pack")
+                try:
+                    info = pack.stat()
+                    files.append((info.st_mtime, info.st_size + idx.stat().st_size, str(idx)))
+                except FileNotFoundError:
+                    pass
+            files.sort()
+            total = sum(f[1] for f in files)
+            for _, size, path in files:
+                if total <= self.max_bytes * 0.8:
+                    break
+                try:
+                    if path.endswith(".idx"):  # the index first: without it the pack is ignored
+                        os.unlink(path)
+                        os.unlink(path[:-4] + ".pack")
+                    else:
+                        os.unlink(path)
+                    total -= size
+                except FileNotFoundError:
+                    pass
+            self._cache_bytes = total
+            self.cache.packs.refresh()  # forget the indexes of packs dropped here
+
+    def cache_bytes(self) -> int:
+        """Bytes the local cache holds now."""
+        return _tree_bytes(self.cache.root)
+
+
+def _parse_idx(data: bytes) -> np.ndarray:
+    magic, count = _IDX_HEAD.unpack_from(data)
+    if magic != b"SCIIDX01" or len(data) != _IDX_HEAD.size + count * _IDX_DTYPE.itemsize:
+        raise SharedServiceError("a pack index in the object store is damaged; run `scistack fsck`")
+    return np.frombuffer(data, dtype=_IDX_DTYPE, count=count, offset=_IDX_HEAD.size)
+
+
+def _tree_bytes(root: Path) -> int:
+    total = 0
+    for folder, _, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def _status(exc: BaseException) -> str:
+    text = str(exc)
+    for marker in ("status code: ", "Server returned non-2xx status code: "):
+        if marker in text:
+            return "HTTP " + text.split(marker, 1)[1][:40].split("<", 1)[0].strip()
+    return ""

@@ -1,0 +1,248 @@
+"""Real services for the lab-mode tests: a throw-away PostgreSQL cluster and an S3 server.
+
+Both start once per test session on free loopback ports, in temporary directories, and are
+torn down at the end. PostgreSQL refuses to run as root, so as root the cluster belongs to an
+unprivileged system user (`postgres` from the distribution's package, else one created here).
+Without the servers a test is skipped with the reason, except in CI (the CI variable set),
+where a missing server is a failure: `make test` installs them (`make lab-services`).
+"""
+
+from __future__ import annotations
+
+import glob
+import itertools
+import json
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+SUPERUSER, SUPER_PASSWORD = "lab_admin", "lab-admin-pw"
+WRITER, WRITER_PASSWORD = "lab_writer", "lab-writer-pw"
+READER, READER_PASSWORD = "lab_reader", "lab-reader-pw"
+
+
+def _unavailable(message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(message + "; CI must run the lab-mode tests (make lab-services installs them)")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, seconds: float, process: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def _pg_bindir() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def _service_user() -> str | None:
+    """The unprivileged user PostgreSQL runs as (None: not root, run as ourselves)."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "scistack-test"):
+        try:
+            pwd.getpwnam(name)
+            return name
+        except KeyError:
+            pass
+    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                    "scistack-test"], check=True)
+    return "scistack-test"
+
+
+class PostgresCluster:
+    """A cluster in `directory`, run by `user`, listening on 127.0.0.1:`port`."""
+
+    def __init__(self, bindir: Path, directory: Path, user: str | None) -> None:
+        self.bindir, self.directory, self.user = bindir, directory, user
+        self.port = free_port()
+        self._databases = itertools.count(1)
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(self.bindir / args[0]), *args[1:]]
+        if self.user is not None:
+            command = ["runuser", "-u", self.user, "--", *command]
+        done = subprocess.run(command, capture_output=True, text=True, cwd="/")
+        if check and done.returncode:
+            raise RuntimeError(f"{args[0]} failed ({done.returncode}): {done.stderr or done.stdout}")
+        return done
+
+    def init(self) -> None:
+        data = self.directory / "data"
+        pwfile = self.directory / "pw"
+        pwfile.write_text(SUPER_PASSWORD + "\n")
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        self._run("initdb", "-D", str(data), "-U", SUPERUSER, "--pwfile", str(pwfile),
+                  "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8",
+                  "--no-sync")
+        pwfile.unlink()
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+                   "-c fsync=off -c full_page_writes=off "
+                   "-c max_connections=200")
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "log"),
+                  "-o", options, "-w", "-t", "60", "start")
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop",
+                  check=False)
+
+    def url(self, database: str = "postgres", user: str = SUPERUSER, password: str = SUPER_PASSWORD) -> str:
+        return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
+
+    def admin(self, sql: str, database: str = "postgres") -> None:
+        import psycopg
+
+        with psycopg.connect(self.url(database), autocommit=True) as con:
+            con.execute(sql)
+
+    def new_database(self) -> str:
+        """A fresh database writable by WRITER and readable by READER; returns its name."""
+        name = f"lab_{os.getpid()}_{next(self._databases)}"
+        self.admin(f"CREATE DATABASE {name} OWNER {WRITER}")
+        self.admin(f"GRANT CONNECT ON DATABASE {name} TO {READER}")
+        self.admin(f"ALTER DEFAULT PRIVILEGES FOR ROLE {WRITER} GRANT SELECT ON TABLES TO {READER}",
+                   name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A running PostgreSQL cluster (session-wide), with a writer and a read-only role."""
+    bindir = _pg_bindir()
+    if bindir is None:
+        _unavailable("PostgreSQL (pg_ctl, initdb) is not installed")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable("psycopg is not installed (pip install -e '.[test]')")
+    # not under pytest's tmp folder: that is private to root, and the server's user must enter
+    directory = Path(tempfile.mkdtemp(prefix="scistack-pg-"))
+    cluster = PostgresCluster(bindir, directory, _service_user())
+    try:
+        cluster.init()
+        cluster.start()
+        cluster.admin(f"CREATE ROLE {WRITER} LOGIN PASSWORD '{WRITER_PASSWORD}'")
+        cluster.admin(f"CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'")
+        yield cluster
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(postgres) -> str:
+    """A URL of a fresh database on the shared cluster, as the project's writer role."""
+    return postgres.url(postgres.new_database(), WRITER, WRITER_PASSWORD)
+
+
+class S3Server:
+    """moto's S3 server on 127.0.0.1:`port`, checking credentials: `keys` are a user's, made
+    through its IAM API while the first requests are still unauthenticated."""
+
+    def __init__(self, port: int, process: subprocess.Popen) -> None:
+        self.port, self.process = port, process
+        self.endpoint = f"http://127.0.0.1:{port}"
+        self._buckets = itertools.count(1)
+        self.keys = self._make_user()
+
+    def _make_user(self) -> dict[str, str]:
+        import boto3
+
+        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
+                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="lab")
+        key = iam.create_access_key(UserName="lab")["AccessKey"]
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="lab", PolicyName="all", PolicyDocument=json.dumps(policy))
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+                "AWS_REGION": "us-east-1"}
+
+    def env(self) -> dict[str, str]:
+        """What a client machine's environment holds to reach this server."""
+        return {**self.keys, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
+
+    def new_bucket(self) -> str:
+        name = f"lab-{os.getpid()}-{next(self._buckets)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A running S3-compatible server (moto) on loopback, session-wide."""
+    try:
+        import moto.server  # noqa: F401
+        import obstore  # noqa: F401
+    except ImportError:
+        _unavailable("moto[server] or obstore is not installed (pip install -e '.[test]')")
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("s3") / "moto.log", "wb")
+    # the first 3 requests (making the IAM user) are free; every later one is authenticated
+    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
+    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        if not _wait_for_port(port, 60, process):
+            _unavailable(f"the moto S3 server did not start on port {port}")
+        yield S3Server(port, process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch) -> dict[str, str]:
+    """This process's S3 client environment pointed at the test server (as a user sets it)."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    return s3_server.env()
+
+
+@pytest.fixture
+def bucket_url(s3_server, s3_env) -> str:
+    """An s3:// URL of an empty prefix in a fresh bucket."""
+    return f"s3://{s3_server.new_bucket()}/gait"

@@ -1,0 +1,63 @@
+"""Cluster workers in lab mode: a Dask worker writes outputs straight to the shared bucket and
+returns oids; only the calling process records names."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database, for_each
+from tests import foreach_fns as fns
+
+ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class LabClusterIn(BaseVariable):
+    pass
+
+
+class LabClusterOut(BaseVariable):
+    pass
+
+
+def test_dask_workers_upload_outputs_and_the_caller_names_them(tmp_path, monkeypatch, pg_url, bucket_url,
+                                                               s3_server):
+    distributed = pytest.importorskip("dask.distributed")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in [ROOT, os.environ.get("PYTHONPATH")] if p))
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    db = configure_database(tmp_path / "a" / "gait.duckdb", ["subject"], shared=pg_url, objects=bucket_url)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=logging.ERROR)
+    client = distributed.Client(cluster)
+    try:
+        with db.batch():
+            for subject in range(6):
+                LabClusterIn.save(np.arange(4.0) + subject, subject=subject)
+        report = for_each(fns.bandpass, inputs={"signal": LabClusterIn, "low_hz": 3.0}, outputs=[LabClusterOut],
+                          subject=range(6), executor=client.get_executor(), chunk_size=2, progress=False)
+        assert (report.ran, report.failed) == (6, 0), report.summary()
+        oid = LabClusterOut.list_versions(subject=5)[0].oid
+        assert not db.store.cache.contains(oid)  # written by a worker, not through this cache
+        assert LabClusterOut.load(subject=5).data.tolist() == [15.0, 18.0, 21.0, 24.0]
+        again = for_each(fns.bandpass, inputs={"signal": LabClusterIn, "low_hz": 3.0}, outputs=[LabClusterOut],
+                         subject=range(6), executor=client.get_executor(), progress=False)
+        assert again.cached == 6
+    finally:
+        client.close()
+        cluster.close()
+        db.close()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    other = configure_database(tmp_path / "b" / "gait.duckdb", None, shared=pg_url, objects=bucket_url)
+    try:
+        assert LabClusterOut.load(subject=5).data.tolist() == [15.0, 18.0, 21.0, 24.0]
+        assert len(LabClusterOut.list_versions(subject=5)) == 1
+    finally:
+        other.close()
+        database_module._current = None

@@ -1,0 +1,208 @@
+"""The shared PostgreSQL journal: every machine folds the same lines, in the same order."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database
+from scistack.errors import SchemaMismatchError, SharedAccessError, SharedServiceError, VariableNotFoundError
+from scistack.gc import collect_garbage
+from scistack.index.pgjournal import PostgresJournal
+
+from .conftest import READER, READER_PASSWORD
+
+WORKER = str(Path(__file__).with_name("lab_worker.py"))
+
+
+class LabSignal(BaseVariable):
+    pass
+
+
+@pytest.fixture
+def lab(tmp_path, monkeypatch, pg_url, bucket_url):
+    """Open a lab project in folder `name` (a separate machine's checkout); closed afterwards."""
+    opened = []
+
+    def open_(name: str = "a", **kwargs):
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        monkeypatch.chdir(folder)
+        db = configure_database(folder / "gait.duckdb", ["subject", "session"], shared=pg_url,
+                                objects=bucket_url, **kwargs)
+        opened.append(db)
+        return db
+
+    yield open_
+    for db in opened:
+        db.close()
+    database_module._current = None
+
+
+def _start(python_env, folder: Path, pg_url: str, bucket_url: str, writer: int, count: int, mode: str,
+           s3_env: dict) -> subprocess.Popen:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, WORKER, str(folder), pg_url, bucket_url, str(writer), str(count), mode],
+                            env=python_env | s3_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _result(process: subprocess.Popen) -> dict:
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_a_value_saved_on_one_machine_loads_on_another(lab, tmp_path):
+    lab("a")
+    LabSignal.save(np.arange(5.0), subject=1, session=2)
+    database_module.get_database().close()
+    lab("b")
+    loaded = LabSignal.load(subject=1, session=2)
+    assert loaded.data.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert not (tmp_path / "b" / ".scistack" / "refs.log").exists()
+    config = json.loads((tmp_path / "b" / ".scistack" / "config.json").read_text())
+    assert config["shared"].startswith("postgresql://") and "pw" not in config["shared"]
+
+
+def test_interleaved_writers_agree_on_every_version_and_the_newest(tmp_path, pg_url, bucket_url, python_env,
+                                                                   s3_env):
+    """Four writers on one address, a batch writer, and a reader folding the tail all along:
+    versions are 1..N with no gap or repeat, each writer's acknowledged versions are among
+    them with its own oid, and the reader (which only ever read new tails) and a fresh machine
+    fold exactly the same history."""
+    reader = _start(python_env, tmp_path / "reader", pg_url, bucket_url, 99, 0, "read", s3_env)
+    writers = [_start(python_env, tmp_path / f"w{i}", pg_url, bucket_url, i, 20, "single", s3_env)
+               for i in range(4)]
+    writers.append(_start(python_env, tmp_path / "b", pg_url, bucket_url, 10, 60, "batch", s3_env))
+    results = [_result(w) for w in writers]
+    (tmp_path / "reader" / "stop").touch()
+    seen_by_reader = _result(reader)["versions"]
+    (tmp_path / "late").mkdir()
+    (tmp_path / "late" / "stop").touch()
+    fresh = _result(_start(python_env, tmp_path / "late", pg_url, bucket_url, 98, 0, "read", s3_env))["versions"]
+    acked = [tuple(a) for r in results for a in r["acked"]]
+    assert sorted(v for v, _ in acked) == list(range(1, 81))
+    assert fresh == seen_by_reader
+    assert sorted(tuple(v) for v in fresh) == sorted(acked)
+    newest = {tuple(r["versions"][-1]) for r in results[:4]}  # each writer's view when it finished
+    assert max(v for v, _ in newest) <= 80 and [80, dict(acked)[80]] == fresh[-1]
+
+
+def test_a_read_only_role_cannot_save_and_is_named(lab, postgres, tmp_path, pg_url, bucket_url):
+    lab("a")
+    LabSignal.save(np.arange(3.0), subject=1, session=1)
+    database_module.get_database().close()
+    database = pg_url.rsplit("/", 1)[1]
+    reader_url = postgres.url(database, READER, READER_PASSWORD)
+    folder = tmp_path / "r"
+    folder.mkdir()
+    db = configure_database(folder / "gait.duckdb", None, shared=reader_url, objects=bucket_url)
+    try:
+        assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0, 2.0]
+        with pytest.raises(SharedAccessError, match=READER):
+            LabSignal.save(np.arange(4.0), subject=1, session=1)
+        assert [r.version for r in LabSignal.list_versions(subject=1, session=1)] == [1]
+    finally:
+        db.close()
+
+
+def test_wrong_password_or_server_down_at_open_is_a_clear_error(postgres, tmp_path, pg_url, bucket_url):
+    wrong = pg_url.replace(":lab-writer-pw@", ":not-the-password@")
+    with pytest.raises(SharedServiceError, match="cannot reach the shared journal") as err:
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=wrong, objects=bucket_url)
+    assert "not-the-password" not in str(err.value)
+    down = f"postgresql://u:secret@127.0.0.1:{postgres.port + 1 if postgres.port < 65535 else 1}/x"
+    with pytest.raises(SharedServiceError) as err:
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=down, objects=bucket_url)
+    assert "secret" not in str(err.value)
+    assert not (tmp_path / ".scistack" / "config.json").exists()
+
+
+def test_the_journal_backend_reads_only_the_tail(pg_url, tmp_path):
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    try:
+        first = journal.append([{"op": "run"}, {"op": "run", "n": 1}])
+        assert journal.size() == first and first >= 2
+        journal.append([{"op": "run", "n": 2}])
+        entries, offset = journal.read_from(first)
+        assert entries == [{"op": "run", "n": 2}] and offset == journal.size()
+        assert journal.read_from(offset) == ([], offset)
+    finally:
+        journal.close()
+
+
+def test_postgres_down_mid_batch_loses_the_whole_batch_and_the_project_recovers(lab, postgres):
+    db = lab("a")
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    try:
+        with pytest.raises(SharedServiceError, match="not recorded"):
+            with db.batch():
+                for i in range(5):
+                    LabSignal.save(np.array([i]), subject=2, session=i)
+                postgres.stop()
+    finally:
+        postgres.start()
+    assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]  # reconnected
+    with pytest.raises(VariableNotFoundError):
+        LabSignal.load(subject=2, session=0)  # no half batch of names
+    assert LabSignal.save(np.arange(3.0), subject=1, session=1).version == 2
+
+
+def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_later(
+        lab, tmp_path, pg_url, bucket_url, python_env, s3_env):
+    worker = _start(python_env, tmp_path / "k", pg_url, bucket_url, 7, 20, "killme", s3_env)
+    assert worker.stdout.readline().strip() == "uploaded"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    db = lab("a")
+    with pytest.raises(VariableNotFoundError):
+        LabSignal.load(subject=200, session=0)
+    kept = collect_garbage(db, grace_seconds=3600)
+    assert kept.objects_deleted == 0 and kept.objects_kept_by_grace >= 20
+    swept = collect_garbage(db, grace_seconds=0)
+    assert swept.objects_deleted >= 20
+    assert collect_garbage(db, grace_seconds=0).objects_scanned == swept.objects_scanned - swept.objects_deleted
+
+
+def test_a_colleague_joins_with_one_command_and_later_opens_need_no_urls(lab, tmp_path, pg_url, bucket_url,
+                                                                         python_env, s3_env):
+    lab("a")
+    LabSignal.save(np.arange(3.0), subject=4, session=1)
+    database_module.get_database().close()
+    scistack = str(Path(sys.executable).with_name("scistack"))
+    env = python_env | s3_env | {"PGPASSWORD": "lab-writer-pw"}
+    folder = tmp_path / "colleague"
+    folder.mkdir()
+    url = pg_url.replace(":lab-writer-pw@", "@")  # the password comes from PGPASSWORD
+    joined = subprocess.run([scistack, "init", "gait.duckdb", "--shared", url, "--objects", bucket_url],
+                            cwd=folder, env=env, capture_output=True, text=True)
+    assert joined.returncode == 0, joined.stderr
+    assert "subject, session" in joined.stdout
+    listed = subprocess.run([scistack, "sql", "SELECT count(*) AS n FROM LabSignal", "--json"], cwd=folder, env=env,
+                            capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == [{"n": 1}]
+    for command in (["ls"], ["fsck"], ["gc", "--dry-run"], ["show", "LabSignal", "--subject", "4", "--session", "1"]):
+        done = subprocess.run([scistack, *command], cwd=folder, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+
+
+def test_a_laptop_project_with_names_is_not_silently_hidden_by_lab_mode(tmp_path, monkeypatch, pg_url, bucket_url):
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    db.close()
+    with pytest.raises(SchemaMismatchError, match="laptop project"):
+        configure_database(tmp_path / "gait.duckdb", ["subject", "session"], shared=pg_url, objects=bucket_url)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]
+    finally:
+        db.close()

@@ -1,0 +1,174 @@
+"""The shared S3 object store: create-if-absent, verified reads, packs, a bounded local cache."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database
+from scistack.errors import SharedAccessError, VariableNotFoundError, CorruptObjectError, GarbageCollectionError, SchemaMismatchError, SharedServiceError
+from scistack.gc import collect_garbage
+from scistack.index.pgjournal import PostgresJournal
+
+from .conftest import WRITER_PASSWORD, free_port
+
+
+class LabValue(BaseVariable):
+    pass
+
+
+@pytest.fixture
+def machine(tmp_path, monkeypatch, pg_url, bucket_url):
+    """`machine(name)` opens the lab project in its own folder (its own cache), like another
+    workstation; the previous one is closed first."""
+
+    def open_(name: str, **kwargs):
+        current = database_module.current_database()
+        if current is not None:
+            current.close()
+        folder = tmp_path / name
+        folder.mkdir(exist_ok=True)
+        monkeypatch.chdir(folder)
+        return configure_database(folder / "gait.duckdb", ["subject", "session"], shared=pg_url,
+                                  objects=bucket_url, **kwargs)
+
+    yield open_
+    current = database_module.current_database()
+    if current is not None:
+        current.close()
+
+
+def _bucket(s3_server, url: str):
+    client = s3_server.client()
+    bucket, _, prefix = url.removeprefix("s3://").partition("/")
+    keys = [o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for o in page.get("Contents", [])]
+    return client, bucket, prefix, keys
+
+
+def test_a_second_load_never_touches_the_network(machine, monkeypatch, pg_url, tmp_path):
+    machine("a")
+    LabValue.save(np.arange(100_000.0), subject=1, session=1)
+    machine("b")
+    assert LabValue.load(subject=1, session=1).data[-1] == 99_999.0  # fetched once
+    database_module.current_database().close()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    db = machine("b")
+    assert LabValue.load(subject=1, session=1).data[-1] == 99_999.0  # from the local cache
+    with pytest.raises(SharedServiceError, match="object store"):
+        LabValue.save(np.arange(3.0), subject=2, session=1)  # S3 unreachable mid-save
+    with pytest.raises(VariableNotFoundError):
+        LabValue.load(subject=2, session=1)  # no name was recorded for the failed save
+    with pytest.raises(SharedServiceError, match="object store"):
+        with db.batch():  # the batch's pack cannot be uploaded: none of its names is journalled
+            for i in range(3):
+                LabValue.save(np.array([i]), subject=3, session=i)
+    with pytest.raises(SharedServiceError, match="uploading a pack"):
+        db.close()  # the held names wait for their pack: a retry uploads it first, or fails
+    database_module._current = None
+    journal = PostgresJournal(pg_url, tmp_path / "check")
+    try:
+        entries, _ = journal.read_from(0)
+    finally:
+        journal.close()
+    assert [e["addr"]["subject"] for e in entries if e["op"] == "put"] == [1]
+    assert db.store.cache_bytes() > 0
+
+
+def test_batches_upload_whole_packs_read_back_by_ranged_gets(machine, s3_server, bucket_url):
+    db = machine("a")
+    with db.batch():
+        for i in range(50):
+            LabValue.save(np.array([i]), subject=i, session=1)
+    _, _, _, keys = _bucket(s3_server, bucket_url)
+    packs = [k for k in keys if "/pack/" in k]
+    assert len([k for k in packs if k.endswith(".pack")]) == 1 and len(packs) == 2
+    assert not [k for k in keys if "/objects/" in k]  # small values went up in the pack only
+    machine("b")
+    assert [LabValue.load(subject=i, session=1).data.tolist() for i in (0, 49)] == [[0], [49]]
+
+
+def test_a_damaged_object_in_the_bucket_is_refused_on_read(machine, s3_server, bucket_url):
+    machine("a")
+    saved = LabValue.save(np.arange(10.0), subject=1, session=1)
+    client, bucket, prefix, keys = _bucket(s3_server, bucket_url)
+    key = f"{prefix}/objects/{saved.oid[:2]}/{saved.oid[2:]}"
+    assert key in keys
+    body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[-1] ^= 0xFF
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    machine("b")
+    with pytest.raises(CorruptObjectError, match=saved.oid):
+        LabValue.load(subject=1, session=1)
+
+
+def test_the_local_cache_stays_under_its_bound(machine):
+    machine("a")
+    for i in range(20):
+        LabValue.save(np.random.default_rng(i).random(20_000), subject=i, session=1)
+    db = machine("b", cache_bytes=400_000)
+    for i in range(20):
+        assert LabValue.load(subject=i, session=1).data.shape == (20_000,)
+    assert db.store.cache_bytes() <= 400_000
+    for start in range(0, 40, 10):  # batches: packs uploaded from this machine count too
+        with db.batch():
+            for i in range(start, start + 10):
+                LabValue.save(np.random.default_rng(100 + i).random(2_000), subject=i, session=2)
+    assert db.store.cache_bytes() <= 400_000
+    assert LabValue.load(subject=0, session=2).data.shape == (2_000,)  # its pack left the cache
+    machine("c")
+    assert LabValue.load(subject=39, session=2).data.shape == (2_000,)
+
+
+def test_missing_bucket_and_a_second_project_in_one_prefix_are_refused(postgres, tmp_path, s3_env, bucket_url,
+                                                                      pg_url):
+    with pytest.raises(SharedServiceError, match="does not exist"):
+        configure_database(tmp_path / "x" / "gait.duckdb", ["subject"], shared=pg_url,
+                           objects="s3://no-such-bucket-here/gait")
+    first = configure_database(tmp_path / "a" / "gait.duckdb", ["subject"], shared=pg_url, objects=bucket_url)
+    first.close()
+    other = postgres.url(postgres.new_database(), "lab_writer", WRITER_PASSWORD)
+    with pytest.raises(SchemaMismatchError, match="another scistack project"):
+        configure_database(tmp_path / "b" / "gait.duckdb", ["subject"], shared=other, objects=bucket_url)
+
+
+def test_no_secret_is_written_into_the_project(machine, tmp_path, s3_server):
+    machine("a")
+    LabValue.save(np.arange(3.0), subject=1, session=1)
+    database_module.current_database().close()
+    for path in (tmp_path / "a").rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert WRITER_PASSWORD.encode() not in data and s3_server.keys["AWS_SECRET_ACCESS_KEY"].encode() not in data, path
+
+
+def test_lab_gc_keeps_another_machines_unnamed_objects_and_runs_once_at_a_time(machine):
+    a = machine("a")
+    kept = LabValue.save(np.arange(4.0), subject=1, session=1)
+    unnamed = a.store.put_value(np.arange(7.0))  # uploaded by a, its name not yet journalled
+    b = machine("b")
+    stats = collect_garbage(b, grace_seconds=3600)
+    assert stats.objects_deleted == 0 and stats.objects_kept_by_grace >= 1
+    assert b.store.contains(unnamed)
+    with b.store.gc_guard():  # another gc is running somewhere in the lab
+        with pytest.raises(GarbageCollectionError, match="another gc"):
+            collect_garbage(b, grace_seconds=0)
+    assert b.store.contains(unnamed)
+    stats = collect_garbage(b, grace_seconds=0)
+    assert stats.objects_deleted >= 1 and not b.store.contains(unnamed)
+    assert LabValue.load(subject=1, session=1).oid == kept.oid
+
+
+def test_wrong_s3_credentials_are_refused_without_showing_them(tmp_path, pg_url, bucket_url, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-lab-secret")
+    with pytest.raises(SharedAccessError, match="credentials") as err:
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=pg_url, objects=bucket_url)
+    assert "not-the-lab-secret" not in str(err.value)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY")
+    with pytest.raises(SharedAccessError, match="credentials"):
+        configure_database(tmp_path / "gait.duckdb", ["subject"], shared=pg_url, objects=bucket_url)
