@@ -254,9 +254,14 @@ class PostgresJournal:
             self._seen(last, time.monotonic())
         return last
 
-    def read_from(self, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """Entries with `seq > offset`, in order, and the last `seq` read."""
-        rows = self._execute(f"SELECT seq, line FROM {TABLE} WHERE seq > %s ORDER BY seq", (offset,)).fetchall()
+    def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+        """Entries with `seq > offset`, in order, and the last `seq` read; with `limit` (bytes,
+        as the file journal counts), about that many bytes of lines (~300 B a line)."""
+        if limit is None:
+            rows = self._execute(f"SELECT seq, line FROM {TABLE} WHERE seq > %s ORDER BY seq", (offset,)).fetchall()
+        else:
+            rows = self._execute(f"SELECT seq, line FROM {TABLE} WHERE seq > %s ORDER BY seq LIMIT %s",
+                                 (offset, max(1, limit // 300))).fetchall()
         entries = []
         decode = _DECODER.decode
         for _, line in rows:
