@@ -546,9 +546,10 @@ class _BackgroundSync:
         detached process (as `git gc --auto` detaches), so a script that saved a million
         values exits at once and the views catch up a few seconds later. Never raises: the
         journal holds everything, and any later scistack process syncs what is left."""
-        lag = self.sql.lag()
+        lag = self.sql.lag()  # unknown (None): as long as the whole journal, at most
+        long_tail = (self.sql.journal.size() if lag is None else lag) > DETACH_BYTES
         try:
-            if lag is not None and lag > DETACH_BYTES and os.environ.get("SCISTACK_SYNC") != "foreground" \
+            if long_tail and os.environ.get("SCISTACK_SYNC") != "foreground" \
                     and isinstance(self.sql.journal, Journal):
                 # the project is opened there as here (its views need objects read above the
                 # index): the module is named, not imported, so the layers stay as they are
