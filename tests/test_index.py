@@ -394,3 +394,12 @@ def test_an_index_file_of_schema_2_is_rebuilt_with_inline_values(project):
         con.execute("UPDATE scistack.meta SET value = '999' WHERE key = 'journal_offset'")
     assert project.sql("SELECT value FROM refs")["value"].tolist() == [1.5]
     assert project.sql("SELECT count(*) AS n FROM scistack.vals")["n"][0] == 1
+
+
+def test_call_entries_read_back_their_outputs_exactly():
+    """The fold reads a call entry's output list without the JSON decoder: same list."""
+    from scistack.index.fold import _oid_list
+
+    for outs in ([], ["a" * 64], ["a" * 64, "b" * 64, "c" * 64]):
+        for text in (json.dumps(outs), json.dumps(outs, separators=(",", ":"))):
+            assert _oid_list(text) == outs

@@ -632,10 +632,19 @@ def _call_row(e: dict[str, Any]) -> tuple:
             e.get("t"))
 
 
+def _oid_list(text: str) -> list[str]:
+    """A JSON list of oids (hex: nothing escaped) without the JSON decoder: a cache hit reads one."""
+    if text == "[]":
+        return []
+    if text.startswith('["') and text.endswith('"]') and "\\" not in text:
+        return [part.strip().strip('"') for part in text[1:-1].split(",")]
+    return json.loads(text)
+
+
 def _call_entry(key: str, row: tuple) -> dict[str, Any]:
     """A call-cache entry in its journal shape (what `Index.cached_call` has always returned)."""
     call, fn, outs, multi, t = row
-    entry = {"op": "call", "key": key, "call": call, "fn": fn, "outs": json.loads(outs), "t": t}
+    entry = {"op": "call", "key": key, "call": call, "fn": fn, "outs": _oid_list(outs), "t": t}
     if multi:
         entry["multi"] = True
     return entry

@@ -56,7 +56,9 @@ def bind(
     The lineage view binds defaults, keys ``**kwargs`` entries by their own names and leaves
     out `ignore`d names.
     """
-    bound = signature.bind(*args, **kwargs)
+    bound = _bind_positional(signature, args) if not kwargs else None
+    if bound is None:
+        bound = signature.bind(*args, **kwargs)
     given = bound.arguments
     inputs: dict[str, BoundInput] = {}
     for name, param in signature.parameters.items():
@@ -74,6 +76,26 @@ def bind(
         elif param.default is not param.empty:
             _describe_into(inputs, name, param.default, param)
     return bound, inputs
+
+
+def _bind_positional(signature: inspect.Signature, args: tuple) -> inspect.BoundArguments | None:
+    """`signature.bind(*args)` for the common call `f(a, b)` of a function whose parameters are
+    all plain (positional-or-keyword), without bind's general checks; None when that does not
+    hold (the caller binds the general way, which raises the usual TypeError)."""
+    known = _PLAIN_PARAMS.get(id(signature))
+    if known is None or known[0] is not signature:
+        plain = all(p.kind is _POSITIONAL_OR_KEYWORD for p in signature.parameters.values())
+        known = _PLAIN_PARAMS[id(signature)] = (  # the signature is kept: its id is never reused
+            signature, tuple(signature.parameters) if plain else (),
+            sum(p.default is p.empty for p in signature.parameters.values()) if plain else -1)
+    _, names, required = known
+    if required < 0 or not required <= len(args) <= len(names):
+        return None
+    return inspect.BoundArguments(signature, dict(zip(names, args)))  # type: ignore[arg-type]
+
+
+_POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
+_PLAIN_PARAMS: dict[int, tuple[inspect.Signature, tuple[str, ...], int]] = {}  # one per function
 
 
 def _describe_into(
@@ -131,6 +153,18 @@ def describe(name: str, value: Any) -> BoundInput:
         return BoundInput(name, plain, oid, record, dict(params or {}))
     if type(value) in (list, tuple, dict) and _holds_inputs(value):
         return _describe_container(name, value)
+    kind = type(value)
+    if kind in _MEMO_KINDS and (kind is not str or len(value) <= 256):  # a scalar constant, as each
+        # call of a loop or a for_each passes it again
+        memo_key = (kind, repr(value) if kind is float else value)  # -0.0 and 0.0 differ
+        found = _CONSTANTS.get(memo_key)
+        if found is None:
+            tree = to_tree(value, hash_value)
+            found = (hash_object("json", [dumps_canonical(tree)]), tree)
+            if len(_CONSTANTS) >= _MEMO_SIZE:
+                _CONSTANTS.clear()
+            _CONSTANTS[memo_key] = found
+        return BoundInput(name, value, found[0], {"oid": found[0], "const": found[1]})
     if isinstance(value, _SCALARS) or (type(value) in (list, tuple, dict) and len(value) <= 16):
         # Small constants are stored as canonical JSON: one tree gives both the record's
         # inline copy and the oid (the same bytes `hash_value` would encode and hash).
@@ -139,6 +173,13 @@ def describe(name: str, value: Any) -> BoundInput:
         return BoundInput(name, value, oid, {"oid": oid, "const": tree})
     oid = hash_value(value)
     return BoundInput(name, value, oid, {"oid": oid})
+
+
+# A scalar constant's oid and tree, memoised (immutable values of exact builtin types only;
+# subclasses and numpy scalars take the general path).
+_MEMO_KINDS = frozenset({int, float, str, bool, type(None)})
+_MEMO_SIZE = 4096
+_CONSTANTS: dict[tuple[type, Any], tuple[str, Any]] = {}
 
 
 def is_frozen(value: Any) -> bool:

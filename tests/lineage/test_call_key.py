@@ -17,3 +17,42 @@ oids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64) | st.text(
 @given(st.dictionaries(names, oids, max_size=6), oids)
 def test_call_key_is_the_hash_of_the_canonical_record(args, digest):
     assert key_from_oids(digest, args) == hash_bytes(dumps_canonical({"args": args, "fn": digest}))
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=300), st.booleans(), st.none()))
+def test_a_memoised_constant_has_the_oid_and_tree_of_the_general_path(value):
+    from scistack.lineage import calls
+    from scistack.objects.canonical_json import to_tree
+    from scistack.objects.hashing import hash_object
+    from scistack.objects.store import hash_value
+
+    for _ in range(2):  # the second call is served from the memo
+        described = calls.describe("x", value)
+        tree = to_tree(value, hash_value)
+        assert described.record == {"oid": described.oid, "const": tree}
+        assert described.oid == hash_object("json", [dumps_canonical(tree)])
+    assert calls.describe("x", -0.0).oid != calls.describe("x", 0.0).oid
+    assert calls.describe("x", 1).oid != calls.describe("x", True).oid
+
+
+def test_positional_calls_bind_as_inspect_binds():
+    import inspect
+
+    import pytest
+
+    from scistack.lineage.calls import bind
+
+    def plain(a, b, c=3):
+        return a
+
+    def starred(a, *rest, k=1):
+        return a
+
+    for fn, args in [(plain, (1, 2)), (plain, (1, 2, 4)), (starred, (1, 2, 3))]:
+        sig = inspect.signature(fn)
+        bound, inputs = bind(sig, args, {})
+        assert bound.arguments == sig.bind(*args).arguments
+        assert bound.args == sig.bind(*args).args and set(inputs) >= set(bound.arguments)
+    for args in [(1,), (1, 2, 3, 4)]:  # too few, too many: inspect's own TypeError
+        with pytest.raises(TypeError):
+            bind(inspect.signature(plain), args, {})
