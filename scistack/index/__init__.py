@@ -112,7 +112,9 @@ class Index:
             self._ahead[(var, key)] = found.get(key, [])
         if call_keys:
             calls = [v[-1].call for v in found.values() if v[-1].call and v[-1].call not in self._call_keys]
-            self._call_keys.update(self._fold.call_keys_many(calls))
+            keys, entries = self._fold.call_keys_many(calls)
+            self._call_keys.update(keys)
+            self._ahead_calls.update(entries)  # the cache entries those keys hold now
 
     def read_ahead_calls(self, keys: list[str]) -> None:
         """Fetch these call-cache entries (or their absence) in bulk."""

@@ -357,13 +357,20 @@ class Fold:
                                     (var, json.dumps(addr_keys[start:start + _CHUNK]))))
         return found
 
-    def call_keys_many(self, call_oids: list[str]) -> dict[str, str]:
-        found = {}
+    def call_keys_many(self, call_oids: list[str]) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+        """call oid -> call key for these call records, and the cache entries under those keys
+        (read in the same query: a re-run's cache checks then need no second one)."""
+        keys: dict[str, str] = {}
+        entries: dict[str, dict[str, Any]] = {}
         for start in range(0, len(call_oids), _CHUNK):
-            found.update(self._rows("SELECT call, key FROM call_keys WHERE call IN "
-                                    "(SELECT value FROM json_each(?))",
-                                    (json.dumps(call_oids[start:start + _CHUNK]),)))
-        return found
+            for call_oid, key, *row in self._rows(
+                    "SELECT ck.call, ck.key, c.call, c.fn, c.outs, c.multi, c.created_at FROM call_keys ck "
+                    "LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN (SELECT value FROM json_each(?))",
+                    (json.dumps(call_oids[start:start + _CHUNK]),)):
+                keys[call_oid] = key
+                if row[0] is not None:
+                    entries[key] = _call_entry(key, tuple(row))
+        return keys, entries
 
     def current_at(self, var: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
         rows = self._rows(
