@@ -12,6 +12,7 @@ values.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.errors import DatabaseLockedError
+from scistack.objects.canonical_json import dumps_canonical
 from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import Fold, Judging
@@ -66,6 +68,7 @@ class Index:
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
+        self.before_append: Any = None  # ... and waits for objects still uploading, before naming
 
     def set_inliner(self, inliner: Any) -> None:
         """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
@@ -379,8 +382,19 @@ class Index:
             for entry in entries:
                 self._overlay.apply(entry)
             return
-        self._journal.append(entries)
+        self._append(entries)
         self._syncer.poke()
+
+    def _append(self, entries: list[dict[str, Any]]) -> None:
+        """Append under the lock and fold our own lines as written (no read back)."""
+        if self.before_append is not None:
+            self.before_append()
+        with self._journal.locked():
+            start = self._journal.size()  # under the lock: no other writer moves it
+            end = self._journal.append(entries)
+        if self._fold.appended(_as_read(entries), start, end):
+            self._ahead.clear()
+            self._ahead_calls.clear()
 
     # -- batching ------------------------------------------------------------------------
     @contextmanager
@@ -406,7 +420,7 @@ class Index:
         if pending:
             with self._journal.locked():
                 self._catch_up()
-                self._journal.append(self._settle(pending))
+                self._append(self._settle(pending))
             self._syncer.poke()  # it waits for the batch to end (see `_BackgroundSync.busy`)
         if self._batch_depth:
             self._pending = []
@@ -577,3 +591,8 @@ def _sync_at_exit() -> None:
                 syncer.finish(timeout=2.0)
             except Exception:  # noqa: BLE001 - never fail an exit; the journal has everything
                 pass
+
+
+def _as_read(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries exactly as a reader of the journal decodes them (canonical JSON round trip)."""
+    return [json.loads(dumps_canonical(e)) for e in entries]

@@ -157,6 +157,34 @@ class Fold:
                 if self._fold_chunk(con, size) >= size:
                     return True
 
+    def appended(self, entries: list[dict[str, Any]], start: int, end: int) -> bool:
+        """Fold lines this process has just appended at `start` (under the journal lock),
+        ending at `end`, without reading them back: a save's own line costs no second round
+        trip to a shared journal. Nothing happens (False) unless the file held exactly
+        `start`; the next `catch_up` then reads the tail as usual."""
+        with self._lock:
+            if self.offset != start or start < 0:
+                return False
+            self._names.clear()
+            con = self._connection()
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return False  # another process folds: the next catch_up reads the tail instead
+            try:
+                stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
+                if stored != start:
+                    con.execute("ROLLBACK")
+                    return False
+                self._apply(con, entries)
+                con.execute("UPDATE meta SET value = ? WHERE key = 'journal_offset'", (str(end),))
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            self.offset = end
+            return True
+
     def _fold_chunk(self, con: sqlite3.Connection, size: int) -> int:
         """Fold up to `_CHUNK_BYTES` of journal lines in one transaction; the offset reached."""
         try:

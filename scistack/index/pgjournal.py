@@ -75,6 +75,7 @@ class PostgresJournal:
         self._lock_session = 0                 # which connection holds the advisory lock
         self._sessions = 0
         self._size, self._size_at = 0, -1.0
+        self._locked_size: int | None = None   # the last seq while we hold the lock
         self._connect()
         self._ensure_tables()
 
@@ -148,7 +149,7 @@ class PostgresJournal:
         exists = self._execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()[0]
         if exists:
             return
-        with self._io, self.locked():
+        with self._io, self.locked(_tables=False):
             self._execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (seq bigserial PRIMARY KEY, line text NOT NULL)",
                           write=True)
             self._execute(f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value text NOT NULL)",
@@ -178,6 +179,8 @@ class PostgresJournal:
         freshness checks cost one round trip (other machines' saves show up that much later);
         under the lock, where versions are numbered, it is always asked."""
         now = time.monotonic()
+        if self._depth and self._locked_size is not None:
+            return self._locked_size  # read as the lock was taken; only our appends move it
         if not self._depth and now - self._size_at < SIZE_TTL:
             return self._size
         size = int(self._execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()[0])
@@ -188,11 +191,14 @@ class PostgresJournal:
         self._size, self._size_at = max(self._size, size), now
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, *, _tables: bool = True) -> Iterator[None]:
         """Hold the journal exclusively across the lab (re-entrant in a thread)."""
         with self._thread_lock:
             if self._depth == 0:
-                self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
+                if _tables:
+                    self._locked_size = self._lock_and_size()
+                else:  # creating the tables: nothing to count yet
+                    self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
                 self._lock_session = self._sessions
             self._depth += 1
             try:
@@ -200,12 +206,32 @@ class PostgresJournal:
             finally:
                 self._depth -= 1
                 if self._depth == 0:
+                    self._locked_size = None
                     self._release(LOCK_KEY)
 
-    def _release(self, key: int) -> None:
+    def _lock_and_size(self) -> int:
+        """Take the lock and read the last `seq` in one round trip (a pipeline: the server
+        runs the statements in order, so the size is read with the lock held)."""
+        with self._io:
+            con = self._connection()
+            try:
+                with con.pipeline():
+                    con.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+                    cur = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}")
+                size = int(cur.fetchone()[0])
+            except self._psycopg.errors.InsufficientPrivilege:
+                self._release(LOCK_KEY, force=True)
+                raise self._denied() from None
+            except self._psycopg.OperationalError:  # the plain path reconnects or explains
+                self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
+                size = int(self._execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}", write=True).fetchone()[0])
+        self._seen(size, time.monotonic())
+        return size
+
+    def _release(self, key: int, *, force: bool = False) -> None:
         session, self._lock_session = self._lock_session, 0
         con = self._con
-        if con is None or con.closed or con.broken or session != self._sessions:
+        if con is None or con.closed or con.broken or (session != self._sessions and not force):
             return  # the server dropped the session, and its lock with it
         with self._io:
             try:
@@ -252,6 +278,7 @@ class PostgresJournal:
             except psycopg.OperationalError as exc:
                 raise self._lost(_first_line(exc)) from None
             self._seen(last, time.monotonic())
+            self._locked_size = last
         return last
 
     def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:

@@ -61,6 +61,10 @@ class ObjectStore(abc.ABC):
     def flush(self) -> None:
         """Make grouped writes durable before anything refers to them."""
 
+    def wait_uploads(self) -> None:
+        """Return once every object written so far can be named (stores that upload in the
+        background wait here; local writes are done when `put` returns)."""
+
     def freshen(self, oid: str) -> bool:
         """Make a stored object young again for gc's grace period, as a put of it would, without
         reading it; False when it is absent. Stores that keep no times only answer."""

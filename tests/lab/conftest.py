@@ -246,3 +246,63 @@ def s3_env(s3_server, monkeypatch) -> dict[str, str]:
 def bucket_url(s3_server, s3_env) -> str:
     """An s3:// URL of an empty prefix in a fresh bucket."""
     return f"s3://{s3_server.new_bucket()}/gait"
+
+
+class TcpRelay:
+    """A loopback TCP relay to `port` that the test can cut, as a network failure would: the
+    client keeps its endpoint, the connections and new ones fail once `cut()` is called."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self._target = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: list = []
+        self._cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while not self._cut.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self._target))
+            self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        """Refuse new connections and drop the open ones."""
+        import socket
+
+        self._cut.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept(); close alone does not
+        except OSError:
+            pass
+        self._listener.close()
+        for sock in self._open:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass

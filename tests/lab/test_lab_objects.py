@@ -15,7 +15,7 @@ from scistack.errors import SharedAccessError, VariableNotFoundError, CorruptObj
 from scistack.gc import collect_garbage
 from scistack.index.pgjournal import PostgresJournal
 
-from .conftest import WRITER_PASSWORD, free_port
+from .conftest import WRITER_PASSWORD, TcpRelay, free_port
 
 
 class LabValue(BaseVariable):
@@ -172,3 +172,21 @@ def test_wrong_s3_credentials_are_refused_without_showing_them(tmp_path, pg_url,
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY")
     with pytest.raises(SharedAccessError, match="credentials"):
         configure_database(tmp_path / "gait.duckdb", ["subject"], shared=pg_url, objects=bucket_url)
+
+
+def test_s3_unreachable_mid_save_names_nothing_and_the_project_recovers(machine, monkeypatch, s3_server):
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    machine("a")
+    LabValue.save(np.arange(5.0), subject=1, session=1)
+    relay.cut()  # the network fails between two saves
+    with pytest.raises(SharedServiceError, match="never point at objects that did not arrive"):
+        LabValue.save(np.arange(6.0), subject=1, session=1)  # its upload fails: no name
+    with pytest.raises(SharedServiceError):
+        LabValue.save(np.arange(7.0), subject=2, session=1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    machine("b")  # another machine: what the lab's journal names
+    assert len(LabValue.list_versions(subject=1, session=1)) == 1
+    np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, np.arange(5.0))
+    with pytest.raises(VariableNotFoundError):
+        LabValue.load(subject=2, session=1)
