@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from scistack.objects.lazy import LazyArray, LazyTable
 from scistack.objects.store import ObjectStore
 from scistack.records import read_call
 
@@ -50,7 +51,7 @@ class Inliner:
         cols: dict[str, list] = {name: [None] * len(oids) for name in VALS_SCHEMA.names}
         cols["oid"] = list(oids)
         rows: dict[str, list] = {name: [] for name in ROWS_SCHEMA.names}
-        get = self.store.get_value
+        get = self.store.open_value  # a chunked value stays lazy: only its manifest is read
         for n, oid in enumerate(oids):
             try:
                 value = get(oid)
@@ -81,6 +82,12 @@ class Inliner:
     def _row(self, value: Any, oid: str, rows: dict[str, list]) -> dict[str, Any]:
         if isinstance(value, np.ndarray):
             return self._array(value)
+        if isinstance(value, LazyArray):  # chunked: above any inline limit, described only
+            dtype = _DTYPE_NAMES.get(value.dtype) or _DTYPE_NAMES.setdefault(value.dtype, str(value.dtype))
+            return {"shape": list(value.shape), "dtype": dtype, "nbytes": value.nbytes,
+                    "sqltype": "LARGE" if value.dtype.kind in _LIST_COLUMN else "OPAQUE"}
+        if isinstance(value, LazyTable):
+            return {"shape": [value.num_rows, len(value.columns)], "dtype": "DataFrame", "sqltype": "LARGE"}
         if isinstance(value, np.generic):
             value = value.item()
         scalar = _scalar(value)

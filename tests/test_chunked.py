@@ -239,6 +239,18 @@ def test_show_summarises_from_the_manifest_without_reading_chunks(project):
     assert "chunked array int16 [20000x8], 79 chunks of [256x8]" in result.output
 
 
+def test_the_sql_view_describes_a_chunked_value_from_its_manifest_alone(project):
+    """The views' sync must never load a large value whole (an 8 GB recording would need
+    8 GB of RAM in a background thread): with every chunk gone, the row still describes it."""
+    Rec.save(recording(), subject=1, session="pre")
+    for oid in [o for o in project.store.iter_oids() if project.store.kind_of(o) == "chunk"]:
+        os.chmod(project.store.path_of(oid), 0o644)
+        os.unlink(project.store.path_of(oid))
+    project.sync()
+    row = project.sql("SELECT shape, dtype, kind FROM Rec WHERE subject = 1").iloc[0]
+    assert row["shape"].tolist() == [20000, 8] and row["dtype"] == "int16" and row["kind"] == "chunked"
+
+
 # -- lineage ---------------------------------------------------------------------------------------
 @lineage_fcn
 def channel_mean(signal):

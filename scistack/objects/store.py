@@ -115,7 +115,9 @@ class ObjectStore(abc.ABC):
 
     def get_value(self, oid: str) -> Any:
         """Decode the value stored under `oid` (children resolved)."""
-        obj = self.get(oid)
+        return self._decoded(oid, self.get(oid))
+
+    def _decoded(self, oid: str, obj: StoredObject) -> Any:
         try:
             return decode_value(obj.kind, obj.payload, self._get_pair, oid)
         except (CorruptObjectError, ObjectNotFoundError, MemoryError):  # a child's: names the child
@@ -126,9 +128,9 @@ class ObjectStore(abc.ABC):
 
     def open_value(self, oid: str) -> Any:
         """Like `get_value`, but a chunked value comes back lazy (only its manifest is read)."""
-        if self.kind_of(oid) != "chunked":
-            return self.get_value(oid)
-        obj = self.get(oid)
+        obj = self.get(oid)  # one read: a chunked object is its small manifest
+        if obj.kind != "chunked":
+            return self._decoded(oid, obj)
         try:
             return open_chunked(obj.payload, self._get_pair, oid)
         except Exception as exc:  # noqa: BLE001 - a manifest that does not parse is damage
