@@ -17,12 +17,12 @@ from scistack.errors import *  # noqa: E402,F401,F403
 from scistack.lineage.function import LineageFunction, LineageResult, Thunk, lineage_fcn, thunk  # noqa: E402
 from scistack.report.why import WhyReport, why  # noqa: E402
 from scistack.variables import BaseVariable  # noqa: E402
-from scistack.foreach import Fixed, Merge, RunReport, for_each, set_schema  # noqa: E402
+from scistack.foreach import EachOf, Fixed, Merge, PathInput, PathOutput, RunReport, for_each, set_schema  # noqa: E402
 from scistack import ui as _ui  # noqa: E402,F401 - registers db.ui()
 from scistack.join import join  # noqa: E402
 
 __all__ = [
-    "BaseVariable", "Database", "Fixed", "Merge", "RunReport", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",
+    "BaseVariable", "Database", "EachOf", "Fixed", "Merge", "PathInput", "PathOutput", "RunReport", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",
     "configure_database", "get_database", "join", "lineage_fcn", "thunk", "why", "__version__",
     *_errors.__all__,
 ]
