@@ -20,9 +20,10 @@ from scistack.variables import BaseVariable  # noqa: E402
 from scistack.foreach import EachOf, Fixed, Merge, PathInput, PathOutput, RunReport, for_each, set_schema  # noqa: E402
 from scistack import ui as _ui  # noqa: E402,F401 - registers db.ui()
 from scistack.join import join  # noqa: E402
+from scistack.tables import export_frame  # noqa: E402
 
 __all__ = [
     "BaseVariable", "Database", "EachOf", "Fixed", "Merge", "PathInput", "PathOutput", "RunReport", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",
-    "configure_database", "get_database", "join", "lineage_fcn", "thunk", "why", "__version__",
+    "configure_database", "export_frame", "get_database", "join", "lineage_fcn", "thunk", "why", "__version__",
     *_errors.__all__,
 ]
