@@ -188,3 +188,19 @@ def test_each_of_runs_once_per_alternative_tagged_by_a_version_key(project):
     assert Scaled.load(subject=1, session="pre", signal="Clean").data == 60.0
     with pytest.raises(InvalidMetadataError, match="two alternatives"):
         EachOf(RawTotal)
+
+
+def test_the_raw_files_example_reruns_exactly_one_combination(tmp_path, python_env):
+    script = Path(__file__).resolve().parents[1] / "examples" / "raw_files.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "example")], env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "first run: read_force ran 6 cached 0; peak ran 6 cached 0" in lines
+    assert "second run: read_force ran 0 cached 6; peak ran 0 cached 6" in lines
+    assert "after editing raw/3/s_pre.csv: read_force ran 1 cached 5; peak ran 1 cached 5" in lines
+    assert "  - input path: raw/3/s_pre.csv changed" in lines
+    exported = (tmp_path / "example" / "peak_force.csv").read_text().splitlines()
+    assert exported[0].startswith("subject,session,data") and len(exported) == 7
+    peaks = {tuple(row.split(",")[:2]): float(row.split(",")[2]) for row in exported[1:]}
+    assert peaks[("3", "pre")] == 999.0 and peaks[("3", "post")] < 999.0  # the edited file's new peak
