@@ -204,3 +204,25 @@ def test_the_raw_files_example_reruns_exactly_one_combination(tmp_path, python_e
     assert exported[0].startswith("subject,session,data") and len(exported) == 7
     peaks = {tuple(row.split(",")[:2]): float(row.split(",")[2]) for row in exported[1:]}
     assert peaks[("3", "pre")] == 999.0 and peaks[("3", "post")] < 999.0  # the edited file's new peak
+
+
+def size_of(path):
+    return os.path.getsize(path)  # a stat, no open: only the PathInput identity sees the content
+
+
+def test_status_names_a_changed_raw_file(project, tmp_path):
+    from scistack.report.status import status_grid, status_summary
+
+    _raw(tmp_path / "raw", RAW)
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw")}
+    for_each(size_of, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"], verbose=False)
+    for_each(double, inputs={"x": RawTotal}, outputs=[Doubled], subject=[1, 2], session=["pre"], verbose=False)
+    (tmp_path / "raw/2/s_pre.csv").write_text("9,9\n")  # same size, other content
+    summary = status_summary(project)
+    assert summary.counts["RawTotal"]["stale"] == 1 and summary.counts["Doubled"]["stale"] == 1
+    assert summary.counts == status_grid(project).counts()
+    reasons = {c.var: c.reason for c in summary.problems}
+    assert reasons["RawTotal"] == "input path: raw/2/s_pre.csv changed"
+    assert reasons["Doubled"] == "input x (RawTotal) is stale"
+    assert for_each(size_of, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"],
+                    verbose=False).ran == 1
