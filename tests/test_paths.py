@@ -226,3 +226,19 @@ def test_status_names_a_changed_raw_file(project, tmp_path):
     assert reasons["Doubled"] == "input x (RawTotal) is stale"
     assert for_each(size_of, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"],
                     verbose=False).ran == 1
+
+
+def copy_upper(path, dest):
+    with open(path) as src, open(dest, "w") as out:
+        out.write(src.read().upper())
+
+
+def test_raw_files_in_and_out_in_worker_processes(project, tmp_path):
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "a,b\n", "2/s_pre.csv": "c,d\n"})
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw"),
+            "dest": PathOutput("{subject}/{session}.txt", root="upper")}
+    report = for_each(copy_upper, inputs=spec, outputs=[Plot], subject=[], session=["pre"], workers=2,
+                      verbose=False)
+    assert report.ran == 2, report.failures
+    assert Plot.load(subject=2, session="pre").data == b"C,D\n"
+    assert (tmp_path / "upper/1/pre.txt").read_text() == "A,B\n"
