@@ -86,5 +86,8 @@ def test_sub_databases_and_the_registry(tmp_path, registry, python_env):
     env = {**python_env, "SCISTACK_CONFIG_DIR": str(registry.parent)}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert done.stdout.strip() == "[1, 2, 3]", done.stderr
+    from scistack.fsck import fsck
+
+    assert fsck(scistack.dictdb._open[db.folder]).problems == ()
     with pytest.raises(scistack.NotARepositoryError, match="no data_base"):
         scistack.get_db_by_unique_id("0" * 32)

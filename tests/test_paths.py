@@ -226,6 +226,12 @@ def test_status_names_a_changed_raw_file(project, tmp_path):
     assert reasons["Doubled"] == "input x (RawTotal) is stale"
     assert for_each(size_of, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"],
                     verbose=False).ran == 1
+    from scistack.fsck import fsck
+    from scistack.gc import collect_garbage
+
+    assert fsck(project).problems == ()  # the raw files themselves are not objects: not "missing"
+    collect_garbage(project, grace_seconds=0)
+    assert fsck(project).problems == () and RawTotal.load(subject=2, session="pre").data == 4
 
 
 def copy_upper(path, dest):
