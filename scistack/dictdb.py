@@ -24,7 +24,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,9 +82,8 @@ class DataBase:
             kind = value_kind(value)
             oid = db.store.put_value(value)
             summary = summarize(value)
-            started, t0 = utc_now(), time.perf_counter()
             call = _ASSIGN.record_call(db.store, _ASSIGN.identity(), {"value": describe("value", value)},
-                                       [oid], started, time.perf_counter() - t0)
+                                       [oid], utc_now(), 0.0)
         db.index.put_ref(VARIABLE, addr, {}, oid, kind, call=call, summary=summary)
 
     def __getitem__(self, key: Any) -> Any:

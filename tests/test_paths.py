@@ -248,3 +248,8 @@ def test_raw_files_in_and_out_in_worker_processes(project, tmp_path):
     assert report.ran == 2, report.failures
     assert Plot.load(subject=2, session="pre").data == b"C,D\n"
     assert (tmp_path / "upper/1/pre.txt").read_text() == "A,B\n"
+
+
+def test_raw_file_inputs_need_a_database(no_database, tmp_path):
+    with pytest.raises(InvalidMetadataError, match="need a database"):
+        for_each(total, inputs={"path": PathInput("{subject}.csv", root=tmp_path)}, outputs=[], subject=[1])

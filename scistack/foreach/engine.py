@@ -42,7 +42,7 @@ from scistack.foreach.execute import (
     run_chunk,
     run_task,
 )
-from scistack.foreach.paths import PathOutput
+from scistack.foreach.paths import PathInput, PathOutput
 from scistack.foreach.inputs import EachOf, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
@@ -119,6 +119,11 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     if on_error not in ("continue", "raise"):
         raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
     speak = verbose if verbose is not None else progress is not False
+    needs_db = [n for n, s in inputs.items() if isinstance(s, (EachOf, PathInput, PathOutput))]
+    if db is None and needs_db:
+        raise InvalidMetadataError(
+            f"inputs {needs_db} (PathInput, PathOutput, EachOf) need a database to record what ran; "
+            "call configure_database(...) first")
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
         return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error,
                               dry_run=dry_run, verbose=speak)
