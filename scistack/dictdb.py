@@ -89,13 +89,19 @@ class DataBase:
     def __getitem__(self, key: Any) -> Any:
         return self.get(key)
 
-    def get(self, key: Any, *, version: int | None = None) -> Any:
-        """The value at `key` (its newest version, or `version=`); a sub-database for its key."""
+    def get(self, key: Any, *, version: int | None = None, lazy: bool = False) -> Any:
+        """The value at `key` (its newest version, or `version=`); a sub-database for its key.
+
+        With `lazy=True` a value stored chunked (above 256 MiB) comes back unread: a
+        `LazyTable` (`.read(columns)`, `.to_dask()`) or `LazyArray`; others load as usual.
+        """
         full = self._full(key)
         sub = self._sub_id(full)
         if sub is not None:
             return DataBase(self.folder, full, sub)
         record = self._record(full, version)
+        if lazy and record.kind == "chunked":
+            return self.project.store.open_value(record.oid)
         return self.project.store.get_value(record.oid)
 
     def __delitem__(self, key: Any) -> None:

@@ -91,3 +91,19 @@ def test_sub_databases_and_the_registry(tmp_path, registry, python_env):
     assert fsck(scistack.dictdb._open[db.folder]).problems == ()
     with pytest.raises(scistack.NotARepositoryError, match="no data_base"):
         scistack.get_db_by_unique_id("0" * 32)
+
+
+def test_a_large_frame_loads_back_as_pandas_or_dask(tmp_path, registry):
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)  # "large" at test size
+    try:
+        db = scistack.open(tmp_path / "sims")
+        frame = pd.DataFrame({"t": np.arange(5000), "v": np.linspace(0, 1, 5000)})
+        db["big"] = frame
+        pd.testing.assert_frame_equal(db["big"], frame)
+        lazy = db.get("big", lazy=True)
+        assert lazy.row_groups > 1
+        pd.testing.assert_frame_equal(lazy.to_dask().compute().reset_index(drop=True), frame)
+    finally:
+        set_chunking()
