@@ -116,6 +116,9 @@ def test_bad_templates_and_paths_are_refused(project, tmp_path):
                  outputs=[RawTotal], subject=[".."], session=["x"], verbose=False, on_error="raise")
     with pytest.raises(InputFileError, match="escapes the root"):
         PathInput("{subject}.csv", root="raw").bound("path", {"subject": "../../etc/passwd"})
+    with pytest.raises(InputFileError, match="not a folder"):
+        for_each(total, inputs={"path": PathInput("{subject}.csv", root="nowhere")}, outputs=[RawTotal],
+                 subject=[], verbose=False)
     assert RawTotal.load_all() == []  # nothing saved by the refused runs
 
 

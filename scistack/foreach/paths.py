@@ -30,6 +30,7 @@ from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes, object_header
 
 _BLOCK = 1 << 20
+_MEMO_SIZE = 1 << 18
 _hashes: dict[tuple[str, int, int, int], str] = {}   # (path, size, mtime_ns, inode) -> oid
 
 
@@ -87,6 +88,9 @@ class _Template:
 
     def discover(self) -> list[dict[str, Any]]:
         """Every combination of template keys whose file exists under the root, sorted."""
+        if not os.path.isdir(self.root):
+            raise InputFileError(f"{self!r}: the root {self.root_shown!r} is not a folder (from "
+                                 f"{os.getcwd()}); give root= the folder holding the raw files")
         pattern = re.compile(self._regex())
         found: dict[str, dict[str, Any]] = {}
         for folder, _, files in os.walk(self.root):
@@ -165,6 +169,8 @@ def file_oid(path: str, shown: str | None = None) -> str | None:
     except OSError as exc:
         raise InputFileError(f"cannot read {shown or path}: {exc.strerror}; make it a readable file "
                              "(check its permissions), or move it out of the template's reach") from None
+    if len(_hashes) >= _MEMO_SIZE:
+        _hashes.clear()
     _hashes[memo] = found = hasher.hexdigest()
     return found
 
