@@ -182,6 +182,8 @@ def test_each_of_runs_once_per_alternative_tagged_by_a_version_key(project):
     spec = {"signal": EachOf(RawTotal, Clean), "factor": 10}
     report = for_each(scale, inputs=spec, outputs=[Scaled], subject=[1], session=["pre"], verbose=False)
     assert report.ran == 2
+    assert [i.combo for i in report.items] == [{"subject": 1, "session": "pre", "signal": "RawTotal"},
+                                               {"subject": 1, "session": "pre", "signal": "Clean"}]
     assert Scaled.load(subject=1, session="pre", signal="RawTotal").data == 20.0
     assert Scaled.load(subject=1, session="pre", signal="Clean").data == 50.0
     assert for_each(scale, inputs=spec, outputs=[Scaled], subject=[1], session=["pre"], verbose=False).cached == 2

@@ -15,6 +15,7 @@ leaves objects without refs at worst, and re-running completes only what is miss
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import multiprocessing
 import sys
@@ -132,14 +133,15 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
     check_parameters(lf, inputs)
     combos = combinations(db, inputs, iterables)
-    reports = []
+    reports, tagged = [], []
     for chosen, vkeys in _alternatives(db, inputs):
         run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys)
         reports.append(run.execute(combos, workers, executor, progress, chunk_size, speak and not vkeys))
+        # each item also names its alternative (after the run: a run saves at item.combo)
+        tagged += [dataclasses.replace(i, combo={**i.combo, **vkeys}) for i in reports[-1].items]
     if len(reports) == 1:
         return reports[0]
-    merged = RunReport(lf.name, [i for r in reports for i in r.items], sum(r.duration for r in reports),
-                       reports[-1].run_id, dry_run)
+    merged = RunReport(lf.name, tagged, sum(r.duration for r in reports), reports[-1].run_id, dry_run)
     if speak:
         print(merged.headline() + f" ({len(reports)} alternatives of EachOf)", file=sys.stderr, flush=True)
     return merged
