@@ -56,6 +56,12 @@ def test_bad_keys_are_refused(tmp_path, registry):
         with pytest.raises(DataBaseKeyError):
             db[bad] = 1
     assert db.keys() == []
+    scistack.Database(tmp_path / "plain" / "p.duckdb", ["subject"]).close()  # a project, not a data_base
+    with pytest.raises(scistack.InvalidMetadataError, match="not a data_base"):
+        scistack.open(tmp_path / "plain")
+    with pytest.raises(scistack.NotARepositoryError, match="creates one"):
+        scistack.open(tmp_path / "absent", create=False)
+    assert not (tmp_path / "absent").exists()
 
 
 @lineage_fcn
