@@ -49,6 +49,7 @@ VARIABLE = "Entry"
 PROJECT_FILE = "data_base.duckdb"
 MARKER = "dictdb.json"
 _open: dict[Path, Database] = {}   # one Database per folder in a process, shared by sub-databases
+_markers: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
 
 
 def _assigned(value: Any) -> Any:
@@ -283,7 +284,14 @@ def _project(folder: Path) -> Database:
 
 
 def _marker(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / ".scistack" / MARKER).read_text())
+    """The folder's marker, re-read only when the file changed (every access consults it)."""
+    path = folder / ".scistack" / MARKER
+    st = path.stat()
+    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    known = _markers.get(folder)
+    if known is None or known[0] != stamp:
+        known = _markers[folder] = (stamp, json.loads(path.read_text()))
+    return known[1]
 
 
 def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
@@ -292,7 +300,7 @@ def _write_marker(folder: Path, marker: dict[str, Any]) -> None:
 
 def _update_marker(folder: Path, change: Any) -> None:
     with _locked(folder / ".scistack" / (MARKER + ".lock")):
-        marker = _marker(folder)
+        marker = json.loads((folder / ".scistack" / MARKER).read_text())
         change(marker)
         _write_marker(folder, marker)
 
