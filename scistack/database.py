@@ -291,7 +291,7 @@ def _lab_urls(config_path: Path, shared: str | None, objects: str | None) -> tup
     return shared, objects
 
 
-_INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members")
+_INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members", "path", "writes")
 
 
 class Provenance(dict):

@@ -201,8 +201,27 @@ class SharedAccessError(ScistackError, PermissionError):
     """Lab mode: the shared journal or object store allows this user to read but not write."""
 
 
+class InputFileError(ScistackError, OSError):
+    """A raw file named by `PathInput`/`PathOutput` cannot be used: it escapes its root, cannot
+    be read, or was not written."""
+
+
+class DataBaseKeyError(ScistackError, TypeError):
+    """A dictionary-style database key that is not a str, an int or a tuple of them."""
+
+
+class KeyNotInDataBaseError(ScistackError, KeyError):
+    """`db[key]` for a key the dictionary-style database does not hold."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 __all__ = [
     "ScistackError",
+    "InputFileError",
+    "DataBaseKeyError",
+    "KeyNotInDataBaseError",
     "UnsupportedValueError",
     "InvalidOidError",
     "ObjectNotFoundError",

@@ -40,6 +40,7 @@ from scistack.index import RefRecord, check_identifier
 from scistack.selection import choose_variant, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
+from scistack.tables import export_frame, rows_to_save, save_rows
 from scistack.where import FIXED, record_columns
 
 _registry: dict[str, type[BaseVariable]] = {}
@@ -151,6 +152,43 @@ class BaseVariable:
                                   params=info.params, summary=info.summary)
         value = getattr(data, "data", data) if hasattr(data, "__scistack_saveinfo__") else data
         return cls(value, record=record)
+
+    @classmethod
+    def save_from_dataframe(cls, frame: Any, /, value_column: str | None = None, *,
+                            value_columns: list[str] | None = None, **version_keys: Any) -> int:
+        """Save one record per row of `frame`, addressed by its schema-key columns, in one batch.
+
+        The value is the `value_column` cell, a dict of the `value_columns` cells, or (neither
+        given) the only other column. `version_keys` tag every row. Returns how many records
+        were added or changed (identical rows are no-ops).
+
+        Raises
+        ------
+        InvalidMetadataError
+            No schema-key column, an unknown value column, or a row with a missing key (named
+            by its index label): nothing is saved.
+        """
+        db = get_database()
+        if value_column is not None and value_columns is not None:
+            raise InvalidMetadataError("give value_column= (one column) or value_columns= (several), not both")
+        wrong = [k for k in version_keys if k in db.schema_keys]
+        if wrong:
+            raise InvalidMetadataError(f"{cls.__name__}.save_from_dataframe: {wrong} are schema keys; "
+                                       "give them as columns of the frame")
+        vkeys = {check_identifier(k, "metadata key"): _version_value(cls.__name__, k, v)
+                 for k, v in version_keys.items()}
+        rows = rows_to_save(db, cls.__name__, frame, value_column if value_columns is None else value_columns)
+        return save_rows(db, cls.__name__, rows, vkeys)
+
+    @classmethod
+    def to_csv(cls, path: str | Any, **metadata: Any) -> str:
+        """Write `load_all(as_df=True, **metadata)` as CSV (array cells as JSON lists)."""
+        return export_frame(cls.load_all(as_df=True, **metadata), path, "csv")
+
+    @classmethod
+    def to_parquet(cls, path: str | Any, **metadata: Any) -> str:
+        """Write `load_all(as_df=True, **metadata)` as Parquet (array cells as lists)."""
+        return export_frame(cls.load_all(as_df=True, **metadata), path, "parquet")
 
     # -- load ------------------------------------------------------------------------------
     @classmethod

@@ -217,6 +217,20 @@ def why(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
 @click.argument("variable")
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
+@json_option
+@str_option
+@click.pass_context
+def checkout(ctx: click.Context, variable: str, to: str, as_json: bool, as_str: bool) -> None:
+    """Write the files stored in VARIABLE (PathOutput or bytes values) under a folder."""
+    from scistack.report.checkout import checkout as write_files
+
+    written = write_files(ctx.obj.db, variable, to, **_address(ctx, as_str))
+    _emit(as_json, written, "\n".join(written) + f"\n{len(written)} file(s) written")
+
+
+@main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
+@click.argument("variable")
 @click.option("--version", "version", type=int, help="Delete only this version.")
 @click.option("--cascade", is_flag=True, help="Also delete everything computed from these values.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")

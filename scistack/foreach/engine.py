@@ -15,6 +15,7 @@ leaves objects without refs at worst, and re-running completes only what is miss
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import multiprocessing
 import sys
@@ -26,7 +27,13 @@ from typing import Any
 
 from scistack.lineage.filecheck import cache_fn, hit_changed
 from scistack.database import Database, current_database
-from scistack.errors import AmbiguousVersionError, ForEachError, InvalidMetadataError, ScistackError
+from scistack.errors import (
+    AmbiguousVersionError,
+    ForEachError,
+    InputFileError,
+    InvalidMetadataError,
+    ScistackError,
+)
 from scistack.foreach.execute import (
     Outcome,
     Task,
@@ -36,7 +43,8 @@ from scistack.foreach.execute import (
     run_chunk,
     run_task,
 )
-from scistack.foreach.inputs import Resolved, constant, is_loaded_input, is_variable, resolve
+from scistack.foreach.paths import PathInput, PathOutput
+from scistack.foreach.inputs import EachOf, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
     check_counts,
@@ -68,7 +76,10 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     ----------
     inputs
         Parameter name -> a variable class (loaded at each combination), `Fixed(...)`,
-        `Merge(...)`, or a constant (recorded in lineage, queryable with `load(name=value)`).
+        `Merge(...)`, `PathInput(...)` (a raw file: the function gets its path),
+        `PathOutput(...)` (a file the function writes, saved to an output), `EachOf(A, B)`
+        (run once per alternative, results tagged by a version key named after the
+        parameter), or a constant (recorded in lineage, queryable with `load(name=value)`).
     outputs
         Variable classes receiving the returned value(s) (a tuple maps to several outputs).
     iterables
@@ -109,6 +120,11 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     if on_error not in ("continue", "raise"):
         raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
     speak = verbose if verbose is not None else progress is not False
+    needs_db = [n for n, s in inputs.items() if isinstance(s, (EachOf, PathInput, PathOutput))]
+    if db is None and needs_db:
+        raise InvalidMetadataError(
+            f"inputs {needs_db} (PathInput, PathOutput, EachOf) need a database to record what ran; "
+            "call configure_database(...) first")
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
         return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error,
                               dry_run=dry_run, verbose=speak)
@@ -116,8 +132,35 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     check_counts(workers, chunk_size)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
     check_parameters(lf, inputs)
-    run = _Run(db, lf, inputs, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error)
-    return run.execute(combinations(db, inputs, iterables), workers, executor, progress, chunk_size, speak)
+    combos = combinations(db, inputs, iterables)
+    reports, tagged = [], []
+    for chosen, vkeys in _alternatives(db, inputs):
+        run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys)
+        reports.append(run.execute(combos, workers, executor, progress, chunk_size, speak and not vkeys))
+        # each item also names its alternative (after the run: a run saves at item.combo)
+        tagged += [dataclasses.replace(i, combo={**i.combo, **vkeys}) for i in reports[-1].items]
+    if len(reports) == 1:
+        return reports[0]
+    merged = RunReport(lf.name, tagged, sum(r.duration for r in reports), reports[-1].run_id, dry_run)
+    if speak:
+        print(merged.headline() + f" ({len(reports)} alternatives of EachOf)", file=sys.stderr, flush=True)
+    return merged
+
+
+def _alternatives(db: Database, inputs: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, str]]]:
+    """The inputs once per combination of `EachOf` alternatives, with the version keys that tag
+    each one's results (one run with no tags when there is no EachOf)."""
+    each = {n: s for n, s in inputs.items() if isinstance(s, EachOf)}
+    clash = [n for n in each if n in db.schema_keys]
+    if clash:
+        raise InvalidMetadataError(
+            f"EachOf input {clash[0]!r} is a schema key: its results are tagged by a version key named "
+            "after the parameter, which cannot be a schema key; rename the parameter")
+    runs: list[tuple[dict[str, Any], dict[str, str]]] = [(dict(inputs), {})]
+    for name, spec in each.items():
+        runs = [({**chosen, name: alt}, {**tags, name: label}) for chosen, tags in runs
+                for alt, label in zip(spec.alternatives, spec.labels)]
+    return runs
 
 
 def _output_list(outputs: Any) -> list[Any]:
@@ -142,8 +185,10 @@ class _Pending:
 
 class _Run:
     def __init__(self, db: Database, lf: LineageFunction, inputs: dict[str, Any], outputs: list[Any], *,
-                 as_table: bool, dry_run: bool, on_error: str) -> None:
+                 as_table: bool, dry_run: bool, on_error: str, vkeys: dict[str, str] | None = None) -> None:
         self.db, self.lf, self.inputs, self.outputs = db, lf, inputs, outputs
+        self.vkeys = vkeys or {}  # EachOf: which alternative made this run's results
+        self.vkeys_key = key_of(self.vkeys)
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
         self.identity: FunctionIdentity = lf.identity()  # once per run: code does not change mid-run
         self.name = lf.name
@@ -152,6 +197,7 @@ class _Run:
         # constants and defaults are the same at every combination: described (hashed) once
         self.fixed = {n: constant(n, s) for n, s in inputs.items() if n not in lf.ignore and n not in self.loaded}
         self.fixed.update(defaults(lf, inputs))
+        self.writes = [n for n, s in self.loaded.items() if isinstance(s, PathOutput)]
         self.items: list[ComboResult] = []
         self.pending: list[_Pending] = []
         self._last_flush = time.monotonic()
@@ -221,13 +267,16 @@ class _Run:
         for name, spec in self.loaded.items():
             try:
                 found = resolve(self.db, name, spec, combo, as_table=self.as_table, addr_key=addr_key)
-            except AmbiguousVersionError as exc:  # the rule load follows: never "the newest wins"
+            except (AmbiguousVersionError, InputFileError) as exc:  # the rule load follows: never
+                # "the newest wins"; an unreadable raw file fails its combination alone
                 item.status, item.error = "failed", f"input {name}: {exc}"
                 _tick(bar)
                 return None
             if found is None:
                 missing.append(name)
             else:
+                if "writes" in found.bound.record:  # which output receives the written file
+                    found.bound.record["output"] = self.writes.index(name)
                 resolved[name] = found
         if missing:
             log.debug("missing %s at %s", missing, combo)
@@ -256,7 +305,7 @@ class _Run:
             return False  # the cached call made a different number of values: run it again
         stale = []
         for var, oid in zip(self.outputs, hit["outs"]):
-            current = self.db.index.current_at(var.__name__, addr_key, "{}")
+            current = self.db.index.current_at(var.__name__, addr_key, self.vkeys_key)
             if current is not None and current.oid == oid and (
                     current.call == hit["call"] or self._same_call(current.call, key)):
                 continue
@@ -375,12 +424,13 @@ class _Run:
         oid, kind, summary = out
         if params is None or not summary or not kind:
             prior = self.db.index.versions_at(var, addr_key)
-            same = next((r for r in reversed(prior) if r.oid == oid), None)
+            same = next((r for r in reversed(prior) if r.oid == oid and r.vkeys == self.vkeys), None)
             summary = summary or (same.summary if same else "")
             kind = kind or (same.kind if same else self.db.store.get(oid).kind)
             params = params if params is not None else (same.params if same else
                                                         self.db.call_record(call_oid)["params"])
-        self.db.index.put_ref(var, dict(combo), {}, oid, kind, call=call_oid, params=params, summary=summary)
+        self.db.index.put_ref(var, dict(combo), self.vkeys, oid, kind, call=call_oid, params=params,
+                              summary=summary)
 
     def _skip_rest(self, start: int) -> None:
         for pending in self.pending[start:]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import pickle
 import threading
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 from scistack.lineage.filecheck import reads_of_call
 from scistack.foreach.inputs import Resolved, load_value
+from scistack.foreach.paths import written_file
 from scistack.index import utc_now
 from scistack.lineage.function import LineageFunction
 from scistack.objects import LocalObjectStore, ObjectStore
@@ -57,12 +59,23 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
     try:
         values = {n: load_value(store, r, schema_keys, as_table=as_table) for n, r in task.inputs.items()}
         values.update(task.passthrough)
+        writes = [r.bound.value for r in sorted((r for r in task.inputs.values() if "writes" in r.bound.record),
+                                                key=lambda r: r.bound.record["output"])]
+        for path in writes:  # a stale file from an earlier run must not pass for this run's
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            if os.path.lexists(path):
+                os.unlink(path)
         with reads_of_call(store) as files:
             result = fn(**values)
         duration = time.perf_counter() - t0
-        if result is None:
+        written = [written_file(path) for path in writes]
+        if result is None and not written:
             return Outcome(task.index, None, started, duration, skipped=True)
-        outputs = _as_outputs(result, n_outputs, getattr(fn, "__name__", "function"))
+        name = getattr(fn, "__name__", "function")
+        if written and result is not None and n_outputs == len(written):
+            raise ValueError(f"{name} returned a value but every output variable receives a written "
+                             "file (PathOutput); return None, or add an output variable for the value")
+        outputs = written + ([] if result is None else _as_outputs(result, n_outputs - len(written), name))
         stored = [(store.put_value(v), value_kind(v), summarize(v)) for v in outputs]
         return Outcome(task.index, stored, started, duration,
                        multi=isinstance(result, tuple) and n_outputs != 1, files=tuple(files))

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 
 from scistack.database import Database
+from scistack.errors import InvalidMetadataError
+from scistack.foreach.paths import PathInput, PathOutput
 from scistack.index import RefRecord, key_of
 from scistack.lineage.calls import BoundInput, describe
 from scistack.objects.canonical_json import dumps_canonical
@@ -44,6 +46,38 @@ class Merge:
         self.variables = variables
 
 
+class EachOf:
+    """Alternatives for one input: `EachOf(RawEMG, CleanEMG)` runs the function once with each.
+
+    Each alternative's results are saved with a version key named after the parameter whose
+    value says which alternative made them (`signal="RawEMG"`; a constant's `repr`, or the
+    label given with `labels=`).
+    """
+
+    def __init__(self, *alternatives: Any, labels: list[str] | None = None) -> None:
+        if len(alternatives) < 2:
+            raise InvalidMetadataError("EachOf needs at least two alternatives, e.g. EachOf(RawEMG, CleanEMG)")
+        self.alternatives = alternatives
+        self.labels = list(labels) if labels is not None else [_label(a) for a in alternatives]
+        if len(self.labels) != len(alternatives) or len(set(self.labels)) != len(self.labels):
+            raise InvalidMetadataError(
+                f"EachOf labels {self.labels} must be one distinct label per alternative; pass "
+                "labels=[...] to name them")
+
+    def __repr__(self) -> str:
+        return f"EachOf({', '.join(self.labels)})"
+
+
+def _label(spec: Any) -> str:
+    if is_variable(spec):
+        return spec.__name__
+    if isinstance(spec, Fixed):
+        return spec.variable.__name__ + "".join(f",{k}={v}" for k, v in spec.pinned.items())
+    if isinstance(spec, (str, int, float, bool)):
+        return str(spec)
+    return repr(spec)
+
+
 def is_variable(spec: Any) -> bool:
     """Whether an input spec is a variable class (declared with BaseVariable)."""
     return isinstance(spec, type) and hasattr(spec, "load_all") and hasattr(spec, "save")
@@ -51,7 +85,7 @@ def is_variable(spec: Any) -> bool:
 
 def is_loaded_input(spec: Any) -> bool:
     """Whether an input loads from the database at each combination."""
-    return is_variable(spec) or isinstance(spec, (Fixed, Merge))
+    return is_variable(spec) or isinstance(spec, (Fixed, Merge, PathInput, PathOutput))
 
 
 @dataclass(slots=True)
@@ -82,6 +116,9 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
         return Resolved(BoundInput(name, None, key, record, params), records, True, var)
     if isinstance(spec, Fixed):
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table)
+    if isinstance(spec, (PathInput, PathOutput)):
+        bound = spec.bound(name, combo)
+        return None if bound is None else Resolved(bound, None, False, None)
     if is_variable(spec):
         return _resolve_variable(db, name, spec.__name__, combo, as_table, addr_key)
     return constant(name, spec)

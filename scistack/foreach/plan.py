@@ -17,7 +17,8 @@ import numpy as np
 from scistack.address import address_problem, plain, shown, typed
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, ScistackError
-from scistack.foreach.inputs import Fixed, Merge, Resolved, constant, is_variable
+from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_variable
+from scistack.foreach.paths import PathInput, PathOutput
 from scistack.lineage.function import LineageFunction
 
 
@@ -43,8 +44,23 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
     unknown = [k for k in iterables if k not in db.schema_keys]
     if unknown:
         raise InvalidMetadataError(_unknown_keywords(fn, unknown, db.schema_keys))
+    _check_paths(db, inputs, outputs, iterables)
     if not callable(fn):
         raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
+
+
+def _check_paths(db: Database, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any]) -> None:
+    """Path templates name iterated schema keys; each written file needs an output variable."""
+    writes = 0
+    for name, spec in inputs.items():
+        for part in (spec.alternatives if isinstance(spec, EachOf) else (spec,)):
+            if isinstance(part, (PathInput, PathOutput)):
+                part.check_keys(db.schema_keys, list(iterables), f"inputs[{name!r}]")
+                writes += isinstance(part, PathOutput)
+    if writes > len(outputs):
+        raise InvalidMetadataError(
+            f"{writes} PathOutput input(s) but {len(outputs)} output variable(s): each written file is "
+            "saved as the value of an output variable (files first, then returned values); add them to outputs=")
 
 
 _OPTIONS = ("inputs", "outputs", "dry_run", "on_error", "workers", "executor", "progress", "verbose",
@@ -138,9 +154,14 @@ def _address_values(key: str, values: Any) -> list[Any]:
 
 
 def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
-    """Every value of `key` in the addresses of the input variables (pinned by none of them)."""
+    """Every value of `key` in the addresses of the input variables (pinned by none of them),
+    and in the file names a `PathInput` finds on disk."""
     seen: dict[Any, Any] = {}
     for spec in inputs.values():
+        for part in (spec.alternatives if isinstance(spec, EachOf) else (spec,)):
+            if isinstance(part, PathInput) and key in part.keys:
+                for combo in part.discover():
+                    seen[(type(combo[key]).__name__, combo[key])] = combo[key]
         for var in _variables_of(spec, key):
             for record in db.index.records(var.__name__):
                 if key in record.addr:
@@ -151,8 +172,8 @@ def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
 
 def _variables_of(spec: Any, key: str) -> Iterator[type]:
     """The variables an input loads whose address follows `key` (a Fixed pinning it does not)."""
-    if isinstance(spec, Merge):
-        for part in spec.variables:
+    if isinstance(spec, (Merge, EachOf)):
+        for part in spec.variables if isinstance(spec, Merge) else spec.alternatives:
             yield from _variables_of(part, key)
     elif isinstance(spec, Fixed):
         if key not in spec.pinned:
@@ -162,8 +183,8 @@ def _variables_of(spec: Any, key: str) -> Iterator[type]:
 
 
 def _fixed_specs(spec: Any) -> Iterator[Fixed]:
-    if isinstance(spec, Merge):
-        for part in spec.variables:
+    if isinstance(spec, (Merge, EachOf)):
+        for part in spec.variables if isinstance(spec, Merge) else spec.alternatives:
             yield from _fixed_specs(part)
     elif isinstance(spec, Fixed):
         yield spec

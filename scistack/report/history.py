@@ -72,6 +72,7 @@ class InputInfo:
     call: str | None
     members: tuple[str, ...] = ()
     merge: tuple[dict[str, Any], ...] = ()  # each member's record: var, oid, addr, call
+    raw_file: tuple[str, str] | None = None  # a PathInput: (path as shown, absolute path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,8 @@ def read_call(db: Database, call_oid: str) -> CallInfo:
             item.call,
             tuple(item.members or ()),
             tuple(_decoded(m.to_value()) for m in item.merge or ()),
+            (str(item.extra["path"]), str(item.extra.get("file") or item.extra["path"]))
+            if "path" in item.extra else None,
         )
         for name, item in sorted(record.inputs.items())
     ]

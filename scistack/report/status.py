@@ -24,6 +24,7 @@ from typing import Any
 
 from scistack.lineage.filecheck import changed_inputs, reads_files
 from scistack.database import Database
+from scistack.foreach.paths import file_oid
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
 from scistack.report.history import CallInfo, CallReader, InputInfo, select
 from scistack.index import RefRecord, key_of
@@ -138,6 +139,12 @@ class StalenessChecker:
         return ("stale", f"{changes[0].kind} {changes[0].name}: {changes[0].detail}") if changes else ("done", "")
 
     def _input_reason(self, item: Any) -> str:
+        if item.raw_file is not None:  # a PathInput: its content hash now against the recorded one
+            try:
+                now = file_oid(item.raw_file[1], item.raw_file[0])
+            except ScistackError:
+                now = None
+            return "" if now == item.oid else f"input {item.name}: {item.raw_file[0]} changed"
         if item.var is None:
             return ""
         addr = {k: v for k, v in item.addr.items() if k in self.db.schema_keys}
@@ -330,6 +337,7 @@ def _learn_calls(db: Database, judging: Any, checker: StalenessChecker, var: str
         rows, simple = [], not reads_files(db.store, call_oid)  # files are checked per record
         for item in call.inputs:
             if item.var is None:
+                simple = simple and item.raw_file is None  # a raw file is judged per record
                 continue
             if item.merge or item.members:
                 simple = False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +22,7 @@ from scistack.index import key_of
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
+from scistack.foreach.paths import file_oid
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function
 from scistack.codeid.identity import function_identity, normalised_source
@@ -120,7 +122,9 @@ def _call_changes(
         ]
     else:
         reasons = _code_changes(db, call, fn)
-    reasons += _input_changes(db, call, seen) + _file_changes(db, call_oid)
+    raw = _raw_files(call)
+    reasons += _input_changes(db, call, seen) + [
+        r for r in _file_changes(db, call_oid) if os.path.abspath(r.name) not in raw]
     if upstream_of is not None:
         reasons = [
             replace(r, detail=f"upstream {fn_name} (feeding {upstream_of}): {r.detail}")
@@ -277,7 +281,9 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
     for param, item in call.inputs.items():
         for path, record in item.records():
             path = path or param
-            if record.var is not None:
+            if "path" in record.extra:
+                reasons += _raw_file_change(param, record)
+            elif record.var is not None:
                 reasons += _variable_change(db, path, record)
             elif record.call and record.call not in seen:
                 try:
@@ -295,6 +301,26 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
                     seen=seen,
                 )
     return reasons
+
+
+def _raw_files(call: CallRecord) -> set[str]:
+    """The files a call took as `PathInput`s (judged as inputs, not again as files it read)."""
+    return {os.path.abspath(str(r.extra.get("file", ""))) for item in call.inputs.values()
+            for _, r in item.records() if "path" in r.extra}
+
+
+def _raw_file_change(param: str, record: CallInput) -> list[Reason]:
+    """A `PathInput` file: "raw/3/s_pre.csv changed" when its content hash moved."""
+    shown, full = str(record.extra["path"]), str(record.extra.get("file") or record.extra["path"])
+    try:
+        now = file_oid(full, shown)
+    except ScistackError as exc:
+        return [Reason("input", param, str(exc))]
+    if now is None:
+        return [Reason("input", param, f"{shown} is gone")]
+    if now != record.oid:
+        return [Reason("input", param, f"{shown} changed")]
+    return []
 
 
 def _file_changes(db: Any, call_oid: str) -> list[Reason]:

@@ -1,0 +1,185 @@
+"""Raw files as `for_each` inputs and outputs: `PathInput`, `PathOutput`.
+
+```python
+for_each(load_csv, inputs={"path": PathInput("{subject}/s_{session}.csv", root="raw/")},
+         outputs=[RawForce], subject=[], session=[])
+```
+The function receives the resolved path (a str). The input's identity in the call key and the
+call record is the file's content hash (the oid the file would have as a `bytes` object), not
+its path or mtime: editing a raw file re-runs exactly the combinations that read it, touching
+it re-runs nothing. A file that is not there makes the combination "missing". The hash of a
+file is remembered per process by (size, mtime, inode), so a re-run re-reads only what changed.
+
+`PathOutput("{subject}/fig.png", root="figs/")` hands the function a path to write; after the
+call the written file is stored as a `bytes` value of the next output variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import string
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from scistack.errors import InputFileError, InvalidMetadataError
+from scistack.lineage.calls import BoundInput
+from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.hashing import hash_bytes, object_header
+
+_BLOCK = 1 << 20
+_MEMO_SIZE = 1 << 18
+_hashes: dict[tuple[str, int, int, int], str] = {}   # (path, size, mtime_ns, inode) -> oid
+
+
+class _Template:
+    """A path template over schema keys, under a root folder."""
+
+    def __init__(self, template: str, root: str | os.PathLike = ".") -> None:
+        if not isinstance(template, str) or not template:
+            raise InvalidMetadataError(
+                f"a path template must be a non-empty str such as \"{{subject}}/s_{{session}}.csv\", got {template!r}")
+        try:
+            fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        except ValueError as exc:
+            raise InvalidMetadataError(f"path template {template!r} is malformed ({exc}); write keys as "
+                                       "{subject}, a literal brace as {{ or }}") from None
+        bad = [f for f in fields if not f.isidentifier()]
+        if bad:
+            raise InvalidMetadataError(f"path template {template!r}: {bad} are not key names; write "
+                                       "each key as {name}, e.g. {subject}")
+        if os.path.isabs(template):
+            raise InvalidMetadataError(f"path template {template!r} is absolute; give it relative to root=")
+        self.template = template
+        self.keys = list(dict.fromkeys(fields))
+        self.root_shown = os.fspath(root)
+        self.root = os.path.abspath(self.root_shown)
+
+    def check_keys(self, schema_keys: list[str], iterated: list[str], what: str) -> None:
+        """Refuse a template naming a key that is not in the schema, or that is not iterated."""
+        unknown = [k for k in self.keys if k not in schema_keys]
+        if unknown:
+            raise InvalidMetadataError(
+                f"{what} template {self.template!r} names {unknown}, which are not schema keys "
+                f"{schema_keys}; name only schema keys in the template")
+        missing = [k for k in self.keys if k not in iterated]
+        if missing:
+            raise InvalidMetadataError(
+                f"{what} template {self.template!r} needs {missing} at every combination: iterate "
+                f"them (for_each(..., {missing[0]}=[...]); [] takes the values found on disk)")
+
+    def locate(self, combo: dict[str, Any]) -> tuple[str, str]:
+        """(absolute path, the path as shown: root joined with the rendered template)."""
+        try:
+            rendered = self.template.format(**{k: combo[k] for k in self.keys})
+        except KeyError as exc:
+            raise InvalidMetadataError(
+                f"path template {self.template!r} needs {exc.args[0]!r}, which this combination "
+                f"({combo}) lacks; iterate it in for_each") from None
+        full = os.path.normpath(os.path.join(self.root, rendered))
+        if os.path.commonpath([full, self.root]) != self.root:
+            raise InputFileError(
+                f"path template {self.template!r} at {combo} gives {rendered!r}, which escapes the "
+                f"root {self.root_shown!r}; use address values without '..' or '/'")
+        shown = Path(self.root_shown, rendered).as_posix()
+        return full, shown
+
+    def discover(self) -> list[dict[str, Any]]:
+        """Every combination of template keys whose file exists under the root, sorted."""
+        if not os.path.isdir(self.root):
+            raise InputFileError(f"{self!r}: the root {self.root_shown!r} is not a folder (from "
+                                 f"{os.getcwd()}); give root= the folder holding the raw files")
+        pattern = re.compile(self._regex())
+        found: dict[str, dict[str, Any]] = {}
+        for folder, _, files in os.walk(self.root):
+            for name in files:
+                rel = os.path.relpath(os.path.join(folder, name), self.root).replace(os.sep, "/")
+                match = pattern.fullmatch(rel)
+                if match:
+                    found[rel] = {k: _typed(v) for k, v in match.groupdict().items()}
+        return [found[rel] for rel in sorted(found)]
+
+    def _regex(self) -> str:
+        parts, seen = [], set()
+        for literal, field, _, _ in string.Formatter().parse(self.template):
+            parts.append(re.escape(literal))
+            if field is None:
+                continue
+            parts.append(f"(?P={field})" if field in seen else f"(?P<{field}>[^/]+?)")
+            seen.add(field)
+        return "".join(parts)
+
+
+def _typed(text: str) -> Any:
+    """A key value read from a file name: an int when it reads back the same ("3", not "03")."""
+    return int(text) if text.isdigit() and str(int(text)) == text else text
+
+
+class PathInput(_Template):
+    """A raw file per combination: `PathInput("{subject}/s_{session}.csv", root="raw/")`."""
+
+    def __repr__(self) -> str:
+        return f"PathInput({self.template!r}, root={self.root_shown!r})"
+
+    def bound(self, name: str, combo: dict[str, Any]) -> BoundInput | None:
+        """The lineage view of the file at `combo` (None when it is not there)."""
+        full, shown = self.locate(combo)
+        oid = file_oid(full, shown)
+        if oid is None:
+            return None
+        return BoundInput(name, full, oid, {"oid": oid, "path": shown, "file": full})
+
+
+class PathOutput(_Template):
+    """A file the function writes per combination, stored as a `bytes` value of an output."""
+
+    def __repr__(self) -> str:
+        return f"PathOutput({self.template!r}, root={self.root_shown!r})"
+
+    def bound(self, name: str, combo: dict[str, Any]) -> BoundInput:
+        """Keyed by the rendered template (where the file goes), not by the root."""
+        full, shown = self.locate(combo)
+        rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+        oid = hash_bytes(dumps_canonical({"writes": rel}))
+        return BoundInput(name, full, oid, {"oid": oid, "writes": rel, "file": full})
+
+
+def file_oid(path: str, shown: str | None = None) -> str | None:
+    """The oid of a file's content as a `bytes` object; None when there is no such file."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise InputFileError(f"cannot read {shown or path}: {exc.strerror}; make it a readable file "
+                             "(check its permissions and links)") from None
+    if not os.path.isfile(path):
+        return None
+    memo = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    found = _hashes.get(memo)
+    if found is not None:
+        return found
+    hasher = blake3.blake3(object_header("bytes", st.st_size))
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(_BLOCK):
+                hasher.update(block)
+    except OSError as exc:
+        raise InputFileError(f"cannot read {shown or path}: {exc.strerror}; make it a readable file "
+                             "(check its permissions), or move it out of the template's reach") from None
+    if len(_hashes) >= _MEMO_SIZE:
+        _hashes.clear()
+    _hashes[memo] = found = hasher.hexdigest()
+    return found
+
+
+def written_file(path: str) -> bytes:
+    """The bytes a function wrote to its `PathOutput` path (refused when it wrote nothing)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise InputFileError(f"the function was given {path} to write (PathOutput) but did not "
+                             "write it; write the file there, or drop the PathOutput") from None

@@ -1,0 +1,113 @@
+"""Whole tables in and out: one record per DataFrame row, and CSV/Parquet export.
+
+`Var.save_from_dataframe(df, value_column="force")` saves each row at the address given by
+the schema-key columns the frame has, in one batch (one pack, one journal append). Every row
+is checked before anything is written, so a row with a missing key saves nothing at all.
+`Var.to_csv(path)` / `Var.to_parquet(path)` write `load_all(as_df=True)`; `export_frame`
+writes any such frame (a `scistack.join(...)` result too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any
+
+import numpy as np
+
+from scistack.address import address_problem, plain, shown
+from scistack.database import Database
+from scistack.errors import InvalidMetadataError, UnsupportedValueError
+from scistack.index import key_of
+from scistack.objects.codec import value_kind
+from scistack.summary import summarize
+
+
+def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[str] | None
+                 ) -> list[tuple[dict[str, Any], Any]]:
+    """(address, value) per row, every row checked first.
+
+    One value column gives its cell; several give a dict of their cells per row; None takes
+    the only non-key column (or all of them, as a dict).
+    """
+    if not hasattr(frame, "columns") or not hasattr(frame, "itertuples"):
+        raise InvalidMetadataError(f"{var}.save_from_dataframe takes a pandas DataFrame, got {type(frame).__name__}")
+    columns = [str(c) for c in frame.columns]
+    keys = [k for k in db.schema_keys if k in columns]
+    if not keys:
+        raise InvalidMetadataError(
+            f"{var}.save_from_dataframe: the frame has none of the schema keys {db.schema_keys} as a "
+            f"column (its columns: {columns}); name the address columns after the schema keys")
+    others = [c for c in columns if c not in keys]
+    chosen = [value_columns] if isinstance(value_columns, str) else list(value_columns or others)
+    unknown = [c for c in chosen if c not in columns or c in keys]
+    if unknown or not chosen:
+        raise InvalidMetadataError(
+            f"{var}.save_from_dataframe: value column(s) {unknown or chosen} are not value columns of the "
+            f"frame (columns {columns}, schema keys {keys}); name one or more of {others}")
+    single = isinstance(value_columns, str) or (value_columns is None and len(chosen) == 1)
+    rows = []
+    positions = {c: columns.index(c) for c in columns}
+    for label, row in zip(frame.index, frame.itertuples(index=False, name=None)):
+        addr = {}
+        for key in keys:
+            value = plain(row[positions[key]])
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise InvalidMetadataError(
+                    f"{var}.save_from_dataframe: row {label!r} has no {key!r} (the schema-key columns "
+                    f"{keys} address each row); fill it or drop the row. Nothing was saved")
+            problem = address_problem(value)
+            if problem is not None:
+                raise InvalidMetadataError(f"{var}.save_from_dataframe: row {label!r}: {key}={shown(value)} "
+                                           f"{problem}. Nothing was saved")
+            addr[key] = value
+        cells = {c: plain(row[positions[c]]) for c in chosen}  # numpy scalars unwrapped
+        rows.append((addr, cells[chosen[0]] if single else cells))
+    return rows
+
+
+def save_rows(db: Database, var: str, rows: list[tuple[dict[str, Any], Any]], vkeys: dict[str, Any]) -> int:
+    """Save checked rows in one batch; the number of records that changed or were added."""
+    for _, value in rows:  # refuse an unsupported value before the first write
+        try:
+            value_kind(value)
+        except UnsupportedValueError as exc:
+            raise UnsupportedValueError(f"{var}.save_from_dataframe: {exc}. Nothing was saved") from None
+    changed = 0
+    with db.batch():
+        for addr, value in rows:
+            oid = db.store.put_value(value)
+            before = db.index.current_at(var, key_of(addr), key_of(vkeys))
+            db.index.put_ref(var, addr, vkeys, oid, value_kind(value), summary=summarize(value))
+            changed += before is None or before.oid != oid or before.call is not None
+    return changed
+
+
+def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:
+    """Write a frame as CSV or Parquet: arrays and containers in cells become JSON text (CSV) or
+    lists (Parquet), so the file opens anywhere. Written to a temporary file, then renamed."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            frame[column] = [_exported(v, fmt) for v in frame[column]]
+    target = os.fspath(path)
+    temp = f"{target}.scistack-tmp"
+    if fmt == "csv":
+        frame.to_csv(temp, index=False)
+    elif fmt == "parquet":
+        frame.to_parquet(temp, index=False)
+    else:
+        raise InvalidMetadataError(f"export format {fmt!r}: use 'csv' or 'parquet'")
+    os.replace(temp, target)
+    return target
+
+
+def _exported(value: Any, fmt: str) -> Any:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, default=str) if fmt == "csv" or isinstance(value, dict) else list(value)
+    return value

@@ -1,0 +1,115 @@
+"""ISF-style dictionary access: keys, versions, metadata, sub-databases, the registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scistack
+from scistack import DataBaseKeyError, KeyNotInDataBaseError, lineage_fcn
+
+
+@pytest.fixture
+def registry(tmp_path, monkeypatch):
+    """The per-user registry in tmp_path (never the real ~/.config)."""
+    monkeypatch.setenv("SCISTACK_CONFIG_DIR", str(tmp_path / "config"))
+    yield tmp_path / "config" / "databases.json"
+    for db in list(scistack.dictdb._open.values()):
+        db.close()
+    scistack.dictdb._open.clear()
+
+
+def test_set_get_delete_keys_and_versions(tmp_path, registry):
+    db = scistack.open(tmp_path / "sims")
+    assert scistack.is_data_base(tmp_path / "sims") and not scistack.is_data_base(tmp_path)
+    frame = pd.DataFrame({"t": np.arange(1000), "v": np.linspace(0, 1, 1000)})
+    db["simulation", "run_1"] = frame
+    db["simulation", "run_2"] = 2
+    db["params"] = {"dt": 0.1}
+    db[3] = "three"
+    pd.testing.assert_frame_equal(db["simulation", "run_1"], frame)
+    assert db.keys() == [3, "params", ("simulation", "run_1"), ("simulation", "run_2")]
+    assert ("simulation", "run_2") in db and "nope" not in db
+    db["simulation", "run_2"] = 20
+    assert db["simulation", "run_2"] == 20 and db.get(("simulation", "run_2"), version=1) == 2
+    assert db.versions(("simulation", "run_2")) == [1, 2]
+    meta = db.metadata(("simulation", "run_2"))
+    assert meta["version"] == 2 and {"host", "python", "user"} <= set(meta["env"])
+    del db["simulation", "run_2"]
+    assert ("simulation", "run_2") not in db
+    with pytest.raises(KeyNotInDataBaseError, match="run_2"):
+        db["simulation", "run_2"]
+    with pytest.raises(KeyError):  # a KeyError as dict users expect
+        del db["missing"]
+    db.close()
+    again = scistack.open(tmp_path / "sims")  # reopened: everything is still there
+    assert again["params"] == {"dt": 0.1}
+
+
+def test_bad_keys_are_refused(tmp_path, registry):
+    db = scistack.open(tmp_path / "sims")
+    for bad in (1.5, ("a", None), (), ("a", ["b"]), True, tuple("abcdefghi")):
+        with pytest.raises(DataBaseKeyError):
+            db[bad] = 1
+    assert db.keys() == []
+    scistack.Database(tmp_path / "plain" / "p.duckdb", ["subject"]).close()  # a project, not a data_base
+    with pytest.raises(scistack.InvalidMetadataError, match="not a data_base"):
+        scistack.open(tmp_path / "plain")
+    with pytest.raises(scistack.NotARepositoryError, match="creates one"):
+        scistack.open(tmp_path / "absent", create=False)
+    assert not (tmp_path / "absent").exists()
+
+
+@lineage_fcn
+def simulate(n):
+    return np.arange(n) * 2.0
+
+
+def test_a_computed_value_keeps_its_lineage(tmp_path, registry):
+    db = scistack.open(tmp_path / "sims")
+    db["sim"] = simulate(4)
+    assert db.metadata("sim")["function"] == "simulate"
+    assert list(db["sim"]) == [0.0, 2.0, 4.0, 6.0]
+
+
+def test_sub_databases_and_the_registry(tmp_path, registry, python_env):
+    db = scistack.open(tmp_path / "sims")
+    cell = db.create_sub_db("cell_1")
+    cell["spikes"] = [1, 2, 3]
+    assert db["cell_1"]["spikes"] == [1, 2, 3] and db["cell_1", "spikes"] == [1, 2, 3]
+    assert db.keys() == ["cell_1"] and cell.keys() == ["spikes"]
+    assert db.create_sub_db("cell_1").unique_id == cell.unique_id
+    with pytest.raises(DataBaseKeyError, match="sub-database"):
+        db["cell_1"] = 5
+    assert registry.is_file()
+    found = scistack.get_db_by_unique_id(cell.unique_id)
+    assert found["spikes"] == [1, 2, 3]
+    code = (f"import scistack; print(scistack.get_db_by_unique_id({db.unique_id!r})['cell_1', 'spikes'])")
+    env = {**python_env, "SCISTACK_CONFIG_DIR": str(registry.parent)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "[1, 2, 3]", done.stderr
+    from scistack.fsck import fsck
+
+    assert fsck(scistack.dictdb._open[db.folder]).problems == ()
+    with pytest.raises(scistack.NotARepositoryError, match="no data_base"):
+        scistack.get_db_by_unique_id("0" * 32)
+
+
+def test_a_large_frame_loads_back_as_pandas_or_dask(tmp_path, registry):
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)  # "large" at test size
+    try:
+        db = scistack.open(tmp_path / "sims")
+        frame = pd.DataFrame({"t": np.arange(5000), "v": np.linspace(0, 1, 5000)})
+        db["big"] = frame
+        pd.testing.assert_frame_equal(db["big"], frame)
+        lazy = db.get("big", lazy=True)
+        assert lazy.row_groups > 1
+        pd.testing.assert_frame_equal(lazy.to_dask().compute().reset_index(drop=True), frame)
+    finally:
+        set_chunking()

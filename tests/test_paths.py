@@ -1,0 +1,260 @@
+"""Raw files in and out of for_each (PathInput, PathOutput, checkout) and EachOf alternatives."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scistack import (
+    BaseVariable,
+    EachOf,
+    ForEachError,
+    InputFileError,
+    InvalidMetadataError,
+    PathInput,
+    PathOutput,
+    for_each,
+    why,
+)
+from scistack.report.checkout import checkout
+
+
+class RawTotal(BaseVariable):
+    pass
+
+
+class Doubled(BaseVariable):
+    pass
+
+
+class Plot(BaseVariable):
+    pass
+
+
+class Scaled(BaseVariable):
+    pass
+
+
+class Clean(BaseVariable):
+    pass
+
+
+def total(path):
+    return float(np.loadtxt(path, delimiter=",").sum())
+
+
+def double(x):
+    return 2 * x
+
+
+def _raw(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        target = root / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+
+
+RAW = {"1/s_pre.csv": "1,2\n", "1/s_post.csv": "3,4\n", "2/s_pre.csv": "5,6\n", "3/s_pre.csv": "7,8\n"}
+
+
+def test_discover_lists_combinations_on_disk(project, tmp_path):
+    _raw(tmp_path / "raw", {**RAW, "notes.txt": "x", "03/s_pre.csv": "0\n"})
+    found = PathInput("{subject}/s_{session}.csv", root="raw/").discover()
+    assert found == [{"subject": "03", "session": "pre"}, {"subject": 1, "session": "post"},
+                     {"subject": 1, "session": "pre"}, {"subject": 2, "session": "pre"},
+                     {"subject": 3, "session": "pre"}]
+
+
+def test_editing_one_raw_file_reruns_exactly_its_combination(project, tmp_path):
+    _raw(tmp_path / "raw", RAW)
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
+    first = for_each(total, inputs=spec, outputs=[RawTotal], subject=[], session=[], verbose=False)
+    # 3 subjects x 2 sessions found on disk; 2/post and 3/post are not there: missing, not failed
+    assert (first.ran, first.missing, first.failed) == (4, 2, 0)
+    assert RawTotal.load(subject=2, session="pre").data == 11.0
+    os.utime(tmp_path / "raw/1/s_pre.csv", (1, 1))  # touched, same content: nothing re-runs
+    again = for_each(total, inputs=spec, outputs=[RawTotal], subject=[], session=[], verbose=False)
+    assert (again.ran, again.cached) == (0, 4)
+    (tmp_path / "raw/3/s_pre.csv").write_text("70,80\n")
+    assert why(RawTotal, subject=3, session="pre").status == "stale"
+    assert "raw/3/s_pre.csv changed" in str(why(RawTotal, subject=3, session="pre"))
+    assert why(RawTotal, subject=1, session="pre").status == "current"
+    edited = for_each(total, inputs=spec, outputs=[RawTotal], subject=[], session=[], verbose=False)
+    assert (edited.ran, edited.cached) == (1, 3)
+    assert RawTotal.load(subject=3, session="pre").data == 150.0
+    record = project.get_provenance(RawTotal, subject=3, session="pre")
+    assert record["inputs"]["path"]["path"] == "raw/3/s_pre.csv"
+
+
+def test_downstream_of_a_raw_file_follows_it(project, tmp_path):
+    _raw(tmp_path / "raw", RAW)
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw")}
+    for_each(total, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"], verbose=False)
+    for_each(double, inputs={"x": RawTotal}, outputs=[Doubled], subject=[1, 2], session=["pre"], verbose=False)
+    (tmp_path / "raw/2/s_pre.csv").write_text("1,1\n")
+    counts = [for_each(f, inputs=i, outputs=[o], subject=[1, 2], session=["pre"], verbose=False).ran
+              for f, i, o in ((total, spec, RawTotal), (double, {"x": RawTotal}, Doubled))]
+    assert counts == [1, 1]
+    assert Doubled.load(subject=2, session="pre").data == 4.0
+
+
+def test_bad_templates_and_paths_are_refused(project, tmp_path):
+    _raw(tmp_path / "raw", RAW)
+    with pytest.raises(InvalidMetadataError, match="not schema keys"):
+        for_each(total, inputs={"path": PathInput("{trial}.csv", root="raw")}, outputs=[RawTotal],
+                 subject=[1], verbose=False)
+    with pytest.raises(InvalidMetadataError, match="iterate"):
+        for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="raw")},
+                 outputs=[RawTotal], subject=[1], verbose=False)
+    with pytest.raises(ForEachError, match="escapes the root"):
+        for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="raw")},
+                 outputs=[RawTotal], subject=[".."], session=["x"], verbose=False, on_error="raise")
+    with pytest.raises(InputFileError, match="escapes the root"):
+        PathInput("{subject}.csv", root="raw").bound("path", {"subject": "../../etc/passwd"})
+    with pytest.raises(InputFileError, match="not a folder"):
+        for_each(total, inputs={"path": PathInput("{subject}.csv", root="nowhere")}, outputs=[RawTotal],
+                 subject=[], verbose=False)
+    assert RawTotal.load_all() == []  # nothing saved by the refused runs
+
+
+def test_an_unreadable_file_fails_its_combination_with_the_fix(project, tmp_path):
+    _raw(tmp_path / "raw", RAW)
+    broken = tmp_path / "raw/2/s_pre.csv"
+    broken.unlink()
+    broken.symlink_to(broken)  # a symlink loop: unreadable for every user, root included
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw")}
+    report = for_each(total, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"], verbose=False)
+    assert (report.ran, report.failed) == (1, 1)
+    assert "cannot read raw/2/s_pre.csv" in report.failures[0].error
+    with pytest.raises(ForEachError, match="readable file"):
+        for_each(total, inputs=spec, outputs=[RawTotal], subject=[2], session=["pre"], verbose=False,
+                 on_error="raise")
+
+
+def plot(values, dest):
+    with open(dest, "w") as f:
+        f.write(f"plot of {float(values)}\n")
+
+
+def test_path_output_is_stored_and_checked_out(project, tmp_path):
+    RawTotal.save(3.0, subject=1, session="pre")
+    RawTotal.save(4.0, subject=2, session="pre")
+    spec = {"values": RawTotal, "dest": PathOutput("{subject}/plot_{session}.txt", root="figs")}
+    report = for_each(plot, inputs=spec, outputs=[Plot], subject=[1, 2], session=["pre"], verbose=False)
+    assert report.ran == 2
+    assert Plot.load(subject=2, session="pre").data == b"plot of 4.0\n"
+    assert for_each(plot, inputs=spec, outputs=[Plot], subject=[1, 2], session=["pre"], verbose=False).cached == 2
+    written = checkout(project, "Plot", tmp_path / "out", subject=2)
+    assert written == [str(tmp_path / "out" / "2" / "plot_pre.txt")]
+    assert Path(written[0]).read_bytes() == b"plot of 4.0\n"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-m", "scistack", "checkout", "Plot", "--to", "cli_out"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "cli_out/1/plot_pre.txt").read_text() == "plot of 3.0\n"
+
+
+def forget(values, dest):
+    return None
+
+
+def test_a_path_output_not_written_fails(project):
+    RawTotal.save(3.0, subject=1, session="pre")
+    spec = {"values": RawTotal, "dest": PathOutput("{subject}.txt", root="figs")}
+    report = for_each(forget, inputs=spec, outputs=[Plot], subject=[1], session=["pre"], verbose=False)
+    assert report.failed == 1 and "did not write it" in report.failures[0].error
+    with pytest.raises(InvalidMetadataError, match="output variable"):
+        for_each(forget, inputs=spec, outputs=[], subject=[1], session=["pre"], verbose=False)
+
+
+def scale(signal, factor):
+    return signal * factor
+
+
+def test_each_of_runs_once_per_alternative_tagged_by_a_version_key(project):
+    RawTotal.save(2.0, subject=1, session="pre")
+    Clean.save(5.0, subject=1, session="pre")
+    spec = {"signal": EachOf(RawTotal, Clean), "factor": 10}
+    report = for_each(scale, inputs=spec, outputs=[Scaled], subject=[1], session=["pre"], verbose=False)
+    assert report.ran == 2
+    assert [i.combo for i in report.items] == [{"subject": 1, "session": "pre", "signal": "RawTotal"},
+                                               {"subject": 1, "session": "pre", "signal": "Clean"}]
+    assert Scaled.load(subject=1, session="pre", signal="RawTotal").data == 20.0
+    assert Scaled.load(subject=1, session="pre", signal="Clean").data == 50.0
+    assert for_each(scale, inputs=spec, outputs=[Scaled], subject=[1], session=["pre"], verbose=False).cached == 2
+    Clean.save(6.0, subject=1, session="pre")
+    again = for_each(scale, inputs=spec, outputs=[Scaled], subject=[1], session=["pre"], verbose=False)
+    assert (again.ran, again.cached) == (1, 1)
+    assert Scaled.load(subject=1, session="pre", signal="Clean").data == 60.0
+    with pytest.raises(InvalidMetadataError, match="two alternatives"):
+        EachOf(RawTotal)
+
+
+def test_the_raw_files_example_reruns_exactly_one_combination(tmp_path, python_env):
+    script = Path(__file__).resolve().parents[1] / "examples" / "raw_files.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "example")], env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "first run: read_force ran 6 cached 0; peak ran 6 cached 0" in lines
+    assert "second run: read_force ran 0 cached 6; peak ran 0 cached 6" in lines
+    assert "after editing raw/3/s_pre.csv: read_force ran 1 cached 5; peak ran 1 cached 5" in lines
+    assert "  - input path: raw/3/s_pre.csv changed" in lines
+    exported = (tmp_path / "example" / "peak_force.csv").read_text().splitlines()
+    assert exported[0].startswith("subject,session,data") and len(exported) == 7
+    peaks = {tuple(row.split(",")[:2]): float(row.split(",")[2]) for row in exported[1:]}
+    assert peaks[("3", "pre")] == 999.0 and peaks[("3", "post")] < 999.0  # the edited file's new peak
+
+
+def size_of(path):
+    return os.path.getsize(path)  # a stat, no open: only the PathInput identity sees the content
+
+
+def test_status_names_a_changed_raw_file(project, tmp_path):
+    from scistack.report.status import status_grid, status_summary
+
+    _raw(tmp_path / "raw", RAW)
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw")}
+    for_each(size_of, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"], verbose=False)
+    for_each(double, inputs={"x": RawTotal}, outputs=[Doubled], subject=[1, 2], session=["pre"], verbose=False)
+    (tmp_path / "raw/2/s_pre.csv").write_text("9,9\n")  # same size, other content
+    summary = status_summary(project)
+    assert summary.counts["RawTotal"]["stale"] == 1 and summary.counts["Doubled"]["stale"] == 1
+    assert summary.counts == status_grid(project).counts()
+    reasons = {c.var: c.reason for c in summary.problems}
+    assert reasons["RawTotal"] == "input path: raw/2/s_pre.csv changed"
+    assert reasons["Doubled"] == "input x (RawTotal) is stale"
+    assert for_each(size_of, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"],
+                    verbose=False).ran == 1
+    from scistack.fsck import fsck
+    from scistack.gc import collect_garbage
+
+    assert fsck(project).problems == ()  # the raw files themselves are not objects: not "missing"
+    collect_garbage(project, grace_seconds=0)
+    assert fsck(project).problems == () and RawTotal.load(subject=2, session="pre").data == 4
+
+
+def copy_upper(path, dest):
+    with open(path) as src, open(dest, "w") as out:
+        out.write(src.read().upper())
+
+
+def test_raw_files_in_and_out_in_worker_processes(project, tmp_path):
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "a,b\n", "2/s_pre.csv": "c,d\n"})
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw"),
+            "dest": PathOutput("{subject}/{session}.txt", root="upper")}
+    report = for_each(copy_upper, inputs=spec, outputs=[Plot], subject=[], session=["pre"], workers=2,
+                      verbose=False)
+    assert report.ran == 2, report.failures
+    assert Plot.load(subject=2, session="pre").data == b"C,D\n"
+    assert (tmp_path / "upper/1/pre.txt").read_text() == "A,B\n"
+
+
+def test_raw_file_inputs_need_a_database(no_database, tmp_path):
+    with pytest.raises(InvalidMetadataError, match="need a database"):
+        for_each(total, inputs={"path": PathInput("{subject}.csv", root=tmp_path)}, outputs=[], subject=[1])

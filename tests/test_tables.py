@@ -1,0 +1,82 @@
+"""Whole tables: save_from_dataframe (one record per row, one batch) and CSV/Parquet export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import scistack
+from scistack import BaseVariable, InvalidMetadataError
+from tests.helpers import journal_size
+
+
+class PeakForce(BaseVariable):
+    pass
+
+
+class Trace(BaseVariable):
+    pass
+
+
+class Stats(BaseVariable):
+    pass
+
+
+def test_one_record_per_row_addressed_by_key_columns(project):
+    frame = pd.DataFrame({"subject": [1, 1, 2], "session": ["pre", "post", "pre"], "peak": [10.5, 11.0, 9.0]})
+    assert PeakForce.save_from_dataframe(frame) == 3
+    assert PeakForce.load(subject=1, session="post").data == 11.0
+    assert PeakForce.save_from_dataframe(frame) == 0  # identical rows: no new versions
+    back = PeakForce.load_all(as_df=True)
+    assert back[["subject", "session", "data"]].values.tolist() == [[1, "post", 11.0], [1, "pre", 10.5],
+                                                                     [2, "pre", 9.0]]
+
+
+def test_value_columns_and_coarser_rows(project):
+    frame = pd.DataFrame({"subject": [1, 2], "mean": [1.0, 2.0], "sd": [0.1, 0.2], "note": ["a", "b"]})
+    Stats.save_from_dataframe(frame, value_columns=["mean", "sd"], method="robust")
+    assert Stats.load(subject=2, method="robust").data == {"mean": 2.0, "sd": 0.2}
+    PeakForce.save_from_dataframe(frame, value_column="note")
+    assert PeakForce.load(subject=1).data == "a"
+
+
+def test_rows_are_saved_in_one_batch(project):
+    frame = pd.DataFrame({"subject": range(50), "session": "pre", "v": np.arange(50.0)})
+    before = journal_size(project)
+    PeakForce.save_from_dataframe(frame)
+    assert journal_size(project) > before
+    packs = list((project.scistack_dir / "objects").rglob("*.pack"))
+    assert len(packs) == 1  # every row's value in one pack
+
+
+def test_a_row_missing_a_key_saves_nothing(project):
+    frame = pd.DataFrame({"subject": [1, None, 3], "session": ["pre", "pre", "pre"], "v": [1.0, 2.0, 3.0]},
+                         index=["a", "b", "c"])
+    with pytest.raises(InvalidMetadataError, match=r"row 'b' has no 'subject'"):
+        PeakForce.save_from_dataframe(frame)
+    assert PeakForce.load_all() == []
+    with pytest.raises(InvalidMetadataError, match="none of the schema keys"):
+        PeakForce.save_from_dataframe(pd.DataFrame({"trial": [1], "v": [2.0]}))
+    with pytest.raises(InvalidMetadataError, match="not value columns"):
+        PeakForce.save_from_dataframe(frame.dropna(), value_column="nope")
+
+
+def test_export_csv_and_parquet_of_a_variable_and_a_join(project, tmp_path):
+    Trace.save(np.array([1.0, 2.0]), subject=1, session="pre")
+    Trace.save(np.array([3.0]), subject=2, session="pre")
+    PeakForce.save(5.0, subject=1, session="pre")
+    PeakForce.save(6.0, subject=2, session="pre")
+    Trace.to_csv(tmp_path / "trace.csv")
+    csv = pd.read_csv(tmp_path / "trace.csv")
+    assert csv["data"].tolist() == ["[1.0, 2.0]", "[3.0]"]
+    Trace.to_parquet(tmp_path / "trace.parquet", subject=1)
+    parquet = pd.read_parquet(tmp_path / "trace.parquet")
+    assert list(parquet["data"][0]) == [1.0, 2.0] and len(parquet) == 1
+    joined = scistack.join(PeakForce, Trace)
+    joined.to_csv(tmp_path / "joined.csv", index=False)
+    assert pd.read_csv(tmp_path / "joined.csv")["PeakForce"].tolist() == [5.0, 6.0]
+    from scistack.tables import export_frame
+
+    export_frame(joined, tmp_path / "joined.parquet", "parquet")
+    assert pd.read_parquet(tmp_path / "joined.parquet")["PeakForce"].tolist() == [5.0, 6.0]
