@@ -253,6 +253,7 @@ class Database:
         """Flush and sync; the project stays on disk. Further use needs a new configure_database."""
         global _current
         self.index.close()
+        self.store.release_writes()  # every name is written: a pruning gc may now run
         if _current is self:
             _current = None
 

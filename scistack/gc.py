@@ -20,8 +20,9 @@ for a while. Every put of an object that already exists refreshes its mtime, and
 only unreachable objects older than a grace period (two weeks by default), checked just
 before each deletion. Naming an existing object again without a put (a cache hit restoring
 outputs gc may be about to free with their dropped cache entry, a saved cached result)
-freshens it and its lineage first (`freshen_lineage`). `grace_seconds=0` ("--prune=now") is only safe when nothing else is
-writing. gc refuses to run when the journal has lines it cannot parse or a root it must read
+freshens it and its lineage first (`freshen_lineage`). A grace period under an hour
+("--prune=now") is only used when no other writer is open (objects/gate.py); otherwise gc
+keeps an hour and says why. gc refuses to run when the journal has lines it cannot parse or a root it must read
 is missing or corrupt: a partial view of the names would delete live data. Fan-out
 directories are never removed: another process may be about to write into one.
 """
@@ -30,13 +31,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
+from scistack.objects.gate import PRUNE_FLOOR
 from scistack.index import RefState
 from scistack.objects.codec import child_oids
 from scistack.objects.oid import is_valid_oid
@@ -70,6 +74,7 @@ class GCStats:
     calls_dropped: int = 0
     versions_dropped: tuple[dict[str, Any], ...] = ()   # the retention rule's preview
     roots: tuple[RootUsage, ...] = ()                    # filled by a dry run
+    grace_note: str = ""  # why a short grace period was raised (another writer is open)
 
 
 @dataclass(slots=True)
@@ -304,7 +309,37 @@ def collect_garbage(
     """
     db.index.flush()  # this process's batched refs must be in the journal before we read it
     with db.store.gc_guard():  # a shared store: one gc at a time across the lab
-        return _collect(db, grace_seconds, dry_run, keep_versions, older_than)
+        if grace_seconds >= PRUNE_FLOOR or dry_run:
+            return _collect(db, grace_seconds, dry_run, keep_versions, older_than)
+        with _alone(db) as alone:  # a short grace is only safe with no other writer open
+            note = ""
+            if not alone:
+                note = (f"another process that writes to this project is open{alone.where}, so "
+                        f"unreachable objects younger than {PRUNE_FLOOR / 3600:.0f} h were kept (they may "
+                        "be saves not yet named); close the other sessions to prune them now")
+                grace_seconds = PRUNE_FLOOR
+            return replace(_collect(db, grace_seconds, dry_run, keep_versions, older_than), grace_note=note)
+
+
+class _Alone:
+    def __init__(self, alone: bool, where: str = "") -> None:
+        self.alone, self.where = alone, where
+
+    def __bool__(self) -> bool:
+        return self.alone
+
+
+@contextmanager
+def _alone(db: Any) -> Iterator[_Alone]:
+    """Hold the writers' gate exclusively (see objects/gate.py) if this is the only writer."""
+    gate = db.store.writers_gate()
+    if gate is None:  # a shared store: other machines' writers cannot be seen
+        yield _Alone(False, " (or may be, on another machine of the lab)")
+        return
+    if not db.index.in_batch:
+        gate.leave()  # ours: every object this process wrote is named (flushed above)
+    with gate.exclusive() as got:
+        yield _Alone(got)
 
 
 def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | None,

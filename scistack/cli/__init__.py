@@ -312,7 +312,8 @@ def _when(ctx: click.Context, param: Any, value: str | None) -> float | None:
     callback=_grace,
     metavar="WHEN",
     help="Delete unreachable objects older than WHEN: now, never, or N.UNIT.ago "
-    "(seconds, minutes, hours, days, weeks). Only use `now` when nothing else writes.",
+    "(seconds, minutes, hours, days, weeks). Under an hour (e.g. `now`) applies only when no "
+    "other process that writes to the project is open; otherwise gc keeps an hour and says so.",
 )
 @click.option(
     "--keep-versions",

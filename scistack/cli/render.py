@@ -383,6 +383,8 @@ def render_gc(stats: Any, keys: list[str] | None = None) -> str:
         lines.append(
             f"kept {stats.objects_kept_by_grace} unreachable objects younger than the grace period"
         )
+    if stats.grace_note:
+        lines.append(stats.grace_note)
     if stats.roots:
         lines.append("what each root keeps alive (objects first reached from it):")
         rows = [[u.root, u.objects, size_text(u.bytes)] for u in stats.roots]

@@ -397,6 +397,11 @@ class Index:
             self._ahead_calls.clear()
 
     # -- batching ------------------------------------------------------------------------
+    @property
+    def in_batch(self) -> bool:
+        """Writes are being held by a batch (their objects may be unnamed yet)."""
+        return self._batch_depth > 0
+
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Journal all writes inside as one append at the end (durable when the block exits)."""

@@ -36,6 +36,7 @@ import numpy as np
 import zstandard
 
 from scistack.errors import ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError
+from scistack.objects.gate import WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects.pack import PackSet, write_pack
@@ -91,6 +92,7 @@ class LocalObjectStore(ObjectStore):
         self._buffer_bytes = 0
         self._buffer_lock = threading.Lock()
         self._refreshed: dict[str, float] = {}
+        self.gate = WritersGate(self.root)  # held shared from the first write (see gate.py)
 
     def path_of(self, oid: str) -> Path:
         """The file that holds `oid` (validated first)."""
@@ -105,6 +107,7 @@ class LocalObjectStore(ObjectStore):
 
     # -- write -------------------------------------------------------------------------
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        self.gate.enter()
         if oid in self._buffer or self._refresh_packed(oid):
             return
         length = payload_length(parts)
@@ -192,8 +195,15 @@ class LocalObjectStore(ObjectStore):
         if self._buffer_bytes > _MAX_BUFFER:
             self.flush()
 
+    def writers_gate(self) -> WritersGate:
+        return self.gate
+
+    def release_writes(self) -> None:
+        self.gate.leave()
+
     def freshen(self, oid: str) -> bool:
         """Refresh the loose file's and the pack's mtime (gc grace period), whichever exist."""
+        self.gate.enter()  # about to be named again: a pruning gc must not sweep it meanwhile
         found = oid in self._buffer
         found = self._refresh_packed(oid) or found
         try:

@@ -124,7 +124,10 @@ class S3ObjectStore(ObjectStore):
             return SharedServiceError(
                 f"the bucket {self.bucket!r} of {self.url} does not exist ({doing}); create it, or "
                 "fix objects= / the project's config. Nothing was changed")
-        if any(code in str(exc) for code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
+        status = _status(exc)
+        if status.startswith("HTTP 403") or any(
+                code in str(exc) for code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")):
+            # (not a bare "403" anywhere in the text: a port such as 40312 is not a refusal)
             return SharedAccessError(
                 f"the object store refused {doing} at {self.url} ({_status(exc)}); check the S3 "
                 "credentials in your environment (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or "
@@ -270,6 +273,10 @@ class S3ObjectStore(ObjectStore):
         self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------
+    def release_writes(self) -> None:
+        self.wait_uploads()
+        self.cache.release_writes()
+
     def _settled(self, oid: str) -> None:
         """Wait for this object's background write (reads see what `put` returned)."""
         if oid in self._deferred:

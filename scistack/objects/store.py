@@ -61,6 +61,14 @@ class ObjectStore(abc.ABC):
     def flush(self) -> None:
         """Make grouped writes durable before anything refers to them."""
 
+    def writers_gate(self) -> Any:
+        """The lock writers hold while objects may be unnamed (objects/gate.py), or None when
+        this store cannot tell (a shared store: other machines' writers are invisible)."""
+        return None
+
+    def release_writes(self) -> None:
+        """This process will write no more (closing): let a pruning gc run."""
+
     def wait_uploads(self) -> None:
         """Return once every object written so far can be named (stores that upload in the
         background wait here; local writes are done when `put` returns)."""

@@ -14,6 +14,7 @@ import pytest
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database
 from scistack.errors import SchemaMismatchError, SharedAccessError, SharedServiceError, VariableNotFoundError
+import scistack.gc as gc_module
 from scistack.gc import collect_garbage
 from scistack.index.pgjournal import PostgresJournal
 
@@ -156,7 +157,7 @@ def test_postgres_down_mid_batch_loses_the_whole_batch_and_the_project_recovers(
 
 
 def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_later(
-        lab, tmp_path, pg_url, bucket_url, python_env, s3_env):
+        lab, tmp_path, pg_url, bucket_url, python_env, s3_env, monkeypatch):
     worker = _start(python_env, tmp_path / "k", pg_url, bucket_url, 7, 20, "killme", s3_env)
     assert worker.stdout.readline().strip() == "uploaded"
     worker.send_signal(signal.SIGKILL)
@@ -166,6 +167,9 @@ def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_l
         LabSignal.load(subject=200, session=0)
     kept = collect_garbage(db, grace_seconds=3600)
     assert kept.objects_deleted == 0 and kept.objects_kept_by_grace >= 20
+    floored = collect_garbage(db, grace_seconds=0)  # other machines' writers cannot be seen
+    assert floored.objects_deleted == 0 and "1 h" in floored.grace_note
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)  # as if an hour had passed
     swept = collect_garbage(db, grace_seconds=0)
     assert swept.objects_deleted >= 20
     assert collect_garbage(db, grace_seconds=0).objects_scanned == swept.objects_scanned - swept.objects_deleted

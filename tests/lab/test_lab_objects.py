@@ -12,6 +12,7 @@ import pytest
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database
 from scistack.errors import SharedAccessError, VariableNotFoundError, CorruptObjectError, GarbageCollectionError, SchemaMismatchError, SharedServiceError
+import scistack.gc as gc_module
 from scistack.gc import collect_garbage
 from scistack.index.pgjournal import PostgresJournal
 
@@ -147,7 +148,7 @@ def test_no_secret_is_written_into_the_project(machine, tmp_path, s3_server):
             assert WRITER_PASSWORD.encode() not in data and s3_server.keys["AWS_SECRET_ACCESS_KEY"].encode() not in data, path
 
 
-def test_lab_gc_keeps_another_machines_unnamed_objects_and_runs_once_at_a_time(machine):
+def test_lab_gc_keeps_another_machines_unnamed_objects_and_runs_once_at_a_time(machine, monkeypatch):
     a = machine("a")
     kept = LabValue.save(np.arange(4.0), subject=1, session=1)
     unnamed = a.store.put_value(np.arange(7.0))  # uploaded by a, its name not yet journalled
@@ -159,6 +160,10 @@ def test_lab_gc_keeps_another_machines_unnamed_objects_and_runs_once_at_a_time(m
         with pytest.raises(GarbageCollectionError, match="another gc"):
             collect_garbage(b, grace_seconds=0)
     assert b.store.contains(unnamed)
+    stats = collect_garbage(b, grace_seconds=0)  # --prune=now: other machines' writers are invisible
+    assert stats.objects_deleted == 0 and b.store.contains(unnamed)
+    assert "another machine" in stats.grace_note and "1 h" in stats.grace_note
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)  # as if an hour had passed: the sweep itself
     stats = collect_garbage(b, grace_seconds=0)
     assert stats.objects_deleted >= 1 and not b.store.contains(unnamed)
     assert LabValue.load(subject=1, session=1).oid == kept.oid
