@@ -7,6 +7,8 @@ and every message says what happened *and* what to do about it.
 
 from __future__ import annotations
 
+import errno
+
 
 class ScistackError(Exception):
     """Root of every error raised by scistack."""
@@ -124,6 +126,11 @@ class DatabaseLockedError(ScistackError, TimeoutError):
     """Another process held the index too long."""
 
 
+class IndexDamagedError(ScistackError, OSError):
+    """The DuckDB file is unreadable; `scistack fsck --reindex` moves it aside and rebuilds it
+    from the journal (which holds every name)."""
+
+
 class LineageError(ScistackError, RuntimeError):
     """Lineage could not be recorded or resolved."""
 
@@ -192,6 +199,28 @@ class StorageFullError(ScistackError, OSError):
     """The disk (or a quota or file-size limit) refused a write; nothing was named."""
 
 
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def storage_full(exc: BaseException, what: str, consequence: str = "") -> StorageFullError | None:
+    """A `StorageFullError` for `exc` when it is a full disk, quota or file-size limit (or
+    SQLite's "database or disk is full"); None for any other failure. `what` names the file
+    or folder that could not grow."""
+    if isinstance(exc, StorageFullError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+        code, reason = exc.errno, exc.strerror
+    elif "disk is full" in str(exc) or "No space left" in str(exc):
+        code, reason = errno.ENOSPC, str(exc).strip().splitlines()[0][:200]
+    else:
+        return None
+    consequence = consequence or ("This save was not recorded; every value saved before it "
+                                  "is intact and loads")
+    return StorageFullError(
+        code, f"{what} could not grow ({reason}): the disk, a quota or a file-size limit is "
+        f"full. {consequence}. Free space (`scistack gc` reclaims unnamed objects) and retry")
+
+
 class SharedServiceError(ScistackError, ConnectionError):
     """Lab mode: the shared journal (PostgreSQL) or object store (S3) cannot be reached or
     refused the credentials; nothing acknowledged is lost."""
@@ -251,6 +280,7 @@ __all__ = [
     "ConfigurationError",
     "ChunkReadError",
     "StorageFullError",
+    "IndexDamagedError",
     "SharedServiceError",
     "SharedAccessError",
 ]

@@ -13,7 +13,8 @@ import json
 from dataclasses import dataclass
 
 from scistack.database import Database
-from scistack.errors import CorruptObjectError, ObjectNotFoundError, ScistackError
+from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamagedError, ObjectNotFoundError,
+                             ScistackError)
 from scistack.index.journal import entry_problem
 from scistack.gc import walk_reachable
 
@@ -51,6 +52,7 @@ def fsck(db: Database, *, repair: bool = False) -> FsckReport:
     themselves); a pack that cannot be read through is still reported.
     """
     problems = _journal_problems(db)
+    problems += _index_problems(db)
     repaired: list[str] = []
     for name, problem in sorted(db.store.damaged_pack_indexes().items()):
         if repair:
@@ -130,6 +132,17 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
                 FsckProblem("journal", None, f"{path.name} line {number} is skipped ({problem}): {line[:60]!r}")
             )
     return problems
+
+
+def _index_problems(db: Database) -> list[FsckProblem]:
+    """The DuckDB file, opened as a query would open it (it is derived: --reindex rebuilds it)."""
+    try:
+        db.index.check_duckdb()
+    except IndexDamagedError as exc:
+        return [FsckProblem("index", None, str(exc))]
+    except DatabaseLockedError:
+        return []  # held by a DuckDB CLI or DBeaver session: not damage
+    return []
 
 
 def reindex(db: Database) -> int:

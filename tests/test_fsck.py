@@ -7,10 +7,12 @@ import json
 import os
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from scistack.index.journal import Journal
-from scistack import BaseVariable, lineage_fcn
+from scistack import BaseVariable, configure_database, lineage_fcn
+from scistack.errors import IndexDamagedError
 from scistack.cli import main
 from scistack.fsck import fsck, reindex
 from scistack.index import utc_now
@@ -132,3 +134,30 @@ def test_reindex_rebuilds_duckdb_from_the_journal(project):
     assert reindex(project) > 0
     assert project.sql("SELECT count(*) AS n FROM refs")["n"][0] == 3
     assert project.sql("SELECT count(*) AS n FROM FsckRaw")["n"][0] == 2
+
+
+@pytest.mark.parametrize("damage", ["flipped block", "truncated", "not duckdb"])
+def test_a_damaged_duckdb_file_is_named_then_moved_aside_and_rebuilt(project, damage):
+    build(project)
+    project.close()
+    path = project.path
+    size = path.stat().st_size
+    with open(path, "r+b") as f:
+        if damage == "flipped block":
+            f.seek(4096)
+            f.write(b"\xde\xad" * 2048)
+        elif damage == "truncated":
+            f.truncate(size // 3)
+        else:
+            f.write(b"this is not a database" * 100)
+    db = configure_database(path)
+    assert FsckRaw.load(subject=1, session="pre").data[-1] == 99.0  # names live in the journal
+    with pytest.raises(IndexDamagedError, match="fsck --reindex"):
+        db.sql("SELECT count(*) FROM FsckRaw")
+    found = cli(db, "--json")
+    assert found.exit_code == 1 and "index" in found.output and "damaged" in found.output
+    fixed = cli(db, "--reindex")
+    assert fixed.exit_code == 0, fixed.output
+    assert "moved aside to gait.duckdb.damaged-" in fixed.output
+    assert list(path.parent.glob("gait.duckdb.damaged-*"))
+    assert db.sql("SELECT count(*) AS n FROM FsckRaw")["n"][0] == 2

@@ -375,9 +375,10 @@ def fsck(ctx: click.Context, reindex: bool, repair: bool, as_json: bool) -> None
 
     applied = rebuild(ctx.obj.db) if reindex else None
     report = check(ctx.obj.db, repair=repair)
+    aside = ctx.obj.db.index.moved_aside if reindex else None
     text = render.render_fsck(report) + (
         f"\nreindexed {applied} journal entries" if reindex else ""
-    )
+    ) + (f"\nthe damaged DuckDB file was moved aside to {aside.name}" if aside else "")
     _emit(as_json, {**render.plain(report), "ok": report.ok, "reindexed": applied}, text)
     ctx.exit(0 if report.ok else 1)
 

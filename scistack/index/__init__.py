@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -33,6 +34,8 @@ from scistack.index.fold import Fold, Judging
 from scistack.records import RunRecord
 from scistack.index.state import (RefRecord, RefState, is_multi, key_of, newest_per_variant, resolve_params,
                                   select_from)
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
 
@@ -419,7 +422,12 @@ class Index:
         """Append writes held by a batch (after the objects they name are on disk), compared
         with the project as it is now and numbered after it, in bulk."""
         if self.before_flush is not None:
-            self.before_flush()
+            try:
+                self.before_flush()
+            except BaseException:  # the objects did not arrive: the batch is refused whole
+                self._pending = [] if self._batch_depth else None
+                self._overlay = RefState()
+                raise
         pending, self._pending = self._pending, None
         self._overlay = RefState()
         if pending:
@@ -496,6 +504,15 @@ class Index:
         """Bring the DuckDB file up to date with the journal now."""
         self.flush()
         return self._syncer.sync_now(timeout)
+
+    @property
+    def moved_aside(self) -> Path | None:
+        """Where `rebuild` moved a damaged DuckDB file (None if it did not)."""
+        return self._sql.moved_aside
+
+    def check_duckdb(self) -> None:
+        """Open the DuckDB file read-only and read it (raises IndexDamagedError if it cannot)."""
+        self._sql.check()
 
     def rebuild(self) -> int:
         """Rebuild everything derived from the journal (the fold and DuckDB); returns how many
@@ -580,8 +597,10 @@ class _BackgroundSync:
                     start_new_session=True, close_fds=True)
                 return
             self.sync_now(timeout=timeout)
-        except (DatabaseLockedError, OSError):
-            pass
+        except Exception as exc:  # noqa: BLE001 - DuckDB's own errors too (a full disk, a lock)
+            log.warning("DuckDB was not brought up to date at exit (%s); the journal holds "
+                        "everything and the next scistack process catches up",
+                        str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
 
 
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()

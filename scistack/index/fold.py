@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError
+from scistack.errors import DatabaseLockedError, storage_full
 from scistack.index.journal import JournalBackend
 from scistack.index.state import RefRecord, key_of
 from scistack.records import RunRecord
@@ -154,8 +154,15 @@ class Fold:
                 if stored == size:
                     self.offset = size
                     return True
-                if self._fold_chunk(con, size) >= size:
-                    return True
+                try:
+                    if self._fold_chunk(con, size) >= size:
+                        return True
+                except sqlite3.OperationalError as exc:
+                    full = storage_full(exc, f"the local index {self.path}", "Every saved value is intact "
+                                        "in the journal, and this index is rebuilt from it")
+                    if full is None:
+                        raise
+                    raise full from None
 
     def appended(self, entries: list[dict[str, Any]], start: int, end: int) -> bool:
         """Fold lines this process has just appended at `start` (under the journal lock),
@@ -179,6 +186,11 @@ class Fold:
                 self._apply(con, entries)
                 con.execute("UPDATE meta SET value = ? WHERE key = 'journal_offset'", (str(end),))
                 con.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                con.execute("ROLLBACK")
+                if storage_full(exc, str(self.path)) is None:
+                    raise
+                return False  # the lines are journalled (saved); the next catch_up folds them
             except BaseException:
                 con.execute("ROLLBACK")
                 raise

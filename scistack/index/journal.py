@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
+from scistack.errors import storage_full
 from scistack.objects.canonical_json import dumps_canonical
 
 
@@ -120,13 +121,22 @@ class Journal:
         data = b"".join(dumps_canonical(e) + b"\n" for e in entries)
         with self.locked():
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            before = -1
             try:
+                before = os.fstat(fd).st_size
                 if not _ends_with_newline(fd):
                     data = b"\n" + data  # terminate a line torn by a crashed writer
                 _write_all(fd, data)
                 if self.fsync:
                     os.fsync(fd)
                 return os.fstat(fd).st_size
+            except OSError as exc:
+                full = storage_full(exc, f"the journal {self.path}")
+                if full is None:
+                    raise
+                if before >= 0:  # we hold the lock: drop our partial line (shrinking needs no space)
+                    os.ftruncate(fd, before)
+                raise full from None
             finally:
                 os.close(fd)
 

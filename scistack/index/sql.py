@@ -16,6 +16,7 @@ Python package, can open it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -28,10 +29,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from scistack.errors import DatabaseLockedError, IndexSchemaError, InvalidNameError, QueryError
+from scistack.errors import DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError
 from scistack.index.journal import Journal
 from scistack.index.state import key_of
 from scistack.index.views import STATIC_VIEWS, refresh_views
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
@@ -90,6 +93,7 @@ class SqlIndex:
         self.schema_keys = list(schema_keys)
         self.journal = journal
         self.lock_timeout = lock_timeout
+        self.moved_aside: Path | None = None  # where a damaged file went (rebuild)
         self.inliner: Any = None  # values.(oids) and calls(oids) -> Arrow tables, from above
 
     @contextmanager
@@ -103,7 +107,18 @@ class SqlIndex:
         """
         with _process_lock(self.path):
             with self._connect(read_only, self.lock_timeout if timeout is None else timeout) as con:
-                yield con
+                try:
+                    yield con
+                except duckdb.Error as exc:  # a damaged block found by a query, not at open
+                    if _damaged(exc) and not _held_elsewhere(exc):
+                        raise self._damage(exc) from None
+                    raise
+
+    def _damage(self, exc: Exception) -> IndexDamagedError:
+        return IndexDamagedError(
+            f"the DuckDB index {self.path} is damaged ({str(exc).strip().splitlines()[0][:160]}). "
+            "It only mirrors the journal, where every value's name is safe: run `scistack fsck "
+            "--reindex` to move it aside and rebuild it")
 
     @contextmanager
     def _connect(self, read_only: bool, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -116,7 +131,11 @@ class SqlIndex:
                     config={"storage_compatibility_version": STORAGE_COMPATIBILITY},
                 )
                 break
-            except (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException) as exc:
+            except duckdb.Error as exc:
+                if _damaged(exc) and not _held_elsewhere(exc):
+                    raise self._damage(exc) from None
+                if not isinstance(exc, (duckdb.IOException, duckdb.ConnectionException, duckdb.BinderException)):
+                    raise
                 busy = _held_elsewhere(exc)
                 if not busy or time.monotonic() > deadline:
                     if busy:
@@ -198,8 +217,25 @@ class SqlIndex:
 
     def rebuild(self, *, timeout: float | None = None) -> int:
         """Forget everything DuckDB holds and apply the whole journal again; returns how many
-        entries were applied."""
-        return self._apply_journal(timeout, start_over=True)
+        entries were applied. A damaged file is first moved aside (`<name>.damaged-<time>`,
+        kept for inspection: it may hold a user's own tables) and a new one built."""
+        try:
+            return self._apply_journal(timeout, start_over=True)
+        except IndexDamagedError:
+            self.moved_aside = self._move_aside()
+            return self._apply_journal(timeout, start_over=True)
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        with _process_lock(self.path):
+            os.replace(self.path, target)
+            wal = self.path.with_name(self.path.name + ".wal")
+            if wal.exists():
+                os.replace(wal, target.with_name(target.name + ".wal"))
+        log.warning("moved the damaged DuckDB index %s aside to %s; rebuilding it from the journal",
+                    self.path, target.name)
+        return target
 
     def _apply_journal(self, timeout: float | None, *, start_over: bool) -> int:
         """The one writer of DuckDB's tables: under the process's lock on the file (held by
@@ -243,6 +279,21 @@ class SqlIndex:
             return None
         wal = self.path.with_name(self.path.name + ".wal")
         return f"{info.st_mtime_ns}:{info.st_size}:{wal.exists()}"
+
+    def check(self) -> None:
+        """Read the file's tables once (a damaged block raises IndexDamagedError)."""
+        if not self.path.exists():
+            return
+        try:
+            with self.connect(read_only=True, timeout=5.0) as con:
+                con.execute("PRAGMA database_size").fetchall()
+                for (table,) in con.execute("SELECT table_schema || '.' || table_name FROM information_schema.tables "
+                                            "WHERE table_type = 'BASE TABLE'").fetchall():
+                    con.execute(f"SELECT bit_xor(hash(t)) FROM {table} AS t").fetchall()  # every column's blocks
+        except duckdb.Error as exc:
+            if _damaged(exc) and not _held_elsewhere(exc):
+                raise self._damage(exc) from None
+            raise
 
     def lag(self) -> int | None:
         """Journal bytes DuckDB has not applied, by the sidecar (no connection); None when
@@ -422,9 +473,19 @@ def _process_lock(path: Path) -> threading.RLock:
 
 def _held_elsewhere(exc: Exception) -> bool:
     """Another process holds the file, or (in this process) a connection with another mode
-    does: a background sync while a read-only query opens. Both pass when it is closed."""
+    does: a background sync while a read-only query opens. Both pass when it is closed.
+    (Not any "lock" in the text: a checksum error names a "block".)"""
     text = str(exc).lower()
-    return "lock" in text or "same database file" in text or "unique file handle" in text
+    return any(phrase in text for phrase in (
+        "could not set lock", "conflicting lock", "lock on file", "same database file", "unique file handle"))
+
+
+def _damaged(exc: Exception) -> bool:
+    """The file itself is unreadable (a flipped byte, a truncation, not a DuckDB file)."""
+    text = str(exc).lower()
+    return any(phrase in text for phrase in (
+        "corrupt", "checksum", "not a valid duckdb database", "invalid database", "serialization error",
+        "failed to read", "could not read enough bytes", "the file is not a valid"))
 
 
 def _canon(mapping: dict[str, Any]) -> str:

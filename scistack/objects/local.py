@@ -35,7 +35,8 @@ import blake3
 import numpy as np
 import zstandard
 
-from scistack.errors import ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError
+from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError,
+                             storage_full)
 from scistack.objects.gate import WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
@@ -125,11 +126,11 @@ class LocalObjectStore(ObjectStore):
             pass
         header = object_header(kind, length)
         directory = os.path.join(self.root, rel[:2])
-        if rel[:2] not in self._made_dirs:
-            os.makedirs(directory, exist_ok=True)
-            self._made_dirs.add(rel[:2])
         temp = os.path.join(directory, f"{_TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
         try:
+            if rel[:2] not in self._made_dirs:
+                os.makedirs(directory, exist_ok=True)
+                self._made_dirs.add(rel[:2])
             fd = _create_read_only(temp, directory)
             with open(fd, "wb", buffering=0 if length < _SMALL else -1) as out:
                 self._write_content(out, header, parts, length)
@@ -137,8 +138,11 @@ class LocalObjectStore(ObjectStore):
                     out.flush()
                     os.fsync(out.fileno())
             os.replace(temp, final)
-        except BaseException:
+        except BaseException as exc:
             _unlink_quietly(temp)
+            full = storage_full(exc, f"the object store {self.root}")
+            if full is not None and full is not exc:
+                raise full from None
             raise
         if self.fsync:
             _fsync_dir(directory)
@@ -183,7 +187,16 @@ class LocalObjectStore(ObjectStore):
         with self._buffer_lock:
             if not self._buffer:
                 return
-            write_pack(self.packs.directory, list(self._buffer.items()), fsync=self.fsync)
+            try:
+                write_pack(self.packs.directory, list(self._buffer.items()), fsync=self.fsync)
+            except OSError as exc:
+                count = len(self._buffer)
+                self._buffer.clear()  # never named: the index refuses the batch with this error
+                self._buffer_bytes = 0
+                full = storage_full(exc, f"the object store {self.root} (a pack of {count} objects)")
+                if full is not None and full is not exc:
+                    raise full from None
+                raise
             self.packs.refresh()
             self._buffer.clear()
             self._buffer_bytes = 0
