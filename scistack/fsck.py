@@ -21,12 +21,13 @@ from scistack.gc import walk_reachable
 
 @dataclass(frozen=True, slots=True)
 class FsckProblem:
-    """One thing wrong: `kind` is corrupt, missing, missing-ref-object, dangling-call, journal
-    or pack-index."""
+    """One thing wrong: `kind` is corrupt, missing, missing-ref-object, dangling-call, journal,
+    pack-index or index (the DuckDB file)."""
 
     kind: str
     oid: str | None
     detail: str
+    line: int | None = None  # the journal line, for a journal problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,15 +46,21 @@ class FsckReport:
         return not self.problems
 
 
-def fsck(db: Database, *, repair: bool = False) -> FsckReport:
+def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> FsckReport:
     """Check the whole project (reads every object once, and lineage objects twice).
 
     `repair=True` first rebuilds every damaged pack index from its pack (packs describe
-    themselves); a pack that cannot be read through is still reported.
+    themselves); a pack that cannot be read through is still reported. `quarantine=True`
+    moves journal lines that cannot be read to `refs.log.quarantine` (kept, never deleted).
     """
     problems = _journal_problems(db)
-    problems += _index_problems(db)
     repaired: list[str] = []
+    if quarantine and problems:
+        numbers = {p.line for p in problems if p.line}
+        for number, text in db.index.quarantine_journal(numbers, _bad_line):
+            repaired.append(f"moved journal line {number} to {db.index.journal_path.name}.quarantine: {text[:60]!r}")
+        problems = _journal_problems(db)
+    problems += _index_problems(db)
     for name, problem in sorted(db.store.damaged_pack_indexes().items()):
         if repair:
             try:
@@ -123,15 +130,25 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
         return []
     problems = []
     for number, line in enumerate(data[: data.rfind(b"\n") + 1].split(b"\n")[:-1], start=1):
+        if not line.strip():
+            continue  # blank: a quarantined line's place
         try:
             problem = entry_problem(json.loads(line))
         except ValueError:
             problem = "it cannot be parsed"
         if problem is not None:
             problems.append(
-                FsckProblem("journal", None, f"{path.name} line {number} is skipped ({problem}): {line[:60]!r}")
+                FsckProblem("journal", None, f"{path.name} line {number} is skipped ({problem}): {line[:60]!r}"
+                            " (fsck --quarantine moves it aside)", line=number)
             )
     return problems
+
+
+def _bad_line(line: bytes) -> bool:
+    try:
+        return entry_problem(json.loads(line)) is not None
+    except ValueError:
+        return True
 
 
 def _index_problems(db: Database) -> list[FsckProblem]:

@@ -3,9 +3,13 @@ it never makes the project unusable."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
+from click.testing import CliRunner
 
 from scistack import BaseVariable
+from scistack.cli import main
 from scistack.errors import GarbageCollectionError
 from scistack.fsck import fsck
 from scistack.gc import find_reachable
@@ -36,3 +40,24 @@ def test_a_wrong_shaped_line_is_skipped_named_and_keeps_gc_safe(project, line):
     assert len(problems) == 1 and "line 2 is skipped" in problems[0].detail
     with pytest.raises(GarbageCollectionError, match="1 line"):
         find_reachable(project)
+
+
+def test_fsck_quarantine_moves_bad_lines_aside_and_gc_works_again(project):
+    DamY.save(1.0, subject=1, session="pre")
+    with open(project.index.journal_path, "ab") as journal:
+        journal.write(BAD_LINES[0] + b"\n" + b'{"op":"put","var":"Da' + b"\n")  # wrong shape; torn
+    DamY.save(2.0, subject=3, session="pre")
+    size = project.index.journal_path.stat().st_size
+    before = fsck(project)
+    assert [p.line for p in before.problems if p.kind == "journal"] == [2, 3]
+    result = CliRunner().invoke(main, ["--db", str(project.path), "fsck", "--quarantine"])
+    assert result.exit_code == 0, result.output
+    assert "moved journal line 2 to refs.log.quarantine" in result.output
+    assert project.index.journal_path.stat().st_size == size  # no other line's offset moved
+    kept = [json.loads(line) for line in project.index.journal_path.with_name("refs.log.quarantine")
+            .read_text().splitlines()]
+    assert [k["line"] for k in kept] == [2, 3] and kept[0]["text"] == BAD_LINES[0].decode()
+    assert fsck(project).ok
+    find_reachable(project)  # gc no longer refuses
+    DamY.save(3.0, subject=4, session="pre")
+    assert sorted(v.data for v in DamY.load_all()) == [1.0, 2.0, 3.0]

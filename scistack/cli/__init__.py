@@ -365,16 +365,18 @@ def gc(
 @main.command()
 @click.option("--reindex", is_flag=True, help="First rebuild the DuckDB index from the journal.")
 @click.option("--repair", is_flag=True, help="Rebuild damaged pack indexes from their packs.")
+@click.option("--quarantine", is_flag=True,
+              help="Move unreadable journal lines to refs.log.quarantine (kept) so the journal is clean.")
 @json_option
 @click.pass_context
-def fsck(ctx: click.Context, reindex: bool, repair: bool, as_json: bool) -> None:
+def fsck(ctx: click.Context, reindex: bool, repair: bool, quarantine: bool, as_json: bool) -> None:
     """Re-hash every object; report corrupt and missing objects, refs to missing objects,
     dangling calls and unreadable journal lines. Exits with 1 when anything is wrong."""
     from scistack.fsck import fsck as check
     from scistack.fsck import reindex as rebuild
 
     applied = rebuild(ctx.obj.db) if reindex else None
-    report = check(ctx.obj.db, repair=repair)
+    report = check(ctx.obj.db, repair=repair, quarantine=quarantine)
     aside = ctx.obj.db.index.moved_aside if reindex else None
     text = render.render_fsck(report) + (
         f"\nreindexed {applied} journal entries" if reindex else ""

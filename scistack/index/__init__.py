@@ -505,6 +505,13 @@ class Index:
         self.flush()
         return self._syncer.sync_now(timeout)
 
+    def quarantine_journal(self, numbers: set[int], is_bad: Any) -> list[tuple[int, str]]:
+        """Move bad journal lines aside (see `Journal.quarantine`); a shared journal's bad
+        rows are left for its database admin (they are skipped all the same)."""
+        if not isinstance(self._journal, Journal):
+            return []
+        return self._journal.quarantine(numbers, is_bad)
+
     @property
     def moved_aside(self) -> Path | None:
         """Where `rebuild` moved a damaged DuckDB file (None if it did not)."""

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -50,8 +51,8 @@ def entry_problem(entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return f"a {type(entry).__name__}, not an object"
     op = entry.get("op")
-    if op not in _SHAPES:
-        return f"unknown op {op!r}"
+    if not isinstance(op, str) or op not in _SHAPES:  # (a list is unhashable: no `in` first)
+        return f"unknown op {op!r}"[:80]
     for name, kind in _SHAPES[op].items():
         if name not in entry:
             return f"{op} without {name!r}"
@@ -156,8 +157,8 @@ class Journal:
         entries = []
         decode = _DECODER.decode
         for line in data[:end].decode("utf-8", "replace").splitlines():
-            if not line:
-                continue
+            if not line or line.isspace():
+                continue  # (a quarantined line is blanked in place)
             try:
                 entry = decode(line)
             except ValueError:
@@ -168,6 +169,39 @@ class Journal:
             else:
                 self.skipped_lines += 1  # valid JSON of the wrong shape (fsck names the line)
         return entries, offset + end
+
+    def quarantine(self, numbers: set[int], is_bad: Any) -> list[tuple[int, str]]:
+        """Move the lines `numbers` (1-based) that `is_bad(line)` still judges bad to
+        `<journal>.quarantine` (kept, as JSON lines), and blank them in place: each byte but
+        the newline becomes a newline, so every reader (Python, MATLAB) skips empty lines and
+        no other line's byte offset moves. Returns (number, text) of the lines moved."""
+        moved: list[tuple[int, str]] = []
+        with self.locked():
+            data = self.path.read_bytes()
+            complete = data[: data.rfind(b"\n") + 1]
+            start, spans = 0, []
+            for number, line in enumerate(complete.split(b"\n")[:-1], start=1):
+                if number in numbers and line.strip() and is_bad(line):
+                    spans.append((number, start, line))
+                start += len(line) + 1
+            if not spans:
+                return moved
+            side = self.path.with_name(self.path.name + ".quarantine")
+            with open(side, "ab") as out:  # kept first: a crash after this loses nothing
+                for number, _, line in spans:
+                    out.write(dumps_canonical({"line": number, "text": line.decode("utf-8", "replace"),
+                                               "t": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + b"\n")
+                out.flush()
+                os.fsync(out.fileno())
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                for number, offset, line in spans:
+                    os.pwrite(fd, b"\n" * len(line), offset)
+                    moved.append((number, line.decode("utf-8", "replace")))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        return moved
 
     def close(self) -> None:
         """Release the lock file descriptor."""
