@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import scistack.database as database_module
 from scistack import BaseVariable, configure_database
 from scistack.errors import CorruptObjectError, ScistackError, VariableNotFoundError
 from scistack.fsck import fsck
