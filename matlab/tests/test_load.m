@@ -197,6 +197,14 @@ mkdir(root);
 db = scistack.configure_database(fullfile(root, 'new.duckdb'), {'a', 'b', 'c'});
 t_equal(db.schema_keys, {'a', 'b', 'c'}, 'no config.json yet: any keys');
 rmdir(root, 's');
+root = tempname();  % a lab project: its journal is in PostgreSQL, not on this disk
+mkdir(fullfile(root, '.scistack'));
+fid = fopen(fullfile(root, '.scistack', 'config.json'), 'w');
+fprintf(fid, '{"db":"gait.duckdb","format":1,"schema_keys":["subject"],"shared":"postgresql://lab-db/gait","objects":"s3://lab/gait"}\n');
+fclose(fid);
+t_error(@() scistack.configure_database(fullfile(root, 'gait.duckdb'), {'subject'}), ...
+    'scistack:labProject', 'postgresql://lab-db/gait', 'from Python');
+rmdir(root, 's');
 t_use(ctx);
 end
 
