@@ -101,7 +101,8 @@ class S3ObjectStore(ObjectStore):
         self._batch_depth = 0
         self._to_upload: list[Path] = []          # local packs written but not yet in the bucket
         self.defer_uploads = False                # set by a Database, which waits before naming
-        self._deferred: dict[str, Future] = {}    # oid -> its write + upload, in the background
+        self._threads = threading.local()         # each thread's deferred uploads (below)
+        self._uploading: set[str] = set()         # oids being written + uploaded right now
         self._pool: ThreadPoolExecutor | None = None
         self._load_cached_indexes()
 
@@ -192,8 +193,22 @@ class S3ObjectStore(ObjectStore):
         self._trim_cache(self._write_and_upload(oid, kind, parts))
 
     def _write_and_upload(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> int:
-        self.cache._write(oid, kind, parts)
-        return self._upload_loose(oid)
+        self._uploading.add(oid)  # the cache bound must not drop it before it is up
+        try:
+            self.cache._write(oid, kind, parts)
+            return self._upload_loose(oid)
+        finally:
+            self._uploading.discard(oid)
+
+    @property
+    def _deferred(self) -> dict[str, Future]:
+        """oid -> its write + upload in the background, for this thread's saves only: a save
+        names what it wrote itself, so it waits for its own uploads, and a failure reaches
+        the save whose object did not arrive (not another thread's)."""
+        found = getattr(self._threads, "deferred", None)
+        if found is None:
+            found = self._threads.deferred = {}
+        return found
 
     def _uploader(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -201,11 +216,12 @@ class S3ObjectStore(ObjectStore):
         return self._pool
 
     def wait_uploads(self) -> None:
-        """Return when every deferred upload is in the bucket; raise the first failure (the
-        caller then names nothing: a name never points at an object that did not arrive)."""
-        added, failure = 0, None
-        while self._deferred:
-            future = self._deferred.pop(next(iter(self._deferred)))
+        """Return when this thread's deferred uploads are in the bucket; raise the first
+        failure (the caller then names nothing: a name never points at an object that did
+        not arrive)."""
+        added, failure, mine = 0, None, self._deferred
+        while mine:
+            future = mine.pop(next(iter(mine)))
             try:
                 added += future.result()
             except BaseException as exc:  # noqa: BLE001 - wait for the rest, then raise the first
@@ -473,8 +489,11 @@ class S3ObjectStore(ObjectStore):
             if self._cache_bytes <= self.max_bytes:
                 return
             files = []
+            uploading = set(tuple(self._uploading))  # a copy: upload threads change it
             for fan in self.cache.root.glob("??"):
                 for entry in os.scandir(fan):
+                    if fan.name + entry.name in uploading:
+                        continue  # not in the bucket yet: the only copy
                     info = entry.stat()
                     files.append((info.st_mtime, info.st_size, entry.path))
             queued = {str(p.with_suffix("")) for p in self._to_upload}
