@@ -71,7 +71,6 @@ class Index:
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
-        self.before_append: Any = None  # ... and waits for objects still uploading, before naming
 
     def set_inliner(self, inliner: Any) -> None:
         """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
@@ -390,8 +389,6 @@ class Index:
 
     def _append(self, entries: list[dict[str, Any]]) -> None:
         """Append under the lock and fold our own lines as written (no read back)."""
-        if self.before_append is not None:
-            self.before_append()
         with self._journal.locked():
             start = self._journal.size()  # under the lock: no other writer moves it
             end = self._journal.append(entries)

@@ -30,7 +30,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -53,7 +52,6 @@ from scistack.objects.store import ObjectStore, StoredObject
 
 REFRESH_AFTER = 3600.0         # re-put an existing object older than this (gc grace, by S3's clock)
 DEFAULT_CACHE_BYTES = 10 << 30  # the local cache's bound unless the project says otherwise
-DEFER_MAX = 1 << 20            # objects up to this size upload in the background of a save
 _IDX_HEAD = struct.Struct("<8sQ")
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
 
@@ -100,10 +98,6 @@ class S3ObjectStore(ObjectStore):
         self._lock = threading.Lock()
         self._batch_depth = 0
         self._to_upload: list[Path] = []          # local packs written but not yet in the bucket
-        self.defer_uploads = False                # set by a Database, which waits before naming
-        self._threads = threading.local()         # each thread's deferred uploads (below)
-        self._uploading: set[str] = set()         # oids being written + uploaded right now
-        self._pool: ThreadPoolExecutor | None = None
         self._load_cached_indexes()
 
     @property
@@ -183,53 +177,8 @@ class S3ObjectStore(ObjectStore):
             if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)):
                 self._trim_cache(self._upload_loose(oid))  # a large one was written loose: up now
             return
-        if self.defer_uploads and sum(memoryview(p).nbytes for p in parts) <= DEFER_MAX:
-            # a small value's write and upload overlap the index's work (the name waits for
-            # them); copied, since the caller may reuse its buffers once `put` returns
-            if oid not in self._deferred:
-                self._deferred[oid] = self._uploader().submit(
-                    self._write_and_upload, oid, kind, [b"".join(memoryview(p).cast("B") for p in parts)])
-            return
-        self._trim_cache(self._write_and_upload(oid, kind, parts))
-
-    def _write_and_upload(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> int:
-        self._uploading.add(oid)  # the cache bound must not drop it before it is up
-        try:
-            self.cache._write(oid, kind, parts)
-            return self._upload_loose(oid)
-        finally:
-            self._uploading.discard(oid)
-
-    @property
-    def _deferred(self) -> dict[str, Future]:
-        """oid -> its write + upload in the background, for this thread's saves only: a save
-        names what it wrote itself, so it waits for its own uploads, and a failure reaches
-        the save whose object did not arrive (not another thread's)."""
-        found = getattr(self._threads, "deferred", None)
-        if found is None:
-            found = self._threads.deferred = {}
-        return found
-
-    def _uploader(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scistack-upload")
-        return self._pool
-
-    def wait_uploads(self) -> None:
-        """Return when this thread's deferred uploads are in the bucket; raise the first
-        failure (the caller then names nothing: a name never points at an object that did
-        not arrive)."""
-        added, failure, mine = 0, None, self._deferred
-        while mine:
-            future = mine.pop(next(iter(mine)))
-            try:
-                added += future.result()
-            except BaseException as exc:  # noqa: BLE001 - wait for the rest, then raise the first
-                failure = failure or exc
-        if failure is not None:
-            raise failure
-        if added:
-            self._trim_cache(added)
+        self.cache._write(oid, kind, parts)
+        self._trim_cache(self._upload_loose(oid))
 
     def _upload_loose(self, oid: str) -> int:
         """Put a cached object's stored bytes into the bucket; returns their size."""
@@ -266,7 +215,6 @@ class S3ObjectStore(ObjectStore):
         A pack whose upload failed stays queued and goes up first at the next flush, so the
         index (which journals the batch's names only after this returns) never names an
         object that is not in the bucket."""
-        self.wait_uploads()
         directory = self.cache.packs.directory
         before = set(directory.glob("pack-*.idx")) if directory.is_dir() else set()
         self.cache.flush()
@@ -290,17 +238,10 @@ class S3ObjectStore(ObjectStore):
 
     # -- read ----------------------------------------------------------------------------------
     def release_writes(self) -> None:
-        self.wait_uploads()
         self.cache.release_writes()
-
-    def _settled(self, oid: str) -> None:
-        """Wait for this object's background write (reads see what `put` returned)."""
-        if oid in self._deferred:
-            self.wait_uploads()
 
     def get(self, oid: str) -> StoredObject:
         validate_oid(oid)
-        self._settled(oid)
         try:
             return self.cache.get(oid)
         except (ObjectNotFoundError, FileNotFoundError):  # (a pack the bound just dropped)
@@ -371,7 +312,6 @@ class S3ObjectStore(ObjectStore):
 
     def contains(self, oid: str) -> bool:
         validate_oid(oid)
-        self._settled(oid)
         if self.cache.contains(oid) or self._locate(oid) is not None:
             return True
         try:
@@ -382,7 +322,6 @@ class S3ObjectStore(ObjectStore):
             return self._locate(oid) is not None
 
     def kind_of(self, oid: str) -> str | None:
-        self._settled(oid)
         if self.cache.contains(oid):
             return self.cache.kind_of(oid)
         try:
@@ -392,7 +331,6 @@ class S3ObjectStore(ObjectStore):
 
     # -- listing, for gc and fsck (the bucket is the truth, its clock the grace period's) --------
     def iter_oids(self) -> Iterator[Oid]:
-        self.wait_uploads()
         listing: dict[str, tuple[float, int]] = {}
         self._refresh_packs()
         for stem, entries in self._packs.items():
@@ -489,11 +427,8 @@ class S3ObjectStore(ObjectStore):
             if self._cache_bytes <= self.max_bytes:
                 return
             files = []
-            uploading = set(tuple(self._uploading))  # a copy: upload threads change it
             for fan in self.cache.root.glob("??"):
                 for entry in os.scandir(fan):
-                    if fan.name + entry.name in uploading:
-                        continue  # not in the bucket yet: the only copy
                     info = entry.stat()
                     files.append((info.st_mtime, info.st_size, entry.path))
             queued = {str(p.with_suffix("")) for p in self._to_upload}

@@ -69,9 +69,6 @@ class ObjectStore(abc.ABC):
     def release_writes(self) -> None:
         """This process will write no more (closing): let a pruning gc run."""
 
-    def wait_uploads(self) -> None:
-        """Return once every object written so far can be named (stores that upload in the
-        background wait here; local writes are done when `put` returns)."""
 
     def freshen(self, oid: str) -> bool:
         """Make a stored object young again for gc's grace period, as a put of it would, without
