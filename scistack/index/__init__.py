@@ -392,7 +392,7 @@ class Index:
         with self._journal.locked():
             start = self._journal.size()  # under the lock: no other writer moves it
             end = self._journal.append(entries)
-        if self._fold.appended(_as_read(entries), start, end):
+        if len(entries) <= _FOLD_OWN_MAX and self._fold.appended(_as_read(entries), start, end):
             self._ahead.clear()
             self._ahead_calls.clear()
 
@@ -534,6 +534,7 @@ class Index:
         self._fold.close()
 
 
+_FOLD_OWN_MAX = 5000  # lines folded as written; a larger batch is folded by chunks when read
 DETACH_BYTES = 8 << 20  # a DuckDB tail above this (~25k journal lines) is synced after exit
 
 
@@ -548,6 +549,7 @@ class _BackgroundSync:
         self.busy = busy
         self._last_write = 0.0
         self._wake = threading.Event()
+        self._halt = threading.Event()  # set by stop(): cuts the thread's waits short
         self._stopped = False
         self._thread: threading.Thread | None = None
         self._sync_lock = threading.Lock()
@@ -567,21 +569,31 @@ class _BackgroundSync:
             while not self._stopped:
                 idle = time.monotonic() - self._last_write
                 if idle < self.delay or self.busy():
-                    time.sleep(max(self.delay - idle, 0.05))
+                    self._halt.wait(max(self.delay - idle, 0.05))  # returns at once on stop()
                     continue
                 try:
                     self.sync_now(timeout=1.0)
                     break
-                except Exception:  # noqa: BLE001 - locked or busy: the journal holds the data; retry
-                    time.sleep(self.delay)
+                except Exception:  # noqa: BLE001 - locked, busy or interrupted: the journal holds the data
+                    if self._stopped:
+                        break
+                    self._halt.wait(self.delay)
 
     def sync_now(self, timeout: float | None = None) -> int:
         with self._sync_lock:
             return self.sql.sync(timeout=timeout)
 
     def stop(self) -> None:
+        """Stop the thread, interrupting a sync in flight (the journal keeps its tail): a
+        thread still inside DuckDB when the process exits aborts it ("terminate called
+        without an active exception")."""
         self._stopped = True
+        self._halt.set()
         self._wake.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive() and thread is not threading.current_thread():
+            self.sql.interrupt()
+            thread.join(timeout=10.0)
 
     def finish(self, timeout: float) -> None:
         """Bring DuckDB in step as the process ends: now when the tail is small, else in a

@@ -94,6 +94,7 @@ class SqlIndex:
         self.journal = journal
         self.lock_timeout = lock_timeout
         self.moved_aside: Path | None = None  # where a damaged file went (rebuild)
+        self._open: set[duckdb.DuckDBPyConnection] = set()  # connections in use (interrupt)
         self.inliner: Any = None  # values.(oids) and calls(oids) -> Arrow tables, from above
 
     @contextmanager
@@ -147,10 +148,21 @@ class SqlIndex:
                     raise
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
+        self._open.add(con)
         try:
             yield con
         finally:
+            self._open.discard(con)
             con.close()
+
+    def interrupt(self) -> None:
+        """Abort the statements running on this index's connections (a background sync as the
+        process closes: a thread still inside DuckDB at exit aborts the interpreter)."""
+        for con in list(self._open):
+            try:
+                con.interrupt()
+            except duckdb.Error:
+                pass
 
     # -- schema ------------------------------------------------------------------------
     def ensure_schema(self, con: duckdb.DuckDBPyConnection) -> None:
