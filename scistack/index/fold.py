@@ -530,6 +530,13 @@ class Judging:
         A variable never computed by a function is done everywhere: nothing is scanned."""
         if not self.computed(var):
             return
+        # with nothing stale upstream (the usual case) the probe of stale_cells for every
+        # input of every record could only answer NULL: it is left out (~0.2 s per 100k)
+        stale_inputs = (
+            " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') is stale' FROM call_inputs ci "
+            "  JOIN stale_cells s ON s.var = ci.var AND s.addr = ci.addr AND s.vkeys = ci.vkeys "
+            "  WHERE ci.call = c.call ORDER BY ci.name LIMIT 1),"
+        ) if self.con.execute("SELECT 1 FROM stale_cells LIMIT 1").fetchone() else ""
         self.con.execute(
             "INSERT OR REPLACE INTO judged SELECT ?1, c.addr, c.version, c.created_at, CASE "
             "WHEN c.call IS NULL THEN 'done|' "
@@ -539,9 +546,7 @@ class Judging:
             " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') changed' FROM call_inputs ci "
             "  WHERE ci.call = c.call AND (SELECT u.oid FROM refs u WHERE u.var = ci.var AND u.addr = ci.addr "
             "  AND u.vkeys = ci.vkeys ORDER BY u.version DESC LIMIT 1) IS NOT ci.oid ORDER BY ci.name LIMIT 1),"
-            " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') is stale' FROM call_inputs ci "
-            "  JOIN stale_cells s ON s.var = ci.var AND s.addr = ci.addr AND s.vkeys = ci.vkeys "
-            "  WHERE ci.call = c.call ORDER BY ci.name LIMIT 1),"
+            + stale_inputs +
             " (SELECT v.verdict FROM verdicts v WHERE v.identity = f.identity), 'done|') END "
             "FROM (SELECT addr, max(version) AS version, call, created_at FROM refs WHERE var = ?1 "
             "GROUP BY addr) c LEFT JOIN call_facts f ON f.call = c.call", (var,))
