@@ -311,35 +311,28 @@ def collect_garbage(
     with db.store.gc_guard():  # a shared store: one gc at a time across the lab
         if grace_seconds >= PRUNE_FLOOR or dry_run:
             return _collect(db, grace_seconds, dry_run, keep_versions, older_than)
-        with _alone(db) as alone:  # a short grace is only safe with no other writer open
+        with _other_writers(db) as others:  # a short grace is only safe with no other writer open
             note = ""
-            if not alone:
-                note = (f"another process that writes to this project is open{alone.where}, so "
+            if others is not None:
+                note = (f"another process that writes to this project is open{others}, so "
                         f"unreachable objects younger than {PRUNE_FLOOR / 3600:.0f} h were kept (they may "
                         "be saves not yet named); close the other sessions to prune them now")
                 grace_seconds = PRUNE_FLOOR
             return replace(_collect(db, grace_seconds, dry_run, keep_versions, older_than), grace_note=note)
 
 
-class _Alone:
-    def __init__(self, alone: bool, where: str = "") -> None:
-        self.alone, self.where = alone, where
-
-    def __bool__(self) -> bool:
-        return self.alone
-
-
 @contextmanager
-def _alone(db: Any) -> Iterator[_Alone]:
-    """Hold the writers' gate exclusively (see objects/gate.py) if this is the only writer."""
+def _other_writers(db: Any) -> Iterator[str | None]:
+    """Hold the writers' gate exclusively (objects/gate.py) and yield None when this is the
+    only writer; otherwise yield where the others may be ("" for this machine)."""
     gate = db.store.writers_gate()
     if gate is None:  # a shared store: other machines' writers cannot be seen
-        yield _Alone(False, " (or may be, on another machine of the lab)")
+        yield " (or may be, on another machine of the lab)"
         return
     if not db.index.in_batch:
         gate.leave()  # ours: every object this process wrote is named (flushed above)
     with gate.exclusive() as got:
-        yield _Alone(got)
+        yield None if got else ""
 
 
 def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | None,

@@ -15,7 +15,6 @@ from scistack import BaseVariable, configure_database
 from scistack.errors import ScistackError, StorageFullError, VariableNotFoundError
 from scistack.fsck import fsck
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root (CI runs as root)")
 
 
 class Full(BaseVariable):
@@ -24,6 +23,11 @@ class Full(BaseVariable):
 
 @pytest.fixture
 def small_disk(tmp_path):
+    if os.geteuid() != 0:  # the issue allows a stated skip off CI; CI runs as root and must run it
+        reason = "mounting a small tmpfs needs root"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI is set: run the suite as root")
+        pytest.skip(reason)
     disk = tmp_path / "disk"
     disk.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
