@@ -73,6 +73,22 @@ def build(root: Path, subjects: int) -> Path:
     return root / "bench.duckdb"
 
 
+CHANGE = '''
+import sys, time
+import numpy as np
+from scistack import BaseVariable, configure_database
+db = configure_database(sys.argv[1] + "/bench.duckdb")
+type("Raw", (BaseVariable,), {}).save(np.full(4, time.time()), subject=0, session=0)
+db.close()
+'''
+
+
+def change_upstream(db_path: Path) -> None:
+    """Re-record one Raw value: every variable downstream must be judged again (a report
+    reuses judged cells only while nothing they depend on changed)."""
+    subprocess.run([sys.executable, "-c", CHANGE, str(db_path.parent)], check=True)
+
+
 def timed_get(url: str) -> tuple[float, int]:
     start = time.perf_counter()
     with urllib.request.urlopen(url, timeout=600) as response:
@@ -94,18 +110,26 @@ def stop(server: subprocess.Popen) -> None:
 
 
 def json_times(db_path: Path, times: dict[str, list[float]], size: dict[str, int]) -> None:
-    server, url = serve(db_path)
-    try:
-        for name, path in (("/api/graph (JSON)", "api/graph"), ("/api/grid one variable (JSON)", GRID),
-                           ("/api/graph again (cached)", "api/graph")):
-            seconds, size[name] = timed_get(url + path)
-            times.setdefault(name, []).append(seconds)
-    finally:
-        stop(server)
+    """The JSON answers, each first in a fresh server: the graph after a change, then the
+    graph, a grid and the graph again (that one from the server's memory)."""
+    for after_change in (True, False):
+        if after_change:
+            change_upstream(db_path)
+        server, url = serve(db_path)
+        try:
+            asked = ([("/api/graph after a change (JSON)", "api/graph")] if after_change else
+                     [("/api/graph (JSON)", "api/graph"), ("/api/grid one variable (JSON)", GRID),
+                      ("/api/graph again (cached)", "api/graph")])
+            for name, path in asked:
+                seconds, size[name] = timed_get(url + path)
+                times.setdefault(name, []).append(seconds)
+        finally:
+            stop(server)
 
 
-def browser_times(db_path: Path, times: dict[str, list[float]]) -> bool:
-    """Navigation until the graph, then a grid, is drawn (fetch included) in a fresh server."""
+def browser_times(db_path: Path, times: dict[str, list[float]], *, after_change: bool = False) -> bool:
+    """Navigation until the graph, then a grid, is drawn (fetch included) in a fresh server;
+    `after_change`: the graph alone, after a Raw value changed (everything judged again)."""
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     try:
         from playwright.sync_api import sync_playwright
@@ -116,6 +140,8 @@ def browser_times(db_path: Path, times: dict[str, list[float]]) -> bool:
     args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"]
     profile = tempfile.mkdtemp(prefix="scistack-chromium-")
+    if after_change:
+        change_upstream(db_path)
     server, url = serve(db_path)
     try:
         with sync_playwright() as p:
@@ -123,8 +149,10 @@ def browser_times(db_path: Path, times: dict[str, list[float]]) -> bool:
                                                            args=args)
             page = browser.new_page()
             page.set_default_timeout(600_000)
-            for name, path, selector in (("graph drawn (page)", "#/", "svg.graph g.node"),
-                                         ("grid drawn (page)", "#/node/var%3AV3_0", "table.grid td.cell")):
+            pages = [("graph drawn (page)", "#/", "svg.graph g.node"),
+                     ("grid drawn (page)", "#/node/var%3AV3_0", "table.grid td.cell")]
+            for name, path, selector in pages if not after_change else pages[:1]:
+                name = name.replace("drawn", "drawn after a change") if after_change else name
                 page.goto("about:blank")
                 start = time.perf_counter()
                 page.goto(url + path)
@@ -149,10 +177,13 @@ def main(argv: list[str] | None = None) -> None:
     drawn = True
     for _ in range(args.repeats):
         json_times(db_path, times, size)
+        drawn = browser_times(db_path, times, after_change=True) and drawn
         drawn = browser_times(db_path, times) and drawn
     variables = 1 + FUNCTIONS * OUTPUTS
     print(f"web view, {variables} variables x {args.subjects * SESSIONS:,} addresses; median of {args.repeats}; "
-          "each repetition starts a fresh server (nothing cached)")
+          "each repetition starts a fresh server (nothing cached in it); 'after a change': one Raw value was "
+          "re-recorded just before, so every variable is judged again, else the index reuses the judged "
+          "cells an earlier report kept")
     print(f"{'what':<34}{'median s':>10}{'bytes':>12}")
     for name, seconds in times.items():
         print(f"{name:<34}{statistics.median(seconds):>10.3f}{size.get(name, ''):>12}")

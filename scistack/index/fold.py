@@ -30,7 +30,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 5
+FOLD_VERSION = 6
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS call_facts (
 CREATE TABLE IF NOT EXISTS call_inputs (
     call TEXT NOT NULL, name TEXT NOT NULL, var TEXT NOT NULL, addr TEXT NOT NULL, vkeys TEXT NOT NULL,
     oid TEXT NOT NULL, PRIMARY KEY (call, name)) WITHOUT ROWID;
+-- what reports learned, kept between processes (a variable's facts at its change count; its
+-- judged cells under a signature of everything they depend on): derived, so always droppable
+CREATE TABLE IF NOT EXISTS var_facts (
+    var TEXT PRIMARY KEY, changes INTEGER NOT NULL, inputs TEXT NOT NULL, functions TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS judged_sig (var TEXT PRIMARY KEY, sig TEXT NOT NULL, counts TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS judged_cells (var TEXT NOT NULL, addr TEXT NOT NULL, version INTEGER NOT NULL,
+    created_at TEXT, verdict TEXT NOT NULL, PRIMARY KEY (var, addr)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_facts (
     items TEXT PRIMARY KEY, total INTEGER NOT NULL, failed INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
@@ -210,7 +217,8 @@ class Fold:
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored > size:  # the journal was replaced (compaction): fold anew
                 for table in ("refs", "slots", "names", "cells", "addresses", "calls", "call_keys", "runs",
-                              "var_calls", "var_changes", "var_summary"):
+                              "var_calls", "var_changes", "var_summary", "var_facts", "judged_sig",
+                              "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
                 stored = 0
             entries, offset = self.journal.read_from(stored, _CHUNK_BYTES)
@@ -466,7 +474,10 @@ class Judging:
             "CREATE TEMP TABLE IF NOT EXISTS verdicts (identity TEXT PRIMARY KEY, verdict TEXT) WITHOUT ROWID;"
             "CREATE TEMP TABLE IF NOT EXISTS judged (var TEXT, addr TEXT, version INTEGER, created_at TEXT, "
             "verdict TEXT, PRIMARY KEY (var, addr)) WITHOUT ROWID;"
-            "DELETE FROM stale_cells; DELETE FROM verdicts; DELETE FROM judged;")
+            "CREATE TEMP TABLE IF NOT EXISTS call_verdicts (call TEXT PRIMARY KEY, verdict TEXT) WITHOUT ROWID;"
+            "CREATE TEMP TABLE IF NOT EXISTS reused (var TEXT PRIMARY KEY, counts TEXT NOT NULL) WITHOUT ROWID;"
+            "DELETE FROM stale_cells; DELETE FROM verdicts; DELETE FROM judged; DELETE FROM call_verdicts; "
+            "DELETE FROM reused;")
 
     def computed(self, var: str) -> bool:
         """Whether any record of the variable was ever computed by a function (else all are raw)."""
@@ -519,6 +530,70 @@ class Judging:
             "SELECT DISTINCT ci.var FROM var_calls v JOIN call_inputs ci ON ci.call = v.call WHERE v.var = ?",
             (var,))}
 
+    def kept_facts(self, var: str) -> tuple[set[str], list[tuple[str, str, str, str]]] | None:
+        """(input variables, `functions`) as kept when the variable last had its current
+        change count (every call fact learned then), or None."""
+        row = self.con.execute(
+            "SELECT k.inputs, k.functions FROM var_facts k JOIN var_changes c USING (var) "
+            "WHERE k.var = ? AND k.changes = c.n", (var,)).fetchone()
+        if row is None:
+            return None
+        return set(json.loads(row[0])), [tuple(f) for f in json.loads(row[1])]
+
+    def keep_facts(self, var: str, inputs: set[str], functions: list[tuple[str, str, str, str]]) -> None:
+        """Keep what `kept_facts` answers (only once no call of the variable is left unlearned)."""
+        self._keep(("INSERT OR REPLACE INTO var_facts SELECT ?1, n, ?2, ?3 FROM var_changes WHERE var = ?1",
+                    (var, json.dumps(sorted(inputs)), json.dumps(functions))))
+
+    def reuse_judged(self, var: str, sig: str) -> bool:
+        """Take the variable's judged cells as kept under `sig`, if they were: a report that
+        finds nothing changed upstream (values, code verdicts) judges nothing again. Kept are
+        the counts and the cells that are not done (all a report or a downstream judgement
+        reads), so keeping a done variable costs one row."""
+        row = self.con.execute("SELECT counts FROM judged_sig WHERE var = ? AND sig = ?", (var, sig)).fetchone()
+        if row is None:
+            return False
+        self.con.execute("INSERT OR REPLACE INTO reused VALUES (?, ?)", (var, row[0]))
+        self.con.execute("INSERT OR REPLACE INTO judged SELECT var, addr, version, created_at, verdict "
+                         "FROM judged_cells WHERE var = ?", (var,))
+        self.mark_stale_from_judged(var)
+        return True
+
+    def keep_judged(self, var: str, sig: str) -> None:
+        """Keep the variable's judged cells under `sig` (what `reuse_judged` reads)."""
+        self._keep(("DELETE FROM judged_cells WHERE var = ?1", (var,)),
+                   ("INSERT INTO judged_cells SELECT var, addr, version, created_at, verdict FROM judged "
+                    "WHERE var = ?1 AND verdict NOT LIKE 'done|%'", (var,)),
+                   ("INSERT OR REPLACE INTO judged_sig VALUES (?1, ?2, ?3)", (var, sig, json.dumps(self.counts(var)))))
+
+    def has_unknown(self, var: str) -> bool:
+        """Whether a judged cell of the variable names a call record that is missing."""
+        return self.con.execute("SELECT 1 FROM judged WHERE var = ? AND verdict LIKE 'unknown|%' LIMIT 1",
+                                (var,)).fetchone() is not None
+
+    def changes(self, var: str) -> int:
+        row = self.con.execute("SELECT n FROM var_changes WHERE var = ?", (var,)).fetchone()
+        return row[0] if row else 0
+
+    def _keep(self, *statements: tuple[str, tuple]) -> None:
+        """Write what a report learned, if the fold is free within a moment: it is only a
+        shortcut for the next report, never worth waiting behind a writer for."""
+        with self.fold._lock:
+            self.con.execute("PRAGMA busy_timeout = 200")
+            try:
+                self.con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                return  # a writer holds the fold: keep nothing this time
+            finally:
+                self.con.execute(f"PRAGMA busy_timeout = {int(self.fold.lock_timeout * 1000)}")
+            try:
+                for sql, args in statements:
+                    self.con.execute(sql, args)
+                self.con.execute("COMMIT")
+            except BaseException:
+                self.con.execute("ROLLBACK")
+                raise
+
     def set_verdicts(self, verdicts: dict[str, tuple[str, str]]) -> None:
         self.con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)",
                              [(identity, f"{status}|{reason}") for identity, (status, reason) in verdicts.items()])
@@ -527,7 +602,13 @@ class Judging:
         """Judge the newest record at each address of `var` (one without version keys): done,
         stale (an input names another value now, or is stale), the function's verdict, or
         `complex` (an aggregated or merged input: the caller judges those records itself).
-        A variable never computed by a function is done everywhere: nothing is scanned."""
+        A variable never computed by a function is done everywhere: nothing is scanned.
+
+        Each call record is judged once per report (`call_verdicts`), however many variables
+        it made (a function with seven outputs names one call per address from seven
+        variables). Sound because variables are judged upstream first: everything a call's
+        verdict reads (its inputs' current values and staleness, its function's verdict) is
+        settled before the first of its outputs is judged."""
         if not self.computed(var):
             return
         # with nothing stale upstream (the usual case) the probe of stale_cells for every
@@ -537,19 +618,22 @@ class Judging:
             "  JOIN stale_cells s ON s.var = ci.var AND s.addr = ci.addr AND s.vkeys = ci.vkeys "
             "  WHERE ci.call = c.call ORDER BY ci.name LIMIT 1),"
         ) if self.con.execute("SELECT 1 FROM stale_cells LIMIT 1").fetchone() else ""
-        self.con.execute(
-            "INSERT OR REPLACE INTO judged SELECT ?1, c.addr, c.version, c.created_at, CASE "
-            "WHEN c.call IS NULL THEN 'done|' "
-            "WHEN f.call IS NULL THEN 'unknown|call record ' || substr(c.call, 1, 12) || ' is missing' "
-            "WHEN f.simple = 0 THEN 'complex|' "
+        self.con.execute(  # every call the variable's records ever named: a cheap superset
+            "INSERT OR IGNORE INTO call_verdicts SELECT f.call, CASE WHEN f.simple = 0 THEN 'complex|' "
             "ELSE coalesce("
             " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') changed' FROM call_inputs ci "
             "  WHERE ci.call = c.call AND (SELECT u.oid FROM refs u WHERE u.var = ci.var AND u.addr = ci.addr "
             "  AND u.vkeys = ci.vkeys ORDER BY u.version DESC LIMIT 1) IS NOT ci.oid ORDER BY ci.name LIMIT 1),"
             + stale_inputs +
             " (SELECT v.verdict FROM verdicts v WHERE v.identity = f.identity), 'done|') END "
+            "FROM var_calls c JOIN call_facts f ON f.call = c.call WHERE c.var = ?1 "
+            "AND NOT EXISTS (SELECT 1 FROM call_verdicts cv WHERE cv.call = c.call)", (var,))
+        self.con.execute(
+            "INSERT OR REPLACE INTO judged SELECT ?1, c.addr, c.version, c.created_at, CASE "
+            "WHEN c.call IS NULL THEN 'done|' "
+            "ELSE coalesce(cv.verdict, 'unknown|call record ' || substr(c.call, 1, 12) || ' is missing') END "
             "FROM (SELECT addr, max(version) AS version, call, created_at FROM refs WHERE var = ?1 "
-            "GROUP BY addr) c LEFT JOIN call_facts f ON f.call = c.call", (var,))
+            "GROUP BY addr) c LEFT JOIN call_verdicts cv ON cv.call = c.call", (var,))
         self.mark_stale_from_judged(var)
 
     def mark_stale_from_judged(self, var: str) -> None:
@@ -572,11 +656,10 @@ class Judging:
         self.con.executemany("UPDATE judged SET verdict = ?3 || '|' || ?4 WHERE var = ?1 AND addr = ?2",
                              [(var, addr, status, reason) for addr, status, reason in verdicts])
 
-    def newest_change(self, var: str, addr_key: str) -> str | None:
-        row = self.con.execute("SELECT created_at FROM judged WHERE var = ? AND addr = ?", (var, addr_key)).fetchone()
-        return row[0] if row else None
-
     def counts(self, var: str) -> dict[str, int]:
+        reused = self.con.execute("SELECT counts FROM reused WHERE var = ?", (var,)).fetchone()
+        if reused is not None:
+            return json.loads(reused[0])
         if not self.computed(var):
             return {"done": self.cells(var)}
         return dict(self.con.execute(

@@ -28,6 +28,7 @@ from scistack.foreach.paths import file_oid
 from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
 from scistack.report.history import CallInfo, CallReader, InputInfo, select
 from scistack.index import RefRecord, key_of
+from scistack.objects.hashing import hash_bytes
 from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
@@ -265,18 +266,29 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
     if not known or any(v not in known for v in chosen if not (v in outputs and variables is None)):
         return None  # nothing saved, or a variable with no records: the grid says what to do
     checker = StalenessChecker(db)
-    inputs = _learn_upstream(db, judging, checker, [v for v in chosen if v in known], known)
+    facts: dict[str, tuple[set[str], list]] = {}
+    inputs = _learn_upstream(db, judging, checker, [v for v in chosen if v in known], known, facts=facts)
     levels = {level for var in chosen for level in db.index.levels(var)}
     if len(levels) != 1 or any(len(db.index.levels(v)) != 1 or db.index.vkey_names(v) for v in inputs):
         return None
+    sigs: dict[str, str | None] = {}
     for var in _upstream_first(inputs):
-        judging.set_verdicts({identity: checker.function_verdict(call, module, function, identity)
-                              for identity, module, function, call in judging.functions(var)})
+        verdicts = {identity: checker.function_verdict(call, module, function, identity)
+                    for identity, module, function, call in facts[var][1]}
+        judging.set_verdicts(verdicts)
+        sigs[var] = sig = _judged_signature(judging, var, facts[var][0], verdicts, sigs)
+        if sig is not None and judging.reuse_judged(var, sig):
+            continue
         judging.judge(var)
         complex_records = judging.complex_records(var)
-        if complex_records:
+        if complex_records:  # judged here, by files and members a signature cannot see
             judging.set_judged(var, [(r.addr_key, *checker.record_status(r)) for r in complex_records])
             judging.mark_stale_from_judged(var)
+            sigs[var] = None
+        elif sig is not None and not judging.has_unknown(var):  # a missing record may turn up
+            judging.keep_judged(var, sig)
+        else:
+            sigs[var] = None
     rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
     counts, problems = {}, []
     for var in chosen:
@@ -298,19 +310,36 @@ def _in_schema_order(db: Database, addr_key: str) -> dict[str, Any]:
     return {k: addr[k] for k in db.schema_keys if k in addr}
 
 
+def _judged_signature(judging: Any, var: str, input_vars: set[str], verdicts: dict[str, tuple[str, str]],
+                      sigs: dict[str, str | None]) -> str | None:
+    """What a variable's judged cells depend on, as one hash: its records (change count), each
+    input variable's records and judged cells (their signatures), and its functions' verdicts
+    on the code as it is now. None when an input's cells could not be signed."""
+    upstream = []
+    for name in sorted(input_vars):
+        if name in sigs and sigs[name] is None:
+            return None
+        upstream.append((name, judging.changes(name), sigs.get(name)))
+    text = json.dumps([var, judging.changes(var), upstream, sorted(verdicts.items())])
+    return hash_bytes(text.encode())
+
+
 def _learn_upstream(db: Database, judging: Any, checker: StalenessChecker, chosen: list[str], known: list[str],
-                    *, prefill: bool = False) -> dict[str, set[str]]:
+                    *, prefill: bool = False, facts: dict[str, tuple[set[str], list]] | None = None
+                    ) -> dict[str, set[str]]:
     """Learn the call facts of `chosen` and every variable upstream of them; returns each
-    one's input variables. With `prefill`, the checker reads simple call records from their
-    facts (a few bulk queries) instead of parsing each record."""
+    one's input variables (and fills `facts`: each one's input variables, all of them, and
+    functions). With `prefill`, the checker reads simple call records from their facts (a few
+    bulk queries) instead of parsing each record."""
     inputs: dict[str, set[str]] = {}
+    facts = {} if facts is None else facts
     todo = list(chosen)
     while todo:
         var = todo.pop()
         if var in inputs:
             continue
-        _learn_calls(db, judging, checker, var)
-        inputs[var] = judging.input_vars(var) & set(known)
+        facts[var] = _var_facts(db, judging, checker, var)
+        inputs[var] = facts[var][0] & set(known)
         todo += inputs[var] - inputs.keys()
         if prefill:
             for call_oid, (module, function, identity, rows) in judging.facts(var).items():
@@ -325,6 +354,19 @@ def _call_from_facts(db: Database, call_oid: str, module: str, function: str, id
     inputs = tuple(InputInfo(name, var, oid, {**json.loads(addr), **json.loads(vkeys)}, None)
                    for name, var, addr, vkeys, oid in rows)
     return CallInfo(call_oid, function, module, identity, None, {}, inputs, None, None, None, "", 0.0, None, None)
+
+
+def _var_facts(db: Database, judging: Any, checker: StalenessChecker, var: str) -> tuple[set[str], list]:
+    """(input variables, functions) of `var`'s call records: kept by the index while the
+    variable is unchanged, else learned (call records parsed once ever) and kept."""
+    kept = judging.kept_facts(var)
+    if kept is not None:
+        return kept
+    _learn_calls(db, judging, checker, var)
+    found = (judging.input_vars(var), judging.functions(var))
+    if not judging.unlearned_calls(var):  # a missing call record may turn up later
+        judging.keep_facts(var, *found)
+    return found
 
 
 def _learn_calls(db: Database, judging: Any, checker: StalenessChecker, var: str) -> None:
