@@ -112,7 +112,10 @@ class BaseVariable:
                 f"(inputs={{..., {self.name}}}); for one saved value use {self.name}.load(...)")
         if r is None:
             return self.data, None, self.name, {}, None, {}
-        return self.data, r.oid, self.name, self.metadata, r.call, r.params
+        known = self.__dict__.get("_input_meta")  # a loop passes the same loaded value again
+        if known is None or known[0] is not r:
+            known = self._input_meta = (r, self.metadata)
+        return self.data, r.oid, self.name, known[1], r.call, r.params
 
     def __repr__(self) -> str:
         if self.record is None:

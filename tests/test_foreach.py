@@ -724,6 +724,23 @@ def test_editing_one_input_reruns_exactly_that_combination(emg):
                                   (raw_signal(2, "post") + 100) * 20)
 
 
+def test_a_rerun_mixing_cached_changed_and_overwritten_combinations(emg):
+    """Plainly cached combinations are recognised in bulk; the rest (a changed input, an output
+    saved over by hand, a missing input) take the general path, and the report keeps the order
+    of the combinations."""
+    run_bandpass()
+    FeRawEMG.save(raw_signal(1, "post") + 1, subject=1, session="post")  # changed input: runs
+    FeFiltered.save(np.zeros(3), subject=2, session="pre")  # output overwritten: restored, cached
+    FeRawEMG.delete(subject=3, session="pre")  # missing input
+    report = run_bandpass()
+    assert [(i.combo["subject"], i.combo["session"], i.status) for i in report.items] == [
+        (1, "pre", "cached"), (1, "post", "ran"), (2, "pre", "cached"), (2, "post", "cached"),
+        (3, "pre", "missing"), (3, "post", "cached")]
+    np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, raw_signal(2, "pre") * 20)
+    np.testing.assert_array_equal(FeFiltered.load(subject=1, session="post").data,
+                                  (raw_signal(1, "post") + 1) * 20)
+
+
 def test_identical_inputs_at_two_addresses_stay_cached(project):
     for session in SESSIONS:
         FeRawEMG.save(np.ones(4), subject=1, session=session)

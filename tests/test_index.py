@@ -266,6 +266,15 @@ def test_address_keys_are_exactly_the_canonical_json(mapping):
     assert key_of(mapping) == expected
 
 
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                                st.one_of(_SCALARS, st.sampled_from([0.0, -0.0, 1, 1.0, True, "1"])),
+                                max_size=3), max_size=8))
+def test_many_address_keys_at_once_are_each_ones_key(mappings):
+    from scistack.index.state import keys_of
+
+    assert keys_of(mappings) == [key_of(m) for m in mappings]
+
+
 class refs(BaseVariable):  # noqa: N801 - named like scistack's own tables on purpose
     pass
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from scistack.lineage.filecheck import cache_fn, hit_changed
+from scistack.lineage.filecheck import FILES_MARK, cache_fn, hit_changed
 from scistack.database import Database, current_database
 from scistack.errors import (
     AmbiguousVersionError,
@@ -55,8 +55,8 @@ from scistack.foreach.plan import (
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
 from scistack.gc import freshen_lineage
-from scistack.index import key_of, utc_now
-from scistack.lineage.calls import flatten_params, key_from_oids
+from scistack.index import key_of, keys_of, utc_now
+from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import read_call
@@ -137,8 +137,8 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     for chosen, vkeys in _alternatives(db, inputs):
         run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys)
         reports.append(run.execute(combos, workers, executor, progress, chunk_size, speak and not vkeys))
-        # each item also names its alternative (after the run: a run saves at item.combo)
-        tagged += [dataclasses.replace(i, combo={**i.combo, **vkeys}) for i in reports[-1].items]
+        if vkeys:  # each item also names its alternative (after the run: a run saves at item.combo)
+            tagged += [dataclasses.replace(i, combo={**i.combo, **vkeys}) for i in reports[-1].items]
     if len(reports) == 1:
         return reports[0]
     merged = RunReport(lf.name, tagged, sum(r.duration for r in reports), reports[-1].run_id, dry_run)
@@ -198,6 +198,12 @@ class _Run:
         self.fixed = {n: constant(n, s) for n, s in inputs.items() if n not in lf.ignore and n not in self.loaded}
         self.fixed.update(defaults(lf, inputs))
         self.writes = [n for n, s in self.loaded.items() if isinstance(s, PathOutput)]
+        # inputs all plain variable classes and outputs saved without version keys: a
+        # combination whose call is cached and whose outputs are already the newest values is
+        # recognised from a few bulk queries of plain oids (see `_cached_at_once`)
+        self.plain_inputs = ({n: s.__name__ for n, s in self.loaded.items()}
+                             if all(isinstance(s, type) and is_variable(s) for s in self.loaded.values())
+                             and not self.vkeys else None)
         self.items: list[ComboResult] = []
         self.pending: list[_Pending] = []
         self._last_flush = time.monotonic()
@@ -247,16 +253,61 @@ class _Run:
         instead of several point reads each."""
         index = self.db.index
         with index.reading_ahead():
-            addr_keys = [key_of(combo) for combo in combos]
+            addr_keys = keys_of(combos)
+            cached = self._cached_at_once(addr_keys)
+            rest = [k for k, done in zip(addr_keys, cached) if not done] if any(cached) else addr_keys
             for var in {s.__name__ for s in self.loaded.values() if is_variable(s)}:
-                index.read_ahead(var, addr_keys)
+                index.read_ahead(var, rest)
             for var in {v.__name__ for v in self.outputs}:
-                index.read_ahead(var, addr_keys, call_keys=True)
-            planned = [self._resolve(combo, addr_key, bar) for combo, addr_key in zip(combos, addr_keys)]
+                index.read_ahead(var, rest, call_keys=True)
+            planned, debug = [], log.isEnabledFor(logging.DEBUG)
+            for combo, addr_key, done in zip(combos, addr_keys, cached):
+                if done:
+                    self.items.append(ComboResult(combo, "cached"))
+                    if debug:
+                        log.debug("cached %s at %s", self.name, combo)
+                    _tick(bar)
+                else:
+                    planned.append(self._resolve(combo, addr_key, bar))
             index.read_ahead_calls([p[3] for p in planned if p is not None])
             for p in planned:
                 if p is not None:
                     self._check_cache(*p, bar)
+
+    def _cached_at_once(self, addr_keys: list[str]) -> list[bool]:
+        """Which combinations are plainly cached: every input is the newest value saved at the
+        combination's own address, the call under their oids is cached (and read no file),
+        and each output's newest value there is that call's. Decided from plain oids in bulk
+        (inputs, outputs, cache entries: a query each per few thousand combinations); every
+        other combination (missing, coarser or aggregated inputs, anything to restore) is
+        planned one by one, as before. A fully cached re-run of 100k combinations is then a
+        few dozen queries and one hash per combination."""
+        index, outputs = self.db.index, [v.__name__ for v in self.outputs]
+        if self.plain_inputs is None or not addr_keys:
+            return [False] * len(addr_keys)
+        found = {name: index.newest_many(var, addr_keys) for name, var in self.plain_inputs.items()}
+        made = {var: index.newest_many(var, addr_keys) for var in outputs}
+        if any(v is None for v in (*found.values(), *made.values())):
+            return [False] * len(addr_keys)
+        template = self.lf._with_defaults({**{n: r.bound for n, r in self.fixed.items()},
+                                           **{n: None for n in found}})  # type: ignore[dict-item]
+        make_key = key_maker(self.identity.digest, {n: b.oid for n, b in template.items() if n not in found},
+                             list(found))
+        columns = list(found.values())
+        keys: list[str | None] = []
+        for addr_key in addr_keys:
+            oids = [at.get(addr_key) for at in columns]
+            keys.append(None if None in oids else make_key([o[0] for o in oids]))  # type: ignore[index]
+        entries = index.cached_calls([k for k in keys if k is not None])
+        if entries is None:
+            return [False] * len(addr_keys)
+        done = []
+        for addr_key, key in zip(addr_keys, keys):
+            hit = entries.get(key) if key is not None else None
+            done.append(hit is not None and not str(hit.get("fn")).endswith(FILES_MARK)
+                        and len(hit["outs"]) == len(outputs)
+                        and all(made[var].get(addr_key) == (oid, hit["call"]) for var, oid in zip(outputs, hit["outs"])))
+        return done
 
     def _resolve(self, combo: dict[str, Any], addr_key: str, bar: Any
                  ) -> tuple[dict[str, Any], str, dict[str, Resolved], str, ComboResult] | None:

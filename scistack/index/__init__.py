@@ -32,12 +32,12 @@ from scistack.index.journal import Journal, JournalBackend
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import Fold, Judging
 from scistack.records import RunRecord
-from scistack.index.state import (RefRecord, RefState, is_multi, key_of, newest_per_variant, resolve_params,
+from scistack.index.state import (RefRecord, RefState, is_multi, key_of, keys_of, newest_per_variant, resolve_params,
                                   select_from)
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "quote"]
+__all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "keys_of", "quote"]
 
 
 _second_text: tuple[int, str] = (-1, "")
@@ -120,6 +120,23 @@ class Index:
             keys, entries = self._fold.call_keys_many(calls)
             self._call_keys.update(keys)
             self._ahead_calls.update(entries)  # the cache entries those keys hold now
+
+    def newest_many(self, var: str, addr_keys: list[str]) -> dict[str, tuple[str, str | None]] | None:
+        """addr key -> (oid, call) of the newest record at each of these addresses that has one,
+        in one query per few thousand; None when the answer needs records (the variable has
+        version-key variants) or this process holds writes not yet in the index."""
+        self.refresh()
+        if self._pending or self.vkey_names(var):
+            return None
+        return self._fold.newest_many(var, list(dict.fromkeys(addr_keys)))
+
+    def cached_calls(self, keys: list[str]) -> dict[str, dict[str, Any]] | None:
+        """The call-cache entries under these keys (absent keys left out), in bulk; None when
+        this process holds writes not yet in the index."""
+        self.refresh()
+        if self._pending:
+            return None
+        return self._fold.calls_many(list(dict.fromkeys(keys)))
 
     def read_ahead_calls(self, keys: list[str]) -> None:
         """Fetch these call-cache entries (or their absence) in bulk."""

@@ -388,6 +388,18 @@ class Fold:
                 found.setdefault(row[1], []).append(_record(row))
         return found
 
+    def newest_many(self, var: str, addr_keys: list[str]) -> dict[str, tuple[str, str | None]]:
+        """addr key -> (oid, call) of the newest version at each of these addresses that has
+        one: plain tuples, for a cached for_each's planning (no record built per address)."""
+        found: dict[str, tuple[str, str | None]] = {}
+        for start in range(0, len(addr_keys), _CHUNK):
+            for addr, _, oid, call in self._rows(
+                    "SELECT addr, max(version), oid, call FROM refs WHERE var = ? AND addr IN "
+                    "(SELECT value FROM json_each(?)) GROUP BY addr",
+                    (var, json.dumps(addr_keys[start:start + _CHUNK]))):
+                found[addr] = (oid, call)
+        return found
+
     def calls_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
         """`call` for many keys in one query per chunk."""
         found = {}

@@ -143,22 +143,60 @@ def key_of(mapping: dict[str, Any]) -> str:
         return "{}"
     parts = []
     for key in sorted(mapping):
-        value = mapping[key]
-        kind = type(value)
-        if kind is str:
-            text = _quote(value)
-        elif kind is bool:
-            text = "true" if value else "false"
-        elif kind is int:
-            text = int.__repr__(value)
-        elif kind is float and math.isfinite(value):
-            text = float.__repr__(value)
-        elif value is None:
-            text = "null"
-        else:
+        text = _value_text(mapping[key])
+        if text is None:
             return dumps_canonical(mapping).decode("ascii")
         parts.append(f"{_quote(key)}:{text}")
     return "{" + ",".join(parts) + "}"
+
+
+def keys_of(mappings: list[dict[str, Any]]) -> list[str]:
+    """`key_of` of many addresses that mostly share their keys and values (a for_each's
+    combinations): each key order and each distinct value is written once."""
+    orders: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    texts: dict[tuple[type, Any], str | None] = {}
+    out = []
+    for mapping in mappings:
+        shape = tuple(mapping)
+        order = orders.get(shape)
+        if order is None:
+            order = orders[shape] = [(k, f"{_quote(k)}:") for k in sorted(mapping)] if type(mapping) is dict else []
+        parts = []
+        for key, label in order:
+            value = mapping[key]
+            kind = type(value)
+            memo = (kind, float.__repr__(value) if kind is float else value)  # -0.0 == 0.0
+            try:
+                text = texts[memo]
+            except KeyError:
+                text = texts[memo] = _value_text(value)
+            except TypeError:  # unhashable: not an address value
+                text = None
+            if text is None:
+                break
+            parts.append(label + text)
+        else:
+            if order:
+                out.append("{" + ",".join(parts) + "}")
+                continue
+        out.append(key_of(mapping))
+    return out
+
+
+def _value_text(value: Any) -> str | None:
+    """An address value's canonical JSON text, or None when only the encoder can say."""
+    kind = type(value)
+    if kind is str:
+        return _quote(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int:
+        return int.__repr__(value)
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if value is None:
+        return "null"
+    return None
 
 
 class RefState:

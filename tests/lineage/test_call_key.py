@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from scistack.lineage.calls import key_from_oids
+from scistack.lineage.calls import key_from_oids, key_maker
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes
 
@@ -17,6 +17,14 @@ oids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64) | st.text(
 @given(st.dictionaries(names, oids, max_size=6), oids)
 def test_call_key_is_the_hash_of_the_canonical_record(args, digest):
     assert key_from_oids(digest, args) == hash_bytes(dumps_canonical({"args": args, "fn": digest}))
+
+
+@given(st.dictionaries(names, oids, max_size=4), st.lists(names, max_size=3), st.lists(oids, min_size=3, max_size=3),
+       oids)
+def test_keys_made_for_many_calls_are_each_calls_key(fixed, varying, values, digest):
+    make = key_maker(digest, fixed, varying)
+    given_oids = dict(zip(varying, values))
+    assert make(values[:len(varying)]) == key_from_oids(digest, {**fixed, **given_oids})
 
 
 @given(st.one_of(st.integers(), st.floats(allow_nan=True), st.text(max_size=300), st.booleans(), st.none()))
