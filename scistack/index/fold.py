@@ -487,7 +487,7 @@ class Judging:
             "CREATE TEMP TABLE IF NOT EXISTS judged (var TEXT, addr TEXT, version INTEGER, created_at TEXT, "
             "verdict TEXT, PRIMARY KEY (var, addr)) WITHOUT ROWID;"
             "CREATE TEMP TABLE IF NOT EXISTS call_verdicts (call TEXT PRIMARY KEY, verdict TEXT) WITHOUT ROWID;"
-            "CREATE TEMP TABLE IF NOT EXISTS reused (var TEXT PRIMARY KEY, counts TEXT NOT NULL) WITHOUT ROWID;"
+            "CREATE TEMP TABLE IF NOT EXISTS reused (var TEXT PRIMARY KEY, counts TEXT NOT NULL) WITHOUT ROWID;"  # counts known
             "DELETE FROM stale_cells; DELETE FROM verdicts; DELETE FROM judged; DELETE FROM call_verdicts; "
             "DELETE FROM reused;")
 
@@ -573,10 +573,12 @@ class Judging:
 
     def keep_judged(self, var: str, sig: str) -> None:
         """Keep the variable's judged cells under `sig` (what `reuse_judged` reads)."""
+        counts = json.dumps(self.counts(var))
+        self.con.execute("INSERT OR REPLACE INTO reused VALUES (?, ?)", (var, counts))  # counted once
         self._keep(("DELETE FROM judged_cells WHERE var = ?1", (var,)),
                    ("INSERT INTO judged_cells SELECT var, addr, version, created_at, verdict FROM judged "
                     "WHERE var = ?1 AND verdict NOT LIKE 'done|%'", (var,)),
-                   ("INSERT OR REPLACE INTO judged_sig VALUES (?1, ?2, ?3)", (var, sig, json.dumps(self.counts(var)))))
+                   ("INSERT OR REPLACE INTO judged_sig VALUES (?1, ?2, ?3)", (var, sig, counts)))
 
     def has_unknown(self, var: str) -> bool:
         """Whether a judged cell of the variable names a call record that is missing."""
