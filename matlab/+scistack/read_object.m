@@ -32,17 +32,19 @@ if ~scistack.internal.is_oid(oid)
     error('scistack:invalidOid', ['%s"%s" is not a valid object id (64 lowercase hex ', ...
         'characters); the journal or the caller is corrupt'], context, shown);
 end
+width = 0;  % the element width of a byte-shuffled chunk (0: not shuffled)
 if nargin >= 4 && ~isempty(raw)
     bytes = raw;
 else
     path = fullfile(root, '.scistack', 'objects', oid(1:2), oid(3:end));
     if exist(path, 'file')
         content = path;
-        if scistack.internal.is_zstd_file(path)
+        width = scistack.internal.shuffle_width(path);  % a byte-shuffled chunk (format.md 1.3)
+        if width > 0 || scistack.internal.is_zstd_file(path)
             content = scistack.internal.zstd_to_file(path);
             cleaner = onCleanup(@() delete(content));
         end
-        if file_size(content) >= 1048576 && (nargin < 5 || ~payload_only)  % a large array: in place
+        if width == 0 && file_size(content) >= 1048576 && (nargin < 5 || ~payload_only)  % a large array: in place
             [value, info, done] = scistack.internal.read_npy_file(content, oid);
             if done
                 return
@@ -73,6 +75,9 @@ end
 kind = parts{1};
 len = str2double(parts{2});
 payload = bytes(z + 1:end);
+if width > 0 && mod(numel(payload), width) == 0
+    payload = reshape(reshape(payload, [], width)', [], 1);  % byte k of every element -> elements
+end
 if numel(payload) ~= len
     error('scistack:corruptObject', ['%sobject %s is corrupt: its header says %d payload ', ...
         'bytes but it holds %d. Run `scistack fsck`, then re-save the value or restore ', ...

@@ -85,7 +85,16 @@ def chunked_values() -> dict[int, np.ndarray]:
         1: ((scrambled(6000) % 30000) - 15000).astype(np.int16).reshape(1000, 6),
         2: (scrambled(1200) / 7.0).reshape(30, 20, 2),
         3: np.arange(3000.0) % 11,
+        # 2 MiB of a slow int16 signal: two 1 MiB chunks stored byte-shuffled (objects/shuffle.py)
+        4: ((np.arange(16384)[:, None] // 100 + np.arange(64)) % 300).astype(np.int16),
     }
+
+
+def chunk_oids(db, oid: str) -> list[str]:
+    """The chunk oids a chunked value's manifest names."""
+    from scistack.objects.chunked import array_manifest, parse_manifest
+
+    return list(array_manifest(parse_manifest(db.store.get(oid).payload)).oids)
 
 
 def scrambled(n: int) -> np.ndarray:
@@ -124,6 +133,10 @@ def build(root: Path) -> None:
         with db.batch():
             ChunkedVar.save(values[2], subject=2)
         ChunkedVar.save(values[3], subject=3)
+        set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+        oid = ChunkedVar.save(values[4], subject=4).oid
+        shuffled = [c for c in chunk_oids(db, oid) if db.store.path_of(c).read_bytes()[:4] == b"P*M\x18"]
+        assert len(shuffled) == 2, "subject 4's chunks must be stored byte-shuffled"
     finally:
         set_chunking()
     golden(db, root)

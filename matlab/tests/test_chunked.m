@@ -7,6 +7,7 @@ cases = {
     'a sub-block reads only the chunks it touches', @block_2d
     'a 3-D float64 array with packed chunks: whole and a block', @three_d
     'a 1-D array loads as a column', @one_d
+    'byte-shuffled chunks load whole and by block', @shuffled_chunks
     };
 end
 
@@ -58,4 +59,14 @@ use_py(ctx);
 r = ChunkedVar().load('subject', 3);
 t_equal(r.data, mod(0:2999, 11)', '1-D -> column');
 t_equal(scistack.read_chunked(ctx.pyproject, r.oid, {2990:3000}), mod(2989:2999, 11)', 'tail');
+end
+
+function shuffled_chunks(ctx)
+use_py(ctx);
+x = int16(mod(floor((0:16383)' / 100) + (0:63), 300));
+r = ChunkedVar().load('subject', 4);
+t_equal(r.data, x, 'whole 16384x64 int16 array from two shuffled chunks');
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {8190:8195, 64});
+t_equal(b, x(8190:8195, 64), 'rows 8190..8195 of column 64 (both chunks)');
+t_equal(info.chunks_read, 2, 'two chunks of 8192 rows');
 end

@@ -40,10 +40,12 @@ from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFo
 from scistack.objects.gate import WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
+from scistack.objects import shuffle
 from scistack.objects.pack import PackSet, write_pack
 from scistack.objects.store import ObjectStore, StoredObject
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+SKIP_MAGIC = shuffle.SKIP_MAGIC  # a shuffled chunk's first frame (objects/shuffle.py)
 MIN_SAVING = 0.10            # keep zstd only when it saves at least this fraction
 _SMALL = 1 << 20             # below this, compress whole payloads in memory
 _SAMPLE = 64 << 10           # large payloads: judge compressibility on 3 samples this size
@@ -158,7 +160,11 @@ class LocalObjectStore(ObjectStore):
     def _write_content(self, out, header: bytes, parts: Sequence[Buffer], length: int) -> None:
         if length < _SMALL:
             _write_all(out, self._stored_small(header, parts, length))
-        elif _worth_compressing(parts, length):
+            return
+        form = shuffle.choose(_samples(parts, length), length, header.partition(b" ")[0].decode(), MIN_SAVING)
+        if form:  # an array chunk, shuffled (objects/shuffle.py)
+            _write_all(out, shuffle.encode(header, b"".join(parts) if len(parts) > 1 else parts[0], form))
+        elif form == 0:
             # chunks (<= 16 MB) are compressed two at a time by the chunk writer: one thread
             # each compresses ~1.5x faster on 2 cores than each spawning its own workers
             cctx = zstandard.ZstdCompressor(level=1, threads=-1 if length > _ONE_THREAD_MAX else 0)
@@ -256,7 +262,8 @@ class LocalObjectStore(ObjectStore):
             size = os.fstat(fd).st_size
             if size <= _SMALL:
                 data = os.read(fd, size)
-                if data[:4] != ZSTD_MAGIC or 0 <= _content_size(data) <= _SMALL:
+                magic = data[:4]
+                if magic != SKIP_MAGIC and (magic != ZSTD_MAGIC or 0 <= _content_size(data) <= _SMALL):
                     return self._decode_small(oid, data)
                 os.lseek(fd, 0, os.SEEK_SET)
             with open(fd, "rb", closefd=False) as handle:
@@ -298,6 +305,8 @@ class LocalObjectStore(ObjectStore):
     def _read_large(self, oid: str, handle) -> StoredObject:
         first = handle.read(18)  # the magic, and a zstd frame header (<= 18 bytes)
         handle.seek(0)
+        if first[:4] == SKIP_MAGIC:
+            return self._read_shuffled(oid, handle)
         if first[:4] != ZSTD_MAGIC:
             return self._map_raw(oid, handle)
         stream = self._contexts()[1].stream_reader(handle, read_across_frames=False)
@@ -339,6 +348,27 @@ class LocalObjectStore(ObjectStore):
         _verify(oid, kind, (payload,))
         return StoredObject(kind, payload)
 
+    def _read_shuffled(self, oid: str, handle) -> StoredObject:
+        """A shuffled chunk (objects/shuffle.py): inflated whole (a chunk is a few MB), then
+        unshuffled into the payload and verified."""
+        data = handle.read()
+        width = shuffle.width_of(data[:12])
+        declared = _content_size(data[12:30])
+        if width == 0 or not 0 <= declared <= min(self.max_load_bytes, shuffle.MAX_SHUFFLED + 64):
+            raise CorruptObjectError(oid, "its shuffled frame is damaged (unknown width or size)")
+        try:
+            inflated = self._contexts()[1].decompress(data[12:], max_output_size=declared,
+                                                      allow_extra_data=False)
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(oid, f"its zstd frame is damaged ({exc})") from None
+        kind, length, start = _parse_header(oid, inflated[:40])
+        if len(inflated) - start != length or length % width:
+            raise CorruptObjectError(oid, f"it holds {len(inflated) - start} payload bytes, its header says {length}")
+        payload = np.empty(length, dtype=np.uint8)
+        shuffle.unshuffle_into(payload, memoryview(inflated)[start:], width)
+        _verify(oid, kind, (payload,))
+        return StoredObject(kind, payload)
+
     def _verify_stream(self, oid: str, handle) -> None:
         """Hash a compressed object's whole stream in steps (bounded memory); raise if it lies."""
         handle.seek(0)
@@ -372,7 +402,9 @@ class LocalObjectStore(ObjectStore):
         with open(fd, "rb") as handle:
             first = handle.read(4)
             handle.seek(0)
-            if first == ZSTD_MAGIC:
+            if first == SKIP_MAGIC:
+                self._read_shuffled(oid, handle)
+            elif first == ZSTD_MAGIC:
                 self._verify_stream(oid, handle)
             elif os.fstat(handle.fileno()).st_size > _SMALL:
                 self._map_raw(oid, handle)
@@ -425,7 +457,7 @@ class LocalObjectStore(ObjectStore):
             try:
                 with open(self.path_of(oid), "rb") as handle:
                     stored = handle.read(64)
-                    if stored[:4] == ZSTD_MAGIC:  # a frame's first block may be large: stream it
+                    if stored[:4] in (ZSTD_MAGIC, SKIP_MAGIC):  # a frame's first block may be large: stream it
                         handle.seek(0)
                         stored = self._contexts()[1].stream_reader(handle).read(40)
             except FileNotFoundError:
@@ -507,12 +539,10 @@ def _content_size(frame: bytes) -> int:
         return -1
 
 
-def _worth_compressing(parts: Sequence[Buffer], length: int) -> bool:
-    """Judge a large payload on three samples (start, middle, end) instead of all of it."""
+def _samples(parts: Sequence[Buffer], length: int) -> list[bytes]:
+    """Three samples (start, middle, end; 8-byte aligned) a large payload is judged on."""
     flat = [memoryview(p).cast("B") for p in parts]
-    sample = b"".join(bytes(_slice(flat, at, _SAMPLE)) for at in (0, length // 2, max(0, length - _SAMPLE)))
-    packed = zstandard.ZstdCompressor(level=1).compress(sample)
-    return len(packed) <= (1 - MIN_SAVING) * len(sample)
+    return [bytes(_slice(flat, at - at % 8, _SAMPLE)) for at in (0, length // 2, max(0, length - _SAMPLE))]
 
 
 def _slice(flat: list[memoryview], start: int, size: int) -> bytes:

@@ -166,18 +166,54 @@ def test_put_after_the_fan_out_dir_was_removed(store):
 
 
 # -- corruption ---------------------------------------------------------------------------
+def slow_signal(nbytes: int, dtype=np.int16) -> bytes:
+    """A chunk's payload of a slow signal with small noise: stored byte-shuffled."""
+    n = nbytes // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(n)
+    values = 200 * np.sin(np.arange(n) / 3000) + rng.integers(-3, 4, n)
+    return values.astype(dtype).tobytes()
+
+
 CASES = {
     "small-raw": lambda: random_floats(100),
     "small-zstd": lambda: np.zeros(10_000),
     "large-raw": lambda: random_floats(300_000),
     "large-zstd": lambda: np.zeros(300_000),
+    "shuffled": lambda: ("chunk", slow_signal(4 * MB)),
+    "shuffled-small-file": lambda: ("chunk", slow_signal(MB + MB // 2)),  # < 1 MB stored
 }
 
 
 @pytest.fixture(params=sorted(CASES))
 def saved(request, store):
-    oid = store.put_value(CASES[request.param]())
+    value = CASES[request.param]()
+    oid = store.put(*value) if isinstance(value, tuple) else store.put_value(value)
     return store, oid, store.path_of(oid)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.float32, np.float64, np.int64])
+def test_a_compressible_chunk_is_stored_shuffled_and_reads_back(store, dtype):
+    from scistack.objects.shuffle import width_of
+
+    payload = slow_signal(2 * MB, dtype)
+    oid = store.put("chunk", payload)
+    head = store.path_of(oid).read_bytes()[:12]
+    assert width_of(head) in (2, 4, 8) and store.size_of(oid) < 0.8 * len(payload)
+    assert bytes(store.get(oid).payload) == payload and store.kind_of(oid) == "chunk"
+    store.verify(oid)
+    assert width_of(store.path_of(store.put("npy", payload + b"x")).read_bytes()[:12]) == 0  # chunks only
+
+
+def test_a_shuffled_chunk_with_a_damaged_announcement_is_corrupt(store):
+    oid = store.put("chunk", slow_signal(2 * MB))
+    data = bytearray(store.path_of(oid).read_bytes())
+    for at, byte in ((10, 3), (11, 1), (8, ord("X"))):  # an unknown width, padding, tag
+        damaged = bytearray(data)
+        damaged[at] = byte
+        rewrite(store.path_of(oid), bytes(damaged))
+        for read in (store.get, store.verify):
+            with pytest.raises(CorruptObjectError):
+                read(oid)
 
 
 @pytest.mark.parametrize("where", [0.0, 0.5, 0.999])

@@ -24,8 +24,8 @@ for k = 1:numel(oids)
         absent(k) = true;
     else
         d = dir(path);
-        if d.bytes >= 1048576
-            continue    % a large object: read_object reads it itself, in place if it can
+        if d.bytes >= 1048576 || scistack.internal.shuffle_width(path) > 0
+            continue    % a large object or a shuffled chunk: read_object reads it itself
         elseif scistack.internal.is_zstd_file(path)
             zpaths{end + 1} = path; %#ok<AGROW>
             zk(end + 1) = k; %#ok<AGROW>

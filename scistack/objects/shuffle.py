@@ -1,0 +1,84 @@
+"""Byte-shuffled zstd frames for array chunks: how Blosc makes numeric data compress well, fast.
+
+A chunk's payload is the raw bytes of one block of an array: element after element, each
+`width` bytes. Their high bytes change slowly and their low bytes fast, so zstd sees little
+repetition in them as they come. Stored shuffled (every element's byte 0, then every byte 1,
+...) the slow bytes form long runs: on a recording (int16, a slow signal plus small noise)
+zstd's fast level -1 then stores 51 % of the bytes at ~2.8 GB/s and inflates them at ~7 GB/s
+on one core, where plain level 1 stores 66 % at ~0.3 GB/s and inflates at ~1.2 GB/s.
+
+The stored form is a zstd *skippable frame* saying the width (`50 2A 4D 18`, its size 4,
+then "SH", the width, 0) followed by one ordinary frame of the object's header and its
+shuffled payload. The oid is still over the header and the payload as given (shuffling is
+how it is stored, as compression is). Any zstd decoder (the command-line tool MATLAB uses)
+skips the first frame; the payload it inflates is then unshuffled (docs/format.md, 1.3).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+import zstandard
+
+from scistack.objects.hashing import Buffer
+
+SKIP_MAGIC = b"\x50\x2a\x4d\x18"  # the first of zstd's skippable-frame magic numbers
+_TAG = b"SH"
+SHUFFLE_LEVEL = -1       # on shuffled bytes, as small as level 1 and ~3x faster (see above)
+PLAIN_LEVEL = 1
+WIDTHS = (2, 4, 8)       # element sizes tried (a 1-byte dtype gains nothing from a shuffle)
+MAX_SHUFFLED = 64 << 20  # a shuffled frame is built in memory: chunks only, never a huge object
+PLAIN_MARGIN = 1.1       # plain zstd must be >10 % smaller than the best shuffle to be chosen
+
+
+def prefix(width: int) -> bytes:
+    """The skippable frame that announces a shuffled payload of `width`-byte elements."""
+    return SKIP_MAGIC + struct.pack("<I", 4) + _TAG + bytes([width, 0])
+
+
+def width_of(head: bytes) -> int:
+    """The element width a stored object's first bytes announce (0: not shuffled, or unreadable)."""
+    if len(head) < 12 or head[:4] != SKIP_MAGIC or head[8:10] != _TAG:
+        return 0
+    if struct.unpack_from("<I", head, 4)[0] != 4 or head[11] != 0 or head[10] not in WIDTHS:
+        return 0
+    return head[10]
+
+
+def shuffled(payload: Buffer, width: int) -> bytes:
+    """Byte `k` of every element, for k = 0 .. width-1 (the payload's length is a multiple of width)."""
+    return np.frombuffer(payload, dtype=np.uint8).reshape(-1, width).T.tobytes()
+
+
+def unshuffle_into(out: np.ndarray, data: Buffer, width: int) -> None:
+    """Write the payload `shuffled` made of it into `out` (a uint8 array of the same length)."""
+    out.reshape(-1, width)[:] = np.frombuffer(data, dtype=np.uint8).reshape(width, -1).T
+
+
+def encode(header: bytes, payload: Buffer, width: int) -> bytes:
+    """The stored form: the announcing frame, then zstd of the header and the shuffled payload."""
+    frame = zstandard.ZstdCompressor(level=SHUFFLE_LEVEL).compress(header + shuffled(payload, width))
+    return prefix(width) + frame
+
+
+def choose(samples: Sequence[bytes], length: int, kind: str, min_saving: float) -> int | None:
+    """How to store a large payload, judged on samples of it (aligned to 8 bytes): None raw,
+    0 plain zstd (level 1), or a shuffle width. The shuffle that compresses smallest is taken
+    unless plain zstd is smaller by more than `PLAIN_MARGIN` (a shuffled frame writes and
+    reads several times faster). Compression is kept only when it saves at least
+    `min_saving`; only chunks are shuffled (whole elements of one dtype, and small enough to
+    shuffle in memory)."""
+    sample = b"".join(samples)
+    plain = len(zstandard.ZstdCompressor(level=PLAIN_LEVEL).compress(sample))
+    best, best_size = 0, plain
+    if kind == "chunk" and length <= MAX_SHUFFLED:
+        squeeze = zstandard.ZstdCompressor(level=SHUFFLE_LEVEL)
+        sizes = {width: len(squeeze.compress(b"".join(shuffled(s, width) for s in samples)))
+                 for width in WIDTHS if not (length % width or any(len(s) % width for s in samples))}
+        if sizes:
+            width = min(sizes, key=lambda w: (sizes[w], w))
+            if sizes[width] <= PLAIN_MARGIN * plain:
+                best, best_size = width, sizes[width]
+    return best if best_size <= (1 - min_saving) * len(sample) else None
