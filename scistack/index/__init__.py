@@ -589,7 +589,8 @@ class _BackgroundSync:
                     self._halt.wait(max(self.delay - idle, 0.05))  # returns at once on stop()
                     continue
                 try:
-                    self.sync_now(timeout=1.0)
+                    with self._sync_lock:  # gives way at once to the process closing
+                        self.sql.sync(timeout=1.0, should_stop=lambda: self._stopped)
                     break
                 except Exception:  # noqa: BLE001 - locked, busy or interrupted: the journal holds the data
                     if self._stopped:

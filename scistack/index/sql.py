@@ -21,7 +21,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
+_INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 _SYNC_BYTES = 16 << 20  # journal bytes applied per transaction (a rebuild of 1M refs took 3.1 GB whole)
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
@@ -82,6 +83,15 @@ _TABLES = [
     "CREATE TABLE scistack.call_info (call VARCHAR NOT NULL, fn_name VARCHAR, fn_module VARCHAR)",
 ]
 _DERIVED = ("refs", "calls", "runs", "vals", "frame_rows", "call_info")
+
+
+class SyncStopped(Exception):
+    """A sync gave way to its process closing (internal: the background thread ends on it)."""
+
+
+def _check(should_stop: Callable[[], bool]) -> None:
+    if should_stop():
+        raise SyncStopped("the process is closing; DuckDB catches up later")
 
 
 class SqlIndex:
@@ -220,12 +230,15 @@ class SqlIndex:
         con.execute("INSERT OR REPLACE INTO scistack.meta VALUES (?, ?)", [key, value])
 
     # -- sync --------------------------------------------------------------------------
-    def sync(self, *, timeout: float | None = None) -> int:
-        """Apply journal lines DuckDB has not seen; returns how many were applied."""
+    def sync(self, *, timeout: float | None = None, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Apply journal lines DuckDB has not seen; returns how many were applied.
+        `should_stop` is asked between steps (a slice of the journal, a few thousand values
+        inlined): when it says so the slice in hand is rolled back and `SyncStopped` raised,
+        so a process closing never waits behind a long sync (what is left is synced later)."""
         size = self.journal.size()
         if (size == 0 and self.path.exists()) or self._known_in_step(size):
             return 0  # nothing new: not even a connection (~15-300 ms on a large file)
-        return self._apply_journal(timeout, start_over=False)
+        return self._apply_journal(timeout, start_over=False, should_stop=should_stop)
 
     def rebuild(self, *, timeout: float | None = None) -> int:
         """Forget everything DuckDB holds and apply the whole journal again; returns how many
@@ -249,7 +262,8 @@ class SqlIndex:
                     self.path, target.name)
         return target
 
-    def _apply_journal(self, timeout: float | None, *, start_over: bool) -> int:
+    def _apply_journal(self, timeout: float | None, *, start_over: bool,
+                       should_stop: Callable[[], bool] = lambda: False) -> int:
         """The one writer of DuckDB's tables: under the process's lock on the file (held by
         the connection) from reading the offset to committing the new one, so a sync in
         another thread can neither interleave nor take the work of a rebuild."""
@@ -260,12 +274,13 @@ class SqlIndex:
                 offset, start_over = 0, True
             rebuilt, applied, touched = start_over, 0, set()
             while True:  # a transaction per slice of the tail: memory stays bounded at any size
+                _check(should_stop)
                 entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
                 con.execute("BEGIN")
                 if start_over:
                     con.execute("; ".join(f"DELETE FROM scistack.{t}" for t in _DERIVED))
                     start_over = False
-                touched |= self._apply(con, entries) if entries else set()
+                touched |= self._apply(con, entries, should_stop) if entries else set()
                 self._set_meta(con, "journal_offset", str(new_offset))
                 con.execute("COMMIT")
                 applied += len(entries)
@@ -341,14 +356,15 @@ class SqlIndex:
         except OSError:
             pass
 
-    def _apply(self, con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]]) -> set[str]:
+    def _apply(self, con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]],
+               should_stop: Callable[[], bool] = lambda: False) -> set[str]:
         """Every kind of entry goes in as one Arrow table (row-by-row statements cost ~2 ms a
         row: closing after a 100k-combination run took minutes). Deletes follow the puts:
         a version number is never given twice, so a delete never precedes its put."""
         puts = [e for e in entries if e["op"] == "put"]
         if puts:
             _insert_arrow(con, "scistack.refs", self._refs_table(puts))
-            again = self._inline(con, puts) if self.inliner is not None else set()
+            again = self._inline(con, puts, should_stop) if self.inliner is not None else set()
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
             con.register("_gone", pa.table({
@@ -387,7 +403,8 @@ class SqlIndex:
                 "created_at": [e.get("t") for e in runs]}, schema=_RUNS))
         return {e["var"] for e in puts} | {e["var"] for e in dels} | (again if puts else set())
 
-    def _inline(self, con: duckdb.DuckDBPyConnection, puts: list[dict[str, Any]]) -> set[str]:
+    def _inline(self, con: duckdb.DuckDBPyConnection, puts: list[dict[str, Any]],
+                should_stop: Callable[[], bool]) -> set[str]:
         """Inline rows for the oids and call records this batch names for the first time; the
         inliner (above the index) reads the objects, DuckDB only stores what it returns.
         Returns the variables of earlier refs whose values it could read only now."""
@@ -405,8 +422,9 @@ class SqlIndex:
             again = {r[0] for r in con.execute(
                 "SELECT DISTINCT var FROM scistack.refs WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))",
                 [retry]).fetchall()}
-        if new_oids:
-            vals, rows = self.inliner.values(new_oids)
+        for start in range(0, len(new_oids), _INLINE_STEP):  # objects are read: the slow part
+            _check(should_stop)
+            vals, rows = self.inliner.values(new_oids[start:start + _INLINE_STEP])
             _insert_arrow(con, "scistack.vals", vals)
             if rows.num_rows:
                 _insert_arrow(con, "scistack.frame_rows", rows)
