@@ -121,22 +121,20 @@ class Index:
             self._call_keys.update(keys)
             self._ahead_calls.update(entries)  # the cache entries those keys hold now
 
-    def newest_many(self, var: str, addr_keys: list[str]) -> dict[str, tuple[str, str | None]] | None:
-        """addr key -> (oid, call) of the newest record at each of these addresses that has one,
-        in one query per few thousand; None when the answer needs records (the variable has
-        version-key variants) or this process holds writes not yet in the index."""
+    def newest_rows(self, inputs: list[str], outputs: list[str], addr_keys: list[str]) -> list[tuple] | None:
+        """`Fold.newest_rows` (one row per address, in order): None when the answer needs
+        records (a variable with version-key variants) or this process holds writes not yet
+        in the index."""
         self.refresh()
-        if self._pending or self.vkey_names(var):
+        if self._pending or any(self.vkey_names(v) for v in (*inputs, *outputs)):
             return None
-        return self._fold.newest_many(var, list(dict.fromkeys(addr_keys)))
+        return self._fold.newest_rows(inputs, outputs, addr_keys)
 
-    def cached_calls(self, keys: list[str]) -> dict[str, dict[str, Any]] | None:
-        """The call-cache entries under these keys (absent keys left out), in bulk; None when
+    def call_outputs(self, keys: list[str]) -> dict[str, tuple[str, str | None, str]] | None:
+        """key -> (call, fn, outs JSON text) of these call-cache entries, in bulk; None when
         this process holds writes not yet in the index."""
         self.refresh()
-        if self._pending:
-            return None
-        return self._fold.calls_many(list(dict.fromkeys(keys)))
+        return None if self._pending else self._fold.call_outputs_many(keys)
 
     def read_ahead_calls(self, keys: list[str]) -> None:
         """Fetch these call-cache entries (or their absence) in bulk."""

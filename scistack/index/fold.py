@@ -388,16 +388,32 @@ class Fold:
                 found.setdefault(row[1], []).append(_record(row))
         return found
 
-    def newest_many(self, var: str, addr_keys: list[str]) -> dict[str, tuple[str, str | None]]:
-        """addr key -> (oid, call) of the newest version at each of these addresses that has
-        one: plain tuples, for a cached for_each's planning (no record built per address)."""
-        found: dict[str, tuple[str, str | None]] = {}
+    def newest_rows(self, inputs: list[str], outputs: list[str], addr_keys: list[str]) -> list[tuple]:
+        """For a cached for_each's planning, one row per address: the address, the newest oid
+        of each input variable there, then the newest (oid, call) of each output variable.
+        One query per few thousand addresses (two index seeks per variable); a value whose
+        newest version was deleted reads as absent (the caller plans it the general way)."""
+        def newest(alias: str, var_arg: str) -> str:
+            return (f"LEFT JOIN refs {alias} ON {alias}.var = {var_arg} AND {alias}.addr = a.value AND "
+                    f"{alias}.version = (SELECT max_version FROM slots s WHERE s.var = {var_arg} AND s.addr = a.value)")
+        ins = [f"i{n}" for n in range(len(inputs))]
+        outs = [f"o{n}" for n in range(len(outputs))]
+        joins = [newest(alias, f"?{n + 2}") for n, alias in enumerate(ins + outs)]
+        columns = ["a.value", *(f"{i}.oid" for i in ins), *(f"{o}.oid, {o}.call" for o in outs)]
+        sql = f"SELECT {', '.join(columns)} FROM json_each(?1) a {' '.join(joins)}"
+        found: list[tuple] = []
         for start in range(0, len(addr_keys), _CHUNK):
-            for addr, _, oid, call in self._rows(
-                    "SELECT addr, max(version), oid, call FROM refs WHERE var = ? AND addr IN "
-                    "(SELECT value FROM json_each(?)) GROUP BY addr",
-                    (var, json.dumps(addr_keys[start:start + _CHUNK]))):
-                found[addr] = (oid, call)
+            found += self._rows(sql, (json.dumps(addr_keys[start:start + _CHUNK]), *inputs, *outputs))
+        return found
+
+    def call_outputs_many(self, keys: list[str]) -> dict[str, tuple[str, str | None, str]]:
+        """key -> (call, fn, outs as the index keeps them: JSON text) for these cache keys."""
+        found: dict[str, tuple[str, str | None, str]] = {}
+        for start in range(0, len(keys), _CHUNK):
+            for key, call, fn, outs in self._rows(
+                    "SELECT key, call, fn, outs FROM calls WHERE key IN (SELECT value FROM json_each(?))",
+                    (json.dumps(keys[start:start + _CHUNK]),)):
+                found[key] = (call, fn, outs)
         return found
 
     def calls_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:

@@ -297,12 +297,26 @@ def key_maker(identity_digest: str, fixed: dict[str, str], varying: list[str]) -
     if not plain:
         return lambda oids: key_from_oids(identity_digest, {**fixed, **dict(zip(varying, oids))})
     slot = {name: i for i, name in enumerate(varying)}
-    items = [(f"{_quote(n)}:", slot[n]) if n in slot else (f"{_quote(n)}:{_quote(fixed[n])}", -1) for n in names]
-    head, tail = '{"args":{', f'}},"fn":{_quote(identity_digest)}}}'
+    # the canonical text as constant pieces around the varying oids: pieces[0] oid pieces[1] ...
+    pieces, order, text = [], [], '{"args":{'
+    for n, name in enumerate(names):
+        text += "," if n else ""
+        if name in slot:
+            pieces.append(text + f"{_quote(name)}:")
+            order.append(slot[name])
+            text = ""
+        else:
+            text += f"{_quote(name)}:{_quote(fixed[name])}"
+    pieces.append(text + f'}},"fn":{_quote(identity_digest)}}}')
+    if len(order) == 1:
+        head, tail, at = pieces[0], pieces[1], order[0]
+        return lambda oids: hash_bytes((head + _quote(oids[at]) + tail).encode("ascii"))
 
     def key(oids: list[str]) -> str:
-        args = ",".join(text if i < 0 else text + _quote(oids[i]) for text, i in items)
-        return hash_bytes((head + args + tail).encode("ascii"))
+        parts = [pieces[0]]
+        for piece, i in zip(pieces[1:], order):
+            parts += (_quote(oids[i]), piece)
+        return hash_bytes("".join(parts).encode("ascii"))
 
     return key
 
