@@ -100,3 +100,83 @@ def test_a_pack_too_damaged_to_rebuild_is_reported_not_raised(project):
             PackedA.load(subject=1, session="pre")
     finally:
         db.close()
+
+
+# -- the multi-pack index (objects/midx.py) ---------------------------------------------------
+def midx_of(project):
+    return project.store.root / "pack" / "multi-pack-index"
+
+
+def test_the_multi_pack_index_serves_every_packed_object_and_packs_written_since(project):
+    two_packs(project)
+    assert project.store.packs.consolidate() and midx_of(project).exists()
+    with project.batch():  # a third pack, not in the multi-pack index
+        for i in range(5):
+            PackedB.save(float(i) + 10.5, subject=i, session="post")
+    db = reopen(project)
+    try:
+        packs = db.store.packs
+        packs.refresh()
+        midx, extras = packs._merged[0], packs._merged[1]
+        assert midx is not None and len(midx.packs) == 2 and len(extras) == 1  # mapped, merged
+        assert sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert sorted(v.data for v in PackedB.load_all(session="post")) == [10.5, 11.5, 12.5, 13.5, 14.5]
+        assert fsck(db).ok
+    finally:
+        db.close()
+
+
+def test_the_multi_pack_index_is_written_once_enough_objects_are_left_out(project, monkeypatch):
+    from scistack.objects import pack
+
+    monkeypatch.setattr(pack, "MIDX_AFTER", 8)
+    two_packs(project)  # 10 packed objects: the next look at the packs writes the index
+    db = reopen(project)
+    try:
+        PackedA.load(subject=2, session="pre")
+        assert midx_of(db).exists() and db.store.packs._merged[0].count >= 10
+    finally:
+        db.close()
+
+
+def test_a_multi_pack_index_naming_a_removed_pack_is_not_used(project):
+    first = two_packs(project)  # PackedA's pack
+    project.store.packs.consolidate()
+    db = reopen(project)
+    try:
+        gone = {o for o in db.store.packs._pack_oids(first.stem)}
+        db.store.packs.remove(gone)  # as gc's repack does
+        assert db.store.packs._merged[0] is None  # it names a pack that is gone
+        assert sorted(v.data for v in PackedB.load_all()) == [0.5, 1.5, 2.5, 3.5, 4.5]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("how", ["prefix", "offset", "truncated"])
+def test_a_damaged_multi_pack_index_hides_nothing_and_is_rebuilt(project, how):
+    two_packs(project)
+    project.store.packs.consolidate()
+    path = midx_of(project)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    head = 24 + 32 * 2  # magic, counts, two pack names
+    if how == "prefix":
+        data[head + 8 * 3] ^= 0x40  # the 4th smallest prefix
+    elif how == "offset":
+        data[head + 12 * 10 + 8 * 2] ^= 0x01  # the 3rd entry's offset
+    else:
+        data = data[:-7]
+    path.write_bytes(bytes(data))
+    db = reopen(project)
+    try:
+        assert sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert sorted(v.data for v in PackedB.load_all()) == [0.5, 1.5, 2.5, 3.5, 4.5]
+        named = [p for p in fsck(db).problems if p.kind == "pack-index"]
+        if how == "truncated":  # not readable as an index at all: never used, nothing to name
+            assert named == []
+            return
+        assert len(named) == 1 and "multi-pack-index" in named[0].detail
+        assert fsck(db, repair=True).problems == [] or fsck(db).ok
+        assert fsck(db).ok
+    finally:
+        db.close()

@@ -254,7 +254,7 @@ class LocalObjectStore(ObjectStore):
         try:  # os-level calls: this is the load hot path (~15 us for a small object)
             fd = os.open(f"{self._root_text}/{oid[:2]}/{oid[2:]}", os.O_RDONLY)
         except FileNotFoundError:
-            stored = self._buffer.get(oid) or self.packs.read(oid)
+            stored = self._buffer.get(oid) or self.packs.read(oid) or self.packs.find_unindexed(oid)
             if stored is None:
                 raise self._not_found(oid) from None
             return self._decode_small(oid, stored)

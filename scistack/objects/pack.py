@@ -28,6 +28,8 @@ import blake3
 import numpy as np
 
 from scistack.errors import CorruptPackIndexError
+from scistack.objects.midx import NAME as MIDX_NAME
+from scistack.objects.midx import MultiPackIndex, open_midx, remove_midx, write_midx
 
 PACK_MAGIC = b"SCIPACK1"
 IDX_MAGIC = b"SCIIDX01"
@@ -145,26 +147,31 @@ class _Index:
             pass
 
 
-_EMPTY_MERGE: tuple = ([], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
+_EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
+MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew
 
 
 class PackSet:
     """Every complete pack in a directory, refreshed on change.
 
-    Lookups binary-search one array of 8-byte oid prefixes merged from every pack's index
-    (the indexes stay memory-mapped, full oids are compared only on a prefix match): opening a
-    store with a million packed objects costs a sort in numpy, not a million-entry dict.
+    Lookups search the multi-pack index (midx.py: one memory-mapped sorted array for the packs
+    it covers) and then one array of 8-byte oid prefixes merged in memory from the packs
+    written since; full oids are compared only on a prefix match. A process opening a store
+    of ten million packed objects maps a file instead of merging and sorting ten million
+    entries. Once the packs left out hold `MIDX_AFTER` objects the index is written anew.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._indexes: dict[str, _Index] = {}
-        # (indexes, sorted 8-byte oid prefixes, which index each is in, its row there): replaced
-        # whole, so a reader in another thread never mixes two generations
-        self._merged: tuple[list[_Index], np.ndarray, np.ndarray, np.ndarray] = _EMPTY_MERGE
+        self._names: set[str] = set()  # every complete pack (it has an index file)
+        self._indexes: dict[str, _Index] = {}  # opened (and checked) as needed
+        # (multi-pack index, the other packs' indexes, their sorted 8-byte oid prefixes, which
+        # index each is in, its row there): replaced whole, so a reader in another thread
+        # never mixes two generations
+        self._merged: tuple[MultiPackIndex | None, list[_Index], np.ndarray, np.ndarray, np.ndarray] = _EMPTY_MERGE
         self._maps: dict[str, mmap.mmap] = {}
         self._seen_mtime = -1
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.damaged: dict[str, CorruptPackIndexError] = {}  # pack name -> why its index was skipped
 
     def refresh(self) -> bool:
@@ -177,36 +184,74 @@ class PackSet:
             return False
         with self._lock:
             names = {p.stem for p in self.directory.glob("pack-*.idx")}
-            if set(self._indexes) - names:  # a pack was removed (gc repacked): start again
+            if self._names - names:  # a pack was removed (gc repacked): start again
                 for index in self._indexes.values():
                     index.close()
                 self._indexes.clear()
                 for m in self._maps.values():
                     m.close()
                 self._maps.clear()
+            self._names = names
             self.damaged = {n: e for n, e in self.damaged.items() if n in names}
-            for name in sorted(names - set(self._indexes)):
-                try:
-                    self._indexes[name] = _Index(name, self.directory / f"{name}.idx")
-                except FileNotFoundError:  # removed meanwhile
-                    continue
-                except CorruptPackIndexError as exc:  # skipped: the other packs stay readable
-                    self.damaged[name] = exc
-                    continue
-                self.damaged.pop(name, None)
-            self._merge()
-            self._seen_mtime = mtime
+            midx = open_midx(self.directory)
+            if midx is not None and not set(midx.packs) <= names:  # it names a pack gc removed
+                midx.close()
+                midx = None
+            covered = set(midx.packs) if midx is not None else set()
+            extras = [index for index in map(self._index, sorted(names - covered)) if index is not None]
+            if sum(len(index.entries) for index in extras) >= MIDX_AFTER and self._write_midx():
+                written = open_midx(self.directory)
+                if written is not None and set(written.packs) <= names:
+                    midx, extras = written, [i for i in extras if i.name not in set(written.packs)]
+            self._merge(midx, extras)
+            self._seen_mtime = mtime  # (a write of the index above changed it: looked at again next time)
         return True
 
-    def _merge(self) -> None:
-        indexes = list(self._indexes.values())
+    def consolidate(self) -> bool:
+        """Write the multi-pack index over every pack now (gc, tests); False if it could not."""
+        with self._lock:
+            self.refresh()
+            written = self._write_midx()
+            self._seen_mtime = -1
+            self.refresh()
+            return written
+
+    def _write_midx(self) -> bool:
+        parts = [(i, index) for i, index in enumerate(filter(None, map(self._index, sorted(self._names))))]
+        if not parts:
+            return False
+        packs = [index.name for _, index in parts]
+        try:
+            write_midx(self.directory, packs,
+                       np.concatenate([index.prefixes() for _, index in parts]),
+                       np.concatenate([np.full(len(index.entries), i, np.uint32) for i, index in parts]),
+                       np.concatenate([index.entries["offset"] for _, index in parts]),
+                       np.concatenate([index.entries["length"] for _, index in parts]))
+        except OSError:  # a read-only store (someone else's project): merge in memory, as before
+            return False
+        return True
+
+    def _index(self, name: str) -> _Index | None:
+        """A pack's own index, opened and checked the first time it is needed (None if damaged)."""
+        index = self._indexes.get(name)
+        if index is None and name not in self.damaged:
+            try:
+                index = self._indexes[name] = _Index(name, self.directory / f"{name}.idx")
+            except FileNotFoundError:  # removed meanwhile
+                return None
+            except CorruptPackIndexError as exc:  # skipped: the other packs stay readable
+                self.damaged[name] = exc
+                return None
+        return index
+
+    def _merge(self, midx: MultiPackIndex | None, indexes: list[_Index]) -> None:
         keys = [index.prefixes() for index in indexes]
         if not keys:
-            self._merged = _EMPTY_MERGE
+            self._merged = (midx, *_EMPTY_MERGE[1:])
             return
         merged = np.concatenate(keys).astype(np.uint64)
         order = np.argsort(merged, kind="stable")
-        self._merged = (indexes, merged[order],
+        self._merged = (midx, indexes, merged[order],
                         np.concatenate([np.full(len(k), i, np.int32) for i, k in enumerate(keys)])[order],
                         np.concatenate([np.arange(len(k)) for k in keys])[order])
 
@@ -217,8 +262,12 @@ class PackSet:
             return None
         if len(raw) != 32:
             return None
-        indexes, keys, packs, rows = self._merged
+        midx, indexes, keys, packs, rows = self._merged
         prefix = raw[:8]
+        if midx is not None:
+            for name, offset, length in midx.candidates(prefix):
+                if self._record_is(name, offset, length, raw):
+                    return name, offset, length
         i = int(keys.searchsorted(np.uint64(int.from_bytes(prefix, "big"))))
         while i < len(keys):
             index = indexes[packs[i]]
@@ -228,6 +277,37 @@ class PackSet:
             if found == raw:
                 return index.name, offset, length
             i += 1
+        return None
+
+    def _record_is(self, name: str, offset: int, length: int, raw: bytes) -> bool:
+        """Whether the pack's record head before `offset` names this oid and length."""
+        try:
+            view = self._map(name)
+        except FileNotFoundError:  # removed since the index was read
+            return False
+        return offset >= len(PACK_MAGIC) + _RECORD_HEAD.size and offset + length <= len(view) and \
+            _RECORD_HEAD.unpack_from(view, offset - _RECORD_HEAD.size) == (raw, length)
+
+    def find_unindexed(self, oid: str) -> bytes | None:
+        """The stored bytes of a packed object found by searching each pack's own index: the
+        last look before an object is reported missing, in case the multi-pack index is
+        damaged (it can hide an object, never return a wrong one)."""
+        self.refresh()
+        if self._merged[0] is None:
+            return None
+        raw = bytes.fromhex(oid)
+        for name in sorted(self._names):
+            index = self._index(name)
+            if index is None:
+                continue
+            at = int(index.prefixes().searchsorted(np.frombuffer(raw[:8], ">u8")[0]))
+            while at < len(index.entries):
+                found, offset, length = _ENTRY.unpack_from(index.raw, 16 + at * _ENTRY.size)
+                if found[:8] != raw[:8]:
+                    break
+                if found == raw:
+                    return self._map(name)[offset : offset + length]
+                at += 1
         return None
 
     def locate(self, oid: str) -> tuple[str, int, int] | None:
@@ -263,10 +343,11 @@ class PackSet:
 
     def oids(self) -> Iterator[str]:
         self.refresh()
-        return iter([bytes(raw).hex() for index in list(self._indexes.values()) for raw in index.entries["oid"]])
+        indexes = [index for index in map(self._index, sorted(self._names)) if index is not None]
+        return iter([bytes(raw).hex() for index in indexes for raw in index.entries["oid"]])
 
     def _pack_oids(self, name: str) -> list[str]:
-        index = self._indexes.get(name)
+        index = self._index(name)
         return [] if index is None else [bytes(raw).hex() for raw in index.entries["oid"]]
 
     def pack_path(self, oid: str) -> Path | None:
@@ -302,11 +383,17 @@ class PackSet:
         """Every pack whose index is damaged (fsck): skipped ones, and loaded indexes whose entries
         are unsorted or disagree with the record heads in their pack (a flipped byte)."""
         self.refresh()
+        for name in sorted(self._names):
+            self._index(name)  # opened and checked (a damaged one lands in self.damaged)
         found = {name: str(exc) for name, exc in self.damaged.items()}
         for name, index in list(self._indexes.items()):
             problem = self._index_problem(index)
             if problem:
                 found[name] = str(CorruptPackIndexError(self.directory / f"{name}.idx", problem))
+        midx = self._merged[0]
+        problem = midx.problem() if midx is not None else None
+        if problem:
+            found[MIDX_NAME] = str(CorruptPackIndexError(self.directory / MIDX_NAME, problem))
         return found
 
     def _index_problem(self, index: _Index) -> str | None:
@@ -321,7 +408,16 @@ class PackSet:
         return None
 
     def rebuild(self, name: str, *, fsync: bool = False) -> int:
-        """Rebuild one pack's index from the pack (fsck --repair); returns its record count."""
+        """Rebuild one pack's index from the pack (fsck --repair); returns its record count.
+        The multi-pack index is written anew from the packs' own indexes."""
+        if name == MIDX_NAME:
+            with self._lock:
+                remove_midx(self.directory)
+                self._merged = _EMPTY_MERGE
+                self._seen_mtime = -1
+                self.consolidate()
+                midx = self._merged[0]
+                return midx.count if midx is not None else 0
         count = rebuild_index(self.directory, name, fsync=fsync)
         self._seen_mtime = -1
         self._indexes.pop(name, None)
