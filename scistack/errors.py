@@ -284,3 +284,7 @@ __all__ = [
     "SharedServiceError",
     "SharedAccessError",
 ]
+
+
+class BundleError(ScistackError, ValueError):
+    """An export that cannot be written or a bundle that cannot be imported (names what and why)."""
