@@ -188,18 +188,18 @@ class Fold:
             try:
                 stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
                 if stored != start:
-                    con.execute("ROLLBACK")
+                    _rollback(con)
                     return False
                 self._apply(con, entries)
                 con.execute("UPDATE meta SET value = ? WHERE key = 'journal_offset'", (str(end),))
                 con.execute("COMMIT")
             except sqlite3.OperationalError as exc:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 if storage_full(exc, str(self.path)) is None:
                     raise
                 return False  # the lines are journalled (saved); the next catch_up folds them
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
             self.offset = end
             return True
@@ -226,7 +226,7 @@ class Fold:
             con.execute("UPDATE meta SET value = ? WHERE key = 'journal_offset'", (str(offset),))
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            _rollback(con)
             raise
         self.offset = offset
         return offset if offset > stored else size  # nothing complete after `stored`: done
@@ -335,7 +335,7 @@ class Fold:
                 con.execute(sql, args)
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
     def count(self, var: str) -> int:
@@ -364,7 +364,7 @@ class Fold:
                 con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", sizes.items())
                 con.execute("COMMIT")
             except BaseException:
-                con.execute("ROLLBACK")
+                _rollback(con)
                 raise
 
     def records(self, var: str) -> list[RefRecord]:
@@ -528,7 +528,7 @@ class Judging:
                                      [(f[0], *row) for f in facts for row in f[5]])
                 self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                _rollback(self.con)
                 raise
 
     def facts(self, var: str) -> dict[str, tuple[str, str, str, list[tuple[str, str, str, str, str]]]]:
@@ -621,7 +621,7 @@ class Judging:
                     self.con.execute(sql, args)
                 self.con.execute("COMMIT")
             except BaseException:
-                self.con.execute("ROLLBACK")
+                _rollback(self.con)
                 raise
 
     def set_verdicts(self, verdicts: dict[str, tuple[str, str]]) -> None:
@@ -795,6 +795,12 @@ def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
 def _call_row(e: dict[str, Any]) -> tuple:
     return (e["key"], e["call"], e.get("fn"), json.dumps(e.get("outs") or []), 1 if e.get("multi") else 0,
             e.get("t"))
+
+
+def _rollback(con: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does on a full disk)."""
+    if con.in_transaction:
+        con.execute("ROLLBACK")
 
 
 def _oid_list(text: str) -> list[str]:
