@@ -8,9 +8,10 @@ the merged array is kept on disk instead: a process maps it and searches it, tou
 pages per lookup, and merges in memory only the packs written since (see `PackSet`).
 
 Layout (`objects/pack/multi-pack-index`, little-endian unless said):
-  b"SCIMIDX1", uint32 P, uint32 0, uint64 N
+  b"SCIMIDX2", uint32 P, uint32 0, uint64 N
   P pack names, 32 bytes each (ASCII, NUL-padded)
-  N oid prefixes: the first 8 bytes of each oid as big-endian uint64, sorted
+  N uint64: the first 8 bytes of each oid read as a big-endian number, sorted (stored
+    little-endian like the rest: a search on a byte-swapped array would copy it every time)
   N uint32: the pack (0..P-1) each object is in
   N uint64: the offset of its stored bytes in that pack;  N uint64: their length
   32 bytes: blake3 of everything before (checked by fsck, not on open: that would read it all)
@@ -31,7 +32,7 @@ import blake3
 import numpy as np
 
 NAME = "multi-pack-index"
-MAGIC = b"SCIMIDX1"
+MAGIC = b"SCIMIDX2"  # 1 stored the prefixes big-endian (slow to search)
 _HEAD = struct.Struct("<8sIIQ")
 _NAME_BYTES = 32
 
@@ -41,7 +42,7 @@ class MultiPackIndex:
 
     def __init__(self, path: Path, data: mmap.mmap, packs: list[str], count: int, at: int) -> None:
         self.path, self._map, self.packs, self.count = path, data, packs, count
-        self.prefixes = np.frombuffer(data, ">u8", count, at)
+        self.prefixes = np.frombuffer(data, "<u8", count, at)
         self.ordinals = np.frombuffer(data, "<u4", count, at + 8 * count)
         self.offsets = np.frombuffer(data, "<u8", count, at + 12 * count)
         self.lengths = np.frombuffer(data, "<u8", count, at + 20 * count)
@@ -105,7 +106,7 @@ def write_midx(directory: Path, packs: list[str], prefixes: np.ndarray, ordinals
     names = b"".join(name.encode("ascii").ljust(_NAME_BYTES, b"\0") for name in packs)
     body = b"".join([
         _HEAD.pack(MAGIC, len(packs), 0, len(order)), names,
-        prefixes[order].astype(">u8").tobytes(), ordinals[order].astype("<u4").tobytes(),
+        prefixes[order].astype("<u8").tobytes(), ordinals[order].astype("<u4").tobytes(),
         offsets[order].astype("<u8").tobytes(), lengths[order].astype("<u8").tobytes()])
     temp = directory / f".tmp-{secrets.token_hex(6)}.midx"
     with open(temp, "wb") as out:

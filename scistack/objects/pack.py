@@ -300,7 +300,7 @@ class PackSet:
             index = self._index(name)
             if index is None:
                 continue
-            at = int(index.prefixes().searchsorted(np.frombuffer(raw[:8], ">u8")[0]))
+            at = int(index.prefixes().astype(np.uint64).searchsorted(np.uint64(int.from_bytes(raw[:8], "big"))))
             while at < len(index.entries):
                 found, offset, length = _ENTRY.unpack_from(index.raw, 16 + at * _ENTRY.size)
                 if found[:8] != raw[:8]:
