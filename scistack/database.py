@@ -242,19 +242,6 @@ class Database:
             raise WebViewError("the web view is not loaded; `import scistack.ui` first")
         return _ui_opener(self, port=port)
 
-    def export(self, variables: Any, to: str | os.PathLike, *, all_current: bool = False, **address: Any) -> Any:
-        """Export the values of `variables` at `address` (every current one with `all_current`)
-        with their whole lineage into the empty folder `to`: open files, the objects, an
-        RO-Crate Process Run Crate and a README (scistack.export). Returns what it wrote."""
-        names = [v if isinstance(v, str) else v.__name__ for v in
-                 (variables if isinstance(variables, (list, tuple)) else [variables])]
-        return _bundles["export"](self, names, to, all_current=all_current, **address)
-
-    def import_bundle(self, path: str | os.PathLike) -> Any:
-        """Bring a bundle written by `export` into this project: values, versions, lineage and
-        call cache, with the same object ids (every file checked first)."""
-        return _bundles["import"](self, path)
-
     def sql(self, query: str, params: list | None = None) -> Any:
         """Run a read-only SQL query on the index; returns a pandas DataFrame."""
         return self.index.query(query, params).to_pandas()
@@ -279,12 +266,6 @@ class Database:
 
 # The web view sits above this layer, so it registers how to open it (scistack.ui does).
 _ui_opener: Any = None
-_bundles: dict[str, Any] = {}  # registered by scistack.export, which `import scistack` loads
-
-
-def register_bundles(export: Any, import_bundle: Any) -> None:
-    """Called by scistack.export (a layer above this one) to provide `export`/`import_bundle`."""
-    _bundles.update(export=export, **{"import": import_bundle})
 
 
 def register_ui(opener: Any) -> None:

@@ -284,7 +284,3 @@ __all__ = [
     "SharedServiceError",
     "SharedAccessError",
 ]
-
-
-class BundleError(ScistackError, ValueError):
-    """An export that cannot be written or a bundle that cannot be imported (names what and why)."""

@@ -147,17 +147,6 @@ def walk_reachable(
     return walker.result
 
 
-def walk_from(store: Any, roots: list[tuple[str, str | None, str]]) -> Reachability:
-    """Everything these roots (oid, kind or None, who names it) reach: children of json and
-    chunked objects, and what call records name (inputs, code, constants, environment).
-    gc walks from every ref; an export walks from the values it publishes."""
-    walker = _Walker(store)
-    for oid, kind, where in roots:
-        walker.add(oid, kind, where, root=True)
-    walker.run()
-    return walker.result
-
-
 def _keeps(entry: dict[str, Any], reachable: set[str], young: str | None) -> bool:
     """Whether a cache entry stays: its outputs are kept, or it is younger than `young` (ISO
     text, which sorts as time does; an entry without a readable time counts as young)."""

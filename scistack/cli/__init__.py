@@ -215,35 +215,6 @@ def why(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
     _emit(as_json, report, render.render_why(report))
 
 
-@main.command("export", context_settings=ADDRESS, epilog=ADDRESS_HELP)
-@click.argument("variables", nargs=-1, required=True)
-@click.option("--to", "to", required=True, type=click.Path(file_okay=False),
-              help="An empty (or new) folder for the bundle.")
-@click.option("--all-current", is_flag=True, help="Every current value of each VARIABLE (no address).")
-@str_option
-@click.pass_context
-def export_cmd(ctx: click.Context, variables: tuple[str, ...], to: str, all_current: bool, as_str: bool) -> None:
-    """Export VARIABLE's values at an address, with their whole lineage, as a bundle: open
-    files, the objects, an RO-Crate Process Run Crate, PROV-JSON and a README."""
-    tokens = [*variables, *ctx.args]  # VARIABLES soaks up the address options too: split them off
-    first = next((i for i, t in enumerate(tokens) if t.startswith("--")), len(tokens))
-    ctx.args = tokens[first:]
-    report = ctx.obj.db.export(tokens[:first], to, all_current=all_current, **_address(ctx, as_str))
-    click.echo(f"exported {report.chosen} value(s) with their lineage to {report.path}: {report.values} "
-               f"values, {report.calls} calls, {report.objects} objects")
-
-
-@main.command("import")
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
-@click.pass_obj
-def import_cmd(project: _Project, bundle: str) -> None:
-    """Bring a bundle written by `scistack export` into this project (same object ids; every
-    file is checked first, so a bad bundle changes nothing)."""
-    report = project.db.import_bundle(bundle)
-    click.echo(f"imported {report.refs} values ({report.objects} objects, {report.calls} cached calls) "
-               f"from {report.path}")
-
-
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
 @click.argument("variable")
 @click.option("--to", "to", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
