@@ -1,0 +1,121 @@
+"""Write a closure as a bundle folder: open files, scistack's objects, and a manifest.
+
+Layout (docs/format.md §7):
+    Var/subject=1/session=post.npy   a value as an open file (.npy, .parquet, .json, .bin)
+    objects/<oid>.<kind>             each object's payload, byte for byte (import restores it)
+    scistack-bundle.json             manifest: schema keys, refs, call-cache entries, and the
+                                     blake3 oid + sha256 of every file above
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scistack.database import Database
+from scistack.export.closure import Closure
+from scistack.index import RefRecord
+
+MANIFEST = "scistack-bundle.json"
+BUNDLE_FORMAT = 1
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
+    """Write the files and the manifest; returns the manifest."""
+    objects = []
+    for oid, kind in sorted(found.objects.items()):
+        path = Path("objects") / f"{oid}.{kind}"
+        (to / path).parent.mkdir(parents=True, exist_ok=True)
+        payload = db.store.get(oid).payload
+        (to / path).write_bytes(memoryview(payload).cast("B") if not isinstance(payload, bytes) else payload)
+        objects.append({"oid": oid, "kind": kind, "path": path.as_posix(), "sha256": sha256_of(to / path)})
+    files, taken = [], set()
+    for record in found.refs:
+        path = _open_file(db, record, to, taken)
+        entry = {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
+                 "oid": record.oid, "kind": record.kind, "path": path}
+        if path is not None:
+            entry |= {"sha256": sha256_of(to / path), "size": (to / path).stat().st_size}
+        files.append(entry)
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "schema_keys": list(db.schema_keys),
+        "selected": [_ref_entry(r) for r in found.selected],
+        "refs": [_ref_entry(r) for r in found.refs],
+        "call_records": sorted(found.calls),
+        "calls": found.cache,
+        "files": files,
+        "objects": objects,
+    }
+    (to / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    return manifest
+
+
+def _ref_entry(record: RefRecord) -> dict[str, Any]:
+    return {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
+            "oid": record.oid, "kind": record.kind, "call": record.call, "params": record.params,
+            "summary": record.summary, "created_at": record.created_at}
+
+
+def readable_name(record: RefRecord, schema_keys: list[str]) -> str:
+    """`Var/subject=1/session=post`: schema keys in schema order, then version keys."""
+    parts = [_UNSAFE.sub("_", record.var)]
+    keys = [k for k in schema_keys if k in record.addr]
+    parts += [f"{k}={_UNSAFE.sub('_', str(record.addr[k]))}" for k in keys]
+    parts += [f"{k}={_UNSAFE.sub('_', str(v))}" for k, v in sorted(record.vkeys.items())]
+    return "/".join(parts) if len(parts) > 1 else f"{parts[0]}/value"
+
+
+def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> str | None:
+    """Write the value as a file anyone can open; None for values no open format holds."""
+    value = db.store.get_value(record.oid)
+    base = readable_name(record, list(db.schema_keys))
+    if base in taken:
+        base = f"{base}@v{record.version}"
+    taken.add(base)
+    target = to / base
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        np.save(target.with_name(target.name + ".npy"), value, allow_pickle=False)
+        return base + ".npy"
+    if type(value).__name__ == "DataFrame":
+        value.to_parquet(target.with_name(target.name + ".parquet"))
+        return base + ".parquet"
+    if isinstance(value, (bytes, bytearray)):
+        target.with_name(target.name + ".bin").write_bytes(bytes(value))
+        return base + ".bin"
+    try:
+        text = json.dumps(_plain(value), indent=1, allow_nan=True)
+    except (TypeError, ValueError):
+        return None
+    target.with_name(target.name + ".json").write_text(text)
+    return base + ".json"
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and tuples as JSON's own types (anything else raises TypeError)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("non-string keys")
+        return {k: _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(type(value).__name__)
