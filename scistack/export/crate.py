@@ -45,6 +45,8 @@ def write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str) 
 
 def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str) -> None:
     crate = ROCrate(version="1.1")
+    # the Process Run Crate's term for an action's environment, defined inline (no fetch)
+    crate.metadata.extra_terms["environment"] = "https://w3id.org/ro/terms/workflow-run#environment"
     crate.name = title
     crate.description = ("Values exported by scistack with their full lineage: every upstream value, "
                          "the calls that made them, their code and environment.")
