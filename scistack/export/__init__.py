@@ -19,7 +19,7 @@ from typing import Any
 
 from scistack.database import Database, register_bundle_verbs
 from scistack.errors import ExportError
-from scistack.export import bundle, closure, crate, readme
+from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
 
 __all__ = ["ExportReport", "ImportReport", "export", "import_bundle"]
@@ -56,6 +56,8 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
         chosen = closure.select(db, names, metadata, all_current=True)
     else:
         chosen = closure.select(db, [_name(variable)] if variable is not None else [], metadata)
+    from scistack.export import crate  # rocrate and prov cost ~0.2 s to import: only when exporting
+
     db.flush()
     found = closure.closure(db, chosen)
     created = not target.exists()
