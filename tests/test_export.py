@@ -249,3 +249,16 @@ def test_cli_export_and_import(pipeline, tmp_path, python_env):
     done = cli(str(tmp_path / "o" / "x.duckdb"), "import", "paper", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["refs"] == 6
+
+
+def average(values):
+    return float(np.mean([v.mean() for v in values]))
+
+
+def test_an_aggregate_brings_every_member_and_nothing_else(pipeline, tmp_path):
+    ExUnrelated.save(np.arange(6.0) * 2, subject=2, session="pre")  # the same value as a member
+    for_each(average, inputs={"values": ExRaw}, outputs=[ExTable], subject=[2])
+    pipeline.export(ExTable, to=tmp_path / "agg", subject=2)
+    held = {(r["var"], r["addr"].get("session")) for r in _manifest(tmp_path / "agg")["refs"]}
+    assert held == {("ExTable", None), ("ExRaw", "pre"), ("ExRaw", "post")}
+    assert validate(tmp_path / "agg", tmp_path / "cache") == []

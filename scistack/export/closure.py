@@ -32,6 +32,9 @@ class Closure:
     objects: dict[str, str] = field(default_factory=dict)  # oid -> kind
 
 
+_ABSENT = object()
+
+
 def select(db: Database, variables: list[str], address: dict[str, Any], *,
            all_current: bool = False) -> list[RefRecord]:
     """The saved values a user asked for: the current ones of each variable (at `address`)."""
@@ -64,11 +67,17 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
         if record.call:
             pending_calls.append(record.call)
 
-    def add_saved(oid: str, var: str | None, addr: dict | None, call: str | None) -> None:
-        """The saved records of an input value (its var and address; any, for aggregate members)."""
+    def add_saved(oid: str, var: str | None, addr: dict | None, call: str | None, *,
+                  below: bool = False) -> None:
+        """The saved records of an input value: its variable at its address (at or below the
+        address, for the members of an aggregate)."""
         for record in db.index.refs_to(oid):
-            if ((var is None or record.var == var) and (addr is None or record.addr == addr)
-                    and (call is None or record.call in (None, call))):
+            if var is not None and record.var != var:
+                continue
+            if addr is not None and (any(record.addr.get(k, _ABSENT) != v for k, v in addr.items())
+                                     if below else record.addr != addr):
+                continue
+            if call is None or record.call in (None, call):
                 add_ref(record)
 
     for record in selected:
@@ -92,7 +101,7 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
                 if not part.is_constant and part.var:
                     add_saved(part.oid, part.var, part.addr, part.call)
                 for member in part.members or ():
-                    add_saved(member, None, None, None)
+                    add_saved(member, part.var, part.addr, None, below=True)
                 for merged in part.merge or ():
                     if merged.var:
                         add_saved(merged.oid, merged.var, merged.addr, merged.call)
