@@ -1,6 +1,6 @@
 """Write a closure as a bundle folder: open files, scistack's objects, and a manifest.
 
-Layout (docs/format.md §7):
+Layout (docs/format.md §3):
     Var/subject=1/session=post.npy   a value as an open file (.npy, .parquet, .json, .bin)
     objects/<oid>.<kind>             each object's payload, byte for byte (import restores it)
     scistack-bundle.json             manifest: schema keys, refs, call-cache entries, and the
