@@ -9,6 +9,7 @@ and `prov` libraries rather than by hand, so the JSON-LD and PROV shapes are the
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -85,18 +86,23 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
                 props["url"] = ids[fn.code]
             app = apps[fn.identity] = crate.add(ContextEntity(crate, f"#fn-{fn.identity[:16]}", properties=props))
         inputs = [files[ids[item.oid]] for item in call.inputs.values() if ids.get(item.oid) in files]
-        constants = [crate.add(ContextEntity(crate, f"#const-{call_oid[:16]}-{name}", properties={
+        constants = [crate.add(ContextEntity(crate, f"#const-{call_oid[:16]}-{_slug(name)}", properties={
             "@type": "PropertyValue", "name": name, "value": json.dumps(item.const, default=str)}))
             for name, item in sorted(call.constants.items())]
-        env = [crate.add(ContextEntity(crate, f"#env-{call_oid[:16]}-{key}", properties={
+        env = [crate.get(eid) or crate.add(ContextEntity(crate, eid, properties={
             "@type": "PropertyValue", "name": key, "value": str(value)}))
-            for key, value in _environment(call).items()]
+            for key, value in _environment(call).items()
+            for eid in [f"#env-{_slug(key)}-{_slug(str(value))}"]]
         props = {"name": f"{fn.name} call {call_oid[:12]}", "identifier": f"blake3:{call_oid}",
                  "environment": env, **_times(call)}
         action = crate.add_action(app, identifier=f"#call-{call_oid[:16]}", properties=props)
         action["object"] = inputs + constants
         action["result"] = [files[ids[o]] for o in call.outputs if ids.get(o) in files]
     crate.write(to)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", text)
 
 
 def _address(addr: dict[str, Any], vkeys: dict[str, Any]) -> str:
