@@ -131,8 +131,17 @@ def test_every_crate_is_a_valid_process_run_crate(pipeline, tmp_path):
         graph = json.loads((bundle / "ro-crate-metadata.json").read_text())["@graph"]
         actions = [e for e in graph if e.get("@type") == "CreateAction"]
         assert len(actions) == len(_manifest(bundle)["call_records"])
+        by_id = {e["@id"]: e for e in graph}
         for action in actions:
-            assert action["instrument"] and action["result"] and action["startTime"] and action["endTime"]
+            assert action["result"] and action["startTime"] and action["endTime"] and action["environment"]
+            app = by_id[action["instrument"]["@id"]]
+            call = pipeline.call_record(action["identifier"].removeprefix("blake3:"))
+            assert app["@type"] == "SoftwareApplication"
+            assert app["identifier"] == f"scistack-code:{call['code_hash']}"
+            if (call["env"].get("git") or {}).get("commit"):  # the tests run inside a git clone
+                assert call["env"]["git"]["commit"] in app["softwareVersion"]
+            python = [by_id[e["@id"]] for e in action["environment"] if by_id[e["@id"]]["name"] == "python"]
+            assert python[0]["value"] == call["env"]["python"]
         values = [e for e in graph if e.get("@type") == "File" and e["@id"].endswith(".npy")
                   and not e["@id"].startswith("objects/")]
         assert values and all(v["identifier"].startswith("blake3:") and len(v["sha256"]) == 64

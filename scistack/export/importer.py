@@ -4,7 +4,7 @@ Every file the manifest lists is checked against its recorded hash (objects agai
 blake3 oid, open files against their sha256) and the schema keys against the project's
 before anything is written, so a damaged bundle or a wrong project changes nothing.
 Objects are stored byte for byte (the store recomputes each oid: the same oids), call-cache
-entries are added, and each saved record is added unless the project already has that
+entries are added where the project has none for that call key, and each saved record is added unless the project already has that
 value at that address (so importing twice, or merging into a project that holds part of
 the lineage, adds nothing twice).
 """
@@ -92,6 +92,8 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             db.store.put(kind, data)
         db.flush()  # objects are durable before any name points at them
         for entry in manifest["calls"]:
+            if db.index.cached_call(entry["key"]) is not None:
+                continue  # the project's own answer to that call stays
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
                               multi=bool(entry.get("multi")))
         for ref in sorted(manifest["refs"], key=lambda r: (r["var"], key_of(r["addr"]), r["version"])):
