@@ -66,7 +66,8 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
         manifest = bundle.write_bundle(db, found, target)
         title = "scistack export of " + ", ".join(sorted({r.var for r in chosen}))
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
-        (target / "README.md").write_text(readme.render(manifest, title=title, producer=crate.producer(), date=now))
+        text = readme.render(manifest, title=title, producer=crate.producer(), date=now)
+        (target / "README.md").write_text(text)
         crate.write_prov(found, manifest, target)
         crate.write_crate(found, manifest, target, title)
     except BaseException:

@@ -84,7 +84,8 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
                 props["softwareVersion"] = f"git {call.git['commit']}"
             if fn.code and fn.code in ids:
                 props["url"] = ids[fn.code]
-            app = apps[fn.identity] = crate.add(ContextEntity(crate, f"#fn-{fn.identity[:16]}", properties=props))
+            app = crate.add(ContextEntity(crate, f"#fn-{fn.identity[:16]}", properties=props))
+            apps[fn.identity] = app
         inputs = [files[ids[item.oid]] for item in call.inputs.values() if ids.get(item.oid) in files]
         constants = [crate.add(ContextEntity(crate, f"#const-{call_oid[:16]}-{_slug(name)}", properties={
             "@type": "PropertyValue", "name": name, "value": json.dumps(item.const, default=str)}))
@@ -138,7 +139,8 @@ def write_prov(found: Closure, manifest: dict[str, Any], to: Path) -> None:
     def entity(oid: str) -> Any:
         if oid not in entities:
             paths = [f for f in manifest["files"] if f["oid"] == oid]
-            attrs = {"scistack:variable": paths[0]["var"], "scistack:path": paths[0]["path"] or ""} if paths else {}
+            attrs = ({"scistack:variable": paths[0]["var"], "scistack:path": paths[0]["path"] or ""}
+                     if paths else {})
             entities[oid] = doc.entity(f"blake3:{oid}", attrs)
         return entities[oid]
 

@@ -4,9 +4,9 @@ Every file the manifest lists is checked against its recorded hash (objects agai
 blake3 oid, open files against their sha256) and the schema keys against the project's
 before anything is written, so a damaged bundle or a wrong project changes nothing.
 Objects are stored byte for byte (the store recomputes each oid: the same oids), call-cache
-entries are added where the project has none for that call key, and each saved record is added unless the project already has that
-value at that address (so importing twice, or merging into a project that holds part of
-the lineage, adds nothing twice).
+entries are added where the project has none for that call key, and each saved record is
+added unless the project already has that value at that address (so importing twice, or
+merging into a project that holds part of the lineage, adds nothing twice).
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     for obj in manifest["objects"]:
         path = bundle / obj["path"]
         if not path.is_file():
-            raise BundleDamagedError(f"{obj['path']} is missing from the bundle {bundle}; nothing was imported")
+            raise BundleDamagedError(
+                f"{obj['path']} is missing from the bundle {bundle}; nothing was imported")
         data = path.read_bytes()
         if hash_object(obj["kind"], [data]) != obj["oid"]:
             raise BundleDamagedError(
@@ -67,7 +68,8 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
         path = bundle / entry["path"]
         if not path.is_file() or sha256_of(path) != entry["sha256"]:
             raise BundleDamagedError(
-                f"{entry['path']} in {bundle} is missing or does not match its sha256 {entry['sha256'][:16]}... "
+                f"{entry['path']} in {bundle} is missing or does not match its sha256 "
+                f"{entry['sha256'][:16]}... "
                 "(the file was changed or damaged); nothing was imported. Export the bundle again")
         if entry["oid"] not in payloads:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
