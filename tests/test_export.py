@@ -271,3 +271,37 @@ def test_an_aggregate_brings_every_member_and_nothing_else(pipeline, tmp_path):
     held = {(r["var"], r["addr"].get("session")) for r in _manifest(tmp_path / "agg")["refs"]}
     assert held == {("ExTable", None), ("ExRaw", "pre"), ("ExRaw", "post")}
     assert validate(tmp_path / "agg", tmp_path / "cache") == []
+
+
+def test_a_chunked_array_becomes_a_zarr_folder(project, tmp_path):
+    import zarr
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)
+    try:
+        big = np.arange(12_000, dtype="int16").reshape(3_000, 4)
+        ExRaw.save(big, subject=1, session="pre")
+        for_each(smooth, inputs={"signal": ExRaw, "width": 1}, outputs=[ExFiltered], subject=[1],
+                 session=["pre"])
+        assert ExRaw.load(subject=1, session="pre").record.kind == "chunked"
+        project.export(ExRaw, to=tmp_path / "z", subject=1, session="pre")
+    finally:
+        set_chunking()
+    folder = tmp_path / "z/ExRaw/subject=1/session=pre.zarr"
+    np.testing.assert_array_equal(zarr.open_array(str(folder), mode="r")[:], big)
+    assert validate(tmp_path / "z", tmp_path / "cache") == []
+    chunk = next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "zarr.json")
+    shutil.copytree(tmp_path / "z", tmp_path / "bad")
+    bad = tmp_path / "bad" / chunk.relative_to(tmp_path / "z")
+    data = bad.read_bytes()
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    other = _fresh_project(tmp_path / "other")
+    try:
+        name = chunk.relative_to(tmp_path / "z").as_posix()
+        with pytest.raises(BundleDamagedError, match=name):
+            other.import_bundle(tmp_path / "bad")
+        other.import_bundle(tmp_path / "z")
+        np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, big)
+    finally:
+        other.close()

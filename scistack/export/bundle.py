@@ -1,7 +1,8 @@
 """Write a closure as a bundle folder: open files, scistack's objects, and a manifest.
 
 Layout (docs/format.md §3):
-    Var/subject=1/session=post.npy   a value as an open file (.npy, .parquet, .json, .bin)
+    Var/subject=1/session=post.npy   a value as an open file (.npy, .parquet, .json, .bin, or
+                                     a .zarr folder for a chunked array)
     objects/<oid>.<kind>             each object's payload, byte for byte (import restores it)
     scistack-bundle.json             manifest: schema keys, refs, call-cache entries, and the
                                      blake3 oid + sha256 of every file above
@@ -20,6 +21,7 @@ import numpy as np
 from scistack.database import Database
 from scistack.export.closure import Closure
 from scistack.index import RefRecord
+from scistack.objects.chunked import array_manifest, parse_manifest
 
 MANIFEST = "scistack-bundle.json"
 BUNDLE_FORMAT = 1
@@ -48,7 +50,13 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
         path = _open_file(db, record, to, taken)
         entry = {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
                  "oid": record.oid, "kind": record.kind, "path": path}
-        if path is not None:
+        if path is not None and (to / path).is_dir():  # a Zarr array: each member's hash
+            members = {m.relative_to(to / path).as_posix(): m for m in sorted((to / path).rglob("*"))
+                       if m.is_file()}
+            entry |= {"members": {name: sha256_of(m) for name, m in members.items()},
+                      "sha256": sha256_of(to / path / "zarr.json"),
+                      "size": sum(m.stat().st_size for m in members.values())}
+        elif path is not None:
             entry |= {"sha256": sha256_of(to / path), "size": (to / path).stat().st_size}
         files.append(entry)
     manifest = {
@@ -82,13 +90,17 @@ def readable_name(record: RefRecord, schema_keys: list[str]) -> str:
 
 def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> str | None:
     """Write the value as a file anyone can open; None for values no open format holds."""
-    value = db.store.get_value(record.oid)
     base = readable_name(record, list(db.schema_keys))
     if base in taken:
         base = f"{base}@v{record.version}"
     taken.add(base)
     target = to / base
     target.parent.mkdir(parents=True, exist_ok=True)
+    obj = db.store.get(record.oid)
+    if obj.kind == "chunked" and parse_manifest(obj.payload)["type"] == "array":
+        _write_zarr(db, parse_manifest(obj.payload), target.with_name(target.name + ".zarr"))
+        return base + ".zarr"
+    value = db.store.get_value(record.oid)
     if isinstance(value, np.ndarray) and value.dtype != object:
         np.save(target.with_name(target.name + ".npy"), value, allow_pickle=False)
         return base + ".npy"
@@ -104,6 +116,20 @@ def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> st
         return None
     target.with_name(target.name + ".json").write_text(text)
     return base + ".json"
+
+
+def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:
+    """A chunked array as a Zarr v3 folder: its manifest already holds `zarr.json`, and each
+    chunk's payload is the bytes Zarr's `bytes` codec reads (docs/format.md §1.6): copied, never
+    decoded, so an array larger than memory is exported chunk by chunk."""
+    manifest = array_manifest(tree)
+    folder.mkdir(parents=True)
+    (folder / "zarr.json").write_text(json.dumps(tree["zarr"], indent=1))
+    for index in manifest.indices():
+        chunk = folder.joinpath("c", *map(str, index))
+        chunk.parent.mkdir(parents=True, exist_ok=True)
+        payload = db.store.get(manifest.oid_at(index)).payload
+        chunk.write_bytes(payload if isinstance(payload, bytes) else memoryview(payload).cast("B"))
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,8 @@ from scistack.version import __version__
 PROFILE = "https://w3id.org/ro/wfrun/process/0.5"
 PROV_FILE = "provenance.json"
 _FORMATS = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet",
-            ".json": "application/json", ".bin": "application/octet-stream"}
+            ".json": "application/json", ".bin": "application/octet-stream",
+            ".zarr": "application/vnd+zarr"}
 
 
 def _file_ids(manifest: dict[str, Any]) -> dict[str, str]:
@@ -59,7 +60,8 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
     files: dict[str, Any] = {}
     for entry in manifest["files"]:
         if entry["path"] and entry["path"] not in files:
-            files[entry["path"]] = crate.add_file(dest_path=entry["path"], properties={
+            add = crate.add_dataset if "members" in entry else crate.add_file
+            files[entry["path"]] = add(dest_path=entry["path"], properties={
                 "name": f"{entry['var']} {_address(entry['addr'], entry['vkeys'])}".strip(),
                 "encodingFormat": _FORMATS[Path(entry["path"]).suffix],
                 "contentSize": str(entry["size"]), "identifier": f"blake3:{entry['oid']}",

@@ -65,11 +65,13 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
     for entry in manifest["files"]:
         if not entry["path"]:
             continue
-        path = bundle / entry["path"]
-        if not path.is_file() or sha256_of(path) != entry["sha256"]:
+        members = {entry["path"] + "/" + name: sha for name, sha in entry.get("members", {}).items()}
+        for name, sha in members.items() or [(entry["path"], entry["sha256"])]:
+            path = bundle / name
+            if path.is_file() and sha256_of(path) == sha:
+                continue
             raise BundleDamagedError(
-                f"{entry['path']} in {bundle} is missing or does not match its sha256 "
-                f"{entry['sha256'][:16]}... "
+                f"{name} in {bundle} is missing or does not match its sha256 {sha[:16]}... "
                 "(the file was changed or damaged); nothing was imported. Export the bundle again")
         if entry["oid"] not in payloads:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
