@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from scistack.version import __version__
 
 PROFILE = "https://w3id.org/ro/wfrun/process/0.5"
 PROV_FILE = "provenance.json"
+LICENSE = "https://spdx.org/licenses/CC-BY-4.0"
 _FORMATS = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet",
             ".json": "application/json", ".bin": "application/octet-stream",
             ".zarr": "application/vnd+zarr"}
@@ -52,7 +53,8 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
     crate.name = title
     crate.description = ("Values exported by scistack with their full lineage: every upstream value, "
                          "the calls that made them, their code and environment.")
-    crate.license = "https://spdx.org/licenses/CC-BY-4.0"  # a default; edit before publishing
+    crate.license = crate.add(ContextEntity(crate, LICENSE, properties={  # edit before publishing
+        "@type": "CreativeWork", "name": "Creative Commons Attribution 4.0 (a default: edit it)"}))
     profile = crate.add(ContextEntity(crate, PROFILE, properties={
         "@type": "CreativeWork", "name": "Process Run Crate", "version": "0.5"}))
     crate.root_dataset["conformsTo"] = profile
@@ -76,14 +78,15 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
                        ("README.md", "text/markdown")):
         crate.add_file(dest_path=extra, properties={"name": extra, "encodingFormat": fmt})
     apps: dict[str, Any] = {}
+    actions: list[Any] = []
     for call_oid, call in sorted(found.calls.items()):
         fn = call.function
         app = apps.get(fn.identity)
         if app is None:
             props = {"@type": "SoftwareApplication", "name": f"{fn.module}.{fn.name}",
-                     "identifier": f"scistack-code:{fn.identity}"}
-            if call.git.get("commit"):
-                props["softwareVersion"] = f"git {call.git['commit']}"
+                     "identifier": f"scistack-code:{fn.identity}",
+                     "softwareVersion": f"git {call.git['commit']}" if call.git.get("commit")
+                     else fn.version or f"code {fn.identity[:16]}"}
             if fn.code and fn.code in ids:
                 props["url"] = ids[fn.code]
             app = crate.add(ContextEntity(crate, f"#fn-{fn.identity[:16]}", properties=props))
@@ -98,10 +101,19 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
             for eid in [f"#env-{_slug(key)}-{_slug(str(value))}"]]
         props = {"name": f"{fn.name} call {call_oid[:12]}", "identifier": f"blake3:{call_oid}",
                  "environment": env, **_times(call)}
+        props["description"] = f"scistack ran {fn.module}.{fn.name} (call record {call_oid})"
         action = crate.add_action(app, identifier=f"#call-{call_oid[:16]}", properties=props)
-        action["object"] = inputs + constants
-        action["result"] = [files[ids[o]] for o in call.outputs if ids.get(o) in files]
+        action["object"] = _single(inputs + constants)
+        action["result"] = _single([files[ids[o]] for o in call.outputs if ids.get(o) in files])
+        actions.append(action)
+    if actions:
+        crate.root_dataset["mentions"] = _single(actions)
     crate.write(to)
+
+
+def _single(items: list) -> Any:
+    """RO-Crate 1.1 prefers a single value to a one-element list."""
+    return items[0] if len(items) == 1 else items
 
 
 def _slug(text: str) -> str:
@@ -119,8 +131,11 @@ def _times(call: CallRecord) -> dict[str, str]:
         start = datetime.fromisoformat(call.started.replace("Z", "+00:00"))
     except ValueError:
         return {"startTime": call.started}
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
     end = start + timedelta(seconds=float(call.duration or 0))
-    return {"startTime": start.isoformat(), "endTime": end.isoformat()}
+    return {"startTime": start.isoformat(timespec="milliseconds"),
+            "endTime": end.isoformat(timespec="milliseconds")}
 
 
 def _environment(call: CallRecord) -> dict[str, str]:
