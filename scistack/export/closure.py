@@ -67,12 +67,15 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
         if record.call:
             pending_calls.append(record.call)
 
-    def add_saved(oid: str, var: str | None, addr: dict | None, call: str | None, *,
+    def add_saved(oids: set[str], var: str | None, addr: dict | None, call: str | None, *,
                   below: bool = False) -> None:
-        """The saved records of an input value: its variable at its address (at or below the
-        address, for the members of an aggregate)."""
-        for record in db.index.refs_to(oid):
-            if var is not None and record.var != var:
+        """The saved records of input values: their variable at their address (at or below
+        the address, for the members of an aggregate)."""
+        # by variable and address (indexed); `refs_to` scans every ref: only when no variable
+        found = (db.index.select(var, addr or {}, {}, {}, all_versions=True) if var is not None
+                 else [r for oid in oids for r in db.index.refs_to(oid)])
+        for record in found:
+            if record.oid not in oids or (var is not None and record.var != var):
                 continue
             if addr is not None and (any(record.addr.get(k, _ABSENT) != v for k, v in addr.items())
                                      if below else record.addr != addr):
@@ -98,13 +101,13 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
                 db.store.get(ref.oid)  # raises ObjectNotFoundError naming the oid
         for item in call.arguments.values():
             for _, part in item.records():
-                if not part.is_constant and part.var:
-                    add_saved(part.oid, part.var, part.addr, part.call)
-                for member in part.members or ():
-                    add_saved(member, part.var, part.addr, None, below=True)
+                if part.members:
+                    add_saved(set(part.members), part.var, part.addr, None, below=True)
+                elif not part.is_constant and part.var and part.merge is None:
+                    add_saved({part.oid}, part.var, part.addr, part.call)
                 for merged in part.merge or ():
                     if merged.var:
-                        add_saved(merged.oid, merged.var, merged.addr, merged.call)
+                        add_saved({merged.oid}, merged.var, merged.addr, merged.call)
                     if merged.call:
                         pending_calls.append(merged.call)
         key = db.index.call_key_of(call_oid)
