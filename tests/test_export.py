@@ -305,3 +305,26 @@ def test_a_chunked_array_becomes_a_zarr_folder(project, tmp_path):
         np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, big)
     finally:
         other.close()
+
+
+def width(table):
+    return float(len(table.columns))
+
+
+def test_a_merge_brings_both_parts(pipeline, tmp_path):
+    from scistack import Merge
+
+    for_each(width, inputs={"table": Merge(ExRaw, ExFiltered)}, outputs=[ExUnrelated], subject=[2],
+             session=["pre"])
+    pipeline.export(ExUnrelated, to=tmp_path / "m", subject=2, session="pre")
+    manifest = _manifest(tmp_path / "m")
+    assert {r["var"] for r in manifest["refs"]} == {"ExUnrelated", "ExRaw", "ExFiltered"}
+    assert len(manifest["call_records"]) == 2  # width, and smooth that made ExFiltered
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "m")
+        report = for_each(width, inputs={"table": Merge(ExRaw, ExFiltered)}, outputs=[ExUnrelated],
+                          subject=[2], session=["pre"])
+        assert report.counts["cached"] == 1
+    finally:
+        other.close()
