@@ -8,15 +8,14 @@ the check runs the same on a machine with no network.
 
 from __future__ import annotations
 
+import io
 from importlib import resources
 from pathlib import Path
 
-import io
-
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3 import HTTPResponse
 from requests_cache import CachedSession
+from urllib3 import HTTPResponse
 
 CONTEXT_URL = "https://w3id.org/ro/crate/1.1/context"
 

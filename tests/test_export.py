@@ -27,6 +27,17 @@ from tests.rocrate_offline import validate
 PIPELINE = {"subject": [1, 2], "session": ["pre", "post"]}
 
 
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Exports and their validation must work offline: any connection attempt fails."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("this test must not use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
 class ExRaw(BaseVariable):
     pass
 
