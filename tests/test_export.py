@@ -238,6 +238,25 @@ def test_a_tampered_bundle_is_refused_by_name_and_changes_nothing(pipeline, tmp_
             other.close()
 
 
+def test_a_bundle_missing_an_object_is_refused(pipeline, tmp_path):
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    call = next(o for o in _manifest(tmp_path / "b")["objects"] if o["kind"] == "call")
+    (tmp_path / "b" / call["path"]).unlink()
+    other = _fresh_project(tmp_path / "o")
+    try:
+        with pytest.raises(BundleDamagedError, match=f"{call['path']} is missing"):
+            other.import_bundle(tmp_path / "b")
+        manifest = _manifest(tmp_path / "b")  # a manifest whose object list lacks that call
+        manifest["objects"] = [o for o in manifest["objects"] if o["oid"] != call["oid"]]
+        (tmp_path / "b/scistack-bundle.json").write_text(json.dumps(manifest))
+        assert call["oid"] in {c["call"] for c in manifest["calls"]}
+        with pytest.raises(BundleDamagedError, match=f"call record {call['oid']}"):
+            other.import_bundle(tmp_path / "b")
+        assert _journal_size(other) == 0 and not list(other.store.iter_oids())
+    finally:
+        other.close()
+
+
 def test_a_project_with_other_schema_keys_is_left_alone(pipeline, tmp_path):
     pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
     database_module._current = None

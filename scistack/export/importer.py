@@ -76,6 +76,12 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
         if entry["oid"] not in payloads:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
                                      "lacks; nothing was imported. Export the bundle again")
+    named = [(r["oid"], f"the value of {r['var']} at {r['addr']}") for r in manifest["refs"]]
+    named += [(c["call"], f"call record {c['call']}") for c in manifest["calls"]]
+    for oid, what in named:
+        if oid not in payloads:
+            raise BundleDamagedError(f"{MANIFEST} in {bundle} names {what}, object {oid}, which the "
+                                     "bundle does not list; nothing was imported. Export it again")
     return payloads
 
 
