@@ -242,6 +242,18 @@ class Database:
             raise WebViewError("the web view is not loaded; `import scistack.ui` first")
         return _ui_opener(self, port=port)
 
+    def export(self, variable: Any = None, *, to: str | os.PathLike, all_current: Any = None,
+               **metadata: Any) -> Any:
+        """Write the value(s) of `variable` at `metadata` (or the current values of every variable
+        in `all_current`) and their whole lineage to the new folder `to` as a bundle (open files,
+        scistack objects, an RO-Crate); the same as `scistack export`."""
+        return _bundle_verbs["export"](self, variable, to=to, all_current=all_current, **metadata)
+
+    def import_bundle(self, path: str | os.PathLike) -> Any:
+        """Merge a bundle written by `export` into this project (values, versions, lineage, call
+        cache, same oids); checked whole first, so a damaged bundle changes nothing."""
+        return _bundle_verbs["import"](self, path)
+
     def sql(self, query: str, params: list | None = None) -> Any:
         """Run a read-only SQL query on the index; returns a pandas DataFrame."""
         return self.index.query(query, params).to_pandas()
@@ -266,6 +278,15 @@ class Database:
 
 # The web view sits above this layer, so it registers how to open it (scistack.ui does).
 _ui_opener: Any = None
+
+
+# Export sits above this layer too (scistack.export registers its two verbs).
+_bundle_verbs: dict[str, Any] = {}
+
+
+def register_bundle_verbs(export: Any, import_bundle: Any) -> None:
+    """Called once by scistack.export: `Database.export` and `Database.import_bundle` use them."""
+    _bundle_verbs.update(export=export, **{"import": import_bundle})
 
 
 def register_ui(opener: Any) -> None:

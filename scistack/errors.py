@@ -195,6 +195,14 @@ class ChunkReadError(CorruptObjectError):
         )
 
 
+class ExportError(ScistackError, ValueError):
+    """An export or import cannot be done as asked (empty selection, target folder not empty)."""
+
+
+class BundleDamagedError(ScistackError, ValueError):
+    """A bundle's file does not match the hash its manifest records; nothing was imported."""
+
+
 class StorageFullError(ScistackError, OSError):
     """The disk (or a quota or file-size limit) refused a write; nothing was named."""
 
@@ -248,6 +256,8 @@ class KeyNotInDataBaseError(ScistackError, KeyError):
 
 __all__ = [
     "ScistackError",
+    "ExportError",
+    "BundleDamagedError",
     "InputFileError",
     "DataBaseKeyError",
     "KeyNotInDataBaseError",

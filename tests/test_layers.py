@@ -17,7 +17,7 @@ LAYERS = [
     {"lineage", "gc", "selection", "ingest", "sync_after_exit", "tables"},
     {"variables", "foreach", "fsck", "dictdb"},
     {"matlab_bridge", "report", "join"},
-    {"ui"},
+    {"ui", "export"},
     {"cli", "__init__"},
     {"__main__"},
 ]

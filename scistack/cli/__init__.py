@@ -97,8 +97,12 @@ def str_option(fn: Any) -> Any:
 
 
 def _address(ctx: click.Context, as_str: bool) -> dict[str, Any]:
+    return _address_of(ctx, ctx.args, as_str)
+
+
+def _address_of(ctx: click.Context, words: list[str], as_str: bool) -> dict[str, Any]:
     try:
-        return parse_address(ctx.args, as_str=as_str)
+        return parse_address(words, as_str=as_str)
     except AddressError as exc:
         raise click.UsageError(str(exc), ctx) from None
 
@@ -227,6 +231,47 @@ def checkout(ctx: click.Context, variable: str, to: str, as_json: bool, as_str: 
 
     written = write_files(ctx.obj.db, variable, to, **_address(ctx, as_str))
     _emit(as_json, written, "\n".join(written) + f"\n{len(written)} file(s) written")
+
+
+@main.command("export", context_settings=ADDRESS, epilog=ADDRESS_HELP)
+@click.argument("words", nargs=-1, metavar="VARIABLE [--KEY VALUE]...")
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False),
+              help="New or empty folder to write the bundle into.")
+@click.option("--all-current", is_flag=True,
+              help="Export the current values of every VARIABLE named (several allowed).")
+@json_option
+@str_option
+@click.pass_context
+def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current: bool, as_json: bool,
+               as_str: bool) -> None:
+    """Write VARIABLE at an address (or with --all-current, every current value of each
+    VARIABLE) and its whole lineage as a bundle: open files, scistack objects, an RO-Crate."""
+    names = []
+    for word in words:
+        if word.startswith("--"):
+            break
+        names.append(word)
+    address = _address_of(ctx, list(words[len(names):]) + list(ctx.args), as_str)
+    db = ctx.obj.db
+    if all_current:
+        report = db.export(to=to, all_current=names, **address)
+    else:
+        if len(names) != 1:
+            raise click.UsageError("name one VARIABLE (or several with --all-current)", ctx)
+        report = db.export(names[0], to=to, **address)
+    _emit(as_json, report, f"{report.path}: {report.selected} selected value(s), {report.values} value "
+          f"record(s), {report.calls} call(s), {report.objects} object(s), {report.files} open file(s)")
+
+
+@main.command("import")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@json_option
+@click.pass_context
+def import_cmd(ctx: click.Context, bundle: str, as_json: bool) -> None:
+    """Merge a bundle written by `scistack export` into this project (checked whole first)."""
+    report = ctx.obj.db.import_bundle(bundle)
+    _emit(as_json, report, f"imported {bundle}: {report.objects} new object(s), {report.refs} value "
+          f"record(s) added ({report.skipped_refs} already here), {report.calls} call-cache entr(ies)")
 
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)

@@ -1,0 +1,147 @@
+"""Write a closure as a bundle folder: open files, scistack's objects, and a manifest.
+
+Layout (docs/format.md §3):
+    Var/subject=1/session=post.npy   a value as an open file (.npy, .parquet, .json, .bin, or
+                                     a .zarr folder for a chunked array)
+    objects/<oid>.<kind>             each object's payload, byte for byte (import restores it)
+    scistack-bundle.json             manifest: schema keys, refs, call-cache entries, and the
+                                     blake3 oid + sha256 of every file above
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scistack.database import Database
+from scistack.export.closure import Closure
+from scistack.index import RefRecord
+from scistack.objects.chunked import array_manifest, parse_manifest
+
+MANIFEST = "scistack-bundle.json"
+BUNDLE_FORMAT = 1
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
+    """Write the files and the manifest; returns the manifest."""
+    objects = []
+    for oid, kind in sorted(found.objects.items()):
+        path = Path("objects") / f"{oid}.{kind}"
+        (to / path).parent.mkdir(parents=True, exist_ok=True)
+        payload = db.store.get(oid).payload
+        (to / path).write_bytes(memoryview(payload).cast("B") if not isinstance(payload, bytes) else payload)
+        objects.append({"oid": oid, "kind": kind, "path": path.as_posix(), "sha256": sha256_of(to / path)})
+    files, taken = [], set()
+    for record in found.refs:
+        path = _open_file(db, record, to, taken)
+        entry = {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
+                 "oid": record.oid, "kind": record.kind, "path": path}
+        if path is not None and (to / path).is_dir():  # a Zarr array: each member's hash
+            members = {m.relative_to(to / path).as_posix(): m for m in sorted((to / path).rglob("*"))
+                       if m.is_file()}
+            entry |= {"members": {name: sha256_of(m) for name, m in members.items()},
+                      "sha256": sha256_of(to / path / "zarr.json"),
+                      "size": sum(m.stat().st_size for m in members.values())}
+        elif path is not None:
+            entry |= {"sha256": sha256_of(to / path), "size": (to / path).stat().st_size}
+        files.append(entry)
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "schema_keys": list(db.schema_keys),
+        "selected": [_ref_entry(r) for r in found.selected],
+        "refs": [_ref_entry(r) for r in found.refs],
+        "call_records": sorted(found.calls),
+        "calls": found.cache,
+        "files": files,
+        "objects": objects,
+    }
+    (to / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    return manifest
+
+
+def _ref_entry(record: RefRecord) -> dict[str, Any]:
+    return {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
+            "oid": record.oid, "kind": record.kind, "call": record.call, "params": record.params,
+            "summary": record.summary, "created_at": record.created_at}
+
+
+def readable_name(record: RefRecord, schema_keys: list[str]) -> str:
+    """`Var/subject=1/session=post`: schema keys in schema order, then version keys."""
+    parts = [_UNSAFE.sub("_", record.var)]
+    keys = [k for k in schema_keys if k in record.addr]
+    parts += [f"{k}={_UNSAFE.sub('_', str(record.addr[k]))}" for k in keys]
+    parts += [f"{k}={_UNSAFE.sub('_', str(v))}" for k, v in sorted(record.vkeys.items())]
+    return "/".join(parts) if len(parts) > 1 else f"{parts[0]}/value"
+
+
+def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> str | None:
+    """Write the value as a file anyone can open; None for values no open format holds."""
+    base = readable_name(record, list(db.schema_keys))
+    if base in taken:
+        base = f"{base}@v{record.version}"
+    taken.add(base)
+    target = to / base
+    target.parent.mkdir(parents=True, exist_ok=True)
+    obj = db.store.get(record.oid)
+    if obj.kind == "chunked" and parse_manifest(obj.payload)["type"] == "array":
+        _write_zarr(db, parse_manifest(obj.payload), target.with_name(target.name + ".zarr"))
+        return base + ".zarr"
+    value = db.store.get_value(record.oid)
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        np.save(target.with_name(target.name + ".npy"), value, allow_pickle=False)
+        return base + ".npy"
+    if type(value).__name__ == "DataFrame":
+        value.to_parquet(target.with_name(target.name + ".parquet"))
+        return base + ".parquet"
+    if isinstance(value, (bytes, bytearray)):
+        target.with_name(target.name + ".bin").write_bytes(bytes(value))
+        return base + ".bin"
+    try:
+        text = json.dumps(_plain(value), indent=1, allow_nan=True)
+    except (TypeError, ValueError):
+        return None
+    target.with_name(target.name + ".json").write_text(text)
+    return base + ".json"
+
+
+def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:
+    """A chunked array as a Zarr v3 folder: its manifest already holds `zarr.json`, and each
+    chunk's payload is the bytes Zarr's `bytes` codec reads (docs/format.md §1.6): copied, never
+    decoded, so an array larger than memory is exported chunk by chunk."""
+    manifest = array_manifest(tree)
+    folder.mkdir(parents=True)
+    (folder / "zarr.json").write_text(json.dumps(tree["zarr"], indent=1))
+    for index in manifest.indices():
+        chunk = folder.joinpath("c", *map(str, index))
+        chunk.parent.mkdir(parents=True, exist_ok=True)
+        payload = db.store.get(manifest.oid_at(index)).payload
+        chunk.write_bytes(payload if isinstance(payload, bytes) else memoryview(payload).cast("B"))
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and tuples as JSON's own types (anything else raises TypeError)."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError("non-string keys")
+        return {k: _plain(v) for k, v in value.items()}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(type(value).__name__)

@@ -1,0 +1,131 @@
+"""The lineage closure of a selection: what a bundle must hold to explain its values.
+
+Starting from the selected saved values, every call that made them is read with the one
+call-record reader (`scistack.records.read_call`: its `arguments`, `records()` and
+`child_refs()` are what gc and fsck already trust), then every input's own call, down to
+raw values. The closure holds those call records, every object they name (code, git diff,
+constants, values and their children), the saved records (refs) of every value involved,
+and the call-cache entries of the calls; nothing else in the project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scistack.database import Database
+from scistack.errors import ExportError
+from scistack.index import RefRecord
+from scistack.objects.codec import child_oids
+from scistack.records import CallRecord, read_call
+from scistack.selection import select_records
+
+
+@dataclass
+class Closure:
+    """Refs, call records, cache entries and objects of a selection (all keyed by oid)."""
+
+    selected: list[RefRecord]
+    refs: list[RefRecord] = field(default_factory=list)
+    calls: dict[str, CallRecord] = field(default_factory=dict)
+    cache: list[dict[str, Any]] = field(default_factory=list)
+    objects: dict[str, str] = field(default_factory=dict)  # oid -> kind
+
+
+_ABSENT = object()
+
+
+def select(db: Database, variables: list[str], address: dict[str, Any], *,
+           all_current: bool = False) -> list[RefRecord]:
+    """The saved values a user asked for: the current ones of each variable (at `address`)."""
+    if not variables:
+        raise ExportError("nothing to export: name a variable (or --all-current VAR...)")
+    if not all_current and len(variables) != 1:
+        raise ExportError("export takes one variable and address filters; "
+                          "use --all-current VAR... for several variables")
+    chosen: list[RefRecord] = []
+    for var in variables:
+        chosen += select_records(db, var, dict(address))
+    if not chosen:
+        raise ExportError(f"nothing matches {variables} at {address}: nothing to export")
+    return chosen
+
+
+def closure(db: Database, selected: list[RefRecord]) -> Closure:
+    """Everything upstream of `selected`, and nothing unrelated."""
+    out = Closure(selected)
+    seen_refs: set[tuple[str, str, str, int]] = set()
+    pending_calls: list[str] = []
+
+    def add_ref(record: RefRecord) -> None:
+        key = (record.var, record.addr_key, record.vkeys_key, record.version)
+        if key in seen_refs:
+            return
+        seen_refs.add(key)
+        out.refs.append(record)
+        _add_value(db, out, record.oid, record.kind)
+        if record.call:
+            pending_calls.append(record.call)
+
+    def add_saved(oids: set[str], var: str | None, addr: dict | None, call: str | None, *,
+                  below: bool = False) -> None:
+        """The saved records of input values: their variable at their address (at or below
+        the address, for the members of an aggregate)."""
+        # by variable and address (indexed); `refs_to` scans every ref: only when no variable
+        found = (db.index.select(var, addr or {}, {}, {}, all_versions=True) if var is not None
+                 else [r for oid in oids for r in db.index.refs_to(oid)])
+        for record in found:
+            if record.oid not in oids or (var is not None and record.var != var):
+                continue
+            if addr is not None and (any(record.addr.get(k, _ABSENT) != v for k, v in addr.items())
+                                     if below else record.addr != addr):
+                continue
+            if call is None or record.call in (None, call):
+                add_ref(record)
+
+    for record in selected:
+        add_ref(record)
+    while pending_calls:
+        call_oid = pending_calls.pop()
+        if call_oid in out.calls:
+            continue
+        call = read_call(db.store, call_oid)
+        out.calls[call_oid] = call
+        out.objects[call_oid] = "call"
+        for ref in call.child_refs():
+            if ref.kind == "call":
+                pending_calls.append(ref.oid)
+            elif db.store.contains(ref.oid):
+                _add_value(db, out, ref.oid, ref.kind)
+            elif not ref.optional:
+                db.store.get(ref.oid)  # raises ObjectNotFoundError naming the oid
+        for item in call.arguments.values():
+            for _, part in item.records():
+                if part.members:
+                    add_saved(set(part.members), part.var, part.addr, None, below=True)
+                elif not part.is_constant and part.var and part.merge is None:
+                    add_saved({part.oid}, part.var, part.addr, part.call)
+                for merged in part.merge or ():
+                    if merged.var:
+                        add_saved({merged.oid}, merged.var, merged.addr, merged.call)
+                    if merged.call:
+                        pending_calls.append(merged.call)
+        key = db.index.call_key_of(call_oid)
+        entry = db.index.cached_call(key) if key else None
+        if entry is not None and entry.get("call") == call_oid:
+            out.cache.append({"key": key, **{k: entry[k] for k in ("call", "fn", "outs") if k in entry},
+                              "multi": bool(entry.get("multi"))})
+    return out
+
+
+def _add_value(db: Database, out: Closure, root: str, kind: str | None) -> None:
+    """A value's object and all its children (chunks, container items)."""
+    stack = [(root, kind)]
+    while stack:
+        oid, kind = stack.pop()
+        if oid in out.objects:
+            continue
+        obj = db.store.get(oid)
+        out.objects[oid] = obj.kind
+        if obj.kind in ("json", "chunked"):
+            stack.extend((child, None) for child, _ in child_oids(obj.kind, obj.payload))

@@ -1,0 +1,69 @@
+"""The bundle's README.md: what was exported, and how to load it with and without scistack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+TEMPLATE = """# {title}
+
+Exported by {producer} on {date}: {n_selected} selected value(s) and their full lineage
+({n_values} value record(s), {n_calls} call(s), {n_objects} object(s)).
+
+## Selected values
+
+{selected}
+
+## What is here
+
+- `<Variable>/<key>=<value>/....npy|.parquet|.json|.bin`: every value, as an open file
+  (NumPy arrays as `.npy`, tables as Parquet, scalars/dicts/lists as JSON, bytes as `.bin`,
+  arrays stored in chunks as Zarr v3 folders `.zarr/`, which `zarr.open_array(path)` reads).
+- `objects/<oid>.<kind>`: the same values, their call records, function source and git diffs in
+  scistack's own object format (`<oid>` is the blake3 hash of the object).
+- `scistack-bundle.json`: the manifest: schema keys {schema}, every saved record, the call-cache
+  entries, and the blake3 oid and sha256 of every file.
+- `ro-crate-metadata.json`: an RO-Crate 1.1 Process Run Crate (profile 0.5): one CreateAction
+  per call, one File per value.
+- `provenance.json`: the same graph as W3C PROV-JSON.
+
+## Load it without scistack
+
+```python
+import json, numpy as np, pandas as pd
+manifest = json.load(open("scistack-bundle.json"))
+for f in manifest["files"]:
+    print(f["var"], f["addr"], f["path"])
+array = np.load("{example}")          # .npy files
+# table = pd.read_parquet("Var/subject=1.parquet");  json.load(open("Var/subject=1.json"))
+```
+
+Check a file: `sha256sum <file>` equals its `sha256` in the manifest.
+
+## Load it with scistack
+
+```
+scistack import path/to/this/folder      # into the project found from the working directory
+```
+
+or `db.import_bundle("path/to/this/folder")`. The values, versions, lineage and call cache are
+restored under the same oids and merged with what the project has; running the same code
+there again finds every call in the cache. The project must have the schema keys {schema}.
+"""
+
+
+def _where(addr: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{k}={addr[k]}" for k in keys if k in addr) or "(no address)"
+
+
+def render(manifest: dict[str, Any], *, title: str, producer: str, date: str) -> str:
+    keys = manifest["schema_keys"]
+    selected = "\n".join(
+        f"- `{r['var']}` at {_where(r['addr'], keys)}"
+        f" (version {r['version']}, blake3 `{r['oid'][:16]}...`)" for r in manifest["selected"])
+    example = next((f["path"] for f in manifest["files"] if (f["path"] or "").endswith(".npy")),
+                   "Var/subject=1/session=post.npy")
+    return TEMPLATE.format(
+        title=title, producer=producer, date=date, n_selected=len(manifest["selected"]),
+        n_values=len(manifest["refs"]), n_calls=len(manifest["call_records"]),
+        n_objects=len(manifest["objects"]), selected=selected, schema=manifest["schema_keys"],
+        example=example)

@@ -1,0 +1,360 @@
+"""`db.export` / `db.import_bundle` and `scistack export` / `scistack import` (issue 22).
+
+A small real pipeline (Raw -> smooth -> Filtered -> peak -> Peak, plus an unrelated
+variable and call); bundles are checked as a stranger would read them (open files, sha256,
+RO-Crate validated offline by roc-validator, PROV-JSON read by `prov`) and imported into a
+fresh project where the same run is all cache hits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prov.model import ProvActivity, ProvDocument
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database, for_each
+from scistack.errors import BundleDamagedError, ExportError, SchemaMismatchError, ScistackError
+from tests.conftest import PYTHON, SCHEMA
+from tests.rocrate_offline import validate
+
+PIPELINE = {"subject": [1, 2], "session": ["pre", "post"]}
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Exports and their validation must work offline: any connection attempt fails."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("this test must not use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+class ExRaw(BaseVariable):
+    pass
+
+
+class ExFiltered(BaseVariable):
+    pass
+
+
+class ExPeak(BaseVariable):
+    pass
+
+
+class ExTable(BaseVariable):
+    pass
+
+
+class ExUnrelated(BaseVariable):
+    pass
+
+
+def smooth(signal, width):
+    return np.convolve(signal, np.ones(width) / width, mode="same")
+
+
+def peak(signal):
+    return float(signal.max())
+
+
+def doubled(signal):
+    return signal * 2
+
+
+def run_pipeline() -> list:
+    return [
+        for_each(smooth, inputs={"signal": ExRaw, "width": 3}, outputs=[ExFiltered], **PIPELINE),
+        for_each(peak, inputs={"signal": ExFiltered}, outputs=[ExPeak], **PIPELINE),
+    ]
+
+
+@pytest.fixture
+def pipeline(project):
+    for subject in (1, 2):
+        for session in ("pre", "post"):
+            ExRaw.save(np.arange(6.0) * subject + (session == "post"), subject=subject, session=session)
+    run_pipeline()
+    for_each(doubled, inputs={"signal": ExRaw}, outputs=[ExUnrelated], **PIPELINE)
+    import pandas as pd
+
+    ExTable.save(pd.DataFrame({"t": [0.0, 0.1], "v": [1, 2]}), subject=1, session="pre")
+    return project
+
+
+def _manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "scistack-bundle.json").read_text())
+
+
+def _fresh_project(path: Path):
+    database_module._current = None
+    return configure_database(path / "other.duckdb", SCHEMA)
+
+
+def test_export_holds_the_lineage_closure_and_nothing_else(pipeline, tmp_path):
+    report = pipeline.export(ExPeak, to=tmp_path / "paper", subject=1, session="post")
+    bundle = tmp_path / "paper"
+    manifest = _manifest(bundle)
+    held = {(r["var"], json.dumps(r["addr"], sort_keys=True)) for r in manifest["refs"]}
+    here = json.dumps({"session": "post", "subject": 1}, sort_keys=True)
+    assert held == {("ExPeak", here), ("ExFiltered", here), ("ExRaw", here)}
+    assert report.selected == 1 and report.calls == 2 == len(manifest["call_records"])
+    peak_call = pipeline.call_record(ExPeak.load(subject=1, session="post").record.call)
+    assert peak_call["call"] in manifest["call_records"]
+    assert peak_call["function"]["code"] in {o["oid"] for o in manifest["objects"]}
+    # open files a stranger can read, each named readably and with its hashes
+    raw = np.load(bundle / "ExRaw/subject=1/session=post.npy")
+    np.testing.assert_array_equal(raw, np.arange(6.0) + 1)
+    assert json.loads((bundle / "ExPeak/subject=1/session=post.json").read_text()) == ExPeak.load(
+        subject=1, session="post").data
+    for entry in manifest["files"]:
+        data = (bundle / entry["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
+        assert entry["size"] == len(data)
+    readme = (bundle / "README.md").read_text()
+    assert "scistack import" in readme and "np.load" in readme and "ExPeak" in readme
+
+
+def test_tables_become_parquet(pipeline, tmp_path):
+    import pandas as pd
+
+    pipeline.export(ExTable, to=tmp_path / "t", subject=1, session="pre")
+    frame = pd.read_parquet(tmp_path / "t/ExTable/subject=1/session=pre.parquet")
+    assert frame["v"].tolist() == [1, 2]
+
+
+def test_every_crate_is_a_valid_process_run_crate(pipeline, tmp_path):
+    for name, kwargs in {"one": {"subject": 1, "session": "post"}, "all": {}}.items():
+        if name == "all":
+            pipeline.export(to=tmp_path / name, all_current=[ExPeak, ExFiltered, ExTable])
+        else:
+            pipeline.export(ExPeak, to=tmp_path / name, **kwargs)
+        bundle = tmp_path / name
+        assert validate(bundle, tmp_path / f"cache-{name}") == []
+        graph = json.loads((bundle / "ro-crate-metadata.json").read_text())["@graph"]
+        actions = [e for e in graph if e.get("@type") == "CreateAction"]
+        assert len(actions) == len(_manifest(bundle)["call_records"])
+        by_id = {e["@id"]: e for e in graph}
+        for action in actions:
+            assert action["result"] and action["startTime"] and action["endTime"] and action["environment"]
+            app = by_id[action["instrument"]["@id"]]
+            call = pipeline.call_record(action["identifier"].removeprefix("blake3:"))
+            assert app["@type"] == "SoftwareApplication"
+            assert app["identifier"] == f"scistack-code:{call['code_hash']}"
+            if (call["env"].get("git") or {}).get("commit"):  # the tests run inside a git clone
+                assert call["env"]["git"]["commit"] in app["softwareVersion"]
+            python = [by_id[e["@id"]] for e in action["environment"] if by_id[e["@id"]]["name"] == "python"]
+            assert python[0]["value"] == call["env"]["python"]
+        values = [e for e in graph if e.get("@type") == "File" and e["@id"].endswith(".npy")
+                  and not e["@id"].startswith("objects/")]
+        assert values and all(v["identifier"].startswith("blake3:") and len(v["sha256"]) == 64
+                              and v["encodingFormat"] and v["contentSize"] for v in values)
+        doc = ProvDocument.deserialize(bundle / "provenance.json", format="json")
+        assert len(list(doc.get_records(ProvActivity))) == len(actions)
+
+
+def test_the_validator_check_can_fail(pipeline, tmp_path):
+    """A crate without its profile or an action without instrument is refused."""
+    bundle = tmp_path / "b"
+    pipeline.export(ExPeak, to=bundle, subject=1, session="post")
+    path = bundle / "ro-crate-metadata.json"
+    crate = json.loads(path.read_text())
+    for entity in crate["@graph"]:
+        if entity.get("@type") == "CreateAction":
+            del entity["instrument"]
+    path.write_text(json.dumps(crate))
+    assert any("instrument" in issue for issue in validate(bundle, tmp_path / "cache"))
+
+
+def test_round_trip_restores_values_lineage_and_cache(pipeline, tmp_path):
+    pipeline.export(to=tmp_path / "all", all_current=[ExPeak, ExFiltered])
+    expected = {(s, t): ExPeak.load(subject=s, session=t).data for s in (1, 2) for t in ("pre", "post")}
+    provenance = pipeline.get_provenance(ExPeak, subject=2, session="pre")
+    oids = {o["oid"] for o in _manifest(tmp_path / "all")["objects"]}
+    other = _fresh_project(tmp_path / "other")
+    try:
+        report = other.import_bundle(tmp_path / "all")
+        assert report.objects == len(oids) and report.refs == 12
+        assert all(other.store.contains(oid) for oid in oids)  # the same oids
+        for (s, t), value in expected.items():
+            assert ExPeak.load(subject=s, session=t).data == value
+        assert other.get_provenance(ExPeak, subject=2, session="pre") == provenance
+        with pytest.raises(ScistackError):
+            ExUnrelated.load(subject=1, session="pre")  # not in the closure
+        reports = run_pipeline()
+        assert [r.counts["cached"] for r in reports] == [4, 4]
+        assert [r.counts["ran"] for r in reports] == [0, 0]
+        again = other.import_bundle(tmp_path / "all")  # merging twice adds nothing
+        assert (again.objects, again.refs, again.skipped_refs) == (0, 0, 12)
+    finally:
+        other.close()
+
+
+def test_bad_selections_and_targets(pipeline, tmp_path):
+    with pytest.raises(ExportError, match="nothing to export"):
+        pipeline.export(to=tmp_path / "a")
+    with pytest.raises(ScistackError, match="subject=9"):
+        pipeline.export(ExPeak, to=tmp_path / "a", subject=9)
+    assert not (tmp_path / "a").exists()
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an empty folder"):
+        pipeline.export(ExPeak, to=busy, subject=1, session="post")
+    assert [p.name for p in busy.iterdir()] == ["notes.txt"]
+
+
+def _journal_size(db) -> int:
+    path = db.index.journal_path
+    return path.stat().st_size if path.exists() else 0
+
+
+def test_a_tampered_bundle_is_refused_by_name_and_changes_nothing(pipeline, tmp_path):
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    for victim in ("ExRaw/subject=1/session=post.npy", next(
+            o["path"] for o in _manifest(tmp_path / "b")["objects"] if o["kind"] == "code")):
+        shutil.rmtree(tmp_path / "c", ignore_errors=True)
+        shutil.copytree(tmp_path / "b", tmp_path / "c")
+        with open(tmp_path / "c" / victim, "r+b") as fh:
+            fh.seek(-1, 2)
+            last = fh.read(1)
+            fh.seek(-1, 2)
+            fh.write(bytes([last[0] ^ 1]))
+        other = _fresh_project(tmp_path / f"o{len(victim)}")
+        try:
+            before, objects = _journal_size(other), sorted(other.store.iter_oids())
+            with pytest.raises(BundleDamagedError, match=victim.split("/")[-1]):
+                other.import_bundle(tmp_path / "c")
+            assert _journal_size(other) == before and sorted(other.store.iter_oids()) == objects
+        finally:
+            other.close()
+
+
+def test_a_bundle_missing_an_object_is_refused(pipeline, tmp_path):
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    call = next(o for o in _manifest(tmp_path / "b")["objects"] if o["kind"] == "call")
+    (tmp_path / "b" / call["path"]).unlink()
+    other = _fresh_project(tmp_path / "o")
+    try:
+        with pytest.raises(BundleDamagedError, match=f"{call['path']} is missing"):
+            other.import_bundle(tmp_path / "b")
+        manifest = _manifest(tmp_path / "b")  # a manifest whose object list lacks that call
+        manifest["objects"] = [o for o in manifest["objects"] if o["oid"] != call["oid"]]
+        (tmp_path / "b/scistack-bundle.json").write_text(json.dumps(manifest))
+        assert call["oid"] in {c["call"] for c in manifest["calls"]}
+        with pytest.raises(BundleDamagedError, match=f"call record {call['oid']}"):
+            other.import_bundle(tmp_path / "b")
+        assert _journal_size(other) == 0 and not list(other.store.iter_oids())
+    finally:
+        other.close()
+
+
+def test_a_project_with_other_schema_keys_is_left_alone(pipeline, tmp_path):
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    database_module._current = None
+    other = configure_database(tmp_path / "o" / "x.duckdb", ["animal"])
+    try:
+        before = _journal_size(other)
+        with pytest.raises(SchemaMismatchError, match="nothing was imported"):
+            other.import_bundle(tmp_path / "b")
+        assert _journal_size(other) == before and not list(other.store.iter_oids())
+    finally:
+        other.close()
+
+
+def test_cli_export_and_import(pipeline, tmp_path, python_env):
+    pipeline.close()
+    db = str(tmp_path / "gait.duckdb")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PYTHON, "-m", "scistack", "--db", *args], capture_output=True, text=True,
+                              env=python_env, cwd=tmp_path, timeout=120)
+
+    done = cli(db, "export", "ExPeak", "--session", "post", "--to", "paper")
+    assert done.returncode == 0, done.stderr
+    assert {r["addr"]["subject"] for r in _manifest(tmp_path / "paper")["selected"]} == {1, 2}
+    done = cli(db, "export", "--all-current", "ExPeak", "ExFiltered", "--to", "paper")
+    assert done.returncode == 2 and "not an empty folder" in done.stderr
+    database_module._current = None
+    configure_database(tmp_path / "o" / "x.duckdb", SCHEMA).close()
+    done = cli(str(tmp_path / "o" / "x.duckdb"), "import", "paper", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["refs"] == 6
+
+
+def average(values):
+    return float(np.mean([v.mean() for v in values]))
+
+
+def test_an_aggregate_brings_every_member_and_nothing_else(pipeline, tmp_path):
+    ExUnrelated.save(np.arange(6.0) * 2, subject=2, session="pre")  # the same value as a member
+    for_each(average, inputs={"values": ExRaw}, outputs=[ExTable], subject=[2])
+    pipeline.export(ExTable, to=tmp_path / "agg", subject=2)
+    held = {(r["var"], r["addr"].get("session")) for r in _manifest(tmp_path / "agg")["refs"]}
+    assert held == {("ExTable", None), ("ExRaw", "pre"), ("ExRaw", "post")}
+    assert validate(tmp_path / "agg", tmp_path / "cache") == []
+
+
+def test_a_chunked_array_becomes_a_zarr_folder(project, tmp_path):
+    import zarr
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)
+    try:
+        big = np.arange(12_000, dtype="int16").reshape(3_000, 4)
+        ExRaw.save(big, subject=1, session="pre")
+        for_each(smooth, inputs={"signal": ExRaw, "width": 1}, outputs=[ExFiltered], subject=[1],
+                 session=["pre"])
+        assert ExRaw.load(subject=1, session="pre").record.kind == "chunked"
+        project.export(ExRaw, to=tmp_path / "z", subject=1, session="pre")
+    finally:
+        set_chunking()
+    folder = tmp_path / "z/ExRaw/subject=1/session=pre.zarr"
+    np.testing.assert_array_equal(zarr.open_array(str(folder), mode="r")[:], big)
+    assert validate(tmp_path / "z", tmp_path / "cache") == []
+    chunk = next(p for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "zarr.json")
+    shutil.copytree(tmp_path / "z", tmp_path / "bad")
+    bad = tmp_path / "bad" / chunk.relative_to(tmp_path / "z")
+    data = bad.read_bytes()
+    bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    other = _fresh_project(tmp_path / "other")
+    try:
+        name = chunk.relative_to(tmp_path / "z").as_posix()
+        with pytest.raises(BundleDamagedError, match=name):
+            other.import_bundle(tmp_path / "bad")
+        other.import_bundle(tmp_path / "z")
+        np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, big)
+    finally:
+        other.close()
+
+
+def width(table):
+    return float(len(table.columns))
+
+
+def test_a_merge_brings_both_parts(pipeline, tmp_path):
+    from scistack import Merge
+
+    for_each(width, inputs={"table": Merge(ExRaw, ExFiltered)}, outputs=[ExUnrelated], subject=[2],
+             session=["pre"])
+    pipeline.export(ExUnrelated, to=tmp_path / "m", subject=2, session="pre")
+    manifest = _manifest(tmp_path / "m")
+    assert {r["var"] for r in manifest["refs"]} == {"ExUnrelated", "ExRaw", "ExFiltered"}
+    assert len(manifest["call_records"]) == 2  # width, and smooth that made ExFiltered
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "m")
+        report = for_each(width, inputs={"table": Merge(ExRaw, ExFiltered)}, outputs=[ExUnrelated],
+                          subject=[2], session=["pre"])
+        assert report.counts["cached"] == 1
+    finally:
+        other.close()
