@@ -53,8 +53,12 @@ def shuffled(payload: Buffer, width: int) -> bytes:
 
 
 def unshuffle_into(out: np.ndarray, data: Buffer, width: int) -> None:
-    """Write the payload `shuffled` made of it into `out` (a uint8 array of the same length)."""
-    out.reshape(-1, width)[:] = np.frombuffer(data, dtype=np.uint8).reshape(width, -1).T
+    """Write the payload `shuffled` made of it into `out` (a uint8 array of the same length):
+    one strided pass per byte position (~3 GB/s; assigning the transposed view in one go
+    made numpy walk it element by element, ~0.4 GB/s for int16)."""
+    rows, columns = np.frombuffer(data, dtype=np.uint8).reshape(width, -1), out.reshape(-1, width)
+    for k in range(width):
+        columns[:, k] = rows[k]
 
 
 def encode(header: bytes, payload: Buffer, width: int) -> bytes:
