@@ -27,7 +27,7 @@ classdef BaseVariable
             %   metadata (addr + version keys), oid, version and created_at.
             var = obj.variable_name();
             cfg = scistack.internal.project();
-            [qk, qv, version] = parse_query(varargin);
+            [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             [sel, metas, S, pinned] = scistack.internal.select_records(cfg, var, qk, qv, ...
                 version);
             if isempty(sel)
@@ -54,7 +54,7 @@ classdef BaseVariable
             %   as an N x 1 struct array sorted by the schema keys (0 x 1 when none).
             var = obj.variable_name();
             cfg = scistack.internal.project();
-            [qk, qv, version] = parse_query(varargin);
+            [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             [sel, metas, S] = scistack.internal.select_records(cfg, var, qk, qv, version);
             out = repmat(struct('data', [], 'metadata', struct(), 'oid', '', ...
                 'version', 0, 'created_at', ''), numel(sel), 1);
@@ -78,7 +78,8 @@ classdef BaseVariable
             %STAGE Write X's payload(s) and manifest.json into a new folder
             %   <project>/.scistack/staging/<id>/ without ingesting them (see save).
             cfg = scistack.internal.project();
-            [addr, vkeys] = scistack.internal.split_meta(cfg, varargin);
+            [addr, vkeys] = scistack.internal.split_meta(cfg, ...
+                scistack.internal.plain_args(varargin));
             [manifest, folder] = scistack.internal.stage(cfg, obj.variable_name(), {x}, ...
                 {addr}, {vkeys});
         end
@@ -95,7 +96,8 @@ classdef BaseVariable
             addrs = cell(size(values));
             vkeys = cell(size(values));
             for k = 1:numel(values)
-                [addrs{k}, vkeys{k}] = scistack.internal.split_meta(cfg, metadata{k});
+                [addrs{k}, vkeys{k}] = scistack.internal.split_meta(cfg, ...
+                    scistack.internal.plain_args(metadata{k}));
             end
             [manifest, folder] = scistack.internal.stage(cfg, obj.variable_name(), ...
                 values, addrs, vkeys);
