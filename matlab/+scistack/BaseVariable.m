@@ -30,6 +30,12 @@ classdef BaseVariable
             [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             [sel, metas, S, pinned] = scistack.internal.select_records(cfg, var, qk, qv, ...
                 version);
+            if isempty(sel) && isempty(version) && ~all(ismember(qk, cfg.schema_keys))
+                out = by_lineage(obj, cfg, var, qk, qv);   % e.g. load('low_hz', 20)
+                if ~isempty(out)
+                    return
+                end
+            end
             if isempty(sel)
                 scistack.internal.not_found(cfg, S, var, qk, qv, version);
             end
@@ -104,6 +110,48 @@ classdef BaseVariable
             oids = scistack.internal.ingest(manifest, folder, numel(values));
         end
 
+        function out = list_versions(obj, varargin)
+            %LIST_VERSIONS Every saved version at the query's address(es), newest first: a
+            %   cell array of structs (var, addr, vkeys, version, oid, kind, summary,
+            %   created_at, current, call) from `scistack log --json`.
+            cfg = scistack.internal.project();
+            [qk, qv] = parse_query(scistack.internal.plain_args(varargin));
+            out = scistack.internal.cli_json(cfg, 'log', obj.variable_name(), qk, qv, {});
+        end
+
+        function call = provenance(obj, varargin)
+            %PROVENANCE The call that computed the current value at the query's address:
+            %   function, module, code, constants, inputs (var, oid, addr); [] when the value
+            %   was saved directly. A containers.Map (its key 'function' is a MATLAB
+            %   keyword): p('function'), p('constants'), p('inputs').
+            %   Errors scistack:notFound when nothing matches.
+            versions = obj.list_versions(varargin{:});
+            call = [];
+            for k = 1:numel(versions)
+                if versions{k}.current
+                    call = versions{k}.call;
+                    return
+                end
+            end
+            error('scistack:notFound', 'no current %s matches the query', obj.variable_name());
+        end
+
+        function out = delete(obj, varargin)
+            %DELETE Remove the refs at the query's address (every version, or 'version', N)
+            %   with `scistack rm -y`; objects stay until `scistack gc`. Returns rm's report.
+            cfg = scistack.internal.project();
+            [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
+            if isempty(qk)
+                error('scistack:badArgument', ['delete needs an address, e.g. ', ...
+                    'delete(''subject'', 1, ''session'', ''pre'')']);
+            end
+            extra = {'-y'};
+            if ~isempty(version)
+                extra = [extra, {'--version', sprintf('%d', version)}];
+            end
+            out = scistack.internal.cli_json(cfg, 'rm', obj.variable_name(), qk, qv, extra);
+        end
+
         function name = variable_name(obj)
             %VARIABLE_NAME The variable's name: the class name without its package.
             name = class(obj);
@@ -138,6 +186,35 @@ for k = 1:2:numel(args)
     end
     keys{end + 1} = name; %#ok<AGROW>
     vals{end + 1} = args{k + 1}; %#ok<AGROW>
+end
+end
+
+function out = by_lineage(obj, cfg, var, qk, qv)
+% Values whose lineage matches a non-schema key (a constant such as low_hz): Python finds
+% their addresses and versions, MATLAB reads them. [] when none.
+out = {};
+try
+    entries = scistack.internal.cli_json(cfg, 'log', var, qk, qv, {});
+catch e
+    if strcmp(e.identifier, 'scistack:notFound')
+        return
+    end
+    rethrow(e);
+end
+for k = 1:numel(entries)
+    e = entries{k};
+    if ~e.current
+        continue
+    end
+    args = {};
+    names = fieldnames(e.addr);
+    for j = 1:numel(names)
+        args = [args, {names{j}, e.addr.(names{j})}]; %#ok<AGROW>
+    end
+    out{end + 1, 1} = obj.load(args{:}, 'version', e.version); %#ok<AGROW>
+end
+if numel(out) == 1
+    out = out{1};
 end
 end
 

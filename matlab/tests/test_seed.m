@@ -3,6 +3,7 @@ function cases = test_seed(ctx) %#ok<INUSD>
 %   third configure_database argument, Thunk on a loaded record, for_each twice: cached).
 cases = {
     'the seed example runs as written (Octave syntax)', @seed
+    'load by lineage parameter, list_versions, version, provenance, delete', @python_api
     'Thunk refuses a non-function', @thunk_bad
     };
 end
@@ -36,4 +37,30 @@ end
 
 function thunk_bad(ctx) %#ok<INUSD>
 t_error(@() scistack.Thunk(3), 'scistack:badArgument');
+end
+
+function python_api(ctx)
+root = fullfile(ctx.fixture, 'seed');   % made by seed above
+scidb.configure_database(fullfile(root, 'my_experiment.duckdb'), {'subject', 'session'});
+x = SeedRaw().load('subject', 1, 'session', 'baseline');
+scistack.for_each(@bandpass_filter, struct('signal', SeedRaw(), 'low_hz', 30), ...
+    {FilteredEMG()}, 'subject', 1, 'session', 'baseline');
+f = FilteredEMG().load('low_hz', 30);
+t_equal(f.data, x.data * 2 + 30 / 450, 'found by its lineage constant');
+t_equal(f.version, 2, 'the new version');
+t_error(@() FilteredEMG().load('low_hz', 99), 'scistack:notFound');
+vs = FilteredEMG().list_versions('subject', 1, 'session', 'baseline');
+t_equal(numel(vs), 2, 'two versions');
+t_equal([vs{1}.version, vs{2}.version], [2, 1], 'newest first');
+old = FilteredEMG().load('subject', 1, 'session', 'baseline', 'version', 1);
+t_equal(old.data, x.data * 2 + 20 / 450, 'version 1 kept');
+p = FilteredEMG().provenance('subject', 1, 'session', 'baseline');
+t_equal(p('function'), 'bandpass_filter', 'function');   % a Map: function is a keyword
+constants = p('constants');
+t_equal(constants.low_hz, 30, 'constant');
+inputs = p('inputs');
+t_equal(inputs{1}.var, 'SeedRaw', 'input');
+t_assert(isempty(SeedRaw().provenance('subject', 1, 'session', 'baseline')), 'raw: none');
+FilteredEMG().delete('subject', 2, 'session', 'post');
+t_error(@() FilteredEMG().load('subject', 2, 'session', 'post'), 'scistack:notFound');
 end
