@@ -25,6 +25,7 @@ classdef BaseVariable
             %LOAD One record (a struct) when the query names one address, else a cell
             %   array of records sorted by the schema keys. A record has fields data,
             %   metadata (addr + version keys), oid, version and created_at.
+            scistack.flush();
             var = obj.variable_name();
             cfg = scistack.internal.project();
             [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
@@ -58,6 +59,7 @@ classdef BaseVariable
         function out = load_all(obj, varargin)
             %LOAD_ALL Every current record (optionally filtered by a query, as in load)
             %   as an N x 1 struct array sorted by the schema keys (0 x 1 when none).
+            scistack.flush();
             var = obj.variable_name();
             cfg = scistack.internal.project();
             [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
@@ -75,6 +77,20 @@ classdef BaseVariable
             %SAVE Store X at the given address: stage its payload and manifest, then run
             %   `scistack ingest MANIFEST` (the command is SCISTACK_CLI, default
             %   'scistack'). Returns the oid of the stored value.
+            %   Called as a statement (no output), the save is only queued: its files are
+            %   written under <project>/.scistack/queue and recorded by the next
+            %   scistack.flush (run by itself before reads, for_each, configure_database and
+            %   at exit): no Python start per save. See matlab/README.md, "Saving".
+            if nargout == 0
+                cfg = scistack.internal.project();
+                [addr, vkeys] = scistack.internal.split_meta(cfg, ...
+                    scistack.internal.plain_args(varargin));
+                scistack.internal.stage(cfg, obj.variable_name(), {x}, {addr}, {vkeys}, ...
+                    'queue');
+                scistack.internal.queue_state(cfg.root, true);
+                return
+            end
+            scistack.flush();
             [manifest, folder] = obj.stage(x, varargin{:});
             oids = scistack.internal.ingest(manifest, folder, 1);
             oid = oids{1};
@@ -94,6 +110,7 @@ classdef BaseVariable
             %SAVE_MANY Store several values with one ingest: VALUES is a cell array,
             %   METADATA a cell array of the same size whose elements are cell arrays of
             %   name/value pairs, e.g. {{'subject', 1, 'session', 'pre'}, ...}.
+            scistack.flush();
             cfg = scistack.internal.project();
             if ~iscell(values) || ~iscell(metadata) || numel(values) ~= numel(metadata)
                 error('scistack:badArgument', ['save_many(VALUES, METADATA): two cell ', ...
@@ -114,6 +131,7 @@ classdef BaseVariable
             %LIST_VERSIONS Every saved version at the query's address(es), newest first: a
             %   cell array of structs (var, addr, vkeys, version, oid, kind, summary,
             %   created_at, current, call) from `scistack log --json`.
+            scistack.flush();
             cfg = scistack.internal.project();
             [qk, qv] = parse_query(scistack.internal.plain_args(varargin));
             out = scistack.internal.cli_json(cfg, 'log', obj.variable_name(), qk, qv, {});
@@ -139,6 +157,7 @@ classdef BaseVariable
         function out = delete(obj, varargin)
             %DELETE Remove the refs at the query's address (every version, or 'version', N)
             %   with `scistack rm -y`; objects stay until `scistack gc`. Returns rm's report.
+            scistack.flush();
             cfg = scistack.internal.project();
             [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             if isempty(qk)
@@ -195,11 +214,8 @@ function out = by_lineage(obj, cfg, var, qk, qv)
 out = {};
 try
     entries = scistack.internal.cli_json(cfg, 'log', var, qk, qv, {});
-catch e
-    if strcmp(e.identifier, 'scistack:notFound')
-        return
-    end
-    rethrow(e);
+catch %#ok<CTCH> not found, or no Python project: the caller reports notFound
+    return
 end
 for k = 1:numel(entries)
     e = entries{k};

@@ -77,6 +77,7 @@ elseif ~exist(path, 'dir')
 end
 db = struct('root', root, 'path', path, 'schema_keys', {schema_keys});
 scistack.internal.project(db);
+scistack.flush();   % saves queued by an earlier session that ended before its flush
 end
 
 function create_project(root, path, schema_keys)

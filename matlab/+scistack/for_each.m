@@ -34,6 +34,7 @@ function report = for_each(fn, inputs, outputs, varargin)
 %   `scistack matlab-commit` call after the loop, however many combinations there are
 %   (SCISTACK_CLI names the command; matlab/README.md has the file formats).
 cfg = scistack.internal.project();
+scistack.flush();   % queued saves first: they may be inputs
 t_all = tic;
 [name, file, handle] = function_file(fn, 'the function');
 [opts, iterate] = parse_options(cfg, scistack.internal.plain_args(varargin));
