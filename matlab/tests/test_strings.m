@@ -11,9 +11,9 @@ cases = {
 end
 
 function plain_values(ctx) %#ok<INUSD>
-t_equal(scistack.internal.plain(string('pre')), 'pre', 'scalar');
-t_equal(scistack.internal.plain(string({'pre', 'post'})), {'pre', 'post'}, 'array');
-t_equal(scistack.internal.plain({string('a'), 1}), {'a', 1}, 'inside a cell');
+t_equal(scistack.internal.plain(t_string('pre')), 'pre', 'scalar');
+t_equal(scistack.internal.plain(t_string({'pre', 'post'})), {'pre', 'post'}, 'array');
+t_equal(scistack.internal.plain({t_string('a'), 1}), {'a', 1}, 'inside a cell');
 t_equal(scistack.internal.plain(3), 3, 'other values pass');
 end
 
@@ -26,8 +26,8 @@ end
 
 function configure(ctx)
 root = fresh(ctx);
-db = scistack.configure_database(string(fullfile(root, 'gait.duckdb')), ...
-    string({'subject', 'session'}), string('pipeline.db'));
+db = scistack.configure_database(t_string(fullfile(root, 'gait.duckdb')), ...
+    t_string({'subject', 'session'}), t_string('pipeline.db'));
 t_equal(db.schema_keys, {'subject', 'session'}, 'schema keys');
 t_assert(ischar(db.path), 'path is char');
 t_assert(exist(fullfile(root, '.scistack', 'config.json'), 'file') == 2, 'created');
@@ -35,12 +35,12 @@ end
 
 function save_load(ctx)
 root = fresh(ctx);
-scistack.configure_database(fullfile(root, 'gait.duckdb'), string({'subject', 'session'}));
-SavedValue().save([1; 2; 3], string('subject'), 1, string('session'), string('baseline'));
+scistack.configure_database(fullfile(root, 'gait.duckdb'), t_string({'subject', 'session'}));
+SavedValue().save([1; 2; 3], t_string('subject'), 1, t_string('session'), t_string('baseline'));
 SavedValue().save([4; 5], 'subject', 1, 'session', 'post');
-r = SavedValue().load(string('subject'), 1, string('session'), string('baseline'));
+r = SavedValue().load(t_string('subject'), 1, t_string('session'), t_string('baseline'));
 t_equal(r.data, [1; 2; 3], 'value back');
 t_equal(r.metadata.session, 'baseline', 'session stored as text');
-rs = SavedValue().load_all('session', string({'baseline', 'post'}));
+rs = SavedValue().load_all('session', t_string({'baseline', 'post'}));
 t_equal(numel(rs), 2, 'a string array matches any element');
 end
