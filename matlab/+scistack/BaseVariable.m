@@ -11,7 +11,9 @@ classdef BaseVariable
 %       r.data, r.metadata, r.oid, r.version, r.created_at
 %       rs = RawEMG().load('subject', 1);                    % partial address -> cell
 %       all = RawEMG().load_all();                           % struct array
+%       RawEMG().save(x, 'subject', 1, 'session', 'pre');   % queued (scistack.flush)
 %       oid = RawEMG().save(x, 'subject', 1, 'session', 'pre');  % via `scistack ingest`
+%       RawEMG().list_versions('subject', 1), .provenance(...), .delete(...)
 %
 %   Query values: numbers match numbers (1 and '1' differ, as int and str differ in
 %   Python), char matches strings, logical matches booleans, a cell or numeric vector
