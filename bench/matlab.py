@@ -1,4 +1,5 @@
-"""Benchmark the MATLAB client: loading a 100 MB array in Octave vs `fread` of the same bytes.
+"""Benchmark the MATLAB client: loading a 100 MB array in Octave vs `fread` of the same bytes,
+then small values: individual saves/s, loads/s and a cached for_each, next to Python's.
 
 Run standalone (``python bench/matlab.py``); it needs ``octave-cli`` (and ``zstd`` for the
 compressed case) and says so and stops when they are missing. A throwaway project is created
@@ -12,6 +13,11 @@ writes the raw array's data bytes to a plain file. Octave then times, as medians
 
 Every file was just written, so all reads come from the page cache: the figures compare CPU
 and copying costs, not disks.
+
+Small values (``--small`` runs only these): N_SMALL individual saves of a 100-element array
+(in Octave: queued, statement form, plus the one flush that records them; the rate counts
+both), N_SMALL individual loads, and a for_each over N_COMBOS combinations run twice (the
+second, all cached, is timed), in Octave and in Python on the same kind of data.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from scistack import BaseVariable  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 N_BYTES = 100 * 1024 * 1024
 REPEAT = 3
+N_SMALL = 200
+N_COMBOS = 20
 
 
 class RawBig(BaseVariable):
@@ -72,6 +80,104 @@ fprintf('RESULT fread=%.6f raw=%.6f zstd=%.6f ok=%d\n', m(1), m(2), m(3), ok_raw
 """
 
 
+SMALL_SCRIPT = r"""
+addpath('{matlab}'); addpath('{vars}');
+scistack.configure_database(fullfile('{root}', 'm.duckdb'), {{'subject'}});
+n = {n};
+t0 = tic;
+for k = 1:n
+    SmallRaw().save(rand(100, 1) + k, 'subject', k);
+end
+t_queue = toc(t0);
+t1 = tic;
+scistack.flush();
+t_flush = toc(t1);
+t0 = tic;
+for k = 1:n
+    r = SmallRaw().load('subject', k);
+end
+t_load = toc(t0);
+scistack.for_each(@small_step, struct('x', SmallRaw()), {{SmallOut()}}, 'subject', 1:{combos});
+t0 = tic;
+rep = scistack.for_each(@small_step, struct('x', SmallRaw()), {{SmallOut()}}, 'subject', 1:{combos});
+t_cached = toc(t0);
+fprintf('RESULT queue=%.6f flush=%.6f load=%.6f cached=%.6f ncached=%d\n', t_queue, t_flush, ...
+    t_load, t_cached, rep.counts.cached);
+"""
+
+
+class SmallRaw(BaseVariable):
+    pass
+
+
+class SmallOut(BaseVariable):
+    pass
+
+
+def small_step(x):
+    return x * 2
+
+
+def python_small(root: Path) -> dict[str, float]:
+    """Python's figures for the same work: individual saves, loads, a cached for_each."""
+    import time
+
+    db = scistack.configure_database(root / "py.duckdb", ["subject"])
+    rng = np.random.default_rng(0)
+    t0 = time.perf_counter()
+    for k in range(1, N_SMALL + 1):
+        SmallRaw.save(rng.random(100) + k, subject=k)
+    saves = N_SMALL / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for k in range(1, N_SMALL + 1):
+        SmallRaw.load(subject=k)
+    loads = N_SMALL / (time.perf_counter() - t0)
+    combos = list(range(1, N_COMBOS + 1))
+    scistack.for_each(small_step, {"x": SmallRaw}, [SmallOut], subject=combos, verbose=False)
+    t0 = time.perf_counter()
+    scistack.for_each(small_step, {"x": SmallRaw}, [SmallOut], subject=combos, verbose=False)
+    cached = time.perf_counter() - t0
+    db.close()
+    return {"saves": saves, "loads": loads, "cached": cached}
+
+
+def small(octave: str) -> int:
+    """Small values, Octave next to Python; prints the table."""
+    with tempfile.TemporaryDirectory(prefix="scistack-bench-matlab-small-") as tmp:
+        root = Path(tmp)
+        py = python_small(root)
+        vars_dir = root / "vars"
+        vars_dir.mkdir()
+        for var in ("SmallRaw", "SmallOut"):
+            (vars_dir / f"{var}.m").write_text(f"classdef {var} < scistack.BaseVariable\nend\n")
+        (vars_dir / "small_step.m").write_text("function y = small_step(x)\ny = x * 2;\nend\n")
+        script = SMALL_SCRIPT.format(matlab=REPO / "matlab", vars=vars_dir, root=root, n=N_SMALL,
+                                     combos=N_COMBOS)
+        cli = Path(sys.executable).with_name("scistack")
+        env = {**os.environ, "SCISTACK_DB": "", "SCISTACK_CLI": str(cli) if cli.exists() else "scistack"}
+        proc = subprocess.run([octave, "--no-gui", "--no-init-file", "--quiet", "--eval", script],
+                              capture_output=True, text=True, timeout=1800, cwd=tmp, env=env,
+                              check=False)
+    m = re.search(r"RESULT queue=([\d.]+) flush=([\d.]+) load=([\d.]+) cached=([\d.]+) "
+                  r"ncached=(\d+)", proc.stdout)
+    if proc.returncode != 0 or m is None:
+        print(proc.stdout + proc.stderr)
+        print("bench/matlab.py: the Octave small-value run failed")
+        return 1
+    queue, flush, load, cached = (float(m.group(i)) for i in range(1, 5))
+    print(f"\nsmall values (100 float64), {N_SMALL} individual saves and loads, "
+          f"for_each over {N_COMBOS} combinations (second run, all cached)")
+    print(f"{'':<34}{'Octave':>12}{'Python':>12}")
+    print(f"{'saves/s (Octave: queue + flush)':<34}{N_SMALL / (queue + flush):>12.0f}{py['saves']:>12.0f}")
+    print(f"{'  of which queueing only, saves/s':<34}{N_SMALL / queue:>12.0f}{'':>12}")
+    print(f"{'loads/s':<34}{N_SMALL / load:>12.0f}{py['loads']:>12.0f}")
+    print(f"{'cached for_each (s)':<34}{cached:>12.3f}{py['cached']:>12.3f}")
+    if int(m.group(5)) != N_COMBOS:
+        print(f"warning: the second Octave for_each cached {m.group(5)} of {N_COMBOS}")
+        return 1
+    return 0
+
+
 def build(root: Path) -> tuple[float, float]:
     """The project and the plain file; returns the last element of each saved array."""
     db = scistack.configure_database(root / "bench.duckdb", ["subject"])
@@ -103,6 +209,8 @@ def main() -> int:
     if shutil.which("zstd") is None:
         print("bench/matlab.py: skipped, the zstd command-line tool is not installed")
         return 0
+    if "--small" in sys.argv[1:]:
+        return small(octave)
     with tempfile.TemporaryDirectory(prefix="scistack-bench-matlab-") as tmp:
         root = Path(tmp)
         last_raw, last_zstd = build(root)
@@ -130,7 +238,7 @@ def main() -> int:
     if match.group(4) != "1":
         print("warning: a loaded array did not have the expected size or last element")
         return 1
-    return 0
+    return small(octave)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,25 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
     return [oid for _, _, oid, _, _ in planned]
 
 
+def ingest_queue(db: Database, queue: str | Path) -> list[str]:
+    """Record every save the MATLAB client queued in QUEUE (`<project>/.scistack/queue`), oldest first.
+
+    Each `<queue>/<id>/` folder holds one save, complete once its manifest.json exists (MATLAB
+    writes it last, by rename); it is recorded with ingest_manifest and then removed, so a
+    crash between two folders leaves the rest queued for the next call. A folder without a
+    manifest is a save still being written (or one that never returned) and is left alone."""
+    import shutil
+
+    oids: list[str] = []
+    for folder in sorted(p for p in Path(queue).iterdir() if p.is_dir()):
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            continue
+        oids.extend(ingest_manifest(db, manifest))
+        shutil.rmtree(folder, ignore_errors=True)
+    return oids
+
+
 def _read_manifest(db: Database, path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text())

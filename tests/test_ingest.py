@@ -67,3 +67,25 @@ def test_ingest_is_all_or_nothing_and_refuses_other_schemas(project):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SchemaMismatchError):
         ingest_manifest(project, folder / "manifest.json")
+
+
+def test_ingest_of_the_queue_records_every_save_in_order_and_skips_unfinished(project):
+    queue = project.scistack_dir / "queue"
+    for name, value in [("20260101T000000000-00000002-b", 2.0), ("20260101T000000000-00000001-a", 1.0)]:
+        folder = queue / name
+        folder.mkdir(parents=True)
+        (folder / "payload-0.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(np.full(2, value))))
+        (folder / "manifest.json").write_text(json.dumps({
+            "children": [], "format": 1, "schema_keys": project.schema_keys, "var": "Staged",
+            "writer": "scistack-matlab", "items": [{"addr": {"subject": 1, "session": "pre"},
+                                                    "kind": "npy", "payload": "payload-0.bin", "vkeys": {}}]}))
+    unfinished = queue / "20260101T000000000-00000003-c"
+    unfinished.mkdir()
+    (unfinished / "payload-0.bin").write_bytes(b"partial")
+    result = CliRunner().invoke(main, ["ingest", str(queue)])
+    assert result.exit_code == 0, result.output
+    assert len(result.output.split()) == 2
+    assert [p.name for p in queue.iterdir()] == [unfinished.name]  # recorded folders removed
+    project.index.refresh()
+    current = Staged.load(subject=1, session="pre")
+    assert current.data.tolist() == [2.0, 2.0] and current.version == 2  # sorted by name: 1 then 2

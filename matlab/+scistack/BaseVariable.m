@@ -11,7 +11,9 @@ classdef BaseVariable
 %       r.data, r.metadata, r.oid, r.version, r.created_at
 %       rs = RawEMG().load('subject', 1);                    % partial address -> cell
 %       all = RawEMG().load_all();                           % struct array
+%       RawEMG().save(x, 'subject', 1, 'session', 'pre');   % queued (scistack.flush)
 %       oid = RawEMG().save(x, 'subject', 1, 'session', 'pre');  % via `scistack ingest`
+%       RawEMG().list_versions('subject', 1), .provenance(...), .delete(...)
 %
 %   Query values: numbers match numbers (1 and '1' differ, as int and str differ in
 %   Python), char matches strings, logical matches booleans, a cell or numeric vector
@@ -25,11 +27,18 @@ classdef BaseVariable
             %LOAD One record (a struct) when the query names one address, else a cell
             %   array of records sorted by the schema keys. A record has fields data,
             %   metadata (addr + version keys), oid, version and created_at.
+            scistack.flush();
             var = obj.variable_name();
             cfg = scistack.internal.project();
-            [qk, qv, version] = parse_query(varargin);
+            [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             [sel, metas, S, pinned] = scistack.internal.select_records(cfg, var, qk, qv, ...
                 version);
+            if isempty(sel) && isempty(version) && ~all(ismember(qk, cfg.schema_keys))
+                out = by_lineage(obj, cfg, var, qk, qv);   % e.g. load('low_hz', 20)
+                if ~isempty(out)
+                    return
+                end
+            end
             if isempty(sel)
                 scistack.internal.not_found(cfg, S, var, qk, qv, version);
             end
@@ -52,9 +61,10 @@ classdef BaseVariable
         function out = load_all(obj, varargin)
             %LOAD_ALL Every current record (optionally filtered by a query, as in load)
             %   as an N x 1 struct array sorted by the schema keys (0 x 1 when none).
+            scistack.flush();
             var = obj.variable_name();
             cfg = scistack.internal.project();
-            [qk, qv, version] = parse_query(varargin);
+            [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             [sel, metas, S] = scistack.internal.select_records(cfg, var, qk, qv, version);
             out = repmat(struct('data', [], 'metadata', struct(), 'oid', '', ...
                 'version', 0, 'created_at', ''), numel(sel), 1);
@@ -69,6 +79,20 @@ classdef BaseVariable
             %SAVE Store X at the given address: stage its payload and manifest, then run
             %   `scistack ingest MANIFEST` (the command is SCISTACK_CLI, default
             %   'scistack'). Returns the oid of the stored value.
+            %   Called as a statement (no output), the save is only queued: its files are
+            %   written under <project>/.scistack/queue and recorded by the next
+            %   scistack.flush (run by itself before reads, for_each, configure_database and
+            %   at exit): no Python start per save. See matlab/README.md, "Saving".
+            if nargout == 0
+                cfg = scistack.internal.project();
+                [addr, vkeys] = scistack.internal.split_meta(cfg, ...
+                    scistack.internal.plain_args(varargin));
+                scistack.internal.stage(cfg, obj.variable_name(), {x}, {addr}, {vkeys}, ...
+                    'queue');
+                scistack.internal.queue_state(cfg.root, true);
+                return
+            end
+            scistack.flush();
             [manifest, folder] = obj.stage(x, varargin{:});
             oids = scistack.internal.ingest(manifest, folder, 1);
             oid = oids{1};
@@ -78,7 +102,8 @@ classdef BaseVariable
             %STAGE Write X's payload(s) and manifest.json into a new folder
             %   <project>/.scistack/staging/<id>/ without ingesting them (see save).
             cfg = scistack.internal.project();
-            [addr, vkeys] = scistack.internal.split_meta(cfg, varargin);
+            [addr, vkeys] = scistack.internal.split_meta(cfg, ...
+                scistack.internal.plain_args(varargin));
             [manifest, folder] = scistack.internal.stage(cfg, obj.variable_name(), {x}, ...
                 {addr}, {vkeys});
         end
@@ -87,6 +112,7 @@ classdef BaseVariable
             %SAVE_MANY Store several values with one ingest: VALUES is a cell array,
             %   METADATA a cell array of the same size whose elements are cell arrays of
             %   name/value pairs, e.g. {{'subject', 1, 'session', 'pre'}, ...}.
+            scistack.flush();
             cfg = scistack.internal.project();
             if ~iscell(values) || ~iscell(metadata) || numel(values) ~= numel(metadata)
                 error('scistack:badArgument', ['save_many(VALUES, METADATA): two cell ', ...
@@ -95,11 +121,56 @@ classdef BaseVariable
             addrs = cell(size(values));
             vkeys = cell(size(values));
             for k = 1:numel(values)
-                [addrs{k}, vkeys{k}] = scistack.internal.split_meta(cfg, metadata{k});
+                [addrs{k}, vkeys{k}] = scistack.internal.split_meta(cfg, ...
+                    scistack.internal.plain_args(metadata{k}));
             end
             [manifest, folder] = scistack.internal.stage(cfg, obj.variable_name(), ...
                 values, addrs, vkeys);
             oids = scistack.internal.ingest(manifest, folder, numel(values));
+        end
+
+        function out = list_versions(obj, varargin)
+            %LIST_VERSIONS Every saved version at the query's address(es), newest first: a
+            %   cell array of structs (var, addr, vkeys, version, oid, kind, summary,
+            %   created_at, current, call) from `scistack log --json`.
+            scistack.flush();
+            cfg = scistack.internal.project();
+            [qk, qv] = parse_query(scistack.internal.plain_args(varargin));
+            out = scistack.internal.cli_json(cfg, 'log', obj.variable_name(), qk, qv, {});
+        end
+
+        function call = provenance(obj, varargin)
+            %PROVENANCE The call that computed the current value at the query's address:
+            %   function, module, code, constants, inputs (var, oid, addr); [] when the value
+            %   was saved directly. A containers.Map (its key 'function' is a MATLAB
+            %   keyword): p('function'), p('constants'), p('inputs').
+            %   Errors scistack:notFound when nothing matches.
+            versions = obj.list_versions(varargin{:});
+            call = [];
+            for k = 1:numel(versions)
+                if versions{k}.current
+                    call = versions{k}.call;
+                    return
+                end
+            end
+            error('scistack:notFound', 'no current %s matches the query', obj.variable_name());
+        end
+
+        function out = delete(obj, varargin)
+            %DELETE Remove the refs at the query's address (every version, or 'version', N)
+            %   with `scistack rm -y`; objects stay until `scistack gc`. Returns rm's report.
+            scistack.flush();
+            cfg = scistack.internal.project();
+            [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
+            if isempty(qk)
+                error('scistack:badArgument', ['delete needs an address, e.g. ', ...
+                    'delete(''subject'', 1, ''session'', ''pre'')']);
+            end
+            extra = {'-y'};
+            if ~isempty(version)
+                extra = [extra, {'--version', sprintf('%d', version)}];
+            end
+            out = scistack.internal.cli_json(cfg, 'rm', obj.variable_name(), qk, qv, extra);
         end
 
         function name = variable_name(obj)
@@ -136,6 +207,32 @@ for k = 1:2:numel(args)
     end
     keys{end + 1} = name; %#ok<AGROW>
     vals{end + 1} = args{k + 1}; %#ok<AGROW>
+end
+end
+
+function out = by_lineage(obj, cfg, var, qk, qv)
+% Values whose lineage matches a non-schema key (a constant such as low_hz): Python finds
+% their addresses and versions, MATLAB reads them. [] when none.
+out = {};
+try
+    entries = scistack.internal.cli_json(cfg, 'log', var, qk, qv, {});
+catch %#ok<CTCH> not found, or no Python project: the caller reports notFound
+    return
+end
+for k = 1:numel(entries)
+    e = entries{k};
+    if ~e.current
+        continue
+    end
+    args = {};
+    names = fieldnames(e.addr);
+    for j = 1:numel(names)
+        args = [args, {names{j}, e.addr.(names{j})}]; %#ok<AGROW>
+    end
+    out{end + 1, 1} = obj.load(args{:}, 'version', e.version); %#ok<AGROW>
+end
+if numel(out) == 1
+    out = out{1};
 end
 end
 

@@ -20,6 +20,7 @@ classdef Fixed
                     variable.variable_name());
             end
             obj.variable = variable;
+            varargin = scistack.internal.plain_args(varargin);
             for k = 1:2:numel(varargin)
                 name = varargin{k};
                 if ~ischar(name) || isempty(name)

@@ -1,4 +1,4 @@
-function db = configure_database(path, schema_keys)
+function db = configure_database(path, schema_keys, lineage_path) %#ok<INUSD>
 %CONFIGURE_DATABASE Open a scistack project for this MATLAB session.
 %   DB = scistack.configure_database(PATH, SCHEMA_KEYS) remembers the project whose
 %   database file is PATH (e.g. 'gait.duckdb'; a folder works too) and whose schema keys
@@ -11,6 +11,11 @@ function db = configure_database(path, schema_keys)
 %   naming the database file and the schema keys (the objects, the journal and the
 %   .duckdb file appear with the first save).
 %   DB is a struct with fields root, path and schema_keys.
+%   PATH and SCHEMA_KEYS may be MATLAB strings ("gait.duckdb", ["subject" "session"]).
+%   A third argument (the old separate lineage database, e.g. "pipeline.db") is accepted
+%   and ignored, as in Python: lineage lives in the same project.
+path = scistack.internal.plain(path);
+schema_keys = scistack.internal.plain(schema_keys);
 if ~ischar(path) || isempty(path)
     error('scistack:badArgument', 'PATH must be the project''s .duckdb file or its folder');
 end
@@ -72,6 +77,7 @@ elseif ~exist(path, 'dir')
 end
 db = struct('root', root, 'path', path, 'schema_keys', {schema_keys});
 scistack.internal.project(db);
+scistack.flush();   % saves queued by an earlier session that ended before its flush
 end
 
 function create_project(root, path, schema_keys)

@@ -34,9 +34,10 @@ function report = for_each(fn, inputs, outputs, varargin)
 %   `scistack matlab-commit` call after the loop, however many combinations there are
 %   (SCISTACK_CLI names the command; matlab/README.md has the file formats).
 cfg = scistack.internal.project();
+scistack.flush();   % queued saves first: they may be inputs
 t_all = tic;
 [name, file, handle] = function_file(fn, 'the function');
-[opts, iterate] = parse_options(cfg, varargin);
+[opts, iterate] = parse_options(cfg, scistack.internal.plain_args(varargin));
 helper_files = cell(1, numel(opts.helpers));
 for k = 1:numel(opts.helpers)
     [~, helper_files{k}] = function_file(opts.helpers{k}, 'a helper');

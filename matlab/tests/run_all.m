@@ -14,6 +14,9 @@ addpath(fullfile(here, '..'));
 addpath(here);
 addpath(fullfile(here, 'vars'));
 addpath(fullfile(here, 'funcs'));
+if exist('OCTAVE_VERSION', 'builtin') ~= 0
+    addpath(fullfile(here, 'string_double'));   % MATLAB has the real string class
+end
 if nargin < 1 || isempty(fixture)
     fixture = getenv('SCISTACK_FIXTURE');
 end

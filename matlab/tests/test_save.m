@@ -123,7 +123,7 @@ root = saved_project(ctx);
 old = getenv('SCISTACK_CLI');
 restore = onCleanup(@() setenv('SCISTACK_CLI', old)); %#ok<NASGU>
 setenv('SCISTACK_CLI', 'false');
-err = t_error(@() SavedValue().save(1, 'subject', 5), 'scistack:ingestFailed', ...
+err = t_error(@() save_with_oid(1, 'subject', 5), 'scistack:ingestFailed', ...
     'kept in', 'scistack ingest');
 folder = regexp(err.message, 'kept in (\S+);', 'tokens', 'once');
 t_assert(~isempty(folder) && exist(fullfile(folder{1}, 'manifest.json'), 'file') == 2, ...
@@ -154,4 +154,8 @@ t_equal(SavedValue().load('subject', 1).oid, oid, 'a MATLAB-only project takes s
 t_error(@() scistack.configure_database(fullfile(root, 'new.duckdb'), {'subject'}), ...
     'scistack:schemaMismatch');
 rmdir(root, 's');
+end
+
+function oid = save_with_oid(varargin)
+oid = SavedValue().save(varargin{:});   % with an output: ingested at once
 end

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 import click
@@ -465,18 +466,25 @@ def init(path: str, keys: str | None, shared: str | None, objects: str | None) -
 
 
 @main.command()
-@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.argument("manifest", type=click.Path(exists=True))
 @click.pass_obj
 def ingest(project: _Project, manifest: str) -> None:
     """Record values staged by the MATLAB client; prints each item's oid, one per line.
 
-    MANIFEST is `<project>/.scistack/staging/<id>/manifest.json`; its project is used unless
-    --db says otherwise."""
-    from scistack.ingest import ingest_manifest, project_of_manifest
+    MANIFEST is `<project>/.scistack/staging/<id>/manifest.json`, or the queue folder
+    `<project>/.scistack/queue` of MATLAB's deferred saves (all of them, oldest first); its
+    project is used unless --db says otherwise."""
+    from scistack.ingest import ingest_manifest, ingest_queue, project_of_manifest
 
-    if project.path is None:
-        project.path = str(project_of_manifest(manifest))
-    for oid in ingest_manifest(project.db, manifest):
+    if Path(manifest).is_dir():
+        if project.path is None:
+            project.path = str(Path(manifest).resolve().parents[1])
+        oids = ingest_queue(project.db, manifest)
+    else:
+        if project.path is None:
+            project.path = str(project_of_manifest(manifest))
+        oids = ingest_manifest(project.db, manifest)
+    for oid in oids:
         click.echo(oid)
 
 

@@ -1,4 +1,4 @@
-function [manifest, folder] = stage(cfg, var, values, addrs, vkeys)
+function [manifest, folder] = stage(cfg, var, values, addrs, vkeys, parent)
 %STAGE Write values as payload files plus manifest.json into a new staging folder
 %   <root>/.scistack/staging/<id>/ for `scistack ingest` (format: matlab/README.md).
 %   Top-level numeric/logical arrays (numel ~= 1, except []) become npy payloads; everything
@@ -6,6 +6,17 @@ function [manifest, folder] = stage(cfg, var, values, addrs, vkeys)
 %   become child npy payloads referenced as {"$ref":"staged:payload-<n>.bin"}.
 %   Everything is encoded before the folder is created, so a value that cannot be stored
 %   leaves nothing behind.
+%   PARENT (default 'staging') is the folder under .scistack; 'queue' holds deferred saves,
+%   named so that sorting by name is the order of the saves, with manifest.json written
+%   last by rename (a folder without it is a save that has not returned).
+if nargin < 6
+    parent = 'staging';
+end
+persistent counter
+if isempty(counter)
+    counter = 0;
+end
+counter = counter + 1;
 box = containers.Map('KeyType', 'char', 'ValueType', 'any');
 box('names') = {};
 box('kinds') = {};
@@ -36,8 +47,8 @@ text = scistack.encode_json(m);
 
 [~, token] = fileparts(tempname());
 token = regexprep(token, '[^A-Za-z0-9_-]', '');
-stamp = datestr(now, 'yyyymmddTHHMMSS'); %#ok<TNOW1,DATST>
-folder = fullfile(cfg.root, '.scistack', 'staging', [stamp, '-', token]);
+stamp = datestr(now, 'yyyymmddTHHMMSSFFF'); %#ok<TNOW1,DATST>
+folder = fullfile(cfg.root, '.scistack', parent, sprintf('%s-%08d-%s', stamp, counter, token));
 [ok, msg] = mkdir(folder);
 if ~ok
     error('scistack:io', 'cannot create the staging folder %s: %s', folder, msg);
@@ -47,7 +58,16 @@ for k = 1:numel(names)
     scistack.internal.write_bytes(fullfile(folder, names{k}), payloads{k});
 end
 manifest = fullfile(folder, 'manifest.json');
-scistack.internal.write_bytes(manifest, [uint8(text), uint8(10)]);
+scistack.internal.write_bytes([manifest, '.part'], [uint8(text), uint8(10)]);
+if exist('OCTAVE_VERSION', 'builtin') ~= 0
+    [err, msg] = rename([manifest, '.part'], manifest);
+    ok = err == 0;
+else
+    [ok, msg] = movefile([manifest, '.part'], manifest, 'f');
+end
+if ~ok
+    error('scistack:io', 'cannot write %s: %s', manifest, msg);
+end
 end
 
 function out = add_payload(box, kind, bytes, is_child)

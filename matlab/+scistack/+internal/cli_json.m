@@ -1,0 +1,58 @@
+function value = cli_json(cfg, command, var, keys, vals, extra)
+%CLI_JSON Run `scistack --db ROOT COMMAND VAR --key value ... EXTRA --json` and decode its
+%   output (scistack.decode_json). Used for what only Python answers: versions and lineage
+%   (`log`), deletion (`rm`), and values addressed by a lineage parameter. Text values are
+%   quoted so '1' stays a string; a cell or numeric vector repeats the key (any of them).
+q = @scistack.internal.shell_quote;
+parts = {command, q(var)};
+for k = 1:numel(keys)
+    v = vals{k};
+    if ~iscell(v)
+        if ischar(v)
+            v = {v};
+        else
+            v = num2cell(v);
+        end
+    end
+    for j = 1:numel(v)
+        parts{end + 1} = ['--', keys{k}]; %#ok<AGROW>
+        parts{end + 1} = q(cli_value(v{j})); %#ok<AGROW>
+    end
+end
+parts = [parts, extra, {'--json'}];
+cli = getenv('SCISTACK_CLI');
+if isempty(cli)
+    cli = 'scistack';
+end
+errfile = [tempname(), '.txt'];
+cmd = sprintf('%s --db %s %s', cli, q(cfg.root), strjoin(parts, ' '));
+[status, out] = system(sprintf('%s 2> %s', cmd, q(errfile)));
+err = '';
+if exist(errfile, 'file')
+    err = strtrim(fileread(errfile));
+    delete(errfile);
+end
+if status ~= 0 && ~isempty(strfind(err, 'has no record matching'))
+    error('scistack:notFound', '%s', regexprep(err, '^error: ', ''));
+end
+if status ~= 0
+    error('scistack:cliFailed', '%s failed (exit %d): %s', cmd, status, strtrim([err, ' ', out]));
+end
+value = scistack.decode_json(strtrim(out));
+end
+
+function s = cli_value(v)
+if ischar(v)
+    s = ['''', v, ''''];
+elseif islogical(v)
+    if v
+        s = 'true';
+    else
+        s = 'false';
+    end
+elseif v == round(v)
+    s = sprintf('%d', v);
+else
+    s = sprintf('%.17g', v);
+end
+end

@@ -1,0 +1,2 @@
+classdef SeedRaw < scidb.BaseVariable
+end
