@@ -39,7 +39,7 @@ else
     path = fullfile(root, '.scistack', 'objects', oid(1:2), oid(3:end));
     if exist(path, 'file')
         content = path;
-        width = scistack.internal.shuffle_width(path);  % a byte-shuffled chunk (format.md 1.3)
+        width = scistack.internal.shuffle_width(path);  % a byte-shuffled chunk (docs/format.md 1)
         if width > 0 || scistack.internal.is_zstd_file(path)
             content = scistack.internal.zstd_to_file(path);
             cleaner = onCleanup(@() delete(content));
