@@ -20,18 +20,7 @@ for k = 1:numel(keys)
     end
 end
 parts = [parts, extra, {'--json'}];
-cli = getenv('SCISTACK_CLI');
-if isempty(cli)
-    cli = 'scistack';
-end
-errfile = [tempname(), '.txt'];
-cmd = sprintf('%s --db %s %s', cli, q(cfg.root), strjoin(parts, ' '));
-[status, out] = system(sprintf('%s 2> %s', cmd, q(errfile)));
-err = '';
-if exist(errfile, 'file')
-    err = strtrim(fileread(errfile));
-    delete(errfile);
-end
+[status, out, err, cmd] = scistack.internal.run_cli(strjoin(parts, ' '), '', cfg.root);
 if status ~= 0 && ~isempty(strfind(err, 'has no record matching'))
     error('scistack:notFound', '%s', regexprep(err, '^error: ', ''));
 end
