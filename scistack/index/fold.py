@@ -602,8 +602,7 @@ class Judging:
                                 (var,)).fetchone() is not None
 
     def changes(self, var: str) -> int:
-        row = self.con.execute("SELECT n FROM var_changes WHERE var = ?", (var,)).fetchone()
-        return row[0] if row else 0
+        return self.fold.changes(var)
 
     def _keep(self, *statements: tuple[str, tuple]) -> None:
         """Write what a report learned, if the fold is free within a moment: it is only a
