@@ -110,6 +110,44 @@ def test_changed_input_and_stale_upstream(pipeline, project):
     assert problems["SumTotal"] == "input signal (SumScaled) is stale"
 
 
+def test_after_a_few_changes_only_the_cells_they_reach_are_judged_again(pipeline, project, monkeypatch):
+    """A report after a change judges again only the cells the change can reach (the rest
+    as kept), and still gives the grid's answer after every kind of change: a re-recorded
+    input, a re-run, a delete, a report on an input alone in between, a code edit."""
+    from scistack.index.fold import Judging
+
+    judged_again: list[tuple[str, int]] = []
+    real = Judging.judge_again
+
+    def counting(self, var, cells):
+        judged_again.append((var, len(cells)))
+        return real(self, var, cells)
+
+    monkeypatch.setattr(Judging, "judge_again", counting)
+    _build(pipeline)
+    _agree(project, fast=True)
+    SumRaw.save(np.zeros(4), subject=2, session="post")
+    counts = _agree(project, fast=True)
+    assert counts["SumScaled"]["stale"] == 1 and counts["SumTotal"]["stale"] == 1
+    assert ("SumScaled", 1) in judged_again and ("SumTotal", 1) in judged_again
+    for_each(pipeline.scale, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False,
+             subject=[2], session=["post"])
+    assert _agree(project, fast=True)["SumTotal"]["stale"] == 1  # its input is newer now
+    SumScaled.delete(subject=1, session="pre")
+    assert _agree(project, fast=True)["SumTotal"]["stale"] == 2
+    SumRaw.save(np.ones(4), subject=1, session="post")
+    assert _agree(project, ["SumScaled"], fast=True)["SumScaled"]["stale"] == 1  # SumTotal left as kept
+    judged_again.clear()
+    counts = _agree(project, fast=True)  # SumScaled was judged again since SumTotal's judgement
+    assert counts["SumTotal"]["stale"] == 3 and ("SumTotal", 1) not in judged_again
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE + 1"))
+    importlib.invalidate_caches()
+    importlib.reload(pipeline)
+    judged_again.clear()
+    counts = _agree(project, fast=True)  # a function's verdict changed: judged in full
+    assert counts["SumScaled"]["stale"] == 5 and not [v for v, _ in judged_again if v == "SumScaled"]
+
+
 def test_code_change_is_stale(pipeline, project):
     _build(pipeline)
     assert _agree(project, fast=True)["SumScaled"]["stale"] == 0  # judged once, and kept

@@ -272,23 +272,34 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
     if len(levels) != 1 or any(len(db.index.levels(v)) != 1 or db.index.vkey_names(v) for v in inputs):
         return None
     sigs: dict[str, str | None] = {}
+    touched: dict[str, set[str] | None] = {}  # cells judged again in this report (None: all)
+    before: dict[str, str | None] = {}  # the signature each variable's kept judgement had
     for var in _upstream_first(inputs):
         verdicts = {identity: checker.function_verdict(call, module, function, identity)
                     for identity, module, function, call in facts[var][1]}
         judging.set_verdicts(verdicts)
         sigs[var] = sig = _judged_signature(judging, var, facts[var][0], verdicts, sigs)
+        prior = judging.kept_state(var)
+        before[var] = prior["sig"] if prior else None
         if sig is not None and judging.reuse_judged(var, sig):
+            touched[var] = set()
             continue
-        judging.judge(var)
+        state = _judged_state(judging, var, prior, facts[var][0], verdicts, sigs)
+        cells = _cells_to_judge_again(judging, prior, state, touched, before) if sig is not None else None
+        if cells is None:
+            judging.judge(var)
+        else:
+            judging.judge_again(var, cells)
+        touched[var] = cells if judging.computed(var) else set()  # a raw variable is done everywhere
         complex_records = judging.complex_records(var)
         if complex_records:  # judged here, by files and members a signature cannot see
             judging.set_judged(var, [(r.addr_key, *checker.record_status(r)) for r in complex_records])
             judging.mark_stale_from_judged(var)
-            sigs[var] = None
+            sigs[var] = touched[var] = None
         elif sig is not None and not judging.has_unknown(var):  # a missing record may turn up
-            judging.keep_judged(var, sig)
+            judging.keep_judged(var, sig, state)
         else:
-            sigs[var] = None
+            sigs[var] = touched[var] = None
     rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
     counts, problems = {}, []
     for var in chosen:
@@ -322,6 +333,46 @@ def _judged_signature(judging: Any, var: str, input_vars: set[str], verdicts: di
         upstream.append((name, judging.changes(name), sigs.get(name)))
     text = json.dumps([var, judging.changes(var), upstream, sorted(verdicts.items())])
     return hash_bytes(text.encode())
+
+
+def _judged_state(judging: Any, var: str, prior: dict[str, Any] | None, input_vars: set[str],
+                  verdicts: dict[str, tuple[str, str]], sigs: dict[str, str | None]) -> dict[str, Any]:
+    """What a variable's judgement is made from, kept beside it so that the next report can
+    judge again only the cells a change reached: the change counts of the variable and of
+    its inputs (with the inputs' signatures as judged then), its functions' verdicts, and
+    whether its calls' inputs all sit at their record's own address."""
+    changes = judging.changes(var)
+    aligned = prior["aligned"] if prior and prior["changes"] == changes else judging.aligned(var)
+    return {"var": var, "changes": changes,
+            "upstream": {name: [judging.changes(name), sigs.get(name)] for name in sorted(input_vars)},
+            "verdicts": hash_bytes(json.dumps(sorted(verdicts.items())).encode()), "aligned": aligned}
+
+
+def _cells_to_judge_again(judging: Any, kept: dict[str, Any] | None, state: dict[str, Any],
+                          touched: dict[str, set[str] | None], before: dict[str, str | None]
+                          ) -> set[str] | None:
+    """The address keys of `var` whose verdict a change since its kept judgement can have
+    reached, or None when everything must be judged (nothing kept, a function's verdict
+    changed, another set of inputs, inputs at other addresses, an input judged in full).
+
+    A cell's verdict reads its newest record, the newest values and staleness of its call's
+    inputs and its function's verdict; with every input at the cell's own address, it can
+    change only where the variable itself changed, where an input's records changed, or
+    where an input's cells were judged again. The inputs' cells must have been judged again
+    from the very judgement this one saw (a report on an input alone may have judged it
+    since): else everything is judged."""
+    if (kept is None or not state["aligned"] or kept["verdicts"] != state["verdicts"]
+            or set(kept["upstream"]) != set(state["upstream"])):
+        return None
+    cells = judging.changed_cells(state["var"], kept["changes"]) if "var" in state else None
+    if cells is None:
+        return None
+    for name, (since, seen) in kept["upstream"].items():
+        again = touched.get(name, set())
+        if again is None or before.get(name) != seen:
+            return None
+        cells |= again | judging.changed_cells(name, since)
+    return cells
 
 
 def _learn_upstream(db: Database, judging: Any, checker: StalenessChecker, chosen: list[str], known: list[str],
