@@ -2,16 +2,17 @@ function cases = test_thunk(ctx) %#ok<INUSD>
 %TEST_THUNK scistack.Thunk records lineage and uses the call cache as for_each does: one
 %   `scistack matlab-thunk` per call (plus `matlab-thunk-commit` when it runs), keys shared
 %   with for_each of the same .m file, the result saved with its call, `scistack why` and
-%   `status` judging the .m file. Runs on a fresh project.
+%   `status` judging the .m file. Runs on a fresh project. (A comment edit keeping the key,
+%   a chained result's input and other constants: tests/matlab/test_matlab_thunk.py.)
 cases = {
     'a call runs once; a repeat is cached; the saved result carries the call', @cached
-    'shares keys with for_each; a code edit re-runs, a comment does not; why says so', @edits
+    'shares keys with for_each; a code edit re-runs; why and status say so', @edits
     'cells of records, several outputs, a chained result; bad functions refused', @shapes
     };
 end
 
-function root = fresh(ctx, name)
-root = fullfile(ctx.fixture, name);
+function root = fresh(ctx)
+root = fullfile(ctx.fixture, 'thunk');
 if exist(root, 'dir')
     rmdir(root, 's');
 end
@@ -20,8 +21,14 @@ RawEMG().save((1:4)', 'subject', 1, 'session', 'pre');
 RawEMG().save((5:8)', 'subject', 1, 'session', 'post');
 end
 
+function root = use(ctx)
+% the project the first case made (each case writes other variables)
+root = fullfile(ctx.fixture, 'thunk');
+scistack.configure_database(fullfile(root, 'gait.duckdb'), {'subject', 'session'});
+end
+
 function cached(ctx)
-root = fresh(ctx, 'thunk1');
+root = fresh(ctx);
 global SCISTACK_TEST_CALLS
 SCISTACK_TEST_CALLS = 0;
 raw = RawEMG().load('subject', 1, 'session', 'pre');
@@ -44,15 +51,12 @@ constants = p('constants');
 t_equal(constants.low_hz, 20, 'its constant');
 inputs = p('inputs');
 t_equal({inputs{1}.name, inputs{1}.var}, {'signal', 'RawEMG'}, 'its input, traced to its variable');
-y3 = f(raw, 21);
-t_equal(SCISTACK_TEST_CALLS, 2, 'another constant is another call');
-t_equal(y3.cached, false, 'not cached');
 q = dir(fullfile(root, '.scistack', 'staging'));
 t_equal(sum(~ismember({q.name}, {'.', '..'})), 0, 'no staging folder left');
 end
 
 function edits(ctx)
-root = fresh(ctx, 'thunk2');
+root = use(ctx);
 d = tempname();
 mkdir(d);
 addpath(d);
@@ -65,10 +69,6 @@ step = scistack.Thunk(@thunk_step);
 y = step(RawEMG().load('subject', 1, 'session', 'post'), 3);
 t_equal(y.cached, true, 'a for_each result is a Thunk cache hit');
 t_equal(y.oid, Edited().load('subject', 1, 'session', 'post').oid, 'the same value');
-write_fn(d, 'thunk_step', {'function y = thunk_step(signal, k)', '% a comment', ...
-    'y = signal * k;', 'end'});
-y = step(RawEMG().load('subject', 1, 'session', 'post'), 3);
-t_equal(y.cached, true, 'a comment changes nothing');
 write_fn(d, 'thunk_step', {'function y = thunk_step(signal, k)', 'y = signal * k + 1;', 'end'});
 [~, out] = scistack.internal.run_cli(sprintf('why Edited --subject 1 --session post'), ...
     '', root);
@@ -83,7 +83,7 @@ t_assert(~isempty(regexp(out, 'Edited: 1 done, 1 stale', 'once')), ['status: ', 
 end
 
 function shapes(ctx)
-fresh(ctx, 'thunk3');
+use(ctx);
 both = RawEMG().load('subject', 1);   % a cell of two records
 count = scistack.Thunk(@count_all);
 n = count(both);
@@ -99,10 +99,6 @@ t_equal(r.call, k.call, 'one call');
 twice = scistack.Thunk(@bandpass);
 z = twice(r, 0);   % an earlier result as input
 t_equal(z.data, r.data * 2, 'chained');
-Ratio().save(z, 'subject', 1, 'session', 'pre');
-p = Ratio().provenance('subject', 1, 'session', 'pre');
-inputs = p('inputs');
-t_equal({inputs{1}.name, inputs{1}.call}, {'signal', r.call}, 'the input names the upstream call');
 t_error(@() scistack.Thunk(@(x) x + 1), 'scistack:badArgument', 'anonymous');
 t_error(@() scistack.Thunk(3), 'scistack:badArgument');
 t_error(@() scistack.Thunk(@bandpass, 'nope', 1), 'scistack:badArgument', 'helpers');

@@ -1,6 +1,7 @@
 """MATLAB saves called as statements are queued on disk: an Octave killed right after its
 saves returned loses none of them; `scistack ingest <project>/.scistack/queue` (what the next
-MATLAB flush runs) records them in save order, readable from Python."""
+MATLAB flush runs) records them in save order, readable from Python; two sessions and a
+hand-run ingest flushing one queue at once record each save exactly once."""
 
 from __future__ import annotations
 
