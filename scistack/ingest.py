@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError, SchemaMismatchError, ScistackError, UnsupportedValueError
+from scistack.errors import (
+    InvalidMetadataError,
+    SchemaMismatchError,
+    ScistackError,
+    UnsupportedValueError,
+)
 from scistack.index import check_identifier
 from scistack.objects.canonical_json import dumps_canonical, from_tree
 from scistack.objects.codec import decode_value

@@ -175,7 +175,9 @@ def signature_of(source: MatlabSource) -> tuple[str, tuple[str, ...]]:
 
 
 
-def identity_now(file: str | None, helpers: list[str] | tuple[str, ...] = ()) -> tuple[str | None, str]:
+def identity_now(
+    file: str | None, helpers: list[str] | tuple[str, ...] = ()
+) -> tuple[str | None, str]:
     """(identity, "") of the function in the recorded `.m` file (and helper files) as they are
     on disk now, or (None, why) when one cannot be read: then nothing can be compared."""
     if not file:

@@ -107,7 +107,9 @@ def staged_oids(folder: Path, req: dict[str, Any]) -> dict[str, str]:
     return staged
 
 
-def constant_input(folder: Path, name: str, spec: dict[str, Any], staged: dict[str, str]) -> BoundInput:
+def constant_input(
+    folder: Path, name: str, spec: dict[str, Any], staged: dict[str, str]
+) -> BoundInput:
     """A constant MATLAB staged: its oid (hashed, not stored) and its inline value if small."""
     kind, payload = staged_payload(folder, spec, staged)
     oid = hash_object(kind, [payload])

@@ -46,12 +46,14 @@ def lookup(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
     args = req.get("args") or []
     staged = staged_oids(folder, req)
-    oids = {name: _arg_oid(folder, name, arg, staged) for name, arg in zip(_names(fn, len(args)), args)}
+    names = _names(fn, len(args))
+    oids = {name: _arg_oid(folder, name, arg, staged) for name, arg in zip(names, args)}
     key = key_from_oids(fn.identity, oids)
     result: dict[str, Any] = {"format": FORMAT, "key": key, "identity": fn.identity}
     hit = db.index.cached_call(key)
     nargout = int(req.get("nargout") or 1)
-    if hit is not None and len(hit["outs"]) == nargout and all(db.store.contains(o) for o in hit["outs"]):
+    stored = hit is not None and all(db.store.contains(o) for o in hit["outs"])
+    if stored and len(hit["outs"]) == nargout:
         try:
             params = from_tree(read_call(db.store, hit["call"]).params, lambda child: child) or {}
         except ScistackError:
@@ -60,8 +62,7 @@ def lookup(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
             result.update(status="cached", call=hit["call"], outs=list(hit["outs"]), params=params)
             write_json(folder / THUNK_RESULT, result)
             return result
-    bound = {name: _bind(db, folder, name, arg, staged)
-             for name, arg in zip(_names(fn, len(args)), args)}
+    bound = {name: _bind(db, folder, name, arg, staged) for name, arg in zip(names, args)}
     result.update(status="run", inputs={n: b.record for n, b in sorted(bound.items())},
                   params=flatten_params(fn.name, bound))
     write_json(folder / THUNK_RESULT, result)
@@ -80,8 +81,9 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
     if fn.identity != planned["identity"] or planned.get("status") != "run":
         raise LineageError(
-            f"{fn.main.path} (or a helper) changed between the lookup and the commit, so the result "
-            "would be recorded under the wrong code; nothing was recorded. Call the Thunk again")
+            f"{fn.main.path} (or a helper) changed between the lookup and the commit, so the "
+            "result would be recorded under the wrong code; nothing was recorded. Call the Thunk "
+            "again")
     outputs = res.get("outputs") or []
     if not outputs:
         raise InvalidMetadataError(f"{results_path}: a Thunk call records at least one output")
@@ -126,7 +128,9 @@ def _arg_oid(folder: Path, name: str, arg: dict[str, Any], staged: dict[str, str
     return _checked_oid(arg.get("oid"), name)
 
 
-def _bind(db: Database, folder: Path, name: str, arg: dict[str, Any], staged: dict[str, str]) -> BoundInput:
+def _bind(
+    db: Database, folder: Path, name: str, arg: dict[str, Any], staged: dict[str, str]
+) -> BoundInput:
     """An argument as the call record holds it: where a loaded value came from, its call."""
     if "payload" in arg:
         return constant_input(folder, name, arg, staged)
@@ -152,7 +156,9 @@ def _bind(db: Database, folder: Path, name: str, arg: dict[str, Any], staged: di
             params = {}
         return BoundInput(name, None, oid, {"oid": oid, "call": arg["call"]}, params)
     metadata = arg.get("metadata") or {}
-    for ref in db.index.refs_to(oid):
+    # a loaded record names no variable: find the ref by its oid (a scan of the refs, paid on a
+    # miss only), the newest version at the record's address
+    for ref in sorted(db.index.refs_to(oid), key=lambda r: -r.version):
         if all(metadata.get(k) == v for k, v in {**ref.addr, **ref.vkeys}.items()):
             return _single(name, ref.var, ref).bound
     return BoundInput(name, None, oid, {"oid": oid})  # a value no ref names now

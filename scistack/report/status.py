@@ -123,9 +123,10 @@ class StalenessChecker:
     def function_verdict(self, call_oid: str, module: str, function: str, identity: str) -> tuple[str, str]:
         """Whether the code that made a call is the code that would run now."""
         if is_matlab_module(module):  # its .m files are read again, once per identity
-            if ("matlab", identity) not in self._script:
-                self._script[("matlab", identity)] = _matlab_verdict(self.db, call_oid, function, identity)
-            return self._script[("matlab", identity)]
+            slot = ("matlab", identity)
+            if slot not in self._script:
+                self._script[slot] = _matlab_verdict(self.db, call_oid, function, identity)
+            return self._script[slot]
         now = self.current_identity(module, function)
         if now is None:  # a script's function: judged from its file, once per function identity
             if identity not in self._script:
@@ -203,6 +204,7 @@ class StalenessChecker:
 
 
 def _matlab_verdict(db: Database, call_oid: str, function: str, identity: str) -> tuple[str, str]:
+    """A MATLAB call: its recorded .m files read and normalised again, identities compared."""
     try:
         file, helpers = recorded_files(read_call(db.store, call_oid).function)
     except ScistackError as exc:
@@ -212,7 +214,9 @@ def _matlab_verdict(db: Database, call_oid: str, function: str, identity: str) -
     now, why = identity_now(file, helpers)
     if now is None:
         return "unknown", why
-    return ("done", "") if now == identity else ("stale", f"code of {function} ({file}) changed")
+    if now != identity:
+        return "stale", f"code of {function} ({file}) changed"
+    return "done", ""
 
 
 def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:

@@ -186,7 +186,8 @@ def _matlab_changes(db: Any, call: CallRecord) -> list[Reason]:
     recorded = call.function
     file, helpers = recorded_files(recorded)
     if helpers is None:
-        return [Reason("unknown", recorded.name, "the helper files of this MATLAB call are not recorded")]
+        return [Reason("unknown", recorded.name,
+                       "the helper files of this MATLAB call are not recorded")]
     now, problem = identity_now(file, helpers)
     if now is None:
         return [Reason("unknown", recorded.name, problem)]
