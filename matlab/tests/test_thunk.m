@@ -89,6 +89,7 @@ count = scistack.Thunk(@count_all);
 n = count(both);
 t_equal(n.data, 2, 'a cell of records arrives as a cell of data');
 t_equal(count(both).cached, true, 'and is keyed by its oids');
+t_equal(count(RawEMG().load_all('subject', 1)).cached, true, 'load_all''s struct array too');
 two = scistack.Thunk(@ratio);
 base = RawEMG().load('subject', 1, 'session', 'post');
 [r, k] = two(RawEMG().load('subject', 1, 'session', 'pre'), base, int64(2), [1 2], ...
