@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_files
 from scistack.lineage.filecheck import changed_inputs, reads_files
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
@@ -29,6 +30,7 @@ from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFou
 from scistack.report.history import CallInfo, CallReader, InputInfo, select
 from scistack.index import RefRecord, key_of
 from scistack.objects.hashing import hash_bytes
+from scistack.records import read_call
 from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
@@ -91,7 +93,7 @@ class StalenessChecker:
         self._identity: dict[tuple[str, str], str | None] = {}
         self._unverifiable: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self._script: dict[str, tuple[str, str]] = {}  # function identity -> verdict from its file
+        self._script: dict[Any, tuple[str, str]] = {}  # function identity -> verdict from its file
         self.no_files: set[str] = set()  # call records known (from the index's facts) to read no file
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
@@ -120,6 +122,11 @@ class StalenessChecker:
 
     def function_verdict(self, call_oid: str, module: str, function: str, identity: str) -> tuple[str, str]:
         """Whether the code that made a call is the code that would run now."""
+        if is_matlab_module(module):  # its .m files are read again, once per identity
+            slot = ("matlab", identity)
+            if slot not in self._script:
+                self._script[slot] = _matlab_verdict(self.db, call_oid, function, identity)
+            return self._script[slot]
         now = self.current_identity(module, function)
         if now is None:  # a script's function: judged from its file, once per function identity
             if identity not in self._script:
@@ -194,6 +201,22 @@ class StalenessChecker:
                     digest = None
             self._identity[(module, name)] = digest
         return self._identity[(module, name)]
+
+
+def _matlab_verdict(db: Database, call_oid: str, function: str, identity: str) -> tuple[str, str]:
+    """A MATLAB call: its recorded .m files read and normalised again, identities compared."""
+    try:
+        file, helpers = recorded_files(read_call(db.store, call_oid).function)
+    except ScistackError as exc:
+        return "unknown", f"call record {call_oid[:12]} cannot be read ({exc})"
+    if helpers is None:
+        return "unknown", f"the helper files of {function} are not recorded"
+    now, why = identity_now(file, helpers)
+    if now is None:
+        return "unknown", why
+    if now != identity:
+        return "stale", f"code of {function} ({file}) changed"
+    return "done", ""
 
 
 def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
