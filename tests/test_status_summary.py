@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from scistack import BaseVariable, for_each
 from scistack.errors import VariableNotFoundError
 from scistack.index import key_of
-from scistack.report.status import status_grid, status_summary
+from scistack.report.status import status_cells, status_grid, status_summary
 
 PIPELINE = """
 from scistack import lineage_fcn
@@ -86,6 +86,8 @@ def _agree(db, variables=None, *, fast: bool) -> dict:
     summary = status_summary(db, variables)
     grid = status_grid(db, variables)
     assert summary.counts == grid.counts()
+    cells = status_cells(db, variables)  # the web view's grid, judged as the summary is
+    assert (cells.variables, cells.addresses, cells.grid) == (grid.variables, grid.addresses, grid.grid)
     assert summary.fast is fast
     expected = {(c.var, key_of(c.addr), c.status) for c in grid.cells if c.status != "done"}
     assert {(c.var, key_of(c.addr), c.status) for c in summary.problems} == expected

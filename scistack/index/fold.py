@@ -738,11 +738,15 @@ class Judging:
             (var,)).fetchall())
 
     def problems(self, var: str, limit: int) -> list[tuple[str, int, str, str]]:
-        """Up to `limit` (addr key, version, status, reason) of cells that are not done."""
+        """Up to `limit` (-1: all) (addr key, version, status, reason) of cells that are not done."""
         rows = self.con.execute(
             "SELECT addr, version, verdict FROM judged WHERE var = ? AND verdict NOT LIKE 'done|%' "
             "ORDER BY addr LIMIT ?", (var, limit)).fetchall()
         return [(addr, version, *verdict.split("|", 1)) for addr, version, verdict in rows]
+
+    def newest_versions(self, var: str) -> list[tuple[str, int]]:
+        """(addr key, newest version) of every address where the variable has a record."""
+        return self.con.execute("SELECT addr, max(version) FROM refs WHERE var = ? GROUP BY addr", (var,)).fetchall()
 
     def cells(self, var: str) -> int:
         """Addresses where the variable has a live record (a b-tree count)."""

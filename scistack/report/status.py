@@ -279,7 +279,52 @@ def status_summary(db: Database, variables: list[str] | None = None, *, limit: i
     return StatusSummary(grid.variables, grid.counts(), problems, fast=False)
 
 
+def status_cells(db: Database, variables: list[str] | None = None) -> StatusGrid:
+    """`status_grid`, judged set-at-a-time in the index where the project allows (as
+    `status_summary` is): the web view's grid of 2,000 addresses in ~0.05 s, not ~0.5 s.
+    `status_grid` stays the reference the tests hold this to."""
+    judged = _judge_fast(db, variables)
+    if judged is None:
+        return status_grid(db, variables)
+    judging, chosen, known = judged
+    by_var: dict[str, dict[str, StatusCell]] = {}
+    for var in chosen:
+        judged = {addr: (status, reason) for addr, _, status, reason in judging.problems(var, -1)}
+        by_var[var] = {}
+        for addr, version in judging.newest_versions(var):
+            status, reason = judged.get(addr, ("done", ""))
+            by_var[var][addr] = StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+    rows = _rows([c.addr for cells in by_var.values() for c in cells.values()], db.schema_keys)
+    levels = {var: _levels(by_var[var]) for var in chosen}
+    return StatusGrid(chosen, rows, [[_project(var, by_var[var], levels[var], row) for var in chosen]
+                                     for row in rows])
+
+
 def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> StatusSummary | None:
+    judged = _judge_fast(db, variables)
+    if judged is None:
+        return None
+    judging, chosen, known = judged
+    rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
+    counts, problems = {}, []
+    for var in chosen:
+        if var not in known:  # runs wrote it once; nothing of it is left
+            counts[var] = dict.fromkeys(STATUSES, 0)
+            continue
+        found = judging.counts(var)
+        counts[var] = {status: found.get(status, 0) for status in STATUSES}
+        counts[var]["missing"] = rows - sum(found.values())
+        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+                     for addr, version, status, reason in judging.problems(var, limit)]
+        if counts[var]["missing"]:
+            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in judging.missing(var, limit)]
+    return StatusSummary(chosen, counts, problems, fast=True)
+
+
+def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[str], list[str]] | None:
+    """Judge `variables` and everything upstream set-at-a-time in the index: (the judging,
+    the variables chosen, every known variable), or None where the project needs the
+    per-record grid (several levels, version-key variants, a failed run)."""
     known = db.index.variables()
     judging = db.index.judging()
     outputs = _run_outputs(db, judging)
@@ -323,20 +368,7 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
             judging.keep_judged(var, sig, state)
         else:
             sigs[var] = touched[var] = None
-    rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
-    counts, problems = {}, []
-    for var in chosen:
-        if var not in known:  # runs wrote it once; nothing of it is left
-            counts[var] = dict.fromkeys(STATUSES, 0)
-            continue
-        found = judging.counts(var)
-        counts[var] = {status: found.get(status, 0) for status in STATUSES}
-        counts[var]["missing"] = rows - sum(found.values())
-        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
-                     for addr, version, status, reason in judging.problems(var, limit)]
-        if counts[var]["missing"]:
-            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in judging.missing(var, limit)]
-    return StatusSummary(chosen, counts, problems, fast=True)
+    return judging, chosen, known
 
 
 def _in_schema_order(db: Database, addr_key: str) -> dict[str, Any]:
