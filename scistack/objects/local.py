@@ -57,6 +57,7 @@ _MAX_BUFFER = 64 << 20       # a batch writes a pack at least every 64 MB of sma
 _TRUSTED_ALLOC = 64 << 20    # allocate up to this much (or _TRUSTED_RATIO x the compressed size)
 _TRUSTED_RATIO = 8           # on a header's word; beyond, its stream is hashed first
 _STREAM_STEP = 1 << 20
+_FIRST_READ = 64 << 10       # a load reads this much before asking a file's size
 LIMIT_ENV = "SCISTACK_MAX_LOAD_BYTES"
 
 
@@ -259,13 +260,15 @@ class LocalObjectStore(ObjectStore):
                 raise self._not_found(oid) from None
             return self._decode_small(oid, stored)
         try:
-            size = os.fstat(fd).st_size
+            data = os.read(fd, _FIRST_READ)  # a small object whole, without an fstat first
+            size = len(data) if len(data) < _FIRST_READ else os.fstat(fd).st_size
             if size <= _SMALL:
-                data = os.read(fd, size)
+                if size > len(data):
+                    data += os.read(fd, size - len(data))
                 magic = data[:4]
                 if magic != SKIP_MAGIC and (magic != ZSTD_MAGIC or 0 <= _content_size(data) <= _SMALL):
                     return self._decode_small(oid, data)
-                os.lseek(fd, 0, os.SEEK_SET)
+            os.lseek(fd, 0, os.SEEK_SET)
             with open(fd, "rb", closefd=False) as handle:
                 return self._read_large(oid, handle)
         finally:
@@ -657,6 +660,12 @@ def _slice(flat: list[memoryview], start: int, size: int) -> bytes:
 
 
 def _parse_header(oid: str, head: bytes | bytearray) -> tuple[str, int, int]:
+    if type(head) is bytes:  # the usual header, in one pass (a load parses one per object)
+        end = head.find(b"\x00")
+        kind_text, _, length_text = head[:end].partition(b" ")
+        kind = _KIND_NAMES.get(kind_text)
+        if kind is not None and end > 0 and length_text.isdigit():
+            return kind, int(length_text), end + 1
     end = bytes(head).find(b"\x00")
     try:
         kind_text, length_text = bytes(head[:end]).decode("ascii").split(" ")
@@ -666,6 +675,9 @@ def _parse_header(oid: str, head: bytes | bytearray) -> tuple[str, int, int]:
     if end < 0 or kind_text not in KINDS or length < 0 or not length_text.isdigit():
         raise CorruptObjectError(oid, f"its header names an unknown kind or length ({bytes(head[:end])!r})")
     return kind_text, length, end + 1
+
+
+_KIND_NAMES = {kind.encode("ascii"): kind for kind in KINDS}
 
 
 def _verify(oid: str, kind: str, parts: Sequence[Buffer]) -> None:
