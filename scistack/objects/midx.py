@@ -84,9 +84,9 @@ class MultiPackIndex:
 
     def close(self) -> None:
         self.prefixes = self.ordinals = self.offsets = self.lengths = np.empty(0)
-        for view in (self._prefix_ints, self._ordinal_ints, self._offset_ints, self._length_ints):
-            if isinstance(view, memoryview):
-                view.release()
+        # dropped, not released: another thread may be searching them (the map then stays
+        # open until the last view goes, as with the arrays)
+        self._prefix_ints = self._ordinal_ints = self._offset_ints = self._length_ints = ()
         try:
             self._map.close()
         except BufferError:  # a view is still alive somewhere: the GC closes it
