@@ -150,6 +150,33 @@ def test_after_a_few_changes_only_the_cells_they_reach_are_judged_again(pipeline
     assert counts["SumScaled"]["stale"] == 5 and not [v for v, _ in judged_again if v == "SumScaled"]
 
 
+def test_an_index_of_the_previous_layout_is_migrated_in_place(pipeline, project, tmp_path):
+    """A fold written before cells kept their change counts (layout 6) gains the columns in
+    place (no refold of the journal: ~50 s at 1M refs) and judges right from then on."""
+    import sqlite3
+
+    from scistack import configure_database
+
+    _build(pipeline)
+    _agree(project, fast=True)
+    path = project.root / ".scistack" / "fold.sqlite"
+    project.close()
+    con = sqlite3.connect(path)
+    con.executescript("ALTER TABLE slots DROP COLUMN n; ALTER TABLE judged_sig DROP COLUMN state; "
+                      "UPDATE meta SET value = '6' WHERE key = 'fold_version';")
+    con.close()
+    inode = path.stat().st_ino
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        assert _agree(db, fast=True)["SumTotal"]["done"] == 4
+        assert path.stat().st_ino == inode  # the same file, not a rebuilt one
+        SumRaw.save(np.zeros(4), subject=1, session="pre")
+        assert _agree(db, fast=True)["SumTotal"]["stale"] == 1
+        assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("7",)
+    finally:
+        db.close()
+
+
 def test_code_change_is_stale(pipeline, project):
     _build(pipeline)
     assert _agree(project, fast=True)["SumScaled"]["stale"] == 0  # judged once, and kept

@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS refs (
 CREATE INDEX IF NOT EXISTS refs_newest ON refs (var, created_at);
 CREATE TABLE IF NOT EXISTS slots (
     var TEXT NOT NULL, addr TEXT NOT NULL, max_version INTEGER NOT NULL,
-    n INTEGER NOT NULL,  -- the variable's change count when this address last changed
+    n INTEGER NOT NULL DEFAULT 0,  -- the variable's change count when this address last changed
     PRIMARY KEY (var, addr)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -79,6 +79,27 @@ CREATE TABLE IF NOT EXISTS run_facts (
 INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 """
+
+# Layouts that become the current one by adding columns. Version 6 -> 7: `slots.n` (0: changed
+# before any kept judgement, which then has no `state` and is made in full) and `judged_sig.state`.
+_MIGRATIONS = {6: ("ALTER TABLE slots ADD COLUMN n INTEGER NOT NULL DEFAULT 0",
+                    "ALTER TABLE judged_sig ADD COLUMN state TEXT")}
+
+
+def _migrate(con: sqlite3.Connection, found: int) -> int:
+    """Bring a fold of version `found` to the current layout in one transaction (another
+    process may be doing the same: the version is read again under the write lock)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'")) == found:
+            for statement in _MIGRATIONS[found]:
+                con.execute(statement)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'fold_version'", (str(FOLD_VERSION),))
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    return int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
 
 _CHUNK = 5000
 _CHUNK_BYTES = 16 << 20  # journal bytes folded per transaction (~50k lines, ~150 MB of Python)
@@ -121,6 +142,8 @@ class Fold:
             con.execute("PRAGMA cache_size=-16384")
             con.executescript(_SCHEMA)
             found = int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
+            if found in _MIGRATIONS:  # a column more: added in place (a rebuild of 1M refs takes ~50 s)
+                found = _migrate(con, found)
             if found != FOLD_VERSION:  # another layout: derived, so rebuild rather than migrate
                 con.close()
                 self._discard_file()
