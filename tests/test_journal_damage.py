@@ -3,6 +3,7 @@ it never makes the project unusable."""
 
 from __future__ import annotations
 
+import os
 import json
 
 import pytest
@@ -61,3 +62,22 @@ def test_fsck_quarantine_moves_bad_lines_aside_and_gc_works_again(project):
     find_reachable(project)  # gc no longer refuses
     DamY.save(3.0, subject=4, session="pre")
     assert sorted(v.data for v in DamY.load_all()) == [1.0, 2.0, 3.0]
+
+
+def test_the_journal_size_follows_a_replaced_or_removed_file(tmp_path):
+    """`size` fstat()s a kept descriptor; a journal renamed over or removed is looked up again."""
+    from scistack.index.journal import Journal
+
+    path = tmp_path / "refs.log"
+    journal = Journal(path)
+    assert journal.size() == 0
+    path.write_text("a\n")
+    assert journal.size() == 2
+    (tmp_path / "new.log").write_text("abcdef\n")
+    os.replace(tmp_path / "new.log", path)
+    assert journal.size() == 7
+    path.unlink()
+    assert journal.size() == 0
+    path.write_text("xy\n")
+    assert journal.size() == 3
+    journal.close()
