@@ -3,8 +3,8 @@ it never makes the project unusable."""
 
 from __future__ import annotations
 
-import os
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
