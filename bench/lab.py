@@ -37,6 +37,7 @@ from foreach_work import scaled  # noqa: E402
 from scistack import BaseVariable, configure_database, for_each  # noqa: E402
 from tests.lab.conftest import (  # noqa: E402 - the tests' service helpers
     WRITER, WRITER_PASSWORD, PostgresCluster, S3Server, _pg_bindir, _service_user, _wait_for_port, free_port,
+    s3_server_command,
 )
 
 
@@ -65,8 +66,7 @@ def _services(base: Path) -> tuple[PostgresCluster, S3Server]:
     cluster.admin(f"CREATE ROLE {WRITER} LOGIN PASSWORD '{WRITER_PASSWORD}'")
     cluster.admin("CREATE ROLE lab_reader LOGIN PASSWORD 'x'")
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=open(base / "moto.log", "wb"), stderr=subprocess.STDOUT,
+    process = subprocess.Popen(s3_server_command(port), stdout=open(base / "moto.log", "wb"), stderr=subprocess.STDOUT,
                                env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3"))
     if not _wait_for_port(port, 60, process):
         raise SystemExit("moto did not start")

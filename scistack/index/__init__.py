@@ -71,6 +71,7 @@ class Index:
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
+        self.before_append: Any = None  # ... and waits for objects still uploading here
 
     def set_inliner(self, inliner: Any) -> None:
         """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
@@ -406,6 +407,8 @@ class Index:
         """Append under the lock and fold our own lines as written (no read back)."""
         with self._journal.locked():
             start = self._journal.size()  # under the lock: no other writer moves it
+            if self.before_append is not None:
+                self.before_append()  # never a name whose object has not arrived
             end = self._journal.append(entries)
         if len(entries) <= _FOLD_OWN_MAX and self._fold.appended(_as_read(entries), start, end):
             self._ahead.clear()
