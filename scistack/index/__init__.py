@@ -326,6 +326,12 @@ class Index:
         state.offset = offset
         return state, self._journal.skipped_lines - before
 
+    def journal_tail(self, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The journal's entries after `offset` (a byte offset, or a lab journal's `seq`) and
+        the offset after them: what a mirror of the journal for other readers appends."""
+        self.flush()
+        return self._journal.read_from(offset)
+
     # -- writing -------------------------------------------------------------------------
     def put_ref(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, *,
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
