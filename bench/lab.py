@@ -92,10 +92,15 @@ def measure(mode: str, folder: Path, lab: tuple[str, str] | None, n_batch: int, 
         for i, value in enumerate(values):
             LabBenchValue.save(value, subject=i, trial=0)
     row["batched saves/s"] = n_batch / (time.perf_counter() - t0)
+    fresh = [rng.standard_normal(10) for _ in range(n_single)]  # new content: each one uploads
     t0 = time.perf_counter()
     for i in range(n_single):
-        LabBenchValue.save(values[i], subject=i, trial=1)
+        LabBenchValue.save(fresh[i], subject=i, trial=1)
     row["single saves/s"] = n_single / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for i in range(n_single):  # content this process stored moments ago, at a new address
+        LabBenchValue.save(fresh[i], subject=i, trial=2)
+    row["single re-saves/s"] = n_single / (time.perf_counter() - t0)
     with db.batch():
         for i in range(n_foreach):
             LabBenchIn.save(rng.standard_normal(100), subject=i // 100, trial=i % 100)
