@@ -272,18 +272,19 @@ class S3ObjectStore(ObjectStore):
             added = sum(p.stat().st_size + p.with_suffix(".pack").stat().st_size for p in new)
         while self._to_upload:
             idx = self._to_upload[0]
+            created = time.time()
             for path in (idx.with_suffix(".pack"), idx):
                 try:
                     self._call("uploading a pack", self._ob.put, f"pack/{path.name}", path.read_bytes(),
                                mode="create")
                 except self._ob.exceptions.AlreadyExistsError:
-                    pass  # the same objects packed the same way: identical bytes
+                    created = 0.0  # the same objects packed the same way: identical bytes, of any age
                 except FileNotFoundError as exc:
                     raise self._failure(exc, "uploading a pack") from None
             self._to_upload.pop(0)
-            now = time.time()
-            for row in _parse_idx(idx.read_bytes()):
-                self._young[bytes(row["oid"]).hex()] = now
+            if created:  # put just now: its objects are young in the bucket
+                for row in _parse_idx(idx.read_bytes()):
+                    self._young[bytes(row["oid"]).hex()] = created
         self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------
