@@ -53,7 +53,8 @@ from scistack.errors import (
     SharedAccessError,
     SharedServiceError,
 )
-from scistack.objects.hashing import Buffer
+from scistack.objects.hashing import Buffer, payload_length
+from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore
 from scistack.objects.oid import Oid, is_valid_oid, validate_oid
 from scistack.objects.store import ObjectStore, StoredObject
@@ -186,6 +187,8 @@ class S3ObjectStore(ObjectStore):
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
         if self._batch_depth:
             self.cache._write(oid, kind, parts)  # small ones buffer into the next pack
+            if payload_length(parts) < PACKED_BELOW:
+                return  # (the cache's rule): no look for a loose copy, two stats per object
             if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)) and not self._is_young(oid):
                 self._trim_cache(self._upload_loose(oid))  # a large one was written loose: up now
             return
