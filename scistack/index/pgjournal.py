@@ -38,6 +38,7 @@ META = "scistack_meta"
 LOCK_KEY = 0x5C157AC6  # pg_advisory_lock key of journal appends ("scistack")
 GC_LOCK_KEY = LOCK_KEY + 1  # ... and of gc (one at a time across the lab)
 SIZE_TTL = 0.05  # seconds an unlocked freshness check is reused (see size())
+UNLOCK_ANSWER_WAIT = 30.0  # seconds to wait for a sent unlock's answer before reconnecting
 _DECODER = json.JSONDecoder()
 
 
@@ -268,14 +269,17 @@ class PostgresJournal:
             return
         try:
             pgconn = con.pgconn
+            deadline = time.monotonic() + UNLOCK_ANSWER_WAIT
             pgconn.consume_input()
             while pgconn.is_busy():
+                if time.monotonic() > deadline:
+                    raise TimeoutError
                 select.select([pgconn.socket], [], [], 1.0)
                 pgconn.consume_input()
             while pgconn.get_result() is not None:
                 pass
-        except Exception:  # noqa: BLE001 - a broken connection: the next statement reconnects
-            pass
+        except Exception:  # noqa: BLE001 - a silent or broken server: start a new session
+            con.close()  # (the server drops the old one, and any lock it held)
 
     @contextmanager
     def exclusive_gc(self) -> Iterator[bool]:
