@@ -305,7 +305,10 @@ class PostgresJournal:
         with self.locked(), self._io:
             con = self._connection()
             try:
-                if len(lines) <= 64:  # one statement, so one round trip and its own transaction
+                if len(lines) == 1:  # a single save: no array to build and unpack
+                    last = con.execute(f"INSERT INTO {TABLE} (line) VALUES (%s) RETURNING seq",
+                                       (lines[0],)).fetchone()[0]
+                elif len(lines) <= 64:  # one statement, so one round trip and its own transaction
                     rows = con.execute(f"INSERT INTO {TABLE} (line) SELECT unnest(%s::text[]) "
                                        "RETURNING seq", (lines,)).fetchall()
                     last = max(r[0] for r in rows)
