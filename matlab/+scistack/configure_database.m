@@ -10,6 +10,12 @@ function db = configure_database(path, schema_keys, lineage_path) %#ok<INUSD>
 %   created as Python's configure_database creates it: <folder>/.scistack/config.json
 %   naming the database file and the schema keys (the objects, the journal and the
 %   .duckdb file appear with the first save).
+%   A lab project (config.json names a shared PostgreSQL journal and an S3 object store,
+%   joined from Python) is read through a local mirror: the `scistack matlab-mirror`
+%   command copies the shared journal's new lines to <folder>/.scistack/cache/refs.log (now,
+%   and before a read when older than SCISTACK_LAB_REFRESH seconds, default 5) and fetches
+%   objects missing from the local cache <folder>/.scistack/cache/objects; a second load
+%   of a value reads only local files.
 %   DB is a struct with fields root, path and schema_keys.
 %   PATH and SCHEMA_KEYS may be MATLAB strings ("gait.duckdb", ["subject" "session"]).
 %   A third argument (the old separate lineage database, e.g. "pipeline.db") is accepted
@@ -53,12 +59,6 @@ if exist(config, 'file')
         error('scistack:formatMismatch', ['%s is not a version-1 scistack project; update ', ...
             'the MATLAB client'], config);
     end
-    if isfield(c, 'shared') && ~isempty(c.shared)
-        error('scistack:labProject', ['%s is a lab project (its names are in the shared ', ...
-            'journal %s): the MATLAB client reads and writes only a project whose journal ', ...
-            'is on this disk so far. Use it from Python, or write the values you need to a ', ...
-            'file there (Var.to_csv / Var.to_parquet)'], root, c.shared);
-    end
     saved = {};
     if isfield(c, 'schema_keys')
         saved = c.schema_keys;
@@ -77,6 +77,9 @@ elseif ~exist(path, 'dir')
 end
 db = struct('root', root, 'path', path, 'schema_keys', {schema_keys});
 scistack.internal.project(db);
+if scistack.internal.is_lab(root)
+    scistack.internal.lab_sync(root);  % a lab project: mirror its shared journal now
+end
 scistack.flush();   % saves queued by an earlier session that ended before its flush
 end
 

@@ -36,7 +36,7 @@ width = 0;  % the element width of a byte-shuffled chunk (0: not shuffled)
 if nargin >= 4 && ~isempty(raw)
     bytes = raw;
 else
-    path = fullfile(root, '.scistack', 'objects', oid(1:2), oid(3:end));
+    path = fullfile(scistack.internal.store_dir(root), 'objects', oid(1:2), oid(3:end));
     if exist(path, 'file')
         content = path;
         width = scistack.internal.shuffle_width(path);  % a byte-shuffled chunk (docs/format.md 1)
@@ -57,7 +57,7 @@ else
             error('scistack:objectNotFound', ['%sobject %s is not in the object store %s ', ...
                 '(neither a loose file nor in a pack); run `scistack fsck` to find refs ', ...
                 'that point to lost objects'], context, oid, ...
-                fullfile(root, '.scistack', 'objects'));
+                fullfile(scistack.internal.store_dir(root), 'objects'));
         end
     end
 end

@@ -197,13 +197,13 @@ mkdir(root);
 db = scistack.configure_database(fullfile(root, 'new.duckdb'), {'a', 'b', 'c'});
 t_equal(db.schema_keys, {'a', 'b', 'c'}, 'no config.json yet: any keys');
 rmdir(root, 's');
-root = tempname();  % a lab project: its journal is in PostgreSQL, not on this disk
+root = tempname();  % a lab project whose PostgreSQL is down: mirroring it fails clearly
 mkdir(fullfile(root, '.scistack'));
 fid = fopen(fullfile(root, '.scistack', 'config.json'), 'w');
-fprintf(fid, '{"db":"gait.duckdb","format":1,"schema_keys":["subject"],"shared":"postgresql://lab-db/gait","objects":"s3://lab/gait"}\n');
+fprintf(fid, '{"db":"gait.duckdb","format":1,"schema_keys":["subject"],"shared":"postgresql://127.0.0.1:1/gait","objects":"s3://lab/gait"}\n');
 fclose(fid);
 t_error(@() scistack.configure_database(fullfile(root, 'gait.duckdb'), {'subject'}), ...
-    'scistack:labProject', 'postgresql://lab-db/gait', 'from Python');
+    'scistack:labSync', 'postgresql://127.0.0.1:1/gait', 'credentials');
 rmdir(root, 's');
 t_use(ctx);
 end

@@ -553,6 +553,19 @@ def matlab_thunk_commit(project: _Project, results: str) -> None:
     click.echo(thunk_commit(project.db, results)["call"])
 
 
+@main.command("matlab-mirror")
+@click.argument("oids", nargs=-1)
+@click.pass_obj
+def matlab_mirror(project: _Project, oids: tuple[str, ...]) -> None:
+    """Lab project: bring .scistack/cache/refs.log (the shared journal, what MATLAB folds) up
+    to date, and fetch the objects OIDS (with their children) into the local cache."""
+    from scistack.matlab_bridge.lab import fetch_objects, mirror_journal
+
+    _, added = mirror_journal(project.db)
+    fetched = fetch_objects(project.db, oids)
+    click.echo(f"{added} journal lines mirrored, {fetched} objects fetched")
+
+
 @main.command()
 @click.option("--function", "function", help="Only the runs of this function.")
 @click.argument("run_id", required=False)

@@ -71,6 +71,7 @@ class Index:
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
+        self.before_append: Any = None  # ... and waits for objects still uploading here
 
     def set_inliner(self, inliner: Any) -> None:
         """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
@@ -325,6 +326,12 @@ class Index:
         state.offset = offset
         return state, self._journal.skipped_lines - before
 
+    def journal_tail(self, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The journal's entries after `offset` (a byte offset, or a lab journal's `seq`) and
+        the offset after them: what a mirror of the journal for other readers appends."""
+        self.flush()
+        return self._journal.read_from(offset)
+
     # -- writing -------------------------------------------------------------------------
     def put_ref(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, *,
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
@@ -406,6 +413,8 @@ class Index:
         """Append under the lock and fold our own lines as written (no read back)."""
         with self._journal.locked():
             start = self._journal.size()  # under the lock: no other writer moves it
+            if self.before_append is not None:
+                self.before_append()  # never a name whose object has not arrived
             end = self._journal.append(entries)
         if len(entries) <= _FOLD_OWN_MAX and self._fold.appended(_as_read(entries), start, end):
             self._ahead.clear()

@@ -16,6 +16,13 @@ bytes never change; an existing object is re-put (refreshed) when older than `RE
 so gc's grace period, counted by the store's own clock, protects a value just named again.
 A batch's small objects go up as one pack, its `.idx` last (the commit point, as on disk).
 Every read is verified (the cache's reader hashes it); a second read never leaves the machine.
+
+Speed of one save (a PUT is the slowest step): a single save's upload runs on a background
+thread while the index takes the journal lock and numbers the version; the index calls
+`wait_uploads` just before it writes the line, so a name is never journalled before its object
+arrived (a failed upload raises there and nothing is named). An object this process put or
+confirmed in the bucket less than `REFRESH_AFTER / 2` ago is not sent again (half: room for
+clocks that disagree), so re-saving a value costs no request.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -45,12 +53,14 @@ from scistack.errors import (
     SharedAccessError,
     SharedServiceError,
 )
-from scistack.objects.hashing import Buffer
+from scistack.objects.hashing import Buffer, payload_length
+from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore
 from scistack.objects.oid import Oid, is_valid_oid, validate_oid
 from scistack.objects.store import ObjectStore, StoredObject
 
 REFRESH_AFTER = 3600.0         # re-put an existing object older than this (gc grace, by S3's clock)
+UPLOAD_THREADS = 4             # single saves' uploads in flight at once (threads of for_each)
 DEFAULT_CACHE_BYTES = 10 << 30  # the local cache's bound unless the project says otherwise
 _IDX_HEAD = struct.Struct("<8sQ")
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
@@ -98,6 +108,9 @@ class S3ObjectStore(ObjectStore):
         self._lock = threading.Lock()
         self._batch_depth = 0
         self._to_upload: list[Path] = []          # local packs written but not yet in the bucket
+        self._young: dict[str, float] = {}        # oid -> when we last knew it young in the bucket
+        self._uploading: dict[str, Future] = {}   # oid -> its upload still in flight
+        self._pool: ThreadPoolExecutor | None = None
         self._load_cached_indexes()
 
     @property
@@ -174,11 +187,43 @@ class S3ObjectStore(ObjectStore):
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
         if self._batch_depth:
             self.cache._write(oid, kind, parts)  # small ones buffer into the next pack
-            if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)):
+            if payload_length(parts) < PACKED_BELOW:
+                return  # (the cache's rule): no look for a loose copy, two stats per object
+            if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)) and not self._is_young(oid):
                 self._trim_cache(self._upload_loose(oid))  # a large one was written loose: up now
             return
         self.cache._write(oid, kind, parts)
+        if self._is_young(oid):
+            return  # in the bucket, and young for gc: nothing to send
+        with self._lock:
+            if oid in self._uploading:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scistack-s3-put")
+            self._uploading[oid] = self._pool.submit(self._upload_in_background, oid)
+
+    def _upload_in_background(self, oid: str) -> None:
         self._trim_cache(self._upload_loose(oid))
+
+    def _is_young(self, oid: str) -> bool:
+        return time.time() - self._young.get(oid, 0.0) < REFRESH_AFTER / 2
+
+    def wait_uploads(self) -> None:
+        """Wait for the uploads in flight; raise the first failure (those objects are not in
+        the bucket: the caller must not name them; a later save of them uploads again)."""
+        with self._lock:
+            pending = list(self._uploading.items())
+        failure: BaseException | None = None
+        for oid, future in pending:
+            try:
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after every wait
+                failure = failure or exc
+            with self._lock:
+                if self._uploading.get(oid) is future:
+                    del self._uploading[oid]
+        if failure is not None:
+            raise failure
 
     def _upload_loose(self, oid: str) -> int:
         """Put a cached object's stored bytes into the bucket; returns their size."""
@@ -189,14 +234,18 @@ class S3ObjectStore(ObjectStore):
             if data is None:
                 raise ObjectNotFoundError(oid) from None
         key = f"objects/{oid[:2]}/{oid[2:]}"
+        young = time.time()
         try:
             self._call("uploading an object", self._ob.put, key, data, mode="create")
         except self._ob.exceptions.AlreadyExistsError:
             meta = self._call("checking an object", self._ob.head, key)
-            if time.time() - meta["last_modified"].timestamp() > REFRESH_AFTER:
+            young = meta["last_modified"].timestamp()
+            if time.time() - young > REFRESH_AFTER:
                 self._call("refreshing an object", self._ob.put, key, data)  # same bytes, young again
+                young = time.time()
         except FileNotFoundError as exc:
             raise self._failure(exc, "uploading an object") from None
+        self._young[oid] = young
         return len(data)
 
     def begin_batch(self) -> None:
@@ -207,6 +256,7 @@ class S3ObjectStore(ObjectStore):
         self._batch_depth = max(0, self._batch_depth - 1)
         if self._batch_depth == 0:
             self.flush()
+            self.wait_uploads()
         self.cache.end_batch()
 
     def flush(self) -> None:
@@ -225,19 +275,30 @@ class S3ObjectStore(ObjectStore):
             added = sum(p.stat().st_size + p.with_suffix(".pack").stat().st_size for p in new)
         while self._to_upload:
             idx = self._to_upload[0]
+            created = time.time()
             for path in (idx.with_suffix(".pack"), idx):
                 try:
                     self._call("uploading a pack", self._ob.put, f"pack/{path.name}", path.read_bytes(),
                                mode="create")
                 except self._ob.exceptions.AlreadyExistsError:
-                    pass  # the same objects packed the same way: identical bytes
+                    created = 0.0  # the same objects packed the same way: identical bytes, of any age
                 except FileNotFoundError as exc:
                     raise self._failure(exc, "uploading a pack") from None
             self._to_upload.pop(0)
+            if created:  # put just now: its objects are young in the bucket
+                for row in _parse_idx(idx.read_bytes()):
+                    self._young[bytes(row["oid"]).hex()] = created
         self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------
     def release_writes(self) -> None:
+        try:
+            self.wait_uploads()
+        except Exception:  # noqa: BLE001 - closing: an unnamed object that did not arrive is not missed
+            pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         self.cache.release_writes()
 
     def get(self, oid: str) -> StoredObject:
@@ -375,6 +436,7 @@ class S3ObjectStore(ObjectStore):
         doomed = set(oids)
         freed = 0
         for oid in doomed:
+            self._young.pop(oid, None)
             key = f"objects/{oid[:2]}/{oid[2:]}"
             try:
                 meta = self._call("checking an object", self._ob.head, key)
@@ -432,6 +494,8 @@ class S3ObjectStore(ObjectStore):
                     info = entry.stat()
                     files.append((info.st_mtime, info.st_size, entry.path))
             queued = {str(p.with_suffix("")) for p in self._to_upload}
+            uploading = {str(self.cache.path_of(o)) for o in self._uploading}
+            files = [f for f in files if f[2] not in uploading]  # the only copy until it is up
             packs = self.cache.packs.directory
             for idx in packs.glob("pack-*.idx") if packs.is_dir() else ():
                 if str(idx.with_suffix("")) in queued:

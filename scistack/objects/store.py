@@ -62,6 +62,10 @@ class ObjectStore(abc.ABC):
     def flush(self) -> None:
         """Make grouped writes durable before anything refers to them."""
 
+    def wait_uploads(self) -> None:
+        """Return once every object written so far is durably stored (raise if one failed):
+        called before a journal line names them. Stores that write synchronously return."""
+
     def writers_gate(self) -> Any:
         """The lock writers hold while objects may be unnamed (objects/gate.py), or None when
         this store cannot tell (a shared store: other machines' writers are invisible)."""

@@ -167,6 +167,11 @@ def pg_url(postgres) -> str:
     return postgres.url(postgres.new_database(), WRITER, WRITER_PASSWORD)
 
 
+def s3_server_command(port: int) -> list[str]:
+    """How the tests and bench start moto's S3 server on loopback (see s3_server.py)."""
+    return [sys.executable, str(Path(__file__).with_name("s3_server.py")), str(port)]
+
+
 class S3Server:
     """moto's S3 server on 127.0.0.1:`port`, checking credentials: `keys` are a user's, made
     through its IAM API while the first requests are still unauthenticated."""
@@ -218,8 +223,7 @@ def s3_server(tmp_path_factory):
     log = open(tmp_path_factory.mktemp("s3") / "moto.log", "wb")
     # the first 3 requests (making the IAM user) are free; every later one is authenticated
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
-    process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                               stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(s3_server_command(port), stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         if not _wait_for_port(port, 60, process):
             _unavailable(f"the moto S3 server did not start on port {port}")

@@ -189,8 +189,10 @@ def test_s3_unreachable_mid_save_names_nothing_and_the_project_recovers(machine,
         LabValue.save(np.arange(6.0), subject=1, session=1)  # its upload fails: no name
     with pytest.raises(SharedServiceError):
         LabValue.save(np.arange(7.0), subject=2, session=1)
+    LabValue.save(np.arange(5.0), subject=3, session=1)  # uploaded moments ago: sends nothing
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
     machine("b")  # another machine: what the lab's journal names
+    np.testing.assert_array_equal(LabValue.load(subject=3, session=1).data, np.arange(5.0))
     assert len(LabValue.list_versions(subject=1, session=1)) == 1
     np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, np.arange(5.0))
     with pytest.raises(VariableNotFoundError):

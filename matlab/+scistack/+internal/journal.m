@@ -22,7 +22,11 @@ end
 if nargin < 2
     chunk_bytes = 1048576;
 end
-path = fullfile(root, '.scistack', 'refs.log');
+folder = scistack.internal.store_dir(root);
+path = fullfile(folder, 'refs.log');
+if ~strcmp(folder, fullfile(root, '.scistack')) && scistack.internal.lab_refreshed(root)
+    scistack.internal.lab_sync(root);  % a lab project: its journal mirror, brought up to date
+end
 d = dir(path);
 if isempty(d)
     fsize = 0;

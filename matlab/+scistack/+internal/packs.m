@@ -23,7 +23,7 @@ end
 if ~rescan && cache.isKey(root)
     P = cache(root);
 else
-    folder = fullfile(root, '.scistack', 'objects', 'pack');
+    folder = fullfile(scistack.internal.store_dir(root), 'objects', 'pack');
     listing = dir(fullfile(folder, 'pack-*.idx'));
     if isempty(listing)
         return

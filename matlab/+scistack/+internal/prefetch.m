@@ -9,6 +9,7 @@ function raw = prefetch(root, oids, rescan)
 if nargin < 3
     rescan = true;
 end
+scistack.internal.lab_fetch(root, oids);  % a lab project: missing objects into the cache
 raw = cell(size(oids));
 zpaths = {};
 zk = [];
@@ -19,7 +20,7 @@ for k = 1:numel(oids)
     if ~scistack.internal.is_oid(oids{k})
         continue
     end
-    path = fullfile(root, '.scistack', 'objects', oids{k}(1:2), oids{k}(3:end));
+    path = fullfile(scistack.internal.store_dir(root), 'objects', oids{k}(1:2), oids{k}(3:end));
     if ~exist(path, 'file')
         absent(k) = true;
     else
