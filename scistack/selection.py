@@ -13,6 +13,7 @@ from scistack.address import plain, shown
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.index import RefRecord
+from scistack.index.state import decode_addresses
 from scistack.where import matching_rows, record_columns
 
 
@@ -147,4 +148,5 @@ def _sort_key(db: Database, record: RefRecord) -> tuple:
 
 
 def sort_records(db: Database, records: list[RefRecord]) -> list[RefRecord]:
+    decode_addresses(records)
     return sorted(records, key=lambda r: _sort_key(db, r))

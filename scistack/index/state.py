@@ -13,6 +13,8 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from scistack.address import typed
 from scistack.errors import AmbiguousParamError
 from scistack.objects.canonical_json import dumps_canonical
@@ -310,8 +312,11 @@ def select_from(
     `all_versions`, keep the newest matching record per (address, version keys)."""
     out: list[RefRecord] = []
     addr_f, vkeys_f, params_f = _compile(addr), _compile(vkeys), _compile(params)
+    if addr_f:
+        groups = list(groups)
+        decode_addresses([versions[0] for versions in groups if versions])
     for versions in groups:
-        if not versions or not _matches(versions[0].addr, addr_f):
+        if not versions or (addr_f and not _matches(versions[0].addr, addr_f)):
             continue
         seen: set[str] = set()
         for record in reversed(versions):
@@ -321,6 +326,22 @@ def select_from(
                 out.append(record)
                 seen.add(record.vkeys_key)
     return out
+
+
+def decode_addresses(records: list[RefRecord]) -> None:
+    """Decode the addresses of records read as text (`from_text`) in one orjson call instead
+    of a `json.loads` each (a third of a `load_all` of 10k records went there)."""
+    todo = [r for r in records if r._addr is None]
+    if not todo:
+        return
+    try:
+        found = orjson.loads("[" + ",".join(r.addr_key for r in todo) + "]")
+    except orjson.JSONDecodeError:
+        found = None
+    if found is None or len(found) != len(todo):  # (a text orjson refuses: each read alone)
+        found = [json.loads(r.addr_key) for r in todo]
+    for record, addr in zip(todo, found):
+        object.__setattr__(record, "_addr", addr)
 
 
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:

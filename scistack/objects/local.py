@@ -271,6 +271,36 @@ class LocalObjectStore(ObjectStore):
         finally:
             os.close(fd)
 
+    def get_many(self, oids: list[str]) -> list[StoredObject | Exception]:
+        """Packed objects found in one search per index, and a raw (uncompressed) one verified
+        by one hash of its stored bytes, which are exactly what its oid hashes; payloads are
+        read-only slices. Anything else (loose, compressed, in the batch buffer) goes through
+        `get`. ~3 us an object instead of ~10 (the views' inline step)."""
+        self.packs.refresh()
+        found: list[StoredObject | Exception] = []
+        joined = "".join(oids)
+        valid = all(len(oid) == 64 for oid in oids) and joined == joined.lower() and _is_hex(joined)
+        headers: dict[bytes, tuple[str, int, int]] = {}  # objects of one kind and size share a header
+        for oid, data in zip(oids, self.packs.peek_many(oids)):
+            try:
+                if data is None or data[:4] == ZSTD_MAGIC or not (valid or is_valid_oid(oid)):
+                    found.append(self.get(oid))
+                    continue
+                head = data[:data.find(b"\x00", 0, 40) + 1]
+                parsed = headers.get(head)
+                if parsed is None:
+                    parsed = headers[head] = _parse_header(oid, data[:40])
+                kind, length, start = parsed
+                if len(data) - start != length:
+                    raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says {length}")
+                actual = blake3.blake3(data).hexdigest()
+                if actual != oid:
+                    raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
+                found.append(StoredObject(kind, data[start:]))
+            except Exception as exc:  # noqa: BLE001 - handed back, as `ObjectStore.get_many` says
+                found.append(exc)
+        return found
+
     def _not_found(self, oid: str) -> ObjectNotFoundError:
         """A miss; when a pack index is damaged the object may be in its pack, and the error says so."""
         if not self.packs.damaged:
@@ -556,6 +586,13 @@ def _slice(flat: list[memoryview], start: int, size: int) -> bytes:
         if len(out) >= size:
             break
     return bytes(out)
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text)) * 2 == len(text)  # (fromhex skips whitespace)
+    except ValueError:
+        return False
 
 
 def _parse_header(oid: str, head: bytes | bytearray) -> tuple[str, int, int]:

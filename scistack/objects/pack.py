@@ -325,6 +325,41 @@ class PackSet:
         name, offset, length = hit
         return self._map(name)[offset : offset + length]
 
+    def peek_many(self, oids: list[str]) -> list[bytes | None]:
+        """`peek` of many oids, the prefix searches done as one numpy call per index (the
+        views' inline step reads 100k objects; one search each cost ~5 us). A candidate is
+        still checked against its full oid; anything not settled here goes through `peek`."""
+        midx, indexes, keys, packs, rows = self._merged
+        try:
+            raw = bytes.fromhex("".join(oids))
+        except ValueError:
+            return [self.peek(oid) for oid in oids]
+        if len(raw) != 32 * len(oids) or not oids:
+            return [self.peek(oid) for oid in oids]
+        prefixes = np.frombuffer(raw, ">u8").reshape(-1, 4)[:, 0].astype(np.uint64)
+        found: list[bytes | None] = [None] * len(oids)
+        settled = np.zeros(len(oids), bool)
+        if midx is not None and midx.count:
+            at = np.minimum(midx.prefixes.searchsorted(prefixes), midx.count - 1)
+            for i in np.flatnonzero(midx.prefixes[at] == prefixes).tolist():
+                j = int(at[i])
+                name, offset, length = midx.packs[int(midx.ordinals[j])], int(midx.offsets[j]), int(midx.lengths[j])
+                if self._record_is(name, offset, length, raw[32 * i: 32 * i + 32]):
+                    found[i] = self._map(name)[offset: offset + length]
+                    settled[i] = True
+        if len(keys):
+            left = np.flatnonzero(~settled)
+            at = np.minimum(keys.searchsorted(prefixes[left]), len(keys) - 1)
+            for i, j in zip(left[keys[at] == prefixes[left]].tolist(), at[keys[at] == prefixes[left]].tolist()):
+                index = indexes[packs[j]]
+                full, offset, length = _ENTRY.unpack_from(index.raw, 16 + int(rows[j]) * _ENTRY.size)
+                if full == raw[32 * i: 32 * i + 32]:
+                    found[i] = self._map(index.name)[offset: offset + length]
+                    settled[i] = True
+        for i in np.flatnonzero(~settled).tolist():  # a shared prefix, or not packed
+            found[i] = self.peek(oids[i])
+        return found
+
     def read(self, oid: str) -> bytes | None:
         """The stored bytes of a packed object, or None if it is not packed."""
         hit = self.locate(oid)
