@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -334,14 +335,18 @@ def decode_addresses(records: list[RefRecord]) -> None:
     todo = [r for r in records if r._addr is None]
     if not todo:
         return
-    try:
-        found = orjson.loads("[" + ",".join(r.addr_key for r in todo) + "]")
+    text = "[" + ",".join(r.addr_key for r in todo) + "]"
+    try:  # (orjson makes an integer beyond 64 bits a float: such texts go to `json`)
+        found = None if _MAYBE_BIG_INT.search(text) else orjson.loads(text)
     except orjson.JSONDecodeError:
         found = None
-    if found is None or len(found) != len(todo):  # (a text orjson refuses: each read alone)
+    if found is None or len(found) != len(todo):  # each read alone
         found = [json.loads(r.addr_key) for r in todo]
     for record, addr in zip(todo, found):
         object.__setattr__(record, "_addr", addr)
+
+
+_MAYBE_BIG_INT = re.compile(r"[0-9]{19}")
 
 
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:
