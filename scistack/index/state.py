@@ -70,6 +70,11 @@ class RefRecord:
             object.__setattr__(self, "_params", {} if text in ("", "{}") else json.loads(text))
         return self._params
 
+    @property
+    def has_params(self) -> bool:
+        """Whether any lineage parameter is recorded (read without decoding them)."""
+        return bool(self._params) if self._params is not None else self._params_text not in ("", "{}")
+
     def to_dict(self) -> dict[str, Any]:
         """The record's fields, as plain data."""
         return {"var": self.var, "addr": self.addr, "vkeys": self.vkeys, "version": self.version,
