@@ -441,12 +441,12 @@ class SqlIndex:
         columns: dict[str, list] = {
             "var": [e["var"] for e in puts],
             "addr": keys_of(addrs),
-            "vkeys": keys_of([e.get("vkeys") or {} for e in puts]),
+            "vkeys": _texts([e.get("vkeys") for e in puts]),
             "version": [e["version"] for e in puts],
             "oid": [e["oid"] for e in puts],
             "kind": [e["kind"] for e in puts],
             "call": [e.get("call") for e in puts],
-            "params": keys_of([e.get("params") or {} for e in puts]),
+            "params": _texts([e.get("params") for e in puts]),
             "summary": [e.get("summary") for e in puts],
             "created_at": [e["t"] for e in puts],
         }
@@ -524,6 +524,12 @@ def _damaged(exc: Exception) -> bool:
 
 def _canon(mapping: dict[str, Any]) -> str:
     return key_of(mapping)
+
+
+def _texts(mappings: list[dict[str, Any] | None]) -> list[str]:
+    """`key_of` of each mapping; most are empty (no version keys, no parameters): "{}" each."""
+    found = iter(keys_of([m for m in mappings if m]))
+    return [next(found) if m else "{}" for m in mappings]
 
 
 def _display_all(values: list[Any]) -> list[str | None]:

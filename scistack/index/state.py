@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ import orjson
 
 from scistack.address import typed
 from scistack.errors import AmbiguousParamError
-from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.records import RunRecord
 
 _quote = json.encoder.encode_basestring_ascii
@@ -342,16 +341,13 @@ def decode_addresses(records: list[RefRecord]) -> None:
         return
     text = "[" + ",".join(r.addr_key for r in todo) + "]"
     try:  # (orjson makes an integer beyond 64 bits a float: such texts go to `json`)
-        found = None if _MAYBE_BIG_INT.search(text) else orjson.loads(text)
+        found = None if maybe_big_int(text.encode()) else orjson.loads(text)
     except orjson.JSONDecodeError:
         found = None
     if found is None or len(found) != len(todo):  # each read alone
         found = [json.loads(r.addr_key) for r in todo]
     for record, addr in zip(todo, found):
         object.__setattr__(record, "_addr", addr)
-
-
-_MAYBE_BIG_INT = re.compile(r"[0-9]{19}")
 
 
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -150,7 +149,7 @@ def loads(payload: bytes | bytearray | memoryview) -> Any:
     `json` whatever orjson refuses (1e400, lone surrogates) or would read differently (it
     makes an integer beyond 64 bits a float: any run of 19 digits goes to `json`), so every
     payload means what it always did (invalid UTF-8 still raises)."""
-    if MAYBE_BIG_INT.search(payload) is None:
+    if not maybe_big_int(payload):
         try:
             return orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -158,7 +157,14 @@ def loads(payload: bytes | bytearray | memoryview) -> Any:
     return json.loads(bytes(payload))
 
 
-MAYBE_BIG_INT = re.compile(rb"[0-9]{19}")  # 18 digits always fit in an int64
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19  # 18 digits always fit in an int64
+
+
+def maybe_big_int(text: bytes | bytearray | memoryview) -> bool:
+    """Whether `text` has a run of 19 digits (perhaps an integer beyond 64 bits): two C passes,
+    ~10x faster than a regex that tries every digit."""
+    return _NINETEEN_DIGITS in bytes(text).translate(_DIGITS_AS_ZERO)
 
 
 def from_tree(tree: Any, get_child: GetChild) -> Any:
