@@ -51,12 +51,13 @@ class Inliner:
     def values(self, oids: list[str]) -> tuple[pa.Table, pa.Table]:
         """(one row per oid for `scistack.vals`, the frame rows for `scistack.frame_rows`).
 
-        Objects are read in one `get_many`. The 1-D numeric arrays among them are inlined a
+        Small objects are read in one `get_many` (larger ones one at a time, so at most one
+        is in memory beyond what is inlined). The 1-D numeric arrays among them are inlined a
         dtype and length at a time: canonical NPY headers are byte-identical for arrays of one
         dtype and shape, so each group's data is one `frombuffer` and one LIST column, with no
         Python object per value. Every other object is decoded and inlined one by one.
         """
-        stored = self.store.get_many(oids)
+        stored = self.store.get_many(oids, small_only=True)  # the others are read one by one
         groups: dict[bytes, list[int]] = {}
         single: list[int] = []
         for n, obj in enumerate(stored):
@@ -117,7 +118,8 @@ class Inliner:
             try:
                 if isinstance(obj, Exception):
                     raise obj
-                value = self.store.open_stored(oid, obj)  # a chunked value stays lazy: only its manifest is read
+                # a chunked value stays lazy: only its manifest is read
+                value = self.store.open_value(oid) if obj is None else self.store.open_stored(oid, obj)
             except Exception:  # a damaged or missing object: shown without a value (fsck names it)
                 cols["sqltype"][n] = "UNREADABLE"
                 continue
@@ -223,7 +225,7 @@ _NUMPY_LISTS = {"li": np.int64, "ld": np.float64, "lb": np.bool_}
 
 def _npy_head(obj: Any) -> bytes | None:
     """The NPY header bytes of an `npy` object (None for anything else)."""
-    if isinstance(obj, Exception) or obj.kind != "npy":
+    if obj is None or isinstance(obj, Exception) or obj.kind != "npy":
         return None
     payload = obj.payload
     if not isinstance(payload, (bytes, bytearray)) or len(payload) < 10 or payload[:8] != NPY_MAGIC:

@@ -218,5 +218,8 @@ def test_get_many_reads_every_packed_loose_and_buffered_object_as_get_does(proje
         assert isinstance(got[0], CorruptObjectError) and got[0].oid == oids[0]
         assert isinstance(got[-1], ObjectNotFoundError)
         assert sum(isinstance(o, Exception) for o in got) == 2 and len(oids) == 16 and got[-2].kind == "json"
+        small = db.store.get_many(asked, small_only=True)  # packed ones only: the rest is left unread
+        assert [o is None for o in small] == [db.store.packs.locate(oid) is None for oid in asked]
+        assert [bytes(o.payload) for o in small[1:-3]] == [bytes(o.payload) for o in got[1:-3]]
     finally:
         db.close()

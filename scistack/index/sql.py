@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
-_INLINE_STEP = 10_000  # values inlined between two looks at `should_stop`
+_INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 _SYNC_BYTES = 16 << 20  # journal bytes applied per transaction (a rebuild of 1M refs took 3.1 GB whole)
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")

@@ -40,11 +40,15 @@ class ObjectStore(abc.ABC):
     def get(self, oid: str) -> StoredObject:
         """The object, verified; raise `ObjectNotFoundError` or `CorruptObjectError`."""
 
-    def get_many(self, oids: list[str]) -> list[StoredObject | Exception]:
+    def get_many(self, oids: list[str], *, small_only: bool = False) -> list[StoredObject | Exception | None]:
         """`get` of many objects: each one's object, or the error `get` raised for it (a bulk
         reader, the views' inline step, must not stop at one damaged object). Payloads may be
-        read-only; stores that can find many objects at once override this."""
-        found: list[StoredObject | Exception] = []
+        read-only; stores that can find many objects at once override this. With `small_only`,
+        only objects known to be small are read (a local store's packed ones, under 1 MB):
+        the others are None, for the caller to read one at a time (memory stays bounded)."""
+        if small_only:
+            return [None] * len(oids)
+        found: list[StoredObject | Exception | None] = []
         for oid in oids:
             try:
                 found.append(self.get(oid))

@@ -170,6 +170,9 @@ class ObjectStoreContract:
 
         assert [outcome(obj) for obj in got] == [alone(oid) for oid in asked]
         assert isinstance(got[len(oids)], ObjectNotFoundError)
+        small = store.get_many(asked, small_only=True)  # what is read must be what get reads
+        assert [outcome(obj) for obj in small if obj is not None] == \
+            [alone(oid) for oid, obj in zip(asked, small) if obj is not None]
         loaded = store.get_values(oids)
         assert repr(loaded[:5]) == repr(values[:5]) and type(loaded[4]) is int  # 2**70 stays an int
         assert all(np.array_equal(a, b) for a, b in zip(loaded[5:], values[5:]))
