@@ -320,6 +320,13 @@ def select_from(
     if addr_f:
         groups = list(groups)
         decode_addresses([versions[0] for versions in groups if versions])
+    elif not vkeys_f and not params_f:  # nothing to match: each group's newest per variant
+        for versions in groups:
+            if len(versions) == 1 or all_versions:
+                out.extend(reversed(versions))
+            elif versions:
+                out.extend(newest_per_variant(versions))
+        return out
     for versions in groups:
         if not versions or (addr_f and not _matches(versions[0].addr, addr_f)):
             continue

@@ -282,24 +282,27 @@ class LocalObjectStore(ObjectStore):
         joined = "".join(oids)
         valid = all(len(oid) == 64 for oid in oids) and joined == joined.lower() and _is_hex(joined)
         headers: dict[bytes, tuple[str, int, int]] = {}  # objects of one kind and size share a header
+        append, hasher, get_header = found.append, blake3.blake3, headers.get
         for oid, data in zip(oids, self.packs.peek_many(oids)):
             try:
                 if data is None or data[:4] == ZSTD_MAGIC or not (valid or is_valid_oid(oid)):
-                    found.append(None if small_only and data is None else self.get(oid))
+                    append(None if small_only and data is None else self.get(oid))
                     continue
                 head = data[:data.find(b"\x00", 0, 40) + 1]
-                parsed = headers.get(head)
+                parsed = get_header(head)
                 if parsed is None:
-                    parsed = headers[head] = _parse_header(oid, data[:40])
-                kind, length, start = parsed
-                if len(data) - start != length:
-                    raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says {length}")
-                actual = blake3.blake3(data).hexdigest()
+                    kind, length, start = _parse_header(oid, data[:40])
+                    parsed = headers[head] = (kind, start + length, start)
+                kind, size, start = parsed
+                if len(data) != size:
+                    raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says "
+                                                  f"{size - start}")
+                actual = hasher(data).hexdigest()
                 if actual != oid:
                     raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
-                found.append(StoredObject(kind, data[start:]))
+                append(StoredObject(kind, data[start:]))
             except Exception as exc:  # noqa: BLE001 - handed back, as `ObjectStore.get_many` says
-                found.append(exc)
+                append(exc)
         return found
 
     def _not_found(self, oid: str) -> ObjectNotFoundError:
