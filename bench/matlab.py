@@ -17,7 +17,10 @@ and copying costs, not disks.
 Small values (``--small`` runs only these): N_SMALL individual saves of a 100-element array
 (in Octave: queued, statement form, plus the one flush that records them; the rate counts
 both), N_SMALL individual loads, and a for_each over N_COMBOS combinations run twice (the
-second, all cached, is timed), in Octave and in Python on the same kind of data.
+second, all cached, is timed), in Octave and in Python on the same kind of data; then
+N_THUNK Thunk calls of the same step on loaded values, all cache hits: first in the session
+(Octave: one `scistack matlab-thunk` each) and repeated (Octave: the session memo; Python: a
+lineage function's cached call).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ N_BYTES = 100 * 1024 * 1024
 REPEAT = 3
 N_SMALL = 200
 N_COMBOS = 20
+N_THUNK = 10
 
 
 class RawBig(BaseVariable):
@@ -101,8 +105,23 @@ scistack.for_each(@small_step, struct('x', SmallRaw()), {{SmallOut()}}, 'subject
 t0 = tic;
 rep = scistack.for_each(@small_step, struct('x', SmallRaw()), {{SmallOut()}}, 'subject', 1:{combos});
 t_cached = toc(t0);
-fprintf('RESULT queue=%.6f flush=%.6f load=%.6f cached=%.6f ncached=%d\n', t_queue, t_flush, ...
-    t_load, t_cached, rep.counts.cached);
+f = scistack.Thunk(@small_step);
+xs = cell(1, {nthunk});
+for k = 1:{nthunk}
+    xs{{k}} = SmallRaw().load('subject', k);
+end
+t0 = tic;
+for k = 1:{nthunk}
+    y = f(xs{{k}});        % cached by the for_each above: one Python lookup each
+end
+t_thunk1 = toc(t0);
+t0 = tic;
+for k = 1:{nthunk}
+    z = f(xs{{k}});        % the same calls again: answered by the session memo
+end
+t_thunk2 = toc(t0);
+fprintf('RESULT queue=%.6f flush=%.6f load=%.6f cached=%.6f ncached=%d thunk1=%.6f thunk2=%.6f ok=%d\n', ...
+    t_queue, t_flush, t_load, t_cached, rep.counts.cached, t_thunk1, t_thunk2, y.cached && z.cached);
 """
 
 
@@ -137,8 +156,16 @@ def python_small(root: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     scistack.for_each(small_step, {"x": SmallRaw}, [SmallOut], subject=combos, verbose=False)
     cached = time.perf_counter() - t0
+    step = scistack.Thunk(small_step)
+    xs = [SmallRaw.load(subject=k) for k in range(1, N_THUNK + 1)]
+    for x in xs:
+        step(x)
+    t0 = time.perf_counter()
+    for x in xs:
+        step(x)
+    thunk = N_THUNK / (time.perf_counter() - t0)
     db.close()
-    return {"saves": saves, "loads": loads, "cached": cached}
+    return {"saves": saves, "loads": loads, "cached": cached, "thunk": thunk}
 
 
 def small(octave: str) -> int:
@@ -152,14 +179,14 @@ def small(octave: str) -> int:
             (vars_dir / f"{var}.m").write_text(f"classdef {var} < scistack.BaseVariable\nend\n")
         (vars_dir / "small_step.m").write_text("function y = small_step(x)\ny = x * 2;\nend\n")
         script = SMALL_SCRIPT.format(matlab=REPO / "matlab", vars=vars_dir, root=root, n=N_SMALL,
-                                     combos=N_COMBOS)
+                                     combos=N_COMBOS, nthunk=N_THUNK)
         cli = Path(sys.executable).with_name("scistack")
         env = {**os.environ, "SCISTACK_DB": "", "SCISTACK_CLI": str(cli) if cli.exists() else "scistack"}
         proc = subprocess.run([octave, "--no-gui", "--no-init-file", "--quiet", "--eval", script],
                               capture_output=True, text=True, timeout=1800, cwd=tmp, env=env,
                               check=False)
     m = re.search(r"RESULT queue=([\d.]+) flush=([\d.]+) load=([\d.]+) cached=([\d.]+) "
-                  r"ncached=(\d+)", proc.stdout)
+                  r"ncached=(\d+) thunk1=([\d.]+) thunk2=([\d.]+) ok=(\d)", proc.stdout)
     if proc.returncode != 0 or m is None:
         print(proc.stdout + proc.stderr)
         print("bench/matlab.py: the Octave small-value run failed")
@@ -172,6 +199,12 @@ def small(octave: str) -> int:
     print(f"{'  of which queueing only, saves/s':<34}{N_SMALL / queue:>12.0f}{'':>12}")
     print(f"{'loads/s':<34}{N_SMALL / load:>12.0f}{py['loads']:>12.0f}")
     print(f"{'cached for_each (s)':<34}{cached:>12.3f}{py['cached']:>12.3f}")
+    thunk1, thunk2 = float(m.group(6)), float(m.group(7))
+    print(f"{'cached Thunk calls/s, first':<34}{N_THUNK / thunk1:>12.1f}{'':>12}")
+    print(f"{'cached Thunk calls/s, repeated':<34}{N_THUNK / thunk2:>12.1f}{py['thunk']:>12.0f}")
+    if m.group(8) != "1":
+        print("warning: an Octave Thunk call was not a cache hit")
+        return 1
     if int(m.group(5)) != N_COMBOS:
         print(f"warning: the second Octave for_each cached {m.group(5)} of {N_COMBOS}")
         return 1

@@ -8,15 +8,25 @@ so an ingest records all of its items or none of them.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError, SchemaMismatchError, UnsupportedValueError
+from scistack.errors import (
+    InvalidMetadataError,
+    SchemaMismatchError,
+    ScistackError,
+    UnsupportedValueError,
+)
 from scistack.index import check_identifier
-from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.canonical_json import dumps_canonical, from_tree
 from scistack.objects.codec import decode_value
+from scistack.records import read_call
 from scistack.summary import summarize
 
 _STAGED = "staged:"
@@ -39,12 +49,43 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
     planned = []
     for item in manifest["items"]:
         addr, vkeys = _addresses(db, var, item)
-        oid, value = store_staged(db, folder, item, staged)
-        planned.append((addr, vkeys, oid, item["kind"], summarize(value)))
+        if "payload" in item:
+            oid, value = store_staged(db, folder, item, staged)
+            kind = item["kind"]
+        else:  # a value already stored (a MATLAB Thunk's result), named by its oid
+            oid, kind, value = _stored(db, item)
+        call, params = _lineage(db, item, oid)
+        planned.append((addr, vkeys, oid, kind, summarize(value), call, params))
     with db.batch():  # one journal append: all or nothing
-        for addr, vkeys, oid, kind, summary in planned:
-            db.index.put_ref(var, addr, vkeys, oid, kind, summary=summary)
-    return [oid for _, _, oid, _, _ in planned]
+        for addr, vkeys, oid, kind, summary, call, params in planned:
+            db.index.put_ref(var, addr, vkeys, oid, kind, call=call, params=params, summary=summary)
+    return [p[2] for p in planned]
+
+
+def _stored(db: Database, item: dict[str, Any]) -> tuple[str, str, Any]:
+    oid = item.get("oid")
+    if not isinstance(oid, str) or not db.store.contains(oid):
+        raise InvalidMetadataError(
+            f"staged item names the stored value {oid!r}, which this project does not hold; "
+            "save the value itself (its data) instead")
+    return oid, db.store.get(oid).kind, db.store.get_value(oid)
+
+
+def _lineage(db: Database, item: dict[str, Any], oid: str) -> tuple[str | None, dict[str, Any]]:
+    """The call that computed a staged item (a Thunk result) and its parameters, checked: the
+    call record must exist and name the item's value among its outputs."""
+    call = item.get("call")
+    if call is None:
+        return None, {}
+    try:
+        record = read_call(db.store, call) if isinstance(call, str) else None
+    except ScistackError:
+        record = None
+    if record is None or oid not in record.outputs:
+        raise InvalidMetadataError(
+            f"staged item claims it was computed by call {call!r}, but that call record is not "
+            f"stored or did not output {oid}; save the value without 'call'")
+    return call, from_tree(record.params, lambda child: child) or {}
 
 
 def ingest_queue(db: Database, queue: str | Path) -> list[str]:
@@ -53,17 +94,35 @@ def ingest_queue(db: Database, queue: str | Path) -> list[str]:
     Each `<queue>/<id>/` folder holds one save, complete once its manifest.json exists (MATLAB
     writes it last, by rename); it is recorded with ingest_manifest and then removed, so a
     crash between two folders leaves the rest queued for the next call. A folder without a
-    manifest is a save still being written (or one that never returned) and is left alone."""
+    manifest is a save still being written (or one that never returned) and is left alone.
+    Two sessions flushing at once take turns on `<queue>.lock` (an exclusive flock the kernel
+    drops when a process dies): the second sees only what the first left, so no save is
+    recorded twice or lost."""
     import shutil
 
     oids: list[str] = []
-    for folder in sorted(p for p in Path(queue).iterdir() if p.is_dir()):
-        manifest = folder / "manifest.json"
-        if not manifest.is_file():
-            continue
-        oids.extend(ingest_manifest(db, manifest))
-        shutil.rmtree(folder, ignore_errors=True)
+    queue = Path(queue)
+    with _exclusive(queue.with_name(queue.name + ".lock")):
+        if not queue.is_dir():
+            return oids
+        for folder in sorted(p for p in queue.iterdir() if p.is_dir()):
+            manifest = folder / "manifest.json"
+            if not manifest.is_file():
+                continue
+            oids.extend(ingest_manifest(db, manifest))
+            shutil.rmtree(folder, ignore_errors=True)
     return oids
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive flock on `path` while the block runs (other processes wait their turn)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _read_manifest(db: Database, path: Path) -> dict[str, Any]:

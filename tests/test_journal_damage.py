@@ -4,6 +4,7 @@ it never makes the project unusable."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -78,3 +79,22 @@ def test_integers_beyond_64_bits_and_invalid_utf8_read_as_they_always_did(tmp_pa
     got = [e["addr"]["subject"] for e in entries[:3]]
     assert got == big and all(type(n) is int for n in got)
     assert entries[3]["note"] == "caf\ufffd" and journal.skipped_lines == 0
+
+
+def test_the_journal_size_follows_a_replaced_or_removed_file(tmp_path):
+    """`size` fstat()s a kept descriptor; a journal renamed over or removed is looked up again."""
+    from scistack.index.journal import Journal
+
+    path = tmp_path / "refs.log"
+    journal = Journal(path)
+    assert journal.size() == 0
+    path.write_text("a\n")
+    assert journal.size() == 2
+    (tmp_path / "new.log").write_text("abcdef\n")
+    os.replace(tmp_path / "new.log", path)
+    assert journal.size() == 7
+    path.unlink()
+    assert journal.size() == 0
+    path.write_text("xy\n")
+    assert journal.size() == 3
+    journal.close()

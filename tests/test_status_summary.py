@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from scistack import BaseVariable, for_each
 from scistack.errors import VariableNotFoundError
 from scistack.index import key_of
-from scistack.report.status import status_grid, status_summary
+from scistack.report.status import status_cells, status_grid, status_summary
 
 PIPELINE = """
 from scistack import lineage_fcn
@@ -86,6 +86,8 @@ def _agree(db, variables=None, *, fast: bool) -> dict:
     summary = status_summary(db, variables)
     grid = status_grid(db, variables)
     assert summary.counts == grid.counts()
+    cells = status_cells(db, variables)  # the web view's grid, judged as the summary is
+    assert (cells.variables, cells.addresses, cells.grid) == (grid.variables, grid.addresses, grid.grid)
     assert summary.fast is fast
     expected = {(c.var, key_of(c.addr), c.status) for c in grid.cells if c.status != "done"}
     assert {(c.var, key_of(c.addr), c.status) for c in summary.problems} == expected
@@ -108,6 +110,71 @@ def test_changed_input_and_stale_upstream(pipeline, project):
     problems = {c.var: c.reason for c in status_summary(project).problems if c.status == "stale"}
     assert problems["SumScaled"] == "input signal (SumRaw) changed"
     assert problems["SumTotal"] == "input signal (SumScaled) is stale"
+
+
+def test_after_a_few_changes_only_the_cells_they_reach_are_judged_again(pipeline, project, monkeypatch):
+    """A report after a change judges again only the cells the change can reach (the rest
+    as kept), and still gives the grid's answer after every kind of change: a re-recorded
+    input, a re-run, a delete, a report on an input alone in between, a code edit."""
+    from scistack.index.fold import Judging
+
+    judged_again: list[tuple[str, int]] = []
+    real = Judging.judge_again
+
+    def counting(self, var, cells):
+        judged_again.append((var, len(cells)))
+        return real(self, var, cells)
+
+    monkeypatch.setattr(Judging, "judge_again", counting)
+    _build(pipeline)
+    _agree(project, fast=True)
+    SumRaw.save(np.zeros(4), subject=2, session="post")
+    counts = _agree(project, fast=True)
+    assert counts["SumScaled"]["stale"] == 1 and counts["SumTotal"]["stale"] == 1
+    assert ("SumScaled", 1) in judged_again and ("SumTotal", 1) in judged_again
+    for_each(pipeline.scale, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False,
+             subject=[2], session=["post"])
+    assert _agree(project, fast=True)["SumTotal"]["stale"] == 1  # its input is newer now
+    SumScaled.delete(subject=1, session="pre")
+    assert _agree(project, fast=True)["SumTotal"]["stale"] == 2
+    SumRaw.save(np.ones(4), subject=1, session="post")
+    assert _agree(project, ["SumScaled"], fast=True)["SumScaled"]["stale"] == 1  # SumTotal left as kept
+    judged_again.clear()
+    counts = _agree(project, fast=True)  # SumScaled was judged again since SumTotal's judgement
+    assert counts["SumTotal"]["stale"] == 3 and ("SumTotal", 1) not in judged_again
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE + 1"))
+    importlib.invalidate_caches()
+    importlib.reload(pipeline)
+    judged_again.clear()
+    counts = _agree(project, fast=True)  # a function's verdict changed: judged in full
+    assert counts["SumScaled"]["stale"] == 5 and not [v for v, _ in judged_again if v == "SumScaled"]
+
+
+def test_an_index_of_the_previous_layout_is_migrated_in_place(pipeline, project, tmp_path):
+    """A fold written before cells kept their change counts (layout 6) gains the columns in
+    place (no refold of the journal: ~50 s at 1M refs) and judges right from then on."""
+    import sqlite3
+
+    from scistack import configure_database
+
+    _build(pipeline)
+    _agree(project, fast=True)
+    path = project.root / ".scistack" / "fold.sqlite"
+    project.close()
+    con = sqlite3.connect(path)
+    con.executescript("ALTER TABLE slots DROP COLUMN n; ALTER TABLE judged_sig DROP COLUMN state; "
+                      "UPDATE meta SET value = '6' WHERE key = 'fold_version';")
+    con.close()
+    inode = path.stat().st_ino
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        assert _agree(db, fast=True)["SumTotal"]["done"] == 4
+        assert path.stat().st_ino == inode  # the same file, not a rebuilt one
+        SumRaw.save(np.zeros(4), subject=1, session="pre")
+        assert _agree(db, fast=True)["SumTotal"]["stale"] == 1
+        assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("7",)
+    finally:
+        db.close()
 
 
 def test_code_change_is_stale(pipeline, project):

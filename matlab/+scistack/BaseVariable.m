@@ -83,6 +83,7 @@ classdef BaseVariable
             %   written under <project>/.scistack/queue and recorded by the next
             %   scistack.flush (run by itself before reads, for_each, configure_database and
             %   at exit): no Python start per save. See matlab/README.md, "Saving".
+            %   X may be a scistack.Thunk result: it is saved by its oid, with its call.
             if nargout == 0
                 cfg = scistack.internal.project();
                 [addr, vkeys] = scistack.internal.split_meta(cfg, ...

@@ -36,11 +36,12 @@ function report = for_each(fn, inputs, outputs, varargin)
 cfg = scistack.internal.project();
 scistack.flush();   % queued saves first: they may be inputs
 t_all = tic;
-[name, file, handle] = function_file(fn, 'the function');
+[name, file, handle] = scistack.internal.function_file(fn, 'the function', 'for_each');
 [opts, iterate] = parse_options(cfg, scistack.internal.plain_args(varargin));
 helper_files = cell(1, numel(opts.helpers));
 for k = 1:numel(opts.helpers)
-    [~, helper_files{k}] = function_file(opts.helpers{k}, 'a helper');
+    [~, helper_files{k}] = scistack.internal.function_file(opts.helpers{k}, 'a helper', ...
+        'for_each');
 end
 [out_vars, out_names] = output_list(outputs);
 if ~isstruct(inputs) || ~isscalar(inputs)
@@ -135,7 +136,7 @@ end
 res = containers.Map('KeyType', 'char', 'ValueType', 'any');
 res('children') = stage.children(n_plan_children + 1:end);
 res('duration') = toc(t_all);
-res('env') = environment();
+res('env') = scistack.internal.environment();
 res('format') = int64(1);
 res('results') = results;
 res('writer') = 'scistack-matlab';
@@ -166,33 +167,6 @@ end
 end
 
 % -- arguments -------------------------------------------------------------------------
-function [name, file, handle] = function_file(fn, what)
-if isa(fn, 'function_handle')
-    name = func2str(fn);
-    if ~isempty(name) && name(1) == '@'
-        name = name(2:end);
-    end
-    if any(name == '(')
-        error('scistack:badArgument', ['for_each needs %s as a named function in a .m ', ...
-            'file (@bandpass), not an anonymous function: its identity is the text of ', ...
-            'its file'], what);
-    end
-elseif ischar(fn) && ~isempty(fn)
-    name = fn;
-else
-    error('scistack:badArgument', ['for_each needs %s as a function handle (@bandpass) ', ...
-        'or a function name, got a %s'], what, class(fn));
-end
-file = which(name);
-[~, ~, ext] = fileparts(file);
-if isempty(file) || ~strcmpi(ext, '.m') || ~exist(file, 'file')
-    error('scistack:badArgument', ['%s is not a function in a .m file on the path ', ...
-        '(which says "%s"); for_each identifies a function by the text of its file'], ...
-        name, file);
-end
-handle = str2func(name);
-end
-
 function [opts, iterate] = parse_options(cfg, args)
 opts = struct('dry_run', false, 'on_error', 'continue', 'helpers', {cell(1, 0)});
 iterate = cell(1, 0);
@@ -348,14 +322,6 @@ end
 end
 
 % -- results ---------------------------------------------------------------------------
-function env = environment()
-if scistack.internal.is_octave()
-    env = struct('language', 'matlab', 'octave', version());
-else
-    env = struct('language', 'matlab', 'matlab', version());
-end
-end
-
 function t = error_text(e)
 if isempty(e.identifier)
     t = e.message;

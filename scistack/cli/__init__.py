@@ -521,6 +521,38 @@ def matlab_commit(project: _Project, results: str) -> None:
     click.echo(commit(project.db, results)["summary"])
 
 
+@main.command("matlab-thunk")
+@click.argument("request", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def matlab_thunk(project: _Project, request: str) -> None:
+    """Key one MATLAB Thunk call and look it up in the call cache (prints cached or run).
+
+    REQUEST is `<staging>/thunk.json`; the answer is written beside it as thunk-result.json.
+    Records nothing."""
+    from scistack.ingest import project_of_manifest
+    from scistack.matlab_bridge import thunk_lookup
+
+    if project.path is None:
+        project.path = str(project_of_manifest(request))
+    click.echo(thunk_lookup(project.db, request)["status"])
+
+
+@main.command("matlab-thunk-commit")
+@click.argument("results", type=click.Path(exists=True, dir_okay=False))
+@click.pass_obj
+def matlab_thunk_commit(project: _Project, results: str) -> None:
+    """Record a MATLAB Thunk call that ran: outputs, call record, cache entry (prints the call).
+
+    RESULTS is `<staging>/thunk-results.json` beside the thunk.json and thunk-result.json of
+    the same call; thunk-commit.json is written beside it. All or nothing."""
+    from scistack.ingest import project_of_manifest
+    from scistack.matlab_bridge import thunk_commit
+
+    if project.path is None:
+        project.path = str(project_of_manifest(results))
+    click.echo(thunk_commit(project.db, results)["call"])
+
+
 @main.command()
 @click.option("--function", "function", help="Only the runs of this function.")
 @click.argument("run_id", required=False)

@@ -30,7 +30,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 6
+FOLD_VERSION = 7
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS refs (
 CREATE INDEX IF NOT EXISTS refs_newest ON refs (var, created_at);
 CREATE TABLE IF NOT EXISTS slots (
     var TEXT NOT NULL, addr TEXT NOT NULL, max_version INTEGER NOT NULL,
+    n INTEGER NOT NULL DEFAULT 0,  -- the variable's change count when this address last changed
     PRIMARY KEY (var, addr)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
@@ -69,7 +70,8 @@ CREATE TABLE IF NOT EXISTS call_inputs (
 -- judged cells under a signature of everything they depend on): derived, so always droppable
 CREATE TABLE IF NOT EXISTS var_facts (
     var TEXT PRIMARY KEY, changes INTEGER NOT NULL, inputs TEXT NOT NULL, functions TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS judged_sig (var TEXT PRIMARY KEY, sig TEXT NOT NULL, counts TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS judged_sig (
+    var TEXT PRIMARY KEY, sig TEXT NOT NULL, counts TEXT NOT NULL, state TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS judged_cells (var TEXT NOT NULL, addr TEXT NOT NULL, version INTEGER NOT NULL,
     created_at TEXT, verdict TEXT NOT NULL, PRIMARY KEY (var, addr)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS run_facts (
@@ -77,6 +79,27 @@ CREATE TABLE IF NOT EXISTS run_facts (
 INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 """
+
+# Layouts that become the current one by adding columns. Version 6 -> 7: `slots.n` (0: changed
+# before any kept judgement, which then has no `state` and is made in full) and `judged_sig.state`.
+_MIGRATIONS = {6: ("ALTER TABLE slots ADD COLUMN n INTEGER NOT NULL DEFAULT 0",
+                    "ALTER TABLE judged_sig ADD COLUMN state TEXT")}
+
+
+def _migrate(con: sqlite3.Connection, found: int) -> int:
+    """Bring a fold of version `found` to the current layout in one transaction (another
+    process may be doing the same: the version is read again under the write lock)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'")) == found:
+            for statement in _MIGRATIONS[found]:
+                con.execute(statement)
+            con.execute("UPDATE meta SET value = ? WHERE key = 'fold_version'", (str(FOLD_VERSION),))
+        con.execute("COMMIT")
+    except BaseException:
+        _rollback(con)
+        raise
+    return int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
 
 _CHUNK = 5000
 _CHUNK_BYTES = 16 << 20  # journal bytes folded per transaction (~50k lines, ~150 MB of Python)
@@ -119,6 +142,8 @@ class Fold:
             con.execute("PRAGMA cache_size=-16384")
             con.executescript(_SCHEMA)
             found = int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
+            if found in _MIGRATIONS:  # a column more: added in place (a rebuild of 1M refs takes ~50 s)
+                found = _migrate(con, found)
             if found != FOLD_VERSION:  # another layout: derived, so rebuild rather than migrate
                 con.close()
                 self._discard_file()
@@ -504,8 +529,9 @@ class Judging:
             "verdict TEXT, PRIMARY KEY (var, addr)) WITHOUT ROWID;"
             "CREATE TEMP TABLE IF NOT EXISTS call_verdicts (call TEXT PRIMARY KEY, verdict TEXT) WITHOUT ROWID;"
             "CREATE TEMP TABLE IF NOT EXISTS reused (var TEXT PRIMARY KEY, counts TEXT NOT NULL) WITHOUT ROWID;"  # counts known
+            "CREATE TEMP TABLE IF NOT EXISTS dirty (addr TEXT PRIMARY KEY) WITHOUT ROWID;"  # cells judged again
             "DELETE FROM stale_cells; DELETE FROM verdicts; DELETE FROM judged; DELETE FROM call_verdicts; "
-            "DELETE FROM reused;")
+            "DELETE FROM reused; DELETE FROM dirty;")
 
     def computed(self, var: str) -> bool:
         """Whether any record of the variable was ever computed by a function (else all are raw)."""
@@ -573,6 +599,24 @@ class Judging:
         self._keep(("INSERT OR REPLACE INTO var_facts SELECT ?1, n, ?2, ?3 FROM var_changes WHERE var = ?1",
                     (var, json.dumps(sorted(inputs)), json.dumps(functions))))
 
+    def kept_state(self, var: str) -> dict[str, Any] | None:
+        """The signature of the variable's kept judgement and what it was made from
+        (`keep_judged`'s `state`, under "sig"), or None."""
+        row = self.con.execute("SELECT sig, state FROM judged_sig WHERE var = ?", (var,)).fetchone()
+        return {**json.loads(row[1]), "sig": row[0]} if row and row[1] else None
+
+    def changed_cells(self, var: str, since: int) -> set[str]:
+        """Address keys where the variable's records changed (saved or deleted) after its
+        change count was `since`."""
+        return {r[0] for r in self.con.execute("SELECT addr FROM slots WHERE var = ? AND n > ?", (var, since))}
+
+    def aligned(self, var: str) -> bool:
+        """Whether every input of every call the variable's records name sits at the record's
+        own address: a changed input cell can then change the verdict at that address only."""
+        return self.con.execute(
+            "SELECT 1 FROM refs r JOIN call_inputs ci ON ci.call = r.call WHERE r.var = ? AND ci.addr != r.addr "
+            "LIMIT 1", (var,)).fetchone() is None
+
     def reuse_judged(self, var: str, sig: str) -> bool:
         """Take the variable's judged cells as kept under `sig`, if they were: a report that
         finds nothing changed upstream (values, code verdicts) judges nothing again. Kept are
@@ -587,14 +631,16 @@ class Judging:
         self.mark_stale_from_judged(var)
         return True
 
-    def keep_judged(self, var: str, sig: str) -> None:
-        """Keep the variable's judged cells under `sig` (what `reuse_judged` reads)."""
+    def keep_judged(self, var: str, sig: str, state: dict[str, Any] | None = None) -> None:
+        """Keep the variable's judged cells under `sig` (what `reuse_judged` reads), and the
+        `state` they were judged from (what `judge_again` starts from)."""
         counts = json.dumps(self.counts(var))
         self.con.execute("INSERT OR REPLACE INTO reused VALUES (?, ?)", (var, counts))  # counted once
         self._keep(("DELETE FROM judged_cells WHERE var = ?1", (var,)),
                    ("INSERT INTO judged_cells SELECT var, addr, version, created_at, verdict FROM judged "
                     "WHERE var = ?1 AND verdict NOT LIKE 'done|%'", (var,)),
-                   ("INSERT OR REPLACE INTO judged_sig VALUES (?1, ?2, ?3)", (var, sig, counts)))
+                   ("INSERT OR REPLACE INTO judged_sig VALUES (?1, ?2, ?3, ?4)",
+                    (var, sig, counts, json.dumps(state) if state is not None else None)))
 
     def has_unknown(self, var: str) -> bool:
         """Whether a judged cell of the variable names a call record that is missing."""
@@ -627,7 +673,23 @@ class Judging:
         self.con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)",
                              [(identity, f"{status}|{reason}") for identity, (status, reason) in verdicts.items()])
 
-    def judge(self, var: str) -> None:
+    def judge_again(self, var: str, cells: set[str]) -> None:
+        """Judge only `cells` (address keys) of the variable again and take its other cells as
+        kept (`keep_judged`): after a change to a few cells upstream, a report judges those
+        and what they reach, not every cell of every variable downstream (the caller says
+        which cells a change can reach: `report.status`)."""
+        self.con.execute("DELETE FROM dirty")
+        self.con.executemany("INSERT OR IGNORE INTO dirty VALUES (?)", [(c,) for c in cells])
+        self.con.execute("INSERT OR REPLACE INTO judged SELECT var, addr, version, created_at, verdict "
+                         "FROM judged_cells WHERE var = ? AND addr NOT IN (SELECT addr FROM dirty)", (var,))
+        self.judge(var, only_dirty=True)
+        counts = dict(self.con.execute(
+            "SELECT substr(verdict, 1, instr(verdict, '|') - 1), count(*) FROM judged WHERE var = ? "
+            "AND verdict NOT LIKE 'done|%' GROUP BY 1", (var,)).fetchall())
+        counts["done"] = self.cells(var) - sum(counts.values())
+        self.con.execute("INSERT OR REPLACE INTO reused VALUES (?, ?)", (var, json.dumps(counts)))
+
+    def judge(self, var: str, *, only_dirty: bool = False) -> None:
         """Judge the newest record at each address of `var` (one without version keys): done,
         stale (an input names another value now, or is stale), the function's verdict, or
         `complex` (an aggregated or merged input: the caller judges those records itself).
@@ -647,7 +709,10 @@ class Judging:
             "  JOIN stale_cells s ON s.var = ci.var AND s.addr = ci.addr AND s.vkeys = ci.vkeys "
             "  WHERE ci.call = c.call ORDER BY ci.name LIMIT 1),"
         ) if self.con.execute("SELECT 1 FROM stale_cells LIMIT 1").fetchone() else ""
-        self.con.execute(  # every call the variable's records ever named: a cheap superset
+        calls = ("(SELECT DISTINCT call FROM refs WHERE var = ?1 AND addr IN (SELECT addr FROM dirty) "
+                 "AND call IS NOT NULL)" if only_dirty else "(SELECT call FROM var_calls WHERE var = ?1)")
+        cells = "AND addr IN (SELECT addr FROM dirty) " if only_dirty else ""
+        self.con.execute(  # every call the variable's records ever named (there): a cheap superset
             "INSERT OR IGNORE INTO call_verdicts SELECT f.call, CASE WHEN f.simple = 0 THEN 'complex|' "
             "ELSE coalesce("
             " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') changed' FROM call_inputs ci "
@@ -655,13 +720,13 @@ class Judging:
             "  AND u.vkeys = ci.vkeys ORDER BY u.version DESC LIMIT 1) IS NOT ci.oid ORDER BY ci.name LIMIT 1),"
             + stale_inputs +
             " (SELECT v.verdict FROM verdicts v WHERE v.identity = f.identity), 'done|') END "
-            "FROM var_calls c JOIN call_facts f ON f.call = c.call WHERE c.var = ?1 "
-            "AND NOT EXISTS (SELECT 1 FROM call_verdicts cv WHERE cv.call = c.call)", (var,))
+            f"FROM {calls} c JOIN call_facts f ON f.call = c.call "
+            "WHERE NOT EXISTS (SELECT 1 FROM call_verdicts cv WHERE cv.call = c.call)", (var,))
         self.con.execute(
             "INSERT OR REPLACE INTO judged SELECT ?1, c.addr, c.version, c.created_at, CASE "
             "WHEN c.call IS NULL THEN 'done|' "
             "ELSE coalesce(cv.verdict, 'unknown|call record ' || substr(c.call, 1, 12) || ' is missing') END "
-            "FROM (SELECT addr, max(version) AS version, call, created_at FROM refs WHERE var = ?1 "
+            f"FROM (SELECT addr, max(version) AS version, call, created_at FROM refs WHERE var = ?1 {cells}"
             "GROUP BY addr) c LEFT JOIN call_verdicts cv ON cv.call = c.call", (var,))
         self.mark_stale_from_judged(var)
 
@@ -696,11 +761,15 @@ class Judging:
             (var,)).fetchall())
 
     def problems(self, var: str, limit: int) -> list[tuple[str, int, str, str]]:
-        """Up to `limit` (addr key, version, status, reason) of cells that are not done."""
+        """Up to `limit` (-1: all) (addr key, version, status, reason) of cells that are not done."""
         rows = self.con.execute(
             "SELECT addr, version, verdict FROM judged WHERE var = ? AND verdict NOT LIKE 'done|%' "
             "ORDER BY addr LIMIT ?", (var, limit)).fetchall()
         return [(addr, version, *verdict.split("|", 1)) for addr, version, verdict in rows]
+
+    def newest_versions(self, var: str) -> list[tuple[str, int]]:
+        """(addr key, newest version) of every address where the variable has a record."""
+        return self.con.execute("SELECT addr, max(version) FROM refs WHERE var = ? GROUP BY addr", (var,)).fetchall()
 
     def cells(self, var: str) -> int:
         """Addresses where the variable has a live record (a b-tree count)."""
@@ -747,11 +816,11 @@ def _put_row(e: dict[str, Any]) -> tuple:
 def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
     con.executemany(f"INSERT OR REPLACE INTO refs ({_REF_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [p[:10] for p in puts])
-    con.executemany(
-        "INSERT INTO slots VALUES (?, ?, ?) ON CONFLICT (var, addr) "
-        "DO UPDATE SET max_version = max(max_version, excluded.max_version)",
-        [(p[0], p[1], p[2]) for p in puts])
     _count_changes(con, [p[0] for p in puts])
+    con.executemany(
+        "INSERT INTO slots VALUES (?1, ?2, ?3, (SELECT n FROM var_changes WHERE var = ?1)) ON CONFLICT (var, addr) "
+        "DO UPDATE SET max_version = max(max_version, excluded.max_version), n = excluded.n",
+        [(p[0], p[1], p[2]) for p in puts])
     con.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?)", [(p[0], p[1]) for p in puts])
     # the call records a variable's records ever named (kept after deletes: reports only read
     # them to learn call facts and upstream variables, where a few extra cost nothing)
@@ -778,6 +847,8 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
     con.executemany("DELETE FROM refs WHERE var = ? AND addr = ? AND version = ?", dels)
     _count_changes(con, [d[0] for d in dels])
     emptied = sorted({(var, addr) for var, addr, _ in dels})
+    con.executemany("UPDATE slots SET n = (SELECT n FROM var_changes WHERE var = ?1) WHERE var = ?1 AND addr = ?2",
+                    emptied)
     con.executemany("DELETE FROM cells WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "
                     "(SELECT 1 FROM refs WHERE var = ?1 AND addr = ?2)", emptied)
     con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM cells WHERE addr = ?1)",

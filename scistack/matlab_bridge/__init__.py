@@ -16,6 +16,9 @@ combinations there are (the contract is in `matlab/README.md`):
    §1.5, module ``matlab:<file>``, env ``language: matlab``), the call-cache entries and the
    refs (with ``call`` and ``params``), and a ``run`` report; writes `commit-result.json`.
 
+`scistack.Thunk(@fn)` calls go through `thunk.py` (`matlab-thunk`, then
+`matlab-thunk-commit` only on a miss), keyed as a for_each combination of the same file is.
+
 Identity of a MATLAB function: the blake3 hex digest of the UTF-8 bytes of its `.m` file
 normalised by :func:`normalise_matlab_source` (comments, block comments, blank lines and
 trailing whitespace removed). With helper files (``'helpers'`` in MATLAB) it is
@@ -24,7 +27,9 @@ trailing whitespace removed). With helper files (``'helpers'`` in MATLAB) it is
 
 from scistack.matlab_bridge.commit import commit
 from scistack.matlab_bridge.plan import plan
-from scistack.matlab_bridge.source import (
+from scistack.matlab_bridge.thunk import commit as thunk_commit
+from scistack.matlab_bridge.thunk import lookup as thunk_lookup
+from scistack.codeid.matlab import (
     MatlabFunction,
     MatlabSource,
     matlab_function,
@@ -33,4 +38,4 @@ from scistack.matlab_bridge.source import (
 )
 
 __all__ = ["MatlabFunction", "MatlabSource", "commit", "matlab_function", "matlab_source",
-           "normalise_matlab_source", "plan"]
+           "normalise_matlab_source", "plan", "thunk_commit", "thunk_lookup"]

@@ -24,7 +24,7 @@ from scistack.matlab_bridge._files import (
     read_json,
     write_json,
 )
-from scistack.matlab_bridge.source import MatlabFunction, matlab_function
+from scistack.codeid.matlab import MatlabFunction, matlab_function
 from scistack.objects.canonical_json import from_tree
 from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo, read_call
 from scistack.summary import summarize
@@ -57,12 +57,12 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     items: list[ComboResult] = []
     out_oids: list[list[str] | None] = [None] * len(combos)
     call_oids: list[str | None] = [None] * len(combos)
-    env = _environment(db, fn, res.get("env") or {})
+    env = environment(db, fn, res.get("env") or {})
     with db.batch():
         staged: dict[str, str] = {}
         for child in res.get("children") or []:
             staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
-        code = _store_code(db, fn)
+        code = store_code(db, fn)
         _store_constants(db, folder, req)
         for index, combo in enumerate(combos):
             item = ComboResult(combo["combo"], combo["status"], missing=combo.get("missing", []))
@@ -118,7 +118,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     return result
 
 
-def _store_code(db: Database, fn: MatlabFunction) -> str:
+def store_code(db: Database, fn: MatlabFunction) -> str:
     for source in (fn.main, *fn.helpers):
         db.store.put("code", source.text.encode("utf-8"))
     return fn.main.code
@@ -151,7 +151,7 @@ def _restore(db: Database, outputs: list[str], combo: dict[str, Any]) -> None:
         )
 
 
-def _environment(db: Database, fn: MatlabFunction, given: dict[str, Any]) -> dict[str, Any]:
+def environment(db: Database, fn: MatlabFunction, given: dict[str, Any]) -> dict[str, Any]:
     env = {k: str(given[k]) for k in ENV_KEYS if k in given}
     env["language"] = "matlab"
     base = capture_env(
@@ -178,6 +178,25 @@ def _record_call(
     result: dict[str, Any],
 ) -> str:
     inputs = {**planned["constants"], **combo["inputs"]}
+    return record_call(db, fn, code, inputs, outs, combo["params"], env,
+                       result.get("started"), result.get("duration"))
+
+
+def record_call(
+    db: Database,
+    fn: MatlabFunction,
+    code: str,
+    inputs: dict[str, Any],
+    outs: list[str],
+    params: dict[str, Any],
+    env: dict[str, Any],
+    started: Any,
+    duration: Any,
+) -> str:
+    """Store the call record of one MATLAB call (a for_each combination or a Thunk call).
+
+    `file` is the `.m` file and each helper's `file` its path, so `status` and `why` can read
+    them again and compare the identity (`scistack.codeid.matlab.identity_now`)."""
     record = CallRecord(
         function=FunctionInfo(
             name=fn.name,
@@ -188,21 +207,21 @@ def _record_call(
             version=None,
             deps=tuple(tuple(d) for d in fn.deps()),
             helpers={
-                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, ())
+                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, (), {"file": h.path})
                 for h in fn.helpers
             },
             constants={},
             note=f"MATLAB function: identity from the normalised text of {fn.main.label}"
             + (f" and {len(fn.helpers)} helper file(s)" if fn.helpers else ""),
-            absent=frozenset({"file"}),
+            file=fn.main.path,
         ),
         arguments={n: CallInput.from_value(item) for n, item in sorted(inputs.items())},
         outputs=tuple(outs),
         multi=len(outs) > 1,
-        params=combo["params"],
+        params=params,
         env=env,
-        started=_iso(result.get("started")),
-        duration=round(float(result.get("duration") or 0.0), 6),
+        started=_iso(started),
+        duration=round(float(duration or 0.0), 6),
         format=CALL_FORMAT,
     )
     return db.store.put("call", record.to_bytes())

@@ -22,7 +22,7 @@ from scistack.matlab_bridge._files import (
     read_json,
     write_json,
 )
-from scistack.matlab_bridge.source import MatlabFunction, matlab_function
+from scistack.codeid.matlab import MatlabFunction, matlab_function
 from scistack.objects.hashing import hash_object
 
 
@@ -79,10 +79,7 @@ def _inputs(
     db: Database, folder: Path, req: dict[str, Any]
 ) -> tuple[dict[str, _Spec], dict[str, BoundInput]]:
     """Loaded inputs (variable + pins) and constants (their oids from the staged payloads)."""
-    staged: dict[str, str] = {}
-    for child in req.get("children") or []:
-        kind, payload = staged_payload(folder, child, staged)
-        staged[staged_name(child)] = hash_object(kind, [payload])
+    staged = staged_oids(folder, req)
     specs: dict[str, _Spec] = {}
     constants: dict[str, BoundInput] = {}
     for name, spec in (req.get("inputs") or {}).items():
@@ -97,15 +94,31 @@ def _inputs(
                 )
             specs[name] = _Spec(check_identifier(spec["var"], "variable name"), fixed)
         else:
-            kind, payload = staged_payload(folder, spec, staged)
-            oid = hash_object(kind, [payload])
-            record: dict[str, Any] = {"oid": oid}
-            if kind == "json":
-                tree = json.loads(payload)
-                if not isinstance(tree, (list, dict)) or len(tree) <= INLINE_MAX:
-                    record["const"] = tree
-            constants[name] = BoundInput(name, None, oid, record)
+            constants[name] = constant_input(folder, name, spec, staged)
     return specs, constants
+
+
+def staged_oids(folder: Path, req: dict[str, Any]) -> dict[str, str]:
+    """The oids of a request's staged children (`staged:payload-<n>.bin` -> oid), in order."""
+    staged: dict[str, str] = {}
+    for child in req.get("children") or []:
+        kind, payload = staged_payload(folder, child, staged)
+        staged[staged_name(child)] = hash_object(kind, [payload])
+    return staged
+
+
+def constant_input(
+    folder: Path, name: str, spec: dict[str, Any], staged: dict[str, str]
+) -> BoundInput:
+    """A constant MATLAB staged: its oid (hashed, not stored) and its inline value if small."""
+    kind, payload = staged_payload(folder, spec, staged)
+    oid = hash_object(kind, [payload])
+    record: dict[str, Any] = {"oid": oid}
+    if kind == "json":
+        tree = json.loads(payload)
+        if not isinstance(tree, (list, dict)) or len(tree) <= INLINE_MAX:
+            record["const"] = tree
+    return BoundInput(name, None, oid, record)
 
 
 def _arguments(fn: MatlabFunction, order: list[str]) -> list[str]:

@@ -28,7 +28,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import blake3
@@ -57,6 +57,7 @@ _MAX_BUFFER = 64 << 20       # a batch writes a pack at least every 64 MB of sma
 _TRUSTED_ALLOC = 64 << 20    # allocate up to this much (or _TRUSTED_RATIO x the compressed size)
 _TRUSTED_RATIO = 8           # on a header's word; beyond, its stream is hashed first
 _STREAM_STEP = 1 << 20
+_FIRST_READ = 64 << 10       # a load reads this much before asking a file's size
 LIMIT_ENV = "SCISTACK_MAX_LOAD_BYTES"
 
 
@@ -259,13 +260,15 @@ class LocalObjectStore(ObjectStore):
                 raise self._not_found(oid) from None
             return self._decode_small(oid, stored)
         try:
-            size = os.fstat(fd).st_size
+            data = os.read(fd, _FIRST_READ)  # a small object whole, without an fstat first
+            size = len(data) if len(data) < _FIRST_READ else os.fstat(fd).st_size
             if size <= _SMALL:
-                data = os.read(fd, size)
+                if size > len(data):
+                    data += os.read(fd, size - len(data))
                 magic = data[:4]
                 if magic != SKIP_MAGIC and (magic != ZSTD_MAGIC or 0 <= _content_size(data) <= _SMALL):
                     return self._decode_small(oid, data)
-                os.lseek(fd, 0, os.SEEK_SET)
+            os.lseek(fd, 0, os.SEEK_SET)
             with open(fd, "rb", closefd=False) as handle:
                 return self._read_large(oid, handle)
         finally:
@@ -332,9 +335,10 @@ class LocalObjectStore(ObjectStore):
         kind, length, start = _parse_header(oid, data[:40])
         if len(data) - start != length:
             raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says {length}")
-        payload = bytearray(memoryview(data)[start:])
-        _verify(oid, kind, (payload,))
-        return StoredObject(kind, payload)
+        actual = blake3.blake3(data).hexdigest()  # header and payload as they lie: one call
+        if actual != oid:
+            raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
+        return StoredObject(kind, bytearray(memoryview(data)[start:]))
 
     def _read_large(self, oid: str, handle) -> StoredObject:
         first = handle.read(18)  # the magic, and a zstd frame header (<= 18 bytes)
@@ -402,6 +406,94 @@ class LocalObjectStore(ObjectStore):
         shuffle.unshuffle_into(payload, memoryview(inflated)[start:], width)
         _verify(oid, kind, (payload,))
         return StoredObject(kind, payload)
+
+    # -- read into the caller's array (chunks of a large array) --------------------------
+    def get_into(self, oid: str, out: np.ndarray) -> tuple[str, int]:
+        """Decode a loose object straight into `out` (see ObjectStore.get_into).
+
+        A chunk file is read and inflated into buffers this thread keeps, and unshuffled or
+        copied into `out`, then verified there: nothing is allocated per chunk. Packed and
+        small objects take the ordinary path."""
+        validate_oid(oid)
+        if self.packs.locate(oid) is None:
+            try:
+                fd = os.open(f"{self._root_text}/{oid[:2]}/{oid[2:]}", os.O_RDONLY)
+            except FileNotFoundError:
+                fd = -1
+            if fd >= 0:
+                try:
+                    size = os.fstat(fd).st_size
+                    if size > _SMALL or os.pread(fd, 4, 0) == SKIP_MAGIC:
+                        return self._read_into(oid, fd, size, out)
+                finally:
+                    os.close(fd)
+        return super().get_into(oid, out)
+
+    def _read_into(self, oid: str, fd: int, size: int, out: np.ndarray) -> tuple[str, int]:
+        first = os.pread(fd, 18, 0)
+        if first[:4] == SKIP_MAGIC:
+            return self._unshuffle_into(oid, fd, size, out)
+        if first[:4] == ZSTD_MAGIC:
+            with open(fd, "rb", closefd=False) as handle:
+                stream = self._contexts()[1].stream_reader(handle, read_across_frames=False)
+                try:
+                    head = stream.read(40)
+                    kind, length, start = _parse_header(oid, head)
+                    if length != out.size:
+                        return kind, length
+                    view, early = memoryview(out), min(len(head) - start, length)
+                    view[:early] = head[start : start + early]
+                    _read_fully(oid, stream.readinto, view[early:])
+                    if stream.read(1):
+                        raise CorruptObjectError(oid, "it has bytes beyond the length in its header")
+                except zstandard.ZstdError as exc:
+                    raise CorruptObjectError(oid, f"its zstd stream is damaged ({exc})") from None
+        else:
+            kind, length, start = _parse_header(oid, os.pread(fd, 40, 0))
+            if length != out.size:
+                return kind, length
+            if size != start + length:
+                raise CorruptObjectError(oid, f"its header says {length} payload bytes but its file holds "
+                                         f"{size - start}; it is truncated or was damaged")
+            view = memoryview(out)
+            _read_fully(oid, lambda part: os.preadv(fd, [part], start + len(view) - len(part)), view)
+        _verify(oid, kind, (out,))
+        return kind, length
+
+    def _unshuffle_into(self, oid: str, fd: int, size: int, out: np.ndarray) -> tuple[str, int]:
+        if not 30 <= size <= shuffle.MAX_SHUFFLED + 64:
+            raise CorruptObjectError(oid, "its shuffled frame is damaged (no chunk has its size)")
+        data = memoryview(mmap.mmap(fd, 0, access=mmap.ACCESS_READ))  # zstd reads the page cache
+        width = shuffle.width_of(bytes(data[:12]))
+        declared = _content_size(bytes(data[12:30]))
+        if width == 0 or not 0 <= declared <= min(self.max_load_bytes, shuffle.MAX_SHUFFLED + 64):
+            raise CorruptObjectError(oid, "its shuffled frame is damaged (unknown width or size)")
+        inflated = self._scratch("inflated", declared)
+        try:
+            stream = self._contexts()[1].stream_reader(data[12:], read_across_frames=False)
+            _read_fully(oid, stream.readinto, inflated)
+            if stream.read(1):
+                raise CorruptObjectError(oid, "its zstd frame holds more than it declares")
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(oid, f"its zstd frame is damaged ({exc})") from None
+        kind, length, start = _parse_header(oid, bytes(inflated[:40]))
+        if declared - start != length or length % width:
+            raise CorruptObjectError(oid, f"it holds {declared - start} payload bytes, its header says {length}")
+        if length != out.size:
+            return kind, length
+        shuffle.unshuffle_into(out, inflated[start:], width)
+        _verify(oid, kind, (out,))
+        return kind, length
+
+    def _scratch(self, name: str, size: int) -> memoryview:
+        """A buffer of `size` bytes this thread reuses (grown as needed, never shrunk)."""
+        buffers = getattr(self._zstd, "scratch", None)
+        if buffers is None:
+            buffers = self._zstd.scratch = {}
+        buffer = buffers.get(name)
+        if buffer is None or len(buffer) < size:
+            buffer = buffers[name] = np.empty(size, dtype=np.uint8)
+        return memoryview(buffer)[:size]
 
     def _verify_stream(self, oid: str, handle) -> None:
         """Hash a compressed object's whole stream in steps (bounded memory); raise if it lies."""
@@ -565,6 +657,16 @@ class LocalObjectStore(ObjectStore):
         return freed
 
 
+def _read_fully(oid: str, read_into: Callable[[memoryview], int], view: memoryview) -> None:
+    """Fill `view` by repeated `read_into(rest)` calls; a short source is a truncated object."""
+    filled = 0
+    while filled < len(view):
+        got = read_into(view[filled:])
+        if not got:
+            raise CorruptObjectError(oid, f"it is truncated ({filled} of {len(view)} bytes)")
+        filled += got
+
+
 def _content_size(frame: bytes) -> int:
     """The decompressed size a zstd frame declares (-1 when unknown or unreadable)."""
     try:
@@ -600,6 +702,12 @@ def _is_hex(text: str) -> bool:
 
 
 def _parse_header(oid: str, head: bytes | bytearray) -> tuple[str, int, int]:
+    if type(head) is bytes:  # the usual header, in one pass (a load parses one per object)
+        end = head.find(b"\x00")
+        kind_text, _, length_text = head[:end].partition(b" ")
+        kind = _KIND_NAMES.get(kind_text)
+        if kind is not None and end > 0 and length_text.isdigit():
+            return kind, int(length_text), end + 1
     end = bytes(head).find(b"\x00")
     try:
         kind_text, length_text = bytes(head[:end]).decode("ascii").split(" ")
@@ -609,6 +717,9 @@ def _parse_header(oid: str, head: bytes | bytearray) -> tuple[str, int, int]:
     if end < 0 or kind_text not in KINDS or length < 0 or not length_text.isdigit():
         raise CorruptObjectError(oid, f"its header names an unknown kind or length ({bytes(head[:end])!r})")
     return kind_text, length, end + 1
+
+
+_KIND_NAMES = {kind.encode("ascii"): kind for kind in KINDS}
 
 
 def _verify(oid: str, kind: str, parts: Sequence[Buffer]) -> None:

@@ -22,10 +22,12 @@ never hand out the wrong one. The file is written to a temporary name and rename
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import os
 import secrets
 import struct
+import sys
 from pathlib import Path
 
 import blake3
@@ -47,14 +49,25 @@ class MultiPackIndex:
         self.offsets = np.frombuffer(data, "<u8", count, at + 12 * count)
         self.lengths = np.frombuffer(data, "<u8", count, at + 20 * count)
         self._body_end = at + 28 * count
+        # the same columns as plain-int sequences (native order: little-endian machines; numpy
+        # arrays elsewhere, whose items compare as ints too)
+        native = sys.byteorder == "little"
+        self._prefix_ints, self._ordinal_ints, self._offset_ints, self._length_ints = (
+            (memoryview(data)[start : start + size * count].cast(code) if native else array)
+            for start, size, code, array in ((at, 8, "Q", self.prefixes), (at + 8 * count, 4, "I", self.ordinals),
+                                            (at + 12 * count, 8, "Q", self.offsets),
+                                            (at + 20 * count, 8, "Q", self.lengths)))
 
     def candidates(self, prefix: bytes) -> list[tuple[str, int, int]]:
-        """(pack, offset, length) of every object whose oid starts with these 8 bytes."""
-        key = np.uint64(int.from_bytes(prefix, "big"))
-        i = int(self.prefixes.searchsorted(key))
+        """(pack, offset, length) of every object whose oid starts with these 8 bytes.
+
+        Searched through memoryviews of the map (plain ints, `bisect`): a load makes one
+        search, and numpy's per-call and per-scalar costs were most of it (~3 us of ~7)."""
+        key = int.from_bytes(prefix, "big")
+        i = bisect.bisect_left(self._prefix_ints, key)
         found = []
-        while i < self.count and self.prefixes[i] == key:
-            found.append((self.packs[int(self.ordinals[i])], int(self.offsets[i]), int(self.lengths[i])))
+        while i < self.count and self._prefix_ints[i] == key:
+            found.append((self.packs[self._ordinal_ints[i]], self._offset_ints[i], self._length_ints[i]))
             i += 1
         return found
 
@@ -71,6 +84,9 @@ class MultiPackIndex:
 
     def close(self) -> None:
         self.prefixes = self.ordinals = self.offsets = self.lengths = np.empty(0)
+        # dropped, not released: another thread may be searching them (the map then stays
+        # open until the last view goes, as with the arrays)
+        self._prefix_ints = self._ordinal_ints = self._offset_ints = self._length_ints = ()
         try:
             self._map.close()
         except BufferError:  # a view is still alive somewhere: the GC closes it

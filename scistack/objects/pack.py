@@ -256,6 +256,8 @@ class PackSet:
                         np.concatenate([np.arange(len(k)) for k in keys])[order])
 
     def _find(self, oid: str) -> tuple[str, int, int] | None:
+        if self._merged[0] is None and not len(self._merged[2]):
+            return None  # no pack known (a project of single saves): ~5 us off each load
         try:
             raw = bytes.fromhex(oid)
         except ValueError:

@@ -9,6 +9,7 @@ add the codec on top and are what the upper layers use.
 from __future__ import annotations
 
 import abc
+import functools
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Iterable, Iterator, Sequence
@@ -134,6 +135,18 @@ class ObjectStore(abc.ABC):
         """Encode `value` canonically (children first) and store it."""
         return self.put(*encode_value(value, self.put))
 
+    def get_into(self, oid: str, out: Any) -> tuple[str, int]:
+        """Read an object's payload into `out` (a contiguous uint8 array the caller sized).
+
+        Returns `(kind, length)`; `out` holds the payload only when `length == out.size` (the
+        caller rejects any other length). Stores that can decode straight into the caller's
+        memory override this: loading a big array then allocates nothing per chunk."""
+        obj = self.get(oid)
+        payload = memoryview(obj.payload).cast("B")
+        if len(payload) == out.size:
+            out[:] = payload
+        return obj.kind, len(payload)
+
     def get_value(self, oid: str) -> Any:
         """Decode the value stored under `oid` (children resolved)."""
         return self._decoded(oid, self.get(oid))
@@ -150,7 +163,7 @@ class ObjectStore(abc.ABC):
 
     def _decoded(self, oid: str, obj: StoredObject) -> Any:
         try:
-            return decode_value(obj.kind, obj.payload, self._get_pair, oid)
+            return decode_value(obj.kind, obj.payload, self._fetch, oid)
         except (CorruptObjectError, ObjectNotFoundError, MemoryError):  # a child's: names the child
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to decode verified bytes is damage
@@ -166,12 +179,27 @@ class ObjectStore(abc.ABC):
         if obj.kind != "chunked":
             return self._decoded(oid, obj)
         try:
-            return open_chunked(obj.payload, self._get_pair, oid)
+            return open_chunked(obj.payload, self._fetch, oid)
         except Exception as exc:  # noqa: BLE001 - a manifest that does not parse is damage
             raise CorruptObjectError(oid, f"its chunked manifest cannot be read ({exc})") from exc
 
-    def _get_pair(self, oid: str) -> tuple[str, Any]:
-        obj = self.get(oid)
+    @functools.cached_property
+    def _fetch(self) -> "Fetch":
+        return Fetch(self)
+
+
+class Fetch:
+    """What decoding needs from a store: `fetch(oid) -> (kind, payload)` for children, and
+    `fetch.into(oid, out)` (`ObjectStore.get_into`) for chunks read straight into an array."""
+
+    __slots__ = ("_get", "into")
+
+    def __init__(self, store: ObjectStore) -> None:
+        self._get = store.get
+        self.into = store.get_into
+
+    def __call__(self, oid: str) -> tuple[str, Any]:
+        obj = self._get(oid)
         return obj.kind, obj.payload
 
 

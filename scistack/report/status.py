@@ -22,6 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_files
 from scistack.lineage.filecheck import changed_inputs, reads_files
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
@@ -29,6 +30,7 @@ from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFou
 from scistack.report.history import CallInfo, CallReader, InputInfo, select
 from scistack.index import RefRecord, key_of
 from scistack.objects.hashing import hash_bytes
+from scistack.records import read_call
 from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
@@ -91,7 +93,7 @@ class StalenessChecker:
         self._identity: dict[tuple[str, str], str | None] = {}
         self._unverifiable: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
-        self._script: dict[str, tuple[str, str]] = {}  # function identity -> verdict from its file
+        self._script: dict[Any, tuple[str, str]] = {}  # function identity -> verdict from its file
         self.no_files: set[str] = set()  # call records known (from the index's facts) to read no file
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
@@ -120,6 +122,11 @@ class StalenessChecker:
 
     def function_verdict(self, call_oid: str, module: str, function: str, identity: str) -> tuple[str, str]:
         """Whether the code that made a call is the code that would run now."""
+        if is_matlab_module(module):  # its .m files are read again, once per identity
+            slot = ("matlab", identity)
+            if slot not in self._script:
+                self._script[slot] = _matlab_verdict(self.db, call_oid, function, identity)
+            return self._script[slot]
         now = self.current_identity(module, function)
         if now is None:  # a script's function: judged from its file, once per function identity
             if identity not in self._script:
@@ -196,6 +203,22 @@ class StalenessChecker:
         return self._identity[(module, name)]
 
 
+def _matlab_verdict(db: Database, call_oid: str, function: str, identity: str) -> tuple[str, str]:
+    """A MATLAB call: its recorded .m files read and normalised again, identities compared."""
+    try:
+        file, helpers = recorded_files(read_call(db.store, call_oid).function)
+    except ScistackError as exc:
+        return "unknown", f"call record {call_oid[:12]} cannot be read ({exc})"
+    if helpers is None:
+        return "unknown", f"the helper files of {function} are not recorded"
+    now, why = identity_now(file, helpers)
+    if now is None:
+        return "unknown", why
+    if now != identity:
+        return "stale", f"code of {function} ({file}) changed"
+    return "done", ""
+
+
 def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     """The status of every (variable, address) among `variables` (default: all)."""
     known = db.index.variables()
@@ -256,7 +279,52 @@ def status_summary(db: Database, variables: list[str] | None = None, *, limit: i
     return StatusSummary(grid.variables, grid.counts(), problems, fast=False)
 
 
+def status_cells(db: Database, variables: list[str] | None = None) -> StatusGrid:
+    """`status_grid`, judged set-at-a-time in the index where the project allows (as
+    `status_summary` is): the web view's grid of 2,000 addresses in ~0.05 s, not ~0.5 s.
+    `status_grid` stays the reference the tests hold this to."""
+    judged = _judge_fast(db, variables)
+    if judged is None:
+        return status_grid(db, variables)
+    judging, chosen, known = judged
+    by_var: dict[str, dict[str, StatusCell]] = {}
+    for var in chosen:
+        judged = {addr: (status, reason) for addr, _, status, reason in judging.problems(var, -1)}
+        by_var[var] = {}
+        for addr, version in judging.newest_versions(var):
+            status, reason = judged.get(addr, ("done", ""))
+            by_var[var][addr] = StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+    rows = _rows([c.addr for cells in by_var.values() for c in cells.values()], db.schema_keys)
+    levels = {var: _levels(by_var[var]) for var in chosen}
+    return StatusGrid(chosen, rows, [[_project(var, by_var[var], levels[var], row) for var in chosen]
+                                     for row in rows])
+
+
 def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> StatusSummary | None:
+    judged = _judge_fast(db, variables)
+    if judged is None:
+        return None
+    judging, chosen, known = judged
+    rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
+    counts, problems = {}, []
+    for var in chosen:
+        if var not in known:  # runs wrote it once; nothing of it is left
+            counts[var] = dict.fromkeys(STATUSES, 0)
+            continue
+        found = judging.counts(var)
+        counts[var] = {status: found.get(status, 0) for status in STATUSES}
+        counts[var]["missing"] = rows - sum(found.values())
+        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+                     for addr, version, status, reason in judging.problems(var, limit)]
+        if counts[var]["missing"]:
+            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in judging.missing(var, limit)]
+    return StatusSummary(chosen, counts, problems, fast=True)
+
+
+def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[str], list[str]] | None:
+    """Judge `variables` and everything upstream set-at-a-time in the index: (the judging,
+    the variables chosen, every known variable), or None where the project needs the
+    per-record grid (several levels, version-key variants, a failed run)."""
     known = db.index.variables()
     judging = db.index.judging()
     outputs = _run_outputs(db, judging)
@@ -272,37 +340,35 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
     if len(levels) != 1 or any(len(db.index.levels(v)) != 1 or db.index.vkey_names(v) for v in inputs):
         return None
     sigs: dict[str, str | None] = {}
+    touched: dict[str, set[str] | None] = {}  # cells judged again in this report (None: all)
+    before: dict[str, str | None] = {}  # the signature each variable's kept judgement had
     for var in _upstream_first(inputs):
         verdicts = {identity: checker.function_verdict(call, module, function, identity)
                     for identity, module, function, call in facts[var][1]}
         judging.set_verdicts(verdicts)
         sigs[var] = sig = _judged_signature(judging, var, facts[var][0], verdicts, sigs)
+        prior = judging.kept_state(var)
+        before[var] = prior["sig"] if prior else None
         if sig is not None and judging.reuse_judged(var, sig):
+            touched[var] = set()
             continue
-        judging.judge(var)
+        state = _judged_state(judging, var, prior, facts[var][0], verdicts, sigs)
+        cells = _cells_to_judge_again(judging, prior, state, touched, before) if sig is not None else None
+        if cells is None:
+            judging.judge(var)
+        else:
+            judging.judge_again(var, cells)
+        touched[var] = cells if judging.computed(var) else set()  # a raw variable is done everywhere
         complex_records = judging.complex_records(var)
         if complex_records:  # judged here, by files and members a signature cannot see
             judging.set_judged(var, [(r.addr_key, *checker.record_status(r)) for r in complex_records])
             judging.mark_stale_from_judged(var)
-            sigs[var] = None
+            sigs[var] = touched[var] = None
         elif sig is not None and not judging.has_unknown(var):  # a missing record may turn up
-            judging.keep_judged(var, sig)
+            judging.keep_judged(var, sig, state)
         else:
-            sigs[var] = None
-    rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
-    counts, problems = {}, []
-    for var in chosen:
-        if var not in known:  # runs wrote it once; nothing of it is left
-            counts[var] = dict.fromkeys(STATUSES, 0)
-            continue
-        found = judging.counts(var)
-        counts[var] = {status: found.get(status, 0) for status in STATUSES}
-        counts[var]["missing"] = rows - sum(found.values())
-        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
-                     for addr, version, status, reason in judging.problems(var, limit)]
-        if counts[var]["missing"]:
-            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in judging.missing(var, limit)]
-    return StatusSummary(chosen, counts, problems, fast=True)
+            sigs[var] = touched[var] = None
+    return judging, chosen, known
 
 
 def _in_schema_order(db: Database, addr_key: str) -> dict[str, Any]:
@@ -322,6 +388,46 @@ def _judged_signature(judging: Any, var: str, input_vars: set[str], verdicts: di
         upstream.append((name, judging.changes(name), sigs.get(name)))
     text = json.dumps([var, judging.changes(var), upstream, sorted(verdicts.items())])
     return hash_bytes(text.encode())
+
+
+def _judged_state(judging: Any, var: str, prior: dict[str, Any] | None, input_vars: set[str],
+                  verdicts: dict[str, tuple[str, str]], sigs: dict[str, str | None]) -> dict[str, Any]:
+    """What a variable's judgement is made from, kept beside it so that the next report can
+    judge again only the cells a change reached: the change counts of the variable and of
+    its inputs (with the inputs' signatures as judged then), its functions' verdicts, and
+    whether its calls' inputs all sit at their record's own address."""
+    changes = judging.changes(var)
+    aligned = prior["aligned"] if prior and prior["changes"] == changes else judging.aligned(var)
+    return {"var": var, "changes": changes,
+            "upstream": {name: [judging.changes(name), sigs.get(name)] for name in sorted(input_vars)},
+            "verdicts": hash_bytes(json.dumps(sorted(verdicts.items())).encode()), "aligned": aligned}
+
+
+def _cells_to_judge_again(judging: Any, kept: dict[str, Any] | None, state: dict[str, Any],
+                          touched: dict[str, set[str] | None], before: dict[str, str | None]
+                          ) -> set[str] | None:
+    """The address keys of `var` whose verdict a change since its kept judgement can have
+    reached, or None when everything must be judged (nothing kept, a function's verdict
+    changed, another set of inputs, inputs at other addresses, an input judged in full).
+
+    A cell's verdict reads its newest record, the newest values and staleness of its call's
+    inputs and its function's verdict; with every input at the cell's own address, it can
+    change only where the variable itself changed, where an input's records changed, or
+    where an input's cells were judged again. The inputs' cells must have been judged again
+    from the very judgement this one saw (a report on an input alone may have judged it
+    since): else everything is judged."""
+    if (kept is None or not state["aligned"] or kept["verdicts"] != state["verdicts"]
+            or set(kept["upstream"]) != set(state["upstream"])):
+        return None
+    cells = judging.changed_cells(state["var"], kept["changes"]) if "var" in state else None
+    if cells is None:
+        return None
+    for name, (since, seen) in kept["upstream"].items():
+        again = touched.get(name, set())
+        if again is None or before.get(name) != seen:
+            return None
+        cells |= again | judging.changed_cells(name, since)
+    return cells
 
 
 def _learn_upstream(db: Database, judging: Any, checker: StalenessChecker, chosen: list[str], known: list[str],

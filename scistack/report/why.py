@@ -19,6 +19,7 @@ from typing import Any
 from scistack.database import get_database
 from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
+from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
@@ -107,8 +108,11 @@ def _call_changes(
     seen.add(call_oid)
     fn_name = call.function.name
     module = call.function.module
-    fn = _find_function(module, fn_name)
-    static = None if fn is not None else script_changes(db, call, _diff, Reason, _find_function)
+    fn = None if is_matlab_module(module) else _find_function(module, fn_name)
+    if is_matlab_module(module):
+        static = _matlab_changes(db, call)
+    else:
+        static = None if fn is not None else script_changes(db, call, _diff, Reason, _find_function)
     if static is not None:
         reasons = static
     elif fn is None:
@@ -175,6 +179,29 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
     if not reasons:
         reasons.append(Reason("code", name, "the function's identity changed"))
     return reasons + unverifiable
+
+
+def _matlab_changes(db: Any, call: CallRecord) -> list[Reason]:
+    """A MATLAB function: its recorded `.m` file (and helpers) read and normalised again."""
+    recorded = call.function
+    file, helpers = recorded_files(recorded)
+    if helpers is None:
+        return [Reason("unknown", recorded.name,
+                       "the helper files of this MATLAB call are not recorded")]
+    now, problem = identity_now(file, helpers)
+    if now is None:
+        return [Reason("unknown", recorded.name, problem)]
+    if now == recorded.identity:
+        return []
+    reasons = []
+    main = matlab_source(file)
+    diff = _diff(db, recorded.code, main.text, recorded.name)
+    if diff:
+        reasons.append(Reason("code", recorded.name, f"the function's code changed ({file})", diff))
+    for (label, info), path in zip(sorted(recorded.helpers.items()), helpers):
+        if matlab_source(path).digest != info.identity:
+            reasons.append(Reason("helper", label, f"the helper's code changed ({path})"))
+    return reasons or [Reason("code", recorded.name, "the function's identity changed")]
 
 
 def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) -> list[Reason]:

@@ -1,7 +1,7 @@
 """The local web view (`scistack ui`, `db.ui()`): the pipeline graph, each node's status grid,
 a value's preview, provenance and `why`, and the run history, in a browser.
 
-A thin client of the report layer: `api` reshapes what `pipeline_graph`, `status_grid`,
+A thin client of the report layer: `api` reshapes what `pipeline_graph`, `status_cells`,
 `why_value`, `log_entries` and `run_history` return into JSON, `server` serves it with the
 page (`static/`: one HTML file, one script, one stylesheet, no third-party code, so it works
 offline), and the page polls `/api/generation` to show saves made by other processes.

@@ -1,5 +1,5 @@
 """The JSON the page reads: each answer is one or two calls of the report functions
-(`status_grid`, `pipeline_graph`, `why_value`, `log_entries`, `run_history`, ...), reshaped.
+(`status_cells`, `pipeline_graph`, `why_value`, `log_entries`, `run_history`, ...), reshaped.
 Nothing here judges a status or explains one: the report layer does, for the CLI too.
 
 Addresses travel as JSON objects (`{"subject": 1, "session": "pre"}`) so that `1` and `"1"`
@@ -20,7 +20,7 @@ from scistack.report.history import describe_value, log_entries, read_call, sele
 from scistack.report.pipeline import pipeline_graph
 from scistack.report.preview import preview
 from scistack.report.runs import run_history, run_items
-from scistack.report.status import status_grid, why_value
+from scistack.report.status import status_cells, why_value
 from scistack.ui.layout import NODE_H, NODE_W, layout
 
 
@@ -52,7 +52,7 @@ def grid(db: Database, node: str) -> dict[str, Any]:
         variables = [name]
     else:
         raise WebViewError(f"node {node!r} must be var:NAME or fn:NAME")
-    g = status_grid(db, variables)
+    g = status_cells(db, variables)
     rows = [[None if c is None else {"status": c.status, "version": c.version, "reason": c.reason,
                                      "addr": c.addr} for c in row] for row in g.grid]
     keys = [k for k in db.schema_keys if any(k in a for a in g.addresses)]

@@ -136,7 +136,7 @@ def test_octave_suite_passes(octave_run):
     assert int(counts.group(2)) == 0, out
     assert int(counts.group(1)) >= 80, f"too few Octave tests ran:\n{out}"
     assert "FAIL " not in proc.stdout
-    for suite in ("test_packs", "test_foreach", "test_save", "test_golden"):
+    for suite in ("test_packs", "test_foreach", "test_save", "test_golden", "test_thunk"):
         assert f"PASS {suite}:" in proc.stdout, f"{suite} did not run"
 
 

@@ -1,6 +1,7 @@
 """MATLAB saves called as statements are queued on disk: an Octave killed right after its
 saves returned loses none of them; `scistack ingest <project>/.scistack/queue` (what the next
-MATLAB flush runs) records them in save order, readable from Python."""
+MATLAB flush runs) records them in save order, readable from Python; two sessions and a
+hand-run ingest flushing one queue at once record each save exactly once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from scistack.database import Database
+from scistack.objects.canonical_json import dumps_canonical
 
 MATLAB_TESTS = Path(__file__).resolve().parents[2] / "matlab" / "tests"
 
@@ -63,3 +65,46 @@ def test_saves_survive_a_kill_after_they_returned(tmp_path: Path):
         assert np.array_equal(db.store.get_value(latest[3].oid), [3.0, 4.0])
         assert db.store.get_value(latest[1].oid) == 99  # the later save is the newer version
         assert latest[1].version == 2
+
+
+def _queue_saves(project: Path, n: int) -> Path:
+    """N saves queued as MATLAB queues them (a folder each, manifest.json last)."""
+    queue = project / ".scistack" / "queue"
+    for k in range(n):
+        folder = queue / f"20261204T000000000-{k:08d}-t{k}"
+        folder.mkdir(parents=True)
+        (folder / "payload-0.bin").write_bytes(f"{k}.0".encode())
+        manifest = {"children": [], "format": 1, "schema_keys": ["subject", "session"],
+                    "items": [{"addr": {"session": "pre", "subject": k}, "kind": "json",
+                               "payload": "payload-0.bin", "vkeys": {}}],
+                    "var": "SavedValue", "writer": "scistack-matlab"}
+        (folder / "manifest.json").write_bytes(dumps_canonical(manifest) + b"\n")
+    return queue
+
+
+def test_two_sessions_flushing_one_queue_record_each_save_once(tmp_path: Path):
+    octave = _require("octave-cli")
+    project = tmp_path / "p"
+    Database(project / "gait.duckdb", ["subject", "session"]).close()
+    queue = _queue_saves(project, 150)
+    env = dict(os.environ, SCISTACK_CLI=scistack_cli(), SCISTACK_PYTHON=sys.executable)
+    env.pop("SCISTACK_DB", None)
+    script = ("addpath('..'); addpath('vars'); "  # configure_database flushes the queue it finds
+              f"scistack.configure_database('{project / 'gait.duckdb'}', {{'subject', 'session'}}); "
+              "scistack.flush();")
+    racers = [  # two MATLAB sessions opening the project at once, and a hand-run ingest
+        *(subprocess.Popen([octave, "--no-gui", "--no-init-file", "--quiet", "--eval", script],
+                           cwd=MATLAB_TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           stdin=subprocess.DEVNULL, text=True) for _ in range(2)),
+        subprocess.Popen([scistack_cli(), "--db", str(project), "ingest", str(queue)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True),
+    ]
+    outputs = [p.communicate(timeout=300) for p in racers]
+    for proc, (out, err) in zip(racers, outputs):
+        assert proc.returncode == 0, f"{out}\n{err}"
+    assert not any(queue.iterdir())
+    with Database(project / "gait.duckdb") as db:
+        db.index.refresh()
+        records = db.index.records("SavedValue")
+        assert sorted(r.addr["subject"] for r in records) == list(range(150))  # none twice
+        assert {r.version for r in records} == {1}

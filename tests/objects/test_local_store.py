@@ -216,6 +216,45 @@ def test_a_shuffled_chunk_with_a_damaged_announcement_is_corrupt(store):
                 read(oid)
 
 
+def read_into(store: LocalObjectStore, oid: str, length: int) -> tuple[str, int, bytes]:
+    out = np.empty(length, dtype=np.uint8)
+    kind, got = store.get_into(oid, out)
+    return kind, got, bytes(out)
+
+
+def test_get_into_reads_every_stored_form_into_the_callers_array(saved):
+    store, oid, path = saved
+    obj = store.get(oid)
+    payload = bytes(obj.payload)
+    assert read_into(store, oid, len(payload)) == (obj.kind, len(payload), payload)
+    assert store.get_into(oid, np.empty(len(payload) - 1, np.uint8)) == (obj.kind, len(payload))
+
+
+def test_get_into_reads_a_packed_object(store):
+    store.begin_batch()
+    oid = store.put("chunk", b"x" * 5000)
+    store.flush()
+    store.end_batch()
+    assert not store.path_of(oid).exists()
+    assert read_into(store, oid, 5000) == ("chunk", 5000, b"x" * 5000)
+    with pytest.raises(ObjectNotFoundError):
+        store.get_into(reference_oid("bytes", b"absent"), np.empty(1, np.uint8))
+
+
+@pytest.mark.parametrize("damage", ["flip-first", "flip-middle", "flip-last", "truncate-5", "truncate-half", "append"])
+def test_get_into_refuses_a_damaged_object(saved, damage):
+    store, oid, path = saved
+    length = len(store.get(oid).payload)
+    data = path.read_bytes()
+    if damage.startswith("flip"):
+        flip_byte(path, {"flip-first": 0, "flip-middle": len(data) // 2, "flip-last": len(data) - 1}[damage])
+    else:
+        rewrite(path, {"truncate-5": data[:5], "truncate-half": data[: len(data) // 2], "append": data + b"\x00"}[damage])
+    with pytest.raises(CorruptObjectError) as info:
+        read_into(store, oid, length)
+    assert info.value.oid == oid
+
+
 @pytest.mark.parametrize("where", [0.0, 0.5, 0.999])
 def test_flipped_byte_is_a_corrupt_object(saved, where):
     store, oid, path = saved

@@ -5,7 +5,8 @@ function [manifest, folder] = stage(cfg, var, values, addrs, vkeys, parent)
 %   else (scalars, char, cell, struct, containers.Map, []) canonical JSON, whose inner arrays
 %   become child npy payloads referenced as {"$ref":"staged:payload-<n>.bin"}.
 %   Everything is encoded before the folder is created, so a value that cannot be stored
-%   leaves nothing behind.
+%   leaves nothing behind. A Thunk result (a record with a call) is not encoded again: its
+%   item names its stored oid and call, so the saved ref carries the call's lineage.
 %   PARENT (default 'staging') is the folder under .scistack; 'queue' holds deferred saves,
 %   named so that sorting by name is the order of the saves, with manifest.json written
 %   last by rename (a folder without it is a save that has not returned).
@@ -25,6 +26,11 @@ box('child') = [];
 put_child = @(kind, bytes) add_payload(box, kind, bytes, true);
 items = cell(1, numel(values));
 for k = 1:numel(values)
+    if is_result(values{k})   % a Thunk's result: already stored; saved with its call
+        items{k} = struct('addr', addrs{k}, 'call', values{k}.call, 'oid', ...
+            values{k}.oid, 'vkeys', vkeys{k});
+        continue
+    end
     [kind, bytes] = scistack.internal.encode_value(values{k}, put_child);
     name = add_payload(box, kind, bytes, false);
     items{k} = struct('addr', addrs{k}, 'kind', kind, 'payload', name, 'vkeys', vkeys{k});
@@ -68,6 +74,11 @@ end
 if ~ok
     error('scistack:io', 'cannot write %s: %s', manifest, msg);
 end
+end
+
+function tf = is_result(v)
+tf = isstruct(v) && isscalar(v) && all(isfield(v, {'data', 'oid', 'call'})) && ...
+    ischar(v.call) && ~isempty(v.call);
 end
 
 function out = add_payload(box, kind, bytes, is_child)

@@ -1,4 +1,8 @@
-"""A MATLAB function's identity: its normalised `.m` text (and its listed helpers')."""
+"""A MATLAB function's identity: its normalised `.m` text (and its listed helpers').
+
+Pure (no store, no index): `for_each`'s plan and commit, the Thunk bridge, and `status` / `why`
+(which read the recorded `.m` files again) all compute it here, so there is one definition.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scistack.errors import LineageError
 from scistack.objects.canonical_json import dumps_canonical
@@ -168,3 +173,28 @@ def signature_of(source: MatlabSource) -> tuple[str, tuple[str, ...]]:
     )
 
 
+
+
+def identity_now(
+    file: str | None, helpers: list[str] | tuple[str, ...] = ()
+) -> tuple[str | None, str]:
+    """(identity, "") of the function in the recorded `.m` file (and helper files) as they are
+    on disk now, or (None, why) when one cannot be read: then nothing can be compared."""
+    if not file:
+        return None, "the call record names no .m file (recorded before scistack kept it)"
+    try:
+        return matlab_function(file, list(helpers)).identity, ""
+    except LineageError as exc:
+        return None, str(exc)
+
+
+def recorded_files(function: Any) -> tuple[str | None, list[str] | None]:
+    """The `.m` file and helper files a MATLAB call record (its `FunctionInfo`) names;
+    helpers None when one of them has no recorded path (a record from before they were kept)."""
+    helpers = [h.extra.get("file") for _, h in sorted(function.helpers.items())]
+    return function.file, (helpers if all(isinstance(f, str) for f in helpers) else None)
+
+
+def is_matlab_module(module: str) -> bool:
+    """A MATLAB function's records name their module `matlab:<label>`."""
+    return module.startswith("matlab:")
