@@ -19,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 
 from scistack.objects.lazy import LazyArray, LazyTable
+from scistack.objects.npy import MAGIC as NPY_MAGIC
+from scistack.objects.npy import decode_npy
 from scistack.objects.store import ObjectStore
 from scistack.records import read_call
 
@@ -47,14 +49,77 @@ class Inliner:
         self.limit = limit
 
     def values(self, oids: list[str]) -> tuple[pa.Table, pa.Table]:
-        """(one row per oid for `scistack.vals`, the frame rows for `scistack.frame_rows`)."""
+        """(one row per oid for `scistack.vals`, the frame rows for `scistack.frame_rows`).
+
+        Small objects are read in one `get_many` (larger ones one at a time, so at most one
+        is in memory beyond what is inlined). The 1-D numeric arrays among them are inlined a
+        dtype and length at a time: canonical NPY headers are byte-identical for arrays of one
+        dtype and shape, so each group's data is one `frombuffer` and one LIST column, with no
+        Python object per value. Every other object is decoded and inlined one by one.
+        """
+        stored = self.store.get_many(oids, small_only=True)  # the others are read one by one
+        groups: dict[bytes, list[int]] = {}
+        single: list[int] = []
+        for n, obj in enumerate(stored):
+            head = _npy_head(obj)
+            if head is None:
+                single.append(n)
+            else:
+                groups.setdefault(head, []).append(n)
+        tables = []
+        for head, members in groups.items():
+            table = self._npy_group(head, [oids[n] for n in members], [stored[n].payload for n in members])
+            if table is None:
+                single.extend(members)
+            else:
+                tables.append(table)
+        rows: dict[str, list] = {name: [] for name in ROWS_SCHEMA.names}
+        if single or not tables:
+            tables.append(self._one_by_one([oids[n] for n in single], [stored[n] for n in single], rows))
+        vals = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        return vals, pa.table(rows, schema=ROWS_SCHEMA)
+
+    def _npy_group(self, head: bytes, oids: list[str], payloads: list[Any]) -> pa.Table | None:
+        """The rows of arrays sharing one NPY header, built column-wise; None when they are not
+        small 1-D arrays of a LIST dtype (then they go one by one)."""
+        try:
+            first = decode_npy(payloads[0])
+        except Exception:  # noqa: BLE001 - malformed: reported one by one
+            return None
+        column = _LIST_COLUMN.get(first.dtype.kind)
+        if first.ndim != 1 or column is None or column[0] not in _NUMPY_LISTS or first.nbytes > self.limit:
+            return None
+        start, size = len(head), first.nbytes
+        if any(len(p) != start + size for p in payloads):  # malformed: reported one by one
+            return None
+        whole = np.frombuffer(b"".join(payloads), np.uint8).reshape(len(payloads), start + size)
+        flat = whole[:, start:].copy().view(first.dtype).reshape(-1)
+        name, base = column
+        if first.dtype.kind == "u" and first.dtype.itemsize == 8 and flat.size and flat.max() > np.iinfo(np.int64).max:
+            name, base = "ld", "DOUBLE"
+        m, k = len(oids), len(first)
+        cols = {field.name: pa.nulls(m, field.type) for field in VALS_SCHEMA}
+        dtype = _DTYPE_NAMES.get(first.dtype) or _DTYPE_NAMES.setdefault(first.dtype, str(first.dtype))
+        cols.update({
+            "oid": pa.array(oids, pa.string()), "sqltype": pa.array([base + "[]"] * m, pa.string()),
+            "shape": pa.ListArray.from_arrays(pa.array(np.arange(m + 1, dtype=np.int32)),
+                                              pa.array(np.full(m, k, np.int64)), type=pa.list_(pa.int64())),
+            "dtype": pa.array([dtype] * m, pa.string()), "nbytes": pa.array(np.full(m, size, np.int64)),
+            name: pa.ListArray.from_arrays(pa.array((np.arange(m + 1, dtype=np.int64) * k).astype(np.int32)),
+                                           pa.array(flat.astype(_NUMPY_LISTS[name], copy=False)),
+                                           type=VALS_SCHEMA.field(name).type),
+        })
+        return pa.table(cols, schema=VALS_SCHEMA)
+
+    def _one_by_one(self, oids: list[str], stored: list[Any], rows: dict[str, list]) -> pa.Table:
         cols: dict[str, list] = {name: [None] * len(oids) for name in VALS_SCHEMA.names}
         cols["oid"] = list(oids)
-        rows: dict[str, list] = {name: [] for name in ROWS_SCHEMA.names}
-        get = self.store.open_value  # a chunked value stays lazy: only its manifest is read
-        for n, oid in enumerate(oids):
+        for n, (oid, obj) in enumerate(zip(oids, stored)):
             try:
-                value = get(oid)
+                if isinstance(obj, Exception):
+                    raise obj
+                # a chunked value stays lazy: only its manifest is read
+                value = self.store.open_value(oid) if obj is None else self.store.open_stored(oid, obj)
             except Exception:  # a damaged or missing object: shown without a value (fsck names it)
                 cols["sqltype"][n] = "UNREADABLE"
                 continue
@@ -63,7 +128,7 @@ class Inliner:
         arrays = {name: _list_array(cols[name], VALS_SCHEMA.field(name).type)
                   if name in _NUMPY_LISTS else pa.array(cols[name], VALS_SCHEMA.field(name).type)
                   for name in VALS_SCHEMA.names}
-        return pa.table(arrays, schema=VALS_SCHEMA), pa.table(rows, schema=ROWS_SCHEMA)
+        return pa.table(arrays, schema=VALS_SCHEMA)
 
     def calls(self, call_oids: list[str]) -> pa.Table:
         """The function name and module of each call record (for the views' `fn` column)."""
@@ -156,6 +221,17 @@ class Inliner:
 
 _DTYPE_NAMES: dict[np.dtype, str] = {}  # str(dtype) costs ~10 µs
 _NUMPY_LISTS = {"li": np.int64, "ld": np.float64, "lb": np.bool_}
+
+
+def _npy_head(obj: Any) -> bytes | None:
+    """The NPY header bytes of an `npy` object (None for anything else)."""
+    if obj is None or isinstance(obj, Exception) or obj.kind != "npy":
+        return None
+    payload = obj.payload
+    if not isinstance(payload, (bytes, bytearray)) or len(payload) < 10 or payload[:8] != NPY_MAGIC:
+        return None
+    start = 10 + int.from_bytes(payload[8:10], "little")
+    return bytes(payload[:start]) if len(payload) >= start else None
 
 
 def _list_array(items: list, type_: pa.DataType) -> pa.Array:

@@ -13,6 +13,7 @@ from scistack.address import plain, shown
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.index import RefRecord
+from scistack.index.state import decode_addresses
 from scistack.where import matching_rows, record_columns
 
 
@@ -138,13 +139,13 @@ def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError
     )
 
 
-def _sort_key(db: Database, record: RefRecord) -> tuple:
-    parts = []
-    for key in db.schema_keys:
-        value = record.addr.get(key)
-        parts.append((2, "") if value is None else ((1, value) if isinstance(value, str) else (0, value)))
-    return (*parts, record.vkeys_key, record.version)
-
-
 def sort_records(db: Database, records: list[RefRecord]) -> list[RefRecord]:
-    return sorted(records, key=lambda r: _sort_key(db, r))
+    """Records in schema-key order (numbers before strings, missing keys last), then version
+    keys and version; the keys are built a column at a time (no call per record)."""
+    decode_addresses(records)
+    columns = []
+    for key in db.schema_keys:
+        values = [r.addr.get(key) for r in records]
+        columns.append([(2, "") if v is None else (1, v) if isinstance(v, str) else (0, v) for v in values])
+    keys = list(zip(*columns, [r.vkeys_key for r in records], [r.version for r in records]))
+    return [records[i] for i in sorted(range(len(records)), key=keys.__getitem__)]

@@ -49,17 +49,20 @@ def record_columns(schema_keys: Sequence[str], records: list[RefRecord], store: 
         return True
 
     columns: dict[str, list[Any]] = {}
+    addrs = [r.addr for r in records]
     for key in schema_keys:
-        if any(key in r.addr for r in records) and take(key):
-            columns[key] = [r.addr.get(key) for r in records]
-    for name in sorted({k for r in records for k in r.vkeys}):
+        if any(key in a for a in addrs) and take(key):
+            columns[key] = [a.get(key) for a in addrs]
+    with_vkeys = [r for r in records if r.vkeys_key != "{}"]  # (most have none: no dict to read)
+    for name in sorted({k for r in with_vkeys for k in r.vkeys}):
         if take(name):
             columns[name] = [r.vkeys.get(name) for r in records]
     taken |= set(FIXED) | {"value", "data"}
-    for name, column in param_columns({k for r in records for k in r.params}, take):
+    with_params = [r for r in records if r.has_params]
+    for name, column in param_columns({k for r in with_params for k in r.params}, take):
         columns[column] = [r.params.get(name) for r in records]
     if fn:
-        columns["fn"] = [function_name(store, r.call) for r in records]
+        columns["fn"] = [None if r.call is None else function_name(store, r.call) for r in records]
     columns["version"] = [r.version for r in records]
     columns["created_at"] = [r.created_at for r in records]
     columns["oid"] = [r.oid for r in records]

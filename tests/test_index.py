@@ -390,10 +390,42 @@ def test_duckdb_applies_a_long_tail_in_slices_with_the_same_result(project, monk
     Signal.delete(subject=2)
     project.sync()
     whole = project.sql('SELECT subject, version, oid FROM "Signal" ORDER BY subject').values.tolist()
-    monkeypatch.setattr(sql_module, "_SYNC_BYTES", 400)  # a line or two per transaction
+    monkeypatch.setattr(sql_module, "_SYNC_BYTES", 400)  # a line or two per slice
+    monkeypatch.setattr(sql_module, "_COMMIT_BYTES", 1000)  # a few slices per transaction
     assert project.index._sql.rebuild() == len(project.index._journal.read_from(0)[0])
     assert project.sql('SELECT subject, version, oid FROM "Signal" ORDER BY subject').values.tolist() == whole
     assert len(whole) == 29
+def test_a_stopped_sync_keeps_the_slices_it_applied_and_a_later_sync_finishes(tmp_path, monkeypatch):
+    """Slices share a transaction (DuckDB pays per transaction); a stop between slices commits
+    what is applied, so the next sync starts from there and ends with the same views."""
+    import scistack.database as database_module
+    import scistack.index.sql as sql_module
+
+    db = configure_database(tmp_path / "stop.duckdb", ["subject", "session"], sync_delay=3600)
+    try:
+        for subject in range(30):
+            Signal.save(np.arange(3.0) + subject, subject=subject, session="pre")
+        monkeypatch.setattr(sql_module, "_SYNC_BYTES", 400)
+        monkeypatch.setattr(sql_module, "_COMMIT_BYTES", 1 << 30)
+        sql, asked = db.index._sql, []
+
+        def stop() -> bool:
+            asked.append(1)
+            return len(asked) > 12
+        with pytest.raises(sql_module.SyncStopped):
+            sql.sync(should_stop=stop)
+        with sql.connect(read_only=True) as con:
+            reached = int(sql._meta(con, "journal_offset", "0"))
+            kept = con.execute("SELECT count(*) FROM scistack.refs").fetchone()[0]
+        assert 0 < reached < sql.journal.size() and 0 < kept < 30
+        db.sync()
+        got = db.sql('SELECT subject, value FROM "Signal" ORDER BY subject').values.tolist()
+        assert [s for s, _ in got] == list(range(30)) and [v.tolist() for _, v in got][7] == [7.0, 8.0, 9.0]
+    finally:
+        db.close()
+        database_module._current = None
+
+
 def test_an_index_file_of_schema_2_is_rebuilt_with_inline_values(project):
     refs.save(1.5, subject=1, session="pre")
     project.sync()

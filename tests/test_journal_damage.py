@@ -64,6 +64,23 @@ def test_fsck_quarantine_moves_bad_lines_aside_and_gc_works_again(project):
     assert sorted(v.data for v in DamY.load_all()) == [1.0, 2.0, 3.0]
 
 
+def test_integers_beyond_64_bits_and_invalid_utf8_read_as_they_always_did(tmp_path):
+    """The journal is parsed by orjson, which would make a huge integer a float: such lines go
+    to `json`, as do lines orjson refuses (invalid UTF-8 is read with replacement characters)."""
+    from scistack.index.journal import Journal
+
+    journal = Journal(tmp_path / "refs.log")
+    big = [2**70, -(2**63) - 1, 2**64]
+    journal.append([{"op": "put", "var": "V", "addr": {"subject": n}, "version": 1, "oid": "a" * 64,
+                     "kind": "json", "t": "2026-01-01T00:00:00Z"} for n in big])
+    with open(journal.path, "ab") as handle:
+        handle.write(b'{"op":"run","note":"caf\xe9"}\n')
+    entries, _ = journal.read_from(0)
+    got = [e["addr"]["subject"] for e in entries[:3]]
+    assert got == big and all(type(n) is int for n in got)
+    assert entries[3]["note"] == "caf\ufffd" and journal.skipped_lines == 0
+
+
 def test_the_journal_size_follows_a_replaced_or_removed_file(tmp_path):
     """`size` fstat()s a kept descriptor; a journal renamed over or removed is looked up again."""
     from scistack.index.journal import Journal

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from scistack import BaseVariable
 from scistack.cli import main
 from scistack.database import configure_database
-from scistack.errors import ObjectNotFoundError, ScistackError
+from scistack.errors import CorruptObjectError, ObjectNotFoundError, ScistackError
 from scistack.fsck import fsck
 
 
@@ -178,5 +178,48 @@ def test_a_damaged_multi_pack_index_hides_nothing_and_is_rebuilt(project, how):
         assert len(named) == 1 and "multi-pack-index" in named[0].detail
         assert fsck(db, repair=True).problems == [] or fsck(db).ok
         assert fsck(db).ok
+    finally:
+        db.close()
+
+
+def test_get_many_reads_every_packed_loose_and_buffered_object_as_get_does(project):
+    """The bulk read (the views' inline step, load_all) searches the multi-pack index and the
+    packs written since at once; a damaged packed object is that object's error alone."""
+    two_packs(project)
+    assert project.store.packs.consolidate()
+    with project.batch():  # a third pack, outside the multi-pack index
+        for i in range(5):
+            PackedB.save(float(i) + 10.5, subject=i, session="post")
+    PackedA.save(99.5, subject=9, session="loose")  # outside a batch: a loose object
+    oids = [r.oid for var in ("PackedA", "PackedB") for r in project.index.records(var)]
+    oids.sort(key=lambda oid: project.store.packs.locate(oid) is None)  # the loose one last
+    assert project.store.packs.locate(oids[-1]) is None and project.store.packs.locate(oids[-2])
+    name, offset, length = project.store.packs.locate(oids[0])
+    pack = project.store.root / "pack" / f"{name}.pack"
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as handle:  # the last payload byte of the first object
+        handle.seek(offset + length - 1)
+        last = handle.read(1)
+        handle.seek(offset + length - 1)
+        handle.write(bytes([last[0] ^ 0x01]))
+    db = reopen(project)
+    try:
+        with db.batch():
+            asked = [*oids, db.store.put_value(123.5), "0" * 64]  # one still in the batch's buffer
+            got = db.store.get_many(asked)
+        want = []
+        for oid in asked:
+            try:
+                obj = db.store.get(oid)
+                want.append((obj.kind, bytes(obj.payload)))
+            except Exception as exc:  # noqa: BLE001 - compared with get_many's
+                want.append(type(exc))
+        assert [type(o) if isinstance(o, Exception) else (o.kind, bytes(o.payload)) for o in got] == want
+        assert isinstance(got[0], CorruptObjectError) and got[0].oid == oids[0]
+        assert isinstance(got[-1], ObjectNotFoundError)
+        assert sum(isinstance(o, Exception) for o in got) == 2 and len(oids) == 16 and got[-2].kind == "json"
+        small = db.store.get_many(asked, small_only=True)  # packed ones only: the rest is left unread
+        assert [o is None for o in small] == [db.store.packs.locate(oid) is None for oid in asked]
+        assert [bytes(o.payload) for o in small[1:-3]] == [bytes(o.payload) for o in got[1:-3]]
     finally:
         db.close()

@@ -287,3 +287,46 @@ def test_a_saved_list_reads_back_from_its_view(project, items):
     project.sync()
     got = project.index.query(f"SELECT value FROM {var.__name__}").to_pylist()[0]["value"]
     assert got == items
+
+
+@pytest.mark.parametrize("make, back", [
+    (lambda i: np.arange(i, i + 5, dtype=np.float32) / 4, lambda a: a.astype(float).tolist()),
+    (lambda i: np.arange(-i, 3 - i, dtype=np.int16), lambda a: a.tolist()),
+    (lambda i: np.array([i % 2 == 0, True]), lambda a: a.tolist()),
+    (lambda i: np.array([2**64 - 1 - i, i], dtype=np.uint64), lambda a: a.astype(float).tolist()),
+    (lambda i: np.zeros(0), lambda a: []),
+    (lambda i: np.arange(4.0).reshape(2, 2) + i, lambda a: a.tolist()),
+])
+def test_many_arrays_of_one_dtype_and_shape_read_back_from_the_view(project, make, back):
+    """Arrays sharing a header are inlined together (inline.py); each row must still be its own."""
+    arrays = [make(i) for i in range(25)]
+    with project.batch():
+        for i, a in enumerate(arrays):
+            Typed.save(a, subject=i, session="a")
+    project.sync()
+    rows = project.sql("SELECT subject, value, shape, dtype FROM Typed ORDER BY subject")
+    assert len(rows) == len(arrays)
+    for (subject, value, shape, dtype), a in zip(rows.values.tolist(), arrays):
+        cells = value.tolist() if hasattr(value, "tolist") else value
+        if a.ndim == 2:
+            cells = [c.tolist() if hasattr(c, "tolist") else c for c in cells]
+        assert cells == back(a) and shape.tolist() == list(a.shape) and dtype == str(a.dtype)
+
+
+def test_a_damaged_object_among_many_alike_leaves_only_its_own_value_empty(project):
+    with project.batch():
+        for i in range(10):
+            Typed.save(np.full(3, float(i)), subject=i, session="a")
+    victim = Typed.load(subject=4, session="a").record.oid
+    name, offset, length = project.store.packs.locate(victim)
+    pack = project.store.root / "pack" / f"{name}.pack"
+    pack.chmod(0o644)
+    with open(pack, "r+b") as handle:
+        handle.seek(offset + length - 1)
+        last = handle.read(1)[0]
+        handle.seek(offset + length - 1)
+        handle.write(bytes([last ^ 0x40]))
+    project.sync()
+    got = project.sql("SELECT subject, value FROM Typed ORDER BY subject")
+    assert got["value"].isna().tolist() == [i == 4 for i in range(10)]
+    assert [v.tolist() for v in got["value"].drop(4)] == [[float(i)] * 3 for i in range(10) if i != 4]

@@ -13,9 +13,11 @@ import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import orjson
+
 from scistack.address import typed
 from scistack.errors import AmbiguousParamError
-from scistack.objects.canonical_json import dumps_canonical
+from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.records import RunRecord
 
 _quote = json.encoder.encode_basestring_ascii
@@ -66,6 +68,11 @@ class RefRecord:
             text = self._params_text
             object.__setattr__(self, "_params", {} if text in ("", "{}") else json.loads(text))
         return self._params
+
+    @property
+    def has_params(self) -> bool:
+        """Whether any lineage parameter is recorded (read without decoding them)."""
+        return bool(self._params) if self._params is not None else self._params_text not in ("", "{}")
 
     def to_dict(self) -> dict[str, Any]:
         """The record's fields, as plain data."""
@@ -310,8 +317,18 @@ def select_from(
     `all_versions`, keep the newest matching record per (address, version keys)."""
     out: list[RefRecord] = []
     addr_f, vkeys_f, params_f = _compile(addr), _compile(vkeys), _compile(params)
+    if addr_f:
+        groups = list(groups)
+        decode_addresses([versions[0] for versions in groups if versions])
+    elif not vkeys_f and not params_f:  # nothing to match: each group's newest per variant
+        for versions in groups:
+            if len(versions) == 1 or all_versions:
+                out.extend(reversed(versions))
+            elif versions:
+                out.extend(newest_per_variant(versions))
+        return out
     for versions in groups:
-        if not versions or not _matches(versions[0].addr, addr_f):
+        if not versions or (addr_f and not _matches(versions[0].addr, addr_f)):
             continue
         seen: set[str] = set()
         for record in reversed(versions):
@@ -321,6 +338,23 @@ def select_from(
                 out.append(record)
                 seen.add(record.vkeys_key)
     return out
+
+
+def decode_addresses(records: list[RefRecord]) -> None:
+    """Decode the addresses of records read as text (`from_text`) in one orjson call instead
+    of a `json.loads` each (a third of a `load_all` of 10k records went there)."""
+    todo = [r for r in records if r._addr is None]
+    if not todo:
+        return
+    text = "[" + ",".join(r.addr_key for r in todo) + "]"
+    try:  # (orjson makes an integer beyond 64 bits a float: such texts go to `json`)
+        found = None if maybe_big_int(text.encode()) else orjson.loads(text)
+    except orjson.JSONDecodeError:
+        found = None
+    if found is None or len(found) != len(todo):  # each read alone
+        found = [json.loads(r.addr_key) for r in todo]
+    for record, addr in zip(todo, found):
+        object.__setattr__(record, "_addr", addr)
 
 
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:

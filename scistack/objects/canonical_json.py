@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
+import orjson
 
 from scistack.errors import UnsupportedValueError
 
@@ -139,7 +140,31 @@ def _np_scalar(x: np.generic) -> list:
 
 def decode_json(payload: bytes | bytearray | memoryview, get_child: GetChild) -> Any:
     """The Python value of a canonical JSON payload; refs are resolved with `get_child`."""
-    return from_tree(json.loads(bytes(payload)), get_child)
+    tree = loads(payload)
+    return from_tree(tree, get_child) if isinstance(tree, (list, dict)) else tree
+
+
+def loads(payload: bytes | bytearray | memoryview) -> Any:
+    """JSON text parsed by orjson (~5x faster on a scalar: `load_all` of 10k values), and by
+    `json` whatever orjson refuses (1e400, lone surrogates) or would read differently (it
+    makes an integer beyond 64 bits a float: any run of 19 digits goes to `json`), so every
+    payload means what it always did (invalid UTF-8 still raises)."""
+    if not maybe_big_int(payload):
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(bytes(payload))
+
+
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_NINETEEN_DIGITS = b"0" * 19  # 18 digits always fit in an int64
+
+
+def maybe_big_int(text: bytes | bytearray | memoryview) -> bool:
+    """Whether `text` has a run of 19 digits (perhaps an integer beyond 64 bits): two C passes,
+    ~10x faster than a regex that tries every digit."""
+    return _NINETEEN_DIGITS in bytes(text).translate(_DIGITS_AS_ZERO)
 
 
 def from_tree(tree: Any, get_child: GetChild) -> Any:

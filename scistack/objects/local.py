@@ -274,6 +274,40 @@ class LocalObjectStore(ObjectStore):
         finally:
             os.close(fd)
 
+    def get_many(self, oids: list[str], *, small_only: bool = False) -> list[StoredObject | Exception | None]:
+        """Packed objects found in one search per index, and a raw (uncompressed) one verified
+        by one hash of its stored bytes, which are exactly what its oid hashes; payloads are
+        read-only slices. Anything else (loose, compressed, in the batch buffer) goes through
+        `get`, or is None with `small_only` (packs hold only objects under 1 MB). ~3 us an
+        object instead of ~10 (the views' inline step, `load_all`)."""
+        self.packs.refresh()
+        found: list[StoredObject | Exception | None] = []
+        joined = "".join(oids)
+        valid = all(len(oid) == 64 for oid in oids) and joined == joined.lower() and _is_hex(joined)
+        headers: dict[bytes, tuple[str, int, int]] = {}  # objects of one kind and size share a header
+        append, hasher, get_header = found.append, blake3.blake3, headers.get
+        for oid, data in zip(oids, self.packs.peek_many(oids)):
+            try:
+                if data is None or data[:4] == ZSTD_MAGIC or not (valid or is_valid_oid(oid)):
+                    append(None if small_only and data is None else self.get(oid))
+                    continue
+                head = data[:data.find(b"\x00", 0, 40) + 1]
+                parsed = get_header(head)
+                if parsed is None:
+                    kind, length, start = _parse_header(oid, data[:40])
+                    parsed = headers[head] = (kind, start + length, start)
+                kind, size, start = parsed
+                if len(data) != size:
+                    raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says "
+                                                  f"{size - start}")
+                actual = hasher(data).hexdigest()
+                if actual != oid:
+                    raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
+                append(StoredObject(kind, data[start:]))
+            except Exception as exc:  # noqa: BLE001 - handed back, as `ObjectStore.get_many` says
+                append(exc)
+        return found
+
     def _not_found(self, oid: str) -> ObjectNotFoundError:
         """A miss; when a pack index is damaged the object may be in its pack, and the error says so."""
         if not self.packs.damaged:
@@ -658,6 +692,13 @@ def _slice(flat: list[memoryview], start: int, size: int) -> bytes:
         if len(out) >= size:
             break
     return bytes(out)
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        return len(bytes.fromhex(text)) * 2 == len(text)  # (fromhex skips whitespace)
+    except ValueError:
+        return False
 
 
 def _parse_header(oid: str, head: bytes | bytearray) -> tuple[str, int, int]:

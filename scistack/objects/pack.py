@@ -327,6 +327,65 @@ class PackSet:
         name, offset, length = hit
         return self._map(name)[offset : offset + length]
 
+    def peek_many(self, oids: list[str]) -> list[bytes | None]:
+        """`peek` of many oids: the prefix searches and the full-oid checks done by numpy, per
+        index and per pack (the views' inline step reads 100k objects; a `peek` each cost
+        ~5 us). Anything not settled here (a shared prefix, not packed) goes through `peek`."""
+        midx, indexes, keys, packs, rows = self._merged
+        try:
+            raw = bytes.fromhex("".join(oids))
+        except ValueError:
+            return [self.peek(oid) for oid in oids]
+        if len(raw) != 32 * len(oids) or not oids:
+            return [self.peek(oid) for oid in oids]
+        wanted = np.frombuffer(raw, np.uint8).reshape(-1, 32)
+        prefixes = np.frombuffer(raw, ">u8").reshape(-1, 4)[:, 0].astype(np.uint64)
+        found: list[bytes | None] = [None] * len(oids)
+        settled = np.zeros(len(oids), bool)
+        if midx is not None and midx.count:
+            at = np.minimum(midx.prefixes.searchsorted(prefixes), midx.count - 1)
+            hit = np.flatnonzero(midx.prefixes[at] == prefixes)
+            at = at[hit]
+            self._settle(found, settled, wanted, hit, midx.ordinals[at], midx.packs, midx.offsets[at],
+                         midx.lengths[at])
+        if len(keys):
+            left = np.flatnonzero(~settled)
+            at = np.minimum(keys.searchsorted(prefixes[left]), len(keys) - 1)
+            same = keys[at] == prefixes[left]
+            hit, at = left[same], at[same]
+            ordinals = packs[at]
+            offsets, lengths = np.zeros(len(hit), np.uint64), np.zeros(len(hit), np.uint64)
+            for ordinal in np.unique(ordinals).tolist():
+                mine = ordinals == ordinal
+                entries = indexes[ordinal].entries[rows[at[mine]]]
+                offsets[mine], lengths[mine] = entries["offset"], entries["length"]
+            self._settle(found, settled, wanted, hit, ordinals, [index.name for index in indexes], offsets, lengths)
+        for i in np.flatnonzero(~settled).tolist():
+            found[i] = self.peek(oids[i])
+        return found
+
+    def _settle(self, found: list, settled: np.ndarray, wanted: np.ndarray, hit: np.ndarray, ordinals: np.ndarray,
+                names: list[str], offsets: np.ndarray, lengths: np.ndarray) -> None:
+        """Candidates (pack ordinal, offset, length) for the oids `hit`: each is taken when the
+        record head before it in its pack names that oid and length (as `_record_is` checks)."""
+        offsets, lengths = offsets.astype(np.int64), lengths.astype(np.int64)
+        span = np.arange(_RECORD_HEAD.size)
+        for ordinal in np.unique(ordinals).tolist():
+            mine = ordinals == ordinal
+            try:
+                view = self._map(names[ordinal])
+            except FileNotFoundError:  # removed since the index was read: `peek` decides
+                continue
+            pack = np.frombuffer(view, np.uint8)
+            idx, offs, lens = hit[mine], offsets[mine], lengths[mine]
+            ok = (offs >= len(PACK_MAGIC) + _RECORD_HEAD.size) & (offs + lens <= len(pack))
+            heads = pack[np.where(ok, offs, _RECORD_HEAD.size)[:, None] - _RECORD_HEAD.size + span]
+            del pack  # (an exported buffer would keep the map from closing)
+            ok &= (heads[:, :32] == wanted[idx]).all(axis=1) & (heads[:, 32:].copy().view("<u8").ravel() == lens)
+            for i, o, n in zip(idx[ok].tolist(), offs[ok].tolist(), lens[ok].tolist()):
+                found[i] = view[o: o + n]
+            settled[idx[ok]] = True
+
     def read(self, oid: str) -> bytes | None:
         """The stored bytes of a packed object, or None if it is not packed."""
         hit = self.locate(oid)

@@ -41,6 +41,22 @@ class ObjectStore(abc.ABC):
     def get(self, oid: str) -> StoredObject:
         """The object, verified; raise `ObjectNotFoundError` or `CorruptObjectError`."""
 
+    def get_many(self, oids: list[str], *, small_only: bool = False) -> list[StoredObject | Exception | None]:
+        """`get` of many objects: each one's object, or the error `get` raised for it (a bulk
+        reader, the views' inline step, must not stop at one damaged object). Payloads may be
+        read-only; stores that can find many objects at once override this. With `small_only`,
+        only objects known to be small are read (a local store's packed ones, under 1 MB):
+        the others are None, for the caller to read one at a time (memory stays bounded)."""
+        if small_only:
+            return [None] * len(oids)
+        found: list[StoredObject | Exception | None] = []
+        for oid in oids:
+            try:
+                found.append(self.get(oid))
+            except Exception as exc:  # noqa: BLE001 - handed back: the caller says what it means
+                found.append(exc)
+        return found
+
     @abc.abstractmethod
     def contains(self, oid: str) -> bool:
         """Whether the object is present (not verified)."""
@@ -139,6 +155,16 @@ class ObjectStore(abc.ABC):
         """Decode the value stored under `oid` (children resolved)."""
         return self._decoded(oid, self.get(oid))
 
+    def get_values(self, oids: list[str]) -> list[Any]:
+        """`get_value` of many objects, read with `get_many` (`load_all`); raises as `get_value`
+        would for the first that cannot be read. Arrays may be read-only views."""
+        values = []
+        for oid, obj in zip(oids, self.get_many(oids)):
+            if isinstance(obj, Exception):
+                raise obj
+            values.append(self._decoded(oid, obj))
+        return values
+
     def _decoded(self, oid: str, obj: StoredObject) -> Any:
         try:
             return decode_value(obj.kind, obj.payload, self._fetch, oid)
@@ -150,7 +176,10 @@ class ObjectStore(abc.ABC):
 
     def open_value(self, oid: str) -> Any:
         """Like `get_value`, but a chunked value comes back lazy (only its manifest is read)."""
-        obj = self.get(oid)  # one read: a chunked object is its small manifest
+        return self.open_stored(oid, self.get(oid))  # one read: a chunked object is its small manifest
+
+    def open_stored(self, oid: str, obj: StoredObject) -> Any:
+        """`open_value` of an object already read (by `get_many`)."""
         if obj.kind != "chunked":
             return self._decoded(oid, obj)
         try:

@@ -151,6 +151,34 @@ class ObjectStoreContract:
         except ObjectNotFoundError:  # a well-formed {"$ref": oid} to an absent child
             pass
 
+    def test_get_many_answers_each_oid_as_get_and_get_value_do(self, store):
+        values = [1.5, "text", [1, 2], {"a": None}, 2**70, np.arange(4.0), np.array([True, False])]
+        oids = [store.put_value(v) for v in values]
+        wrong = "1" * 64
+        self.raw_put(store, wrong, "json", b"3")  # bytes that do not hash to their name
+        asked = [*oids, MISSING, wrong, oids[0]]
+        got = store.get_many(asked)
+
+        def outcome(obj):
+            return type(obj) if isinstance(obj, Exception) else (obj.kind, bytes(obj.payload))
+
+        def alone(oid):
+            try:
+                return outcome(store.get(oid))
+            except Exception as exc:  # noqa: BLE001 - compared with get_many's
+                return type(exc)
+
+        assert [outcome(obj) for obj in got] == [alone(oid) for oid in asked]
+        assert isinstance(got[len(oids)], ObjectNotFoundError)
+        small = store.get_many(asked, small_only=True)  # what is read must be what get reads
+        assert [outcome(obj) for obj in small if obj is not None] == \
+            [alone(oid) for oid, obj in zip(asked, small) if obj is not None]
+        loaded = store.get_values(oids)
+        assert repr(loaded[:5]) == repr(values[:5]) and type(loaded[4]) is int  # 2**70 stays an int
+        assert all(np.array_equal(a, b) for a, b in zip(loaded[5:], values[5:]))
+        with pytest.raises(ObjectNotFoundError):
+            store.get_values([oids[0], MISSING])
+
     # -- listing and deleting -------------------------------------------------------------
     def test_contains_iter_and_delete(self, store):
         oids = {store.put("bytes", bytes([i]) * i) for i in range(20)}
