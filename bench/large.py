@@ -98,7 +98,7 @@ print(time.perf_counter() - started)
 def raw_load(target: Path) -> float:
     """Read the raw file into one array in a fresh process (as the scistack loads run), the
     faster of two allocations: numpy's (which asks for huge pages, and can stall while the
-    kernel compacts memory for them) and plain pages (what a chunked load uses)."""
+    kernel compacts memory for them) and plain pages."""
     times = []
     for how in ("numpy", "plain"):
         done = subprocess.run([sys.executable, "-c", RAW_LOAD, str(target), how],

@@ -44,7 +44,6 @@ Get = Callable[[str], tuple[str, Any]]
 FORMAT = 1
 CHUNKABLE_KINDS = frozenset("biufc")  # Zarr v3 core data types
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-_PLAIN_PAGES_FROM = 64 << 20          # results this large skip numpy's huge-page request
 _WORKERS = 2                          # writers/readers in flight (a 2-core machine saturates)
 
 
@@ -336,7 +335,7 @@ def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, ar
     into a buffer its reader thread keeps, then copied. Nothing is allocated per chunk:
     fresh multi-MB buffers on two threads cost as much again in page faults as the decoding."""
     bounds = [(s.start, s.stop) for s in region]
-    out = _result_array(tuple(b - a for a, b in bounds), manifest.dtype)
+    out = np.empty([b - a for a, b in bounds], dtype=manifest.dtype)
     if out.size == 0:
         return out
     ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, manifest.chunks)]
@@ -368,19 +367,6 @@ def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, ar
             for done in pool.map(fill, indices):
                 pass
     return out
-
-
-def _result_array(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-    """An uninitialised array for a read; a large one in plain 4 KB pages.
-
-    numpy asks the kernel for huge pages on every array over 4 MB (MADV_HUGEPAGE); where
-    the kernel then compacts memory to find them (the default `defrag=madvise`), a fresh
-    512 MB array took 0.9-3.7 s here, plain pages 0.4 s (faulted in by the reader threads).
-    """
-    nbytes = math.prod(shape) * dtype.itemsize
-    if nbytes < _PLAIN_PAGES_FROM:
-        return np.empty(shape, dtype=dtype)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dtype).reshape(shape)
 
 
 def decode_chunked_array(tree: dict, get: Get, array_oid: str = "?") -> np.ndarray:
