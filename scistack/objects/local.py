@@ -415,7 +415,7 @@ class LocalObjectStore(ObjectStore):
         copied into `out`, then verified there: nothing is allocated per chunk. Packed and
         small objects take the ordinary path."""
         validate_oid(oid)
-        if self.packs.locate(oid) is None:
+        if self.packs.peek(oid) is None:  # a packed object is small: the ordinary path
             try:
                 fd = os.open(f"{self._root_text}/{oid[:2]}/{oid[2:]}", os.O_RDONLY)
             except FileNotFoundError:
