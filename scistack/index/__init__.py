@@ -339,6 +339,11 @@ class Index:
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         if self._pending is not None:  # in a batch: versions are checked again at flush
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+        if hasattr(self._journal, "append_if"):
+            record = self._put_if_current(var, addr, vkeys, oid, kind, call, params, summary, addr_key,
+                                          vkeys_key)
+            if record is not None:
+                return record
         with self._journal.locked():
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
 
@@ -355,6 +360,28 @@ class Index:
         record = RefRecord(var, addr, vkeys, version, oid, kind, call, params or {}, summary, utc_now(),
                            addr_key, vkeys_key)
         self._write([record.to_entry()])
+        return record
+
+    def _put_if_current(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
+                        params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
+        """A shared journal's single save in one round trip: numbered from the fold as it is,
+        appended only if nothing was journalled since (`append_if`); None when that did not
+        hold (or the value may already be saved there), and the locked path decides."""
+        start, current, top = self._fold.slot_as_folded(var, addr_key, vkeys_key)
+        if current is not None and current.oid == oid:
+            return None  # perhaps a no-op: judged against the journal as it is, under the lock
+        record = RefRecord(var, addr, vkeys, top + 1, oid, kind, call, params or {}, summary, utc_now(),
+                           addr_key, vkeys_key)
+        entries = [record.to_entry()]
+        if self.before_append is not None:
+            self.before_append()  # never a name whose object has not arrived
+        end = self._journal.append_if(entries, start)
+        if end is None:
+            return None
+        if self._fold.appended(_as_read(entries), start, end):
+            self._ahead.clear()
+            self._ahead_calls.clear()
+        self._syncer.poke()
         return record
 
     def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], *, multi: bool = False) -> None:

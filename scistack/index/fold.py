@@ -479,6 +479,24 @@ class Fold:
             "ORDER BY version DESC LIMIT 1", (var, addr_key, vkeys_key))
         return _record(rows[0]) if rows else None
 
+    def slot_as_folded(self, var: str, addr_key: str, vkeys_key: str) -> tuple[int, RefRecord | None, int]:
+        """The journal offset the file holds, the current record at the slot and its highest
+        version, read in one transaction (one snapshot: another process folding meanwhile
+        cannot pair an offset with rows of another); nothing is caught up first."""
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN")
+            try:
+                offset = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
+                rows = con.execute(
+                    f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND addr = ? AND vkeys = ? "
+                    "ORDER BY version DESC LIMIT 1", (var, addr_key, vkeys_key)).fetchall()
+                top = con.execute("SELECT max_version FROM slots WHERE var = ? AND addr = ?",
+                                  (var, addr_key)).fetchall()
+            finally:
+                con.execute("COMMIT")
+        return offset, (_record(rows[0]) if rows else None), (top[0][0] if top else 0)
+
     def refs_to(self, oid: str) -> list[RefRecord]:
         return [_record(r) for r in self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE oid = ?", (oid,))]
 

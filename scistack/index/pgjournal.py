@@ -327,6 +327,55 @@ class PostgresJournal:
             self._locked_size = last
         return last
 
+    def append_if(self, entries: list[dict[str, Any]], expected: int) -> int | None:
+        """Append entries only if the last `seq` is still `expected`; the new last `seq`, or
+        None (nothing written) when another writer appended since, or this thread holds
+        `locked()` (the caller then takes the plain path).
+
+        One round trip (a pipeline: BEGIN, the transaction-level advisory lock, a conditional
+        INSERT, COMMIT), against three messages and two waits for lock-then-append: the lock
+        is the same key as `locked()`'s, so rows still commit in `seq` order, and the INSERT's
+        snapshot, taken after the lock, sees every committed line. The lock is held only while
+        the server runs the INSERT, never across the client's upload."""
+        lines = [dumps_canonical(e).decode() for e in entries]
+        psycopg = self._psycopg
+        with self._thread_lock, self._io:
+            if self._depth or not lines:
+                return None
+            con = self._connection()
+            try:
+                with con.pipeline():
+                    con.execute("BEGIN")
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                    cur = con.execute(
+                        f"INSERT INTO {TABLE} (line) SELECT unnest(%s::text[]) WHERE "
+                        f"(SELECT coalesce(max(seq), 0) FROM {TABLE}) = %s RETURNING seq",
+                        (lines, expected))
+                    con.execute("COMMIT")
+                rows = cur.fetchall()
+            except psycopg.errors.InsufficientPrivilege:
+                self._rollback(con)
+                raise self._denied() from None
+            except psycopg.OperationalError as exc:
+                self._rollback(con)
+                raise self._lost(_first_line(exc)) from None
+            except BaseException:
+                self._rollback(con)
+                raise
+        if not rows:
+            return None
+        last = max(r[0] for r in rows)
+        self._seen(last, time.monotonic())
+        return last
+
+    def _rollback(self, con: Any) -> None:
+        """End a failed pipeline's transaction block (a broken connection ended it already)."""
+        try:
+            if not (con.closed or con.broken) and con.info.transaction_status != 0:  # not IDLE
+                con.execute("ROLLBACK")
+        except Exception:  # noqa: BLE001 - the session is dropped and its transaction with it
+            pass
+
     def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
         """Entries with `seq > offset`, in order, and the last `seq` read; with `limit` (bytes,
         as the file journal counts), about that many bytes of lines (~300 B a line)."""

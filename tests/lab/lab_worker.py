@@ -5,6 +5,8 @@ MODE `single`: COUNT individual saves of one address, printing each acknowledged
 `batch`: COUNT saves at distinct addresses in batches of 10; `killme`: upload a batch's objects
 and wait to be killed before naming them; `read`: fold the journal
 repeatedly until a file `stop` appears in FOLDER, then print the versions it folded.
+A file `wait` in FOLDER is a starting gate: the worker opens the project, writes `ready`, and
+starts only once `wait` is gone (so several workers' saves truly interleave).
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ def main() -> None:
     writer, count = int(writer), int(count)
     db = configure_database(Path(folder) / "gait.duckdb", ["subject", "session"], shared=shared,
                             objects=objects)
+    gate = Path(folder) / "wait"
+    if gate.exists():
+        (Path(folder) / "ready").touch()
+        deadline = time.monotonic() + 120
+        while gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
     acked = []
     if mode == "single":
         for i in range(count):

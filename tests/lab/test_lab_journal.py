@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,9 +80,18 @@ def test_interleaved_writers_agree_on_every_version_and_the_newest(tmp_path, pg_
     them with its own oid, and the reader (which only ever read new tails) and a fresh machine
     fold exactly the same history."""
     reader = _start(python_env, tmp_path / "reader", pg_url, bucket_url, 99, 0, "read", s3_env)
-    writers = [_start(python_env, tmp_path / f"w{i}", pg_url, bucket_url, i, 20, "single", s3_env)
-               for i in range(4)]
-    writers.append(_start(python_env, tmp_path / "b", pg_url, bucket_url, 10, 60, "batch", s3_env))
+    folders = [tmp_path / f"w{i}" for i in range(4)] + [tmp_path / "b"]
+    for folder in folders:  # a starting gate: every writer opens the project, then all go at once
+        folder.mkdir()
+        (folder / "wait").touch()
+    writers = [_start(python_env, folders[i], pg_url, bucket_url, i, 20, "single", s3_env) for i in range(4)]
+    writers.append(_start(python_env, folders[4], pg_url, bucket_url, 10, 60, "batch", s3_env))
+    deadline = time.monotonic() + 120
+    while not all((f / "ready").exists() for f in folders) and time.monotonic() < deadline:
+        assert all(w.poll() is None for w in writers), [w.communicate() for w in writers if w.poll() is not None]
+        time.sleep(0.01)
+    for folder in folders:
+        (folder / "wait").unlink()
     results = [_result(w) for w in writers]
     (tmp_path / "reader" / "stop").touch()
     seen_by_reader = _result(reader)["versions"]
