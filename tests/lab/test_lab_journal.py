@@ -220,3 +220,25 @@ def test_a_laptop_project_with_names_is_not_silently_hidden_by_lab_mode(tmp_path
         assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]
     finally:
         db.close()
+
+
+def test_a_one_round_trip_append_writes_only_onto_the_journal_it_numbered_from(tmp_path, pg_url):
+    """`append_if` (a single save's path) appends only when no line came since `expected`,
+    and never under this thread's own `locked()` (the caller then takes the locked path)."""
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    other = PostgresJournal(pg_url, tmp_path / "other-machine")
+    line = {"op": "call", "key": "k" * 64, "call": "c" * 64, "fn": "f", "outs": [], "t": "2026-01-01T00:00:00Z"}
+    try:
+        first = journal.append_if([line], 0)
+        assert first is not None and journal.size() == first
+        other.append([line])  # another machine wrote since: numbering from `first` is stale
+        assert journal.append_if([line], first) is None
+        entries, last = journal.read_from(0)
+        assert len(entries) == 2
+        assert journal.append_if([line], last) == last + 1
+        with journal.locked():
+            assert journal.append_if([line], last + 1) is None
+        assert len(journal.read_from(0)[0]) == 3
+    finally:
+        journal.close()
+        other.close()
