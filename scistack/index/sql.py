@@ -37,7 +37,7 @@ from scistack.index.views import STATIC_VIEWS, refresh_views
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # 4: version is BIGINT (a journal line may carry any int64)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of 1M refs took 3.1 GB whole)
@@ -220,7 +220,7 @@ class SqlIndex:
         keys = "".join(f", {quote(k)} VARCHAR" for k in self.schema_keys)
         return (
             "CREATE TABLE scistack.refs (var VARCHAR NOT NULL, addr VARCHAR NOT NULL, vkeys VARCHAR NOT NULL, "
-            "version INTEGER NOT NULL, oid VARCHAR NOT NULL, kind VARCHAR NOT NULL, call VARCHAR, "
+            "version BIGINT NOT NULL, oid VARCHAR NOT NULL, kind VARCHAR NOT NULL, call VARCHAR, "
             f"params VARCHAR NOT NULL, summary VARCHAR, created_at VARCHAR NOT NULL{keys})"
         )
 
@@ -383,7 +383,7 @@ class SqlIndex:
         if dels:
             con.register("_gone", pa.table({
                 "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
-                "version": pa.array([e["version"] for e in dels], pa.int32())}))
+                "version": pa.array([e["version"] for e in dels], pa.int64())}))
             gone = [r[0] for r in con.execute(
                 "SELECT DISTINCT r.oid FROM scistack.refs r JOIN _gone ON r.var = _gone.var AND "
                 "r.addr = _gone.addr AND r.version = _gone.version").fetchall()]
@@ -464,7 +464,7 @@ class SqlIndex:
         }
         for key in self.schema_keys:
             columns[key] = _display_all([a.get(key) for a in addrs])
-        types = {"version": pa.int32()}
+        types = {"version": pa.int64()}
         return pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
 
     # -- queries -----------------------------------------------------------------------
