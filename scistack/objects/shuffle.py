@@ -30,6 +30,7 @@ SHUFFLE_LEVEL = -1       # on shuffled bytes, as small as level 1 and ~3x faster
 PLAIN_LEVEL = 1
 WIDTHS = (2, 4, 8)       # element sizes tried (a 1-byte dtype gains nothing from a shuffle)
 MAX_SHUFFLED = 64 << 20  # a shuffled frame is built in memory: chunks only, never a huge object
+_AS_INTEGER = {2: np.dtype("<u2"), 4: np.dtype("<u4")}  # unshuffled by integer arithmetic
 PLAIN_MARGIN = 1.1       # plain zstd must be >10 % smaller than the best shuffle to be chosen
 
 
@@ -53,10 +54,23 @@ def shuffled(payload: Buffer, width: int) -> bytes:
 
 
 def unshuffle_into(out: np.ndarray, data: Buffer, width: int) -> None:
-    """Write the payload `shuffled` made of it into `out` (a uint8 array of the same length):
-    one strided pass per byte position (~3 GB/s; assigning the transposed view in one go
-    made numpy walk it element by element, ~0.4 GB/s for int16)."""
-    rows, columns = np.frombuffer(data, dtype=np.uint8).reshape(width, -1), out.reshape(-1, width)
+    """Write the payload `shuffled` made of it into `out` (a C-contiguous uint8 array of the
+    same length).
+
+    For 2- and 4-byte elements, each element is built as an integer from its byte planes,
+    highest first (`e = e << 8 | plane`), in whole-array passes over `out` viewed as
+    little-endian integers: ~0.4 ms per 4 MiB of int16 (a strided byte-column copy per plane
+    took ~1.2 ms; numpy walks it element by element). For 8-byte elements those passes cost
+    more than the column copies, which are kept."""
+    rows = np.frombuffer(data, dtype=np.uint8).reshape(width, -1)
+    if width in _AS_INTEGER:
+        element = out.view(_AS_INTEGER[width])
+        np.copyto(element, rows[width - 1])  # widening, zero-extended
+        for k in range(width - 2, -1, -1):
+            element <<= 8
+            element |= rows[k]
+        return
+    columns = out.reshape(-1, width)
     for k in range(width):
         columns[:, k] = rows[k]
 
