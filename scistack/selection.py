@@ -9,6 +9,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import numpy as np
+
 from scistack.address import plain, shown
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, UnknownMetadataKeyError, VariableNotFoundError
@@ -141,11 +143,37 @@ def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError
 
 def sort_records(db: Database, records: list[RefRecord]) -> list[RefRecord]:
     """Records in schema-key order (numbers before strings, missing keys last), then version
-    keys and version; the keys are built a column at a time (no call per record)."""
+    keys and version. Columns of one type are sorted by numpy (a `load_all` of 10k records:
+    ~2 ms instead of ~12); anything else by tuple keys built a column at a time."""
     decode_addresses(records)
-    columns = []
-    for key in db.schema_keys:
-        values = [r.addr.get(key) for r in records]
-        columns.append([(2, "") if v is None else (1, v) if isinstance(v, str) else (0, v) for v in values])
-    keys = list(zip(*columns, [r.vkeys_key for r in records], [r.version for r in records]))
-    return [records[i] for i in sorted(range(len(records)), key=keys.__getitem__)]
+    columns = [[r.addr.get(key) for r in records] for key in db.schema_keys]
+    tail = [[r.vkeys_key for r in records], [r.version for r in records]]
+    order = _numpy_order([*columns, *tail]) if len(records) > 1 else None
+    if order is None:
+        ranked = [[(2, "") if v is None else (1, v) if isinstance(v, str) else (0, v) for v in values]
+                  for values in columns]
+        keys = list(zip(*ranked, *tail))
+        order = sorted(range(len(records)), key=keys.__getitem__)
+    return [records[i] for i in order]
+
+
+def _numpy_order(columns: list[list[Any]]) -> list[int] | None:
+    """The stable order of rows by `columns` (first column first) when every column is all
+    int, all float or all str (numpy compares those as Python does), else None."""
+    arrays = []
+    for values in columns:
+        kinds = set(map(type, values))
+        try:
+            if kinds == {int}:
+                arrays.append(np.array(values, np.int64))
+            elif kinds == {float}:
+                arrays.append(np.array(values, np.float64))
+            elif kinds == {str} and "\x00" not in "".join(values):  # numpy's str drops trailing NULs
+                arrays.append(np.array(values, str))
+            else:
+                return None
+        except OverflowError:  # an int beyond 64 bits
+            return None
+    if any(np.isnan(a).any() for a in arrays if a.dtype == np.float64):
+        return None
+    return np.lexsort(arrays[::-1]).tolist()

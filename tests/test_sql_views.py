@@ -5,6 +5,8 @@ same answers."""
 
 from __future__ import annotations
 
+import json
+
 import duckdb
 import numpy as np
 import pandas as pd
@@ -330,3 +332,21 @@ def test_a_damaged_object_among_many_alike_leaves_only_its_own_value_empty(proje
     got = project.sql("SELECT subject, value FROM Typed ORDER BY subject")
     assert got["value"].isna().tolist() == [i == 4 for i in range(10)]
     assert [v.tolist() for v in got["value"].drop(4)] == [[float(i)] * 3 for i in range(10) if i != 4]
+
+
+def test_a_version_beyond_int32_reaches_the_views(tmp_path):
+    """The journal takes any int64 version (another client, an import); DuckDB's column is BIGINT."""
+    db = scistack.configure_database(tmp_path / "big.duckdb", ["subject", "session"], sync_delay=3600)
+    try:
+        saved = Typed.save(1.5, subject=1, session="a")
+        line = json.dumps({"addr": {"session": "a", "subject": 1}, "call": None, "kind": "json",
+                           "oid": saved.oid, "op": "put", "params": {}, "summary": "1.5",
+                           "t": "2026-12-04T07:32:43.631647Z", "var": "Typed", "version": 3_000_000_000,
+                           "vkeys": {}}, sort_keys=True, separators=(",", ":"))
+        with open(tmp_path / ".scistack" / "refs.log", "a") as journal:
+            journal.write(line + "\n")
+        db.sync()
+        assert db.sql("SELECT version, value FROM Typed").values.tolist() == [[3_000_000_000, 1.5]]
+        assert Typed.load(subject=1, session="a").version == 3_000_000_000
+    finally:
+        db.close()

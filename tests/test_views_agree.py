@@ -63,3 +63,55 @@ def test_views_agree_with_the_fold(ops, batched):
         finally:
             db.close()
             database_module._current = None
+
+
+_VALUES = [1.5, 2, "text", True, [1, 2], {"a": 1}]
+shaped_save = st.tuples(st.just("save"), st.sampled_from(sorted(VARIABLES)), st.sampled_from([1, 2, "s3"]),
+                        st.sampled_from([None, "recal", 7]), st.integers(0, len(_VALUES) - 1))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(shaped_save, delete), min_size=1, max_size=10))
+def test_view_columns_kept_step_by_step_are_those_of_a_rebuild(ops):
+    """Each sync derives the views' columns from the few refs kept per shape (`scistack.shapes`);
+    after any saves of mixed address, version-key and value types and deletes, every view must
+    have exactly the columns and types a scan of every ref (and a rebuild) gives it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = configure_database(Path(tmp) / "shapes.duckdb", ["subject", "session"], sync_delay=3600)
+        try:
+            for op in ops:
+                if op[0] == "save":
+                    _, var, subject, note, value = op
+                    extra = {"note": note} if note is not None else {}
+                    VARIABLES[var].save(_VALUES[value], subject=subject, session="pre", **extra)
+                else:
+                    try:
+                        VARIABLES[op[1]].delete(subject=op[2])
+                    except LookupError:
+                        pass
+                db.sync()
+            assert _structures(db, "scistack.shapes") == _structures(db, "scistack.refs")
+            columns = _view_columns(db)
+            db.reindex()
+            assert _view_columns(db) == columns
+        finally:
+            db.close()
+            database_module._current = None
+
+
+def _view_columns(db) -> dict[str, list[tuple[str, str]]]:
+    names = db.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal")["view_name"].tolist()
+    return {name: [tuple(r) for r in db.sql(f'DESCRIBE "{name}"')[["column_name", "column_type"]].values.tolist()]
+            for name in sorted(names)}
+
+
+def _structures(db, table: str) -> list[tuple]:
+    """Per variable, the JSON structure of addresses, version keys and parameters, and the
+    value types, over every ref or over the few kept per shape."""
+    types, source = (("r.sqltype", "scistack.shapes r") if table == "scistack.shapes" else
+                     ("v.sqltype", "scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid"))
+    frame = db.sql(
+        "SELECT r.var, json_group_structure(CAST(r.addr AS JSON)) AS a, json_group_structure(CAST(r.vkeys AS JSON)) "
+        "AS k, json_group_structure(CAST(r.params AS JSON)) AS p, "
+        f"list_sort(list(DISTINCT coalesce({types}, '-'))) AS t FROM {source} GROUP BY r.var ORDER BY r.var")
+    return [tuple(str(x) for x in row) for row in frame.values.tolist()]

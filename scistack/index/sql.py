@@ -33,11 +33,11 @@ from scistack.errors import DatabaseLockedError, IndexDamagedError, IndexSchemaE
 from scistack.gcpause import paused
 from scistack.index.journal import Journal
 from scistack.index.state import key_of, keys_of
-from scistack.index.views import STATIC_VIEWS, refresh_views
+from scistack.index.views import STATIC_VIEWS, add_shapes, refresh_views
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of 1M refs took 3.1 GB whole)
@@ -85,8 +85,12 @@ _TABLES = [
     "lb BOOLEAN[], ls VARCHAR[])",
     "CREATE TABLE scistack.frame_rows (oid VARCHAR NOT NULL, row_n BIGINT, row VARCHAR)",
     "CREATE TABLE scistack.call_info (call VARCHAR NOT NULL, fn_name VARCHAR, fn_module VARCHAR)",
+    # one ref per variable and shape of its address, version keys, parameters and value type:
+    # what the views' columns are derived from, without a scan of every ref (views.py)
+    "CREATE TABLE scistack.shapes (var VARCHAR NOT NULL, addr VARCHAR, vkeys VARCHAR, params VARCHAR, "
+    "sqltype VARCHAR)",
 ]
-_DERIVED = ("refs", "calls", "runs", "vals", "frame_rows", "call_info")
+_DERIVED = ("refs", "calls", "runs", "vals", "frame_rows", "call_info", "shapes")
 
 
 class SyncStopped(Exception):
@@ -220,7 +224,7 @@ class SqlIndex:
         keys = "".join(f", {quote(k)} VARCHAR" for k in self.schema_keys)
         return (
             "CREATE TABLE scistack.refs (var VARCHAR NOT NULL, addr VARCHAR NOT NULL, vkeys VARCHAR NOT NULL, "
-            "version INTEGER NOT NULL, oid VARCHAR NOT NULL, kind VARCHAR NOT NULL, call VARCHAR, "
+            "version BIGINT NOT NULL, oid VARCHAR NOT NULL, kind VARCHAR NOT NULL, call VARCHAR, "
             f"params VARCHAR NOT NULL, summary VARCHAR, created_at VARCHAR NOT NULL{keys})"
         )
 
@@ -377,13 +381,17 @@ class SqlIndex:
         a version number is never given twice, so a delete never precedes its put."""
         puts = [e for e in entries if e["op"] == "put"]
         if puts:
-            _insert_arrow(con, "scistack.refs", self._refs_table(puts))
+            refs = self._refs_table(puts)
+            _insert_arrow(con, "scistack.refs", refs)
             again = self._inline(con, puts, should_stop) if self.inliner is not None else set()
+            con.register("_new_refs", refs.select(["var", "addr", "vkeys", "params", "oid"]))
+            add_shapes(con, "_new_refs")
+            con.unregister("_new_refs")
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
             con.register("_gone", pa.table({
                 "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
-                "version": pa.array([e["version"] for e in dels], pa.int32())}))
+                "version": pa.array([e["version"] for e in dels], pa.int64())}))
             gone = [r[0] for r in con.execute(
                 "SELECT DISTINCT r.oid FROM scistack.refs r JOIN _gone ON r.var = _gone.var AND "
                 "r.addr = _gone.addr AND r.version = _gone.version").fetchall()]
@@ -410,6 +418,10 @@ class SqlIndex:
             con.register("_new_calls", table)
             con.execute("INSERT INTO scistack.calls SELECT * FROM _new_calls WHERE key NOT IN (SELECT key FROM scistack.calls)")
             con.unregister("_new_calls")
+        redo = sorted({e["var"] for e in dels} | (again if puts else set()))
+        if redo:  # a shape may have gone with the deleted refs; a late value adds its type
+            con.execute("DELETE FROM scistack.shapes WHERE var IN (SELECT unnest(CAST(? AS VARCHAR[])))", [redo])
+            add_shapes(con, "scistack.refs", redo)
         runs = [e for e in entries if e["op"] == "run"]
         if runs:
             _insert_arrow(con, "scistack.runs", pa.table({
@@ -464,7 +476,7 @@ class SqlIndex:
         }
         for key in self.schema_keys:
             columns[key] = _display_all([a.get(key) for a in addrs])
-        types = {"version": pa.int32()}
+        types = {"version": pa.int64()}
         return pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
 
     # -- queries -----------------------------------------------------------------------

@@ -121,22 +121,27 @@ class RefRecord:
 
 
 def _fill(self: RefRecord, var: str, addr: Any, vkeys: Any, version: int, oid: str, kind: str, call: Any,
-          params: Any, params_text: str, summary: str, created_at: str, addr_key: str, vkeys_key: str,
-          _set: Any = object.__setattr__) -> None:
-    """Set every slot of an immutable record (unrolled: this is on the load hot path)."""
-    _set(self, "var", var)
-    _set(self, "_addr", addr)
-    _set(self, "_vkeys", vkeys)
-    _set(self, "version", version)
-    _set(self, "oid", oid)
-    _set(self, "kind", kind)
-    _set(self, "call", call)
-    _set(self, "_params", params)
-    _set(self, "_params_text", params_text)
-    _set(self, "summary", summary)
-    _set(self, "created_at", created_at)
-    _set(self, "addr_key", addr_key)
-    _set(self, "vkeys_key", vkeys_key)
+          params: Any, params_text: str, summary: str, created_at: str, addr_key: str, vkeys_key: str) -> None:
+    """Set every slot of an immutable record, through the slots' own setters (half the cost of
+    `object.__setattr__` by name: `load_all` of 10k records builds 10k of them)."""
+    _SET_VAR(self, var)
+    _SET_ADDR(self, addr)
+    _SET_VKEYS(self, vkeys)
+    _SET_VERSION(self, version)
+    _SET_OID(self, oid)
+    _SET_KIND(self, kind)
+    _SET_CALL(self, call)
+    _SET_PARAMS(self, params)
+    _SET_PARAMS_TEXT(self, params_text)
+    _SET_SUMMARY(self, summary)
+    _SET_CREATED_AT(self, created_at)
+    _SET_ADDR_KEY(self, addr_key)
+    _SET_VKEYS_KEY(self, vkeys_key)
+
+
+(_SET_VAR, _SET_ADDR, _SET_VKEYS, _SET_VERSION, _SET_OID, _SET_KIND, _SET_CALL, _SET_PARAMS, _SET_PARAMS_TEXT,
+ _SET_SUMMARY, _SET_CREATED_AT, _SET_ADDR_KEY, _SET_VKEYS_KEY) = (
+    getattr(RefRecord, slot).__set__ for slot in RefRecord.__slots__)
 
 
 def key_of(mapping: dict[str, Any]) -> str:

@@ -65,14 +65,32 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
             con.execute(sql)
 
 
+def add_shapes(con: duckdb.DuckDBPyConnection, source: str, variables: list[str] | None = None) -> None:
+    """Keep in `scistack.shapes` one ref of `source` (new refs, or every ref of `variables`)
+    per variable and shape not kept yet. JSON structures merge as a union, so the structure
+    of these few refs is that of all: a sync after one save no longer scans every ref of the
+    variable (1.7 s for one of 300k refs)."""
+    where = "WHERE n.var IN (SELECT unnest(CAST(? AS VARCHAR[])))" if variables is not None else ""
+    con.execute(
+        "INSERT INTO scistack.shapes SELECT var, addr, vkeys, params, sqltype FROM ("
+        " SELECT n.var, any_value(n.addr) AS addr, any_value(n.vkeys) AS vkeys, any_value(n.params) AS params,"
+        " v.sqltype, json_structure(CAST(n.addr AS JSON)) AS sa, json_structure(CAST(n.vkeys AS JSON)) AS sv,"
+        " json_structure(CAST(n.params AS JSON)) AS sp"
+        f" FROM {source} n LEFT JOIN scistack.vals v ON v.oid = n.oid {where}"
+        " GROUP BY n.var, sa, sv, sp, v.sqltype) c"
+        " WHERE NOT EXISTS (SELECT 1 FROM scistack.shapes s WHERE s.var = c.var"
+        " AND json_structure(CAST(s.addr AS JSON)) = c.sa AND json_structure(CAST(s.vkeys AS JSON)) = c.sv"
+        " AND json_structure(CAST(s.params AS JSON)) = c.sp AND s.sqltype IS NOT DISTINCT FROM c.sqltype)",
+        [variables] if variables is not None else [])
+
+
 def _shapes(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, Shape]:
     if not names:
         return {}
     rows = con.execute(
-        "SELECT r.var, json_group_structure(CAST(r.addr AS JSON)), json_group_structure(CAST(r.vkeys AS JSON)), "
-        "json_group_structure(CAST(r.params AS JSON)), list(DISTINCT v.sqltype) "
-        "FROM scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid "
-        "WHERE r.var IN (SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY r.var", [names]).fetchall()
+        "SELECT var, json_group_structure(CAST(addr AS JSON)), json_group_structure(CAST(vkeys AS JSON)), "
+        "json_group_structure(CAST(params AS JSON)), list(DISTINCT sqltype) FROM scistack.shapes "
+        "WHERE var IN (SELECT unnest(CAST(? AS VARCHAR[]))) GROUP BY var", [names]).fetchall()
     return {var: Shape(_structure(a), _structure(k), _structure(p), frozenset(t))
             for var, a, k, p, t in rows}
 

@@ -35,17 +35,9 @@ from scistack.version import __version__
 def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     """Record what MATLAB ran (one batch); writes and returns `commit-result.json`."""
     results_path = Path(results_path)
-    folder = results_path.parent
-    res = read_json(results_path, "results")
-    req = read_json(folder / "plan.json", "plan")
-    planned = read_json(folder / PLAN_RESULT, "plan result")
-    check_schema(db, req, folder / "plan.json")
-    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
+    folder, res, req, planned, fn = open_results(db, results_path, "plan", PLAN_RESULT)
     if fn.identity != planned["function"]["identity"]:
-        raise LineageError(
-            f"{fn.main.path} (or a helper) changed between the plan and the commit, so the results "
-            "would be recorded under the wrong code; nothing was recorded. Run for_each again"
-        )
+        raise code_changed(fn, "the plan", "Run for_each again")
     combos = planned["combos"]
     outputs = planned["outputs"]
     by_index = {int(r["index"]): r for r in res.get("results") or []}
@@ -59,9 +51,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     call_oids: list[str | None] = [None] * len(combos)
     env = environment(db, fn, res.get("env") or {})
     with db.batch():
-        staged: dict[str, str] = {}
-        for child in res.get("children") or []:
-            staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
+        staged = store_children(db, folder, res)
         code = store_code(db, fn)
         _store_constants(db, folder, req)
         for index, combo in enumerate(combos):
@@ -116,6 +106,36 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     }
     write_json(folder / COMMIT_RESULT, result)
     return result
+
+
+def open_results(db: Database, results_path: Path, request: str, answer_file: str
+                 ) -> tuple[Path, dict[str, Any], dict[str, Any], dict[str, Any], MatlabFunction]:
+    """What a commit reads (for_each's and a Thunk's alike): the folder, MATLAB's results,
+    the request (`<request>.json`, checked against the project's schema keys), what the
+    plan or lookup answered, and the function as its files are now."""
+    folder = results_path.parent
+    res = read_json(results_path, f"{request} results" if request != "plan" else "results")
+    req = read_json(folder / f"{request}.json", request)
+    answer = read_json(folder / answer_file, f"{request} result")
+    check_schema(db, req, folder / f"{request}.json")
+    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
+    return folder, res, req, answer, fn
+
+
+def code_changed(fn: MatlabFunction, since: str, again: str) -> LineageError:
+    """The function's files changed after `since`: recording would name the wrong code."""
+    return LineageError(
+        f"{fn.main.path} (or a helper) changed between {since} and the commit, so the results "
+        f"would be recorded under the wrong code; nothing was recorded. {again}")
+
+
+def store_children(db: Database, folder: Path, res: dict[str, Any]) -> dict[str, str]:
+    """Store the children MATLAB staged for its results (parts of container values); returns
+    staged name -> oid."""
+    staged: dict[str, str] = {}
+    for child in res.get("children") or []:
+        staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
+    return staged
 
 
 def store_code(db: Database, fn: MatlabFunction) -> str:

@@ -22,12 +22,13 @@ from typing import Any
 
 from scistack.codeid.matlab import MatlabFunction, matlab_function
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError, LineageError, ScistackError
+from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _single
 from scistack.ingest import staged_name, store_staged
 from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
 from scistack.matlab_bridge._files import FORMAT, check_schema, read_json, write_json
-from scistack.matlab_bridge.commit import environment, record_call, store_code
+from scistack.matlab_bridge.commit import (code_changed, environment, open_results, record_call,
+                                           store_children, store_code)
 from scistack.matlab_bridge.plan import constant_input, staged_oids
 from scistack.objects.canonical_json import dumps_canonical, from_tree
 from scistack.objects.hashing import hash_bytes
@@ -73,25 +74,15 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     """Record a Thunk call MATLAB ran (outputs, code, constants, call record, cache entry) in
     one batch; writes and returns `thunk-commit.json` (`call`, `outs`, `params`)."""
     results_path = Path(results_path)
-    folder = results_path.parent
-    res = read_json(results_path, "thunk results")
-    req = read_json(folder / "thunk.json", "thunk")
-    planned = read_json(folder / THUNK_RESULT, "thunk result")
-    check_schema(db, req, folder / "thunk.json")
-    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
+    folder, res, req, planned, fn = open_results(db, results_path, "thunk", THUNK_RESULT)
     if fn.identity != planned["identity"] or planned.get("status") != "run":
-        raise LineageError(
-            f"{fn.main.path} (or a helper) changed between the lookup and the commit, so the "
-            "result would be recorded under the wrong code; nothing was recorded. Call the Thunk "
-            "again")
+        raise code_changed(fn, "the lookup", "Call the Thunk again")
     outputs = res.get("outputs") or []
     if not outputs:
         raise InvalidMetadataError(f"{results_path}: a Thunk call records at least one output")
     env = environment(db, fn, res.get("env") or {})
     with db.batch():
-        staged: dict[str, str] = {}
-        for child in res.get("children") or []:
-            staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
+        staged = store_children(db, folder, res)
         outs = [store_staged(db, folder, out, staged)[0] for out in outputs]
         code = store_code(db, fn)
         constants: dict[str, str] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -157,6 +157,31 @@ def loads(payload: bytes | bytearray | memoryview) -> Any:
     return json.loads(bytes(payload))
 
 
+def loads_scalars(payloads: Sequence[bytes | bytearray | memoryview]) -> list[Any] | None:
+    """Many payloads that are each a plain JSON number, `true`/`false`/`null` or escape-free
+    string, parsed in one orjson call (`load_all` of 10k scalars: ~2 ms instead of ~15); None
+    when any payload is something else, so the caller decodes one by one as before."""
+    texts = []
+    for payload in payloads:
+        text = bytes(payload)
+        if text[:1] == b'"':
+            if text.count(b'"') != 2 or text[-1:] != b'"' or b"\\" in text:
+                return None
+        elif not text or (text.translate(None, _NUMBER_CHARS) and text not in _WORDS):
+            return None
+        texts.append(text)
+    joined = b"[" + b",".join(texts) + b"]"
+    if maybe_big_int(joined):
+        return None
+    try:
+        values = orjson.loads(joined)
+    except orjson.JSONDecodeError:
+        return None
+    return values if len(values) == len(texts) else None
+
+
+_NUMBER_CHARS = b"0123456789-+.eE"
+_WORDS = frozenset((b"true", b"false", b"null"))
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _NINETEEN_DIGITS = b"0" * 19  # 18 digits always fit in an int64
 

@@ -288,14 +288,18 @@ class LocalObjectStore(ObjectStore):
         append, hasher, get_header = found.append, blake3.blake3, headers.get
         for oid, data in zip(oids, self.packs.peek_many(oids)):
             try:
-                if data is None or data[:4] == ZSTD_MAGIC or not (valid or is_valid_oid(oid)):
-                    append(None if small_only and data is None else self.get(oid))
-                    continue
-                head = data[:data.find(b"\x00", 0, 40) + 1]
-                parsed = get_header(head)
+                # a header seen before is good (a zstd frame's magic is never one): most objects
+                # of a `load_all` share one, so the full checks run once per kind and size
+                parsed = None if data is None else get_header(data[:data.find(b"\x00", 0, 40) + 1])
                 if parsed is None:
+                    if data is None or data[:4] == ZSTD_MAGIC or not (valid or is_valid_oid(oid)):
+                        append(None if small_only and data is None else self.get(oid))
+                        continue
                     kind, length, start = _parse_header(oid, data[:40])
-                    parsed = headers[head] = (kind, start + length, start)
+                    parsed = headers[data[:start]] = (kind, start + length, start)
+                elif not valid and not is_valid_oid(oid):
+                    append(self.get(oid))
+                    continue
                 kind, size, start = parsed
                 if len(data) != size:
                     raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says "

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.objects.canonical_json import loads_scalars
 from scistack.objects.codec import decode_value, encode_value, open_chunked
 from scistack.objects.hashing import KINDS, Buffer, hash_object
 from scistack.objects.oid import Oid, validate_oid
@@ -158,12 +159,15 @@ class ObjectStore(abc.ABC):
     def get_values(self, oids: list[str]) -> list[Any]:
         """`get_value` of many objects, read with `get_many` (`load_all`); raises as `get_value`
         would for the first that cannot be read. Arrays may be read-only views."""
-        values = []
-        for oid, obj in zip(oids, self.get_many(oids)):
+        objects = self.get_many(oids)
+        for obj in objects:
             if isinstance(obj, Exception):
                 raise obj
-            values.append(self._decoded(oid, obj))
-        return values
+        if objects and all(obj.kind == "json" for obj in objects):
+            scalars = loads_scalars([obj.payload for obj in objects])
+            if scalars is not None:
+                return scalars
+        return [self._decoded(oid, obj) for oid, obj in zip(oids, objects)]
 
     def _decoded(self, oid: str, obj: StoredObject) -> Any:
         try:
