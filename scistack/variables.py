@@ -38,7 +38,7 @@ from scistack.errors import (
 from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import RefRecord, check_identifier
-from scistack.selection import choose_variant, select_records, sort_records
+from scistack.selection import choose_variant, point_records, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
@@ -214,6 +214,10 @@ class BaseVariable:
             Several version-key variants at the address and no selector among them.
         """
         db = get_database()
+        if version is None and where is None and not as_df:
+            exact = point_records(db, cls.__name__, metadata)
+            if exact:  # the address itself, as below, without the general filters
+                return cls._from_record(db, choose_variant(cls.__name__, exact), lazy=lazy)
         records = select_records(db, cls.__name__, metadata, version=version, where=where)
         if as_df:
             return _frame(db, records)

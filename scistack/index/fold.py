@@ -104,6 +104,8 @@ def _migrate(con: sqlite3.Connection, found: int) -> int:
 _CHUNK = 5000
 _CHUNK_BYTES = 16 << 20  # journal bytes folded per transaction (~50k lines, ~150 MB of Python)
 _REF_COLUMNS = "var, addr, version, vkeys, oid, kind, call, params, summary, created_at"
+_VERSIONS_AT = ("SELECT version, vkeys, oid, kind, call, params, summary, created_at FROM refs "
+                "WHERE var = ? AND addr = ? ORDER BY version")
 
 
 class Fold:
@@ -397,9 +399,8 @@ class Fold:
         return [_record(r) for r in rows]
 
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
-        rows = self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND addr = ? ORDER BY version",
-                          (var, addr_key))
-        return [_record(r) for r in rows]
+        rows = self._rows(_VERSIONS_AT, (var, addr_key))  # the names asked are not read back
+        return [RefRecord.from_row(var, addr_key, r) for r in rows]
 
     def versions_many(self, var: str, addr_keys: list[str]) -> dict[str, list[RefRecord]]:
         """`versions_at` for many addresses in one query per chunk (an index seek each)."""
@@ -893,5 +894,5 @@ def _call_entry(key: str, row: tuple) -> dict[str, Any]:
 
 
 def _record(row: tuple) -> RefRecord:
-    var, addr, version, vkeys, oid, kind, call, params, summary, created_at = row
-    return RefRecord.from_text(var, addr, vkeys, version, oid, kind, call, params, summary or "", created_at)
+    """A record from a row of `_REF_COLUMNS`."""
+    return RefRecord.from_row(row[0], row[1], row[2:])
