@@ -102,6 +102,12 @@ def _migrate(con: sqlite3.Connection, found: int) -> int:
         raise
     return int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
 
+# How many times this process's line has forked: a child must open its own connection (one
+# inherited across fork is unusable). A counter, not os.getpid(): a lookup checks it each time.
+_forks = [0]
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
 _CHUNK = 5000
 _HOLD_S = 0.1  # the longest a point lookup's read transaction stays open
 _CHUNK_BYTES = 16 << 20  # journal bytes folded per transaction (~50k lines, ~150 MB of Python)
@@ -121,7 +127,7 @@ class Fold:
         self._con: sqlite3.Connection | None = None
         self._names: dict[tuple[str, str], set[str]] = {}  # cleared whenever the journal grows
         self._lock = threading.RLock()
-        self._pid = os.getpid()
+        self._pid = _forks[0]
         self._held = False  # a read transaction `_held_rows` began is open
         self._held_opened = threading.Event()
         self._ender: threading.Thread | None = None
@@ -136,9 +142,9 @@ class Fold:
         return con
 
     def _reader(self) -> sqlite3.Connection:
-        if self._con is not None and self._pid == os.getpid():
+        if self._con is not None and self._pid == _forks[0]:
             return self._con
-        self._pid = os.getpid()
+        self._pid = _forks[0]
         self._held, self._ender = False, None  # a forked child: the parent's are not its own
         try:
             self._con = self._open()
@@ -184,7 +190,7 @@ class Fold:
 
     def close(self) -> None:
         with self._lock:
-            if self._con is not None and self._pid == os.getpid():
+            if self._con is not None and self._pid == _forks[0]:
                 self._con.close()
             self._con = None
             self._held = False
@@ -344,12 +350,12 @@ class Fold:
             self._con.execute("COMMIT")
 
     def _end_held_soon(self) -> None:
-        pid = os.getpid()
+        pid = _forks[0]
         while True:
             self._held_opened.wait()
             time.sleep(_HOLD_S)
             with self._lock:
-                if os.getpid() != pid or self._ender is not threading.current_thread():
+                if _forks[0] != pid or self._ender is not threading.current_thread():
                     return
                 self._held_opened.clear()
                 if self._held:
