@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
@@ -154,3 +155,13 @@ def test_a_record_built_from_a_fold_row_is_the_same_immutable_record():
         built.version = 4
     big = RefRecord.from_row("Weight", '{"subject":123456789012345678901}', row)
     assert big.addr == {"subject": 123456789012345678901}  # beyond 64 bits: still an int
+
+
+def test_the_thread_ending_read_transactions_stops_when_the_project_closes(project):
+    Weight.save(1.0, subject=1, session="pre")
+    Weight.load(subject=1, session="pre")
+    ender = next(t for t in threading.enumerate() if t.name == "scistack-fold-reads"
+                 and t is project.index._fold._ender)
+    project.close()
+    ender.join(timeout=2)
+    assert not ender.is_alive()

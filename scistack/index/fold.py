@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -145,7 +146,8 @@ class Fold:
         if self._con is not None and self._pid == _forks[0]:
             return self._con
         self._pid = _forks[0]
-        self._held, self._ender = False, None  # a forked child: the parent's are not its own
+        # a forked child: the parent's transaction, thread and event are not its own
+        self._held, self._ender, self._held_opened = False, None, threading.Event()
         try:
             self._con = self._open()
         except sqlite3.DatabaseError as exc:  # damaged: it is derived state, so start again
@@ -193,7 +195,8 @@ class Fold:
             if self._con is not None and self._pid == _forks[0]:
                 self._con.close()
             self._con = None
-            self._held = False
+            self._held, self._ender = False, None  # its thread stops
+            self._held_opened.set()
 
     # -- keeping current -----------------------------------------------------------------
     def catch_up(self) -> bool:
@@ -337,8 +340,8 @@ class Fold:
                 con.execute("BEGIN")
                 self._held = True
                 if self._ender is None:
-                    self._ender = threading.Thread(target=self._end_held_soon, name="scistack-fold-reads",
-                                                   daemon=True)
+                    self._ender = threading.Thread(target=_end_held_soon, name="scistack-fold-reads",
+                                                   args=(weakref.ref(self), self._held_opened), daemon=True)
                     self._ender.start()
                 self._held_opened.set()
             return con.execute(sql, args).fetchall()
@@ -348,18 +351,6 @@ class Fold:
         self._held = False
         if self._con is not None and self._con.in_transaction:
             self._con.execute("COMMIT")
-
-    def _end_held_soon(self) -> None:
-        pid = _forks[0]
-        while True:
-            self._held_opened.wait()
-            time.sleep(_HOLD_S)
-            with self._lock:
-                if _forks[0] != pid or self._ender is not threading.current_thread():
-                    return
-                self._held_opened.clear()
-                if self._held:
-                    self._end_held()
 
     def variables(self) -> list[str]:
         # one index seek per variable (SELECT DISTINCT would scan every ref)
@@ -953,6 +944,25 @@ def _call_entry(key: str, row: tuple) -> dict[str, Any]:
         entry["multi"] = True
     return entry
 
+
+
+def _end_held_soon(fold_ref: weakref.ref, opened: threading.Event) -> None:
+    """A fold's thread: end the read transaction `_held_rows` began `_HOLD_S` after it began.
+    It holds the fold weakly (an unclosed project is still collected) and stops when the fold
+    is closed or collected, or starts another thread (after a fork)."""
+    while True:
+        opened.wait()
+        time.sleep(_HOLD_S)
+        fold = fold_ref()
+        if fold is None:
+            return
+        with fold._lock:
+            if fold._ender is not threading.current_thread():
+                return
+            opened.clear()
+            if fold._held:
+                fold._end_held()
+        del fold
 
 
 def _record(row: tuple) -> RefRecord:
