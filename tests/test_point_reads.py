@@ -5,6 +5,7 @@ idle process lets SQLite checkpoint its WAL, and that a forked child reads on it
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ import pytest
 from scistack import BaseVariable, lineage_fcn
 from scistack.errors import AmbiguousVersionError
 from scistack.index.state import RefRecord
+from scistack.objects.pack import PackSet
 from scistack.report.status import status_grid, status_summary
 
 
@@ -165,3 +167,26 @@ def test_the_thread_ending_read_transactions_stops_when_the_project_closes(proje
     project.close()
     ender.join(timeout=2)
     assert not ender.is_alive()
+
+
+def _pack_descriptors() -> int:
+    return sum(os.readlink(f"/proc/self/fd/{fd}").endswith(".pack") for fd in os.listdir("/proc/self/fd")
+               if os.path.exists(f"/proc/self/fd/{fd}"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors through /proc")
+def test_a_packed_value_is_read_by_pread_and_its_descriptor_goes_with_the_pack_set(project):
+    with project.batch():
+        for i in range(30):
+            Weight.save(float(i), subject=i, session="pre")
+    assert project.store.packs.consolidate()  # the multi-pack index names every object
+    oids = [Weight.load(subject=i, session="pre").oid for i in (3, 17)]
+    packs = PackSet(project.store.root / "pack")
+    packs.refresh()
+    before = _pack_descriptors()
+    found = [packs.peek(oid) for oid in oids]
+    assert all(found) and _pack_descriptors() == before + 1  # one descriptor for the pack
+    assert packs.peek("0" * 64) is None
+    del packs, found
+    gc.collect()
+    assert _pack_descriptors() == before

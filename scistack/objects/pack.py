@@ -21,6 +21,7 @@ import os
 import secrets
 import struct
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -36,6 +37,18 @@ IDX_MAGIC = b"SCIIDX01"
 _ENTRY = struct.Struct("<32sQQ")
 _RECORD_HEAD = struct.Struct("<32sQ")
 _PREAD = hasattr(os, "pread")
+
+
+def _close_fds(fds: dict[str, int]) -> None:
+    """Close the descriptors `peek` opened (a pack gc removed, or the set collected); a read
+    in flight in another thread then fails and takes the mapped path."""
+    for name in list(fds):
+        fd = fds.pop(name, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 _PREAD_MAX = 256 << 10  # larger records are sliced from the map (one copy, not two)
 
 
@@ -172,7 +185,8 @@ class PackSet:
         # never mixes two generations
         self._merged: tuple[MultiPackIndex | None, list[_Index], np.ndarray, np.ndarray, np.ndarray] = _EMPTY_MERGE
         self._maps: dict[str, mmap.mmap] = {}
-        self._fds: dict[str, int] = {}  # packs read by `pread` (`peek`)
+        self._fds: dict[str, int] = {}  # packs read by `pread` (`peek`), closed with the set
+        weakref.finalize(self, _close_fds, self._fds)
         self._seen_mtime = -1
         self._lock = threading.RLock()
         self.damaged: dict[str, CorruptPackIndexError] = {}  # pack name -> why its index was skipped
@@ -194,9 +208,7 @@ class PackSet:
                 for m in self._maps.values():
                     m.close()
                 self._maps.clear()
-                fds, self._fds = self._fds, {}
-                for fd in fds.values():
-                    os.close(fd)
+                _close_fds(self._fds)
             self._names = names
             self.damaged = {n: e for n, e in self.damaged.items() if n in names}
             midx = open_midx(self.directory)
