@@ -126,6 +126,7 @@ class Fold:
         self.lock_timeout = lock_timeout
         self.offset = -1  # journal bytes this process knows the file holds (-1: not looked yet)
         self._con: sqlite3.Connection | None = None
+        self._point: sqlite3.Connection | None = None  # the point lookups' own (`_held_rows`)
         self._names: dict[tuple[str, str], set[str]] = {}  # cleared whenever the journal grows
         self._lock = threading.RLock()
         self._pid = _forks[0]
@@ -146,8 +147,8 @@ class Fold:
         if self._con is not None and self._pid == _forks[0]:
             return self._con
         self._pid = _forks[0]
-        # a forked child: the parent's transaction, thread and event are not its own
-        self._held, self._ender, self._held_opened = False, None, threading.Event()
+        # a forked child: the parent's transaction, thread, event, connections are not its own
+        self._held, self._ender, self._held_opened, self._point = False, None, threading.Event(), None
         try:
             self._con = self._open()
         except sqlite3.DatabaseError as exc:  # damaged: it is derived state, so start again
@@ -181,7 +182,7 @@ class Fold:
         if self._con is not None:
             self._con.close()
             self._con = None
-        self._held = False
+        self._close_point()
         self._names.clear()
         for suffix in ("", "-wal", "-shm"):
             try:
@@ -194,9 +195,16 @@ class Fold:
         with self._lock:
             if self._con is not None and self._pid == _forks[0]:
                 self._con.close()
-            self._con = None
+                self._close_point()
+            self._con = self._point = None
             self._held, self._ender = False, None  # its thread stops
             self._held_opened.set()
+
+    def _close_point(self) -> None:
+        if self._point is not None:
+            self._point.close()
+            self._point = None
+        self._held = False
 
     # -- keeping current -----------------------------------------------------------------
     def catch_up(self) -> bool:
@@ -327,16 +335,25 @@ class Fold:
             return self._reader().execute(sql, args).fetchall()
 
     def _held_rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        """`_rows` inside a read transaction kept open across calls, for the point lookups
-        (a load, a cache hit). SQLite begins and ends a transaction around every statement
-        otherwise (two `fcntl` locks and an `fstat`: ~3 of a lookup's ~9 us). Never stale:
-        the callers check the journal first (`Index.refresh`), and the fold changes only
-        when the journal grows, whereupon `catch_up` ends the transaction (`_connection`),
-        as any write does. Ended within `_HOLD_S` by a thread, so an idle process never
-        holds back SQLite's checkpoints (an old snapshot would let the WAL grow)."""
+        """`_rows` for the point lookups (a load, a cache hit): on a second connection that
+        reads by `pread` into a small page cache, not through the memory map (a fresh process
+        took a page fault per random lookup, 2-5 us and erratic on a busy machine; bulk reads
+        keep the map), inside a read transaction kept open across calls. SQLite otherwise
+        begins and ends one around every statement (two `fcntl` locks and an `fstat`: ~3 of
+        a lookup's ~9 us). Never stale: the callers check the journal first
+        (`Index.refresh`), and the fold changes only when the journal grows, whereupon
+        `catch_up` ends the transaction (`_connection`), as any write does. Ended within
+        `_HOLD_S` by a thread, so an idle process never holds back SQLite's checkpoints (an
+        old snapshot would let the WAL grow)."""
         with self._lock:
-            con = self._reader()
-            if not self._held and not con.in_transaction:
+            self._reader()  # the file is there, checked, and this process's own
+            con = self._point
+            if con is None:
+                con = self._point = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
+                                                    check_same_thread=False)
+                con.execute("PRAGMA mmap_size=0")
+                con.execute("PRAGMA cache_size=-4096")  # the B-tree's upper pages, kept
+            if not self._held:
                 con.execute("BEGIN")
                 self._held = True
                 if self._ender is None:
@@ -349,8 +366,8 @@ class Fold:
     def _end_held(self) -> None:
         """End the read transaction `_held_rows` began (caller holds the lock)."""
         self._held = False
-        if self._con is not None and self._con.in_transaction:
-            self._con.execute("COMMIT")
+        if self._point is not None and self._point.in_transaction:
+            self._point.execute("COMMIT")
 
     def variables(self) -> list[str]:
         # one index seek per variable (SELECT DISTINCT would scan every ref)
