@@ -76,7 +76,13 @@ class BaseVariable:
     @property
     def metadata(self) -> dict[str, Any]:
         """Address (in schema order) and version keys the value was saved with."""
-        return {**_schema_ordered(self.record.addr), **self.record.vkeys} if self.record else {}
+        r = self.record
+        if r is None:
+            return {}
+        if r.vkeys_key == "{}":  # (a cache hit asks for its input's: no merge)
+            found = _schema_ordered(r.addr)
+            return dict(found) if found is r._addr else found
+        return {**_schema_ordered(r.addr), **r.vkeys}
 
     @property
     def oid(self) -> str | None:
