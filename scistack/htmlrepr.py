@@ -37,5 +37,10 @@ def fields(pairs: list[tuple[str, Any]], *, caption: str = "") -> str:
 
 def ordered(mapping: dict[str, Any], keys: list[str]) -> dict[str, Any]:
     """`mapping` with `keys` first, in that order (schema order), then the rest as they come."""
+    if len(mapping) == len(keys):  # a full address (a cache hit orders its input's): one pass
+        try:
+            return {k: mapping[k] for k in keys}
+        except KeyError:
+            pass
     first = {k: mapping[k] for k in keys if k in mapping}
     return {**first, **{k: v for k, v in mapping.items() if k not in first}}

@@ -15,7 +15,7 @@ from scistack.address import plain, shown
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.index import RefRecord
-from scistack.index.state import decode_addresses
+from scistack.index.state import decode_addresses, is_multi, key_of, newest_per_variant
 from scistack.where import matching_rows, record_columns
 
 
@@ -50,6 +50,30 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     if not records:
         raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
     return records
+
+
+_SCALARS = frozenset({int, str, float, bool})
+
+
+def point_records(db: Database, var: str, metadata: dict[str, Any]) -> list[RefRecord]:
+    """The newest record per version-key variant at exactly the address `metadata` names, when
+    every key is a schema key with one value and something is saved there: what
+    `select_records` answers then, by one indexed lookup and no filtering (a point load).
+    Empty when the general path must answer (other keys, a list, nothing there)."""
+    schema = db.schema_keys
+    addr = {}
+    for key, value in metadata.items():
+        if key not in schema:
+            return []
+        if type(value) not in _SCALARS:
+            value = plain(value)
+            if is_multi(value):
+                return []
+        addr[key] = value
+    if not addr:
+        return []
+    exact = db.index.versions_here(var, key_of(addr))
+    return newest_per_variant(exact) if exact else exact
 
 
 def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest: bool) -> list[RefRecord]:

@@ -38,7 +38,7 @@ from scistack.errors import (
 from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import RefRecord, check_identifier
-from scistack.selection import choose_variant, select_records, sort_records
+from scistack.selection import choose_variant, point_records, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
@@ -76,7 +76,13 @@ class BaseVariable:
     @property
     def metadata(self) -> dict[str, Any]:
         """Address (in schema order) and version keys the value was saved with."""
-        return {**_schema_ordered(self.record.addr), **self.record.vkeys} if self.record else {}
+        r = self.record
+        if r is None:
+            return {}
+        if r.vkeys_key == "{}":  # (a cache hit asks for its input's: no merge)
+            found = _schema_ordered(r.addr)
+            return dict(found) if found is r._addr else found
+        return {**_schema_ordered(r.addr), **r.vkeys}
 
     @property
     def oid(self) -> str | None:
@@ -214,6 +220,10 @@ class BaseVariable:
             Several version-key variants at the address and no selector among them.
         """
         db = get_database()
+        if version is None and where is None and not as_df:
+            exact = point_records(db, cls.__name__, metadata)
+            if exact:  # the address itself, as below, without the general filters
+                return cls._from_record(db, choose_variant(cls.__name__, exact), lazy=lazy)
         records = select_records(db, cls.__name__, metadata, version=version, where=where)
         if as_df:
             return _frame(db, records)

@@ -255,12 +255,13 @@ class Index:
     def select(self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
                *, all_versions: bool = False) -> list[RefRecord]:
         """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
-        self.refresh()
         exact_address = addr and not any(is_multi(v) for v in addr.values())
-        if exact_address and not vkeys and not params and not self._pending:
-            exact = self._fold_versions(var, key_of(addr))  # a point load: one indexed lookup
+        if exact_address and not vkeys and not params:
+            exact = self.versions_here(var, key_of(addr))  # a point load: one indexed lookup
             if exact:
                 return exact if all_versions else newest_per_variant(exact)
+        else:
+            self.refresh()
         resolved = resolve_params(var, params, self.param_names(var)) if params else {}
         groups: dict[str, list[RefRecord]] = {}
         for record in self._candidates(var, addr):
@@ -269,6 +270,13 @@ class Index:
             for record in self._overlay.records(var):
                 groups.setdefault(record.addr_key, []).append(record)
         return select_from(groups.values(), addr, vkeys, resolved, all_versions=all_versions)
+
+    def versions_here(self, var: str, addr_key: str) -> list[RefRecord]:
+        """Every version saved at exactly this address (oldest first), as the project is now;
+        empty when there is none or this process holds writes (then `select` decides). The
+        point load's one indexed lookup."""
+        self.refresh()
+        return [] if self._pending else self._fold_versions(var, addr_key)
 
     def _candidates(self, var: str, addr: dict[str, Any]) -> list[RefRecord]:
         """The exact address's versions when it names one (an indexed lookup), else every

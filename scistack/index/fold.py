@@ -19,6 +19,8 @@ import logging
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,9 +103,18 @@ def _migrate(con: sqlite3.Connection, found: int) -> int:
         raise
     return int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
 
+# How many times this process's line has forked: a child must open its own connection (one
+# inherited across fork is unusable). A counter, not os.getpid(): a lookup checks it each time.
+_forks = [0]
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+
 _CHUNK = 5000
+_HOLD_S = 0.1  # the longest a point lookup's read transaction stays open
 _CHUNK_BYTES = 16 << 20  # journal bytes folded per transaction (~50k lines, ~150 MB of Python)
 _REF_COLUMNS = "var, addr, version, vkeys, oid, kind, call, params, summary, created_at"
+_VERSIONS_AT = ("SELECT version, vkeys, oid, kind, call, params, summary, created_at FROM refs "
+                "WHERE var = ? AND addr = ? ORDER BY version")
 
 
 class Fold:
@@ -115,15 +126,29 @@ class Fold:
         self.lock_timeout = lock_timeout
         self.offset = -1  # journal bytes this process knows the file holds (-1: not looked yet)
         self._con: sqlite3.Connection | None = None
+        self._point: sqlite3.Connection | None = None  # the point lookups' own (`_held_rows`)
         self._names: dict[tuple[str, str], set[str]] = {}  # cleared whenever the journal grows
         self._lock = threading.RLock()
-        self._pid = os.getpid()
+        self._pid = _forks[0]
+        self._held = False  # a read transaction `_held_rows` began is open
+        self._held_opened = threading.Event()
+        self._ender: threading.Thread | None = None
 
     # -- connection ----------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
-        if self._con is not None and self._pid == os.getpid():
+        """The connection with no read transaction of `_held_rows` open: for writers, and
+        for readers that begin their own transactions (`Judging`)."""
+        con = self._reader()
+        if self._held:
+            self._end_held()
+        return con
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._con is not None and self._pid == _forks[0]:
             return self._con
-        self._pid = os.getpid()
+        self._pid = _forks[0]
+        # a forked child: the parent's transaction, thread, event, connections are not its own
+        self._held, self._ender, self._held_opened, self._point = False, None, threading.Event(), None
         try:
             self._con = self._open()
         except sqlite3.DatabaseError as exc:  # damaged: it is derived state, so start again
@@ -157,6 +182,7 @@ class Fold:
         if self._con is not None:
             self._con.close()
             self._con = None
+        self._close_point()
         self._names.clear()
         for suffix in ("", "-wal", "-shm"):
             try:
@@ -167,9 +193,18 @@ class Fold:
 
     def close(self) -> None:
         with self._lock:
-            if self._con is not None and self._pid == os.getpid():
+            if self._con is not None and self._pid == _forks[0]:
                 self._con.close()
-            self._con = None
+                self._close_point()
+            self._con = self._point = None
+            self._held, self._ender = False, None  # its thread stops
+            self._held_opened.set()
+
+    def _close_point(self) -> None:
+        if self._point is not None:
+            self._point.close()
+            self._point = None
+        self._held = False
 
     # -- keeping current -----------------------------------------------------------------
     def catch_up(self) -> bool:
@@ -297,7 +332,42 @@ class Fold:
     # -- reading -------------------------------------------------------------------------
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:
-            return self._connection().execute(sql, args).fetchall()
+            return self._reader().execute(sql, args).fetchall()
+
+    def _held_rows(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """`_rows` for the point lookups (a load, a cache hit): on a second connection that
+        reads by `pread` into a small page cache, not through the memory map (a fresh process
+        took a page fault per random lookup, 2-5 us and erratic on a busy machine; bulk reads
+        keep the map), inside a read transaction kept open across calls. SQLite otherwise
+        begins and ends one around every statement (two `fcntl` locks and an `fstat`: ~3 of
+        a lookup's ~9 us). Never stale: the callers check the journal first
+        (`Index.refresh`), and the fold changes only when the journal grows, whereupon
+        `catch_up` ends the transaction (`_connection`), as any write does. Ended within
+        `_HOLD_S` by a thread, so an idle process never holds back SQLite's checkpoints (an
+        old snapshot would let the WAL grow)."""
+        with self._lock:
+            self._reader()  # the file is there, checked, and this process's own
+            con = self._point
+            if con is None:
+                con = self._point = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
+                                                    check_same_thread=False)
+                con.execute("PRAGMA mmap_size=0")
+                con.execute("PRAGMA cache_size=-4096")  # the B-tree's upper pages, kept
+            if not self._held:
+                con.execute("BEGIN")
+                self._held = True
+                if self._ender is None:
+                    self._ender = threading.Thread(target=_end_held_soon, name="scistack-fold-reads",
+                                                   args=(weakref.ref(self), self._held_opened), daemon=True)
+                    self._ender.start()
+                self._held_opened.set()
+            return con.execute(sql, args).fetchall()
+
+    def _end_held(self) -> None:
+        """End the read transaction `_held_rows` began (caller holds the lock)."""
+        self._held = False
+        if self._point is not None and self._point.in_transaction:
+            self._point.execute("COMMIT")
 
     def variables(self) -> list[str]:
         # one index seek per variable (SELECT DISTINCT would scan every ref)
@@ -397,9 +467,8 @@ class Fold:
         return [_record(r) for r in rows]
 
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
-        rows = self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND addr = ? ORDER BY version",
-                          (var, addr_key))
-        return [_record(r) for r in rows]
+        rows = self._held_rows(_VERSIONS_AT, (var, addr_key))  # the names asked are not read back
+        return [RefRecord.from_row(var, addr_key, r) for r in rows]
 
     def versions_many(self, var: str, addr_keys: list[str]) -> dict[str, list[RefRecord]]:
         """`versions_at` for many addresses in one query per chunk (an index seek each)."""
@@ -512,7 +581,7 @@ class Fold:
         return found
 
     def call(self, key: str) -> dict[str, Any] | None:
-        rows = self._rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (key,))
+        rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (key,))
         return _call_entry(key, rows[0]) if rows else None
 
     def call_key_of(self, call_oid: str) -> str | None:
@@ -564,6 +633,7 @@ class Judging:
     def learn_calls(self, facts: list[tuple[str, str, str, str, bool, list[tuple[str, str, str, str, str]]]]) -> None:
         """(call, module, function, identity, simple, [(input name, var, addr key, vkeys key, oid)])."""
         with self.fold._lock:
+            self.con = self.fold._connection()  # (ends a point lookup's read transaction)
             self.con.execute("BEGIN IMMEDIATE")
             try:
                 self.con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
@@ -672,6 +742,7 @@ class Judging:
         """Write what a report learned, if the fold is free within a moment: it is only a
         shortcut for the next report, never worth waiting behind a writer for."""
         with self.fold._lock:
+            self.con = self.fold._connection()  # (ends a point lookup's read transaction)
             self.con.execute("PRAGMA busy_timeout = 200")
             try:
                 self.con.execute("BEGIN IMMEDIATE")
@@ -910,6 +981,25 @@ def _call_entry(key: str, row: tuple) -> dict[str, Any]:
 
 
 
+def _end_held_soon(fold_ref: weakref.ref, opened: threading.Event) -> None:
+    """A fold's thread: end the read transaction `_held_rows` began `_HOLD_S` after it began.
+    It holds the fold weakly (an unclosed project is still collected) and stops when the fold
+    is closed or collected, or starts another thread (after a fork)."""
+    while True:
+        opened.wait()
+        time.sleep(_HOLD_S)
+        fold = fold_ref()
+        if fold is None:
+            return
+        with fold._lock:
+            if fold._ender is not threading.current_thread():
+                return
+            opened.clear()
+            if fold._held:
+                fold._end_held()
+        del fold
+
+
 def _record(row: tuple) -> RefRecord:
-    var, addr, version, vkeys, oid, kind, call, params, summary, created_at = row
-    return RefRecord.from_text(var, addr, vkeys, version, oid, kind, call, params, summary or "", created_at)
+    """A record from a row of `_REF_COLUMNS`."""
+    return RefRecord.from_row(row[0], row[1], row[2:])

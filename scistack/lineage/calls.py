@@ -277,9 +277,16 @@ def key_from_oids(identity_digest: str, oids: dict[str, str]) -> str:
     """The cache key of a call from its function identity and its inputs' oids by name: the
     hash of the canonical JSON `{"args": oids, "fn": identity_digest}`, built directly (a
     cached for_each computes one per combination; a property test pins it to the encoder)."""
-    if type(identity_digest) is str and all(type(k) is str and type(v) is str for k, v in oids.items()):
-        args = ",".join(f"{_quote(k)}:{_quote(oids[k])}" for k in sorted(oids))
-        return hash_bytes(f'{{"args":{{{args}}},"fn":{_quote(identity_digest)}}}'.encode("ascii"))
+    if type(identity_digest) is str and all(type(name) is str for name in oids):
+        parts = []
+        for name in sorted(oids):  # (one loop checks and writes: a cache hit makes one key)
+            oid = oids[name]
+            if type(oid) is not str:
+                break
+            parts.append(f"{_quote(name)}:{_quote(oid)}")
+        else:
+            args = ",".join(parts)
+            return hash_bytes(f'{{"args":{{{args}}},"fn":{_quote(identity_digest)}}}'.encode("ascii"))
     return hash_bytes(dumps_canonical({"args": oids, "fn": identity_digest}))
 
 

@@ -248,7 +248,8 @@ class LocalObjectStore(ObjectStore):
 
     # -- read --------------------------------------------------------------------------
     def get(self, oid: str) -> StoredObject:
-        validate_oid(oid)
+        if not is_valid_oid(oid):
+            validate_oid(oid)  # raises, saying why
         stored = self.packs.peek(oid)  # packed objects first: a failed open() costs more
         if stored is not None:
             return self._decode_small(oid, stored)

@@ -21,6 +21,7 @@ import os
 import secrets
 import struct
 import threading
+import weakref
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -35,6 +36,20 @@ PACK_MAGIC = b"SCIPACK1"
 IDX_MAGIC = b"SCIIDX01"
 _ENTRY = struct.Struct("<32sQQ")
 _RECORD_HEAD = struct.Struct("<32sQ")
+_PREAD = hasattr(os, "pread")
+
+
+def _close_fds(fds: dict[str, int]) -> None:
+    """Close the descriptors `peek` opened (a pack gc removed, or the set collected); a read
+    in flight in another thread then fails and takes the mapped path."""
+    for name in list(fds):
+        fd = fds.pop(name, None)
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+_PREAD_MAX = 256 << 10  # larger records are sliced from the map (one copy, not two)
 
 
 def write_pack(directory: Path, objects: list[tuple[str, bytes]], *, fsync: bool = False) -> str:
@@ -170,6 +185,8 @@ class PackSet:
         # never mixes two generations
         self._merged: tuple[MultiPackIndex | None, list[_Index], np.ndarray, np.ndarray, np.ndarray] = _EMPTY_MERGE
         self._maps: dict[str, mmap.mmap] = {}
+        self._fds: dict[str, int] = {}  # packs read by `pread` (`peek`), closed with the set
+        weakref.finalize(self, _close_fds, self._fds)
         self._seen_mtime = -1
         self._lock = threading.RLock()
         self.damaged: dict[str, CorruptPackIndexError] = {}  # pack name -> why its index was skipped
@@ -191,6 +208,7 @@ class PackSet:
                 for m in self._maps.values():
                     m.close()
                 self._maps.clear()
+                _close_fds(self._fds)
             self._names = names
             self.damaged = {n: e for n, e in self.damaged.items() if n in names}
             midx = open_midx(self.directory)
@@ -320,12 +338,43 @@ class PackSet:
         return hit
 
     def peek(self, oid: str) -> bytes | None:
-        """The stored bytes if the object is in a pack already known (no refresh)."""
+        """The stored bytes if the object is in a pack already known (no refresh).
+
+        A small object the multi-pack index names is read with one `pread` of its record
+        (head and bytes, the head checked as `_record_is` does): a random object in a fresh
+        process otherwise costs a page fault in the mapped pack (~3-8 us at 1M objects, more
+        on a busy machine), the pread ~1 us."""
+        midx = self._merged[0]
+        if midx is not None and _PREAD:
+            try:
+                raw = bytes.fromhex(oid)
+            except ValueError:
+                return None
+            for name, offset, length in midx.candidates(raw[:8]):
+                if length <= _PREAD_MAX and offset >= len(PACK_MAGIC) + _RECORD_HEAD.size:
+                    found = self._pread(name, offset - _RECORD_HEAD.size, _RECORD_HEAD.size + length)
+                    if found is not None and found[:32] == raw and \
+                            _RECORD_HEAD.unpack_from(found)[1] == length:
+                        return found[_RECORD_HEAD.size:]
         hit = self._find(oid)
         if hit is None:
             return None
         name, offset, length = hit
         return self._map(name)[offset : offset + length]
+
+    def _pread(self, name: str, start: int, size: int) -> bytes | None:
+        """`size` bytes of a pack from `start`; None if the pack is gone or shorter."""
+        fd = self._fds.get(name)
+        try:
+            if fd is None:
+                fd = os.open(self.directory / f"{name}.pack", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                if self._fds.setdefault(name, fd) != fd:  # another thread opened it first
+                    os.close(fd)
+                    fd = self._fds[name]
+            found = os.pread(fd, size, start)
+        except OSError:  # removed (gc), or closed by a refresh meanwhile: the mapped path decides
+            return None
+        return found if len(found) == size else None
 
     def peek_many(self, oids: list[str]) -> list[bytes | None]:
         """`peek` of many oids: the prefix searches and the full-oid checks done by numpy, per
