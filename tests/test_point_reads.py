@@ -24,7 +24,7 @@ from scistack.objects.pack import PackSet
 from scistack.report.status import status_grid, status_summary
 
 
-class Weight(BaseVariable):
+class PointWeight(BaseVariable):
     pass
 
 
@@ -37,7 +37,7 @@ def _in_other_process(project, python_env: dict, body: str) -> None:
     code = textwrap.dedent("""
         import sys
         from scistack import configure_database
-        from tests.test_point_reads import Weight, doubled  # the same variable and function
+        from tests.test_point_reads import PointWeight, doubled  # the same variable and function
         db = configure_database(sys.argv[1])
     """) + textwrap.dedent(body) + "\ndb.close()\n"
     done = subprocess.run([sys.executable, "-c", code, str(project.path)], env=python_env,
@@ -46,57 +46,57 @@ def _in_other_process(project, python_env: dict, body: str) -> None:
 
 
 def test_a_point_load_sees_a_save_another_process_made_between_two_loads(project, python_env):
-    Weight.save(1.0, subject=1, session="pre")
-    Weight.save(5.0, subject=2, session="pre")
-    assert Weight.load(subject=1, session="pre").data == 1.0  # the read transaction is open now
+    PointWeight.save(1.0, subject=1, session="pre")
+    PointWeight.save(5.0, subject=2, session="pre")
+    assert PointWeight.load(subject=1, session="pre").data == 1.0  # the read transaction is open now
     _in_other_process(project, python_env, """
-        Weight.save(2.0, subject=1, session="pre")
-        Weight.delete(subject=2, session="pre")
-        Weight.save(3.0, subject=3, session="pre")
+        PointWeight.save(2.0, subject=1, session="pre")
+        PointWeight.delete(subject=2, session="pre")
+        PointWeight.save(3.0, subject=3, session="pre")
     """)
-    loaded = Weight.load(subject=1, session="pre")
+    loaded = PointWeight.load(subject=1, session="pre")
     assert (loaded.data, loaded.version) == (2.0, 2)
-    assert Weight.load(subject=3, session="pre").data == 3.0
-    with pytest.raises(Exception, match="Weight"):
-        Weight.load(subject=2, session="pre")
+    assert PointWeight.load(subject=3, session="pre").data == 3.0
+    with pytest.raises(Exception, match="PointWeight"):
+        PointWeight.load(subject=2, session="pre")
 
 
 def test_a_cache_hit_sees_entries_another_process_recorded(project, python_env):
-    Weight.save(4.0, subject=1, session="pre")
-    x = Weight.load(subject=1, session="pre")
+    PointWeight.save(4.0, subject=1, session="pre")
+    x = PointWeight.load(subject=1, session="pre")
     assert doubled(x).cached is False
     assert doubled(x).cached is True  # its entry read inside the held transaction
-    Weight.save(6.0, subject=2, session="pre")
+    PointWeight.save(6.0, subject=2, session="pre")
     _in_other_process(project, python_env, """
-        assert doubled(Weight.load(subject=2, session="pre")).cached is False
+        assert doubled(PointWeight.load(subject=2, session="pre")).cached is False
     """)
-    result = doubled(Weight.load(subject=2, session="pre"))
+    result = doubled(PointWeight.load(subject=2, session="pre"))
     assert (result.data, result.cached) == (12.0, True)
 
 
 def test_a_point_load_keeps_the_rules_of_the_general_path(project):
-    Weight.save(1.0, subject=1, session="pre")
-    Weight.save(2.0, subject=1, session="pre", scale="kg")  # a version-key variant
+    PointWeight.save(1.0, subject=1, session="pre")
+    PointWeight.save(2.0, subject=1, session="pre", scale="kg")  # a version-key variant
     with pytest.raises(AmbiguousVersionError):
-        Weight.load(subject=1, session="pre")
-    assert Weight.load(subject=1, session="pre", scale="kg").data == 2.0
-    Weight.save(7.0, subject=np.int64(2), session="pre")
-    assert Weight.load(subject=np.int64(2), session="pre").data == 7.0  # numpy keys unwrapped
-    assert Weight.load(subject=2, session="pre", version=1).data == 7.0
+        PointWeight.load(subject=1, session="pre")
+    assert PointWeight.load(subject=1, session="pre", scale="kg").data == 2.0
+    PointWeight.save(7.0, subject=np.int64(2), session="pre")
+    assert PointWeight.load(subject=np.int64(2), session="pre").data == 7.0  # numpy keys unwrapped
+    assert PointWeight.load(subject=2, session="pre", version=1).data == 7.0
     with project.batch():  # a write held by the batch is seen by the batch's own loads
-        Weight.save(8.0, subject=2, session="pre")
-        assert Weight.load(subject=2, session="pre").data == 8.0
-    assert Weight.load(subject=2, session="pre").data == 8.0
+        PointWeight.save(8.0, subject=2, session="pre")
+        assert PointWeight.load(subject=2, session="pre").data == 8.0
+    assert PointWeight.load(subject=2, session="pre").data == 8.0
 
 
 def test_an_idle_process_lets_the_fold_be_checkpointed(project, python_env):
     for i in range(20):
-        Weight.save(float(i), subject=i, session="pre")
-    assert Weight.load(subject=3, session="pre").data == 3.0  # a read transaction begins
+        PointWeight.save(float(i), subject=i, session="pre")
+    assert PointWeight.load(subject=3, session="pre").data == 3.0  # a read transaction begins
     _in_other_process(project, python_env, """
         for i in range(20):
-            Weight.save(float(i) + 0.5, subject=i, session="post")
-        Weight.load(subject=1, session="post")  # folded into the fold's WAL
+            PointWeight.save(float(i) + 0.5, subject=i, session="post")
+        PointWeight.load(subject=1, session="post")  # folded into the fold's WAL
     """)
     time.sleep(0.5)  # idle: the held transaction ends within 0.1 s
     fold = project.path.parent / ".scistack" / "fold.sqlite"
@@ -106,62 +106,62 @@ def test_an_idle_process_lets_the_fold_be_checkpointed(project, python_env):
     finally:
         other.close()
     assert busy == 0, "an idle reader held back the checkpoint"
-    assert Weight.load(subject=3, session="post").data == 3.5
+    assert PointWeight.load(subject=3, session="post").data == 3.5
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
 def test_a_forked_child_reads_through_its_own_connection(project):
-    Weight.save(1.5, subject=1, session="pre")
-    assert Weight.load(subject=1, session="pre").data == 1.5  # the parent's transaction is open
+    PointWeight.save(1.5, subject=1, session="pre")
+    assert PointWeight.load(subject=1, session="pre").data == 1.5  # the parent's transaction is open
     pid = os.fork()
     if pid == 0:  # the child: exit status 0 only if both reads are right
         try:
-            ok = Weight.load(subject=1, session="pre").data == 1.5
-            Weight.save(2.5, subject=9, session="pre")
-            ok = ok and Weight.load(subject=9, session="pre").data == 2.5
+            ok = PointWeight.load(subject=1, session="pre").data == 1.5
+            PointWeight.save(2.5, subject=9, session="pre")
+            ok = ok and PointWeight.load(subject=9, session="pre").data == 2.5
         finally:
             os._exit(0 if ok else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert Weight.load(subject=9, session="pre").data == 2.5  # the child's save, seen here
-    assert Weight.load(subject=1, session="pre").data == 1.5
+    assert PointWeight.load(subject=9, session="pre").data == 2.5  # the child's save, seen here
+    assert PointWeight.load(subject=1, session="pre").data == 1.5
 
 
 def test_a_report_writes_what_it_learned_after_point_loads(project):
     for subject in (1, 2):
-        Weight.save(3.0 * subject, subject=subject, session="pre")
-        Doubled.save(doubled(Weight.load(subject=subject, session="pre")), subject=subject, session="pre")
-    Doubled.load(subject=1, session="pre")  # a read transaction is open when the report starts
+        PointWeight.save(3.0 * subject, subject=subject, session="pre")
+        PointDoubled.save(doubled(PointWeight.load(subject=subject, session="pre")), subject=subject, session="pre")
+    PointDoubled.load(subject=1, session="pre")  # a read transaction is open when the report starts
     first = status_summary(project)  # learns call facts and keeps its judgement (writes)
     assert first.counts == status_grid(project).counts()
-    Weight.save(9.0, subject=2, session="pre")  # Doubled at subject 2 is stale now
-    Doubled.load(subject=1, session="pre")
+    PointWeight.save(9.0, subject=2, session="pre")  # PointDoubled at subject 2 is stale now
+    PointDoubled.load(subject=1, session="pre")
     again = status_summary(project)
     assert again.counts == status_grid(project).counts() != first.counts
 
 
-class Doubled(BaseVariable):
+class PointDoubled(BaseVariable):
     pass
 
 
 def test_a_record_built_from_a_fold_row_is_the_same_immutable_record():
     row = (3, '{"scale":"kg"}', "a" * 64, "json", None, "{}", None, "2026-01-01T00:00:00Z")
-    built = RefRecord.from_row("Weight", '{"session":"pre","subject":1}', row)
+    built = RefRecord.from_row("PointWeight", '{"session":"pre","subject":1}', row)
     assert type(built) is RefRecord
-    same = RefRecord.from_text("Weight", '{"session":"pre","subject":1}', '{"scale":"kg"}', 3, "a" * 64,
+    same = RefRecord.from_text("PointWeight", '{"session":"pre","subject":1}', '{"scale":"kg"}', 3, "a" * 64,
                                "json", None, "{}", "", "2026-01-01T00:00:00Z")
     assert built == same and hash(built) == hash(same)
     assert built.addr == {"session": "pre", "subject": 1} and built.vkeys == {"scale": "kg"}
     assert built.summary == "" and built.params == {}
     with pytest.raises(AttributeError, match="immutable"):
         built.version = 4
-    big = RefRecord.from_row("Weight", '{"subject":123456789012345678901}', row)
+    big = RefRecord.from_row("PointWeight", '{"subject":123456789012345678901}', row)
     assert big.addr == {"subject": 123456789012345678901}  # beyond 64 bits: still an int
 
 
 def test_the_thread_ending_read_transactions_stops_when_the_project_closes(project):
-    Weight.save(1.0, subject=1, session="pre")
-    Weight.load(subject=1, session="pre")
+    PointWeight.save(1.0, subject=1, session="pre")
+    PointWeight.load(subject=1, session="pre")
     ender = next(t for t in threading.enumerate() if t.name == "scistack-fold-reads"
                  and t is project.index._fold._ender)
     project.close()
@@ -184,9 +184,9 @@ def _pack_descriptors(directory) -> int:
 def test_a_packed_value_is_read_by_pread_and_its_descriptor_goes_with_the_pack_set(project):
     with project.batch():
         for i in range(30):
-            Weight.save(float(i), subject=i, session="pre")
+            PointWeight.save(float(i), subject=i, session="pre")
     assert project.store.packs.consolidate()  # the multi-pack index names every object
-    oids = [Weight.load(subject=i, session="pre").oid for i in (3, 17)]
+    oids = [PointWeight.load(subject=i, session="pre").oid for i in (3, 17)]
     directory = project.store.root / "pack"
     packs = PackSet(directory)
     packs.refresh()
