@@ -4,7 +4,6 @@ thresholds make arrays of a few hundred KB span many chunks."""
 
 from __future__ import annotations
 
-import mmap
 import os
 from pathlib import Path
 
@@ -179,24 +178,6 @@ def test_lazy_as_numpy_and_as_dask(project):
     assert total == x[:, 2].sum()
     small = Rec.save(np.arange(5), subject=2, session="pre")
     assert isinstance(Rec.load(subject=2, session="pre", lazy=True).data, np.ndarray) and small
-
-
-def test_a_large_result_is_a_populated_map_that_loads_like_numpy(project, monkeypatch):
-    from scistack.objects import chunked
-
-    big = chunked.result_array([9 << 20], np.dtype("<f8"))  # 72 MB: above the threshold
-    assert big.shape == (9 << 20,) and big.dtype == "<f8" and big.flags.writeable and not big[::4096].any()
-    monkeypatch.setattr(chunked, "_POPULATE_MIN", 0)  # every whole load takes that path
-    x = recording()
-    Rec.save(x, subject=1, session="pre")
-    back = Rec.load(subject=1, session="pre").data
-    owner = back
-    while isinstance(owner, np.ndarray):
-        owner = owner.base
-    assert isinstance(owner, memoryview) and isinstance(owner.obj, mmap.mmap)  # the map itself, no copy
-    np.testing.assert_array_equal(back, x)
-    assert not back.flags.writeable
-    np.testing.assert_array_equal(np.asarray(Rec.load(subject=1, session="pre", lazy=True).data), x)
 
 
 def test_saving_a_lazy_value_reuses_its_oid_without_reading(project):

@@ -45,7 +45,6 @@ FORMAT = 1
 CHUNKABLE_KINDS = frozenset("biufc")  # Zarr v3 core data types
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _WORKERS = 2                          # writers/readers in flight (a 2-core machine saturates)
-_POPULATE_MIN = 64 << 20              # results this large are pre-faulted in one call (result_array)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,19 +327,11 @@ def read_chunk_into(manifest: ArrayManifest, index: tuple[int, ...], get: Get, a
 
 
 def result_array(shape: list[int], dtype: np.dtype) -> np.ndarray:
-    """An empty array for a read's result. A large one (a whole-array load) is an anonymous
-    map whose pages the kernel provides in one call (MAP_POPULATE), where the system has it.
-
-    Its first touch is the largest cost of a whole load after decoding: numpy's allocation asks
-    for huge pages, which on a busy machine stalls each fault while the kernel compacts memory
-    (2-4 s of system time per GB on the benchmark's VM), and plain pages taken by the two
-    reader threads fault 262,144 times a GB (~0.9 s); populated in one call, ~0.36 s a GB."""
-    nbytes = math.prod(shape) * dtype.itemsize
-    flags = getattr(mmap, "MAP_POPULATE", 0)
-    if nbytes < _POPULATE_MIN or not flags:
-        return np.empty(shape, dtype=dtype)
-    pages = mmap.mmap(-1, nbytes, flags=flags | mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    return np.frombuffer(pages, dtype=dtype).reshape(shape)
+    """An empty array for a read's result: numpy's allocation. Pages populated in one call
+    (`MAP_POPULATE`) won at 1-2 GB on a busy machine, but lost at 8 GB on a quiet one: 6.9-8.5 s
+    against 4.3 s for the whole load, and 32.7 s against 12.0 s right after the save, when
+    the kernel must first write back the chunks the save left dirty to find 8 GB at once."""
+    return np.empty(shape, dtype=dtype)
 
 
 def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, array_oid: str,
