@@ -8,7 +8,9 @@ a numpy array), a streamed lazy read (32k rows at a time), a 1-channel 1-second 
 lazy load (bytes read, chunks, ms), and the new bytes on disk of a second version with 1 %
 of the samples (one contiguous stretch) changed. Each save and load runs in a fresh process
 so its peak RSS is its own. Done for incompressible noise and for zstd-compressible data.
-The OS page cache is warm for both sides (the files were just written); nothing is dropped.
+The OS page cache is warm for both sides (the files were just written); nothing is dropped,
+but before each timed whole load dirty pages are written back and free memory is compacted
+(`settle`, as root), so neither side pays for the kernel's leftovers from the writes before.
 
 Not a test: it asserts nothing. Run: python bench/large.py [--mb 512] [--reps 3] [--dir DIR]
 """
@@ -99,6 +101,19 @@ print(time.perf_counter() - started)
 """
 
 
+def settle() -> bool:
+    """Write back dirty pages and defragment free memory before a timed load (the floor's and
+    scistack's alike), so that each pays for its own work: right after writing GBs, this VM's
+    kernel stalls faults of fresh memory on writeback and compaction (an 8 GB load took 4.3 s
+    settled and 12-33 s straight after the save). Compaction needs root; False when not done."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/compact_memory").write_text("1")
+        return True
+    except OSError:
+        return False
+
+
 def raw_load(target: Path) -> float:
     """Read the raw file into one array in a fresh process (as the scistack loads run), the
     fastest of three allocations: numpy's (which asks for huge pages, and can stall while the
@@ -106,6 +121,7 @@ def raw_load(target: Path) -> float:
     scistack load allocates its result, objects/chunked.py `result_array`)."""
     times = []
     for how in ("numpy", "plain", "populate"):
+        settle()
         done = subprocess.run([sys.executable, "-c", RAW_LOAD, str(target), how],
                               capture_output=True, text=True, check=True)
         times.append(float(done.stdout.strip()))
@@ -158,6 +174,9 @@ print(json.dumps(out))
 """
 
 
+SETTLED: list[bool] = []  # whether each timed whole load ran on settled memory (`settle`)
+
+
 def child(op: str, db: Path, source: Path, n: int) -> dict:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     done = subprocess.run([sys.executable, "-c", CHILD, op, str(db), str(source), str(n)],
@@ -188,6 +207,7 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         project.mkdir()
         db = project / "large.duckdb"
         saves.append(child("save", db, source, n))
+        SETTLED.append(settle())
         loads.append(child("load", db, source, n))
         streams.append(child("stream", db, source, n))
         if rep == reps - 1:
@@ -218,7 +238,7 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         "stream_rss_mb": med(s["peak_rss_mb"] for s in streams),
         "stored_mb": stored / 2**20,
         "dask_save_mb_s": nbytes / 2**20 / dask_save["seconds"], "dask_save_rss_mb": dask_save["peak_rss_mb"],
-        "slice": sliced, "second_version_new_mb": added / 2**20,
+        "slice": sliced, "second_version_new_mb": added / 2**20, "loads_settled": all(SETTLED),
         "second_version_new_pct": 100 * added / nbytes, "second_version_save_s": second["seconds"],
     }
 
