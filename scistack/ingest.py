@@ -102,7 +102,7 @@ def ingest_queue(db: Database, queue: str | Path) -> list[str]:
 
     oids: list[str] = []
     queue = Path(queue)
-    with _exclusive(queue.with_name(queue.name + ".lock")):
+    with exclusive(queue.with_name(queue.name + ".lock")):
         if not queue.is_dir():
             return oids
         for folder in sorted(p for p in queue.iterdir() if p.is_dir()):
@@ -115,7 +115,7 @@ def ingest_queue(db: Database, queue: str | Path) -> list[str]:
 
 
 @contextlib.contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
+def exclusive(path: Path) -> Iterator[None]:
     """An exclusive flock on `path` while the block runs (other processes wait their turn)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from scistack.codeid.matlab import MatlabFunction, matlab_function
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, SchemaMismatchError
 from scistack.objects.canonical_json import dumps_canonical
@@ -43,3 +44,11 @@ def check_schema(db: Database, req: dict[str, Any], path: Path) -> None:
             f"{path} was written for schema keys {req.get('schema_keys')}, but the project has "
             f"{db.schema_keys}; configure MATLAB with scistack.configure_database(path, {db.schema_keys})"
         )
+
+
+def open_request(db: Database, request_path: Path, what: str) -> tuple[dict[str, Any], MatlabFunction]:
+    """A request MATLAB wrote (a plan, a Thunk call), checked against the project's schema
+    keys, and its function as its files are now."""
+    req = read_json(request_path, what)
+    check_schema(db, req, request_path)
+    return req, matlab_function(req["function"]["file"], req["function"].get("helpers") or [])

@@ -20,11 +20,11 @@ from scistack.matlab_bridge._files import (
     ENV_KEYS,
     FORMAT,
     PLAN_RESULT,
-    check_schema,
+    open_request,
     read_json,
     write_json,
 )
-from scistack.codeid.matlab import MatlabFunction, matlab_function
+from scistack.codeid.matlab import MatlabFunction
 from scistack.objects.canonical_json import from_tree
 from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo, read_call
 from scistack.summary import summarize
@@ -115,10 +115,8 @@ def open_results(db: Database, results_path: Path, request: str, answer_file: st
     plan or lookup answered, and the function as its files are now."""
     folder = results_path.parent
     res = read_json(results_path, f"{request} results" if request != "plan" else "results")
-    req = read_json(folder / f"{request}.json", request)
+    req, fn = open_request(db, folder / f"{request}.json", request)
     answer = read_json(folder / answer_file, f"{request} result")
-    check_schema(db, req, folder / f"{request}.json")
-    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
     return folder, res, req, answer, fn
 
 

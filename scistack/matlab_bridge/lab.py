@@ -17,14 +17,13 @@ lock keeps two MATLAB sessions of one machine from appending at once.
 
 from __future__ import annotations
 
-import fcntl
 import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 
 from scistack.database import Database
 from scistack.errors import ConfigurationError, ObjectNotFoundError
+from scistack.ingest import exclusive
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.codec import child_oids
 from scistack.objects.oid import validate_oid
@@ -36,7 +35,7 @@ def mirror_journal(db: Database) -> tuple[Path, int]:
     and how many lines were added."""
     folder = _cache_folder(db)
     mirror, stamp = folder / "refs.log", folder / "refs.seq"
-    with _locked(folder / "refs.lock"):
+    with exclusive(folder / "refs.lock"):
         seq, size = _read_stamp(stamp)
         with open(mirror, "ab") as out:
             if out.tell() != size:
@@ -95,13 +94,3 @@ def _read_stamp(stamp: Path) -> tuple[int, int]:
         return int(seq), int(size)
     except (FileNotFoundError, ValueError):
         return 0, 0  # no mirror yet (or a damaged stamp): start it again from the first line
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)

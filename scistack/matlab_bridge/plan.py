@@ -18,11 +18,10 @@ from scistack.matlab_bridge._files import (
     FORMAT,
     INLINE_MAX,
     PLAN_RESULT,
-    check_schema,
-    read_json,
+    open_request,
     write_json,
 )
-from scistack.codeid.matlab import MatlabFunction, matlab_function
+from scistack.codeid.matlab import MatlabFunction
 from scistack.objects.hashing import hash_object
 
 
@@ -31,9 +30,7 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     """Resolve every combination of a MATLAB for_each; writes and returns `plan-result.json`."""
     request_path = Path(request_path)
     folder = request_path.parent
-    req = read_json(request_path, "plan")
-    check_schema(db, req, request_path)
-    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
+    req, fn = open_request(db, request_path, "plan")
     outputs = [check_identifier(v, "output variable name") for v in req.get("outputs") or []]
     if not outputs:
         raise InvalidMetadataError(

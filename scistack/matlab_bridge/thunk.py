@@ -20,13 +20,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scistack.codeid.matlab import MatlabFunction, matlab_function
+from scistack.codeid.matlab import MatlabFunction
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _single
 from scistack.ingest import staged_name, store_staged
 from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
-from scistack.matlab_bridge._files import FORMAT, check_schema, read_json, write_json
+from scistack.matlab_bridge._files import FORMAT, open_request, write_json
 from scistack.matlab_bridge.commit import (code_changed, environment, open_results, record_call,
                                            store_children, store_code)
 from scistack.matlab_bridge.plan import constant_input, staged_oids
@@ -42,9 +42,7 @@ def lookup(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     """Key one Thunk call and look it up; writes and returns `thunk-result.json`."""
     request_path = Path(request_path)
     folder = request_path.parent
-    req = read_json(request_path, "thunk")
-    check_schema(db, req, request_path)
-    fn = matlab_function(req["function"]["file"], req["function"].get("helpers") or [])
+    req, fn = open_request(db, request_path, "thunk")
     args = req.get("args") or []
     staged = staged_oids(folder, req)
     names = _names(fn, len(args))
