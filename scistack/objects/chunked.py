@@ -327,11 +327,23 @@ def read_chunk_into(manifest: ArrayManifest, index: tuple[int, ...], get: Get, a
 
 
 def result_array(shape: list[int], dtype: np.dtype) -> np.ndarray:
-    """An empty array for a read's result: numpy's allocation. Pages populated in one call
-    (`MAP_POPULATE`) won at 1-2 GB on a busy machine, but lost at 8 GB on a quiet one: 6.9-8.5 s
-    against 4.3 s for the whole load, and 32.7 s against 12.0 s right after the save, when
-    the kernel must first write back the chunks the save left dirty to find 8 GB at once."""
-    return np.empty(shape, dtype=dtype)
+    """An empty array for a read's result; a large one on plain anonymous pages.
+
+    numpy asks the kernel for huge pages for every array of 4 MB or more (MADV_HUGEPAGE),
+    and where the kernel defragments only for those who ask (THP `defrag=madvise`, the common
+    default) every fault of the result then stalls compacting memory. A plain mapping follows
+    the system's policy instead. On this project's 2-core VM, touching 4 GB took 2.1-4.3 s on
+    plain pages against 4.5-9.4 s on numpy's (bench/results/large.md); populating the pages in
+    one call (`MAP_POPULATE`) lost at 8 GB. Pages are freed when the array is."""
+    count = math.prod(shape)
+    nbytes = count * np.dtype(dtype).itemsize
+    if nbytes < _PLAIN_PAGES_FROM:
+        return np.empty(shape, dtype=dtype)
+    pages = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    return np.frombuffer(pages, dtype=dtype, count=count).reshape(shape)
+
+
+_PLAIN_PAGES_FROM = 4 << 20  # where numpy starts asking for huge pages
 
 
 def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, array_oid: str,
