@@ -443,12 +443,13 @@ class Fold:
 
     def sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
         """Bytes of the remembered sizes of the variable's distinct oids, and the (oid, kind)
-        pairs whose size is not remembered yet."""
-        known = self._rows("SELECT coalesce(sum(s.bytes), 0) FROM (SELECT DISTINCT oid FROM refs "
-                           "WHERE var = ?) r JOIN sizes s USING (oid)", (var,))[0][0]
-        unknown = self._rows("SELECT DISTINCT r.oid, r.kind FROM refs r LEFT JOIN sizes s USING (oid) "
-                             "WHERE r.var = ? AND s.oid IS NULL", (var,))
-        return known, unknown
+        pairs whose size is not remembered yet. One pass over the variable's refs, made
+        distinct here: SQLite's DISTINCT over 64-character oids doubled the query's time."""
+        rows = self._rows("SELECT r.oid, r.kind, s.bytes FROM refs r LEFT JOIN sizes s USING (oid) "
+                          "WHERE r.var = ?", (var,))
+        distinct = {oid: (kind, size) for oid, kind, size in rows}
+        known = sum(size for _, size in distinct.values() if size is not None)
+        return known, [(oid, kind) for oid, (kind, size) in distinct.items() if size is None]
 
     def remember_sizes(self, sizes: dict[str, int]) -> None:
         """Objects are immutable, so a size once measured is true for as long as the oid exists."""
@@ -456,7 +457,8 @@ class Fold:
             con = self._connection()
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", sizes.items())
+                # in key order: a million random keys inserted in order cost a fraction
+                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", sorted(sizes.items()))
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)

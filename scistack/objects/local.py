@@ -275,6 +275,22 @@ class LocalObjectStore(ObjectStore):
         finally:
             os.close(fd)
 
+    def leaf_sizes(self, oids: list[str]) -> list[int | None]:
+        """Packed, uncompressed objects that name no child (not a manifest, a json object
+        without `{"$ref": ...}`), sized from one bulk pack lookup: a first `scistack ls` after
+        millions of saves measured each object with a stat, a pack search and a full decode
+        (~70 us each). Unverified: a size needs no hash."""
+        self.packs.refresh()
+        sizes: list[int | None] = []
+        for data in self.packs.peek_many(oids):
+            if data is None or data[:4] == ZSTD_MAGIC:
+                sizes.append(None)
+                continue
+            kind = data[:data.find(b" ", 0, 40)]
+            leaf = kind not in (b"json", b"chunked") or (kind == b"json" and b'"$ref"' not in data)
+            sizes.append(len(data) if leaf else None)
+        return sizes
+
     def get_many(self, oids: list[str], *, small_only: bool = False) -> list[StoredObject | Exception | None]:
         """Packed objects found in one search per index, and a raw (uncompressed) one verified
         by one hash of its stored bytes, which are exactly what its oid hashes; payloads are

@@ -110,6 +110,12 @@ class ObjectStore(abc.ABC):
         """An object's kind, or None when it is absent (stores may avoid a full read)."""
         return self.get(oid).kind if self.contains(oid) else None
 
+    def leaf_sizes(self, oids: list[str]) -> list[int | None]:
+        """Bytes on disk of each object that names no other, found in bulk; None where the
+        store cannot tell cheaply (it may have children, or is not found this way): the caller
+        then walks it. Stores that can look many objects up at once override this."""
+        return [None] * len(oids)
+
     def verify(self, oid: str) -> None:
         """Check that an object hashes to its id (fsck); stores may avoid loading it whole."""
         self.get(oid)

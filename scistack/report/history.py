@@ -301,7 +301,9 @@ def _stored_bytes(db: Database, var: str) -> int:
     if total is not None:
         return total
     known, unmeasured = db.index.stored_sizes(var)
-    measured = {oid: _bytes_on_disk(db, oid, kind) for oid, kind in unmeasured}
+    leaves = db.store.leaf_sizes([oid for oid, _ in unmeasured])
+    measured = {oid: _bytes_on_disk(db, oid, kind) if size is None else size
+                for (oid, kind), size in zip(unmeasured, leaves)}
     db.index.remember_sizes(measured)
     total = known + sum(measured.values())
     db.index.remember_stored_bytes(var, changes, total)
