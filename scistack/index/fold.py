@@ -32,14 +32,14 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 7
+FOLD_VERSION = 8
 _EMPTY = "{}"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refs (
     var TEXT NOT NULL, addr TEXT NOT NULL, version INTEGER NOT NULL, vkeys TEXT NOT NULL,
-    oid TEXT NOT NULL, kind TEXT NOT NULL, call TEXT, params TEXT NOT NULL, summary TEXT,
+    oid BLOB NOT NULL, kind TEXT NOT NULL, call TEXT, params TEXT NOT NULL, summary TEXT,
     created_at TEXT NOT NULL, PRIMARY KEY (var, addr, version)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS refs_newest ON refs (var, created_at);
 CREATE TABLE IF NOT EXISTS slots (
@@ -49,15 +49,15 @@ CREATE TABLE IF NOT EXISTS slots (
 CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (var, kind, name)) WITHOUT ROWID;
+-- no index by address alone: a lookup by address seeks once per variable (`_delete`)
 CREATE TABLE IF NOT EXISTS cells (var TEXT NOT NULL, addr TEXT NOT NULL, PRIMARY KEY (var, addr)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS cells_addr ON cells (addr);
 CREATE TABLE IF NOT EXISTS addresses (addr TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, call TEXT NOT NULL, fn TEXT, outs TEXT NOT NULL, multi INTEGER NOT NULL,
     created_at TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_keys (call TEXT PRIMARY KEY, key TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sizes (oid TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sizes (oid BLOB PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_calls (var TEXT NOT NULL, call TEXT NOT NULL, PRIMARY KEY (var, call)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_summary (
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS call_facts (
     call TEXT PRIMARY KEY, module TEXT, function TEXT, identity TEXT, simple INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_inputs (
     call TEXT NOT NULL, name TEXT NOT NULL, var TEXT NOT NULL, addr TEXT NOT NULL, vkeys TEXT NOT NULL,
-    oid TEXT NOT NULL, PRIMARY KEY (call, name)) WITHOUT ROWID;
+    oid BLOB NOT NULL, PRIMARY KEY (call, name)) WITHOUT ROWID;
 -- what reports learned, kept between processes (a variable's facts at its change count; its
 -- judged cells under a signature of everything they depend on): derived, so always droppable
 CREATE TABLE IF NOT EXISTS var_facts (
@@ -82,10 +82,10 @@ INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 """
 
-# Layouts that become the current one by adding columns. Version 6 -> 7: `slots.n` (0: changed
-# before any kept judgement, which then has no `state` and is made in full) and `judged_sig.state`.
-_MIGRATIONS = {6: ("ALTER TABLE slots ADD COLUMN n INTEGER NOT NULL DEFAULT 0",
-                    "ALTER TABLE judged_sig ADD COLUMN state TEXT")}
+# Layouts that become the current one by adding columns (version -> its statements). None now:
+# version 8 stores oids as 32-byte BLOBs (7 kept 64-character hex text), which an older
+# fold's rows are not, so versions 6 and 7 are rebuilt from the journal.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
 
 
 def _migrate(con: sqlite3.Connection, found: int) -> int:
@@ -448,7 +448,7 @@ class Fold:
                            "WHERE var = ?) r JOIN sizes s USING (oid)", (var,))[0][0]
         unknown = self._rows("SELECT DISTINCT r.oid, r.kind FROM refs r LEFT JOIN sizes s USING (oid) "
                              "WHERE r.var = ? AND s.oid IS NULL", (var,))
-        return known, unknown
+        return known, [(oid_out(oid), kind) for oid, kind in unknown]
 
     def remember_sizes(self, sizes: dict[str, int]) -> None:
         """Objects are immutable, so a size once measured is true for as long as the oid exists."""
@@ -456,7 +456,8 @@ class Fold:
             con = self._connection()
             con.execute("BEGIN IMMEDIATE")
             try:
-                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", sizes.items())
+                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)",
+                                [(oid_in(oid), n) for oid, n in sizes.items()])
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
@@ -498,7 +499,8 @@ class Fold:
         found: list[tuple] = []
         for start in range(0, len(addr_keys), _CHUNK):
             found += self._rows(sql, (json.dumps(addr_keys[start:start + _CHUNK]), *inputs, *outputs))
-        return found
+        oids = {1 + n for n in range(len(inputs))} | {1 + len(inputs) + 2 * n for n in range(len(outputs))}
+        return [tuple(oid_out(v) if n in oids else v for n, v in enumerate(row)) for row in found]
 
     def call_outputs_many(self, keys: list[str]) -> dict[str, tuple[str, str | None, str]]:
         """key -> (call, fn, outs as the index keeps them: JSON text) for these cache keys."""
@@ -567,7 +569,7 @@ class Fold:
         return offset, (_record(rows[0]) if rows else None), (top[0][0] if top else 0)
 
     def refs_to(self, oid: str) -> list[RefRecord]:
-        return [_record(r) for r in self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE oid = ?", (oid,))]
+        return [_record(r) for r in self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE oid = ?", (oid_in(oid),))]
 
     def max_version(self, var: str, addr_key: str) -> int:
         rows = self._rows("SELECT max_version FROM slots WHERE var = ? AND addr = ?", (var, addr_key))
@@ -639,7 +641,7 @@ class Judging:
                 self.con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
                                      [(c, m, f, i, int(simple)) for c, m, f, i, simple, _ in facts])
                 self.con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
-                                     [(f[0], *row) for f in facts for row in f[5]])
+                                     [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
                 self.con.execute("COMMIT")
             except BaseException:
                 _rollback(self.con)
@@ -657,7 +659,7 @@ class Judging:
                 "SELECT ci.call, ci.name, ci.var, ci.addr, ci.vkeys, ci.oid FROM var_calls v JOIN call_inputs ci "
                 "ON ci.call = v.call WHERE v.var = ? ORDER BY ci.call, ci.name", (var,)):
             if call in found:
-                found[call][3].append(tuple(row))
+                found[call][3].append((*row[:4], oid_out(row[4])))
         return found
 
     def functions(self, var: str) -> list[tuple[str, str, str, str]]:
@@ -893,11 +895,30 @@ def _scalar(con: sqlite3.Connection, sql: str) -> Any:
     return con.execute(sql).fetchone()[0]
 
 
+def oid_in(oid: Any) -> Any:
+    """An oid as the fold keeps it: 32 bytes, not 64 hex characters (half the bytes in every
+    row and index that holds one). Anything that would not read back as the same text (not
+    lowercase hex of 32 bytes) is kept as it is: never equal to a BLOB, so never misread."""
+    if type(oid) is str and len(oid) == 64:
+        try:
+            raw = bytes.fromhex(oid)
+        except ValueError:
+            return oid
+        if len(raw) == 32 and raw.hex() == oid:
+            return raw
+    return oid
+
+
+def oid_out(value: Any) -> Any:
+    """An oid as read from the fold, as the text everything else names it by."""
+    return value.hex() if type(value) is bytes else value
+
+
 def _put_row(e: dict[str, Any]) -> tuple:
     var, oid, kind, t = e["var"], e["oid"], e["kind"], e["t"]
     version = e["version"]
     params = e.get("params") or {}
-    return (var, key_of(e["addr"]), version, key_of(e.get("vkeys") or {}), oid, kind, e.get("call"),
+    return (var, key_of(e["addr"]), version, key_of(e.get("vkeys") or {}), oid_in(oid), kind, e.get("call"),
             key_of(params) if params else _EMPTY, e.get("summary", ""), t,
             tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])))
 
@@ -940,7 +961,8 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
                     emptied)
     con.executemany("DELETE FROM cells WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "
                     "(SELECT 1 FROM refs WHERE var = ?1 AND addr = ?2)", emptied)
-    con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM cells WHERE addr = ?1)",
+    con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM cells WHERE var IN "
+                    "(SELECT var FROM var_changes) AND addr = ?1)",  # a seek per variable
                     sorted({(addr,) for _, addr in emptied}))
     dels.clear()
 
