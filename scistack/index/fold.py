@@ -45,12 +45,11 @@ CREATE INDEX IF NOT EXISTS refs_newest ON refs (var, created_at);
 CREATE TABLE IF NOT EXISTS slots (
     var TEXT NOT NULL, addr TEXT NOT NULL, max_version INTEGER NOT NULL,
     n INTEGER NOT NULL DEFAULT 0,  -- the variable's change count when this address last changed
+    live INTEGER NOT NULL DEFAULT 1,  -- 1 while a record is there (a slot outlives its deletes)
     PRIMARY KEY (var, addr)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (var, kind, name)) WITHOUT ROWID;
--- no index by address alone: a lookup by address seeks once per variable (`_delete`)
-CREATE TABLE IF NOT EXISTS cells (var TEXT NOT NULL, addr TEXT NOT NULL, PRIMARY KEY (var, addr)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS addresses (addr TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, call TEXT NOT NULL, fn TEXT, outs TEXT NOT NULL, multi INTEGER NOT NULL,
@@ -276,7 +275,7 @@ class Fold:
         try:
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored > size:  # the journal was replaced (compaction): fold anew
-                for table in ("refs", "slots", "names", "cells", "addresses", "calls", "call_keys", "runs",
+                for table in ("refs", "slots", "names", "addresses", "calls", "call_keys", "runs",
                               "var_calls", "var_changes", "var_summary", "var_facts", "judged_sig",
                               "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
@@ -390,7 +389,7 @@ class Fold:
                     current = self._rows("SELECT count(*) FROM (SELECT DISTINCT addr, vkeys FROM refs "
                                          "WHERE var = ?)", (var,))[0][0]
                 else:  # one record per address: the live addresses are counted by the b-tree
-                    current = self._rows("SELECT count(*) FROM cells WHERE var = ?", (var,))[0][0]
+                    current = self._rows("SELECT count(*) FROM slots WHERE var = ? AND live", (var,))[0][0]
                 live = self._rows("SELECT count(*) FROM refs WHERE var = ?", (var,))[0][0]
                 last = self._rows("SELECT max(created_at) FROM refs WHERE var = ?", (var,))[0][0]
                 cached = (current, live, last)
@@ -864,21 +863,22 @@ class Judging:
 
     def cells(self, var: str) -> int:
         """Addresses where the variable has a live record (a b-tree count)."""
-        return self.con.execute("SELECT count(*) FROM cells WHERE var = ?", (var,)).fetchone()[0]
+        return self.con.execute("SELECT count(*) FROM slots WHERE var = ? AND live", (var,)).fetchone()[0]
 
     def addresses(self, variables: list[str] | None) -> int:
         """Distinct addresses among these variables' live records (None: every variable)."""
         if variables is None:
             return self.con.execute("SELECT count(*) FROM addresses").fetchone()[0]
         return self.con.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT addr FROM cells WHERE var IN (SELECT value FROM json_each(?)))",
+            "SELECT count(*) FROM (SELECT DISTINCT addr FROM slots WHERE var IN (SELECT value FROM json_each(?)) "
+            "AND live)",
             (json.dumps(variables),)).fetchone()[0]
 
     def missing(self, var: str, limit: int) -> list[str]:
         """Up to `limit` address keys some variable has and `var` has not."""
         return [r[0] for r in self.con.execute(
-            "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM cells c WHERE c.var = ? AND "
-            "c.addr = a.addr) ORDER BY addr LIMIT ?", (var, limit))]
+            "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM slots c WHERE c.var = ? AND "
+            "c.addr = a.addr AND c.live) ORDER BY addr LIMIT ?", (var, limit))]
 
     def run_facts(self, items: list[str]) -> dict[str, tuple[int, int]]:
         """(items, failures) each run's item list holds, where known."""
@@ -928,10 +928,10 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
                     [p[:10] for p in puts])
     _count_changes(con, [p[0] for p in puts])
     con.executemany(
-        "INSERT INTO slots VALUES (?1, ?2, ?3, (SELECT n FROM var_changes WHERE var = ?1)) ON CONFLICT (var, addr) "
-        "DO UPDATE SET max_version = max(max_version, excluded.max_version), n = excluded.n",
+        "INSERT INTO slots (var, addr, max_version, n, live) VALUES (?1, ?2, ?3, (SELECT n FROM var_changes "
+        "WHERE var = ?1), 1) ON CONFLICT (var, addr) DO UPDATE SET max_version = max(max_version, "
+        "excluded.max_version), n = excluded.n, live = 1",
         [(p[0], p[1], p[2]) for p in puts])
-    con.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?)", [(p[0], p[1]) for p in puts])
     # the call records a variable's records ever named (kept after deletes: reports only read
     # them to learn call facts and upstream variables, where a few extra cost nothing)
     con.executemany("INSERT OR IGNORE INTO var_calls VALUES (?, ?)", {(p[0], p[6]) for p in puts if p[6]})
@@ -959,10 +959,10 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
     emptied = sorted({(var, addr) for var, addr, _ in dels})
     con.executemany("UPDATE slots SET n = (SELECT n FROM var_changes WHERE var = ?1) WHERE var = ?1 AND addr = ?2",
                     emptied)
-    con.executemany("DELETE FROM cells WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "
+    con.executemany("UPDATE slots SET live = 0 WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "
                     "(SELECT 1 FROM refs WHERE var = ?1 AND addr = ?2)", emptied)
-    con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM cells WHERE var IN "
-                    "(SELECT var FROM var_changes) AND addr = ?1)",  # a seek per variable
+    con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM slots WHERE var IN "
+                    "(SELECT var FROM var_changes) AND addr = ?1 AND live)",  # a seek per variable
                     sorted({(addr,) for _, addr in emptied}))
     dels.clear()
 
