@@ -209,6 +209,31 @@ def test_journal_lines_are_documented_canonical_json(project):
     assert line == json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
 
 
+def test_the_fold_keeps_oids_as_32_bytes_and_gives_them_back_as_text(project):
+    """Layout 8 stores an oid in half the bytes of its hex text; every reader still gets the
+    text (a load, a lookup by oid, the sizes `ls` remembers), and a value that is not
+    lowercase hex of 32 bytes is kept as it is, so it can never be read back as another."""
+    import sqlite3
+
+    from scistack.index import key_of
+    from scistack.index.fold import oid_in, oid_out
+
+    Signal.save(np.arange(3.0), subject=1, session="pre")
+    MaxActivation.save(2.0, subject=1, session="pre")
+    record = project.index.current_at("Signal", key_of({"subject": 1, "session": "pre"}), "{}")
+    assert isinstance(record.oid, str) and len(record.oid) == 64
+    assert [r.var for r in project.index.refs_to(record.oid)] == ["Signal"]
+    np.testing.assert_array_equal(Signal.load(subject=1, session="pre").data, np.arange(3.0))
+    project.close()
+    con = sqlite3.connect(project.root / ".scistack" / "fold.sqlite")
+    assert con.execute("SELECT DISTINCT typeof(oid), length(oid) FROM refs").fetchall() == [("blob", 32)]
+    assert con.execute("SELECT oid FROM refs WHERE var = 'Signal'").fetchone()[0].hex() == record.oid
+    con.close()
+    for odd in ("A" * 64, "a" * 63, "zz" * 32, " " + "a" * 63, 7, None):
+        assert oid_in(odd) == odd and oid_out(oid_in(odd)) == odd
+    assert oid_out(oid_in("0f" * 32)) == "0f" * 32
+
+
 def test_second_project_in_same_folder_is_refused(project):
     from scistack.errors import SchemaMismatchError
 
