@@ -211,7 +211,7 @@ def test_journal_lines_are_documented_canonical_json(project):
 
 def test_the_fold_keeps_oids_as_32_bytes_and_gives_them_back_as_text(project):
     """Layout 8 stores an oid in half the bytes of its hex text; every reader still gets the
-    text (a load, a lookup by oid, the sizes `ls` remembers), and a value that is not
+    text (a load, a cache entry, a lookup by oid), and a value that is not
     lowercase hex of 32 bytes is kept as it is, so it can never be read back as another."""
     import sqlite3
 
@@ -222,13 +222,23 @@ def test_the_fold_keeps_oids_as_32_bytes_and_gives_them_back_as_text(project):
     MaxActivation.save(2.0, subject=1, session="pre")
     record = project.index.current_at("Signal", key_of({"subject": 1, "session": "pre"}), "{}")
     assert isinstance(record.oid, str) and len(record.oid) == 64
-    assert [r.var for r in project.index.refs_to(record.oid)] == ["Signal"]
     np.testing.assert_array_equal(Signal.load(subject=1, session="pre").data, np.arange(3.0))
+    key, call, fn = "1a" * 32, "2b" * 32, "3c" * 32
+    project.index.put_call(key, call, fn, [record.oid])
     project.close()
     con = sqlite3.connect(project.root / ".scistack" / "fold.sqlite")
     assert con.execute("SELECT DISTINCT typeof(oid), length(oid) FROM refs").fetchall() == [("blob", 32)]
     assert con.execute("SELECT oid FROM refs WHERE var = 'Signal'").fetchone()[0].hex() == record.oid
+    assert con.execute("SELECT key, call, fn FROM calls").fetchall() == [tuple(map(bytes.fromhex, (key, call, fn)))]
     con.close()
+    db = configure_database(project.path, ["subject", "session"])  # read from the fold, not this process's lines
+    try:
+        assert db.index.cached_call(key) | {"t": None} == {"op": "call", "key": key, "call": call, "fn": fn,
+                                                           "outs": [record.oid], "t": None}
+        assert db.index.call_key_of(call) == key
+        assert [r.var for r in db.index.refs_to(record.oid)] == ["Signal"]
+    finally:
+        db.close()
     for odd in ("A" * 64, "a" * 63, "zz" * 32, " " + "a" * 63, 7, None):
         assert oid_in(odd) == odd and oid_out(oid_in(odd)) == odd
     assert oid_out(oid_in("0f" * 32)) == "0f" * 32

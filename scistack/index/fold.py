@@ -51,10 +51,11 @@ CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (var, kind, name)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS addresses (addr TEXT PRIMARY KEY) WITHOUT ROWID;
+-- the call cache: key, call and fn are oids (BLOBs, as `refs.oid`)
 CREATE TABLE IF NOT EXISTS calls (
-    key TEXT PRIMARY KEY, call TEXT NOT NULL, fn TEXT, outs TEXT NOT NULL, multi INTEGER NOT NULL,
+    key BLOB PRIMARY KEY, call BLOB NOT NULL, fn BLOB, outs TEXT NOT NULL, multi INTEGER NOT NULL,
     created_at TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS call_keys (call TEXT PRIMARY KEY, key TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_keys (call BLOB PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sizes (oid BLOB PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_calls (var TEXT NOT NULL, call TEXT NOT NULL, PRIMARY KEY (var, call)) WITHOUT ROWID;
@@ -164,6 +165,7 @@ class Fold:
             con.execute("PRAGMA synchronous=NORMAL")  # derived state: a power cut re-folds
             con.execute("PRAGMA mmap_size=1073741824")  # pages read by memory access, not a syscall each
             con.execute("PRAGMA cache_size=-16384")
+            con.create_function("oid_in", 1, oid_in, deterministic=True)  # (no unhex() before SQLite 3.41)
             con.executescript(_SCHEMA)
             found = int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
             if found in _MIGRATIONS:  # a column more: added in place (a rebuild of 1M refs takes ~50 s)
@@ -317,7 +319,8 @@ class Fold:
                 elif op == "uncall":  # in journal order: the entries before it go in first
                     _insert_calls(con, calls)
                     calls = []
-                    con.execute("DELETE FROM calls WHERE key = ? AND call = ?", (entry["key"], entry["call"]))
+                    con.execute("DELETE FROM calls WHERE key = ? AND call = ?",
+                                (oid_in(entry["key"]), oid_in(entry["call"])))
                 elif op == "run":
                     con.execute("INSERT INTO runs (entry) VALUES (?)", (json.dumps(entry),))
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -506,9 +509,9 @@ class Fold:
         found: dict[str, tuple[str, str | None, str]] = {}
         for start in range(0, len(keys), _CHUNK):
             for key, call, fn, outs in self._rows(
-                    "SELECT key, call, fn, outs FROM calls WHERE key IN (SELECT value FROM json_each(?))",
+                    "SELECT key, call, fn, outs FROM calls WHERE key IN (SELECT oid_in(value) FROM json_each(?))",
                     (json.dumps(keys[start:start + _CHUNK]),)):
-                found[key] = (call, fn, outs)
+                found[oid_out(key)] = (oid_out(call), oid_out(fn), outs)
         return found
 
     def calls_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -516,8 +519,8 @@ class Fold:
         found = {}
         for start in range(0, len(keys), _CHUNK):
             rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE key IN "
-                              "(SELECT value FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
-            found.update((r[0], _call_entry(r[0], r[1:])) for r in rows)
+                              "(SELECT oid_in(value) FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
+            found.update((key, _call_entry(key, r[1:])) for key, r in ((oid_out(r[0]), r) for r in rows))
         return found
 
     def max_versions_many(self, var: str, addr_keys: list[str]) -> dict[str, int]:
@@ -536,8 +539,9 @@ class Fold:
         for start in range(0, len(call_oids), _CHUNK):
             for call_oid, key, *row in self._rows(
                     "SELECT ck.call, ck.key, c.call, c.fn, c.outs, c.multi, c.created_at FROM call_keys ck "
-                    "LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN (SELECT value FROM json_each(?))",
+                    "LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN (SELECT oid_in(value) FROM json_each(?))",
                     (json.dumps(call_oids[start:start + _CHUNK]),)):
+                call_oid, key = oid_out(call_oid), oid_out(key)
                 keys[call_oid] = key
                 if row[0] is not None:
                     entries[key] = _call_entry(key, tuple(row))
@@ -582,16 +586,16 @@ class Fold:
         return found
 
     def call(self, key: str) -> dict[str, Any] | None:
-        rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (key,))
+        rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (oid_in(key),))
         return _call_entry(key, rows[0]) if rows else None
 
     def call_key_of(self, call_oid: str) -> str | None:
-        rows = self._rows("SELECT key FROM call_keys WHERE call = ?", (call_oid,))
-        return rows[0][0] if rows else None
+        rows = self._rows("SELECT key FROM call_keys WHERE call = ?", (oid_in(call_oid),))
+        return oid_out(rows[0][0]) if rows else None
 
     def calls(self) -> Iterator[dict[str, Any]]:
         rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls ORDER BY key")
-        return (_call_entry(r[0], r[1:]) for r in rows)
+        return (_call_entry(oid_out(r[0]), r[1:]) for r in rows)
 
     def runs(self) -> list[RunRecord]:
         return [RunRecord.from_entry(json.loads(r[0])) for r in self._rows("SELECT entry FROM runs ORDER BY seq")]
@@ -974,8 +978,8 @@ def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
 
 
 def _call_row(e: dict[str, Any]) -> tuple:
-    return (e["key"], e["call"], e.get("fn"), json.dumps(e.get("outs") or []), 1 if e.get("multi") else 0,
-            e.get("t"))
+    return (oid_in(e["key"]), oid_in(e["call"]), oid_in(e.get("fn")), json.dumps(e.get("outs") or []),
+            1 if e.get("multi") else 0, e.get("t"))
 
 
 def _rollback(con: sqlite3.Connection) -> None:
@@ -996,7 +1000,7 @@ def _oid_list(text: str) -> list[str]:
 def _call_entry(key: str, row: tuple) -> dict[str, Any]:
     """A call-cache entry in its journal shape (what `Index.cached_call` has always returned)."""
     call, fn, outs, multi, t = row
-    entry = {"op": "call", "key": key, "call": call, "fn": fn, "outs": _oid_list(outs), "t": t}
+    entry = {"op": "call", "key": key, "call": oid_out(call), "fn": oid_out(fn), "outs": _oid_list(outs), "t": t}
     if multi:
         entry["multi"] = True
     return entry
