@@ -367,6 +367,55 @@ def test_a_long_journal_is_folded_in_chunks_with_the_same_result(project, monkey
     assert Signal.load(subject=4, session="pre").data == -1.0
 
 
+@pytest.mark.parametrize("when", ["between", "inside"])
+def test_a_rebuild_killed_between_or_inside_a_chunk_loses_nothing(tmp_path, python_env, when):
+    """A process killed while folding (two chunks committed, before the third or inside its
+    transaction) leaves a fold the next process completes from the offset it committed:
+    every value, delete and call entry reads as before."""
+    import sqlite3
+
+    db = configure_database(tmp_path / "k.duckdb", ["subject", "session"])
+    for subject in range(40):
+        Signal.save(float(subject), subject=subject, session="pre")
+    Signal.delete(subject=3)
+    db.index.put_call("1a" * 32, "2b" * 32, "3c" * 32, [])
+    db.close()
+    fold = tmp_path / ".scistack" / "fold.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{fold}{suffix}").unlink(missing_ok=True)
+    script = f"""
+        import os, signal
+        import scistack.index.fold as fold_module
+        from scistack import configure_database
+        fold_module._CHUNK_BYTES = 1500  # a few lines a transaction
+        begun, fold_chunk, apply = [], fold_module.Fold._fold_chunk, fold_module.Fold._apply
+        def chunk(self, con, size):
+            if len(begun) == 2 and {when!r} == "between":
+                os.kill(os.getpid(), signal.SIGKILL)  # two chunks committed, the third not begun
+            begun.append(1)
+            return fold_chunk(self, con, size)
+        def applied(self, con, entries):
+            apply(self, con, entries)
+            if len(begun) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)  # the third chunk's rows in, not committed
+        fold_module.Fold._fold_chunk, fold_module.Fold._apply = chunk, applied
+        db = configure_database({str(tmp_path / "k.duckdb")!r}, ["subject", "session"])
+        db.index.records("Signal")
+    """
+    done = _run(script, python_env, tmp_path)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    offset = int(sqlite3.connect(fold).execute("SELECT value FROM meta WHERE key = 'journal_offset'").fetchone()[0])
+    assert 0 < offset < (tmp_path / ".scistack" / "refs.log").stat().st_size  # killed part-way
+    db = configure_database(tmp_path / "k.duckdb", ["subject", "session"])
+    try:
+        assert sorted(r.addr["subject"] for r in db.index.records("Signal")) == [s for s in range(40) if s != 3]
+        for subject in (0, 17, 39):
+            assert Signal.load(subject=subject, session="pre").data == float(subject)
+        assert db.index.cached_call("1a" * 32)["call"] == "2b" * 32
+    finally:
+        db.close()
+
+
 def test_duckdb_is_not_synced_in_the_background_while_a_batch_runs(project):
     """Decoding the journal for DuckDB holds the GIL: a run would share it with the sync
     thread (3x slower), so the background sync waits for the batch to end."""
