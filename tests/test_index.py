@@ -404,7 +404,9 @@ def test_a_rebuild_killed_between_or_inside_a_chunk_loses_nothing(tmp_path, pyth
     """
     done = _run(script, python_env, tmp_path)
     assert done.returncode == -signal.SIGKILL, done.stderr
-    offset = int(sqlite3.connect(fold).execute("SELECT value FROM meta WHERE key = 'journal_offset'").fetchone()[0])
+    con = sqlite3.connect(fold)
+    offset = int(con.execute("SELECT value FROM meta WHERE key = 'journal_offset'").fetchone()[0])
+    con.close()
     assert 0 < offset < (tmp_path / ".scistack" / "refs.log").stat().st_size  # killed part-way
     db = configure_database(tmp_path / "k.duckdb", ["subject", "session"])
     try:
