@@ -81,6 +81,8 @@ GOALS = [
     ("on disk / (payload + names) at 1M refs", "disk_ratio", 2.0, 1_000_000),
     ("journal bytes per ref", "journal_per_ref", None, None),
     ("DuckDB bytes per ref", "duckdb_per_ref", None, None),
+    ("fold (fold.sqlite) bytes per ref", "fold_per_ref", None, None),
+    ("objects bytes per ref", "objects_per_ref", None, None),
 ]
 
 
@@ -214,11 +216,14 @@ def disk(folder: Path, info: dict[str, Any]) -> dict[str, float]:
     scistack, refs = folder / ".scistack", info["refs"]
     journal = (scistack / "refs.log").stat().st_size
     duckdb = sum(p.stat().st_size for p in folder.glob("bench.duckdb*"))
+    fold = sum(p.stat().st_size for p in scistack.glob("fold.sqlite*"))
+    objects = common.dir_size(str(scistack / "objects"))[0]
     total = common.dir_size(str(folder))[0]
     useful = info["payload_bytes"] + info["name_bytes"]
     return {"journal_mb": journal / 1e6, "journal_per_ref": journal / refs,
             "duckdb_mb": duckdb / 1e6, "duckdb_per_ref": duckdb / refs,
-            "objects_mb": common.dir_size(str(scistack / "objects"))[0] / 1e6,
+            "fold_mb": fold / 1e6, "fold_per_ref": fold / refs,
+            "objects_mb": objects / 1e6, "objects_per_ref": objects / refs,
             "total_mb": total / 1e6, "useful_mb": useful / 1e6, "disk_ratio": total / useful}
 
 
@@ -278,7 +283,8 @@ def size_table(n: int, info: dict[str, Any], result: dict[str, Any], med: dict[s
         ["journal (refs.log)", f"{fmt(d['journal_mb'], 'MB')}, {d['journal_per_ref']:.0f} B/ref",
          ""],
         ["DuckDB file", f"{fmt(d['duckdb_mb'], 'MB')}, {d['duckdb_per_ref']:.0f} B/ref", ""],
-        ["objects (packs + loose)", fmt(d["objects_mb"], "MB"), ""],
+        ["fold (fold.sqlite)", f"{fmt(d['fold_mb'], 'MB')}, {d['fold_per_ref']:.0f} B/ref", ""],
+        ["objects (packs + loose)", f"{fmt(d['objects_mb'], 'MB')}, {d['objects_per_ref']:.0f} B/ref", ""],
         ["total on disk / payload + names",
          f"{fmt(d['total_mb'], 'MB')} / {fmt(d['useful_mb'], 'MB')} = {d['disk_ratio']:.2f}x", ""],
         [f"build, total ({info['refs']:,} refs)", fmt(info["build_s"], "s"), "once"],

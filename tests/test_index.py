@@ -209,6 +209,41 @@ def test_journal_lines_are_documented_canonical_json(project):
     assert line == json.dumps(entry, sort_keys=True, separators=(",", ":")).encode()
 
 
+def test_the_fold_keeps_oids_as_32_bytes_and_gives_them_back_as_text(project):
+    """Layout 8 stores an oid in half the bytes of its hex text; every reader still gets the
+    text (a load, a cache entry, a lookup by oid), and a value that is not
+    lowercase hex of 32 bytes is kept as it is, so it can never be read back as another."""
+    import sqlite3
+
+    from scistack.index import key_of
+    from scistack.index.fold import oid_in, oid_out
+
+    Signal.save(np.arange(3.0), subject=1, session="pre")
+    MaxActivation.save(2.0, subject=1, session="pre")
+    record = project.index.current_at("Signal", key_of({"subject": 1, "session": "pre"}), "{}")
+    assert isinstance(record.oid, str) and len(record.oid) == 64
+    np.testing.assert_array_equal(Signal.load(subject=1, session="pre").data, np.arange(3.0))
+    key, call, fn = "1a" * 32, "2b" * 32, "3c" * 32
+    project.index.put_call(key, call, fn, [record.oid])
+    project.close()
+    con = sqlite3.connect(project.root / ".scistack" / "fold.sqlite")
+    assert con.execute("SELECT DISTINCT typeof(oid), length(oid) FROM refs").fetchall() == [("blob", 32)]
+    assert con.execute("SELECT oid FROM refs WHERE var = 'Signal'").fetchone()[0].hex() == record.oid
+    assert con.execute("SELECT key, call, fn FROM calls").fetchall() == [tuple(map(bytes.fromhex, (key, call, fn)))]
+    con.close()
+    db = configure_database(project.path, ["subject", "session"])  # read from the fold, not this process's lines
+    try:
+        assert db.index.cached_call(key) | {"t": None} == {"op": "call", "key": key, "call": call, "fn": fn,
+                                                           "outs": [record.oid], "t": None}
+        assert db.index.call_key_of(call) == key
+        assert [r.var for r in db.index.refs_to(record.oid)] == ["Signal"]
+    finally:
+        db.close()
+    for odd in ("A" * 64, "a" * 63, "zz" * 32, " " + "a" * 63, 7, None):
+        assert oid_in(odd) == odd and oid_out(oid_in(odd)) == odd
+    assert oid_out(oid_in("0f" * 32)) == "0f" * 32
+
+
 def test_second_project_in_same_folder_is_refused(project):
     from scistack.errors import SchemaMismatchError
 
@@ -330,6 +365,57 @@ def test_a_long_journal_is_folded_in_chunks_with_the_same_result(project, monkey
     project.index.rebuild()
     assert {(r.addr_key, r.version, r.oid) for r in project.index.records("Signal")} == expected
     assert Signal.load(subject=4, session="pre").data == -1.0
+
+
+@pytest.mark.parametrize("when", ["between", "inside"])
+def test_a_rebuild_killed_between_or_inside_a_chunk_loses_nothing(tmp_path, python_env, when):
+    """A process killed while folding (two chunks committed, before the third or inside its
+    transaction) leaves a fold the next process completes from the offset it committed:
+    every value, delete and call entry reads as before."""
+    import sqlite3
+
+    db = configure_database(tmp_path / "k.duckdb", ["subject", "session"])
+    for subject in range(40):
+        Signal.save(float(subject), subject=subject, session="pre")
+    Signal.delete(subject=3)
+    db.index.put_call("1a" * 32, "2b" * 32, "3c" * 32, [])
+    db.close()
+    fold = tmp_path / ".scistack" / "fold.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{fold}{suffix}").unlink(missing_ok=True)
+    script = f"""
+        import os, signal
+        import scistack.index.fold as fold_module
+        from scistack import configure_database
+        fold_module._CHUNK_BYTES = 1500  # a few lines a transaction
+        begun, fold_chunk, apply = [], fold_module.Fold._fold_chunk, fold_module.Fold._apply
+        def chunk(self, con, size):
+            if len(begun) == 2 and {when!r} == "between":
+                os.kill(os.getpid(), signal.SIGKILL)  # two chunks committed, the third not begun
+            begun.append(1)
+            return fold_chunk(self, con, size)
+        def applied(self, con, entries):
+            apply(self, con, entries)
+            if len(begun) == 3:
+                os.kill(os.getpid(), signal.SIGKILL)  # the third chunk's rows in, not committed
+        fold_module.Fold._fold_chunk, fold_module.Fold._apply = chunk, applied
+        db = configure_database({str(tmp_path / "k.duckdb")!r}, ["subject", "session"])
+        db.index.records("Signal")
+    """
+    done = _run(script, python_env, tmp_path)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    con = sqlite3.connect(fold)
+    offset = int(con.execute("SELECT value FROM meta WHERE key = 'journal_offset'").fetchone()[0])
+    con.close()
+    assert 0 < offset < (tmp_path / ".scistack" / "refs.log").stat().st_size  # killed part-way
+    db = configure_database(tmp_path / "k.duckdb", ["subject", "session"])
+    try:
+        assert sorted(r.addr["subject"] for r in db.index.records("Signal")) == [s for s in range(40) if s != 3]
+        for subject in (0, 17, 39):
+            assert Signal.load(subject=subject, session="pre").data == float(subject)
+        assert db.index.cached_call("1a" * 32)["call"] == "2b" * 32
+    finally:
+        db.close()
 
 
 def test_duckdb_is_not_synced_in_the_background_while_a_batch_runs(project):

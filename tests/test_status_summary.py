@@ -150,9 +150,9 @@ def test_after_a_few_changes_only_the_cells_they_reach_are_judged_again(pipeline
     assert counts["SumScaled"]["stale"] == 5 and not [v for v, _ in judged_again if v == "SumScaled"]
 
 
-def test_an_index_of_the_previous_layout_is_migrated_in_place(pipeline, project, tmp_path):
-    """A fold written before cells kept their change counts (layout 6) gains the columns in
-    place (no refold of the journal: ~50 s at 1M refs) and judges right from then on."""
+def test_an_index_of_the_previous_layout_is_rebuilt_not_misread(pipeline, project, tmp_path):
+    """A fold of layout 7 (oids as hex text, where layout 8 keeps 32 bytes) is not read as it
+    is: it is folded again from the journal, and judges right from then on."""
     import sqlite3
 
     from scistack import configure_database
@@ -162,17 +162,17 @@ def test_an_index_of_the_previous_layout_is_migrated_in_place(pipeline, project,
     path = project.root / ".scistack" / "fold.sqlite"
     project.close()
     con = sqlite3.connect(path)
-    con.executescript("ALTER TABLE slots DROP COLUMN n; ALTER TABLE judged_sig DROP COLUMN state; "
-                      "UPDATE meta SET value = '6' WHERE key = 'fold_version';")
+    con.executescript("UPDATE meta SET value = '7' WHERE key = 'fold_version'; "
+                      "INSERT INTO meta VALUES ('left_by_layout_7', '1');")
     con.close()
-    inode = path.stat().st_ino
     db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
     try:
         assert _agree(db, fast=True)["SumTotal"]["done"] == 4
-        assert path.stat().st_ino == inode  # the same file, not a rebuilt one
+        found = sqlite3.connect(path).execute("SELECT key, value FROM meta WHERE key IN "
+                                              "('fold_version', 'left_by_layout_7')").fetchall()
+        assert found == [("fold_version", "8")]  # a new file, not the old one relabelled
         SumRaw.save(np.zeros(4), subject=1, session="pre")
         assert _agree(db, fast=True)["SumTotal"]["stale"] == 1
-        assert sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("7",)
     finally:
         db.close()
 

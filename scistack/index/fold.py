@@ -32,32 +32,32 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 7
+FOLD_VERSION = 8
 _EMPTY = "{}"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS refs (
     var TEXT NOT NULL, addr TEXT NOT NULL, version INTEGER NOT NULL, vkeys TEXT NOT NULL,
-    oid TEXT NOT NULL, kind TEXT NOT NULL, call TEXT, params TEXT NOT NULL, summary TEXT,
+    oid BLOB NOT NULL, kind TEXT NOT NULL, call TEXT, params TEXT NOT NULL, summary TEXT,
     created_at TEXT NOT NULL, PRIMARY KEY (var, addr, version)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS refs_newest ON refs (var, created_at);
 CREATE TABLE IF NOT EXISTS slots (
     var TEXT NOT NULL, addr TEXT NOT NULL, max_version INTEGER NOT NULL,
     n INTEGER NOT NULL DEFAULT 0,  -- the variable's change count when this address last changed
+    live INTEGER NOT NULL DEFAULT 1,  -- 1 while a record is there (a slot outlives its deletes)
     PRIMARY KEY (var, addr)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (var, kind, name)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS cells (var TEXT NOT NULL, addr TEXT NOT NULL, PRIMARY KEY (var, addr)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS cells_addr ON cells (addr);
 CREATE TABLE IF NOT EXISTS addresses (addr TEXT PRIMARY KEY) WITHOUT ROWID;
+-- the call cache: key, call and fn are oids (BLOBs, as `refs.oid`)
 CREATE TABLE IF NOT EXISTS calls (
-    key TEXT PRIMARY KEY, call TEXT NOT NULL, fn TEXT, outs TEXT NOT NULL, multi INTEGER NOT NULL,
+    key BLOB PRIMARY KEY, call BLOB NOT NULL, fn BLOB, outs TEXT NOT NULL, multi INTEGER NOT NULL,
     created_at TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS call_keys (call TEXT PRIMARY KEY, key TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_keys (call BLOB PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS sizes (oid TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sizes (oid BLOB PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_calls (var TEXT NOT NULL, call TEXT NOT NULL, PRIMARY KEY (var, call)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_summary (
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS call_facts (
     call TEXT PRIMARY KEY, module TEXT, function TEXT, identity TEXT, simple INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_inputs (
     call TEXT NOT NULL, name TEXT NOT NULL, var TEXT NOT NULL, addr TEXT NOT NULL, vkeys TEXT NOT NULL,
-    oid TEXT NOT NULL, PRIMARY KEY (call, name)) WITHOUT ROWID;
+    oid BLOB NOT NULL, PRIMARY KEY (call, name)) WITHOUT ROWID;
 -- what reports learned, kept between processes (a variable's facts at its change count; its
 -- judged cells under a signature of everything they depend on): derived, so always droppable
 CREATE TABLE IF NOT EXISTS var_facts (
@@ -82,10 +82,10 @@ INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 """
 
-# Layouts that become the current one by adding columns. Version 6 -> 7: `slots.n` (0: changed
-# before any kept judgement, which then has no `state` and is made in full) and `judged_sig.state`.
-_MIGRATIONS = {6: ("ALTER TABLE slots ADD COLUMN n INTEGER NOT NULL DEFAULT 0",
-                    "ALTER TABLE judged_sig ADD COLUMN state TEXT")}
+# Layouts that become the current one by adding columns (version -> its statements). None now:
+# version 8 stores oids as 32-byte BLOBs (7 kept 64-character hex text), which an older
+# fold's rows are not, so versions 6 and 7 are rebuilt from the journal.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {}
 
 
 def _migrate(con: sqlite3.Connection, found: int) -> int:
@@ -165,6 +165,7 @@ class Fold:
             con.execute("PRAGMA synchronous=NORMAL")  # derived state: a power cut re-folds
             con.execute("PRAGMA mmap_size=1073741824")  # pages read by memory access, not a syscall each
             con.execute("PRAGMA cache_size=-16384")
+            con.create_function("oid_in", 1, oid_in, deterministic=True)  # (no unhex() before SQLite 3.41)
             con.executescript(_SCHEMA)
             found = int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
             if found in _MIGRATIONS:  # a column more: added in place (a rebuild of 1M refs takes ~50 s)
@@ -276,7 +277,7 @@ class Fold:
         try:
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored > size:  # the journal was replaced (compaction): fold anew
-                for table in ("refs", "slots", "names", "cells", "addresses", "calls", "call_keys", "runs",
+                for table in ("refs", "slots", "names", "addresses", "calls", "call_keys", "runs",
                               "var_calls", "var_changes", "var_summary", "var_facts", "judged_sig",
                               "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
@@ -318,7 +319,8 @@ class Fold:
                 elif op == "uncall":  # in journal order: the entries before it go in first
                     _insert_calls(con, calls)
                     calls = []
-                    con.execute("DELETE FROM calls WHERE key = ? AND call = ?", (entry["key"], entry["call"]))
+                    con.execute("DELETE FROM calls WHERE key = ? AND call = ?",
+                                (oid_in(entry["key"]), oid_in(entry["call"])))
                 elif op == "run":
                     con.execute("INSERT INTO runs (entry) VALUES (?)", (json.dumps(entry),))
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -390,7 +392,7 @@ class Fold:
                     current = self._rows("SELECT count(*) FROM (SELECT DISTINCT addr, vkeys FROM refs "
                                          "WHERE var = ?)", (var,))[0][0]
                 else:  # one record per address: the live addresses are counted by the b-tree
-                    current = self._rows("SELECT count(*) FROM cells WHERE var = ?", (var,))[0][0]
+                    current = self._rows("SELECT count(*) FROM slots WHERE var = ? AND live", (var,))[0][0]
                 live = self._rows("SELECT count(*) FROM refs WHERE var = ?", (var,))[0][0]
                 last = self._rows("SELECT max(created_at) FROM refs WHERE var = ?", (var,))[0][0]
                 cached = (current, live, last)
@@ -444,12 +446,12 @@ class Fold:
     def sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
         """Bytes of the remembered sizes of the variable's distinct oids, and the (oid, kind)
         pairs whose size is not remembered yet. One pass over the variable's refs, made
-        distinct here: SQLite's DISTINCT over 64-character oids doubled the query's time."""
+        distinct here: SQLite's DISTINCT over the oids doubled the query's time."""
         rows = self._rows("SELECT r.oid, r.kind, s.bytes FROM refs r LEFT JOIN sizes s USING (oid) "
                           "WHERE r.var = ?", (var,))
         distinct = {oid: (kind, size) for oid, kind, size in rows}
         known = sum(size for _, size in distinct.values() if size is not None)
-        return known, [(oid, kind) for oid, (kind, size) in distinct.items() if size is None]
+        return known, [(oid_out(oid), kind) for oid, (kind, size) in distinct.items() if size is None]
 
     def remember_sizes(self, sizes: dict[str, int]) -> None:
         """Objects are immutable, so a size once measured is true for as long as the oid exists."""
@@ -458,7 +460,8 @@ class Fold:
             con.execute("BEGIN IMMEDIATE")
             try:
                 # in key order: a million random keys inserted in order cost a fraction
-                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)", sorted(sizes.items()))
+                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)",
+                                [(oid_in(oid), n) for oid, n in sorted(sizes.items())])
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
@@ -500,16 +503,17 @@ class Fold:
         found: list[tuple] = []
         for start in range(0, len(addr_keys), _CHUNK):
             found += self._rows(sql, (json.dumps(addr_keys[start:start + _CHUNK]), *inputs, *outputs))
-        return found
+        oids = {1 + n for n in range(len(inputs))} | {1 + len(inputs) + 2 * n for n in range(len(outputs))}
+        return [tuple(oid_out(v) if n in oids else v for n, v in enumerate(row)) for row in found]
 
     def call_outputs_many(self, keys: list[str]) -> dict[str, tuple[str, str | None, str]]:
         """key -> (call, fn, outs as the index keeps them: JSON text) for these cache keys."""
         found: dict[str, tuple[str, str | None, str]] = {}
         for start in range(0, len(keys), _CHUNK):
             for key, call, fn, outs in self._rows(
-                    "SELECT key, call, fn, outs FROM calls WHERE key IN (SELECT value FROM json_each(?))",
+                    "SELECT key, call, fn, outs FROM calls WHERE key IN (SELECT oid_in(value) FROM json_each(?))",
                     (json.dumps(keys[start:start + _CHUNK]),)):
-                found[key] = (call, fn, outs)
+                found[oid_out(key)] = (oid_out(call), oid_out(fn), outs)
         return found
 
     def calls_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
@@ -517,8 +521,8 @@ class Fold:
         found = {}
         for start in range(0, len(keys), _CHUNK):
             rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE key IN "
-                              "(SELECT value FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
-            found.update((r[0], _call_entry(r[0], r[1:])) for r in rows)
+                              "(SELECT oid_in(value) FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
+            found.update((key, _call_entry(key, r[1:])) for key, r in ((oid_out(r[0]), r) for r in rows))
         return found
 
     def max_versions_many(self, var: str, addr_keys: list[str]) -> dict[str, int]:
@@ -537,8 +541,9 @@ class Fold:
         for start in range(0, len(call_oids), _CHUNK):
             for call_oid, key, *row in self._rows(
                     "SELECT ck.call, ck.key, c.call, c.fn, c.outs, c.multi, c.created_at FROM call_keys ck "
-                    "LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN (SELECT value FROM json_each(?))",
+                    "LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN (SELECT oid_in(value) FROM json_each(?))",
                     (json.dumps(call_oids[start:start + _CHUNK]),)):
+                call_oid, key = oid_out(call_oid), oid_out(key)
                 keys[call_oid] = key
                 if row[0] is not None:
                     entries[key] = _call_entry(key, tuple(row))
@@ -569,7 +574,7 @@ class Fold:
         return offset, (_record(rows[0]) if rows else None), (top[0][0] if top else 0)
 
     def refs_to(self, oid: str) -> list[RefRecord]:
-        return [_record(r) for r in self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE oid = ?", (oid,))]
+        return [_record(r) for r in self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE oid = ?", (oid_in(oid),))]
 
     def max_version(self, var: str, addr_key: str) -> int:
         rows = self._rows("SELECT max_version FROM slots WHERE var = ? AND addr = ?", (var, addr_key))
@@ -583,16 +588,16 @@ class Fold:
         return found
 
     def call(self, key: str) -> dict[str, Any] | None:
-        rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (key,))
+        rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (oid_in(key),))
         return _call_entry(key, rows[0]) if rows else None
 
     def call_key_of(self, call_oid: str) -> str | None:
-        rows = self._rows("SELECT key FROM call_keys WHERE call = ?", (call_oid,))
-        return rows[0][0] if rows else None
+        rows = self._rows("SELECT key FROM call_keys WHERE call = ?", (oid_in(call_oid),))
+        return oid_out(rows[0][0]) if rows else None
 
     def calls(self) -> Iterator[dict[str, Any]]:
         rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls ORDER BY key")
-        return (_call_entry(r[0], r[1:]) for r in rows)
+        return (_call_entry(oid_out(r[0]), r[1:]) for r in rows)
 
     def runs(self) -> list[RunRecord]:
         return [RunRecord.from_entry(json.loads(r[0])) for r in self._rows("SELECT entry FROM runs ORDER BY seq")]
@@ -641,7 +646,7 @@ class Judging:
                 self.con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
                                      [(c, m, f, i, int(simple)) for c, m, f, i, simple, _ in facts])
                 self.con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
-                                     [(f[0], *row) for f in facts for row in f[5]])
+                                     [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
                 self.con.execute("COMMIT")
             except BaseException:
                 _rollback(self.con)
@@ -659,7 +664,7 @@ class Judging:
                 "SELECT ci.call, ci.name, ci.var, ci.addr, ci.vkeys, ci.oid FROM var_calls v JOIN call_inputs ci "
                 "ON ci.call = v.call WHERE v.var = ? ORDER BY ci.call, ci.name", (var,)):
             if call in found:
-                found[call][3].append(tuple(row))
+                found[call][3].append((*row[:4], oid_out(row[4])))
         return found
 
     def functions(self, var: str) -> list[tuple[str, str, str, str]]:
@@ -864,21 +869,22 @@ class Judging:
 
     def cells(self, var: str) -> int:
         """Addresses where the variable has a live record (a b-tree count)."""
-        return self.con.execute("SELECT count(*) FROM cells WHERE var = ?", (var,)).fetchone()[0]
+        return self.con.execute("SELECT count(*) FROM slots WHERE var = ? AND live", (var,)).fetchone()[0]
 
     def addresses(self, variables: list[str] | None) -> int:
         """Distinct addresses among these variables' live records (None: every variable)."""
         if variables is None:
             return self.con.execute("SELECT count(*) FROM addresses").fetchone()[0]
         return self.con.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT addr FROM cells WHERE var IN (SELECT value FROM json_each(?)))",
+            "SELECT count(*) FROM (SELECT DISTINCT addr FROM slots WHERE var IN (SELECT value FROM json_each(?)) "
+            "AND live)",
             (json.dumps(variables),)).fetchone()[0]
 
     def missing(self, var: str, limit: int) -> list[str]:
         """Up to `limit` address keys some variable has and `var` has not."""
         return [r[0] for r in self.con.execute(
-            "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM cells c WHERE c.var = ? AND "
-            "c.addr = a.addr) ORDER BY addr LIMIT ?", (var, limit))]
+            "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM slots c WHERE c.var = ? AND "
+            "c.addr = a.addr AND c.live) ORDER BY addr LIMIT ?", (var, limit))]
 
     def run_facts(self, items: list[str]) -> dict[str, tuple[int, int]]:
         """(items, failures) each run's item list holds, where known."""
@@ -895,11 +901,30 @@ def _scalar(con: sqlite3.Connection, sql: str) -> Any:
     return con.execute(sql).fetchone()[0]
 
 
+def oid_in(oid: Any) -> Any:
+    """An oid as the fold keeps it: 32 bytes, not 64 hex characters (half the bytes in every
+    row and index that holds one). Anything that would not read back as the same text (not
+    lowercase hex of 32 bytes) is kept as it is: never equal to a BLOB, so never misread."""
+    if type(oid) is str and len(oid) == 64:
+        try:
+            raw = bytes.fromhex(oid)
+        except ValueError:
+            return oid
+        if len(raw) == 32 and raw.hex() == oid:
+            return raw
+    return oid
+
+
+def oid_out(value: Any) -> Any:
+    """An oid as read from the fold, as the text everything else names it by."""
+    return value.hex() if type(value) is bytes else value
+
+
 def _put_row(e: dict[str, Any]) -> tuple:
     var, oid, kind, t = e["var"], e["oid"], e["kind"], e["t"]
     version = e["version"]
     params = e.get("params") or {}
-    return (var, key_of(e["addr"]), version, key_of(e.get("vkeys") or {}), oid, kind, e.get("call"),
+    return (var, key_of(e["addr"]), version, key_of(e.get("vkeys") or {}), oid_in(oid), kind, e.get("call"),
             key_of(params) if params else _EMPTY, e.get("summary", ""), t,
             tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])))
 
@@ -909,10 +934,10 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
                     [p[:10] for p in puts])
     _count_changes(con, [p[0] for p in puts])
     con.executemany(
-        "INSERT INTO slots VALUES (?1, ?2, ?3, (SELECT n FROM var_changes WHERE var = ?1)) ON CONFLICT (var, addr) "
-        "DO UPDATE SET max_version = max(max_version, excluded.max_version), n = excluded.n",
+        "INSERT INTO slots (var, addr, max_version, n, live) VALUES (?1, ?2, ?3, (SELECT n FROM var_changes "
+        "WHERE var = ?1), 1) ON CONFLICT (var, addr) DO UPDATE SET max_version = max(max_version, "
+        "excluded.max_version), n = excluded.n, live = 1",
         [(p[0], p[1], p[2]) for p in puts])
-    con.executemany("INSERT OR IGNORE INTO cells VALUES (?, ?)", [(p[0], p[1]) for p in puts])
     # the call records a variable's records ever named (kept after deletes: reports only read
     # them to learn call facts and upstream variables, where a few extra cost nothing)
     con.executemany("INSERT OR IGNORE INTO var_calls VALUES (?, ?)", {(p[0], p[6]) for p in puts if p[6]})
@@ -940,9 +965,10 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
     emptied = sorted({(var, addr) for var, addr, _ in dels})
     con.executemany("UPDATE slots SET n = (SELECT n FROM var_changes WHERE var = ?1) WHERE var = ?1 AND addr = ?2",
                     emptied)
-    con.executemany("DELETE FROM cells WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "
+    con.executemany("UPDATE slots SET live = 0 WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "
                     "(SELECT 1 FROM refs WHERE var = ?1 AND addr = ?2)", emptied)
-    con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM cells WHERE addr = ?1)",
+    con.executemany("DELETE FROM addresses WHERE addr = ?1 AND NOT EXISTS (SELECT 1 FROM slots WHERE var IN "
+                    "(SELECT var FROM var_changes) AND addr = ?1 AND live)",  # a seek per variable
                     sorted({(addr,) for _, addr in emptied}))
     dels.clear()
 
@@ -954,8 +980,8 @@ def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
 
 
 def _call_row(e: dict[str, Any]) -> tuple:
-    return (e["key"], e["call"], e.get("fn"), json.dumps(e.get("outs") or []), 1 if e.get("multi") else 0,
-            e.get("t"))
+    return (oid_in(e["key"]), oid_in(e["call"]), oid_in(e.get("fn")), json.dumps(e.get("outs") or []),
+            1 if e.get("multi") else 0, e.get("t"))
 
 
 def _rollback(con: sqlite3.Connection) -> None:
@@ -976,7 +1002,7 @@ def _oid_list(text: str) -> list[str]:
 def _call_entry(key: str, row: tuple) -> dict[str, Any]:
     """A call-cache entry in its journal shape (what `Index.cached_call` has always returned)."""
     call, fn, outs, multi, t = row
-    entry = {"op": "call", "key": key, "call": call, "fn": fn, "outs": _oid_list(outs), "t": t}
+    entry = {"op": "call", "key": key, "call": oid_out(call), "fn": oid_out(fn), "outs": _oid_list(outs), "t": t}
     if multi:
         entry["multi"] = True
     return entry

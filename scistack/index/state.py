@@ -57,8 +57,9 @@ class RefRecord:
         unsealed twin whose slots take plain assignments, then sealed: a quarter of the cost
         of `from_text`'s thirteen `object.__setattr__` calls (a point load builds one)."""
         self = _new(_Unsealed)
-        self.version, self.vkeys_key, self.oid, self.kind, self.call, self._params_text, summary, \
+        self.version, self.vkeys_key, oid, self.kind, self.call, self._params_text, summary, \
             self.created_at = row
+        self.oid = oid.hex() if type(oid) is bytes else oid  # the fold keeps 32 bytes (`fold.oid_in`)
         self.summary = summary or ""
         self.var, self.addr_key = var, addr_key
         self._addr = self._vkeys = self._params = None
