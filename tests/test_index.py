@@ -523,6 +523,22 @@ def test_an_index_file_of_schema_2_is_rebuilt_with_inline_values(project):
     assert project.sql("SELECT count(*) AS n FROM scistack.vals")["n"][0] == 1
 
 
+@pytest.mark.parametrize("older", range(3, SCHEMA_VERSION))
+def test_an_index_file_of_any_older_schema_is_rebuilt(project, older):
+    """Schemas 3 and 4 once crashed every sync ("Table with name meta already exists"), so an
+    upgraded project's views silently stopped following its journal."""
+    refs.save(np.arange(3.0), subject=1, session="pre")
+    project.sync()
+    with project.index._sql.connect() as con:
+        con.execute(f"UPDATE scistack.meta SET value = '{older}' WHERE key = 'schema_version'")
+        con.execute("DELETE FROM scistack.refs")  # what an older file would not hold
+    refs.save(np.arange(4.0), subject=2, session="pre")
+    project.sync()
+    got = project.sql('SELECT subject, value FROM refs ORDER BY subject').values.tolist()
+    assert [(s, v.tolist()) for s, v in got] == [(1, [0.0, 1.0, 2.0]), (2, [0.0, 1.0, 2.0, 3.0])]
+    assert project.sql("SELECT value FROM scistack.meta WHERE key = 'schema_version'")["value"][0] == str(SCHEMA_VERSION)
+
+
 def test_call_entries_read_back_their_outputs_exactly():
     """The fold reads a call entry's output list without the JSON decoder: same list."""
     from scistack.index.fold import _oid_list

@@ -198,9 +198,12 @@ class SqlIndex:
             for (var,) in con.execute("SELECT DISTINCT var FROM main.refs").fetchall():
                 con.execute(f"DROP VIEW IF EXISTS main.{quote(var)}")
             con.execute("DROP TABLE main.refs; DROP TABLE main.calls; DROP TABLE main.runs; DROP TABLE main.meta")
-        if found == 2:  # schema 3 adds inline values and more views: rebuilt from the journal
+        if found >= 2:  # every table is derived from the journal: an older schema's are dropped
+            # and built again below (each version adds columns or tables: 3 inline values, 4 a
+            # BIGINT version, 5 scistack.shapes); the user's own tables in main are left alone
             for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall():
-                con.execute(f"DROP VIEW IF EXISTS main.{quote(var)}")
+                for view in (var, f"{var}_all", f"{var}_rows"):
+                    con.execute(f"DROP VIEW IF EXISTS main.{quote(view)}")
             con.execute("DROP SCHEMA scistack CASCADE")
         for statement in [*_TABLES, self._refs_ddl()]:
             con.execute(statement)
