@@ -539,6 +539,21 @@ def test_an_index_file_of_any_older_schema_is_rebuilt(project, older):
     assert project.sql("SELECT value FROM scistack.meta WHERE key = 'schema_version'")["value"][0] == str(SCHEMA_VERSION)
 
 
+def test_an_older_schema_is_rebuilt_even_when_its_sidecar_says_in_step(project):
+    """An older scistack left `index.synced` saying DuckDB is in step: a newer one must still
+    open the file once and rebuild it, not trust the sidecar until the next save."""
+    refs.save(2.5, subject=1, session="pre")
+    project.sync()
+    sql = project.index._sql
+    with sql.connect() as con:
+        con.execute("UPDATE scistack.meta SET value = '3' WHERE key = 'schema_version'")
+    info, wal = sql.path.stat(), sql.path.with_name(sql.path.name + ".wal").exists()
+    sql._sidecar().write_text(f"{sql.journal.size()} {info.st_mtime_ns}:{info.st_size}:{wal}")  # the old format
+    project.sync()
+    with sql.connect(read_only=True) as con:
+        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
+
+
 def test_call_entries_read_back_their_outputs_exactly():
     """The fold reads a call entry's output list without the JSON decoder: same list."""
     from scistack.index.fold import _oid_list

@@ -326,7 +326,9 @@ class SqlIndex:
         except FileNotFoundError:
             return None
         wal = self.path.with_name(self.path.name + ".wal")
-        return f"{info.st_mtime_ns}:{info.st_size}:{wal.exists()}"
+        # the schema too: a newer scistack must open an in-step file of an older schema once,
+        # to rebuild it (else `scistack sql` showed the old views until the next save)
+        return f"{info.st_mtime_ns}:{info.st_size}:{wal.exists()}:{SCHEMA_VERSION}"
 
     def check(self) -> None:
         """Read the file's tables once (a damaged block raises IndexDamagedError)."""
