@@ -10,8 +10,10 @@ One connection is used by one thread at a time: the caller touches it only after
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import duckdb
@@ -19,28 +21,50 @@ import duckdb
 
 class Writer:
     """An ordered queue of work on one DuckDB connection; the first failure is raised to the
-    caller at its next `call` or `close`, and nothing handed over after it runs."""
+    caller at its next `call` or `close`, and nothing handed over after it runs.
+
+    Its own thread, not a `ThreadPoolExecutor`: the exit sync runs in an `atexit` handler,
+    after concurrent.futures refuses new work. Where no thread can be started (interpreter
+    shutdown), the work runs in the caller's thread, as before."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scistack-duckdb")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._pending: list[Future] = []
         self._failed = False
+        self._thread: threading.Thread | None = threading.Thread(
+            target=self._serve, name="scistack-duckdb", daemon=True)
+        try:
+            self._thread.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            self._thread = None
 
     def put(self, fn: Callable[..., Any], *args: Any) -> Future:
         """Queue `fn(con, *args)`; returns its future (its result, when needed, via `call`)."""
-        future = self._pool.submit(self._run, fn, args)
+        future: Future = Future()
         self._pending.append(future)
+        if self._thread is None:
+            self._run(future, fn, args)
+        else:
+            self._queue.put((future, fn, args))
         return future
 
-    def _run(self, fn: Callable[..., Any], args: tuple) -> Any:
+    def _serve(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            self._run(*item)
+
+    def _run(self, future: Future, fn: Callable[..., Any], args: tuple) -> None:
         if self._failed:  # an earlier step failed: the transaction is lost, do nothing more
-            return None
+            future.set_result(None)
+            return
         try:
-            return fn(self._con, *args)
-        except BaseException:
+            future.set_result(fn(self._con, *args))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
             self._failed = True
-            raise
+            future.set_exception(exc)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(con, *args)` after everything queued before it and return its result."""
@@ -70,4 +94,6 @@ class Writer:
                     future.exception()
                 self._pending = []
         finally:
-            self._pool.shutdown(wait=True)
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join()
