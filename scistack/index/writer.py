@@ -72,6 +72,13 @@ class Writer:
         self.wait()
         return future.result()
 
+    def result(self, future: Future) -> Any:
+        """The result of work queued earlier, without waiting for what was queued after it;
+        the first failure before it is raised instead."""
+        if future.exception() is not None or self._failed:
+            self.wait()
+        return future.result()
+
     def wait(self) -> None:
         """Wait for everything queued; raise the first failure among them."""
         pending, self._pending = self._pending, []
