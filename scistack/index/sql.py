@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import re
 import threading
@@ -476,18 +477,19 @@ class SqlIndex:
 
     def _refs_table(self, puts: list[dict[str, Any]]) -> pa.Table:
         """Column by column; addresses and key values that repeat are written once (`keys_of`)."""
-        addrs = [e["addr"] for e in puts]
-        columns: dict[str, list] = {
-            "var": [e["var"] for e in puts],
+        # the fields every put has (the journal checked them), taken in one pass
+        var, addrs, version, oid, kind, created_at = zip(*map(_PUT_FIELDS, puts))
+        columns: dict[str, Any] = {
+            "var": var,
             "addr": keys_of(addrs),
             "vkeys": _texts([e.get("vkeys") for e in puts]),
-            "version": [e["version"] for e in puts],
-            "oid": [e["oid"] for e in puts],
-            "kind": [e["kind"] for e in puts],
+            "version": version,
+            "oid": oid,
+            "kind": kind,
             "call": [e.get("call") for e in puts],
             "params": _texts([e.get("params") for e in puts]),
             "summary": [e.get("summary") for e in puts],
-            "created_at": [e["t"] for e in puts],
+            "created_at": created_at,
         }
         for key in self.schema_keys:
             columns[key] = _display_all([a.get(key) for a in addrs])
@@ -617,7 +619,13 @@ def _texts(mappings: list[dict[str, Any] | None]) -> list[str]:
 
 
 def _display_all(values: list[Any]) -> list[str | None]:
-    """`_display` of a schema key's values, each distinct value written once."""
+    """`_display` of a schema key's values, each distinct value written once (a column of
+    only strings is itself; of only ints, their reprs, which is what `json.dumps` writes)."""
+    kinds = set(map(type, values))
+    if kinds <= _STR_OR_NONE:
+        return values
+    if kinds == _INT:
+        return list(map(int.__repr__, values))
     texts: dict[tuple[type, Any], str | None] = {}
     out = []
     for value in values:
@@ -634,6 +642,11 @@ def _display_all(values: list[Any]) -> list[str | None]:
             text = _display(value)
         out.append(text)
     return out
+
+
+_STR_OR_NONE = frozenset({str, type(None)})
+_INT = frozenset({int})
+_PUT_FIELDS = operator.itemgetter("var", "addr", "version", "oid", "kind", "t")
 
 
 def _display(value: Any) -> str | None:
