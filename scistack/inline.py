@@ -51,12 +51,54 @@ class Inliner:
     def values(self, oids: list[str]) -> tuple[pa.Table, pa.Table]:
         """(one row per oid for `scistack.vals`, the frame rows for `scistack.frame_rows`).
 
-        Small objects are read in one `get_many` (larger ones one at a time, so at most one
-        is in memory beyond what is inlined). The 1-D numeric arrays among them are inlined a
-        dtype and length at a time: canonical NPY headers are byte-identical for arrays of one
-        dtype and shape, so each group's data is one `frombuffer` and one LIST column, with no
-        Python object per value. Every other object is decoded and inlined one by one.
+        Small uncompressed objects are first taken as stored bytes (`get_many_stored`): those
+        of one length whose object and NPY headers are byte-identical (arrays of one dtype and
+        shape: canonical headers) are one matrix, their data one column slice of it, with no
+        Python object per value. The rest are read in one `get_many` (larger ones one at a
+        time, so at most one is in memory beyond what is inlined); the 1-D numeric arrays
+        among them are inlined a header at a time likewise, every other object one by one.
         """
+        stored = self.store.get_many_stored(oids)
+        by_length: dict[int, list[int]] = {}
+        rest: list[int] = []
+        for n, data in enumerate(stored):
+            if data is None:
+                rest.append(n)
+            else:
+                by_length.setdefault(len(data), []).append(n)
+        tables = []
+        for length, members in by_length.items():
+            table, left = self._stored_group([stored[n] for n in members], [oids[n] for n in members], length)
+            if table is not None:
+                tables.append(table)
+            rest.extend(members[i] for i in left)
+        if rest or not tables:
+            vals, rows = self._read([oids[n] for n in sorted(rest)])
+            tables.append(vals)
+        else:
+            rows = pa.table({name: [] for name in ROWS_SCHEMA.names}, schema=ROWS_SCHEMA)
+        return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), rows
+
+    def _stored_group(self, datas: list[bytes], oids: list[str], length: int) -> tuple[pa.Table | None, list[int]]:
+        """The rows of stored objects of one length that share the first one's object and NPY
+        headers (as one matrix), and the positions of the others (read as usual)."""
+        first = datas[0]
+        end = first.find(b"\x00", 0, 40) + 1
+        kind, _, size = first[:max(end - 1, 0)].partition(b" ")
+        head = _npy_head_of(first[end:]) if kind == b"npy" and size.isdigit() and int(size) == length - end else None
+        if head is None:
+            return None, list(range(len(datas)))
+        whole = np.frombuffer(b"".join(datas), np.uint8).reshape(len(datas), length)
+        prefix = end + len(head)
+        same = (whole[:, :prefix] == whole[0, :prefix]).all(axis=1)
+        taken = np.flatnonzero(same)
+        table = self._npy_group(head, [oids[i] for i in taken.tolist()], whole[taken, end:])
+        if table is None:
+            return None, list(range(len(datas)))
+        return table, np.flatnonzero(~same).tolist()
+
+    def _read(self, oids: list[str]) -> tuple[pa.Table, pa.Table]:
+        """Objects read with `get_many`; arrays of one NPY header together, the rest one by one."""
         stored = self.store.get_many(oids, small_only=True)  # the others are read one by one
         groups: dict[bytes, list[int]] = {}
         single: list[int] = []
@@ -68,7 +110,12 @@ class Inliner:
                 groups.setdefault(head, []).append(n)
         tables = []
         for head, members in groups.items():
-            table = self._npy_group(head, [oids[n] for n in members], [stored[n].payload for n in members])
+            payloads = [stored[n].payload for n in members]
+            size = len(payloads[0])
+            table = None
+            if all(len(p) == size for p in payloads):  # else malformed: reported one by one
+                whole = np.frombuffer(b"".join(payloads), np.uint8).reshape(len(payloads), size)
+                table = self._npy_group(head, [oids[n] for n in members], whole)
             if table is None:
                 single.extend(members)
             else:
@@ -79,20 +126,20 @@ class Inliner:
         vals = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
         return vals, pa.table(rows, schema=ROWS_SCHEMA)
 
-    def _npy_group(self, head: bytes, oids: list[str], payloads: list[Any]) -> pa.Table | None:
-        """The rows of arrays sharing one NPY header, built column-wise; None when they are not
-        small 1-D arrays of a LIST dtype (then they go one by one)."""
+    def _npy_group(self, head: bytes, oids: list[str], whole: np.ndarray) -> pa.Table | None:
+        """The rows of arrays sharing one NPY header, given as a matrix of their NPY payloads
+        (one row each), built column-wise; None when they are not small 1-D arrays of a LIST
+        dtype (then they go one by one)."""
         try:
-            first = decode_npy(payloads[0])
+            first = decode_npy(whole[0].tobytes())
         except Exception:  # noqa: BLE001 - malformed: reported one by one
             return None
         column = _LIST_COLUMN.get(first.dtype.kind)
         if first.ndim != 1 or column is None or column[0] not in _NUMPY_LISTS or first.nbytes > self.limit:
             return None
         start, size = len(head), first.nbytes
-        if any(len(p) != start + size for p in payloads):  # malformed: reported one by one
+        if whole.shape[1] != start + size:  # malformed: reported one by one
             return None
-        whole = np.frombuffer(b"".join(payloads), np.uint8).reshape(len(payloads), start + size)
         flat = whole[:, start:].copy().view(first.dtype).reshape(-1)
         name, base = column
         if first.dtype.kind == "u" and first.dtype.itemsize == 8 and flat.size and flat.max() > np.iinfo(np.int64).max:
@@ -228,7 +275,12 @@ def _npy_head(obj: Any) -> bytes | None:
     if obj is None or isinstance(obj, Exception) or obj.kind != "npy":
         return None
     payload = obj.payload
-    if not isinstance(payload, (bytes, bytearray)) or len(payload) < 10 or payload[:8] != NPY_MAGIC:
+    return _npy_head_of(payload) if isinstance(payload, (bytes, bytearray)) else None
+
+
+def _npy_head_of(payload: bytes | bytearray) -> bytes | None:
+    """The NPY header bytes at the start of `payload` (None when it has none)."""
+    if len(payload) < 10 or payload[:8] != NPY_MAGIC:
         return None
     start = 10 + int.from_bytes(payload[8:10], "little")
     return bytes(payload[:start]) if len(payload) >= start else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import blake3
 import pytest
 from click.testing import CliRunner
 
@@ -221,5 +222,11 @@ def test_get_many_reads_every_packed_loose_and_buffered_object_as_get_does(proje
         small = db.store.get_many(asked, small_only=True)  # packed ones only: the rest is left unread
         assert [o is None for o in small] == [db.store.packs.locate(oid) is None for oid in asked]
         assert [bytes(o.payload) for o in small[1:-3]] == [bytes(o.payload) for o in got[1:-3]]
+        stored = db.store.get_many_stored(asked)  # the views' bulk path: verified bytes or None
+        assert stored[0] is None  # the damaged one is left to get_many, which names it
+        assert [d is None for d in stored[1:]] == [o is None for o in small[1:]]
+        for oid, data, obj in zip(asked[1:], stored[1:], got[1:]):
+            if data is not None:
+                assert blake3.blake3(data).hexdigest() == oid and data.endswith(bytes(obj.payload))
     finally:
         db.close()

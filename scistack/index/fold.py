@@ -113,7 +113,8 @@ _CHUNK = 5000
 _HOLD_S = 0.1  # the longest a point lookup's read transaction stays open
 _CHUNK_BYTES = 16 << 20  # journal bytes folded per transaction (~50k lines, ~150 MB of Python)
 _REF_COLUMNS = "var, addr, version, vkeys, oid, kind, call, params, summary, created_at"
-_VERSIONS_AT = ("SELECT version, vkeys, oid, kind, call, params, summary, created_at FROM refs "
+_ROW_COLUMNS = "version, vkeys, oid, kind, call, params, summary, created_at"  # `RefRecord.from_row`'s
+_VERSIONS_AT = (f"SELECT {_ROW_COLUMNS} FROM refs "
                 "WHERE var = ? AND addr = ? ORDER BY version")
 
 
@@ -468,8 +469,10 @@ class Fold:
                 raise
 
     def records(self, var: str) -> list[RefRecord]:
-        rows = self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? ORDER BY addr, version", (var,))
-        return [_record(r) for r in rows]
+        # the variable is not read back (10k equal strings), nor passed through `_record`
+        rows = self._rows(f"SELECT addr, {_ROW_COLUMNS} FROM refs WHERE var = ? ORDER BY addr, version", (var,))
+        from_row = RefRecord.from_row
+        return [from_row(var, r[0], r[1:]) for r in rows]
 
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
         rows = self._held_rows(_VERSIONS_AT, (var, addr_key))  # the names asked are not read back

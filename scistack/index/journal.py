@@ -33,11 +33,12 @@ from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 _DECODER = json.JSONDecoder()
 
 
-def loads_line(line: bytes) -> Any:
+def loads_line(line: bytes, *, may_be_big: bool = True) -> Any:
     """One journal line parsed: by orjson (~2.5x faster: a sync of 100k entries spent ~1 s
     here), and by `json` whatever orjson refuses (invalid UTF-8 read as with "replace", NaN)
-    or would read differently (integers beyond 64 bits), so every line means what it always did."""
-    if not maybe_big_int(line):
+    or would read differently (integers beyond 64 bits), so every line means what it always did.
+    `may_be_big=False`: the caller has seen no 19-digit run in a text holding this line."""
+    if not (may_be_big and maybe_big_int(line)):
         try:
             return orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -196,11 +197,12 @@ class Journal:
             return [], 0
         end = data.rfind(b"\n") + 1
         entries = []
+        big = maybe_big_int(data[:end])  # once for the slice (per line it cost ~0.1 s per 100k)
         for line in data[:end].split(b"\n"):
             if not line or line.isspace():
                 continue  # (a quarantined line is blanked in place)
             try:
-                entry = loads_line(line)
+                entry = loads_line(line, may_be_big=big)
             except ValueError:
                 self.skipped_lines += 1  # a torn line, terminated by the next writer
                 continue

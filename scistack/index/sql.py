@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 import os
 import re
 import threading
@@ -34,12 +35,14 @@ from scistack.gcpause import paused
 from scistack.index.journal import Journal
 from scistack.index.state import key_of, keys_of
 from scistack.index.views import STATIC_VIEWS, add_shapes, refresh_views
+from scistack.index.writer import Writer
 
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 5  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
+_INSERT_ROWS = 20000  # inline rows per INSERT (each statement costs DuckDB ~10 ms beyond its rows)
 _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of 1M refs took 3.1 GB whole)
 # journal bytes per transaction: each costs DuckDB more than its rows (100k refs with values
 # in 3 transactions took 0.87 s against 0.51 s in one); a stop commits what is done first
@@ -114,6 +117,7 @@ class SqlIndex:
         self.moved_aside: Path | None = None  # where a damaged file went (rebuild)
         self._open: set[duckdb.DuckDBPyConnection] = set()  # connections in use (interrupt)
         self.inliner: Any = None  # values.(oids) and calls(oids) -> Arrow tables, from above
+        self._inlined: dict[str, set[str]] | None = None  # see _apply_journal
 
     @contextmanager
     def connect(self, *, read_only: bool = False, timeout: float | None = None
@@ -284,30 +288,41 @@ class SqlIndex:
             if offset > self.journal.size():  # the journal was replaced (compaction)
                 offset, start_over = 0, True
             rebuilt, applied, touched = start_over, 0, set()
+            # when DuckDB holds no inline rows yet (a first sync, a rebuild), which oids and calls
+            # this sync has inlined is kept here: a slice then need not wait for the slice before
+            # to be inserted to ask DuckDB what it has (0.5 s of 2.6 s waited there at 100k refs)
+            self._inlined = {"vals": set(), "call_info": set()} if start_over or not con.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM scistack.vals LIMIT 1)").fetchone()[0] else None
             open_bytes = -1  # journal bytes in the open transaction (-1: none open)
-            while True:  # slices of the tail: Python's memory stays bounded at any size
-                if should_stop() and open_bytes >= 0:  # keep what is done, then give way
-                    con.execute("COMMIT")
-                    open_bytes = -1
-                _check(should_stop)
-                with paused():  # a slice allocates ~10 objects an entry, none in a cycle
-                    entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
-                    if open_bytes < 0:
-                        con.execute("BEGIN")
-                        open_bytes = 0
-                    if start_over:
-                        con.execute("; ".join(f"DELETE FROM scistack.{t}" for t in _DERIVED))
-                        start_over = False
-                    touched |= self._apply(con, entries, should_stop) if entries else set()
-                    self._set_meta(con, "journal_offset", str(new_offset))
-                    open_bytes += new_offset - offset
-                    if open_bytes >= _COMMIT_BYTES or new_offset <= offset:
-                        con.execute("COMMIT")
+            writer = Writer(con)  # DuckDB's half of each slice runs while Python does the next
+            try:
+                while True:  # slices of the tail: Python's memory stays bounded at any size
+                    if should_stop() and open_bytes >= 0:  # keep what is done, then give way
+                        writer.call(_execute, "COMMIT")
                         open_bytes = -1
-                applied += len(entries)
-                if new_offset <= offset:  # no complete line after `offset`
-                    break
-                offset = new_offset
+                    _check(should_stop)
+                    with paused():  # a slice allocates ~10 objects an entry, none in a cycle
+                        entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
+                        if open_bytes < 0:
+                            writer.put(_execute, "BEGIN")
+                            open_bytes = 0
+                        if start_over:
+                            writer.put(_execute, "; ".join(f"DELETE FROM scistack.{t}" for t in _DERIVED))
+                            start_over = False
+                        touched |= self._apply(writer, entries, should_stop) if entries else set()
+                        writer.put(self._set_meta, "journal_offset", str(new_offset))
+                        open_bytes += new_offset - offset
+                        if open_bytes >= _COMMIT_BYTES or new_offset <= offset:
+                            writer.put(_execute, "COMMIT")
+                            open_bytes = -1
+                    applied += len(entries)
+                    if new_offset <= offset:  # no complete line after `offset`
+                        break
+                    offset = new_offset
+            except BaseException:
+                writer.close(raise_errors=False)  # the transaction in hand rolls back at close
+                raise
+            writer.close()
             if rebuilt:
                 touched |= {r[0] for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
             refresh_views(con, self.schema_keys, touched)
@@ -379,105 +394,107 @@ class SqlIndex:
         except OSError:
             pass
 
-    def _apply(self, con: duckdb.DuckDBPyConnection, entries: list[dict[str, Any]],
+    def _apply(self, writer: Writer, entries: list[dict[str, Any]],
                should_stop: Callable[[], bool] = lambda: False) -> set[str]:
         """Every kind of entry goes in as one Arrow table (row-by-row statements cost ~2 ms a
         row: closing after a 100k-combination run took minutes). Deletes follow the puts:
-        a version number is never given twice, so a delete never precedes its put."""
+        a version number is never given twice, so a delete never precedes its put. DuckDB's
+        statements go to `writer` (its thread), in the order they are handed over."""
         puts = [e for e in entries if e["op"] == "put"]
+        again: set[str] = set()
         if puts:
+            # the questions to DuckDB go first, so its answers are there when the Python needs them
+            asked = None
+            if self.inliner is not None:
+                oids = list(dict.fromkeys(e["oid"] for e in puts))
+                calls = list(dict.fromkeys(e["call"] for e in puts if e.get("call")))
+                inlined = self._inlined
+                if inlined is None:
+                    asked = (writer.put(_unseen, "vals", "oid", oids), writer.put(_take_unreadable),
+                             writer.put(_unseen, "call_info", "call", calls))
+                else:  # nothing was inlined before this sync: the sets say what is new
+                    asked = ([o for o in oids if o not in inlined["vals"]], ([], set()),
+                             [c for c in calls if c not in inlined["call_info"]])
+                    inlined["vals"].update(asked[0])
+                    inlined["call_info"].update(asked[2])
             refs = self._refs_table(puts)
-            _insert_arrow(con, "scistack.refs", refs)
-            again = self._inline(con, puts, should_stop) if self.inliner is not None else set()
-            con.register("_new_refs", refs.select(["var", "addr", "vkeys", "params", "oid"]))
-            add_shapes(con, "_new_refs")
-            con.unregister("_new_refs")
+            writer.put(_insert_arrow, "scistack.refs", refs)
+            if asked is not None:
+                again = self._inline(writer, *(a if isinstance(a, (list, tuple)) else writer.result(a)
+                                               for a in asked), should_stop)
+            writer.put(_add_new_shapes, refs.select(["var", "addr", "vkeys", "params", "oid"]))
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
-            con.register("_gone", pa.table({
+            writer.put(_delete_refs, pa.table({
                 "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
                 "version": pa.array([e["version"] for e in dels], pa.int64())}))
-            gone = [r[0] for r in con.execute(
-                "SELECT DISTINCT r.oid FROM scistack.refs r JOIN _gone ON r.var = _gone.var AND "
-                "r.addr = _gone.addr AND r.version = _gone.version").fetchall()]
-            con.execute("DELETE FROM scistack.refs r USING _gone WHERE r.var = _gone.var AND "
-                        "r.addr = _gone.addr AND r.version = _gone.version")
-            con.unregister("_gone")
-            if gone:  # inline rows of content no ref names any more
-                for table in ("vals", "frame_rows"):
-                    con.execute(f"DELETE FROM scistack.{table} WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
-                                "AND oid NOT IN (SELECT oid FROM scistack.refs)", [gone])
         calls: dict[str, dict[str, Any]] = {}
         dropped = {(e["key"], e["call"]) for e in entries if e["op"] == "uncall"}
         for e in entries:
             if e["op"] == "call" and (e["key"], e["call"]) not in dropped:
                 calls.setdefault(e["key"], e)  # the first entry of a key stays (as before)
         for key, call in dropped:  # gc dropped these entries (their outputs are no longer named)
-            con.execute("DELETE FROM scistack.calls WHERE key = ? AND call = ?", [key, call])
+            writer.put(_execute, "DELETE FROM scistack.calls WHERE key = ? AND call = ?", [key, call])
         if calls:
-            table = pa.table({
+            writer.put(_insert_calls, pa.table({
                 "key": list(calls), "call": [e["call"] for e in calls.values()],
                 "fn": [e.get("fn") for e in calls.values()],
                 "outs": [json.dumps(e.get("outs") or []) for e in calls.values()],
-                "created_at": [e.get("t") for e in calls.values()]})
-            con.register("_new_calls", table)
-            con.execute("INSERT INTO scistack.calls SELECT * FROM _new_calls WHERE key NOT IN (SELECT key FROM scistack.calls)")
-            con.unregister("_new_calls")
-        redo = sorted({e["var"] for e in dels} | (again if puts else set()))
+                "created_at": [e.get("t") for e in calls.values()]}))
+        redo = sorted({e["var"] for e in dels} | again)
         if redo:  # a shape may have gone with the deleted refs; a late value adds its type
-            con.execute("DELETE FROM scistack.shapes WHERE var IN (SELECT unnest(CAST(? AS VARCHAR[])))", [redo])
-            add_shapes(con, "scistack.refs", redo)
+            writer.put(_execute, "DELETE FROM scistack.shapes WHERE var IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+                       [redo])
+            writer.put(add_shapes, "scistack.refs", redo)
         runs = [e for e in entries if e["op"] == "run"]
         if runs:
-            _insert_arrow(con, "scistack.runs", pa.table({
+            writer.put(_insert_arrow, "scistack.runs", pa.table({
                 "run_id": [e.get("run_id") for e in runs], "entry": [_canon(e) for e in runs],
                 "created_at": [e.get("t") for e in runs]}, schema=_RUNS))
-        return {e["var"] for e in puts} | {e["var"] for e in dels} | (again if puts else set())
+        return {e["var"] for e in puts} | {e["var"] for e in dels} | again
 
-    def _inline(self, con: duckdb.DuckDBPyConnection, puts: list[dict[str, Any]],
-                should_stop: Callable[[], bool]) -> set[str]:
-        """Inline rows for the oids and call records this batch names for the first time; the
-        inliner (above the index) reads the objects, DuckDB only stores what it returns.
-        Returns the variables of earlier refs whose values it could read only now."""
-        oids = list(dict.fromkeys(e["oid"] for e in puts))
-        calls = list(dict.fromkeys(e["call"] for e in puts if e.get("call")))
-        new_oids = _unseen(con, "vals", "oid", oids)
-        # an object that could not be read last time (a network store's hiccup) is tried again
-        retry = [r[0] for r in con.execute(
-            "SELECT oid FROM scistack.vals WHERE sqltype = 'UNREADABLE' LIMIT 1000").fetchall()]
-        again: set[str] = set()
+    def _inline(self, writer: Writer, new_oids: list[str], unreadable: tuple[list[str], set[str]],
+                new_calls: list[str], should_stop: Callable[[], bool]) -> set[str]:
+        """Inline rows for the oids and call records this batch names for the first time
+        (`new_oids`, `new_calls`), and for the `unreadable` ones of earlier syncs (tried again:
+        a network store's hiccup heals); the inliner (above the index) reads the objects,
+        DuckDB only stores what it returns. Returns the variables of earlier refs whose values
+        it could read only now."""
+        retry, again = unreadable
         if retry:
-            con.execute("DELETE FROM scistack.vals WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))", [retry])
             fresh = set(new_oids)
-            new_oids += [oid for oid in retry if oid not in fresh]
-            again = {r[0] for r in con.execute(
-                "SELECT DISTINCT var FROM scistack.refs WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))",
-                [retry]).fetchall()}
+            new_oids = new_oids + [oid for oid in retry if oid not in fresh]
+        done: list[pa.Table] = []  # a few inline steps per insert: each statement costs ~10 ms
         for start in range(0, len(new_oids), _INLINE_STEP):  # objects are read: the slow part
             _check(should_stop)
             vals, rows = self.inliner.values(new_oids[start:start + _INLINE_STEP])
-            _insert_arrow(con, "scistack.vals", vals)
+            done.append(vals)
             if rows.num_rows:
-                _insert_arrow(con, "scistack.frame_rows", rows)
-        new_calls = _unseen(con, "call_info", "call", calls)
+                writer.put(_insert_arrow, "scistack.frame_rows", rows)
+            if sum(t.num_rows for t in done) >= _INSERT_ROWS:
+                writer.put(_insert_arrow, "scistack.vals", pa.concat_tables(done))
+                done = []
+        if done:
+            writer.put(_insert_arrow, "scistack.vals", pa.concat_tables(done))
         if new_calls:
-            _insert_arrow(con, "scistack.call_info", self.inliner.calls(new_calls))
+            writer.put(_insert_arrow, "scistack.call_info", self.inliner.calls(new_calls))
         return again
 
     def _refs_table(self, puts: list[dict[str, Any]]) -> pa.Table:
         """Column by column; addresses and key values that repeat are written once (`keys_of`)."""
-        addrs = [e["addr"] for e in puts]
-        columns: dict[str, list] = {
-            "var": [e["var"] for e in puts],
+        # the fields every put has (the journal checked them), taken in one pass
+        var, addrs, version, oid, kind, created_at = zip(*map(_PUT_FIELDS, puts))
+        columns: dict[str, Any] = {
+            "var": var,
             "addr": keys_of(addrs),
             "vkeys": _texts([e.get("vkeys") for e in puts]),
-            "version": [e["version"] for e in puts],
-            "oid": [e["oid"] for e in puts],
-            "kind": [e["kind"] for e in puts],
+            "version": version,
+            "oid": oid,
+            "kind": kind,
             "call": [e.get("call") for e in puts],
             "params": _texts([e.get("params") for e in puts]),
             "summary": [e.get("summary") for e in puts],
-            "created_at": [e["t"] for e in puts],
+            "created_at": created_at,
         }
         for key in self.schema_keys:
             columns[key] = _display_all([a.get(key) for a in addrs])
@@ -505,6 +522,51 @@ class SqlIndex:
 
 
 _RUNS = pa.schema([("run_id", pa.string()), ("entry", pa.string()), ("created_at", pa.string())])
+
+
+def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> None:
+    con.execute(sql, params or [])
+
+
+def _add_new_shapes(con: duckdb.DuckDBPyConnection, refs: pa.Table) -> None:
+    con.register("_new_refs", refs)
+    add_shapes(con, "_new_refs")
+    con.unregister("_new_refs")
+
+
+def _take_unreadable(con: duckdb.DuckDBPyConnection) -> tuple[list[str], set[str]]:
+    """Up to 1,000 oids marked UNREADABLE, their rows deleted (to be tried again), and the
+    variables naming them."""
+    retry = [r[0] for r in con.execute(
+        "SELECT oid FROM scistack.vals WHERE sqltype = 'UNREADABLE' LIMIT 1000").fetchall()]
+    if not retry:
+        return [], set()
+    con.execute("DELETE FROM scistack.vals WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))", [retry])
+    return retry, {r[0] for r in con.execute(
+        "SELECT DISTINCT var FROM scistack.refs WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[])))",
+        [retry]).fetchall()}
+
+
+def _delete_refs(con: duckdb.DuckDBPyConnection, gone_refs: pa.Table) -> None:
+    """Delete the refs named by (var, addr, version), and the inline rows of content no ref
+    names any more."""
+    con.register("_gone", gone_refs)
+    gone = [r[0] for r in con.execute(
+        "SELECT DISTINCT r.oid FROM scistack.refs r JOIN _gone ON r.var = _gone.var AND "
+        "r.addr = _gone.addr AND r.version = _gone.version").fetchall()]
+    con.execute("DELETE FROM scistack.refs r USING _gone WHERE r.var = _gone.var AND "
+                "r.addr = _gone.addr AND r.version = _gone.version")
+    con.unregister("_gone")
+    if gone:
+        for table in ("vals", "frame_rows"):
+            con.execute(f"DELETE FROM scistack.{table} WHERE oid IN (SELECT unnest(CAST(? AS VARCHAR[]))) "
+                        "AND oid NOT IN (SELECT oid FROM scistack.refs)", [gone])
+
+
+def _insert_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table) -> None:
+    con.register("_new_calls", calls)
+    con.execute("INSERT INTO scistack.calls SELECT * FROM _new_calls WHERE key NOT IN (SELECT key FROM scistack.calls)")
+    con.unregister("_new_calls")
 
 
 def _unseen(con: duckdb.DuckDBPyConnection, table: str, column: str, keys: list[str]) -> list[str]:
@@ -562,7 +624,13 @@ def _texts(mappings: list[dict[str, Any] | None]) -> list[str]:
 
 
 def _display_all(values: list[Any]) -> list[str | None]:
-    """`_display` of a schema key's values, each distinct value written once."""
+    """`_display` of a schema key's values, each distinct value written once (a column of
+    only strings is itself; of only ints, their reprs, which is what `json.dumps` writes)."""
+    kinds = set(map(type, values))
+    if kinds <= _STR_OR_NONE:
+        return values
+    if kinds == _INT:
+        return list(map(int.__repr__, values))
     texts: dict[tuple[type, Any], str | None] = {}
     out = []
     for value in values:
@@ -579,6 +647,11 @@ def _display_all(values: list[Any]) -> list[str | None]:
             text = _display(value)
         out.append(text)
     return out
+
+
+_STR_OR_NONE = frozenset({str, type(None)})
+_INT = frozenset({int})
+_PUT_FIELDS = operator.itemgetter("var", "addr", "version", "oid", "kind", "t")
 
 
 def _display(value: Any) -> str | None:

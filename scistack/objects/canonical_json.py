@@ -157,10 +157,27 @@ def loads(payload: bytes | bytearray | memoryview) -> Any:
     return json.loads(bytes(payload))
 
 
+_SCALAR_TYPES = frozenset({int, float, str, bool, type(None)})
+
+
 def loads_scalars(payloads: Sequence[bytes | bytearray | memoryview]) -> list[Any] | None:
     """Many payloads that are each a plain JSON number, `true`/`false`/`null` or escape-free
     string, parsed in one orjson call (`load_all` of 10k scalars: ~2 ms instead of ~15); None
-    when any payload is something else, so the caller decodes one by one as before."""
+    when any payload is something else, so the caller decodes one by one as before.
+
+    First without a look at each payload: joined, the text has one comma per join only when no
+    payload holds one, and then the i-th element parsed is exactly the i-th payload (a string
+    spanning payloads would take a join's comma: one element too few); each must be a scalar.
+    Else (commas in strings, escapes, 19 digits) payload by payload."""
+    joined = b"[" + b",".join(payloads) + b"]"
+    if (joined.count(b",") == len(payloads) - 1 and b"\\" not in joined and len(payloads)
+            and not maybe_big_int(joined)):
+        try:
+            values = orjson.loads(joined)
+        except orjson.JSONDecodeError:
+            values = None
+        if values is not None and len(values) == len(payloads) and set(map(type, values)) <= _SCALAR_TYPES:
+            return values
     texts = []
     for payload in payloads:
         text = bytes(payload)

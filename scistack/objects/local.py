@@ -329,6 +329,29 @@ class LocalObjectStore(ObjectStore):
                 append(exc)
         return found
 
+    def get_many_stored(self, oids: list[str]) -> list[bytes | None]:
+        """Packed, uncompressed objects: their oids are the hashes of exactly these bytes, so
+        all are verified by one comparison of the joined digests with the joined oids (~0.5 us
+        an object, no Python object beyond the bytes); on a mismatch each is checked and the
+        bad ones are None (`get_many` then says what is wrong)."""
+        self.packs.refresh()
+        try:
+            raw = bytes.fromhex("".join(oids))
+        except ValueError:
+            return [None] * len(oids)
+        if len(raw) != 32 * len(oids) or "".join(oids) != "".join(oids).lower():
+            return [None] * len(oids)
+        found = [None if data is None or data[:4] == ZSTD_MAGIC or data[:4] == SKIP_MAGIC else data
+                 for data in self.packs.peek_many(oids)]
+        hasher = blake3.blake3
+        digests = b"".join([raw[32 * n:32 * n + 32] if data is None else hasher(data).digest()
+                            for n, data in enumerate(found)])
+        if digests != raw:
+            for n, data in enumerate(found):
+                if data is not None and digests[32 * n:32 * n + 32] != raw[32 * n:32 * n + 32]:
+                    found[n] = None
+        return found
+
     def _not_found(self, oid: str) -> ObjectNotFoundError:
         """A miss; when a pack index is damaged the object may be in its pack, and the error says so."""
         if not self.packs.damaged:

@@ -58,6 +58,13 @@ class ObjectStore(abc.ABC):
                 found.append(exc)
         return found
 
+    def get_many_stored(self, oids: list[str]) -> list[bytes | None]:
+        """The stored bytes (object header and payload, verified) of the small objects kept
+        uncompressed, for a bulk reader that splits many alike objects at once (the views'
+        inline step); None for every other object, to be read with `get_many`. A store that
+        cannot tell answers None for all."""
+        return [None] * len(oids)
+
     @abc.abstractmethod
     def contains(self, oid: str) -> bool:
         """Whether the object is present (not verified)."""
