@@ -327,7 +327,7 @@ def read_chunk_into(manifest: ArrayManifest, index: tuple[int, ...], get: Get, a
 
 
 def result_array(shape: list[int], dtype: np.dtype) -> np.ndarray:
-    """An empty array for a read's result; a large one on plain anonymous pages.
+    """An empty array for a read's result; one of 32 MB or more on plain anonymous pages.
 
     numpy asks the kernel for huge pages for every array of 4 MB or more (MADV_HUGEPAGE),
     and where the kernel defragments only for those who ask (THP `defrag=madvise`, the common
@@ -343,7 +343,7 @@ def result_array(shape: list[int], dtype: np.dtype) -> np.ndarray:
     return np.frombuffer(pages, dtype=dtype, count=count).reshape(shape)
 
 
-_PLAIN_PAGES_FROM = 4 << 20  # where numpy starts asking for huge pages
+_PLAIN_PAGES_FROM = 32 << 20  # below, malloc reuses freed memory (glibc maps anew from 32 MB)
 
 
 def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, array_oid: str,
