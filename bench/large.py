@@ -4,12 +4,13 @@ next to a raw floor measured in the same run on the same bytes.
 Raw floor: save = read the memmap in 4 MB blocks, blake3 them, write one file; load = read
 that file into one preallocated array of plain pages in a fresh process (see raw_load).
 scistack: `Var.save(memmap)` and `Var.load()` (whole, a numpy array), a streamed lazy read
-(32k rows at a time), a 1-channel 1-second slice of a lazy load (bytes read, chunks, ms), and the new bytes on disk of a second version with 1 %
-of the samples (one contiguous stretch) changed. Each save and load runs in a fresh process
-so its peak RSS is its own. Done for incompressible noise and for zstd-compressible data.
-The OS page cache is warm for both sides (the files were just written); nothing is dropped,
-but before each timed whole load dirty pages are written back and free memory is compacted
-(`settle`, as root), so neither side pays for the kernel's leftovers from the writes before.
+(32k rows at a time), a 1-channel 1-second slice of a lazy load (bytes read, chunks, ms),
+and the new bytes on disk of a second version with 1 % of the samples (one contiguous
+stretch) changed. Each save and load runs in a fresh process so its peak RSS is its own.
+Done for incompressible noise and for zstd-compressible data. The OS page cache is warm
+for both sides (the files were just written); nothing is dropped, but before each timed
+whole load dirty pages are written back and free memory is compacted (`settle`, as root),
+so neither side pays for the kernel's leftovers from the writes before.
 
 Not a test: it asserts nothing. Run: python bench/large.py [--mb 512] [--reps 3] [--dir DIR]
 """
