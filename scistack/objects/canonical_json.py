@@ -253,6 +253,9 @@ def _np_from(descr: str, v: Any) -> np.generic:
     return dtype.type(v)
 
 
+REF_MARK = b'"$ref"'  # in the encoded bytes of every json object that names a child
+
+
 def json_refs(tree: Any) -> Iterator[str]:
     """The child oids (`{"$ref": oid}`) anywhere in a parsed json object."""
     stack = [tree]

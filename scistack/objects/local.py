@@ -37,6 +37,7 @@ import zstandard
 
 from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError,
                              storage_full)
+from scistack.objects.canonical_json import REF_MARK
 from scistack.objects.gate import WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
@@ -287,7 +288,7 @@ class LocalObjectStore(ObjectStore):
                 sizes.append(None)
                 continue
             kind = data[:data.find(b" ", 0, 40)]
-            leaf = kind not in (b"json", b"chunked") or (kind == b"json" and b'"$ref"' not in data)
+            leaf = kind not in (b"json", b"chunked") or (kind == b"json" and REF_MARK not in data)
             sizes.append(len(data) if leaf else None)
         return sizes
 
