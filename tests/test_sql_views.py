@@ -350,3 +350,32 @@ def test_a_version_beyond_int32_reaches_the_views(tmp_path):
         assert Typed.load(subject=1, session="a").version == 3_000_000_000
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("count", [3, 300])  # a few oids are found by `okey`, many by a join
+def test_content_named_again_in_a_later_sync_keeps_its_value_and_type(tmp_path, monkeypatch, count):
+    """A later sync that names content DuckDB already holds inlines nothing again and gives the
+    new refs their value's SQL type (from the rows there, not a scan of every inline row)."""
+    monkeypatch.chdir(tmp_path)
+    db = scistack.configure_database(tmp_path / "again.duckdb", ["subject", "session"], sync_delay=3600)
+    try:
+        with db.batch():
+            for n in range(count):
+                Typed.save(np.arange(3.0) + n, subject=n, session="a")
+        db.sync()
+        with db.batch():
+            for n in range(count):
+                Typed.save(np.arange(3.0) + n, subject=n, session="b")  # the same content again
+            Frame.save(2.5, subject=0, session="b")  # and one new value beside it
+        db.sync()
+        rows = db.sql("SELECT subject, session, value FROM Typed ORDER BY subject, session")
+        assert len(rows) == 2 * count
+        assert [list(v) for v in rows["value"]] == [[n, n + 1.0, n + 2.0] for n in range(count) for _ in "ab"]
+        assert db.sql("SELECT value FROM Frame")["value"].tolist() == [2.5]
+        assert db.sql("SELECT var, sqltype FROM scistack.shapes ORDER BY var").values.tolist() == [
+            ["Frame", "DOUBLE"], ["Typed", "DOUBLE[]"]]
+        kept = db.sql("SELECT oid, okey, count(*) OVER (PARTITION BY oid) AS n FROM scistack.vals")
+        assert (kept["n"] == 1).all() and len(kept) == count + 1
+        assert all(int(oid[:15], 16) == okey for oid, okey in zip(kept["oid"], kept["okey"]))
+    finally:
+        db.close()

@@ -39,9 +39,10 @@ from scistack.index.writer import Writer
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes
+SCHEMA_VERSION = 6  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
+_SMALL_ASK = 256  # oids a sync looks up by `okey` (more: one join with every oid of `vals`)
 _INSERT_ROWS = 20000  # inline rows per INSERT (each statement costs DuckDB ~10 ms beyond its rows)
 _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of 1M refs took 3.1 GB whole)
 # journal bytes per transaction: each costs DuckDB more than its rows (100k refs with values
@@ -85,7 +86,7 @@ _TABLES = [
     # inline forms, keyed by content (objects are immutable: a row never goes stale)
     "CREATE TABLE scistack.vals (oid VARCHAR NOT NULL, sqltype VARCHAR, shape BIGINT[], dtype VARCHAR, "
     "nbytes BIGINT, i BIGINT, d DOUBLE, b BOOLEAN, s VARCHAR, j VARCHAR, li BIGINT[], ld DOUBLE[], "
-    "lb BOOLEAN[], ls VARCHAR[])",
+    "lb BOOLEAN[], ls VARCHAR[], okey BIGINT)",  # okey: see _OKEY
     "CREATE TABLE scistack.frame_rows (oid VARCHAR NOT NULL, row_n BIGINT, row VARCHAR)",
     "CREATE TABLE scistack.call_info (call VARCHAR NOT NULL, fn_name VARCHAR, fn_module VARCHAR)",
     # one ref per variable and shape of its address, version keys, parameters and value type:
@@ -291,7 +292,7 @@ class SqlIndex:
             # when DuckDB holds no inline rows yet (a first sync, a rebuild), which oids and calls
             # this sync has inlined is kept here: a slice then need not wait for the slice before
             # to be inserted to ask DuckDB what it has (0.5 s of 2.6 s waited there at 100k refs)
-            self._inlined = {"vals": set(), "call_info": set()} if start_over or not con.execute(
+            self._inlined = {"vals": {}, "call_info": set()} if start_over or not con.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM scistack.vals LIMIT 1)").fetchone()[0] else None
             open_bytes = -1  # journal bytes in the open transaction (-1: none open)
             writer = Writer(con)  # DuckDB's half of each slice runs while Python does the next
@@ -410,19 +411,28 @@ class SqlIndex:
                 calls = list(dict.fromkeys(e["call"] for e in puts if e.get("call")))
                 inlined = self._inlined
                 if inlined is None:
-                    asked = (writer.put(_unseen, "vals", "oid", oids), writer.put(_take_unreadable),
+                    asked = (writer.put(_known_vals, oids), writer.put(_take_unreadable),
                              writer.put(_unseen, "call_info", "call", calls))
-                else:  # nothing was inlined before this sync: the sets say what is new
-                    asked = ([o for o in oids if o not in inlined["vals"]], ([], set()),
-                             [c for c in calls if c not in inlined["call_info"]])
-                    inlined["vals"].update(asked[0])
+                else:  # nothing was inlined before this sync: the dicts say what is new
+                    known = inlined["vals"]
+                    asked = (([o for o in oids if o not in known], {o: known[o] for o in oids if o in known}),
+                             ([], set()), [c for c in calls if c not in inlined["call_info"]])
                     inlined["call_info"].update(asked[2])
             refs = self._refs_table(puts)
             writer.put(_insert_arrow, "scistack.refs", refs)
+            types = None  # each oid's sqltype, for the shapes (None: from scistack.vals)
             if asked is not None:
-                again = self._inline(writer, *(a if isinstance(a, (list, tuple)) else writer.result(a)
-                                               for a in asked), should_stop)
-            writer.put(_add_new_shapes, refs.select(["var", "addr", "vkeys", "params", "oid"]))
+                (new_oids, seen), unreadable, new_calls = (
+                    a if isinstance(a, (list, tuple)) else writer.result(a) for a in asked)
+                again, inlined_types = self._inline(writer, new_oids, unreadable, new_calls, should_stop)
+                retried = set(unreadable[0])
+                types = pa.concat_tables([inlined_types, pa.table(
+                    {"oid": [o for o in seen if o not in retried],
+                     "sqltype": [t for o, t in seen.items() if o not in retried]}, schema=_TYPES)])
+                if self._inlined is not None:
+                    self._inlined["vals"].update(zip(inlined_types["oid"].to_pylist(),
+                                                     inlined_types["sqltype"].to_pylist()))
+            writer.put(_add_new_shapes, refs.select(["var", "addr", "vkeys", "params", "oid"]), types)
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
             writer.put(_delete_refs, pa.table({
@@ -454,31 +464,33 @@ class SqlIndex:
         return {e["var"] for e in puts} | {e["var"] for e in dels} | again
 
     def _inline(self, writer: Writer, new_oids: list[str], unreadable: tuple[list[str], set[str]],
-                new_calls: list[str], should_stop: Callable[[], bool]) -> set[str]:
+                new_calls: list[str], should_stop: Callable[[], bool]) -> tuple[set[str], pa.Table]:
         """Inline rows for the oids and call records this batch names for the first time
         (`new_oids`, `new_calls`), and for the `unreadable` ones of earlier syncs (tried again:
         a network store's hiccup heals); the inliner (above the index) reads the objects,
         DuckDB only stores what it returns. Returns the variables of earlier refs whose values
-        it could read only now."""
+        it could read only now, and the (oid, sqltype) of every row inlined."""
         retry, again = unreadable
         if retry:
             fresh = set(new_oids)
             new_oids = new_oids + [oid for oid in retry if oid not in fresh]
         done: list[pa.Table] = []  # a few inline steps per insert: each statement costs ~10 ms
+        types: list[pa.Table] = [pa.table({"oid": [], "sqltype": []}, schema=_TYPES)]
         for start in range(0, len(new_oids), _INLINE_STEP):  # objects are read: the slow part
             _check(should_stop)
             vals, rows = self.inliner.values(new_oids[start:start + _INLINE_STEP])
             done.append(vals)
+            types.append(vals.select(["oid", "sqltype"]).cast(_TYPES))
             if rows.num_rows:
                 writer.put(_insert_arrow, "scistack.frame_rows", rows)
             if sum(t.num_rows for t in done) >= _INSERT_ROWS:
-                writer.put(_insert_arrow, "scistack.vals", pa.concat_tables(done))
+                writer.put(_insert_vals, pa.concat_tables(done))
                 done = []
         if done:
-            writer.put(_insert_arrow, "scistack.vals", pa.concat_tables(done))
+            writer.put(_insert_vals, pa.concat_tables(done))
         if new_calls:
             writer.put(_insert_arrow, "scistack.call_info", self.inliner.calls(new_calls))
-        return again
+        return again, pa.concat_tables(types)
 
     def _refs_table(self, puts: list[dict[str, Any]]) -> pa.Table:
         """Column by column; addresses and key values that repeat are written once (`keys_of`)."""
@@ -528,10 +540,52 @@ def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = Non
     con.execute(sql, params or [])
 
 
-def _add_new_shapes(con: duckdb.DuckDBPyConnection, refs: pa.Table) -> None:
+def _add_new_shapes(con: duckdb.DuckDBPyConnection, refs: pa.Table, types: pa.Table | None) -> None:
+    """The shapes of new refs; their values' types from `types` (this slice's oids) when given,
+    not from a join with every row of `scistack.vals` (~70 ms at 3M rows, after each save)."""
     con.register("_new_refs", refs)
-    add_shapes(con, "_new_refs")
+    if types is not None:
+        con.register("_new_types", types)
+    add_shapes(con, "_new_refs", types="_new_types" if types is not None else "scistack.vals")
     con.unregister("_new_refs")
+    if types is not None:
+        con.unregister("_new_types")
+
+
+# A vals row's `okey`: its oid's first 15 hex digits as an integer. Finding a few oids among
+# millions by this column reads 8 bytes a row (~5 ms at 3M rows); by `oid`, DuckDB reads and
+# compares every 64-character string (~60-80 ms), in every sync, however little it adds.
+_OKEY = "TRY_CAST('0x' || left(oid, 15) AS BIGINT)"
+_HEX = re.compile(r"[0-9a-f]{64}")
+_TYPES = pa.schema([("oid", pa.string()), ("sqltype", pa.string())])
+
+
+def _insert_vals(con: duckdb.DuckDBPyConnection, vals: pa.Table) -> None:
+    con.register("_new_vals", vals)
+    con.execute(f"INSERT INTO scistack.vals SELECT *, {_OKEY} FROM _new_vals")
+    con.unregister("_new_vals")
+
+
+def _known_vals(con: duckdb.DuckDBPyConnection, oids: list[str]) -> tuple[list[str], dict[str, str | None]]:
+    """(the oids `scistack.vals` does not hold yet, in order; the sqltype of those it holds).
+    A few oids are found by `okey` (one scan of that column, then one lookup per oid whose
+    prefix is there: usually none), many by a join."""
+    seen: dict[str, str | None] = {}
+    if oids and len(oids) <= _SMALL_ASK and all(_HEX.fullmatch(o) for o in oids):
+        keys = {int(o[:15], 16): o for o in oids}
+        there = [r[0] for r in con.execute(
+            f"SELECT DISTINCT okey FROM scistack.vals WHERE okey IN ({', '.join(map(str, keys))})").fetchall()]
+        if len(there) <= 16:
+            for okey in there:  # (an equality is filtered in the scan; an IN list of two is not)
+                seen.update(con.execute(f"SELECT oid, any_value(sqltype) FROM scistack.vals WHERE okey = {int(okey)} "
+                                        "GROUP BY oid").fetchall())
+            return [o for o in oids if o not in seen], seen
+    if oids:
+        con.register("_keys", pa.table({"k": pa.array(oids, pa.string())}))
+        seen.update(con.execute("SELECT t.oid, any_value(t.sqltype) FROM _keys JOIN scistack.vals t "
+                                "ON t.oid = _keys.k GROUP BY t.oid").fetchall())
+        con.unregister("_keys")
+    return [o for o in oids if o not in seen], seen
 
 
 def _take_unreadable(con: duckdb.DuckDBPyConnection) -> tuple[list[str], set[str]]:

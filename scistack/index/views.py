@@ -65,18 +65,20 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
             con.execute(sql)
 
 
-def add_shapes(con: duckdb.DuckDBPyConnection, source: str, variables: list[str] | None = None) -> None:
+def add_shapes(con: duckdb.DuckDBPyConnection, source: str, variables: list[str] | None = None,
+               types: str = "scistack.vals") -> None:
     """Keep in `scistack.shapes` one ref of `source` (new refs, or every ref of `variables`)
     per variable and shape not kept yet. JSON structures merge as a union, so the structure
     of these few refs is that of all: a sync after one save no longer scans every ref of the
-    variable (1.7 s for one of 300k refs)."""
+    variable (1.7 s for one of 300k refs). `types`: a table of (oid, sqltype) holding at least
+    the oids of `source` (by default every inline row)."""
     where = "WHERE n.var IN (SELECT unnest(CAST(? AS VARCHAR[])))" if variables is not None else ""
     con.execute(
         "INSERT INTO scistack.shapes SELECT var, addr, vkeys, params, sqltype FROM ("
         " SELECT n.var, any_value(n.addr) AS addr, any_value(n.vkeys) AS vkeys, any_value(n.params) AS params,"
         " v.sqltype, json_structure(CAST(n.addr AS JSON)) AS sa, json_structure(CAST(n.vkeys AS JSON)) AS sv,"
         " json_structure(CAST(n.params AS JSON)) AS sp"
-        f" FROM {source} n LEFT JOIN scistack.vals v ON v.oid = n.oid {where}"
+        f" FROM {source} n LEFT JOIN {types} v ON v.oid = n.oid {where}"
         " GROUP BY n.var, sa, sv, sp, v.sqltype) c"
         " WHERE NOT EXISTS (SELECT 1 FROM scistack.shapes s WHERE s.var = c.var"
         " AND json_structure(CAST(s.addr AS JSON)) = c.sa AND json_structure(CAST(s.vkeys AS JSON)) = c.sv"
