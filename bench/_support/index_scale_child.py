@@ -176,8 +176,19 @@ def foreach_new(project: Path, new: int, scratch: str) -> dict[str, Any]:
             "ran": report.ran, "combinations": new, "copy_s": copy_s}
 
 
+def save_one(project: Path, seed: int) -> dict[str, Any]:
+    """One value saved, then close: the views catch up in this process before it ends, and
+    that wait must grow with what the process changed, not with the project. The value goes
+    to an address of its own (a new version each time: the project grows by one ref a run)."""
+    db, p = _open(project)
+    _, save_s = _timed(lambda: p.Force.save(float(seed) + time.time() % 1, subject=-1, session="probe", trial=0))
+    _, close_s = _timed(db.close)
+    return {"save1_s": save_s, "save1_close_s": close_s}
+
+
 TASKS = {"init": init, "raw": raw, "lineage": lineage, "sync": sync, "open": open_project,
-         "micro": micro, "foreach_cached": foreach_cached, "foreach_new": foreach_new}
+         "micro": micro, "foreach_cached": foreach_cached, "foreach_new": foreach_new,
+         "save_one": save_one}
 
 
 if __name__ == "__main__":
