@@ -178,10 +178,12 @@ def foreach_new(project: Path, new: int, scratch: str) -> dict[str, Any]:
 
 def save_one(project: Path, seed: int) -> dict[str, Any]:
     """One value saved, then close: the views catch up in this process before it ends, and
-    that wait must grow with what the process changed, not with the project. The value goes
-    to an address of its own (a new version each time: the project grows by one ref a run)."""
+    that wait must grow with what the process changed, not with the project. The value is a
+    new version of the first address's Force (nothing reads it): the project gains one ref a
+    run and no address (a new one would make Force, EMG and Rating incomplete, and `status`
+    then lists what each lacks: a scan of every address per variable)."""
     db, p = _open(project)
-    _, save_s = _timed(lambda: p.Force.save(float(seed) + time.time() % 1, subject=-1, session="probe", trial=0))
+    _, save_s = _timed(lambda: p.Force.save(float(seed) + time.time() % 1, **address(0)))
     _, close_s = _timed(db.close)
     return {"save1_s": save_s, "save1_close_s": close_s}
 
