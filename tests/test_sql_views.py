@@ -379,3 +379,30 @@ def test_content_named_again_in_a_later_sync_keeps_its_value_and_type(tmp_path, 
         assert all(int(oid[:15], 16) == okey for oid, okey in zip(kept["oid"], kept["okey"]))
     finally:
         db.close()
+
+
+def test_a_sync_past_what_it_remembers_asks_duckdb_and_gives_the_same_views(tmp_path, monkeypatch):
+    """A first sync (or a rebuild) keeps the oids it inlined in memory only up to a bound; past
+    it, each slice asks DuckDB what it holds, and the views are the same: content repeated
+    across slices is inlined once and every ref has its value."""
+    from scistack.index import sql as sql_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sql_module, "_REMEMBER_INLINED", 5)
+    monkeypatch.setattr(sql_module, "_SYNC_BYTES", 2000)  # a few journal lines a slice
+    asked = []
+    known_vals = sql_module._known_vals
+    monkeypatch.setattr(sql_module, "_known_vals", lambda con, oids: asked.append(len(oids)) or known_vals(con, oids))
+    db = scistack.configure_database(tmp_path / "bound.duckdb", ["subject", "session"], sync_delay=3600)
+    try:
+        with db.batch():
+            for n in range(40):
+                Typed.save(np.arange(3.0) + n % 7, subject=n, session="a")  # 7 contents, each named again later
+        db.sync()
+        assert asked  # the bound was passed: later slices asked DuckDB
+        rows = db.sql("SELECT subject, value FROM Typed ORDER BY subject")
+        assert [list(v) for v in rows["value"]] == [[n % 7, n % 7 + 1.0, n % 7 + 2.0] for n in range(40)]
+        assert db.sql("SELECT count(*) AS n, count(DISTINCT oid) AS d FROM scistack.vals").values.tolist() == [[7, 7]]
+        assert db.sql("SELECT sqltype FROM scistack.shapes WHERE var = 'Typed'")["sqltype"].tolist() == ["DOUBLE[]"]
+    finally:
+        db.close()

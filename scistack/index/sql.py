@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION = 6  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
+# oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
+# each) before it asks DuckDB instead, waiting for the slice before: Python's memory stays
+# bounded however large the project (a 10M-ref rebuild would have kept ~1.5 GB)
+_REMEMBER_INLINED = 500_000
 _SMALL_ASK = 256  # oids a sync looks up by `okey` (more: one join with every oid of `vals`)
 _INSERT_ROWS = 20000  # inline rows per INSERT (each statement costs DuckDB ~10 ms beyond its rows)
 _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of 1M refs took 3.1 GB whole)
@@ -118,7 +122,8 @@ class SqlIndex:
         self.moved_aside: Path | None = None  # where a damaged file went (rebuild)
         self._open: set[duckdb.DuckDBPyConnection] = set()  # connections in use (interrupt)
         self.inliner: Any = None  # values.(oids) and calls(oids) -> Arrow tables, from above
-        self._inlined: dict[str, set[str]] | None = None  # see _apply_journal
+        self._inlined: dict[str, Any] | None = None  # see _apply_journal
+        self._retry_unreadable = False  # once a sync: its first slice tries UNREADABLE rows again
 
     @contextmanager
     def connect(self, *, read_only: bool = False, timeout: float | None = None
@@ -289,6 +294,7 @@ class SqlIndex:
             if offset > self.journal.size():  # the journal was replaced (compaction)
                 offset, start_over = 0, True
             rebuilt, applied, touched = start_over, 0, set()
+            self._retry_unreadable = True
             # when DuckDB holds no inline rows yet (a first sync, a rebuild), which oids and calls
             # this sync has inlined is kept here: a slice then need not wait for the slice before
             # to be inserted to ask DuckDB what it has (0.5 s of 2.6 s waited there at 100k refs)
@@ -411,7 +417,8 @@ class SqlIndex:
                 calls = list(dict.fromkeys(e["call"] for e in puts if e.get("call")))
                 inlined = self._inlined
                 if inlined is None:
-                    asked = (writer.put(_known_vals, oids), writer.put(_take_unreadable),
+                    retry, self._retry_unreadable = self._retry_unreadable, False
+                    asked = (writer.put(_known_vals, oids), writer.put(_take_unreadable) if retry else ([], set()),
                              writer.put(_unseen, "call_info", "call", calls))
                 else:  # nothing was inlined before this sync: the dicts say what is new
                     known = inlined["vals"]
@@ -432,6 +439,8 @@ class SqlIndex:
                 if self._inlined is not None:
                     self._inlined["vals"].update(zip(inlined_types["oid"].to_pylist(),
                                                      inlined_types["sqltype"].to_pylist()))
+                    if len(self._inlined["vals"]) + len(self._inlined["call_info"]) > _REMEMBER_INLINED:
+                        self._inlined = None  # a rebuild of millions: DuckDB is asked from here on
             writer.put(_add_new_shapes, refs.select(["var", "addr", "vkeys", "params", "oid"]), types)
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
