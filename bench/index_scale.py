@@ -186,6 +186,7 @@ def measure(args: argparse.Namespace, n: int, info: dict[str, Any]) -> Iterator[
     figures so far after each repetition, so a run cut short still reports them."""
     folder, plan, t = args.dir / f"refs-{size_label(n)}", info["layout"], args.timeout
     a, k, new, scratch = plan["addresses"], plan["cached"], plan["new"], str(args.dir / "scratch")
+    run_child("gap", folder, a, timeout=t)  # one address only Force has: `status` lists it
     warm = run_child("open", folder, a, 0, timeout=t)  # not in the medians: builds any checkpoint
     probes = {
         "open": lambda seed: run_child("open", folder, a, seed, timeout=t),
