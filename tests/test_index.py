@@ -481,6 +481,64 @@ def test_duckdb_applies_a_long_tail_in_slices_with_the_same_result(project, monk
     assert project.index._sql.rebuild() == len(project.index._journal.read_from(0)[0])
     assert project.sql('SELECT subject, version, oid FROM "Signal" ORDER BY subject').values.tolist() == whole
     assert len(whole) == 29
+def test_a_long_tail_is_applied_in_rounds_each_on_a_connection_of_its_own(project, monkeypatch):
+    """DuckDB gives back what a connection's writes left behind only when it closes, so a
+    long rebuild reconnects every `_ROUND_BYTES`: same views, each value inlined once, and
+    a sync by someone else between two rounds is taken up where it ended."""
+    import scistack.index.sql as sql_module
+
+    for subject in range(30):
+        Signal.save(np.arange(3.0) + subject % 4, subject=subject, session="pre")  # 4 contents
+    Signal.delete(subject=2)
+    project.sync()
+    query = 'SELECT subject, version, oid, value FROM "Signal" ORDER BY subject'
+    whole = [(s, v, o, list(x)) for s, v, o, x in project.sql(query).values.tolist()]
+    sql = project.index._sql
+    monkeypatch.setattr(sql_module, "_SYNC_BYTES", 400)  # a line or two per slice
+    monkeypatch.setattr(sql_module, "_COMMIT_BYTES", 1000)
+    monkeypatch.setattr(sql_module, "_ROUND_BYTES", 2500)  # a few transactions per connection
+    rounds, ends = [], []
+    apply_round = sql_module.SqlIndex._apply_round
+
+    def recorded_round(self, con, offset, *args):
+        rounds.append(offset)
+        done = apply_round(self, con, offset, *args)
+        ends.append(done[1])
+        return done
+    monkeypatch.setattr(sql_module.SqlIndex, "_apply_round", recorded_round)
+    assert sql.rebuild() == len(sql.journal.read_from(0)[0])
+    assert len(rounds) >= 3 and rounds == sorted(rounds)
+    assert [(s, v, o, list(x)) for s, v, o, x in project.sql(query).values.tolist()] == whole
+    assert project.sql("SELECT count(*) AS n, count(DISTINCT oid) AS d FROM scistack.vals").values.tolist() == [[4, 4]]
+
+    # someone else syncs a slice between two rounds of a rebuild: the next round starts where
+    # that ended, and asks DuckDB what is inlined (the other inlined contents first seen there,
+    # which come again later: 15 new contents, each at two subjects 15 lines apart)
+    before = sql.journal.size()
+    for subject in range(30, 60):
+        Signal.save(np.arange(3.0) + 4 + subject % 15, subject=subject, session="pre")
+    other = sql_module.SqlIndex(sql.path, sql.schema_keys, sql.journal)
+    other.inliner = sql.inliner
+    connect, asked = sql_module.SqlIndex.connect, []
+
+    def connect_after_another(self, **kwargs):
+        if self is sql and not asked and ends and ends[-1] >= before:  # (a round ends < 15 lines past it)
+            with pytest.raises(sql_module.SyncStopped):
+                other.sync(should_stop=lambda: asked.append(1) or len(asked) > 3)  # after a slice
+        return connect(self, **kwargs)
+    monkeypatch.setattr(sql_module.SqlIndex, "connect", connect_after_another)
+    rounds.clear()
+    ends.clear()
+    sql.rebuild()
+    assert asked and len(rounds) >= 3
+    with sql.connect(read_only=True) as con:
+        assert int(sql._meta(con, "journal_offset", "0")) == sql.journal.size()
+    rows = project.sql('SELECT subject, value FROM "Signal" ORDER BY subject').values.tolist()
+    assert [s for s, _ in rows] == [s for s in range(60) if s != 2]
+    assert [list(v) for s, v in rows if s >= 30] == [[4.0 + s % 15 + k for k in range(3)] for s in range(30, 60)]
+    assert project.sql("SELECT count(*) AS n, count(DISTINCT oid) AS d FROM scistack.vals").values.tolist() == [[19, 19]]
+
+
 def test_a_stopped_sync_keeps_the_slices_it_applied_and_a_later_sync_finishes(tmp_path, monkeypatch):
     """Slices share a transaction (DuckDB pays per transaction); a stop between slices commits
     what is applied, so the next sync starts from there and ends with the same views."""

@@ -52,6 +52,10 @@ _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of
 # journal bytes per transaction: each costs DuckDB more than its rows (100k refs with values
 # in 3 transactions took 0.87 s against 0.51 s in one); a stop commits what is done first
 _COMMIT_BYTES = 64 << 20
+# journal bytes per connection: DuckDB keeps ~0.25 GB more of the process's memory for every
+# ~100 MB applied on one connection, and gives it back when the connection closes (a 1M-ref
+# rebuild peaked at 1.25 GB RSS on one); opening the file again costs ~0.05 s
+_ROUND_BYTES = 128 << 20
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
 RESERVED_NAMES = frozenset(REF_COLUMNS) | {"data", "value", "metadata", "rn", "as_df", "as_table", "where", "fn",
@@ -285,56 +289,79 @@ class SqlIndex:
 
     def _apply_journal(self, timeout: float | None, *, start_over: bool,
                        should_stop: Callable[[], bool] = lambda: False) -> int:
-        """The one writer of DuckDB's tables: under the process's lock on the file (held by
-        the connection) from reading the offset to committing the new one, so a sync in
-        another thread can neither interleave nor take the work of a rebuild."""
-        with self.connect(timeout=timeout) as con:
-            self.ensure_schema(con)
-            offset = 0 if start_over else int(self._meta(con, "journal_offset", "0"))
-            if offset > self.journal.size():  # the journal was replaced (compaction)
-                offset, start_over = 0, True
-            rebuilt, applied, touched = start_over, 0, set()
-            self._retry_unreadable = True
-            # when DuckDB holds no inline rows yet (a first sync, a rebuild), which oids and calls
-            # this sync has inlined is kept here: a slice then need not wait for the slice before
-            # to be inserted to ask DuckDB what it has (0.5 s of 2.6 s waited there at 100k refs)
-            self._inlined = {"vals": {}, "call_info": set()} if start_over or not con.execute(
-                "SELECT count(*) FROM (SELECT 1 FROM scistack.vals LIMIT 1)").fetchone()[0] else None
-            open_bytes = -1  # journal bytes in the open transaction (-1: none open)
-            writer = Writer(con)  # DuckDB's half of each slice runs while Python does the next
-            try:
-                while True:  # slices of the tail: Python's memory stays bounded at any size
-                    if should_stop() and open_bytes >= 0:  # keep what is done, then give way
-                        writer.call(_execute, "COMMIT")
-                        open_bytes = -1
-                    _check(should_stop)
-                    with paused():  # a slice allocates ~10 objects an entry, none in a cycle
-                        entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
-                        if open_bytes < 0:
-                            writer.put(_execute, "BEGIN")
-                            open_bytes = 0
-                        if start_over:
-                            writer.put(_execute, "; ".join(f"DELETE FROM scistack.{t}" for t in _DERIVED))
-                            start_over = False
-                        touched |= self._apply(writer, entries, should_stop) if entries else set()
-                        writer.put(self._set_meta, "journal_offset", str(new_offset))
-                        open_bytes += new_offset - offset
-                        if open_bytes >= _COMMIT_BYTES or new_offset <= offset:
-                            writer.put(_execute, "COMMIT")
-                            open_bytes = -1
-                    applied += len(entries)
-                    if new_offset <= offset:  # no complete line after `offset`
+        """The one writer of DuckDB's tables: under the process's lock on the file from
+        reading the offset to committing the new one, so a sync in another thread can neither
+        interleave nor take the work of a rebuild. A long tail is applied in rounds of
+        `_ROUND_BYTES`, each on a connection of its own: DuckDB gives back the memory a
+        connection's writes left behind only when it closes (a 1M-ref rebuild on one
+        connection climbed to 1.25 GB RSS)."""
+        with _process_lock(self.path):  # (re-entrant: each round's connection takes it too)
+            applied, touched, rebuilt, reached = 0, set(), start_over, None
+            while True:
+                with self.connect(timeout=timeout) as con:
+                    self.ensure_schema(con)
+                    offset = 0 if start_over else int(self._meta(con, "journal_offset", "0"))
+                    if offset > self.journal.size():  # the journal was replaced (compaction)
+                        offset, start_over, rebuilt = 0, True, True
+                    if reached is None or offset != reached:  # a first round, or another process synced
+                        self._retry_unreadable = True  # between rounds: what this one inlined is unknown
+                        # when DuckDB holds no inline rows yet (a first sync, a rebuild), which oids and
+                        # calls this sync has inlined is kept here: a slice then need not wait for the
+                        # slice before to be inserted to ask DuckDB what it has (0.5 s of 2.6 s waited
+                        # there at 100k refs)
+                        self._inlined = {"vals": {}, "call_info": set()} if start_over or not con.execute(
+                            "SELECT count(*) FROM (SELECT 1 FROM scistack.vals LIMIT 1)").fetchone()[0] else None
+                    n, reached, done = self._apply_round(con, offset, start_over, touched, should_stop)
+                    applied += n
+                    start_over = False
+                    if done:
+                        if rebuilt:
+                            touched |= {r[0] for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
+                        refresh_views(con, self.schema_keys, touched)
                         break
-                    offset = new_offset
-            except BaseException:
-                writer.close(raise_errors=False)  # the transaction in hand rolls back at close
-                raise
-            writer.close()
-            if rebuilt:
-                touched |= {r[0] for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
-            refresh_views(con, self.schema_keys, touched)
-        self._remember_in_step(new_offset)
+            self._remember_in_step(reached)
         return applied
+
+    def _apply_round(self, con: duckdb.DuckDBPyConnection, offset: int, start_over: bool, touched: set[str],
+                     should_stop: Callable[[], bool]) -> tuple[int, int, bool]:
+        """Apply the journal from `offset` on one connection, committing every `_COMMIT_BYTES`,
+        until its end or past `_ROUND_BYTES`: (entries applied, offset committed, at the end?)."""
+        applied, round_bytes = 0, 0
+        open_bytes = -1  # journal bytes in the open transaction (-1: none open)
+        writer = Writer(con)  # DuckDB's half of each slice runs while Python does the next
+        try:
+            while True:  # slices of the tail: Python's memory stays bounded at any size
+                if should_stop() and open_bytes >= 0:  # keep what is done, then give way
+                    writer.call(_execute, "COMMIT")
+                    open_bytes = -1
+                _check(should_stop)
+                with paused():  # a slice allocates ~10 objects an entry, none in a cycle
+                    entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
+                    if open_bytes < 0:
+                        writer.put(_execute, "BEGIN")
+                        open_bytes = 0
+                    if start_over:
+                        writer.put(_execute, "; ".join(f"DELETE FROM scistack.{t}" for t in _DERIVED))
+                        start_over = False
+                    touched |= self._apply(writer, entries, should_stop) if entries else set()
+                    writer.put(self._set_meta, "journal_offset", str(new_offset))
+                    open_bytes += new_offset - offset
+                    round_bytes += new_offset - offset
+                    if open_bytes >= _COMMIT_BYTES or new_offset <= offset or round_bytes >= _ROUND_BYTES:
+                        writer.put(_execute, "COMMIT")
+                        open_bytes = -1
+                applied += len(entries)
+                if new_offset <= offset:  # no complete line after `offset`
+                    break
+                offset = new_offset
+                if round_bytes >= _ROUND_BYTES:
+                    writer.close()
+                    return applied, offset, False
+        except BaseException:
+            writer.close(raise_errors=False)  # the transaction in hand rolls back at close
+            raise
+        writer.close()
+        return applied, new_offset, True
 
     # The sidecar says "DuckDB had applied the journal up to OFFSET when its file looked like
     # this (mtime, size)". Any write to the file by anyone changes that, and then a real
