@@ -579,13 +579,14 @@ def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = Non
 def _add_new_shapes(con: duckdb.DuckDBPyConnection, refs: pa.Table, types: pa.Table | None) -> None:
     """The shapes of new refs; their values' types from `types` (this slice's oids) when given,
     not from a join with every row of `scistack.vals` (~70 ms at 3M rows, after each save)."""
-    con.register("_new_refs", refs)
-    if types is not None:
-        con.register("_new_types", types)
-    add_shapes(con, "_new_refs", types="_new_types" if types is not None else "scistack.vals")
-    con.unregister("_new_refs")
-    if types is not None:
-        con.unregister("_new_types")
+    registered = {"_new_refs": refs, **({"_new_types": types} if types is not None else {})}
+    for name, table in registered.items():
+        con.register(name, table)
+    try:
+        add_shapes(con, "_new_refs", types="_new_types" if types is not None else "scistack.vals")
+    finally:
+        for name in registered:
+            con.unregister(name)
 
 
 # A vals row's `okey`: its oid's first 15 hex digits as an integer. Finding a few oids among
