@@ -73,6 +73,28 @@ def test_a_value_saved_on_one_machine_loads_on_another(lab, tmp_path):
     assert config["shared"].startswith("postgresql://") and "pw" not in config["shared"]
 
 
+def test_a_large_batch_is_folded_by_its_writer_on_the_shared_journal_too(lab, monkeypatch):
+    """The shared journal's offsets are row numbers: a large batch is folded as written in
+    bounded chunks there as well, and another machine reads every value."""
+    import scistack.index as index_module
+    import scistack.index.fold as fold_module
+
+    monkeypatch.setattr(index_module, "_FOLD_OWN_MAX", 4)
+    folded = []
+    appended = fold_module.Fold.appended
+    monkeypatch.setattr(fold_module.Fold, "appended",
+                        lambda self, entries, start, end: folded.append(len(entries)) or appended(self, entries, start, end))
+    db = lab("a")
+    with db.batch():
+        for subject in range(11):
+            LabSignal.save(np.arange(2.0) + subject, subject=subject, session=1)
+    assert folded == [4, 4, 3]
+    assert LabSignal.load(subject=10, session=1).data.tolist() == [10.0, 11.0]
+    db.close()
+    lab("b")
+    assert [LabSignal.load(subject=s, session=1).data.tolist()[0] for s in range(11)] == [float(s) for s in range(11)]
+
+
 def test_interleaved_writers_agree_on_every_version_and_the_newest(tmp_path, pg_url, bucket_url, python_env,
                                                                    s3_env):
     """Four writers on one address, a batch writer, and a reader folding the tail all along:
