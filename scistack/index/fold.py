@@ -923,14 +923,15 @@ class Judging:
         address for its record cost ~0.6 s. Past 63 variables, or with many distinct masks,
         the probe it is."""
         found = self.con.execute("SELECT bit FROM var_bits WHERE var = ?", (var,)).fetchone()
-        masks = [r[0] for r in self.con.execute(_DISTINCT_MASKS, (_MAX_MASKS + 1,))] if found else []
-        if not found or found[0] >= _BITS or len(masks) > _MAX_MASKS:
+        bit = found[0] if found else _BITS
+        masks = [r[0] for r in self.con.execute(_DISTINCT_MASKS, (_MAX_MASKS + 1,))] if bit < _BITS else []
+        if bit >= _BITS or len(masks) > _MAX_MASKS:
             return [r[0] for r in self.con.execute(
                 "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM slots c WHERE c.var = ? AND "
                 "c.addr = a.addr AND c.live) ORDER BY addr LIMIT ?", (var, limit))]
         firsts = [[r[0] for r in self.con.execute(
             "SELECT addr FROM addresses WHERE vars = ? ORDER BY addr LIMIT ?", (mask, limit))]
-            for mask in masks if not mask >> found[0] & 1]
+            for mask in masks if not mask >> bit & 1]
         return list(itertools.islice(heapq.merge(*firsts), limit))  # (str order is SQLite's: UTF-8 bytes)
 
     def run_facts(self, items: list[str]) -> dict[str, tuple[int, int]]:

@@ -52,9 +52,9 @@ _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of
 # journal bytes per transaction: each costs DuckDB more than its rows (100k refs with values
 # in 3 transactions took 0.87 s against 0.51 s in one); a stop commits what is done first
 _COMMIT_BYTES = 64 << 20
-# journal bytes per connection: DuckDB keeps ~0.25 GB more of the process's memory for every
-# ~100 MB applied on one connection, and gives it back when the connection closes (a 1M-ref
-# rebuild peaked at 1.25 GB RSS on one); opening the file again costs ~0.05 s
+# journal bytes per connection: the process's memory grows with every transaction one DuckDB
+# connection writes and is given back when it closes (a 1M-ref rebuild's anonymous RSS climbed
+# to 891 MB on one connection; 759 MB in rounds); opening the file again costs ~0.05 s
 _ROUND_BYTES = 128 << 20
 STORAGE_COMPATIBILITY = "v1.0.0"
 REF_COLUMNS = ("var", "addr", "vkeys", "version", "oid", "kind", "call", "params", "summary", "created_at")
@@ -292,9 +292,8 @@ class SqlIndex:
         """The one writer of DuckDB's tables: under the process's lock on the file from
         reading the offset to committing the new one, so a sync in another thread can neither
         interleave nor take the work of a rebuild. A long tail is applied in rounds of
-        `_ROUND_BYTES`, each on a connection of its own: DuckDB gives back the memory a
-        connection's writes left behind only when it closes (a 1M-ref rebuild on one
-        connection climbed to 1.25 GB RSS)."""
+        `_ROUND_BYTES`, each on a connection of its own: the memory a connection's writes
+        leave behind is given back only when it closes."""
         with _process_lock(self.path):  # (re-entrant: each round's connection takes it too)
             applied, touched, rebuilt, reached = 0, set(), start_over, None
             while True:
