@@ -616,9 +616,10 @@ def _insert_vals(con: duckdb.DuckDBPyConnection, vals: pa.Table) -> None:
 def _known_vals(con: duckdb.DuckDBPyConnection, oids: list[str]) -> tuple[list[str], dict[str, str | None]]:
     """(the oids `scistack.vals` does not hold yet, in order; the sqltype of those it holds).
     A few oids are found by `okey` (one scan of that column, then one lookup per oid whose
-    prefix is there: usually none), many by a join."""
+    prefix is there: usually none), many by a join on `okey` and `okey2`."""
     seen: dict[str, str | None] = {}
-    if oids and len(oids) <= _SMALL_ASK and all(_HEX.fullmatch(o) for o in oids):
+    hexed = all(_HEX.fullmatch(o) for o in oids)  # (every oid scistack writes)
+    if oids and len(oids) <= _SMALL_ASK and hexed:
         keys = {int(o[:15], 16): o for o in oids}
         there = [r[0] for r in con.execute(
             f"SELECT DISTINCT okey FROM scistack.vals WHERE okey IN ({', '.join(map(str, keys))})").fetchall()]
@@ -627,18 +628,18 @@ def _known_vals(con: duckdb.DuckDBPyConnection, oids: list[str]) -> tuple[list[s
                 seen.update(con.execute(f"SELECT oid, any_value(sqltype) FROM scistack.vals WHERE okey = {int(okey)} "
                                         "GROUP BY oid").fetchall())
             return [o for o in oids if o not in seen], seen
-    if oids and all(_HEX.fullmatch(o) for o in oids):  # (every oid scistack writes)
-        con.register("_keys", pa.table({
-            "k": pa.array(oids, pa.string()), "okey": pa.array([int(o[:15], 16) for o in oids], pa.int64()),
-            "okey2": pa.array([int(o[15:30], 16) for o in oids], pa.int64())}))
-        seen.update(con.execute("SELECT _keys.k, any_value(t.sqltype) FROM _keys JOIN scistack.vals t "
-                                "ON t.okey = _keys.okey AND t.okey2 = _keys.okey2 GROUP BY _keys.k").fetchall())
-        con.unregister("_keys")
-    elif oids:
-        con.register("_keys", pa.table({"k": pa.array(oids, pa.string())}))
-        seen.update(con.execute("SELECT t.oid, any_value(t.sqltype) FROM _keys JOIN scistack.vals t "
-                                "ON t.oid = _keys.k GROUP BY t.oid").fetchall())
-        con.unregister("_keys")
+    if oids:
+        columns = {"k": pa.array(oids, pa.string())}
+        if hexed:  # two integers a row for DuckDB to read, not the 64-character text
+            columns |= {"okey": pa.array([int(o[:15], 16) for o in oids], pa.int64()),
+                        "okey2": pa.array([int(o[15:30], 16) for o in oids], pa.int64())}
+        on = "t.okey = _keys.okey AND t.okey2 = _keys.okey2" if hexed else "t.oid = _keys.k"
+        con.register("_keys", pa.table(columns))
+        try:
+            seen.update(con.execute(f"SELECT _keys.k, any_value(t.sqltype) FROM _keys JOIN scistack.vals t ON {on} "
+                                    "GROUP BY _keys.k").fetchall())
+        finally:
+            con.unregister("_keys")
     return [o for o in oids if o not in seen], seen
 
 
