@@ -990,13 +990,14 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
                     [p[:10] for p in puts])
     _count_changes(con, [p[0] for p in puts])
     variables = sorted({p[0] for p in puts})
-    con.executemany("INSERT OR IGNORE INTO var_bits SELECT ?, coalesce(max(bit) + 1, 0) FROM var_bits",
-                    [(var,) for var in variables])
-    bits = dict(con.execute("SELECT var, 1 << bit FROM var_bits WHERE bit < ? AND var IN "
-                            "(SELECT value FROM json_each(?))", (_BITS, json.dumps(variables))))
+    bits = _var_bits(con, variables)
+    if len(bits) < len(variables):  # a variable's first save: its bit is the next free one
+        con.executemany("INSERT OR IGNORE INTO var_bits SELECT ?, coalesce(max(bit) + 1, 0) FROM var_bits",
+                        [(var,) for var in variables if var not in bits])
+        bits = _var_bits(con, variables)
     masks: dict[str, int] = {}
     for p in puts:
-        masks[p[1]] = masks.get(p[1], 0) | bits.get(p[0], 0)
+        masks[p[1]] = masks.get(p[1], 0) | (1 << bits[p[0]] if bits[p[0]] < _BITS else 0)
     # a new address gets its bits now, before its slots, whose triggers then find them set: a
     # later update per variable would move its `addresses_by_vars` entry each time (+50% a fold)
     con.executemany("INSERT OR IGNORE INTO addresses (addr, vars) VALUES (?, ?)", masks.items())
@@ -1014,6 +1015,11 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
     if names:
         con.executemany("INSERT OR IGNORE INTO names VALUES (?, ?, ?)", sorted(names))
     puts.clear()
+
+
+def _var_bits(con: sqlite3.Connection, variables: list[str]) -> dict[str, int]:
+    return dict(con.execute("SELECT var, bit FROM var_bits WHERE var IN (SELECT value FROM json_each(?))",
+                            (json.dumps(variables),)))
 
 
 def _count_changes(con: sqlite3.Connection, variables: list[str]) -> None:

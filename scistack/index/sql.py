@@ -609,8 +609,10 @@ _TYPES = pa.schema([("oid", pa.string()), ("sqltype", pa.string())])
 
 def _insert_vals(con: duckdb.DuckDBPyConnection, vals: pa.Table) -> None:
     con.register("_new_vals", vals)
-    con.execute(f"INSERT INTO scistack.vals SELECT *, {_OKEY}, {_OKEY2} FROM _new_vals")
-    con.unregister("_new_vals")
+    try:
+        con.execute(f"INSERT INTO scistack.vals SELECT *, {_OKEY}, {_OKEY2} FROM _new_vals")
+    finally:
+        con.unregister("_new_vals")
 
 
 def _known_vals(con: duckdb.DuckDBPyConnection, oids: list[str]) -> tuple[list[str], dict[str, str | None]]:
