@@ -343,6 +343,9 @@ class SqlIndex:
                 _check(should_stop)
                 with paused():  # a slice allocates ~10 objects an entry, none in a cycle
                     entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
+                    # the end as the journal stands now: no further read, so no empty transaction
+                    # after the last slice (a late line is the next sync's)
+                    at_end = new_offset <= offset or new_offset >= self.journal.size()
                     if open_bytes < 0:
                         writer.put(_execute, "BEGIN")
                         open_bytes = 0
@@ -353,13 +356,13 @@ class SqlIndex:
                     writer.put(self._set_meta, "journal_offset", str(new_offset))
                     open_bytes += new_offset - offset
                     round_bytes += new_offset - offset
-                    if open_bytes >= _COMMIT_BYTES or new_offset <= offset or round_bytes >= _ROUND_BYTES:
+                    if open_bytes >= _COMMIT_BYTES or at_end or round_bytes >= _ROUND_BYTES:
                         writer.put(_execute, "COMMIT")
                         open_bytes = -1
                 applied += len(entries)
-                if new_offset <= offset:  # no complete line after `offset`
+                offset = max(offset, new_offset)
+                if at_end:
                     break
-                offset = new_offset
                 if round_bytes >= _ROUND_BYTES:
                     writer.close()
                     return applied, offset, False
@@ -367,7 +370,7 @@ class SqlIndex:
             writer.close(raise_errors=False)  # the transaction in hand rolls back at close
             raise
         writer.close()
-        return applied, new_offset, True
+        return applied, offset, True
 
     # The sidecar says "DuckDB had applied the journal up to OFFSET when its file looked like
     # this (mtime, size)". Any write to the file by anyone changes that, and then a real
