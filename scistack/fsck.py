@@ -9,13 +9,12 @@ DuckDB file from the journal, the record of truth.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from scistack.database import Database
 from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamagedError, ObjectNotFoundError,
                              ScistackError)
-from scistack.index.journal import entry_problem
+from scistack.index.journal import entry_problem, loads_line
 from scistack.gc import walk_reachable
 
 
@@ -133,7 +132,7 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
         if not line.strip():
             continue  # blank: a quarantined line's place
         try:
-            problem = entry_problem(json.loads(line))
+            problem = entry_problem(loads_line(line))  # as every reader reads it
         except ValueError:
             problem = "it cannot be parsed"
         if problem is not None:
@@ -146,7 +145,7 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
 
 def _bad_line(line: bytes) -> bool:
     try:
-        return entry_problem(json.loads(line)) is not None
+        return entry_problem(loads_line(line)) is not None
     except ValueError:
         return True
 

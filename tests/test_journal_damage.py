@@ -98,3 +98,23 @@ def test_the_journal_size_follows_a_replaced_or_removed_file(tmp_path):
     path.write_text("xy\n")
     assert journal.size() == 3
     journal.close()
+
+
+def test_fsck_judges_a_line_as_readers_read_it_and_never_quarantines_a_name_they_use(project):
+    """Another writer's put whose string holds a byte that is not UTF-8 (a Latin-1 "é") is read by
+    every reader, with a replacement character. fsck reported it as unparseable, and
+    `--quarantine` would have moved aside a name the project was using."""
+    DamY.save(1.0, subject=1, session="pre")
+    line = project.index.journal_path.read_bytes().splitlines()[0]
+    entry = json.loads(line)
+    entry |= {"addr": {"session": "caf\u00e9", "subject": 1}, "version": 1}
+    text = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("latin-1")
+    assert b"\xe9" in text
+    with open(project.index.journal_path, "ab") as journal:
+        journal.write(text + b"\n")
+    assert [v.data for v in DamY.load_all(session="caf\ufffd")] == [1.0]
+    assert not [p for p in fsck(project).problems if p.kind == "journal"]
+    result = CliRunner().invoke(main, ["--db", str(project.path), "fsck", "--quarantine"])
+    assert result.exit_code == 0, result.output
+    assert "moved journal line" not in result.output
+    assert [v.data for v in DamY.load_all(session="caf\ufffd")] == [1.0]
