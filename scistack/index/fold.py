@@ -29,7 +29,7 @@ from typing import Any
 
 from scistack.errors import DatabaseLockedError, storage_full
 from scistack.index.journal import JournalBackend
-from scistack.index.state import RefRecord, key_of
+from scistack.index.state import RefRecord, key_of, keys_of
 from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
@@ -335,13 +335,18 @@ class Fold:
         puts: list[tuple] = []
         dels: list[tuple] = []
         calls: list[tuple] = []
+        try:  # the puts' address texts in one pass: each repeated value written once
+            addr_keys = iter(keys_of([e["addr"] for e in entries if e.get("op") == "put"]))
+        except (KeyError, TypeError, ValueError, AttributeError):
+            addr_keys = None  # a value only `key_of` can judge: each put is keyed on its own
         for entry in entries:
             try:
                 op = entry["op"]
                 if op == "put":
+                    addr_key = None if addr_keys is None else next(addr_keys)  # (first: one per put)
                     if dels:
                         _delete(con, dels)
-                    puts.append(_put_row(entry))
+                    puts.append(_put_row(entry, addr_key))
                 elif op == "del":
                     if puts:
                         _insert(con, puts)
@@ -976,11 +981,11 @@ def oid_out(value: Any) -> Any:
     return value.hex() if type(value) is bytes else value
 
 
-def _put_row(e: dict[str, Any]) -> tuple:
+def _put_row(e: dict[str, Any], addr_key: str | None = None) -> tuple:
     var, oid, kind, t = e["var"], e["oid"], e["kind"], e["t"]
     version = e["version"]
     params = e.get("params") or {}
-    return (var, key_of(e["addr"]), version, key_of(e.get("vkeys") or {}), oid_in(oid), kind, e.get("call"),
+    return (var, key_of(e["addr"]) if addr_key is None else addr_key, version, key_of(e.get("vkeys") or {}), oid_in(oid), kind, e.get("call"),
             key_of(params) if params else _EMPTY, e.get("summary", ""), t,
             tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])))
 

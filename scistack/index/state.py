@@ -119,12 +119,12 @@ class RefRecord:
                             self.params, self.summary, self.created_at, self.addr_key, self.vkeys_key))
 
     @classmethod
-    def from_entry(cls, e: dict[str, Any]) -> RefRecord:
-        """Build from a journal `put` entry."""
+    def from_entry(cls, e: dict[str, Any], addr_key: str | None = None) -> RefRecord:
+        """Build from a journal `put` entry (`addr_key`: its address's `key_of`, when known)."""
         return cls(
             e["var"], e["addr"], e.get("vkeys") or {}, e["version"], e["oid"], e["kind"],
             e.get("call"), e.get("params") or {}, e.get("summary", ""), e["t"],
-            key_of(e["addr"]), key_of(e.get("vkeys") or {}),
+            key_of(e["addr"]) if addr_key is None else addr_key, key_of(e.get("vkeys") or {}),
         )
 
     def to_entry(self) -> dict[str, Any]:
