@@ -445,23 +445,23 @@ class Index:
 
     def _append(self, entries: list[dict[str, Any]]) -> None:
         """Append under the lock and fold our own lines as written (no read back)."""
+        lines = [dumps_canonical(e) + b"\n" for e in entries]
         with self._journal.locked():
             start = self._journal.size()  # under the lock: no other writer moves it
             if self.before_append is not None:
                 self.before_append()  # never a name whose object has not arrived
-            end = self._journal.append(entries)
-        if self._fold_own(entries, start, end):
+            end = self._journal.append_lines(lines)
+        if self._fold_own(lines, start, end):
             self._ahead.clear()
             self._ahead_calls.clear()
 
-    def _fold_own(self, entries: list[dict[str, Any]], start: int, end: int) -> bool:
+    def _fold_own(self, lines: list[bytes], start: int, end: int) -> bool:
         """Fold lines this process just appended at `start`..`end`, `_FOLD_OWN_MAX` per
         transaction (memory stays bounded); True when any were folded here. A large batch left
         to be folded when read made the next process to open the project wait for it (60k
         refs: 4.5 s in `configure_database`), for lines whose writer had them in hand."""
-        if len(entries) <= _FOLD_OWN_MAX:
-            return self._fold.appended(_as_read(entries), start, end)
-        lines = [dumps_canonical(e) + b"\n" for e in entries]
+        if len(lines) <= _FOLD_OWN_MAX:
+            return self._fold.appended(_read_back(lines), start, end)
         if start + sum(map(len, lines)) == end:
             width = len  # a file's offsets are bytes
         elif start + len(lines) == end:

@@ -105,6 +105,7 @@ class JournalBackend(Protocol):
     def size(self) -> int: ...
     def locked(self) -> AbstractContextManager[None]: ...
     def append(self, entries: list[dict[str, Any]]) -> int: ...
+    def append_lines(self, lines: list[bytes]) -> int: ...
     def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]: ...
     def close(self) -> None: ...
 
@@ -159,9 +160,14 @@ class Journal:
 
     def append(self, entries: list[dict[str, Any]]) -> int:
         """Append entries as canonical JSON lines; returns the new journal size."""
-        if not entries:
+        return self.append_lines([dumps_canonical(e) + b"\n" for e in entries])
+
+    def append_lines(self, lines: list[bytes]) -> int:
+        """Append entries already written as canonical JSON lines, each ending in a newline
+        (a batch keeps them to fold its own lines: writing 100k twice cost ~0.3 s)."""
+        if not lines:
             return self.size()
-        data = b"".join(dumps_canonical(e) + b"\n" for e in entries)
+        data = b"".join(lines)
         with self.locked():
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             before = -1

@@ -298,9 +298,13 @@ class PostgresJournal:
 
     def append(self, entries: list[dict[str, Any]]) -> int:
         """Append entries in one transaction, under the lock; returns the new last `seq`."""
-        if not entries:
+        return self.append_lines([dumps_canonical(e) + b"\n" for e in entries])
+
+    def append_lines(self, lines_written: list[bytes]) -> int:
+        """`append` of entries already written as canonical JSON lines (each ending in a newline)."""
+        if not lines_written:
             return self.size()
-        lines = [dumps_canonical(e).decode() for e in entries]
+        lines = [line.rstrip(b"\n").decode() for line in lines_written]
         psycopg = self._psycopg
         with self.locked(), self._io:
             con = self._connection()
