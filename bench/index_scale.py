@@ -61,6 +61,7 @@ MEASURES = [
     ("hit_us", "cache hit after open (median of 2,000)", "us"),
     ("cached_run_s", "for_each fully cached ({cached:,} combinations)", "s"),
     ("ls_s", "scistack ls", "s"),
+    ("ls_after_save_s", "scistack ls right after one save (re-measures that variable)", "s"),
     ("log_s", "scistack log EMG -n 10", "s"),
     ("status_s", "scistack status", "s"),
     ("new_run_s", "for_each of {new:,} new combinations", "s"),
@@ -77,6 +78,7 @@ GOALS = [
     ("fully cached for_each of 100k combinations (s)", "cached_100k_s", 2.0, None),
     ("scistack status at 1M refs (s)", "status_s", 1.0, 1_000_000),
     ("scistack ls at 1M refs (s)", "ls_s", 1.0, 1_000_000),
+    ("scistack ls right after one save, at 1M refs (s)", "ls_after_save_s", 1.0, 1_000_000),
     ("scistack log -n 10 at 1M refs (s)", "log_s", 1.0, 1_000_000),
     ("close after a 100k-combination for_each (s)", "close_100k_s", 5.0, None),
     ("close after saving one value, at 10M refs (s; grows?)", "save1_close_s", None, 10_000_000),
@@ -202,7 +204,8 @@ def measure(args: argparse.Namespace, n: int, info: dict[str, Any]) -> Iterator[
                              "log_s": run_cli(folder, "log", "EMG", "-n", "10", timeout=t),
                              "status_s": run_cli(folder, "status", timeout=t)},
         "close": lambda seed: run_child("foreach_new", folder, new, scratch, timeout=t),
-        "save1": lambda seed: run_child("save_one", folder, seed, timeout=t),
+        "save1": lambda seed: run_child("save_one", folder, seed, timeout=t)
+        | {"ls_after_save_s": run_cli(folder, "ls", timeout=t)},  # the first `ls` after a change
     }
     result = {"samples": {}, "errors": {}, "first_open_run_s": warm["open_s"],
               "disk": disk(folder, info)}
