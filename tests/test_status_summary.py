@@ -156,6 +156,7 @@ def test_an_index_of_the_previous_layout_is_rebuilt_not_misread(pipeline, projec
     import sqlite3
 
     from scistack import configure_database
+    from scistack.index.fold import FOLD_VERSION
 
     _build(pipeline)
     _agree(project, fast=True)
@@ -170,7 +171,7 @@ def test_an_index_of_the_previous_layout_is_rebuilt_not_misread(pipeline, projec
         assert _agree(db, fast=True)["SumTotal"]["done"] == 4
         found = sqlite3.connect(path).execute("SELECT key, value FROM meta WHERE key IN "
                                               "('fold_version', 'left_by_layout_7')").fetchall()
-        assert found == [("fold_version", "9")]  # a new file, not the old one relabelled
+        assert found == [("fold_version", str(FOLD_VERSION))]  # a new file, not the old one relabelled
         SumRaw.save(np.zeros(4), subject=1, session="pre")
         assert _agree(db, fast=True)["SumTotal"]["stale"] == 1
     finally:

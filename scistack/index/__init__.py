@@ -208,16 +208,20 @@ class Index:
         self.refresh()
         return self._fold.sizes(var)
 
-    def stored_bytes(self, var: str) -> tuple[int, int | None]:
-        """(the variable's change count, its total stored bytes as measured at that count, or
-        None): a listing measures again only variables that changed."""
+    def byte_total(self, var: str) -> tuple[int, list[tuple[str, str, int | None]]] | None:
+        """The variable's running total of bytes on disk and the objects that joined it since
+        (oid, kind, remembered size or None); None before `follow_bytes`."""
         self.flush()
         self.refresh()
-        return self._fold.changes(var), self._fold.var_bytes(var)
+        return self._fold.byte_total(var)
 
-    def remember_stored_bytes(self, var: str, changes: int, total: int) -> None:
-        """Remember a variable's total stored bytes, true while its change count is `changes`."""
-        self._fold.remember_var_bytes(var, changes, total)
+    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int:
+        """Add the sizes of objects that joined the variable; returns its total."""
+        return self._fold.settle_byte_total(var, sizes)
+
+    def follow_bytes(self, var: str) -> None:
+        """Start following the variable's bytes on disk (`byte_total` then answers)."""
+        self._fold.follow_bytes(var)
 
     def remember_sizes(self, sizes: dict[str, int]) -> None:
         """Remember objects' sizes on disk (children included) for later listings."""
@@ -450,7 +454,8 @@ class Index:
             start = self._journal.size()  # under the lock: no other writer moves it
             if self.before_append is not None:
                 self.before_append()  # never a name whose object has not arrived
-            end = self._journal.append_lines(lines)
+            append_lines = getattr(self._journal, "append_lines", None)  # (optional in a backend)
+            end = append_lines(lines) if append_lines is not None else self._journal.append(entries)
         if self._fold_own(lines, start, end):
             self._ahead.clear()
             self._ahead_calls.clear()

@@ -14,6 +14,7 @@ rebuilt from the journal when missing, damaged, or when the journal was replaced
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import json
@@ -34,7 +35,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 9
+FOLD_VERSION = 10
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -64,6 +65,15 @@ CREATE TABLE IF NOT EXISTS calls (
 CREATE TABLE IF NOT EXISTS call_keys (call BLOB PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sizes (oid BLOB PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
+-- `ls` follows a variable's bytes on disk by what changed, from its first listing on: its
+-- distinct objects with how many of its refs name each (`var_oids`), the running total
+-- (`var_bytes`), and the objects that joined it since (`var_unsized`, sized by the next `ls`);
+-- one whose last ref goes is subtracted. (A full sum after one more save to a variable of 1M
+-- refs took 1.1-1.4 s, 4-8 s at 3M.) Variables never listed cost the fold nothing.
+CREATE TABLE IF NOT EXISTS var_oids (
+    var TEXT NOT NULL, oid BLOB NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (var, oid)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS var_bytes (var TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS var_unsized (var TEXT NOT NULL, oid BLOB NOT NULL, PRIMARY KEY (var, oid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_calls (var TEXT NOT NULL, call TEXT NOT NULL, PRIMARY KEY (var, call)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_summary (
@@ -105,12 +115,31 @@ END;
 CREATE TRIGGER IF NOT EXISTS slot_emptied AFTER UPDATE OF live ON slots WHEN OLD.live AND NOT NEW.live BEGIN
     UPDATE addresses SET vars = vars & ~{_BIT_OF_NEW} WHERE addr = NEW.addr AND vars & {_BIT_OF_NEW};
 END;
+CREATE TRIGGER IF NOT EXISTS ref_unnamed AFTER DELETE ON refs
+WHEN EXISTS (SELECT 1 FROM var_bytes WHERE var = OLD.var) BEGIN
+    UPDATE var_oids SET n = n - 1 WHERE var = OLD.var AND oid = OLD.oid;
+    DELETE FROM var_oids WHERE var = OLD.var AND oid = OLD.oid AND n <= 0;
+END;
+CREATE TRIGGER IF NOT EXISTS var_oid_joined AFTER INSERT ON var_oids
+WHEN EXISTS (SELECT 1 FROM var_bytes WHERE var = NEW.var) BEGIN
+    INSERT OR IGNORE INTO var_unsized VALUES (NEW.var, NEW.oid);
+END;
+CREATE TRIGGER IF NOT EXISTS var_oid_left AFTER DELETE ON var_oids
+WHEN EXISTS (SELECT 1 FROM var_bytes WHERE var = OLD.var) BEGIN
+    UPDATE var_bytes SET bytes = bytes - coalesce((SELECT bytes FROM sizes WHERE oid = OLD.oid), 0)
+        WHERE var = OLD.var AND NOT EXISTS (SELECT 1 FROM var_unsized WHERE var = OLD.var AND oid = OLD.oid);
+    DELETE FROM var_unsized WHERE var = OLD.var AND oid = OLD.oid;
+END;
 """
 
-# Layouts that become the current one by adding columns (version -> its statements). Version
-# 8 stores oids as 32-byte BLOBs (7 kept 64-character hex text), which an older fold's rows
-# are not, so versions 6 and 7 are rebuilt from the journal; 8 gains the address bitmasks.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {8: (
+# Layouts that become the next one by adding columns or tables (version -> its statements).
+# Version 8 stores oids as 32-byte BLOBs (7 kept 64-character hex text), which an older fold's
+# rows are not, so versions 6 and 7 are rebuilt from the journal; 8 gains the address
+# bitmasks, 9 the tables of the variables' running byte totals (empty: a variable is counted
+# at its first `ls`).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {9: (
+    "DELETE FROM var_bytes", "DELETE FROM var_unsized", "DELETE FROM var_oids",  # (empty: new tables)
+), 8: (
     "ALTER TABLE addresses ADD COLUMN vars INTEGER NOT NULL DEFAULT 0",
     "INSERT OR IGNORE INTO var_bits SELECT var, row_number() OVER (ORDER BY var) - 1 FROM var_changes",
     "UPDATE addresses SET vars = (SELECT coalesce(sum(1 << b.bit), 0) FROM var_bits b JOIN slots s "
@@ -124,9 +153,11 @@ def _migrate(con: sqlite3.Connection, found: int) -> int:
     con.execute("BEGIN IMMEDIATE")
     try:
         if int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'")) == found:
-            for statement in _MIGRATIONS[found]:
-                con.execute(statement)
-            con.execute("UPDATE meta SET value = ? WHERE key = 'fold_version'", (str(FOLD_VERSION),))
+            while found in _MIGRATIONS:  # 8 -> 9 -> ... -> FOLD_VERSION
+                for statement in _MIGRATIONS[found]:
+                    con.execute(statement)
+                found += 1
+            con.execute("UPDATE meta SET value = ? WHERE key = 'fold_version'", (str(found),))
         con.execute("COMMIT")
     except BaseException:
         _rollback(con)
@@ -196,6 +227,7 @@ class Fold:
             con.execute("PRAGMA synchronous=NORMAL")  # derived state: a power cut re-folds
             con.execute("PRAGMA mmap_size=1073741824")  # pages read by memory access, not a syscall each
             con.execute("PRAGMA cache_size=-16384")
+            con.execute("PRAGMA recursive_triggers=ON")  # a ref replaced counts as one gone (`ref_unnamed`)
             con.create_function("oid_in", 1, oid_in, deterministic=True)  # (no unhex() before SQLite 3.41)
             con.executescript(_SCHEMA)
             found = int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
@@ -309,9 +341,9 @@ class Fold:
         try:
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored > size:  # the journal was replaced (compaction): fold anew
-                for table in ("refs", "slots", "names", "addresses", "calls", "call_keys", "runs",
-                              "var_calls", "var_changes", "var_summary", "var_facts", "judged_sig",
-                              "judged_cells"):
+                for table in ("var_bytes", "var_unsized", "var_oids", "refs", "slots", "names", "addresses",
+                              "calls", "call_keys", "runs", "var_calls", "var_changes", "var_summary",
+                              "var_facts", "judged_sig", "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
                 stored = 0
             entries, offset = self.journal.read_from(stored, _CHUNK_BYTES)
@@ -448,15 +480,6 @@ class Fold:
         n, changes, *cached = rows[0]
         return n, (tuple(cached) if changes == n else None)
 
-    def var_bytes(self, var: str) -> int | None:
-        """The variable's stored bytes as last measured, if it has not changed since."""
-        rows = self._rows("SELECT s.bytes FROM var_summary s JOIN var_changes c USING (var) "
-                          "WHERE s.var = ? AND s.changes = c.n", (var,))
-        return rows[0][0] if rows else None
-
-    def remember_var_bytes(self, var: str, changes: int, total: int) -> None:
-        self._write("UPDATE var_summary SET bytes = ? WHERE var = ? AND changes = ?", (total, var, changes))
-
     def changes(self, var: str) -> int:
         rows = self._rows("SELECT n FROM var_changes WHERE var = ?", (var,))
         return rows[0][0] if rows else 0
@@ -482,25 +505,71 @@ class Fold:
 
     def sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
         """Bytes of the remembered sizes of the variable's distinct oids, and the (oid, kind)
-        pairs whose size is not remembered yet. One pass over the variable's refs, streamed
-        and made distinct here (SQLite's DISTINCT over the oids doubled the query's time): for
-        a variable of 1M refs 4.3 s, against 5.5 s with every row fetched and kept in a dict.
-        The time is the random lookups in `sizes`, paid again after every change to the
-        variable (bench/results/index_scale.md, 17:00)."""
-        known, seen, unmeasured = 0, set(), {}
+        pairs whose size is not remembered yet: a lookup per distinct object."""
+        known, unmeasured = 0, []
         with self._lock:
             cursor = self._reader().execute("SELECT r.oid, r.kind, s.bytes FROM refs r LEFT JOIN sizes s "
                                             "USING (oid) WHERE r.var = ?", (var,))
+            seen: set[bytes] = set()
             while rows := cursor.fetchmany(20_000):
                 for oid, kind, size in rows:
                     if oid in seen:
                         continue
                     seen.add(oid)
                     if size is None:
-                        unmeasured[oid] = kind
+                        unmeasured.append((oid_out(oid), kind))
                     else:
                         known += size
-        return known, [(oid_out(oid), kind) for oid, kind in unmeasured.items()]
+        return known, unmeasured
+
+    def byte_total(self, var: str) -> tuple[int, list[tuple[str, str, int | None]]] | None:
+        """The variable's running total of bytes on disk, and the objects that joined it since
+        (oid, kind, remembered size or None); None before its first full sum."""
+        rows = self._rows("SELECT bytes FROM var_bytes WHERE var = ?", (var,))
+        if not rows:
+            return None
+        pending = self._rows("SELECT u.oid, o.kind, s.bytes FROM var_unsized u JOIN var_oids o USING (var, oid) "
+                             "LEFT JOIN sizes s ON s.oid = u.oid WHERE u.var = ?", (var,))
+        return rows[0][0], [(oid_out(oid), kind, size) for oid, kind, size in pending]
+
+    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int:
+        """Add the sizes of objects that joined the variable (each once, however many
+        processes settle it at a time) and return the total."""
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                for oid, size in sizes.items():
+                    if con.execute("DELETE FROM var_unsized WHERE var = ? AND oid = ?", (var, oid_in(oid))).rowcount:
+                        con.execute("UPDATE var_bytes SET bytes = bytes + ? WHERE var = ?", (size, var))
+                total = con.execute("SELECT bytes FROM var_bytes WHERE var = ?", (var,)).fetchone()[0]
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
+        return total
+
+    def follow_bytes(self, var: str) -> None:
+        """Start the variable's running total: its distinct objects counted and the remembered
+        sizes summed, in one transaction (no fold comes between); the others wait in
+        `var_unsized`. Reads every ref of the variable, once."""
+        with self._lock:
+            con = self._connection()
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                if not con.execute("SELECT 1 FROM var_bytes WHERE var = ?", (var,)).fetchone():
+                    con.execute("DELETE FROM var_oids WHERE var = ?", (var,))
+                    con.execute("DELETE FROM var_unsized WHERE var = ?", (var,))
+                    con.execute("INSERT INTO var_oids SELECT var, oid, min(kind), count(*) FROM refs WHERE var = ? "
+                                "GROUP BY oid", (var,))
+                    con.execute("INSERT INTO var_bytes SELECT ?, coalesce(sum(s.bytes), 0) FROM var_oids o "
+                                "JOIN sizes s USING (oid) WHERE o.var = ?", (var, var))
+                    con.execute("INSERT INTO var_unsized SELECT var, oid FROM var_oids o WHERE var = ? AND NOT EXISTS "
+                                "(SELECT 1 FROM sizes s WHERE s.oid = o.oid)", (var,))
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
 
     def remember_sizes(self, sizes: dict[str, int]) -> None:
         """Objects are immutable, so a size once measured is true for as long as the oid exists."""
@@ -1005,6 +1074,13 @@ def _put_row(e: dict[str, Any], addr_key: str | None = None) -> tuple:
 def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
     con.executemany(f"INSERT OR REPLACE INTO refs ({_REF_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [p[:10] for p in puts])
+    # the variables `ls` follows: each (variable, object) counted once per batch, in key order
+    # (a trigger per ref inserting at random places made a fold of 100k new objects ~40%
+    # slower); a REPLACE above fires `ref_unnamed` for the row it replaced
+    tracked = {var for (var,) in con.execute("SELECT var FROM var_bytes")}  # (after a first `ls`)
+    named = collections.Counter((p[0], p[4], p[5]) for p in puts if p[0] in tracked)
+    con.executemany("INSERT INTO var_oids VALUES (?, ?, ?, ?) ON CONFLICT (var, oid) DO UPDATE SET n = n + excluded.n",
+                    [(var, oid, kind, n) for (var, oid, kind), n in sorted(named.items())])
     _count_changes(con, [p[0] for p in puts])
     variables = sorted({p[0] for p in puts})
     bits = _var_bits(con, variables)

@@ -295,19 +295,26 @@ def list_variables(db: Database) -> list[VariableSummary]:
 
 
 def _stored_bytes(db: Database, var: str) -> int:
-    """Bytes the variable's distinct objects take on disk (each with its children): measured
-    once per object and remembered by the index, so a listing reads only new objects."""
-    changes, total = db.index.stored_bytes(var)
-    if total is not None:
+    """Bytes the variable's distinct objects take on disk (each with its children): summed at
+    its first listing, then followed by what changed (an object measured once is
+    remembered), so a listing after one more save measures one object, not the variable."""
+    running = db.index.byte_total(var)
+    if running is None:
+        db.index.follow_bytes(var)
+        running = db.index.byte_total(var)
+    total, joined = running
+    if not joined:
         return total
-    known, unmeasured = db.index.stored_sizes(var)
-    leaves = db.store.leaf_sizes([oid for oid, _ in unmeasured])
-    measured = {oid: _bytes_on_disk(db, oid, kind) if size is None else size
-                for (oid, kind), size in zip(unmeasured, leaves)}
+    measured = _measure(db, [(oid, kind) for oid, kind, size in joined if size is None])
     db.index.remember_sizes(measured)
-    total = known + sum(measured.values())
-    db.index.remember_stored_bytes(var, changes, total)
-    return total
+    return db.index.settle_byte_total(var, {oid: size for oid, _, size in joined if size is not None} | measured)
+
+
+def _measure(db: Database, objects: list[tuple[str, str]]) -> dict[str, int]:
+    """Bytes on disk of each (oid, kind), children included: childless ones in bulk."""
+    leaves = db.store.leaf_sizes([oid for oid, _ in objects])
+    return {oid: _bytes_on_disk(db, oid, kind) if size is None else size
+            for (oid, kind), size in zip(objects, leaves)}
 
 
 def _bytes_on_disk(db: Database, root: str, kind: str | None) -> int:
