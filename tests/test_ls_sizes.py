@@ -50,8 +50,9 @@ def test_listed_bytes_equal_a_walk_of_every_object(project, batched):
     else:
         for subject, value in enumerate(VALUES):
             SizedValue.save(value, subject=subject)
-    known, refs = project.index.stored_sizes("SizedValue")  # nothing measured yet: every object
-    assert known == 0 and len(refs) == len(VALUES)
+    assert project.index.byte_total("SizedValue") is None  # not listed yet: nothing followed
+    refs = list({r.oid: r.kind for r in project.index.records("SizedValue")}.items())
+    assert len(refs) == len(VALUES)
     walked = sum(_bytes_on_disk(project, oid, kind) for oid, kind in refs)
     [listed] = [s for s in list_variables(project) if s.name == "SizedValue"]
     assert listed.size_bytes == walked
@@ -88,7 +89,7 @@ def test_ls_follows_what_changed_without_summing_the_variable_again(project, mon
     def summed_again(var):
         raise AssertionError(f"{var} was summed again")
 
-    monkeypatch.setattr(project.index, "stored_sizes", summed_again)
+    monkeypatch.setattr(project.index, "follow_bytes", summed_again)
     Tracked.save(np.arange(40.0), subject=10)  # a new object
     Tracked.save(1.0, subject=11)  # an object the variable has: counted once
     Tracked.save({"signal": np.ones(9)}, subject=0)  # a new version: the old one stays named

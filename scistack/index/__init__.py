@@ -202,12 +202,6 @@ class Index:
                            reverse=True)[:limit]
         return found
 
-    def stored_sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
-        """Remembered bytes of the variable's distinct objects, and (oid, kind) not yet measured."""
-        self.flush()
-        self.refresh()
-        return self._fold.sizes(var)
-
     def byte_total(self, var: str) -> tuple[int, list[tuple[str, str, int | None]]] | None:
         """The variable's running total of bytes on disk and the objects that joined it since
         (oid, kind, remembered size or None); None before `follow_bytes`."""

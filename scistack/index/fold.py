@@ -78,7 +78,7 @@ CREATE TABLE IF NOT EXISTS var_calls (var TEXT NOT NULL, call TEXT NOT NULL, PRI
 CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_summary (
     var TEXT PRIMARY KEY, changes INTEGER NOT NULL, current INTEGER NOT NULL, live INTEGER NOT NULL,
-    last TEXT, bytes INTEGER) WITHOUT ROWID;
+    last TEXT, bytes INTEGER) WITHOUT ROWID;  -- (bytes: unused since layout 10, see var_bytes)
 CREATE TABLE IF NOT EXISTS call_facts (
     call TEXT PRIMARY KEY, module TEXT, function TEXT, identity TEXT, simple INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_inputs (
@@ -502,25 +502,6 @@ class Fold:
         rows = self._rows(f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? "
                           "ORDER BY created_at DESC, version DESC LIMIT ?", (var, limit))
         return [_record(r) for r in rows]
-
-    def sizes(self, var: str) -> tuple[int, list[tuple[str, str]]]:
-        """Bytes of the remembered sizes of the variable's distinct oids, and the (oid, kind)
-        pairs whose size is not remembered yet: a lookup per distinct object."""
-        known, unmeasured = 0, []
-        with self._lock:
-            cursor = self._reader().execute("SELECT r.oid, r.kind, s.bytes FROM refs r LEFT JOIN sizes s "
-                                            "USING (oid) WHERE r.var = ?", (var,))
-            seen: set[bytes] = set()
-            while rows := cursor.fetchmany(20_000):
-                for oid, kind, size in rows:
-                    if oid in seen:
-                        continue
-                    seen.add(oid)
-                    if size is None:
-                        unmeasured.append((oid_out(oid), kind))
-                    else:
-                        known += size
-        return known, unmeasured
 
     def byte_total(self, var: str) -> tuple[int, list[tuple[str, str, int | None]]] | None:
         """The variable's running total of bytes on disk, and the objects that joined it since
