@@ -209,8 +209,9 @@ class Index:
         self.refresh()
         return self._fold.byte_total(var)
 
-    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int:
-        """Add the sizes of objects that joined the variable; returns its total."""
+    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int | None:
+        """Add the sizes of objects that joined the variable; returns its total (None: it
+        went meanwhile, with a journal folded anew)."""
         return self._fold.settle_byte_total(var, sizes)
 
     def follow_bytes(self, var: str) -> None:

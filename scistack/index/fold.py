@@ -513,9 +513,10 @@ class Fold:
                              "LEFT JOIN sizes s ON s.oid = u.oid WHERE u.var = ?", (var,))
         return rows[0][0], [(oid_out(oid), kind, size) for oid, kind, size in pending]
 
-    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int:
+    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int | None:
         """Add the sizes of objects that joined the variable (each once, however many
-        processes settle it at a time) and return the total."""
+        processes settle it at a time) and return the total; None if the total went meanwhile
+        (the journal was replaced and folded anew)."""
         with self._lock:
             con = self._connection()
             con.execute("BEGIN IMMEDIATE")
@@ -523,12 +524,12 @@ class Fold:
                 for oid, size in sizes.items():
                     if con.execute("DELETE FROM var_unsized WHERE var = ? AND oid = ?", (var, oid_in(oid))).rowcount:
                         con.execute("UPDATE var_bytes SET bytes = bytes + ? WHERE var = ?", (size, var))
-                total = con.execute("SELECT bytes FROM var_bytes WHERE var = ?", (var,)).fetchone()[0]
+                total = con.execute("SELECT bytes FROM var_bytes WHERE var = ?", (var,)).fetchone()
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
                 raise
-        return total
+        return None if total is None else total[0]
 
     def follow_bytes(self, var: str) -> None:
         """Start the variable's running total: its distinct objects counted and the remembered

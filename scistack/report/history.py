@@ -307,7 +307,8 @@ def _stored_bytes(db: Database, var: str) -> int:
         return total
     measured = _measure(db, [(oid, kind) for oid, kind, size in joined if size is None])
     db.index.remember_sizes(measured)
-    return db.index.settle_byte_total(var, {oid: size for oid, _, size in joined if size is not None} | measured)
+    total = db.index.settle_byte_total(var, {oid: size for oid, _, size in joined if size is not None} | measured)
+    return _stored_bytes(db, var) if total is None else total  # (the fold began anew meanwhile)
 
 
 def _measure(db: Database, objects: list[tuple[str, str]]) -> dict[str, int]:
