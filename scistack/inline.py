@@ -11,30 +11,45 @@ immutable, so an oid's inline row never goes stale; it is derived, and rebuilt w
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
+from scistack.lazy_import import lazy_module
 from scistack.objects.lazy import LazyArray, LazyTable
 from scistack.objects.npy import MAGIC as NPY_MAGIC
 from scistack.objects.npy import decode_npy
 from scistack.objects.store import ObjectStore
 from scistack.records import read_call
 
+pa = lazy_module("pyarrow", globals(), "pa")
+
 INLINE_LIMIT = 1 << 20  # bytes: larger values show their oid, kind, shape, dtype and summary
 
-VALS_SCHEMA = pa.schema([
-    ("oid", pa.string()), ("sqltype", pa.string()), ("shape", pa.list_(pa.int64())),
-    ("dtype", pa.string()), ("nbytes", pa.int64()),
-    ("i", pa.int64()), ("d", pa.float64()), ("b", pa.bool_()), ("s", pa.string()), ("j", pa.string()),
-    ("li", pa.list_(pa.int64())), ("ld", pa.list_(pa.float64())), ("lb", pa.list_(pa.bool_())),
-    ("ls", pa.list_(pa.string())),
-])
-ROWS_SCHEMA = pa.schema([("oid", pa.string()), ("row_n", pa.int64()), ("row", pa.string())])
-CALLS_SCHEMA = pa.schema([("call", pa.string()), ("fn_name", pa.string()), ("fn_module", pa.string())])
+
+@functools.cache
+def _vals_schema() -> pa.Schema:
+    return pa.schema([
+        ("oid", pa.string()), ("sqltype", pa.string()), ("shape", pa.list_(pa.int64())),
+        ("dtype", pa.string()), ("nbytes", pa.int64()),
+        ("i", pa.int64()), ("d", pa.float64()), ("b", pa.bool_()), ("s", pa.string()), ("j", pa.string()),
+        ("li", pa.list_(pa.int64())), ("ld", pa.list_(pa.float64())), ("lb", pa.list_(pa.bool_())),
+        ("ls", pa.list_(pa.string())),
+    ])
+
+
+@functools.cache
+def _rows_schema() -> pa.Schema:
+    return pa.schema([("oid", pa.string()), ("row_n", pa.int64()), ("row", pa.string())])
+
+
+@functools.cache
+def _calls_schema() -> pa.Schema:
+    return pa.schema([("call", pa.string()), ("fn_name", pa.string()), ("fn_module", pa.string())])
+
 
 # the list column an array of each numpy dtype kind goes to
 _LIST_COLUMN = {"b": ("lb", "BOOLEAN"), "i": ("li", "BIGINT"), "u": ("li", "BIGINT"),
@@ -76,7 +91,7 @@ class Inliner:
             vals, rows = self._read([oids[n] for n in sorted(rest)])
             tables.append(vals)
         else:
-            rows = pa.table({name: [] for name in ROWS_SCHEMA.names}, schema=ROWS_SCHEMA)
+            rows = pa.table({name: [] for name in _rows_schema().names}, schema=_rows_schema())
         return (tables[0] if len(tables) == 1 else pa.concat_tables(tables)), rows
 
     def _stored_group(self, datas: list[bytes], oids: list[str], length: int) -> tuple[pa.Table | None, list[int]]:
@@ -120,11 +135,11 @@ class Inliner:
                 single.extend(members)
             else:
                 tables.append(table)
-        rows: dict[str, list] = {name: [] for name in ROWS_SCHEMA.names}
+        rows: dict[str, list] = {name: [] for name in _rows_schema().names}
         if single or not tables:
             tables.append(self._one_by_one([oids[n] for n in single], [stored[n] for n in single], rows))
         vals = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        return vals, pa.table(rows, schema=ROWS_SCHEMA)
+        return vals, pa.table(rows, schema=_rows_schema())
 
     def _npy_group(self, head: bytes, oids: list[str], whole: np.ndarray) -> pa.Table | None:
         """The rows of arrays sharing one NPY header, given as a matrix of their NPY payloads
@@ -145,7 +160,7 @@ class Inliner:
         if first.dtype.kind == "u" and first.dtype.itemsize == 8 and flat.size and flat.max() > np.iinfo(np.int64).max:
             name, base = "ld", "DOUBLE"
         m, k = len(oids), len(first)
-        cols = {field.name: pa.nulls(m, field.type) for field in VALS_SCHEMA}
+        cols = {field.name: pa.nulls(m, field.type) for field in _vals_schema()}
         dtype = _DTYPE_NAMES.get(first.dtype) or _DTYPE_NAMES.setdefault(first.dtype, str(first.dtype))
         cols.update({
             "oid": pa.array(oids, pa.string()), "sqltype": pa.array([base + "[]"] * m, pa.string()),
@@ -154,12 +169,12 @@ class Inliner:
             "dtype": pa.array([dtype] * m, pa.string()), "nbytes": pa.array(np.full(m, size, np.int64)),
             name: pa.ListArray.from_arrays(pa.array((np.arange(m + 1, dtype=np.int64) * k).astype(np.int32)),
                                            pa.array(flat.astype(_NUMPY_LISTS[name], copy=False)),
-                                           type=VALS_SCHEMA.field(name).type),
+                                           type=_vals_schema().field(name).type),
         })
-        return pa.table(cols, schema=VALS_SCHEMA)
+        return pa.table(cols, schema=_vals_schema())
 
     def _one_by_one(self, oids: list[str], stored: list[Any], rows: dict[str, list]) -> pa.Table:
-        cols: dict[str, list] = {name: [None] * len(oids) for name in VALS_SCHEMA.names}
+        cols: dict[str, list] = {name: [None] * len(oids) for name in _vals_schema().names}
         cols["oid"] = list(oids)
         for n, (oid, obj) in enumerate(zip(oids, stored)):
             try:
@@ -172,10 +187,10 @@ class Inliner:
                 continue
             for name, item in self._row(value, oid, rows).items():
                 cols[name][n] = item
-        arrays = {name: _list_array(cols[name], VALS_SCHEMA.field(name).type)
-                  if name in _NUMPY_LISTS else pa.array(cols[name], VALS_SCHEMA.field(name).type)
-                  for name in VALS_SCHEMA.names}
-        return pa.table(arrays, schema=VALS_SCHEMA)
+        arrays = {name: _list_array(cols[name], _vals_schema().field(name).type)
+                  if name in _NUMPY_LISTS else pa.array(cols[name], _vals_schema().field(name).type)
+                  for name in _vals_schema().names}
+        return pa.table(arrays, schema=_vals_schema())
 
     def calls(self, call_oids: list[str]) -> pa.Table:
         """The function name and module of each call record (for the views' `fn` column)."""
@@ -188,7 +203,7 @@ class Inliner:
             except Exception:  # damaged: the view shows NULL, fsck reports it
                 names.append(None)
                 modules.append(None)
-        return pa.table({"call": call_oids, "fn_name": names, "fn_module": modules}, schema=CALLS_SCHEMA)
+        return pa.table({"call": call_oids, "fn_name": names, "fn_module": modules}, schema=_calls_schema())
 
     # -- one value -------------------------------------------------------------------------
     def _row(self, value: Any, oid: str, rows: dict[str, list]) -> dict[str, Any]:

@@ -14,14 +14,15 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-
 from scistack.errors import QueryError
 from scistack.index import RefRecord
 from scistack.index.views import param_columns
+from scistack.lazy_import import lazy_module
 from scistack.objects.store import ObjectStore
 from scistack.records import read_call
+
+duckdb = lazy_module("duckdb", globals(), "duckdb")
+pa = lazy_module("pyarrow", globals(), "pa")
 
 FIXED = ("fn", "version", "created_at", "oid")
 _WORDS = {"and", "or", "not", "in", "is", "null", "between", "like", "ilike", "true", "false",

@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scistack"
 
 # lowest first; a unit may import itself and the units of lower layers, nothing else
 LAYERS = [
-    {"errors", "version", "address", "summary", "htmlrepr", "gcpause"},
+    {"errors", "version", "address", "summary", "htmlrepr", "gcpause", "lazy_import"},
     {"objects"},
     {"records"},
     {"index", "inline"},

@@ -15,6 +15,7 @@ Python package, can open it.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import operator
@@ -27,15 +28,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
-
 from scistack.errors import DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError
 from scistack.gcpause import paused
 from scistack.index.journal import Journal
 from scistack.index.state import key_of, keys_of
 from scistack.index.views import STATIC_VIEWS, add_shapes, refresh_views
 from scistack.index.writer import Writer
+from scistack.lazy_import import lazy_module
+
+duckdb = lazy_module("duckdb", globals(), "duckdb")
+pa = lazy_module("pyarrow", globals(), "pa")
 
 log = logging.getLogger(__name__)
 
@@ -471,7 +473,7 @@ class SqlIndex:
                 retried = set(unreadable[0])
                 types = pa.concat_tables([inlined_types, pa.table(
                     {"oid": [o for o in seen if o not in retried],
-                     "sqltype": [t for o, t in seen.items() if o not in retried]}, schema=_TYPES)])
+                     "sqltype": [t for o, t in seen.items() if o not in retried]}, schema=_types_schema())])
                 if self._inlined is not None:
                     self._inlined["vals"].update(zip(inlined_types["oid"].to_pylist(),
                                                      inlined_types["sqltype"].to_pylist()))
@@ -505,7 +507,7 @@ class SqlIndex:
         if runs:
             writer.put(_insert_arrow, "scistack.runs", pa.table({
                 "run_id": [e.get("run_id") for e in runs], "entry": [_canon(e) for e in runs],
-                "created_at": [e.get("t") for e in runs]}, schema=_RUNS))
+                "created_at": [e.get("t") for e in runs]}, schema=_runs_schema()))
         return {e["var"] for e in puts} | {e["var"] for e in dels} | again
 
     def _inline(self, writer: Writer, new_oids: list[str], unreadable: tuple[list[str], set[str]],
@@ -520,12 +522,12 @@ class SqlIndex:
             fresh = set(new_oids)
             new_oids = new_oids + [oid for oid in retry if oid not in fresh]
         done: list[pa.Table] = []  # a few inline steps per insert: each statement costs ~10 ms
-        types: list[pa.Table] = [pa.table({"oid": [], "sqltype": []}, schema=_TYPES)]
+        types: list[pa.Table] = [pa.table({"oid": [], "sqltype": []}, schema=_types_schema())]
         for start in range(0, len(new_oids), _INLINE_STEP):  # objects are read: the slow part
             _check(should_stop)
             vals, rows = self.inliner.values(new_oids[start:start + _INLINE_STEP])
             done.append(vals)
-            types.append(vals.select(["oid", "sqltype"]).cast(_TYPES))
+            types.append(vals.select(["oid", "sqltype"]).cast(_types_schema()))
             if rows.num_rows:
                 writer.put(_insert_arrow, "scistack.frame_rows", rows)
             if sum(t.num_rows for t in done) >= _INSERT_ROWS:
@@ -578,7 +580,9 @@ class SqlIndex:
             return to_arrow()
 
 
-_RUNS = pa.schema([("run_id", pa.string()), ("entry", pa.string()), ("created_at", pa.string())])
+@functools.cache
+def _runs_schema() -> pa.Schema:
+    return pa.schema([("run_id", pa.string()), ("entry", pa.string()), ("created_at", pa.string())])
 
 
 def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> None:
@@ -607,7 +611,11 @@ def _add_new_shapes(con: duckdb.DuckDBPyConnection, refs: pa.Table, types: pa.Ta
 _OKEY = "TRY_CAST('0x' || left(oid, 15) AS BIGINT)"
 _OKEY2 = "TRY_CAST('0x' || substr(oid, 16, 15) AS BIGINT)"
 _HEX = re.compile(r"[0-9a-f]{64}")
-_TYPES = pa.schema([("oid", pa.string()), ("sqltype", pa.string())])
+
+
+@functools.cache
+def _types_schema() -> pa.Schema:
+    return pa.schema([("oid", pa.string()), ("sqltype", pa.string())])
 
 
 def _insert_vals(con: duckdb.DuckDBPyConnection, vals: pa.Table) -> None:

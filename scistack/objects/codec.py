@@ -3,16 +3,18 @@
 Top-level arrays are `npy`, DataFrames/Series/Arrow tables are `table`, `bytes` are
 `bytes`, and everything else goes through canonical JSON (which stores any arrays or tables
 it contains as child objects). Nothing is ever pickled: an unknown type is refused.
+
+The table modules (pyarrow, ~55 ms to import) are imported where a table is met, so that a
+process that never stores or reads one (`scistack status`, most pipelines) does not pay.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
-import json
 
 from scistack.objects.canonical_json import (
     decode_json,
@@ -32,13 +34,6 @@ from scistack.objects.chunked import (
 )
 from scistack.objects.chunking import current_policy
 from scistack.objects.npy import decode_npy, encode_npy
-from scistack.objects.chunked_table import (
-    TableChunks,
-    decode_chunked_table,
-    encode_chunked_table,
-    should_chunk_table,
-)
-from scistack.objects.table import decode_table, table_payload, to_arrow
 
 Put = Callable[[str, list], str]
 Get = Callable[[str], tuple[str, Any]]
@@ -57,6 +52,9 @@ def encode_value(value: Any, put: Put) -> tuple[str, list]:
             return "chunked", encode_chunked_array(value, put, policy)
         return "npy", encode_npy(value if isinstance(value, np.ndarray) else np.asarray(value))
     if is_child_value(value):
+        from scistack.objects.chunked_table import encode_chunked_table, should_chunk_table
+        from scistack.objects.table import table_payload, to_arrow
+
         table, num_rows = to_arrow(value)
         policy = current_policy()
         if should_chunk_table(value, policy):
@@ -78,6 +76,8 @@ def value_kind(value: Any) -> str:
     if isinstance(value, np.ndarray) or is_array_source(value):
         return "chunked" if should_chunk(value, current_policy()) else "npy"
     if is_child_value(value):
+        from scistack.objects.chunked_table import should_chunk_table
+
         return "chunked" if should_chunk_table(value, current_policy()) else "table"
     return "bytes" if type(value) is bytes else "json"
 
@@ -89,11 +89,15 @@ def decode_value(kind: str, payload: Any, get: Get, oid: str = "?") -> Any:
     if kind == "chunked":
         tree = parse_manifest(payload)
         if tree["type"] == "table":
+            from scistack.objects.chunked_table import decode_chunked_table
+
             return decode_chunked_table(tree, get, oid)
         return decode_chunked_array(tree, get, oid)
     if kind == "json":
         return decode_json(payload, lambda child: decode_value(*get(child), get, child))
     if kind == "table":
+        from scistack.objects.table import decode_table
+
         return decode_table(payload)
     if kind == "bytes":
         return bytes(payload)
@@ -110,6 +114,8 @@ def open_chunked(payload: Any, get: Get, oid: str) -> Any:
 
     tree = parse_manifest(payload)
     if tree["type"] == "table":
+        from scistack.objects.chunked_table import TableChunks
+
         return LazyTable(TableChunks(tree, get, oid), oid)
     return LazyArray(array_manifest(tree), get, oid)
 
