@@ -12,7 +12,7 @@ import numpy as np
 from scistack import BaseVariable, configure_database
 from scistack.lazy_import import lazy_module
 
-HEAVY = ("duckdb", "pyarrow", "pandas")
+HEAVY = ("duckdb", "pyarrow", "pandas", "importlib.metadata")
 
 
 def _loaded_after(code: str, cwd) -> list[str]:

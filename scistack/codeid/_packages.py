@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import functools
 import itertools
-import importlib.metadata
 import os
 import platform
 import sys
 import sysconfig
 from collections.abc import Iterator
+
+from scistack.lazy_import import lazy_module
+
+metadata = lazy_module("importlib.metadata", globals(), "metadata")  # ~17 ms, wanted by lineage only
 
 _LIBRARY_TOPS = frozenset({"scistack"})
 _LIBRARY_DIR_NAMES = frozenset({"site-packages", "dist-packages"})
@@ -93,8 +96,8 @@ def package_version(module_name: str) -> str:
     # process) is only built for a module whose distribution is named otherwise (yaml: PyYAML)
     for dist in itertools.chain([top], _claimants(top)):
         try:
-            found = importlib.metadata.distribution(dist)
-        except importlib.metadata.PackageNotFoundError:
+            found = metadata.distribution(dist)
+        except metadata.PackageNotFoundError:
             continue
         build = _build_digest(found, top)
         return f"{dist}=={found.version}" + (f" build:{build}" if build else "")
@@ -110,7 +113,7 @@ def _claimants(top: str) -> Iterator[str]:
 @functools.lru_cache(maxsize=1)
 def _distributions() -> dict[str, list[str]]:
     """Top-level import name -> distribution names; scans installed metadata once."""
-    return dict(importlib.metadata.packages_distributions())
+    return dict(metadata.packages_distributions())
 
 
 def split_label(label: str) -> tuple[str, str, str]:
@@ -123,14 +126,14 @@ def split_label(label: str) -> tuple[str, str, str]:
 def installed_label(dist: str) -> str | None:
     """The `package_version` label of distribution `dist` as installed now (None: not installed)."""
     try:
-        found = importlib.metadata.distribution(dist)
-    except importlib.metadata.PackageNotFoundError:
+        found = metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
         return None
     build = _build_digest(found, dist)
     return f"{dist}=={found.version}" + (f" build:{build}" if build else "")
 
 
-def _build_digest(dist: importlib.metadata.Distribution, top: str) -> str:
+def _build_digest(dist: metadata.Distribution, top: str) -> str:
     """Digest of what a distribution installed (RECORD hashes) or, if editable, its source now."""
     import blake3
 
@@ -162,7 +165,7 @@ def _build_digest(dist: importlib.metadata.Distribution, top: str) -> str:
     return blake3.blake3("\n".join(lines).encode()).hexdigest()[:16] if lines else ""
 
 
-def _is_editable(dist: importlib.metadata.Distribution) -> bool:
+def _is_editable(dist: metadata.Distribution) -> bool:
     """True for an editable (development) install (PEP 610 ``direct_url.json``)."""
     text = dist.read_text("direct_url.json")
     if not text:
