@@ -509,8 +509,11 @@ class Fold:
         rows = self._rows("SELECT bytes FROM var_bytes WHERE var = ?", (var,))
         if not rows:
             return None
-        pending = self._rows("SELECT u.oid, o.kind, s.bytes FROM var_unsized u JOIN var_oids o USING (var, oid) "
-                             "LEFT JOIN sizes s ON s.oid = u.oid WHERE u.var = ?", (var,))
+        # CROSS JOIN: SQLite keeps this order. Left to choose (no statistics), it walked all of
+        # the variable's `var_oids` to probe the few `var_unsized` (0.3 s a variable at 10M refs)
+        pending = self._rows("SELECT u.oid, o.kind, s.bytes FROM var_unsized u CROSS JOIN var_oids o "
+                             "ON o.var = u.var AND o.oid = u.oid LEFT JOIN sizes s ON s.oid = u.oid "
+                             "WHERE u.var = ?", (var,))
         return rows[0][0], [(oid_out(oid), kind, size) for oid, kind, size in pending]
 
     def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int | None:
