@@ -147,7 +147,8 @@ def test_a_fold_of_layout_9_counts_the_objects_in_place(project, tmp_path):
         Tracked.save(float(subject % 2), subject=subject)
     path, inode = older_fold(project, "DROP TRIGGER ref_unnamed; DROP TRIGGER var_oid_joined; "
                              "DROP TRIGGER var_oid_left; DROP TABLE var_oids; DROP TABLE var_bytes; "
-                             "DROP TABLE var_unsized; UPDATE meta SET value = '9' WHERE key = 'fold_version';")
+                             "DROP TABLE var_unsized; DROP TRIGGER ref_gone; DROP TABLE var_counts; "
+                             "UPDATE meta SET value = '9' WHERE key = 'fold_version';")
     db = configure_database(tmp_path / "p.duckdb", ["subject"])
     try:
         assert _listed(db, "Tracked") == _walked(db, "Tracked")
@@ -157,7 +158,7 @@ def test_a_fold_of_layout_9_counts_the_objects_in_place(project, tmp_path):
         found = sqlite3.connect(path)
         assert found.execute("SELECT sum(n), count(*) FROM var_oids WHERE var = 'Tracked'").fetchone() == (4, 3)
         assert found.execute("SELECT count(*) FROM var_oids WHERE var <> 'Tracked'").fetchone() == (0,)
-        assert found.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("10",)
+        assert found.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("11",)
         found.close()
         assert path.stat().st_ino == inode  # the same file, not a rebuilt one
     finally:
