@@ -645,8 +645,11 @@ class Fold:
         return [tuple(oid_out(v) if n in oids else v for n, v in enumerate(row)) for row in found]
 
     def call_outputs_many(self, keys: list[str]) -> dict[str, tuple[str, str | None, str]]:
-        """key -> (call, fn, outs as the index keeps them: JSON text) for these cache keys."""
+        """key -> (call, fn, outs as the index keeps them: JSON text) for these cache keys.
+        Asked in key order: keys are hashes, and seeks in b-tree order touch each page once
+        (100k keys at 10M refs: 0.51 -> 0.36 s, the sort included)."""
         found: dict[str, tuple[str, str | None, str]] = {}
+        keys = sorted(keys)
         for start in range(0, len(keys), _CHUNK):
             for key, call, fn, outs in self._rows(
                     "SELECT key, call, fn, outs FROM calls WHERE key IN (SELECT oid_in(value) FROM json_each(?))",
@@ -655,8 +658,9 @@ class Fold:
         return found
 
     def calls_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """`call` for many keys in one query per chunk."""
+        """`call` for many keys in one query per chunk, asked in key order (as `call_outputs_many`)."""
         found = {}
+        keys = sorted(keys)
         for start in range(0, len(keys), _CHUNK):
             rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE key IN "
                               "(SELECT oid_in(value) FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
