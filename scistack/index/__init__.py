@@ -29,7 +29,7 @@ from scistack.errors import DatabaseLockedError
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, quote
-from scistack.index.fold import Fold, Judging
+from scistack.index.fold import FOLD_NAME, Fold, Judging
 from scistack.records import RunRecord
 from scistack.index.state import (RefRecord, RefState, is_multi, key_of, keys_of, newest_per_variant, resolve_params,
                                   select_from)
@@ -59,7 +59,7 @@ class Index:
     def __init__(self, scistack_dir: Path, db_path: Path, schema_keys: list[str], *,
                  fsync: bool = False, sync_delay: float = 0.5, journal: JournalBackend | None = None) -> None:
         self._journal = journal or Journal(Path(scistack_dir) / "refs.log", fsync=fsync)
-        self._fold = Fold(Path(scistack_dir) / "fold.sqlite", self._journal)
+        self._fold = Fold(Path(scistack_dir) / FOLD_NAME, self._journal)
         self._sql = SqlIndex(db_path, schema_keys, self._journal)
         self._pending: list[dict[str, Any]] | None = None   # journal lines a batch holds back
         self._overlay = RefState()                            # ... and what they say, for reads

@@ -193,6 +193,18 @@ _VERSIONS_AT = (f"SELECT {_ROW_COLUMNS} FROM refs "
                 "WHERE var = ? AND addr = ? ORDER BY version")
 
 
+FOLD_NAME = "fold.sqlite"
+
+
+def _layout(con: sqlite3.Connection) -> int | None:
+    """The layout version a fold file says it has (None: a new file, or none readable)."""
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone()
+        return int(row[0]) if row else None
+    except (sqlite3.DatabaseError, ValueError, TypeError):
+        return None
+
+
 class Fold:
     """Reads and maintains the SQLite fold of one journal; one connection per process."""
 
@@ -243,6 +255,17 @@ class Fold:
             con.execute("PRAGMA cache_size=-16384")
             con.execute("PRAGMA recursive_triggers=ON")  # a ref replaced counts as one gone (`ref_unnamed`)
             con.create_function("oid_in", 1, oid_in, deterministic=True)  # (no unhex() before SQLite 3.41)
+            newer = _layout(con)
+            if newer is not None and newer > FOLD_VERSION and self.path.name == FOLD_NAME:
+                # a newer scistack's fold (a lab mixing versions): left to it, whole; this
+                # version folds the journal into its own file beside it, once, rather than
+                # each rebuilding the other's (minutes at 10M refs) at every switch
+                con.close()
+                log.warning("%s has layout %d, written by a newer scistack; this one (layout %d) keeps "
+                            "its own fold beside it. Upgrade scistack to share one", self.path, newer,
+                            FOLD_VERSION)
+                self.path = self.path.with_name(f"fold.v{FOLD_VERSION}.sqlite")
+                return self._open()
             con.executescript(_SCHEMA)
             found = int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'"))
             if found in _MIGRATIONS:  # a column more: added in place (a rebuild of 1M refs takes ~50 s)
