@@ -378,9 +378,9 @@ class Fold:
         try:
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored > size:  # the journal was replaced (compaction): fold anew
-                for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "refs", "slots", "names", "addresses",
-                              "calls", "call_keys", "runs", "var_calls", "var_changes", "var_summary",
-                              "var_facts", "judged_sig", "judged_cells"):
+                for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "refs", "slots", "names",
+                              "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
+                              "var_summary", "var_facts", "judged_sig", "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
                 stored = 0
             entries, offset = self.journal.read_from(stored, _CHUNK_BYTES)
