@@ -488,8 +488,9 @@ class Fold:
             found.append(rows[0][0])
 
     def summaries(self) -> list[tuple[str, int, int, str]]:
-        """(variable, current records, live records, last change) for every variable: counted
-        again only for variables that changed since they were last counted."""
+        """(variable, current records, live records, last change) for every variable, cached
+        at its change count; a variable that changed reads its running counts (`var_counts`),
+        and only one with version keys counts its distinct (address, version keys) again."""
         out = []
         for var in self.variables():
             changes, cached = self._summary(var)
