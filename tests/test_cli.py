@@ -191,6 +191,25 @@ def test_show_dataframe_head_and_older_version(built):
     assert "min 1  max 1" not in out
 
 
+def _strict_json(text: str):
+    """JSON as `jq` or a browser reads it: the bare words NaN and Infinity are refused."""
+    def refuse(word: str):
+        raise ValueError(f"{word} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_json_output_is_strict_json_for_nan_and_infinity(built):
+    CliRaw.save(np.array([1.0, np.nan, np.inf, -np.inf]), subject=7, session="pre")
+    CliPeak.save(float("nan"), subject=7, session="pre")
+    shown = _strict_json(ok(run(built, "show", "CliRaw", "--subject", "7", "--json")))
+    assert shown["value"]["head"] == [1.0, None, None, None]  # as the web view shows them
+    assert shown["value"]["dtype"] == "float64" and shown["value"]["mean"] is None
+    scalar = _strict_json(ok(run(built, "show", "CliPeak", "--subject", "7", "--json")))
+    assert scalar["refs"][0]["summary"] == "nan"
+    for args in (["log", "CliPeak", "--json"], ["ls", "--json"], ["status", "--json"]):
+        _strict_json(ok(run(built, *args)))
+
+
 def test_show_errors_are_one_line(built):
     for args in (["show", "zz"], ["show", "0000000000"], ["show", "CliRaw", "--subject", "1"]):
         result = run(built, *args)

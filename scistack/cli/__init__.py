@@ -427,7 +427,7 @@ def fsck(ctx: click.Context, reindex: bool, repair: bool, quarantine: bool, as_j
     text = render.render_fsck(report) + (
         f"\nreindexed {applied} journal entries" if reindex else ""
     ) + (f"\nthe damaged DuckDB file was moved aside to {aside.name}" if aside else "")
-    _emit(as_json, {**render.plain(report), "ok": report.ok, "reindexed": applied}, text)
+    _emit(as_json, {**render.json_ready(report), "ok": report.ok, "reindexed": applied}, text)
     ctx.exit(0 if report.ok else 1)
 
 

@@ -6,12 +6,12 @@ the status grid splits its variables into blocks, long lines are cut.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from typing import Any
 
 from scistack.index import RefRecord
+from scistack.report.json_ready import json_ready
 
 WIDTH = 80
 SHORT = 12
@@ -20,28 +20,8 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|n
 
 # -- JSON --------------------------------------------------------------------------------
 def to_json(data: Any) -> str:
-    """Library results (dataclasses, lists, records) as indented JSON."""
-    return json.dumps(plain(data), indent=2, default=_fallback)
-
-
-def plain(data: Any) -> Any:
-    if isinstance(data, RefRecord):
-        return plain(data.to_dict())
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return {f.name: plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
-    if isinstance(data, dict):
-        return {str(k): plain(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple, set, frozenset)):
-        return [plain(v) for v in data]
-    return data
-
-
-def _fallback(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, complex):
-        return [value.real, value.imag]
-    return str(value)
+    """Library results (dataclasses, lists, records) as indented JSON (strict: no NaN)."""
+    return json.dumps(json_ready(data), indent=2, allow_nan=False)
 
 
 # -- small pieces ------------------------------------------------------------------------

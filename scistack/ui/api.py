@@ -8,14 +8,13 @@ stay different values, as they are in the project.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
 from typing import Any
 
 from scistack.database import Database
 from scistack.errors import WebViewError
 from scistack.index import RefRecord
+from scistack.report.json_ready import json_ready
 from scistack.report.history import describe_value, log_entries, read_call, select
 from scistack.report.pipeline import pipeline_graph
 from scistack.report.preview import preview
@@ -33,7 +32,7 @@ def graph(db: Database) -> dict[str, Any]:
     """Nodes with state, counts and position; edges; the size of the drawing."""
     g = pipeline_graph(db)
     pos = layout([n.id for n in g.nodes], g.edges)
-    nodes = [{**plain(n), "x": pos[n.id][0], "y": pos[n.id][1]} for n in g.nodes]
+    nodes = [{**json_ready(n), "x": pos[n.id][0], "y": pos[n.id][1]} for n in g.nodes]
     width = max((x for x, _ in pos.values()), default=0) + NODE_W
     height = max((y for _, y in pos.values()), default=0) + NODE_H
     return {"nodes": nodes, "edges": [list(e) for e in g.edges], "width": width, "height": height,
@@ -82,7 +81,7 @@ def value(db: Database, var: str, addr: dict[str, Any], version: int | None = No
                       "current": e.current, "summary": e.summary,
                       "function": e.call.function if e.call else None} for e in versions],
         "provenance": _provenance(db, record.call) if record.call else None,
-        "why": plain(why_value(db, var, **where)) if current else None,
+        "why": json_ready(why_value(db, var, **where)) if current else None,
     }
     return out
 
@@ -112,12 +111,12 @@ def _provenance(db: Database, call_oid: str) -> dict[str, Any]:
 
 
 def runs(db: Database) -> dict[str, Any]:
-    return {"runs": plain(run_history(db))}
+    return {"runs": json_ready(run_history(db))}
 
 
 def run(db: Database, run_id: str) -> dict[str, Any]:
     summary, items = run_items(db, run_id)
-    return {"run": plain(summary), "items": plain(items)}
+    return {"run": json_ready(summary), "items": json_ready(items)}
 
 
 def parse_addr(text: str | None) -> dict[str, Any]:
@@ -136,24 +135,5 @@ def parse_addr(text: str | None) -> dict[str, Any]:
     return addr
 
 
-def plain(data: Any) -> Any:
-    """Dataclasses, tuples and numpy scalars as JSON-ready data (NaN and infinities as None)."""
-    if isinstance(data, RefRecord):
-        return plain(data.to_dict())
-    if dataclasses.is_dataclass(data) and not isinstance(data, type):
-        return {f.name: plain(getattr(data, f.name)) for f in dataclasses.fields(data)}
-    if isinstance(data, dict):
-        return {str(k): plain(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple, set, frozenset)):
-        return [plain(v) for v in data]
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if hasattr(data, "item") and not isinstance(data, (str, bytes)):
-        return plain(data.item())
-    if isinstance(data, (bytes, bytearray)):
-        return bytes(data[:200]).hex()
-    return data
-
-
 def dumps(data: Any) -> bytes:
-    return json.dumps(plain(data), default=str, allow_nan=False).encode()
+    return json.dumps(json_ready(data), allow_nan=False).encode()
