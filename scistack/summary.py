@@ -29,6 +29,8 @@ def summarize(value: Any) -> str:
         return f"{_dtype_name(value.dtype)}[{'x'.join(map(str, value.shape))}]"
     if isinstance(value, (bool, np.bool_)):
         return "true" if value else "false"
+    if isinstance(value, (np.datetime64, np.timedelta64)):  # (a timedelta64 is an np.integer)
+        return str(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
         return repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
     if isinstance(value, str):

@@ -41,6 +41,15 @@ def test_save_then_load_roundtrips_and_reports_record(project):
     assert loaded.oid == saved.oid and loaded.created_at == saved.created_at
 
 
+def test_numpy_time_scalars_roundtrip_with_a_readable_summary(project):
+    # a timedelta64 is an np.integer: its summary had raised a bare TypeError (int() of it)
+    for n, value in enumerate([np.timedelta64(3, "s"), np.datetime64("2024-01-02T03:04:05")]):
+        saved = VRaw.save(value, subject=n, session="pre")
+        assert saved.record.summary == str(value)
+        loaded = VRaw.load(subject=n, session="pre").data
+        assert loaded == value and loaded.dtype == value.dtype
+
+
 def test_identical_save_is_a_noop_and_new_data_adds_a_version(project):
     first = VRaw.save(np.arange(3.0), subject=1, session="pre")
     again = VRaw.save(np.arange(3.0), subject=1, session="pre")
