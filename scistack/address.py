@@ -60,7 +60,7 @@ def typed(value: Any) -> tuple[str, Any]:
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, (int, float)):
-        return ("num", value)
+        return ("num", value) if value == value else ("nan", None)  # a NaN parameter meets NaN
     if isinstance(value, (list, dict)):
         return ("json", repr(value))
     return (type(value).__name__, value)

@@ -109,6 +109,34 @@ def test_a_plain_duckdb_session_answers_both_questions(pipeline):
         con.close()
 
 
+def test_nan_and_infinite_constants_are_parameters_like_any_number(project):
+    """`high_hz=np.inf` (no upper limit) is a lineage parameter: loadable by it, a DOUBLE
+    column of the views and of `load_all`, and an unchanged rerun is cached (JSON holds no
+    NaN or infinity: the journal and the call record tag them)."""
+    for subject in (1, 2, 3):
+        EmgRaw.save(raw_signal(subject, "pre"), subject=subject, session="pre")
+    for subject, low_hz in ((1, 10.0), (2, np.inf), (3, np.nan)):
+        for _ in range(2):
+            for_each(bandpass, {"signal": EmgRaw, "low_hz": low_hz}, [EmgFiltered], subject=[subject],
+                     session=["pre"], progress=False)
+    assert EmgFiltered.load(subject=2, session="pre").record.params == {"bandpass.low_hz": np.inf}
+    assert [r.version for r in EmgFiltered.list_versions()] == [1, 1, 1]  # each rerun was cached
+    assert EmgFiltered.load(low_hz=np.inf)[0].data[0] == np.inf
+    assert np.isnan(EmgFiltered.load(low_hz=np.nan)[0].data[0])  # NaN meets NaN here
+    frame = EmgFiltered.load_all(as_df=True)
+    assert frame["low_hz"].tolist()[:2] == [10.0, np.inf] and np.isnan(frame["low_hz"][2])
+    assert EmgFiltered.load_all(as_df=True, where="low_hz > 100")["subject"].tolist() == [2]
+    con = plain_session(project)
+    try:
+        rows = con.execute("SELECT subject, low_hz FROM EmgFiltered ORDER BY subject").fetchall()
+        assert rows[:2] == [(1, 10.0), (2, np.inf)] and np.isnan(rows[2][1])
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'EmgFiltered'").fetchall())
+        assert types["low_hz"] == "DOUBLE"
+    finally:
+        con.close()
+
+
 def test_the_python_api_gives_the_same_answers(pipeline):
     frame = PeakActivation.load_all(as_df=True, where="low_hz = 20 AND subject BETWEEN 1 AND 3")
     assert frame.groupby("session")["data"].mean().to_dict() == pytest.approx(expected_mean_peaks(20))

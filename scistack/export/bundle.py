@@ -75,7 +75,7 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
 
 def _ref_entry(record: RefRecord) -> dict[str, Any]:
     return {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
-            "oid": record.oid, "kind": record.kind, "call": record.call, "params": record.params,
+            "oid": record.oid, "kind": record.kind, "call": record.call, "params": record.recorded_params(),
             "summary": record.summary, "created_at": record.created_at}
 
 

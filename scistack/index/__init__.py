@@ -32,7 +32,7 @@ from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import FOLD_NAME, Fold, Judging
 from scistack.records import RunRecord
 from scistack.index.state import (RefRecord, RefState, is_multi, key_of, keys_of, newest_per_variant, resolve_params,
-                                  select_from)
+                                  select_from, tagged_params)
 
 log = logging.getLogger(__name__)
 
@@ -343,6 +343,7 @@ class Index:
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
+        params = tagged_params(params) if params else params
         if self._pending is not None:  # in a batch: versions are checked again at flush
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
         if hasattr(self._journal, "append_if"):

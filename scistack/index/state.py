@@ -80,10 +80,16 @@ class RefRecord:
 
     @property
     def params(self) -> dict[str, Any]:
+        """The lineage parameters, a NaN or infinite constant as the float (`untagged_params`)."""
         if self._params is None:
             text = self._params_text
-            object.__setattr__(self, "_params", {} if text in ("", "{}") else json.loads(text))
+            params = {} if text in ("", "{}") else json.loads(text)
+            object.__setattr__(self, "_params", untagged_params(params) if '"$float"' in text else params)
         return self._params
+
+    def recorded_params(self) -> dict[str, Any]:
+        """The parameters as the journal holds them (NaN and infinities tagged)."""
+        return tagged_params(self.params)
 
     @property
     def has_params(self) -> bool:
@@ -101,7 +107,7 @@ class RefRecord:
 
     def _fields(self) -> tuple:
         return (self.var, self.addr_key, self.vkeys_key, self.version, self.oid, self.kind, self.call,
-                key_of(self.params), self.summary, self.created_at)
+                key_of(self.recorded_params()), self.summary, self.created_at)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RefRecord) and self._fields() == other._fields()
@@ -116,7 +122,7 @@ class RefRecord:
 
     def __reduce__(self) -> tuple:
         return (RefRecord, (self.var, self.addr, self.vkeys, self.version, self.oid, self.kind, self.call,
-                            self.params, self.summary, self.created_at, self.addr_key, self.vkeys_key))
+                            self.recorded_params(), self.summary, self.created_at, self.addr_key, self.vkeys_key))
 
     @classmethod
     def from_entry(cls, e: dict[str, Any], addr_key: str | None = None) -> RefRecord:
@@ -132,7 +138,7 @@ class RefRecord:
         return {
             "op": "put", "var": self.var, "addr": self.addr, "vkeys": self.vkeys,
             "version": self.version, "oid": self.oid, "kind": self.kind, "call": self.call,
-            "params": self.params, "summary": self.summary, "t": self.created_at,
+            "params": self.recorded_params(), "summary": self.summary, "t": self.created_at,
         }
 
 
@@ -157,7 +163,7 @@ def _fill(self: RefRecord, var: str, addr: Any, vkeys: Any, version: int, oid: s
     _SET_OID(self, oid)
     _SET_KIND(self, kind)
     _SET_CALL(self, call)
-    _SET_PARAMS(self, params)
+    _SET_PARAMS(self, untagged_params(params) if params else params)  # (from a journal entry: tagged)
     _SET_PARAMS_TEXT(self, params_text)
     _SET_SUMMARY(self, summary)
     _SET_CREATED_AT(self, created_at)
@@ -168,6 +174,26 @@ def _fill(self: RefRecord, var: str, addr: Any, vkeys: Any, version: int, oid: s
 (_SET_VAR, _SET_ADDR, _SET_VKEYS, _SET_VERSION, _SET_OID, _SET_KIND, _SET_CALL, _SET_PARAMS, _SET_PARAMS_TEXT,
  _SET_SUMMARY, _SET_CREATED_AT, _SET_ADDR_KEY, _SET_VKEYS_KEY) = (
     getattr(RefRecord, slot).__set__ for slot in RefRecord.__slots__)
+
+
+def tagged_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Lineage parameters as the journal records them: a NaN or infinite float tagged."""
+    for value in params.values():
+        if type(value) is float and value - value != 0:  # (nan for nan and the infinities)
+            return {k: {"$float": str(v).lower()} if type(v) is float and v - v != 0 else v
+                    for k, v in params.items()}
+    return params
+
+
+def untagged_params(params: dict[str, Any]) -> dict[str, Any]:
+    """Lineage parameters as the call had them: JSON holds no NaN or infinity, so such a
+    constant is recorded tagged (`{"$float": "inf"}`, as every canonical value) and read
+    back here as the float."""
+    for value in params.values():
+        if type(value) is dict:
+            return {k: float(v["$float"]) if type(v) is dict and v.keys() == {"$float"} else v
+                    for k, v in params.items()}
+    return params
 
 
 def key_of(mapping: dict[str, Any]) -> str:

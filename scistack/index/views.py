@@ -76,17 +76,25 @@ def add_shapes(con: duckdb.DuckDBPyConnection, source: str, variables: list[str]
     variable (1.7 s for one of 300k refs). `types`: a table of (oid, sqltype) holding at least
     the oids of `source` (by default every inline row)."""
     where = "WHERE n.var IN (SELECT unnest(CAST(? AS VARCHAR[])))" if variables is not None else ""
+    params = _UNTAGGED.format("n.params")
     con.execute(
         "INSERT INTO scistack.shapes SELECT var, addr, vkeys, params, sqltype FROM ("
-        " SELECT n.var, any_value(n.addr) AS addr, any_value(n.vkeys) AS vkeys, any_value(n.params) AS params,"
+        f" SELECT n.var, any_value(n.addr) AS addr, any_value(n.vkeys) AS vkeys, any_value({params}) AS params,"
         " v.sqltype, json_structure(CAST(n.addr AS JSON)) AS sa, json_structure(CAST(n.vkeys AS JSON)) AS sv,"
-        " json_structure(CAST(n.params AS JSON)) AS sp"
+        f" json_structure(CAST({params} AS JSON)) AS sp"
         f" FROM {source} n LEFT JOIN {types} v ON v.oid = n.oid {where}"
         " GROUP BY n.var, sa, sv, sp, v.sqltype) c"
         " WHERE NOT EXISTS (SELECT 1 FROM scistack.shapes s WHERE s.var = c.var"
         " AND json_structure(CAST(s.addr AS JSON)) = c.sa AND json_structure(CAST(s.vkeys AS JSON)) = c.sv"
         " AND json_structure(CAST(s.params AS JSON)) = c.sp AND s.sqltype IS NOT DISTINCT FROM c.sqltype)",
         [variables] if variables is not None else [])
+
+
+# A parameter that is NaN or an infinity is tagged in JSON ({"$float": "inf"}); its shape is
+# kept as a number's, so the column stays DOUBLE (`_typed_json` reads the tag). In a JSON
+# string the quotes would be escaped: only a tag matches.
+_UNTAGGED = ("CASE WHEN contains({0}, '{{\"$float\":') THEN regexp_replace({0}, "
+             "'\\{{\"\\$float\":\"(nan|inf|-inf)\"\\}}', '0.0', 'g') ELSE {0} END")
 
 
 def _shapes(con: duckdb.DuckDBPyConnection, names: list[str]) -> dict[str, Shape]:
@@ -183,6 +191,9 @@ def _typed_json(column: str, name: str, json_type: str | None) -> str:
     path = literal(f'$."{name}"')
     sql_type = _NUMERIC.get(json_type or "")
     text = f"json_extract_string({column}, {path})"
+    if sql_type == "DOUBLE":  # NaN and the infinities are tagged (see `_UNTAGGED`)
+        tag = literal(f'$."{name}"."$float"')
+        text = f"COALESCE(json_extract_string({column}, {tag}), {text})"
     return f"TRY_CAST({text} AS {sql_type})" if sql_type else text
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from scistack.errors import LineageError, UnsupportedValueError
+from scistack.index.state import tagged_params
 from scistack.objects.canonical_json import dumps_canonical, to_tree
 from scistack.objects.hashing import hash_bytes, hash_object
 from scistack.objects.store import ObjectStore, hash_value
@@ -342,11 +343,13 @@ def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any
         if "const" not in b.record or _is_input(b.record):
             continue
         const = b.record["const"]
-        if isinstance(const, dict) and "$np" in const and isinstance(const["$np"][1], _SCALARS):
+        if isinstance(const, dict) and "$np" in const:
             const = const["$np"][1]  # a numpy scalar: queryable as the plain number
-        if isinstance(const, _SCALARS):
-            params[f"{fn_name}.{name}"] = const
-    return params
+        if isinstance(const, _SCALARS) or (isinstance(const, dict) and const.keys() == {"$float"}):
+            params[f"{fn_name}.{name}"] = const  # (a tag: nan or an infinity, `high_hz=np.inf`)
+    # as recorded (journal, call record): JSON has no NaN or infinity, so an upstream one
+    # (read back as the float, `RefRecord.params`) is tagged again
+    return tagged_params(params)
 
 
 def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
