@@ -187,7 +187,9 @@ class Database:
     def batch(self) -> Iterator[Database]:
         """Group many saves: small objects go into one pack and the journal gets one append.
 
-        Saves inside are durable when the block exits (for_each also flushes every second).
+        Saves inside are durable when the block exits (for_each also flushes every second),
+        also when it exits with an error: a batch groups writes for speed, it is not a
+        transaction, so what was computed before a failure is kept.
         """
         self.store.begin_batch()
         try:
