@@ -301,6 +301,14 @@ def test_sql_stays_read_only(pipeline):
     assert pipeline.sql("SELECT count(*) AS n FROM PeakActivation")["n"][0] == 8
 
 
+def test_a_key_saved_as_text_and_numbers_gets_a_query_error_that_says_how_to_compare(project):
+    StrideLength.save(1.0, subject=1)
+    StrideLength.save(2.0, subject="S02")  # one subject named as text: the column is VARCHAR
+    with pytest.raises(QueryError, match=r"Column subject holds text as well as numbers.*subject = '5'"):
+        project.sql("SELECT value FROM StrideLength WHERE subject = 1")
+    assert project.sql("SELECT value FROM StrideLength WHERE subject = '1'")["value"].tolist() == [1.0]
+
+
 _examples = iter(range(10**6))
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)
 

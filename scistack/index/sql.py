@@ -570,14 +570,26 @@ class SqlIndex:
             try:
                 result = con.execute(sql, params or [])
             except duckdb.Error as exc:
-                first = str(exc).strip().splitlines()[0]
-                raise QueryError(
-                    f"the query failed: {first}. The index is read-only here; `scistack ls` "
-                    "lists the variables (each is a view); scistack's own tables are scistack.refs "
-                    "and scistack.calls"
-                ) from None
+                raise QueryError(_query_failed(str(exc))) from None
             to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
             return to_arrow()
+
+
+# "... Could not convert string 'S01' to INT32 when casting from source column subject"
+_TEXT_COLUMN = re.compile(r"Could not convert string '.*' to \w+ when casting from source column (\w+)")
+
+
+def _query_failed(error: str) -> str:
+    """DuckDB's error, first line, and what usually fixes it."""
+    first = error.strip().splitlines()[0]
+    mixed = _TEXT_COLUMN.search(first)
+    if mixed:  # a key saved both as numbers and as text is a VARCHAR column
+        column = mixed.group(1)
+        return (f"the query failed: {first}. Column {column} holds text as well as numbers (some "
+                f"values were saved as strings), so it is VARCHAR: compare it with text, e.g. "
+                f"{column} = '5', or cast, e.g. TRY_CAST({column} AS BIGINT) = 5")
+    return (f"the query failed: {first}. The index is read-only here; `scistack ls` lists the "
+            "variables (each is a view); scistack's own tables are scistack.refs and scistack.calls")
 
 
 @functools.cache
