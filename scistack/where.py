@@ -134,7 +134,8 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
     """Indices of the rows for which the predicate holds (NULL counts as false)."""
     sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
     check_predicate(sql, list(columns), params=params)
-    table = pa.table({**{k: _arrow(v) for k, v in columns.items()},
+    texts: list[str] = []  # columns mixing text and numbers, compared as text
+    table = pa.table({**{k: _arrow(v, k, texts) for k, v in columns.items()},
                       "__row": pa.array(range(n_rows), pa.int64())})
     con = duckdb.connect(":memory:", config={"enable_external_access": False})
     try:
@@ -142,15 +143,19 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
         try:
             rows = con.execute(f"SELECT __row FROM __records WHERE ({sql}) ORDER BY __row", params).fetchall()
         except duckdb.Error as exc:
-            raise QueryError(f"where={sql!r} failed: {str(exc).splitlines()[0]}") from None
+            named = [k for k in texts if re.search(rf"\b{re.escape(k)}\b", sql)]
+            hint = (f"; {named[0]} holds text as well as numbers (some values were saved as strings), "
+                    f"so it is compared as text: e.g. {named[0]} = '5'") if named else ""
+            raise QueryError(f"where={sql!r} failed: {str(exc).splitlines()[0]}{hint}") from None
     finally:
         con.close()
     return [r[0] for r in rows]
 
 
-def _arrow(values: list[Any]) -> pa.Array:
-    """A column as Arrow; mixed types (1 and 'a' under one key) become text."""
+def _arrow(values: list[Any], name: str, texts: list[str]) -> pa.Array:
+    """A column as Arrow; mixed types (1 and 'a' under one key) become text (named in `texts`)."""
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
+        texts.append(name)
         return pa.array([None if v is None else str(v) for v in values], pa.string())

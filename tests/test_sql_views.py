@@ -307,6 +307,9 @@ def test_a_key_saved_as_text_and_numbers_gets_a_query_error_that_says_how_to_com
     with pytest.raises(QueryError, match=r"Column subject holds text as well as numbers.*subject = '5'"):
         project.sql("SELECT value FROM StrideLength WHERE subject = 1")
     assert project.sql("SELECT value FROM StrideLength WHERE subject = '1'")["value"].tolist() == [1.0]
+    with pytest.raises(QueryError, match=r"subject holds text as well as numbers.*subject = '5'"):
+        StrideLength.load_all(where="subject > 0")
+    assert StrideLength.load_all(as_df=True, where="subject = '1'")["data"].tolist() == [1.0]
 
 
 _examples = iter(range(10**6))
