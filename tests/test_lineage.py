@@ -757,6 +757,27 @@ def test_load_selects_by_constants_of_the_call_and_of_upstream_calls(project) ->
     )
 
 
+def test_numpy_scalar_constants_are_parameters_with_their_object_oids(project) -> None:
+    """`low_hz` taken from `np.arange` is an np.int64: a lineage parameter like the int,
+    keyed by the oid it always had as a stored object (calls cached before still match)."""
+    from scistack.lineage.calls import describe
+    from scistack.objects.store import hash_value
+
+    @lineage_fcn
+    def bandpass(signal, low_hz):
+        return signal + low_hz
+
+    x = raw()
+    for low in np.arange(10, 30, 10):  # np.int64
+        FilteredEMG.save(bandpass(x, low), subject=1, session="pre", variant=f"low{low}")
+    FilteredEMG.save(bandpass(x, np.float32(0.5)), subject=1, session="pre", variant="half")
+    assert FilteredEMG.load(low_hz=20)[0].metadata["variant"] == "low20"
+    assert FilteredEMG.load(low_hz=0.5)[0].metadata["variant"] == "half"
+    assert FilteredEMG.load(subject=1, session="pre", variant="low10").record.params == {"bandpass.low_hz": 10}
+    for value in (np.int64(7), np.uint8(7), np.float32(1.5), np.bool_(True), np.float16(np.inf)):
+        assert describe("v", value).oid == hash_value(value)
+
+
 def test_a_bare_name_shared_by_two_upstream_functions_is_ambiguous(project) -> None:
     @lineage_fcn
     def bandpass(signal, window):

@@ -93,7 +93,9 @@ def call_lines(call: Any, label_width: int = 11) -> list[str]:
     if call is None:
         return []
     pad = lambda label: f"{label + ':' if label else '':<{label_width}}"  # noqa: E731
-    consts = ", ".join(f"{k}={v!r}" for k, v in call.constants.items())
+    # a numpy scalar as its number (numpy 2 prints np.int64(3)), as the views show it
+    consts = ", ".join(f"{k}={(v.item() if hasattr(v, 'dtype') and not v.shape else v)!r}"
+                       for k, v in call.constants.items())
     lines = [cut(f"{pad('Function')}{call.function} ({call.module})  code {call.identity[:SHORT]}")]
     if consts:
         lines.append(cut(f"{pad('Constants')}{consts}"))

@@ -167,7 +167,7 @@ def describe(name: str, value: Any) -> BoundInput:
                 _CONSTANTS.clear()
             _CONSTANTS[memo_key] = found
         return BoundInput(name, value, found[0], {"oid": found[0], "const": found[1]})
-    if isinstance(value, _SCALARS) or (type(value) in (list, tuple, dict) and len(value) <= 16):
+    if isinstance(value, _SCALARS) or _is_number(value) or (type(value) in (list, tuple, dict) and len(value) <= 16):
         # Small constants are stored as canonical JSON: one tree gives both the record's
         # inline copy and the oid (the same bytes `hash_value` would encode and hash).
         tree = to_tree(value, hash_value)
@@ -175,6 +175,13 @@ def describe(name: str, value: Any) -> BoundInput:
         return BoundInput(name, value, oid, {"oid": oid, "const": tree})
     oid = hash_value(value)
     return BoundInput(name, value, oid, {"oid": oid})
+
+
+def _is_number(value: Any) -> bool:
+    """A numpy bool or number (`low_hz` taken from `np.arange(10, 50, 10)` is an np.int64):
+    recorded inline like a Python number, so it is a lineage parameter too. Its oid is the
+    one it had as a stored object (the same canonical bytes), so cached calls still match."""
+    return isinstance(value, (np.bool_, np.integer, np.floating)) and not isinstance(value, np.timedelta64)
 
 
 # A scalar constant's oid and tree, memoised (immutable values of exact builtin types only;
