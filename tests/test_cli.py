@@ -148,6 +148,18 @@ def test_log_json_limit_and_address_types(built):
     assert run(built, "log", "CliFiltered", "--subject", "1", "--str").exit_code == 2
 
 
+def test_log_names_array_constants_and_prints_numpy_numbers_as_numbers(built):
+    CliRaw.save(np.ones(50), subject=5, session="pre")
+    for_each(built.module.bandpass, inputs={"signal": CliRaw, "low_hz": np.zeros(50)},
+             outputs=[CliFiltered], subject=[5], session=["pre"])
+    out = ok(run(built, "log", "CliFiltered", "--subject", "5", "--graph"))
+    assert "low_hz=<constant>@" in out and "low_hz: <constant>@" in out and "result of call" not in out
+    for_each(built.module.bandpass, inputs={"signal": CliRaw, "low_hz": np.int64(7)},
+             outputs=[CliFiltered], subject=[5], session=["pre"])
+    out = ok(run(built, "log", "CliFiltered", "--subject", "5", "-n", "1", "--graph"))
+    assert "Constants: low_hz=7\n" in out and "<- bandpass(low_hz=7)" in out
+
+
 def test_log_graph_draws_lineage_down_to_raw_inputs(built):
     out = ok(run(built, "log", "CliPeak", "--subject", "2", "--session", "post", "--graph"))
     assert_fits(out)

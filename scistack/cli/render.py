@@ -93,9 +93,7 @@ def call_lines(call: Any, label_width: int = 11) -> list[str]:
     if call is None:
         return []
     pad = lambda label: f"{label + ':' if label else '':<{label_width}}"  # noqa: E731
-    # a numpy scalar as its number (numpy 2 prints np.int64(3)), as the views show it
-    consts = ", ".join(f"{k}={(v.item() if hasattr(v, 'dtype') and not v.shape else v)!r}"
-                       for k, v in call.constants.items())
+    consts = constants_text(call.constants)
     lines = [cut(f"{pad('Function')}{call.function} ({call.module})  code {call.identity[:SHORT]}")]
     if consts:
         lines.append(cut(f"{pad('Constants')}{consts}"))
@@ -116,6 +114,11 @@ def call_lines(call: Any, label_width: int = 11) -> list[str]:
     return lines
 
 
+def constants_text(constants: dict[str, Any]) -> str:
+    """`low_hz=20, order=4`: a numpy scalar as its number (numpy 2 prints np.int64(20))."""
+    return ", ".join(f"{k}={(v.item() if getattr(v, 'shape', None) == () else v)!r}" for k, v in constants.items())
+
+
 def input_text(item: Any) -> str:
     """`signal=RawEMG@76fae8006c5a`, or an aggregate / merge / earlier result."""
     if item.members:
@@ -124,9 +127,9 @@ def input_text(item: Any) -> str:
         return f"{item.name}=merge({' + '.join(str(m.get('var', '?')) for m in item.merge)})"
     if item.var:
         return f"{item.name}={item.var}@{item.oid[:SHORT]}"
-    return (
-        f"{item.name}=<result of call {item.call[:SHORT] if item.call else '?'}>@{item.oid[:SHORT]}"
-    )
+    if item.call:
+        return f"{item.name}=<result of call {item.call[:SHORT]}>@{item.oid[:SHORT]}"
+    return f"{item.name}=<constant>@{item.oid[:SHORT]}"  # an array or long constant, stored by oid
 
 
 def render_log(entries: list[Any], keys: list[str]) -> str:
@@ -158,13 +161,13 @@ def render_graph(node: Any, keys: list[str]) -> str:
 
     def walk(n: Any, prefix: str, last: bool, top: bool, parent_addr: Any = None) -> None:
         label = f"{n.param}: " if n.param else ""
-        label += f"{n.var or '<result>'}@{n.oid[:SHORT]}"
+        label += f"{n.var or ('<constant>' if n.note == 'constant' else '<result>')}@{n.oid[:SHORT]}"
         if n.addr and n.addr != parent_addr:  # an input at the same address says nothing new
             label += " " + addr_text(n.addr, keys)
         if n.call is not None:
-            consts = ", ".join(f"{k}={v!r}" for k, v in n.call.constants.items())
+            consts = constants_text(n.call.constants)
             label += f" <- {n.call.function}({consts})"
-        if n.note:
+        if n.note and n.note != "constant":
             label += f" [{n.note}]"
         lines.append(cut(prefix + ("" if top else "└── " if last else "├── ") + label))
         child_prefix = prefix + ("" if top else "    " if last else "│   ")

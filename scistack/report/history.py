@@ -238,7 +238,7 @@ class LineageNode:
     addr: dict[str, Any]
     param: str | None = None  # the input name under its parent
     call: CallInfo | None = None
-    note: str = ""  # raw, aggregate of N, shown above, missing record
+    note: str = ""  # raw, constant, aggregate of N, shown above, missing record
     children: list[LineageNode] = field(default_factory=list)
 
 
@@ -251,8 +251,8 @@ def lineage_graph(
     stack = [(root, record.call_oid if isinstance(record, LogEntry) else record.call, 0)]
     while stack:
         node, call_oid, depth = stack.pop()
-        if call_oid is None:
-            node.note = node.note or "raw"
+        if call_oid is None:  # a saved value, or an array constant (stored by oid, no variable)
+            node.note = node.note or ("constant" if node.var is None and node.param else "raw")
             continue
         if call_oid in expanded:
             node.note = "shown above"
