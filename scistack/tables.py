@@ -86,11 +86,16 @@ def save_rows(db: Database, var: str, rows: list[tuple[dict[str, Any], Any]], vk
 
 def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:
     """Write a frame as CSV or Parquet: arrays and containers in cells become JSON text (CSV) or
-    lists (Parquet), so the file opens anywhere. Written to a temporary file, then renamed."""
+    lists (Parquet), a DataFrame a JSON object of its columns, and a Parquet column whose
+    cells mix kinds (1.0, "text", [1, 2]) JSON text each, so the file opens anywhere.
+    Written to a temporary file, then renamed."""
     frame = frame.copy()
     for column in frame.columns:
         if frame[column].dtype == object:
-            frame[column] = [_exported(v, fmt) for v in frame[column]]
+            values = [_exported(v, fmt) for v in frame[column]]
+            if fmt == "parquet" and not _one_arrow_type(values):  # e.g. 1.0, "text", [1, 2]
+                values = [None if v is None else json.dumps(_plain(v), default=str) for v in frame[column]]
+            frame[column] = values
     target = os.fspath(path)
     temp = f"{target}.scistack-tmp"
     if fmt == "csv":
@@ -103,11 +108,31 @@ def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:
     return target
 
 
-def _exported(value: Any, fmt: str) -> Any:
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
+def _one_arrow_type(values: list[Any]) -> bool:
+    """Whether Parquet can hold the values as one column type (else they go as JSON text)."""
+    import pyarrow as pa
+
+    try:
+        pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def _plain(value: Any) -> Any:
+    """A cell as plain data: an array or a Series as a list, a DataFrame as a dict of column
+    lists (not its printed text), bytes as hex."""
+    if isinstance(value, np.ndarray) or (hasattr(value, "tolist") and hasattr(value, "index")):
+        return value.tolist()
+    if hasattr(value, "to_dict") and hasattr(value, "columns"):
+        return {str(k): v for k, v in value.to_dict(orient="list").items()}
     if isinstance(value, bytes):
         return value.hex()
+    return value
+
+
+def _exported(value: Any, fmt: str) -> Any:
+    value = _plain(value)
     if isinstance(value, (list, tuple, dict)):
         return json.dumps(value, default=str) if fmt == "csv" or isinstance(value, dict) else list(value)
     return value

@@ -80,3 +80,18 @@ def test_export_csv_and_parquet_of_a_variable_and_a_join(project, tmp_path):
 
     export_frame(joined, tmp_path / "joined.parquet", "parquet")
     assert pd.read_parquet(tmp_path / "joined.parquet")["PeakForce"].tolist() == [5.0, 6.0]
+
+
+def test_export_writes_dataframe_cells_as_data_and_mixed_values_to_parquet(project, tmp_path):
+    import json
+
+    Stats.save(pd.DataFrame({"t": [0.0, 0.1], "v": [1, 2]}), subject=1, session="pre")
+    Stats.to_csv(tmp_path / "stats.csv")  # a DataFrame cell was its printed text ("     t  v\n0 ...")
+    assert json.loads(pd.read_csv(tmp_path / "stats.csv")["data"][0]) == {"t": [0.0, 0.1], "v": [1, 2]}
+    Stats.save(2.5, subject=2, session="pre")
+    Stats.save("text", subject=3, session="pre")
+    Stats.save([1, 2], subject=4, session="pre")
+    Stats.to_parquet(tmp_path / "stats.parquet")  # one column of mixed values raised ArrowInvalid
+    cells = pd.read_parquet(tmp_path / "stats.parquet")["data"].tolist()
+    assert [json.loads(c) for c in cells] == [{"t": [0.0, 0.1], "v": [1, 2]}, 2.5, "text", [1, 2]]
+
