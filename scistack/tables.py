@@ -49,6 +49,7 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
     single = isinstance(value_columns, str) or (value_columns is None and len(chosen) == 1)
     rows = []
     positions = {c: columns.index(c) for c in columns}
+    seen: dict[str, Any] = {}  # address -> the label of its first row
     for label, row in zip(frame.index, frame.itertuples(index=False, name=None)):
         addr = {}
         for key in keys:
@@ -62,6 +63,13 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
                 raise InvalidMetadataError(f"{var}.save_from_dataframe: row {label!r}: {key}={shown(value)} "
                                            f"{problem}. Nothing was saved")
             addr[key] = value
+        text = key_of(addr)
+        if text in seen:  # one would silently replace the other (as a newer version)
+            raise InvalidMetadataError(
+                f"{var}.save_from_dataframe: rows {seen[text]!r} and {label!r} both address "
+                f"{', '.join(f'{k}={shown(v)}' for k, v in addr.items())}; drop the duplicates, or tell "
+                "them apart by a version key (a keyword argument, or one call per group). Nothing was saved")
+        seen[text] = label
         cells = {c: plain(row[positions[c]]) for c in chosen}  # numpy scalars unwrapped
         rows.append((addr, cells[chosen[0]] if single else cells))
     return rows

@@ -175,7 +175,7 @@ class BaseVariable:
         Raises
         ------
         InvalidMetadataError
-            No schema-key column, an unknown value column, or a row with a missing key (named
+            No schema-key column, an unknown value column, two rows at one address, or a row with a missing key (named
             by its index label): nothing is saved.
         """
         db = get_database()

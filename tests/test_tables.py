@@ -56,6 +56,10 @@ def test_a_row_missing_a_key_saves_nothing(project):
     with pytest.raises(InvalidMetadataError, match=r"row 'b' has no 'subject'"):
         PeakForce.save_from_dataframe(frame)
     assert PeakForce.load_all() == []
+    twice = pd.DataFrame({"subject": [1, 2, 1], "session": ["pre"] * 3, "v": [1.0, 2.0, 3.0]}, index=[0, 0, 0])
+    with pytest.raises(InvalidMetadataError, match=r"rows 0 and 0 both address subject=1, session='pre'"):
+        PeakForce.save_from_dataframe(twice)  # the last would have become the current value
+    assert PeakForce.load_all() == []
     with pytest.raises(InvalidMetadataError, match="none of the schema keys"):
         PeakForce.save_from_dataframe(pd.DataFrame({"trial": [1], "v": [2.0]}))
     with pytest.raises(InvalidMetadataError, match="not value columns"):
