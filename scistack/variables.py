@@ -175,8 +175,8 @@ class BaseVariable:
         Raises
         ------
         InvalidMetadataError
-            No schema-key column, an unknown value column, two rows at one address, or a row with a missing key (named
-            by its index label): nothing is saved.
+            No schema-key column, an unknown value column, two rows at one address, or a row
+            with a missing key (rows named by their index labels): nothing is saved.
         """
         db = get_database()
         if value_column is not None and value_columns is not None:
