@@ -821,6 +821,17 @@ def test_more_argument_checks(emg):
         run_bandpass(subject=[1, None])
 
 
+def test_workers_from_a_script_on_stdin_is_refused_before_anything_runs(kill_project, tmp_path):
+    """Spawned workers run the main script again by its path; `python - < script` has none.
+    Every combination had failed with BrokenProcessPool."""
+    script = _KILL_SCRIPT.format(root=ROOT, db=str(kill_project.path), n=3, workers=2)
+    done = subprocess.run([sys.executable, "-"], input=script, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode != 0 and "finished" not in done.stdout
+    assert "'<stdin>', not a file; save the script to a file" in done.stderr
+    assert FeFiltered.load_all() == []
+
+
 # -- a real SIGKILL ---------------------------------------------------------------------------
 _KILL_SCRIPT = """
 import sys

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +92,15 @@ def check_counts(workers: Any, chunk_size: Any) -> None:
     for label, value, least in (("workers", workers, 0), ("chunk_size", chunk_size, 1)):
         if value is not None and (type(value) is not int or value < least):
             raise InvalidMetadataError(f"{label}={value!r}: give a whole number >= {least}, or leave it out")
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if workers and getattr(getattr(main, "__spec__", None), "name", None) is None and path is not None \
+            and not os.path.isfile(path):
+        # each spawned worker runs the script again by its path: '<stdin>' is none (every
+        # combination failed with BrokenProcessPool)
+        raise InvalidMetadataError(
+            f"workers={workers} starts processes that import the main script again, but it is "
+            f"{path!r}, not a file; save the script to a file and run that, or leave workers out")
 
 
 def check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
