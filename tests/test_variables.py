@@ -162,8 +162,18 @@ def test_unsupported_value_names_type_and_saves_nothing(project):
 
     with pytest.raises(UnsupportedValueError, match="Custom"):
         VPeak.save(Custom(), subject=1, session="pre")
+    # the common ones name the conversion that keeps their meaning
+    import datetime
+    import pathlib
+
+    for value, way in ((datetime.datetime(2024, 1, 2), r"np.datetime64\(value\)"),
+                       (datetime.timedelta(seconds=3), r"np.timedelta64\(value\)"),
+                       (pathlib.Path("rec.dat"), r"str\(path\).*PathInput"), ({1, 2}, r"sorted\(value\)")):
+        with pytest.raises(UnsupportedValueError, match=way):
+            VPeak.save(value, subject=1, session="pre")
     with pytest.raises(VariableNotFoundError):
         VPeak.load(subject=1, session="pre")
+    VPeak.save(np.datetime64(datetime.datetime(2024, 1, 2)), subject=1, session="pre")  # the way works
 
 
 def test_typo_of_schema_key_warns(project):

@@ -84,12 +84,26 @@ def to_tree(value: Any, put_child: PutChild) -> Any:
 def unsupported(value: Any) -> UnsupportedValueError:
     """The error for a value with no canonical form, naming its type and the way out."""
     name = f"{type(value).__module__}.{type(value).__qualname__}"
+    way = _WAYS.get(name, "e.g. a dict of its fields or a numpy array")
     return UnsupportedValueError(
         f"cannot store a value of type {name}: scistack stores numbers, strings, bytes, None, "
         "lists, tuples, dicts with str keys, numpy arrays and scalars, pandas DataFrames/Series "
-        "and Arrow tables (never pickle). Convert it to one of these, e.g. a dict of its fields "
-        "or a numpy array"
+        f"and Arrow tables (never pickle). Convert it to one of these, {way}"
     )
+
+
+_TIME = "np.datetime64(value) (kept as a time) or value.isoformat() (text)"
+_WAYS = {  # the conversion a scientist most likely wants, by type
+    "datetime.datetime": f"e.g. {_TIME}",
+    "datetime.date": f"e.g. {_TIME}",
+    "pandas.Timestamp": "e.g. value.to_datetime64() or value.isoformat()",
+    "datetime.timedelta": "e.g. np.timedelta64(value) or value.total_seconds()",
+    "pandas.Timedelta": "e.g. value.to_timedelta64() or value.total_seconds()",
+    "pathlib.PosixPath": "e.g. str(path); to follow a file's content, pass PathInput(path) to for_each",
+    "pathlib.WindowsPath": "e.g. str(path); to follow a file's content, pass PathInput(path) to for_each",
+    "builtins.set": "e.g. sorted(value) (a list)",
+    "builtins.frozenset": "e.g. sorted(value) (a list)",
+}
 
 
 def _float(x: float) -> Any:
