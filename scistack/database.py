@@ -330,7 +330,8 @@ class Provenance(dict):
         rows += [(f"constant {k}", v) for k, v in (self.get("constants") or {}).items()]
         for name, item in (self.get("inputs") or {}).items():
             where = ", ".join(f"{k}={v!r}" for k, v in (item.get("addr") or {}).items())
-            source = f"{item.get('var') or ('<result>' if item.get('call') else '<constant>')}@{short(item.get('oid'))}"
+            origin = item.get("var") or ("<result>" if item.get("call") else "<constant>")
+            source = f"{origin}@{short(item.get('oid'))}"
             rows.append((f"input {name}", f"{source} {where}".strip()))
         rows += [("outputs", ", ".join(short(o) for o in self.get("outputs") or [])),
                  ("ran", f"{str(self.get('created_at'))[:19].replace('T', ' ')} UTC, "

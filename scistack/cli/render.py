@@ -116,7 +116,8 @@ def call_lines(call: Any, label_width: int = 11) -> list[str]:
 
 def constants_text(constants: dict[str, Any]) -> str:
     """`low_hz=20, order=4`: a numpy scalar as its number (numpy 2 prints np.int64(20))."""
-    return ", ".join(f"{k}={(v.item() if getattr(v, 'shape', None) == () else v)!r}" for k, v in constants.items())
+    return ", ".join(f"{k}={(v.item() if getattr(v, 'shape', None) == () else v)!r}"
+                     for k, v in constants.items())
 
 
 def input_text(item: Any) -> str:

@@ -17,7 +17,7 @@ import orjson
 
 from scistack.address import typed
 from scistack.errors import AmbiguousParamError
-from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
+from scistack.objects.canonical_json import dumps_canonical, float_tree, maybe_big_int
 from scistack.records import RunRecord
 
 _quote = json.encoder.encode_basestring_ascii
@@ -122,7 +122,8 @@ class RefRecord:
 
     def __reduce__(self) -> tuple:
         return (RefRecord, (self.var, self.addr, self.vkeys, self.version, self.oid, self.kind, self.call,
-                            self.recorded_params(), self.summary, self.created_at, self.addr_key, self.vkeys_key))
+                            self.recorded_params(), self.summary, self.created_at, self.addr_key,
+                            self.vkeys_key))
 
     @classmethod
     def from_entry(cls, e: dict[str, Any], addr_key: str | None = None) -> RefRecord:
@@ -180,8 +181,7 @@ def tagged_params(params: dict[str, Any]) -> dict[str, Any]:
     """Lineage parameters as the journal records them: a NaN or infinite float tagged."""
     for value in params.values():
         if type(value) is float and value - value != 0:  # (nan for nan and the infinities)
-            return {k: {"$float": str(v).lower()} if type(v) is float and v - v != 0 else v
-                    for k, v in params.items()}
+            return {k: float_tree(v) if type(v) is float else v for k, v in params.items()}
     return params
 
 

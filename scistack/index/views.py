@@ -79,7 +79,8 @@ def add_shapes(con: duckdb.DuckDBPyConnection, source: str, variables: list[str]
     params = _UNTAGGED.format("n.params")
     con.execute(
         "INSERT INTO scistack.shapes SELECT var, addr, vkeys, params, sqltype FROM ("
-        f" SELECT n.var, any_value(n.addr) AS addr, any_value(n.vkeys) AS vkeys, any_value({params}) AS params,"
+        " SELECT n.var, any_value(n.addr) AS addr, any_value(n.vkeys) AS vkeys,"
+        f" any_value({params}) AS params,"
         " v.sqltype, json_structure(CAST(n.addr AS JSON)) AS sa, json_structure(CAST(n.vkeys AS JSON)) AS sv,"
         f" json_structure(CAST({params} AS JSON)) AS sp"
         f" FROM {source} n LEFT JOIN {types} v ON v.oid = n.oid {where}"

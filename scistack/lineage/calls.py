@@ -167,7 +167,8 @@ def describe(name: str, value: Any) -> BoundInput:
                 _CONSTANTS.clear()
             _CONSTANTS[memo_key] = found
         return BoundInput(name, value, found[0], {"oid": found[0], "const": found[1]})
-    if isinstance(value, _SCALARS) or _is_number(value) or (type(value) in (list, tuple, dict) and len(value) <= 16):
+    if isinstance(value, _SCALARS) or _is_number(value) or (type(value) in (list, tuple, dict)
+                                                             and len(value) <= 16):
         # Small constants are stored as canonical JSON: one tree gives both the record's
         # inline copy and the oid (the same bytes `hash_value` would encode and hash).
         tree = to_tree(value, hash_value)

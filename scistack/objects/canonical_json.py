@@ -65,7 +65,7 @@ def to_tree(value: Any, put_child: PutChild) -> Any:
     if kind is int or kind is str:
         return value
     if kind is float:
-        return _float(value)
+        return float_tree(value)
     if kind is list:
         return [to_tree(v, put_child) for v in value]
     if kind is tuple:
@@ -75,7 +75,7 @@ def to_tree(value: Any, put_child: PutChild) -> Any:
     if kind is bytes:
         return {"$bytes": base64.b64encode(value).decode("ascii")}
     if kind is complex:
-        return {"$complex": [_float(value.real), _float(value.imag)]}
+        return {"$complex": [float_tree(value.real), float_tree(value.imag)]}
     if is_child_value(value):
         return {"$ref": put_child(value)}
     raise unsupported(value)
@@ -106,7 +106,8 @@ _WAYS = {  # the conversion a scientist most likely wants, by type
 }
 
 
-def _float(x: float) -> Any:
+def float_tree(x: float) -> Any:
+    """A float as canonical JSON holds it: itself, or tagged when NaN or infinite."""
     if math.isfinite(x):
         return x
     return {"$float": "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")}
@@ -140,9 +141,9 @@ def _np_scalar(x: np.generic) -> list:
     if kind in "iu":
         return [descr, int(x)]
     if kind == "f":
-        return [descr, _float(float(x))]
+        return [descr, float_tree(float(x))]
     if kind == "c":
-        return [descr, [_float(float(x.real)), _float(float(x.imag))]]
+        return [descr, [float_tree(float(x.real)), float_tree(float(x.imag))]]
     if kind in "Mm":
         return [descr, int(np.array(x).view("<i8"))]
     if kind == "U":
