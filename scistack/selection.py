@@ -13,7 +13,8 @@ import numpy as np
 
 from scistack.address import plain, shown
 from scistack.database import Database
-from scistack.errors import AmbiguousVersionError, UnknownMetadataKeyError, VariableNotFoundError
+from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, UnknownMetadataKeyError,
+                             VariableNotFoundError)
 from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, newest_per_variant
 from scistack.where import matching_rows, record_columns
@@ -24,6 +25,14 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     """Records of `var` matching `metadata` (a list value means any of) and the SQL predicate
     `where`; unless `all_versions` (or a `version`), the newest matching one per address and
     version keys. Raises with what exists when nothing matches."""
+    if isinstance(version, float) and version.is_integer():
+        version = int(version)  # (MATLAB's numbers are doubles)
+    if version is not None and (type(version) is bool or not isinstance(version, (int, np.integer))):
+        raise InvalidMetadataError(f"version={version!r}: give a whole number (1 is the first version)")
+    if "version" in metadata:  # load_all, list_versions: every newest record, or every version
+        raise InvalidMetadataError(
+            f"{var}: version= selects one record, with load(..., version=N); load_all gives the "
+            "newest of each address and list_versions(...) every version")
     addr, vkeys, params, unknown = {}, {}, {}, []
     vkey_names = param_names = None  # asked for only when a key is not a schema key
     for key, value in metadata.items():

@@ -97,6 +97,18 @@ def test_not_found_names_variable_query_and_what_exists(project):
         VRaw.load(subject=1, session="pre")
 
 
+def test_a_version_that_is_not_a_whole_number_is_refused(project):
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=1, session="pre")
+    for wrong in ("1", True, 1.5):  # "1" had said no record matches version=1
+        with pytest.raises(InvalidMetadataError, match=r"give a whole number"):
+            VPeak.load(subject=1, session="pre", version=wrong)
+    assert VPeak.load(subject=1, session="pre", version=1.0).data == 1.0  # a MATLAB double
+    assert VPeak.load(subject=1, session="pre", version=np.int64(2)).data == 2.0
+    with pytest.raises(InvalidMetadataError, match=r"list_versions\(\.\.\.\) every version"):
+        VPeak.load_all(version=1)  # had said VPeak has no metadata key 'version'
+
+
 def test_load_all_generator_and_dataframe(project):
     for subject in (1, 2):
         VPeak.save(subject * 0.5, subject=subject, session="pre")
