@@ -20,11 +20,19 @@ from scistack.where import FIXED, matching_rows
 def join(*variables: type[BaseVariable], where: str | tuple | None = None, **metadata: Any) -> Any:
     """A DataFrame of the variables' current values joined on shared schema keys.
 
-    `metadata` selects joined rows by column (`subject=[1, 2]`: any of). Raises `InvalidMetadataError` when two variables share no schema key.
+    `metadata` selects joined rows by column (`subject=[1, 2]`: any of); `where` is a SQL
+    condition over the keys, the fixed columns and the variables' scalar values
+    (`where="MaxActivation > 0.5"`). Raises `InvalidMetadataError` when two variables share
+    no schema key, or a variable is given twice.
     """
-    if len(variables) < 2 or not all(isinstance(v, type) and issubclass(v, BaseVariable) for v in variables):
+    if len(variables) < 2 or not all(isinstance(v, type) and issubclass(v, BaseVariable) and v is not BaseVariable
+                                     for v in variables):
         raise InvalidMetadataError(
             f"join needs two or more BaseVariable classes, e.g. scistack.join(MaxActivation, StepLength); got {variables!r}")
+    names = [v.__name__ for v in variables]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InvalidMetadataError(f"join: {', '.join(twice)} given twice; name each variable once")
     db = get_database()
     frames = []
     for var in variables:
@@ -49,7 +57,8 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         wanted = list(wanted) if isinstance(wanted, (list, tuple, set, range)) else [wanted]
         result = result[result[key].isin(wanted)]
     if where is not None and len(result):
-        meta = [c for c in result.columns if c not in {v.__name__ for v in variables}]
+        # values take part when they are plain scalars (`where="MaxActivation > 0.5"`)
+        meta = [c for c in result.columns if c not in names or result[c].dtype != object]
         columns = {c: result[c].tolist() for c in meta}
         result = result.iloc[matching_rows(columns, where, len(result))]
     order = [k for k in db.schema_keys if k in result.columns]

@@ -196,6 +196,19 @@ def test_join_needs_a_shared_schema_key(project):
     StrideLength.save(2.0, session="pre")
     with pytest.raises(scistack.InvalidMetadataError, match="share no schema key"):
         scistack.join(PeakActivation, StrideLength)
+    with pytest.raises(scistack.InvalidMetadataError, match="PeakActivation given twice"):
+        scistack.join(PeakActivation, PeakActivation)  # had joined into columns A_A_x, A_A_y...
+    with pytest.raises(scistack.InvalidMetadataError, match="two or more BaseVariable classes"):
+        scistack.join(PeakActivation, BaseVariable)  # had given an empty frame
+
+
+def test_join_where_can_filter_on_scalar_values(pipeline):
+    """`where` over the joined values too: the subjects whose stride is over 0.6."""
+    joined = scistack.join(PeakActivation, StrideLength, where="StrideLength > 0.65 AND low_hz = 20")
+    assert sorted(set(joined["subject"])) == [2, 3, 4]
+    assert (joined["StrideLength"] > 0.65).all()
+    with pytest.raises(QueryError, match="'EmgFiltered' is not a column"):  # arrays stay out
+        scistack.join(EmgFiltered, StrideLength, where="EmgFiltered IS NULL")
 
 
 def test_values_appear_as_sql_types(project):
