@@ -13,7 +13,7 @@ import numpy as np
 
 from scistack.address import plain, shown
 from scistack.database import Database
-from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, UnknownMetadataKeyError,
+from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
 from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, newest_per_variant
@@ -90,7 +90,9 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest
     and version keys (as `load(low_hz=20)` picks the newest version made with low_hz=20)."""
     if not records:
         return records
-    columns = record_columns(db.schema_keys, records, db.store, fn=_names_fn(where))
+    columns = record_columns(db.schema_keys, records, db.store, fn=_names(where, "fn"))
+    if _names(where, "value") or _names(where, "data"):  # as the views' column, or the frame's
+        columns["value"] = columns["data"] = _scalar_values(db, records, where)
     kept = [records[i] for i in matching_rows(columns, where, len(records))]
     if not newest:
         return kept
@@ -102,10 +104,23 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest
     return list(best.values())
 
 
-def _names_fn(where: str | tuple) -> bool:
-    """Reading call records for `fn` costs a read per call: only when the predicate uses it."""
+def _names(where: str | tuple, column: str) -> bool:
+    """Whether the predicate may use `column` (`fn` reads a call record per call, `value`
+    every object: only then). A false yes costs time, never a wrong answer."""
     text = where[0] if isinstance(where, tuple) else where
-    return isinstance(text, str) and "fn" in text.lower()
+    return isinstance(text, str) and column in text.lower()
+
+
+def _scalar_values(db: Database, records: list[RefRecord], where: str | tuple) -> list[Any]:
+    """The records' values for a condition on them: numbers, booleans, text or None."""
+    values = db.store.get_values([r.oid for r in records])
+    for record, value in zip(records, values):
+        if value is not None and not isinstance(value, (int, float, str, np.generic)):
+            raise QueryError(
+                f"where={where!r}: value is a condition on scalar values, but {record.var} at "
+                f"{shown(record.addr)} holds a {type(value).__name__}; select by its keys and "
+                "parameters, or filter the loaded values in Python")
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
 def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:

@@ -207,7 +207,7 @@ class BaseVariable:
         """Load by metadata: a full address gives one variable, a partial one a list.
 
         A list value means any of (`subject=[1, 2]`); `where` is a SQL condition over schema
-        keys, version keys, lineage parameters, fn, version and created_at
+        keys, version keys, lineage parameters, fn, version, created_at and a scalar `value`
         (`where="subject > 3 AND low_hz = 20"`, or `("subject > ?", [3])` to bind values).
         With `lazy=True` a chunked value's `.data` reads nothing until sliced (see
         `scistack.objects.lazy`); other values load as usual.

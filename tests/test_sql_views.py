@@ -202,6 +202,19 @@ def test_join_needs_a_shared_schema_key(project):
         scistack.join(PeakActivation, BaseVariable)  # had given an empty frame
 
 
+def test_where_on_the_value_itself_answers_as_the_view(pipeline):
+    """`where="value > 5"` as in SQL (the view's name, or the frame's `data`); it reads the
+    values, and refuses a condition on arrays rather than guess."""
+    by_sql = pipeline.sql("SELECT subject, session FROM PeakActivation WHERE value > 5 AND low_hz = 20 "
+                          "ORDER BY subject, session").values.tolist()
+    assert 0 < len(by_sql) < 8
+    for name in ("value", "data"):
+        frame = PeakActivation.load_all(as_df=True, where=f"{name} > 5 AND low_hz = 20")
+        assert frame[["subject", "session"]].values.tolist() == by_sql
+    with pytest.raises(QueryError, match="value is a condition on scalar values.*ndarray"):
+        EmgFiltered.load_all(where="value > 0")
+
+
 def test_join_where_can_filter_on_scalar_values(pipeline):
     """`where` over the joined values too: the subjects whose stride is over 0.6."""
     joined = scistack.join(PeakActivation, StrideLength, where="StrideLength > 0.65 AND low_hz = 20")
