@@ -7,6 +7,7 @@ One implementation, used by `BaseVariable` and by the reporting commands.
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
 
 import numpy as np
@@ -105,10 +106,15 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest
 
 
 def _names(where: str | tuple, column: str) -> bool:
-    """Whether the predicate may use `column` (`fn` reads a call record per call, `value`
-    every object: only then). A false yes costs time, never a wrong answer."""
+    """Whether the predicate names `column` outside its 'quoted text' (`fn` reads a call
+    record per call, `value` every object: only then)."""
     text = where[0] if isinstance(where, tuple) else where
-    return isinstance(text, str) and column in text.lower()
+    if not isinstance(text, str):
+        return False
+    return re.search(rf'\b{column}\b', _LITERAL.sub("''", text), re.IGNORECASE) is not None
+
+
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
 
 
 def _scalar_values(db: Database, records: list[RefRecord], where: str | tuple) -> list[Any]:

@@ -213,6 +213,7 @@ def test_where_on_the_value_itself_answers_as_the_view(pipeline):
         assert frame[["subject", "session"]].values.tolist() == by_sql
     with pytest.raises(QueryError, match="value is a condition on scalar values.*ndarray"):
         EmgFiltered.load_all(where="value > 0")
+    assert EmgFiltered.load_all(where="session = 'value data'") == []  # text, not the column
 
 
 def test_join_where_can_filter_on_scalar_values(pipeline):
