@@ -54,7 +54,8 @@ def lookup(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     stored = hit is not None and all(db.store.contains(o) for o in hit["outs"])
     if stored and len(hit["outs"]) == nargout:
         try:
-            params = from_tree(read_call(db.store, hit["call"]).params, lambda child: child) or {}
+            # as recorded (a NaN or infinity tagged): the result is JSON, which has neither
+            params = dict(read_call(db.store, hit["call"]).params or {})
         except ScistackError:
             params = None  # the call record is gone or damaged: compute again
         if params is not None:

@@ -109,6 +109,17 @@ def test_a_miss_is_recorded_then_hits_and_shares_the_for_each_key(project):
     assert (combo["status"], combo["call"], combo["outs"]) == ("cached", done["call"], done["outs"])
 
 
+def test_an_infinite_constant_is_a_parameter_and_a_hit_still_writes_json(project):
+    db, fn = project
+    raw, inf = _raw(db, 1), b'{"$float":"inf"}'  # MATLAB's Inf, as canonical JSON holds it
+    looked = thunk_lookup(db, _call(db, fn, "c1", [raw], inf) / "thunk.json")
+    assert looked["params"] == {"scale.k": {"$float": "inf"}}
+    done = _run(db, db.root / ".scistack" / "staging" / "c1", np.full(4, np.inf))
+    again = thunk_lookup(db, _call(db, fn, "c2", [raw], inf) / "thunk.json")  # had raised:
+    assert again["status"] == "cached" and again["call"] == done["call"]  # inf is not JSON
+    assert again["params"] == {"scale.k": {"$float": "inf"}}
+
+
 def test_an_edit_between_lookup_and_commit_records_nothing(project):
     db, fn = project
     folder = _call(db, fn, "c1", [_raw(db, 1)])
