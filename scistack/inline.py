@@ -215,6 +215,8 @@ class Inliner:
                     "sqltype": "LARGE" if value.dtype.kind in _LIST_COLUMN else "OPAQUE"}
         if isinstance(value, LazyTable):
             return {"shape": [value.num_rows, len(value.columns)], "dtype": "DataFrame", "sqltype": "LARGE"}
+        if isinstance(value, (np.datetime64, np.timedelta64)):
+            return _time(value)
         if isinstance(value, np.generic):
             value = value.item()
         scalar = _scalar(value)
@@ -311,6 +313,20 @@ def _list_array(items: list, type_: pa.DataType) -> pa.Array:
     values = np.concatenate(parts) if parts else np.zeros(0, dtype)
     mask = pa.array(np.fromiter((x is None for x in items), np.bool_, len(items)))
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values), type=type_, mask=mask)
+
+
+def _time(value: np.datetime64 | np.timedelta64) -> dict[str, Any]:
+    """A numpy time as text DuckDB casts to TIMESTAMP or INTERVAL (`_value_expr`), in
+    microseconds, DuckDB's precision (`.item()` of a nanosecond one is a bare integer)."""
+    if isinstance(value, np.datetime64):
+        sqltype, unit = "TIMESTAMP", "datetime64[us]"
+    else:
+        sqltype, unit = "INTERVAL", "timedelta64[us]"
+    try:
+        text = str(value.astype(unit))
+    except TypeError:  # a timedelta in months or years has no fixed length: "2 years"
+        text = str(value)
+    return {"sqltype": sqltype, "s": text, "nbytes": 8}
 
 
 def _scalar(value: Any) -> dict[str, Any] | None:

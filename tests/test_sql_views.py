@@ -109,6 +109,24 @@ def test_a_plain_duckdb_session_answers_both_questions(pipeline):
         con.close()
 
 
+def test_numpy_times_are_timestamp_and_interval_values(project):
+    """A recording's start time is a TIMESTAMP in SQL (a nanosecond one had shown as a bare
+    integer, others as nothing); a duration an INTERVAL."""
+    import datetime
+
+    Typed.save(np.datetime64("2024-01-02T03:04:05.123456789"), subject=1, session="a")
+    Typed.save(np.datetime64("2024-03", "M"), subject=2, session="a")
+    StrideLength.save(np.timedelta64(1500, "ms"), subject=1)
+    con = plain_session(project)
+    try:
+        rows = con.execute("SELECT subject, value, typeof(value) FROM Typed ORDER BY subject").fetchall()
+        assert rows == [(1, datetime.datetime(2024, 1, 2, 3, 4, 5, 123456), "TIMESTAMP"),
+                        (2, datetime.datetime(2024, 3, 1), "TIMESTAMP")]
+        assert con.execute("SELECT value FROM StrideLength").fetchone()[0] == datetime.timedelta(seconds=1.5)
+    finally:
+        con.close()
+
+
 def test_nan_and_infinite_constants_are_parameters_like_any_number(project):
     """`high_hz=np.inf` (no upper limit) is a lineage parameter: loadable by it, a DOUBLE
     column of the views and of `load_all`, and an unchanged rerun is cached (JSON holds no
