@@ -785,6 +785,26 @@ def test_returning_none_saves_nothing(project):
     assert FeFiltered.load(subject=1, session="post").data.shape == (6,)
 
 
+def test_ctrl_c_keeps_what_ran_and_records_the_run(project):
+    """A KeyboardInterrupt mid-run: the values done are saved, `scistack runs` shows the run
+    as far as it got (the rest skipped), and the interrupt still stops the script."""
+    for subject in range(5):
+        FeRawEMG.save(np.ones(3) * subject, subject=subject, session="pre")
+
+    @lineage_fcn
+    def stops_at_three(signal):
+        if signal[0] == 3:
+            raise KeyboardInterrupt
+        return signal * 2
+
+    with pytest.raises(KeyboardInterrupt):
+        for_each(stops_at_three, inputs={"signal": FeRawEMG}, outputs=[FeFiltered], subject=range(5),
+                 session=["pre"], progress=False)
+    assert len(FeFiltered.load_all()) == 3
+    (run,) = project.index.runs()
+    assert {k: n for k, n in run.counts.items() if n} == {"ran": 3, "skipped": 2}
+
+
 def test_without_outputs_calls_are_still_cached(emg):
     first = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 5}, subject=[1], session=SESSIONS,
                      progress=False)

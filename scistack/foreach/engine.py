@@ -216,15 +216,23 @@ class _Run:
             log.warning("for_each(%s): no combinations to run (an iterable is empty, or [] found no "
                         "stored values)", self.name)
         bar = _progress_bar(len(combos), self.name, progress)
+        interrupted: KeyboardInterrupt | None = None
         try:  # an interrupted run still journals (on leaving the batch) what it completed
             with self.db.batch():
                 for start in range(0, len(combos), _PLAN_CHUNK):
                     self._plan_chunk(combos[start:start + _PLAN_CHUNK], bar)
                 if self.pending and not self.dry_run:
-                    if workers or executor:
-                        self._run_parallel(workers, executor, chunk_size, bar)
-                    else:
-                        self._run_serial(bar)
+                    try:
+                        if workers or executor:
+                            self._run_parallel(workers, executor, chunk_size, bar)
+                        else:
+                            self._run_serial(bar)
+                    except KeyboardInterrupt as exc:  # Ctrl-C: the run is recorded as far as it got
+                        interrupted = exc
+                        for pending in self.pending:
+                            if pending.item.status == "pending":
+                                pending.item.status = "skipped"
+                                pending.item.error = "not run: the run was interrupted (Ctrl-C)"
                 report = RunReport(self.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
                                    self.dry_run)
                 if not self.dry_run and any(item.status != "cached" for item in self.items):
@@ -241,6 +249,8 @@ class _Run:
             quiet = not (report.failures or report.missing or report.skipped)
             more = "" if quiet else " (print(report) for details)"
             print(report.headline() + more, file=sys.stderr, flush=True)
+        if interrupted is not None:  # what ran is saved and in `scistack runs`; a rerun does the rest
+            raise interrupted
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
             raise ForEachError(f"for_each({self.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
