@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -185,7 +186,11 @@ class Inliner:
             except Exception:  # a damaged or missing object: shown without a value (fsck names it)
                 cols["sqltype"][n] = "UNREADABLE"
                 continue
-            for name, item in self._row(value, oid, rows).items():
+            try:
+                row = self._row(value, oid, rows)
+            except Exception:  # noqa: BLE001 - a value no rule foresaw: shown by its summary, never
+                row = {"sqltype": "OPAQUE"}  # a sync that fails on every try (the views would stay old)
+            for name, item in row.items():
                 cols[name][n] = item
         arrays = {name: _list_array(cols[name], _vals_schema().field(name).type)
                   if name in _NUMPY_LISTS else pa.array(cols[name], _vals_schema().field(name).type)
@@ -273,7 +278,7 @@ class Inliner:
 
     def _frame(self, frame: Any, oid: str, rows: dict[str, list]) -> dict[str, Any]:
         head = {"shape": list(frame.shape), "dtype": "DataFrame"}
-        text = frame.to_json(orient="records", lines=True, date_format="iso") if len(frame) else ""
+        text = _frame_json(frame) if len(frame) else ""
         if len(text) > self.limit:
             return {**head, "sqltype": "LARGE", "nbytes": len(text)}
         lines = text.splitlines()
@@ -355,6 +360,33 @@ def _as_frame(value: Any) -> Any:
     return value if hasattr(value, "to_json") and hasattr(value, "columns") else None
 
 
+def _frame_json(frame: Any, **options: Any) -> str:
+    """`frame.to_json`, one JSON object a row; columns pandas cannot write (periods,
+    intervals...) are written as their text."""
+    options = {"orient": "records", "lines": True, "date_format": "iso", **options}
+    try:
+        return frame.to_json(**options)
+    except (ValueError, TypeError, OverflowError):
+        with warnings.catch_warnings():  # pandas reads a period's deprecated attributes on the way
+            warnings.simplefilter("ignore")
+            refused = [n for n in range(frame.shape[1]) if not _writable(frame.iloc[:, [n]], options)]
+        if not refused:
+            raise
+        frame = frame.copy()
+        for n in refused:
+            frame.isetitem(n, frame.iloc[:, n].astype(str))
+        return frame.to_json(**options)
+
+
+def _writable(column: Any, options: dict[str, Any]) -> bool:
+    """Whether pandas' `to_json` writes this one-column frame."""
+    try:
+        column.to_json(**options)
+    except (ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
 def _finite(value: Any) -> Any:
     """JSON has no NaN or infinity: they become null (the summary still tells)."""
     if isinstance(value, float):
@@ -373,5 +405,5 @@ def _plain(value: Any) -> Any:
         return _finite(value.item())
     frame = _as_frame(value)
     if frame is not None:
-        return json.loads(frame.to_json(orient="records"))
+        return json.loads(_frame_json(frame, lines=False))
     raise TypeError(type(value).__name__)

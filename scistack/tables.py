@@ -139,8 +139,17 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _nested(value: Any) -> Any:
+    """`json.dumps`'s fallback inside a cell: arrays and frames as plain data, numpy numbers
+    as numbers, anything else (a period, a date) as its text."""
+    if isinstance(value, np.generic):
+        return value.item()
+    plain = _plain(value)
+    return str(value) if plain is value else plain
+
+
 def _exported(value: Any, fmt: str) -> Any:
     value = _plain(value)
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=str) if fmt == "csv" or isinstance(value, dict) else list(value)
+        return json.dumps(value, default=_nested) if fmt == "csv" or isinstance(value, dict) else list(value)
     return value

@@ -99,3 +99,14 @@ def test_export_writes_dataframe_cells_as_data_and_mixed_values_to_parquet(proje
     cells = pd.read_parquet(tmp_path / "stats.parquet")["data"].tolist()
     assert [json.loads(c) for c in cells] == [{"t": [0.0, 0.1], "v": [1, 2]}, 2.5, "text", [1, 2]]
 
+
+def test_export_writes_frames_and_numbers_inside_a_dict_as_data(project, tmp_path):
+    import json
+
+    # nested in a dict or a list they were written as their printed text ("5", "   t\n0 ...")
+    Stats.save({"frame": pd.DataFrame({"t": [0.5], "month": pd.period_range("2024-01", periods=1, freq="M")}),
+                "n": np.int64(5)}, subject=1, session="pre")
+    Stats.to_csv(tmp_path / "stats.csv")
+    assert json.loads(pd.read_csv(tmp_path / "stats.csv")["data"][0]) == {
+        "frame": {"t": [0.5], "month": ["2024-01"]}, "n": 5}
+
