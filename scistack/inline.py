@@ -361,8 +361,8 @@ def _as_frame(value: Any) -> Any:
 
 
 def _frame_json(frame: Any, **options: Any) -> str:
-    """`frame.to_json`, one JSON object a row; columns pandas cannot write (periods,
-    intervals...) are written as their text."""
+    """`frame.to_json`, one JSON object a row; columns pandas cannot write (periods, bytes
+    that are not UTF-8...) are written as text."""
     options = {"orient": "records", "lines": True, "date_format": "iso", **options}
     try:
         return frame.to_json(**options)
@@ -374,8 +374,13 @@ def _frame_json(frame: Any, **options: Any) -> str:
             raise
         frame = frame.copy()
         for n in refused:
-            frame.isetitem(n, frame.iloc[:, n].astype(str))
+            frame.isetitem(n, frame.iloc[:, n].map(_text, na_action="ignore").astype(object))
         return frame.to_json(**options)
+
+
+def _text(value: Any) -> str:
+    """A cell pandas cannot write as JSON, as text (bytes as hex, as exports write them)."""
+    return value.hex() if isinstance(value, bytes) else str(value)
 
 
 def _writable(column: Any, options: dict[str, Any]) -> bool:

@@ -33,6 +33,10 @@ def summarize(value: Any) -> str:
         return str(value)
     if isinstance(value, (int, float, np.integer, np.floating)):
         return repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
+    if isinstance(value, (complex, np.complexfloating)):
+        return repr(complex(value)).strip("()")  # 1+2j (a numpy complex read as "complex128[]")
+    if isinstance(value, (bytes, np.bytes_)):
+        return f"bytes[{len(value)}]"
     if isinstance(value, str):
         return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
     if value is None:

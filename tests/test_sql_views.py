@@ -301,14 +301,15 @@ def test_dataframe_rows_view(project):
 def test_a_column_pandas_cannot_write_as_json_is_text_in_the_rows_view(project):
     # a period column made pandas' to_json raise inside the sync: every sync failed on it, so
     # the views stayed as they were before that save, for every variable
-    Frame.save(pd.DataFrame({"month": pd.period_range("2024-01", periods=2, freq="M"), "n": [3, 4]}),
-               subject=1, session="pre")
+    Frame.save(pd.DataFrame({"month": pd.period_range("2024-01", periods=2, freq="M"), "n": [3, 4],
+                             "raw": [b"\x00\xff", None]}), subject=1, session="pre")  # (not UTF-8)
     Frame.save({"table": pd.DataFrame({"month": pd.period_range("2024-03", periods=1, freq="M")})},
                subject=2, session="pre")
     Typed.save(1.5, subject=1, session="pre")
     project.sync()
-    rows = project.sql("SELECT month, n FROM Frame_rows ORDER BY row_n")
-    assert rows.values.tolist() == [["2024-01", 3], ["2024-02", 4]]
+    rows = project.sql("SELECT month, n, raw FROM Frame_rows ORDER BY row_n")
+    assert rows.values.tolist()[0] == ["2024-01", 3, "00ff"]
+    assert rows.values.tolist()[1][:2] == ["2024-02", 4] and pd.isna(rows["raw"][1])
     assert json.loads(project.sql("SELECT CAST(value AS VARCHAR) AS v FROM Frame WHERE subject = 2")["v"][0]) \
         == {"table": [{"month": "2024-03"}]}
     assert project.sql("SELECT value FROM Typed")["value"].tolist() == [1.5]

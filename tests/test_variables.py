@@ -50,6 +50,15 @@ def test_numpy_time_scalars_roundtrip_with_a_readable_summary(project):
         assert loaded == value and loaded.dtype == value.dtype
 
 
+def test_complex_and_bytes_scalars_have_a_readable_summary(project):
+    # a numpy complex or bytes scalar read "complex128[]" / "|S2[]" in ls, log and the views
+    cases = [(np.complex128(1 + 2j), "1+2j"), (2 - 1j, "2-1j"), (np.bytes_(b"ab"), "bytes[2]")]
+    for n, (value, summary) in enumerate(cases):
+        saved = VRaw.save(value, subject=n, session="pre")
+        assert saved.record.summary == summary
+        assert VRaw.load(subject=n, session="pre").data == value
+
+
 def test_identical_save_is_a_noop_and_new_data_adds_a_version(project):
     first = VRaw.save(np.arange(3.0), subject=1, session="pre")
     again = VRaw.save(np.arange(3.0), subject=1, session="pre")
