@@ -118,7 +118,7 @@ def _from_pandas(frame: Any, original: Any) -> pa.Table:
                 original, f"object column {column['name']!r} holds values Arrow stores as "
                 f"{field.type}, which would come back as a different type; object columns may "
                 "hold only str, bytes, datetime.date or None. Give the column a real dtype "
-                "(e.g. `.astype('Int64')`), or store nested values as separate variables",
+                "(e.g. `.astype('Int64')`), or store nested values as separate variables", fixed=True,
             )
     return table
 
@@ -131,14 +131,28 @@ def _check_labels(frame: Any, original: Any) -> None:
             if name is not None and type(name) is not str:
                 raise _unsupported_table(
                     original, f"its {axis} has a name of type {type(name).__name__} ({name!r}); "
-                    "Arrow keeps only str names. Rename it with `.rename_axis(str(name))`",
+                    "Arrow keeps only str names. Rename it with `.rename_axis(str(name))`", fixed=True,
                 )
+    if not frame.columns.is_unique:
+        twice = sorted({str(c) for c in frame.columns[frame.columns.duplicated()]})
+        raise _unsupported_table(
+            original, f"column names appear twice ({', '.join(twice)}), and a stored table names "
+            "each column once; rename them, e.g. `df.columns = [f'{c}_{i}' for i, c in enumerate(df.columns)]`",
+            fixed=True)
+    complex_columns = [str(c) for c, dtype in zip(frame.columns, frame.dtypes)
+                       if isinstance(dtype, np.dtype) and dtype.kind == "c"]
+    if complex_columns:
+        where = "it" if complex_columns == ["__series__"] else f"column {complex_columns[0]!r}"
+        raise _unsupported_table(
+            original, f"{where} holds complex numbers, which Arrow has no type for; store the real "
+            "and imaginary parts apart (`.real`, `.imag`: two columns or two variables), or the "
+            "values as a numpy array (`.to_numpy()`: complex arrays are stored as they are)", fixed=True)
     levels = frame.columns.levels if isinstance(frame.columns, pd.MultiIndex) else [frame.columns]
     for level in levels:
         if "mixed" in pd.api.types.infer_dtype(level, skipna=False):
             raise _unsupported_table(
                 original, "its column labels mix types (e.g. int and str), which Arrow turns "
-                "into strings; use labels of one type, e.g. `df.columns = df.columns.map(str)`",
+                "into strings; use labels of one type, e.g. `df.columns = df.columns.map(str)`", fixed=True,
             )
 
 
@@ -154,12 +168,12 @@ def _native_byte_order(frame: Any) -> Any:
     return frame.astype(swap)
 
 
-def _unsupported_table(value: Any, problem: str) -> UnsupportedValueError:
+def _unsupported_table(value: Any, problem: str, *, fixed: bool = False) -> UnsupportedValueError:
+    """`problem` says what Arrow refused; `fixed` when it also says what to do."""
     name = f"{type(value).__module__}.{type(value).__qualname__}"
-    return UnsupportedValueError(
-        f"cannot store this {name} as an Arrow table: {problem}. scistack never pickles; "
-        "convert the offending columns to numeric, bool, string, categorical or datetime dtypes"
-    )
+    fix = "" if fixed else ("; scistack never pickles: convert the offending columns to numeric, bool, "
+                            "string, categorical or datetime dtypes")
+    return UnsupportedValueError(f"cannot store this {name} as an Arrow table: {problem.rstrip('.')}{fix}")
 
 
 def _single_batch(table: pa.Table, num_rows: int) -> pa.RecordBatch:

@@ -338,8 +338,9 @@ UNSUPPORTED = [
     (pd.DataFrame({"a": [{"x": 1}]}), "struct"),
     (pd.DataFrame({"a": [1, "x"]}), "DataFrame"),
     (pd.DataFrame({"a": [decimal.Decimal("1.10")]}), "decimal"),
-    (pd.DataFrame({"c": np.array([1 + 2j])}), "complex128"),
-    (pd.DataFrame([[1, 2]], columns=["a", "a"]), "Duplicate"),
+    (pd.DataFrame({"c": np.array([1 + 2j])}), "complex numbers"),  # (the fix: `.real`, `.imag`)
+    (pd.Series([1j]), ".real"),
+    (pd.DataFrame([[1, 2]], columns=["a", "a"]), "appear twice (a)"),
     (pd.DataFrame({"a": pd.arrays.SparseArray([0, 1])}), "Sparse"),
     (pd.Series([1], name=Color.RED), "Color"),
     (pa.record_batch({"a": [1]}), "RecordBatch"),
