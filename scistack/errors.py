@@ -195,6 +195,10 @@ class ChunkReadError(CorruptObjectError):
         )
 
 
+class LazyValueError(ScistackError, AttributeError):
+    """A numpy array's method asked of a lazy array (which reads only what is indexed)."""
+
+
 class ExportError(ScistackError, ValueError):
     """An export or import cannot be done as asked (empty selection, target folder not empty)."""
 
@@ -256,6 +260,7 @@ class KeyNotInDataBaseError(ScistackError, KeyError):
 
 __all__ = [
     "ScistackError",
+    "LazyValueError",
     "ExportError",
     "BundleDamagedError",
     "InputFileError",

@@ -180,6 +180,18 @@ def test_lazy_as_numpy_and_as_dask(project):
     assert isinstance(Rec.load(subject=2, session="pre", lazy=True).data, np.ndarray) and small
 
 
+def test_a_numpy_method_of_a_lazy_array_names_the_ways_to_it(project):
+    from scistack.errors import LazyValueError
+
+    Rec.save(recording(), subject=1, session="pre")
+    lazy = Rec.load(subject=1, session="pre", lazy=True).data
+    with pytest.raises(LazyValueError, match=r"np.asarray\(x\).max .* x.to_dask\(\).max"):
+        lazy.max()  # (a bare AttributeError before)
+    assert not hasattr(lazy, "T") and lazy.chunks_read == 0  # still an AttributeError: nothing read
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        lazy.nonsense
+
+
 def test_saving_a_lazy_value_reuses_its_oid_without_reading(project):
     x = recording()
     Rec.save(x, subject=1, session="pre")

@@ -694,6 +694,27 @@ def test_dask_local_cluster_runs_the_same_call(emg, dask_client):
     assert (again.ran, again.cached) == (0, 6)
 
 
+def test_a_lazy_value_computes_on_a_dask_cluster(project, dask_client):
+    # a lazy array or table did not pickle (the store held thread-locals), so `.to_dask()`
+    # worked only on dask's local scheduler, never on a cluster's workers
+    from scistack.objects.chunking import set_chunking
+
+    signal = np.arange(4000.0).reshape(500, 8)
+    frame = pd.DataFrame({"t": np.arange(3000.0), "force": np.arange(3000) % 7})
+    set_chunking(threshold=1000, chunk_bytes=4000)
+    try:
+        FeRawEMG.save(signal, subject=1, session="pre")
+        FeStats.save(frame, subject=1, session="pre")
+    finally:
+        set_chunking()
+    lazy = FeRawEMG.load(subject=1, session="pre", lazy=True).data
+    assert dask_client.compute(lazy.to_dask()[:, 3].sum()).result() == signal[:, 3].sum()
+    table = FeStats.load(subject=1, session="pre", lazy=True).data
+    assert table.row_groups > 1
+    assert dask_client.compute(table.to_dask()["force"].sum()).result() == frame["force"].sum()
+    assert lazy.chunks_read == 0  # the workers read the chunks, from the project's store
+
+
 # -- edits: what re-runs, what becomes the default --------------------------------------------
 def test_editing_a_constant_reruns_everything_it_affects_and_keeps_old_results(emg):
     run_bandpass(low_hz=20)

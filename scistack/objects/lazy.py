@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from scistack.errors import LazyValueError
 from scistack.objects.chunked import ArrayManifest, Get, read_region
 
 
@@ -33,6 +34,22 @@ class LazyArray:
         self._lock = threading.Lock()
         self.chunks_read = 0
         self.bytes_read = 0
+
+    def __getattr__(self, name: str) -> Any:
+        """A numpy array's method (`.max()`, `.T`, `.astype`) names the two ways to it."""
+        if not name.startswith("_") and hasattr(np.ndarray, name):
+            raise LazyValueError(
+                f"a lazy array has no {name!r}: it reads only what you index (x[1000:2000, 3]). "
+                f"For the whole array, np.asarray(x).{name} (reads every chunk into memory) or "
+                f"x.to_dask().{name} (chunk by chunk)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (for a dask worker) as the manifest and the store: nothing read is sent."""
+        return {"manifest": self.manifest, "oid": self.oid, "get": self._get}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["manifest"], state["get"], state["oid"])
 
     # -- the array protocol ----------------------------------------------------------------
     @property

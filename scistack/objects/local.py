@@ -99,6 +99,10 @@ class LocalObjectStore(ObjectStore):
         self._refreshed: dict[str, float] = {}
         self.gate = WritersGate(self.root)  # held shared from the first write (see gate.py)
 
+    def __reduce__(self) -> tuple:
+        """Pickled as where it is (a lazy value sent to a dask worker reopens its store there)."""
+        return _reopen, (self._root_text, self.fsync, self.max_load_bytes)
+
     def path_of(self, oid: str) -> Path:
         """The file that holds `oid` (validated first)."""
         return self.root / oid_relpath(validate_oid(oid))
@@ -807,3 +811,7 @@ def _fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _reopen(root: str, fsync: bool, max_load_bytes: int) -> LocalObjectStore:
+    return LocalObjectStore(root, fsync=fsync, max_load_bytes=max_load_bytes)

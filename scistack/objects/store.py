@@ -184,7 +184,7 @@ class ObjectStore(abc.ABC):
 
     def _decoded(self, oid: str, obj: StoredObject) -> Any:
         try:
-            return decode_value(obj.kind, obj.payload, self._fetch, oid)
+            return decode_value(obj.kind, obj.payload, self._fetcher, oid)
         except (CorruptObjectError, ObjectNotFoundError, MemoryError):  # a child's: names the child
             raise
         except Exception as exc:  # noqa: BLE001 - any failure to decode verified bytes is damage
@@ -200,12 +200,12 @@ class ObjectStore(abc.ABC):
         if obj.kind != "chunked":
             return self._decoded(oid, obj)
         try:
-            return open_chunked(obj.payload, self._fetch, oid)
+            return open_chunked(obj.payload, self._fetcher, oid)
         except Exception as exc:  # noqa: BLE001 - a manifest that does not parse is damage
             raise CorruptObjectError(oid, f"its chunked manifest cannot be read ({exc})") from exc
 
     @functools.cached_property
-    def _fetch(self) -> "Fetch":
+    def _fetcher(self) -> "Fetch":
         return Fetch(self)
 
 
