@@ -115,7 +115,8 @@ class Database:
         if schema_keys is None:
             raise NotARepositoryError(
                 f"{self.path} is not a scistack project yet; create it with "
-                f"configure_database({str(self.path.name)!r}, [\"subject\", \"session\", ...])"
+                f"configure_database({str(self.path.name)!r}, [\"subject\", \"session\", ...]) "
+                f"or `scistack init {self.path.name} --keys subject,session`"
             )
         keys = _validate_schema_keys(schema_keys)
         config = {"db": self.path.name, "format": FORMAT_VERSION, "schema_keys": keys}

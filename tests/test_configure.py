@@ -34,3 +34,11 @@ def test_a_failed_open_of_another_project_keeps_the_current_one(project, tmp_pat
         configure_database(tmp_path / "x" / "bad.duckdb", ["subject", "version"])  # reserved
     assert database_module.current_database() is project
     assert CfRaw.load(subject=1, session="pre").data.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_opening_a_project_that_does_not_exist_names_both_ways_to_create_it(tmp_path, no_database):
+    from scistack.errors import NotARepositoryError
+
+    with pytest.raises(NotARepositoryError, match=r"configure_database\('new.duckdb'.*scistack init new.duckdb --keys"):
+        configure_database(tmp_path / "new.duckdb")
+    assert not (tmp_path / "new.duckdb").exists()
