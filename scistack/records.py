@@ -285,6 +285,9 @@ class FunctionInfo:
     constants: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
     absent: frozenset[str] = field(default=frozenset(), repr=False)
+    # a partial or a bound method: the identity of its code alone, without the bound
+    # arguments or object (what `status` and `why` in another process can compare)
+    code_identity: str | None = None
 
     @classmethod
     def from_value(cls, tree: Any, *, oid: str | None = None) -> FunctionInfo:
@@ -304,9 +307,10 @@ class FunctionInfo:
             for label, h in helpers.items()
         }
         constants = r.typed("constants", dict, "an object", default={})
+        code_identity = r.string("code_identity", nullable=True)
         return cls(
             name, module, identity, code, has_source, _copy(version), deps, _copy(note), file,
-            helpers, _copy(constants), r.extra(), frozenset(r.absent),
+            helpers, _copy(constants), r.extra(), frozenset(r.absent - {"code_identity"}), code_identity,
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -320,6 +324,8 @@ class FunctionInfo:
         _put(out, a, "file", self.file)
         _put(out, a, "helpers", {label: h.to_value() for label, h in self.helpers.items()})
         _put(out, a, "constants", _copy(self.constants))
+        if self.code_identity is not None:
+            out["code_identity"] = self.code_identity
         out.update(_copy(self.extra))
         return out
 

@@ -85,3 +85,20 @@ def weigh_in_place(signal, weights):
 def count_with(signal, seen):
     seen.append(len(seen))  # a list constant: each call gets a copy of its own
     return float(len(seen))
+
+
+class Scale:
+    """A configured processing step: `for_each(Scale(2).apply, ...)` or `for_each(Scale(2), ...)`."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self, signal):
+        return signal * self.k
+
+    def __call__(self, signal):
+        return signal * self.k
+
+
+def scale_by(signal, k):
+    return signal * k

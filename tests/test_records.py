@@ -252,6 +252,7 @@ _functions = st.builds(
     helpers=st.dictionaries(st.text(max_size=5), _helpers, max_size=2),
     constants=st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),
     absent=st.frozensets(st.sampled_from(["file", "helpers", "note"])),
+    code_identity=st.none() | _oids,
 ).map(lambda f: replace(f, **{k: {} if k == "helpers" else None for k in f.absent}))
 _records = st.builds(
     CallRecord,

@@ -50,3 +50,30 @@ def test_changed_input_is_stale_even_when_the_function_cannot_be_found(project, 
     report = why(AggMean, subject=1)
     assert report.status == "stale"
     assert {r.kind for r in report.reasons} == {"input", "unknown"}
+
+
+class BoundOut(BaseVariable):
+    pass
+
+
+def test_a_bound_method_partial_or_callable_object_is_judged_by_its_code_in_another_process(project, monkeypatch):
+    import functools
+
+    import scistack.lineage.function as function_module
+    from scistack.report.status import status_grid
+    from tests import foreach_fns as fns
+
+    AggRaw.save(np.arange(3.0), subject=1, session="pre")
+    steps = [(fns.Scale(2).apply, fns.Scale(3).apply), (fns.Scale(2), fns.Scale(3)),
+             (functools.partial(fns.scale_by, k=2), functools.partial(fns.scale_by, k=3))]
+    for two, three in steps:
+        first = for_each(two, inputs={"signal": AggRaw}, outputs=[BoundOut], subject=[1], session=["pre"])
+        other = for_each(three, inputs={"signal": AggRaw}, outputs=[BoundOut], subject=[1], session=["pre"])
+        assert first.ran + first.cached == 1 and other.ran == 1  # k=3 is another function (was cached)
+        assert BoundOut.load(subject=1, session="pre").data.tolist() == [0.0, 3.0, 6.0]
+        # another process (the CLI) has no registry entry: it finds the function by its name
+        # and cannot see the object or the bound arguments; it was always STALE
+        with monkeypatch.context() as m:
+            m.setattr(function_module, "_REGISTRY", {})
+            assert why(BoundOut, subject=1, session="pre").status == "current"
+            assert status_grid(project, ["BoundOut"]).cell("BoundOut", {"subject": 1, "session": "pre"}).status == "done"

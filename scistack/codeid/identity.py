@@ -64,7 +64,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from types import FunctionType, MethodType
+from types import FunctionType, MethodType, ModuleType
 from typing import Any
 
 from scistack.errors import LineageError
@@ -109,6 +109,9 @@ class FunctionIdentity:
     deps: tuple[tuple[str, str], ...]
     note: str
     code_digest: str = ""
+    # a partial or a bound method: the identity of the function alone, without what is bound
+    # to it (another process finds that function by name and can compare only that)
+    unbound_digest: str = ""
     data: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
     shown: tuple[tuple[str, object], ...] = field(default=(), compare=False, repr=False)
 
@@ -168,6 +171,8 @@ def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> 
     """
     if version is not None and not isinstance(version, str):
         raise LineageError(f"version must be a string such as '2', got {version!r}")
+    if isinstance(fn, MethodType) and not isinstance(fn.__self__, (type, ModuleType)):
+        return _bound_identity(fn.__func__, fn.__self__, version)  # `proc.apply`: proc's state too
     if isinstance(fn, (MethodType, staticmethod, classmethod)):
         fn = fn.__func__
     key = (id(fn), version)
@@ -278,12 +283,40 @@ def _compute(fn: Callable[..., Any], version: str | None) -> _Computed:
         return (*_pinned_identity(real, name, module, version), ())
     if isinstance(real, (FunctionType, type)) and is_project_module(module):
         return _project_identity(fn, real, name, module)
+    call = getattr(type(real), "__call__", None)
     if is_project_module(type(real).__module__):
-        raise LineageError(
-            f"cannot identify the callable object {real!r}: its result depends on its attributes, "
-            "which identity does not see. Decorate a plain function, or pin it with version=..."
-        )
+        if not isinstance(call, FunctionType):
+            raise LineageError(
+                f"cannot identify the callable object {real!r}: its class has no Python __call__ "
+                "whose code identity could see. Decorate a plain function, or pin it with version=..."
+            )
+        return _bound_identity(call, real, version), None, ()  # (its state is read at each call)
     return _library_identity(real, name, module), _ALWAYS, ()
+
+
+def _bound_identity(func: FunctionType, instance: object, version: str | None) -> FunctionIdentity:
+    """A bound method (`proc.apply`) or a callable object (`Filter(order=4)`): the code of the
+    method, and the object's attributes now, read as module data is (`P(2).apply` and
+    `P(3).apply` are different functions; the same object changed in place is too)."""
+    inner = function_identity(func, version=version)
+    label = f"{type(instance).__module__}.{type(instance).__qualname__} object of {inner.name}"
+    try:  # "object:", like a partial's bound arguments, is what was called, not what the code
+        # reads: `status` and `why` in another process, which find the method by name, cannot
+        # see the object and do not call a result stale for it
+        pair = (f"object:{label}", data_digest(instance, _code_of))
+    except Unverifiable as exc:
+        pair = (f"unverifiable:{label}", str(exc))
+    except Exception as exc:  # noqa: BLE001 - an object whose reading fails is unverifiable
+        pair = (f"unverifiable:{label}", f"reading it failed: {type(exc).__name__}")
+    return replace(
+        inner,
+        digest=hash_fields("bound", inner.digest, *pair),
+        deps=(*inner.deps, pair),
+        note=f"{inner.note} + the attributes of its object, read at call time",
+        code_digest=inner.code_only,
+        unbound_digest=inner.unbound_digest or inner.digest,
+        shown=(*inner.shown, (pair[0], instance)) if pair[0].startswith("object:") else inner.shown,
+    )
 
 
 def _pinned_identity(
@@ -350,6 +383,7 @@ def _partial_identity(partial: functools.partial, version: str | None) -> Functi
         inner.pinned_version,
         deps,
         f"functools.partial of {inner.note}",
+        unbound_digest=inner.unbound_digest or inner.digest,
         data=inner.data,
         shown=(*inner.shown, *shown),
     )

@@ -104,7 +104,10 @@ class LineageFunction:
         )
         named = fn.func if isinstance(fn, functools.partial) else fn  # a partial: as its function
         module = getattr(named, "__module__", None)
-        _REGISTRY[(module, getattr(named, "__qualname__", self.name))] = self
+        qualname = getattr(named, "__qualname__", None)
+        if not isinstance(qualname, str):  # a callable object: recorded as its class's __call__
+            qualname = f"{type(named).__qualname__}.__call__"
+        _REGISTRY[(module, qualname)] = self
 
     @property
     def name(self) -> str:
@@ -199,6 +202,7 @@ class LineageFunction:
                     for label, h in tree_record(tree, put_code).items()
                 },
                 constants=constant_values(identity, tree),
+                code_identity=identity.unbound_digest or None,
             ),
             arguments={n: CallInput.from_value(b.record) for n, b in sorted(inputs.items())},
             outputs=tuple(out_oids),

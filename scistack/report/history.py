@@ -93,6 +93,7 @@ class CallInfo:
     duration: float
     python: str | None
     host: str | None
+    code_identity: str | None = None  # a partial or bound method: its function alone
 
 
 def read_call(db: Database, call_oid: str) -> CallInfo:
@@ -132,6 +133,7 @@ def read_call(db: Database, call_oid: str) -> CallInfo:
         record.duration or 0.0,
         env.get("python"),
         env.get("host"),
+        fn.code_identity,
     )
 
 

@@ -91,6 +91,7 @@ class StalenessChecker:
         self.db = db
         self.calls = CallReader(db)
         self._identity: dict[tuple[str, str], str | None] = {}
+        self._bound: dict[tuple[str, str], bool] = {}  # the name finds a partial or bound method
         self._unverifiable: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._script: dict[Any, tuple[str, str]] = {}  # function identity -> verdict from its file
@@ -118,10 +119,13 @@ class StalenessChecker:
         changed = [] if record.call in self.no_files else changed_inputs(self.db.store, record.call)
         if changed:
             return "stale", f"file {changed[0]} changed"
-        return self.function_verdict(record.call, call.module, call.function, call.identity)
+        return self.function_verdict(record.call, call.module, call.function, call.identity, call.code_identity)
 
-    def function_verdict(self, call_oid: str, module: str, function: str, identity: str) -> tuple[str, str]:
-        """Whether the code that made a call is the code that would run now."""
+    def function_verdict(self, call_oid: str, module: str, function: str, identity: str,
+                         code_identity: str | None = None) -> tuple[str, str]:
+        """Whether the code that made a call is the code that would run now. A call of a
+        partial or a bound method (`code_identity`: its function alone) is judged by that
+        function's code when the name finds the plain function (what was bound is not here)."""
         if is_matlab_module(module):  # its .m files are read again, once per identity
             slot = ("matlab", identity)
             if slot not in self._script:
@@ -132,7 +136,7 @@ class StalenessChecker:
             if identity not in self._script:
                 self._script[identity] = self._script_verdict(call_oid, module, function)
             return self._script[identity]
-        if now != identity:
+        if now != identity and not (code_identity == now and not self._bound.get((module, function))):
             return "stale", f"code, module data or packages of {function} changed"
         unverifiable = self._unverifiable.get((module, function))
         if unverifiable:
@@ -197,6 +201,7 @@ class StalenessChecker:
                     identity = function_identity(target, version=pinned)
                     digest = identity.digest
                     self._unverifiable[(module, name)] = identity.unverifiable
+                    self._bound[(module, name)] = bool(identity.unbound_digest)
                 except (ScistackError, TypeError, OSError):
                     digest = None
             self._identity[(module, name)] = digest
@@ -482,7 +487,8 @@ def _learn_calls(db: Database, judging: Any, checker: StalenessChecker, var: str
         call = checker.calls.get(call_oid)
         if call is None:
             continue  # a missing record: judged "unknown" where it is named
-        rows, simple = [], not reads_files(db.store, call_oid)  # files are checked per record
+        # files are checked per record; so is a partial or bound method (two identities)
+        rows, simple = [], not reads_files(db.store, call_oid) and call.code_identity is None
         for item in call.inputs:
             if item.var is None:
                 simple = simple and item.raw_file is None  # a raw file is judged per record

@@ -149,7 +149,10 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
                "a change to it would not be seen")
         for what, detail in current.unverifiable
     ]
-    if current.digest == recorded.identity:
+    # a partial or a bound method recorded, and the name finds the plain function: what was
+    # bound to it is not here to compare, its code is
+    code_only = recorded.code_identity is not None and not current.unbound_digest
+    if current.digest == (recorded.code_identity if code_only else recorded.identity):
         return unverifiable
     name = recorded.name
     reasons: list[Reason] = []
@@ -171,7 +174,7 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
             where = _where(target, diff)
             reasons.append(Reason("code", name, f"the function's code changed{where}", diff))
         if recorded.has_helpers:
-            reasons += _tree_changes(db, recorded, current, code_tree(target, current))
+            reasons += _tree_changes(db, recorded, current, code_tree(target, current), code_only)
         else:  # a record from before helper trees were kept: direct dependencies only
             reasons += _leaf_changes(
                 dict(map(tuple, recorded.deps)), dict(current.deps), with_helpers=True
@@ -204,8 +207,10 @@ def _matlab_changes(db: Any, call: CallRecord) -> list[Reason]:
     return reasons or [Reason("code", recorded.name, "the function's identity changed")]
 
 
-def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) -> list[Reason]:
-    """Helpers whose own code changed (with diffs), and constants/packages read anywhere."""
+def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple,
+                  code_only: bool = False) -> list[Reason]:
+    """Helpers whose own code changed (with diffs), and constants/packages read anywhere
+    (`code_only`: not a partial's bound arguments, which are not here to compare)."""
     old_helpers = recorded.helpers
     new_helpers = {n.label: n for n in tree}
     reasons = []
@@ -222,18 +227,20 @@ def _tree_changes(db: Any, recorded: FunctionInfo, current: Any, tree: tuple) ->
         if diff:
             where = _where(new.obj, diff, follow_wrapped=False) if new.obj is not None else ""
             reasons.append(Reason(kind, what, f"its code changed{where}", diff))
-    old_leaves = _leaves(recorded.deps, *(h.deps for h in old_helpers.values()))
-    new_leaves = _leaves(current.deps, *(n.deps for n in tree))
+    old_leaves = _leaves(recorded.deps, *(h.deps for h in old_helpers.values()), code_only=code_only)
+    new_leaves = _leaves(current.deps, *(n.deps for n in tree), code_only=code_only)
     values = (recorded.constants, constant_values(current, tree))
     return reasons + _leaf_changes(old_leaves, new_leaves, with_helpers=False, values=values)
 
 
-def _leaves(*dep_lists: Any) -> dict[str, str]:
+def _leaves(*dep_lists: Any, code_only: bool = False) -> dict[str, str]:
     """Constants, packages and mutable globals read by any function of a tree."""
     out: dict[str, str] = {}
     for deps in dep_lists:
         for label, digest in deps:
-            if label.startswith(("const:", "pkg:", "data:")):
+            if code_only and (".<partial>." in label or label.startswith("object:")):
+                continue  # what was bound to a partial or method: not here to compare
+            if label.startswith(("const:", "pkg:", "data:", "object:")):
                 out[label] = digest
     return out
 
@@ -250,7 +257,7 @@ def _leaf_changes(
         if old.get(label) == new.get(label):
             continue
         kind, _, what = label.partition(":")
-        if kind not in ("const", "pkg", "data") and not (
+        if kind not in ("const", "pkg", "data", "object") and not (
             with_helpers and kind in ("helper", "class")
         ):
             continue
@@ -265,6 +272,8 @@ def _leaf_changes(
         reason_kind = {"const": "constant", "pkg": "package"}.get(kind, kind)
         if kind == "data":
             change = f"module data {change}"
+        elif kind == "object":  # the object a bound method or callable object was called on
+            change = f"its attributes {change}"
         if kind in ("const", "data") and label in new:
             place = assignment_place(what)
             change += f" (at {place})" if place else ""

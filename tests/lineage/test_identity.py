@@ -542,13 +542,40 @@ def test_version_pin_ignores_source(project: Project) -> None:
 
 
 def test_bad_arguments_raise_lineage_error(project: Project) -> None:
-    project.write("mod", "class Scaler:\n    def __call__(self, x):\n        return x\n")
     with pytest.raises(LineageError):
         function_identity(len, version=2)  # type: ignore[arg-type]
     with pytest.raises(LineageError):
         function_identity(42)  # type: ignore[arg-type]
-    with pytest.raises(LineageError, match="version="):
-        function_identity(project.load("mod").Scaler())
+
+
+SCALER = """
+class Scaler:
+    def __init__(self, k):
+        self.k = k
+    def __call__(self, x):
+        return x * self.k
+    def apply(self, x):
+        return x * self.k
+"""
+
+
+def test_a_bound_method_or_callable_object_counts_its_object(project: Project) -> None:
+    # `Scaler(2).apply` and `Scaler(3).apply` were one identity (the method's): a result made
+    # with k=2 was served for k=3. A callable object was refused.
+    project.write("mod", SCALER)
+    Scaler = project.load("mod").Scaler
+    for method, of in ((Scaler.apply, lambda s: s.apply), (Scaler.__call__, lambda s: s)):
+        two, three = function_identity(of(Scaler(2))), function_identity(of(Scaler(3)))
+        assert two.digest != three.digest and two.digest == function_identity(of(Scaler(2))).digest
+        # what `status` in another process compares: the method alone, found by its name
+        assert two.unbound_digest == three.unbound_digest == function_identity(method).digest
+        scaler = Scaler(2)
+        before = function_identity(of(scaler)).digest
+        scaler.k = 5  # changed in place: the same object, another state
+        assert function_identity(of(scaler)).digest != before
+    project.write("mod", SCALER.replace("return x * self.k\n    def apply", "return x * self.k + 1\n    def apply"))
+    edited = project.load("mod").Scaler
+    assert function_identity(edited(2)).digest != function_identity(Scaler(2)).digest  # its code
 
 
 # --- constants -----------------------------------------------------------------------------

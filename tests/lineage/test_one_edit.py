@@ -59,6 +59,9 @@ def _case(name: str, pipeline: str, edit: dict, expect: str = "rerun", why: tupl
 
 
 HEAD = "import numpy as np\nfrom scistack import lineage_fcn\n"
+SCALE = ("class Scale:\n    def __init__(self, k):\n        self.k = k\n\n    def __repr__(self):\n"
+         "        return f'Scale(k={self.k})'\n\n    def apply(self, x):\n        return x.sum() * self.k\n\n"
+         "    def __call__(self, x):\n        return x.sum() * self.k\n\n")
 
 CASES = [
     # -- today's right answers ------------------------------------------------------------------
@@ -134,6 +137,14 @@ CASES = [
           "run = lineage_fcn(make(2))\n", {"pipeline.py": ("make(2)", "make(3)")}, why=("<closure>.k", "2 -> 3")),
     _case("partial_value", HEAD + "import functools\ndef scaled(x, k):\n    return x.sum() * k\n"
           "run = lineage_fcn(functools.partial(scaled, k=2))\n", {"pipeline.py": ("k=2", "k=3")}, why=("2 -> 3",)),
+    # a bound method counts its object: Scale(2).apply and Scale(3).apply were one function
+    _case("bound_method_object", HEAD + SCALE + "run = lineage_fcn(Scale(2).apply)\n",
+          {"pipeline.py": ("Scale(2)", "Scale(3)")}, why=("Scale", "changed: Scale(k=2) -> Scale(k=3)")),
+    _case("callable_object", HEAD + SCALE + "run = lineage_fcn(Scale(2))\n",
+          {"pipeline.py": ("Scale(2)", "Scale(3)")}, why=("Scale", "2) -> Scale(k=3)")),
+    _case("bound_method_code", HEAD + SCALE + "run = lineage_fcn(Scale(2).apply)\n",
+          {"pipeline.py": ("x.sum() * self.k\n\n    def __call__", "x.sum() * self.k + 1\n\n    def __call__")},
+          why=("Scale.apply", "pipeline.py")),
     # -- 3. files read during the call -------------------------------------------------------------
     _case("file_open", HEAD + "import os\nHERE = os.path.dirname(__file__)\n@lineage_fcn\ndef run(x):\n"
           "    with open(os.path.join(HERE, 'calib.txt')) as f:\n        return x.sum() * float(f.read())\n",
