@@ -102,3 +102,16 @@ class Scale:
 
 def scale_by(signal, k):
     return signal * k
+
+
+class Gain:
+    """A class whose method is a lineage function: `Gain(2).apply(x)` is cached per gain."""
+
+    def __init__(self, k):
+        self.k = k
+
+    from scistack import lineage_fcn as _lineage_fcn
+
+    @_lineage_fcn
+    def apply(self, signal):
+        return signal * self.k

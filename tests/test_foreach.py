@@ -715,6 +715,22 @@ def test_a_lazy_value_computes_on_a_dask_cluster(project, dask_client):
     assert lazy.chunks_read == 0  # the workers read the chunks, from the project's store
 
 
+def test_a_lineage_method_is_cached_per_object_and_runs_in_workers(emg):
+    # `@lineage_fcn` on a method bound `self` as an input: every call and every for_each
+    # failed (a P object cannot be stored)
+    signal = FeRawEMG.load(subject=1, session="pre")
+    two = fns.Gain(2).apply(signal)
+    assert not two.cached and np.array_equal(two.data, raw_signal(1, "pre") * 2)
+    assert fns.Gain(2).apply(signal).cached and not fns.Gain(3).apply(signal).cached
+    report = for_each(fns.Gain(4).apply, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
+                      subject=[1, 2], session=["pre"], workers=2, progress=False)
+    assert (report.ran, report.failed) == (2, 0), report.summary()
+    np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, raw_signal(2, "pre") * 4)
+    again = for_each(fns.Gain(4).apply, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
+                     subject=[1, 2], session=["pre"], progress=False)
+    assert again.cached == 2
+
+
 # -- edits: what re-runs, what becomes the default --------------------------------------------
 def test_editing_a_constant_reruns_everything_it_affects_and_keeps_old_results(emg):
     run_bandpass(low_hz=20)

@@ -20,6 +20,7 @@ import importlib
 import inspect
 import time
 import weakref
+from types import MethodType
 from typing import Any, Callable
 
 from scistack.errors import LineageError, ObjectNotFoundError, UnsupportedValueError
@@ -286,12 +287,16 @@ class LineageFunction:
             getattr(self.fn, "__module__", None),
             getattr(self.fn, "__qualname__", ""),
         )
-        if module and module != "__main__" and "<locals>" not in qualname:
+        if module and module != "__main__" and "<locals>" not in qualname and not isinstance(self.fn, MethodType):
             return (_restore, (module, qualname, self.version, tuple(self.ignore)))
         return (_rebuild, (self.fn, self.version, tuple(self.ignore)))
 
     def __get__(self, instance: Any, owner: Any = None) -> Any:
-        return self if instance is None else functools.partial(self, instance)
+        """A decorated method, looked up on an object: that object's bound method, a lineage
+        function of its own (its identity counts the object; `self` is not an input)."""
+        if instance is None:
+            return self
+        return LineageFunction(MethodType(self.fn, instance), version=self.version, ignore=tuple(self.ignore))
 
 
 Thunk = LineageFunction
