@@ -20,6 +20,17 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def query_value(value: Any) -> Any:
+    """A value to match with (load, Fixed, delete...): a numpy scalar unwrapped; several
+    values (a list, tuple or set, meaning any of) as a list of unwrapped values, and so is a
+    1-D numpy array (`subject=np.arange(3)`); a range stays a range."""
+    if isinstance(value, np.ndarray):
+        return value.item() if value.ndim == 0 else value.tolist() if value.ndim == 1 else value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain(v) for v in value]
+    return plain(value)
+
+
 MAX_TEXT = 1024
 """Characters an address or version-key string may have: values are labels, and every
 message, listing and status grid echoes them (long text belongs in a variable's value)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import plain, shown
+from scistack.address import plain, query_value, shown
 from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
@@ -37,7 +37,10 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     addr, vkeys, params, unknown = {}, {}, {}, []
     vkey_names = param_names = None  # asked for only when a key is not a schema key
     for key, value in metadata.items():
-        value = plain(value)
+        value = query_value(value)
+        if isinstance(value, np.ndarray):
+            raise InvalidMetadataError(f"{key}= is a {value.ndim}-D array; give one value, or a list "
+                                       "(or 1-D array) of values meaning any of them")
         if key in db.schema_keys:
             addr[key] = value
             continue
@@ -77,7 +80,7 @@ def point_records(db: Database, var: str, metadata: dict[str, Any]) -> list[RefR
             return []
         if type(value) not in _SCALARS:
             value = plain(value)
-            if is_multi(value):
+            if is_multi(value) or isinstance(value, np.ndarray):
                 return []
         addr[key] = value
     if not addr:

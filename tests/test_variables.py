@@ -268,3 +268,23 @@ def test_dataframe_values_roundtrip_through_variables(project):
         warnings.simplefilter("error")
         VRaw.save({"gain": 2, "ok": True}, subject=2, session="pre")
     assert VRaw.load(subject=2, session="pre").data == {"gain": 2, "ok": True}
+
+
+def test_numpy_values_select_as_the_numbers_they_hold(project):
+    # a list of numpy ints matched nothing; an array and Fixed(..., subject=np.int64(1))
+    # raised a bare TypeError (not JSON serializable)
+    from scistack import Fixed, for_each
+
+    for subject in (1, 2, 3):
+        VRaw.save(np.arange(3.0) * subject, subject=subject, session="pre")
+    assert len(VRaw.load(subject=list(np.arange(1, 3)), session="pre")) == 2
+    assert len(VRaw.load(subject=np.array([1, 3]), session=np.str_("pre"))) == 2
+    assert len(VRaw.load_all(subject=np.arange(5))) == 3
+    assert [r.version for r in VRaw.list_versions(subject=np.array([2]), session="pre")] == [1]
+    with pytest.raises(InvalidMetadataError, match="2-D array"):
+        VRaw.load(subject=np.ones((2, 2)))
+    report = for_each(lambda signal, base: signal - base,
+                      inputs={"signal": VRaw, "base": Fixed(VRaw, subject=np.int64(1))},
+                      outputs=[VPeak], subject=[2], session=["pre"], progress=False)
+    assert report.ran == 1
+    assert VPeak.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0]

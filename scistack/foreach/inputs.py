@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from scistack.address import query_value
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError
 from scistack.foreach.paths import PathInput, PathOutput
@@ -30,7 +31,7 @@ class Fixed:
 
     def __init__(self, variable: type, **pinned: Any) -> None:
         self.variable = variable
-        self.pinned = pinned
+        self.pinned = {key: query_value(value) for key, value in pinned.items()}  # (numpy scalars too)
 
     def __repr__(self) -> str:
         pins = ", ".join(f"{k}={v!r}" for k, v in self.pinned.items())
@@ -42,7 +43,7 @@ class Merge:
 
     def __init__(self, *variables: Any) -> None:
         if len(variables) < 2:
-            raise TypeError("Merge needs at least two variables, e.g. Merge(Force, Velocity)")
+            raise InvalidMetadataError("Merge needs at least two variables, e.g. Merge(Force, Velocity)")
         self.variables = variables
 
 
