@@ -521,6 +521,18 @@ def test_table_mode_tuples_aggregation_and_every_value(table_schema):
     assert type(lineage_results["FeCentred"].iloc[0]) is np.ndarray  # values, not lineage wrappers
 
 
+def test_table_mode_one_table_feeds_inputs_by_column_name(table_schema):
+    # each input had received the whole row (a DataFrame) whenever the table held more than
+    # one value column: only a column named `data` was unwrapped
+    trials = pd.DataFrame({"subject": [1, 1, 2], "session": ["pre", "post", "pre"],
+                           "force": [10.0, 12.0, 9.0], "mass": [70.0, 70.0, 60.0]})
+    results = for_each(lambda force, mass: force / mass, inputs={"force": trials, "mass": trials},
+                       outputs=["ratio"], subject=[1, 2], session=["pre"])
+    assert results["ratio"].tolist() == [10.0 / 70.0, 9.0 / 60.0]
+    per_subject = for_each(lambda force: len(force), inputs={"force": trials}, subject=[1])
+    assert per_subject["result"].tolist() == [2]  # several rows: the rows themselves
+
+
 def test_table_mode_failures_follow_on_error(table_schema, caplog):
     raw = pd.DataFrame([{"subject": s, "session": "pre", "data": raw_signal(s, "pre")} for s in SUBJECTS])
     results = for_each(fns.fragile, inputs={"signal": raw, "limit": 30.0}, subject=SUBJECTS, session=["pre"])

@@ -6,7 +6,9 @@ results = for_each(bandpass, inputs={"signal": raw_df, "low_hz": 20},
                    subject=[1, 2, 3], session=["pre", "post"])
 ```
 Each DataFrame input is filtered to the combination's rows (on the schema columns it has);
-a single-row frame with a `data` column passes that cell's value. The results come back as one
+a single-row frame passes the cell of the column named as the input (`inputs={"emg": df}`
+with an `emg` column; one table can feed several inputs), else of a `data` column, else
+itself. The results come back as one
 DataFrame: the combination's keys plus one column per output (named by `outputs`, else
 `result`).
 """
@@ -68,7 +70,7 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
     rows, items, t0 = [], [], time.perf_counter()
     for values in itertools.product(*value_lists):
         combo = dict(zip(keys, values))
-        args = {n: _filter(v, combo, as_table) for n, v in inputs.items()}
+        args = {n: _filter(v, combo, as_table, n) for n, v in inputs.items()}
         missing = [n for n, a in args.items() if a is _MISSING]
         status = "missing" if missing else "would_run" if dry_run else "ran"
         item = ComboResult(combo, status, missing=missing)
@@ -121,7 +123,7 @@ def _failed(fn: Any, item: ComboResult, exc: Exception, on_error: str) -> None:
 _MISSING = object()
 
 
-def _filter(value: Any, combo: dict[str, Any], as_table: bool) -> Any:
+def _filter(value: Any, combo: dict[str, Any], as_table: bool, name: str = "data") -> Any:
     import pandas as pd
 
     if not isinstance(value, pd.DataFrame):
@@ -133,8 +135,10 @@ def _filter(value: Any, combo: dict[str, Any], as_table: bool) -> Any:
     rows = value[mask]
     if rows.empty:
         return _MISSING
-    if len(rows) == 1 and "data" in rows.columns and not as_table:
-        return rows["data"].iloc[0]
+    if len(rows) == 1 and not as_table:
+        for column in (name, "data"):
+            if column in rows.columns and column not in combo:
+                return rows[column].iloc[0]
     return rows.reset_index(drop=True)
 
 
