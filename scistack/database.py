@@ -44,6 +44,21 @@ class SaveInfo:
         self.oid, self.kind, self.summary, self.call, self.params = oid, kind, summary, call, params or {}
 
 
+def _unwritable(folder: Path) -> str | None:
+    """Why this process cannot write the project's folder (None when it can): the message
+    every refused write gives."""
+    if not folder.is_dir() or os.access(folder, os.W_OK):
+        return None
+    try:
+        read_only_mount = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only_mount = False
+    why = "it is on a read-only file system" if read_only_mount else "you have no permission to write it"
+    return (f"the project {folder.parent} can be read but not written ({why}): it is open for "
+            "reading only, and nothing was changed. Saving, deleting and gc need a copy you can "
+            "write (cp -r the folder, or `scistack export` what you need)")
+
+
 class Database:
     """One scistack project: `store` (objects) + `index` (names)."""
 
@@ -75,10 +90,14 @@ class Database:
             if shared and journal is not None:
                 journal.close()
             raise
+        # a folder this process cannot write (a read-only mount, another user's project): read
+        # as it is, nothing written (the local index is caught up in memory); writes refused
+        self.read_only = None if shared or store is not None else _unwritable(self.scistack_dir)
         # the backends are swappable (a lab's shared journal and object store); local by default
-        self.store: ObjectStore = store or LocalObjectStore(self.scistack_dir / "objects", fsync=fsync)
+        self.store: ObjectStore = store or LocalObjectStore(self.scistack_dir / "objects", fsync=fsync,
+                                                            read_only=self.read_only)
         self.index = Index(self.scistack_dir, self.path, self.schema_keys, fsync=fsync,
-                           sync_delay=sync_delay, journal=journal)
+                           sync_delay=sync_delay, journal=journal, read_only=self.read_only)
         self.index.before_flush = self.store.flush  # objects first, then the refs naming them
         self.index.before_append = self.store.wait_uploads
         self.index.set_inliner(Inliner(self.store))  # the views' values, read by the sync

@@ -195,6 +195,11 @@ class ChunkReadError(CorruptObjectError):
         )
 
 
+class ReadOnlyProjectError(ScistackError, PermissionError):
+    """The project's folder cannot be written (a read-only mount, another user's folder):
+    it is opened for reading only, and a save, delete or gc is refused before touching it."""
+
+
 class LazyValueError(ScistackError, AttributeError):
     """A numpy array's method asked of a lazy array (which reads only what is indexed)."""
 
@@ -261,6 +266,7 @@ class KeyNotInDataBaseError(ScistackError, KeyError):
 __all__ = [
     "ScistackError",
     "LazyValueError",
+    "ReadOnlyProjectError",
     "ExportError",
     "BundleDamagedError",
     "InputFileError",

@@ -32,6 +32,7 @@ from scistack.errors import (
     ForEachError,
     InputFileError,
     InvalidMetadataError,
+    ReadOnlyProjectError,
     ScistackError,
 )
 from scistack.foreach.execute import (
@@ -130,6 +131,8 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
                               dry_run=dry_run, verbose=speak)
     check_arguments(db, fn, inputs, outputs, on_error, iterables)
     check_counts(workers, chunk_size)
+    if db.read_only and not dry_run:  # before anything runs: no result could be kept
+        raise ReadOnlyProjectError(db.read_only)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
     check_parameters(lf, inputs)
     combos = combinations(db, inputs, iterables)

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError
+from scistack.errors import DatabaseLockedError, ReadOnlyProjectError
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, quote
@@ -57,10 +57,13 @@ class Index:
     current: every read first folds what other processes journalled (one `stat` when nothing)."""
 
     def __init__(self, scistack_dir: Path, db_path: Path, schema_keys: list[str], *,
-                 fsync: bool = False, sync_delay: float = 0.5, journal: JournalBackend | None = None) -> None:
+                 fsync: bool = False, sync_delay: float = 0.5, journal: JournalBackend | None = None,
+                 read_only: str | None = None) -> None:
+        """`read_only` (why, as a sentence): nothing is written; writes are refused with it."""
+        self.read_only = read_only
         self._journal = journal or Journal(Path(scistack_dir) / "refs.log", fsync=fsync)
-        self._fold = Fold(Path(scistack_dir) / FOLD_NAME, self._journal)
-        self._sql = SqlIndex(db_path, schema_keys, self._journal)
+        self._fold = Fold(Path(scistack_dir) / FOLD_NAME, self._journal, read_only=bool(read_only))
+        self._sql = SqlIndex(db_path, schema_keys, self._journal, read_only=bool(read_only))
         self._pending: list[dict[str, Any]] | None = None   # journal lines a batch holds back
         self._overlay = RefState()                            # ... and what they say, for reads
         self._batch_depth = 0
@@ -435,6 +438,8 @@ class Index:
         return len(records)
 
     def _write(self, entries: list[dict[str, Any]]) -> None:
+        if self.read_only:
+            raise ReadOnlyProjectError(self.read_only)
         if self._pending is not None:
             self._pending.extend(entries)
             for entry in entries:
@@ -583,11 +588,13 @@ class Index:
     def poke_sync(self, *, unless_in_step: bool = False) -> None:
         """Ask the background thread to bring DuckDB up to date when it can (with
         `unless_in_step`, only when a cheap check says it is behind the journal)."""
-        if not (unless_in_step and self._sql.in_step()):
+        if not self.read_only and not (unless_in_step and self._sql.in_step()):
             self._syncer.poke()
 
     def sync(self, *, timeout: float | None = None) -> int:
         """Bring the DuckDB file up to date with the journal now."""
+        if self.read_only:
+            return 0  # (queries read the file as it is, and say when it is behind)
         self.flush()
         return self._syncer.sync_now(timeout)
 
@@ -610,6 +617,8 @@ class Index:
     def rebuild(self) -> int:
         """Rebuild everything derived from the journal (the fold and DuckDB); returns how many
         journal entries DuckDB applied."""
+        if self.read_only:
+            raise ReadOnlyProjectError(self.read_only)
         self.flush()
         self._fold.rebuild()
         return self._sql.rebuild()
@@ -618,7 +627,8 @@ class Index:
         """Flush, sync DuckDB (briefly: the journal keeps anything not yet copied), stop."""
         self.flush()
         self._syncer.stop()
-        self._syncer.finish(timeout=5.0)
+        if not self.read_only:
+            self._syncer.finish(timeout=5.0)
         self._journal.close()
         self._fold.close()
 

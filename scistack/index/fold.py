@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError, storage_full
+from scistack.errors import DatabaseLockedError, IndexDamagedError, storage_full
 from scistack.index.journal import JournalBackend
 from scistack.index.state import RefRecord, key_of, keys_of
 from scistack.records import RunRecord
@@ -205,12 +205,22 @@ def _layout(con: sqlite3.Connection) -> int | None:
         return None
 
 
+# SQLite errors that say the file could not be opened or locked, not that it is damaged
+_NOT_DAMAGE = frozenset({"SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_BUSY",
+                         "SQLITE_LOCKED", "SQLITE_AUTH"})
+
+
 class Fold:
     """Reads and maintains the SQLite fold of one journal; one connection per process."""
 
-    def __init__(self, path: str | os.PathLike, journal: JournalBackend, *, lock_timeout: float = 60.0) -> None:
+    def __init__(self, path: str | os.PathLike, journal: JournalBackend, *, lock_timeout: float = 60.0,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.journal = journal
+        # a project that cannot be written: the fold is a copy in memory (the file as it is,
+        # else an empty one) that catches up with the journal there, and nothing is written
+        self.read_only = read_only
+        self._memory = f"file:scistack-fold-{id(self)}?mode=memory&cache=shared"
         self.lock_timeout = lock_timeout
         self.offset = -1  # journal bytes this process knows the file holds (-1: not looked yet)
         self._con: sqlite3.Connection | None = None
@@ -240,15 +250,44 @@ class Fold:
         try:
             self._con = self._open()
         except sqlite3.DatabaseError as exc:  # damaged: it is derived state, so start again
+            if getattr(exc, "sqlite_errorname", "") in _NOT_DAMAGE:
+                raise IndexDamagedError(  # (it said "damaged" and deleted the file to rebuild it)
+                    f"cannot open the local index {self.path} ({exc}); check that its folder can be "
+                    "written by you and is on a working disk. Nothing was changed") from None
             log.warning("%s is damaged (%s); rebuilding it from the journal", self.path, exc)
             self._discard_file()
             self._con = self._open()
         return self._con
 
-    def _open(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
-                              check_same_thread=False)
+    def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return sqlite3.connect(self._memory, uri=True, isolation_level=None, check_same_thread=False)
+        return sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
+                               check_same_thread=False)
+
+    def _copy_file(self, con: sqlite3.Connection) -> None:
+        """Read-only: the fold file as it is into the memory one (when its layout is this
+        one's and no write-ahead log holds part of it); else the memory fold starts empty."""
+        wal = Path(f"{self.path}-wal")
+        if not self.path.exists() or (wal.exists() and wal.stat().st_size):
+            return
         try:
+            disk = sqlite3.connect(f"{self.path.as_uri()}?mode=ro&immutable=1", uri=True)
+        except sqlite3.Error:
+            return
+        try:
+            if _layout(disk) == FOLD_VERSION:
+                disk.backup(con)
+        except sqlite3.Error:
+            pass  # unreadable: folded from the journal in memory instead
+        finally:
+            disk.close()
+
+    def _open(self) -> sqlite3.Connection:
+        con = self._connect()
+        try:
+            if self.read_only:
+                self._copy_file(con)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")  # derived state: a power cut re-folds
             con.execute("PRAGMA mmap_size=1073741824")  # pages read by memory access, not a syscall each
@@ -256,7 +295,7 @@ class Fold:
             con.execute("PRAGMA recursive_triggers=ON")  # a ref replaced counts as one gone (`ref_unnamed`)
             con.create_function("oid_in", 1, oid_in, deterministic=True)  # (no unhex() before SQLite 3.41)
             newer = _layout(con)
-            if newer is not None and newer > FOLD_VERSION and self.path.name == FOLD_NAME:
+            if newer is not None and newer > FOLD_VERSION and self.path.name == FOLD_NAME and not self.read_only:
                 # a newer scistack's fold (a lab mixing versions): left to it, whole; this
                 # version folds the journal into its own file beside it, once, rather than
                 # each rebuilding the other's (minutes at 10M refs) at every switch
@@ -286,6 +325,10 @@ class Fold:
             self._con = None
         self._close_point()
         self._names.clear()
+        self.offset = -1
+        if self.read_only:
+            self._memory = f"file:scistack-fold-{id(self)}-{time.monotonic_ns()}?mode=memory&cache=shared"
+            return  # (a fresh memory fold; the file is not touched)
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(f"{self.path}{suffix}")
@@ -457,8 +500,7 @@ class Fold:
             self._reader()  # the file is there, checked, and this process's own
             con = self._point
             if con is None:
-                con = self._point = sqlite3.connect(self.path, timeout=self.lock_timeout, isolation_level=None,
-                                                    check_same_thread=False)
+                con = self._point = self._connect()
                 con.execute("PRAGMA mmap_size=0")
                 con.execute("PRAGMA cache_size=-4096")  # the B-tree's upper pages, kept
             if not self._held:

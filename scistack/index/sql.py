@@ -28,7 +28,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError
+from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError,
+                             ReadOnlyProjectError)
 from scistack.gcpause import paused
 from scistack.index.journal import Journal
 from scistack.index.state import key_of, keys_of
@@ -121,8 +122,9 @@ class SqlIndex:
     """Opens the DuckDB file on demand, keeps it in step with the journal, answers SQL."""
 
     def __init__(self, path: str | Path, schema_keys: list[str], journal: Journal, *,
-                 lock_timeout: float = 60.0) -> None:
+                 lock_timeout: float = 60.0, read_only: bool = False) -> None:
         self.path = Path(path)
+        self.read_only = read_only  # a project that cannot be written: its file is read as it is
         self.schema_keys = list(schema_keys)
         self.journal = journal
         self.lock_timeout = lock_timeout
@@ -561,9 +563,24 @@ class SqlIndex:
         return pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in columns.items()})
 
     # -- queries -----------------------------------------------------------------------
+    def _check_readable(self) -> None:
+        """A project that cannot be written is queried as its DuckDB file is: there must be
+        one, and a warning says when it is behind the journal (no one could sync it here)."""
+        if not self.path.exists():
+            raise ReadOnlyProjectError(
+                f"{self.path} does not exist and its folder cannot be written, so SQL has no views to "
+                "read; open the project once where it can be written (any scistack command builds it)")
+        if not self._known_in_step(self.journal.size()):
+            log.warning("%s may be behind the project's journal (its folder cannot be written, so it "
+                        "was not brought up to date): SQL answers from it as it is; loads are current",
+                        self.path)
+
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         """Run a read-only query after bringing the index up to date."""
-        self.sync()
+        if self.read_only:
+            self._check_readable()
+        else:
+            self.sync()
         with self.connect(read_only=True) as con:
             # unqualified names find a variable's view first, then scistack's tables
             con.execute("SET search_path = 'main,scistack'")

@@ -36,7 +36,7 @@ import numpy as np
 import zstandard
 
 from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError,
-                             storage_full)
+                             ReadOnlyProjectError, storage_full)
 from scistack.objects.canonical_json import REF_MARK
 from scistack.objects.gate import WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
@@ -80,10 +80,12 @@ class LocalObjectStore(ObjectStore):
     """A directory of loose, optionally zstd-compressed, read-only object files."""
 
     def __init__(self, root: str | os.PathLike, *, fsync: bool = False,
-                 max_load_bytes: int | None = None) -> None:
+                 max_load_bytes: int | None = None, read_only: str | None = None) -> None:
         """`fsync=True` also survives power loss; without it a save survives a killed process.
-        `max_load_bytes` bounds the size of a compressed object loaded whole (see above)."""
+        `max_load_bytes` bounds the size of a compressed object loaded whole (see above).
+        `read_only` (why, as a sentence) refuses every write before it touches the folder."""
         self.root = Path(root)
+        self.read_only = read_only
         self.max_load_bytes = default_load_limit() if max_load_bytes is None else max_load_bytes
         self._root_text = os.fspath(self.root)
         self.fsync = fsync
@@ -115,7 +117,12 @@ class LocalObjectStore(ObjectStore):
         return pair
 
     # -- write -------------------------------------------------------------------------
+    def _refuse_writes(self) -> None:
+        if self.read_only:
+            raise ReadOnlyProjectError(self.read_only)
+
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        self._refuse_writes()
         self.gate.enter()
         if oid in self._buffer or self._refresh_packed(oid):
             return
@@ -228,6 +235,7 @@ class LocalObjectStore(ObjectStore):
 
     def freshen(self, oid: str) -> bool:
         """Refresh the loose file's and the pack's mtime (gc grace period), whichever exist."""
+        self._refuse_writes()
         self.gate.enter()  # about to be named again: a pruning gc must not sweep it meanwhile
         found = oid in self._buffer
         found = self._refresh_packed(oid) or found
@@ -688,6 +696,7 @@ class LocalObjectStore(ObjectStore):
 
         Returns the bytes freed on disk, measured from the files.
         """
+        self._refuse_writes()
         freed, packed = 0, []
         for oid in oids:
             path = self.path_of(oid)
