@@ -315,6 +315,19 @@ def test_a_column_pandas_cannot_write_as_json_is_text_in_the_rows_view(project):
     assert project.sql("SELECT value FROM Typed")["value"].tolist() == [1.5]
 
 
+def test_rows_view_takes_any_frame_column_names_and_never_stops_the_sync(project):
+    # a column named "" made the rows view's SQL invalid: the sync raised on it every time,
+    # so no view of any variable moved past that save; "A" and "a" are one name to DuckDB
+    Frame.save(pd.DataFrame({"A": [1], "a": [2], "": [3], "subject": [4], "row_n": [5], "row_a": [6]}),
+               subject=1, session="pre")
+    Typed.save(2.5, subject=1, session="pre")
+    project.sync()
+    row = project.sql("SELECT * FROM Frame_rows").iloc[0]
+    assert row["subject"] == 1 and row["row_n"] == 1  # the keys, then the frame's own columns
+    assert [row[c] for c in ("A", "row_a", "row_subject", "row_row_n", "row_row_a")] == [1, 2, 4, 5, 6]
+    assert project.sql("SELECT value FROM Typed")["value"].tolist() == [2.5]
+
+
 def test_project_views_list_variables_and_runs(pipeline):
     variables = pipeline.sql("SELECT variable, records, versions FROM scistack_variables ORDER BY variable")
     assert variables.values.tolist() == [["EmgFiltered", 8, 16], ["EmgRaw", 8, 8],

@@ -12,12 +12,13 @@ so a sync after a large run scans the touched rows once, however many variables 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import duckdb
+import duckdb
+
+log = logging.getLogger(__name__)
 
 
 # JSON value types (json_group_structure) -> the SQL type of a column holding them
@@ -59,11 +60,17 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
     all_vars = {r[0].lower() for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
     for var, shape in _shapes(con, names).items():
         columns = view_columns(schema_keys, shape)
-        con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
+        statements = [_view_sql(var, schema_keys, shape, columns, newest=True)]
         if f"{var}_all".lower() not in all_vars:
-            con.execute(_view_sql(var, schema_keys, shape, columns, newest=False))
+            statements.append(_view_sql(var, schema_keys, shape, columns, newest=False))
+        for statement in statements:
+            con.execute(statement)
         if "TABLE" in shape.sqltypes and f"{var}_rows".lower() not in all_vars:
-            con.execute(_rows_sql(con, var, schema_keys, columns))
+            try:  # built from the frames' own column names: whatever they are, never a sync
+                con.execute(_rows_sql(con, var, schema_keys, columns))  # that fails each time
+            except duckdb.Error as exc:
+                log.warning("the view %s_rows could not be made (%s); %s and its other views are "
+                            "there", var, str(exc).strip().splitlines()[0][:160], var)
     for name, sql in _STATIC.items():
         if name not in all_vars:
             con.execute(sql)
@@ -252,11 +259,16 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
     carried = columns["keys"] + columns["vkeys"] + columns["params"]
     taken = {c.name.lower() for c in carried} | {"row_n", "version", "oid"}
     parts = [f"m.{quote(c.name)}" for c in carried] + ["f.row_n AS row_n"]
-    for name, kind in frame_cols.items():
-        if not _safe_key(name):
-            continue
-        alias = name if name.lower() not in taken else f"row_{name}"
+    def take(alias: str) -> bool:
+        if alias.lower() in taken:
+            return False
         taken.add(alias.lower())
+        return True
+
+    for name, kind in frame_cols.items():
+        if not name or not _safe_key(name):  # (a JSON path cannot name "")
+            continue
+        alias = name if name.strip() and take(name) else _fresh(f"row_{name.strip() or 'column'}", take)
         parts.append(f"{_typed_json('f.row', name, kind)} AS {quote(alias)}")
     version = next(c.name for c in columns["fixed"] if c.expr == "r.version")
     oid = next(c.name for c in columns["fixed"] if c.expr == "r.oid")
