@@ -36,6 +36,7 @@ from scistack.errors import (
     InvalidMetadataError,
     KeyNotInDataBaseError,
     NotARepositoryError,
+    ReadOnlyProjectError,
 )
 from scistack.index import key_of, utc_now
 from scistack.lineage.calls import describe
@@ -164,6 +165,8 @@ class DataBase:
         if self.project.index.versions_at(VARIABLE, key_of(_address(full))):
             raise DataBaseKeyError(f"{_shown(full)} already holds a value; delete it first or choose another "
                                    "key for the sub-database")
+        if self.project.read_only:  # (before the marker's lock file)
+            raise ReadOnlyProjectError(self.project.read_only)
         unique_id = uuid.uuid4().hex
         _update_marker(self.folder, lambda m: m["subs"].__setitem__(json.dumps(list(full)), unique_id))
         _register(unique_id, self.folder, full)
@@ -249,7 +252,12 @@ def open_data_base(path: str | os.PathLike, *, create: bool = True) -> DataBase:
             raise InvalidMetadataError(
                 f"{folder} already holds a scistack project that is not a data_base; open it with "
                 "configure_database, or give scistack.open another folder")
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ReadOnlyProjectError(
+                f"cannot create the data_base {folder} ({exc.strerror}); give scistack.open a "
+                "folder you can write") from None
         _project(folder)
         unique_id = uuid.uuid4().hex
         _write_marker(folder, {"unique_id": unique_id, "subs": {}})

@@ -122,3 +122,49 @@ def test_a_read_only_project_is_read_and_every_write_refused(project, tmp_path, 
     assert seen["load_all"] == 2 and seen["sql"] == 2 and seen["status"] == "done"
     assert all(r is not None and "can be read but not written" in r for r in seen["refused"]), seen["refused"]
     assert _snapshot(source) == before  # not one byte written, no file added or removed
+
+
+DATA_BASE_READER = textwrap.dedent('''
+    import json, sys
+    import scistack
+    from scistack.errors import ReadOnlyProjectError
+
+    db = scistack.open(sys.argv[1] + "/sims")
+    seen = {"keys": [list(k) if isinstance(k, tuple) else k for k in db.keys()],
+            "value": db["simulation", "run_1"]}
+    refused = []
+    for attempt in (lambda: db.__setitem__("x", 1), lambda: db.create_sub_db("cell_2"),
+                    lambda: scistack.open(sys.argv[1] + "/new")):
+        try:
+            attempt()
+            refused.append(None)
+        except ReadOnlyProjectError as exc:
+            refused.append(str(exc))
+    seen["refused"] = refused
+    print(json.dumps(seen))
+''')
+
+
+def test_a_read_only_data_base_is_read_and_every_write_refused(tmp_path, monkeypatch, no_database):
+    import scistack
+
+    monkeypatch.setenv("SCISTACK_CONFIG_DIR", str(tmp_path / "config"))
+    source = tmp_path / "data"
+    db = scistack.open(source / "sims")
+    db["simulation", "run_1"] = 5
+    db.create_sub_db("cell_1")
+    db.close()
+    target = tmp_path / "mounted"
+    target.mkdir()
+    script = tmp_path / "reader.py"
+    script.write_text(DATA_BASE_READER)
+    before = _snapshot(source)
+    done = _mount_read_only(source, target, sys.executable, str(script), str(target))
+    if done.returncode != 0 and "mount" in done.stderr and "Traceback" not in done.stderr:
+        _unavailable(f"cannot make a read-only mount here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["keys"] == ["cell_1", ["simulation", "run_1"]] and seen["value"] == 5
+    assert all(r is not None for r in seen["refused"]), seen["refused"]
+    assert "give scistack.open a folder you can write" in seen["refused"][2]
+    assert _snapshot(source) == before
