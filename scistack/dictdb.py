@@ -102,7 +102,7 @@ class DataBase:
         if sub is not None:
             return DataBase(self.folder, full, sub)
         record = self._record(full, version)
-        if lazy and record.kind == "chunked":
+        if lazy and record.kind in ("chunked", "json"):  # (a dict or list may hold chunked values)
             return self.project.store.open_value(record.oid)
         return self.project.store.get_value(record.oid)
 

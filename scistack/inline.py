@@ -270,6 +270,8 @@ class Inliner:
     def _json(self, value: Any, sqltype: str) -> dict[str, Any]:
         try:
             text = json.dumps(_finite(value), default=_plain, allow_nan=False, separators=(",", ":"))
+        except _Chunked:  # a chunked value inside: above any inline limit, as it is alone
+            return {"sqltype": "LARGE"}
         except (TypeError, ValueError):
             return {"sqltype": "OPAQUE"}
         if len(text) > self.limit:
@@ -403,7 +405,13 @@ def _finite(value: Any) -> Any:
     return value
 
 
+class _Chunked(Exception):
+    """A chunked value inside a dict or list (opened lazily: never read to be inlined)."""
+
+
 def _plain(value: Any) -> Any:
+    if isinstance(value, (LazyArray, LazyTable)):
+        raise _Chunked
     if isinstance(value, np.ndarray):
         return _finite(value.tolist())
     if isinstance(value, np.generic):

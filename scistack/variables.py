@@ -288,14 +288,21 @@ class BaseVariable:
 
     @classmethod
     def _from_record(cls, db: Database, record: RefRecord, *, lazy: bool = False) -> BaseVariable:
-        if lazy and record.kind == "chunked":
-            return cls(db.store.open_value(record.oid), record=record)
+        if lazy and record.kind in ("chunked", "json"):  # (a dict or list may hold chunked values)
+            return cls(_read_only(db.store.open_value(record.oid)), record=record)
         return cls(_read_only(db.store.get_value(record.oid)), record=record)
 
 
 def _read_only(value: Any) -> Any:
     """A loaded array is keyed by its oid in lineage: writing to it in place would make every
-    result computed from it lie about its input, so it is read-only (copy it to change it)."""
+    result computed from it lie about its input, so it is read-only (copy it to change it);
+    so are the arrays inside a loaded dict or list."""
+    if isinstance(value, dict):
+        for item in value.values():
+            _read_only(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _read_only(item)
     array = value
     while isinstance(array, np.ndarray):
         array.flags.writeable = False

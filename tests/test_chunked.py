@@ -180,6 +180,22 @@ def test_lazy_as_numpy_and_as_dask(project):
     assert isinstance(Rec.load(subject=2, session="pre", lazy=True).data, np.ndarray) and small
 
 
+def test_a_dict_holding_a_chunked_array_loads_it_lazily(project):
+    # the array was stored chunked, but a lazy load read the whole of it (and every chunk of
+    # a table) to build the dict; the small arrays beside it were writable
+    x = recording()
+    Rec.save({"emg": x, "fs": 2000, "trials": [x[:10]], "gain": np.ones(3)}, subject=1, session="pre")
+    lazy = Rec.load(subject=1, session="pre", lazy=True).data
+    assert lazy["fs"] == 2000 and lazy["emg"].chunks_read == 0
+    np.testing.assert_array_equal(lazy["emg"][5:7, 1], x[5:7, 1])
+    assert lazy["emg"].chunks_read <= 2 and not lazy["gain"].flags.writeable
+    whole = Rec.load(subject=1, session="pre").data
+    np.testing.assert_array_equal(whole["emg"], x)
+    assert not whole["gain"].flags.writeable and not whole["trials"][0].flags.writeable
+    project.sync()  # the views describe it without reading the chunks
+    assert project.sql("SELECT kind, value FROM Rec").values.tolist()[0][0] == "json"
+
+
 def test_a_numpy_method_of_a_lazy_array_names_the_ways_to_it(project):
     from scistack.errors import LazyValueError
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.errors import CorruptObjectError, ObjectNotFoundError
-from scistack.objects.canonical_json import loads_scalars
+from scistack.objects.canonical_json import decode_json, loads_scalars
 from scistack.objects.codec import decode_value, encode_value, open_chunked
 from scistack.objects.hashing import KINDS, Buffer, hash_object
 from scistack.objects.oid import Oid, validate_oid
@@ -196,7 +196,15 @@ class ObjectStore(abc.ABC):
         return self.open_stored(oid, self.get(oid))  # one read: a chunked object is its small manifest
 
     def open_stored(self, oid: str, obj: StoredObject) -> Any:
-        """`open_value` of an object already read (by `get_many`)."""
+        """`open_value` of an object already read (by `get_many`); a dict or list holding a
+        chunked value holds it lazy too (`{"emg": recording, "fs": 2000}` loads `emg` lazily)."""
+        if obj.kind == "json":
+            try:
+                return decode_json(obj.payload, self.open_value)
+            except (CorruptObjectError, ObjectNotFoundError, MemoryError):  # a child's: names the child
+                raise
+            except Exception as exc:  # noqa: BLE001 - as `_decoded`
+                raise CorruptObjectError(oid, f"its json payload cannot be decoded ({exc})") from exc
         if obj.kind != "chunked":
             return self._decoded(oid, obj)
         try:
