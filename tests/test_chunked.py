@@ -267,6 +267,30 @@ def test_show_summarises_from_the_manifest_without_reading_chunks(project):
     assert "chunked array int16 [20000x8], 79 chunks of [256x8]" in result.output
 
 
+def test_the_web_view_previews_a_chunked_value_by_its_first_rows(project):
+    # it read the whole value (an 8 GB recording: 8 GB into the web server) to preview it
+    from scistack.report import history
+    from scistack.ui.api import value
+
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    Rec.save({"emg": x, "fs": 2000}, subject=2, session="pre")
+    lazy = Rec.load(subject=1, session="pre", lazy=True).data
+    first = {lazy.manifest.oid_at((0, 0)), lazy.manifest.oid_at((1, 0))}
+    for oid in [o for o in project.store.iter_oids() if project.store.kind_of(o) == "chunk" and o not in first]:
+        os.chmod(project.store.path_of(oid), 0o644)
+        os.unlink(project.store.path_of(oid))  # only the first 512 rows can be read now
+    history.PREVIEW_ROWS = 300
+    try:
+        shown = value(project, "Rec", {"subject": 1, "session": "pre"})
+    finally:
+        history.PREVIEW_ROWS = 10_000
+    assert shown["describe"]["type"] == "chunked array" and shown["describe"]["shape"] == [20000, 8]
+    assert shown["describe"]["preview"] == "the first 300 rows" and shown["preview"]["kind"] == "image"
+    nested = value(project, "Rec", {"subject": 2, "session": "pre"})  # its array lazy: nothing read
+    assert nested["describe"]["type"] == "dict" and "LazyArray(int16[20000, 8]" in nested["describe"]["repr"]
+
+
 def test_the_sql_view_describes_a_chunked_value_from_its_manifest_alone(project):
     """The views' sync must never load a large value whole (an 8 GB recording would need
     8 GB of RAM in a background thread): with every chunk gone, the row still describes it."""

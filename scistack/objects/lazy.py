@@ -186,6 +186,12 @@ class LazyTable:
         """The value as saved (DataFrame, Series or Arrow table), optionally only `columns`."""
         return self._chunks.read(columns=columns)
 
+    def head(self, rows: int = 20) -> Any:
+        """The first `rows` rows, as the value's type (reads only the row groups they are in)."""
+        per = max(int(self._chunks.tree["rows_per_chunk"]), 1)
+        part = self._chunks.read(range(min(self.row_groups, max(1, -(-rows // per)))))
+        return part.slice(0, rows) if hasattr(part, "slice") and hasattr(part, "schema") else part.iloc[:rows]
+
     def to_dask(self, columns: list[str] | None = None) -> Any:
         """A dask dataframe with one partition per row group (each reads one object)."""
         import dask.dataframe as dd

@@ -393,13 +393,30 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
     elif obj.kind in ("code", "bytes") and not refs:  # a function's source, a git diff
         text = bytes(obj.payload).decode("utf-8", "replace")
         value = {"type": "code" if obj.kind == "code" else "text", "text": text}
-    elif obj.kind == "chunked":  # summarised from the manifest: no chunk is read
-        value = describe_manifest(obj.payload)
     else:
-        value = describe_value(db.store.get_value(oid))
+        value = shown_value(db, oid, obj, rows=0)[1]  # (no chunk read)
     call_oid = oid if obj.kind == "call" else next((r.call for r in refs if r.call), None)
     call = read_call(db, call_oid) if call_oid else None
     return ShowResult(oid, obj.kind, db.store.size_of(oid), value, refs, call)
+
+
+PREVIEW_ROWS = 10_000  # rows of a chunked value read to preview it
+
+
+def shown_value(db: Database, oid: str, obj: Any, *, rows: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """(what to preview, its description) for `show` and the web view: a chunked value is
+    described from its manifest and previewed by its first `rows` rows (none: no chunk is
+    read), never read whole; a dict or list holding chunked values holds them lazy."""
+    if obj.kind != "chunked":
+        value = db.store.open_stored(oid, obj)
+        return value, describe_value(value)
+    described = describe_manifest(obj.payload)
+    rows = PREVIEW_ROWS if rows is None else rows
+    if not rows:
+        return None, described
+    value = db.store.open_stored(oid, obj)
+    head = value.head(rows) if hasattr(value, "head") else value[:rows]
+    return head, {**described, "preview": f"the first {len(head):,} rows"}
 
 
 def describe_value(value: Any, *, head: int = 6) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from scistack.database import Database
 from scistack.errors import WebViewError
 from scistack.index import RefRecord
 from scistack.report.json_ready import json_ready
-from scistack.report.history import describe_value, log_entries, read_call, select
+from scistack.report.history import log_entries, read_call, select, shown_value
 from scistack.report.pipeline import pipeline_graph
 from scistack.report.preview import preview
 from scistack.report.runs import run_history, run_items
@@ -66,7 +66,7 @@ def value(db: Database, var: str, addr: dict[str, Any], version: int | None = No
     if len(records) != 1:
         return {"var": var, "addr": addr, "variants": [_record(r) for r in records]}
     record = records[0]
-    data = db.store.get_value(record.oid)
+    data, described = shown_value(db, record.oid, db.store.get(record.oid))  # (never gigabytes)
     where = {**record.addr, **record.vkeys}
     versions = log_entries(db, var, **where)
     current = any(e.current and e.version == record.version for e in versions)
@@ -75,7 +75,7 @@ def value(db: Database, var: str, addr: dict[str, Any], version: int | None = No
         "addr": addr,
         "record": _record(record),
         "current": current,
-        "describe": describe_value(data),
+        "describe": described,
         "preview": preview(data),
         "versions": [{"version": e.version, "oid": e.oid, "created_at": e.created_at,
                       "current": e.current, "summary": e.summary,
