@@ -15,8 +15,10 @@ import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
+if TYPE_CHECKING:
+    import duckdb
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ class Shape:
 
 def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variables: Iterable[str]) -> None:
     """(Re-)create the views of each variable, then the project-wide ones."""
+    import duckdb  # noqa: PLC0415 - `import scistack` loads no DuckDB
+
     names = sorted(set(variables))
     all_vars = {r[0].lower() for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
     for var, shape in _shapes(con, names).items():
