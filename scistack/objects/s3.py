@@ -98,7 +98,6 @@ class S3ObjectStore(ObjectStore):
         self._remote = S3Store.from_url(self.url, client_options=options,
                                retry_config={"max_retries": 2, "backoff": {"init_backoff": timedelta(milliseconds=100)},
                                              "retry_timeout": timedelta(seconds=20)})
-        self._cache_dir = os.fspath(cache_dir)
         self.cache = LocalObjectStore(Path(cache_dir) / "objects")
         self.max_bytes = DEFAULT_CACHE_BYTES if max_bytes is None else int(max_bytes)
         self._cache_bytes: int | None = None
@@ -120,9 +119,9 @@ class S3ObjectStore(ObjectStore):
         return self.url
 
     def __reduce__(self) -> tuple:
-        """Pickled as its URL and cache folder (a lazy value sent to a dask worker reopens the
-        bucket there, with that machine's credentials)."""
-        return _reopen, (self.url, self._cache_dir, self.max_bytes)
+        """Pickled as its URL: a lazy value sent to a dask worker (maybe another machine)
+        reopens the bucket there as a for_each worker does (`for_worker`)."""
+        return S3ObjectStore.for_worker, (self.url,)
 
     @classmethod
     def for_worker(cls, url: str) -> S3ObjectStore:
@@ -559,6 +558,3 @@ def _status(exc: BaseException) -> str:
             return "HTTP " + text.split(marker, 1)[1][:40].split("<", 1)[0].strip()
     return ""
 
-
-def _reopen(url: str, cache_dir: str, max_bytes: int) -> S3ObjectStore:
-    return S3ObjectStore(url, cache_dir, max_bytes=max_bytes)
