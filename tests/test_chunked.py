@@ -194,6 +194,8 @@ def test_a_dict_holding_a_chunked_array_loads_it_lazily(project):
     assert not whole["gain"].flags.writeable and not whole["trials"][0].flags.writeable
     project.sync()  # the views describe it without reading the chunks
     assert project.sql("SELECT kind, value FROM Rec").values.tolist()[0][0] == "json"
+    # the lazy dict is the value it was: saved again (or hashed as an input), the same oid
+    assert RecOut.save(lazy, subject=1, session="pre").oid == Rec.load(subject=1, session="pre").oid
 
 
 def test_a_numpy_method_of_a_lazy_array_names_the_ways_to_it(project):

@@ -31,8 +31,8 @@ _NAT = -(2**63)
 
 def is_child_value(value: object) -> bool:
     """Whether `value` is stored as a child object rather than inline JSON."""
-    if isinstance(value, np.ndarray):
-        return True
+    if isinstance(value, np.ndarray) or getattr(type(value), "__scistack_chunked__", False):
+        return True  # (a lazily loaded value, inside a dict loaded lazily: stored as it equals)
     kind = type(value).__module__.split(".")[0]
     if kind in ("dask", "zarr"):  # stored as the numpy array they equal (chunked when large)
         return type(value).__name__ == "Array"

@@ -80,7 +80,7 @@ class ArrayManifest:
 def is_array_source(value: Any) -> bool:
     """A dask or zarr array, or a lazily loaded one (numpy arrays are handled as always)."""
     if getattr(type(value), "__scistack_chunked__", False):
-        return True
+        return hasattr(value, "shape")  # (a lazily loaded table is not an array)
     root = type(value).__module__.split(".")[0]
     return root in ("dask", "zarr") and type(value).__name__ == "Array"
 

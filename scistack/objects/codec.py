@@ -46,6 +46,8 @@ def encode_value(value: Any, put: Put) -> tuple[str, list]:
     manifest whose chunks are stored through `put` first; a smaller dask or zarr array is
     read into memory and stored as the numpy array it equals (one value, one oid).
     """
+    if hasattr(value, "row_groups") and getattr(type(value), "__scistack_chunked__", False):
+        value = value.read()  # a lazily loaded table: stored as the table it is
     if isinstance(value, np.ndarray) or is_array_source(value):
         policy = current_policy()
         if should_chunk(value, policy):

@@ -162,6 +162,8 @@ def _basic_plan(key: Any, shape: tuple[int, ...]) -> tuple[tuple[slice, ...], tu
 class LazyTable:
     """A chunked table in the store: read whole, by columns, or as a dask dataframe."""
 
+    __scistack_chunked__ = True
+
     def __init__(self, chunks: Any, oid: str) -> None:
         self._chunks = chunks  # a chunked_table.TableChunks (head already read)
         self.oid = oid
