@@ -5,7 +5,7 @@ share, a compute node's data mount) opens for reading: loads, load_all, SQL, `ls
 to open at all: the local index was called damaged and its deletion was attempted.
 
 The read-only mount is real: a bind mount remounted read-only in a private mount namespace
-(`unshare`), so nothing outside this test sees it."""
+(`unshare`), so nothing outside this test sees it. The reading runs in a process there."""
 
 from __future__ import annotations
 
@@ -16,14 +16,30 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from scistack import BaseVariable, for_each
 
-
 ROOT = str(Path(__file__).resolve().parents[1])
+
+# every reader script ends by trying writes: each must be refused (the text kept) or None
+REFUSALS = textwrap.dedent('''
+    import json
+    from scistack.errors import ReadOnlyProjectError
+
+    def refusals(*attempts):
+        said = []
+        for attempt in attempts:
+            try:
+                attempt()
+                said.append(None)
+            except ReadOnlyProjectError as exc:
+                said.append(str(exc))
+        return said
+''')
 
 
 class RoRaw(BaseVariable):
@@ -34,50 +50,42 @@ class RoOut(BaseVariable):
     pass
 
 
-READER = textwrap.dedent('''
-    import json, sys
+PROJECT_READER = REFUSALS + textwrap.dedent('''
+    import sys
     import numpy as np
     from scistack import BaseVariable, configure_database, for_each
-    from scistack.errors import ReadOnlyProjectError
     from scistack.report.status import status_grid
 
     class RoRaw(BaseVariable): pass
     class RoOut(BaseVariable): pass
 
-    db = configure_database(sys.argv[1])
+    db = configure_database(sys.argv[1] + "/gait.duckdb")
     seen = {"read_only": db.read_only,
             "load": RoRaw.load(subject=2).data.tolist(),
             "out": RoOut.load(subject=2).data.tolist(),
             "load_all": len(RoRaw.load_all()),
             "sql": db.sql("SELECT count(*) AS n FROM RoRaw")["n"][0].item(),
-            "status": status_grid(db, ["RoOut"]).cell("RoOut", {"subject": 2}).status}
-    refused = []
-    for attempt in (lambda: RoRaw.save(np.arange(9.0), subject=9),
-                    lambda: RoRaw.delete(subject=1),
-                    lambda: for_each(lambda signal: signal * 3, inputs={"signal": RoRaw}, outputs=[RoOut],
-                                     subject=[1, 2]),
-                    lambda: db.reindex()):
-        try:
-            attempt()
-            refused.append(None)
-        except ReadOnlyProjectError as exc:
-            refused.append(str(exc))
-    seen["refused"] = refused
+            "status": status_grid(db, ["RoOut"]).cell("RoOut", {"subject": 2}).status,
+            "refused": refusals(lambda: RoRaw.save(np.arange(9.0), subject=9),
+                                lambda: RoRaw.delete(subject=1),
+                                lambda: for_each(lambda signal: signal * 3, inputs={"signal": RoRaw},
+                                                 outputs=[RoOut], subject=[1, 2]),
+                                lambda: db.reindex())}
     db.close()
     print(json.dumps(seen))
 ''')
 
+DATA_BASE_READER = REFUSALS + textwrap.dedent('''
+    import sys
+    import scistack
 
-def _mount_read_only(source: Path, target: Path, *command: str) -> subprocess.CompletedProcess:
-    """Run `command` with `target` a read-only bind mount of `source`, in a private mount
-    namespace (as root, or as a user through a user namespace)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        _unavailable("unshare (util-linux) is not installed")
-    inner = (f"mount --bind {source} {target} && mount -o remount,bind,ro {target} && "
-             + " ".join(f"'{c}'" for c in command))
-    flags = "-m" if os.geteuid() == 0 else "-rm"
-    return subprocess.run([unshare, flags, "sh", "-c", inner], capture_output=True, text=True, timeout=120)
+    db = scistack.open(sys.argv[1] + "/sims")
+    seen = {"keys": [list(k) if isinstance(k, tuple) else k for k in db.keys()],
+            "value": db["simulation", "run_1"],
+            "refused": refusals(lambda: db.__setitem__("x", 1), lambda: db.create_sub_db("cell_2"),
+                                lambda: scistack.open(sys.argv[1] + "/new"))}
+    print(json.dumps(seen))
+''')
 
 
 def _unavailable(why: str) -> None:
@@ -92,6 +100,28 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def _read_mounted(source: Path, script: str, work: Path) -> dict[str, Any]:
+    """Run `script` (its argument: the mount point) with `source` mounted read-only, in a
+    private mount namespace (as root, or as a user through a user namespace); what it printed,
+    after checking that not one byte under `source` changed."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        _unavailable("unshare (util-linux) is not installed")
+    target, path = work / "mounted", work / "reader.py"
+    target.mkdir()
+    path.write_text(script)
+    before = _snapshot(source)
+    inner = (f"mount --bind '{source}' '{target}' && mount -o remount,bind,ro '{target}' && "
+             f"'{sys.executable}' '{path}' '{target}'")
+    done = subprocess.run([unshare, "-m" if os.geteuid() == 0 else "-rm", "sh", "-c", inner],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 and "mount" in done.stderr and "Traceback" not in done.stderr:
+        _unavailable(f"cannot make a read-only mount here: {done.stderr.strip()[:200]}")
+    assert done.returncode == 0, done.stderr
+    assert _snapshot(source) == before  # not one byte written, no file added or removed
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("fold", ["kept", "missing"])
 def test_a_read_only_project_is_read_and_every_write_refused(project, tmp_path, monkeypatch, fold):
     from tests import foreach_fns as fns
@@ -102,47 +132,17 @@ def test_a_read_only_project_is_read_and_every_write_refused(project, tmp_path, 
     for_each(fns.bandpass, inputs={"signal": RoRaw, "low_hz": 2.0}, outputs=[RoOut], subject=[1, 2], progress=False)
     project.sync()
     project.close()
-    source = tmp_path
     if fold == "missing":  # the local index is caught up from the journal in memory
-        for name in os.listdir(source / ".scistack"):
+        for name in os.listdir(tmp_path / ".scistack"):
             if name.startswith("fold"):
-                os.unlink(source / ".scistack" / name)
-    target = tmp_path.parent / f"{tmp_path.name}-ro"
-    target.mkdir()
-    (tmp_path.parent / f"{tmp_path.name}-reader.py").write_text(READER)
-    before = _snapshot(source)
-    done = _mount_read_only(source, target, sys.executable, str(tmp_path.parent / f"{tmp_path.name}-reader.py"),
-                            str(target / "gait.duckdb"))
-    if done.returncode != 0 and "mount" in done.stderr and "Traceback" not in done.stderr:
-        _unavailable(f"cannot make a read-only mount here: {done.stderr.strip()[:200]}")
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+                os.unlink(tmp_path / ".scistack" / name)
+    work = tmp_path.parent / f"{tmp_path.name}-reader"
+    work.mkdir()
+    seen = _read_mounted(tmp_path, PROJECT_READER, work)
     assert "read-only file system" in seen["read_only"]
     assert seen["load"] == [2.0, 3.0, 4.0] and seen["out"] == [4.0, 6.0, 8.0]
     assert seen["load_all"] == 2 and seen["sql"] == 2 and seen["status"] == "done"
     assert all(r is not None and "can be read but not written" in r for r in seen["refused"]), seen["refused"]
-    assert _snapshot(source) == before  # not one byte written, no file added or removed
-
-
-DATA_BASE_READER = textwrap.dedent('''
-    import json, sys
-    import scistack
-    from scistack.errors import ReadOnlyProjectError
-
-    db = scistack.open(sys.argv[1] + "/sims")
-    seen = {"keys": [list(k) if isinstance(k, tuple) else k for k in db.keys()],
-            "value": db["simulation", "run_1"]}
-    refused = []
-    for attempt in (lambda: db.__setitem__("x", 1), lambda: db.create_sub_db("cell_2"),
-                    lambda: scistack.open(sys.argv[1] + "/new")):
-        try:
-            attempt()
-            refused.append(None)
-        except ReadOnlyProjectError as exc:
-            refused.append(str(exc))
-    seen["refused"] = refused
-    print(json.dumps(seen))
-''')
 
 
 def test_a_read_only_data_base_is_read_and_every_write_refused(tmp_path, monkeypatch, no_database):
@@ -154,17 +154,7 @@ def test_a_read_only_data_base_is_read_and_every_write_refused(tmp_path, monkeyp
     db["simulation", "run_1"] = 5
     db.create_sub_db("cell_1")
     db.close()
-    target = tmp_path / "mounted"
-    target.mkdir()
-    script = tmp_path / "reader.py"
-    script.write_text(DATA_BASE_READER)
-    before = _snapshot(source)
-    done = _mount_read_only(source, target, sys.executable, str(script), str(target))
-    if done.returncode != 0 and "mount" in done.stderr and "Traceback" not in done.stderr:
-        _unavailable(f"cannot make a read-only mount here: {done.stderr.strip()[:200]}")
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = _read_mounted(source, DATA_BASE_READER, tmp_path)
     assert seen["keys"] == ["cell_1", ["simulation", "run_1"]] and seen["value"] == 5
     assert all(r is not None for r in seen["refused"]), seen["refused"]
     assert "give scistack.open a folder you can write" in seen["refused"][2]
-    assert _snapshot(source) == before
