@@ -64,11 +64,9 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
     all_vars = {r[0].lower() for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
     for var, shape in _shapes(con, names).items():
         columns = view_columns(schema_keys, shape)
-        statements = [_view_sql(var, schema_keys, shape, columns, newest=True)]
+        con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
         if f"{var}_all".lower() not in all_vars:
-            statements.append(_view_sql(var, schema_keys, shape, columns, newest=False))
-        for statement in statements:
-            con.execute(statement)
+            con.execute(_view_sql(var, schema_keys, shape, columns, newest=False))
         if "TABLE" in shape.sqltypes and f"{var}_rows".lower() not in all_vars:
             try:  # built from the frames' own column names: whatever they are, never a sync
                 con.execute(_rows_sql(con, var, schema_keys, columns))  # that fails each time
