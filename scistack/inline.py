@@ -366,6 +366,11 @@ def _frame_json(frame: Any, **options: Any) -> str:
     """`frame.to_json`, one JSON object a row; columns pandas cannot write (periods, bytes
     that are not UTF-8...) are written as text."""
     options = {"orient": "records", "lines": True, "date_format": "iso", **options}
+    textual = [n for n, dtype in enumerate(frame.dtypes) if type(dtype).__name__ in _TEXT_DTYPES]
+    if textual:  # known not to write as JSON (and pandas warns while it tries): text at once
+        frame = frame.copy()
+        for n in textual:
+            frame.isetitem(n, frame.iloc[:, n].map(_text, na_action="ignore").astype(object))
     try:
         return frame.to_json(**options)
     except (ValueError, TypeError, OverflowError):
@@ -378,6 +383,9 @@ def _frame_json(frame: Any, **options: Any) -> str:
         for n in refused:
             frame.isetitem(n, frame.iloc[:, n].map(_text, na_action="ignore").astype(object))
         return frame.to_json(**options)
+
+
+_TEXT_DTYPES = frozenset({"PeriodDtype", "IntervalDtype"})
 
 
 def _text(value: Any) -> str:
