@@ -210,6 +210,7 @@ def _strict_json(text: str):
     return json.loads(text, parse_constant=refuse)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # (numpy warned to the terminal: inf + -inf)
 def test_json_output_is_strict_json_for_nan_and_infinity(built):
     CliRaw.save(np.array([1.0, np.nan, np.inf, -np.inf]), subject=7, session="pre")
     CliPeak.save(float("nan"), subject=7, session="pre")

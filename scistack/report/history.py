@@ -439,11 +439,12 @@ def describe_value(value: Any, *, head: int = 6) -> dict[str, Any]:
             and not np.issubdtype(value.dtype, np.complexfloating)
         ):
             numbers = flat.astype(np.float64)
-            out.update(
-                min=float(np.nanmin(numbers)),
-                max=float(np.nanmax(numbers)),
-                mean=float(np.nanmean(numbers)),
-            )
+            if np.isnan(numbers).all():  # (numpy warns on an all-NaN array; the summary says NaN)
+                out.update(min=float("nan"), max=float("nan"), mean=float("nan"))
+            else:
+                with np.errstate(invalid="ignore", over="ignore"):  # inf and -inf average to NaN
+                    out.update(min=float(np.nanmin(numbers)), max=float(np.nanmax(numbers)),
+                               mean=float(np.nanmean(numbers)))
         out["head"] = [x.item() if hasattr(x, "item") else x for x in flat[:head]]
         return out
     if isinstance(value, (pd.DataFrame, pd.Series)):
