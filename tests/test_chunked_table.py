@@ -80,6 +80,8 @@ def test_lazy_table_by_columns_and_as_dask(project):
     assert ddf["force"].sum().compute() == pytest.approx(frame["force"].sum())
     with pytest.raises(KeyError, match="no column 'nope'"):
         lazy.read(columns=["nope"])
+    pd.testing.assert_frame_equal(lazy.head(7), frame.head(7))  # the first row group only
+    assert len(lazy.head(0)) == len(lazy.head(-3)) == 0 and len(lazy.head(10**6)) == 5000
 
 
 def test_a_dask_partition_reads_only_its_row_group(project):

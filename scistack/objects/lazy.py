@@ -190,6 +190,7 @@ class LazyTable:
 
     def head(self, rows: int = 20) -> Any:
         """The first `rows` rows, as the value's type (reads only the row groups they are in)."""
+        rows = max(int(rows), 0)
         per = max(int(self._chunks.tree["rows_per_chunk"]), 1)
         part = self._chunks.read(range(min(self.row_groups, max(1, -(-rows // per)))))
         return part.slice(0, rows) if hasattr(part, "slice") and hasattr(part, "schema") else part.iloc[:rows]
