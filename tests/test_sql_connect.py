@@ -31,3 +31,29 @@ def test_read_only_query_waits_for_a_read_write_connection_in_the_same_process(p
         assert done.is_set()
         assert con.execute("SELECT count(*) FROM scistack.refs").fetchone()[0] == 1
     thread.join()
+
+
+def test_a_query_waiting_for_another_process_says_what_it_waits_for(project, monkeypatch, caplog):
+    # a DuckDB CLI or DBeaver session with write access held the file: db.sql waited up to a
+    # minute in silence
+    import subprocess
+    import sys
+
+    import scistack.index.sql as sql_module
+
+    SqlConnA.save(1, subject=1)
+    project.sync()
+    monkeypatch.setattr(sql_module, "_SAY_AFTER", 0.2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', "
+         "flush=True); time.sleep(1.5)", str(project.path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        SqlConnA.save(2, subject=2)  # saves never wait for it
+        with caplog.at_level("WARNING", logger="scistack.index.sql"):
+            assert project.sql("SELECT count(*) AS n FROM SqlConnA")["n"][0] == 2
+    finally:
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    said = [r.getMessage() for r in caplog.records if "held by another process" in r.getMessage()]
+    assert len(said) == 1 and "duckdb -readonly gait.duckdb" in said[0]

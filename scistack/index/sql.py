@@ -52,6 +52,7 @@ _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 _REMEMBER_INLINED = 500_000
 _SMALL_ASK = 256  # oids a sync looks up by `okey` (more: one join on `okey` and `okey2`)
 _INSERT_ROWS = 20000  # inline rows per INSERT (each statement costs DuckDB ~10 ms beyond its rows)
+_SAY_AFTER = 2.0  # seconds a query waits for another process's hold before it says so
 _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of 1M refs took 3.1 GB whole)
 # journal bytes per transaction: each costs DuckDB more than its rows (100k refs with values
 # in 3 transactions took 0.87 s against 0.51 s in one); a stop commits what is done first
@@ -135,7 +136,7 @@ class SqlIndex:
         self._retry_unreadable = False  # once a sync: its first slice tries UNREADABLE rows again
 
     @contextmanager
-    def connect(self, *, read_only: bool = False, timeout: float | None = None
+    def connect(self, *, read_only: bool = False, timeout: float | None = None, say_after: float | None = None
                 ) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived connection, retried with backoff while another process holds the file.
 
@@ -144,7 +145,7 @@ class SqlIndex:
         sync thread must not collide with a query in the main thread.
         """
         with _process_lock(self.path):
-            with self._connect(read_only, self.lock_timeout if timeout is None else timeout) as con:
+            with self._connect(read_only, self.lock_timeout if timeout is None else timeout, say_after) as con:
                 try:
                     yield con
                 except duckdb.Error as exc:  # a damaged block found by a query, not at open
@@ -159,8 +160,12 @@ class SqlIndex:
             "--reindex` to move it aside and rebuild it")
 
     @contextmanager
-    def _connect(self, read_only: bool, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connect(self, read_only: bool, timeout: float, say_after: float | None = None
+                 ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """`say_after`: seconds of waiting for another process's hold after which a warning
+        says what is waited for (a query the user waits on; the background sync waits quietly)."""
         deadline = time.monotonic() + timeout
+        say_at = None if say_after is None else time.monotonic() + say_after
         delay = 0.005
         while True:
             try:
@@ -183,6 +188,12 @@ class SqlIndex:
                             "it; saves are not lost meanwhile (they are journalled)"
                         ) from None
                     raise
+                if say_at is not None and time.monotonic() > say_at:
+                    say_at = None
+                    log.warning("%s is held by another process (a DuckDB CLI or DBeaver session that "
+                                "opened it for writing?); waiting for it, up to %.0f s. Loads do not wait "
+                                "for it; open it there read-only (duckdb -readonly %s) and both can read",
+                                self.path, timeout, self.path.name)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         self._open.add(con)
@@ -266,7 +277,8 @@ class SqlIndex:
         con.execute("INSERT OR REPLACE INTO scistack.meta VALUES (?, ?)", [key, value])
 
     # -- sync --------------------------------------------------------------------------
-    def sync(self, *, timeout: float | None = None, should_stop: Callable[[], bool] = lambda: False) -> int:
+    def sync(self, *, timeout: float | None = None, should_stop: Callable[[], bool] = lambda: False,
+             say_after: float | None = None) -> int:
         """Apply journal lines DuckDB has not seen; returns how many were applied.
         `should_stop` is asked between steps (a slice of the journal, a few thousand values
         inlined): when it says so the slice in hand is rolled back and `SyncStopped` raised,
@@ -274,7 +286,7 @@ class SqlIndex:
         size = self.journal.size()
         if (size == 0 and self.path.exists()) or self._known_in_step(size):
             return 0  # nothing new: not even a connection (~15-300 ms on a large file)
-        return self._apply_journal(timeout, start_over=False, should_stop=should_stop)
+        return self._apply_journal(timeout, start_over=False, should_stop=should_stop, say_after=say_after)
 
     def rebuild(self, *, timeout: float | None = None) -> int:
         """Forget everything DuckDB holds and apply the whole journal again; returns how many
@@ -299,7 +311,7 @@ class SqlIndex:
         return target
 
     def _apply_journal(self, timeout: float | None, *, start_over: bool,
-                       should_stop: Callable[[], bool] = lambda: False) -> int:
+                       should_stop: Callable[[], bool] = lambda: False, say_after: float | None = None) -> int:
         """The one writer of DuckDB's tables: under the process's lock on the file from
         reading the offset to committing the new one, so a sync in another thread can neither
         interleave nor take the work of a rebuild. A long tail is applied in rounds of
@@ -308,7 +320,7 @@ class SqlIndex:
         with _process_lock(self.path):  # (re-entrant: each round's connection takes it too)
             applied, touched, rebuilt, reached = 0, set(), start_over, None
             while True:
-                with self.connect(timeout=timeout) as con:
+                with self.connect(timeout=timeout, say_after=say_after) as con:
                     self.ensure_schema(con)
                     offset = 0 if start_over else int(self._meta(con, "journal_offset", "0"))
                     if offset > self.journal.size():  # the journal was replaced (compaction)
@@ -580,8 +592,8 @@ class SqlIndex:
         if self.read_only:
             self._check_readable()
         else:
-            self.sync()
-        with self.connect(read_only=True) as con:
+            self.sync(say_after=_SAY_AFTER)
+        with self.connect(read_only=True, say_after=_SAY_AFTER) as con:
             # unqualified names find a variable's view first, then scistack's tables
             con.execute("SET search_path = 'main,scistack'")
             try:
