@@ -520,3 +520,48 @@ def test_a_sync_past_what_it_remembers_asks_duckdb_and_gives_the_same_views(tmp_
         assert db.sql("SELECT sqltype FROM scistack.shapes WHERE var = 'Typed'")["sqltype"].tolist() == ["DOUBLE[]"]
     finally:
         db.close()
+
+
+class Emg(BaseVariable):
+    pass
+
+
+class EMG(BaseVariable):
+    pass
+
+
+def test_a_new_variable_named_like_another_but_for_case_is_refused(project):
+    """SQL names ignore case: `EMG` beside `Emg` would have been one view, hiding one of them
+    from every query. The second name is refused before anything is written."""
+    Emg.save(1.0, subject=1, session="pre")
+    journal = (project.path.parent / ".scistack" / "refs.log").read_bytes()
+    with pytest.raises(scistack.ScistackError, match=r"'EMG' differs from the project's variable 'Emg' only by case"):
+        EMG.save(2.0, subject=1, session="pre")
+    assert (project.path.parent / ".scistack" / "refs.log").read_bytes() == journal
+    Emg.save(3.0, subject=2, session="pre")  # the existing spelling goes on growing
+    assert Emg.load(subject=2, session="pre").data == 3.0
+    with pytest.raises(scistack.ScistackError, match="only by case"):
+        for_each(lambda x: x, inputs={"x": Emg}, outputs=[EMG], subject=[1], session=["pre"])
+
+
+def test_an_older_project_with_two_spellings_shows_one_of_them_and_says_so(project, caplog):
+    """A project written before such names were refused (or by two machines at once): the
+    views of the spelling first in binary order stay whole and the other's are not made over
+    them, whichever was synced last; the other still loads from Python."""
+    Emg.save(1.0, subject=1, session="pre")
+    project.close()
+    journal = project.path.parent / ".scistack" / "refs.log"
+    line = journal.read_bytes().splitlines()[-1]
+    twin = json.loads(line)
+    twin["var"] = "EMG"
+    with journal.open("ab") as out:  # as an older scistack wrote it
+        out.write(json.dumps(twin, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+    with caplog.at_level("WARNING", logger="scistack.index.views"):  # (the background sync's too)
+        db = scistack.configure_database(project.path, ["subject", "session"])
+        Emg.save(5.0, subject=2, session="pre")  # a later sync touches only Emg
+        assert EMG.load(subject=1, session="pre").data == 1.0
+        db.sync()
+    con = plain_session(db)
+    assert con.execute('SELECT subject, value FROM "EMG" ORDER BY subject').fetchall() == [(1, 1.0)]
+    assert con.execute('SELECT count(*) FROM "Emg"').fetchone()[0] == 1  # one view: EMG's
+    assert "variable Emg has no SQL views" in caplog.text

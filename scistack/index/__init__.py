@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError, ReadOnlyProjectError
+from scistack.errors import DatabaseLockedError, InvalidNameError, ReadOnlyProjectError
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, quote
@@ -70,6 +70,7 @@ class Index:
         self._ahead: dict[tuple[str, str], list[RefRecord]] = {}  # fold rows read in bulk ...
         self._ahead_calls: dict[str, dict[str, Any] | None] = {}   # ... valid until the journal grows
         self._call_keys: dict[str, str] = {}  # call oid -> call key: fixed once journalled
+        self._var_names: set[str] = set()     # variables this process has checked for a put
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
@@ -345,6 +346,8 @@ class Index:
     def put_ref(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, *,
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
+        if var not in self._var_names:
+            self._check_new_variable(var)
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         params = tagged_params(params) if params else params
         if self._pending is not None:  # in a batch: versions are checked again at flush
@@ -356,6 +359,19 @@ class Index:
                 return record
         with self._journal.locked():
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+
+    def _check_new_variable(self, var: str) -> None:
+        """Refuse a new variable named like an existing one but for case (`EMG` beside `Emg`):
+        SQL names ignore case, so DuckDB would show one view for both (the other's values
+        were invisible to every query). A variable that already has records may always grow."""
+        names = self.variables()
+        twin = next((n for n in names if n.lower() == var.lower() and n != var), None)
+        if twin is not None and var not in names:
+            raise InvalidNameError(
+                f"variable {var!r} differs from the project's variable {twin!r} only by case; SQL "
+                f"names ignore case, so DuckDB would show both as one view. Save to {twin!r}, or "
+                f"give this variable another name (e.g. {var}_2)")
+        self._var_names.add(var)
 
     def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
              params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord:

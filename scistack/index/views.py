@@ -60,8 +60,14 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
     """(Re-)create the views of each variable, then the project-wide ones."""
     import duckdb  # noqa: PLC0415 - `import scistack` loads no DuckDB
 
-    names = sorted(set(variables))
-    all_vars = {r[0].lower() for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
+    spellings: dict[str, str] = {}  # a name ignoring case -> the variable whose views it names
+    for (name,) in con.execute("SELECT DISTINCT var FROM scistack.refs ORDER BY var").fetchall():
+        spellings.setdefault(name.lower(), name)
+    all_vars = set(spellings)
+    names = sorted({spellings.get(v.lower(), v) for v in variables})
+    for var in sorted(set(variables) - set(names)):  # saved before such names were refused
+        log.warning("variable %s has no SQL views: its name differs from %s's only by case, and "
+                    "SQL names ignore case; load it from Python", var, spellings[var.lower()])
     for var, shape in _shapes(con, names).items():
         columns = view_columns(schema_keys, shape)
         con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
