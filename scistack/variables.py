@@ -376,7 +376,7 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
             check_identifier(key, "metadata key")
             vkeys[key] = _version_value(var, key, value)
             close = difflib.get_close_matches(key, db.schema_keys, n=1, cutoff=0.8)
-            if close:
+            if close and close[0].lower() != key.lower():  # (but for case: the index refuses it)
                 warnings.warn(f"{var}.save: {key!r} is not a schema key, so it is saved as a version "
                               f"key; did you mean {close[0]!r}?", stacklevel=3)
     if not addr:

@@ -202,6 +202,19 @@ def test_typo_of_schema_key_warns(project):
         VPeak.save(1.0, subject=1, subjct=2)
 
 
+def test_a_schema_key_written_in_another_case_is_refused_not_a_version_key(project):
+    """`Subject=1` for the schema key `subject` had saved a coarser value with a version key
+    `Subject` (a warning only), which no view column and no where= could tell apart."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the refusal alone, no warning before it
+        with pytest.raises(InvalidMetadataError, match=r"'Subject' is the schema key 'subject' but for case"):
+            VPeak.save(1.0, Subject=1, session="pre")
+    with pytest.raises(VariableNotFoundError):
+        VPeak.load(session="pre")  # nothing was saved
+
+
 def test_reserved_and_invalid_variable_names():
     with pytest.raises(InvalidNameError):
         type("data", (BaseVariable,), {})

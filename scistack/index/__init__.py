@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError, InvalidNameError, ReadOnlyProjectError
+from scistack.errors import DatabaseLockedError, InvalidMetadataError, InvalidNameError, ReadOnlyProjectError
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, quote
@@ -71,6 +71,7 @@ class Index:
         self._ahead_calls: dict[str, dict[str, Any] | None] = {}   # ... valid until the journal grows
         self._call_keys: dict[str, str] = {}  # call oid -> call key: fixed once journalled
         self._var_names: set[str] = set()     # variables this process has checked for a put
+        self._key_case = {k.lower(): k for k in schema_keys}  # a schema key, by its name ignoring case
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
@@ -348,6 +349,13 @@ class Index:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
         if var not in self._var_names:
             self._check_new_variable(var)
+        for key in vkeys:
+            if self._key_case.get(key.lower(), key) != key:
+                raise InvalidMetadataError(
+                    f"{var}: the version key {key!r} is the schema key "
+                    f"{self._key_case[key.lower()]!r} but for case (a typo?); SQL names ignore case, "
+                    f"so it could not be told apart in the views or in where=. Write "
+                    f"{self._key_case[key.lower()]}= to address the value")
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         params = tagged_params(params) if params else params
         if self._pending is not None:  # in a batch: versions are checked again at flush
