@@ -9,6 +9,7 @@ No timing assertions: speed goals live in bench/foreach.py.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import json
 import logging
 import multiprocessing
@@ -741,6 +742,17 @@ def test_a_lineage_method_is_cached_per_object_and_runs_in_workers(emg):
     again = for_each(fns.Gain(4).apply, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
                      subject=[1, 2], session=["pre"], progress=False)
     assert again.cached == 2
+
+
+
+def test_a_callable_object_and_a_partial_run_in_workers(emg):
+    # a callable object travelled to the workers "by reference" with an empty name, which no
+    # worker could restore: the pool broke and every combination failed (BrokenProcessPool)
+    for fn, k in ((fns.Scale(3), 3), (functools.partial(fns.scale_by, k=5), 5)):
+        report = for_each(fn, inputs={"signal": FeRawEMG}, outputs=[FeFiltered],
+                          subject=[1, 2], session=["pre"], workers=2, progress=False)
+        assert (report.ran, report.failed) == (2, 0), report.summary()
+        np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, raw_signal(2, "pre") * k)
 
 
 # -- edits: what re-runs, what becomes the default --------------------------------------------

@@ -281,13 +281,16 @@ class LineageFunction:
         return f"<lineage function {self.__module__}.{self.__qualname__}>"
 
     def __reduce__(self) -> tuple:
-        # Workers need the function. Importable ones travel by reference (plain pickle); one
-        # defined in __main__ travels by value, which Dask's cloudpickle supports.
+        # Workers need the function. Importable functions travel by reference (plain pickle);
+        # one defined in __main__ travels by value, which Dask's cloudpickle supports, and so
+        # do bound methods, partials and callable objects (an object's class names it, not the
+        # object: it has no `__qualname__` of its own to find it by).
         module, qualname = (
             getattr(self.fn, "__module__", None),
             getattr(self.fn, "__qualname__", ""),
         )
-        if module and module != "__main__" and "<locals>" not in qualname and not isinstance(self.fn, MethodType):
+        named = inspect.isfunction(self.fn) or inspect.isbuiltin(self.fn) or inspect.isclass(self.fn)
+        if named and module and module != "__main__" and "<locals>" not in qualname:
             return (_restore, (module, qualname, self.version, tuple(self.ignore)))
         return (_rebuild, (self.fn, self.version, tuple(self.ignore)))
 
