@@ -913,6 +913,50 @@ def test_workers_from_a_script_on_stdin_is_refused_before_anything_runs(kill_pro
     assert FeFiltered.load_all() == []
 
 
+
+def test_a_function_workers_cannot_receive_is_refused_before_anything_runs(emg):
+    """A lambda failed once per combination; nothing can run it in a worker, so it is refused."""
+    journal = journal_size(emg)
+    with pytest.raises(ForEachError, match=r"workers=2\): the worker processes cannot be sent <lambda>"):
+        for_each(lambda signal: signal, inputs={"signal": FeRawEMG}, outputs=[FeFiltered], subject=[1],
+                 session=["pre"], workers=2, progress=False)
+    assert journal_size(emg) == journal
+
+
+_GUARDED_SCRIPT = """
+import sys
+sys.path[:0] = [{root!r}]
+from scistack import BaseVariable, configure_database, for_each
+from tests import foreach_fns
+db = configure_database({db!r})
+class FeRawEMG(BaseVariable): pass
+class FeFiltered(BaseVariable): pass
+if __name__ == "__main__":
+    def guarded(signal):  # workers import the script again without running this block
+        return signal
+    report = for_each(guarded, inputs={{"signal": FeRawEMG}}, outputs=[FeFiltered], subject=[0, 1],
+                      session=["pre"], workers=2, chunk_size=1, progress=False)
+    print(report.failed, report.failures[0].error if report.failures else "", flush=True)
+    report = for_each(foreach_fns.bandpass, inputs={{"signal": FeRawEMG, "low_hz": 2}}, outputs=[FeFiltered],
+                      subject=[0, 1], session=["pre"], workers=2, progress=False)
+    print("then", report.ran, report.failed, flush=True)
+"""
+
+
+def test_a_function_only_the_main_block_defines_fails_its_combinations_by_name(kill_project, tmp_path):
+    """The workers could not find it: each died unpickling it, the pool broke, and every
+    combination failed with BrokenProcessPool, saying nothing of why."""
+    script = tmp_path / "guarded.py"
+    script.write_text(_GUARDED_SCRIPT.format(root=ROOT, db=str(kill_project.path)))
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    first, then = done.stdout.splitlines()
+    assert first.startswith("2 AttributeError: Can't get attribute 'guarded'"), first
+    assert 'outside any function and any `if __name__ == "__main__":` block' in first
+    assert then == "then 2 0"
+    assert "BrokenProcessPool" not in done.stderr
+
 # -- a real SIGKILL ---------------------------------------------------------------------------
 _KILL_SCRIPT = """
 import sys

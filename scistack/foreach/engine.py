@@ -18,6 +18,7 @@ import concurrent.futures as cf
 import dataclasses
 import logging
 import multiprocessing
+import pickle
 import sys
 import time
 import uuid
@@ -50,6 +51,7 @@ from scistack.foreach.plan import (
     check_arguments,
     check_counts,
     check_parameters,
+    check_workers_can_receive,
     combinations,
     defaults,
 )
@@ -135,6 +137,7 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         raise ReadOnlyProjectError(db.read_only)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
     check_parameters(lf, inputs)
+    check_workers_can_receive(lf, None if executor is not None else workers)
     combos = combinations(db, inputs, iterables)
     reports, tagged = [], []
     for chosen, vkeys in _alternatives(db, inputs):
@@ -434,9 +437,12 @@ class _Run:
         # a shared store (lab mode) is opened by its URL; a local one by its folder
         store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
         chunks: dict[cf.Future, list[Task]] = {}
+        # our own pool's workers unpickle the function inside the task: one they cannot find
+        # fails its combinations by name instead of killing the pool (BrokenProcessPool)
+        fn = pickle.dumps(self.lf) if own else self.lf
         try:
             for start in range(0, len(tasks), size):
-                future = pool.submit(run_chunk, self.lf, store_root, tasks[start:start + size],
+                future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],
                                      self.db.schema_keys, len(self.outputs), self.as_table)
                 chunks[future] = tasks[start:start + size]
             for future in cf.as_completed(chunks):

@@ -103,6 +103,12 @@ def _as_outputs(result: Any, n_outputs: int, name: str) -> list[Any]:
 _worker_stores = threading.local()  # per thread: a store's batch is not shared across threads
 
 
+WORKERS_HINT = ("{name} must be importable by the workers: define it at the top level of a module, or of "
+                "the script outside any function and any `if __name__ == \"__main__\":` block (the "
+                "workers import the script again without running that block), or run without "
+                "workers=/executor=")
+
+
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], n_outputs: int,
               as_table: bool) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
@@ -112,6 +118,8 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     database. The chunk's objects go into one pack, written before the oids are returned, so
     the caller never journals a ref to an object that is not on disk.
     """
+    if isinstance(fn, bytes):  # (workers=N) restored here, so that a function the worker cannot
+        fn = pickle.loads(fn)  # find fails these combinations, not the whole pool
     plain = fn.fn if isinstance(fn, LineageFunction) else fn
     stores = getattr(_worker_stores, "by_root", None)
     if stores is None:
@@ -150,8 +158,7 @@ def chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outc
     except Exception as exc:  # noqa: BLE001 - a lost worker or an unpicklable function: recorded
         hint = ""
         if isinstance(exc, (pickle.PicklingError, AttributeError, ImportError, TypeError)):
-            hint = (f" ({name} must be importable by the workers: define it in a module rather than "
-                    "in __main__ or a notebook cell, or run without workers=/executor=)")
+            hint = f" ({WORKERS_HINT.format(name=name)})"
         error = f"{type(exc).__name__}: {exc}{hint}"
         trace = "".join(traceback.format_exception(exc))
         return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
+import pickle
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -18,8 +19,9 @@ import numpy as np
 
 from scistack.address import address_problem, plain, shown, typed
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError, ScistackError
+from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_variable
+from scistack.foreach.execute import WORKERS_HINT
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.lineage.function import LineageFunction
 
@@ -101,6 +103,20 @@ def check_counts(workers: Any, chunk_size: Any) -> None:
         raise InvalidMetadataError(
             f"workers={workers} starts processes that import the main script again, but it is "
             f"{path!r}, not a file; save the script to a file and run that, or leave workers out")
+
+
+def check_workers_can_receive(lf: LineageFunction, workers: int | None) -> None:
+    """The worker processes of `workers=N` get the function pickled: one that cannot travel (a
+    lambda, or a function nested in another, in a script) is refused before anything runs, not
+    once per combination. (A Dask executor pickles it itself, by value.)"""
+    if not workers:
+        return
+    try:
+        pickle.dumps(lf)
+    except Exception as exc:  # noqa: BLE001 - pickle raises several kinds here
+        raise ForEachError(
+            f"for_each({lf.name}, workers={workers}): the worker processes cannot be sent "
+            f"{lf.name} ({type(exc).__name__}: {exc}); {WORKERS_HINT.format(name=lf.name)}") from None
 
 
 def check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
