@@ -565,3 +565,27 @@ def test_an_older_project_with_two_spellings_shows_one_of_them_and_says_so(proje
     assert con.execute('SELECT subject, value FROM "EMG" ORDER BY subject').fetchall() == [(1, 1.0)]
     assert con.execute('SELECT count(*) FROM "Emg"').fetchone()[0] == 1  # one view: EMG's
     assert "variable Emg has no SQL views" in caplog.text
+
+
+def test_a_table_of_the_users_own_named_like_a_view_is_kept_and_the_views_go_on(project, caplog):
+    """A user's own table in the DuckDB file (made in DBeaver) named like a variable, or like
+    scistack_variables, made the sync fail replacing it: every later sync failed the same way,
+    so no view of any variable moved again."""
+    EmgRaw.save(1.0, subject=1, session="pre")
+    project.close()
+    with duckdb.connect(str(project.path)) as con:
+        con.execute("CREATE TABLE emgfiltered (note VARCHAR)")
+        con.execute("INSERT INTO emgfiltered VALUES ('mine')")
+        con.execute("DROP VIEW scistack_variables; CREATE TABLE scistack_variables (n INT)")
+    with caplog.at_level("WARNING", logger="scistack.index.views"):
+        db = scistack.configure_database(project.path, ["subject", "session"])
+        EmgFiltered.save(2.0, subject=1, session="pre")
+        db.sync()
+        EmgRaw.save(3.0, subject=2, session="pre")
+        db.sync()
+    assert EmgFiltered.load(subject=1, session="pre").data == 2.0
+    con = plain_session(db)
+    assert con.execute("SELECT * FROM emgfiltered").fetchall() == [("mine",)]
+    assert con.execute("SELECT count(*) FROM scistack_variables").fetchone()[0] == 0
+    assert con.execute('SELECT subject, value FROM "EmgRaw" ORDER BY subject').fetchall() == [(1, 1.0), (2, 3.0)]
+    assert "the view EmgFiltered is not made: a table of your own" in caplog.text

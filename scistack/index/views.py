@@ -66,22 +66,45 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
     all_vars = set(spellings)
     names = sorted({spellings.get(v.lower(), v) for v in variables})
     for var in sorted(set(variables) - set(names)):  # saved before such names were refused
-        log.warning("variable %s has no SQL views: its name differs from %s's only by case, and "
-                    "SQL names ignore case; load it from Python", var, spellings[var.lower()])
+        _warn_once("variable %s has no SQL views: its name differs from %s's only by case, and "
+                   "SQL names ignore case; load it from Python", var, spellings[var.lower()])
+    tables = {r[0].lower() for r in con.execute(  # a user's own tables in the file (DBeaver...)
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_type = 'BASE TABLE'").fetchall()}
+    taken = all_vars | tables  # names no view of scistack's may take
+
+    def yields(name: str) -> bool:  # a view a table of the user's holds the name of: never
+        if name.lower() in tables:  # replaced, and no error (it froze every later sync)
+            _warn_once("the view %s is not made: a table of your own in the DuckDB file has that "
+                       "name (SQL names ignore case); rename the table to see the view", name)
+        return name.lower() in taken
+
     for var, shape in _shapes(con, names).items():
+        if var.lower() in tables and yields(var):
+            continue
         columns = view_columns(schema_keys, shape)
         con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
-        if f"{var}_all".lower() not in all_vars:
+        if not yields(f"{var}_all"):
             con.execute(_view_sql(var, schema_keys, shape, columns, newest=False))
-        if "TABLE" in shape.sqltypes and f"{var}_rows".lower() not in all_vars:
+        if "TABLE" in shape.sqltypes and not yields(f"{var}_rows"):
             try:  # built from the frames' own column names: whatever they are, never a sync
                 con.execute(_rows_sql(con, var, schema_keys, columns))  # that fails each time
             except duckdb.Error as exc:
                 log.warning("the view %s_rows could not be made (%s); %s and its other views are "
                             "there", var, str(exc).strip().splitlines()[0][:160], var)
     for name, sql in _STATIC.items():
-        if name not in all_vars:
+        if not yields(name):
             con.execute(sql)
+
+
+_warned: set[tuple] = set()
+
+
+def _warn_once(message: str, *args: str) -> None:
+    """A lasting condition is said once a process, not at every background sync."""
+    if (message, *args) not in _warned:
+        _warned.add((message, *args))
+        log.warning(message, *args)
 
 
 def add_shapes(con: duckdb.DuckDBPyConnection, source: str, variables: list[str] | None = None,
