@@ -13,6 +13,7 @@ from typing import Any
 
 from scistack.database import get_database
 from scistack.errors import InvalidMetadataError
+from scistack.lineage.running import refuse_load_inside
 from scistack.variables import BaseVariable
 from scistack.where import FIXED, matching_rows
 
@@ -33,6 +34,7 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InvalidMetadataError(f"join: {', '.join(twice)} given twice; name each variable once")
+    refuse_load_inside(f"scistack.join({', '.join(names)})", names[0])
     db = get_database()
     frames = []
     for var in variables:

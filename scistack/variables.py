@@ -38,6 +38,7 @@ from scistack.errors import (
 from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import RefRecord, check_identifier
+from scistack.lineage.running import refuse_load_inside
 from scistack.selection import choose_variant, point_records, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
@@ -219,6 +220,7 @@ class BaseVariable:
         AmbiguousVersionError
             Several version-key variants at the address and no selector among them.
         """
+        refuse_load_inside(f"{cls.__name__}.load()", cls.__name__)
         db = get_database()
         if version is None and where is None and not as_df:
             exact = point_records(db, cls.__name__, metadata)
@@ -257,6 +259,7 @@ class BaseVariable:
         Nothing matching gives an empty list; a key the variable does not have (a typo) raises
         `UnknownMetadataKeyError` naming the valid keys.
         """
+        refuse_load_inside(f"{cls.__name__}.load_all()", cls.__name__)
         db = get_database()
         with paused():  # ~30 objects a record, none in a cycle: the collector's passes doubled the time
             try:

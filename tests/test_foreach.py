@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import scistack
 from tests import foreach_fns as fns
 from tests.helpers import journal_size
 from scistack import (
@@ -39,7 +40,7 @@ from scistack import (
     lineage_fcn,
     set_schema,
 )
-from scistack.errors import InvalidMetadataError, VariableNotFoundError
+from scistack.errors import InvalidMetadataError, LineageError, VariableNotFoundError
 from scistack.fsck import fsck
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -753,6 +754,25 @@ def test_a_callable_object_and_a_partial_run_in_workers(emg):
                           subject=[1, 2], session=["pre"], workers=2, progress=False)
         assert (report.ran, report.failed) == (2, 0), report.summary()
         np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, raw_signal(2, "pre") * k)
+
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_a_variable_loaded_inside_a_cached_function_is_refused_by_name(emg, workers):
+    """The function loaded a calibration itself: after the calibration changed, a rerun was a
+    cache hit serving the result computed from the old one."""
+    fns.FnsCalibration.save(2.0, subject=1, session="pre")
+    report = for_each(fns.calibrated, inputs={"signal": FeRawEMG}, outputs=[FeFiltered], subject=[1],
+                      session=["pre"], workers=workers, progress=False)
+    assert (report.ran, report.failed) == (0, 1)
+    assert report.failures[0].error.startswith(
+        "LineageError: FnsCalibration.load() inside calibrated, whose calls scistack caches")
+    assert "Pass FnsCalibration as an input instead" in report.failures[0].error
+    assert FeFiltered.load_all() == []
+    assert fns.FnsCalibration.load(subject=1, session="pre").data == 2.0  # outside a call: as ever
+    thunk = lineage_fcn(lambda signal: scistack.join(FeRawEMG, fns.FnsCalibration))
+    with pytest.raises(LineageError, match=r"scistack.join\(FeRawEMG, FnsCalibration\) inside <lambda>"):
+        thunk(FeRawEMG.load(subject=1, session="pre"))
 
 
 # -- edits: what re-runs, what becomes the default --------------------------------------------

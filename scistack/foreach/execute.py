@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.lineage.filecheck import reads_of_call
+from scistack.lineage.running import running
 from scistack.foreach.inputs import Resolved, load_value
 from scistack.foreach.paths import written_file
 from scistack.index import utc_now
@@ -65,7 +66,7 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.lexists(path):
                 os.unlink(path)
-        with reads_of_call(store) as files:
+        with reads_of_call(store) as files, running(getattr(fn, "__name__", "the function")):
             result = fn(**values)
         duration = time.perf_counter() - t0
         written = [written_file(path) for path in writes]

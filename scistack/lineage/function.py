@@ -42,6 +42,7 @@ from scistack.lineage.calls import (
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead
 from scistack.lineage.filecheck import cache_fn, files_value, hit_changed, reads_of_call, remember
+from scistack.lineage.running import running
 from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
@@ -154,7 +155,7 @@ class LineageFunction:
         """Execute on a cache miss and record the call."""
         args, kwargs = plain_arguments(self.signature, bound, inputs)
         started, t0 = utc_now(), time.perf_counter()
-        with reads_of_call(ctx.store) as files:
+        with reads_of_call(ctx.store) as files, running(self.name):
             out = self.fn(*args, **kwargs)
         duration = time.perf_counter() - t0
         multi = isinstance(out, tuple)

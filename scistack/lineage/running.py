@@ -1,0 +1,39 @@
+"""Which cached call is running in this thread, so that a variable loaded inside it is refused.
+
+A function whose calls are cached gets its inputs from `for_each` or its arguments; a value it
+loads itself (`Calibration.load(subject=1)` in its body) is an input the call key cannot see:
+after that variable changed, a cache hit served the result computed from the old value. So
+such a load is refused, naming the way in that the cache does see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from scistack.errors import LineageError
+
+_RUNNING: ContextVar[str | None] = ContextVar("scistack_running_call", default=None)
+
+
+@contextmanager
+def running(name: str) -> Iterator[None]:
+    """The block runs the body of cached function `name`."""
+    token = _RUNNING.set(name)
+    try:
+        yield
+    finally:
+        _RUNNING.reset(token)
+
+
+def refuse_load_inside(call: str, var: str) -> None:
+    """Raise when `call` (e.g. `Cal.load()`, reading variable `var`) runs inside the body of a
+    cached function (see the module's docstring)."""
+    name = _RUNNING.get()
+    if name is not None:
+        raise LineageError(
+            f"{call} inside {name}, whose calls scistack caches: the cache cannot see what a "
+            f"function loads itself, so after {var} changed a cache hit would serve the old result. "
+            f"Pass {var} as an input instead: for_each(..., inputs={{..., \"x\": {var}}}) (or "
+            f"Fixed({var}, subject=1) for one address), or as an argument of the call")
