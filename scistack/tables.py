@@ -33,6 +33,10 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
     """
     if not hasattr(frame, "columns") or not hasattr(frame, "itertuples"):
         raise InvalidMetadataError(f"{var}.save_from_dataframe takes a pandas DataFrame, got {type(frame).__name__}")
+    named = [n for n in frame.index.names if n is not None and str(n) in db.schema_keys
+             and str(n) not in map(str, frame.columns)]
+    if named:  # keys in the index, as `groupby([...]).mean()` leaves them: columns like the others
+        frame = frame.reset_index(level=named)
     columns = [str(c) for c in frame.columns]
     keys = [k for k in db.schema_keys if k in columns]
     if not keys:
@@ -53,7 +57,7 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
     for label, row in zip(frame.index, frame.itertuples(index=False, name=None)):
         addr = {}
         for key in keys:
-            value = plain(row[positions[key]])
+            value = _cell(row[positions[key]])
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise InvalidMetadataError(
                     f"{var}.save_from_dataframe: row {label!r} has no {key!r} (the schema-key columns "
@@ -70,26 +74,42 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
                 f"{', '.join(f'{k}={shown(v)}' for k, v in addr.items())}; drop the duplicates, or tell "
                 "them apart by a version key (a keyword argument, or one call per group). Nothing was saved")
         seen[text] = label
-        cells = {c: plain(row[positions[c]]) for c in chosen}  # numpy scalars unwrapped
+        cells = {c: _cell(row[positions[c]]) for c in chosen}
         rows.append((addr, cells[chosen[0]] if single else cells))
     return rows
 
 
 def save_rows(db: Database, var: str, rows: list[tuple[dict[str, Any], Any]], vkeys: dict[str, Any]) -> int:
-    """Save checked rows in one batch; the number of records that changed or were added."""
-    for _, value in rows:  # refuse an unsupported value before the first write
-        try:
-            value_kind(value)
-        except UnsupportedValueError as exc:
-            raise UnsupportedValueError(f"{var}.save_from_dataframe: {exc}. Nothing was saved") from None
+    """Save checked rows in one batch; the number of records that changed or were added.
+    Every value is stored before the first name is written: a value that cannot be stored
+    saves nothing (its rows' objects are left for gc)."""
     changed = 0
     with db.batch():
+        stored = []
         for addr, value in rows:
-            oid = db.store.put_value(value)
+            try:
+                stored.append((db.store.put_value(value), value_kind(value)))
+            except UnsupportedValueError as exc:
+                where = ", ".join(f"{k}={shown(v)}" for k, v in addr.items())
+                raise UnsupportedValueError(f"{var}.save_from_dataframe: the row at {where}: {exc}. "
+                                            "Nothing was saved") from None
+        for (addr, value), (oid, kind) in zip(rows, stored):
             before = db.index.current_at(var, key_of(addr), key_of(vkeys))
-            db.index.put_ref(var, addr, vkeys, oid, value_kind(value), summary=summarize(value))
+            db.index.put_ref(var, addr, vkeys, oid, kind, summary=summarize(value))
             changed += before is None or before.oid != oid or before.call is not None
     return changed
+
+
+def _cell(value: Any) -> Any:
+    """A frame's cell as a value: numpy scalars unwrapped, and pandas' own scalars (of datetime
+    and nullable columns) as numpy's: a Timestamp as np.datetime64, a Timedelta as
+    np.timedelta64, NA as None."""
+    for convert in ("to_datetime64", "to_timedelta64"):  # (NaT too: numpy's NaT)
+        if hasattr(value, convert) and not isinstance(value, (np.generic, np.ndarray)):
+            return getattr(value, convert)()
+    if type(value).__name__ == "NAType":
+        return None
+    return plain(value)
 
 
 def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:

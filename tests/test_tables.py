@@ -66,6 +66,36 @@ def test_a_row_missing_a_key_saves_nothing(project):
         PeakForce.save_from_dataframe(frame.dropna(), value_column="nope")
 
 
+def test_a_value_that_cannot_be_stored_saves_no_row(project):
+    """A value the pre-check passed but the encoder refused (a set inside a list) raised
+    after the rows before it were saved: half a frame, and no row named."""
+    frame = pd.DataFrame({"subject": [1, 2, 3], "session": "pre", "v": [[1.0], [{1, 2}], [3.0]]})
+    before = journal_size(project)
+    with pytest.raises(scistack.UnsupportedValueError, match=r"the row at subject=2, session='pre': .*Nothing was saved"):
+        PeakForce.save_from_dataframe(frame)
+    assert journal_size(project) == before and PeakForce.load_all() == []
+
+
+def test_keys_in_the_index_and_pandas_own_cells(project):
+    """`df.groupby(["subject", "session"]).mean()` leaves the keys in the index (refused: "none
+    of the schema keys as a column"); a datetime or nullable column's cells are pandas'
+    Timestamp / NA (refused mid-batch, or as an address value of an unknown type)."""
+    raw = pd.DataFrame({"subject": [1, 1, 2], "session": "pre", "peak": [1.0, 3.0, 5.0]})
+    assert PeakForce.save_from_dataframe(raw.groupby(["subject", "session"]).mean()) == 2
+    assert PeakForce.load(subject=1, session="pre").data == 2.0
+    assert PeakForce.save_from_dataframe(raw.groupby("subject")[["peak"]].max(), stat="max") == 2
+    assert PeakForce.load(subject=2, stat="max").data == 5.0  # a coarser record
+    times = pd.DataFrame({"subject": [1, 2], "session": "pre", "when": pd.to_datetime(["2024-01-02", None]),
+                          "count": pd.array([4, None], dtype="Int64")})
+    Stats.save_from_dataframe(times, value_columns=["when", "count"])
+    first, second = Stats.load(subject=1, session="pre").data, Stats.load(subject=2, session="pre").data
+    assert first == {"when": np.datetime64("2024-01-02T00:00:00.000000000"), "count": 4}
+    assert np.isnat(second["when"]) and second["count"] is None
+    missing = pd.DataFrame({"subject": pd.array([1, None], dtype="Int64"), "session": "pre", "v": [1.0, 2.0]})
+    with pytest.raises(InvalidMetadataError, match=r"row 1 has no 'subject'"):
+        PeakForce.save_from_dataframe(missing)
+
+
 def test_export_csv_and_parquet_of_a_variable_and_a_join(project, tmp_path):
     Trace.save(np.array([1.0, 2.0]), subject=1, session="pre")
     Trace.save(np.array([3.0]), subject=2, session="pre")
