@@ -126,3 +126,9 @@ class FnsCalibration(_BaseVariable):
 
 def calibrated(signal):
     return signal * FnsCalibration.load(subject=1, session="pre").data
+
+
+def head_mean(rec):
+    """Channel 0's first 100 samples: their mean, and what reading them took."""
+    head = np.asarray(rec[:100, 0])
+    return {"mean": float(head.mean()), "type": type(rec).__name__, "chunks_read": getattr(rec, "chunks_read", None)}

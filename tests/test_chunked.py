@@ -55,6 +55,26 @@ def object_kinds(db) -> dict[str, int]:
     return counts
 
 
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_for_each_hands_chunked_inputs_over_unread_with_lazy(project, workers):
+    """A recording bigger than memory reached the function whole (`for_each` read every chunk);
+    `lazy=True` hands it over as `Var.load(lazy=True)` does, in workers too."""
+    from scistack import for_each
+    from tests import foreach_fns
+
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    report = for_each(foreach_fns.head_mean, inputs={"rec": Rec}, outputs=[RecOut], subject=[1], session=["pre"],
+                      lazy=True, workers=workers, progress=False)
+    assert (report.ran, report.failed) == (1, 0), report.summary()
+    got = RecOut.load(subject=1, session="pre").data
+    assert got == {"mean": float(x[:100, 0].mean()), "type": "LazyArray", "chunks_read": 1}
+    again = for_each(foreach_fns.head_mean, inputs={"rec": Rec}, outputs=[RecOut], subject=[1], session=["pre"],
+                     progress=False)  # the same call: read whole or not, its key is the manifest's oid
+    assert again.cached == 1
+
+
 # -- identity -------------------------------------------------------------------------------
 def test_one_oid_however_the_array_is_given(project, tmp_path):
     x = recording()

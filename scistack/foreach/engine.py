@@ -72,7 +72,7 @@ _PLAN_CHUNK = 5000  # combinations planned per round of bulk index reads
 def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dry_run: bool = False,
              on_error: str = "continue", workers: int | None = None, executor: cf.Executor | None = None,
              progress: bool | None = None, as_table: bool = False, chunk_size: int | None = None,
-             verbose: bool | None = None, **iterables: Any) -> Any:
+             verbose: bool | None = None, lazy: bool = False, **iterables: Any) -> Any:
     """Call `fn` for every combination of `iterables`, loading `inputs` and saving `outputs`.
 
     Parameters
@@ -105,6 +105,11 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         `verbose=True`.
     chunk_size
         Combinations per task sent to a worker (default: about four tasks per worker).
+    lazy
+        Chunked inputs (values above 256 MiB, and dicts or lists holding them) reach the
+        function unread, as `Var.load(lazy=True)` gives them: a `LazyArray` or `LazyTable` that
+        reads only the chunks it is sliced to (a recording larger than memory, a channel at a
+        time). Other inputs load as usual.
 
     Returns
     -------
@@ -141,7 +146,8 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     combos = combinations(db, inputs, iterables)
     reports, tagged = [], []
     for chosen, vkeys in _alternatives(db, inputs):
-        run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys)
+        run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys,
+                   lazy=lazy)
         reports.append(run.execute(combos, workers, executor, progress, chunk_size, speak and not vkeys))
         if vkeys:  # each item also names its alternative (after the run: a run saves at item.combo)
             tagged += [dataclasses.replace(i, combo={**i.combo, **vkeys}) for i in reports[-1].items]
@@ -191,8 +197,10 @@ class _Pending:
 
 class _Run:
     def __init__(self, db: Database, lf: LineageFunction, inputs: dict[str, Any], outputs: list[Any], *,
-                 as_table: bool, dry_run: bool, on_error: str, vkeys: dict[str, str] | None = None) -> None:
+                 as_table: bool, dry_run: bool, on_error: str, vkeys: dict[str, str] | None = None,
+                 lazy: bool = False) -> None:
         self.db, self.lf, self.inputs, self.outputs = db, lf, inputs, outputs
+        self.lazy = lazy
         self.vkeys = vkeys or {}  # EachOf: which alternative made this run's results
         self.vkeys_key = key_of(self.vkeys)
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
@@ -419,7 +427,8 @@ class _Run:
         passthrough = self._passthrough()
         for index, pending in enumerate(self.pending):
             task = Task(index, pending.resolved, passthrough)
-            outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table)
+            outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table,
+                               self.lazy)
             self._finish(pending, outcome)
             item = pending.item
             _tick(bar)
@@ -443,7 +452,7 @@ class _Run:
         try:
             for start in range(0, len(tasks), size):
                 future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],
-                                     self.db.schema_keys, len(self.outputs), self.as_table)
+                                     self.db.schema_keys, len(self.outputs), self.as_table, self.lazy)
                 chunks[future] = tasks[start:start + size]
             for future in cf.as_completed(chunks):
                 for outcome in chunk_outcomes(future, chunks[future], self.name):

@@ -54,11 +54,11 @@ class Outcome:
 
 
 def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_outputs: int,
-             as_table: bool) -> Outcome:
+             as_table: bool, lazy: bool = False) -> Outcome:
     """Load, call, store; never raises for an error inside the user's function."""
     started, t0 = utc_now(), time.perf_counter()
     try:
-        values = {n: load_value(store, r, schema_keys, as_table=as_table) for n, r in task.inputs.items()}
+        values = {n: load_value(store, r, schema_keys, as_table=as_table, lazy=lazy) for n, r in task.inputs.items()}
         values.update(task.passthrough)
         writes = [r.bound.value for r in sorted((r for r in task.inputs.values() if "writes" in r.bound.record),
                                                 key=lambda r: r.bound.record["output"])]
@@ -111,7 +111,7 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], n_outputs: int,
-              as_table: bool) -> list[Outcome]:
+              as_table: bool, lazy: bool = False) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
     `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
@@ -131,7 +131,7 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
                                       else LocalObjectStore(store_root))
     store.begin_batch()
     try:
-        return [run_task(plain, store, task, schema_keys, n_outputs, as_table) for task in tasks]
+        return [run_task(plain, store, task, schema_keys, n_outputs, as_table, lazy) for task in tasks]
     finally:
         store.end_batch()
 

@@ -185,15 +185,18 @@ def _aggregate(name: str, var: str, addr: dict[str, Any], records: list[RefRecor
     return Resolved(BoundInput(name, None, key, record, params), records, True, var)
 
 
-def load_value(store: ObjectStore, resolved: Resolved, schema_keys: list[str], *, as_table: bool) -> Any:
-    """The plain value the function receives for a resolved input (read from `store`)."""
+def load_value(store: ObjectStore, resolved: Resolved, schema_keys: list[str], *, as_table: bool,
+               lazy: bool = False) -> Any:
+    """The plain value the function receives for a resolved input (read from `store`; a
+    chunked value unread with `lazy`)."""
     if resolved.records is None:
         return _own_copy(resolved.bound.value)
     if "merge" in resolved.bound.record:
         return _merged_frame(store, resolved, schema_keys)
+    get = store.open_value if lazy else store.get_value
     if not resolved.aggregate:
-        return store.get_value(resolved.records[0].oid)
-    values = [store.get_value(r.oid) for r in resolved.records]
+        return get(resolved.records[0].oid)
+    values = [get(r.oid) for r in resolved.records]
     if not as_table:
         return values
     import pandas as pd
