@@ -27,11 +27,14 @@ _HEADER_RE = re.compile(
 
 def canonical_array(arr: np.ndarray) -> np.ndarray:
     """The array as it is stored: C-contiguous, little-endian, a plain ndarray."""
-    if isinstance(arr, np.ma.MaskedArray) or isinstance(arr, np.matrix):
+    if isinstance(arr, np.ma.MaskedArray):
         raise UnsupportedValueError(
-            f"{type(arr).__name__} cannot be stored: its mask or matrix semantics would be "
-            "lost. Save `arr.filled(fill)` and the mask as two variables, or `np.asarray(arr)`"
-        )
+            "MaskedArray cannot be stored: its mask would be lost. Save `arr.filled(np.nan)` (or "
+            "another fill), or the data and `np.ma.getmaskarray(arr)` as two variables")
+    if isinstance(arr, np.matrix):
+        raise UnsupportedValueError(
+            "np.matrix cannot be stored: it would load as an ndarray, whose `*` is elementwise. "
+            "Save `np.asarray(m)` (and use `@` for matrix products)")
     dtype = arr.dtype
     if dtype.kind not in _ALLOWED_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise UnsupportedValueError(
