@@ -922,6 +922,20 @@ def test_more_argument_checks(emg):
         run_bandpass(subject=[1, None])
 
 
+def test_an_output_that_is_also_an_input_is_refused(emg):
+    """`inputs={"signal": FeRawEMG}, outputs=[FeRawEMG]` halved the signal again at every run,
+    burying the raw data under versions, and was never cached."""
+    journal = journal_size(emg)
+    for spec in (FeRawEMG, Merge(FeFiltered, FeRawEMG)):
+        with pytest.raises(InvalidMetadataError, match=r"FeRawEMG is both an input \(inputs\['signal'\]\) and an output"):
+            for_each(fns.centre, inputs={"signal": spec}, outputs=[FeCentred, FeRawEMG], subject=[1],
+                     session=["pre"], progress=False)
+    assert journal_size(emg) == journal
+    baseline = for_each(fns.minus_baseline, inputs={"signal": FeRawEMG, "baseline": Fixed(FeFiltered, session="pre")},
+                        outputs=[FeFiltered], subject=[1], session=["post"], progress=False, dry_run=True)
+    assert baseline.failed == 0  # an input pinned elsewhere (Fixed) may be the output variable
+
+
 def test_workers_from_a_script_on_stdin_is_refused_before_anything_runs(kill_project, tmp_path):
     """Spawned workers run the main script again by its path; `python - < script` has none.
     Every combination had failed with BrokenProcessPool."""

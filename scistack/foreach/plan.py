@@ -45,6 +45,11 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
                     f"inputs[{name!r}] = {fixed!r} pins {wrong}, which are not schema keys "
                     f"{db.schema_keys} nor version keys of {fixed.variable.__name__} "
                     f"({sorted(variants) or 'none'}); Fixed pins address and version keys only")
+    produced = {out.__name__ for out in outputs}
+    for name, spec in inputs.items():
+        looped = sorted(produced & {v.__name__ for v in _own_address_variables(spec)})
+        if looped:
+            raise looped_input(looped[0], name)
     unknown = [k for k in iterables if k not in db.schema_keys]
     if unknown:
         raise InvalidMetadataError(_unknown_keywords(fn, unknown, db.schema_keys))
@@ -205,6 +210,23 @@ def _variables_of(spec: Any, key: str) -> Iterator[type]:
     elif isinstance(spec, Fixed):
         if key not in spec.pinned:
             yield spec.variable
+    elif is_variable(spec):
+        yield spec
+
+
+def looped_input(var: str, name: str) -> InvalidMetadataError:
+    """The refusal of a variable that is both an input at the combination and an output."""
+    return InvalidMetadataError(
+        f"{var} is both an input (inputs[{name!r}]) and an output: each run would read the last "
+        f"run's result and save another version over it (the values change at every run and no "
+        f"run is ever cached). Save the result as a variable of its own, e.g. {var}Processed")
+
+
+def _own_address_variables(spec: Any) -> Iterator[type]:
+    """Variables an input reads at the combination's own address (not through `Fixed`)."""
+    if isinstance(spec, (Merge, EachOf)):
+        for part in spec.variables if isinstance(spec, Merge) else spec.alternatives:
+            yield from _own_address_variables(part)
     elif is_variable(spec):
         yield spec
 

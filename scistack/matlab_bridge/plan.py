@@ -11,6 +11,7 @@ from typing import Any
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError
 from scistack.foreach.inputs import _resolve_variable
+from scistack.foreach.plan import looped_input
 from scistack.index import check_identifier, key_of, utc_now
 from scistack.ingest import staged_name, staged_payload
 from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
@@ -37,6 +38,9 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
             "for_each needs at least one output variable, e.g. {FilteredEMG()}"
         )
     specs, constants = _inputs(db, folder, req)
+    looped = [(name, spec.var) for name, spec in specs.items() if not spec.fixed and spec.var in outputs]
+    if looped:
+        raise looped_input(looped[0][1], looped[0][0])
     arguments = _arguments(fn, list(req.get("order") or sorted(specs)))
     combos = _combinations(db, specs, req.get("iterate") or [])
     planned = [_plan_one(db, fn, specs, constants, outputs, combo) for combo in combos]

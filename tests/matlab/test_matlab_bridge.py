@@ -265,6 +265,7 @@ def test_commit_refuses_code_edited_since_the_plan(project):
         ({"schema_keys": ["subject"]}, SchemaMismatchError, "schema keys"),
         ({"iterate": []}, InvalidMetadataError, "at least one schema key"),
         ({"outputs": []}, InvalidMetadataError, "at least one output"),
+        ({"outputs": ["BridgeRaw"]}, InvalidMetadataError, r"BridgeRaw is both an input \(inputs\['signal'\]\)"),
         ({"format": 2}, InvalidMetadataError, "format 2"),
     ],
 )
