@@ -91,6 +91,25 @@ def test_editing_one_raw_file_reruns_exactly_its_combination(project, tmp_path):
     assert record["inputs"]["path"]["path"] == "raw/3/s_pre.csv"
 
 
+def test_the_raw_data_moved_elsewhere_stays_cached(project, tmp_path):
+    """A raw file is an input by its content. The function's own read of it was also listed
+    as a file it read, checked at its old path on every hit: moving the raw folder (to a
+    NAS, a colleague's copy elsewhere) re-ran every combination."""
+    _raw(tmp_path / "raw", RAW)
+    first = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="raw/")},
+                     outputs=[RawTotal], subject=[], session=[], progress=False)
+    assert first.ran == 4
+    (tmp_path / "raw").rename(tmp_path / "moved")
+    again = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
+                     outputs=[RawTotal], subject=[], session=[], progress=False)
+    assert (again.ran, again.cached) == (0, 4)
+    (tmp_path / "moved" / "2" / "s_pre.csv").write_text("50,60\n")
+    edited = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
+                      outputs=[RawTotal], subject=[], session=[], progress=False)
+    assert (edited.ran, edited.cached) == (1, 3)
+    assert RawTotal.load(subject=2, session="pre").data == 110.0
+
+
 def test_downstream_of_a_raw_file_follows_it(project, tmp_path):
     _raw(tmp_path / "raw", RAW)
     spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw")}

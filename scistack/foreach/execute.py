@@ -66,7 +66,9 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
             os.makedirs(os.path.dirname(path), exist_ok=True)
             if os.path.lexists(path):
                 os.unlink(path)
-        with reads_of_call(store) as files, running(getattr(fn, "__name__", "the function")):
+        given = [r.bound.record["file"] for r in task.inputs.values() if "oid" in r.bound.record
+                 and "file" in r.bound.record and "writes" not in r.bound.record]  # PathInputs
+        with reads_of_call(store, given) as files, running(getattr(fn, "__name__", "the function")):
             result = fn(**values)
         duration = time.perf_counter() - t0
         written = [written_file(path) for path in writes]

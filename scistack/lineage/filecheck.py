@@ -9,7 +9,7 @@ while nothing changed.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,12 +45,15 @@ def store_excludes(store: ObjectStore) -> tuple[str, ...]:
 
 
 @contextmanager
-def reads_of_call(store: ObjectStore) -> Iterator[list[FileRead]]:
-    """Record the input files opened inside the block; the list is filled when it ends."""
+def reads_of_call(store: ObjectStore, inputs: Iterable[str] = ()) -> Iterator[list[FileRead]]:
+    """Record the input files opened inside the block; the list is filled when it ends.
+    `inputs`: files the call key holds by content already (a `PathInput`'s): not listed, so
+    that moving the raw data's folder (the same content elsewhere) stays a cache hit."""
     found: list[FileRead] = []
     with recording_reads(store_excludes(store)) as recording:
         yield found
-    found.extend(files_read(recording))
+    known = {os.path.abspath(p) for p in inputs}
+    found.extend(f for f in files_read(recording) if f.path not in known)
 
 
 def files_value(files: list[FileRead]) -> dict[str, Any]:
