@@ -27,8 +27,9 @@ classdef BaseVariable
             %LOAD One record (a struct) when the query names one address, else a cell
             %   array of records sorted by the schema keys. A record has fields data,
             %   metadata (addr + version keys), oid, version and created_at.
-            scistack.flush();
             var = obj.variable_name();
+            refuse_inside_call(var, 'load');
+            scistack.flush();
             cfg = scistack.internal.project();
             [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             [sel, metas, S, pinned] = scistack.internal.select_records(cfg, var, qk, qv, ...
@@ -61,8 +62,9 @@ classdef BaseVariable
         function out = load_all(obj, varargin)
             %LOAD_ALL Every current record (optionally filtered by a query, as in load)
             %   as an N x 1 struct array sorted by the schema keys (0 x 1 when none).
-            scistack.flush();
             var = obj.variable_name();
+            refuse_inside_call(var, 'load_all');
+            scistack.flush();
             cfg = scistack.internal.project();
             [qk, qv, version] = parse_query(scistack.internal.plain_args(varargin));
             [sel, metas, S] = scistack.internal.select_records(cfg, var, qk, qv, version);
@@ -183,6 +185,18 @@ classdef BaseVariable
             end
         end
     end
+end
+
+function refuse_inside_call(var, what)
+%REFUSE_INSIDE_CALL A variable loaded in the body of a cached function is an input its call
+%   key cannot see: after the variable changed, a cache hit would serve the old result.
+inside = scistack.internal.running();
+if ~isempty(inside)
+    error('scistack:loadInsideCachedCall', ['%s().%s inside %s, whose calls scistack ' ...
+        'caches: the cache cannot see what a function loads itself, so after %s changed a ' ...
+        'cache hit would serve the old result. Pass %s() as an input instead ' ...
+        '(scistack.Fixed(%s(), ...) for one address)'], var, what, inside, var, var, var);
+end
 end
 
 function [keys, vals, version] = parse_query(args)

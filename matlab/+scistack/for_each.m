@@ -114,13 +114,16 @@ for k = find(strcmp(statuses, 'run'))
         rescan = false;
         values = cell(1, numel(out_vars));
         calls = calls + 1;
+        scistack.internal.running(name);
         [values{:}] = handle(args{:});
+        scistack.internal.running('');
         entries = stage.add_values(values);
         durations(k) = toc(t0);
         results{end + 1} = struct('duration', durations(k), 'index', int64(k - 1), ...
             'outputs', {entries}, 'started', started, 'status', 'ran'); %#ok<AGROW>
         statuses{k} = 'ran';
     catch e
+        scistack.internal.running('');
         durations(k) = toc(t0);
         errors{k} = error_text(e);
         results{end + 1} = struct('duration', durations(k), 'error', errors{k}, ...

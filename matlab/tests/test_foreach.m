@@ -167,6 +167,11 @@ r = scistack.for_each(@bandpass, struct('signal', TableVar(), 'low_hz', 1), {Scr
     'subject', 1, 'session', 'pre');
 t_equal(r.items(1).status, 'failed', 'a table input cannot be loaded in MATLAB');
 t_assert(~isempty(strfind(r.items(1).error, 'scistack:unsupportedKind')), '%s', r.items(1).error);
+r = scistack.for_each(@loads_inside, struct('signal', RawEMG()), {Scratch()}, 'subject', 1, ...
+    'session', 'pre');
+t_equal(r.items(1).status, 'failed', 'a variable the function loads itself is refused');
+t_assert(~isempty(strfind(r.items(1).error, 'scistack:loadInsideCachedCall')), '%s', r.items(1).error);
+t_equal(RawEMG().load('subject', 1, 'session', 'pre').data, raw_emg(1, 'pre'), 'a load outside a call');
 assert_no_staging(ctx);
 end
 

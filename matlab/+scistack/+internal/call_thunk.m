@@ -61,9 +61,12 @@ for k = 1:numel(args)
 end
 values = cell(1, n);
 try
+    scistack.internal.running(info.name);
     [values{:}] = feval(info.name, args{:});   % by name: an edited, cleared file is read again
+    scistack.internal.running('');
     entries = stage.add_values(values);
 catch e
+    scistack.internal.running('');
     stage.remove();
     rethrow(e);
 end
