@@ -41,6 +41,7 @@ from scistack.errors import (
 from scistack.index import key_of, utc_now
 from scistack.lineage.calls import describe
 from scistack.lineage.function import LineageFunction
+from scistack.lineage.running import refuse_load_inside
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -98,6 +99,8 @@ class DataBase:
         `LazyTable` (`.read(columns)`, `.to_dask()`) or `LazyArray`; others load as usual.
         """
         full = self._full(key)
+        refuse_load_inside(f"data_base[{_shown(full)}]", "that entry",
+                           "Read it before the call and pass the value as an argument")
         sub = self._sub_id(full)
         if sub is not None:
             return DataBase(self.folder, full, sub)

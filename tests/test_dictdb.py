@@ -76,6 +76,22 @@ def test_a_computed_value_keeps_its_lineage(tmp_path, registry):
     assert list(db["sim"]) == [0.0, 2.0, 4.0, 6.0]
 
 
+
+def test_an_entry_read_inside_a_cached_function_is_refused(tmp_path, registry):
+    """The function read the data_base itself: after the entry changed, a second call was a
+    cache hit serving the result computed from the old value."""
+    db = scistack.open(tmp_path / "sims")
+    db["sim", "gain"] = 5.0
+
+    @lineage_fcn
+    def scaled(x):
+        return db["sim", "gain"] * x
+
+    with pytest.raises(scistack.ScistackError, match=r"data_base\[\('sim', 'gain'\)\] inside scaled.*as an argument"):
+        scaled(2.0)
+    assert db["sim", "gain"] == 5.0  # outside a call, as ever
+
+
 def test_sub_databases_and_the_registry(tmp_path, registry, python_env):
     db = scistack.open(tmp_path / "sims")
     cell = db.create_sub_db("cell_1")

@@ -27,13 +27,13 @@ def running(name: str) -> Iterator[None]:
         _RUNNING.reset(token)
 
 
-def refuse_load_inside(call: str, var: str) -> None:
+def refuse_load_inside(call: str, var: str, fix: str | None = None) -> None:
     """Raise when `call` (e.g. `Cal.load()`, reading variable `var`) runs inside the body of a
-    cached function (see the module's docstring)."""
+    cached function (see the module's docstring); `fix` replaces the usual way in."""
     name = _RUNNING.get()
     if name is not None:
         raise LineageError(
             f"{call} inside {name}, whose calls scistack caches: the cache cannot see what a "
             f"function loads itself, so after {var} changed a cache hit would serve the old result. "
-            f"Pass {var} as an input instead: for_each(..., inputs={{..., \"x\": {var}}}) (or "
-            f"Fixed({var}, subject=1) for one address), or as an argument of the call")
+            + (fix or f"Pass {var} as an input instead: for_each(..., inputs={{..., \"x\": {var}}}) "
+                      f"(or Fixed({var}, subject=1) for one address), or as an argument of the call"))
