@@ -957,7 +957,8 @@ def test_a_function_workers_cannot_receive_is_refused_before_anything_runs(emg):
     assert journal_size(emg) == journal
 
 
-_GUARDED_SCRIPT = """
+# a script run as a real process: the project, two variables, then its __main__ block
+_SCRIPT_HEAD = """
 import sys
 sys.path[:0] = [{root!r}]
 from scistack import BaseVariable, configure_database, for_each
@@ -966,6 +967,8 @@ db = configure_database({db!r})
 class FeRawEMG(BaseVariable): pass
 class FeFiltered(BaseVariable): pass
 if __name__ == "__main__":
+"""
+_GUARDED_SCRIPT = _SCRIPT_HEAD + """\
     def guarded(signal):  # workers import the script again without running this block
         return signal
     report = for_each(guarded, inputs={{"signal": FeRawEMG}}, outputs=[FeFiltered], subject=[0, 1],
@@ -991,16 +994,9 @@ def test_a_function_only_the_main_block_defines_fails_its_combinations_by_name(k
     assert then == "then 2 0"
     assert "BrokenProcessPool" not in done.stderr
 
+
 # -- a real SIGKILL ---------------------------------------------------------------------------
-_KILL_SCRIPT = """
-import sys
-sys.path[:0] = [{root!r}]
-from scistack import BaseVariable, configure_database, for_each
-from tests import foreach_fns
-db = configure_database({db!r})
-class FeRawEMG(BaseVariable): pass
-class FeFiltered(BaseVariable): pass
-if __name__ == "__main__":
+_KILL_SCRIPT = _SCRIPT_HEAD + """\
     for_each(foreach_fns.slow_double, inputs={{"signal": FeRawEMG, "delay": 0.01}}, outputs=[FeFiltered],
              subject=range({n}), session=["pre"], workers={workers}, chunk_size=25, progress=False)
     print("finished", flush=True)
