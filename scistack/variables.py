@@ -228,7 +228,7 @@ class BaseVariable:
                 return cls._from_record(db, choose_variant(cls.__name__, exact), lazy=lazy)
         records = select_records(db, cls.__name__, metadata, version=version, where=where)
         if as_df:
-            return _frame(db, records)
+            return _frame(db, records, lazy=lazy)
         by_addr: dict[str, list[RefRecord]] = {}
         for record in records:
             by_addr.setdefault(record.addr_key, []).append(record)
@@ -252,9 +252,12 @@ class BaseVariable:
         return found
 
     @classmethod
-    def load_all(cls, *, as_df: bool = False, where: str | tuple | None = None, **metadata: Any) -> Any:
+    def load_all(cls, *, as_df: bool = False, where: str | tuple | None = None, lazy: bool = False,
+                 **metadata: Any) -> Any:
         """Every current record matching `metadata` and `where` (all when empty): a list, or a
-        DataFrame with the columns of the SQL view (`data` holding the value).
+        DataFrame with the columns of the SQL view (`data` holding the value). With `lazy=True`
+        chunked values come unread, as from `load(lazy=True)` (a frame of recordings larger
+        than memory).
 
         Nothing matching gives an empty list; a key the variable does not have (a typo) raises
         `UnknownMetadataKeyError` naming the valid keys.
@@ -269,8 +272,8 @@ class BaseVariable:
             except VariableNotFoundError:
                 records = []
             if as_df:
-                return _frame(db, records, presorted=True)
-            return [cls._from_record(db, r) for r in records]
+                return _frame(db, records, presorted=True, lazy=lazy)
+            return [cls._from_record(db, r, lazy=lazy) for r in records]
 
     @classmethod
     def list_versions(cls, **metadata: Any) -> VersionList:
@@ -291,9 +294,14 @@ class BaseVariable:
 
     @classmethod
     def _from_record(cls, db: Database, record: RefRecord, *, lazy: bool = False) -> BaseVariable:
-        if lazy and record.kind in ("chunked", "json"):  # (a dict or list may hold chunked values)
-            return cls(_read_only(db.store.open_value(record.oid)), record=record)
-        return cls(_read_only(db.store.get_value(record.oid)), record=record)
+        return cls(_from_record_value(db, record, lazy), record=record)
+
+
+def _from_record_value(db: Database, record: RefRecord, lazy: bool) -> Any:
+    """A record's value, read-only; unread when chunked and `lazy`."""
+    if lazy and record.kind in ("chunked", "json"):  # (a dict or list may hold chunked values)
+        return _read_only(db.store.open_value(record.oid))
+    return _read_only(db.store.get_value(record.oid))
 
 
 def _read_only(value: Any) -> Any:
@@ -415,12 +423,14 @@ def _is_multi(value: Any) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, range))
 
 
-def _load_values(db: Database, records: list[RefRecord]) -> list[Any]:
+def _load_values(db: Database, records: list[RefRecord], lazy: bool = False) -> list[Any]:
     # Sequential on purpose: for small objects, threads lose more to the GIL than they gain.
+    if lazy and any(r.kind in ("chunked", "json") for r in records):
+        return [_from_record_value(db, r, lazy) for r in records]
     return db.store.get_values([r.oid for r in records])
 
 
-def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False) -> Any:
+def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False, lazy: bool = False) -> Any:
     """The records as the SQL view shows them: keys, version keys, lineage parameters, `data`,
     fn, version, created_at, oid."""
     import pandas as pd
@@ -430,7 +440,7 @@ def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False) -
         return pd.DataFrame(columns=[*db.schema_keys, "data"])
     columns = record_columns(db.schema_keys, records, db.store)
     meta = {k: columns.pop(k) for k in FIXED}
-    columns["data"] = _column(_load_values(db, records))
+    columns["data"] = _column(_load_values(db, records, lazy))
     return pd.DataFrame({**columns, **meta})
 
 

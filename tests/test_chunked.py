@@ -75,6 +75,21 @@ def test_for_each_hands_chunked_inputs_over_unread_with_lazy(project, workers):
     assert again.cached == 1
 
 
+
+def test_load_all_gives_chunked_values_unread_with_lazy(project):
+    """`Rec.load_all(as_df=True)` of recordings larger than memory read every one whole, and
+    `lazy=True` was taken for a key the variable does not have."""
+    for subject in (1, 2):
+        Rec.save(recording(seed=subject), subject=subject, session="pre")
+    Rec.save(7.0, subject=3, session="pre")  # a small value loads as usual
+    frame = Rec.load_all(as_df=True, lazy=True)
+    assert [type(v).__name__ for v in frame["data"]] == ["LazyArray", "LazyArray", "float"]
+    assert all(v.chunks_read == 0 for v in frame["data"][:2])
+    np.testing.assert_array_equal(frame["data"][1][:5], recording(seed=2)[:5])
+    assert [type(r.data).__name__ for r in Rec.load_all(lazy=True, session="pre")] == ["LazyArray", "LazyArray", "float"]
+    assert isinstance(Rec.load_all(as_df=True)["data"][0], np.ndarray)  # whole, as before
+
+
 # -- identity -------------------------------------------------------------------------------
 def test_one_oid_however_the_array_is_given(project, tmp_path):
     x = recording()
