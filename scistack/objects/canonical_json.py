@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -84,7 +85,7 @@ def to_tree(value: Any, put_child: PutChild) -> Any:
 def unsupported(value: Any) -> UnsupportedValueError:
     """The error for a value with no canonical form, naming its type and the way out."""
     name = f"{type(value).__module__}.{type(value).__qualname__}"
-    way = _WAYS.get(name, "e.g. a dict of its fields or a numpy array")
+    way = _WAYS.get(name, _PATH_WAY if isinstance(value, os.PathLike) else "e.g. a dict of its fields or a numpy array")
     return UnsupportedValueError(
         f"cannot store a value of type {name}: scistack stores numbers, strings, bytes, None, "
         "lists, tuples, dicts with str keys, numpy arrays and scalars, pandas DataFrames/Series "
@@ -93,14 +94,14 @@ def unsupported(value: Any) -> UnsupportedValueError:
 
 
 _TIME = "np.datetime64(value) (kept as a time) or value.isoformat() (text)"
+# (any path: pathlib's classes live in pathlib._local from Python 3.13 on)
+_PATH_WAY = "e.g. str(path); to follow a file's content, pass PathInput(path) to for_each"
 _WAYS = {  # the conversion a scientist most likely wants, by type
     "datetime.datetime": f"e.g. {_TIME}",
     "datetime.date": f"e.g. {_TIME}",
     "pandas.Timestamp": "e.g. value.to_datetime64() or value.isoformat()",
     "datetime.timedelta": "e.g. np.timedelta64(value) or value.total_seconds()",
     "pandas.Timedelta": "e.g. value.to_timedelta64() or value.total_seconds()",
-    "pathlib.PosixPath": "e.g. str(path); to follow a file's content, pass PathInput(path) to for_each",
-    "pathlib.WindowsPath": "e.g. str(path); to follow a file's content, pass PathInput(path) to for_each",
     "builtins.set": "e.g. sorted(value) (a list)",
     "builtins.frozenset": "e.g. sorted(value) (a list)",
 }
