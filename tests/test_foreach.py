@@ -775,6 +775,31 @@ def test_a_variable_loaded_inside_a_cached_function_is_refused_by_name(emg, work
         thunk(FeRawEMG.load(subject=1, session="pre"))
 
 
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_functions_taking_their_input_by_position_only(emg, workers):
+    """`np.sqrt` (x, /), `abs`, `def f(x, /)` got their inputs by name and failed at every
+    combination (a ufunc also got its keyword defaults, which it refuses given together)."""
+    for fn, name, expected in ((np.sqrt, "x", np.sqrt), (fns.halve, "signal", lambda x: x / 2), (abs, "x", abs)):
+        report = for_each(fn, inputs={name: FeRawEMG}, outputs=[FeFiltered], subject=[1, 2], session=["pre"],
+                          workers=workers, progress=False)
+        assert (report.ran, report.failed) == (2, 0), report.summary()
+        np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, expected(raw_signal(2, "pre")))
+
+
+def test_async_and_generator_functions_are_refused_with_the_way_out(emg):
+    async def fetch(signal):
+        return signal
+
+    def chunks(signal):
+        yield signal
+
+    with pytest.raises(LineageError, match=r"fetch is an async function.*asyncio.run"):
+        for_each(fetch, inputs={"signal": FeRawEMG}, outputs=[FeFiltered], subject=[1], session=["pre"])
+    with pytest.raises(LineageError, match=r"chunks is a generator function.*list\(chunks"):
+        lineage_fcn(chunks)
+
+
 # -- edits: what re-runs, what becomes the default --------------------------------------------
 def test_editing_a_constant_reruns_everything_it_affects_and_keeps_old_results(emg):
     run_bandpass(low_hz=20)

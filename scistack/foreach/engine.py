@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import inspect
 import logging
 import multiprocessing
 import pickle
@@ -426,7 +427,7 @@ class _Run:
         fn = self.lf.fn
         passthrough = self._passthrough()
         for index, pending in enumerate(self.pending):
-            task = Task(index, pending.resolved, passthrough)
+            task = Task(index, pending.resolved, passthrough, self._positional())
             outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table,
                                self.lazy)
             self._finish(pending, outcome)
@@ -442,7 +443,8 @@ class _Run:
         pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         size = chunk_size or default_chunk_size(len(self.pending), workers or executor_size(pool))
         passthrough = self._passthrough()
-        tasks = [Task(i, p.resolved, passthrough) for i, p in enumerate(self.pending)]
+        positional = self._positional()
+        tasks = [Task(i, p.resolved, passthrough, positional) for i, p in enumerate(self.pending)]
         # a shared store (lab mode) is opened by its URL; a local one by its folder
         store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
         chunks: dict[cf.Future, list[Task]] = {}
@@ -473,6 +475,11 @@ class _Run:
         for pending in self.pending:
             if pending.item.status == "pending":
                 pending.item.status = "skipped"
+
+    def _positional(self) -> tuple[str, ...]:
+        """Parameters the function takes by position only (a ufunc's `x`, `def f(x, /)`)."""
+        return tuple(n for n, p in self.lf.signature.parameters.items()
+                     if p.kind is inspect.Parameter.POSITIONAL_ONLY)
 
     def _passthrough(self) -> dict[str, Any]:
         return {n: v for n, v in self.inputs.items() if n in self.lf.ignore}

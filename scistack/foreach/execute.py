@@ -36,6 +36,7 @@ class Task:
     index: int
     inputs: dict[str, Resolved]
     passthrough: dict[str, Any]   # ignored parameters: passed to the function, not in lineage
+    positional: tuple[str, ...] = ()  # parameters taken by position only (`np.sqrt(x, /)`), in order
 
 
 @dataclass(slots=True)
@@ -69,7 +70,8 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
         given = [r.bound.record["file"] for r in task.inputs.values() if "oid" in r.bound.record
                  and "file" in r.bound.record and "writes" not in r.bound.record]  # PathInputs
         with reads_of_call(store, given) as files, running(getattr(fn, "__name__", "the function")):
-            result = fn(**values)
+            args = [values.pop(n) for n in task.positional if n in values]
+            result = fn(*args, **values)
         duration = time.perf_counter() - t0
         written = [written_file(path) for path in writes]
         if result is None and not written:

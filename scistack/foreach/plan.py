@@ -142,8 +142,12 @@ def check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
 
 
 def defaults(lf: LineageFunction, inputs: dict[str, Any]) -> dict[str, Resolved]:
-    """Defaults of parameters not in `inputs`: part of the call, as a direct call binds them."""
+    """Defaults of parameters not in `inputs`: part of the call, as a direct call binds them.
+    (Not a numpy ufunc's or a builtin's: theirs are sentinels the C code tells apart from a
+    value given, `np.sqrt(x, dtype=None, signature=None)` is refused.)"""
     found = {}
+    if isinstance(lf.fn, np.ufunc) or inspect.isbuiltin(lf.fn):
+        return found
     for name, param in lf.signature.parameters.items():
         if name in inputs or name in lf.ignore or param.default is param.empty:
             continue

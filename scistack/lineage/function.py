@@ -80,6 +80,7 @@ class LineageFunction:
             fn = fn.fn
         if not callable(fn):
             raise LineageError(f"lineage_fcn needs a function, got {type(fn).__name__}")
+        _refuse_lazy_results(fn)
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.version = version
@@ -304,6 +305,19 @@ class LineageFunction:
 
 
 Thunk = LineageFunction
+
+
+def _refuse_lazy_results(fn: Callable) -> None:
+    """An async or generator function returns a coroutine or generator, not its results: one
+    could only fail at each call, as a value that cannot be stored."""
+    plain = inspect.unwrap(fn.func if isinstance(fn, functools.partial) else fn)
+    name = getattr(plain, "__name__", "the function")
+    if inspect.iscoroutinefunction(plain) or inspect.isasyncgenfunction(plain):
+        raise LineageError(f"{name} is an async function: scistack calls a function and keeps what it "
+                           f"returns; wrap it, e.g. def {name}_sync(...): return asyncio.run({name}(...))")
+    if inspect.isgeneratorfunction(plain):
+        raise LineageError(f"{name} is a generator function (it yields): scistack keeps what a function "
+                           f"returns; return the values instead, e.g. a list: list({name}(...))")
 
 
 def _restore(
