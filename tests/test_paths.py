@@ -138,6 +138,9 @@ def test_bad_templates_and_paths_are_refused(project, tmp_path):
     with pytest.raises(InputFileError, match="not a folder"):
         for_each(total, inputs={"path": PathInput("{subject}.csv", root="nowhere")}, outputs=[RawTotal],
                  subject=[], verbose=False)
+    with pytest.raises(InvalidMetadataError, match=r"does not name \['session'\], so every session of an"):
+        for_each(plot, inputs={"values": RawTotal, "dest": PathOutput("{subject}.png", root="figs")},
+                 outputs=[Plot], subject=[1], session=["pre", "post"], verbose=False)  # one file for both
     assert RawTotal.load_all() == []  # nothing saved by the refused runs
 
 

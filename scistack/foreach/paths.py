@@ -135,6 +135,17 @@ class PathInput(_Template):
 class PathOutput(_Template):
     """A file the function writes per combination, stored as a `bytes` value of an output."""
 
+    def check_outputs_apart(self, varying: list[str], what: str) -> None:
+        """The template names every key iterated over several values: else two combinations
+        write one file (each overwrote the other's, and with workers a result could be
+        stored from the other combination's file)."""
+        shared = [k for k in varying if k not in self.keys]
+        if shared:
+            raise InvalidMetadataError(
+                f"{what} template {self.template!r} does not name {shared}, so every {shared[0]} of "
+                f"an address would write the same file; name each iterated key, e.g. "
+                f"{'/'.join('{' + k + '}' for k in [*self.keys, *shared])}{os.path.splitext(self.template)[1]}")
+
     def __repr__(self) -> str:
         return f"PathOutput({self.template!r}, root={self.root_shown!r})"
 

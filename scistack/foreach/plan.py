@@ -65,7 +65,9 @@ def _check_paths(db: Database, inputs: dict[str, Any], outputs: list[Any], itera
         for part in (spec.alternatives if isinstance(spec, EachOf) else (spec,)):
             if isinstance(part, (PathInput, PathOutput)):
                 part.check_keys(db.schema_keys, list(iterables), f"inputs[{name!r}]")
-                writes += isinstance(part, PathOutput)
+            if isinstance(part, PathOutput):
+                part.check_outputs_apart([k for k, v in iterables.items() if not _one_value(v)], f"inputs[{name!r}]")
+                writes += 1
     if writes > len(outputs):
         raise InvalidMetadataError(
             f"{writes} PathOutput input(s) but {len(outputs)} output variable(s): each written file is "
@@ -73,7 +75,7 @@ def _check_paths(db: Database, inputs: dict[str, Any], outputs: list[Any], itera
 
 
 _OPTIONS = ("inputs", "outputs", "dry_run", "on_error", "workers", "executor", "progress", "verbose",
-            "as_table", "chunk_size")
+            "as_table", "chunk_size", "lazy")
 
 
 def _unknown_keywords(fn: Any, unknown: list[str], schema_keys: list[str]) -> str:
@@ -224,6 +226,11 @@ def looped_input(var: str, name: str) -> InvalidMetadataError:
         f"{var} is both an input (inputs[{name!r}]) and an output: each run would read the last "
         f"run's result and save another version over it (the values change at every run and no "
         f"run is ever cached). Save the result as a variable of its own, e.g. {var}Processed")
+
+
+def _one_value(values: Any) -> bool:
+    """Whether an iterable of `for_each` gives one value (`[]` finds any number on disk)."""
+    return isinstance(values, (str, bytes, int, float)) or (hasattr(values, "__len__") and len(values) == 1)
 
 
 def _own_address_variables(spec: Any) -> Iterator[type]:
