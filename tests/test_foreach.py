@@ -945,6 +945,8 @@ def test_more_argument_checks(emg):
         run_bandpass(workers=2, chunk_size=0)
     with pytest.raises(InvalidMetadataError, match="address values"):
         run_bandpass(subject=[1, None])
+    with pytest.raises(InvalidMetadataError, match=r"pins several values.*Fixed\(FeRawEMG, session='pre'\)"):
+        Fixed(FeRawEMG, session=["pre", "post"])  # each combination failed: "2 variants", both "version 1"
 
 
 def test_an_output_that_is_also_an_input_is_refused(emg):

@@ -32,6 +32,14 @@ class Fixed:
     def __init__(self, variable: type, **pinned: Any) -> None:
         self.variable = variable
         self.pinned = {key: query_value(value) for key, value in pinned.items()}  # (numpy scalars too)
+        several = next((k for k, v in self.pinned.items() if isinstance(v, (list, range))), None)
+        if several is not None:  # (it was taken for variants of one address, failing each combination)
+            name = getattr(variable, "__name__", repr(variable))
+            first, *_ = list(self.pinned[several]) or ["..."]
+            raise InvalidMetadataError(
+                f"Fixed({name}, {several}={pinned[several]!r}) pins several values; a Fixed input is "
+                f"the record at one address. Give one input per value, e.g. inputs={{..., "
+                f"\"{several}_{first}\": Fixed({name}, {several}={first!r}), ...}}")
 
     def __repr__(self) -> str:
         pins = ", ".join(f"{k}={v!r}" for k, v in self.pinned.items())
