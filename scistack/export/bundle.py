@@ -88,12 +88,20 @@ def readable_name(record: RefRecord, schema_keys: list[str]) -> str:
     return "/".join(parts) if len(parts) > 1 else f"{parts[0]}/value"
 
 
+def _unique(base: str, version: int, taken: set[str]) -> str:
+    """`base`, or `base@v<version>` (then `-2`, `-3`...) when a value already has that name:
+    addresses that read alike once sanitised (`a b`, `a/b`, `a_b`; `1` and `"1"`) or that differ
+    only in case (one name on macOS and Windows) would otherwise overwrite each other's file."""
+    name, n = base, 1
+    while name.casefold() in taken:
+        name, n = f"{base}@v{version}" + (f"-{n}" if n > 1 else ""), n + 1
+    taken.add(name.casefold())
+    return name
+
+
 def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> str | None:
     """Write the value as a file anyone can open; None for values no open format holds."""
-    base = readable_name(record, list(db.schema_keys))
-    if base in taken:
-        base = f"{base}@v{record.version}"
-    taken.add(base)
+    base = _unique(readable_name(record, list(db.schema_keys)), record.version, taken)
     target = to / base
     target.parent.mkdir(parents=True, exist_ok=True)
     obj = db.store.get(record.oid)
