@@ -383,3 +383,27 @@ def test_addresses_that_read_alike_get_files_of_their_own(project, tmp_path):
     finally:
         other.close()
 
+
+def draw(signal, dest):
+    Path(dest).write_bytes(b"plot " + np.asarray(signal).tobytes())
+
+
+def test_a_value_downstream_of_a_path_output_is_exported(pipeline, tmp_path):
+    """A PathOutput input's oid (the hash of the path it writes) is never an object: export
+    had failed on it with ObjectNotFoundError, and fsck had called it missing."""
+    from scistack import PathOutput
+    from scistack.fsck import fsck
+
+    spec = {"signal": ExPeak, "dest": PathOutput("{subject}/{session}.png", root="figs")}
+    for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["post"])
+    assert fsck(pipeline).problems == ()
+    pipeline.export(ExUnrelated, to=tmp_path / "b", subject=1, session="post")
+    assert (tmp_path / "b/ExUnrelated/subject=1/session=post.bin").read_bytes().startswith(b"plot ")
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "b")
+        assert fsck(other).problems == ()
+        run_pipeline()
+        assert for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["post"]).counts["cached"] == 1
+    finally:
+        other.close()
