@@ -192,8 +192,9 @@ def test_round_trip_restores_values_lineage_and_cache(pipeline, tmp_path):
         reports = run_pipeline()
         assert [r.counts["cached"] for r in reports] == [4, 4]
         assert [r.counts["ran"] for r in reports] == [0, 0]
+        assert report.calls == len(_manifest(tmp_path / "all")["calls"]) > 0
         again = other.import_bundle(tmp_path / "all")  # merging twice adds nothing
-        assert (again.objects, again.refs, again.skipped_refs) == (0, 0, 12)
+        assert (again.objects, again.refs, again.calls, again.skipped_refs) == (0, 0, 0, 12)
     finally:
         other.close()
 
@@ -407,3 +408,30 @@ def test_a_value_downstream_of_a_path_output_is_exported(pipeline, tmp_path):
         assert for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["post"]).counts["cached"] == 1
     finally:
         other.close()
+
+
+def test_a_bundle_larger_than_memory_is_imported_an_object_at_a_time(project, tmp_path):
+    """Import had read every object of the bundle into memory before writing any: a bundle
+    holding a recording larger than memory could not be imported."""
+    import tracemalloc
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)  # 1 MiB chunks: written loose, not batched
+    try:
+        big = np.random.default_rng(0).random((3 << 20) // 8 * 8).reshape(-1, 8)  # 24 MiB
+        ExRaw.save(big, subject=1, session="pre")
+        project.export(ExRaw, to=tmp_path / "b", subject=1, session="pre")
+        del big
+        other = _fresh_project(tmp_path / "other")
+        try:
+            tracemalloc.start()
+            other.import_bundle(tmp_path / "b")
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert peak < 8 << 20, f"import held {peak >> 20} MiB"
+            assert ExRaw.load(subject=1, session="pre", lazy=True).data.shape == (3 << 17, 8)
+        finally:
+            other.close()
+    finally:
+        set_chunking()

@@ -48,20 +48,27 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
-    """Every object's payload by oid, after checking every listed file's hash."""
-    payloads = {}
+def _checked(bundle: Path, obj: dict[str, Any]) -> bytes:
+    """An object file's payload, refused unless it hashes to its oid."""
+    path = bundle / obj["path"]
+    if not path.is_file():
+        raise BundleDamagedError(
+            f"{obj['path']} is missing from the bundle {bundle}; nothing was imported")
+    data = path.read_bytes()
+    if hash_object(obj["kind"], [data]) != obj["oid"]:
+        raise BundleDamagedError(
+            f"{obj['path']} in {bundle} does not hash to its oid {obj['oid']} (the file was changed "
+            "or damaged); nothing was imported. Export the bundle again")
+    return data
+
+
+def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every object's manifest entry by oid, after checking every listed file's hash. The
+    files are read one at a time and not kept: a bundle may be larger than memory."""
+    objects = {}
     for obj in manifest["objects"]:
-        path = bundle / obj["path"]
-        if not path.is_file():
-            raise BundleDamagedError(
-                f"{obj['path']} is missing from the bundle {bundle}; nothing was imported")
-        data = path.read_bytes()
-        if hash_object(obj["kind"], [data]) != obj["oid"]:
-            raise BundleDamagedError(
-                f"{obj['path']} in {bundle} does not hash to its oid {obj['oid']} (the file was changed "
-                "or damaged); nothing was imported. Export the bundle again")
-        payloads[obj["oid"]] = (obj["kind"], data)
+        _checked(bundle, obj)
+        objects[obj["oid"]] = obj
     for entry in manifest["files"]:
         if not entry["path"]:
             continue
@@ -73,16 +80,16 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
             raise BundleDamagedError(
                 f"{name} in {bundle} is missing or does not match its sha256 {sha[:16]}... "
                 "(the file was changed or damaged); nothing was imported. Export the bundle again")
-        if entry["oid"] not in payloads:
+        if entry["oid"] not in objects:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
                                      "lacks; nothing was imported. Export the bundle again")
     named = [(r["oid"], f"the value of {r['var']} at {r['addr']}") for r in manifest["refs"]]
     named += [(c["call"], f"call record {c['call']}") for c in manifest["calls"]]
     for oid, what in named:
-        if oid not in payloads:
+        if oid not in objects:
             raise BundleDamagedError(f"{MANIFEST} in {bundle} names {what}, object {oid}, which the "
                                      "bundle does not list; nothing was imported. Export it again")
-    return payloads
+    return objects
 
 
 def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
@@ -94,18 +101,18 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             f"the bundle {bundle} has schema keys {manifest['schema_keys']}, the project {db.root} has "
             f"{list(db.schema_keys)}; nothing was imported. Import it into a project with schema keys "
             f"{manifest['schema_keys']}")
-    payloads = verify(bundle, manifest)
-    new_objects = sum(not db.store.contains(oid) for oid in payloads)
-    added = skipped = 0
+    new_objects = [obj for oid, obj in verify(bundle, manifest).items() if not db.store.contains(oid)]
+    added = skipped = calls = 0
     with db.batch():
-        for kind, data in payloads.values():
-            db.store.put(kind, data)
+        for obj in new_objects:  # read again, one at a time; checked again (it may have changed)
+            db.store.put(obj["kind"], _checked(bundle, obj))
         db.flush()  # objects are durable before any name points at them
         for entry in manifest["calls"]:
             if db.index.cached_call(entry["key"]) is not None:
                 continue  # the project's own answer to that call stays
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
                               multi=bool(entry.get("multi")))
+            calls += 1
         for ref in sorted(manifest["refs"], key=lambda r: (r["var"], key_of(r["addr"]), r["version"])):
             held = db.index.versions_at(ref["var"], key_of(ref["addr"]))
             if any(r.oid == ref["oid"] and r.vkeys == ref["vkeys"] for r in held):
@@ -114,4 +121,4 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
                              call=ref["call"], params=ref["params"], summary=ref["summary"])
             added += 1
-    return ImportReport(new_objects, added, len(manifest["calls"]), skipped)
+    return ImportReport(len(new_objects), added, calls, skipped)
