@@ -423,6 +423,7 @@ def test_a_bundle_larger_than_memory_is_imported_an_object_at_a_time(project, tm
         ExRaw.save(big, subject=1, session="pre")
         project.export(ExRaw, to=tmp_path / "b", subject=1, session="pre")
         del big
+        project.sync()  # the index thread's reads are not the import's
         other = _fresh_project(tmp_path / "other")
         try:
             tracemalloc.start()
@@ -435,3 +436,64 @@ def test_a_bundle_larger_than_memory_is_imported_an_object_at_a_time(project, tm
             other.close()
     finally:
         set_chunking()
+
+
+EXPORT_AND_MEASURE = """
+import sys
+import pyarrow as pa
+from scistack import configure_database
+from scistack.objects.chunking import set_chunking
+set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+db = configure_database(sys.argv[1], ["subject", "session"])
+db.sync()
+db.export("ExTable", to=sys.argv[2], subject=1, session="pre")
+print(pa.default_memory_pool().max_memory())
+"""
+
+
+def test_a_chunked_table_is_exported_a_row_group_at_a_time(project, tmp_path, python_env):
+    """Export had read a chunked table whole (to write its Parquet file): a table larger than
+    memory could not be exported. Arrow's peak memory is measured in a fresh process."""
+    import pandas as pd
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+    try:
+        frame = pd.DataFrame({"force": np.arange(3 << 20) % 7, "t": np.arange(3 << 20) % 5})  # 48 MiB
+        ExTable.save(frame, subject=1, session="pre")
+        assert ExTable.load(subject=1, session="pre", lazy=True).record.kind == "chunked"
+    finally:
+        set_chunking()
+    project.close()
+    script = tmp_path / "measure.py"
+    script.write_text(EXPORT_AND_MEASURE)
+    done = subprocess.run([PYTHON, str(script), str(tmp_path / "gait.duckdb"), str(tmp_path / "b")],
+                          capture_output=True, text=True, env=python_env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) < 8 << 20, f"arrow held {int(done.stdout.split()[-1]) >> 20} MiB"
+    got = pd.read_parquet(tmp_path / "b/ExTable/subject=1/session=pre.parquet")
+    pd.testing.assert_frame_equal(got, frame)
+
+
+def test_a_dict_holding_a_chunked_array_is_not_read_to_export_it(project, tmp_path):
+    """A dict of a large array and a number has no open format (it stays in objects/), but
+    export had decoded it whole to find that out."""
+    import tracemalloc
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+    try:
+        ExRaw.save({"emg": np.random.default_rng(0).random(3 << 20), "fs": 2000}, subject=1, session="pre")
+        project.export(ExRaw, to=tmp_path / "warm", subject=1, session="pre")  # imports done
+        project.sync()
+        tracemalloc.start()
+        project.export(ExRaw, to=tmp_path / "b", subject=1, session="pre")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        set_chunking()
+    assert peak < 8 << 20, f"export held {peak >> 20} MiB"
+    assert [f["path"] for f in _manifest(tmp_path / "b")["files"]] == [None]
+    assert not (tmp_path / "b/ExRaw").exists()  # no empty folder for a value with no open file
