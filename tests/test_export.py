@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -405,7 +406,8 @@ def test_a_value_downstream_of_a_path_output_is_exported(pipeline, tmp_path):
         other.import_bundle(tmp_path / "b")
         assert fsck(other).problems == ()
         run_pipeline()
-        assert for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["post"]).counts["cached"] == 1
+        again = for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["post"])
+        assert again.counts["cached"] == 1
     finally:
         other.close()
 
@@ -497,3 +499,36 @@ def test_a_dict_holding_a_chunked_array_is_not_read_to_export_it(project, tmp_pa
     assert peak < 8 << 20, f"export held {peak >> 20} MiB"
     assert [f["path"] for f in _manifest(tmp_path / "b")["files"]] == [None]
     assert not (tmp_path / "b/ExRaw").exists()  # no empty folder for a value with no open file
+
+
+def _edit_first_ref(field, value):
+    def edit(manifest):
+        manifest["refs"][0][field] = value if field != "addr" else {**manifest["refs"][0]["addr"], **value}
+    return edit
+
+
+@pytest.mark.parametrize("edit, said", [
+    (_edit_first_ref("addr", {"subject": [1, 2]}), "subject=[1, 2] is a list"),
+    (_edit_first_ref("addr", {"animal": "x"}), "do not split into schema keys"),
+    (_edit_first_ref("vkeys", {"session": "x"}), "do not split into schema keys"),
+    (_edit_first_ref("var", "Ex Peak; drop"), "variable name 'Ex Peak; drop' cannot be used"),
+    (_edit_first_ref("version", "2"), "is not a positive integer"),
+    (_edit_first_ref("call", "ab" * 32), "is not in the bundle"),
+    (lambda manifest: manifest.pop("refs"), "has no list 'refs'"),
+    (lambda manifest: manifest["refs"].append([1]), "has no list 'refs'"),
+])
+def test_an_edited_manifest_is_refused_by_name_and_changes_nothing(pipeline, tmp_path, edit, said):
+    """The manifest is the one file no hash covers: an edited one had been imported as it said,
+    writing records no save can write (a list as an address made every load_all of the
+    variable fail for good, a key outside the schema, a dangling call record)."""
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    manifest = _manifest(tmp_path / "b")
+    edit(manifest)
+    (tmp_path / "b/scistack-bundle.json").write_text(json.dumps(manifest))
+    other = _fresh_project(tmp_path / "o")
+    try:
+        with pytest.raises(BundleDamagedError, match=re.escape(said)):
+            other.import_bundle(tmp_path / "b")
+        assert _journal_size(other) == 0 and not list(other.store.iter_oids())
+    finally:
+        other.close()

@@ -1,8 +1,9 @@
 """Import a bundle into a project: check everything first, then write objects, cache, refs.
 
 Every file the manifest lists is checked against its recorded hash (objects against their
-blake3 oid, open files against their sha256) and the schema keys against the project's
-before anything is written, so a damaged bundle or a wrong project changes nothing.
+blake3 oid, open files against their sha256), the schema keys against the project's, and
+every saved record of the manifest (the one file no hash covers) against the rules of `save`,
+before anything is written, so a damaged or edited bundle or a wrong project changes nothing.
 Objects are stored byte for byte (the store recomputes each oid: the same oids), call-cache
 entries are added where the project has none for that call key, and each saved record is
 added unless the project already has that value at that address (so importing twice, or
@@ -16,9 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scistack.address import address_problem
 from scistack.database import Database
-from scistack.errors import BundleDamagedError, ExportError, SchemaMismatchError
+from scistack.errors import BundleDamagedError, ExportError, InvalidNameError, SchemaMismatchError
 from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
+from scistack.index.sql import check_identifier
 from scistack.index.state import key_of
 from scistack.objects.hashing import hash_object
 
@@ -42,10 +45,48 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except ValueError as exc:
         raise BundleDamagedError(f"{path} is not valid JSON ({exc}); export the bundle again") from exc
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise ExportError(f"{path} has bundle format {manifest.get('format')!r}; this scistack reads "
+    version = manifest.get("format") if isinstance(manifest, dict) else None
+    if version != BUNDLE_FORMAT:
+        raise ExportError(f"{path} has bundle format {version!r}; this scistack reads "
                           f"format {BUNDLE_FORMAT}: upgrade scistack or export again")
+    lists = {"schema_keys": str, "call_records": str, "selected": dict, "refs": dict, "calls": dict,
+             "files": dict, "objects": dict}  # each a list of these
+    wrong = [key for key, item in lists.items() if not isinstance(manifest.get(key), list)
+             or not all(isinstance(e, item) for e in manifest[key])]
+    if wrong:
+        raise BundleDamagedError(f"{path} has no list {wrong[0]!r} of the right shape (the manifest was "
+                                 "edited or damaged); nothing was imported. Export the bundle again")
     return manifest
+
+
+def _record_problem(ref: dict[str, Any], schema_keys: list[str], objects: dict[str, dict]) -> str | None:
+    """Why a manifest's saved record could not have been saved (None when it could): the rules
+    of `save`, so an edited manifest cannot name what no project may hold."""
+    addr, vkeys = ref.get("addr"), ref.get("vkeys")
+    if not isinstance(addr, dict) or not addr or not isinstance(vkeys, dict):
+        return "its address is not a mapping of schema keys"
+    try:
+        for name, what in [(ref.get("var"), "variable name"), *((key, "version key") for key in vkeys)]:
+            check_identifier(name, what)
+    except InvalidNameError as exc:
+        return str(exc).split(":")[0]
+    if not set(addr) <= set(schema_keys) or set(vkeys) & set(schema_keys):
+        return (f"its keys {sorted({**addr, **vkeys})} do not split into schema keys {schema_keys} "
+                "and version keys")
+    for key, value in {**addr, **{k: v for k, v in vkeys.items() if v is not None}}.items():
+        if address_problem(value) is not None:
+            return f"{key}={value!r} {address_problem(value)}"
+    if not isinstance(ref.get("version"), int) or isinstance(ref["version"], bool) or ref["version"] < 1:
+        return f"its version {ref.get('version')!r} is not a positive integer"
+    kind = objects.get(ref.get("oid"), {}).get("kind")
+    if kind is None or kind != ref.get("kind") or kind in ("call", "code", "chunk"):
+        return (f"its value, object {ref.get('oid')} of kind {ref.get('kind')!r}, is not a value "
+                "the bundle holds")
+    if ref.get("call") is not None and objects.get(ref["call"], {}).get("kind") != "call":
+        return f"its call record {ref['call']} is not in the bundle"
+    if not isinstance(ref.get("params") or {}, dict):
+        return "its params are not a mapping"
+    return None
 
 
 def _checked(bundle: Path, obj: dict[str, Any]) -> bytes:
@@ -83,12 +124,21 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if entry["oid"] not in objects:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
                                      "lacks; nothing was imported. Export the bundle again")
-    named = [(r["oid"], f"the value of {r['var']} at {r['addr']}") for r in manifest["refs"]]
-    named += [(c["call"], f"call record {c['call']}") for c in manifest["calls"]]
+    named = [(r.get("oid"), f"the value of {r.get('var')} at {r.get('addr')}") for r in manifest["refs"]]
+    named += [(c.get("call"), f"call record {c.get('call')}") for c in manifest["calls"]]
+    named += [(o, f"output {o} of call record {c.get('call')}")
+              for c in manifest["calls"] for o in c.get("outs", [None])]
     for oid, what in named:
         if oid not in objects:
             raise BundleDamagedError(f"{MANIFEST} in {bundle} names {what}, object {oid}, which the "
                                      "bundle does not list; nothing was imported. Export it again")
+    for ref in manifest["refs"]:
+        problem = _record_problem(ref, manifest["schema_keys"], objects)
+        if problem is not None:
+            raise BundleDamagedError(
+                f"{MANIFEST} in {bundle} names a value of {ref.get('var')!r} at {ref.get('addr')} that "
+                f"no project can hold: {problem} (the manifest was edited or damaged); nothing was "
+                "imported. Export the bundle again")
     return objects
 
 
