@@ -532,3 +532,26 @@ def test_an_edited_manifest_is_refused_by_name_and_changes_nothing(pipeline, tmp
         assert _journal_size(other) == 0 and not list(other.store.iter_oids())
     finally:
         other.close()
+
+
+def test_older_versions_a_bundle_brings_do_not_displace_its_current_value(project, tmp_path):
+    """A bundle holding a value's old version (an input of a selected value) and its current one,
+    imported into a project that already held the current one: the old version was added after
+    it and became the project's current value, though both projects had the newer one."""
+    ExRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(peak, inputs={"signal": ExRaw}, outputs=[ExPeak], subject=[1], session=["pre"])
+    ExRaw.save(np.arange(3.0) * 10, subject=1, session="pre")  # the current value
+    project.export(to=tmp_path / "b", all_current=[ExRaw, ExPeak])
+    assert len([r for r in _manifest(tmp_path / "b")["refs"] if r["var"] == "ExRaw"]) == 2
+    other = _fresh_project(tmp_path / "other")
+    try:
+        ExRaw.save(np.arange(3.0) * 10, subject=1, session="pre")  # the colleague's value, here already
+        report = other.import_bundle(tmp_path / "b")
+        np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, np.arange(3.0) * 10)
+        assert ExPeak.load(subject=1, session="pre").data == 2.0  # computed from the old version
+        assert (report.refs, report.skipped_refs) == (3, 0)  # the old version, named again, ExPeak
+        again = other.import_bundle(tmp_path / "b")
+        assert (again.refs, again.skipped_refs) == (0, 3)
+        np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, np.arange(3.0) * 10)
+    finally:
+        other.close()

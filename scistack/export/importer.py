@@ -7,13 +7,16 @@ before anything is written, so a damaged or edited bundle or a wrong project cha
 Objects are stored byte for byte (the store recomputes each oid: the same oids), call-cache
 entries are added where the project has none for that call key, and each saved record is
 added unless the project already has that value at that address (so importing twice, or
-merging into a project that holds part of the lineage, adds nothing twice).
+merging into a project that holds part of the lineage, adds nothing twice). Where records are
+added, the bundle's newest value there is current afterwards (named again if the project held
+it already: older versions the bundle brings must not displace it); elsewhere nothing changes.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +166,17 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
                               multi=bool(entry.get("multi")))
             calls += 1
-        for ref in sorted(manifest["refs"], key=lambda r: (r["var"], key_of(r["addr"]), r["version"])):
-            held = db.index.versions_at(ref["var"], key_of(ref["addr"]))
-            if any(r.oid == ref["oid"] and r.vkeys == ref["vkeys"] for r in held):
-                skipped += 1
-                continue
-            db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
-                             call=ref["call"], params=ref["params"], summary=ref["summary"])
-            added += 1
+        slot = lambda r: (r["var"], key_of(r["addr"]), key_of(r["vkeys"]))  # noqa: E731
+        for (var, addr_key, _), group in groupby(
+                sorted(manifest["refs"], key=lambda r: (*slot(r), r["version"])), key=slot):
+            group, held = list(group), db.index.versions_at(var, addr_key)
+            new = [ref for ref in group if not any(r.oid == ref["oid"] and r.vkeys == ref["vkeys"]
+                                                   for r in held)]
+            if new and new[-1] is not group[-1]:  # the bundle's newest value, held already: named
+                new.append(group[-1])  # again after the older versions it brings, it is current
+            skipped += len(group) - len(new)
+            for ref in new:
+                db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
+                                 call=ref["call"], params=ref["params"], summary=ref["summary"])
+            added += len(new)
     return ImportReport(len(new_objects), added, calls, skipped)
