@@ -555,3 +555,16 @@ def test_older_versions_a_bundle_brings_do_not_displace_its_current_value(projec
         np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, np.arange(3.0) * 10)
     finally:
         other.close()
+
+
+def test_the_readme_tells_variants_at_one_address_apart(project, tmp_path):
+    """The README listed each selected value by its schema keys only: variants saved at one
+    address (`note="x"`, `note="y"`) were listed as the same value several times."""
+    ExRaw.save(np.arange(3.0), subject=1, session="pre")
+    ExRaw.save(np.arange(3.0) + 1, subject=1, session="pre", note="x")
+    ExRaw.save(np.arange(3.0) + 2, subject=1, session="pre", note="y")
+    project.export(to=tmp_path / "b", all_current=[ExRaw])
+    text = (tmp_path / "b/README.md").read_text()
+    listed = [line for line in text.splitlines() if line.startswith("- `ExRaw`")]
+    assert len(listed) == 3 and len(set(line.split(" (")[0] for line in listed)) == 3
+    assert any("session=pre, note=x (" in line for line in listed)
