@@ -568,3 +568,20 @@ def test_the_readme_tells_variants_at_one_address_apart(project, tmp_path):
     listed = [line for line in text.splitlines() if line.startswith("- `ExRaw`")]
     assert len(listed) == 3 and len(set(line.split(" (")[0] for line in listed)) == 3
     assert any("session=pre, note=x (" in line for line in listed)
+
+
+def test_a_variable_named_as_the_projects_but_for_case_is_refused_first(pipeline, tmp_path):
+    """The project refuses `ExPeak` beside its own `expeak`, but import met that refusal half way:
+    the call-cache entries and the records before it were written already (a batch is not a
+    transaction), leaving half a bundle imported under an error."""
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    other = _fresh_project(tmp_path / "o")
+    try:
+        type("expeak", (BaseVariable,), {}).save(1.0, subject=9)
+        before, objects = _journal_size(other), sorted(other.store.iter_oids())
+        with pytest.raises(ScistackError, match="only by case") as refused:
+            other.import_bundle(tmp_path / "b")
+        assert _journal_size(other) == before and sorted(other.store.iter_oids()) == objects
+        assert "nothing was imported" in str(refused.value)
+    finally:
+        other.close()

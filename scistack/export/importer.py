@@ -22,7 +22,8 @@ from typing import Any
 
 from scistack.address import address_problem
 from scistack.database import Database
-from scistack.errors import BundleDamagedError, ExportError, InvalidNameError, SchemaMismatchError
+from scistack.errors import (BundleDamagedError, ExportError, InvalidMetadataError, InvalidNameError,
+                             SchemaMismatchError)
 from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
 from scistack.index.sql import check_identifier
 from scistack.index.state import key_of
@@ -155,6 +156,11 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             f"{list(db.schema_keys)}; nothing was imported. Import it into a project with schema keys "
             f"{manifest['schema_keys']}")
     new_objects = [obj for oid, obj in verify(bundle, manifest).items() if not db.store.contains(oid)]
+    try:  # what the project would refuse by name mid-way: refused before anything is written
+        for (var, _), vkeys in {(r["var"], key_of(r["vkeys"])): r["vkeys"] for r in manifest["refs"]}.items():
+            db.index.check_names(var, vkeys)
+    except (InvalidNameError, InvalidMetadataError) as exc:
+        raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
     added = skipped = calls = 0
     with db.batch():
         for obj in new_objects:  # read again, one at a time; checked again (it may have changed)
