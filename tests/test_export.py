@@ -512,15 +512,21 @@ def _edit_first_ref(field, value):
     (_edit_first_ref("addr", {"animal": "x"}), "do not split into schema keys"),
     (_edit_first_ref("vkeys", {"session": "x"}), "do not split into schema keys"),
     (_edit_first_ref("var", "Ex Peak; drop"), "variable name 'Ex Peak; drop' cannot be used"),
-    (_edit_first_ref("version", "2"), "is not a positive integer"),
+    (_edit_first_ref("version", 0), "is not a positive integer"),
+    (_edit_first_ref("version", "2"), "(put with 'version' of type str)"),
     (_edit_first_ref("call", "ab" * 32), "is not in the bundle"),
+    (_edit_first_ref("summary", [1]), "not a valid journal entry (put with 'summary' of type list)"),
+    (_edit_first_ref("params", {"smooth.width": [3]}), "not all scalar constants"),
+    (lambda manifest: manifest["calls"][0].update(key=5), "not a valid journal entry (call with 'key'"),
+    (lambda manifest: manifest["objects"][0].update(kind="pickle"), "is not an oid, a kind and a path"),
     (lambda manifest: manifest.pop("refs"), "has no list 'refs'"),
     (lambda manifest: manifest["refs"].append([1]), "has no list 'refs'"),
 ])
 def test_an_edited_manifest_is_refused_by_name_and_changes_nothing(pipeline, tmp_path, edit, said):
     """The manifest is the one file no hash covers: an edited one had been imported as it said,
     writing records no save can write (a list as an address made every load_all of the
-    variable fail for good, a key outside the schema, a dangling call record)."""
+    variable fail for good, a key outside the schema, a dangling call record, journal lines
+    every reader skips and gc refuses to run beside), or failed half way with a TypeError."""
     pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
     manifest = _manifest(tmp_path / "b")
     edit(manifest)

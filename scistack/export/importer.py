@@ -25,9 +25,11 @@ from scistack.database import Database
 from scistack.errors import (BundleDamagedError, ExportError, InvalidMetadataError, InvalidNameError,
                              SchemaMismatchError)
 from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
+from scistack.index.journal import entry_problem
 from scistack.index.sql import check_identifier
-from scistack.index.state import key_of
-from scistack.objects.hashing import hash_object
+from scistack.index.state import key_of, untagged_params
+from scistack.objects.hashing import KINDS, hash_object
+from scistack.objects.oid import is_valid_oid
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +90,9 @@ def _record_problem(ref: dict[str, Any], schema_keys: list[str], objects: dict[s
                 "the bundle holds")
     if ref.get("call") is not None and objects.get(ref["call"], {}).get("kind") != "call":
         return f"its call record {ref['call']} is not in the bundle"
-    if not isinstance(ref.get("params") or {}, dict):
-        return "its params are not a mapping"
+    if not all(v is None or isinstance(v, (bool, int, float, str))
+               for v in untagged_params(ref.get("params") or {}).values()):
+        return "its lineage parameters are not all scalar constants"
     return None
 
 
@@ -108,10 +111,14 @@ def _checked(bundle: Path, obj: dict[str, Any]) -> bytes:
 
 
 def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Every object's manifest entry by oid, after checking every listed file's hash. The
-    files are read one at a time and not kept: a bundle may be larger than memory."""
+    """Every object's manifest entry by oid, after checking every listed file's hash and every
+    record and cache entry of the manifest. The files are read one at a time and not kept: a
+    bundle may be larger than memory."""
     objects = {}
     for obj in manifest["objects"]:
+        if not (is_valid_oid(obj.get("oid")) and obj.get("kind") in KINDS and isinstance(obj.get("path"), str)):
+            raise BundleDamagedError(f"{MANIFEST} in {bundle} lists an object {str(obj)[:120]} that is "
+                                     "not an oid, a kind and a path; nothing was imported. Export it again")
         _checked(bundle, obj)
         objects[obj["oid"]] = obj
     for entry in manifest["files"]:
@@ -128,22 +135,35 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if entry["oid"] not in objects:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
                                      "lacks; nothing was imported. Export the bundle again")
-    named = [(r.get("oid"), f"the value of {r.get('var')} at {r.get('addr')}") for r in manifest["refs"]]
-    named += [(c.get("call"), f"call record {c.get('call')}") for c in manifest["calls"]]
-    named += [(o, f"output {o} of call record {c.get('call')}")
-              for c in manifest["calls"] for o in c.get("outs", [None])]
-    for oid, what in named:
-        if oid not in objects:
-            raise BundleDamagedError(f"{MANIFEST} in {bundle} names {what}, object {oid}, which the "
-                                     "bundle does not list; nothing was imported. Export it again")
+    problem = _entries_problem(manifest, objects)
+    if problem is not None:
+        raise BundleDamagedError(f"{MANIFEST} in {bundle} {problem} (the manifest was edited or "
+                                 "damaged); nothing was imported. Export the bundle again")
+    return objects
+
+
+def _entries_problem(manifest: dict[str, Any], objects: dict[str, dict]) -> str | None:
+    """What is wrong with the manifest's records and cache entries, which become journal lines
+    as they are (None when nothing is)."""
     for ref in manifest["refs"]:
+        problem = entry_problem({**ref, "op": "put", "t": ""})
+        if problem is not None:
+            return f"holds a record of {ref.get('var')!r} that is not a valid journal entry ({problem})"
+    for call in manifest["calls"]:
+        problem = entry_problem({**call, "op": "call"})
+        if problem is not None or not all(isinstance(o, str) for o in call.get("outs", [])):
+            return f"holds a call-cache entry that is not a valid journal entry ({problem or 'outs'})"
+        for oid in (call["call"], *call.get("outs", [None])):
+            if oid not in objects:
+                return f"names object {oid}, of call record {call['call']}, which the bundle does not list"
+    for ref in manifest["refs"]:
+        if ref["oid"] not in objects:
+            return (f"names the value of {ref['var']} at {ref['addr']}, object {ref['oid']}, which the "
+                    "bundle does not list")
         problem = _record_problem(ref, manifest["schema_keys"], objects)
         if problem is not None:
-            raise BundleDamagedError(
-                f"{MANIFEST} in {bundle} names a value of {ref.get('var')!r} at {ref.get('addr')} that "
-                f"no project can hold: {problem} (the manifest was edited or damaged); nothing was "
-                "imported. Export the bundle again")
-    return objects
+            return f"names a value of {ref['var']!r} at {ref['addr']} that no project can hold: {problem}"
+    return None
 
 
 def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
