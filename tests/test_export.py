@@ -519,6 +519,7 @@ def _edit_first_ref(field, value):
     (_edit_first_ref("params", {"smooth.width": [3]}), "not all scalar constants"),
     (lambda manifest: manifest["calls"][0].update(key=5), "not a valid journal entry (call with 'key'"),
     (lambda manifest: manifest["objects"][0].update(kind="pickle"), "is not an oid, a kind and a path"),
+    (lambda manifest: manifest["files"][0].update(members=["x"]), "is malformed (AttributeError"),
     (lambda manifest: manifest.pop("refs"), "has no list 'refs'"),
     (lambda manifest: manifest["refs"].append([1]), "has no list 'refs'"),
 ])

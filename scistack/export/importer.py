@@ -175,7 +175,13 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             f"the bundle {bundle} has schema keys {manifest['schema_keys']}, the project {db.root} has "
             f"{list(db.schema_keys)}; nothing was imported. Import it into a project with schema keys "
             f"{manifest['schema_keys']}")
-    new_objects = [obj for oid, obj in verify(bundle, manifest).items() if not db.store.contains(oid)]
+    try:
+        objects = verify(bundle, manifest)
+    except (KeyError, TypeError, AttributeError) as exc:  # a field missing or of another shape
+        raise BundleDamagedError(f"{MANIFEST} in {bundle} is malformed ({type(exc).__name__}: {exc}; the "
+                                 "manifest was edited or damaged); nothing was imported. Export the bundle "
+                                 "again") from exc
+    new_objects = [obj for oid, obj in objects.items() if not db.store.contains(oid)]
     try:  # what the project would refuse by name mid-way: refused before anything is written
         for (var, _), vkeys in {(r["var"], key_of(r["vkeys"])): r["vkeys"] for r in manifest["refs"]}.items():
             db.index.check_names(var, vkeys)
