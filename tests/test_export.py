@@ -592,3 +592,17 @@ def test_a_variable_named_as_the_projects_but_for_case_is_refused_first(pipeline
         assert "nothing was imported" in str(refused.value)
     finally:
         other.close()
+
+
+def test_a_long_address_value_gets_a_file_name_the_file_system_takes(project, tmp_path):
+    """Address values may have 1,024 characters, but a file name at most 255 bytes: export of a
+    value at a long address failed with OSError (File name too long)."""
+    for n, text in enumerate(["x" * 1024, "x" * 1023 + "y", "é" * 300]):
+        ExRaw.save(np.full(2, float(n)), subject=1, session=text)
+    project.export(all_current=[ExRaw], to=tmp_path / "b")
+    files = _manifest(tmp_path / "b")["files"]
+    assert len({f["path"] for f in files}) == 3
+    for entry in files:
+        assert all(len(part) < 255 for part in entry["path"].split("/"))
+        expected = ["x" * 1024, "x" * 1023 + "y", "é" * 300].index(entry["addr"]["session"])
+        np.testing.assert_array_equal(np.load(tmp_path / "b" / entry["path"]), np.full(2, float(expected)))

@@ -22,11 +22,13 @@ from scistack.database import Database
 from scistack.export.closure import Closure
 from scistack.index import RefRecord
 from scistack.objects.chunked import array_manifest, parse_manifest
+from scistack.objects.hashing import hash_bytes
 from scistack.objects.store import Fetch
 
 MANIFEST = "scistack-bundle.json"
 BUNDLE_FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+_MAX_PART = 120  # characters of one path component (its extension and `@v<n>` come on top)
 
 
 def sha256_of(path: Path) -> str:
@@ -81,11 +83,21 @@ def _ref_entry(record: RefRecord) -> dict[str, Any]:
 
 def readable_name(record: RefRecord, schema_keys: list[str]) -> str:
     """`Var/subject=1/session=post`: schema keys in schema order, then version keys."""
-    parts = [_UNSAFE.sub("_", record.var)]
     keys = [k for k in schema_keys if k in record.addr]
-    parts += [f"{k}={_UNSAFE.sub('_', str(record.addr[k]))}" for k in keys]
-    parts += [f"{k}={_UNSAFE.sub('_', str(v))}" for k, v in sorted(record.vkeys.items())]
+    parts = [_part("", record.var)]
+    parts += [_part(f"{k}=", record.addr[k]) for k in keys]
+    parts += [_part(f"{k}=", v) for k, v in sorted(record.vkeys.items())]
     return "/".join(parts) if len(parts) > 1 else f"{parts[0]}/value"
+
+
+def _part(prefix: str, value: Any) -> str:
+    """One path component, `prefix` + the value with unsafe characters as `_`; cut above
+    `_MAX_PART` characters, with a hash of the whole value: file systems refuse names of more
+    than 255 bytes, and an address value may have 1,024 characters."""
+    text = prefix + _UNSAFE.sub("_", str(value))
+    if len(text) <= _MAX_PART:
+        return text
+    return f"{text[:_MAX_PART - 17]}~{hash_bytes(str(value).encode())[:16]}"
 
 
 def _unique(base: str, version: int, taken: set[str]) -> str:
