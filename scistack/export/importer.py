@@ -182,8 +182,9 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
                                  "manifest was edited or damaged); nothing was imported. Export the bundle "
                                  "again") from exc
     new_objects = [obj for oid, obj in objects.items() if not db.store.contains(oid)]
+    names = {(r["var"], key_of(r["vkeys"])): r["vkeys"] for r in manifest["refs"]}
     try:  # what the project would refuse by name mid-way: refused before anything is written
-        for (var, _), vkeys in {(r["var"], key_of(r["vkeys"])): r["vkeys"] for r in manifest["refs"]}.items():
+        for (var, _), vkeys in names.items():
             db.index.check_names(var, vkeys)
     except (InvalidNameError, InvalidMetadataError) as exc:
         raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
