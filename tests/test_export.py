@@ -606,3 +606,21 @@ def test_a_long_address_value_gets_a_file_name_the_file_system_takes(project, tm
         assert all(len(part) < 255 for part in entry["path"].split("/"))
         expected = ["x" * 1024, "x" * 1023 + "y", "é" * 300].index(entry["addr"]["session"])
         np.testing.assert_array_equal(np.load(tmp_path / "b" / entry["path"]), np.full(2, float(expected)))
+
+
+def test_an_aggregate_over_variants_is_a_cache_hit_after_import(project, tmp_path):
+    """Import numbered the records at an address variant by variant (`note="a"` before
+    `note="b"`), not in the bundle's version order: an aggregate's members, listed in version
+    order, came in another order, so its call key differed and the same run ran again."""
+    for session in ("pre", "post"):
+        ExRaw.save(np.arange(3.0), subject=1, session=session, note="b")
+        ExRaw.save(np.arange(3.0) + 1, subject=1, session=session, note="a")
+    for_each(average, inputs={"values": ExRaw}, outputs=[ExTable], subject=[1])
+    project.export(ExTable, to=tmp_path / "b", subject=1)
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "b")
+        again = for_each(average, inputs={"values": ExRaw}, outputs=[ExTable], subject=[1])
+        assert again.counts["cached"] == 1
+    finally:
+        other.close()

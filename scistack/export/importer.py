@@ -7,9 +7,10 @@ before anything is written, so a damaged or edited bundle or a wrong project cha
 Objects are stored byte for byte (the store recomputes each oid: the same oids), call-cache
 entries are added where the project has none for that call key, and each saved record is
 added unless the project already has that value at that address (so importing twice, or
-merging into a project that holds part of the lineage, adds nothing twice). Where records are
-added, the bundle's newest value there is current afterwards (named again if the project held
-it already: older versions the bundle brings must not displace it); elsewhere nothing changes.
+merging into a project that holds part of the lineage, adds nothing twice), in the bundle's
+version order (an aggregate's members are listed in it). Where records are added, the bundle's
+newest value of each variant there is current afterwards (named again if the project held it
+already: older versions the bundle brings must not displace it); elsewhere nothing changes.
 """
 
 from __future__ import annotations
@@ -199,14 +200,18 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
                               multi=bool(entry.get("multi")))
             calls += 1
-        slot = lambda r: (r["var"], key_of(r["addr"]), key_of(r["vkeys"]))  # noqa: E731
-        for (var, addr_key, _), group in groupby(
-                sorted(manifest["refs"], key=lambda r: (*slot(r), r["version"])), key=slot):
+        place = lambda r: (r["var"], key_of(r["addr"]))  # noqa: E731
+        for (var, addr_key), group in groupby(
+                sorted(manifest["refs"], key=lambda r: (*place(r), r["version"])), key=place):
+            # in the bundle's version order across variants: an aggregate's members are in it
             group, held = list(group), db.index.versions_at(var, addr_key)
             new = [ref for ref in group if not any(r.oid == ref["oid"] and r.vkeys == ref["vkeys"]
                                                    for r in held)]
-            if new and new[-1] is not group[-1]:  # the bundle's newest value, held already: named
-                new.append(group[-1])  # again after the older versions it brings, it is current
+            newest = {key_of(ref["vkeys"]): ref for ref in group}  # each variant's, in the bundle
+            brought = {key_of(ref["vkeys"]): ref for ref in new}  # the last added of each
+            # the bundle's newest value, held already: named again after the older versions
+            # the bundle brings, it is current
+            new += [ref for vkeys, ref in newest.items() if vkeys in brought and brought[vkeys] is not ref]
             skipped += len(group) - len(new)
             for ref in new:
                 db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
