@@ -624,3 +624,30 @@ def test_an_aggregate_over_variants_is_a_cache_hit_after_import(project, tmp_pat
         assert again.counts["cached"] == 1
     finally:
         other.close()
+
+
+def load_csv(path):
+    return np.loadtxt(path, delimiter=",")
+
+
+def test_the_crate_names_the_raw_files_a_call_read(project, tmp_path):
+    """A call that read a raw file (PathInput) had a CreateAction with no object, as if it
+    used nothing; and PROV said a PathOutput's call used an entity that is only the hash of
+    the path it writes."""
+    from scistack import PathInput, PathOutput
+
+    (tmp_path / "raw/1").mkdir(parents=True)
+    (tmp_path / "raw/1/pre.csv").write_text("1,2\n")
+    for_each(load_csv, inputs={"path": PathInput("{subject}/{session}.csv", root="raw")}, outputs=[ExRaw],
+             subject=[], session=[])
+    spec = {"signal": ExRaw, "dest": PathOutput("{subject}/{session}.png", root="figs")}
+    for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["pre"])
+    project.export(ExUnrelated, to=tmp_path / "b", subject=1, session="pre")
+    assert validate(tmp_path / "b", tmp_path / "cache") == []
+    graph = json.loads((tmp_path / "b/ro-crate-metadata.json").read_text())["@graph"]
+    by_id = {e["@id"]: e for e in graph}
+    read = next(e for e in graph if e.get("@type") == "CreateAction" and e["name"].startswith("load_csv"))
+    raw = by_id[read["object"]["@id"]]
+    assert raw["name"] == "raw/1/pre.csv" and raw["identifier"].startswith("blake3:")
+    prov = json.loads((tmp_path / "b/provenance.json").read_text())
+    assert len(prov["used"]) == 2  # the raw file by load_csv, ExRaw by draw (not draw's path)
