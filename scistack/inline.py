@@ -280,10 +280,10 @@ class Inliner:
 
     def _frame(self, frame: Any, oid: str, rows: dict[str, list]) -> dict[str, Any]:
         head = {"shape": list(frame.shape), "dtype": "DataFrame"}
-        text = _frame_json(frame) if len(frame) else ""
+        text = _frame_json(frame) if len(frame) and frame.shape[1] else ""
         if len(text) > self.limit:
             return {**head, "sqltype": "LARGE", "nbytes": len(text)}
-        lines = text.splitlines()
+        lines = text.splitlines() or ["{}"] * len(frame)  # pandas writes no columns as one ""
         rows["oid"].extend([oid] * len(lines))
         rows["row_n"].extend(range(1, len(lines) + 1))
         rows["row"].extend(lines)

@@ -226,8 +226,10 @@ class CallInput:
         if not self.is_aggregate:
             # A saved input's value; for a constant, the oid of a stored non-scalar
             # (scalar constants are inline in the record and have no object).
-            # A raw file (`PathInput`) is keyed by its content hash and never stored.
-            yield ChildRef(self.oid, None, what, optional=self.has_const or "path" in self.extra)
+            # A raw file (`PathInput`: its content hash) and a file to write (`PathOutput`:
+            # the hash of its path) are keyed by oids that are never stored.
+            yield ChildRef(self.oid, None, what,
+                           optional=self.has_const or "path" in self.extra or "writes" in self.extra)
         for path, item in (self.items or {}).items():
             yield from item.child_refs(f"{what} item {path!r}")
         for i, part in enumerate(self.merge or ()):

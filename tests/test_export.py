@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -192,8 +193,9 @@ def test_round_trip_restores_values_lineage_and_cache(pipeline, tmp_path):
         reports = run_pipeline()
         assert [r.counts["cached"] for r in reports] == [4, 4]
         assert [r.counts["ran"] for r in reports] == [0, 0]
+        assert report.calls == len(_manifest(tmp_path / "all")["calls"]) > 0
         again = other.import_bundle(tmp_path / "all")  # merging twice adds nothing
-        assert (again.objects, again.refs, again.skipped_refs) == (0, 0, 12)
+        assert (again.objects, again.refs, again.calls, again.skipped_refs) == (0, 0, 0, 12)
     finally:
         other.close()
 
@@ -358,3 +360,294 @@ def test_a_merge_brings_both_parts(pipeline, tmp_path):
         assert report.counts["cached"] == 1
     finally:
         other.close()
+
+
+def test_addresses_that_read_alike_get_files_of_their_own(project, tmp_path):
+    """`a b`, `a/b` and `a_b` are one name once sanitised, `1` and `"1"` are too, and `A`
+    and `a` are one on macOS and Windows: each value had overwritten the last one's file,
+    so the bundle held wrong data and its own hashes refused its import."""
+    saved = {(1, "a b"): 1.0, (1, "a/b"): 2.0, (1, "a_b"): 3.0, ("1", "a_b"): 4.0, (1, "A"): 5.0,
+             (1, "a"): 6.0}
+    for (subject, session), value in saved.items():
+        ExRaw.save(np.full(3, value), subject=subject, session=session)
+    project.export(all_current=[ExRaw], to=tmp_path / "b")
+    files = _manifest(tmp_path / "b")["files"]
+    assert len({f["path"].casefold() for f in files}) == len(saved)
+    for entry in files:
+        path = tmp_path / "b" / entry["path"]
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+        key = (entry["addr"]["subject"], entry["addr"]["session"])
+        np.testing.assert_array_equal(np.load(path), np.full(3, saved[key]))
+    other = _fresh_project(tmp_path / "other")
+    try:
+        assert other.import_bundle(tmp_path / "b").refs == len(saved)
+        assert ExRaw.load(subject="1", session="a_b").data[0] == 4.0
+    finally:
+        other.close()
+
+
+def draw(signal, dest):
+    Path(dest).write_bytes(b"plot " + np.asarray(signal).tobytes())
+
+
+def test_a_value_downstream_of_a_path_output_is_exported(pipeline, tmp_path):
+    """A PathOutput input's oid (the hash of the path it writes) is never an object: export
+    had failed on it with ObjectNotFoundError, and fsck had called it missing."""
+    from scistack import PathOutput
+    from scistack.fsck import fsck
+
+    spec = {"signal": ExPeak, "dest": PathOutput("{subject}/{session}.png", root="figs")}
+    for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["post"])
+    assert fsck(pipeline).problems == ()
+    pipeline.export(ExUnrelated, to=tmp_path / "b", subject=1, session="post")
+    assert (tmp_path / "b/ExUnrelated/subject=1/session=post.bin").read_bytes().startswith(b"plot ")
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "b")
+        assert fsck(other).problems == ()
+        run_pipeline()
+        again = for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["post"])
+        assert again.counts["cached"] == 1
+    finally:
+        other.close()
+
+
+def test_a_bundle_larger_than_memory_is_imported_an_object_at_a_time(project, tmp_path):
+    """Import had read every object of the bundle into memory before writing any: a bundle
+    holding a recording larger than memory could not be imported."""
+    import tracemalloc
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)  # 1 MiB chunks: written loose, not batched
+    try:
+        big = np.random.default_rng(0).random((3 << 20) // 8 * 8).reshape(-1, 8)  # 24 MiB
+        ExRaw.save(big, subject=1, session="pre")
+        project.export(ExRaw, to=tmp_path / "b", subject=1, session="pre")
+        del big
+        project.sync()  # the index thread's reads are not the import's
+        other = _fresh_project(tmp_path / "other")
+        try:
+            tracemalloc.start()
+            other.import_bundle(tmp_path / "b")
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            assert peak < 8 << 20, f"import held {peak >> 20} MiB"
+            assert ExRaw.load(subject=1, session="pre", lazy=True).data.shape == (3 << 17, 8)
+        finally:
+            other.close()
+    finally:
+        set_chunking()
+
+
+EXPORT_AND_MEASURE = """
+import sys
+import pyarrow as pa
+from scistack import configure_database
+from scistack.objects.chunking import set_chunking
+set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+db = configure_database(sys.argv[1], ["subject", "session"])
+db.sync()
+db.export("ExTable", to=sys.argv[2], subject=1, session="pre")
+print(pa.default_memory_pool().max_memory())
+"""
+
+
+def test_a_chunked_table_is_exported_a_row_group_at_a_time(project, tmp_path, python_env):
+    """Export had read a chunked table whole (to write its Parquet file): a table larger than
+    memory could not be exported. Arrow's peak memory is measured in a fresh process."""
+    import pandas as pd
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+    try:
+        frame = pd.DataFrame({"force": np.arange(3 << 20) % 7, "t": np.arange(3 << 20) % 5})  # 48 MiB
+        ExTable.save(frame, subject=1, session="pre")
+        assert ExTable.load(subject=1, session="pre", lazy=True).record.kind == "chunked"
+    finally:
+        set_chunking()
+    project.close()
+    script = tmp_path / "measure.py"
+    script.write_text(EXPORT_AND_MEASURE)
+    done = subprocess.run([PYTHON, str(script), str(tmp_path / "gait.duckdb"), str(tmp_path / "b")],
+                          capture_output=True, text=True, env=python_env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout.split()[-1]) < 8 << 20, f"arrow held {int(done.stdout.split()[-1]) >> 20} MiB"
+    got = pd.read_parquet(tmp_path / "b/ExTable/subject=1/session=pre.parquet")
+    pd.testing.assert_frame_equal(got, frame)
+
+
+def test_a_dict_holding_a_chunked_array_is_not_read_to_export_it(project, tmp_path):
+    """A dict of a large array and a number has no open format (it stays in objects/), but
+    export had decoded it whole to find that out."""
+    import tracemalloc
+
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+    try:
+        ExRaw.save({"emg": np.random.default_rng(0).random(3 << 20), "fs": 2000}, subject=1, session="pre")
+        project.export(ExRaw, to=tmp_path / "warm", subject=1, session="pre")  # imports done
+        project.sync()
+        tracemalloc.start()
+        project.export(ExRaw, to=tmp_path / "b", subject=1, session="pre")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    finally:
+        set_chunking()
+    assert peak < 8 << 20, f"export held {peak >> 20} MiB"
+    assert [f["path"] for f in _manifest(tmp_path / "b")["files"]] == [None]
+    assert not (tmp_path / "b/ExRaw").exists()  # no empty folder for a value with no open file
+
+
+def _edit_first_ref(field, value):
+    def edit(manifest):
+        manifest["refs"][0][field] = value if field != "addr" else {**manifest["refs"][0]["addr"], **value}
+    return edit
+
+
+@pytest.mark.parametrize("edit, said", [
+    (_edit_first_ref("addr", {"subject": [1, 2]}), "subject=[1, 2] is a list"),
+    (_edit_first_ref("addr", {"animal": "x"}), "do not split into schema keys"),
+    (_edit_first_ref("vkeys", {"session": "x"}), "do not split into schema keys"),
+    (_edit_first_ref("var", "Ex Peak; drop"), "variable name 'Ex Peak; drop' cannot be used"),
+    (_edit_first_ref("version", 0), "is not a positive integer"),
+    (_edit_first_ref("version", "2"), "(put with 'version' of type str)"),
+    (_edit_first_ref("call", "ab" * 32), "is not in the bundle"),
+    (_edit_first_ref("summary", [1]), "not a valid journal entry (put with 'summary' of type list)"),
+    (_edit_first_ref("params", {"smooth.width": [3]}), "not all scalar constants"),
+    (lambda manifest: manifest["calls"][0].update(key=5), "not a valid journal entry (call with 'key'"),
+    (lambda manifest: manifest["objects"][0].update(kind="pickle"), "is not an oid, a kind and a path"),
+    (lambda manifest: manifest["files"][0].update(members=["x"]), "is malformed (AttributeError"),
+    (lambda manifest: manifest.pop("refs"), "has no list 'refs'"),
+    (lambda manifest: manifest["refs"].append([1]), "has no list 'refs'"),
+])
+def test_an_edited_manifest_is_refused_by_name_and_changes_nothing(pipeline, tmp_path, edit, said):
+    """The manifest is the one file no hash covers: an edited one had been imported as it said,
+    writing records no save can write (a list as an address made every load_all of the
+    variable fail for good, a key outside the schema, a dangling call record, journal lines
+    every reader skips and gc refuses to run beside), or failed half way with a TypeError."""
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    manifest = _manifest(tmp_path / "b")
+    edit(manifest)
+    (tmp_path / "b/scistack-bundle.json").write_text(json.dumps(manifest))
+    other = _fresh_project(tmp_path / "o")
+    try:
+        with pytest.raises(BundleDamagedError, match=re.escape(said)):
+            other.import_bundle(tmp_path / "b")
+        assert _journal_size(other) == 0 and not list(other.store.iter_oids())
+    finally:
+        other.close()
+
+
+def test_older_versions_a_bundle_brings_do_not_displace_its_current_value(project, tmp_path):
+    """A bundle holding a value's old version (an input of a selected value) and its current one,
+    imported into a project that already held the current one: the old version was added after
+    it and became the project's current value, though both projects had the newer one."""
+    ExRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(peak, inputs={"signal": ExRaw}, outputs=[ExPeak], subject=[1], session=["pre"])
+    ExRaw.save(np.arange(3.0) * 10, subject=1, session="pre")  # the current value
+    project.export(to=tmp_path / "b", all_current=[ExRaw, ExPeak])
+    assert len([r for r in _manifest(tmp_path / "b")["refs"] if r["var"] == "ExRaw"]) == 2
+    other = _fresh_project(tmp_path / "other")
+    try:
+        ExRaw.save(np.arange(3.0) * 10, subject=1, session="pre")  # the colleague's value, here already
+        report = other.import_bundle(tmp_path / "b")
+        np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, np.arange(3.0) * 10)
+        assert ExPeak.load(subject=1, session="pre").data == 2.0  # computed from the old version
+        assert (report.refs, report.skipped_refs) == (3, 0)  # the old version, named again, ExPeak
+        again = other.import_bundle(tmp_path / "b")
+        assert (again.refs, again.skipped_refs) == (0, 3)
+        np.testing.assert_array_equal(ExRaw.load(subject=1, session="pre").data, np.arange(3.0) * 10)
+    finally:
+        other.close()
+
+
+def test_the_readme_tells_variants_at_one_address_apart(project, tmp_path):
+    """The README listed each selected value by its schema keys only: variants saved at one
+    address (`note="x"`, `note="y"`) were listed as the same value several times."""
+    ExRaw.save(np.arange(3.0), subject=1, session="pre")
+    ExRaw.save(np.arange(3.0) + 1, subject=1, session="pre", note="x")
+    ExRaw.save(np.arange(3.0) + 2, subject=1, session="pre", note="y")
+    project.export(to=tmp_path / "b", all_current=[ExRaw])
+    text = (tmp_path / "b/README.md").read_text()
+    listed = [line for line in text.splitlines() if line.startswith("- `ExRaw`")]
+    assert len(listed) == 3 and len(set(line.split(" (")[0] for line in listed)) == 3
+    assert any("session=pre, note=x (" in line for line in listed)
+
+
+def test_a_variable_named_as_the_projects_but_for_case_is_refused_first(pipeline, tmp_path):
+    """The project refuses `ExPeak` beside its own `expeak`, but import met that refusal half way:
+    the call-cache entries and the records before it were written already (a batch is not a
+    transaction), leaving half a bundle imported under an error."""
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    other = _fresh_project(tmp_path / "o")
+    try:
+        type("expeak", (BaseVariable,), {}).save(1.0, subject=9)
+        before, objects = _journal_size(other), sorted(other.store.iter_oids())
+        with pytest.raises(ScistackError, match="only by case") as refused:
+            other.import_bundle(tmp_path / "b")
+        assert _journal_size(other) == before and sorted(other.store.iter_oids()) == objects
+        assert "nothing was imported" in str(refused.value)
+    finally:
+        other.close()
+
+
+def test_a_long_address_value_gets_a_file_name_the_file_system_takes(project, tmp_path):
+    """Address values may have 1,024 characters, but a file name at most 255 bytes: export of a
+    value at a long address failed with OSError (File name too long)."""
+    for n, text in enumerate(["x" * 1024, "x" * 1023 + "y", "é" * 300]):
+        ExRaw.save(np.full(2, float(n)), subject=1, session=text)
+    project.export(all_current=[ExRaw], to=tmp_path / "b")
+    files = _manifest(tmp_path / "b")["files"]
+    assert len({f["path"] for f in files}) == 3
+    for entry in files:
+        assert all(len(part) < 255 for part in entry["path"].split("/"))
+        expected = ["x" * 1024, "x" * 1023 + "y", "é" * 300].index(entry["addr"]["session"])
+        np.testing.assert_array_equal(np.load(tmp_path / "b" / entry["path"]), np.full(2, float(expected)))
+
+
+def test_an_aggregate_over_variants_is_a_cache_hit_after_import(project, tmp_path):
+    """Import numbered the records at an address variant by variant (`note="a"` before
+    `note="b"`), not in the bundle's version order: an aggregate's members, listed in version
+    order, came in another order, so its call key differed and the same run ran again."""
+    for session in ("pre", "post"):
+        ExRaw.save(np.arange(3.0), subject=1, session=session, note="b")
+        ExRaw.save(np.arange(3.0) + 1, subject=1, session=session, note="a")
+    for_each(average, inputs={"values": ExRaw}, outputs=[ExTable], subject=[1])
+    project.export(ExTable, to=tmp_path / "b", subject=1)
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "b")
+        again = for_each(average, inputs={"values": ExRaw}, outputs=[ExTable], subject=[1])
+        assert again.counts["cached"] == 1
+    finally:
+        other.close()
+
+
+def load_csv(path):
+    return np.loadtxt(path, delimiter=",")
+
+
+def test_the_crate_names_the_raw_files_a_call_read(project, tmp_path):
+    """A call that read a raw file (PathInput) had a CreateAction with no object, as if it
+    used nothing; and PROV said a PathOutput's call used an entity that is only the hash of
+    the path it writes."""
+    from scistack import PathInput, PathOutput
+
+    (tmp_path / "raw/1").mkdir(parents=True)
+    (tmp_path / "raw/1/pre.csv").write_text("1,2\n")
+    for_each(load_csv, inputs={"path": PathInput("{subject}/{session}.csv", root="raw")}, outputs=[ExRaw],
+             subject=[], session=[])
+    spec = {"signal": ExRaw, "dest": PathOutput("{subject}/{session}.png", root="figs")}
+    for_each(draw, inputs=spec, outputs=[ExUnrelated], subject=[1], session=["pre"])
+    project.export(ExUnrelated, to=tmp_path / "b", subject=1, session="pre")
+    assert validate(tmp_path / "b", tmp_path / "cache") == []
+    graph = json.loads((tmp_path / "b/ro-crate-metadata.json").read_text())["@graph"]
+    by_id = {e["@id"]: e for e in graph}
+    read = next(e for e in graph if e.get("@type") == "CreateAction" and e["name"].startswith("load_csv"))
+    raw = by_id[read["object"]["@id"]]
+    assert raw["name"] == "raw/1/pre.csv" and raw["identifier"].startswith("blake3:")
+    prov = json.loads((tmp_path / "b/provenance.json").read_text())
+    assert len(prov["used"]) == 2  # the raw file by load_csv, ExRaw by draw (not draw's path)

@@ -298,6 +298,16 @@ def test_dataframe_rows_view(project):
     assert project.sql("SELECT summary FROM Frame WHERE subject = 1")["summary"][0] == "DataFrame[3x2]"
 
 
+def test_a_frame_without_columns_has_its_rows_in_the_rows_view(project):
+    """pandas writes the rows of a frame with no columns as one empty line, which DuckDB could
+    not cast to JSON: the variable's whole rows view was not made (a warning said so)."""
+    Frame.save(pd.DataFrame(index=range(3)), subject=1, session="pre")
+    Frame.save(pd.DataFrame({"t": [0.5]}), subject=2, session="pre")
+    project.sync()
+    rows = project.sql("SELECT subject, row_n, t FROM Frame_rows ORDER BY subject, row_n")
+    assert rows["subject"].tolist() == [1, 1, 1, 2] and rows["t"].tolist()[3] == 0.5
+
+
 def test_a_column_pandas_cannot_write_as_json_is_text_in_the_rows_view(project):
     # a period column made pandas' to_json raise inside the sync: every sync failed on it, so
     # the views stayed as they were before that save, for every variable

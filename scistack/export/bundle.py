@@ -22,10 +22,13 @@ from scistack.database import Database
 from scistack.export.closure import Closure
 from scistack.index import RefRecord
 from scistack.objects.chunked import array_manifest, parse_manifest
+from scistack.objects.hashing import hash_bytes
+from scistack.objects.store import Fetch
 
 MANIFEST = "scistack-bundle.json"
 BUNDLE_FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+_MAX_PART = 120  # characters of one path component (its extension and `@v<n>` come on top)
 
 
 def sha256_of(path: Path) -> str:
@@ -42,8 +45,7 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
     for oid, kind in sorted(found.objects.items()):
         path = Path("objects") / f"{oid}.{kind}"
         (to / path).parent.mkdir(parents=True, exist_ok=True)
-        payload = db.store.get(oid).payload
-        (to / path).write_bytes(memoryview(payload).cast("B") if not isinstance(payload, bytes) else payload)
+        _write_payload(to / path, db.store.get(oid).payload)
         objects.append({"oid": oid, "kind": kind, "path": path.as_posix(), "sha256": sha256_of(to / path)})
     files, taken = [], set()
     for record in found.refs:
@@ -81,41 +83,83 @@ def _ref_entry(record: RefRecord) -> dict[str, Any]:
 
 def readable_name(record: RefRecord, schema_keys: list[str]) -> str:
     """`Var/subject=1/session=post`: schema keys in schema order, then version keys."""
-    parts = [_UNSAFE.sub("_", record.var)]
     keys = [k for k in schema_keys if k in record.addr]
-    parts += [f"{k}={_UNSAFE.sub('_', str(record.addr[k]))}" for k in keys]
-    parts += [f"{k}={_UNSAFE.sub('_', str(v))}" for k, v in sorted(record.vkeys.items())]
+    parts = [_part("", record.var)]
+    parts += [_part(f"{k}=", record.addr[k]) for k in keys]
+    parts += [_part(f"{k}=", v) for k, v in sorted(record.vkeys.items())]
     return "/".join(parts) if len(parts) > 1 else f"{parts[0]}/value"
 
 
+def _part(prefix: str, value: Any) -> str:
+    """One path component, `prefix` + the value with unsafe characters as `_`; cut above
+    `_MAX_PART` characters, with a hash of the whole value: file systems refuse names of more
+    than 255 bytes, and an address value may have 1,024 characters."""
+    text = prefix + _UNSAFE.sub("_", str(value))
+    if len(text) <= _MAX_PART:
+        return text
+    return f"{text[:_MAX_PART - 17]}~{hash_bytes(str(value).encode())[:16]}"
+
+
+def _unique(base: str, version: int, taken: set[str]) -> str:
+    """`base`, or `base@v<version>` (then `-2`, `-3`...) when a value already has that name:
+    addresses that read alike once sanitised (`a b`, `a/b`, `a_b`; `1` and `"1"`) or that differ
+    only in case (one name on macOS and Windows) would otherwise overwrite each other's file."""
+    name, n = base, 1
+    while name.casefold() in taken:
+        name, n = f"{base}@v{version}" + (f"-{n}" if n > 1 else ""), n + 1
+    taken.add(name.casefold())
+    return name
+
+
 def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> str | None:
-    """Write the value as a file anyone can open; None for values no open format holds."""
-    base = readable_name(record, list(db.schema_keys))
-    if base in taken:
-        base = f"{base}@v{record.version}"
-    taken.add(base)
-    target = to / base
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Write the value as a file anyone can open; None for values no open format holds.
+    Stored bytes that already are an open format (NPY, bytes, Zarr chunks, Arrow row groups)
+    are copied, never decoded whole: a value larger than memory is exported piece by piece."""
+    base = _unique(readable_name(record, list(db.schema_keys)), record.version, taken)
+
+    def dest(ext: str) -> Path:
+        (to / base).parent.mkdir(parents=True, exist_ok=True)
+        return to / (base + ext)
+
     obj = db.store.get(record.oid)
-    if obj.kind == "chunked" and parse_manifest(obj.payload)["type"] == "array":
-        _write_zarr(db, parse_manifest(obj.payload), target.with_name(target.name + ".zarr"))
+    tree = parse_manifest(obj.payload) if obj.kind == "chunked" else None
+    if tree is not None and tree["type"] == "array":
+        _write_zarr(db, tree, dest(".zarr"))
         return base + ".zarr"
-    value = db.store.get_value(record.oid)
-    if isinstance(value, np.ndarray) and value.dtype != object:
-        np.save(target.with_name(target.name + ".npy"), value, allow_pickle=False)
-        return base + ".npy"
-    if type(value).__name__ == "DataFrame":
-        value.to_parquet(target.with_name(target.name + ".parquet"))
+    if obj.kind in ("table", "chunked"):
+        _write_parquet(db, record.oid, obj.payload, tree, dest(".parquet"))
         return base + ".parquet"
-    if isinstance(value, (bytes, bytearray)):
-        target.with_name(target.name + ".bin").write_bytes(bytes(value))
-        return base + ".bin"
-    try:
-        text = json.dumps(_plain(value), indent=1, allow_nan=True)
+    if obj.kind in ("npy", "bytes"):
+        ext = ".npy" if obj.kind == "npy" else ".bin"  # an npy payload is an NPY 1.0 file
+        _write_payload(dest(ext), obj.payload)
+        return base + ext
+    try:  # a dict or list holding a chunked array holds it lazy: refused below, never read
+        text = json.dumps(_plain(db.store.open_value(record.oid)), indent=1, allow_nan=True)
     except (TypeError, ValueError):
         return None
-    target.with_name(target.name + ".json").write_text(text)
+    dest(".json").write_text(text)
     return base + ".json"
+
+
+def _write_payload(path: Path, payload: Any) -> None:
+    path.write_bytes(payload if isinstance(payload, bytes) else memoryview(payload).cast("B"))
+
+
+def _write_parquet(db: Database, oid: str, payload: Any, tree: dict[str, Any] | None, path: Path) -> None:
+    """A table (DataFrame, Series or Arrow) as Parquet with its stored schema metadata, so
+    pandas reads back the frame as saved; a chunked one a row group at a time."""
+    import pyarrow.parquet as pq  # pyarrow is imported on first use (scistack/lazy_import.py)
+
+    from scistack.objects.chunked_table import TableChunks
+    from scistack.objects.table import read_arrow
+
+    if tree is None:
+        pq.write_table(read_arrow(payload), path)
+        return
+    chunks = TableChunks(tree, Fetch(db.store), oid)
+    with pq.ParquetWriter(path, chunks.schema) as writer:
+        for i in range(len(tree["chunks"])):
+            writer.write_table(chunks.group(i).cast(chunks.schema))
 
 
 def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:
@@ -128,8 +172,7 @@ def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:
     for index in manifest.indices():
         chunk = folder.joinpath("c", *map(str, index))
         chunk.parent.mkdir(parents=True, exist_ok=True)
-        payload = db.store.get(manifest.oid_at(index)).payload
-        chunk.write_bytes(payload if isinstance(payload, bytes) else memoryview(payload).cast("B"))
+        _write_payload(chunk, db.store.get(manifest.oid_at(index)).payload)
 
 
 def _plain(value: Any) -> Any:

@@ -92,6 +92,12 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
             app = crate.add(ContextEntity(crate, f"#fn-{fn.identity[:16]}", properties=props))
             apps[fn.identity] = app
         inputs = [files[ids[item.oid]] for item in call.inputs.values() if ids.get(item.oid) in files]
+        inputs += [crate.get(eid) or crate.add(ContextEntity(crate, eid, properties={  # not in the bundle
+            "@type": "CreativeWork", "name": str(item.extra["path"]), "identifier": f"blake3:{item.oid}",
+            "description": "a raw file the call read (PathInput), identified by its content; not in "
+                           "this bundle"}))
+            for item in call.inputs.values() if "path" in item.extra and ids.get(item.oid) not in files
+            for eid in [f"#raw-{item.oid[:16]}"]]
         constants = [crate.add(ContextEntity(crate, f"#const-{call_oid[:16]}-{_slug(name)}", properties={
             "@type": "PropertyValue", "name": name, "value": json.dumps(item.const, default=str)}))
             for name, item in sorted(call.constants.items())]
@@ -169,7 +175,8 @@ def write_prov(found: Closure, manifest: dict[str, Any], to: Path) -> None:
         agent = doc.agent(f"scistack:code-{fn.identity}", {"scistack:name": f"{fn.module}.{fn.name}"})
         doc.wasAssociatedWith(activity, agent)
         for item in call.inputs.values():
-            doc.used(activity, entity(item.oid))
+            if "writes" not in item.extra:  # a PathOutput's oid names the path it writes, no entity
+                doc.used(activity, entity(item.oid))
         for oid in call.outputs:
             doc.wasGeneratedBy(entity(oid), activity)
     for entry in manifest["files"]:

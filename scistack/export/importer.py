@@ -1,26 +1,36 @@
 """Import a bundle into a project: check everything first, then write objects, cache, refs.
 
 Every file the manifest lists is checked against its recorded hash (objects against their
-blake3 oid, open files against their sha256) and the schema keys against the project's
-before anything is written, so a damaged bundle or a wrong project changes nothing.
+blake3 oid, open files against their sha256), the schema keys against the project's, and
+every saved record of the manifest (the one file no hash covers) against the rules of `save`,
+before anything is written, so a damaged or edited bundle or a wrong project changes nothing.
 Objects are stored byte for byte (the store recomputes each oid: the same oids), call-cache
 entries are added where the project has none for that call key, and each saved record is
 added unless the project already has that value at that address (so importing twice, or
-merging into a project that holds part of the lineage, adds nothing twice).
+merging into a project that holds part of the lineage, adds nothing twice), in the bundle's
+version order (an aggregate's members are listed in it). Where records are added, the bundle's
+newest value of each variant there is current afterwards (named again if the project held it
+already: older versions the bundle brings must not displace it); elsewhere nothing changes.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from scistack.address import address_problem
 from scistack.database import Database
-from scistack.errors import BundleDamagedError, ExportError, SchemaMismatchError
+from scistack.errors import (BundleDamagedError, ExportError, InvalidMetadataError, InvalidNameError,
+                             SchemaMismatchError)
 from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
-from scistack.index.state import key_of
-from scistack.objects.hashing import hash_object
+from scistack.index.journal import entry_problem
+from scistack.index.sql import check_identifier
+from scistack.index.state import key_of, untagged_params
+from scistack.objects.hashing import KINDS, hash_object
+from scistack.objects.oid import is_valid_oid
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,26 +52,76 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except ValueError as exc:
         raise BundleDamagedError(f"{path} is not valid JSON ({exc}); export the bundle again") from exc
-    if manifest.get("format") != BUNDLE_FORMAT:
-        raise ExportError(f"{path} has bundle format {manifest.get('format')!r}; this scistack reads "
+    version = manifest.get("format") if isinstance(manifest, dict) else None
+    if version != BUNDLE_FORMAT:
+        raise ExportError(f"{path} has bundle format {version!r}; this scistack reads "
                           f"format {BUNDLE_FORMAT}: upgrade scistack or export again")
+    lists = {"schema_keys": str, "call_records": str, "selected": dict, "refs": dict, "calls": dict,
+             "files": dict, "objects": dict}  # each a list of these
+    wrong = [key for key, item in lists.items() if not isinstance(manifest.get(key), list)
+             or not all(isinstance(e, item) for e in manifest[key])]
+    if wrong:
+        raise BundleDamagedError(f"{path} has no list {wrong[0]!r} of the right shape (the manifest was "
+                                 "edited or damaged); nothing was imported. Export the bundle again")
     return manifest
 
 
-def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
-    """Every object's payload by oid, after checking every listed file's hash."""
-    payloads = {}
+def _record_problem(ref: dict[str, Any], schema_keys: list[str], objects: dict[str, dict]) -> str | None:
+    """Why a manifest's saved record could not have been saved (None when it could): the rules
+    of `save`, so an edited manifest cannot name what no project may hold."""
+    addr, vkeys = ref.get("addr"), ref.get("vkeys")
+    if not isinstance(addr, dict) or not addr or not isinstance(vkeys, dict):
+        return "its address is not a mapping of schema keys"
+    try:
+        for name, what in [(ref.get("var"), "variable name"), *((key, "version key") for key in vkeys)]:
+            check_identifier(name, what)
+    except InvalidNameError as exc:
+        return str(exc).split(":")[0]
+    if not set(addr) <= set(schema_keys) or set(vkeys) & set(schema_keys):
+        return (f"its keys {sorted({**addr, **vkeys})} do not split into schema keys {schema_keys} "
+                "and version keys")
+    for key, value in {**addr, **{k: v for k, v in vkeys.items() if v is not None}}.items():
+        if address_problem(value) is not None:
+            return f"{key}={value!r} {address_problem(value)}"
+    if not isinstance(ref.get("version"), int) or isinstance(ref["version"], bool) or ref["version"] < 1:
+        return f"its version {ref.get('version')!r} is not a positive integer"
+    kind = objects.get(ref.get("oid"), {}).get("kind")
+    if kind is None or kind != ref.get("kind") or kind in ("call", "code", "chunk"):
+        return (f"its value, object {ref.get('oid')} of kind {ref.get('kind')!r}, is not a value "
+                "the bundle holds")
+    if ref.get("call") is not None and objects.get(ref["call"], {}).get("kind") != "call":
+        return f"its call record {ref['call']} is not in the bundle"
+    if not all(v is None or isinstance(v, (bool, int, float, str))
+               for v in untagged_params(ref.get("params") or {}).values()):
+        return "its lineage parameters are not all scalar constants"
+    return None
+
+
+def _checked(bundle: Path, obj: dict[str, Any]) -> bytes:
+    """An object file's payload, refused unless it hashes to its oid."""
+    path = bundle / obj["path"]
+    if not path.is_file():
+        raise BundleDamagedError(
+            f"{obj['path']} is missing from the bundle {bundle}; nothing was imported")
+    data = path.read_bytes()
+    if hash_object(obj["kind"], [data]) != obj["oid"]:
+        raise BundleDamagedError(
+            f"{obj['path']} in {bundle} does not hash to its oid {obj['oid']} (the file was changed "
+            "or damaged); nothing was imported. Export the bundle again")
+    return data
+
+
+def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every object's manifest entry by oid, after checking every listed file's hash and every
+    record and cache entry of the manifest. The files are read one at a time and not kept: a
+    bundle may be larger than memory."""
+    objects = {}
     for obj in manifest["objects"]:
-        path = bundle / obj["path"]
-        if not path.is_file():
-            raise BundleDamagedError(
-                f"{obj['path']} is missing from the bundle {bundle}; nothing was imported")
-        data = path.read_bytes()
-        if hash_object(obj["kind"], [data]) != obj["oid"]:
-            raise BundleDamagedError(
-                f"{obj['path']} in {bundle} does not hash to its oid {obj['oid']} (the file was changed "
-                "or damaged); nothing was imported. Export the bundle again")
-        payloads[obj["oid"]] = (obj["kind"], data)
+        if not (is_valid_oid(obj.get("oid")) and obj.get("kind") in KINDS and isinstance(obj.get("path"), str)):
+            raise BundleDamagedError(f"{MANIFEST} in {bundle} lists an object {str(obj)[:120]} that is "
+                                     "not an oid, a kind and a path; nothing was imported. Export it again")
+        _checked(bundle, obj)
+        objects[obj["oid"]] = obj
     for entry in manifest["files"]:
         if not entry["path"]:
             continue
@@ -73,16 +133,38 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, bytes]:
             raise BundleDamagedError(
                 f"{name} in {bundle} is missing or does not match its sha256 {sha[:16]}... "
                 "(the file was changed or damaged); nothing was imported. Export the bundle again")
-        if entry["oid"] not in payloads:
+        if entry["oid"] not in objects:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
                                      "lacks; nothing was imported. Export the bundle again")
-    named = [(r["oid"], f"the value of {r['var']} at {r['addr']}") for r in manifest["refs"]]
-    named += [(c["call"], f"call record {c['call']}") for c in manifest["calls"]]
-    for oid, what in named:
-        if oid not in payloads:
-            raise BundleDamagedError(f"{MANIFEST} in {bundle} names {what}, object {oid}, which the "
-                                     "bundle does not list; nothing was imported. Export it again")
-    return payloads
+    problem = _entries_problem(manifest, objects)
+    if problem is not None:
+        raise BundleDamagedError(f"{MANIFEST} in {bundle} {problem} (the manifest was edited or "
+                                 "damaged); nothing was imported. Export the bundle again")
+    return objects
+
+
+def _entries_problem(manifest: dict[str, Any], objects: dict[str, dict]) -> str | None:
+    """What is wrong with the manifest's records and cache entries, which become journal lines
+    as they are (None when nothing is)."""
+    for ref in manifest["refs"]:
+        problem = entry_problem({**ref, "op": "put", "t": ""})
+        if problem is not None:
+            return f"holds a record of {ref.get('var')!r} that is not a valid journal entry ({problem})"
+    for call in manifest["calls"]:
+        problem = entry_problem({**call, "op": "call"})
+        if problem is not None or not all(isinstance(o, str) for o in call.get("outs", [])):
+            return f"holds a call-cache entry that is not a valid journal entry ({problem or 'outs'})"
+        for oid in (call["call"], *call.get("outs", [None])):
+            if oid not in objects:
+                return f"names object {oid}, of call record {call['call']}, which the bundle does not list"
+    for ref in manifest["refs"]:
+        if ref["oid"] not in objects:
+            return (f"names the value of {ref['var']} at {ref['addr']}, object {ref['oid']}, which the "
+                    "bundle does not list")
+        problem = _record_problem(ref, manifest["schema_keys"], objects)
+        if problem is not None:
+            return f"names a value of {ref['var']!r} at {ref['addr']} that no project can hold: {problem}"
+    return None
 
 
 def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
@@ -94,24 +176,45 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             f"the bundle {bundle} has schema keys {manifest['schema_keys']}, the project {db.root} has "
             f"{list(db.schema_keys)}; nothing was imported. Import it into a project with schema keys "
             f"{manifest['schema_keys']}")
-    payloads = verify(bundle, manifest)
-    new_objects = sum(not db.store.contains(oid) for oid in payloads)
-    added = skipped = 0
+    try:
+        objects = verify(bundle, manifest)
+    except (KeyError, TypeError, AttributeError) as exc:  # a field missing or of another shape
+        raise BundleDamagedError(f"{MANIFEST} in {bundle} is malformed ({type(exc).__name__}: {exc}; the "
+                                 "manifest was edited or damaged); nothing was imported. Export the bundle "
+                                 "again") from exc
+    new_objects = [obj for oid, obj in objects.items() if not db.store.contains(oid)]
+    names = {(r["var"], key_of(r["vkeys"])): r["vkeys"] for r in manifest["refs"]}
+    try:  # what the project would refuse by name mid-way: refused before anything is written
+        for (var, _), vkeys in names.items():
+            db.index.check_names(var, vkeys)
+    except (InvalidNameError, InvalidMetadataError) as exc:
+        raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
+    added = skipped = calls = 0
     with db.batch():
-        for kind, data in payloads.values():
-            db.store.put(kind, data)
+        for obj in new_objects:  # read again, one at a time; checked again (it may have changed)
+            db.store.put(obj["kind"], _checked(bundle, obj))
         db.flush()  # objects are durable before any name points at them
         for entry in manifest["calls"]:
             if db.index.cached_call(entry["key"]) is not None:
                 continue  # the project's own answer to that call stays
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
                               multi=bool(entry.get("multi")))
-        for ref in sorted(manifest["refs"], key=lambda r: (r["var"], key_of(r["addr"]), r["version"])):
-            held = db.index.versions_at(ref["var"], key_of(ref["addr"]))
-            if any(r.oid == ref["oid"] and r.vkeys == ref["vkeys"] for r in held):
-                skipped += 1
-                continue
-            db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
-                             call=ref["call"], params=ref["params"], summary=ref["summary"])
-            added += 1
-    return ImportReport(new_objects, added, len(manifest["calls"]), skipped)
+            calls += 1
+        place = lambda r: (r["var"], key_of(r["addr"]))  # noqa: E731
+        for (var, addr_key), group in groupby(
+                sorted(manifest["refs"], key=lambda r: (*place(r), r["version"])), key=place):
+            # in the bundle's version order across variants: an aggregate's members are in it
+            group, held = list(group), db.index.versions_at(var, addr_key)
+            new = [ref for ref in group if not any(r.oid == ref["oid"] and r.vkeys == ref["vkeys"]
+                                                   for r in held)]
+            newest = {key_of(ref["vkeys"]): ref for ref in group}  # each variant's, in the bundle
+            brought = {key_of(ref["vkeys"]): ref for ref in new}  # the last added of each
+            # the bundle's newest value, held already: named again after the older versions
+            # the bundle brings, it is current
+            new += [ref for vkeys, ref in newest.items() if vkeys in brought and brought[vkeys] is not ref]
+            skipped += len(group) - len(new)
+            for ref in new:
+                db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
+                                 call=ref["call"], params=ref["params"], summary=ref["summary"])
+            added += len(new)
+    return ImportReport(len(new_objects), added, calls, skipped)

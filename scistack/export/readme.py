@@ -51,14 +51,17 @@ there again finds every call in the cache. The project must have the schema keys
 """
 
 
-def _where(addr: dict[str, Any], keys: list[str]) -> str:
-    return ", ".join(f"{k}={addr[k]}" for k in keys if k in addr) or "(no address)"
+def _where(record: dict[str, Any], keys: list[str]) -> str:
+    """Schema keys in schema order, then version keys: variants at one address read apart."""
+    addr, vkeys = record["addr"], record["vkeys"]
+    return ", ".join([f"{k}={addr[k]}" for k in keys if k in addr]
+                     + [f"{k}={v}" for k, v in sorted(vkeys.items())]) or "(no address)"
 
 
 def render(manifest: dict[str, Any], *, title: str, producer: str, date: str) -> str:
     keys = manifest["schema_keys"]
     selected = "\n".join(
-        f"- `{r['var']}` at {_where(r['addr'], keys)}"
+        f"- `{r['var']}` at {_where(r, keys)}"
         f" (version {r['version']}, blake3 `{r['oid'][:16]}...`)" for r in manifest["selected"])
     example = next((f["path"] for f in manifest["files"] if (f["path"] or "").endswith(".npy")),
                    "Var/subject=1/session=post.npy")

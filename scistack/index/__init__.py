@@ -347,15 +347,7 @@ class Index:
     def put_ref(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, *,
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
-        if var not in self._var_names:
-            self._check_new_variable(var)
-        for key in vkeys:
-            if self._key_case.get(key.lower(), key) != key:
-                raise InvalidMetadataError(
-                    f"{var}: the version key {key!r} is the schema key "
-                    f"{self._key_case[key.lower()]!r} but for case (a typo?); SQL names ignore case, "
-                    f"so it could not be told apart in the views or in where=. Write "
-                    f"{self._key_case[key.lower()]}= to address the value")
+        self.check_names(var, vkeys)
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         params = tagged_params(params) if params else params
         if self._pending is not None:  # in a batch: versions are checked again at flush
@@ -367,6 +359,20 @@ class Index:
                 return record
         with self._journal.locked():
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+
+    def check_names(self, var: str, vkeys: dict) -> None:
+        """Refuse the names `put_ref` refuses (a variable or version key named like another but
+        for case), so that a caller can check a whole batch before writing any of it (a batch
+        is not a transaction: what it wrote before a refusal stays)."""
+        if var not in self._var_names:
+            self._check_new_variable(var)
+        for key in vkeys:
+            if self._key_case.get(key.lower(), key) != key:
+                raise InvalidMetadataError(
+                    f"{var}: the version key {key!r} is the schema key "
+                    f"{self._key_case[key.lower()]!r} but for case (a typo?); SQL names ignore case, "
+                    f"so it could not be told apart in the views or in where=. Write "
+                    f"{self._key_case[key.lower()]}= to address the value")
 
     def _check_new_variable(self, var: str) -> None:
         """Refuse a new variable named like an existing one but for case (`EMG` beside `Emg`):

@@ -29,12 +29,15 @@ _WORKERS = 2
 def should_chunk_table(value: Any, policy: ChunkPolicy) -> bool:
     """Whether a DataFrame, Series or Arrow table is stored chunked: an estimate from its row
     count and column types alone (cheap, and the same however its memory is laid out)."""
+    rows = len(value)
+    if getattr(type(value), "__scistack_chunked__", False):  # a LazyTable: by the types it reads as
+        value = value.head(0)
     if isinstance(value, pa.Table):
         width, columns = row_width(value.schema), value.num_columns
     else:
         dtypes = [value.dtype] if value.ndim == 1 else list(value.dtypes)
         width, columns = 8 + sum(_dtype_width(d) for d in dtypes), len(dtypes)
-    return columns > 0 and len(value) > 1 and len(value) * width > policy.threshold
+    return columns > 0 and rows > 1 and rows * width > policy.threshold
 
 
 def _dtype_width(dtype: Any) -> int:

@@ -185,8 +185,9 @@ def _single_batch(table: pa.Table, num_rows: int) -> pa.RecordBatch:
     if table.num_columns == 0:
         rows = pa.repeat(pa.scalar({}, type=pa.struct([])), num_rows)
         return pa.RecordBatch.from_struct_array(rows).replace_schema_metadata(table.schema.metadata)
-    if table.num_rows == 0:
-        arrays = [c.chunk(0) if c.num_chunks else pa.array([], type=c.type) for c in table.columns]
+    if table.num_rows == 0:  # (a slice of nothing still holds its parent's string bytes)
+        arrays = [_zero_nulls(c.chunk(0)) if c.num_chunks else pa.array([], type=c.type)
+                  for c in table.columns]
     else:
         arrays = [_zero_nulls(column.chunk(0)) for column in table.combine_chunks().columns]
     return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
