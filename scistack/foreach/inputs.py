@@ -32,18 +32,23 @@ class Fixed:
     def __init__(self, variable: type, **pinned: Any) -> None:
         self.variable = variable
         self.pinned = {key: query_value(value) for key, value in pinned.items()}  # (numpy scalars too)
-        several = next((k for k, v in self.pinned.items() if isinstance(v, (list, range))), None)
-        if several is not None:  # (it was taken for variants of one address, failing each combination)
-            name = getattr(variable, "__name__", repr(variable))
-            first, *_ = list(self.pinned[several]) or ["..."]
-            raise InvalidMetadataError(
-                f"Fixed({name}, {several}={pinned[several]!r}) pins several values; a Fixed input is "
-                f"the record at one address. Give one input per value, e.g. inputs={{..., "
-                f"\"{several}_{first}\": Fixed({name}, {several}={first!r}), ...}}")
+        refuse_several_pinned(getattr(variable, "__name__", repr(variable)), self.pinned)
 
     def __repr__(self) -> str:
         pins = ", ".join(f"{k}={v!r}" for k, v in self.pinned.items())
         return f"Fixed({self.variable.__name__}, {pins})"
+
+
+def refuse_several_pinned(var: str, pinned: dict[str, Any]) -> None:
+    """A Fixed input is the record at one address: several values for a key (which had been
+    taken for variants of one address, failing every combination) are refused with the way."""
+    several = next((k for k, v in pinned.items() if isinstance(v, (list, range))), None)
+    if several is not None:
+        first, *_ = list(pinned[several]) or ["..."]
+        raise InvalidMetadataError(
+            f"Fixed({var}, {several}={pinned[several]!r}) pins several values; a Fixed input is the "
+            f"record at one address. Give one input per value, e.g. inputs={{..., "
+            f"\"{several}_{first}\": Fixed({var}, {several}={first!r}), ...}}")
 
 
 class Merge:

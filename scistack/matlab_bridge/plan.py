@@ -10,7 +10,7 @@ from typing import Any
 
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError
-from scistack.foreach.inputs import _resolve_variable
+from scistack.foreach.inputs import _resolve_variable, refuse_several_pinned
 from scistack.foreach.plan import looped_input
 from scistack.index import check_identifier, key_of, utc_now
 from scistack.ingest import staged_name, staged_payload
@@ -93,6 +93,7 @@ def _inputs(
                     f"Fixed({spec['var']}, ...) for input {name!r} pins {unknown}, which are not schema "
                     f"keys; the schema keys are {db.schema_keys}"
                 )
+            refuse_several_pinned(spec["var"], fixed)
             specs[name] = _Spec(check_identifier(spec["var"], "variable name"), fixed)
         else:
             constants[name] = constant_input(folder, name, spec, staged)

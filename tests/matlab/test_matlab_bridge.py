@@ -266,6 +266,11 @@ def test_commit_refuses_code_edited_since_the_plan(project):
         ({"iterate": []}, InvalidMetadataError, "at least one schema key"),
         ({"outputs": []}, InvalidMetadataError, "at least one output"),
         ({"outputs": ["BridgeRaw"]}, InvalidMetadataError, r"BridgeRaw is both an input \(inputs\['signal'\]\)"),
+        (
+            {"inputs": {"signal": {"var": "BridgeRaw", "fixed": {"session": ["pre", "post"]}}}},
+            InvalidMetadataError,
+            "pins several values",
+        ),
         ({"format": 2}, InvalidMetadataError, "format 2"),
     ],
 )
