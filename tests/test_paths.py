@@ -103,7 +103,15 @@ def test_the_raw_data_moved_elsewhere_stays_cached(project, tmp_path):
     again = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
                      outputs=[RawTotal], subject=[], session=[], progress=False)
     assert (again.ran, again.cached) == (0, 4)
+    # recorded again where the files are now: status and why judge them there (they had called
+    # every such value stale for good, "raw/1/s_pre.csv is gone")
+    from scistack.report.status import status_grid
+
+    assert status_grid(project).counts()["RawTotal"]["stale"] == 0
+    assert why(RawTotal, subject=2, session="pre").status == "current"
     (tmp_path / "moved" / "2" / "s_pre.csv").write_text("50,60\n")
+    assert why(RawTotal, subject=2, session="pre").status == "stale"
+    assert "moved/2/s_pre.csv changed" in str(why(RawTotal, subject=2, session="pre"))
     edited = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
                       outputs=[RawTotal], subject=[], session=[], progress=False)
     assert (edited.ran, edited.cached) == (1, 3)

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from scistack.lineage.filecheck import FILES_MARK, cache_fn, hit_changed
+from scistack.lineage.filecheck import FILES_MARK, cache_fn, files_of, hit_changed
 from scistack.database import Database, current_database
 from scistack.errors import (
     AmbiguousVersionError,
@@ -63,7 +63,7 @@ from scistack.index import key_of, keys_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.codeid.identity import FunctionIdentity
-from scistack.records import read_call
+from scistack.records import CallRecord, read_call
 
 log = logging.getLogger("scistack.foreach")
 _FLUSH_EVERY_S = 1.0
@@ -370,6 +370,17 @@ class _Run:
     def _check_cache(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved], key: str,
                      item: ComboResult, bar: Any) -> None:
         hit = self.db.index.cached_call(key)
+        moved = None if hit is None or self.dry_run else self._moved_files(resolved, hit)
+        if moved is not None and not hit_changed(self.db.store, hit):
+            # the same raw files in another place (a moved folder, a colleague's copy): the
+            # cached result is recorded again with where they are now (a call record and its
+            # cache entry), not computed again, so `status` and `why` find the files there
+            self._finish(_Pending(item, resolved, key, addr_key), Outcome(
+                -1, [(oid, "", "") for oid in hit["outs"]], moved.started or utc_now(),
+                moved.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(moved)))
+            item.status = "cached"
+            _tick(bar)
+            return
         if hit is not None and not hit_changed(self.db.store, hit) and self._restore(
                 combo, addr_key, key, hit):
             item.status = "cached"
@@ -380,6 +391,21 @@ class _Run:
         if self.dry_run:
             _tick(bar)
         self.pending.append(_Pending(item, resolved, key, addr_key))
+
+    def _moved_files(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
+        """The cached call's record when a `PathInput` file it read is now elsewhere, with the
+        same content (None otherwise, and at once for calls with no `PathInput`)."""
+        files = {n: r.bound.record["file"] for n, r in resolved.items()
+                 if "file" in r.bound.record and "writes" not in r.bound.record}
+        if not files or len(hit["outs"]) != len(self.outputs):
+            return None
+        try:
+            record = read_call(self.db.store, hit["call"])
+        except ScistackError:
+            return None  # a gc'd record: `_restore` decides
+        moved = any(n in record.arguments and record.arguments[n].extra.get("file") not in (None, f)
+                    for n, f in files.items())
+        return record if moved and all(self.db.store.contains(o) for o in hit["outs"]) else None
 
     def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any]) -> bool:
         """A cached call: make sure its outputs are the current refs at this combination."""

@@ -102,6 +102,11 @@ def _read(store: ObjectStore, call_oid: str) -> tuple[FileRead, ...]:
     return _files_of(record)
 
 
+def files_of(record: Any) -> tuple[FileRead, ...]:
+    """The files a call record says its call read."""
+    return _files_of(record)
+
+
 def _files_of(record: Any) -> tuple[FileRead, ...]:
     raw = record.extra.get("files")
     if not isinstance(raw, list):

@@ -34,7 +34,7 @@ from scistack.records import read_call
 from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
-from scistack.report.why import Reason, WhyReport, _find_function, script_reasons, why_record
+from scistack.report.why import Reason, WhyReport, _find_function, newer_record, script_reasons, why_record
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -106,20 +106,26 @@ class StalenessChecker:
         self._memo[slot] = verdict = self._judge(record)
         return verdict
 
-    def _judge(self, record: RefRecord) -> tuple[str, str]:
-        if record.call is None:
+    def _judge(self, record: RefRecord, call_oid: str | None = None) -> tuple[str, str]:
+        """`call_oid`: a later record of the ref's call to judge instead (see `newer_record`)."""
+        call_oid = call_oid or record.call
+        if call_oid is None:
             return "done", ""
-        call = self.calls.get(record.call)
+        call = self.calls.get(call_oid)
         if call is None:
-            return "unknown", f"call record {record.call[:12]} is missing"
+            return "unknown", f"call record {call_oid[:12]} is missing"
         for item in call.inputs:
             reason = self._input_reason(item)
+            if reason and item.raw_file is not None and call_oid == record.call:
+                newer = newer_record(self.db, call_oid)  # its raw files where they are now
+                if newer is not None and self.calls.get(newer) is not None:
+                    return self._judge(record, newer)
             if reason:
                 return "stale", reason
-        changed = [] if record.call in self.no_files else changed_inputs(self.db.store, record.call)
+        changed = [] if call_oid in self.no_files else changed_inputs(self.db.store, call_oid)
         if changed:
             return "stale", f"file {changed[0]} changed"
-        return self.function_verdict(record.call, call.module, call.function, call.identity, call.code_identity)
+        return self.function_verdict(call_oid, call.module, call.function, call.identity, call.code_identity)
 
     def function_verdict(self, call_oid: str, module: str, function: str, identity: str,
                          code_identity: str | None = None) -> tuple[str, str]:

@@ -86,15 +86,29 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
     return why_record(db, name, found.record)
 
 
+def newer_record(db: Any, call_oid: str) -> str | None:
+    """A later record of the same call (same key: function and inputs by content) that the
+    call cache names, when the ref's own is not it: a run that found the raw files it reads
+    moved records the call again with their new place, and the ref keeps its first record."""
+    key = db.index.call_key_of(call_oid)
+    entry = db.index.cached_call(key) if key else None
+    newer = entry.get("call") if entry else None
+    return newer if newer and newer != call_oid and db.store.contains(newer) else None
+
+
 def why_record(db: Any, name: str, record: Any) -> WhyReport:
     """`why` for one ref record of variable `name` (its value is not loaded)."""
     if record.call is None:
         return WhyReport(name, record.addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
-    call = read_call(db.store, record.call)
-    reasons = _superseded(db, name, record) + _call_changes(
-        db, record.call, call, upstream_of=None, seen=set()
-    )
+    call_oid = record.call
+    call = read_call(db.store, call_oid)
+    changes = _call_changes(db, call_oid, call, upstream_of=None, seen=set())
+    newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) else None
+    if newer is not None:  # its raw files where they are now
+        call_oid, call = newer, read_call(db.store, newer)
+        changes = _call_changes(db, call_oid, call, upstream_of=None, seen=set())
+    reasons = _superseded(db, name, record) + changes
     kinds = {r.kind for r in reasons}
     # A changed input or code makes a value stale even when other parts cannot be judged here.
     status = "stale" if kinds - {"superseded", "unknown"} else "unknown" if "unknown" in kinds else "current"
@@ -337,6 +351,11 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
                     seen=seen,
                 )
     return reasons
+
+
+def _raw_params(call: CallRecord) -> set[str]:
+    """The parameters of a call that took raw files (`PathInput`s)."""
+    return {name for name, item in call.inputs.items() if "path" in item.extra}
 
 
 def _raw_files(call: CallRecord) -> set[str]:
