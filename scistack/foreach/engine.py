@@ -451,9 +451,9 @@ class _Run:
     # -- running ---------------------------------------------------------------------------
     def _run_serial(self, bar: Any) -> None:
         fn = self.lf.fn
-        passthrough = self._passthrough()
+        passthrough, positional = self._passthrough(), self._positional()
         for index, pending in enumerate(self.pending):
-            task = Task(index, pending.resolved, passthrough, self._positional())
+            task = Task(index, pending.resolved, passthrough, positional)
             outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table,
                                self.lazy)
             self._finish(pending, outcome)
