@@ -208,10 +208,15 @@ def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
     return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
 
 
+def _parts(spec: Any) -> tuple:
+    """The inputs a `Merge` or `EachOf` is made of (none for any other input)."""
+    return spec.variables if isinstance(spec, Merge) else spec.alternatives if isinstance(spec, EachOf) else ()
+
+
 def _variables_of(spec: Any, key: str) -> Iterator[type]:
     """The variables an input loads whose address follows `key` (a Fixed pinning it does not)."""
     if isinstance(spec, (Merge, EachOf)):
-        for part in spec.variables if isinstance(spec, Merge) else spec.alternatives:
+        for part in _parts(spec):
             yield from _variables_of(part, key)
     elif isinstance(spec, Fixed):
         if key not in spec.pinned:
@@ -236,7 +241,7 @@ def _one_value(values: Any) -> bool:
 def _own_address_variables(spec: Any) -> Iterator[type]:
     """Variables an input reads at the combination's own address (not through `Fixed`)."""
     if isinstance(spec, (Merge, EachOf)):
-        for part in spec.variables if isinstance(spec, Merge) else spec.alternatives:
+        for part in _parts(spec):
             yield from _own_address_variables(part)
     elif is_variable(spec):
         yield spec
@@ -244,7 +249,7 @@ def _own_address_variables(spec: Any) -> Iterator[type]:
 
 def _fixed_specs(spec: Any) -> Iterator[Fixed]:
     if isinstance(spec, (Merge, EachOf)):
-        for part in spec.variables if isinstance(spec, Merge) else spec.alternatives:
+        for part in _parts(spec):
             yield from _fixed_specs(part)
     elif isinstance(spec, Fixed):
         yield spec

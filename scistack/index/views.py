@@ -71,16 +71,19 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
     tables = {r[0].lower() for r in con.execute(  # a user's own tables in the file (DBeaver...)
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
         "AND table_catalog = current_database() AND table_type = 'BASE TABLE'").fetchall()}
-    taken = all_vars | tables  # names no view of scistack's may take
 
-    def yields(name: str) -> bool:  # a view a table of the user's holds the name of: never
-        if name.lower() in tables:  # replaced, and no error (it froze every later sync)
+    def blocked(name: str) -> bool:  # a table of the user's holds the name: never replaced,
+        if name.lower() in tables:   # and no error (failing here froze every later sync)
             _warn_once("the view %s is not made: a table of your own in the DuckDB file has that "
                        "name (SQL names ignore case); rename the table to see the view", name)
-        return name.lower() in taken
+            return True
+        return False
+
+    def yields(name: str) -> bool:  # an extra view's name held by a table or by a variable
+        return blocked(name) or name.lower() in all_vars
 
     for var, shape in _shapes(con, names).items():
-        if var.lower() in tables and yields(var):
+        if blocked(var):
             continue
         columns = view_columns(schema_keys, shape)
         con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
