@@ -776,6 +776,24 @@ def test_a_variable_loaded_inside_a_cached_function_is_refused_by_name(emg, work
 
 
 
+def test_a_for_each_inside_a_cached_function_is_refused(emg):
+    """A cached function running a pipeline step itself: a cache hit of it skipped the step,
+    and its key could not see the variables the step loaded (stale after they changed)."""
+    def step(signal):
+        for_each(fns.scale_by, inputs={"signal": FeRawEMG, "k": 2}, outputs=[FeFiltered],
+                 subject=[1], session=["pre"], progress=False)
+        return signal
+
+    with pytest.raises(LineageError, match=r"for_each\(scale_by\) inside step, whose calls scistack caches"
+                                           r".*top level of your script"):
+        lineage_fcn(step)(FeRawEMG.load(subject=1, session="pre"))
+    assert FeFiltered.load_all() == []
+    report = for_each(step, inputs={"signal": FeRawEMG}, outputs=[FeFiltered], subject=[1],
+                      session=["pre"], progress=False)
+    assert (report.ran, report.failed) == (0, 1)
+    assert "for_each(scale_by) inside step" in report.failures[0].error
+
+
 @pytest.mark.parametrize("workers", [None, 2])
 def test_functions_taking_their_input_by_position_only(emg, workers):
     """`np.sqrt` (x, /), `abs`, `def f(x, /)` got their inputs by name and failed at every

@@ -37,6 +37,15 @@ cfg = scistack.internal.project();
 scistack.flush();   % queued saves first: they may be inputs
 t_all = tic;
 [name, file, handle] = scistack.internal.function_file(fn, 'the function', 'for_each');
+inside = scistack.internal.running();
+if ~isempty(inside)
+    % a cache hit of the outer function would skip this run, and its key cannot see the
+    % variables this run loads
+    error('scistack:forEachInsideCachedCall', ['for_each(%s) inside %s, whose calls ' ...
+        'scistack caches: a cache hit of %s would skip this run, and the cache cannot see ' ...
+        'the variables it loads, so after they changed it would serve the old result. Call ' ...
+        'for_each at the top level of your script, one for_each per step'], name, inside, inside);
+end
 [opts, iterate] = parse_options(cfg, scistack.internal.plain_args(varargin));
 helper_files = cell(1, numel(opts.helpers));
 for k = 1:numel(opts.helpers)

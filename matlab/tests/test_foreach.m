@@ -171,6 +171,10 @@ r = scistack.for_each(@loads_inside, struct('signal', RawEMG()), {Scratch()}, 's
     'session', 'pre');
 t_equal(r.items(1).status, 'failed', 'a variable the function loads itself is refused');
 t_assert(~isempty(strfind(r.items(1).error, 'scistack:loadInsideCachedCall')), '%s', r.items(1).error);
+r = scistack.for_each(@runs_a_step_inside, struct('signal', RawEMG()), {Scratch()}, ...
+    'subject', 1, 'session', 'pre');
+t_equal(r.items(1).status, 'failed', 'a for_each the function runs itself is refused');
+t_assert(~isempty(strfind(r.items(1).error, 'scistack:forEachInsideCachedCall')), '%s', r.items(1).error);
 t_equal(RawEMG().load('subject', 1, 'session', 'pre').data, raw_emg(1, 'pre'), 'a load outside a call');
 assert_no_staging(ctx);
 end

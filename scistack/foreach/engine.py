@@ -62,6 +62,7 @@ from scistack.gc import freshen_lineage
 from scistack.index import key_of, keys_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
 from scistack.lineage.function import LineageFunction, lineage_context
+from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import CallRecord, read_call
 
@@ -137,6 +138,7 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     if db is None or (not outputs and not any(is_loaded_input(s) for s in inputs.values())):
         return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error,
                               dry_run=dry_run, verbose=speak)
+    refuse_run_inside(f"for_each({getattr(fn, '__name__', 'fn')})")
     check_arguments(db, fn, inputs, outputs, on_error, iterables)
     check_counts(workers, chunk_size)
     if db.read_only and not dry_run:  # before anything runs: no result could be kept

@@ -37,3 +37,16 @@ def refuse_load_inside(call: str, var: str, fix: str | None = None) -> None:
             f"function loads itself, so after {var} changed a cache hit would serve the old result. "
             + (fix or f"Pass {var} as an input instead: for_each(..., inputs={{..., \"x\": {var}}}) "
                       f"(or Fixed({var}, subject=1) for one address), or as an argument of the call"))
+
+
+def refuse_run_inside(call: str) -> None:
+    """Raise when `call` (a `for_each`) starts inside the body of a cached function: a cache hit
+    of that function would skip the run (its outputs never saved again), and the cache key
+    cannot see the variables the run loads."""
+    name = _RUNNING.get()
+    if name is not None:
+        raise LineageError(
+            f"{call} inside {name}, whose calls scistack caches: a cache hit of {name} would skip "
+            f"this run, and the cache cannot see the variables it loads, so after they changed it "
+            f"would serve the old result. Call for_each at the top level of your script, one "
+            f"for_each per step, and pass what {name} needs as its inputs")
