@@ -189,6 +189,26 @@ def test_path_output_is_stored_and_checked_out(project, tmp_path):
     assert (tmp_path / "cli_out/1/plot_pre.txt").read_text() == "plot of 3.0\n"
 
 
+def test_each_alternative_writes_its_own_file_named_by_the_eachof_parameter(project, tmp_path):
+    """EachOf alternatives wrote one PathOutput path: the last alternative's file replaced
+    the others' on disk (and checkout wrote them all to that one path)."""
+    RawTotal.save(3.0, subject=1, session="pre")
+    Doubled.save(6.0, subject=1, session="pre")
+    with pytest.raises(InvalidMetadataError, match=r"does not name \['values'\], so every EachOf alternative"
+                                                   r".*'{subject}_{values}.txt'"):
+        for_each(plot, inputs={"values": EachOf(RawTotal, Doubled), "dest": PathOutput("{subject}.txt", root="figs")},
+                 outputs=[Plot], subject=[1], session=["pre"], verbose=False)
+    spec = {"values": EachOf(RawTotal, Doubled), "dest": PathOutput("{subject}/{values}.txt", root="figs")}
+    report = for_each(plot, inputs=spec, outputs=[Plot], subject=[1], session=["pre"], verbose=False)
+    assert report.ran == 2
+    assert (tmp_path / "figs/1/RawTotal.txt").read_text() == "plot of 3.0\n"
+    assert (tmp_path / "figs/1/Doubled.txt").read_text() == "plot of 6.0\n"
+    assert Plot.load(subject=1, session="pre", values="Doubled").data == b"plot of 6.0\n"
+    assert for_each(plot, inputs=spec, outputs=[Plot], subject=[1], session=["pre"], verbose=False).cached == 2
+    written = checkout(project, "Plot", tmp_path / "out", subject=1)
+    assert sorted(Path(w).read_text() for w in written) == ["plot of 3.0\n", "plot of 6.0\n"]
+
+
 def forget(values, dest):
     return None
 

@@ -175,7 +175,9 @@ def _alternatives(db: Database, inputs: dict[str, Any]) -> list[tuple[dict[str, 
     for name, spec in each.items():
         runs = [({**chosen, name: alt}, {**tags, name: label}) for chosen, tags in runs
                 for alt, label in zip(spec.alternatives, spec.labels)]
-    return runs
+    # a file written per alternative goes where its template names the alternative
+    return [({n: s.with_labels(tags) if isinstance(s, PathOutput) else s for n, s in chosen.items()}, tags)
+            for chosen, tags in runs]
 
 
 def _output_list(outputs: Any) -> list[Any]:

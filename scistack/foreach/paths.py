@@ -57,14 +57,17 @@ class _Template:
         self.root_shown = os.fspath(root)
         self.root = os.path.abspath(self.root_shown)
 
-    def check_keys(self, schema_keys: list[str], iterated: list[str], what: str) -> None:
-        """Refuse a template naming a key that is not in the schema, or that is not iterated."""
-        unknown = [k for k in self.keys if k not in schema_keys]
+    def check_keys(self, schema_keys: list[str], iterated: list[str], what: str,
+                   alternatives: tuple[str, ...] = ()) -> None:
+        """Refuse a template naming a key that is not in the schema, or that is not iterated;
+        a PathOutput may also name an `EachOf` parameter (`alternatives`: its label goes there)."""
+        unknown = [k for k in self.keys if k not in schema_keys and k not in alternatives]
         if unknown:
+            also = f" nor EachOf parameters {list(alternatives)}" if alternatives else ""
             raise InvalidMetadataError(
                 f"{what} template {self.template!r} names {unknown}, which are not schema keys "
-                f"{schema_keys}; name only schema keys in the template")
-        missing = [k for k in self.keys if k not in iterated]
+                f"{schema_keys}{also}; name only schema keys in the template")
+        missing = [k for k in self.keys if k not in iterated and k not in alternatives]
         if missing:
             raise InvalidMetadataError(
                 f"{what} template {self.template!r} needs {missing} at every combination: iterate "
@@ -135,16 +138,39 @@ class PathInput(_Template):
 class PathOutput(_Template):
     """A file the function writes per combination, stored as a `bytes` value of an output."""
 
-    def check_outputs_apart(self, varying: list[str], what: str) -> None:
-        """The template names every key iterated over several values: else two combinations
-        write one file (each overwrote the other's, and with workers a result could be
-        stored from the other combination's file)."""
-        shared = [k for k in varying if k not in self.keys]
+    def check_outputs_apart(self, varying: list[str], what: str, alternatives: tuple[str, ...] = ()) -> None:
+        """The template names every key iterated over several values and every `EachOf`
+        parameter (`alternatives`): else two combinations or two alternatives write one file
+        (each overwrote the other's, and with workers a result could be stored from the other
+        combination's file)."""
+        shared = [k for k in [*varying, *alternatives] if k not in self.keys]
         if shared:
+            kind = "EachOf alternative" if shared[0] in alternatives else shared[0]
             raise InvalidMetadataError(
-                f"{what} template {self.template!r} does not name {shared}, so every {shared[0]} of "
-                f"an address would write the same file; name each iterated key, e.g. "
-                f"{'/'.join('{' + k + '}' for k in [*self.keys, *shared])}{os.path.splitext(self.template)[1]}")
+                f"{what} template {self.template!r} does not name {shared}, so every {kind} of "
+                f"an address would write the same file; name each iterated key and EachOf parameter, e.g. "
+                f"{self._naming(shared)!r}")
+
+    def _naming(self, more: list[str]) -> str:
+        """The template with `more` keys added before its extension: "fig/{subject}_{session}.png"."""
+        stem, ext = os.path.splitext(self.template)
+        return stem + "".join(f"_{{{k}}}" for k in more) + ext
+
+    def with_labels(self, labels: dict[str, str]) -> PathOutput:
+        """This output with the `EachOf` parameters it names filled in with the alternative's
+        label (`labels`: parameter -> label); the schema keys stay to fill per combination."""
+        if not any(k in labels for k in self.keys):
+            return self
+        parts = []
+        for literal, field, spec, conversion in string.Formatter().parse(self.template):
+            parts.append(literal.replace("{", "{{").replace("}", "}}"))
+            if field is None:
+                continue
+            if field in labels:
+                parts.append(labels[field].replace("{", "{{").replace("}", "}}"))
+            else:
+                parts.append("{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}")
+        return PathOutput("".join(parts), root=self.root_shown)
 
     def __repr__(self) -> str:
         return f"PathOutput({self.template!r}, root={self.root_shown!r})"

@@ -61,12 +61,15 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
 def _check_paths(db: Database, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any]) -> None:
     """Path templates name iterated schema keys; each written file needs an output variable."""
     writes = 0
+    each = tuple(n for n, s in inputs.items() if isinstance(s, EachOf))  # a PathOutput names these too
     for name, spec in inputs.items():
         for part in (spec.alternatives if isinstance(spec, EachOf) else (spec,)):
-            if isinstance(part, (PathInput, PathOutput)):
+            if isinstance(part, PathInput):
                 part.check_keys(db.schema_keys, list(iterables), f"inputs[{name!r}]")
             if isinstance(part, PathOutput):
-                part.check_outputs_apart([k for k, v in iterables.items() if not _one_value(v)], f"inputs[{name!r}]")
+                part.check_keys(db.schema_keys, list(iterables), f"inputs[{name!r}]", each)
+                part.check_outputs_apart([k for k, v in iterables.items() if not _one_value(v)], f"inputs[{name!r}]",
+                                         tuple(n for n in each if n != name))
                 writes += 1
     if writes > len(outputs):
         raise InvalidMetadataError(
