@@ -651,3 +651,22 @@ def test_the_crate_names_the_raw_files_a_call_read(project, tmp_path):
     assert raw["name"] == "raw/1/pre.csv" and raw["identifier"].startswith("blake3:")
     prov = json.loads((tmp_path / "b/provenance.json").read_text())
     assert len(prov["used"]) == 2  # the raw file by load_csv, ExRaw by draw (not draw's path)
+
+
+def test_nan_and_infinities_in_open_json_files_are_strict_json_and_exact_on_import(project, tmp_path):
+    """`NaN`/`Infinity` in a value's .json file: Python reads them, but JavaScript, R's jsonlite
+    and jq refuse the whole file. They are null there (as pandas and MATLAB write them); the
+    exact value travels in objects/ and comes back on import."""
+    value = {"peak": float("nan"), "range": [np.float64(1.0), float("inf"), -float("inf")]}
+    ExPeak.save(value, subject=1, session="pre")
+    project.export(ExPeak, to=tmp_path / "b", subject=1, session="pre")
+
+    def strict(name: str):
+        raise ValueError(f"not JSON: {name}")
+
+    text = (tmp_path / "b/ExPeak/subject=1/session=pre.json").read_text()
+    assert json.loads(text, parse_constant=strict) == {"peak": None, "range": [1.0, None, None]}
+    (tmp_path / "o").mkdir()
+    _fresh_project(tmp_path / "o").import_bundle(tmp_path / "b")
+    back = ExPeak.load(subject=1, session="pre").data
+    assert np.isnan(back["peak"]) and back["range"] == [1.0, float("inf"), -float("inf")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,7 @@ def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> st
         _write_payload(dest(ext), obj.payload)
         return base + ext
     try:  # a dict or list holding a chunked array holds it lazy: refused below, never read
-        text = json.dumps(_plain(db.store.open_value(record.oid)), indent=1, allow_nan=True)
+        text = json.dumps(_plain(db.store.open_value(record.oid)), indent=1, allow_nan=False)
     except (TypeError, ValueError):
         return None
     dest(".json").write_text(text)
@@ -176,9 +177,13 @@ def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:
 
 
 def _plain(value: Any) -> Any:
-    """Numpy scalars and tuples as JSON's own types (anything else raises TypeError)."""
+    """Numpy scalars and tuples as JSON's own types (anything else raises TypeError). A NaN or
+    infinity is null, as pandas and MATLAB write them: strict JSON parsers (JavaScript, R's
+    jsonlite, jq) refuse Python's `NaN`; the exact value stays in objects/."""
     if isinstance(value, np.generic):
-        return value.item()
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
