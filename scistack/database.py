@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack import htmlrepr
-from scistack.errors import InvalidNameError, NotARepositoryError, SchemaMismatchError, WebViewError
+from scistack.errors import InvalidMetadataError, InvalidNameError, NotARepositoryError, SchemaMismatchError, WebViewError
 from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
 from scistack.index.journal import JournalBackend
@@ -236,10 +236,10 @@ class Database:
 
         Returns None for a value saved without lineage.
         """
-        found = variable.load_one(**metadata)
-        if found.record.call is None:
+        record = loaded_record(variable, metadata, "get_provenance") or variable.load_one(**metadata).record
+        if record.call is None:
             return None
-        return Provenance(self.call_record(found.record.call) | {"value_oid": found.record.oid})
+        return Provenance(self.call_record(record.call) | {"value_oid": record.oid})
 
     def call_record(self, call_oid: str) -> dict[str, Any]:
         """A stored call record in the shape `get_provenance` returns."""
@@ -304,6 +304,24 @@ _ui_opener: Any = None
 
 
 # Export sits above this layer too (scistack.export registers its two verbs).
+def loaded_record(value: Any, metadata: dict[str, Any], verb: str) -> Any:
+    """The saved record of a loaded value (`why(FilteredEMG.load(subject=1))`), or None when
+    `value` is a variable class (then `metadata` addresses it). A value given with an address,
+    or never saved, is refused: which of the two was meant cannot be told."""
+    if isinstance(value, type) or isinstance(value, str) or not hasattr(type(value), "load_all"):
+        return None
+    name = type(value).__name__
+    if value.record is None:
+        raise InvalidMetadataError(
+            f"{verb}({value!r}): that value was never saved; save it first, or give the variable "
+            f"and an address: {verb}({name}, subject=1)")
+    if metadata:
+        raise InvalidMetadataError(
+            f"{verb}: give a loaded value alone ({verb}(value)) or the variable with an address "
+            f"({verb}({name}, {', '.join(f'{k}={v!r}' for k, v in metadata.items())})), not both")
+    return value.record
+
+
 _bundle_verbs: dict[str, Any] = {}
 
 

@@ -39,6 +39,33 @@ def test_why_record_needs_no_class(project):
     assert why_record(project, "AggRaw", record).status == "raw"
 
 
+def test_a_loaded_value_is_explained_exported_and_traced_as_that_very_record(project, tmp_path):
+    """`why(value)` ignored the value and asked for "the" record of its variable (ambiguous as
+    soon as there were two addresses); `export(value)` looked for a variable named like the
+    value's repr, and said it had no records."""
+    import pytest
+    from scistack.errors import InvalidMetadataError
+
+    for subject in (1, 2):
+        for session in ("pre", "post"):
+            AggRaw.save(np.arange(5.0) + subject, subject=subject, session=session)
+    for_each(average, inputs={"values": AggRaw}, outputs=[AggMean], subject=[1, 2])
+    old = AggMean.load(subject=1)
+    AggRaw.save(np.ones(5), subject=1, session="pre")
+    for_each(average, inputs={"values": AggRaw}, outputs=[AggMean], subject=[1])
+    assert why(old).status == "stale" and why(old).address == {"subject": 1}   # version 1, as loaded
+    assert why(AggMean.load(subject=2)).status == "current"
+    assert project.get_provenance(old)["value_oid"] == old.record.oid
+    assert project.get_provenance(AggRaw.load(subject=2, session="pre")) is None
+    report = project.export(old, to=tmp_path / "b")
+    assert report.selected == 1
+    assert (tmp_path / "b/AggMean/subject=1.json").exists()
+    with pytest.raises(InvalidMetadataError, match=r"give a loaded value alone \(why\(value\)\) or the variable"):
+        why(old, subject=2)
+    with pytest.raises(InvalidMetadataError, match="never saved; save it first"):
+        project.get_provenance(AggMean(3.0))
+
+
 def test_changed_input_is_stale_even_when_the_function_cannot_be_found(project, monkeypatch):
     import scistack.report.why as provenance
 

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scistack.database import Database, register_bundle_verbs
+from scistack.database import Database, loaded_record, register_bundle_verbs
 from scistack.errors import ExportError
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
@@ -38,7 +38,10 @@ class ExportReport:
 
 
 def _name(variable: Any) -> str:
-    return variable if isinstance(variable, str) else getattr(variable, "__name__", str(variable))
+    """A variable's name, from its class, its name, or a loaded value of it."""
+    if isinstance(variable, str):
+        return variable
+    return getattr(variable, "__name__", None) or type(variable).__name__
 
 
 def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_current: Any = None,
@@ -54,6 +57,8 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
         if variable is not None:
             names.insert(0, _name(variable))
         chosen = closure.select(db, names, metadata, all_current=True)
+    elif (record := loaded_record(variable, metadata, "export")) is not None:
+        chosen = [record]  # a loaded value: that very version
     else:
         chosen = closure.select(db, [_name(variable)] if variable is not None else [], metadata)
     from scistack.export import crate  # rocrate and prov cost ~0.2 s to import: only when exporting

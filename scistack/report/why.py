@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scistack.database import get_database
+from scistack.database import get_database, loaded_record
 from scistack.errors import ObjectNotFoundError, ScistackError
 from scistack.index import key_of
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
@@ -81,9 +81,11 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
         without lineage) or "unknown" (the function is not importable here).
     """
     db = get_database()
-    found = variable.load_one(**metadata)
+    record = loaded_record(variable, metadata, "why")
+    if record is not None:  # a loaded value: that very record, whatever else is there now
+        return why_record(db, record.var, record)
     name = variable.__name__ if isinstance(variable, type) else str(variable)
-    return why_record(db, name, found.record)
+    return why_record(db, name, variable.load_one(**metadata).record)
 
 
 def newer_record(db: Any, call_oid: str) -> str | None:
