@@ -285,7 +285,7 @@ def test_why_current_stale_and_upstream(built):
     report = json.loads(
         ok(run(built, "why", "CliPeak", "--subject", "1", "--session", "pre", "--json"))
     )
-    assert report["status"] == "stale" and report["reasons"][-1]["kind"] == "upstream"
+    assert report["status"] == "stale" and report["reasons"][-1]["detail"].startswith("upstream ")
     result = run(built, "why", "CliFiltered", "--subject", "1")
     assert result.exit_code == 2 and "needs one value" in result.stderr
 

@@ -66,6 +66,33 @@ def test_a_loaded_value_is_explained_exported_and_traced_as_that_very_record(pro
         project.get_provenance(AggMean(3.0))
 
 
+class UpSource(BaseVariable):
+    pass
+
+
+def plus_one(x):
+    return x + 1
+
+
+def test_a_value_computed_from_a_stale_value_is_stale_in_why_as_in_status(project):
+    """`why(Peak)` said "current" while `status` (and the CLI's why) said STALE: its input was
+    unchanged but itself computed from an input that no longer exists."""
+    from scistack.report.status import status_grid
+
+    for session in ("pre", "post"):
+        UpSource.save(np.arange(3.0), subject=1, session=session)
+    for_each(plus_one, inputs={"x": UpSource}, outputs=[AggRaw], subject=[1], session=["pre", "post"])
+    for_each(average, inputs={"values": AggRaw}, outputs=[AggMean], subject=[1])        # an aggregate
+    assert why(AggMean, subject=1).status == "current"
+    UpSource.delete(subject=1, session="pre")
+    report = why(AggMean, subject=1)
+    assert report.status == "stale"
+    assert [r.detail for r in report.reasons] == [
+        "upstream plus_one (feeding average(values)): UpSource at {'session': 'pre', 'subject': 1} no longer exists"]
+    assert why(AggRaw, subject=1, session="post").status == "current"
+    assert status_grid(project, ["AggMean"]).cell("AggMean", {"subject": 1}).status == "stale"
+
+
 def test_changed_input_is_stale_even_when_the_function_cannot_be_found(project, monkeypatch):
     import scistack.report.why as provenance
 

@@ -17,7 +17,6 @@ current identity is computed once per call, each call record read once.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from scistack.records import read_call
 from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
-from scistack.report.why import Reason, WhyReport, _find_function, newer_record, script_reasons, why_record
+from scistack.report.why import WhyReport, _find_function, newer_record, script_reasons, why_record
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -678,16 +677,4 @@ def why_value(db: Database, var: str, **address: Any) -> WhyReport:
             f"why needs one value but {len(records)} records of {var} match {address}; give the "
             f"full address ({', '.join('--' + k for k in db.schema_keys)}) and any version keys"
         )
-    record = records[0]
-    report = why_record(db, var, record)
-    if report.status in ("current", "unknown"):
-        checker = StalenessChecker(db)
-        call = checker.calls.get(record.call)
-        for item in call.inputs if call else ():
-            reason = checker._input_reason(item)
-            if reason.endswith("is stale"):
-                extra = Reason("upstream", item.name, reason + " (see `scistack why` on it)")
-                report = dataclasses.replace(
-                    report, status="stale", reasons=(*report.reasons, extra)
-                )
-    return report
+    return why_record(db, var, records[0])  # (an input that is stale itself: reasons "upstream ...")

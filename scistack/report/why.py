@@ -103,18 +103,26 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
     if record.call is None:
         return WhyReport(name, record.addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
-    call_oid = record.call
-    call = read_call(db.store, call_oid)
-    changes = _call_changes(db, call_oid, call, upstream_of=None, seen=set())
-    newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) else None
-    if newer is not None:  # its raw files where they are now
-        call_oid, call = newer, read_call(db.store, newer)
-        changes = _call_changes(db, call_oid, call, upstream_of=None, seen=set())
+    call, changes = _record_changes(db, record.call, upstream_of=None, seen=set())
     reasons = _superseded(db, name, record) + changes
     kinds = {r.kind for r in reasons}
     # A changed input or code makes a value stale even when other parts cannot be judged here.
     status = "stale" if kinds - {"superseded", "unknown"} else "unknown" if "unknown" in kinds else "current"
     return WhyReport(name, record.addr, status, call.function.name, tuple(reasons))
+
+
+def _record_changes(db: Any, call_oid: str, *, upstream_of: str | None,
+                    seen: set[str]) -> tuple[CallRecord, list[Reason]]:
+    """The call a ref names and what changed for it; a later record of the same call (its raw
+    files moved, found where they are now by a later run) is judged instead."""
+    call, visited = read_call(db.store, call_oid), set(seen)
+    changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited)
+    newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) else None
+    if newer is not None:  # its raw files where they are now
+        call, visited = read_call(db.store, newer), set(seen)
+        changes = _call_changes(db, newer, call, upstream_of=upstream_of, seen=visited)
+    seen |= visited  # each upstream call is judged once
+    return call, changes
 
 
 def _call_changes(
@@ -336,7 +344,7 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
             if "path" in record.extra:
                 reasons += _raw_file_change(param, record)
             elif record.var is not None:
-                reasons += _variable_change(db, path, record)
+                reasons += _variable_change(db, path, record) or _stale_input(db, call, path, record, seen)
             elif record.call and record.call not in seen:
                 try:
                     upstream = read_call(db.store, record.call)
@@ -413,6 +421,39 @@ def _variable_change(db: Any, param: str, item: CallInput) -> list[Reason]:
             )
         ]
     return []
+
+
+def _stale_input(db: Any, call: CallRecord, param: str, item: CallInput, seen: set[str]) -> list[Reason]:
+    """What changed upstream of a saved input that is itself unchanged: a value computed from a
+    stale one is stale too (as `status` judges it), e.g. "upstream filt (feeding peak(x)):
+    input x: Raw at {...} no longer exists"."""
+    given = from_tree(item.addr or {}, lambda oid: oid)
+    addr = {k: v for k, v in given.items() if k in db.schema_keys}
+    vkeys = {k: v for k, v in given.items() if k not in db.schema_keys}
+    if item.members is not None:  # an aggregate: each member's own call
+        records = db.index.select(item.var, addr, {}, {})
+    else:
+        now = db.index.current_at(item.var, key_of(addr), key_of(vkeys))
+        records = [now] if now is not None else []
+    reasons: dict[tuple[str, str, str], Reason] = {}  # one code change met by every member: once
+    stale = 0
+    for record in records:
+        if record.call and record.call not in seen:
+            try:
+                found = _record_changes(db, record.call, upstream_of=f"{call.function.name}({param})", seen=seen)[1]
+            except ObjectNotFoundError:
+                found = [Reason("unknown", param, f"the call that computed {item.var} is not stored")]
+            stale += bool(found)
+            for r in found:
+                reasons.setdefault((r.kind, r.name, r.detail), r)
+    shown = list(reasons.values())[:_REASONS_SHOWN]
+    if len(reasons) > len(shown):
+        shown.append(Reason(shown[-1].kind, param, f"and {len(reasons) - len(shown)} more changes upstream "
+                            f"of {stale} of the {len(records)} {item.var} records it reads"))
+    return shown
+
+
+_REASONS_SHOWN = 5  # changes upstream of an input (an aggregate's members) that `why` lists
 
 
 def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
