@@ -2,7 +2,9 @@
 
 Schema-key values (and version-key values) are plain scalars: int, str, finite float or bool
 (numpy scalars are unwrapped first). They keep their type: `1`, `"1"` and `True` are three
-addresses, while `1` and `1.0` are one number.
+addresses, while `1` and `1.0` are one number: a whole float is saved and looked up as the int
+(`address_value`), as MATLAB's client sends its doubles, so a subject read from a pandas
+column of floats is the same subject as `subject=1`.
 """
 
 from __future__ import annotations
@@ -20,15 +22,27 @@ def plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
+def address_value(value: Any) -> Any:
+    """`plain(value)`, and a whole float as the int it equals (`1.0` -> `1`, within 2**53 where
+    a float is exact): one number, one address. (Addresses saved as `1.0` before this rule
+    stay as they are, found by partial queries, where 1 and 1.0 always met.)"""
+    value = plain(value)
+    if type(value) is float and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
 def query_value(value: Any) -> Any:
-    """A value to match with (load, Fixed, delete...): a numpy scalar unwrapped; several
-    values (a list, tuple or set, meaning any of) as a list of unwrapped values, and so is a
-    1-D numpy array (`subject=np.arange(3)`); a range stays a range."""
+    """A value to match with (load, Fixed, delete...): a numpy scalar unwrapped, a whole float
+    as its int; several values (a list, tuple or set, meaning any of) as a list of such
+    values, and so is a 1-D numpy array (`subject=np.arange(3)`); a range stays a range."""
     if isinstance(value, np.ndarray):
-        return value.item() if value.ndim == 0 else value.tolist() if value.ndim == 1 else value
+        if value.ndim == 0:
+            return address_value(value.item())
+        return [address_value(v) for v in value.tolist()] if value.ndim == 1 else value
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [plain(v) for v in value]
-    return plain(value)
+        return [address_value(v) for v in value]
+    return address_value(value)
 
 
 MAX_TEXT = 1024

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import plain, query_value, shown
+from scistack.address import address_value, query_value, shown
 from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
@@ -78,8 +78,8 @@ def point_records(db: Database, var: str, metadata: dict[str, Any]) -> list[RefR
     for key, value in metadata.items():
         if key not in schema:
             return []
-        if type(value) not in _SCALARS:
-            value = plain(value)
+        if type(value) not in _SCALARS or type(value) is float:
+            value = address_value(value)
             if is_multi(value) or isinstance(value, np.ndarray):
                 return []
         addr[key] = value

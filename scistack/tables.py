@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, plain, shown
+from scistack.address import address_problem, address_value, plain, shown
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, UnsupportedValueError
 from scistack.index import key_of
@@ -57,7 +57,7 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
     for label, row in zip(frame.index, frame.itertuples(index=False, name=None)):
         addr = {}
         for key in keys:
-            value = _cell(row[positions[key]])
+            value = address_value(_cell(row[positions[key]]))
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise InvalidMetadataError(
                     f"{var}.save_from_dataframe: row {label!r} has no {key!r} (the schema-key columns "

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, plain, shown
+from scistack.address import address_problem, address_value, shown
 from scistack import htmlrepr
 from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
@@ -400,7 +400,7 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
 
 
 def _address_value(var: str, key: str, value: Any) -> Any:
-    value = plain(value)
+    value = address_value(value)
     problem = address_problem(value)
     if problem is not None:
         hint = ("" if isinstance(value, (str, float)) else ". To save several addresses, call save "
@@ -410,7 +410,7 @@ def _address_value(var: str, key: str, value: Any) -> Any:
 
 
 def _version_value(var: str, key: str, value: Any) -> Any:
-    value = plain(value)
+    value = address_value(value)
     problem = None if value is None else address_problem(value)
     if problem is not None:
         hint = ("" if isinstance(value, (str, float))

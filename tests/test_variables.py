@@ -144,6 +144,35 @@ def test_delete_removes_names_not_objects(project):
     assert project.store.contains(saved.oid)
 
 
+class VTrial(BaseVariable):
+    pass
+
+
+def trial_mean(x):
+    return float(np.mean(x))
+
+
+def test_a_whole_float_is_the_same_address_as_the_int(project):
+    """`subject=1.0` (a pandas column of floats, a MATLAB double) was a second address beside
+    `subject=1`: load(subject=1) missed it, for_each ran both, and Python and MATLAB saves of one
+    subject never met. A whole float is the int; 1.5, "1" and True stay what they are."""
+    frame = pd.DataFrame({"subject": [1.0, 2.0, np.nan], "session": ["pre", "pre", "post"]})
+    VRaw.save(np.ones(3), subject=1, session="pre")
+    for subject in frame.subject.dropna():          # np.float64(1.0), np.float64(2.0)
+        VRaw.save(np.arange(3.0) * subject, subject=subject, session="pre")
+    assert VRaw.load(subject=1, session="pre").version == 2
+    assert VRaw.load(subject=np.float64(2.0), session="pre").metadata == {"subject": 2, "session": "pre"}
+    VRaw.save(np.zeros(3), subject=1.5, session="pre", note=3.0)
+    assert VRaw.load(subject=1.5, session="pre", note=3).metadata == {"subject": 1.5, "session": "pre", "note": 3}
+    report = scistack.for_each(trial_mean, inputs={"x": VRaw}, outputs=[VTrial], subject=[], session=["pre"],
+                               verbose=False)
+    assert sorted(i.combo["subject"] for i in report.items) == [1, 1.5, 2]
+    assert scistack.for_each(trial_mean, inputs={"x": VRaw}, outputs=[VTrial], subject=[1.0, 2.0],
+                             session=["pre"], verbose=False).cached == 2
+    VTrial.save_from_dataframe(pd.DataFrame({"subject": [1.0], "session": ["pre"], "v": [7.0]}), "v")
+    assert VTrial.load(subject=1, session="pre").data == 7.0
+
+
 def test_coarser_address_is_allowed(project):
     VPeak.save(7.0, subject=1)
     assert VPeak.load(subject=1).data == 7.0
