@@ -20,6 +20,7 @@ from scistack.variables import BaseVariable  # noqa: E402
 from scistack.foreach import EachOf, Fixed, Merge, PathInput, PathOutput, RunReport, for_each, set_schema  # noqa: E402
 from scistack import ui as _ui  # noqa: E402,F401 - registers db.ui()
 from scistack import export as _export  # noqa: E402,F401 - registers db.export(), db.import_bundle()
+from scistack import share as _share  # noqa: E402,F401 - registers db.share()
 from scistack.join import join  # noqa: E402
 from scistack.tables import export_frame  # noqa: E402
 from scistack.dictdb import DataBase, get_db_by_unique_id, is_data_base  # noqa: E402

@@ -156,16 +156,16 @@ class Database:
         joined to one shared project is never silently pointed at another."""
         defaults = {"schema_keys": json.dumps(_validate_schema_keys(schema_keys))} if schema_keys else {}
         meta = journal.project_meta(defaults)
-        self.project_id = meta["project_id"]
+        self.project_id = meta.get("project_id")  # (none: the shared journal holds no project yet)
         if config_path.exists():
             local = json.loads(config_path.read_text())
             journal_file = self.scistack_dir / "refs.log"
             if not local.get("shared") and journal_file.exists() and journal_file.stat().st_size:
                 raise SchemaMismatchError(
                     f"{self.root} holds a laptop project with saved names; opening it with shared= "
-                    "would hide them (its journal stays local). Nothing was changed. Create the "
-                    "lab project in a new folder (moving a laptop project into a lab is not "
-                    "supported yet)"
+                    "would hide them (its journal stays local). Nothing was changed. Copy it into "
+                    "a new lab project with scistack share --to NEW_FOLDER --shared URL --objects URL "
+                    "(db.share(...)), or create the lab project in a new folder"
                 )
             if local.get("project_id") and local["project_id"] != self.project_id:
                 raise SchemaMismatchError(
@@ -277,6 +277,12 @@ class Database:
         cache, same oids); checked whole first, so a damaged bundle changes nothing."""
         return _bundle_verbs["import"](self, path)
 
+    def share(self, *, to: str | os.PathLike, shared: str, objects: str) -> Any:
+        """Copy this laptop project whole (every version, its lineage and cache, its objects)
+        into a new lab project at `shared` (postgresql://) and `objects` (s3://), with a lab
+        checkout in the folder `to`; this project stays as it is. The same as `scistack share`."""
+        return _bundle_verbs["share"](self, to=to, shared=shared, objects=objects)
+
     def sql(self, query: str, params: list | None = None) -> Any:
         """Run a read-only SQL query on the index; returns a pandas DataFrame."""
         return self.index.query(query, params).to_pandas()
@@ -323,6 +329,11 @@ def loaded_record(value: Any, metadata: dict[str, Any], verb: str) -> Any:
 
 
 _bundle_verbs: dict[str, Any] = {}
+
+
+def register_share(share: Any) -> None:
+    """Called once by scistack.share: `Database.share` runs it."""
+    _bundle_verbs["share"] = share
 
 
 def register_bundle_verbs(export: Any, import_bundle: Any) -> None:

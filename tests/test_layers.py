@@ -14,7 +14,7 @@ LAYERS = [
     {"records"},
     {"index", "inline"},
     {"database", "codeid", "retention", "where"},
-    {"lineage", "gc", "selection", "ingest", "sync_after_exit", "tables"},
+    {"lineage", "gc", "selection", "ingest", "sync_after_exit", "tables", "share"},
     {"variables", "foreach", "fsck", "dictdb"},
     {"matlab_bridge", "report", "join"},
     {"ui", "export"},

@@ -275,6 +275,23 @@ def import_cmd(ctx: click.Context, bundle: str, as_json: bool) -> None:
           f"record(s) added ({report.skipped_refs} already here), {report.calls} call-cache entr(ies)")
 
 
+@main.command()
+@click.option("--to", "to", required=True, type=click.Path(file_okay=False),
+              help="New or empty folder for the lab checkout.")
+@click.option("--shared", required=True, metavar="URL", help="A new lab journal: postgresql://host/db.")
+@click.option("--objects", required=True, metavar="URL", help="The lab's object store: s3://bucket/prefix.")
+@json_option
+@click.pass_context
+def share(ctx: click.Context, to: str, shared: str, objects: str, as_json: bool) -> None:
+    """Copy this laptop project whole (every version, lineage, cache, objects) into a new lab
+    project, with a lab checkout in --to; this project stays as it is. Run again, it resumes
+    a copy that stopped, or brings what was saved here since (while only the copy is there)."""
+    report = ctx.obj.db.share(to=to, shared=shared, objects=objects)
+    _emit(as_json, report, f"{report.path}: {report.entries} journal entr(ies) and {report.objects} "
+          f"object(s) copied; colleagues join with scistack init {Path(report.path).name} --shared URL "
+          f"--objects {objects}")
+
+
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
 @click.argument("variable")
 @click.option("--version", "version", type=int, help="Delete only this version.")

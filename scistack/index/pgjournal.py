@@ -331,6 +331,34 @@ class PostgresJournal:
             self._locked_size = last
         return last
 
+    def append_with_meta(self, lines_written: list[bytes], meta: dict[str, str], *, seq_key: str) -> int:
+        """`append_lines`, with project settings `meta`, and the new last `seq` as `seq_key`, set
+        in the same transaction: a copy of another journal (`scistack share`) records how far
+        it got with the lines it wrote, so a copy killed half way resumes without writing a line
+        twice, and knows whether anyone else has written since."""
+        lines = [line.rstrip(b"\n").decode() for line in lines_written]
+        psycopg = self._psycopg
+        with self.locked(), self._io:
+            con = self._connection()
+            try:
+                with con.transaction(), con.cursor() as cur:
+                    if lines:
+                        with cur.copy(f"COPY {TABLE} (line) FROM STDIN") as copy:
+                            for line in lines:
+                                copy.write_row((line,))
+                    cur.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}")
+                    last = int(cur.fetchone()[0])
+                    for key, value in {**meta, seq_key: str(last)}.items():
+                        cur.execute(f"INSERT INTO {META} VALUES (%s, %s) ON CONFLICT (key) DO UPDATE "
+                                    "SET value = excluded.value", (key, value))
+            except psycopg.errors.InsufficientPrivilege:
+                raise self._denied() from None
+            except psycopg.OperationalError as exc:
+                raise self._lost(_first_line(exc)) from None
+            self._seen(last, time.monotonic())
+            self._locked_size = last
+        return last
+
     def append_if(self, entries: list[dict[str, Any]], expected: int) -> int | None:
         """Append entries only if the last `seq` is still `expected`; the new last `seq`, or
         None (nothing written) when another writer appended since, or this thread holds
