@@ -121,10 +121,14 @@ class Database:
                 )
             found = list(config["schema_keys"])
             if schema_keys is not None and list(schema_keys) != found:
+                wanted = list(schema_keys)
+                finer = wanted[:len(found)] == found and len(wanted) > len(found)
                 raise SchemaMismatchError(
-                    f"{self.path.name} was created with schema keys {found}, not {list(schema_keys)}; "
-                    f"nothing was changed. Open it with configure_database({self.path.name!r}, {found}), "
-                    "or use a new database file for a different layout"
+                    f"{self.path.name} has schema keys {found}, not {wanted}; nothing was changed. "
+                    f"Open it with configure_database({self.path.name!r}, {found})"
+                    + (f", then add the finer level with db.add_schema_key({wanted[len(found)]!r}) "
+                       f"(scistack add-key {wanted[len(found)]}): the values saved so far keep their "
+                       "addresses" if finer else ", or use a new database file for a different layout")
                 )
             if shared_journal is not None and (config.get("shared") != redact(shared)
                                                or config.get("objects") != objects):
@@ -230,6 +234,29 @@ class Database:
         """Rebuild the DuckDB file's tables and views from the journal (after damage or loss)."""
         self.index.flush()
         return self.index.rebuild()
+
+    def add_schema_key(self, name: str) -> list[str]:
+        """Add a finer level to the project's schema (`"trial"` under subject and session);
+        returns the new schema keys. Values saved so far keep their addresses, now at the
+        coarser level: a for_each over trials hands each trial its session's values. Close
+        other sessions of the project first: they keep the old keys until reopened."""
+        keys = _validate_schema_keys([*self.schema_keys, check_identifier(name, "schema key")])
+        config = json.loads((self.scistack_dir / CONFIG_NAME).read_text())
+        if config.get("shared"):
+            raise SchemaMismatchError(
+                "a lab project's schema keys are shared by every checkout; adding one is not "
+                "supported there yet. Add it on a laptop copy before sharing, or start a new lab project")
+        for var in self.index.variables():
+            used = [k for k in self.index.vkey_names(var) | self.index.param_names(var)
+                    if k.split(".")[-1].lower() == name.lower()]
+            if used:
+                raise InvalidMetadataError(
+                    f"{var} has records with {used[0]!r} as a version key or lineage parameter; as a "
+                    f"schema key {name!r} would change what {var}.load({name}=...) means. Choose "
+                    "another name for the new level. Nothing was changed")
+        self.index.add_schema_key(keys, lambda: self._write_config(config | {"schema_keys": keys}))
+        self.schema_keys = keys
+        return keys
 
     def get_provenance(self, variable: Any, **metadata: Any) -> dict[str, Any] | None:
         """How the value at `metadata` was made: function, constants, inputs, code, environment.

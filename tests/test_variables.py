@@ -269,6 +269,55 @@ def test_reopen_with_other_keys_raises_and_changes_nothing(tmp_path):
     db.close()
 
 
+class VPerTrial(BaseVariable):
+    pass
+
+
+def calibrated(x, gain):
+    return x * gain
+
+
+def test_a_finer_level_is_added_and_the_values_saved_before_stay_where_they_were(tmp_path, monkeypatch):
+    """A project that grows a level (trials within sessions) had to start over in a new file:
+    opening it with the new keys was refused. `add_schema_key` appends the level."""
+    import subprocess
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "a.duckdb", ["subject", "session"])
+    VPeak.save(2.0, subject=1, session="pre")
+    VRaw.save(np.ones(2), subject=1, session="pre", filter="raw")
+    with pytest.raises(SchemaMismatchError, match=r"db.add_schema_key\('trial'\).*keep their addresses"):
+        scistack.Database(tmp_path / "a.duckdb", ["subject", "session", "trial"])
+    with pytest.raises(InvalidMetadataError, match="'filter' as a version key.*Nothing was changed"):
+        db.add_schema_key("filter")
+    with pytest.raises(InvalidNameError, match="repeat a name"):
+        db.add_schema_key("Session")
+    assert db.add_schema_key("trial") == ["subject", "session", "trial"]
+    for trial in (1, 2):
+        VPerTrial.save(np.arange(3.0) * trial, subject=1, session="pre", trial=trial)
+    report = scistack.for_each(calibrated, inputs={"x": VPerTrial, "gain": VPeak}, outputs=[VRaw],
+                               subject=[1], session=["pre"], trial=[], verbose=False)
+    assert report.ran == 2                                  # each trial got its session's gain
+    np.testing.assert_array_equal(VRaw.load(subject=1, session="pre", trial=2).data, np.arange(3.0) * 4)
+    assert VPeak.load(subject=1, session="pre").data == 2.0
+    frame = db.sql("SELECT trial, value FROM VRaw WHERE trial IS NOT NULL ORDER BY trial")
+    assert frame["trial"].tolist() == [1, 2]
+    db.close()
+    scistack.database._current = None
+    done = subprocess.run([sys.executable, "-m", "scistack", "add-key", "repetition"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    db = configure_database(tmp_path / "a.duckdb")
+    try:
+        assert db.schema_keys == ["subject", "session", "trial", "repetition"]
+        assert VPerTrial.load(subject=1, session="pre", trial=1).data.tolist() == [0.0, 1.0, 2.0]
+        assert len(db.sql("SELECT * FROM VPerTrial")) == 2
+    finally:
+        db.close()
+        scistack.database._current = None
+
+
 def test_third_positional_argument_is_deprecated(tmp_path):
     with pytest.warns(DeprecationWarning, match="lineage"):
         db = configure_database(tmp_path / "a.duckdb", ["subject"], tmp_path / "lineage.duckdb")

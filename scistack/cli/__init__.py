@@ -275,6 +275,16 @@ def import_cmd(ctx: click.Context, bundle: str, as_json: bool) -> None:
           f"record(s) added ({report.skipped_refs} already here), {report.calls} call-cache entr(ies)")
 
 
+@main.command("add-key")
+@click.argument("name")
+@click.pass_context
+def add_key(ctx: click.Context, name: str) -> None:
+    """Add NAME as a finer schema key (a level under the others, e.g. trial under session);
+    the values saved so far keep their addresses, at the coarser level."""
+    keys = ctx.obj.db.add_schema_key(name)
+    click.echo(f"schema keys: {', '.join(keys)}")
+
+
 @main.command()
 @click.option("--to", "to", required=True, type=click.Path(file_okay=False),
               help="New or empty folder for the lab checkout.")

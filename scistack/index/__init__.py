@@ -653,6 +653,18 @@ class Index:
         self._fold.rebuild()
         return self._sql.rebuild()
 
+    def add_schema_key(self, keys: list[str], write_config: Any) -> None:
+        """Take `keys` (the old ones and a new last one) as the schema: under the journal's lock
+        (no save of this project interleaves), `write_config()` records them, then DuckDB is
+        rebuilt with a column for the new key. Addresses in the journal do not change."""
+        if self.read_only:
+            raise ReadOnlyProjectError(self.read_only)
+        self.flush()
+        with self._journal.locked():
+            write_config()
+            self._key_case = {k.lower(): k for k in keys}
+        self._sql.rebuild_with_keys(keys)
+
     def close(self) -> None:
         """Flush, sync DuckDB (briefly: the journal keeps anything not yet copied), stop."""
         self.flush()

@@ -298,6 +298,18 @@ class SqlIndex:
             self.moved_aside = self._move_aside()
             return self._apply_journal(timeout, start_over=True)
 
+    def rebuild_with_keys(self, schema_keys: list[str], *, timeout: float | None = None) -> int:
+        """Rebuild with other schema keys (a key added): the tables and views are made again,
+        since the refs table has a column per key; the user's own tables stay."""
+        with _process_lock(self.path), self.connect(timeout=timeout) as con:
+            self.schema_keys = list(schema_keys)
+            if self._found_version(con) >= 2:
+                for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall():
+                    for view in (var, f"{var}_all", f"{var}_rows"):
+                        con.execute(f"DROP VIEW IF EXISTS main.{quote(view)}")
+                con.execute("DROP SCHEMA scistack CASCADE")
+        return self.rebuild(timeout=timeout)
+
     def _move_aside(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
         target = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
