@@ -83,6 +83,7 @@ class Database:
             journal = PostgresJournal(shared, self.scistack_dir / "shared-journal")
         try:
             self.schema_keys = self._check_config(schema_keys, journal if shared else None, shared, objects)
+            self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
             if objects and store is None:
                 store = open_s3_store(objects, self.scistack_dir / "cache", project_id=self.project_id,
                                       max_bytes=cache_bytes)
@@ -235,6 +236,25 @@ class Database:
         self.index.flush()
         return self.index.rebuild()
 
+    def check_version_keys(self, names: Any) -> None:
+        """Refuse version keys that another session has made schema keys since this one opened
+        (`add_schema_key` there): saved here as version keys they would be a second meaning of
+        one name. One `stat` of the config, only for saves that name a version key."""
+        path = self.scistack_dir / CONFIG_NAME
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return
+        if stamp == self._config_stamp:
+            return
+        keys = json.loads(path.read_text()).get("schema_keys", self.schema_keys)
+        self._config_stamp = stamp
+        added = [k for k in names if k in keys and k not in self.schema_keys]
+        if added:
+            raise SchemaMismatchError(
+                f"{added[0]!r} became a schema key of this project in another session (its keys are now "
+                f"{keys}); reopen the project (configure_database again) to save with it. Nothing was saved")
+
     def add_schema_key(self, name: str) -> list[str]:
         """Add a finer level to the project's schema (`"trial"` under subject and session);
         returns the new schema keys. Values saved so far keep their addresses, now at the
@@ -256,6 +276,7 @@ class Database:
                     "another name for the new level. Nothing was changed")
         self.index.add_schema_key(keys, lambda: self._write_config(config | {"schema_keys": keys}))
         self.schema_keys = keys
+        self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
         return keys
 
     def get_provenance(self, variable: Any, **metadata: Any) -> dict[str, Any] | None:

@@ -188,6 +188,7 @@ class BaseVariable:
                                        "give them as columns of the frame")
         vkeys = {check_identifier(k, "metadata key"): _version_value(cls.__name__, k, v)
                  for k, v in version_keys.items()}
+        db.check_version_keys(vkeys)
         rows = rows_to_save(db, cls.__name__, frame, value_column if value_columns is None else value_columns)
         return save_rows(db, cls.__name__, rows, vkeys)
 
@@ -390,6 +391,8 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
             if close and close[0].lower() != key.lower():  # (but for case: the index refuses it)
                 warnings.warn(f"{var}.save: {key!r} is not a schema key, so it is saved as a version "
                               f"key; did you mean {close[0]!r}?", stacklevel=3)
+    if vkeys:
+        db.check_version_keys(vkeys)
     if not addr:
         raise InvalidMetadataError(
             f"{var}.save() needs at least one schema key to address the value; the schema is "

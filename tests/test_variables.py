@@ -293,7 +293,15 @@ def test_a_finer_level_is_added_and_the_values_saved_before_stay_where_they_were
         db.add_schema_key("filter")
     with pytest.raises(InvalidNameError, match="repeat a name"):
         db.add_schema_key("Session")
+    stale = scistack.Database(tmp_path / "a.duckdb")  # another session, open before the key is added
     assert db.add_schema_key("trial") == ["subject", "session", "trial"]
+    scistack.database._current = stale
+    with pytest.raises(SchemaMismatchError, match="'trial' became a schema key.*reopen the project"):
+        VPerTrial.save(np.ones(3), subject=1, session="pre", trial=1)  # not a version key 'trial'
+    VPeak.save(5.0, subject=2, session="pre")  # without the new key: fine, and synced by column name
+    assert stale.sql("SELECT subject, value FROM VPeak ORDER BY subject")["value"].tolist() == [2.0, 5.0]
+    stale.close()
+    scistack.database._current = db
     for trial in (1, 2):
         VPerTrial.save(np.arange(3.0) * trial, subject=1, session="pre", trial=trial)
     report = scistack.for_each(calibrated, inputs={"x": VPerTrial, "gain": VPeak}, outputs=[VRaw],

@@ -756,8 +756,10 @@ def _unseen(con: duckdb.DuckDBPyConnection, table: str, column: str, keys: list[
 
 
 def _insert_arrow(con: duckdb.DuckDBPyConnection, table_name: str, table: pa.Table) -> None:
+    """By column name: a session opened before a schema key was added (its refs lack that
+    column) still inserts its rows rightly, the new key NULL."""
     con.register("_new_rows", table)
-    con.execute(f"INSERT INTO {table_name} SELECT * FROM _new_rows")
+    con.execute(f"INSERT INTO {table_name} BY NAME SELECT * FROM _new_rows")
     con.unregister("_new_rows")
 
 
