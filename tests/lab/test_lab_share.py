@@ -15,6 +15,7 @@ import scistack.share as share_module
 from scistack import BaseVariable, configure_database, for_each, why
 from scistack.errors import ScistackError, SchemaMismatchError, SharedServiceError
 from scistack.index.pgjournal import PostgresJournal
+from scistack.objects.chunking import set_chunking
 
 from .conftest import WRITER_PASSWORD, TcpRelay
 
@@ -31,9 +32,18 @@ def scale(signal, k):
     return signal * k
 
 
+class ShRecording(BaseVariable):
+    pass
+
+
 def _laptop(folder: Path):
     folder.mkdir(exist_ok=True)
     db = configure_database(folder / "gait.duckdb", ["subject", "session"])
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)  # a recording of many chunks
+    try:
+        ShRecording.save(np.arange(20_000, dtype=np.int16).reshape(-1, 4), subject=1, session="pre")
+    finally:
+        set_chunking()
     for subject in (1, 2):
         ShRaw.save(np.arange(4.0) * subject, subject=subject, session="pre")
     ShRaw.save(np.arange(4.0) * 10, subject=1, session="pre")       # a second version
@@ -81,6 +91,9 @@ def test_a_laptop_project_moves_whole_into_a_new_lab_project_and_the_laptop_stay
         assert [r.version for r in ShRaw.list_versions(subject=1, session="pre")] == [1, 2]
         assert ShRaw.load_all(subject=3) == []                                     # the delete too
         np.testing.assert_array_equal(ShScaled.load(subject=1, session="pre").data, np.arange(4.0) * 20)
+        lazy = ShRecording.load(subject=1, session="pre", lazy=True).data             # every chunk came
+        np.testing.assert_array_equal(lazy[4000:4002], np.arange(16_000, 16_008, dtype=np.int16).reshape(2, 4))
+        np.testing.assert_array_equal(np.asarray(lazy), np.arange(20_000, dtype=np.int16).reshape(-1, 4))
         rerun = for_each(scale, inputs={"signal": ShRaw, "k": 2}, outputs=[ShScaled], subject=[1, 2],
                          session=["pre"], verbose=False)
         assert (rerun.ran, rerun.cached) == (0, 2)                                 # the call cache came along
