@@ -965,6 +965,17 @@ def test_more_argument_checks(emg):
         run_bandpass(subject=[1, None])
     with pytest.raises(InvalidMetadataError, match=r"pins several values.*Fixed\(FeRawEMG, session='pre'\)"):
         Fixed(FeRawEMG, session=["pre", "post"])  # each combination failed: "2 variants", both "version 1"
+    # a loaded value, a name, or a class inside a list where a variable class is meant: each
+    # raised AttributeError or TypeError from deep inside
+    loaded = FeRawEMG.load(subject=1, session="pre")
+    with pytest.raises(InvalidMetadataError, match=r"got a loaded value FeRawEMG\(.*give its class FeRawEMG"):
+        Fixed(loaded, session="pre")
+    with pytest.raises(InvalidMetadataError, match="Fixed takes a variable class .* got 'FeRawEMG'"):
+        Fixed("FeRawEMG", session="pre")
+    with pytest.raises(InvalidMetadataError, match="Merge takes variable classes, got a loaded value"):
+        Merge(FeRawEMG, loaded)
+    with pytest.raises(InvalidMetadataError, match=r"signal = \[.*FeRawEMG.*\] holds a variable class inside a constant"):
+        for_each(fns.centre, inputs={"signal": [FeRawEMG]}, outputs=[FeCentred], subject=[1], session=["pre"])
 
 
 def test_an_output_that_is_also_an_input_is_refused(emg):

@@ -30,6 +30,8 @@ class Fixed:
     """Load `variable` with some address keys pinned: `Fixed(RawEMG, session="baseline")`."""
 
     def __init__(self, variable: type, **pinned: Any) -> None:
+        if not is_variable(variable):
+            raise InvalidMetadataError(_not_a_variable("Fixed", variable, "Fixed(RawEMG, session=\"baseline\")"))
         self.variable = variable
         self.pinned = {key: query_value(value) for key, value in pinned.items()}  # (numpy scalars too)
         refuse_several_pinned(getattr(variable, "__name__", repr(variable)), self.pinned)
@@ -57,7 +59,19 @@ class Merge:
     def __init__(self, *variables: Any) -> None:
         if len(variables) < 2:
             raise InvalidMetadataError("Merge needs at least two variables, e.g. Merge(Force, Velocity)")
+        for part in variables:
+            if not (is_variable(part) or isinstance(part, Fixed)):
+                raise InvalidMetadataError(_not_a_variable("Merge", part, "Merge(Force, Fixed(Velocity, trial=1))"))
         self.variables = variables
+
+
+def _not_a_variable(what: str, given: Any, example: str) -> str:
+    """The message for something that is not a variable class where one is needed: a loaded
+    value (its class is meant) and a name in a string are the usual slips."""
+    takes = "a variable class" if what == "Fixed" else "variable classes"
+    if is_variable(type(given)):
+        return f"{what} takes {takes}, got a loaded value {given!r}: give its class {type(given).__name__}, e.g. {example}"
+    return f"{what} takes {takes} (class Force(BaseVariable): pass), got {given!r}, e.g. {example}"
 
 
 class EachOf:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.errors import LineageError, UnsupportedValueError
+from scistack.errors import InvalidMetadataError, LineageError, UnsupportedValueError
 from scistack.index.state import tagged_params
 from scistack.objects.canonical_json import dumps_canonical, to_tree
 from scistack.objects.hashing import hash_bytes, hash_object
@@ -133,15 +133,26 @@ def plain_arguments(
     return call.args, call.kwargs
 
 
+def _hook(value: Any) -> Any:
+    """A loaded variable's or an earlier result's `__scistack_input__` (None for anything else,
+    a variable class included: it has the method too, unbound)."""
+    return None if isinstance(value, type) else getattr(value, "__scistack_input__", None)
+
+
 def unwrap_input(value: Any) -> Any:
     """A loaded variable or an earlier result as its plain value; anything else unchanged."""
-    hook = getattr(value, "__scistack_input__", None)
+    hook = _hook(value)
     return hook()[0] if hook is not None else value
 
 
 def describe(name: str, value: Any) -> BoundInput:
     """Unwrap a loaded variable or an earlier result to its value; hash constants."""
-    hook = getattr(value, "__scistack_input__", None)
+    if _holds_variable_class(value):
+        raise InvalidMetadataError(
+            f"{name} = {value!r} holds a variable class inside a constant; give the class itself "
+            f"(inputs={{{name!r}: Var}}) to load it at each combination, Merge(A, B) for several "
+            "variables side by side, or a loaded value (Var.load(...)) in a direct call")
+    hook = _hook(value)
     if hook is not None:
         plain, oid, var, addr, call, params = _input_parts(hook())
         if oid is None:  # an unsaved variable or result: treat its value as a constant
@@ -231,11 +242,22 @@ def _input_parts(parts: tuple) -> tuple:
     return tuple(parts) + (None,) * (6 - len(parts))
 
 
+def _holds_variable_class(value: Any, depth: int = 1) -> bool:
+    """Whether `value` is, or a list/tuple/dict holds (one level down: the usual slip, `[A]`;
+    a long list of numbers is not walked twice), a variable class."""
+    if isinstance(value, type):
+        return hasattr(value, "__scistack_input__") and hasattr(value, "load_all")
+    if depth and type(value) in (list, tuple, dict):
+        items = value.values() if type(value) is dict else value
+        return any(isinstance(v, type) and _holds_variable_class(v, 0) for v in items)
+    return False
+
+
 def _holds_inputs(value: Any) -> bool:
     """Whether a list/tuple/dict holds a loaded variable or an earlier result, at any depth."""
     items = value.values() if type(value) is dict else value
     for item in items:
-        if hasattr(item, "__scistack_input__"):
+        if _hook(item) is not None:
             return True
         if type(item) in (list, tuple, dict) and _holds_inputs(item):
             return True
@@ -247,7 +269,7 @@ def _describe_container(name: str, value: Any) -> BoundInput:
     items: dict[str, BoundInput] = {}
 
     def walk(item: Any, path: str) -> tuple[Any, Any]:
-        if hasattr(item, "__scistack_input__"):
+        if _hook(item) is not None:
             described = describe(path, item)
             if "const" in described.record or not _is_input(described.record):
                 return described.value, to_tree(described.value, hash_value)
