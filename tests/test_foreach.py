@@ -974,6 +974,9 @@ def test_more_argument_checks(emg):
         Fixed("FeRawEMG", session="pre")
     with pytest.raises(InvalidMetadataError, match="Merge takes variable classes, got a loaded value"):
         Merge(FeRawEMG, loaded)
+    for wrong in ([FeRawEMG], None):  # AttributeError: 'list' object has no attribute 'items'
+        with pytest.raises(InvalidMetadataError, match="inputs= takes a dict from each parameter"):
+            for_each(fns.centre, inputs=wrong, outputs=[FeCentred], subject=[1], session=["pre"])
     with pytest.raises(InvalidMetadataError, match=r"signal = \[.*FeRawEMG.*\] holds a variable class inside a constant"):
         for_each(fns.centre, inputs={"signal": [FeRawEMG]}, outputs=[FeCentred], subject=[1], session=["pre"])
 

@@ -126,6 +126,10 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         With `on_error="raise"`, when a combination fails (`.failures` lists it).
     """
     db = current_database()
+    if not isinstance(inputs, dict):
+        raise InvalidMetadataError(
+            f"inputs= takes a dict from each parameter of the function to what fills it (a variable, "
+            f"Fixed(...), a constant), e.g. inputs={{\"signal\": RawEMG, \"low_hz\": 20}}; got {inputs!r}")
     outputs = _output_list(outputs)
     if on_error not in ("continue", "raise"):
         raise InvalidMetadataError(f"on_error={on_error!r}: use \"continue\" (record and go on) or \"raise\"")
