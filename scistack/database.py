@@ -284,7 +284,13 @@ class Database:
 
         Returns None for a value saved without lineage.
         """
-        record = loaded_record(variable, metadata, "get_provenance") or variable.load_one(**metadata).record
+        record = loaded_record(variable, metadata, "get_provenance")
+        if record is None:
+            if not hasattr(variable, "load_one"):
+                raise InvalidMetadataError(
+                    f"get_provenance takes a variable class or a loaded value, e.g. "
+                    f"db.get_provenance(FilteredEMG, subject=1); got {variable!r}")
+            record = variable.load_one(**metadata).record
         if record.call is None:
             return None
         return Provenance(self.call_record(record.call) | {"value_oid": record.oid})

@@ -64,6 +64,10 @@ def test_a_loaded_value_is_explained_exported_and_traced_as_that_very_record(pro
         why(old, subject=2)
     with pytest.raises(InvalidMetadataError, match="never saved; save it first"):
         project.get_provenance(AggMean(3.0))
+    # by name, as `scistack why` takes it (AttributeError: 'str' object has no attribute 'load_one')
+    assert why("AggMean", subject=2).status == "current"
+    with pytest.raises(InvalidMetadataError, match="get_provenance takes a variable class or a loaded value"):
+        project.get_provenance("AggMean", subject=2)
 
 
 class UpSource(BaseVariable):

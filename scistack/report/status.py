@@ -25,15 +25,14 @@ from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_file
 from scistack.lineage.filecheck import changed_inputs, reads_files
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
-from scistack.errors import AmbiguousVersionError, ScistackError, VariableNotFoundError
+from scistack.errors import ScistackError, VariableNotFoundError
 from scistack.report.history import CallInfo, CallReader, InputInfo, select
 from scistack.index import RefRecord, key_of
 from scistack.objects.hashing import hash_bytes
 from scistack.records import read_call
-from scistack.selection import choose_variant
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
-from scistack.report.why import WhyReport, _find_function, newer_record, script_reasons, why_record
+from scistack.report.why import WhyReport, why_at, _find_function, newer_record, script_reasons
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -668,13 +667,6 @@ def _project(
 
 
 def why_value(db: Database, var: str, **address: Any) -> WhyReport:
-    """Why the current value of `var` at `address` is current, stale or would be recomputed."""
-    records = select(db, var, **address)
-    if len(records) > 1 and len({r.addr_key for r in records}) == 1:
-        records = [choose_variant(var, records)]  # several variants: load's rule, load's error
-    if len(records) != 1:
-        raise AmbiguousVersionError(
-            f"why needs one value but {len(records)} records of {var} match {address}; give the "
-            f"full address ({', '.join('--' + k for k in db.schema_keys)}) and any version keys"
-        )
-    return why_record(db, var, records[0])  # (an input that is stale itself: reasons "upstream ...")
+    """Why the current value of `var` at `address` is current, stale or would be recomputed
+    (`report.why.why_at`: the one implementation, Python's `why` included)."""
+    return why_at(db, var, **address)

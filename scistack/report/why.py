@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scistack.database import get_database, loaded_record
-from scistack.errors import ObjectNotFoundError, ScistackError
+from scistack.errors import AmbiguousVersionError, InvalidMetadataError, ObjectNotFoundError, ScistackError
 from scistack.index import key_of
+from scistack.selection import choose_variant, select_records
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
@@ -84,8 +85,24 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
     record = loaded_record(variable, metadata, "why")
     if record is not None:  # a loaded value: that very record, whatever else is there now
         return why_record(db, record.var, record)
-    name = variable.__name__ if isinstance(variable, type) else str(variable)
-    return why_record(db, name, variable.load_one(**metadata).record)
+    name = variable if isinstance(variable, str) else getattr(variable, "__name__", None)
+    if not isinstance(name, str):
+        raise InvalidMetadataError(f"why takes a variable class, its name or a loaded value, e.g. "
+                                   f"why(FilteredEMG, subject=1); got {variable!r}")
+    return why_at(db, name, **metadata)
+
+
+def why_at(db: Any, var: str, **address: Any) -> WhyReport:
+    """`why` for the current value of the variable named `var` at `address` in `db` (what
+    `scistack why` and the web view ask): one value, by `load`'s rule for variants."""
+    records = select_records(db, var, address)
+    if len(records) > 1 and len({r.addr_key for r in records}) == 1:
+        records = [choose_variant(var, records)]  # several variants: load's rule, load's error
+    if len(records) != 1:
+        raise AmbiguousVersionError(
+            f"why needs one value but {len(records)} records of {var} match {address}; give the "
+            f"full address ({', '.join(db.schema_keys)}) and any version keys")
+    return why_record(db, var, records[0])
 
 
 def newer_record(db: Any, call_oid: str) -> str | None:
