@@ -66,6 +66,8 @@ def test_a_loaded_value_is_explained_exported_and_traced_as_that_very_record(pro
         project.get_provenance(AggMean(3.0))
     # by name, as `scistack why` takes it (AttributeError: 'str' object has no attribute 'load_one')
     assert why("AggMean", subject=2).status == "current"
+    assert why(AggMean, subject=1, version=1).status == "stale"   # an older version, by number
+    assert why(AggMean, subject=1, version=2).status == "current"
     with pytest.raises(InvalidMetadataError, match="get_provenance takes a variable class or a loaded value"):
         project.get_provenance("AggMean", subject=2)
 

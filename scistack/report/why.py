@@ -95,7 +95,8 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
 def why_at(db: Any, var: str, **address: Any) -> WhyReport:
     """`why` for the current value of the variable named `var` at `address` in `db` (what
     `scistack why` and the web view ask): one value, by `load`'s rule for variants."""
-    records = select_records(db, var, address)
+    address = dict(address)
+    records = select_records(db, var, address, version=address.pop("version", None))  # (an older one)
     if len(records) > 1 and len({r.addr_key for r in records}) == 1:
         records = [choose_variant(var, records)]  # several variants: load's rule, load's error
     if len(records) != 1:
