@@ -399,6 +399,11 @@ def register_ui(opener: Any) -> None:
     """Called once by scistack.ui: `Database.ui` opens the web view through `opener`."""
     global _ui_opener
     _ui_opener = opener
+def check_lab_urls(shared: str | None, objects: str | None) -> None:
+    """Refuse a lab URL pair that cannot work (one without the other, a wrong scheme)."""
+    _lab_urls(Path(os.devnull), shared, objects)
+
+
 def _lab_urls(config_path: Path, shared: str | None, objects: str | None) -> tuple[str | None, str | None]:
     """The lab URLs given, else those the project's config remembers (a lab project is both)."""
     if shared is None and objects is None and config_path.exists():

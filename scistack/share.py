@@ -23,7 +23,7 @@ from typing import Any
 
 import blake3
 
-from scistack.database import CONFIG_NAME, Database, register_share
+from scistack.database import CONFIG_NAME, Database, check_lab_urls, register_share
 from scistack.errors import CorruptObjectError, SchemaMismatchError, ScistackError, SharedServiceError
 from scistack.index.journal import Journal
 from scistack.index.pgjournal import PostgresJournal, redact
@@ -44,6 +44,10 @@ class ShareReport:
 def share(db: Database, *, to: str | os.PathLike, shared: str, objects: str) -> ShareReport:
     """Copy the laptop project `db` into the new lab project at `shared` (a postgresql:// URL)
     and `objects` (s3://bucket/prefix), with a lab checkout in the folder `to`."""
+    check_lab_urls(shared or None, objects or None)
+    if not shared:
+        raise SchemaMismatchError("share needs the lab's journal: shared='postgresql://host/db' and "
+                                  "objects='s3://bucket/prefix'")
     if _config(db.scistack_dir).get("shared"):
         raise SchemaMismatchError(f"{db.path.name} is a lab project already; colleagues join it with "
                                   "scistack init PATH --shared URL --objects URL")

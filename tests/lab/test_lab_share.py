@@ -177,6 +177,8 @@ def test_share_refuses_a_lab_journal_holding_another_project_and_changes_nothing
             laptop.share(to=tmp_path / "lab", shared=pg_url, objects=bucket_url)
         assert not (tmp_path / "lab").exists() or not any((tmp_path / "lab").iterdir())
         assert _lines(pg_url) == 1
+        with pytest.raises(ScistackError, match="shared= must be a postgresql:// URL"):
+            laptop.share(to=tmp_path / "lab", shared="lab-db/gait", objects=bucket_url)  # (psycopg's error before)
         (tmp_path / "full").mkdir()
         (tmp_path / "full" / "notes.txt").write_text("mine")
         with pytest.raises(ScistackError, match="not an empty folder"):
