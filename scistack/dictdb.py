@@ -62,6 +62,9 @@ def _assigned(value: Any) -> Any:
 _ASSIGN = LineageFunction(_assigned)
 
 
+_RAISE = object()  # no default given: a missing key raises, as `dict[key]` does
+
+
 class DataBase:
     """A dictionary-style view of a scistack project (or of a key prefix of one)."""
 
@@ -92,12 +95,15 @@ class DataBase:
     def __getitem__(self, key: Any) -> Any:
         return self.get(key)
 
-    def get(self, key: Any, *, version: int | None = None, lazy: bool = False) -> Any:
-        """The value at `key` (its newest version, or `version=`); a sub-database for its key.
+    def get(self, key: Any, default: Any = _RAISE, *, version: int | None = None, lazy: bool = False) -> Any:
+        """The value at `key` (its newest version, or `version=`); a sub-database for its key;
+        `default` when given and there is no such key (else KeyNotInDataBaseError).
 
         With `lazy=True` a value stored chunked (above 256 MiB) comes back unread: a
         `LazyTable` (`.read(columns)`, `.to_dask()`) or `LazyArray`; others load as usual.
         """
+        if default is not _RAISE and key not in self:
+            return default
         full = self._full(key)
         refuse_load_inside(f"data_base[{_shown(full)}]", "that entry",
                            "Read it before the call and pass the value as an argument")
@@ -137,6 +143,37 @@ class DataBase:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.keys())
+
+    # the rest of a dict's methods, as code written for a dict (or ISF's data_base) calls them
+    def values(self) -> Iterator[Any]:
+        """Each key's value, read one at a time (never all in memory at once)."""
+        return (self[k] for k in self.keys())
+
+    def items(self) -> Iterator[tuple[Any, Any]]:
+        """(key, value) pairs, read one at a time."""
+        return ((k, self[k]) for k in self.keys())
+
+    def update(self, other: Any = (), /, **more: Any) -> None:
+        """`db[k] = v` for each pair of `other` (a mapping or pairs) and of `more`."""
+        pairs = other.items() if hasattr(other, "items") else other
+        for key, value in [*pairs, *more.items()]:
+            self[key] = value
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        """The value at `key`; stored as `default` first when there is none."""
+        if key not in self:
+            self[key] = default
+        return self[key]
+
+    def pop(self, key: Any, default: Any = _RAISE) -> Any:
+        """The value at `key`, then its names deleted (every version); `default` when absent."""
+        if key not in self:
+            if default is _RAISE:
+                raise KeyNotInDataBaseError(self._missing(self._full(key)))
+            return default
+        value = self[key]
+        del self[key]
+        return value
 
     def __len__(self) -> int:
         return len(self.keys())

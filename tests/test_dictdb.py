@@ -23,6 +23,22 @@ def registry(tmp_path, monkeypatch):
     scistack.dictdb._open.clear()
 
 
+def test_the_rest_of_a_dicts_methods_work_as_on_a_dict(tmp_path, registry):
+    """Code written for a dict called db.get(key, default), db.items(), db.update(...):
+    TypeError and AttributeError."""
+    db = scistack.open(tmp_path / "sims")
+    db.update({("sim", "a"): 1}, b=2)
+    assert db.get(("sim", "a"), 0) == 1 and db.get("missing", 0) == 0 and db.get("missing", None) is None
+    with pytest.raises(KeyNotInDataBaseError):
+        db.get("missing")  # no default given: as db["missing"]
+    assert db.setdefault("c", 3) == 3 and db.setdefault("c", 4) == 3
+    assert list(db.items()) == [("b", 2), ("c", 3), (("sim", "a"), 1)]
+    assert list(db.values()) == [2, 3, 1]
+    assert db.pop("c") == 3 and "c" not in db and db.pop("c", "gone") == "gone"
+    with pytest.raises(KeyNotInDataBaseError, match="'c' is not in"):
+        db.pop("c")
+
+
 def test_set_get_delete_keys_and_versions(tmp_path, registry):
     db = scistack.open(tmp_path / "sims")
     assert scistack.is_data_base(tmp_path / "sims") and not scistack.is_data_base(tmp_path)
