@@ -38,7 +38,7 @@ from scistack.errors import (
 from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import RefRecord, check_identifier
-from scistack.lineage.running import refuse_load_inside
+from scistack.lineage.running import refuse_load_inside, warn_save_inside
 from scistack.selection import choose_variant, point_records, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
@@ -158,6 +158,7 @@ class BaseVariable:
         """
         db = get_database()
         addr, vkeys = _split_for_save(db, cls.__name__, metadata)
+        warn_save_inside(cls.__name__)
         info = _save_info(db, data)
         record = db.index.put_ref(cls.__name__, addr, vkeys, info.oid, info.kind, call=info.call,
                                   params=info.params, summary=info.summary)

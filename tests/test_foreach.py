@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import warnings
+
 import pytest
 
 import scistack
@@ -774,6 +776,24 @@ def test_a_variable_loaded_inside_a_cached_function_is_refused_by_name(emg, work
     with pytest.raises(LineageError, match=r"scistack.join\(FeRawEMG, FnsCalibration\) inside <lambda>"):
         thunk(FeRawEMG.load(subject=1, session="pre"))
 
+
+
+def test_a_save_inside_a_cached_function_warns_once_that_a_cache_hit_skips_it(emg):
+    """A step that saved another variable itself: a cache hit skipped that save, so after an edit
+    and its undo the variable kept the other code's values, silently."""
+    def step(signal):
+        FeCentred.save(signal - 1, subject=1, session="pre")
+        FeCentred.save(signal - 2, subject=1, session="pre")
+        return signal
+
+    with pytest.warns(UserWarning, match=r"FeCentred.save\(\) inside step, whose calls scistack caches") as seen:
+        for_each(step, inputs={"signal": FeRawEMG}, outputs=[FeFiltered], subject=[1], session=["pre"],
+                 progress=False)
+    assert len([w for w in seen if "inside step" in str(w.message)]) == 1  # once, not per save
+    assert seen[0].filename == __file__                                    # at the user's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FeCentred.save(np.ones(2), subject=2, session="pre")              # outside a call: quiet
 
 
 def test_a_for_each_inside_a_cached_function_is_refused(emg):

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+import warnings
+
 from scistack.errors import LineageError
 
 _RUNNING: ContextVar[str | None] = ContextVar("scistack_running_call", default=None)
@@ -50,3 +52,22 @@ def refuse_run_inside(call: str) -> None:
             f"this run, and the cache cannot see the variables it loads, so after they changed it "
             f"would serve the old result. Call for_each at the top level of your script, one "
             f"for_each per step, and pass what {name} needs as its inputs")
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def warn_save_inside(var: str) -> None:
+    """Warn (once per function and variable in a process) when `var` is saved inside the body
+    of a cached function: a cache hit skips the body, so that save is not made again; after an
+    edit and its undo, the variable keeps what the other code saved. Not refused: splitting a
+    session into trials inside a step has no other way in yet."""
+    name = _RUNNING.get()
+    if name is None or (name, var) in _warned:
+        return
+    _warned.add((name, var))
+    warnings.warn(
+        f"{var}.save() inside {name}, whose calls scistack caches: a cache hit of {name} skips this "
+        f"save, so after an edit and its undo {var} keeps what the other code saved, and it has no "
+        f"lineage. Return the value instead (outputs=[..., {var}]; a tuple fills several outputs)",
+        stacklevel=3)
