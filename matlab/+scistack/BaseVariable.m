@@ -86,6 +86,7 @@ classdef BaseVariable
             %   scistack.flush (run by itself before reads, for_each, configure_database and
             %   at exit): no Python start per save. See matlab/README.md, "Saving".
             %   X may be a scistack.Thunk result: it is saved by its oid, with its call.
+            warn_inside_call(class(obj));
             if nargout == 0
                 cfg = scistack.internal.project();
                 [addr, vkeys] = scistack.internal.split_meta(cfg, ...
@@ -185,6 +186,29 @@ classdef BaseVariable
             end
         end
     end
+end
+
+function warn_inside_call(var)
+%WARN_INSIDE_CALL A variable saved in the body of a cached function: a cache hit skips that
+%   save, so after an edit and its undo the variable keeps what the other code saved. Warned
+%   once per function and variable (not refused: splitting a session into trials in a step
+%   has no other way in yet).
+persistent warned
+inside = scistack.internal.running();
+if isempty(inside)
+    return
+end
+if isempty(warned)
+    warned = {};
+end
+key = [inside ':' var];
+if any(strcmp(warned, key))
+    return
+end
+warned{end + 1} = key;
+warning('scistack:saveInsideCachedCall', ['%s().save inside %s, whose calls scistack caches: ' ...
+    'a cache hit of %s skips this save, so after an edit and its undo %s keeps what the other ' ...
+    'code saved. Return the value instead (an output of for_each)'], var, inside, inside, var);
 end
 
 function refuse_inside_call(var, what)

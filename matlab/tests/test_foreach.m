@@ -171,6 +171,13 @@ r = scistack.for_each(@loads_inside, struct('signal', RawEMG()), {Scratch()}, 's
     'session', 'pre');
 t_equal(r.items(1).status, 'failed', 'a variable the function loads itself is refused');
 t_assert(~isempty(strfind(r.items(1).error, 'scistack:loadInsideCachedCall')), '%s', r.items(1).error);
+lastwarn('');
+r = scistack.for_each(@saves_inside, struct('signal', RawEMG()), {Scratch()}, 'subject', 2, ...
+    'session', 'pre');
+[msg, id] = lastwarn();
+t_equal(r.items(1).status, 'ran', 'a function that saves a variable itself still runs');
+t_equal(id, 'scistack:saveInsideCachedCall', 'and warns that a cache hit skips that save');
+t_assert(~isempty(strfind(msg, 'FilteredEMG().save inside saves_inside')), '%s', msg);
 r = scistack.for_each(@runs_a_step_inside, struct('signal', RawEMG()), {Scratch()}, ...
     'subject', 1, 'session', 'pre');
 t_equal(r.items(1).status, 'failed', 'a for_each the function runs itself is refused');
