@@ -272,6 +272,35 @@ def test_a_project_with_other_schema_keys_is_left_alone(pipeline, tmp_path):
         other.close()
 
 
+def test_a_bundle_goes_into_a_project_that_has_added_a_finer_level_since(pipeline, tmp_path):
+    """After `add_schema_key("trial")` a project refused every bundle of its own old layout."""
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    database_module._current = None
+    (tmp_path / "o").mkdir()
+    other = configure_database(tmp_path / "o" / "x.duckdb", SCHEMA)
+    other.add_schema_key("trial")
+    try:
+        other.import_bundle(tmp_path / "b")
+        assert ExPeak.load(subject=1, session="post").data == pipeline_peak(1, "post")
+        assert ExPeak.load(subject=1, session="post").metadata == {"subject": 1, "session": "post"}
+    finally:
+        other.close()
+        database_module._current = None
+    (tmp_path / "c").mkdir()
+    coarser = configure_database(tmp_path / "c" / "x.duckdb", ["subject"])
+    try:
+        with pytest.raises(SchemaMismatchError, match=r"Add the bundle's finer level\(s\) first: "
+                                                      r"db.add_schema_key\('session'\)"):
+            coarser.import_bundle(tmp_path / "b")
+    finally:
+        coarser.close()
+
+
+def pipeline_peak(subject: int, session: str) -> float:
+    signal = np.arange(6.0) * subject + (session == "post")
+    return float(smooth(signal, 3).max())
+
+
 def test_cli_export_and_import(pipeline, tmp_path, python_env):
     pipeline.close()
     db = str(tmp_path / "gait.duckdb")

@@ -167,15 +167,28 @@ def _entries_problem(manifest: dict[str, Any], objects: dict[str, dict]) -> str 
     return None
 
 
+def _check_schema(bundle: Path, theirs: list[str], mine: list[str], refs: list[dict[str, Any]]) -> None:
+    """The bundle's schema keys are the project's, or its first ones (the project has added a
+    finer level since: the bundle's values sit at the coarser level, as the project's own old
+    values do), and no record of it uses one of the project's other keys as a version key."""
+    if mine[:len(theirs)] != theirs:
+        finer = theirs[:len(mine)] == mine
+        raise SchemaMismatchError(
+            f"the bundle {bundle} has schema keys {theirs}, the project has {mine}; nothing was "
+            "imported. " + (f"Add the bundle's finer level(s) first: db.add_schema_key({theirs[len(mine)]!r})"
+                            if finer else f"Import it into a project with schema keys {theirs}"))
+    clash = sorted({k for ref in refs for k in ref["vkeys"] if k in mine})
+    if clash:
+        raise SchemaMismatchError(
+            f"the bundle {bundle} uses {clash[0]!r} as a version key, a schema key of this project; "
+            "nothing was imported. Import it into a project without that key")
+
+
 def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
     """Merge the bundle at `bundle` into `db` (checked whole first; see the module docstring)."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
-    if list(manifest["schema_keys"]) != list(db.schema_keys):
-        raise SchemaMismatchError(
-            f"the bundle {bundle} has schema keys {manifest['schema_keys']}, the project {db.root} has "
-            f"{list(db.schema_keys)}; nothing was imported. Import it into a project with schema keys "
-            f"{manifest['schema_keys']}")
+    _check_schema(bundle, list(manifest["schema_keys"]), list(db.schema_keys), manifest["refs"])
     try:
         objects = verify(bundle, manifest)
     except (KeyError, TypeError, AttributeError) as exc:  # a field missing or of another shape
