@@ -178,7 +178,8 @@ def _check_schema(bundle: Path, theirs: list[str], mine: list[str], refs: list[d
             "imported. " + (f"Add the bundle's finer level(s) first: db.add_schema_key({theirs[len(mine)]!r})"
                             if finer else f"Import it into a project with schema keys {theirs}"))
     added = set(mine) - set(theirs)  # (a version key named like one of theirs: a damaged manifest, said later)
-    clash = sorted({k for ref in refs for k in ref.get("vkeys") or {} if k in added})
+    clash = sorted({k for ref in refs if isinstance(ref, dict) and isinstance(ref.get("vkeys"), dict)
+                    for k in ref["vkeys"] if k in added})
     if clash:
         raise SchemaMismatchError(
             f"the bundle {bundle} uses {clash[0]!r} as a version key, a schema key of this project; "
