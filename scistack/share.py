@@ -26,6 +26,7 @@ import blake3
 from scistack.database import CONFIG_NAME, Database, check_lab_urls, register_share
 from scistack.errors import CorruptObjectError, SchemaMismatchError, ScistackError, SharedServiceError
 from scistack.index.journal import Journal
+from scistack.ingest import ingest_queue
 from scistack.index.pgjournal import PostgresJournal, redact
 from scistack.objects.canonical_json import dumps_canonical
 
@@ -51,6 +52,7 @@ def share(db: Database, *, to: str | os.PathLike, shared: str, objects: str) -> 
     if _config(db.scistack_dir).get("shared"):
         raise SchemaMismatchError(f"{db.path.name} is a lab project already; colleagues join it with "
                                   "scistack init PATH --shared URL --objects URL")
+    ingest_queue(db, db.scistack_dir / "queue")  # MATLAB's deferred saves are the project's too
     db.flush()
     local = Journal(db.index.journal_path)
     marker = _marker(local)

@@ -16,6 +16,7 @@ from scistack import BaseVariable, configure_database, for_each, why
 from scistack.errors import ScistackError, SchemaMismatchError, SharedServiceError
 from scistack.index.pgjournal import PostgresJournal
 from scistack.objects.chunking import set_chunking
+from scistack.objects.npy import encode_npy
 
 from .conftest import WRITER_PASSWORD, TcpRelay
 
@@ -54,6 +55,17 @@ def _laptop(folder: Path):
     return db
 
 
+def _queue_matlab_save(db, value: np.ndarray) -> None:
+    """A save the MATLAB client has queued (`<project>/.scistack/queue`), not yet recorded."""
+    folder = db.scistack_dir / "queue" / "20260101T000000000-00000001-a"
+    folder.mkdir(parents=True)
+    (folder / "payload-0.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(value)))
+    (folder / "manifest.json").write_text(json.dumps({
+        "children": [], "format": 1, "schema_keys": db.schema_keys, "var": "ShRaw", "writer": "scistack-matlab",
+        "items": [{"addr": {"subject": 8, "session": "pre"}, "kind": "npy", "payload": "payload-0.bin",
+                   "vkeys": {}}]}))
+
+
 def _history(var) -> list:
     return sorted((r.record.addr_key, r.record.version, r.record.oid, r.record.created_at, r.record.call)
                   for r in var.load_all())
@@ -78,10 +90,11 @@ def test_a_laptop_project_moves_whole_into_a_new_lab_project_and_the_laptop_stay
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PGPASSWORD", WRITER_PASSWORD)
     laptop = _laptop(tmp_path / "laptop")
-    before = {v.__name__: _history(v) for v in (ShRaw, ShScaled)}
-    entries = len(laptop.index._journal.read_from(0)[0])
+    _queue_matlab_save(laptop, np.full(3, 7.0))  # a MATLAB save still queued: part of the project
+    entries = len(laptop.index._journal.read_from(0)[0]) + 1
     report = laptop.share(to=tmp_path / "lab", shared=pg_url, objects=bucket_url)
     assert (report.entries, report.path) == (entries, str(tmp_path / "lab" / "gait.duckdb"))
+    before = {v.__name__: _history(v) for v in (ShRaw, ShScaled)}
     assert report.objects > 0
     laptop.close()
 
@@ -98,6 +111,7 @@ def test_a_laptop_project_moves_whole_into_a_new_lab_project_and_the_laptop_stay
                          session=["pre"], verbose=False)
         assert (rerun.ran, rerun.cached) == (0, 2)                                 # the call cache came along
         assert why(ShScaled, subject=2, session="pre").status == "current"
+        assert ShRaw.load(subject=8, session="pre").data.tolist() == [7.0, 7.0, 7.0]
     finally:
         lab.close()
 
