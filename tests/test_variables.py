@@ -326,6 +326,27 @@ def test_a_finer_level_is_added_and_the_values_saved_before_stay_where_they_were
         scistack.database._current = None
 
 
+def test_a_schema_key_added_by_a_process_killed_before_duckdb_was_rebuilt(tmp_path):
+    """The config names the new key, DuckDB's refs table lacks its column: every sync failed
+    ("column not found"), `fsck --reindex` too. The next open builds DuckDB again."""
+    import json
+
+    db = configure_database(tmp_path / "a.duckdb", ["subject"])
+    VPeak.save(1.0, subject=1)
+    db.close()
+    scistack.database._current = None
+    config = tmp_path / ".scistack" / "config.json"  # what add_schema_key writes first
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"schema_keys": ["subject", "trial"]}))
+    db = configure_database(tmp_path / "a.duckdb")
+    try:
+        VPeak.save(2.0, subject=1, trial=3)
+        frame = db.sql("SELECT subject, trial, value FROM VPeak ORDER BY value")
+        assert frame["trial"].tolist()[1] == 3 and frame["value"].tolist() == [1.0, 2.0]
+    finally:
+        db.close()
+        scistack.database._current = None
+
+
 def test_third_positional_argument_is_deprecated(tmp_path):
     with pytest.warns(DeprecationWarning, match="lineage"):
         db = configure_database(tmp_path / "a.duckdb", ["subject"], tmp_path / "lineage.duckdb")

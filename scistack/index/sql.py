@@ -221,8 +221,10 @@ class SqlIndex:
                 f"{self.path} was written by a newer scistack (index schema {found}, this one "
                 f"knows {SCHEMA_VERSION}); upgrade scistack (pip install -U scistack)"
             )
-        if found == SCHEMA_VERSION:
+        if found == SCHEMA_VERSION and not self._lacks_key_columns(con):
             return
+        if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
+            found = 2
         con.execute("BEGIN")
         if found == 6:  # a column more, computed from the oids in place (0.5 s at 3M rows)
             con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
@@ -247,6 +249,15 @@ class SqlIndex:
         self._set_meta(con, "journal_offset", "0")
         refresh_views(con, self.schema_keys, [])  # scistack_variables, scistack_runs
         con.execute("COMMIT")
+
+    def _lacks_key_columns(self, con: duckdb.DuckDBPyConnection) -> bool:
+        """Whether the refs table lacks a column for one of the schema keys (a key added by
+        `add_schema_key` in a process killed before DuckDB was rebuilt). More columns than
+        keys are fine: a session opened before a key was added inserts by name."""
+        have = {r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'scistack' AND table_name = 'refs' "
+            "AND database_name = current_database()").fetchall()}
+        return any(k not in have for k in self.schema_keys)
 
     @staticmethod
     def _found_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -299,16 +310,11 @@ class SqlIndex:
             return self._apply_journal(timeout, start_over=True)
 
     def rebuild_with_keys(self, schema_keys: list[str], *, timeout: float | None = None) -> int:
-        """Rebuild with other schema keys (a key added): the tables and views are made again,
-        since the refs table has a column per key; the user's own tables stay."""
-        with _process_lock(self.path), self.connect(timeout=timeout) as con:
+        """Rebuild with a schema key added: the refs table lacks its column, so `ensure_schema`
+        makes the tables and views again (the user's own tables stay)."""
+        with _process_lock(self.path):
             self.schema_keys = list(schema_keys)
-            if self._found_version(con) >= 2:
-                for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall():
-                    for view in (var, f"{var}_all", f"{var}_rows"):
-                        con.execute(f"DROP VIEW IF EXISTS main.{quote(view)}")
-                con.execute("DROP SCHEMA scistack CASCADE")
-        return self.rebuild(timeout=timeout)
+            return self.rebuild(timeout=timeout)
 
     def _move_aside(self) -> Path:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
