@@ -686,3 +686,20 @@ def test_call_entries_read_back_their_outputs_exactly():
     for outs in ([], ["a" * 64], ["a" * 64, "b" * 64, "c" * 64]):
         for text in (json.dumps(outs), json.dumps(outs, separators=(",", ":"))):
             assert _oid_list(text) == outs
+
+
+@given(st.one_of(st.integers(-(2**53), 2**53), st.floats(allow_nan=False, allow_infinity=False),
+                 st.booleans(), st.text(max_size=5)))
+def test_one_number_is_one_address_and_other_types_stay_apart(value):
+    """A whole float is keyed as the int it equals (one address for `1` and `1.0`); any other
+    float, a bool and a string keep their own type (`True`, `"1"` and `1` stay three)."""
+    import numpy as np
+
+    from scistack.address import address_value
+
+    got = address_value(value)
+    assert address_value(np.asarray(value).item() if not isinstance(value, str) else value) == got
+    if type(value) is float and value.is_integer() and abs(value) <= 2**53:
+        assert type(got) is int and got == value and key_of({"k": got}) == key_of({"k": int(value)})
+    else:
+        assert type(got) is type(value) and (got == value)
