@@ -320,11 +320,13 @@ class Database:
         return _ui_opener(self, port=port)
 
     def export(self, variable: Any = None, *, to: str | os.PathLike, all_current: Any = None,
-               **metadata: Any) -> Any:
+               raw_files: bool = False, **metadata: Any) -> Any:
         """Write the value(s) of `variable` at `metadata` (or the current values of every variable
         in `all_current`) and their whole lineage to the new folder `to` as a bundle (open files,
-        scistack objects, an RO-Crate); the same as `scistack export`."""
-        return _bundle_verbs["export"](self, variable, to=to, all_current=all_current, **metadata)
+        scistack objects, an RO-Crate; with `raw_files`, the raw files its calls read); the same
+        as `scistack export`."""
+        return _bundle_verbs["export"](self, variable, to=to, all_current=all_current, raw_files=raw_files,
+                                       **metadata)
 
     def import_bundle(self, path: str | os.PathLike) -> Any:
         """Merge a bundle written by `export` into this project (values, versions, lineage, call

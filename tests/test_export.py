@@ -682,6 +682,50 @@ def test_the_crate_names_the_raw_files_a_call_read(project, tmp_path):
     assert len(prov["used"]) == 2  # the raw file by load_csv, ExRaw by draw (not draw's path)
 
 
+def test_raw_files_travel_with_with_raw_and_the_pipeline_runs_again_from_them_as_cache_hits(
+        project, tmp_path, monkeypatch):
+    """A bundle named the raw files its calls read but did not hold them: the recipient could not
+    run the pipeline again. With `raw_files=True` (`--with-raw`) they are in raw/, checked
+    against what each call read; one changed since is named, not copied."""
+    from scistack import PathInput
+
+    for session, text in (("pre", "1,2\n"), ("post", "3,4\n")):
+        (tmp_path / "raw/1").mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"raw/1/{session}.csv").write_text(text)
+    spec = {"path": PathInput("{subject}/{session}.csv", root="raw")}
+    for_each(load_csv, inputs=spec, outputs=[ExRaw], subject=[], session=[])
+    report = project.export(all_current=[ExRaw], to=tmp_path / "b", raw_files=True)
+    assert report.raw_missing == []
+    assert (tmp_path / "b/raw/raw/1/pre.csv").read_text() == "1,2\n"
+    manifest = _manifest(tmp_path / "b")
+    entry = next(r for r in manifest["raw_files"] if r["read_as"] == "raw/1/post.csv")
+    assert entry["sha256"] == hashlib.sha256(b"3,4\n").hexdigest() and entry["path"] == "raw/raw/1/post.csv"
+    assert "raw/" in (tmp_path / "b/README.md").read_text()
+    assert validate(tmp_path / "b", tmp_path / "cache") == []
+    # the recipient: the raw files where the bundle says, the bundle imported: all cache hits
+    database_module._current = None
+    (tmp_path / "o").mkdir()
+    shutil.copytree(tmp_path / "b/raw/raw", tmp_path / "o/raw")
+    other = configure_database(tmp_path / "o" / "x.duckdb", SCHEMA)
+    try:
+        other.import_bundle(tmp_path / "b")
+        monkeypatch.chdir(tmp_path / "o")
+        again = for_each(load_csv, inputs=spec, outputs=[ExRaw], subject=[], session=[])
+        assert (again.ran, again.cached) == (0, 2)
+    finally:
+        monkeypatch.chdir(tmp_path)
+        other.close()
+        database_module._current = None
+    (tmp_path / "raw/1/pre.csv").write_text("9,9\n")  # changed since the call read it
+    project_again = configure_database(tmp_path / "gait.duckdb")
+    try:
+        report = project_again.export(all_current=[ExRaw], to=tmp_path / "c", raw_files=True)
+        assert report.raw_missing == ["raw/1/pre.csv: changed since the call read it"]
+        assert not (tmp_path / "c/raw/raw/1/pre.csv").exists() and (tmp_path / "c/raw/raw/1/post.csv").exists()
+    finally:
+        project_again.close()
+
+
 def test_nan_and_infinities_in_open_json_files_are_strict_json_and_exact_on_import(project, tmp_path):
     """`NaN`/`Infinity` in a value's .json file: Python reads them, but JavaScript, R's jsonlite
     and jq refuse the whole file. They are null there (as pandas and MATLAB write them); the

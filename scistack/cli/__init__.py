@@ -240,11 +240,13 @@ def checkout(ctx: click.Context, variable: str, to: str, as_json: bool, as_str: 
               help="New or empty folder to write the bundle into.")
 @click.option("--all-current", is_flag=True,
               help="Export the current values of every VARIABLE named (several allowed).")
+@click.option("--with-raw", is_flag=True,
+              help="Copy the raw files the calls read (PathInput) into raw/, to run the pipeline again.")
 @json_option
 @str_option
 @click.pass_context
-def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current: bool, as_json: bool,
-               as_str: bool) -> None:
+def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current: bool, with_raw: bool,
+               as_json: bool, as_str: bool) -> None:
     """Write VARIABLE at an address (or with --all-current, every current value of each
     VARIABLE) and its whole lineage as a bundle: open files, scistack objects, an RO-Crate."""
     names = []
@@ -255,13 +257,14 @@ def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current:
     address = _address_of(ctx, list(words[len(names):]) + list(ctx.args), as_str)
     db = ctx.obj.db
     if all_current:
-        report = db.export(to=to, all_current=names, **address)
+        report = db.export(to=to, all_current=names, raw_files=with_raw, **address)
     else:
         if len(names) != 1:
             raise click.UsageError("name one VARIABLE (or several with --all-current)", ctx)
-        report = db.export(names[0], to=to, **address)
+        report = db.export(names[0], to=to, raw_files=with_raw, **address)
     _emit(as_json, report, f"{report.path}: {report.selected} selected value(s), {report.values} value "
-          f"record(s), {report.calls} call(s), {report.objects} object(s), {report.files} open file(s)")
+          f"record(s), {report.calls} call(s), {report.objects} object(s), {report.files} open file(s)"
+          + "".join(f"\nraw file not copied: {line}" for line in report.raw_missing))
 
 
 @main.command("import")

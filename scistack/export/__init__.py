@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ class ExportReport:
     calls: int
     objects: int
     files: int
+    raw_missing: list[str] = field(default_factory=list)  # raw files asked for but not copied, and why
 
 
 def _name(variable: Any) -> str:
@@ -45,9 +46,10 @@ def _name(variable: Any) -> str:
 
 
 def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_current: Any = None,
-           **metadata: Any) -> ExportReport:
+           raw_files: bool = False, **metadata: Any) -> ExportReport:
     """Write `variable` at `metadata` (or the current values of each of `all_current`) with
-    its lineage closure to the new or empty folder `to`."""
+    its lineage closure to the new or empty folder `to`; with `raw_files`, the raw files its
+    calls read (`PathInput`) too, in `raw/`, so the pipeline can run again from them."""
     target = Path(to)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ExportError(f"{target} is not an empty folder; export into a new or empty folder "
@@ -69,6 +71,9 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     target.mkdir(parents=True, exist_ok=True)
     try:
         manifest = bundle.write_bundle(db, found, target)
+        if raw_files:
+            manifest["raw_files"] = bundle.write_raw_files(found, target)
+            bundle.write_manifest(manifest, target)
         title = "scistack export of " + ", ".join(sorted({r.var for r in chosen}))
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         text = readme.render(manifest, title=title, producer=crate.producer(), date=now)
@@ -83,7 +88,8 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
         raise
     return ExportReport(str(target), len(chosen), len(found.refs), len(found.calls), len(found.objects),
-                        sum(1 for f in manifest["files"] if f["path"]))
+                        sum(1 for f in manifest["files"] if f["path"]),
+                        [f"{r['read_as']}: {r['missing']}" for r in manifest.get("raw_files", []) if "missing" in r])
 
 
 register_bundle_verbs(export, import_bundle)

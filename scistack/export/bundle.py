@@ -14,13 +14,15 @@ import hashlib
 import json
 import math
 import re
-from pathlib import Path
+import shutil
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from scistack.database import Database
-from scistack.export.closure import Closure
+from scistack.export.closure import Closure, raw_files
+from scistack.foreach.paths import file_oid
 from scistack.index import RefRecord
 from scistack.objects.chunked import array_manifest, parse_manifest
 from scistack.objects.hashing import hash_bytes
@@ -72,8 +74,32 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
         "files": files,
         "objects": objects,
     }
-    (to / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    write_manifest(manifest, to)
     return manifest
+
+
+def write_manifest(manifest: dict[str, Any], to: Path) -> None:
+    (to / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+
+
+def write_raw_files(found: Closure, to: Path) -> list[dict[str, Any]]:
+    """Copy the raw files the calls read into `raw/` (their path as shown, `..` parts
+    dropped), each checked against the content its call read; one still there but changed,
+    or gone, is listed with why it is not in the bundle."""
+    entries = []
+    for raw in raw_files(found):
+        parts = [p for p in PurePosixPath(raw["path"].replace("\\", "/")).parts if p not in ("..", ".", "/")]
+        rel = PurePosixPath("raw", *[_UNSAFE.sub("_", p) for p in parts])
+        entry: dict[str, Any] = {"read_as": raw["path"], "oid": raw["oid"]}
+        now = file_oid(raw["file"]) if raw["file"] else None
+        if now != raw["oid"]:
+            entry["missing"] = ("not found at " + raw["file"]) if now is None else "changed since the call read it"
+        else:
+            (to / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(raw["file"], to / rel)
+            entry |= {"path": rel.as_posix(), "sha256": sha256_of(to / rel), "size": (to / rel).stat().st_size}
+        entries.append(entry)
+    return entries
 
 
 def _ref_entry(record: RefRecord) -> dict[str, Any]:

@@ -118,6 +118,20 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
     return out
 
 
+def raw_files(found: Closure) -> list[dict[str, str]]:
+    """The raw files the closure's calls read (`PathInput`s): where each was read, as shown
+    (`raw/3/s_pre.csv`) and as an absolute path, and the oid of its content then; once each."""
+    seen: dict[tuple[str, str], dict[str, str]] = {}
+    for call in found.calls.values():
+        for item in call.arguments.values():
+            for _, part in item.records():
+                if "path" in part.extra:
+                    entry = {"path": str(part.extra["path"]), "file": str(part.extra.get("file") or ""),
+                             "oid": part.oid}
+                    seen.setdefault((entry["path"], part.oid), entry)
+    return sorted(seen.values(), key=lambda e: (e["path"], e["oid"]))
+
+
 def _add_value(db: Database, out: Closure, root: str, kind: str | None) -> None:
     """A value's object and all its children (chunks, container items)."""
     stack = [(root, kind)]

@@ -59,6 +59,7 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
         "@type": "CreativeWork", "name": "Process Run Crate", "version": "0.5"}))
     crate.root_dataset["conformsTo"] = profile
     ids = _file_ids(manifest)
+    raw = {r["oid"]: r["path"] for r in manifest.get("raw_files", []) if r.get("path")}  # copied ones
     files: dict[str, Any] = {}
     for entry in manifest["files"]:
         if entry["path"] and entry["path"] not in files:
@@ -92,10 +93,12 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
             app = crate.add(ContextEntity(crate, f"#fn-{fn.identity[:16]}", properties=props))
             apps[fn.identity] = app
         inputs = [files[ids[item.oid]] for item in call.inputs.values() if ids.get(item.oid) in files]
-        inputs += [crate.get(eid) or crate.add(ContextEntity(crate, eid, properties={  # not in the bundle
+        inputs += [crate.get(eid) or crate.add(ContextEntity(crate, eid, properties={
             "@type": "CreativeWork", "name": str(item.extra["path"]), "identifier": f"blake3:{item.oid}",
-            "description": "a raw file the call read (PathInput), identified by its content; not in "
-                           "this bundle"}))
+            **({"url": raw[item.oid], "description": f"a raw file the call read (PathInput), in this bundle at "
+                                                     f"{raw[item.oid]}"} if item.oid in raw else
+               {"description": "a raw file the call read (PathInput), identified by its content; not in "
+                               "this bundle"})}))
             for item in call.inputs.values() if "path" in item.extra and ids.get(item.oid) not in files
             for eid in [f"#raw-{item.oid[:16]}"]]
         constants = [crate.add(ContextEntity(crate, f"#const-{call_oid[:16]}-{_slug(name)}", properties={

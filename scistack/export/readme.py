@@ -22,7 +22,7 @@ Exported by {producer} on {date}: {n_selected} selected value(s) and their full 
 - `objects/<oid>.<kind>`: the same values, their call records, function source and git diffs in
   scistack's own object format (`<oid>` is the blake3 hash of the object).
 - `scistack-bundle.json`: the manifest: schema keys {schema}, every saved record, the call-cache
-  entries, and the blake3 oid and sha256 of every file.
+  entries, and the blake3 oid and sha256 of every file.{raw}
 - `ro-crate-metadata.json`: an RO-Crate 1.1 Process Run Crate (profile 0.5): one CreateAction
   per call, one File per value.
 - `provenance.json`: the same graph as W3C PROV-JSON.
@@ -70,4 +70,20 @@ def render(manifest: dict[str, Any], *, title: str, producer: str, date: str) ->
         title=title, producer=producer, date=date, n_selected=len(manifest["selected"]),
         n_values=len(manifest["refs"]), n_calls=len(manifest["call_records"]),
         n_objects=len(manifest["objects"]), selected=selected, schema=manifest["schema_keys"],
-        example=example)
+        example=example, raw=_raw_text(manifest))
+
+
+def _raw_text(manifest: dict[str, Any]) -> str:
+    """The README's line on raw files, when the export copied them (`--with-raw`)."""
+    raw = manifest.get("raw_files")
+    if raw is None:
+        return ""
+    copied = sum(1 for r in raw if r.get("path"))
+    text = (f"\n- `raw/`: the {copied} raw file(s) the calls read (`PathInput`), as they were read "
+            "(`raw_files` in the manifest: where each was read, its blake3 oid and sha256). Put them "
+            "under the same relative paths in your raw folder and the same code finds every call "
+            "in the cache.")
+    missing = [r for r in raw if not r.get("path")]
+    if missing:
+        text += "\n  Not copied: " + "; ".join(f"`{r['read_as']}` ({r['missing']})" for r in missing) + "."
+    return text
