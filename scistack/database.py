@@ -121,6 +121,14 @@ class Database:
                     f"holds one project. Open {config['db']!r}, or put {self.path.name!r} in its own folder"
                 )
             found = list(config["schema_keys"])
+            if schema_keys is not None and len(schema_keys) < len(found) and found[:len(schema_keys)] == list(
+                    schema_keys) and set(found[len(schema_keys):]) <= set(config.get("added_keys", ())):
+                # a script written before a finer level was added (add_schema_key): its saves and
+                # loads name the coarser keys, which mean what they meant (a list short of keys
+                # the project was created with is still refused: that is a slip)
+                warnings.warn(f"{self.path.name} has schema keys {found} since a finer level was added; "
+                              f"opened with them (update the list in configure_database)", stacklevel=4)
+                schema_keys = found
             if schema_keys is not None and list(schema_keys) != found:
                 wanted = list(schema_keys)
                 finer = wanted[:len(found)] == found and len(wanted) > len(found)
@@ -274,7 +282,8 @@ class Database:
                     f"{var} has records with {used[0]!r} as a version key or lineage parameter; as a "
                     f"schema key {name!r} would change what {var}.load({name}=...) means. Choose "
                     "another name for the new level. Nothing was changed")
-        self.index.add_schema_key(keys, lambda: self._write_config(config | {"schema_keys": keys}))
+        added = [*config.get("added_keys", ()), name]  # an older script may still give the keys before these
+        self.index.add_schema_key(keys, lambda: self._write_config(config | {"schema_keys": keys, "added_keys": added}))
         self.schema_keys = keys
         self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
         return keys

@@ -316,7 +316,10 @@ def test_a_finer_level_is_added_and_the_values_saved_before_stay_where_they_were
     done = subprocess.run([sys.executable, "-m", "scistack", "add-key", "repetition"], cwd=tmp_path,
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    db = configure_database(tmp_path / "a.duckdb")
+    with pytest.raises(SchemaMismatchError, match="has schema keys"):
+        configure_database(tmp_path / "a.duckdb", ["subject"])  # short of a key it was created with: a slip
+    with pytest.warns(UserWarning, match="since a finer level was added; opened with them"):
+        db = configure_database(tmp_path / "a.duckdb", ["subject", "session"])  # a script written before
     try:
         assert db.schema_keys == ["subject", "session", "trial", "repetition"]
         assert VPerTrial.load(subject=1, session="pre", trial=1).data.tolist() == [0.0, 1.0, 2.0]

@@ -67,6 +67,22 @@ if exist(config, 'file')
         end
         saved = saved(:)';
     end
+    added = {};
+    if isfield(c, 'added_keys')
+        added = c.added_keys;
+        if ischar(added)
+            added = {added};
+        end
+    end
+    if numel(schema_keys) < numel(saved) && isequal(saved(1:numel(schema_keys)), schema_keys) ...
+            && all(ismember(saved(numel(schema_keys) + 1:end), added))
+        % a script written before a finer level was added (scistack add-key): its keys
+        % still mean what they meant
+        warning('scistack:schemaKeysAdded', ['the project %s has schema keys {%s} since a ', ...
+            'finer level was added; opened with them (update the list in configure_database)'], ...
+            root, quoted(saved));
+        schema_keys = saved;
+    end
     if ~isequal(saved, schema_keys)
         error('scistack:schemaMismatch', ['the project %s was created with schema keys ', ...
             '{%s} but configure_database was given {%s}: pass the same keys in the same ', ...

@@ -153,6 +153,15 @@ oid = SavedValue().save(int64(7), 'subject', 1);
 t_equal(SavedValue().load('subject', 1).oid, oid, 'a MATLAB-only project takes saves');
 t_error(@() scistack.configure_database(fullfile(root, 'new.duckdb'), {'subject'}), ...
     'scistack:schemaMismatch');
+[status, out, err] = scistack.internal.run_cli('add-key trial', '', root);  % a finer level, from Python
+t_equal(status, 0, sprintf('add-key: %s %s', out, err));
+lastwarn('');
+db = scistack.configure_database(fullfile(root, 'new.duckdb'), {'subject', 'session'});
+[~, id] = lastwarn();
+t_equal(id, 'scistack:schemaKeysAdded', 'a script written before the level was added opens it');
+t_equal(db.schema_keys, {'subject', 'session', 'trial'}, 'with the keys it has now');
+t_error(@() scistack.configure_database(fullfile(root, 'new.duckdb'), {'subject'}), ...
+    'scistack:schemaMismatch');
 rmdir(root, 's');
 end
 
