@@ -838,6 +838,18 @@ def test_async_and_generator_functions_are_refused_with_the_way_out(emg):
         lineage_fcn(chunks)
 
 
+def test_an_output_deleted_and_restored_from_the_cache_keeps_its_summary(emg):
+    """The cache restores a deleted output without computing; its record had an empty summary
+    (`data=` in its repr, blank in `log`, `ls` and the views' summary column)."""
+    run_bandpass(low_hz=20)
+    shown = FeFiltered.load(subject=1, session="pre").record.summary
+    FeFiltered.delete(subject=1, session="pre")
+    assert run_bandpass(low_hz=20).cached == 6
+    restored = FeFiltered.load(subject=1, session="pre")
+    assert restored.record.summary == shown == "float64[8]"
+    assert "data=float64[8]" in repr(restored)
+
+
 # -- edits: what re-runs, what becomes the default --------------------------------------------
 def test_editing_a_constant_reruns_everything_it_affects_and_keeps_old_results(emg):
     run_bandpass(low_hz=20)

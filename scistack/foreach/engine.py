@@ -65,6 +65,7 @@ from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import CallRecord, read_call
+from scistack.summary import summarize
 
 log = logging.getLogger("scistack.foreach")
 _FLUSH_EVERY_S = 1.0
@@ -555,7 +556,9 @@ class _Run:
         if params is None or not summary or not kind:
             prior = self.db.index.versions_at(var, addr_key)
             same = next((r for r in reversed(prior) if r.oid == oid and r.vkeys == self.vkeys), None)
-            summary = summary or (same.summary if same else "")
+            # (no earlier record of this value here: its ref was deleted, the cache restores it;
+            # the summary is made from the stored value, a chunked one read lazily)
+            summary = summary or (same.summary if same else summarize(self.db.store.open_value(oid)))
             kind = kind or (same.kind if same else self.db.store.get(oid).kind)
             params = params if params is not None else (same.params if same else
                                                         self.db.call_record(call_oid)["params"])
