@@ -410,16 +410,17 @@ def register_ui(opener: Any) -> None:
     """Called once by scistack.ui: `Database.ui` opens the web view through `opener`."""
     global _ui_opener
     _ui_opener = opener
-def check_lab_urls(shared: str | None, objects: str | None) -> None:
-    """Refuse a lab URL pair that cannot work (one without the other, a wrong scheme)."""
-    _lab_urls(Path(os.devnull), shared, objects)
-
-
 def _lab_urls(config_path: Path, shared: str | None, objects: str | None) -> tuple[str | None, str | None]:
     """The lab URLs given, else those the project's config remembers (a lab project is both)."""
     if shared is None and objects is None and config_path.exists():
         config = json.loads(config_path.read_text())
         shared, objects = config.get("shared"), config.get("objects")
+    check_lab_urls(shared, objects)
+    return shared, objects
+
+
+def check_lab_urls(shared: str | None, objects: str | None) -> None:
+    """Refuse a lab URL pair that cannot work (one without the other, a wrong scheme)."""
     if bool(shared) != bool(objects):
         raise InvalidNameError(
             "a lab project needs both shared='postgresql://...' (the names) and "
@@ -429,7 +430,6 @@ def _lab_urls(config_path: Path, shared: str | None, objects: str | None) -> tup
         raise InvalidNameError(f"shared= must be a postgresql:// URL, not {redact(shared)!r}")
     if objects and not objects.startswith("s3://"):
         raise InvalidNameError(f"objects= must be an s3://bucket/prefix URL, not {objects!r}")
-    return shared, objects
 
 
 _INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members", "path", "writes")

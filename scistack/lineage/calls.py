@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from itertools import islice
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
@@ -249,7 +250,7 @@ def _holds_variable_class(value: Any, depth: int = 1) -> bool:
         return hasattr(value, "__scistack_input__") and hasattr(value, "load_all")
     if depth and type(value) in (list, tuple, dict):
         items = value.values() if type(value) is dict else value
-        return any(isinstance(v, type) and _holds_variable_class(v, 0) for v in items)
+        return any(isinstance(v, type) and _holds_variable_class(v, 0) for v in islice(items, 64))
     return False
 
 
