@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,10 @@ def share(db: Database, *, to: str | os.PathLike, shared: str, objects: str) -> 
     return ShareReport(str(target), uploaded, entries)
 
 
+def _interactive() -> bool:
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
 def _config(scistack_dir: Path) -> dict[str, Any]:
     path = scistack_dir / CONFIG_NAME
     return json.loads(path.read_text()) if path.exists() else {}
@@ -141,11 +146,14 @@ def _not_empty(meta: dict[str, str], journal: PostgresJournal, marker: str) -> s
 def _copy_objects(db: Database, lab: Database) -> int:
     """Every object of the laptop store the bucket lacks (one listing of the bucket, not a
     request per object), re-hashed on the way, small ones packed (a pack per `_PACK_BYTES`)."""
+    from tqdm.auto import tqdm  # a copy of a large project takes minutes: say how far it is
+
     there = set(lab.store.iter_oids())
     uploaded = pending = 0
     lab.store.begin_batch()
     try:
-        for oid in db.store.iter_oids():
+        for oid in tqdm(db.store.iter_oids(), desc="share: objects", unit="obj",
+                        disable=not _interactive(), leave=False):
             if oid in there:
                 continue
             obj = db.store.get(oid)
