@@ -78,6 +78,8 @@ def _raw_text(manifest: dict[str, Any]) -> str:
     raw = manifest.get("raw_files")
     if raw is None:
         return ""
+    if not raw:
+        return "\n- No raw files: no call in this lineage read one (`PathInput`)."
     copied = sum(1 for r in raw if r.get("path"))
     text = (f"\n- `raw/`: the {copied} raw file(s) the calls read (`PathInput`), as they were read "
             "(`raw_files` in the manifest: where each was read, its blake3 oid and sha256). Put them "
