@@ -286,11 +286,22 @@ class BaseVariable:
 
     @classmethod
     def delete(cls, *, version: int | None = None, **metadata: Any) -> int:
-        """Remove the names of matching records, every version unless `version=` is given.
+        """Remove the names of matching records, every version unless `version=` is given;
+        every record of the variable only when asked by `all=True` (a bare `delete()`, say
+        from an empty dict of keys, would otherwise wipe it: `scistack rm` asks first, MATLAB
+        refuses).
 
         The values stay in the object store until `scistack gc` reclaims them.
         """
         db = get_database()
+        everything = metadata.pop("all", False) if "all" not in db.schema_keys else False
+        if not metadata and version is None and everything is not True:
+            count = db.index.count(cls.__name__)
+            raise InvalidMetadataError(
+                f"{cls.__name__}.delete() names no address: it would delete every record of "
+                f"{cls.__name__} ({count} ref(s), every address and version). Name what to delete, "
+                f"e.g. {cls.__name__}.delete({db.schema_keys[0]}=...), or pass all=True to delete them all"
+            )
         records = select_records(db, cls.__name__, metadata, version=version, all_versions=True)
         return db.index.delete_refs(records)
 

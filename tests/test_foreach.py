@@ -580,7 +580,7 @@ def test_parallel_and_serial_runs_produce_the_same_oids(emg, spawn_pool):
     assert report.ran == 6
     parallel = {(s, se): FeFiltered.load(subject=s, session=se).oid for s in SUBJECTS for se in SESSIONS}
     _assert_bandpass_results()
-    FeFiltered.delete()
+    FeFiltered.delete(all=True)
     expected = {(s, se): emg.store.put_value(raw_signal(s, se) * 20) for s in SUBJECTS for se in SESSIONS}
     assert parallel == expected
 

@@ -144,6 +144,21 @@ def test_delete_removes_names_not_objects(project):
     assert project.store.contains(saved.oid)
 
 
+def test_delete_naming_no_address_deletes_nothing_unless_all_is_asked(project):
+    """`VPeak.delete(**keys)` with an empty `keys` (a filter built in a loop) deleted every record
+    of the variable; `scistack rm` asks first and MATLAB refuses. Now it needs all=True."""
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=2, session="pre")
+    keys: dict = {}
+    with pytest.raises(InvalidMetadataError, match=r"names no address.*2 ref\(s\).*all=True"):
+        VPeak.delete(**keys)
+    with pytest.raises(InvalidMetadataError, match="names no address"):
+        VPeak.delete(all=False)
+    assert len(VPeak.load_all()) == 2
+    assert VPeak.delete(all=True) == 2
+    assert list(VPeak.load_all()) == []
+
+
 class VTrial(BaseVariable):
     pass
 
