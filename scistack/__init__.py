@@ -17,7 +17,8 @@ from scistack.errors import *  # noqa: E402,F401,F403
 from scistack.lineage.function import LineageFunction, LineageResult, Thunk, lineage_fcn, thunk  # noqa: E402
 from scistack.report.why import WhyReport, why  # noqa: E402
 from scistack.variables import BaseVariable  # noqa: E402
-from scistack.foreach import EachOf, Fixed, Merge, PathInput, PathOutput, RunReport, for_each, set_schema  # noqa: E402
+from scistack.foreach import (  # noqa: E402
+    EachOf, Fixed, Merge, PathInput, PathOutput, RunReport, Split, for_each, set_schema)
 from scistack import ui as _ui  # noqa: E402,F401 - registers db.ui()
 from scistack import export as _export  # noqa: E402,F401 - registers db.export(), db.import_bundle()
 from scistack import share as _share  # noqa: E402,F401 - registers db.share()
@@ -28,7 +29,7 @@ from scistack.dictdb import open_data_base as open  # noqa: E402,A001 - ISF's na
 # so `from scistack import *` never shadows the builtin open
 
 __all__ = [
-    "BaseVariable", "Database", "EachOf", "Fixed", "Merge", "PathInput", "PathOutput", "RunReport", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",
+    "BaseVariable", "Database", "EachOf", "Fixed", "Merge", "PathInput", "PathOutput", "RunReport", "Split", "for_each", "set_schema", "LineageFunction", "LineageResult", "Thunk", "WhyReport",
     "DataBase", "configure_database", "export_frame", "get_db_by_unique_id", "is_data_base", "get_database", "join", "lineage_fcn", "thunk", "why", "__version__",
     *_errors.__all__,
 ]

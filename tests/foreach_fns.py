@@ -137,3 +137,9 @@ def head_mean(rec):
 def halve(signal, /):
     """Its input by position only, as numpy's ufuncs and builtins take theirs."""
     return signal / 2
+
+
+def cut_trials(recording, n):
+    """A fan-out step (outputs=[Split(...)]): a session's recording cut into `n` trials, and
+    how many there were."""
+    return {i + 1: part for i, part in enumerate(np.array_split(np.asarray(recording), n))}, n

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from scistack.lineage.filecheck import FILES_MARK, cache_fn, files_of, hit_changed
+from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_of, hit_changed, is_split
 from scistack.database import Database, current_database
 from scistack.errors import (
     AmbiguousVersionError,
@@ -58,8 +58,9 @@ from scistack.foreach.plan import (
 )
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
+from scistack.foreach.split import Split, check_splits, group_outputs, unsplit
 from scistack.gc import freshen_lineage
-from scistack.index import key_of, keys_of, utc_now
+from scistack.index import RefRecord, key_of, keys_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.running import refuse_run_inside
@@ -144,6 +145,8 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         return run_table_mode(fn, inputs, outputs, iterables, as_table=as_table, on_error=on_error,
                               dry_run=dry_run, verbose=speak)
     refuse_run_inside(f"for_each({getattr(fn, '__name__', 'fn')})")
+    check_splits(outputs, db.schema_keys, iterables, inputs)
+    outputs, splits = unsplit(outputs)
     check_arguments(db, fn, inputs, outputs, on_error, iterables)
     check_counts(workers, chunk_size)
     if db.read_only and not dry_run:  # before anything runs: no result could be kept
@@ -155,7 +158,7 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     reports, tagged = [], []
     for chosen, vkeys in _alternatives(db, inputs):
         run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys,
-                   lazy=lazy)
+                   lazy=lazy, splits=splits)
         reports.append(run.execute(combos, workers, executor, progress, chunk_size, speak and not vkeys))
         if vkeys:  # each item also names its alternative (after the run: a run saves at item.combo)
             tagged += [dataclasses.replace(i, combo={**i.combo, **vkeys}) for i in reports[-1].items]
@@ -187,7 +190,7 @@ def _alternatives(db: Database, inputs: dict[str, Any]) -> list[tuple[dict[str, 
 
 def _output_list(outputs: Any) -> list[Any]:
     """`outputs=[A, B]`; one variable class alone (`outputs=A`) is accepted as `[A]`."""
-    if is_variable(outputs):
+    if is_variable(outputs) or isinstance(outputs, Split):
         return [outputs]
     if isinstance(outputs, (str, bytes)) or not isinstance(outputs, Iterable):
         raise InvalidMetadataError(
@@ -208,8 +211,13 @@ class _Pending:
 class _Run:
     def __init__(self, db: Database, lf: LineageFunction, inputs: dict[str, Any], outputs: list[Any], *,
                  as_table: bool, dry_run: bool, on_error: str, vkeys: dict[str, str] | None = None,
-                 lazy: bool = False) -> None:
+                 lazy: bool = False, splits: tuple[str | None, ...] | None = None) -> None:
         self.db, self.lf, self.inputs, self.outputs = db, lf, inputs, outputs
+        # per output: None, or the schema key its `Split` fills from the returned dict's keys
+        self.splits = splits or (None,) * len(outputs)
+        self.split = any(by is not None for by in self.splits)
+        # (variable, key) -> combination's address key -> the labels its call gave this run
+        self._parts: dict[tuple[str, str], dict[str, set]] = {}
         self.lazy = lazy
         self._files_in_place = False  # a cached call's raw files were found where it read them
         self.vkeys = vkeys or {}  # EachOf: which alternative made this run's results
@@ -228,7 +236,7 @@ class _Run:
         # recognised from a few bulk queries of plain oids (see `_cached_at_once`)
         self.plain_inputs = ({n: s.__name__ for n, s in self.loaded.items()}
                              if all(isinstance(s, type) and is_variable(s) for s in self.loaded.values())
-                             and not self.vkeys else None)
+                             and not self.vkeys and not self.split else None)
         self.items: list[ComboResult] = []
         self.pending: list[_Pending] = []
         self._last_flush = time.monotonic()
@@ -260,6 +268,8 @@ class _Run:
                                 pending.item.error = "not run: the run was interrupted (Ctrl-C)"
                 report = RunReport(self.name, self.items, time.perf_counter() - t0, uuid.uuid4().hex,
                                    self.dry_run)
+                if self._parts:
+                    self._warn_leftover_parts()
                 if not self.dry_run and any(item.status != "cached" for item in self.items):
                     # a fully cached re-run changes nothing, so it writes nothing
                     items_oid = report.store_items(self.db.store)
@@ -339,7 +349,7 @@ class _Run:
         cached = set()
         for addr_key, key, made in keyed:
             entry = entries.get(key)
-            if entry is None or (entry[1] or "").endswith(FILES_MARK):
+            if entry is None or (entry[1] or "").endswith(FILES_MARK) or SPLIT_MARK in (entry[1] or ""):
                 continue
             call, outs = entry[0], entry[2]
             if len(made) == 2:
@@ -380,6 +390,9 @@ class _Run:
     def _check_cache(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved], key: str,
                      item: ComboResult, bar: Any) -> None:
         hit = self.db.index.cached_call(key)
+        layout = None if hit is None else self._layout(hit)
+        if layout is None:  # (a cached call whose outputs do not fit this run's: run again)
+            hit = None
         moved = None if hit is None or self.dry_run else self._moved_files(resolved, hit)
         if moved is not None and not hit_changed(self.db.store, hit):
             # the same raw files in another place (a moved folder, a colleague's copy): the
@@ -387,12 +400,13 @@ class _Run:
             # cache entry), not computed again, so `status` and `why` find the files there
             self._finish(_Pending(item, resolved, key, addr_key), Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], moved.started or utc_now(),
-                moved.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(moved)))
+                moved.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(moved),
+                labels=layout if self.split else ()))
             item.status = "cached"
             _tick(bar)
             return
         if hit is not None and not hit_changed(self.db.store, hit) and self._restore(
-                combo, addr_key, key, hit):
+                combo, addr_key, key, hit, layout):
             item.status = "cached"
             log.debug("cached %s at %s", self.name, combo)
             _tick(bar)
@@ -409,7 +423,7 @@ class _Run:
         (a record read per hit had doubled a cached rerun's time)."""
         files = {n: r.bound.record["file"] for n, r in resolved.items()
                  if "file" in r.bound.record and "writes" not in r.bound.record}
-        if not files or self._files_in_place or len(hit["outs"]) != len(self.outputs):
+        if not files or self._files_in_place:
             return None
         try:
             record = read_call(self.db.store, hit["call"])
@@ -420,28 +434,99 @@ class _Run:
         self._files_in_place = not moved
         return record if moved and all(self.db.store.contains(o) for o in hit["outs"]) else None
 
-    def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any]) -> bool:
-        """A cached call: make sure its outputs are the current refs at this combination."""
-        if self.outputs and len(hit["outs"]) != len(self.outputs):
-            return False  # the cached call made a different number of values: run it again
+    def _layout(self, hit: dict[str, Any]) -> tuple[tuple | None, ...] | None:
+        """Per output of this run, None or the labels of its `Split` parts, as the cached call
+        `hit` made them; None when they do not fit this run's outputs (another number of
+        values, split otherwise): it runs again. Read from the call record only when either
+        side splits."""
+        if not self.split and not is_split(hit):
+            fits = not self.outputs or len(hit["outs"]) == len(self.outputs)
+            return (None,) * len(self.outputs) if fits else None
+        try:
+            split = read_call(self.db.store, hit["call"]).extra.get("split")
+        except ScistackError:
+            return None  # a gc'd record: run again
+        if not isinstance(split, list) or len(split) != len(self.outputs):
+            return None
+        layout: list[tuple | None] = []
+        for part, by in zip(split, self.splits):
+            if part is None and by is None:
+                layout.append(None)
+            elif isinstance(part, dict) and by is not None and part.get("by") == by:
+                layout.append(tuple(part.get("labels") or ()))
+            else:
+                return None
+        if sum(1 if labels is None else len(labels) for labels in layout) != len(hit["outs"]):
+            return None
+        return tuple(layout)
+
+    def _places(self, combo: dict[str, Any], addr_key: str, values: list[Any], layout: tuple[tuple | None, ...]
+                ) -> list[tuple[str, dict[str, Any], str, Any]]:
+        """(variable, address, address key, value) for each output value: a plain output's at
+        the combination, each part of a `Split` one at the combination plus its label."""
+        if not self.split:
+            return [(var.__name__, combo, addr_key, out) for var, out in zip(self.outputs, values)]
+        places = []
+        for var, by, out in zip(self.outputs, self.splits, group_outputs(values, layout)):
+            if by is None:
+                places.append((var.__name__, combo, addr_key, out))
+                continue
+            for label, part in out:
+                address = {**combo, by: label}
+                places.append((var.__name__, address, key_of(address), part))
+        return places
+
+    def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any],
+                 layout: tuple[tuple | None, ...]) -> bool:
+        """A cached call: make sure its outputs are the current refs at this combination (a
+        `Split` output's parts at theirs)."""
         stale = []
-        for var, oid in zip(self.outputs, hit["outs"]):
-            current = self.db.index.current_at(var.__name__, addr_key, self.vkeys_key)
+        for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
+            current = self.db.index.current_at(var, place_key, self.vkeys_key)
             if current is not None and current.oid == oid and (
                     current.call == hit["call"] or self._same_call(current.call, key)):
                 continue
             if not self.dry_run and not self.db.store.contains(oid):
                 return False  # garbage-collected output: compute again
-            stale.append((var.__name__, oid))
+            stale.append((var, address, place_key, oid))
         if stale and not self.dry_run and not self.db.store.contains(hit["call"]):
             return False  # the call record was garbage-collected: compute (and record) again
         if not self.dry_run and stale:
             # naming old objects again: young first, so a gc judging them unreachable right now
             # (their cache entry dropped) keeps them for its grace period
-            freshen_lineage(self.db.store, [*(o for _, o in stale), hit["call"]], self._fresh)
-            for var, oid in stale:
-                self._save(var, combo, addr_key, (oid, "", ""), hit["call"], None)
+            freshen_lineage(self.db.store, [*(s[3] for s in stale), hit["call"]], self._fresh)
+            for var, address, place_key, oid in stale:
+                self._save(var, address, place_key, (oid, "", ""), hit["call"], None)
+        self._note_parts(addr_key, layout)
         return True
+
+    def _note_parts(self, addr_key: str, layout: tuple[tuple | None, ...]) -> None:
+        for var, by, labels in zip(self.outputs, self.splits, layout):
+            if by is not None:
+                self._parts.setdefault((var.__name__, by), {})[addr_key] = set(labels or ())
+
+    def _warn_leftover_parts(self) -> None:
+        """Parts an earlier run of a `Split` output saved that this run's calls no longer
+        return (a trial dropped by a new threshold) stay saved, with the lineage that made them:
+        said once, so they are not taken for this run's results."""
+        for (var, by), made in self._parts.items():
+            newest: dict[str, RefRecord] = {}  # each address's newest record of this run's version keys
+            for r in self.db.index.records(var):
+                if by in r.addr and r.vkeys == self.vkeys:
+                    at = key_of(r.addr)
+                    if at not in newest or r.version > newest[at].version:
+                        newest[at] = r
+            left = [r for r in newest.values()
+                    if (labels := made.get(key_of({k: v for k, v in r.addr.items() if k != by}))) is not None
+                    and r.addr[by] not in labels]
+            if left:
+                def text(addr: dict[str, Any]) -> str:
+                    return ", ".join(f"{k}={addr[k]!r}" for k in self.db.schema_keys if k in addr)
+                where = "; ".join(text(r.addr) for r in left[:3])
+                log.warning("for_each(%s): %d %s value(s) stay from an earlier run, at a %s this run's calls "
+                            "no longer return (%s%s); delete them if they no longer belong, e.g. %s.delete(%s)",
+                            self.name, len(left), var, by, where, " ..." if len(left) > 3 else "", var,
+                            text(left[0].addr))
 
     def _same_call(self, call_oid: str | None, key: str) -> bool:
         """Whether a ref's call record is another run of the call under `key`.
@@ -467,7 +552,7 @@ class _Run:
         passthrough, positional = self._passthrough(), self._positional()
         for index, pending in enumerate(self.pending):
             task = Task(index, pending.resolved, passthrough, positional)
-            outcome = run_task(fn, self.db.store, task, self.db.schema_keys, len(self.outputs), self.as_table,
+            outcome = run_task(fn, self.db.store, task, self.db.schema_keys, self.splits, self.as_table,
                                self.lazy)
             self._finish(pending, outcome)
             item = pending.item
@@ -493,7 +578,7 @@ class _Run:
         try:
             for start in range(0, len(tasks), size):
                 future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],
-                                     self.db.schema_keys, len(self.outputs), self.as_table, self.lazy)
+                                     self.db.schema_keys, self.splits, self.as_table, self.lazy)
                 chunks[future] = tasks[start:start + size]
             for future in cf.as_completed(chunks):
                 for outcome in chunk_outcomes(future, chunks[future], self.name):
@@ -537,13 +622,18 @@ class _Run:
             return
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
+        split = ([None if labels is None else {"by": by, "labels": list(labels)}
+                  for by, labels in zip(self.splits, outcome.labels)] if outcome.labels else None)
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
-                                       outcome.duration, multi=outcome.multi, files=outcome.files)
-        self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files), out_oids,
+                                       outcome.duration, multi=outcome.multi, files=outcome.files, split=split)
+        self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files, split=bool(split)), out_oids,
                         multi=outcome.multi)
         params = flatten_params(self.identity.name, bound)
-        for var, out in zip(self.outputs, outcome.outputs):  # type: ignore[arg-type]
-            self._save(var.__name__, item.combo, pending.addr_key, out, call_oid, params)
+        layout = outcome.labels or (None,) * len(self.outputs)
+        for var, address, place_key, out in self._places(item.combo, pending.addr_key,
+                                                         outcome.outputs, layout):  # type: ignore[arg-type]
+            self._save(var, address, place_key, out, call_oid, params)
+        self._note_parts(pending.addr_key, layout)
         item.status = "ran"
         log.debug("ran %s at %s in %.3f s", self.name, item.combo, outcome.duration)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:

@@ -21,6 +21,7 @@ from scistack.lineage.filecheck import reads_of_call
 from scistack.lineage.running import running
 from scistack.foreach.inputs import Resolved, load_value
 from scistack.foreach.paths import written_file
+from scistack.foreach.split import split_items
 from scistack.index import utc_now
 from scistack.lineage.function import LineageFunction
 from scistack.objects import LocalObjectStore, ObjectStore
@@ -52,11 +53,14 @@ class Outcome:
     skipped: bool = False
     multi: bool = False           # the function returned a tuple (a cache hit returns one too)
     files: tuple = ()             # FileRead of every input file the call opened
+    labels: tuple = ()            # per output: None, or the labels of a Split one (its values in order)
 
 
-def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_outputs: int,
+def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], splits: tuple[str | None, ...],
              as_table: bool, lazy: bool = False) -> Outcome:
-    """Load, call, store; never raises for an error inside the user's function."""
+    """Load, call, store; never raises for an error inside the user's function. `splits`:
+    per output variable, None or the schema key a `Split` output's returned dict fills."""
+    n_outputs = len(splits)
     started, t0 = utc_now(), time.perf_counter()
     try:
         values = {n: load_value(store, r, schema_keys, as_table=as_table, lazy=lazy) for n, r in task.inputs.items()}
@@ -81,9 +85,17 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], n_
             raise ValueError(f"{name} returned a value but every output variable receives a written "
                              "file (PathOutput); return None, or add an output variable for the value")
         outputs = written + ([] if result is None else _as_outputs(result, n_outputs - len(written), name))
-        stored = [(store.put_value(v), value_kind(v), summarize(v)) for v in outputs]
-        return Outcome(task.index, stored, started, duration,
-                       multi=isinstance(result, tuple) and n_outputs != 1, files=tuple(files))
+        stored, labels = [], []
+        for value, by in zip(outputs, (*splits, *[None] * (len(outputs) - len(splits)))):  # (outputs=[]: kept)
+            if by is None:
+                stored.append((store.put_value(value), value_kind(value), summarize(value)))
+                labels.append(None)
+                continue
+            items = [(label, _unwrapped(v)) for label, v in split_items(value, by, name)]
+            stored += [(store.put_value(v), value_kind(v), summarize(v)) for _, v in items]
+            labels.append(tuple(label for label, _ in items))
+        return Outcome(task.index, stored, started, duration, multi=isinstance(result, tuple) and n_outputs != 1,
+                       files=tuple(files), labels=tuple(labels) if any(by is not None for by in splits) else ())
     except Exception as exc:  # noqa: BLE001 - recorded per combination; the run goes on
         return Outcome(task.index, None, started, time.perf_counter() - t0,
                        f"{type(exc).__name__}: {exc}", traceback.format_exc())
@@ -102,7 +114,12 @@ def _as_outputs(result: Any, n_outputs: int, name: str) -> list[Any]:
             f"{name} returned {len(outputs)} value(s) but outputs= names {n_outputs}; return a tuple "
             "with one value per output variable"
         )
-    return [getattr(v, "data", v) if hasattr(v, "__scistack_input__") else v for v in outputs]
+    return [_unwrapped(v) for v in outputs]
+
+
+def _unwrapped(value: Any) -> Any:
+    """A returned loaded variable (or lineage result) saves as the value it holds."""
+    return getattr(value, "data", value) if hasattr(value, "__scistack_input__") else value
 
 
 _worker_stores = threading.local()  # per thread: a store's batch is not shared across threads
@@ -114,7 +131,7 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
                 "workers=/executor=")
 
 
-def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], n_outputs: int,
+def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], splits: tuple[str | None, ...],
               as_table: bool, lazy: bool = False) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
@@ -135,7 +152,7 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
                                       else LocalObjectStore(store_root))
     store.begin_batch()
     try:
-        return [run_task(plain, store, task, schema_keys, n_outputs, as_table, lazy) for task in tasks]
+        return [run_task(plain, store, task, schema_keys, splits, as_table, lazy) for task in tasks]
     finally:
         store.end_batch()
 

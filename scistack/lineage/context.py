@@ -110,7 +110,8 @@ def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str])
     if db.index.cached_call(key) is None:
         files = call.extra.get("files") or ()
         db.index.put_call(
-            key, call_oid, cache_fn(fn.identity, files), list(call.outputs), multi=bool(call.multi)
+            key, call_oid, cache_fn(fn.identity, files, split=bool(call.extra.get("split"))), list(call.outputs),
+            multi=bool(call.multi)
         )
 
 

@@ -20,12 +20,23 @@ from scistack.objects import ObjectStore
 _KNOWN: dict[str, tuple[FileRead, ...]] = {}  # call record oid -> files it read
 _MAX_KNOWN = 100_000
 FILES_MARK = ":files"  # appended to a call-cache entry's "fn" when the call read files
+# in a call-cache entry's "fn" (before FILES_MARK) when the call's outputs were split into
+# finer addresses (`for_each` outputs=[Split(...)]): its outputs are the parts, not what the
+# function returned, so only a run splitting the same way may be served it
+SPLIT_MARK = ":split"
 
 
-def cache_fn(identity_digest: str, files: list[FileRead] | tuple[FileRead, ...]) -> str:
+def cache_fn(identity_digest: str, files: list[FileRead] | tuple[FileRead, ...], *, split: bool = False) -> str:
     """The call-cache entry's ``fn``: the identity, marked when the call read files, so a hit
-    of a call that read none costs nothing (no call-record read)."""
-    return identity_digest + FILES_MARK if files else identity_digest
+    of a call that read none costs nothing (no call-record read), and when it split outputs."""
+    return identity_digest + (SPLIT_MARK if split else "") + (FILES_MARK if files else "")
+
+
+def is_split(hit: dict[str, Any]) -> bool:
+    """Whether a call-cache entry's outputs were split (`cache_fn`): a direct call, MATLAB or a
+    for_each without that Split must not be served them."""
+    fn = hit.get("fn")
+    return isinstance(fn, str) and SPLIT_MARK in fn
 
 
 def hit_changed(store: ObjectStore, hit: dict[str, Any]) -> list[str]:

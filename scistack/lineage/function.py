@@ -41,7 +41,7 @@ from scistack.lineage.calls import (
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead
-from scistack.lineage.filecheck import cache_fn, files_value, hit_changed, reads_of_call, remember
+from scistack.lineage.filecheck import cache_fn, files_value, hit_changed, is_split, reads_of_call, remember
 from scistack.lineage.running import running
 from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
@@ -138,7 +138,7 @@ class LineageFunction:
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
         hit = ctx.lookup(key)
-        if hit is not None and not hit_changed(ctx.store, hit):
+        if hit is not None and not is_split(hit) and not hit_changed(ctx.store, hit):
             try:
                 return self._results(ctx.store, hit, inputs, identity)
             except ObjectNotFoundError:
@@ -181,8 +181,11 @@ class LineageFunction:
         *,
         multi: bool = False,
         files: list[FileRead] | tuple[FileRead, ...] = (),
+        split: list[dict[str, Any] | None] | None = None,
     ) -> str:
-        """Store the call record (and the code it ran) and return its oid."""
+        """Store the call record (and the code it ran) and return its oid. `split`: per output,
+        None or {"by": key, "labels": [...]} when `out_oids` holds that output's parts
+        (`for_each` outputs=[Split(...)]), kept in the record's `split` field."""
         inputs = self._with_defaults(inputs)
         store_constants(store, inputs)
         copy_inputs_from_memory(store, inputs)
@@ -220,7 +223,7 @@ class LineageFunction:
             started=started,
             duration=round(duration, 6),
             format=CALL_FORMAT,
-            extra=files_value(list(files)),
+            extra={**files_value(list(files)), **({"split": split} if split else {})},
         )
         call_oid = store.put("call", record.to_bytes())
         remember(call_oid, list(files))

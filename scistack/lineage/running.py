@@ -60,8 +60,9 @@ _warned: set[tuple[str, str]] = set()
 def warn_save_inside(var: str) -> None:
     """Warn (once per function and variable in a process) when `var` is saved inside the body
     of a cached function: a cache hit skips the body, so that save is not made again; after an
-    edit and its undo, the variable keeps what the other code saved. Not refused: splitting a
-    session into trials inside a step has no other way in yet."""
+    edit and its undo, the variable keeps what the other code saved. Not refused (a script may
+    mean it), but the warning names the ways that keep lineage: return the value, or a dict of
+    parts through `Split`."""
     name = _RUNNING.get()
     if name is None or (name, var) in _warned:
         return
@@ -69,5 +70,6 @@ def warn_save_inside(var: str) -> None:
     warnings.warn(
         f"{var}.save() inside {name}, whose calls scistack caches: a cache hit of {name} skips this "
         f"save, so after an edit and its undo {var} keeps what the other code saved, and it has no "
-        f"lineage. Return the value instead (outputs=[..., {var}]; a tuple fills several outputs)",
+        f"lineage. Return the value instead (outputs=[..., {var}]; a tuple fills several outputs), or "
+        f"values at a finer level as a dict through outputs=[Split({var}, by=<the finer schema key>)]",
         stacklevel=3)

@@ -1,0 +1,116 @@
+"""`Split`: one call's result saved at several finer addresses (a fan-out output).
+
+```python
+for_each(cut_trials, inputs={"emg": SessionEMG}, outputs=[Split(TrialEMG, by="trial")],
+         subject=[1, 2], session=["pre", "post"])
+```
+`cut_trials` returns `{1: trial_1, 2: trial_2, ...}`; each value is saved as `TrialEMG` at the
+combination's address plus `trial=<label>`, with the call's lineage. The labels are only
+known once the function has run, which is why a save inside the function was the way before
+(and a cache hit skipped it). Here the call record keeps the labels (`extra["split"]`) and
+its outputs list every value in order, so a cached re-run restores each trial from the cache,
+and gc, `why` and `status` see each trial's value as the call's output.
+
+The call-cache entry of such a call is marked (`filecheck.SPLIT_MARK` in its "fn"): its outputs are
+the trials, not what a direct call of the function returns, so a direct call or a for_each
+without the same Split computes its own result instead of being served this one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from scistack.address import address_problem, address_value, shown
+from scistack.errors import InvalidMetadataError
+from scistack.foreach.inputs import EachOf, is_variable
+from scistack.foreach.paths import PathOutput
+
+
+class Split:
+    """Save each item of a returned dict as `variable` at the address plus `by=<key>`."""
+
+    __slots__ = ("variable", "by")
+
+    def __init__(self, variable: Any, by: str) -> None:
+        if not is_variable(variable):
+            raise InvalidMetadataError(
+                f"Split takes a variable class first, e.g. Split(Trial, by=\"trial\"), got {variable!r}")
+        if not isinstance(by, str) or not by:
+            raise InvalidMetadataError(
+                f"Split({variable.__name__}, by=...) takes the schema key the returned dict's keys fill, "
+                f"e.g. by=\"trial\", got {by!r}")
+        self.variable, self.by = variable, by
+
+    def __repr__(self) -> str:
+        return f"Split({self.variable.__name__}, by={self.by!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Split) and (self.variable, self.by) == (other.variable, other.by)
+
+    def __hash__(self) -> int:
+        return hash((self.variable, self.by))
+
+
+def unsplit(outputs: Sequence[Any]) -> tuple[list[Any], tuple[str | None, ...]]:
+    """The output variable classes, and per output the key it is split by (None: not split)."""
+    return ([o.variable if isinstance(o, Split) else o for o in outputs],
+            tuple(o.by if isinstance(o, Split) else None for o in outputs))
+
+
+def check_splits(outputs: Sequence[Any], schema_keys: list[str], iterables: dict[str, Any],
+                 inputs: dict[str, Any]) -> None:
+    """A Split names a schema key that the run does not iterate (the combination leaves it
+    open), and receives a returned dict, not a written file (those fill the first outputs)."""
+    writes = sum(1 for spec in inputs.values() if isinstance(spec, PathOutput) or (
+        isinstance(spec, EachOf) and any(isinstance(p, PathOutput) for p in spec.alternatives)))
+    for position, out in enumerate(outputs):
+        if not isinstance(out, Split):
+            continue
+        if position < writes:
+            raise InvalidMetadataError(
+                f"outputs: {out!r} is output {position + 1}, which receives a file written through "
+                f"PathOutput (written files fill the first {writes} output(s)); put the Split after them")
+        if out.by not in schema_keys:
+            raise InvalidMetadataError(
+                f"outputs: {out!r} splits by {out.by!r}, which is not a schema key {schema_keys}; "
+                f"split by a schema key finer than the run's combination (add one with "
+                f"db.add_schema_key({out.by!r}) if the experiment grew a level)")
+        if out.by in iterables:
+            raise InvalidMetadataError(
+                f"outputs: {out!r} splits by {out.by!r}, but the run iterates {out.by}= too, so every "
+                f"combination already has one {out.by}; leave {out.by}= out of the iterables (the "
+                "function's returned dict then names them), or save a plain output")
+
+
+def split_items(value: Any, split: Split | str, function: str) -> list[tuple[Any, Any]]:
+    """The (label, value) pairs of a returned dict, labels as addresses hold them."""
+    by = split.by if isinstance(split, Split) else split
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{function} returned {type(value).__name__} for an output split by {by!r}; return a dict "
+            f"from each {by} to its value, e.g. {{1: trial_1, 2: trial_2}}")
+    items = []
+    for label, item in value.items():  # (1 and 1.0, or np.int64(1), are one key of a dict already)
+        label = address_value(label)
+        problem = address_problem(label)
+        if problem is not None:
+            raise ValueError(f"{function} returned a dict whose key {shown(label)} cannot be a {by}: it {problem}")
+        items.append((label, item))
+    return items
+
+
+def group_outputs(flat: Sequence[Any], labels: Sequence[Sequence[Any] | None]) -> list[Any]:
+    """The flat per-value outputs (as a call record lists them) back per output: an item for
+    a plain output, a list of (label, item) for a split one."""
+    grouped, at = [], 0
+    for these in labels:
+        if these is None:
+            grouped.append(flat[at])
+            at += 1
+        else:
+            grouped.append(list(zip(these, flat[at:at + len(these)])))
+            at += len(these)
+    if at != len(flat):
+        raise ValueError(f"{len(flat)} outputs for {at} values")
+    return grouped
