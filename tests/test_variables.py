@@ -315,6 +315,7 @@ def test_a_finer_level_is_added_and_the_values_saved_before_stay_where_they_were
         VPerTrial.save(np.ones(3), subject=1, session="pre", trial=1)  # not a version key 'trial'
     VPeak.save(5.0, subject=2, session="pre")  # without the new key: fine, and synced by column name
     assert stale.sql("SELECT subject, value FROM VPeak ORDER BY subject")["value"].tolist() == [2.0, 5.0]
+    assert "trial" in stale.sql("SELECT * FROM VPeak").columns  # its views keep the new key's column
     stale.close()
     scistack.database._current = db
     for trial in (1, 2):

@@ -254,10 +254,16 @@ class SqlIndex:
         """Whether the refs table lacks a column for one of the schema keys (a key added by
         `add_schema_key` in a process killed before DuckDB was rebuilt). More columns than
         keys are fine: a session opened before a key was added inserts by name."""
-        have = {r[0] for r in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'scistack' AND table_name = 'refs' "
-            "AND database_name = current_database()").fetchall()}
+        have = set(self._key_columns(con))
         return any(k not in have for k in self.schema_keys)
+
+    @staticmethod
+    def _key_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+        """The refs table's schema-key columns, in order: the project's keys as the file was
+        last built, which a session opened before `add_schema_key` does not know of."""
+        return [r[0] for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'scistack' AND table_name = 'refs' "
+            "AND database_name = current_database() ORDER BY column_index").fetchall() if r[0] not in REF_COLUMNS]
 
     @staticmethod
     def _found_version(con: duckdb.DuckDBPyConnection) -> int:
@@ -357,7 +363,9 @@ class SqlIndex:
                     if done:
                         if rebuilt:
                             touched |= {r[0] for r in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()}
-                        refresh_views(con, self.schema_keys, touched)
+                        # (by the file's key columns: a session opened before a key was added
+                        # made the views without its column, until another session's sync)
+                        refresh_views(con, self._key_columns(con), touched)
                         break
             self._remember_in_step(reached)
         return applied
