@@ -17,6 +17,7 @@ schema (subject only) is allowed: the address is the schema keys given.
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 import threading
 import time
 import warnings
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, address_value, shown
+from scistack.address import address_problem, address_value, shown, typed
 from scistack import htmlrepr
 from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
@@ -306,8 +307,78 @@ class BaseVariable:
         return db.index.delete_refs(records)
 
     @classmethod
+    def undelete(cls, **metadata: Any) -> int:
+        """Bring back records `delete` (or `scistack rm`) removed, every one matching
+        `metadata` (schema and version keys; a list means any of; none: all of the variable's),
+        as new versions holding the same values and lineage, in the order they were saved.
+        Possible until `scistack gc` reclaims the values. An address saved again since its
+        delete keeps what it has now. Returns how many came back."""
+        result = undelete_records(get_database(), cls.__name__, metadata)
+        if result.note:
+            warnings.warn(f"{cls.__name__}.undelete: {result.note}", stacklevel=2)
+        return len(result.back)
+
+    @classmethod
     def _from_record(cls, db: Database, record: RefRecord, *, lazy: bool = False) -> BaseVariable:
         return cls(_from_record_value(db, record, lazy), record=record)
+
+
+@dataclass(frozen=True)
+class Undeleted:
+    """What `undelete_records` brought back, and why the rest did not come back."""
+
+    back: list[RefRecord]        # as they were before their delete
+    reclaimed: list[RefRecord]   # values gc has freed since
+    taken: list[RefRecord]       # at addresses saved again since the delete
+
+    @property
+    def note(self) -> str:
+        parts = []
+        if self.reclaimed:
+            parts.append(f"{len(self.reclaimed)} not, their values reclaimed by gc (e.g. {_where(self.reclaimed[0])})")
+        if self.taken:
+            parts.append(f"{len(self.taken)} left deleted: their address holds records again since the delete "
+                         f"(saved or brought back; e.g. {_where(self.taken[0])}), and keeps them")
+        return f"{len(self.back)} record(s) back; " + "; ".join(parts) if parts else ""
+
+
+def undelete_records(db: Database, name: str, metadata: dict[str, Any]) -> Undeleted:
+    """`BaseVariable.undelete` by the variable's name (the CLI's `scistack undelete`)."""
+    # (in version order: each address's records come back in the order they were saved)
+    chosen = sorted((r for r in db.index.deleted_records(name) if _matches(r, metadata)), key=lambda r: r.version)
+    if not chosen:
+        wanted = " matching " + ", ".join(f"{k}={shown(v)}" for k, v in metadata.items()) if metadata else ""
+        raise VariableNotFoundError(f"{name} has no deleted record{wanted} to bring back "
+                                    f"({name}.list_versions(...) shows what is saved)")
+    live = {(r.addr_key, r.vkeys_key) for r in chosen
+            if db.index.current_at(name, r.addr_key, r.vkeys_key) is not None}
+    free = [r for r in chosen if (r.addr_key, r.vkeys_key) not in live]
+    back = [r for r in free if db.store.contains(r.oid)]
+    freshen_lineage(db.store, [o for r in back for o in (r.oid, r.call)], set())  # (a gc running now keeps them)
+    with db.batch():
+        for r in back:
+            db.index.put_ref(name, r.addr, r.vkeys, r.oid, r.kind, call=r.call, params=r.params, summary=r.summary)
+    return Undeleted(back, [r for r in free if not db.store.contains(r.oid)],
+                     [r for r in chosen if (r.addr_key, r.vkeys_key) in live])
+
+
+def _matches(record: RefRecord, metadata: dict[str, Any]) -> bool:
+    """Whether a record's address or version keys hold each of `metadata` (a list: any of)."""
+    for key, wanted in metadata.items():
+        held = record.addr[key] if key in record.addr else record.vkeys.get(key, _ABSENT)
+        if held is _ABSENT:
+            return False
+        options = wanted if isinstance(wanted, (list, tuple, set, range)) else [wanted]
+        if typed(held) not in {typed(address_value(o)) for o in options}:
+            return False
+    return True
+
+
+_ABSENT = object()
+
+
+def _where(record: RefRecord) -> str:
+    return ", ".join(f"{k}={shown(v)}" for k, v in {**record.addr, **record.vkeys}.items())
 
 
 def _from_record_value(db: Database, record: RefRecord, lazy: bool) -> Any:

@@ -323,6 +323,24 @@ def test_rm_without_cascade_keeps_downstream(built):
     assert CliFiltered.load(subject=1, session="pre") is not None
 
 
+def test_undelete_brings_back_what_rm_removed_with_its_lineage(built):
+    before = CliFiltered.load(subject=2, session="post")
+    out = ok(run(built, "rm", "CliFiltered", "--subject", "2", "--session", "post", "--yes"))
+    assert "undo (until gc): scistack undelete CliFiltered --subject 2 --session post" in out
+    out = ok(run(built, "undelete", "CliFiltered", "--subject", "2", "--session", "post"))
+    assert out.strip() == "1 record(s) back"
+    built.db.index.refresh()
+    again = CliFiltered.load(subject=2, session="post")
+    assert (again.oid, again.record.call, again.record.params) == (before.oid, before.record.call,
+                                                                    before.record.params)
+    assert again.version == before.version + 1
+    assert "is current" in ok(run(built, "why", "CliFiltered", "--subject", "2", "--session", "post"))
+    data = json.loads(ok(run(built, "undelete", "CliFiltered", "--subject", "2", "--json")))
+    assert (data["back"], len(data["taken"])) == ([], 1)  # brought back already: left as it is
+    result = run(built, "undelete", "CliFiltered", "--subject", "9")
+    assert result.exit_code != 0 and "no deleted record matching subject=9" in result.output
+
+
 # -- gc, fsck, sql -----------------------------------------------------------------------
 def test_gc_reports_objects_and_bytes(built):
     orphan = built.db.store.put_value(np.arange(1000.0))

@@ -159,6 +159,34 @@ def test_delete_naming_no_address_deletes_nothing_unless_all_is_asked(project):
     assert list(VPeak.load_all()) == []
 
 
+def test_undelete_brings_records_back_in_their_order_until_gc_frees_them(project):
+    """A delete (a slip, an empty filter with all=True) could only be undone by saving the
+    values again by hand, without their lineage; undelete brings them back as new versions."""
+    from scistack.gc import collect_garbage
+
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(1.5, subject=1, session="pre")
+    VPeak.save(2.0, subject=2, session="pre", note="b")
+    VPeak.save(3.0, subject=3, session="pre")
+    assert VPeak.delete(all=True) == 4
+    assert VPeak.undelete(subject=[1, 2.0]) == 3  # 2.0 is subject 2; the list means any of
+    assert [VPeak.load(subject=1, session="pre", version=v).data for v in (3, 4)] == [1.0, 1.5]
+    assert VPeak.load(subject=1, session="pre").data == 1.5
+    assert VPeak.load(subject=2, session="pre", note="b").data == 2.0
+    with pytest.raises(VariableNotFoundError, match="no deleted record matching subject=4"):
+        VPeak.undelete(subject=4)
+    project.index.flush()
+    collect_garbage(project, grace_seconds=0)  # subject 3's value is named by nothing: freed
+    with pytest.warns(UserWarning, match=r"0 record\(s\) back; 1 not, their values reclaimed by gc"):
+        assert VPeak.undelete(subject=3) == 0
+    VPeak.save(7.0, subject=1, session="pre")
+    VPeak.delete(subject=1, session="pre", version=5)
+    VPeak.save(8.0, subject=1, session="pre")  # saved again after that delete: keeps what it has
+    with pytest.warns(UserWarning, match="left deleted: their address holds records again"):
+        assert VPeak.undelete(subject=1) == 0
+    assert VPeak.load(subject=1, session="pre").data == 8.0
+
+
 class VTrial(BaseVariable):
     pass
 

@@ -354,8 +354,24 @@ def rm(
     _emit(
         as_json,
         {"deleted": deleted, "refs": plan, "calls_dropped": len(orphans) if cascade else 0},
-        f"deleted {deleted} refs{dropped}; `scistack gc` frees their objects",
+        f"deleted {deleted} refs{dropped}; `scistack gc` frees their objects\n"
+        f"undo (until gc): scistack undelete {' '.join([variable, *ctx.args])}",
     )
+
+
+@main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
+@click.argument("variable")
+@json_option
+@str_option
+@click.pass_context
+def undelete(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
+    """Bring back the refs of VARIABLE that `rm` (or `delete`) removed, at an address (all
+    of them without one), as new versions with their values and lineage: until gc frees them."""
+    from scistack.variables import undelete_records
+
+    result = undelete_records(ctx.obj.db, variable, _address(ctx, as_str))
+    _emit(as_json, {"back": result.back, "reclaimed": result.reclaimed, "taken": result.taken},
+          result.note or f"{len(result.back)} record(s) back")
 
 
 def _grace(ctx: click.Context, param: Any, value: str) -> float:

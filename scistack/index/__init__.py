@@ -459,6 +459,30 @@ class Index:
         with self._journal.locked():
             self._write([run.to_entry()])
 
+    def deleted_records(self, var: str) -> list[RefRecord]:
+        """The records of `var` a `del` entry removed, in journal order: read from the journal
+        itself in slices (the fold forgets them), so this costs a pass over the journal; for
+        undoing a delete, not for a hot path."""
+        self.flush()
+        puts: dict[tuple[str, int], RefRecord] = {}
+        gone: dict[tuple[str, int], RefRecord] = {}
+        offset = 0
+        while True:
+            entries, after = self._journal.read_from(offset, _SCAN_BYTES)
+            for entry in entries:
+                if entry.get("var") != var:
+                    continue
+                if entry["op"] == "put":
+                    record = RefRecord.from_entry(entry)
+                    puts[(record.addr_key, record.version)] = record
+                elif entry["op"] == "del":
+                    slot = (key_of(entry["addr"]), entry["version"])
+                    if slot in puts:
+                        gone[slot] = puts.pop(slot)
+            if not entries or after <= offset:
+                return list(gone.values())
+            offset = after
+
     def delete_refs(self, records: list[RefRecord]) -> int:
         """Remove names (values stay in the store until gc); returns how many."""
         self.flush()
@@ -676,6 +700,7 @@ class Index:
 
 
 _FOLD_OWN_MAX = 5000  # lines folded as written per transaction
+_SCAN_BYTES = 16 << 20  # journal bytes read at a time by a scan of the whole journal
 DETACH_BYTES = 8 << 20  # a DuckDB tail above this (~25k journal lines) is synced after exit
 
 
