@@ -61,3 +61,48 @@ def test_dask_workers_upload_outputs_and_the_caller_names_them(tmp_path, monkeyp
     finally:
         other.close()
         database_module._current = None
+
+
+class LabSession(BaseVariable):
+    pass
+
+
+class LabTrial(BaseVariable):
+    pass
+
+
+class LabCount(BaseVariable):
+    pass
+
+
+def test_split_parts_saved_in_one_checkout_are_cached_in_another(tmp_path, monkeypatch, pg_url, bucket_url,
+                                                                 s3_server):
+    """A fan-out output (Split) in a lab project: the parts and the split call's cache entry
+    travel through the shared journal, so a colleague's rerun restores nothing and runs nothing."""
+    from scistack import Split
+
+    def cut():
+        return for_each(fns.cut_trials, inputs={"recording": LabSession, "n": 3},
+                        outputs=[Split(LabTrial, by="trial"), LabCount], subject=[1, 2], progress=False,
+                        verbose=False)
+
+    (tmp_path / "a").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    db = configure_database(tmp_path / "a" / "gait.duckdb", ["subject", "trial"], shared=pg_url, objects=bucket_url)
+    try:
+        for subject in (1, 2):
+            LabSession.save(np.arange(9.0) * subject, subject=subject)
+        assert cut().ran == 2
+    finally:
+        db.close()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "b")
+    other = configure_database(tmp_path / "b" / "gait.duckdb", None, shared=pg_url, objects=bucket_url)
+    try:
+        again = cut()
+        assert (again.ran, again.cached) == (0, 2)
+        assert LabTrial.load(subject=2, trial=3).data.tolist() == [12.0, 14.0, 16.0]
+        assert len(LabTrial.list_versions(subject=2, trial=3)) == 1
+    finally:
+        other.close()
+        database_module._current = None
