@@ -330,15 +330,17 @@ class Undeleted:
     back: list[RefRecord]        # as they were before their delete
     reclaimed: list[RefRecord]   # values gc has freed since
     taken: list[RefRecord]       # at addresses saved again since the delete
+    schema_keys: tuple[str, ...] = ()  # (the order addresses are shown in)
 
     @property
     def note(self) -> str:
         parts = []
         if self.reclaimed:
-            parts.append(f"{len(self.reclaimed)} not, their values reclaimed by gc (e.g. {_where(self.reclaimed[0])})")
+            parts.append(f"{len(self.reclaimed)} not, their values reclaimed by gc "
+                         f"(e.g. {_where(self.reclaimed[0], self.schema_keys)})")
         if self.taken:
             parts.append(f"{len(self.taken)} left deleted: their address holds records again since the delete "
-                         f"(saved or brought back; e.g. {_where(self.taken[0])}), and keeps them")
+                         f"(saved or brought back; e.g. {_where(self.taken[0], self.schema_keys)}), and keeps them")
         return f"{len(self.back)} record(s) back; " + "; ".join(parts) if parts else ""
 
 
@@ -359,7 +361,7 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any]) -> Undel
         for r in back:
             db.index.put_ref(name, r.addr, r.vkeys, r.oid, r.kind, call=r.call, params=r.params, summary=r.summary)
     return Undeleted(back, [r for r in free if not db.store.contains(r.oid)],
-                     [r for r in chosen if (r.addr_key, r.vkeys_key) in live])
+                     [r for r in chosen if (r.addr_key, r.vkeys_key) in live], tuple(db.schema_keys))
 
 
 def _matches(record: RefRecord, metadata: dict[str, Any]) -> bool:
@@ -377,8 +379,9 @@ def _matches(record: RefRecord, metadata: dict[str, Any]) -> bool:
 _ABSENT = object()
 
 
-def _where(record: RefRecord) -> str:
-    return ", ".join(f"{k}={shown(v)}" for k, v in {**record.addr, **record.vkeys}.items())
+def _where(record: RefRecord, schema_keys: tuple[str, ...]) -> str:
+    shown_keys = [k for k in schema_keys if k in record.addr] + sorted(record.vkeys)
+    return ", ".join(f"{k}={shown({**record.addr, **record.vkeys}[k])}" for k in shown_keys)
 
 
 def _from_record_value(db: Database, record: RefRecord, lazy: bool) -> Any:
