@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_of, hit_changed, is_split
+from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_of, hit_changed
 from scistack.database import Database, current_database
 from scistack.errors import (
     AmbiguousVersionError,
@@ -58,7 +58,7 @@ from scistack.foreach.plan import (
 )
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
-from scistack.foreach.split import Split, check_splits, group_outputs, unsplit
+from scistack.foreach.split import Split, check_splits, fitting_layout, places, split_record, unsplit
 from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, key_of, keys_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
@@ -435,46 +435,13 @@ class _Run:
         return record if moved and all(self.db.store.contains(o) for o in hit["outs"]) else None
 
     def _layout(self, hit: dict[str, Any]) -> tuple[tuple | None, ...] | None:
-        """Per output of this run, None or the labels of its `Split` parts, as the cached call
-        `hit` made them; None when they do not fit this run's outputs (another number of
-        values, split otherwise): it runs again. Read from the call record only when either
-        side splits."""
-        if not self.split and not is_split(hit):
-            fits = not self.outputs or len(hit["outs"]) == len(self.outputs)
-            return (None,) * len(self.outputs) if fits else None
-        try:
-            split = read_call(self.db.store, hit["call"]).extra.get("split")
-        except ScistackError:
-            return None  # a gc'd record: run again
-        if not isinstance(split, list) or len(split) != len(self.outputs):
-            return None
-        layout: list[tuple | None] = []
-        for part, by in zip(split, self.splits):
-            if part is None and by is None:
-                layout.append(None)
-            elif isinstance(part, dict) and by is not None and part.get("by") == by:
-                layout.append(tuple(part.get("labels") or ()))
-            else:
-                return None
-        if sum(1 if labels is None else len(labels) for labels in layout) != len(hit["outs"]):
-            return None
-        return tuple(layout)
+        """Per output, None or the labels of its `Split` parts, as the cached call `hit` made
+        them; None when they do not fit this run's outputs: it runs again."""
+        return fitting_layout(self.db.store, hit, self.splits)
 
     def _places(self, combo: dict[str, Any], addr_key: str, values: list[Any], layout: tuple[tuple | None, ...]
                 ) -> list[tuple[str, dict[str, Any], str, Any]]:
-        """(variable, address, address key, value) for each output value: a plain output's at
-        the combination, each part of a `Split` one at the combination plus its label."""
-        if not self.split:
-            return [(var.__name__, combo, addr_key, out) for var, out in zip(self.outputs, values)]
-        places = []
-        for var, by, out in zip(self.outputs, self.splits, group_outputs(values, layout)):
-            if by is None:
-                places.append((var.__name__, combo, addr_key, out))
-                continue
-            for label, part in out:
-                address = {**combo, by: label}
-                places.append((var.__name__, address, key_of(address), part))
-        return places
+        return places([v.__name__ for v in self.outputs], self.splits, combo, addr_key, values, layout)
 
     def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any],
                  layout: tuple[tuple | None, ...]) -> bool:
@@ -622,8 +589,7 @@ class _Run:
             return
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
-        split = ([None if labels is None else {"by": by, "labels": list(labels)}
-                  for by, labels in zip(self.splits, outcome.labels)] if outcome.labels else None)
+        split = split_record(self.splits, outcome.labels) if outcome.labels else None
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
                                        outcome.duration, multi=outcome.multi, files=outcome.files, split=split)
         self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files, split=bool(split)), out_oids,

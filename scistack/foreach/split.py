@@ -22,9 +22,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from scistack.address import address_problem, address_value, shown
-from scistack.errors import InvalidMetadataError
+from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import EachOf, is_variable
 from scistack.foreach.paths import PathOutput
+from scistack.index import key_of
+from scistack.lineage.filecheck import is_split
+from scistack.records import read_call
 
 
 class Split:
@@ -114,3 +117,56 @@ def group_outputs(flat: Sequence[Any], labels: Sequence[Sequence[Any] | None]) -
     if at != len(flat):
         raise ValueError(f"{len(flat)} outputs for {at} values")
     return grouped
+
+
+def fitting_layout(store: Any, hit: dict[str, Any], splits: Sequence[str | None]
+                   ) -> tuple[tuple | None, ...] | None:
+    """Per output of a run splitting as `splits` says, None or the labels of its parts, as the
+    cached call `hit` made them; None when they do not fit (another number of values, split
+    otherwise): the combination runs again. The call record is read only when either side
+    splits (a plain hit costs nothing more)."""
+    if not any(by is not None for by in splits) and not is_split(hit):
+        fits = not splits or len(hit["outs"]) == len(splits)
+        return (None,) * len(splits) if fits else None
+    try:
+        split = read_call(store, hit["call"]).extra.get("split")
+    except ScistackError:
+        return None  # a gc'd record: run again
+    if not isinstance(split, list) or len(split) != len(splits):
+        return None
+    layout: list[tuple | None] = []
+    for part, by in zip(split, splits):
+        if part is None and by is None:
+            layout.append(None)
+        elif isinstance(part, dict) and by is not None and part.get("by") == by:
+            layout.append(tuple(part.get("labels") or ()))
+        else:
+            return None
+    if sum(1 if labels is None else len(labels) for labels in layout) != len(hit["outs"]):
+        return None
+    return tuple(layout)
+
+
+def places(outputs: Sequence[str], splits: Sequence[str | None], combo: dict[str, Any], addr_key: str,
+           values: Sequence[Any], layout: Sequence[tuple | None]) -> list[tuple[str, dict[str, Any], str, Any]]:
+    """(variable, address, address key, value) for each output value (as a call record lists
+    them): a plain output's at the combination, each part of a split one at the combination
+    plus its label."""
+    if not any(by is not None for by in splits):
+        return [(var, combo, addr_key, out) for var, out in zip(outputs, values)]
+    found = []
+    for var, by, out in zip(outputs, splits, group_outputs(values, layout)):
+        if by is None:
+            found.append((var, combo, addr_key, out))
+            continue
+        for label, part in out:
+            address = {**combo, by: label}
+            found.append((var, address, key_of(address), part))
+    return found
+
+
+def split_record(splits: Sequence[str | None], labels: Sequence[Sequence[Any] | None]) -> list | None:
+    """The call record's `split` field (None when nothing was split)."""
+    if not any(by is not None for by in splits):
+        return None
+    return [None if by is None else {"by": by, "labels": list(these or ())} for by, these in zip(splits, labels)]
