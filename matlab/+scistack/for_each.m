@@ -18,7 +18,9 @@ function report = for_each(fn, inputs, outputs, varargin)
 %           A variable saved below the combination's level (e.g. per session, iterating
 %           subjects only) arrives as a cell array of the values found.
 %   OUTPUTS a variable or a cell array of variables ({FilteredEMG()}); FN is called with
-%           that many output arguments.
+%           that many output arguments. scistack.Split(TrialEMG(), 'trial') takes a
+%           containers.Map from each trial to its value and saves each at the
+%           combination's address plus trial=<key> (see scistack.Split).
 %   Name/value pairs: schema keys to iterate (a numeric vector, a cell array, one value,
 %   or [] for every value stored for that key), and the options
 %       'dry_run', true        plan only: report what would run
@@ -52,7 +54,7 @@ for k = 1:numel(opts.helpers)
     [~, helper_files{k}] = scistack.internal.function_file(opts.helpers{k}, 'a helper', ...
         'for_each');
 end
-[out_vars, out_names] = output_list(outputs);
+[out_vars, out_names, out_splits] = output_list(outputs);
 if ~isstruct(inputs) || ~isscalar(inputs)
     error('scistack:badArgument', ['INPUTS must be a scalar struct: parameter name -> ', ...
         'variable, scistack.Fixed(...) or constant, e.g. struct(''signal'', RawEMG(), ', ...
@@ -73,6 +75,7 @@ try
     req('iterate') = iterate;
     req('order') = names;
     req('outputs') = out_names;
+    req('splits') = out_splits;
     req('schema_keys') = cfg.schema_keys;
     req('writer') = 'scistack-matlab';
     n_plan_children = numel(stage.children);
@@ -126,10 +129,12 @@ for k = find(strcmp(statuses, 'run'))
         scistack.internal.running(name);
         [values{:}] = handle(args{:});
         scistack.internal.running('');
+        [values, labels] = split_parts(values, out_splits, name);
         entries = stage.add_values(values);
         durations(k) = toc(t0);
         results{end + 1} = struct('duration', durations(k), 'index', int64(k - 1), ...
-            'outputs', {entries}, 'started', started, 'status', 'ran'); %#ok<AGROW>
+            'labels', {labels}, 'outputs', {entries}, 'started', started, ...
+            'status', 'ran'); %#ok<AGROW>
         statuses{k} = 'ran';
     catch e
         scistack.internal.running('');
@@ -239,12 +244,19 @@ else
 end
 end
 
-function [vars, names] = output_list(outputs)
+function [vars, names, splits] = output_list(outputs)
 if ~iscell(outputs)
     outputs = {outputs};
 end
 vars = outputs(:)';
 names = cell(1, numel(vars));
+splits = repmat({''}, 1, numel(vars));   % per output: '' or the key a Split fills
+for k = 1:numel(vars)
+    if isa(vars{k}, 'scistack.Split')
+        splits{k} = vars{k}.by;
+        vars{k} = vars{k}.variable;
+    end
+end
 if isempty(vars)
     error('scistack:badArgument', ['for_each needs at least one output variable, e.g. ', ...
         '{FilteredEMG()}']);
@@ -255,6 +267,31 @@ for k = 1:numel(vars)
             'element %d is a %s'], k, class(vars{k}));
     end
     names{k} = vars{k}.variable_name();
+end
+end
+
+function [flat, labels] = split_parts(values, splits, name)
+% The values to stage, a split output's parts in place of its map, and per output the
+% labels of its parts (an empty cell for a plain output).
+flat = cell(1, 0);
+labels = cell(1, numel(values));
+for j = 1:numel(values)
+    labels{j} = cell(1, 0);
+    if isempty(splits{j})
+        flat{end + 1} = values{j}; %#ok<AGROW>
+        continue
+    end
+    v = values{j};
+    if ~isa(v, 'containers.Map')
+        error('scistack:badOutput', ['%s returned a %s for output %d, split by %s; return a ', ...
+            'containers.Map from each %s to its value, e.g. containers.Map({1, 2}, {a, b})'], ...
+            name, class(v), j, splits{j}, splits{j});
+    end
+    keys_ = keys(v);
+    for m = 1:numel(keys_)
+        labels{j}{end + 1} = scistack.internal.meta_value(splits{j}, keys_{m});
+        flat{end + 1} = v(keys_{m}); %#ok<AGROW>
+    end
 end
 end
 

@@ -9,6 +9,7 @@ cases = {
     'editing the code re-runs, a comment or blank line does not, helpers count', @edits
     'Fixed pins keys; several outputs; int, array and struct constants', @fixed_and_constants
     'aggregates arrive as a cell; a struct output keeps its array as a child', @aggregate
+    'Split saves a returned map''s values at finer addresses; a rerun is cached', @split_output
     'missing inputs are reported per combination, not run', @missing
     'failures: continue records them and goes on, raise stops and raises', @failures
     'dry_run plans without running or recording', @dry_run
@@ -130,6 +131,31 @@ t_equal(r.counts.ran, 2, 'a struct output');
 x = PeakSummary().load('subject', 2, 'session', 'post');
 t_equal(x.data, struct('head', [2, 4, 6], 'label', 'emg', 'peak', 16), ...
     'struct with a child array');
+end
+
+function split_output(ctx)
+use_py(ctx);
+outputs = {scistack.Split(Extreme(), 'session'), NSessions()};
+r = scistack.for_each(@low_and_high, struct('signals', RawEMG(), 'mode', 'ok'), outputs, ...
+    'subject', [1 2]);
+t_equal(r.counts.ran, 2, 'ran');
+high = Extreme().load('subject', 2, 'session', 'high');
+t_equal(high.data, 7 * 2 + 3, 'the highest sample, at session=high');
+t_equal(high.metadata, struct('subject', 2, 'session', 'high'), 'saved at the finer address');
+t_equal(Extreme().load('subject', 1, 'session', 'low').data, 1, 'the lowest');
+t_equal(NSessions().load('subject', 2).data, 3, 'a plain output beside it');
+again = scistack.for_each(@low_and_high, struct('signals', RawEMG(), 'mode', 'ok'), outputs, ...
+    'subject', [1 2]);
+t_equal(again.counts.cached, 2, 'cached');
+t_equal(Extreme().load('subject', 2, 'session', 'high').version, 1, 'no new version');
+bad = scistack.for_each(@low_and_high, struct('signals', RawEMG(), 'mode', 'wrong'), outputs, ...
+    'subject', 1);
+t_equal(bad.counts.failed, 1, 'a number where a map is due fails its combination');
+t_assert(~isempty(strfind(bad.items(1).error, 'containers.Map')), bad.items(1).error);
+err = t_error(@() scistack.for_each(@low_and_high, struct('signals', RawEMG(), 'mode', 'ok'), ...
+    outputs, 'subject', 1, 'session', 'pre'), 'scistack:planFailed');
+t_assert(~isempty(strfind(err.message, 'iterates session= too')), err.message);
+assert_no_staging(ctx);
 end
 
 function missing(ctx)

@@ -67,22 +67,30 @@ def check_splits(outputs: Sequence[Any], schema_keys: list[str], iterables: dict
     open), and receives a returned dict, not a written file (those fill the first outputs)."""
     writes = sum(1 for spec in inputs.values() if isinstance(spec, PathOutput) or (
         isinstance(spec, EachOf) and any(isinstance(p, PathOutput) for p in spec.alternatives)))
-    for position, out in enumerate(outputs):
-        if not isinstance(out, Split):
+    check_split_keys([(repr(o), o.by) if isinstance(o, Split) else (None, None) for o in outputs],
+                     schema_keys, list(iterables), writes)
+
+
+def check_split_keys(splits: Sequence[tuple[str | None, str | None]], schema_keys: list[str],
+                     iterated: Sequence[str], writes: int = 0) -> None:
+    """`check_splits` for outputs given as (how the output is shown, the key it splits by or
+    None): Python's `Split` objects, and MATLAB's `scistack.Split` by name."""
+    for position, (shown_as, by) in enumerate(splits):
+        if by is None:
             continue
         if position < writes:
             raise InvalidMetadataError(
-                f"outputs: {out!r} is output {position + 1}, which receives a file written through "
+                f"outputs: {shown_as} is output {position + 1}, which receives a file written through "
                 f"PathOutput (written files fill the first {writes} output(s)); put the Split after them")
-        if out.by not in schema_keys:
+        if by not in schema_keys:
             raise InvalidMetadataError(
-                f"outputs: {out!r} splits by {out.by!r}, which is not a schema key {schema_keys}; "
+                f"outputs: {shown_as} splits by {by!r}, which is not a schema key {schema_keys}; "
                 f"split by a schema key finer than the run's combination (add one with "
-                f"db.add_schema_key({out.by!r}) if the experiment grew a level)")
-        if out.by in iterables:
+                f"db.add_schema_key({by!r}) if the experiment grew a level)")
+        if by in iterated:
             raise InvalidMetadataError(
-                f"outputs: {out!r} splits by {out.by!r}, but the run iterates {out.by}= too, so every "
-                f"combination already has one {out.by}; leave {out.by}= out of the iterables (the "
+                f"outputs: {shown_as} splits by {by!r}, but the run iterates {by}= too, so every "
+                f"combination already has one {by}; leave {by}= out of the iterables (the "
                 "function's returned dict then names them), or save a plain output")
 
 

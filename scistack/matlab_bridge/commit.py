@@ -11,7 +11,10 @@ from typing import Any
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, LineageError
 from scistack.foreach.report import ComboResult, RunReport
-from scistack.index import utc_now
+from scistack.address import address_value
+from scistack.foreach.split import places, split_record
+from scistack.index import key_of, utc_now
+from scistack.lineage.filecheck import cache_fn
 from scistack.ingest import staged_name, store_staged
 from scistack.lineage.calls import CALL_FORMAT
 from scistack.codeid.env import capture_env
@@ -40,6 +43,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
         raise code_changed(fn, "the plan", "Run for_each again")
     combos = planned["combos"]
     outputs = planned["outputs"]
+    splits = tuple(by or None for by in planned.get("splits") or [None] * len(outputs))
     by_index = {int(r["index"]): r for r in res.get("results") or []}
     for index in by_index:
         if not 0 <= index < len(combos) or combos[index]["status"] != "run":
@@ -60,7 +64,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             if combo["status"] == "cached":
                 out_oids[index], call_oids[index] = combo["outs"], combo["call"]
                 if combo.get("restore"):
-                    _restore(db, outputs, combo)
+                    _restore(db, outputs, splits, combo)
                 continue
             if combo["status"] != "run":
                 continue
@@ -74,24 +78,17 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                 item.status = "skipped"
                 continue
             stored = [store_staged(db, folder, out, staged) for out in result["outputs"]]
-            if len(stored) != len(outputs):
-                raise InvalidMetadataError(
-                    f"{results_path}: result {index} has {len(stored)} outputs for {len(outputs)} variables"
-                )
+            layout = _layout(results_path, index, splits, result, len(stored))
             oids = [oid for oid, _ in stored]
-            call = _record_call(db, fn, code, planned, combo, oids, env, result)
-            db.index.put_call(combo["key"], call, fn.identity, oids, multi=len(oids) > 1)
-            for var, out, (oid, value) in zip(outputs, result["outputs"], stored):
-                db.index.put_ref(
-                    var,
-                    dict(combo["combo"]),
-                    {},
-                    oid,
-                    out["kind"],
-                    call=call,
-                    params=combo["params"],
-                    summary=summarize(value),
-                )
+            split = split_record(splits, layout)
+            call = _record_call(db, fn, code, planned, combo, oids, env, result, split)
+            db.index.put_call(combo["key"], call, cache_fn(fn.identity, (), split=bool(split)), oids,
+                              multi=len(outputs) > 1)
+            parts = list(zip(result["outputs"], stored))
+            address = dict(combo["combo"])
+            for var, where, _, (out, (oid, value)) in places(outputs, splits, address, key_of(address), parts, layout):
+                db.index.put_ref(var, dict(where), {}, oid, out["kind"], call=call, params=combo["params"],
+                                 summary=summarize(value))
             out_oids[index], call_oids[index] = oids, call
         report = RunReport(fn.name, items, float(res.get("duration") or 0.0), uuid.uuid4().hex)
         items_oid = db.store.put_value(report.items_tree())
@@ -152,21 +149,31 @@ def _store_constants(db: Database, folder: Path, req: dict[str, Any]) -> None:
             store_staged(db, folder, spec, staged)
 
 
-def _restore(db: Database, outputs: list[str], combo: dict[str, Any]) -> None:
-    """A cached call whose outputs are not the current refs here: point the refs at them."""
+def _layout(results_path: Path, index: int, splits: tuple[str | None, ...], result: dict[str, Any],
+            n_stored: int) -> tuple[tuple | None, ...]:
+    """Per output, None or the labels of a split output's parts (MATLAB's `labels`, one list
+    per output), checked against the values staged."""
+    given = result.get("labels") or []
+    layout = tuple(None if by is None else tuple(address_value(v) for v in (given[j] if j < len(given) else []))
+                   for j, by in enumerate(splits))
+    expected = sum(1 if labels is None else len(labels) for labels in layout)
+    if n_stored != expected:
+        raise InvalidMetadataError(
+            f"{results_path}: result {index} has {n_stored} outputs for {expected} values of "
+            f"{len(splits)} variables")
+    return layout
+
+
+def _restore(db: Database, outputs: list[str], splits: tuple[str | None, ...], combo: dict[str, Any]) -> None:
+    """A cached call whose outputs are not the current refs here: point the refs at them (a
+    split output's parts at theirs)."""
     params = from_tree(read_call(db.store, combo["call"]).params, lambda oid: oid)
-    for var, oid in zip(outputs, combo["outs"]):
-        kind = db.store.get(oid).kind
-        db.index.put_ref(
-            var,
-            dict(combo["combo"]),
-            {},
-            oid,
-            kind,
-            call=combo["call"],
-            params=params or {},
-            summary=summarize(db.store.get_value(oid)),
-        )
+    layout = tuple(None if labels is None else tuple(labels)
+                   for labels in combo.get("layout") or [None] * len(outputs))
+    address = dict(combo["combo"])
+    for var, where, _, oid in places(outputs, splits, address, key_of(address), list(combo["outs"]), layout):
+        db.index.put_ref(var, dict(where), {}, oid, db.store.get(oid).kind, call=combo["call"],
+                         params=params or {}, summary=summarize(db.store.get_value(oid)))
 
 
 def environment(db: Database, fn: MatlabFunction, given: dict[str, Any]) -> dict[str, Any]:
@@ -194,10 +201,11 @@ def _record_call(
     outs: list[str],
     env: dict[str, Any],
     result: dict[str, Any],
+    split: list | None = None,
 ) -> str:
     inputs = {**planned["constants"], **combo["inputs"]}
     return record_call(db, fn, code, inputs, outs, combo["params"], env,
-                       result.get("started"), result.get("duration"))
+                       result.get("started"), result.get("duration"), split)
 
 
 def record_call(
@@ -210,6 +218,7 @@ def record_call(
     env: dict[str, Any],
     started: Any,
     duration: Any,
+    split: list | None = None,
 ) -> str:
     """Store the call record of one MATLAB call (a for_each combination or a Thunk call).
 
@@ -241,6 +250,7 @@ def record_call(
         started=_iso(started),
         duration=round(float(duration or 0.0), 6),
         format=CALL_FORMAT,
+        extra={"split": split} if split else {},
     )
     return db.store.put("call", record.to_bytes())
 

@@ -12,6 +12,7 @@ from scistack.database import Database
 from scistack.errors import InvalidMetadataError
 from scistack.foreach.inputs import _resolve_variable, refuse_several_pinned
 from scistack.foreach.plan import looped_input
+from scistack.foreach.split import check_split_keys, fitting_layout, places
 from scistack.index import check_identifier, key_of, utc_now
 from scistack.ingest import staged_name, staged_payload
 from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
@@ -37,13 +38,16 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
         raise InvalidMetadataError(
             "for_each needs at least one output variable, e.g. {FilteredEMG()}"
         )
+    splits = request_splits(db, req, outputs)
     specs, constants = _inputs(db, folder, req)
     looped = [(name, spec.var) for name, spec in specs.items() if not spec.fixed and spec.var in outputs]
     if looped:
         raise looped_input(looped[0][1], looped[0][0])
     arguments = _arguments(fn, list(req.get("order") or sorted(specs)))
     combos = _combinations(db, specs, req.get("iterate") or [])
-    planned = [_plan_one(db, fn, specs, constants, outputs, combo) for combo in combos]
+    check_split_keys([(f"scistack.Split({v}(), '{by}')", by) for v, by in zip(outputs, splits)], db.schema_keys,
+                     [pair[0] for pair in req.get("iterate") or []])
+    planned = [_plan_one(db, fn, specs, constants, outputs, splits, combo) for combo in combos]
     counts = {s: sum(1 for p in planned if p["status"] == s) for s in ("run", "cached", "missing")}
     result = {
         "format": FORMAT,
@@ -63,11 +67,20 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
         "arguments": arguments,
         "constants": {n: c.record for n, c in constants.items()},
         "outputs": outputs,
+        "splits": list(splits),
         "combos": planned,
         "counts": counts,
     }
     write_json(folder / PLAN_RESULT, result)
     return result
+
+
+def request_splits(db: Database, req: dict[str, Any], outputs: list[str]) -> tuple[str | None, ...]:
+    """Per output, the schema key its `scistack.Split` fills ('' or absent: not split)."""
+    given = req.get("splits") or []
+    if given and len(given) != len(outputs):
+        raise InvalidMetadataError(f"the request names {len(given)} splits for {len(outputs)} outputs")
+    return tuple((check_identifier(by, "split key") if by else None) for by in given) or (None,) * len(outputs)
 
 
 @dataclass(slots=True)
@@ -187,6 +200,7 @@ def _plan_one(
     specs: dict[str, _Spec],
     constants: dict[str, BoundInput],
     outputs: list[str],
+    splits: tuple[str | None, ...],
     combo: dict[str, Any],
 ) -> dict[str, Any]:
     bound = dict(constants)
@@ -209,14 +223,16 @@ def _plan_one(
         }
     key = key_from_oids(fn.identity, {n: b.oid for n, b in bound.items()})
     hit = db.index.cached_call(key)
-    if hit is not None and len(hit["outs"]) == len(outputs):
-        restore = _needs_restore(db, combo, outputs, hit)
+    layout = None if hit is None else fitting_layout(db.store, hit, splits)
+    if layout is not None:
+        restore = _needs_restore(db, combo, outputs, splits, hit, layout)
         if restore is not None:
             return {
                 "combo": combo,
                 "status": "cached",
                 "call": hit["call"],
                 "outs": list(hit["outs"]),
+                "layout": [None if labels is None else list(labels) for labels in layout],
                 "restore": restore,
             }
     return {
@@ -234,13 +250,15 @@ def _address_text(db: Database, addr: dict[str, Any]) -> str:
 
 
 def _needs_restore(
-    db: Database, combo: dict[str, Any], outputs: list[str], hit: dict[str, Any]
+    db: Database, combo: dict[str, Any], outputs: list[str], splits: tuple[str | None, ...], hit: dict[str, Any],
+    layout: tuple[tuple | None, ...],
 ) -> bool | None:
-    """False: the cached outputs are the current refs here; True: re-point the refs at them;
-    None: an output object was garbage-collected, so run again."""
+    """False: the cached outputs are the current refs here (a split output's parts at
+    theirs); True: re-point the refs at them; None: an output object was garbage-collected,
+    so run again."""
     restore = False
-    for var, oid in zip(outputs, hit["outs"]):
-        current = db.index.current_at(var, key_of(combo), "{}")
+    for var, _, place_key, oid in places(outputs, splits, combo, key_of(combo), list(hit["outs"]), layout):
+        current = db.index.current_at(var, place_key, "{}")
         if current is not None and current.oid == oid and current.call == hit["call"]:
             continue
         if not db.store.contains(oid):

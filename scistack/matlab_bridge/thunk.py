@@ -26,6 +26,7 @@ from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _single
 from scistack.ingest import staged_name, store_staged
 from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
+from scistack.lineage.filecheck import is_split
 from scistack.matlab_bridge._files import FORMAT, open_request, write_json
 from scistack.matlab_bridge.commit import (code_changed, environment, open_results, record_call,
                                            store_children, store_code)
@@ -51,7 +52,8 @@ def lookup(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     result: dict[str, Any] = {"format": FORMAT, "key": key, "identity": fn.identity}
     hit = db.index.cached_call(key)
     nargout = int(req.get("nargout") or 1)
-    stored = hit is not None and all(db.store.contains(o) for o in hit["outs"])
+    # (a for_each's split call has this key too; its outputs are the parts, not what a call returns)
+    stored = hit is not None and not is_split(hit) and all(db.store.contains(o) for o in hit["outs"])
     if stored and len(hit["outs"]) == nargout:
         try:
             # as recorded (a NaN or infinity tagged): the result is JSON, which has neither

@@ -1,0 +1,2 @@
+classdef Extreme < scistack.BaseVariable
+end
