@@ -199,6 +199,18 @@ def test_a_split_that_cannot_work_is_refused_before_anything_runs(trials, output
     assert trials.index.runs() == []
 
 
+def test_a_split_where_a_written_file_goes_is_refused(trials, tmp_path):
+    from scistack import PathOutput
+
+    def plot(recording, dest):
+        return {1: recording}
+
+    with pytest.raises(InvalidMetadataError, match="receives a file written through PathOutput"):
+        for_each(plot, inputs={"recording": SpSession, "dest": PathOutput("{subject}/{session}.png",
+                                                                          root=str(tmp_path / "figs"))},
+                 outputs=[Split(SpTrial, by="trial")], subject=SUBJECTS, session=SESSIONS, verbose=False)
+
+
 def test_split_takes_a_variable_and_a_key():
     with pytest.raises(InvalidMetadataError, match="variable class first"):
         Split("SpTrial", by="trial")
