@@ -464,7 +464,9 @@ class _Run:
             freshen_lineage(self.db.store, [*(s[3] for s in stale), hit["call"]], self._fresh)
             for var, address, place_key, oid in stale:
                 self._save(var, address, place_key, (oid, "", ""), hit["call"], None)
-        self._note_parts(addr_key, layout)
+            # (only where parts changed: a combination all cached leaves nothing new behind,
+            # and the check reads every record of the variable)
+            self._note_parts(addr_key, layout)
         return True
 
     def _note_parts(self, addr_key: str, layout: tuple[tuple | None, ...]) -> None:
