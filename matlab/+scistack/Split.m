@@ -2,7 +2,8 @@ classdef Split
 %SPLIT An output of scistack.for_each saved at finer addresses, one value per key.
 %   scistack.for_each(@cut_trials, struct('emg', SessionEMG()), ...
 %       {scistack.Split(TrialEMG(), 'trial'), NTrials()}, 'subject', [1 2], 'session', {'pre'})
-%   cut_trials returns a containers.Map from each trial (a number or char key) to its value;
+%   cut_trials returns a containers.Map from each trial (a number or char key) to its value
+%   (or a struct whose field names are the trials);
 %   each value is saved as TrialEMG at the combination's address plus trial=<key>, with the
 %   call's lineage, and a re-run restores every trial from the cache, as
 %   Split(TrialEMG, by="trial") does in Python. BY is a schema key the run does not iterate.

@@ -19,8 +19,8 @@ function report = for_each(fn, inputs, outputs, varargin)
 %           subjects only) arrives as a cell array of the values found.
 %   OUTPUTS a variable or a cell array of variables ({FilteredEMG()}); FN is called with
 %           that many output arguments. scistack.Split(TrialEMG(), 'trial') takes a
-%           containers.Map from each trial to its value and saves each at the
-%           combination's address plus trial=<key> (see scistack.Split).
+%           containers.Map from each trial to its value (or a struct, its field names the
+%           trials) and saves each at the combination's address plus trial=<key>.
 %   Name/value pairs: schema keys to iterate (a numeric vector, a cell array, one value,
 %   or [] for every value stored for that key), and the options
 %       'dry_run', true        plan only: report what would run
@@ -270,27 +270,33 @@ for k = 1:numel(vars)
 end
 end
 
-function [flat, labels] = split_parts(values, splits, name)
+function [flat, labels] = split_parts(outs, splits, name)
 % The values to stage, a split output's parts in place of its map, and per output the
 % labels of its parts (an empty cell for a plain output).
 flat = cell(1, 0);
-labels = cell(1, numel(values));
-for j = 1:numel(values)
+labels = cell(1, numel(outs));
+for j = 1:numel(outs)
     labels{j} = cell(1, 0);
     if isempty(splits{j})
-        flat{end + 1} = values{j}; %#ok<AGROW>
+        flat{end + 1} = outs{j}; %#ok<AGROW>
         continue
     end
-    v = values{j};
-    if ~isa(v, 'containers.Map')
+    v = outs{j};
+    if isstruct(v) && isscalar(v)      % field names as the keys (char labels)
+        keys_ = fieldnames(v)';
+        parts = cellfun(@(f) v.(f), keys_, 'UniformOutput', false);
+    elseif isa(v, 'containers.Map')
+        keys_ = keys(v);
+        parts = values(v, keys_);
+    else
         error('scistack:badOutput', ['%s returned a %s for output %d, split by %s; return a ', ...
-            'containers.Map from each %s to its value, e.g. containers.Map({1, 2}, {a, b})'], ...
-            name, class(v), j, splits{j}, splits{j});
+            'containers.Map from each %s to its value, e.g. containers.Map({1, 2}, {a, b}), ', ...
+            'or a struct whose field names are the %s values'], ...
+            name, class(v), j, splits{j}, splits{j}, splits{j});
     end
-    keys_ = keys(v);
     for m = 1:numel(keys_)
         labels{j}{end + 1} = scistack.internal.meta_value(splits{j}, keys_{m});
-        flat{end + 1} = v(keys_{m}); %#ok<AGROW>
+        flat{end + 1} = parts{m}; %#ok<AGROW>
     end
 end
 end

@@ -148,6 +148,10 @@ again = scistack.for_each(@low_and_high, struct('signals', RawEMG(), 'mode', 'ok
     'subject', [1 2]);
 t_equal(again.counts.cached, 2, 'cached');
 t_equal(Extreme().load('subject', 2, 'session', 'high').version, 1, 'no new version');
+as_struct = scistack.for_each(@low_and_high, struct('signals', RawEMG(), 'mode', 'struct'), ...
+    outputs, 'subject', 2);
+t_equal(as_struct.counts.ran, 1, 'another constant: runs');
+t_equal(Extreme().load('subject', 2, 'session', 'high').data, 17, 'a struct''s fields are the keys');
 bad = scistack.for_each(@low_and_high, struct('signals', RawEMG(), 'mode', 'wrong'), outputs, ...
     'subject', 1);
 t_equal(bad.counts.failed, 1, 'a number where a map is due fails its combination');
