@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, address_value, shown, typed
+from scistack.address import address_problem, address_value, query_value, shown
 from scistack import htmlrepr
 from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
@@ -39,6 +39,7 @@ from scistack.errors import (
 from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import RefRecord, check_identifier
+from scistack.index.state import select_from
 from scistack.lineage.running import refuse_load_inside, warn_save_inside
 from scistack.selection import choose_variant, point_records, select_records, sort_records
 from scistack.objects.codec import value_kind
@@ -347,7 +348,14 @@ class Undeleted:
 def undelete_records(db: Database, name: str, metadata: dict[str, Any]) -> Undeleted:
     """`BaseVariable.undelete` by the variable's name (the CLI's `scistack undelete`)."""
     # (in version order: each address's records come back in the order they were saved)
-    chosen = sorted((r for r in db.index.deleted_records(name) if _matches(r, metadata)), key=lambda r: r.version)
+    # (matched as load matches: the index's `select_from`, a list meaning any of)
+    query = {k: query_value(v) for k, v in metadata.items()}
+    groups: dict[str, list[RefRecord]] = {}
+    for record in db.index.deleted_records(name):
+        groups.setdefault(record.addr_key, []).append(record)
+    chosen = sorted(select_from(groups.values(), {k: v for k, v in query.items() if k in db.schema_keys},
+                                {k: v for k, v in query.items() if k not in db.schema_keys}, {},
+                                all_versions=True), key=lambda r: r.version)
     if not chosen:
         wanted = " matching " + ", ".join(f"{k}={shown(v)}" for k, v in metadata.items()) if metadata else ""
         raise VariableNotFoundError(f"{name} has no deleted record{wanted} to bring back "
@@ -355,28 +363,14 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any]) -> Undel
     live = {(r.addr_key, r.vkeys_key) for r in chosen
             if db.index.current_at(name, r.addr_key, r.vkeys_key) is not None}
     free = [r for r in chosen if (r.addr_key, r.vkeys_key) not in live]
-    back = [r for r in free if db.store.contains(r.oid)]
+    stored = {r.oid for r in free if db.store.contains(r.oid)}
+    back = [r for r in free if r.oid in stored]
     freshen_lineage(db.store, [o for r in back for o in (r.oid, r.call)], set())  # (a gc running now keeps them)
     with db.batch():
         for r in back:
             db.index.put_ref(name, r.addr, r.vkeys, r.oid, r.kind, call=r.call, params=r.params, summary=r.summary)
-    return Undeleted(back, [r for r in free if not db.store.contains(r.oid)],
+    return Undeleted(back, [r for r in free if r.oid not in stored],
                      [r for r in chosen if (r.addr_key, r.vkeys_key) in live], tuple(db.schema_keys))
-
-
-def _matches(record: RefRecord, metadata: dict[str, Any]) -> bool:
-    """Whether a record's address or version keys hold each of `metadata` (a list: any of)."""
-    for key, wanted in metadata.items():
-        held = record.addr[key] if key in record.addr else record.vkeys.get(key, _ABSENT)
-        if held is _ABSENT:
-            return False
-        options = wanted if isinstance(wanted, (list, tuple, set, range)) else [wanted]
-        if typed(held) not in {typed(address_value(o)) for o in options}:
-            return False
-    return True
-
-
-_ABSENT = object()
 
 
 def _where(record: RefRecord, schema_keys: tuple[str, ...]) -> str:

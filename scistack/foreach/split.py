@@ -48,12 +48,6 @@ class Split:
     def __repr__(self) -> str:
         return f"Split({self.variable.__name__}, by={self.by!r})"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Split) and (self.variable, self.by) == (other.variable, other.by)
-
-    def __hash__(self) -> int:
-        return hash((self.variable, self.by))
-
 
 def unsplit(outputs: Sequence[Any]) -> tuple[list[Any], tuple[str | None, ...]]:
     """The output variable classes, and per output the key it is split by (None: not split)."""
@@ -94,9 +88,9 @@ def check_split_keys(splits: Sequence[tuple[str | None, str | None]], schema_key
                 "function's returned dict then names them), or save a plain output")
 
 
-def split_items(value: Any, split: Split | str, function: str) -> list[tuple[Any, Any]]:
-    """The (label, value) pairs of a returned dict, labels as addresses hold them."""
-    by = split.by if isinstance(split, Split) else split
+def split_items(value: Any, by: str, function: str) -> list[tuple[Any, Any]]:
+    """The (label, value) pairs of a dict returned for an output split by `by`, labels as
+    addresses hold them."""
     if not isinstance(value, dict):
         raise ValueError(
             f"{function} returned {type(value).__name__} for an output split by {by!r}; return a dict "
