@@ -37,8 +37,8 @@ for _path in (ROOT, SUPPORT):
         sys.path.insert(0, str(_path))
 
 import scistack.database as database_module  # noqa: E402
-from foreach_work import scaled  # noqa: E402 - importable by spawned workers
-from scistack import BaseVariable, configure_database, for_each  # noqa: E402
+from foreach_work import halves, scaled  # noqa: E402 - importable by spawned workers
+from scistack import BaseVariable, Split, configure_database, for_each  # noqa: E402
 
 GOAL_FIRST_2000_SERIAL_S = 2.0
 GOAL_CACHED_10000_S = 1.0
@@ -53,8 +53,12 @@ class ForEachBenchScaled(BaseVariable):
     pass
 
 
+class ForEachBenchHalf(BaseVariable):  # the parts of a `Split` output, at part=1 and part=2
+    pass
+
+
 def _project(folder: Path, n: int) -> Any:
-    db = configure_database(folder / "bench.duckdb", ["subject", "trial"])
+    db = configure_database(folder / "bench.duckdb", ["subject", "trial", "part"])
     rng = np.random.default_rng(0)
     with db.batch():
         for index in range(n):
@@ -62,13 +66,15 @@ def _project(folder: Path, n: int) -> Any:
     return db
 
 
-def _run(n: int, workers: int | None, scale: float = 2.0) -> Any:
-    return for_each(scaled, inputs={"signal": ForEachBenchSignal, "scale": scale}, outputs=[ForEachBenchScaled],
+def _run(n: int, workers: int | None, scale: float = 2.0, split: bool = False) -> Any:
+    fn, outputs = (halves, [Split(ForEachBenchHalf, by="part")]) if split else (scaled, [ForEachBenchScaled])
+    return for_each(fn, inputs={"signal": ForEachBenchSignal, "scale": scale}, outputs=outputs,
                     subject=range(n // TRIALS), trial=range(TRIALS), workers=workers, progress=False)
 
 
 def measure(n: int, modes: list[int | None], repeat: int, base: Path) -> list[dict[str, Any]]:
-    """First run and best-of-`repeat` fully cached re-run of `n` combinations, per mode.
+    """First run and best-of-`repeat` fully cached re-run of `n` combinations, per mode (and
+    serially with a `Split` output: two parts saved per combination).
 
     One project per size; each mode runs with its own `scale` constant, so its first run
     computes everything. Projects are deleted only at the very end: mass deletion slows file
@@ -78,18 +84,19 @@ def measure(n: int, modes: list[int | None], repeat: int, base: Path) -> list[di
     fn_s = _function_time(n)
     rows = []
     try:
-        for scale, workers in enumerate(modes, start=2):
+        for scale, (workers, split) in enumerate([*((w, False) for w in modes), (None, True)], start=2):
             t0 = time.perf_counter()
-            first = _run(n, workers, float(scale))
+            first = _run(n, workers, float(scale), split)
             first_s = time.perf_counter() - t0
             assert first.ran == n, first.summary()
             cached_s = float("inf")
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                again = _run(n, workers, float(scale))
+                again = _run(n, workers, float(scale), split)
                 cached_s = min(cached_s, time.perf_counter() - t0)
                 assert again.cached == n, again.summary()
-            rows.append({"n": n, "mode": f"workers={workers}" if workers else "serial", "first_s": first_s,
+            mode = "split" if split else f"workers={workers}" if workers else "serial"
+            rows.append({"n": n, "mode": mode, "first_s": first_s,
                          "cached_s": cached_s, "overhead_ms_per": 1000 * (first_s - fn_s) / n,
                          "cached_us_per": 1e6 * cached_s / n})
     finally:

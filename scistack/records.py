@@ -492,6 +492,26 @@ def read_call(store: ObjectStore, oid: str) -> CallRecord:
     return parse_call(obj.payload, oid)
 
 
+def read_splits(store: ObjectStore, oids: list[str]) -> list[list | None]:
+    """The `split` field (fan-out labels, docs/format.md) of many call records, read in bulk:
+    a fully cached `Split` run needs only this of each record, and parsing every record whole
+    (one read each) cost ~0.16 ms a combination. None for a record without one, or that is
+    missing, damaged or not a call record of this format (the caller then runs again)."""
+    found: list[list | None] = []
+    for obj in store.get_many(oids):
+        split = None
+        if obj is not None and not isinstance(obj, Exception) and obj.kind == "call":
+            try:
+                tree = json.loads(bytes(obj.payload))
+            except (ValueError, UnicodeDecodeError):
+                tree = None
+            if isinstance(tree, dict) and tree.get("type") == "call" and tree.get("format") == CALL_FORMAT \
+                    and isinstance(tree.get("split"), list):
+                split = tree["split"]
+        found.append(split)
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class RunRecord:
     """A `for_each` run report as journalled (docs/format.md §2, the `run` entry): written by

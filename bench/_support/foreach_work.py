@@ -8,3 +8,9 @@ bench/_support is on sys.path, and spawned workers inherit the parent's sys.path
 
 def scaled(signal, scale):
     return signal * scale
+
+
+def halves(signal, scale):
+    """A fan-out step (`Split(..., by="part")`): the signal's two halves, scaled."""
+    half = len(signal) // 2
+    return {1: signal[:half] * scale, 2: signal[half:] * scale}

@@ -58,7 +58,7 @@ from scistack.foreach.plan import (
 )
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.foreach.scifor import run_table_mode
-from scistack.foreach.split import Split, check_splits, fitting_layout, places, split_record, unsplit
+from scistack.foreach.split import Split, check_splits, fitting_layout, fitting_layouts, places, split_record, unsplit
 from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, key_of, keys_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
@@ -314,10 +314,11 @@ class _Run:
                     _tick(bar)
                 else:
                     planned.append(self._resolve(combo, addr_key, bar))
-            index.read_ahead_calls([p[3] for p in planned if p is not None])
+            planned = [p for p in planned if p is not None]
+            index.read_ahead_calls([p[3] for p in planned])
+            layouts = self._layouts_ahead(planned) if self.split else {}
             for p in planned:
-                if p is not None:
-                    self._check_cache(*p, bar)
+                self._check_cache(*p, bar, layouts)
 
     def _cached_at_once(self, addr_keys: list[str]) -> list[bool]:
         """Which combinations are plainly cached: every input is the newest value saved at the
@@ -387,10 +388,28 @@ class _Run:
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
         return combo, addr_key, resolved, key, item
 
+    def _layouts_ahead(self, planned: list[tuple[dict[str, Any], str, dict[str, Resolved], str, ComboResult]]
+                       ) -> dict[str, tuple[tuple | None, ...] | None]:
+        """Call key -> layout of the cached calls of these combinations (a `Split` run's), from
+        one bulk read of their records' labels; and the refs where their parts go, read ahead
+        (a fully cached split run read a record and four addresses per combination, one by one)."""
+        index = self.db.index
+        hits = {p[3]: hit for p in planned if (hit := index.cached_call(p[3])) is not None}
+        layouts = dict(zip(hits, fitting_layouts(self.db.store, list(hits.values()), self.splits)))
+        wanted: dict[str, list[str]] = {}
+        for combo, addr_key, _, key, _ in planned:
+            layout = layouts.get(key)
+            if layout is not None:
+                for var, _, place_key, _ in self._places(combo, addr_key, list(hits[key]["outs"]), layout):
+                    wanted.setdefault(var, []).append(place_key)
+        for var, keys in wanted.items():
+            index.read_ahead(var, keys, call_keys=True)
+        return layouts
+
     def _check_cache(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved], key: str,
-                     item: ComboResult, bar: Any) -> None:
+                     item: ComboResult, bar: Any, layouts: dict[str, tuple[tuple | None, ...] | None]) -> None:
         hit = self.db.index.cached_call(key)
-        layout = None if hit is None else self._layout(hit)
+        layout = None if hit is None else layouts[key] if key in layouts else self._layout(hit)
         if layout is None:  # (a cached call whose outputs do not fit this run's: run again)
             hit = None
         moved = None if hit is None or self.dry_run else self._moved_files(resolved, hit)

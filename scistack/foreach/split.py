@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from scistack.address import address_problem, address_value, shown
-from scistack.errors import InvalidMetadataError, ScistackError
+from scistack.errors import InvalidMetadataError
 from scistack.foreach.inputs import EachOf, is_variable
 from scistack.foreach.paths import PathOutput
 from scistack.index import key_of
 from scistack.lineage.filecheck import is_split
-from scistack.records import read_call
+from scistack.records import read_splits
 
 
 class Split:
@@ -121,21 +121,36 @@ def group_outputs(flat: Sequence[Any], labels: Sequence[Sequence[Any] | None]) -
     return grouped
 
 
+def fitting_layouts(store: Any, hits: Sequence[dict[str, Any]], splits: Sequence[str | None]
+                    ) -> list[tuple[tuple | None, ...] | None]:
+    """Per cached call `hit` of a run splitting as `splits` says: per output, None or the
+    labels of its parts, as that call made them; None when they do not fit (another number
+    of values, split otherwise): the combination runs again. The call records are read (in
+    bulk, their `split` field only) only when either side splits: a plain hit costs nothing
+    more."""
+    splitting = any(by is not None for by in splits)
+    layouts: list[tuple[tuple | None, ...] | None] = [None] * len(hits)
+    asked = []
+    for n, hit in enumerate(hits):
+        if splitting or is_split(hit):
+            asked.append(n)
+        elif not splits or len(hit["outs"]) == len(splits):
+            layouts[n] = (None,) * len(splits)
+    for n, split in zip(asked, read_splits(store, [hits[n]["call"] for n in asked])):
+        layouts[n] = _fitting(split, hits[n], splits)
+    return layouts
+
+
 def fitting_layout(store: Any, hit: dict[str, Any], splits: Sequence[str | None]
                    ) -> tuple[tuple | None, ...] | None:
-    """Per output of a run splitting as `splits` says, None or the labels of its parts, as the
-    cached call `hit` made them; None when they do not fit (another number of values, split
-    otherwise): the combination runs again. The call record is read only when either side
-    splits (a plain hit costs nothing more)."""
-    if not any(by is not None for by in splits) and not is_split(hit):
-        fits = not splits or len(hit["outs"]) == len(splits)
-        return (None,) * len(splits) if fits else None
-    try:
-        split = read_call(store, hit["call"]).extra.get("split")
-    except ScistackError:
-        return None  # a gc'd record: run again
-    if not isinstance(split, list) or len(split) != len(splits):
-        return None
+    """`fitting_layouts` of one cached call."""
+    return fitting_layouts(store, [hit], splits)[0]
+
+
+def _fitting(split: list | None, hit: dict[str, Any], splits: Sequence[str | None]
+             ) -> tuple[tuple | None, ...] | None:
+    if split is None or len(split) != len(splits):
+        return None  # (a gc'd or damaged record too: run again)
     layout: list[tuple | None] = []
     for part, by in zip(split, splits):
         if part is None and by is None:
