@@ -101,6 +101,7 @@ class Database:
                            sync_delay=sync_delay, journal=journal, read_only=self.read_only)
         self.index.before_flush = self.store.flush  # objects first, then the refs naming them
         self.index.before_append = self.store.wait_uploads
+        self.index.record_exists = self.store.contains
         self.index.set_inliner(Inliner(self.store))  # the views' values, read by the sync
         # Opening never waits for DuckDB (held by DBeaver, or far behind after a killed run):
         # the journal is the record of truth and a background thread brings DuckDB up to date.

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from scistack.database import Database
 from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamagedError, ObjectNotFoundError,
                              ScistackError)
+from scistack.index import RefRecord, key_of
 from scistack.index.journal import entry_problem, loads_line
+from scistack.index.state import RefState
 from scistack.gc import walk_reachable
 
 
@@ -49,7 +51,8 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
     """Check the whole project (reads every object once, and lineage objects twice).
 
     `repair=True` first rebuilds every damaged pack index from its pack (packs describe
-    themselves); a pack that cannot be read through is still reported. `quarantine=True`
+    themselves); a pack that cannot be read through is still reported. It also drops the
+    call-cache entries whose call record is lost or damaged, so their next run records them. `quarantine=True`
     moves journal lines that cannot be read to `refs.log.quarantine` (kept, never deleted).
     """
     problems = _journal_problems(db)
@@ -91,26 +94,49 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
             problems.append(FsckProblem("missing-ref-object", r.oid, f"ref {where} points to it"))
             reported.add(r.oid)
         if r.call and not db.store.contains(r.call):
-            problems.append(
-                FsckProblem("dangling-call", r.call, f"call record of ref {where} is missing")
-            )
+            problems.append(FsckProblem("dangling-call", r.call, f"call record of ref {where} is missing; "
+                                        + _lost_lineage_fix(db, state, r)))
             reported.add(r.call)
+    unusable = []  # cache entries whose call record is lost or damaged
     for key, entry in state.calls.items():
         lost = [o for o in [entry["call"], *(entry.get("outs") or [])] if not db.store.contains(o)]
+        if repair and (entry["call"] in lost or entry["call"] in corrupt):
+            unusable.append({"key": key, "call": entry["call"]})
+            continue
         for oid in lost:
             what = "call record" if oid == entry["call"] else "output"
             problems.append(
                 FsckProblem(
                     "dangling-call", oid, f"{what} of call-cache entry {key[:12]} is missing"
+                    + ("" if oid != entry["call"] else "; `scistack fsck --repair` drops the entry, so the "
+                       "next run of the call computes and records it again")
                 )
             )
             reported.add(oid)
+    if unusable:
+        # served from the cache, such a call would never be recorded again (why, status and
+        # export need the record); dropped, its next run computes it and names the new record
+        db.index.drop_calls(unusable)
+        repaired.append(f"dropped {len(unusable)} call-cache entr{'y' if len(unusable) == 1 else 'ies'} whose "
+                        "call record is lost; the next run of each call computes and records it again")
     walk = walk_reachable(db.store, state)
     problems = [_name_chunk(p, walk.chunks) for p in problems]
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
     return FsckReport(checked, size, len(refs), len(state.calls), tuple(problems), tuple(repaired))
+
+
+def _lost_lineage_fix(db: Database, state: RefState, r: RefRecord) -> str:
+    """What to do about a ref whose call record is lost: run its step again, or, once a
+    newer version holds the same value with its record (that rerun), drop this version."""
+    healed = any(o.version > r.version and o.oid == r.oid and o.vkeys == r.vkeys and o.call
+                 and db.store.contains(o.call) for o in state.versions_at(r.var, key_of(r.addr)))
+    if healed:
+        keys = " ".join(f"--{k} {v}" for k, v in r.addr.items())
+        return (f"a newer version holds the same value with its lineage; drop this one with "
+                f"`scistack rm {r.var} {keys} --version {r.version}`")
+    return "run the step that made it again (after `scistack fsck --repair`) to record its lineage anew"
 
 
 def _name_chunk(problem: FsckProblem, chunks: dict[str, str]) -> FsckProblem:

@@ -161,3 +161,52 @@ def test_a_damaged_duckdb_file_is_named_then_moved_aside_and_rebuilt(project, da
     assert "moved aside to gait.duckdb.damaged-" in fixed.output
     assert list(path.parent.glob("gait.duckdb.damaged-*"))
     assert db.sql("SELECT count(*) AS n FROM FsckRaw")["n"][0] == 2
+
+
+def test_a_lost_call_record_is_recorded_again_by_the_next_run_after_repair(project):
+    """A value whose call record is lost: fsck names it and the way out; --repair drops the
+    cache entry; the next run computes the call again and the value names the new record
+    (its identical value had been taken for the old call's, and the lineage stayed lost)."""
+    from scistack import for_each, why
+
+    def run():
+        return for_each(fsck_double, inputs={"x": FsckRaw}, outputs=[FsckOut], subject=[1], session=["pre"],
+                        progress=False, verbose=False)
+
+    build(project)
+    assert run().cached == 1
+    lost = FsckOut.load(subject=1, session="pre").call
+    os.unlink(project.store.path_of(lost))
+    report = fsck(project)
+    assert {p.kind for p in report.problems} == {"dangling-call"}
+    assert any("fsck --repair" in p.detail for p in report.problems)
+    repaired = fsck(project, repair=True)
+    assert any("dropped 1 call-cache entry" in r for r in repaired.repaired)
+    assert run().ran == 1
+    healed = FsckOut.load(subject=1, session="pre")
+    assert healed.call != lost and project.store.contains(healed.call) and healed.version == 2
+    assert why(FsckOut, subject=1, session="pre").status == "current"
+    (left,) = fsck(project).problems  # the old version still names the lost record: the fix is named
+    command = left.detail.split("`")[1]
+    assert command == "scistack rm FsckOut --session pre --subject 1 --version 1"
+    result = CliRunner().invoke(main, ["--db", str(project.path), *command.split()[1:], "--yes"])
+    assert result.exit_code == 0, result.output
+    assert fsck(project).ok
+    assert run().cached == 1 and FsckOut.load(subject=1, session="pre").call == healed.call
+
+
+def test_a_run_planned_one_by_one_computes_a_call_whose_record_is_lost(project):
+    """(Inputs not all plain variables: each combination's cache hit is judged one by one,
+    and a hit whose record is gone is computed and recorded again without a repair.)"""
+    from scistack import Fixed, for_each
+
+    def run():
+        return for_each(fsck_double, inputs={"x": Fixed(FsckRaw, session="pre")}, outputs=[FsckOut],
+                        subject=[1], session=["post"], progress=False, verbose=False)
+
+    FsckRaw.save(np.arange(5.0), subject=1, session="pre")
+    assert run().ran == 1 and run().cached == 1
+    lost = FsckOut.load(subject=1, session="post").call
+    project.store.delete_many([lost])  # (packed: written in the run's batch)
+    assert run().ran == 1
+    assert project.store.contains(FsckOut.load(subject=1, session="post").call)

@@ -243,3 +243,14 @@ def test_an_empty_dict_saves_no_part_and_is_cached(trials):
                      subject=[1], session=["pre"], progress=False, verbose=False)
     assert (first.ran, again.cached) == (1, 1)
     assert list(SpTrial.load_all()) == []
+
+
+def test_a_cached_split_whose_call_record_is_gone_runs_that_combination_again(trials):
+    cut()
+    lost = SpTrial.load(subject=1, session="post", trial=1).record.call
+    trials.store.delete_many([lost])  # (a damaged or removed record: its labels cannot be read)
+    again = cut()
+    assert (again.ran, again.cached) == (1, 3)
+    assert {r.combo["subject"]: r.combo["session"] for r in again.items if r.status == "ran"} == {1: "post"}
+    call = read_call(trials.store, SpTrial.load(subject=1, session="post", trial=1).record.call)  # readable again
+    assert call.extra["split"] == [{"by": "trial", "labels": [1, 2, 3]}, None]

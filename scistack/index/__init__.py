@@ -76,6 +76,7 @@ class Index:
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
         self.before_append: Any = None  # ... and waits for objects still uploading here
+        self.record_exists: Any = None  # whether a call record is in the object store (set by the database)
 
     def set_inliner(self, inliner: Any) -> None:
         """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
@@ -620,10 +621,14 @@ class Index:
 
         Two processes running the same call at once (two for_each runs, a retried task)
         store two call records that differ only in timing and environment; the second ref
-        to the same value would be a duplicate version.
+        to the same value would be a duplicate version. Unless the record `a` (the ref's now)
+        is gone from the store: the rerun that recomputed it must name its own, or the value's
+        lineage stays unreadable however often it is run again.
         """
         if a == b:
             return True
+        if a and self.record_exists is not None and not self.record_exists(a):
+            return False  # `a` was lost (damage, a pruned store): `b` is the record to name now
 
         def key_of_call(oid: str | None) -> str | None:
             if not oid:
