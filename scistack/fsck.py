@@ -52,7 +52,8 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
 
     `repair=True` first rebuilds every damaged pack index from its pack (packs describe
     themselves); a pack that cannot be read through is still reported. It also drops the
-    call-cache entries whose call record is lost or damaged, so their next run records them. `quarantine=True`
+    call-cache entries whose call record or an output is lost (or the record damaged), so
+    their next run computes them again. `quarantine=True`
     moves journal lines that cannot be read to `refs.log.quarantine` (kept, never deleted).
     """
     problems = _journal_problems(db)
@@ -91,34 +92,35 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
     for r in refs:
         where = f"{r.var} {r.addr} version {r.version}"
         if not db.store.contains(r.oid):
-            problems.append(FsckProblem("missing-ref-object", r.oid, f"ref {where} points to it"))
+            fix = ("; `scistack fsck --repair`, then a rerun of the step that made it computes it again" if r.call
+                   else "; it was saved directly: save it again from its source, or delete the ref")
+            problems.append(FsckProblem("missing-ref-object", r.oid, f"ref {where} points to it{fix}"))
             reported.add(r.oid)
         if r.call and not db.store.contains(r.call):
             problems.append(FsckProblem("dangling-call", r.call, f"call record of ref {where} is missing; "
                                         + _lost_lineage_fix(db, state, r)))
             reported.add(r.call)
-    unusable = []  # cache entries whose call record is lost or damaged
+    unusable = []  # cache entries whose call record or an output is lost (or the record damaged)
     for key, entry in state.calls.items():
         lost = [o for o in [entry["call"], *(entry.get("outs") or [])] if not db.store.contains(o)]
-        if repair and (entry["call"] in lost or entry["call"] in corrupt):
+        if repair and (lost or entry["call"] in corrupt):
             unusable.append({"key": key, "call": entry["call"]})
             continue
         for oid in lost:
             what = "call record" if oid == entry["call"] else "output"
             problems.append(
                 FsckProblem(
-                    "dangling-call", oid, f"{what} of call-cache entry {key[:12]} is missing"
-                    + ("" if oid != entry["call"] else "; `scistack fsck --repair` drops the entry, so the "
-                       "next run of the call computes and records it again")
+                    "dangling-call", oid, f"{what} of call-cache entry {key[:12]} is missing; `scistack fsck "
+                    "--repair` drops the entry, so the next run of the call computes it again"
                 )
             )
             reported.add(oid)
     if unusable:
-        # served from the cache, such a call would never be recorded again (why, status and
-        # export need the record); dropped, its next run computes it and names the new record
+        # served from the cache, such a call would never be computed or recorded again (a
+        # pipeline rerun said "cached" over a lost value); dropped, its next run computes it
         db.index.drop_calls(unusable)
         repaired.append(f"dropped {len(unusable)} call-cache entr{'y' if len(unusable) == 1 else 'ies'} whose "
-                        "call record is lost; the next run of each call computes and records it again")
+                        "call record or output is lost; the next run of each call computes it again")
     walk = walk_reachable(db.store, state)
     problems = [_name_chunk(p, walk.chunks) for p in problems]
     for oid, referrer in sorted(walk.missing.items()):

@@ -210,3 +210,39 @@ def test_a_run_planned_one_by_one_computes_a_call_whose_record_is_lost(project):
     project.store.delete_many([lost])  # (packed: written in the run's batch)
     assert run().ran == 1
     assert project.store.contains(FsckOut.load(subject=1, session="post").call)
+
+
+def test_a_lost_value_is_computed_again_by_the_next_run_after_repair(project):
+    """A pipeline's output whose object is lost: a rerun used to say "cached" over it forever."""
+    from scistack import for_each
+
+    def run():
+        return for_each(fsck_double, inputs={"x": FsckRaw}, outputs=[FsckOut], subject=[3, 4], session=["pre"],
+                        progress=False, verbose=False)
+
+    for subject in (3, 4):
+        FsckRaw.save(np.arange(4.0) + subject, subject=subject, session="pre")
+    assert run().ran == 2
+    gone = FsckOut.load(subject=3, session="pre").oid
+    project.store.delete_many([gone])
+    (ref_problem,) = [p for p in fsck(project).problems if p.kind == "missing-ref-object"]
+    assert "`scistack fsck --repair`, then a rerun of the step" in ref_problem.detail
+    assert run().cached == 2  # (a plainly cached run trusts the cache: fsck is the check)
+    result = cli(project, "--repair")
+    assert "dropped 1 call-cache entry" in result.stdout
+    assert run().ran == 1
+    np.testing.assert_array_equal(FsckOut.load(subject=3, session="pre").data, (np.arange(4.0) + 3) * 2)
+    assert FsckOut.load(subject=3, session="pre").version == 1  # the same value, its ref untouched
+    assert fsck(project).ok
+
+
+def test_a_run_planned_one_by_one_computes_a_lost_value_again(project):
+    from scistack import Fixed, for_each
+
+    FsckRaw.save(np.arange(5.0), subject=1, session="pre")
+    run = lambda: for_each(fsck_double, inputs={"x": Fixed(FsckRaw, session="pre")},  # noqa: E731
+                           outputs=[FsckOut], subject=[1], session=["post"], progress=False, verbose=False)
+    assert run().ran == 1
+    project.store.delete_many([FsckOut.load(subject=1, session="post").oid])
+    assert run().ran == 1
+    np.testing.assert_array_equal(FsckOut.load(subject=1, session="post").data, np.arange(5.0) * 2)

@@ -471,12 +471,12 @@ class _Run:
         if not self.dry_run and not store.contains(hit["call"]):
             return False  # its call record is lost (damage, a pruned store): compute and record again
         for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
+            if not self.dry_run and not store.contains(oid):
+                return False  # a lost (or garbage-collected) output: compute it again
             current = self.db.index.current_at(var, place_key, self.vkeys_key)
             if current is not None and current.oid == oid and (current.call == hit["call"] or (
                     self._same_call(current.call, key) and (self.dry_run or store.contains(current.call)))):
                 continue
-            if not self.dry_run and not store.contains(oid):
-                return False  # garbage-collected output: compute again
             stale.append((var, address, place_key, oid))
         if not self.dry_run and stale:
             # naming old objects again: young first, so a gc judging them unreachable right now
