@@ -53,7 +53,8 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
     `repair=True` first rebuilds every damaged pack index from its pack (packs describe
     themselves); a pack that cannot be read through is still reported. It also drops the
     call-cache entries whose call record or an output is lost (or the record damaged), so
-    their next run computes them again. `quarantine=True`
+    their next run computes them again, and moves damaged objects to `.scistack/quarantine/`
+    (kept), so a save or a run of the same value stores a good copy. `quarantine=True`
     moves journal lines that cannot be read to `refs.log.quarantine` (kept, never deleted).
     """
     problems = _journal_problems(db)
@@ -86,6 +87,8 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
             problems.append(FsckProblem("corrupt", oid, str(exc).split(": ", 1)[-1].split(". ")[0]))
         except (ObjectNotFoundError, FileNotFoundError):
             continue  # deleted while we looked (a concurrent gc)
+    if repair and corrupt:
+        problems, corrupt = _set_aside(db, corrupt, problems, repaired)
     state, _ = db.index.full_fold()
     refs = [r for var in state.variables() for r in state.records(var)]
     reported = set(corrupt)
@@ -127,6 +130,28 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
     return FsckReport(checked, size, len(refs), len(state.calls), tuple(problems), tuple(repaired))
+
+
+def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], repaired: list[str]
+               ) -> tuple[list[FsckProblem], set[str]]:
+    """Move damaged objects out of the store (kept in `.scistack/quarantine/`): a save or run
+    of the same value found its oid present and wrote nothing, so the damage stayed. What
+    named them is then reported as lost, with its fix, and cache entries naming them go."""
+    folder = db.scistack_dir / "quarantine"
+    moved, failed = set(), {}
+    for oid in sorted(corrupt):
+        try:
+            kept = db.store.set_aside(oid, folder)
+        except ScistackError as exc:
+            failed[oid] = str(exc)
+            continue
+        moved.add(oid)
+        repaired.append(f"moved damaged object {oid[:12]} to {kept.relative_to(db.root)}; save or compute "
+                        "its value again to store a good copy")
+    kept_problems = [p if p.oid not in failed or p.kind != "corrupt" else
+                     FsckProblem(p.kind, p.oid, f"{p.detail}; not set aside: {failed[p.oid]}")
+                     for p in problems if not (p.kind == "corrupt" and p.oid in moved)]
+    return kept_problems, corrupt - moved
 
 
 def _lost_lineage_fix(db: Database, state: RefState, r: RefRecord) -> str:

@@ -246,3 +246,45 @@ def test_a_run_planned_one_by_one_computes_a_lost_value_again(project):
     project.store.delete_many([FsckOut.load(subject=1, session="post").oid])
     assert run().ran == 1
     np.testing.assert_array_equal(FsckOut.load(subject=1, session="post").data, np.arange(5.0) * 2)
+
+
+def test_a_damaged_value_is_set_aside_and_a_save_or_run_stores_a_good_copy(project):
+    """Saving a damaged value again wrote nothing (its oid was present), so the damage stayed
+    whatever the user did; --repair keeps the bad bytes in .scistack/quarantine/ and takes
+    them out of the store, and a save or a run stores a good copy."""
+    from scistack import for_each
+
+    def run():
+        return for_each(fsck_double, inputs={"x": FsckRaw}, outputs=[FsckOut], subject=[1], session=["pre"],
+                        progress=False, verbose=False)
+
+    raw = np.arange(100.0)
+    FsckRaw.save(raw, subject=1, session="pre")
+    run()
+    raw_oid, out_oid = FsckRaw.load(subject=1, session="pre").oid, FsckOut.load(subject=1, session="pre").oid
+    loose = writable(project.store.path_of(raw_oid))  # a value saved alone: a loose file
+    data = bytearray(loose.read_bytes())
+    data[-3] ^= 0x01
+    loose.write_bytes(bytes(data))
+    name, offset, length = project.store.packs.locate(out_oid)  # a run's output: in a pack
+    pack = writable(project.store.packs.directory / f"{name}.pack")
+    with open(pack, "r+b") as handle:
+        handle.seek(offset + length - 3)
+        byte = handle.read(1)
+        handle.seek(offset + length - 3)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    FsckRaw.save(raw, subject=1, session="pre")  # (the same value again: its oid is there, nothing written)
+    assert sorted((p.kind, p.oid) for p in fsck(project).problems) == sorted(
+        [("corrupt", raw_oid), ("corrupt", out_oid)])
+    result = cli(project, "--repair")
+    for oid in (raw_oid, out_oid):
+        assert f"moved damaged object {oid[:12]} to .scistack/quarantine/{oid}" in result.stdout
+        assert (project.path.parent / ".scistack" / "quarantine" / oid).exists()
+    after = fsck(project).problems
+    assert {p.kind for p in after if p.oid == raw_oid} == {"missing-ref-object"}
+    assert any("save it again" in p.detail for p in after if p.oid == raw_oid)
+    FsckRaw.save(raw, subject=1, session="pre")
+    assert run().ran == 1  # its cache entry went with the damaged output
+    np.testing.assert_array_equal(FsckRaw.load(subject=1, session="pre").data, raw)
+    np.testing.assert_array_equal(FsckOut.load(subject=1, session="pre").data, raw * 2)
+    assert fsck(project).ok

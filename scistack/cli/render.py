@@ -386,7 +386,7 @@ def render_fsck(report: Any) -> str:
     lines += [f"repaired: {what}" for what in report.repaired]
     for p in report.problems:
         oid = p.oid[:SHORT] + " " if p.oid else ""
-        lines.append(cut(f"{p.kind}: {oid}{p.detail}"))
+        lines.append(f"{p.kind}: {oid}{p.detail}")  # whole: the detail ends in what to do
     lines.append("ok" if report.ok else f"{len(report.problems)} problem(s) found")
     return "\n".join(lines)
 

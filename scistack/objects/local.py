@@ -691,6 +691,26 @@ class LocalObjectStore(ObjectStore):
     def delete(self, oid: str) -> None:
         self.delete_many([oid])
 
+    def set_aside(self, oid: str, folder: Path) -> Path:
+        self._refuse_writes()
+        folder.mkdir(parents=True, exist_ok=True)
+        kept = folder / oid
+        try:  # the loose copy, which `verify` reads first, else the packed one (both go)
+            data = self.path_of(oid).read_bytes()
+        except FileNotFoundError:
+            packed = self.packs.read(oid)
+            if packed is None:
+                raise ObjectNotFoundError(oid) from None
+            data = bytes(packed)
+        temp = kept.with_name(f".{oid}.tmp{os.getpid()}")
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, kept)  # kept before anything is removed: a crash here loses nothing
+        self.delete_many([oid])
+        return kept
+
     def delete_many(self, oids: Iterable[str]) -> int:
         """Remove objects (gc only): unlink loose files, rewrite packs without the others.
 

@@ -14,9 +14,10 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from scistack.errors import CorruptObjectError, ObjectNotFoundError
+from scistack.errors import ConfigurationError, CorruptObjectError, ObjectNotFoundError
 from scistack.objects.canonical_json import decode_json, loads_scalars
 from scistack.objects.codec import decode_value, encode_value, open_chunked
 from scistack.objects.hashing import KINDS, Buffer, hash_object
@@ -106,6 +107,13 @@ class ObjectStore(abc.ABC):
     def gc_guard(self) -> AbstractContextManager[None]:
         """Held around a gc: shared stores refuse a second gc at once (local: flock elsewhere)."""
         return nullcontext()
+
+    def set_aside(self, oid: str, folder: Path) -> Path:
+        """Move a damaged object's stored bytes out of the store into `folder` (kept, for a
+        look or a recovery) so that saving or computing the value again stores a good copy
+        (a put of an oid the store holds writes nothing). Stores that cannot say so."""
+        raise ConfigurationError(f"this object store ({type(self).__name__}) cannot set damaged objects aside; "
+                                 f"delete {oid} from it by hand, then save or compute the value again")
 
     def delete_many(self, oids: Iterable[str]) -> int:
         """Remove several objects (gc); returns bytes freed where the medium can tell (else 0)."""
