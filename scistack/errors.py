@@ -41,8 +41,8 @@ class CorruptObjectError(ScistackError, ValueError):
         self.actual = actual
         super().__init__(
             f"object {oid} is corrupt: {problem}. Its file must not be trusted; run "
-            "`scistack fsck` to list every damaged object, then re-save the value "
-            "(or restore the file from a backup)"
+            "`scistack fsck --repair` (it lists every damaged object and sets them aside), then "
+            "save the value again or rerun the step that computed it (or restore the file from a backup)"
         )
 
 
@@ -191,7 +191,8 @@ class ChunkReadError(CorruptObjectError):
             self,
             f"chunk {list(index)} (object {chunk_oid}) of chunked value {array_oid} {problem}. "
             "The other chunks are still readable: load with lazy=True and slice around it; run "
-            "`scistack fsck` to list every damaged chunk, then re-save the value",
+            "`scistack fsck --repair` (it lists every damaged chunk and sets them aside), then save "
+            "the value again or rerun the step that computed it",
         )
 
 
