@@ -112,21 +112,23 @@ class Database:
                       shared: str | None = None, objects: str | None = None) -> list[str]:
         config_path = self.scistack_dir / CONFIG_NAME
         self.project_id: str | None = None
+        shared_added: list[str] = []
         if shared_journal is not None:
-            schema_keys = self._check_shared(shared_journal, schema_keys, config_path)
+            schema_keys, shared_added = self._check_shared(shared_journal, schema_keys, config_path)
         if config_path.exists():
             config = json.loads(config_path.read_text())
+            if shared_journal is not None and schema_keys is not None and config.get("schema_keys") != schema_keys:
+                # another checkout added a schema key to the lab project: its keys are the shared
+                # ones (DuckDB gets the new column on its next sync)
+                config |= {"schema_keys": list(schema_keys), "added_keys": shared_added}
+                self._write_config(config)
             if config.get("db") and config["db"] != self.path.name:
                 raise SchemaMismatchError(
                     f"{self.root} already holds the scistack project {config['db']!r}; one folder "
                     f"holds one project. Open {config['db']!r}, or put {self.path.name!r} in its own folder"
                 )
             found = list(config["schema_keys"])
-            if schema_keys is not None and len(schema_keys) < len(found) and found[:len(schema_keys)] == list(
-                    schema_keys) and set(found[len(schema_keys):]) <= set(config.get("added_keys", ())):
-                # a script written before a finer level was added (add_schema_key): its saves and
-                # loads name the coarser keys, which mean what they meant (a list short of keys
-                # the project was created with is still refused: that is a slip)
+            if _written_before(schema_keys, found, config.get("added_keys", ())):
                 warnings.warn(f"{self.path.name} has schema keys {found} since a finer level was added; "
                               f"opened with them (update the list in configure_database)", stacklevel=4)
                 schema_keys = found
@@ -165,9 +167,10 @@ class Database:
         temp.write_text(json.dumps(config, indent=2) + "\n")
         os.replace(temp, config_path)
 
-    def _check_shared(self, journal: Any, schema_keys: Sequence[str] | None, config_path: Path) -> list[str] | None:
-        """Lab mode: the schema keys and project id are the shared journal's; a local folder
-        joined to one shared project is never silently pointed at another."""
+    def _check_shared(self, journal: Any, schema_keys: Sequence[str] | None, config_path: Path
+                      ) -> tuple[list[str] | None, list[str]]:
+        """Lab mode: the schema keys (and those added later) and project id are the shared
+        journal's; a local folder joined to one shared project is never silently pointed at another."""
         defaults = {"schema_keys": json.dumps(_validate_schema_keys(schema_keys))} if schema_keys else {}
         meta = journal.project_meta(defaults)
         self.project_id = meta.get("project_id")  # (none: the shared journal holds no project yet)
@@ -193,14 +196,19 @@ class Database:
                     f"the shared journal {redact(journal.url)} holds no project yet; create it with "
                     "configure_database(path, [\"subject\", ...], shared=...)"
                 )
-            return list(schema_keys)
-        found = json.loads(meta["schema_keys"])
-        if schema_keys is not None and list(schema_keys) != found:
+            return list(schema_keys), []
+        found, added = json.loads(meta["schema_keys"]), json.loads(meta.get("added_keys", "[]"))
+        if _written_before(schema_keys, found, added):
+            warnings.warn(f"the shared project at {redact(journal.url)} has schema keys {found} since a finer "
+                          "level was added; opened with them (update the list in configure_database)", stacklevel=5)
+        elif schema_keys is not None and list(schema_keys) != found:
             raise SchemaMismatchError(
                 f"the shared project at {redact(journal.url)} has schema keys {found}, not "
                 f"{list(schema_keys)}; nothing was changed. Open it with schema keys {found}"
+                + (f", then add the finer level with db.add_schema_key({list(schema_keys)[len(found)]!r})"
+                   if list(schema_keys)[:len(found)] == found and len(schema_keys) > len(found) else "")
             )
-        return found
+        return found, added
 
     @classmethod
     def discover(cls, start: str | os.PathLike | None = None) -> Database:
@@ -271,20 +279,25 @@ class Database:
         other sessions of the project first: they keep the old keys until reopened."""
         keys = _validate_schema_keys([*self.schema_keys, check_identifier(name, "schema key")])
         config = json.loads((self.scistack_dir / CONFIG_NAME).read_text())
-        if config.get("shared"):
-            raise SchemaMismatchError(
-                "a lab project's schema keys are shared by every checkout; adding one is not "
-                "supported there yet. Add it on a laptop copy before sharing, or start a new lab project")
-        for var in self.index.variables():
-            used = [k for k in self.index.vkey_names(var) | self.index.param_names(var)
-                    if k.split(".")[-1].lower() == name.lower()]
-            if used:
-                raise InvalidMetadataError(
-                    f"{var} has records with {used[0]!r} as a version key or lineage parameter; as a "
-                    f"schema key {name!r} would change what {var}.load({name}=...) means. Choose "
-                    "another name for the new level. Nothing was changed")
         added = [*config.get("added_keys", ()), name]  # an older script may still give the keys before these
-        self.index.add_schema_key(keys, lambda: self._write_config(config | {"schema_keys": keys, "added_keys": added}))
+
+        def check() -> None:  # under the journal's lock, the index caught up: no save slips in between
+            for var in self.index.variables():
+                used = [k for k in self.index.vkey_names(var) | self.index.param_names(var)
+                        if k.split(".")[-1].lower() == name.lower()]
+                if used:
+                    raise InvalidMetadataError(
+                        f"{var} has records with {used[0]!r} as a version key or lineage parameter; as a "
+                        f"schema key {name!r} would change what {var}.load({name}=...) means. Choose "
+                        "another name for the new level. Nothing was changed")
+
+        def record() -> None:
+            if config.get("shared"):  # the lab's keys are the shared journal's: every checkout takes
+                # them when it next opens the project (its own config and DuckDB follow)
+                self.index.set_project_meta({"schema_keys": json.dumps(keys), "added_keys": json.dumps(added)})
+            self._write_config(config | {"schema_keys": keys, "added_keys": added})
+
+        self.index.add_schema_key(keys, check, record)
         self.schema_keys = keys
         self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
         return keys
@@ -463,6 +476,14 @@ class Provenance(dict):
 def _decoded(tree: Any) -> Any:
     """A record's JSON tree as `ObjectStore.get_value` decodes it (a `$ref` stays its oid)."""
     return from_tree(tree, lambda oid: oid)
+
+
+def _written_before(given: Sequence[str] | None, found: list[str], added: Sequence[str]) -> bool:
+    """Whether `given` are a project's keys before the finer levels `added` later
+    (`add_schema_key`): a script written before then names the coarser keys, which mean what
+    they meant (a list short of keys the project was created with is still refused: a slip)."""
+    return given is not None and len(given) < len(found) and found[:len(given)] == list(given) and set(
+        found[len(given):]) <= set(added)
 
 
 def _validate_schema_keys(keys: Sequence[str]) -> list[str]:

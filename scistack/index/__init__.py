@@ -682,14 +682,21 @@ class Index:
         self._fold.rebuild()
         return self._sql.rebuild()
 
-    def add_schema_key(self, keys: list[str], write_config: Any) -> None:
+    def set_project_meta(self, values: dict[str, str]) -> None:
+        """Change a shared journal's project settings (under `add_schema_key`'s lock)."""
+        self._journal.set_project_meta(values)  # type: ignore[attr-defined] (lab journals only)
+
+    def add_schema_key(self, keys: list[str], check: Any, write_config: Any) -> None:
         """Take `keys` (the old ones and a new last one) as the schema: under the journal's lock
-        (no save of this project interleaves), `write_config()` records them, then DuckDB is
-        rebuilt with a column for the new key. Addresses in the journal do not change."""
+        (no save of this project interleaves, on this machine or, in a lab, any other), with
+        the index caught up, `check()` may refuse, then `write_config()` records them; DuckDB
+        is rebuilt with a column for the new key. Addresses in the journal do not change."""
         if self.read_only:
             raise ReadOnlyProjectError(self.read_only)
         self.flush()
         with self._journal.locked():
+            self.refresh()
+            check()
             write_config()
             self._key_case = {k.lower(): k for k in keys}
         self._sql.rebuild_with_keys(keys)

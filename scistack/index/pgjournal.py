@@ -176,6 +176,14 @@ class PostgresJournal:
                 rows = dict(self._execute(f"SELECT key, value FROM {META}").fetchall())
         return rows
 
+    def set_project_meta(self, values: dict[str, str]) -> None:
+        """Change shared settings (a schema key added), in one transaction; the caller holds
+        `locked()`, so no save of the project interleaves."""
+        with self._io, self._connection().transaction():
+            for key, value in values.items():
+                self._execute(f"INSERT INTO {META} VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                              (key, value), write=True)
+
     # -- the JournalBackend protocol -------------------------------------------------------
     def size(self) -> int:
         """The last committed `seq` (0 when empty): a cheap change detector.

@@ -14,7 +14,8 @@ import pytest
 
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database
-from scistack.errors import SchemaMismatchError, SharedAccessError, SharedServiceError, VariableNotFoundError
+from scistack.errors import (InvalidMetadataError, SchemaMismatchError, SharedAccessError, SharedServiceError,
+                             VariableNotFoundError)
 import scistack.gc as gc_module
 from scistack.gc import collect_garbage
 from scistack.index.pgjournal import PostgresJournal
@@ -263,4 +264,32 @@ def test_a_one_round_trip_append_writes_only_onto_the_journal_it_numbered_from(t
         assert len(journal.read_from(0)[0]) == 3
     finally:
         journal.close()
+        other.close()
+
+
+def test_a_finer_level_added_on_one_machine_is_every_checkouts(lab, tmp_path):
+    """`add_schema_key` in a lab project: the keys are the shared journal's, so every
+    checkout (one that joined before, one that joins after, a script still naming the old
+    keys) opens with the new level, and a name another machine used otherwise is refused."""
+    lab("c").close()  # a checkout that joined before the key was added
+    b = lab("b")
+    LabSignal.save(np.arange(1.0), subject=1, session=1, rep=1)  # "rep": a version key, from machine b
+    b.close()
+    a = lab("a")
+    with pytest.raises(InvalidMetadataError, match="'rep' as a version key"):
+        a.add_schema_key("rep")
+    LabSignal.save(np.arange(3.0), subject=1, session=2)
+    assert a.add_schema_key("trial") == ["subject", "session", "trial"]
+    LabSignal.save(np.arange(2.0), subject=1, session=2, trial=7)
+    a.close()
+    for name in ("c", "d"):
+        with pytest.warns(UserWarning, match="since a finer level was added"):
+            other = lab(name)  # (the fixture names the keys the project was created with)
+        assert other.schema_keys == ["subject", "session", "trial"]
+        assert json.loads((tmp_path / name / ".scistack" / "config.json").read_text())["schema_keys"] == \
+            ["subject", "session", "trial"]
+        assert LabSignal.load(subject=1, session=2, trial=7).data.tolist() == [0.0, 1.0]
+        assert LabSignal.load(subject=1, session=2).data.tolist() == [0.0, 1.0, 2.0]  # the coarser value stays
+        rows = other.sql("SELECT count(*) AS n, max(trial) AS trial FROM LabSignal WHERE subject = 1")  # the new column
+        assert rows.values.tolist() == [[3, 7]]
         other.close()
