@@ -177,6 +177,8 @@ def test_a_lost_call_record_is_recorded_again_by_the_next_run_after_repair(proje
     assert run().cached == 1
     lost = FsckOut.load(subject=1, session="pre").call
     os.unlink(project.store.path_of(lost))
+    told = why(FsckOut, subject=1, session="pre")  # (it raised ObjectNotFoundError)
+    assert told.status == "unknown" and "fsck --repair" in str(told)
     report = fsck(project)
     assert {p.kind for p in report.problems} == {"dangling-call"}
     assert any("fsck --repair" in p.detail for p in report.problems)

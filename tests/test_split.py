@@ -82,6 +82,8 @@ def test_each_part_is_saved_at_its_finer_address_with_the_call_lineage(trials):
         SpCount.load(subject=1, session="post").oid]
     assert SpTrial.load_all(n=3, subject=1, session="post")[0].data is not None  # by its lineage constant
     assert why(SpTrial, subject=1, session="post", trial=2).status == "current"
+    assert str(why(SpTrial, subject=1, session="post", trial=2)).startswith(
+        "SpTrial(subject=1, session='post', trial=2) is current")  # in schema order, not sorted
     # the parts feed a for_each at the finer level like any saved value
     peaks = for_each(lambda x: float(np.max(x)), inputs={"x": SpTrial}, outputs=[SpPeak], subject=SUBJECTS,
                      session=SESSIONS, trial=[], progress=False, verbose=False)

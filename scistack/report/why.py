@@ -17,7 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from scistack.database import get_database, loaded_record
-from scistack.errors import AmbiguousVersionError, InvalidMetadataError, ObjectNotFoundError, ScistackError
+from scistack.errors import (AmbiguousVersionError, CorruptObjectError, InvalidMetadataError, ObjectNotFoundError,
+                             ScistackError)
+from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, select_records
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
@@ -118,15 +120,22 @@ def newer_record(db: Any, call_oid: str) -> str | None:
 
 def why_record(db: Any, name: str, record: Any) -> WhyReport:
     """`why` for one ref record of variable `name` (its value is not loaded)."""
+    addr = ordered(record.addr, db.schema_keys)  # as the user names it, not sorted
     if record.call is None:
-        return WhyReport(name, record.addr, "raw", None, (Reason(
+        return WhyReport(name, addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
-    call, changes = _record_changes(db, record.call, upstream_of=None, seen=set())
+    try:
+        call, changes = _record_changes(db, record.call, upstream_of=None, seen=set())
+    except (ObjectNotFoundError, CorruptObjectError) as exc:
+        lost = "lost" if isinstance(exc, ObjectNotFoundError) else "damaged"
+        return WhyReport(name, addr, "unknown", None, (Reason(
+            "unknown", "lineage", f"its call record {record.call[:12]} is {lost}; `scistack fsck --repair`, then "
+            "running the step that made it again records its lineage anew"),))
     reasons = _superseded(db, name, record) + changes
     kinds = {r.kind for r in reasons}
     # A changed input or code makes a value stale even when other parts cannot be judged here.
     status = "stale" if kinds - {"superseded", "unknown"} else "unknown" if "unknown" in kinds else "current"
-    return WhyReport(name, record.addr, status, call.function.name, tuple(reasons))
+    return WhyReport(name, addr, status, call.function.name, tuple(reasons))
 
 
 def _record_changes(db: Any, call_oid: str, *, upstream_of: str | None,
