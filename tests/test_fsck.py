@@ -197,23 +197,6 @@ def test_a_lost_call_record_is_recorded_again_by_the_next_run_after_repair(proje
     assert run().cached == 1 and FsckOut.load(subject=1, session="pre").call == healed.call
 
 
-def test_a_run_planned_one_by_one_computes_a_call_whose_record_is_lost(project):
-    """(Inputs not all plain variables: each combination's cache hit is judged one by one,
-    and a hit whose record is gone is computed and recorded again without a repair.)"""
-    from scistack import Fixed, for_each
-
-    def run():
-        return for_each(fsck_double, inputs={"x": Fixed(FsckRaw, session="pre")}, outputs=[FsckOut],
-                        subject=[1], session=["post"], progress=False, verbose=False)
-
-    FsckRaw.save(np.arange(5.0), subject=1, session="pre")
-    assert run().ran == 1 and run().cached == 1
-    lost = FsckOut.load(subject=1, session="post").call
-    project.store.delete_many([lost])  # (packed: written in the run's batch)
-    assert run().ran == 1
-    assert project.store.contains(FsckOut.load(subject=1, session="post").call)
-
-
 def test_a_lost_value_is_computed_again_by_the_next_run_after_repair(project):
     """A pipeline's output whose object is lost: a rerun used to say "cached" over it forever."""
     from scistack import for_each
@@ -236,18 +219,6 @@ def test_a_lost_value_is_computed_again_by_the_next_run_after_repair(project):
     np.testing.assert_array_equal(FsckOut.load(subject=3, session="pre").data, (np.arange(4.0) + 3) * 2)
     assert FsckOut.load(subject=3, session="pre").version == 1  # the same value, its ref untouched
     assert fsck(project).ok
-
-
-def test_a_run_planned_one_by_one_computes_a_lost_value_again(project):
-    from scistack import Fixed, for_each
-
-    FsckRaw.save(np.arange(5.0), subject=1, session="pre")
-    run = lambda: for_each(fsck_double, inputs={"x": Fixed(FsckRaw, session="pre")},  # noqa: E731
-                           outputs=[FsckOut], subject=[1], session=["post"], progress=False, verbose=False)
-    assert run().ran == 1
-    project.store.delete_many([FsckOut.load(subject=1, session="post").oid])
-    assert run().ran == 1
-    np.testing.assert_array_equal(FsckOut.load(subject=1, session="post").data, np.arange(5.0) * 2)
 
 
 def test_a_damaged_value_is_set_aside_and_a_save_or_run_stores_a_good_copy(project):

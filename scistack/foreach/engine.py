@@ -466,18 +466,20 @@ class _Run:
                  layout: tuple[tuple | None, ...]) -> bool:
         """A cached call: make sure its outputs are the current refs at this combination (a
         `Split` output's parts at theirs)."""
+        # (a value that is current is not asked of the store: a lab's costs a request each; a lost
+        # object or record is fsck's to find, and `fsck --repair` drops its cache entry)
         stale = []
         store = self.db.store
-        if not self.dry_run and not store.contains(hit["call"]):
-            return False  # its call record is lost (damage, a pruned store): compute and record again
         for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
-            if not self.dry_run and not store.contains(oid):
-                return False  # a lost (or garbage-collected) output: compute it again
             current = self.db.index.current_at(var, place_key, self.vkeys_key)
             if current is not None and current.oid == oid and (current.call == hit["call"] or (
                     self._same_call(current.call, key) and (self.dry_run or store.contains(current.call)))):
                 continue
+            if not self.dry_run and not store.contains(oid):
+                return False  # garbage-collected output: compute again
             stale.append((var, address, place_key, oid))
+        if stale and not self.dry_run and not store.contains(hit["call"]):
+            return False  # the call record was garbage-collected: compute (and record) again
         if not self.dry_run and stale:
             # naming old objects again: young first, so a gc judging them unreachable right now
             # (their cache entry dropped) keeps them for its grace period
