@@ -627,8 +627,6 @@ class Index:
         """
         if a == b:
             return True
-        if a and self.record_exists is not None and not self.record_exists(a):
-            return False  # `a` was lost (damage, a pruned store): `b` is the record to name now
 
         def key_of_call(oid: str | None) -> str | None:
             if not oid:
@@ -636,7 +634,11 @@ class Index:
             return (held.call_keys.get(oid) if held is not None else None) or self.call_key_of(oid)
 
         key = key_of_call(a)
-        return key is not None and key == key_of_call(b)
+        if key is None or key != key_of_call(b):
+            return False
+        # `a` lost (damage, a pruned store): `b` is the record to name now (asked last: in a lab
+        # the store answers over the network)
+        return self.record_exists is None or self.record_exists(a)
 
     # -- the DuckDB materialisation ------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> Any:
