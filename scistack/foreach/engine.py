@@ -402,8 +402,8 @@ class _Run:
             if layout is not None:
                 for var, _, place_key, _ in self._places(combo, addr_key, list(hits[key]["outs"]), layout):
                     wanted.setdefault(var, []).append(place_key)
-        for var, keys in wanted.items():
-            index.read_ahead(var, keys, call_keys=True)
+        for var, keys in wanted.items():  # (their records' call keys are asked only where a ref
+            index.read_ahead(var, keys)      # names another record than the cache: rarely)
         return layouts
 
     def _check_cache(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved], key: str,
