@@ -28,7 +28,8 @@ class ObjectNotFoundError(ScistackError, LookupError):
     def __init__(self, oid: str, hint: str = "") -> None:
         self.oid = oid
         msg = f"object {oid} is not in the object store"
-        msg += f"; {hint}" if hint else "; run `scistack fsck`: it names what points to lost objects and how to get each back"
+        msg += f"; {hint}" if hint else (
+            "; run `scistack fsck`: it names what points to lost objects and how to get each back")
         super().__init__(msg)
 
 

@@ -181,8 +181,8 @@ class PostgresJournal:
         `locked()`, so no save of the project interleaves."""
         with self._io, self._connection().transaction():
             for key, value in values.items():
-                self._execute(f"INSERT INTO {META} VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                              (key, value), write=True)
+                self._execute(f"INSERT INTO {META} VALUES (%s, %s) "
+                              "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value), write=True)
 
     # -- the JournalBackend protocol -------------------------------------------------------
     def size(self) -> int:
