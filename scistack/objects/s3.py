@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from scistack.errors import (
+    ConfigurationError,
     CorruptObjectError,
     GarbageCollectionError,
     ObjectNotFoundError,
@@ -435,6 +436,30 @@ class S3ObjectStore(ObjectStore):
 
     def delete(self, oid: str) -> None:
         self.delete_many([oid])
+
+    def set_aside(self, oid: str, folder: Path) -> Path:
+        """A damaged loose object's bytes kept in `folder`, then removed from the bucket (and
+        this machine's cache). One in a pack stays: other machines read the pack, which is
+        never rewritten in place."""
+        validate_oid(oid)
+        if self._locate(oid) is not None:
+            raise ConfigurationError(
+                f"object {oid} sits in a pack of {self.url} that every machine reads; it is not "
+                "rewritten from here: restore the pack from a backup, or delete the refs to the value")
+        data = self._fetch(oid)
+        if data is None:
+            raise ObjectNotFoundError(oid)
+        folder.mkdir(parents=True, exist_ok=True)
+        kept, temp = folder / oid, folder / f".{oid}.tmp{os.getpid()}"
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, kept)  # kept before anything is removed
+        self._young.pop(oid, None)
+        self._call("deleting an object", self._ob.delete, f"objects/{oid[:2]}/{oid[2:]}")
+        self.cache.delete(oid)
+        return kept
 
     def delete_many(self, oids: Iterable[str]) -> int:
         """Remove loose objects, and packs whose every object is doomed; returns bytes freed."""

@@ -14,6 +14,7 @@ from scistack import BaseVariable, configure_database
 from scistack.errors import SharedAccessError, VariableNotFoundError, CorruptObjectError, GarbageCollectionError, SchemaMismatchError, SharedServiceError
 import scistack.gc as gc_module
 from scistack.gc import collect_garbage
+from scistack.fsck import fsck
 from scistack.index.pgjournal import PostgresJournal
 
 from .conftest import WRITER_PASSWORD, TcpRelay, free_port
@@ -135,9 +136,18 @@ def test_a_damaged_object_in_the_bucket_is_refused_on_read(machine, s3_server, b
     body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
     body[-1] ^= 0xFF
     client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
-    machine("b")
+    db = machine("b")
     with pytest.raises(CorruptObjectError, match=saved.oid):
         LabValue.load(subject=1, session=1)
+    # the way back: fsck --repair keeps the bad bytes here and takes them out of the bucket,
+    # and saving the value again uploads a good copy (a present oid was never sent again)
+    repaired = fsck(db, repair=True)
+    assert any(f"moved damaged object {saved.oid[:12]}" in r for r in repaired.repaired)
+    assert (db.root / ".scistack" / "quarantine" / saved.oid).read_bytes() == bytes(body)
+    LabValue.save(np.arange(10.0), subject=1, session=1)
+    db.store.wait_uploads()
+    machine("c")
+    assert LabValue.load(subject=1, session=1).data.tolist() == list(np.arange(10.0))
 
 
 def test_the_local_cache_stays_under_its_bound(machine):
