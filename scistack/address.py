@@ -10,6 +10,7 @@ column of floats is the same subject as `subject=1`.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import numpy as np
@@ -89,3 +90,20 @@ def typed(value: Any) -> tuple[str, Any]:
     if isinstance(value, (list, dict)):
         return ("json", repr(value))
     return (type(value).__name__, value)
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)")
+
+
+def value_text(value: Any) -> str:
+    """An address value as the command line takes it: strings that look like numbers quoted
+    (the CLI prints addresses this way, and fsck's fixes name `scistack` commands with them)."""
+    if isinstance(value, str):
+        return (
+            repr(value)
+            if _NUMBER.fullmatch(value) or value in ("true", "false") or not value
+            else value
+        )
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

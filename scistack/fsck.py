@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from scistack.address import value_text
 from scistack.database import Database
 from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamagedError, ObjectNotFoundError,
                              ScistackError)
@@ -18,6 +19,7 @@ from scistack.index import RefRecord, key_of
 from scistack.index.journal import entry_problem, loads_line
 from scistack.index.state import RefState
 from scistack.gc import walk_reachable
+from scistack.htmlrepr import ordered
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,7 @@ def _lost_lineage_fix(db: Database, state: RefState, r: RefRecord) -> str:
     healed = any(o.version > r.version and o.oid == r.oid and o.vkeys == r.vkeys and o.call
                  and db.store.contains(o.call) for o in state.versions_at(r.var, key_of(r.addr)))
     if healed:
-        keys = " ".join(f"--{k} {v}" for k, v in r.addr.items())
+        keys = " ".join(f"--{k} {value_text(v)}" for k, v in ordered(r.addr, db.schema_keys).items())
         return (f"a newer version holds the same value with its lineage; drop this one with "
                 f"`scistack rm {r.var} {keys} --version {r.version}`")
     return "run the step that made it again (after `scistack fsck --repair`) to record its lineage anew"

@@ -190,7 +190,7 @@ def test_a_lost_call_record_is_recorded_again_by_the_next_run_after_repair(proje
     assert why(FsckOut, subject=1, session="pre").status == "current"
     (left,) = fsck(project).problems  # the old version still names the lost record: the fix is named
     command = left.detail.split("`")[1]
-    assert command == "scistack rm FsckOut --session pre --subject 1 --version 1"
+    assert command == "scistack rm FsckOut --subject 1 --session pre --version 1"
     result = CliRunner().invoke(main, ["--db", str(project.path), *command.split()[1:], "--yes"])
     assert result.exit_code == 0, result.output
     assert fsck(project).ok

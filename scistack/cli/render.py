@@ -7,15 +7,14 @@ the status grid splits its variables into blocks, long lines are cut.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
+from scistack.address import value_text
 from scistack.index import RefRecord
 from scistack.report.json_ready import json_ready
 
 WIDTH = 80
 SHORT = 12
-_NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|nan)")
 
 
 # -- JSON --------------------------------------------------------------------------------
@@ -28,19 +27,6 @@ def to_json(data: Any) -> str:
 def cut(text: str, width: int = WIDTH) -> str:
     """`text` cut to `width` characters, ending in "…" when cut."""
     return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def value_text(value: Any) -> str:
-    """An address value as the command line takes it: strings that look like numbers quoted."""
-    if isinstance(value, str):
-        return (
-            repr(value)
-            if _NUMBER.fullmatch(value) or value in ("true", "false") or not value
-            else value
-        )
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def addr_text(addr: dict[str, Any], keys: list[str] | None = None) -> str:
