@@ -693,8 +693,6 @@ class LocalObjectStore(ObjectStore):
 
     def set_aside(self, oid: str, folder: Path) -> Path:
         self._refuse_writes()
-        folder.mkdir(parents=True, exist_ok=True)
-        kept = folder / oid
         try:  # the loose copy, which `verify` reads first, else the packed one (both go)
             data = self.path_of(oid).read_bytes()
         except FileNotFoundError:
@@ -702,12 +700,7 @@ class LocalObjectStore(ObjectStore):
             if packed is None:
                 raise ObjectNotFoundError(oid) from None
             data = bytes(packed)
-        temp = kept.with_name(f".{oid}.tmp{os.getpid()}")
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, kept)  # kept before anything is removed: a crash here loses nothing
+        kept = self._keep(folder, oid, data)  # kept before anything is removed: a crash loses nothing
         self.delete_many([oid])
         return kept
 

@@ -449,13 +449,7 @@ class S3ObjectStore(ObjectStore):
         data = self._fetch(oid)
         if data is None:
             raise ObjectNotFoundError(oid)
-        folder.mkdir(parents=True, exist_ok=True)
-        kept, temp = folder / oid, folder / f".{oid}.tmp{os.getpid()}"
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, kept)  # kept before anything is removed
+        kept = self._keep(folder, oid, data)  # kept before anything is removed
         self._young.pop(oid, None)
         self._call("deleting an object", self._ob.delete, f"objects/{oid[:2]}/{oid[2:]}")
         self.cache.delete(oid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import functools
+import os
 import threading
 from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Iterable, Iterator, Sequence
@@ -114,6 +115,18 @@ class ObjectStore(abc.ABC):
         (a put of an oid the store holds writes nothing). Stores that cannot say so."""
         raise ConfigurationError(f"this object store ({type(self).__name__}) cannot set damaged objects aside; "
                                  f"delete {oid} from it by hand, then save or compute the value again")
+
+    @staticmethod
+    def _keep(folder: Path, oid: str, data: bytes) -> Path:
+        """`data` written to `folder/oid` durably (before the store lets the object go)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        kept, temp = folder / oid, folder / f".{oid}.tmp{os.getpid()}"
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, kept)
+        return kept
 
     def delete_many(self, oids: Iterable[str]) -> int:
         """Remove several objects (gc); returns bytes freed where the medium can tell (else 0)."""
