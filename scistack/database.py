@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from scistack.records import read_call
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
+_SHARED_KEYS_TTL = 10.0  # seconds a lab session trusts the shared schema keys it last read
 ENV_VAR = "SCISTACK_DB"
 
 
@@ -84,6 +86,7 @@ class Database:
         try:
             self.schema_keys = self._check_config(schema_keys, journal if shared else None, shared, objects)
             self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
+            self._config_keys, self._shared_keys_at = list(self.schema_keys), time.monotonic()
             if objects and store is None:
                 store = open_s3_store(objects, self.scistack_dir / "cache", project_id=self.project_id,
                                       max_bytes=cache_bytes)
@@ -256,21 +259,31 @@ class Database:
     def check_version_keys(self, names: Any) -> None:
         """Refuse version keys that another session has made schema keys since this one opened
         (`add_schema_key` there): saved here as version keys they would be a second meaning of
-        one name. One `stat` of the config, only for saves that name a version key."""
-        path = self.scistack_dir / CONFIG_NAME
-        try:
-            stamp = path.stat().st_mtime_ns
-        except OSError:
-            return
-        if stamp == self._config_stamp:
-            return
-        keys = json.loads(path.read_text()).get("schema_keys", self.schema_keys)
-        self._config_stamp = stamp
+        one name. Only for saves that name a version key: one `stat` of the config, and in a
+        lab one read of the shared settings every `_SHARED_KEYS_TTL` seconds."""
+        keys = self._keys_now()
         added = [k for k in names if k in keys and k not in self.schema_keys]
         if added:
             raise SchemaMismatchError(
                 f"{added[0]!r} became a schema key of this project in another session (its keys are now "
                 f"{keys}); reopen the project (configure_database again) to save with it. Nothing was saved")
+
+    def _keys_now(self) -> list[str]:
+        """The project's schema keys as another session may have changed them."""
+        path = self.scistack_dir / CONFIG_NAME
+        try:
+            stamp = path.stat().st_mtime_ns
+        except OSError:
+            return self._config_keys
+        if stamp != self._config_stamp:  # (kept, not just the stamp: a later save checks its own names)
+            self._config_keys = json.loads(path.read_text()).get("schema_keys", self.schema_keys)
+            self._config_stamp = stamp
+        if self.project_id is not None and time.monotonic() - self._shared_keys_at > _SHARED_KEYS_TTL:
+            shared = self.index.project_meta().get("schema_keys")  # another machine's add-key
+            self._shared_keys_at = time.monotonic()
+            if shared:
+                self._config_keys = json.loads(shared)
+        return self._config_keys
 
     def add_schema_key(self, name: str) -> list[str]:
         """Add a finer level to the project's schema (`"trial"` under subject and session);
@@ -298,7 +311,7 @@ class Database:
             self._write_config(config | {"schema_keys": keys, "added_keys": added})
 
         self.index.add_schema_key(keys, check, record)
-        self.schema_keys = keys
+        self.schema_keys = self._config_keys = keys
         self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
         return keys
 

@@ -339,8 +339,12 @@ def test_a_finer_level_is_added_and_the_values_saved_before_stay_where_they_were
     stale = scistack.Database(tmp_path / "a.duckdb")  # another session, open before the key is added
     assert db.add_schema_key("trial") == ["subject", "session", "trial"]
     scistack.database._current = stale
+    VPerTrial.save(np.ones(3), subject=1, session="pre", rep=1)  # another version key: fine
     with pytest.raises(SchemaMismatchError, match="'trial' became a schema key.*reopen the project"):
         VPerTrial.save(np.ones(3), subject=1, session="pre", trial=1)  # not a version key 'trial'
+    with pytest.raises(SchemaMismatchError, match="'trial' became a schema key"):  # (asked again: still refused)
+        VPerTrial.save(np.ones(3), subject=1, session="pre", trial=1)
+    VPerTrial.delete(subject=1, session="pre", rep=1)
     VPeak.save(5.0, subject=2, session="pre")  # without the new key: fine, and synced by column name
     assert stale.sql("SELECT subject, value FROM VPeak ORDER BY subject")["value"].tolist() == [2.0, 5.0]
     assert "trial" in stale.sql("SELECT * FROM VPeak").columns  # its views keep the new key's column

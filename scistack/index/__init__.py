@@ -684,6 +684,11 @@ class Index:
         self._fold.rebuild()
         return self._sql.rebuild()
 
+    def project_meta(self) -> dict[str, str]:
+        """A shared journal's project settings as they are now ({} for a local journal)."""
+        read = getattr(self._journal, "read_project_meta", None)
+        return read() if read is not None else {}
+
     def set_project_meta(self, values: dict[str, str]) -> None:
         """Change a shared journal's project settings (under `add_schema_key`'s lock)."""
         self._journal.set_project_meta(values)  # type: ignore[attr-defined] (lab journals only)

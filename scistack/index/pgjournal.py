@@ -176,6 +176,10 @@ class PostgresJournal:
                 rows = dict(self._execute(f"SELECT key, value FROM {META}").fetchall())
         return rows
 
+    def read_project_meta(self) -> dict[str, str]:
+        """The shared settings as they are now (one query, no lock: read, never changed here)."""
+        return dict(self._execute(f"SELECT key, value FROM {META}").fetchall())
+
     def set_project_meta(self, values: dict[str, str]) -> None:
         """Change shared settings (a schema key added), in one transaction; the caller holds
         `locked()`, so no save of the project interleaves."""

@@ -267,7 +267,7 @@ def test_a_one_round_trip_append_writes_only_onto_the_journal_it_numbered_from(t
         other.close()
 
 
-def test_a_finer_level_added_on_one_machine_is_every_checkouts(lab, tmp_path):
+def test_a_finer_level_added_on_one_machine_is_every_checkouts(lab, tmp_path, monkeypatch):
     """`add_schema_key` in a lab project: the keys are the shared journal's, so every
     checkout (one that joined before, one that joins after, a script still naming the old
     keys) opens with the new level, and a name another machine used otherwise is refused."""
@@ -279,7 +279,14 @@ def test_a_finer_level_added_on_one_machine_is_every_checkouts(lab, tmp_path):
     with pytest.raises(InvalidMetadataError, match="'rep' as a version key"):
         a.add_schema_key("rep")
     LabSignal.save(np.arange(3.0), subject=1, session=2)
+    stale = lab("e")  # open on another machine while the key is added
     assert a.add_schema_key("trial") == ["subject", "session", "trial"]
+    database_module._current = stale
+    monkeypatch.setattr(database_module, "_SHARED_KEYS_TTL", 0.0)  # (it reads the shared keys every 10 s)
+    with pytest.raises(SchemaMismatchError, match="'trial' became a schema key"):
+        LabSignal.save(np.arange(1.0), subject=1, session=2, trial=7)  # not a version key 'trial'
+    stale.close()
+    database_module._current = a
     LabSignal.save(np.arange(2.0), subject=1, session=2, trial=7)
     a.close()
     for name in ("c", "d"):
