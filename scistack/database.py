@@ -120,16 +120,16 @@ class Database:
             schema_keys, shared_added = self._check_shared(shared_journal, schema_keys, config_path)
         if config_path.exists():
             config = json.loads(config_path.read_text())
-            if shared_journal is not None and schema_keys is not None and config.get("schema_keys") != schema_keys:
-                # another checkout added a schema key to the lab project: its keys are the shared
-                # ones (DuckDB gets the new column on its next sync)
-                config |= {"schema_keys": list(schema_keys), "added_keys": shared_added}
-                self._write_config(config)
             if config.get("db") and config["db"] != self.path.name:
                 raise SchemaMismatchError(
                     f"{self.root} already holds the scistack project {config['db']!r}; one folder "
                     f"holds one project. Open {config['db']!r}, or put {self.path.name!r} in its own folder"
                 )
+            if shared_journal is not None and schema_keys is not None and config.get("schema_keys") != schema_keys:
+                # another checkout added a schema key to the lab project: its keys are the shared
+                # ones (DuckDB gets the new column on its next sync)
+                config |= {"schema_keys": list(schema_keys), "added_keys": shared_added}
+                self._write_config(config)
             found = list(config["schema_keys"])
             if _written_before(schema_keys, found, config.get("added_keys", ())):
                 warnings.warn(f"{self.path.name} has schema keys {found} since a finer level was added; "
