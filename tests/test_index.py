@@ -225,11 +225,15 @@ def test_the_fold_keeps_oids_as_32_bytes_and_gives_them_back_as_text(project):
     np.testing.assert_array_equal(Signal.load(subject=1, session="pre").data, np.arange(3.0))
     key, call, fn = "1a" * 32, "2b" * 32, "3c" * 32
     project.index.put_call(key, call, fn, [record.oid])
+    odd_key, odd_call = "A" * 64, "B" * 64  # not lowercase hex: kept as text
+    project.index.put_call(odd_key, odd_call, None, [record.oid])
+    peak = MaxActivation.load(subject=1, session="pre").oid
     project.close()
     con = sqlite3.connect(project.root / ".scistack" / "fold.sqlite")
     assert con.execute("SELECT DISTINCT typeof(oid), length(oid) FROM refs").fetchall() == [("blob", 32)]
     assert con.execute("SELECT oid FROM refs WHERE var = 'Signal'").fetchone()[0].hex() == record.oid
-    assert con.execute("SELECT key, call, fn FROM calls").fetchall() == [tuple(map(bytes.fromhex, (key, call, fn)))]
+    assert con.execute("SELECT key, call, fn FROM calls ORDER BY typeof(key)").fetchall() == [
+        tuple(map(bytes.fromhex, (key, call, fn))), (odd_key, odd_call, None)]
     con.close()
     db = configure_database(project.path, ["subject", "session"])  # read from the fold, not this process's lines
     try:
@@ -237,6 +241,13 @@ def test_the_fold_keeps_oids_as_32_bytes_and_gives_them_back_as_text(project):
                                                            "outs": [record.oid], "t": None}
         assert db.index.call_key_of(call) == key
         assert [r.var for r in db.index.refs_to(record.oid)] == ["Signal"]
+        # the bulk reads of a cached for_each (the oids made text by SQLite)
+        outs = f'["{record.oid}"]'
+        assert db.index.call_outputs([key, odd_key, "9" * 64]) == {key: (call, fn, outs),
+                                                                   odd_key: (odd_call, None, outs)}
+        at = key_of({"subject": 1, "session": "pre"})
+        assert db.index.newest_rows(["Signal"], ["MaxActivation"], [at, key_of({"subject": 2, "session": "pre"})]) \
+            == [(at, record.oid, peak, None), (key_of({"subject": 2, "session": "pre"}), None, None, None)]
     finally:
         db.close()
     for odd in ("A" * 64, "a" * 63, "zz" * 32, " " + "a" * 63, 7, None):

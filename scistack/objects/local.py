@@ -176,7 +176,8 @@ class LocalObjectStore(ObjectStore):
             return
         form = shuffle.choose(_samples(parts, length), length, header.partition(b" ")[0].decode(), MIN_SAVING)
         if form:  # an array chunk, shuffled (objects/shuffle.py)
-            _write_all(out, shuffle.encode(header, b"".join(parts) if len(parts) > 1 else parts[0], form))
+            for stored in shuffle.encode(header, b"".join(parts) if len(parts) > 1 else parts[0], form):
+                _write_all(out, stored)
         elif form == 0:
             # chunks (<= 16 MB) are compressed two at a time by the chunk writer: one thread
             # each compresses ~1.5x faster on 2 cores than each spawning its own workers

@@ -42,3 +42,13 @@ def test_the_narrowest_width_that_compresses_as_well_is_chosen(dtype, width):
         samples = [payload[i * step : i * step + (64 << 10)] for i in range(3)]
         assert choose(samples, len(payload), "chunk", 0.1) == width
         assert not choose(samples, len(payload), "npy", 0.1)  # only chunks are shuffled
+
+
+@pytest.mark.parametrize("width", [2, 4, 8])
+def test_shuffled_is_byte_k_of_every_element_in_turn(width):
+    """The whole-array integer passes (2 and 4 bytes) and the column copy (8) give what the
+    stored format defines, also from a payload not aligned to its elements."""
+    payload = np.random.default_rng(width).integers(0, 256, width * 1001, dtype=np.uint8).tobytes()
+    expected = b"".join(payload[k::width] for k in range(width))
+    assert shuffled(payload, width) == expected
+    assert shuffled(memoryview(b"x" + payload)[1:], width) == expected
