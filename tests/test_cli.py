@@ -148,6 +148,34 @@ def test_log_json_limit_and_address_types(built):
     assert run(built, "log", "CliFiltered", "--subject", "1", "--str").exit_code == 2
 
 
+def test_log_without_a_variable_is_what_the_project_saved_lately(built):
+    """As `git log`: every variable's versions, newest first, 20 unless -n says; an address
+    (given with no variable before it) narrows it, and one that matches nothing anywhere is an error."""
+    entries = json.loads(ok(run(built, "log", "--json")))
+    assert len(entries) == 18  # every version: 7 raw, 1 table, 6 filtered, 4 peaks
+    stamps = [(e["created_at"], e["version"]) for e in entries]
+    assert stamps == sorted(stamps, reverse=True)
+    assert entries[0]["var"] == "CliRaw" and entries[0]["version"] == 2  # the re-recording came last
+    assert {e["var"] for e in entries} == {"CliRaw", "CliTable", "CliFiltered", "CliPeak"}
+    for subject in (2, 3, 4):
+        CliTable.save(pd.DataFrame({"a": [subject]}), subject=subject)
+    entries = json.loads(ok(run(built, "log", "--json")))
+    assert len(entries) == 20 and [e["addr"]["subject"] for e in entries[:3]] == [4, 3, 2]
+    assert len(json.loads(ok(run(built, "log", "-n", "3", "--json")))) == 3
+
+    every = json.loads(ok(run(built, "log", "--subject", "2", "--session", "post", "-n", "100", "--json")))
+    assert sorted(e["var"] for e in every) == ["CliFiltered", "CliPeak", "CliRaw"]
+    assert all(e["addr"] == {"subject": 2, "session": "post"} for e in every)
+    low = json.loads(ok(run(built, "log", "--low_hz", "20", "-n", "100", "--json")))  # one step's parameter
+    assert {e["var"] for e in low} == {"CliFiltered", "CliPeak"}
+    text = ok(run(built, "log", "-n", "1"))
+    assert text.startswith("value ") and "CliTable subject=4  (current)" in text
+
+    result = run(built, "log", "--subject", "9")
+    assert result.exit_code == 2 and "no variable has a record matching subject=9" in result.stderr
+    assert "CliRaw" in result.stderr and "scistack status" in result.stderr
+
+
 def test_log_names_array_constants_and_prints_numpy_numbers_as_numbers(built):
     CliRaw.save(np.ones(50), subject=5, session="pre")
     for_each(built.module.bandpass, inputs={"signal": CliRaw, "low_hz": np.zeros(50)},

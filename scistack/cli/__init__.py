@@ -123,9 +123,13 @@ def ls(project: _Project, as_json: bool) -> None:
     _emit(as_json, summaries, render.render_ls(summaries))
 
 
+PROJECT_LOG = 20  # versions `log` shows without a variable unless -n says
+
+
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
-@click.argument("variable")
-@click.option("-n", "--max-count", "n", type=click.IntRange(min=1), help="Show at most N versions.")
+@click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[VARIABLE]")
+@click.option("-n", "--max-count", "n", type=click.IntRange(min=1),
+              help=f"Show at most N versions (without VARIABLE: {PROJECT_LOG} unless given).")
 @click.option(
     "--graph", is_flag=True, help="Draw each version's upstream lineage down to raw inputs."
 )
@@ -133,13 +137,20 @@ def ls(project: _Project, as_json: bool) -> None:
 @str_option
 @click.pass_context
 def log(
-    ctx: click.Context, variable: str, n: int | None, graph: bool, as_json: bool, as_str: bool
+    ctx: click.Context, words: tuple[str, ...], n: int | None, graph: bool, as_json: bool, as_str: bool
 ) -> None:
-    """History of VARIABLE, newest first: one entry per saved version."""
+    """History of VARIABLE, newest first: one entry per saved version. Without VARIABLE, of
+    every variable: what the project saved lately (an address narrows either)."""
     from scistack.report.history import lineage_graph, log_entries
 
+    # the variable is optional and the address follows it: a first word that is not an
+    # option is the variable (click would bind `9` of `--subject 9` to an optional argument)
+    variable = words[0] if words and not words[0].startswith("-") else None
+    address = _address_of(ctx, list(words[variable is not None:]), as_str)
     db = ctx.obj.db
-    entries = log_entries(db, variable, n=n, **_address(ctx, as_str))
+    if variable is None and n is None:
+        n = PROJECT_LOG
+    entries = log_entries(db, variable, n=n, **address)
     if not graph:
         return _emit(as_json, entries, render.render_log(entries, db.schema_keys))
     trees = [lineage_graph(db, e) for e in entries]

@@ -205,9 +205,29 @@ def _newest_first(db: Database, var: str, n: int | None, address: dict[str, Any]
     return records
 
 
-def log_entries(db: Database, var: str, *, n: int | None = None, **address: Any) -> list[LogEntry]:
-    """Every saved version of `var` at `address`, newest first (at most `n`)."""
-    records = _newest_first(db, var, n, address)
+def _newest_of_every(db: Database, n: int | None, address: dict[str, Any]) -> list[RefRecord]:
+    """Live versions of every variable at `address`, newest first: each variable's newest `n`
+    (one indexed query each), merged. A variable with nothing there (or without a key asked
+    for: a lineage parameter of another step) is left out; none with anything is an error."""
+    merged: list[RefRecord] = []
+    variables = db.index.variables()
+    for var in variables:
+        try:
+            merged += _newest_first(db, var, n, address)
+        except VariableNotFoundError:  # (an unknown key is one too)
+            continue
+    if not merged and address:
+        query = ", ".join(f"{k}={v!r}" for k, v in address.items())
+        raise VariableNotFoundError(f"no variable has a record matching {query} (variables: "
+                                    f"{', '.join(variables) or 'none yet'}); see `scistack status`")
+    merged.sort(key=lambda r: (r.created_at, r.version), reverse=True)
+    return merged
+
+
+def log_entries(db: Database, var: str | None, *, n: int | None = None, **address: Any) -> list[LogEntry]:
+    """Every saved version of `var` at `address`, newest first (at most `n`); with `var` None,
+    of every variable: what the project saved lately."""
+    records = _newest_first(db, var, n, address) if var is not None else _newest_of_every(db, n, address)
     calls = CallReader(db)
     out = []
     for record in records[:n] if n else records:
