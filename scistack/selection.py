@@ -18,6 +18,7 @@ from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryE
                              VariableNotFoundError)
 from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, newest_per_variant
+from scistack.index.views import param_columns
 from scistack.where import matching_rows, record_columns
 
 
@@ -50,6 +51,8 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
             vkeys[key] = value
         elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
             params[key] = value
+        elif (named := _param_of_column(key, param_names)) is not None:
+            params[named] = value  # `bandpass_low_hz`, as the views and DataFrames name it
         else:
             unknown.append(key)
     if unknown:
@@ -63,6 +66,15 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     if not records:
         raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
     return records
+
+
+def _param_of_column(column: str, param_names: set[str]) -> str | None:
+    """The lineage parameter the views' column `column` shows (`bandpass_low_hz` ->
+    `bandpass.low_hz`), by their one naming rule; None when no parameter has that column."""
+    for name, named in param_columns(param_names, lambda _: True):
+        if named == column and name != column:
+            return name
+    return None
 
 
 _SCALARS = frozenset({int, str, float, bool})
@@ -133,7 +145,8 @@ def _scalar_values(db: Database, records: list[RefRecord], where: str | tuple) -
 
 
 def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:
-    known = [*db.schema_keys, *sorted(vkeys), *sorted({p.rsplit(".", 1)[-1] for p in params})]
+    columns = {column for _, column in param_columns(params, lambda _: True)}  # `low_hz`, `bandpass_low_hz`
+    known = [*db.schema_keys, *sorted(vkeys), *sorted({p.rsplit(".", 1)[-1] for p in params} | columns)]
     close = [m for k in unknown for m in difflib.get_close_matches(k, known, n=1, cutoff=0.6)]
     guess = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     return (

@@ -23,6 +23,8 @@ from types import ModuleType
 
 import numpy as np
 import pytest
+
+import scistack.errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -755,6 +757,11 @@ def test_load_selects_by_constants_of_the_call_and_of_upstream_calls(project) ->
         Envelope.load(**{"bandpass.low_hz": 10, "envelope.cutoff": 6})[0].metadata["variant"]
         == "low10"
     )
+    # as the views, DataFrames and where= name them: the column names select too
+    assert Envelope.load(bandpass_low_hz=10, envelope_cutoff=6)[0].metadata["variant"] == "low10"
+    assert {r.metadata["variant"] for r in Envelope.load_all(bandpass_low_hz=[10, 20])} == {"low10", "low20"}
+    with pytest.raises(scistack.errors.UnknownMetadataKeyError, match="did you mean 'bandpass_low_hz'"):
+        Envelope.load(bandpass_low=10)
 
 
 def test_numpy_scalar_constants_are_parameters_with_their_object_oids(project) -> None:
