@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from scistack.address import shown
 from scistack.lineage.filecheck import note_record
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFoundError
@@ -217,7 +218,7 @@ def _newest_of_every(db: Database, n: int | None, address: dict[str, Any]) -> li
         except VariableNotFoundError:  # (an unknown key is one too)
             continue
     if not merged and address:
-        query = ", ".join(f"{k}={v!r}" for k, v in address.items())
+        query = ", ".join(f"{k}={shown(v)}" for k, v in address.items())
         raise VariableNotFoundError(f"no variable has a record matching {query} (variables: "
                                     f"{', '.join(variables) or 'none yet'}); see `scistack status`")
     merged.sort(key=lambda r: (r.created_at, r.version), reverse=True)
