@@ -174,6 +174,9 @@ def test_log_without_a_variable_is_what_the_project_saved_lately(built):
     result = run(built, "log", "--subject", "9")
     assert result.exit_code == 2 and "no variable has a record matching subject=9" in result.stderr
     assert "CliRaw" in result.stderr and "scistack status" in result.stderr
+    result = run(built, "log", "--sesion", "pre")  # a key no variable has: which keys there are
+    assert result.exit_code == 2 and "no metadata key 'sesion'" in result.stderr
+    assert "did you mean 'session'" in result.stderr
 
 
 def test_log_names_array_constants_and_prints_numpy_numbers_as_numbers(built):

@@ -17,7 +17,7 @@ import numpy as np
 from scistack.address import shown
 from scistack.lineage.filecheck import note_record
 from scistack.database import ENV_VAR, Database, current_database
-from scistack.errors import InvalidOidError, ObjectNotFoundError, VariableNotFoundError
+from scistack.errors import InvalidOidError, ObjectNotFoundError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.objects.chunked import describe_manifest
 from scistack.objects.codec import child_oids
 from scistack.selection import select_records
@@ -212,11 +212,16 @@ def _newest_of_every(db: Database, n: int | None, address: dict[str, Any]) -> li
     for: a lineage parameter of another step) is left out; none with anything is an error."""
     merged: list[RefRecord] = []
     variables = db.index.variables()
+    unknown: list[UnknownMetadataKeyError] = []
     for var in variables:
         try:
             merged += _newest_first(db, var, n, address)
-        except VariableNotFoundError:  # (an unknown key is one too)
+        except UnknownMetadataKeyError as exc:
+            unknown.append(exc)
+        except VariableNotFoundError:
             continue
+    if not merged and unknown and len(unknown) == len(variables):
+        raise unknown[0]  # a key no variable has (a typo): its error names the keys there are
     if not merged and address:
         query = ", ".join(f"{k}={shown(v)}" for k, v in address.items())
         raise VariableNotFoundError(f"no variable has a record matching {query} (variables: "
