@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import numpy as np
 import pytest
@@ -261,3 +262,30 @@ def test_a_damaged_value_is_set_aside_and_a_save_or_run_stores_a_good_copy(proje
     np.testing.assert_array_equal(FsckRaw.load(subject=1, session="pre").data, raw)
     np.testing.assert_array_equal(FsckOut.load(subject=1, session="pre").data, raw * 2)
     assert fsck(project).ok
+
+
+@pytest.mark.parametrize("left", [0, 4096])
+def test_a_duckdb_file_made_but_never_written_is_made_anew(project, left, caplog):
+    """A full disk, or a process killed as DuckDB made its file, left it shorter than DuckDB's
+    headers. DuckDB refuses such a file ("not a valid DuckDB database file"), so every sync
+    failed until `fsck --reindex`, and a script's exit said the next process would catch up.
+    It holds nothing: the next sync makes it anew. A file that young may be another process's,
+    being made: left alone."""
+    build(project)
+    project.close()
+    path = project.path
+    path.write_bytes(b"\0" * left)
+    db = configure_database(path)
+    with pytest.raises(IndexDamagedError):
+        db.sql("SELECT count(*) FROM FsckRaw")
+    FsckRaw.save(3.0, subject=3, session="pre")
+    db.close()  # its exit sync fails too, and says how to fix it, not that a later process will
+    said = " ".join(r.getMessage() for r in caplog.records if "at exit" in r.getMessage())
+    assert "fsck --reindex" in said and "catches up" not in said
+    old = time.time() - 60
+    os.utime(path, (old, old))
+    db = configure_database(path)
+    assert fsck(db).ok  # not damage: nothing was ever in it
+    assert db.sql("SELECT count(*) AS n FROM FsckRaw")["n"][0] == 3
+    assert fsck(db).ok
+    assert not list(path.parent.glob("gait.duckdb.damaged-*"))  # nothing to keep

@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import DatabaseLockedError, InvalidMetadataError, InvalidNameError, ReadOnlyProjectError
+from scistack.errors import (DatabaseLockedError, IndexDamagedError, InvalidMetadataError, InvalidNameError,
+                             ReadOnlyProjectError)
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, quote
@@ -799,6 +800,8 @@ class _BackgroundSync:
                     start_new_session=True, close_fds=True)
                 return
             self.sync_now(timeout=timeout)
+        except IndexDamagedError as exc:  # no later process catches up by itself: said whole, with the fix
+            log.warning("DuckDB was not brought up to date at exit: %s", exc)
         except Exception as exc:  # noqa: BLE001 - DuckDB's own errors too (a full disk, a lock)
             log.warning("DuckDB was not brought up to date at exit (%s); the journal holds "
                         "everything and the next scistack process catches up",

@@ -15,6 +15,7 @@ Python package, can open it.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
@@ -167,6 +168,8 @@ class SqlIndex:
         deadline = time.monotonic() + timeout
         say_at = None if say_after is None else time.monotonic() + say_after
         delay = 0.005
+        if not read_only:
+            _drop_unwritten(self.path)
         while True:
             try:
                 con = duckdb.connect(
@@ -432,6 +435,8 @@ class SqlIndex:
 
     def check(self) -> None:
         """Read the file's tables once (a damaged block raises IndexDamagedError)."""
+        if not self.read_only:
+            _drop_unwritten(self.path)  # not damage: nothing was ever in it (made by the next sync)
         if not self.path.exists():
             return
         try:
@@ -785,6 +790,39 @@ def _process_lock(path: Path) -> threading.RLock:
     key = str(Path(path).resolve())
     with _locks_guard:
         return _locks.setdefault(key, threading.RLock())
+
+
+_DUCKDB_HEADERS = 3 * 4096  # a DuckDB file begins with three 4 KiB headers
+_ABANDONED_AFTER = 10.0  # seconds a file shorter than them must be untouched to be taken as abandoned
+
+
+def _drop_unwritten(path: Path) -> None:
+    """Remove a DuckDB file that was made but never written: a full disk, or a process killed
+    as DuckDB made it, leaves it shorter than its headers, and DuckDB refuses it ("not a valid
+    DuckDB database file") forever after, so every sync failed until `fsck --reindex`. Such a
+    file holds nothing. It is taken as abandoned only without a WAL, untouched for a while (a
+    young one may be another process's, being made) and locked by no one (DuckDB holds a lock
+    on the file while it is open)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return
+    if info.st_size >= _DUCKDB_HEADERS or time.time() - info.st_mtime < _ABANDONED_AFTER \
+            or path.with_name(path.name + ".wal").exists():
+        return
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_size < _DUCKDB_HEADERS:
+            os.unlink(path)
+            log.info("%s was made but never written (a full disk or a killed process); made anew", path)
+    except OSError:
+        pass  # held by another process, or not ours to remove: DuckDB says what is wrong
+    finally:
+        os.close(fd)  # (releases the lock)
 
 
 def _held_elsewhere(exc: Exception) -> bool:
