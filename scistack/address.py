@@ -97,11 +97,12 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|n
 
 def value_text(value: Any) -> str:
     """An address value as the command line takes it: strings that look like numbers quoted
-    (the CLI prints addresses this way, and fsck's fixes name `scistack` commands with them)."""
+    (the CLI prints addresses this way, and fsck's fixes name `scistack` commands with them);
+    one holding a line break or another control character as its repr, so a table keeps its rows."""
     if isinstance(value, str):
         return (
             repr(value)
-            if _NUMBER.fullmatch(value) or value in ("true", "false") or not value
+            if _NUMBER.fullmatch(value) or value in ("true", "false") or not value or not value.isprintable()
             else value
         )
     if isinstance(value, bool):

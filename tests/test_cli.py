@@ -290,6 +290,17 @@ def test_status_grid_done_stale_failed_missing(built):
     assert all("signal too short" in c["reason"] for c in failed)
 
 
+def test_a_label_with_a_line_break_keeps_each_address_on_one_line(built):
+    """A string label may hold a line break (read from a file's header, say): printed as it
+    is, it split a status row and a log header in two."""
+    CliRaw.save(np.ones(5), subject="left\nfoot", session="pre")
+    status = ok(run(built, "status", "CliRaw"))
+    assert "'left\\nfoot'  pre" in status
+    assert not any(line.startswith("foot") for line in status.splitlines())
+    log = ok(run(built, "log", "CliRaw", "-n", "1"))
+    assert log.splitlines()[0].endswith("CliRaw subject='left\\nfoot' session=pre  (current)")
+
+
 def test_status_and_why_see_a_code_change_with_a_diff(built):
     source = PIPELINE.replace(
         "return signal * GAIN + low_hz", "return signal * GAIN + low_hz + 1.0"
