@@ -9,6 +9,8 @@ function [x, info] = read_chunked(root, oid, ranges, manifest)
 %   [X, INFO] also returns INFO.shape, INFO.chunk_shape, INFO.data_type and
 %   INFO.chunks_read (how many chunk objects were read).
 %   MANIFEST (optional) is the manifest's payload, already read.
+%   A chunked table (a large DataFrame) is read whole: X is the struct of columns
+%   scistack.decode_table gives, its row groups one after another.
 %
 %   The manifest is Zarr v3 metadata plus the oid of every chunk in C order of the chunk
 %   grid; a chunk is the raw little-endian C-order bytes of its block, zero-padded at the
@@ -21,9 +23,17 @@ if nargin < 4 || isempty(manifest)
     manifest = payload;
 end
 m = scistack.decode_json(manifest);
+if isstruct(m) && isfield(m, 'type') && strcmp(m.type, 'table')
+    if nargin >= 3 && ~isempty(ranges)
+        error('scistack:badIndex', ['object %s is a chunked table: it is read whole (give no ', ...
+            'ranges)'], oid);
+    end
+    [x, info] = read_table(root, m);
+    return
+end
 if ~isstruct(m) || ~isfield(m, 'type') || ~strcmp(m.type, 'array')
-    error('scistack:unsupportedKind', ['object %s is a chunked table; the MATLAB client ', ...
-        'reads chunked arrays only. Load it in Python'], oid);
+    error('scistack:unsupportedKind', ['object %s is a chunked value of an unknown type; ', ...
+        'the MATLAB client reads chunked arrays and tables. Load it in Python'], oid);
 end
 shape = num_list(m.zarr.shape);
 chunks = num_list(m.zarr.chunk_grid.configuration.chunk_shape);
@@ -150,4 +160,39 @@ if isempty(at)
     error('scistack:unsupportedDtype', 'chunked data type %s is not supported', data_type);
 end
 d = descrs{at};
+end
+
+function [x, info] = read_table(root, m)
+% A chunked table: its head (the zero-row table, with the names and pandas' metadata), then
+% each row group's columns appended, column by column in the head's order.
+x = scistack.decode_table(scistack.read_object(root, m.head, '', [], true));
+names = fieldnames(x);
+groups = m.chunks;
+if ischar(groups)
+    groups = {groups};
+end
+parts = cell(numel(groups), numel(names));
+for g = 1:numel(groups)
+    part = scistack.decode_table(scistack.read_object(root, groups{g}, '', [], true));
+    got = struct2cell(part);
+    if numel(got) ~= numel(names)
+        error('scistack:corruptObject', ['row group %d (object %s) of a chunked table has %d ', ...
+            'columns, its head %d'], g, groups{g}, numel(got), numel(names));
+    end
+    parts(g, :) = got';
+end
+for k = 1:numel(names)
+    column = [{x.(names{k})}; parts(:, k)];
+    classes = cellfun(@class, column, 'UniformOutput', false);
+    if numel(unique(classes)) > 1 && ~all(cellfun(@iscell, column))
+        column = cellfun(@double, column, 'UniformOutput', false);  % a group with missing values
+    end
+    x.(names{k}) = vertcat(column{:});
+end
+rows = 0;
+if ~isempty(names)
+    rows = numel(x.(names{1}));
+end
+info = struct('shape', [rows, numel(names)], 'chunk_shape', [], 'data_type', 'table', ...
+    'chunks_read', numel(groups));
 end

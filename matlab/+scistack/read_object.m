@@ -10,7 +10,8 @@ function [value, info] = read_object(root, oid, context, raw, payload_only)
 %     code  -> char row (UTF-8 source text)
 %     call  -> value of the lineage record (child oids are left as text)
 %     chunked -> array (scistack.read_chunked: every chunk read and assembled)
-%   Any other kind (table: Arrow IPC) raises scistack:unsupportedKind. PAYLOAD_ONLY (optional,
+%     table -> struct of columns (scistack.decode_table: a DataFrame, Series or Arrow table)
+%   Any other kind raises scistack:unsupportedKind. PAYLOAD_ONLY (optional,
 %   true) returns the checked payload bytes undecoded (INFO.kind says what they are).
 %   [VALUE, INFO] also returns INFO.kind, INFO.oid, INFO.size (payload bytes) and, for npy,
 %   INFO.descr / INFO.shape / INFO.unit (e.g. the datetime64 unit).
@@ -106,9 +107,15 @@ switch kind
         value = scistack.decode_json(payload);
     case 'chunked'
         value = scistack.read_chunked(root, oid, [], payload);
+    case 'table'
+        try
+            value = scistack.decode_table(payload);
+        catch err  % named with the variable and object, as the other kinds' errors are
+            error(err.identifier, '%sobject %s: %s', context, oid, err.message);
+        end
     otherwise
         error('scistack:unsupportedKind', ['%sobject %s has kind "%s", which the MATLAB ', ...
-            'client cannot decode (it reads npy, json, bytes, code and call objects). ', ...
+            'client cannot decode (it reads npy, json, bytes, code, call, chunked and table objects). ', ...
             'Load it in Python, or save it there as a numpy array or plain values'], ...
             context, oid, kind);
 end

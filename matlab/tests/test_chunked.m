@@ -8,6 +8,7 @@ cases = {
     'a 3-D float64 array with packed chunks: whole and a block', @three_d
     'a 1-D array loads as a column', @one_d
     'byte-shuffled chunks load whole and by block', @shuffled_chunks
+    'a chunked DataFrame loads whole as a struct of columns, its row groups in order', @chunked_table
     };
 end
 
@@ -69,4 +70,22 @@ t_equal(r.data, x, 'whole 16384x64 int16 array from two shuffled chunks');
 [b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {8190:8195, 64});
 t_equal(b, x(8190:8195, 64), 'rows 8190..8195 of column 64 (both chunks)');
 t_equal(info.chunks_read, 2, 'two chunks of 8192 rows');
+end
+
+function chunked_table(ctx)
+use_py(ctx);
+r = ChunkedTable().load('subject', 1);
+[~, info] = scistack.read_object(ctx.pyproject, r.oid, '', [], true);
+t_equal(info.kind, 'chunked', 'stored as a chunked manifest');
+[x, t] = scistack.read_chunked(ctx.pyproject, r.oid);
+t_assert(t.chunks_read > 2, 'several row groups (%d)', t.chunks_read);
+t_equal(r.data, x, 'load and read_chunked agree');
+t_equal(fieldnames(x)', {'count', 'force', 'label', 'side'}, 'columns in order');
+want = (0:299)';
+t_assert(isequaln(x.count, [want(1:250); NaN; want(252:300)]), 'count: the missing one is NaN');
+t_equal(x.force, (0:299)' / 4, 'force');
+t_equal(x.label{1}, 't0', 'label');
+t_equal(x.label{300}, 't299', 'label');
+t_equal(x.side(1:3), {'left'; 'right'; 'left'}, 'categories as text');
+t_error(@() scistack.read_chunked(ctx.pyproject, r.oid, {1:10, 1}), 'scistack:badIndex', 'whole');
 end

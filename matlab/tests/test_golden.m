@@ -3,14 +3,14 @@ function cases = test_golden(ctx) %#ok<INUSD>
 %   and pinned by the Python tests) read from MATLAB: every npy, json and bytes object decodes
 %   from the object file as the store wrote it (raw or zstd), arrays to the class, size and
 %   values numpy has; MATLAB's encoders give back the very payloads (so the same oids) where
-%   MATLAB keeps the value exactly; table objects raise scistack:unsupportedKind.
+%   MATLAB keeps the value exactly; table objects decode to the columns pyarrow reads.
 %   pyproject.py copies the object files into the project and writes golden/cases.json.
 cases = {
     'npy arrays decode to numpy''s class, size and values', @arrays
     'encode_npy of a decoded array gives the golden payload back', @arrays_encode
     'npy strings, json values and bytes decode', @others
     'json values MATLAB keeps exactly encode to the golden payload', @json_encode
-    'table objects (and json holding one) raise scistack:unsupportedKind', @tables
+    'table objects decode to a struct of columns with pyarrow''s values', @tables
     };
 end
 
@@ -151,11 +151,62 @@ C = golden_cases(ctx);
 n = 0;
 for k = 1:numel(C)
     c = C{k};
-    if strcmp(c.error, 'scistack:unsupportedKind')
-        t_error(@() scistack.read_object(ctx.pyproject, c.oid), 'scistack:unsupportedKind', ...
-            'table');
-        n = n + 1;
+    if ~strcmp(c.kind, 'table')
+        continue
     end
+    [x, info] = scistack.decode_table(scistack.read_object(ctx.pyproject, c.oid, '', [], true));
+    t_assert(isequaln(scistack.read_object(ctx.pyproject, c.oid), x), '%s: read_object', c.name);
+    want = c.columns;
+    if isstruct(want)
+        want = num2cell(want);
+    end
+    t_equal(numel(info.schema), numel(want), [c.name, ': columns']);
+    for j = 1:numel(want)
+        w = want{j};
+        t_equal(info.schema(j).name, w.name, [c.name, ': column name']);
+        got = x.(info.schema(j).field);
+        values = w.values;
+        if ~iscell(values)
+            values = num2cell(values);
+        end
+        label = sprintf('%s.%s', c.name, w.name);
+        t_equal(size(got), [numel(values), 1], [label, ': a column']);
+        for r = 1:numel(values)
+            v = values{r};
+            switch w.compare
+                case 'text'
+                    if isempty(v)
+                        v = '';
+                    end
+                    t_equal(got{r}, v, label);
+                case 'int'
+                    if isempty(v) || (isnumeric(v) && isnan(v))
+                        t_assert(isnan(got(r)), '%s row %d: missing is NaN', label, r);
+                    else
+                        t_equal(sprintf('%d', got(r)), v, label);
+                    end
+                case 'time'
+                    t_equal(class(got), 'int64', [label, ': counts']);
+                    if isempty(v)
+                        t_equal(got(r), intmin('int64'), [label, ': missing']);
+                    else
+                        t_equal(sprintf('%d', got(r)), v, label);
+                    end
+                case 'float'
+                    if isempty(v)
+                        v = NaN;
+                    end
+                    t_assert(isequaln(double(got(r)), v), '%s row %d', label, r);
+                case 'bool'
+                    if isempty(v)
+                        t_assert(isnan(got(r)), '%s row %d: missing is NaN', label, r);
+                    else
+                        t_equal(logical(got(r)), logical(v), label);
+                    end
+            end
+        end
+    end
+    n = n + 1;
 end
 t_assert(n >= 4, 'only %d golden tables', n);
 end

@@ -10,7 +10,7 @@ cases = {
     'nothing found -> scistack:notFound naming the query and what is near', @not_found
     'load_all -> struct array of every current record', @load_all
     'query by a list of values, by a big integer, by a version key', @query_forms
-    'table kind -> scistack:unsupportedKind naming variable and kind', @unsupported
+    'a table that is not an Arrow stream -> scistack:corruptObject naming the variable', @unsupported
     'bytes kind -> uint8 column; code kind -> text', @bytes_kind
     'zstd-compressed and raw objects both load', @compressed
     'missing, corrupt, badly named objects raise clear errors', @broken
@@ -132,8 +132,7 @@ end
 
 function unsupported(ctx)
 t_use(ctx);
-t_error(@() TableVar().load('subject', 1), 'scistack:unsupportedKind', 'TableVar', ...
-    '"table"');
+t_error(@() TableVar().load('subject', 1), 'scistack:corruptObject', 'TableVar', 'Arrow stream');
 end
 
 function bytes_kind(ctx)

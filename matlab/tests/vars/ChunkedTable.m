@@ -1,0 +1,2 @@
+classdef ChunkedTable < scistack.BaseVariable
+end
