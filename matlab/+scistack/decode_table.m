@@ -81,7 +81,11 @@ for k = 1:numel(schema.fields)
     if strcmp(schema.type, 'series') && strcmp(name, '__series__')
         name = schema.series_name;
     end
-    field = scistack.internal.field_name(name);
+    try
+        field = scistack.internal.field_name(name);
+    catch
+        corrupt('a column name is not valid text');
+    end
     while isfield(value, field)  % two names made valid alike
         field = [field, '_'];  %#ok<AGROW>
     end
@@ -109,7 +113,11 @@ if isKey(meta, 'scistack')
     schema.type = meta('scistack');
 end
 if isKey(meta, 'scistack.series_name')
-    named = scistack.decode_json(meta('scistack.series_name'));
+    try
+        named = scistack.decode_json(meta('scistack.series_name'));
+    catch
+        corrupt('the Series name is not JSON');
+    end
     if isstruct(named) && isfield(named, 'v') && ischar(named.v) && ~isempty(named.v)
         schema.series_name = named.v;
     end
@@ -156,8 +164,7 @@ switch id
             text = sprintf('uint%d', bits);
         end
     case 3
-        text = {'float16', 'float32', 'float64'};
-        text = text{scalar_i16(b, t, 0, 0) + 1};
+        text = pick({'float16', 'float32', 'float64'}, scalar_i16(b, t, 0, 0));
     case 4
         text = 'binary';
     case 5
@@ -173,7 +180,7 @@ switch id
             unit = 'ms';
         end
     case 10
-        unit = units{scalar_i16(b, t, 0, 0) + 1};
+        unit = pick(units, scalar_i16(b, t, 0, 0));
         tz = field_string(b, t, 1);
         if isempty(tz)
             text = sprintf('timestamp[%s]', unit);
@@ -181,7 +188,7 @@ switch id
             text = sprintf('timestamp[%s, tz=%s]', unit, tz);
         end
     case 18
-        unit = units{scalar_i16(b, t, 0, 1) + 1};
+        unit = pick(units, scalar_i16(b, t, 0, 1));
         text = sprintf('duration[%s]', unit);
     case 19
         text = 'large_binary';
@@ -211,6 +218,9 @@ for k = 1:numel(fields)
     end
     n = i64(b, nodes(k));
     nulls = i64(b, nodes(k) + 8);
+    if n < 0 || nulls < 0 || nulls > n || (n > 8 * numel(b) && f.type_id ~= 1)
+        corrupt(sprintf('column %s claims %d rows, %d missing', f.name, n, nulls));  % before any allocation
+    end
     if f.dict_id >= 0
         [valid, nb] = validity(b, body, buffers, nb, n, nulls);
         [idx, nb] = fixed(b, body, buffers, nb, n, int_class(b, f.index_type));
@@ -269,7 +279,7 @@ for k = 1:numel(fields)
             if n > 0 && (offsets(1) < 0 || any(diff(offsets) < 0) || offsets(end) > len)
                 corrupt(sprintf('column %s has string offsets out of range', f.name));
             end
-            data = b(body + start + 1:body + start + len);
+            data = slice(b, body + start, len);
             col = cell(n, 1);
             for r = 1:n
                 piece = data(offsets(r) + 1:offsets(r + 1));
@@ -301,8 +311,7 @@ switch f.type_id
     case 2
         cls = int_class(b, f.type);
     case 3
-        cls = {'', 'single', 'double'};
-        cls = cls{scalar_i16(b, f.type, 0, 0) + 1};
+        cls = pick({'', 'single', 'double'}, scalar_i16(b, f.type, 0, 0));
         if isempty(cls)
             error('scistack:unsupportedKind', 'column %s is float16; load it in Python', f.name);
         end
@@ -345,7 +354,7 @@ nb = nb + 1;
 if len * 8 < n
     corrupt('a bitmap shorter than its column');
 end
-raw = b(body + start + 1:body + start + ceil(n / 8));
+raw = slice(b, body + start, ceil(n / 8));
 bits = false(n, 1);
 for bit = 0:7
     bits(bit + 1:8:n) = bitand(raw(1:numel(bit + 1:8:n)), uint8(2^bit)) ~= 0;
@@ -363,7 +372,7 @@ if n == 0
     col = zeros(0, 1, cls);
     return
 end
-col = typecast(b(body + start + 1:body + start + n * width), cls);
+col = typecast(slice(b, body + start, n * width), cls);
 col = col(:);
 end
 
@@ -381,7 +390,11 @@ t = pos + u32(b, pos);
 end
 
 function p = field_pos(b, t, slot)
-% the position of field SLOT of the table at T, or -1 when absent
+% the position of field SLOT of the table at T, or -1 when absent (or when T is: no table)
+if isempty(t)
+    p = -1;
+    return
+end
 vt = t - i32(b, t);
 vt_len = u16(b, vt);
 if 4 + 2 * slot + 2 > vt_len
@@ -401,7 +414,7 @@ p = field_pos(b, t, slot);
 if p < 0
     v = default;
 else
-    v = double(b(p + 1));
+    v = double(slice(b, p, 1));
 end
 end
 
@@ -410,7 +423,7 @@ p = field_pos(b, t, slot);
 if p < 0
     v = default;
 else
-    v = double(typecast(b(p + 1:p + 2), 'int16'));
+    v = double(typecast(slice(b, p, 2), 'int16'));
 end
 end
 
@@ -451,8 +464,7 @@ s = string_at(b, p + u32(b, p));
 end
 
 function s = string_at(b, p)
-n = u32(b, p);
-s = scistack.internal.bytes_to_text(b(p + 5:p + 4 + n)');
+s = scistack.internal.bytes_to_text(slice(b, p + 4, u32(b, p))');
 end
 
 function ts = vector_tables(b, t, slot)
@@ -463,6 +475,7 @@ if p < 0
 end
 v = p + u32(b, p);
 n = u32(b, v);
+slice(b, v + 4, 4 * n);  % (a corrupt length must not allocate)
 ts = zeros(1, n);
 for k = 1:n
     e = v + 4 * k;
@@ -477,40 +490,52 @@ if p < 0
     return
 end
 v = p + u32(b, p);
-ps = v + 4 + width * (0:u32(b, v) - 1);
+n = u32(b, v);
+slice(b, v + 4, width * n);
+ps = v + 4 + width * (0:n - 1);
 end
 
 function m = key_values(b, t, slot)
 m = containers.Map('KeyType', 'char', 'ValueType', 'any');
 for kv = vector_tables(b, t, slot)
-    m(field_string(b, kv, 0)) = field_string(b, kv, 1);
+    key = field_string(b, kv, 0);
+    if isempty(key)
+        corrupt('a metadata entry without a key');
+    end
+    m(key) = field_string(b, kv, 1);
 end
 end
 
 function v = u16(b, p)
-check(b, p, 2);
-v = double(typecast(b(p + 1:p + 2), 'uint16'));
+v = double(typecast(slice(b, p, 2), 'uint16'));
 end
 
 function v = u32(b, p)
-check(b, p, 4);
-v = double(typecast(b(p + 1:p + 4), 'uint32'));
+v = double(typecast(slice(b, p, 4), 'uint32'));
 end
 
 function v = i32(b, p)
-check(b, p, 4);
-v = double(typecast(b(p + 1:p + 4), 'int32'));
+v = double(typecast(slice(b, p, 4), 'int32'));
 end
 
 function v = i64(b, p)
-check(b, p, 8);
-v = double(typecast(b(p + 1:p + 8), 'int64'));
+v = double(typecast(slice(b, p, 8), 'int64'));
 end
 
-function check(b, p, n)
-if p < 0 || p + n > numel(b)
+function part = slice(b, p, n)
+% bytes p .. p+n-1 (0-based) of the stream, which a corrupt offset or length must not pass
+if p < 0 || n < 0 || p + n > numel(b) || p ~= floor(p) || n ~= floor(n)
     corrupt('a position past the end of the stream');
 end
+part = b(p + 1:p + n);
+end
+
+function item = pick(items, k)
+% the item an enum's value K (0-based) names
+if k < 0 || k >= numel(items)
+    corrupt(sprintf('an enum value %d of %d', k, numel(items)));
+end
+item = items{k + 1};
 end
 
 function corrupt(what)

@@ -11,6 +11,7 @@ cases = {
     'npy strings, json values and bytes decode', @others
     'json values MATLAB keeps exactly encode to the golden payload', @json_encode
     'table objects decode to a struct of columns with pyarrow''s values', @tables
+    'a damaged table stream is scistack:corruptObject, never an index error', @damaged_tables
     };
 end
 
@@ -209,4 +210,38 @@ for k = 1:numel(C)
     n = n + 1;
 end
 t_assert(n >= 4, 'only %d golden tables', n);
+end
+
+function damaged_tables(ctx)
+% Cut short anywhere, or a byte changed anywhere: the decoder says the object is corrupt (or,
+% for a changed type, unsupported), and never fails inside with an index out of bounds or an
+% allocation as large as a corrupt length.
+C = golden_cases(ctx);
+n = 0;
+for k = 1:numel(C)
+    c = C{k};
+    if ~strcmp(c.kind, 'table')
+        continue
+    end
+    payload = scistack.read_object(ctx.pyproject, c.oid, '', [], true);
+    for cut = 0:23:numel(payload) - 1
+        n = n + check_damaged(payload(1:cut), c.name);
+    end
+    for at = 1:11:numel(payload)
+        damaged = payload;
+        damaged(at) = bitxor(damaged(at), uint8(255));
+        n = n + check_damaged(damaged, c.name);
+    end
+end
+t_assert(n > 100, 'only %d damaged streams tried', n);
+end
+
+function n = check_damaged(payload, name)
+n = 1;
+try
+    scistack.decode_table(payload);
+catch err
+    t_assert(any(strcmp(err.identifier, {'scistack:corruptObject', 'scistack:unsupportedKind'})), ...
+        '%s damaged: %s (%s)', name, err.message, err.identifier);
+end
 end
