@@ -280,16 +280,23 @@ for k = 1:numel(fields)
                 corrupt(sprintf('column %s has string offsets out of range', f.name));
             end
             data = slice(b, body + start, len);
-            col = cell(n, 1);
-            for r = 1:n
-                piece = data(offsets(r) + 1:offsets(r + 1));
-                if any(f.type_id == [4, 19])
-                    col{r} = piece(:);
-                elseif valid(r)
-                    col{r} = scistack.internal.bytes_to_text(piece(:)');
-                else
-                    col{r} = '';
+            data = data(offsets(1) + 1:offsets(end));
+            lengths = diff(offsets(:));
+            if any(f.type_id == [4, 19])
+                col = mat2cell(data(:), lengths, 1);  % (one cell per row, in one call)
+            elseif all(data < 128) || scistack.internal.is_octave()
+                col = mat2cell(char(data(:)'), 1, lengths)';
+            else  % MATLAB's UTF-16 chars: each row decoded
+                col = cell(n, 1);
+                ends = offsets(2:end) - offsets(1);
+                for r = 1:n
+                    col{r} = scistack.internal.bytes_to_text(data(ends(r) - lengths(r) + 1:ends(r))');
                 end
+            end
+            if any(f.type_id == [4, 19])
+                col(~valid) = {zeros(0, 1, 'uint8')};
+            else
+                col(~valid) = {''};
             end
             columns{k} = col;
         otherwise
