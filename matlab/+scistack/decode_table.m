@@ -34,9 +34,9 @@ while pos + 8 <= numel(bytes)
         break  % end of stream
     end
     msg = root_table(bytes, pos);
-    kind = scalar_u8(bytes, msg, 1, 0);
+    kind = scalar(bytes, msg, 1, 0, 'uint8');
     header = field_table(bytes, msg, 2);
-    body_len = scalar_i64(bytes, msg, 3, 0);
+    body_len = scalar(bytes, msg, 3, 0, 'int64');
     body_start = pos + len;
     if body_start + body_len > numel(bytes)
         corrupt('a message body runs past the end of the stream');
@@ -48,7 +48,7 @@ while pos + 8 <= numel(bytes)
             if isempty(schema)
                 corrupt('a dictionary comes before the schema');
             end
-            id = scalar_i64(bytes, header, 0, 0);
+            id = scalar(bytes, header, 0, 0, 'int64');
             data = field_table(bytes, header, 1);
             field = schema.dict_fields(find([schema.dict_fields.dict_id] == id, 1));
             if isempty(field)
@@ -71,7 +71,7 @@ if isempty(schema) || isempty(batch)
     corrupt('the stream has no schema or no record batch');
 end
 columns = read_columns(bytes, batch, body, schema.fields, dictionaries);
-rows = scalar_i64(bytes, batch, 0, 0);
+rows = scalar(bytes, batch, 0, 0, 'int64');
 info = struct('rows', rows, 'type', schema.type, 'schema', struct('name', {}, 'field', {}, ...
     'type', {}, 'unit', {}));
 value = struct();
@@ -132,7 +132,7 @@ end
 function f = read_field(b, t)
 f = empty_field();
 f.name = field_string(b, t, 0);
-f.type_id = scalar_u8(b, t, 2, 0);
+f.type_id = scalar(b, t, 2, 0, 'uint8');
 f.type = field_table(b, t, 3);
 children = vector_tables(b, t, 5);
 if ~isempty(children) && ~any(f.type_id == [12, 13, 16, 17, 21])
@@ -141,7 +141,7 @@ end
 [f.type_text, f.unit] = type_text(b, f.type_id, f.type, f.name);
 dict = field_table(b, t, 4);
 if ~isempty(dict)
-    f.dict_id = scalar_i64(b, dict, 0, 0);
+    f.dict_id = scalar(b, dict, 0, 0, 'int64');
     f.index_type = field_table(b, dict, 1);  % an Int table (bitWidth, is_signed)
     if isempty(f.index_type)
         corrupt(sprintf('column %s is dictionary-encoded without an index type', f.name));
@@ -157,14 +157,14 @@ switch id
     case 1
         text = 'null';
     case 2
-        bits = scalar_i32(b, t, 0, 0);
-        if scalar_u8(b, t, 1, 0)
+        bits = scalar(b, t, 0, 0, 'int32');
+        if scalar(b, t, 1, 0, 'uint8')
             text = sprintf('int%d', bits);
         else
             text = sprintf('uint%d', bits);
         end
     case 3
-        text = pick({'float16', 'float32', 'float64'}, scalar_i16(b, t, 0, 0));
+        text = pick({'float16', 'float32', 'float64'}, scalar(b, t, 0, 0, 'int16'));
     case 4
         text = 'binary';
     case 5
@@ -172,7 +172,7 @@ switch id
     case 6
         text = 'bool';
     case 8
-        if scalar_i16(b, t, 0, 1) == 0
+        if scalar(b, t, 0, 1, 'int16') == 0
             text = 'date32';
             unit = 'D';
         else
@@ -180,7 +180,7 @@ switch id
             unit = 'ms';
         end
     case 10
-        unit = pick(units, scalar_i16(b, t, 0, 0));
+        unit = pick(units, scalar(b, t, 0, 0, 'int16'));
         tz = field_string(b, t, 1);
         if isempty(tz)
             text = sprintf('timestamp[%s]', unit);
@@ -188,7 +188,7 @@ switch id
             text = sprintf('timestamp[%s, tz=%s]', unit, tz);
         end
     case 18
-        unit = pick(units, scalar_i16(b, t, 0, 1));
+        unit = pick(units, scalar(b, t, 0, 1, 'int16'));
         text = sprintf('duration[%s]', unit);
     case 19
         text = 'large_binary';
@@ -318,7 +318,7 @@ switch f.type_id
     case 2
         cls = int_class(b, f.type);
     case 3
-        cls = pick({'', 'single', 'double'}, scalar_i16(b, f.type, 0, 0));
+        cls = pick({'', 'single', 'double'}, scalar(b, f.type, 0, 0, 'int16'));
         if isempty(cls)
             error('scistack:unsupportedKind', 'column %s is float16; load it in Python', f.name);
         end
@@ -334,8 +334,8 @@ end
 end
 
 function cls = int_class(b, t)
-bits = scalar_i32(b, t, 0, 0);
-if scalar_u8(b, t, 1, 0)
+bits = scalar(b, t, 0, 0, 'int32');
+if scalar(b, t, 1, 0, 'uint8')
     cls = sprintf('int%d', bits);
 else
     cls = sprintf('uint%d', bits);
@@ -416,39 +416,13 @@ else
 end
 end
 
-function v = scalar_u8(b, t, slot, default)
+function v = scalar(b, t, slot, default, cls)
+% field SLOT of the table at T, a scalar of class CLS, or DEFAULT when absent
 p = field_pos(b, t, slot);
 if p < 0
     v = default;
 else
-    v = double(slice(b, p, 1));
-end
-end
-
-function v = scalar_i16(b, t, slot, default)
-p = field_pos(b, t, slot);
-if p < 0
-    v = default;
-else
-    v = double(typecast(slice(b, p, 2), 'int16'));
-end
-end
-
-function v = scalar_i32(b, t, slot, default)
-p = field_pos(b, t, slot);
-if p < 0
-    v = default;
-else
-    v = i32(b, p);
-end
-end
-
-function v = scalar_i64(b, t, slot, default)
-p = field_pos(b, t, slot);
-if p < 0
-    v = default;
-else
-    v = i64(b, p);
+    v = double(typecast(slice(b, p, numel(typecast(zeros(1, 1, cls), 'uint8'))), cls));
 end
 end
 
