@@ -23,9 +23,9 @@ dictionaries = struct('id', {}, 'values', {});
 batch = [];
 body = [];
 while pos + 8 <= numel(bytes)
-    len = i32(bytes, pos);
+    len = at(bytes, pos, 'int32');
     if len == -1  % continuation marker, then the length
-        len = i32(bytes, pos + 4);
+        len = at(bytes, pos + 4, 'int32');
         pos = pos + 8;
     else
         pos = pos + 4;
@@ -216,8 +216,8 @@ for k = 1:numel(fields)
     if k > numel(nodes)
         corrupt('fewer field nodes than columns');
     end
-    n = i64(b, nodes(k));
-    nulls = i64(b, nodes(k) + 8);
+    n = at(b, nodes(k), 'int64');
+    nulls = at(b, nodes(k) + 8, 'int64');
     if n < 0 || nulls < 0 || nulls > n || (n > 8 * numel(b) && f.type_id ~= 1)
         corrupt(sprintf('column %s claims %d rows, %d missing', f.name, n, nulls));  % before any allocation
     end
@@ -387,13 +387,13 @@ function [start, len] = buffer_at(b, buffers, k)
 if k + 1 > numel(buffers)
     corrupt('fewer buffers than the columns need');
 end
-start = i64(b, buffers(k + 1));
-len = i64(b, buffers(k + 1) + 8);
+start = at(b, buffers(k + 1), 'int64');
+len = at(b, buffers(k + 1) + 8, 'int64');
 end
 
 % -- flatbuffers (positions are 0-based offsets into b) ---------------------------------
 function t = root_table(b, pos)
-t = pos + u32(b, pos);
+t = pos + at(b, pos, 'uint32');
 end
 
 function p = field_pos(b, t, slot)
@@ -402,13 +402,13 @@ if isempty(t)
     p = -1;
     return
 end
-vt = t - i32(b, t);
-vt_len = u16(b, vt);
+vt = t - at(b, t, 'int32');
+vt_len = at(b, vt, 'uint16');
 if 4 + 2 * slot + 2 > vt_len
     p = -1;
     return
 end
-off = u16(b, vt + 4 + 2 * slot);
+off = at(b, vt + 4 + 2 * slot, 'uint16');
 if off == 0
     p = -1;
 else
@@ -422,7 +422,7 @@ p = field_pos(b, t, slot);
 if p < 0
     v = default;
 else
-    v = double(typecast(slice(b, p, numel(typecast(zeros(1, 1, cls), 'uint8'))), cls));
+    v = at(b, p, cls);
 end
 end
 
@@ -431,7 +431,7 @@ p = field_pos(b, t, slot);
 if p < 0
     t = [];
 else
-    t = p + u32(b, p);
+    t = p + at(b, p, 'uint32');
 end
 end
 
@@ -441,11 +441,11 @@ if p < 0
     s = '';
     return
 end
-s = string_at(b, p + u32(b, p));
+s = string_at(b, p + at(b, p, 'uint32'));
 end
 
 function s = string_at(b, p)
-s = scistack.internal.bytes_to_text(slice(b, p + 4, u32(b, p))');
+s = scistack.internal.bytes_to_text(slice(b, p + 4, at(b, p, 'uint32'))');
 end
 
 function ts = vector_tables(b, t, slot)
@@ -454,13 +454,13 @@ if p < 0
     ts = [];
     return
 end
-v = p + u32(b, p);
-n = u32(b, v);
+v = p + at(b, p, 'uint32');
+n = at(b, v, 'uint32');
 slice(b, v + 4, 4 * n);  % (a corrupt length must not allocate)
 ts = zeros(1, n);
 for k = 1:n
     e = v + 4 * k;
-    ts(k) = e + u32(b, e);
+    ts(k) = e + at(b, e, 'uint32');
 end
 end
 
@@ -470,8 +470,8 @@ if p < 0
     ps = [];
     return
 end
-v = p + u32(b, p);
-n = u32(b, v);
+v = p + at(b, p, 'uint32');
+n = at(b, v, 'uint32');
 slice(b, v + 4, width * n);
 ps = v + 4 + width * (0:n - 1);
 end
@@ -487,20 +487,9 @@ for kv = vector_tables(b, t, slot)
 end
 end
 
-function v = u16(b, p)
-v = double(typecast(slice(b, p, 2), 'uint16'));
-end
-
-function v = u32(b, p)
-v = double(typecast(slice(b, p, 4), 'uint32'));
-end
-
-function v = i32(b, p)
-v = double(typecast(slice(b, p, 4), 'int32'));
-end
-
-function v = i64(b, p)
-v = double(typecast(slice(b, p, 8), 'int64'));
+function v = at(b, p, cls)
+% the little-endian number of class CLS at byte P (0-based), as a double
+v = double(typecast(slice(b, p, numel(typecast(zeros(1, 1, cls), 'uint8'))), cls));
 end
 
 function part = slice(b, p, n)
