@@ -203,8 +203,8 @@ end
 
 % -- the record batch ------------------------------------------------------------------
 function columns = read_columns(b, batch, body, fields, dictionaries)
-nodes = vector_structs(b, batch, 1, 16);
-buffers = vector_structs(b, batch, 2, 16);
+nodes = vector_items(b, batch, 1, 16);
+buffers = vector_items(b, batch, 2, 16);
 if ~isempty(field_table(b, batch, 3))
     error('scistack:unsupportedKind', ['the table''s Arrow stream is compressed, which the ', ...
         'MATLAB client cannot read; load it in Python']);
@@ -436,44 +436,32 @@ end
 end
 
 function s = field_string(b, t, slot)
-p = field_pos(b, t, slot);
-if p < 0
+p = field_table(b, t, slot);
+if isempty(p)
     s = '';
-    return
-end
-s = string_at(b, p + at(b, p, 'uint32'));
-end
-
-function s = string_at(b, p)
-s = scistack.internal.bytes_to_text(slice(b, p + 4, at(b, p, 'uint32'))');
-end
-
-function ts = vector_tables(b, t, slot)
-p = field_pos(b, t, slot);
-if p < 0
-    ts = [];
-    return
-end
-v = p + at(b, p, 'uint32');
-n = at(b, v, 'uint32');
-slice(b, v + 4, 4 * n);  % (a corrupt length must not allocate)
-ts = zeros(1, n);
-for k = 1:n
-    e = v + 4 * k;
-    ts(k) = e + at(b, e, 'uint32');
+else
+    s = scistack.internal.bytes_to_text(slice(b, p + 4, at(b, p, 'uint32'))');
 end
 end
 
-function ps = vector_structs(b, t, slot, width)
-p = field_pos(b, t, slot);
-if p < 0
+function ps = vector_items(b, t, slot, width)
+% the positions of the items (WIDTH bytes each) of the vector in field SLOT
+v = field_table(b, t, slot);
+if isempty(v)
     ps = [];
     return
 end
-v = p + at(b, p, 'uint32');
 n = at(b, v, 'uint32');
-slice(b, v + 4, width * n);
+slice(b, v + 4, width * n);  % (a corrupt length must not allocate)
 ps = v + 4 + width * (0:n - 1);
+end
+
+function ts = vector_tables(b, t, slot)
+ps = vector_items(b, t, slot, 4);
+ts = zeros(1, numel(ps));
+for k = 1:numel(ps)
+    ts(k) = ps(k) + at(b, ps(k), 'uint32');
+end
 end
 
 function m = key_values(b, t, slot)
