@@ -157,12 +157,7 @@ switch id
     case 1
         text = 'null';
     case 2
-        bits = scalar(b, t, 0, 0, 'int32');
-        if scalar(b, t, 1, 0, 'uint8')
-            text = sprintf('int%d', bits);
-        else
-            text = sprintf('uint%d', bits);
-        end
+        text = int_class(b, t);
     case 3
         text = pick({'float16', 'float32', 'float64'}, scalar(b, t, 0, 0, 'int16'));
     case 4
