@@ -114,8 +114,9 @@ def test_click_from_graph_into_grid_and_a_value_with_its_plot(site, page):
 def test_stale_value_shows_why_with_the_diff(site, page):
     page.goto(site[1] + "#/node/var%3APeak")
     page.wait_for_selector("td.s-stale")
-    page.fill("#grid-filter", "subject=3")
-    assert page.locator("table.grid tbody tr").count() == 2
+    page.fill("#grid-filter", "subject=3")  # filtered by the server
+    expect(page.locator("table.grid tbody tr")).to_have_count(2)
+    expect(page.locator("#grid-pages")).to_have_text("1–2 of 2 addresses (6 in all) ")
     page.locator("td.s-stale").first.click()
     page.wait_for_selector("#why pre.diff")
     assert page.inner_text("#value-status") == "stale"

@@ -9,6 +9,7 @@ stay different values, as they are in the project.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from scistack.database import Database
@@ -39,8 +40,20 @@ def graph(db: Database) -> dict[str, Any]:
             "node_w": NODE_W, "node_h": NODE_H}
 
 
-def grid(db: Database, node: str) -> dict[str, Any]:
-    """The status grid of a variable (`var:X`) or of a function's outputs (`fn:f`)."""
+GRID_PAGE = 500  # addresses a page of the grid holds: a browser draws a few hundred rows, not 300,000
+GRID_SECONDS = 15.0  # a grid judged once serves its pages while the journal has not grown, this long at
+# most (a script's function is judged from its file, which can change without a save)
+STATUSES = ("done", "stale", "unknown", "failed", "missing")
+_grids: dict[tuple[str, int, str], tuple[int, float, Any]] = {}
+
+
+def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
+         statuses: list[str] | None = None, text: str = "") -> dict[str, Any]:
+    """One page of the status grid of a variable (`var:X`) or of a function's outputs (`fn:f`):
+    the addresses (in order) with a cell in one of `statuses` whose text (`subject=1,
+    session="pre"`) holds `text` (case and quotes ignored), from `offset`, at most `limit`.
+    `total` is every address, `matching` those the filters keep; `counts` are the whole grid's.
+    At 300k addresses the whole grid was 46 MB of JSON that the page drew as one table."""
     kind, _, name = node.partition(":")
     if kind == "fn":
         found = pipeline_graph(db).node(node)
@@ -51,12 +64,57 @@ def grid(db: Database, node: str) -> dict[str, Any]:
         variables = [name]
     else:
         raise WebViewError(f"node {node!r} must be var:NAME or fn:NAME")
-    g = status_cells(db, variables)
+    wanted = set(STATUSES if statuses is None else statuses)
+    if not wanted <= set(STATUSES):
+        raise WebViewError(f"statuses {sorted(wanted - set(STATUSES))} are not among {list(STATUSES)}")
+    if offset < 0 or limit < 1:
+        raise WebViewError(f"offset {offset} and limit {limit} must be >= 0 and >= 1")
+    g, counts, keys, texts = _judged(db, node, variables)
+    keep: Any = range(len(g.addresses))  # every row holds a cell of one of the variables
+    if wanted != set(STATUSES):
+        keep = [i for i in keep if any(c is not None and c.status in wanted for c in g.grid[i])]
+    needle = text.strip().lower().replace('"', "")
+    if needle:
+        keep = [i for i in keep if needle in texts()[i]]
+    page = keep[offset:offset + limit]
     rows = [[None if c is None else {"status": c.status, "version": c.version, "reason": c.reason,
-                                     "addr": c.addr} for c in row] for row in g.grid]
-    keys = [k for k in db.schema_keys if any(k in a for a in g.addresses)]
-    return {"node": node, "variables": g.variables, "keys": keys, "addresses": g.addresses,
-            "rows": rows, "counts": g.counts()}
+                                     "addr": c.addr} for c in g.grid[i]] for i in page]
+    return {"node": node, "variables": g.variables, "keys": keys, "addresses": [g.addresses[i] for i in page],
+            "rows": rows, "counts": counts, "total": len(g.addresses), "matching": len(keep),
+            "offset": offset, "limit": limit}
+
+
+def _judged(db: Database, node: str, variables: list[str]) -> tuple[Any, dict, list[str], Any]:
+    """`status_cells` of a node, its counts, the schema keys its addresses use, and a function
+    giving their search texts (made on the first search), kept while the journal has not grown
+    (see GRID_SECONDS): paging or filtering a grid of many addresses does not judge it again."""
+    key = (str(db.path), id(db), node)
+    generation = db.index.generation()
+    found = _grids.get(key)
+    if found is not None and found[0] == generation and time.monotonic() - found[1] < GRID_SECONDS:
+        return found[2]
+    judged = status_cells(db, variables)
+    made: list[list[str]] = []
+
+    def texts() -> list[str]:
+        if not made:
+            made.append([_search_text(db.schema_keys, addr) for addr in judged.addresses])
+        return made[0]
+
+    keys = [k for k in db.schema_keys if any(k in a for a in judged.addresses)]
+    entry = (judged, judged.counts(), keys, texts)
+    if len(_grids) >= 8:
+        _grids.clear()
+    _grids[key] = (generation, time.monotonic(), entry)
+    return entry
+
+
+def _search_text(schema_keys: list[str], addr: dict[str, Any]) -> str:
+    """An address as the page writes it (`subject=1, session="pre"`: schema keys in order,
+    then version keys), lower case and without quotes: what a filter is looked for in."""
+    keys = [k for k in schema_keys if k in addr] + [k for k in addr if k not in schema_keys]
+    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in
+                     ((k, addr[k]) for k in keys)).lower().replace('"', "")
 
 
 def value(db: Database, var: str, addr: dict[str, Any], version: int | None = None) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class _Handler(BaseHTTPRequestHandler):
         route = ROUTES.get(url.path)
         if route is None:
             return self._send(HTTPStatus.NOT_FOUND, api.dumps({"error": f"no page {url.path}"}))
-        query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+        query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}  # (statuses= : none)
         server: Any = self.server
         try:
             with server.lock:
@@ -152,13 +152,13 @@ def _answer(server: Any, path: str, query: dict[str, str], route: Any) -> bytes:
     return body
 
 
-def _int(text: str | None) -> int | None:
+def _int(text: str | None, what: str = "version") -> int | None:
     if text in (None, ""):
         return None
     try:
         return int(text)
     except ValueError:
-        raise WebViewError(f"version {text!r} must be a whole number") from None
+        raise WebViewError(f"{what} {text!r} must be a whole number") from None
 
 
 def _need(query: dict[str, str], name: str) -> str:
@@ -171,7 +171,11 @@ ROUTES = {
     "/api/project": lambda db, q: api.project(db),
     "/api/generation": lambda db, q: {"generation": db.index.generation()},
     "/api/graph": lambda db, q: api.graph(db),
-    "/api/grid": lambda db, q: api.grid(db, _need(q, "node")),
+    "/api/grid": lambda db, q: api.grid(
+        db, _need(q, "node"), offset=_int(q.get("offset"), "offset") or 0,
+        limit=_int(q.get("limit"), "limit") or api.GRID_PAGE,
+        statuses=None if q.get("statuses") is None else [s for s in q["statuses"].split(",") if s],
+        text=q.get("text", "")),
     "/api/value": lambda db, q: api.value(db, _need(q, "var"), api.parse_addr(q.get("addr")),
                                           _int(q.get("version"))),
     "/api/runs": lambda db, q: api.runs(db),

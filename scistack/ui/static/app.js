@@ -121,36 +121,47 @@ function clip(text, n) { return text.length > n ? text.slice(0, n - 1) + "…" :
 
 // -- a node's grid ------------------------------------------------------------------------
 async function showGrid(main, node) {
-  const data = await get(`/api/grid?node=${encodeURIComponent(node)}`);
+  // the server filters and pages (a grid may have 300,000 addresses); the page draws one page
+  let offset = 0, asked = 0, typing = null;
   const [kind, name] = [node.slice(0, node.indexOf(":")), node.slice(node.indexOf(":") + 1)];
   const title = el("h2", {}, kind === "fn" ? `ƒ ${name}` : name);
-  const summary = el("p", { class: "muted" }, data.variables.map(v => `${v}: ${countsText(data.counts[v])}`).join("; "));
+  const summary = el("p", { class: "muted" });
   const search = el("input", { type: "search", placeholder: "filter addresses (e.g. subject=1)", value: filters.text, id: "grid-filter" });
   const boxes = ["done", "stale", "unknown", "failed", "missing"].map(s => {
     const box = el("input", { type: "checkbox", "data-status": s });
     box.checked = filters.statuses.has(s);
-    box.addEventListener("change", () => { box.checked ? filters.statuses.add(s) : filters.statuses.delete(s); draw(); });
+    box.addEventListener("change", () => { box.checked ? filters.statuses.add(s) : filters.statuses.delete(s); offset = 0; load(); });
     return el("label", {}, box, ` ${STATUS_WORD[s]}`);
   });
-  search.addEventListener("input", () => { filters.text = search.value; draw(); });
+  search.addEventListener("input", () => {
+    filters.text = search.value;
+    clearTimeout(typing);
+    typing = setTimeout(() => { offset = 0; load(); }, 150);
+  });
   const tableBox = el("div");
   main.replaceChildren(el("p", {}, el("a", { href: "#/" }, "← pipeline")), title, summary,
                        el("div", { class: "filters" }, search, boxes), tableBox);
-  function draw() {
-    const head = el("tr", {}, data.keys.map(k => el("th", {}, k)), data.variables.map(v => el("th", {}, v)));
-    const needle = filters.text.trim().toLowerCase();
-    const body = [];
-    data.addresses.forEach((addr, i) => {
-      const cells = data.rows[i];
-      if (needle && !addrText(addr).toLowerCase().replaceAll('"', "").includes(needle.replaceAll('"', ""))) return;
-      if (!cells.some(c => c && filters.statuses.has(c.status))) return;
-      body.push(el("tr", {}, data.keys.map(k => el("td", {}, k in addr ? String(addr[k]) : "")),
-        cells.map((c, j) => cell(c, data.variables[j]))));
-    });
-    tableBox.replaceChildren(el("table", { class: "grid" }, el("thead", {}, head), el("tbody", {}, body)),
-      el("p", { class: "muted" }, `${body.length} of ${data.addresses.length} addresses`));
+  async function load() {
+    const ask = ++asked;
+    const query = new URLSearchParams({ node, offset: String(offset), statuses: [...filters.statuses].join(","),
+                                        text: filters.text.trim() });
+    const data = await get(`/api/grid?${query}`);
+    if (ask === asked) draw(data);  // an answer to an older question is dropped
   }
-  draw();
+  function draw(data) {
+    summary.textContent = data.variables.map(v => `${v}: ${countsText(data.counts[v])}`).join("; ");
+    const head = el("tr", {}, data.keys.map(k => el("th", {}, k)), data.variables.map(v => el("th", {}, v)));
+    const body = data.addresses.map((addr, i) => el("tr", {},
+      data.keys.map(k => el("td", {}, k in addr ? String(addr[k]) : "")),
+      data.rows[i].map((c, j) => cell(c, data.variables[j]))));
+    const shown = data.matching ? `${data.offset + 1}–${data.offset + body.length} of ${data.matching}` : "0 of 0";
+    const all = data.matching === data.total ? "" : ` (${data.total} in all)`;
+    const pager = el("p", { class: "muted", id: "grid-pages" }, `${shown} addresses${all} `);
+    if (data.offset > 0) pager.append(el("button", { id: "grid-prev", onclick: () => { offset = Math.max(0, offset - data.limit); load(); } }, "← previous"));
+    if (data.offset + body.length < data.matching) pager.append(el("button", { id: "grid-next", onclick: () => { offset += data.limit; load(); } }, "next →"));
+    tableBox.replaceChildren(el("table", { class: "grid" }, el("thead", {}, head), el("tbody", {}, body)), pager);
+  }
+  await load();
 }
 
 function cell(c, v) {
