@@ -3,6 +3,8 @@ for a project of 50 variables x 2,000 addresses (goal: under 1 s each).
 
     python bench/ui.py                 # 50 variables x 2,000 addresses, 3 repetitions
     python bench/ui.py --subjects 20   # a smaller project (20 x 10 = 200 addresses)
+    python bench/ui.py --project /tmp/scistack-bench/refs-1M/bench.duckdb --node var:EMG
+                                       # a grid of an existing (large) project, a page at a time
 
 The project (Raw, then 7 functions with 7 outputs each, chained: 50 variables, 100k values)
 is built once through the public API under --dir (default $SCISTACK_BENCH_DIR or
@@ -24,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -119,12 +122,27 @@ def json_times(db_path: Path, times: dict[str, list[float]], size: dict[str, int
         try:
             asked = ([("/api/graph after a change (JSON)", "api/graph")] if after_change else
                      [("/api/graph (JSON)", "api/graph"), ("/api/grid one variable (JSON)", GRID),
+                      ("/api/grid its next page (JSON)", GRID + "&offset=500"),
                       ("/api/graph again (cached)", "api/graph")])
             for name, path in asked:
                 seconds, size[name] = timed_get(url + path)
                 times.setdefault(name, []).append(seconds)
         finally:
             stop(server)
+
+
+def project_grid_times(db_path: Path, node: str, times: dict[str, list[float]], size: dict[str, int]) -> None:
+    """A grid of an existing project (e.g. bench/index_scale.py's 1M-ref one), in a fresh
+    server: its first page (the judging), the next page, then a filter by address text."""
+    server, url = serve(db_path)
+    grid = f"api/grid?node={urllib.parse.quote(node)}"
+    try:
+        for name, path in [(f"{node} first page", grid), (f"{node} next page", grid + "&offset=500"),
+                           (f"{node} filtered by text", grid + "&text=subject%3D12%2C")]:
+            seconds, size[name] = timed_get(url + path)
+            times.setdefault(name, []).append(seconds)
+    finally:
+        stop(server)
 
 
 def browser_times(db_path: Path, times: dict[str, list[float]], *, after_change: bool = False) -> bool:
@@ -170,10 +188,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--subjects", type=int, default=200, help="addresses = subjects x 10 sessions")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", default=os.environ.get("SCISTACK_BENCH_DIR", "/tmp/scistack-bench"))
+    parser.add_argument("--project", help="instead: time a grid of this existing project's DuckDB path")
+    parser.add_argument("--node", default="var:EMG", help="with --project: the grid's node")
     args = parser.parse_args(argv if argv is not None else [])
-    db_path = build(Path(args.dir) / f"ui-{args.subjects}x{SESSIONS}", args.subjects)
     times: dict[str, list[float]] = {}
     size: dict[str, int] = {}
+    if args.project:
+        for _ in range(args.repeats):
+            project_grid_times(Path(args.project), args.node, times, size)
+        print(f"web view of {args.project}, {args.node}; median of {args.repeats}, each in a fresh server")
+        for name, seconds in times.items():
+            print(f"{name:<34}{statistics.median(seconds):>10.3f}{size.get(name, ''):>12}")
+        return
+    db_path = build(Path(args.dir) / f"ui-{args.subjects}x{SESSIONS}", args.subjects)
     drawn = True
     for _ in range(args.repeats):
         json_times(db_path, times, size)
