@@ -20,7 +20,7 @@ from scistack.report.history import log_entries, read_call, select, shown_value
 from scistack.report.pipeline import pipeline_graph
 from scistack.report.preview import preview
 from scistack.report.runs import run_history, run_items
-from scistack.report.status import status_cells, why_value
+from scistack.report.status import STATUSES, status_cells, why_value
 from scistack.ui.layout import NODE_H, NODE_W, layout
 
 
@@ -41,10 +41,30 @@ def graph(db: Database) -> dict[str, Any]:
 
 
 GRID_PAGE = 500  # addresses a page of the grid holds: a browser draws a few hundred rows, not 300,000
-GRID_SECONDS = 15.0  # a grid judged once serves its pages while the journal has not grown, this long at
-# most (a script's function is judged from its file, which can change without a save)
-STATUSES = ("done", "stale", "unknown", "failed", "missing")
-_grids: dict[tuple[str, int, str], tuple[int, float, Any]] = {}
+CACHE_SECONDS = 15.0  # what is kept while the journal has not grown is kept this long at most: a
+# script's function is judged from its file, which can change without a save
+
+
+class Kept:
+    """Answers kept while the journal has not grown (its generation), for at most
+    CACHE_SECONDS; at most `size` of them (all dropped at once when full)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: dict[Any, tuple[int, float, Any]] = {}
+
+    def get(self, key: Any, generation: int, make: Any) -> Any:
+        found = self._items.get(key)
+        if found is not None and found[0] == generation and time.monotonic() - found[1] < CACHE_SECONDS:
+            return found[2]
+        value = make()
+        if len(self._items) >= self.size:
+            self._items.clear()
+        self._items[key] = (generation, time.monotonic(), value)
+        return value
+
+
+_grids = Kept(8)  # a node's judged grid, for its pages and filters
 
 
 def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
@@ -86,27 +106,21 @@ def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
 
 def _judged(db: Database, node: str, variables: list[str]) -> tuple[Any, dict, list[str], Any]:
     """`status_cells` of a node, its counts, the schema keys its addresses use, and a function
-    giving their search texts (made on the first search), kept while the journal has not grown
-    (see GRID_SECONDS): paging or filtering a grid of many addresses does not judge it again."""
-    key = (str(db.path), id(db), node)
-    generation = db.index.generation()
-    found = _grids.get(key)
-    if found is not None and found[0] == generation and time.monotonic() - found[1] < GRID_SECONDS:
-        return found[2]
-    judged = status_cells(db, variables)
-    made: list[list[str]] = []
+    giving their search texts (made on the first search), kept (`_grids`): paging or filtering
+    a grid of many addresses does not judge it again."""
+    def judge() -> tuple[Any, dict, list[str], Any]:
+        judged = status_cells(db, variables)
+        made: list[list[str]] = []
 
-    def texts() -> list[str]:
-        if not made:
-            made.append([_search_text(db.schema_keys, addr) for addr in judged.addresses])
-        return made[0]
+        def texts() -> list[str]:
+            if not made:
+                made.append([_search_text(db.schema_keys, addr) for addr in judged.addresses])
+            return made[0]
 
-    keys = [k for k in db.schema_keys if any(k in a for a in judged.addresses)]
-    entry = (judged, judged.counts(), keys, texts)
-    if len(_grids) >= 8:
-        _grids.clear()
-    _grids[key] = (generation, time.monotonic(), entry)
-    return entry
+        keys = [k for k in db.schema_keys if any(k in a for a in judged.addresses)]
+        return judged, judged.counts(), keys, texts
+
+    return _grids.get((str(db.path), id(db), node), db.index.generation(), judge)
 
 
 def _search_text(schema_keys: list[str], addr: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -26,7 +25,6 @@ from scistack.ui import api
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 STATIC = {"/": ("index.html", "text/html"), "/app.js": ("app.js", "text/javascript"),
           "/app.css": ("app.css", "text/css")}
-CACHE_SECONDS = 15.0
 POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
           "connect-src 'self'; frame-ancestors *")
 
@@ -47,7 +45,7 @@ class UiServer:
         self.httpd.daemon_threads = True
         self.httpd.db = db  # type: ignore[attr-defined]
         self.httpd.lock = threading.Lock()  # type: ignore[attr-defined]
-        self.httpd.cache = {}  # type: ignore[attr-defined]  # (path, query) -> (generation, t, body)
+        self.httpd.cache = api.Kept(64)  # type: ignore[attr-defined]  # (path, query) -> JSON body
         self.port = self.httpd.server_address[1]
         self.url = f"http://{'[::1]' if host == '::1' else '127.0.0.1'}:{self.port}/"
         self._thread: threading.Thread | None = None
@@ -137,19 +135,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _answer(server: Any, path: str, query: dict[str, str], route: Any) -> bytes:
-    """The route's JSON, remembered while the journal has not grown (for at most CACHE_SECONDS:
-    a script's function is judged from its file, which can change without a save)."""
+    """The route's JSON, kept while the journal has not grown (`api.Kept`)."""
     generation = server.db.index.generation()
-    key = (path, tuple(sorted(query.items())))
-    found = server.cache.get(key)
-    if found is not None and found[0] == generation and time.monotonic() - found[1] < CACHE_SECONDS:
-        return found[2]
-    body = api.dumps(route(server.db, query))
-    if path != "/api/generation":
-        if len(server.cache) > 64:
-            server.cache.clear()
-        server.cache[key] = (generation, time.monotonic(), body)
-    return body
+    if path == "/api/generation":
+        return api.dumps(route(server.db, query))
+    return server.cache.get((path, tuple(sorted(query.items()))), generation,
+                            lambda: api.dumps(route(server.db, query)))
 
 
 def _int(text: str | None, what: str = "version") -> int | None:
