@@ -680,6 +680,9 @@ def _project(
 ) -> StatusCell | None:
     """The cell of `var` in `row` (whose `key_of` is `row_key`): at the finest level of `var`
     that the row's keys cover."""
+    found = cells.get(row_key)  # most rows: an address of the variable's own (its finest level)
+    if found is not None:
+        return found
     for level in levels:
         if level <= row.keys():
             addr = {k: row[k] for k in level}
