@@ -341,13 +341,13 @@ end
 end
 
 function [valid, nb] = validity(b, body, buffers, nb, n, nulls)
-[start, len] = buffer_at(b, buffers, nb);
-nb = nb + 1;
-if nulls == 0 || len == 0
+% a column's validity bitmap (true: present); a column with no missing value may omit it
+if nulls == 0
     valid = true(n, 1);
-    return
+    nb = nb + 1;
+else
+    [valid, nb] = bitmap(b, body, buffers, nb, n);
 end
-[valid, ~] = bitmap(b, body, buffers, nb - 1, n);
 end
 
 function [bits, nb] = bitmap(b, body, buffers, nb, n)
