@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from scistack import BaseVariable, for_each
 from scistack.cli import main
-from scistack.cli.args import convert, parse_address
+from scistack.cli.args import AddressError, convert, parse_address
 
 PIPELINE = """
 import numpy as np
@@ -165,6 +165,10 @@ def test_log_without_a_variable_is_what_the_project_saved_lately(built):
 
     every = json.loads(ok(run(built, "log", "--subject", "2", "--session", "post", "-n", "100", "--json")))
     assert sorted(e["var"] for e in every) == ["CliFiltered", "CliPeak", "CliRaw"]
+    # an address written `key=value`, with no variable before it, is the same address
+    assert json.loads(ok(run(built, "log", "subject=2", "session=post", "-n", "100", "--json"))) == every
+    assert json.loads(ok(run(built, "log", "CliRaw", "subject=2", "session=post", "--json"))) == [
+        e for e in every if e["var"] == "CliRaw"]
     assert all(e["addr"] == {"subject": 2, "session": "post"} for e in every)
     low = json.loads(ok(run(built, "log", "--low_hz", "20", "-n", "100", "--json")))  # one step's parameter
     assert {e["var"] for e in low} == {"CliFiltered", "CliPeak"}
@@ -464,6 +468,12 @@ def test_address_parsing():
     }
     assert parse_address(["--subject", "1", "--subject", "2"]) == {"subject": [1, 2]}
     assert parse_address(["--subject", "1"], as_str=True) == {"subject": "1"}
+    # `key=value`, as an address is written in a paper or a script's log
+    assert parse_address(["subject=1", "trial-type=a=b", "--session", "pre"]) == {
+        "subject": 1, "trial_type": "a=b", "session": "pre"}
+    for wrong in (["1"], ["=1"], ["-s", "1"], ["1x=2"]):
+        with pytest.raises(AddressError, match="--key value or key=value"):
+            parse_address(wrong)
     assert convert("-3") == -3 and convert("1e3") == 1000.0 and convert("pre") == "pre"
 
 

@@ -312,6 +312,9 @@ def test_cli_export_and_import(pipeline, tmp_path, python_env):
     done = cli(db, "export", "ExPeak", "--session", "post", "--to", "paper")
     assert done.returncode == 0, done.stderr
     assert {r["addr"]["subject"] for r in _manifest(tmp_path / "paper")["selected"]} == {1, 2}
+    done = cli(db, "export", "ExPeak", "session=post", "subject=2", "--to", "paper2")  # key=value too
+    assert done.returncode == 0, done.stderr
+    assert [r["addr"] for r in _manifest(tmp_path / "paper2")["selected"]] == [{"subject": 2, "session": "post"}]
     done = cli(db, "export", "--all-current", "ExPeak", "ExFiltered", "--to", "paper")
     assert done.returncode == 2 and "not an empty folder" in done.stderr
     database_module._current = None

@@ -18,7 +18,7 @@ import click
 
 from scistack.version import __version__
 from scistack.cli import render
-from scistack.cli.args import ADDRESS_HELP, AddressError, parse_address
+from scistack.cli.args import ADDRESS_HELP, AddressError, is_address_word, parse_address
 from scistack.errors import ScistackError
 
 ADDRESS = {"ignore_unknown_options": True, "allow_extra_args": True}
@@ -145,7 +145,7 @@ def log(
 
     # the variable is optional and the address follows it: a first word that is not an
     # option is the variable (click would bind `9` of `--subject 9` to an optional argument)
-    variable = words[0] if words and not words[0].startswith("-") else None
+    variable = words[0] if words and not is_address_word(words[0]) else None
     address = _address_of(ctx, list(words[variable is not None:]), as_str)
     db = ctx.obj.db
     if variable is None and n is None:
@@ -262,7 +262,7 @@ def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current:
     VARIABLE) and its whole lineage as a bundle: open files, scistack objects, an RO-Crate."""
     names = []
     for word in words:
-        if word.startswith("--"):
+        if is_address_word(word):
             break
         names.append(word)
     address = _address_of(ctx, list(words[len(names):]) + list(ctx.args), as_str)

@@ -1,4 +1,5 @@
-"""Address options: `--subject 1 --session pre` after the variable name, parsed by hand.
+"""Address options: `--subject 1 --session pre` (or `subject=1 session=pre`) after the
+variable name, parsed by hand.
 
 Schema keys differ per project, so they cannot be declared as click options: commands
 accept unknown options and this module turns them into metadata. A value that looks like an
@@ -14,10 +15,11 @@ from typing import Any
 
 _INT = re.compile(r"[-+]?\d+")
 _FLOAT = re.compile(r"[-+]?(\d+\.\d*|\.\d+|\d+)([eE][-+]?\d+)?")
+_BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*=")  # `subject=1`: how scientists write an address
 
 ADDRESS_HELP = (
     "Address the value with one option per schema key (or version key or lineage parameter) "
-    "after the variable: --subject 1 --session pre. Numbers become numbers and true/false "
+    "after the variable: --subject 1 --session pre (or subject=1 session=pre). Numbers become numbers and true/false "
     "booleans; quote a value to keep it a string (--subject \"'1'\"), or give --str. Repeat "
     "a key to match any of several values."
 )
@@ -27,18 +29,28 @@ class AddressError(ValueError):
     """Extra arguments that are not `--key value` pairs."""
 
 
+def is_address_word(word: str) -> bool:
+    """Whether a command-line word starts an address (`--subject`, `subject=1`) rather than
+    naming a variable (a class name never holds `=`)."""
+    return word.startswith("-") or bool(_BARE.match(word))
+
+
 def parse_address(args: list[str], *, as_str: bool = False) -> dict[str, Any]:
-    """`["--subject", "1", "--session=pre"]` -> `{"subject": 1, "session": "pre"}`."""
+    """`["--subject", "1", "--session=pre"]` (or `["subject=1", "session=pre"]`) ->
+    `{"subject": 1, "session": "pre"}`."""
     out: dict[str, Any] = {}
     i = 0
     while i < len(args):
         token = args[i]
-        if not token.startswith("--") or len(token) < 3:
+        if _BARE.match(token):
+            key, text = token.split("=", 1)
+            i += 1
+        elif not token.startswith("--") or len(token) < 3:
             raise AddressError(
                 f"unexpected argument {token!r}: address values are given as "
-                "--key value, after the variable name"
+                "--key value or key=value, after the variable name"
             )
-        if "=" in token:
+        elif "=" in token:
             key, text = token[2:].split("=", 1)
             i += 1
         else:
