@@ -5,6 +5,7 @@ thresholds make arrays of a few hundred KB span many chunks."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import dask
@@ -116,6 +117,42 @@ def test_one_oid_however_the_array_is_given(project, tmp_path):
     np.testing.assert_array_equal(loaded, x)
 
 
+def test_timestamps_are_chunked_as_zarr_names_them(project, tmp_path):
+    """A recording's timestamps are as long as its samples: datetime64/timedelta64 arrays are
+    chunked too, with Zarr's `numpy.datetime64` data type (zarr-extensions), so zarr-python
+    reads them back as the same dtype; NaT survives; a memmap or dask array gives one oid."""
+    import zarr
+    from scistack.objects.chunked import parse_manifest
+    from scistack.objects.zarr_view import open_zarr
+
+    stamps = np.datetime64("2026-01-01", "ns") + np.arange(30_000) * np.timedelta64(33_333, "ns")
+    stamps[7] = np.datetime64("NaT")
+    path = tmp_path / "t.dat"
+    stamps.tofile(path)
+    saved = Rec.save(np.memmap(path, dtype="M8[ns]", mode="r", shape=stamps.shape), subject=1, session="t")
+    assert saved.record.kind == "chunked"
+    assert Rec.save(da.from_array(stamps, chunks=999), subject=1, session="t").oid == saved.oid
+    back = Rec.load(subject=1, session="t").data
+    assert back.dtype == np.dtype("M8[ns]") and np.isnat(back[7])
+    np.testing.assert_array_equal(back, stamps)
+    lazy = Rec.load(subject=1, session="t", lazy=True).data
+    np.testing.assert_array_equal(lazy[5:9], stamps[5:9])
+    meta = parse_manifest(project.store.get(saved.oid).payload)["zarr"]
+    assert meta["data_type"] == {"name": "numpy.datetime64", "configuration": {"unit": "ns", "scale_factor": 1}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr-python's "no Zarr v3 specification yet"
+        z = open_zarr(project.store, saved.oid)
+        assert z.dtype == np.dtype("M8[ns]")
+        np.testing.assert_array_equal(z[:], stamps)
+        # and the metadata is what zarr-python itself writes for this dtype
+        own = zarr.create_array(store=zarr.storage.MemoryStore(), shape=(4,), dtype="m8[10ms]", chunks=(2,))
+    durations = np.arange(40_000).astype("m8[10ms]")
+    meta = parse_manifest(project.store.get(Rec.save(durations, subject=2, session="t").oid).payload)["zarr"]
+    assert meta["data_type"] == own.metadata.to_dict()["data_type"]
+    assert meta["fill_value"] == own.metadata.to_dict()["fill_value"]
+    np.testing.assert_array_equal(Rec.load(subject=2, session="t").data, durations)
+
+
 def test_small_dask_array_is_the_numpy_array_it_equals(project):
     x = np.arange(100.0)
     assert Rec.save(da.from_array(x, chunks=7), subject=1, session="s").oid == Rec.save(x, subject=1, session="s").oid
@@ -133,7 +170,7 @@ def test_grid_is_a_pure_function_of_shape_and_dtype():
 @settings(max_examples=40, deadline=None)
 @given(
     shape=st.lists(st.integers(1, 40), min_size=1, max_size=3).map(tuple),
-    dtype=st.sampled_from(["<i2", ">i4", "<f8", "|b1", "<c16", "<u1", ">f4"]),
+    dtype=st.sampled_from(["<i2", ">i4", "<f8", "|b1", "<c16", "<u1", ">f4", "<M8[ns]", ">m8[10ms]", "<M8[D]"]),
     seed=st.integers(0, 2**16),
 )
 def test_round_trip_any_shape_and_dtype(shape, dtype, seed):

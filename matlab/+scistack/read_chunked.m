@@ -6,8 +6,9 @@ function [x, info] = read_chunked(root, oid, ranges, manifest)
 %   X = scistack.read_chunked(ROOT, OID, RANGES) reads only the chunks that RANGES touches:
 %   RANGES is a cell with one vector of 1-based indices per dimension (e.g. {30001:60000, 4});
 %   [] or ':' takes a whole dimension. X is the block X_whole(RANGES{:}).
-%   [X, INFO] also returns INFO.shape, INFO.chunk_shape, INFO.data_type and
-%   INFO.chunks_read (how many chunk objects were read).
+%   [X, INFO] also returns INFO.shape, INFO.chunk_shape, INFO.data_type,
+%   INFO.chunks_read (how many chunk objects were read) and INFO.unit (a datetime64 or
+%   timedelta64 array is int64 counts of that unit, e.g. 'ns' or '10ms'; NaT is intmin).
 %   MANIFEST (optional) is the manifest's payload, already read.
 %   A chunked table (a large DataFrame) is read whole: X is the struct of columns
 %   scistack.decode_table gives, its row groups one after another.
@@ -107,8 +108,12 @@ if nd == 1
     local{2} = 1;
 end
 x = block(local{:});
+unit = '';  % a datetime64/timedelta64 array: X holds int64 counts of this unit
+if isstruct(m.zarr.data_type)
+    unit = descr(find(descr == '[', 1) + 1:end - 1);
+end
 info = struct('shape', shape, 'chunk_shape', chunks, 'data_type', m.zarr.data_type, ...
-    'chunks_read', read);
+    'chunks_read', read, 'unit', unit);
 end
 
 function v = num_list(list)
@@ -128,7 +133,8 @@ end
 
 function part = chunk_array(root, chunk_oid, descr, chunks, array_oid, index)
 [payload, kind] = raw_payload(root, chunk_oid);
-itemsize = str2double(regexprep(descr, '^[<|]\D', ''));
+size_text = regexp(descr, '^[<|][a-zA-Z](\d+)', 'tokens', 'once');
+itemsize = str2double(size_text{1});
 if ~strcmp(kind, 'chunk') || numel(payload) ~= prod(chunks) * itemsize
     error('scistack:corruptObject', ['chunk [%s] (object %s) of chunked value %s is not a ', ...
         'chunk of %d bytes; run `scistack fsck`'], num2str(index, '%d '), chunk_oid, ...
@@ -151,6 +157,25 @@ kind = info.kind;
 end
 
 function d = descr_of(data_type)
+if isstruct(data_type)  % numpy.datetime64 / numpy.timedelta64 (zarr-extensions): int64 counts
+    kinds = {'numpy.datetime64', 'M'; 'numpy.timedelta64', 'm'};
+    at = [];
+    if isfield(data_type, 'name') && isfield(data_type, 'configuration')
+        at = find(strcmp(kinds(:, 1), data_type.name), 1);
+    end
+    if isempty(at) || ~isfield(data_type.configuration, 'unit') || ...
+            ~isfield(data_type.configuration, 'scale_factor')
+        error('scistack:unsupportedDtype', 'chunked data type %s is not supported', ...
+            scistack.encode_json(data_type));
+    end
+    c = data_type.configuration;
+    scale = '';
+    if double(c.scale_factor) ~= 1
+        scale = sprintf('%d', double(c.scale_factor));
+    end
+    d = sprintf('<%s8[%s%s]', kinds{at, 2}, scale, c.unit);
+    return
+end
 names = {'bool', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', ...
     'float16', 'float32', 'float64', 'complex64', 'complex128'};
 descrs = {'|b1', '|i1', '|u1', '<i2', '<u2', '<i4', '<u4', '<i8', '<u8', '<f2', '<f4', ...

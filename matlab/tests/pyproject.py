@@ -103,7 +103,15 @@ def chunked_values() -> dict[int, np.ndarray]:
         3: np.arange(3000.0) % 11,
         # 2 MiB of a slow int16 signal: two 1 MiB chunks stored byte-shuffled (objects/shuffle.py)
         4: ((np.arange(16384)[:, None] // 100 + np.arange(64)) % 300).astype(np.int16),
+        # timestamps (Zarr's numpy.datetime64, unit us) with one NaT, and 2-D durations of 10 ms
+        5: _with_nat((1_700_000_000_000_000 + np.arange(600) * 1000).astype("datetime64[us]"), 10),
+        6: np.arange(1400).reshape(700, 2).astype("timedelta64[10ms]"),
     }
+
+
+def _with_nat(a: np.ndarray, at: int) -> np.ndarray:
+    a[at] = np.datetime64("NaT")
+    return a
 
 
 def chunk_oids(db, oid: str) -> list[str]:
@@ -149,6 +157,8 @@ def build(root: Path) -> None:
         with db.batch():
             ChunkedVar.save(values[2], subject=2)
         ChunkedVar.save(values[3], subject=3)
+        ChunkedVar.save(values[5], subject=5)
+        ChunkedVar.save(values[6], subject=6)
         ChunkedTable.save(chunked_frame(), subject=1)  # row groups of a few rows, some missing
         set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
         oid = ChunkedVar.save(values[4], subject=4).oid

@@ -8,6 +8,7 @@ cases = {
     'a 3-D float64 array with packed chunks: whole and a block', @three_d
     'a 1-D array loads as a column', @one_d
     'byte-shuffled chunks load whole and by block', @shuffled_chunks
+    'chunked datetime64 and timedelta64 arrays load as int64 counts of their unit', @time_arrays
     'a chunked DataFrame loads whole as a struct of columns, its row groups in order', @chunked_table
     };
 end
@@ -70,6 +71,24 @@ t_equal(r.data, x, 'whole 16384x64 int16 array from two shuffled chunks');
 [b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {8190:8195, 64});
 t_equal(b, x(8190:8195, 64), 'rows 8190..8195 of column 64 (both chunks)');
 t_equal(info.chunks_read, 2, 'two chunks of 8192 rows');
+end
+
+function time_arrays(ctx)
+use_py(ctx);
+stamps = int64(1700000000000000) + int64(0:599)' * 1000;
+stamps(11) = intmin('int64');
+r = ChunkedVar().load('subject', 5);
+t_equal(r.data, stamps, 'microseconds since 1970, NaT as intmin');
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {5:140});
+t_equal(b, stamps(5:140), 'a block across two chunks');
+t_equal(info.unit, 'us', 'the unit');
+t_equal(info.chunks_read, 2, 'chunks of 128 stamps');
+r = ChunkedVar().load('subject', 6);
+durations = reshape(int64(0:1399), 2, 700)';
+t_equal(r.data, durations, '700x2 durations');
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {690:700, 2});
+t_equal(b, durations(690:700, 2), 'the tail of column 2');
+t_equal(info.unit, '10ms', 'a unit with a scale factor');
 end
 
 function chunked_table(ctx)

@@ -42,7 +42,10 @@ Put = Callable[[str, list], str]
 Get = Callable[[str], tuple[str, Any]]
 
 FORMAT = 1
-CHUNKABLE_KINDS = frozenset("biufc")  # Zarr v3 core data types
+CHUNKABLE_KINDS = frozenset("biufcMm")  # Zarr v3 core data types, and numpy's datetime64 /
+# timedelta64 as zarr-extensions name them (a recording's timestamps are as long as its samples)
+_TIME_TYPES = {"M": "numpy.datetime64", "m": "numpy.timedelta64"}
+_NAT = -(1 << 63)  # NaT's int64: the time types' fill value, as zarr-python writes it
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _WORKERS = 2                          # writers/readers in flight (a 2-core machine saturates)
 
@@ -92,8 +95,15 @@ def should_chunk(value: Any, policy: ChunkPolicy) -> bool:
     # a numpy array of a refused dtype is left to the npy encoder (its message says why)
     dtype = np.dtype(value.dtype) if isinstance(value, np.ndarray) else check_source_dtype(value)
     shape = tuple(int(n) for n in value.shape)
-    return (bool(shape) and dtype.kind in CHUNKABLE_KINDS
+    return (bool(shape) and dtype.kind in CHUNKABLE_KINDS and _zarr_names(dtype)
             and math.prod(shape) * dtype.itemsize > policy.threshold)
+
+
+def _zarr_names(dtype: np.dtype) -> bool:
+    """Whether Zarr has a name for the dtype (not long double, nor a datetime without unit)."""
+    if dtype.kind in _TIME_TYPES:
+        return np.datetime_data(dtype)[0] != "generic"
+    return dtype.itemsize <= (16 if dtype.kind == "c" else 8)
 
 
 def check_source_dtype(value: Any) -> np.dtype:
@@ -110,11 +120,39 @@ def check_source_dtype(value: Any) -> np.dtype:
 
 
 # -- manifest --------------------------------------------------------------------------------
+def zarr_data_type(dtype: np.dtype) -> str | dict:
+    """The Zarr v3 `data_type` of a chunkable dtype: its numpy name (`int16`), or for
+    datetime64/timedelta64 the zarr-extensions form with the unit (`{"name":
+    "numpy.datetime64", "configuration": {"unit": "ns", "scale_factor": 1}}`)."""
+    if dtype.kind in _TIME_TYPES:
+        unit, scale = np.datetime_data(dtype)
+        return {"name": _TIME_TYPES[dtype.kind], "configuration": {"unit": unit, "scale_factor": scale}}
+    return dtype.name
+
+
+def dtype_of(data_type: Any) -> np.dtype:
+    """The little-endian numpy dtype a manifest's `data_type` names (ValueError if none)."""
+    if isinstance(data_type, dict):
+        kind = {name: kind for kind, name in _TIME_TYPES.items()}.get(data_type.get("name"))
+        config = data_type.get("configuration")
+        if kind is None or not isinstance(config, dict) or type(config.get("scale_factor")) is not int \
+                or config["scale_factor"] < 1:
+            raise ValueError(f"unknown data_type {json.dumps(data_type)[:80]}")
+        try:
+            return np.dtype(f"<{kind}8[{config['scale_factor']}{config.get('unit')}]")
+        except TypeError:
+            raise ValueError(f"unknown time unit in data_type {json.dumps(data_type)[:80]}") from None
+    try:
+        return np.dtype(data_type).newbyteorder("<")
+    except TypeError:
+        raise ValueError(f"unknown data_type {str(data_type)[:80]!r}") from None
+
+
 def zarr_metadata(dtype: np.dtype, shape: tuple[int, ...], chunks: tuple[int, ...]) -> dict:
     """Zarr v3 array metadata (`zarr.json`) for the stored layout."""
-    fill: Any = {"b": False, "f": 0.0, "c": [0.0, 0.0]}.get(dtype.kind, 0)
+    fill: Any = {"b": False, "f": 0.0, "c": [0.0, 0.0], "M": _NAT, "m": _NAT}.get(dtype.kind, 0)
     return {
-        "zarr_format": 3, "node_type": "array", "shape": list(shape), "data_type": dtype.name,
+        "zarr_format": 3, "node_type": "array", "shape": list(shape), "data_type": zarr_data_type(dtype),
         "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
         "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
         "fill_value": fill, "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
@@ -141,7 +179,7 @@ def parse_manifest(payload: Any) -> dict:
 def array_manifest(tree: dict) -> ArrayManifest:
     """The typed view of an array manifest tree (raises ValueError when it is inconsistent)."""
     meta = tree["zarr"]
-    dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+    dtype = dtype_of(meta["data_type"])
     shape = tuple(int(n) for n in meta["shape"])
     chunks = tuple(int(n) for n in meta["chunk_grid"]["configuration"]["chunk_shape"])
     oids = tuple(tree["chunks"])
