@@ -73,8 +73,9 @@ def check_identifier(name: str, what: str) -> str:
     """Refuse names that cannot be SQL identifiers or collide with scistack's columns."""
     if not isinstance(name, str) or not _IDENTIFIER.fullmatch(name):
         raise InvalidNameError(
-            f"{what} {name!r} cannot be used: names must start with a letter or underscore and "
-            "contain only letters, digits and underscores (they become SQL columns and views)"
+            f"{what} {name!r} cannot be used: names must start with an ASCII letter (A-Z, a-z) or "
+            "underscore and contain only ASCII letters, digits and underscores (they become SQL "
+            "columns and views, and MATLAB fields)"
         )
     if name.lower() in RESERVED_NAMES:
         raise InvalidNameError(
