@@ -41,14 +41,17 @@ from typing import Any
 
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
 from scistack.objects.gate import PRUNE_FLOOR
-from scistack.index import RefState
+from scistack.index import RefState, key_of
 from scistack.objects.codec import child_oids
 from scistack.objects.oid import is_valid_oid
-from scistack.records import parse_call
+from scistack.objects.store import StoredObject
+from scistack.records import CallRecord, RunRecord, call_tree, parse_call
 from scistack.retention import describe, retention_plan
 
 DEFAULT_GRACE_SECONDS = 14 * 24 * 3600
 _WALKED_KINDS = ("json", "call", "chunked")
+_READ_BATCH = 4096  # objects the walk reads at once
+_SLICE_BYTES = 16 << 20  # journal bytes folded at a time
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,47 +93,116 @@ class Reachability:
     chunks: dict[str, str] = field(default_factory=dict)  # chunk oid -> "chunk [i] of chunked value X"
 
 
-def find_reachable(db: Any, state: RefState | None = None, *, young_after: float | None = None) -> set[str]:
+@dataclass(slots=True)
+class Roots:
+    """What the walk starts from: each variable's live values (every version; oids by kind)
+    and their call records, the run reports and the call cache. Only oids are kept per ref
+    (a ref's address is looked up again for a message), so gc of 1M refs holds the reachable
+    set, not the fold (2.6 GB with `full_fold`)."""
+
+    values: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # var -> kind -> oids
+    lineage: dict[str, list[str]] = field(default_factory=dict)           # var -> call record oids
+    runs: list[RunRecord] = field(default_factory=list)
+    calls: dict[str, dict[str, Any]] = field(default_factory=dict)        # the call cache: key -> entry
+
+    def add(self, var: str, oid: str, kind: str, call: str | None) -> None:
+        self.values.setdefault(var, {}).setdefault(kind, []).append(oid)
+        if call:
+            self.lineage.setdefault(var, []).append(call)
+
+    @classmethod
+    def of_state(cls, state: RefState) -> Roots:
+        """The roots of an in-memory fold (fsck's, and gc's after a retention rule)."""
+        roots = cls(runs=list(state.runs), calls=dict(state.calls))
+        for var in state.variables():
+            for r in state.records(var):
+                roots.add(var, r.oid, r.kind, r.call)
+        return roots
+
+
+def fold_roots(index: Any) -> tuple[Roots, int]:
+    """The roots the journal names, read in bounded slices: first only its deletions (a
+    deletion's line holds the text "del", or an escape that could spell it: only those lines
+    are parsed), then every entry in order: a put is live unless a deletion of its ref follows
+    it (an undeleted ref's put comes after its deletion), counted against the first pass.
+    Lines appended meanwhile are read by the second pass only: gc then keeps more, never
+    less. Also returns how many lines did not parse."""
+    deletions: dict[tuple[str, str, int], int] = {}  # (var, address key, version) -> how many
+    for entries in index.journal_slices(_SLICE_BYTES, containing=(b'"del"', b"\\u")):
+        for e in entries:
+            if e["op"] == "del":
+                ref = (e["var"], key_of(e["addr"]), e["version"])
+                deletions[ref] = deletions.get(ref, 0) + 1
+    maybe = {(var, version) for var, _, version in deletions}
+    seen: dict[tuple[str, str, int], int] = {}  # deletions met so far in the second pass
+    roots = Roots()
+    before = index.skipped_journal_lines()
+    for entries in index.journal_slices(_SLICE_BYTES):
+        for e in entries:
+            op = e["op"]
+            if op == "put":
+                if (e["var"], e["version"]) in maybe:
+                    ref = (e["var"], key_of(e["addr"]), e["version"])
+                    if seen.get(ref, 0) < deletions.get(ref, 0):
+                        continue  # deleted later
+                roots.add(e["var"], e["oid"], e["kind"], e.get("call"))
+            elif op == "del":
+                ref = (e["var"], key_of(e["addr"]), e["version"])
+                seen[ref] = seen.get(ref, 0) + 1
+            elif op == "call":
+                roots.calls[e["key"]] = e
+            elif op == "uncall":
+                if (roots.calls.get(e["key"]) or {}).get("call") == e["call"]:
+                    del roots.calls[e["key"]]
+            elif op == "run":
+                roots.runs.append(RunRecord.from_entry(e))
+    return roots, index.skipped_journal_lines() - before
+
+
+def find_reachable(db: Any, roots: Roots | None = None, *, young_after: float | None = None) -> set[str]:
     """Every oid gc must keep (see the module docstring); raises when that cannot be known."""
-    return _checked_walk(db, state, young_after=young_after).reachable
+    return _checked_walk(db, roots, young_after=young_after).reachable
 
 
-def _checked_walk(db: Any, state: RefState | None, **options: Any) -> Reachability:
-    if state is None:
-        state, bad = db.index.full_fold()
+def _checked_walk(db: Any, roots: Roots | None, **options: Any) -> Reachability:
+    if roots is None:
+        roots, bad = fold_roots(db.index)
         _refuse_bad_journal(db, bad)
-    walk = walk_reachable(db.store, state, **options)
-    _refuse_incomplete(walk)
+    walk = walk_reachable(db.store, roots, **options)
+    _refuse_incomplete(db, walk)
     return walk
 
 
 def walk_reachable(
-    store: Any, state: RefState, *, young_after: float | None = None, explain: bool = False
+    store: Any, roots: Roots | RefState, *, young_after: float | None = None, explain: bool = False
 ) -> Reachability:
     """Walk from every root; never raises for missing or corrupt objects (it records them).
 
     Cache entries are roots only while their outputs are kept by the other roots (or, with
     `young_after`, while they are newer than that time; without it every entry is a root).
-    With `explain`, `groups` records which root group first reached each oid.
+    With `explain`, `groups` records which root group first reached each oid. A missing or
+    corrupt root is recorded as needed by "a ref of VAR" (`name_refs` says which).
     """
+    if isinstance(roots, RefState):
+        roots = Roots.of_state(roots)
     walker = _Walker(store)
     group = _grouper(walker, explain)
-    for var in state.variables():  # named values first, then the lineage they keep
-        for record in state.records(var):
-            where = f"ref {record.var} {record.addr} version {record.version}"
-            walker.add(record.oid, record.kind, where, root=True)
+    for var in sorted(roots.values):  # named values first, then the lineage they keep
+        where = f"a ref of {var}"
+        for kind, oids in roots.values[var].items():
+            for oid in oids:
+                walker.add(oid, kind, where, root=True)
         group(f"values of {var}")
-    for var in state.variables():
-        for record in state.records(var):
-            if record.call:
-                where = f"ref {record.var} {record.addr} version {record.version}"
-                walker.add(record.call, "call", where, root=True)
+    for var in sorted(roots.values):
+        where = f"a ref of {var}"
+        for call in roots.lineage.get(var, ()):
+            walker.add(call, "call", where, root=True)
         group(f"lineage of {var}")
-    for run in state.runs:
+    for run in roots.runs:
         if run.items:
             walker.add(run.items, "json", f"report of run {run.run_id or '?'}", root=True)
     group("for_each run reports")
-    waiting = dict(state.calls)
+    waiting = dict(roots.calls)
     young = None if young_after is None else _iso(young_after)
     while True:  # an admitted entry's inputs may be the outputs of another entry
         admitted = [k for k, e in waiting.items() if _keeps(e, walker.result.reachable, young)]
@@ -200,26 +272,42 @@ class _Walker:
         self._stack.append((oid, kind, referrer, root, optional))
 
     def run(self) -> None:
+        """Walk until the stack is empty; the objects to read are read `_READ_BATCH` at a time
+        (`get_many`: one search per pack index, ~3 us an object instead of ~15)."""
         while self._stack:
-            oid, kind, referrer, root, optional = self._stack.pop()
-            kind = kind or self.store.kind_of(oid)
-            if kind is None or (kind not in _WALKED_KINDS and not self.store.contains(oid)):
-                self.result.reachable.discard(oid)
-                if not optional:
-                    self.result.missing[oid] = referrer
-                    if root:
-                        self.result.missing_roots[oid] = referrer
-                continue
-            if kind in _WALKED_KINDS:
-                self._read(oid, kind, referrer, root, optional)
+            batch = []
+            while self._stack and len(batch) < _READ_BATCH:
+                oid, kind, referrer, root, optional = item = self._stack.pop()
+                kind = kind or self.store.kind_of(oid)
+                if kind is None or (kind not in _WALKED_KINDS and not self.store.contains(oid)):
+                    self._lost(oid, referrer, root, optional)
+                elif kind in _WALKED_KINDS:
+                    batch.append(item)
+            if batch:
+                for item, obj in zip(batch, self.store.get_many([item[0] for item in batch])):
+                    self._read(*item, obj)
 
-    def _read(self, oid: str, kind: str, referrer: str, root: bool, optional: bool) -> None:
+    def _lost(self, oid: str, referrer: str, root: bool, optional: bool) -> None:
+        self.result.reachable.discard(oid)
+        if not optional:
+            self.result.missing[oid] = referrer
+            if root:
+                self.result.missing_roots[oid] = referrer
+
+    def _read(self, oid: str, kind: str | None, referrer: str, root: bool, optional: bool,
+              obj: StoredObject | Exception) -> None:
         try:
-            obj = self.store.get(oid)
+            if isinstance(obj, Exception):
+                raise obj
+            if obj.kind == "json":
+                text = obj.payload if isinstance(obj.payload, (bytes, bytearray)) else bytes(obj.payload)
+                if b"$ref" not in text and b"\\u" not in text:
+                    return  # no child: no `{"$ref": ...}` (nor an escape that could spell one)
             if obj.kind == "call":
+                tree = call_tree(obj.payload, oid)
                 refs = [
                     (ref.oid, ref.kind, f"{ref.what} of call record {oid[:12]}", ref.optional)
-                    for ref in parse_call(obj.payload, oid).child_refs()
+                    for ref in CallRecord.from_value(tree, oid=oid).child_refs(tree)
                 ]
             else:
                 children = child_oids(obj.kind, obj.payload)
@@ -229,17 +317,25 @@ class _Walker:
                     for child, what in children:
                         self.result.chunks.setdefault(child, f"{what} of chunked value {oid}")
         except ObjectNotFoundError:
-            self.result.reachable.discard(oid)
-            if not optional:
-                self.result.missing[oid] = referrer
-                if root:
-                    self.result.missing_roots[oid] = referrer
+            self._lost(oid, referrer, root, optional)
             return
         except (CorruptObjectError, ValueError) as exc:
             self.result.corrupt[oid] = str(exc)
             return
         for child, child_kind, what, child_optional in refs:
             self.add(child, child_kind, what, optional=child_optional)
+
+
+def name_refs(index: Any, oids: set[str]) -> dict[str, str]:
+    """"ref VAR ADDRESS version N" of the last put naming each of `oids` as its value or call
+    record (the walk keeps no addresses: this reads the journal again, for a message)."""
+    named: dict[str, str] = {}
+    for entries in index.journal_slices():
+        for e in entries:
+            if e["op"] == "put" and (e["oid"] in oids or e.get("call") in oids):
+                where = f"ref {e['var']} {e['addr']} version {e['version']}"
+                named[e["oid"] if e["oid"] in oids else e["call"]] = where
+    return named
 
 
 def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> None:
@@ -337,10 +433,17 @@ def _other_writers(db: Any) -> Iterator[str | None]:
 
 def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | None,
              older_than: float | None) -> GCStats:
-    state, bad = db.index.full_fold()
-    _refuse_bad_journal(db, bad)
-    dropped = _apply_retention(state, keep_versions, older_than)
-    walk = _checked_walk(db, state, young_after=time.time() - grace_seconds, explain=dry_run)
+    dropped: list = []
+    if keep_versions is None and older_than is None:
+        roots, bad = fold_roots(db.index)
+        _refuse_bad_journal(db, bad)
+    else:  # a retention rule ranks each variant's versions: the whole fold, in memory
+        state, bad = db.index.full_fold()
+        _refuse_bad_journal(db, bad)
+        dropped = _apply_retention(state, keep_versions, older_than)
+        roots = Roots.of_state(state)
+        del state
+    walk = _checked_walk(db, roots, young_after=time.time() - grace_seconds, explain=dry_run)
     reachable = walk.reachable
     if not dry_run:  # names first, then cache entries, then (below) the objects they named
         db.index.delete_refs(dropped)
@@ -418,7 +521,7 @@ def _refuse_bad_journal(db: Any, bad_lines: int) -> None:
         )
 
 
-def _refuse_incomplete(walk: Reachability) -> None:
+def _refuse_incomplete(db: Any, walk: Reachability) -> None:
     if walk.corrupt:
         oid, problem = next(iter(walk.corrupt.items()))
         raise GarbageCollectionError(
@@ -427,6 +530,7 @@ def _refuse_incomplete(walk: Reachability) -> None:
         )
     if walk.missing_roots:
         oid, referrer = next(iter(walk.missing_roots.items()))
+        referrer = name_refs(db.index, {oid}).get(oid, referrer)
         raise GarbageCollectionError(
             f"gc refused: {len(walk.missing_roots)} object(s) named by refs or the call cache are "
             f"missing (e.g. {oid[:12]}, {referrer}). Nothing was deleted; run `scistack fsck`"

@@ -37,12 +37,14 @@ class ListJournal:
             self._data += b"".join(dumps_canonical(e) + b"\n" for e in entries)
             return len(self._data)
 
-    def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict], int]:
+    def read_from(self, offset: int, limit: int | None = None, *,
+                  containing: tuple[bytes, ...] = ()) -> tuple[list[dict], int]:
         stop = len(self._data) if limit is None else offset + limit
         newline = self._data.find(b"\n", stop - 1) if stop <= len(self._data) else -1
         data = bytes(self._data[offset : max(stop, newline + 1)])
         end = data.rfind(b"\n") + 1
-        return [json.loads(line) for line in data[:end].splitlines() if line], offset + end
+        return [json.loads(line) for line in data[:end].splitlines()
+                if line and (not containing or any(n in line for n in containing))], offset + end
 
     def close(self) -> None:
         pass

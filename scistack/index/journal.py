@@ -107,7 +107,8 @@ class JournalBackend(Protocol):
     def append(self, entries: list[dict[str, Any]]) -> int: ...
     # optional: `append_lines(lines: list[bytes]) -> int`, the same for entries the caller has
     # already written as canonical lines (each ending in a newline): a batch writes them once
-    def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]: ...
+    def read_from(self, offset: int, limit: int | None = None, *,
+                  containing: tuple[bytes, ...] = ()) -> tuple[list[dict[str, Any]], int]: ...
     def close(self) -> None: ...
 
 
@@ -190,10 +191,12 @@ class Journal:
             finally:
                 os.close(fd)
 
-    def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    def read_from(self, offset: int, limit: int | None = None, *,
+                  containing: tuple[bytes, ...] = ()) -> tuple[list[dict[str, Any]], int]:
         """Complete entries after byte `offset`, and the offset just past the last of them;
         with `limit`, about that many bytes of lines (at least one line), so a long journal
-        is folded in bounded memory."""
+        is folded in bounded memory. With `containing`, only the lines holding one of those
+        byte strings are parsed (the others are neither returned nor counted as skipped)."""
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(offset)
@@ -208,6 +211,8 @@ class Journal:
         for line in data[:end].split(b"\n"):
             if not line or line.isspace():
                 continue  # (a quarantined line is blanked in place)
+            if containing and not any(needle in line for needle in containing):
+                continue
             try:
                 entry = loads_line(line, may_be_big=big)
             except ValueError:

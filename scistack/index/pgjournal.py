@@ -420,9 +420,12 @@ class PostgresJournal:
         except Exception:  # noqa: BLE001 - the session is dropped and its transaction with it
             pass
 
-    def read_from(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
+    def read_from(self, offset: int, limit: int | None = None, *,
+                  containing: tuple[bytes, ...] = ()) -> tuple[list[dict[str, Any]], int]:
         """Entries with `seq > offset`, in order, and the last `seq` read; with `limit` (bytes,
-        as the file journal counts), about that many bytes of lines (~300 B a line)."""
+        as the file journal counts), about that many bytes of lines (~300 B a line). With
+        `containing`, only lines holding one of those strings are parsed (as the file journal)."""
+        needles = tuple(n.decode("utf-8") for n in containing)
         if limit is None:
             rows = self._execute(f"SELECT seq, line FROM {TABLE} WHERE seq > %s ORDER BY seq", (offset,)).fetchall()
         else:
@@ -431,6 +434,8 @@ class PostgresJournal:
         entries = []
         decode = _DECODER.decode
         for _, line in rows:
+            if needles and not any(needle in line for needle in needles):
+                continue
             try:
                 entry = decode(line)
             except ValueError:
