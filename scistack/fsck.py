@@ -15,10 +15,9 @@ from scistack.address import value_text
 from scistack.database import Database
 from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamagedError, ObjectNotFoundError,
                              ScistackError)
-from scistack.index import RefRecord, key_of
+from scistack.index import key_of
 from scistack.index.journal import entry_problem, loads_line
-from scistack.index.state import RefState
-from scistack.gc import walk_reachable
+from scistack.gc import fold_roots, live_entries, walk_reachable
 from scistack.htmlrepr import ordered
 
 
@@ -91,22 +90,27 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
             continue  # deleted while we looked (a concurrent gc)
     if repair and corrupt:
         problems, corrupt = _set_aside(db, corrupt, problems, repaired)
-    state, _ = db.index.full_fold()
-    refs = [r for var in state.variables() for r in state.records(var)]
+    refs, dangling = 0, []  # live refs, and those whose call record is lost
+
+    def check(e: dict) -> None:  # each live ref, as the journal is read (nothing kept per ref)
+        nonlocal refs
+        refs += 1
+        if not db.store.contains(e["oid"]):
+            fix = ("; `scistack fsck --repair`, then a rerun of the step that made it computes it again"
+                   if e.get("call") else "; it was saved directly: save it again from its source, or delete the ref")
+            problems.append(FsckProblem("missing-ref-object", e["oid"], f"ref {_where(e)} points to it{fix}"))
+            reported.add(e["oid"])
+        if e.get("call") and not db.store.contains(e["call"]):
+            problems.append(FsckProblem("dangling-call", e["call"], f"call record of ref {_where(e)} is missing; "))
+            dangling.append((len(problems) - 1, e))
+            reported.add(e["call"])
+
     reported = set(corrupt)
-    for r in refs:
-        where = f"{r.var} {r.addr} version {r.version}"
-        if not db.store.contains(r.oid):
-            fix = ("; `scistack fsck --repair`, then a rerun of the step that made it computes it again" if r.call
-                   else "; it was saved directly: save it again from its source, or delete the ref")
-            problems.append(FsckProblem("missing-ref-object", r.oid, f"ref {where} points to it{fix}"))
-            reported.add(r.oid)
-        if r.call and not db.store.contains(r.call):
-            problems.append(FsckProblem("dangling-call", r.call, f"call record of ref {where} is missing; "
-                                        + _lost_lineage_fix(db, state, r)))
-            reported.add(r.call)
+    roots, _ = fold_roots(db.index, check)
+    for at, fix in zip([at for at, _ in dangling], _lost_lineage_fixes(db, [e for _, e in dangling])):
+        problems[at] = FsckProblem("dangling-call", problems[at].oid, problems[at].detail + fix)
     unusable = []  # cache entries whose call record or an output is lost (or the record damaged)
-    for key, entry in state.calls.items():
+    for key, entry in roots.calls.items():
         lost = [o for o in [entry["call"], *(entry.get("outs") or [])] if not db.store.contains(o)]
         if repair and (lost or entry["call"] in corrupt):
             unusable.append({"key": key, "call": entry["call"]})
@@ -126,12 +130,12 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         db.index.drop_calls(unusable)
         repaired.append(f"dropped {len(unusable)} call-cache entr{'y' if len(unusable) == 1 else 'ies'} whose "
                         "call record or output is lost; the next run of each call computes it again")
-    walk = walk_reachable(db.store, state)
+    walk = walk_reachable(db.store, roots)
     problems = [_name_chunk(p, walk.chunks) for p in problems]
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
-    return FsckReport(checked, size, len(refs), len(state.calls), tuple(problems), tuple(repaired))
+    return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired))
 
 
 def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], repaired: list[str]
@@ -156,16 +160,34 @@ def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], rep
     return kept_problems, corrupt - moved
 
 
-def _lost_lineage_fix(db: Database, state: RefState, r: RefRecord) -> str:
-    """What to do about a ref whose call record is lost: run its step again, or, once a
-    newer version holds the same value with its record (that rerun), drop this version."""
-    healed = any(o.version > r.version and o.oid == r.oid and o.vkeys == r.vkeys and o.call
-                 and db.store.contains(o.call) for o in state.versions_at(r.var, key_of(r.addr)))
-    if healed:
-        keys = " ".join(f"--{k} {value_text(v)}" for k, v in ordered(r.addr, db.schema_keys).items())
-        return (f"a newer version holds the same value with its lineage; drop this one with "
-                f"`scistack rm {r.var} {keys} --version {r.version}`")
-    return "run the step that made it again (after `scistack fsck --repair`) to record its lineage anew"
+def _where(e: dict) -> str:
+    return f"{e['var']} {e['addr']} version {e['version']}"
+
+
+def _lost_lineage_fixes(db: Database, lost: list[dict]) -> list[str]:
+    """What to do about each ref (a put entry) whose call record is lost: run its step again,
+    or, once a newer version holds the same value with its record (that rerun), drop this
+    version. The journal is read again for those refs' addresses only (fsck keeps no fold)."""
+    if not lost:
+        return []
+    places = {(e["var"], key_of(e["addr"])) for e in lost}
+    versions: dict[tuple[str, str], list[dict]] = {}
+    for e, live in live_entries(db.index):
+        if e["op"] == "put" and live and (e["var"], key_of(e["addr"])) in places:
+            versions.setdefault((e["var"], key_of(e["addr"])), []).append(e)
+    fixes = []
+    for r in lost:
+        healed = any(o["version"] > r["version"] and o["oid"] == r["oid"] and (o.get("vkeys") or {}) ==
+                     (r.get("vkeys") or {}) and o.get("call") and db.store.contains(o["call"])
+                     for o in versions.get((r["var"], key_of(r["addr"])), ()))
+        if healed:
+            keys = " ".join(f"--{k} {value_text(v)}" for k, v in ordered(r["addr"], db.schema_keys).items())
+            fixes.append(f"a newer version holds the same value with its lineage; drop this one with "
+                         f"`scistack rm {r['var']} {keys} --version {r['version']}`")
+        else:
+            fixes.append("run the step that made it again (after `scistack fsck --repair`) to record its "
+                         "lineage anew")
+    return fixes
 
 
 def _name_chunk(problem: FsckProblem, chunks: dict[str, str]) -> FsckProblem:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -120,13 +120,14 @@ class Roots:
         return roots
 
 
-def fold_roots(index: Any) -> tuple[Roots, int]:
-    """The roots the journal names, read in bounded slices: first only its deletions (a
-    deletion's line holds the text "del", or an escape that could spell it: only those lines
-    are parsed), then every entry in order: a put is live unless a deletion of its ref follows
-    it (an undeleted ref's put comes after its deletion), counted against the first pass.
-    Lines appended meanwhile are read by the second pass only: gc then keeps more, never
-    less. Also returns how many lines did not parse."""
+def live_entries(index: Any, skipped: list[int] | None = None) -> Iterator[tuple[dict[str, Any], bool]]:
+    """Every valid journal entry in order, read in bounded slices, each with whether it is
+    live: a put is, unless a deletion of its ref follows it (an undeleted ref's put comes
+    after its deletion); other entries always are. A first pass parses only the lines that
+    can be deletions (a deletion's line holds the text "del", or an escape that could spell
+    it) and counts them per ref; the second counts them again as it goes. Lines appended
+    meanwhile are read by the second pass only: a put then counts as live (keeps more).
+    `skipped` gets the number of lines the second pass could not parse."""
     deletions: dict[tuple[str, str, int], int] = {}  # (var, address key, version) -> how many
     for entries in index.journal_slices(_SLICE_BYTES, containing=(b'"del"', b"\\u")):
         for e in entries:
@@ -135,28 +136,41 @@ def fold_roots(index: Any) -> tuple[Roots, int]:
                 deletions[ref] = deletions.get(ref, 0) + 1
     maybe = {(var, version) for var, _, version in deletions}
     seen: dict[tuple[str, str, int], int] = {}  # deletions met so far in the second pass
-    roots = Roots()
     before = index.skipped_journal_lines()
     for entries in index.journal_slices(_SLICE_BYTES):
         for e in entries:
             op = e["op"]
-            if op == "put":
-                if (e["var"], e["version"]) in maybe:
-                    ref = (e["var"], key_of(e["addr"]), e["version"])
-                    if seen.get(ref, 0) < deletions.get(ref, 0):
-                        continue  # deleted later
-                roots.add(e["var"], e["oid"], e["kind"], e.get("call"))
-            elif op == "del":
+            if op == "put" and (e["var"], e["version"]) in maybe:
+                ref = (e["var"], key_of(e["addr"]), e["version"])
+                yield e, seen.get(ref, 0) >= deletions.get(ref, 0)
+                continue
+            if op == "del":
                 ref = (e["var"], key_of(e["addr"]), e["version"])
                 seen[ref] = seen.get(ref, 0) + 1
-            elif op == "call":
-                roots.calls[e["key"]] = e
-            elif op == "uncall":
-                if (roots.calls.get(e["key"]) or {}).get("call") == e["call"]:
-                    del roots.calls[e["key"]]
-            elif op == "run":
-                roots.runs.append(RunRecord.from_entry(e))
-    return roots, index.skipped_journal_lines() - before
+            yield e, True
+    if skipped is not None:
+        skipped.append(index.skipped_journal_lines() - before)
+
+
+def fold_roots(index: Any, on_put: Callable[[dict[str, Any]], None] | None = None) -> tuple[Roots, int]:
+    """The roots the journal names (`live_entries`), and how many lines did not parse;
+    `on_put` sees each live put entry (fsck checks its objects)."""
+    roots, skipped = Roots(), []
+    for e, live in live_entries(index, skipped):
+        op = e["op"]
+        if op == "put":
+            if live:
+                roots.add(e["var"], e["oid"], e["kind"], e.get("call"))
+                if on_put is not None:
+                    on_put(e)
+        elif op == "call":
+            roots.calls[e["key"]] = e
+        elif op == "uncall":
+            if (roots.calls.get(e["key"]) or {}).get("call") == e["call"]:
+                del roots.calls[e["key"]]
+        elif op == "run":
+            roots.runs.append(RunRecord.from_entry(e))
+    return roots, skipped[0]
 
 
 def find_reachable(db: Any, roots: Roots | None = None, *, young_after: float | None = None) -> set[str]:
