@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -68,6 +69,10 @@ MEASURES = [
     ("close_s", "db.close() after it", "s"),
     ("save1_close_s", "db.close() after saving one value", "s"),
     ("run_peak_rss_mb", "peak RSS of that for_each + close process", "MB"),
+    ("gc_s", "scistack gc (walks every object; --only lifecycle)", "s"),
+    ("gc_rss_mb", "peak RSS of that gc", "MB"),
+    ("fsck_s", "scistack fsck (re-hashes every object; --only lifecycle)", "s"),
+    ("fsck_rss_mb", "peak RSS of that fsck", "MB"),
 ]
 # (label, key, target, size the goal is set at: None = the largest measured)
 GOALS = [
@@ -83,6 +88,8 @@ GOALS = [
     ("close after a 100k-combination for_each (s)", "close_100k_s", 5.0, None),
     ("close after saving one value, at 10M refs (s; grows?)", "save1_close_s", None, 10_000_000),
     ("on disk / (payload + names) at 1M refs", "disk_ratio", 2.0, 1_000_000),
+    ("peak RSS of scistack gc (MB; grows with the reachable set)", "gc_rss_mb", None, None),
+    ("peak RSS of scistack fsck (MB)", "fsck_rss_mb", None, None),
     ("journal bytes per ref", "journal_per_ref", None, None),
     ("DuckDB bytes per ref", "duckdb_per_ref", None, None),
     ("fold (fold.sqlite) bytes per ref", "fold_per_ref", None, None),
@@ -132,6 +139,24 @@ def run_cli(project: Path, *argv: str, timeout: float) -> float:
     if done.returncode != 0:
         raise ChildError(f"scistack {' '.join(argv)} failed: {done.stderr.strip()[-300:]}")
     return time.perf_counter() - t0
+
+
+def run_cli_peak(project: Path, *argv: str, timeout: float) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of one `scistack` command (its own rusage, by wait4)."""
+    t0 = time.perf_counter()
+    child = subprocess.Popen([str(SCISTACK), *argv], cwd=project, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env=_CHILD_ENV)
+    timer = threading.Timer(timeout, child.kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    finally:
+        timer.cancel()
+    wall = time.perf_counter() - t0
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise ChildError(f"scistack {' '.join(argv)} failed: {child.stderr.read().decode()[-300:]}")
+    return wall, usage.ru_maxrss / 1024
 
 
 # -- building -----------------------------------------------------------------------------
@@ -204,6 +229,9 @@ def measure(args: argparse.Namespace, n: int, info: dict[str, Any]) -> Iterator[
                              "log_s": run_cli(folder, "log", "EMG", "-n", "10", timeout=t),
                              "status_s": run_cli(folder, "status", timeout=t)},
         "close": lambda seed: run_child("foreach_new", folder, new, scratch, timeout=t),
+        "lifecycle": lambda seed: dict(zip(("gc_s", "gc_rss_mb", "fsck_s", "fsck_rss_mb"),
+                                           run_cli_peak(folder, "gc", timeout=t)
+                                           + run_cli_peak(folder, "fsck", timeout=t))),
         "save1": lambda seed: run_child("save_one", folder, seed, timeout=t)
         | {"ls_after_save_s": run_cli(folder, "ls", timeout=t)},  # the first `ls` after a change
     }
@@ -361,7 +389,8 @@ def main(argv: list[str] | None = None) -> str:
     add("--sizes", default="10k,100k", help="refs per project: 10k,100k,1M,3M,10M")
     add("--repeats", type=int, default=3)
     add("--dir", type=Path, default=Path(os.environ.get("SCISTACK_BENCH_DIR", DEFAULT_DIR)))
-    add("--only", default="open,micro,foreach,cli,close,save1", help="measurement groups to run")
+    add("--only", default="open,micro,foreach,cli,close,save1",
+        help="measurement groups to run (also: lifecycle, gc and fsck: minutes at 1M refs)")
     add("--build-workers", type=int, default=2, help="processes saving raw values at once")
     add("--chunk", type=int, default=100_000, help="addresses saved per build process")
     add("--rebuild", action="store_true", help="build the projects again")

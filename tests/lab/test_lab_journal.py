@@ -208,6 +208,26 @@ def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_l
     assert collect_garbage(db, grace_seconds=0).objects_scanned == swept.objects_scanned - swept.objects_deleted
 
 
+def test_lab_gc_reads_the_shared_journal_in_slices_deletions_first(lab, monkeypatch):
+    """gc folds the PostgreSQL journal a slice at a time (a first pass parses only the lines
+    that can be deletions): its roots are the whole fold's; a deleted version's object goes,
+    every other version's stays."""
+    monkeypatch.setattr(gc_module, "_SLICE_BYTES", 600)  # two lines a slice
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)  # as if an hour had passed
+    db = lab("a")
+    for v in range(3):
+        LabSignal.save(np.arange(3.0) + 10 * v, subject=9, session=1)
+    gone = LabSignal.load(subject=9, session=1, version=2).oid
+    LabSignal.delete(subject=9, session=1, version=2)
+    roots, bad = gc_module.fold_roots(db.index)
+    state, _ = db.index.full_fold()
+    whole = gc_module.Roots.of_state(state)
+    assert bad == 0 and roots.values == whole.values and len(roots.values["LabSignal"]["npy"]) == 2
+    assert collect_garbage(db, grace_seconds=0).objects_deleted >= 1
+    assert not db.store.contains(gone)
+    assert [LabSignal.load(subject=9, session=1, version=v).data.tolist()[0] for v in (1, 3)] == [0.0, 20.0]
+
+
 def test_a_colleague_joins_with_one_command_and_later_opens_need_no_urls(lab, tmp_path, pg_url, bucket_url,
                                                                          python_env, s3_env):
     lab("a")
