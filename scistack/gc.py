@@ -41,7 +41,7 @@ from typing import Any
 
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
 from scistack.objects.gate import PRUNE_FLOOR
-from scistack.index import RefState, key_of
+from scistack.index import RefRecord, RefState, key_of
 from scistack.objects.codec import child_oids
 from scistack.objects.oid import is_valid_oid
 from scistack.objects.store import StoredObject
@@ -152,13 +152,23 @@ def live_entries(index: Any, skipped: list[int] | None = None) -> Iterator[tuple
         skipped.append(index.skipped_journal_lines() - before)
 
 
-def fold_roots(index: Any, on_put: Callable[[dict[str, Any]], None] | None = None) -> tuple[Roots, int]:
+def fold_roots(index: Any, on_put: Callable[[dict[str, Any]], None] | None = None, *,
+               skip: set[tuple[str, str, int]] = frozenset(),
+               on_skip: Callable[[dict[str, Any], str], None] | None = None) -> tuple[Roots, int]:
     """The roots the journal names (`live_entries`), and how many lines did not parse;
-    `on_put` sees each live put entry (fsck checks its objects)."""
+    `on_put` sees each live put entry (fsck checks its objects). The live refs in `skip`
+    ((var, address key, version): a retention rule's) are not roots: `on_skip` sees them."""
     roots, skipped = Roots(), []
+    maybe = {(var, version) for var, _, version in skip}
     for e, live in live_entries(index, skipped):
         op = e["op"]
         if op == "put":
+            if live and maybe and (e["var"], e["version"]) in maybe:
+                key = key_of(e["addr"])
+                if (e["var"], key, e["version"]) in skip:
+                    if on_skip is not None:
+                        on_skip(e, key)
+                    continue
             if live:
                 roots.add(e["var"], e["oid"], e["kind"], e.get("call"))
                 if on_put is not None:
@@ -450,13 +460,9 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
     dropped: list = []
     if keep_versions is None and older_than is None:
         roots, bad = fold_roots(db.index)
-        _refuse_bad_journal(db, bad)
-    else:  # a retention rule ranks each variant's versions: the whole fold, in memory
-        state, bad = db.index.full_fold()
-        _refuse_bad_journal(db, bad)
-        dropped = _apply_retention(state, keep_versions, older_than)
-        roots = Roots.of_state(state)
-        del state
+    else:
+        roots, dropped, bad = _fold_with_retention(db.index, keep_versions, older_than)
+    _refuse_bad_journal(db, bad)
     walk = _checked_walk(db, roots, young_after=time.time() - grace_seconds, explain=dry_run)
     reachable = walk.reachable
     if not dry_run:  # names first, then cache entries, then (below) the objects they named
@@ -491,13 +497,31 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
                    len(walk.unkept_calls), tuple(describe(r) for r in dropped), roots)
 
 
-def _apply_retention(state: RefState, keep_versions: int | None, older_than: float | None) -> list:
-    """Drop the rule's versions from `state` (in memory); returns their records."""
-    records = [r for var in state.variables() for r in state.records(var)]
-    dropped = retention_plan(records, keep_versions=keep_versions, older_than=older_than)
-    for r in dropped:
-        state.apply({"op": "del", "var": r.var, "addr": r.addr, "version": r.version})
-    return dropped
+@dataclass(frozen=True, slots=True)
+class _Version:
+    """What a retention rule ranks a live version by (`retention_plan` reads these fields)."""
+
+    var: str
+    addr_key: str
+    vkeys_key: str
+    version: int
+    created_at: str
+
+
+def _fold_with_retention(index: Any, keep_versions: int | None, older_than: float | None
+                         ) -> tuple[Roots, list[RefRecord], int]:
+    """The roots less the versions a retention rule drops, and those versions' records: one
+    pass ranks every live version (a few fields each, not the whole fold), a second folds
+    the roots without the dropped ones and keeps their records (to journal their deletion)."""
+    versions = [_Version(e["var"], key_of(e["addr"]), key_of(e.get("vkeys") or {}), e["version"], e["t"])
+                for e, live in live_entries(index) if live and e["op"] == "put"]
+    plan = retention_plan(versions, keep_versions=keep_versions, older_than=older_than)
+    del versions
+    drop = {(v.var, v.addr_key, v.version) for v in plan}
+    dropped: list[RefRecord] = []
+    roots, bad = fold_roots(index, skip=drop, on_skip=lambda e, key: dropped.append(RefRecord.from_entry(e, key)))
+    dropped.sort(key=lambda r: (r.var, r.addr_key, r.vkeys_key, r.version))
+    return roots, dropped, bad
 
 
 def _usage(store: Any, name: str, oids: list[str]) -> RootUsage:
