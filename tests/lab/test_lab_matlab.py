@@ -109,3 +109,24 @@ def test_matlab_mirror_refuses_a_laptop_project(tmp_path):
     assert proc.returncode != 0
     assert "not a lab project" in proc.stderr
     assert json.loads((folder / ".scistack" / "config.json").read_text()).get("shared") is None
+
+
+def test_the_mirror_copies_the_shared_journal_a_slice_at_a_time(tmp_path, pg_url, bucket_url, s3_env, monkeypatch):
+    """`matlab-mirror` appends the shared journal's new lines in bounded slices (the first
+    mirror of a 1M-ref journal read it whole), each line once, in `seq` order."""
+    from scistack.matlab_bridge import lab as bridge
+
+    monkeypatch.setattr(bridge, "_SLICE_BYTES", 300)  # one line a slice
+    db = _open(tmp_path / "m", pg_url, bucket_url)
+    for i in range(5):
+        LabMatlabValue.save(float(i), subject=i, session="pre")
+    mirror, added = bridge.mirror_journal(db)
+    assert added == 5
+    for i in range(3):
+        LabMatlabValue.save(float(i) + 0.5, subject=i, session="post")
+    assert bridge.mirror_journal(db)[1] == 3 and bridge.mirror_journal(db)[1] == 0
+    lines = [json.loads(line) for line in mirror.read_bytes().splitlines()]
+    assert lines == db.index.journal_tail(0)[0]
+    assert [(e["addr"]["subject"], e["addr"]["session"]) for e in lines] == \
+        [(i, "pre") for i in range(5)] + [(i, "post") for i in range(3)]
+    db.close()
