@@ -483,6 +483,15 @@ def call_tree(payload: bytes | bytearray | memoryview, oid: str | None = None) -
         raise CorruptObjectError(oid or "?", f"its call payload is not JSON ({exc})") from exc
 
 
+def function_name_of(tree: Any, oid: str | None = None) -> str:
+    """The function's name in a call record's JSON tree, reading only that (a column of many
+    records' function names; `CallRecord.from_value` reads and checks the whole record)."""
+    r = _Reader(tree, "the record", oid)
+    if r.get("type", required=True) != "call":
+        raise _fail(oid, f"its type is {tree.get('type')!r}, not 'call'")
+    return _Reader(r.get("function", required=True), "the record's function", oid).string("name", required=True)
+
+
 def read_call(store: ObjectStore, oid: str) -> CallRecord:
     """The call record `oid` from `store`.
 

@@ -130,6 +130,36 @@ def test_load_all_generator_and_dataframe(project):
     assert isinstance(arrays.loc[0, "data"], np.ndarray)
 
 
+@scistack.lineage_fcn
+def fn_column_twice(x):
+    return x * 2
+
+
+@scistack.lineage_fcn
+def fn_column_thrice(x):
+    return x * 3
+
+
+def test_the_fn_column_names_each_values_function_and_nothing_for_a_lost_record(project):
+    """`fn` is read from each value's call record (many at once); a record lost or damaged
+    leaves its cell empty (fsck names it) and the rest of the frame loads."""
+    import os
+
+    for subject in (1, 2, 3):
+        VPeak.save(fn_column_twice(float(subject)), subject=subject, session="pre")
+    VPeak.save(fn_column_thrice(4.0), subject=4, session="pre")
+    VPeak.save(5.0, subject=5, session="pre")
+    lost = VPeak.load(subject=2, session="pre").record.call
+    path = project.store.path_of(lost)
+    if path.exists():
+        os.chmod(path, 0o644)
+        os.unlink(path)
+    frame = VPeak.load_all(as_df=True).sort_values("subject")
+    names = [None if pd.isna(name) else name for name in frame["fn"]]
+    assert names == ["fn_column_twice", None, "fn_column_twice", "fn_column_thrice", None]
+    assert frame["data"].tolist() == [2.0, 4.0, 6.0, 12.0, 5.0]
+
+
 def test_resave_loaded_variable_reuses_its_object(project):
     loaded = VRaw.save(np.arange(5.0), subject=1, session="pre")
     copy = VRaw.save(VRaw.load(subject=1, session="pre"), subject=2, session="pre")
