@@ -43,7 +43,10 @@ def test_a_wrong_shaped_line_is_skipped_named_and_keeps_gc_safe(project, line):
         find_reachable(project)
 
 
-def test_fsck_quarantine_moves_bad_lines_aside_and_gc_works_again(project):
+def test_fsck_quarantine_moves_bad_lines_aside_and_gc_works_again(project, monkeypatch):
+    import scistack.fsck as fsck_module
+
+    monkeypatch.setattr(fsck_module, "_JOURNAL_BLOCK", 37)  # lines cut across the blocks fsck reads
     DamY.save(1.0, subject=1, session="pre")
     with open(project.index.journal_path, "ab") as journal:
         journal.write(BAD_LINES[0] + b"\n" + b'{"op":"put","var":"Da' + b"\n")  # wrong shape; torn
