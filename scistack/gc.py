@@ -112,7 +112,7 @@ class Roots:
 
     @classmethod
     def of_state(cls, state: RefState) -> Roots:
-        """The roots of an in-memory fold (fsck's, and gc's after a retention rule)."""
+        """The roots of an in-memory fold (`walk_reachable` takes one too; tests compare)."""
         roots = cls(runs=list(state.runs), calls={k: _cache_entry(e) for k, e in state.calls.items()})
         for var in state.variables():
             for r in state.records(var):
