@@ -313,8 +313,17 @@ class _Walker:
                 elif kind in _WALKED_KINDS:
                     batch.append(item)
             if batch:
+                batch = self._without_children(batch)
                 for item, obj in zip(batch, self.store.get_many([item[0] for item in batch])):
                     self._read(*item, obj)
+
+    def _without_children(self, batch: list[tuple]) -> list[tuple]:
+        """`batch` less its json objects whose stored bytes (verified, uncompressed, packed:
+        `get_many_stored`, no Python object each) hold no `$ref` nor an escape that could spell
+        one: a value without children (most are) is then never parsed nor read again."""
+        stored = self.store.get_many_stored([item[0] for item in batch])
+        return [item for item, data in zip(batch, stored)
+                if item[1] != "json" or data is None or b"$ref" in data or b"\\u" in data]
 
     def _lost(self, oid: str, referrer: str, root: bool, optional: bool) -> None:
         self.result.reachable.discard(oid)
@@ -334,9 +343,11 @@ class _Walker:
                     return  # no child: no `{"$ref": ...}` (nor an escape that could spell one)
             if obj.kind == "call":
                 tree = call_tree(obj.payload, oid)
+                text = bytes(obj.payload)
+                nested = tree if b"$ref" in text or b"\\u" in text else {}  # (most records hold none)
                 refs = [
                     (ref.oid, ref.kind, f"{ref.what} of call record {oid[:12]}", ref.optional)
-                    for ref in CallRecord.from_value(tree, oid=oid).child_refs(tree)
+                    for ref in CallRecord.from_value(tree, oid=oid).child_refs(nested)
                 ]
             else:
                 children = child_oids(obj.kind, obj.payload)

@@ -445,8 +445,9 @@ class CallRecord:
         value (its items, merge parts and aggregate members; optional for a constant: an
         inline one has no object), the calls that computed arguments, and every
         ``{"$ref": oid}`` anywhere in the record (inside constants, addresses, parameters).
-        `tree`: the JSON tree the record was parsed from, if at hand (else `to_value()` is
-        built to search it: a third of gc's time per call record).
+        `tree`: the JSON tree to search for ``{"$ref": oid}``: the one the record was parsed
+        from, if at hand (else `to_value()` is built: a third of gc's time per call record),
+        or `{}` when the caller knows its text holds no `$ref`.
         """
         refs: list[ChildRef] = []
         fn = self.function

@@ -330,6 +330,26 @@ def test_gc_folds_the_roots_in_slices_as_the_whole_fold_does(project, monkeypatc
     np.testing.assert_array_equal(project.store.get_value(again.record.oid), np.arange(7.0))
 
 
+@lineage_fcn
+def gc_weighted(value, weights):
+    return value * weights["w"].sum()
+
+
+def test_an_array_inside_a_constant_of_a_call_record_is_kept(project):
+    """A constant holding an array: the call record names the array by `{"$ref": oid}`
+    inside the constant; gc, reading records and json objects in batches, keeps it."""
+    GcA.save(np.arange(4.0), subject=1)
+    weights = {"w": np.arange(50.0), "name": "ramp"}
+    for_each(gc_weighted, inputs={"value": GcA, "weights": weights}, outputs=[GcC], subject=[1])
+    from scistack.objects.store import hash_value
+
+    record = bytes(project.store.get(GcC.load(subject=1).record.call).payload)
+    ramp = hash_value(np.arange(50.0))
+    assert b'{"$ref":"' + ramp.encode() in record  # named deep inside the record only
+    collect_garbage(project, grace_seconds=0)
+    np.testing.assert_array_equal(project.store.get_value(ramp), np.arange(50.0))
+
+
 # -- refusals ----------------------------------------------------------------------------
 def test_gc_refuses_when_a_journal_line_cannot_be_read(project):
     GcA.save(1, subject=1)
