@@ -330,6 +330,20 @@ def test_gc_folds_the_roots_in_slices_as_the_whole_fold_does(project, monkeypatc
     np.testing.assert_array_equal(project.store.get_value(again.record.oid), np.arange(7.0))
 
 
+def test_a_deletion_written_by_another_tool_is_seen_however_it_is_spelt(project):
+    """gc's first pass parses only lines that can be deletions: a line written with spaces or
+    with the op spelt by a JSON escape (MATLAB, a script) is still one."""
+    kept = [GcA.save(np.arange(3.0) + v, subject=1).record for v in range(3)]
+    with open(project.index.journal_path, "ab") as journal:
+        journal.write(b'{"op": "del", "var": "GcA", "addr": {"subject": 1}, "version": 1, "t": "x"}\n')
+        journal.write(b'{"op":"d\\u0065l","var":"GcA","addr":{"subject":1},"version":2,"t":"x"}\n')
+    project.index.refresh()
+    roots, bad = gc_module.fold_roots(project.index)
+    assert bad == 0 and roots.values["GcA"]["npy"] == [kept[2].oid]
+    collect_garbage(project, grace_seconds=0)
+    assert [project.store.contains(r.oid) for r in kept] == [False, False, True]
+
+
 @lineage_fcn
 def gc_weighted(value, weights):
     return value * weights["w"].sum()
