@@ -48,11 +48,11 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
     for oid, kind in sorted(found.objects.items()):
         path = Path("objects") / f"{oid}.{kind}"
         (to / path).parent.mkdir(parents=True, exist_ok=True)
-        _write_payload(to / path, db.store.get(oid).payload)
-        objects.append({"oid": oid, "kind": kind, "path": path.as_posix(), "sha256": sha256_of(to / path)})
+        digest, _ = _write_payload(to / path, db.store.get(oid).payload)
+        objects.append({"oid": oid, "kind": kind, "path": path.as_posix(), "sha256": digest})
     files, taken = [], set()
     for record in found.refs:
-        path = _open_file(db, record, to, taken)
+        path, written = _open_file(db, record, to, taken)
         entry = {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
                  "oid": record.oid, "kind": record.kind, "path": path}
         if path is not None and (to / path).is_dir():  # a Zarr array: each member's hash
@@ -61,6 +61,8 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
             entry |= {"members": {name: sha256_of(m) for name, m in members.items()},
                       "sha256": sha256_of(to / path / "zarr.json"),
                       "size": sum(m.stat().st_size for m in members.values())}
+        elif written is not None:  # hashed as written (read back, 300k small files took minutes)
+            entry |= {"sha256": written[0], "size": written[1]}
         elif path is not None:
             entry |= {"sha256": sha256_of(to / path), "size": (to / path).stat().st_size}
         files.append(entry)
@@ -138,10 +140,12 @@ def _unique(base: str, version: int, taken: set[str]) -> str:
     return name
 
 
-def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> str | None:
-    """Write the value as a file anyone can open; None for values no open format holds.
-    Stored bytes that already are an open format (NPY, bytes, Zarr chunks, Arrow row groups)
-    are copied, never decoded whole: a value larger than memory is exported piece by piece."""
+def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]
+               ) -> tuple[str | None, tuple[str, int] | None]:
+    """Write the value as a file anyone can open: its path (None for values no open format
+    holds) and, for a single file written from memory, its (sha256, size). Stored bytes that
+    already are an open format (NPY, bytes, Zarr chunks, Arrow row groups) are copied, never
+    decoded whole: a value larger than memory is exported piece by piece."""
     base = _unique(readable_name(record, list(db.schema_keys)), record.version, taken)
 
     def dest(ext: str) -> Path:
@@ -152,24 +156,25 @@ def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]) -> st
     tree = parse_manifest(obj.payload) if obj.kind == "chunked" else None
     if tree is not None and tree["type"] == "array":
         _write_zarr(db, tree, dest(".zarr"))
-        return base + ".zarr"
+        return base + ".zarr", None
     if obj.kind in ("table", "chunked"):
         _write_parquet(db, record.oid, obj.payload, tree, dest(".parquet"))
-        return base + ".parquet"
+        return base + ".parquet", None
     if obj.kind in ("npy", "bytes"):
         ext = ".npy" if obj.kind == "npy" else ".bin"  # an npy payload is an NPY 1.0 file
-        _write_payload(dest(ext), obj.payload)
-        return base + ext
+        return base + ext, _write_payload(dest(ext), obj.payload)
     try:  # a dict or list holding a chunked array holds it lazy: refused below, never read
         text = json.dumps(_plain(db.store.open_value(record.oid)), indent=1, allow_nan=False)
     except (TypeError, ValueError):
-        return None
-    dest(".json").write_text(text)
-    return base + ".json"
+        return None, None
+    return base + ".json", _write_payload(dest(".json"), text.encode("utf-8"))
 
 
-def _write_payload(path: Path, payload: Any) -> None:
-    path.write_bytes(payload if isinstance(payload, bytes) else memoryview(payload).cast("B"))
+def _write_payload(path: Path, payload: Any) -> tuple[str, int]:
+    """Write the bytes; their sha256 and size (the manifest's, without reading them back)."""
+    data = payload if isinstance(payload, bytes) else memoryview(payload).cast("B")
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def _write_parquet(db: Database, oid: str, payload: Any, tree: dict[str, Any] | None, path: Path) -> None:

@@ -161,12 +161,15 @@ def write_prov(found: Closure, manifest: dict[str, Any], to: Path) -> None:
     doc.add_namespace("blake3", "urn:blake3:")
     doc.add_namespace("scistack", "https://scistack.dev/ns#")
     entities: dict[str, Any] = {}
+    first_file: dict[str, dict] = {}  # oid -> the first file written of it (one pass: 300k values)
+    for entry in manifest["files"]:
+        first_file.setdefault(entry["oid"], entry)
 
     def entity(oid: str) -> Any:
         if oid not in entities:
-            paths = [f for f in manifest["files"] if f["oid"] == oid]
-            attrs = ({"scistack:variable": paths[0]["var"], "scistack:path": paths[0]["path"] or ""}
-                     if paths else {})
+            path = first_file.get(oid)
+            attrs = ({"scistack:variable": path["var"], "scistack:path": path["path"] or ""}
+                     if path else {})
             entities[oid] = doc.entity(f"blake3:{oid}", attrs)
         return entities[oid]
 
