@@ -609,6 +609,19 @@ def test_the_readme_tells_variants_at_one_address_apart(project, tmp_path):
     assert any("session=pre, note=x (" in line for line in listed)
 
 
+def test_the_readme_names_the_first_hundred_values_and_counts_the_rest(project, tmp_path):
+    """A bundle of a whole variable may hold 300k values: the README names 100 of them and
+    says where every one is listed."""
+    with project.batch():
+        for subject in range(103):
+            ExRaw.save(float(subject), subject=subject, session="pre")
+    project.export(to=tmp_path / "b", all_current=[ExRaw])
+    text = (tmp_path / "b/README.md").read_text()
+    assert len([line for line in text.splitlines() if line.startswith("- `ExRaw`")]) == 100
+    assert "- ... and 3 more (`scistack-bundle.json` lists every one under `selected`)" in text
+    assert len(_manifest(tmp_path / "b")["selected"]) == 103
+
+
 def test_a_variable_named_as_the_projects_but_for_case_is_refused_first(pipeline, tmp_path):
     """The project refuses `ExPeak` beside its own `expeak`, but import met that refusal half way:
     the call-cache entries and the records before it were written already (a batch is not a

@@ -81,7 +81,9 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
 
 
 def write_manifest(manifest: dict[str, Any], to: Path) -> None:
-    (to / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
+    """Streamed to the file (its text for 300k values is ~400 MB: never held whole)."""
+    with open(to / MANIFEST, "w") as out:
+        json.dump(manifest, out, indent=1, sort_keys=True, default=str)
 
 
 def write_raw_files(found: Closure, to: Path) -> list[dict[str, Any]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+LISTED = 100  # selected values the README names one by one (a bundle may hold 300k)
+
 TEMPLATE = """# {title}
 
 Exported by {producer} on {date}: {n_selected} selected value(s) and their full lineage
@@ -61,9 +63,13 @@ def _where(record: dict[str, Any], keys: list[str]) -> str:
 
 def render(manifest: dict[str, Any], *, title: str, producer: str, date: str) -> str:
     keys = manifest["schema_keys"]
+    shown = manifest["selected"][:LISTED]
     selected = "\n".join(
         f"- `{r['var']}` at {_where(r, keys)}"
-        f" (version {r['version']}, blake3 `{r['oid'][:16]}...`)" for r in manifest["selected"])
+        f" (version {r['version']}, blake3 `{r['oid'][:16]}...`)" for r in shown)
+    if len(manifest["selected"]) > len(shown):
+        selected += (f"\n- ... and {len(manifest['selected']) - len(shown):,} more "
+                     "(`scistack-bundle.json` lists every one under `selected`)")
     example = next((f["path"] for f in manifest["files"] if (f["path"] or "").endswith(".npy")),
                    "Var/subject=1/session=post.npy")
     return TEMPLATE.format(
