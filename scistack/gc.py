@@ -321,9 +321,10 @@ class _Walker:
         """`batch` less its json objects whose stored bytes (verified, uncompressed, packed:
         `get_many_stored`, no Python object each) hold no `$ref` nor an escape that could spell
         one: a value without children (most are) is then never parsed nor read again."""
-        stored = self.store.get_many_stored([item[0] for item in batch])
-        return [item for item, data in zip(batch, stored)
-                if item[1] != "json" or data is None or b"$ref" in data or b"\\u" in data]
+        values = [item for item in batch if item[1] == "json"]
+        stored = dict(zip((item[0] for item in values), self.store.get_many_stored([item[0] for item in values])))
+        return [item for item in batch if item[1] != "json" or (data := stored[item[0]]) is None
+                or b"$ref" in data or b"\\u" in data]
 
     def _lost(self, oid: str, referrer: str, root: bool, optional: bool) -> None:
         self.result.reachable.discard(oid)
