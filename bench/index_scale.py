@@ -32,6 +32,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -143,19 +144,21 @@ def run_cli(project: Path, *argv: str, timeout: float) -> float:
 
 def run_cli_peak(project: Path, *argv: str, timeout: float) -> tuple[float, float]:
     """Wall time and peak RSS (MB) of one `scistack` command (its own rusage, by wait4)."""
-    t0 = time.perf_counter()
-    child = subprocess.Popen([str(SCISTACK), *argv], cwd=project, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, env=_CHILD_ENV)
-    timer = threading.Timer(timeout, child.kill)
-    timer.start()
-    try:
-        _, status, usage = os.wait4(child.pid, 0)
-    finally:
-        timer.cancel()
-    wall = time.perf_counter() - t0
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise ChildError(f"scistack {' '.join(argv)} failed: {child.stderr.read().decode()[-300:]}")
+    with tempfile.TemporaryFile() as errors:  # (a pipe could fill and stall the child)
+        t0 = time.perf_counter()
+        child = subprocess.Popen([str(SCISTACK), *argv], cwd=project, stdout=subprocess.DEVNULL,
+                                 stderr=errors, env=_CHILD_ENV)
+        timer = threading.Timer(timeout, child.kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - t0
+        child.returncode = os.waitstatus_to_exitcode(status)
+        if child.returncode != 0:
+            errors.seek(0)
+            raise ChildError(f"scistack {' '.join(argv)} failed: {errors.read().decode()[-300:]}")
     return wall, usage.ru_maxrss / 1024
 
 

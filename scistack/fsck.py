@@ -9,7 +9,9 @@ DuckDB file from the journal, the record of truth.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from scistack.address import value_text
 from scistack.database import Database
@@ -219,7 +221,7 @@ def _journal_problems(db: Database) -> list[FsckProblem]:
 _JOURNAL_BLOCK = 16 << 20  # journal bytes fsck reads at a time
 
 
-def _journal_lines(path):
+def _journal_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(number, line) of every complete line of the journal, read a block at a time (whole,
     a 1M-ref journal and its list of lines held 0.7 GB); a torn last line is left out."""
     try:

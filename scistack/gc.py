@@ -112,7 +112,7 @@ class Roots:
 
     @classmethod
     def of_state(cls, state: RefState) -> Roots:
-        """The roots of an in-memory fold (`walk_reachable` takes one too; tests compare)."""
+        """The roots of an in-memory fold (`full_fold`: the tests' reference for `fold_roots`)."""
         roots = cls(runs=list(state.runs), calls={k: _cache_entry(e) for k, e in state.calls.items()})
         for var in state.variables():
             for r in state.records(var):
@@ -203,7 +203,7 @@ def _checked_walk(db: Any, roots: Roots | None, **options: Any) -> Reachability:
 
 
 def walk_reachable(
-    store: Any, roots: Roots | RefState, *, young_after: float | None = None, explain: bool = False
+    store: Any, roots: Roots, *, young_after: float | None = None, explain: bool = False
 ) -> Reachability:
     """Walk from every root; never raises for missing or corrupt objects (it records them).
 
@@ -212,8 +212,6 @@ def walk_reachable(
     With `explain`, `groups` records which root group first reached each oid. A missing or
     corrupt root is recorded as needed by "a ref of VAR" (`name_refs` says which).
     """
-    if isinstance(roots, RefState):
-        roots = Roots.of_state(roots)
     walker = _Walker(store)
     group = _grouper(walker, explain)
     for var in sorted(roots.values):  # named values first, then the lineage they keep
@@ -324,7 +322,7 @@ class _Walker:
         values = [item for item in batch if item[1] == "json"]
         stored = dict(zip((item[0] for item in values), self.store.get_many_stored([item[0] for item in values])))
         return [item for item in batch if item[1] != "json" or (data := stored[item[0]]) is None
-                or b"$ref" in data or b"\\u" in data]
+                or _may_name_children(data)]
 
     def _lost(self, oid: str, referrer: str, root: bool, optional: bool) -> None:
         self.result.reachable.discard(oid)
@@ -338,14 +336,12 @@ class _Walker:
         try:
             if isinstance(obj, Exception):
                 raise obj
-            if obj.kind == "json":
-                text = obj.payload if isinstance(obj.payload, (bytes, bytearray)) else bytes(obj.payload)
-                if b"$ref" not in text and b"\\u" not in text:
-                    return  # no child: no `{"$ref": ...}` (nor an escape that could spell one)
+            text = obj.payload if isinstance(obj.payload, (bytes, bytearray)) else bytes(obj.payload)
+            if obj.kind == "json" and not _may_name_children(text):
+                return
             if obj.kind == "call":
-                tree = call_tree(obj.payload, oid)
-                text = bytes(obj.payload)
-                nested = tree if b"$ref" in text or b"\\u" in text else {}  # (most records hold none)
+                tree = call_tree(text, oid)
+                nested = tree if _may_name_children(text) else {}  # (most records hold none)
                 refs = [
                     (ref.oid, ref.kind, f"{ref.what} of call record {oid[:12]}", ref.optional)
                     for ref in CallRecord.from_value(tree, oid=oid).child_refs(nested)
@@ -367,11 +363,17 @@ class _Walker:
             self.add(child, child_kind, what, optional=child_optional)
 
 
+def _may_name_children(text: bytes | bytearray) -> bool:
+    """Whether JSON text may hold a `{"$ref": oid}`: it holds `$ref`, or an escape that could
+    spell it (a text with neither is never parsed to look)."""
+    return b"$ref" in text or b"\\u" in text
+
+
 def name_refs(index: Any, oids: set[str]) -> dict[str, str]:
     """"ref VAR ADDRESS version N" of the last put naming each of `oids` as its value or call
     record (the walk keeps no addresses: this reads the journal again, for a message)."""
     named: dict[str, str] = {}
-    for entries in index.journal_slices():
+    for entries in index.journal_slices(_SLICE_BYTES):
         for e in entries:
             if e["op"] == "put" and (e["oid"] in oids or e.get("call") in oids):
                 where = f"ref {e['var']} {e['addr']} version {e['version']}"

@@ -35,7 +35,7 @@ _TOKEN = re.compile(r"""
   | (?P<quoted>"(?:[^"]|"")+") | (?P<name>[A-Za-z_][A-Za-z0-9_]*) | (?P<param>\?)
   | (?P<op><>|!=|<=|>=|==|\|\||[=<>(),+\-*/%])
 """, re.VERBOSE)
-_fn_names: dict[str, str | None] = {}  # call oid -> function name (a call record never changes)
+_fn_names: dict[str, str] = {}  # call oid -> function name (a call record never changes)
 _READ_BATCH = 4096  # call records read at once
 
 

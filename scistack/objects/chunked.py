@@ -45,6 +45,7 @@ FORMAT = 1
 CHUNKABLE_KINDS = frozenset("biufcMm")  # Zarr v3 core data types, and numpy's datetime64 /
 # timedelta64 as zarr-extensions name them (a recording's timestamps are as long as its samples)
 _TIME_TYPES = {"M": "numpy.datetime64", "m": "numpy.timedelta64"}
+_TIME_KINDS = {name: kind for kind, name in _TIME_TYPES.items()}
 _NAT = -(1 << 63)  # NaT's int64: the time types' fill value, as zarr-python writes it
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _WORKERS = 2                          # writers/readers in flight (a 2-core machine saturates)
@@ -133,7 +134,7 @@ def zarr_data_type(dtype: np.dtype) -> str | dict:
 def dtype_of(data_type: Any) -> np.dtype:
     """The little-endian numpy dtype a manifest's `data_type` names (ValueError if none)."""
     if isinstance(data_type, dict):
-        kind = {name: kind for kind, name in _TIME_TYPES.items()}.get(data_type.get("name"))
+        kind = _TIME_KINDS.get(data_type.get("name"))
         config = data_type.get("configuration")
         if kind is None or not isinstance(config, dict) or type(config.get("scale_factor")) is not int \
                 or config["scale_factor"] < 1:
