@@ -3,9 +3,10 @@
 The index never decodes a value; DuckDB's views still name content by oid. When the sync
 meets an oid it has not seen, it asks this module (handed to the index by the database) for
 that object's *inline form*: a row keyed by the oid with the value as a real SQL type
-(BIGINT/DOUBLE/BOOLEAN/VARCHAR scalars, LIST columns for 1-D arrays and lists, nested lists
-as JSON cast by the view, JSON for dicts and mixed lists), or, above `INLINE_LIMIT` bytes,
-only its shape, dtype and size. A DataFrame gives one JSON row per frame row. Objects are
+(BIGINT/DOUBLE/BOOLEAN/VARCHAR scalars, TIMESTAMP/INTERVAL for numpy times, LIST columns for
+1-D arrays and lists (numpy times as text the view casts), nested lists as JSON cast by the
+view, JSON for dicts and mixed lists), or, above `INLINE_LIMIT` bytes, only its shape, dtype
+and size. A DataFrame gives one JSON row per frame row. Objects are
 immutable, so an oid's inline row never goes stale; it is derived, and rebuilt with DuckDB.
 """
 
@@ -216,8 +217,9 @@ class Inliner:
             return self._array(value)
         if isinstance(value, LazyArray):  # chunked: above any inline limit, described only
             dtype = _DTYPE_NAMES.get(value.dtype) or _DTYPE_NAMES.setdefault(value.dtype, str(value.dtype))
+            listed = value.dtype.kind in _LIST_COLUMN or value.dtype.kind in _TIME_LISTS
             return {"shape": list(value.shape), "dtype": dtype, "nbytes": value.nbytes,
-                    "sqltype": "LARGE" if value.dtype.kind in _LIST_COLUMN else "OPAQUE"}
+                    "sqltype": "LARGE" if listed else "OPAQUE"}
         if isinstance(value, LazyTable):
             return {"shape": [value.num_rows, len(value.columns)], "dtype": "DataFrame", "sqltype": "LARGE"}
         if isinstance(value, (np.datetime64, np.timedelta64)):
@@ -243,6 +245,10 @@ class Inliner:
             return self._row(a[()], "", {})
         dtype = _DTYPE_NAMES.get(a.dtype) or _DTYPE_NAMES.setdefault(a.dtype, str(a.dtype))
         head = {"shape": list(a.shape), "dtype": dtype, "nbytes": a.nbytes}
+        if a.dtype.kind in _TIME_LISTS:
+            if a.nbytes > self.limit:
+                return {**head, "sqltype": "LARGE"}
+            return {**head, **_times(a)}
         column = _LIST_COLUMN.get(a.dtype.kind)
         if a.nbytes > self.limit or column is None:
             return {**head, "sqltype": "LARGE" if column else "OPAQUE"}
@@ -329,11 +335,35 @@ def _time(value: np.datetime64 | np.timedelta64) -> dict[str, Any]:
         sqltype, unit = "TIMESTAMP", "datetime64[us]"
     else:
         sqltype, unit = "INTERVAL", "timedelta64[us]"
-    try:
-        text = str(value.astype(unit))
-    except TypeError:  # a timedelta in months or years has no fixed length: "2 years"
+    if _calendar_span(value.dtype):  # numpy would make it an average length in microseconds
         text = str(value)
+    else:
+        text = str(value.astype(unit))
     return {"sqltype": sqltype, "s": text, "nbytes": 8}
+
+
+def _calendar_span(dtype: np.dtype) -> bool:
+    """Whether a timedelta dtype counts months or years (no fixed length: "2 months")."""
+    return dtype.kind == "m" and np.datetime_data(dtype)[0] in ("Y", "M")
+
+
+_TIME_LISTS = {"M": "TIMESTAMP", "m": "INTERVAL"}
+
+
+def _times(a: np.ndarray) -> dict[str, Any]:
+    """A datetime64/timedelta64 array as text DuckDB casts to TIMESTAMP[] or INTERVAL[]
+    (nested for N-D, `views._value_expr`), as `_time` writes one; NaT is NULL."""
+    if a.dtype.kind == "M":
+        text = np.datetime_as_string(a.astype("datetime64[us]")).astype(object)
+    elif _calendar_span(a.dtype):
+        text = np.array([str(x) for x in a.reshape(-1)], dtype=object).reshape(a.shape)
+    else:
+        text = a.astype("timedelta64[us]").astype(np.int64).astype(str).astype(object) + " microseconds"
+    text[np.isnat(a)] = None
+    sqltype = _TIME_LISTS[a.dtype.kind] + "[]" * a.ndim
+    if a.ndim == 1:
+        return {"sqltype": sqltype, "ls": text.tolist()}
+    return {"sqltype": sqltype, "j": json.dumps(text.tolist(), separators=(",", ":"))}
 
 
 def _scalar(value: Any) -> dict[str, Any] | None:

@@ -666,13 +666,44 @@ def test_an_index_file_of_schema_6_gains_okey2_in_place_and_finds_many_oids_by_i
     project.sync()
     with sql.connect(read_only=True) as con:
         assert con.execute("SELECT value FROM scistack.meta WHERE key = 'left_by_schema_6'").fetchone() == ("1",)
-        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'schema_version'").fetchone() == ("7",)
+        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),)
         vals = con.execute("SELECT oid, okey, okey2 FROM scistack.vals").fetchall()
     assert len(vals) == 10 and len({o for o, _, _ in vals}) == 10  # each content once
     assert all((k, k2) == (int(o[:15], 16), int(o[15:30], 16)) for o, k, k2 in vals)
     got = project.sql("SELECT subject, session, value FROM refs ORDER BY subject, session").values.tolist()
     assert [(s, e, v.tolist()) for s, e, v in got if s == 7] == [(7, "post", [7.0, 8.0, 9.0]), (7, "pre", [2.0, 3.0, 4.0])]
     assert len(got) == 15
+
+
+def test_an_index_file_of_schema_7_inlines_its_time_arrays_again_in_place(project):
+    """Schema 7 showed a numpy time array as NULL (OPAQUE) and a month duration as an average
+    length: schema 8 marks those rows to be read again, and the next sync fixes their values
+    and their variables' column types without rebuilding the file."""
+    import datetime
+
+    refs.save(np.array(["2024-01-02", "NaT"], "datetime64[D]"), subject=1, session="pre")
+    refs.save(np.array(["2024-01-03", "2024-01-04"], "datetime64[D]"), subject=2, session="pre")
+    project.sync()
+    sql = project.index._sql
+    with sql.connect() as con:  # what schema 7 had written
+        con.execute("UPDATE scistack.vals SET sqltype = 'OPAQUE', ls = NULL")
+        con.execute("UPDATE scistack.shapes SET sqltype = 'OPAQUE'")
+        con.execute("UPDATE scistack.meta SET value = '7' WHERE key = 'schema_version'")
+        con.execute("INSERT INTO scistack.meta VALUES ('left_by_schema_7', '1')")  # gone if rebuilt
+        con.execute("CREATE OR REPLACE VIEW main.refs AS SELECT 1 AS stale")
+    refs.save(np.array(["2024-01-05"], "datetime64[D]"), subject=3, session="pre")
+    project.sync()
+    with sql.connect(read_only=True) as con:
+        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'left_by_schema_7'").fetchone() == ("1",)
+        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),)
+    got = project.sql("SELECT subject, to_json(value) AS v, typeof(value) AS t FROM refs ORDER BY subject")
+    assert got.values.tolist() == [[1, '["2024-01-02 00:00:00",null]', "TIMESTAMP[]"],
+                                   [2, '["2024-01-03 00:00:00","2024-01-04 00:00:00"]', "TIMESTAMP[]"],
+                                   [3, '["2024-01-05 00:00:00"]', "TIMESTAMP[]"]]
+    assert project.sql("SELECT value FROM refs WHERE subject = 2")["value"][0].tolist() == [
+        datetime.datetime(2024, 1, 3), datetime.datetime(2024, 1, 4)]
 
 
 def test_an_older_schema_is_rebuilt_even_when_its_sidecar_says_in_step(project):

@@ -127,6 +127,45 @@ def test_numpy_times_are_timestamp_and_interval_values(project):
         con.close()
 
 
+def test_numpy_time_arrays_are_timestamp_and_interval_lists(project):
+    """A recording's sample times are a TIMESTAMP[] in SQL (they had shown as NULL), NaT a NULL
+    element, a 2-D block nested lists; durations INTERVAL[], months as months (numpy would
+    give an average month in microseconds)."""
+    import datetime
+
+    Typed.save(np.array(["2024-01-02T03:04:05.25", "NaT"], "datetime64[ns]"), subject=1, session="a")
+    Typed.save(np.array(["2024-01-03", "2024-01-04"], "datetime64[D]"), subject=2, session="a")
+    StrideLength.save(np.array([1500, -3], "timedelta64[ms]"), subject=1)
+    StrideLength.save(np.array([2, 14], "timedelta64[M]"), subject=2)
+    Frame.save(np.array([["2024-01-01", "NaT"]], "datetime64[s]"), subject=1)
+    con = plain_session(project)
+    try:
+        rows = con.execute("SELECT subject, value, typeof(value) FROM Typed ORDER BY subject").fetchall()
+        assert rows == [(1, [datetime.datetime(2024, 1, 2, 3, 4, 5, 250000), None], "TIMESTAMP[]"),
+                        (2, [datetime.datetime(2024, 1, 3), datetime.datetime(2024, 1, 4)], "TIMESTAMP[]")]
+        assert con.execute("SELECT value[1] + INTERVAL 1 DAY FROM Typed WHERE subject = 1").fetchone()[0] \
+            == datetime.datetime(2024, 1, 3, 3, 4, 5, 250000)
+        rows = con.execute("SELECT subject, value, typeof(value) FROM StrideLength ORDER BY subject").fetchall()
+        assert rows[0] == (1, [datetime.timedelta(seconds=1.5), datetime.timedelta(milliseconds=-3)], "INTERVAL[]")
+        assert con.execute("SELECT [datepart('month', x) FOR x IN value], [datepart('year', x) FOR x IN value] "
+                           "FROM StrideLength WHERE subject = 2").fetchone() == ([2, 2], [0, 1])
+        assert con.execute("SELECT value, typeof(value) FROM Frame").fetchone() == (
+            [[datetime.datetime(2024, 1, 1), None]], "TIMESTAMP[][]")
+    finally:
+        con.close()
+
+
+def test_a_months_duration_is_months(project):
+    """`np.timedelta64(2, "M")` is two months in SQL, not numpy's 60.9-day average."""
+    StrideLength.save(np.timedelta64(14, "M"), subject=1)
+    con = plain_session(project)
+    try:
+        assert con.execute("SELECT datepart('year', value), datepart('month', value), datepart('day', value) "
+                           "FROM StrideLength").fetchone() == (1, 2, 0)
+    finally:
+        con.close()
+
+
 def test_nan_and_infinite_constants_are_parameters_like_any_number(project):
     """`high_hz=np.inf` (no upper limit) is a lineage parameter: loadable by it, a DOUBLE
     column of the views and of `load_all`, and an unchanged rerun is cached (JSON holds no

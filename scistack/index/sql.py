@@ -43,8 +43,9 @@ pa = lazy_module("pyarrow", globals(), "pa")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 7  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
-# 7: vals.okey2 (added in place to a file of schema 6)
+SCHEMA_VERSION = 8  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
+# 7: vals.okey2 (added in place to a file of schema 6); 8: numpy time arrays inlined as TIMESTAMP[] /
+# INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 # oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
@@ -230,9 +231,11 @@ class SqlIndex:
         if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
             found = 2
         con.execute("BEGIN")
-        if found == 6:  # a column more, computed from the oids in place (0.5 s at 3M rows)
-            con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
-            con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
+        if found in (6, 7):  # changed in place
+            if found == 6:  # a column more, computed from the oids (0.5 s at 3M rows)
+                con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
+                con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
+            _reinline_times(con)
             self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
             con.execute("COMMIT")
             return
@@ -727,6 +730,14 @@ def _known_vals(con: duckdb.DuckDBPyConnection, oids: list[str]) -> tuple[list[s
         finally:
             con.unregister("_keys")
     return [o for o in oids if o not in seen], seen
+
+
+def _reinline_times(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 8 inlines numpy time arrays (7 showed them as NULL) and month durations as
+    months: their rows are marked UNREADABLE, so that syncs read them again (`_take_unreadable`,
+    which also redoes their variables' shapes) rather than rebuilding every table."""
+    con.execute("UPDATE scistack.vals SET sqltype = 'UNREADABLE' WHERE sqltype = 'INTERVAL' "
+                "OR dtype LIKE 'datetime64%' OR dtype LIKE 'timedelta64%'")
 
 
 def _take_unreadable(con: duckdb.DuckDBPyConnection) -> tuple[list[str], set[str]]:

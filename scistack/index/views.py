@@ -29,7 +29,8 @@ _NUMERIC = {"BIGINT": "BIGINT", "UBIGINT": "BIGINT", "HUGEINT": "BIGINT", "DOUBL
 _SCALAR_COLUMN = {"BIGINT": "v.i", "DOUBLE": "v.d", "BOOLEAN": "v.b", "VARCHAR": "v.s",
                   "BIGINT[]": "v.li", "DOUBLE[]": "v.ld", "BOOLEAN[]": "v.lb", "VARCHAR[]": "v.ls",
                   "JSON": "CAST(v.j AS JSON)", "TIMESTAMP": "TRY_CAST(v.s AS TIMESTAMP)",
-                  "INTERVAL": "TRY_CAST(v.s AS INTERVAL)"}  # numpy times, as text (`inline._time`)
+                  "INTERVAL": "TRY_CAST(v.s AS INTERVAL)",  # numpy times, as text (`inline._time`)
+                  "TIMESTAMP[]": "TRY_CAST(v.ls AS TIMESTAMP[])", "INTERVAL[]": "TRY_CAST(v.ls AS INTERVAL[])"}
 _NO_VALUE = {None, "NULL", "LARGE", "OPAQUE", "UNREADABLE", "TABLE"}
 _AS_JSON = ("CAST(v.j AS JSON)", "to_json(v.i)", "to_json(v.d)", "to_json(v.b)", "to_json(v.s)",
             "to_json(v.li)", "to_json(v.ld)", "to_json(v.lb)", "to_json(v.ls)")
