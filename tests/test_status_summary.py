@@ -206,7 +206,13 @@ def test_failed_run_variants_and_levels_fall_back(pipeline, project):
     _agree(project, fast=False)  # a variable with version-key variants
     SumOther.delete(subject=1)
     SumOther.save(1.0, subject=2)
-    _agree(project, fast=False)  # saved at another level than the rest
+    counts = _agree(project, fast=False)  # saved at another level than the rest
+    # subjects 1 and 3 lack it: each one missing cell, though each is in two rows (pre, post)
+    assert counts["SumOther"] == {"done": 1, "stale": 0, "unknown": 0, "failed": 0, "missing": 2}
+    grid = status_grid(project)
+    missing = [row[grid.variables.index("SumOther")] for row, addr in zip(grid.grid, grid.addresses)
+               if addr["subject"] == 3]
+    assert len(missing) == 2 and missing[0] is missing[1] and missing[0].addr == {"subject": 3}
 
 
 def test_failed_run_falls_back(pipeline, project):

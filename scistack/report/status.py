@@ -63,13 +63,10 @@ class StatusGrid:
 
     @property
     def cells(self) -> list[StatusCell]:
-        """Every distinct cell, once."""
-        seen: dict[tuple[str, str], StatusCell] = {}
-        for row in self.grid:
-            for c in row:
-                if c is not None:
-                    seen.setdefault((c.var, key_of(c.addr)), c)
-        return list(seen.values())
+        """Every distinct cell, once: `_grid` gives each (variable, address) one cell object,
+        shared by the rows a coarser one appears in (keying 300k cells again by their
+        addresses was half of the web view's first page of a 300k-address grid)."""
+        return list({id(c): c for row in self.grid for c in row if c is not None}.values())
 
     def cell(self, var: str, addr: dict[str, Any]) -> StatusCell | None:
         """The cell of `var` in the row `addr`."""
@@ -686,8 +683,11 @@ def _project(
     for level in levels:
         if level <= row.keys():
             addr = {k: row[k] for k in level}
-            found = cells.get(row_key if len(level) == len(row) else key_of(addr))
-            return found if found is not None else StatusCell(var, addr, "missing")
+            key = row_key if len(level) == len(row) else key_of(addr)
+            found = cells.get(key)
+            if found is None:  # one object per missing cell too (`StatusGrid.cells`)
+                found = cells[key] = StatusCell(var, addr, "missing")
+            return found
     return None
 
 

@@ -127,8 +127,13 @@ def _search_text(schema_keys: list[str], addr: dict[str, Any]) -> str:
     """An address as the page writes it (`subject=1, session="pre"`: schema keys in order,
     then version keys), lower case and without quotes: what a filter is looked for in."""
     keys = [k for k in schema_keys if k in addr] + [k for k in addr if k not in schema_keys]
-    return ", ".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in
-                     ((k, addr[k]) for k in keys)).lower().replace('"', "")
+    return ", ".join(f"{k}={_text_of(addr[k])}" for k in keys).lower().replace('"', "")
+
+
+def _text_of(value: Any) -> str:
+    """An address value as the page writes it (`str` of an int is its JSON, 5x quicker)."""
+    kind = type(value)
+    return value if kind is str else str(value) if kind is int else json.dumps(value)
 
 
 def value(db: Database, var: str, addr: dict[str, Any], version: int | None = None) -> dict[str, Any]:
