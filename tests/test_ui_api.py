@@ -161,9 +161,26 @@ def test_runs_with_counts_durations_and_tracebacks(served):
     assert [r["function"] for r in runs] == ["spectrogram", "peak", "smooth"]  # newest first
     assert runs[0]["counts"]["failed"] == 2 and runs[0]["counts"]["ran"] == 4 and runs[0]["duration"] > 0
     detail = get(url, "/api/run", id=runs[0]["run_id"][:8])
-    failed = [i for i in detail["items"] if i["status"] == "failed"]
-    assert len(failed) == 2 and "ValueError: signal too short" in failed[0]["traceback"]
-    assert detail["items"][:2] == failed  # failures first
+    failed = detail["failures"]
+    assert len(failed) == detail["failed"] == 2 and "ValueError: signal too short" in failed[0]["traceback"]
+    assert detail["total"] == 6 and len(detail["items"]) == 6
+    assert [i["combo"] for i in detail["items"][:2]] == [f["combo"] for f in failed]  # failures first
+    assert "signal too short" in detail["items"][0]["error"] and "traceback" not in detail["items"][0]
+
+
+def test_a_runs_combinations_come_a_page_at_a_time(served):
+    """A run of 100k combinations was sent whole (13 MB, 100k table rows): pages now, and
+    the tracebacks only of the failures shown above the table."""
+    url, _, _ = served
+    run_id = get(url, "/api/runs")["runs"][0]["run_id"]
+    first = get(url, "/api/run", id=run_id, offset=0, limit=4)
+    rest = get(url, "/api/run", id=run_id, offset=4, limit=4)
+    assert (first["total"], first["offset"], first["limit"], len(first["items"])) == (6, 0, 4, 4)
+    assert (rest["offset"], len(rest["items"])) == (4, 2)
+    combos = [json.dumps(i["combo"], sort_keys=True) for i in first["items"] + rest["items"]]
+    assert len(set(combos)) == 6 and [i["status"] for i in first["items"][:2]] == ["failed", "failed"]
+    assert rest["failures"] == first["failures"] and len(first["failures"]) == 2
+    assert error_of(url, f"/api/run?id={run_id}&offset=-1")[0] == 400
 
 
 def test_refusals_name_the_problem(served):

@@ -152,6 +152,9 @@ def test_failure_traceback_on_the_runs_page(site, page):
     page.wait_for_selector("pre.traceback")
     assert page.locator("pre.traceback").count() == 2
     assert "ValueError: signal too short for a spectrogram: 40 samples" in page.inner_text("pre.traceback >> nth=0")
+    assert page.inner_text("#run-pages").strip() == "1–6 of 6 combinations"  # one page: no buttons
+    rows = page.locator("table.run-items tr")
+    assert rows.count() == 7 and "signal too short" in rows.nth(1).inner_text()
 
 
 def test_a_save_by_another_process_appears_without_restart(site, page):

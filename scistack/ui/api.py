@@ -65,6 +65,9 @@ class Kept:
 
 
 _grids = Kept(8)  # a node's judged grid, for its pages and filters
+_runs = Kept(4)  # a run's combinations, for their pages
+RUN_PAGE = 500  # combinations a page of a run holds
+FAILURES_SHOWN = 20  # failures a run's page shows with their tracebacks (all are in its table)
 
 
 def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
@@ -191,9 +194,23 @@ def runs(db: Database) -> dict[str, Any]:
     return {"runs": json_ready(run_history(db))}
 
 
-def run(db: Database, run_id: str) -> dict[str, Any]:
-    summary, items = run_items(db, run_id)
-    return {"run": json_ready(summary), "items": json_ready(items)}
+def run(db: Database, run_id: str, *, offset: int = 0, limit: int = RUN_PAGE) -> dict[str, Any]:
+    """A run: its summary, its first `FAILURES_SHOWN` failures with their tracebacks, and a
+    page of its combinations (failures first; no tracebacks). A run of 100k combinations
+    was sent whole: 13 MB, and a table of 100k rows for the browser to draw."""
+    if offset < 0 or limit < 1:
+        raise WebViewError(f"offset {offset} and limit {limit} must be >= 0 and >= 1")
+    summary, items, failed = _runs.get((str(db.path), id(db), run_id), db.index.generation(),
+                                       lambda: _run_items(db, run_id))
+    page = [{"combo": i.combo, "status": i.status, "duration": i.duration, "error": i.error}
+            for i in items[offset:offset + limit]]
+    return {"run": json_ready(summary), "failures": json_ready(items[:min(failed, FAILURES_SHOWN)]),
+            "failed": failed, "items": json_ready(page), "total": len(items), "offset": offset, "limit": limit}
+
+
+def _run_items(db: Database, run_id: str) -> tuple[Any, list[Any], int]:
+    summary, items = run_items(db, run_id)  # (failures first)
+    return summary, items, sum(1 for i in items if i.status == "failed")
 
 
 def parse_addr(text: str | None) -> dict[str, Any]:

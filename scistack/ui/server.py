@@ -170,5 +170,6 @@ ROUTES = {
     "/api/value": lambda db, q: api.value(db, _need(q, "var"), api.parse_addr(q.get("addr")),
                                           _int(q.get("version"))),
     "/api/runs": lambda db, q: api.runs(db),
-    "/api/run": lambda db, q: api.run(db, _need(q, "id")),
+    "/api/run": lambda db, q: api.run(db, _need(q, "id"), offset=_int(q.get("offset"), "offset") or 0,
+                                      limit=_int(q.get("limit"), "limit") or api.RUN_PAGE),
 }

@@ -307,17 +307,34 @@ function countList(counts) {
 }
 
 async function showRun(main, id) {
-  const data = await get(`/api/run?id=${encodeURIComponent(id)}`);
+  // the first failures with their tracebacks, then the combinations a page at a time (failures first)
+  const ask = offset => get(`/api/run?id=${encodeURIComponent(id)}&offset=${offset}`);
+  const data = await ask(0);
   const r = data.run;
   main.replaceChildren(el("p", {}, el("a", { href: "#/runs" }, "← runs")), el("h2", {}, `for_each(${r.function})`),
     el("p", {}, `${when(r.t)}: ${countList(r.counts)} in ${r.duration.toFixed(2)} s; outputs ${r.outputs.join(", ") || "?"}`));
-  const failures = data.items.filter(i => i.status === "failed");
-  for (const f of failures) {
+  for (const f of data.failures) {
     main.append(el("div", { class: "failure" }, el("h3", {}, addrText(f.combo)), el("p", { class: "error" }, f.error || ""),
       el("pre", { class: "traceback" }, f.traceback || "(no traceback recorded)")));
   }
-  main.append(el("h3", {}, "Combinations"), el("table", {}, el("tr", {}, ["address", "status", "duration"].map(h => el("th", {}, h))),
-    data.items.map(i => el("tr", {}, el("td", {}, addrText(i.combo)), el("td", {}, i.status), el("td", {}, `${i.duration.toFixed(3)} s`)))));
+  if (data.failed > data.failures.length) {
+    main.append(el("p", { class: "muted", id: "more-failures" },
+      `${data.failed - data.failures.length} more failures: their errors are at the top of the table below`));
+  }
+  const tableBox = el("div", {});
+  main.append(el("h3", {}, "Combinations"), tableBox);
+  const draw = page => {
+    const rows = page.items.map(i => el("tr", {}, el("td", {}, addrText(i.combo)), el("td", {}, i.status),
+      el("td", {}, `${i.duration.toFixed(3)} s`), el("td", { class: "error" }, i.error || "")));
+    const pager = el("p", { class: "muted", id: "run-pages" },
+      page.total ? `${page.offset + 1}–${page.offset + rows.length} of ${page.total} combinations ` : "no combinations recorded ");
+    const go = offset => ask(offset).then(draw);
+    if (page.offset > 0) pager.append(el("button", { id: "run-prev", onclick: () => go(Math.max(0, page.offset - page.limit)) }, "← previous"));
+    if (page.offset + rows.length < page.total) pager.append(el("button", { id: "run-next", onclick: () => go(page.offset + page.limit) }, "next →"));
+    tableBox.replaceChildren(el("table", { class: "run-items" },
+      el("tr", {}, ["address", "status", "duration", "error"].map(h => el("th", {}, h))), rows), pager);
+  };
+  draw(data);
 }
 
 // -- routing and live updates -------------------------------------------------------------
