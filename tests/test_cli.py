@@ -534,3 +534,24 @@ def test_init_creates_a_laptop_project_and_refuses_half_a_lab(tmp_path, monkeypa
     half = runner.invoke(main, ["init", "other/x.duckdb", "--keys", "subject", "--shared", "postgresql://h/db"])
     assert half.exit_code == 2 and "objects=" in half.output
     assert not (tmp_path / "other" / ".scistack").exists()
+
+
+# -- runs --------------------------------------------------------------------------------
+def test_a_runs_combinations_are_cut_short_unless_all(built, monkeypatch):
+    """A run of 100k combinations printed 100k lines: the first few now (failures first,
+    with their tracebacks), and how many more there are; `--all` lists every one."""
+    from scistack.cli import render
+
+    run_id = json.loads(ok(run(built, "runs", "--json")))[0]["run_id"]  # newest: peak
+    monkeypatch.setattr(render, "RUN_LINES", 3)
+    out = ok(run(built, "runs", run_id[:8]))
+    combos = [line for line in out.splitlines() if line.startswith(("  failed ", "  ran "))]
+    assert [c.split()[0] for c in combos] == ["failed", "failed", "ran"]
+    assert "ValueError: signal too short" in out
+    assert out.splitlines()[-1] == f"  ... and 3 more combinations: `scistack runs {run_id[:12]} --all` lists every one"
+    monkeypatch.setattr(render, "RUN_LINES", 1)
+    assert ok(run(built, "runs", run_id[:8])).splitlines()[-1].startswith("  ... and 5 more combinations (1 failed): ")
+    every = ok(run(built, "runs", run_id[:8], "--all"))
+    assert len([line for line in every.splitlines() if line.startswith(("  failed ", "  ran "))]) == 6
+    assert "more combinations" not in every
+    assert len(json.loads(ok(run(built, "runs", run_id[:8], "--json")))["items"]) == 6  # scripts get all

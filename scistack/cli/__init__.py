@@ -627,17 +627,21 @@ def matlab_mirror(project: _Project, oids: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("--function", "function", help="Only the runs of this function.")
+@click.option("--all", "show_all", is_flag=True,
+              help=f"With RUN_ID: every combination (default: the first {render.RUN_LINES}, failures first).")
 @click.argument("run_id", required=False)
 @json_option
 @click.pass_obj
-def runs(project: _Project, function: str | None, run_id: str | None, as_json: bool) -> None:
+def runs(project: _Project, function: str | None, show_all: bool, run_id: str | None, as_json: bool) -> None:
     """History of for_each runs, newest first: counts and durations. With RUN_ID (or a
-    prefix of it), that run's combinations and each failure's traceback."""
+    prefix of it), that run's combinations, failures first with their tracebacks."""
     from scistack.report.runs import run_history, run_items
 
     if run_id:
         summary, items = run_items(project.db, run_id)
-        return _emit(as_json, {"run": summary, "items": items}, render.render_run(summary, items, project.db.schema_keys))
+        shown = render.render_run(summary, items, project.db.schema_keys,
+                                  limit=None if show_all else render.RUN_LINES)
+        return _emit(as_json, {"run": summary, "items": items}, shown)
     history = run_history(project.db, function=function)
     _emit(as_json, history, render.render_runs(history))
 

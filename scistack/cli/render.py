@@ -394,17 +394,26 @@ def render_runs(runs: list[Any]) -> str:
     return table(["run", "started (UTC)", "function", "counts", "duration"], rows)
 
 
-def render_run(run: Any, items: list[Any], keys: list[str]) -> str:
+RUN_LINES = 20  # combinations `scistack runs RUN_ID` lists (a run can have 100k; --all lists them)
+
+
+def render_run(run: Any, items: list[Any], keys: list[str], *, limit: int | None = None) -> str:
+    """A run's summary and its combinations (the first `limit`: `items` come failures first)."""
     counts = ", ".join(f"{n} {s}" for s, n in run.counts.items())
     lines = [f"run {run.run_id}: for_each({run.function})",
              cut(f"{run.t[:19].replace('T', ' ')} UTC: {counts} in {run.duration:.2f} s")]
-    for item in items:
+    for item in items if limit is None else items[:limit]:
         order = sorted(item.combo, key=lambda k: keys.index(k) if k in keys else len(keys))
         where = ", ".join(f"{k}={value_text(item.combo[k])}" for k in order)
         lines.append(cut(f"  {item.status:<8} {where}  ({item.duration:.3f} s)"))
         if item.status == "failed":
             lines.append(f"    {item.error}")
             lines += ["    " + line for line in (item.traceback or "").rstrip().splitlines()]
+    left = items[limit:] if limit is not None else []
+    if left:
+        failed = sum(1 for item in left if item.status == "failed")
+        lines.append(f"  ... and {len(left):,} more combinations{f' ({failed:,} failed)' if failed else ''}: "
+                     f"`scistack runs {run.run_id[:SHORT]} --all` lists every one")
     return "\n".join(lines)
 
 
