@@ -425,6 +425,21 @@ def test_sql_prints_a_table_and_refuses_writes(built):
     assert "read-only" in result.stderr
 
 
+def test_sql_prints_the_first_rows_of_a_long_result_unless_all(built, monkeypatch):
+    """`SELECT * FROM EMG` at 300k rows printed all of them (23 s, 1.1 GB): the first few
+    now, as the DuckDB CLI does, and how many there are; `--all` and `--json` give every row."""
+    from scistack.cli import render
+
+    monkeypatch.setattr(render, "SQL_ROWS", 3)
+    query = "SELECT version, subject, session FROM CliRaw_all ORDER BY subject, session, version"
+    out = ok(run(built, "sql", query))
+    assert [line.split()[:2] for line in out.splitlines()[2:5]] == [["1", "1"], ["1", "1"], ["2", "1"]]
+    assert out.splitlines()[5:] == ["(7 rows; the first 3 shown: --all prints every one)"]
+    every = ok(run(built, "sql", query, "--all"))
+    assert len(every.splitlines()) == 2 + 7 + 1 and every.splitlines()[-1] == "(7 rows)"
+    assert len(json.loads(ok(run(built, "sql", query, "--json")))) == 7
+
+
 # -- errors, discovery, parsing ----------------------------------------------------------
 def test_errors_are_one_line_and_debug_shows_the_traceback(built):
     result = run(built, "log", "NoSuchVariable")
@@ -534,6 +549,26 @@ def test_init_creates_a_laptop_project_and_refuses_half_a_lab(tmp_path, monkeypa
     half = runner.invoke(main, ["init", "other/x.duckdb", "--keys", "subject", "--shared", "postgresql://h/db"])
     assert half.exit_code == 2 and "objects=" in half.output
     assert not (tmp_path / "other" / ".scistack").exists()
+
+
+def test_log_prints_the_newest_versions_unless_all(built, monkeypatch):
+    """`log EMG` at 300k addresses printed 1.5M lines: the newest few now (with a hint when
+    there are older ones); `-n`, `--all` and `--json` (a script's) say otherwise."""
+    import scistack.cli as cli
+
+    def values(out: str) -> int:
+        return sum(line.startswith("value ") for line in out.splitlines())
+
+    monkeypatch.setattr(cli, "PROJECT_LOG", 3)
+    out = ok(run(built, "log", "CliRaw"))
+    assert values(out) == 3 and out.splitlines()[-1] == "... older versions: `-n N` shows N, `--all` every one"
+    assert values(ok(run(built, "log", "CliRaw", "--all"))) == 7
+    out = ok(run(built, "log", "CliRaw", "-n", "5"))
+    assert values(out) == 5 and "older versions" not in out
+    assert len(json.loads(ok(run(built, "log", "CliRaw", "--json")))) == 7
+    out = ok(run(built, "log", "CliRaw", "subject=1", "session=pre"))  # 2 versions: all of them
+    assert values(out) == 2 and "older versions" not in out
+    assert values(ok(run(built, "log"))) == 3  # the project's log, as before
 
 
 # -- runs --------------------------------------------------------------------------------

@@ -123,13 +123,14 @@ def ls(project: _Project, as_json: bool) -> None:
     _emit(as_json, summaries, render.render_ls(summaries))
 
 
-PROJECT_LOG = 20  # versions `log` shows without a variable unless -n says
+PROJECT_LOG = 20  # versions `log` prints unless -n or --all says (--json of a variable: all)
 
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
 @click.argument("words", nargs=-1, type=click.UNPROCESSED, metavar="[VARIABLE]")
 @click.option("-n", "--max-count", "n", type=click.IntRange(min=1),
-              help=f"Show at most N versions (without VARIABLE: {PROJECT_LOG} unless given).")
+              help=f"Show at most N versions (default: {PROJECT_LOG}; with VARIABLE and --json: all).")
+@click.option("-a", "--all", "whole", is_flag=True, help="Show every version.")
 @click.option(
     "--graph", is_flag=True, help="Draw each version's upstream lineage down to raw inputs."
 )
@@ -137,7 +138,8 @@ PROJECT_LOG = 20  # versions `log` shows without a variable unless -n says
 @str_option
 @click.pass_context
 def log(
-    ctx: click.Context, words: tuple[str, ...], n: int | None, graph: bool, as_json: bool, as_str: bool
+    ctx: click.Context, words: tuple[str, ...], n: int | None, whole: bool, graph: bool, as_json: bool,
+    as_str: bool
 ) -> None:
     """History of VARIABLE, newest first: one entry per saved version. Without VARIABLE, of
     every variable: what the project saved lately (an address narrows either)."""
@@ -148,14 +150,18 @@ def log(
     variable = words[0] if words and not is_address_word(words[0]) else None
     address = _address_of(ctx, list(words[variable is not None:]), as_str)
     db = ctx.obj.db
-    if variable is None and n is None:
+    # a variable of 300k addresses printed 1.5M lines: the newest few unless asked
+    cut_short = n is None and not whole and not (as_json and variable is not None)
+    if cut_short:
         n = PROJECT_LOG
-    entries = log_entries(db, variable, n=n, **address)
+    entries = log_entries(db, variable, n=n + 1 if cut_short else n, **address)
+    older = f"\n... older versions: `-n N` shows N, `--all` every one" if entries[n:] and cut_short else ""
+    entries = entries[:n] if n else entries
     if not graph:
-        return _emit(as_json, entries, render.render_log(entries, db.schema_keys))
+        return _emit(as_json, entries, render.render_log(entries, db.schema_keys) + older)
     trees = [lineage_graph(db, e) for e in entries]
     data = [{"entry": e, "lineage": t} for e, t in zip(entries, trees)]
-    _emit(as_json, data, render.render_log_graph(entries, trees, db.schema_keys))
+    _emit(as_json, data, render.render_log_graph(entries, trees, db.schema_keys) + older)
 
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
@@ -492,15 +498,18 @@ def fsck(ctx: click.Context, reindex: bool, repair: bool, quarantine: bool, as_j
 
 @main.command()
 @click.argument("query")
+@click.option("-a", "--all", "whole", is_flag=True,
+              help=f"Print every row (default: the first {render.SQL_ROWS}; --json gives all).")
 @json_option
 @click.pass_obj
-def sql(project: _Project, query: str, as_json: bool) -> None:
+def sql(project: _Project, query: str, whole: bool, as_json: bool) -> None:
     """Run a read-only SQL QUERY on the index (one view per variable, plus refs and calls)."""
     from scistack.report.history import query as run_query
 
     frame = run_query(project.db, query)
-    data = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
-    _emit(as_json, data, render.render_frame(frame))
+    if as_json:
+        return _emit(True, frame.astype(object).where(frame.notna(), None).to_dict(orient="records"), "")
+    click.echo(render.render_frame(frame, limit=None if whole else render.SQL_ROWS))
 
 
 @main.command()

@@ -377,11 +377,18 @@ def render_fsck(report: Any) -> str:
     return "\n".join(lines)
 
 
-def render_frame(frame: Any) -> str:
+SQL_ROWS = 40  # rows `scistack sql` prints (as the DuckDB CLI does; --all prints every one)
+
+
+def render_frame(frame: Any, *, limit: int | None = None) -> str:
+    """A query's result as a table: its first `limit` rows, and how many there are."""
     if frame.empty:
         return "(no rows)" if len(frame.columns) else "(no result)"
-    rows = frame.astype(object).where(frame.notna(), None).values.tolist()
-    return table([str(c) for c in frame.columns], rows) + f"\n({len(frame)} rows)"
+    shown = frame if limit is None else frame.head(limit)
+    rows = shown.astype(object).where(shown.notna(), None).values.tolist()
+    more = len(frame) - len(shown)
+    tail = f"{len(frame):,} rows; the first {len(shown)} shown: --all prints every one" if more else f"{len(frame)} rows"
+    return table([str(c) for c in frame.columns], rows) + f"\n({tail})"
 
 
 # -- runs and graph ----------------------------------------------------------------------
