@@ -80,6 +80,16 @@ def _param_of_column(column: str, param_names: set[str]) -> str | None:
 _SCALARS = frozenset({int, str, float, bool})
 
 
+def many_current(db: Database, var: str, metadata: dict[str, Any], version: int | None = None) -> int | None:
+    """How many current values `var` has, when asking for one of them with no key at all
+    (`scistack show EMG`) matches more than one address: counted by the index, no record
+    read (300k records took 1.8 s and 0.5 GB to refuse). None otherwise: select as usual."""
+    if metadata or version is not None or db.index.vkey_names(var):  # (variants: load's rule)
+        return None
+    current = next((n for name, n, *_ in db.index.summaries() if name == var), None)
+    return current if current is not None and current > 1 else None
+
+
 def point_records(db: Database, var: str, metadata: dict[str, Any]) -> list[RefRecord]:
     """The newest record per version-key variant at exactly the address `metadata` names, when
     every key is a schema key with one value and something is saved there: what

@@ -265,6 +265,25 @@ def test_show_errors_are_one_line(built):
         assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+def test_show_and_why_of_a_whole_variable_are_refused_from_the_counts(built, monkeypatch):
+    """`scistack show EMG` (no address) read all 300k records to say that many match: the
+    index's counts say it now, no record read (6 current values of CliRaw, 7 versions)."""
+    import scistack.report.history as history
+    import scistack.report.why as why
+
+    def no_records(*args, **kwargs):
+        raise AssertionError("every record was read to refuse")
+
+    monkeypatch.setattr(history, "select_records", no_records)
+    monkeypatch.setattr(why, "select_records", no_records)
+    result = run(built, "show", "CliRaw")
+    assert result.exit_code == 2 and "CliRaw: 6 records match everything; give the full address" in result.stderr
+    result = run(built, "why", "CliPeak")
+    assert result.exit_code == 2 and "why needs one value but 4 records of CliPeak match {}" in result.stderr
+    monkeypatch.undo()
+    assert "CliTable" in ok(run(built, "show", "CliTable"))  # one value: shown without an address
+
+
 # -- status and why ----------------------------------------------------------------------
 def test_status_grid_done_stale_failed_missing(built):
     out = ok(run(built, "status"))

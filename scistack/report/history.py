@@ -20,7 +20,7 @@ from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.objects.chunked import describe_manifest
 from scistack.objects.codec import child_oids
-from scistack.selection import select_records
+from scistack.selection import many_current, select_records
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import from_tree
 from scistack.objects.oid import is_valid_oid
@@ -402,10 +402,11 @@ def resolve_oid(db: Database, text: str) -> str:
 def show(db: Database, target: str, *, version: int | None = None, **address: Any) -> ShowResult:
     """Show an object by (prefix of) oid, or the value of variable `target` at `address`."""
     if target in db.index.variables() or address or version is not None:
-        records = select(db, target, version=version, **address)
+        many = many_current(db, target, address, version)
+        records = [] if many else select(db, target, version=version, **address)
         if len(records) != 1:
             raise VariableNotFoundError(
-                f"{target}: {len(records)} records match {address or 'everything'}; give the full "
+                f"{target}: {many or len(records)} records match {address or 'everything'}; give the full "
                 f"address ({', '.join('--' + k for k in db.schema_keys)}) or an oid"
             )
         oid = records[0].oid

@@ -21,7 +21,7 @@ from scistack.errors import (AmbiguousVersionError, CorruptObjectError, InvalidM
                              ScistackError)
 from scistack.htmlrepr import ordered
 from scistack.index import key_of
-from scistack.selection import choose_variant, select_records
+from scistack.selection import choose_variant, many_current, select_records
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
@@ -98,12 +98,14 @@ def why_at(db: Any, var: str, **address: Any) -> WhyReport:
     """`why` for the current value of the variable named `var` at `address` in `db` (what
     `scistack why` and the web view ask): one value, by `load`'s rule for variants."""
     address = dict(address)
-    records = select_records(db, var, address, version=address.pop("version", None))  # (an older one)
+    version = address.pop("version", None)  # (an older one)
+    many = many_current(db, var, address, version)
+    records = [] if many else select_records(db, var, address, version=version)
     if len(records) > 1 and len({r.addr_key for r in records}) == 1:
         records = [choose_variant(var, records)]  # several variants: load's rule, load's error
     if len(records) != 1:
         raise AmbiguousVersionError(
-            f"why needs one value but {len(records)} records of {var} match {address}; give the "
+            f"why needs one value but {many or len(records)} records of {var} match {address}; give the "
             f"full address ({', '.join(db.schema_keys)}) and any version keys")
     return why_record(db, var, records[0])
 
