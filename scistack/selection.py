@@ -17,9 +17,9 @@ from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
 from scistack.index import RefRecord
-from scistack.index.state import decode_addresses, is_multi, key_of, newest_per_variant
+from scistack.index.state import decode_addresses, is_multi, key_of, matching_addresses, newest_per_variant
 from scistack.index.views import param_columns
-from scistack.where import matching_rows, record_columns
+from scistack.where import check_predicate, matching_rows, record_columns
 
 
 def select_records(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
@@ -58,7 +58,10 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     if unknown:
         raise UnknownMetadataKeyError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
     every = all_versions or version is not None or where is not None
-    records = db.index.select(var, addr, vkeys, params, all_versions=every)
+    if where is not None:  # held saves are numbered at the flush; `_where` picks the newest by number
+        db.index.flush()
+    only = _addresses_where(db, var, addr, where) if where is not None else None
+    records = db.index.select(var, addr, vkeys, params, all_versions=every, only=only)
     if version is not None:
         records = [r for r in records if r.version == version]
     if where is not None:
@@ -109,6 +112,28 @@ def point_records(db: Database, var: str, metadata: dict[str, Any]) -> list[RefR
         return []
     exact = db.index.versions_here(var, key_of(addr))
     return newest_per_variant(exact) if exact else exact
+
+
+def _addresses_where(db: Database, var: str, addr: dict[str, Any], where: str | tuple) -> list[str] | None:
+    """The live addresses (keys) of `var` matching `addr` where a `where` naming only schema
+    keys holds, judged on the addresses alone, so that only their records are read
+    (`load_all(where="subject < 3")` of 300k values built 300k records: 2.0 -> 0.8 s); None
+    when it names anything else, or holds for most addresses (`_where` then judges every
+    record)."""
+    sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
+    if not isinstance(sql, str):
+        return None
+    chosen = matching_addresses(db.index.live_addresses(var), addr)
+    keys = [k for k in db.schema_keys if any(k in a for _, a in chosen)]  # as `record_columns` lays them
+    try:
+        check_predicate(sql, keys, params=params)
+    except QueryError:
+        return None
+    if not chosen:
+        return []
+    matched = matching_rows({k: [a.get(k) for _, a in chosen] for k in keys}, where, len(chosen))
+    # most of them: reading every record at once is quicker than looking each address up
+    return [chosen[i][0] for i in matched] if len(matched) < len(chosen) // 2 else None
 
 
 def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest: bool) -> list[RefRecord]:

@@ -32,8 +32,8 @@ from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import FOLD_NAME, Fold, Judging
 from scistack.records import RunRecord
-from scistack.index.state import (RefRecord, RefState, is_multi, key_of, keys_of, newest_per_variant, resolve_params,
-                                  select_from, tagged_params)
+from scistack.index.state import (RefRecord, RefState, is_multi, key_of, keys_of, matching_addresses,
+                                  newest_per_variant, resolve_params, select_from, tagged_params)
 
 log = logging.getLogger(__name__)
 
@@ -258,10 +258,12 @@ class Index:
         return self._fold.names(var, "param") | self._overlay.param_names(var)
 
     def select(self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
-               *, all_versions: bool = False) -> list[RefRecord]:
-        """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys)."""
+               *, all_versions: bool = False, only: list[str] | None = None) -> list[RefRecord]:
+        """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys).
+        `only`: the address keys to look at (a selection above chose them from
+        `live_addresses`); only their records are read."""
         exact_address = addr and not any(is_multi(v) for v in addr.values())
-        if exact_address and not vkeys and not params:
+        if exact_address and not vkeys and not params and only is None:
             exact = self.versions_here(var, key_of(addr))  # a point load: one indexed lookup
             if exact:
                 return exact if all_versions else newest_per_variant(exact)
@@ -269,12 +271,27 @@ class Index:
             self.refresh()
         resolved = resolve_params(var, params, self.param_names(var)) if params else {}
         groups: dict[str, list[RefRecord]] = {}
-        for record in self._candidates(var, addr):
+        if only is not None:
+            found = self._fold.versions_many(var, only)
+            candidates = [record for key in sorted(only) for record in found.get(key, ())]
+        else:
+            candidates = self._candidates(var, addr)
+        for record in candidates:
             groups.setdefault(record.addr_key, []).append(record)
         if self._pending:
+            wanted = None if only is None else set(only)
             for record in self._overlay.records(var):
-                groups.setdefault(record.addr_key, []).append(record)
+                if wanted is None or record.addr_key in wanted:
+                    groups.setdefault(record.addr_key, []).append(record)
         return select_from(groups.values(), addr, vkeys, resolved, all_versions=all_versions)
+
+    def live_addresses(self, var: str) -> list[str]:
+        """The address keys where the variable has a record (this process's held ones too)."""
+        self.refresh()
+        keys = self._fold.live_addresses(var)
+        if self._pending:
+            keys = list(dict.fromkeys([*keys, *(r.addr_key for r in self._overlay.records(var))]))
+        return keys
 
     def versions_here(self, var: str, addr_key: str) -> list[RefRecord]:
         """Every version saved at exactly this address (oldest first), as the project is now;
@@ -284,12 +301,20 @@ class Index:
         return [] if self._pending else self._fold_versions(var, addr_key)
 
     def _candidates(self, var: str, addr: dict[str, Any]) -> list[RefRecord]:
-        """The exact address's versions when it names one (an indexed lookup), else every
-        record of the variable (the filters decide)."""
+        """The exact address's versions when it names one (an indexed lookup); for a partial
+        address the records of the live addresses it matches, when they are fewer than half
+        (`load(subject=1)` of a 300k-address variable: 1.8 -> 0.3 s); else every record of the
+        variable (the filters decide)."""
         if addr and not any(is_multi(v) for v in addr.values()):
             exact = self._fold_versions(var, key_of(addr))
             if exact:
                 return exact
+        if addr:
+            keys = self._fold.live_addresses(var)
+            matched = [key for key, _ in matching_addresses(keys, addr)]
+            if len(matched) < len(keys) // 2:
+                found = self._fold.versions_many(var, matched)
+                return [record for key in sorted(matched) for record in found.get(key, ())]
         return self._fold.records(var)
 
     def cached_call(self, key: str) -> dict[str, Any] | None:

@@ -675,6 +675,10 @@ class Fold:
         from_row = RefRecord.from_row
         return [from_row(var, r[0], r[1:]) for r in rows]
 
+    def live_addresses(self, var: str) -> list[str]:
+        """The address keys where the variable has a record."""
+        return [r[0] for r in self._rows("SELECT addr FROM slots WHERE var = ? AND live = 1", (var,))]
+
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
         rows = self._held_rows(_VERSIONS_AT, (var, addr_key))  # the names asked are not read back
         return [RefRecord.from_row(var, addr_key, r) for r in rows]

@@ -427,6 +427,22 @@ def decode_addresses(records: list[RefRecord]) -> None:
         object.__setattr__(record, "_addr", addr)
 
 
+def matching_addresses(addr_keys: list[str], want: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(key, address) of the address keys (canonical texts) that `select_from`'s address
+    filter `want` keeps (every one when `want` is empty), decoded in one orjson call: a
+    partial address (`load(subject=1)`) need not make a record of every ref of the variable
+    to find its few."""
+    text = "[" + ",".join(addr_keys) + "]"
+    try:
+        found = None if maybe_big_int(text.encode()) else orjson.loads(text)
+    except orjson.JSONDecodeError:
+        found = None
+    if found is None or len(found) != len(addr_keys):
+        found = [json.loads(key) for key in addr_keys]
+    compiled = _compile(want)
+    return [(key, addr) for key, addr in zip(addr_keys, found) if _matches(addr, compiled)]
+
+
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:
     """The newest version per version-key variant of one address (given oldest first), newest
     first: what `select_from` keeps of a group when nothing but the address filters."""
