@@ -58,8 +58,8 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     if unknown:
         raise UnknownMetadataKeyError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
     every = all_versions or version is not None or where is not None
-    if where is not None:  # held saves are numbered at the flush; `_where` picks the newest by number
-        db.index.flush()
+    if every and db.index.in_batch:  # held saves are numbered at the flush: version numbers,
+        db.index.flush()  # and `_where`'s newest, mean what they will mean after the batch
     only = _addresses_where(db, var, addr, where) if where is not None else None
     records = db.index.select(var, addr, vkeys, params, all_versions=every, only=only)
     if version is not None:

@@ -260,6 +260,22 @@ def test_batch_saves_are_visible_and_durable(project):
     assert journal_size(project) > 0
 
 
+def test_versions_asked_for_inside_a_batch_are_the_projects(project):
+    """A held save is numbered when written: `load(version=1)` inside a batch had found the
+    project's version 1 and the held one (provisionally 1 too) and refused them as variants;
+    `where=` picked the project's version 2 over the newer held value."""
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=1, session="pre")
+    with project.batch():
+        VPeak.save(3.0, subject=1, session="pre")
+        assert VPeak.load(subject=1, session="pre", version=1).data == 1.0
+        VPeak.save(4.0, subject=1, session="pre")
+        assert [v.data for v in VPeak.load_all(where="subject = 1")] == [4.0]
+        VPeak.save(5.0, subject=1, session="pre")
+        assert [(r.version, r.oid) for r in VPeak.list_versions(subject=1, session="pre")][-1][0] == 5
+    assert VPeak.load(subject=1, session="pre").version == 5
+
+
 @pytest.mark.parametrize("metadata, error", [
     ({"subject": [1, 2], "session": "pre"}, InvalidMetadataError),
     ({"subject": None, "session": "pre"}, InvalidMetadataError),
