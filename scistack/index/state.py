@@ -416,15 +416,21 @@ def decode_addresses(records: list[RefRecord]) -> None:
     todo = [r for r in records if r._addr is None]
     if not todo:
         return
-    text = "[" + ",".join(r.addr_key for r in todo) + "]"
-    try:  # (orjson makes an integer beyond 64 bits a float: such texts go to `json`)
+    for record, addr in zip(todo, decode_keys([r.addr_key for r in todo])):
+        object.__setattr__(record, "_addr", addr)
+
+
+def decode_keys(keys: list[str]) -> list[dict[str, Any]]:
+    """Address (or version-key) texts as dicts, in one orjson call (orjson makes an integer
+    beyond 64 bits a float: such texts, or any orjson refuses, go to `json` one by one)."""
+    text = "[" + ",".join(keys) + "]"
+    try:
         found = None if maybe_big_int(text.encode()) else orjson.loads(text)
     except orjson.JSONDecodeError:
         found = None
-    if found is None or len(found) != len(todo):  # each read alone
-        found = [json.loads(r.addr_key) for r in todo]
-    for record, addr in zip(todo, found):
-        object.__setattr__(record, "_addr", addr)
+    if found is None or len(found) != len(keys):
+        found = [json.loads(key) for key in keys]
+    return found
 
 
 def matching_addresses(addr_keys: list[str], want: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -432,15 +438,8 @@ def matching_addresses(addr_keys: list[str], want: dict[str, Any]) -> list[tuple
     filter `want` keeps (every one when `want` is empty), decoded in one orjson call: a
     partial address (`load(subject=1)`) need not make a record of every ref of the variable
     to find its few."""
-    text = "[" + ",".join(addr_keys) + "]"
-    try:
-        found = None if maybe_big_int(text.encode()) else orjson.loads(text)
-    except orjson.JSONDecodeError:
-        found = None
-    if found is None or len(found) != len(addr_keys):
-        found = [json.loads(key) for key in addr_keys]
     compiled = _compile(want)
-    return [(key, addr) for key, addr in zip(addr_keys, found) if _matches(addr, compiled)]
+    return [(key, addr) for key, addr in zip(addr_keys, decode_keys(addr_keys)) if _matches(addr, compiled)]
 
 
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:

@@ -30,7 +30,7 @@ from scistack.errors import ScistackError, VariableNotFoundError
 from scistack.report.history import CallInfo, CallReader, InputInfo, select
 from scistack.index import RefRecord, key_of
 from scistack.index.journal import loads_line
-from scistack.objects.canonical_json import maybe_big_int
+from scistack.index.state import decode_keys
 from scistack.objects.hashing import hash_bytes
 from scistack.records import read_call
 from scistack.lineage.function import LineageFunction
@@ -298,10 +298,10 @@ def status_cells(db: Database, variables: list[str] | None = None) -> StatusGrid
         judged = {addr: (status, reason) for addr, _, status, reason in judging.problems(var, -1)}
         by_var[var] = {}
         newest = judging.newest_versions(var)
-        big = maybe_big_int("\n".join(addr for addr, _ in newest).encode())  # once, not per address
-        for addr, version in newest:
+        addrs = _in_schema_order_many(db, [addr for addr, _ in newest])
+        for (addr, version), shown in zip(newest, addrs):
             status, reason = judged.get(addr, ("done", ""))
-            by_var[var][addr] = StatusCell(var, _in_schema_order(db, addr, big), status, version, reason)
+            by_var[var][addr] = StatusCell(var, shown, status, version, reason)
     return _grid(chosen, by_var, db.schema_keys)
 
 
@@ -374,6 +374,19 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
         else:
             sigs[var] = touched[var] = None
     return judging, chosen, known
+
+
+def _in_schema_order_many(db: Database, addr_keys: list[str]) -> list[dict[str, Any]]:
+    """`_in_schema_order` of many addresses: decoded in one call, each key set's order found once."""
+    orders: dict[tuple[str, ...], list[str]] = {}
+    out = []
+    for addr in decode_keys(addr_keys):
+        shape = tuple(addr)
+        order = orders.get(shape)
+        if order is None:
+            order = orders[shape] = [k for k in db.schema_keys if k in addr]
+        out.append({k: addr[k] for k in order})
+    return out
 
 
 def _in_schema_order(db: Database, addr_key: str, may_be_big: bool = True) -> dict[str, Any]:
