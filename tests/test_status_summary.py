@@ -213,6 +213,13 @@ def test_failed_run_variants_and_levels_fall_back(pipeline, project):
     missing = [row[grid.variables.index("SumOther")] for row, addr in zip(grid.grid, grid.addresses)
                if addr["subject"] == 3]
     assert len(missing) == 2 and missing[0] is missing[1] and missing[0].addr == {"subject": 3}
+    # every address in schema order, as the fast path shows them (a missing cell's had followed
+    # a set's order, which varies by run, the others the sorted keys: session before subject)
+    shown = [c for row in grid.grid for c in row if c is not None] + [
+        c for c in status_summary(project).problems]
+    assert {c.status for c in shown} >= {"done", "missing"}
+    assert all(list(c.addr) == [k for k in ("subject", "session") if k in c.addr] for c in shown)
+    assert all(list(a) == ["subject", "session"] for a in grid.addresses)
 
 
 def test_failed_run_falls_back(pipeline, project):

@@ -586,6 +586,7 @@ def _var_cells(
 ) -> dict[str, StatusCell]:
     cells: dict[str, StatusCell] = {}
     newest: dict[str, str] = {}
+    keys = checker.db.schema_keys
     by_addr: dict[str, list[RefRecord]] = {}
     for record in records:
         by_addr.setdefault(record.addr_key, []).append(record)
@@ -594,12 +595,18 @@ def _var_cells(
         verdicts = [(checker.record_status(r), r) for r in current.values()]
         worst = max(verdicts, key=lambda v: STATUSES.index(v[0][0]))
         (status, reason), record = worst
-        cells[addr_key] = StatusCell(var, record.addr, status, record.version, reason)
+        cells[addr_key] = StatusCell(var, _schema_ordered(record.addr, keys), status, record.version, reason)
         newest[addr_key] = max(r.created_at for r in current.values())
     for addr_key, (status, t, combo, error) in runs.items():
         if status == "failed" and t > newest.get(addr_key, ""):
-            cells[addr_key] = StatusCell(var, combo, "failed", None, error or "")
+            cells[addr_key] = StatusCell(var, _schema_ordered(combo, keys), "failed", None, error or "")
     return cells
+
+
+def _schema_ordered(addr: dict[str, Any], schema_keys: list[str]) -> dict[str, Any]:
+    """An address with its keys in schema order (as the fast path shows them), others after."""
+    ordered = {k: addr[k] for k in schema_keys if k in addr}
+    return ordered if len(ordered) == len(addr) else {**ordered, **addr}
 
 
 def _last_runs(
@@ -651,7 +658,7 @@ def _grid(chosen: list[str], by_var: dict[str, dict[str, StatusCell]], schema_ke
             unique[key] = c.addr
     rows = _rows(unique, schema_keys)
     levels = {var: _levels(by_var[var]) for var in chosen}
-    grid = [[_project(var, by_var[var], levels[var], row, key) for var in chosen] for key, row in rows]
+    grid = [[_project(var, by_var[var], levels[var], row, key, schema_keys) for var in chosen] for key, row in rows]
     return StatusGrid(chosen, [row for _, row in rows], grid)
 
 
@@ -686,7 +693,8 @@ def _levels(cells: dict[str, StatusCell]) -> list[frozenset[str]]:
 
 
 def _project(
-    var: str, cells: dict[str, StatusCell], levels: list[frozenset[str]], row: dict[str, Any], row_key: str
+    var: str, cells: dict[str, StatusCell], levels: list[frozenset[str]], row: dict[str, Any], row_key: str,
+    schema_keys: list[str],
 ) -> StatusCell | None:
     """The cell of `var` in `row` (whose `key_of` is `row_key`): at the finest level of `var`
     that the row's keys cover."""
@@ -695,7 +703,7 @@ def _project(
         return found
     for level in levels:
         if level <= row.keys():
-            addr = {k: row[k] for k in level}
+            addr = {k: row[k] for k in schema_keys if k in level}  # (a set's order varies by run)
             key = row_key if len(level) == len(row) else key_of(addr)
             found = cells.get(key)
             if found is None:  # one object per missing cell too (`StatusGrid.cells`)
