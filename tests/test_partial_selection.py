@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import scistack
 from scistack import BaseVariable
+from scistack.address import typed
 from scistack.errors import QueryError, VariableNotFoundError
 
 
@@ -26,7 +27,7 @@ class PartCoarse(BaseVariable):
     pass
 
 
-SUBJECTS = st.sampled_from([1, 2, 3, "3", 4])
+SUBJECTS = st.sampled_from([1, 2, 3, "3", 4, True, 2.0])  # 2.0 meets 2; True and "3" meet no number
 SESSIONS = st.sampled_from(["a", "b"])
 SAVE = st.tuples(st.just("save"), SUBJECTS, SESSIONS, st.sampled_from([None, "x"]))  # (a coarser one: below)
 DELETE = st.tuples(st.just("delete"), SUBJECTS, st.one_of(st.none(), SESSIONS), st.none())
@@ -79,13 +80,12 @@ def _selected(**metadata) -> list:
 
 def _check(where_index: int) -> None:
     every = _current()
-    for subject in (1, 3, "3", [1, 2], [2, "3"]):
+    for subject in (1, 2, 3, "3", True, 2.0, [1, 2], [2, "3"], [True, 4]):
         wanted = subject if isinstance(subject, list) else [subject]
-        expected = [v for v in every if any(type(w) is type(v.metadata.get("subject")) and w == v.metadata.get("subject")
-                                             for w in wanted)]
+        expected = [v for v in every if any(typed(w) == typed(v.metadata.get("subject")) for w in wanted)]
         assert _keys(_selected(subject=subject)) == _keys(expected), subject
     assert _keys(_selected(subject=1, session="a")) == _keys(
-        [v for v in every if v.metadata.get("subject") == 1 and v.metadata.get("session") == "a"])
+        [v for v in every if typed(v.metadata.get("subject")) == typed(1) and v.metadata.get("session") == "a"])
     sql, holds = WHERES[where_index]
     named = {"subject"} | ({"session"} if "session" in str(sql) else set())
     if every and not all(any(k in v.metadata for v in every) for k in named):  # as the views lack it

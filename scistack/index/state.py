@@ -438,8 +438,18 @@ def matching_addresses(addr_keys: list[str], want: dict[str, Any]) -> list[tuple
     filter `want` keeps (every one when `want` is empty), decoded in one orjson call: a
     partial address (`load(subject=1)`) need not make a record of every ref of the variable
     to find its few."""
+    pairs: Any = zip(addr_keys, decode_keys(addr_keys))
+    for name, value in want.items():  # first by plain equality, a superset of `_matches`' (1 == 1.0
+        if is_multi(value):  # == True) for an address's JSON scalars, without a call per address
+            try:
+                accepted = set(value)
+            except TypeError:
+                continue
+            pairs = [(key, addr) for key, addr in pairs if addr.get(name) in accepted]
+        elif value == value:  # (a NaN meets NaN in `_matches` alone)
+            pairs = [(key, addr) for key, addr in pairs if addr.get(name) == value]
     compiled = _compile(want)
-    return [(key, addr) for key, addr in zip(addr_keys, decode_keys(addr_keys)) if _matches(addr, compiled)]
+    return [(key, addr) for key, addr in pairs if _matches(addr, compiled)]
 
 
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:
