@@ -340,6 +340,18 @@ class Index:
                 self._call_keys[call_oid] = key
         return key
 
+    def ref_counts(self, oids: list[str]) -> dict[str, int]:
+        """How many live refs name each of these oids (absent: none)."""
+        self.flush()
+        self.refresh()
+        return self._fold.ref_counts(oids)
+
+    def calls_naming(self, oids: list[str]) -> list[dict[str, Any]]:
+        """The call-cache entries one of whose outputs is one of these oids."""
+        self.flush()
+        self.refresh()
+        return self._fold.calls_naming(oids)
+
     def calls(self) -> list[dict[str, Any]]:
         """Every call-cache entry."""
         self.flush()

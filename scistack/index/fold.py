@@ -803,6 +803,31 @@ class Fold:
         rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (oid_in(key),))
         return _call_entry(key, rows[0]) if rows else None
 
+    def ref_counts(self, oids: list[str]) -> dict[str, int]:
+        """How many live refs name each of these oids (absent: none): one scan of the refs
+        per `_COUNT_CHUNK` oids (no index holds refs by oid: it would cost every save)."""
+        found: dict[str, int] = {}
+        for start in range(0, len(oids), _COUNT_CHUNK):
+            chunk = oids[start:start + _COUNT_CHUNK]
+            rows = self._rows(f"SELECT oid, count(*) FROM refs WHERE oid IN ({', '.join('?' * len(chunk))}) "
+                              "GROUP BY oid", tuple(oid_in(o) for o in chunk))
+            found.update((oid_out(oid), n) for oid, n in rows)
+        return found
+
+    def calls_naming(self, oids: list[str]) -> list[dict[str, Any]]:
+        """The call-cache entries whose outputs include one of these oids (a scan of the
+        entries per `_NAMING_CHUNK` oids, their text searched in SQLite)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(oids), _NAMING_CHUNK):
+            chunk = oids[start:start + _NAMING_CHUNK]
+            rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE "
+                              + " OR ".join(["instr(outs, ?) > 0"] * len(chunk)), tuple(chunk))
+            for r in rows:
+                entry = _call_entry(oid_out(r[0]), r[1:])
+                if set(entry["outs"]) & set(chunk):  # (a substring of a longer text is no match)
+                    found[entry["key"]] = entry
+        return [found[key] for key in sorted(found)]
+
     def call_key_of(self, call_oid: str) -> str | None:
         rows = self._rows("SELECT key FROM call_keys WHERE call = ?", (oid_in(call_oid),))
         return oid_out(rows[0][0]) if rows else None
@@ -1248,6 +1273,10 @@ def _rollback(con: sqlite3.Connection) -> None:
     """Roll back the open transaction, if SQLite has not already (it does on a full disk)."""
     if con.in_transaction:
         con.execute("ROLLBACK")
+
+
+_COUNT_CHUNK = 5000  # oids a `ref_counts` scan looks for
+_NAMING_CHUNK = 200  # oids a `calls_naming` scan looks for
 
 
 def _oid_list(text: str) -> list[str]:

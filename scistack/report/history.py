@@ -536,18 +536,19 @@ def removal_plan(
 
 def orphaned_calls(db: Database, plan: list[RefRecord]) -> list[dict[str, Any]]:
     """The call-cache entries that deleting `plan` orphans: every output was named before
-    and one is not after (gc drops such an entry; `rm --cascade` drops it at once)."""
-    gone = {(r.var, r.addr_key, r.version) for r in plan}
-    before: set[str] = set()
-    after: set[str] = set()
-    for var in db.index.variables():
-        for r in db.index.records(var):
-            before.add(r.oid)
-            if (r.var, r.addr_key, r.version) not in gone:
-                after.add(r.oid)
-    lost = before - after
-    return [e for e in db.index.calls()
-            if e.get("outs") and set(e["outs"]) <= before and lost.intersection(e["outs"])]
+    and one is not after (gc drops such an entry; `rm` drops it at once). Asked of the index
+    for the plan's oids only: making a record of every ref took 5.5 s of `rm` at 1M refs."""
+    planned: dict[str, set[tuple[str, str, int]]] = {}
+    for r in plan:
+        planned.setdefault(r.oid, set()).add((r.var, r.addr_key, r.version))
+    named = db.index.ref_counts(sorted(planned))  # (the plan's refs are live: each counted here)
+    lost = {oid for oid, refs in planned.items() if named.get(oid, 0) <= len(refs)}
+    if not lost:
+        return []
+    entries = db.index.calls_naming(sorted(lost))
+    others = sorted({o for e in entries for o in e["outs"]} - lost)
+    named |= db.index.ref_counts(others) if others else {}
+    return [e for e in entries if all(o in lost or named.get(o, 0) for o in e["outs"])]
 
 
 def remove(db: Database, plan: list[RefRecord], orphans: list[dict[str, Any]] = ()) -> int:
