@@ -222,6 +222,20 @@ def test_failed_run_variants_and_levels_fall_back(pipeline, project):
     assert all(list(a) == ["subject", "session"] for a in grid.addresses)
 
 
+def test_a_level_whose_records_are_all_deleted_no_longer_counts(pipeline, project):
+    """A value saved once at a coarser level put the whole project on the per-record grid (28 s
+    of `status` at 1M refs instead of 0.4), and kept it there after that value was deleted: the
+    level's name stays. The live addresses decide now."""
+    _build(pipeline)
+    before = _agree(project, fast=True)
+    SumRaw.save(np.ones(4), subject=1)  # a subject-level value beside the subject/session ones
+    _agree(project, fast=False)
+    SumRaw.delete(subject=1)  # (that exact address: only the coarse value)
+    assert {r.addr_key for r in project.index.records("SumRaw")} == {
+        key_of({"subject": s, "session": e}) for s in (1, 2, 3) for e in ("pre", "post")}
+    assert _agree(project, fast=True) == before
+
+
 def test_failed_run_falls_back(pipeline, project):
     SumRaw.save(np.arange(4.0) - 1, subject=1, session="pre")
     SumRaw.save(np.arange(4.0), subject=2, session="pre")

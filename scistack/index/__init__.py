@@ -32,7 +32,7 @@ from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import FOLD_NAME, Fold, Judging
 from scistack.records import RunRecord
-from scistack.index.state import (RefRecord, RefState, is_multi, key_of, keys_of, matching_addresses,
+from scistack.index.state import (RefRecord, RefState, decode_keys, is_multi, key_of, keys_of, matching_addresses,
                                   newest_per_variant, resolve_params, select_from, tagged_params)
 
 log = logging.getLogger(__name__)
@@ -236,10 +236,15 @@ class Index:
         self.refresh()
         return self._fold.refs_to(oid)
 
-    def levels(self, var: str) -> set[str]:
-        """The sets of schema keys (comma-joined, sorted) the variable has been saved at."""
+    def levels(self, var: str, *, live: bool = False) -> set[str]:
+        """The sets of schema keys (comma-joined, sorted) the variable has been saved at. With
+        `live`, those some live record has: a level's name stays after its last record is
+        deleted, so where several are named the live addresses are read."""
         self.refresh()
-        return self._fold.names(var, "level") | {",".join(sorted(r.addr)) for r in self._overlay.records(var)}
+        named = self._fold.names(var, "level") | {",".join(sorted(r.addr)) for r in self._overlay.records(var)}
+        if not live or len(named) <= 1:
+            return named
+        return {",".join(sorted(addr)) for addr in decode_keys(self.live_addresses(var))}
 
     def judging(self) -> Judging:
         """Set-at-a-time staleness facts of the project as it is now, for one report."""

@@ -341,8 +341,8 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
     checker = StalenessChecker(db)
     facts: dict[str, tuple[set[str], list]] = {}
     inputs = _learn_upstream(db, judging, checker, [v for v in chosen if v in known], known, facts=facts)
-    levels = {level for var in chosen for level in db.index.levels(var)}
-    if len(levels) != 1 or any(len(db.index.levels(v)) != 1 or db.index.vkey_names(v) for v in inputs):
+    levels = {level for var in chosen for level in db.index.levels(var, live=True)}
+    if len(levels) != 1 or any(len(db.index.levels(v, live=True)) != 1 or db.index.vkey_names(v) for v in inputs):
         return None
     sigs: dict[str, str | None] = {}
     touched: dict[str, set[str] | None] = {}  # cells judged again in this report (None: all)
