@@ -22,6 +22,7 @@ from scistack.index import key_of
 from scistack.report.status import status_cells, status_grid, status_summary
 
 PIPELINE = """
+import numpy as np
 from scistack import lineage_fcn
 
 SCALE = 2.0
@@ -35,6 +36,11 @@ def scale(signal):
 @lineage_fcn
 def total(signal):
     return float(signal.sum())
+
+
+@lineage_fcn
+def subject_sum(signal):
+    return float(np.sum(signal))
 
 
 @lineage_fcn
@@ -58,6 +64,10 @@ class SumTotal(BaseVariable):
 
 
 class SumOther(BaseVariable):
+    pass
+
+
+class SumPerSubject(BaseVariable):
     pass
 
 
@@ -245,7 +255,8 @@ def test_failed_run_falls_back(pipeline, project):
     assert counts["SumScaled"]["failed"] == 1
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["raw", "scale", "total", "delete", "delete_scaled"]),
+OPS = st.lists(st.tuples(st.sampled_from(["raw", "scale", "total", "delete", "delete_scaled", "per_subject",
+                                          "subject_total", "delete_per_subject"]),
                          st.integers(1, 3), st.sampled_from(["pre", "post"])), min_size=1, max_size=8)
 
 
@@ -256,12 +267,23 @@ OPS = st.lists(st.tuples(st.sampled_from(["raw", "scale", "total", "delete", "de
 def test_any_history_agrees(pipeline, project, ops):
     """Random saves, runs and deletes: the summary always gives the grid's counts, judged
     afresh or reusing the cells an earlier report kept."""
-    for name in ("SumRaw", "SumScaled", "SumTotal"):
+    for name in ("SumRaw", "SumScaled", "SumTotal", "SumOther", "SumPerSubject"):
         for record in project.index.records(name):
             project.index.delete_refs([record])
     for step, (op, subject, session) in enumerate(ops):
         if op == "raw":  # a new value at each step: a re-recording makes what used it stale
             SumRaw.save(np.arange(4.0) * subject + step, subject=subject, session=session)
+        elif op == "per_subject":  # variables at two levels: a subject's value beside session ones
+            SumOther.save(float(step), subject=subject)
+        elif op == "subject_total":  # computed per subject from its sessions' values (aggregated)
+            for_each(pipeline.subject_sum, inputs={"signal": SumScaled}, outputs=[SumPerSubject],
+                     progress=False, subject=[subject])
+        elif op == "delete_per_subject":
+            for var in (SumOther, SumPerSubject):
+                try:
+                    var.delete(subject=subject)
+                except VariableNotFoundError:
+                    pass
         elif op in ("scale", "total"):
             fn, out, src = ((pipeline.scale, SumScaled, SumRaw) if op == "scale"
                             else (pipeline.total, SumTotal, SumScaled))

@@ -72,6 +72,7 @@ class Index:
         self._ahead_calls: dict[str, dict[str, Any] | None] = {}   # ... valid until the journal grows
         self._call_keys: dict[str, str] = {}  # call oid -> call key: fixed once journalled
         self._var_names: set[str] = set()     # variables this process has checked for a put
+        self._live_levels: dict[str, tuple[tuple[int, int], set[str]]] = {}  # `levels(live=True)`
         self._key_case = {k.lower(): k for k in schema_keys}  # a schema key, by its name ignoring case
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
@@ -244,7 +245,12 @@ class Index:
         named = self._fold.names(var, "level") | {",".join(sorted(r.addr)) for r in self._overlay.records(var)}
         if not live or len(named) <= 1:
             return named
-        return {",".join(sorted(addr)) for addr in decode_keys(self.live_addresses(var))}
+        stamp = (self._journal.size(), len(self._pending or ()))  # (a report asks several times)
+        kept = self._live_levels.get(var)
+        if kept is None or kept[0] != stamp:
+            kept = self._live_levels[var] = (
+                stamp, {",".join(sorted(addr)) for addr in decode_keys(self.live_addresses(var))})
+        return set(kept[1])
 
     def judging(self) -> Judging:
         """Set-at-a-time staleness facts of the project as it is now, for one report."""

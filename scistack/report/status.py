@@ -310,7 +310,9 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
     if judged is None:
         return None
     judging, chosen, known = judged
-    rows = judging.addresses(None if set(chosen) >= set(known) else chosen)
+    present = [var for var in chosen if var in known]
+    by_level = _missing_by_level(db, present) if len({_level(db, v) for v in present}) > 1 else None
+    rows = judging.addresses(None if set(chosen) >= set(known) else chosen) if by_level is None else 0
     counts, problems = {}, []
     for var in chosen:
         if var not in known:  # runs wrote it once; nothing of it is left
@@ -318,12 +320,47 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
             continue
         found = judging.counts(var)
         counts[var] = {status: found.get(status, 0) for status in STATUSES}
-        counts[var]["missing"] = rows - sum(found.values())
+        missing = None if by_level is None else by_level[var]
+        counts[var]["missing"] = rows - sum(found.values()) if missing is None else len(missing)
         problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
                      for addr, version, status, reason in judging.problems(var, limit)]
         if counts[var]["missing"]:
-            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in judging.missing(var, limit)]
+            keys = judging.missing(var, limit) if missing is None else missing[:limit]
+            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in keys]
     return StatusSummary(chosen, counts, problems, fast=True)
+
+
+def _level(db: Database, var: str) -> str:
+    """The one set of schema keys the variable's live records have (`_judge_fast` checked)."""
+    return next(iter(db.index.levels(var, live=True)))
+
+
+def _missing_by_level(db: Database, variables: list[str]) -> dict[str, list[str]]:
+    """Each variable's missing cells (address keys, in key order) where the variables are
+    saved at different levels, as the grid counts them: the grid's rows are the addresses of
+    the variables not extended by a finer one, and a variable at level L misses the
+    projection onto L of each row with L's keys where it has no record. The projections of
+    every address with L's keys are the same set (an extended address agrees with the finer
+    one on its keys), so they are counted from the variables' live addresses."""
+    live = {var: db.index.live_addresses(var) for var in variables}
+    every = list(dict.fromkeys(key for keys in live.values() for key in keys))
+    decoded = decode_keys(every)
+    out: dict[str, list[str]] = {}
+    projections: dict[str, set[str]] = {}
+    for var in variables:
+        level = _level(db, var)
+        if level not in projections:
+            names = level.split(",")
+            own, finer = set(), set()
+            for key, a in zip(every, decoded):
+                if len(a) >= len(names) and all(k in a for k in names):
+                    if len(a) == len(names):  # an address at the level itself is its projection
+                        own.add(key)
+                    else:  # (typed: 1, 1.0 and True are three addresses)
+                        finer.add(tuple((type(a[k]), a[k]) for k in names))
+            projections[level] = own | {key_of({k: v for k, (_, v) in zip(names, t)}) for t in finer}
+        out[var] = sorted(projections[level] - set(live[var]))
+    return out
 
 
 def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[str], list[str]] | None:
@@ -341,8 +378,9 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
     checker = StalenessChecker(db)
     facts: dict[str, tuple[set[str], list]] = {}
     inputs = _learn_upstream(db, judging, checker, [v for v in chosen if v in known], known, facts=facts)
-    levels = {level for var in chosen for level in db.index.levels(var, live=True)}
-    if len(levels) != 1 or any(len(db.index.levels(v, live=True)) != 1 or db.index.vkey_names(v) for v in inputs):
+    # each variable at one level at most (variables at different levels: `_missing_by_level`)
+    if any(len(db.index.levels(v, live=True)) > 1 for v in chosen if v in known) or any(
+            len(db.index.levels(v, live=True)) > 1 or db.index.vkey_names(v) for v in inputs):
         return None
     sigs: dict[str, str | None] = {}
     touched: dict[str, set[str] | None] = {}  # cells judged again in this report (None: all)
