@@ -343,21 +343,20 @@ def _missing_by_level(db: Database, variables: list[str]) -> dict[str, list[str]
     every address with L's keys are the same set (an extended address agrees with the finer
     one on its keys), so they are counted from the variables' live addresses."""
     live = {var: db.index.live_addresses(var) for var in variables}
-    every = list(dict.fromkeys(key for keys in live.values() for key in keys))
-    decoded = decode_keys(every)
+    level_of = {var: _level(db, var) for var in variables}
+    keys_of_level = {level: set(level.split(",")) for level in level_of.values()}
     out: dict[str, list[str]] = {}
     projections: dict[str, set[str]] = {}
     for var in variables:
-        level = _level(db, var)
+        level = level_of[var]
         if level not in projections:
             names = level.split(",")
-            own, finer = set(), set()
-            for key, a in zip(every, decoded):
-                if len(a) >= len(names) and all(k in a for k in names):
-                    if len(a) == len(names):  # an address at the level itself is its projection
-                        own.add(key)
-                    else:  # (typed: 1, 1.0 and True are three addresses)
-                        finer.add(tuple((type(a[k]), a[k]) for k in names))
+            # an address at the level itself is its own projection; the finer ones' are made
+            own = {key for v, lv in level_of.items() if lv == level for key in live[v]}
+            finer_vars = [v for v, lv in level_of.items() if keys_of_level[lv] > keys_of_level[level]]
+            finer_keys = list(dict.fromkeys(key for v in finer_vars for key in live[v]))
+            finer = {tuple((type(a[k]), a[k]) for k in names)  # (typed: 1, 1.0 and True differ)
+                     for a in decode_keys(finer_keys)}
             projections[level] = own | {key_of({k: v for k, (_, v) in zip(names, t)}) for t in finer}
         out[var] = sorted(projections[level] - set(live[var]))
     return out
