@@ -414,22 +414,14 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
 
 
 def _in_schema_order_many(db: Database, addr_keys: list[str]) -> list[dict[str, Any]]:
-    """`_in_schema_order` of many addresses: decoded in one call, each key set's order found once."""
-    orders: dict[tuple[str, ...], list[str]] = {}
-    out = []
-    for addr in decode_keys(addr_keys):
-        shape = tuple(addr)
-        order = orders.get(shape)
-        if order is None:
-            order = orders[shape] = [k for k in db.schema_keys if k in addr]
-        out.append({k: addr[k] for k in order})
-    return out
+    """`_in_schema_order` of many addresses, decoded in one call."""
+    return [_schema_ordered(addr, db.schema_keys) for addr in decode_keys(addr_keys)]
 
 
-def _in_schema_order(db: Database, addr_key: str, may_be_big: bool = True) -> dict[str, Any]:
-    addr = loads_line(addr_key.encode(), may_be_big=may_be_big)  # (orjson: json.loads was a tenth of a
-    # large grid's time; `may_be_big`: see loads_line)
-    return {k: addr[k] for k in db.schema_keys if k in addr}
+def _in_schema_order(db: Database, addr_key: str) -> dict[str, Any]:
+    """An address key decoded (orjson: `json.loads` was a tenth of a large grid's time), its
+    keys in schema order."""
+    return _schema_ordered(loads_line(addr_key.encode()), db.schema_keys)
 
 
 def _judged_signature(judging: Any, var: str, input_vars: set[str], verdicts: dict[str, tuple[str, str]],
