@@ -1,8 +1,8 @@
 """`status_summary` (set-at-a-time, in the index) agrees with the full grid's counts.
 
 The grid judges each record in Python and is the reference; the summary must give the same
-counts on every project, taking the fast path where the project allows it (one level, no
-version-key variants, no failed run) and falling back to the grid elsewhere.
+counts on every project, taking the fast path where the project allows it (each variable at
+one level, no version-key variants, no failed run) and falling back to the grid elsewhere.
 """
 
 from __future__ import annotations

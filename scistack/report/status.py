@@ -271,9 +271,9 @@ class StatusSummary:
 
 def status_summary(db: Database, variables: list[str] | None = None, *, limit: int = 20) -> StatusSummary:
     """The status counts of `variables` (default: all), as `status_grid(...).counts()` gives
-    them, without building the grid when the project allows: every variable saved at one set
-    of schema keys, no version-key variants, no failed run. A million refs then cost a few
-    index scans, not a Python loop over every record."""
+    them, without building the grid when the project allows: each variable saved at one set
+    of schema keys (variables at different sets are fine), no version-key variants, no failed
+    run. A million refs then cost a few index scans, not a Python loop over every record."""
     fast = _fast_summary(db, variables, limit)
     if fast is not None:
         return fast
@@ -365,7 +365,7 @@ def _missing_by_level(db: Database, variables: list[str]) -> dict[str, list[str]
 def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[str], list[str]] | None:
     """Judge `variables` and everything upstream set-at-a-time in the index: (the judging,
     the variables chosen, every known variable), or None where the project needs the
-    per-record grid (several levels, version-key variants, a failed run)."""
+    per-record grid (a variable at several levels, version-key variants, a failed run)."""
     known = db.index.variables()
     judging = db.index.judging()
     outputs = _run_outputs(db, judging)
