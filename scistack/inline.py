@@ -330,16 +330,9 @@ def _list_array(items: list, type_: pa.DataType) -> pa.Array:
 
 def _time(value: np.datetime64 | np.timedelta64) -> dict[str, Any]:
     """A numpy time as text DuckDB casts to TIMESTAMP or INTERVAL (`_value_expr`), in
-    microseconds, DuckDB's precision (`.item()` of a nanosecond one is a bare integer)."""
-    if isinstance(value, np.datetime64):
-        sqltype, unit = "TIMESTAMP", "datetime64[us]"
-    else:
-        sqltype, unit = "INTERVAL", "timedelta64[us]"
-    if _calendar_span(value.dtype):  # numpy would make it an average length in microseconds
-        text = str(value)
-    else:
-        text = str(value.astype(unit))
-    return {"sqltype": sqltype, "s": text, "nbytes": 8}
+    microseconds, DuckDB's precision (`.item()` of a nanosecond one is a bare integer):
+    written as `_times` writes an array's."""
+    return {"sqltype": _TIME_LISTS[value.dtype.kind], "s": _times(np.array([value]))["ls"][0], "nbytes": 8}
 
 
 def _calendar_span(dtype: np.dtype) -> bool:

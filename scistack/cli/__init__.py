@@ -155,7 +155,7 @@ def log(
     if cut_short:
         n = PROJECT_LOG
     entries = log_entries(db, variable, n=n + 1 if cut_short else n, **address)
-    older = f"\n... older versions: `-n N` shows N, `--all` every one" if entries[n:] and cut_short else ""
+    older = "\n... older versions: `-n N` shows N, `--all` every one" if entries[n:] and cut_short else ""
     entries = entries[:n] if n else entries
     if not graph:
         return _emit(as_json, entries, render.render_log(entries, db.schema_keys) + older)
