@@ -121,3 +121,83 @@ def test_script_module_data_and_defaults_are_judged_from_the_file(tmp_path, pyth
         assert any("<default>.k=GAIN" in r.name and "2.0 -> 2.5" in r.detail for r in report.reasons), report
     finally:
         db.close()
+
+
+HELPERS = '''
+SCALE = 2.0
+
+class Gain:
+    def __init__(self, k):
+        self.k = k
+
+    def apply(self, x):
+        return x * self.k
+
+def default_offset():
+    return 1.0
+'''
+
+IMPORTING_SCRIPT = '''
+import numpy as np
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each
+import labhelpers
+
+class ScRaw(BaseVariable): pass
+class ScOut(BaseVariable): pass
+class ScShifted(BaseVariable): pass
+
+@lineage_fcn
+def scale(signal):
+    return labhelpers.Gain(labhelpers.SCALE).apply(signal)
+
+@lineage_fcn
+def shift(signal, offset=labhelpers.default_offset()):
+    return signal + offset
+
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for fn, out in ((scale, ScOut), (shift, ScShifted)):
+        for_each(fn, inputs={"signal": ScRaw}, outputs=[out], subject=[1], session=["pre"], progress=False)
+    db.close()
+'''
+
+
+class ScShifted(BaseVariable):
+    pass
+
+
+def test_script_judges_classes_and_constants_of_the_modules_it_imports(tmp_path, python_env, monkeypatch):
+    """A script's function using a class and a constant of a helper module beside it is
+    judged by importing that module as it is now (it was "unknown"); a default computed by a
+    call (`offset=labhelpers.default_offset()`) is not in the text, so it is "unknown", never
+    "current" on a guess (its result changes when the helper does)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helpers = tmp_path / "labhelpers.py"
+    helpers.write_text(HELPERS)
+    (tmp_path / "pipeline.py").write_text(IMPORTING_SCRIPT)
+    done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+
+    def judged(variable, helpers_text):
+        helpers.write_text(helpers_text)
+        sys.modules.pop("labhelpers", None)  # as a fresh `scistack status` imports it
+        return why(variable, subject=1, session="pre")
+
+    try:
+        assert judged(ScOut, HELPERS).status == "current"
+        report = judged(ScOut, HELPERS.replace("return x * self.k", "return x * self.k + 1"))
+        assert report.status == "stale"
+        assert any(r.kind == "class" and r.name == "labhelpers.Gain" for r in report.reasons), report
+        report = judged(ScOut, HELPERS.replace("SCALE = 2.0", "SCALE = 3.0"))
+        assert report.status == "stale"
+        assert any(r.kind == "constant" and "2.0 -> 3.0" in r.detail for r in report.reasons), report
+
+        assert judged(ScShifted, HELPERS).status == "unknown"
+        assert judged(ScShifted, HELPERS.replace("return 1.0", "return 5.0")).status == "unknown"
+    finally:
+        sys.modules.pop("labhelpers", None)
+        db.close()

@@ -5,8 +5,8 @@ would run the whole pipeline. So `why` (and `scistack status`) read the script f
 in the call record instead. The function, and every helper defined in the same file, is
 normalised exactly as identity normalises it (docstrings, comments, formatting and its own
 decorators removed) and compared with the code recorded when the value was computed;
-module constants are compared through `ast.literal_eval`; helpers from importable modules by
-their identity; packages by version. Anything it cannot judge makes it give up (None), so a
+module constants are compared through `ast.literal_eval`; helpers, classes and constants from
+importable modules by their identity, imported as they are now; packages by version. Anything it cannot judge makes it give up (None), so a
 value is never called current on a guess.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 from scistack.codeid._packages import package_version, split_label
 from scistack.codeid._ast_normalise import normalise, unparse
 from scistack.codeid._data import data_digest
+from scistack.codeid._values import encode_constant, value_digest
 from scistack.codeid.codetree import short_repr
 from scistack.codeid.identity import function_identity
 from scistack.records import CallRecord, HelperInfo
@@ -49,7 +50,7 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
     parsed = _parse(path, stat.st_mtime_ns, stat.st_size)
     if parsed is None:
         return None
-    defs, constants = parsed
+    defs, constants, literal_defaults = parsed
     where = os.path.basename(path)
     try:
         reasons = _code(db, recorded.code, defs, recorded.name, "code", where, diff, reason)
@@ -57,7 +58,7 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
         for label, info in sorted(recorded.helpers.items()):
             deps += info.deps
             reasons += _helper(db, label, info, defs, where, diff, reason, find)
-        reasons += _leaves(deps, recorded.constants, constants, reason)
+        reasons += _leaves(deps, recorded.constants, constants, literal_defaults, reason, find)
     except _CannotTell:
         return None
     return reasons
@@ -80,19 +81,22 @@ def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff:
             find: Any) -> list:
     kind, _, dotted = label.partition(":")
     module, _, name = dotted.rpartition(".")
-    if kind != "helper":
-        raise _CannotTell(label)  # classes: their normalisation keeps decorators, not redone here
+    if kind not in ("helper", "class"):
+        raise _CannotTell(label)
     if module == "__main__":
+        if kind == "class":  # its normalisation keeps decorators: not redone from the file here
+            raise _CannotTell(label)
         return _code(db, info.code, defs, name, "helper", where, diff, reason)
-    target = find(module, name)
+    target = find(module, name)  # an importable module's function or class: identified as recorded
     if target is None:
         raise _CannotTell(label)
     if function_identity(target).digest != info.identity:
-        return [reason("helper", dotted, "its code changed", "")]
+        return [reason(kind, dotted, "its code changed", "")]
     return []
 
 
-def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], reason: Any) -> list:
+def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], literal_defaults: frozenset[str],
+            reason: Any, find: Any) -> list:
     reasons, seen = [], set()
     for label, value in deps:
         if label in seen:
@@ -106,10 +110,13 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
             if now != was:
                 reasons.append(reason("package", dotted, f"changed: {was} -> {now}", ""))
         elif kind == "const" and ".<default>." in dotted:
-            _, _, source = dotted.rpartition(".<default>.")
+            scope, _, source = dotted.rpartition(".<default>.")
             param, _, named = source.partition("=")
             if not named:
-                continue  # a literal default: part of the function's text, compared above
+                module, _, function = scope.rpartition(".")
+                if module != "__main__" or f"{function}.{param}" in literal_defaults:
+                    continue  # a literal: the function's text, compared above (a module's: its identity)
+                raise _CannotTell(label)  # `gain=helpers.default_gain()`: its value now is not in the text
             if named not in constants or label not in recorded:
                 raise _CannotTell(label)
             now = short_repr(constants[named])
@@ -126,7 +133,10 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
             raise _CannotTell(label)
         elif kind == "const":
             module, _, name = dotted.rpartition(".")
-            if module != "__main__" or name not in constants or label not in recorded:
+            if module != "__main__":  # an importable module's constant: its value now, as recorded
+                reasons += _imported_constant(label, dotted, value, recorded, find(module, name), reason)
+                continue
+            if name not in constants or label not in recorded:
                 raise _CannotTell(label)
             now = repr(constants[name])
             now = now if len(now) <= 80 else now[:79] + "…"
@@ -137,20 +147,52 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], rea
     return reasons
 
 
+def _imported_constant(label: str, dotted: str, digest: str, recorded: dict[str, str], value: Any,
+                       reason: Any) -> list:
+    """A constant of a module status can import (`helpers.SCALE`), digested as identity does."""
+    encoded = None if value is None else encode_constant(value)
+    if encoded is None:  # gone, or no longer a constant: the function's identity decides
+        raise _CannotTell(label)
+    if value_digest(encoded) == digest:
+        return []
+    return [reason("constant", dotted, f"value changed: {recorded.get(label, '?')} -> {short_repr(value)}", "")]
+
+
 def _no_code(value: object) -> str:
     """Literals hold no functions; reaching one means the text cannot settle it."""
     raise _CannotTell(repr(value))
 
 
 @functools.lru_cache(maxsize=32)
-def _parse(path: str, mtime_ns: int, size: int) -> tuple[dict[str, str], dict[str, Any]] | None:
-    """Normalised source of each top-level function, and literal constants (cached per version)."""
+def _parse(path: str, mtime_ns: int, size: int) -> tuple[dict[str, str], dict[str, Any], frozenset[str]] | None:
+    """Normalised source of each top-level function, literal constants, and the parameters
+    (`function.param`) whose default is a literal (cached per version of the file)."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None
     defs = {n.name: unparse(normalise(n, strip_decorators=True)) for n in tree.body if isinstance(n, _DEFS)}
-    return defs, _literal_constants(tree)
+    return defs, _literal_constants(tree), _literal_defaults(tree)
+
+
+def _literal_defaults(tree: ast.Module) -> frozenset[str]:
+    """`function.param` for each default of a top-level function that is a literal."""
+    out = set()
+    for node in tree.body:
+        if isinstance(node, _DEFS):
+            args = node.args
+            positional = [*args.posonlyargs, *args.args][len(args.posonlyargs) + len(args.args) - len(args.defaults):]
+            pairs = [*zip(positional, args.defaults), *zip(args.kwonlyargs, args.kw_defaults)]
+            out |= {f"{node.name}.{arg.arg}" for arg, default in pairs if default is not None and _is_literal(default)}
+    return frozenset(out)
+
+
+def _is_literal(node: ast.expr) -> bool:
+    try:
+        ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def _literal_constants(tree: ast.Module) -> dict[str, Any]:
