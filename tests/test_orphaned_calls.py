@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.errors import VariableNotFoundError
-from scistack.report.history import orphaned_calls, removal_plan
+from scistack.report.removal import orphaned_calls, removal_plan
 
 
 class OcIn(BaseVariable):

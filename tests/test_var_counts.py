@@ -11,6 +11,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scistack.index.fold import FOLD_VERSION
 from scistack import BaseVariable, configure_database
 from scistack.report.history import list_variables
 from tests.helpers import older_fold
@@ -128,7 +129,7 @@ def test_a_fold_of_layout_10_gains_the_counts_in_place(tmp_path):
         Counted.save(np.zeros(2), subject=2)  # and revived
         assert _listed(db)["Counted"] == _counted(db, "Counted") == (5, 6)
         found = sqlite3.connect(path)
-        assert found.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("11",)
+        assert found.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == (str(FOLD_VERSION),)
         found.close()
         assert path.stat().st_ino == inode  # the same file, not a rebuilt one
     finally:

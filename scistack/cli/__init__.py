@@ -344,7 +344,7 @@ def rm(
     Objects stay in the store until `scistack gc` removes them. The cached calls whose
     outputs lose their last name are shown; --cascade drops them too (else gc does).
     """
-    from scistack.report.history import orphaned_calls, removal_plan, remove
+    from scistack.report.removal import orphaned_calls, removal_plan, remove
 
     db = ctx.obj.db
     address = _address(ctx, as_str)

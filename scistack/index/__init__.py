@@ -351,11 +351,11 @@ class Index:
                 self._call_keys[call_oid] = key
         return key
 
-    def ref_counts(self, oids: list[str]) -> dict[str, int]:
-        """How many live refs name each of these oids (absent: none)."""
+    def ref_counts(self, oids: list[str], var: str | None = None) -> dict[str, int]:
+        """How many live refs (of `var`, if given) name each of these oids (absent: none)."""
         self.flush()
         self.refresh()
-        return self._fold.ref_counts(oids)
+        return self._fold.ref_counts(oids, var)
 
     def calls_naming(self, oids: list[str]) -> list[dict[str, Any]]:
         """The call-cache entries one of whose outputs is one of these oids."""

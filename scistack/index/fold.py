@@ -35,7 +35,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 11
+FOLD_VERSION = 12
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -88,6 +88,9 @@ CREATE TABLE IF NOT EXISTS call_facts (
 CREATE TABLE IF NOT EXISTS call_inputs (
     call TEXT NOT NULL, name TEXT NOT NULL, var TEXT NOT NULL, addr TEXT NOT NULL, vkeys TEXT NOT NULL,
     oid BLOB NOT NULL, PRIMARY KEY (call, name)) WITHOUT ROWID;
+-- the variables a call record reads whole or in part through an aggregated or merged input
+-- (its members are in the record, not in `call_inputs`)
+CREATE TABLE IF NOT EXISTS call_gathers (call TEXT NOT NULL, var TEXT NOT NULL, PRIMARY KEY (call, var)) WITHOUT ROWID;
 -- what reports learned, kept between processes (a variable's facts at its change count; its
 -- judged cells under a signature of everything they depend on): derived, so always droppable
 CREATE TABLE IF NOT EXISTS var_facts (
@@ -146,8 +149,12 @@ END;
 # Version 8 stores oids as 32-byte BLOBs (7 kept 64-character hex text), which an older fold's
 # rows are not, so versions 6 and 7 are rebuilt from the journal; 8 gains the address
 # bitmasks, 9 the tables of the variables' running byte totals (empty: a variable is counted
-# at its first `ls`), 10 the variables' running counts (`var_counts`, likewise).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {10: (
+# at its first `ls`), 10 the variables' running counts (`var_counts`, likewise), 11 the calls'
+# gathered variables (`call_gathers`: the call facts are learned again to fill it).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {11: (
+    # the call facts are learned again, with each call's gathered variables (`call_gathers`)
+    "DELETE FROM call_facts", "DELETE FROM call_inputs", "DELETE FROM var_facts",
+), 10: (
     "DELETE FROM var_counts",  # (empty: a new table; a variable is counted at its first summary)
     # the slots' triggers gain their counts: dropped here, made again from `_DERIVED`
     "DROP TRIGGER IF EXISTS slot_born", "DROP TRIGGER IF EXISTS slot_revived", "DROP TRIGGER IF EXISTS slot_emptied",
@@ -803,14 +810,16 @@ class Fold:
         rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (oid_in(key),))
         return _call_entry(key, rows[0]) if rows else None
 
-    def ref_counts(self, oids: list[str]) -> dict[str, int]:
-        """How many live refs name each of these oids (absent: none): one scan of the refs
-        per `_COUNT_CHUNK` oids (no index holds refs by oid: it would cost every save)."""
+    def ref_counts(self, oids: list[str], var: str | None = None) -> dict[str, int]:
+        """How many live refs (of `var`, if given) name each of these oids (absent: none): one
+        scan of the refs per `_COUNT_CHUNK` oids (no index holds refs by oid: it would cost
+        every save)."""
         found: dict[str, int] = {}
         for start in range(0, len(oids), _COUNT_CHUNK):
             chunk = oids[start:start + _COUNT_CHUNK]
-            rows = self._rows(f"SELECT oid, count(*) FROM refs WHERE oid IN ({', '.join('?' * len(chunk))}) "
-                              "GROUP BY oid", tuple(oid_in(o) for o in chunk))
+            rows = self._rows(f"SELECT oid, count(*) FROM refs WHERE {'var = ? AND ' if var is not None else ''}"
+                              f"oid IN ({', '.join('?' * len(chunk))}) GROUP BY oid",
+                              (*(() if var is None else (var,)), *(oid_in(o) for o in chunk)))
             found.update((oid_out(oid), n) for oid, n in rows)
         return found
 
@@ -874,20 +883,48 @@ class Judging:
             "SELECT call FROM var_calls v WHERE var = ? AND NOT EXISTS "
             "(SELECT 1 FROM call_facts f WHERE f.call = v.call)", (var,))]
 
-    def learn_calls(self, facts: list[tuple[str, str, str, str, bool, list[tuple[str, str, str, str, str]]]]) -> None:
-        """(call, module, function, identity, simple, [(input name, var, addr key, vkeys key, oid)])."""
+    def learn_calls(self, facts: list[tuple[str, str, str, str, bool, list[tuple[str, str, str, str, str]],
+                                            list[str]]]) -> None:
+        """(call, module, function, identity, simple, [(input name, var, addr key, vkeys key, oid)],
+        [variables gathered by an aggregated or merged input])."""
         with self.fold._lock:
             self.con = self.fold._connection()  # (ends a point lookup's read transaction)
             self.con.execute("BEGIN IMMEDIATE")
             try:
                 self.con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
-                                     [(c, m, f, i, int(simple)) for c, m, f, i, simple, _ in facts])
+                                     [(c, m, f, i, int(simple)) for c, m, f, i, simple, _, _ in facts])
                 self.con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
                                      [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
+                self.con.executemany("INSERT OR REPLACE INTO call_gathers VALUES (?, ?)",
+                                     [(f[0], var) for f in facts for var in f[6]])
                 self.con.execute("COMMIT")
             except BaseException:
                 _rollback(self.con)
                 raise
+
+    def computed_from(self, var: str, input_var: str, oids: list[str]) -> list[RefRecord]:
+        """Live records of `var` whose call record names, as a plain input of `input_var`,
+        one of `oids` (by the learned facts: records of calls not learned are not found)."""
+        found: list[RefRecord] = []
+        for start in range(0, len(oids), _COUNT_CHUNK):
+            chunk = oids[start:start + _COUNT_CHUNK]
+            found += map(_record, self.con.execute(
+                f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND call IN (SELECT call FROM call_inputs "
+                f"WHERE var = ? AND oid IN ({', '.join('?' * len(chunk))})) ORDER BY addr, version",
+                (var, input_var, *(oid_in(o) for o in chunk))))
+        return found
+
+    def gathered_vars(self, var: str) -> set[str]:
+        """Variables `var`'s call records gather through an aggregated or merged input."""
+        return {r[0] for r in self.con.execute(
+            "SELECT DISTINCT g.var FROM var_calls v JOIN call_gathers g ON g.call = v.call WHERE v.var = ?", (var,))}
+
+    def gathered_records(self, var: str, input_var: str) -> list[RefRecord]:
+        """Live records of `var` whose call record gathers values of `input_var` (which of
+        them is in the record: its members)."""
+        return list(map(_record, self.con.execute(
+            f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND call IN "
+            "(SELECT call FROM call_gathers WHERE var = ?) ORDER BY addr, version", (var, input_var))))
 
     def facts(self, var: str) -> dict[str, tuple[str, str, str, list[tuple[str, str, str, str, str]]]]:
         """call oid -> (module, function, identity, plain inputs) of the variable's simple

@@ -11,18 +11,19 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from scistack.address import shown
-from scistack.lineage.filecheck import note_record
+from scistack.lineage.filecheck import note_record, reads_files
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.objects.chunked import describe_manifest
 from scistack.objects.codec import child_oids
 from scistack.selection import many_current, select_records
-from scistack.index import RefRecord
+from scistack.index import RefRecord, key_of
 from scistack.objects.canonical_json import from_tree
 from scistack.objects.oid import is_valid_oid
 from scistack.records import read_call as read_call_record
@@ -163,6 +164,46 @@ class CallReader:
             except LookupError:
                 self._cache[call_oid] = None
         return self._cache[call_oid]
+
+
+def learn_calls(db: Database, judging: Any, calls: CallReader, var: str) -> None:
+    """Parse the call records of `var` that the index has no facts for yet (once ever): each
+    one's plain inputs, the variables it gathers (aggregated, merged), whether it is simple
+    (plain inputs only, no file read, one identity: judged from its facts alone)."""
+    facts = []
+    for call_oid in judging.unlearned_calls(var):
+        call = calls.get(call_oid)
+        if call is None:
+            continue  # a missing record: judged "unknown" where it is named
+        # files are checked per record; so is a partial or bound method (two identities)
+        rows, gathers, simple = [], set(), not reads_files(db.store, call_oid) and call.code_identity is None
+        for item in call.inputs:
+            if item.var is None:
+                simple = simple and item.raw_file is None  # a raw file is judged per record
+                continue
+            if item.merge or item.members:
+                simple = False
+                gathers |= {var for var, _ in values_read(item)}
+                continue
+            addr = {k: v for k, v in item.addr.items() if k in db.schema_keys}
+            vkeys = {k: v for k, v in item.addr.items() if k not in db.schema_keys}
+            rows.append((item.name, item.var, key_of(addr), key_of(vkeys), item.oid))
+        facts.append((call_oid, call.module, call.function, call.identity, simple, rows,
+                      sorted(v for v in gathers if v)))
+    if facts:
+        judging.learn_calls(facts)
+
+
+def values_read(item: InputInfo) -> Iterator[tuple[str, str]]:
+    """(variable, oid) of every saved value an input gave its call: itself, an aggregate's
+    members, each part of a merge (a part may be an aggregate itself)."""
+    if item.merge:
+        for part in item.merge:
+            for oid in part.get("members") or (part.get("oid"),):
+                yield part.get("var"), oid
+    elif item.var is not None:
+        for oid in item.members or (item.oid,):
+            yield item.var, oid
 
 
 # -- log ---------------------------------------------------------------------------------
@@ -501,63 +542,6 @@ def _short_repr(value: Any, limit: int = 600) -> str:
 
     text = pprint.pformat(value, width=78, compact=True)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# -- rm ----------------------------------------------------------------------------------
-def removal_plan(
-    db: Database, var: str, *, cascade: bool = False, version: int | None = None, **address: Any
-) -> list[RefRecord]:
-    """The records `rm` would delete: every version at `address`, and with `cascade` every
-    record computed from them (through call records), transitively."""
-    plan = select(db, var, all_versions=True, version=version, **address)
-    if not cascade:
-        return plan
-    calls, dependents = CallReader(db), {}
-    everything = [r for v in db.index.variables() for r in db.index.records(v)]
-    for record in everything:
-        info = calls.get(record.call)
-        for item in info.inputs if info else ():
-            for oid in item.members or (item.oid,):
-                dependents.setdefault((item.var, oid), []).append(record)
-    chosen = {(r.var, r.addr_key, r.version): r for r in plan}
-    frontier = list(plan)
-    while frontier:
-        gone = {(r.var, r.oid) for r in frontier}
-        named = {(r.var, r.oid) for r in everything if (r.var, r.addr_key, r.version) not in chosen}
-        frontier = []
-        for key in gone - named:  # a value still named by a surviving record keeps its dependents
-            for dep in dependents.get(key, []):
-                slot = (dep.var, dep.addr_key, dep.version)
-                if slot not in chosen:
-                    chosen[slot] = dep
-                    frontier.append(dep)
-    return list(chosen.values())
-
-
-def orphaned_calls(db: Database, plan: list[RefRecord]) -> list[dict[str, Any]]:
-    """The call-cache entries that deleting `plan` orphans: every output was named before
-    and one is not after (gc drops such an entry; `rm` drops it at once). Asked of the index
-    for the plan's oids only: making a record of every ref took 5.5 s of `rm` at 1M refs."""
-    planned: dict[str, set[tuple[str, str, int]]] = {}
-    for r in plan:
-        planned.setdefault(r.oid, set()).add((r.var, r.addr_key, r.version))
-    named = db.index.ref_counts(sorted(planned))  # (the plan's refs are live: each counted here)
-    lost = {oid for oid, refs in planned.items() if named.get(oid, 0) <= len(refs)}
-    if not lost:
-        return []
-    entries = db.index.calls_naming(sorted(lost))
-    others = sorted({o for e in entries for o in e["outs"]} - lost)
-    named |= db.index.ref_counts(others) if others else {}
-    return [e for e in entries if all(o in lost or named.get(o, 0) for o in e["outs"])]
-
-
-def remove(db: Database, plan: list[RefRecord], orphans: list[dict[str, Any]] = ()) -> int:
-    """Delete the refs in `plan` and drop the cache entries in `orphans` (objects stay
-    until `scistack gc`); returns how many refs."""
-    deleted = db.index.delete_refs(plan) if plan else 0
-    if orphans:
-        db.index.drop_calls(list(orphans))
-    return deleted
 
 
 # -- sql ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from scistack.lineage.filecheck import changed_inputs, reads_files
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
 from scistack.errors import ScistackError, VariableNotFoundError
-from scistack.report.history import CallInfo, CallReader, InputInfo, select
+from scistack.report.history import CallInfo, CallReader, InputInfo, learn_calls, select
 from scistack.index import RefRecord, key_of
 from scistack.index.journal import loads_line
 from scistack.index.state import decode_keys
@@ -516,35 +516,11 @@ def _var_facts(db: Database, judging: Any, checker: StalenessChecker, var: str) 
     kept = judging.kept_facts(var)
     if kept is not None:
         return kept
-    _learn_calls(db, judging, checker, var)
+    learn_calls(db, judging, checker.calls, var)
     found = (judging.input_vars(var), judging.functions(var))
     if not judging.unlearned_calls(var):  # a missing call record may turn up later
         judging.keep_facts(var, *found)
     return found
-
-
-def _learn_calls(db: Database, judging: Any, checker: StalenessChecker, var: str) -> None:
-    """Parse the call records of `var` that the index has no facts for yet (once ever)."""
-    facts = []
-    for call_oid in judging.unlearned_calls(var):
-        call = checker.calls.get(call_oid)
-        if call is None:
-            continue  # a missing record: judged "unknown" where it is named
-        # files are checked per record; so is a partial or bound method (two identities)
-        rows, simple = [], not reads_files(db.store, call_oid) and call.code_identity is None
-        for item in call.inputs:
-            if item.var is None:
-                simple = simple and item.raw_file is None  # a raw file is judged per record
-                continue
-            if item.merge or item.members:
-                simple = False
-                continue
-            addr = {k: v for k, v in item.addr.items() if k in db.schema_keys}
-            vkeys = {k: v for k, v in item.addr.items() if k not in db.schema_keys}
-            rows.append((item.name, item.var, key_of(addr), key_of(vkeys), item.oid))
-        facts.append((call_oid, call.module, call.function, call.identity, simple, rows))
-    if facts:
-        judging.learn_calls(facts)
 
 
 def _run_outputs(db: Database, judging: Any) -> set[str] | None:
