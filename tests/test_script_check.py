@@ -201,3 +201,80 @@ def test_script_judges_classes_and_constants_of_the_modules_it_imports(tmp_path,
     finally:
         sys.modules.pop("labhelpers", None)
         db.close()
+
+
+NAMES_SCRIPT = '''
+import numpy as np
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each
+from labhelpers import SCALE, TABLE as GAINS
+
+GAIN = 2.0
+
+class ScRaw(BaseVariable): pass
+class ScOut(BaseVariable): pass
+class ScShifted(BaseVariable): pass
+class ScBlock(BaseVariable): pass
+
+@lineage_fcn
+def scale(signal):
+    return signal * SCALE * GAINS["k"]
+
+@lineage_fcn
+def shift(signal):
+    return signal + GAIN
+
+if __name__ == "__main__":
+    @lineage_fcn
+    def in_block(signal):
+        return signal - 1
+
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for fn, out in ((scale, ScOut), (shift, ScShifted), (in_block, ScBlock)):
+        for_each(fn, inputs={"signal": ScRaw}, outputs=[out], subject=[1], session=["pre"], progress=False)
+    db.close()
+'''
+
+
+class ScBlock(BaseVariable):
+    pass
+
+
+def test_script_names_imported_from_modules_and_names_bound_in_blocks(tmp_path, python_env, monkeypatch):
+    """A constant and data imported by name (`from labhelpers import SCALE, TABLE as GAINS`)
+    are judged by their module's values now (they were "unknown"). A global bound again
+    inside `if __name__ == "__main__":`, and a function defined there, are "unknown": the
+    text cannot say which binding ran (the top-level literal had been taken, "current" after
+    the block changed the value; the function was "no longer defined", stale)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helpers = tmp_path / "labhelpers.py"
+    helpers.write_text(HELPERS + "TABLE = {'k': 1.0}\n")
+    script = tmp_path / "pipeline.py"
+    script.write_text(NAMES_SCRIPT)
+    done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+
+    def judged(variable, helpers_text=HELPERS + "TABLE = {'k': 1.0}\n"):
+        helpers.write_text(helpers_text)
+        sys.modules.pop("labhelpers", None)  # as a fresh `scistack status` imports it
+        return why(variable, subject=1, session="pre")
+
+    try:
+        assert judged(ScOut).status == "current"
+        report = judged(ScOut, HELPERS.replace("SCALE = 2.0", "SCALE = 3.0") + "TABLE = {'k': 1.0}\n")
+        assert report.status == "stale"
+        assert any(r.kind == "constant" and "2.0 -> 3.0" in r.detail for r in report.reasons), report
+        report = judged(ScOut, HELPERS + "TABLE = {'k': 5.0}\n")
+        assert report.status == "stale"
+        assert any(r.kind == "data" and "5.0" in r.detail for r in report.reasons), report
+
+        assert judged(ScShifted).status == "current"
+        script.write_text(NAMES_SCRIPT.replace('    db = configure_database(', '    GAIN = 3.0\n    db = configure_database('))
+        assert judged(ScShifted).status == "unknown"
+        assert judged(ScBlock).status == "unknown"
+    finally:
+        sys.modules.pop("labhelpers", None)
+        db.close()

@@ -5,8 +5,10 @@ would run the whole pipeline. So `why` (and `scistack status`) read the script f
 in the call record instead. The function, and every helper defined in the same file, is
 normalised exactly as identity normalises it (docstrings, comments, formatting and its own
 decorators removed) and compared with the code recorded when the value was computed;
-module constants are compared through `ast.literal_eval`; helpers, classes and constants from
-importable modules by their identity, imported as they are now; packages by version. Anything it cannot judge makes it give up (None), so a
+module constants are compared through `ast.literal_eval`; helpers, classes, constants and data
+from importable modules (also imported by name: `from config import GAIN`) by their identity,
+imported as they are now; packages by version. A name bound inside a block (`if __name__ ==
+"__main__": GAIN = 3.0`) cannot be told from the text: which binding ran? Anything it cannot judge makes it give up (None), so a
 value is never called current on a guess.
 """
 
@@ -50,7 +52,7 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
     parsed = _parse(path, stat.st_mtime_ns, stat.st_size)
     if parsed is None:
         return None
-    defs, constants, literal_defaults = parsed
+    defs, constants, literal_defaults, imports = parsed
     where = os.path.basename(path)
     try:
         reasons = _code(db, recorded.code, defs, recorded.name, "code", where, diff, reason)
@@ -58,7 +60,7 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
         for label, info in sorted(recorded.helpers.items()):
             deps += info.deps
             reasons += _helper(db, label, info, defs, where, diff, reason, find)
-        reasons += _leaves(deps, recorded.constants, constants, literal_defaults, reason, find)
+        reasons += _leaves(deps, recorded.constants, constants, literal_defaults, imports, reason, find)
     except _CannotTell:
         return None
     return reasons
@@ -68,6 +70,8 @@ def _code(db: Any, old_oid: str | None, defs: dict, name: str, kind: str, where:
           reason: Any) -> list:
     if "." in name:
         raise _CannotTell(name)  # a method or nested function: not a top-level def
+    if name in defs and defs[name] is None:
+        raise _CannotTell(name)  # defined (or rebound) inside a block: which one ran?
     source = defs.get(name)
     if source is None:
         return [reason(kind, name, f"no longer defined in {where}", "")]
@@ -96,7 +100,7 @@ def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff:
 
 
 def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], literal_defaults: frozenset[str],
-            reason: Any, find: Any) -> list:
+            imports: dict[str, tuple[str, str]], reason: Any, find: Any) -> list:
     reasons, seen = [], set()
     for label, value in deps:
         if label in seen:
@@ -124,17 +128,20 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], lit
                 reasons.append(reason("constant", dotted, f"value changed: {recorded[label]} -> {now}", ""))
         elif kind == "data":
             module, _, name = dotted.rpartition(".")
-            if module != "__main__" or name not in constants:
-                raise _CannotTell(label)
-            if data_digest(constants[name], _no_code) != value:
-                was, now = recorded.get(label, "?"), short_repr(constants[name])
-                reasons.append(reason("data", dotted, f"module data changed: {was} -> {now}", ""))
+            if module == "__main__" and name in constants:
+                now = constants[name]
+            else:  # a module's data, or data the script imported by name (`from config import GAINS`)
+                now = _imported(module, name, imports, find, label)
+            if data_digest(now, _no_code) != value:
+                was = recorded.get(label, "?")
+                reasons.append(reason("data", dotted, f"module data changed: {was} -> {short_repr(now)}", ""))
         elif kind == "unverifiable":
             raise _CannotTell(label)
         elif kind == "const":
             module, _, name = dotted.rpartition(".")
-            if module != "__main__":  # an importable module's constant: its value now, as recorded
-                reasons += _imported_constant(label, dotted, value, recorded, find(module, name), reason)
+            if module != "__main__" or name not in constants:  # an importable module's, as it is now
+                now = _imported(module, name, imports, find, label)
+                reasons += _imported_constant(label, dotted, value, recorded, now, reason)
                 continue
             if name not in constants or label not in recorded:
                 raise _CannotTell(label)
@@ -145,6 +152,18 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], lit
         elif kind == "mutable":
             continue
     return reasons
+
+
+def _imported(module: str, name: str, imports: dict[str, tuple[str, str]], find: Any, label: str) -> Any:
+    """The value now of a module's global, or of a name the script imported from a module."""
+    if module == "__main__":
+        if name not in imports:
+            raise _CannotTell(label)
+        module, name = imports[name]
+    value = find(module, name)
+    if value is None:  # (not importable now; a None constant is not told apart: unknown, never a guess)
+        raise _CannotTell(label)
+    return value
 
 
 def _imported_constant(label: str, dotted: str, digest: str, recorded: dict[str, str], value: Any,
@@ -164,15 +183,66 @@ def _no_code(value: object) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _parse(path: str, mtime_ns: int, size: int) -> tuple[dict[str, str], dict[str, Any], frozenset[str]] | None:
-    """Normalised source of each top-level function, literal constants, and the parameters
-    (`function.param`) whose default is a literal (cached per version of the file)."""
+def _parse(path: str, mtime_ns: int, size: int
+           ) -> tuple[dict[str, str], dict[str, Any], frozenset[str], dict[str, tuple[str, str]]] | None:
+    """Normalised source of each top-level function (None for a name bound inside a block),
+    literal constants, the parameters
+    (`function.param`) whose default is a literal, and the names imported from modules
+    (`from config import GAIN as G`: G -> (config, GAIN)); cached per version of the file."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
         return None
     defs = {n.name: unparse(normalise(n, strip_decorators=True)) for n in tree.body if isinstance(n, _DEFS)}
-    return defs, _literal_constants(tree), _literal_defaults(tree)
+    rebound = _bound_in_blocks(tree)  # `if __name__ == "__main__": GAIN = 3.0`: which one ran?
+    defs.update(dict.fromkeys(rebound))  # (None: defined or bound in a block, not told from the text)
+    constants = {k: v for k, v in _literal_constants(tree).items() if k not in rebound}
+    imports = {k: v for k, v in _imported_names(tree).items() if k not in rebound}
+    return defs, constants, _literal_defaults(tree), imports
+
+
+def _bound_in_blocks(tree: ast.Module) -> set[str]:
+    """Module globals bound inside a top-level block (if, for, with, try...): the text alone
+    cannot say which binding the run saw."""
+    found: set[str] = set()
+    todo = [n for n in tree.body if not isinstance(n, (*_DEFS, ast.ClassDef, ast.Assign, ast.AnnAssign,
+                                                          ast.AugAssign, ast.Import, ast.ImportFrom, ast.Expr))]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (*_DEFS, ast.ClassDef)):
+            found.add(node.name)
+            continue  # (its body binds its own names)
+        if isinstance(node, ast.Lambda):
+            continue
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            found.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            found |= {a.asname or a.name.partition(".")[0] for a in node.names}
+        todo += ast.iter_child_nodes(node)
+    return found
+
+
+def _imported_names(tree: ast.Module) -> dict[str, tuple[str, str]]:
+    """Top-level `from module import name [as alias]` (absolute imports; the last one wins).
+    A later assignment of the name shadows it: then the script alone cannot tell."""
+    out: dict[str, tuple[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                if alias.name != "*":
+                    out[alias.asname or alias.name] = (node.module, alias.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                out.pop(alias.asname or alias.name.partition(".")[0], None)
+        elif isinstance(node, (*_DEFS, ast.ClassDef)):
+            out.pop(node.name, None)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                for name in ast.walk(target):
+                    if isinstance(name, ast.Name):
+                        out.pop(name.id, None)
+    return out
 
 
 def _literal_defaults(tree: ast.Module) -> frozenset[str]:
@@ -204,4 +274,7 @@ def _literal_constants(tree: ast.Module) -> dict[str, Any]:
                 out[node.targets[0].id] = ast.literal_eval(node.value)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 out.pop(node.targets[0].id, None)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):  # a later import rebinds the name
+            for alias in node.names:
+                out.pop(alias.asname or alias.name.partition(".")[0], None)
     return out
