@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from scistack import BaseVariable
 from scistack.errors import VariableNotFoundError
 from scistack.index import key_of
+from scistack.index.fold import FOLD_VERSION
 from tests.helpers import older_fold
 
 
@@ -39,9 +40,15 @@ def _probed(db, var: str, limit: int) -> list[str]:
 
 def _agrees(db, names: list[str]) -> None:
     judging = db.index.judging()
+    live = {name: {r.addr_key for r in db.index.records(name)} for name in names}
     for name in names:
         for limit in (1, 3, 1000):
             assert judging.missing(name, limit) == _probed(db, name, limit), (name, limit)
+        for within in (names[:1], names[1:3], names[-2:]):  # among some variables' addresses only
+            among = set().union(*(live[w] for w in within))
+            assert judging.missing(name, 3, within=within) == sorted(among - live[name])[:3], (name, within)
+            assert judging.missing(name, -1, within=within) == sorted(among - live[name]), (name, within)
+            assert judging.addresses(within) == len(among), within
 
 
 OPS = st.lists(st.tuples(st.sampled_from(["save", "save", "delete"]), st.integers(0, 2),
@@ -103,6 +110,6 @@ def test_a_fold_of_layout_8_gains_the_bitmasks_in_place(project, tmp_path):
         _agrees(db, ["GapA", "GapB", "GapC"])
         assert path.stat().st_ino == inode  # the same file, not a rebuilt one
         version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone()
-        assert version == ("11",)  # (through 9 and 10: the variables' object counts and running counts)
+        assert version == (str(FOLD_VERSION),)  # (through 9, 10, 11: object counts, running counts, call facts)
     finally:
         db.close()

@@ -1149,13 +1149,17 @@ class Judging:
         """Distinct addresses among these variables' live records (None: every variable)."""
         if variables is None:
             return self.con.execute("SELECT count(*) FROM addresses").fetchone()[0]
+        mask = self._mask(variables)
+        if mask is not None:  # a scan of the bitmasks, not a sort of every variable's addresses
+            return self.con.execute("SELECT count(*) FROM addresses WHERE vars & ?", (mask,)).fetchone()[0]
         return self.con.execute(
             "SELECT count(*) FROM (SELECT DISTINCT addr FROM slots WHERE var IN (SELECT value FROM json_each(?)) "
             "AND live)",
             (json.dumps(variables),)).fetchone()[0]
 
-    def missing(self, var: str, limit: int) -> list[str]:
-        """Up to `limit` address keys some variable has and `var` has not, in key order.
+    def missing(self, var: str, limit: int, within: list[str] | None = None) -> list[str]:
+        """Up to `limit` address keys some variable (of `within`, if given) has and `var` has
+        not, in key order.
 
         Read by the addresses' bitmasks of variables present: the distinct masks (an index
         seek each) that lack the variable's bit, then the first addresses under each. A
@@ -1164,15 +1168,41 @@ class Judging:
         the probe it is."""
         found = self.con.execute("SELECT bit FROM var_bits WHERE var = ?", (var,)).fetchone()
         bit = found[0] if found else _BITS
+        among = None if within is None else self._mask(within)
         masks = [r[0] for r in self.con.execute(_DISTINCT_MASKS, (_MAX_MASKS + 1,))] if bit < _BITS else []
-        if bit >= _BITS or len(masks) > _MAX_MASKS:
+        if bit >= _BITS or (within is not None and among is None) or len(masks) > _MAX_MASKS:
+            some = "" if within is None else (
+                "AND EXISTS (SELECT 1 FROM slots w WHERE w.var IN (SELECT value FROM json_each(?3)) "
+                "AND w.addr = a.addr AND w.live) ")
             return [r[0] for r in self.con.execute(
-                "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM slots c WHERE c.var = ? AND "
-                "c.addr = a.addr AND c.live) ORDER BY addr LIMIT ?", (var, limit))]
+                "SELECT addr FROM addresses a WHERE NOT EXISTS (SELECT 1 FROM slots c WHERE c.var = ?1 AND "
+                f"c.addr = a.addr AND c.live) {some}ORDER BY addr LIMIT ?2",
+                (var, limit) if within is None else (var, limit, json.dumps(within)))]
         firsts = [[r[0] for r in self.con.execute(
             "SELECT addr FROM addresses WHERE vars = ? ORDER BY addr LIMIT ?", (mask, limit))]
-            for mask in masks if not mask >> bit & 1]
-        return list(itertools.islice(heapq.merge(*firsts), limit))  # (str order is SQLite's: UTF-8 bytes)
+            for mask in masks if not mask >> bit & 1 and (within is None or mask & among)]
+        return list(itertools.islice(heapq.merge(*firsts), limit if limit >= 0 else None))  # (str order is SQLite's)
+
+    def projections(self, names: list[str], variables: list[str]) -> set[str] | None:
+        """The address keys onto the schema keys `names` of every live address of
+        `variables` (each address has those keys), typed as saved (1, 1.0 and True differ);
+        None where this SQLite cannot say (before 3.38: no `->`)."""
+        if sqlite3.sqlite_version_info < (3, 38, 0):
+            return None
+        picks = ", ".join(f"addr -> '$.{name}'" for name in names)  # (JSON text: its type kept)
+        mask = self._mask(variables)
+        rows = self.con.execute(f"SELECT DISTINCT {picks} FROM addresses WHERE vars & ?", (mask,)) if mask else \
+            self.con.execute(f"SELECT DISTINCT {picks} FROM slots WHERE var IN (SELECT value FROM json_each(?)) "
+                             "AND live", (json.dumps(variables),))
+        return {key_of({name: json.loads(text) for name, text in zip(names, row)}) for row in rows}
+
+    def _mask(self, variables: list[str]) -> int | None:
+        """The variables' bits in `addresses.vars`, or None when one has none (past 63)."""
+        bits = [r[0] for r in self.con.execute(
+            "SELECT bit FROM var_bits WHERE var IN (SELECT value FROM json_each(?))", (json.dumps(variables),))]
+        if len(bits) < len(set(variables)) or any(b >= _BITS for b in bits):
+            return None
+        return sum(1 << b for b in bits)
 
     def run_facts(self, items: list[str]) -> dict[str, tuple[int, int]]:
         """(items, failures) each run's item list holds, where known."""

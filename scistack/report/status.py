@@ -311,7 +311,7 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
         return None
     judging, chosen, known = judged
     present = [var for var in chosen if var in known]
-    by_level = _missing_by_level(db, present) if len({_level(db, v) for v in present}) > 1 else None
+    by_level = _missing_by_level(db, judging, present, limit) if len({_level(db, v) for v in present}) > 1 else None
     rows = judging.addresses(None if set(chosen) >= set(known) else chosen) if by_level is None else 0
     counts, problems = {}, []
     for var in chosen:
@@ -321,11 +321,11 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
         found = judging.counts(var)
         counts[var] = {status: found.get(status, 0) for status in STATUSES}
         missing = None if by_level is None else by_level[var]
-        counts[var]["missing"] = rows - sum(found.values()) if missing is None else len(missing)
+        counts[var]["missing"] = rows - sum(found.values()) if missing is None else missing[0]
         problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
                      for addr, version, status, reason in judging.problems(var, limit)]
         if counts[var]["missing"]:
-            keys = judging.missing(var, limit) if missing is None else missing[:limit]
+            keys = judging.missing(var, limit) if missing is None else missing[1]
             problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in keys]
     return StatusSummary(chosen, counts, problems, fast=True)
 
@@ -335,31 +335,40 @@ def _level(db: Database, var: str) -> str:
     return next(iter(db.index.levels(var, live=True)))
 
 
-def _missing_by_level(db: Database, variables: list[str]) -> dict[str, list[str]]:
-    """Each variable's missing cells (address keys, in key order) where the variables are
-    saved at different levels, as the grid counts them: the grid's rows are the addresses of
-    the variables not extended by a finer one, and a variable at level L misses the
-    projection onto L of each row with L's keys where it has no record. The projections of
-    every address with L's keys are the same set (an extended address agrees with the finer
-    one on its keys), so they are counted from the variables' live addresses."""
-    live = {var: db.index.live_addresses(var) for var in variables}
+def _missing_by_level(db: Database, judging: Any, variables: list[str], limit: int
+                      ) -> dict[str, tuple[int, list[str]]]:
+    """Each variable's count of missing cells, and the first `limit` of them (address keys
+    in key order), where the variables are saved at different levels, as the grid counts
+    them: the grid's rows are the addresses of the variables not extended by a finer one,
+    and a variable at level L misses the projection onto L of each row with L's keys where
+    it has no record. The projections of every address with L's keys are the same set (an
+    extended address agrees with the finer one on its keys): at a level no variable is finer
+    than, the addresses of the level's variables (counted by the index); else those and the
+    finer variables' addresses projected onto L (a set the size of the coarser level)."""
     level_of = {var: _level(db, var) for var in variables}
-    keys_of_level = {level: set(level.split(",")) for level in level_of.values()}
-    out: dict[str, list[str]] = {}
-    projections: dict[str, set[str]] = {}
-    for var in variables:
-        level = level_of[var]
-        if level not in projections:
-            names = level.split(",")
-            # an address at the level itself is its own projection; the finer ones' are made
-            own = {key for v, lv in level_of.items() if lv == level for key in live[v]}
-            finer_vars = [v for v, lv in level_of.items() if keys_of_level[lv] > keys_of_level[level]]
-            finer_keys = list(dict.fromkeys(key for v in finer_vars for key in live[v]))
-            finer = {tuple((type(a[k]), a[k]) for k in names)  # (typed: 1, 1.0 and True differ)
-                     for a in decode_keys(finer_keys)}
-            projections[level] = own | {key_of({k: v for k, (_, v) in zip(names, t)}) for t in finer}
-        out[var] = sorted(projections[level] - set(live[var]))
+    names_of = {level: set(level.split(",")) for level in level_of.values()}
+    out: dict[str, tuple[int, list[str]]] = {}
+    for level in dict.fromkeys(level_of.values()):
+        at = [v for v in variables if level_of[v] == level]
+        finer = [v for v in variables if names_of[level_of[v]] > names_of[level]]
+        cells = judging.addresses(at) if not finer else None
+        projected = judging.projections(level.split(","), at + finer) if finer else None
+        for var in at:
+            if not finer:
+                out[var] = (cells - judging.cells(var), judging.missing(var, limit, within=at))
+                continue
+            if projected is None:  # (an old SQLite: the live addresses decoded here)
+                projected = _projected(db, level.split(","), at + finer)
+            missing = sorted(projected.difference(db.index.live_addresses(var)))
+            out[var] = (len(missing), missing if limit < 0 else missing[:limit])
     return out
+
+
+def _projected(db: Database, names: list[str], variables: list[str]) -> set[str]:
+    """`Judging.projections` from the variables' live addresses decoded in Python."""
+    keys = list(dict.fromkeys(key for v in variables for key in db.index.live_addresses(v)))
+    typed = {tuple((type(a[k]), a[k]) for k in names) for a in decode_keys(keys)}  # (1, 1.0, True differ)
+    return {key_of({k: v for k, (_, v) in zip(names, t)}) for t in typed}
 
 
 def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[str], list[str]] | None:
