@@ -235,8 +235,9 @@ class Database:
         Saves inside are durable when the block exits (for_each also flushes every second),
         also when it exits with an error: a batch groups writes for speed, it is not a
         transaction, so what was computed before a failure is kept. Held saves are numbered
-        when they are written: the version a save returns inside is provisional, and a load
-        by `version=` or `where=`, or `list_versions`, writes what is held first.
+        when they are written (another process may save in between): asking a saved variable
+        for its version (or record) inside, a load by `version=` or `where=`, or
+        `list_versions`, writes what is held first.
         """
         self.store.begin_batch()
         try:

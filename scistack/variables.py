@@ -67,9 +67,28 @@ class BaseVariable:
                 )
             _registry[name] = cls  # same module: a notebook cell re-run redefines it
 
-    def __init__(self, data: Any = None, *, record: RefRecord | None = None) -> None:
+    def __init__(self, data: Any = None, *, record: RefRecord | None = None, held: Any = None) -> None:
         self.data = data
-        self.record = record
+        self._record = record
+        self._held = held  # the index holding the save in a batch (its version not given yet)
+
+    @property
+    def record(self) -> RefRecord | None:
+        """The saved record. A save held in a batch is numbered when the batch is written
+        (another save may come first), so asking for it writes what the batch holds so far:
+        the version a held save had at once was a guess (version 1 at an address that had 6)."""
+        if self._held is not None:
+            index, self._held = self._held, None
+            self._record = index.settled(self._record)
+        return self._record
+
+    @record.setter
+    def record(self, record: RefRecord | None) -> None:
+        self._record, self._held = record, None
+
+    def __getstate__(self) -> dict[str, Any]:
+        self.record  # (settled first: the index stays in this process)
+        return {k: v for k, v in self.__dict__.items() if k != "_input_meta"}
 
     # -- record fields -------------------------------------------------------------------
     @property
@@ -165,7 +184,7 @@ class BaseVariable:
         record = db.index.put_ref(cls.__name__, addr, vkeys, info.oid, info.kind, call=info.call,
                                   params=info.params, summary=info.summary)
         value = getattr(data, "data", data) if hasattr(data, "__scistack_saveinfo__") else data
-        return cls(value, record=record)
+        return cls(value, record=record, held=db.index if db.index.holding else None)
 
     @classmethod
     def save_from_dataframe(cls, frame: Any, /, value_column: str | None = None, *,

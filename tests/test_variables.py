@@ -276,6 +276,29 @@ def test_versions_asked_for_inside_a_batch_are_the_projects(project):
     assert VPeak.load(subject=1, session="pre").version == 5
 
 
+def test_a_save_inside_a_batch_tells_the_version_it_got(project):
+    """A held save is numbered when the batch is written; the variable a save returned
+    inside it said version 1 at an address that had 2 versions (and a value already current
+    there, which the batch then dropped, said a new version). Asking for it writes the batch
+    so far, so it tells the version it got; a save nobody asks about costs nothing more."""
+    import pickle
+
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=1, session="pre")
+    VPeak.save(9.0, subject=2, session="pre")
+    with project.batch():
+        third = VPeak.save(3.0, subject=1, session="pre")
+        again = VPeak.save(9.0, subject=2, session="pre")  # the current value there: no new version
+        fourth = VPeak.save(4.0, subject=1, session="pre")
+        assert third.version == 3 and again.version == 1
+        assert VPeak.load(subject=1, session="pre", version=third.version).data == 3.0
+        fifth = VPeak.save(5.0, subject=1, session="pre")
+        copied = pickle.loads(pickle.dumps(fifth))  # settled first: the index stays here
+    assert (fourth.version, fifth.version, copied.version) == (4, 5, 5)
+    assert [r.version for r in VPeak.list_versions(subject=1, session="pre")] == [1, 2, 3, 4, 5]
+    assert repr(fifth) == repr(VPeak.load(subject=1, session="pre"))
+
+
 @pytest.mark.parametrize("metadata, error", [
     ({"subject": [1, 2], "session": "pre"}, InvalidMetadataError),
     ({"subject": None, "session": "pre"}, InvalidMetadataError),

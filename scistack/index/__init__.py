@@ -430,6 +430,21 @@ class Index:
         with self._journal.locked():
             return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
 
+    @property
+    def holding(self) -> bool:
+        """Whether saves are held by a batch (written, and numbered, at its flush)."""
+        return self._pending is not None
+
+    def settled(self, held: RefRecord) -> RefRecord:
+        """The record a save held by a batch became once written: numbered after what the
+        project had then, or the record already there when the value was its current one.
+        Writes what the batch holds so far if it still holds it."""
+        if self._pending:
+            self.flush()
+        versions = [r for r in self.versions_at(held.var, held.addr_key)
+                    if r.vkeys_key == held.vkeys_key and r.oid == held.oid]
+        return next((r for r in versions if r.created_at == held.created_at), versions[-1] if versions else held)
+
     def check_names(self, var: str, vkeys: dict) -> None:
         """Refuse the names `put_ref` refuses (a variable or version key named like another but
         for case), so that a caller can check a whole batch before writing any of it (a batch
