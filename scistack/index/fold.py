@@ -150,10 +150,12 @@ END;
 # rows are not, so versions 6 and 7 are rebuilt from the journal; 8 gains the address
 # bitmasks, 9 the tables of the variables' running byte totals (empty: a variable is counted
 # at its first `ls`), 10 the variables' running counts (`var_counts`, likewise), 11 the calls'
-# gathered variables (`call_gathers`: the call facts are learned again to fill it).
+# gathered variables (`call_gathers`: the facts of calls that are not simple are learned again).
 _MIGRATIONS: dict[int, tuple[str, ...]] = {11: (
-    # the call facts are learned again, with each call's gathered variables (`call_gathers`)
-    "DELETE FROM call_facts", "DELETE FROM call_inputs", "DELETE FROM var_facts",
+    # calls that may gather (an aggregated or merged input makes a call not simple) are
+    # learned again, with the variables they gather (`call_gathers`); simple ones gather none
+    "DELETE FROM call_inputs WHERE call IN (SELECT call FROM call_facts WHERE NOT simple)",
+    "DELETE FROM call_facts WHERE NOT simple", "DELETE FROM var_facts",
 ), 10: (
     "DELETE FROM var_counts",  # (empty: a new table; a variable is counted at its first summary)
     # the slots' triggers gain their counts: dropped here, made again from `_DERIVED`
