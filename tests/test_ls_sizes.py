@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 import pandas as pd
 import pytest
 
+from scistack.index.fold import FOLD_VERSION
 from scistack import BaseVariable, configure_database
 from scistack.objects.chunking import set_chunking
 from scistack.report.history import _bytes_on_disk, list_variables
@@ -158,7 +159,7 @@ def test_a_fold_of_layout_9_counts_the_objects_in_place(project, tmp_path):
         found = sqlite3.connect(path)
         assert found.execute("SELECT sum(n), count(*) FROM var_oids WHERE var = 'Tracked'").fetchone() == (4, 3)
         assert found.execute("SELECT count(*) FROM var_oids WHERE var <> 'Tracked'").fetchone() == (0,)
-        assert found.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("11",)
+        assert found.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == (str(FOLD_VERSION),)
         found.close()
         assert path.stat().st_ino == inode  # the same file, not a rebuilt one
     finally:
