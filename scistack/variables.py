@@ -379,6 +379,12 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any]) -> Undel
         wanted = " matching " + ", ".join(f"{k}={shown(v)}" for k, v in metadata.items()) if metadata else ""
         raise VariableNotFoundError(f"{name} has no deleted record{wanted} to bring back "
                                     f"({name}.list_versions(...) shows what is saved)")
+    return bring_back(db, name, chosen)
+
+
+def bring_back(db: Database, name: str, chosen: list[RefRecord]) -> Undeleted:
+    """Put deleted records of `name` back as new versions (oldest first), except at an
+    address saved again since, or whose value gc has freed."""
     live = {(r.addr_key, r.vkeys_key) for r in chosen
             if db.index.current_at(name, r.addr_key, r.vkeys_key) is not None}
     free = [r for r in chosen if (r.addr_key, r.vkeys_key) not in live]

@@ -169,3 +169,34 @@ def test_a_fold_of_layout_11_learns_the_gathered_variables(tmp_path, monkeypatch
         assert path.stat().st_ino == inode  # migrated in place, not rebuilt
     finally:
         db.close()
+
+
+def test_undelete_cascade_brings_back_what_rm_cascade_removed(project):
+    """`rm --cascade` said "undo: scistack undelete Raw ..." and that brought back only the
+    named variable, leaving what was computed from it deleted. The hint now names
+    `--cascade`, which brings back the records deleted together with it that were computed
+    from it (transitively), and no record deleted on another occasion."""
+    from click.testing import CliRunner
+
+    from scistack.cli import main
+
+    for offset, session in enumerate(("a", "b")):
+        CsIn.save(np.arange(3.0) + offset, subject=1, session=session)
+    for_each(cs_doubled, inputs={"x": CsIn}, outputs=[CsOut], subject=[1], session=["a", "b"], progress=False)
+    for_each(cs_next, inputs={"x": CsOut}, outputs=[CsNext], subject=[1], session=["a", "b"], progress=False)
+    CsNext.delete(subject=1, session="b")  # computed from what rm deletes below, but deleted on its own
+
+    def cli(*args):
+        done = CliRunner().invoke(main, ["--db", str(project.path), *args])
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    before = {v: sorted((r.addr_key, r.version, r.oid) for r in project.index.records(v))
+              for v in ("CsIn", "CsOut", "CsNext")}
+    out = cli("rm", "CsIn", "subject=1", "session=b", "--cascade", "--yes")
+    assert "undo (until gc): scistack undelete --cascade CsIn subject=1 session=b" in out
+    assert [r.addr["session"] for v in ("CsIn", "CsOut") for r in project.index.records(v)] == ["a", "a"]
+    out = cli("undelete", "--cascade", "CsIn", "subject=1", "session=b")
+    assert "2 record(s) back" in out
+    after = {v: sorted((r.addr_key, r.oid) for r in project.index.records(v)) for v in before}
+    assert after == {v: sorted((a, o) for a, _, o in rows) for v, rows in before.items()}

@@ -372,23 +372,32 @@ def rm(
         as_json,
         {"deleted": deleted, "refs": plan, "calls_dropped": len(orphans) if cascade else 0},
         f"deleted {deleted} refs{dropped}; `scistack gc` frees their objects\n"
-        f"undo (until gc): scistack undelete {' '.join([variable, *ctx.args])}",
+        f"undo (until gc): scistack undelete {'--cascade ' if cascade else ''}{' '.join([variable, *ctx.args])}",
     )
 
 
 @main.command(context_settings=ADDRESS, epilog=ADDRESS_HELP)
 @click.argument("variable")
+@click.option("--cascade", is_flag=True, help="Also bring back what `rm --cascade` removed with these values.")
 @json_option
 @str_option
 @click.pass_context
-def undelete(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
+def undelete(ctx: click.Context, variable: str, cascade: bool, as_json: bool, as_str: bool) -> None:
     """Bring back the refs of VARIABLE that `rm` (or `delete`) removed, at an address (all
-    of them without one), as new versions with their values and lineage: until gc frees them."""
+    of them without one), as new versions with their values and lineage: until gc frees them.
+    --cascade also brings back what `rm --cascade` removed with them."""
+    from scistack.report.removal import undelete_with_dependents
     from scistack.variables import undelete_records
 
-    result = undelete_records(ctx.obj.db, variable, _address(ctx, as_str))
-    _emit(as_json, {"back": result.back, "reclaimed": result.reclaimed, "taken": result.taken},
-          result.note or f"{len(result.back)} record(s) back")
+    address = _address(ctx, as_str)
+    results = (undelete_with_dependents(ctx.obj.db, variable, address) if cascade
+               else [undelete_records(ctx.obj.db, variable, address)])
+    back = [r for result in results for r in result.back]
+    notes = [result.note for result in results if result.note]
+    _emit(as_json, {"back": back, "reclaimed": [r for result in results for r in result.reclaimed],
+                    "taken": [r for result in results for r in result.taken]},
+          "; ".join(notes) if notes and len(results) == 1 else
+          f"{len(back)} record(s) back" + "".join(f"\n  {n}" for n in notes))
 
 
 def _grace(ctx: click.Context, param: Any, value: str) -> float:

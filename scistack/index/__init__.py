@@ -548,31 +548,41 @@ class Index:
         """The records of `var` a `del` entry removed, in journal order: read from the journal
         itself in slices (the fold forgets them), so this costs a pass over the journal; for
         undoing a delete, not for a hot path."""
+        return [record for record, _ in self.deletions(var).get(var, [])]
+
+    def deletions(self, var: str | None = None) -> dict[str, list[tuple[RefRecord, str]]]:
+        """Per variable (only `var`, if given), each record a `del` entry removed, with the
+        time of its delete (one time for the records deleted together), in journal order:
+        one pass over the journal."""
         self.flush()
-        puts: dict[tuple[str, int], RefRecord] = {}
-        gone: dict[tuple[str, int], RefRecord] = {}
+        puts: dict[tuple[str, str, int], RefRecord] = {}
+        gone: dict[tuple[str, str, int], tuple[RefRecord, str]] = {}
         offset = 0
         while True:
             entries, after = self._journal.read_from(offset, _SCAN_BYTES)
             for entry in entries:
-                if entry.get("var") != var:
+                if var is not None and entry.get("var") != var:
                     continue
                 if entry["op"] == "put":
                     record = RefRecord.from_entry(entry)
-                    puts[(record.addr_key, record.version)] = record
+                    puts[(record.var, record.addr_key, record.version)] = record
                 elif entry["op"] == "del":
-                    slot = (key_of(entry["addr"]), entry["version"])
+                    slot = (entry["var"], key_of(entry["addr"]), entry["version"])
                     if slot in puts:
-                        gone[slot] = puts.pop(slot)
+                        gone[slot] = (puts.pop(slot), entry.get("t", ""))
             if not entries or after <= offset:
-                return list(gone.values())
+                break
             offset = after
+        found: dict[str, list[tuple[RefRecord, str]]] = {}
+        for record, when in gone.values():
+            found.setdefault(record.var, []).append((record, when))
+        return found
 
     def delete_refs(self, records: list[RefRecord]) -> int:
         """Remove names (values stay in the store until gc); returns how many."""
         self.flush()
-        entries = [{"op": "del", "var": r.var, "addr": r.addr, "version": r.version, "t": utc_now()}
-                   for r in records]
+        now = utc_now()  # one time for one delete: `scistack undelete --cascade` brings it back whole
+        entries = [{"op": "del", "var": r.var, "addr": r.addr, "version": r.version, "t": now} for r in records]
         self._write(entries)
         return len(records)
 

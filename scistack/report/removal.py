@@ -1,5 +1,6 @@
 """What `scistack rm` deletes: the versions at an address, with `--cascade` everything
-computed from them, and the call-cache entries that lose their last name.
+computed from them, and the call-cache entries that lose their last name; and what
+`scistack undelete --cascade` brings back of it.
 
 Asked of the index set-at-a-time: which records name a gone value as an input comes from the
 call facts the index learns once per call record (`call_inputs`, `call_gathers`), not from
@@ -13,6 +14,7 @@ from typing import Any
 from scistack.database import Database
 from scistack.index import RefRecord
 from scistack.report.history import CallReader, learn_calls, select, values_read
+from scistack.variables import Undeleted, bring_back, undelete_records
 
 _Slot = tuple[str, str, int]  # (variable, address key, version)
 
@@ -98,3 +100,31 @@ def remove(db: Database, plan: list[RefRecord], orphans: list[dict[str, Any]] = 
     if orphans:
         db.index.drop_calls(list(orphans))
     return deleted
+
+
+def undelete_with_dependents(db: Database, name: str, metadata: dict[str, Any]) -> list[Undeleted]:
+    """`scistack undelete --cascade`: the deleted records of `name` at an address (as
+    `undelete_records` brings them back), and the records deleted in the same delete that
+    were computed from them, transitively: what one `rm --cascade` removed. (Their cached
+    calls stay dropped: a run computes them again, to the same values.)"""
+    deletions = db.index.deletions()
+    first = undelete_records(db, name, metadata)
+    when = {_slot(record): t for items in deletions.values() for record, t in items}
+    together = {when.get(_slot(record)) for record in first.back}
+    done, calls, results = {_slot(record) for record in first.back}, CallReader(db), [first]
+    frontier = {(record.var, record.oid) for record in first.back}
+    while frontier:
+        found: dict[str, list[RefRecord]] = {}
+        for var, items in deletions.items():
+            for record, t in items:
+                if t not in together or _slot(record) in done:
+                    continue
+                info = calls.get(record.call)
+                if info and any(pair in frontier for item in info.inputs for pair in values_read(item)):
+                    found.setdefault(var, []).append(record)
+                    done.add(_slot(record))
+        frontier = set()
+        for var, records in sorted(found.items()):
+            results.append(bring_back(db, var, sorted(records, key=lambda r: r.version)))
+            frontier |= {(record.var, record.oid) for record in results[-1].back}
+    return results
