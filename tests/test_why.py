@@ -33,6 +33,39 @@ def test_aggregate_input_is_current_until_a_member_changes(project):
     assert why(AggMean, subject=2).status == "current"
 
 
+class MergeForce(BaseVariable):
+    pass
+
+
+class MergeBoth(BaseVariable):
+    pass
+
+
+def merged_sum(both):
+    return float(both["AggRaw"].iloc[0].sum()) + float(both["MergeForce"].iloc[0])
+
+
+def test_a_merged_input_is_judged_part_by_part_as_status_does(project):
+    """`why` of a value computed from `Merge(A, B)` had said stale, "A+B at {} no longer
+    exists", for every such value (status said done): each part is judged as an input of
+    its own variable now."""
+    from scistack import Merge
+    from scistack.report.status import status_summary
+
+    for subject in (1, 2):
+        AggRaw.save(np.arange(3.0) + subject, subject=subject, session="pre")
+        MergeForce.save(float(subject), subject=subject, session="pre")
+    for_each(merged_sum, inputs={"both": Merge(AggRaw, MergeForce)}, outputs=[MergeBoth], subject=[1, 2],
+             session=["pre"])
+    assert why(MergeBoth, subject=1, session="pre").status == "current"
+    MergeForce.save(5.0, subject=1, session="pre")
+    report = why(MergeBoth, subject=1, session="pre")
+    assert report.status == "stale"
+    assert [(r.kind, r.name) for r in report.reasons] == [("input", "both (MergeForce)")], report
+    assert why(MergeBoth, subject=2, session="pre").status == "current"
+    assert status_summary(project, ["MergeBoth"]).counts["MergeBoth"]["stale"] == 1
+
+
 def test_why_record_needs_no_class(project):
     AggRaw.save(np.arange(3.0), subject=1, session="pre")
     record = AggRaw.load(subject=1, session="pre").record

@@ -370,6 +370,11 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
     for param, item in call.inputs.items():
         for path, record in item.records():
             path = path or param
+            if record.merge:  # a Merge(A, B): each part a saved value of its own variable
+                for part in record.merge:
+                    label = f"{path} ({part.var})"
+                    reasons += _variable_change(db, label, part) or _stale_input(db, call, label, part, seen)
+                continue
             if "path" in record.extra:
                 reasons += _raw_file_change(param, record)
             elif record.var is not None:
