@@ -153,6 +153,45 @@ def test_a_fully_cached_rerun_writes_nothing(emg):
     assert len(emg.index.runs()) == 1  # the first run's report only
 
 
+_PEAK_CALLS = []
+
+
+def _peak_counted(signal):
+    _PEAK_CALLS.append(1)
+    return float(np.max(signal))
+
+
+def test_identical_values_at_two_addresses_keep_their_own_lineage(project):
+    """The cache is keyed by function and input values, so subject 2's call (the same
+    filtered values as subject 1's, made with another gain) hit subject 1's: its result was
+    saved naming subject 1's call record, and its lineage, parameters and `load(gain=...)`
+    said subject 1's. The result is still reused, not computed again, but recorded with
+    its own inputs; a rerun then writes nothing."""
+    for subject in (1, 2):
+        FeRawEMG.save(np.arange(4.0) * subject, subject=subject, session="pre")
+    scale = lineage_fcn(fns.scale_by)
+    for subject, gain in ((1, 2.0), (2, 1.0)):  # arange*1*2 == arange*2*1: one value, two lineages
+        for_each(scale, inputs={"signal": FeRawEMG, "k": gain}, outputs=[FeFiltered], subject=[subject],
+                 session=["pre"], progress=False)
+    _PEAK_CALLS.clear()
+    peak = lineage_fcn(_peak_counted)
+    for subject in (1, 2):  # the second a cache hit of the first
+        report = for_each(peak, inputs={"signal": FeFiltered}, outputs=[FeMeanEMG], subject=[subject],
+                          session=["pre"], progress=False)
+    assert (report.ran, report.cached, len(_PEAK_CALLS)) == (0, 1, 1)
+    for subject, gain in ((1, 2.0), (2, 1.0)):
+        prov = project.get_provenance(FeMeanEMG, subject=subject, session="pre")
+        assert prov["inputs"]["signal"]["addr"] == {"subject": subject, "session": "pre"}, prov
+        assert prov["params"]["scale_by.k"] == gain
+        assert [v.metadata["subject"] for v in FeMeanEMG.load_all(k=gain)] == [subject]
+    project.flush()
+    journal_before = journal_size(project)
+    report = for_each(peak, inputs={"signal": FeFiltered}, outputs=[FeMeanEMG], subject=[1, 2], session=["pre"],
+                      progress=False)
+    project.flush()
+    assert (report.ran, report.cached, len(_PEAK_CALLS), journal_size(project) - journal_before) == (0, 2, 1, 0)
+
+
 def test_plain_function_and_lineage_function_share_the_cache(emg):
     run_bandpass()
     report = for_each(lineage_fcn(fns.bandpass), inputs={"signal": FeRawEMG, "low_hz": 20},

@@ -65,6 +65,7 @@ from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
+from scistack.objects.canonical_json import from_tree
 from scistack.records import CallRecord, read_call
 from scistack.summary import summarize
 
@@ -424,6 +425,19 @@ class _Run:
             item.status = "cached"
             _tick(bar)
             return
+        if hit is not None and not hit_changed(self.db.store, hit) and not self.dry_run:
+            other = self._lineage_elsewhere(combo, addr_key, key, resolved, hit, layout)
+            if other is not None:
+                # identical input values at another address (or made by another call): the
+                # result is reused, not computed again, but recorded with this combination's
+                # own inputs, so its lineage, parameters, `why` and `status` name them
+                self._finish(_Pending(item, resolved, key, addr_key), Outcome(
+                    -1, [(oid, "", "") for oid in hit["outs"]], other.started or utc_now(),
+                    other.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(other),
+                    labels=layout if self.split else ()))
+                item.status = "cached"
+                _tick(bar)
+                return
         if hit is not None and not hit_changed(self.db.store, hit) and self._restore(
                 combo, addr_key, key, hit, layout):
             item.status = "cached"
@@ -434,6 +448,25 @@ class _Run:
         if self.dry_run:
             _tick(bar)
         self.pending.append(_Pending(item, resolved, key, addr_key))
+
+    def _lineage_elsewhere(self, combo: dict[str, Any], addr_key: str, key: str, resolved: dict[str, Resolved],
+                           hit: dict[str, Any], layout: tuple[tuple | None, ...]) -> CallRecord | None:
+        """The cached call's record when its outputs must be named here and it names other
+        saved inputs than this combination's (the same values at another address, or made
+        by another call); None otherwise. Read only where outputs are to be saved: a rerun
+        whose results are current reads no record."""
+        if not self._stale_places(combo, addr_key, key, hit, layout):
+            return None
+        if not all(self.db.store.contains(o) for o in hit["outs"]):
+            return None  # a gc'd output: `_restore` says compute again
+        try:
+            record = read_call(self.db.store, hit["call"])
+        except ScistackError:
+            return None  # a gc'd record: likewise
+        if all(name in record.arguments and _given(r.bound.record) == _recorded(record.arguments[name])
+               for name, r in resolved.items()):
+            return None
+        return record
 
     def _moved_files(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
         """The cached call's record when a `PathInput` file it read is now elsewhere, with the
@@ -468,16 +501,11 @@ class _Run:
         `Split` output's parts at theirs)."""
         # (a value that is current is not asked of the store: a lab's costs a request each; a lost
         # object or record is fsck's to find, and `fsck --repair` drops its cache entry)
-        stale = []
+        stale = self._stale_places(combo, addr_key, key, hit, layout)
         store = self.db.store
-        for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
-            current = self.db.index.current_at(var, place_key, self.vkeys_key)
-            if current is not None and current.oid == oid and (current.call == hit["call"] or (
-                    self._same_call(current.call, key) and (self.dry_run or store.contains(current.call)))):
-                continue
+        for _, _, _, oid in stale:
             if not self.dry_run and not store.contains(oid):
                 return False  # garbage-collected output: compute again
-            stale.append((var, address, place_key, oid))
         if stale and not self.dry_run and not store.contains(hit["call"]):
             return False  # the call record was garbage-collected: compute (and record) again
         if not self.dry_run and stale:
@@ -490,6 +518,19 @@ class _Run:
             # and the check reads every record of the variable)
             self._note_parts(addr_key, layout)
         return True
+
+    def _stale_places(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any],
+                      layout: tuple[tuple | None, ...]) -> list[tuple[str, dict[str, Any], str, str]]:
+        """(variable, address, address key, oid) of the cached call's outputs that are not
+        the current refs here (by this call: its record, or another record of its key)."""
+        stale = []
+        for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
+            current = self.db.index.current_at(var, place_key, self.vkeys_key)
+            if current is not None and current.oid == oid and (current.call == hit["call"] or (
+                    self._same_call(current.call, key) and (self.dry_run or self.db.store.contains(current.call)))):
+                continue
+            stale.append((var, address, place_key, oid))
+        return stale
 
     def _note_parts(self, addr_key: str, layout: tuple[tuple | None, ...]) -> None:
         for var, by, labels in zip(self.outputs, self.splits, layout):
@@ -667,3 +708,22 @@ def _interactive() -> bool:
 def _tick(bar: Any, n: int = 1) -> None:
     if bar is not None:
         bar.update(n)
+
+
+def _given(record: dict[str, Any]) -> tuple:
+    """Where a bound input came from (variable, address, the call that made it; each merged
+    part and container item alike), comparable with `_recorded` of a call record's input."""
+    return (record.get("var"), _plain(record.get("addr")), record.get("call"),
+            tuple(_given(part) for part in record.get("merge") or ()),
+            tuple(sorted((str(path), _given(item)) for path, item in (record.get("items") or {}).items())))
+
+
+def _recorded(given: Any) -> tuple:
+    """`_given` of an input as a call record holds it (`CallInput`)."""
+    addr = from_tree(given.addr, lambda oid: oid) if given.addr is not None else None
+    return (given.var, _plain(addr), given.call, tuple(_recorded(part) for part in given.merge or ()),
+            tuple(sorted((str(path), _recorded(item)) for path, item in (given.items or {}).items())))
+
+
+def _plain(addr: Any) -> Any:
+    return tuple(sorted((str(k), type(v).__name__, v) for k, v in addr.items())) if isinstance(addr, dict) else addr
