@@ -413,31 +413,22 @@ class _Run:
         layout = None if hit is None else layouts[key] if key in layouts else self._layout(hit)
         if layout is None:  # (a cached call whose outputs do not fit this run's: run again)
             hit = None
-        moved = None if hit is None or self.dry_run else self._moved_files(resolved, hit)
-        if moved is not None and not hit_changed(self.db.store, hit):
-            # the same raw files in another place (a moved folder, a colleague's copy): the
-            # cached result is recorded again with where they are now (a call record and its
-            # cache entry), not computed again, so `status` and `why` find the files there
+        usable = hit is not None and not self.dry_run and not hit_changed(self.db.store, hit)
+        # the cached result recorded again (a call record and its cache entry), not computed
+        # again, where the cached record names other inputs than this combination's: the same
+        # raw files in another place (a moved folder, a colleague's copy), or the same values
+        # at another address (or made by another call); `status`, `why` and the lineage
+        # parameters then name this combination's own
+        again = usable and (self._moved_files(resolved, hit)
+                            or self._lineage_elsewhere(combo, addr_key, key, resolved, hit, layout))
+        if again:
             self._finish(_Pending(item, resolved, key, addr_key), Outcome(
-                -1, [(oid, "", "") for oid in hit["outs"]], moved.started or utc_now(),
-                moved.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(moved),
+                -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
+                again.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(again),
                 labels=layout if self.split else ()))
             item.status = "cached"
             _tick(bar)
             return
-        if hit is not None and not hit_changed(self.db.store, hit) and not self.dry_run:
-            other = self._lineage_elsewhere(combo, addr_key, key, resolved, hit, layout)
-            if other is not None:
-                # identical input values at another address (or made by another call): the
-                # result is reused, not computed again, but recorded with this combination's
-                # own inputs, so its lineage, parameters, `why` and `status` name them
-                self._finish(_Pending(item, resolved, key, addr_key), Outcome(
-                    -1, [(oid, "", "") for oid in hit["outs"]], other.started or utc_now(),
-                    other.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(other),
-                    labels=layout if self.split else ()))
-                item.status = "cached"
-                _tick(bar)
-                return
         if hit is not None and not hit_changed(self.db.store, hit) and self._restore(
                 combo, addr_key, key, hit, layout):
             item.status = "cached"
