@@ -201,6 +201,26 @@ def test_cache_hit_is_one_index_lookup_and_one_object_read_and_writes_nothing(
     assert journal_size(project) == journal
 
 
+def test_a_hit_on_the_same_values_at_another_address_names_its_own_input(project) -> None:
+    """The same raw values at two subjects make one call key: subject 2's call is served
+    from subject 1's, but its lineage (the call record a save names) had been subject 1's.
+    It names subject 2's input now; the function still runs once, and a loop that goes
+    over both again makes no new version."""
+    calls = []
+    bandpass = counted(calls)
+    for subject in (1, 2):
+        raw(np.zeros(4), subject=subject, session="pre")
+    for _ in range(2):
+        for subject in (1, 2):
+            FilteredEMG.save(bandpass(RawEMG.load(subject=subject, session="pre"), 20), subject=subject,
+                             session="pre")
+    assert calls == [(20, 450.0)]
+    for subject in (1, 2):
+        prov = project.get_provenance(FilteredEMG, subject=subject, session="pre")
+        assert prov["inputs"]["signal"]["addr"] == {"subject": subject, "session": "pre"}, prov
+        assert [r.version for r in FilteredEMG.list_versions(subject=subject, session="pre")] == [1]
+
+
 def test_defaults_are_bound_and_positional_or_keyword_spelling_does_not_matter(project) -> None:
     calls = []
     bandpass = counted(calls)

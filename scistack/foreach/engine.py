@@ -61,11 +61,10 @@ from scistack.foreach.scifor import run_table_mode
 from scistack.foreach.split import Split, check_splits, fitting_layout, fitting_layouts, places, split_record, unsplit
 from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, key_of, keys_of, utc_now
-from scistack.lineage.calls import flatten_params, key_from_oids, key_maker
+from scistack.lineage.calls import flatten_params, key_from_oids, key_maker, same_origins
 from scistack.lineage.function import LineageFunction, lineage_context
 from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
-from scistack.objects.canonical_json import from_tree
 from scistack.records import CallRecord, read_call
 from scistack.summary import summarize
 
@@ -454,10 +453,7 @@ class _Run:
             record = read_call(self.db.store, hit["call"])
         except ScistackError:
             return None  # a gc'd record: likewise
-        if all(name in record.arguments and _given(r.bound.record) == _recorded(record.arguments[name])
-               for name, r in resolved.items()):
-            return None
-        return record
+        return None if same_origins({n: r.bound.record for n, r in resolved.items()}, record) else record
 
     def _moved_files(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
         """The cached call's record when a `PathInput` file it read is now elsewhere, with the
@@ -699,22 +695,3 @@ def _interactive() -> bool:
 def _tick(bar: Any, n: int = 1) -> None:
     if bar is not None:
         bar.update(n)
-
-
-def _given(record: dict[str, Any]) -> tuple:
-    """Where a bound input came from (variable, address, the call that made it; each merged
-    part and container item alike), comparable with `_recorded` of a call record's input."""
-    return (record.get("var"), _plain(record.get("addr")), record.get("call"),
-            tuple(_given(part) for part in record.get("merge") or ()),
-            tuple(sorted((str(path), _given(item)) for path, item in (record.get("items") or {}).items())))
-
-
-def _recorded(given: Any) -> tuple:
-    """`_given` of an input as a call record holds it (`CallInput`)."""
-    addr = from_tree(given.addr, lambda oid: oid) if given.addr is not None else None
-    return (given.var, _plain(addr), given.call, tuple(_recorded(part) for part in given.merge or ()),
-            tuple(sorted((str(path), _recorded(item)) for path, item in (given.items or {}).items())))
-
-
-def _plain(addr: Any) -> Any:
-    return tuple(sorted((str(k), type(v).__name__, v) for k, v in addr.items())) if isinstance(addr, dict) else addr

@@ -30,7 +30,7 @@ import numpy as np
 
 from scistack.errors import InvalidMetadataError, LineageError, UnsupportedValueError
 from scistack.index.state import tagged_params
-from scistack.objects.canonical_json import dumps_canonical, to_tree
+from scistack.objects.canonical_json import dumps_canonical, from_tree, to_tree
 from scistack.objects.hashing import hash_bytes, hash_object
 from scistack.objects.store import ObjectStore, hash_value
 
@@ -389,3 +389,32 @@ def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
         if _is_input(b.record) or isinstance(b.value, _SCALARS) or store.contains(b.oid):
             continue
         store.put_value(b.value)
+
+
+def input_origin(record: dict[str, Any]) -> tuple:
+    """Where a bound input came from (variable, address, the call that made it; each merged
+    part and container item alike): `recorded_origin` of the input a call record keeps for it."""
+    merge, items = record.get("merge"), record.get("items")  # (mostly neither: a hit's few us)
+    return (record.get("var"), _plain(record.get("addr")), record.get("call"),
+            tuple(input_origin(part) for part in merge) if merge else (),
+            tuple(sorted((str(path), input_origin(item)) for path, item in items.items())) if items else ())
+
+
+def recorded_origin(item: Any) -> tuple:
+    """`input_origin` of an input as a call record holds it (a `CallInput`)."""
+    addr = from_tree(item.addr, lambda oid: oid) if item.addr is not None else None
+    return (item.var, _plain(addr), item.call,
+            tuple(recorded_origin(part) for part in item.merge) if item.merge else (),
+            tuple(sorted((str(path), recorded_origin(i)) for path, i in item.items.items())) if item.items else ())
+
+
+def same_origins(records: dict[str, dict[str, Any]], call: Any) -> bool:
+    """Whether the call record `call` names these bound inputs (by their records) as its own:
+    a cache hit on the same values at another address, or made by another call, does not."""
+    return all(name in call.arguments and input_origin(record) == recorded_origin(call.arguments[name])
+               for name, record in records.items())
+
+
+def _plain(addr: Any) -> Any:
+    return tuple(sorted((str(k), type(v).__name__, v) for k, v in addr.items())) if isinstance(addr, dict) else addr
+

@@ -23,7 +23,7 @@ import weakref
 from types import MethodType
 from typing import Any, Callable
 
-from scistack.errors import LineageError, ObjectNotFoundError, UnsupportedValueError
+from scistack.errors import LineageError, ObjectNotFoundError, ScistackError, UnsupportedValueError
 from scistack.index import utc_now
 from scistack.codeid._graph import unwrap
 from scistack.codeid._packages import is_project_module
@@ -35,20 +35,22 @@ from scistack.lineage.calls import (
     describe,
     flatten_params,
     freeze,
+    input_origin,
     plain_arguments,
+    same_origins,
     store_constants,
     unwrap_input,
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead
-from scistack.lineage.filecheck import cache_fn, files_value, hit_changed, is_split, reads_of_call, remember
+from scistack.lineage.filecheck import cache_fn, files_of, files_value, hit_changed, is_split, reads_of_call, remember
 from scistack.lineage.running import running
 from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
 from scistack.lineage.result import LineageResult, immutable_output
 from scistack.objects import ObjectStore
-from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo
+from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo, read_call
 
 __all__ = [
     "MEMORY",
@@ -63,6 +65,18 @@ __all__ = [
 
 
 _REGISTRY: dict[tuple[Any, str], LineageFunction] = {}
+# (cached call record, the inputs' origins) -> the call record a hit names (`_own_record`)
+_OWN_RECORDS: dict[tuple[str, tuple], str] = {}
+
+
+def _origins(call_oid: str, inputs: dict[str, BoundInput]) -> tuple[str, tuple]:
+    return call_oid, tuple([(name, input_origin(b.record)) for name, b in inputs.items()])
+
+
+def _remember_own(call_oid: str, inputs: dict[str, BoundInput], own: str) -> None:
+    if len(_OWN_RECORDS) >= 65536:
+        _OWN_RECORDS.clear()
+    _OWN_RECORDS[_origins(call_oid, inputs)] = own
 
 
 def registered_function(module: str, qualname: str) -> LineageFunction | None:
@@ -140,10 +154,33 @@ class LineageFunction:
         hit = ctx.lookup(key)
         if hit is not None and not is_split(hit) and not hit_changed(ctx.store, hit):
             try:
-                return self._results(ctx.store, hit, inputs, identity)
+                return self._results(ctx.store, hit, inputs, identity, self._own_record(ctx, hit, inputs, identity))
             except ObjectNotFoundError:
                 pass  # an output object was garbage-collected: compute again
         return self.run(ctx, bound, inputs, identity, key)
+
+    def _own_record(self, ctx: Any, hit: dict[str, Any], inputs: dict[str, BoundInput],
+                    identity: FunctionIdentity) -> str:
+        """The call record a hit's results name: the cached one when it names these inputs as
+        its own; else (the same values at another address, or made by another call) a record
+        of this call, made now with the cached result: its lineage then names its own inputs.
+        The cache entry stays (a loop over addresses would replace it at every step); each
+        record is checked once per process and inputs."""
+        own = _OWN_RECORDS.get(_origins(hit["call"], inputs))
+        if own is not None:
+            return own
+        try:
+            record = read_call(ctx.store, hit["call"])
+        except (ScistackError, LookupError):
+            return hit["call"]  # unreadable: the outputs decide (a gc'd one is computed again)
+        own = hit["call"]
+        if not same_origins({name: b.record for name, b in inputs.items()}, record):
+            if not all(ctx.store.contains(oid) for oid in hit["outs"]):
+                return own  # a gc'd output: computed again (and recorded then)
+            own = self.record_call(ctx.store, identity, inputs, list(hit["outs"]), record.started or utc_now(),
+                                   record.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(record))
+        _remember_own(hit["call"], inputs, own)
+        return own
 
     def run(
         self,
@@ -167,6 +204,7 @@ class LineageFunction:
             ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files
         )
         ctx.record(key, call_oid, cache_fn(identity.digest, files), out_oids, multi=multi)
+        _remember_own(call_oid, inputs, call_oid)  # (its hits here with these inputs read no record)
         results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=False)
         return tuple(results) if multi else results[0]
 
@@ -260,10 +298,11 @@ class LineageFunction:
         hit: dict[str, Any],
         inputs: dict[str, BoundInput],
         identity: FunctionIdentity,
+        call_oid: str,
     ) -> Any:
         out_oids = hit["outs"]
         outputs = [freeze(store.get_value(oid)) for oid in out_oids]
-        results = self._wrap(outputs, out_oids, hit["call"], inputs, identity, cached=True)
+        results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=True)
         return tuple(results) if hit.get("multi") else results[0]
 
     def _wrap(
