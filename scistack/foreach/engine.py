@@ -412,14 +412,15 @@ class _Run:
         layout = None if hit is None else layouts[key] if key in layouts else self._layout(hit)
         if layout is None:  # (a cached call whose outputs do not fit this run's: run again)
             hit = None
-        usable = hit is not None and not self.dry_run and not hit_changed(self.db.store, hit)
+        fresh = hit is not None and not hit_changed(self.db.store, hit)
+        stale = self._stale_places(combo, addr_key, key, hit, layout) if fresh else []
         # the cached result recorded again (a call record and its cache entry), not computed
         # again, where the cached record names other inputs than this combination's: the same
         # raw files in another place (a moved folder, a colleague's copy), or the same values
         # at another address (or made by another call); `status`, `why` and the lineage
         # parameters then name this combination's own
-        again = usable and (self._moved_files(resolved, hit)
-                            or self._lineage_elsewhere(combo, addr_key, key, resolved, hit, layout))
+        again = fresh and not self.dry_run and (
+            self._moved_files(resolved, hit) or (stale and self._lineage_elsewhere(resolved, hit)))
         if again:
             self._finish(_Pending(item, resolved, key, addr_key), Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
@@ -428,8 +429,7 @@ class _Run:
             item.status = "cached"
             _tick(bar)
             return
-        if hit is not None and not hit_changed(self.db.store, hit) and self._restore(
-                combo, addr_key, key, hit, layout):
+        if fresh and self._restore(addr_key, hit, layout, stale):
             item.status = "cached"
             log.debug("cached %s at %s", self.name, combo)
             _tick(bar)
@@ -439,14 +439,11 @@ class _Run:
             _tick(bar)
         self.pending.append(_Pending(item, resolved, key, addr_key))
 
-    def _lineage_elsewhere(self, combo: dict[str, Any], addr_key: str, key: str, resolved: dict[str, Resolved],
-                           hit: dict[str, Any], layout: tuple[tuple | None, ...]) -> CallRecord | None:
-        """The cached call's record when its outputs must be named here and it names other
-        saved inputs than this combination's (the same values at another address, or made
-        by another call); None otherwise. Read only where outputs are to be saved: a rerun
-        whose results are current reads no record."""
-        if not self._stale_places(combo, addr_key, key, hit, layout):
-            return None
+    def _lineage_elsewhere(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
+        """The cached call's record when it names other saved inputs than this combination's
+        (the same values at another address, or made by another call); None otherwise. Asked
+        only where its outputs are to be named here: a rerun whose results are current reads
+        no record."""
         if not all(self.db.store.contains(o) for o in hit["outs"]):
             return None  # a gc'd output: `_restore` says compute again
         try:
@@ -482,13 +479,12 @@ class _Run:
                 ) -> list[tuple[str, dict[str, Any], str, Any]]:
         return places([v.__name__ for v in self.outputs], self.splits, combo, addr_key, values, layout)
 
-    def _restore(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any],
-                 layout: tuple[tuple | None, ...]) -> bool:
+    def _restore(self, addr_key: str, hit: dict[str, Any], layout: tuple[tuple | None, ...],
+                 stale: list[tuple[str, dict[str, Any], str, str]]) -> bool:
         """A cached call: make sure its outputs are the current refs at this combination (a
-        `Split` output's parts at theirs)."""
+        `Split` output's parts at theirs): those in `stale` (`_stale_places`) are named again."""
         # (a value that is current is not asked of the store: a lab's costs a request each; a lost
         # object or record is fsck's to find, and `fsck --repair` drops its cache entry)
-        stale = self._stale_places(combo, addr_key, key, hit, layout)
         store = self.db.store
         for _, _, _, oid in stale:
             if not self.dry_run and not store.contains(oid):
