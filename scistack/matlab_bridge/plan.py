@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError
+from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _resolve_variable, refuse_several_pinned
 from scistack.foreach.plan import looped_input
 from scistack.foreach.split import check_split_keys, fitting_layout, places
 from scistack.index import check_identifier, key_of, utc_now
 from scistack.ingest import staged_name, staged_payload
-from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
+from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids, same_origins
 from scistack.matlab_bridge._files import (
     FORMAT,
     INLINE_MAX,
@@ -25,6 +25,7 @@ from scistack.matlab_bridge._files import (
 )
 from scistack.codeid.matlab import MatlabFunction
 from scistack.objects.hashing import hash_object
+from scistack.records import read_call
 
 
 # -- plan ----------------------------------------------------------------------------------
@@ -226,6 +227,8 @@ def _plan_one(
     layout = None if hit is None else fitting_layout(db.store, hit, splits)
     if layout is not None:
         restore = _needs_restore(db, combo, outputs, splits, hit, layout)
+        if restore and not _names_these_inputs(db, hit, {n: b.record for n, b in bound.items()}):
+            restore = None  # the same values at another address: run here, recorded with its own inputs
         if restore is not None:
             return {
                 "combo": combo,
@@ -242,6 +245,15 @@ def _plan_one(
         "inputs": {n: b.record for n, b in sorted(bound.items()) if n in specs},
         "params": flatten_params(fn.name, bound),
     }
+
+
+def _names_these_inputs(db: Database, hit: dict[str, Any], records: dict[str, dict[str, Any]]) -> bool:
+    """Whether the cached call's record names these inputs as its own (not the same values
+    at another address, or made by another call); a record that cannot be read does not."""
+    try:
+        return same_origins(records, read_call(db.store, hit["call"]))
+    except ScistackError:
+        return False
 
 
 def _address_text(db: Database, addr: dict[str, Any]) -> str:

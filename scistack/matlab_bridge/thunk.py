@@ -25,7 +25,7 @@ from scistack.database import Database
 from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _single
 from scistack.ingest import staged_name, store_staged
-from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids
+from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids, same_origins
 from scistack.lineage.filecheck import is_split
 from scistack.matlab_bridge._files import FORMAT, open_request, write_json
 from scistack.matlab_bridge.commit import (code_changed, environment, open_results, record_call,
@@ -54,17 +54,20 @@ def lookup(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     nargout = int(req.get("nargout") or 1)
     # (a for_each's split call has this key too; its outputs are the parts, not what a call returns)
     stored = hit is not None and not is_split(hit) and all(db.store.contains(o) for o in hit["outs"])
+    bound = {name: _bind(db, folder, name, arg, staged) for name, arg in zip(names, args)}
     if stored and len(hit["outs"]) == nargout:
         try:
-            # as recorded (a NaN or infinity tagged): the result is JSON, which has neither
-            params = dict(read_call(db.store, hit["call"]).params or {})
+            record = read_call(db.store, hit["call"])
+            # as recorded (a NaN or infinity tagged): the result is JSON, which has neither;
+            # the same values at another address run here, recorded with their own inputs
+            params = dict(record.params or {}) if same_origins(
+                {n: b.record for n, b in bound.items()}, record) else None
         except ScistackError:
             params = None  # the call record is gone or damaged: compute again
         if params is not None:
             result.update(status="cached", call=hit["call"], outs=list(hit["outs"]), params=params)
             write_json(folder / THUNK_RESULT, result)
             return result
-    bound = {name: _bind(db, folder, name, arg, staged) for name, arg in zip(names, args)}
     result.update(status="run", inputs={n: b.record for n, b in sorted(bound.items())},
                   params=flatten_params(fn.name, bound))
     write_json(folder / THUNK_RESULT, result)

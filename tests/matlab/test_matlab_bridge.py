@@ -313,3 +313,26 @@ def test_cached_outputs_that_are_no_longer_current_are_restored(project):
     assert commit(db, again / "results.json")["counts"]["cached"] == 1
     current = db.index.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
     assert current.oid == out and current.call is not None and current.version == 3
+
+
+def test_the_same_values_at_another_address_run_there_with_their_own_lineage(project):
+    """Subject 3 holds subject 1's raw values: one call key. The plan had called subject 3
+    cached and named subject 1's call record (its lineage, parameters); it runs there now,
+    to be recorded with its own inputs. A Thunk call does the same."""
+    from scistack.matlab_bridge.thunk import lookup
+
+    db, fn = project
+    for session in ("pre", "baseline"):
+        db.index.put_ref("BridgeRaw", {"subject": 3, "session": session}, {},
+                         db.store.put_value(np.arange(4.0)), "npy")
+    first = _stage(db, "first", _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]]),
+                   {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.arange(4.0) * 2)})
+    plan(db, first / "plan.json")
+    (first / "results.json").write_bytes(dumps_canonical({"format": 1, "results": [
+        {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}))
+    commit(db, first / "results.json")
+    again = _stage(db, "again", _request(db, fn, iterate=[["subject", [1, 3]], ["session", ["pre"]]]),
+                   {"payload-0.bin": b"2.0"})
+    combos = plan(db, again / "plan.json")["combos"]
+    assert [c["status"] for c in combos] == ["cached", "run"]
+    assert combos[1]["inputs"]["signal"]["addr"] == {"subject": 3, "session": "pre"}

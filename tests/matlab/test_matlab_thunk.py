@@ -180,3 +180,16 @@ def test_a_saved_result_carries_its_call_and_status_why_read_the_m_file(project)
 def _status(db: Database) -> str:
     """The status grid's verdict (judged afresh: a new grid judges every identity again)."""
     return status_grid(db, ["Scaled"]).cell("Scaled", {"session": "pre", "subject": 1}).status
+
+
+def test_the_same_values_at_another_address_run_again_with_their_own_lineage(project):
+    """Subject 3 holds subject 1's raw values (one call key): the lookup had answered
+    "cached" with subject 1's call record and parameters; it runs there now, to be recorded
+    with its own input."""
+    db, fn = project
+    db.index.put_ref("Raw", {"subject": 3, "session": "pre"}, {}, _raw(db, 1)["oid"], "npy")
+    _run(db, _call(db, fn, "c1", [_raw(db, 1)]), np.arange(4.0) * 2)
+    assert thunk_lookup(db, _call(db, fn, "c2", [_raw(db, 1)]) / "thunk.json")["status"] == "cached"
+    looked = thunk_lookup(db, _call(db, fn, "c3", [_raw(db, 3)]) / "thunk.json")
+    assert looked["status"] == "run"
+    assert looked["inputs"]["signal"]["addr"] == {"session": "pre", "subject": 3}
