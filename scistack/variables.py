@@ -364,13 +364,15 @@ class Undeleted:
         return f"{len(self.back)} record(s) back; " + "; ".join(parts) if parts else ""
 
 
-def undelete_records(db: Database, name: str, metadata: dict[str, Any]) -> Undeleted:
-    """`BaseVariable.undelete` by the variable's name (the CLI's `scistack undelete`)."""
+def undelete_records(db: Database, name: str, metadata: dict[str, Any],
+                     deleted: list[RefRecord] | None = None) -> Undeleted:
+    """`BaseVariable.undelete` by the variable's name (the CLI's `scistack undelete`);
+    `deleted`: the variable's deleted records, when the caller has read them already."""
     # (in version order: each address's records come back in the order they were saved)
     # (matched as load matches: the index's `select_from`, a list meaning any of)
     query = {k: query_value(v) for k, v in metadata.items()}
     groups: dict[str, list[RefRecord]] = {}
-    for record in db.index.deleted_records(name):
+    for record in db.index.deleted_records(name) if deleted is None else deleted:
         groups.setdefault(record.addr_key, []).append(record)
     chosen = sorted(select_from(groups.values(), {k: v for k, v in query.items() if k in db.schema_keys},
                                 {k: v for k, v in query.items() if k not in db.schema_keys}, {},

@@ -107,8 +107,8 @@ def undelete_with_dependents(db: Database, name: str, metadata: dict[str, Any]) 
     `undelete_records` brings them back), and the records deleted in the same delete that
     were computed from them, transitively: what one `rm --cascade` removed. (Their cached
     calls stay dropped: a run computes them again, to the same values.)"""
-    deletions = db.index.deletions()
-    first = undelete_records(db, name, metadata)
+    deletions = db.index.deletions()  # (one pass over the journal for every variable)
+    first = undelete_records(db, name, metadata, [record for record, _ in deletions.get(name, [])])
     when = {_slot(record): t for items in deletions.values() for record, t in items}
     together = {when.get(_slot(record)) for record in first.back}
     done, calls, results = {_slot(record) for record in first.back}, CallReader(db), [first]
