@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_files
-from scistack.lineage.filecheck import changed_inputs, reads_files
+from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
 from scistack.errors import ScistackError, VariableNotFoundError
