@@ -312,6 +312,20 @@ def test_fewer_keys_than_schema_aggregates_as_a_list(emg):
                     subject=SUBJECTS, progress=False).cached == 3
 
 
+def test_an_aggregate_keeps_only_the_parameters_its_members_agree_on(emg):
+    """A subject's mean over sessions filtered at low_hz 20 (pre) and 30 (post) had taken
+    the last member's 30: `load(low_hz=30)` found it and `load(low_hz=20)` did not. A
+    parameter the members disagree on is no parameter of the aggregate; one they share is."""
+    run_bandpass(low_hz=20, session=["pre"])
+    run_bandpass(low_hz=30, session=["post"])
+    for_each(fns.mean_of_all, inputs={"values": FeFiltered}, outputs=[FeMeanEMG], subject=[1], progress=False)
+    assert "bandpass.low_hz" not in FeMeanEMG.load(subject=1).record.params
+    run_bandpass(low_hz=30, session=["pre"])  # every member at 30 now
+    for_each(fns.mean_of_all, inputs={"values": FeFiltered}, outputs=[FeMeanEMG], subject=[1], progress=False)
+    assert FeMeanEMG.load(subject=1).record.params == {"bandpass.low_hz": 30}
+    assert [v.metadata for v in FeMeanEMG.load_all(low_hz=30)] == [{"subject": 1}]
+
+
 def test_aggregation_as_table_gives_a_dataframe(emg):
     report = for_each(fns.describe_table, inputs={"values": FeRawEMG}, outputs=[FeStats],
                       subject=SUBJECTS, as_table=True, progress=False)

@@ -19,7 +19,7 @@ from scistack.database import Database
 from scistack.errors import InvalidMetadataError
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.index import RefRecord, key_of
-from scistack.lineage.calls import BoundInput, describe
+from scistack.lineage.calls import BoundInput, agreed_params, describe
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes
 from scistack.objects.store import ObjectStore
@@ -135,9 +135,7 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
             return None
         key = hash_bytes(dumps_canonical({"merge": [p.bound.oid for p in parts]}))  # type: ignore[union-attr]
         records = [r for p in parts for r in p.records]  # type: ignore[union-attr]
-        params: dict[str, Any] = {}
-        for p in parts:
-            params.update(p.bound.params)  # type: ignore[union-attr]
+        params = agreed_params(p.bound.params for p in parts)  # type: ignore[union-attr]
         var = "+".join(p.var for p in parts)  # type: ignore[union-attr,misc]
         # each member's own lineage record (var, oid, addr, call), so provenance and gc reach them
         record = {"oid": key, "var": var, "merge": [p.bound.record for p in parts]}  # type: ignore[union-attr]
@@ -205,9 +203,7 @@ def _aggregate(name: str, var: str, addr: dict[str, Any], records: list[RefRecor
     """Every lower-level record of the address (iterating fewer keys than the schema)."""
     oids = [r.oid for r in records]
     key = hash_bytes(dumps_canonical({"aggregate": oids, "as_table": as_table}))
-    params: dict[str, Any] = {}
-    for r in records:
-        params.update(r.params)
+    params = agreed_params(r.params for r in records)
     record = {"oid": key, "var": var, "addr": addr, "members": oids}
     return Resolved(BoundInput(name, None, key, record, params), records, True, var)
 

@@ -23,7 +23,7 @@ import inspect
 import json
 from itertools import islice
 from dataclasses import dataclass, field
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -289,9 +289,7 @@ def _describe_container(name: str, value: Any) -> BoundInput:
 
     plain, tree = walk(value, name)
     oid = hash_object("json", [dumps_canonical(tree)])
-    params: dict[str, Any] = {}
-    for item in items.values():
-        params.update(item.params)
+    params = agreed_params(item.params for item in items.values())
     record = {"oid": oid, "items": {path: b.record for path, b in items.items()}}
     return BoundInput(name, plain, oid, record, params)
 
@@ -360,6 +358,25 @@ def key_maker(identity_digest: str, fixed: dict[str, str], varying: list[str]) -
     return key
 
 
+def agreed_params(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The lineage parameters of values used together (a call's inputs, an aggregate's
+    members, a merge's parts): each one they give, except one they disagree on. A sum of
+    sessions filtered at `low_hz` 10 and 20 had taken the last one's 20, so
+    `load(low_hz=20)` found it and `load(low_hz=10)` did not."""
+    params: dict[str, Any] = {}
+    torn: set[str] = set()
+    for part in parts:
+        for key, value in part.items():
+            if key in params and not _same_value(params[key], value):
+                torn.add(key)
+            params.setdefault(key, value)
+    return {k: v for k, v in params.items() if k not in torn}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    return a == b or (a != a and b != b)  # (two NaNs agree)
+
+
 def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any]:
     """This call's scalar constants as `fn.param`, plus every upstream call's parameters.
 
@@ -367,9 +384,7 @@ def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any
     inside another is still queried as ``load(**{"bandpass.low_hz": 20})``.
     """
     fn_name = fn_name.rsplit(".", 1)[-1]
-    params: dict[str, Any] = {}
-    for b in inputs.values():
-        params.update(b.params)
+    params = agreed_params(b.params for b in inputs.values())
     for name, b in inputs.items():
         if "const" not in b.record or _is_input(b.record):
             continue

@@ -25,7 +25,7 @@ from scistack.database import Database
 from scistack.errors import InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _single
 from scistack.ingest import staged_name, store_staged
-from scistack.lineage.calls import BoundInput, flatten_params, key_from_oids, same_origins
+from scistack.lineage.calls import BoundInput, agreed_params, flatten_params, key_from_oids, same_origins
 from scistack.lineage.filecheck import is_split
 from scistack.matlab_bridge._files import FORMAT, open_request, write_json
 from scistack.matlab_bridge.commit import (code_changed, environment, open_results, record_call,
@@ -139,10 +139,7 @@ def _bind(
             common = {k: v for k, v in addrs[0].items()
                       if k in db.schema_keys and all(a.get(k) == v for a in addrs)}
             record.update(var=variables.pop(), addr=common)
-        params: dict[str, Any] = {}
-        for p in parts:
-            params.update(p.params)
-        return BoundInput(name, None, record["oid"], record, params)
+        return BoundInput(name, None, record["oid"], record, agreed_params(p.params for p in parts))
     oid = _checked_oid(arg.get("oid"), name)
     if arg.get("call"):  # an earlier Thunk result: its call's parameters flow on
         try:
