@@ -265,6 +265,21 @@ def size_of(path):
     return os.path.getsize(path)  # a stat, no open: only the PathInput identity sees the content
 
 
+def test_two_files_with_the_same_bytes_keep_their_own_paths(project, tmp_path):
+    """Two raw files with the same bytes make one call (the second a cache hit). Its result
+    had been saved naming the first file: `status` and `why` then re-hashed that one, and
+    called the second's result done after the second file changed."""
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "1,2\n"})
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
+    for subjects in ([1], [1, 2]):  # subject 2 a cache hit of subject 1
+        report = for_each(total, inputs=spec, outputs=[RawTotal], subject=subjects, session=["pre"], verbose=False)
+    assert (report.ran, report.cached) == (0, 2)
+    assert project.get_provenance(RawTotal, subject=2, session="pre")["inputs"]["path"]["path"] == "raw/2/s_pre.csv"
+    (tmp_path / "raw/2/s_pre.csv").write_text("9,9\n")
+    assert why(RawTotal, subject=2, session="pre").status == "stale"
+    assert why(RawTotal, subject=1, session="pre").status == "current"
+
+
 def test_status_names_a_changed_raw_file(project, tmp_path):
     from scistack.report.status import status_grid, status_summary
 

@@ -407,10 +407,11 @@ def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
 
 
 def input_origin(record: dict[str, Any]) -> tuple:
-    """Where a bound input came from (variable, address, the call that made it; each merged
-    part and container item alike): `recorded_origin` of the input a call record keeps for it."""
+    """Where a bound input came from (variable, address, the call that made it, the file a
+    `PathInput` read; each merged part and container item alike): `recorded_origin` of the
+    input a call record keeps for it."""
     merge, items = record.get("merge"), record.get("items")  # (mostly neither: a hit's few us)
-    return (record.get("var"), _plain(record.get("addr")), record.get("call"),
+    return (record.get("var"), _plain(record.get("addr")), record.get("call"), record.get("file"),
             tuple(input_origin(part) for part in merge) if merge else (),
             tuple(sorted((str(path), input_origin(item)) for path, item in items.items())) if items else ())
 
@@ -418,7 +419,7 @@ def input_origin(record: dict[str, Any]) -> tuple:
 def recorded_origin(item: Any) -> tuple:
     """`input_origin` of an input as a call record holds it (a `CallInput`)."""
     addr = from_tree(item.addr, lambda oid: oid) if item.addr is not None else None
-    return (item.var, _plain(addr), item.call,
+    return (item.var, _plain(addr), item.call, item.extra.get("file"),
             tuple(recorded_origin(part) for part in item.merge) if item.merge else (),
             tuple(sorted((str(path), recorded_origin(i)) for path, i in item.items.items())) if item.items else ())
 
