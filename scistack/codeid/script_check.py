@@ -8,8 +8,8 @@ decorators removed) and compared with the code recorded when the value was compu
 module constants are compared through `ast.literal_eval`; helpers, classes, constants and data
 from importable modules (also imported by name: `from config import GAIN`) by their identity,
 imported as they are now; packages by version. A name bound inside a block (`if __name__ ==
-"__main__": GAIN = 3.0`) cannot be told from the text: which binding ran? Anything it cannot judge makes it give up (None), so a
-value is never called current on a guess.
+"__main__": GAIN = 3.0`) cannot be told from the text (which binding ran?). Anything it
+cannot judge makes it give up (None), so a value is never called current on a guess.
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], lit
                 now = _imported(module, name, imports, find, label)
                 reasons += _imported_constant(label, dotted, value, recorded, now, reason)
                 continue
-            if name not in constants or label not in recorded:
+            if label not in recorded:
                 raise _CannotTell(label)
             now = repr(constants[name])
             now = now if len(now) <= 80 else now[:79] + "…"
@@ -186,9 +186,9 @@ def _no_code(value: object) -> str:
 def _parse(path: str, mtime_ns: int, size: int
            ) -> tuple[dict[str, str], dict[str, Any], frozenset[str], dict[str, tuple[str, str]]] | None:
     """Normalised source of each top-level function (None for a name bound inside a block),
-    literal constants, the parameters
-    (`function.param`) whose default is a literal, and the names imported from modules
-    (`from config import GAIN as G`: G -> (config, GAIN)); cached per version of the file."""
+    literal constants, the parameters (`function.param`) whose default is a literal, and the
+    names imported from modules (`from config import GAIN as G`: G -> (config, GAIN));
+    cached per version of the file."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
