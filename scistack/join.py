@@ -4,7 +4,12 @@ Each variable contributes its current records (as `load_all(as_df=True)`), its v
 column named after it, and its version/fn/created_at/oid as `<Var>_version` etc. Rows pair
 up on the schema keys both have, so a variable saved per subject is repeated on each of that
 subject's sessions (broadcast). Other columns both have (a lineage parameter of a shared
-upstream step) are suffixed `_<Var>`. `where` is then checked against the joined columns.
+upstream step) are suffixed `_<Var>`.
+
+`where` and keys select as in `load_all`: each variable applies the parts (top-level ANDs) it
+has the columns for, so `where="low_hz = 10"` joins each one's low_hz=10 branch, also when a
+later branch is newer; the parts naming a value or a column of several variables not all of
+which could apply it are checked on the joined rows.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from scistack.database import Database, get_database
 from scistack.errors import InvalidMetadataError, QueryError
 from scistack.lineage.running import refuse_load_inside
 from scistack.variables import BaseVariable
-from scistack.where import FIXED, check_predicate, matching_rows
+from scistack.index.views import param_columns
+from scistack.where import FIXED, conjuncts, matching_rows
 
 
 def join(*variables: type[BaseVariable], where: str | tuple | None = None, **metadata: Any) -> Any:
@@ -36,11 +42,21 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         raise InvalidMetadataError(f"join: {', '.join(twice)} given twice; name each variable once")
     refuse_load_inside(f"scistack.join({', '.join(names)})", names[0])
     db = get_database()
-    frames = []
+    parts = conjuncts(where) if where is not None else []
+    frames, took_part, took_key = [], [], []
     for var in variables:
-        frame = var.load_all(as_df=True, **_pushed(db, var.__name__, where, metadata))
+        frame, parts_taken, keys_taken = _load_selected(db, var, parts, metadata)
         frames.append((var.__name__, frame.rename(
             columns={"data": var.__name__, **{c: f"{var.__name__}_{c}" for c in FIXED}})))
+        took_part.append(parts_taken)
+        took_key.append(keys_taken)
+    columns_of = [{c.lower() for c in frame.columns} for _, frame in frames]
+    # a part (or key) each variable with its columns applied itself is not checked again: a
+    # lineage parameter two of them have is suffixed in the joined rows (`low_hz_Peak`)
+    left = [i for i, (_, _, names) in enumerate(parts) if not _applied(
+        [i in taken for taken in took_part], [bool(names & cols) for cols in columns_of])]
+    left_keys = [k for k in metadata if not _applied(
+        [k in taken for taken in took_key], [k.lower() in cols for cols in columns_of])]
     name, result = frames[0]
     for other, frame in frames[1:]:
         keys = [k for k in db.schema_keys if k in result.columns and k in frame.columns]
@@ -52,13 +68,15 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         result = result.rename(columns={c: f"{c}_{name}" for c in clash}).merge(
             frame.rename(columns={c: f"{c}_{other}" for c in clash}), on=keys, how="inner")
         name = other
-    for key, wanted in metadata.items():  # after the join: a coarser variable lacks the key
+    for key in left_keys:  # after the join: a coarser variable lacks the key
+        wanted = metadata[key]
         if key not in result.columns:
             raise InvalidMetadataError(f"join: {key!r} is not a column of the joined variables "
                                        f"({', '.join(map(str, result.columns))})")
         wanted = list(wanted) if isinstance(wanted, (list, tuple, set, range)) else [wanted]
         result = result[result[key].isin(wanted)]
-    if where is not None and len(result):
+    where = (" AND ".join(f"({parts[i][0]})" for i in left), [v for i in left for v in parts[i][1]])
+    if left and len(result):
         # values take part when they are plain scalars (`where="MaxActivation > 0.5"`)
         meta = [c for c in result.columns if c not in names or result[c].dtype != object]
         columns = {c: result[c].tolist() for c in meta}
@@ -67,20 +85,36 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
     return result.sort_values(order, kind="stable").reset_index(drop=True) if order else result
 
 
-def _pushed(db: Database, var: str, where: str | tuple | None, metadata: dict[str, Any]) -> dict[str, Any]:
-    """The selections a variable can apply before the join (`load_all`'s `where=` and keys):
-    those naming only schema keys it has in every record, whose columns keep their name and
-    values in the joined rows. The join checks them again on its rows; done here first, a
-    join of 1,000 addresses of two 300k-value variables reads 1,000 values each, not all
-    (5.9 -> 0.8 s at 1M refs)."""
-    levels = db.index.levels(var, live=True)
-    everywhere = [k for k in db.schema_keys if levels and all(k in level.split(",") for level in levels)]
-    pushed: dict[str, Any] = {k: v for k, v in metadata.items() if k in everywhere}
-    if where is not None:
-        sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
-        try:
-            check_predicate(sql, everywhere, params=params)
-        except QueryError:  # names another column (or is malformed: the join says so)
-            return pushed
-        pushed["where"] = where
-    return pushed
+def _load_selected(db: Database, var: type[BaseVariable], parts: list[tuple[str, list[Any], set[str]]],
+                   metadata: dict[str, Any]) -> tuple[Any, set[int], set[str]]:
+    """`var`'s current records as a frame, selected first by the `where` parts and keys it can
+    apply itself: those naming only schema keys it has in every record (their columns keep
+    their name and values in the joined rows), its version keys and its lineage parameters.
+    Selected so, `where="low_hz = 10"` picks each variable's low_hz=10 branch, as
+    `load_all(where=...)` does, not the newest rows then filtered (which found nothing when a
+    later branch was newer); and a join of 1,000 addresses of two 300k-value variables reads
+    1,000 values each, not all (5.9 -> 0.8 s at 1M refs). Returns the frame and the indices of
+    the parts and the keys it applied."""
+    name = var.__name__
+    levels = db.index.levels(name, live=True)
+    everywhere = {k for k in db.schema_keys if levels and all(k in level.split(",") for level in levels)}
+    schema = {k.lower() for k in db.schema_keys}
+    vkeys, params = db.index.vkey_names(name), db.index.param_names(name)
+    taken = schema | {k.lower() for k in vkeys} | set(FIXED) | {"value", "data"}
+    own = {k.lower() for k in everywhere} | {k.lower() for k in vkeys} | {
+        column.lower() for _, column in param_columns(params, lambda c: c.lower() not in taken)}
+    keys = {k for k in metadata if k in everywhere or (k not in db.schema_keys and (
+        k in vkeys or k.lower() in own or any(p.rsplit(".", 1)[-1] == k for p in params)))}
+    mine = [i for i, (_, _, names) in enumerate(parts) if names and names <= own]
+    selection = {k: metadata[k] for k in keys}
+    if mine:
+        selection["where"] = (" AND ".join(f"({parts[i][0]})" for i in mine), [v for i in mine for v in parts[i][1]])
+    try:
+        return var.load_all(as_df=True, **selection), set(mine), keys
+    except QueryError:  # a column its current records lack after all: checked on the joined rows
+        return var.load_all(as_df=True, **{k: metadata[k] for k in keys if k in everywhere}), set(), keys & everywhere
+
+
+def _applied(took: list[bool], has_columns: list[bool]) -> bool:
+    """Whether a selection was applied by every variable that has its columns (and one did)."""
+    return any(took) and all(t or not has for t, has in zip(took, has_columns))

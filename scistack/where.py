@@ -100,7 +100,56 @@ def check_predicate(where: str, columns: Sequence[str], *, params: Sequence[Any]
     if not isinstance(where, str) or not where.strip():
         raise QueryError(f"where= must be a non-empty SQL condition string, got {where!r}")
     known = {c.lower() for c in columns}
-    pos, depth, placeholders, tokens = 0, 0, 0, []
+    tokens = _tokens(where)
+    for name in _names(tokens):
+        if name.lower() not in known:
+            raise QueryError(
+                f"where={where!r}: {name!r} is not a column here; the columns are "
+                f"{', '.join(columns)} (strings need single quotes: 'pre')")
+    placeholders = sum(kind == "param" for kind, _, _ in tokens)
+    if placeholders != len(params):
+        raise QueryError(f"where={where!r} has {placeholders} ? placeholder(s) but {len(params)} "
+                         "value(s) were given; pass where=(condition, [values])")
+    return where
+
+
+def conjuncts(where: str | tuple) -> list[tuple[str, list[Any], set[str]]]:
+    """`where` cut at its top-level ANDs: (condition, its ? values, the columns it names in
+    lower case) for each part, so that a join can hand each part to the variables that have
+    its columns (`low_hz = 20` to the one computed with a `low_hz`). BETWEEN's own AND and
+    anything inside parentheses stay whole."""
+    sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
+    if not isinstance(sql, str) or not sql.strip():
+        raise QueryError(f"where= must be a non-empty SQL condition string, got {sql!r}")
+    parts: list[list[tuple[str, str, int]]] = [[]]
+    depth, between = 0, set()  # depths at which a BETWEEN still waits for its AND
+    for token in _tokens(sql):
+        kind, text, _ = token
+        word = text.lower() if kind == "name" else None
+        depth += (kind, text) == ("op", "(")
+        depth -= (kind, text) == ("op", ")")
+        if word == "between":
+            between.add(depth)
+        elif word == "and" and depth in between:
+            between.discard(depth)
+        elif word == "and" and depth == 0:
+            parts.append([])
+            continue
+        parts[-1].append(token)
+    found, used = [], 0
+    for part in parts:
+        if not part:
+            raise QueryError(f"where={sql!r}: an AND with nothing on one side")
+        text = sql[part[0][2]:part[-1][2] + len(part[-1][1])]
+        count = sum(kind == "param" for kind, _, _ in part)
+        found.append((text, params[used:used + count], {n.lower() for n in _names(part)}))
+        used += count
+    return found
+
+
+def _tokens(where: str) -> list[tuple[str, str, int]]:
+    """(kind, text, offset) of each token but spaces; a `QueryError` at anything not allowed."""
+    pos, depth, tokens = 0, 0, []
     while pos < len(where):
         m = _TOKEN.match(where, pos)
         if m is None:
@@ -109,35 +158,32 @@ def check_predicate(where: str, columns: Sequence[str], *, params: Sequence[Any]
                 "column names, numbers, 'quoted text', ? parameters, comparisons, AND/OR/NOT, IN, "
                 "BETWEEN, LIKE and IS NULL (no ';', comments or subqueries)")
         kind, text = m.lastgroup, m.group()
+        if kind != "space":
+            tokens.append((kind, text, pos))
         pos = m.end()
-        if kind == "space":
-            continue
-        tokens.append((kind, text))
-        if kind == "param":
-            placeholders += 1
-        elif kind == "op" and text == "(":
+        if kind == "op" and text == "(":
             depth += 1
         elif kind == "op" and text == ")":
             depth -= 1
             if depth < 0:
                 raise QueryError(f"where={where!r}: a ')' closes nothing")
-    for i, (kind, text) in enumerate(tokens):
-        name = text[1:-1].replace('""', '"') if kind == "quoted" else text
-        if kind not in ("name", "quoted"):
-            continue
-        calls = i + 1 < len(tokens) and tokens[i + 1] == ("op", "(")
-        if kind == "name" and (name.lower() in _WORDS or (calls and name.lower() in _FUNCTIONS)):
-            continue
-        if name.lower() not in known:
-            raise QueryError(
-                f"where={where!r}: {name!r} is not a column here; the columns are "
-                f"{', '.join(columns)} (strings need single quotes: 'pre')")
     if depth:
         raise QueryError(f"where={where!r}: a '(' is not closed")
-    if placeholders != len(params):
-        raise QueryError(f"where={where!r} has {placeholders} ? placeholder(s) but {len(params)} "
-                         "value(s) were given; pass where=(condition, [values])")
-    return where
+    return tokens
+
+
+def _names(tokens: list[tuple[str, str, int]]) -> list[str]:
+    """The column names among `tokens` (SQL words and allowed functions left out)."""
+    names = []
+    for i, (kind, text, _) in enumerate(tokens):
+        if kind not in ("name", "quoted"):
+            continue
+        name = text[1:-1].replace('""', '"') if kind == "quoted" else text
+        calls = i + 1 < len(tokens) and tokens[i + 1][:2] == ("op", "(")
+        if kind == "name" and (name.lower() in _WORDS or (calls and name.lower() in _FUNCTIONS)):
+            continue
+        names.append(name)
+    return names
 
 
 def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int) -> list[int]:

@@ -638,3 +638,26 @@ def test_a_table_of_the_users_own_named_like_a_view_is_kept_and_the_views_go_on(
     assert con.execute("SELECT count(*) FROM scistack_variables").fetchone()[0] == 0
     assert con.execute('SELECT subject, value FROM "EmgRaw" ORDER BY subject').fetchall() == [(1, 1.0), (2, 3.0)]
     assert "the view EmgFiltered is not made: a table of your own" in caplog.text
+
+
+def test_join_selects_an_older_branch_as_load_all_does(pipeline):
+    """`where="low_hz = 10"` (or `low_hz=10`) picks the low_hz=10 branch of each variable that
+    has the parameter, as `load_all(where=...)` does; the join had filtered the newest rows
+    (low_hz=20) and found nothing. With two variables that both have it, each selects."""
+    by_load_all = PeakActivation.load_all(as_df=True, where="low_hz = 10 AND subject <= 2")
+    assert len(by_load_all) == 4 and set(by_load_all["low_hz"]) == {10}
+    for joined in (scistack.join(PeakActivation, StrideLength, where="low_hz = 10 AND subject <= 2"),
+                   scistack.join(PeakActivation, StrideLength, low_hz=10, subject=[1, 2]),
+                   scistack.join(PeakActivation, StrideLength, where=("subject BETWEEN ? AND 2 AND low_hz = ?", [1, 10]))):
+        assert joined[["subject", "session", "PeakActivation"]].values.tolist() == \
+            by_load_all[["subject", "session", "data"]].values.tolist()
+        assert joined["StrideLength"].tolist() == pytest.approx([0.6, 0.6, 0.7, 0.7])
+    both = scistack.join(PeakActivation, EmgFiltered, where="low_hz = 10")
+    assert len(both) == 8 and set(both["low_hz_PeakActivation"]) == set(both["low_hz_EmgFiltered"]) == {10}
+    for row in both.itertuples():
+        assert row.PeakActivation == pytest.approx(float(np.max(row.EmgFiltered)))
+    # a part naming a value stays a check of the joined rows; the parameter part still selects
+    high = scistack.join(PeakActivation, StrideLength, where="low_hz = 10 AND StrideLength > 0.75")
+    assert sorted(set(high["subject"])) == [3, 4] and set(high["low_hz"]) == {10}
+    with pytest.raises(QueryError, match="AND with nothing"):
+        scistack.join(PeakActivation, StrideLength, where="low_hz = 10 AND")
