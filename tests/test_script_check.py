@@ -125,13 +125,14 @@ def test_script_module_data_and_defaults_are_judged_from_the_file(tmp_path, pyth
 
 HELPERS = '''
 SCALE = 2.0
+WEIGHTS = [1.0]
 
 class Gain:
     def __init__(self, k):
         self.k = k
 
     def apply(self, x):
-        return x * self.k
+        return x * self.k * WEIGHTS[0]
 
 def default_offset():
     return 1.0
@@ -169,7 +170,9 @@ class ScShifted(BaseVariable):
 
 def test_script_judges_classes_and_constants_of_the_modules_it_imports(tmp_path, python_env, monkeypatch):
     """A script's function using a class and a constant of a helper module beside it is
-    judged by importing that module as it is now (it was "unknown"); a default computed by a
+    judged by importing that module as it is now (it was "unknown"; and a class reading its
+    module's data was "stale" unchanged: its identity with that data had been compared with
+    the recorded code-only one); a default computed by a
     call (`offset=labhelpers.default_offset()`) is not in the text, so it is "unknown", never
     "current" on a guess (its result changes when the helper does)."""
     monkeypatch.chdir(tmp_path)
@@ -195,6 +198,9 @@ def test_script_judges_classes_and_constants_of_the_modules_it_imports(tmp_path,
         report = judged(ScOut, HELPERS.replace("SCALE = 2.0", "SCALE = 3.0"))
         assert report.status == "stale"
         assert any(r.kind == "constant" and "2.0 -> 3.0" in r.detail for r in report.reasons), report
+        report = judged(ScOut, HELPERS.replace("WEIGHTS = [1.0]", "WEIGHTS = [2.0]"))  # the class's
+        assert report.status == "stale"  # module data: judged as data, the class's code as code
+        assert [(r.kind, r.name) for r in report.reasons] == [("data", "labhelpers.WEIGHTS")], report
 
         assert judged(ScShifted, HELPERS).status == "unknown"
         assert judged(ScShifted, HELPERS.replace("return 1.0", "return 5.0")).status == "unknown"

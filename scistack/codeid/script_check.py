@@ -94,7 +94,7 @@ def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff:
     target = find(module, name)  # an importable module's function or class: identified as recorded
     if target is None:
         raise _CannotTell(label)
-    if function_identity(target).digest != info.identity:
+    if function_identity(target).code_only != info.identity:  # (data it reads: a leaf below)
         return [reason(kind, dotted, "its code changed", "")]
     return []
 
