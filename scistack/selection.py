@@ -239,10 +239,13 @@ def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError
         f"{keys(r.vkeys) or '(no version keys)'} -> version {r.version}" for r in records[:10])
     if len(records) > 10:
         variants += f"; … {len(records) - 10} more"
-    pick = keys(next((r.vkeys for r in records if r.vkeys), {}))
+    named = next((r.vkeys for r in records if r.vkeys), {})
+    plain = ""
+    if any(not r.vkeys for r in records) and named:
+        plain = f"; {next(iter(named))}=None for the one saved without it"
     return AmbiguousVersionError(
         f"{var} has {len(records)} variants at {keys(records[0].addr)}: {variants}. Pick one with its "
-        f"version keys (e.g. load(..., {pick})) or version=N"
+        f"version keys (e.g. load(..., {keys(named)}){plain}) or version=N"
     )
 
 

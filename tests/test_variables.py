@@ -88,6 +88,34 @@ def test_version_keys_make_variants_and_plain_load_is_ambiguous(project):
     assert VRaw.load(subject=1, session="pre", note="recal").data.sum() == 0
 
 
+def test_a_version_key_of_none_names_the_variant_saved_without_it(project):
+    """Once a `note="recal"` variant sits beside the plain one, `note=None` picks the plain one
+    in load, load_all, Fixed and delete (there had been no way but version=N, which differs
+    from address to address: a for_each could not use the plain variant at all)."""
+    for session in ("pre", "post"):
+        VRaw.save(np.full(2, 1.0), subject=1, session=session)
+    VRaw.save(np.full(2, 9.0), subject=1, session="pre", note="recal")
+    with pytest.raises(AmbiguousVersionError, match=r"note=None for the one saved without it"):
+        VRaw.load(subject=1, session="pre")
+    assert VRaw.load(subject=1, session="pre", note=None).data.tolist() == [1.0, 1.0]
+    assert sorted(r.metadata["session"] for r in VRaw.load_all(note=None)) == ["post", "pre"]
+    assert len(VRaw.load_all(note=[None, "recal"])) == 3
+
+    def double(x):
+        return x * 2
+
+    report = scistack.for_each(double, {"x": scistack.Fixed(VRaw, note=None)}, [VPeak],
+                               subject=[1], session=["pre", "post"], progress=False)
+    assert not report.failures
+    assert VPeak.load(subject=1, session="pre").data.tolist() == [2.0, 2.0]
+    VRaw.save(np.full(2, 7.0), subject=1, session="pre", note="recal")  # another variant's news
+    assert scistack.why(VPeak, subject=1, session="pre").status == "current"
+    VRaw.save(np.full(2, 3.0), subject=1, session="pre")  # the plain one's
+    assert scistack.why(VPeak, subject=1, session="pre").status == "stale"
+    assert VRaw.delete(subject=1, session="pre", note=None) == 2  # both its versions
+    assert [r.metadata.get("note") for r in VRaw.load_all(subject=1, session="pre")] == ["recal"]
+
+
 def test_schema_values_keep_their_type(project):
     VPeak.save(1.0, subject=1, session="s")
     VPeak.save(2.0, subject="1", session="s")

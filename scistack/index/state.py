@@ -391,7 +391,8 @@ def select_from(
         for record in reversed(versions):
             if not all_versions and record.vkeys_key in seen:
                 continue
-            if (not vkeys_f or _matches(record.vkeys, vkeys_f)) and (not params_f or _matches(record.params, params_f)):
+            if (not vkeys_f or _matches(record.vkeys, vkeys_f, absent=None)) and (
+                    not params_f or _matches(record.params, params_f)):
                 out.append(record)
                 seen.add(record.vkeys_key)
     return out
@@ -469,15 +470,25 @@ def is_multi(value: Any) -> bool:
     return isinstance(value, (list, tuple, set, frozenset, range))
 
 
+_NO = object()
+
+
 def _compile(want: dict[str, Any]) -> list[tuple[str, Any]]:
     """Filters as (key, normalised value or set of them): list membership costs O(1)."""
     return [(k, frozenset(map(_norm, v)) if is_multi(v) else _norm(v)) for k, v in want.items()]
 
 
-def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]]) -> bool:
+def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]], *, absent: Any = _NO) -> bool:
+    """Whether `have` holds every wanted value. `absent`: the value a missing key counts as
+    (version keys: `note=None` asks for the variant saved without a note)."""
     for key, wanted in (_compile(want) if isinstance(want, dict) else want):
         if key not in have:
-            return False
+            if absent is _NO:
+                return False
+            stands_for = _norm(absent)
+            if not (wanted == stands_for or (isinstance(wanted, frozenset) and stands_for in wanted)):
+                return False
+            continue
         value = _norm(have[key])
         if value != wanted and not (isinstance(wanted, frozenset) and value in wanted):
             return False
