@@ -1281,3 +1281,39 @@ def test_value_saved_at_a_coarser_level_serves_finer_combinations(project):
     assert FeCalibrated.load(subject=1, session="post").data.tolist() == [2.0, 2.0, 2.0]
     provenance = project.get_provenance(FeCalibrated, subject=1, session="pre")
     assert provenance["inputs"]["gain"]["addr"] == {"subject": 1}
+
+
+_DECORATED_SCRIPT = '''
+import numpy as np
+from scistack import BaseVariable, configure_database, for_each, lineage_fcn
+
+class DsRaw(BaseVariable): pass
+class DsOut(BaseVariable): pass
+
+@lineage_fcn
+def double(signal):
+    import os
+    return {"value": signal * 2, "pid": os.getpid()}
+
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject"])
+    for subject in (1, 2, 3):
+        DsRaw.save(np.arange(3.0) * subject, subject=subject)
+    report = for_each(double, inputs={"signal": DsRaw}, outputs=[DsOut], subject=[1, 2, 3], workers=2,
+                      progress=False)
+    assert (report.ran, report.failed) == (3, 0), report
+    pids = {DsOut.load(subject=s).data["pid"] for s in (1, 2, 3)}
+    assert os.getpid() not in pids
+    assert DsOut.load(subject=3).data["value"].tolist() == [0.0, 6.0, 12.0]
+    print("ok")
+'''.replace("import numpy as np", "import os\nimport numpy as np", 1)
+
+
+def test_workers_run_a_function_decorated_in_the_script(tmp_path, python_env):
+    """`@lineage_fcn` at the top level of a script with `workers=2`: the workers find it by
+    name in the script they import again. It had been refused (pickle found the decorator's
+    object under the function's name, not the function)."""
+    (tmp_path / "pipeline.py").write_text(_DECORATED_SCRIPT)
+    done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env, capture_output=True,
+                          text=True, timeout=180)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr

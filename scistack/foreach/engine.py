@@ -19,7 +19,6 @@ import dataclasses
 import inspect
 import logging
 import multiprocessing
-import pickle
 import sys
 import time
 import uuid
@@ -62,7 +61,7 @@ from scistack.foreach.split import Split, check_splits, fitting_layout, fitting_
 from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, key_of, keys_of, utc_now
 from scistack.lineage.calls import flatten_params, key_from_oids, key_maker, same_origins
-from scistack.lineage.function import LineageFunction, lineage_context
+from scistack.lineage.function import LineageFunction, lineage_context, pickled_for_workers
 from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import CallRecord, read_call
@@ -589,7 +588,7 @@ class _Run:
         chunks: dict[cf.Future, list[Task]] = {}
         # our own pool's workers unpickle the function inside the task: one they cannot find
         # fails its combinations by name instead of killing the pool (BrokenProcessPool)
-        fn = pickle.dumps(self.lf) if own else self.lf
+        fn = pickled_for_workers(self.lf) if own else self.lf
         try:
             for start in range(0, len(tasks), size):
                 future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],

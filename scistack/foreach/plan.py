@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import os
-import pickle
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -23,7 +22,7 @@ from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_variable
 from scistack.foreach.execute import WORKERS_HINT
 from scistack.foreach.paths import PathInput, PathOutput
-from scistack.lineage.function import LineageFunction
+from scistack.lineage.function import LineageFunction, pickled_for_workers
 
 
 def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list[Any], on_error: str,
@@ -122,7 +121,7 @@ def check_workers_can_receive(lf: LineageFunction, workers: int | None) -> None:
     if not workers:
         return
     try:
-        pickle.dumps(lf)
+        pickled_for_workers(lf)
     except Exception as exc:  # noqa: BLE001 - pickle raises several kinds here
         raise ForEachError(
             f"for_each({lf.name}, workers={workers}): the worker processes cannot be sent "

@@ -18,6 +18,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import pickle
+import sys
 import time
 import weakref
 from types import MethodType
@@ -360,6 +362,34 @@ def _refuse_lazy_results(fn: Callable) -> None:
     if inspect.isgeneratorfunction(plain):
         raise LineageError(f"{name} is a generator function (it yields): scistack keeps what a function "
                            f"returns; return the values instead, e.g. a list: list({name}(...))")
+
+
+def pickled_for_workers(lf: LineageFunction) -> bytes:
+    """`lf` pickled for a spawned process pool, whose workers import the main script again.
+
+    A function decorated at the top level of the script is found there by name: by value,
+    pickle looked up `__main__.<name>`, found the decorator's LineageFunction rather than the
+    function and refused it, so `workers=N` failed for every decorated script function. (A
+    Dask executor's cloudpickle sends it by value instead: a Dask worker's `__main__` is not
+    the script.)"""
+    fn, qualname = lf.fn, getattr(lf.fn, "__qualname__", "")
+    if inspect.isfunction(fn) and getattr(fn, "__module__", None) == "__main__" and "<locals>" not in qualname:
+        found: Any = sys.modules.get("__main__")
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if isinstance(found, LineageFunction) and found.fn is fn:
+            return pickle.dumps(_ByName("__main__", qualname, lf.version, tuple(lf.ignore)))
+    return pickle.dumps(lf)
+
+
+class _ByName:
+    """Unpickles as the LineageFunction at `module.qualname` (see `pickled_for_workers`)."""
+
+    def __init__(self, *args: Any) -> None:
+        self.args = args
+
+    def __reduce__(self) -> tuple:
+        return (_restore, self.args)
 
 
 def _restore(
