@@ -284,3 +284,54 @@ def test_script_names_imported_from_modules_and_names_bound_in_blocks(tmp_path, 
     finally:
         sys.modules.pop("labhelpers", None)
         db.close()
+
+
+COMPUTED_SCRIPT = '''
+import sys
+import numpy as np
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each
+
+GAIN = float(sys.argv[1]) if len(sys.argv) > 1 else 2.0
+
+class ScRaw(BaseVariable): pass
+class ScOut(BaseVariable): pass
+
+@lineage_fcn
+def process(signal):
+    return signal * GAIN + 1
+
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"], progress=False)
+    db.close()
+'''
+
+
+def test_what_the_script_file_cannot_settle_is_named_and_a_change_still_found(tmp_path, python_env, monkeypatch):
+    """A global computed when the script runs (`GAIN = float(sys.argv[1])`) makes the value
+    "unknown", naming GAIN (it said the function "is not defined in this process; import
+    it"); and a change of the function's code beside it is "stale" (it was "unknown" too)."""
+    monkeypatch.chdir(tmp_path)
+    script = tmp_path / "pipeline.py"
+    script.write_text(COMPUTED_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+    try:
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "unknown"
+        assert [r.kind for r in report.reasons] == ["unknown"]
+        assert "pipeline.py: GAIN is not a literal of the script" in report.reasons[0].detail
+        status = CliRunner().invoke(main, ["--db", str(tmp_path / "p.duckdb"), "status", "ScOut"])
+        assert status.exit_code == 0 and "?" in status.output.split("\n\n")[0], status.output
+
+        script.write_text(COMPUTED_SCRIPT.replace("signal * GAIN + 1", "signal * GAIN + 2"))
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale"
+        assert [r.kind for r in report.reasons] == ["code", "unknown"]
+        status = CliRunner().invoke(main, ["--db", str(tmp_path / "p.duckdb"), "status", "ScOut"])
+        assert "STALE" in status.output, status.output
+    finally:
+        db.close()

@@ -9,7 +9,7 @@ module constants are compared through `ast.literal_eval`; helpers, classes, cons
 from importable modules (also imported by name: `from config import GAIN`) by their identity,
 imported as they are now; packages by version. A name bound inside a block (`if __name__ ==
 "__main__": GAIN = 3.0`) cannot be told from the text (which binding ran?). Anything it
-cannot judge makes it give up (None), so a value is never called current on a guess.
+cannot judge makes it "unknown", saying what, so a value is never called current on a guess.
 """
 
 from __future__ import annotations
@@ -32,11 +32,13 @@ _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
 class _CannotTell(Exception):
-    """Something the file alone cannot settle (a class, a computed constant...)."""
+    """Something the file alone cannot settle (a class, a computed constant...): says what."""
 
 
 def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any) -> list | None:
-    """Reasons the recorded `__main__` function differs from its script now; None: cannot tell.
+    """Reasons the recorded `__main__` function differs from its script now (one reason of
+    kind "unknown", saying what, when the file cannot settle it); None for a function that is
+    not a script's.
 
     `diff(db, old_oid, new_source, name)`, `reason(kind, name, detail, diff)` and
     `find(module, name)` come from `provenance` (kept there so this module stays a leaf).
@@ -45,39 +47,50 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
     path = recorded.file
     if recorded.module != "__main__" or not path:
         return None
+    where = os.path.basename(path)
+
+    def unknown(why: str) -> list:
+        return [reason("unknown", recorded.name, f"judged from its script {where}: {why}; "
+                       "running the script again recomputes it if it changed", "")]
+
     try:
         stat = os.stat(path)
     except OSError:
-        return None
+        return unknown(f"{path} is not there")
     parsed = _parse(path, stat.st_mtime_ns, stat.st_size)
     if parsed is None:
-        return None
+        return unknown("it cannot be read or parsed")
     defs, constants, literal_defaults, imports = parsed
-    where = os.path.basename(path)
-    try:
-        reasons = _code(db, recorded.code, defs, recorded.name, "code", where, diff, reason)
-        deps = list(recorded.deps)
-        for label, info in sorted(recorded.helpers.items()):
-            deps += info.deps
-            reasons += _helper(db, label, info, defs, where, diff, reason, find)
-        reasons += _leaves(deps, recorded.constants, constants, literal_defaults, imports, reason, find)
-    except _CannotTell:
-        return None
-    return reasons
+    unknowns: list[str] = []
+
+    def judged(step: Any, *args: Any) -> list:
+        try:
+            return step(*args)
+        except _CannotTell as exc:
+            unknowns.append(str(exc))
+            return []
+
+    reasons = judged(_code, db, recorded.code, defs, recorded.name, "code", where, diff, reason)
+    deps = list(recorded.deps)
+    for label, info in sorted(recorded.helpers.items()):
+        deps += info.deps
+        reasons += judged(_helper, db, label, info, defs, where, diff, reason, find)
+    reasons += _leaves(deps, recorded.constants, constants, literal_defaults, imports, reason, find, unknowns)
+    return reasons + (unknown(unknowns[0]) if unknowns else [])
 
 
 def _code(db: Any, old_oid: str | None, defs: dict, name: str, kind: str, where: str, diff: Any,
           reason: Any) -> list:
     if "." in name:
-        raise _CannotTell(name)  # a method or nested function: not a top-level def
+        raise _CannotTell(f"{name} is a method or a nested function (only top-level ones are read from the file)")
     if name in defs and defs[name] is None:
-        raise _CannotTell(name)  # defined (or rebound) inside a block: which one ran?
+        raise _CannotTell(f"{name} is defined inside a block (`if ...:`): which definition ran is not in the text")
     source = defs.get(name)
     if source is None:
         return [reason(kind, name, f"no longer defined in {where}", "")]
     text = diff(db, old_oid, source, name)
     if text is None:
-        raise _CannotTell(name)
+        raise _CannotTell(f"the code recorded for {name} is not stored")
     return [reason(kind, name, f"its code changed in {where}", text)] if text else []
 
 
@@ -86,83 +99,91 @@ def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff:
     kind, _, dotted = label.partition(":")
     module, _, name = dotted.rpartition(".")
     if kind not in ("helper", "class"):
-        raise _CannotTell(label)
+        raise _CannotTell(f"{dotted} is not read from the file")
     if module == "__main__":
         if kind == "class":  # its normalisation keeps decorators: not redone from the file here
-            raise _CannotTell(label)
+            raise _CannotTell(f"class {name} of the script is not judged from the file")
         return _code(db, info.code, defs, name, "helper", where, diff, reason)
     target = find(module, name)  # an importable module's function or class: identified as recorded
     if target is None:
-        raise _CannotTell(label)
+        raise _CannotTell(f"{dotted} cannot be imported here")
     if function_identity(target).code_only != info.identity:  # (data it reads: a leaf below)
         return [reason(kind, dotted, "its code changed", "")]
     return []
 
 
 def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], literal_defaults: frozenset[str],
-            imports: dict[str, tuple[str, str]], reason: Any, find: Any) -> list:
+            imports: dict[str, tuple[str, str]], reason: Any, find: Any, unknowns: list[str]) -> list:
+    """What changed among the constants, data and packages read; what the file cannot settle
+    goes to `unknowns`, and the rest is still compared (a change found is "stale" either way)."""
     reasons, seen = [], set()
     for label, value in deps:
         if label in seen:
             continue
         seen.add(label)
-        kind, _, dotted = label.partition(":")
-        if kind == "pkg":  # labelled as identity labels it (the stdlib by Python's version)
-            was, now = str(value), package_version(dotted)
-            if not split_label(was)[2]:  # recorded before build digests: versions only
-                now = now.partition(" build:")[0]
-            if now != was:
-                reasons.append(reason("package", dotted, f"changed: {was} -> {now}", ""))
-        elif kind == "const" and ".<default>." in dotted:
-            scope, _, source = dotted.rpartition(".<default>.")
-            param, _, named = source.partition("=")
-            if not named:
-                module, _, function = scope.rpartition(".")
-                if module != "__main__" or f"{function}.{param}" in literal_defaults:
-                    continue  # a literal: the function's text, compared above (a module's: its identity)
-                raise _CannotTell(label)  # `gain=helpers.default_gain()`: its value now is not in the text
-            if named not in constants or label not in recorded:
-                raise _CannotTell(label)
-            now = short_repr(constants[named])
-            if now != recorded[label]:
-                reasons.append(reason("constant", dotted, f"value changed: {recorded[label]} -> {now}", ""))
-        elif kind == "data":
-            module, _, name = dotted.rpartition(".")
-            if module == "__main__" and name in constants:
-                now = constants[name]
-            else:  # a module's data, or data the script imported by name (`from config import GAINS`)
-                now = _imported(module, name, imports, find, label)
-            if data_digest(now, _no_code) != value:
-                was = recorded.get(label, "?")
-                reasons.append(reason("data", dotted, f"module data changed: {was} -> {short_repr(now)}", ""))
-        elif kind == "unverifiable":
-            raise _CannotTell(label)
-        elif kind == "const":
-            module, _, name = dotted.rpartition(".")
-            if module != "__main__" or name not in constants:  # an importable module's, as it is now
-                now = _imported(module, name, imports, find, label)
-                reasons += _imported_constant(label, dotted, value, recorded, now, reason)
-                continue
-            if label not in recorded:
-                raise _CannotTell(label)
-            now = repr(constants[name])
-            now = now if len(now) <= 80 else now[:79] + "…"
-            if now != recorded[label]:
-                reasons.append(reason("constant", dotted, f"value changed: {recorded[label]} -> {now}", ""))
-        elif kind == "mutable":
-            continue
+        try:
+            reasons += _leaf(label, value, recorded, constants, literal_defaults, imports, reason, find)
+        except _CannotTell as exc:
+            unknowns.append(str(exc))
     return reasons
+
+
+def _leaf(label: str, value: Any, recorded: dict[str, str], constants: dict[str, Any],
+          literal_defaults: frozenset[str], imports: dict[str, tuple[str, str]], reason: Any, find: Any) -> list:
+    kind, _, dotted = label.partition(":")
+    if kind == "pkg":  # labelled as identity labels it (the stdlib by Python's version)
+        was, now = str(value), package_version(dotted)
+        if not split_label(was)[2]:  # recorded before build digests: versions only
+            now = now.partition(" build:")[0]
+        if now != was:
+            return [reason("package", dotted, f"changed: {was} -> {now}", "")]
+    elif kind == "const" and ".<default>." in dotted:
+        scope, _, source = dotted.rpartition(".<default>.")
+        param, _, named = source.partition("=")
+        if not named:
+            module, _, function = scope.rpartition(".")
+            if module != "__main__" or f"{function}.{param}" in literal_defaults:
+                return []  # a literal: the function's text, compared above (a module's: its identity)
+            raise _CannotTell(f"the default of {param} is computed when the script runs")  # (a call)
+        if named not in constants or label not in recorded:
+            raise _CannotTell(f"the default of {param} ({named}) is not a literal of the script")
+        now = short_repr(constants[named])
+        if now != recorded[label]:
+            return [reason("constant", dotted, f"value changed: {recorded[label]} -> {now}", "")]
+    elif kind == "data":
+        module, _, name = dotted.rpartition(".")
+        if module == "__main__" and name in constants:
+            now = constants[name]
+        else:  # a module's data, or data the script imported by name (`from config import GAINS`)
+            now = _imported(module, name, imports, find, label)
+        if data_digest(now, _no_code) != value:
+            was = recorded.get(label, "?")
+            return [reason("data", dotted, f"module data changed: {was} -> {short_repr(now)}", "")]
+    elif kind == "unverifiable":
+        raise _CannotTell(f"{dotted} cannot be verified")
+    elif kind == "const":
+        module, _, name = dotted.rpartition(".")
+        if module != "__main__" or name not in constants:  # an importable module's, as it is now
+            now = _imported(module, name, imports, find, label)
+            return _imported_constant(label, dotted, value, recorded, now, reason)
+        if label not in recorded:
+            raise _CannotTell(f"the value {name} had is not recorded")
+        now = repr(constants[name])
+        now = now if len(now) <= 80 else now[:79] + "…"
+        if now != recorded[label]:
+            return [reason("constant", dotted, f"value changed: {recorded[label]} -> {now}", "")]
+    return []  # unchanged, or "mutable": state the function writes, not an input
 
 
 def _imported(module: str, name: str, imports: dict[str, tuple[str, str]], find: Any, label: str) -> Any:
     """The value now of a module's global, or of a name the script imported from a module."""
     if module == "__main__":
         if name not in imports:
-            raise _CannotTell(label)
+            raise _CannotTell(f"{name} is not a literal of the script: its value is computed when it runs")
         module, name = imports[name]
     value = find(module, name)
     if value is None:  # (not importable now; a None constant is not told apart: unknown, never a guess)
-        raise _CannotTell(label)
+        raise _CannotTell(f"{module}.{name} cannot be imported here")
     return value
 
 
@@ -171,7 +192,7 @@ def _imported_constant(label: str, dotted: str, digest: str, recorded: dict[str,
     """A constant of a module status can import (`helpers.SCALE`), digested as identity does."""
     encoded = None if value is None else encode_constant(value)
     if encoded is None:  # gone, or no longer a constant: the function's identity decides
-        raise _CannotTell(label)
+        raise _CannotTell(f"{dotted} is no longer a constant")
     if value_digest(encoded) == digest:
         return []
     return [reason("constant", dotted, f"value changed: {recorded.get(label, '?')} -> {short_repr(value)}", "")]
@@ -179,7 +200,7 @@ def _imported_constant(label: str, dotted: str, digest: str, recorded: dict[str,
 
 def _no_code(value: object) -> str:
     """Literals hold no functions; reaching one means the text cannot settle it."""
-    raise _CannotTell(repr(value))
+    raise _CannotTell(f"module data holds {short_repr(value)}")
 
 
 @functools.lru_cache(maxsize=32)

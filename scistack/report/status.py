@@ -152,7 +152,10 @@ class StalenessChecker:
         changes = script_reasons(self.db, call_oid)
         if changes is None:
             return "unknown", f"{module}.{function} cannot be imported here"
-        return ("stale", f"{changes[0].kind} {changes[0].name}: {changes[0].detail}") if changes else ("done", "")
+        changed = [c for c in changes if c.kind != "unknown"]
+        if changed:
+            return "stale", f"{changed[0].kind} {changed[0].name}: {changed[0].detail}"
+        return ("unknown", f"{function}: {changes[0].detail}") if changes else ("done", "")
 
     def _input_reason(self, item: Any) -> str:
         if item.raw_file is not None:  # a PathInput: its content hash now against the recorded one
