@@ -268,7 +268,9 @@ def size_of(path):
 def test_two_files_with_the_same_bytes_keep_their_own_paths(project, tmp_path):
     """Two raw files with the same bytes make one call (the second a cache hit). Its result
     had been saved naming the first file: `status` and `why` then re-hashed that one, and
-    called the second's result done after the second file changed."""
+    called the second's result done after the second file changed. And the first's result,
+    its file changed in place, was judged by the second's record (the one its cache entry
+    names, taken for the same file moved) and called done."""
     _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "1,2\n"})
     spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
     for subjects in ([1], [1, 2]):  # subject 2 a cache hit of subject 1
@@ -278,6 +280,17 @@ def test_two_files_with_the_same_bytes_keep_their_own_paths(project, tmp_path):
     (tmp_path / "raw/2/s_pre.csv").write_text("9,9\n")
     assert why(RawTotal, subject=2, session="pre").status == "stale"
     assert why(RawTotal, subject=1, session="pre").status == "current"
+    # the first file changed while the second (whose record the cache entry names) holds the
+    # old bytes: that record is another address's, not this one's file moved elsewhere
+    (tmp_path / "raw/2/s_pre.csv").write_text("1,2\n")
+    (tmp_path / "raw/1/s_pre.csv").write_text("8,8\n")
+    assert why(RawTotal, subject=1, session="pre").status == "stale"
+    assert why(RawTotal, subject=2, session="pre").status == "current"
+    from scistack.report.status import status_summary
+
+    summary = status_summary(project)
+    assert summary.counts["RawTotal"]["stale"] == 1
+    assert {c.reason for c in summary.problems} == {"input path: raw/1/s_pre.csv changed"}
 
 
 def test_status_names_a_changed_raw_file(project, tmp_path):

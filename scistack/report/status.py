@@ -35,7 +35,7 @@ from scistack.objects.hashing import hash_bytes
 from scistack.records import read_call
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
-from scistack.report.why import WhyReport, why_at, _find_function, newer_record, script_reasons
+from scistack.report.why import WhyReport, why_at, _find_function, newer_record, raw_files_gone, script_reasons
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -114,7 +114,7 @@ class StalenessChecker:
             return "unknown", f"call record {call_oid[:12]} is missing"
         for item in call.inputs:
             reason = self._input_reason(item)
-            if reason and item.raw_file is not None and call_oid == record.call:
+            if reason and item.raw_file is not None and call_oid == record.call and raw_files_gone(call):
                 newer = newer_record(self.db, call_oid)  # its raw files where they are now
                 if newer is not None and self.calls.get(newer) is not None:
                     return self._judge(record, newer)

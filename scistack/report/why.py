@@ -113,7 +113,10 @@ def why_at(db: Any, var: str, **address: Any) -> WhyReport:
 def newer_record(db: Any, call_oid: str) -> str | None:
     """A later record of the same call (same key: function and inputs by content) that the
     call cache names, when the ref's own is not it: a run that found the raw files it reads
-    moved records the call again with their new place, and the ref keeps its first record."""
+    moved records the call again with their new place, and the ref keeps its first record.
+    Asked only when a raw file the ref's call read is gone (`raw_files_gone`): files with the
+    same bytes at other addresses share the key, so a file changed in place would otherwise
+    be judged by another address's record, and called current."""
     key = db.index.call_key_of(call_oid)
     entry = db.index.cached_call(key) if key else None
     newer = entry.get("call") if entry else None
@@ -146,7 +149,8 @@ def _record_changes(db: Any, call_oid: str, *, upstream_of: str | None,
     files moved, found where they are now by a later run) is judged instead."""
     call, visited = read_call(db.store, call_oid), set(seen)
     changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited)
-    newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) else None
+    newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) \
+        and raw_files_gone(call) else None
     if newer is not None:  # its raw files where they are now
         call, visited = read_call(db.store, newer), set(seen)
         changes = _call_changes(db, newer, call, upstream_of=upstream_of, seen=visited)
@@ -395,6 +399,17 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
                     seen=seen,
                 )
     return reasons
+
+
+def raw_files_gone(call: Any) -> bool:
+    """Whether a raw file (`PathInput`) the call read is no longer where it was read (moved
+    away, not changed in place). `call`: a CallRecord, or status's summary of one."""
+    if isinstance(call, CallRecord):
+        files = [str(r.extra.get("file") or r.extra["path"]) for item in call.inputs.values()
+                 for _, r in item.records() if "path" in r.extra]
+    else:
+        files = [item.raw_file[1] for item in call.inputs if item.raw_file is not None]
+    return any(not os.path.exists(f) for f in files)
 
 
 def _raw_params(call: CallRecord) -> set[str]:
