@@ -234,6 +234,25 @@ def test_failed_run_variants_and_levels_fall_back(pipeline, project):
     assert all(list(a) == ["subject", "session"] for a in grid.addresses)
 
 
+def test_a_variable_at_two_levels_is_done_where_its_coarser_value_serves(pipeline, project):
+    """A variable saved per session at (1, pre) and per subject at 1: its subject-level value
+    serves (1, post), as for_each finds it there; the grid had called that cell missing."""
+    _build(pipeline)
+    SumOther.save(np.ones(4), subject=1, session="pre")
+    SumOther.save(np.full(4, 2.0), subject=1)
+    counts = _agree(project, fast=False)
+    assert counts["SumOther"] == {"done": 2, "stale": 0, "unknown": 0, "failed": 0, "missing": 4}
+    grid = status_grid(project)
+    column = grid.variables.index("SumOther")
+    shown = {(addr["subject"], addr["session"]): row[column] for row, addr in zip(grid.grid, grid.addresses)}
+    assert shown[1, "pre"].addr == {"subject": 1, "session": "pre"} and shown[1, "pre"].status == "done"
+    assert shown[1, "post"].addr == {"subject": 1} and shown[1, "post"].status == "done"
+    assert shown[2, "post"].addr == {"subject": 2, "session": "post"} and shown[2, "post"].status == "missing"
+    report = for_each(pipeline.total, inputs={"signal": SumOther}, outputs=[SumTotal], progress=False,
+                      subject=[1], session=["pre", "post"])
+    assert (report.ran + report.cached, report.missing, report.failed) == (2, 0, 0)  # as the grid says
+
+
 def test_a_level_whose_records_are_all_deleted_no_longer_counts(pipeline, project):
     """A value saved once at a coarser level put the whole project on the per-record grid (28 s
     of `status` at 1M refs instead of 0.4), and kept it there after that value was deleted: the

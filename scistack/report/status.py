@@ -713,20 +713,29 @@ def _project(
     var: str, cells: dict[str, StatusCell], levels: list[frozenset[str]], row: dict[str, Any], row_key: str,
     schema_keys: list[str],
 ) -> StatusCell | None:
-    """The cell of `var` in `row` (whose `key_of` is `row_key`): at the finest level of `var`
-    that the row's keys cover."""
+    """The cell of `var` in `row` (whose `key_of` is `row_key`): its value at the finest level
+    of `var` that the row's keys cover and that has one there, as `for_each` finds an input (a
+    value saved per session serves each trial of it that has none of its own); "missing" at
+    the finest covered level when none has."""
     found = cells.get(row_key)  # most rows: an address of the variable's own (its finest level)
     if found is not None:
         return found
+    missing = None
     for level in levels:
         if level <= row.keys():
             addr = {k: row[k] for k in schema_keys if k in level}  # (a set's order varies by run)
             key = row_key if len(level) == len(row) else key_of(addr)
             found = cells.get(key)
-            if found is None:  # one object per missing cell too (`StatusGrid.cells`)
-                found = cells[key] = StatusCell(var, addr, "missing")
-            return found
-    return None
+            if found is not None and found.status != "missing":
+                return found
+            if missing is None:
+                missing = (key, addr)
+    if missing is None:
+        return None
+    key, addr = missing
+    if key not in cells:  # one object per missing cell too (`StatusGrid.cells`)
+        cells[key] = StatusCell(var, addr, "missing")
+    return cells[key]
 
 
 def why_value(db: Database, var: str, **address: Any) -> WhyReport:
