@@ -170,3 +170,54 @@ def test_a_bound_method_partial_or_callable_object_is_judged_by_its_code_in_anot
             m.setattr(function_module, "_REGISTRY", {})
             assert why(BoundOut, subject=1, session="pre").status == "current"
             assert status_grid(project, ["BoundOut"]).cell("BoundOut", {"subject": 1, "session": "pre"}).status == "done"
+
+
+class LevelCal(BaseVariable):
+    pass
+
+
+class LevelOut(BaseVariable):
+    pass
+
+
+class LevelParts(BaseVariable):
+    pass
+
+
+def calibrate(cal):
+    return cal * 2
+
+
+def parts(cal):
+    return {"a": cal + 1, "b": cal + 2}
+
+
+def test_a_finer_input_saved_after_the_run_makes_its_result_stale(project):
+    """A value made from a subject's calibration (no session-level one then) is stale once
+    that session gets a calibration of its own: for_each takes the finer one now. `why` and
+    `status` had called it current; the run would have recomputed it."""
+    from scistack import Split
+    from scistack.report.status import status_grid
+
+    for subject in (1, 2):
+        LevelCal.save(np.full(2, float(subject)), subject=subject)
+    for_each(calibrate, inputs={"cal": LevelCal}, outputs=[LevelOut], subject=[1, 2], session=["pre", "post"],
+             progress=False)
+    for_each(parts, inputs={"cal": LevelCal}, outputs=[Split(LevelParts, by="session")], subject=[1, 2],
+             progress=False)  # each part at a session: made per subject, from the subject's value
+    assert why(LevelOut, subject=1, session="pre").status == "current"
+    LevelCal.save(np.full(2, 9.0), subject=1, session="pre")
+    LevelCal.save(np.full(2, 8.0), subject=1, session="a")  # where a Split part of subject 1 is
+
+    report = why(LevelOut, subject=1, session="pre")
+    assert report.status == "stale"
+    assert "LevelCal now has a value at {'subject': 1, 'session': 'pre'}" in report.reasons[0].detail
+    assert why(LevelOut, subject=1, session="post").status == "current"
+    assert why(LevelOut, subject=2, session="pre").status == "current"
+    assert why(LevelParts, subject=1, session="a").status == "current"  # a Split's key: not the run's
+    grid = status_grid(project, ["LevelOut", "LevelParts"])
+    stale = {(c.var, tuple(sorted(c.addr.items()))) for c in grid.cells if c.status == "stale"}
+    assert stale == {("LevelOut", (("session", "pre"), ("subject", 1)))}
+    dry = for_each(calibrate, inputs={"cal": LevelCal}, outputs=[LevelOut], subject=[1, 2],
+                   session=["pre", "post"], progress=False, dry_run=True)
+    assert [i.combo for i in dry.items if i.status == "would_run"] == [{"subject": 1, "session": "pre"}]

@@ -35,7 +35,8 @@ from scistack.objects.hashing import hash_bytes
 from scistack.records import read_call
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
-from scistack.report.why import WhyReport, why_at, _find_function, newer_record, raw_files_gone, script_reasons
+from scistack.report.why import (WhyReport, why_at, _find_function, finer_input, newer_record, raw_files_gone,
+                                 script_reasons, split_keys)
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -118,6 +119,8 @@ class StalenessChecker:
                 newer = newer_record(self.db, call_oid)  # its raw files where they are now
                 if newer is not None and self.calls.get(newer) is not None:
                     return self._judge(record, newer)
+            if not reason:
+                reason = self._finer_reason(record, call_oid, item)
             if reason:
                 return "stale", reason
         changed = [] if call_oid in self.no_files else changed_inputs(self.db.store, call_oid)
@@ -187,6 +190,24 @@ class StalenessChecker:
             if self.record_status(upstream)[0] == "stale":
                 return f"input {item.name} ({item.var}) is stale"
         return ""
+
+    def _finer_reason(self, record: RefRecord, call_oid: str, item: Any) -> str:
+        """An input found at a coarser address than the value made (a session's value for a
+        trial) where the variable now has a finer one: a run takes that (`why.finer_input`)."""
+        if item.var is None or item.members or item.merge or item.raw_file is not None:
+            return ""
+        given = {k: v for k, v in item.addr.items() if k in self.db.schema_keys}
+        if not given.items() < record.addr.items():
+            return ""  # (most inputs: at the value's own address)
+        vkeys = {k: v for k, v in item.addr.items() if k not in self.db.schema_keys}
+        finer = finer_input(self.db, item.var, given, vkeys, record.addr)
+        if finer is not None:  # (rare: only then is the record read, for its `Split` keys)
+            try:
+                split = split_keys(read_call(self.db.store, call_oid).extra.get("split"))
+            except ScistackError:
+                split = frozenset()
+            finer = finer_input(self.db, item.var, given, vkeys, record.addr, split) if split else finer
+        return "" if finer is None else f"input {item.name}: {item.var} now has a value at {finer}"
 
     def _current(self, var: str | None, addr: dict[str, Any]) -> RefRecord | None:
         """The current record a recorded input address names (schema keys, then version keys)."""

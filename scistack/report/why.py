@@ -130,7 +130,7 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
         return WhyReport(name, addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
     try:
-        call, changes = _record_changes(db, record.call, upstream_of=None, seen=set())
+        call, changes = _record_changes(db, record.call, upstream_of=None, seen=set(), at=record.addr)
     except (ObjectNotFoundError, CorruptObjectError) as exc:
         lost = "lost" if isinstance(exc, ObjectNotFoundError) else "damaged"
         return WhyReport(name, addr, "unknown", None, (Reason(
@@ -144,22 +144,23 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
 
 
 def _record_changes(db: Any, call_oid: str, *, upstream_of: str | None,
-                    seen: set[str]) -> tuple[CallRecord, list[Reason]]:
+                    seen: set[str], at: dict[str, Any] | None = None) -> tuple[CallRecord, list[Reason]]:
     """The call a ref names and what changed for it; a later record of the same call (its raw
     files moved, found where they are now by a later run) is judged instead."""
     call, visited = read_call(db.store, call_oid), set(seen)
-    changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited)
+    changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited, at=at)
     newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) \
         and raw_files_gone(call) else None
     if newer is not None:  # its raw files where they are now
         call, visited = read_call(db.store, newer), set(seen)
-        changes = _call_changes(db, newer, call, upstream_of=upstream_of, seen=visited)
+        changes = _call_changes(db, newer, call, upstream_of=upstream_of, seen=visited, at=at)
     seen |= visited  # each upstream call is judged once
     return call, changes
 
 
 def _call_changes(
-    db: Any, call_oid: str, call: CallRecord, *, upstream_of: str | None, seen: set[str]
+    db: Any, call_oid: str, call: CallRecord, *, upstream_of: str | None, seen: set[str],
+    at: dict[str, Any] | None = None,
 ) -> list[Reason]:
     """What changed for one call: its code (and helpers), its inputs, and unsaved upstream calls."""
     seen.add(call_oid)
@@ -184,7 +185,7 @@ def _call_changes(
     else:
         reasons = _code_changes(db, call, fn)
     raw = _raw_files(call)
-    reasons += _input_changes(db, call, seen) + [
+    reasons += _input_changes(db, call, seen, at) + [
         r for r in _file_changes(db, call_oid) if os.path.abspath(r.name) not in raw]
     if upstream_of is not None:
         reasons = [
@@ -369,7 +370,10 @@ def _lines(source: str) -> list[str]:
     return [line if line.endswith("\n") else line + "\n" for line in source.splitlines()]
 
 
-def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
+def _input_changes(db: Any, call: CallRecord, seen: set[str], at: dict[str, Any] | None = None) -> list[Reason]:
+    """What changed among the call's inputs; `at`: the address of the value it made (the
+    combination it ran for, with a `Split` part's key), to see finer inputs for_each takes now."""
+    split_by = split_keys(call.extra.get("split"))
     reasons = []
     for param, item in call.inputs.items():
         for path, record in item.records():
@@ -382,7 +386,7 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str]) -> list[Reason]:
             if "path" in record.extra:
                 reasons += _raw_file_change(param, record)
             elif record.var is not None:
-                reasons += _variable_change(db, path, record) or _stale_input(db, call, path, record, seen)
+                reasons += _variable_change(db, path, record, at, split_by) or _stale_input(db, call, path, record, seen)
             elif record.call and record.call not in seen:
                 try:
                     upstream = read_call(db.store, record.call)
@@ -445,7 +449,8 @@ def _file_changes(db: Any, call_oid: str) -> list[Reason]:
     ]
 
 
-def _variable_change(db: Any, param: str, item: CallInput) -> list[Reason]:
+def _variable_change(db: Any, param: str, item: CallInput, at: dict[str, Any] | None = None,
+                     split_by: frozenset[str] = frozenset()) -> list[Reason]:
     given = from_tree(item.addr or {}, lambda oid: oid)
     addr = {k: v for k, v in given.items() if k in db.schema_keys}
     vkeys = {k: v for k, v in given.items() if k not in db.schema_keys}
@@ -469,7 +474,35 @@ def _variable_change(db: Any, param: str, item: CallInput) -> list[Reason]:
                 f"{item.oid[:12]} -> {now.oid[:12]} (version {now.version})",
             )
         ]
+    finer = finer_input(db, item.var, addr, vkeys, at, split_by)
+    if finer is not None:
+        return [Reason("input", param, f"{item.var} now has a value at {finer}, which a run takes "
+                       f"over the one at {addr} it used")]
     return []
+
+
+def split_keys(split: Any) -> frozenset[str]:
+    """The keys a call's `Split` outputs were split by (its record's `split`, docs/format.md)."""
+    if not isinstance(split, list):
+        return frozenset()
+    return frozenset(s["by"] for s in split if isinstance(s, dict) and isinstance(s.get("by"), str))
+
+
+def finer_input(db: Any, var: str, given: dict[str, Any], vkeys: dict[str, Any], at: dict[str, Any] | None,
+                split_by: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """Where `var` now has a value finer than `given` (the coarser address a call found its
+    input at, serving `at`, the address of the value it made) and within `at`: `for_each`
+    takes the finest there is, so a value saved per trial after a run used the session's makes
+    that run's result stale. A `Split` part's keys (`split_by`) were not the run's to look in."""
+    if not at or not given.items() < at.items():
+        return None
+    within = set(at) - (split_by - set(given))
+    levels = [set(level.split(",")) if level else set() for level in db.index.levels(var, live=True)]
+    for keys in sorted((k for k in levels if set(given) < k <= within), key=len, reverse=True):
+        addr = {k: at[k] for k in db.schema_keys if k in keys}
+        if db.index.current_at(var, key_of(addr), key_of(vkeys)) is not None:
+            return addr
+    return None
 
 
 def _stale_input(db: Any, call: CallRecord, param: str, item: CallInput, seen: set[str]) -> list[Reason]:
@@ -489,7 +522,8 @@ def _stale_input(db: Any, call: CallRecord, param: str, item: CallInput, seen: s
     for record in records:
         if record.call and record.call not in seen:
             try:
-                found = _record_changes(db, record.call, upstream_of=f"{call.function.name}({param})", seen=seen)[1]
+                found = _record_changes(db, record.call, upstream_of=f"{call.function.name}({param})", seen=seen,
+                                        at=record.addr)[1]
             except ObjectNotFoundError:
                 found = [Reason("unknown", param, f"the call that computed {item.var} is not stored")]
             stale += bool(found)
