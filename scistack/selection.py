@@ -203,16 +203,36 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
         others = db.index.variables()
         return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
                 f"{', '.join(others) or 'none yet'}")
-    hints = []
+    hints, meant = [], []
     for key in db.schema_keys:
         values = sorted({shown(r.addr[key], 30) for r in records if key in r.addr})
         if values:
             listed = ", ".join(values[:8]) + (", …" if len(values) > 8 else "")
             hints.append(f"{key} in {{{listed}}}")
+        if key in metadata:
+            meant += _near_values(key, metadata[key], [r.addr[key] for r in records if key in r.addr])
     if version is not None:
         hints.append(f"versions {sorted({r.version for r in records})[:10]}")
     among = "" if total <= len(records) else f" (among its {len(records)} newest)"
-    return f"{var} has no record matching {query}; it has {total} records with{among} " + "; ".join(hints)
+    message = f"{var} has no record matching {query}; it has {total} records with{among} " + "; ".join(hints)
+    return message + (f". Did you mean {', '.join(meant)}?" if meant else "")
+
+
+def _near_values(key: str, asked: Any, saved: list[Any]) -> list[str]:
+    """`subject=1` for an asked `subject="1"` (text read from a file name or a CSV, or a number
+    where text was saved), `session="Pre"` for "pre": a saved value that differs only in type
+    or case, where the asked one is not saved at all."""
+    asked = list(asked) if isinstance(asked, (list, tuple, set, range)) else [asked]
+    known = set(saved)
+    found = []
+    for value in asked:
+        if value in known or isinstance(value, bool):
+            continue
+        near = [v for v in known if not isinstance(v, bool) and type(v) is not type(value)
+                and str(v) == str(value)] or [v for v in known if isinstance(v, str) and isinstance(value, str)
+                                               and v.lower() == value.lower()]
+        found += [f"{key}={shown(v, 30)}" for v in sorted(near, key=str)[:1]]
+    return found
 
 
 def choose_variant(var: str, records: list[RefRecord]) -> RefRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -132,6 +133,19 @@ def test_not_found_names_variable_query_and_what_exists(project):
     assert "VPeak" in message and "subject=9" in message and "subject in {1}" in message
     with pytest.raises(LookupError):  # builtin a caller would catch
         VRaw.load(subject=1, session="pre")
+
+
+def test_not_found_names_a_saved_value_that_differs_only_in_type_or_case(project):
+    """`subject="1"` (read from a file name or a CSV) where subject 1 was saved as a number,
+    and `session="PRE"` for "pre": the message names the value meant."""
+    VPeak.save(1.0, subject=1, session="pre")
+    for query, meant in (({"subject": "1", "session": "pre"}, "Did you mean subject=1?"),
+                         ({"subject": 1, "session": "PRE"}, "Did you mean session='pre'?")):
+        with pytest.raises(VariableNotFoundError, match=re.escape(meant)):
+            VPeak.load(**query)
+    with pytest.raises(VariableNotFoundError) as info:
+        VPeak.load(subject=2, session="pre")
+    assert "Did you mean" not in str(info.value)
 
 
 def test_a_version_that_is_not_a_whole_number_is_refused(project):
