@@ -210,7 +210,7 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
             listed = ", ".join(values[:8]) + (", …" if len(values) > 8 else "")
             hints.append(f"{key} in {{{listed}}}")
         if key in metadata:
-            meant += _near_values(key, metadata[key], [r.addr[key] for r in records if key in r.addr])
+            meant += near_values(key, metadata[key], [r.addr[key] for r in records if key in r.addr])
     if version is not None:
         hints.append(f"versions {sorted({r.version for r in records})[:10]}")
     among = "" if total <= len(records) else f" (among its {len(records)} newest)"
@@ -218,7 +218,7 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
     return message + (f". Did you mean {', '.join(meant)}?" if meant else "")
 
 
-def _near_values(key: str, asked: Any, saved: list[Any]) -> list[str]:
+def near_values(key: str, asked: Any, saved: list[Any]) -> list[str]:
     """`subject=1` for an asked `subject="1"` (text read from a file name or a CSV, or a number
     where text was saved), `session="Pre"` for "pre": a saved value that differs only in type
     or case, where the asked one is not saved at all."""

@@ -524,6 +524,20 @@ def test_progress_bar_appears_on_a_real_terminal(tmp_path, python_env):
     assert piped.stderr.strip().startswith("for_each(bandpass): 0 ran, 3 cached")
 
 
+def test_a_run_missing_everything_names_values_saved_as_another_type(emg, caplog):
+    """`subject=["1", "2"]` (text read from a file) where the subjects were saved as numbers:
+    every combination is missing, and the warning names the values meant."""
+    report = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 10}, outputs=[FeFiltered],
+                      subject=["1", "2"], session=["PRE"], progress=False)
+    assert report.missing == 2
+    warned = [r.getMessage() for r in caplog.records if "every combination was missing" in r.getMessage()]
+    assert warned and "FeRawEMG has subject=1, subject=2, session='pre'" in warned[0]
+    caplog.clear()
+    report = for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": 10}, outputs=[FeFiltered],
+                      subject=[7], session=["pre"], progress=False)
+    assert report.missing == 1 and not [r for r in caplog.records if "every combination" in r.getMessage()]
+
+
 def test_logging_reports_per_combination_events(emg, caplog):
     caplog.set_level(logging.DEBUG, logger="scistack.foreach")
     for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],

@@ -46,7 +46,7 @@ from scistack.foreach.execute import (
     run_task,
 )
 from scistack.foreach.paths import PathInput, PathOutput
-from scistack.foreach.inputs import EachOf, Resolved, constant, is_loaded_input, is_variable, resolve
+from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
     check_counts,
@@ -65,6 +65,7 @@ from scistack.lineage.function import LineageFunction, lineage_context, pickled_
 from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import CallRecord, read_call
+from scistack.selection import near_values
 from scistack.summary import summarize
 
 log = logging.getLogger("scistack.foreach")
@@ -269,6 +270,8 @@ class _Run:
                                    self.dry_run)
                 if self._parts:
                     self._warn_leftover_parts()
+                if self.items and all(item.status == "missing" for item in self.items):
+                    self._warn_mistyped_values()
                 if not self.dry_run and any(item.status != "cached" for item in self.items):
                     # a fully cached re-run changes nothing, so it writes nothing
                     items_oid = report.store_items(self.db.store)
@@ -518,6 +521,26 @@ class _Run:
         for var, by, labels in zip(self.outputs, self.splits, layout):
             if by is not None:
                 self._parts.setdefault((var.__name__, by), {})[addr_key] = set(labels or ())
+
+    def _warn_mistyped_values(self) -> None:
+        """Every combination missing its inputs, where an iterated value is saved only as
+        another type or case (`subject=["1", "2"]` read from text, the subjects saved as
+        numbers): said once, naming the values meant (load's message names them too)."""
+        names = {n for item in self.items for n in item.missing}
+        variables = [s.variable.__name__ if isinstance(s, Fixed) else s.__name__ for n, s in self.loaded.items()
+                     if n in names and (isinstance(s, Fixed) or is_variable(s))]
+        asked: dict[str, list[Any]] = {}
+        for item in self.items:
+            for key, value in item.combo.items():
+                asked.setdefault(key, []).append(value)
+        for var in variables:
+            saved = self.db.index.newest(var, 200)  # (bounded: a hint on a path that ran nothing)
+            meant = [m for key, values in asked.items()
+                     for m in near_values(key, list(dict.fromkeys(values)), [r.addr[key] for r in saved if key in r.addr])]
+            if meant:
+                log.warning("for_each(%s): every combination was missing its inputs; %s has %s: give the "
+                            "values as they were saved", self.name, var, ", ".join(meant[:5]))
+                return
 
     def _warn_leftover_parts(self) -> None:
         """Parts an earlier run of a `Split` output saved that this run's calls no longer
