@@ -534,6 +534,9 @@ def test_address_parsing():
         with pytest.raises(AddressError, match="--key value or key=value"):
             parse_address(wrong)
     assert convert("-3") == -3 and convert("1e3") == 1000.0 and convert("pre") == "pre"
+    # a number written with leading zeros is text, as PathInput discovers a folder "03" (it
+    # had become 3: `scistack why Force --subject 03` found nothing)
+    assert convert("03") == "03" and convert("007") == "007" and convert("+3") == 3 and convert("0") == 0
 
 
 def test_help_lists_every_command():

@@ -19,7 +19,7 @@ _BARE = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*=")  # `subject=1`: how scientists w
 
 ADDRESS_HELP = (
     "Address the value with one option per schema key (or version key or lineage parameter) "
-    "after the variable: --subject 1 --session pre (or subject=1 session=pre). Numbers become numbers and true/false "
+    "after the variable: --subject 1 --session pre (or subject=1 session=pre). Numbers become numbers (but 03 stays text) and true/false "
     "booleans; quote a value to keep it a string (--subject \"'1'\"), or give --str. Repeat "
     "a key to match any of several values."
 )
@@ -72,8 +72,8 @@ def convert(text: str) -> Any:
     """A command-line value as the type it most likely was saved with."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
-    if _INT.fullmatch(text):
-        return int(text)
+    if _INT.fullmatch(text):  # "03" stays text, as PathInput discovers it (a file "03/..." is "03")
+        return int(text) if str(int(text)) == text.lstrip("+") else text
     if _FLOAT.fullmatch(text):
         return float(text)
     if text in ("true", "false"):
