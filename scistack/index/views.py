@@ -315,7 +315,9 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
 
 
 def _count(name: str) -> str:
-    return f"TRY_CAST(json_extract(entry, '$.counts.{name}') AS BIGINT) AS {name}"
+    """A run's count of `name`: 0 where the run report leaves a zero out (`skipped`), so that
+    `sum(skipped)` is a number, not NULL."""
+    return f"COALESCE(TRY_CAST(json_extract(entry, '$.counts.{name}') AS BIGINT), 0) AS {name}"
 
 
 _STATIC = {
