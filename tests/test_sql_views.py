@@ -663,3 +663,16 @@ def test_join_selects_an_older_branch_as_load_all_does(pipeline):
     assert sorted(set(high["subject"])) == [3, 4] and set(high["low_hz"]) == {10}
     with pytest.raises(QueryError, match="AND with nothing"):
         scistack.join(PeakActivation, StrideLength, where="low_hz = 10 AND")
+
+
+def test_a_condition_is_cut_at_its_top_level_ands_only():
+    from scistack.where import conjuncts
+
+    assert conjuncts(("low_hz IN (10, 20) AND subject BETWEEN ? AND 3 AND session = 'a AND b'", [1])) == [
+        ("low_hz IN (10, 20)", [], {"low_hz"}), ("subject BETWEEN ? AND 3", [1], {"subject"}),
+        ("session = 'a AND b'", [], {"session"})]
+    assert conjuncts("NOT (low_hz = 10 AND subject = 1)") == [
+        ("NOT (low_hz = 10 AND subject = 1)", [], {"low_hz", "subject"})]
+    for wrong in ("AND low_hz = 1", "low_hz = 1 AND", "(low_hz = 1", "low_hz = 1; DROP TABLE x"):
+        with pytest.raises(QueryError):
+            conjuncts(wrong)
