@@ -36,7 +36,7 @@ from scistack.records import read_call
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
 from scistack.report.why import (WhyReport, why_at, _find_function, finer_input, newer_record, raw_files_gone,
-                                 script_reasons, split_keys)
+                                 script_reasons, split_keys, var_levels)
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -95,6 +95,7 @@ class StalenessChecker:
         self._memo: dict[tuple[str, str, str], tuple[str, str]] = {}
         self._script: dict[Any, tuple[str, str]] = {}  # function identity -> verdict from its file
         self.no_files: set[str] = set()  # call records known (from the index's facts) to read no file
+        self._levels: dict[str, list[frozenset[str]]] = {}  # variable -> its live levels, finest first
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
         """(status, reason) of one record: done, stale or unknown."""
@@ -199,14 +200,19 @@ class StalenessChecker:
         given = {k: v for k, v in item.addr.items() if k in self.db.schema_keys}
         if not given.items() < record.addr.items():
             return ""  # (most inputs: at the value's own address)
+        levels = self._levels.get(item.var)
+        if levels is None:
+            levels = self._levels[item.var] = var_levels(self.db, item.var)
+        if len(levels) < 2:
+            return ""  # one level: nothing finer than where the input was found
         vkeys = {k: v for k, v in item.addr.items() if k not in self.db.schema_keys}
-        finer = finer_input(self.db, item.var, given, vkeys, record.addr)
+        finer = finer_input(self.db, item.var, given, vkeys, record.addr, levels=levels)
         if finer is not None:  # (rare: only then is the record read, for its `Split` keys)
             try:
                 split = split_keys(read_call(self.db.store, call_oid).extra.get("split"))
             except ScistackError:
                 split = frozenset()
-            finer = finer_input(self.db, item.var, given, vkeys, record.addr, split) if split else finer
+            finer = finer_input(self.db, item.var, given, vkeys, record.addr, split, levels) if split else finer
         return "" if finer is None else f"input {item.name}: {item.var} now has a value at {finer}"
 
     def _current(self, var: str | None, addr: dict[str, Any]) -> RefRecord | None:

@@ -481,6 +481,12 @@ def _variable_change(db: Any, param: str, item: CallInput, at: dict[str, Any] | 
     return []
 
 
+def var_levels(db: Any, var: str) -> list[frozenset[str]]:
+    """The sets of schema keys `var` has live records at, finest first."""
+    levels = [frozenset(level.split(",")) if level else frozenset() for level in db.index.levels(var, live=True)]
+    return sorted(levels, key=len, reverse=True)
+
+
 def split_keys(split: Any) -> frozenset[str]:
     """The keys a call's `Split` outputs were split by (its record's `split`, docs/format.md)."""
     if not isinstance(split, list):
@@ -489,16 +495,17 @@ def split_keys(split: Any) -> frozenset[str]:
 
 
 def finer_input(db: Any, var: str, given: dict[str, Any], vkeys: dict[str, Any], at: dict[str, Any] | None,
-                split_by: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+                split_by: frozenset[str] = frozenset(), levels: list[frozenset[str]] | None = None
+                ) -> dict[str, Any] | None:
     """Where `var` now has a value finer than `given` (the coarser address a call found its
     input at, serving `at`, the address of the value it made) and within `at`: `for_each`
     takes the finest there is, so a value saved per trial after a run used the session's makes
-    that run's result stale. A `Split` part's keys (`split_by`) were not the run's to look in."""
+    that run's result stale. A `Split` part's keys (`split_by`) were not the run's to look in.
+    `levels`: `var_levels(db, var)`, when the caller asks for many records."""
     if not at or not given.items() < at.items():
         return None
     within = set(at) - (split_by - set(given))
-    levels = [set(level.split(",")) if level else set() for level in db.index.levels(var, live=True)]
-    for keys in sorted((k for k in levels if set(given) < k <= within), key=len, reverse=True):
+    for keys in (k for k in (levels if levels is not None else var_levels(db, var)) if set(given) < k <= within):
         addr = {k: at[k] for k in db.schema_keys if k in keys}
         if db.index.current_at(var, key_of(addr), key_of(vkeys)) is not None:
             return addr
