@@ -182,7 +182,8 @@ def _scalar_values(db: Database, records: list[RefRecord], where: str | tuple) -
 def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:
     columns = {column for _, column in param_columns(params, lambda _: True)}  # `low_hz`, `bandpass_low_hz`
     known = [*db.schema_keys, *sorted(vkeys), *sorted({p.rsplit(".", 1)[-1] for p in params} | columns)]
-    close = [m for k in unknown for m in difflib.get_close_matches(k, known, n=1, cutoff=0.6)]
+    close = [m for k in unknown  # (`version=`, `where=` mistyped land here too)
+             for m in difflib.get_close_matches(k, [*known, "version", "where"], n=1, cutoff=0.6)]
     guess = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     return (
         f"{var} has no metadata key {', '.join(shown(k, 40) for k in unknown)}: its schema keys are "

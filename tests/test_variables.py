@@ -19,6 +19,7 @@ from scistack.errors import (
     InvalidNameError,
     NotARepositoryError,
     SchemaMismatchError,
+    UnknownMetadataKeyError,
     UnsupportedValueError,
     VariableNotFoundError,
 )
@@ -146,6 +147,14 @@ def test_not_found_names_a_saved_value_that_differs_only_in_type_or_case(project
     with pytest.raises(VariableNotFoundError) as info:
         VPeak.load(subject=2, session="pre")
     assert "Did you mean" not in str(info.value)
+
+
+def test_a_mistyped_version_or_where_keyword_is_named(project):
+    VPeak.save(1.0, subject=1, session="pre")
+    with pytest.raises(UnknownMetadataKeyError, match="did you mean 'version'"):
+        VPeak.load(subject=1, session="pre", verison=1)
+    with pytest.raises(UnknownMetadataKeyError, match="did you mean 'where'"):
+        VPeak.load_all(wher="subject = 1")
 
 
 def test_a_version_that_is_not_a_whole_number_is_refused(project):
