@@ -324,6 +324,35 @@ def test_cli_export_and_import(pipeline, tmp_path, python_env):
     assert json.loads(done.stdout)["refs"] == 6
 
 
+def test_an_import_names_the_values_of_the_project_it_makes_no_longer_current(pipeline, tmp_path, python_env):
+    """The bundle's value becomes current where the project had another one: said, and listed
+    (the import had been silent; the project's own value stays as an earlier version)."""
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1)
+    pipeline.close()
+    database_module._current = None
+    (tmp_path / "o").mkdir()
+    other = configure_database(tmp_path / "o" / "x.duckdb", SCHEMA)
+    try:
+        ExPeak.save(-1.0, subject=1, session="pre")  # this project's own, another value
+        ExPeak.save(pipeline_peak(1, "post"), subject=1, session="post")  # the same value: kept
+    finally:
+        other.close()
+        database_module._current = None
+    done = subprocess.run([PYTHON, "-m", "scistack", "--db", str(tmp_path / "o" / "x.duckdb"), "import",
+                           str(tmp_path / "b")], capture_output=True, text=True, env=python_env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert ("1 value(s) of this project are no longer current" in done.stdout
+            and "scistack log ExPeak subject=1 session='pre'" in done.stdout), done.stdout
+    other = configure_database(tmp_path / "o" / "x.duckdb", SCHEMA)
+    try:
+        assert ExPeak.load(subject=1, session="pre").data == pipeline_peak(1, "pre")
+        assert ExPeak.load(subject=1, session="pre", version=1).data == -1.0
+        assert other.import_bundle(tmp_path / "b").superseded == []  # twice: nothing changes
+    finally:
+        other.close()
+        database_module._current = None
+
+
 def average(values):
     return float(np.mean([v.mean() for v in values]))
 

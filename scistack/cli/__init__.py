@@ -291,8 +291,15 @@ def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current:
 def import_cmd(ctx: click.Context, bundle: str, as_json: bool) -> None:
     """Merge a bundle written by `scistack export` into this project (checked whole first)."""
     report = ctx.obj.db.import_bundle(bundle)
-    _emit(as_json, report, f"imported {bundle}: {report.objects} new object(s), {report.refs} value "
-          f"record(s) added ({report.skipped_refs} already here), {report.calls} call-cache entr(ies)")
+    text = (f"imported {bundle}: {report.objects} new object(s), {report.refs} value record(s) added "
+            f"({report.skipped_refs} already here), {report.calls} call-cache entr(ies)")
+    if report.superseded:
+        var, addr, vkeys = report.superseded[0]
+        keys = ctx.obj.db.schema_keys
+        example = " ".join(f"{k}={v!r}" for k, v in {**{k: addr[k] for k in keys if k in addr}, **vkeys}.items())
+        text += (f"\n{len(report.superseded)} value(s) of this project are no longer current: the bundle's "
+                 f"value at that address is (yours stay as earlier versions; e.g. scistack log {var} {example})")
+    _emit(as_json, report, text)
 
 
 @main.command("add-key")

@@ -16,7 +16,7 @@ already: older versions the bundle brings must not displace it); elsewhere nothi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,9 @@ class ImportReport:
     refs: int
     calls: int
     skipped_refs: int
+    # (variable, address, version keys) where the project's own current value was another one:
+    # the bundle's is current there now, the project's stays as an earlier version
+    superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:
@@ -205,6 +208,7 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
     except (InvalidNameError, InvalidMetadataError) as exc:
         raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
     added = skipped = calls = 0
+    superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     with db.batch():
         for obj in new_objects:  # read again, one at a time; checked again (it may have changed)
             db.store.put(obj["kind"], _checked(bundle, obj))
@@ -228,8 +232,12 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             # the bundle brings, it is current
             new += [ref for vkeys, ref in newest.items() if vkeys in brought and brought[vkeys] is not ref]
             skipped += len(group) - len(new)
+            current = {r.vkeys_key: r.oid for r in sorted(held, key=lambda r: r.version)}  # (the last: current)
+            for vkeys, ref in brought.items():
+                if vkeys in current and current[vkeys] != newest[vkeys]["oid"]:
+                    superseded.append((var, ref["addr"], ref["vkeys"]))
             for ref in new:
                 db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
                                  call=ref["call"], params=ref["params"], summary=ref["summary"])
             added += len(new)
-    return ImportReport(len(new_objects), added, calls, skipped)
+    return ImportReport(len(new_objects), added, calls, skipped, superseded)
