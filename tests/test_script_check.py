@@ -335,3 +335,64 @@ def test_what_the_script_file_cannot_settle_is_named_and_a_change_still_found(tm
         assert "STALE" in status.output, status.output
     finally:
         db.close()
+
+
+STAR_HELPERS = '''
+__all__ = ["SETTINGS", "smooth"]
+SETTINGS = {"k": 1}
+HIDDEN = {"k": 1}
+
+def smooth(x):
+    return x * 2
+'''
+
+STAR_SCRIPT = '''
+import numpy as np
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each
+from starhelpers import *
+
+class ScRaw(BaseVariable): pass
+class ScOut(BaseVariable): pass
+
+@lineage_fcn
+def process(signal):
+    return smooth(signal) + SETTINGS["k"]
+
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"], progress=False)
+    db.close()
+'''
+
+
+def test_names_a_script_star_imports_are_judged_by_their_module(tmp_path, python_env, monkeypatch):
+    """`from starhelpers import *`: the data it brings (SETTINGS) is judged by the module's
+    value now (it was "unknown: not a literal of the script"); a name the script binds
+    itself, or one the module does not export, is not taken from it."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helpers = tmp_path / "starhelpers.py"
+    helpers.write_text(STAR_HELPERS)
+    (tmp_path / "pipeline.py").write_text(STAR_SCRIPT)
+    done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+
+    def judged(helpers_text, script_text=STAR_SCRIPT):
+        helpers.write_text(helpers_text)
+        (tmp_path / "pipeline.py").write_text(script_text)
+        sys.modules.pop("starhelpers", None)  # as a fresh `scistack status` imports it
+        return why(ScOut, subject=1, session="pre")
+
+    try:
+        assert judged(STAR_HELPERS).status == "current"
+        report = judged(STAR_HELPERS.replace('SETTINGS = {"k": 1}', 'SETTINGS = {"k": 2}'))
+        assert report.status == "stale" and [r.kind for r in report.reasons] == ["data"], report
+        assert judged(STAR_HELPERS.replace('"SETTINGS", ', "")).status == "unknown"  # not exported
+        shadowed = STAR_SCRIPT.replace("class ScRaw", "SETTINGS = dict(k=1)\\n\\nclass ScRaw")
+        assert judged(STAR_HELPERS, shadowed).status == "unknown"  # the script's own, computed
+    finally:
+        sys.modules.pop("starhelpers", None)
+        db.close()

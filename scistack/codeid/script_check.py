@@ -18,7 +18,7 @@ import ast
 import functools
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from scistack.codeid._packages import package_version, split_label
 from scistack.codeid._ast_normalise import normalise, unparse
@@ -113,7 +113,7 @@ def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff:
 
 
 def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], literal_defaults: frozenset[str],
-            imports: dict[str, tuple[str, str]], reason: Any, find: Any, unknowns: list[str]) -> list:
+            imports: _Imports, reason: Any, find: Any, unknowns: list[str]) -> list:
     """What changed among the constants, data and packages read; what the file cannot settle
     goes to `unknowns`, and the rest is still compared (a change found is "stale" either way)."""
     reasons, seen = [], set()
@@ -129,7 +129,7 @@ def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], lit
 
 
 def _leaf(label: str, value: Any, recorded: dict[str, str], constants: dict[str, Any],
-          literal_defaults: frozenset[str], imports: dict[str, tuple[str, str]], reason: Any, find: Any) -> list:
+          literal_defaults: frozenset[str], imports: _Imports, reason: Any, find: Any) -> list:
     kind, _, dotted = label.partition(":")
     if kind == "pkg":  # labelled as identity labels it (the stdlib by Python's version)
         was, now = str(value), package_version(dotted)
@@ -175,16 +175,42 @@ def _leaf(label: str, value: Any, recorded: dict[str, str], constants: dict[str,
     return []  # unchanged, or "mutable": state the function writes, not an input
 
 
-def _imported(module: str, name: str, imports: dict[str, tuple[str, str]], find: Any, label: str) -> Any:
-    """The value now of a module's global, or of a name the script imported from a module."""
+class _Imports(NamedTuple):
+    """What the script's top-level imports bind: `from config import GAIN as G` (G -> (config,
+    GAIN)); the modules of its `from lab.helpers import *`, in order; and every name the
+    script binds itself at the top level (a star import does not settle those)."""
+
+    named: dict[str, tuple[str, str]]
+    stars: tuple[str, ...]
+    bound: frozenset[str]
+
+
+def _imported(module: str, name: str, imports: _Imports, find: Any, label: str) -> Any:
+    """The value now of a module's global, or of a name the script imported from a module
+    (by name, or by a star import: the last of them whose module exports it)."""
     if module == "__main__":
-        if name not in imports:
-            raise _CannotTell(f"{name} is not a literal of the script: its value is computed when it runs")
-        module, name = imports[name]
+        if name in imports.named:
+            module, name = imports.named[name]
+        else:
+            module = _star_source(name, imports, find)
+            if module is None:
+                raise _CannotTell(f"{name} is not a literal of the script: its value is computed when it runs")
     value = find(module, name)
     if value is None:  # (not importable now; a None constant is not told apart: unknown, never a guess)
         raise _CannotTell(f"{module}.{name} cannot be imported here")
     return value
+
+
+def _star_source(name: str, imports: _Imports, find: Any) -> str | None:
+    """The module a star import took `name` from (None: bound otherwise, or by none of them)."""
+    if name in imports.bound:
+        return None
+    for module in reversed(imports.stars):  # (a later star import rebinds the name)
+        exported = find(module, "__all__")
+        if (name in exported) if isinstance(exported, (list, tuple)) else not name.startswith("_"):
+            if find(module, name) is not None:
+                return module
+    return None
 
 
 def _imported_constant(label: str, dotted: str, digest: str, recorded: dict[str, str], value: Any,
@@ -205,11 +231,10 @@ def _no_code(value: object) -> str:
 
 @functools.lru_cache(maxsize=32)
 def _parse(path: str, mtime_ns: int, size: int
-           ) -> tuple[dict[str, str], dict[str, Any], frozenset[str], dict[str, tuple[str, str]]] | None:
+           ) -> tuple[dict[str, str], dict[str, Any], frozenset[str], _Imports] | None:
     """Normalised source of each top-level function (None for a name bound inside a block),
     literal constants, the parameters (`function.param`) whose default is a literal, and the
-    names imported from modules (`from config import GAIN as G`: G -> (config, GAIN));
-    cached per version of the file."""
+    names imported from modules (`_Imports`); cached per version of the file."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
@@ -218,16 +243,23 @@ def _parse(path: str, mtime_ns: int, size: int
     rebound = _bound_in_blocks(tree)  # `if __name__ == "__main__": GAIN = 3.0`: which one ran?
     defs.update(dict.fromkeys(rebound))  # (None: defined or bound in a block, not told from the text)
     constants = {k: v for k, v in _literal_constants(tree).items() if k not in rebound}
-    imports = {k: v for k, v in _imported_names(tree).items() if k not in rebound}
-    return defs, constants, _literal_defaults(tree), imports
+    named = {k: v for k, v in _imported_names(tree).items() if k not in rebound}
+    stars = tuple(n.module for n in tree.body if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module
+                  and any(a.name == "*" for a in n.names))
+    return defs, constants, _literal_defaults(tree), _Imports(named, stars, frozenset(_names_bound(tree.body)))
 
 
 def _bound_in_blocks(tree: ast.Module) -> set[str]:
     """Module globals bound inside a top-level block (if, for, with, try...): the text alone
     cannot say which binding the run saw."""
+    return _names_bound([n for n in tree.body if not isinstance(
+        n, (*_DEFS, ast.ClassDef, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Import, ast.ImportFrom, ast.Expr))])
+
+
+def _names_bound(nodes: list[ast.stmt]) -> set[str]:
+    """The global names `nodes` bind (a function's or class's own name, not its body's)."""
     found: set[str] = set()
-    todo = [n for n in tree.body if not isinstance(n, (*_DEFS, ast.ClassDef, ast.Assign, ast.AnnAssign,
-                                                          ast.AugAssign, ast.Import, ast.ImportFrom, ast.Expr))]
+    todo: list[ast.AST] = list(nodes)
     while todo:
         node = todo.pop()
         if isinstance(node, (*_DEFS, ast.ClassDef)):
@@ -238,7 +270,7 @@ def _bound_in_blocks(tree: ast.Module) -> set[str]:
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             found.add(node.id)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            found |= {a.asname or a.name.partition(".")[0] for a in node.names}
+            found |= {a.asname or a.name.partition(".")[0] for a in node.names if a.name != "*"}
         todo += ast.iter_child_nodes(node)
     return found
 
