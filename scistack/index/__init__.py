@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from scistack.errors import (DatabaseLockedError, IndexDamagedError, InvalidMetadataError, InvalidNameError,
+from scistack.errors import (IndexDamagedError, InvalidMetadataError, InvalidNameError,
                              ReadOnlyProjectError)
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
