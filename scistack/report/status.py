@@ -27,7 +27,7 @@ from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
 from scistack.errors import ScistackError, VariableNotFoundError
-from scistack.report.history import CallInfo, CallReader, InputInfo, learn_calls, select
+from scistack.report.history import CallInfo, CallReader, InputInfo, learn_calls
 from scistack.index import RefRecord, key_of
 from scistack.index.journal import loads_line
 from scistack.index.state import decode_keys

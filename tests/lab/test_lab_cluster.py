@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database, for_each

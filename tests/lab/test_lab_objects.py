@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import threading
-from pathlib import Path
-
 import numpy as np
 import pytest
 

@@ -319,8 +319,6 @@ def test_the_same_values_at_another_address_run_there_with_their_own_lineage(pro
     """Subject 3 holds subject 1's raw values: one call key. The plan had called subject 3
     cached and named subject 1's call record (its lineage, parameters); it runs there now,
     to be recorded with its own inputs. A Thunk call does the same."""
-    from scistack.matlab_bridge.thunk import lookup
-
     db, fn = project
     for session in ("pre", "baseline"):
         db.index.put_ref("BridgeRaw", {"subject": 3, "session": session}, {},
