@@ -3,7 +3,9 @@
 Each variable contributes its current records (as `load_all(as_df=True)`), its value in a
 column named after it, and its version/fn/created_at/oid as `<Var>_version` etc. Rows pair
 up on the schema keys both have, so a variable saved per subject is repeated on each of that
-subject's sessions (broadcast). Other columns both have (a lineage parameter of a shared
+subject's sessions (broadcast); a variable saved at several levels gives each row its finest
+value covering it (a session's own calibration where it has one, else its subject's), as
+`for_each` takes an input. Other columns both have (a lineage parameter of a shared
 upstream step) are suffixed `_<Var>`.
 
 `where` and keys select as in `load_all`: each variable applies the parts (top-level ANDs) it
@@ -57,6 +59,7 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         [i in taken for taken in took_part], [bool(names & cols) for cols in columns_of])]
     left_keys = [k for k in metadata if not _applied(
         [k in taken for taken in took_key], [k.lower() in cols for cols in columns_of])]
+    levels = {name: _mark_levels(frame, name, db.schema_keys) for name, frame in frames}
     name, result = frames[0]
     for other, frame in frames[1:]:
         keys = [k for k in db.schema_keys if k in result.columns and k in frame.columns]
@@ -65,9 +68,10 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
                 f"{name} and {other} share no schema key (schema {db.schema_keys}); a join needs "
                 "at least one, e.g. both saved per subject")
         clash = (set(result.columns) & set(frame.columns)) - set(keys)
-        result = result.rename(columns={c: f"{c}_{name}" for c in clash}).merge(
-            frame.rename(columns={c: f"{c}_{other}" for c in clash}), on=keys, how="inner")
+        result = _merged(result.rename(columns={c: f"{c}_{name}" for c in clash}),
+                         frame.rename(columns={c: f"{c}_{other}" for c in clash}), keys)
         name = other
+    result = _finest_only(result, levels, db.schema_keys)
     for key in left_keys:  # after the join: a coarser variable lacks the key
         wanted = metadata[key]
         if key not in result.columns:
@@ -113,6 +117,70 @@ def _load_selected(db: Database, var: type[BaseVariable], parts: list[tuple[str,
         return var.load_all(as_df=True, **selection), set(mine), keys
     except QueryError:  # a column its current records lack after all: checked on the joined rows
         return var.load_all(as_df=True, **{k: metadata[k] for k in keys if k in everywhere}), set(), keys & everywhere
+
+
+_LEVEL = "__level_{}"  # a variable saved at several levels: the keys of each row's record
+
+
+def _mark_levels(frame: Any, name: str, schema_keys: list[str]) -> tuple[set[frozenset], set[frozenset]] | None:
+    """For a variable saved at several levels (a subject's calibration, and a session's own
+    in places), each row's set of keys in a column of its own; its (levels, addresses), to
+    keep a coarser value only where no finer one of its own covers the joined row."""
+    keys = [k for k in schema_keys if k in frame.columns]
+    rows = [frozenset(k for k, has in zip(keys, row) if has) for row in frame[keys].notna().to_numpy()]
+    if len(set(rows)) < 2:
+        return None
+    frame[_LEVEL.format(name)] = rows
+    values = frame[keys].to_numpy(dtype=object)
+    addresses = {frozenset((k, v) for k, v in zip(keys, row) if k in level) for row, level in zip(values, rows)}
+    return set(rows), addresses
+
+
+def _merged(left: Any, right: Any, keys: list[str]) -> Any:
+    """`left` joined with `right` on the schema keys both have. Where a side holds rows at
+    several levels (keys left empty), each pair of levels joins on the keys both rows have,
+    so a subject's value meets each of that subject's sessions (a plain merge matched it
+    with none, and a join with such a variable lost every row but its finest ones)."""
+    if not (left[keys].isna().to_numpy().any() or right[keys].isna().to_numpy().any()):
+        return left.merge(right, on=keys, how="inner")
+    import pandas as pd
+
+    pieces = []
+    for left_keys, lefts in _by_level(left, keys):
+        for right_keys, rights in _by_level(right, keys):
+            on = [k for k in keys if k in left_keys and k in right_keys]
+            if on:  # a key only one row has: that row's value
+                pieces.append(lefts.drop(columns=[k for k in keys if k in right_keys - left_keys]).merge(
+                    rights.drop(columns=[k for k in keys if k not in right_keys]), on=on, how="inner"))
+    return pd.concat(pieces, ignore_index=True) if pieces else left.iloc[:0].merge(right.iloc[:0], on=keys)
+
+
+def _by_level(frame: Any, keys: list[str]) -> list[tuple[set[str], Any]]:
+    """The frame's rows grouped by which of `keys` they have."""
+    groups: dict[tuple[bool, ...], list[int]] = {}
+    for i, has in enumerate(map(tuple, frame[keys].notna().to_numpy())):
+        groups.setdefault(has, []).append(i)
+    return [({k for k, h in zip(keys, has) if h}, frame.iloc[rows]) for has, rows in groups.items()]
+
+
+def _finest_only(result: Any, levels: dict[str, Any], schema_keys: list[str]) -> Any:
+    """The joined rows where each variable saved at several levels gives its finest value
+    covering the row, as `for_each` takes an input (a session's own calibration, not its
+    subject's, where it has one); the level columns dropped."""
+    marked = {name: found for name, found in levels.items() if found is not None}
+    if not marked:
+        return result
+    keys = [k for k in schema_keys if k in result.columns]
+    values = result[keys].to_numpy(dtype=object)
+    present = result[keys].notna().to_numpy()
+    keep = [True] * len(result)
+    for name, (var_levels, addresses) in marked.items():
+        for i, (row, has, level) in enumerate(zip(values, present, result[_LEVEL.format(name)])):
+            address = {k: v for k, v, h in zip(keys, row, has) if h}
+            if keep[i] and any(frozenset((k, address[k]) for k in finer) in addresses
+                               for finer in var_levels if level < finer <= address.keys()):
+                keep[i] = False
+    return result[keep].drop(columns=[_LEVEL.format(name) for name in marked])
 
 
 def _applied(took: list[bool], has_columns: list[bool]) -> bool:

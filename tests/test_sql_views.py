@@ -676,3 +676,19 @@ def test_a_condition_is_cut_at_its_top_level_ands_only():
     for wrong in ("AND low_hz = 1", "low_hz = 1 AND", "(low_hz = 1", "low_hz = 1; DROP TABLE x"):
         with pytest.raises(QueryError):
             conjuncts(wrong)
+
+
+def test_join_with_a_variable_saved_at_two_levels_takes_its_finest_value_per_row(project):
+    """A calibration per subject, and a session's own in one place: each session joins with
+    its own where it has one, else its subject's, as for_each takes an input. The join had
+    kept only the rows of the session-level value (one row of four)."""
+    for subject in (1, 2):
+        StrideLength.save(float(subject), subject=subject)
+        for session in ("pre", "post"):
+            PeakActivation.save(subject * 10.0 + (session == "pre"), subject=subject, session=session)
+    StrideLength.save(9.0, subject=1, session="pre")
+    expected = [[1, "post", 10.0, 1.0], [1, "pre", 11.0, 9.0], [2, "post", 20.0, 2.0], [2, "pre", 21.0, 2.0]]
+    for joined in (scistack.join(PeakActivation, StrideLength), scistack.join(StrideLength, PeakActivation)):
+        assert joined[["subject", "session", "PeakActivation", "StrideLength"]].values.tolist() == expected
+        assert not [c for c in joined.columns if c.startswith("__")]
+    assert scistack.join(PeakActivation, StrideLength, where="StrideLength > 5")["session"].tolist() == ["pre"]
