@@ -7,6 +7,7 @@ One implementation, used by `BaseVariable` and by the reporting commands.
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 from typing import Any
 
@@ -216,7 +217,28 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
         hints.append(f"versions {sorted({r.version for r in records})[:10]}")
     among = "" if total <= len(records) else f" (among its {len(records)} newest)"
     message = f"{var} has no record matching {query}; it has {total} records with{among} " + "; ".join(hints)
-    return message + (f". Did you mean {', '.join(meant)}?" if meant else "")
+    if meant:
+        return message + f". Did you mean {', '.join(meant)}?"
+    coarser = _covering(db, var, metadata) if version is None else None
+    if coarser is not None:
+        where = ", ".join(f"{k}={shown(v)}" for k, v in coarser.items())
+        return message + (f". A value at {where} covers it (what for_each takes there): "
+                          f"{var}.load({where})")
+    return message
+
+
+def _covering(db: Database, var: str, metadata: dict[str, Any]) -> dict[str, Any] | None:
+    """The finest coarser address of `var` with a value that covers the address asked for
+    (only schema keys, one value each): a subject's calibration for a session."""
+    if not metadata or any(k not in db.schema_keys or is_multi(v) for k, v in metadata.items()):
+        return None
+    keys = [k for k in db.schema_keys if k in metadata]
+    for size in range(len(keys) - 1, 0, -1):
+        for chosen in itertools.combinations(keys, size):
+            addr = {k: query_value(metadata[k]) for k in chosen}
+            if db.index.versions_here(var, key_of(addr)):
+                return addr
+    return None
 
 
 def near_values(key: str, asked: Any, saved: list[Any]) -> list[str]:

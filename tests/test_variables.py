@@ -149,6 +149,17 @@ def test_not_found_names_a_saved_value_that_differs_only_in_type_or_case(project
     assert "Did you mean" not in str(info.value)
 
 
+def test_not_found_names_a_coarser_value_that_covers_the_address(project):
+    VPeak.save(1.0, subject=1)
+    VPeak.save(2.0, subject=1, session="pre")
+    with pytest.raises(VariableNotFoundError, match=re.escape(
+            "A value at subject=1 covers it (what for_each takes there): VPeak.load(subject=1)")):
+        VPeak.load(subject=1, session="post")
+    with pytest.raises(VariableNotFoundError) as info:
+        VPeak.load(subject=2, session="post")
+    assert "covers it" not in str(info.value)
+
+
 def test_a_mistyped_version_or_where_keyword_is_named(project):
     VPeak.save(1.0, subject=1, session="pre")
     with pytest.raises(UnknownMetadataKeyError, match="did you mean 'version'"):
