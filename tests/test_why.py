@@ -221,3 +221,30 @@ def test_a_finer_input_saved_after_the_run_makes_its_result_stale(project):
     dry = for_each(calibrate, inputs={"cal": LevelCal}, outputs=[LevelOut], subject=[1, 2],
                    session=["pre", "post"], progress=False, dry_run=True)
     assert [i.combo for i in dry.items if i.status == "would_run"] == [{"subject": 1, "session": "pre"}]
+
+
+class LevelFixedOut(BaseVariable):
+    pass
+
+
+def test_a_fixed_input_found_at_a_coarser_address_is_judged_where_the_run_looked(project):
+    """`Fixed(LevelCal, session="baseline")` with only a subject's calibration saved: a value
+    saved later at the output's own session is not where that run looks (it stays current);
+    one saved at the baseline session is (stale, as the run would compute it again)."""
+    from scistack import Fixed
+    from scistack.report.status import status_grid
+
+    LevelCal.save(np.full(2, 1.0), subject=1)
+    report = for_each(calibrate, inputs={"cal": Fixed(LevelCal, session="baseline")}, outputs=[LevelFixedOut],
+                      subject=[1], session=["pre"], progress=False)
+    assert report.ran == 1
+    LevelCal.save(np.full(2, 5.0), subject=1, session="pre")
+    assert why(LevelFixedOut, subject=1, session="pre").status == "current"
+    assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 0
+    LevelCal.save(np.full(2, 7.0), subject=1, session="baseline")
+    report = why(LevelFixedOut, subject=1, session="pre")
+    assert report.status == "stale" and "'session': 'baseline'" in report.reasons[0].detail
+    assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 1
+    rerun = for_each(calibrate, inputs={"cal": Fixed(LevelCal, session="baseline")}, outputs=[LevelFixedOut],
+                     subject=[1], session=["pre"], progress=False, dry_run=True)
+    assert [i.status for i in rerun.items] == ["would_run"]

@@ -19,6 +19,7 @@ from scistack.database import Database
 from scistack.errors import InvalidMetadataError
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.index import RefRecord, key_of
+from scistack.index.state import is_multi
 from scistack.lineage.calls import BoundInput, agreed_params, describe
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes
@@ -141,7 +142,8 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
         record = {"oid": key, "var": var, "merge": [p.bound.record for p in parts]}  # type: ignore[union-attr]
         return Resolved(BoundInput(name, None, key, record, params), records, True, var)
     if isinstance(spec, Fixed):
-        return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table)
+        return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table,
+                                 pinned=spec.pinned)
     if isinstance(spec, (PathInput, PathOutput)):
         bound = spec.bound(name, combo)
         return None if bound is None else Resolved(bound, None, False, None)
@@ -156,7 +158,7 @@ def constant(name: str, value: Any) -> Resolved:
 
 
 def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool,
-                      addr_key: str | None = None) -> Resolved | None:
+                      addr_key: str | None = None, pinned: dict[str, Any] | None = None) -> Resolved | None:
     """Raises AmbiguousVersionError when several version-key variants are there and `addr`
     (a `Fixed` pin) names none of them: the rule `load` follows (`choose_variant`)."""
     index = db.index
@@ -167,7 +169,7 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
     where, vkeys = split_metadata(db, addr)
     records = index.select(var, where, vkeys, {})
     if not records:
-        return _coarser(index, name, var, where, vkeys, bool(vkeys or index.vkey_names(var)))
+        return _coarser(index, name, var, where, vkeys, bool(vkeys or index.vkey_names(var)), pinned)
     exact = [r for r in records if set(r.addr) == set(where)]
     if exact:
         return _single(name, var, choose_variant(var, exact))
@@ -176,9 +178,11 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
 
 
 def _coarser(index: Any, name: str, var: str, addr: dict[str, Any], vkeys: dict[str, Any],
-             variants: bool) -> Resolved | None:
+             variants: bool, pinned: dict[str, Any] | None = None) -> Resolved | None:
     """A value saved at a coarser level (a per-subject calibration) serves every finer
-    combination below it: the most specific such record wins."""
+    combination below it: the most specific such record wins. A `Fixed` input's pins are
+    recorded with it (`pinned`): where the run looked, for `status` to see a finer value
+    saved there later (docs/format.md)."""
     keys = list(addr)
     for size in range(len(keys) - 1, 0, -1):
         for subset in itertools.combinations(keys, size):
@@ -187,7 +191,11 @@ def _coarser(index: Any, name: str, var: str, addr: dict[str, Any], vkeys: dict[
                        else index.versions_at(var, key_of(coarse))[-1:])
             exact = [r for r in records if set(r.addr) == set(coarse)]
             if exact:
-                return _single(name, var, choose_variant(var, exact))
+                found = _single(name, var, choose_variant(var, exact))
+                pins = {k: v for k, v in (pinned or {}).items() if k in addr and not is_multi(v)}
+                if pins:
+                    found.bound.record["pinned"] = pins
+                return found
     return None
 
 

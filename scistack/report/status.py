@@ -207,12 +207,17 @@ class StalenessChecker:
             return ""  # one level: nothing finer than where the input was found
         vkeys = {k: v for k, v in item.addr.items() if k not in self.db.schema_keys}
         finer = finer_input(self.db, item.var, given, vkeys, record.addr, levels=levels)
-        if finer is not None:  # (rare: only then is the record read, for its `Split` keys)
-            try:
-                split = split_keys(read_call(self.db.store, call_oid).extra.get("split"))
+        if finer is not None:  # (rare: only then is the record read, for its `Split` keys and
+            try:  # a `Fixed` input's pins: where the run looked)
+                call = read_call(self.db.store, call_oid)
             except ScistackError:
-                split = frozenset()
-            finer = finer_input(self.db, item.var, given, vkeys, record.addr, split, levels) if split else finer
+                return ""
+            split = split_keys(call.extra.get("split"))
+            argument = call.arguments.get(item.name)
+            pinned = argument.extra.get("pinned") if argument is not None else None
+            at = {**record.addr, **pinned} if isinstance(pinned, dict) else record.addr
+            if split or at is not record.addr:
+                finer = finer_input(self.db, item.var, given, vkeys, at, split, levels)
         return "" if finer is None else f"input {item.name}: {item.var} now has a value at {finer}"
 
     def _current(self, var: str | None, addr: dict[str, Any]) -> RefRecord | None:

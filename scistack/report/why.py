@@ -474,7 +474,9 @@ def _variable_change(db: Any, param: str, item: CallInput, at: dict[str, Any] | 
                 f"{item.oid[:12]} -> {now.oid[:12]} (version {now.version})",
             )
         ]
-    finer = finer_input(db, item.var, addr, vkeys, at, split_by)
+    pinned = item.extra.get("pinned")  # a `Fixed` input: where the run looked
+    finer = finer_input(db, item.var, addr, vkeys, {**at, **pinned} if at and isinstance(pinned, dict) else at,
+                        split_by)
     if finer is not None:
         return [Reason("input", param, f"{item.var} now has a value at {finer}, which a run takes "
                        f"over the one at {addr} it used")]
