@@ -692,3 +692,39 @@ def test_join_with_a_variable_saved_at_two_levels_takes_its_finest_value_per_row
         assert joined[["subject", "session", "PeakActivation", "StrideLength"]].values.tolist() == expected
         assert not [c for c in joined.columns if c.startswith("__")]
     assert scistack.join(PeakActivation, StrideLength, where="StrideLength > 5")["session"].tolist() == ["pre"]
+
+
+_joins = iter(range(10**6))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    finer=st.sets(st.tuples(st.integers(1, 3), st.sampled_from(["pre", "post", "mid"])), max_size=7),
+    coarse=st.sets(st.integers(1, 3), max_size=3),
+    mixed=st.sets(st.tuples(st.integers(1, 3), st.sampled_from(["pre", "post", "mid"])), max_size=4),
+    left=st.booleans(),
+)
+def test_join_agrees_with_the_finest_covering_value_per_row(project, finer, coarse, mixed, left):
+    """A session-level variable joined with one saved per subject and, in places, per session:
+    each row the session variable has gets the other's own value there, else its subject's,
+    else no row; either order of the two."""
+    n = next(_joins)
+    sessions = type(f"JoinSes{n}", (BaseVariable,), {})
+    levels = type(f"JoinLev{n}", (BaseVariable,), {})
+    if not finer or not (coarse or mixed):
+        return
+    for subject, session in finer:
+        sessions.save(subject * 10.0 + len(session), subject=subject, session=session)
+    for subject in coarse:
+        levels.save(float(subject), subject=subject)
+    for subject, session in mixed:
+        levels.save(100.0 + subject + len(session), subject=subject, session=session)
+    expected = []
+    for subject, session in sorted(finer):
+        value = (100.0 + subject + len(session) if (subject, session) in mixed
+                 else float(subject) if subject in coarse else None)
+        if value is not None:
+            expected.append([subject, session, subject * 10.0 + len(session), value])
+    joined = scistack.join(*((sessions, levels) if left else (levels, sessions)))
+    got = joined[["subject", "session", sessions.__name__, levels.__name__]].values.tolist() if len(joined) else []
+    assert sorted(got) == sorted(expected)
