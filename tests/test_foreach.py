@@ -967,13 +967,31 @@ def test_a_rerun_mixing_cached_changed_and_overwritten_combinations(emg):
 def test_identical_inputs_at_two_addresses_stay_cached(project):
     for session in SESSIONS:
         FeRawEMG.save(np.ones(4), subject=1, session=session)
-    assert run_bandpass(subject=[1]).ran == 2
+    first = run_bandpass(subject=[1])  # one call: the second address is served what it made
+    assert (first.ran, first.cached) == (1, 1)
     for _ in range(2):
         assert run_bandpass(subject=[1]).cached == 2
     for session in SESSIONS:
         assert versions(FeFiltered, subject=1, session=session) == [1]
         prov = project.get_provenance(FeFiltered, subject=1, session=session)
         assert prov["inputs"]["signal"]["addr"] == {"subject": 1, "session": session}
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_the_same_values_at_several_addresses_are_computed_once_in_a_run(project, workers):
+    """Three sessions holding the same raw values: one call runs (in a worker too), the other
+    two are served what it made, each recorded with its own inputs (all three had run)."""
+    for session in ("pre", "post", "mid"):
+        FeRawEMG.save(np.ones(4) * (7.0 if session == "mid" else 1.0), subject=1, session=session)
+    report = for_each(fns.with_pid, inputs={"signal": FeRawEMG}, outputs=[FeFiltered, FeWorkerPid],
+                      subject=[1], session=["pre", "post", "mid"], workers=workers, progress=False)
+    assert (report.ran, report.cached) == (2, 1), report.summary()
+    pids = {FeWorkerPid.load(subject=1, session=s).data for s in ("pre", "post")}
+    assert len(pids) == 1  # computed once, in one process
+    for session in ("pre", "post", "mid"):
+        prov = project.get_provenance(FeFiltered, subject=1, session=session)
+        assert prov["inputs"]["signal"]["addr"] == {"subject": 1, "session": session}
+    assert {i.combo["session"]: i.status for i in report.items}["post"] == "cached"
 
 
 def test_ignored_parameter_is_passed_but_not_recorded(emg):
@@ -1284,7 +1302,7 @@ class FeCalibrated(BaseVariable):
 def test_value_saved_at_a_coarser_level_serves_finer_combinations(project):
     FeCalibration.save(2.0, subject=1)                  # one calibration per subject
     for session in ("pre", "post"):
-        FeRawEMG.save(np.ones(3), subject=1, session=session)
+        FeRawEMG.save(np.ones(3) * (3.0 if session == "pre" else 1.0), subject=1, session=session)
 
     def calibrate(signal, gain):
         return signal * gain

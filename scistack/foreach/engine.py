@@ -587,11 +587,17 @@ class _Run:
     def _run_serial(self, bar: Any) -> None:
         fn = self.lf.fn
         passthrough, positional = self._passthrough(), self._positional()
+        made: dict[str, Outcome] = {}  # call key -> what this run's call with that key made
         for index, pending in enumerate(self.pending):
-            task = Task(index, pending.resolved, passthrough, positional)
-            outcome = run_task(fn, self.db.store, task, self.db.schema_keys, self.splits, self.as_table,
-                               self.lazy)
-            self._finish(pending, outcome)
+            if pending.key in made:
+                self._finish_same(pending, made[pending.key])
+            else:
+                task = Task(index, pending.resolved, passthrough, positional)
+                outcome = run_task(fn, self.db.store, task, self.db.schema_keys, self.splits, self.as_table,
+                                   self.lazy)
+                self._finish(pending, outcome)
+                if pending.item.status == "ran":
+                    made[pending.key] = outcome
             item = pending.item
             _tick(bar)
             if self.on_error == "raise" and item.status == "failed":
@@ -602,32 +608,63 @@ class _Run:
                       bar: Any) -> None:
         own = executor is None
         pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        size = chunk_size or default_chunk_size(len(self.pending), workers or executor_size(pool))
-        passthrough = self._passthrough()
-        positional = self._positional()
-        tasks = [Task(i, p.resolved, passthrough, positional) for i, p in enumerate(self.pending)]
-        # a shared store (lab mode) is opened by its URL; a local one by its folder
-        store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
-        chunks: dict[cf.Future, list[Task]] = {}
+        # combinations with the same call key (the same values at several addresses): the first
+        # runs, the others are served what it made once it is back (or run, if it did not run)
+        first: dict[str, int] = {}
+        later = {i: j for i, p in enumerate(self.pending) if (j := first.setdefault(p.key, i)) != i}
+        size = chunk_size or default_chunk_size(len(self.pending) - len(later), workers or executor_size(pool))
         # our own pool's workers unpickle the function inside the task: one they cannot find
         # fails its combinations by name instead of killing the pool (BrokenProcessPool)
         fn = pickled_for_workers(self.lf) if own else self.lf
         try:
-            for start in range(0, len(tasks), size):
-                future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],
-                                     self.db.schema_keys, self.splits, self.as_table, self.lazy)
-                chunks[future] = tasks[start:start + size]
-            for future in cf.as_completed(chunks):
-                for outcome in chunk_outcomes(future, chunks[future], self.name):
-                    pending = self.pending[outcome.index]
-                    self._finish(pending, outcome)
+            made = self._run_tasks(pool, fn, [i for i in range(len(self.pending)) if i not in later], size, bar)
+            if made is None:
+                return
+            again = []
+            for i, j in later.items():
+                if j in made:
+                    self._finish_same(self.pending[i], made[j])
                     _tick(bar)
-                    if self.on_error == "raise" and pending.item.status == "failed":
-                        self._stop(chunks)
-                        return
+                else:
+                    again.append(i)
+            if again:
+                self._run_tasks(pool, fn, again, size, bar)
         finally:
             if own:
                 pool.shutdown(cancel_futures=True)
+
+    def _run_tasks(self, pool: cf.Executor, fn: Any, indices: list[int], size: int, bar: Any
+                   ) -> dict[int, Outcome] | None:
+        """Run the pending combinations `indices` on `pool`, `size` to a task; the outcome of
+        each that ran, or None when on_error="raise" stopped the run."""
+        passthrough, positional = self._passthrough(), self._positional()
+        tasks = [Task(i, self.pending[i].resolved, passthrough, positional) for i in indices]
+        # a shared store (lab mode) is opened by its URL; a local one by its folder
+        store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
+        chunks: dict[cf.Future, list[Task]] = {}
+        for start in range(0, len(tasks), size):
+            future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],
+                                 self.db.schema_keys, self.splits, self.as_table, self.lazy)
+            chunks[future] = tasks[start:start + size]
+        made: dict[int, Outcome] = {}
+        for future in cf.as_completed(chunks):
+            for outcome in chunk_outcomes(future, chunks[future], self.name):
+                pending = self.pending[outcome.index]
+                self._finish(pending, outcome)
+                _tick(bar)
+                if pending.item.status == "ran":
+                    made[outcome.index] = outcome
+                if self.on_error == "raise" and pending.item.status == "failed":
+                    self._stop(chunks)
+                    return None
+        return made
+
+    def _finish_same(self, pending: _Pending, outcome: Outcome) -> None:
+        """A combination whose call key a call of this run already had (the same values at
+        another address): served what that call made, recorded with its own inputs, as a
+        cache hit is (it had been run again)."""
+        self._finish(pending, outcome)
+        pending.item.status, pending.item.duration = "cached", 0.0
 
     def _stop(self, chunks: dict[cf.Future, list[Task]]) -> None:
         """on_error="raise": cancel what has not started; results still to come are not recorded."""
