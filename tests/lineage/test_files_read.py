@@ -51,8 +51,8 @@ def _import(tmp_path: Path, monkeypatch) -> object:
 
 def test_files_read_in_workers_are_recorded_and_checked(project, tmp_path, monkeypatch):
     steps = _import(tmp_path, monkeypatch)
-    for subject in (1, 2):
-        FrIn.save(np.arange(3.0), subject=subject, session="a")
+    for subject in (1, 2):  # other values each: both run (the same ones would run once)
+        FrIn.save(np.arange(3.0) + (subject == 1), subject=subject, session="a")
     with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         run = dict(inputs={"x": FrIn}, outputs=[FrOut], subject=[1, 2], session=["a"], executor=pool)
         first = for_each(steps.calibrated, **run)
