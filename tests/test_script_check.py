@@ -46,9 +46,10 @@ class ScOut(BaseVariable):
     pass
 
 
-def _run_script(tmp_path: Path, python_env: dict) -> Path:
+def _run_script(tmp_path: Path, python_env: dict, text: str = SCRIPT) -> Path:
+    """`text` written to pipeline.py in `tmp_path` and run there, as a user runs a script."""
     script = tmp_path / "pipeline.py"
-    script.write_text(SCRIPT)
+    script.write_text(text)
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=python_env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -101,11 +102,7 @@ DATA_SCRIPT = SCRIPT.replace("GAIN = 2.0\n", "GAIN = 2.0\nWEIGHTS = [1, 2]\n").r
 
 def test_script_module_data_and_defaults_are_judged_from_the_file(tmp_path, python_env, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    script = tmp_path / "pipeline.py"
-    script.write_text(DATA_SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=python_env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    script = _run_script(tmp_path, python_env, DATA_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
     try:
         assert why(ScOut, subject=1, session="pre").status == "current"
@@ -179,10 +176,7 @@ def test_script_judges_classes_and_constants_of_the_modules_it_imports(tmp_path,
     monkeypatch.syspath_prepend(str(tmp_path))
     helpers = tmp_path / "labhelpers.py"
     helpers.write_text(HELPERS)
-    (tmp_path / "pipeline.py").write_text(IMPORTING_SCRIPT)
-    done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    _run_script(tmp_path, python_env, IMPORTING_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
 
     def judged(variable, helpers_text):
@@ -256,11 +250,7 @@ def test_script_names_imported_from_modules_and_names_bound_in_blocks(tmp_path, 
     monkeypatch.syspath_prepend(str(tmp_path))
     helpers = tmp_path / "labhelpers.py"
     helpers.write_text(HELPERS + "TABLE = {'k': 1.0}\n")
-    script = tmp_path / "pipeline.py"
-    script.write_text(NAMES_SCRIPT)
-    done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    script = _run_script(tmp_path, python_env, NAMES_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
 
     def judged(variable, helpers_text=HELPERS + "TABLE = {'k': 1.0}\n"):
@@ -313,11 +303,7 @@ def test_what_the_script_file_cannot_settle_is_named_and_a_change_still_found(tm
     "unknown", naming GAIN (it said the function "is not defined in this process; import
     it"); and a change of the function's code beside it is "stale" (it was "unknown" too)."""
     monkeypatch.chdir(tmp_path)
-    script = tmp_path / "pipeline.py"
-    script.write_text(COMPUTED_SCRIPT)
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=python_env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    script = _run_script(tmp_path, python_env, COMPUTED_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
     try:
         report = why(ScOut, subject=1, session="pre")
@@ -374,10 +360,7 @@ def test_names_a_script_star_imports_are_judged_by_their_module(tmp_path, python
     monkeypatch.syspath_prepend(str(tmp_path))
     helpers = tmp_path / "starhelpers.py"
     helpers.write_text(STAR_HELPERS)
-    (tmp_path / "pipeline.py").write_text(STAR_SCRIPT)
-    done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    _run_script(tmp_path, python_env, STAR_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
 
     def judged(helpers_text, script_text=STAR_SCRIPT):
