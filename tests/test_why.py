@@ -248,3 +248,20 @@ def test_a_fixed_input_found_at_a_coarser_address_is_judged_where_the_run_looked
     rerun = for_each(calibrate, inputs={"cal": Fixed(LevelCal, session="baseline")}, outputs=[LevelFixedOut],
                      subject=[1], session=["pre"], progress=False, dry_run=True)
     assert [i.status for i in rerun.items] == ["would_run"]
+
+
+def test_a_fixed_input_pinned_to_another_subject_is_judged_where_the_run_looked(project):
+    """`Fixed(LevelCal, subject=9)` (a reference subject's calibration, saved per subject):
+    the output of subject 1's session is stale once subject 9 has a value of that session,
+    which the run takes there; status had not looked, as the pinned value is not the output's."""
+    from scistack import Fixed
+    from scistack.report.status import status_grid
+
+    LevelCal.save(np.full(2, 1.0), subject=9)
+    for_each(calibrate, inputs={"cal": Fixed(LevelCal, subject=9)}, outputs=[LevelFixedOut],
+             subject=[1], session=["pre"], progress=False)
+    LevelCal.save(np.full(2, 4.0), subject=1, session="pre")  # not where the run looks
+    assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 0
+    LevelCal.save(np.full(2, 3.0), subject=9, session="pre")
+    assert why(LevelFixedOut, subject=1, session="pre").status == "stale"
+    assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 1

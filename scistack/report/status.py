@@ -198,7 +198,7 @@ class StalenessChecker:
         if item.var is None or item.members or item.merge or item.raw_file is not None:
             return ""
         given = {k: v for k, v in item.addr.items() if k in self.db.schema_keys}
-        if not given.items() < record.addr.items():
+        if not set(given) < set(record.addr):
             return ""  # (most inputs: at the value's own address)
         levels = self._levels.get(item.var)
         if levels is None:
@@ -206,18 +206,17 @@ class StalenessChecker:
         if len(levels) < 2:
             return ""  # one level: nothing finer than where the input was found
         vkeys = {k: v for k, v in item.addr.items() if k not in self.db.schema_keys}
-        finer = finer_input(self.db, item.var, given, vkeys, record.addr, levels=levels)
-        if finer is not None:  # (rare: only then is the record read, for its `Split` keys and
-            try:  # a `Fixed` input's pins: where the run looked)
+        pinned = not given.items() < record.addr.items()  # another value than the output's: a pin
+        finer = None if pinned else finer_input(self.db, item.var, given, vkeys, record.addr, levels=levels)
+        if finer is not None or pinned:  # (rare: only then is the record read, for its `Split`
+            try:  # keys and a `Fixed` input's pins: where the run looked)
                 call = read_call(self.db.store, call_oid)
             except ScistackError:
                 return ""
-            split = split_keys(call.extra.get("split"))
             argument = call.arguments.get(item.name)
-            pinned = argument.extra.get("pinned") if argument is not None else None
-            at = {**record.addr, **pinned} if isinstance(pinned, dict) else record.addr
-            if split or at is not record.addr:
-                finer = finer_input(self.db, item.var, given, vkeys, at, split, levels)
+            pins = argument.extra.get("pinned") if argument is not None else None
+            at = {**record.addr, **pins} if isinstance(pins, dict) else record.addr
+            finer = finer_input(self.db, item.var, given, vkeys, at, split_keys(call.extra.get("split")), levels)
         return "" if finer is None else f"input {item.name}: {item.var} now has a value at {finer}"
 
     def _current(self, var: str | None, addr: dict[str, Any]) -> RefRecord | None:
