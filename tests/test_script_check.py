@@ -379,3 +379,56 @@ def test_names_a_script_star_imports_are_judged_by_their_module(tmp_path, python
     finally:
         sys.modules.pop("starhelpers", None)
         db.close()
+
+
+LAMBDA_HELPERS = '''
+SETTINGS = {"k": 1}
+OPS = {"dbl": lambda v: v * 2}
+TRIPLE = lambda v: v * 3
+'''
+
+LAMBDA_SCRIPT = '''
+import numpy as np
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each
+import lambdahelpers as H
+
+class ScRaw(BaseVariable): pass
+class ScOut(BaseVariable): pass
+
+@lineage_fcn
+def process(signal):
+    return H.OPS["dbl"](signal) + H.TRIPLE(signal) + H.SETTINGS["k"]
+
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"], progress=False)
+    db.close()
+'''
+
+
+def test_lambdas_a_helper_module_holds_are_judged(tmp_path, python_env, monkeypatch):
+    """A script function calling lambdas of a helper module (one in a dict, one bound to a
+    name) was "unknown" (a lambda has no name to import it by). Each is found in the module
+    as it was, so the value is current; the dict's changed lambda is a data change (stale);
+    the named one changed is not told from one held elsewhere (unknown, never current)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helpers = tmp_path / "lambdahelpers.py"
+    helpers.write_text(LAMBDA_HELPERS)
+    _run_script(tmp_path, python_env, LAMBDA_SCRIPT)
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+
+    def judged(helpers_text):
+        helpers.write_text(helpers_text)
+        sys.modules.pop("lambdahelpers", None)  # as a fresh `scistack status` imports it
+        return why(ScOut, subject=1, session="pre")
+
+    try:
+        assert judged(LAMBDA_HELPERS).status == "current"
+        report = judged(LAMBDA_HELPERS.replace("v * 2", "v * 4"))
+        assert report.status == "stale" and ("data", "lambdahelpers.OPS") in {(r.kind, r.name) for r in report.reasons}
+        assert judged(LAMBDA_HELPERS.replace("v * 3", "v * 5")).status == "unknown"
+    finally:
+        sys.modules.pop("lambdahelpers", None)
+        db.close()

@@ -18,6 +18,7 @@ import ast
 import functools
 import os
 from pathlib import Path
+from types import FunctionType
 from typing import Any, NamedTuple
 
 from scistack.codeid._packages import package_version, split_label
@@ -25,7 +26,7 @@ from scistack.codeid._ast_normalise import normalise, unparse
 from scistack.codeid._data import data_digest
 from scistack.codeid._values import encode_constant, value_digest
 from scistack.codeid.codetree import short_repr
-from scistack.codeid.identity import function_identity
+from scistack.codeid.identity import _code_of, function_identity
 from scistack.records import CallRecord, HelperInfo
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -100,6 +101,10 @@ def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff:
     module, _, name = dotted.rpartition(".")
     if kind not in ("helper", "class"):
         raise _CannotTell(f"{dotted} is not read from the file")
+    if name == "<lambda>" and module != "__main__":  # (no name to import it by)
+        if _lambda_held(find(module, "__dict__"), module, info.identity):
+            return []
+        raise _CannotTell(f"a lambda of {module} is no longer found there as it was")
     if module == "__main__":
         if kind == "class":  # its normalisation keeps decorators: not redone from the file here
             raise _CannotTell(f"class {name} of the script is not judged from the file")
@@ -110,6 +115,25 @@ def _helper(db: Any, label: str, info: HelperInfo, defs: dict, where: str, diff:
     if function_identity(target).code_only != info.identity:  # (data it reads: a leaf below)
         return [reason(kind, dotted, "its code changed", "")]
     return []
+
+
+def _lambda_held(names: Any, module: str, identity: str | None) -> bool:
+    """Whether module `module` (its globals `names`) holds a lambda with code identity
+    `identity`, bound to a name or inside a dict, list or tuple it binds (`OPS = {"x":
+    lambda v: ...}`): one unchanged lambda the call reached. A changed one is not told apart
+    from one held deeper: "unknown" then, never a guess."""
+    if not isinstance(names, dict) or identity is None:
+        return False
+    todo: list[tuple[Any, int]] = [(value, 0) for value in names.values()]
+    while todo:
+        value, depth = todo.pop()
+        if isinstance(value, FunctionType):
+            if value.__name__ == "<lambda>" and value.__module__ == module \
+                    and function_identity(value).code_only == identity:
+                return True
+        elif depth < 2 and isinstance(value, (dict, list, tuple)):
+            todo += [(v, depth + 1) for v in (value.values() if isinstance(value, dict) else value)]
+    return False
 
 
 def _leaves(deps: list, recorded: dict[str, str], constants: dict[str, Any], literal_defaults: frozenset[str],
@@ -156,7 +180,9 @@ def _leaf(label: str, value: Any, recorded: dict[str, str], constants: dict[str,
             now = constants[name]
         else:  # a module's data, or data the script imported by name (`from config import GAINS`)
             now = _imported(module, name, imports, find, label)
-        if data_digest(now, _no_code) != value:
+        # a module's data may hold functions (a registry of lambdas): digested as identity does
+        literal = module == "__main__" and name in constants
+        if data_digest(now, _no_code if literal else _code_of) != value:
             was = recorded.get(label, "?")
             return [reason("data", dotted, f"module data changed: {was} -> {short_repr(now)}", "")]
     elif kind == "unverifiable":
