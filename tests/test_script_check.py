@@ -46,6 +46,17 @@ class ScOut(BaseVariable):
     pass
 
 
+def _run_with_helpers(tmp_path: Path, python_env: dict, monkeypatch, module: str, helpers_text: str,
+                      script_text: str) -> tuple[Path, Path]:
+    """A helper module beside the script (importable by this process too, as by `scistack
+    status`), then the script run: (the module's file, the script's)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helpers = tmp_path / f"{module}.py"
+    helpers.write_text(helpers_text)
+    return helpers, _run_script(tmp_path, python_env, script_text)
+
+
 def _run_script(tmp_path: Path, python_env: dict, text: str = SCRIPT) -> Path:
     """`text` written to pipeline.py in `tmp_path` and run there, as a user runs a script."""
     script = tmp_path / "pipeline.py"
@@ -172,11 +183,8 @@ def test_script_judges_classes_and_constants_of_the_modules_it_imports(tmp_path,
     the recorded code-only one); a default computed by a
     call (`offset=labhelpers.default_offset()`) is not in the text, so it is "unknown", never
     "current" on a guess (its result changes when the helper does)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    helpers = tmp_path / "labhelpers.py"
-    helpers.write_text(HELPERS)
-    _run_script(tmp_path, python_env, IMPORTING_SCRIPT)
+    helpers, _ = _run_with_helpers(tmp_path, python_env, monkeypatch, "labhelpers", HELPERS,
+                                   IMPORTING_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
 
     def judged(variable, helpers_text):
@@ -246,11 +254,8 @@ def test_script_names_imported_from_modules_and_names_bound_in_blocks(tmp_path, 
     inside `if __name__ == "__main__":`, and a function defined there, are "unknown": the
     text cannot say which binding ran (the top-level literal had been taken, "current" after
     the block changed the value; the function was "no longer defined", stale)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    helpers = tmp_path / "labhelpers.py"
-    helpers.write_text(HELPERS + "TABLE = {'k': 1.0}\n")
-    script = _run_script(tmp_path, python_env, NAMES_SCRIPT)
+    helpers, script = _run_with_helpers(tmp_path, python_env, monkeypatch, "labhelpers",
+                                        HELPERS + "TABLE = {'k': 1.0}\n", NAMES_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
 
     def judged(variable, helpers_text=HELPERS + "TABLE = {'k': 1.0}\n"):
@@ -276,6 +281,15 @@ def test_script_names_imported_from_modules_and_names_bound_in_blocks(tmp_path, 
         db.close()
 
 
+# each script's main block: the project, one raw value, one run of `process`
+RUN_PROCESS = '''
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"], progress=False)
+    db.close()
+'''
+
 COMPUTED_SCRIPT = '''
 import sys
 import numpy as np
@@ -290,15 +304,11 @@ class ScOut(BaseVariable): pass
 def process(signal):
     return signal * GAIN + 1
 
-if __name__ == "__main__":
-    db = configure_database("p.duckdb", ["subject", "session"])
-    ScRaw.save(np.arange(3.0), subject=1, session="pre")
-    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"], progress=False)
-    db.close()
-'''
+''' + RUN_PROCESS
 
 
-def test_what_the_script_file_cannot_settle_is_named_and_a_change_still_found(tmp_path, python_env, monkeypatch):
+def test_what_the_script_file_cannot_settle_is_named_and_a_change_still_found(tmp_path, python_env,
+                                                                              monkeypatch):
     """A global computed when the script runs (`GAIN = float(sys.argv[1])`) makes the value
     "unknown", naming GAIN (it said the function "is not defined in this process; import
     it"); and a change of the function's code beside it is "stale" (it was "unknown" too)."""
@@ -344,23 +354,15 @@ class ScOut(BaseVariable): pass
 def process(signal):
     return smooth(signal) + SETTINGS["k"]
 
-if __name__ == "__main__":
-    db = configure_database("p.duckdb", ["subject", "session"])
-    ScRaw.save(np.arange(3.0), subject=1, session="pre")
-    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"], progress=False)
-    db.close()
-'''
+''' + RUN_PROCESS
 
 
 def test_names_a_script_star_imports_are_judged_by_their_module(tmp_path, python_env, monkeypatch):
     """`from starhelpers import *`: the data it brings (SETTINGS) is judged by the module's
     value now (it was "unknown: not a literal of the script"); a name the script binds
     itself, or one the module does not export, is not taken from it."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    helpers = tmp_path / "starhelpers.py"
-    helpers.write_text(STAR_HELPERS)
-    _run_script(tmp_path, python_env, STAR_SCRIPT)
+    helpers, _ = _run_with_helpers(tmp_path, python_env, monkeypatch, "starhelpers", STAR_HELPERS,
+                                   STAR_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
 
     def judged(helpers_text, script_text=STAR_SCRIPT):
@@ -399,12 +401,7 @@ class ScOut(BaseVariable): pass
 def process(signal):
     return H.OPS["dbl"](signal) + H.TRIPLE(signal) + H.SETTINGS["k"]
 
-if __name__ == "__main__":
-    db = configure_database("p.duckdb", ["subject", "session"])
-    ScRaw.save(np.arange(3.0), subject=1, session="pre")
-    for_each(process, inputs={"signal": ScRaw}, outputs=[ScOut], subject=[1], session=["pre"], progress=False)
-    db.close()
-'''
+''' + RUN_PROCESS
 
 
 def test_lambdas_a_helper_module_holds_are_judged(tmp_path, python_env, monkeypatch):
@@ -412,11 +409,8 @@ def test_lambdas_a_helper_module_holds_are_judged(tmp_path, python_env, monkeypa
     name) was "unknown" (a lambda has no name to import it by). Each is found in the module
     as it was, so the value is current; the dict's changed lambda is a data change (stale);
     the named one changed is not told from one held elsewhere (unknown, never current)."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    helpers = tmp_path / "lambdahelpers.py"
-    helpers.write_text(LAMBDA_HELPERS)
-    _run_script(tmp_path, python_env, LAMBDA_SCRIPT)
+    helpers, _ = _run_with_helpers(tmp_path, python_env, monkeypatch, "lambdahelpers", LAMBDA_HELPERS,
+                                   LAMBDA_SCRIPT)
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
 
     def judged(helpers_text):
@@ -427,7 +421,8 @@ def test_lambdas_a_helper_module_holds_are_judged(tmp_path, python_env, monkeypa
     try:
         assert judged(LAMBDA_HELPERS).status == "current"
         report = judged(LAMBDA_HELPERS.replace("v * 2", "v * 4"))
-        assert report.status == "stale" and ("data", "lambdahelpers.OPS") in {(r.kind, r.name) for r in report.reasons}
+        assert report.status == "stale"
+        assert ("data", "lambdahelpers.OPS") in {(r.kind, r.name) for r in report.reasons}
         assert judged(LAMBDA_HELPERS.replace("v * 3", "v * 5")).status == "unknown"
     finally:
         sys.modules.pop("lambdahelpers", None)
