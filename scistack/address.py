@@ -9,8 +9,10 @@ column of floats is the same subject as `subject=1`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -108,3 +110,13 @@ def value_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def coarser_addresses(addr: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The addresses a value saved at a coarser level than `addr` would have, most specific
+    first (every subset of its keys, none empty): where a value that serves `addr` may sit
+    (`for_each` takes the first that has one)."""
+    keys = list(addr)
+    for size in range(len(keys) - 1, 0, -1):
+        for subset in itertools.combinations(keys, size):
+            yield {k: addr[k] for k in subset}

@@ -7,13 +7,12 @@ One implementation, used by `BaseVariable` and by the reporting commands.
 from __future__ import annotations
 
 import difflib
-import itertools
 import re
 from typing import Any
 
 import numpy as np
 
-from scistack.address import address_value, query_value, shown
+from scistack.address import address_value, coarser_addresses, query_value, shown
 from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
@@ -232,13 +231,8 @@ def _covering(db: Database, var: str, metadata: dict[str, Any]) -> dict[str, Any
     (only schema keys, one value each): a subject's calibration for a session."""
     if not metadata or any(k not in db.schema_keys or is_multi(v) for k, v in metadata.items()):
         return None
-    keys = [k for k in db.schema_keys if k in metadata]
-    for size in range(len(keys) - 1, 0, -1):
-        for chosen in itertools.combinations(keys, size):
-            addr = {k: query_value(metadata[k]) for k in chosen}
-            if db.index.versions_here(var, key_of(addr)):
-                return addr
-    return None
+    asked = {k: query_value(metadata[k]) for k in db.schema_keys if k in metadata}
+    return next((a for a in coarser_addresses(asked) if db.index.versions_here(var, key_of(a))), None)
 
 
 def near_values(key: str, asked: Any, saved: list[Any]) -> list[str]:

@@ -8,13 +8,12 @@ Resolution yields oids only: values are read from the store just for combination
 from __future__ import annotations
 
 import copy
-import itertools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from scistack.address import query_value
+from scistack.address import coarser_addresses, query_value
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError
 from scistack.foreach.paths import PathInput, PathOutput
@@ -183,19 +182,16 @@ def _coarser(index: Any, name: str, var: str, addr: dict[str, Any], vkeys: dict[
     combination below it: the most specific such record wins. A `Fixed` input's pins are
     recorded with it (`pinned`): where the run looked, for `status` to see a finer value
     saved there later (docs/format.md)."""
-    keys = list(addr)
-    for size in range(len(keys) - 1, 0, -1):
-        for subset in itertools.combinations(keys, size):
-            coarse = {k: addr[k] for k in subset}
-            records = (index.select(var, coarse, vkeys, {}) if variants
-                       else index.versions_at(var, key_of(coarse))[-1:])
-            exact = [r for r in records if set(r.addr) == set(coarse)]
-            if exact:
-                found = _single(name, var, choose_variant(var, exact))
-                pins = {k: v for k, v in (pinned or {}).items() if k in addr and not is_multi(v)}
-                if pins:
-                    found.bound.record["pinned"] = pins
-                return found
+    for coarse in coarser_addresses(addr):
+        records = (index.select(var, coarse, vkeys, {}) if variants
+                   else index.versions_at(var, key_of(coarse))[-1:])
+        exact = [r for r in records if set(r.addr) == set(coarse)]
+        if exact:
+            found = _single(name, var, choose_variant(var, exact))
+            pins = {k: v for k, v in (pinned or {}).items() if k in addr and not is_multi(v)}
+            if pins:
+                found.bound.record["pinned"] = pins
+            return found
     return None
 
 

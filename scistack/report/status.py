@@ -36,7 +36,7 @@ from scistack.records import read_call
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
 from scistack.report.why import (WhyReport, why_at, _find_function, finer_input, newer_record, raw_files_gone,
-                                 script_reasons, split_keys, var_levels)
+                                 script_reasons, split_keys, var_levels, where_looked)
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
 
@@ -213,9 +213,7 @@ class StalenessChecker:
                 call = read_call(self.db.store, call_oid)
             except ScistackError:
                 return ""
-            argument = call.arguments.get(item.name)
-            pins = argument.extra.get("pinned") if argument is not None else None
-            at = {**record.addr, **pins} if isinstance(pins, dict) else record.addr
+            at = where_looked(record.addr, call.arguments.get(item.name))
             finer = finer_input(self.db, item.var, given, vkeys, at, split_keys(call.extra.get("split")), levels)
         return "" if finer is None else f"input {item.name}: {item.var} now has a value at {finer}"
 

@@ -474,13 +474,18 @@ def _variable_change(db: Any, param: str, item: CallInput, at: dict[str, Any] | 
                 f"{item.oid[:12]} -> {now.oid[:12]} (version {now.version})",
             )
         ]
-    pinned = item.extra.get("pinned")  # a `Fixed` input: where the run looked
-    finer = finer_input(db, item.var, addr, vkeys, {**at, **pinned} if at and isinstance(pinned, dict) else at,
-                        split_by)
+    finer = finer_input(db, item.var, addr, vkeys, where_looked(at, item), split_by)
     if finer is not None:
         return [Reason("input", param, f"{item.var} now has a value at {finer}, which a run takes "
                        f"over the one at {addr} it used")]
     return []
+
+
+def where_looked(at: dict[str, Any] | None, item: CallInput | None) -> dict[str, Any] | None:
+    """The address a run looked for input `item` at, for a value made at `at`: `at` with the
+    keys a `Fixed` input pinned (its record's `pinned`, docs/format.md)."""
+    pinned = item.extra.get("pinned") if item is not None else None
+    return {**at, **pinned} if at and isinstance(pinned, dict) else at
 
 
 def var_levels(db: Any, var: str) -> list[frozenset[str]]:
