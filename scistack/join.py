@@ -180,7 +180,8 @@ def _finest_only(result: Any, levels: dict[str, Any], schema_keys: list[str]) ->
             if keep[i] and any(frozenset((k, address[k]) for k in finer) in addresses
                                for finer in var_levels if level < finer <= address.keys()):
                 keep[i] = False
-    return result[keep].drop(columns=[_LEVEL.format(name) for name in marked])
+    rows = [i for i, kept in enumerate(keep) if kept]  # (`result[[]]` would pick no columns)
+    return result.iloc[rows].drop(columns=[_LEVEL.format(name) for name in marked])
 
 
 def _applied(took: list[bool], has_columns: list[bool]) -> bool:

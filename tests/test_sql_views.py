@@ -11,7 +11,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scistack
@@ -704,6 +704,7 @@ _joins = iter(range(10**6))
     mixed=st.sets(st.tuples(st.integers(1, 3), st.sampled_from(["pre", "post", "mid"])), max_size=4),
     left=st.booleans(),
 )
+@example(finer={(2, "pre")}, coarse={1}, mixed={(1, "pre")}, left=False)  # no row: had raised KeyError
 def test_join_agrees_with_the_finest_covering_value_per_row(project, finer, coarse, mixed, left):
     """A session-level variable joined with one saved per subject and, in places, per session:
     each row the session variable has gets the other's own value there, else its subject's,
