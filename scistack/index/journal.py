@@ -197,6 +197,16 @@ class Journal:
         with `limit`, about that many bytes of lines (at least one line), so a long journal
         is folded in bounded memory. With `containing`, only the lines holding one of those
         byte strings are parsed (the others are neither returned nor counted as skipped)."""
+        data, end = self.read_lines(offset, limit)
+        lines = data.split(b"\n")
+        if containing:
+            lines = [line for line in lines if any(needle in line for needle in containing)]
+        return self.parse_lines(lines, may_be_big=maybe_big_int(data)), end
+
+    def read_lines(self, offset: int, limit: int | None = None) -> tuple[bytes, int]:
+        """The bytes of the complete lines after byte `offset` (each ending in a newline), and
+        the offset just past them; `limit` as in `read_from`. The DuckDB sync hands most of
+        them to DuckDB unparsed (`index/simple_puts.py`)."""
         try:
             with open(self.path, "rb") as handle:
                 handle.seek(offset)
@@ -204,17 +214,20 @@ class Journal:
                 if limit is not None and len(data) == limit and b"\n" not in data:
                     data += handle.readline()  # one line longer than the limit
         except FileNotFoundError:
-            return [], 0
+            return b"", 0
         end = data.rfind(b"\n") + 1
+        return data[:end], offset + end
+
+    def parse_lines(self, lines: list[bytes], *, may_be_big: bool = True) -> list[dict[str, Any]]:
+        """The valid entries among `lines`, in order; a line that does not parse, or is not a
+        valid entry, is skipped and counted. `may_be_big` as in `loads_line` (the caller
+        checks a whole slice at once: per line it cost ~0.1 s per 100k)."""
         entries = []
-        big = maybe_big_int(data[:end])  # once for the slice (per line it cost ~0.1 s per 100k)
-        for line in data[:end].split(b"\n"):
+        for line in lines:
             if not line or line.isspace():
                 continue  # (a quarantined line is blanked in place)
-            if containing and not any(needle in line for needle in containing):
-                continue
             try:
-                entry = loads_line(line, may_be_big=big)
+                entry = loads_line(line, may_be_big=may_be_big)
             except ValueError:
                 self.skipped_lines += 1  # a torn line, terminated by the next writer
                 continue
@@ -222,7 +235,7 @@ class Journal:
                 entries.append(entry)
             else:
                 self.skipped_lines += 1  # valid JSON of the wrong shape (fsck names the line)
-        return entries, offset + end
+        return entries
 
     def quarantine(self, numbers: set[int], is_bad: Any) -> list[tuple[int, str]]:
         """Move the lines `numbers` (1-based) that `is_bad(line)` still judges bad to

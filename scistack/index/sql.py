@@ -25,6 +25,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,13 @@ from typing import Any
 from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError,
                              ReadOnlyProjectError)
 from scistack.gcpause import paused
+from scistack.index import simple_puts
 from scistack.index.journal import Journal
 from scistack.index.state import key_of, keys_of
 from scistack.index.views import STATIC_VIEWS, add_shapes, refresh_views
 from scistack.index.writer import Writer
 from scistack.lazy_import import lazy_module
+from scistack.objects.canonical_json import maybe_big_int
 
 duckdb = lazy_module("duckdb", globals(), "duckdb")
 pa = lazy_module("pyarrow", globals(), "pa")
@@ -391,7 +394,11 @@ class SqlIndex:
                     open_bytes = -1
                 _check(should_stop)
                 with paused():  # a slice allocates ~10 objects an entry, none in a cycle
-                    entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
+                    if hasattr(self.journal, "read_lines"):  # most put lines are read by DuckDB
+                        data, new_offset = self.journal.read_lines(offset, _SYNC_BYTES)
+                        entries = simple_puts.split(data, maybe_big_int(data))
+                    else:  # (a journal of rows, not lines: lab mode's PostgreSQL table)
+                        entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
                     # the end as the journal stands now: no further read, so no empty transaction
                     # after the last slice (a late line is the next sync's)
                     at_end = new_offset <= offset or new_offset >= self.journal.size()
@@ -401,14 +408,19 @@ class SqlIndex:
                     if start_over:
                         writer.put(_execute, "; ".join(f"DELETE FROM scistack.{t}" for t in _DERIVED))
                         start_over = False
-                    touched |= self._apply(writer, entries, should_stop) if entries else set()
+                    if isinstance(entries, simple_puts.Slice):
+                        done, count = self._apply_slice(writer, entries, should_stop)
+                        touched |= done
+                    else:
+                        touched |= self._apply(writer, entries, should_stop) if entries else set()
+                        count = len(entries)
                     writer.put(self._set_meta, "journal_offset", str(new_offset))
                     open_bytes += new_offset - offset
                     round_bytes += new_offset - offset
                     if open_bytes >= _COMMIT_BYTES or at_end or round_bytes >= _ROUND_BYTES:
                         writer.put(_execute, "COMMIT")
                         open_bytes = -1
-                applied += len(entries)
+                applied += count
                 offset = max(offset, new_offset)
                 if at_end:
                     break
@@ -488,20 +500,36 @@ class SqlIndex:
         except OSError:
             pass
 
+    def _apply_slice(self, writer: Writer, piece: simple_puts.Slice,
+                     should_stop: Callable[[], bool]) -> tuple[set[str], int]:
+        """A slice of journal lines: DuckDB reads the put lines it can (`simple_puts`) while
+        Python parses the rest, in order, and inlines the values; both go on as `_apply`.
+        Returns the variables touched and how many entries were applied."""
+        read = None
+        if piece.candidates is not None:
+            read = (piece, writer.put(simple_puts.insert, piece.candidates, self.schema_keys))
+        entries = self.journal.parse_lines([piece.lines[n] for n in piece.others], may_be_big=piece.may_be_big)
+        count = len(entries) + (piece.candidates.num_rows if read else 0)
+        return (self._apply(writer, entries, should_stop, read) if entries or read else set()), count
+
     def _apply(self, writer: Writer, entries: list[dict[str, Any]],
-               should_stop: Callable[[], bool] = lambda: False) -> set[str]:
+               should_stop: Callable[[], bool] = lambda: False,
+               read: tuple[simple_puts.Slice, Future] | None = None) -> set[str]:
         """Every kind of entry goes in as one Arrow table (row-by-row statements cost ~2 ms a
         row: closing after a 100k-combination run took minutes). Deletes follow the puts:
         a version number is never given twice, so a delete never precedes its put. DuckDB's
-        statements go to `writer` (its thread), in the order they are handed over."""
+        statements go to `writer` (its thread), in the order they are handed over. `read`:
+        the slice whose put lines DuckDB is inserting itself, and that work's future."""
         puts = [e for e in entries if e["op"] == "put"]
         again: set[str] = set()
-        if puts:
+        piece = read[0] if read else None
+        if puts or piece:
             # the questions to DuckDB go first, so its answers are there when the Python needs them
             asked = None
             if self.inliner is not None:
-                oids = list(dict.fromkeys(e["oid"] for e in puts))
-                calls = list(dict.fromkeys(e["call"] for e in puts if e.get("call")))
+                oids = list(dict.fromkeys([*(piece.oids if piece else ()), *(e["oid"] for e in puts)]))
+                calls = list(dict.fromkeys([*(piece.calls if piece else ()),
+                                            *(e["call"] for e in puts if e.get("call"))]))
                 inlined = self._inlined
                 if inlined is None:
                     retry, self._retry_unreadable = self._retry_unreadable, False
@@ -512,8 +540,9 @@ class SqlIndex:
                     asked = (([o for o in oids if o not in known], {o: known[o] for o in oids if o in known}),
                              ([], set()), [c for c in calls if c not in inlined["call_info"]])
                     inlined["call_info"].update(asked[2])
-            refs = self._refs_table(puts)
-            writer.put(_insert_arrow, "scistack.refs", refs)
+            refs = self._refs_table(puts) if puts else None
+            if refs is not None:
+                writer.put(_insert_arrow, "scistack.refs", refs)
             types = None  # each oid's sqltype, for the shapes (None: from scistack.vals)
             if asked is not None:
                 (new_oids, seen), unreadable, new_calls = (
@@ -528,7 +557,13 @@ class SqlIndex:
                                                      inlined_types["sqltype"].to_pylist()))
                     if len(self._inlined["vals"]) + len(self._inlined["call_info"]) > _REMEMBER_INLINED:
                         self._inlined = None  # a rebuild of millions: DuckDB is asked from here on
-            writer.put(_add_new_shapes, refs.select(["var", "addr", "vkeys", "params", "oid"]), types)
+            writer.put(_add_new_shapes, None if refs is None else refs.select(["var", "addr", "vkeys", "params", "oid"]),
+                       types, piece is not None)
+            left = writer.result(read[1]) if read else []  # put lines DuckDB left to Python (rare)
+            if left:  # (their values were inlined above: their oids were among the slice's)
+                refs = self._refs_table(self.journal.parse_lines([piece.lines[n] for n in left]))
+                writer.put(_insert_arrow, "scistack.refs", refs)
+                writer.put(_add_new_shapes, refs.select(["var", "addr", "vkeys", "params", "oid"]), types)
         dels = [e for e in entries if e["op"] == "del"]
         if dels:
             writer.put(_delete_refs, pa.table({
@@ -557,7 +592,7 @@ class SqlIndex:
             writer.put(_insert_arrow, "scistack.runs", pa.table({
                 "run_id": [e.get("run_id") for e in runs], "entry": [_canon(e) for e in runs],
                 "created_at": [e.get("t") for e in runs]}, schema=_runs_schema()))
-        return {e["var"] for e in puts} | {e["var"] for e in dels} | again
+        return {e["var"] for e in puts} | {e["var"] for e in dels} | again | (set(piece.variables) if piece else set())
 
     def _inline(self, writer: Writer, new_oids: list[str], unreadable: tuple[list[str], set[str]],
                 new_calls: list[str], should_stop: Callable[[], bool]) -> tuple[set[str], pa.Table]:
@@ -665,14 +700,19 @@ def _execute(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = Non
     con.execute(sql, params or [])
 
 
-def _add_new_shapes(con: duckdb.DuckDBPyConnection, refs: pa.Table, types: pa.Table | None) -> None:
-    """The shapes of new refs; their values' types from `types` (this slice's oids) when given,
-    not from a join with every row of `scistack.vals` (~70 ms at 3M rows, after each save)."""
-    registered = {"_new_refs": refs, **({"_new_types": types} if types is not None else {})}
+def _add_new_shapes(con: duckdb.DuckDBPyConnection, refs: pa.Table | None, types: pa.Table | None,
+                    read_by_duckdb: bool = False) -> None:
+    """The shapes of new refs (`refs`, and with `read_by_duckdb` those `simple_puts` inserted);
+    their values' types from `types` (this slice's oids) when given, not from a join with
+    every row of `scistack.vals` (~70 ms at 3M rows, after each save)."""
+    registered = {**({"_new_refs": refs} if refs is not None else {}),
+                  **({"_new_types": types} if types is not None else {})}
+    sources = ([f"SELECT var, addr, vkeys, params, oid FROM {simple_puts.NEW_REFS}"] if read_by_duckdb else []) + (
+        ["SELECT var, addr, vkeys, params, oid FROM _new_refs"] if refs is not None else [])
     for name, table in registered.items():
         con.register(name, table)
     try:
-        add_shapes(con, "_new_refs", types="_new_types" if types is not None else "scistack.vals")
+        add_shapes(con, f"({' UNION ALL '.join(sources)})", types="_new_types" if types is not None else "scistack.vals")
     finally:
         for name in registered:
             con.unregister(name)
