@@ -143,3 +143,28 @@ def _lines(draw):
 def test_refs_from_any_lines_are_those_python_builds(tmp_path_factory, lines):
     fast, python, _ = _refs_built(tmp_path_factory.mktemp("lines"), lines)
     assert fast == python
+
+
+def test_the_inline_rows_keys_computed_in_python_are_duckdbs(tmp_path):
+    """`vals.okey`/`okey2` (how a sync finds known oids) are computed by numpy from the oids;
+    they must be what DuckDB's own expressions give (`sql._OKEY`, `sql._OKEY2`)."""
+    import numpy as np
+
+    import scistack.database as database_module
+    from scistack import BaseVariable, configure_database
+    from scistack.index.sql import _OKEY, _OKEY2
+
+    class KeyedSignal(BaseVariable):
+        pass
+
+    db = configure_database(tmp_path / "k.duckdb", KEYS)
+    try:
+        for n in range(40):
+            KeyedSignal.save(np.arange(n, n + 3.0), subject=n, session="a")
+        db.sync()
+        rows = db.sql(f"SELECT count(*) AS n, count(*) FILTER (okey IS DISTINCT FROM {_OKEY} "
+                      f"OR okey2 IS DISTINCT FROM {_OKEY2} OR okey IS NULL) AS wrong FROM scistack.vals")
+        assert int(rows["n"][0]) == 40 and int(rows["wrong"][0]) == 0
+    finally:
+        db.close()
+        database_module._current = None

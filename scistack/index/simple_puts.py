@@ -51,6 +51,7 @@ _PUT_LINE = re.compile(  # (groups: the call, oid and variable, as Python would 
     rb'\{"addr":' + _ADDR + rb',"call":(?:null|"(' + _STR[1:-1] + rb')"),"kind":' + _STR + rb',"oid":"(' + _STR[1:-1]
     + rb')","op":"put","params":' + _MAP + rb',"summary":' + _OR_NULL + rb',"t":' + _STR + rb',"var":"('
     + _STR[1:-1] + rb')","version":' + _INT + rb',"vkeys":' + _MAP + rb"\}")
+_PUT_LINES = re.compile(b"(?m)^" + _PUT_LINE.pattern + b"$")  # (no pattern spans a newline)
 _TRANSFORM = ('{"var":"VARCHAR","addr":"JSON","vkeys":"JSON","version":"BIGINT","oid":"VARCHAR",'
               '"kind":"VARCHAR","call":"VARCHAR","params":"JSON","summary":"VARCHAR","t":"VARCHAR"}')
 _BATCH = 4096  # lines per Arrow batch: DuckDB parses batches on both cores
@@ -78,13 +79,18 @@ def split(data: bytes, may_be_big: bool) -> Slice:
     lines = data.split(b"\n")[:-1]
     if may_be_big or not lines:
         return Slice(lines, None, list(range(len(lines))), may_be_big)
-    fits = _PUT_LINE.fullmatch
-    found = [fits(line) for line in lines]
-    ok = np.fromiter((m is not None for m in found), bool, len(lines))
+    named = _PUT_LINES.findall(data)  # (call, oid, variable) of each line that fits, in one pass
+    if len(named) == len(lines):  # (the usual slice: every line a put as scistack writes it)
+        ok = np.ones(len(lines), bool)
+    else:
+        fits = _PUT_LINE.fullmatch
+        found = [fits(line) for line in lines]
+        ok = np.fromiter((m is not None for m in found), bool, len(lines))
+        named = [m.groups() for m in found if m is not None]
     taken = np.flatnonzero(ok)
     if not len(taken):
         return Slice(lines, None, list(range(len(lines))), False)
-    calls, oids, variables = zip(*(m.groups() for m in found if m is not None))
+    calls, oids, variables = zip(*named)
     # every line as one Arrow string (its newline included: JSON allows it), no Python object each
     ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10) + 1
     offsets = np.concatenate(([0], ends))
@@ -92,8 +98,14 @@ def split(data: bytes, may_be_big: bool) -> Slice:
     every = pa.Array.from_buffers(kind, len(lines), [None, pa.py_buffer(offsets.astype(width)), pa.py_buffer(data)])
     chosen = pa.array(taken)
     candidates = pa.Table.from_batches(pa.table({"n": chosen, "line": every.take(chosen)}).to_batches(_BATCH))
-    return Slice(lines, candidates, np.flatnonzero(~ok).tolist(), False, frozenset(v.decode() for v in set(variables)),
-                 tuple(o.decode() for o in dict.fromkeys(oids)), tuple(c.decode() for c in dict.fromkeys(calls) if c))
+    return Slice(lines, candidates, np.flatnonzero(~ok).tolist(), False, frozenset(_texts(set(variables))),
+                 tuple(_texts(dict.fromkeys(oids))), tuple(_texts(c for c in dict.fromkeys(calls) if c)))
+
+
+def _texts(items) -> list[str]:
+    """ASCII byte strings without a newline as str, in one decode."""
+    items = list(items)
+    return b"\n".join(items).decode("ascii").split("\n") if items else []
 
 
 def insert(con: duckdb.DuckDBPyConnection, candidates: pa.Table, schema_keys: list[str]) -> list[int]:

@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError,
                              ReadOnlyProjectError)
 from scistack.gcpause import paused
@@ -729,15 +731,37 @@ _OKEY2 = "TRY_CAST('0x' || substr(oid, 16, 15) AS BIGINT)"
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
+def _with_okeys(vals: pa.Table) -> pa.Table | None:
+    """`vals` with its `okey` and `okey2` columns (`_OKEY`, `_OKEY2`) computed by numpy from
+    the oids' hex digits, or None unless every oid is 64 hex digits (then DuckDB computes them)."""
+    oids = vals["oid"].combine_chunks()
+    if not len(oids) or oids.null_count:
+        return None
+    offsets = np.frombuffer(oids.buffers()[1], np.int32)[oids.offset:oids.offset + len(oids) + 1]
+    if (np.diff(offsets) != 64).any():
+        return None
+    text = oids.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    try:
+        raw = bytes.fromhex(text.decode("ascii"))
+    except ValueError:  # (not hex: DuckDB's TRY_CAST makes those NULL)
+        return None
+    words = np.frombuffer(raw, ">u8").reshape(-1, 4).astype(np.uint64)
+    okey = (words[:, 0] >> np.uint64(4)).astype(np.int64)  # the first 15 hex digits
+    okey2 = (((words[:, 0] & np.uint64(0xF)) << np.uint64(56)) | (words[:, 1] >> np.uint64(8))).astype(np.int64)
+    return vals.append_column("okey", pa.array(okey)).append_column("okey2", pa.array(okey2))
+
+
 @functools.cache
 def _types_schema() -> pa.Schema:
     return pa.schema([("oid", pa.string()), ("sqltype", pa.string())])
 
 
 def _insert_vals(con: duckdb.DuckDBPyConnection, vals: pa.Table) -> None:
-    con.register("_new_vals", vals)
+    keyed = _with_okeys(vals)  # (computed here, not by DuckDB: its thread is a sync's longer half)
+    con.register("_new_vals", keyed if keyed is not None else vals)
     try:
-        con.execute(f"INSERT INTO scistack.vals SELECT *, {_OKEY}, {_OKEY2} FROM _new_vals")
+        con.execute("INSERT INTO scistack.vals SELECT * FROM _new_vals" if keyed is not None else
+                    f"INSERT INTO scistack.vals SELECT *, {_OKEY}, {_OKEY2} FROM _new_vals")
     finally:
         con.unregister("_new_vals")
 
