@@ -355,11 +355,14 @@ class LocalObjectStore(ObjectStore):
             return [None] * len(oids)
         if len(raw) != 32 * len(oids) or "".join(oids) != "".join(oids).lower():
             return [None] * len(oids)
-        found = [None if data is None or data[:4] == ZSTD_MAGIC or data[:4] == SKIP_MAGIC else data
-                 for data in self.packs.peek_many(oids)]
+        framed = (ZSTD_MAGIC, SKIP_MAGIC)
+        found = [None if data is None or data.startswith(framed) else data for data in self.packs.peek_many(oids)]
         hasher = blake3.blake3
-        digests = b"".join([raw[32 * n:32 * n + 32] if data is None else hasher(data).digest()
-                            for n, data in enumerate(found)])
+        if None in found:
+            digests = b"".join([raw[32 * n:32 * n + 32] if data is None else hasher(data).digest()
+                                for n, data in enumerate(found)])
+        else:  # (the usual case: one call a value, no index arithmetic)
+            digests = b"".join([hasher(data).digest() for data in found])
         if digests != raw:
             for n, data in enumerate(found):
                 if data is not None and digests[32 * n:32 * n + 32] != raw[32 * n:32 * n + 32]:

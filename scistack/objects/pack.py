@@ -431,8 +431,9 @@ class PackSet:
             heads = pack[np.where(ok, offs, _RECORD_HEAD.size)[:, None] - _RECORD_HEAD.size + span]
             del pack  # (an exported buffer would keep the map from closing)
             ok &= (heads[:, :32] == wanted[idx]).all(axis=1) & (heads[:, 32:].copy().view("<u8").ravel() == lens)
-            for i, o, n in zip(idx[ok].tolist(), offs[ok].tolist(), lens[ok].tolist()):
-                found[i] = view[o: o + n]
+            starts, ends = offs[ok], offs[ok] + lens[ok]
+            for i, item in zip(idx[ok].tolist(), map(view.__getitem__, map(slice, starts.tolist(), ends.tolist()))):
+                found[i] = item
             settled[idx[ok]] = True
 
     def read(self, oid: str) -> bytes | None:
