@@ -400,7 +400,7 @@ class SqlIndex:
                 with paused():  # a slice allocates ~10 objects an entry, none in a cycle
                     if hasattr(self.journal, "read_lines"):  # most put lines are read by DuckDB
                         data, new_offset = self.journal.read_lines(
-                            offset, _FIRST_SLICE_BYTES if round_bytes == 0 else _SYNC_BYTES)
+                            offset, min(_FIRST_SLICE_BYTES, _SYNC_BYTES) if round_bytes == 0 else _SYNC_BYTES)
                         entries = simple_puts.split(data, maybe_big_int(data))
                     else:  # (a journal of rows, not lines: lab mode's PostgreSQL table)
                         entries, new_offset = self.journal.read_from(offset, _SYNC_BYTES)
