@@ -119,6 +119,27 @@ def test_a_flipped_byte_in_a_pack_record_is_named_and_the_rest_of_the_pack_loads
     assert [p.oid for p in fsck(project).problems if p.kind == "corrupt"] == [target]
 
 
+def test_a_packed_scalar_changed_to_another_number_is_corrupt_in_load_all(project):
+    """`load_all(as_df=True)` of scalars reads them in bulk (verified at once, parsed in one call): a
+    digit changed in one packed payload is still valid JSON, and must still be named, never
+    loaded as another number."""
+    with project.batch():
+        for i in range(6):
+            Fault.save(float(i) + 0.25, subject=i, session="s")
+    target = Fault.load(subject=3, session="s").oid
+    pack = next((project.store.root / "pack").glob("pack-*.pack"))
+    where = project.store.packs.locate(target)
+    os.chmod(pack, 0o644)
+    with open(pack, "r+b") as f:
+        f.seek(where[1] + where[2] - 1)  # the payload's last digit: "3.25" -> "3.26"
+        assert f.read(1) == b"5"
+        f.seek(-1, 1)
+        f.write(b"6")
+    with pytest.raises(CorruptObjectError) as caught:
+        Fault.load_all(session="s", as_df=True)
+    assert target in str(caught.value)
+
+
 # -- decoders, fuzzed ------------------------------------------------------------------------
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -193,6 +193,11 @@ class ObjectStore(abc.ABC):
     def get_values(self, oids: list[str]) -> list[Any]:
         """`get_value` of many objects, read with `get_many` (`load_all`); raises as `get_value`
         would for the first that cannot be read. Arrays may be read-only views."""
+        payloads = _json_payloads(self.get_many_stored(oids)) if oids else None
+        if payloads is not None:  # all packed, verified at once: JSON scalars parse in one call
+            scalars = loads_scalars(payloads)
+            if scalars is not None:
+                return scalars
         objects = self.get_many(oids)
         for obj in objects:
             if isinstance(obj, Exception):
@@ -290,3 +295,18 @@ def hash_value(value: Any) -> Oid:
         return hash_object(kind, parts)
 
     return hash_object(*encode_value(value, hash_only))
+
+
+def _json_payloads(stored: list[bytes | None]) -> list[bytes] | None:
+    """The payloads of stored objects (`get_many_stored`) when every one is a JSON object whose
+    header (`json <length>\0`) states its length; None otherwise (read them with `get_many`)."""
+    payloads = []
+    for data in stored:
+        if data is None or not data.startswith(b"json "):
+            return None
+        end = data.find(b"\x00", 5, 40)
+        length = data[5:end]
+        if end < 0 or not length.isdigit() or int(length) != len(data) - end - 1:
+            return None
+        payloads.append(data[end + 1:])
+    return payloads
