@@ -64,40 +64,36 @@ def test_lines_scistack_writes_are_read_by_duckdb_and_give_pythons_rows(tmp_path
     assert fast == python and len(fast) == 14  # (the delete came after its put)
 
 
+def _raw(addr: bytes, n: str, *, params: bytes = b"{}", vkeys: bytes = b"{}", var: bytes = b'"Emg"',
+         version: bytes = b"1") -> bytes:
+    """A put line in scistack's layout from raw JSON fragments, any of which may be odd."""
+    return (b'{"addr":' + addr + b',"call":null,"kind":"npy","oid":"' + n.encode() * 64 + b'","op":"put","params":'
+            + params + b',"summary":null,"t":"x","var":' + var + b',"version":' + version + b',"vkeys":' + vkeys + b"}")
+
+
 ODD_LINES = [
     # keys of the address out of order, or one twice (orjson keeps the last)
-    b'{"addr":{"subject":1,"session":"a"},"call":null,"kind":"npy","oid":"' + b"1" * 64 + b'","op":"put",'
-    b'"params":{},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{}}',
-    b'{"addr":{"session":"a","subject":1,"subject":2},"call":null,"kind":"npy","oid":"' + b"2" * 64 + b'","op":"put",'
-    b'"params":{},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{}}',
+    _raw(b'{"subject":1,"session":"a"}', "1"),
+    _raw(b'{"session":"a","subject":1,"subject":2}', "2"),
     # floats as Python does not write them (Python writes 1e-05 and 1.5)
-    b'{"addr":{"session":"a","subject":3},"call":null,"kind":"npy","oid":"' + b"3" * 64 + b'","op":"put",'
-    b'"params":{"f.x":0.00001,"f.y":1.50},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{}}',
-    b'{"addr":{"session":"a","subject":4},"call":null,"kind":"npy","oid":"' + b"4" * 64 + b'","op":"put",'
-    b'"params":{"f.y":1E5},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{"note":2.50}}',
+    _raw(b'{"session":"a","subject":3}', "3", params=b'{"f.x":0.00001,"f.y":1.50}'),
+    _raw(b'{"session":"a","subject":4}', "4", params=b'{"f.y":1E5}', vkeys=b'{"note":2.50}'),
     # a top-level key twice: orjson keeps the last
-    b'{"addr":{"session":"a","subject":5},"call":null,"kind":"npy","oid":"' + b"5" * 64 + b'","op":"put",'
-    b'"params":{},"summary":null,"t":"x","var":"Emg","var":"Other","version":1,"vkeys":{}}',
+    _raw(b'{"session":"a","subject":5}', "5", var=b'"Emg","var":"Other"'),
     # an escape, non-ASCII, spaces, another key order, nested parameters, null version keys
-    b'{"addr":{"session":"a\\"b","subject":6},"call":null,"kind":"npy","oid":"' + b"6" * 64 + b'","op":"put",'
-    b'"params":{},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{}}',
-    '{"addr":{"session":"séance","subject":7},"call":null,"kind":"npy","oid":"'.encode() + b"7" * 64
-    + b'","op":"put","params":{},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{}}',
+    _raw(b'{"session":"a\\"b","subject":6}', "6"),
+    _raw('{"session":"séance","subject":7}'.encode(), "7"),
     b'{"op": "put", "var": "Emg", "addr": {"subject": 8, "session": "a"}, "version": 1, "oid": "' + b"8" * 64
     + b'", "kind": "npy", "t": "x"}',
-    b'{"addr":{"session":"a","subject":9},"call":null,"kind":"npy","oid":"' + b"9" * 64 + b'","op":"put",'
-    b'"params":{"f":{"b":1,"a":[1,2.0]}},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{}}',
-    b'{"addr":{"session":"a","subject":10},"call":null,"kind":"npy","oid":"' + b"a" * 64 + b'","op":"put",'
-    b'"params":{},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":null}',
-    # wrong types, no entry at all, a number too big for 64 bits, a torn line
-    b'{"addr":{"session":"a","subject":11},"call":null,"kind":"npy","oid":"' + b"b" * 64 + b'","op":"put",'
-    b'"params":{},"summary":null,"t":"x","var":"Emg","version":"1","vkeys":{}}',
-    b'[1, 2]',
+    _raw(b'{"session":"a","subject":9}', "9", params=b'{"f":{"b":1,"a":[1,2.0]}}'),
+    _raw(b'{"session":"a","subject":10}', "a", vkeys=b"null"),
+    # wrong types, no entry at all, a torn line
+    _raw(b'{"session":"a","subject":11}', "b", version=b'"1"'),
+    b"[1, 2]",
     b'{"addr":{"session":"a","subject":13},"call":null,"kind":"npy","oid":"',
 ]
 # beyond 64 bits: Python reads it exactly (`json`), DuckDB would not; its whole slice goes to Python
-BIG = (b'{"addr":{"session":"a","subject":12345678901234567890},"call":null,"kind":"npy","oid":"' + b"c" * 64
-       + b'","op":"put","params":{},"summary":null,"t":"x","var":"Emg","version":1,"vkeys":{}}')
+BIG = _raw(b'{"session":"a","subject":12345678901234567890}', "c")
 
 
 def test_lines_of_other_writers_give_the_rows_python_reads(tmp_path):
