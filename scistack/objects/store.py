@@ -194,10 +194,11 @@ class ObjectStore(abc.ABC):
         """`get_value` of many objects, read with `get_many` (`load_all`); raises as `get_value`
         would for the first that cannot be read. Arrays may be read-only views."""
         payloads = _json_payloads(self.get_many_stored(oids)) if oids else None
-        if payloads is not None:  # all packed, verified at once: JSON scalars parse in one call
+        if payloads is not None:  # all packed JSON, verified at once: scalars parse in one call
             scalars = loads_scalars(payloads)
             if scalars is not None:
                 return scalars
+            return [self._decoded(oid, StoredObject("json", payload)) for oid, payload in zip(oids, payloads)]
         objects = self.get_many(oids)
         for obj in objects:
             if isinstance(obj, Exception):
