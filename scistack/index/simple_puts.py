@@ -98,11 +98,11 @@ def split(data: bytes, may_be_big: bool) -> Slice:
     every = pa.Array.from_buffers(kind, len(lines), [None, pa.py_buffer(offsets.astype(width)), pa.py_buffer(data)])
     chosen = pa.array(taken)
     candidates = pa.Table.from_batches(pa.table({"n": chosen, "line": every.take(chosen)}).to_batches(_BATCH))
-    return Slice(lines, candidates, np.flatnonzero(~ok).tolist(), False, frozenset(_texts(set(variables))),
-                 tuple(_texts(dict.fromkeys(oids))), tuple(_texts(c for c in dict.fromkeys(calls) if c)))
+    return Slice(lines, candidates, np.flatnonzero(~ok).tolist(), False, frozenset(_as_str(set(variables))),
+                 tuple(_as_str(dict.fromkeys(oids))), tuple(_as_str(c for c in dict.fromkeys(calls) if c)))
 
 
-def _texts(items) -> list[str]:
+def _as_str(items) -> list[str]:
     """ASCII byte strings without a newline as str, in one decode."""
     items = list(items)
     return b"\n".join(items).decode("ascii").split("\n") if items else []

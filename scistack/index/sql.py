@@ -735,9 +735,15 @@ _HEX = re.compile(r"[0-9a-f]{64}")
 
 
 def _with_okeys(vals: pa.Table) -> pa.Table | None:
-    """`vals` with its `okey` and `okey2` columns (`_OKEY`, `_OKEY2`) computed by numpy from
-    the oids' hex digits, or None unless every oid is 64 hex digits (then DuckDB computes them)."""
-    oids = vals["oid"].combine_chunks()
+    """`vals` with its `okey` and `okey2` columns, or None unless every oid is 64 hex digits
+    (then DuckDB computes them)."""
+    keyed = _okey_columns(vals["oid"].combine_chunks())
+    return None if keyed is None else vals.append_column("okey", keyed[0]).append_column("okey2", keyed[1])
+
+
+def _okey_columns(oids: pa.Array) -> tuple[pa.Array, pa.Array] | None:
+    """The `okey` and `okey2` of each oid (what `_OKEY`, `_OKEY2` give), computed by numpy from
+    the hex digits, or None unless every oid is 64 hex digits."""
     if not len(oids) or oids.null_count:
         return None
     offsets = np.frombuffer(oids.buffers()[1], np.int32)[oids.offset:oids.offset + len(oids) + 1]
@@ -751,7 +757,7 @@ def _with_okeys(vals: pa.Table) -> pa.Table | None:
     words = np.frombuffer(raw, ">u8").reshape(-1, 4).astype(np.uint64)
     okey = (words[:, 0] >> np.uint64(4)).astype(np.int64)  # the first 15 hex digits
     okey2 = (((words[:, 0] & np.uint64(0xF)) << np.uint64(56)) | (words[:, 1] >> np.uint64(8))).astype(np.int64)
-    return vals.append_column("okey", pa.array(okey)).append_column("okey2", pa.array(okey2))
+    return pa.array(okey), pa.array(okey2)
 
 
 @functools.cache
@@ -786,9 +792,10 @@ def _known_vals(con: duckdb.DuckDBPyConnection, oids: list[str]) -> tuple[list[s
             return [o for o in oids if o not in seen], seen
     if oids:
         columns = {"k": pa.array(oids, pa.string())}
-        if hexed:  # two integers a row for DuckDB to read, not the 64-character text
-            columns |= {"okey": pa.array([int(o[:15], 16) for o in oids], pa.int64()),
-                        "okey2": pa.array([int(o[15:30], 16) for o in oids], pa.int64())}
+        keyed = _okey_columns(columns["k"]) if hexed else None
+        if keyed is not None:  # two integers a row for DuckDB to read, not the 64-character text
+            columns |= {"okey": keyed[0], "okey2": keyed[1]}
+        hexed = keyed is not None
         on = "t.okey = _keys.okey AND t.okey2 = _keys.okey2" if hexed else "t.oid = _keys.k"
         con.register("_keys", pa.table(columns))
         try:

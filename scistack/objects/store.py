@@ -21,7 +21,7 @@ from typing import Any
 from scistack.errors import ConfigurationError, CorruptObjectError, ObjectNotFoundError
 from scistack.objects.canonical_json import decode_json, loads_scalars
 from scistack.objects.codec import decode_value, encode_value, open_chunked
-from scistack.objects.hashing import KINDS, Buffer, hash_object
+from scistack.objects.hashing import KINDS, Buffer, hash_object, object_header
 from scistack.objects.oid import Oid, validate_oid
 
 
@@ -300,14 +300,12 @@ def hash_value(value: Any) -> Oid:
 
 def _json_payloads(stored: list[bytes | None]) -> list[bytes] | None:
     """The payloads of stored objects (`get_many_stored`) when every one is a JSON object whose
-    header (`json <length>\0`) states its length; None otherwise (read them with `get_many`)."""
+    header is the one `object_header` writes for its length; None otherwise (read them with
+    `get_many`)."""
     payloads = []
     for data in stored:
-        if data is None or not data.startswith(b"json "):
-            return None
-        end = data.find(b"\x00", 5, 40)
-        length = data[5:end]
-        if end < 0 or not length.isdigit() or int(length) != len(data) - end - 1:
+        end = -1 if data is None else data.find(b"\x00", 0, 40)
+        if end < 0 or data[:end + 1] != object_header("json", len(data) - end - 1):
             return None
         payloads.append(data[end + 1:])
     return payloads
