@@ -28,7 +28,7 @@ import scistack.errors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import journal_size
+from tests.helpers import journal_size, older_fold
 from scistack import (
     AmbiguousParamError,
     BaseVariable,
@@ -583,6 +583,66 @@ def test_cache_and_provenance_persist_across_processes(tmp_path, code, python_en
         second["function"] == "bandpass" and second["low_hz"] == 20 and second["input"] == "RawEMG"
     )
     assert second["host"] == "lab-pc"  # the record says where it really ran
+
+
+HITS = """
+    import json, sys
+    import numpy as np
+    from scistack import BaseVariable, configure_database, for_each
+    from {pkg}.steps import bandpass
+
+    class RawEMG(BaseVariable): pass
+    class FilteredEMG(BaseVariable): pass
+
+    db = configure_database(sys.argv[1], ["subject", "session"])
+    if sys.argv[2] == "make":  # subject 1 by for_each, 2 by a direct call; 3 holds 1's values
+        for subject in (1, 2, 3):
+            RawEMG.save(np.arange(5.0) + (subject == 2), subject=subject, session="pre")
+        for_each(bandpass, inputs={{"signal": RawEMG, "low_hz": 20}}, outputs=[FilteredEMG], subject=[1],
+                 session=["pre"])
+        FilteredEMG.save(bandpass(RawEMG.load(subject=2, session="pre"), 20), subject=2, session="pre")
+    out = {{}}
+    for subject in (1, 2, 3):
+        signal = RawEMG.load(subject=subject, session="pre")
+        kinds, get = [], db.store.get
+        db.store.get = lambda oid: kinds.append(get(oid).kind) or get(oid)
+        result = bandpass(signal, 20)
+        db.store.get = get
+        out[subject] = {{"cached": result.cached, "kinds": kinds, "call": result.call}}
+    print(json.dumps(out))
+    db.close()
+"""
+
+
+@pytest.mark.parametrize("layout", ["current", "older"])
+def test_a_hit_in_a_new_process_reads_no_call_record_to_know_it_names_its_inputs(
+        tmp_path, code, python_env, layout) -> None:
+    """A cache entry keeps a digest of where its record's inputs came from: a hit in another
+    process on inputs of the same origins (a for_each's or a direct call's) reads its output
+    only. The same values at another address still have their own record made. A fold of
+    the layout before the digest (`calls` without `origins`) is migrated in place: its
+    entries know no digest, so their records are read, with the same answers."""
+    code.write("steps", STEPS)
+    script = tmp_path / "hits.py"
+    script.write_text(textwrap.dedent(HITS.format(pkg=code.name)))
+    env = {**python_env, "RUNS_FILE": str(tmp_path / "runs.log"), "PYTHONDONTWRITEBYTECODE": "1",
+           "PYTHONPATH": os.pathsep.join([str(code.src), python_env["PYTHONPATH"]])}
+    db_path = str(tmp_path / "gait.duckdb")
+    made = _run(script, tmp_path, env, db_path, "make")
+    if layout == "older":
+        db = configure_database(db_path, ["subject", "session"])
+        path, inode = older_fold(db, "ALTER TABLE calls DROP COLUMN origins; "
+                                     "UPDATE meta SET value = '12' WHERE key = 'fold_version';")
+    hits = _run(script, tmp_path, env, db_path, "hit")
+    if layout == "older":
+        assert path.stat().st_ino == inode  # migrated in place, not rebuilt
+    assert (tmp_path / "runs.log").read_text().count("ran") == 2
+    for subject in ("1", "2"):
+        assert hits[subject]["cached"] and hits[subject]["call"] == made[subject]["call"]
+        assert hits[subject]["kinds"] == (["npy"] if layout == "current" else ["call", "npy"]), hits
+    # subject 3: subject 1's values, so 1's result, under a record of its own (read to know)
+    assert hits["3"]["cached"] and hits["3"]["call"] != made["1"]["call"]
+    assert hits["3"]["kinds"][0] == "call"
 
 
 # --- code edits --------------------------------------------------------------------------------

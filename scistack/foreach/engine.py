@@ -700,7 +700,7 @@ class _Run:
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
                                        outcome.duration, multi=outcome.multi, files=outcome.files, split=split)
         self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files, split=bool(split)), out_oids,
-                        multi=outcome.multi)
+                        multi=outcome.multi, origins=self.lf.origins(bound))
         params = flatten_params(self.identity.name, bound)
         layout = outcome.labels or (None,) * len(self.outputs)
         for var, address, place_key, out in self._places(item.combo, pending.addr_key,

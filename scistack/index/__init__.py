@@ -509,25 +509,31 @@ class Index:
         self._syncer.poke()
         return record
 
-    def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], *, multi: bool = False) -> None:
+    def put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], *, multi: bool = False,
+                 origins: str | None = None) -> None:
         """Record a call-cache entry: call key -> call record oid (and its output oids).
 
         `multi` marks a function that returned a tuple, so a cache hit returns a tuple too
-        (even of one element) without reading the call record.
+        (even of one element) without reading the call record. `origins` is the digest of
+        where the record says its inputs came from (`lineage.calls.origins_digest`): a hit
+        with inputs of the same origins then reads no record to know it names them.
         """
         if self._pending is not None:  # in a batch: appended under the lock when it flushes
-            self._put_call(key, call_oid, fn, outputs, multi)
+            self._put_call(key, call_oid, fn, outputs, multi, origins)
             return
         with self._journal.locked():
-            self._put_call(key, call_oid, fn, outputs, multi)
+            self._put_call(key, call_oid, fn, outputs, multi, origins)
 
-    def _put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], multi: bool) -> None:
+    def _put_call(self, key: str, call_oid: str, fn: str, outputs: list[str], multi: bool,
+                  origins: str | None) -> None:
         known = self._overlay.calls.get(key) if self._pending is not None else self.cached_call(key)
         if known is not None and known["call"] == call_oid:
             return
         entry = {"op": "call", "key": key, "call": call_oid, "fn": fn, "outs": outputs, "t": utc_now()}
         if multi:
             entry["multi"] = True
+        if origins is not None:
+            entry["origins"] = origins
         self._write([entry])
 
     def drop_calls(self, entries: list[dict[str, Any]]) -> int:

@@ -35,7 +35,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 12
+FOLD_VERSION = 13
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS var_bits (var TEXT PRIMARY KEY, bit INTEGER NOT NULL 
 -- the call cache: key, call and fn are oids (BLOBs, as `refs.oid`)
 CREATE TABLE IF NOT EXISTS calls (
     key BLOB PRIMARY KEY, call BLOB NOT NULL, fn BLOB, outs TEXT NOT NULL, multi INTEGER NOT NULL,
-    created_at TEXT) WITHOUT ROWID;
+    created_at TEXT, origins BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_keys (call BLOB PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sizes (oid BLOB PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
@@ -150,8 +150,11 @@ END;
 # rows are not, so versions 6 and 7 are rebuilt from the journal; 8 gains the address
 # bitmasks, 9 the tables of the variables' running byte totals (empty: a variable is counted
 # at its first `ls`), 10 the variables' running counts (`var_counts`, likewise), 11 the calls'
-# gathered variables (`call_gathers`: the facts of calls that are not simple are learned again).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {11: (
+# gathered variables (`call_gathers`: the facts of calls that are not simple are learned again),
+# 12 the digest of the inputs' origins a cache entry was recorded with (`calls.origins`).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {12: (
+    "ALTER TABLE calls ADD COLUMN origins BLOB",  # (NULL for entries written before: unknown)
+), 11: (
     # calls that may gather (an aggregated or merged input makes a call not simple) are
     # learned again, with the variables they gather (`call_gathers`); simple ones gather none
     "DELETE FROM call_inputs WHERE call IN (SELECT call FROM call_facts WHERE NOT simple)",
@@ -741,7 +744,7 @@ class Fold:
         found = {}
         keys = sorted(keys)
         for start in range(0, len(keys), _CHUNK):
-            rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE key IN "
+            rows = self._rows(f"SELECT key, {_CALL_COLUMNS} FROM calls WHERE key IN "
                               "(SELECT oid_in(value) FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
             found.update((key, _call_entry(key, r[1:])) for key, r in ((oid_out(r[0]), r) for r in rows))
         return found
@@ -761,7 +764,7 @@ class Fold:
         entries: dict[str, dict[str, Any]] = {}
         for start in range(0, len(call_oids), _CHUNK):
             for call_oid, key, *row in self._rows(
-                    "SELECT ck.call, ck.key, c.call, c.fn, c.outs, c.multi, c.created_at FROM call_keys ck "
+                    "SELECT ck.call, ck.key, c.call, c.fn, c.outs, c.multi, c.created_at, c.origins FROM call_keys ck "
                     "LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN (SELECT oid_in(value) FROM json_each(?))",
                     (json.dumps(call_oids[start:start + _CHUNK]),)):
                 call_oid, key = oid_out(call_oid), oid_out(key)
@@ -809,7 +812,7 @@ class Fold:
         return found
 
     def call(self, key: str) -> dict[str, Any] | None:
-        rows = self._held_rows("SELECT call, fn, outs, multi, created_at FROM calls WHERE key = ?", (oid_in(key),))
+        rows = self._held_rows(f"SELECT {_CALL_COLUMNS} FROM calls WHERE key = ?", (oid_in(key),))
         return _call_entry(key, rows[0]) if rows else None
 
     def ref_counts(self, oids: list[str], var: str | None = None) -> dict[str, int]:
@@ -831,7 +834,7 @@ class Fold:
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(oids), _NAMING_CHUNK):
             chunk = oids[start:start + _NAMING_CHUNK]
-            rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls WHERE "
+            rows = self._rows(f"SELECT key, {_CALL_COLUMNS} FROM calls WHERE "
                               + " OR ".join(["instr(outs, ?) > 0"] * len(chunk)), tuple(chunk))
             for r in rows:
                 entry = _call_entry(oid_out(r[0]), r[1:])
@@ -844,7 +847,7 @@ class Fold:
         return oid_out(rows[0][0]) if rows else None
 
     def calls(self) -> Iterator[dict[str, Any]]:
-        rows = self._rows("SELECT key, call, fn, outs, multi, created_at FROM calls ORDER BY key")
+        rows = self._rows(f"SELECT key, {_CALL_COLUMNS} FROM calls ORDER BY key")
         return (_call_entry(oid_out(r[0]), r[1:]) for r in rows)
 
     def runs(self) -> list[RunRecord]:
@@ -1329,13 +1332,13 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
 
 def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
     if calls:  # the last entry of a key wins, as in journal order
-        con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?)", calls)
+        con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
         con.executemany("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", [(c[1], c[0]) for c in calls])
 
 
 def _call_row(e: dict[str, Any]) -> tuple:
     return (oid_in(e["key"]), oid_in(e["call"]), oid_in(e.get("fn")), json.dumps(e.get("outs") or []),
-            1 if e.get("multi") else 0, e.get("t"))
+            1 if e.get("multi") else 0, e.get("t"), oid_in(e.get("origins")))
 
 
 def _rollback(con: sqlite3.Connection) -> None:
@@ -1344,6 +1347,7 @@ def _rollback(con: sqlite3.Connection) -> None:
         con.execute("ROLLBACK")
 
 
+_CALL_COLUMNS = "call, fn, outs, multi, created_at, origins"  # a cache entry's row (`_call_entry`)
 _COUNT_CHUNK = 5000  # oids a `ref_counts` scan looks for
 _NAMING_CHUNK = 200  # oids a `calls_naming` scan looks for
 
@@ -1359,10 +1363,12 @@ def _oid_list(text: str) -> list[str]:
 
 def _call_entry(key: str, row: tuple) -> dict[str, Any]:
     """A call-cache entry in its journal shape (what `Index.cached_call` has always returned)."""
-    call, fn, outs, multi, t = row
+    call, fn, outs, multi, t, origins = row
     entry = {"op": "call", "key": key, "call": oid_out(call), "fn": oid_out(fn), "outs": _oid_list(outs), "t": t}
     if multi:
         entry["multi"] = True
+    if origins is not None:
+        entry["origins"] = oid_out(origins)
     return entry
 
 

@@ -55,7 +55,7 @@ _SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "vkeys": dict, "params": dict, "call": (str, type(None)), "summary": (str, type(None)),
-    "outs": list, "multi": bool, "fn": (str, type(None)),
+    "outs": list, "multi": bool, "fn": (str, type(None)), "origins": (str, type(None)),
 }
 
 

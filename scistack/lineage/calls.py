@@ -416,6 +416,18 @@ def input_origin(record: dict[str, Any]) -> tuple:
             tuple(sorted((str(path), input_origin(item)) for path, item in items.items())) if items else ())
 
 
+def input_origins(inputs: dict[str, BoundInput]) -> tuple:
+    """(name, `input_origin`) of each bound input, in name order."""
+    return tuple(sorted([(name, input_origin(b.record)) for name, b in inputs.items()]))
+
+
+def origins_digest(origins: tuple) -> str:
+    """A digest of `input_origins`: what a call-cache entry keeps of where the inputs its
+    record names came from, so that a hit on inputs of the same origins knows, without
+    reading the record (~50 us), that it names them as its own (`same_origins`)."""
+    return hash_bytes(repr(origins).encode())
+
+
 def recorded_origin(item: Any) -> tuple:
     """`input_origin` of an input as a call record holds it (a `CallInput`)."""
     addr = from_tree(item.addr, lambda oid: oid) if item.addr is not None else None

@@ -29,13 +29,15 @@ class _MemoryCache:
         return self.calls.get(key)
 
     def record(
-        self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False
+        self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False,
+        origins: str | None = None,
     ) -> None:
         self.calls[key] = {
             "call": call_oid,
             "fn": fn,
             "outs": outs,
             **({"multi": True} if multi else {}),
+            **({"origins": origins} if origins is not None else {}),
         }
 
 
@@ -48,9 +50,10 @@ class _DatabaseCache:
         return self.db.index.cached_call(key)
 
     def record(
-        self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False
+        self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False,
+        origins: str | None = None,
     ) -> None:
-        self.db.index.put_call(key, call_oid, fn, outs, multi=multi)
+        self.db.index.put_call(key, call_oid, fn, outs, multi=multi, origins=origins)
 
 
 MEMORY = _MemoryCache()

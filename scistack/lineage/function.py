@@ -37,7 +37,8 @@ from scistack.lineage.calls import (
     describe,
     flatten_params,
     freeze,
-    input_origin,
+    input_origins,
+    origins_digest,
     plain_arguments,
     same_origins,
     store_constants,
@@ -71,14 +72,10 @@ _REGISTRY: dict[tuple[Any, str], LineageFunction] = {}
 _OWN_RECORDS: dict[tuple[str, tuple], str] = {}
 
 
-def _origins(call_oid: str, inputs: dict[str, BoundInput]) -> tuple[str, tuple]:
-    return call_oid, tuple([(name, input_origin(b.record)) for name, b in inputs.items()])
-
-
-def _remember_own(call_oid: str, inputs: dict[str, BoundInput], own: str) -> None:
+def _remember_own(call_oid: str, origins: tuple, own: str) -> None:
     if len(_OWN_RECORDS) >= 65536:
         _OWN_RECORDS.clear()
-    _OWN_RECORDS[_origins(call_oid, inputs)] = own
+    _OWN_RECORDS[(call_oid, origins)] = own
 
 
 def registered_function(module: str, qualname: str) -> LineageFunction | None:
@@ -164,11 +161,15 @@ class LineageFunction:
     def _own_record(self, ctx: Any, hit: dict[str, Any], inputs: dict[str, BoundInput],
                     identity: FunctionIdentity) -> str:
         """The call record a hit's results name: the cached one when it names these inputs as
-        its own; else (the same values at another address, or made by another call) a record
-        of this call, made now with the cached result: its lineage then names its own inputs.
-        The cache entry stays (a loop over addresses would replace it at every step); each
-        record is checked once per process and inputs."""
-        own = _OWN_RECORDS.get(_origins(hit["call"], inputs))
+        its own (known from the entry's `origins` digest, else by reading the record); else
+        (the same values at another address, or made by another call) a record of this call,
+        made now with the cached result: its lineage then names its own inputs. The cache
+        entry stays (a loop over addresses would replace it at every step); each record is
+        checked once per process and inputs."""
+        origins = input_origins(inputs)
+        if hit.get("origins") is not None and hit["origins"] == origins_digest(origins):
+            return hit["call"]
+        own = _OWN_RECORDS.get((hit["call"], origins))
         if own is not None:
             return own
         try:
@@ -181,8 +182,13 @@ class LineageFunction:
                 return own  # a gc'd output: computed again (and recorded then)
             own = self.record_call(ctx.store, identity, inputs, list(hit["outs"]), record.started or utc_now(),
                                    record.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(record))
-        _remember_own(hit["call"], inputs, own)
+        _remember_own(hit["call"], origins, own)
         return own
+
+    def origins(self, inputs: dict[str, BoundInput]) -> str:
+        """The `origins_digest` of the inputs a record of this call names (defaults bound):
+        what its cache entry keeps."""
+        return origins_digest(input_origins(self._with_defaults(inputs)))
 
     def run(
         self,
@@ -205,8 +211,8 @@ class LineageFunction:
         call_oid = self.record_call(
             ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files
         )
-        ctx.record(key, call_oid, cache_fn(identity.digest, files), out_oids, multi=multi)
-        _remember_own(call_oid, inputs, call_oid)  # (its hits here with these inputs read no record)
+        ctx.record(key, call_oid, cache_fn(identity.digest, files), out_oids, multi=multi,
+                   origins=self.origins(inputs))
         results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=False)
         return tuple(results) if multi else results[0]
 
