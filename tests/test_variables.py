@@ -192,6 +192,25 @@ def test_load_all_generator_and_dataframe(project):
     assert isinstance(arrays.loc[0, "data"], np.ndarray)
 
 
+@pytest.mark.parametrize("later", [123.25, [7, 8], np.arange(3.0)])
+def test_load_all_reads_packed_values_in_bulk_beside_one_saved_later_on_its_own(project, monkeypatch, later):
+    """Values saved in a batch are packed; one saved on its own later is a loose object. The
+    packed ones are still split and parsed in bulk: only the loose one is read one by one
+    (it had sent every value of the variable through the slower reader)."""
+    with project.batch():
+        for subject in range(20):
+            VPeak.save(subject * 0.5 if subject != 7 else [1, 2], subject=subject, session="pre")
+    VPeak.save(later, subject=99, session="pre")
+    asked, get_many = [], project.store.get_many
+    monkeypatch.setattr(project.store, "get_many", lambda oids, **kw: asked.extend(oids) or get_many(oids, **kw))
+    frame = VPeak.load_all(as_df=True)
+    assert asked == [VPeak.load(subject=99, session="pre").oid]
+    expected = [s * 0.5 if s != 7 else [1, 2] for s in range(20)] + [later]
+    got = frame.sort_values("subject")["data"].tolist()
+    assert len(got) == len(expected)
+    for value, want in zip(got, expected):
+        np.testing.assert_array_equal(value, want)
+
 @scistack.lineage_fcn
 def fn_column_twice(x):
     return x * 2

@@ -191,14 +191,29 @@ class ObjectStore(abc.ABC):
         return self._decoded(oid, self.get(oid))
 
     def get_values(self, oids: list[str]) -> list[Any]:
-        """`get_value` of many objects, read with `get_many` (`load_all`); raises as `get_value`
-        would for the first that cannot be read. Arrays may be read-only views."""
-        payloads = _json_payloads(self.get_many_stored(oids)) if oids else None
-        if payloads is not None:  # all packed JSON, verified at once: scalars parse in one call
-            scalars = loads_scalars(payloads)
-            if scalars is not None:
-                return scalars
-            return [self._decoded(oid, StoredObject("json", payload)) for oid, payload in zip(oids, payloads)]
+        """`get_value` of many objects (`load_all`); raises as `get_value` would for one that
+        cannot be read. Arrays may be read-only views.
+
+        Packed JSON objects are split from bytes verified at once and, when all are scalars,
+        parsed in one call; every other object is read with `get_many`. (One loose value among
+        300k packed ones, saved on its own later, had sent all of them through `get_many`:
+        1.3 s of a 3.5 s `load_all`.)"""
+        payloads = _json_payloads(self.get_many_stored(oids)) if oids else []
+        packed = [i for i, payload in enumerate(payloads) if payload is not None]
+        if not packed:
+            return self._read_values(oids)
+        values: list[Any] = [None] * len(oids)
+        scalars = loads_scalars([payloads[i] for i in packed])
+        for j, i in enumerate(packed):
+            values[i] = scalars[j] if scalars is not None else self._decoded(oids[i], StoredObject("json", payloads[i]))
+        if len(packed) < len(oids):
+            rest = [i for i, payload in enumerate(payloads) if payload is None]
+            for i, value in zip(rest, self._read_values([oids[i] for i in rest])):
+                values[i] = value
+        return values
+
+    def _read_values(self, oids: list[str]) -> list[Any]:
+        """`get_values` of objects read with `get_many`."""
         objects = self.get_many(oids)
         for obj in objects:
             if isinstance(obj, Exception):
@@ -298,14 +313,21 @@ def hash_value(value: Any) -> Oid:
     return hash_object(*encode_value(value, hash_only))
 
 
-def _json_payloads(stored: list[bytes | None]) -> list[bytes] | None:
-    """The payloads of stored objects (`get_many_stored`) when every one is a JSON object whose
-    header is the one `object_header` writes for its length; None otherwise (read them with
-    `get_many`)."""
-    payloads = []
+def _json_payloads(stored: list[bytes | None]) -> list[bytes | None]:
+    """The payload of each stored object (`get_many_stored`) that is a JSON object whose
+    header is the one `object_header` writes for its length; None for any other (read it
+    with `get_many`)."""
+    payloads: list[bytes | None] = []
+    headers: dict[int, bytes] = {}  # by payload length: most of a variable's share a few
+    append = payloads.append
     for data in stored:
         end = -1 if data is None else data.find(b"\x00", 0, 40)
-        if end < 0 or data[:end + 1] != object_header("json", len(data) - end - 1):
-            return None
-        payloads.append(data[end + 1:])
+        if end < 0:
+            append(None)
+            continue
+        length = len(data) - end - 1
+        header = headers.get(length)
+        if header is None:
+            header = headers[length] = object_header("json", length)
+        append(data[end + 1:] if data[:end + 1] == header else None)
     return payloads
