@@ -290,8 +290,8 @@ def sort_records(db: Database, records: list[RefRecord]) -> list[RefRecord]:
     """Records in schema-key order (numbers before strings, missing keys last), then version
     keys and version. Columns of one type are sorted by numpy (a `load_all` of 10k records:
     ~2 ms instead of ~12); anything else by tuple keys built a column at a time."""
-    decode_addresses(records)
-    columns = [[r.addr.get(key) for r in records] for key in db.schema_keys]
+    addrs = decode_addresses(records)
+    columns = [[a.get(key) for a in addrs] for key in db.schema_keys]
     tail = [[r.vkeys_key for r in records], [r.version for r in records]]
     order = _numpy_order([*columns, *tail]) if len(records) > 1 else None
     if order is None:

@@ -411,14 +411,14 @@ def _loads_key(text: str) -> dict[str, Any]:
     return json.loads(text)
 
 
-def decode_addresses(records: list[RefRecord]) -> None:
-    """Decode the addresses of records read as text (`from_text`) in one orjson call instead
-    of a `json.loads` each (a third of a `load_all` of 10k records went there)."""
+def decode_addresses(records: list[RefRecord]) -> list[dict[str, Any]]:
+    """The records' addresses, those read as text (`from_text`) decoded in one orjson call
+    instead of a `json.loads` each (a third of a `load_all` of 10k records went there); the
+    list saves a caller the `addr` property's call per record (0.2 s of 300k)."""
     todo = [r for r in records if r._addr is None]
-    if not todo:
-        return
-    for record, addr in zip(todo, decode_keys([r.addr_key for r in todo])):
+    for record, addr in zip(todo, decode_keys([r.addr_key for r in todo]) if todo else ()):
         object.__setattr__(record, "_addr", addr)
+    return [r._addr for r in records]
 
 
 def decode_keys(keys: list[str]) -> list[dict[str, Any]]:
