@@ -67,6 +67,7 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         for number, text in db.index.quarantine_journal(numbers, _bad_line):
             repaired.append(f"moved journal line {number} to {db.index.journal_path.name}.quarantine: {text[:60]!r}")
         problems = _journal_problems(db)
+    db.index.counted_unreadable_journal_lines(len(problems))  # (what `status` warns of)
     problems += _index_problems(db)
     for name, problem in sorted(db.store.damaged_pack_indexes().items()):
         if repair:

@@ -121,3 +121,23 @@ def test_fsck_judges_a_line_as_readers_read_it_and_never_quarantines_a_name_they
     assert result.exit_code == 0, result.output
     assert "moved journal line" not in result.output
     assert [v.data for v in DamY.load_all(session="caf\ufffd")] == [1.0]
+
+
+def test_status_warns_of_unreadable_lines_in_every_process_until_fsck_moves_them_aside(project):
+    """The index folds past a line no reader can take once, for every process after it: what
+    the line held is in no view, so a value looks missing. `status` says so (on stderr: its
+    report stays as it was) in each later process too, until fsck moves the line aside."""
+    DamY.save(1.0, subject=1, session="pre")
+    with open(project.index.journal_path, "ab") as journal:
+        journal.write(BAD_LINES[0] + b"\n" + b'{"op":"put","var":"Da' + b"\n")  # wrong shape; torn
+    DamY.save(2.0, subject=3, session="pre")
+    status = ["--db", str(project.path), "status"]
+    first = CliRunner().invoke(main, status)
+    assert first.exit_code == 0, first.output
+    assert "warning: 2 journal lines could not be read" in first.stderr and "warning" not in first.stdout
+    project.close()  # another process: the fold is past the lines, and still knows of them
+    again = CliRunner().invoke(main, status)
+    assert "warning: 2 journal lines could not be read" in again.stderr
+    assert CliRunner().invoke(main, ["--db", str(project.path), "fsck", "--quarantine"]).exit_code == 0
+    after = CliRunner().invoke(main, status)
+    assert after.exit_code == 0 and "warning" not in after.stderr, after.stderr

@@ -204,8 +204,11 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, whole:
     Functions are imported from the modules that defined them (the project folder is
     on the import path); functions of a script run as __main__ cannot be compared.
     """
-    from scistack.report.status import status_grid, status_summary
+    from scistack.report.status import journal_warning, status_grid, status_summary
 
+    warning = journal_warning(project.db)
+    if warning is not None:  # (on stderr: the report on stdout stays as it is, JSON too)
+        click.echo(warning, err=True)
     if not whole:
         summary = status_summary(project.db, list(variables) or None, limit=SUMMARY_PROBLEMS)
         rows = max((sum(c.values()) for c in summary.counts.values()), default=0)

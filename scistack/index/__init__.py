@@ -406,6 +406,19 @@ class Index:
         """Lines this process's journal reader has skipped so far (torn or of the wrong shape)."""
         return self._journal.skipped_lines
 
+    def unreadable_journal_lines(self) -> int:
+        """Journal lines the project's index has folded past because no reader can take them
+        (torn, or of the wrong shape): what they held is in no view until `scistack fsck`
+        names them and they are mended or moved aside."""
+        self.refresh()
+        return self._fold.skipped_lines()
+
+    def counted_unreadable_journal_lines(self, count: int) -> None:
+        """Set `unreadable_journal_lines` to what a check of the whole journal file found
+        (fsck); a shared journal (lab mode) is not a file fsck reads, and keeps its count."""
+        if isinstance(self._journal, Journal):
+            self._fold.set_skipped_lines(count)
+
     def journal_tail(self, offset: int, limit: int | None = None) -> tuple[list[dict[str, Any]], int]:
         """The journal's entries after `offset` (a byte offset, or a lab journal's `seq`) and
         the offset after them: what a mirror of the journal for other readers appends; with

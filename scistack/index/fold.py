@@ -103,6 +103,9 @@ CREATE TABLE IF NOT EXISTS run_facts (
     items TEXT PRIMARY KEY, total INTEGER NOT NULL, failed INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO meta VALUES ('fold_version', '{FOLD_VERSION}');
 INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
+-- journal lines folded past that no reader can take (torn, or of the wrong shape): reports
+-- say so, `fsck` names them; fsck sets it to what it finds (after `--quarantine`: none)
+INSERT OR IGNORE INTO meta VALUES ('skipped_lines', '0');
 """
 
 _BITS = 63  # variables with a bit in `addresses.vars` (a signed 64-bit INTEGER)
@@ -437,9 +440,14 @@ class Fold:
                               "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
                               "var_summary", "var_facts", "judged_sig", "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
+                con.execute("UPDATE meta SET value = '0' WHERE key = 'skipped_lines'")
                 stored = 0
+            before = self.journal.skipped_lines
             entries, offset = self.journal.read_from(stored, _CHUNK_BYTES)
             self._apply(con, entries)
+            if self.journal.skipped_lines > before:
+                con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + ? WHERE key = 'skipped_lines'",
+                            (self.journal.skipped_lines - before,))
             con.execute("UPDATE meta SET value = ? WHERE key = 'journal_offset'", (str(offset),))
             con.execute("COMMIT")
         except BaseException:
@@ -447,6 +455,15 @@ class Fold:
             raise
         self.offset = offset
         return offset if offset > stored else size  # nothing complete after `stored`: done
+
+    def skipped_lines(self) -> int:
+        """Journal lines folded past that could not be read (`meta.skipped_lines`)."""
+        return int(self._rows("SELECT value FROM meta WHERE key = 'skipped_lines'")[0][0])
+
+    def set_skipped_lines(self, count: int) -> None:
+        """Set the count to what a whole-journal check found (fsck)."""
+        with self._lock:
+            self._connection().execute("UPDATE meta SET value = ? WHERE key = 'skipped_lines'", (str(count),))
 
     def rebuild(self) -> None:
         """Forget the file and fold the whole journal again."""
