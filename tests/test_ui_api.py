@@ -217,6 +217,7 @@ def test_db_ui_serves_in_process_and_stops(project):
     try:
         assert server.url.startswith("http://127.0.0.1:") and server.url in server._repr_html_()
         assert get(server.url, "/api/project")["schema_keys"] == ["subject", "session"]
+        assert get(server.url, "/api/project")["warning"] is None
         assert get(server.url, "/api/graph")["nodes"] == []
     finally:
         server.stop()

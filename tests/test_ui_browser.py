@@ -168,3 +168,18 @@ def test_a_save_by_another_process_appears_without_restart(site, page):
     page.goto(url)
     page.wait_for_selector('g.node[data-id="var:Raw"]')
     assert "7 done" in page.text_content('g.node[data-id="var:Raw"] text.counts')
+
+
+def test_unreadable_journal_lines_are_warned_of_above_every_page(site, page):
+    """(Last: it leaves a bad line in the module's project.) `status`'s warning of journal
+    lines no reader can take is shown under the header, as text."""
+    _, url, root, env = site
+    page.goto(url)
+    page.wait_for_selector("svg.graph g.node")
+    assert page.locator("#warning").is_hidden()
+    with open(root / ".scistack" / "refs.log", "ab") as journal:
+        journal.write(b'{"op":"put","var":"Raw"}\n')  # another writer's malformed line
+    ui_project.save_raw_from_another_process(root, env, subject=8)  # the index folds past it
+    page.goto(url)
+    expect(page.locator("#warning")).to_be_visible()
+    expect(page.locator("#warning")).to_contain_text("1 journal line could not be read")

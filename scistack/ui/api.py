@@ -20,13 +20,14 @@ from scistack.report.history import log_entries, read_call, select, shown_value
 from scistack.report.pipeline import pipeline_graph
 from scistack.report.preview import preview
 from scistack.report.runs import run_history, run_items
-from scistack.report.status import STATUSES, status_cells, why_value
+from scistack.report.status import STATUSES, journal_warning, status_cells, why_value
 from scistack.ui.layout import NODE_H, NODE_W, layout
 
 
 def project(db: Database) -> dict[str, Any]:
+    """The header's facts, with `status`'s warning of unreadable journal lines (or None)."""
     return {"name": db.path.name, "root": str(db.root), "schema_keys": db.schema_keys,
-            "generation": db.index.generation()}
+            "generation": db.index.generation(), "warning": journal_warning(db)}
 
 
 def graph(db: Database) -> dict[str, Any]:

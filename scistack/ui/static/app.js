@@ -376,6 +376,9 @@ async function start() {
   generation = p.generation;
   schemaKeys = p.schema_keys;
   document.getElementById("project").textContent = `${p.name} · ${p.root}`;
+  const warning = document.getElementById("warning");
+  warning.textContent = p.warning || "";
+  warning.hidden = !p.warning;
   window.addEventListener("hashchange", render);
   await render();
   setTimeout(poll, 1000);
