@@ -123,7 +123,7 @@ def test_fsck_judges_a_line_as_readers_read_it_and_never_quarantines_a_name_they
     assert [v.data for v in DamY.load_all(session="caf\ufffd")] == [1.0]
 
 
-def test_status_warns_of_unreadable_lines_in_every_process_until_fsck_moves_them_aside(project):
+def test_status_and_ls_warn_of_unreadable_lines_in_every_process_until_fsck_moves_them_aside(project):
     """The index folds past a line no reader can take once, for every process after it: what
     the line held is in no view, so a value looks missing. `status` says so (on stderr: its
     report stays as it was) in each later process too, until fsck moves the line aside."""
@@ -138,6 +138,8 @@ def test_status_warns_of_unreadable_lines_in_every_process_until_fsck_moves_them
     project.close()  # another process: the fold is past the lines, and still knows of them
     again = CliRunner().invoke(main, status)
     assert "warning: 2 journal lines could not be read" in again.stderr
+    listed = CliRunner().invoke(main, ["--db", str(project.path), "ls", "--json"])  # the other overview
+    assert "warning: 2 journal lines" in listed.stderr and json.loads(listed.stdout)
     assert CliRunner().invoke(main, ["--db", str(project.path), "fsck", "--quarantine"]).exit_code == 0
     after = CliRunner().invoke(main, status)
     assert after.exit_code == 0 and "warning" not in after.stderr, after.stderr

@@ -119,8 +119,19 @@ def ls(project: _Project, as_json: bool) -> None:
     """List variables: values, versions, size on disk, last change."""
     from scistack.report.history import list_variables
 
+    _warn_of_unreadable_journal_lines(project.db)
     summaries = list_variables(project.db)
     _emit(as_json, summaries, render.render_ls(summaries))
+
+
+def _warn_of_unreadable_journal_lines(db: Any) -> None:
+    """The overviews (`ls`, `status`) say when journal lines could not be read: on stderr,
+    so their report on stdout (JSON too) stays as it is."""
+    from scistack.report.status import journal_warning
+
+    warning = journal_warning(db)
+    if warning is not None:
+        click.echo(warning, err=True)
 
 
 PROJECT_LOG = 20  # versions `log` prints unless -n or --all says (--json of a variable: all)
@@ -204,11 +215,9 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, whole:
     Functions are imported from the modules that defined them (the project folder is
     on the import path); functions of a script run as __main__ cannot be compared.
     """
-    from scistack.report.status import journal_warning, status_grid, status_summary
+    from scistack.report.status import status_grid, status_summary
 
-    warning = journal_warning(project.db)
-    if warning is not None:  # (on stderr: the report on stdout stays as it is, JSON too)
-        click.echo(warning, err=True)
+    _warn_of_unreadable_journal_lines(project.db)
     if not whole:
         summary = status_summary(project.db, list(variables) or None, limit=SUMMARY_PROBLEMS)
         rows = max((sum(c.values()) for c in summary.counts.values()), default=0)
