@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from scistack import htmlrepr
-from scistack.errors import InvalidMetadataError, InvalidNameError, NotARepositoryError, SchemaMismatchError, WebViewError
+from scistack.errors import (InvalidMetadataError, InvalidNameError, NotARepositoryError, SchemaMismatchError,
+                             UnreadableJournalWarning, WebViewError)
 from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
 from scistack.index.journal import JournalBackend
@@ -110,6 +111,9 @@ class Database:
         # the journal is the record of truth and a background thread brings DuckDB up to date.
         self.index.poke_sync(unless_in_step=True)
         self.index.refresh()
+        unread = self.index.unreadable_journal_warning()
+        if unread is not None:  # (the CLI says it in `status` and `ls` instead)
+            warnings.warn(unread, UnreadableJournalWarning, stacklevel=3)
 
     def _check_config(self, schema_keys: Sequence[str] | None, shared_journal: Any = None,
                       shared: str | None = None, objects: str | None = None) -> list[str]:

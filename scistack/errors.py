@@ -14,6 +14,11 @@ class ScistackError(Exception):
     """Root of every error raised by scistack."""
 
 
+class UnreadableJournalWarning(UserWarning):
+    """Opening a project whose index folded past journal lines no reader can take (torn, or
+    of the wrong shape): what they held is in no view. `scistack fsck` names them."""
+
+
 class UnsupportedValueError(ScistackError, TypeError):
     """A value cannot be stored canonically (no pickle fallback, ever)."""
 

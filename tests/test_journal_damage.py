@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+import warnings
 
 import pytest
 from click.testing import CliRunner
 
 from scistack import BaseVariable
 from scistack.cli import main
-from scistack.errors import GarbageCollectionError
+from scistack.database import Database
+from scistack.errors import GarbageCollectionError, UnreadableJournalWarning
 from scistack.fsck import fsck
 from scistack.gc import find_reachable
 
@@ -123,7 +127,7 @@ def test_fsck_judges_a_line_as_readers_read_it_and_never_quarantines_a_name_they
     assert [v.data for v in DamY.load_all(session="caf\ufffd")] == [1.0]
 
 
-def test_status_and_ls_warn_of_unreadable_lines_in_every_process_until_fsck_moves_them_aside(project):
+def test_status_and_ls_warn_of_unreadable_lines_in_every_process_until_fsck_moves_them_aside(project, python_env):
     """The index folds past a line no reader can take once, for every process after it: what
     the line held is in no view, so a value looks missing. `status` says so (on stderr: its
     report stays as it was) in each later process too, until fsck moves the line aside."""
@@ -140,6 +144,15 @@ def test_status_and_ls_warn_of_unreadable_lines_in_every_process_until_fsck_move
     assert "warning: 2 journal lines could not be read" in again.stderr
     listed = CliRunner().invoke(main, ["--db", str(project.path), "ls", "--json"])  # the other overview
     assert "warning: 2 journal lines" in listed.stderr and json.loads(listed.stdout)
+    real = subprocess.run([sys.executable, "-m", "scistack", *status], env=python_env, capture_output=True,
+                          text=True, timeout=120)  # (a process of its own: pytest keeps warnings from stderr)
+    assert real.returncode == 0, real.stderr
+    assert real.stderr.count("2 journal lines could not be read") == 1, real.stderr  # one line, not a warning too
+    with pytest.warns(UnreadableJournalWarning, match="2 journal lines could not be read"):
+        Database(project.path).close()  # a script or notebook is told when it opens the project
     assert CliRunner().invoke(main, ["--db", str(project.path), "fsck", "--quarantine"]).exit_code == 0
     after = CliRunner().invoke(main, status)
     assert after.exit_code == 0 and "warning" not in after.stderr, after.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreadableJournalWarning)
+        Database(project.path).close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,12 @@ class _Project:
     @property
     def db(self) -> Any:
         if self._db is None:
+            from scistack.errors import UnreadableJournalWarning
             from scistack.report.history import open_database
 
-            self._db = open_database(self.path)
+            with warnings.catch_warnings():  # `status` and `ls` say it, as a line of their own
+                warnings.simplefilter("ignore", UnreadableJournalWarning)
+                self._db = open_database(self.path)
             if str(self._db.root) not in sys.path:  # so `status`/`why` can import the pipeline
                 sys.path.append(str(self._db.root))
         return self._db

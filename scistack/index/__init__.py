@@ -413,6 +413,16 @@ class Index:
         self.refresh()
         return self._fold.skipped_lines()
 
+    def unreadable_journal_warning(self) -> str | None:
+        """What to tell a user of `unreadable_journal_lines` (None: there are none)."""
+        count = self.unreadable_journal_lines()
+        if not count:
+            return None
+        lines = "1 journal line" if count == 1 else f"{count} journal lines"
+        return (f"{lines} could not be read and {'is' if count == 1 else 'are'} left out of every view "
+                "(a write cut short, or a malformed line from another writer). `scistack fsck` names "
+                "them; `scistack fsck --quarantine` moves them aside to refs.log.quarantine (kept)")
+
     def counted_unreadable_journal_lines(self, count: int) -> None:
         """Set `unreadable_journal_lines` to what a check of the whole journal file found
         (fsck); a shared journal (lab mode) is not a file fsck reads, and keeps its count."""

@@ -458,7 +458,8 @@ class Fold:
 
     def skipped_lines(self) -> int:
         """Journal lines folded past that could not be read (`meta.skipped_lines`)."""
-        return int(self._rows("SELECT value FROM meta WHERE key = 'skipped_lines'")[0][0])
+        rows = self._rows("SELECT value FROM meta WHERE key = 'skipped_lines'")
+        return int(rows[0][0]) if rows else 0  # (a read-only copy of an older scistack's fold lacks it)
 
     def set_skipped_lines(self, count: int) -> None:
         """Set the count to what a whole-journal check found (fsck)."""

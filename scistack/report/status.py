@@ -305,13 +305,8 @@ def journal_warning(db: Database) -> str | None:
     """What a report says when the index has folded past journal lines no reader can take
     (a write cut short by a crash, another writer's malformed line): what they held is in no
     view, so a value may look missing with no other sign."""
-    count = db.index.unreadable_journal_lines()
-    if not count:
-        return None
-    lines = "1 journal line" if count == 1 else f"{count} journal lines"
-    return (f"warning: {lines} could not be read and {'is' if count == 1 else 'are'} left out of every "
-            "view (a write cut short, or a malformed line from another writer). `scistack fsck` names "
-            "them; `scistack fsck --quarantine` moves them aside to refs.log.quarantine (kept)")
+    text = db.index.unreadable_journal_warning()
+    return None if text is None else f"warning: {text}"
 
 
 def status_summary(db: Database, variables: list[str] | None = None, *, limit: int = 20) -> StatusSummary:
