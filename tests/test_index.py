@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from scistack import BaseVariable, configure_database
+from scistack.errors import UnreadableJournalWarning
 from scistack.index.sql import SCHEMA_VERSION, STORAGE_COMPATIBILITY
 
 DUCKDB_CLI = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
@@ -182,7 +183,8 @@ def test_torn_journal_line_is_skipped_and_next_save_works(project):
         journal.write(b'{"op":"put","var":"Sig')  # a writer killed mid-line
     Signal.save(np.zeros(2), subject=2, session="pre")
     project.close()
-    db = configure_database(project.path, ["subject", "session"])
+    with pytest.warns(UnreadableJournalWarning, match="1 journal line could not be read"):
+        db = configure_database(project.path, ["subject", "session"])  # (the torn line, terminated)
     assert Signal.load(subject=1, session="pre").data.sum() == 2
     assert Signal.load(subject=2, session="pre").data.sum() == 0
     lines = db.index.journal_path.read_bytes().split(b"\n")
