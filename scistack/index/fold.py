@@ -1219,6 +1219,45 @@ class Judging:
                              "AND live", (json.dumps(variables),))
         return {key_of({name: json.loads(text) for name, text in zip(names, row)}) for row in rows}
 
+    def address_groups(self, names: list[str], projected: list[str], variables: list[str]
+                       ) -> list[tuple] | None:
+        """The live addresses of `variables` counted in groups of the same keys, the same
+        variables with a live record there and the same values of the schema keys `projected`:
+        (the keys an address has, as bits in the order of `names`; those variables' bits; the
+        JSON text of each `projected` key, typed as saved, None where it has none; how many
+        addresses; the least address key). A group whose keys are all `projected` is one
+        address. None where this SQLite cannot say (before 3.38: no `->`) or a variable has
+        no bit (past 63)."""
+        mask = self._mask(variables)
+        if sqlite3.sqlite_version_info < (3, 38, 0) or mask is None:
+            return None
+        has, picks, probes = _address_parts(names, projected)
+        by = ", ".join(str(i) for i in range(1, len(projected) + 3))
+        return self.con.execute(f"SELECT {has}, vars & ?1, {picks}count(*), min(addr) FROM addresses "
+                                f"WHERE vars & ?1 GROUP BY {by}", (mask, *probes)).fetchall()
+
+    def addresses_lacking(self, var: str, names: list[str], projected: list[str], variables: list[str]
+                          ) -> Iterator[tuple]:
+        """(address key, then as `address_groups` gives them: its keys, `variables`' bits and
+        the `projected` texts) of each live address of `variables` where `var` has no live
+        record, in address-key order, read as the caller goes (`address_groups` said that
+        this SQLite can)."""
+        has, picks, probes = _address_parts(names, projected)
+        return self.con.execute(f"SELECT addr, {has}, vars & ?1, {picks}0 FROM addresses "
+                                f"WHERE vars & ?1 AND NOT vars & ?{len(names) + 2} ORDER BY addr",
+                                (self._mask(variables), *probes, self._mask([var])))
+
+    def bit(self, var: str) -> int | None:
+        """The variable's bit in `address_values` (None past 63 variables)."""
+        return self._mask([var])
+
+    def reads_elsewhere(self, var: str, input_var: str) -> bool:
+        """Whether a record of `var` names a call whose input of `input_var` was found at
+        another address than the record's own (a session's value for each of its trials)."""
+        return self.con.execute(
+            "SELECT 1 FROM refs r JOIN call_inputs ci ON ci.call = r.call WHERE r.var = ? AND ci.var = ? "
+            "AND ci.addr != r.addr LIMIT 1", (var, input_var)).fetchone() is not None
+
     def _mask(self, variables: list[str]) -> int | None:
         """The variables' bits in `addresses.vars`, or None when one has none (past 63)."""
         bits = [r[0] for r in self.con.execute(
@@ -1236,6 +1275,14 @@ class Judging:
     def learn_runs(self, facts: dict[str, tuple[int, int]]) -> None:
         self.con.executemany("INSERT OR REPLACE INTO run_facts VALUES (?, ?, ?)",
                              [(items, total, failed) for items, (total, failed) in facts.items()])
+
+
+def _address_parts(names: list[str], projected: list[str]) -> tuple[str, str, list[str]]:
+    """SQL of the keys an address key has (bits in the order of `names`) and of the JSON texts
+    of the `projected` keys, with the parameters from ?2 on: a key as an address key writes
+    it, then ':' (inside a string value every '"' is escaped, so only a key matches)."""
+    has = " | ".join(f"((instr(addr, ?{i + 2}) > 0) << {i})" for i in range(len(names))) or "0"
+    return has, "".join(f"addr -> '$.{name}', " for name in projected), [key_of({n: 0})[1:-2] for n in names]
 
 
 _MAX_MASKS = 256  # distinct sets of variables at which `missing` still reads by bitmask

@@ -27,6 +27,7 @@ from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
 from scistack.errors import ScistackError, VariableNotFoundError
+from scistack.report.levels import cells_across_levels
 from scistack.report.history import CallInfo, CallReader, InputInfo, learn_calls
 from scistack.index import RefRecord, key_of
 from scistack.index.journal import loads_line
@@ -351,6 +352,8 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
         return None
     judging, chosen, known = judged
     present = [var for var in chosen if var in known]
+    if any(len(db.index.levels(v, live=True)) > 1 for v in present):
+        return _summary_across_levels(db, judging, chosen, present, limit)
     by_level = _missing_by_level(db, judging, present, limit) if len({_level(db, v) for v in present}) > 1 else None
     rows = judging.addresses(None if set(chosen) >= set(known) else chosen) if by_level is None else 0
     counts, problems = {}, []
@@ -367,6 +370,33 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
         if counts[var]["missing"]:
             keys = judging.missing(var, limit) if missing is None else missing[1]
             problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in keys]
+    return StatusSummary(chosen, counts, problems, fast=True)
+
+
+def _summary_across_levels(db: Database, judging: Any, chosen: list[str], present: list[str], limit: int
+                           ) -> StatusSummary | None:
+    """`_fast_summary` where a variable is saved at several levels: the cells the grid shows
+    (`levels.cells_across_levels`), with the verdicts judged in the index; None where the
+    index cannot say."""
+    levels = {frozenset(level.split(",")) if level else frozenset()
+              for var in present for level in db.index.levels(var, live=True)}
+    across = cells_across_levels(judging, db.schema_keys, present, levels, limit)
+    if across is None:
+        return None
+    counts, problems = {}, []
+    for var in chosen:
+        counts[var] = dict.fromkeys(STATUSES, 0)
+        if var not in across:  # runs wrote it once; nothing of it is left
+            continue
+        cells = across[var]
+        shown = [p for p in judging.problems(var, -1) if p[0] not in cells.hidden]  # (a coarser
+        for _, _, status, _ in shown:  # value no row shows is in no count: a finer one serves each)
+            counts[var][status] += 1
+        counts[var]["done"] = cells.used - len(shown)
+        counts[var]["missing"] = cells.missing
+        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+                     for addr, version, status, reason in (shown if limit < 0 else shown[:limit])]
+        problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in cells.first_missing]
     return StatusSummary(chosen, counts, problems, fast=True)
 
 
@@ -426,9 +456,7 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
     checker = StalenessChecker(db)
     facts: dict[str, tuple[set[str], list]] = {}
     inputs = _learn_upstream(db, judging, checker, [v for v in chosen if v in known], known, facts=facts)
-    # each variable at one level at most (variables at different levels: `_missing_by_level`)
-    if any(len(db.index.levels(v, live=True)) > 1 for v in chosen if v in known) or any(
-            len(db.index.levels(v, live=True)) > 1 or db.index.vkey_names(v) for v in inputs):
+    if any(db.index.vkey_names(v) for v in inputs) or not _levels_judged_alike(db, judging, inputs):
         return None
     sigs: dict[str, str | None] = {}
     touched: dict[str, set[str] | None] = {}  # cells judged again in this report (None: all)
@@ -460,6 +488,16 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
         else:
             sigs[var] = touched[var] = None
     return judging, chosen, known
+
+
+def _levels_judged_alike(db: Database, judging: Any, inputs: dict[str, set[str]]) -> bool:
+    """Whether the index judges every record as the grid would although a variable is saved
+    at several levels: no record of a variable that reads it found its value at another
+    address. Else a value taken from a coarser address is stale where a finer one has been
+    saved since (`StalenessChecker._finer_reason`), which the grid judges per record."""
+    several = {v for v in inputs if len(db.index.levels(v, live=True)) > 1}
+    return not any(judging.reads_elsewhere(reader, var)
+                   for reader, upstream in inputs.items() for var in upstream & several)
 
 
 def _in_schema_order_many(db: Database, addr_keys: list[str]) -> list[dict[str, Any]]:
