@@ -833,6 +833,40 @@ class Fold:
         rows = self._held_rows(f"SELECT {_CALL_COLUMNS} FROM calls WHERE key = ?", (oid_in(key),))
         return _call_entry(key, rows[0]) if rows else None
 
+    def learn_calls(self, facts: list[tuple[str, str, str, str, bool, list[tuple[str, str, str, str, str]],
+                                            list[str]]], *, wait: bool = True) -> bool:
+        """Keep the facts of call records: (call, module, function, identity, simple, [(input
+        name, var, addr key, vkeys key, oid)], [variables gathered by an aggregated or merged
+        input]). Derived from immutable records, so true whenever written. Without `wait`,
+        only if the fold is free within a moment (a writer hands them in as a shortcut for
+        the next report, never worth waiting behind another writer for); True when kept."""
+        with self._lock:
+            con = self._connection()  # (ends a point lookup's read transaction)
+            if not wait:
+                con.execute("PRAGMA busy_timeout = 200")
+            try:
+                con.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                if wait:
+                    raise
+                return False
+            finally:
+                if not wait:
+                    con.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
+            facts = sorted(facts, key=lambda fact: fact[0])  # (in key order: a page is written once a batch)
+            try:
+                con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
+                                [(c, m, f, i, int(simple)) for c, m, f, i, simple, _, _ in facts])
+                con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
+                                [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
+                con.executemany("INSERT OR REPLACE INTO call_gathers VALUES (?, ?)",
+                                [(f[0], var) for f in facts for var in f[6]])
+                con.execute("COMMIT")
+            except BaseException:
+                _rollback(con)
+                raise
+        return True
+
     def ref_counts(self, oids: list[str], var: str | None = None) -> dict[str, int]:
         """How many live refs (of `var`, if given) name each of these oids (absent: none): one
         scan of the refs per `_COUNT_CHUNK` oids (no index holds refs by oid: it would cost
@@ -908,22 +942,9 @@ class Judging:
 
     def learn_calls(self, facts: list[tuple[str, str, str, str, bool, list[tuple[str, str, str, str, str]],
                                             list[str]]]) -> None:
-        """(call, module, function, identity, simple, [(input name, var, addr key, vkeys key, oid)],
-        [variables gathered by an aggregated or merged input])."""
-        with self.fold._lock:
-            self.con = self.fold._connection()  # (ends a point lookup's read transaction)
-            self.con.execute("BEGIN IMMEDIATE")
-            try:
-                self.con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
-                                     [(c, m, f, i, int(simple)) for c, m, f, i, simple, _, _ in facts])
-                self.con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
-                                     [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
-                self.con.executemany("INSERT OR REPLACE INTO call_gathers VALUES (?, ?)",
-                                     [(f[0], var) for f in facts for var in f[6]])
-                self.con.execute("COMMIT")
-            except BaseException:
-                _rollback(self.con)
-                raise
+        """Keep call facts (`Fold.learn_calls`)."""
+        self.fold.learn_calls(facts)
+        self.con = self.fold._connection()
 
     def computed_from(self, var: str, input_var: str, oids: list[str]) -> list[RefRecord]:
         """Live records of `var` whose call record names, as a plain input of `input_var`,

@@ -13,6 +13,7 @@ from typing import Any
 
 from scistack.database import Database, current_database
 from scistack.lineage.calls import BoundInput, key_from_oids
+from scistack.lineage.facts import written_facts
 from scistack.lineage.filecheck import cache_fn
 from scistack.objects import MemoryObjectStore, ObjectStore
 from scistack.records import parse_call
@@ -53,7 +54,8 @@ class _DatabaseCache:
         self, key: str, call_oid: str, fn: str, outs: list[str], *, multi: bool = False,
         origins: str | None = None,
     ) -> None:
-        self.db.index.put_call(key, call_oid, fn, outs, multi=multi, origins=origins)
+        self.db.index.put_call(key, call_oid, fn, outs, multi=multi, origins=origins,
+                               facts=written_facts(call_oid, self.db.schema_keys))
 
 
 MEMORY = _MemoryCache()

@@ -47,6 +47,7 @@ from scistack.lineage.calls import (
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead
 from scistack.lineage.filecheck import cache_fn, files_of, files_value, hit_changed, is_split, reads_of_call, remember
+from scistack.lineage.facts import note_written
 from scistack.lineage.running import running
 from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
@@ -273,6 +274,7 @@ class LineageFunction:
         )
         call_oid = store.put("call", record.to_bytes())
         remember(call_oid, list(files))
+        note_written(call_oid, record)
         return call_oid
 
     def _with_defaults(self, inputs: dict[str, BoundInput]) -> dict[str, BoundInput]:

@@ -17,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from scistack.address import shown
+from scistack.lineage.facts import call_facts
 from scistack.lineage.filecheck import note_record, reads_files
 from scistack.database import ENV_VAR, Database, current_database
 from scistack.errors import InvalidOidError, ObjectNotFoundError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.objects.chunked import describe_manifest
 from scistack.objects.codec import child_oids
 from scistack.selection import many_current, select_records
-from scistack.index import RefRecord, key_of
+from scistack.index import RefRecord
 from scistack.objects.canonical_json import from_tree
 from scistack.objects.oid import is_valid_oid
 from scistack.records import read_call as read_call_record
@@ -166,30 +167,17 @@ class CallReader:
         return self._cache[call_oid]
 
 
-def learn_calls(db: Database, judging: Any, calls: CallReader, var: str) -> None:
-    """Parse the call records of `var` that the index has no facts for yet (once ever): each
-    one's plain inputs, the variables it gathers (aggregated, merged), whether it is simple
-    (plain inputs only, no file read, one identity: judged from its facts alone)."""
+def learn_calls(db: Database, judging: Any, var: str) -> None:
+    """Parse the call records of `var` that the index has no facts for yet (once ever; a run
+    hands in the facts of the records it writes): `lineage.facts.call_facts`."""
     facts = []
     for call_oid in judging.unlearned_calls(var):
-        call = calls.get(call_oid)
-        if call is None:
+        try:
+            record = read_call_record(db.store, call_oid)
+        except LookupError:
             continue  # a missing record: judged "unknown" where it is named
-        # files are checked per record; so is a partial or bound method (two identities)
-        rows, gathers, simple = [], set(), not reads_files(db.store, call_oid) and call.code_identity is None
-        for item in call.inputs:
-            if item.var is None:
-                simple = simple and item.raw_file is None  # a raw file is judged per record
-                continue
-            if item.merge or item.members:
-                simple = False
-                gathers |= {var for var, _ in values_read(item)}
-                continue
-            addr = {k: v for k, v in item.addr.items() if k in db.schema_keys}
-            vkeys = {k: v for k, v in item.addr.items() if k not in db.schema_keys}
-            rows.append((item.name, item.var, key_of(addr), key_of(vkeys), item.oid))
-        facts.append((call_oid, call.module, call.function, call.identity, simple, rows,
-                      sorted(v for v in gathers if v)))
+        note_record(call_oid, record)
+        facts.append((call_oid, *call_facts(record, db.schema_keys, reads_files=reads_files(db.store, call_oid))))
     if facts:
         judging.learn_calls(facts)
 

@@ -34,7 +34,7 @@ def _with_dependents(db: Database, plan: list[RefRecord]) -> list[RefRecord]:
     judging, calls = db.index.judging(), CallReader(db)
     readers: dict[str, set[str]] = {}  # variable -> the variables computed from it
     for reader in db.index.variables():
-        learn_calls(db, judging, calls, reader)
+        learn_calls(db, judging, reader)
         for source in judging.input_vars(reader) | judging.gathered_vars(reader):
             readers.setdefault(source, set()).add(reader)
     chosen: dict[_Slot, RefRecord] = {_slot(r): r for r in plan}

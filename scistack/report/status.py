@@ -603,7 +603,7 @@ def _var_facts(db: Database, judging: Any, checker: StalenessChecker, var: str) 
     kept = judging.kept_facts(var)
     if kept is not None:
         return kept
-    learn_calls(db, judging, checker.calls, var)
+    learn_calls(db, judging, var)
     found = (judging.input_vars(var), judging.functions(var))
     if not judging.unlearned_calls(var):  # a missing call record may turn up later
         judging.keep_facts(var, *found)
