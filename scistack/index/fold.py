@@ -927,8 +927,10 @@ class Judging:
             "CREATE TEMP TABLE IF NOT EXISTS call_verdicts (call TEXT PRIMARY KEY, verdict TEXT) WITHOUT ROWID;"
             "CREATE TEMP TABLE IF NOT EXISTS reused (var TEXT PRIMARY KEY, counts TEXT NOT NULL) WITHOUT ROWID;"  # counts known
             "CREATE TEMP TABLE IF NOT EXISTS dirty (addr TEXT PRIMARY KEY) WITHOUT ROWID;"  # cells judged again
+            "CREATE TEMP TABLE IF NOT EXISTS newest (addr TEXT PRIMARY KEY, version INTEGER, call TEXT, "
+            "created_at TEXT) WITHOUT ROWID;"  # the records a `judge` judges
             "DELETE FROM stale_cells; DELETE FROM verdicts; DELETE FROM judged; DELETE FROM call_verdicts; "
-            "DELETE FROM reused; DELETE FROM dirty;")
+            "DELETE FROM reused; DELETE FROM dirty; DELETE FROM newest;")
 
     def computed(self, var: str) -> bool:
         """Whether any record of the variable was ever computed by a function (else all are raw)."""
@@ -1123,10 +1125,12 @@ class Judging:
             "  JOIN stale_cells s ON s.var = ci.var AND s.addr = ci.addr AND s.vkeys = ci.vkeys "
             "  WHERE ci.call = c.call ORDER BY ci.name LIMIT 1),"
         ) if self.con.execute("SELECT 1 FROM stale_cells LIMIT 1").fetchone() else ""
-        calls = ("(SELECT DISTINCT call FROM refs WHERE var = ?1 AND addr IN (SELECT addr FROM dirty) "
-                 "AND call IS NOT NULL)" if only_dirty else "(SELECT call FROM var_calls WHERE var = ?1)")
         cells = "AND addr IN (SELECT addr FROM dirty) " if only_dirty else ""
-        self.con.execute(  # every call the variable's records ever named (there): a cheap superset
+        self.con.execute("DELETE FROM newest")  # the newest record at each address (to judge): the
+        self.con.execute(  # calls of older versions are not judged (their verdicts read nothing)
+            f"INSERT INTO newest SELECT addr, max(version), call, created_at FROM refs WHERE var = ?1 {cells}"
+            "GROUP BY addr", (var,))
+        self.con.execute(
             "INSERT OR IGNORE INTO call_verdicts SELECT f.call, CASE WHEN f.simple = 0 THEN 'complex|' "
             "ELSE coalesce("
             " (SELECT 'stale|input ' || ci.name || ' (' || ci.var || ') changed' FROM call_inputs ci "
@@ -1134,14 +1138,13 @@ class Judging:
             "  AND u.vkeys = ci.vkeys ORDER BY u.version DESC LIMIT 1) IS NOT ci.oid ORDER BY ci.name LIMIT 1),"
             + stale_inputs +
             " (SELECT v.verdict FROM verdicts v WHERE v.identity = f.identity), 'done|') END "
-            f"FROM {calls} c JOIN call_facts f ON f.call = c.call "
-            "WHERE NOT EXISTS (SELECT 1 FROM call_verdicts cv WHERE cv.call = c.call)", (var,))
+            "FROM (SELECT DISTINCT call FROM newest WHERE call IS NOT NULL) c JOIN call_facts f ON f.call = c.call "
+            "WHERE NOT EXISTS (SELECT 1 FROM call_verdicts cv WHERE cv.call = c.call)")
         self.con.execute(
             "INSERT OR REPLACE INTO judged SELECT ?1, c.addr, c.version, c.created_at, CASE "
             "WHEN c.call IS NULL THEN 'done|' "
             "ELSE coalesce(cv.verdict, 'unknown|call record ' || substr(c.call, 1, 12) || ' is missing') END "
-            f"FROM (SELECT addr, max(version) AS version, call, created_at FROM refs WHERE var = ?1 {cells}"
-            "GROUP BY addr) c LEFT JOIN call_verdicts cv ON cv.call = c.call", (var,))
+            "FROM newest c LEFT JOIN call_verdicts cv ON cv.call = c.call", (var,))
         self.mark_stale_from_judged(var)
 
     def mark_stale_from_judged(self, var: str) -> None:

@@ -619,6 +619,10 @@ def _run_outputs(db: Database, judging: Any) -> set[str] | None:
     learned = {}
     for run in runs:
         if run.items not in known:
+            counts = run.counts  # (the item statuses counted as the run wrote them: 1.2 s to read
+            if "failed" in counts and all(type(n) is int for n in counts.values()):  # 100k items)
+                learned[run.items] = (sum(counts.values()), counts["failed"])
+                continue
             try:
                 items = db.store.get_value(run.items)
             except LookupError:
