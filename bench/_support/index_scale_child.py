@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import json
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -164,7 +165,9 @@ def foreach_cached(project: Path, cached: int) -> dict[str, Any]:
 
 
 def foreach_new(project: Path, new: int, scratch: str) -> dict[str, Any]:
-    """`new` combinations never run before (gain=3.0), then close, on a throwaway copy."""
+    """`new` combinations never run before (gain=3.0), then close, on a throwaway copy; then
+    the first `scistack status` after the run (it judges every cell the run changed), and
+    `status` once PeakEMG has one value at the subject level too (a variable at two levels)."""
     copy = Path(scratch) / project.name
     shutil.rmtree(copy, ignore_errors=True)
     _, copy_s = _timed(shutil.copytree, project, copy)  # copy2 keeps mtimes: DuckDB stays "in step"
@@ -172,10 +175,26 @@ def foreach_new(project: Path, new: int, scratch: str) -> dict[str, Any]:
         db, p = _open(copy)
         report, run_s = _timed(_run_peak, p, new, 3.0)
         _, close_s = _timed(db.close)
+        peak_mb = common.peak_bytes() / 1e6
+        status_after_s = _status(copy)
+        db, p = _open(copy)
+        p.PeakEMG.save(1.0, subject=0)
+        db.close()
+        _status(copy)  # (the first judges the changed cell again)
+        status_levels_s = _status(copy)
     finally:
         shutil.rmtree(copy, ignore_errors=True)
-    return {"new_run_s": run_s, "close_s": close_s, "run_peak_rss_mb": common.peak_bytes() / 1e6,
-            "ran": report.ran, "combinations": new, "copy_s": copy_s}
+    return {"new_run_s": run_s, "close_s": close_s, "run_peak_rss_mb": peak_mb, "ran": report.ran,
+            "combinations": new, "copy_s": copy_s, "status_after_run_s": status_after_s,
+            "status_two_levels_s": status_levels_s}
+
+
+def _status(project: Path) -> float:
+    """Wall time of `scistack status` run in the project by a fresh process, as a user runs it."""
+    t0 = time.perf_counter()
+    subprocess.run([str(Path(sys.executable).with_name("scistack")), "status"], cwd=project, check=True,
+                   stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
 
 
 def save_one(project: Path, seed: int) -> dict[str, Any]:
