@@ -16,7 +16,7 @@ import pytest
 
 from scistack import BaseVariable, configure_database
 from scistack.errors import UnreadableJournalWarning
-from scistack.index.sql import SCHEMA_VERSION, STORAGE_COMPATIBILITY
+from scistack.index.sql import SCHEMA_VERSION, STORAGE_COMPATIBILITY, SyncStopped
 
 DUCKDB_CLI = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
 
@@ -290,6 +290,11 @@ def test_project_opens_and_saves_while_another_process_holds_the_duckdb_file(tmp
         Signal.save(np.ones(3), subject=1, session="pre")
         assert Signal.load(subject=1, session="pre").data.sum() == 3
         assert time.monotonic() - started < 10  # did not wait for the holder
+        # a background sync waiting for the file gives way as its process closes (a status
+        # run while a big run's DuckDB sync went on waited ~1 s at exit for that wait to end)
+        looks = iter([False, False])
+        with pytest.raises(SyncStopped):
+            db.index._sql.sync(timeout=8.0, should_stop=lambda: next(looks, True))
     finally:
         holder.kill()
         holder.wait()

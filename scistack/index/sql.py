@@ -146,16 +146,18 @@ class SqlIndex:
         self._retry_unreadable = False  # once a sync: its first slice tries UNREADABLE rows again
 
     @contextmanager
-    def connect(self, *, read_only: bool = False, timeout: float | None = None, say_after: float | None = None
-                ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection, retried with backoff while another process holds the file.
+    def connect(self, *, read_only: bool = False, timeout: float | None = None, say_after: float | None = None,
+                should_stop: Callable[[], bool] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection, retried with backoff while another process holds the file
+        (until `should_stop` says so: a background sync as its process closes).
 
         Connections to one file are serialised within the process: DuckDB refuses a second
         connection with another configuration (read-only vs read-write), and the background
         sync thread must not collide with a query in the main thread.
         """
         with _process_lock(self.path):
-            with self._connect(read_only, self.lock_timeout if timeout is None else timeout, say_after) as con:
+            with self._connect(read_only, self.lock_timeout if timeout is None else timeout, say_after,
+                               should_stop) as con:
                 try:
                     yield con
                 except duckdb.Error as exc:  # a damaged block found by a query, not at open
@@ -170,10 +172,12 @@ class SqlIndex:
             "--reindex` to move it aside and rebuild it")
 
     @contextmanager
-    def _connect(self, read_only: bool, timeout: float, say_after: float | None = None
-                 ) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _connect(self, read_only: bool, timeout: float, say_after: float | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
         """`say_after`: seconds of waiting for another process's hold after which a warning
-        says what is waited for (a query the user waits on; the background sync waits quietly)."""
+        says what is waited for (a query the user waits on; the background sync waits quietly).
+        `should_stop`: asked between tries (a status run while a big run's DuckDB sync went on
+        waited ~1 s at exit for its own background sync's wait for the file to end)."""
         deadline = time.monotonic() + timeout
         say_at = None if say_after is None else time.monotonic() + say_after
         delay = 0.005
@@ -206,6 +210,8 @@ class SqlIndex:
                                 "opened it for writing?); waiting for it, up to %.0f s. Loads do not wait "
                                 "for it; open it there read-only (duckdb -readonly %s) and both can read",
                                 self.path, timeout, self.path.name)
+                if should_stop is not None:
+                    _check(should_stop)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
         self._open.add(con)
@@ -358,7 +364,7 @@ class SqlIndex:
         with _process_lock(self.path):  # (re-entrant: each round's connection takes it too)
             applied, touched, rebuilt, reached = 0, set(), start_over, None
             while True:
-                with self.connect(timeout=timeout, say_after=say_after) as con:
+                with self.connect(timeout=timeout, say_after=say_after, should_stop=should_stop) as con:
                     self.ensure_schema(con)
                     offset = 0 if start_over else int(self._meta(con, "journal_offset", "0"))
                     if offset > self.journal.size():  # the journal was replaced (compaction)
