@@ -1230,19 +1230,6 @@ class Judging:
             for mask in masks if not mask >> bit & 1 and (within is None or mask & among)]
         return list(itertools.islice(heapq.merge(*firsts), limit if limit >= 0 else None))  # (str order is SQLite's)
 
-    def projections(self, names: list[str], variables: list[str]) -> set[str] | None:
-        """The address keys onto the schema keys `names` of every live address of
-        `variables` (each address has those keys), typed as saved (1, 1.0 and True differ);
-        None where this SQLite cannot say (before 3.38: no `->`)."""
-        if sqlite3.sqlite_version_info < (3, 38, 0):
-            return None
-        picks = ", ".join(f"addr -> '$.{name}'" for name in names)  # (JSON text: its type kept)
-        mask = self._mask(variables)
-        rows = self.con.execute(f"SELECT DISTINCT {picks} FROM addresses WHERE vars & ?", (mask,)) if mask else \
-            self.con.execute(f"SELECT DISTINCT {picks} FROM slots WHERE var IN (SELECT value FROM json_each(?)) "
-                             "AND live", (json.dumps(variables),))
-        return {key_of({name: json.loads(text) for name, text in zip(names, row)}) for row in rows}
-
     def address_groups(self, names: list[str], projected: list[str], variables: list[str]
                        ) -> list[tuple] | None:
         """The live addresses of `variables` counted in groups of the same keys, the same

@@ -1,5 +1,5 @@
-"""The status grid's cells across levels, counted set-at-a-time where a variable is saved at
-several levels (a value per subject beside values per session).
+"""The status grid's cells across levels, counted set-at-a-time where addresses have several
+sets of keys (a variable saved per subject beside others per session, or one at both).
 
 The grid (`status._grid`, the reference) has a row per address that no finer address
 extends, and in each row a variable's cell is its record at the finest of its levels that

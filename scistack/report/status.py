@@ -312,9 +312,9 @@ def journal_warning(db: Database) -> str | None:
 
 def status_summary(db: Database, variables: list[str] | None = None, *, limit: int = 20) -> StatusSummary:
     """The status counts of `variables` (default: all), as `status_grid(...).counts()` gives
-    them, without building the grid when the project allows: each variable saved at one set
-    of schema keys (variables at different sets are fine), no version-key variants, no failed
-    run. A million refs then cost a few index scans, not a Python loop over every record."""
+    them, without building the grid when the project allows: no version-key variants, no
+    failed run, no value computed from a coarser value of a variable saved at several levels.
+    A million refs then cost a few index scans, not a Python loop over every record."""
     fast = _fast_summary(db, variables, limit)
     if fast is not None:
         return fast
@@ -352,10 +352,10 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
         return None
     judging, chosen, known = judged
     present = [var for var in chosen if var in known]
-    if any(len(db.index.levels(v, live=True)) > 1 for v in present):
+    if len({level for var in present for level in db.index.levels(var, live=True)}) > 1:
         return _summary_across_levels(db, judging, chosen, present, limit)
-    by_level = _missing_by_level(db, judging, present, limit) if len({_level(db, v) for v in present}) > 1 else None
-    rows = judging.addresses(None if set(chosen) >= set(known) else chosen) if by_level is None else 0
+    within = None if set(chosen) >= set(known) else present  # the rows: these variables' addresses
+    rows = judging.addresses(within)
     counts, problems = {}, []
     for var in chosen:
         if var not in known:  # runs wrote it once; nothing of it is left
@@ -363,21 +363,21 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
             continue
         found = judging.counts(var)
         counts[var] = {status: found.get(status, 0) for status in STATUSES}
-        missing = None if by_level is None else by_level[var]
-        counts[var]["missing"] = rows - sum(found.values()) if missing is None else missing[0]
+        counts[var]["missing"] = rows - sum(found.values())
         problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
                      for addr, version, status, reason in judging.problems(var, limit)]
         if counts[var]["missing"]:
-            keys = judging.missing(var, limit) if missing is None else missing[1]
-            problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in keys]
+            problems += [StatusCell(var, _in_schema_order(db, addr), "missing")
+                         for addr in judging.missing(var, limit, within=within)]
     return StatusSummary(chosen, counts, problems, fast=True)
 
 
 def _summary_across_levels(db: Database, judging: Any, chosen: list[str], present: list[str], limit: int
                            ) -> StatusSummary | None:
-    """`_fast_summary` where a variable is saved at several levels: the cells the grid shows
+    """`_fast_summary` where the addresses have several sets of keys (a variable saved per
+    subject beside others per session, or one variable at both): the cells the grid shows
     (`levels.cells_across_levels`), with the verdicts judged in the index; None where the
-    index cannot say."""
+    index cannot say (before SQLite 3.38)."""
     levels = {frozenset(level.split(",")) if level else frozenset()
               for var in present for level in db.index.levels(var, live=True)}
     across = cells_across_levels(judging, db.schema_keys, present, levels, limit)
@@ -398,47 +398,6 @@ def _summary_across_levels(db: Database, judging: Any, chosen: list[str], presen
                      for addr, version, status, reason in (shown if limit < 0 else shown[:limit])]
         problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in cells.first_missing]
     return StatusSummary(chosen, counts, problems, fast=True)
-
-
-def _level(db: Database, var: str) -> str:
-    """The one set of schema keys the variable's live records have (`_judge_fast` checked)."""
-    return next(iter(db.index.levels(var, live=True)))
-
-
-def _missing_by_level(db: Database, judging: Any, variables: list[str], limit: int
-                      ) -> dict[str, tuple[int, list[str]]]:
-    """Each variable's count of missing cells, and the first `limit` of them (address keys
-    in key order), where the variables are saved at different levels, as the grid counts
-    them: the grid's rows are the addresses of the variables not extended by a finer one,
-    and a variable at level L misses the projection onto L of each row with L's keys where
-    it has no record. The projections of every address with L's keys are the same set (an
-    extended address agrees with the finer one on its keys): at a level no variable is finer
-    than, the addresses of the level's variables (counted by the index); else those and the
-    finer variables' addresses projected onto L (a set the size of the coarser level)."""
-    level_of = {var: _level(db, var) for var in variables}
-    names_of = {level: set(level.split(",")) for level in level_of.values()}
-    out: dict[str, tuple[int, list[str]]] = {}
-    for level in dict.fromkeys(level_of.values()):
-        at = [v for v in variables if level_of[v] == level]
-        finer = [v for v in variables if names_of[level_of[v]] > names_of[level]]
-        cells = judging.addresses(at) if not finer else None
-        projected = judging.projections(level.split(","), at + finer) if finer else None
-        for var in at:
-            if not finer:
-                out[var] = (cells - judging.cells(var), judging.missing(var, limit, within=at))
-                continue
-            if projected is None:  # (an old SQLite: the live addresses decoded here)
-                projected = _projected(db, level.split(","), at + finer)
-            missing = sorted(projected.difference(db.index.live_addresses(var)))
-            out[var] = (len(missing), missing if limit < 0 else missing[:limit])
-    return out
-
-
-def _projected(db: Database, names: list[str], variables: list[str]) -> set[str]:
-    """`Judging.projections` from the variables' live addresses decoded in Python."""
-    keys = list(dict.fromkeys(key for v in variables for key in db.index.live_addresses(v)))
-    typed = {tuple((type(a[k]), a[k]) for k in names) for a in decode_keys(keys)}  # (1, 1.0, True differ)
-    return {key_of({k: v for k, (_, v) in zip(names, t)}) for t in typed}
 
 
 def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[str], list[str]] | None:
