@@ -167,19 +167,22 @@ class CallReader:
         return self._cache[call_oid]
 
 
-def learn_calls(db: Database, judging: Any, var: str) -> None:
+def learn_calls(db: Database, judging: Any, var: str) -> bool:
     """Parse the call records of `var` that the index has no facts for yet (once ever; a run
-    hands in the facts of the records it writes): `lineage.facts.call_facts`."""
-    facts = []
+    hands in the facts of the records it writes): `lineage.facts.call_facts`. True when
+    every call of `var` has its facts now (none is missing)."""
+    facts, missing = [], False
     for call_oid in judging.unlearned_calls(var):
         try:
             record = read_call_record(db.store, call_oid)
         except LookupError:
-            continue  # a missing record: judged "unknown" where it is named
+            missing = True  # judged "unknown" where it is named
+            continue
         note_record(call_oid, record)
         facts.append((call_oid, *call_facts(record, db.schema_keys, reads_files=reads_files(db.store, call_oid))))
     if facts:
         judging.learn_calls(facts)
+    return not missing
 
 
 def values_read(item: InputInfo) -> Iterator[tuple[str, str]]:

@@ -562,9 +562,9 @@ def _var_facts(db: Database, judging: Any, checker: StalenessChecker, var: str) 
     kept = judging.kept_facts(var)
     if kept is not None:
         return kept
-    learn_calls(db, judging, var)
+    complete = learn_calls(db, judging, var)  # (a scan of every call the variable named: once)
     found = (judging.input_vars(var), judging.functions(var))
-    if not judging.unlearned_calls(var):  # a missing call record may turn up later
+    if complete:  # a missing call record may turn up later
         judging.keep_facts(var, *found)
     return found
 
