@@ -25,6 +25,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -840,32 +841,46 @@ class Fold:
         input]). Derived from immutable records, so true whenever written. Without `wait`,
         only if the fold is free within a moment (a writer hands them in as a shortcut for
         the next report, never worth waiting behind another writer for); True when kept."""
+        facts = sorted(facts, key=lambda fact: fact[0])  # (in key order: a page is written once a batch)
+        with self.shortcut_transaction(wait=wait) as con:
+            if con is None:
+                return False
+            con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
+                            [(c, m, f, i, int(simple)) for c, m, f, i, simple, _, _ in facts])
+            con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
+                            [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
+            con.executemany("INSERT OR REPLACE INTO call_gathers VALUES (?, ?)",
+                            [(f[0], var) for f in facts for var in f[6]])
+        return True
+
+    @contextmanager
+    def shortcut_transaction(self, *, wait: bool) -> Iterator[sqlite3.Connection | None]:
+        """A write transaction for what is only a shortcut (what a report learned, the call
+        facts a writer hands in): without `wait`, only if the fold is free within a moment,
+        else None (nothing is kept this time). Committed when the block ends."""
         with self._lock:
             con = self._connection()  # (ends a point lookup's read transaction)
             if not wait:
                 con.execute("PRAGMA busy_timeout = 200")
             try:
                 con.execute("BEGIN IMMEDIATE")
+                began = True
             except sqlite3.OperationalError:
                 if wait:
                     raise
-                return False
+                began = False  # a writer holds the fold
             finally:
                 if not wait:
                     con.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
-            facts = sorted(facts, key=lambda fact: fact[0])  # (in key order: a page is written once a batch)
+            if not began:
+                yield None
+                return
             try:
-                con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
-                                [(c, m, f, i, int(simple)) for c, m, f, i, simple, _, _ in facts])
-                con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
-                                [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
-                con.executemany("INSERT OR REPLACE INTO call_gathers VALUES (?, ?)",
-                                [(f[0], var) for f in facts for var in f[6]])
+                yield con
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
                 raise
-        return True
 
     def ref_counts(self, oids: list[str], var: str | None = None) -> dict[str, int]:
         """How many live refs (of `var`, if given) name each of these oids (absent: none): one
@@ -1068,22 +1083,11 @@ class Judging:
     def _keep(self, *statements: tuple[str, tuple]) -> None:
         """Write what a report learned, if the fold is free within a moment: it is only a
         shortcut for the next report, never worth waiting behind a writer for."""
-        with self.fold._lock:
-            self.con = self.fold._connection()  # (ends a point lookup's read transaction)
-            self.con.execute("PRAGMA busy_timeout = 200")
-            try:
-                self.con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:
-                return  # a writer holds the fold: keep nothing this time
-            finally:
-                self.con.execute(f"PRAGMA busy_timeout = {int(self.fold.lock_timeout * 1000)}")
-            try:
+        with self.fold.shortcut_transaction(wait=False) as con:
+            self.con = self.fold._connection()
+            if con is not None:
                 for sql, args in statements:
-                    self.con.execute(sql, args)
-                self.con.execute("COMMIT")
-            except BaseException:
-                _rollback(self.con)
-                raise
+                    con.execute(sql, args)
 
     def set_verdicts(self, verdicts: dict[str, tuple[str, str]]) -> None:
         self.con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)",
