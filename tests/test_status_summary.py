@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from scistack import BaseVariable, for_each
 from scistack.errors import VariableNotFoundError
 from scistack.index import key_of
+from scistack.index import fold as fold_module
 from scistack.report.status import status_cells, status_grid, status_summary
 
 PIPELINE = """
@@ -341,14 +342,22 @@ def _several_levels(db) -> bool:
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(ops=OPS)
-@example(ops=[("raw_subject", 1, "pre"), ("scale", 1, "pre"), ("raw", 1, "pre")])  # taken, then finer
+@given(ops=OPS, judge_all_at=st.sampled_from([0.5, 2.0]))
+@example(ops=[("raw_subject", 1, "pre"), ("scale", 1, "pre"), ("raw", 1, "pre")], judge_all_at=2.0)
 @example(ops=[("raw", 1, "pre"), ("scale", 1, "pre"), ("total", 1, "pre"), ("raw", 1, "pre"),
-              ("scale", 1, "pre"), ("delete", 1, "pre")])
-def test_any_history_agrees(pipeline, project, ops):
+              ("scale", 1, "pre"), ("delete", 1, "pre")], judge_all_at=2.0)
+@example(ops=[("raw", 1, "pre"), ("scale", 1, "pre"), ("raw", 1, "pre")], judge_all_at=0.5)  # all again
+def test_any_history_agrees(pipeline, project, ops, judge_all_at):
     """Random saves, runs and deletes: the summary always gives the grid's counts, judged
     afresh or reusing the cells an earlier report kept, with variables at one level or
-    several (set-at-a-time but where a value was computed from a coarser one)."""
+    several (set-at-a-time but where a value was computed from a coarser one). The cells a
+    change reached are judged again as such, or all of them where they are most (as in
+    this small project they often are: `judge_all_at` 2.0 never judges all)."""
+    with patch.object(fold_module, "_JUDGE_ALL_AT", judge_all_at):
+        _any_history_agrees(pipeline, project, ops)
+
+
+def _any_history_agrees(pipeline, project, ops):
     for name in ("SumRaw", "SumScaled", "SumTotal", "SumOther", "SumPerSubject"):
         for record in project.index.records(name):
             project.index.delete_refs([record])
