@@ -18,11 +18,12 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from scistack import BaseVariable, for_each
+from scistack import BaseVariable, configure_database, for_each
 from scistack.errors import VariableNotFoundError
 from scistack.index import key_of
 from scistack.index import fold as fold_module
 from scistack.report.status import status_cells, status_grid, status_summary
+from tests.helpers import migrated_in_place, older_fold
 
 PIPELINE = """
 import numpy as np
@@ -210,6 +211,65 @@ def test_the_first_report_after_a_run_parses_no_call_record(pipeline, project, m
     assert summary.counts["SumOther"]["done"] == 1
 
 
+def test_a_report_after_a_change_reads_only_the_calls_named_since(pipeline, project, monkeypatch):
+    """A variable's input variables and functions are kept, and brought up to date from the
+    calls its records first named since (a read of every call of every version took 0.4 s
+    after a 100k run at 1M refs, and grew with the history): a function and an input first
+    used since are found, and a later edit of that function's code makes its record stale."""
+    from scistack.index.fold import Judging
+
+    _build(pipeline)
+    _agree(project, fast=True)
+    asked: list[tuple[str, int]] = []
+    real = Judging.input_vars
+    monkeypatch.setattr(Judging, "input_vars",
+                        lambda self, var, since=-1: asked.append((var, since)) or real(self, var, since))
+    SumOther.save(np.arange(4.0), subject=3, session="pre")  # SumTotal at (3, pre) by another function
+    for_each(pipeline.fragile, inputs={"signal": SumOther}, outputs=[SumTotal], progress=False,
+             subject=[3], session=["pre"])
+    assert _agree(project, fast=True)["SumTotal"]["done"] == 5
+    assert [since for var, since in asked if var == "SumTotal"] == [4]  # its 4 records were known
+    assert "SumOther" in project.index.judging().input_vars("SumTotal")
+    pipeline.path.write_text(PIPELINE.replace("return signal\n", "return signal + 0\n"))
+    importlib.invalidate_caches()
+    importlib.reload(pipeline)
+    counts = _agree(project, fast=True)
+    assert counts["SumTotal"]["stale"] == 1 and counts["SumScaled"]["stale"] == 0
+
+
+def test_a_fold_of_layout_13_forgets_the_facts_it_kept(pipeline, project, tmp_path):
+    """Layout 14 notes when a variable first named each call (`var_calls.n`); the calls a
+    layout-13 fold holds all read 0 then, so what its reports kept is dropped and learned
+    again from every call (else a call named after the last report would never be read)."""
+    _build(pipeline)
+    _agree(project, fast=True)
+    path, mark = older_fold(project, "")
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        assert SumRaw.load(subject=1, session="pre").data[0] == 1.0  # (the fold is open: migrated)
+        con = sqlite3.connect(path)
+        assert con.execute("SELECT count(*) FROM var_facts").fetchone() == (0,)
+        assert con.execute("SELECT value FROM meta WHERE key = 'fold_version'").fetchone() == ("14",)
+        con.close()
+        assert migrated_in_place(path, mark)
+        _agree(db, fast=True)
+    finally:
+        db.close()
+
+
+def test_a_record_computed_from_another_address_is_judged_again_when_its_input_changes(pipeline, project):
+    """A result saved at another address than its input's (a call's output saved by hand):
+    once such a record is judged, a change at its input's address must judge it again too,
+    not only the cells at that address."""
+    _build(pipeline)
+    _agree(project, fast=True)
+    SumScaled.save(pipeline.scale(SumRaw.load(subject=1, session="pre")), subject=5, session="pre")
+    _agree(project, fast=True)
+    SumRaw.save(np.arange(4.0) * 7, subject=1, session="pre")
+    counts = _agree(project, fast=True)
+    assert counts["SumScaled"]["stale"] == status_grid(project).counts()["SumScaled"]["stale"] >= 1
+
+
 def test_a_report_counts_a_run_from_its_own_counts_not_its_item_list(pipeline, project, monkeypatch):
     """A run's journal line counts its combinations by status: whether it failed anywhere
     is read there (its item list of 100k combinations took 1.2 s to read); a failed run
@@ -332,7 +392,7 @@ def test_failed_run_falls_back(pipeline, project):
 
 OPS = st.lists(st.tuples(st.sampled_from(["raw", "scale", "total", "delete", "delete_scaled", "per_subject",
                                           "subject_total", "delete_per_subject", "raw_subject",
-                                          "other_session"]),
+                                          "other_session", "scaled_elsewhere"]),
                          st.integers(1, 3), st.sampled_from(["pre", "post"])), min_size=1, max_size=8)
 
 
@@ -347,6 +407,8 @@ def _several_levels(db) -> bool:
 @example(ops=[("raw", 1, "pre"), ("scale", 1, "pre"), ("total", 1, "pre"), ("raw", 1, "pre"),
               ("scale", 1, "pre"), ("delete", 1, "pre")], judge_all_at=2.0)
 @example(ops=[("raw", 1, "pre"), ("scale", 1, "pre"), ("raw", 1, "pre")], judge_all_at=0.5)  # all again
+@example(ops=[("raw", 1, "pre"), ("raw", 2, "pre"), ("scaled_elsewhere", 2, "pre"), ("raw", 1, "pre")],
+         judge_all_at=2.0)  # an input at another address changed
 def test_any_history_agrees(pipeline, project, ops, judge_all_at):
     """Random saves, runs and deletes: the summary always gives the grid's counts, judged
     afresh or reusing the cells an earlier report kept, with variables at one level or
@@ -373,6 +435,12 @@ def _any_history_agrees(pipeline, project, ops):
         elif op == "subject_total":  # computed per subject from its sessions' values (aggregated)
             for_each(pipeline.subject_sum, inputs={"signal": SumScaled}, outputs=[SumPerSubject],
                      progress=False, subject=[subject])
+        elif op == "scaled_elsewhere":  # computed from the value at another address, saved by hand
+            try:
+                SumScaled.save(pipeline.scale(SumRaw.load(subject=1, session="pre")), subject=subject,
+                               session=session)
+            except VariableNotFoundError:
+                pass
         elif op == "delete_per_subject":
             for var in (SumOther, SumPerSubject):
                 try:

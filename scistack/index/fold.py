@@ -36,7 +36,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 13
+FOLD_VERSION = 14
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -75,7 +75,10 @@ CREATE TABLE IF NOT EXISTS var_oids (
     var TEXT NOT NULL, oid BLOB NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (var, oid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_bytes (var TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_unsized (var TEXT NOT NULL, oid BLOB NOT NULL, PRIMARY KEY (var, oid)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS var_calls (var TEXT NOT NULL, call TEXT NOT NULL, PRIMARY KEY (var, call)) WITHOUT ROWID;
+-- the call records a variable's records ever named, with the variable's change count when one
+-- was first named (`var_calls_by_n`: a report reads the calls named since it last looked)
+CREATE TABLE IF NOT EXISTS var_calls (
+    var TEXT NOT NULL, call TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (var, call)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 -- a variable's refs and live addresses, kept from its first summary on (`ls`, `status`): a
 -- count after each save read all of its refs (0.7 s for a variable of 3.3M refs)
@@ -117,6 +120,7 @@ _BIT_OF_NEW = f"coalesce((SELECT 1 << bit FROM var_bits WHERE var = NEW.var AND 
 # which gives an older file the column these name.
 _DERIVED = f"""
 CREATE INDEX IF NOT EXISTS addresses_by_vars ON addresses (vars, addr);
+CREATE INDEX IF NOT EXISTS var_calls_by_n ON var_calls (var, n);
 CREATE TRIGGER IF NOT EXISTS slot_born AFTER INSERT ON slots WHEN NEW.live BEGIN
     UPDATE addresses SET vars = vars | {_BIT_OF_NEW} WHERE addr = NEW.addr AND NOT vars & {_BIT_OF_NEW};
     UPDATE var_counts SET slots = slots + 1 WHERE var = NEW.var;
@@ -155,8 +159,12 @@ END;
 # bitmasks, 9 the tables of the variables' running byte totals (empty: a variable is counted
 # at its first `ls`), 10 the variables' running counts (`var_counts`, likewise), 11 the calls'
 # gathered variables (`call_gathers`: the facts of calls that are not simple are learned again),
-# 12 the digest of the inputs' origins a cache entry was recorded with (`calls.origins`).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {12: (
+# 12 the digest of the inputs' origins a cache entry was recorded with (`calls.origins`), 13
+# the change count at which a variable first named a call (`var_calls.n`).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {13: (
+    "ALTER TABLE var_calls ADD COLUMN n INTEGER NOT NULL DEFAULT 0",  # (unknown: before any count)
+    "DELETE FROM var_facts",  # (so the next report learns each variable's facts from all its calls)
+), 12: (
     "ALTER TABLE calls ADD COLUMN origins BLOB",  # (NULL for entries written before: unknown)
 ), 11: (
     # calls that may gather (an aggregated or merged input makes a call not simple) are
@@ -954,11 +962,12 @@ class Judging:
         """Whether any record of the variable was ever computed by a function (else all are raw)."""
         return bool(self.fold.names(var, "made_by"))
 
-    def unlearned_calls(self, var: str) -> list[str]:
-        """Call oids the variable's records name whose facts are not yet known."""
+    def unlearned_calls(self, var: str, since: int = -1) -> list[str]:
+        """Call oids the variable's records name whose facts are not yet known (of those
+        first named after its change count was `since`)."""
         return [r[0] for r in self.con.execute(
-            "SELECT call FROM var_calls v WHERE var = ? AND NOT EXISTS "
-            "(SELECT 1 FROM call_facts f WHERE f.call = v.call)", (var,))]
+            "SELECT call FROM var_calls v WHERE var = ? AND n > ? AND NOT EXISTS "
+            "(SELECT 1 FROM call_facts f WHERE f.call = v.call)", (var, since))]
 
     def learn_calls(self, facts: list[tuple[str, str, str, str, bool, list[tuple[str, str, str, str, str]],
                                             list[str]]]) -> None:
@@ -1005,32 +1014,35 @@ class Judging:
                 found[call][3].append((*row[:4], oid_out(row[4])))
         return found
 
-    def functions(self, var: str) -> list[tuple[str, str, str, str]]:
-        """(identity, module, function, one call oid) of the call records the variable's records name."""
+    def functions(self, var: str, since: int = -1) -> list[tuple[str, str, str, str]]:
+        """(identity, module, function, one call oid) of the call records the variable's
+        records name (first named after its change count was `since`)."""
         return self.con.execute(
             "SELECT f.identity, f.module, f.function, min(f.call) FROM var_calls v JOIN call_facts f "
-            "ON f.call = v.call WHERE v.var = ? AND f.simple GROUP BY f.identity, f.module, f.function",
-            (var,)).fetchall()
+            "ON f.call = v.call WHERE v.var = ? AND v.n > ? AND f.simple GROUP BY f.identity, f.module, f.function",
+            (var, since)).fetchall()
 
-    def input_vars(self, var: str) -> set[str]:
+    def input_vars(self, var: str, since: int = -1) -> set[str]:
+        """The variables the call records of the variable's records read (of those first
+        named after its change count was `since`)."""
         return {r[0] for r in self.con.execute(
-            "SELECT DISTINCT ci.var FROM var_calls v JOIN call_inputs ci ON ci.call = v.call WHERE v.var = ?",
-            (var,))}
+            "SELECT DISTINCT ci.var FROM var_calls v JOIN call_inputs ci ON ci.call = v.call "
+            "WHERE v.var = ? AND v.n > ?", (var, since))}
 
-    def kept_facts(self, var: str) -> tuple[set[str], list[tuple[str, str, str, str]]] | None:
-        """(input variables, `functions`) as kept when the variable last had its current
-        change count (every call fact learned then), or None."""
-        row = self.con.execute(
-            "SELECT k.inputs, k.functions FROM var_facts k JOIN var_changes c USING (var) "
-            "WHERE k.var = ? AND k.changes = c.n", (var,)).fetchone()
+    def kept_facts(self, var: str) -> tuple[int, set[str], list[tuple[str, str, str, str]]] | None:
+        """(change count, input variables, `functions`) as last kept for the variable (every
+        call it had named by that count learned), or None."""
+        row = self.con.execute("SELECT changes, inputs, functions FROM var_facts WHERE var = ?", (var,)).fetchone()
         if row is None:
             return None
-        return set(json.loads(row[0])), [tuple(f) for f in json.loads(row[1])]
+        return row[0], set(json.loads(row[1])), [tuple(f) for f in json.loads(row[2])]
 
-    def keep_facts(self, var: str, inputs: set[str], functions: list[tuple[str, str, str, str]]) -> None:
-        """Keep what `kept_facts` answers (only once no call of the variable is left unlearned)."""
-        self._keep(("INSERT OR REPLACE INTO var_facts SELECT ?1, n, ?2, ?3 FROM var_changes WHERE var = ?1",
-                    (var, json.dumps(sorted(inputs)), json.dumps(functions))))
+    def keep_facts(self, var: str, changes: int, inputs: set[str],
+                   functions: list[tuple[str, str, str, str]]) -> None:
+        """Keep what `kept_facts` answers, as learned when the variable's change count was
+        `changes` (only once none of its calls named by then is left unlearned)."""
+        self._keep(("INSERT OR REPLACE INTO var_facts VALUES (?, ?, ?, ?)",
+                    (var, changes, json.dumps(sorted(inputs)), json.dumps(functions))))
 
     def kept_state(self, var: str) -> dict[str, Any] | None:
         """The signature of the variable's kept judgement and what it was made from
@@ -1043,12 +1055,12 @@ class Judging:
         change count was `since`."""
         return {r[0] for r in self.con.execute("SELECT addr FROM slots WHERE var = ? AND n > ?", (var, since))}
 
-    def aligned(self, var: str) -> bool:
-        """Whether every input of every call the variable's records name sits at the record's
-        own address: a changed input cell can then change the verdict at that address only."""
-        return self.con.execute(
-            "SELECT 1 FROM refs r JOIN call_inputs ci ON ci.call = r.call WHERE r.var = ? AND ci.addr != r.addr "
-            "LIMIT 1", (var,)).fetchone() is None
+    def judged_aligned(self) -> bool:
+        """Whether every input of the call of every record the last `judge` judged sits at the
+        record's own address: a changed input cell can then change the verdict at that
+        address only (judged records only: a verdict reads no other)."""
+        return self.con.execute("SELECT 1 FROM newest c JOIN call_inputs ci ON ci.call = c.call "
+                                "WHERE ci.addr != c.addr LIMIT 1").fetchone() is None
 
     def reuse_judged(self, var: str, sig: str) -> bool:
         """Take the variable's judged cells as kept under `sig`, if they were: a report that
@@ -1128,7 +1140,8 @@ class Judging:
         variables). Sound because variables are judged upstream first: everything a call's
         verdict reads (its inputs' current values and staleness, its function's verdict) is
         settled before the first of its outputs is judged."""
-        if not self.computed(var):
+        self.con.execute("DELETE FROM newest")  # the newest record at each address (to judge): the
+        if not self.computed(var):  # calls of older versions are not judged (their verdicts read nothing)
             return
         # with nothing stale upstream (the usual case) the probe of stale_cells for every
         # input of every record could only answer NULL: it is left out (~0.2 s per 100k)
@@ -1138,8 +1151,7 @@ class Judging:
             "  WHERE ci.call = c.call ORDER BY ci.name LIMIT 1),"
         ) if self.con.execute("SELECT 1 FROM stale_cells LIMIT 1").fetchone() else ""
         cells = "AND addr IN (SELECT addr FROM dirty) " if only_dirty else ""
-        self.con.execute("DELETE FROM newest")  # the newest record at each address (to judge): the
-        self.con.execute(  # calls of older versions are not judged (their verdicts read nothing)
+        self.con.execute(
             f"INSERT INTO newest SELECT addr, max(version), call, created_at FROM refs WHERE var = ?1 {cells}"
             "GROUP BY addr", (var,))
         self.con.execute(
@@ -1382,7 +1394,8 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
         [(p[0], p[1], p[2]) for p in puts])
     # the call records a variable's records ever named (kept after deletes: reports only read
     # them to learn call facts and upstream variables, where a few extra cost nothing)
-    con.executemany("INSERT OR IGNORE INTO var_calls VALUES (?, ?)", {(p[0], p[6]) for p in puts if p[6]})
+    con.executemany("INSERT OR IGNORE INTO var_calls SELECT ?1, ?2, n FROM var_changes WHERE var = ?1",
+                    sorted({(p[0], p[6]) for p in puts if p[6]}))
     names = {(p[0], "vkey", n) for p in puts for n in p[10]} | {(p[0], "param", n) for p in puts for n in p[11]}
     names |= {(p[0], "level", p[12]) for p in puts}  # which schema keys the variable is saved at
     names |= {(p[0], "made_by", "call") for p in puts if p[6]}  # computed by a function at least once

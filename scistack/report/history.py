@@ -167,12 +167,13 @@ class CallReader:
         return self._cache[call_oid]
 
 
-def learn_calls(db: Database, judging: Any, var: str) -> bool:
+def learn_calls(db: Database, judging: Any, var: str, *, since: int = -1) -> bool:
     """Parse the call records of `var` that the index has no facts for yet (once ever; a run
-    hands in the facts of the records it writes): `lineage.facts.call_facts`. True when
-    every call of `var` has its facts now (none is missing)."""
+    hands in the facts of the records it writes): `lineage.facts.call_facts`. With `since`,
+    only those first named after the variable's change count was that. True when every one
+    of them has its facts now (none is missing)."""
     facts, missing = [], False
-    for call_oid in judging.unlearned_calls(var):
+    for call_oid in judging.unlearned_calls(var, since):
         try:
             record = read_call_record(db.store, call_oid)
         except LookupError:
