@@ -484,6 +484,45 @@ def test_a_long_unsynced_tail_is_synced_after_the_script_exits(tmp_path, python_
         assert con.execute('SELECT count(*) FROM "Signal"').fetchone()[0] == 50
 
 
+@pytest.mark.parametrize("tail", ["short", "long"])
+def test_a_process_ending_while_a_detached_sync_runs_leaves_its_tail_to_it(tmp_path, python_env, tail):
+    """A script (or a report) ending while a detached sync catches up neither syncs DuckDB
+    itself (it waited for the file) nor starts a second detached one (which waited in turn):
+    the one running looks at the journal again when its turn ends and takes the tail up."""
+    from scistack.index.journal import Journal
+    from scistack.index.sql import SqlIndex
+
+    def script(n: int, detach_bytes: int) -> str:
+        return f"""
+            import subprocess, numpy as np, scistack.index
+            from scistack import configure_database, BaseVariable
+            scistack.index.DETACH_BYTES = {detach_bytes}
+            scistack.index.subprocess.Popen = lambda *a, **k: print("started a detached sync")
+            db = configure_database({str(tmp_path / 'd.duckdb')!r}, ["subject", "session"])
+            class Signal(BaseVariable): pass
+            with db.batch():
+                for i in range({n}):
+                    Signal.save(float(i), subject=i, session="pre")
+        """
+    duck = SqlIndex(tmp_path / "d.duckdb", ["subject", "session"], Journal(tmp_path / ".scistack" / "refs.log"))
+    assert _run(script(1, 1 << 30), python_env, tmp_path).returncode == 0
+    assert duck.lag() == 0  # (synced at its exit)
+    detached = [sys.executable, "-m", "scistack.sync_after_exit", str(tmp_path / "d.duckdb")]
+    with duck.detached_turn() as mine:  # a detached sync at work (this process has its turn)
+        assert mine
+        done = _run(script(50, 0 if tail == "long" else 1 << 30), python_env, tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert "started a detached sync" not in done.stdout
+        assert duck.lag() > 0  # left to the sync at work
+        second = subprocess.run(detached, env=python_env, cwd=tmp_path, timeout=60)
+        assert second.returncode == 0 and duck.lag() > 0  # another one leaves at once
+    last = subprocess.run(detached, env=python_env, cwd=tmp_path, timeout=60, capture_output=True, text=True)
+    assert last.returncode == 0, last.stderr
+    assert duck.lag() == 0
+    with duck.connect(read_only=True) as con:
+        assert con.execute('SELECT count(*) FROM "Signal"').fetchone()[0] == 50
+
+
 def test_duckdb_applies_a_long_tail_in_slices_with_the_same_result(project, monkeypatch):
     """DuckDB applies the journal a bounded slice per transaction: a rebuild in many slices
     gives the views a rebuild in one gives."""

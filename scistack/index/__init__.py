@@ -791,6 +791,16 @@ class Index:
         self.flush()
         return self._sql.query(sql, params)
 
+    @contextmanager
+    def detached_sync_turn(self) -> Iterator[bool]:
+        """The project's one detached sync at a time (`SqlIndex.detached_turn`)."""
+        with self._sql.detached_turn() as mine:
+            yield mine
+
+    def duckdb_in_step(self) -> bool:
+        """Whether DuckDB has applied the whole journal (no connection)."""
+        return self._sql.in_step()
+
     def poke_sync(self, *, unless_in_step: bool = False) -> None:
         """Ask the background thread to bring DuckDB up to date when it can (with
         `unless_in_step`, only when a cheap check says it is behind the journal)."""
@@ -939,6 +949,8 @@ class _BackgroundSync:
         lag = self.sql.lag()  # unknown (None): as long as the whole journal, at most
         long_tail = (self.sql.journal.size() if lag is None else lag) > DETACH_BYTES
         try:
+            if lag != 0 and self.sql.detached_running():
+                return  # it takes up this tail too (a report run while one catches up had started another)
             if long_tail and os.environ.get("SCISTACK_SYNC") != "foreground" \
                     and isinstance(self.sql.journal, Journal):
                 # the project is opened there as here (its views need objects read above the

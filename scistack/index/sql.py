@@ -489,6 +489,45 @@ class SqlIndex:
             return None
         return max(self.journal.size() - int(offset), 0)
 
+    @contextmanager
+    def detached_turn(self) -> Iterator[bool]:
+        """The turn of the one detached sync a project runs at a time (`scistack.sync_after_exit`),
+        held while the block runs: True if taken, False when another process has it. A lock
+        beside the journal (`flock`: let go when its process ends, even killed)."""
+        fd = os.open(self._detached_lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            os.close(fd)  # (lets the lock go)
+
+    def detached_running(self) -> bool:
+        """Whether a detached sync has its turn now: it takes up any tail written before its
+        turn ends (it looks again after), so a process ending need neither wait for DuckDB
+        nor start another."""
+        if self._detached_lock is None:
+            return False  # (a lab's shared journal: never synced detached)
+        try:
+            fd = os.open(self._detached_lock, os.O_RDONLY)
+        except OSError:
+            return False  # (never made: none ever ran)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+
+    @property
+    def _detached_lock(self) -> Path | None:
+        path = getattr(self.journal, "path", None)
+        return None if path is None else Path(path).with_name("sync-after-exit.lock")
+
     def in_step(self) -> bool:
         """Whether DuckDB has applied the whole journal, by the sidecar (no connection)."""
         return self._known_in_step(self.journal.size())
