@@ -865,9 +865,9 @@ class Index:
 
     def close(self) -> None:
         """Flush, sync DuckDB (briefly: the journal keeps anything not yet copied), stop."""
-        self.flush()
+        self._syncer.stop()  # first: a background sync begun after a run shared the GIL with
+        self.flush()  # the writes below (the call facts kept at close: 0.1 -> 0.43 s)
         self._keep_facts(now=True)
-        self._syncer.stop()
         if not self.read_only:
             self._syncer.finish(timeout=5.0)
         self._journal.close()
