@@ -452,6 +452,24 @@ def test_duckdb_is_not_synced_in_the_background_while_a_batch_runs(project):
     assert db.index._sql.in_step()
 
 
+def test_the_background_sync_leaves_the_file_to_a_detached_sync_at_work(project):
+    """While a detached sync has its turn (a big run's, catching up), a process's background
+    sync does not wait for the DuckDB file in one-second tries: it looks again later, and
+    syncs once the turn is over."""
+    db = project
+    db.index._syncer.delay = 0.05
+    db.sync()
+    with db.index.detached_sync_turn() as mine:  # (this process stands in for the detached one)
+        assert mine
+        Signal.save(np.arange(3.0), subject=1, session="pre")
+        time.sleep(2.5)  # fifty sync delays
+        assert not db.index.duckdb_in_step()
+    deadline = time.monotonic() + 30
+    while not db.index.duckdb_in_step() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.index.duckdb_in_step()
+
+
 @pytest.mark.parametrize("mode", ["detached", "foreground"])
 def test_a_long_unsynced_tail_is_synced_after_the_script_exits(tmp_path, python_env, mode):
     """A script that wrote a long tail exits without waiting for DuckDB: a detached process

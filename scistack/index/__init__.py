@@ -916,6 +916,9 @@ class _BackgroundSync:
                 if idle < self.delay or self.busy():
                     self._halt.wait(max(self.delay - idle, 0.05))  # returns at once on stop()
                     continue
+                if self.sql.detached_running():  # it holds the file, and takes up what is
+                    self._halt.wait(max(self.delay, 1.0))  # written before its turn ends
+                    continue
                 try:
                     with self._sync_lock:  # gives way at once to the process closing
                         self.sql.sync(timeout=1.0, should_stop=lambda: self._stopped)
