@@ -100,6 +100,41 @@ def decode_npy(payload: bytearray | bytes | memoryview) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
+def decode_npy_many(payloads: list[bytes]) -> list[np.ndarray | None]:
+    """`decode_npy` of many payloads at once: those that share a C-order header (one
+    variable's values, mostly) become rows of one array read from their joined bytes, each
+    a read-only view as `decode_npy` gives (300k 4-element arrays: ~0.2 s, where one call
+    each took 1.1 s). None where a payload is not such (the caller decodes it alone, and so
+    names what is wrong with it)."""
+    out: list[np.ndarray | None] = [None] * len(payloads)
+    groups: dict[bytes, list[int]] = {}
+    for i, payload in enumerate(payloads):
+        if payload[:8] == MAGIC and len(payload) >= 10:
+            start = 10 + int.from_bytes(payload[8:10], "little")
+            if len(payload) >= start:  # (else its header is cut short)
+                groups.setdefault(payload[:start], []).append(i)
+    for header, members in groups.items():
+        try:
+            descr, fortran, shape = _parse_header(header[10:].decode("latin-1"))
+            dtype = _dtype(descr)
+        except (ValueError, SyntaxError, TypeError, KeyError):
+            continue  # (each is decoded alone, and its error named)
+        size = dtype.itemsize * int(np.prod(shape, dtype=np.int64))
+        if fortran and len(shape) > 1 or dtype.hasobject:
+            continue
+        start = len(header)
+        members = [i for i in members if len(payloads[i]) - start == size]
+        if not members:
+            continue
+        joined = b"".join([memoryview(payloads[i])[start:] for i in members])
+        rows = np.frombuffer(joined, dtype=dtype).reshape((len(members), *shape))
+        # each row a view (for shape (), a 0-d array as `decode_npy` gives, not a scalar)
+        views = list(rows) if shape else [rows[n, ...] for n in range(len(members))]
+        for i, view in zip(members, views):
+            out[i] = view
+    return out
+
+
 @functools.lru_cache(maxsize=256)
 def _dtype(descr: str) -> np.dtype:
     return np.dtype(descr)

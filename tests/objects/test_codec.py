@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from scistack.errors import UnsupportedValueError
 from scistack.objects import MemoryObjectStore
 from scistack.objects.codec import encode_value
+from scistack.objects.npy import decode_npy, decode_npy_many
 from tests.objects.values import (
     ALL_DTYPES,
     arrays,
@@ -97,6 +98,32 @@ def test_every_dtype_in_every_rank(dtype):
     for shape in [(), (0,), (24,), (4, 6), (2, 3, 4), (1, 2, 1, 3, 4), (3, 0, 2)]:
         arr = np.zeros(shape, dtype) if 0 in shape else base[: int(np.prod(shape))].reshape(shape)
         assert_array_identical(roundtrip(arr), arr)
+
+
+@PROPERTY
+@given(st.lists(arrays(), min_size=1, max_size=5), st.integers(0, 3))
+def test_many_npy_payloads_decode_as_each_alone(arrs, cut):
+    """`decode_npy_many` (a `load_all` of arrays) gives each payload what `decode_npy` gives:
+    dtype, shape, bytes, a view not written through. Payloads of one header are read as rows
+    of one array; a payload it cannot read so (cut short here, Fortran-ordered) is None, left
+    to `decode_npy`, which names what is wrong."""
+    payloads = [payload for kind, payload in map(payload_of, arrs * 2) if kind == "npy"]
+    if payloads and cut:  # a payload cut short: its header promises more bytes
+        payloads.append(payloads[0][:-cut])
+    if payloads:  # the same header as Fortran order (its length kept)
+        payloads.append(payloads[0].replace(b"'fortran_order': False", b"'fortran_order': True "))
+    for payload, got in zip(payloads, decode_npy_many(payloads)):
+        try:
+            alone = decode_npy(payload)
+        except Exception:  # noqa: BLE001 - whatever it raises, the store names the object
+            assert got is None
+            continue
+        if b"'fortran_order': True" in payload[:128] and alone.ndim > 1:
+            assert got is None  # (left to `decode_npy`)
+            continue
+        assert got is not None
+        assert_array_identical(got, alone)
+        assert not got.flags.writeable
 
 
 def test_decoded_arrays_are_writable_plain_ndarrays():
