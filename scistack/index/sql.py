@@ -496,11 +496,15 @@ class SqlIndex:
         beside the journal (`flock`: let go when its process ends, even killed)."""
         fd = os.open(self._detached_lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
+            for attempt in range(5):  # (a process asking `detached_running` holds it a moment)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == 4:
+                        yield False
+                        return
+                    time.sleep(0.05)
             yield True
         finally:
             os.close(fd)  # (lets the lock go)
