@@ -194,6 +194,9 @@ def test_round_trip_restores_values_lineage_and_cache(pipeline, tmp_path):
         assert [r.counts["cached"] for r in reports] == [4, 4]
         assert [r.counts["ran"] for r in reports] == [0, 0]
         assert report.calls == len(_manifest(tmp_path / "all")["calls"]) > 0
+        for entry in _manifest(tmp_path / "all")["calls"]:  # each with where its inputs came from,
+            here = other.index.cached_call(entry["key"])  # so a hit reads no record to know it
+            assert here["origins"] == pipeline.index.cached_call(entry["key"])["origins"] is not None
         again = other.import_bundle(tmp_path / "all")  # merging twice adds nothing
         assert (again.objects, again.refs, again.calls, again.skipped_refs) == (0, 0, 0, 12)
     finally:

@@ -113,7 +113,10 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
         key = db.index.call_key_of(call_oid)
         entry = db.index.cached_call(key) if key else None
         if entry is not None and entry.get("call") == call_oid:
+            # (`origins`: a hit in the importing project then need not read the record to know
+            # that it names the inputs as they are there too: the same variables and addresses)
             out.cache.append({"key": key, **{k: entry[k] for k in ("call", "fn", "outs") if k in entry},
+                              **({"origins": entry["origins"]} if entry.get("origins") else {}),
                               "multi": bool(entry.get("multi"))})
     return out
 

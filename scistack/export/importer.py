@@ -217,7 +217,7 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             if db.index.cached_call(entry["key"]) is not None:
                 continue  # the project's own answer to that call stays
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
-                              multi=bool(entry.get("multi")))
+                              multi=bool(entry.get("multi")), origins=entry.get("origins"))
             calls += 1
         place = lambda r: (r["var"], key_of(r["addr"]))  # noqa: E731
         for (var, addr_key), group in groupby(
