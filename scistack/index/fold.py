@@ -316,9 +316,11 @@ class Fold:
             con.execute("PRAGMA synchronous=NORMAL")  # derived state: a power cut re-folds
             con.execute("PRAGMA mmap_size=1073741824")  # pages read by memory access, not a syscall each
             con.execute("PRAGMA cache_size=-16384")
-            # a report's judged cells (`Judging`'s temp tables, sorts): in memory, where the
-            # default temp file spilled past 2 MB and took twice as long (~100 MB at 1M cells)
-            con.execute("PRAGMA temp_store=MEMORY")
+            # a report's judged cells (`Judging`'s temp tables): kept in memory up to 256 MB
+            # (~500k cells judged at once), spilled to a temp file past that. With the default
+            # 2 MB they spilled at ~5k cells and the judging took twice as long; all in memory
+            # (`temp_store=MEMORY`) was as fast but grew without bound (~450 B a cell)
+            con.execute(f"PRAGMA temp.cache_size = -{_TEMP_CACHE_KB}")
             con.execute("PRAGMA recursive_triggers=ON")  # a ref replaced counts as one gone (`ref_unnamed`)
             con.create_function("oid_in", 1, oid_in, deterministic=True)  # (no unhex() before SQLite 3.41)
             newer = _layout(con)
@@ -1320,6 +1322,7 @@ def _address_parts(names: list[str], projected: list[str]) -> tuple[str, str, li
     return has, "".join(f"addr -> '$.{name}', " for name in projected), [key_of({n: 0})[1:-2] for n in names]
 
 
+_TEMP_CACHE_KB = 256 * 1024  # the temp tables' page cache (`_open`)
 _JUDGE_ALL_AT = 0.5  # the share of a variable's cells to judge again at which `judge_again` judges all
 _MAX_MASKS = 256  # distinct sets of variables at which `missing` still reads by bitmask
 # the distinct `addresses.vars`, one index seek each (SQLite would read every row for DISTINCT)
