@@ -71,6 +71,8 @@ MEASURES = [
     ("status_after_run_s", "scistack status right after it (judges the cells it changed)", "s"),
     ("status_two_levels_s", "scistack status, PeakEMG at two levels (one value per subject too)", "s"),
     ("save1_close_s", "db.close() after saving one value", "s"),
+    ("load_all_floats_s", "Force.load_all(as_df=True): a float at every address", "s"),
+    ("load_all_arrays_s", "EMG.load_all(as_df=True): a 4-element array at every address", "s"),
     ("run_peak_rss_mb", "peak RSS of that for_each + close process", "MB"),
     ("gc_s", "scistack gc (walks every object; --only lifecycle)", "s"),
     ("gc_rss_mb", "peak RSS of that gc", "MB"),
@@ -239,6 +241,7 @@ def measure(args: argparse.Namespace, n: int, info: dict[str, Any]) -> Iterator[
         "lifecycle": lambda seed: dict(zip(("gc_s", "gc_rss_mb", "fsck_s", "fsck_rss_mb"),
                                            run_cli_peak(folder, "gc", timeout=t)
                                            + run_cli_peak(folder, "fsck", timeout=t))),
+        "load_all": lambda seed: run_child("load_all", folder, timeout=t),
         "save1": lambda seed: run_child("save_one", folder, seed, timeout=t)
         | {"ls_after_save_s": run_cli(folder, "ls", timeout=t)},  # the first `ls` after a change
     }
@@ -396,7 +399,7 @@ def main(argv: list[str] | None = None) -> str:
     add("--sizes", default="10k,100k", help="refs per project: 10k,100k,1M,3M,10M")
     add("--repeats", type=int, default=3)
     add("--dir", type=Path, default=Path(os.environ.get("SCISTACK_BENCH_DIR", DEFAULT_DIR)))
-    add("--only", default="open,micro,foreach,cli,close,save1",
+    add("--only", default="open,micro,foreach,cli,close,load_all,save1",
         help="measurement groups to run (also: lifecycle, gc and fsck: minutes at 1M refs)")
     add("--build-workers", type=int, default=2, help="processes saving raw values at once")
     add("--chunk", type=int, default=100_000, help="addresses saved per build process")

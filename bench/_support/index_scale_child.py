@@ -20,6 +20,7 @@ list for every variable. The measurements'
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import shutil
 import subprocess
@@ -197,6 +198,18 @@ def _status(project: Path) -> float:
     return time.perf_counter() - t0
 
 
+def load_all(project: Path) -> dict[str, Any]:
+    """Every value of a variable as one DataFrame: Force (a float per address), then EMG (a
+    4-element array per address). pandas is imported first (not timed: a script that asks
+    for a DataFrame has it)."""
+    importlib.import_module("pandas")
+    db, p = _open(project)
+    floats, floats_s = _timed(lambda: p.Force.load_all(as_df=True))
+    arrays, arrays_s = _timed(lambda: p.EMG.load_all(as_df=True))
+    db.close()
+    return {"load_all_floats_s": floats_s, "load_all_arrays_s": arrays_s, "load_all_rows": len(floats) + len(arrays)}
+
+
 def save_one(project: Path, seed: int) -> dict[str, Any]:
     """One value saved, then close: the views catch up in this process before it ends, and
     that wait must grow with what the process changed, not with the project. The value is a
@@ -225,7 +238,7 @@ def gap(project: Path, addresses: int) -> dict[str, Any]:
 
 TASKS = {"gap": gap, "init": init, "raw": raw, "lineage": lineage, "sync": sync, "open": open_project,
          "micro": micro, "foreach_cached": foreach_cached, "foreach_new": foreach_new,
-         "save_one": save_one}
+         "save_one": save_one, "load_all": load_all}
 
 
 if __name__ == "__main__":
