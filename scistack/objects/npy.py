@@ -13,6 +13,7 @@ import ast
 import functools
 import re
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def decode_npy(payload: bytearray | bytes | memoryview) -> np.ndarray:
     return arr.reshape(shape, order="F" if fortran else "C")
 
 
-def decode_npy_many(payloads: list[bytes]) -> list[np.ndarray | None]:
+def decode_npy_many(payloads: list[Any]) -> list[np.ndarray | None]:
     """`decode_npy` of many payloads at once: those that share a C-order header (one
     variable's values, mostly) become rows of one array read from their joined bytes, each
     a read-only view as `decode_npy` gives (300k 4-element arrays: ~0.2 s, where one call
@@ -112,7 +113,7 @@ def decode_npy_many(payloads: list[bytes]) -> list[np.ndarray | None]:
         if payload[:8] == MAGIC and len(payload) >= 10:
             start = 10 + int.from_bytes(payload[8:10], "little")
             if len(payload) >= start:  # (else its header is cut short)
-                groups.setdefault(payload[:start], []).append(i)
+                groups.setdefault(bytes(payload[:start]), []).append(i)
     for header, members in groups.items():
         try:
             descr, fortran, shape = _parse_header(header[10:].decode("latin-1"))

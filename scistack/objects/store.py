@@ -197,21 +197,23 @@ class ObjectStore(abc.ABC):
 
         Packed objects are split from bytes verified at once (`get_many_stored`): JSON ones,
         when all are scalars, parsed in one call, arrays of one header read as rows of one
-        array (`decode_npy_many`); every other object is read with `get_many`. (One loose
+        array (`decode_npy_many`); every other object is read with `get_many`, then decoded
+        the same way (one path: `_read_values` had been a second copy of it). (One loose
         value among 300k packed ones, saved on its own later, had sent all of them through
         `get_many`: 1.3 s of a 3.5 s `load_all`; packed arrays were read and hashed a second
         time there and decoded one by one: 300k 4-element arrays 4.7 -> 3.0 s.)"""
         split = _split_stored(self.get_many_stored(oids)) if oids else []
+        rest = [i for i, (kind, _) in enumerate(split) if kind is None]  # not packed, or not
+        for i, obj in zip(rest, self.get_many([oids[i] for i in rest])):  # verified at once
+            if isinstance(obj, Exception):
+                raise obj
+            split[i] = (obj.kind, obj.payload)
         values: list[Any] = [None] * len(oids)
-        by_kind: dict[str | None, list[int]] = {}
+        by_kind: dict[str, list[int]] = {}
         for i, (kind, _) in enumerate(split):
             by_kind.setdefault(kind, []).append(i)
         for kind, members in by_kind.items():
-            if kind is None:  # not packed or not verified at once: read one by one
-                for i, value in zip(members, self._read_values([oids[i] for i in members])):
-                    values[i] = value
-                continue
-            payloads = [split[i][1] for i in members]  # (verified bytes: not read again)
+            payloads = [split[i][1] for i in members]
             scalars = loads_scalars(payloads) if kind == "json" else None  # (all scalars: one call)
             if scalars is not None:
                 for i, value in zip(members, scalars):
@@ -221,18 +223,6 @@ class ObjectStore(abc.ABC):
             for i, payload, value in zip(members, payloads, arrays):
                 values[i] = self._decoded(oids[i], StoredObject(kind, payload)) if value is None else value
         return values
-
-    def _read_values(self, oids: list[str]) -> list[Any]:
-        """`get_values` of objects read with `get_many`."""
-        objects = self.get_many(oids)
-        for obj in objects:
-            if isinstance(obj, Exception):
-                raise obj
-        if objects and all(obj.kind == "json" for obj in objects):
-            scalars = loads_scalars([obj.payload for obj in objects])
-            if scalars is not None:
-                return scalars
-        return [self._decoded(oid, obj) for oid, obj in zip(oids, objects)]
 
     def _decoded(self, oid: str, obj: StoredObject) -> Any:
         try:
