@@ -496,16 +496,7 @@ class SqlIndex:
         beside the journal (`flock`: let go when its process ends, even killed)."""
         fd = os.open(self._detached_lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            for attempt in range(5):  # (a process asking `detached_running` holds it a moment)
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if attempt == 4:
-                        yield False
-                        return
-                    time.sleep(0.05)
-            yield True
+            yield _flocked(fd, tries=5)  # (a process asking `detached_running` holds it a moment)
         finally:
             os.close(fd)  # (lets the lock go)
 
@@ -919,6 +910,18 @@ def _insert_arrow(con: duckdb.DuckDBPyConnection, table_name: str, table: pa.Tab
 
 _locks: dict[str, threading.RLock] = {}
 _locks_guard = threading.Lock()
+
+
+def _flocked(fd: int, tries: int) -> bool:
+    """Whether an exclusive `flock` on `fd` was taken within `tries` tries 50 ms apart."""
+    for attempt in range(tries):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if attempt < tries - 1:
+                time.sleep(0.05)
+    return False
 
 
 def _process_lock(path: Path) -> threading.RLock:
