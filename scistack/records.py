@@ -392,11 +392,14 @@ class CallRecord:
 
     def to_value(self) -> dict[str, Any]:
         """The JSON tree to store (``dumps_canonical`` of it is the object's payload)."""
+        return self._tree(self.function.to_value())
+
+    def _tree(self, function: Any) -> dict[str, Any]:
         a = self.absent
         out: dict[str, Any] = {
             "type": "call",
             "format": self.format,
-            "function": self.function.to_value(),
+            "function": function,
             "inputs": {name: item.to_value() for name, item in self.arguments.items()},
             "outputs": list(self.outputs),
         }
@@ -409,8 +412,14 @@ class CallRecord:
         return out
 
     def to_bytes(self) -> bytes:
-        """The canonical payload of the ``call`` object."""
-        return dumps_canonical(self.to_value())
+        """The canonical payload of the ``call`` object: ``dumps_canonical(self.to_value())``,
+        with the function's part encoded once per `FunctionInfo` (a run's records share one,
+        `LineageFunction._function_info`) and put in at its place. Any value equal to the
+        stand-in elsewhere in the record (it appears twice) takes the plain way."""
+        text = dumps_canonical(self._tree(_STAND_IN))
+        if text.count(_STAND_IN_TEXT) != 1:
+            return dumps_canonical(self.to_value())
+        return text.replace(_STAND_IN_TEXT, b'"function":' + _function_bytes(self.function))
 
     # -- what readers ask -------------------------------------------------------------------
     @property
@@ -491,6 +500,21 @@ def function_name_of(tree: Any, oid: str | None = None) -> str:
     if r.get("type", required=True) != "call":
         raise _fail(oid, f"its type is {tree.get('type')!r}, not 'call'")
     return _Reader(r.get("function", required=True), "the record's function", oid).string("name", required=True)
+
+
+_STAND_IN = "\x00function\x00"  # where `CallRecord.to_bytes` puts the function's text
+_STAND_IN_TEXT = b'"function":' + dumps_canonical(_STAND_IN)
+_FUNCTION_BYTES: dict[int, tuple[FunctionInfo, bytes]] = {}  # id -> (the info, kept alive; its text)
+
+
+def _function_bytes(info: FunctionInfo) -> bytes:
+    """``dumps_canonical(info.to_value())``, remembered for the same object."""
+    found = _FUNCTION_BYTES.get(id(info))
+    if found is None or found[0] is not info:
+        if len(_FUNCTION_BYTES) >= 256:
+            _FUNCTION_BYTES.clear()
+        found = _FUNCTION_BYTES[id(info)] = (info, dumps_canonical(info.to_value()))
+    return found[1]
 
 
 def read_call(store: ObjectStore, oid: str) -> CallRecord:

@@ -1000,5 +1000,16 @@ def test_git_commit_dirty_flag_and_diff_are_recorded(project, tmp_path, monkeypa
         untracked = lineage_fcn(extra.twice)(raw())
         git = project.call_record(untracked.call)["env"]["git"]
         assert git["dirty"] is True and git["untracked"] == [f"{pkg.name}/extra.py"]
+        # the environment is built once per git state and shared by the calls that follow; the
+        # diff is put in each call's own store (a second project, the same dirty state)
+        steps = importlib.import_module(f"{pkg.name}.steps")
+        assert project.call_record(steps.bandpass(raw(), 30).call)["env"]["git"]["diff"]  # (the state now)
+        other = configure_database(tmp_path / "other" / "o.duckdb", ["subject", "session"])
+        try:
+            again = steps.bandpass(raw(), 20)
+            git = other.call_record(again.call)["env"]["git"]
+            assert other.store.get(git["diff"]).payload == diff.payload
+        finally:
+            other.close()
     finally:
         helper.purge()

@@ -280,6 +280,25 @@ def test_from_value_of_to_value_is_the_identity(record: CallRecord) -> None:
         assert item.is_constant == (name in record.constants)
 
 
+_STAND_IN = "\x00function\x00"  # what `CallRecord.to_bytes` writes where the function goes
+
+
+@settings(max_examples=150, deadline=None)
+@given(_records, st.sampled_from(["params", "env", "started", "none"]), st.data())
+def test_to_bytes_is_the_canonical_text_of_to_value(record: CallRecord, where: str, data) -> None:
+    """The function's text is put into the record's at its place; a value equal to the
+    stand-in anywhere else must not be taken for that place."""
+    if where == "params":
+        record = replace(record, params={**record.params, data.draw(st.text(max_size=3)): _STAND_IN})
+    elif where == "env":
+        record = replace(record, env={**record.env, "function": _STAND_IN})
+    elif where == "started":
+        record = replace(record, started=_STAND_IN)
+    twin = replace(record, outputs=(O[0],))  # another call of the same function (one text, remembered)
+    for each in (record, twin, record):
+        assert each.to_bytes() == dumps_canonical(each.to_value())
+
+
 # -- gc keeps what call records reference ---------------------------------------------------
 def test_gc_keeps_every_child_of_a_kept_call_record(project) -> None:
     RcRaw.save(np.arange(5.0), subject=1, session="pre")

@@ -119,6 +119,9 @@ class LineageFunction:
         self._code_oids: weakref.WeakKeyDictionary[ObjectStore, dict[str, str | None]] = (
             weakref.WeakKeyDictionary()
         )
+        self._infos: weakref.WeakKeyDictionary[ObjectStore, dict[str, tuple[FunctionIdentity, tuple]]] = (
+            weakref.WeakKeyDictionary()
+        )
         named = fn.func if isinstance(fn, functools.partial) else fn  # a partial: as its function
         module = getattr(named, "__module__", None)
         qualname = getattr(named, "__qualname__", None)
@@ -236,36 +239,18 @@ class LineageFunction:
         inputs = self._with_defaults(inputs)
         store_constants(store, inputs)
         copy_inputs_from_memory(store, inputs)
-        tree = code_tree(self.fn, identity)
-        put_code = functools.partial(_put_code, store)
-        project = is_project_module(identity.module)
+        function, source_file, watched = self._function_info(store, identity)
         record = CallRecord(
-            function=FunctionInfo(
-                name=identity.name,
-                module=identity.module,
-                identity=identity.digest,
-                code=self._code_oid(store, identity),
-                has_source=identity.has_source,
-                version=identity.pinned_version,
-                deps=tuple(tuple(d) for d in identity.deps),
-                note=identity.note,
-                file=_source_file(self.fn),
-                helpers={
-                    label: HelperInfo.from_value(h)
-                    for label, h in tree_record(tree, put_code).items()
-                },
-                constants=constant_values(identity, tree),
-                code_identity=identity.unbound_digest or None,
-            ),
+            function=function,
             arguments={n: CallInput.from_value(b.record) for n, b in sorted(inputs.items())},
             outputs=tuple(out_oids),
             multi=multi,
             params=flatten_params(identity.name, inputs),
             env=capture_env(
-                _source_file(self.fn) if project else None,
+                source_file,
                 [*imported_modules(identity.module), identity.module.split(".")[0]],
                 lambda diff: store.put("bytes", diff),
-                files=source_files(self.fn, tree) if project else (),
+                files=watched,
             ),
             started=started,
             duration=round(duration, 6),
@@ -293,6 +278,41 @@ class LineageFunction:
             except UnsupportedValueError:
                 pass  # a sentinel default: covered by the function's identity
         return completed
+
+    def _function_info(self, store: ObjectStore, identity: FunctionIdentity
+                       ) -> tuple[FunctionInfo, str | None, tuple[str, ...]]:
+        """The call record's function part, and the source file and files its environment
+        watches (a project's function only): the same for every call of one identity, so
+        made once per store and identity (a run records one call per combination; making it
+        took ~20 us of a record's ~90). Its code objects are put in the store then; the
+        writers' gate, held from this process's first write, keeps a pruning gc from them."""
+        known = self._infos.setdefault(store, {})
+        found = known.get(identity.digest)
+        if found is not None and found[0] is identity:
+            return found[1]
+        tree = code_tree(self.fn, identity)
+        project = is_project_module(identity.module)
+        info = FunctionInfo(
+            name=identity.name,
+            module=identity.module,
+            identity=identity.digest,
+            code=self._code_oid(store, identity),
+            has_source=identity.has_source,
+            version=identity.pinned_version,
+            deps=tuple(tuple(d) for d in identity.deps),
+            note=identity.note,
+            file=_source_file(self.fn),
+            helpers={
+                label: HelperInfo.from_value(h)
+                for label, h in tree_record(tree, functools.partial(_put_code, store)).items()
+            },
+            constants=constant_values(identity, tree),
+            code_identity=identity.unbound_digest or None,
+        )
+        parts = (info, _source_file(self.fn) if project else None,
+                 tuple(source_files(self.fn, tree)) if project else ())
+        known[identity.digest] = (identity, parts)
+        return parts
 
     def _code_oid(self, store: ObjectStore, identity: FunctionIdentity) -> str | None:
         # Per store *object* (weakly): an id() could be reused by a new store lacking the code.
