@@ -419,3 +419,35 @@ def test_gc_reclaims_packed_objects_and_keeps_live_ones(project):
     for i in range(10, 20):
         assert Packed.load(subject=i, session="pre").data[0] == float(i)
     assert len(list(project.store.packs.directory.glob("pack-*.idx"))) == 1
+
+
+def _gc_halve(value):
+    return value / 2
+
+
+@lineage_fcn
+def gc_halved(value):
+    return _gc_halve(value)
+
+
+def test_a_call_after_a_gc_took_its_code_names_code_the_store_has_again(project):
+    """A process runs a function, deletes what it made and collects the garbage (the code
+    objects go with the last record naming them), then calls the function again: the new
+    record's code and helpers' code are in the store again (a process remembers the function
+    part of its records, so it must not remember it across a gc)."""
+    from scistack.records import read_call
+
+    GcA.save(np.arange(4.0), subject=1)
+    GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
+    first = read_call(project.store, GcB.load(subject=1).call).function
+    code = [first.code, *(h.code for h in first.helpers.values())]
+    assert len([c for c in code if c]) == 2
+    GcB.delete(subject=1)
+    collect_garbage(project, grace_seconds=0)
+    assert not any(project.store.contains(c) for c in code if c)  # (else this test proves nothing)
+
+    again = gc_halved(GcA.load(subject=1))
+    assert not again.cached
+    function = read_call(project.store, again.call).function
+    assert function.code == first.code and project.store.contains(function.code)
+    assert all(project.store.contains(h.code) for h in function.helpers.values() if h.code)

@@ -116,10 +116,7 @@ class LineageFunction:
                 f"ignore= names {sorted(unknown)}, which {self.name} does not take; its "
                 f"parameters are {list(self.signature.parameters)}"
             )
-        self._code_oids: weakref.WeakKeyDictionary[ObjectStore, dict[str, str | None]] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._infos: weakref.WeakKeyDictionary[ObjectStore, dict[str, tuple[FunctionIdentity, tuple]]] = (
+        self._infos: weakref.WeakKeyDictionary[ObjectStore, dict[str, tuple[FunctionIdentity, Any, tuple]]] = (
             weakref.WeakKeyDictionary()
         )
         named = fn.func if isinstance(fn, functools.partial) else fn  # a partial: as its function
@@ -283,20 +280,22 @@ class LineageFunction:
                        ) -> tuple[FunctionInfo, str | None, tuple[str, ...]]:
         """The call record's function part, and the source file and files its environment
         watches (a project's function only): the same for every call of one identity, so
-        made once per store and identity (a run records one call per combination; making it
-        took ~20 us of a record's ~90). Its code objects are put in the store then; the
-        writers' gate, held from this process's first write, keeps a pruning gc from them."""
+        made once per store, identity and `_era` (a run records one call per combination;
+        making it took ~20 us of a record's ~90), its code objects put in the store then.
+        Per store *object*, weakly: an id() could be reused by a new store lacking the code."""
         known = self._infos.setdefault(store, {})
+        era = _era(store)
         found = known.get(identity.digest)
-        if found is not None and found[0] is identity:
-            return found[1]
+        if found is not None and found[0] is identity and found[1] == era:
+            return found[2]
         tree = code_tree(self.fn, identity)
         project = is_project_module(identity.module)
+        source = identity.source if identity.source is not None else normalised_source(self.fn)
         info = FunctionInfo(
             name=identity.name,
             module=identity.module,
             identity=identity.digest,
-            code=self._code_oid(store, identity),
+            code=_put_code(store, source) if source else None,
             has_source=identity.has_source,
             version=identity.pinned_version,
             deps=tuple(tuple(d) for d in identity.deps),
@@ -311,16 +310,8 @@ class LineageFunction:
         )
         parts = (info, _source_file(self.fn) if project else None,
                  tuple(source_files(self.fn, tree)) if project else ())
-        known[identity.digest] = (identity, parts)
+        known[identity.digest] = (identity, era, parts)
         return parts
-
-    def _code_oid(self, store: ObjectStore, identity: FunctionIdentity) -> str | None:
-        # Per store *object* (weakly): an id() could be reused by a new store lacking the code.
-        known = self._code_oids.setdefault(store, {})
-        if identity.digest not in known:
-            source = identity.source if identity.source is not None else normalised_source(self.fn)
-            known[identity.digest] = _put_code(store, source) if source else None
-        return known[identity.digest]
 
     def _results(
         self,
@@ -457,6 +448,16 @@ def lineage_fcn(
 
 
 thunk = lineage_fcn
+
+
+def _era(store: ObjectStore) -> Any:
+    """How long a function part `_function_info` made stays true of the store: while a local
+    store's writers' gate is not left (a pruning gc may then remove code that no record kept
+    names: a call after it had named code the store no longer had); a shared store's gc
+    prunes only what went unnamed past a grace period of an hour or more, so a minute there
+    (the code is put again, which makes it young)."""
+    gate = store.writers_gate()
+    return ("gate", gate.left) if gate is not None else ("minute", int(time.monotonic() // 60))
 
 
 def _put_code(store: ObjectStore, source: str) -> str:

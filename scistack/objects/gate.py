@@ -35,6 +35,7 @@ class WritersGate:
         self.path = Path(directory) / GATE_NAME
         self._fd: int | None = None
         self._pid = 0
+        self.left = 0  # times this process left the gate: what it wrote before may be pruned since
         self._lock = threading.Lock()
 
     def enter(self) -> None:
@@ -56,6 +57,7 @@ class WritersGate:
             if self._fd is not None and self._pid == os.getpid():
                 os.close(self._fd)  # closing our own descriptor releases our lock only
             self._fd = None
+            self.left += 1
 
     @property
     def held(self) -> bool:
