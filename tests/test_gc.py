@@ -451,3 +451,22 @@ def test_a_call_after_a_gc_took_its_code_names_code_the_store_has_again(project)
     function = read_call(project.store, again.call).function
     assert function.code == first.code and project.store.contains(function.code)
     assert all(project.store.contains(h.code) for h in function.helpers.values() if h.code)
+
+
+def test_a_cache_hit_after_a_gc_names_a_call_record_the_store_has(project):
+    """The same values at another address are a cache hit whose result names a record of its
+    own (made at the first such hit, and remembered); a gc that pruned that record, never
+    saved, must not leave the next hit naming it."""
+    from scistack.records import read_call
+
+    for subject in (1, 2):
+        GcA.save(np.arange(4.0), subject=subject)  # one value at two addresses
+    GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
+    first = gc_halved(GcA.load(subject=2))
+    assert first.cached and first.call != GcB.load(subject=1).call  # its own record
+    collect_garbage(project, grace_seconds=0)
+    assert not project.store.contains(first.call)  # (never saved: pruned)
+
+    again = gc_halved(GcA.load(subject=2))
+    assert again.cached and project.store.contains(again.call)
+    assert read_call(project.store, again.call).arguments["value"].addr == {"subject": 2}

@@ -166,12 +166,13 @@ class LineageFunction:
         (the same values at another address, or made by another call) a record of this call,
         made now with the cached result: its lineage then names its own inputs. The cache
         entry stays (a loop over addresses would replace it at every step); each record is
-        checked once per process and inputs."""
+        checked once per process and inputs, and the record made for them named while the store
+        still has it."""
         origins = input_origins(inputs)
         if hit.get("origins") is not None and hit["origins"] == origins_digest(origins):
             return hit["call"]
         own = _OWN_RECORDS.get((hit["call"], origins))
-        if own is not None:
+        if own is not None and ctx.store.contains(own):  # (a gc since, or another project's)
             return own
         try:
             record = read_call(ctx.store, hit["call"])
