@@ -40,6 +40,7 @@ from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import RefRecord, check_identifier
 from scistack.index.state import select_from
+from scistack.lineage.context import copy_lineage
 from scistack.lineage.running import refuse_load_inside, warn_save_inside
 from scistack.selection import choose_variant, point_records, select_records, sort_records
 from scistack.objects.codec import value_kind
@@ -67,10 +68,12 @@ class BaseVariable:
                 )
             _registry[name] = cls  # same module: a notebook cell re-run redefines it
 
-    def __init__(self, data: Any = None, *, record: RefRecord | None = None, held: Any = None) -> None:
+    def __init__(self, data: Any = None, *, record: RefRecord | None = None, held: Any = None,
+                 origin: Any = None) -> None:
         self.data = data
         self._record = record
         self._held = held  # the index holding the save in a batch (its version not given yet)
+        self._origin = origin  # the store the record is in (a save elsewhere copies its lineage)
 
     @property
     def record(self) -> RefRecord | None:
@@ -88,7 +91,7 @@ class BaseVariable:
 
     def __getstate__(self) -> dict[str, Any]:
         self.record  # (settled first: the index stays in this process)
-        return {k: v for k, v in self.__dict__.items() if k != "_input_meta"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_input_meta", "_origin")}
 
     # -- record fields -------------------------------------------------------------------
     @property
@@ -127,9 +130,21 @@ class BaseVariable:
         if self.record is None:
             return None
         r = self.record
-        if not db.store.contains(r.oid):  # loaded from another project: copy the value over
+        if not db.store.contains(r.oid):  # loaded from another project (or since collected): put it again
             db.store.put_value(self.data)
-        return SaveInfo(r.oid, r.kind, r.summary, r.call, r.params)
+        call = r.call
+        if call is not None and not db.store.contains(call):
+            origin = self.__dict__.get("_origin")
+            if origin is not None and origin is not db.store:  # loaded from another project
+                copy_lineage(origin, db, call)
+            if not db.store.contains(call):  # collected by gc since, or its project is gone
+                warnings.warn(
+                    f"{self.name}: the call record that made this value ({call[:12]}) is not in the store "
+                    "nor where the value was loaded from (gc collected it after the records naming it "
+                    "were deleted), so the value is saved without that lineage; compute it again to "
+                    "record it", stacklevel=3)
+                call = None
+        return SaveInfo(r.oid, r.kind, r.summary, call, r.params)
 
     def __scistack_input__(self) -> tuple:
         """(value, oid, variable name, metadata, call, params): how lineage sees a loaded input."""
@@ -184,7 +199,7 @@ class BaseVariable:
         record = db.index.put_ref(cls.__name__, addr, vkeys, info.oid, info.kind, call=info.call,
                                   params=info.params, summary=info.summary)
         value = getattr(data, "data", data) if hasattr(data, "__scistack_saveinfo__") else data
-        return cls(value, record=record, held=db.index if db.index.holding else None)
+        return cls(value, record=record, held=db.index if db.index.holding else None, origin=db.store)
 
     @classmethod
     def save_from_dataframe(cls, frame: Any, /, value_column: str | None = None, *,
@@ -340,7 +355,7 @@ class BaseVariable:
 
     @classmethod
     def _from_record(cls, db: Database, record: RefRecord, *, lazy: bool = False) -> BaseVariable:
-        return cls(_from_record_value(db, record, lazy), record=record)
+        return cls(_from_record_value(db, record, lazy), record=record, origin=db.store)
 
 
 @dataclass(frozen=True)

@@ -470,3 +470,42 @@ def test_a_cache_hit_after_a_gc_names_a_call_record_the_store_has(project):
     again = gc_halved(GcA.load(subject=2))
     assert again.cached and project.store.contains(again.call)
     assert read_call(project.store, again.call).arguments["value"].addr == {"subject": 2}
+
+
+def test_a_loaded_value_saved_after_a_gc_took_its_lineage_names_no_missing_record(project):
+    """A value loaded, its records deleted and collected (value and call record), then saved
+    under another name: the value is put again from memory; the call record cannot be, so
+    the new record names none (and says why) rather than one the store lacks."""
+    GcA.save(np.arange(4.0), subject=1)
+    GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
+    loaded = GcB.load(subject=1)
+    GcB.delete(subject=1)
+    GcA.delete(subject=1)
+    collect_garbage(project, grace_seconds=0)
+    assert not project.store.contains(loaded.call) and not project.store.contains(loaded.oid)
+
+    with pytest.warns(UserWarning, match="lineage"):
+        saved = GcC.save(loaded, subject=1)
+    assert project.store.contains(saved.oid)
+    assert saved.call is None or project.store.contains(saved.call)
+    np.testing.assert_array_equal(GcC.load(subject=1).data, np.arange(4.0) / 2)
+
+
+def test_a_computed_value_loaded_in_one_project_and_saved_in_another_brings_its_lineage(project, tmp_path):
+    """As a result computed in memory does: the call record, its inputs and code are copied
+    over, so `why` and fsck see whole lineage in the second project."""
+    from scistack.records import read_call
+
+    GcA.save(np.arange(4.0), subject=1)
+    GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
+    loaded = GcB.load(subject=1)
+    other = configure_database(tmp_path / "other" / "o.duckdb", ["subject"])
+    try:
+        saved = GcC.save(loaded, subject=7)
+        assert saved.call == loaded.call
+        record = read_call(other.store, saved.call)
+        assert other.store.contains(record.function.code)
+        assert all(other.store.contains(item.oid) for item in record.arguments.values())
+        assert other.call_record(saved.call)["function"]["name"] == "gc_halved"
+    finally:
+        other.close()

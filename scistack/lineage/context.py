@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from scistack.database import Database, current_database
+from scistack.errors import ScistackError
 from scistack.lineage.calls import BoundInput, key_from_oids
 from scistack.lineage.facts import written_facts
 from scistack.lineage.filecheck import cache_fn
@@ -75,6 +76,15 @@ def copy_into_database(db: Database, result: Any) -> None:
         return
     _copy_value(MEMORY.store, store, result.oid, result.data)
     _copy_call(MEMORY.store, db, result.call, set())
+
+
+def copy_lineage(source: ObjectStore, db: Database, call_oid: str) -> None:
+    """Copy call record `call_oid` and its whole lineage from another project's store into
+    `db` (a value loaded there, saved here); nothing when `source` cannot be read any more."""
+    try:
+        _copy_call(source, db, call_oid, set())
+    except (ScistackError, OSError):
+        pass
 
 
 def copy_inputs_from_memory(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
