@@ -142,7 +142,7 @@ class BaseVariable:
                     f"{self.name}: the call record that made this value ({call[:12]}) is not in the store "
                     "nor where the value was loaded from (gc collected it after the records naming it "
                     "were deleted), so the value is saved without that lineage; compute it again to "
-                    "record it", stacklevel=3)
+                    "record it", stacklevel=4)
                 call = None
         return SaveInfo(r.oid, r.kind, r.summary, call, r.params)
 

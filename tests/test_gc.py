@@ -509,3 +509,18 @@ def test_a_computed_value_loaded_in_one_project_and_saved_in_another_brings_its_
         assert other.call_record(saved.call)["function"]["name"] == "gc_halved"
     finally:
         other.close()
+
+
+def test_a_result_saved_after_a_gc_took_its_call_record_names_no_missing_record(project):
+    """A result computed, not saved, then a gc (its value and call record unnamed: collected),
+    then saved: the value is put again from memory; the call record is gone, so the record
+    names none (and says why) rather than one the store lacks."""
+    GcA.save(np.arange(4.0), subject=1)
+    result = gc_halved(GcA.load(subject=1))
+    collect_garbage(project, grace_seconds=0)
+    assert not project.store.contains(result.call)
+
+    with pytest.warns(UserWarning, match="lineage"):
+        saved = GcC.save(result, subject=1)
+    assert project.store.contains(saved.oid)
+    assert saved.call is None or project.store.contains(saved.call)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import operator
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -51,11 +52,15 @@ class LineageResult:
         return self.data, self.oid, None, {}, self.call, self.params
 
     def __scistack_saveinfo__(self, db: Database) -> Any:
-
         copy_into_database(db, self)
-        return SaveInfo(
-            self.oid, value_kind(self.data), summarize(self.data), self.call, self.params
-        )
+        call = self.call
+        if not db.store.contains(call):  # computed here, then collected by a gc of this process
+            warnings.warn(
+                f"{self.function_name}: the call record of this result ({call[:12]}) was collected by gc "
+                "before the result was saved, so it is saved without that lineage; compute it again "
+                "to record it", stacklevel=4)
+            call = None
+        return SaveInfo(self.oid, value_kind(self.data), summarize(self.data), call, self.params)
 
     def __repr__(self) -> str:
         state = "cached" if self.cached else "computed"
