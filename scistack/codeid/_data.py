@@ -196,6 +196,10 @@ def _feed_container(
     if isinstance(value, enum.Enum):
         h.update(b"e" + frame(_type_path(kind)) + frame(value.name.encode()))
         return
+    stored = _saved_oid(value)
+    if stored is not None:  # a loaded variable or a result: its stored content, as the value itself
+        h.update(b"V" + frame(stored.encode()))
+        return
     if dataclasses.is_dataclass(value):
         h.update(b"O" + frame(_type_path(kind)))
         fields = dataclasses.fields(value)
@@ -305,6 +309,21 @@ def _is_project_object(value: object) -> bool:
         and not hasattr(kind, "__slots__")
         and pure_python(kind)  # a subclass of a C type keeps state outside __dict__
     )
+
+
+def _saved_oid(value: object) -> str | None:
+    """The oid of a loaded variable's or a result's value (what lineage keys it by), else None.
+    Its attributes are this process's bookkeeping (the index holding a batch's save, the store
+    it was loaded from, what an input use remembered): fed as a project object's, they had
+    made the digest change after a first use as an input, and differ between projects."""
+    hook = None if isinstance(value, type) else getattr(value, "__scistack_input__", None)
+    if not callable(hook):
+        return None
+    try:
+        oid = hook()[1]
+    except Exception:  # noqa: BLE001 - an empty variable: its attributes, as any object's
+        return None
+    return oid if isinstance(oid, str) else None
 
 
 def _stored_digest(value: object) -> str:

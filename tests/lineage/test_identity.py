@@ -926,3 +926,40 @@ def test_ufuncs_and_c_functions_are_code_not_data(project: Project) -> None:
     assert identity.unverifiable == ()
     assert not [label for label, _ in identity.deps if label.startswith("data:")]
     assert dict(identity.deps)["pkg:numpy.sqrt"] == NUMPY_LABEL
+
+
+def test_a_loaded_variable_read_as_module_data_counts_by_its_stored_value(project: Project, tmp_path: Path) -> None:
+    """Its attributes are this process's bookkeeping (the store it was loaded from, what a use
+    as an input remembered): the digest is its value's, the same in any project and before or
+    after such a use; another value changes it."""
+    import scistack.database as database_module
+    from scistack import configure_database
+
+    project.write("mod", """
+        import numpy as np
+        from scistack import BaseVariable
+
+        class IdCal(BaseVariable):
+            pass
+
+        CAL = None
+
+        def f(x):
+            return x * float(CAL.data[0])
+    """)
+    mod = project.load("mod")
+    digests = []
+    try:
+        for name, value in (("a", 2.0), ("b", 2.0), ("c", 3.0)):
+            db = configure_database(tmp_path / name / "p.duckdb", ["subject"])
+            try:
+                mod.IdCal.save(np.array([value]), subject=0)
+                mod.CAL = mod.IdCal.load(subject=0)
+                digests.append(function_identity(mod.f).digest)
+                mod.CAL.__scistack_input__()  # (what a use as an input does)
+                digests.append(function_identity(mod.f).digest)
+            finally:
+                db.close()
+    finally:
+        database_module._current = None
+    assert len(set(digests[:4])) == 1 and digests[4] == digests[5] != digests[0]
