@@ -314,8 +314,8 @@ def _is_project_object(value: object) -> bool:
 def _saved_oid(value: object) -> str | None:
     """The oid of a loaded variable's or a result's value (what lineage keys it by), else None.
     Its attributes are this process's bookkeeping (the index holding a batch's save, the store
-    it was loaded from, what an input use remembered): fed as a project object's, they had
-    made the digest change after a first use as an input, and differ between projects."""
+    it was loaded from, what a use as an input remembered): fed as a project object's, they
+    would make the digest differ between projects and after such a use."""
     hook = None if isinstance(value, type) else getattr(value, "__scistack_input__", None)
     if not callable(hook):
         return None
