@@ -124,7 +124,7 @@ class LocalObjectStore(ObjectStore):
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
         self._refuse_writes()
         self.gate.enter()
-        if oid in self._buffer or self._refresh_packed(oid):
+        if oid in self._buffer or self._refresh_packed(oid, look_again=False):
             return
         length = payload_length(parts)
         if self._batch_depth and length < _SMALL:
@@ -246,9 +246,11 @@ class LocalObjectStore(ObjectStore):
         except FileNotFoundError:
             return found
 
-    def _refresh_packed(self, oid: str) -> bool:
-        """If `oid` is packed, make its pack young again (gc grace period) and say so."""
-        path = self.packs.pack_path(oid)
+    def _refresh_packed(self, oid: str, *, look_again: bool = True) -> bool:
+        """If `oid` is packed, make its pack young again (gc grace period) and say so. A write
+        does not look again for packs other processes wrote since (a `stat` of the folder for
+        every new object, ~1/6 of a small put): at worst it stores a second, younger copy."""
+        path = self.packs.pack_path(oid, look_again=look_again)
         if path is None:
             return False
         now = time.time()

@@ -461,8 +461,10 @@ class PackSet:
         index = self._index(name)
         return [] if index is None else [bytes(raw).hex() for raw in index.entries["oid"]]
 
-    def pack_path(self, oid: str) -> Path | None:
-        hit = self.locate(oid)
+    def pack_path(self, oid: str, *, look_again: bool = True) -> Path | None:
+        """The pack holding `oid`; without `look_again`, among the packs already known (no
+        `stat` of the folder on a miss)."""
+        hit = self.locate(oid) if look_again else self._find(oid)
         return self.directory / f"{hit[0]}.pack" if hit else None
 
     def size_of(self, oid: str) -> int | None:

@@ -402,3 +402,25 @@ def test_decompression_bomb_does_not_blow_up_memory(store):
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) < 64 * MB  # a read buffer or two, never the gigabyte
+
+
+def test_an_object_another_store_packed_unseen_is_packed_again_and_both_copies_serve(store, tmp_path):
+    """A write looks for an object among the packs it knows, without looking at the folder
+    again (a `stat` each): one another process packed since is stored a second time, and
+    reading, verifying and collecting cope with the two copies."""
+    other = LocalObjectStore(tmp_path / "objects")
+    store.begin_batch()
+    store.put("bytes", b"first")
+    store.end_batch()  # `store` knows the packs now
+    other.begin_batch()
+    oid = other.put("bytes", b"shared")
+    other.end_batch()  # a pack `store` has not seen
+    store.begin_batch()
+    assert store.put("bytes", b"shared") == oid
+    store.put("bytes", b"beside it")  # (a pack of other content: not the same file again)
+    store.end_batch()
+    holding = [p for p in (tmp_path / "objects" / "pack").glob("*.pack") if b"shared" in p.read_bytes()]
+    assert len(holding) == 2  # the second copy
+    for reader in (store, LocalObjectStore(tmp_path / "objects")):
+        assert bytes(reader.get(oid).payload) == b"shared"
+        reader.verify(oid)
