@@ -463,8 +463,8 @@ class PackSet:
 
     def pack_path(self, oid: str, *, look_again: bool = True) -> Path | None:
         """The pack holding `oid`; without `look_again`, among the packs already known (no
-        `stat` of the folder on a miss)."""
-        hit = self.locate(oid) if look_again else self._find(oid)
+        `stat` of the folder on a miss), once the folder has been looked at at all."""
+        hit = self.locate(oid) if look_again or self._seen_mtime == -1 else self._find(oid)
         return self.directory / f"{hit[0]}.pack" if hit else None
 
     def size_of(self, oid: str) -> int | None:

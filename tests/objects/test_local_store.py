@@ -424,3 +424,19 @@ def test_an_object_another_store_packed_unseen_is_packed_again_and_both_copies_s
     for reader in (store, LocalObjectStore(tmp_path / "objects")):
         assert bytes(reader.get(oid).payload) == b"shared"
         reader.verify(oid)
+
+
+def test_a_process_that_only_saves_does_not_pack_again_what_is_packed_already(store, tmp_path):
+    """A write looks among the packs its process knows; one that has read nothing yet knows
+    none, so it looks at the folder once (a script re-run saving the same values had stored
+    every one of them again)."""
+    store.begin_batch()
+    oid = store.put("bytes", b"saved before")
+    store.end_batch()
+    again = LocalObjectStore(tmp_path / "objects")  # a fresh process: nothing read yet
+    again.begin_batch()
+    assert again.put("bytes", b"saved before") == oid
+    again.put("bytes", b"new")
+    again.end_batch()
+    holding = [p for p in (tmp_path / "objects" / "pack").glob("*.pack") if b"saved before" in p.read_bytes()]
+    assert len(holding) == 1
