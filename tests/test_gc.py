@@ -524,3 +524,35 @@ def test_a_result_saved_after_a_gc_took_its_call_record_names_no_missing_record(
         saved = GcC.save(result, subject=1)
     assert project.store.contains(saved.oid)
     assert saved.call is None or project.store.contains(saved.call)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_a_loaded_value_passed_to_a_call_after_a_gc_took_it_is_stored_again(project, packed):
+    """A value loaded, its records deleted and collected (value and call record), then given
+    to a new call: the call's record names the input by its oid, so the value is put again
+    from memory (fsck finds nothing missing); the input's own call record cannot be, so the
+    new record names none for it (and says why). Loose objects, and objects a batch packed."""
+    from contextlib import nullcontext
+
+    from scistack.fsck import fsck
+    from scistack.records import read_call
+
+    with project.batch() if packed else nullcontext():
+        GcA.save(np.arange(6.0), subject=1)
+        GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
+    assert (project.store.packs.pack_path(GcB.load(subject=1).oid) is not None) == packed
+    loaded = GcB.load(subject=1)
+    GcB.delete(subject=1)
+    GcA.delete(subject=1)
+    collect_garbage(project, grace_seconds=0)
+    assert not project.store.contains(loaded.oid) and not project.store.contains(loaded.call)
+
+    with pytest.warns(UserWarning, match="lineage"):
+        result = gc_scale(loaded, 3.0)
+    GcC.save(result, subject=1)
+    record = read_call(project.store, result.call)
+    named = record.arguments["value"]
+    assert named.oid == loaded.oid and project.store.contains(named.oid)
+    assert named.call is None
+    np.testing.assert_array_equal(project.store.get_value(named.oid), np.arange(6.0) / 2)
+    assert [p for p in fsck(project).problems if "missing" in p.kind] == []

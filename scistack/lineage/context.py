@@ -9,6 +9,8 @@ constants, upstream calls), and each call enters the database's call cache, so p
 
 from __future__ import annotations
 
+import warnings
+from dataclasses import replace
 from typing import Any
 
 from scistack.database import Database, current_database
@@ -87,11 +89,16 @@ def copy_lineage(source: ObjectStore, db: Database, call_oid: str) -> None:
         pass
 
 
-def copy_inputs_from_memory(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
-    """Inputs computed in memory before a database was configured: bring their lineage along."""
+def bring_inputs(store: ObjectStore, inputs: dict[str, BoundInput]) -> dict[str, BoundInput]:
+    """Make what a new call record names of its inputs be in `store`, and return the inputs
+    it should name. Inputs computed in memory before a database was configured bring their
+    lineage along. A loaded value whose object a gc collected since (its records deleted,
+    the value still in hand) is put again from memory; its own call record, gone with it,
+    is then not named (with a warning), as a save of such a value does."""
     if store is MEMORY.store:
-        return
-    for b in inputs.values():
+        return inputs
+    named = inputs
+    for name, b in inputs.items():
         for record in (b.record, *b.record.get("items", {}).values()):
             call = record.get("call")
             if call and not store.contains(call) and MEMORY.store.contains(call):
@@ -99,6 +106,19 @@ def copy_inputs_from_memory(store: ObjectStore, inputs: dict[str, BoundInput]) -
                 db = current_database()
                 if db is not None and db.store is store:
                     _copy_call(MEMORY.store, db, call, set())
+        record = b.record
+        if not ("var" in record or "call" in record) or store.contains(b.oid):
+            continue
+        store.put_value(b.value)  # (its oid: a value's oid is the hash of its canonical bytes)
+        call = record.get("call")
+        if call and not store.contains(call):
+            warnings.warn(
+                f"{name}: the call record that made this input ({call[:12]}) was collected by gc after "
+                "the records naming it were deleted, so the new call names the input without that "
+                "lineage; load or compute the input again to keep it", stacklevel=5)
+            named = dict(named) if named is inputs else named
+            named[name] = replace(b, record={k: v for k, v in record.items() if k != "call"})
+    return named
 
 
 def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str]) -> None:

@@ -49,7 +49,7 @@ from scistack.codeid.files import FileRead
 from scistack.lineage.filecheck import cache_fn, files_of, files_value, hit_changed, is_split, reads_of_call, remember
 from scistack.lineage.facts import note_written
 from scistack.lineage.running import running
-from scistack.lineage.context import MEMORY, copy_inputs_from_memory, lineage_context
+from scistack.lineage.context import MEMORY, bring_inputs, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
 from scistack.lineage.result import LineageResult, immutable_output
@@ -236,7 +236,7 @@ class LineageFunction:
         (`for_each` outputs=[Split(...)]), kept in the record's `split` field."""
         inputs = self._with_defaults(inputs)
         store_constants(store, inputs)
-        copy_inputs_from_memory(store, inputs)
+        inputs = bring_inputs(store, inputs)
         function, source_file, watched = self._function_info(store, identity)
         record = CallRecord(
             function=function,

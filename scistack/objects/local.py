@@ -618,7 +618,11 @@ class LocalObjectStore(ObjectStore):
 
     # -- listing -----------------------------------------------------------------------
     def contains(self, oid: str) -> bool:
-        return os.path.exists(self.path_of(oid)) or oid in self._buffer or self.packs.locate(oid) is not None
+        """Packs this process knows first (~2 us), then the batch's buffer, the loose file (a
+        path and a `stat`: ~7 us, most of a packed object's answer when asked first) and
+        packs written since."""
+        return (self.packs.knows(oid) or oid in self._buffer
+                or os.path.exists(self.path_of(oid)) or self.packs.locate(oid) is not None)
 
     def iter_oids(self) -> Iterator[Oid]:
         """Loose and packed objects (an object in both is listed once)."""

@@ -467,6 +467,11 @@ class PackSet:
         hit = self.locate(oid) if look_again or self._seen_mtime == -1 else self._find(oid)
         return self.directory / f"{hit[0]}.pack" if hit else None
 
+    def knows(self, oid: str) -> bool:
+        """Whether `oid` is in a pack already known (`pack_path` without `look_again`, and
+        without making its path)."""
+        return (self.locate(oid) if self._seen_mtime == -1 else self._find(oid)) is not None
+
     def size_of(self, oid: str) -> int | None:
         hit = self.locate(oid)
         return hit[2] if hit else None
