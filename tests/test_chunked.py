@@ -599,3 +599,14 @@ def test_megabyte_chunks_decode_straight_into_the_result(project, data):
     with pytest.raises(ChunkReadError, match=r"chunk \[2, 0\]"):
         Rec.load(subject=1, session="pre")
     np.testing.assert_array_equal(lazy[:131072], x[:131072])  # the others still read
+
+
+def test_a_lazy_value_collected_by_gc_while_in_hand_says_so(project):
+    """Loaded lazily, its records deleted and collected: reading a chunk then fails naming
+    the chunk, and says the likely cause (a gc after the delete) besides damage."""
+    Rec.save(recording(), subject=1, session="pre")
+    r = Rec.load(subject=1, session="pre", lazy=True)
+    Rec.delete(subject=1, session="pre")
+    collect_garbage(project, grace_seconds=0)
+    with pytest.raises(ChunkReadError, match=r"chunk \[0, 0\].*missing.*gc has collected it"):
+        r.data[0:10, 0]

@@ -113,9 +113,9 @@ def bring_inputs(store: ObjectStore, inputs: dict[str, BoundInput]) -> dict[str,
         call = record.get("call")
         if call and not store.contains(call):
             warnings.warn(
-                f"{name}: the call record that made this input ({call[:12]}) was collected by gc after "
-                "the records naming it were deleted, so the new call names the input without that "
-                "lineage; load or compute the input again to keep it", stacklevel=5)
+                f"{name}: the call record that made this input ({call[:12]}) was collected by gc (no "
+                "saved value named it any more), so the new call names the input without that "
+                "lineage; compute the input again (and save it) to keep its lineage", stacklevel=5)
             named = dict(named) if named is inputs else named
             named[name] = replace(b, record={k: v for k, v in record.items() if k != "call"})
     return named
