@@ -472,17 +472,28 @@ def test_a_cache_hit_after_a_gc_names_a_call_record_the_store_has(project):
     assert read_call(project.store, again.call).arguments["value"].addr == {"subject": 2}
 
 
-def test_a_loaded_value_saved_after_a_gc_took_its_lineage_names_no_missing_record(project):
-    """A value loaded, its records deleted and collected (value and call record), then saved
-    under another name: the value is put again from memory; the call record cannot be, so
-    the new record names none (and says why) rather than one the store lacks."""
-    GcA.save(np.arange(4.0), subject=1)
-    GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
+def _loaded_then_collected(project, value, *, packed: bool = False):
+    """GcB computed from GcA (in a batch, which packs them, if `packed`), loaded, then both
+    deleted and collected: the loaded value in hand, its object and call record gone."""
+    from contextlib import nullcontext
+
+    with project.batch() if packed else nullcontext():
+        GcA.save(value, subject=1)
+        GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
     loaded = GcB.load(subject=1)
+    assert (project.store.packs.pack_path(loaded.oid) is not None) == packed
     GcB.delete(subject=1)
     GcA.delete(subject=1)
     collect_garbage(project, grace_seconds=0)
     assert not project.store.contains(loaded.call) and not project.store.contains(loaded.oid)
+    return loaded
+
+
+def test_a_loaded_value_saved_after_a_gc_took_its_lineage_names_no_missing_record(project):
+    """A value loaded, its records deleted and collected (value and call record), then saved
+    under another name: the value is put again from memory; the call record cannot be, so
+    the new record names none (and says why) rather than one the store lacks."""
+    loaded = _loaded_then_collected(project, np.arange(4.0))
 
     with pytest.warns(UserWarning, match="lineage"):
         saved = GcC.save(loaded, subject=1)
@@ -532,20 +543,10 @@ def test_a_loaded_value_passed_to_a_call_after_a_gc_took_it_is_stored_again(proj
     to a new call: the call's record names the input by its oid, so the value is put again
     from memory (fsck finds nothing missing); the input's own call record cannot be, so the
     new record names none for it (and says why). Loose objects, and objects a batch packed."""
-    from contextlib import nullcontext
-
     from scistack.fsck import fsck
     from scistack.records import read_call
 
-    with project.batch() if packed else nullcontext():
-        GcA.save(np.arange(6.0), subject=1)
-        GcB.save(gc_halved(GcA.load(subject=1)), subject=1)
-    assert (project.store.packs.pack_path(GcB.load(subject=1).oid) is not None) == packed
-    loaded = GcB.load(subject=1)
-    GcB.delete(subject=1)
-    GcA.delete(subject=1)
-    collect_garbage(project, grace_seconds=0)
-    assert not project.store.contains(loaded.oid) and not project.store.contains(loaded.call)
+    loaded = _loaded_then_collected(project, np.arange(6.0), packed=packed)
 
     with pytest.warns(UserWarning, match="lineage"):
         result = gc_scale(loaded, 3.0)
