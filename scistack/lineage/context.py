@@ -92,33 +92,43 @@ def copy_lineage(source: ObjectStore, db: Database, call_oid: str) -> None:
 def bring_inputs(store: ObjectStore, inputs: dict[str, BoundInput]) -> dict[str, BoundInput]:
     """Make what a new call record names of its inputs be in `store`, and return the inputs
     it should name. Inputs computed in memory before a database was configured bring their
-    lineage along. A loaded value whose object a gc collected since (its records deleted,
-    the value still in hand) is put again from memory; its own call record, gone with it,
-    is then not named (with a warning), as a save of such a value does."""
+    lineage along. A value in hand whose object a gc collected since (its records deleted,
+    or a result never saved) is put again from memory; a call record that made it, gone
+    from the store, is then not named (with a warning), as a save of such a value does."""
     if store is MEMORY.store:
         return inputs
     named = inputs
+    db = current_database()
     for name, b in inputs.items():
-        for record in (b.record, *b.record.get("items", {}).values()):
-            call = record.get("call")
-            if call and not store.contains(call) and MEMORY.store.contains(call):
-                _copy_value(MEMORY.store, store, record["oid"])
-                db = current_database()
-                if db is not None and db.store is store:
-                    _copy_call(MEMORY.store, db, call, set())
         record = b.record
-        if not ("var" in record or "call" in record) or store.contains(b.oid):
+        for item in record.get("items", {}).values():
+            _bring_from_memory(store, db, item)
+        if not ("var" in record or "call" in record):
             continue
-        store.put_value(b.value)  # (its oid: a value's oid is the hash of its canonical bytes)
         call = record.get("call")
-        if call and not store.contains(call):
+        if call and not _bring_from_memory(store, db, record):
             warnings.warn(
                 f"{name}: the call record that made this input ({call[:12]}) was collected by gc (no "
                 "saved value named it any more), so the new call names the input without that "
                 "lineage; compute the input again (and save it) to keep its lineage", stacklevel=5)
             named = dict(named) if named is inputs else named
             named[name] = replace(b, record={k: v for k, v in record.items() if k != "call"})
+        if not store.contains(b.oid):
+            store.put_value(b.value)  # (its oid: a value's oid is the hash of its canonical bytes)
     return named
+
+
+def _bring_from_memory(store: ObjectStore, db: Database | None, record: dict[str, Any]) -> bool:
+    """Whether `store` has the call record that made this input, after copying it (with its
+    value and lineage) from memory if it was computed there."""
+    call = record.get("call")
+    if not call or store.contains(call):
+        return True
+    if not MEMORY.store.contains(call) or db is None or db.store is not store:
+        return False
+    _copy_value(MEMORY.store, store, record["oid"])
+    _copy_call(MEMORY.store, db, call, set())
+    return True
 
 
 def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str]) -> None:
