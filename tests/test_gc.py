@@ -101,6 +101,18 @@ class GarbageCollection(RuleBasedStateMachine):
         saved = var.save(POOL[index], subject=subject)
         self._record(var, subject, saved.record, POOL[index])
 
+    @rule(
+        var=st.sampled_from([GcA, GcB]),
+        subjects=st.lists(st.integers(1, 3), min_size=1, max_size=3),
+        index=st.integers(0, len(POOL) - 1),
+    )
+    def save_in_a_batch(self, var, subjects, index):
+        """Saves a batch packs: gc then repacks, and lookups go through the packs."""
+        with self.db.batch():
+            saved = [(s, var.save(POOL[index], subject=s)) for s in subjects]
+        for subject, one in saved:
+            self._record(var, subject, one.record, POOL[index])
+
     @precondition(lambda self: any(var == "GcA" for var, _ in self.model))
     @rule(data=st.data(), factor=st.sampled_from([1, 2]))
     def compute(self, data, factor):
