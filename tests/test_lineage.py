@@ -1013,3 +1013,66 @@ def test_git_commit_dirty_flag_and_diff_are_recorded(project, tmp_path, monkeypa
             other.close()
     finally:
         helper.purge()
+
+
+# --- never stale, over random histories ---------------------------------------------------------
+
+_EDITED = """
+from scistack import lineage_fcn
+
+K = {k}
+
+
+def helper(x):
+    return x * {h}
+
+
+@lineage_fcn
+def shifted(signal, c):
+    return helper(signal) + K + c{extra}
+"""
+
+EDIT_OPS = st.lists(st.tuples(st.sampled_from(["raw", "same_raw", "run", "direct", "edit_k", "edit_helper",
+                                               "edit_body", "gc"]),
+                              st.integers(1, 3), st.sampled_from([0, 10])), min_size=1, max_size=14)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=EDIT_OPS)
+def test_no_history_of_edits_saves_and_gc_is_served_a_stale_value(project, code, ops) -> None:
+    """Inputs saved again (changed or not), the function's module constant, helper and body
+    edited, gc: every for_each over the stored values and every direct call gives what the
+    code as it is now computes from the values as they are now."""
+    from scistack import for_each
+    from scistack.gc import collect_garbage
+
+    for var in ("RawEMG", "FilteredEMG"):
+        project.index.delete_refs(list(project.index.records(var)))
+    state = {"k": 1, "h": 2, "extra": ""}
+    code.write("edited", _EDITED.format(**state))
+    mod, values = code.load("edited"), {}
+
+    def expected(subject: int, c: int) -> np.ndarray:
+        out = values[subject] * state["h"] + state["k"] + c
+        return out * 1.0 + 0.5 if state["extra"] else out
+
+    for step, (op, subject, c) in enumerate(ops):
+        if op in ("raw", "same_raw"):
+            values[subject] = np.arange(3.0) * subject + (step if op == "raw" else 0)
+            RawEMG.save(values[subject], subject=subject, session="pre")
+        elif op.startswith("edit"):
+            key, choices = {"edit_k": ("k", [1, 2, 3]), "edit_helper": ("h", [2, 4]),
+                            "edit_body": ("extra", ["", " * 1.0 + 0.5"])}[op]
+            state[key] = choices[(choices.index(state[key]) + 1) % len(choices)]
+            code.write("edited", _EDITED.format(**state))
+            mod = code.load("edited")
+        elif op == "gc":
+            collect_garbage(project, grace_seconds=0)
+        elif op == "run" and values:
+            for_each(mod.shifted, inputs={"signal": RawEMG, "c": c}, outputs=[FilteredEMG], progress=False,
+                     subject=[], session=["pre"])
+            for s in values:
+                np.testing.assert_array_equal(FilteredEMG.load(subject=s, session="pre").data, expected(s, c))
+        elif op == "direct" and subject in values:
+            result = mod.shifted(RawEMG.load(subject=subject, session="pre"), c)
+            np.testing.assert_array_equal(result.data, expected(subject, c))
