@@ -10,7 +10,9 @@ stretch) changed. Each save and load runs in a fresh process so its peak RSS is 
 Done for incompressible noise and for zstd-compressible data. The OS page cache is warm
 for both sides (the files were just written); nothing is dropped, but before each timed
 whole load dirty pages are written back and free memory is compacted (`settle`, as root),
-so neither side pays for the kernel's leftovers from the writes before.
+so neither side pays for the kernel's leftovers from the writes before. Each whole load is
+then timed once more with its side's files evicted from the page cache (`evict`: the raw
+file, or the project's files), as a recording's first read in a session comes from disk.
 
 Not a test: it asserts nothing. Run: python bench/large.py [--mb 512] [--reps 3] [--dir DIR]
 """
@@ -114,6 +116,19 @@ def settle() -> bool:
         return False
 
 
+def evict(paths: list[Path]) -> None:
+    """Drop these files' pages from the OS page cache (written back first), so the next read
+    comes from the disk, as a recording's first read in a session does. A file's own
+    `posix_fadvise(DONTNEED)`: no root needed, and nothing else's cache is touched."""
+    os.sync()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def raw_load(target: Path) -> float:
     """Read the raw file into one array in a fresh process, once, into the same kind of memory
     the scistack load fills (plain anonymous pages, objects/chunked.py `result_array`). It
@@ -193,10 +208,13 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
     n, _ = make_source(source, mb, kind)
     nbytes = n * CHANNELS * 2
     floor_save, floor_load, floor_zstd, saves, loads, streams = [], [], [], [], [], []
+    floor_cold, cold_loads = [], []  # the same whole loads, each side's files evicted first
     for rep in range(reps):
         target = work / "raw.bin"
         floor_save.append(raw_save(source, target))
         floor_load.append(raw_load(target))
+        evict([target])
+        floor_cold.append(raw_load(target))
         target.unlink()
         if kind != "noise":
             floor_zstd.append(zstd_save(source, target))
@@ -207,6 +225,9 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         saves.append(child("save", db, source, n))
         SETTLED.append(settle())
         loads.append(child("load", db, source, n))
+        evict([p for p in (project / ".scistack").rglob("*") if p.is_file()])
+        settle()
+        cold_loads.append(child("load", db, source, n))
         streams.append(child("stream", db, source, n))
         if rep == reps - 1:
             dask_save = child("save_dask", db, source, n)
@@ -227,6 +248,8 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         "load_ratio": med(floor_load) / med(s["seconds"] for s in loads),
         "zstd_floor_save_mb_s": nbytes / 2**20 / med(floor_zstd) if floor_zstd else None,
         "save_ratio_to_zstd_floor": med(floor_zstd) / med(s["seconds"] for s in saves) if floor_zstd else None,
+        "cold_floor_load_s": floor_cold, "cold_load_s": [s["seconds"] for s in cold_loads],
+        "cold_load_ratio": med(floor_cold) / med(s["seconds"] for s in cold_loads),
         "best_save_ratio": min(floor_save) / min(s["seconds"] for s in saves),
         "best_load_ratio": min(floor_load) / min(s["seconds"] for s in loads),
         "floor_save_s": floor_save, "floor_load_s": floor_load,
