@@ -464,13 +464,16 @@ class PackSet:
     def pack_path(self, oid: str, *, look_again: bool = True) -> Path | None:
         """The pack holding `oid`; without `look_again`, among the packs already known (no
         `stat` of the folder on a miss), once the folder has been looked at at all."""
-        hit = self.locate(oid) if look_again or self._seen_mtime == -1 else self._find(oid)
+        hit = self.locate(oid) if look_again else self._among_known(oid)
         return self.directory / f"{hit[0]}.pack" if hit else None
 
     def knows(self, oid: str) -> bool:
-        """Whether `oid` is in a pack already known (`pack_path` without `look_again`, and
-        without making its path)."""
-        return (self.locate(oid) if self._seen_mtime == -1 else self._find(oid)) is not None
+        """Whether `oid` is in a pack already known (as `pack_path` without `look_again`)."""
+        return self._among_known(oid) is not None
+
+    def _among_known(self, oid: str) -> tuple[str, int, int] | None:
+        """`_find` without a look at the folder, once it has been looked at at all."""
+        return self.locate(oid) if self._seen_mtime == -1 else self._find(oid)
 
     def size_of(self, oid: str) -> int | None:
         hit = self.locate(oid)
