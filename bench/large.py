@@ -9,8 +9,9 @@ and the new bytes on disk of a second version with 1 % of the samples (one conti
 stretch) changed. Each save and load runs in a fresh process so its peak RSS is its own.
 Done for incompressible noise and for zstd-compressible data. The OS page cache is warm
 for both sides (the files were just written); nothing is dropped, but before each timed
-whole load dirty pages are written back and free memory is compacted (`settle`, as root),
-so neither side pays for the kernel's leftovers from the writes before. Each whole load is
+whole load dirty pages are written back, free memory is compacted (`settle`, as root) and
+the source memmap leaves the page cache, so neither side pays for the leftovers of the
+writes before. Each whole load is
 then timed once more with its side's files evicted from the page cache (`evict`: the raw
 file, or the project's files), as a recording's first read in a session comes from disk.
 
@@ -103,11 +104,16 @@ print(time.perf_counter() - started)
 """
 
 
-def settle() -> bool:
+def settle(source: Path | None = None) -> bool:
     """Write back dirty pages and defragment free memory before a timed load (the floor's and
     scistack's alike), so that each pays for its own work: right after writing GBs, this VM's
     kernel stalls faults of fresh memory on writeback and compaction (an 8 GB load took 4.3 s
-    settled and 12-33 s straight after the save). Compaction needs root; False when not done."""
+    settled and 12-33 s straight after the save). The source memmap, which both saves read
+    whole, leaves the page cache too (`evict`): an 8 GB load then took 6-9 s, not 13, since
+    its result no longer had to push the bench's own leftovers out of memory. Compaction needs
+    root; False when not done."""
+    if source is not None:
+        evict([source])
     os.sync()
     try:
         Path("/proc/sys/vm/compact_memory").write_text("1")
@@ -129,13 +135,13 @@ def evict(paths: list[Path]) -> None:
             os.close(fd)
 
 
-def raw_load(target: Path) -> float:
+def raw_load(target: Path, source: Path) -> float:
     """Read the raw file into one array in a fresh process, once, into the same kind of memory
     the scistack load fills (plain anonymous pages, objects/chunked.py `result_array`). It
     used to be the fastest of three allocations against one scistack load: on this VM a fresh
     8 GB result costs 4-20 s by the host's state alone, so a best of three measured that
     spread more than either reader."""
-    settle()
+    settle(source)
     done = subprocess.run([sys.executable, "-c", RAW_LOAD, str(target), "plain"],
                           capture_output=True, text=True, check=True)
     return float(done.stdout.strip())
@@ -212,9 +218,9 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
     for rep in range(reps):
         target = work / "raw.bin"
         floor_save.append(raw_save(source, target))
-        floor_load.append(raw_load(target))
+        floor_load.append(raw_load(target, source))
         evict([target])
-        floor_cold.append(raw_load(target))
+        floor_cold.append(raw_load(target, source))
         target.unlink()
         if kind != "noise":
             floor_zstd.append(zstd_save(source, target))
@@ -223,10 +229,10 @@ def run(kind: str, mb: int, reps: int, work: Path) -> dict:
         project.mkdir()
         db = project / "large.duckdb"
         saves.append(child("save", db, source, n))
-        SETTLED.append(settle())
+        SETTLED.append(settle(source))
         loads.append(child("load", db, source, n))
         evict([p for p in (project / ".scistack").rglob("*") if p.is_file()])
-        settle()
+        settle(source)
         cold_loads.append(child("load", db, source, n))
         streams.append(child("stream", db, source, n))
         if rep == reps - 1:
