@@ -610,3 +610,33 @@ def test_a_lazy_value_collected_by_gc_while_in_hand_says_so(project):
     collect_garbage(project, grace_seconds=0)
     with pytest.raises(ChunkReadError, match=r"chunk \[0, 0\].*missing.*gc has collected it"):
         r.data[0:10, 0]
+
+
+class _PrefetchLog(LocalObjectStore):
+    """A real store that also notes the prefetch hints it is given."""
+
+    def __init__(self, root) -> None:
+        super().__init__(root)
+        self.hinted: list[str] = []
+
+    def prefetch(self, oid: str) -> None:
+        self.hinted.append(oid)
+        super().prefetch(oid)
+
+
+def test_a_whole_read_has_every_chunk_on_its_way_before_it_is_decoded(tmp_path):
+    """A whole read hints each chunk to the store ahead of decoding it (its file read from
+    disk meanwhile); a hint for a chunk that is gone is silent, and the read still names it."""
+    store = _PrefetchLog(tmp_path / "objects")
+    x = recording(n=20_000)
+    oid = store.put_value(x)
+    manifest = store.open_value(oid).manifest
+    chunks = [manifest.oid_at(i) for i in manifest.indices()]
+    assert len(chunks) > 4
+    np.testing.assert_array_equal(store.get_value(oid), x)
+    assert sorted(store.hinted) == sorted(chunks)
+    missing = manifest.oid_at((3, 0))
+    os.chmod(store.path_of(missing), 0o644)
+    os.unlink(store.path_of(missing))
+    with pytest.raises(ChunkReadError, match=r"chunk \[3, 0\].*missing"):
+        store.get_value(oid)

@@ -49,6 +49,7 @@ _TIME_KINDS = {name: kind for kind, name in _TIME_TYPES.items()}
 _NAT = -(1 << 63)  # NaT's int64: the time types' fill value, as zarr-python writes it
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 _WORKERS = 2                          # writers/readers in flight (a 2-core machine saturates)
+_AHEAD = 4                            # chunks a multi-chunk read asks the store to prefetch ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,10 +422,20 @@ def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, ar
     indices = list(itertools.product(*ranges))
     if len(indices) == 1:
         fill(indices[0])
-    else:
-        with ThreadPoolExecutor(_WORKERS) as pool:
-            for done in pool.map(fill, indices):
-                pass
+        return out
+    prefetch = getattr(get, "prefetch", None)
+
+    def fill_next(at: int) -> None:
+        if prefetch is not None and at + _AHEAD < len(indices):  # on its way while these decode
+            prefetch(manifest.oid_at(indices[at + _AHEAD]))
+        fill(indices[at])
+
+    if prefetch is not None:
+        for ahead in indices[:_AHEAD]:
+            prefetch(manifest.oid_at(ahead))
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        for done in pool.map(fill_next, range(len(indices))):
+            pass
     return out
 
 

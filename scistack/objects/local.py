@@ -492,6 +492,23 @@ class LocalObjectStore(ObjectStore):
                     os.close(fd)
         return super().get_into(oid, out)
 
+    def prefetch(self, oid: str) -> None:
+        """Ask the kernel to start reading a loose object's file (`POSIX_FADV_WILLNEED`:
+        asynchronous; nothing when its pages are cached already). A whole read of an array
+        from disk had waited on each chunk's page faults in turn (128 KiB of readahead at a
+        time) with its decoding threads idle: an 8 GB array took 9-10 s from disk against
+        6.5 s from the page cache."""
+        try:
+            fd = os.open(f"{self._root_text}/{oid[:2]}/{oid[2:]}", os.O_RDONLY)
+        except OSError:  # packed (small), absent, or an odd oid: the read says what is wrong
+            return
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_WILLNEED)
+        except (OSError, AttributeError):  # (no posix_fadvise on this platform)
+            pass
+        finally:
+            os.close(fd)
+
     def _read_into(self, oid: str, fd: int, size: int, out: np.ndarray) -> tuple[str, int]:
         first = os.pread(fd, 18, 0)
         if first[:4] == SKIP_MAGIC:

@@ -187,6 +187,10 @@ class ObjectStore(abc.ABC):
             out[:] = payload
         return obj.kind, len(payload)
 
+    def prefetch(self, oid: str) -> None:
+        """A hint that `oid` will be read soon (a chunk a whole read reaches next), so its
+        bytes can be on their way while earlier ones decode. Nothing by default."""
+
     def get_value(self, oid: str) -> Any:
         """Decode the value stored under `oid` (children resolved)."""
         return self._decoded(oid, self.get(oid))
@@ -260,14 +264,16 @@ class ObjectStore(abc.ABC):
 
 
 class Fetch:
-    """What decoding needs from a store: `fetch(oid) -> (kind, payload)` for children, and
-    `fetch.into(oid, out)` (`ObjectStore.get_into`) for chunks read straight into an array."""
+    """What decoding needs from a store: `fetch(oid) -> (kind, payload)` for children,
+    `fetch.into(oid, out)` (`ObjectStore.get_into`) for chunks read straight into an array,
+    and `fetch.prefetch(oid)` for the chunks a read reaches next."""
 
-    __slots__ = ("_get", "into")
+    __slots__ = ("_get", "into", "prefetch")
 
     def __init__(self, store: ObjectStore) -> None:
         self._get = store.get
         self.into = store.get_into
+        self.prefetch = store.prefetch
 
     def __call__(self, oid: str) -> tuple[str, Any]:
         obj = self._get(oid)
