@@ -613,3 +613,45 @@ def test_a_result_saved_again_after_a_gc_then_given_to_a_call_names_no_collected
     collect_garbage(project, grace_seconds=0)
     named = read_call(project.store, saved.call).arguments["value"]
     assert project.store.contains(named.oid) and named.call is None
+
+
+_DELETE_AND_COLLECT = """
+import sys
+from scistack import BaseVariable, configure_database
+from scistack.gc import collect_garbage
+class GcA(BaseVariable): pass
+db = configure_database(sys.argv[1])
+GcA.delete(subject=1)
+collect_garbage(db)  # the default grace: the input's object is older than it
+db.close()
+"""
+
+
+@lineage_fcn
+def gc_doubled_while_another_collects(value, project_path, script):
+    import subprocess
+    import sys as _sys
+
+    subprocess.run([_sys.executable, "-c", script, project_path], check=True)
+    return value * 2
+
+
+def test_an_input_another_process_collects_during_a_run_is_not_stored_as_nothing(project, python_env,
+                                                                                   monkeypatch):
+    """for_each binds no value to its inputs (it reads them afresh): when another process
+    deletes an input's records and its gc collects the old object while the run computes,
+    the call record must not store a stand-in (an object holding None) for it."""
+    from scistack.objects.store import hash_value
+
+    monkeypatch.setenv("PYTHONPATH", python_env["PYTHONPATH"])  # (the other process: this checkout)
+    GcA.save(np.arange(3.0), subject=1)
+    source = GcA.load(subject=1)
+    path = project.store.path_of(source.oid)
+    old = time.time() - 30 * DAY
+    os.utime(path, (old, old))
+    report = for_each(gc_doubled_while_another_collects,
+                      inputs={"value": GcA, "project_path": str(project.path), "script": _DELETE_AND_COLLECT},
+                      outputs=[GcC], subject=[1], progress=False)
+    assert [item.status for item in report.items] == ["ran"]
+    assert not project.store.contains(source.oid)  # collected meanwhile, as the other process chose
+    assert not project.store.contains(hash_value(None))

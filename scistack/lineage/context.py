@@ -113,8 +113,8 @@ def bring_inputs(store: ObjectStore, inputs: dict[str, BoundInput]) -> dict[str,
                 "lineage; compute the input again (and save it) to keep its lineage", stacklevel=5)
             named = dict(named) if named is inputs else named
             named[name] = replace(b, record={k: v for k, v in record.items() if k != "call"})
-        if not store.contains(b.oid):
-            store.put_value(b.value)  # (its oid: a value's oid is the hash of its canonical bytes)
+        if b.value is not None and not store.contains(b.oid):  # (for_each binds no value: it
+            store.put_value(b.value)  # reads inputs afresh) its oid: the hash of its canonical bytes
     return named
 
 
