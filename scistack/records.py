@@ -227,9 +227,11 @@ class CallInput:
             # A saved input's value; for a constant, the oid of a stored non-scalar
             # (scalar constants are inline in the record and have no object).
             # A raw file (`PathInput`: its content hash) and a file to write (`PathOutput`:
-            # the hash of its path) are keyed by oids that are never stored.
-            yield ChildRef(self.oid, None, what,
-                           optional=self.has_const or "path" in self.extra or "writes" in self.extra)
+            # the hash of its path) are keyed by oids that are never stored. A container of
+            # inputs is stored as its tree since 2026-12 (records written before name one the
+            # store never had; its items are named one by one below).
+            yield ChildRef(self.oid, None, what, optional=self.has_const or "path" in self.extra
+                           or "writes" in self.extra or self.items is not None)
         for path, item in (self.items or {}).items():
             yield from item.child_refs(f"{what} item {path!r}")
         for i, part in enumerate(self.merge or ()):

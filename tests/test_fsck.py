@@ -289,3 +289,41 @@ def test_a_duckdb_file_made_but_never_written_is_made_anew(project, left, caplog
     assert db.sql("SELECT count(*) AS n FROM FsckRaw")["n"][0] == 3
     assert fsck(db).ok
     assert not list(path.parent.glob("gait.duckdb.damaged-*"))  # nothing to keep
+
+
+@lineage_fcn
+def fsck_weighted_sum(parts):
+    return sum(float(np.sum(p)) * w for p, w in parts)
+
+
+def test_a_call_given_loaded_values_inside_a_list_names_nothing_the_store_lacks(project, tmp_path):
+    """A list of loaded values (with a constant beside each) is keyed and recorded by its
+    tree, the values as refs: the tree was never stored, so fsck called it missing and an
+    export of the result failed. Now it is stored, constants and all."""
+    FsckRaw.save(np.ones(3), subject=1, session="pre")
+    FsckRaw.save(np.ones(2), subject=2, session="pre")
+    result = fsck_weighted_sum([(FsckRaw.load(subject=1, session="pre"), 0.5),
+                                (FsckRaw.load(subject=2, session="pre"), 2.0)])
+    FsckOut.save(result, subject=1, session="pre")
+    project.sync()
+
+    report = fsck(project)
+    assert report.ok, report.problems
+    from scistack.records import read_call
+    container = read_call(project.store, result.call).arguments["parts"]
+    tree = project.store.get(container.oid)
+    assert tree.kind == "json" and b"0.5" in bytes(tree.payload) and b"$ref" in bytes(tree.payload)
+    project.export(FsckOut, to=tmp_path / "out", subject=1, session="pre")
+
+
+def test_a_call_record_from_before_containers_were_stored_is_not_damage(project):
+    """Call records written before the fix name a container tree the store never had: the
+    values inside are what lineage needs, so fsck does not call the project damaged."""
+    FsckRaw.save(np.ones(3), subject=1, session="pre")
+    result = fsck_weighted_sum([(FsckRaw.load(subject=1, session="pre"), 0.5)])
+    FsckOut.save(result, subject=1, session="pre")
+    from scistack.records import read_call
+    container = read_call(project.store, result.call).arguments["parts"]
+    os.unlink(project.store.path_of(container.oid))  # as an older version left it
+    assert not project.store.contains(container.oid)
+    assert fsck(project).ok

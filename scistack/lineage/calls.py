@@ -49,6 +49,8 @@ class BoundInput:
     oid: str
     record: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
+    items: dict[str, BoundInput] | None = None  # a container's loaded values and results, by path,
+    tree: bytes | None = None  # and its canonical JSON (items as {"$ref": oid}), stored with the call
 
 
 def bind(
@@ -288,10 +290,11 @@ def _describe_container(name: str, value: Any) -> BoundInput:
         return item, to_tree(item, hash_value)
 
     plain, tree = walk(value, name)
-    oid = hash_object("json", [dumps_canonical(tree)])
+    text = dumps_canonical(tree)
+    oid = hash_object("json", [text])
     params = agreed_params(item.params for item in items.values())
     record = {"oid": oid, "items": {path: b.record for path, b in items.items()}}
-    return BoundInput(name, plain, oid, record, params)
+    return BoundInput(name, plain, oid, record, params, items, text)
 
 
 def _is_input(record: dict[str, Any]) -> bool:
@@ -399,11 +402,16 @@ def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any
 
 
 def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
-    """Constants (arrays, containers) are stored for provenance; inline scalars need nothing."""
+    """Constants (arrays, containers) are stored for provenance; inline scalars need nothing.
+    A container of inputs is stored as its tree (its constants inline, its inputs as refs)."""
     for b in inputs.values():
-        if _is_input(b.record) or isinstance(b.value, _SCALARS) or store.contains(b.oid):
+        if b.tree is not None:
+            if not store.contains(b.oid):
+                store.put("json", b.tree)
+        elif _is_input(b.record) or isinstance(b.value, _SCALARS) or store.contains(b.oid):
             continue
-        store.put_value(b.value)
+        else:
+            store.put_value(b.value)
 
 
 def input_origin(record: dict[str, Any]) -> tuple:
