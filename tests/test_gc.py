@@ -584,8 +584,9 @@ def test_a_loaded_value_passed_to_a_call_after_a_gc_took_it_is_stored_again(proj
 
     loaded = _loaded_then_collected(project, np.arange(6.0), packed=packed)
 
-    with pytest.warns(UserWarning, match="lineage"):
+    with pytest.warns(UserWarning, match="lineage") as said:
         result = gc_scale(loaded, 3.0)
+    assert said[0].filename == __file__
     GcC.save(result, subject=1)
     record = read_call(project.store, result.call)
     named = record.arguments["value"]
@@ -655,3 +656,33 @@ def test_an_input_another_process_collects_during_a_run_is_not_stored_as_nothing
     assert [item.status for item in report.items] == ["ran"]
     assert not project.store.contains(source.oid)  # collected meanwhile, as the other process chose
     assert not project.store.contains(hash_value(None))
+
+
+@lineage_fcn
+def gc_total(values):
+    return sum(float(np.sum(v)) for v in values)
+
+
+def test_loaded_values_in_a_list_passed_to_a_call_after_a_gc_took_them_are_stored_again(project):
+    """As a loaded value given directly: values loaded, their records deleted and collected,
+    then given to a new call inside a list. The record names each item by its oid, so each
+    is put again from memory; their own call records cannot be, so the items name none (and
+    say why). fsck then finds nothing missing."""
+    from scistack.fsck import fsck
+    from scistack.records import read_call
+
+    loaded = _loaded_then_collected(project, np.arange(6.0))
+    GcA.save(np.ones(2), subject=2)
+    kept = GcA.load(subject=2)
+
+    with pytest.warns(UserWarning, match="lineage") as said:
+        result = gc_total([loaded, kept])
+    assert said[0].filename == __file__  # (the warning names the line that made the call)
+    GcC.save(result, subject=1)
+    items = read_call(project.store, result.call).arguments["values"].items
+    assert sorted(items) == ["values[0]", "values[1]"]
+    assert items["values[0]"].oid == loaded.oid and items["values[0]"].call is None
+    assert items["values[1]"].oid == kept.oid
+    np.testing.assert_array_equal(project.store.get_value(loaded.oid), np.arange(6.0) / 2)
+    assert [p for p in fsck(project).problems if "missing" in p.kind] == []
+    assert result.data == 7.5 + 2

@@ -94,28 +94,48 @@ def bring_inputs(store: ObjectStore, inputs: dict[str, BoundInput]) -> dict[str,
     it should name. Inputs computed in memory before a database was configured bring their
     lineage along. A value in hand whose object a gc collected since (its records deleted,
     or a result never saved) is put again from memory; a call record that made it, gone
-    from the store, is then not named (with a warning), as a save of such a value does."""
+    from the store, is then not named (with a warning), as a save of such a value does.
+    Loaded values and results inside a list, tuple or dict argument are treated alike."""
     if store is MEMORY.store:
         return inputs
     named = inputs
     db = current_database()
     for name, b in inputs.items():
-        record = b.record
-        for item in record.get("items", {}).values():
-            _bring_from_memory(store, db, item)
-        if not ("var" in record or "call" in record):
-            continue
-        call = record.get("call")
-        if call and not _bring_from_memory(store, db, record):
-            warnings.warn(
-                f"{name}: the call record that made this input ({call[:12]}) was collected by gc (no "
-                "saved value named it any more), so the new call names the input without that "
-                "lineage; compute the input again (and save it) to keep its lineage", stacklevel=5)
+        brought = _bring(store, db, name, b, _CALLER_DEPTH)
+        if brought is not b:
             named = dict(named) if named is inputs else named
-            named[name] = replace(b, record={k: v for k, v in record.items() if k != "call"})
-        if b.value is not None and not store.contains(b.oid):  # (for_each binds no value: it
-            store.put_value(b.value)  # reads inputs afresh) its oid: the hash of its canonical bytes
+            named[name] = brought
     return named
+
+
+_CALLER_DEPTH = 6  # _bring, bring_inputs, record_call, run, __call__: the warning names the caller
+
+
+def _bring(store: ObjectStore, db: Database | None, name: str, b: BoundInput, depth: int) -> BoundInput:
+    """`bring_inputs` of one input: `b`, or a copy that names no collected call record."""
+    record = b.record
+    if b.items:
+        items = {}
+        for path, item in b.items.items():  # (a loop: a comprehension's frame would move the warning)
+            items[path] = _bring(store, db, path, item, depth + 1)
+        if any(item is not b.items[path] for path, item in items.items()):
+            b = replace(b, record={**record, "items": {path: item.record for path, item in items.items()}},
+                        items=items)
+        return b
+    for item in record.get("items", {}).values():  # (described elsewhere: records only)
+        _bring_from_memory(store, db, item)
+    if not ("var" in record or "call" in record):
+        return b
+    call = record.get("call")
+    if call and not _bring_from_memory(store, db, record):
+        warnings.warn(
+            f"{name}: the call record that made this input ({call[:12]}) was collected by gc (no "
+            "saved value named it any more), so the new call names the input without that "
+            "lineage; compute the input again (and save it) to keep its lineage", stacklevel=depth)
+        b = replace(b, record={k: v for k, v in record.items() if k != "call"})
+    if b.value is not None and not store.contains(b.oid):  # (for_each binds no value: it
+        store.put_value(b.value)  # reads inputs afresh) its oid: the hash of its canonical bytes
+    return b
 
 
 def _bring_from_memory(store: ObjectStore, db: Database | None, record: dict[str, Any]) -> bool:
