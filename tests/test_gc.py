@@ -637,11 +637,14 @@ def gc_doubled_while_another_collects(value, project_path, script):
     return value * 2
 
 
-def test_an_input_another_process_collects_during_a_run_is_not_stored_as_nothing(project, python_env,
-                                                                                   monkeypatch):
+def test_an_input_another_process_collects_during_a_run_fails_that_combination(project, python_env,
+                                                                              monkeypatch):
     """for_each binds no value to its inputs (it reads them afresh): when another process
     deletes an input's records and its gc collects the old object while the run computes,
-    the call record must not store a stand-in (an object holding None) for it."""
+    the call record must neither store a stand-in (an object holding None) for it nor name
+    an object the store lacks. The combination fails, saying why; nothing is saved."""
+    from scistack.fsck import fsck
+
     from scistack.objects.store import hash_value
 
     monkeypatch.setenv("PYTHONPATH", python_env["PYTHONPATH"])  # (the other process: this checkout)
@@ -653,9 +656,11 @@ def test_an_input_another_process_collects_during_a_run_is_not_stored_as_nothing
     report = for_each(gc_doubled_while_another_collects,
                       inputs={"value": GcA, "project_path": str(project.path), "script": _DELETE_AND_COLLECT},
                       outputs=[GcC], subject=[1], progress=False)
-    assert [item.status for item in report.items] == ["ran"]
+    assert [item.status for item in report.items] == ["failed"]
+    assert "'value' (GcA): deleted and collected by a gc" in report.items[0].error
     assert not project.store.contains(source.oid)  # collected meanwhile, as the other process chose
     assert not project.store.contains(hash_value(None))
+    assert GcC.load_all() == [] and fsck(project).ok
 
 
 @lineage_fcn

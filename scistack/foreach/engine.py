@@ -694,6 +694,14 @@ class _Run:
             item.error = (f"{self.name} returned None, so nothing was saved (return a value, or "
                           "raise to record a failure)")
             return
+        gone = self._collected_inputs(resolved)
+        if gone:
+            item.status, item.error = "failed", (
+                f"{', '.join(gone)}: deleted and collected by a gc (in another process) while "
+                f"{self.name} ran on it, so its result is not saved (its record would name an "
+                "input the store no longer has); save the input again and run again")
+            log.warning("for_each(%s) at %s: %s", self.name, item.combo, item.error)
+            return
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
         split = split_record(self.splits, outcome.labels) if outcome.labels else None
@@ -712,6 +720,14 @@ class _Run:
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
             self.db.flush()  # bound what a kill can lose to about a second of work
             self._last_flush = time.monotonic()
+
+    def _collected_inputs(self, resolved: dict[str, Any]) -> list[str]:
+        """Inputs whose stored values are gone from the store since they were read: another
+        process deleted their records and its gc collected them while the function ran (a
+        `contains` of each value read, ~3 us)."""
+        contains = self.db.store.contains
+        return [f"input {name!r}" + (f" ({r.var})" if r.var else "") for name, r in resolved.items()
+                if r.records and not all(contains(record.oid) for record in r.records)]
 
     def _save(self, var: str, combo: dict[str, Any], addr_key: str, out: tuple[str, str, str], call_oid: str,
               params: dict[str, Any] | None) -> None:
