@@ -299,16 +299,21 @@ def fsck_weighted_sum(parts):
 def test_a_call_given_loaded_values_inside_a_list_names_nothing_the_store_lacks(project, tmp_path):
     """A list of loaded values (with a constant beside each) is keyed and recorded by its
     tree, the values as refs: the tree was never stored, so fsck called it missing and an
-    export of the result failed. Now it is stored, constants and all."""
+    export of the result failed. Now it is stored, constants and all (an array among them
+    as its own object, which a gc then keeps)."""
+    from scistack.gc import collect_garbage
+
     FsckRaw.save(np.ones(3), subject=1, session="pre")
     FsckRaw.save(np.ones(2), subject=2, session="pre")
     result = fsck_weighted_sum([(FsckRaw.load(subject=1, session="pre"), 0.5),
-                                (FsckRaw.load(subject=2, session="pre"), 2.0)])
+                                (FsckRaw.load(subject=2, session="pre"), np.array([2.0]))])
     FsckOut.save(result, subject=1, session="pre")
     project.sync()
+    collect_garbage(project, grace_seconds=0)
 
     report = fsck(project)
     assert report.ok, report.problems
+    np.testing.assert_array_equal(FsckOut.load(subject=1, session="pre").data, [5.5])
     from scistack.records import read_call
     container = read_call(project.store, result.call).arguments["parts"]
     tree = project.store.get(container.oid)

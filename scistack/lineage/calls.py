@@ -49,8 +49,19 @@ class BoundInput:
     oid: str
     record: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
-    items: dict[str, BoundInput] | None = None  # a container's loaded values and results, by path,
-    tree: bytes | None = None  # and its canonical JSON (items as {"$ref": oid}), stored with the call
+    container: Container | None = None  # a list/tuple/dict argument holding inputs
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A list, tuple or dict argument that holds loaded values or earlier results, as a call
+    stores it: its canonical JSON (`json`: each input a ``{"$ref": oid}``, each constant inline,
+    an array among them a ``{"$ref"}`` to its own object, one of `constants`) and its inputs by
+    path (`items`)."""
+
+    json: bytes
+    items: dict[str, BoundInput]
+    constants: tuple[Any, ...]
 
 
 def bind(
@@ -270,12 +281,17 @@ def _holds_inputs(value: Any) -> bool:
 def _describe_container(name: str, value: Any) -> BoundInput:
     """A container of inputs: unwrap each, key by the JSON tree with inputs as oid refs."""
     items: dict[str, BoundInput] = {}
+    constants: list[Any] = []
+
+    def child(value: Any) -> str:
+        constants.append(value)
+        return hash_value(value)
 
     def walk(item: Any, path: str) -> tuple[Any, Any]:
         if _hook(item) is not None:
             described = describe(path, item)
             if "const" in described.record or not _is_input(described.record):
-                return described.value, to_tree(described.value, hash_value)
+                return described.value, to_tree(described.value, child)
             items[path] = described
             return described.value, {"$ref": described.oid}
         kind = type(item)
@@ -287,14 +303,14 @@ def _describe_container(name: str, value: Any) -> BoundInput:
         if kind is dict and all(type(k) is str and not k.startswith("$") for k in item):
             pairs = {k: walk(v, f"{path}[{k}]") for k, v in item.items()}
             return {k: p for k, (p, _) in pairs.items()}, {k: t for k, (_, t) in pairs.items()}
-        return item, to_tree(item, hash_value)
+        return item, to_tree(item, child)
 
     plain, tree = walk(value, name)
     text = dumps_canonical(tree)
     oid = hash_object("json", [text])
     params = agreed_params(item.params for item in items.values())
     record = {"oid": oid, "items": {path: b.record for path, b in items.items()}}
-    return BoundInput(name, plain, oid, record, params, items, text)
+    return BoundInput(name, plain, oid, record, params, Container(text, items, tuple(constants)))
 
 
 def _is_input(record: dict[str, Any]) -> bool:
@@ -405,9 +421,11 @@ def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
     """Constants (arrays, containers) are stored for provenance; inline scalars need nothing.
     A container of inputs is stored as its tree (its constants inline, its inputs as refs)."""
     for b in inputs.values():
-        if b.tree is not None:
+        if b.container is not None:
             if not store.contains(b.oid):
-                store.put("json", b.tree)
+                for constant in b.container.constants:  # (children before the tree that names them)
+                    store.put_value(constant)
+                store.put("json", b.container.json)
         elif _is_input(b.record) or isinstance(b.value, _SCALARS) or store.contains(b.oid):
             continue
         else:

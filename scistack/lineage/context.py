@@ -114,13 +114,13 @@ _CALLER_DEPTH = 6  # _bring, bring_inputs, record_call, run, __call__: the warni
 def _bring(store: ObjectStore, db: Database | None, name: str, b: BoundInput, depth: int) -> BoundInput:
     """`bring_inputs` of one input: `b`, or a copy that names no collected call record."""
     record = b.record
-    if b.items:
+    if b.container is not None:
         items = {}
-        for path, item in b.items.items():  # (a loop: a comprehension's frame would move the warning)
-            items[path] = _bring(store, db, path, item, depth + 1)
-        if any(item is not b.items[path] for path, item in items.items()):
+        for path, item in b.container.items.items():  # (a loop: a comprehension's frame would
+            items[path] = _bring(store, db, path, item, depth + 1)  # move the warning)
+        if any(item is not b.container.items[path] for path, item in items.items()):
             b = replace(b, record={**record, "items": {path: item.record for path, item in items.items()}},
-                        items=items)
+                        container=replace(b.container, items=items))
         return b
     for item in record.get("items", {}).values():  # (described elsewhere: records only)
         _bring_from_memory(store, db, item)
