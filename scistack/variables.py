@@ -34,12 +34,14 @@ from scistack.errors import (
     EmptyVariableError,
     InvalidMetadataError,
     UnknownMetadataKeyError,
+    UnsupportedValueError,
     VariableNotFoundError,
 )
 from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import RefRecord, check_identifier
 from scistack.index.state import select_from
+from scistack.lineage.calls import unwrap_inputs
 from scistack.lineage.context import copy_lineage
 from scistack.lineage.running import refuse_load_inside, warn_save_inside
 from scistack.selection import choose_variant, point_records, select_records, sort_records
@@ -487,7 +489,15 @@ def _save_info(db: Database, data: Any) -> SaveInfo:
     if isinstance(data, BaseVariable):
         data = data.data
     kind = value_kind(data)  # first: refuses an object-dtype dask array before it is computed
-    return SaveInfo(db.store.put_value(data), kind, summarize(data))
+    try:
+        oid = db.store.put_value(data)
+    except UnsupportedValueError:
+        if type(data) not in (list, tuple, dict):
+            raise
+        data = unwrap_inputs(data)  # {"emg": EMG.load(...), "fs": 2000}: the loaded value's data
+        kind = value_kind(data)  # (tried only when the container cannot be stored as it is)
+        oid = db.store.put_value(data)
+    return SaveInfo(oid, kind, summarize(data))
 
 
 _FRESHENED: dict[str, Any] = {"since": 0.0, "oids": set()}

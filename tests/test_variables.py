@@ -399,6 +399,27 @@ def test_bad_metadata_is_refused_and_nothing_is_harmed(project, metadata, error)
     assert len(list(VPeak.load_all())) == 1
 
 
+def test_a_dict_or_list_holding_loaded_values_saves_their_data(project):
+    """`{"emg": EMG.load(...), "fs": 2000}` is what a scientist writes to bundle a recording
+    with its rate: each loaded value (or result) inside is saved as its data, at any depth,
+    not refused as a type scistack cannot store. Anything else still is, naming its type."""
+    VRaw.save(np.arange(4.0), subject=1, session="pre")
+    loaded = VRaw.load(subject=1, session="pre")
+    VPeak.save({"emg": loaded, "fs": 2000, "more": [loaded, (1, loaded)]}, subject=1, session="pre")
+    got = VPeak.load(subject=1, session="pre").data
+    np.testing.assert_array_equal(got["emg"], np.arange(4.0))
+    np.testing.assert_array_equal(got["more"][1][1], np.arange(4.0))
+    assert got["fs"] == 2000 and got["more"][1][0] == 1
+
+    class Custom:
+        pass
+
+    with pytest.raises(UnsupportedValueError, match="Custom"):
+        VPeak.save({"emg": loaded, "x": Custom()}, subject=2, session="pre")
+    with pytest.raises(VariableNotFoundError):
+        VPeak.load(subject=2, session="pre")
+
+
 def test_unsupported_value_names_type_and_saves_nothing(project):
     class Custom:
         pass

@@ -159,6 +159,17 @@ def unwrap_input(value: Any) -> Any:
     return hook()[0] if hook is not None else value
 
 
+def unwrap_inputs(value: Any) -> Any:
+    """`value` with every loaded variable or earlier result inside a list, tuple or dict (at
+    any depth) replaced by its plain value: what saving such a container stores."""
+    kind = type(value)
+    if kind is list or kind is tuple:
+        return kind(unwrap_inputs(item) for item in value)
+    if kind is dict:
+        return {key: unwrap_inputs(item) for key, item in value.items()}
+    return unwrap_input(value)
+
+
 def describe(name: str, value: Any) -> BoundInput:
     """Unwrap a loaded variable or an earlier result to its value; hash constants."""
     if _holds_variable_class(value):
