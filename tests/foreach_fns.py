@@ -143,3 +143,10 @@ def cut_trials(recording, n):
     """A fan-out step (outputs=[Split(...)]): a session's recording cut into `n` trials, and
     how many there were."""
     return {i + 1: part for i, part in enumerate(np.array_split(np.asarray(recording), n))}, n
+
+
+def merged_rows(table):
+    """A Merge input as the function sees it: its columns, and each row's values."""
+    return {"columns": [str(c) for c in table.columns],
+            "rows": [{str(k): (np.asarray(v).tolist() if isinstance(v, np.ndarray) else v) for k, v in row.items()}
+                     for row in table.to_dict("records")]}

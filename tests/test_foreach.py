@@ -262,6 +262,32 @@ def test_merge_joins_several_variables_into_one_table(emg):
     assert "table" not in json.dumps(call["params"])  # a merged input is not a constant
 
 
+def test_a_merge_member_pinned_elsewhere_stands_beside_the_combinations_row(emg):
+    """`Merge(Velocity, Fixed(RawEMG, session="baseline"))` at (2, "pre"): one row, the
+    baseline beside this session's velocity. The pinned member's rows had been joined on the
+    key it pinned, so they stood apart from the combination's row, each half empty."""
+    report = for_each(fns.merged_rows, inputs={"table": Merge(FeVelocity, Fixed(FeRawEMG, session="baseline"))},
+                      outputs=[FeStats], subject=[2], session=["pre"], progress=False)
+    assert report.ran == 1
+    assert FeStats.load(subject=2, session="pre").data == {
+        "columns": ["subject", "session", "FeVelocity", "FeRawEMG"],
+        "rows": [{"subject": 2, "session": "pre", "FeVelocity": 2.0,
+                  "FeRawEMG": raw_signal(2, "baseline").tolist()}]}
+
+
+def test_a_variable_merged_with_itself_at_another_address_gets_a_column_each(emg):
+    """This session beside the baseline, one variable: a column each, the pinned one named by
+    its pins. The same member twice is refused, naming the way."""
+    for_each(fns.merged_rows, inputs={"table": Merge(FeRawEMG, Fixed(FeRawEMG, session="baseline"))},
+             outputs=[FeStats], subject=[3], session=["pre"], progress=False)
+    got = FeStats.load(subject=3, session="pre").data
+    assert got["columns"] == ["subject", "session", "FeRawEMG", "FeRawEMG[session=baseline]"]
+    assert [(r["FeRawEMG"], r["FeRawEMG[session=baseline]"]) for r in got["rows"]] == [
+        (raw_signal(3, "pre").tolist(), raw_signal(3, "baseline").tolist())]
+    with pytest.raises(InvalidMetadataError, match=r"Merge names FeRawEMG twice.*Fixed\(FeRawEMG, session="):
+        Merge(FeRawEMG, FeRawEMG)
+
+
 def test_empty_list_means_every_stored_value(emg):
     report = run_bandpass(subject=[], session=SESSIONS)
     assert report.ran == 6

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -62,7 +62,31 @@ class Merge:
         for part in variables:
             if not (is_variable(part) or isinstance(part, Fixed)):
                 raise InvalidMetadataError(_not_a_variable("Merge", part, "Merge(Force, Fixed(Velocity, trial=1))"))
+        self.columns = _merge_columns(variables)
+        if len(set(self.columns)) < len(self.columns):
+            twice = next(c for c in self.columns if self.columns.count(c) > 1)
+            raise InvalidMetadataError(
+                f"Merge names {twice} twice: each member must be another variable, or the same one at "
+                f"another address, e.g. Merge({twice.split('[')[0]}, Fixed({twice.split('[')[0]}, session=\"baseline\"))")
         self.variables = variables
+
+
+def _merge_columns(variables: tuple) -> list[str]:
+    """Each member's column in the merged table: its variable's name, or, for a variable that
+    is merged more than once, `Force[session=baseline]` for a `Fixed` member."""
+    names = [(part.variable if isinstance(part, Fixed) else part).__name__ for part in variables]
+    return [name + "[" + ",".join(f"{k}={v}" for k, v in part.pinned.items()) + "]"
+            if isinstance(part, Fixed) and names.count(name) > 1 else name
+            for name, part in zip(names, variables)]
+
+
+class MergePart(NamedTuple):
+    """A `Merge` member at one combination: its column, its records, and the keys a `Fixed`
+    member pinned (its rows stand beside the combination's whatever their value there)."""
+
+    column: str
+    records: list[RefRecord]
+    pinned: tuple[str, ...]
 
 
 def _not_a_variable(what: str, given: Any, example: str) -> str:
@@ -124,6 +148,7 @@ class Resolved:
     records: list[RefRecord] | None   # None for constants
     aggregate: bool
     var: str | None
+    parts: tuple[MergePart, ...] = ()  # a Merge's members
 
 
 def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_table: bool,
@@ -133,13 +158,19 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
         parts = [resolve(db, name, s, combo, as_table=True) for s in spec.variables]
         if any(p is None for p in parts):
             return None
-        key = hash_bytes(dumps_canonical({"merge": [p.bound.oid for p in parts]}))  # type: ignore[union-attr]
+        pins = [tuple(s.pinned) if isinstance(s, Fixed) else () for s in spec.variables]
+        tree: dict[str, Any] = {"merge": [p.bound.oid for p in parts]}  # type: ignore[union-attr]
+        if any(pins):  # laid out differently before 2026-12 (a pinned member's rows stood apart):
+            tree["pinned"] = [list(p) for p in pins]  # so keyed apart from those results
+        key = hash_bytes(dumps_canonical(tree))
         records = [r for p in parts for r in p.records]  # type: ignore[union-attr]
         params = agreed_params(p.bound.params for p in parts)  # type: ignore[union-attr]
         var = "+".join(p.var for p in parts)  # type: ignore[union-attr,misc]
         # each member's own lineage record (var, oid, addr, call), so provenance and gc reach them
         record = {"oid": key, "var": var, "merge": [p.bound.record for p in parts]}  # type: ignore[union-attr]
-        return Resolved(BoundInput(name, None, key, record, params), records, True, var)
+        members = tuple(MergePart(column, p.records, pinned)  # type: ignore[union-attr,arg-type]
+                        for column, p, pinned in zip(spec.columns, parts, pins))
+        return Resolved(BoundInput(name, None, key, record, params), records, True, var, members)
     if isinstance(spec, Fixed):
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table,
                                  pinned=spec.pinned)
@@ -252,12 +283,13 @@ def _merged_frame(store: ObjectStore, resolved: Resolved, schema_keys: list[str]
     import pandas as pd
 
     frames = []
-    for var in (member["var"] for member in resolved.bound.record["merge"]):
-        rows = [{**{k: r.addr.get(k) for k in schema_keys if k in r.addr}, var: store.get_value(r.oid)}
-                for r in resolved.records if r.var == var]
-        frames.append(pd.DataFrame(rows))
+    for part in resolved.parts:  # a pinned member's rows leave out the keys it pinned: they
+        rows = [{**{k: r.addr.get(k) for k in schema_keys if k in r.addr and k not in part.pinned},
+                 part.column: store.get_value(r.oid)} for r in part.records]  # stand beside
+        frames.append(pd.DataFrame(rows))  # the combination's rows, whatever their value there
     merged = frames[0]
     for frame in frames[1:]:
         on = [k for k in schema_keys if k in merged.columns and k in frame.columns]
         merged = merged.merge(frame, on=on, how="outer") if on else merged.join(frame, how="outer")
-    return merged
+    keys = [k for k in schema_keys if k in merged.columns]
+    return merged[keys + [part.column for part in resolved.parts]]
