@@ -172,6 +172,33 @@ def test_a_bound_method_partial_or_callable_object_is_judged_by_its_code_in_anot
             assert status_grid(project, ["BoundOut"]).cell("BoundOut", {"subject": 1, "session": "pre"}).status == "done"
 
 
+class BoundOther(BaseVariable):
+    pass
+
+
+def test_a_bound_methods_value_is_not_stale_because_another_objects_method_ran_since(project):
+    """`Filter(2).apply` and `Filter(4).apply` are two functions: in the process that ran
+    both, the first one's value was judged against the object that ran last (the name finds
+    it) and called stale for its attributes; a run of the first then made the other's stale,
+    back and forth. Each is judged by its code, as another process judges it."""
+    import functools
+
+    from scistack.report.status import status_grid
+    from tests import foreach_fns as fns
+
+    AggRaw.save(np.arange(3.0), subject=1, session="pre")
+    at = {"subject": 1, "session": "pre"}
+    steps = [(fns.Scale(2).apply, fns.Scale(4).apply), (fns.Scale(2), fns.Scale(4)),
+             (functools.partial(fns.scale_by, k=2), functools.partial(fns.scale_by, k=4))]
+    for two, four in steps:
+        for_each(two, inputs={"signal": AggRaw}, outputs=[BoundOut], **{k: [v] for k, v in at.items()})
+        for_each(four, inputs={"signal": AggRaw}, outputs=[BoundOther], **{k: [v] for k, v in at.items()})
+        for var in (BoundOut, BoundOther):
+            assert why(var, **at).status == "current", why(var, **at)
+            assert status_grid(project, [var.__name__]).cell(var.__name__, at).status == "done"
+    assert BoundOther.load(**at).data.tolist() == [0.0, 4.0, 8.0]
+
+
 class LevelCal(BaseVariable):
     pass
 

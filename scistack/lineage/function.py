@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 
-_REGISTRY: dict[tuple[Any, str], LineageFunction] = {}
+_REGISTRY: dict[tuple[Any, str], LineageFunction | None] = {}  # None: several objects' methods
 # (cached call record, the inputs' origins) -> the call record a hit names (`_own_record`)
 _OWN_RECORDS: dict[tuple[str, tuple], str] = {}
 
@@ -80,8 +80,29 @@ def _remember_own(call_oid: str, origins: tuple, own: str) -> None:
 
 
 def registered_function(module: str, qualname: str) -> LineageFunction | None:
-    """The lineage function of that name created in this process, if any (for `why`)."""
+    """The lineage function of that name created in this process, if any (for `why`); None
+    when it was the method (or partial, or `__call__`) of several objects here: which one
+    made a value is not known by the name, so the caller finds the plain function as another
+    process does (`Filter(2).apply` and `Filter(4).apply` are two functions, and each had
+    made the other's values stale)."""
     return _REGISTRY.get((module, qualname))
+
+
+def _register(key: tuple[Any, str], function: LineageFunction) -> None:
+    if key in _REGISTRY:
+        known = _REGISTRY[key]
+        if known is None:
+            return
+        if _binds(known.fn) and _binds(function.fn) and not (
+                known.fn is function.fn or (inspect.ismethod(function.fn) and known.fn == function.fn)):
+            _REGISTRY[key] = None
+            return
+    _REGISTRY[key] = function
+
+
+def _binds(fn: Any) -> bool:
+    """Whether `fn` holds an object of its own: a bound method, a partial, a callable object."""
+    return inspect.ismethod(fn) or not (inspect.isfunction(fn) or inspect.isbuiltin(fn))
 
 
 class LineageFunction:
@@ -124,7 +145,7 @@ class LineageFunction:
         qualname = getattr(named, "__qualname__", None)
         if not isinstance(qualname, str):  # a callable object: recorded as its class's __call__
             qualname = f"{type(named).__qualname__}.__call__"
-        _REGISTRY[(module, qualname)] = self
+        _register((module, qualname), self)
 
     @property
     def name(self) -> str:
