@@ -427,6 +427,22 @@ def test_sql_stays_read_only(pipeline):
     assert pipeline.sql("SELECT count(*) AS n FROM PeakActivation")["n"][0] == 8
 
 
+def test_sql_touches_no_file_but_the_index(pipeline, tmp_path):
+    """Read-only protected the DuckDB file only: a COPY ... TO the journal overwrote it (every
+    name lost), and read_text() read any file on the machine. Neither can be switched back on."""
+    journal = pipeline.path.parent / ".scistack" / "refs.log"
+    before = journal.read_bytes()
+    (tmp_path / "secret.txt").write_text("x")
+    for query in (f"COPY (SELECT 'garbage' AS x) TO '{journal}' (FORMAT csv, HEADER false)",
+                  f"SELECT * FROM read_text('{tmp_path / 'secret.txt'}')",
+                  f"ATTACH '{tmp_path / 'other.duckdb'}'",
+                  "SET enable_external_access = true", "SET lock_configuration = false"):
+        with pytest.raises(QueryError):
+            pipeline.sql(query)
+    assert journal.read_bytes() == before and not (tmp_path / "other.duckdb").exists()
+    assert pipeline.sql("SELECT count(*) AS n FROM PeakActivation")["n"][0] == 8
+
+
 def test_a_key_saved_as_text_and_numbers_gets_a_query_error_that_says_how_to_compare(project):
     StrideLength.save(1.0, subject=1)
     StrideLength.save(2.0, subject="S02")  # one subject named as text: the column is VARCHAR

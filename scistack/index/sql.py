@@ -711,6 +711,11 @@ class SqlIndex:
         with self.connect(read_only=True, say_after=_SAY_AFTER) as con:
             # unqualified names find a variable's view first, then scistack's tables
             con.execute("SET search_path = 'main,scistack'")
+            # read-only protects the DuckDB file only: `COPY (...) TO '.scistack/refs.log'` had
+            # overwritten the journal (every name lost), and read_text() read any file. No file
+            # but the index, and no setting may be changed back (the connection is this query's)
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
             try:
                 result = con.execute(sql, params or [])
             except duckdb.Error as exc:
