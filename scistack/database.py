@@ -524,6 +524,33 @@ def _validate_schema_keys(keys: Sequence[str]) -> list[str]:
 
 
 _current: Database | None = None
+_refusing: str | None = None  # why writes are refused (`writes_refused`)
+
+
+@contextmanager
+def writes_refused(why: str) -> Iterator[None]:
+    """Every save, delete and run in the block refused with `why`, in the current database and
+    in any the block opens, which is closed after it; the current one stays current. A report
+    imports a pipeline module to compare its code, and the module's top level (a script's
+    `configure_database`, saves, `for_each`) must not change any project."""
+    global _current, _refusing
+    held, before, opened_before = _refusing, _current, len(_opened_refusing)
+    touched = before if before is not None and not before.read_only else None
+    _refusing = why
+    if touched is not None:
+        touched.read_only = touched.index.read_only = why
+    try:
+        yield
+    finally:
+        _refusing = held
+        if touched is not None:
+            touched.read_only = touched.index.read_only = None
+        _current = before
+        while len(_opened_refusing) > opened_before:
+            _opened_refusing.pop().close()
+
+
+_opened_refusing: list[Database] = []  # opened inside `writes_refused`, closed as it ends
 
 
 def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[str] | None = None,
@@ -543,6 +570,11 @@ def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[st
     if dataset_schema_keys is not None:  # refused before anything touches disk
         _validate_schema_keys(dataset_schema_keys)
     opened = Database(path, dataset_schema_keys, **kwargs)  # a failure leaves the current one open
+    if _refusing is not None:  # opened inside `writes_refused`: read only, closed as it ends,
+        opened.read_only = opened.index.read_only = _refusing  # and the one before stays open
+        _opened_refusing.append(opened)
+        _current = opened
+        return opened
     if _current is not None:
         _current.close()
     _current = opened

@@ -637,3 +637,76 @@ def test_a_runs_combinations_are_cut_short_unless_all(built, monkeypatch):
     assert len([line for line in every.splitlines() if line.startswith(("  failed ", "  ran "))]) == 6
     assert "more combinations" not in every
     assert len(json.loads(ok(run(built, "runs", run_id[:8], "--json")))["items"]) == 6  # scripts get all
+
+
+# -- reports import the pipeline's modules ---------------------------------------------------
+_PIPELINE_SCRIPT = """
+import numpy as np
+from scistack import configure_database, BaseVariable, for_each, lineage_fcn
+db = configure_database("m.duckdb", ["subject"])
+class ModA(BaseVariable): pass
+class ModB(BaseVariable): pass
+@lineage_fcn
+def double(x):
+    return np.asarray(x) * 2
+ModA.save(np.random.rand(3), subject=1)
+for_each(double, inputs={"x": ModA}, outputs=[ModB], subject=[1])
+"""
+
+
+def _scistack(folder, env, *args):
+    """The CLI run from another folder (`python -m` puts its own folder first on the path)."""
+    elsewhere = folder / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "scistack", "--db", str(folder / "m.duckdb"), *args],
+                          cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+
+
+def _pipeline_module(tmp_path, python_env, name="analysis", text=_PIPELINE_SCRIPT):
+    (tmp_path / f"{name}.py").write_text(text)
+    subprocess.run([sys.executable, "-c", f"import {name}"], cwd=tmp_path, env=python_env, check=True, timeout=120)
+    return tmp_path / ".scistack" / "refs.log"
+
+
+def test_a_report_importing_a_pipeline_module_never_runs_its_steps(tmp_path, python_env):
+    """`status` and `why` import the module that defined a function to compare its code, so
+    its top level ran: a module that saves and runs `for_each` when imported (a notebook's
+    `from analysis import double`) got a new value and a new run from every `status`. Its
+    steps are refused now (the project stays as it was) and the report says why it cannot tell."""
+    journal = _pipeline_module(tmp_path, python_env)
+    before = journal.read_bytes()
+    status = _scistack(tmp_path, python_env, "status")
+    told = _scistack(tmp_path, python_env, "why", "ModB", "--subject", "1")
+    assert status.returncode == 0 and told.returncode == 0, (status.stderr, told.stderr)
+    assert journal.read_bytes() == before
+    assert "ran" not in status.stderr and "__name__" in " ".join(told.stdout.split())
+
+
+@pytest.mark.parametrize("broken, said", [
+    ("def double(x)\n    return x\n", "SyntaxError at line 1"),
+    ("import sys\nsys.exit(3)\n", "SystemExit"),
+    ("raise RuntimeError('half edited')\n", "RuntimeError: half edited"),
+])
+def test_a_report_on_a_module_that_fails_to_import_says_why_for_its_values_only(tmp_path, python_env, broken, said):
+    """A module mid-edit (a syntax error), one that exits or raises at import: `status` had
+    ended with that error (or silently, with the module's exit code). Its values are `?`, with
+    the reason; the rest of the report stands."""
+    _pipeline_module(tmp_path, python_env)
+    (tmp_path / "analysis.py").write_text(broken)
+    status = _scistack(tmp_path, python_env, "status")
+    told = _scistack(tmp_path, python_env, "why", "ModB", "--subject", "1")
+    assert status.returncode == 0 and told.returncode == 0, (status.stderr, told.stderr)
+    assert "ModA: 1 done" in status.stdout and "ModB: 1 unknown" in status.stdout
+    assert said in " ".join(told.stdout.split())
+
+
+def test_a_pipeline_module_named_like_a_standard_module_is_the_projects(tmp_path, python_env):
+    """The project folder came last on the path, so the CLI's `import test` found the standard
+    library's package: a value made by `test.double` was `?` forever, even after an edit."""
+    _pipeline_module(tmp_path, python_env, "test", _PIPELINE_SCRIPT.split("ModA.save")[0]
+                     + "ModA.save(np.arange(3.0), subject=1)\nfor_each(double, inputs={'x': ModA}, "
+                     "outputs=[ModB], subject=[1])\n")
+    (tmp_path / "test.py").write_text("import numpy as np\nfrom scistack import lineage_fcn\n"
+                                      "@lineage_fcn\ndef double(x):\n    return np.asarray(x) * 3\n")
+    status = _scistack(tmp_path, python_env, "status")
+    assert status.returncode == 0 and "ModB: 1 stale" in status.stdout, status.stdout

@@ -292,3 +292,33 @@ def test_a_fixed_input_pinned_to_another_subject_is_judged_where_the_run_looked(
     LevelCal.save(np.full(2, 3.0), subject=9, session="pre")
     assert why(LevelFixedOut, subject=1, session="pre").status == "stale"
     assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 1
+
+
+def test_why_in_a_session_leaves_its_database_current_when_the_module_it_imports_opens_one(
+        project, tmp_path, python_env, monkeypatch):
+    """A notebook's `why` imports the module that made a value; the module's top level opens
+    its own project and saves. Nothing is saved, the notebook's database stays current and
+    open, and `why` says what stopped it."""
+    import subprocess
+    import sys
+
+    from scistack.database import current_database
+
+    (tmp_path / "nbsteps.py").write_text(
+        "import numpy as np\nfrom scistack import configure_database, BaseVariable, for_each, lineage_fcn\n"
+        "db = configure_database('gait.duckdb', ['subject', 'session'])\n"
+        "class NbA(BaseVariable): pass\nclass NbB(BaseVariable): pass\n"
+        "@lineage_fcn\ndef double(x):\n    return np.asarray(x) * 2\n"
+        "NbA.save(np.random.rand(3), subject=1, session='pre')\n"
+        "for_each(double, inputs={'x': NbA}, outputs=[NbB], subject=[1], session=['pre'])\n")
+    subprocess.run([sys.executable, "-c", "import nbsteps"], cwd=tmp_path, env=python_env, check=True, timeout=120)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    journal = tmp_path / ".scistack" / "refs.log"
+    before = journal.read_bytes()
+
+    told = why("NbB", subject=1, session="pre")  # (by name: the module declares the class)
+    assert told.status == "unknown" and "__name__" in str(told)
+    assert journal.read_bytes() == before
+    assert current_database() is project
+    AggRaw.save(np.arange(2.0), subject=9, session="pre")  # still open, and writable again
+    assert AggRaw.load(subject=9, session="pre").data.tolist() == [0.0, 1.0]

@@ -41,8 +41,9 @@ class _Project:
             with warnings.catch_warnings():  # `status` and `ls` say it, as a line of their own
                 warnings.simplefilter("ignore", UnreadableJournalWarning)
                 self._db = open_database(self.path)
-            if str(self._db.root) not in sys.path:  # so `status`/`why` can import the pipeline
-                sys.path.append(str(self._db.root))
+            if str(self._db.root) not in sys.path:  # so `status`/`why` can import the pipeline,
+                sys.path.insert(0, str(self._db.root))  # first, as a script there saw it (its
+                # `test.py` was the standard library's `test` package, never the pipeline)
         return self._db
 
     def close(self) -> None:

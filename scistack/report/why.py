@@ -13,10 +13,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from scistack.database import get_database, loaded_record
+from scistack.database import get_database, loaded_record, writes_refused
 from scistack.errors import (AmbiguousVersionError, CorruptObjectError, InvalidMetadataError, ObjectNotFoundError,
                              ScistackError)
 from scistack.htmlrepr import ordered
@@ -178,8 +179,8 @@ def _call_changes(
             Reason(
                 "unknown",
                 fn_name,
-                f"function {module}.{fn_name} is not defined in this "
-                "process; import it to compare its code",
+                f"function {module}.{fn_name} is not defined in this process; import it to compare "
+                "its code" + (f" ({module}: {import_failure(module)})" if import_failure(module) else ""),
             )
         ]
     else:
@@ -577,10 +578,41 @@ def _find_function(module: str, name: str) -> Any:
         return fn
     if module == "__main__" or "<locals>" in name:
         return None
+    target = _import_module(module)
     try:
-        target: Any = importlib.import_module(module)
         for part in name.split("."):
             target = getattr(target, part)
         return target
-    except (ImportError, AttributeError, ScistackError):
+    except AttributeError:
         return None
+
+
+_IMPORT_FAILED: dict[str, str] = {}  # module -> why importing it failed (this process)
+
+
+def _import_module(module: str) -> Any:
+    """The module, imported to compare its code (None: it cannot be, `import_failure` says
+    why). Its top level runs: a save, delete or run there is refused, and the project stays as
+    it was (a report had saved data and run a for_each). Whatever it raises (a syntax error
+    mid-edit, an exception, `sys.exit`) makes it not importable here, never the report's end."""
+    if module in sys.modules:
+        return sys.modules[module]
+    refused = (f"scistack imported {module} to compare its code, and its top level saves, deletes or "
+               f"runs: a report never changes the project. Put those steps of {module} under "
+               "`if __name__ == \"__main__\":` (or in a script of their own)")
+    try:
+        with writes_refused(refused):
+            found = importlib.import_module(module)
+        _IMPORT_FAILED.pop(module, None)
+        return found
+    except ImportError as exc:
+        _IMPORT_FAILED[module] = f"{type(exc).__name__}: {exc}"
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the module's own code failed
+        where = f" at line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
+        _IMPORT_FAILED[module] = f"importing it failed: {type(exc).__name__}{where}: {exc}"
+    return None
+
+
+def import_failure(module: str) -> str | None:
+    """Why `module` could not be imported to compare its code, if it could not."""
+    return _IMPORT_FAILED.get(module)
