@@ -42,6 +42,28 @@ def test_a_plain_value_and_a_variant_are_ambiguous_in_load_and_for_each(project)
         why_value(project, "VtRaw", subject=1, session="pre")
 
 
+@lineage_fcn
+def vt_all(values):
+    return [float(np.mean(v)) for v in values]
+
+
+def test_several_variants_below_an_aggregated_input_are_ambiguous_too(project):
+    """Iterating fewer keys than the schema hands the function every lower-level value: with a
+    plain value and a variant at one session it had got both, mixed, and nothing to tell them
+    apart. That combination fails naming the variants; a pinned one is taken."""
+    VtRaw.save(np.ones(4), subject=1, session="pre")
+    VtRaw.save(np.full(4, 2.0), subject=1, session="post")
+    VtRaw.save(np.zeros(4), subject=1, session="post", note="recal")
+    for as_table in (False, True):
+        report = for_each(vt_all, inputs={"values": VtRaw}, outputs=[VtOut], subject=[1], as_table=as_table,
+                          progress=False)
+        assert report.counts["failed"] == 1 and "2 variants at session='post'" in report.failures[0].error
+    for pin, means in ((None, [2.0, 1.0]), ("recal", [0.0])):  # (post, then pre)
+        report = for_each(vt_all, inputs={"values": Fixed(VtRaw, note=pin)}, outputs=[VtOut], subject=[1],
+                          progress=False)
+        assert report.counts["ran"] == 1 and VtOut.load(subject=1).data == means
+
+
 def test_a_pinned_variant_is_used_and_status_and_why_agree_it_is_current(project):
     VtRaw.save(np.ones(4), subject=1, session="pre")
     VtRaw.save(np.zeros(4), subject=1, session="pre", note="recal")

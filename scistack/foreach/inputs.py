@@ -8,6 +8,7 @@ Resolution yields oids only: values are read from the store just for combination
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -204,6 +205,9 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
     if exact:
         return _single(name, var, choose_variant(var, exact))
     records.sort(key=lambda r: r.addr_key)
+    if not vkeys:  # several variants at one lower address: ambiguous, as at the combination's own
+        for _, group in itertools.groupby(records, key=lambda r: r.addr_key):  # (they had all
+            choose_variant(var, list(group))  # been handed over, mixed, with no column to tell)
     return _aggregate(name, var, where, records, as_table)
 
 
