@@ -84,6 +84,16 @@ def test_lazy_table_by_columns_and_as_dask(project):
     assert len(lazy.head(0)) == len(lazy.head(-3)) == 0 and len(lazy.head(10**6)) == 5000
 
 
+def test_the_head_of_a_table_saved_from_a_slice_keeps_its_index(project):
+    """`df.iloc[1000:]` saved: its RangeIndex starts at 1000, as `read()` and `to_dask()` say;
+    `head()` read the first row groups alone and counted from 0."""
+    frame = trials(3000).iloc[1000:]
+    Trials.save(frame, subject=1, session="pre")
+    lazy = Trials.load(subject=1, session="pre", lazy=True).data
+    pd.testing.assert_frame_equal(lazy.head(3), frame.head(3))
+    assert lazy.head(3).index.tolist() == lazy.read().head(3).index.tolist() == [1000, 1001, 1002]
+
+
 def test_a_dask_partition_reads_only_its_row_group(project):
     frame = trials()
     Trials.save(frame, subject=1, session="pre")

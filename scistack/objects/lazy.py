@@ -193,7 +193,9 @@ class LazyTable:
         rows = max(int(rows), 0)
         per = max(int(self._chunks.tree["rows_per_chunk"]), 1)
         part = self._chunks.read(range(min(self.row_groups, max(1, -(-rows // per)))))
-        return part.slice(0, rows) if hasattr(part, "slice") and hasattr(part, "schema") else part.iloc[:rows]
+        if hasattr(part, "slice") and hasattr(part, "schema"):
+            return part.slice(0, rows)
+        return self._range_indexed(part, 0).iloc[:rows]  # (saved as `df.iloc[1000:]`: from 1000)
 
     def to_dask(self, columns: list[str] | None = None) -> Any:
         """A dask dataframe with one partition per row group (each reads one object)."""
@@ -204,19 +206,25 @@ class LazyTable:
                            meta=meta, enforce_metadata=False)
 
     def _partition(self, i: int | None, columns: list[str] | None) -> Any:
-        import pandas as pd
         import pyarrow as pa
 
         groups = range(0) if i is None else range(i, i + 1)
         part = self._chunks.read(groups, columns)
         if isinstance(part, pa.Table):
             part = part.to_pandas()
+        return self._range_indexed(part, i or 0)
+
+    def _range_indexed(self, part: Any, first_group: int) -> Any:
+        """A pandas part read from row group `first_group` on, with its stretch of the RangeIndex
+        the table was saved with (a partial read has none of its own: it counted from 0)."""
+        import pandas as pd
+
         per = self._chunks.tree["rows_per_chunk"]
         index = (self._chunks.schema.pandas_metadata or {}).get("index_columns", [{}]) \
             if self._chunks.schema.metadata and b"pandas" in self._chunks.schema.metadata else [{}]
         if len(index) == 1 and isinstance(index[0], dict) and index[0].get("kind") == "range":
             r = index[0]
-            first = r["start"] + (i or 0) * per * r["step"]
+            first = r["start"] + first_group * per * r["step"]
             part.index = pd.RangeIndex(first, first + len(part) * r["step"], r["step"], name=r.get("name"))
         return part
 
