@@ -183,8 +183,10 @@ def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set
     columns = {column for _, column in param_columns(params, lambda _: True)}  # `low_hz`, `bandpass_low_hz`
     known = [*db.schema_keys, *sorted(vkeys), *sorted({p.rsplit(".", 1)[-1] for p in params} | columns)]
     close = [m for k in unknown  # (`version=`, `where=` mistyped land here too)
-             for m in difflib.get_close_matches(k, [*known, "version", "where"], n=1, cutoff=0.6)]
+             for m in difflib.get_close_matches(k, [*known, "version", "where"], n=1, cutoff=0.6) if m != k]
     guess = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    guess += "".join(f"; this call takes no {k}= (select by address keys instead)"
+                     for k in unknown if k in ("version", "where"))  # (had said: did you mean 'where'?)
     return (
         f"{var} has no metadata key {', '.join(shown(k, 40) for k in unknown)}: its schema keys are "
         f"{db.schema_keys}, version keys {sorted(vkeys) or 'none'}, lineage parameters "

@@ -166,6 +166,10 @@ def test_a_mistyped_version_or_where_keyword_is_named(project):
         VPeak.load(subject=1, session="pre", verison=1)
     with pytest.raises(UnknownMetadataKeyError, match="did you mean 'where'"):
         VPeak.load_all(wher="subject = 1")
+    # a call that takes no where= (export) had said "did you mean 'where'?" of `where` itself
+    with pytest.raises(UnknownMetadataKeyError, match="takes no where=") as info:
+        project.export(VPeak, to=project.root / "out", where="subject = 1")
+    assert "did you mean" not in str(info.value)
 
 
 def test_a_version_that_is_not_a_whole_number_is_refused(project):
