@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from scistack import BaseVariable, for_each
+from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.cli import main
 from scistack.cli.args import AddressError, convert, parse_address
 
@@ -710,3 +710,36 @@ def test_a_pipeline_module_named_like_a_standard_module_is_the_projects(tmp_path
                                       "@lineage_fcn\ndef double(x):\n    return np.asarray(x) * 3\n")
     status = _scistack(tmp_path, python_env, "status")
     assert status.returncode == 0 and "ModB: 1 stale" in status.stdout, status.stdout
+
+
+class GraphForce(BaseVariable):
+    pass
+
+
+class GraphForce2(BaseVariable):
+    pass
+
+
+class GraphForce6(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def graph_scale(signal, k):
+    return np.asarray(signal) * k
+
+
+def test_graph_draws_one_function_used_twice_as_two_steps_not_a_cycle(project):
+    """`scale(Force) -> Force2`, then `scale(Force2) -> Force6`: one node per function had
+    Force2 both in and out of it (a cycle, `scale(Force, Force2) -> Force2, Force6`)."""
+    GraphForce.save(np.arange(3.0), subject=1, session="pre")
+    for_each(graph_scale, inputs={"signal": GraphForce, "k": 2}, outputs=[GraphForce2], subject=[1], session=["pre"])
+    for_each(graph_scale, inputs={"signal": GraphForce2, "k": 3}, outputs=[GraphForce6], subject=[1], session=["pre"])
+    result = CliRunner().invoke(main, ["--db", str(project.path), "graph", "--json"])
+    assert result.exit_code == 0, result.output
+    edges = {tuple(e) for e in json.loads(result.stdout)["edges"]}
+    assert edges == {("var:GraphForce", "fn:graph_scale(GraphForce)"), ("fn:graph_scale(GraphForce)", "var:GraphForce2"),
+                     ("var:GraphForce2", "fn:graph_scale(GraphForce2)"),
+                     ("fn:graph_scale(GraphForce2)", "var:GraphForce6")}
+    text = CliRunner().invoke(main, ["--db", str(project.path), "graph"]).stdout
+    assert "graph_scale(GraphForce2) -> GraphForce6" in text and "GraphForce, GraphForce2" not in text

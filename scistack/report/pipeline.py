@@ -1,5 +1,7 @@
 """The pipeline as a graph: variables and functions as nodes, edges from inputs to outputs,
-each node with the status counts `status_grid` computed for it.
+each node with the status counts `status_grid` computed for it. A function used on other
+inputs (`scale(Force) -> Force2`, `scale(Force2) -> Force6`) is a node per use, named by its
+inputs (`fn:scale(Force2)`); one node had drawn a cycle through Force2.
 
 Edges come from the lineage records: which function computed a variable, and which
 variables it read. They are read from the call records of a variable's newest records (at
@@ -59,30 +61,34 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
     judges a large project set-at-a-time in the index)."""
     counts = counts if counts is not None else status_summary(db, limit=0).counts
     reader = CallReader(db)
-    makers: dict[str, dict[str, Any]] = {}  # function name -> module, inputs, outputs
+    # (function name, its input variables) -> module, outputs: one node per use of a function,
+    # so `scale(Force) -> Force2` then `scale(Force2) -> Force6` is a chain, not one node with
+    # Force2 both in and out (a cycle)
+    uses: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
     for var in counts:
         for call in _sample_calls(db, reader, var):
-            fn = makers.setdefault(call.function, {"module": call.module, "inputs": set(), "outputs": set()})
-            fn["outputs"].add(var)
-            fn["inputs"] |= _input_variables(call)
-    for run in db.index.runs():
+            use = uses.setdefault((call.function, frozenset(_input_variables(call))),
+                                  {"module": call.module, "outputs": set()})
+            use["outputs"].add(var)
+    for run in db.index.runs():  # (a run names outputs only: a use that made them, else its own)
         if run.function and run.outputs and not run.dry_run:
-            fn = makers.setdefault(run.function, {"module": "", "inputs": set(), "outputs": set()})
-            fn["outputs"] |= set(run.outputs)
-    names = set(counts) | {v for fn in makers.values() for v in fn["inputs"] | fn["outputs"]}
+            known = [u for (name, _), u in uses.items() if name == run.function and u["outputs"] & set(run.outputs)]
+            for use in known or [uses.setdefault((run.function, frozenset()), {"module": "", "outputs": set()})]:
+                use["outputs"] |= set(run.outputs) if not known else set()
+    names = set(counts) | {v for (_, inputs), use in uses.items() for v in inputs | use["outputs"]}
     nodes = [_variable_node(var, counts.get(var)) for var in sorted(names)]
     edges: list[tuple[str, str]] = []
-    for name in sorted(makers):
-        fn = makers[name]
-        outputs = sorted(fn["outputs"])
+    used = [name for name, _ in uses]
+    for (name, inputs), use in sorted(uses.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
+        outputs = sorted(use["outputs"])
+        node = f"fn:{name}" if used.count(name) == 1 else f"fn:{name}({', '.join(sorted(inputs))})"
         total = dict.fromkeys(STATUSES, 0)
         for var in outputs:
             for status, n in (counts.get(var) or {}).items():
                 total[status] += n
-        nodes.append(GraphNode(f"fn:{name}", "function", name, state_of(total), total,
-                               fn["module"], tuple(outputs)))
-        edges += [(f"var:{v}", f"fn:{name}") for v in sorted(fn["inputs"])]
-        edges += [(f"fn:{name}", f"var:{v}") for v in outputs]
+        nodes.append(GraphNode(node, "function", name, state_of(total), total, use["module"], tuple(outputs)))
+        edges += [(f"var:{v}", node) for v in sorted(inputs)]
+        edges += [(node, f"var:{v}") for v in outputs]
     return PipelineGraph(nodes, edges)
 
 
