@@ -16,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from scistack.address import address_problem, address_value, shown
 from scistack.database import Database
 from scistack.errors import (
     InvalidMetadataError,
+    InvalidNameError,
     SchemaMismatchError,
     ScistackError,
     UnsupportedValueError,
@@ -47,8 +49,8 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
     for child in manifest.get("children", []):
         staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
     planned = []
-    for item in manifest["items"]:
-        addr, vkeys = _addresses(db, var, item)
+    for n, item in enumerate(manifest["items"]):
+        addr, vkeys = _addresses(db, var, item, f"{manifest_path}: item {n}")
         if "payload" in item:
             oid, value = store_staged(db, folder, item, staged)
             kind = item["kind"]
@@ -142,15 +144,38 @@ def _read_manifest(db: Database, path: Path) -> dict[str, Any]:
     return manifest
 
 
-def _addresses(db: Database, var: str, item: dict[str, Any]) -> tuple[dict, dict]:
+def _addresses(db: Database, var: str, item: dict[str, Any], where: str) -> tuple[dict, dict]:
+    """An item's address and version keys, held to the rules of `save` (a whole float is its
+    int): what `save` refuses, no later load, listing or export could handle."""
     addr, vkeys = dict(item.get("addr") or {}), dict(item.get("vkeys") or {})
     unknown = [k for k in addr if k not in db.schema_keys]
     if unknown or not addr:
         raise InvalidMetadataError(
             f"{var}: address {addr} must use schema keys {db.schema_keys} (unknown: {unknown or 'none given'})")
-    for key in vkeys:
-        check_identifier(key, "metadata key")
-    return addr, vkeys
+    try:
+        for key in vkeys:
+            check_identifier(key, "metadata key")
+    except InvalidNameError as exc:
+        raise InvalidNameError(f"{where}: {exc}") from None
+    clash = [k for k in vkeys if k in db.schema_keys]
+    if clash:
+        raise InvalidMetadataError(
+            f"{where}: version key {clash[0]!r} is a schema key. Nothing of this manifest was "
+            "recorded: give it in 'addr' (a save names each schema key once)")
+    db.index.check_names(var, vkeys)
+    return ({k: _label(where, k, v, "") for k, v in addr.items()},
+            {k: _label(where, k, v, "version key ") for k, v in vkeys.items()})
+
+
+def _label(where: str, key: str, value: Any, what: str) -> Any:
+    """An address (or version-key) value as `save` takes it, or the error `save` would give."""
+    value = address_value(value)
+    problem = None if what and value is None else address_problem(value)
+    if problem is not None:
+        raise InvalidMetadataError(
+            f"{where}: {what}{key}={shown(value)} {problem}. Nothing of this manifest was "
+            "recorded: save that value again with a valid one (one save per address)")
+    return value
 
 
 def staged_name(entry: dict[str, Any]) -> str:

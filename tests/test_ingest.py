@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from tests.helpers import journal_size
 from scistack import BaseVariable
 from scistack.cli import main
-from scistack.errors import SchemaMismatchError
+from scistack.errors import InvalidMetadataError, SchemaMismatchError
 from scistack.ingest import ingest_manifest
 from scistack.objects.npy import encode_npy
 
@@ -21,8 +22,8 @@ class Staged(BaseVariable):
     pass
 
 
-def _stage(project, items, children=(), schema_keys=None) -> Path:
-    folder = project.scistack_dir / "staging" / "abc123"
+def _stage(project, items, children=(), schema_keys=None, name="abc123") -> Path:
+    folder = project.scistack_dir / "staging" / name
     folder.mkdir(parents=True)
     manifest = {"children": list(children), "format": 1, "items": items,
                 "schema_keys": schema_keys or project.schema_keys, "var": "Staged",
@@ -67,6 +68,41 @@ def test_ingest_is_all_or_nothing_and_refuses_other_schemas(project):
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SchemaMismatchError):
         ingest_manifest(project, folder / "manifest.json")
+
+
+@pytest.mark.parametrize("addr, vkeys, named", [
+    ({"subject": [1, 2], "session": "pre"}, {}, "subject=[1, 2] is a list"),
+    ({"subject": None, "session": "pre"}, {}, "subject=None"),
+    ({"subject": {"a": 1}, "session": "pre"}, {}, "subject={'a': 1} is a dict"),
+    ({"subject": 2**70, "session": "pre"}, {}, "beyond 64 bits"),
+    ({"subject": "x" * 2000, "session": "pre"}, {}, "string of 2,000 characters"),
+    ({"subject": 2, "session": "pre"}, {"note": [1]}, "version key note=[1] is a list"),
+    ({"subject": 2}, {"session": "x"}, "version key 'session' is a schema key"),
+    ({"subject": 2}, {"Session": "x"}, "'Session' is the schema key 'session' but for case"),
+])
+def test_ingest_refuses_an_address_save_refuses_and_records_nothing(project, addr, vkeys, named):
+    Staged.save(np.zeros(2), subject=1, session="pre")
+    folder = _stage(project, [
+        {"addr": {"subject": 1, "session": "pre"}, "kind": "npy", "payload": "payload-0.bin", "vkeys": {}},
+        {"addr": addr, "kind": "npy", "payload": "payload-0.bin", "vkeys": vkeys},
+    ])
+    (folder / "payload-0.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(np.arange(3.0))))
+    before = journal_size(project)
+    with pytest.raises(InvalidMetadataError, match=re.escape(named)):
+        ingest_manifest(project, folder / "manifest.json")
+    assert journal_size(project) == before
+    assert [r.metadata for r in Staged.load_all()] == [{"subject": 1, "session": "pre"}]
+
+
+def test_ingest_takes_a_whole_float_address_as_its_int_as_save_does(project):
+    Staged.save(np.zeros(2), subject=3, session="pre")
+    folder = _stage(project, [{"addr": {"subject": 3.0, "session": "pre"}, "kind": "npy",
+                               "payload": "payload-0.bin", "vkeys": {}}])
+    (folder / "payload-0.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(np.arange(3.0))))
+    ingest_manifest(project, folder / "manifest.json")
+    assert [(r.addr, r.version) for r in Staged.list_versions()] == [
+        ({"subject": 3, "session": "pre"}, 1), ({"subject": 3, "session": "pre"}, 2)]
+    assert Staged.load(subject=3, session="pre").data.tolist() == [0.0, 1.0, 2.0]
 
 
 def test_ingest_of_the_queue_records_every_save_in_order_and_skips_unfinished(project):
