@@ -44,19 +44,21 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
     """Store a staged manifest's values and record them; returns each item's oid, in order."""
     folder = Path(manifest_path).parent
     manifest = _read_manifest(db, Path(manifest_path))
-    var = check_identifier(manifest["var"], "variable name")
+    var = check_identifier(manifest.get("var"), "variable name")
     staged: dict[str, str] = {}
-    for child in manifest.get("children", []):
-        staged[staged_name(child)] = store_staged(db, folder, child, staged)[0]
+    for n, child in enumerate(manifest["children"]):
+        where = _entry(f"{manifest_path}: child {n}", child)
+        staged[staged_name(child)] = store_staged(db, folder, child, staged, where=where)[0]
     planned = []
     for n, item in enumerate(manifest["items"]):
-        addr, vkeys = _addresses(db, var, item, f"{manifest_path}: item {n}")
+        where = _entry(f"{manifest_path}: item {n}", item, stored=True)
+        addr, vkeys = _addresses(db, var, item, where)
         if "payload" in item:
-            oid, value = store_staged(db, folder, item, staged)
+            oid, value = store_staged(db, folder, item, staged, where=where)
             kind = item["kind"]
         else:  # a value already stored (a MATLAB Thunk's result), named by its oid
-            oid, kind, value = _stored(db, item)
-        call, params = _lineage(db, item, oid)
+            oid, kind, value = _stored(db, item, where)
+        call, params = _lineage(db, item, oid, where)
         planned.append((addr, vkeys, oid, kind, summarize(value), call, params))
     with db.batch():  # one journal append: all or nothing
         for addr, vkeys, oid, kind, summary, call, params in planned:
@@ -64,16 +66,33 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
     return [p[2] for p in planned]
 
 
-def _stored(db: Database, item: dict[str, Any]) -> tuple[str, str, Any]:
+def _entry(where: str, entry: Any, *, stored: bool = False) -> str:
+    """`where` (an entry's place in its manifest, for messages), once the entry is an object
+    that names its payload file (or, an item when `stored`, the oid of a value stored already)."""
+    if not isinstance(entry, dict):
+        raise InvalidMetadataError(
+            f"{where} is the {type(entry).__name__} {shown(entry)}, not an object with 'kind' and "
+            f"'payload'; nothing was recorded. {_RESTAGE}")
+    if not (stored and "oid" in entry) and (not isinstance(entry.get("payload"), str) or not Path(entry["payload"]).name):
+        raise InvalidMetadataError(
+            f"{where} has 'payload' {shown(entry.get('payload'))}, not the name of a file in its "
+            f"staging folder; nothing was recorded. {_RESTAGE}")
+    return where
+
+
+_RESTAGE = "Save the value again from MATLAB (matlab/README.md has the manifest's contract)"
+
+
+def _stored(db: Database, item: dict[str, Any], where: str) -> tuple[str, str, Any]:
     oid = item.get("oid")
     if not isinstance(oid, str) or not db.store.contains(oid):
         raise InvalidMetadataError(
-            f"staged item names the stored value {oid!r}, which this project does not hold; "
+            f"{where} names the stored value {oid!r}, which this project does not hold; "
             "save the value itself (its data) instead")
     return oid, db.store.get(oid).kind, db.store.get_value(oid)
 
 
-def _lineage(db: Database, item: dict[str, Any], oid: str) -> tuple[str | None, dict[str, Any]]:
+def _lineage(db: Database, item: dict[str, Any], oid: str, where: str) -> tuple[str | None, dict[str, Any]]:
     """The call that computed a staged item (a Thunk result) and its parameters, checked: the
     call record must exist and name the item's value among its outputs."""
     call = item.get("call")
@@ -85,7 +104,7 @@ def _lineage(db: Database, item: dict[str, Any], oid: str) -> tuple[str | None, 
         record = None
     if record is None or oid not in record.outputs:
         raise InvalidMetadataError(
-            f"staged item claims it was computed by call {call!r}, but that call record is not "
+            f"{where} claims it was computed by call {call!r}, but that call record is not "
             f"stored or did not output {oid}; save the value without 'call'")
     return call, from_tree(record.params, lambda child: child) or {}
 
@@ -132,6 +151,10 @@ def _read_manifest(db: Database, path: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InvalidMetadataError(f"cannot read the manifest {path}: {exc}") from None
+    if not isinstance(manifest, dict):
+        raise InvalidMetadataError(
+            f"{path} holds a JSON {type(manifest).__name__}, not the manifest object ('format', "
+            f"'var', 'schema_keys', 'items'); nothing was recorded. {_RESTAGE}")
     if manifest.get("format") != 1:
         raise InvalidMetadataError(f"{path}: manifest format {manifest.get('format')!r}; this scistack reads 1")
     if list(manifest.get("schema_keys", [])) != db.schema_keys:
@@ -139,19 +162,28 @@ def _read_manifest(db: Database, path: Path) -> dict[str, Any]:
             f"{path} was staged for schema keys {manifest.get('schema_keys')}, but the project has "
             f"{db.schema_keys}; configure MATLAB with scistack.configure_database(path, {db.schema_keys})"
         )
-    if not isinstance(manifest.get("items"), list):
-        raise InvalidMetadataError(f"{path}: 'items' must be a list of staged values")
+    manifest.setdefault("children", [])
+    for field in ("items", "children"):
+        if not isinstance(manifest.get(field), list):
+            raise InvalidMetadataError(f"{path}: {field!r} must be a list of staged values; "
+                                       f"nothing was recorded. {_RESTAGE}")
     return manifest
 
 
 def _addresses(db: Database, var: str, item: dict[str, Any], where: str) -> tuple[dict, dict]:
     """An item's address and version keys, held to the rules of `save` (a whole float is its
     int): what `save` refuses, no later load, listing or export could handle."""
-    addr, vkeys = dict(item.get("addr") or {}), dict(item.get("vkeys") or {})
+    addr, vkeys = item.get("addr"), item.get("vkeys") or {}
+    for field, value in [("addr", addr), ("vkeys", vkeys)]:
+        if not isinstance(value, dict):
+            raise InvalidMetadataError(
+                f"{where}: {field!r} is the {type(value).__name__} {shown(value)}, not an object of "
+                f"keys to values such as {{\"{db.schema_keys[0]}\": 1}}; nothing was recorded. {_RESTAGE}")
     unknown = [k for k in addr if k not in db.schema_keys]
     if unknown or not addr:
         raise InvalidMetadataError(
-            f"{var}: address {addr} must use schema keys {db.schema_keys} (unknown: {unknown or 'none given'})")
+            f"{where}: {var}'s address {addr} must use schema keys {db.schema_keys} (unknown: "
+            f"{unknown or 'none given'}); nothing was recorded")
     try:
         for key in vkeys:
             check_identifier(key, "metadata key")
@@ -183,26 +215,48 @@ def staged_name(entry: dict[str, Any]) -> str:
     return f"{_STAGED}{entry['payload']}"
 
 
-def staged_payload(folder: Path, entry: dict[str, Any], staged: dict[str, str]) -> tuple[str, bytes]:
-    """(kind, payload) of a staged entry, with `staged:` child placeholders replaced by oids."""
+def staged_payload(folder: Path, entry: dict[str, Any], staged: dict[str, str],
+                   *, where: str = "staged") -> tuple[str, bytes]:
+    """(kind, payload) of a staged entry, with `staged:` child placeholders replaced by oids.
+    `where` names the entry in messages."""
     kind = entry.get("kind")
     if kind not in _KINDS:
-        raise UnsupportedValueError(f"staged kind {kind!r} cannot be ingested; expected one of {_KINDS}")
+        raise UnsupportedValueError(f"{where}: kind {kind!r} cannot be ingested; expected one of {_KINDS}")
     name = Path(entry["payload"]).name  # never follow a path out of the staging folder
-    payload = (folder / name).read_bytes()
+    try:
+        payload = (folder / name).read_bytes()
+    except OSError as exc:
+        raise InvalidMetadataError(
+            f"{where}: its payload file {name!r} cannot be read in {folder} ({exc.strerror}); nothing "
+            f"was recorded. {_RESTAGE}") from None
     if kind == "json":
-        payload = dumps_canonical(_replace_refs(json.loads(payload), staged))
+        payload = dumps_canonical(_replace_refs(_json_tree(payload, f"{where}: json payload {name}"), staged))
     return kind, payload
 
 
-def store_staged(db: Database, folder: Path, entry: dict[str, Any], staged: dict[str, str]) -> tuple[str, Any]:
+def _json_tree(payload: bytes, what: str) -> Any:
+    """A json payload's tree; NaN and infinities, which JSON lacks, are refused (canonical JSON
+    writes them as `$float` tags)."""
+    def refuse(constant: str) -> Any:
+        tag = {"NaN": "nan", "Infinity": "inf"}.get(constant, "-inf")
+        raise ValueError(f"{constant} is not JSON: write it as {{\"$float\": \"{tag}\"}}")
+
+    try:
+        return json.loads(payload, parse_constant=refuse)
+    except ValueError as exc:  # (not UTF-8 too)
+        raise UnsupportedValueError(
+            f"{what} is not UTF-8 JSON ({exc}); nothing was recorded. {_RESTAGE}") from None
+
+
+def store_staged(db: Database, folder: Path, entry: dict[str, Any], staged: dict[str, str],
+                 *, where: str = "staged") -> tuple[str, Any]:
     """Validate (decode) and store one staged payload; returns its oid and decoded value."""
-    kind, payload = staged_payload(folder, entry, staged)
+    kind, payload = staged_payload(folder, entry, staged, where=where)
     try:
         value = decode_value(kind, payload, lambda oid: (db.store.get(oid).kind, db.store.get(oid).payload))
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad payload
         name = Path(entry["payload"]).name
-        raise UnsupportedValueError(f"staged {kind} payload {name} does not decode: {exc}") from None
+        raise UnsupportedValueError(f"{where}: {kind} payload {name} does not decode: {exc}") from None
     return db.store.put(kind, payload), value
 
 

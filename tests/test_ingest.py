@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tests.helpers import journal_size
 from scistack import BaseVariable
 from scistack.cli import main
-from scistack.errors import InvalidMetadataError, SchemaMismatchError
+from scistack.errors import InvalidMetadataError, SchemaMismatchError, UnsupportedValueError
 from scistack.ingest import ingest_manifest
 from scistack.objects.npy import encode_npy
 
@@ -103,6 +103,52 @@ def test_ingest_takes_a_whole_float_address_as_its_int_as_save_does(project):
     assert [(r.addr, r.version) for r in Staged.list_versions()] == [
         ({"subject": 3, "session": "pre"}, 1), ({"subject": 3, "session": "pre"}, 2)]
     assert Staged.load(subject=3, session="pre").data.tolist() == [0.0, 1.0, 2.0]
+
+
+_ITEM = {"addr": {"subject": 2, "session": "pre"}, "kind": "npy", "payload": "payload-1.bin", "vkeys": {}}
+_JSON = {**_ITEM, "kind": "json"}
+
+
+@pytest.mark.parametrize("fields, payload, error, named", [
+    ({"items": [_ITEM, {**_ITEM, "payload": "nope.bin"}]}, None, InvalidMetadataError,
+     "item 1: its payload file 'nope.bin' cannot be read"),
+    ({"items": [_ITEM, {**_ITEM, "payload": "."}]}, None, InvalidMetadataError,
+     "item 1 has 'payload' '.', not the name of a file"),
+    ({"items": [_JSON]}, b"{oops", UnsupportedValueError, "item 0: json payload payload-1.bin is not UTF-8 JSON"),
+    ({"items": [_JSON]}, b"\x93NUMPY", UnsupportedValueError, "item 0: json payload payload-1.bin is not UTF-8"),
+    ({"items": [_JSON]}, b'{"a": [1, NaN]}', UnsupportedValueError, 'NaN is not JSON: write it as {"$float": "nan"}'),
+    ({"items": [_ITEM, "x"]}, None, InvalidMetadataError, "item 1 is the str 'x', not an object"),
+    ({"items": [_ITEM, 7]}, None, InvalidMetadataError, "item 1 is the int 7, not an object"),
+    ({"items": [{**_ITEM, "addr": "subject=1"}]}, None, InvalidMetadataError,
+     "item 0: 'addr' is the str 'subject=1', not an object"),
+    ({"items": [{**_ITEM, "vkeys": ["note"]}]}, None, InvalidMetadataError, "item 0: 'vkeys' is the list ['note']"),
+    ({"items": [{**_ITEM, "addr": {"subject": float("nan")}}]}, None, InvalidMetadataError,
+     "item 0: subject=nan is a float, but not a finite one"),
+    ({"children": ["payload-1.bin"]}, None, InvalidMetadataError, "child 0 is the str 'payload-1.bin'"),
+    ({"children": {}}, None, InvalidMetadataError, "'children' must be a list"),
+])
+def test_ingest_names_what_is_malformed_where_and_records_nothing(project, fields, payload, error, named):
+    folder = _stage(project, [])
+    npy = b"".join(bytes(p) for p in encode_npy(np.arange(3.0)))
+    (folder / "payload-0.bin").write_bytes(npy)
+    (folder / "payload-1.bin").write_bytes(npy if payload is None else payload)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["items"] = [{**_ITEM, "payload": "payload-0.bin"}]
+    manifest.update(fields)
+    (folder / "manifest.json").write_text(json.dumps(manifest))  # (a NaN written as JSON's NaN)
+    before = journal_size(project)
+    with pytest.raises(error, match=re.escape(named)):
+        ingest_manifest(project, folder / "manifest.json")
+    assert journal_size(project) == before
+
+
+def test_ingest_of_a_manifest_that_is_no_object_says_so(project):
+    folder = _stage(project, [])
+    (folder / "manifest.json").write_text("[1, 2]")
+    result = CliRunner().invoke(main, ["ingest", str(folder / "manifest.json")])
+    assert result.exit_code != 0
+    assert "holds a JSON list, not the manifest object" in result.output
+    assert "AttributeError" not in result.output
 
 
 def test_ingest_of_the_queue_records_every_save_in_order_and_skips_unfinished(project):
