@@ -80,6 +80,7 @@ def shown(value: Any, limit: int = 60) -> str:
     if isinstance(value, int) and value.bit_length() > 4 * limit:  # repr would be long (or refused)
         return f"<int of {value.bit_length():,} bits>"
     text = repr(value) if not isinstance(value, str) or len(value) <= limit else repr(value[:limit])
+    text = " ".join(text.split()) if "\n" in text else text  # (a Series' repr has lines)
     return text if len(text) <= limit + 2 else text[:limit] + "…"
 
 

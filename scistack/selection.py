@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_value, coarser_addresses, query_value, shown
+from scistack.address import address_problem, address_value, coarser_addresses, query_value, shown
 from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
@@ -43,12 +43,12 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
             raise InvalidMetadataError(f"{key}= is a {value.ndim}-D array; give one value, or a list "
                                        "(or 1-D array) of values meaning any of them")
         if key in db.schema_keys:
-            addr[key] = value
+            addr[key] = value if type(value) in _LABELS else _label(var, key, value)
             continue
         if vkey_names is None:
             vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
         if key in vkey_names:
-            vkeys[key] = value
+            vkeys[key] = value if type(value) in _LABELS else _label(var, key, value)
         elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
             params[key] = value
         elif (named := _param_of_column(key, param_names)) is not None:
@@ -69,6 +69,21 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     if not records:
         raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
     return records
+
+
+_LABELS = frozenset({int, str, bool})  # (the common case, which needs no check)
+
+
+def _label(var: str, key: str, value: Any) -> Any:
+    """`value` (a `query_value`) of an address or version key, unless no save could have
+    used it (a NaN, a Series, a nested list): refused as `save` refuses it, rather than failing
+    deep in the index. None passes (a version key's `note=None`)."""
+    for one in value if isinstance(value, list) else (value,):
+        problem = None if one is None or type(one) in _LABELS else address_problem(one)
+        if problem is not None:
+            several = "" if isinstance(one, (float, str)) else "; to ask for several, give a flat list of them"
+            raise InvalidMetadataError(f"{var}: {key}={shown(one)} {problem}{several}")
+    return value
 
 
 def _param_of_column(column: str, param_names: set[str]) -> str | None:
@@ -110,7 +125,11 @@ def point_records(db: Database, var: str, metadata: dict[str, Any]) -> list[RefR
         addr[key] = value
     if not addr:
         return []
-    exact = db.index.versions_here(var, key_of(addr))
+    try:
+        key = key_of(addr)
+    except (TypeError, ValueError):  # a NaN, an object: `select_records` names the problem
+        return []
+    exact = db.index.versions_here(var, key)
     return newest_per_variant(exact) if exact else exact
 
 

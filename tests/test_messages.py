@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+import re
 
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import scistack
 from scistack import BaseVariable, for_each, lineage_fcn
+from scistack.cli import main
 from scistack.address import MAX_TEXT
 from scistack.errors import (
     EmptyVariableError,
@@ -69,6 +75,34 @@ def test_nan_as_a_version_key_says_why(project):
     with pytest.raises(InvalidMetadataError) as err:
         MsRaw.save(1.0, subject=1, session="pre", gain=float("nan"))
     assert "not a finite one" in str(err.value) and "must be a float" not in str(err.value)
+
+
+@pytest.mark.parametrize("value, named", [
+    (np.nan, "subject=nan is a float, but not a finite one"),
+    (float("inf"), "subject=inf is a float, but not a finite one"),
+    (pd.Series([1, 2]), "is a Series; address values are single ints"),
+    ([[1]], "subject=[1] is a list; address values are single ints"),
+    ([1, np.nan], "subject=nan is a float, but not a finite one"),
+])
+def test_a_query_by_an_address_no_save_could_have_is_refused_as_save_refuses_it(project, value, named):
+    MsRaw.save(1.0, subject=1, session="pre")
+    asks = [lambda: MsRaw.load(subject=value), lambda: MsRaw.load(subject=value, session="pre"),
+            lambda: MsRaw.load_all(subject=value), lambda: MsRaw.list_versions(subject=value),
+            lambda: MsRaw.delete(subject=value), lambda: scistack.why(MsRaw, subject=value, session="pre"),
+            lambda: project.get_provenance(MsRaw, subject=value, session="pre")]
+    for ask in asks:
+        with pytest.raises(InvalidMetadataError, match=re.escape(named)) as err:
+            ask()
+        assert "\n" not in str(err.value)  # (a Series' repr, on one line)
+    assert MsRaw.load(subject=1, session="pre").data == 1.0
+
+
+def test_the_cli_refuses_an_infinite_address_as_save_does(project):
+    MsRaw.save(1.0, subject=1, session="pre")
+    for command in (["log", "MsRaw"], ["show", "MsRaw", "--session", "pre"], ["why", "MsRaw", "--session", "pre"]):
+        result = CliRunner().invoke(main, ["--db", str(project.path), *command, "--subject", "1e400"])
+        assert result.exit_code != 0
+        assert "error: MsRaw: subject=inf is a float, but not a finite one" in result.output, result.output
 
 
 def test_a_typo_in_load_all_raises_naming_the_valid_keys(project):
