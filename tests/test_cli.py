@@ -619,6 +619,13 @@ def test_log_prints_the_newest_versions_unless_all(built, monkeypatch):
 
 
 # -- runs --------------------------------------------------------------------------------
+def test_runs_of_a_function_with_none_names_the_functions_that_ran(built):
+    """`runs --function nope` said "no for_each runs yet" in a project full of runs."""
+    result = run(built, "runs", "--function", "nope")
+    assert result.exit_code == 2 and "no for_each run of 'nope'; the runs are of " in result.stderr
+    assert "peak" in result.stderr
+
+
 def test_a_runs_combinations_are_cut_short_unless_all(built, monkeypatch):
     """A run of 100k combinations printed 100k lines: the first few now (failures first,
     with their tracebacks), and how many more there are; `--all` lists every one."""
