@@ -64,6 +64,17 @@ def test_several_variants_below_an_aggregated_input_are_ambiguous_too(project):
         assert report.counts["ran"] == 1 and VtOut.load(subject=1).data == means
 
 
+def test_why_names_the_variant_it_judged(project):
+    """`why(Var, ..., note="recal")` printed `Var(subject=1, session='pre') is current`: which
+    variant was judged was not said."""
+    from scistack import why
+
+    VtRaw.save(np.ones(4), subject=1, session="pre")
+    VtOut.save(vt_mean(VtRaw.load(subject=1, session="pre")), subject=1, session="pre", note="recal")
+    told = why(VtOut, subject=1, session="pre", note="recal")
+    assert str(told).startswith("VtOut(subject=1, session='pre', note='recal') is current")
+
+
 def test_a_pinned_variant_is_used_and_status_and_why_agree_it_is_current(project):
     VtRaw.save(np.ones(4), subject=1, session="pre")
     VtRaw.save(np.zeros(4), subject=1, session="pre", note="recal")

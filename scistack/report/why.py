@@ -126,7 +126,9 @@ def newer_record(db: Any, call_oid: str) -> str | None:
 
 def why_record(db: Any, name: str, record: Any) -> WhyReport:
     """`why` for one ref record of variable `name` (its value is not loaded)."""
-    addr = ordered(record.addr, db.schema_keys)  # as the user names it, not sorted
+    # as the user names it, not sorted; its version keys too (`signal="Clean"` of an EachOf:
+    # which alternative was judged)
+    addr = {**ordered(record.addr, db.schema_keys), **record.vkeys}
     if record.call is None:
         return WhyReport(name, addr, "raw", None, (Reason(
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
