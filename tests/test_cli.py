@@ -750,3 +750,16 @@ def test_graph_draws_one_function_used_twice_as_two_steps_not_a_cycle(project):
                      ("fn:graph_scale(GraphForce2)", "var:GraphForce6")}
     text = CliRunner().invoke(main, ["--db", str(project.path), "graph"]).stdout
     assert "graph_scale(GraphForce2) -> GraphForce6" in text and "GraphForce, GraphForce2" not in text
+
+
+def test_show_of_an_address_with_variants_names_them_and_the_way(project):
+    """`show Raw --subject 1 --session pre` with a plain value and a `note="recal"` one there
+    asked for the full address (given) and never named `--note`."""
+    GraphForce.save(np.arange(3.0), subject=1, session="pre")
+    GraphForce.save(np.arange(3.0) * 7, subject=1, session="pre", note="recal")
+    result = CliRunner().invoke(main, ["--db", str(project.path), "show", "GraphForce", "--subject", "1",
+                                       "--session", "pre"])
+    assert result.exit_code == 2 and "2 variants" in result.stderr and "--note recal -> version 2" in result.stderr
+    picked = CliRunner().invoke(main, ["--db", str(project.path), "show", "GraphForce", "--subject", "1",
+                                       "--session", "pre", "--note", "recal"])
+    assert picked.exit_code == 0 and "note=recal version 2" in picked.stdout
