@@ -581,6 +581,8 @@ def _find_function(module: str, name: str) -> Any:
     if module == "__main__" or "<locals>" in name:
         return None
     target = _import_module(module)
+    if target is None:
+        return None
     try:
         for part in name.split("."):
             target = getattr(target, part)
