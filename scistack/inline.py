@@ -16,6 +16,7 @@ import functools
 import json
 import math
 import warnings
+from json.encoder import encode_basestring_ascii as _quoted
 from typing import Any
 
 import numpy as np
@@ -386,6 +387,58 @@ def _as_frame(value: Any) -> Any:
 
 
 def _frame_json(frame: Any, **options: Any) -> str:
+    """One JSON object a row (`lines=False`: a JSON array of them). Float columns are written
+    with `repr`, the shortest text that reads back as the very same double, as `load()` gives
+    it (pandas' `to_json` keeps at most 15 digits, 10 by default: 1.5e-12 was 0.0). Beside
+    them, integer, bool and text columns are written here too (a pandas call costs more than
+    a small frame's cells), the rest by pandas (`_pandas_json`)."""
+    lines = options.pop("lines", True)
+    columns = [column for _, column in frame.items()]  # (the cheapest way to the dtypes too)
+    names = [_quoted(str(name)) + ":" for name in frame.columns]
+    if not any(c.dtype.kind == "f" for c in columns) or len(set(names)) < len(names):
+        return _pandas_json(frame, lines=lines, **options)  # (names not unique: pandas refuses)
+    cells = [_cells(key, column) for key, column in zip(names, columns)]
+    for start, stop in _runs([n for n, c in enumerate(cells) if c is None]):
+        text = _pandas_json(frame.iloc[:, start:stop], lines=True, **options)
+        cells[start] = [line[1:-1] for line in text.split("\n")[:len(frame)]]  # "{...}" -> "..."
+    rows = ["{" + ",".join(row) + "}" for row in zip(*(c for c in cells if c is not None))]
+    return "\n".join(rows) if lines else "[" + ",".join(rows) + "]"
+
+
+def _cells(key: str, column: Any) -> list[str] | None:
+    """A float, integer, bool or text column as `"name":value` JSON members (floats of any
+    width widened exactly; NaN, the infinities and missing values null, as pandas writes
+    them); None for any other column."""
+    kind = column.dtype.kind
+    if kind == "f":
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        cells = [key + text for text in map(float.__repr__, values.tolist())]
+        for i in np.flatnonzero(~np.isfinite(values)).tolist():
+            cells[i] = key + "null"
+        return cells
+    if isinstance(column.dtype, np.dtype) and kind in "iu":
+        return [key + text for text in map(int.__repr__, column.to_numpy().tolist())]
+    if isinstance(column.dtype, np.dtype) and kind == "b":
+        return [key + ("true" if v else "false") for v in column.to_numpy().tolist()]
+    if kind in "OU" or type(column.dtype).__name__ == "StringDtype":
+        values = column.to_numpy(dtype=object, na_value=None).tolist()
+        if all(type(v) is str or v is None for v in values):
+            return [key + ("null" if v is None else _quoted(v)) for v in values]
+    return None
+
+
+def _runs(positions: list[int]) -> list[tuple[int, int]]:
+    """Sorted positions as (start, stop) runs of consecutive ones."""
+    runs: list[tuple[int, int]] = []
+    for n in positions:
+        if runs and runs[-1][1] == n:
+            runs[-1] = (runs[-1][0], n + 1)
+        else:
+            runs.append((n, n + 1))
+    return runs
+
+
+def _pandas_json(frame: Any, **options: Any) -> str:
     """`frame.to_json`, one JSON object a row; columns pandas cannot write (periods, bytes
     that are not UTF-8...) are written as text."""
     options = {"orient": "records", "lines": True, "date_format": "iso", **options}

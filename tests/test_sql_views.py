@@ -337,6 +337,24 @@ def test_dataframe_rows_view(project):
     assert project.sql("SELECT summary FROM Frame WHERE subject = 1")["summary"][0] == "DataFrame[3x2]"
 
 
+def test_rows_view_holds_the_very_numbers_load_gives(project):
+    # pandas' to_json wrote floats to 10 decimal places (1.5e-12 was 0.0, pi 3.1415926536)
+    # and -0.0 as 0.0; a uint64 above BIGINT's range was NULL
+    molar = [1.5e-12, 2.25e-9, np.pi, -0.0, 0.1 + 0.2, np.nan]
+    Frame.save(pd.DataFrame({"molar": molar, "n": [1, 2, 3, 4, 5, 6], "s": list("abcdef"),
+                             "f32": np.full(6, 0.1, np.float32)}), subject=1, session="pre")
+    Typed.save(pd.DataFrame({"u": np.array([2**64 - 1, 5], np.uint64)}), subject=1, session="pre")
+    project.sync()
+    rows = project.sql("SELECT molar, n, s, f32 FROM Frame_rows ORDER BY row_n")
+    loaded = Frame.load(subject=1, session="pre").data
+    assert [np.float64(x).tobytes() for x in rows["molar"][:5]] == [np.float64(x).tobytes() for x in molar[:5]]
+    assert pd.isna(rows["molar"][5]) and rows["n"].tolist() == loaded["n"].tolist()
+    assert rows["s"].tolist() == list("abcdef") and rows["f32"].tolist() == [float(np.float32(0.1))] * 6
+    assert project.sql("SELECT count(*) AS n FROM Frame_rows WHERE molar > 0")["n"][0] == 4
+    assert project.sql("SELECT CAST(u AS VARCHAR) AS u FROM Typed_rows ORDER BY row_n")["u"].tolist() \
+        == [str(2**64 - 1), "5"]
+
+
 def test_a_frame_without_columns_has_its_rows_in_the_rows_view(project):
     """pandas writes the rows of a frame with no columns as one empty line, which DuckDB could
     not cast to JSON: the variable's whole rows view was not made (a warning said so)."""

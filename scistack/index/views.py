@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 # JSON value types (json_group_structure) -> the SQL type of a column holding them
 _NUMERIC = {"BIGINT": "BIGINT", "UBIGINT": "BIGINT", "HUGEINT": "BIGINT", "DOUBLE": "DOUBLE",
             "BOOLEAN": "BOOLEAN"}
+# a frame column's integers beyond BIGINT stay whole (they were NULL); see `_wide_columns`
+_ROW_NUMERIC = {**_NUMERIC, "UBIGINT": "UBIGINT", "HUGEINT": "HUGEINT"}
 _SCALAR_COLUMN = {"BIGINT": "v.i", "DOUBLE": "v.d", "BOOLEAN": "v.b", "VARCHAR": "v.s",
                   "BIGINT[]": "v.li", "DOUBLE[]": "v.ld", "BOOLEAN[]": "v.lb", "VARCHAR[]": "v.ls",
                   "JSON": "CAST(v.j AS JSON)", "TIMESTAMP": "TRY_CAST(v.s AS TIMESTAMP)",
@@ -231,9 +233,9 @@ def _typed_key(key: str, json_type: str | None) -> str:
     return f"TRY_CAST({column} AS {sql_type})" if sql_type else column
 
 
-def _typed_json(column: str, name: str, json_type: str | None) -> str:
+def _typed_json(column: str, name: str, json_type: str | None, numeric: dict[str, str] = _NUMERIC) -> str:
     path = literal(f'$."{name}"')
-    sql_type = _NUMERIC.get(json_type or "")
+    sql_type = numeric.get(json_type or "")
     text = f"json_extract_string({column}, {path})"
     if sql_type == "DOUBLE":  # NaN and the infinities are tagged (see `_UNTAGGED`)
         tag = literal(f'$."{name}"."$float"')
@@ -290,7 +292,7 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
     structure = con.execute(
         "SELECT json_group_structure(CAST(f.row AS JSON)) FROM scistack.frame_rows f "
         "WHERE f.oid IN (SELECT oid FROM scistack.refs WHERE var = ?)", [var]).fetchone()[0]
-    frame_cols = _structure(structure)
+    frame_cols = _wide_columns(con, var, _structure(structure))
     carried = columns["keys"] + columns["vkeys"] + columns["params"]
     taken = {c.name.lower() for c in carried} | {"row_n", "version", "oid"}
     parts = [f"m.{quote(c.name)}" for c in carried] + ["f.row_n AS row_n"]
@@ -304,7 +306,7 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
         if not name or not _safe_key(name):  # (a JSON path cannot name "")
             continue
         alias = name if name.strip() and take(name) else _fresh(f"row_{name.strip() or 'column'}", take)
-        parts.append(f"{_typed_json('f.row', name, kind)} AS {quote(alias)}")
+        parts.append(f"{_typed_json('f.row', name, kind, _ROW_NUMERIC)} AS {quote(alias)}")
     version = next(c.name for c in columns["fixed"] if c.expr == "r.version")
     oid = next(c.name for c in columns["fixed"] if c.expr == "r.oid")
     parts += [f"m.{quote(version)} AS version", f"m.{quote(oid)} AS oid"]
@@ -312,6 +314,20 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
     return (f"CREATE OR REPLACE VIEW main.{quote(var + '_rows')} AS SELECT {', '.join(parts)} "
             f"FROM main.{quote(var)} m JOIN scistack.frame_rows f ON f.oid = m.{quote(oid)} "
             f"ORDER BY {order}, f.row_n")
+
+
+def _wide_columns(con: duckdb.DuckDBPyConnection, var: str, frame_cols: dict[str, str]) -> dict[str, str]:
+    """The frame columns' JSON types, a UBIGINT one (JSON's type for any integers >= 0) left
+    so only when a value is beyond BIGINT, else BIGINT (the type a pandas int column has)."""
+    unsigned = [name for name, kind in frame_cols.items() if kind == "UBIGINT" and name and _safe_key(name)]
+    if not unsigned:
+        return frame_cols
+    paths = [literal(f'$."{name}"') for name in unsigned]
+    checks = ", ".join(f"coalesce(max(TRY_CAST(json_extract_string(f.row, {path}) AS UBIGINT)) "
+                       "> 9223372036854775807, false)" for path in paths)
+    wide = con.execute(f"SELECT {checks} FROM scistack.frame_rows f "
+                       "WHERE f.oid IN (SELECT oid FROM scistack.refs WHERE var = ?)", [var]).fetchone()
+    return {**frame_cols, **{n: "UBIGINT" if big else "BIGINT" for n, big in zip(unsigned, wide)}}
 
 
 def _count(name: str) -> str:
