@@ -469,6 +469,16 @@ def test_sql_prints_a_table_and_refuses_writes(built):
     assert "read-only" in result.stderr
 
 
+def test_sql_says_an_empty_query_is_empty(built):
+    # '', ';' and a comment alone ran nothing, and reading the missing result raised an
+    # AttributeError ('NoneType' object has no attribute 'fetch_arrow_table')
+    for query in ("", ";", "-- just a comment"):
+        result = run(built, "sql", "--", query)
+        assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+        assert "is empty" in result.stderr and "SELECT" in result.stderr
+        assert "AttributeError" not in result.stderr
+
+
 def test_sql_prints_the_first_rows_of_a_long_result_unless_all(built, monkeypatch):
     """`SELECT * FROM EMG` at 300k rows printed all of them (23 s, 1.1 GB): the first few
     now, as the DuckDB CLI does, and how many there are; `--all` and `--json` give every row."""

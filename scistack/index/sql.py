@@ -704,6 +704,7 @@ class SqlIndex:
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         """Run a read-only query after bringing the index up to date."""
+        _check_not_empty(sql)
         if self.read_only:
             self._check_readable()
         else:
@@ -722,6 +723,18 @@ class SqlIndex:
                 raise QueryError(_query_failed(str(exc))) from None
             to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
             return to_arrow()
+
+
+def _check_not_empty(sql: str) -> None:
+    """An empty query (blank, `;`, comments only) runs nothing, and DuckDB then hands back no
+    result to read (an AttributeError came out): say so."""
+    try:
+        empty = not duckdb.extract_statements(sql)
+    except duckdb.Error:  # a syntax error: running it says which
+        return
+    if empty:
+        raise QueryError(f"the query {sql!r} is empty (no SQL statement, only blanks, ';' or comments): "
+                         "give one, e.g. SELECT variable, records FROM scistack_variables")
 
 
 # "... Could not convert string 'S01' to INT32 when casting from source column subject"
