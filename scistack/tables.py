@@ -142,8 +142,8 @@ def _one_arrow_type(values: list[Any]) -> bool:
 
     try:
         pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return False
+    except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False  # (OverflowError: an int beyond 64 bits, kept exact as JSON text)
     return True
 
 

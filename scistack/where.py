@@ -209,9 +209,42 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
 
 
 def _arrow(values: list[Any], name: str, texts: list[str]) -> pa.Array:
-    """A column as Arrow; mixed types (1 and 'a' under one key) become text (named in `texts`)."""
+    """A column as Arrow; mixed types (1 and 'a' under one key) become text (named in `texts`),
+    numbers Arrow will not take as they are go to `_numbers`."""
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+        numbers = _numbers(values, name)
+        if numbers is not None:
+            return numbers
         texts.append(name)
         return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _numbers(values: list[Any], name: str) -> pa.Array | None:
+    """Numbers Arrow refuses as they are, compared exactly: integers beyond 64 bits as
+    DECIMAL(38, 0), integers beside floats as doubles when each is one (2**62 beside 1.5 had
+    made the column text); None when not all are numbers. A QueryError names a value that
+    SQL cannot hold exactly."""
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        return None
+    floats = any(isinstance(v, float) for v in values)
+    for v in values:
+        if isinstance(v, int) and not _exact(v, floats):
+            raise QueryError(
+                f"where= cannot compare {name}: it holds {v}, an integer that SQL cannot hold exactly "
+                f"{'beside floats' if floats else '(beyond 38 digits)'}; filter in Python instead, "
+                f"e.g. [r for r in Var.load_all() if r.data > 1]")
+    if floats:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    return pa.array(values, pa.decimal128(38, 0))
+
+
+def _exact(value: int, as_double: bool) -> bool:
+    """Whether an int is held exactly as a double (or, if not `as_double`, as DECIMAL(38, 0))."""
+    if not as_double:
+        return abs(value) < 10**38
+    try:
+        return int(float(value)) == value
+    except OverflowError:
+        return False

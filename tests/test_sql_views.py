@@ -282,6 +282,21 @@ def test_join_where_can_filter_on_scalar_values(pipeline):
         scistack.join(EmgFiltered, StrideLength, where="EmgFiltered IS NULL")
 
 
+def test_where_compares_big_integers_exactly_or_says_why_not(project):
+    # 2**62 beside 1.5 made the column text (a QueryError wrongly blamed strings); an int
+    # beyond 64 bits raised a raw OverflowError
+    Typed.save(1.5, subject=1, session="pre")
+    Typed.save(2**62, subject=2, session="pre")
+    assert [r.metadata["subject"] for r in Typed.load_all(where="value > 1")] == [1, 2]
+    Frame.save(1, subject=1, session="pre")
+    Frame.save(2**64, subject=2, session="pre")
+    assert [r.data for r in Frame.load_all(where="value > 1")] == [2**64]
+    Frame.save(0.5, subject=3, session="pre")  # 2**64 + 1 is no double: said, with the way out
+    Frame.save(2**64 + 1, subject=2, session="pre")
+    with pytest.raises(QueryError, match=r"holds 18446744073709551617.*filter in Python"):
+        Frame.load_all(where="value > 1")
+
+
 def test_values_appear_as_sql_types(project):
     long_text = "x" * 500
     big = np.zeros(INLINE_LIMIT // 8 + 10)

@@ -130,6 +130,16 @@ def test_export_writes_dataframe_cells_as_data_and_mixed_values_to_parquet(proje
     assert [json.loads(c) for c in cells] == [{"t": [0.0, 0.1], "v": [1, 2]}, 2.5, "text", [1, 2]]
 
 
+def test_parquet_export_keeps_an_integer_beyond_64_bits(project, tmp_path):
+    import json
+
+    Stats.save(1, subject=1, session="pre")
+    Stats.save(2**64, subject=2, session="pre")  # raised a raw OverflowError
+    Stats.to_parquet(tmp_path / "stats.parquet")
+    cells = pd.read_parquet(tmp_path / "stats.parquet")["data"].tolist()
+    assert [json.loads(c) for c in cells] == [1, 2**64]
+
+
 def test_export_writes_frames_and_numbers_inside_a_dict_as_data(project, tmp_path):
     import json
 
