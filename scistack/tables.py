@@ -117,13 +117,15 @@ def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:
     lists (Parquet), a DataFrame a JSON object of its columns, and a Parquet column whose
     cells mix kinds (1.0, "text", [1, 2]) JSON text each, so the file opens anywhere.
     Written to a temporary file, then renamed."""
+    import pandas as pd
+
     frame = frame.copy()
     for column in frame.columns:
         if frame[column].dtype == object:
             values = [_exported(v, fmt) for v in frame[column]]
             if fmt == "parquet" and not _one_arrow_type(values):  # e.g. 1.0, "text", [1, 2]
                 values = [None if v is None else json.dumps(_plain(v), default=str) for v in frame[column]]
-            frame[column] = values
+            frame[column] = pd.Series(values, index=frame.index, dtype=_exported_dtype(values))
     target = os.fspath(path)
     temp = f"{target}.scistack-tmp"
     if fmt == "csv":
@@ -134,6 +136,16 @@ def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:
         raise InvalidMetadataError(f"export format {fmt!r}: use 'csv' or 'parquet'")
     os.replace(temp, target)
     return target
+
+
+def _exported_dtype(values: list[Any]) -> str:
+    """object, as the cells are (a list was inferred float64: ints beside None were written as
+    9007199254740992.0 for 2**53 + 1, and 7.0), but nullable Int64 for int64 ints beside None,
+    so pandas reads a Parquet file back as ints too (its int64 with nulls is else float64)."""
+    ints = [v for v in values if v is not None]
+    if len(ints) < len(values) and ints and all(type(v) is int and -(1 << 63) <= v < (1 << 63) for v in ints):
+        return "Int64"
+    return "object"
 
 
 def _one_arrow_type(values: list[Any]) -> bool:

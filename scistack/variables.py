@@ -580,9 +580,24 @@ def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False, l
 
 
 def _column(values: list[Any]) -> Any:
-    """Scalars become a typed column; arrays and containers stay objects in cells."""
+    """Scalars become a typed column as pandas infers it (ints beside floats: float64, as a
+    pandas user expects), unless that would change a value: an int that is no double
+    (2**53 + 1 beside 1.5) keeps the column object, each cell what `load()` gives; arrays and
+    containers stay objects in cells."""
     import pandas as pd
 
     if values and all(isinstance(v, (int, float, bool, np.generic)) for v in values):
-        return pd.Series(values)
+        column = pd.Series(values)
+        if column.dtype.kind != "f" or all(_same_as_float(v) for v in values):
+            return column
     return pd.Series(values, dtype=object)
+
+
+def _same_as_float(value: Any) -> bool:
+    """Whether a scalar stays itself in a float64 column (an int beyond 2**53 may not)."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        return True
+    try:
+        return int(float(value)) == int(value)
+    except OverflowError:
+        return False

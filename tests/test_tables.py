@@ -130,6 +130,19 @@ def test_export_writes_dataframe_cells_as_data_and_mixed_values_to_parquet(proje
     assert [json.loads(c) for c in cells] == [{"t": [0.0, 0.1], "v": [1, 2]}, 2.5, "text", [1, 2]]
 
 
+def test_export_keeps_integers_beside_a_missing_value(project, tmp_path):
+    # a column of ints and None was inferred float64: 9007199254740993 written as
+    # 9007199254740992.0, and 7 as 7.0
+    PeakForce.save(9007199254740993, subject=1, session="pre")
+    PeakForce.save(7, subject=2, session="pre")
+    PeakForce.save(None, subject=3, session="pre")
+    PeakForce.to_csv(tmp_path / "peak.csv")
+    assert pd.read_csv(tmp_path / "peak.csv", dtype=str)["data"].tolist()[:2] == ["9007199254740993", "7"]
+    PeakForce.to_parquet(tmp_path / "peak.parquet")
+    data = pd.read_parquet(tmp_path / "peak.parquet")["data"]
+    assert data.tolist()[:2] == [9007199254740993, 7] and pd.isna(data[2])
+
+
 def test_parquet_export_keeps_an_integer_beyond_64_bits(project, tmp_path):
     import json
 

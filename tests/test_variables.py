@@ -215,6 +215,16 @@ def test_load_all_reads_packed_values_in_bulk_beside_one_saved_later_on_its_own(
     for value, want in zip(got, expected):
         np.testing.assert_array_equal(value, want)
 
+def test_load_all_as_df_keeps_an_int_a_float_column_would_change(project):
+    # 2**53 + 1 beside 1.5 made a float64 column: 9007199254740992.0, not what load() gives
+    VPeak.save(2**53 + 1, subject=1, session="pre")
+    VPeak.save(1.5, subject=2, session="pre")
+    frame = VPeak.load_all(as_df=True).sort_values("subject")
+    assert frame["data"].tolist() == [2**53 + 1, 1.5] and type(frame["data"].iloc[0]) is int
+    VPeak.save(7, subject=1, session="pre")  # ints beside floats that are doubles: float64
+    assert VPeak.load_all(as_df=True)["data"].dtype == np.float64
+
+
 @scistack.lineage_fcn
 def fn_column_twice(x):
     return x * 2
