@@ -113,7 +113,10 @@ class BaseVariable:
 
     @property
     def oid(self) -> str | None:
-        return self.record.oid if self.record else None
+        # (a held save's oid is its content's: asking writes nothing, where `record` writes the
+        # batch so far to number it; a loop that kept the oids of 10k saves wrote 10k packs)
+        r = self._record if self._held is not None else self.record
+        return r.oid if r else None
 
     @property
     def version(self) -> int | None:

@@ -198,3 +198,39 @@ def test_a_packed_value_is_read_by_pread_and_its_descriptor_goes_with_the_pack_s
     del packs, found
     gc.collect()
     assert _pack_descriptors(directory) == before
+
+
+_MANY_PACKS = """
+import resource, sys
+import numpy as np
+from scistack import BaseVariable, configure_database
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+db = configure_database(sys.argv[1])
+class PackMany(BaseVariable): pass
+with db.batch():
+    oids = [PackMany.save(np.full(3, i, dtype=float), subject=i, session="pre").oid for i in range(200)]
+    assert len(set(oids)) == 200  # (an oid asked inside a batch writes nothing)
+for i in range(300):  # a pack a batch: 300 packs
+    with db.batch():
+        PackMany.save(np.full(3, 1000.0 + i), subject=1000 + i, session="pre")
+values = PackMany.load_all()
+assert len(values) == 500 and sorted(float(v.data[0]) for v in values)[-1] == 1299.0
+db.store.packs.consolidate()
+assert PackMany.load(subject=1150, session="pre").data.tolist() == [1150.0] * 3
+db.close()
+print("ok")
+"""
+
+
+def test_a_project_of_many_packs_is_read_with_few_open_files(project, python_env):
+    """Every pack's index was kept mapped (one descriptor each: Python's mmap holds one), and
+    so was every pack read: a process of a project that had grown a pack per batch (a
+    for_each flushes about every second) failed with 'Too many open files' once it looked at
+    ~1,000 of them (the default limit; 256 on macOS, as here). And asking a batch's save for its oid
+    wrote what the batch held, a pack per save."""
+    project.close()
+    done = subprocess.run([sys.executable, "-c", _MANY_PACKS, str(project.path)], env=python_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+    packs = list((project.path.parent / ".scistack" / "objects" / "pack").glob("*.pack"))
+    assert len(packs) == 301  # one for the first batch, whose oids were asked inside it

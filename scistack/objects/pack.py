@@ -37,6 +37,8 @@ IDX_MAGIC = b"SCIIDX01"
 _ENTRY = struct.Struct("<32sQQ")
 _RECORD_HEAD = struct.Struct("<32sQ")
 _PREAD = hasattr(os, "pread")
+_READ_INDEX_UNDER = 1 << 20  # a pack index up to this size is read, a larger one mapped
+_OPEN_PACKS = 64  # packs a process keeps open (mapped, and for `pread`); the others per read
 
 
 def _close_fds(fds: dict[str, int]) -> None:
@@ -130,7 +132,10 @@ class _Index:
             size = os.fstat(handle.fileno()).st_size
             if size < 16:
                 raise CorruptPackIndexError(path, f"it is {size} bytes long, shorter than its 16-byte head")
-            self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            # a small index is read: a map holds a descriptor for as long as it lives (Python's
+            # mmap keeps one), and a project of a pack a batch ran out of them
+            self._map: mmap.mmap | bytes = (handle.read() if size <= _READ_INDEX_UNDER
+                                            else mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
         try:
             if self._map[:8] != IDX_MAGIC:
                 raise CorruptPackIndexError(path, f"it starts with {bytes(self._map[:8])!r}, not {IDX_MAGIC!r}")
@@ -146,7 +151,7 @@ class _Index:
                 raise CorruptPackIndexError(path, f"an entry points outside its {pack_size}-byte pack")
         except (CorruptPackIndexError, FileNotFoundError):
             self.entries = np.empty(0, _IDX_DTYPE)
-            self._map.close()
+            self.close()
             raise
         self.raw = self._map  # entries are read with struct too: faster than numpy scalars
 
@@ -157,7 +162,8 @@ class _Index:
     def close(self) -> None:
         self.entries = self.entries[:0]
         try:
-            self._map.close()
+            if isinstance(self._map, mmap.mmap):
+                self._map.close()
         except BufferError:  # a view of the index is still alive somewhere: the GC closes it
             pass
 
@@ -363,11 +369,18 @@ class PackSet:
         return self._map(name)[offset : offset + length]
 
     def _pread(self, name: str, start: int, size: int) -> bytes | None:
-        """`size` bytes of a pack from `start`; None if the pack is gone or shorter."""
+        """`size` bytes of a pack from `start`; None if the pack is gone or shorter. The first
+        `_OPEN_PACKS` packs read keep their descriptor; any other is opened for the read."""
         fd = self._fds.get(name)
         try:
             if fd is None:
                 fd = os.open(self.directory / f"{name}.pack", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                if len(self._fds) >= _OPEN_PACKS:  # (never one closed while another thread reads it)
+                    try:
+                        found = os.pread(fd, size, start)
+                    finally:
+                        os.close(fd)
+                    return found if len(found) == size else None
                 if self._fds.setdefault(name, fd) != fd:  # another thread opened it first
                     os.close(fd)
                     fd = self._fds[name]
@@ -446,10 +459,14 @@ class PackSet:
         return view[offset : offset + length]
 
     def _map(self, name: str) -> mmap.mmap:
+        """The pack mapped: kept for the first `_OPEN_PACKS` packs, any other for its caller's
+        use only (a map holds a descriptor while it lives)."""
         view = self._maps.get(name)
         if view is None:
             with open(self.directory / f"{name}.pack", "rb") as handle:
-                view = self._maps[name] = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                view = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            if len(self._maps) < _OPEN_PACKS:
+                view = self._maps.setdefault(name, view)
         return view
 
     def oids(self) -> Iterator[str]:
