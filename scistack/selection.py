@@ -289,22 +289,26 @@ def split_metadata(db: Database, metadata: dict[str, Any]) -> tuple[dict[str, An
     return addr, {k: v for k, v in metadata.items() if k not in db.schema_keys}
 
 
-def ambiguous_error(var: str, records: list[RefRecord]) -> AmbiguousVersionError:
-    def keys(mapping: dict[str, Any]) -> str:
+def ambiguous_error(var: str, records: list[RefRecord], *, cli: bool = False) -> AmbiguousVersionError:
+    """Several variants at one address, each named with its version keys and the way to pick
+    one: as Python arguments, or (`cli`) as the command line's options."""
+    def keys(mapping: dict[str, Any], cli: bool = False) -> str:
+        if cli:
+            return " ".join(f"--{k} {v}" for k, v in mapping.items())
         return ", ".join(f"{k}={shown(v, 30)}" for k, v in mapping.items())
 
     variants = "; ".join(
-        f"{keys(r.vkeys) or '(no version keys)'} -> version {r.version}" for r in records[:10])
+        f"{keys(r.vkeys, cli) or '(no version keys)'} -> version {r.version}" for r in records[:10])
     if len(records) > 10:
         variants += f"; … {len(records) - 10} more"
     named = next((r.vkeys for r in records if r.vkeys), {})
-    plain = ""
-    if any(not r.vkeys for r in records) and named:
-        plain = f"; {next(iter(named))}=None for the one saved without it"
-    return AmbiguousVersionError(
-        f"{var} has {len(records)} variants at {keys(records[0].addr)}: {variants}. Pick one with its "
-        f"version keys (e.g. load(..., {keys(named)}){plain}) or version=N"
-    )
+    if cli:
+        way = "Give one's version keys, or --version N (the one saved without them has no keys to give)"
+    else:
+        plain = f"; {next(iter(named))}=None for the one saved without it" if any(
+            not r.vkeys for r in records) and named else ""
+        way = f"Pick one with its version keys (e.g. load(..., {keys(named)}){plain}) or version=N"
+    return AmbiguousVersionError(f"{var} has {len(records)} variants at {keys(records[0].addr)}: {variants}. {way}")
 
 
 def sort_records(db: Database, records: list[RefRecord]) -> list[RefRecord]:

@@ -20,11 +20,10 @@ from scistack.address import shown
 from scistack.lineage.facts import call_facts
 from scistack.lineage.filecheck import note_record, reads_files
 from scistack.database import ENV_VAR, Database, current_database
-from scistack.errors import (AmbiguousVersionError, InvalidOidError, ObjectNotFoundError, UnknownMetadataKeyError,
-                             VariableNotFoundError)
+from scistack.errors import InvalidOidError, ObjectNotFoundError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.objects.chunked import describe_manifest
 from scistack.objects.codec import child_oids
-from scistack.selection import many_current, select_records
+from scistack.selection import ambiguous_error, many_current, select_records
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import from_tree
 from scistack.objects.oid import is_valid_oid
@@ -442,11 +441,7 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
         many = many_current(db, target, address, version)
         records = [] if many else select(db, target, version=version, **address)
         if len(records) > 1 and len({r.addr_key for r in records}) == 1:  # variants of one address
-            variants = "; ".join(f"{' '.join(f'--{k} {v}' for k, v in r.vkeys.items()) or '(no version keys)'}"
-                                 f" -> version {r.version}" for r in records[:10])
-            raise AmbiguousVersionError(
-                f"{target} has {len(records)} variants at {address}: {variants}; give one's version keys, "
-                "or --version N (the one saved without them has no keys to give)")
+            raise ambiguous_error(target, records, cli=True)
         if len(records) != 1:
             raise VariableNotFoundError(
                 f"{target}: {many or len(records)} records match {address or 'everything'}; give the full "
