@@ -20,7 +20,7 @@ import click
 from scistack.version import __version__
 from scistack.cli import render
 from scistack.cli.args import ADDRESS_HELP, AddressError, is_address_word, parse_address
-from scistack.errors import InvalidMetadataError, ScistackError
+from scistack.errors import ScistackError
 
 ADDRESS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
@@ -685,10 +685,6 @@ def runs(project: _Project, function: str | None, show_all: bool, run_id: str | 
                                   limit=None if show_all else render.RUN_LINES)
         return _emit(as_json, {"run": summary, "items": items}, shown)
     history = run_history(project.db, function=function)
-    if not history and function and run_history(project.db):  # (had said: no for_each runs yet)
-        names = sorted({run.function for run in run_history(project.db)})
-        raise InvalidMetadataError(f"no for_each run of {function!r}; the runs are of {', '.join(names)} "
-                                   "(--function takes a function's name, as `scistack runs` lists them)")
     _emit(as_json, history, render.render_runs(history))
 
 

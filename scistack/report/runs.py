@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.database import Database
-from scistack.errors import RunNotFoundError
+from scistack.errors import InvalidMetadataError, RunNotFoundError
 from scistack.records import RunRecord
 
 
@@ -36,8 +36,14 @@ class RunSummary:
 
 
 def run_history(db: Database, *, function: str | None = None) -> list[RunSummary]:
-    """Every journalled run (of `function` only, if given), newest first."""
-    runs = [_summary(r) for r in db.index.runs() if function is None or r.function == function]
+    """Every journalled run (of `function` only, if given), newest first. A function with no
+    run where others ran is refused, naming those (a mistyped name had read as "no runs")."""
+    every = db.index.runs()
+    runs = [_summary(r) for r in every if function is None or r.function == function]
+    if function is not None and not runs and every:
+        raise InvalidMetadataError(
+            f"no for_each run of {function!r}; the runs are of {', '.join(sorted({r.function for r in every}))} "
+            "(give a function's name as the runs list it)")
     return runs[::-1]
 
 
