@@ -427,6 +427,18 @@ def test_dry_run_reports_the_plan_and_writes_nothing(emg):
         FeFiltered.load(subject=2)
 
 
+def test_a_dry_run_counts_combinations_of_the_same_call_as_the_run_does(project):
+    """Two addresses holding the same value make one call: the run computes it once and serves
+    the other (cached). The dry run had said both would run."""
+    for subject in (1, 2):
+        FeRawEMG.save(np.arange(8.0), subject=subject, session="pre")
+    kwargs = dict(inputs={"signal": FeRawEMG, "low_hz": 20}, outputs=[FeFiltered], subject=[1, 2],
+                  session=["pre"], progress=False)
+    planned = for_each(fns.bandpass, dry_run=True, **kwargs)
+    done = for_each(fns.bandpass, **kwargs)
+    assert (planned.counts["would_run"], planned.counts["cached"]) == (done.counts["ran"], done.counts["cached"]) == (1, 1)
+
+
 # -- the report and the run record ------------------------------------------------------------
 def test_report_counts_summary_and_frame(emg):
     report = run_bandpass(subject=[1, 4])

@@ -239,6 +239,7 @@ class _Run:
                              and not self.vkeys and not self.split else None)
         self.items: list[ComboResult] = []
         self.pending: list[_Pending] = []
+        self._planned: set[str] = set()  # call keys a dry run plans to run
         self._last_flush = time.monotonic()
         self._fresh: set[str] = set()  # objects made young for gc in this run
 
@@ -438,6 +439,9 @@ class _Run:
             return
         item.status = "would_run" if self.dry_run else "pending"
         if self.dry_run:
+            if key in self._planned:  # the same call as one planned above: the run serves it
+                item.status = "cached"  # what that one makes (it had been counted as run twice)
+            self._planned.add(key)
             _tick(bar)
         self.pending.append(_Pending(item, resolved, key, addr_key))
 
