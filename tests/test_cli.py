@@ -773,3 +773,23 @@ def test_show_of_an_address_with_variants_names_them_and_the_way(project):
     picked = CliRunner().invoke(main, ["--db", str(project.path), "show", "GraphForce", "--subject", "1",
                                        "--session", "pre", "--note", "recal"])
     assert picked.exit_code == 0 and "note=recal version 2" in picked.stdout
+
+
+def _read_csv(path):
+    return np.loadtxt(path, delimiter=",")
+
+
+def test_log_names_the_file_a_path_input_read(project, tmp_path):
+    """A `PathInput` was printed as `path=<constant>@3b1dbec58445`, an oid of content that is
+    never stored (`show` of it: not in the object store); the file it read is named now."""
+    from scistack import PathInput
+
+    (tmp_path / "raw" / "1").mkdir(parents=True)
+    (tmp_path / "raw" / "1" / "pre.csv").write_text("1,2\n")
+    for_each(lineage_fcn(_read_csv), inputs={"path": PathInput("{subject}/{session}.csv", root=str(tmp_path / "raw"))},
+             outputs=[GraphForce], subject=[1], session=["pre"], progress=False)
+    for extra in ([], ["--graph"]):
+        result = CliRunner().invoke(main, ["--db", str(project.path), "log", "GraphForce", "--subject", "1",
+                                           "--session", "pre", *extra])
+        assert result.exit_code == 0 and "path" in result.stdout and "<constant>" not in result.stdout
+        assert ("path=file " if not extra else "path: file ") in result.stdout

@@ -116,6 +116,8 @@ def input_text(item: Any) -> str:
         return f"{item.name}={item.var}@{item.oid[:SHORT]}"
     if item.call:
         return f"{item.name}=<result of call {item.call[:SHORT]}>@{item.oid[:SHORT]}"
+    if item.raw_file:  # a PathInput: the file it read (its oid is of content never stored)
+        return f"{item.name}=file {item.raw_file[0]}@{item.oid[:SHORT]}"
     return f"{item.name}=<constant>@{item.oid[:SHORT]}"  # an array or long constant, stored by oid
 
 
@@ -148,13 +150,14 @@ def render_graph(node: Any, keys: list[str]) -> str:
 
     def walk(n: Any, prefix: str, last: bool, top: bool, parent_addr: Any = None) -> None:
         label = f"{n.param}: " if n.param else ""
-        label += f"{n.var or ('<constant>' if n.note == 'constant' else '<result>')}@{n.oid[:SHORT]}"
+        what = n.note if n.note.startswith("file ") else "<constant>" if n.note == "constant" else "<result>"
+        label += f"{n.var or what}@{n.oid[:SHORT]}"
         if n.addr and n.addr != parent_addr:  # an input at the same address says nothing new
             label += " " + addr_text(n.addr, keys)
         if n.call is not None:
             consts = constants_text(n.call.constants)
             label += f" <- {n.call.function}({consts})"
-        if n.note and n.note != "constant":
+        if n.note and n.note != "constant" and not n.note.startswith("file "):
             label += f" [{n.note}]"
         lines.append(cut(prefix + ("" if top else "└── " if last else "├── ") + label))
         child_prefix = prefix + ("" if top else "    " if last else "│   ")

@@ -333,6 +333,8 @@ def lineage_graph(
                 child.note = f"aggregate of {len(item.members)} records"
             elif item.merge:
                 child.note = f"merge of {' + '.join(str(m.get('var', '?')) for m in item.merge)}"
+            elif item.raw_file:  # a PathInput: the file it read
+                child.note = f"file {item.raw_file[0]}"
             node.children.append(child)
             stack.append((child, item.call, depth + 1))
     return root
