@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scistack import BaseVariable, for_each, why
+from scistack import BaseVariable, for_each, lineage_fcn, why
 from scistack.report.why import why_record
 
 
@@ -322,3 +322,33 @@ def test_why_in_a_session_leaves_its_database_current_when_the_module_it_imports
     assert current_database() is project
     AggRaw.save(np.arange(2.0), subject=9, session="pre")  # still open, and writable again
     assert AggRaw.load(subject=9, session="pre").data.tolist() == [0.0, 1.0]
+
+
+@lineage_fcn
+def why_inverse(x):
+    if np.any(np.asarray(x) == 0):
+        raise ZeroDivisionError("zero in input")
+    return 1.0 / np.asarray(x)
+
+
+def test_why_says_the_last_run_at_the_address_failed_as_status_does(project):
+    """`status` showed FAILED (the last run there failed) where `why` said only "stale", and
+    "current" once the input was back as it was: it names the failure now."""
+    at = {"subject": 1, "session": "pre"}
+    run = dict(inputs={"x": AggRaw}, outputs=[BoundOut], subject=[1], session=["pre"], progress=False)
+    AggRaw.save(np.array([1.0, 2.0]), **at)
+    for_each(why_inverse, **run)
+    AggRaw.save(np.array([0.0, 2.0]), **at)
+    assert for_each(why_inverse, **run).counts["failed"] == 1
+    told = why(BoundOut, **at)
+    assert told.status == "stale" and told.reasons[0].kind == "failed"
+    assert "ZeroDivisionError: zero in input" in told.reasons[0].detail
+    AggRaw.save(np.array([1.0, 2.0]), **at)  # the input back as the value was computed from it
+    told = why(BoundOut, **at)
+    assert told.status == "current" and [r.kind for r in told.reasons] == ["failed"]
+    from scistack.report.status import status_grid
+    assert status_grid(project, ["BoundOut"]).cell("BoundOut", at).status == "failed"  # the two agree
+    AggRaw.save(np.array([4.0, 2.0]), **at)
+    for_each(why_inverse, **run)  # a run that computes there: nothing failed since
+    assert why(BoundOut, **at).reasons == ()
+    assert status_grid(project, ["BoundOut"]).cell("BoundOut", at).status == "done"

@@ -40,7 +40,7 @@ class Reason:
     """One thing that changed since a value was computed."""
 
     kind: str  # "code", "helper", "class", "constant", "package", "version", "input",
-    #                  "superseded", "unknown"
+    #                  "superseded", "failed" (the last run here), "unknown"
     name: str
     detail: str
     diff: str = ""
@@ -139,10 +139,11 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
         return WhyReport(name, addr, "unknown", None, (Reason(
             "unknown", "lineage", f"its call record {record.call[:12]} is {lost}; `scistack fsck --repair`, then "
             "running the step that made it again records its lineage anew"),))
-    reasons = _superseded(db, name, record) + changes
+    reasons = _failed_since(db, name, record) + _superseded(db, name, record) + changes
     kinds = {r.kind for r in reasons}
     # A changed input or code makes a value stale even when other parts cannot be judged here.
-    status = "stale" if kinds - {"superseded", "unknown"} else "unknown" if "unknown" in kinds else "current"
+    status = ("stale" if kinds - {"superseded", "unknown", "failed"} else "unknown" if "unknown" in kinds
+              else "current")
     return WhyReport(name, addr, status, call.function.name, tuple(reasons))
 
 
@@ -554,6 +555,31 @@ def _stale_input(db: Any, call: CallRecord, param: str, item: CallInput, seen: s
 
 
 _REASONS_SHOWN = 5  # changes upstream of an input (an aggregate's members) that `why` lists
+
+
+def _failed_since(db: Any, name: str, record: Any) -> list[Reason]:
+    """The failure of the newest run that covered this value's address since it was saved, if
+    that run failed there: what `status` shows as FAILED (`why` had said only "stale", or
+    "current" once the input was back). Only runs since the value are read."""
+    at = key_of({k: v for k, v in record.addr.items() if k in db.schema_keys})
+    for run in reversed(db.index.runs()):
+        if run.t <= record.created_at:
+            break
+        if run.dry_run or not run.items or (run.outputs is not None and name not in run.outputs):
+            continue
+        try:
+            items = db.store.get_value(run.items)
+        except LookupError:
+            continue
+        item = next((i for i in items if key_of(i["combo"]) == at), None)
+        if item is None:
+            continue
+        if item.get("status") != "failed":
+            return []
+        error = (item.get("error") or "").strip().splitlines()
+        return [Reason("failed", run.function or name, f"the last run here ({run.t[:19].replace('T', ' ')} UTC) "
+                       f"failed{': ' + error[0] if error else ''}; this value was saved before it")]
+    return []
 
 
 def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
