@@ -62,8 +62,9 @@ def address_problem(value: Any) -> str | None:
     """Why `value` (already `plain`) cannot be an address value, as the end of a sentence
     that starts with the key and the value (None when it can)."""
     if isinstance(value, float) and not math.isfinite(value):
-        return (f"is a float, but not a finite one ({value!r} never equals itself, so nothing saved "
-                "under it could be found again); use a finite number, or a string such as 'nan'")
+        why = "NaN never equals itself" if value != value else "an address is JSON, which has no infinity"
+        return (f"is a float, but not a finite one ({why}, so nothing saved under it could be found "
+                "again); use a finite number, or a string such as 'nan'")
     if not isinstance(value, ADDRESS_TYPES):
         return (f"is a {type(value).__name__}; address values are single ints, strs, finite floats "
                 "or bools")

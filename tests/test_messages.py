@@ -71,6 +71,17 @@ def test_an_int_beyond_64_bits_is_refused(project):
     assert len(str(err.value)) < 300
 
 
+@pytest.mark.parametrize("value, why", [(np.nan, "NaN never equals itself"), (np.inf, "JSON, which has no infinity")])
+def test_a_fixed_input_pinned_to_nan_or_infinity_is_refused_where_it_is_written(value, why):
+    """`Fixed(Var, subject=nan)` had failed every combination of the run with a bare ValueError."""
+    from scistack import Fixed
+
+    with pytest.raises(InvalidMetadataError, match=r"Fixed\(MsRaw, subject=(nan|inf)\) is a float, but not a finite") as err:
+        Fixed(MsRaw, subject=value)
+    assert why in str(err.value)
+    assert Fixed(MsRaw, note=None).pinned == {"note": None}  # (the variant saved without a note)
+
+
 def test_nan_as_a_version_key_says_why(project):
     with pytest.raises(InvalidMetadataError) as err:
         MsRaw.save(1.0, subject=1, session="pre", gain=float("nan"))
