@@ -273,8 +273,10 @@ class _Run:
                     self._warn_leftover_parts()
                 if self.items and all(item.status == "missing" for item in self.items):
                     self._warn_mistyped_values()
-                if not self.dry_run and any(item.status != "cached" for item in self.items):
-                    # a fully cached re-run changes nothing, so it writes nothing
+                if not self.dry_run and (any(item.status != "cached" for item in self.items)
+                                         or self._failed_last_time()):
+                    # a fully cached re-run changes nothing, so it writes nothing (unless the
+                    # last one failed somewhere: `status` and `why` go by the newest run there)
                     items_oid = report.store_items(self.db.store)
                     self.db.index.put_run(report.to_record(items_oid, utc_now(),
                                                            [v.__name__ for v in self.outputs]))
@@ -724,6 +726,16 @@ class _Run:
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
             self.db.flush()  # bound what a kill can lose to about a second of work
             self._last_flush = time.monotonic()
+
+    def _failed_last_time(self) -> bool:
+        """Whether the newest run of this function into these outputs failed somewhere. A fully
+        cached rerun is then journalled too: the places it served had stayed FAILED in `status`
+        until a run computed there (an input set back to the value that had worked)."""
+        outputs = tuple(v.__name__ for v in self.outputs)
+        for run in reversed(self.db.index.runs()):
+            if run.function == self.name and not run.dry_run and run.outputs in (None, outputs):
+                return bool(run.counts.get("failed"))
+        return False
 
     def _collected_inputs(self, resolved: dict[str, Any]) -> list[str]:
         """Inputs whose stored values are gone from the store since they were read: another
