@@ -793,3 +793,12 @@ def test_log_names_the_file_a_path_input_read(project, tmp_path):
                                            "--session", "pre", *extra])
         assert result.exit_code == 0 and "path" in result.stdout and "<constant>" not in result.stdout
         assert ("path=file " if not extra else "path: file ") in result.stdout
+
+
+def test_the_code_log_prints_is_one_show_can_print(built):
+    """`log` printed the function's identity after "code": a digest, not an object, so `show`
+    of it said "not in the object store". It is the code object now: `show` prints its source."""
+    out = ok(run(built, "log", "CliFiltered", "--subject", "1", "-n", "1"))
+    code = next(line for line in out.splitlines() if line.startswith("Function:")).split("code ")[1].split()[0]
+    shown = ok(run(built, "show", code))
+    assert "def bandpass" in shown

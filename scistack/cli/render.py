@@ -80,7 +80,10 @@ def call_lines(call: Any, label_width: int = 11) -> list[str]:
         return []
     pad = lambda label: f"{label + ':' if label else '':<{label_width}}"  # noqa: E731
     consts = constants_text(call.constants)
-    lines = [cut(f"{pad('Function')}{call.function} ({call.module})  code {call.identity[:SHORT]}")]
+    # the code's own object, which `scistack show` prints (the identity, which also digests
+    # what the code reads, is no object: it had been printed here, and `show` could not follow it)
+    code = f"code {call.code[:SHORT]}" if call.code else f"identity {call.identity[:SHORT]}"
+    lines = [cut(f"{pad('Function')}{call.function} ({call.module})  {code}")]
     if consts:
         lines.append(cut(f"{pad('Constants')}{consts}"))
     for i, item in enumerate(call.inputs):
