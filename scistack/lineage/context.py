@@ -122,8 +122,6 @@ def _bring(store: ObjectStore, db: Database | None, name: str, b: BoundInput, de
             b = replace(b, record={**record, "items": {path: item.record for path, item in items.items()}},
                         container=replace(b.container, items=items))
         return b
-    for item in record.get("items", {}).values():  # (described elsewhere: records only)
-        _bring_from_memory(store, db, item)
     if not ("var" in record or "call" in record):
         return b
     call = record.get("call")
