@@ -589,11 +589,15 @@ def _column(values: list[Any]) -> Any:
     containers stay objects in cells."""
     import pandas as pd
 
-    if values and all(isinstance(v, (int, float, bool, np.generic)) for v in values):
+    kinds = set(map(type, values))  # (one C-speed pass: 300k floats had taken two Python loops)
+    if values and (kinds <= _PLAIN_SCALARS or all(isinstance(v, (int, float, bool, np.generic)) for v in values)):
         column = pd.Series(values)
-        if column.dtype.kind != "f" or all(_same_as_float(v) for v in values):
+        if column.dtype.kind != "f" or kinds == {float} or all(_same_as_float(v) for v in values):
             return column
     return pd.Series(values, dtype=object)
+
+
+_PLAIN_SCALARS = frozenset({int, float, bool})
 
 
 def _same_as_float(value: Any) -> bool:
