@@ -48,7 +48,7 @@ from scistack.selection import choose_variant, point_records, select_records, so
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
-from scistack.where import FIXED, record_columns
+from scistack.where import FIXED, exact_as_double, record_columns
 
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
@@ -604,7 +604,4 @@ def _same_as_float(value: Any) -> bool:
     """Whether a scalar stays itself in a float64 column (an int beyond 2**53 may not)."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
         return True
-    try:
-        return int(float(value)) == int(value)
-    except OverflowError:
-        return False
+    return exact_as_double(int(value))

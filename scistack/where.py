@@ -242,8 +242,11 @@ def _numbers(values: list[Any], name: str) -> pa.Array | None:
 
 def _exact(value: int, as_double: bool) -> bool:
     """Whether an int is held exactly as a double (or, if not `as_double`, as DECIMAL(38, 0))."""
-    if not as_double:
-        return abs(value) < 10**38
+    return exact_as_double(value) if as_double else abs(value) < 10**38
+
+
+def exact_as_double(value: int) -> bool:
+    """Whether an int is the very value of the double it converts to (2**53 + 1 is not)."""
     try:
         return int(float(value)) == value
     except OverflowError:
