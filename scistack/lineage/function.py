@@ -37,7 +37,6 @@ from scistack.lineage.calls import (
     describe,
     flatten_params,
     freeze,
-    input_origins,
     origins_digest,
     plain_arguments,
     same_origins,
@@ -69,11 +68,11 @@ __all__ = [
 
 
 _REGISTRY: dict[tuple[Any, str], LineageFunction | None] = {}  # None: several objects' methods
-# (cached call record, the inputs' origins) -> the call record a hit names (`_own_record`)
-_OWN_RECORDS: dict[tuple[str, tuple], str] = {}
+# (cached call record, the inputs' `origins_digest`) -> the call record a hit names (`_own_record`)
+_OWN_RECORDS: dict[tuple[str, str], str] = {}
 
 
-def _remember_own(call_oid: str, origins: tuple, own: str) -> None:
+def _remember_own(call_oid: str, origins: str, own: str) -> None:
     if len(_OWN_RECORDS) >= 65536:
         _OWN_RECORDS.clear()
     _OWN_RECORDS[(call_oid, origins)] = own
@@ -189,8 +188,8 @@ class LineageFunction:
         entry stays (a loop over addresses would replace it at every step); each record is
         checked once per process and inputs, and the record made for them named while the store
         still has it."""
-        origins = input_origins(inputs)
-        if hit.get("origins") is not None and hit["origins"] == origins_digest(origins):
+        origins = origins_digest(inputs)
+        if hit.get("origins") == origins:
             return hit["call"]
         own = _OWN_RECORDS.get((hit["call"], origins))
         if own is not None and ctx.store.contains(own):  # (a gc since, or another project's)
@@ -211,7 +210,7 @@ class LineageFunction:
     def origins(self, inputs: dict[str, BoundInput]) -> str:
         """The `origins_digest` of the inputs a record of this call names (defaults bound):
         what its cache entry keeps."""
-        return origins_digest(input_origins(self._with_defaults(inputs)))
+        return origins_digest(self._with_defaults(inputs))
 
     def run(
         self,
