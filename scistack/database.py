@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from scistack import htmlrepr
-from scistack.errors import (InvalidMetadataError, InvalidNameError, NotARepositoryError, SchemaMismatchError,
+from scistack.errors import (InvalidMetadataError, InvalidNameError, NotARepositoryError, ReadOnlyProjectError,
+                             SchemaMismatchError,
                              UnreadableJournalWarning, WebViewError)
 from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
@@ -569,6 +570,12 @@ def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[st
         return _current
     if dataset_schema_keys is not None:  # refused before anything touches disk
         _validate_schema_keys(dataset_schema_keys)
+    if _refusing is not None and not (Path(path).resolve().parent / ".scistack" / CONFIG_NAME).exists():
+        raise ReadOnlyProjectError(  # (a report creates nothing: see `writes_refused`)
+            f"{Path(path).resolve()}: no project is there, and a report imported a module that opens it to "
+            "compare its code, so nothing was created there. If the module names its project by a relative "
+            "path, run the report from the folder its scripts run from, or name the project from the "
+            "module's own folder (Path(__file__).parent / 'gait.duckdb')")
     opened = Database(path, dataset_schema_keys, **kwargs)  # a failure leaves the current one open
     if _refusing is not None:  # opened inside `writes_refused`: read only, closed as it ends,
         opened.read_only = opened.index.read_only = _refusing  # and the one before stays open

@@ -658,9 +658,10 @@ def test_a_runs_combinations_are_cut_short_unless_all(built, monkeypatch):
 
 # -- reports import the pipeline's modules ---------------------------------------------------
 _PIPELINE_SCRIPT = """
+from pathlib import Path
 import numpy as np
 from scistack import configure_database, BaseVariable, for_each, lineage_fcn
-db = configure_database("m.duckdb", ["subject"])
+db = configure_database(Path(__file__).parent / "m.duckdb", ["subject"])
 class ModA(BaseVariable): pass
 class ModB(BaseVariable): pass
 @lineage_fcn

@@ -324,6 +324,36 @@ def test_why_in_a_session_leaves_its_database_current_when_the_module_it_imports
     assert AggRaw.load(subject=9, session="pre").data.tolist() == [0.0, 1.0]
 
 
+def test_why_creates_no_project_where_an_imported_module_opens_one_by_a_relative_path(
+        project, tmp_path, python_env, monkeypatch):
+    """The module `why` imports opens its project by a path relative to the folder its
+    scripts run from; a notebook elsewhere runs the report. No project is created where that
+    path points from there (an empty one had been), and `why` says why it cannot judge."""
+    import subprocess
+    import sys
+
+    from scistack.database import current_database
+
+    (tmp_path / "relsteps.py").write_text(
+        "import numpy as np\nfrom scistack import configure_database, BaseVariable, for_each, lineage_fcn\n"
+        "db = configure_database('gait.duckdb', ['subject', 'session'])\n"
+        "class RelA(BaseVariable): pass\nclass RelB(BaseVariable): pass\n"
+        "@lineage_fcn\ndef double(x):\n    return np.asarray(x) * 2\n"
+        "def run():\n    RelA.save(np.random.rand(3), subject=1, session='pre')\n"
+        "    for_each(double, inputs={'x': RelA}, outputs=[RelB], subject=[1], session=['pre'])\n")
+    subprocess.run([sys.executable, "-c", "import relsteps; relsteps.run()"], cwd=tmp_path, env=python_env,
+                   check=True, timeout=120)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    monkeypatch.chdir(notebooks)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    told = why("RelB", subject=1, session="pre")
+    assert told.status == "unknown" and "nothing was created" in str(told), str(told)
+    assert list(notebooks.iterdir()) == []
+    assert current_database() is project
+
+
 @lineage_fcn
 def why_inverse(x):
     if np.any(np.asarray(x) == 0):
