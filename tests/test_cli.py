@@ -494,6 +494,26 @@ def test_sql_prints_the_first_rows_of_a_long_result_unless_all(built, monkeypatc
     assert len(json.loads(ok(run(built, "sql", query, "--json")))) == 7
 
 
+def test_sql_shows_nan_apart_from_null(project, tmp_path):
+    """A NaN value and a NULL (here the missing side of a LEFT JOIN) were both printed blank:
+    pandas holds both as NaN in a float column. NaN is printed `NaN`, NULL stays blank; JSON
+    has no NaN, so --json gives null for both."""
+    CliPeak.save(float("nan"), subject=1, session="pre")
+    CliPeak.save(2.5, subject=2, session="pre")
+    CliRaw.save(3.0, subject=2, session="pre")
+    project.sync()
+    query = ("SELECT p.subject, p.value AS peak, r.value AS raw FROM CliPeak p "
+             "LEFT JOIN CliRaw r USING (subject, session) ORDER BY p.subject")
+    out = ok(CliRunner().invoke(main, ["--db", str(tmp_path / "gait.duckdb"), "sql", query]))
+    lines = out.splitlines()
+    assert lines[0].split() == ["subject", "peak", "raw"]
+    assert lines[2].split() == ["1", "NaN"]  # raw is NULL: blank
+    assert lines[3].split() == ["2", "2.5", "3.0"]
+    rows = json.loads(ok(CliRunner().invoke(
+        main, ["--db", str(tmp_path / "gait.duckdb"), "sql", query, "--json"])))
+    assert rows[0] == {"subject": 1, "peak": None, "raw": None}
+
+
 # -- errors, discovery, parsing ----------------------------------------------------------
 def test_errors_are_one_line_and_debug_shows_the_traceback(built):
     result = run(built, "log", "NoSuchVariable")

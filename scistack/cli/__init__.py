@@ -539,10 +539,10 @@ def sql(project: _Project, query: str, whole: bool, as_json: bool) -> None:
     """Run a read-only SQL QUERY on the index (one view per variable, plus refs and calls)."""
     from scistack.report.history import query as run_query
 
-    frame = run_query(project.db, query)
+    result = run_query(project.db, query)
     if as_json:
-        return _emit(True, frame.astype(object).where(frame.notna(), None).to_dict(orient="records"), "")
-    click.echo(render.render_frame(frame, limit=None if whole else render.SQL_ROWS))
+        return _emit(True, render.result_records(result), "")
+    click.echo(render.render_frame(result, limit=None if whole else render.SQL_ROWS))
 
 
 @main.command()

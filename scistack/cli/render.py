@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+
 from scistack.address import value_text
 from scistack.index import RefRecord
 from scistack.report.json_ready import json_ready
@@ -386,15 +388,34 @@ def render_fsck(report: Any) -> str:
 SQL_ROWS = 40  # rows `scistack sql` prints (as the DuckDB CLI does; --all prints every one)
 
 
-def render_frame(frame: Any, *, limit: int | None = None) -> str:
-    """A query's result as a table: its first `limit` rows, and how many there are."""
-    if frame.empty:
-        return "(no rows)" if len(frame.columns) else "(no result)"
-    shown = frame if limit is None else frame.head(limit)
-    rows = shown.astype(object).where(shown.notna(), None).values.tolist()
-    more = len(frame) - len(shown)
-    tail = f"{len(frame):,} rows; the first {len(shown)} shown: --all prints every one" if more else f"{len(frame)} rows"
-    return table([str(c) for c in frame.columns], rows) + f"\n({tail})"
+def render_frame(result: Any, *, limit: int | None = None) -> str:
+    """A query's result (an Arrow table) as a table: its first `limit` rows, and how many
+    there are. A NULL is blank and a NaN is `NaN`: in pandas both are NaN in a float column
+    (and were both printed blank), so which cells are NULL is read from Arrow."""
+    if not result.num_rows:
+        return "(no rows)" if result.num_columns else "(no result)"
+    shown = result if limit is None else result.slice(0, limit)
+    nulls = [column.is_null().to_pylist() for column in shown.columns]
+    rows = [
+        [None if nulls[j][i] else "NaN" if _is_nan(c) else c for j, c in enumerate(row)]
+        for i, row in enumerate(shown.to_pandas().astype(object).values.tolist())
+    ]
+    more = result.num_rows - shown.num_rows
+    tail = (f"{result.num_rows:,} rows; the first {shown.num_rows} shown: --all prints every one"
+            if more else f"{result.num_rows} rows")
+    return table([str(c) for c in result.column_names], rows) + f"\n({tail})"
+
+
+def _is_nan(cell: Any) -> bool:
+    """Whether a cell is a float NaN (float64 or float32), not an array holding one."""
+    return isinstance(cell, (float, np.floating)) and cell != cell
+
+
+def result_records(result: Any) -> list[dict[str, Any]]:
+    """A query's result (an Arrow table) as JSON records: NULL and NaN are both null, as JSON
+    has no NaN (`to_json` writes NaN as null everywhere)."""
+    frame = result.to_pandas()
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 
 # -- runs and graph ----------------------------------------------------------------------

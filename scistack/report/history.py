@@ -542,5 +542,8 @@ def _short_repr(value: Any, limit: int = 600) -> str:
 
 # -- sql ---------------------------------------------------------------------------------
 def query(db: Database, sql: str) -> Any:
-    """A read-only SQL query on the index, as a DataFrame (`QueryError` when it fails)."""
-    return db.sql(sql)
+    """A read-only SQL query on the index, as an Arrow table (`QueryError` when it fails).
+
+    Arrow, not pandas: a float column in a DataFrame holds NULL and NaN alike as NaN, and
+    `scistack sql` must show which is which."""
+    return db.index.query(sql)
