@@ -40,8 +40,7 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     for key, value in metadata.items():
         value = query_value(value)
         if isinstance(value, np.ndarray):
-            raise InvalidMetadataError(f"{key}= is a {value.ndim}-D array; give one value, or a list "
-                                       "(or 1-D array) of values meaning any of them")
+            raise _array_error(key, value)
         if key in db.schema_keys:
             addr[key] = value if type(value) in _LABELS else _label(var, key, value)
             continue
@@ -72,6 +71,24 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
 
 
 _LABELS = frozenset({int, str, bool})  # (the common case, which needs no check)
+
+
+def label_query(var: str, metadata: dict[str, Any]) -> dict[str, Any]:
+    """`metadata` naming address and version keys only (`undelete`'s query), each value a
+    `query_value`, refused as `select_records` refuses it for `load` and `delete` (a NaN, a
+    Series, a 2-D array): a NaN had matched nothing, or (in a list) been passed over."""
+    query = {}
+    for key, value in metadata.items():
+        value = query_value(value)
+        if isinstance(value, np.ndarray):
+            raise _array_error(key, value)
+        query[key] = value if type(value) in _LABELS else _label(var, key, value)
+    return query
+
+
+def _array_error(key: str, value: np.ndarray) -> InvalidMetadataError:
+    return InvalidMetadataError(f"{key}= is a {value.ndim}-D array; give one value, or a list "
+                                "(or 1-D array) of values meaning any of them")
 
 
 def _label(var: str, key: str, value: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, address_value, query_value, shown
+from scistack.address import address_problem, address_value, shown
 from scistack import htmlrepr
 from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
@@ -44,7 +44,7 @@ from scistack.index.state import select_from
 from scistack.lineage.calls import unwrap_inputs
 from scistack.lineage.context import copy_lineage
 from scistack.lineage.running import refuse_load_inside, warn_save_inside
-from scistack.selection import choose_variant, point_records, select_records, sort_records
+from scistack.selection import choose_variant, label_query, point_records, select_records, sort_records
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
@@ -390,7 +390,7 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any],
     `deleted`: the variable's deleted records, when the caller has read them already."""
     # (in version order: each address's records come back in the order they were saved)
     # (matched as load matches: the index's `select_from`, a list meaning any of)
-    query = {k: query_value(v) for k, v in metadata.items()}
+    query = label_query(name, metadata)  # (a NaN refused as load refuses it)
     groups: dict[str, list[RefRecord]] = {}
     for record in db.index.deleted_records(name) if deleted is None else deleted:
         groups.setdefault(record.addr_key, []).append(record)

@@ -312,6 +312,28 @@ def test_undelete_brings_records_back_in_their_order_until_gc_frees_them(project
     assert VPeak.load(subject=1, session="pre").data == 8.0
 
 
+def test_undelete_refuses_the_queries_load_refuses(project):
+    """undelete ran none of load's checks on its query: subject=nan brought back nothing with
+    'no deleted record matching subject=nan', and subject=[1, nan] brought subject 1 back,
+    passing over the NaN. It refuses them with load's own message."""
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=2, session="pre", note="b")
+    assert VPeak.delete(all=True) == 2
+    for query in ({"subject": float("nan")}, {"subject": [1, float("nan")]},
+                  {"subject": pd.Series([1, 2])}, {"subject": np.ones((2, 2))},
+                  {"subject": 2, "note": float("nan")}):
+        with pytest.raises(InvalidMetadataError) as refused_load:
+            VPeak.load(**query)
+        with pytest.raises(InvalidMetadataError) as refused:
+            VPeak.undelete(**query)
+        assert str(refused.value) == str(refused_load.value)
+    assert str(refused.value).startswith("VPeak: note=nan is a float, but not a finite one")
+    with pytest.raises(InvalidMetadataError, match=r"VPeak: subject=nan is a float, but not a finite one"):
+        VPeak.undelete(subject=[1, float("nan")])
+    assert VPeak.load_all() == []  # nothing came back
+    assert VPeak.undelete(subject=[1, 2]) == 2
+
+
 class VTrial(BaseVariable):
     pass
 
