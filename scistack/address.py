@@ -114,6 +114,14 @@ def value_text(value: Any) -> str:
     return str(value)
 
 
+def address_order(addr: dict[str, Any], keys: list[str]) -> tuple:
+    """Where `addr` comes among addresses as they are listed (the status grid's rows, the
+    first cells not done): by each schema key of `keys` in turn, numbers (by value) before
+    text, an address without the key after those with it. (`fold.address_order_sql` is the
+    same order in SQLite.)"""
+    return tuple((k not in addr, isinstance(addr.get(k), str), addr.get(k, 0)) for k in keys)
+
+
 def coarser_addresses(addr: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The addresses a value saved at a coarser level than `addr` would have, most specific
     first (every subset of its keys, none empty): where a value that serves `addr` may sit

@@ -72,6 +72,38 @@ def test_missing_agrees_with_probing_every_address(project, ops):
         _agrees(project, [var.__name__ for var in VARS])
 
 
+ADDRESSES = st.lists(st.fixed_dictionaries({"subject": st.sampled_from([1, 2, 10, 1.5, -3, True, "a", "B", "b10"])},
+                                            optional={"session": st.sampled_from(["pre", "post", 3, 20])}),
+                     min_size=1, max_size=12)
+
+
+@given(addrs=ADDRESSES, others=st.lists(st.integers(0, 11), max_size=4))
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_missing_in_schema_order(project, addrs, others):
+    """Given the schema keys, the addresses a variable lacks come as `status` lists its rows
+    (`address_order`: subject before session, numbers by value before text, an address
+    without a key after those with it), not in the order of their JSON text; read through
+    the bitmasks or by probing, they agree."""
+    from scistack.address import address_order
+
+    for var in VARS:
+        for record in project.index.records(var.__name__):
+            project.index.delete_refs([record])
+    for addr in addrs:
+        GapA.save(1.0, **addr)
+    GapB.save(1.0, **addrs[0])
+    for i in others:  # more sets of variables present: more bitmasks to merge
+        GapC.save(1.0, **addrs[i % len(addrs)])
+    keys = ["subject", "session"]
+    lacking = {key_of(a): a for a in addrs if key_of(a) != key_of(addrs[0])}
+    expected = sorted(lacking, key=lambda k: (address_order(lacking[k], keys), k))
+    judging = project.index.judging()
+    for limit in (1, 3, -1):
+        wanted = expected if limit < 0 else expected[:limit]
+        assert judging.missing("GapB", limit, keys=keys) == wanted
+        assert judging.missing("GapB", limit, within=["GapA", "NoSuchVar"], keys=keys) == wanted  # (probed)
+
+
 def test_past_63_variables_the_answer_is_the_same(project):
     """A bitmask holds 63 variables; the 64th on reads by probing, and agrees."""
     many = [type(f"Many{i:02d}", (BaseVariable,), {}) for i in range(70)]

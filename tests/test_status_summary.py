@@ -496,6 +496,74 @@ def test_cli_prints_counts_for_a_large_project_and_the_grid_on_request(pipeline,
     assert len(whole.stdout.splitlines()) > 2 * len(subjects)
 
 
+def _listed(summary, var: str) -> list[tuple]:
+    return [(c.addr.get("subject"), c.addr.get("session"), c.status) for c in summary.problems if c.var == var]
+
+
+def _in_order(cells: list[tuple[int, str]], status: str) -> list[tuple]:
+    return [(subject, session, status) for subject, session in cells]
+
+
+def test_a_large_project_lists_its_first_cells_not_done_in_schema_order(pipeline, project):
+    """Above GRID_ROWS addresses `status` lists the first cells not done of each variable:
+    they came in the order of their addresses' JSON text (session before subject, subject 10
+    before 9, 100 before 2). They come as the grid orders its rows (by subject, then session,
+    numbers by value), stale and missing cells together."""
+    from click.testing import CliRunner
+
+    from scistack.cli import GRID_ROWS, main
+
+    subjects = list(range(1, GRID_ROWS // 2 + 11))  # two sessions each: more rows than the grid shows
+    with project.batch():
+        for subject in subjects:
+            for session in ("pre", "post"):
+                SumRaw.save(np.arange(4.0) + subject, subject=subject, session=session)
+    for_each(pipeline.scale, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False,
+             subject=subjects, session=["pre", "post"])
+    for_each(pipeline.total, inputs={"signal": SumScaled}, outputs=[SumTotal], progress=False,
+             subject=[1, 2], session=["pre", "post"])
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE + 1"))
+    importlib.invalidate_caches()
+    importlib.reload(pipeline)
+    first = [(subject, session) for subject in range(1, 11) for session in ("post", "pre")]
+    summary = status_summary(project)
+    assert summary.fast
+    assert _listed(summary, "SumScaled") == _in_order(first, "stale")
+    # SumTotal: stale at subjects 1 and 2, missing from subject 3 on: the first 20 of both
+    assert _listed(summary, "SumTotal") == _in_order(first[:4], "stale") + _in_order(first[4:], "missing")
+    out = CliRunner().invoke(main, ["--db", str(project.path), "status"])
+    assert out.exit_code == 0, out.output
+    lines = out.stdout.splitlines()
+    assert max(map(len, lines)) <= 80
+    listed = lines[lines.index(next(line for line in lines if line.startswith("Not done"))) + 1:]
+    scaled = [i for i, line in enumerate(listed) if line.startswith("  SumScaled ")]
+    assert [listed[i].split()[1:3] for i in scaled] == [[f"subject={a}", f"session={b}"] for a, b in first]
+
+
+def test_cells_not_done_across_levels_and_in_the_grid_come_in_schema_order(pipeline, project):
+    """The first cells not done are listed in the grid's order on the other paths as well: a
+    variable saved per subject beside others per session (counted on address groups), and a
+    project the per-record grid answers (version-key variants)."""
+    subjects = list(range(1, 13))
+    for subject in subjects:
+        for session in ("pre", "post"):
+            SumRaw.save(np.arange(4.0) + subject, subject=subject, session=session)
+    for_each(pipeline.scale, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False,
+             subject=[1, 2], session=["pre", "post"])
+    SumPerSubject.save(1.0, subject=1)
+    SumPerSubject.save(1.0, subject=2)
+    lacking = [(subject, session) for subject in subjects[2:] for session in ("post", "pre")]
+    summary = status_summary(project, limit=10)
+    assert summary.fast
+    assert _listed(summary, "SumScaled") == _in_order(lacking[:10], "missing")
+    assert _listed(summary, "SumPerSubject") == [(subject, None, "missing") for subject in subjects[2:]]
+    SumOther.save(1.0, subject=1, session="pre", note="recal")  # variants: the grid answers
+    summary = status_summary(project, limit=10)
+    assert not summary.fast
+    assert _listed(summary, "SumScaled") == _in_order(lacking[:10], "missing")
+    assert _listed(summary, "SumPerSubject") == [(subject, None, "missing") for subject in subjects[2:]]
+
+
 def test_listing_is_counted_again_only_after_a_change(project):
     """`ls` caches each variable's counts and bytes at its change count: a save or a delete
     shows at once, an unchanged variable is not counted again."""

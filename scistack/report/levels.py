@@ -21,13 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.index import key_of
+from scistack.index.fold import address_key_order
 
 
 @dataclass(frozen=True, slots=True)
 class LevelCells:
     """One variable's cells as the grid counts them: how many of its records rows show; the
     address keys of those no row shows (a coarser value with a finer one beside it in every
-    row); how many cells are missing, and the first of them (address keys, in key order)."""
+    row); how many cells are missing, and the first of them (address keys, in `address_order`
+    of the schema keys, as the grid lists its rows)."""
 
     used: int
     hidden: set[str]
@@ -95,7 +97,8 @@ def cells_across_levels(judging: Any, names: list[str], variables: list[str], le
         hidden = {g.first for g in rows if g.extended and g.mask & bit and (g.level, _texts(g.level, g.texts, names))
                   not in found}
         coarse_missing = [key_of(_address(names, level, texts)) for level, texts in missing_at]
-        listed = sorted(coarse_missing + _first_lacking(judging, var, names, projected, variables, whole, limit))
+        lacking_first = _first_lacking(judging, var, names, projected, variables, whole, limit)
+        listed = sorted(coarse_missing + lacking_first, key=lambda addr: address_key_order(addr, names))
         out[var] = LevelCells(used + len(found), hidden, lacking + len(coarse_missing),
                               listed if limit < 0 else listed[:limit])
     return out
@@ -113,8 +116,8 @@ class _Group:
 
 def _first_lacking(judging: Any, var: str, names: list[str], projected: list[str], variables: list[str],
                    whole: set[tuple], limit: int) -> list[str]:
-    """The first `limit` (-1: all) addresses of the `whole` groups, in key order: read from
-    the addresses `var` lacks, in key order, until found."""
+    """The first `limit` (-1: all) addresses of the `whole` groups, in `address_order`: read
+    from the addresses `var` lacks, in that order, until found."""
     if not whole or limit == 0:
         return []
     found: list[str] = []

@@ -22,6 +22,7 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.address import address_order
 from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_files
 from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
@@ -322,9 +323,17 @@ def status_summary(db: Database, variables: list[str] | None = None, *, limit: i
     grid = status_grid(db, variables)
     problems = []
     for var in grid.variables:
-        cells = sorted((c for c in grid.cells if c.var == var and c.status != "done"), key=lambda c: key_of(c.addr))
-        problems += cells[:limit]
+        problems += _first(db, [c for c in grid.cells if c.var == var and c.status != "done"], limit)
     return StatusSummary(grid.variables, grid.counts(), problems, fast=False)
+
+
+def _first(db: Database, cells: list[StatusCell], limit: int) -> list[StatusCell]:
+    """The first `limit` (-1: all) of one variable's cells not done, in the order the grid
+    lists its rows (`address_order`: by schema key, numbers by value); they had come in the
+    order of their addresses' JSON text (`session` before `subject`, 10 before 9)."""
+    keys = db.schema_keys
+    ordered = sorted(cells, key=lambda c: (address_order(c.addr, keys), key_of(c.addr)))
+    return ordered if limit < 0 else ordered[:limit]
 
 
 def status_cells(db: Database, variables: list[str] | None = None) -> StatusGrid:
@@ -365,11 +374,14 @@ def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> Stat
         found = judging.counts(var)
         counts[var] = {status: found.get(status, 0) for status in STATUSES}
         counts[var]["missing"] = rows - sum(found.values())
-        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
-                     for addr, version, status, reason in judging.problems(var, limit)]
+        if not limit:
+            continue
+        cells = [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+                 for addr, version, status, reason in judging.problems(var, limit, db.schema_keys)]
         if counts[var]["missing"]:
-            problems += [StatusCell(var, _in_schema_order(db, addr), "missing")
-                         for addr in judging.missing(var, limit, within=within)]
+            cells += [StatusCell(var, _in_schema_order(db, addr), "missing")
+                      for addr in judging.missing(var, limit, within=within, keys=db.schema_keys)]
+        problems += _first(db, cells, limit)
     return StatusSummary(chosen, counts, problems, fast=True)
 
 
@@ -390,14 +402,16 @@ def _summary_across_levels(db: Database, judging: Any, chosen: list[str], presen
         if var not in across:  # runs wrote it once; nothing of it is left
             continue
         cells = across[var]
-        shown = [p for p in judging.problems(var, -1) if p[0] not in cells.hidden]  # (a coarser
-        for _, _, status, _ in shown:  # value no row shows is in no count: a finer one serves each)
+        shown = [p for p in judging.problems(var, -1, db.schema_keys if limit else None)
+                 if p[0] not in cells.hidden]  # (a coarser value no row shows is in no count:
+        for _, _, status, _ in shown:  # a finer one serves each)
             counts[var][status] += 1
         counts[var]["done"] = cells.used - len(shown)
         counts[var]["missing"] = cells.missing
-        problems += [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
-                     for addr, version, status, reason in (shown if limit < 0 else shown[:limit])]
-        problems += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in cells.first_missing]
+        found = [StatusCell(var, _in_schema_order(db, addr), status, version, reason)
+                 for addr, version, status, reason in (shown if limit < 0 else shown[:limit])]
+        found += [StatusCell(var, _in_schema_order(db, addr), "missing") for addr in cells.first_missing]
+        problems += _first(db, found, limit)
     return StatusSummary(chosen, counts, problems, fast=True)
 
 
@@ -747,12 +761,7 @@ def _rows(unique: dict[str, dict[str, Any]], schema_keys: list[str]) -> list[tup
                 len({isinstance(a[k], str) for _, a in rows}) <= 1 for k in order):
             values = operator.itemgetter(*order)
             return sorted(rows, key=lambda pair: values(pair[1]))
-    return sorted(
-        rows,
-        key=lambda pair: tuple(
-            (k not in pair[1], isinstance(pair[1].get(k), str), pair[1].get(k, 0)) for k in schema_keys
-        ),
-    )
+    return sorted(rows, key=lambda pair: address_order(pair[1], schema_keys))
 
 
 def _levels(cells: dict[str, StatusCell]) -> list[frozenset[str]]:
