@@ -504,11 +504,12 @@ def _in_order(cells: list[tuple[int, str]], status: str) -> list[tuple]:
     return [(subject, session, status) for subject, session in cells]
 
 
-def test_a_large_project_lists_its_first_cells_not_done_in_schema_order(pipeline, project):
+def test_a_large_project_lists_its_first_cells_not_done_in_schema_order_with_whole_reasons(pipeline, project):
     """Above GRID_ROWS addresses `status` lists the first cells not done of each variable:
     they came in the order of their addresses' JSON text (session before subject, subject 10
-    before 9, 100 before 2). They come as the grid orders its rows (by subject, then session,
-    numbers by value), stale and missing cells together."""
+    before 9, 100 before 2), each reason cut at 80 columns ("code, module data or packages
+    of sc…"). They come as the grid orders its rows (by subject, then session, numbers by
+    value), stale and missing cells together, and a long line is wrapped, not cut."""
     from click.testing import CliRunner
 
     from scistack.cli import GRID_ROWS, main
@@ -538,6 +539,10 @@ def test_a_large_project_lists_its_first_cells_not_done_in_schema_order(pipeline
     listed = lines[lines.index(next(line for line in lines if line.startswith("Not done"))) + 1:]
     scaled = [i for i, line in enumerate(listed) if line.startswith("  SumScaled ")]
     assert [listed[i].split()[1:3] for i in scaled] == [[f"subject={a}", f"session={b}"] for a, b in first]
+    for i in scaled:  # the reason whole, its end on the next line
+        assert listed[i + 1].startswith("      ")
+        assert " ".join((listed[i] + " " + listed[i + 1]).split()).endswith(
+            "STALE code, module data or packages of scale changed")
 
 
 def test_cells_not_done_across_levels_and_in_the_grid_come_in_schema_order(pipeline, project):

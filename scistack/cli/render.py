@@ -1,12 +1,14 @@
 """Text and JSON for the `scistack` commands: plain functions from library data to strings.
 
 Everything fits 80 columns: tables shrink their widest columns (cutting cells with "…"),
-the status grid splits its variables into blocks, long lines are cut.
+the status grid splits its variables into blocks, long lines are cut (or wrapped, where the
+end of the line is its point: a reason, an address).
 """
 
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Any
 
 import numpy as np
@@ -287,17 +289,19 @@ def render_status_summary(summary: Any, limit: int) -> str:
     out = [table(heads, rows)]
     if summary.problems:
         out.append(f"Not done (up to {limit} per variable; `scistack status --all` shows the whole grid):")
-        out.append("\n".join(
-            cut(f"  {c.var:<16} {addr_text(c.addr):<32} {STATUS_WORDS[c.status]:<6} {c.reason}".rstrip())
-            for c in summary.problems))
+        # wrapped, not cut: the reason (`code, module data or packages of scale changed`, a
+        # failed run's error) lost its end at 80 columns; continued as `why` continues it
+        lines = []
+        for c in summary.problems:
+            text = f"{c.var:<16} {addr_text(c.addr):<32} {STATUS_WORDS[c.status]:<6} {c.reason}"
+            lines += textwrap.wrap(text, WIDTH, initial_indent="  ", subsequent_indent="      ")
+        out.append("\n".join(lines))
     else:
         out.append("everything is done")
     return "\n\n".join(out)
 
 
 def render_why(report: Any) -> str:
-    import textwrap
-
     where = addr_text(report.address)
     head = f"{report.variable} {where} is {report.status}"
     if report.function:
