@@ -509,6 +509,10 @@ def test_sql_shows_nan_apart_from_null(project, tmp_path):
     assert lines[0].split() == ["subject", "peak", "raw"]
     assert lines[2].split() == ["1", "NaN"]  # raw is NULL: blank
     assert lines[3].split() == ["2", "2.5", "3.0"]
+    ints = ok(CliRunner().invoke(main, ["--db", str(tmp_path / "gait.duckdb"), "sql",
+                                        "SELECT r.subject FROM CliPeak p LEFT JOIN CliRaw r USING (subject, session) "
+                                        "ORDER BY p.subject"]))
+    assert [line.strip() for line in ints.splitlines()[2:4]] == ["", "2"]  # an int column with a NULL: not 2.0
     rows = json.loads(ok(CliRunner().invoke(
         main, ["--db", str(tmp_path / "gait.duckdb"), "sql", query, "--json"])))
     assert rows[0] == {"subject": 1, "peak": None, "raw": None}

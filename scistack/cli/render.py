@@ -395,15 +395,13 @@ SQL_ROWS = 40  # rows `scistack sql` prints (as the DuckDB CLI does; --all print
 def render_frame(result: Any, *, limit: int | None = None) -> str:
     """A query's result (an Arrow table) as a table: its first `limit` rows, and how many
     there are. A NULL is blank and a NaN is `NaN`: in pandas both are NaN in a float column
-    (and were both printed blank), so which cells are NULL is read from Arrow."""
+    (and were both printed blank), so the cells are read from Arrow."""
     if not result.num_rows:
         return "(no rows)" if result.num_columns else "(no result)"
     shown = result if limit is None else result.slice(0, limit)
-    nulls = [column.is_null().to_pylist() for column in shown.columns]
-    rows = [
-        [None if nulls[j][i] else "NaN" if _is_nan(c) else c for j, c in enumerate(row)]
-        for i, row in enumerate(shown.to_pandas().astype(object).values.tolist())
-    ]
+    # (cells as Arrow gives them: pandas made an int column holding a NULL floats, 3 -> 3.0)
+    columns = [column.to_pylist() for column in shown.columns]
+    rows = [["NaN" if _is_nan(c) else c for c in row] for row in zip(*columns)]
     more = result.num_rows - shown.num_rows
     tail = (f"{result.num_rows:,} rows; the first {shown.num_rows} shown: --all prints every one"
             if more else f"{result.num_rows} rows")
