@@ -55,7 +55,7 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
         else:
             unknown.append(key)
     if unknown:
-        raise UnknownMetadataKeyError(_unknown_keys_message(db, var, unknown, vkey_names, param_names))
+        raise UnknownMetadataKeyError(unknown_keys_message(db, var, unknown, vkey_names, param_names))
     every = all_versions or version is not None or where is not None
     if every and db.index.in_batch:  # held saves are numbered at the flush: version numbers,
         db.index.flush()  # and `_where`'s newest, mean what they will mean after the batch
@@ -215,7 +215,11 @@ def _scalar_values(db: Database, records: list[RefRecord], where: str | tuple) -
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
-def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set) -> str:
+def unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set | None = None) -> str:
+    """Which keys of a query `var` does not have, what it has, and the nearest ones meant.
+    Without `params` (`undelete`), `version=` is one a call takes."""
+    takes_version = params is None
+    params = params or set()
     columns = {column for _, column in param_columns(params, lambda _: True)}  # `low_hz`, `bandpass_low_hz`
     known = [*db.schema_keys, *sorted(vkeys), *sorted({p.rsplit(".", 1)[-1] for p in params} | columns)]
     close = [m for k in unknown  # (`version=`, `where=` mistyped land here too)
@@ -223,11 +227,9 @@ def _unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set
     guess = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
     guess += "".join(f"; this call takes no {k}= (select by address keys instead)"
                      for k in unknown if k in ("version", "where"))  # (had said: did you mean 'where'?)
-    return (
-        f"{var} has no metadata key {', '.join(shown(k, 40) for k in unknown)}: its schema keys are "
-        f"{db.schema_keys}, version keys {sorted(vkeys) or 'none'}, lineage parameters "
-        f"{sorted(params)[:20] or 'none'}{guess}"
-    )
+    parameters = "" if takes_version else f", lineage parameters {sorted(params)[:20] or 'none'}"
+    return (f"{var} has no metadata key {', '.join(shown(k, 40) for k in unknown)}: its schema keys are "
+            f"{db.schema_keys}, version keys {sorted(vkeys) or 'none'}{parameters}{guess}")
 
 
 _HINT_SAMPLE = 1000

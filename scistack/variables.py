@@ -44,7 +44,8 @@ from scistack.index.state import select_from
 from scistack.lineage.calls import unwrap_inputs
 from scistack.lineage.context import copy_lineage
 from scistack.lineage.running import refuse_load_inside, warn_save_inside
-from scistack.selection import choose_variant, label_query, point_records, select_records, sort_records
+from scistack.selection import (choose_variant, label_query, point_records, select_records, sort_records,
+                                unknown_keys_message)
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
@@ -390,15 +391,24 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any],
     `deleted`: the variable's deleted records, when the caller has read them already."""
     # (in version order: each address's records come back in the order they were saved)
     # (matched as load matches: the index's `select_from`, a list meaning any of)
+    metadata = dict(metadata)
+    version = metadata.pop("version", None)  # (a reserved name: never an address or version key)
     query = label_query(name, metadata)  # (a NaN refused as load refuses it)
+    deleted = db.index.deleted_records(name) if deleted is None else deleted
+    unknown = [k for k in query if k not in db.schema_keys and not any(k in r.vkeys for r in deleted)]
+    if unknown:  # (a misspelt key had said only that nothing deleted matched)
+        raise UnknownMetadataKeyError(unknown_keys_message(db, name, unknown, {k for r in deleted for k in r.vkeys}))
     groups: dict[str, list[RefRecord]] = {}
-    for record in db.index.deleted_records(name) if deleted is None else deleted:
+    for record in deleted:
         groups.setdefault(record.addr_key, []).append(record)
     chosen = sorted(select_from(groups.values(), {k: v for k, v in query.items() if k in db.schema_keys},
                                 {k: v for k, v in query.items() if k not in db.schema_keys}, {},
                                 all_versions=True), key=lambda r: r.version)
+    if version is not None:
+        chosen = [r for r in chosen if r.version == version]
     if not chosen:
-        wanted = " matching " + ", ".join(f"{k}={shown(v)}" for k, v in metadata.items()) if metadata else ""
+        asked = {**metadata, **({"version": version} if version is not None else {})}
+        wanted = " matching " + ", ".join(f"{k}={shown(v)}" for k, v in asked.items()) if asked else ""
         raise VariableNotFoundError(f"{name} has no deleted record{wanted} to bring back "
                                     f"({name}.list_versions(...) shows what is saved)")
     return bring_back(db, name, chosen)

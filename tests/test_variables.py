@@ -334,6 +334,23 @@ def test_undelete_refuses_the_queries_load_refuses(project):
     assert VPeak.undelete(subject=[1, 2]) == 2
 
 
+def test_undelete_names_a_misspelt_key_and_takes_version(project):
+    """undelete(subjct=1) said only that no deleted record matched, and version=1 was taken as
+    a version key (matching nothing). A key no deleted record has is named with the keys there
+    are and the one meant; version= picks the deleted version to bring back."""
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=1, session="pre")
+    VPeak.save(3.0, subject=2, session="pre", note="b")
+    VPeak.delete(all=True)
+    with pytest.raises(UnknownMetadataKeyError, match=r"no metadata key 'subjct'.*version keys \['note'\].*did you mean 'subject'"):
+        VPeak.undelete(subjct=1)
+    with pytest.raises(VariableNotFoundError, match=r"no deleted record matching subject=1, version=7"):
+        VPeak.undelete(subject=1, version=7)
+    assert VPeak.undelete(subject=1, version=1) == 1
+    assert VPeak.load(subject=1, session="pre").data == 1.0
+    assert VPeak.undelete(note="b") == 1
+
+
 class VTrial(BaseVariable):
     pass
 
