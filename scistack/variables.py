@@ -350,8 +350,9 @@ class BaseVariable:
     @classmethod
     def undelete(cls, **metadata: Any) -> int:
         """Bring back records `delete` (or `scistack rm`) removed, every one matching
-        `metadata` (schema and version keys; a list means any of; none: all of the variable's),
-        as new versions holding the same values and lineage, in the order they were saved.
+        `metadata` (schema and version keys; a list means any of; none: all of the variable's;
+        `version=` the deleted version of that number), as new versions holding the same values
+        and lineage, in the order they were saved.
         Possible until `scistack gc` reclaims the values. An address saved again since its
         delete keeps what it has now. Returns how many came back."""
         result = undelete_records(get_database(), cls.__name__, metadata)
