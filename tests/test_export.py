@@ -132,6 +132,43 @@ def test_tables_become_parquet(pipeline, tmp_path):
     assert frame["v"].tolist() == [1, 2]
 
 
+def test_a_series_is_a_column_named_as_the_series_and_imports_back_equal(project, tmp_path):
+    """A Series was exported as a frame whose one column was named `__series__` (scistack's
+    storage name): its column is named as `series.to_frame()` names it (an unnamed one after
+    the variable), beside its index, and the bundle still imports back to the equal Series."""
+    import pandas as pd
+
+    force = pd.Series([1.5, 2.5e-12], index=pd.DatetimeIndex(["2024-01-01", "2024-01-02"], name="t"),
+                      name="force")
+    saved = {1: force, 2: pd.Series([1, 2], index=pd.Index(["a", "b"], name="trial")),
+             3: pd.Series([0.5, 0.25], index=pd.Index([3, 4], name="n"), name="n")}  # its index's name
+    saved[4] = pd.Series(np.arange(5000) / 7, index=pd.Index(np.arange(5000) * 2, name="t"), name="t")
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)  # subject 4 is stored chunked
+    try:
+        for subject, series in saved.items():
+            ExTable.save(series, subject=subject, session="pre")
+    finally:
+        set_chunking()
+    assert ExTable.load(subject=4, session="pre", lazy=True).record.kind == "chunked"
+    project.export(all_current=[ExTable], to=tmp_path / "b")
+    read = {s: pd.read_parquet(tmp_path / f"b/ExTable/subject={s}/session=pre.parquet") for s in saved}
+    assert [list(frame.columns) for frame in read.values()] == [["force"], ["ExTable"], ["n"], ["t"]]
+    pd.testing.assert_series_equal(read[1]["force"], force, check_freq=False)
+    pd.testing.assert_series_equal(read[2]["ExTable"], saved[2].rename("ExTable"))
+    pd.testing.assert_series_equal(read[3]["n"], saved[3])
+    pd.testing.assert_series_equal(read[4]["t"], saved[4])
+    assert validate(tmp_path / "b", tmp_path / "cache") == []
+    other = _fresh_project(tmp_path / "other")
+    try:
+        assert other.import_bundle(tmp_path / "b").refs == 4
+        for subject, series in saved.items():
+            pd.testing.assert_series_equal(ExTable.load(subject=subject, session="pre").data, series)
+    finally:
+        other.close()
+
+
 def test_every_crate_is_a_valid_process_run_crate(pipeline, tmp_path):
     for name, kwargs in {"one": {"subject": 1, "session": "post"}, "all": {}}.items():
         if name == "all":

@@ -160,7 +160,7 @@ def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]
         _write_zarr(db, tree, dest(".zarr"))
         return base + ".zarr", None
     if obj.kind in ("table", "chunked"):
-        _write_parquet(db, record.oid, obj.payload, tree, dest(".parquet"))
+        _write_parquet(db, record.oid, obj.payload, tree, dest(".parquet"), record.var)
         return base + ".parquet", None
     if obj.kind in ("npy", "bytes"):
         ext = ".npy" if obj.kind == "npy" else ".bin"  # an npy payload is an NPY 1.0 file
@@ -179,21 +179,64 @@ def _write_payload(path: Path, payload: Any) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def _write_parquet(db: Database, oid: str, payload: Any, tree: dict[str, Any] | None, path: Path) -> None:
+def _write_parquet(db: Database, oid: str, payload: Any, tree: dict[str, Any] | None, path: Path,
+                   label: str) -> None:
     """A table (DataFrame, Series or Arrow) as Parquet with its stored schema metadata, so
-    pandas reads back the frame as saved; a chunked one a row group at a time."""
+    pandas reads back the frame as saved (a Series as a frame of one column, `_open_schema`);
+    a chunked one a row group at a time."""
+    import pyarrow as pa
     import pyarrow.parquet as pq  # pyarrow is imported on first use (scistack/lazy_import.py)
 
     from scistack.objects.chunked_table import TableChunks
     from scistack.objects.table import read_arrow
 
     if tree is None:
-        pq.write_table(read_arrow(payload), path)
+        table = read_arrow(payload)
+        schema = _open_schema(table.schema, label)
+        pq.write_table(table if schema is None else pa.Table.from_arrays(table.columns, schema=schema), path)
         return
     chunks = TableChunks(tree, Fetch(db.store), oid)
-    with pq.ParquetWriter(path, chunks.schema) as writer:
+    schema = _open_schema(chunks.schema, label)
+    with pq.ParquetWriter(path, schema or chunks.schema) as writer:
         for i in range(len(tree["chunks"])):
-            writer.write_table(chunks.group(i).cast(chunks.schema))
+            part = chunks.group(i).cast(chunks.schema)
+            writer.write_table(part if schema is None else pa.Table.from_arrays(part.columns, schema=schema))
+
+
+def _open_schema(schema: Any, label: str) -> Any:
+    """The schema a Series is exported with (None for any other table: as stored): its column
+    (stored as `__series__`) named as pandas names it in `series.to_frame()` (an unnamed
+    Series after `label`: its variable), so `pd.read_parquet(path)` gives a frame of that
+    one column beside the Series' index. scistack's own metadata is dropped: import restores
+    the Series from objects/."""
+    import pandas as pd
+    import pyarrow as pa
+
+    from scistack.objects.table import series_name
+
+    meta = dict(schema.metadata or {})
+    if meta.get(b"scistack") != b"series" or b"pandas" not in meta or "__series__" not in schema.names:
+        return None
+    name = series_name(meta)
+    name = label if name is None else name
+    like = json.loads(pa.Schema.from_pandas(pd.DataFrame({name: [0]})).metadata[b"pandas"])
+    pandas_meta = json.loads(meta[b"pandas"])
+    column = like["columns"][0]
+    names = list(schema.names)
+    for k, index in enumerate(pandas_meta.get("index_columns", [])):  # an index named as the Series
+        if index == column["field_name"]:
+            fresh = next(f"__index_level_{n}__" for n in range(k, k + len(names) + 1)
+                         if f"__index_level_{n}__" not in names)
+            pandas_meta["index_columns"][k] = names[names.index(index)] = fresh
+            next(c for c in pandas_meta["columns"] if c["field_name"] == index)["field_name"] = fresh
+    entry = next(c for c in pandas_meta["columns"] if c["field_name"] == "__series__")
+    entry |= {"name": column["name"], "field_name": column["field_name"]}
+    pandas_meta["column_indexes"] = like["column_indexes"]
+    names[names.index("__series__")] = column["field_name"]
+    for key in (b"scistack", b"scistack.series_name"):
+        meta.pop(key, None)
+    meta[b"pandas"] = json.dumps(pandas_meta, allow_nan=True).encode()
+    return pa.schema([field.with_name(n) for field, n in zip(schema, names)], metadata=meta)
 
 
 def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:

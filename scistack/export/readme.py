@@ -18,7 +18,8 @@ Exported by {producer} on {date}: {n_selected} selected value(s) and their full 
 ## What is here
 
 - `<Variable>/<key>=<value>/....npy|.parquet|.json|.bin`: every value, as an open file
-  (NumPy arrays as `.npy`, tables as Parquet, scalars/dicts/lists as JSON with NaN and
+  (NumPy arrays as `.npy`, tables as Parquet (a pandas Series as a table of one column named
+  as the Series, or after its variable, beside its index), scalars/dicts/lists as JSON with NaN and
   infinities as `null`, as pandas and MATLAB write them, bytes as `.bin`,
   arrays stored in chunks as Zarr v3 folders `.zarr/`, which `zarr.open_array(path)` reads).
 - `objects/<oid>.<kind>`: the same values, their call records, function source and git diffs in

@@ -98,7 +98,7 @@ def from_arrow(table: pa.Table) -> Any:
         _restore_string_dtypes(frame, json.loads(metadata[b"pandas"]), table.schema)
     if kind == "series":
         series = frame["__series__"]
-        series.name = _name_value(json.loads(metadata[b"scistack.series_name"]))
+        series.name = series_name(metadata)
         return series
     return frame
 
@@ -292,6 +292,11 @@ def _name_tree(name: Any) -> Any:
         )
 
     return {"v": to_tree(name, refuse)}
+
+
+def series_name(metadata: dict[bytes, bytes]) -> Any:
+    """The name of the Series a stored table's schema metadata describes."""
+    return _name_value(json.loads(metadata[b"scistack.series_name"]))
 
 
 def _name_value(tree: dict) -> Any:
