@@ -169,6 +169,54 @@ def test_a_series_is_a_column_named_as_the_series_and_imports_back_equal(project
         other.close()
 
 
+def test_a_dict_holding_arrays_is_a_folder_of_open_files(project, tmp_path):
+    """A dict holding an array had no open file at all (only its scistack objects): it is a
+    `.parts` folder, each array a .npy (its stored bytes), each table a .parquet, and the dict
+    itself value.json naming them (`{"$ref": "emg.npy"}`); it imports back as it was."""
+    import pandas as pd
+
+    emg = np.random.default_rng(1).normal(size=(50, 2))
+    trials = [np.arange(3, dtype="int16"), np.array([0.1, np.pi])]
+    table = pd.DataFrame({"t": [0.0, 0.5], "force": [1.5, 2.5]})
+    value = {"emg": emg, "fs": 2000.0, "trials": trials, "table": table, "note": "left", "gain": np.nan}
+    ExRaw.save(value, subject=1, session="pre")
+    project.export(ExRaw, to=tmp_path / "b", subject=1, session="pre")
+    folder = tmp_path / "b/ExRaw/subject=1/session=pre.parts"
+    assert json.loads((folder / "value.json").read_text()) == {
+        "emg": {"$ref": "emg.npy"}, "fs": 2000.0, "gain": None, "note": "left",
+        "table": {"$ref": "table.parquet"}, "trials": [{"$ref": "trials.0.npy"}, {"$ref": "trials.1.npy"}]}
+    np.testing.assert_array_equal(np.load(folder / "emg.npy"), emg)
+    for n, trial in enumerate(trials):
+        got = np.load(folder / f"trials.{n}.npy")
+        assert got.dtype == trial.dtype and np.array_equal(got, trial)
+    pd.testing.assert_frame_equal(pd.read_parquet(folder / "table.parquet"), table)
+    entry, = _manifest(tmp_path / "b")["files"]
+    assert entry["path"] == "ExRaw/subject=1/session=pre.parts"
+    assert {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in entry["members"]} \
+        == entry["members"] and len(entry["members"]) == 5
+    assert '`value.json` holds it, each' in (tmp_path / "b/README.md").read_text()
+    assert validate(tmp_path / "b", tmp_path / "cache") == []
+    # keys that would leave the folder, or name one file (`a/b` and `a_b`; `EMG` and `emg` on macOS)
+    ExRaw.save({"..": np.zeros(2), "a/b": np.ones(2), "a_b": np.full(2, 2.0), "EMG": np.full(2, 3.0),
+                "emg": np.full(2, 4.0)}, subject=2, session="pre")
+    project.export(ExRaw, to=tmp_path / "odd", subject=2, session="pre")
+    folder = tmp_path / "odd/ExRaw/subject=2/session=pre.parts"
+    refs, odd = json.loads((folder / "value.json").read_text()), ExRaw.load(subject=2, session="pre").data
+    assert len({ref["$ref"].casefold() for ref in refs.values()}) == 5
+    for key, ref in refs.items():
+        assert (folder / ref["$ref"]).resolve().parent == folder.resolve()
+        np.testing.assert_array_equal(np.load(folder / ref["$ref"]), odd[key])
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "b")
+        back = ExRaw.load(subject=1, session="pre").data
+        np.testing.assert_array_equal(back["emg"], emg)
+        assert back["trials"][0].dtype == np.int16 and back["fs"] == 2000.0 and np.isnan(back["gain"])
+        pd.testing.assert_frame_equal(back["table"], table)
+    finally:
+        other.close()
+
+
 def test_every_crate_is_a_valid_process_run_crate(pipeline, tmp_path):
     for name, kwargs in {"one": {"subject": 1, "session": "post"}, "all": {}}.items():
         if name == "all":
@@ -580,15 +628,19 @@ def test_a_chunked_table_is_exported_a_row_group_at_a_time(project, tmp_path, py
 
 
 def test_a_dict_holding_a_chunked_array_is_not_read_to_export_it(project, tmp_path):
-    """A dict of a large array and a number has no open format (it stays in objects/), but
-    export had decoded it whole to find that out."""
+    """A dict of a large array and a number is a `.parts` folder: the array a Zarr folder of its
+    chunks' bytes, the number in value.json. Export had decoded it whole (and then written no
+    open file at all)."""
     import tracemalloc
+
+    import zarr
 
     from scistack.objects.chunking import set_chunking
 
+    emg = np.random.default_rng(0).random(3 << 20)
     set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
     try:
-        ExRaw.save({"emg": np.random.default_rng(0).random(3 << 20), "fs": 2000}, subject=1, session="pre")
+        ExRaw.save({"emg": emg, "fs": 2000}, subject=1, session="pre")
         project.export(ExRaw, to=tmp_path / "warm", subject=1, session="pre")  # imports done
         project.sync()
         tracemalloc.start()
@@ -598,8 +650,10 @@ def test_a_dict_holding_a_chunked_array_is_not_read_to_export_it(project, tmp_pa
     finally:
         set_chunking()
     assert peak < 8 << 20, f"export held {peak >> 20} MiB"
-    assert [f["path"] for f in _manifest(tmp_path / "b")["files"]] == [None]
-    assert not (tmp_path / "b/ExRaw").exists()  # no empty folder for a value with no open file
+    assert [f["path"] for f in _manifest(tmp_path / "b")["files"]] == ["ExRaw/subject=1/session=pre.parts"]
+    folder = tmp_path / "b/ExRaw/subject=1/session=pre.parts"
+    assert json.loads((folder / "value.json").read_text()) == {"emg": {"$ref": "emg.zarr"}, "fs": 2000}
+    np.testing.assert_array_equal(zarr.open_array(str(folder / "emg.zarr"), mode="r")[:], emg)
 
 
 def _edit_first_ref(field, value):

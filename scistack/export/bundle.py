@@ -1,8 +1,9 @@
 """Write a closure as a bundle folder: open files, scistack's objects, and a manifest.
 
 Layout (docs/format.md §3):
-    Var/subject=1/session=post.npy   a value as an open file (.npy, .parquet, .json, .bin, or
-                                     a .zarr folder for a chunked array)
+    Var/subject=1/session=post.npy   a value as an open file (.npy, .parquet, .json, .bin, a
+                                     .zarr folder for a chunked array, or a .parts folder for
+                                     a dict or list holding arrays or tables)
     objects/<oid>.<kind>             each object's payload, byte for byte (import restores it)
     scistack-bundle.json             manifest: schema keys, refs, call-cache entries, and the
                                      blake3 oid + sha256 of every file above
@@ -24,14 +25,18 @@ from scistack.database import Database
 from scistack.export.closure import Closure, raw_files
 from scistack.foreach.paths import file_oid
 from scistack.index import RefRecord
+from scistack.objects.canonical_json import decode_json
 from scistack.objects.chunked import array_manifest, parse_manifest
 from scistack.objects.hashing import hash_bytes
-from scistack.objects.store import Fetch
+from scistack.objects.store import Fetch, StoredObject
 
 MANIFEST = "scistack-bundle.json"
 BUNDLE_FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 _MAX_PART = 120  # characters of one path component (its extension and `@v<n>` come on top)
+PARTS = ".parts"  # a dict or list holding arrays or tables: a folder of open files
+PARTS_VALUE = "value.json"  # the dict or list itself in it, each array `{"$ref": "<file>"}`
+_MAIN_FILE = {".zarr": "zarr.json", PARTS: PARTS_VALUE}  # a folder's file that the manifest's sha256 is of
 
 
 def sha256_of(path: Path) -> str:
@@ -55,11 +60,11 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
         path, written = _open_file(db, record, to, taken)
         entry = {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
                  "oid": record.oid, "kind": record.kind, "path": path}
-        if path is not None and (to / path).is_dir():  # a Zarr array: each member's hash
+        if path is not None and (to / path).is_dir():  # a Zarr array or .parts: each member's hash
             members = {m.relative_to(to / path).as_posix(): m for m in sorted((to / path).rglob("*"))
                        if m.is_file()}
             entry |= {"members": {name: sha256_of(m) for name, m in members.items()},
-                      "sha256": sha256_of(to / path / "zarr.json"),
+                      "sha256": sha256_of(to / path / _MAIN_FILE[PurePosixPath(path).suffix]),
                       "size": sum(m.stat().st_size for m in members.values())}
         elif written is not None:  # hashed as written (read back, 300k small files took minutes)
             entry |= {"sha256": written[0], "size": written[1]}
@@ -155,21 +160,82 @@ def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]
         return to / (base + ext)
 
     obj = db.store.get(record.oid)
-    tree = parse_manifest(obj.payload) if obj.kind == "chunked" else None
-    if tree is not None and tree["type"] == "array":
-        _write_zarr(db, tree, dest(".zarr"))
-        return base + ".zarr", None
-    if obj.kind in ("table", "chunked"):
-        _write_parquet(db, record.oid, obj.payload, tree, dest(".parquet"), record.var)
-        return base + ".parquet", None
-    if obj.kind in ("npy", "bytes"):
-        ext = ".npy" if obj.kind == "npy" else ".bin"  # an npy payload is an NPY 1.0 file
-        return base + ext, _write_payload(dest(ext), obj.payload)
-    try:  # a dict or list holding a chunked array holds it lazy: refused below, never read
-        text = json.dumps(_plain(db.store.open_value(record.oid)), indent=1, allow_nan=False)
+    if obj.kind != "json":
+        ext = _extension(obj)
+        return base + ext, _write_open(db, record.oid, obj, dest(ext), record.var)
+    try:  # its arrays and tables are named, never read (a chunked one may be larger than memory)
+        value = _plain(decode_json(obj.payload, _Child))
     except (TypeError, ValueError):
         return None, None
-    return base + ".json", _write_payload(dest(".json"), text.encode("utf-8"))
+    held = list(_children(value))
+    if not held:
+        text = json.dumps(value, indent=1, allow_nan=False)
+        return base + ".json", _write_payload(dest(".json"), text.encode("utf-8"))
+    folder = dest(PARTS)
+    folder.mkdir()
+    names = {PARTS_VALUE}
+    for holder, key, child, parts in held:
+        stored = db.store.get(child.oid)
+        name = _member_name(parts, _extension(stored), names)
+        label = parts[-1] if isinstance(parts[-1], str) else record.var  # an unnamed Series' column
+        _write_open(db, child.oid, stored, folder / name, label)
+        holder[key] = {"$ref": name}
+    (folder / PARTS_VALUE).write_text(json.dumps(value, indent=1, allow_nan=False))
+    return base + PARTS, None
+
+
+class _Child:
+    """An array or table held in a dict or list: its oid, not its value."""
+
+    __slots__ = ("oid",)
+
+    def __init__(self, oid: str) -> None:
+        self.oid = oid
+
+
+def _children(node: Any, parts: tuple = ()) -> Any:
+    """(holder, key, child, key path) of each `_Child` in a plain dict or list."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, item in items:
+        if isinstance(item, _Child):
+            yield node, key, item, (*parts, key)
+        else:
+            yield from _children(item, (*parts, key))
+
+
+def _member_name(parts: tuple, ext: str, names: set[str]) -> str:
+    """A held value's file name in its `.parts` folder: its key path joined by `.` (`emg.npy`,
+    `trials.0.npy`), sanitised as an address part is; `~2`, `~3`... when taken (ignoring case)."""
+    stem = _part("", ".".join(str(p) for p in parts))
+    if not stem.strip("."):  # (`..` would leave the folder)
+        stem = "_" + stem
+    name, n = stem + ext, 1
+    while name.casefold() in names:
+        n += 1
+        name = f"{stem}~{n}{ext}"
+    names.add(name.casefold())
+    return name
+
+
+def _extension(obj: StoredObject) -> str:
+    """The open file (or folder) a non-json object is written as."""
+    if obj.kind == "chunked":
+        return ".zarr" if parse_manifest(obj.payload)["type"] == "array" else ".parquet"
+    return {"npy": ".npy", "table": ".parquet"}.get(obj.kind, ".bin")  # an npy payload is an NPY 1.0 file
+
+
+def _write_open(db: Database, oid: str, obj: StoredObject, path: Path, label: str
+                ) -> tuple[str, int] | None:
+    """Write an array, table or bytes object at `path` (named by `_extension`); its (sha256,
+    size) when written from memory as one file. `label` names an unnamed Series' column."""
+    tree = parse_manifest(obj.payload) if obj.kind == "chunked" else None
+    if tree is not None and tree["type"] == "array":
+        _write_zarr(db, tree, path)
+        return None
+    if obj.kind in ("table", "chunked"):
+        _write_parquet(db, oid, obj.payload, tree, path, label)
+        return None
+    return _write_payload(path, obj.payload)
 
 
 def _write_payload(path: Path, payload: Any) -> tuple[str, int]:
@@ -206,9 +272,9 @@ def _write_parquet(db: Database, oid: str, payload: Any, tree: dict[str, Any] | 
 def _open_schema(schema: Any, label: str) -> Any:
     """The schema a Series is exported with (None for any other table: as stored): its column
     (stored as `__series__`) named as pandas names it in `series.to_frame()` (an unnamed
-    Series after `label`: its variable), so `pd.read_parquet(path)` gives a frame of that
-    one column beside the Series' index. scistack's own metadata is dropped: import restores
-    the Series from objects/."""
+    Series after `label`: its variable, or its key in a dict), so `pd.read_parquet(path)`
+    gives a frame of that one column beside the Series' index. scistack's own metadata is
+    dropped: import restores the Series from objects/."""
     import pandas as pd
     import pyarrow as pa
 
@@ -253,9 +319,12 @@ def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:
 
 
 def _plain(value: Any) -> Any:
-    """Numpy scalars and tuples as JSON's own types (anything else raises TypeError). A NaN or
-    infinity is null, as pandas and MATLAB write them: strict JSON parsers (JavaScript, R's
-    jsonlite, jq) refuse Python's `NaN`; the exact value stays in objects/."""
+    """Numpy scalars and tuples as JSON's own types, a held array or table (`_Child`) as it is
+    (anything else raises TypeError). A NaN or infinity is null, as pandas and MATLAB write
+    them: strict JSON parsers (JavaScript, R's jsonlite, jq) refuse Python's `NaN`; the exact
+    value stays in objects/."""
+    if isinstance(value, _Child):
+        return value
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):

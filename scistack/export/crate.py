@@ -29,7 +29,7 @@ PROV_FILE = "provenance.json"
 LICENSE = "https://spdx.org/licenses/CC-BY-4.0"
 _FORMATS = {".npy": "application/x-npy", ".parquet": "application/vnd.apache.parquet",
             ".json": "application/json", ".bin": "application/octet-stream",
-            ".zarr": "application/vnd+zarr"}
+            ".zarr": "application/vnd+zarr", ".parts": "application/json"}  # (.parts: its value.json)
 
 
 def _file_ids(manifest: dict[str, Any]) -> dict[str, str]:

@@ -22,6 +22,9 @@ Exported by {producer} on {date}: {n_selected} selected value(s) and their full 
   as the Series, or after its variable, beside its index), scalars/dicts/lists as JSON with NaN and
   infinities as `null`, as pandas and MATLAB write them, bytes as `.bin`,
   arrays stored in chunks as Zarr v3 folders `.zarr/`, which `zarr.open_array(path)` reads).
+  A dict or list holding arrays or tables is a folder `.parts/`: `value.json` holds it, each
+  array or table replaced by `{{"$ref": "<file>"}}`, a file beside it in the folder
+  (`emg.npy`, `trials.0.npy`, `table.parquet`).
 - `objects/<oid>.<kind>`: the same values, their call records, function source and git diffs in
   scistack's own object format (`<oid>` is the blake3 hash of the object).
 - `scistack-bundle.json`: the manifest: schema keys {schema}, every saved record, the call-cache
