@@ -53,6 +53,7 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
     single = isinstance(value_columns, str) or (value_columns is None and len(chosen) == 1)
     rows = []
     positions = {c: columns.index(c) for c in columns}
+    fills = {c: fill for c in chosen if (fill := _missing_as(frame.iloc[:, positions[c]])) is not _AS_IS}
     seen: dict[str, Any] = {}  # address -> the label of its first row
     for label, row in zip(frame.index, frame.itertuples(index=False, name=None)):
         addr = {}
@@ -75,8 +76,35 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
                 "them apart by a version key (a keyword argument, or one call per group). Nothing was saved")
         seen[text] = label
         cells = {c: _cell(row[positions[c]]) for c in chosen}
+        for c, fill in fills.items():
+            if _is_missing(cells[c]):
+                cells[c] = fill
         rows.append((addr, cells[chosen[0]] if single else cells))
     return rows
+
+
+_AS_IS = object()  # a column whose missing cells are saved as `_cell` gives them
+
+
+def _missing_as(column: Any) -> Any:
+    """What a value column's missing cells are saved as: a datetime or timedelta column's NaT
+    in the column's unit (pandas' NaT is numpy's in nanoseconds, so a column of seconds with a
+    NaT loaded back as nanoseconds, and a timedelta column's NaT was a datetime's)."""
+    dtype = column.dtype
+    if getattr(dtype, "kind", None) in ("M", "m"):
+        unit = getattr(dtype, "unit", None) or getattr(getattr(dtype, "pyarrow_dtype", None), "unit", None)
+        if unit is None and isinstance(dtype, np.dtype):
+            unit = np.datetime_data(dtype)[0]
+        if unit is not None:
+            return np.datetime64("NaT", unit) if dtype.kind == "M" else np.timedelta64("NaT", unit)
+    return _AS_IS
+
+
+def _is_missing(cell: Any) -> bool:
+    """None, NaN, or NaT (of any unit)."""
+    if cell is None or (type(cell) is float and math.isnan(cell)):
+        return True
+    return isinstance(cell, (np.datetime64, np.timedelta64)) and bool(np.isnat(cell))
 
 
 def save_rows(db: Database, var: str, rows: list[tuple[dict[str, Any], Any]], vkeys: dict[str, Any]) -> int:

@@ -214,7 +214,9 @@ class BaseVariable:
 
         The value is the `value_column` cell, a dict of the `value_columns` cells, or (neither
         given) the only other column. `version_keys` tag every row. Returns how many records
-        were added or changed (identical rows are no-ops).
+        were added or changed (identical rows are no-ops). A datetime or timedelta column's
+        cells are numpy's in the column's unit (a missing one too: NaT of that unit), a
+        nullable column's NA is None.
 
         Raises
         ------

@@ -96,6 +96,23 @@ def test_keys_in_the_index_and_pandas_own_cells(project):
         PeakForce.save_from_dataframe(missing)
 
 
+def test_a_datetime_column_keeps_its_unit_through_a_missing_cell(project):
+    """pandas' NaT became numpy's NaT in nanoseconds: a column of seconds with a missing cell
+    loaded back (load_all(as_df=True)) as datetime64[ns], and a timedelta column's missing cell
+    was saved as a datetime's NaT."""
+    when = pd.Series(pd.to_datetime(["2024-01-02 10:30", None])).astype("datetime64[s]")
+    took = pd.Series(pd.to_timedelta(["1.5s", None])).astype("timedelta64[ms]")
+    frame = pd.DataFrame({"subject": [1, 2], "session": "pre", "when": when, "took": took})
+    PeakForce.save_from_dataframe(frame, value_column="when")
+    Stats.save_from_dataframe(frame, value_columns=["when", "took"])
+    missing = Stats.load(subject=2, session="pre").data
+    assert missing["when"].dtype == np.dtype("datetime64[s]") and np.isnat(missing["when"])
+    assert missing["took"].dtype == np.dtype("timedelta64[ms]") and np.isnat(missing["took"])
+    assert Stats.load(subject=1, session="pre").data["took"] == np.timedelta64(1500, "ms")
+    back = PeakForce.load_all(as_df=True).sort_values("subject")["data"].reset_index(drop=True)
+    pd.testing.assert_series_equal(back, when, check_names=False)  # (the dtype too)
+
+
 def test_export_csv_and_parquet_of_a_variable_and_a_join(project, tmp_path):
     Trace.save(np.array([1.0, 2.0]), subject=1, session="pre")
     Trace.save(np.array([3.0]), subject=2, session="pre")
