@@ -89,8 +89,19 @@ _AS_IS = object()  # a column whose missing cells are saved as `_cell` gives the
 def _missing_as(column: Any) -> Any:
     """What a value column's missing cells are saved as: a datetime or timedelta column's NaT
     in the column's unit (pandas' NaT is numpy's in nanoseconds, so a column of seconds with a
-    NaT loaded back as nanoseconds, and a timedelta column's NaT was a datetime's)."""
+    NaT loaded back as nanoseconds, and a timedelta column's NaT was a datetime's); a text
+    column's None, as a nullable column's NA is (pandas' `str` dtype, and `read_csv`'s object
+    column of strings, hold a missing cell as NaN: it was saved as a float among strings). A
+    float column's NaN is a float, and stays one."""
+    import pandas as pd
+
     dtype = column.dtype
+    if isinstance(dtype, pd.StringDtype):
+        return None
+    if isinstance(dtype, pd.CategoricalDtype) or dtype == object:
+        values = dtype.categories if isinstance(dtype, pd.CategoricalDtype) else column
+        if pd.api.types.infer_dtype(values, skipna=True) == "string":
+            return None
     if getattr(dtype, "kind", None) in ("M", "m"):
         unit = getattr(dtype, "unit", None) or getattr(getattr(dtype, "pyarrow_dtype", None), "unit", None)
         if unit is None and isinstance(dtype, np.dtype):

@@ -216,7 +216,9 @@ class BaseVariable:
         given) the only other column. `version_keys` tag every row. Returns how many records
         were added or changed (identical rows are no-ops). A datetime or timedelta column's
         cells are numpy's in the column's unit (a missing one too: NaT of that unit), a
-        nullable column's NA is None.
+        nullable column's NA is None, and so is a missing cell of a text column (pandas'
+        `str` dtype, an object or categorical column of strings, as `read_csv` gives them,
+        hold it as NaN); a float column's NaN is a float, and stays NaN.
 
         Raises
         ------

@@ -113,6 +113,25 @@ def test_a_datetime_column_keeps_its_unit_through_a_missing_cell(project):
     pd.testing.assert_series_equal(back, when, check_names=False)  # (the dtype too)
 
 
+def test_a_missing_cell_of_a_text_column_is_none(project):
+    """pandas' str dtype and read_csv's object column of strings hold a missing cell as NaN: it
+    was saved as a float NaN among strings. It is None, as a nullable column's NA is (and a
+    categorical of strings' too); a float column's NaN is a float and stays NaN."""
+    import io
+
+    frame = pd.read_csv(io.StringIO("subject,session,note,force\n1,pre,left,1.5\n2,pre,,\n"))
+    frame["side"], frame["text"] = frame["note"].astype("category"), frame["note"].astype(object)
+    Stats.save_from_dataframe(frame, value_columns=["note", "force", "side", "text"])
+    PeakForce.save_from_dataframe(frame, value_column="note")
+    missing = Stats.load(subject=2, session="pre").data
+    assert {k: v for k, v in missing.items() if k != "force"} == {"note": None, "side": None, "text": None}
+    assert type(missing["force"]) is float and np.isnan(missing["force"])
+    assert Stats.load(subject=1, session="pre").data == {"note": "left", "force": 1.5, "side": "left",
+                                                         "text": "left"}
+    assert PeakForce.load(subject=2, session="pre").data is None
+    assert PeakForce.load_all(as_df=True).sort_values("subject")["data"].tolist() == ["left", None]
+
+
 def test_export_csv_and_parquet_of_a_variable_and_a_join(project, tmp_path):
     Trace.save(np.array([1.0, 2.0]), subject=1, session="pre")
     Trace.save(np.array([3.0]), subject=2, session="pre")
