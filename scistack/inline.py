@@ -389,13 +389,14 @@ def _as_frame(value: Any) -> Any:
 def _frame_json(frame: Any, **options: Any) -> str:
     """One JSON object a row (`lines=False`: a JSON array of them). Float columns are written
     with `repr`, the shortest text that reads back as the very same double, as `load()` gives
-    it (pandas' `to_json` keeps at most 15 digits, 10 by default: 1.5e-12 was 0.0). Beside
-    them, integer, bool and text columns are written here too (a pandas call costs more than
-    a small frame's cells), the rest by pandas (`_pandas_json`)."""
+    it (pandas' `to_json` keeps at most 15 digits, 10 by default: 1.5e-12 was 0.0), and so
+    are floats in an object column (an Arrow table's lists and structs, a categorical of
+    floats). Beside them, integer, bool and text columns are written here too (a pandas call
+    costs more than a small frame's cells), the rest by pandas (`_pandas_json`)."""
     lines = options.pop("lines", True)
     columns = [column for _, column in frame.items()]  # (the cheapest way to the dtypes too)
     names = [_quoted(str(name)) + ":" for name in frame.columns]
-    if not any(c.dtype.kind == "f" for c in columns) or len(set(names)) < len(names):
+    if all(map(_exact_in_pandas, columns)) or len(set(names)) < len(names):
         return _pandas_json(frame, lines=lines, **options)  # (names not unique: pandas refuses)
     cells = [_cells(key, column) for key, column in zip(names, columns)]
     for start, stop in _runs([n for n, c in enumerate(cells) if c is None]):
@@ -406,9 +407,10 @@ def _frame_json(frame: Any, **options: Any) -> str:
 
 
 def _cells(key: str, column: Any) -> list[str] | None:
-    """A float, integer, bool or text column as `"name":value` JSON members (floats of any
-    width widened exactly; NaN, the infinities and missing values null, as pandas writes
-    them); None for any other column."""
+    """A float, integer, bool or text column, or an object column of numbers, lists and str-keyed
+    dicts, as `"name":value` JSON members (floats of any width widened exactly, nested ones
+    too; NaN, the infinities and missing values null, as pandas writes them); None for any
+    other column."""
     kind = column.dtype.kind
     if kind == "f":
         values = column.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -424,7 +426,57 @@ def _cells(key: str, column: Any) -> list[str] | None:
         values = column.to_numpy(dtype=object, na_value=None).tolist()
         if all(type(v) is str or v is None for v in values):
             return [key + ("null" if v is None else _quoted(v)) for v in values]
+        try:  # lists, arrays, dicts and numbers, floats in them exact
+            return [key + json.dumps(_exact(v), separators=_COMPACT, allow_nan=False) for v in values]
+        except (TypeError, ValueError):
+            return None  # (a Decimal, a date, bytes...: as pandas writes them)
     return None
+
+
+_COMPACT = (",", ":")
+_PANDAS_EXACT = frozenset({"string", "empty", "integer", "boolean", "bytes"})  # (infer_dtype's names)
+
+
+def _exact_in_pandas(column: Any) -> bool:
+    """Whether pandas' `to_json` writes this column exactly: it holds no float anywhere (pandas
+    rounds floats, nested ones too), judged by its dtype, or an object or categorical column
+    by what its values (or categories) are."""
+    dtype = column.dtype
+    if dtype.kind == "f":
+        return False
+    if dtype.kind != "O":
+        return True
+    values = getattr(dtype, "categories", column)  # (a categorical's values are its categories)
+    return _infer_dtype(values, skipna=True) in _PANDAS_EXACT
+
+
+def _infer_dtype(values: Any, skipna: bool) -> str:
+    from pandas.api.types import infer_dtype as infer  # pandas is loaded: a frame is at hand
+
+    return infer(values, skipna=skipna)
+
+
+def _exact(value: Any) -> Any:
+    """A cell of an object column as JSON's own types for `json.dumps`, which writes a float
+    as `repr` (exact); NaN and the infinities None (null, as pandas writes them); TypeError
+    for anything else (pandas writes the column then)."""
+    if value is None or type(value) in (str, int, bool):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return _exact(value.item())
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufO":
+        return [_exact(v) for v in value.tolist()]
+    if isinstance(value, (list, tuple)):
+        return [_exact(v) for v in value]
+    if isinstance(value, dict) and all(type(k) is str for k in value):
+        return {k: _exact(v) for k, v in value.items()}
+    return _refuse(value)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(type(value).__name__)
 
 
 def _runs(positions: list[int]) -> list[tuple[int, int]]:

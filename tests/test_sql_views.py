@@ -370,6 +370,27 @@ def test_rows_view_holds_the_very_numbers_load_gives(project):
         == [str(2**64 - 1), "5"]
 
 
+def test_rows_view_holds_floats_of_object_columns_exactly(project):
+    # float columns were exact already; floats in an object column (an Arrow table's lists and
+    # structs, a categorical of floats) still went through pandas' to_json: 10 decimal places
+    import pyarrow as pa
+
+    tiny, third = 1.5e-12, 0.1 + 0.2
+    table = pa.table({"x": pa.array([[tiny, np.pi], [third, None]]),
+                      "p": pa.array([{"a": np.pi}, {"a": -0.0}])})
+    Frame.save(table, subject=1, session="pre")
+    categorical = pd.DataFrame({"k": pd.Categorical([tiny, np.pi, None]), "n": [1, 2, 3]})
+    Typed.save(categorical, subject=1, session="pre")
+    project.sync()
+    rows = project.sql("SELECT x, p FROM Frame_rows ORDER BY row_n")
+    assert [json.loads(x) for x in rows["x"]] == [[tiny, np.pi], [third, None]]
+    assert [json.loads(p) for p in rows["p"]] == [{"a": np.pi}, {"a": -0.0}]
+    assert str(json.loads(rows["p"][1])["a"]) == "-0.0"
+    k = project.sql("SELECT k FROM Typed_rows ORDER BY row_n")["k"]
+    assert k[:2].tolist() == [tiny, np.pi] and pd.isna(k[2])
+    assert project.sql("SELECT count(*) AS n FROM Typed_rows WHERE k > 0")["n"][0] == 2
+
+
 def test_a_frame_without_columns_has_its_rows_in_the_rows_view(project):
     """pandas writes the rows of a frame with no columns as one empty line, which DuckDB could
     not cast to JSON: the variable's whole rows view was not made (a warning said so)."""
