@@ -9,6 +9,7 @@ for `BaseVariable`. `Database.discover()` walks up from the working directory to
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -30,7 +31,7 @@ from scistack.index.pgjournal import PostgresJournal, redact
 from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.s3 import open_s3_store
 from scistack.objects.canonical_json import from_tree
-from scistack.records import read_call
+from scistack.records import read_call, same_arguments
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -107,6 +108,7 @@ class Database:
         self.index.before_flush = self.store.flush  # objects first, then the refs naming them
         self.index.before_append = self.store.wait_uploads
         self.index.record_exists = self.store.contains
+        self.index.same_arguments = functools.partial(same_arguments, self.store)
         self.index.set_inliner(Inliner(self.store))  # the views' values, read by the sync
         # Opening never waits for DuckDB (held by DBeaver, or far behind after a killed run):
         # the journal is the record of truth and a background thread brings DuckDB up to date.

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from scistack.errors import CorruptObjectError, CorruptRecordError
+from scistack.errors import CorruptObjectError, CorruptRecordError, ScistackError
 from scistack.objects import ObjectStore
 from scistack.objects.canonical_json import dumps_canonical, json_refs
 
@@ -533,6 +533,17 @@ def read_call(store: ObjectStore, oid: str) -> CallRecord:
     if obj.kind != "call":
         raise CorruptRecordError(oid, f"it is a {obj.kind} object, not a call record")
     return parse_call(obj.payload, oid)
+
+
+def same_arguments(store: ObjectStore, a: str, b: str) -> bool:
+    """Whether call records `a` and `b` name the same inputs from the same places (variable,
+    address, the call that made each, the file read): two records of one call key name the
+    same values, but a value may have come from elsewhere (the same value at another address,
+    another variable's, or made by another call). True when either cannot be read."""
+    try:
+        return read_call(store, a).arguments == read_call(store, b).arguments
+    except (ScistackError, LookupError):
+        return True
 
 
 def read_splits(store: ObjectStore, oids: list[str]) -> list[list | None]:

@@ -277,6 +277,57 @@ def test_a_fixed_input_found_at_a_coarser_address_is_judged_where_the_run_looked
     assert [i.status for i in rerun.items] == ["would_run"]
 
 
+class SameCal(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def calibrated(cal):
+    return np.asarray(cal) * 2
+
+
+def test_a_cached_result_whose_input_now_comes_from_elsewhere_names_it_and_turns_stale_with_it(project):
+    """The same values read from elsewhere hit the cache, and the outputs already saved named
+    the first run's inputs: `Fixed(LevelCal, session="b")` where session "b" holds what "a"
+    held, or another variable of the same values. After the new input changed, `why` and
+    `status` still said current. The outputs now name where this run read its inputs (a new
+    version, the value unchanged), so they turn stale with them; a direct call's result saved
+    there does too."""
+    from scistack import Fixed
+    from scistack.report.status import status_grid
+
+    for session in ("a", "b"):
+        LevelCal.save(np.arange(3.0), subject=1, session=session)
+    SameCal.save(np.arange(3.0), subject=1, session="a")
+    run = dict(outputs=[LevelFixedOut], subject=[1], session=["a"], progress=False)
+    assert for_each(calibrate, inputs={"cal": LevelCal}, **run).ran == 1
+    moved = for_each(calibrate, inputs={"cal": Fixed(LevelCal, session="b")}, **run)
+    assert moved.ran == 0 and LevelFixedOut.load(subject=1, session="a").version == 2
+    LevelCal.save(np.arange(3.0) + 1, subject=1, session="b")
+    assert why(LevelFixedOut, subject=1, session="a").status == "stale"
+    assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 1
+
+    assert for_each(calibrate, inputs={"cal": LevelCal}, **run).ran == 0  # back to "a": named again
+    swapped = for_each(calibrate, inputs={"cal": SameCal}, **run)  # plain inputs: the quick path
+    assert swapped.ran == 0 and LevelFixedOut.load(subject=1, session="a").version == 4
+    SameCal.save(np.arange(3.0) + 5, subject=1, session="a")
+    assert why(LevelFixedOut, subject=1, session="a").status == "stale"
+
+    first = calibrated(LevelCal.load(subject=1, session="a"))
+    LevelFixedOut.save(first, subject=2, session="a")
+    again = calibrated(_saved_like(LevelCal, np.arange(3.0), subject=1, session="c"))  # the same value
+    assert again.cached and again.call != first.call
+    LevelFixedOut.save(again, subject=2, session="a")
+    assert LevelFixedOut.load(subject=2, session="a").version == 2
+    LevelCal.save(np.arange(3.0) + 9, subject=1, session="c")
+    assert why(LevelFixedOut, subject=2, session="a").status == "stale"
+
+
+def _saved_like(var, value, **address):
+    var.save(value, **address)
+    return var.load(**address)
+
+
 def test_a_fixed_input_pinned_to_another_subject_is_judged_where_the_run_looked(project):
     """`Fixed(LevelCal, subject=9)` (a reference subject's calibration, saved per subject):
     the output of subject 1's session is stale once subject 9 has a value of that session,

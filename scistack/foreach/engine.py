@@ -220,6 +220,7 @@ class _Run:
         self._parts: dict[tuple[str, str], dict[str, set]] = {}
         self.lazy = lazy
         self._files_in_place = False  # a cached call's raw files were found where it read them
+        self._plain_agree: bool | None = None  # (`_plain_origins_agree`, once a run)
         self.vkeys = vkeys or {}  # EachOf: which alternative made this run's results
         self.vkeys_key = key_of(self.vkeys)
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
@@ -305,6 +306,8 @@ class _Run:
         with index.reading_ahead():
             addr_keys = keys_of(combos)
             cached = self._cached_at_once(addr_keys)
+            if any(cached) and not self._plain_origins_agree(combos[cached.index(True)], addr_keys[cached.index(True)]):
+                cached = [False] * len(cached)
             rest = [k for k, done in zip(addr_keys, cached) if not done] if any(cached) else addr_keys
             for var in {s.__name__ for s in self.loaded.values() if is_variable(s)}:
                 index.read_ahead(var, rest)
@@ -324,6 +327,24 @@ class _Run:
             layouts = self._layouts_ahead(planned) if self.split else {}
             for p in planned:
                 self._check_cache(*p, bar, layouts)
+
+    def _plain_origins_agree(self, combo: dict[str, Any], addr_key: str) -> bool:
+        """Whether the cached record of a plainly cached combination names its inputs as this
+        run reads them (`_cached_at_once` compares oids only). Asked once a run, of its first
+        such combination: what differs there differs everywhere (a run given another variable
+        holding the same values, `inputs={"x": C}` where it was B). Then the run plans every
+        combination the general way, which records each one's own lineage."""
+        if self._plain_agree is None:
+            resolved: dict[str, Resolved] = dict(self.fixed)
+            for name, spec in self.loaded.items():
+                found = resolve(self.db, name, spec, combo, as_table=self.as_table, addr_key=addr_key)
+                if found is None:
+                    return True  # (not plainly cached after all: planned the general way)
+                resolved[name] = found
+            hit = self.db.index.cached_call(self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity))
+            self._plain_agree = hit is None or self._origins_differ(
+                combo, addr_key, resolved, hit, (None,) * len(self.outputs)) is None
+        return self._plain_agree
 
     def _cached_at_once(self, addr_keys: list[str]) -> list[bool]:
         """Which combinations are plainly cached: every input is the newest value saved at the
@@ -425,7 +446,8 @@ class _Run:
         # at another address (or made by another call); `status`, `why` and the lineage
         # parameters then name this combination's own
         again = fresh and not self.dry_run and (
-            self._moved_files(resolved, hit) or (stale and self._lineage_elsewhere(resolved, hit)))
+            self._moved_files(resolved, hit) or (stale and self._lineage_elsewhere(resolved, hit))
+            or (not stale and self._origins_differ(combo, addr_key, resolved, hit, layout)))
         if again:
             self._finish(_Pending(item, resolved, key, addr_key), Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
@@ -446,6 +468,32 @@ class _Run:
             self._planned.add(key)
             _tick(bar)
         self.pending.append(_Pending(item, resolved, key, addr_key))
+
+    def _origins_differ(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved],
+                        hit: dict[str, Any], layout: tuple[tuple | None, ...]) -> CallRecord | None:
+        """The cached call's record when the outputs already here name inputs from elsewhere
+        (a `Fixed` input now read at another address holding the same value, another variable
+        of the same values); None otherwise. Known from the entry's digest of its record's
+        inputs, unless the outputs here name another record of the same call (the same values
+        at two addresses, each recorded with its own inputs): that one is read. An entry with
+        no digest counts as the same (its record would be read at every rerun)."""
+        bound = {n: r.bound for n, r in resolved.items()}
+        if hit.get("origins") is None or hit["origins"] == self.lf.origins(bound):
+            return None
+        records = {n: b.record for n, b in bound.items()}
+        for var, _, place_key, _ in self._places(combo, addr_key, list(hit["outs"]), layout):
+            current = self.db.index.current_at(var, place_key, self.vkeys_key)
+            if current is None or current.call is None:
+                continue
+            if current.call == hit["call"]:
+                return self._lineage_elsewhere(resolved, hit)  # (None: a digest written otherwise)
+            try:
+                record = read_call(self.db.store, current.call)
+            except ScistackError:
+                continue  # (unreadable: fsck's to find)
+            if not same_origins(records, record):
+                return record
+        return None
 
     def _lineage_elsewhere(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
         """The cached call's record when it names other saved inputs than this combination's

@@ -81,6 +81,7 @@ class Index:
         self.before_flush: Any = None   # the database flushes buffered objects here, first
         self.before_append: Any = None  # ... and waits for objects still uploading here
         self.record_exists: Any = None  # whether a call record is in the object store (set by the database)
+        self.same_arguments: Any = None  # whether two call records name the same inputs (likewise)
 
     def set_inliner(self, inliner: Any) -> None:
         """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
@@ -762,7 +763,8 @@ class Index:
         return out
 
     def _same_call(self, a: str | None, b: str | None, held: RefState | None = None) -> bool:
-        """The same call record, or two records of one call (same key: function and inputs).
+        """The same call record, or two records of one call (same key: function and inputs,
+        named from the same places).
 
         Two processes running the same call at once (two for_each runs, a retried task)
         store two call records that differ only in timing and environment; the second ref
@@ -781,9 +783,13 @@ class Index:
         key = key_of_call(a)
         if key is None or key != key_of_call(b):
             return False
-        # `a` lost (damage, a pruned store): `b` is the record to name now (asked last: in a lab
-        # the store answers over the network)
-        return self.record_exists is None or self.record_exists(a)
+        # `a` lost (damage, a pruned store): `b` is the record to name now; and a record of
+        # the same values from elsewhere (the same value at another address, made by another
+        # call) names other inputs: `b`'s lineage is the value's now (asked last, rarely: in
+        # a lab the store answers over the network)
+        if self.record_exists is not None and not self.record_exists(a):
+            return False
+        return self.same_arguments is None or self.same_arguments(a, b)
 
     # -- the DuckDB materialisation ------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> Any:
