@@ -16,6 +16,7 @@ interrupted write and readers ignore it (gc removes it after the grace period).
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import secrets
@@ -23,6 +24,7 @@ import struct
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import blake3
@@ -37,6 +39,7 @@ IDX_MAGIC = b"SCIIDX01"
 _ENTRY = struct.Struct("<32sQQ")
 _RECORD_HEAD = struct.Struct("<32sQ")
 _PREAD = hasattr(os, "pread")
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ_INDEX_UNDER = 1 << 20  # a pack index up to this size is read, a larger one mapped
 _OPEN_PACKS = 64  # packs a process keeps open (mapped, and for `pread`); the others per read
 
@@ -168,7 +171,16 @@ class _Index:
             pass
 
 
+def _unlink_pack(directory: str | Path, name: str) -> None:
+    for suffix in (".idx", ".pack"):  # index first: readers never see a half-removed pack
+        try:
+            os.unlink(f"{directory}/{name}{suffix}")
+        except FileNotFoundError:
+            pass
+
+
 _EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
+MERGE_LOCK = "merge.lock"  # held (flock, exclusive) by whoever rewrites or removes packs
 MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew
 
 
@@ -196,6 +208,9 @@ class PackSet:
         self._seen_mtime = -1
         self._lock = threading.RLock()
         self.damaged: dict[str, CorruptPackIndexError] = {}  # pack name -> why its index was skipped
+        self._gone: frozenset[str] = frozenset()  # packs the multi-pack index names that are gone
+        self._merging = threading.RLock()  # this process's hold of MERGE_LOCK (see `exclusive`)
+        self._merge_fd: int | None = None
 
     def refresh(self) -> bool:
         """Load indexes of packs added (or drop those removed) since last time; cheap when none."""
@@ -211,22 +226,25 @@ class PackSet:
                 for index in self._indexes.values():
                     index.close()
                 self._indexes.clear()
-                for m in self._maps.values():
-                    m.close()
-                self._maps.clear()
+                self._maps.clear()  # (not closed: another thread may be slicing one; each
+                # map closes when its last user lets go, and a removed pack's map still reads)
                 _close_fds(self._fds)
             self._names = names
             self.damaged = {n: e for n, e in self.damaged.items() if n in names}
             midx = open_midx(self.directory)
-            if midx is not None and not set(midx.packs) <= names:  # it names a pack gc removed
+            if midx is not None and not set(midx.packs) & names:  # every pack it names is gone
                 midx.close()
                 midx = None
-            covered = set(midx.packs) if midx is not None else set()
+            # a pack it names may be gone (gc's repack, a merge): its entries are skipped, and
+            # the pack that holds those objects now is searched through its own index
+            self._gone = frozenset(set(midx.packs) - names) if midx is not None else frozenset()
+            covered = set(midx.packs) & names if midx is not None else set()
             extras = [index for index in map(self._index, sorted(names - covered)) if index is not None]
             if sum(len(index.entries) for index in extras) >= MIDX_AFTER and self._write_midx():
                 written = open_midx(self.directory)
                 if written is not None and set(written.packs) <= names:
                     midx, extras = written, [i for i in extras if i.name not in set(written.packs)]
+                    self._gone = frozenset()
             self._merge(midx, extras)
             self._seen_mtime = mtime  # (a write of the index above changed it: looked at again next time)
         return True
@@ -291,8 +309,9 @@ class PackSet:
         midx, indexes, keys, packs, rows = self._merged
         prefix = raw[:8]
         if midx is not None:
+            gone = self._gone
             for name, offset, length in midx.candidates(prefix):
-                if self._record_is(name, offset, length, raw):
+                if name not in gone and self._record_is(name, offset, length, raw):
                     return name, offset, length
         i = int(keys.searchsorted(np.uint64(int.from_bytes(prefix, "big"))))
         while i < len(keys):
@@ -332,7 +351,10 @@ class PackSet:
                 if found[:8] != raw[:8]:
                     break
                 if found == raw:
-                    return self._map(name)[offset : offset + length]
+                    try:
+                        return self._map(name)[offset : offset + length]
+                    except FileNotFoundError:  # removed meanwhile: its objects are elsewhere
+                        break
                 at += 1
         return None
 
@@ -356,17 +378,31 @@ class PackSet:
                 raw = bytes.fromhex(oid)
             except ValueError:
                 return None
+            gone = self._gone
             for name, offset, length in midx.candidates(raw[:8]):
-                if length <= _PREAD_MAX and offset >= len(PACK_MAGIC) + _RECORD_HEAD.size:
+                if name not in gone and length <= _PREAD_MAX and offset >= len(PACK_MAGIC) + _RECORD_HEAD.size:
                     found = self._pread(name, offset - _RECORD_HEAD.size, _RECORD_HEAD.size + length)
                     if found is not None and found[:32] == raw and \
                             _RECORD_HEAD.unpack_from(found)[1] == length:
                         return found[_RECORD_HEAD.size:]
-        hit = self._find(oid)
-        if hit is None:
-            return None
-        name, offset, length = hit
-        return self._map(name)[offset : offset + length]
+        return self._stored(oid, self._find(oid))
+
+    def _stored(self, oid: str, hit: tuple[str, int, int] | None) -> bytes | None:
+        """The stored bytes at `hit`; when its pack is gone since its index was read (gc's
+        repack or a merge removed it, after writing its objects elsewhere) the packs are looked
+        at again and the object found where it is now."""
+        for _ in range(3):
+            if hit is None:
+                return None
+            name, offset, length = hit
+            try:
+                return self._map(name)[offset : offset + length]
+            except FileNotFoundError:
+                with self._lock:
+                    self._seen_mtime = -1
+                    self.refresh()
+                hit = self._find(oid)
+        return None
 
     def _pread(self, name: str, start: int, size: int) -> bytes | None:
         """`size` bytes of a pack from `start`; None if the pack is gone or shorter. The first
@@ -451,12 +487,7 @@ class PackSet:
 
     def read(self, oid: str) -> bytes | None:
         """The stored bytes of a packed object, or None if it is not packed."""
-        hit = self.locate(oid)
-        if hit is None:
-            return None
-        name, offset, length = hit
-        view = self._map(name)
-        return view[offset : offset + length]
+        return self._stored(oid, self.locate(oid))
 
     def _map(self, name: str) -> mmap.mmap:
         """The pack mapped: kept for the first `_OPEN_PACKS` packs, any other for its caller's
@@ -497,25 +528,61 @@ class PackSet:
         return hit[2] if hit else None
 
     def remove(self, oids: Iterable[str], *, fsync: bool = False) -> None:
-        """Drop objects: rewrite each affected pack without them (gc's repack)."""
+        """Drop objects: rewrite each affected pack without them (gc's repack), holding
+        `MERGE_LOCK` (a merge and a repack of one pack at once would each copy what the
+        other removes). A pack one of whose kept objects cannot be read is left whole."""
         doomed = set(oids)
-        by_pack: dict[str, list[str]] = {}
-        for oid in doomed:
-            hit = self.locate(oid)
-            if hit:
-                by_pack.setdefault(hit[0], []).append(oid)
-        for name in by_pack:
-            keep = [(oid, bytes(self.read(oid) or b"")) for oid in self._pack_oids(name) if oid not in doomed]
-            if keep:
-                write_pack(self.directory, keep, fsync=fsync)
-            for suffix in (".idx", ".pack"):  # index first: readers never see a half-removed pack
-                try:
-                    os.unlink(self.directory / f"{name}{suffix}")
-                except FileNotFoundError:
-                    pass
-        if by_pack:
-            self._seen_mtime = -1
+        with self.exclusive(wait=True):
+            self._seen_mtime = -1  # what the packs are now, not when this process last looked
             self.refresh()
+            by_pack: dict[str, list[str]] = {}
+            for oid in doomed:
+                hit = self.locate(oid)
+                if hit:
+                    by_pack.setdefault(hit[0], []).append(oid)
+            for name in by_pack:
+                keep = []
+                for oid in self._pack_oids(name):
+                    if oid not in doomed:
+                        stored = self.read(oid)
+                        if stored is None:  # (it had written an empty record in its place)
+                            break
+                        keep.append((oid, bytes(stored)))
+                else:
+                    if keep:
+                        write_pack(self.directory, keep, fsync=fsync)
+                    _unlink_pack(self.directory, name)
+            if by_pack:
+                self._seen_mtime = -1
+                self.refresh()
+
+    @contextmanager
+    def exclusive(self, *, wait: bool) -> Iterator[bool]:
+        """Hold `MERGE_LOCK` (an flock of `pack/merge.lock`): one process at a time rewrites or
+        removes packs. Yields False when another process holds it and `wait` is False, or the
+        lock cannot be made (a read-only folder). Re-entrant within this process."""
+        with self._merging:
+            if self._merge_fd is not None:
+                yield True
+                return
+            try:
+                fd = os.open(self.directory / MERGE_LOCK, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError:
+                yield False
+                return
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                except BlockingIOError:
+                    yield False
+                    return
+                self._merge_fd = fd
+                try:
+                    yield True
+                finally:
+                    self._merge_fd = None
+            finally:
+                os.close(fd)
 
     def check_indexes(self) -> dict[str, str]:
         """Every pack whose index is damaged (fsck): skipped ones, and loaded indexes whose entries
