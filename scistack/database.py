@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import time
 import warnings
@@ -32,6 +33,8 @@ from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.s3 import open_s3_store
 from scistack.objects.canonical_json import from_tree
 from scistack.records import read_call, same_arguments
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -394,6 +397,10 @@ class Database:
         global _current
         self.index.close()
         self.store.release_writes()  # every name is written: a pruning gc may now run
+        try:  # a writer with many small packs merges some (bounded: objects/local.py)
+            self.store.merge_packs(auto=True)
+        except Exception as exc:  # noqa: BLE001 - never fail a close: a later close or gc merges
+            log.warning("small packs were not merged at close (%s)", exc)
         if _current is self:
             _current = None
 

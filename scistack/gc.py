@@ -44,6 +44,7 @@ from scistack.objects.gate import PRUNE_FLOOR
 from scistack.index import RefRecord, RefState, key_of
 from scistack.objects.codec import child_oids
 from scistack.objects.oid import is_valid_oid
+from scistack.objects.pack import MergeStats
 from scistack.objects.store import StoredObject
 from scistack.records import CallRecord, RunRecord, call_tree, parse_call
 from scistack.retention import describe, retention_plan
@@ -78,6 +79,10 @@ class GCStats:
     versions_dropped: tuple[dict[str, Any], ...] = ()   # the retention rule's preview
     roots: tuple[RootUsage, ...] = ()                    # filled by a dry run
     grace_note: str = ""  # why a short grace period was raised (another writer is open)
+    packs_merged: int = 0   # small packs merged into larger ones (with `dry_run`: would be)
+    packs_written: int = 0  # the larger packs they were merged into
+    merged_bytes: int = 0   # the merged packs' size
+    merge_note: str = ""    # why no pack was merged (another process is merging, ...)
 
 
 @dataclass(slots=True)
@@ -512,8 +517,23 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
         if size is not None and size >= 0:
             temps, freed = temps + 1, freed + size
     roots = tuple(_usage(db.store, name, oids) for name, oids in walk.groups.items())
+    merged = _merge_packs(db, dry_run)
     return GCStats(scanned, len(reachable), deleted, freed, kept, temps, dry_run,
-                   len(walk.unkept_calls), tuple(describe(r) for r in dropped), roots)
+                   len(walk.unkept_calls), tuple(describe(r) for r in dropped), roots,
+                   packs_merged=merged.packs_merged if merged else 0,
+                   packs_written=merged.packs_written if merged else 0,
+                   merged_bytes=merged.bytes if merged else 0, merge_note=merged.skipped if merged else "")
+
+
+def _merge_packs(db: Any, dry_run: bool) -> Any:
+    """Small packs merged into larger ones, after the deletions (so what is merged is what
+    stays), as git's gc repacks; a merge a killed process left half done is finished first.
+    None for a store that merges no packs (a lab's bucket). A merge that fails (a full disk)
+    leaves every pack as it was and is reported, never raised: the deletions are done."""
+    try:
+        return db.store.merge_packs(dry_run=dry_run)
+    except OSError as exc:
+        return MergeStats(skipped=f"packs were not merged ({exc.strerror or exc}); every pack is as it was")
 
 
 @dataclass(frozen=True, slots=True)

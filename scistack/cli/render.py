@@ -369,6 +369,13 @@ def render_gc(stats: Any, keys: list[str] | None = None) -> str:
         )
     if stats.grace_note:
         lines.append(stats.grace_note)
+    if stats.packs_merged:
+        lines.append(
+            f"{'would merge' if stats.dry_run else 'merged'} {stats.packs_merged} small packs into "
+            f"{stats.packs_written} ({size_text(stats.merged_bytes)})"
+        )
+    if stats.merge_note:
+        lines.append(stats.merge_note)
     if stats.roots:
         lines.append("what each root keeps alive (objects first reached from it):")
         rows = [[u.root, u.objects, size_text(u.bytes)] for u in stats.roots]

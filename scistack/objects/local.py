@@ -23,11 +23,13 @@ CorruptObjectError. Large raw objects are memory-mapped and allocate nothing.
 
 from __future__ import annotations
 
+import atexit
 import mmap
 import os
 import secrets
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -42,7 +44,7 @@ from scistack.objects.gate import WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects import shuffle
-from scistack.objects.pack import PackSet, write_pack
+from scistack.objects.pack import MergeStats, PackSet, write_pack
 from scistack.objects.store import ObjectStore, StoredObject
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -60,6 +62,13 @@ _TRUSTED_RATIO = 8           # on a header's word; beyond, its stream is hashed 
 _STREAM_STEP = 1 << 20
 _FIRST_READ = 64 << 10       # a load reads this much before asking a file's size
 LIMIT_ENV = "SCISTACK_MAX_LOAD_BYTES"
+# A writer that closes (or exits) with more packs than this merges small ones, as git's
+# gc.autoPackLimit; one such merge copies at most AUTO_MAX_PACKS packs / AUTO_MAX_BYTES
+# (docs/architecture.md §3 has the measured costs these bound).
+AUTO_PACK_LIMIT = 50
+AUTO_MAX_PACKS = 500
+AUTO_MAX_BYTES = 64 << 20
+_GC_ROUND_BYTES = 4 << 30  # gc merges in rounds of at most this much (memory: ~100 B an object)
 
 
 def default_load_limit() -> int:
@@ -100,6 +109,8 @@ class LocalObjectStore(ObjectStore):
         self._buffer_lock = threading.Lock()
         self._refreshed: dict[str, float] = {}
         self.gate = WritersGate(self.root)  # held shared from the first write (see gate.py)
+        self.auto_merge = True  # (off for a lab's read-through cache: see s3.py)
+        self._wrote_pack = 0  # the pid that wrote a pack through this store (0: none)
 
     def __reduce__(self) -> tuple:
         """Pickled as where it is (a lazy value sent to a dask worker reopens its store there)."""
@@ -220,6 +231,9 @@ class LocalObjectStore(ObjectStore):
             self.packs.refresh()
             self._buffer.clear()
             self._buffer_bytes = 0
+            if not self._wrote_pack and self.auto_merge:
+                self._wrote_pack = os.getpid()
+                _MERGE_AT_EXIT.add(self)
 
     def _buffer_object(self, oid: str, stored: bytes) -> None:
         with self._buffer_lock:
@@ -227,6 +241,30 @@ class LocalObjectStore(ObjectStore):
             self._buffer_bytes += len(stored)
         if self._buffer_bytes > _MAX_BUFFER:
             self.flush()
+
+    def merge_packs(self, *, auto: bool = False, dry_run: bool = False) -> MergeStats:
+        """Merge small packs (`PackSet.merge_small`). gc merges what the plan names, in rounds;
+        `auto` (a writer closing, or exiting) only if this process wrote a pack, there are
+        more than `AUTO_PACK_LIMIT`, and no other process is merging, and at most
+        `AUTO_MAX_PACKS` / `AUTO_MAX_BYTES` of them."""
+        if self.read_only:
+            return MergeStats(skipped="the project is read-only here")
+        if auto:
+            if self._wrote_pack != os.getpid():
+                return MergeStats()
+            self._wrote_pack = 0
+            _MERGE_AT_EXIT.discard(self)
+            return self.packs.merge_small(fsync=self.fsync, wait=False, more_than=AUTO_PACK_LIMIT,
+                                          max_packs=AUTO_MAX_PACKS, max_bytes=AUTO_MAX_BYTES)
+        stats = MergeStats()
+        for _ in range(64):
+            done = self.packs.merge_small(fsync=self.fsync, max_bytes=_GC_ROUND_BYTES, dry_run=dry_run)
+            stats += done
+            if dry_run or not done.packs_written:
+                break
+        if stats.packs_written:
+            self.packs.consolidate()  # one multi-pack index over what is left (a few packs now)
+        return stats
 
     def writers_gate(self) -> WritersGate:
         return self.gate
@@ -860,6 +898,19 @@ def _fsync_dir(directory: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+_MERGE_AT_EXIT: weakref.WeakSet[LocalObjectStore] = weakref.WeakSet()  # wrote packs, not yet merged
+
+
+@atexit.register
+def _merge_at_exit() -> None:
+    """A script that never closed its project merges as a closing one does (bounded)."""
+    for store in list(_MERGE_AT_EXIT):
+        try:
+            store.merge_packs(auto=True)
+        except Exception:  # noqa: BLE001 - never fail an exit; a later close or gc merges
+            pass
 
 
 def _reopen(root: str, fsync: bool, max_load_bytes: int) -> LocalObjectStore:

@@ -11,7 +11,8 @@ Layout (docs/format.md §1.4), all integers little-endian:
   pack-<id>.idx   b"SCIIDX01", uint64 count, then per object sorted by oid:
                   oid (32 bytes), uint64 offset of the stored bytes in the pack, uint64 n
 The .idx is renamed into place after the .pack is complete: a pack without an index is an
-interrupted write and readers ignore it (gc removes it after the grace period).
+interrupted write and readers ignore it (gc removes it after the grace period). Small packs
+are merged into one (`PackSet.merge_small`: gc, and a writer closing with many packs).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ import os
 import secrets
 import struct
 import threading
+import time
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import blake3
 import numpy as np
@@ -179,8 +183,125 @@ def _unlink_pack(directory: str | Path, name: str) -> None:
             pass
 
 
+_SMALL_SOURCE = 256 << 10  # a pack to merge up to this size is read whole (one read, no map)
+
+
+@dataclass(slots=True)
+class _Source:
+    """A pack to merge: its open descriptor, its index's entries, and whether it is small
+    (its records are then read into memory and written with others', not copied alone)."""
+
+    name: str
+    fd: int
+    entries: np.ndarray
+    small: bool
+
+
+def _checked_source(directory: str, name: str) -> _Source | None:
+    """A pack to merge, opened, with its index's entries, when the index is sound and every
+    entry matches the record head before it in the pack (else None: a damaged pack is left
+    where it is, for fsck). Plain `os` calls on text paths: this is most of a merge's cost
+    per pack (~100 us of which two `unlink`s later take half)."""
+    try:
+        fd = os.open(f"{directory}/{name}.idx", os.O_RDONLY | _CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        raw = os.read(fd, 16)
+        count = struct.unpack_from("<Q", raw, 8)[0] if len(raw) == 16 and raw[:8] == IDX_MAGIC else -1
+        body = os.pread(fd, count * _IDX_DTYPE.itemsize + 1, 16) if count > 0 else b""
+    finally:
+        os.close(fd)
+    if count <= 0 or len(body) != count * _IDX_DTYPE.itemsize:
+        return None
+    entries = np.frombuffer(body, _IDX_DTYPE)
+    try:
+        fd = os.open(f"{directory}/{name}.pack", os.O_RDONLY | _CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        offsets, lengths = entries["offset"].astype(np.int64), entries["length"].astype(np.int64)
+        if int(offsets.min()) < len(PACK_MAGIC) + _RECORD_HEAD.size or int((offsets + lengths).max()) > size:
+            raise ValueError
+        if size <= _SMALL_SOURCE:
+            data = os.pread(fd, size, 0)
+            if len(data) != size:
+                raise ValueError
+            heads = np.frombuffer(data, np.uint8)[offsets[:, None] - _RECORD_HEAD.size + np.arange(_RECORD_HEAD.size)]
+            del data  # (read again as it is copied: 36k packs held at once would be gigabytes)
+        else:
+            with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+                pack = np.frombuffer(view, np.uint8)
+                heads = pack[offsets[:, None] - _RECORD_HEAD.size + np.arange(_RECORD_HEAD.size)]
+                del pack
+        wanted = np.frombuffer(body, np.uint8).reshape(-1, _IDX_DTYPE.itemsize)
+        if not ((heads[:, :32] == wanted[:, :32]).all() and (heads[:, 32:40] == wanted[:, 40:48]).all()):
+            raise ValueError
+    except (ValueError, OSError):
+        os.close(fd)
+        return None
+    return _Source(name, fd, entries, size <= _SMALL_SOURCE)
+
+
+def _holds(directory: Path, name: str, oids: np.ndarray) -> bool:
+    """Whether pack `name` exists and its index lists exactly `oids` (sorted)."""
+    try:
+        index = _Index(name, directory / f"{name}.idx")
+    except (FileNotFoundError, CorruptPackIndexError):
+        return False
+    same = len(index.entries) == len(oids) and bytes(index.entries["oid"].tobytes()) == oids.tobytes()
+    index.close()
+    return same
+
+
+def _write_all_fd(out: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(out, view):]
+
+
+def _copy_range(source: int, out: int, start: int, count: int) -> None:
+    """`count` bytes of `source` from `start` appended to `out` (in the kernel where it can)."""
+    while count > 0:
+        try:
+            done = os.copy_file_range(source, out, count, start)
+        except (AttributeError, OSError):  # (not Linux, or across file systems)
+            done = os.write(out, os.pread(source, min(count, 1 << 20), start))
+        if done <= 0:
+            raise OSError(f"a pack ended {count} bytes early while it was merged")
+        start, count = start + done, count - done
+
+
+def _write_replaces(directory: Path, name: str, replaced: list[str], fsync: bool) -> None:
+    """`pack-<id>.replaces`: the packs the merge into `name` removes, one a line."""
+    temp = directory / f".tmp-{secrets.token_hex(6)}{REPLACES}"
+    with open(temp, "w", encoding="ascii") as handle:
+        handle.write("".join(f"{source}\n" for source in replaced))
+        _sync(handle, fsync)
+    os.replace(temp, directory / f"{name}{REPLACES}")
+    if fsync:
+        _fsync_dir(directory)
+
+
+def _remove_replaces(directory: Path, name: str, fsync: bool) -> None:
+    if fsync:
+        _fsync_dir(directory)  # the unlinks of the packs it names are durable first
+    try:
+        os.unlink(directory / f"{name}{REPLACES}")
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 _EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
-MERGE_LOCK = "merge.lock"  # held (flock, exclusive) by whoever rewrites or removes packs
 MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew
 
 
@@ -556,6 +677,7 @@ class PackSet:
                 self._seen_mtime = -1
                 self.refresh()
 
+    # -- merging small packs into one (see `plan_merge`) ------------------------------------
     @contextmanager
     def exclusive(self, *, wait: bool) -> Iterator[bool]:
         """Hold `MERGE_LOCK` (an flock of `pack/merge.lock`): one process at a time rewrites or
@@ -583,6 +705,194 @@ class PackSet:
                     self._merge_fd = None
             finally:
                 os.close(fd)
+
+    def merge_small(self, *, fsync: bool = False, wait: bool = True, more_than: int = 1,
+                    max_packs: int | None = None, max_bytes: int | None = None, dry_run: bool = False,
+                    stop: Any = None) -> MergeStats:
+        """Merge small packs into one (`plan_merge`) when there are more than `more_than`
+        packs, first finishing any merge a killed process left half done; `max_packs` /
+        `max_bytes` bound the work. Nothing saved is ever only in a file being removed:
+
+        1. the merged pack is written under a temporary name and renamed (fsync'd with `fsync`);
+        2. `pack-<id>.replaces` names the packs it replaces (temporary name, renamed);
+        3. its index is renamed into place: the commit point, as for every pack;
+        4. each replaced pack's index, then the pack, is unlinked; then `.replaces`.
+
+        A process killed before 3 leaves a pack without an index (ignored by readers, removed
+        by gc after its grace period) and every object where it was; after 3, objects in two
+        places until the next merge or gc reads `.replaces` and finishes 4 (each replaced
+        pack is removed only if the merged one's index lists all its objects). A reader that
+        finds a pack gone looks at the packs again (`_stored`). With `dry_run`, only plans."""
+        started = time.perf_counter()
+        if not self.directory.is_dir():
+            return MergeStats()
+        with self.exclusive(wait=wait) as got:
+            if not got:
+                return MergeStats(skipped="another process is merging or repacking packs")
+            listing = [entry.name for entry in os.scandir(self.directory) if entry.name.startswith("pack-")]
+            sides = sorted(n for n in listing if n.endswith(REPLACES))
+            interrupted = self._finish_interrupted(sides, fsync) if sides and not dry_run else 0
+            if interrupted:
+                listing = [entry.name for entry in os.scandir(self.directory) if entry.name.startswith("pack-")]
+            names = sorted(n[:-4] for n in listing if n.endswith(".idx"))
+            if len(names) <= more_than:
+                return MergeStats(interrupted=interrupted, seconds=time.perf_counter() - started)
+            sizes = {}
+            for name in names:
+                if name in self.damaged:
+                    continue  # (fsck --repair first; its pack stays as it is)
+                try:
+                    sizes[name] = os.stat(self.directory / f"{name}.pack").st_size
+                except FileNotFoundError:
+                    pass
+            plan = plan_merge(sizes, max_packs=max_packs, max_bytes=max_bytes)
+            if dry_run or not plan:
+                return MergeStats(len(plan), int(bool(plan)), 0, sum(sizes[n] for n in plan),
+                                  time.perf_counter() - started, interrupted)
+            merged = self._merge_packs(plan, fsync, stop)
+            return merged + MergeStats(interrupted=interrupted, seconds=time.perf_counter() - started)
+
+    def _merge_packs(self, names: list[str], fsync: bool, stop: Any = None) -> MergeStats:
+        """Copy the records of `names` into one new pack (held: `MERGE_LOCK`); see `merge_small`."""
+        sources: list[_Source] = []
+        directory = os.fspath(self.directory)
+        try:
+            for name in names:
+                found = _checked_source(directory, name)
+                if found is not None:
+                    sources.append(found)
+            if len(sources) < 2:
+                return MergeStats()
+            entries = np.concatenate([source.entries for source in sources])
+            which = np.concatenate([np.full(len(source.entries), i, np.int32) for i, source in enumerate(sources)])
+            words = entries.view(np.uint8).reshape(-1, _IDX_DTYPE.itemsize)[:, :32].copy().view(">u8")
+            order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0]))
+            words = words[order]
+            first = np.ones(len(order), bool)  # an object in two packs is copied once
+            first[1:] = (words[1:] != words[:-1]).any(axis=1)
+            order = order[first]
+            union = entries["oid"][order]
+            name = "pack-" + blake3.blake3(union.tobytes().hex().encode()).hexdigest()[:20]
+            replaced = [source.name for source in sources if source.name != name]
+            if name not in {source.name for source in sources} and not _holds(self.directory, name, union):
+                if (self.directory / f"{name}.idx").exists() or (stop is not None and stop()):
+                    return MergeStats()  # (a pack of that name holding other objects: never overwritten)
+                self._write_merged(name, sources, which[order], entries[order], fsync)
+            # (else a pack of exactly these objects is there already: only the others go)
+            _write_replaces(self.directory, name, replaced, fsync)
+            for source in replaced:
+                _unlink_pack(directory, source)
+            try:
+                os.utime(self.directory / f"{name}.pack")  # at least as young as anything it took in
+            except FileNotFoundError:
+                pass
+            _remove_replaces(self.directory, name, fsync)
+            size = os.stat(self.directory / f"{name}.pack").st_size
+            return MergeStats(len(replaced), 1, len(union), size)
+        finally:
+            for source in sources:
+                os.close(source.fd)
+            self._seen_mtime = -1  # looked at again at the next use
+
+    def _write_merged(self, name: str, sources: list[_Source], which: np.ndarray, kept: np.ndarray,
+                      fsync: bool) -> None:
+        """Write the merged pack (steps 1-3 of `merge_small`): the kept records (`kept`, in oid
+        order, from `sources[which]`) laid out source by source, each source's in its own
+        order, copied in runs of records that lie back to back there (a small source from
+        its bytes in memory, a large one by the kernel: `copy_file_range`); then its index."""
+        offsets = kept["offset"].astype(np.int64)
+        sizes = kept["length"].astype(np.int64) + _RECORD_HEAD.size
+        place = np.lexsort((offsets, which))  # records in the order they are written
+        starts, lengths, owners = offsets[place] - _RECORD_HEAD.size, sizes[place], which[place]
+        written = len(PACK_MAGIC) + np.cumsum(lengths) - lengths
+        index = np.empty(len(kept), _IDX_DTYPE)
+        index["oid"] = kept["oid"]
+        index["length"] = kept["length"]
+        index["offset"][place] = written + _RECORD_HEAD.size
+        breaks = np.flatnonzero((owners[1:] != owners[:-1]) | (starts[1:] != starts[:-1] + lengths[:-1])) + 1
+        run_first = np.concatenate([[0], breaks])
+        run_last = np.concatenate([breaks - 1, [len(place) - 1]])
+        temp = f"{self.directory}/.tmp-{secrets.token_hex(6)}.pack"
+        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o444)
+        try:
+            try:
+                pending = bytearray(PACK_MAGIC)
+                for owner, begin, end in zip(owners[run_first].tolist(), starts[run_first].tolist(),
+                                             (starts[run_last] + lengths[run_last]).tolist()):
+                    if sources[owner].small:
+                        data = os.pread(sources[owner].fd, end - begin, begin)
+                        if len(data) != end - begin:
+                            raise OSError(f"pack {sources[owner].name} ended early while it was merged")
+                        pending += data
+                        if len(pending) >= 1 << 20:
+                            _write_all_fd(out, pending)
+                            pending = bytearray()
+                    else:
+                        _write_all_fd(out, pending)
+                        pending = bytearray()
+                        _copy_range(sources[owner].fd, out, begin, end - begin)
+                _write_all_fd(out, pending)
+                if fsync:
+                    os.fsync(out)
+            finally:
+                os.close(out)
+            os.replace(temp, self.directory / f"{name}.pack")
+        except BaseException:
+            try:
+                os.unlink(temp)
+            except FileNotFoundError:
+                pass
+            raise
+        idx_temp = self.directory / f".tmp-{secrets.token_hex(6)}.idx"
+        with open(idx_temp, "wb") as handle:
+            handle.write(IDX_MAGIC + struct.pack("<Q", len(index)))
+            handle.write(index.tobytes())
+            _sync(handle, fsync)
+        os.chmod(idx_temp, 0o444)
+        _write_replaces(self.directory, name, [source.name for source in sources], fsync)  # before the commit
+        os.replace(idx_temp, self.directory / f"{name}.idx")
+        if fsync:
+            _fsync_dir(self.directory)
+
+    def _finish_interrupted(self, sides: list[str], fsync: bool) -> int:
+        """Finish the merges a killed process left half done (their `.replaces` files `sides`;
+        held: `MERGE_LOCK`); how many."""
+        finished = 0
+        for side_name in sides:
+            side = self.directory / side_name
+            name = side_name[: -len(REPLACES)]
+            try:
+                merged = _Index(name, self.directory / f"{name}.idx")
+            except FileNotFoundError:  # never committed: every object is where it was
+                _remove_replaces(self.directory, name, fsync)
+                finished += 1
+                continue
+            except CorruptPackIndexError:
+                continue  # fsck names it; --repair rebuilds it, and the next merge finishes
+            held = set(merged.entries["oid"].tolist())
+            merged.close()
+            for source in side.read_text("ascii", "replace").split():
+                if source == name or not source.startswith("pack-") or "/" in source:
+                    continue
+                try:
+                    index = _Index(source, self.directory / f"{source}.idx")
+                    inside = held.issuperset(index.entries["oid"].tolist())
+                    index.close()
+                except FileNotFoundError:  # its index went already: only the pack is left
+                    inside = True
+                except CorruptPackIndexError:
+                    inside = False
+                if inside:
+                    _unlink_pack(self.directory, source)
+            try:
+                os.utime(self.directory / f"{name}.pack")
+            except FileNotFoundError:
+                pass
+            _remove_replaces(self.directory, name, fsync)
+            finished += 1
+        if finished:
+            self._seen_mtime = -1
+        return finished
 
     def check_indexes(self) -> dict[str, str]:
         """Every pack whose index is damaged (fsck): skipped ones, and loaded indexes whose entries
@@ -642,3 +952,57 @@ class PackSet:
         indexed = {p.stem for p in self.directory.glob("pack-*.idx")}
         return [p for p in self.directory.glob("pack-*.pack") if p.stem not in indexed] + \
             list(self.directory.glob(".tmp-*"))
+
+
+# -- merging small packs ----------------------------------------------------------------------
+MERGE_LOCK = "merge.lock"  # held (flock, exclusive) by whoever rewrites or removes packs
+REPLACES = ".replaces"  # pack-<id>.replaces: the packs a merge into pack-<id> removes
+GEOMETRIC_FACTOR = 2  # packs left alone form a progression: each at least twice the one before
+
+
+@dataclass(frozen=True, slots=True)
+class MergeStats:
+    """What one call that merges packs did."""
+
+    packs_merged: int = 0     # packs removed because a merged pack holds their objects
+    packs_written: int = 0    # merged packs written
+    objects: int = 0          # objects in the merged packs
+    bytes: int = 0            # bytes of the merged packs
+    seconds: float = 0.0
+    interrupted: int = 0      # merges a killed process left half done, finished here
+    skipped: str = ""         # why nothing was looked at (another process is merging, ...)
+
+    def __add__(self, other: MergeStats) -> MergeStats:
+        return MergeStats(self.packs_merged + other.packs_merged, self.packs_written + other.packs_written,
+                          self.objects + other.objects, self.bytes + other.bytes, self.seconds + other.seconds,
+                          self.interrupted + other.interrupted, self.skipped or other.skipped)
+
+
+def plan_merge(sizes: dict[str, int], *, factor: float = GEOMETRIC_FACTOR, max_packs: int | None = None,
+               max_bytes: int | None = None) -> list[str]:
+    """The packs to merge into one, as git's `repack --geometric`: sorted by size, the largest
+    packs that already form a progression (each at least `factor` times the one below) stay;
+    the rest are merged, together with any pack smaller than `factor` times their total. So
+    every object is copied O(log n) times over a project's life, and packs stay O(log n).
+
+    `max_packs` / `max_bytes` bound one merge (the smallest packs first); fewer than two packs
+    is no merge (an empty list)."""
+    order = sorted(sizes, key=lambda name: (sizes[name], name))
+    weights = [max(sizes[name], 1) for name in order]
+    split = 0
+    for i in range(len(order) - 1, 0, -1):
+        if weights[i] < factor * weights[i - 1]:
+            split = i + 1  # pack i is not in the progression either
+            break
+    total = sum(weights[:split])
+    while split < len(order) and split and weights[split] < factor * total:
+        total += weights[split]
+        split += 1
+    chosen, total = [], 0
+    for name, weight in zip(order[:split], weights[:split]):
+        if chosen and ((max_packs is not None and len(chosen) >= max_packs)
+                       or (max_bytes is not None and total + weight > max_bytes)):
+            break
+        chosen.append(name)
+        total += weight
+    return chosen if len(chosen) >= 2 else []

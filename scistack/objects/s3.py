@@ -100,6 +100,7 @@ class S3ObjectStore(ObjectStore):
                                retry_config={"max_retries": 2, "backoff": {"init_backoff": timedelta(milliseconds=100)},
                                              "retry_timeout": timedelta(seconds=20)})
         self.cache = LocalObjectStore(Path(cache_dir) / "objects")
+        self.cache.auto_merge = False  # its packs are the bucket's, queued or trimmed by name
         self.max_bytes = DEFAULT_CACHE_BYTES if max_bytes is None else int(max_bytes)
         self._cache_bytes: int | None = None
         self._idx_dir = Path(cache_dir) / "remote-idx"

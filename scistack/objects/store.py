@@ -106,6 +106,12 @@ class ObjectStore(abc.ABC):
         """Make a stored object young again for gc's grace period, as a put of it would, without
         reading it; False when it is absent. Stores that keep no times only answer."""
         return self.contains(oid)
+    def merge_packs(self, *, auto: bool = False, dry_run: bool = False) -> Any:
+        """Merge small packs into larger ones (gc; with `auto`, the bounded merge a closing
+        writer makes): a `pack.MergeStats`, or None for a store that merges no packs (a
+        shared store's packs are read by every machine, and only gc removes one there)."""
+        return None
+
     def gc_guard(self) -> AbstractContextManager[None]:
         """Held around a gc: shared stores refuse a second gc at once (local: flock elsewhere)."""
         return nullcontext()

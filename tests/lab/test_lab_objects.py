@@ -235,3 +235,29 @@ def test_s3_unreachable_mid_save_names_nothing_and_the_project_recovers(machine,
     np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, np.arange(5.0))
     with pytest.raises(VariableNotFoundError):
         LabValue.load(subject=2, session=1)
+
+
+def test_packs_are_not_merged_in_a_lab_neither_in_the_bucket_nor_in_the_cache(machine, s3_server, bucket_url,
+                                                                                monkeypatch):
+    """Every machine reads the bucket's packs (and keeps their indexes): a merge there would
+    need every reader to cope, so neither a closing writer nor gc merges them; the local
+    cache's packs are the bucket's, uploaded and trimmed by name, and stay as they are too."""
+    import scistack.objects.local as local_module
+    from scistack.gc import collect_garbage
+
+    monkeypatch.setattr(local_module, "AUTO_PACK_LIMIT", 2)
+    db = machine("a")
+    for b in range(5):
+        with db.batch():
+            for i in range(3):
+                LabValue.save(np.array([b, i]), subject=b, session=i)
+    cache_packs = sorted((db.store.cache.root / "pack").glob("pack-*.idx"))
+    assert len(cache_packs) == 5 and db.store.merge_packs(auto=True) is None
+    db.close()
+    assert sorted((db.store.cache.root / "pack").glob("pack-*.idx")) == cache_packs
+    db = machine("a")
+    stats = collect_garbage(db)
+    assert stats.packs_merged == 0
+    _, _, _, keys = _bucket(s3_server, bucket_url)
+    assert len([k for k in keys if k.endswith(".idx")]) == 5
+    assert [LabValue.load(subject=4, session=i).data.tolist() for i in range(3)] == [[4, 0], [4, 1], [4, 2]]
