@@ -44,7 +44,7 @@ from scistack.objects.gate import WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects import shuffle
-from scistack.objects.pack import MergeStats, PackSet, write_pack
+from scistack.objects.pack import MergeStats, PackSet, fsync_dir, write_pack
 from scistack.objects.store import ObjectStore, StoredObject
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -171,7 +171,7 @@ class LocalObjectStore(ObjectStore):
                 raise full from None
             raise
         if self.fsync:
-            _fsync_dir(directory)
+            fsync_dir(directory)
 
     def _stored_small(self, header: bytes, parts: Sequence[Buffer], length: int) -> bytes:
         """What a small object's file (or pack record) holds: raw, or zstd when it pays."""
@@ -890,14 +890,6 @@ def _unlink_quietly(path: str | os.PathLike) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 _MERGE_AT_EXIT: weakref.WeakSet[LocalObjectStore] = weakref.WeakSet()  # wrote packs, not yet merged

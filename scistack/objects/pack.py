@@ -281,19 +281,20 @@ def _write_replaces(directory: Path, name: str, replaced: list[str], fsync: bool
         _sync(handle, fsync)
     os.replace(temp, directory / f"{name}{REPLACES}")
     if fsync:
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
 
 def _remove_replaces(directory: Path, name: str, fsync: bool) -> None:
     if fsync:
-        _fsync_dir(directory)  # the unlinks of the packs it names are durable first
+        fsync_dir(directory)  # the unlinks of the packs it names are durable first
     try:
         os.unlink(directory / f"{name}{REPLACES}")
     except FileNotFoundError:
         pass
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """Make the folder's entries (a rename, an unlink) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -852,7 +853,7 @@ class PackSet:
         _write_replaces(self.directory, name, [source.name for source in sources], fsync)  # before the commit
         os.replace(idx_temp, self.directory / f"{name}.idx")
         if fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
 
     def _finish_interrupted(self, sides: list[str], fsync: bool) -> int:
         """Finish the merges a killed process left half done (their `.replaces` files `sides`;
