@@ -85,6 +85,18 @@ def default_load_limit() -> int:
         return 8 << 30
 
 
+
+def kind_in_stored(stored: Buffer, decompressor: zstandard.ZstdDecompressor | None = None) -> str:
+    """The kind an object's stored bytes name in their header, read without verifying them
+    (`kind_of`: gc's walk asks it of every leaf); "?" when the header cannot be read."""
+    head = bytes(stored[:64])
+    if head[:4] in (ZSTD_MAGIC, SKIP_MAGIC):
+        try:
+            head = (decompressor or zstandard.ZstdDecompressor()).stream_reader(bytes(stored)).read(40)
+        except zstandard.ZstdError:
+            return "?"
+    return head.partition(b" ")[0].decode("ascii", "replace") or "?"
+
 class LocalObjectStore(ObjectStore):
     """A directory of loose, optionally zstd-compressed, read-only object files."""
 
@@ -712,13 +724,7 @@ class LocalObjectStore(ObjectStore):
                 return None
             except zstandard.ZstdError:
                 return "?"
-        head = bytes(stored[:64])
-        if head[:4] == ZSTD_MAGIC:
-            try:
-                head = self._contexts()[1].stream_reader(bytes(stored)).read(40)
-            except zstandard.ZstdError:
-                return "?"
-        return head.partition(b" ")[0].decode("ascii", "replace") or "?"
+        return kind_in_stored(stored, self._contexts()[1])
 
     def oids_with_prefix(self, prefix: str) -> list[Oid]:
         """Every stored oid that starts with `prefix` (at least 2 hex characters)."""

@@ -56,7 +56,7 @@ from scistack.errors import (
 )
 from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
-from scistack.objects.local import LocalObjectStore
+from scistack.objects.local import LocalObjectStore, kind_in_stored
 from scistack.objects.oid import Oid, is_valid_oid, validate_oid
 from scistack.objects.store import ObjectStore, StoredObject
 
@@ -390,12 +390,18 @@ class S3ObjectStore(ObjectStore):
             return self._locate(oid) is not None
 
     def kind_of(self, oid: str) -> str | None:
+        """The kind an object's header names, or None when it is absent. A damaged object
+        answers its header's kind, as a laptop store's does (gc's walk asks every leaf; fsck's
+        `verify` names the damage): it had raised, and stopped gc and fsck at the first one."""
         if self.cache.contains(oid):
             return self.cache.kind_of(oid)
         try:
             return self.get(oid).kind
         except ObjectNotFoundError:
             return None
+        except CorruptObjectError:  # (get() kept no copy of it: read its header again)
+            stored = self._fetch(oid)
+            return None if stored is None else kind_in_stored(stored)
 
     # -- listing, for gc and fsck (the bucket is the truth, its clock the grace period's) --------
     def iter_oids(self) -> Iterator[Oid]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -261,3 +263,34 @@ def test_packs_are_not_merged_in_a_lab_neither_in_the_bucket_nor_in_the_cache(ma
     _, _, _, keys = _bucket(s3_server, bucket_url)
     assert len([k for k in keys if k.endswith(".idx")]) == 5
     assert [LabValue.load(subject=4, session=i).data.tolist() for i in range(3)] == [[4, 0], [4, 1], [4, 2]]
+
+
+def test_a_damaged_chunk_in_the_bucket_is_listed_by_fsck_and_kept_by_gc(machine, s3_server, bucket_url, monkeypatch):
+    # gc's walk asked the bucket store for each chunk's kind by reading it whole and verified:
+    # the first damaged chunk raised, so lab fsck and gc stopped there (exit 2) instead of
+    # listing it as a laptop project's fsck does
+    from scistack.objects.chunking import set_chunking
+
+    machine("a")
+    set_chunking(threshold=1000, chunk_bytes=2000)
+    try:
+        saved = LabValue.save(np.arange(3000.0).reshape(300, 10), subject=1, session=1)
+    finally:
+        set_chunking()
+    LabValue.save(np.arange(4.0), subject=2, session=1)
+    db = database_module.current_database()
+    chunks = json.loads(bytes(db.store.get(saved.oid).payload))["chunks"]
+    client, bucket, prefix, keys = _bucket(s3_server, bucket_url)
+    key = f"{prefix}/objects/{chunks[3][:2]}/{chunks[3][2:]}"
+    assert key in keys
+    body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[-1] ^= 0xFF
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    b = machine("b")  # a colleague's fresh cache
+    report = fsck(b)
+    assert [(p.kind, p.oid) for p in report.problems] == [("corrupt", chunks[3])]
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)
+    stats = collect_garbage(b, grace_seconds=0)
+    assert stats.objects_deleted == 0
+    assert all(b.store.contains(c) for c in chunks) and b.store.contains(saved.oid)
+    assert LabValue.load(subject=2, session=1).data.tolist() == [0.0, 1.0, 2.0, 3.0]
