@@ -30,7 +30,7 @@ from scistack.index.journal import JournalBackend
 from scistack.inline import Inliner
 from scistack.index.pgjournal import PostgresJournal, redact
 from scistack.objects import LocalObjectStore, ObjectStore
-from scistack.objects.s3 import open_s3_store
+from scistack.objects.s3 import S3ObjectStore, objects_location
 from scistack.objects.canonical_json import from_tree
 from scistack.records import read_call, same_arguments
 
@@ -86,16 +86,21 @@ class Database:
             )
         self.root = self.path.parent
         self.scistack_dir = self.root / ".scistack"
+        self._objects_given = objects is not None  # (else the config's: the shared record overrides it)
         shared, objects = _lab_urls(self.scistack_dir / CONFIG_NAME, shared, objects)
         if shared and journal is None:
             journal = PostgresJournal(shared, self.scistack_dir / "shared-journal")
+        self.shared_url = redact(shared) if shared else None  # (what configure_database compares)
+        self.objects_url: str | None = None
+        # the lab's bucket, opened while the shared settings are checked (before any config is written)
+        self._lab_store: Any = None if store is not None else functools.partial(
+            S3ObjectStore, cache_dir=self.scistack_dir / "cache", max_bytes=cache_bytes)
         try:
             self.schema_keys = self._check_config(schema_keys, journal if shared else None, shared, objects)
             self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
             self._config_keys, self._shared_keys_at = list(self.schema_keys), time.monotonic()
-            if objects and store is None:
-                store = open_s3_store(objects, self.scistack_dir / "cache", project_id=self.project_id,
-                                      max_bytes=cache_bytes)
+            if shared and store is None:
+                store = self._lab_store
         except BaseException:
             if shared and journal is not None:
                 journal.close()
@@ -127,7 +132,8 @@ class Database:
         self.project_id: str | None = None
         shared_added: list[str] = []
         if shared_journal is not None:
-            schema_keys, shared_added = self._check_shared(shared_journal, schema_keys, config_path)
+            schema_keys, shared_added, objects = self._check_shared(shared_journal, schema_keys, config_path,
+                                                                    objects)
         if config_path.exists():
             config = json.loads(config_path.read_text())
             if config.get("db") and config["db"] != self.path.name:
@@ -156,7 +162,8 @@ class Database:
                        "addresses" if finer else ", or use a new database file for a different layout")
                 )
             if shared_journal is not None and (config.get("shared") != redact(shared)
-                                               or config.get("objects") != objects):
+                                               or config.get("objects") != objects):  # (the same place:
+                # _check_objects refused any other)
                 self._write_config(config | {"shared": redact(shared), "objects": objects,
                                              "project_id": self.project_id})
             return found
@@ -180,13 +187,15 @@ class Database:
         temp.write_text(json.dumps(config, indent=2) + "\n")
         os.replace(temp, config_path)
 
-    def _check_shared(self, journal: Any, schema_keys: Sequence[str] | None, config_path: Path
-                      ) -> tuple[list[str] | None, list[str]]:
-        """Lab mode: the schema keys (and those added later) and project id are the shared
-        journal's; a local folder joined to one shared project is never silently pointed at another."""
+    def _check_shared(self, journal: Any, schema_keys: Sequence[str] | None, config_path: Path,
+                      objects: str | None) -> tuple[list[str] | None, list[str], str]:
+        """Lab mode: the schema keys (and those added later), project id and objects URL are
+        the shared journal's; a local folder joined to one shared project is never silently
+        pointed at another, nor at another prefix (returns the objects URL to open)."""
         defaults = {"schema_keys": json.dumps(_validate_schema_keys(schema_keys))} if schema_keys else {}
         meta = journal.project_meta(defaults)
         self.project_id = meta.get("project_id")  # (none: the shared journal holds no project yet)
+        local: dict[str, Any] = {}
         if config_path.exists():
             local = json.loads(config_path.read_text())
             journal_file = self.scistack_dir / "refs.log"
@@ -207,9 +216,11 @@ class Database:
             if schema_keys is None:
                 raise NotARepositoryError(
                     f"the shared journal {redact(journal.url)} holds no project yet; create it with "
-                    "configure_database(path, [\"subject\", ...], shared=...)"
+                    "configure_database(path, [\"subject\", ...], shared=..., objects=\"s3://bucket/prefix\")"
                 )
-            return list(schema_keys), []
+        objects = self._check_objects(journal, meta, local, objects)
+        if "schema_keys" not in meta:
+            return list(schema_keys), [], objects
         found, added = json.loads(meta["schema_keys"]), json.loads(meta.get("added_keys", "[]"))
         if _written_before(schema_keys, found, added):
             warnings.warn(f"the shared project at {redact(journal.url)} has schema keys {found} since a finer "
@@ -221,7 +232,56 @@ class Database:
                 + (f", then add the finer level with db.add_schema_key({list(schema_keys)[len(found)]!r})"
                    if list(schema_keys)[:len(found)] == found and len(schema_keys) > len(found) else "")
             )
-        return found, added
+        return found, added, objects
+
+    def _check_objects(self, journal: Any, meta: dict[str, str], local: dict[str, Any], objects: str | None) -> str:
+        """The objects URL of the lab project: the one its shared settings record (since
+        2026-12), else the one this checkout's config remembers. Another is refused: saves
+        would be journalled for every member while their bytes went where no one else looks.
+        The URL is recorded once the prefix is claimed for the project (a bucket that does
+        not exist must not be recorded: the retry with the right URL would be refused). A
+        project created before the URL was recorded records it so, at the first open by a
+        writer whose prefix already holds the project's objects (its `project.json` names
+        the project), or while its journal is still empty: a project that has names is
+        never bound to a prefix that holds none of them (a reader records nothing)."""
+        where = redact(journal.url)
+        recorded = meta.get("objects")
+        kept = recorded or (objects_location(local["objects"]) if local.get("objects") else None)
+        if recorded is not None and not self._objects_given:
+            objects = None  # the config's URL: the project's own record is the one (a moved bucket)
+        if objects is None:
+            if kept is None:
+                raise InvalidNameError(
+                    f"the shared project at {where} records no objects URL (it was created before "
+                    "projects recorded it); give objects='s3://bucket/prefix' as its other checkouts "
+                    "have it (their .scistack/config.json), once")
+            objects = kept
+        elif kept is not None and objects_location(objects) != kept:
+            whose = (f"the shared project at {where} keeps its objects at {kept}" if recorded else
+                     f"this checkout ({self.root}) of the shared project at {where} keeps its objects at {kept}")
+            raise SchemaMismatchError(
+                f"{whose}, not {objects_location(objects)}: values saved there would be named for the "
+                "whole lab with bytes no one else finds. Nothing was changed. Leave objects= out "
+                f"(the project's own URL is used), or give objects={kept!r}")
+        store = self._lab_store(objects) if self._lab_store is not None else None
+        if recorded is None and self.project_id is not None and store is not None and journal.size() > 0:
+            if store.owner() is None:
+                raise SchemaMismatchError(
+                    f"{objects_location(objects)} holds no objects of the shared project at {where} "
+                    "(no project.json there), yet its journal names values: objects= is likely "
+                    "mistyped. Nothing was changed. Give the objects URL the lab's other checkouts "
+                    "use (in their .scistack/config.json)")
+        if store is not None and self.project_id is not None:
+            store.claim(self.project_id)
+            if recorded is None:
+                held = journal.record_project_meta("objects", objects_location(objects))
+                if held is not None and held != objects_location(objects):  # another machine was first
+                    raise SchemaMismatchError(
+                        f"the shared project at {where} keeps its objects at {held}, not "
+                        f"{objects_location(objects)}. Nothing was changed. Leave objects= out (the "
+                        f"project's own URL is used), or give objects={held!r}")
+        self._lab_store, self.objects_url = store, objects_location(objects)
+        return objects
 
     @classmethod
     def discover(cls, start: str | os.PathLike | None = None) -> Database:
@@ -455,17 +515,18 @@ def register_ui(opener: Any) -> None:
     global _ui_opener
     _ui_opener = opener
 def _lab_urls(config_path: Path, shared: str | None, objects: str | None) -> tuple[str | None, str | None]:
-    """The lab URLs given, else those the project's config remembers (a lab project is both)."""
+    """The lab URLs given, else those the project's config remembers (a lab project is both;
+    `shared` alone: the objects URL is the one the shared project records)."""
     if shared is None and objects is None and config_path.exists():
         config = json.loads(config_path.read_text())
         shared, objects = config.get("shared"), config.get("objects")
-    check_lab_urls(shared, objects)
+    check_lab_urls(shared, objects, objects_optional=True)
     return shared, objects
 
 
-def check_lab_urls(shared: str | None, objects: str | None) -> None:
+def check_lab_urls(shared: str | None, objects: str | None, *, objects_optional: bool = False) -> None:
     """Refuse a lab URL pair that cannot work (one without the other, a wrong scheme)."""
-    if bool(shared) != bool(objects):
+    if bool(shared) != bool(objects) and not (objects_optional and shared and not objects):
         raise InvalidNameError(
             "a lab project needs both shared='postgresql://...' (the names) and "
             "objects='s3://bucket/prefix' (the content); give both, or neither for a local project"

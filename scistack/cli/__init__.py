@@ -549,7 +549,8 @@ def sql(project: _Project, query: str, whole: bool, as_json: bool) -> None:
 @click.argument("path", type=click.Path(dir_okay=False))
 @click.option("--keys", metavar="K1,K2", help="Schema keys of a new project (a lab's come from its journal).")
 @click.option("--shared", metavar="URL", help="The lab's PostgreSQL journal: postgresql://host/db.")
-@click.option("--objects", metavar="URL", help="The lab's object store: s3://bucket/prefix.")
+@click.option("--objects", metavar="URL", help="The lab's object store: s3://bucket/prefix (to join: the one "
+              "the shared project records, when left out).")
 def init(path: str, keys: str | None, shared: str | None, objects: str | None) -> None:
     """Create the project PATH (a .duckdb file), or join a lab's shared project on this machine.
 
@@ -560,7 +561,7 @@ def init(path: str, keys: str | None, shared: str | None, objects: str | None) -
     schema = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
     db = Database(path, schema, shared=shared, objects=objects)
     try:
-        where = f" shared through {shared.split('@')[-1]} and {objects}" if shared else ""
+        where = f" shared through {shared.split('@')[-1]} and {db.objects_url}" if shared else ""
         click.echo(f"{db.path.name}: schema keys {', '.join(db.schema_keys)}{where}")
     finally:
         db.close()

@@ -162,7 +162,8 @@ class PostgresJournal:
 
     # -- identity --------------------------------------------------------------------------
     def project_meta(self, defaults: dict[str, str]) -> dict[str, str]:
-        """The project's shared settings (id, schema keys), set from `defaults` when new."""
+        """The project's shared settings (id, schema keys), set from `defaults` when new (its
+        objects URL is recorded once the bucket answered: `record_project_meta`)."""
         with self.locked():
             rows = dict(self._execute(f"SELECT key, value FROM {META}").fetchall())
             missing = {k: v for k, v in defaults.items() if k not in rows}
@@ -175,6 +176,16 @@ class PostgresJournal:
                                           (key, value), write=True)
                 rows = dict(self._execute(f"SELECT key, value FROM {META}").fetchall())
         return rows
+
+    def record_project_meta(self, key: str, value: str) -> str | None:
+        """Set a shared setting unless one is set already; the value it holds now (another
+        machine may have recorded its own first), or None when this role may not write it."""
+        try:
+            self._execute(f"INSERT INTO {META} VALUES (%s, %s) ON CONFLICT DO NOTHING", (key, value), write=True)
+        except SharedAccessError:
+            return None
+        found = self._execute(f"SELECT value FROM {META} WHERE key = %s", (key,)).fetchone()
+        return None if found is None else found[0]
 
     def read_project_meta(self) -> dict[str, str]:
         """The shared settings as they are now (one query, no lock: read, never changed here)."""

@@ -42,6 +42,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -74,6 +75,13 @@ def open_s3_store(url: str, cache_dir: Path, *, project_id: str | None = None,
     if project_id is not None:
         store.claim(project_id)
     return store
+
+
+def objects_location(url: str) -> str:
+    """`s3://bucket/prefix` as a project records where its objects are (its shared settings):
+    no user or password, no query, no trailing slash, so two spellings of one prefix compare equal."""
+    parts = urlsplit(url.strip())
+    return f"s3://{parts.netloc.rpartition('@')[2]}{parts.path.rstrip('/')}"
 
 
 class S3ObjectStore(ObjectStore):
@@ -185,6 +193,14 @@ class S3ObjectStore(ObjectStore):
                 "each other's objects in gc. Use another prefix, e.g. "
                 f"{self.url}-2, or join that project's shared journal")
         self._remember_claim(marker, project_id)
+
+    def owner(self) -> str | None:
+        """The project id `project.json` names (None: no project has claimed the prefix yet)."""
+        try:
+            body = self._call("reading project.json", self._ob.get, "project.json").bytes()
+        except FileNotFoundError:
+            return None
+        return json.loads(bytes(body)).get("project_id")
 
     def _remember_claim(self, marker: Path, project_id: str) -> None:
         marker.parent.mkdir(parents=True, exist_ok=True)

@@ -294,3 +294,45 @@ def test_a_damaged_chunk_in_the_bucket_is_listed_by_fsck_and_kept_by_gc(machine,
     assert stats.objects_deleted == 0
     assert all(b.store.contains(c) for c in chunks) and b.store.contains(saved.oid)
     assert LabValue.load(subject=2, session=1).data.tolist() == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_another_objects_url_for_the_shared_project_is_refused_and_changes_nothing(machine, tmp_path, pg_url,
+                                                                                  bucket_url, s3_server):
+    # a member who joined with a mistyped prefix had his saves journalled for the whole lab
+    # while their bytes went to that prefix (colleagues: ObjectNotFoundError), and an
+    # existing checkout opened once with another objects= had its config rewritten for good
+    machine("a")
+    LabValue.save(np.arange(3.0), subject=1, session=1)
+    database_module.current_database().close()
+    typo = bucket_url + "-typo"
+    for folder in ("b", "a"):  # a new checkout, and one that has joined already
+        with pytest.raises(SchemaMismatchError, match=f"keeps its objects at {bucket_url}, not {typo}") as refused:
+            configure_database(tmp_path / folder / "gait.duckdb", ["subject", "session"], shared=pg_url, objects=typo)
+        assert "Leave objects= out" in str(refused.value) and f"objects={bucket_url!r}" in str(refused.value)
+    assert not (tmp_path / "b" / ".scistack" / "config.json").exists()
+    assert json.loads((tmp_path / "a" / ".scistack" / "config.json").read_text())["objects"] == bucket_url
+    assert not _bucket(s3_server, typo)[3]  # nothing was put under the other prefix
+    db = configure_database(tmp_path / "c" / "gait.duckdb", ["subject", "session"], shared=pg_url)  # no objects=
+    assert db.objects_url == bucket_url and LabValue.load(subject=1, session=1).data.tolist() == [0.0, 1.0, 2.0]
+    db.close()
+    db = configure_database(tmp_path / "a" / "gait.duckdb", ["subject", "session"], shared=pg_url,
+                            objects=bucket_url + "/")  # the same prefix, spelt otherwise
+    db.close()
+
+
+def test_a_project_made_before_its_objects_url_was_recorded_records_it_once_checked(machine, tmp_path, pg_url,
+                                                                                    bucket_url):
+    import psycopg
+
+    machine("a")
+    LabValue.save(np.arange(3.0), subject=1, session=1)
+    database_module.current_database().close()
+    with psycopg.connect(pg_url, autocommit=True) as con:  # as a project created before this
+        con.execute("DELETE FROM scistack_meta WHERE key = 'objects'")
+    with pytest.raises(SchemaMismatchError, match="holds no objects of the shared project"):
+        configure_database(tmp_path / "b" / "gait.duckdb", ["subject", "session"], shared=pg_url,
+                           objects=bucket_url + "-typo")
+    assert not (tmp_path / "b" / ".scistack" / "config.json").exists()
+    machine("b")  # its own prefix: recorded
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        assert con.execute("SELECT value FROM scistack_meta WHERE key = 'objects'").fetchone()[0] == bucket_url
