@@ -90,6 +90,7 @@ class Database:
         shared, objects = _lab_urls(self.scistack_dir / CONFIG_NAME, shared, objects)
         if shared and journal is None:
             journal = PostgresJournal(shared, self.scistack_dir / "shared-journal")
+        self.opened_with: tuple[Any, dict[str, Any]] = (schema_keys, {})  # (configure_database's arguments)
         self.shared_url = redact(shared) if shared else None  # (what configure_database compares)
         self.objects_url: str | None = None
         # the lab's bucket, opened while the shared settings are checked (before any config is written)
@@ -198,14 +199,8 @@ class Database:
         local: dict[str, Any] = {}
         if config_path.exists():
             local = json.loads(config_path.read_text())
-            journal_file = self.scistack_dir / "refs.log"
-            if not local.get("shared") and journal_file.exists() and journal_file.stat().st_size:
-                raise SchemaMismatchError(
-                    f"{self.root} holds a laptop project with saved names; opening it with shared= "
-                    "would hide them (its journal stays local). Nothing was changed. Copy it into "
-                    "a new lab project with scistack share --to NEW_FOLDER --shared URL --objects URL "
-                    "(db.share(...)), or create the lab project in a new folder"
-                )
+            if not local.get("shared"):
+                _refuse_hiding_a_laptop_project(self.root)
             if local.get("project_id") and local["project_id"] != self.project_id:
                 raise SchemaMismatchError(
                     f"{self.root} belongs to the shared project {local['project_id'][:12]}, but "
@@ -282,6 +277,14 @@ class Database:
                         f"project's own URL is used), or give objects={held!r}")
         self._lab_store, self.objects_url = store, objects_location(objects)
         return objects
+
+    def opened_as(self, shared: str | None, objects: str | None) -> bool:
+        """Whether lab URLs given to open this project again name this very project (none
+        given: whatever it is; `objects` alone: never, it needs `shared`)."""
+        if shared is None and objects is None:
+            return True
+        return (bool(shared) and redact(shared) == self.shared_url
+                and (objects is None or objects_location(objects) == self.objects_url))
 
     @classmethod
     def discover(cls, start: str | os.PathLike | None = None) -> Database:
@@ -514,6 +517,18 @@ def register_ui(opener: Any) -> None:
     """Called once by scistack.ui: `Database.ui` opens the web view through `opener`."""
     global _ui_opener
     _ui_opener = opener
+def _refuse_hiding_a_laptop_project(root: Path) -> None:
+    """A laptop project that has saved names is not opened with shared= (its journal stays local)."""
+    journal_file = root / ".scistack" / "refs.log"
+    if journal_file.exists() and journal_file.stat().st_size:
+        raise SchemaMismatchError(
+            f"{root} holds a laptop project with saved names; opening it with shared= "
+            "would hide them (its journal stays local). Nothing was changed. Copy it into "
+            "a new lab project with scistack share --to NEW_FOLDER --shared URL --objects URL "
+            "(db.share(...)), or create the lab project in a new folder"
+        )
+
+
 def _lab_urls(config_path: Path, shared: str | None, objects: str | None) -> tuple[str | None, str | None]:
     """The lab URLs given, else those the project's config remembers (a lab project is both;
     `shared` alone: the objects URL is the one the shared project records)."""
@@ -634,7 +649,32 @@ def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[st
             "in the same project now; drop the third argument",
             DeprecationWarning, stacklevel=2,
         )
-    if _current is not None and _current.path == Path(path).resolve():
+    again = _current is not None and _current.path == Path(path).resolve()
+    if again and not _current.opened_as(kwargs.get("shared"), kwargs.get("objects")):
+        # lab URLs the open project was not opened with (a notebook cell re-run with them added
+        # or changed): checked as a fresh process checks them, never the open one returned
+        if _current.shared_url is None:
+            check_lab_urls(kwargs.get("shared"), kwargs.get("objects"), objects_optional=True)
+            _refuse_hiding_a_laptop_project(_current.root)
+        if _current.index.in_batch or _refusing is not None:
+            raise SchemaMismatchError(
+                f"{_current.path} is open {'inside a batch' if _refusing is None else 'for a report'}; "
+                "configure_database with other lab URLs would close it. Call it after that. Nothing was changed")
+        before = _current
+        before.close()  # (one project folder is open once at a time: its fold, its DuckDB)
+        try:
+            _current = Database(path, dataset_schema_keys, **kwargs)
+        except BaseException:
+            try:  # refused: the project as it was open stays current, opened as it was
+                keys, options = before.opened_with
+                _current = Database(before.path, keys, **options)
+                _current.opened_with = before.opened_with
+            except Exception:  # noqa: BLE001 - what was refused first is what is said
+                _current = None
+            raise
+        _current.opened_with = (dataset_schema_keys, kwargs)
+        return _current
+    elif again:
         if dataset_schema_keys is not None and list(dataset_schema_keys) != _current.schema_keys:
             _current._check_config(dataset_schema_keys)
         return _current
@@ -655,6 +695,7 @@ def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[st
     if _current is not None:
         _current.close()
     _current = opened
+    _current.opened_with = (dataset_schema_keys, kwargs)
     return _current
 
 

@@ -42,3 +42,17 @@ def test_opening_a_project_that_does_not_exist_names_both_ways_to_create_it(tmp_
     with pytest.raises(NotARepositoryError, match=r"configure_database\('new.duckdb'.*scistack init new.duckdb --keys"):
         configure_database(tmp_path / "new.duckdb")
     assert not (tmp_path / "new.duckdb").exists()
+
+
+def test_the_open_laptop_project_given_lab_urls_again_is_refused_as_a_fresh_process_refuses(project):
+    # it had been returned as it was: saves meant for the lab stayed on the laptop
+    from scistack.errors import SchemaMismatchError
+
+    CfRaw.save(np.arange(3.0), subject=1, session="pre")
+    with pytest.raises(SchemaMismatchError, match="holds a laptop project with saved names.*scistack share"):
+        configure_database(project.path, ["subject", "session"], shared="postgresql://me@127.0.0.1:1/gait",
+                           objects="s3://labbucket/gait")  # (refused before any connection)
+    assert database_module.current_database() is project and project.shared_url is None
+    with pytest.raises(InvalidNameError, match="needs both"):
+        configure_database(project.path, ["subject", "session"], objects="s3://labbucket/gait")
+    assert configure_database(project.path, ["subject", "session"]) is project

@@ -265,6 +265,32 @@ def test_a_laptop_project_with_names_is_not_silently_hidden_by_lab_mode(tmp_path
         db.close()
 
 
+def test_configure_again_in_one_process_with_lab_urls_is_checked_as_in_a_fresh_one(tmp_path, monkeypatch, pg_url,
+                                                                                   bucket_url):
+    # the same path again with shared=/obj= added returned the open laptop database: saves
+    # stayed on the laptop, where a fresh process refuses
+    monkeypatch.chdir(tmp_path)
+    keys = ["subject", "session"]
+    db = configure_database(tmp_path / "gait.duckdb", keys)
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    with pytest.raises(SchemaMismatchError, match="holds a laptop project with saved names"):
+        configure_database(tmp_path / "gait.duckdb", keys, shared=pg_url, objects=bucket_url)
+    assert database_module.current_database() is db and db.shared_url is None  # as it was
+    assert configure_database(tmp_path / "gait.duckdb", keys) is db
+    db.close()
+    lab = configure_database(tmp_path / "lab" / "gait.duckdb", keys, shared=pg_url, objects=bucket_url)
+    assert configure_database(tmp_path / "lab" / "gait.duckdb", keys, shared=pg_url, objects=bucket_url) is lab
+    assert configure_database(tmp_path / "lab" / "gait.duckdb", keys) is lab
+    with pytest.raises(SchemaMismatchError, match=f"keeps its objects at {bucket_url}"):
+        configure_database(tmp_path / "lab" / "gait.duckdb", keys, shared=pg_url, objects=bucket_url + "-typo")
+    current = database_module.current_database()  # the lab project, open again as it was
+    try:
+        assert current.objects_url == bucket_url and current.shared_url is not None
+        LabSignal.save(np.arange(3.0), subject=2, session=1)
+    finally:
+        current.close()
+
+
 def test_a_one_round_trip_append_writes_only_onto_the_journal_it_numbered_from(tmp_path, pg_url):
     """`append_if` (a single save's path) appends only when no line came since `expected`,
     and never under this thread's own `locked()` (the caller then takes the locked path)."""
