@@ -64,6 +64,12 @@ from scistack.objects.store import ObjectStore, StoredObject
 REFRESH_AFTER = 3600.0         # re-put an existing object older than this (gc grace, by S3's clock)
 UPLOAD_THREADS = 4             # single saves' uploads in flight at once (threads of for_each)
 DEFAULT_CACHE_BYTES = 10 << 30  # the local cache's bound unless the project says otherwise
+# Seconds a request may wait for the server's next bytes (an answer, or the next part of one)
+# before it is given up and retried: a server that stops answering without closing the
+# connection (a frozen machine, a network partition) otherwise held a save for the whole
+# outage. Retries stop 20 s after the first try (`retry_timeout`), so a silent bucket costs a
+# save ~20 s. It bounds silence, never size: a large object keeps the overall 300 s.
+READ_STALL = 10
 _IDX_HEAD = struct.Struct("<8sQ")
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
 
@@ -101,7 +107,7 @@ class S3ObjectStore(ObjectStore):
             raise SharedServiceError(f"{url!r} names no bucket; use s3://bucket/prefix")
         self.bucket = bucket
         # client options given here replace the environment's, so the http switch is carried over
-        options: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s"}
+        options: dict[str, Any] = {"connect_timeout": "5s", "timeout": "300s", "read_timeout": f"{READ_STALL}s"}
         if os.environ.get("AWS_ALLOW_HTTP", "").lower() in ("1", "true", "yes"):
             options["allow_http"] = True
         self._remote = S3Store.from_url(self.url, client_options=options,

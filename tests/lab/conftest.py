@@ -246,3 +246,51 @@ class TcpRelay:
                 sock.close()
             except OSError:
                 pass
+
+
+class Frozen:
+    """What `frozen_while` saw: the call's error (None: it returned) and how long it took."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+        self.seconds = float("inf")  # (still blocked when the server was thawed)
+
+    def __repr__(self) -> str:
+        return f"Frozen(error={self.error!r}, seconds={self.seconds:.1f})"
+
+
+def frozen_while(pids, call, *, limit: float = 35.0) -> Frozen:
+    """Run `call` while the server processes `pids` are stopped (SIGSTOP: they keep their
+    connections and answer nothing, as a frozen machine); they are always continued, after
+    `call` ends or after `limit` seconds, whichever is first. The test never hangs."""
+    import signal
+    import threading
+    import time
+
+    pids = [pids] if isinstance(pids, int) else list(pids)
+    seen = Frozen()
+
+    def run() -> None:
+        started = time.monotonic()
+        try:
+            call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            seen.error = exc
+        seen.seconds = time.monotonic() - started
+
+    worker = threading.Thread(target=run, daemon=True)
+    stopped = []
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+            stopped.append(pid)
+        worker.start()
+        worker.join(limit)
+    finally:
+        for pid in stopped:
+            os.kill(pid, signal.SIGCONT)
+    if worker.is_alive():
+        blocked = Frozen()  # (what the call does once the server answers again is not asked)
+        worker.join(600)
+        return blocked
+    return seen

@@ -15,7 +15,7 @@ from scistack.gc import collect_garbage
 from scistack.fsck import fsck
 from scistack.index.pgjournal import PostgresJournal
 
-from .conftest import WRITER_PASSWORD, TcpRelay, free_port
+from .conftest import WRITER_PASSWORD, TcpRelay, free_port, frozen_while
 
 
 class LabValue(BaseVariable):
@@ -336,3 +336,18 @@ def test_a_project_made_before_its_objects_url_was_recorded_records_it_once_chec
     machine("b")  # its own prefix: recorded
     with psycopg.connect(pg_url, autocommit=True) as con:
         assert con.execute("SELECT value FROM scistack_meta WHERE key = 'objects'").fetchone()[0] == bucket_url
+
+
+def test_a_frozen_object_store_fails_a_save_in_bounded_time(machine, s3_server):
+    # a server that stops answering without closing the connection (a frozen VM, a network
+    # partition; here SIGSTOP) blocked a save for the whole outage: the client's only bound
+    # was a 300 s overall request timeout, retried
+    machine("a")
+    LabValue.save(np.arange(5.0), subject=1, session=1)  # connections open and warm
+    outcome = frozen_while(s3_server.process.pid, lambda: LabValue.save(np.arange(6.0), subject=2, session=1))
+    assert isinstance(outcome.error, SharedServiceError) and "object store" in str(outcome.error), outcome
+    assert outcome.seconds < 25, outcome
+    with pytest.raises(VariableNotFoundError):
+        LabValue.load(subject=2, session=1)  # nothing was named
+    LabValue.save(np.arange(6.0), subject=2, session=1)  # the server is back: so is the save
+    assert LabValue.load(subject=2, session=1).data.tolist() == list(np.arange(6.0))
