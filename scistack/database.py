@@ -517,6 +517,8 @@ def register_ui(opener: Any) -> None:
     """Called once by scistack.ui: `Database.ui` opens the web view through `opener`."""
     global _ui_opener
     _ui_opener = opener
+
+
 def _refuse_hiding_a_laptop_project(root: Path) -> None:
     """A laptop project that has saved names is not opened with shared= (its journal stays local)."""
     journal_file = root / ".scistack" / "refs.log"

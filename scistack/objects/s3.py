@@ -74,15 +74,6 @@ _IDX_HEAD = struct.Struct("<8sQ")
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
 
 
-def open_s3_store(url: str, cache_dir: Path, *, project_id: str | None = None,
-                  max_bytes: int | None = None) -> S3ObjectStore:
-    """The store for `s3://bucket/prefix`, claimed for `project_id` (refused if another owns it)."""
-    store = S3ObjectStore(url, cache_dir, max_bytes=max_bytes)
-    if project_id is not None:
-        store.claim(project_id)
-    return store
-
-
 def objects_location(url: str) -> str:
     """`s3://bucket/prefix` as a project records where its objects are (its shared settings):
     no user or password, no query, no trailing slash, so two spellings of one prefix compare equal."""
