@@ -627,8 +627,9 @@ def test_init_creates_a_laptop_project_and_refuses_half_a_lab(tmp_path, monkeypa
     assert "schema keys subject, session" in made.output
     config = json.loads((tmp_path / ".scistack" / "config.json").read_text())
     assert config["schema_keys"] == ["subject", "session"] and "shared" not in config
-    half = runner.invoke(main, ["init", "other/x.duckdb", "--keys", "subject", "--shared", "postgresql://h/db"])
-    assert half.exit_code == 2 and "objects=" in half.output
+    # (--shared alone joins a lab project with the objects URL it records; --objects alone is half)
+    half = runner.invoke(main, ["init", "other/x.duckdb", "--keys", "subject", "--objects", "s3://bucket/gait"])
+    assert half.exit_code == 2 and "shared=" in half.output, half.output
     assert not (tmp_path / "other" / ".scistack").exists()
 
 
