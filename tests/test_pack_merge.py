@@ -196,6 +196,28 @@ def test_a_closing_writer_with_many_packs_merges_some(project, monkeypatch):
     assert packs_in(pack_dir(project)) == names
 
 
+def test_a_long_run_merges_its_small_packs_as_it_goes(project, monkeypatch):
+    """A for_each flushes a pack about once a second: a 10-hour run kept ~36k packs until its
+    close. A writer past the limit merges a bounded slice of them mid-run (at most once every
+    `RUN_MERGE_EVERY_S`: here at every flush), so the count stays bounded and nothing changes."""
+    monkeypatch.setattr(local_module, "AUTO_PACK_LIMIT", 4)
+    monkeypatch.setattr(local_module, "RUN_MERGE_EVERY_S", 0.0)
+    counts = []
+    for b in range(16):
+        batches(project, 1, start=b)
+        counts.append(len(packs_in(pack_dir(project))))
+    assert max(counts) <= 5 and counts[4] < 5, counts  # (merged as soon as past the limit)
+    assert fsck(project).ok
+    assert [Merged.load(subject=b, session="s3").data.tolist() for b in (0, 15)] == \
+        [[0.0] * 6, [15.0 * k for k in range(6)]]
+
+
+def test_a_run_merges_no_more_often_than_its_interval(project, monkeypatch):
+    monkeypatch.setattr(local_module, "AUTO_PACK_LIMIT", 4)
+    batches(project, 9)  # (the interval, a minute, has not passed since the store was opened)
+    assert len(packs_in(pack_dir(project))) == 9
+
+
 def test_a_closing_writer_under_the_limit_merges_nothing(project, monkeypatch):
     monkeypatch.setattr(local_module, "AUTO_PACK_LIMIT", 10)
     batches(project, 9)

@@ -24,6 +24,7 @@ CorruptObjectError. Large raw objects are memory-mapped and allocate nothing.
 from __future__ import annotations
 
 import atexit
+import logging
 import mmap
 import os
 import secrets
@@ -47,6 +48,8 @@ from scistack.objects import shuffle
 from scistack.objects.pack import MergeStats, PackSet, fsync_dir, write_pack
 from scistack.objects.store import ObjectStore, StoredObject
 
+log = logging.getLogger(__name__)
+
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 SKIP_MAGIC = shuffle.SKIP_MAGIC  # a shuffled chunk's first frame (objects/shuffle.py)
 MIN_SAVING = 0.10            # keep zstd only when it saves at least this fraction
@@ -68,6 +71,7 @@ LIMIT_ENV = "SCISTACK_MAX_LOAD_BYTES"
 AUTO_PACK_LIMIT = 50
 AUTO_MAX_PACKS = 500
 AUTO_MAX_BYTES = 64 << 20
+RUN_MERGE_EVERY_S = 60.0  # a writer merges such a slice mid-run at most this often
 _GC_ROUND_BYTES = 4 << 30  # gc merges in rounds of at most this much (memory: ~100 B an object)
 
 
@@ -123,6 +127,7 @@ class LocalObjectStore(ObjectStore):
         self.gate = WritersGate(self.root)  # held shared from the first write (see gate.py)
         self.auto_merge = True  # (off for a lab's read-through cache: see s3.py)
         self._wrote_pack = 0  # the pid that wrote a pack through this store (0: none)
+        self._merged_at = time.monotonic()  # (`_merge_during_run`: a short script never merges mid-run)
 
     def __reduce__(self) -> tuple:
         """Pickled as where it is (a lazy value sent to a dask worker reopens its store there)."""
@@ -246,6 +251,24 @@ class LocalObjectStore(ObjectStore):
             if not self._wrote_pack and self.auto_merge:
                 self._wrote_pack = os.getpid()
                 _MERGE_AT_EXIT.add(self)
+        self._merge_during_run()
+
+    def _merge_during_run(self) -> None:
+        """A long run flushes a pack about once a second (a 10-hour for_each: ~36k of them):
+        at most once every `RUN_MERGE_EVERY_S`, a writer with more than `AUTO_PACK_LIMIT`
+        packs merges a bounded slice of them, as a close does, never waiting for another
+        process's merge. A merge that fails (a full disk) leaves every pack as it was, and
+        the run goes on (its flush is done)."""
+        now = time.monotonic()
+        if not self.auto_merge or now - self._merged_at < RUN_MERGE_EVERY_S or \
+                self.packs.count() <= AUTO_PACK_LIMIT:
+            return
+        self._merged_at = now
+        try:
+            self.packs.merge_small(fsync=self.fsync, wait=False, more_than=AUTO_PACK_LIMIT,
+                                   max_packs=AUTO_MAX_PACKS, max_bytes=AUTO_MAX_BYTES)
+        except OSError as exc:
+            log.warning("small packs were not merged during the run (%s); a close or gc merges them", exc)
 
     def _buffer_object(self, oid: str, stored: bytes) -> None:
         with self._buffer_lock:

@@ -637,6 +637,10 @@ class PackSet:
         hit = self.locate(oid) if look_again else self._among_known(oid)
         return self.directory / f"{hit[0]}.pack" if hit else None
 
+    def count(self) -> int:
+        """How many packs there were when the folder was last looked at."""
+        return len(self._names)
+
     def knows(self, oid: str) -> bool:
         """Whether `oid` is in a pack already known (as `pack_path` without `look_again`)."""
         return self._among_known(oid) is not None
