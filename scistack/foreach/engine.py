@@ -306,8 +306,9 @@ class _Run:
         with index.reading_ahead():
             addr_keys = keys_of(combos)
             cached = self._cached_at_once(addr_keys)
-            if any(cached) and not self._plain_origins_agree(combos[cached.index(True)], addr_keys[cached.index(True)]):
-                cached = [False] * len(cached)
+            first = cached.index(True) if any(cached) else -1
+            if first >= 0 and not self._plain_origins_agree(combos[first], addr_keys[first]):
+                cached = [False] * len(cached)  # (what differs there differs everywhere)
             rest = [k for k, done in zip(addr_keys, cached) if not done] if any(cached) else addr_keys
             for var in {s.__name__ for s in self.loaded.values() if is_variable(s)}:
                 index.read_ahead(var, rest)
