@@ -337,6 +337,55 @@ def test_a_bad_chunk_is_named_by_index_and_oid_and_the_others_stay_readable(proj
     assert fsck(project).ok
 
 
+def damage_packed(store: LocalObjectStore, oid: str) -> None:
+    """Flip a byte of a packed object's record, inside its pack."""
+    name, offset, length = store.packs.locate(oid)
+    path = store.packs.directory / f"{name}.pack"
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(offset + length - 5)
+        byte = handle.read(1)
+        handle.seek(offset + length - 5)
+        handle.write(bytes([byte[0] ^ 1]))
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_session_reads_the_good_copy_stored_after_another_process_repaired_a_packed_chunk(
+        project, python_env, lazy):
+    """A chunk saved in a batch (so packed) was damaged; `scistack fsck --repair` in another
+    process rewrote the pack without it, and a save in this session stored a good copy. A fresh
+    process read it, but this session kept raising ChunkReadError 'is corrupt' until restarted:
+    it read the chunk from the pack it had mapped before the repair (unlinked, still mapped)."""
+    import subprocess
+    import sys
+
+    x = recording()
+    with project.batch():
+        Rec.save(x, subject=1, session="pre")
+    bad = Rec.load(subject=1, session="pre", lazy=True).data.manifest.oid_at((9, 0))
+    damage_packed(project.store, bad)
+    with pytest.raises(ChunkReadError, match="is corrupt"):
+        Rec.load(subject=1, session="pre", lazy=True).data[9 * 256]
+    done = subprocess.run([sys.executable, "-m", "scistack", "--db", str(project.path), "fsck", "--repair"],
+                          env=python_env, capture_output=True, text=True, timeout=120)
+    assert f"moved damaged object {bad[:12]}" in done.stdout, done.stdout + done.stderr
+    Rec.save(x, subject=1, session="pre")
+    loaded = Rec.load(subject=1, session="pre", lazy=lazy).data
+    np.testing.assert_array_equal(loaded[:] if lazy else loaded, x)
+
+
+def test_a_damaged_packed_chunk_is_never_served_while_no_good_copy_exists(project, python_env):
+    """Looking again after a damaged packed copy finds the same damage: still an error."""
+    x = recording()
+    with project.batch():
+        Rec.save(x, subject=1, session="pre")
+    bad = Rec.load(subject=1, session="pre", lazy=True).data.manifest.oid_at((2, 0))
+    damage_packed(project.store, bad)
+    for _ in range(2):
+        with pytest.raises(ChunkReadError, match=r"chunk \[2, 0\].*is corrupt"):
+            Rec.load(subject=1, session="pre")
+
+
 def test_show_summarises_from_the_manifest_without_reading_chunks(project):
     saved = Rec.save(recording(), subject=1, session="pre")
     for oid, _ in [(o, 0) for o in project.store.iter_oids() if project.store.kind_of(o) == "chunk"]:

@@ -341,7 +341,25 @@ class LocalObjectStore(ObjectStore):
             validate_oid(oid)  # raises, saying why
         stored = self.packs.peek(oid)  # packed objects first: a failed open() costs more
         if stored is not None:
-            return self._decode_small(oid, stored)
+            try:
+                return self._decode_small(oid, stored)
+            except CorruptObjectError:
+                return self._get_again(oid)
+        return self._get_unpacked(oid)
+
+    def _get_again(self, oid: str) -> StoredObject:
+        """A packed copy failed its check. The packs this process knows may be out of date:
+        `scistack fsck --repair` in another process rewrites a pack without a damaged object
+        (the old one stays mapped here, unlinked) and a save then stores a good loose copy.
+        So look again, at the loose file first, then at the packs as they are now; the same
+        damage, still there, raises again (damaged bytes are never served). The check that
+        failed is the only cost: a good read pays nothing for this."""
+        self.packs.look_again()
+        return self._get_unpacked(oid)
+
+    def _get_unpacked(self, oid: str) -> StoredObject:
+        """`get` past the packs already known: the loose file, else the batch's buffer and the
+        packs written since."""
         try:  # os-level calls: this is the load hot path (~15 us for a small object)
             fd = os.open(f"{self._root_text}/{oid[:2]}/{oid[2:]}", os.O_RDONLY)
         except FileNotFoundError:
@@ -414,6 +432,11 @@ class LocalObjectStore(ObjectStore):
                 if actual != oid:
                     raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
                 append(StoredObject(kind, data[start:]))
+            except CorruptObjectError:  # a damaged packed copy: there may be a good one since
+                try:
+                    append(self._get_again(oid))
+                except Exception as exc:  # noqa: BLE001 - handed back, as `ObjectStore.get_many` says
+                    append(exc)
             except Exception as exc:  # noqa: BLE001 - handed back, as `ObjectStore.get_many` says
                 append(exc)
         return found

@@ -344,13 +344,15 @@ class PackSet:
             return False
         with self._lock:
             names = {p.stem for p in self.directory.glob("pack-*.idx")}
-            if self._names - names:  # a pack was removed (gc repacked): start again
-                for index in self._indexes.values():
-                    index.close()
-                self._indexes.clear()
-                self._maps.clear()  # (not closed: another thread may be slicing one; each
-                # map closes when its last user lets go, and a removed pack's map still reads)
-                _close_fds(self._fds)
+            gone = self._names - names
+            if gone:  # a pack was removed (gc repacked, fsck set an object aside): forget it.
+                # Its index and map are dropped, not closed: another thread may be reading
+                # through them (a chunked read's pool), and a closed map failed that read
+                # ("mmap closed or invalid"); the last reference closes them.
+                for name in gone:
+                    self._indexes.pop(name, None)
+                    self._maps.pop(name, None)
+                _close_fds({name: fd for name in gone if (fd := self._fds.pop(name, None)) is not None})
             self._names = names
             self.damaged = {n: e for n, e in self.damaged.items() if n in names}
             midx = open_midx(self.directory)
@@ -370,6 +372,13 @@ class PackSet:
             self._merge(midx, extras)
             self._seen_mtime = mtime  # (a write of the index above changed it: looked at again next time)
         return True
+
+    def look_again(self) -> None:
+        """Read the folder again now, whatever its time stamp says (a copy found damaged: the
+        pack holding it may have been rewritten or removed since)."""
+        with self._lock:
+            self._seen_mtime = -1
+            self.refresh()
 
     def consolidate(self) -> bool:
         """Write the multi-pack index over every pack now (gc, tests); False if it could not."""
@@ -520,9 +529,7 @@ class PackSet:
             try:
                 return self._map(name)[offset : offset + length]
             except FileNotFoundError:
-                with self._lock:
-                    self._seen_mtime = -1
-                    self.refresh()
+                self.look_again()
                 hit = self._find(oid)
         return None
 
