@@ -159,6 +159,22 @@ def test_small_dask_array_is_the_numpy_array_it_equals(project):
     assert Rec.load(subject=1, session="s").record.kind == "npy"
 
 
+@pytest.mark.parametrize("n", [30_000, 100])
+def test_a_dask_array_of_unknown_shape_is_saved_as_the_numpy_array_it_equals(project, n):
+    """`x[x > 5]` has chunks of unknown size (shape (nan,)): saving it raised a bare ValueError
+    ('cannot convert float NaN to integer'). Its chunk sizes are computed (each block measured,
+    none kept), then it is saved as any dask array is: block by block when chunked."""
+    x = np.arange(float(n))
+    source = da.from_array(x, chunks=1000 if n > 1000 else 10)
+    selected = source[source > 5]
+    assert np.isnan(selected.shape[0])
+    saved = Rec.save(selected, subject=1, session="s")
+    assert saved.oid == Rec.save(x[6:], subject=2, session="s").oid
+    assert Rec.load(subject=1, session="s").record.kind == ("chunked" if n > 1000 else "npy")
+    np.testing.assert_array_equal(Rec.load(subject=1, session="s").data, x[6:])
+    assert f"[{n - 6}]" in Rec.load(subject=1, session="s").record.summary
+
+
 def test_grid_is_a_pure_function_of_shape_and_dtype():
     assert chunk_shape((20_000, 8), 2, CHUNK) == (256, 8)
     assert chunk_shape((10, 3, 4096), 1, CHUNK) == (1, 1, 4096)

@@ -90,6 +90,20 @@ def is_array_source(value: Any) -> bool:
     return root in ("dask", "zarr") and type(value).__name__ == "Array"
 
 
+def measure_unknown_chunks(value: Any) -> None:
+    """Give a dask array whose chunk sizes are unknown (`x[x > 5]`: shape `(nan,)`) its sizes,
+    in place, as `x.compute_chunk_sizes()` does: every block is computed and measured, none is
+    kept (memory stays a few blocks), so the grid and the threshold can be judged. The save
+    then computes the blocks again as it stores them: twice the computation, never the whole
+    array in memory. Anything else is left as it is."""
+    chunks = getattr(value, "chunks", None)
+    if not isinstance(chunks, tuple) or type(value).__module__.split(".")[0] != "dask":
+        return
+    if any(math.isnan(n) for axis in chunks for n in axis):
+        check_source_dtype(value)  # an object dtype is refused before anything is computed
+        value.compute_chunk_sizes()
+
+
 def should_chunk(value: Any, policy: ChunkPolicy) -> bool:
     """Whether an array-like value is stored chunked under `policy`."""
     if isinstance(value, (np.ma.MaskedArray, np.matrix)):

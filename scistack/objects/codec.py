@@ -29,6 +29,7 @@ from scistack.objects.chunked import (
     decode_chunked_array,
     encode_chunked_array,
     is_array_source,
+    measure_unknown_chunks,
     parse_manifest,
     should_chunk,
 )
@@ -50,6 +51,7 @@ def encode_value(value: Any, put: Put) -> tuple[str, list]:
         value = value.read()  # a lazily loaded table: stored as the table it is
     if isinstance(value, np.ndarray) or is_array_source(value):
         policy = current_policy()
+        measure_unknown_chunks(value)
         if should_chunk(value, policy):
             return "chunked", encode_chunked_array(value, put, policy)
         return "npy", encode_npy(value if isinstance(value, np.ndarray) else np.asarray(value))
@@ -76,6 +78,7 @@ def encode_value(value: Any, put: Put) -> tuple[str, list]:
 def value_kind(value: Any) -> str:
     """The kind `encode_value` picks for `value` (without encoding it)."""
     if isinstance(value, np.ndarray) or is_array_source(value):
+        measure_unknown_chunks(value)
         return "chunked" if should_chunk(value, current_policy()) else "npy"
     if is_child_value(value):
         from scistack.objects.chunked_table import should_chunk_table
