@@ -265,6 +265,25 @@ class DataBaseKeyError(ScistackError, TypeError):
     """A dictionary-style database key that is not a str, an int or a tuple of them."""
 
 
+class NoSuchColumnError(ScistackError, KeyError):
+    """Columns asked of a lazily loaded table (`LazyTable.read(columns=...)`) that it does not have."""
+
+    def __init__(self, missing: list, columns: list, fix: str = "") -> None:
+        import difflib
+
+        self.missing, self.columns = list(missing), list(columns)
+        names = ", ".join(repr(c) for c in self.missing)
+        close = [m for c in self.missing if isinstance(c, str)
+                 for m in difflib.get_close_matches(c, [str(n) for n in self.columns], n=1)]
+        fix = fix or ((f"did you mean {close[0]!r}? " if close else "") +
+                      "ask for some of those columns, or read() it whole")
+        what = f"no column {names} in this table" if self.missing else "no column is asked for"
+        super().__init__(f"{what}; its columns are {self.columns}: {fix}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class KeyNotInDataBaseError(ScistackError, KeyError):
     """`db[key]` for a key the dictionary-style database does not hold."""
 
@@ -281,6 +300,7 @@ __all__ = [
     "InputFileError",
     "DataBaseKeyError",
     "KeyNotInDataBaseError",
+    "NoSuchColumnError",
     "UnsupportedValueError",
     "InvalidOidError",
     "ObjectNotFoundError",

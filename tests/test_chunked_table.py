@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from scistack import BaseVariable
 from scistack.cli import main
-from scistack.errors import ChunkReadError
+from scistack.errors import ChunkReadError, ScistackError
 from scistack.fsck import fsck
 from scistack.gc import collect_garbage
 from scistack.objects.chunking import set_chunking
@@ -81,7 +81,34 @@ def test_lazy_table_by_columns_and_as_dask(project):
     with pytest.raises(KeyError, match="no column 'nope'"):
         lazy.read(columns=["nope"])
     pd.testing.assert_frame_equal(lazy.head(7), frame.head(7))  # the first row group only
-    assert len(lazy.head(0)) == len(lazy.head(-3)) == 0 and len(lazy.head(10**6)) == 5000
+    assert len(lazy.head(0)) == 0 and len(lazy.head(10**6)) == 5000
+
+
+def test_a_lazy_tables_edges_are_pandas_own(project):
+    """head(-5) gave 0 rows (pandas: all but the last 5), read(columns=[]) 0 rows x 0 columns
+    (pandas' df[[]]: every row, no column), and a misspelt column a bare KeyError."""
+    frame = trials()
+    Trials.save(frame, subject=1, session="pre")
+    lazy = Trials.load(subject=1, session="pre", lazy=True).data
+    pd.testing.assert_frame_equal(lazy.head(-5), frame.head(-5))
+    assert lazy.head(-5).index.tolist() == list(range(4995))
+    pd.testing.assert_frame_equal(lazy.head(-10**6), frame.head(-10**6))
+    pd.testing.assert_frame_equal(lazy.read(columns=[]), frame[[]])
+    indexed = frame.set_index("label")
+    Trials.save(indexed, subject=2, session="pre")
+    pd.testing.assert_frame_equal(Trials.load(subject=2, session="pre", lazy=True).data.read(columns=[]),
+                                  indexed[[]])
+    table = pa.Table.from_pandas(frame.drop(columns="at"), preserve_index=False)
+    Trials.save(table, subject=3, session="pre")
+    lazy_table = Trials.load(subject=3, session="pre", lazy=True).data
+    assert lazy_table.read(columns=[]).num_rows == 5000 and lazy_table.read(columns=[]).num_columns == 0
+    assert lazy_table.head(-5).equals(table.slice(0, 4995))
+    with pytest.raises(ScistackError) as caught:
+        lazy.read(columns=["force", "nope", "sidee"])
+    assert isinstance(caught.value, KeyError)
+    told = str(caught.value)
+    assert "'nope', 'sidee'" in told and "['trial', 'force', 'label', 'side', 'count', 'at']" in told
+    assert "did you mean 'side'" in told
 
 
 def test_the_head_of_a_table_saved_from_a_slice_keeps_its_index(project):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from scistack.errors import ChunkReadError, CorruptObjectError, ObjectNotFoundError
+from scistack.errors import ChunkReadError, CorruptObjectError, NoSuchColumnError, ObjectNotFoundError
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.chunking import ChunkPolicy, table_rows_per_chunk
 from scistack.objects.table import from_arrow, read_arrow, table_payload
@@ -98,6 +98,14 @@ class TableChunks:
             parts = list(pool.map(lambda i: self.group(i, wanted), groups))
         schema = self.schema if wanted is None else pa.schema([self.schema.field(c) for c in wanted],
                                                              metadata=self.schema.metadata)
+        if wanted == []:  # no column at all, every row still (concatenated, or given metadata,
+            # a column-less table of pyarrow 26 has no rows)
+            rows = pa.RecordBatch.from_pydict({"rows": pa.nulls(sum(p.num_rows for p in parts))}).select([])
+            metadata = dict(self.schema.metadata or {})
+            if metadata.get(b"scistack", b"arrow") == b"arrow":  # (as from_arrow gives it, rows kept)
+                metadata.pop(b"scistack", None)
+                return pa.Table.from_batches([rows], schema=pa.schema([], metadata=metadata or None))
+            return from_arrow(pa.Table.from_batches([rows], schema=schema))
         table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
         return from_arrow(table.replace_schema_metadata(self.schema.metadata))
 
@@ -107,7 +115,12 @@ class TableChunks:
             return None
         missing = [c for c in columns if c not in self.schema.names]
         if missing:
-            raise KeyError(f"no column {missing[0]!r} in this table; its columns are {self.tree['columns']}")
+            raise NoSuchColumnError(missing, self.tree["columns"])
+        if self.schema.metadata and self.schema.metadata.get(b"scistack") == b"series" and \
+                "__series__" not in columns:
+            raise NoSuchColumnError([], self.tree["columns"],
+                                    "this is a Series, stored as its one column '__series__': read it whole "
+                                    "(`read()`) or with columns=['__series__']")
         index = [c for c in self.schema.pandas_metadata.get("index_columns", []) if isinstance(c, str)] \
             if self.schema.metadata and b"pandas" in self.schema.metadata else []
         return [c for c in self.schema.names if c in columns or c in index]

@@ -189,8 +189,10 @@ class LazyTable:
         return self._chunks.read(columns=columns)
 
     def head(self, rows: int = 20) -> Any:
-        """The first `rows` rows, as the value's type (reads only the row groups they are in)."""
-        rows = max(int(rows), 0)
+        """The first `rows` rows, as the value's type (reads only the row groups they are in);
+        a negative `rows` is every row but the last `-rows`, as pandas' `head` gives."""
+        rows = int(rows)
+        rows = max(self.num_rows + rows, 0) if rows < 0 else rows
         per = max(int(self._chunks.tree["rows_per_chunk"]), 1)
         part = self._chunks.read(range(min(self.row_groups, max(1, -(-rows // per)))))
         if hasattr(part, "slice") and hasattr(part, "schema"):
