@@ -10,6 +10,7 @@ DuckDB file from the journal, the record of truth.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,13 +92,21 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
             problems.append(FsckProblem("corrupt", oid, str(exc).split(": ", 1)[-1].split(". ")[0]))
         except (ObjectNotFoundError, FileNotFoundError):
             continue  # deleted while we looked (a concurrent gc)
+    damaged = set(corrupt)
     if repair and corrupt:
         problems, corrupt = _set_aside(db, corrupt, problems, repaired)
     refs, dangling = 0, []  # live refs, and those whose call record is lost
+    naming: dict[str, list[dict]] = {}  # a damaged object (or a chunked value) -> the refs naming it
+    recording: dict[str, list[dict]] = {}  # a damaged call record -> the refs it is the lineage of
 
-    def check(e: dict) -> None:  # each live ref, as the journal is read (nothing kept per ref)
-        nonlocal refs
+    def check(e: dict) -> None:  # each live ref, as the journal is read (nothing kept per ref
+        nonlocal refs           # but those naming damage)
         refs += 1
+        if damaged:
+            if e["oid"] in damaged or e.get("kind") == "chunked":
+                naming.setdefault(e["oid"], []).append(e)
+            if e.get("call") in damaged:
+                recording.setdefault(e["call"], []).append(e)
         if not db.store.contains(e["oid"]):
             fix = ("; `scistack fsck --repair`, then a rerun of the step that made it computes it again"
                    if e.get("call") else "; it was saved directly: save it again from its source, or delete the ref")
@@ -133,8 +142,16 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         db.index.drop_calls(unusable)
         repaired.append(f"dropped {len(unusable)} call-cache entr{'y' if len(unusable) == 1 else 'ies'} whose "
                         "call record or output is lost; the next run of each call computes it again")
-    walk = walk_reachable(db.store, roots)
+    walk = walk_reachable(db.store, roots, watch=damaged)
     problems = [_name_chunk(p, walk.chunks) for p in problems]
+    if damaged:
+        whose = {oid: _whose(oid, walk, naming, recording, db.schema_keys) for oid in damaged}
+        problems = [FsckProblem(p.kind, p.oid, f"{p.detail}; {whose[p.oid][0]}: {whose[p.oid][1]}")
+                    if p.kind == "corrupt" and p.oid in whose else p for p in problems]
+        by_prefix = {oid[:12]: oid for oid in damaged}
+        for i, line in enumerate(repaired):
+            if line.startswith("moved damaged object ") and line[21:33] in by_prefix:
+                repaired[i] = f"{line} ({whose[by_prefix[line[21:33]]][0]})"
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
@@ -163,8 +180,47 @@ def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], rep
     return kept_problems, corrupt - moved
 
 
-def _where(e: dict) -> str:
-    return f"{e['var']} {e['addr']} version {e['version']}"
+def _where(e: dict, keys: list[str] | None = None) -> str:
+    addr = e["addr"] if keys is None else dict(ordered(e["addr"], keys))
+    return f"{e['var']} {addr} version {e['version']}"
+
+
+_SET_ASIDE = "run `scistack fsck --repair` to set it aside, then "
+
+
+def _whose(oid: str, walk: Any, naming: dict[str, list[dict]], recording: dict[str, list[dict]],
+           keys: list[str]) -> tuple[str, str]:
+    """(what a damaged object is, what to do): the saved values it is (or is a chunk of), the
+    values whose lineage it records, what else names it (a container, a call record, the call
+    cache), or that nothing does."""
+    if naming.get(oid):
+        return f"it is {_places(naming[oid], keys)}", _SET_ASIDE + _remake(naming[oid])
+    if recording.get(oid):
+        return (f"it is the call record (lineage) of {_places(recording[oid], keys)}",
+                _SET_ASIDE + "rerun the step that computed it to record its lineage anew")
+    manifest = walk.manifests.get(oid)
+    if manifest is not None and naming.get(manifest):
+        return f"its value is {_places(naming[manifest], keys)}", _SET_ASIDE + _remake(naming[manifest])
+    referrer = walk.referrers.get(oid) if manifest is None else walk.chunks.get(oid)
+    if referrer is not None:
+        return (f"no saved value is it; it is the {referrer}",
+                _SET_ASIDE + "rerun the step that made it, or save again the value that holds it")
+    return ("no saved value, lineage or cache entry names it",
+            "`scistack gc` removes it (or `scistack fsck --repair` sets it aside now)")
+
+
+def _places(refs: list[dict], keys: list[str]) -> str:
+    named = ", ".join(_where(e, keys) for e in refs[:3])
+    return named + (f" and {len(refs) - 3} more" if len(refs) > 3 else "")
+
+
+def _remake(refs: list[dict]) -> str:
+    ways = []
+    if any(e.get("call") for e in refs):
+        ways.append("rerun the step that computed it")
+    if any(not e.get("call") for e in refs):
+        ways.append("save it again from its source")
+    return " or ".join(ways)
 
 
 def _lost_lineage_fixes(db: Database, lost: list[dict]) -> list[str]:

@@ -96,6 +96,8 @@ class Reachability:
     unkept_calls: list[dict[str, Any]] = field(default_factory=list)  # cache entries not kept
     groups: dict[str, list[str]] = field(default_factory=dict)  # root -> oids it reached first
     chunks: dict[str, str] = field(default_factory=dict)  # chunk oid -> "chunk [i] of chunked value X"
+    manifests: dict[str, str] = field(default_factory=dict)  # chunk oid -> its chunked value's oid
+    referrers: dict[str, str] = field(default_factory=dict)  # watched oid -> what first named it
 
 
 @dataclass(slots=True)
@@ -208,16 +210,18 @@ def _checked_walk(db: Any, roots: Roots | None, **options: Any) -> Reachability:
 
 
 def walk_reachable(
-    store: Any, roots: Roots, *, young_after: float | None = None, explain: bool = False
+    store: Any, roots: Roots, *, young_after: float | None = None, explain: bool = False,
+    watch: set[str] = frozenset(),
 ) -> Reachability:
     """Walk from every root; never raises for missing or corrupt objects (it records them).
 
     Cache entries are roots only while their outputs are kept by the other roots (or, with
     `young_after`, while they are newer than that time; without it every entry is a root).
     With `explain`, `groups` records which root group first reached each oid. A missing or
-    corrupt root is recorded as needed by "a ref of VAR" (`name_refs` says which).
+    corrupt root is recorded as needed by "a ref of VAR" (`name_refs` says which). `referrers`
+    says what first named each oid in `watch` (fsck: its damaged objects).
     """
-    walker = _Walker(store)
+    walker = _Walker(store, watch)
     group = _grouper(walker, explain)
     for var in sorted(roots.values):  # named values first, then the lineage they keep
         where = f"a ref of {var}"
@@ -281,8 +285,9 @@ def _grouper(walker: _Walker, explain: bool) -> Any:
 
 
 class _Walker:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, watch: set[str] = frozenset()) -> None:
         self.store = store
+        self.watch = watch
         self.result = Reachability()
         self._stack: list[tuple[str, str | None, str, bool, bool]] = []
         self.fresh: list[str] | None = None  # oids added since the last group (when explaining)
@@ -299,6 +304,8 @@ class _Walker:
         if not is_valid_oid(oid) or oid in self.result.reachable:
             return
         self.result.reachable.add(oid)
+        if self.watch and oid in self.watch:
+            self.result.referrers[oid] = referrer
         if self.fresh is not None:
             self.fresh.append(oid)
         self._stack.append((oid, kind, referrer, root, optional))
@@ -358,6 +365,7 @@ class _Walker:
                 if obj.kind == "chunked":
                     for child, what in children:
                         self.result.chunks.setdefault(child, f"{what} of chunked value {oid}")
+                        self.result.manifests.setdefault(child, oid)
         except ObjectNotFoundError:
             self._lost(oid, referrer, root, optional)
             return

@@ -70,6 +70,58 @@ def test_flipped_byte_is_reported_as_corrupt(project):
     assert "1 problem(s) found" in result.stdout
 
 
+def flip(store, oid):
+    """Flip a byte of an object where it lies: its loose file, else its pack record."""
+    try:
+        path = writable(store.path_of(oid))
+    except FileNotFoundError:
+        path = None
+    if path is not None and path.exists():
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0x01
+        path.write_bytes(bytes(data))
+        return
+    name, offset, length = store.packs.locate(oid)
+    with open(writable(store.packs.directory / f"{name}.pack"), "r+b") as handle:
+        handle.seek(offset + length - 3)
+        byte = handle.read(1)
+        handle.seek(offset + length - 3)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
+def test_a_corrupt_line_says_what_the_object_is_and_what_to_do(project):
+    """'corrupt: fa9c15e19683 its content hashes to ...' said neither which value it was nor
+    what to do (the error's fix was cut off): each line names the values it is, the values whose
+    lineage it records, what else names it, or that nothing does, and ends with the fix."""
+    build(project)
+    direct = FsckRaw.load(subject=1, session="pre")
+    computed = FsckOut.load(subject=1, session="pre")
+    holder = FsckRaw.load(subject=2, session="pre").oid
+    child = json.loads(bytes(project.store.get(holder).payload))["a"]["$ref"]
+    orphan = project.store.put("bytes", [b"nobody names me" * 400])
+    for oid in (direct.oid, computed.oid, computed.record.call, child, orphan):
+        flip(project.store, oid)
+    told = {p.oid: p.detail for p in fsck(project).problems if p.kind == "corrupt"}
+    assert set(told) == {direct.oid, computed.oid, computed.record.call, child, orphan}
+    assert told[direct.oid].endswith(
+        "; it is FsckRaw {'subject': 1, 'session': 'pre'} version 1: run `scistack fsck --repair` to set it "
+        "aside, then save it again from its source")
+    assert "; it is FsckOut {'subject': 1, 'session': 'pre'} version 1: " in told[computed.oid]
+    assert told[computed.oid].endswith("then rerun the step that computed it")
+    assert "it is the call record (lineage) of FsckOut {'subject': 1, 'session': 'pre'} version 1" in \
+        told[computed.record.call] and told[computed.record.call].endswith("to record its lineage anew")
+    assert f"no saved value is it; it is the child of json object {holder[:12]}" in told[child]
+    assert told[orphan].endswith("no saved value, lineage or cache entry names it: `scistack gc` removes it "
+                                 "(or `scistack fsck --repair` sets it aside now)")
+    result = cli(project)
+    assert f"corrupt: {direct.oid[:12]} its content hashes to" in result.stdout
+    assert "version 1: run `scistack fsck --repair` to set it aside, then save it again from its source" \
+        in result.stdout
+    repaired = fsck(project, repair=True).repaired
+    assert any(line.startswith(f"moved damaged object {direct.oid[:12]}") and
+               line.endswith("(it is FsckRaw {'subject': 1, 'session': 'pre'} version 1)") for line in repaired)
+
+
 def test_deleted_objects_are_reported_with_who_needs_them(project):
     build(project)
     out = FsckOut.load(subject=1, session="pre")
