@@ -22,7 +22,7 @@ from typing import Any
 
 from scistack import htmlrepr
 from scistack.errors import (InvalidMetadataError, InvalidNameError, NotARepositoryError, ReadOnlyProjectError,
-                             SchemaMismatchError,
+                             SchemaMismatchError, ScistackError,
                              UnreadableJournalWarning, WebViewError)
 from scistack.index import Index, check_identifier
 from scistack.index.sql import INTERNAL_SCHEMA
@@ -30,6 +30,7 @@ from scistack.index.journal import JournalBackend
 from scistack.inline import Inliner
 from scistack.index.pgjournal import PostgresJournal, redact
 from scistack.objects import LocalObjectStore, ObjectStore
+from scistack.objects import chunking
 from scistack.objects.s3 import S3ObjectStore, objects_location
 from scistack.objects.canonical_json import from_tree
 from scistack.records import read_call, same_arguments
@@ -87,6 +88,7 @@ class Database:
         self.root = self.path.parent
         self.scistack_dir = self.root / ".scistack"
         self._objects_given = objects is not None  # (else the config's: the shared record overrides it)
+        self._chunking: chunking.ChunkPolicy | None = None  # recorded in the config (`chunk_policy`)
         shared, objects = _lab_urls(self.scistack_dir / CONFIG_NAME, shared, objects)
         if shared and journal is None:
             journal = PostgresJournal(shared, self.scistack_dir / "shared-journal")
@@ -187,6 +189,48 @@ class Database:
         temp = config_path.with_suffix(".tmp")
         temp.write_text(json.dumps(config, indent=2) + "\n")
         os.replace(temp, config_path)
+
+    def chunk_policy(self) -> chunking.ChunkPolicy:
+        """How this project's large values are chunked (threshold and chunk budget): part of
+        every such value's identity, so it is recorded in the project's config the first time
+        one of its values needs it (from this process's `$SCISTACK_CHUNK_THRESHOLD` and
+        `$SCISTACK_CHUNK_BYTES`, or `set_chunking`), and every process opening the project
+        uses the recorded one: a shell or a cluster job without those variables gives identical
+        data the same oid, and its cached results stay hits. A process that asked for another
+        is told once, with a warning."""
+        policy = self._chunking
+        if policy is not None:
+            return policy
+        config_path = self.scistack_dir / CONFIG_NAME
+        config = json.loads(config_path.read_text())
+        recorded = chunking.policy_from_config(config.get("chunking"))
+        if config.get("shared"):  # a lab's is the shared project's (every machine's the same)
+            chosen = chunking.process_policy()
+            try:
+                found = self.index.shared_setting("chunking", json.dumps(
+                    {"threshold": chosen.threshold, "chunk_bytes": chosen.chunk_bytes}, sort_keys=True))
+            except ScistackError:  # (a reader's role cannot record it: read as it is)
+                found = self.index.project_meta().get("chunking")
+            if found is not None:
+                recorded = chunking.policy_from_config(json.loads(found))
+        if recorded is None:
+            recorded = chunking.process_policy()
+            if self.read_only:  # (recorded by the first process that can write the folder)
+                return recorded
+            self._write_config(config | {"chunking": {"threshold": recorded.threshold,
+                                                       "chunk_bytes": recorded.chunk_bytes}})
+            self._config_stamp = config_path.stat().st_mtime_ns  # (the keys are as they were)
+        elif chunking.chosen_in_environment() and chunking.process_policy() != recorded:
+            asked = chunking.process_policy()
+            warnings.warn(
+                f"{self.path.name} chunks values of more than {recorded.threshold:,} bytes into chunks of "
+                f"{recorded.chunk_bytes:,} bytes (recorded in .scistack/config.json when its first value "
+                f"needed it); this process asked for {asked.threshold:,} and {asked.chunk_bytes:,} "
+                f"(${chunking.THRESHOLD_ENV}, ${chunking.CHUNK_BYTES_ENV} or set_chunking). The project's "
+                "are used: they are part of every large value's identity, so identical data keeps its oid "
+                "and its cached results. Unset them (or set the project's) to silence this", stacklevel=2)
+        self._chunking = recorded
+        return recorded
 
     def _check_shared(self, journal: Any, schema_keys: Sequence[str] | None, config_path: Path,
                       objects: str | None) -> tuple[list[str] | None, list[str], str]:
@@ -613,6 +657,15 @@ def _validate_schema_keys(keys: Sequence[str]) -> list[str]:
 
 _current: Database | None = None
 _refusing: str | None = None  # why writes are refused (`writes_refused`)
+
+
+def _current_chunking() -> chunking.ChunkPolicy | None:
+    """The current project's chunking policy (values are encoded and hashed with it)."""
+    db = _current
+    return db.chunk_policy() if db is not None else None
+
+
+chunking.set_policy_source(_current_chunking)
 
 
 @contextmanager

@@ -67,9 +67,12 @@ def share(db: Database, *, to: str | os.PathLike, shared: str, objects: str) -> 
             if (meta or journal.size()) and not resuming:
                 raise SchemaMismatchError(_not_empty(meta, journal, marker))
             _check_target(Path(to), target, meta.get("project_id"))
-            if not meta:  # a new lab project, marked as this copy from its first transaction
+            if not meta:  # a new lab project, marked as this copy from its first transaction, chunking
+                policy = db.chunk_policy()  # as this project's (its values' oids depend on it)
                 journal.project_meta({"schema_keys": json.dumps(db.schema_keys), "moved_from": marker,
-                                      "moved_offset": "0", "moved_seq": "0"})
+                                      "moved_offset": "0", "moved_seq": "0",
+                                      "chunking": json.dumps({"threshold": policy.threshold,
+                                                              "chunk_bytes": policy.chunk_bytes}, sort_keys=True)})
         lab = Database(target, db.schema_keys, shared=shared, objects=objects)
         uploaded = entries = 0
         try:

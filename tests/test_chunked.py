@@ -405,6 +405,82 @@ def test_a_damaged_packed_chunk_is_never_served_while_no_good_copy_exists(projec
             Rec.load(subject=1, session="pre")
 
 
+CHUNKING_ELSEWHERE = """
+import sys, warnings
+import numpy as np
+warnings.simplefilter("always")
+from scistack import BaseVariable, configure_database, for_each
+from tests import foreach_fns
+class Rec(BaseVariable): pass
+class RecOut(BaseVariable): pass
+if __name__ == "__main__":
+    db = configure_database(sys.argv[1])
+    x = np.random.default_rng(0).integers(-2000, 2000, (20_000, 8), dtype=np.int16)
+    saved = Rec.save(x, subject=1, session="pre")
+    report = for_each(foreach_fns.bandpass, inputs={"signal": Rec, "low_hz": 3}, outputs=[RecOut], subject=[1],
+                      session=["pre"], workers=int(sys.argv[2]), progress=False, verbose=False)
+    out = RecOut.load(subject=1, session="pre")
+    print(len(Rec.list_versions(subject=1, session="pre")), report.ran, report.cached, out.record.kind, out.oid)
+"""
+
+
+@pytest.mark.parametrize("env", [{}, {"SCISTACK_CHUNK_THRESHOLD": str(1 << 30)}], ids=["unset", "other"])
+def test_a_process_with_other_chunking_uses_the_projects(project, tmp_path, python_env, env):
+    """The chunking threshold and budget are part of a value's identity, and a process whose
+    environment chose others (a colleague's shell, a cluster job without the variables) gave
+    identical data a new oid: a new version of unchanged data, and every cached call missed. The
+    project records its chunking the first time it is needed, and every process uses that one
+    (for_each's worker processes too); one that asked for another is warned."""
+    import json
+    import subprocess
+    import sys
+
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    config = json.loads((project.path.parent / ".scistack" / "config.json").read_text())
+    assert config["chunking"] == {"threshold": THRESHOLD, "chunk_bytes": CHUNK}
+    project.close()
+    script = tmp_path / "elsewhere.py"
+    script.write_text(CHUNKING_ELSEWHERE)
+    base = {k: v for k, v in python_env.items() if not k.startswith("SCISTACK_CHUNK")}
+    outs = []
+    for workers in (1, 2):  # (a first run computes, in this process; then from workers: a cache hit)
+        done = subprocess.run([sys.executable, str(script), str(project.path), str(workers)], env={**base, **env},
+                              capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+        assert done.returncode == 0, done.stderr
+        versions, ran, cached, kind, oid = done.stdout.split()
+        assert (versions, kind) == ("1", "chunked")
+        assert (ran, cached) == (("1", "0") if workers == 1 else ("0", "1"))
+        outs.append(oid)
+        assert ("The project's are used" in done.stderr) == bool(env)
+    assert outs[0] == outs[1]
+
+
+def test_for_each_workers_store_with_the_projects_chunking(project, tmp_path, python_env):
+    """A worker process stores its outputs with the chunking its parent's project recorded,
+    whatever its own environment says (it had chosen from its environment)."""
+    import subprocess
+    import sys
+
+    Rec.save(recording(), subject=1, session="pre")  # the project records 16 KiB / 4 KiB
+    project.close()
+    script = tmp_path / "elsewhere.py"
+    script.write_text(CHUNKING_ELSEWHERE)
+    base = {k: v for k, v in python_env.items() if not k.startswith("SCISTACK_CHUNK")}
+    done = subprocess.run([sys.executable, str(script), str(project.path), "2"], env=base,
+                          capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])
+    assert done.returncode == 0, done.stderr
+    versions, ran, cached, kind, oid = done.stdout.split()
+    assert (versions, ran, kind) == ("1", "1", "chunked")
+    np.testing.assert_array_equal(np.asarray(project_value(project, oid)), recording() * 3)
+
+
+def project_value(project, oid):
+    from scistack import configure_database
+
+    return configure_database(project.path).store.get_value(oid)
+
+
 def test_show_summarises_from_the_manifest_without_reading_chunks(project):
     saved = Rec.save(recording(), subject=1, session="pre")
     for oid, _ in [(o, 0) for o in project.store.iter_oids() if project.store.kind_of(o) == "chunk"]:
@@ -553,6 +629,7 @@ def test_a_full_disk_mid_save_is_a_clear_error_and_loses_nothing(project, tmp_pa
     import subprocess
     import sys
 
+    set_chunking(threshold=16 << 10, chunk_bytes=64 << 10)  # the project records the script's chunking
     kept = recording(n=1000)
     Rec.save(kept, subject=1, session="pre")
     project.close()

@@ -28,7 +28,7 @@ import numpy as np
 import scistack
 from scistack import BaseVariable, for_each
 from scistack.index import key_of
-from scistack.objects.chunking import set_chunking
+from scistack.objects.chunking import ChunkPolicy, pin_policy
 from scistack.objects.store import hash_value
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -150,7 +150,8 @@ def build(root: Path) -> None:
         BigRaw.save(scrambled(300_000).astype(np.uint32).reshape(500, 600), subject=1)
         BigRaw.save((scrambled(200_000) / 7.0).reshape(1000, 200), subject=2)
     TableVar.save(pd.DataFrame({"x": [1.0, 2.0]}), subject=1, session="pre")
-    set_chunking(threshold=4096, chunk_bytes=1024)  # chunked arrays: loose, packed, zstd chunks
+    # several chunkings in one project (a project records one: pinned here, over the project's)
+    pin_policy(ChunkPolicy(threshold=4096, chunk_bytes=1024))  # chunked arrays: loose, packed, zstd chunks
     try:
         values = chunked_values()
         ChunkedVar.save(values[1], subject=1)
@@ -160,12 +161,12 @@ def build(root: Path) -> None:
         ChunkedVar.save(values[5], subject=5)
         ChunkedVar.save(values[6], subject=6)
         ChunkedTable.save(chunked_frame(), subject=1)  # row groups of a few rows, some missing
-        set_chunking(threshold=1 << 20, chunk_bytes=1 << 20)
+        pin_policy(ChunkPolicy(threshold=1 << 20, chunk_bytes=1 << 20))
         oid = ChunkedVar.save(values[4], subject=4).oid
         shuffled = [c for c in chunk_oids(db, oid) if db.store.path_of(c).read_bytes()[:4] == b"P*M\x18"]
         assert len(shuffled) == 2, "subject 4's chunks must be stored byte-shuffled"
     finally:
-        set_chunking()
+        pin_policy(None)
     golden(db, root)
     db.close()
 

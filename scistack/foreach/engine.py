@@ -699,7 +699,7 @@ class _Run:
         chunks: dict[cf.Future, list[Task]] = {}
         for start in range(0, len(tasks), size):
             future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],
-                                 self.db.schema_keys, self.splits, self.as_table, self.lazy)
+                                 self.db.schema_keys, self.splits, self.as_table, self.lazy, self.db.chunk_policy())
             chunks[future] = tasks[start:start + size]
         made: dict[int, Outcome] = {}
         for future in cf.as_completed(chunks):

@@ -26,6 +26,7 @@ from scistack.index import utc_now
 from scistack.lineage.function import LineageFunction
 from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.s3 import S3ObjectStore
+from scistack.objects.chunking import ChunkPolicy, pin_policy
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -132,7 +133,7 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], splits: tuple[str | None, ...],
-              as_table: bool, lazy: bool = False) -> list[Outcome]:
+              as_table: bool, lazy: bool = False, policy: ChunkPolicy | None = None) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
     `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
@@ -140,6 +141,8 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     database. The chunk's objects go into one pack, written before the oids are returned, so
     the caller never journals a ref to an object that is not on disk.
     """
+    if policy is not None:  # the project's chunking (part of a value's identity), not the worker's
+        pin_policy(policy)
     if isinstance(fn, bytes):  # (workers=N) restored here, so that a function the worker cannot
         fn = pickle.loads(fn)  # find fails these combinations, not the whole pool
     plain = fn.fn if isinstance(fn, LineageFunction) else fn

@@ -850,6 +850,12 @@ class Index:
         read = getattr(self._journal, "read_project_meta", None)
         return read() if read is not None else {}
 
+    def shared_setting(self, key: str, default: str) -> str | None:
+        """A shared journal's project setting `key`, set to `default` when it has none yet (the
+        first writer's stays: one statement under the journal's lock); None for a local journal."""
+        settle = getattr(self._journal, "project_meta", None)
+        return None if settle is None else settle({key: default}).get(key)
+
     def set_project_meta(self, values: dict[str, str]) -> None:
         """Change a shared journal's project settings (under `add_schema_key`'s lock)."""
         self._journal.set_project_meta(values)  # type: ignore[attr-defined] (lab journals only)

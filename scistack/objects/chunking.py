@@ -8,16 +8,20 @@ as contiguous byte ranges, a time range of a (samples, channels) recording touch
 chunks, and an array that grows along its first axis keeps its earlier chunks (so they
 dedupe across versions).
 
-The policy (threshold and chunk budget) is process-wide, read from the environment
-(`SCISTACK_CHUNK_THRESHOLD`, `SCISTACK_CHUNK_BYTES`) so that for_each workers in other
-processes agree with their parent; `set_chunking` changes it (tests use tiny values). Two
-policies give two different oids for the same values, so a project should keep one.
+The policy (threshold and chunk budget) is part of every large value's identity: two
+policies give two different oids for the same values. So a project records the one it uses
+(database.py, in its config, the first time a process needs it) and every process that opens
+it uses that one (`set_policy_source`: the current project's; `pin_policy`: a for_each
+worker's, handed over by its parent). The environment (`SCISTACK_CHUNK_THRESHOLD`,
+`SCISTACK_CHUNK_BYTES`) or `set_chunking` (tests use tiny values) chooses the policy a project
+records, and the policy of a process with no project.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 THRESHOLD_ENV = "SCISTACK_CHUNK_THRESHOLD"
@@ -34,13 +38,60 @@ class ChunkPolicy:
     chunk_bytes: int
 
 
+_pinned: ChunkPolicy | None = None  # a for_each worker's: its parent's project's
+_source: Callable[[], ChunkPolicy | None] | None = None  # the current project's (database.py)
+
+
 def current_policy() -> ChunkPolicy:
-    """The policy in force (from the environment, else the defaults)."""
+    """The policy in force: the one pinned in a worker, else the current project's, else the
+    process's own (`process_policy`)."""
+    if _pinned is not None:
+        return _pinned
+    if _source is not None:
+        found = _source()
+        if found is not None:
+            return found
+    return process_policy()
+
+
+def process_policy() -> ChunkPolicy:
+    """The policy this process would choose (from the environment, else the defaults): a new
+    project records it, and a process with no project uses it."""
     return ChunkPolicy(_env_int(THRESHOLD_ENV, DEFAULT_THRESHOLD), _env_int(CHUNK_BYTES_ENV, DEFAULT_CHUNK_BYTES))
 
 
+def chosen_in_environment() -> bool:
+    """Whether this process's policy was chosen (an environment variable set), not the defaults."""
+    return bool(os.environ.get(THRESHOLD_ENV) or os.environ.get(CHUNK_BYTES_ENV))
+
+
+def set_policy_source(source: Callable[[], ChunkPolicy | None] | None) -> None:
+    """Where the current project's recorded policy comes from (None when there is no project)."""
+    global _source
+    _source = source
+
+
+def pin_policy(policy: ChunkPolicy | None) -> None:
+    """Use `policy` in this process whatever else says (a worker: its parent project's)."""
+    global _pinned
+    _pinned = policy
+
+
+def policy_from_config(found: object) -> ChunkPolicy | None:
+    """The policy a project's config records (`{"threshold": N, "chunk_bytes": M}`), or None
+    when it records none or something else."""
+    if not isinstance(found, dict):
+        return None
+    threshold, chunk_bytes = found.get("threshold"), found.get("chunk_bytes")
+    if type(threshold) is not int or type(chunk_bytes) is not int or threshold < 1 or chunk_bytes < 1:
+        return None
+    return ChunkPolicy(threshold, chunk_bytes)
+
+
 def set_chunking(*, threshold: int | None = None, chunk_bytes: int | None = None) -> ChunkPolicy:
-    """Set the process-wide policy (None restores a default); child processes inherit it."""
+    """Set the process's own policy (None restores a default); child processes inherit it. A
+    project records it the first time one of its values needs a policy; one that has recorded
+    its own keeps using that. Returns the process's policy."""
     for name, value in ((THRESHOLD_ENV, threshold), (CHUNK_BYTES_ENV, chunk_bytes)):
         if value is None:
             os.environ.pop(name, None)
@@ -48,7 +99,7 @@ def set_chunking(*, threshold: int | None = None, chunk_bytes: int | None = None
             raise ValueError(f"{name.lower()} must be a positive number of bytes, not {value!r}")
         else:
             os.environ[name] = str(value)
-    return current_policy()
+    return process_policy()
 
 
 def _env_int(name: str, default: int) -> int:

@@ -351,3 +351,36 @@ def test_a_frozen_object_store_fails_a_save_in_bounded_time(machine, s3_server):
         LabValue.load(subject=2, session=1)  # nothing was named
     LabValue.save(np.arange(6.0), subject=2, session=1)  # the server is back: so is the save
     assert LabValue.load(subject=2, session=1).data.tolist() == list(np.arange(6.0))
+
+
+def test_every_machine_chunks_as_the_lab_project_recorded(machine):
+    """The chunking is part of a large value's oid: machine b, whose process asks for another,
+    gave the same recording a new oid (a new version, cache misses). The lab project records
+    the chunking of the first machine that needs one, in the shared journal, and every machine
+    uses it."""
+    import json
+    import warnings
+
+    from scistack.objects.chunking import set_chunking
+
+    signal = np.arange(3000.0).reshape(300, 10)
+    db = machine("a")
+    set_chunking(threshold=1000, chunk_bytes=2000)
+    try:
+        first = LabValue.save(signal, subject=1, session=1)
+    finally:
+        set_chunking()
+    assert first.record.kind == "chunked"
+    assert json.loads(db.index.project_meta()["chunking"]) == {"threshold": 1000, "chunk_bytes": 2000}
+    machine("b")  # its own folder and config; its process's policy is the default (256 MiB)
+    again = LabValue.save(signal, subject=1, session=1)
+    assert again.oid == first.oid and len(LabValue.list_versions(subject=1, session=1)) == 1
+    set_chunking(threshold=1 << 30)
+    try:
+        db = machine("c")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert LabValue.save(signal, subject=1, session=1).oid == first.oid
+        assert any("The project's are used" in str(w.message) for w in caught)
+    finally:
+        set_chunking()
