@@ -145,3 +145,28 @@ def test_a_large_frame_loads_back_as_pandas_or_dask(tmp_path, registry):
         pd.testing.assert_frame_equal(lazy.to_dask().compute().reset_index(drop=True), frame)
     finally:
         set_chunking()
+
+
+def test_a_dictionary_database_chunks_as_it_recorded_whatever_project_is_current(tmp_path, registry, no_database):
+    """A dictionary database is no process's current project, so its values were chunked as the
+    process's environment said: the same array, assigned under another setting, was a new oid.
+    It records its chunking as any project does and its assignments use it."""
+    import json
+
+    from scistack.objects.chunking import set_chunking
+
+    x = np.arange(40_000.0).reshape(-1, 4)  # 320 KB
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)
+    try:
+        db = scistack.open(tmp_path / "sims")
+        db["a"] = x
+    finally:
+        set_chunking()
+    db["b"] = x  # this process's own setting: the default 256 MiB threshold
+    from scistack.index import key_of
+
+    oids = {r.oid for k in "ab" for r in db.project.index.versions_at("Entry", key_of({"key_1": k}))}
+    assert len(oids) == 1
+    config = json.loads((tmp_path / "sims" / ".scistack" / "config.json").read_text())
+    assert config["chunking"] == {"threshold": 16 << 10, "chunk_bytes": 4 << 10}
+    np.testing.assert_array_equal(db["b"], x)

@@ -19,9 +19,11 @@ records, and the policy of a process with no project.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 THRESHOLD_ENV = "SCISTACK_CHUNK_THRESHOLD"
@@ -40,11 +42,15 @@ class ChunkPolicy:
 
 _pinned: ChunkPolicy | None = None  # a for_each worker's: its parent's project's
 _source: Callable[[], ChunkPolicy | None] | None = None  # the current project's (database.py)
+_using: contextvars.ContextVar[ChunkPolicy | None] = contextvars.ContextVar("scistack_chunking", default=None)
 
 
 def current_policy() -> ChunkPolicy:
-    """The policy in force: the one pinned in a worker, else the current project's, else the
-    process's own (`process_policy`)."""
+    """The policy in force: the one a block is `using`, else the one pinned in a worker, else
+    the current project's, else the process's own (`process_policy`)."""
+    using = _using.get()
+    if using is not None:
+        return using
     if _pinned is not None:
         return _pinned
     if _source is not None:
@@ -69,6 +75,17 @@ def set_policy_source(source: Callable[[], ChunkPolicy | None] | None) -> None:
     """Where the current project's recorded policy comes from (None when there is no project)."""
     global _source
     _source = source
+
+
+@contextmanager
+def using_policy(policy: ChunkPolicy) -> Iterator[None]:
+    """`policy` in this block, in this thread (a project that is not the current one: a
+    dictionary database)."""
+    token = _using.set(policy)
+    try:
+        yield
+    finally:
+        _using.reset(token)
 
 
 def pin_policy(policy: ChunkPolicy | None) -> None:
