@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import secrets
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -186,9 +187,14 @@ class Database:
     def _write_config(self, config: dict[str, Any]) -> None:
         self.scistack_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.scistack_dir / CONFIG_NAME
-        temp = config_path.with_suffix(".tmp")
-        temp.write_text(json.dumps(config, indent=2) + "\n")
-        os.replace(temp, config_path)
+        # (a temporary name of its own: two processes recording the chunking of a new project
+        # at once had renamed one `config.tmp`, and the second rename failed)
+        temp = config_path.with_name(f".{CONFIG_NAME}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            temp.write_text(json.dumps(config, indent=2) + "\n")
+            os.replace(temp, config_path)
+        finally:
+            temp.unlink(missing_ok=True)
 
     def chunk_policy(self) -> chunking.ChunkPolicy:
         """How this project's large values are chunked (threshold and chunk budget): part of

@@ -56,3 +56,32 @@ def test_the_open_laptop_project_given_lab_urls_again_is_refused_as_a_fresh_proc
     with pytest.raises(InvalidNameError, match="needs both"):
         configure_database(project.path, ["subject", "session"], objects="s3://labbucket/gait")
     assert configure_database(project.path, ["subject", "session"]) is project
+
+
+
+def test_config_writes_at_once_never_collide(project):
+    """A process records a new project's chunking in its config the first time a value needs
+    it, so processes starting together write the config at once. Each wrote `config.tmp` and
+    renamed it: a second rename found the name gone (FileNotFoundError, and that save
+    failed; seen in a two-process test). Threads writing at once stand in for them here."""
+    import json
+    import threading
+
+    config = json.loads((project.scistack_dir / "config.json").read_text())
+    failures = []
+
+    def write() -> None:
+        try:
+            for _ in range(200):
+                project._write_config(config)
+        except OSError as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert json.loads((project.scistack_dir / "config.json").read_text()) == config
+    assert not list(project.scistack_dir.glob("*.tmp"))
