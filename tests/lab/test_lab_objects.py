@@ -51,6 +51,17 @@ def _bucket(s3_server, url: str):
     return client, bucket, prefix, keys
 
 
+def _damage_in_bucket(s3_server, url: str, oid: str) -> bytes:
+    """Flip the last byte of object `oid` in the bucket; the damaged bytes."""
+    client, bucket, prefix, keys = _bucket(s3_server, url)
+    key = f"{prefix}/objects/{oid[:2]}/{oid[2:]}"
+    assert key in keys
+    body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    body[-1] ^= 0xFF
+    client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    return bytes(body)
+
+
 def test_a_second_load_never_touches_the_network(machine, monkeypatch, pg_url, tmp_path):
     machine("a")
     LabValue.save(np.arange(100_000.0), subject=1, session=1)
@@ -128,12 +139,7 @@ def test_chunked_and_nested_values_read_on_another_machine_whole_lazily_and_pick
 def test_a_damaged_object_in_the_bucket_is_refused_on_read(machine, s3_server, bucket_url):
     machine("a")
     saved = LabValue.save(np.arange(10.0), subject=1, session=1)
-    client, bucket, prefix, keys = _bucket(s3_server, bucket_url)
-    key = f"{prefix}/objects/{saved.oid[:2]}/{saved.oid[2:]}"
-    assert key in keys
-    body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    body[-1] ^= 0xFF
-    client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    body = _damage_in_bucket(s3_server, bucket_url, saved.oid)
     db = machine("b")
     with pytest.raises(CorruptObjectError, match=saved.oid):
         LabValue.load(subject=1, session=1)
@@ -141,7 +147,7 @@ def test_a_damaged_object_in_the_bucket_is_refused_on_read(machine, s3_server, b
     # and saving the value again uploads a good copy (a present oid was never sent again)
     repaired = fsck(db, repair=True)
     assert any(f"moved damaged object {saved.oid[:12]}" in r for r in repaired.repaired)
-    assert (db.root / ".scistack" / "quarantine" / saved.oid).read_bytes() == bytes(body)
+    assert (db.root / ".scistack" / "quarantine" / saved.oid).read_bytes() == body
     LabValue.save(np.arange(10.0), subject=1, session=1)
     db.store.wait_uploads()
     machine("c")
@@ -280,12 +286,7 @@ def test_a_damaged_chunk_in_the_bucket_is_listed_by_fsck_and_kept_by_gc(machine,
     LabValue.save(np.arange(4.0), subject=2, session=1)
     db = database_module.current_database()
     chunks = json.loads(bytes(db.store.get(saved.oid).payload))["chunks"]
-    client, bucket, prefix, keys = _bucket(s3_server, bucket_url)
-    key = f"{prefix}/objects/{chunks[3][:2]}/{chunks[3][2:]}"
-    assert key in keys
-    body = bytearray(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    body[-1] ^= 0xFF
-    client.put_object(Bucket=bucket, Key=key, Body=bytes(body))
+    _damage_in_bucket(s3_server, bucket_url, chunks[3])
     b = machine("b")  # a colleague's fresh cache
     report = fsck(b)
     assert [(p.kind, p.oid) for p in report.problems] == [("corrupt", chunks[3])]
