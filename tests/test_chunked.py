@@ -261,6 +261,8 @@ def test_lazy_as_numpy_and_as_dask(project):
     Rec.save(x, subject=1, session="pre")
     lazy = Rec.load(subject=1, session="pre", lazy=True).data
     assert lazy.shape == x.shape and lazy.dtype == x.dtype and len(lazy) == len(x)
+    # (numpy's attributes, so code written for an array reads a lazy one: itemsize was missing)
+    assert (lazy.ndim, lazy.size, lazy.nbytes, lazy.itemsize) == (x.ndim, x.size, x.nbytes, x.itemsize)
     np.testing.assert_array_equal(np.asarray(lazy), x)
     total = lazy.to_dask()[:, 2].sum().compute()
     assert total == x[:, 2].sum()

@@ -77,6 +77,10 @@ class LazyArray:
     def nbytes(self) -> int:
         return self.manifest.nbytes
 
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
     def __len__(self) -> int:
         return self.shape[0]
 
