@@ -93,8 +93,9 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         except (ObjectNotFoundError, FileNotFoundError):
             continue  # deleted while we looked (a concurrent gc)
     damaged = set(corrupt)
+    moved_lines: dict[str, int] = {}  # an object set aside -> its line in `repaired`
     if repair and corrupt:
-        problems, corrupt = _set_aside(db, corrupt, problems, repaired)
+        problems, corrupt = _set_aside(db, corrupt, problems, repaired, moved_lines)
     refs, dangling = 0, []  # live refs, and those whose call record is lost
     naming: dict[str, list[dict]] = {}  # a damaged object (or a chunked value) -> the refs naming it
     recording: dict[str, list[dict]] = {}  # a damaged call record -> the refs it is the lineage of
@@ -148,21 +149,20 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         whose = {oid: _whose(oid, walk, naming, recording, db.schema_keys) for oid in damaged}
         problems = [FsckProblem(p.kind, p.oid, f"{p.detail}; {whose[p.oid][0]}: {whose[p.oid][1]}")
                     if p.kind == "corrupt" and p.oid in whose else p for p in problems]
-        by_prefix = {oid[:12]: oid for oid in damaged}
-        for i, line in enumerate(repaired):
-            if line.startswith("moved damaged object ") and line[21:33] in by_prefix:
-                repaired[i] = f"{line} ({whose[by_prefix[line[21:33]]][0]})"
+        for oid, i in moved_lines.items():
+            repaired[i] = f"{repaired[i]} ({whose[oid][0]})"
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired))
 
 
-def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], repaired: list[str]
-               ) -> tuple[list[FsckProblem], set[str]]:
+def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], repaired: list[str],
+               moved_lines: dict[str, int]) -> tuple[list[FsckProblem], set[str]]:
     """Move damaged objects out of the store (kept in `.scistack/quarantine/`): a save or run
     of the same value found its oid present and wrote nothing, so the damage stayed. What
-    named them is then reported as lost, with its fix, and cache entries naming them go."""
+    named them is then reported as lost, with its fix, and cache entries naming them go.
+    `moved_lines` gets each moved object's line in `repaired` (named once it is known)."""
     folder = db.scistack_dir / "quarantine"
     moved, failed = set(), {}
     for oid in sorted(corrupt):
@@ -172,6 +172,7 @@ def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], rep
             failed[oid] = str(exc)
             continue
         moved.add(oid)
+        moved_lines[oid] = len(repaired)
         repaired.append(f"moved damaged object {oid[:12]} to {kept.relative_to(db.root)}; save or compute "
                         "its value again to store a good copy")
     kept_problems = [p if p.oid not in failed or p.kind != "corrupt" else
