@@ -96,9 +96,11 @@ class Database:
         self.opened_with: tuple[Any, dict[str, Any]] = (schema_keys, {})  # (configure_database's arguments)
         self.shared_url = redact(shared) if shared else None  # (what configure_database compares)
         self.objects_url: str | None = None
-        # the lab's bucket, opened while the shared settings are checked (before any config is written)
-        self._lab_store: Any = None if store is not None else functools.partial(
+        # the lab's bucket, opened while the shared settings are checked (before any config is
+        # written): `_open_bucket` opens it, `_lab_store` is it once opened
+        self._open_bucket: Any = None if store is not None else functools.partial(
             S3ObjectStore, cache_dir=self.scistack_dir / "cache", max_bytes=cache_bytes)
+        self._lab_store: ObjectStore | None = None
         try:
             self.schema_keys = self._check_config(schema_keys, journal if shared else None, shared, objects)
             self._config_stamp = (self.scistack_dir / CONFIG_NAME).stat().st_mtime_ns
@@ -308,7 +310,7 @@ class Database:
                 f"{whose}, not {objects_location(objects)}: values saved there would be named for the "
                 "whole lab with bytes no one else finds. Nothing was changed. Leave objects= out "
                 f"(the project's own URL is used), or give objects={kept!r}")
-        store = self._lab_store(objects) if self._lab_store is not None else None
+        store = self._open_bucket(objects) if self._open_bucket is not None else None
         if recorded is None and self.project_id is not None and store is not None and journal.size() > 0:
             if store.owner() is None:
                 raise SchemaMismatchError(
