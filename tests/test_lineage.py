@@ -184,6 +184,36 @@ def test_identical_call_is_served_from_the_cache(project) -> None:
     np.testing.assert_array_equal(again.data, first.data)
 
 
+def test_a_hit_carries_the_parameters_a_run_does_and_keeps_no_input_alive(project) -> None:
+    """A hit's parameters are worked out when asked for (a hit is rarely asked): they must be
+    the run's, upstream ones included, after a pickle or a copy too, and the result must not
+    hold its input's value to work them out later."""
+    import gc
+    import weakref
+
+    @lineage_fcn
+    def envelope(signal, cutoff, gain=2):
+        return np.abs(signal) * cutoff * gain
+
+    bandpass = counted([])
+    filtered = bandpass(raw(), 20)
+    FilteredEMG.save(filtered, subject=1, session="pre")
+    first = envelope(FilteredEMG.load(subject=1, session="pre"), 6.5)
+    expected = {"bandpass.low_hz": 20, "bandpass.high_hz": 450.0, "envelope.cutoff": 6.5,
+                "envelope.gain": 2}
+    assert not first.cached and first.params == expected
+    loaded = FilteredEMG.load(subject=1, session="pre")
+    held = weakref.ref(loaded.data)
+    hits = [envelope(loaded, 6.5) for _ in range(3)]
+    del loaded
+    gc.collect()
+    assert held() is None  # (its params, asked for below, came from the input's record)
+    assert all(h.cached for h in hits)
+    assert pickle.loads(pickle.dumps(hits[0])).params == expected
+    assert copy.deepcopy(hits[1]).params == expected
+    assert hits[2].params == expected and hits[2].params is hits[2].params
+
+
 def test_cache_hit_is_one_index_lookup_and_one_object_read_and_writes_nothing(
     project, monkeypatch
 ) -> None:

@@ -414,12 +414,24 @@ def flatten_params(fn_name: str, inputs: dict[str, BoundInput]) -> dict[str, Any
     `fn` is the function's own name, not its qualified name: a method or a function defined
     inside another is still queried as ``load(**{"bandpass.low_hz": 20})``.
     """
+    return _flattened(fn_name, [(name, b.record, b.params) for name, b in inputs.items()])
+
+
+def params_later(fn_name: str, inputs: dict[str, BoundInput]) -> Callable[[], dict[str, Any]]:
+    """`flatten_params` when first asked for: a cache hit's result is seldom asked (2 of a
+    hit's ~50 us). It keeps the inputs' records, never their values (a result must not hold
+    a large input alive)."""
+    parts = [(name, b.record, b.params) for name, b in inputs.items()]
+    return lambda: _flattened(fn_name, parts)
+
+
+def _flattened(fn_name: str, inputs: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:
     fn_name = fn_name.rsplit(".", 1)[-1]
-    params = agreed_params(b.params for b in inputs.values())
-    for name, b in inputs.items():
-        if "const" not in b.record or _is_input(b.record):
+    params = agreed_params(upstream for _, _, upstream in inputs)
+    for name, record, _ in inputs:
+        if "const" not in record or _is_input(record):
             continue
-        const = b.record["const"]
+        const = record["const"]
         if isinstance(const, dict) and "$np" in const:
             const = const["$np"][1]  # a numpy scalar: queryable as the plain number
         if isinstance(const, _SCALARS) or (isinstance(const, dict) and const.keys() == {"$float"}):

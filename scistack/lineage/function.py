@@ -38,6 +38,7 @@ from scistack.lineage.calls import (
     flatten_params,
     freeze,
     origins_digest,
+    params_later,
     plain_arguments,
     same_origins,
     store_constants,
@@ -357,7 +358,7 @@ class LineageFunction:
         *,
         cached: bool,
     ) -> list[LineageResult]:
-        params = flatten_params(identity.name, inputs)
+        params = params_later(identity.name, inputs) if cached else flatten_params(identity.name, inputs)
         return [
             LineageResult(v, oid, call_oid, params, i, self.name, cached)
             for i, (v, oid) in enumerate(zip(outputs, out_oids))

@@ -29,20 +29,29 @@ class LineageResult:
     because downstream calls key it by its oid (copy it to change it).
     """
 
-    __slots__ = ("data", "oid", "call", "params", "output_index", "function_name", "cached")
+    __slots__ = ("data", "oid", "call", "_params", "output_index", "function_name", "cached")
 
     def __init__(
         self,
         data: Any,
         oid: str,
         call: str,
-        params: dict[str, Any],
+        params: dict[str, Any] | Callable[[], dict[str, Any]],
         output_index: int,
         function_name: str,
         cached: bool,
     ) -> None:
-        self.data, self.oid, self.call, self.params = data, oid, call, params
+        """`params` may be a function giving them, called when they are first asked for."""
+        self.data, self.oid, self.call, self._params = data, oid, call, params
         self.output_index, self.function_name, self.cached = output_index, function_name, cached
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The lineage parameters (`fn.param` constants and every upstream call's)."""
+        params = self._params
+        if callable(params):
+            params = self._params = params()
+        return params
 
     @property
     def value(self) -> Any:
