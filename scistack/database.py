@@ -9,6 +9,7 @@ for `BaseVariable`. `Database.discover()` walks up from the working directory to
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
@@ -16,7 +17,7 @@ import os
 import secrets
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -150,8 +151,8 @@ class Database:
             if shared_journal is not None and schema_keys is not None and config.get("schema_keys") != schema_keys:
                 # another checkout added a schema key to the lab project: its keys are the shared
                 # ones (DuckDB gets the new column on its next sync)
-                config |= {"schema_keys": list(schema_keys), "added_keys": shared_added}
-                self._write_config(config)
+                config = self._update_config(
+                    lambda now: now | {"schema_keys": list(schema_keys), "added_keys": shared_added})
             found = list(config["schema_keys"])
             if _written_before(schema_keys, found, config.get("added_keys", ())):
                 warnings.warn(f"{self.path.name} has schema keys {found} since a finer level was added; "
@@ -170,8 +171,8 @@ class Database:
             if shared_journal is not None and (config.get("shared") != redact(shared)
                                                or config.get("objects") != objects):  # (the same place:
                 # _check_objects refused any other)
-                self._write_config(config | {"shared": redact(shared), "objects": objects,
-                                             "project_id": self.project_id})
+                self._update_config(lambda now: now | {"shared": redact(shared), "objects": objects,
+                                                       "project_id": self.project_id})
             return found
         if schema_keys is None:
             raise NotARepositoryError(
@@ -183,8 +184,37 @@ class Database:
         config = {"db": self.path.name, "format": FORMAT_VERSION, "schema_keys": keys}
         if shared_journal is not None:  # the password stays in the environment / ~/.pgpass
             config |= {"shared": redact(shared), "objects": objects, "project_id": self.project_id}
-        self._write_config(config)
-        return keys
+        with self._config_locked() as path:
+            if shared_journal is not None or not path.exists():  # (a lab's is the shared journal's)
+                self._write_config(config)
+                return keys
+        # another process created the project meanwhile (a job array's first jobs): as it made it
+        return self._check_config(schema_keys)
+
+    @contextmanager
+    def _config_locked(self) -> Iterator[Path]:
+        """The config file, held by this process alone: every change to it reads it again and
+        writes it under this lock. Each change had read the file, then written it whole: a
+        chunking recorded by one process while another added a schema key lost one of them,
+        and two processes recording a new project's chunking each kept their own."""
+        self.scistack_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.scistack_dir / "config.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield self.scistack_dir / CONFIG_NAME
+        finally:
+            os.close(fd)  # (releases the lock)
+
+    def _update_config(self, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> dict[str, Any]:
+        """The config after `change` (given the config as it is now, under the lock; None or
+        the same: nothing to write)."""
+        with self._config_locked() as path:
+            config = json.loads(path.read_text())
+            changed = change(config)
+            if changed is None or changed == config:
+                return config
+            self._write_config(changed)
+            return changed
 
     def _write_config(self, config: dict[str, Any]) -> None:
         self.scistack_dir.mkdir(parents=True, exist_ok=True)
@@ -222,13 +252,13 @@ class Database:
             if found is not None:
                 recorded = chunking.policy_from_config(json.loads(found))
         if recorded is None:
-            recorded = chunking.process_policy()
+            chosen = chunking.process_policy()
             if self.read_only:  # (recorded by the first process that can write the folder)
-                return recorded
-            self._write_config(config | {"chunking": {"threshold": recorded.threshold,
-                                                       "chunk_bytes": recorded.chunk_bytes}})
-            self._config_stamp = config_path.stat().st_mtime_ns  # (the keys are as they were)
-        elif chunking.chosen_in_environment() and chunking.process_policy() != recorded:
+                return chosen
+            mine = {"threshold": chosen.threshold, "chunk_bytes": chosen.chunk_bytes}
+            config = self._update_config(lambda now: None if now.get("chunking") else now | {"chunking": mine})
+            recorded = chunking.policy_from_config(config["chunking"])  # (another's, if it came first)
+        if chunking.chosen_in_environment() and chunking.process_policy() != recorded:
             asked = chunking.process_policy()
             warnings.warn(
                 f"{self.path.name} chunks values of more than {recorded.threshold:,} bytes into chunks of "
@@ -419,8 +449,6 @@ class Database:
         coarser level: a for_each over trials hands each trial its session's values. Close
         other sessions of the project first: they keep the old keys until reopened."""
         keys = _validate_schema_keys([*self.schema_keys, check_identifier(name, "schema key")])
-        config = json.loads((self.scistack_dir / CONFIG_NAME).read_text())
-        added = [*config.get("added_keys", ()), name]  # an older script may still give the keys before these
 
         def check() -> None:  # under the journal's lock, the index caught up: no save slips in between
             for var in self.index.variables():
@@ -433,10 +461,13 @@ class Database:
                         "another name for the new level. Nothing was changed")
 
         def record() -> None:
-            if config.get("shared"):  # the lab's keys are the shared journal's: every checkout takes
-                # them when it next opens the project (its own config and DuckDB follow)
-                self.index.set_project_meta({"schema_keys": json.dumps(keys), "added_keys": json.dumps(added)})
-            self._write_config(config | {"schema_keys": keys, "added_keys": added})
+            def change(config: dict[str, Any]) -> dict[str, Any]:
+                added = [*config.get("added_keys", ()), name]  # an older script may still give the keys before these
+                if config.get("shared"):  # the lab's keys are the shared journal's: every checkout
+                    # takes them when it next opens the project (its own config and DuckDB follow)
+                    self.index.set_project_meta({"schema_keys": json.dumps(keys), "added_keys": json.dumps(added)})
+                return config | {"schema_keys": keys, "added_keys": added}
+            self._update_config(change)
 
         self.index.add_schema_key(keys, check, record)
         self.schema_keys = self._config_keys = keys

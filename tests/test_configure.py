@@ -3,6 +3,9 @@ database that was open before open and current."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -85,3 +88,66 @@ def test_config_writes_at_once_never_collide(project):
     assert failures == []
     assert json.loads((project.scistack_dir / "config.json").read_text()) == config
     assert not list(project.scistack_dir.glob("*.tmp"))
+
+
+
+_KEY = """
+import sys
+from scistack import configure_database
+configure_database(sys.argv[1], ["subject", "session"]).add_schema_key("trial")
+"""
+
+_SAVE = """
+import sys
+import numpy as np
+from scistack import BaseVariable, configure_database
+class Big(BaseVariable):
+    pass
+configure_database(sys.argv[1], ["subject", "session"])
+Big.save(np.arange(4096.0), subject=1, session="a")  # its first large value: the chunking is recorded
+"""
+
+
+def test_a_schema_key_added_while_another_process_records_the_chunking_keeps_both(tmp_path, python_env):
+    """Each change to the config read the file, then wrote it whole. `add_schema_key` read it,
+    then waited for the journal (behind a writer, here this test); meanwhile another process
+    recorded the new project's chunking at its first large save; the key's write then dropped
+    the chunking, which the next process recorded again from its own settings (identical data,
+    another oid). Each change now reads the config again under a lock of its own."""
+    import fcntl
+    import json
+    import os
+    import subprocess
+    import time
+
+    path = tmp_path / "p.duckdb"
+    configure_database(path, ["subject", "session"]).close()
+    database_module._current = None
+    config_path = tmp_path / ".scistack" / "config.json"
+    env = python_env | {"SCISTACK_CHUNK_THRESHOLD": "4096", "SCISTACK_CHUNK_BYTES": "4096"}
+    fd = os.open(tmp_path / ".scistack" / "refs.lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a writer holds the journal
+    try:
+        key = subprocess.Popen([sys.executable, "-c", _KEY, str(path)], env=env)
+        deadline = time.monotonic() + 60
+        while not _waits_for_a_lock(key.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _waits_for_a_lock(key.pid), "add_schema_key never waited for the journal"
+        save = subprocess.Popen([sys.executable, "-c", _SAVE, str(path)], env=env)
+        while "chunking" not in json.loads(config_path.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "chunking" in json.loads(config_path.read_text()), "the save never recorded its chunking"
+    finally:
+        os.close(fd)
+    assert key.wait(timeout=60) == 0 and save.wait(timeout=60) == 0
+    config = json.loads(config_path.read_text())
+    assert "trial" in config["schema_keys"] and config.get("chunking"), config
+
+
+def _waits_for_a_lock(pid: int) -> bool:
+    """Whether the process is blocked in flock (its kernel wait channel)."""
+    try:
+        with open(f"/proc/{pid}/wchan") as handle:
+            return "lock" in handle.read()
+    except OSError:
+        return False
