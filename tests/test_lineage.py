@@ -751,6 +751,64 @@ def test_constant_edit_recomputes_and_why_names_the_constant(project, code) -> N
     assert not mod.bandpass(raw(), 20).cached
 
 
+NOT_RELOADED = """
+    from scistack import lineage_fcn
+
+    class A:
+        def k(self):
+            return 2
+
+    class B:
+        def k(self):
+            return 3
+
+    class Cfg:
+        K = 2
+
+    class Scaler(A):
+        def scale(self, x):
+            return x * self.k()
+
+    def times(x):
+        return x * 2
+
+    @lineage_fcn
+    def by_function(x):
+        return times(x)
+
+    @lineage_fcn
+    def by_attribute(x):
+        return x * Cfg.K
+
+    @lineage_fcn
+    def by_base(x):
+        return Scaler().scale(x)
+"""
+
+
+@pytest.mark.parametrize(
+    "step, old, new",
+    [
+        ("by_function", "return x * 2", "return x * 3"),
+        ("by_attribute", "K = 2", "K = 3"),
+        ("by_base", "class Scaler(A)", "class Scaler(B)"),
+    ],
+)
+def test_a_file_edited_but_not_reloaded_never_files_old_results_under_the_new_code(
+    project, code, step, old, new
+) -> None:
+    """A notebook imports the module, the file is edited, the session does not reload: the
+    run computes with the code in memory, so the text on disk must not name its result, or
+    the new code in a fresh process is served the old code's result."""
+    code.write("steps", NOT_RELOADED)
+    in_memory = getattr(code.load("steps"), step)
+    code.write("steps", NOT_RELOADED.replace(old, new))
+    first = in_memory(10)
+    assert first.data == 20 and not first.cached
+    fresh = getattr(code.load("steps"), step)(10)
+    assert not fresh.cached and fresh.data == 30
+
+
 def test_function_edit_is_shown_as_a_unified_diff(project, code) -> None:
     code.write("pipeline", PIPELINE)
     FilteredEMG.save(code.load("pipeline").bandpass(raw(), 20), subject=1, session="pre")

@@ -252,6 +252,10 @@ class Walk:
                 self.state.add(id(found[1]))
         for chain in node.shape.refs:
             self._resolve(node, chain, roots)
+        if isinstance(obj, type) and node.shape.source is None:  # its text names no bases
+            for base in obj.__bases__:
+                if base is not object:
+                    self.classify(node, f"{scope}.<base>", base)
         for key in node.shape.env_keys:  # os.environ["X"], os.getenv("X"): that variable
             self.data.setdefault(f"os.environ[{key!r}]", EnvironmentVariable(key))
         if isinstance(obj, FunctionType):

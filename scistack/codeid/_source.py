@@ -6,8 +6,11 @@ the code that runs, and hashing it would file results of the old code under the 
 of the new code: a stale cache hit later, in a fresh process. So we parse and *compile* the
 whole file (cached per file text), find the definition by name and first line (which
 includes decorator lines), and accept it only if the freshly compiled code object matches
-the running one (bytecode, names, constants, recursively). Otherwise the caller falls back
-to identifying the code by its bytecode, which can only cost a recompute.
+the running one (bytecode, names, constants, recursively). A class's code object is not kept
+after it is made, so a class is accepted when its methods' code matches and its bases and
+literal attributes (``K = 2``) as written are those of the live class. Otherwise the caller
+falls back to identifying the code by its bytecode (a class: also its bases in memory),
+which can only cost a recompute.
 
 Lambdas: the definition is the Lambda node on ``co_firstlineno``. Two or more lambdas on one
 line cannot be told apart cheaply, so such a lambda is identified by its bytecode
@@ -19,20 +22,29 @@ definition is read with ``inspect.getsource`` instead, unverified.
 from __future__ import annotations
 
 import ast
+import builtins
+import enum
 import functools
 import inspect
 import linecache
 import os
 import sys
 import textwrap
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import CodeType, FunctionType
+from types import CodeType, FunctionType, ModuleType
 
 import blake3
 
+from scistack.codeid._values import encode_constant
+
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 _NodeKey = tuple[str, int]  # (name, first line including decorators)
+_LITERAL_TYPES = (  # what ast.literal_eval gives
+    bool, int, float, complex, str, bytes, type(None), tuple, list, dict, set, frozenset,
+)
+_UNKNOWN = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +93,120 @@ def locate_class(cls: type) -> tuple[ast.ClassDef | None, str]:
     ]
     if len(candidates) != 1:
         return None, "definition not found in its file"
-    if not all(_matches(parsed, fn.__code__) for fn in methods):
+    if not all(_matches(parsed, fn.__code__) for fn in methods) or not _class_matches(
+        candidates[0], cls
+    ):
         return None, "its file was edited after import (reload the module)"
     return candidates[0], ""
+
+
+def _class_matches(node: ast.ClassDef, cls: type) -> bool:
+    """False when the text gives `cls` other bases or literal class attributes than it has.
+
+    Methods' code says nothing about ``K = 2`` edited to ``K = 3``, or ``class Sc(A)`` to
+    ``class Sc(B)``. What cannot be checked without running the text (computed values,
+    assignments inside ``if``, a subscript's arguments) passes.
+    """
+    local = "<locals>" in cls.__qualname__  # its bases may be the enclosing function's locals
+    module = sys.modules.get(cls.__module__)
+    namespace = vars(module) if module is not None and not local else {}
+    return _bases_match(node, cls, namespace) and _attributes_match(node, cls)
+
+
+def _bases_match(node: ast.ClassDef, cls: type, namespace: dict) -> bool:
+    """As many bases as written, and each written (dotted) name is the live base now."""
+    if any(isinstance(base, ast.Starred) for base in node.bases):
+        return True
+    live = vars(cls).get("__orig_bases__", cls.__bases__)  # Generic[T], NamedTuple as written
+    if not node.bases:
+        return live == (object,)
+    if len(node.bases) != len(live):
+        return False
+    for written, base in zip(node.bases, live):
+        named = written.value if isinstance(written, ast.Subscript) else written
+        found = _bound_now(named, namespace) if namespace else _UNKNOWN
+        if found is not _UNKNOWN and found is not base and found is not typing.get_origin(base):
+            return False
+    return True
+
+
+def _attributes_match(node: ast.ClassDef, cls: type) -> bool:
+    """Literal class attributes written are the live ones, and no live one has been removed."""
+    bound = _bound_in_class_body(node)
+    nested = {stmt.name: stmt for stmt in node.body if isinstance(stmt, ast.ClassDef)}
+    for name, value in vars(cls).items():
+        if isinstance(value, type) and value.__qualname__ == f"{cls.__qualname__}.{name}":
+            if name in nested and not _class_matches(nested[name], value):
+                return False
+        elif type(value) in _LITERAL_TYPES and not name.startswith("_") and name not in bound:
+            return False
+    for name, written in _literal_assignments(node).items():
+        live = next((vars(k)[name] for k in cls.__mro__ if name in vars(k)), _UNKNOWN)
+        if live is _UNKNOWN and type(cls) is type:  # (a metaclass may take it, as pydantic's)
+            return False
+        live = live.value if isinstance(live, enum.Enum) else live
+        if type(live) in _LITERAL_TYPES and not _same_value(written, live):
+            return False
+    return True
+
+
+def _literal_assignments(node: ast.ClassDef) -> dict[str, object]:
+    """``K = 3`` / ``k: int = 3`` statements of the class body with a literal value."""
+    found: dict[str, object] = {}
+    for stmt in node.body:
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets, value = [stmt.target], stmt.value
+        else:
+            continue
+        try:
+            literal = ast.literal_eval(value)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            continue
+        found.update((target.id, literal) for target in targets if isinstance(target, ast.Name))
+    return found
+
+
+def _bound_in_class_body(node: ast.ClassDef) -> set[str]:
+    """Every name the class body binds (assignments, imports, defs), not inside nested scopes."""
+    names: set[str] = set()
+    pending: list[ast.AST] = list(node.body)
+    while pending:
+        sub = pending.pop()
+        if isinstance(sub, _DEF_TYPES):
+            names.add(sub.name)
+        elif not isinstance(sub, ast.Lambda):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
+            elif isinstance(sub, ast.alias):
+                names.add((sub.asname or sub.name).split(".")[0])
+            pending.extend(ast.iter_child_nodes(sub))
+    return names
+
+
+def _bound_now(expr: ast.expr, namespace: dict) -> object:
+    """What a (dotted) name in a module's namespace (or a builtin) is bound to now."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name):
+        return _UNKNOWN
+    value = namespace.get(expr.id, vars(builtins).get(expr.id, _UNKNOWN))
+    for attr in reversed(parts):
+        if not isinstance(value, (ModuleType, type)):
+            return _UNKNOWN
+        value = getattr(value, attr, _UNKNOWN)
+    return value
+
+
+def _same_value(written: object, live: object) -> bool:
+    """Equal, and of the same types all the way down where the values are constants."""
+    encoded = encode_constant(written)
+    if encoded is not None:
+        return encoded == encode_constant(live)
+    return type(written) is type(live) and written == live
 
 
 def class_functions(cls: type) -> list[tuple[str, FunctionType]]:

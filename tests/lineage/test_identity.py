@@ -447,6 +447,22 @@ def test_file_edited_after_import_is_not_trusted(project: Project) -> None:
     assert stale.digest != new.digest
 
 
+def test_a_class_identified_without_its_source_counts_its_bases(project: Project) -> None:
+    """Its text names no bases then: the bases in memory count instead."""
+    source = (
+        "class A:\n    def k(self):\n        return 2\n\n"
+        "class B:\n    def k(self):\n        return 3\n\n"
+        "class Sc(A):\n    def f(self, x):\n        return x * self.k()\n\n"
+        "def f(x):\n    return Sc().f(x)\n"
+    )
+    project.write("mod", source)
+    on_a = project.load("mod").f
+    project.write("mod", source.replace("class Sc(A)", "class Sc(B)"))
+    on_b = project.load("mod").f
+    project.write("mod", source.replace("self.k()", "self.k() + 0"))  # neither runs this text
+    assert function_identity(on_a).digest != function_identity(on_b).digest
+
+
 def test_notebook_cell_with_magics_uses_the_cell_text() -> None:
     """IPython keeps cell text in linecache; magics make it unparsable as a whole."""
     digests = []
