@@ -755,6 +755,81 @@ def test_a_pipeline_module_named_like_a_standard_module_is_the_projects(tmp_path
     assert status.returncode == 0 and "ModB: 1 stale" in status.stdout, status.stdout
 
 
+_UNNAMED_STEPS = """
+import numpy as np
+from scistack import lineage_fcn
+from deco import logged
+
+GAIN = 2
+
+
+def make(k):
+    @lineage_fcn
+    def scaled(x):
+        return np.asarray(x) * k
+    return scaled
+
+
+scaled = make(GAIN)
+shifted = lambda x: np.asarray(x) + 1
+
+
+@logged
+def halved(x):
+    return np.asarray(x) / 2
+"""
+
+_UNNAMED_RUN = """
+from pathlib import Path
+import numpy as np
+from scistack import configure_database, BaseVariable, for_each
+import steps, twins
+db = configure_database(Path(__file__).parent / "m.duckdb", ["subject"])
+class ModA(BaseVariable): pass
+class Scaled(BaseVariable): pass
+class Shifted(BaseVariable): pass
+class Halved(BaseVariable): pass
+class Twin(BaseVariable): pass
+ModA.save(np.arange(3.0), subject=1)
+for fn, out in ((steps.scaled, Scaled), (steps.shifted, Shifted), (steps.halved, Halved),
+                (twins.minus_one, Twin)):
+    for_each(fn, inputs={"x": ModA}, outputs=[out], subject=[1])
+"""
+
+
+def test_a_closure_or_lambda_one_name_holds_is_judged_and_the_others_say_what_to_do(tmp_path, python_env):
+    """A function made inside another (`scaled = make(2)`) or a lambda bound to a module name
+    has no name to import it by: its values were `?` forever, "not defined in this process;
+    import it", although its module imports. The one global holding it is found now; a
+    decorator's wrapper without functools.wraps, or one of several lambdas, is `?` saying why
+    and what to do."""
+    (tmp_path / "steps.py").write_text(_UNNAMED_STEPS)
+    (tmp_path / "deco.py").write_text("def logged(fn):\n    def wrapper(x):\n        return fn(x)\n"
+                                      "    return wrapper\n")
+    (tmp_path / "twins.py").write_text("minus_one = lambda x: x - 1\nminus_two = lambda x: x - 2\n")
+    (tmp_path / "run.py").write_text(_UNNAMED_RUN)
+    subprocess.run([sys.executable, "run.py"], cwd=tmp_path, env=python_env, check=True, timeout=120)
+
+    def told(variable: str) -> str:
+        done = _scistack(tmp_path, python_env, "why", variable, "--subject", "1")
+        assert done.returncode == 0, done.stderr
+        return " ".join(done.stdout.split())
+
+    status = _scistack(tmp_path, python_env, "status").stdout
+    assert "Scaled: 1 done" in status and "Shifted: 1 done" in status, status
+    assert "Halved: 1 unknown" in status and "Twin: 1 unknown" in status, status
+    assert "Scaled subject=1 is current" in told("Scaled")
+    assert "was made inside logged() (a closure, or a decorator's wrapper without " \
+           "functools.wraps)" in told("Halved") and "@functools.wraps(fn)" in told("Halved")
+    assert "2 functions of twins are named <lambda> (minus_one, minus_two): which one made it " \
+           "cannot be told by its name" in told("Twin")
+    (tmp_path / "steps.py").write_text(_UNNAMED_STEPS.replace("GAIN = 2", "GAIN = 3")
+                                       .replace("+ 1", "+ 5"))
+    status = _scistack(tmp_path, python_env, "status").stdout
+    assert "Scaled: 1 stale" in status and "Shifted: 1 stale" in status, status
+    assert "2 -> 3" in told("Scaled")
+
+
 class GraphForce(BaseVariable):
     pass
 

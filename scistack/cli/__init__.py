@@ -214,8 +214,8 @@ SUMMARY_PROBLEMS = 20   # cells not done listed per variable above that
 @click.pass_obj
 def status(project: _Project, variables: tuple[str, ...], problems: bool, whole: bool, as_json: bool) -> None:
     """Completeness grid: each variable at each address is done, STALE (its code, an
-    input, or something upstream changed), ? (its function cannot be imported here to
-    compare code), FAILED (the last run failed there) or - (missing).
+    input, or something upstream changed), ? (its code cannot be compared here; `why`
+    says why), FAILED (the last run failed there) or - (missing).
 
     Functions are imported from the modules that defined them (the project folder is
     on the import path); functions of a script run as __main__ cannot be compared.

@@ -37,7 +37,7 @@ from scistack.objects.hashing import hash_bytes
 from scistack.records import read_call
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
-from scistack.report.why import (WhyReport, why_at, _find_function, import_failure, finer_input, newer_record, raw_files_gone,
+from scistack.report.why import (WhyReport, why_at, _find_function, not_found_reason, finer_input, newer_record, raw_files_gone,
                                  script_reasons, split_keys, var_levels, where_looked)
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
@@ -157,8 +157,7 @@ class StalenessChecker:
     def _script_verdict(self, call_oid: str, module: str, function: str) -> tuple[str, str]:
         changes = script_reasons(self.db, call_oid)
         if changes is None:
-            failed = import_failure(module)
-            return "unknown", f"{module}.{function} cannot be imported here" + (f" ({failed})" if failed else "")
+            return "unknown", not_found_reason(module, function)
         changed = [c for c in changes if c.kind != "unknown"]
         if changed:
             return "stale", f"{changed[0].kind} {changed[0].name}: {changed[0].detail}"

@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field, replace
+from types import FunctionType
 from typing import Any
 
 from scistack.database import get_database, loaded_record, writes_refused
@@ -178,14 +179,7 @@ def _call_changes(
     if static is not None:
         reasons = static
     elif fn is None:
-        reasons = [
-            Reason(
-                "unknown",
-                fn_name,
-                f"function {module}.{fn_name} is not defined in this process; import it to compare "
-                "its code" + (f" ({module}: {import_failure(module)})" if import_failure(module) else ""),
-            )
-        ]
+        reasons = [Reason("unknown", fn_name, not_found_reason(module, fn_name))]
     else:
         reasons = _code_changes(db, call, fn)
     raw = _raw_files(call)
@@ -604,11 +598,14 @@ def _find_function(module: str, name: str) -> Any:
     fn = registered_function(module, name)
     if fn is not None:
         return fn
-    if module == "__main__" or "<locals>" in name:
+    if module == "__main__":
         return None
     target = _import_module(module)
     if target is None:
         return None
+    if "<" in name:  # a lambda, or made inside a function: found by the one global holding it
+        held = _holders(target, module, name)
+        return held[0][1] if len(held) == 1 else None
     try:
         for part in name.split("."):
             target = getattr(target, part)
@@ -646,3 +643,41 @@ def _import_module(module: str) -> Any:
 def import_failure(module: str) -> str | None:
     """Why `module` could not be imported to compare its code, if it could not."""
     return _IMPORT_FAILED.get(module)
+
+
+def _holders(target: Any, module: str, name: str) -> list[tuple[str, Any]]:
+    """(global, value) of module `target` for each function of `module` whose qualified name
+    is `name` (``proc = make(2)``, ``p1 = lambda x: ...``): a name `getattr` cannot follow."""
+    found: dict[int, tuple[str, Any]] = {}
+    for attr, value in list(vars(target).items()):
+        plain = value.fn if isinstance(value, LineageFunction) else value
+        if isinstance(plain, FunctionType) and plain.__qualname__ == name \
+                and plain.__module__ == module:
+            found.setdefault(id(plain), (attr, value))
+    return list(found.values())
+
+
+def not_found_reason(module: str, name: str) -> str:
+    """Why the function that made a value is not found here to compare its code, and what to do."""
+    failed = import_failure(module)
+    if failed:
+        return f"{module}.{name} cannot be imported here ({module}: {failed})"
+    if module == "__main__":
+        return f"function {module}.{name} is not defined in this process; import it to compare its code"
+    if _find_function(module, name) is not None:
+        return f"the code of {module}.{name} cannot be identified here"
+    if "<" not in name:
+        return f"{module} has no {name} now (renamed or removed?), so its code cannot be compared"
+    held = [attr for attr, _ in _holders(sys.modules[module], module, name)] \
+        if module in sys.modules else []
+    if held:
+        return (f"{len(held)} functions of {module} are named {name} ({', '.join(held)}): which one "
+                "made it cannot be told by its name; give each its own def at module level")
+    if name.rpartition(".")[2] == "<lambda>" and ".<locals>." not in name:
+        return (f"{module}.{name} is a lambda that no name of {module} holds now, so it cannot be "
+                "found by its name; define it with def at module level")
+    maker = name.partition(".<locals>.")[0]
+    return (f"{module}.{name} was made inside {maker}() (a closure, or a decorator's wrapper "
+            f"without functools.wraps) and no name of {module} holds it, so it cannot be found by "
+            "its name: define it at module level, or decorate the wrapper with "
+            "@functools.wraps(fn)")
