@@ -104,6 +104,10 @@ def scale_by(signal, k):
     return signal * k
 
 
+def apply_fn(signal, fn=np.sqrt):
+    return fn(signal)
+
+
 class Gain:
     """A class whose method is a lineage function: `Gain(2).apply(x)` is cached per gain."""
 

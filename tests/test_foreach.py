@@ -864,6 +864,34 @@ def test_a_callable_object_and_a_partial_run_in_workers(emg):
 
 
 
+def test_a_function_given_as_a_constant_counts_by_its_code(emg):
+    """`inputs={"fn": np.sqrt}` was refused ("cannot store a value of type numpy.ufunc ...
+    e.g. a dict of its fields") although the same function as a default argument worked: it
+    is bound into the step now, and its code identity keys the call, as a default's does."""
+    from scistack import why
+    from scistack.errors import UnsupportedValueError
+
+    def run(fn, workers=None):
+        return for_each(fns.apply_fn, inputs={"signal": FeRawEMG, "fn": fn}, outputs=[FeFiltered],
+                        subject=[1, 2], session=["pre"], workers=workers, progress=False)
+
+    first = run(np.sqrt)
+    assert (first.ran, first.failed, first.function) == (2, 0, "apply_fn"), first.summary()
+    np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, np.sqrt(raw_signal(2, "pre")))
+    assert run(np.sqrt).cached == 2 and run(np.log).ran == 2  # another function: another call
+    assert (run(fns.halve, workers=2).ran, run(fns.halve).cached) == (2, 2)
+    np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, raw_signal(2, "pre") / 2)
+    assert why(FeFiltered, subject=2, session="pre").status == "current"
+    # its default's values are still current in this process (the bound step, by the same
+    # name, had replaced the plain one `why` finds)
+    for_each(fns.apply_fn, inputs={"signal": FeRawEMG}, outputs=[FeCentred], subject=[1], session=["pre"],
+             progress=False)
+    run(np.log)
+    assert why(FeCentred, subject=1, session="pre").status == "current"
+    with pytest.raises(UnsupportedValueError, match=r"a for_each constant \(inputs=\{\"fn\": np.sqrt\}\)"):
+        lineage_fcn(fns.apply_fn)(FeRawEMG.load(subject=1, session="pre"), np.log)
+
+
 @pytest.mark.parametrize("workers", [None, 2])
 def test_a_variable_loaded_inside_a_cached_function_is_refused_by_name(emg, workers):
     """The function loaded a calibration itself: after the calibration changed, a rerun was a

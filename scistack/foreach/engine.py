@@ -51,6 +51,7 @@ from scistack.foreach.plan import (
     check_arguments,
     check_counts,
     check_parameters,
+    bind_functions,
     check_workers_can_receive,
     combinations,
     defaults,
@@ -153,6 +154,7 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
         raise ReadOnlyProjectError(db.read_only)
     lf = fn if isinstance(fn, LineageFunction) else LineageFunction(fn)
     check_parameters(lf, inputs)
+    lf, inputs = bind_functions(lf, inputs)
     check_workers_can_receive(lf, None if executor is not None else workers)
     combos = combinations(db, inputs, iterables)
     reports, tagged = [], []

@@ -7,11 +7,13 @@ the fix, instead of failing at every combination.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import os
 import sys
 from collections.abc import Iterator
+from types import BuiltinFunctionType, FunctionType
 from typing import Any
 
 import numpy as np
@@ -143,6 +145,22 @@ def check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
         raise InvalidMetadataError(
             f"{lf.name} needs {needed}, which inputs= does not give: add a variable or a constant "
             f"for each, e.g. inputs={{..., {needed[0]!r}: ...}}")
+
+
+def bind_functions(lf: LineageFunction, inputs: dict[str, Any]) -> tuple[LineageFunction, dict[str, Any]]:
+    """Functions given as constants (`inputs={"fn": np.sqrt}`) bound into the step, as
+    `functools.partial(step, fn=np.sqrt)` would: a function has no value to store, and its
+    code identity (as a default argument's) keys the call then."""
+    params = lf.signature.parameters
+    code = {n: s for n, s in inputs.items() if isinstance(s, _FUNCTIONS) and n not in lf.ignore
+            and (n not in params or params[n].kind is not inspect.Parameter.POSITIONAL_ONLY)}
+    if not code:
+        return lf, inputs
+    bound = LineageFunction(functools.partial(lf.fn, **code), version=lf.version, ignore=tuple(lf.ignore))
+    return bound, {n: s for n, s in inputs.items() if n not in code}
+
+
+_FUNCTIONS = (FunctionType, BuiltinFunctionType, np.ufunc, functools.partial, LineageFunction)
 
 
 def defaults(lf: LineageFunction, inputs: dict[str, Any]) -> dict[str, Resolved]:

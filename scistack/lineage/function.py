@@ -93,6 +93,8 @@ def _register(key: tuple[Any, str], function: LineageFunction) -> None:
         known = _REGISTRY[key]
         if known is None:
             return
+        if _binds(function.fn) and not _binds(known.fn):  # the plain function, as another
+            return  # process finds it by name: it judges a partial's values by their code
         if _binds(known.fn) and _binds(function.fn) and not (
                 known.fn is function.fn or (inspect.ismethod(function.fn) and known.fn == function.fn)):
             _REGISTRY[key] = None
@@ -149,7 +151,8 @@ class LineageFunction:
 
     @property
     def name(self) -> str:
-        return getattr(self.fn, "__name__", type(self.fn).__name__)
+        named = self.fn.func if isinstance(self.fn, functools.partial) else self.fn  # (as recorded)
+        return getattr(named, "__name__", type(named).__name__)
 
     def identity(self) -> FunctionIdentity:
         """The function's current identity (source, helpers, constants it reads)."""

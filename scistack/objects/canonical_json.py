@@ -105,6 +105,11 @@ _WAYS = {  # the conversion a scientist most likely wants, by type
     "builtins.set": "e.g. sorted(value) (a list)",
     "builtins.frozenset": "e.g. sorted(value) (a list)",
 }
+_FUNCTION_WAY = ("e.g. its name as a string; a function a step takes counts by its code when it "
+                 "is the parameter's default (def step(x, fn=np.sqrt)) or a for_each constant "
+                 "(inputs={\"fn\": np.sqrt})")
+_WAYS.update(dict.fromkeys(("builtins.function", "builtins.builtin_function_or_method",
+                            "numpy.ufunc", "functools.partial"), _FUNCTION_WAY))
 
 
 def float_tree(x: float) -> Any:
