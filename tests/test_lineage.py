@@ -809,6 +809,24 @@ def test_a_file_edited_but_not_reloaded_never_files_old_results_under_the_new_co
     assert not fresh.cached and fresh.data == 30
 
 
+def test_two_lambdas_of_one_module_are_not_taken_for_each_other_in_the_process_that_ran_them(
+    project, code
+) -> None:
+    """`p1 = lambda ...` and `p2 = lambda ...` share the name `<lambda>`: the process that ran
+    both had judged p1's values by p2's code (stale right after the run). Two functions of one
+    such name are not known by it, here as in another process: `why` says what to do."""
+    from scistack import for_each
+
+    code.write("steps", "p1 = lambda x: x * 3\np2 = lambda x: x + 100\n")
+    steps = code.load("steps")
+    RawEMG.save(10.0, subject=1, session="pre")
+    for step, out in ((steps.p1, FilteredEMG), (steps.p2, Rectified)):
+        for_each(step, inputs={"x": RawEMG}, outputs=[out], subject=[1], session=["pre"], verbose=False)
+    for out in (FilteredEMG, Rectified):
+        report = why(out, subject=1, session="pre")
+        assert report.status != "stale", report
+
+
 def test_function_edit_is_shown_as_a_unified_diff(project, code) -> None:
     code.write("pipeline", PIPELINE)
     FilteredEMG.save(code.load("pipeline").bandpass(raw(), 20), subject=1, session="pre")

@@ -93,13 +93,21 @@ def _register(key: tuple[Any, str], function: LineageFunction) -> None:
         known = _REGISTRY[key]
         if known is None:
             return
+        same = known.fn is function.fn or (inspect.ismethod(function.fn) and known.fn == function.fn)
+        if "<" in key[1] and _code(known.fn) is not _code(function.fn):  # two lambdas (`p1`,
+            _REGISTRY[key] = None  # `p2`): one name, two functions; the caller finds the one a
+            return  # module name holds, as another process does (a factory's closures: the last)
         if _binds(function.fn) and not _binds(known.fn):  # the plain function, as another
             return  # process finds it by name: it judges a partial's values by their code
-        if _binds(known.fn) and _binds(function.fn) and not (
-                known.fn is function.fn or (inspect.ismethod(function.fn) and known.fn == function.fn)):
+        if _binds(known.fn) and _binds(function.fn) and not same:
             _REGISTRY[key] = None
             return
     _REGISTRY[key] = function
+
+
+def _code(fn: Any) -> Any:
+    """The code object behind a function, method or partial (None for other callables)."""
+    return getattr(fn.func if isinstance(fn, functools.partial) else fn, "__code__", None)
 
 
 def _binds(fn: Any) -> bool:
