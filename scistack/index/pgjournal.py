@@ -13,6 +13,15 @@ one session-level advisory lock for the whole transaction, so rows commit in `se
 every machine, as `flock` does on one. A batch is one transaction: a client killed mid-batch
 leaves no line of it; the server releases a dead session's lock.
 
+A server that stops answering without closing the connection (a frozen VM, SIGSTOP, a
+partition) would hold a statement for the whole outage: statement_timeout runs on the server,
+and the kernel of a stopped server still acknowledges every packet, so keepalives never fire.
+A fixed client deadline would cut legitimate waits (another writer holding the lock, a large
+COPY). So silence is checked, not duration: a statement unanswered for `SILENCE` seconds
+makes the watchdog open a probe connection; a server that answers it is alive and the wait
+goes on (probed again every `SILENCE`), one that does not is given up: the statement's
+socket is shut down and the step fails with a `SharedServiceError`.
+
 Secrets: the password in a URL is never stored or shown; `redact` removes it from messages.
 """
 
@@ -20,9 +29,11 @@ from __future__ import annotations
 
 import json
 import select
+import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +49,10 @@ META = "scistack_meta"
 LOCK_KEY = 0x5C157AC6  # pg_advisory_lock key of journal appends ("scistack")
 GC_LOCK_KEY = LOCK_KEY + 1  # ... and of gc (one at a time across the lab)
 SIZE_TTL = 0.05  # seconds an unlocked freshness check is reused (see size())
-UNLOCK_ANSWER_WAIT = 30.0  # seconds to wait for a sent unlock's answer before reconnecting
+SILENCE = 10.0  # seconds a statement waits unanswered before the server's liveness is probed
+PROBE_TIMEOUT = 5  # seconds a probe connection may go unanswered (libpq's least is 2)
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
+TCP_USER_TIMEOUT = 30_000  # ms sent data may stay unacknowledged (a partition) before the kernel drops it
 _DECODER = json.JSONDecoder()
 
 
@@ -79,14 +93,16 @@ class PostgresJournal:
         self._size, self._size_at = 0, -1.0
         self._locked_size: int | None = None   # the last seq while we hold the lock
         self._unlock_sent = False              # an unlock is on the wire, its answer unread
+        self._watch = _Watch(url, psycopg)     # tells the watchdog when the server is silent
         self._connect()
         self._ensure_tables()
 
     # -- connection ----------------------------------------------------------------------
     def _connect(self) -> Any:
         try:
-            self._con = self._psycopg.connect(self.url, autocommit=True,
-                                              connect_timeout=max(1, int(self.connect_timeout)))
+            self._con = _watched_connection(self._psycopg).connect(
+                self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
+                **_tcp_settings(self._psycopg, self.url))
         except self._psycopg.OperationalError as exc:
             raise SharedServiceError(
                 f"cannot reach the shared journal at {redact(self.url)}: {_first_line(exc)}. Check "
@@ -94,6 +110,8 @@ class PostgresJournal:
                 "PGPASSWORD variable, never in the project); nothing was changed"
             ) from None
         self._sessions += 1
+        self._con.watch = self._watch
+        _watch_over(self._watch)
         return self._con
 
     def _connection(self) -> Any:
@@ -105,7 +123,18 @@ class PostgresJournal:
             con = self._connect()
         return con
 
+    def _stopped(self) -> str | None:
+        """Why the watchdog gave up the connection (None: it did not)."""
+        return getattr(self._con, "stopped", None)
+
     def _lost(self, what: str) -> SharedServiceError:
+        if self._stopped():  # what was sent may still be applied if the server resumes
+            return SharedServiceError(
+                f"lost the shared journal at {redact(self.url)}: {self._stopped()}. The names "
+                "of this step may or may not be recorded once the server answers again (a batch "
+                "is all or nothing); its objects stay in the store. Re-run the step then: a value "
+                "saved again unchanged makes no new version"
+            )
         return SharedServiceError(
             f"lost the shared journal at {redact(self.url)} ({what}); the names of this step "
             "were not recorded (a batch is all or nothing). Its objects stay in the store and "
@@ -123,12 +152,12 @@ class PostgresJournal:
                 except psycopg.errors.InsufficientPrivilege:
                     raise self._denied() from None
                 except psycopg.OperationalError as exc:
-                    failure = _first_line(exc)
+                    failure = self._stopped() or _first_line(exc)
                 except SharedServiceError as exc:  # could not reconnect
                     failure = str(exc).split(": ", 1)[-1].split(". Check", 1)[0]
                     break
                 con = self._con
-                if self._depth or not (con is None or con.closed or con.broken):
+                if self._depth or self._stopped() or not (con is None or con.closed or con.broken):
                     break
                 # a session the server dropped (a restart) held nothing: one fresh try
             if write or self._depth:
@@ -251,6 +280,8 @@ class PostgresJournal:
                 self._release(LOCK_KEY, force=True)
                 raise self._denied() from None
             except self._psycopg.OperationalError:  # the plain path reconnects or explains
+                if self._stopped():  # (a silent server: no new connection either)
+                    raise self._lost("") from None
                 self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
                 size = int(self._execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}", write=True).fetchone()[0])
         self._seen(size, time.monotonic())
@@ -292,17 +323,17 @@ class PostgresJournal:
             return
         try:
             pgconn = con.pgconn
-            deadline = time.monotonic() + UNLOCK_ANSWER_WAIT
+            self._watch.begin(con)  # a silent server has the socket shut down: consume_input raises
             pgconn.consume_input()
             while pgconn.is_busy():
-                if time.monotonic() > deadline:
-                    raise TimeoutError
                 select.select([pgconn.socket], [], [], 1.0)
                 pgconn.consume_input()
             while pgconn.get_result() is not None:
                 pass
         except Exception:  # noqa: BLE001 - a silent or broken server: start a new session
             con.close()  # (the server drops the old one, and any lock it held)
+        finally:
+            self._watch.end()
 
     @contextmanager
     def exclusive_gc(self) -> Iterator[bool]:
@@ -465,8 +496,133 @@ class PostgresJournal:
                 self._read_unlock()
                 self._con.close()
                 self._con = None
+        _unwatch(self._watch)
 
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _tcp_settings(psycopg: Any, url: str) -> dict[str, int]:
+    """Keepalives and tcp_user_timeout, unless the URL sets its own: they drop a connection
+    to a partitioned server while idle or sending (not a frozen one: its kernel answers)."""
+    settings = dict(KEEPALIVES)
+    if psycopg.pq.version() >= 120000:
+        settings["tcp_user_timeout"] = TCP_USER_TIMEOUT
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    return {k: v for k, v in settings.items() if k not in given}
+
+
+_WATCHED_CLASS: Any = None
+
+
+def _watched_connection(psycopg: Any) -> Any:
+    """psycopg's Connection, telling its `_Watch` when it waits for the server: every
+    statement, pipeline, COPY and transaction waits through `Connection.wait`."""
+    global _WATCHED_CLASS
+    if _WATCHED_CLASS is None:
+        class WatchedConnection(psycopg.Connection):
+            watch: _Watch | None = None
+            stopped: str | None = None  # why the watchdog shut its socket down
+
+            def wait(self, *args: Any, **kwargs: Any) -> Any:
+                watch = self.watch
+                if watch is None:
+                    return super().wait(*args, **kwargs)
+                watch.waiting = (time.monotonic(), self)
+                try:
+                    return super().wait(*args, **kwargs)
+                finally:
+                    watch.end()
+
+        _WATCHED_CLASS = WatchedConnection
+    return _WATCHED_CLASS
+
+
+class _Watch:
+    """One journal's connection as the watchdog sees it: `waiting` is (since, connection)
+    while the server has not answered, None otherwise."""
+
+    def __init__(self, url: str, psycopg: Any) -> None:
+        self.url, self._psycopg = url, psycopg
+        self.waiting: tuple[float, Any] | None = None
+        self._lock = threading.Lock()  # the wait cannot end (nor its socket close) while cut
+
+    def begin(self, con: Any) -> None:
+        self.waiting = (time.monotonic(), con)
+
+    def end(self) -> None:
+        with self._lock:
+            self.waiting = None
+
+    def check(self, waiting: tuple[float, Any]) -> None:
+        """Probe the server of a wait silent for `SILENCE`; cut the wait if it is silent too."""
+        alive = self._answers()
+        with self._lock:
+            if self.waiting is not waiting:
+                return  # answered meanwhile
+            if alive:
+                self.waiting = (time.monotonic(), waiting[1])  # probe again in SILENCE
+                return
+            con = waiting[1]
+            con.stopped = (f"it stopped answering (nothing for {SILENCE:g} s, and a new connection "
+                            f"got no answer in {PROBE_TIMEOUT} s: the server is frozen or unreachable)")
+            try:  # the waiting statement sees the connection closed (an OperationalError)
+                sock = socket.socket(fileno=con.pgconn.socket)
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                finally:
+                    sock.detach()  # the connection still owns the descriptor
+            except Exception:  # noqa: BLE001 - already closed
+                pass
+
+    def _answers(self) -> bool:
+        """Whether the server answers a new connection: any answer, even a refusal (too many
+        clients), shows it alive; only silence until the timeout does not."""
+        psycopg = self._psycopg
+        try:
+            psycopg.connect(self.url, connect_timeout=PROBE_TIMEOUT).close()
+        except psycopg.OperationalError as exc:
+            return not (isinstance(exc, getattr(psycopg.errors, "ConnectionTimeout", ()))
+                        or "timeout expired" in str(exc))
+        except Exception:  # noqa: BLE001 - answered, oddly
+            pass
+        return True
+
+
+_WATCHES: weakref.WeakSet[_Watch] = weakref.WeakSet()
+_WATCHES_LOCK = threading.Lock()
+_WATCHDOG: threading.Thread | None = None
+
+
+def _watch_over(watch: _Watch) -> None:
+    """Register `watch`; one watchdog thread serves every journal of the process, and runs
+    only while one is open (none is started per statement)."""
+    global _WATCHDOG
+    with _WATCHES_LOCK:
+        _WATCHES.add(watch)
+        if _WATCHDOG is None or not _WATCHDOG.is_alive():  # (not alive: in a forked child)
+            _WATCHDOG = threading.Thread(target=_watchdog, name="scistack-journal-watchdog", daemon=True)
+            _WATCHDOG.start()
+
+
+def _unwatch(watch: _Watch) -> None:
+    with _WATCHES_LOCK:
+        _WATCHES.discard(watch)
+
+
+def _watchdog() -> None:
+    global _WATCHDOG
+    while True:
+        time.sleep(SILENCE / 4)
+        with _WATCHES_LOCK:
+            if not _WATCHES:
+                _WATCHDOG = None
+                return
+            watches = list(_WATCHES)
+        now = time.monotonic()
+        for watch in watches:
+            waiting = watch.waiting
+            if waiting is not None and now - waiting[0] >= SILENCE:
+                watch.check(waiting)

@@ -105,6 +105,13 @@ class PostgresCluster:
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop",
                   check=False)
 
+    def pids(self) -> list[int]:
+        """The postmaster's pid and its children's (the backends and helpers), to freeze."""
+        postmaster = int((self.directory / "data" / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(["ps", "--ppid", str(postmaster), "-o", "pid="], capture_output=True,
+                                  text=True).stdout.split()
+        return [postmaster, *map(int, children)]
+
     def url(self, database: str = "postgres", user: str = SUPERUSER, password: str = SUPER_PASSWORD) -> str:
         return f"postgresql://{user}:{password}@127.0.0.1:{self.port}/{database}"
 

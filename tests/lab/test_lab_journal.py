@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from scistack.errors import (InvalidMetadataError, SchemaMismatchError, SharedAc
                              VariableNotFoundError)
 import scistack.gc as gc_module
 from scistack.gc import collect_garbage
+import scistack.index.pgjournal as pgjournal
 from scistack.index.pgjournal import PostgresJournal
 
-from .conftest import READER, READER_PASSWORD
+from .conftest import READER, READER_PASSWORD, frozen_while
 
 WORKER = str(Path(__file__).with_name("lab_worker.py"))
 
@@ -187,6 +189,60 @@ def test_postgres_down_mid_batch_loses_the_whole_batch_and_the_project_recovers(
     with pytest.raises(VariableNotFoundError):
         LabSignal.load(subject=2, session=0)  # no half batch of names
     assert LabSignal.save(np.arange(3.0), subject=1, session=1).version == 2
+
+
+def test_a_frozen_journal_server_fails_a_save_in_bounded_time_and_the_project_recovers(lab, postgres, monkeypatch):
+    # a server that stops answering without closing its connections (a frozen VM, SIGSTOP here)
+    # held a save for the whole outage: statement_timeout runs on the server, and the kernel
+    # of a stopped process still acknowledges every packet, so no keepalive fires
+    monkeypatch.setattr(pgjournal, "SILENCE", 2.0)
+    monkeypatch.setattr(pgjournal, "PROBE_TIMEOUT", 2)
+    db = lab("a")
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    outcome = frozen_while(postgres.pids(), lambda: LabSignal.save(np.arange(3.0), subject=2, session=1))
+    assert isinstance(outcome.error, SharedServiceError) and "stopped answering" in str(outcome.error), outcome
+    assert outcome.seconds < 15, outcome
+    assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]  # thawed: a new session
+
+    def batch():  # the locked path: a session-level lock, granted to the dropped session on thaw
+        with db.batch():
+            for i in range(3):
+                LabSignal.save(np.array([float(i)]), subject=3, session=i)
+
+    outcome = frozen_while(postgres.pids(), batch)
+    assert isinstance(outcome.error, SharedServiceError) and "stopped answering" in str(outcome.error), outcome
+    assert outcome.seconds < 15, outcome
+    assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]  # nothing saved before is lost
+    with pytest.raises(VariableNotFoundError):
+        LabSignal.load(subject=3, session=0)  # the batch's lines were never sent
+    other = lab("b")  # the dropped sessions' locks were released: another machine saves
+    LabSignal.save(np.arange(5.0), subject=4, session=1)
+    other.close()
+    database_module._current = db
+    LabSignal.save(np.arange(3.0), subject=2, session=1)  # re-run: one version (the server, thawed, ran the
+    assert [v.version for v in LabSignal.list_versions(subject=2, session=1)] == [1]  # first's INSERT, or not)
+    assert LabSignal.load(subject=4, session=1).data.tolist() == list(np.arange(5.0))
+
+
+def test_a_save_waiting_for_another_writers_lock_longer_than_the_silence_is_not_cut(lab, pg_url, monkeypatch):
+    # the watchdog checks that the server answers, not how long a statement takes: a save
+    # waits as long as another writer holds the journal lock
+    import psycopg
+
+    monkeypatch.setattr(pgjournal, "SILENCE", 1.0)
+    lab("a")
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (pgjournal.LOCK_KEY,))
+        timer = threading.Timer(4.0, other.execute, ("SELECT pg_advisory_unlock_all()",))
+        timer.start()
+        started = time.monotonic()
+        try:
+            LabSignal.save(np.arange(3.0), subject=1, session=1)
+        finally:
+            timer.join()
+    assert time.monotonic() - started > 3.5  # it waited for the lock, through several probes
+    assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0, 2.0]
 
 
 def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_later(
