@@ -28,6 +28,7 @@ Secrets: the password in a URL is never stored or shown; `redact` removes it fro
 from __future__ import annotations
 
 import json
+import logging
 import select
 import socket
 import threading
@@ -272,7 +273,7 @@ class PostgresJournal:
         with self._io:
             con = self._connection()
             try:
-                with con.pipeline():
+                with _pipeline(con):
                     con.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
                     cur = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}")
                 size = int(cur.fetchone()[0])
@@ -430,7 +431,7 @@ class PostgresJournal:
                 return None
             con = self._connection()
             try:
-                with con.pipeline():
+                with _pipeline(con):
                     con.execute("BEGIN")
                     con.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
                     cur = con.execute(
@@ -502,6 +503,32 @@ class PostgresJournal:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+_QUIET = threading.local()  # .on: this thread is in a journal's pipeline
+
+
+class _QuietPipelineEnd(logging.Filter):
+    """Drop psycopg's warning that ending a pipeline failed ("error ignored terminating
+    <psycopg.Pipeline [BAD]>"), printed on stderr when the connection is lost in one: the
+    statement's own error is raised, and the journal explains it; the scientist sees only that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (getattr(_QUIET, "on", False) and str(record.msg).startswith("error ignored"))
+
+
+logging.getLogger("psycopg").addFilter(_QuietPipelineEnd())
+
+
+@contextmanager
+def _pipeline(con: Any) -> Iterator[None]:
+    """`con.pipeline()`, its end's second error unlogged (`_QuietPipelineEnd`)."""
+    _QUIET.on = True
+    try:
+        with con.pipeline():
+            yield
+    finally:
+        _QUIET.on = False
 
 
 def _tcp_settings(psycopg: Any, url: str) -> dict[str, int]:
