@@ -4,8 +4,11 @@ readable, and `scistack fsck --repair` rebuilds it from its self-describing pack
 from __future__ import annotations
 
 import os
+import subprocess
+import textwrap
 
 import blake3
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -14,6 +17,8 @@ from scistack.cli import main
 from scistack.database import configure_database
 from scistack.errors import CorruptObjectError, ObjectNotFoundError, ScistackError
 from scistack.fsck import fsck
+
+from .conftest import PYTHON
 
 
 class PackedA(BaseVariable):
@@ -238,3 +243,77 @@ def test_get_many_reads_every_packed_loose_and_buffered_object_as_get_does(proje
                 assert blake3.blake3(data).hexdigest() == oid and data.endswith(bytes(obj.payload))
     finally:
         db.close()
+
+
+# -- a save beside another process's `fsck --repair` -------------------------------------------------
+REPAIRER = textwrap.dedent("""
+    import sys
+    from scistack import configure_database
+    from scistack.fsck import fsck
+    db = configure_database(sys.argv[1])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(len(fsck(db, repair=True).repaired), flush=True)
+    sys.stdin.readline()
+    db.close()
+""")
+
+
+@pytest.fixture
+def repairer(project, python_env):
+    """Another process with the project open: `repair()` runs its `fsck --repair` now."""
+    process = subprocess.Popen([PYTHON, "-c", REPAIRER, str(project.path)], env=python_env, text=True,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert process.stdout.readline().strip() == "ready"
+
+    def repair() -> int:
+        process.stdin.write("\n")
+        process.stdin.flush()
+        return int(process.stdout.readline())
+
+    yield repair
+    process.communicate("\n", timeout=60)
+
+
+def damage_packed(project, oid):
+    """Flip a byte of a packed object's record in its pack."""
+    name, offset, length = project.store.packs.locate(oid)
+    path = project.store.packs.directory / f"{name}.pack"
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as handle:
+        handle.seek(offset + length - 1)
+        last = handle.read(1)
+        handle.seek(offset + length - 1)
+        handle.write(bytes([last[0] ^ 0x01]))
+
+
+def test_a_value_saved_again_just_after_another_process_set_it_aside_is_stored_again(project, repairer):
+    """A put skips an object its process knows to be packed, and had trusted a pack it made
+    young less than a second before: `fsck --repair` in another process rewrote that pack
+    without the damaged object meanwhile, and the save named an object no longer on disk."""
+    value = np.arange(10.0)
+    with project.batch():
+        PackedA.save(value, subject=1, session="pre")
+        PackedA.save(value + 1, subject=2, session="pre")
+    oid = PackedA.load(subject=1, session="pre").oid
+    damage_packed(project, oid)
+    PackedA.save(value, subject=1, session="pre")  # (its oid is packed: nothing written, the pack made young)
+    assert repairer() == 1  # set aside: its pack rewritten without it
+    PackedA.save(value, subject=1, session="pre")  # within the second: must store it again
+    np.testing.assert_array_equal(PackedA.load(subject=1, session="pre").data, value)
+    assert fsck(project).ok
+
+
+def test_a_loaded_value_saved_after_another_process_set_it_aside_is_stored_again(project, repairer):
+    """Saving a loaded value puts it only if the store lacks it: the store had answered from a
+    pack another process's `fsck --repair` had removed since, and the ref named a lost object."""
+    value = np.arange(10.0)
+    with project.batch():
+        PackedA.save(value, subject=1, session="pre")
+        PackedA.save(value + 1, subject=2, session="pre")
+    loaded = PackedA.load(subject=1, session="pre")
+    damage_packed(project, loaded.oid)
+    assert repairer() == 1
+    PackedB.save(loaded, subject=1, session="pre")
+    np.testing.assert_array_equal(PackedB.load(subject=1, session="pre").data, value)
+    assert fsck(project).ok  # (PackedA's ref names the good copy too)

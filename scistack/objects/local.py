@@ -322,18 +322,31 @@ class LocalObjectStore(ObjectStore):
     def _refresh_packed(self, oid: str, *, look_again: bool = True) -> bool:
         """If `oid` is packed, make its pack young again (gc grace period) and say so. A write
         does not look again for packs other processes wrote since (a `stat` of the folder for
-        every new object, ~1/6 of a small put): at worst it stores a second, younger copy."""
-        path = self.packs.pack_path(oid, look_again=look_again)
-        if path is None:
-            return False
-        now = time.time()
-        if now - self._refreshed.get(path.name, 0.0) > 1.0:
-            try:
-                os.utime(path)
-            except FileNotFoundError:
+        every new object, ~1/6 of a small put): at worst it stores a second, younger copy.
+
+        The pack this process knows may be gone (another process's `fsck --repair` or gc
+        rewrote it without the object, or a merge moved it): one refreshed less than a second
+        ago is still looked for (`os.access`, ~1 us), never trusted, and a gone one is looked
+        for in the packs as they are now; not found, the object is stored again. A save had
+        skipped its write within that second and named an object no longer on disk."""
+        for _ in range(2):
+            name = self.packs.pack_name(oid, look_again=look_again)
+            if name is None:
                 return False
-            self._refreshed[path.name] = now
-        return True
+            path, now = self.packs.pack_file(name), time.time()
+            if now - self._refreshed.get(name, 0.0) <= 1.0:
+                if os.access(path, os.F_OK):
+                    return True
+            else:
+                try:
+                    os.utime(path)
+                    self._refreshed[name] = now
+                    return True
+                except FileNotFoundError:
+                    pass
+            self._refreshed.pop(name, None)
+            self.packs.look_again()
+        return False
 
     # -- read --------------------------------------------------------------------------
     def get(self, oid: str) -> StoredObject:

@@ -318,6 +318,7 @@ class PackSet:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.directory_text = os.fspath(directory)  # (a `Path` built per lookup costs ~2 us)
         self._names: set[str] = set()  # every complete pack (it has an index file)
         self._indexes: dict[str, _Index] = {}  # opened (and checked) as needed
         # (multi-pack index, the other packs' indexes, their sorted 8-byte oid prefixes, which
@@ -638,19 +639,39 @@ class PackSet:
         index = self._index(name)
         return [] if index is None else [bytes(raw).hex() for raw in index.entries["oid"]]
 
-    def pack_path(self, oid: str, *, look_again: bool = True) -> Path | None:
-        """The pack holding `oid`; without `look_again`, among the packs already known (no
-        `stat` of the folder on a miss), once the folder has been looked at at all."""
+    def pack_path(self, oid: str) -> Path | None:
+        """The pack holding `oid`."""
+        name = self.pack_name(oid)
+        return None if name is None else self.directory / f"{name}.pack"
+
+    def pack_name(self, oid: str, *, look_again: bool = True) -> str | None:
+        """The name of the pack holding `oid` (its file: `pack_file`); without `look_again`,
+        among the packs already known (no `stat` of the folder on a miss), once the folder
+        has been looked at at all. The pack may be gone since it was known."""
         hit = self.locate(oid) if look_again else self._among_known(oid)
-        return self.directory / f"{hit[0]}.pack" if hit else None
+        return hit[0] if hit else None
+
+    def pack_file(self, name: str) -> str:
+        """Pack `name`'s file as text (no `Path` built: a put asks it)."""
+        return f"{self.directory_text}/{name}.pack"
 
     def count(self) -> int:
         """How many packs there were when the folder was last looked at."""
         return len(self._names)
 
     def knows(self, oid: str) -> bool:
-        """Whether `oid` is in a pack already known (as `pack_path` without `look_again`)."""
-        return self._among_known(oid) is not None
+        """Whether `oid` is in a pack already known (as `pack_name` without `look_again`) that
+        is still there: one `os.access` (~1 us). Another process may have removed it since
+        (`fsck --repair` setting a damaged object aside, gc's repack, a merge); the object is
+        then looked for in the packs as they are now. A save trusting a removed pack named
+        an object no longer on disk."""
+        hit = self._among_known(oid)
+        if hit is None:
+            return False
+        if os.access(self.pack_file(hit[0]), os.F_OK):
+            return True
+        self.look_again()
+        return self._find(oid) is not None
 
     def _among_known(self, oid: str) -> tuple[str, int, int] | None:
         """`_find` without a look at the folder, once it has been looked at at all."""
