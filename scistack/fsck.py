@@ -45,6 +45,7 @@ class FsckReport:
     calls_checked: int
     problems: tuple[FsckProblem, ...]
     repaired: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # not damage: a merge of packs a killed process left half done
 
     @property
     def ok(self) -> bool:
@@ -55,7 +56,8 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
     """Check the whole project (reads every object once, and lineage objects twice).
 
     `repair=True` first rebuilds every damaged pack index from its pack (packs describe
-    themselves); a pack that cannot be read through is still reported. It also drops the
+    themselves); a pack that cannot be read through is still reported. It finishes a merge of
+    packs a killed process left half done (reported as a note otherwise). It also drops the
     call-cache entries whose call record or an output is lost (or the record damaged), so
     their next run computes them again, and moves damaged objects to `.scistack/quarantine/`
     (kept), so a save or a run of the same value stores a good copy. `quarantine=True`
@@ -80,6 +82,7 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
             repaired.append(f"rebuilt {name}.idx from its pack ({count} objects)")
         else:
             problems.append(FsckProblem("pack-index", None, problem))
+    notes = _interrupted_merges(db, repair, repaired)
     checked = size = 0
     corrupt = set()
     for oid in db.store.iter_oids():
@@ -154,7 +157,24 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported:
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
-    return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired))
+    return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes))
+
+
+def _interrupted_merges(db: Database, repair: bool, repaired: list[str]) -> list[str]:
+    """A merge of packs killed midway leaves `pack-<id>.replaces` (objects/pack.py): nothing is
+    lost, objects may be stored twice. Named as a note; `repair` finishes (or rolls back) it
+    now, as the next gc or closing writer would (after the pack indexes are rebuilt)."""
+    left, notes = db.store.interrupted_merges(), []
+    if repair and left:
+        try:
+            for side, state in db.store.finish_interrupted_merges().items():
+                repaired.append(f"finished the merge of packs a killed process left half done ({side}): {state}")
+        except ScistackError as exc:
+            notes.append(f"interrupted merges not finished: {exc}")
+        left = db.store.interrupted_merges()
+    return notes + [f"{side}: a merge of packs that a killed process left half done; {state}. Nothing is lost: "
+                    "`scistack fsck --repair`, the next gc, or a writer closing after it wrote packs finishes it"
+                    for side, state in left.items()]
 
 
 def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], repaired: list[str],

@@ -288,8 +288,9 @@ print("not killed")
 """
 
 
-@pytest.mark.parametrize("point", list(KILL_AT))
-def test_a_merge_killed_at_any_step_loses_nothing_and_gc_finishes_it(project, python_env, point):
+def killed_merge(project, python_env, point: str) -> tuple[dict[str, bytes], list[str]]:
+    """Five packs, merged by another process killed at `point` (the project closed first);
+    the packed objects' stored bytes and the packs, as they were before."""
     batches(project, 5)
     before = stored_bytes(project.store)
     sources = packs_in(pack_dir(project))
@@ -298,6 +299,12 @@ def test_a_merge_killed_at_any_step_loses_nothing_and_gc_finishes_it(project, py
     done = subprocess.run([PYTHON, "-c", KILLER, str(project.store.root), name, str(nth), when],
                           env=python_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stdout + done.stderr
+    return before, sources
+
+
+@pytest.mark.parametrize("point", list(KILL_AT))
+def test_a_merge_killed_at_any_step_loses_nothing_and_gc_finishes_it(project, python_env, point):
+    before, sources = killed_merge(project, python_env, point)
     db = configure_database(project.path)
     try:
         assert stored_bytes(db.store) == before  # every object, in one pack or two
@@ -313,6 +320,51 @@ def test_a_merge_killed_at_any_step_loses_nothing_and_gc_finishes_it(project, py
         assert fsck(db).ok
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("point", [p for p in KILL_AT if p != "merged pack written, nothing else"])
+def test_fsck_names_a_merge_killed_midway_and_repair_finishes_it(project, python_env, point):
+    """fsck said nothing of the `.replaces` file a killed merge leaves (objects stored twice until
+    the next gc or closing writer finished it): it is a note (nothing is lost, fsck stays ok),
+    and `--repair` finishes the merge, or rolls it back if it was never committed."""
+    before, sources = killed_merge(project, python_env, point)
+    [side] = pack_dir(project).glob(f"*{REPLACES}")
+    committed = (pack_dir(project) / side.name.replace(REPLACES, ".idx")).exists()
+    checked = CliRunner().invoke(main, ["--db", str(project.path), "fsck"])
+    assert checked.exit_code == 0, checked.output
+    assert f"note: {side.name}: a merge of packs that a killed process left half done" in checked.output
+    assert ("is committed and" if committed else "was never committed") in checked.output
+    assert "`scistack fsck --repair`, the next gc, or a writer closing after it wrote packs finishes it" \
+        in checked.output
+    repaired = CliRunner().invoke(main, ["--db", str(project.path), "fsck", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert f"repaired: finished the merge of packs a killed process left half done ({side.name}): " \
+        + ("5 of the 5 packs it replaces removed" if point == "committed, nothing removed" else
+           "rolled back" if not committed else "") in repaired.output
+    assert "note:" not in repaired.output and not side.exists()
+    left = packs_in(pack_dir(project))
+    assert left == ([side.name.replace(REPLACES, "")] if committed else sources)
+    assert stored_bytes(LocalObjectStore(project.store.root)) == before
+    again = CliRunner().invoke(main, ["--db", str(project.path), "fsck"])
+    assert again.exit_code == 0 and "note:" not in again.output and "repaired:" not in again.output
+
+
+def test_fsck_repair_rebuilds_a_killed_merges_damaged_index_then_finishes_it(project, python_env):
+    before, sources = killed_merge(project, python_env, "committed, nothing removed")
+    [side] = pack_dir(project).glob(f"*{REPLACES}")
+    merged = side.name.replace(REPLACES, "")
+    index = pack_dir(project) / f"{merged}.idx"
+    os.chmod(index, 0o644)
+    index.write_bytes(index.read_bytes()[:-5])
+    checked = CliRunner().invoke(main, ["--db", str(project.path), "fsck"])
+    assert checked.exit_code == 1 and f"pack-index: pack index {index}" in checked.output
+    assert f"its merged pack {merged} has a damaged index; `scistack fsck --repair` rebuilds it" in checked.output
+    repaired = CliRunner().invoke(main, ["--db", str(project.path), "fsck", "--repair"])
+    assert repaired.exit_code == 0, repaired.output
+    assert f"repaired: rebuilt {merged}.idx from its pack" in repaired.output
+    assert f"({side.name}): 5 of the 5 packs it replaces removed" in repaired.output
+    assert packs_in(pack_dir(project)) == [merged] and not side.exists()
+    assert stored_bytes(LocalObjectStore(project.store.root)) == before and set(sources).isdisjoint([merged])
 
 
 def test_a_merged_pack_left_beside_the_packs_it_replaces_is_finished_by_the_next_merge(project):

@@ -506,8 +506,8 @@ def gc(
 
 @main.command()
 @click.option("--reindex", is_flag=True, help="First rebuild the DuckDB index from the journal.")
-@click.option("--repair", is_flag=True, help="Rebuild damaged pack indexes from their packs, set damaged objects "
-              "aside (kept in .scistack/quarantine/), and drop call-cache entries whose record or output is lost "
+@click.option("--repair", is_flag=True, help="Rebuild damaged pack indexes from their packs, finish a merge of packs "
+              "a killed process left half done, set damaged objects aside (kept in .scistack/quarantine/), and drop call-cache entries whose record or output is lost "
               "(their next run computes them again).")
 @click.option("--quarantine", is_flag=True,
               help="Move unreadable journal lines to refs.log.quarantine (kept) so the journal is clean.")

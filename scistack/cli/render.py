@@ -392,6 +392,7 @@ def render_fsck(report: Any) -> str:
     for p in report.problems:
         oid = p.oid[:SHORT] + " " if p.oid else ""
         lines.append(f"{p.kind}: {oid}{p.detail}")  # whole: the detail ends in what to do
+    lines += [f"note: {note}" for note in report.notes]
     lines.append("ok" if report.ok else f"{len(report.problems)} problem(s) found")
     return "\n".join(lines)
 

@@ -498,6 +498,13 @@ class LocalObjectStore(ObjectStore):
         self.packs.damaged.pop(name, None)
         return self.packs.rebuild(name, fsync=self.fsync)
 
+    def interrupted_merges(self) -> dict[str, str]:
+        return self.packs.interrupted_merges()
+
+    def finish_interrupted_merges(self) -> dict[str, str]:
+        self._refuse_writes()
+        return self.packs.finish_interrupted_merges(fsync=self.fsync)
+
     def _decode_small(self, oid: str, data: bytes) -> StoredObject:
         if data[:4] == ZSTD_MAGIC:
             try:

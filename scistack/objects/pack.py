@@ -302,6 +302,24 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+# what fsck says of a merge a killed process left half done (`PackSet.interrupted_merges`), and of
+# finishing it (format: the merged pack, packs still there / removed, packs it replaces; one
+# whose merged index is damaged is not finished)
+_MERGE_STATE = {
+    "uncommitted": "its merged pack {0} was never committed (it has no index), so every object is still in "
+                   "the packs it was to replace ({1} of {2} there); finishing only removes this file",
+    "damaged": "its merged pack {0} has a damaged index; `scistack fsck --repair` rebuilds it from the pack, "
+               "then finishes the merge",
+    "committed": "its merged pack {0} is committed and {1} of the {2} packs it replaces are still there "
+                 "beside it (their objects stored twice, read correctly from either); finishing removes them",
+}
+_MERGE_DONE = {
+    "uncommitted": "rolled back: {0} was never committed, every object stays in the packs it was to replace "
+                   "(gc removes its unindexed file)",
+    "committed": "{1} of the {2} packs it replaces removed ({0} holds their objects)",
+}
+
+
 _EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
 MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew
 
@@ -926,6 +944,57 @@ class PackSet:
         if finished:
             self._seen_mtime = -1
         return finished
+
+    def interrupted_merges(self) -> dict[str, str]:
+        """Each merge a killed process left half done: its `.replaces` file -> the state it is
+        in (fsck). None while another process merges (its `.replaces` is its own, live)."""
+        if not self.directory.is_dir():
+            return {}
+        with self.exclusive(wait=False) as got:
+            if not got:
+                return {}
+            found = {side: self._merge_state(side) for side in self._replaces_files()}
+            return {side: _MERGE_STATE[state].format(*facts) for side, (state, *facts) in found.items()}
+
+    def finish_interrupted_merges(self, *, fsync: bool = False) -> dict[str, str]:
+        """Finish them as the next merge would (fsck --repair; after another process's merge):
+        each one finished -> what was done. One whose merged index is damaged is left."""
+        if not self.directory.is_dir():
+            return {}
+        with self.exclusive(wait=True) as got:
+            if not got:
+                return {}
+            found = {side: self._merge_state(side) for side in self._replaces_files()}
+            self._finish_interrupted(sorted(found), fsync)
+            left = set(self._replaces_files())
+            done = {}
+            for side, (state, name, there, total) in found.items():
+                if side not in left:
+                    removed = there - self._merge_state(side)[2] if state == "committed" else 0
+                    done[side] = _MERGE_DONE[state].format(name, removed, total)
+            return done
+
+    def _replaces_files(self) -> list[str]:
+        return sorted(entry.name for entry in os.scandir(self.directory)
+                      if entry.name.startswith("pack-") and entry.name.endswith(REPLACES))
+
+    def _merge_state(self, side: str) -> tuple[str, str, int, int]:
+        """Whether the merge a `.replaces` file names was committed ("uncommitted", "damaged",
+        "committed"), the merged pack, and how many of the packs it replaces are still there."""
+        name = side[: -len(REPLACES)]
+        try:
+            sources = [s for s in (self.directory / side).read_text("ascii", "replace").split()
+                       if s != name and s.startswith("pack-") and "/" not in s]
+        except FileNotFoundError:
+            sources = []
+        there = sum((self.directory / f"{source}.pack").exists() for source in sources)
+        try:
+            _Index(name, self.directory / f"{name}.idx").close()
+        except FileNotFoundError:
+            return "uncommitted", name, there, len(sources)
+        except CorruptPackIndexError:
+            return "damaged", name, there, len(sources)
+        return "committed", name, there, len(sources)
 
     def check_indexes(self) -> dict[str, str]:
         """Every pack whose index is damaged (fsck): skipped ones, and loaded indexes whose entries

@@ -159,6 +159,15 @@ class ObjectStore(abc.ABC):
         """Pack name -> what is wrong with its index (stores without packs have none)."""
         return {}
 
+    def interrupted_merges(self) -> dict[str, str]:
+        """Merges of packs a killed process left half done -> their state (fsck; stores that
+        merge no packs have none)."""
+        return {}
+
+    def finish_interrupted_merges(self) -> dict[str, str]:
+        """Finish them (fsck --repair); those finished -> the state each was in."""
+        return {}
+
     def repair_pack_index(self, name: str) -> int:
         """Rebuild a damaged pack index from its pack (stores without packs have none)."""
         raise NotImplementedError(f"{type(self).__name__} has no packs to repair")
