@@ -166,16 +166,54 @@ def test_gc_merges_small_packs_and_reports_it(project):
         db.close()
 
 
-def test_gc_deletes_before_it_merges_and_a_merged_pack_is_young(project):
+def test_gc_deletes_before_it_merges_and_a_merged_pack_keeps_its_sources_age(project):
     batches(project, 4)
     Merged.delete(subject=0)  # the first pack's values lose their names
-    old = time.time() - 30 * 86400
+    old = time.time_ns() - 30 * 86400 * 10**9
     for path in pack_dir(project).glob("pack-*.pack"):
-        os.utime(path, (old, old))
+        os.utime(path, ns=(old, old))
     stats = collect_garbage(project, grace_seconds=86400)
-    assert stats.objects_deleted >= 4 and stats.packs_merged >= 2
-    assert all(p.stat().st_mtime > time.time() - 60 for p in pack_dir(project).glob("pack-*.pack"))
+    assert stats.objects_deleted == 4 and stats.packs_merged == 3
+    assert [p.stat().st_mtime_ns for p in pack_dir(project).glob("pack-*.pack")] == [old]
     assert len(Merged.load_all()) == 12 and fsck(project).ok
+
+
+def test_a_merged_pack_has_its_youngest_sources_time_so_gc_grace_goes_on(project):
+    """A merged pack had the time of the merge: every unreachable object in it got a new grace
+    period (and a writer merging a slice a minute could keep one for ever). It has the time of
+    the youngest pack it replaces now."""
+    batches(project, 4)
+    day, now = 86400 * 10**9, time.time_ns()
+    for subject, age in enumerate((40, 30, 20, 10)):
+        name, _, _ = project.store.packs.locate(Merged.load(subject=subject, session="s0").oid)
+        os.utime(pack_dir(project) / f"{name}.pack", ns=(now - age * day,) * 2)
+    Merged.delete(subject=1)  # 30 days old, unnamed
+    assert project.store.merge_packs().packs_merged == 4
+    [merged] = pack_dir(project).glob("pack-*.pack")
+    assert merged.stat().st_mtime_ns == now - 10 * day
+    assert collect_garbage(project, grace_seconds=5 * 86400).objects_deleted == 4
+    assert len(Merged.load_all()) == 12 and fsck(project).ok
+
+
+def test_a_pack_refreshed_while_it_is_merged_leaves_the_merged_pack_young(project, monkeypatch):
+    """A writer may refresh a pack (re-saving one of its objects) after the merge copied it and
+    before it is removed: the merged pack is then made young, never left at the older time."""
+    batches(project, 3)
+    old = time.time_ns() - 30 * 86400 * 10**9
+    for path in pack_dir(project).glob("pack-*.pack"):
+        os.utime(path, ns=(old, old))
+    writer = LocalObjectStore(project.store.root)  # another writer's view of the same packs
+    value = np.arange(3, dtype=np.float64)  # (batch 1's first value, in one of the packs)
+    real = pack_module._write_replaces
+
+    def a_save_meanwhile(*args, **kwargs):
+        writer.put_value(value)  # its pack made young by name, still there
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pack_module, "_write_replaces", a_save_meanwhile)
+    assert project.store.merge_packs().packs_merged == 3
+    [merged] = pack_dir(project).glob("pack-*.pack")
+    assert merged.stat().st_mtime > time.time() - 60
 
 
 # -- the bounded merge of a closing writer ---------------------------------------------------------

@@ -183,6 +183,32 @@ def _unlink_pack(directory: str | Path, name: str) -> None:
             pass
 
 
+def _unlink_pack_dated(directory: str | Path, name: str) -> int:
+    """`_unlink_pack`, returning the pack's mtime (ns) as it went (0: it was gone already), read
+    through a descriptor opened before: a writer's refresh of it by name either came first and
+    counts, or fails and the writer stores its object again."""
+    try:
+        fd = os.open(f"{directory}/{name}.pack", os.O_RDONLY | _CLOEXEC)
+    except FileNotFoundError:
+        _unlink_pack(directory, name)
+        return 0
+    try:
+        _unlink_pack(directory, name)
+        return os.fstat(fd).st_mtime_ns
+    finally:
+        os.close(fd)
+
+
+def _as_young_as(path: Path, mtime_ns: int) -> None:
+    """A merged pack made young (now) if a pack it replaced was younger as it went (a writer
+    refreshed it during the merge); never made older, so no refresh of it is undone."""
+    try:
+        if os.stat(path).st_mtime_ns < mtime_ns:
+            os.utime(path)
+    except FileNotFoundError:
+        pass
+
+
 _SMALL_SOURCE = 256 << 10  # a pack to merge up to this size is read whole (one read, no map)
 
 
@@ -828,15 +854,14 @@ class PackSet:
             if name not in {source.name for source in sources} and not _holds(self.directory, name, union):
                 if (self.directory / f"{name}.idx").exists() or (stop is not None and stop()):
                     return MergeStats()  # (a pack of that name holding other objects: never overwritten)
-                self._write_merged(name, sources, which[order], entries[order], fsync)
+                self._write_merged(name, sources, which[order], entries[order], fsync,
+                                   max(os.fstat(source.fd).st_mtime_ns for source in sources))
             # (else a pack of exactly these objects is there already: only the others go)
             _write_replaces(self.directory, name, replaced, fsync)
             for source in replaced:
                 _unlink_pack(directory, source)
-            try:
-                os.utime(self.directory / f"{name}.pack")  # at least as young as anything it took in
-            except FileNotFoundError:
-                pass
+            _as_young_as(self.directory / f"{name}.pack",  # (a source refreshed while it was copied)
+                         max(os.fstat(source.fd).st_mtime_ns for source in sources))
             _remove_replaces(self.directory, name, fsync)
             size = os.stat(self.directory / f"{name}.pack").st_size
             return MergeStats(len(replaced), 1, len(union), size)
@@ -846,11 +871,13 @@ class PackSet:
             self._seen_mtime = -1  # looked at again at the next use
 
     def _write_merged(self, name: str, sources: list[_Source], which: np.ndarray, kept: np.ndarray,
-                      fsync: bool) -> None:
+                      fsync: bool, mtime_ns: int) -> None:
         """Write the merged pack (steps 1-3 of `merge_small`): the kept records (`kept`, in oid
         order, from `sources[which]`) laid out source by source, each source's in its own
         order, copied in runs of records that lie back to back there (a small source from
-        its bytes in memory, a large one by the kernel: `copy_file_range`); then its index."""
+        its bytes in memory, a large one by the kernel: `copy_file_range`); then its index.
+        The pack gets `mtime_ns` (its youngest source's) before anyone can know it: gc's grace
+        for an unreachable object in it goes on from where it was, not from the merge."""
         offsets = kept["offset"].astype(np.int64)
         sizes = kept["length"].astype(np.int64) + _RECORD_HEAD.size
         place = np.lexsort((offsets, which))  # records in the order they are written
@@ -887,6 +914,7 @@ class PackSet:
                     os.fsync(out)
             finally:
                 os.close(out)
+            os.utime(temp, ns=(mtime_ns, mtime_ns))
             os.replace(temp, self.directory / f"{name}.pack")
         except BaseException:
             try:
@@ -922,6 +950,7 @@ class PackSet:
                 continue  # fsck names it; --repair rebuilds it, and the next merge finishes
             held = set(merged.entries["oid"].tolist())
             merged.close()
+            newest = 0  # the youngest replaced pack's mtime, as it went
             for source in side.read_text("ascii", "replace").split():
                 if source == name or not source.startswith("pack-") or "/" in source:
                     continue
@@ -934,11 +963,8 @@ class PackSet:
                 except CorruptPackIndexError:
                     inside = False
                 if inside:
-                    _unlink_pack(self.directory, source)
-            try:
-                os.utime(self.directory / f"{name}.pack")
-            except FileNotFoundError:
-                pass
+                    newest = max(newest, _unlink_pack_dated(self.directory, source))
+            _as_young_as(self.directory / f"{name}.pack", newest)
             _remove_replaces(self.directory, name, fsync)
             finished += 1
         if finished:
