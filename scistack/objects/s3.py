@@ -323,13 +323,25 @@ class S3ObjectStore(ObjectStore):
 
     def get(self, oid: str) -> StoredObject:
         validate_oid(oid)
+        damage: CorruptObjectError | None = None
         try:
             return self.cache.get(oid)
         except (ObjectNotFoundError, FileNotFoundError):  # (a pack the bound just dropped)
             pass
-        stored = self._fetch(oid)
-        if stored is None:
-            raise ObjectNotFoundError(oid, f"it is not in {self.url} either; run `scistack fsck`")
+        except CorruptObjectError as exc:  # this machine's copy: the bucket's may be good
+            damage = exc
+        for stored in self._copies(oid):
+            try:
+                return self._cached(oid, stored)
+            except CorruptObjectError as exc:
+                damage = damage or exc
+        if damage is not None:
+            raise damage
+        raise ObjectNotFoundError(oid, f"it is not in {self.url} either; run `scistack fsck`")
+
+    def _cached(self, oid: str, stored: bytes) -> StoredObject:
+        """A copy from the bucket written into the cache (loose) and read back verified; a
+        damaged one is removed again and raises."""
         path = self.cache.path_of(oid)
         path.parent.mkdir(parents=True, exist_ok=True)
         temp = path.with_name(f".tmp-{os.getpid()}-{secrets.token_hex(4)}")
@@ -345,27 +357,44 @@ class S3ObjectStore(ObjectStore):
 
     def _fetch(self, oid: str) -> bytes | None:
         """An object's stored bytes from the bucket: a pack record (ranged GET) or a loose file."""
+        return next(self._copies(oid), None)
+
+    def _copies(self, oid: str) -> Iterator[bytes]:
+        """Each copy of an object's stored bytes in the bucket, in turn, for a read to take the
+        first that verifies: the packs known to hold it, the loose object, then packs other
+        machines uploaded since. A damaged copy stays where it is (a pack every machine reads
+        is never rewritten), and a value saved again puts a good one beside it (loose, or in a
+        new pack): a read that stopped at the first copy failed for good on every machine that
+        knew the damaged pack, while one that did not read the good copy. A good first copy
+        costs what it did: one GET."""
+        tried: set[str] = set()
         for attempt in (0, 1):
-            where = self._locate(oid)
-            if where is not None:
-                pack, offset, length = where
-                return bytes(self._call("reading a pack", self._ob.get_range, f"pack/{pack}.pack",
-                                        start=offset, length=length))
-            try:
-                return bytes(self._call("reading an object", self._ob.get,
-                                        f"objects/{oid[:2]}/{oid[2:]}").bytes())
-            except FileNotFoundError:
-                if attempt == 0 and not self._refresh_packs():
-                    return None
-        return None
+            for pack, offset, length in self._locate_all(oid):
+                if pack not in tried:
+                    tried.add(pack)
+                    try:
+                        yield bytes(self._call("reading a pack", self._ob.get_range, f"pack/{pack}.pack",
+                                               start=offset, length=length))
+                    except FileNotFoundError:  # removed by gc meanwhile: its objects are elsewhere
+                        pass
+            if attempt == 0:
+                try:
+                    yield bytes(self._call("reading an object", self._ob.get, f"objects/{oid[:2]}/{oid[2:]}").bytes())
+                except FileNotFoundError:
+                    pass
+                if not self._refresh_packs():
+                    return
 
     def _locate(self, oid: str) -> tuple[str, int, int] | None:
+        return next(self._locate_all(oid), None)
+
+    def _locate_all(self, oid: str) -> Iterator[tuple[str, int, int]]:
+        """Every known pack holding `oid`, with its offset and length there."""
         raw = np.frombuffer(bytes.fromhex(oid), dtype="V32")[0]
-        for name, entries in self._packs.items():
+        for name, entries in list(self._packs.items()):
             i = int(np.searchsorted(entries["oid"], raw))
             if i < len(entries) and entries["oid"][i] == raw:
-                return name, int(entries["offset"][i]), int(entries["length"][i])
-        return None
+                yield name, int(entries["offset"][i]), int(entries["length"][i])
 
     def _load_cached_indexes(self) -> None:
         if self._idx_dir.is_dir():

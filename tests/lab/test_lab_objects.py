@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import struct
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -151,6 +155,89 @@ def test_a_damaged_object_in_the_bucket_is_refused_on_read(machine, s3_server, b
     LabValue.save(np.arange(10.0), subject=1, session=1)
     db.store.wait_uploads()
     machine("c")
+    assert LabValue.load(subject=1, session=1).data.tolist() == list(np.arange(10.0))
+
+
+def _damage_packed_in_bucket(s3_server, url: str, oid: str) -> None:
+    """Flip the last byte of object `oid`'s record in the bucket pack that holds it."""
+    client, bucket, prefix, keys = _bucket(s3_server, url)
+    for key in (k for k in keys if k.endswith(".idx")):
+        index = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        for at in range(16, len(index), 48):
+            raw, offset, length = struct.unpack_from("<32sQQ", index, at)
+            if raw.hex() == oid:
+                pack = key[:-4] + ".pack"
+                body = bytearray(client.get_object(Bucket=bucket, Key=pack)["Body"].read())
+                body[offset + length - 1] ^= 0xFF
+                client.put_object(Bucket=bucket, Key=pack, Body=bytes(body))
+                return
+    raise AssertionError(f"{oid} is in no pack of the bucket")
+
+
+SAVE_AGAIN = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import numpy as np
+    from scistack import BaseVariable, configure_database
+    from scistack.fsck import fsck
+    class LabValue(BaseVariable): pass
+    folder, shared, objects = sys.argv[1:4]
+    db = configure_database(Path(folder) / "gait.duckdb", ["subject", "session"], shared=shared, objects=objects)
+    fsck(db, repair=True)  # (a loose damaged object is set aside; a packed one stays, named)
+    LabValue.save(np.arange(3000.0).reshape(300, 10), subject=1, session=1)
+    db.close()
+""")
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_damaged_chunk_saved_again_by_another_process_is_read_again(machine, s3_server, bucket_url, pg_url,
+                                                                      tmp_path, python_env, packed):
+    """A machine that read a damaged chunk reads it again once another process has repaired it
+    (`fsck --repair` takes a loose one out of the bucket, and a save puts a good copy). A packed
+    one stays in its pack, which every machine reads, and a save puts a good copy beside it:
+    a read took the first copy it knew of, so a machine that had looked at that pack failed
+    for good, in this session and the next (its pack indexes are kept)."""
+    from scistack.objects.chunking import set_chunking
+
+    value = np.arange(3000.0).reshape(300, 10)
+    db = machine("a")
+    set_chunking(threshold=1000, chunk_bytes=2000)
+    try:
+        if packed:
+            with db.batch():
+                saved = LabValue.save(value, subject=1, session=1)
+        else:
+            saved = LabValue.save(value, subject=1, session=1)
+    finally:
+        set_chunking()
+    chunk = json.loads(bytes(db.store.get(saved.oid).payload))["chunks"][3]
+    (_damage_packed_in_bucket if packed else _damage_in_bucket)(s3_server, bucket_url, chunk)
+    machine("b")
+    with pytest.raises(CorruptObjectError, match=chunk):
+        LabValue.load(subject=1, session=1)
+    (tmp_path / "c").mkdir()
+    subprocess.run([sys.executable, "-c", SAVE_AGAIN, str(tmp_path / "c"), pg_url, bucket_url],
+                   env=python_env | s3_server.env(), check=True, timeout=300)
+    np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, value)
+    machine("b")  # the next session on that machine
+    np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, value)
+
+
+def test_a_damaged_copy_in_the_local_cache_is_read_from_the_bucket(machine):
+    """The cache is a copy: a damaged record in one of its packs raised on every read, though
+    the bucket's copy was good."""
+    db = machine("a")
+    with db.batch():
+        saved = LabValue.save(np.arange(10.0), subject=1, session=1)
+    name, offset, length = db.store.cache.packs.locate(saved.oid)
+    pack = db.store.cache.packs.directory / f"{name}.pack"
+    pack.chmod(0o644)
+    with open(pack, "r+b") as handle:
+        handle.seek(offset + length - 1)
+        last = handle.read(1)
+        handle.seek(offset + length - 1)
+        handle.write(bytes([last[0] ^ 0xFF]))
+    db = machine("a")
     assert LabValue.load(subject=1, session=1).data.tolist() == list(np.arange(10.0))
 
 
