@@ -980,7 +980,8 @@ class PackSet:
             if not got:
                 return {}
             found = {side: self._merge_state(side) for side in self._replaces_files()}
-            return {side: _MERGE_STATE[state].format(*facts) for side, (state, *facts) in found.items()}
+            return {side: _MERGE_STATE[state].format(name, len(there), total)
+                    for side, (state, name, there, total) in found.items()}
 
     def finish_interrupted_merges(self, *, fsync: bool = False) -> dict[str, str]:
         """Finish them as the next merge would (fsck --repair; after another process's merge):
@@ -996,7 +997,7 @@ class PackSet:
             done = {}
             for side, (state, name, there, total) in found.items():
                 if side not in left:
-                    removed = there - self._merge_state(side)[2] if state == "committed" else 0
+                    removed = sum(not (self.directory / f"{source}.pack").exists() for source in there)
                     done[side] = _MERGE_DONE[state].format(name, removed, total)
             return done
 
@@ -1004,16 +1005,16 @@ class PackSet:
         return sorted(entry.name for entry in os.scandir(self.directory)
                       if entry.name.startswith("pack-") and entry.name.endswith(REPLACES))
 
-    def _merge_state(self, side: str) -> tuple[str, str, int, int]:
+    def _merge_state(self, side: str) -> tuple[str, str, list[str], int]:
         """Whether the merge a `.replaces` file names was committed ("uncommitted", "damaged",
-        "committed"), the merged pack, and how many of the packs it replaces are still there."""
+        "committed"), the merged pack, the packs it replaces still there, and how many it names."""
         name = side[: -len(REPLACES)]
         try:
             sources = [s for s in (self.directory / side).read_text("ascii", "replace").split()
                        if s != name and s.startswith("pack-") and "/" not in s]
         except FileNotFoundError:
             sources = []
-        there = sum((self.directory / f"{source}.pack").exists() for source in sources)
+        there = [source for source in sources if (self.directory / f"{source}.pack").exists()]
         try:
             _Index(name, self.directory / f"{name}.idx").close()
         except FileNotFoundError:
