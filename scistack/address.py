@@ -117,9 +117,10 @@ def value_text(value: Any) -> str:
 def address_order(addr: dict[str, Any], keys: list[str]) -> tuple:
     """Where `addr` comes among addresses as they are listed (the status grid's rows, the
     first cells not done): by each schema key of `keys` in turn, numbers (by value) before
-    text, an address without the key after those with it. (`fold.address_order_sql` is the
-    same order in SQLite.)"""
-    return tuple((k not in addr, isinstance(addr.get(k), str), addr.get(k, 0)) for k in keys)
+    text, an address without the key before those with it, so a coarse address comes before
+    the finer ones it covers (`subject=2` before `subject=2, session=1`, as an outline lists
+    them). (`fold.address_order_sql` is the same order in SQLite.)"""
+    return tuple((k in addr, isinstance(addr.get(k), str), addr.get(k, 0)) for k in keys)
 
 
 def coarser_addresses(addr: dict[str, Any]) -> Iterator[dict[str, Any]]:

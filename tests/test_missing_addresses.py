@@ -82,7 +82,7 @@ ADDRESSES = st.lists(st.fixed_dictionaries({"subject": st.sampled_from([1, 2, 10
 def test_missing_in_schema_order(project, addrs, others):
     """Given the schema keys, the addresses a variable lacks come as `status` lists its rows
     (`address_order`: subject before session, numbers by value before text, an address
-    without a key after those with it), not in the order of their JSON text; read through
+    without a key before those with it), not in the order of their JSON text; read through
     the bitmasks or by probing, they agree."""
     from scistack.address import address_order
 

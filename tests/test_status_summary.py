@@ -569,6 +569,33 @@ def test_cells_not_done_across_levels_and_in_the_grid_come_in_schema_order(pipel
     assert _listed(summary, "SumPerSubject") == [(subject, None, "missing") for subject in subjects[2:]]
 
 
+def test_a_coarse_cell_not_done_comes_before_the_finer_ones_it_covers(project, tmp_path):
+    """A variable saved at two levels lacks a subject-level cell (subject 2, for the row
+    subject 2, trial 2) and a session-level one (subject 2, session 1): `subject=2` was
+    listed after `subject=2, session=1`, an address without a key coming after those with it.
+    Coarse before fine now, on both paths, and the grid's rows so too."""
+    trials = configure_database(tmp_path / "trials" / "t.duckdb", ["subject", "session", "trial"])
+    try:
+        for addr in ({"subject": 1}, {"subject": 2, "session": 1, "trial": 1}, {"subject": 2, "trial": 2},
+                     {"subject": 3, "session": 1}):
+            SumRaw.save(1.0, **addr)
+        SumPerSubject.save(1.0, subject=1)
+        SumPerSubject.save(1.0, subject=3, session=1)
+        expected = [{"subject": 2}, {"subject": 2, "session": 1}]
+        summary = status_summary(trials)
+        assert summary.fast
+        assert [c.addr for c in summary.problems if c.var == "SumPerSubject"] == expected
+        grid = status_grid(trials)
+        assert [a for a in grid.addresses if a["subject"] == 2] == [{"subject": 2, "trial": 2},
+                                                                     {"subject": 2, "session": 1, "trial": 1}]
+        SumOther.save(1.0, subject=1, note="recal")  # variants: the grid answers
+        summary = status_summary(trials)
+        assert not summary.fast
+        assert [c.addr for c in summary.problems if c.var == "SumPerSubject"] == expected
+    finally:
+        trials.close()
+
+
 def test_listing_is_counted_again_only_after_a_change(project):
     """`ls` caches each variable's counts and bytes at its change count: a save or a delete
     shows at once, an unchanged variable is not counted again."""

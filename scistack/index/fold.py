@@ -1332,12 +1332,12 @@ class Judging:
 def address_order_sql(keys: list[str], column: str = "addr") -> str:
     """ORDER BY terms putting address keys in `address_order` (the order the status grid
     lists its rows in), not in the order of their text, where `session` came before `subject`
-    and 10 before 9: each schema key's value, numbers before text and an address without the
-    key (a blob) after both, by SQLite's order of types; then the text, for a tie of 1 and
-    true. One JSON parse per key and row (`IS NULL` beside the value had cost a second): the
-    sort reads every row that qualifies, ~0.5 µs a key. (Schema keys are identifiers: they
-    are written into the SQL as they are.)"""
-    terms = [f"ifnull(json_extract({column}, '$.{key}'), x'ff')" for key in keys]
+    and 10 before 9: each schema key's value, an address without the key (NULL: address
+    values are never null) before numbers and numbers before text, by SQLite's order of
+    types; then the text, for a tie of 1 and true. One JSON parse per key and row: the sort
+    reads every row that qualifies, ~0.5 µs a key. (Schema keys are identifiers: they are
+    written into the SQL as they are.)"""
+    terms = [f"json_extract({column}, '$.{key}')" for key in keys]
     return ", ".join([*terms, column])
 
 
