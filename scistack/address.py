@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from scistack.errors import InvalidMetadataError
+
 ADDRESS_TYPES = (bool, int, float, str)
 
 
@@ -74,6 +76,21 @@ def address_problem(value: Any) -> str | None:
         return (f"is a string of {len(value):,} characters; address values are labels of at most "
                 f"{MAX_TEXT:,} characters: save long text as the value of a variable of its own")
     return None
+
+
+def checked_label(value: Any, said: str, *, closing: str = "", none_ok: bool = False,
+                  not_scalar: str = "", then: str = "") -> Any:
+    """`address_value(value)` where an address can hold it (None too with `none_ok`: a version
+    key's `note=None`), else the InvalidMetadataError that save, load, undelete, `Fixed` and
+    staged values all give: what the user wrote (`said`, e.g. "EMG.save: subject"), the value,
+    `closing`, why not, `not_scalar` where it is no scalar at all (a list where one value was
+    meant), then `then`. (Each had its own copy of this, and load's skipped ints and strings.)"""
+    value = address_value(value)
+    problem = None if none_ok and value is None else address_problem(value)
+    if problem is None:
+        return value
+    hint = "" if isinstance(value, ADDRESS_TYPES) else not_scalar
+    raise InvalidMetadataError(f"{said}={shown(value)}{closing} {problem}{hint}{then}")
 
 
 def shown(value: Any, limit: int = 60) -> str:

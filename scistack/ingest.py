@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scistack.address import address_problem, address_value, shown
+from scistack.address import checked_label, shown
 from scistack.database import Database
 from scistack.errors import (
     InvalidMetadataError,
@@ -201,13 +201,9 @@ def _addresses(db: Database, var: str, item: dict[str, Any], where: str) -> tupl
 
 def _label(where: str, key: str, value: Any, what: str) -> Any:
     """An address (or version-key) value as `save` takes it, or the error `save` would give."""
-    value = address_value(value)
-    problem = None if what and value is None else address_problem(value)
-    if problem is not None:
-        raise InvalidMetadataError(
-            f"{where}: {what}{key}={shown(value)} {problem}. Nothing of this manifest was "
-            "recorded: save that value again with a valid one (one save per address)")
-    return value
+    return checked_label(value, f"{where}: {what}{key}", none_ok=bool(what),
+                         then=". Nothing of this manifest was recorded: save that value again with a "
+                              "valid one (one save per address)")
 
 
 def staged_name(entry: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, address_value, coarser_addresses, query_value, shown
+from scistack.address import address_value, checked_label, coarser_addresses, query_value, shown
 from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
@@ -42,12 +42,12 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
         if isinstance(value, np.ndarray):
             raise _array_error(key, value)
         if key in db.schema_keys:
-            addr[key] = value if type(value) in _LABELS else _label(var, key, value)
+            addr[key] = _label(var, key, value)
             continue
         if vkey_names is None:
             vkey_names, param_names = db.index.vkey_names(var), db.index.param_names(var)
         if key in vkey_names:
-            vkeys[key] = value if type(value) in _LABELS else _label(var, key, value)
+            vkeys[key] = _label(var, key, value)
         elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
             params[key] = value
         elif (named := _param_of_column(key, param_names)) is not None:
@@ -70,9 +70,6 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     return records
 
 
-_LABELS = frozenset({int, str, bool})  # (the common case, which needs no check)
-
-
 def label_query(var: str, metadata: dict[str, Any]) -> dict[str, Any]:
     """`metadata` naming address and version keys only (`undelete`'s query), each value a
     `query_value`, refused as `select_records` refuses it for `load` and `delete` (a NaN, a
@@ -82,7 +79,7 @@ def label_query(var: str, metadata: dict[str, Any]) -> dict[str, Any]:
         value = query_value(value)
         if isinstance(value, np.ndarray):
             raise _array_error(key, value)
-        query[key] = value if type(value) in _LABELS else _label(var, key, value)
+        query[key] = _label(var, key, value)
     return query
 
 
@@ -93,13 +90,12 @@ def _array_error(key: str, value: np.ndarray) -> InvalidMetadataError:
 
 def _label(var: str, key: str, value: Any) -> Any:
     """`value` (a `query_value`) of an address or version key, unless no save could have
-    used it (a NaN, a Series, a nested list): refused as `save` refuses it, rather than failing
-    deep in the index. None passes (a version key's `note=None`)."""
+    used it (a NaN, a Series, a nested list, an int beyond 64 bits): refused as `save` refuses
+    it, rather than said to match nothing or failing deep in the index. None passes (a version
+    key's `note=None`)."""
     for one in value if isinstance(value, list) else (value,):
-        problem = None if one is None or type(one) in _LABELS else address_problem(one)
-        if problem is not None:
-            several = "" if isinstance(one, (float, str)) else "; to ask for several, give a flat list of them"
-            raise InvalidMetadataError(f"{var}: {key}={shown(one)} {problem}{several}")
+        checked_label(one, f"{var}: {key}", none_ok=True,
+                      not_scalar="; to ask for several, give a flat list of them")
     return value
 
 

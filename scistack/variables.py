@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, address_value, shown
+from scistack.address import checked_label, shown
 from scistack import htmlrepr
 from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
@@ -555,23 +555,13 @@ def _split_for_save(db: Database, var: str, metadata: dict[str, Any]) -> tuple[d
 
 
 def _address_value(var: str, key: str, value: Any) -> Any:
-    value = address_value(value)
-    problem = address_problem(value)
-    if problem is not None:
-        hint = ("" if isinstance(value, (str, float)) else ". To save several addresses, call save "
-                "once per address (or use for_each)")
-        raise InvalidMetadataError(f"{var}.save: {key}={shown(value)} {problem}{hint}")
-    return value
+    return checked_label(value, f"{var}.save: {key}",
+                         not_scalar=". To save several addresses, call save once per address (or use for_each)")
 
 
 def _version_value(var: str, key: str, value: Any) -> Any:
-    value = address_value(value)
-    problem = None if value is None else address_problem(value)
-    if problem is not None:
-        hint = ("" if isinstance(value, (str, float))
-                else " (or None); save structured settings as their own variable")
-        raise InvalidMetadataError(f"{var}.save: version key {key}={shown(value)} {problem}{hint}")
-    return value
+    return checked_label(value, f"{var}.save: version key {key}", none_ok=True,
+                         not_scalar=" (or None); save structured settings as their own variable")
 
 
 def _is_multi(value: Any) -> bool:

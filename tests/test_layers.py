@@ -9,7 +9,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scistack"
 
 # lowest first; a unit may import itself and the units of lower layers, nothing else
 LAYERS = [
-    {"errors", "version", "address", "summary", "htmlrepr", "gcpause", "lazy_import"},
+    {"errors"},
+    {"version", "address", "summary", "htmlrepr", "gcpause", "lazy_import"},
     {"objects"},
     {"records"},
     {"index", "inline"},

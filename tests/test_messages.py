@@ -57,9 +57,9 @@ def test_a_huge_address_value_is_refused_with_the_limit_and_not_echoed(project):
         MsRaw.save(1.0, subject=1, note=huge)
     assert len(str(err.value)) < 600
     MsRaw.save(1.0, subject=1, session="pre")
-    with pytest.raises(VariableNotFoundError) as err:
+    with pytest.raises(InvalidMetadataError) as err:  # (no save could have used it: said so)
         MsRaw.load(subject=1, session=huge)
-    assert len(str(err.value)) < 600
+    assert f"{MAX_TEXT:,} characters" in str(err.value) and len(str(err.value)) < 600
     with pytest.raises(InvalidMetadataError) as err:
         for_each(ms_double, inputs={"x": MsRaw}, outputs=[MsOut], subject=[1], session=[huge])
     assert len(str(err.value)) < 600
@@ -69,6 +69,22 @@ def test_an_int_beyond_64_bits_is_refused(project):
     with pytest.raises(InvalidMetadataError, match="beyond 64 bits") as err:
         MsRaw.save(1.0, subject=10**5000, session="pre")
     assert len(str(err.value)) < 300
+
+
+def test_load_and_undelete_of_an_int_beyond_64_bits_say_so_not_that_nothing_matches(project):
+    """Loading or bringing back `subject=2**70` had said "no record matching": no save could
+    have used it, so it is refused as save refuses it, naming the key and the way out."""
+    MsRaw.save(1.0, subject=1, session="pre")
+    MsRaw.delete(subject=1, session="pre")
+    asks = [lambda: MsRaw.load(subject=2**70), lambda: MsRaw.load(subject=2**70, session="pre"),
+            lambda: MsRaw.load(subject=[1, 2**70]), lambda: MsRaw.load_all(subject=2**70),
+            lambda: MsRaw.undelete(subject=2**70), lambda: MsRaw.undelete(session="pre", subject=2**70),
+            lambda: MsRaw.delete(subject=2**70), lambda: MsRaw.list_versions(subject=2**70)]
+    for ask in asks:
+        with pytest.raises(InvalidMetadataError, match=r"subject=1180591620717411303424 is an int beyond 64 "
+                                                       r"bits; .* use a string for a longer number") as err:
+            ask()
+        assert not isinstance(err.value, VariableNotFoundError)
 
 
 @pytest.mark.parametrize("value, why", [(np.nan, "NaN never equals itself"), (np.inf, "JSON, which has no infinity")])

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from scistack.address import address_problem, coarser_addresses, query_value, shown
+from scistack.address import checked_label, coarser_addresses, query_value
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError
 from scistack.foreach.paths import PathInput, PathOutput
@@ -36,10 +36,9 @@ class Fixed:
         self.variable = variable
         self.pinned = {key: query_value(value) for key, value in pinned.items()}  # (numpy scalars too)
         refuse_several_pinned(getattr(variable, "__name__", repr(variable)), self.pinned)
-        for key, value in self.pinned.items():  # (None: the variant saved without a version key)
-            problem = None if value is None else address_problem(value)
-            if problem is not None:  # (had failed every combination with a bare ValueError)
-                raise InvalidMetadataError(f"Fixed({variable.__name__}, {key}={shown(value)}) {problem}")
+        # (None pins the variant saved without a version key; a NaN had failed every combination)
+        for key, value in self.pinned.items():
+            checked_label(value, f"Fixed({variable.__name__}, {key}", closing=")", none_ok=True)
 
     def __repr__(self) -> str:
         pins = ", ".join(f"{k}={v!r}" for k, v in self.pinned.items())
