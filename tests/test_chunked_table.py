@@ -76,12 +76,35 @@ def test_lazy_table_by_columns_and_as_dask(project):
     pd.testing.assert_frame_equal(lazy.read(), frame)
     ddf = lazy.to_dask()
     assert ddf.npartitions == lazy.row_groups > 10
-    pd.testing.assert_frame_equal(ddf.compute(), frame, check_dtype=False)  # dask may use its str dtype
+    pd.testing.assert_frame_equal(ddf.compute(), frame)
     assert ddf["force"].sum().compute() == pytest.approx(frame["force"].sum())
     with pytest.raises(KeyError, match="no column 'nope'"):
         lazy.read(columns=["nope"])
     pd.testing.assert_frame_equal(lazy.head(7), frame.head(7))  # the first row group only
     assert len(lazy.head(0)) == 0 and len(lazy.head(10**6)) == 5000
+
+
+def test_a_dask_frame_has_the_dtypes_read_gives(project):
+    """`to_dask()` had turned text columns into dask's `string[pyarrow]` (NA for a missing
+    value) where `read()` and a plain load give pandas' own: the same dtypes now, in the
+    frame's meta, computed and after an operation, for a DataFrame and a Series."""
+    frame = trials()
+    frame["note"] = [None if i % 5 == 0 else f"n{i}" for i in range(len(frame))]
+    Trials.save(frame, subject=1, session="pre")
+    Trials.save(frame["label"], subject=2, session="pre")
+    lazy = Trials.load(subject=1, session="pre", lazy=True).data
+    read = lazy.read()
+    assert read.dtypes.to_dict() == Trials.load(subject=1, session="pre").data.dtypes.to_dict()
+    ddf = lazy.to_dask()
+    plain = [c for c in read.columns if c != "side"]  # (a categorical's categories: below)
+    assert ddf.dtypes[plain].to_dict() == read.dtypes[plain].to_dict()
+    pd.testing.assert_frame_equal(ddf.compute(), read)
+    picked = ddf[ddf["label"] == "s1"]["note"]
+    assert picked.dtype == read["note"].dtype
+    pd.testing.assert_series_equal(picked.compute(), read[read["label"] == "s1"]["note"])
+    series = Trials.load(subject=2, session="pre", lazy=True).data
+    assert series.to_dask().dtype == series.read().dtype == frame["label"].dtype
+    pd.testing.assert_series_equal(series.to_dask().compute(), series.read())
 
 
 def test_a_lazy_tables_edges_are_pandas_own(project):

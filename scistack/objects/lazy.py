@@ -204,12 +204,16 @@ class LazyTable:
         return self._range_indexed(part, 0).iloc[:rows]  # (saved as `df.iloc[1000:]`: from 1000)
 
     def to_dask(self, columns: list[str] | None = None) -> Any:
-        """A dask dataframe with one partition per row group (each reads one object)."""
+        """A dask dataframe with one partition per row group (each reads one object), with the
+        dtypes `read()` gives: dask's own conversion of strings to its pyarrow string dtype is
+        off for it (a `str` column had come back `string[pyarrow]`, NA for NaN)."""
+        import dask
         import dask.dataframe as dd
 
         meta = self._partition(None, columns)
-        return dd.from_map(_Partition(self, columns), list(range(self.row_groups)),
-                           meta=meta, enforce_metadata=False)
+        with dask.config.set({"dataframe.convert-string": False}):  # (read when the graph is built)
+            return dd.from_map(_Partition(self, columns), list(range(self.row_groups)),
+                               meta=meta, enforce_metadata=False)
 
     def _partition(self, i: int | None, columns: list[str] | None) -> Any:
         import pyarrow as pa
