@@ -102,6 +102,9 @@ def test_a_dask_frame_has_the_dtypes_read_gives(project):
     picked = ddf[ddf["label"] == "s1"]["note"]
     assert picked.dtype == read["note"].dtype
     pd.testing.assert_series_equal(picked.compute(), read[read["label"] == "s1"]["note"])
+    assert isinstance(ddf["side"].dtype, pd.CategoricalDtype)
+    assert not ddf["side"].cat.known  # (it had claimed to know them: none)
+    assert ddf["side"].cat.as_known().cat.categories.tolist() == ["left", "right"]
     series = Trials.load(subject=2, session="pre", lazy=True).data
     assert series.to_dask().dtype == series.read().dtype == frame["label"].dtype
     pd.testing.assert_series_equal(series.to_dask().compute(), series.read())

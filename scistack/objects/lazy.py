@@ -206,11 +206,14 @@ class LazyTable:
     def to_dask(self, columns: list[str] | None = None) -> Any:
         """A dask dataframe with one partition per row group (each reads one object), with the
         dtypes `read()` gives: dask's own conversion of strings to its pyarrow string dtype is
-        off for it (a `str` column had come back `string[pyarrow]`, NA for NaN)."""
+        off for it (a `str` column had come back `string[pyarrow]`, NA for NaN). A categorical's
+        categories are dask's "unknown" until computed: the head, with no rows, has none, and the
+        frame had claimed to know them (`.cat.categories` said `[]`)."""
         import dask
         import dask.dataframe as dd
+        from dask.dataframe.utils import clear_known_categories
 
-        meta = self._partition(None, columns)
+        meta = clear_known_categories(self._partition(None, columns))
         with dask.config.set({"dataframe.convert-string": False}):  # (read when the graph is built)
             return dd.from_map(_Partition(self, columns), list(range(self.row_groups)),
                                meta=meta, enforce_metadata=False)
