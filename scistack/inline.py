@@ -27,6 +27,7 @@ from scistack.objects.npy import MAGIC as NPY_MAGIC
 from scistack.objects.npy import decode_npy
 from scistack.objects.store import ObjectStore
 from scistack.records import read_call
+from scistack.summary import described
 
 pa = lazy_module("pyarrow", globals(), "pa")
 
@@ -222,7 +223,8 @@ class Inliner:
             return {"shape": list(value.shape), "dtype": dtype, "nbytes": value.nbytes,
                     "sqltype": "LARGE" if listed else "OPAQUE"}
         if isinstance(value, LazyTable):
-            return {"shape": [value.num_rows, len(value.columns)], "dtype": "DataFrame", "sqltype": "LARGE"}
+            dtype, shape = value.described()
+            return {"shape": list(shape), "dtype": dtype, "sqltype": "LARGE"}
         if isinstance(value, (np.datetime64, np.timedelta64)):
             return _time(value)
         if isinstance(value, np.generic):
@@ -238,7 +240,7 @@ class Inliner:
             return self._json(value, "JSON")
         frame = _as_frame(value)
         if frame is not None:
-            return self._frame(frame, oid, rows)
+            return self._frame(frame, oid, rows, described(value))
         return {"sqltype": "OPAQUE", "nbytes": len(value) if isinstance(value, bytes) else None}
 
     def _array(self, a: np.ndarray) -> dict[str, Any]:
@@ -285,8 +287,11 @@ class Inliner:
             return {"sqltype": "LARGE", "nbytes": len(text)}
         return {"sqltype": sqltype, "j": text, "nbytes": len(text)}
 
-    def _frame(self, frame: Any, oid: str, rows: dict[str, list]) -> dict[str, Any]:
-        head = {"shape": list(frame.shape), "dtype": "DataFrame"}
+    def _frame(self, frame: Any, oid: str, rows: dict[str, list],
+               what: tuple[str, tuple]) -> dict[str, Any]:
+        """`what`: the value's (dtype or type name, shape) as its summary says them (a Series is
+        not the one-column frame its rows are written from)."""
+        head = {"shape": list(what[1]), "dtype": what[0]}
         text = _frame_json(frame) if len(frame) and frame.shape[1] else ""
         if len(text) > self.limit:
             return {**head, "sqltype": "LARGE", "nbytes": len(text)}

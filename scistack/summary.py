@@ -21,6 +21,18 @@ def _dtype_name(dtype: np.dtype) -> str:
     return name
 
 
+def described(value: Any) -> tuple[str, tuple] | None:
+    """(dtype or type name, shape) of a value with a shape, as `summarize` shows it and the
+    SQL views' `dtype` and `shape` columns say it (`inline`): a Series of float64 is
+    `float64[5000]` as an array is, a DataFrame `DataFrame[5000x2]`, an Arrow table `Table`,
+    a Series of text `Series[5000]`; None for a value without a shape."""
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return None
+    dtype = getattr(value, "dtype", None)  # (numpy's, or a dask, zarr or lazy array's: a name)
+    return (_dtype_name(dtype) if isinstance(dtype, np.dtype) else type(value).__name__), tuple(shape)
+
+
 def summarize(value: Any) -> str:
     """A short, human-readable preview of `value`."""
     if isinstance(value, np.ndarray):
@@ -41,11 +53,9 @@ def summarize(value: Any) -> str:
         return value if len(value) <= MAX_TEXT else value[: MAX_TEXT - 1] + "…"
     if value is None:
         return "None"
-    shape = getattr(value, "shape", None)
-    if shape is not None and isinstance(getattr(value, "dtype", None), np.dtype):  # dask, zarr, lazy
-        return f"{_dtype_name(value.dtype)}[{'x'.join(str(n) for n in shape)}]"
-    if shape is not None:
-        return f"{type(value).__name__}[{'x'.join(str(n) for n in shape)}]"
+    found = described(value)
+    if found is not None:
+        return f"{found[0]}[{'x'.join(str(n) for n in found[1])}]"
     if hasattr(value, "__len__"):
         return f"{type(value).__name__}[{len(value)}]"
     return type(value).__name__

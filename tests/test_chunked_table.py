@@ -218,3 +218,26 @@ def test_a_string_column_is_not_copied_whole_into_the_head(project):
     assert len(project.store.get(head).payload) < 4096
     again = Trials.save(Trials.load(subject=1, session="pre").data, subject=1, session="pre")
     assert again.oid == saved.oid and again.record.version == 1
+
+
+def test_the_sql_views_describe_a_value_as_its_summary_does(project):
+    """A chunked Series showed shape [5000, 1] and dtype DataFrame in SQL (the one-column table
+    it is stored as) where its summary says float64[5000]; a small Series, an Arrow table and
+    a chunked frame indexed by a column (counted as a column) differed too. Every table value
+    now has the summary's name and shape in the views' `dtype` and `shape` columns."""
+    frame = trials()
+    values = {1: frame["force"], 2: frame["force"].head(50), 3: frame["label"], 4: frame.set_index("label"),
+              5: frame.head(50), 6: pa.Table.from_pandas(frame[["trial", "force"]], preserve_index=False),
+              7: pa.Table.from_pandas(frame[["trial"]].head(50), preserve_index=False)}
+    for subject, value in values.items():
+        Trials.save(value, subject=subject, session="pre")
+    project.sync()
+    rows = project.sql("SELECT subject, kind, dtype, shape, summary FROM Trials ORDER BY subject")
+    got = {subject: (kind, dtype, shape.tolist(), summary) for subject, kind, dtype, shape, summary in rows.values}
+    labels = frame["label"].dtype  # (pandas' str, or numpy's object before pandas 3)
+    text = labels.name if isinstance(labels, np.dtype) else "Series"
+    assert got == {1: ("chunked", "float64", [5000], "float64[5000]"), 2: ("table", "float64", [50], "float64[50]"),
+                   3: ("chunked", text, [5000], f"{text}[5000]"),
+                   4: ("chunked", "DataFrame", [5000, 5], "DataFrame[5000x5]"),
+                   5: ("table", "DataFrame", [50, 6], "DataFrame[50x6]"),
+                   6: ("chunked", "Table", [5000, 2], "Table[5000x2]"), 7: ("table", "Table", [50, 1], "Table[50x1]")}

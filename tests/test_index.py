@@ -770,6 +770,35 @@ def test_an_index_file_of_schema_7_inlines_its_time_arrays_again_in_place(projec
         datetime.datetime(2024, 1, 3), datetime.datetime(2024, 1, 4)]
 
 
+def test_an_index_file_of_schema_8_describes_its_series_and_tables_again_in_place(project):
+    """Schema 8 showed a Series (and an Arrow table) as the one-column DataFrame it is written
+    from; schema 9 reads their shape and dtype back from their summaries, in place, with no
+    value read and the frame rows kept."""
+    import pandas as pd
+    import pyarrow as pa
+
+    refs.save(pd.Series(np.arange(5.0), name="f"), subject=1, session="pre")
+    refs.save(pa.table({"a": [1, 2], "b": ["x", "y"]}), subject=2, session="pre")
+    refs.save(pd.DataFrame({"a": [1, 2, 3]}), subject=3, session="pre")
+    project.sync()
+    sql = project.index._sql
+    with sql.connect() as con:  # what schema 8 had written
+        con.execute("UPDATE scistack.vals SET dtype = 'DataFrame', shape = [5, 1] WHERE shape = [5]")
+        con.execute("UPDATE scistack.vals SET dtype = 'DataFrame' WHERE dtype = 'Table'")
+        con.execute("UPDATE scistack.meta SET value = '8' WHERE key = 'schema_version'")
+        con.execute("INSERT INTO scistack.meta VALUES ('left_by_schema_8', '1')")  # gone if rebuilt
+        rows_before = con.execute("SELECT count(*) FROM scistack.frame_rows").fetchone()[0]
+    project.sync()
+    with sql.connect(read_only=True) as con:
+        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'left_by_schema_8'").fetchone() == ("1",)
+        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),)
+        assert con.execute("SELECT count(*) FROM scistack.frame_rows").fetchone()[0] == rows_before == 10
+    got = project.sql("SELECT subject, dtype, shape FROM refs ORDER BY subject").values.tolist()
+    assert [(s, d, list(shape)) for s, d, shape in got] == [(1, "float64", [5]), (2, "Table", [2, 2]),
+                                                          (3, "DataFrame", [3, 1])]
+
+
 def test_an_older_schema_is_rebuilt_even_when_its_sidecar_says_in_step(project):
     """An older scistack left `index.synced` saying DuckDB is in step: a newer one must still
     open the file once and rebuild it, not trust the sidecar until the next save."""

@@ -48,9 +48,11 @@ pa = lazy_module("pyarrow", globals(), "pa")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 8  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
+SCHEMA_VERSION = 9  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
 # 7: vals.okey2 (added in place to a file of schema 6); 8: numpy time arrays inlined as TIMESTAMP[] /
-# INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`)
+# INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`);
+# 9: a Series' or an Arrow table's shape and dtype as its summary says them, not its frame's (in place,
+# from the summaries: `_redescribe_tables`)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 # oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
@@ -244,11 +246,13 @@ class SqlIndex:
         if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
             found = 2
         con.execute("BEGIN")
-        if found in (6, 7):  # changed in place
+        if found in (6, 7, 8):  # changed in place
             if found == 6:  # a column more, computed from the oids (0.5 s at 3M rows)
                 con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
                 con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
-            _reinline_times(con)
+            if found in (6, 7):
+                _reinline_times(con)
+            _redescribe_tables(con)
             self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
             con.execute("COMMIT")
             return
@@ -870,6 +874,18 @@ def _reinline_times(con: duckdb.DuckDBPyConnection) -> None:
     which also redoes their variables' shapes) rather than rebuilding every table."""
     con.execute("UPDATE scistack.vals SET sqltype = 'UNREADABLE' WHERE sqltype = 'INTERVAL' "
                 "OR dtype LIKE 'datetime64%' OR dtype LIKE 'timedelta64%'")
+
+
+def _redescribe_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 9 gives a Series, an Arrow table and a chunked table the shape and dtype their
+    summary says (`summary.described`: `float64`, [5000] for a Series of floats, which 8 showed
+    as `DataFrame`, [5000, 1]): read back from that summary, `name[AxB]`, no value read."""
+    described = r"'^(.*)\[([0-9]+(x[0-9]+)*)\]$'"
+    con.execute(f"""UPDATE scistack.vals v SET dtype = d.name, shape = d.shape FROM (
+        SELECT oid, regexp_extract(s, {described}, 1) AS name,
+               CAST(string_split(regexp_extract(s, {described}, 2), 'x') AS BIGINT[]) AS shape
+        FROM (SELECT oid, min(summary) AS s FROM scistack.refs WHERE kind IN ('table', 'chunked') GROUP BY oid)
+    ) d WHERE v.oid = d.oid AND v.dtype = 'DataFrame' AND d.name != ''""")
 
 
 def _take_unreadable(con: duckdb.DuckDBPyConnection) -> tuple[list[str], set[str]]:

@@ -20,6 +20,7 @@ import numpy as np
 
 from scistack.errors import LazyValueError
 from scistack.objects.chunked import ArrayManifest, Get, read_region
+from scistack.summary import described
 
 
 class LazyArray:
@@ -187,6 +188,13 @@ class LazyTable:
 
     def __len__(self) -> int:
         return self.num_rows
+
+    def described(self) -> tuple[str, tuple]:
+        """(dtype or type name, shape) of the value this reads as, as its summary says them
+        (`summary.described`): a Series of float64 `float64`, (rows,), not a table of one
+        column; from the head alone (no row group is read)."""
+        name, shape = described(self._chunks.read(range(0)))
+        return name, (self.num_rows, *shape[1:])
 
     def read(self, columns: list[str] | None = None) -> Any:
         """The value as saved (DataFrame, Series or Arrow table), optionally only `columns`."""
