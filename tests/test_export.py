@@ -384,6 +384,30 @@ def test_a_bundle_goes_into_a_project_that_has_added_a_finer_level_since(pipelin
         coarser.close()
 
 
+def test_a_whole_float_in_an_edited_bundle_is_the_int_it_equals(pipeline, tmp_path):
+    """A manifest edited to say `subject: 1.0` (by hand, or by a tool that reads numbers as
+    doubles) had been imported at a float address of its own, beside the project's subject 1:
+    load(subject=1) still gave the project's value. As save does, 1.0 is subject 1."""
+    pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
+    manifest = _manifest(tmp_path / "b")
+    for ref in manifest["refs"]:
+        ref["addr"] = {k: float(v) if k == "subject" else v for k, v in ref["addr"].items()}
+    (tmp_path / "b/scistack-bundle.json").write_text(json.dumps(manifest))
+    assert '"subject": 1.0' in (tmp_path / "b/scistack-bundle.json").read_text()
+    other = _fresh_project(tmp_path / "o")
+    try:
+        ExPeak.save(-1.0, subject=1, session="post")
+        report = other.import_bundle(tmp_path / "b")
+        assert report.superseded == [("ExPeak", {"session": "post", "subject": 1}, {})]
+        assert ExPeak.load(subject=1, session="post").data == pipeline_peak(1, "post")
+        assert {type(r.addr["subject"]) for var in ("ExRaw", "ExFiltered", "ExPeak")
+                for r in other.index.records(var)} == {int}
+        assert [r.summary for r in ExPeak.list_versions(subject=1, session="post")] == [
+            "-1.0", repr(pipeline_peak(1, "post"))]  # one address, the project's value kept as version 1
+    finally:
+        other.close()
+
+
 def pipeline_peak(subject: int, session: str) -> float:
     signal = np.arange(6.0) * subject + (session == "post")
     return float(smooth(signal, 3).max())

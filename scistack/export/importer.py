@@ -4,6 +4,7 @@ Every file the manifest lists is checked against its recorded hash (objects agai
 blake3 oid, open files against their sha256), the schema keys against the project's, and
 every saved record of the manifest (the one file no hash covers) against the rules of `save`,
 before anything is written, so a damaged or edited bundle or a wrong project changes nothing.
+Address and version-key values are taken as save takes them (a whole float is the int it equals).
 Objects are stored byte for byte (the store recomputes each oid: the same oids), call-cache
 entries are added where the project has none for that call key, and each saved record is
 added unless the project already has that value at that address (so importing twice, or
@@ -21,7 +22,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from scistack.address import address_problem
+from scistack.address import address_problem, address_value
 from scistack.database import Database
 from scistack.errors import (BundleDamagedError, ExportError, InvalidMetadataError, InvalidNameError,
                              SchemaMismatchError)
@@ -200,6 +201,9 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
         raise BundleDamagedError(f"{MANIFEST} in {bundle} is malformed ({type(exc).__name__}: {exc}; the "
                                  "manifest was edited or damaged); nothing was imported. Export the bundle "
                                  "again") from exc
+    for ref in manifest["refs"]:  # as save takes them (`address_value`): an edited `subject: 1.0` is
+        for part in ("addr", "vkeys"):  # subject 1, not an address of its own beside the project's 1
+            ref[part] = {k: address_value(v) for k, v in ref[part].items()}
     new_objects = [obj for oid, obj in objects.items() if not db.store.contains(oid)]
     names = {(r["var"], key_of(r["vkeys"])): r["vkeys"] for r in manifest["refs"]}
     try:  # what the project would refuse by name mid-way: refused before anything is written
