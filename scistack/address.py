@@ -81,8 +81,8 @@ def address_problem(value: Any) -> str | None:
 def checked_label(value: Any, said: str, *, closing: str = "", none_ok: bool = False,
                   not_scalar: str = "", then: str = "") -> Any:
     """`address_value(value)` where an address can hold it (None too with `none_ok`: a version
-    key's `note=None`), else the InvalidMetadataError that save, load, undelete, `Fixed` and
-    staged values all give: what the user wrote (`said`, e.g. "EMG.save: subject"), the value,
+    key's `note=None`), else the InvalidMetadataError that save, load, undelete, `Fixed`,
+    for_each's values, save_from_dataframe's rows and staged values all give: what the user wrote (`said`, e.g. "EMG.save: subject"), the value,
     `closing`, why not, `not_scalar` where it is no scalar at all (a list where one value was
     meant), then `then`. (Each had its own copy of this, and load's skipped ints and strings.)"""
     value = address_value(value)

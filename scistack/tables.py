@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, address_value, plain, shown
+from scistack.address import address_value, checked_label, plain, shown
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, UnsupportedValueError
 from scistack.index import key_of
@@ -63,11 +63,8 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
                 raise InvalidMetadataError(
                     f"{var}.save_from_dataframe: row {label!r} has no {key!r} (the schema-key columns "
                     f"{keys} address each row); fill it or drop the row. Nothing was saved")
-            problem = address_problem(value)
-            if problem is not None:
-                raise InvalidMetadataError(f"{var}.save_from_dataframe: row {label!r}: {key}={shown(value)} "
-                                           f"{problem}. Nothing was saved")
-            addr[key] = value
+            addr[key] = checked_label(value, f"{var}.save_from_dataframe: row {label!r}: {key}",
+                                      then=". Nothing was saved")
         text = key_of(addr)
         if text in seen:  # one would silently replace the other (as a newer version)
             raise InvalidMetadataError(

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_problem, address_value, shown, typed
+from scistack.address import checked_label, typed
 from scistack.database import Database
 from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_variable
@@ -203,10 +203,7 @@ def _address_values(key: str, values: Any) -> list[Any]:
             f"for_each({key}=...) takes a list (or any iterable) of values, got {values!r}") from None
     unique: dict[tuple[str, Any], Any] = {}
     for value in values:
-        value = address_value(value)
-        problem = address_problem(value)
-        if problem is not None:
-            raise InvalidMetadataError(f"for_each({key}=...): {shown(value)} {problem}")
+        value = checked_label(value, f"for_each: {key}")
         unique.setdefault(typed(value), value)
     return list(unique.values())
 
