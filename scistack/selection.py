@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import address_value, checked_label, coarser_addresses, query_value, shown
+from scistack.address import MAX_TEXT, address_value, checked_label, coarser_addresses, query_value, shown
 from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
@@ -94,9 +94,14 @@ def _label(var: str, key: str, value: Any) -> Any:
     it, rather than said to match nothing or failing deep in the index. None passes (a version
     key's `note=None`)."""
     for one in value if isinstance(value, list) else (value,):
-        checked_label(one, f"{var}: {key}", none_ok=True,
-                      not_scalar="; to ask for several, give a flat list of them")
+        kind = type(one)  # (a point load's usual labels pass on two comparisons)
+        if not ((kind is int and -_INT64 <= one < _INT64) or (kind is str and len(one) <= MAX_TEXT)):
+            checked_label(one, f"{var}: {key}", none_ok=True,
+                          not_scalar="; to ask for several, give a flat list of them")
     return value
+
+
+_INT64 = 2**63
 
 
 def _param_of_column(column: str, param_names: set[str]) -> str | None:
