@@ -61,6 +61,12 @@ def function_shape(fn: FunctionType) -> Shape:
     return _memoised(code, lambda: _build_function_shape(fn))
 
 
+def known_shape(code: CodeType) -> Shape | None:
+    """The shape already worked out for `code` (by a code walk), else None: nothing is parsed."""
+    entry = _MEMO.get(id(code))
+    return entry[1] if entry is not None and entry[0]() is code else None
+
+
 def class_shape(cls: type) -> Shape:
     """Shape of a class (its whole source, methods included), memoised on the class."""
     return _memoised(cls, lambda: _build_class_shape(cls))

@@ -8,13 +8,28 @@ does); a changed stat re-hashes the file, and only a changed *content* makes the
 
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
-the libraries built on them (numpy, pandas' default engine, json, csv). While a recording is
-active in the thread, paths opened read-only are kept, except the interpreter's own trees,
-installed packages (``site-packages``), Python source and bytecode, ``/proc``, ``/dev``,
-``/sys`` and directories the caller excludes (scistack's own store). A file the call itself
-writes is output, not input. Not seen: files opened by C code that bypasses Python's ``open``
-(HDF5/netCDF C libraries, pyarrow's Parquet reader), files read by other threads or processes
-the function starts, and network reads.
+the libraries built on them (numpy, pandas' default engine, json, csv).
+While a recording is active in the thread, paths opened read-only are kept, except the
+interpreter's own trees, installed packages (``site-packages``), Python source and bytecode,
+``/proc``, ``/dev``, ``/sys`` and directories the caller excludes (scistack's own store). A
+file the call itself writes is output, not input.
+
+Memos: a file read once per process behind a memo (``functools.lru_cache``/``cache``, a module
+global assigned under ``global``, a module-level dict or list filled in place) is opened only by
+the first call that needs it; later calls use the memo's value without opening anything. So a
+read whose callers (project code between the ``open`` and the lineage function) include such a
+memoising function is also remembered for this process under that function's code, with the
+digest of that first read, and added to every later call record of a lineage function whose
+code identity reaches that function (or that saw it fill the memo before): its hits then check
+the file as well. A helper that does not memoise (a per-subject loader) stays its own call's
+input only. A memo keyed by argument (``lru_cache`` over per-subject files) makes every later
+call of the process name every file it has cached so far: needless re-runs, never stale ones.
+
+Not seen: a memo filled outside any recorded call (by the user's code before the loop, or by
+a call made at import; a module-level value loaded at import is module data, which the code
+identity digests instead), memos kept in object attributes or closures; files opened by C code
+that bypasses Python's ``open`` (HDF5/netCDF C libraries, pyarrow's Parquet reader), files
+read by other threads or processes the function starts, and network reads.
 """
 
 from __future__ import annotations
@@ -24,9 +39,11 @@ import os
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from opcode import opmap
+from types import CodeType
 
 import blake3
 
@@ -35,10 +52,26 @@ from scistack.codeid._packages import _is_library_path
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
 # System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
 _SKIP_ROOTS = ("/proc/", "/dev/", "/sys/", "/etc/", "/usr/share/", "/usr/lib/", "/run/")
-_LOCAL = threading.local()
+_USER, _LIBRARY, _OWN = range(3)  # what a frame's module is (`_module_kind`)
+
+
+class _Local(threading.local):
+    stack: list | tuple = ()  # a thread's recordings, innermost last (a list once it records)
+
+
+_LOCAL = _Local()
 _HOOK_LOCK = threading.Lock()
 _HOOKED = False
 _STAT_OK: dict[tuple[str, int, int, int], str] = {}  # stat -> digest verified in this process
+_GLOBAL_WRITES = frozenset({opmap["STORE_GLOBAL"], opmap["DELETE_GLOBAL"]})
+_KINDS: dict[object, int] = {}  # module name -> _USER, _LIBRARY or _OWN
+# Code objects are keyed by id (equal code in another module, or a reloaded one, is another
+# function), and kept alive beside their entries so that the id is not reused.
+_MEMOISES: dict[int, tuple[CodeType, bool, bool]] = {}  # (code, memoises, changes a global)
+# this process's memos: a memoising function's code -> what the reads made under it read, as
+# first read; and a lineage function's code -> the memos its calls filled
+_MEMO_READS: dict[int, tuple[CodeType, dict[str, FileRead]]] = {}
+_FILLED_BY: dict[int, tuple[CodeType, set[int]]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,37 +107,91 @@ class FileRead:
 class _Recording:
     """Paths opened for reading (and for writing) while it is active in this thread."""
 
-    def __init__(self, exclude: tuple[str, ...]) -> None:
+    __slots__ = ("exclude", "root", "read", "written", "callers", "codes")
+
+    def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
+        self.root = root  # the lineage function whose call this records
         self.read: dict[str, None] = {}
         self.written: set[str] = set()
+        self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
+        self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
 
 
 def _hook(event: str, args: tuple) -> None:
     """The audit hook: cheap when nothing records (one comparison and one attribute read)."""
     if event != "open":
         return
-    stack = getattr(_LOCAL, "stack", None)
+    stack = _LOCAL.stack
     if not stack or len(args) != 3:  # an exception here would abort the caller's open()
         return
+    try:
+        _note(args, stack)
+    except Exception:  # noqa: BLE001 - never fail the function's own open
+        pass
+
+
+def _note(args: tuple, stack: list[_Recording]) -> None:
     path, mode, flags = args
     if isinstance(path, bytes):
-        try:
-            path = os.fsdecode(path)
-        except UnicodeDecodeError:
-            return
+        path = os.fsdecode(path)
     if not isinstance(path, str):
         return  # a file descriptor or a path-like object the library resolves itself
+    path = os.path.abspath(path)  # now: the function may change directory later
+    if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
+        return  # never an input (imports open source files: no need to look at the stack)
     if isinstance(mode, str):
         reading = "r" in mode and "+" not in mode
     else:
         reading = (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) == 0
-    path = os.path.abspath(path)  # now: the function may change directory later
-    for recording in stack:
-        if reading:
-            recording.read[path] = None
-        else:
+    if not reading:
+        for recording in stack:
             recording.written.add(path)
+        return
+    callers = _callers(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened)
+    for recording in stack:
+        recording.read[path] = None
+        if callers:
+            recording.callers.setdefault(path, set()).update(callers)
+            recording.codes.update(callers)
+
+
+def _callers(frame: object) -> dict[int, tuple[CodeType, dict]]:
+    """The project code on the stack down to scistack's (the lineage call), with its globals.
+    Frames are told apart by their module's name: reading ``f_code`` raises an audit event,
+    so only the project's frames pay for it."""
+    callers: dict[int, tuple[CodeType, dict]] = {}
+    while frame is not None:
+        namespace = frame.f_globals  # type: ignore[attr-defined]
+        name = namespace.get("__name__")
+        kind = _KINDS.get(name)
+        if kind is None:
+            kind = _KINDS[name] = _module_kind(name, namespace)
+        if kind == _OWN:
+            break
+        if kind == _USER:
+            code = frame.f_code  # type: ignore[attr-defined]
+            callers[id(code)] = (code, namespace)
+        frame = frame.f_back  # type: ignore[attr-defined]
+    return callers
+
+
+def _module_kind(name: object, namespace: dict) -> int:
+    """Whether module `name` is the project's, scistack's or a library's."""
+    if not isinstance(name, str) or name == "__main__":
+        return _USER  # a script, a notebook, code exec'd in a namespace of its own
+    top = name.partition(".")[0]
+    if top == "scistack":
+        return _OWN
+    path = namespace.get("__file__")
+    if top in sys.stdlib_module_names and (not isinstance(path, str) or _is_library_path(path)):
+        return _LIBRARY  # (frozen ones have no file)
+    if not isinstance(path, str):
+        return _USER  # a module made at run time
+    real = os.path.realpath(path)
+    if _is_library_path(real) or any(_under(real, root) for root in _interpreter_roots()):
+        return _LIBRARY
+    return _USER
 
 
 def _install() -> None:
@@ -124,10 +211,12 @@ def _install() -> None:
 
 
 @contextmanager
-def recording_reads(exclude: tuple[str, ...] = ()) -> Iterator[_Recording]:
-    """Record the files opened for reading inside the block (nested blocks all record)."""
+def recording_reads(exclude: tuple[str, ...] = (),
+                    root: Callable | None = None) -> Iterator[_Recording]:
+    """Record the files opened for reading inside the block (nested blocks all record).
+    `root`: the lineage function whose call it is (the memos its code reaches: see above)."""
     _install()
-    recording = _Recording(exclude)
+    recording = _Recording(exclude, root)
     stack = _LOCAL.__dict__.setdefault("stack", [])
     stack.append(recording)
     try:
@@ -137,18 +226,104 @@ def recording_reads(exclude: tuple[str, ...] = ()) -> Iterator[_Recording]:
 
 
 def files_read(recording: _Recording) -> list[FileRead]:
-    """The input files of a finished recording, hashed now (sorted by path)."""
-    found: dict[str, FileRead] = {}
-    if not recording.read:
+    """The inputs of a finished recording, hashed now, and the reads of this process's memos
+    its function reaches (sorted by path)."""
+    if not (recording.read or _MEMO_READS):
         return []
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
+    found: dict[str, FileRead] = {}
     for path in recording.read:
-        if path in recording.written or path in found or not _is_input_file(path, exclude):
+        if path in recording.written or not _is_input_file(path, exclude):
             continue
         entry = _hashed(path)
         if entry is not None:
             found[path] = entry
+    _remember_memos(recording, found)
+    _add_memos(recording, found, exclude)
     return [found[p] for p in sorted(found)]
+
+
+def _remember_memos(recording: _Recording, found: dict[str, FileRead]) -> None:
+    """Reads made under a memoising function: kept for this process's later calls."""
+    root = _code_of(recording.root)
+    filled = _FILLED_BY.setdefault(id(root), (root, set()))[1] if root is not None else set()
+    for path, callers in recording.callers.items():
+        entry = found.get(path)
+        if entry is None:
+            continue
+        for key in callers:
+            code, namespace = recording.codes[key]
+            if _memoises(code, namespace, in_place=code is not root):
+                _MEMO_READS.setdefault(key, (code, {}))[1][path] = entry
+                filled.add(key)
+
+
+def _add_memos(recording: _Recording, found: dict[str, FileRead],
+               exclude: tuple[str, ...]) -> None:
+    """What the memos this call's function reaches read when they were filled (unless the
+    call read it again itself): the call used their values."""
+    if not _MEMO_READS or recording.root is None:
+        return
+    from scistack.codeid.identity import reached_code  # (identity imports the code walk)
+
+    filled = _FILLED_BY.get(id(_code_of(recording.root)), (None, set()))[1]
+    reached = reached_code(recording.root) | filled
+    for key, (_, reads) in list(_MEMO_READS.items()):
+        if key in reached:
+            for path, entry in list(reads.items()):
+                if path in found or path in recording.written:
+                    continue
+                if _is_input_file(path, exclude):
+                    found[path] = entry
+
+
+def _code_of(fn: Callable | None) -> CodeType | None:
+    if fn is None:
+        return None
+    real = getattr(fn, "func", fn)  # a partial
+    real = getattr(real, "__func__", real)  # a method
+    code = getattr(real, "__code__", None)
+    return code if isinstance(code, CodeType) else None
+
+
+def _memoises(code: CodeType, namespace: dict, in_place: bool) -> bool:
+    """Whether the function running `code` keeps what it computes across calls: it is wrapped
+    by ``functools.lru_cache``/``cache``, assigns a module global, or (`in_place`: asked of
+    helpers, not of the lineage function itself, whose ``CALLS.append(x)`` is a log, not a memo)
+    changes one in place."""
+    known = _MEMOISES.get(id(code))
+    if known is None:
+        if len(_MEMOISES) > 10_000:
+            _MEMOISES.clear()
+        memoises = _stores_global(code) or _is_cached(code, namespace)
+        known = _MEMOISES[id(code)] = (code, memoises, _mutates_global(code, namespace))
+    return known[1] or (in_place and known[2])
+
+
+def _stores_global(code: CodeType) -> bool:
+    return not _GLOBAL_WRITES.isdisjoint(code.co_code[::2])  # (wordcode: opcodes at even offsets)
+
+
+def _is_cached(code: CodeType, namespace: dict) -> bool:
+    """The function of `code`, found by its qualified name in its module, is an lru_cache."""
+    parts = code.co_qualname.split(".")
+    if "<locals>" in parts:
+        return False
+    found = namespace.get(parts[0])
+    for part in parts[1:]:
+        found = vars(found).get(part) if hasattr(found, "__dict__") else None
+    wrapped = getattr(found, "__wrapped__", None)
+    return hasattr(found, "cache_info") and getattr(wrapped, "__code__", None) is code
+
+
+def _mutates_global(code: CodeType, namespace: dict) -> bool:
+    """The function of `code` changes a module-level object in place (``_CACHE[key] = v``),
+    from its analysed shape (the code walk made it when the lineage function's identity
+    reached this function)."""
+    from scistack.codeid._shapes import known_shape
+
+    shape = known_shape(code)
+    return shape is not None and any(chain[0] in namespace for chain in shape.mutated)
 
 
 def changed_files(files: list[FileRead]) -> list[str]:
@@ -201,7 +376,7 @@ def _hashed(path: str) -> FileRead | None:
     try:
         st = os.stat(path)
         hasher = blake3.blake3()
-        with open(path, "rb") as handle:  # no recording is active here: not an input
+        with open(path, "rb") as handle:  # (an outer call, if any, saw this path already)
             for block in iter(lambda: handle.read(1 << 20), b""):
                 hasher.update(block)
     except OSError:

@@ -64,7 +64,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from types import FunctionType, MethodType, ModuleType
+from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from scistack.errors import LineageError
@@ -138,6 +138,7 @@ class _Memo:
     guards: Guards
     reads: tuple[tuple[str, object], ...] = ()
     last: FunctionIdentity | None = None  # the last identity with data, reused while equal
+    reached: frozenset[int] | None = None  # `reached_code`, worked out when first asked
 
 
 _Key = tuple[int, str | None]
@@ -184,6 +185,46 @@ def function_identity(fn: Callable[..., Any], *, version: str | None = None) -> 
         return identity
     memo = _remember(key, fn, identity, guards, reads)
     return identity if not reads else _with_data(memo)
+
+
+def reached_code(fn: Callable[..., Any]) -> frozenset[int]:
+    """The ids of the code objects of the project functions `fn`'s identity followed (and of
+    the functions defined inside them; kept alive by the memo's guards): a memo one of them
+    fills in one call serves `fn`'s later calls, which must then name the files it read
+    (``codeid.files``). Empty when `fn` has no memoised walk."""
+    if isinstance(fn, functools.partial):
+        fn = fn.func
+    if isinstance(fn, (MethodType, staticmethod, classmethod)):
+        fn = fn.__func__
+    try:
+        function_identity(fn)
+    except Exception:  # noqa: BLE001 - (a pinned function walked here): its own memos still count
+        return frozenset()
+    memo = _IDENTITIES.get((id(fn), None))
+    if memo is None or memo.ref() is not fn:
+        return frozenset()
+    if memo.reached is None:
+        memo.reached = _codes_within(memo.guards)
+    return memo.reached
+
+
+def _codes_within(guards: Guards) -> frozenset[int]:
+    """Code objects of the functions a walk visited or found bound (a ``functools.lru_cache``
+    wrapper is found by name: its function is unwrapped), nested code included."""
+    found = [code for _, code in guards.codes]
+    for _, _, value in guards.slots:
+        project_class = isinstance(value, type) and is_project_module(value.__module__)
+        for member in vars(value).values() if project_class else (value,):
+            real = unwrap(member)
+            if isinstance(real, FunctionType):
+                found.append(real.__code__)
+    seen: set[int] = set()  # (by id: equal code elsewhere is another function)
+    while found:
+        code = found.pop()
+        if id(code) not in seen:
+            seen.add(id(code))
+            found.extend(c for c in code.co_consts if isinstance(c, CodeType))
+    return frozenset(seen)
 
 
 def _with_data(memo: _Memo) -> FunctionIdentity:

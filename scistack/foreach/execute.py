@@ -74,7 +74,7 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], sp
                 os.unlink(path)
         given = [r.bound.record["file"] for r in task.inputs.values() if "oid" in r.bound.record
                  and "file" in r.bound.record and "writes" not in r.bound.record]  # PathInputs
-        with reads_of_call(store, given) as files, running(getattr(fn, "__name__", "the function")):
+        with reads_of_call(store, given, fn) as files, running(getattr(fn, "__name__", "the function")):
             args = [values.pop(n) for n in task.positional if n in values]
             result = fn(*args, **values)
         duration = time.perf_counter() - t0

@@ -56,12 +56,13 @@ def store_excludes(store: ObjectStore) -> tuple[str, ...]:
 
 
 @contextmanager
-def reads_of_call(store: ObjectStore, inputs: Iterable[str] = ()) -> Iterator[list[FileRead]]:
+def reads_of_call(store: ObjectStore, inputs: Iterable[str] = (), root: Any = None) -> Iterator[list[FileRead]]:
     """Record the input files opened inside the block; the list is filled when it ends.
     `inputs`: files the call key holds by content already (a `PathInput`'s): not listed, so
-    that moving the raw data's folder (the same content elsewhere) stays a cache hit."""
+    that moving the raw data's folder (the same content elsewhere) stays a cache hit. `root`:
+    the function called (the files its memos read in earlier calls are its inputs too)."""
     found: list[FileRead] = []
-    with recording_reads(store_excludes(store)) as recording:
+    with recording_reads(store_excludes(store), root) as recording:
         yield found
     known = {os.path.abspath(p) for p in inputs}
     found.extend(f for f in files_read(recording) if f.path not in known)

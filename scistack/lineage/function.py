@@ -235,7 +235,7 @@ class LineageFunction:
         """Execute on a cache miss and record the call."""
         args, kwargs = plain_arguments(self.signature, bound, inputs)
         started, t0 = utc_now(), time.perf_counter()
-        with reads_of_call(ctx.store) as files, running(self.name):
+        with reads_of_call(ctx.store, root=self.fn) as files, running(self.name):
             out = self.fn(*args, **kwargs)
         duration = time.perf_counter() - t0
         multi = isinstance(out, tuple)

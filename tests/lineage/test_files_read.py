@@ -1,18 +1,24 @@
 """Files a lineage function opens are inputs: also when for_each runs it in worker processes,
-and also when the call was made before a database existed (then copied into one)."""
+when the call was made before a database existed (then copied into one), and when a memo
+opened them in an earlier call of the process."""
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
 import multiprocessing
+import os
 import sys
+import textwrap
+import uuid
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from scistack import BaseVariable, for_each
 from scistack.records import read_call
+from scistack.report.status import status_grid
 
 
 class FrIn(BaseVariable):
@@ -20,6 +26,10 @@ class FrIn(BaseVariable):
 
 
 class FrOut(BaseVariable):
+    pass
+
+
+class FrMid(BaseVariable):
     pass
 
 
@@ -85,3 +95,134 @@ def test_a_call_made_in_memory_keeps_its_files_when_copied_into_a_database(
     finally:
         db.close()
         database_module._current = None
+
+
+# --- reads behind a memo, missing files, folder listings ------------------------------------
+
+
+class Steps:
+    """A package of lineage steps under tmp_path, imported afresh (as a new process would)."""
+
+    def __init__(self, tmp_path: Path, monkeypatch) -> None:
+        self.name = f"fr_{uuid.uuid4().hex[:10]}"
+        self.dir = tmp_path / self.name
+        self.dir.mkdir()
+        (self.dir / "__init__.py").write_text("")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        monkeypatch.setattr(sys, "dont_write_bytecode", True)
+
+    def write(self, source: str) -> None:
+        (self.dir / "steps.py").write_text(textwrap.dedent(source))
+
+    def load(self) -> object:
+        """A fresh import: memos start empty, as in a new process."""
+        for key in [k for k in sys.modules if k == self.name or k.startswith(self.name + ".")]:
+            del sys.modules[key]
+        importlib.invalidate_caches()
+        return importlib.import_module(f"{self.name}.steps")
+
+
+def _run(steps: Steps, fn: str = "proc", subjects=(1, 2)) -> tuple[list[str], list[float]]:
+    """for_each over the subjects: the statuses, and the values then saved."""
+    report = for_each(getattr(steps.load(), fn), inputs={"x": FrIn}, outputs=[FrOut],
+                      subject=list(subjects), session=["a"])
+    assert not report.failures, report.failures[0].traceback
+    return [i.status for i in report.items], [float(FrOut.load(subject=s, session="a").data) for s in subjects]
+
+
+def _statuses(db, subjects=(1, 2)) -> list[str]:
+    grid = status_grid(db, ["FrOut"])
+    return [grid.cell("FrOut", {"subject": s, "session": "a"}).status for s in subjects]
+
+
+def _recorded(db, subject: int) -> list[tuple[str, str]]:
+    record = read_call(db.store, FrOut.load(subject=subject, session="a").record.call)
+    return [(os.path.basename(f["path"]), f.get("kind", "file")) for f in record.extra.get("files", [])]
+
+
+def _save_inputs() -> None:
+    for subject in (1, 2):
+        FrIn.save(10.0 * subject, subject=subject, session="a")
+
+
+MEMOS = {
+    "lru_cache": """
+        @functools.lru_cache(maxsize=None)
+        def config():
+            with open(os.path.join(HERE, "cfg.json")) as f:
+                return json.load(f)
+    """,
+    "global": """
+        _CFG = None
+        def config():
+            global _CFG
+            if _CFG is None:
+                _CFG = read_json("cfg.json")  # the open is in a plain helper below the memo
+            return _CFG
+    """,
+    "dict": """
+        _CACHE = {}
+        def config():
+            if "cfg" not in _CACHE:
+                _CACHE["cfg"] = read_json("cfg.json")
+            return _CACHE["cfg"]
+    """,
+}
+HEAD = textwrap.dedent("""
+    import functools, json, os
+    from scistack import lineage_fcn
+    HERE = os.path.dirname(__file__)
+    CALLS = []
+    def read_json(name):
+        with open(os.path.join(HERE, name)) as f:
+            return json.load(f)
+""")
+
+
+@pytest.mark.parametrize("memo", sorted(MEMOS))
+def test_a_file_read_once_behind_a_memo_is_an_input_of_every_later_call(project, tmp_path, monkeypatch, memo):
+    """Only the first call of a process opens a memoised config: every call used it, so every
+    call record names it (subject 2 was served the old result forever)."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(MEMOS[memo]) + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            CALLS.append(x)  # a log the function keeps: not a memo of the subject file below
+            return x * config()["k"] + read_json(f"s{int(x)}.json")
+    """))
+    (steps.dir / "cfg.json").write_text('{"k": 2}')
+    for subject in (1, 2):
+        (steps.dir / f"s{10 * subject}.json").write_text("0")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    # each call names the memo's file and its own subject's file, not the other subject's
+    assert _recorded(project, 1) == [("cfg.json", "file"), ("s10.json", "file")]
+    assert _recorded(project, 2) == [("cfg.json", "file"), ("s20.json", "file")]
+    assert _run(steps) == (["cached", "cached"], [20.0, 40.0])
+
+    (steps.dir / "cfg.json").write_text('{"k": 3}')
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _statuses(project) == ["done", "done"]
+
+
+def test_a_memo_filled_by_one_step_is_an_input_of_another_step_reaching_it(project, tmp_path, monkeypatch):
+    """Two steps share a memoised config; the first fills it, so the second never opens it."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(MEMOS["lru_cache"]) + textwrap.dedent("""
+        @lineage_fcn
+        def first(x):
+            return x + config()["k"]
+        @lineage_fcn
+        def proc(x):
+            return x * config()["k"]
+    """))
+    (steps.dir / "cfg.json").write_text('{"k": 2}')
+    _save_inputs()
+    module = steps.load()
+    run = dict(inputs={"x": FrIn}, subject=[1, 2], session=["a"])
+    for_each(module.first, outputs=[FrMid], **run)
+    for_each(module.proc, outputs=[FrOut], **run)  # the same process: the memo is full
+    assert _recorded(project, 1) == _recorded(project, 2) == [("cfg.json", "file")]
+    (steps.dir / "cfg.json").write_text('{"k": 3}')
+    assert _statuses(project) == ["stale", "stale"]
