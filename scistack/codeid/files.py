@@ -8,11 +8,21 @@ does); a changed stat re-hashes the file, and only a changed *content* makes the
 
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
-the libraries built on them (numpy, pandas' default engine, json, csv).
+the libraries built on them (numpy, pandas' default engine, json, csv), and every
+``os.listdir``/``os.scandir`` (``glob``, ``pathlib``'s ``iterdir``/``glob``, ``os.walk``).
 While a recording is active in the thread, paths opened read-only are kept, except the
 interpreter's own trees, installed packages (``site-packages``), Python source and bytecode,
 ``/proc``, ``/dev``, ``/sys`` and directories the caller excludes (scistack's own store). A
 file the call itself writes is output, not input.
+
+What the function's own code looked for is an input too, when the code that asked is the
+project's (the nearest caller, past ``pathlib``/``io``/``glob``/``os`` and the like, is not a
+library nor the import system, which probe and list directories all the time):
+
+* a path it tried to open that does not exist (``try: open("override.json") except
+  FileNotFoundError``) is recorded *absent*: the hit misses once the file appears;
+* a directory it listed is recorded by a digest of its sorted entry names (database
+  write-ahead logs left out): a file added, removed or renamed there misses the hit.
 
 Memos: a file read once per process behind a memo (``functools.lru_cache``/``cache``, a module
 global assigned under ``global``, a module-level dict or list filled in place) is opened only by
@@ -27,9 +37,12 @@ call of the process name every file it has cached so far: needless re-runs, neve
 
 Not seen: a memo filled outside any recorded call (by the user's code before the loop, or by
 a call made at import; a module-level value loaded at import is module data, which the code
-identity digests instead), memos kept in object attributes or closures; files opened by C code
-that bypasses Python's ``open`` (HDF5/netCDF C libraries, pyarrow's Parquet reader), files
-read by other threads or processes the function starts, and network reads.
+identity digests instead), memos kept in object attributes or closures; a file's existence
+tested without opening it (``os.path.exists``, ``os.path.isfile``, ``Path.exists``,
+``os.stat``: no audit event is raised for them); missing paths and listings asked for by
+library code (a ``pd.read_csv`` of a missing file inside ``try``); files opened by C code that
+bypasses Python's ``open`` (HDF5/netCDF C libraries, pyarrow's Parquet reader), files read by
+other threads or processes the function starts, and network reads.
 """
 
 from __future__ import annotations
@@ -52,7 +65,13 @@ from scistack.codeid._packages import _is_library_path
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
 # System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
 _SKIP_ROOTS = ("/proc/", "/dev/", "/sys/", "/etc/", "/usr/share/", "/usr/lib/", "/run/")
-_USER, _LIBRARY, _OWN = range(3)  # what a frame's module is (`_module_kind`)
+_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+# standard-library modules that only open or list what their caller names: a path they look
+# for is the caller's (``Path(p).read_text()``, ``glob.glob``, ``os.walk``, ``configparser.read``)
+_WRAPPERS = frozenset({"pathlib", "io", "_pyio", "codecs", "gzip", "bz2", "lzma", "configparser",
+                       "fileinput", "glob", "fnmatch", "os", "posixpath", "ntpath", "genericpath",
+                       "shutil", "tarfile", "zipfile"})
+_USER, _WRAPPER, _LIBRARY, _OWN = range(4)  # what a frame's module is (`_module_kind`)
 
 
 class _Local(threading.local):
@@ -64,7 +83,7 @@ _HOOK_LOCK = threading.Lock()
 _HOOKED = False
 _STAT_OK: dict[tuple[str, int, int, int], str] = {}  # stat -> digest verified in this process
 _GLOBAL_WRITES = frozenset({opmap["STORE_GLOBAL"], opmap["DELETE_GLOBAL"]})
-_KINDS: dict[object, int] = {}  # module name -> _USER, _LIBRARY or _OWN
+_KINDS: dict[object, int] = {}  # module name -> _USER, _WRAPPER, _LIBRARY or _OWN
 # Code objects are keyed by id (equal code in another module, or a reloaded one, is another
 # function), and kept alive beside their entries so that the id is not reused.
 _MEMOISES: dict[int, tuple[CodeType, bool, bool]] = {}  # (code, memoises, changes a global)
@@ -76,63 +95,78 @@ _FILLED_BY: dict[int, tuple[CodeType, set[int]]] = {}
 
 @dataclass(frozen=True, slots=True)
 class FileRead:
-    """One file a call read: where, its stat when read, and its content digest."""
+    """One input a call read: a file (its stat when read and content digest); a path it
+    looked for that was absent (``kind="absent"``); or a directory it listed
+    (``kind="listing"``: its stat and the digest of its sorted entry names)."""
 
     path: str
     size: int
     mtime_ns: int
     inode: int
     digest: str
+    kind: str = "file"
 
     def to_value(self) -> dict[str, object]:
-        return {
+        if self.kind == "absent":
+            return {"path": self.path, "kind": "absent"}
+        value: dict[str, object] = {
             "path": self.path,
             "size": self.size,
             "mtime_ns": self.mtime_ns,
             "inode": self.inode,
             "blake3": self.digest,
         }
+        return value if self.kind == "file" else {**value, "kind": self.kind}
 
     @classmethod
     def from_value(cls, value: dict) -> FileRead:
+        kind = str(value.get("kind", "file"))
+        if kind == "absent":
+            return cls(str(value["path"]), -1, -1, 0, "", kind)
+        if kind not in ("file", "listing"):
+            raise ValueError(f"unknown kind of file input {kind!r}")
         return cls(
             str(value["path"]),
             int(value["size"]),
             int(value["mtime_ns"]),
             int(value.get("inode", 0)),
             str(value["blake3"]),
+            kind,
         )
 
 
 class _Recording:
-    """Paths opened for reading (and for writing) while it is active in this thread."""
+    """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "written", "callers", "codes")
+    __slots__ = ("exclude", "root", "read", "written", "listed", "callers", "codes")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
         self.root = root  # the lineage function whose call this records
-        self.read: dict[str, None] = {}
+        self.read: dict[str, bool] = {}  # path -> the project's own code looked for it
         self.written: set[str] = set()
+        self.listed: dict[str, None] = {}  # directories the project's own code listed
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
 
 
 def _hook(event: str, args: tuple) -> None:
-    """The audit hook: cheap when nothing records (one comparison and one attribute read)."""
-    if event != "open":
+    """The audit hook: cheap when nothing records (a set lookup and one attribute read)."""
+    if event not in _EVENTS:
         return
     stack = _LOCAL.stack
-    if not stack or len(args) != 3:  # an exception here would abort the caller's open()
+    if not stack or not args:  # an exception here would abort the caller's open()
         return
     try:
-        _note(args, stack)
-    except Exception:  # noqa: BLE001 - never fail the function's own open
+        _note(event, args, stack)
+    except Exception:  # noqa: BLE001 - never fail the function's own open or listdir
         pass
 
 
-def _note(args: tuple, stack: list[_Recording]) -> None:
-    path, mode, flags = args
+def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
+    path = args[0]
+    if path is None and event != "open":
+        path = "."  # os.listdir() lists the working directory
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not isinstance(path, str):
@@ -140,26 +174,33 @@ def _note(args: tuple, stack: list[_Recording]) -> None:
     path = os.path.abspath(path)  # now: the function may change directory later
     if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
         return  # never an input (imports open source files: no need to look at the stack)
-    if isinstance(mode, str):
-        reading = "r" in mode and "+" not in mode
-    else:
-        reading = (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) == 0
-    if not reading:
-        for recording in stack:
-            recording.written.add(path)
-        return
-    callers = _callers(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened)
+    if event == "open":
+        mode, flags = args[1], args[2]
+        if isinstance(mode, str):
+            reading = "r" in mode and "+" not in mode
+        else:
+            reading = (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) == 0
+        if not reading:
+            for recording in stack:
+                recording.written.add(path)
+            return
+    own, callers = _callers(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened or listed)
     for recording in stack:
-        recording.read[path] = None
+        if event == "open":
+            recording.read[path] = own or recording.read.get(path, False)
+        elif own:
+            recording.listed[path] = None
         if callers:
             recording.callers.setdefault(path, set()).update(callers)
             recording.codes.update(callers)
 
 
-def _callers(frame: object) -> dict[int, tuple[CodeType, dict]]:
-    """The project code on the stack down to scistack's (the lineage call), with its globals.
+def _callers(frame: object) -> tuple[bool, dict[int, tuple[CodeType, dict]]]:
+    """Whether the project's own code asked (the nearest caller past the wrappers), and the
+    project code on the stack from there down to scistack's (the lineage call), with globals.
     Frames are told apart by their module's name: reading ``f_code`` raises an audit event,
     so only the project's frames pay for it."""
+    own: bool | None = None
     callers: dict[int, tuple[CodeType, dict]] = {}
     while frame is not None:
         namespace = frame.f_globals  # type: ignore[attr-defined]
@@ -172,12 +213,15 @@ def _callers(frame: object) -> dict[int, tuple[CodeType, dict]]:
         if kind == _USER:
             code = frame.f_code  # type: ignore[attr-defined]
             callers[id(code)] = (code, namespace)
+            own = True if own is None else own
+        elif kind == _LIBRARY and own is None:
+            own = False
         frame = frame.f_back  # type: ignore[attr-defined]
-    return callers
+    return bool(own), callers
 
 
 def _module_kind(name: object, namespace: dict) -> int:
-    """Whether module `name` is the project's, scistack's or a library's."""
+    """Whether module `name` is the project's, scistack's, a library's or a file wrapper's."""
     if not isinstance(name, str) or name == "__main__":
         return _USER  # a script, a notebook, code exec'd in a namespace of its own
     top = name.partition(".")[0]
@@ -185,7 +229,7 @@ def _module_kind(name: object, namespace: dict) -> int:
         return _OWN
     path = namespace.get("__file__")
     if top in sys.stdlib_module_names and (not isinstance(path, str) or _is_library_path(path)):
-        return _LIBRARY  # (frozen ones have no file)
+        return _WRAPPER if top in _WRAPPERS else _LIBRARY  # (frozen ones have no file)
     if not isinstance(path, str):
         return _USER  # a module made at run time
     real = os.path.realpath(path)
@@ -228,16 +272,26 @@ def recording_reads(exclude: tuple[str, ...] = (),
 def files_read(recording: _Recording) -> list[FileRead]:
     """The inputs of a finished recording, hashed now, and the reads of this process's memos
     its function reaches (sorted by path)."""
-    if not (recording.read or _MEMO_READS):
+    if not (recording.read or recording.listed or _MEMO_READS):
         return []
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
     found: dict[str, FileRead] = {}
-    for path in recording.read:
-        if path in recording.written or not _is_input_file(path, exclude):
+    for path, own in recording.read.items():
+        if path in recording.written or not _is_input_path(path, exclude):
             continue
-        entry = _hashed(path)
+        if os.path.isfile(path):
+            entry = _hashed(path)
+        elif own and not os.path.lexists(path):
+            entry = FileRead(path, -1, -1, 0, "", "absent")
+        else:
+            continue  # a directory, a socket, a pipe; or a missing path a library looked for
         if entry is not None:
             found[path] = entry
+    for path in recording.listed:
+        if path not in found and _is_input_path(path, exclude):
+            entry = _listing(path)
+            if entry is not None:
+                found[path] = entry
     _remember_memos(recording, found)
     _add_memos(recording, found, exclude)
     return [found[p] for p in sorted(found)]
@@ -273,7 +327,7 @@ def _add_memos(recording: _Recording, found: dict[str, FileRead],
             for path, entry in list(reads.items()):
                 if path in found or path in recording.written:
                     continue
-                if _is_input_file(path, exclude):
+                if _is_input_path(path, exclude):
                     found[path] = entry
 
 
@@ -327,18 +381,23 @@ def _mutates_global(code: CodeType, namespace: dict) -> bool:
 
 
 def changed_files(files: list[FileRead]) -> list[str]:
-    """Paths whose content differs from when they were read (a missing file has changed)."""
+    """Paths whose content differs from when they were read (a missing file has changed; an
+    absent one that now exists has; a listed directory whose names differ has)."""
     changed = []
     for f in files:
         try:
             st = os.stat(f.path)
         except OSError:
+            if f.kind != "absent":
+                changed.append(f.path)
+            continue
+        if f.kind == "absent":
             changed.append(f.path)
             continue
         stamp = (f.path, st.st_size, st.st_mtime_ns, st.st_ino)
         if stamp[1:] == (f.size, f.mtime_ns, f.inode) or _STAT_OK.get(stamp) == f.digest:
             continue  # the cheap check: same size, mtime and inode
-        now = _hashed(f.path)
+        now = _listing(f.path) if f.kind == "listing" else _hashed(f.path)
         if now is None or now.digest != f.digest:
             changed.append(f.path)
         else:
@@ -348,11 +407,9 @@ def changed_files(files: list[FileRead]) -> list[str]:
     return changed
 
 
-def _is_input_file(path: str, exclude: tuple[str, ...]) -> bool:
+def _is_input_path(path: str, exclude: tuple[str, ...]) -> bool:
     if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
         return False
-    if not os.path.isfile(path):
-        return False  # directories (os.scandir), sockets, pipes
     real = os.path.realpath(path)
     if _is_library_path(real) or any(_under(real, root) for root in _interpreter_roots()):
         return False
@@ -382,3 +439,17 @@ def _hashed(path: str) -> FileRead | None:
     except OSError:
         return None
     return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, hasher.hexdigest())
+
+
+def _listing(path: str) -> FileRead | None:
+    """Stat of a directory and the blake3 of its sorted entry names (stat first, as above).
+    Write-ahead logs come and go while a database in the folder is written: left out."""
+    try:
+        st = os.stat(path)
+        names = sorted(n for n in os.listdir(path) if not n.endswith(".wal"))
+    except OSError:
+        return None
+    digest = blake3.blake3("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+    return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, "listing")
+
+

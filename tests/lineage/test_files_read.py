@@ -1,6 +1,6 @@
 """Files a lineage function opens are inputs: also when for_each runs it in worker processes,
-when the call was made before a database existed (then copied into one), and when a memo
-opened them in an earlier call of the process."""
+when the call was made before a database existed (then copied into one), when a memo opened
+them in an earlier call of the process, when they were absent, and folders it listed."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scistack import BaseVariable, for_each
+from scistack import BaseVariable, for_each, why
 from scistack.records import read_call
 from scistack.report.status import status_grid
 
@@ -226,3 +226,72 @@ def test_a_memo_filled_by_one_step_is_an_input_of_another_step_reaching_it(proje
     assert _recorded(project, 1) == _recorded(project, 2) == [("cfg.json", "file")]
     (steps.dir / "cfg.json").write_text('{"k": 3}')
     assert _statuses(project) == ["stale", "stale"]
+
+
+def test_a_file_absent_when_the_call_ran_is_an_input_once_it_appears(project, tmp_path, monkeypatch):
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            try:
+                k = read_json("override.json")
+            except FileNotFoundError:
+                k = 2
+            return x * k
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 2) == [("override.json", "absent")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "override.json").write_text("3")
+    assert _statuses(project) == ["stale", "stale"]
+    report = why(FrOut, subject=1, session="a")
+    assert [(r.kind, r.name) for r in report.reasons] == [("file", str(steps.dir / "override.json"))]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _recorded(project, 2) == [("override.json", "file")]
+
+
+LISTINGS = {
+    "glob": "sum(json.load(open(p)) for p in sorted(glob.glob(os.path.join(HERE, 'data', '*.json'))))",
+    "listdir": "len(os.listdir(os.path.join(HERE, 'data')))",
+    "pathlib": "len(list(pathlib.Path(HERE, 'data').iterdir()))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(LISTINGS))
+def test_a_folder_listed_is_an_input_and_a_file_added_to_it_misses_the_hit(project, tmp_path, monkeypatch, how):
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + f"import glob, pathlib\n@lineage_fcn\ndef proc(x):\n    return x * {LISTINGS[how]}\n")
+    (steps.dir / "data").mkdir()
+    for name in ("a", "b"):
+        (steps.dir / "data" / f"{name}.json").write_text("1")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert ("data", "listing") in _recorded(project, 1)
+    os.utime(steps.dir / "data")  # touched, the same entries: still a hit
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "data" / "c.json").write_text("1")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+def test_folders_listed_by_libraries_and_the_import_system_are_not_inputs(project, tmp_path, monkeypatch):
+    """The import system lists the folders it imports from, library code lists its own and
+    looks for files that are not there: none of it is the function's input."""
+    steps = Steps(tmp_path, monkeypatch)
+    (steps.dir / "late.py").write_text("K = 1\n")
+    steps.write(HEAD + textwrap.dedent(f"""
+        import importlib, pkgutil
+        @lineage_fcn
+        def proc(x):
+            importlib.invalidate_caches()
+            late = importlib.import_module("{steps.name}.late")  # lists the package's folder
+            modules = list(pkgutil.iter_modules([HERE]))  # a library lists it too
+            here = len(os.listdir(os.path.dirname(json.__file__)))  # the standard library
+            return x * (late.K + len(os.listdir(os.path.join(HERE, "data"))))
+    """))
+    (steps.dir / "data").mkdir()
+    (steps.dir / "data" / "a.json").write_text("1")
+    _save_inputs()
+    assert _run(steps, subjects=(1,)) == (["ran"], [20.0])
+    assert _recorded(project, 1) == [("data", "listing")]
