@@ -218,7 +218,8 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, whole:
     says why), FAILED (the last run failed there) or - (missing).
 
     Functions are imported from the modules that defined them (the project folder is
-    on the import path); functions of a script run as __main__ cannot be compared.
+    on the import path); a function of a script run as __main__ is judged from the
+    script's text, where that settles it.
     """
     from scistack.report.status import status_grid, status_summary
 
