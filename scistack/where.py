@@ -10,6 +10,7 @@ it in a private in-memory DuckDB with external access off: it cannot read or wri
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -103,8 +104,10 @@ def check_predicate(where: str, columns: Sequence[str], *, params: Sequence[Any]
     tokens = _tokens(where)
     for name in _names(tokens):
         if name.lower() not in known:
+            close = difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.6)
+            guess = f"did you mean {next(c for c in columns if c.lower() == close[0])!r}? " if close else ""
             raise QueryError(
-                f"where={where!r}: {name!r} is not a column here; the columns are "
+                f"where={where!r}: {name!r} is not a column here; {guess}the columns are "
                 f"{', '.join(columns)} (strings need single quotes: 'pre')")
     placeholders = sum(kind == "param" for kind, _, _ in tokens)
     if placeholders != len(params):

@@ -16,6 +16,7 @@ from scistack.address import MAX_TEXT
 from scistack.errors import (
     EmptyVariableError,
     InvalidMetadataError,
+    QueryError,
     UnknownMetadataKeyError,
     VariableNotFoundError,
 )
@@ -182,3 +183,13 @@ def test_where_and_distribute_are_not_suggested_as_inputs(project):
         assert f"for_each has no option {option}=" in str(err.value) and "inputs=" not in str(err.value)
     with pytest.raises(InvalidMetadataError, match=r"parameters of the function.*inputs="):
         for_each(ms_double, inputs={}, outputs=[MsOut], subject=[1], x=3)
+
+
+def test_a_misspelt_column_in_where_names_the_one_meant(project):
+    """`where="sesion = 'pre'"` listed the columns; `load(sesion=...)` also says which key
+    was meant, and so does `where=` now."""
+    MsRaw.save(1.0, subject=1, session="pre")
+    with pytest.raises(QueryError, match="'sesion' is not a column here; did you mean 'session'\\?"):
+        MsRaw.load_all(where="sesion = 'pre'")
+    with pytest.raises(QueryError, match="not a column here; the columns are"):  # nothing near
+        MsRaw.load_all(where="zzz = 1")
