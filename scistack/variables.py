@@ -17,7 +17,7 @@ schema (subject only) is allowed: the address is the schema keys given.
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import threading
 import time
 import warnings
@@ -39,7 +39,7 @@ from scistack.errors import (
 )
 from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
-from scistack.index import RefRecord, check_identifier
+from scistack.index import Deletion, RefRecord, check_identifier
 from scistack.index.state import select_from
 from scistack.lineage.calls import unwrap_inputs
 from scistack.lineage.context import copy_lineage
@@ -355,11 +355,15 @@ class BaseVariable:
 
     @classmethod
     def undelete(cls, **metadata: Any) -> int:
-        """Bring back records `delete` (or `scistack rm`) removed, every one matching
-        `metadata` (schema and version keys; a list means any of; none: all of the variable's;
-        `version=` the deleted version of that number), as new versions holding the same values
-        and lineage, in the order they were saved.
-        Possible until `scistack gc` reclaims the values. An address saved again since its
+        """Undo the last delete (or `scistack rm`) of records matching `metadata` (schema and
+        version keys; a list means any of; none: all of the variable's): the records it
+        removed come back as new versions holding the same values and lineage, in the order
+        they were saved, once (one live again since, brought back or its value saved again,
+        is not brought back twice). Records older deletes removed (a version deleted on
+        purpose, a retention rule's) stay deleted: bringing every deleted record back made
+        a bad version deleted long ago current again. `version=` brings back the deleted
+        version of that number, whichever delete removed it.
+        Possible until `scistack gc` reclaims the values. An address saved again since the
         delete keeps what it has now. Returns how many came back."""
         result = undelete_records(get_database(), cls.__name__, metadata)
         if result.note:
@@ -379,6 +383,8 @@ class Undeleted:
     reclaimed: list[RefRecord]   # values gc has freed since
     taken: list[RefRecord]       # at addresses saved again since the delete
     schema_keys: tuple[str, ...] = ()  # (the order addresses are shown in)
+    again: list[RefRecord] = ()  # live again since the delete (brought back, or saved again)
+    older: list[RefRecord] = ()  # removed by an older delete than the one undone: left deleted
 
     @property
     def note(self) -> str:
@@ -389,44 +395,61 @@ class Undeleted:
         if self.taken:
             parts.append(f"{len(self.taken)} left deleted: their address holds records again since the delete "
                          f"(saved or brought back; e.g. {_where(self.taken[0], self.schema_keys)}), and keeps them")
+        if self.again:
+            parts.append(f"{len(self.again)} back already (brought back or saved again since the delete; "
+                         f"e.g. {_where(self.again[0], self.schema_keys)})")
+        if self.older:
+            first = self.older[0]
+            parts.append(f"{len(self.older)} removed by an older delete left deleted (e.g. "
+                         f"{_where(first, self.schema_keys)}, version={first.version}; "
+                         f"undelete(..., version=N) brings one back)")
         return f"{len(self.back)} record(s) back; " + "; ".join(parts) if parts else ""
 
 
 def undelete_records(db: Database, name: str, metadata: dict[str, Any],
-                     deleted: list[RefRecord] | None = None) -> Undeleted:
-    """`BaseVariable.undelete` by the variable's name (the CLI's `scistack undelete`);
-    `deleted`: the variable's deleted records, when the caller has read them already."""
+                     deleted: list[Deletion] | None = None) -> Undeleted:
+    """`BaseVariable.undelete` by the variable's name (the CLI's `scistack undelete`): what
+    the last delete of matching records removed, or with `version=` that deleted version;
+    `deleted`: the variable's deletions, when the caller has read them already."""
     # (in version order: each address's records come back in the order they were saved)
     # (matched as load matches: the index's `select_from`, a list meaning any of)
     metadata = dict(metadata)
     version = metadata.pop("version", None)  # (a reserved name: never an address or version key)
     query = label_query(name, metadata)  # (a NaN refused as load refuses it)
-    deleted = db.index.deleted_records(name) if deleted is None else deleted
-    unknown = [k for k in query if k not in db.schema_keys and not any(k in r.vkeys for r in deleted)]
+    deleted = db.index.deletions(name).get(name, []) if deleted is None else deleted
+    unknown = [k for k in query if k not in db.schema_keys and not any(k in d.record.vkeys for d in deleted)]
     if unknown:  # (a misspelt key had said only that nothing deleted matched)
-        raise UnknownMetadataKeyError(unknown_keys_message(db, name, unknown, {k for r in deleted for k in r.vkeys}))
+        vkeys = {k for d in deleted for k in d.record.vkeys}
+        raise UnknownMetadataKeyError(unknown_keys_message(db, name, unknown, vkeys))
     groups: dict[str, list[RefRecord]] = {}
-    for record in deleted:
-        groups.setdefault(record.addr_key, []).append(record)
-    chosen = sorted(select_from(groups.values(), {k: v for k, v in query.items() if k in db.schema_keys},
-                                {k: v for k, v in query.items() if k not in db.schema_keys}, {},
-                                all_versions=True), key=lambda r: r.version)
+    for deletion in deleted:
+        groups.setdefault(deletion.record.addr_key, []).append(deletion.record)
+    matching = select_from(groups.values(), {k: v for k, v in query.items() if k in db.schema_keys},
+                           {k: v for k, v in query.items() if k not in db.schema_keys}, {}, all_versions=True)
+    slots = {_slot(r) for r in matching}
+    matched = [d for d in deleted if _slot(d.record) in slots]  # (in journal order)
     if version is not None:
-        chosen = [r for r in chosen if r.version == version]
-    if not chosen:
+        matched = [d for d in matched if d.record.version == version]
+    if not matched:
         asked = {**metadata, **({"version": version} if version is not None else {})}
         wanted = " matching " + ", ".join(f"{k}={shown(v)}" for k, v in asked.items()) if asked else ""
         raise VariableNotFoundError(f"{name} has no deleted record{wanted} to bring back "
                                     f"({name}.list_versions(...) shows what is saved)")
-    return bring_back(db, name, chosen)
+    if version is not None:  # asked by its number: back even if the address was saved again since
+        return bring_back(db, name, matched, named=True)
+    last = matched[-1].t  # (one time for the records one delete removed)
+    result = bring_back(db, name, [d for d in matched if d.t == last])
+    since = _saved_since(db, name, [d for d in matched if d.t != last])
+    return replace(result, older=[d.record for d in matched if d.t != last and since[_slot(d.record)] != "again"])
 
 
-def bring_back(db: Database, name: str, chosen: list[RefRecord]) -> Undeleted:
-    """Put deleted records of `name` back as new versions (oldest first), except at an
-    address saved again since, or whose value gc has freed."""
-    live = {(r.addr_key, r.vkeys_key) for r in chosen
-            if db.index.current_at(name, r.addr_key, r.vkeys_key) is not None}
-    free = [r for r in chosen if (r.addr_key, r.vkeys_key) not in live]
+def bring_back(db: Database, name: str, chosen: list[Deletion], *, named: bool = False) -> Undeleted:
+    """Put deleted records of `name` back as new versions (oldest first), except one live
+    again since its delete (brought back already, or its value saved again), one whose value
+    gc has freed, and (unless `named` by its version) one at an address saved again since."""
+    since = _saved_since(db, name, chosen)
+    records = sorted((d.record for d in chosen), key=lambda r: r.version)
+    free = [r for r in records if not since[_slot(r)] or (named and since[_slot(r)] == "other")]
     stored = {r.oid for r in free if db.store.contains(r.oid)}
     back = [r for r in free if r.oid in stored]
     freshen_lineage(db.store, [o for r in back for o in (r.oid, r.call)], set())  # (a gc running now keeps them)
@@ -434,7 +457,24 @@ def bring_back(db: Database, name: str, chosen: list[RefRecord]) -> Undeleted:
         for r in back:
             db.index.put_ref(name, r.addr, r.vkeys, r.oid, r.kind, call=r.call, params=r.params, summary=r.summary)
     return Undeleted(back, [r for r in free if r.oid not in stored],
-                     [r for r in chosen if (r.addr_key, r.vkeys_key) in live], tuple(db.schema_keys))
+                     [r for r in records if since[_slot(r)] == "other" and not named], tuple(db.schema_keys),
+                     [r for r in records if since[_slot(r)] == "again"])
+
+
+def _saved_since(db: Database, name: str, deletions: list[Deletion]) -> dict[tuple[str, int], str]:
+    """Per deleted record, what its address (with its version keys) holds that was saved or
+    brought back since its delete: "again" its value, "other" only others, "" nothing
+    (the versions still there from before the delete are not "since": numbers grow)."""
+    live = {a: db.index.versions_at(name, a) for a in {d.record.addr_key for d in deletions}}
+    found = {}
+    for d in deletions:
+        newer = {r.oid for r in live[d.record.addr_key] if r.version > d.top and r.vkeys_key == d.record.vkeys_key}
+        found[_slot(d.record)] = "again" if d.record.oid in newer else "other" if newer else ""
+    return found
+
+
+def _slot(record: RefRecord) -> tuple[str, int]:
+    return record.addr_key, record.version
 
 
 def _where(record: RefRecord, schema_keys: tuple[str, ...]) -> str:

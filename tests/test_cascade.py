@@ -196,7 +196,12 @@ def test_undelete_cascade_brings_back_what_rm_cascade_removed(project):
     out = cli("rm", "CsIn", "subject=1", "session=b", "--cascade", "--yes")
     assert "undo (until gc): scistack undelete --cascade CsIn subject=1 session=b" in out
     assert [r.addr["session"] for v in ("CsIn", "CsOut") for r in project.index.records(v)] == ["a", "a"]
-    out = cli("undelete", "--cascade", "CsIn", "subject=1", "session=b")
-    assert "2 record(s) back" in out
-    after = {v: sorted((r.addr_key, r.oid) for r in project.index.records(v)) for v in before}
-    assert after == {v: sorted((a, o) for a, _, o in rows) for v, rows in before.items()}
+    for _ in range(2):  # a second rm and undelete bring back what the second rm removed, once
+        out = cli("undelete", "--cascade", "CsIn", "subject=1", "session=b")
+        assert "2 record(s) back" in out and "\n" not in out.strip()
+        after = {v: sorted((r.addr_key, r.oid) for r in project.index.records(v)) for v in before}
+        assert after == {v: sorted((a, o) for a, _, o in rows) for v, rows in before.items()}
+        cli("rm", "CsIn", "subject=1", "session=b", "--cascade", "--yes")
+    cli("undelete", "--cascade", "CsIn", "subject=1", "session=b")
+    out = cli("undelete", "--cascade", "CsIn", "subject=1", "session=b")  # done already
+    assert out.startswith("0 record(s) back; 1 back already")

@@ -426,7 +426,9 @@ def test_undelete_brings_back_what_rm_removed_with_its_lineage(built):
     assert again.version == before.version + 1
     assert "is current" in ok(run(built, "why", "CliFiltered", "--subject", "2", "--session", "post"))
     data = json.loads(ok(run(built, "undelete", "CliFiltered", "--subject", "2", "--json")))
-    assert (data["back"], len(data["taken"])) == ([], 1)  # brought back already: left as it is
+    assert (data["back"], len(data["already_back"]), data["taken"]) == ([], 1, [])  # brought back once
+    out = ok(run(built, "undelete", "CliFiltered", "--subject", "2", "--session", "post"))
+    assert out.startswith("0 record(s) back; 1 back already (brought back or saved again since the delete")
     result = run(built, "undelete", "CliFiltered", "--subject", "9")
     assert result.exit_code != 0 and "no deleted record matching subject=9" in result.output
 

@@ -351,6 +351,66 @@ def test_undelete_names_a_misspelt_key_and_takes_version(project):
     assert VPeak.undelete(note="b") == 1
 
 
+def _versions_saved(**address):
+    """The values of VPeak's live versions at `address`, oldest first."""
+    return [VPeak.load(**r.addr, version=r.version).data for r in VPeak.list_versions(**address)]
+
+
+def test_undelete_undoes_the_last_delete_not_a_version_deleted_on_purpose_before(project):
+    """undelete brought back every record ever deleted at the address: a bad version deleted
+    on purpose came back as the current value when a later slip was undone. It undoes the
+    last delete of what it is asked for; the older one stays deleted (and is named)."""
+    VPeak.save(1.0, subject=1, session="a")
+    VPeak.save(-999.0, subject=1, session="a")
+    VPeak.delete(subject=1, session="a", version=2)  # on purpose
+    VPeak.delete(subject=1)  # a slip
+    with pytest.warns(UserWarning, match=r"1 record\(s\) back; 1 removed by an older delete left deleted "
+                                         r"\(e\.g\. subject=1, session='a', version=2"):
+        assert VPeak.undelete(subject=1) == 1
+    assert VPeak.load(subject=1, session="a").data == 1.0
+    assert _versions_saved(subject=1) == [1.0]
+    assert VPeak.undelete(subject=1, version=2) == 1  # asked for by its number: back
+    assert VPeak.load(subject=1, session="a").data == -999.0
+
+
+def test_undelete_brings_a_record_back_once(project):
+    """Records deleted and brought back were still counted as deleted: each delete/undelete
+    cycle brought back twice as many (2, 4, 8 copies). A record live again since its delete,
+    brought back or its value saved again, is not brought back twice."""
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=1, session="pre")
+    for _ in range(3):
+        VPeak.delete(subject=1)
+        assert VPeak.undelete(subject=1) == 2
+        assert _versions_saved(subject=1) == [1.0, 2.0]
+    with pytest.warns(UserWarning, match=r"0 record\(s\) back; 2 back already"):
+        assert VPeak.undelete(subject=1) == 0
+    VPeak.delete(subject=1, version=8)
+    VPeak.save(2.0, subject=1, session="pre")  # the same value saved again
+    with pytest.warns(UserWarning, match="1 back already"):
+        assert VPeak.undelete(subject=1) == 0
+    assert _versions_saved(subject=1) == [1.0, 2.0]
+
+
+def test_undelete_by_version_while_other_versions_stay_live(project):
+    """undelete(version=2) after delete(version=2) brought nothing back, warning that the
+    address 'holds records again since the delete': the versions that were never deleted
+    counted as saved since. So did a version brought back just before, after delete(all=True)."""
+    for value in (1.0, 2.0, 3.0):
+        VPeak.save(value, subject=1, session="pre")
+    VPeak.delete(subject=1, session="pre", version=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert VPeak.undelete(subject=1, session="pre", version=2) == 1
+    assert _versions_saved(subject=1) == [1.0, 3.0, 2.0]
+    VPeak.delete(all=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert VPeak.undelete(subject=1, version=1) == 1
+        assert VPeak.undelete(subject=1, version=3) == 1
+    assert _versions_saved(subject=1) == [1.0, 3.0]
+
+
 class VTrial(BaseVariable):
     pass
 

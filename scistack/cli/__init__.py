@@ -408,9 +408,10 @@ def rm(
 @str_option
 @click.pass_context
 def undelete(ctx: click.Context, variable: str, cascade: bool, as_json: bool, as_str: bool) -> None:
-    """Bring back the refs of VARIABLE that `rm` (or `delete`) removed, at an address (all
-    of them without one), as new versions with their values and lineage: until gc frees them.
-    --cascade also brings back what `rm --cascade` removed with them."""
+    """Undo the last `rm` (or `delete`) of refs of VARIABLE at an address (of any address
+    without one): the refs it removed come back as new versions with their values and
+    lineage, until gc frees them; older deletes stay (--version N brings back that deleted
+    version). --cascade also brings back what `rm --cascade` removed with them."""
     from scistack.report.removal import undelete_with_dependents
     from scistack.variables import undelete_records
 
@@ -420,7 +421,9 @@ def undelete(ctx: click.Context, variable: str, cascade: bool, as_json: bool, as
     back = [r for result in results for r in result.back]
     notes = [result.note for result in results if result.note]
     _emit(as_json, {"back": back, "reclaimed": [r for result in results for r in result.reclaimed],
-                    "taken": [r for result in results for r in result.taken]},
+                    "taken": [r for result in results for r in result.taken],
+                    "already_back": [r for result in results for r in result.again],
+                    "older": [r for result in results for r in result.older]},
           "; ".join(notes) if notes and len(results) == 1 else
           f"{len(back)} record(s) back" + "".join(f"\n  {n}" for n in notes))
 

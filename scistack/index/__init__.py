@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from scistack.errors import (IndexDamagedError, InvalidMetadataError, InvalidNameError,
                              ReadOnlyProjectError, ScistackError)
@@ -38,7 +38,7 @@ from scistack.index.state import (RefRecord, RefState, decode_keys, is_multi, ke
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Index", "RefRecord", "RefState", "check_identifier", "key_of", "keys_of", "quote"]
+__all__ = ["Deletion", "Index", "RefRecord", "RefState", "check_identifier", "key_of", "keys_of", "quote"]
 
 
 _second_text: tuple[int, str] = (-1, "")
@@ -52,6 +52,16 @@ def utc_now() -> str:
     if _second_text[0] != seconds:
         _second_text = (seconds, datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
     return f"{_second_text[1]}.{micros:06d}Z"
+
+
+class Deletion(NamedTuple):
+    """A record a `del` entry removed; `t`: the time of its delete (one time for the records
+    deleted together); `top`: the highest version saved at its address by then (a later save
+    or undelete there is numbered above it: version numbers are never given twice)."""
+
+    record: RefRecord
+    t: str
+    top: int
 
 
 class Index:
@@ -594,19 +604,14 @@ class Index:
         with self._journal.locked():
             self._write([run.to_entry()])
 
-    def deleted_records(self, var: str) -> list[RefRecord]:
-        """The records of `var` a `del` entry removed, in journal order: read from the journal
-        itself in slices (the fold forgets them), so this costs a pass over the journal; for
-        undoing a delete, not for a hot path."""
-        return [record for record, _ in self.deletions(var).get(var, [])]
-
-    def deletions(self, var: str | None = None) -> dict[str, list[tuple[RefRecord, str]]]:
-        """Per variable (only `var`, if given), each record a `del` entry removed, with the
-        time of its delete (one time for the records deleted together), in journal order:
-        one pass over the journal."""
+    def deletions(self, var: str | None = None) -> dict[str, list[Deletion]]:
+        """Per variable (only `var`, if given), each record a `del` entry removed, in journal
+        order: read from the journal itself in slices (the fold forgets them), so this costs a
+        pass over the journal; for undoing a delete, not for a hot path."""
         self.flush()
         puts: dict[tuple[str, str, int], RefRecord] = {}
-        gone: dict[tuple[str, str, int], tuple[RefRecord, str]] = {}
+        tops: dict[tuple[str, str], int] = {}  # (variable, address key) -> highest version put
+        gone: dict[tuple[str, str, int], Deletion] = {}
         offset = 0
         while True:
             entries, after = self._journal.read_from(offset, _SCAN_BYTES)
@@ -616,16 +621,18 @@ class Index:
                 if entry["op"] == "put":
                     record = RefRecord.from_entry(entry)
                     puts[(record.var, record.addr_key, record.version)] = record
+                    address = (record.var, record.addr_key)
+                    tops[address] = max(tops.get(address, 0), record.version)
                 elif entry["op"] == "del":
                     slot = (entry["var"], key_of(entry["addr"]), entry["version"])
                     if slot in puts:
-                        gone[slot] = (puts.pop(slot), entry.get("t", ""))
+                        gone[slot] = Deletion(puts.pop(slot), entry.get("t", ""), tops[slot[:2]])
             if not entries or after <= offset:
                 break
             offset = after
-        found: dict[str, list[tuple[RefRecord, str]]] = {}
-        for record, when in gone.values():
-            found.setdefault(record.var, []).append((record, when))
+        found: dict[str, list[Deletion]] = {}
+        for deletion in gone.values():
+            found.setdefault(deletion.record.var, []).append(deletion)
         return found
 
     def delete_refs(self, records: list[RefRecord]) -> int:

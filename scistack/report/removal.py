@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from scistack.database import Database
-from scistack.index import RefRecord
+from scistack.index import Deletion, RefRecord
 from scistack.report.history import CallReader, learn_calls, select, values_read
 from scistack.variables import Undeleted, bring_back, undelete_records
 
@@ -108,23 +108,23 @@ def undelete_with_dependents(db: Database, name: str, metadata: dict[str, Any]) 
     were computed from them, transitively: what one `rm --cascade` removed. (Their cached
     calls stay dropped: a run computes them again, to the same values.)"""
     deletions = db.index.deletions()  # (one pass over the journal for every variable)
-    first = undelete_records(db, name, metadata, [record for record, _ in deletions.get(name, [])])
-    when = {_slot(record): t for items in deletions.values() for record, t in items}
+    first = undelete_records(db, name, metadata, deletions.get(name, []))
+    when = {_slot(d.record): d.t for items in deletions.values() for d in items}
     together = {when.get(_slot(record)) for record in first.back}
     done, calls, results = {_slot(record) for record in first.back}, CallReader(db), [first]
     frontier = {(record.var, record.oid) for record in first.back}
     while frontier:
-        found: dict[str, list[RefRecord]] = {}
+        found: dict[str, list[Deletion]] = {}
         for var, items in deletions.items():
-            for record, t in items:
-                if t not in together or _slot(record) in done:
+            for d in items:
+                if d.t not in together or _slot(d.record) in done:
                     continue
-                info = calls.get(record.call)
+                info = calls.get(d.record.call)
                 if info and any(pair in frontier for item in info.inputs for pair in values_read(item)):
-                    found.setdefault(var, []).append(record)
-                    done.add(_slot(record))
+                    found.setdefault(var, []).append(d)
+                    done.add(_slot(d.record))
         frontier = set()
-        for var, records in sorted(found.items()):
-            results.append(bring_back(db, var, sorted(records, key=lambda r: r.version)))
+        for var, chosen in sorted(found.items()):
+            results.append(bring_back(db, var, chosen))
             frontier |= {(record.var, record.oid) for record in results[-1].back}
     return results
