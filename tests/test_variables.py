@@ -373,6 +373,20 @@ def test_undelete_undoes_the_last_delete_not_a_version_deleted_on_purpose_before
     assert VPeak.load(subject=1, session="a").data == -999.0
 
 
+def test_undelete_leaves_the_versions_a_retention_rule_dropped(project):
+    """Old versions whose names gc's retention rule dropped came back (as new versions) when
+    a later delete of the address was undone: undelete undoes that delete only."""
+    from scistack.gc import collect_garbage
+
+    for value in (1.0, 2.0, 3.0):
+        VPeak.save(value, subject=1, session="pre")
+    collect_garbage(project, keep_versions=1)  # (the default grace: no value freed)
+    VPeak.delete(subject=1)
+    with pytest.warns(UserWarning, match="2 removed by an older delete left deleted"):
+        assert VPeak.undelete(subject=1) == 1
+    assert _versions_saved(subject=1) == [3.0]
+
+
 def test_undelete_brings_a_record_back_once(project):
     """Records deleted and brought back were still counted as deleted: each delete/undelete
     cycle brought back twice as many (2, 4, 8 copies). A record live again since its delete,
