@@ -260,7 +260,9 @@ class Inliner:
             name, base = "ld", "DOUBLE"
         if a.ndim == 1:  # kept as an array: `_list_array` builds the column without Python floats
             return {**head, "sqltype": base + "[]", name: a if name in _NUMPY_LISTS else a.tolist()}
-        return {**head, "sqltype": base + "[]" * a.ndim, "j": json.dumps(_finite(a.tolist()), separators=(",", ":"))}
+        # NaN and the infinities written as NaN/Infinity, which DuckDB's cast to DOUBLE[][] reads
+        # (and its `to_json` of a 1-D list writes): nulls would have hidden them
+        return {**head, "sqltype": base + "[]" * a.ndim, "j": json.dumps(a.tolist(), separators=(",", ":"))}
 
     def _list(self, items: list) -> dict[str, Any]:
         kinds = {type(x) for x in items}

@@ -343,6 +343,21 @@ def test_nan_and_infinity_survive_in_list_columns_and_become_null_in_json(projec
     assert project.sql("SELECT CAST(value AS VARCHAR) AS v FROM Frame")["v"][0] == '{"x":null,"y":[1.5]}'
 
 
+def test_nan_and_infinity_survive_in_nested_list_columns(project):
+    """A 2-D float array is DOUBLE[][] as a 1-D one is DOUBLE[]: NaN and the infinities kept
+    (they were NULL, so `isinf` found none)."""
+    Typed.save(np.array([[1.0, np.nan], [np.inf, -np.inf]]), subject=1, session="a")
+    project.sync()
+    con = plain_session(project)
+    try:
+        value = con.execute("SELECT value FROM Typed").fetchone()[0]
+        assert value[0][0] == 1.0 and np.isnan(value[0][1]) and value[1] == [np.inf, -np.inf]
+        assert con.execute("SELECT len(list_filter(flatten(value), x -> isinf(x))), "
+                           "len(list_filter(flatten(value), x -> isnan(x))) FROM Typed").fetchone() == (2, 1)
+    finally:
+        con.close()
+
+
 def test_dataframe_rows_view(project):
     Frame.save(pd.DataFrame({"t": [0.0, 0.1, 0.2], "force": [10, 12, 11]}), subject=1, session="pre")
     Frame.save(pd.DataFrame({"t": [0.0], "force": [9]}), subject=2, session="pre")
