@@ -499,8 +499,9 @@ def _runs(positions: list[int]) -> list[tuple[int, int]]:
 
 def _pandas_json(frame: Any, **options: Any) -> str:
     """`frame.to_json`, one JSON object a row; columns pandas cannot write (periods, bytes
-    that are not UTF-8...) are written as text."""
-    options = {"orient": "records", "lines": True, "date_format": "iso", **options}
+    that are not UTF-8...) are written as text. Times to the nanosecond (pandas' default, the
+    millisecond, made .123456 and .123999 one time)."""
+    options = {"orient": "records", "lines": True, "date_format": "iso", "date_unit": "ns", **options}
     textual = [n for n, dtype in enumerate(frame.dtypes) if type(dtype).__name__ in _TEXT_DTYPES]
     if textual:  # known not to write as JSON (and pandas warns while it tries): text at once
         frame = frame.copy()

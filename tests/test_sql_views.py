@@ -367,6 +367,18 @@ def test_dataframe_rows_view(project):
     assert project.sql("SELECT summary FROM Frame WHERE subject = 1")["summary"][0] == "DataFrame[3x2]"
 
 
+def test_rows_view_keeps_a_datetime_column_to_the_microsecond(project):
+    """pandas writes times to the millisecond by default: .123456 and .123999 were one time."""
+    t = pd.to_datetime(["2024-01-01 10:00:00.123456", "2024-01-01 10:00:00.123999"])
+    Frame.save(pd.DataFrame({"t": t, "at": t.tz_localize("UTC")}), subject=1, session="pre")
+    project.sync()
+    got = project.sql("SELECT CAST(CAST(t AS TIMESTAMP) AS VARCHAR) AS t, "
+                      "epoch_us(CAST(\"at\" AS TIMESTAMPTZ)) = epoch_us(CAST(t AS TIMESTAMP)) AS same "
+                      "FROM Frame_rows ORDER BY row_n")
+    assert got["t"].tolist() == ["2024-01-01 10:00:00.123456", "2024-01-01 10:00:00.123999"]
+    assert got["same"].tolist() == [True, True]
+
+
 def test_rows_view_holds_the_very_numbers_load_gives(project):
     # pandas' to_json wrote floats to 10 decimal places (1.5e-12 was 0.0, pi 3.1415926536)
     # and -0.0 as 0.0; a uint64 above BIGINT's range was NULL
