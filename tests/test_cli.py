@@ -520,6 +520,26 @@ def test_sql_shows_nan_apart_from_null(project, tmp_path):
     assert rows[0] == {"subject": 1, "peak": None, "raw": None}
 
 
+def test_sql_prints_intervals_and_lists_of_times_as_duckdb_does(project, tmp_path):
+    """An INTERVAL was printed `MonthDayNano(months=0, days=0, nanoseconds=90000000000)` and a
+    TIMESTAMP[] `[datetime.datetime(2024, 1, 1, 0, 0), None]`."""
+    CliPeak.save(np.timedelta64(90, "s"), subject=1, session="pre")
+    CliRaw.save(np.array(["2024-01-01T00:00", "NaT"], dtype="datetime64[m]"), subject=1, session="pre")
+    project.sync()
+
+    def cells(query: str) -> list[str]:
+        out = ok(CliRunner().invoke(main, ["--db", str(tmp_path / "gait.duckdb"), "sql", query]))
+        return [line.rstrip() for line in out.splitlines()[2:-1]]
+
+    assert cells("SELECT value FROM CliPeak") == ["00:01:30"]
+    assert cells("SELECT value FROM CliRaw") == ["[2024-01-01 00:00:00, NULL]"]
+    intervals = ("(VALUES (to_seconds(-90)), (to_days(1) + to_hours(2)), (to_months(14)), (to_months(-13)), "
+                 "(to_microseconds(1500)), (to_days(-2) + to_hours(3)), (to_seconds(0)), (to_hours(26)), "
+                 "(to_months(1) + to_days(-1) + to_microseconds(-1500000)), (to_microseconds(-1))) t(i)")
+    assert cells(f"SELECT i FROM {intervals}") == cells(f"SELECT CAST(i AS VARCHAR) FROM {intervals}")
+    assert cells("SELECT [to_days(1), NULL] AS l") == ["[1 day, NULL]"]
+
+
 # -- errors, discovery, parsing ----------------------------------------------------------
 def test_errors_are_one_line_and_debug_shows_the_traceback(built):
     result = run(built, "log", "NoSuchVariable")

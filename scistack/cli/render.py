@@ -408,12 +408,68 @@ def render_frame(result: Any, *, limit: int | None = None) -> str:
         return "(no rows)" if result.num_columns else "(no result)"
     shown = result if limit is None else result.slice(0, limit)
     # (cells as Arrow gives them: pandas made an int column holding a NULL floats, 3 -> 3.0)
-    columns = [column.to_pylist() for column in shown.columns]
+    columns = [_timely(column.to_pylist()) if _has_times(column.type) else column.to_pylist()
+               for column in shown.columns]
     rows = [["NaN" if _is_nan(c) else c for c in row] for row in zip(*columns)]
     more = result.num_rows - shown.num_rows
     tail = (f"{result.num_rows:,} rows; the first {shown.num_rows} shown: --all prints every one"
             if more else f"{result.num_rows} rows")
     return table([str(c) for c in result.column_names], rows) + f"\n({tail})"
+
+
+def _has_times(type_: Any) -> bool:
+    """Whether an Arrow type is an INTERVAL or a list (at any depth) of times or intervals:
+    their Python cells print as reprs (`MonthDayNano(...)`, `[datetime.datetime(...)]`)."""
+    import pyarrow as pa  # noqa: PLC0415 - the result is an Arrow table: pyarrow is loaded
+
+    if pa.types.is_interval(type_):
+        return True
+    while pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_):
+        type_ = type_.value_type
+        if pa.types.is_temporal(type_) or pa.types.is_interval(type_):
+            return True
+    return False
+
+
+class _Shown(str):
+    """Text that prints as itself inside a list (a str's repr would quote it)."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _timely(cells: list) -> list:
+    """Cells holding times as DuckDB prints them: an interval `1 day 02:00:00`, a list
+    `[2024-01-01 00:00:00, NULL]`; a NULL cell stays None (blank)."""
+    def shown(value: Any) -> Any:
+        if isinstance(value, list):
+            return _Shown("[" + ", ".join("NULL" if v is None else str(shown(v)) for v in value) + "]")
+        if type(value).__name__ == "MonthDayNano":  # (pyarrow's, a tuple)
+            return _Shown(_interval_text(value.months, value.days, value.nanoseconds))
+        return value if value is None else _Shown(str(value))
+    return [shown(c) for c in cells]
+
+
+def _interval_text(months: int, days: int, nanoseconds: int) -> str:
+    """An INTERVAL as DuckDB writes it: `1 year 2 months`, `-2 days 03:00:00`, `00:00:00.0015`
+    (years and months, days, then the time to the microsecond, its zeros left off)."""
+    years, months = _toward_zero(months, 12)
+    parts = [f"{n} {unit}{'' if abs(n) == 1 else 's'}"
+             for n, unit in ((years, "year"), (months, "month"), (days, "day")) if n]
+    micros = _toward_zero(nanoseconds, 1000)[0]
+    if micros or not parts:
+        hours, rest = divmod(abs(micros), 3_600_000_000)
+        minutes, rest = divmod(rest, 60_000_000)
+        seconds, fraction = divmod(rest, 1_000_000)
+        clock = f"{'-' if micros < 0 else ''}{hours:02d}:{minutes:02d}:{seconds:02d}"
+        parts.append(clock + (f".{fraction:06d}".rstrip("0") if fraction else ""))
+    return " ".join(parts)
+
+
+def _toward_zero(n: int, d: int) -> tuple[int, int]:
+    """`divmod` as C++ divides: the quotient cut toward zero, the remainder of `n`'s sign."""
+    q, r = divmod(abs(n), d)
+    return (-q, -r) if n < 0 else (q, r)
 
 
 def _is_nan(cell: Any) -> bool:
