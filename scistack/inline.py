@@ -224,7 +224,7 @@ class Inliner:
                     "sqltype": "LARGE" if listed else "OPAQUE"}
         if isinstance(value, LazyTable):
             dtype, shape = value.described()
-            return {"shape": list(shape), "dtype": dtype, "sqltype": "LARGE"}
+            return {"shape": list(shape), "dtype": dtype, "nbytes": value.nbytes, "sqltype": "LARGE"}
         if isinstance(value, (np.datetime64, np.timedelta64)):
             return _time(value)
         if isinstance(value, np.generic):

@@ -241,3 +241,14 @@ def test_the_sql_views_describe_a_value_as_its_summary_does(project):
                    4: ("chunked", "DataFrame", [5000, 5], "DataFrame[5000x5]"),
                    5: ("table", "DataFrame", [50, 6], "DataFrame[50x6]"),
                    6: ("chunked", "Table", [5000, 2], "Table[5000x2]"), 7: ("table", "Table", [50, 1], "Table[50x1]")}
+
+
+def test_a_chunked_tables_bytes_are_counted_in_scistack_variables(project):
+    """A chunked table's value_bytes was NULL (a chunked array's is its size), so
+    `sum(value_bytes)` left big tables out: now its rows' bytes, from the head's schema."""
+    frame = trials()[["trial", "force"]]  # two 8-byte columns
+    Trials.save(frame, subject=1, session="pre")
+    project.sync()
+    assert Trials.load(subject=1, session="pre", lazy=True).data.nbytes == 5000 * 16
+    got = project.sql("SELECT value_bytes FROM scistack_variables WHERE variable = 'Trials'")
+    assert got["value_bytes"].tolist() == [5000 * 16]

@@ -189,6 +189,14 @@ class LazyTable:
     def __len__(self) -> int:
         return self.num_rows
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its rows as the head's schema tells them (no row group is read): exact for
+        fixed-width columns, a string or nested cell counted as `chunked_table.row_width` does."""
+        from scistack.objects.chunked_table import row_width  # noqa: PLC0415 - loads pyarrow
+
+        return self.num_rows * row_width(self._chunks.schema)
+
     def described(self) -> tuple[str, tuple]:
         """(dtype or type name, shape) of the value this reads as, as its summary says them
         (`summary.described`): a Series of float64 `float64`, (rows,), not a table of one
