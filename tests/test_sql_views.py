@@ -379,6 +379,29 @@ def test_rows_view_keeps_a_datetime_column_to_the_microsecond(project):
     assert got["same"].tolist() == [True, True]
 
 
+def test_rows_view_types_a_frames_time_columns(project):
+    """A frame's datetime, tz-aware and timedelta columns were VARCHAR in `<Var>_rows` (JSON has
+    no time type); they are TIMESTAMP, TIMESTAMPTZ and INTERVAL. A text column stays text unless
+    every value in it is a time as pandas writes one: one date-like string among others is text."""
+    t = pd.to_datetime(["2024-01-01 10:00:00.123456", None])
+    Frame.save(pd.DataFrame({"t": t, "at": t.tz_localize("Europe/Paris"),
+                             "dt": pd.to_timedelta(["-1 days +02:00:00", "1.5us"]),
+                             "note": ["2024-01-01T10:00:00.123456000", "x"]}), subject=1, session="pre")
+    Frame.save(pd.DataFrame({"t": pd.to_datetime(["2025-06-01"]), "dt": pd.to_timedelta(["90s"])}),
+               subject=2, session="pre")
+    project.sync()
+    con = plain_session(project)
+    try:
+        assert con.execute("SELECT typeof(t), typeof(\"at\"), typeof(dt), typeof(note) FROM Frame_rows "
+                           "LIMIT 1").fetchone() == ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "INTERVAL", "VARCHAR")
+        rows = con.execute("SELECT CAST(t AS VARCHAR), epoch_us(\"at\") - epoch_us(t), CAST(dt AS VARCHAR) "
+                           "FROM Frame_rows ORDER BY subject, row_n").fetchall()
+        assert rows == [("2024-01-01 10:00:00.123456", -3600 * 10**6, "-1 day 02:00:00"),
+                        (None, None, "00:00:00.000001"), ("2025-06-01 00:00:00", None, "00:01:30")]
+    finally:
+        con.close()
+
+
 def test_rows_view_holds_the_very_numbers_load_gives(project):
     # pandas' to_json wrote floats to 10 decimal places (1.5e-12 was 0.0, pi 3.1415926536)
     # and -0.0 as 0.0; a uint64 above BIGINT's range was NULL

@@ -292,7 +292,7 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
     structure = con.execute(
         "SELECT json_group_structure(CAST(f.row AS JSON)) FROM scistack.frame_rows f "
         "WHERE f.oid IN (SELECT oid FROM scistack.refs WHERE var = ?)", [var]).fetchone()[0]
-    frame_cols = _wide_columns(con, var, _structure(structure))
+    frame_cols = _time_columns(con, var, _wide_columns(con, var, _structure(structure)))
     carried = columns["keys"] + columns["vkeys"] + columns["params"]
     taken = {c.name.lower() for c in carried} | {"row_n", "version", "oid"}
     parts = [f"m.{quote(c.name)}" for c in carried] + ["f.row_n AS row_n"]
@@ -306,7 +306,7 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
         if not name or not _safe_key(name):  # (a JSON path cannot name "")
             continue
         alias = name if name.strip() and take(name) else _fresh(f"row_{name.strip() or 'column'}", take)
-        parts.append(f"{_typed_json('f.row', name, kind, _ROW_NUMERIC)} AS {quote(alias)}")
+        parts.append(f"{_row_cell(name, kind)} AS {quote(alias)}")
     version = next(c.name for c in columns["fixed"] if c.expr == "r.version")
     oid = next(c.name for c in columns["fixed"] if c.expr == "r.oid")
     parts += [f"m.{quote(version)} AS version", f"m.{quote(oid)} AS oid"]
@@ -314,6 +314,45 @@ def _rows_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str],
     return (f"CREATE OR REPLACE VIEW main.{quote(var + '_rows')} AS SELECT {', '.join(parts)} "
             f"FROM main.{quote(var)} m JOIN scistack.frame_rows f ON f.oid = m.{quote(oid)} "
             f"ORDER BY {order}, f.row_n")
+
+
+def _row_cell(name: str, kind: str) -> str:
+    """A frame column's cell in `<Var>_rows`, typed by `kind` (its JSON type, or a time type
+    `_time_columns` found)."""
+    if kind == "INTERVAL":  # pandas' ISO duration, which DuckDB does not read, in its words
+        words = f"regexp_replace({_typed_json('f.row', name, None)}, {literal(_PANDAS_TIMES['INTERVAL'])}, " \
+                "'\\1 days \\2 hours \\3 minutes \\4 seconds')"
+        return f"TRY_CAST({words} AS INTERVAL)"
+    if kind in _PANDAS_TIMES:
+        return f"TRY_CAST({_typed_json('f.row', name, None)} AS {kind})"
+    return _typed_json("f.row", name, kind, _ROW_NUMERIC)
+
+
+# A DataFrame's times as pandas writes them (`inline._pandas_json`, to the nanosecond; tz-aware
+# ones in UTC), so a text column only of such values is a time column in `<Var>_rows`
+_PANDAS_TIMES = {"TIMESTAMP": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}",
+                 "TIMESTAMPTZ": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z",
+                 "INTERVAL": r"P(-?\d+)DT(\d+)H(\d+)M(\d+(\.\d+)?)S"}
+
+
+def _time_columns(con: duckdb.DuckDBPyConnection, var: str, frame_cols: dict[str, str]) -> dict[str, str]:
+    """The frame columns' types, a text column typed TIMESTAMP, TIMESTAMPTZ or INTERVAL when
+    every value in it is a time as pandas writes one (JSON has no time type: they were VARCHAR)."""
+    texts = [name for name, kind in frame_cols.items() if kind == "VARCHAR" and name and _safe_key(name)]
+    if not texts:
+        return frame_cols
+    cells = [_typed_json("f.row", name, None) for name in texts]
+    checks = ", ".join(f"coalesce(bool_and(regexp_full_match({cell}, {literal(pattern)})), false)"
+                       for cell in cells for pattern in _PANDAS_TIMES.values())
+    found = con.execute(f"SELECT {checks} FROM scistack.frame_rows f "
+                        "WHERE f.oid IN (SELECT oid FROM scistack.refs WHERE var = ?)", [var]).fetchone()
+    kinds = list(_PANDAS_TIMES)
+    typed = {}
+    for n, name in enumerate(texts):
+        matched = [kind for kind, hit in zip(kinds, found[n * len(kinds):(n + 1) * len(kinds)]) if hit]
+        if matched:
+            typed[name] = matched[0]
+    return {**frame_cols, **typed}
 
 
 def _wide_columns(con: duckdb.DuckDBPyConnection, var: str, frame_cols: dict[str, str]) -> dict[str, str]:
