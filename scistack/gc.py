@@ -17,10 +17,13 @@ What is kept (the reachable set), as git keeps what its refs reach:
 Hazards, and why this is safe with concurrent saves (as dulwich's gc argues): a save writes
 its objects first and journals its ref last, so an object can be in the store, unreferenced,
 for a while. Every put of an object that already exists refreshes its mtime, and gc deletes
-only unreachable objects older than a grace period (two weeks by default), checked just
-before each deletion. Naming an existing object again without a put (a cache hit restoring
-outputs gc may be about to free with their dropped cache entry, a saved cached result)
-freshens it and its lineage first (`freshen_lineage`). A grace period under an hour
+only unreachable objects older than a grace period (two weeks by default), checked during
+the scan and again at each deletion in a way a concurrent refresh cannot slip past
+(`LocalObjectStore.delete_many`: a file is renamed aside before its mtime is read, and a
+writer's refresh checks the name after its utime). Naming an existing object again without a
+put (a cache hit restoring outputs gc may be about to free with their dropped cache entry, a
+saved cached result, undelete) freshens it and its lineage first (`freshen_lineage`), and
+never names what that finds gone. A grace period under an hour
 ("--prune=now") is only used when no other writer is open (objects/gate.py); otherwise gc
 keeps an hour and says why. gc refuses to run when the journal has lines it cannot parse or a root it must read
 is missing or corrupt: a partial view of the names would delete live data. Fan-out
@@ -394,19 +397,27 @@ def name_refs(index: Any, oids: set[str]) -> dict[str, str]:
     return named
 
 
-def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> None:
+def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> set[str]:
     """Make objects about to be named again young, with everything gc would keep for them
     (container children, a call record's code, inputs and their call records, recursively):
     a gc that judged them unreachable a moment ago (a dropped cache entry's outputs) then keeps
     them for its grace period, as git freshens the objects it reuses. `done` skips oids
-    already freshened (and collects these)."""
+    already freshened (and collects these).
+
+    Returns the oids that are gone: a gc freed them after the caller last looked (a pruning
+    gc holds the writers' gate while it deletes, and `freshen` waits for it). The caller must
+    not name these: it stores them again, recomputes, or reports them reclaimed."""
+    gone: set[str] = set()
     stack = [oid for oid in oids if is_valid_oid(oid)]
     while stack:
         oid = stack.pop()
-        if oid in done:
+        if oid in done or oid in gone:
+            continue
+        if not store.freshen(oid):
+            gone.add(oid)
             continue
         done.add(oid)
-        kind = store.kind_of(oid) if store.freshen(oid) else None
+        kind = store.kind_of(oid)
         if kind not in _WALKED_KINDS:
             continue
         try:
@@ -418,6 +429,7 @@ def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> None:
         except (ObjectNotFoundError, CorruptObjectError, ValueError):
             continue  # gc and fsck report what cannot be read
         stack.extend(child for child in children if is_valid_oid(child))
+    return gone
 
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -517,7 +529,7 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
         doomed.append(oid)
         freed += size
     if not dry_run:  # measured from the files: exact, packs included
-        freed = db.store.delete_many(doomed)
+        freed = db.store.delete_many(doomed, older_than=cutoff)  # (what was freshened since is kept)
     deleted = len(doomed)
     temps = 0
     for path in list(db.store.iter_temp_files()):

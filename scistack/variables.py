@@ -451,8 +451,9 @@ def bring_back(db: Database, name: str, chosen: list[Deletion], *, named: bool =
     records = sorted((d.record for d in chosen), key=lambda r: r.version)
     free = [r for r in records if not since[_slot(r)] or (named and since[_slot(r)] == "other")]
     stored = {r.oid for r in free if db.store.contains(r.oid)}
+    gone = freshen_lineage(db.store, [o for r in free if r.oid in stored for o in (r.oid, r.call)], set())
+    stored -= {r.oid for r in free if {r.oid, r.call} & gone}  # (a gc running now keeps the rest; these it freed)
     back = [r for r in free if r.oid in stored]
-    freshen_lineage(db.store, [o for r in back for o in (r.oid, r.call)], set())  # (a gc running now keeps them)
     with db.batch():
         for r in back:
             db.index.put_ref(name, r.addr, r.vkeys, r.oid, r.kind, call=r.call, params=r.params, summary=r.summary)
@@ -544,7 +545,8 @@ def _save_info(db: Database, data: Any) -> SaveInfo:
     info = hook(db) if hook is not None else None
     if info is not None:
         if getattr(data, "cached", False):  # a cache hit's objects may be old and unnamed
-            freshen_lineage(db.store, [info.oid, info.call], _recently_freshened())
+            if {info.oid, info.call} & freshen_lineage(db.store, [info.oid, info.call], _recently_freshened()):
+                info = hook(db)  # a gc freed them since the hook looked: it stores the value again
         return info
     if isinstance(data, BaseVariable):
         data = data.data

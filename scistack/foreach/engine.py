@@ -553,7 +553,9 @@ class _Run:
         if not self.dry_run and stale:
             # naming old objects again: young first, so a gc judging them unreachable right now
             # (their cache entry dropped) keeps them for its grace period
-            freshen_lineage(self.db.store, [*(s[3] for s in stale), hit["call"]], self._fresh)
+            if freshen_lineage(self.db.store, [*(s[3] for s in stale), hit["call"]], self._fresh) & {
+                    *(s[3] for s in stale), hit["call"]}:
+                return False  # a gc freed them since they were looked for: compute again
             for var, address, place_key, oid in stale:
                 self._save(var, address, place_key, (oid, "", ""), hit["call"], None)
             # (only where parts changed: a combination all cached leaves nothing new behind,

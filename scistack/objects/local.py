@@ -162,11 +162,8 @@ class LocalObjectStore(ObjectStore):
             return
         rel = oid_relpath(oid)
         final = os.path.join(self.root, rel)
-        try:
-            os.utime(final)  # exists: refresh mtime (gc grace period), nothing else to do
+        if _touch(final):  # exists: refresh mtime (gc grace period), nothing else to do
             return
-        except FileNotFoundError:
-            pass
         header = object_header(kind, length)
         directory = os.path.join(self.root, rel[:2])
         temp = os.path.join(directory, f"{_TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}")
@@ -313,11 +310,7 @@ class LocalObjectStore(ObjectStore):
         self.gate.enter()  # about to be named again: a pruning gc must not sweep it meanwhile
         found = oid in self._buffer
         found = self._refresh_packed(oid) or found
-        try:
-            os.utime(self.path_of(oid))
-            return True
-        except FileNotFoundError:
-            return found
+        return _touch(self.path_of(oid)) or found
 
     def _refresh_packed(self, oid: str, *, look_again: bool = True) -> bool:
         """If `oid` is packed, make its pack young again (gc grace period) and say so. A write
@@ -338,12 +331,9 @@ class LocalObjectStore(ObjectStore):
                 if os.access(path, os.F_OK):
                     return True
             else:
-                try:
-                    os.utime(path)
+                if _touch(path):  # (gc's repack reads a pack's mtime after unlinking it)
                     self._refreshed[name] = now
                     return True
-                except FileNotFoundError:
-                    pass
             self._refreshed.pop(name, None)
             self.packs.look_again()
         return False
@@ -841,26 +831,22 @@ class LocalObjectStore(ObjectStore):
         self.delete_many([oid])
         return kept
 
-    def delete_many(self, oids: Iterable[str]) -> int:
+    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> int:
         """Remove objects (gc only): unlink loose files, rewrite packs without the others.
+        With `older_than` (gc's cutoff), an object a writer freshened since gc judged it
+        (its mtime, or its pack's, is now younger) is kept: see `_unlink_unless_fresh`.
 
         Returns the bytes freed on disk, measured from the files.
         """
         self._refuse_writes()
         freed, packed = 0, []
         for oid in oids:
-            path = self.path_of(oid)
-            try:
-                size = os.stat(path).st_size
-                os.unlink(path)
-                freed += size
-            except FileNotFoundError:
-                pass
+            freed += _unlink_unless_fresh(str(self.path_of(oid)), older_than)
             if self.packs.locate(oid) is not None:
                 packed.append(oid)
         if packed:
             before = self.packs.disk_usage()
-            self.packs.remove(packed, fsync=self.fsync)
+            self.packs.remove(packed, fsync=self.fsync, older_than=older_than)
             freed += before - self.packs.disk_usage()
         return freed
 
@@ -955,6 +941,47 @@ def _write_all(out, data: Buffer) -> None:
     view = memoryview(data).cast("B")
     while view:
         view = view[out.write(view) :]
+
+
+def _unlink_unless_fresh(path: str, older_than: float | None) -> int:
+    """Bytes freed by removing a loose object, 0 if it is gone or (with `older_than`) was
+    freshened since gc judged it. A writer freshens by `os.utime(path)` and then checks that
+    `path` is still there (`_touch`); gc first renames the file aside, then reads its mtime,
+    and puts it back if it is young. The rename splits every freshen in two cases: its utime
+    found the file at `path` and completed before the writer's check, which came before the
+    rename (else the check fails and the writer stores the object again), so the mtime read
+    after the rename shows it; or the utime found nothing and the writer stores it again.
+    A reader can miss the object between the rename and the put-back (microseconds) only if
+    it was named in that instant; a crash there leaves it in a `.tmp-` file."""
+    if older_than is None:
+        try:
+            size = os.stat(path).st_size
+            os.unlink(path)
+            return size
+        except FileNotFoundError:
+            return 0
+    aside = os.path.join(os.path.dirname(path), f"{_TEMP_PREFIX}gc-{os.getpid()}-{secrets.token_hex(6)}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return 0
+    info = os.stat(aside)
+    if info.st_mtime > older_than:
+        os.replace(aside, path)  # (a copy a writer stored meanwhile has the same bytes)
+        return 0
+    os.unlink(aside)
+    return info.st_size
+
+
+def _touch(path: str | os.PathLike) -> bool:
+    """Refresh a file's mtime (gc grace period) and say whether it is still there after:
+    gc renames a file aside before its last look at the mtime (`_unlink_unless_fresh`), so a
+    True means gc saw this refresh, and a False that the object must be stored again."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return os.access(path, os.F_OK)
 
 
 def _unlink_quietly(path: str | os.PathLike) -> None:

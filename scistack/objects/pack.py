@@ -199,6 +199,13 @@ def _unlink_pack_dated(directory: str | Path, name: str) -> int:
         os.close(fd)
 
 
+def _mtime_ns(path: Path) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except FileNotFoundError:
+        return 0
+
+
 def _as_young_as(path: Path, mtime_ns: int) -> None:
     """A merged pack made young (now) if a pack it replaced was younger as it went (a writer
     refreshed it during the merge); never made older, so no refresh of it is undone."""
@@ -725,11 +732,19 @@ class PackSet:
         hit = self.locate(oid)
         return hit[2] if hit else None
 
-    def remove(self, oids: Iterable[str], *, fsync: bool = False) -> None:
+    def remove(self, oids: Iterable[str], *, fsync: bool = False, older_than: float | None = None) -> None:
         """Drop objects: rewrite each affected pack without them (gc's repack), holding
         `MERGE_LOCK` (a merge and a repack of one pack at once would each copy what the
-        other removes). A pack one of whose kept objects cannot be read is left whole."""
+        other removes). A pack one of whose kept objects cannot be read is left whole.
+
+        With `older_than` (gc's cutoff), a pack a writer refreshed since gc judged its objects
+        is left whole, and one refreshed while it is rewritten keeps them: its mtime is read
+        through a descriptor after the unlink (`_unlink_pack_dated`), and if it is young the
+        doomed records are copied from that descriptor into a pack of their own. A writer
+        refreshing a pack checks after its utime that the pack is still there (else it looks
+        again and stores the object if it is nowhere), so every refresh is seen by one side."""
         doomed = set(oids)
+        fresh_ns = None if older_than is None else int(older_than * 1e9)
         with self.exclusive(wait=True):
             self._seen_mtime = -1  # what the packs are now, not when this process last looked
             self.refresh()
@@ -738,7 +753,9 @@ class PackSet:
                 hit = self.locate(oid)
                 if hit:
                     by_pack.setdefault(hit[0], []).append(oid)
-            for name in by_pack:
+            for name, gone in by_pack.items():
+                if fresh_ns is not None and _mtime_ns(self.directory / f"{name}.pack") > fresh_ns:
+                    continue  # refreshed since gc looked: every object in it is young again
                 keep = []
                 for oid in self._pack_oids(name):
                     if oid not in doomed:
@@ -749,10 +766,30 @@ class PackSet:
                 else:
                     if keep:
                         write_pack(self.directory, keep, fsync=fsync)
-                    _unlink_pack(self.directory, name)
+                    if fresh_ns is None:
+                        _unlink_pack(self.directory, name)
+                    else:
+                        self._unlink_unless_refreshed(name, gone, fresh_ns, fsync)
             if by_pack:
                 self._seen_mtime = -1
                 self.refresh()
+
+    def _unlink_unless_refreshed(self, name: str, gone: list[str], fresh_ns: int, fsync: bool) -> None:
+        """Unlink a repacked pack; if it was refreshed before it went, store `gone` again
+        (read from a descriptor opened before the unlink)."""
+        hits = [(oid, self._find(oid)) for oid in gone]
+        try:
+            fd = os.open(self.directory / f"{name}.pack", os.O_RDONLY | _CLOEXEC)
+        except FileNotFoundError:
+            return
+        try:
+            _unlink_pack(self.directory, name)
+            if os.fstat(fd).st_mtime_ns > fresh_ns:
+                back = [(oid, os.pread(fd, hit[2], hit[1])) for oid, hit in hits if hit and hit[0] == name]
+                if back:
+                    write_pack(self.directory, back, fsync=fsync)
+        finally:
+            os.close(fd)
 
     # -- merging small packs into one (see `plan_merge`) ------------------------------------
     @contextmanager

@@ -504,8 +504,9 @@ class S3ObjectStore(ObjectStore):
         self.cache.delete(oid)
         return kept
 
-    def delete_many(self, oids: Iterable[str]) -> int:
-        """Remove loose objects, and packs whose every object is doomed; returns bytes freed."""
+    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> int:
+        """Remove loose objects, and packs whose every object is doomed; returns bytes freed.
+        (An object re-put since gc listed it is kept whatever `older_than` says.)"""
         doomed = set(oids)
         freed = 0
         for oid in doomed:

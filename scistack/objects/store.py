@@ -135,8 +135,9 @@ class ObjectStore(abc.ABC):
         os.replace(temp, kept)
         return kept
 
-    def delete_many(self, oids: Iterable[str]) -> int:
-        """Remove several objects (gc); returns bytes freed where the medium can tell (else 0)."""
+    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> int:
+        """Remove several objects (gc); returns bytes freed where the medium can tell (else 0).
+        `older_than`: gc's cutoff; a store that can keeps what was freshened since."""
         for oid in oids:
             self.delete(oid)
         return 0

@@ -1,0 +1,191 @@
+"""gc beside a writer that names an object gc has judged (issue: the tour's gc/resave races).
+
+gc judges an unreachable object by its age, then deletes it later; a real second process that
+saves the same value, undeletes it or saves a cached result in between only freshens it (no
+second write) and names it. Each test pauses gc at that instant (a wrapper around one of its
+steps, running the real step after) while the second process acts and returns: what it
+named must still load, or it must say it could not."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+from scistack import BaseVariable, for_each
+from scistack.fsck import fsck
+from scistack.gc import collect_garbage
+from scistack.objects import pack as pack_module
+from scistack.objects.gate import WritersGate
+
+from .conftest import SCHEMA
+
+MONTH = 30 * 86400
+
+
+class Resaved(BaseVariable):
+    pass
+
+
+class Scaled(BaseVariable):
+    pass
+
+
+def run(python_env, script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], env=python_env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+SAVE_AGAIN = """
+    import sys, numpy as np
+    from scistack import configure_database, BaseVariable
+    class Resaved(BaseVariable): pass
+    db = configure_database(sys.argv[1], {schema!r})
+    Resaved.save(np.arange(float(sys.argv[2])), subject=2, session="again")
+    db.close()
+""".format(schema=SCHEMA)
+
+
+def backdate(paths) -> None:
+    old = time.time() - MONTH
+    for path in paths:
+        os.utime(path, (old, old))
+
+
+def test_a_value_saved_again_while_gc_runs_is_kept(project, python_env, monkeypatch):
+    """Loose: the second process's save finds the file and refreshes its mtime after gc's scan."""
+    target = Resaved.save(np.arange(1000.0), subject=1, session="a").oid
+    Resaved.delete(subject=1)
+    backdate([project.store.path_of(target)])
+    real = project.store.mtime_of
+
+    def saved_again_after_the_scan(oid):
+        age = real(oid)
+        if oid == target:
+            run(python_env, SAVE_AGAIN, str(project.path), "1000")
+        return age
+
+    monkeypatch.setattr(project.store, "mtime_of", saved_again_after_the_scan)
+    collect_garbage(project)  # the default grace: two weeks
+    assert project.store.contains(target)
+    assert Resaved.load(subject=2, session="again").data[-1] == 999.0
+    assert fsck(project).ok
+
+
+def test_a_packed_value_saved_again_while_its_pack_is_rewritten_is_kept(project, python_env, monkeypatch):
+    """Packed: the save refreshes the pack after gc re-checked it, while the pack is rewritten
+    without it (the kept objects are written first): gc puts it back."""
+    with project.batch():
+        Resaved.save(np.arange(3.0), subject=1, session="kept")
+        target = Resaved.save(np.arange(4.0), subject=1, session="doomed").oid
+    Resaved.delete(subject=1, session="doomed")
+    backdate(project.store.root.glob("pack/pack-*.pack"))
+    real, calls = pack_module.write_pack, []
+
+    def saved_again_during_the_rewrite(*args, **kwargs):
+        if not calls:
+            run(python_env, SAVE_AGAIN, str(project.path), "4")
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pack_module, "write_pack", saved_again_during_the_rewrite)
+    collect_garbage(project)
+    assert calls and project.store.contains(target)
+    assert Resaved.load(subject=2, session="again").data[-1] == 3.0
+    assert Resaved.load(subject=1, session="kept").data[-1] == 2.0
+    assert fsck(project).ok
+
+
+AT_THE_GATE = """
+    import sys
+    from scistack.objects.gate import WritersGate
+    real = WritersGate.enter
+    def enter(self):  # says when it is about to wait for the gate gc holds
+        if not self.held:
+            print("at the gate", flush=True)
+        real(self)
+    WritersGate.enter = enter
+    sys.path.insert(0, sys.argv[2])
+    import scistack
+    from scistack import BaseVariable
+    db = scistack.configure_database(sys.argv[1], {schema!r})
+    class Resaved(BaseVariable): pass
+    class Scaled(BaseVariable): pass
+""".format(schema=SCHEMA)
+
+
+def prune_now_while(project, python_env, monkeypatch, script: str, folder, step=None) -> tuple[str, str]:
+    """gc --prune=now, started; once it holds the writers' gate, before its `step` (listing
+    the objects; or `(owner, name)`), the second process runs `script` up to its first wait at
+    the gate; gc then goes on, deletes and ends. The second process's output and errors."""
+    owner, name = step or (project.store, "iter_oids")
+    real, second, before = getattr(owner, name), [], []
+
+    def with_the_second_process_waiting(*args, **kwargs):
+        if not second:
+            second.append(subprocess.Popen(
+                [sys.executable, "-c", textwrap.dedent(AT_THE_GATE) + textwrap.dedent(script),
+                 str(project.path), str(folder)], env=python_env,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            for line in second[0].stdout:  # (lines before it are the script's, kept)
+                if line.strip() == "at the gate":
+                    break
+                before.append(line)
+            else:
+                raise AssertionError(second[0].communicate())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, with_the_second_process_waiting)
+    stats = collect_garbage(project, grace_seconds=0)
+    assert stats.grace_note == "" and stats.objects_deleted
+    out, err = second[0].communicate(timeout=120)
+    assert second[0].returncode == 0, err
+    return "".join(before) + out, err
+
+
+def test_undelete_waiting_for_a_pruning_gc_reports_the_value_reclaimed(project, python_env, monkeypatch, tmp_path):
+    Resaved.save(np.arange(100.0), subject=1, session="a")
+    Resaved.delete(subject=1)
+    out, err = prune_now_while(project, python_env, monkeypatch, """
+        print("undeleted", Resaved.undelete(subject=1))
+    """, tmp_path)
+    assert "undeleted 0" in out and "reclaimed by gc" in err
+    assert fsck(project).ok
+
+
+SCALE = """
+from scistack import lineage_fcn
+
+@lineage_fcn
+def scale(x, k):
+    return x * k
+"""
+
+
+def test_a_cached_result_saved_while_a_pruning_gc_frees_it_is_stored_again(project, python_env, monkeypatch, tmp_path):
+    (tmp_path / "race_fns.py").write_text(SCALE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from race_fns import scale
+        Resaved.save(np.arange(50.0), subject=1, session="a")
+        for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1], session=["a"],
+                 verbose=False)
+        Scaled.delete(subject=1)  # the result's objects and cache entry are now unreachable
+        out, _ = prune_now_while(project, python_env, monkeypatch, """
+            from race_fns import scale
+            result = scale(Resaved.load(subject=1, session="a"), 2.0)
+            print("cached", result.cached)
+            Scaled.save(result, subject=1, session="a")
+        """, tmp_path, step=(project.index, "drop_calls"))  # (its cache entry is still there)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("race_fns", None)
+    assert "cached True" in out
+    assert Scaled.load(subject=1, session="a").data[-1] == 98.0
+    assert fsck(project).ok
