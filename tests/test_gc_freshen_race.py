@@ -189,3 +189,26 @@ def test_a_cached_result_saved_while_a_pruning_gc_frees_it_is_stored_again(proje
     assert "cached True" in out
     assert Scaled.load(subject=1, session="a").data[-1] == 98.0
     assert fsck(project).ok
+
+
+def test_a_for_each_cache_hit_restoring_outputs_a_pruning_gc_frees_computes_again(
+        project, python_env, monkeypatch, tmp_path):
+    (tmp_path / "race_fns.py").write_text(SCALE)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        from race_fns import scale
+        Resaved.save(np.arange(50.0), subject=1, session="a")
+        for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1], session=["a"],
+                 verbose=False)
+        Scaled.delete(subject=1)
+        out, _ = prune_now_while(project, python_env, monkeypatch, """
+            from scistack import for_each
+            from race_fns import scale
+            print(for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1],
+                           session=["a"], verbose=False))
+        """, tmp_path, step=(project.index, "drop_calls"))
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("race_fns", None)
+    assert Scaled.load(subject=1, session="a").data[-1] == 98.0
+    assert fsck(project).ok, out
