@@ -83,6 +83,8 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         else:
             problems.append(FsckProblem("pack-index", None, problem))
     notes = _interrupted_merges(db, repair, repaired)
+    if repair and (restored := db.store.restore_set_aside()):
+        repaired.append(f"put back {restored} object(s) a gc killed mid-delete had set aside")
     checked = size = 0
     corrupt = set()
     for oid in db.store.iter_oids():

@@ -473,6 +473,8 @@ def collect_garbage(
     """
     db.index.flush()  # this process's batched refs must be in the journal before we read it
     with db.store.gc_guard():  # a shared store: one gc at a time across the lab
+        if not dry_run:  # a gc killed mid-delete: back what a writer may have named meanwhile
+            db.store.restore_set_aside()
         if grace_seconds >= PRUNE_FLOOR or dry_run:
             return _collect(db, grace_seconds, dry_run, keep_versions, older_than)
         with _other_writers(db) as others:  # a short grace is only safe with no other writer open

@@ -212,3 +212,26 @@ def test_a_for_each_cache_hit_restoring_outputs_a_pruning_gc_frees_computes_agai
         sys.modules.pop("race_fns", None)
     assert Scaled.load(subject=1, session="a").data[-1] == 98.0
     assert fsck(project).ok, out
+
+
+def test_a_loose_object_a_killed_gc_left_set_aside_is_put_back_by_the_next(project):
+    """gc sets a loose object aside for its last look at its age (a writer may have named it
+    just before), then puts it back or deletes it. Killed between the two, it left the
+    object under a temporary name, which the next gc removed as an old temporary file: a
+    value a writer had named was lost. The set-aside name keeps the object's, and the next
+    gc puts it back."""
+    saved = Resaved.save(np.arange(7.0), subject=1, session="pre")
+    path = project.store.path_of(saved.oid)
+    assert path.exists()  # (a loose object: one value on its own)
+    aside = path.with_name(f".tmp-gc-{path.name}-4242-0123456789ab")  # as a killed gc left it
+    os.rename(path, aside)
+    backdate([aside])
+    collect_garbage(project, grace_seconds=0)
+    assert Resaved.load(subject=1, session="pre").data.tolist() == list(np.arange(7.0))
+    assert fsck(project).ok
+    saved = Resaved.save(np.arange(9.0), subject=2, session="pre")  # and fsck --repair, asked to
+    path = project.store.path_of(saved.oid)
+    os.rename(path, path.with_name(f".tmp-gc-{path.name}-4242-0123456789ab"))
+    assert not fsck(project).ok
+    assert any("put back 1" in line for line in fsck(project, repair=True).repaired)
+    assert fsck(project).ok and Resaved.load(subject=2, session="pre").data.tolist() == list(np.arange(9.0))

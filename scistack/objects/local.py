@@ -58,6 +58,7 @@ _SAMPLE = 64 << 10           # large payloads: judge compressibility on 3 sample
 _NEVER_COMPRESS_BELOW = 4096  # a loose file takes a 4 KB block anyway, and zstd's per-call
                               # setup (~25 us) would dominate the save of a small value
 _TEMP_PREFIX = ".tmp-"
+_ASIDE = f"{_TEMP_PREFIX}gc-"  # a loose object gc set aside for its last look (`_unlink_unless_fresh`)
 _ONE_THREAD_MAX = 16 << 20  # larger payloads are compressed by zstd's own worker threads
 _MAX_BUFFER = 64 << 20       # a batch writes a pack at least every 64 MB of small objects
 _TRUSTED_ALLOC = 64 << 20    # allocate up to this much (or _TRUSTED_RATIO x the compressed size)
@@ -790,10 +791,30 @@ class LocalObjectStore(ObjectStore):
         return sorted(Oid(o) for o in loose | packed if is_valid_oid(o))
 
     def iter_temp_files(self) -> Iterator[Path]:
-        """Temporary files and index-less packs left by interrupted writes (gc removes old ones)."""
+        """Temporary files and index-less packs left by interrupted writes (gc removes old ones);
+        not the objects a killed gc set aside (`restore_set_aside` puts them back)."""
         if self.root.is_dir():
-            yield from self.root.glob(f"??/{_TEMP_PREFIX}*")
+            yield from (p for p in self.root.glob(f"??/{_TEMP_PREFIX}*") if not p.name.startswith(_ASIDE))
             yield from self.packs.incomplete_packs()
+
+    def restore_set_aside(self) -> int:
+        """Put back each object a gc killed between setting it aside and its last look left
+        (`_unlink_unless_fresh`): a writer may have named it just before. Where the object is
+        back at its name already (stored again), the set-aside copy goes; gc judges it again."""
+        self._refuse_writes()
+        restored = 0
+        for aside in self.root.glob(f"??/{_ASIDE}*") if self.root.is_dir() else ():
+            name = aside.name[len(_ASIDE):].split("-", 1)[0]
+            target = aside.with_name(name)
+            try:
+                if is_valid_oid(aside.parent.name + name) and not target.exists():
+                    os.rename(aside, target)
+                    restored += 1
+                else:
+                    aside.unlink()
+            except FileNotFoundError:
+                pass  # (another gc did it)
+        return restored
 
     def size_of(self, oid: str) -> int:
         """Bytes the object takes on disk (compressed size; a pack record's stored bytes)."""
@@ -952,7 +973,8 @@ def _unlink_unless_fresh(path: str, older_than: float | None) -> int:
     rename (else the check fails and the writer stores the object again), so the mtime read
     after the rename shows it; or the utime found nothing and the writer stores it again.
     A reader can miss the object between the rename and the put-back (microseconds) only if
-    it was named in that instant; a crash there leaves it in a `.tmp-` file."""
+    it was named in that instant; a crash there leaves it set aside, and the next gc puts it
+    back (`restore_set_aside`)."""
     if older_than is None:
         try:
             size = os.stat(path).st_size
@@ -960,7 +982,8 @@ def _unlink_unless_fresh(path: str, older_than: float | None) -> int:
             return size
         except FileNotFoundError:
             return 0
-    aside = os.path.join(os.path.dirname(path), f"{_TEMP_PREFIX}gc-{os.getpid()}-{secrets.token_hex(6)}")
+    folder, name = os.path.split(path)  # (the set-aside name keeps the object's: `restore_set_aside`)
+    aside = os.path.join(folder, f"{_ASIDE}{name}-{os.getpid()}-{secrets.token_hex(6)}")
     try:
         os.rename(path, aside)
     except FileNotFoundError:

@@ -135,6 +135,11 @@ class ObjectStore(abc.ABC):
         os.replace(temp, kept)
         return kept
 
+    def restore_set_aside(self) -> int:
+        """Put back objects a gc killed mid-delete left set aside (a store that sets none aside:
+        nothing to do); how many."""
+        return 0
+
     def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> int:
         """Remove several objects (gc); returns bytes freed where the medium can tell (else 0).
         `older_than`: gc's cutoff; a store that can keeps what was freshened since."""
