@@ -27,7 +27,7 @@ from scistack.errors import (InvalidMetadataError, InvalidNameError, NotAReposit
                              SchemaMismatchError, ScistackError,
                              UnreadableJournalWarning, WebViewError)
 from scistack.index import Index, check_identifier
-from scistack.index.sql import INTERNAL_SCHEMA
+from scistack.index.sql import INTERNAL_SCHEMA, result_frame
 from scistack.index.journal import JournalBackend
 from scistack.inline import Inliner
 from scistack.index.pgjournal import PostgresJournal, redact
@@ -535,8 +535,9 @@ class Database:
         return _bundle_verbs["share"](self, to=to, shared=shared, objects=objects)
 
     def sql(self, query: str, params: list | None = None) -> Any:
-        """Run a read-only SQL query on the index; returns a pandas DataFrame."""
-        return self.index.query(query, params).to_pandas()
+        """Run a read-only SQL query on the index; returns a pandas DataFrame (an integer column
+        holding a NULL is a nullable Int64 one, NULL as pd.NA, so its numbers stay exact)."""
+        return result_frame(self.index.query(query, params))
 
     def close(self) -> None:
         """Flush and sync; the project stays on disk. Further use needs a new configure_database."""

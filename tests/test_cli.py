@@ -540,6 +540,18 @@ def test_sql_prints_intervals_and_lists_of_times_as_duckdb_does(project, tmp_pat
     assert cells("SELECT [to_days(1), NULL] AS l") == ["[1 day, NULL]"]
 
 
+def test_sql_json_keeps_an_int_column_with_a_null_exact(project, tmp_path):
+    """pandas made an int column holding a NULL floats: 2**53 + 1 came out as 2**53 (a float)."""
+    CliPeak.save(2**53 + 1, subject=1, session="pre")
+    CliPeak.save(5, subject=2, session="pre")
+    project.sync()
+    query = "SELECT subject, CASE WHEN subject = 1 THEN value END AS big FROM CliPeak ORDER BY subject"
+    rows = json.loads(ok(CliRunner().invoke(
+        main, ["--db", str(tmp_path / "gait.duckdb"), "sql", query, "--json"])))
+    assert rows == [{"subject": 1, "big": 2**53 + 1}, {"subject": 2, "big": None}]
+    assert isinstance(rows[0]["big"], int)
+
+
 # -- errors, discovery, parsing ----------------------------------------------------------
 def test_errors_are_one_line_and_debug_shows_the_traceback(built):
     result = run(built, "log", "NoSuchVariable")

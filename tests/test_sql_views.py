@@ -297,6 +297,16 @@ def test_where_compares_big_integers_exactly_or_says_why_not(project):
         Frame.load_all(where="value > 1")
 
 
+def test_db_sql_keeps_an_int_column_with_a_null_exact(project):
+    """db.sql's frame held an int column with a NULL as float64: 2**53 + 1 became 2**53, and a
+    schema key with a NULL printed 1.0."""
+    Typed.save(2**53 + 1, subject=1, session="pre")
+    Typed.save(5, subject=2)  # a coarser level: its session is NULL
+    frame = project.sql("SELECT subject, CASE WHEN subject = 1 THEN value END AS big FROM Typed ORDER BY subject")
+    assert frame.big[0] == 2**53 + 1 and frame.big[1] is pd.NA
+    assert str(frame.big.dtype) == "Int64" and frame.subject.dtype == np.int64  # no NULL: plain int64
+
+
 def test_values_appear_as_sql_types(project):
     long_text = "x" * 500
     big = np.zeros(INLINE_LIMIT // 8 + 10)

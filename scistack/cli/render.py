@@ -15,6 +15,7 @@ import numpy as np
 
 from scistack.address import value_text
 from scistack.index import RefRecord
+from scistack.index.sql import result_frame
 from scistack.report.json_ready import json_ready
 
 WIDTH = 80
@@ -479,8 +480,8 @@ def _is_nan(cell: Any) -> bool:
 
 def result_records(result: Any) -> list[dict[str, Any]]:
     """A query's result (an Arrow table) as JSON records: NULL and NaN are both null, as JSON
-    has no NaN (`to_json` writes NaN as null everywhere)."""
-    frame = result.to_pandas()
+    has no NaN (`to_json` writes NaN as null everywhere); integers stay integers."""
+    frame = result_frame(result)
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
 
 

@@ -758,6 +758,21 @@ def _query_failed(error: str) -> str:
             "variables (each is a view); scistack's own tables are scistack.refs and scistack.calls")
 
 
+def result_frame(result: pa.Table) -> Any:
+    """A query's Arrow result as a pandas DataFrame whose integer columns stay integers: pandas
+    makes an int column holding a NULL float64 (1 -> 1.0, 2**53 + 1 -> 2**53), so such a column
+    becomes a nullable one (Int64, NULL as pd.NA); one without a NULL stays int64."""
+    import pandas as pd
+
+    frame = result.to_pandas()
+    for i, column in enumerate(result.columns):
+        if pa.types.is_integer(column.type) and column.null_count:
+            unsigned = "U" if pa.types.is_unsigned_integer(column.type) else ""
+            dtype = pd.api.types.pandas_dtype(f"{unsigned}Int{column.type.bit_width}")
+            frame.isetitem(i, column.to_pandas(types_mapper=lambda _, dtype=dtype: dtype).array)
+    return frame
+
+
 @functools.cache
 def _runs_schema() -> pa.Schema:
     return pa.schema([("run_id", pa.string()), ("entry", pa.string()), ("created_at", pa.string())])
