@@ -627,6 +627,7 @@ def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False, l
         return pd.DataFrame(columns=[*db.schema_keys, "data"])
     columns = record_columns(db.schema_keys, records, db.store)
     meta = {k: columns.pop(k) for k in FIXED}
+    meta["created_at"] = pd.to_datetime(meta["created_at"], utc=True)  # a TIMESTAMPTZ in the views
     columns["data"] = _column(_load_values(db, records, lazy))
     return pd.DataFrame({**columns, **meta})
 

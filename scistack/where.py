@@ -213,7 +213,9 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
 
 def _arrow(values: list[Any], name: str, texts: list[str]) -> pa.Array:
     """A column as Arrow; mixed types (1 and 'a' under one key) become text (named in `texts`),
-    numbers Arrow will not take as they are go to `_numbers`."""
+    numbers Arrow will not take as they are go to `_numbers`; created_at is an instant, as in the views."""
+    if name == "created_at":
+        return pa.array(values).cast(pa.timestamp("us", tz="UTC"))
     try:
         return pa.array(values)
     except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):

@@ -770,6 +770,22 @@ def test_an_index_file_of_schema_7_inlines_its_time_arrays_again_in_place(projec
         datetime.datetime(2024, 1, 3), datetime.datetime(2024, 1, 4)]
 
 
+def test_an_index_file_of_schema_9_makes_its_views_again_in_place(project):
+    """Schema 10 shows created_at as a TIMESTAMPTZ (9: text): a file of 9 has every view made
+    again, a variable no sync touches included, without being rebuilt."""
+    refs.save(1.0, subject=1, session="pre")
+    project.sync()
+    sql = project.index._sql
+    with sql.connect() as con:  # what schema 9 had made
+        con.execute("UPDATE scistack.meta SET value = '9' WHERE key = 'schema_version'")
+        con.execute("INSERT INTO scistack.meta VALUES ('left_by_schema_9', '1')")  # gone if rebuilt
+        con.execute("CREATE OR REPLACE VIEW main.refs AS SELECT 'text' AS created_at")
+    project.sql("SELECT 1")  # a query syncs: the file of schema 9 is brought to 10
+    with sql.connect(read_only=True) as con:
+        assert con.execute("SELECT value FROM scistack.meta WHERE key = 'left_by_schema_9'").fetchone() == ("1",)
+    assert project.sql("SELECT typeof(created_at) AS t FROM refs").t.tolist() == ["TIMESTAMP WITH TIME ZONE"]
+
+
 def test_an_index_file_of_schema_8_describes_its_series_and_tables_again_in_place(project):
     """Schema 8 showed a Series (and an Arrow table) as the one-column DataFrame it is written
     from; schema 9 reads their shape and dtype back from their summaries, in place, with no

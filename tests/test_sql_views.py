@@ -76,6 +76,22 @@ def expected_mean_peaks(low_hz: int) -> dict[str, float]:
             for session in ("pre", "post")}
 
 
+def test_saved_times_are_timestamps_compared_as_times(pipeline):
+    """created_at, last_change and a run's created_at were text: `> now() - INTERVAL 1 DAY` was a
+    Binder Error and `> '<today> 23:59:59'` compared letters (ISO's 'T' sorts after ' ')."""
+    saved = pipeline.sql("SELECT CAST(min(created_at) AS VARCHAR) AS t FROM PeakActivation").t[0]
+    later = f"{saved[:10]} 23:59:59+00"
+    for view, column in (("PeakActivation", "created_at"), ("PeakActivation_all", "created_at"),
+                         ("scistack_variables", "last_change"), ("scistack_runs", "created_at")):
+        counts = pipeline.sql(f"SELECT count(*) FILTER (WHERE {column} > now() - INTERVAL 1 DAY) AS recent, "
+                              f"count(*) FILTER (WHERE {column} > '{later}') AS later FROM {view}")
+        assert counts.recent[0] > 0 and counts.later[0] == 0, view
+    assert not PeakActivation.load_all(where=f"created_at > '{later}'")  # where= compares them alike
+    assert len(PeakActivation.load_all(where=f"created_at < '{later}'")) == 8
+    frame = PeakActivation.load_all(as_df=True)
+    assert str(frame.created_at.dtype).startswith("datetime64") and str(frame.created_at.dt.tz) == "UTC"
+
+
 def plain_session(project) -> duckdb.DuckDBPyConnection:
     """What a user gets from `duckdb -readonly gait.duckdb`: no scistack settings at all."""
     project.close()

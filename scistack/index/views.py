@@ -37,6 +37,11 @@ _NO_VALUE = {None, "NULL", "LARGE", "OPAQUE", "UNREADABLE", "TABLE"}
 _AS_JSON = ("CAST(v.j AS JSON)", "to_json(v.i)", "to_json(v.d)", "to_json(v.b)", "to_json(v.s)",
             "to_json(v.li)", "to_json(v.ld)", "to_json(v.lb)", "to_json(v.ls)")
 STATIC_VIEWS = ("scistack_variables", "scistack_runs")
+# a journal time ('2026-12-06T21:10:03.123456Z') as an instant: as text, `created_at > now() -
+# INTERVAL 1 DAY` failed and `> '2026-12-06 23:59:59'` compared letters ('T' after ' '). TIMESTAMPTZ,
+# not TIMESTAMP: it is compared with now() exactly, and the DuckDB CLI and DBeaver show it (and
+# read a literal like '2026-12-06 23:59') in the user's own time zone
+SAVED_AT = "TRY_CAST({} AS TIMESTAMPTZ)"
 
 
 def quote(name: str) -> str:
@@ -188,7 +193,7 @@ def view_columns(schema_keys: list[str], shape: Shape) -> dict[str, list[Column]
     take("value")
     for name, expr in (("shape", "v.shape"), ("dtype", "v.dtype"), ("kind", "r.kind"),
                        ("summary", "r.summary"), ("fn", "c.fn_name"), ("version", "r.version"),
-                       ("created_at", "r.created_at"), ("oid", "r.oid")):
+                       ("created_at", SAVED_AT.format("r.created_at")), ("oid", "r.oid")):
         fixed.append(Column(name if take(name) else _fresh("value_" + name, take), expr))
     params = [Column(column, _typed_json("r.params", name, shape.params[name]))
               for name, column in param_columns(shape.params, take)]
@@ -379,11 +384,11 @@ _STATIC = {
     "scistack_variables": (
         "CREATE OR REPLACE VIEW main.scistack_variables AS SELECT r.var AS variable, "
         "count(DISTINCT (r.addr, r.vkeys)) AS records, count(*) AS versions, "
-        "sum(v.nbytes) AS value_bytes, max(r.created_at) AS last_change "
+        f"sum(v.nbytes) AS value_bytes, max({SAVED_AT.format('r.created_at')}) AS last_change "
         "FROM scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid GROUP BY r.var ORDER BY r.var"
     ),
     "scistack_runs": (
-        "CREATE OR REPLACE VIEW main.scistack_runs AS SELECT run_id, created_at, "
+        f"CREATE OR REPLACE VIEW main.scistack_runs AS SELECT run_id, {SAVED_AT.format('created_at')} AS created_at, "
         "json_extract_string(entry, '$.function') AS function, "
         "CAST(json_extract(entry, '$.outputs') AS VARCHAR[]) AS outputs, "
         f"{_count('ran')}, {_count('cached')}, {_count('failed')}, {_count('skipped')}, "
