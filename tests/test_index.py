@@ -784,6 +784,7 @@ def test_an_index_file_of_schema_9_makes_its_views_again_in_place(project):
     with sql.connect(read_only=True) as con:
         assert con.execute("SELECT value FROM scistack.meta WHERE key = 'left_by_schema_9'").fetchone() == ("1",)
     assert project.sql("SELECT typeof(created_at) AS t FROM refs").t.tolist() == ["TIMESTAMP WITH TIME ZONE"]
+    assert project.sql("SELECT count(*) AS n FROM refs_branches").n[0] == 1  # 11: a view more
 
 
 def test_an_index_file_of_schema_8_describes_its_series_and_tables_again_in_place(project):

@@ -229,6 +229,21 @@ def test_the_python_api_gives_the_same_answers(pipeline):
     assert ours.values.tolist() == by_sql.values.tolist()
 
 
+def test_the_branches_view_filters_a_parameter_as_load_all_where_does(pipeline):
+    """`WHERE low_hz = 20` on the main view drops an address whose newest version has low_hz=10
+    (the newest is taken first); on `<Var>_branches` it agrees with load_all(where=...)."""
+    for_each(bandpass, {"signal": EmgRaw, "low_hz": 10}, [EmgFiltered], subject=[1], session=["pre"], progress=False)
+    for_each(peak, {"signal": EmgFiltered}, [PeakActivation], subject=[1], session=["pre"], progress=False)
+    frame = PeakActivation.load_all(as_df=True, where="low_hz = 20")
+    ours = frame.sort_values(["subject", "session"])[["subject", "session", "data", "version"]]
+    by_sql = pipeline.sql("SELECT subject, session, value, version FROM PeakActivation_branches "
+                          "WHERE low_hz = 20 ORDER BY subject, session")
+    assert len(ours) == 8 and ours.values.tolist() == by_sql.values.tolist()
+    newest = pipeline.sql("SELECT count(*) AS n FROM PeakActivation WHERE low_hz = 20").n[0]
+    assert newest == 7  # the main view keeps its one row per address: subject 1 pre is at low_hz=10
+    assert pipeline.sql("SELECT count(*) AS n FROM PeakActivation_branches").n[0] == 16
+
+
 def test_any_of_and_bound_values(pipeline):
     found = PeakActivation.load(subject=[1, 3], session="pre")
     assert [r.metadata["subject"] for r in found] == [1, 3]

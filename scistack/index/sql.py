@@ -48,12 +48,12 @@ pa = lazy_module("pyarrow", globals(), "pa")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 10  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
+SCHEMA_VERSION = 11  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
 # 7: vals.okey2 (added in place to a file of schema 6); 8: numpy time arrays inlined as TIMESTAMP[] /
 # INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`);
 # 9: a Series' or an Arrow table's shape and dtype as its summary says them, not its frame's (in place,
 # from the summaries: `_redescribe_tables`); 10: created_at and last_change as TIMESTAMPTZ in the views
-# (every view made again in place)
+# (every view made again in place); 11: `<Var>_branches` (made in place too)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 # oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
@@ -247,7 +247,7 @@ class SqlIndex:
         if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
             found = 2
         con.execute("BEGIN")
-        if found in (6, 7, 8, 9):  # changed in place
+        if found in (6, 7, 8, 9, 10):  # changed in place
             if found == 6:  # a column more, computed from the oids (0.5 s at 3M rows)
                 con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
                 con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
@@ -256,7 +256,7 @@ class SqlIndex:
             if found in (6, 7, 8):
                 _redescribe_tables(con)
             every = [var for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()]
-            refresh_views(con, self._key_columns(con), every)  # 10: their created_at a TIMESTAMPTZ
+            refresh_views(con, self._key_columns(con), every)  # 10, 11: changed views
             self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
             con.execute("COMMIT")
             return
@@ -268,7 +268,7 @@ class SqlIndex:
             # and built again below (each version adds columns or tables: 3 inline values, 4 a
             # BIGINT version, 5 scistack.shapes); the user's own tables in main are left alone
             for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall():
-                for view in (var, f"{var}_all", f"{var}_rows"):
+                for view in (var, f"{var}_all", f"{var}_rows", f"{var}_branches"):
                     con.execute(f"DROP VIEW IF EXISTS main.{quote(view)}")
             con.execute("DROP SCHEMA scistack CASCADE")
         for statement in [*_TABLES, self._refs_ddl()]:

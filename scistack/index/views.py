@@ -1,5 +1,5 @@
 """The readable views: one per variable (newest version per address), `<Var>_all` (every
-version), `<Var>_rows` (DataFrame values, one row per frame row), `scistack_variables` and
+version), `<Var>_branches` (newest version per address and lineage parameters), `<Var>_rows` (DataFrame values, one row per frame row), `scistack_variables` and
 `scistack_runs`.
 
 A variable's columns depend on its data: schema keys, version keys and lineage parameters
@@ -97,6 +97,8 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
         con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
         if not yields(f"{var}_all"):
             con.execute(_view_sql(var, schema_keys, shape, columns, newest=False))
+        if not yields(f"{var}_branches"):
+            con.execute(_view_sql(var, schema_keys, shape, columns, newest=True, per_branch=True))
         if "TABLE" in shape.sqltypes and not yields(f"{var}_rows"):
             try:  # built from the frames' own column names: whatever they are, never a sync
                 con.execute(_rows_sql(con, var, schema_keys, columns))  # that fails each time
@@ -271,7 +273,11 @@ def _select(columns: dict[str, list[Column]]) -> str:
 
 
 def _view_sql(var: str, schema_keys: list[str], shape: Shape, columns: dict[str, list[Column]], *,
-              newest: bool) -> str:
+              newest: bool, per_branch: bool = False) -> str:
+    """`<Var>` (newest version per address), `<Var>_all` (every version) or, `per_branch`,
+    `<Var>_branches`: the newest version per address and lineage parameters, so that `WHERE
+    low_hz = 20` on it finds the low_hz=20 value of every address, as load_all(where=...) does
+    (on `<Var>` the WHERE comes after the newest is taken: a newer low_hz=10 hid it)."""
     order = ", ".join(quote(c.name) for c in columns["keys"])
     version = next(c.name for c in columns["fixed"] if c.expr == "r.version")
     source = (
@@ -281,10 +287,10 @@ def _view_sql(var: str, schema_keys: list[str], shape: Shape, columns: dict[str,
     if newest:
         source = (
             f"(SELECT * FROM scistack.refs WHERE var = {literal(var)} QUALIFY row_number() OVER "
-            "(PARTITION BY addr, vkeys ORDER BY version DESC) = 1) r "
+            f"(PARTITION BY addr, vkeys{', params' if per_branch else ''} ORDER BY version DESC) = 1) r "
             "LEFT JOIN scistack.vals v ON v.oid = r.oid LEFT JOIN scistack.call_info c ON c.call = r.call"
         )
-        name, order_by = var, order
+        name, order_by = (f"{var}_branches", f"{order}, {quote(version)}") if per_branch else (var, order)
     else:
         name, order_by = f"{var}_all", f"{order}, {quote(version)}"
     return (f"CREATE OR REPLACE VIEW main.{quote(name)} AS SELECT {_select(columns)} FROM {source} "
