@@ -57,3 +57,32 @@ def test_a_query_waiting_for_another_process_says_what_it_waits_for(project, mon
         holder.stdout.close()
     said = [r.getMessage() for r in caplog.records if "held by another process" in r.getMessage()]
     assert len(said) == 1 and "duckdb -readonly gait.duckdb" in said[0]
+
+
+def test_a_query_reads_the_file_as_it_is_while_a_reader_elsewhere_holds_it(project, monkeypatch, caplog):
+    # a read-only DuckDB CLI or DBeaver session blocks the sync's write, not a read: db.sql waited
+    # 60 s for it, then failed with DatabaseLockedError, warning of a session "opened for writing"
+    import subprocess
+    import sys
+
+    import scistack.index.sql as sql_module
+
+    SqlConnA.save(1, subject=1)
+    project.sync()
+    monkeypatch.setattr(sql_module, "_SAY_AFTER", 0.2)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+         "print('held', flush=True); sys.stdin.read()", str(project.path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        SqlConnA.save(2, subject=2)
+        started = time.monotonic()
+        with caplog.at_level("WARNING", logger="scistack.index.sql"):
+            assert project.sql("SELECT count(*) AS n FROM SqlConnA")["n"][0] == 1  # the file as it is
+        assert time.monotonic() - started < 10
+    finally:
+        holder.communicate(timeout=30)
+    said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(said) == 1 and "open read-only in another process" in said[0] and "behind" in said[0]
+    assert project.sql("SELECT count(*) AS n FROM SqlConnA")["n"][0] == 2  # closed: synced again

@@ -209,10 +209,13 @@ class SqlIndex:
                     raise
                 if say_at is not None and time.monotonic() > say_at:
                     say_at = None
-                    log.warning("%s is held by another process (a DuckDB CLI or DBeaver session that "
-                                "opened it for writing?); waiting for it, up to %.0f s. Loads do not wait "
-                                "for it; open it there read-only (duckdb -readonly %s) and both can read",
-                                self.path, timeout, self.path.name)
+                    log.warning("%s is held by another process %s; waiting for it, up to %.0f s. Loads do "
+                                "not wait for it; open it there read-only (duckdb -readonly %s) and SQL "
+                                "reads it meanwhile", self.path,
+                                "for writing (a DuckDB CLI or DBeaver session that opened it for writing, "
+                                "or a scistack process syncing it)" if read_only else
+                                "(a DuckDB CLI or DBeaver session, read-only or not: writing needs it alone; "
+                                "or a scistack process syncing it)", timeout, self.path.name)
                 if should_stop is not None:
                     _check(should_stop)
                 time.sleep(delay)
@@ -710,13 +713,37 @@ class SqlIndex:
                         "was not brought up to date): SQL answers from it as it is; loads are current",
                         self.path)
 
+    def _sync_or_read_as_is(self) -> None:
+        """Sync before a query. A reader elsewhere (DBeaver, `duckdb -readonly`) blocks the sync's
+        write for as long as it stays open (a query waited 60 s, then failed), but not a read:
+        after `_SAY_AFTER` the query reads the file as it is. A writer elsewhere blocks reads
+        too: then the sync waits for it, as before."""
+        try:
+            self.sync(timeout=_SAY_AFTER)
+            return
+        except DatabaseLockedError:
+            if not self.path.exists() or not self._readable_now():
+                self.sync(say_after=0.0)
+                return
+        log.warning("%s is open read-only in another process (a DuckDB CLI or DBeaver session), so the "
+                    "saves since it was opened could not be written to it: SQL answers from it as it is "
+                    "and may be behind by them (loads are current; the next sync writes them)", self.path)
+
+    def _readable_now(self) -> bool:
+        """Whether the file can be opened read-only at once (only readers hold it)."""
+        try:
+            with self.connect(read_only=True, timeout=0.0):
+                return True
+        except DatabaseLockedError:
+            return False
+
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         """Run a read-only query after bringing the index up to date."""
         _check_not_empty(sql)
         if self.read_only:
             self._check_readable()
         else:
-            self.sync(say_after=_SAY_AFTER)
+            self._sync_or_read_as_is()
         with self.connect(read_only=True, say_after=_SAY_AFTER) as con:
             # unqualified names find a variable's view first, then scistack's tables
             con.execute("SET search_path = 'main,scistack'")
