@@ -572,6 +572,17 @@ def test_sql_stays_read_only(pipeline):
     assert pipeline.sql("SELECT count(*) AS n FROM PeakActivation")["n"][0] == 8
 
 
+def test_sql_errors_keep_duckdbs_own_hints(pipeline):
+    """Only the first line of DuckDB's error was kept: its 'Did you mean' and 'Candidate
+    bindings' lines were cut (its 'LINE 1:' context stays out)."""
+    with pytest.raises(QueryError, match=r'PeakActivatio does not exist! Did you mean "PeakActivation\w*"\?') as typo:
+        pipeline.sql("SELECT * FROM PeakActivatio")
+    with pytest.raises(QueryError, match=r'"valeu" not found .* Candidate bindings: .*"value"') as column:
+        pipeline.sql("SELECT valeu FROM PeakActivation")
+    for error in (typo, column):
+        assert "LINE 1" not in str(error.value) and "\n" not in str(error.value)
+
+
 def test_sql_touches_no_file_but_the_index(pipeline, tmp_path):
     """Read-only protected the DuckDB file only: a COPY ... TO the journal overwrote it (every
     name lost), and read_text() read any file on the machine. Neither can be switched back on."""
@@ -593,6 +604,8 @@ def test_a_key_saved_as_text_and_numbers_gets_a_query_error_that_says_how_to_com
     StrideLength.save(2.0, subject="S02")  # one subject named as text: the column is VARCHAR
     with pytest.raises(QueryError, match=r"Column subject holds text as well as numbers.*subject = '5'"):
         project.sql("SELECT value FROM StrideLength WHERE subject = 1")
+    with pytest.raises(QueryError, match=r"to INT64 .*Column subject holds text as well as numbers"):
+        project.sql("SELECT CAST(subject AS BIGINT) FROM StrideLength")  # (DuckDB 1.5 says INT64 there)
     assert project.sql("SELECT value FROM StrideLength WHERE subject = '1'")["value"].tolist() == [1.0]
     with pytest.raises(QueryError, match=r"subject holds text as well as numbers.*subject = '5'"):
         StrideLength.load_all(where="subject > 0")

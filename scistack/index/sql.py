@@ -772,20 +772,24 @@ def _check_not_empty(sql: str) -> None:
                          "give one, e.g. SELECT variable, records FROM scistack_variables")
 
 
-# "... Could not convert string 'S01' to INT32 when casting from source column subject"
+# "... Could not convert string 'S01' to INT32 (INT64 for a CAST) when casting from source column subject"
 _TEXT_COLUMN = re.compile(r"Could not convert string '.*' to \w+ when casting from source column (\w+)")
+_HINT_LINES = 3  # DuckDB's own hints kept ('Did you mean "Score"?', 'Candidate bindings: "value"')
 
 
 def _query_failed(error: str) -> str:
-    """DuckDB's error, first line, and what usually fixes it."""
-    first = error.strip().splitlines()[0]
+    """DuckDB's error, its first line and the hint lines under it (up to the blank line before
+    its 'LINE 1: ...' context), and what usually fixes it."""
+    lines = error.strip().split("\n\n")[0].splitlines()
+    first = " ".join([lines[0], *(line.strip() for line in lines[1:1 + _HINT_LINES] if line.strip())])
+    first += "" if first.endswith((".", "!", "?")) else "."
     mixed = _TEXT_COLUMN.search(first)
     if mixed:  # a key saved both as numbers and as text is a VARCHAR column
         column = mixed.group(1)
-        return (f"the query failed: {first}. Column {column} holds text as well as numbers (some "
+        return (f"the query failed: {first} Column {column} holds text as well as numbers (some "
                 f"values were saved as strings), so it is VARCHAR: compare it with text, e.g. "
                 f"{column} = '5', or cast, e.g. TRY_CAST({column} AS BIGINT) = 5")
-    return (f"the query failed: {first}. The index is read-only here; `scistack ls` lists the "
+    return (f"the query failed: {first} The index is read-only here; `scistack ls` lists the "
             "variables (each is a view); scistack's own tables are scistack.refs and scistack.calls")
 
 
