@@ -98,6 +98,17 @@ def plain_session(project) -> duckdb.DuckDBPyConnection:
     return duckdb.connect(str(project.path), read_only=True)
 
 
+def test_a_plain_python_duckdb_session_reads_the_saved_times(pipeline):
+    """DuckDB's Python client returns a TIMESTAMPTZ as an aware datetime, which needs `pytz`:
+    without it `fetchall()` of `created_at` failed ("Required module 'pytz' failed to import")."""
+    con = plain_session(pipeline)
+    try:
+        (when,) = con.execute("SELECT max(created_at) FROM PeakActivation").fetchone()
+    finally:
+        con.close()
+    assert when.tzinfo is not None and when.utcoffset() is not None
+
+
 def test_a_plain_duckdb_session_answers_both_questions(pipeline):
     con = plain_session(pipeline)
     try:
