@@ -855,3 +855,27 @@ def test_one_number_is_one_address_and_other_types_stay_apart(value):
         assert type(got) is int and got == value and key_of({"k": got}) == key_of({"k": int(value)})
     else:
         assert type(got) is type(value) and (got == value)
+
+
+def test_an_index_file_of_schema_11_inlines_its_nd_arrays_and_timed_frames_again(project):
+    """Schema 12 keeps an N-D array's NaN and infinities (11 wrote NULL) and a frame's times
+    to the nanosecond (11: milliseconds); a file of 11 has those values inlined again."""
+    import math
+
+    import pandas as pd
+
+    refs.save(np.array([[1.0, np.nan], [np.inf, -np.inf]]), subject=1, session="pre")
+    times = pd.to_datetime(["2024-01-01 10:00:00.123456", "2024-01-01 10:00:00.123999"])
+    refs.save(pd.DataFrame({"t": times, "x": [1, 2]}), subject=2, session="pre")
+    project.sync()
+    sql = project.index._sql
+    with sql.connect() as con:  # what schema 11 had written
+        con.execute("UPDATE scistack.vals SET j = '[[1.0,null],[null,null]]' WHERE sqltype LIKE '%[][]'")
+        con.execute("""UPDATE scistack.frame_rows SET "row" = regexp_replace("row", '\\.123[0-9]+', '.123')""")
+        con.execute("UPDATE scistack.meta SET value = '11' WHERE key = 'schema_version'")
+    refs.save(np.zeros((2, 2)), subject=3, session="pre")  # (rows to inline again: a sync's next slice)
+    project.sync()
+    value = project.sql("SELECT value FROM refs WHERE subject = 1").value[0]
+    assert value[0][0] == 1.0 and math.isnan(value[0][1]) and list(value[1]) == [math.inf, -math.inf]
+    assert project.sql("SELECT count(DISTINCT t) AS n FROM refs_rows").n[0] == 2
+    assert project.sql("SELECT count(*) AS n FROM refs_rows").n[0] == 2  # (its old rows gone)

@@ -48,12 +48,14 @@ pa = lazy_module("pyarrow", globals(), "pa")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 11  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
+SCHEMA_VERSION = 12  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
 # 7: vals.okey2 (added in place to a file of schema 6); 8: numpy time arrays inlined as TIMESTAMP[] /
 # INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`);
 # 9: a Series' or an Arrow table's shape and dtype as its summary says them, not its frame's (in place,
 # from the summaries: `_redescribe_tables`); 10: created_at and last_change as TIMESTAMPTZ in the views
-# (every view made again in place); 11: `<Var>_branches` (made in place too)
+# (every view made again in place); 11: `<Var>_branches` (made in place too); 12: N-D arrays keep NaN and
+# the infinities, a frame's times their precision, a chunked table its bytes (those rows inlined again:
+# `_reinline_values`)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 # oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
@@ -250,7 +252,7 @@ class SqlIndex:
         if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
             found = 2
         con.execute("BEGIN")
-        if found in (6, 7, 8, 9, 10):  # changed in place
+        if found in (6, 7, 8, 9, 10, 11):  # changed in place
             if found == 6:  # a column more, computed from the oids (0.5 s at 3M rows)
                 con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
                 con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
@@ -258,6 +260,7 @@ class SqlIndex:
                 _reinline_times(con)
             if found in (6, 7, 8):
                 _redescribe_tables(con)
+            _reinline_values(con)
             every = [var for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()]
             refresh_views(con, self._key_columns(con), every)  # 10, 11: changed views
             self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
@@ -924,6 +927,19 @@ def _reinline_times(con: duckdb.DuckDBPyConnection) -> None:
     which also redoes their variables' shapes) rather than rebuilding every table."""
     con.execute("UPDATE scistack.vals SET sqltype = 'UNREADABLE' WHERE sqltype = 'INTERVAL' "
                 "OR dtype LIKE 'datetime64%' OR dtype LIKE 'timedelta64%'")
+
+
+def _reinline_values(con: duckdb.DuckDBPyConnection) -> None:
+    """Schema 12 writes N-D float arrays with their NaN and infinities (11: NULL), a frame's
+    times to the nanosecond (11: milliseconds, so two times became one) and a chunked table's
+    bytes (11: NULL): those rows are marked UNREADABLE, so syncs inline them again
+    (`_take_unreadable`), a frame's old rows removed first."""
+    timed = r"""'"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z?|P\d+DT[^"]*)"'"""  # 11's times in rows
+    con.execute(f"""UPDATE scistack.vals SET sqltype = 'UNREADABLE' WHERE sqltype LIKE '%[][]'
+        OR (sqltype = 'LARGE' AND nbytes IS NULL)
+        OR oid IN (SELECT DISTINCT oid FROM scistack.frame_rows WHERE regexp_matches("row", {timed}))""")
+    con.execute("DELETE FROM scistack.frame_rows WHERE oid IN "
+                "(SELECT oid FROM scistack.vals WHERE sqltype = 'UNREADABLE')")
 
 
 def _redescribe_tables(con: duckdb.DuckDBPyConnection) -> None:
