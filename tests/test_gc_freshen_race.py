@@ -15,6 +15,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 from scistack import BaseVariable, for_each
 from scistack.fsck import fsck
@@ -168,31 +169,10 @@ def scale(x, k):
 """
 
 
-def test_a_cached_result_saved_while_a_pruning_gc_frees_it_is_stored_again(project, python_env, monkeypatch, tmp_path):
-    (tmp_path / "race_fns.py").write_text(SCALE)
-    sys.path.insert(0, str(tmp_path))
-    try:
-        from race_fns import scale
-        Resaved.save(np.arange(50.0), subject=1, session="a")
-        for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1], session=["a"],
-                 verbose=False)
-        Scaled.delete(subject=1)  # the result's objects and cache entry are now unreachable
-        out, _ = prune_now_while(project, python_env, monkeypatch, """
-            from race_fns import scale
-            result = scale(Resaved.load(subject=1, session="a"), 2.0)
-            print("cached", result.cached)
-            Scaled.save(result, subject=1, session="a")
-        """, tmp_path, step=(project.index, "drop_calls"))  # (its cache entry is still there)
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop("race_fns", None)
-    assert "cached True" in out
-    assert Scaled.load(subject=1, session="a").data[-1] == 98.0
-    assert fsck(project).ok
-
-
-def test_a_for_each_cache_hit_restoring_outputs_a_pruning_gc_frees_computes_again(
-        project, python_env, monkeypatch, tmp_path):
+@pytest.fixture
+def scaled_then_deleted(project, tmp_path):
+    """`scale` (a module of its own, importable by the second process) run by a for_each, its
+    result then deleted: its objects and cache entry unreachable, the entry still there."""
     (tmp_path / "race_fns.py").write_text(SCALE)
     sys.path.insert(0, str(tmp_path))
     try:
@@ -201,15 +181,33 @@ def test_a_for_each_cache_hit_restoring_outputs_a_pruning_gc_frees_computes_agai
         for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1], session=["a"],
                  verbose=False)
         Scaled.delete(subject=1)
-        out, _ = prune_now_while(project, python_env, monkeypatch, """
-            from scistack import for_each
-            from race_fns import scale
-            print(for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1],
-                           session=["a"], verbose=False))
-        """, tmp_path, step=(project.index, "drop_calls"))
+        yield
     finally:
         sys.path.remove(str(tmp_path))
         sys.modules.pop("race_fns", None)
+
+
+def test_a_cached_result_saved_while_a_pruning_gc_frees_it_is_stored_again(
+        project, python_env, monkeypatch, tmp_path, scaled_then_deleted):
+    out, _ = prune_now_while(project, python_env, monkeypatch, """
+        from race_fns import scale
+        result = scale(Resaved.load(subject=1, session="a"), 2.0)
+        print("cached", result.cached)
+        Scaled.save(result, subject=1, session="a")
+    """, tmp_path, step=(project.index, "drop_calls"))  # (its cache entry is still there)
+    assert "cached True" in out
+    assert Scaled.load(subject=1, session="a").data[-1] == 98.0
+    assert fsck(project).ok
+
+
+def test_a_for_each_cache_hit_restoring_outputs_a_pruning_gc_frees_computes_again(
+        project, python_env, monkeypatch, tmp_path, scaled_then_deleted):
+    out, _ = prune_now_while(project, python_env, monkeypatch, """
+        from scistack import for_each
+        from race_fns import scale
+        print(for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1],
+                       session=["a"], verbose=False))
+    """, tmp_path, step=(project.index, "drop_calls"))
     assert Scaled.load(subject=1, session="a").data[-1] == 98.0
     assert fsck(project).ok, out
 
