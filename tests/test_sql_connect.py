@@ -36,19 +36,9 @@ def test_read_only_query_waits_for_a_read_write_connection_in_the_same_process(p
 def test_a_query_waiting_for_another_process_says_what_it_waits_for(project, monkeypatch, caplog):
     # a DuckDB CLI or DBeaver session with write access held the file: db.sql waited up to a
     # minute in silence
-    import subprocess
-    import sys
-
-    import scistack.index.sql as sql_module
-
-    SqlConnA.save(1, subject=1)
-    project.sync()
-    monkeypatch.setattr(sql_module, "_SAY_AFTER", 0.2)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', "
-         "flush=True); time.sleep(1.5)", str(project.path)], stdout=subprocess.PIPE, text=True)
+    holder = _held_elsewhere(project, monkeypatch, "duckdb.connect(sys.argv[1]); print('held', flush=True); "
+                             "time.sleep(1.5)")
     try:
-        assert holder.stdout.readline().strip() == "held"
         SqlConnA.save(2, subject=2)  # saves never wait for it
         with caplog.at_level("WARNING", logger="scistack.index.sql"):
             assert project.sql("SELECT count(*) AS n FROM SqlConnA")["n"][0] == 2
@@ -62,20 +52,9 @@ def test_a_query_waiting_for_another_process_says_what_it_waits_for(project, mon
 def test_a_query_reads_the_file_as_it_is_while_a_reader_elsewhere_holds_it(project, monkeypatch, caplog):
     # a read-only DuckDB CLI or DBeaver session blocks the sync's write, not a read: db.sql waited
     # 60 s for it, then failed with DatabaseLockedError, warning of a session "opened for writing"
-    import subprocess
-    import sys
-
-    import scistack.index.sql as sql_module
-
-    SqlConnA.save(1, subject=1)
-    project.sync()
-    monkeypatch.setattr(sql_module, "_SAY_AFTER", 0.2)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
-         "print('held', flush=True); sys.stdin.read()", str(project.path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = _held_elsewhere(project, monkeypatch, "duckdb.connect(sys.argv[1], read_only=True); "
+                             "print('held', flush=True); sys.stdin.read()")
     try:
-        assert holder.stdout.readline().strip() == "held"
         SqlConnA.save(2, subject=2)
         started = time.monotonic()
         with caplog.at_level("WARNING", logger="scistack.index.sql"):
@@ -86,3 +65,20 @@ def test_a_query_reads_the_file_as_it_is_while_a_reader_elsewhere_holds_it(proje
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(said) == 1 and "open read-only in another process" in said[0] and "behind" in said[0]
     assert project.sql("SELECT count(*) AS n FROM SqlConnA")["n"][0] == 2  # closed: synced again
+
+
+def _held_elsewhere(project, monkeypatch, holding: str):
+    """One value saved and synced, then a second process holding the DuckDB file (`holding`:
+    its code after `import duckdb, sys, time; c = `), once it has said "held"."""
+    import subprocess
+    import sys
+
+    import scistack.index.sql as sql_module
+
+    SqlConnA.save(1, subject=1)
+    project.sync()
+    monkeypatch.setattr(sql_module, "_SAY_AFTER", 0.2)
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys, time; c = {holding}", str(project.path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
