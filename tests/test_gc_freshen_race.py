@@ -32,7 +32,7 @@ class Resaved(BaseVariable):
     pass
 
 
-class Scaled(BaseVariable):
+class RaceScaled(BaseVariable):
     pass
 
 
@@ -117,7 +117,7 @@ AT_THE_GATE = """
     from scistack import BaseVariable
     db = scistack.configure_database(sys.argv[1], {schema!r})
     class Resaved(BaseVariable): pass
-    class Scaled(BaseVariable): pass
+    class RaceScaled(BaseVariable): pass
 """.format(schema=SCHEMA)
 
 
@@ -178,9 +178,9 @@ def scaled_then_deleted(project, tmp_path):
     try:
         from race_fns import scale
         Resaved.save(np.arange(50.0), subject=1, session="a")
-        for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1], session=["a"],
+        for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[RaceScaled], subject=[1], session=["a"],
                  verbose=False)
-        Scaled.delete(subject=1)
+        RaceScaled.delete(subject=1)
         yield
     finally:
         sys.path.remove(str(tmp_path))
@@ -193,10 +193,10 @@ def test_a_cached_result_saved_while_a_pruning_gc_frees_it_is_stored_again(
         from race_fns import scale
         result = scale(Resaved.load(subject=1, session="a"), 2.0)
         print("cached", result.cached)
-        Scaled.save(result, subject=1, session="a")
+        RaceScaled.save(result, subject=1, session="a")
     """, tmp_path, step=(project.index, "drop_calls"))  # (its cache entry is still there)
     assert "cached True" in out
-    assert Scaled.load(subject=1, session="a").data[-1] == 98.0
+    assert RaceScaled.load(subject=1, session="a").data[-1] == 98.0
     assert fsck(project).ok
 
 
@@ -205,10 +205,10 @@ def test_a_for_each_cache_hit_restoring_outputs_a_pruning_gc_frees_computes_agai
     out, _ = prune_now_while(project, python_env, monkeypatch, """
         from scistack import for_each
         from race_fns import scale
-        print(for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[Scaled], subject=[1],
+        print(for_each(scale, inputs={"x": Resaved, "k": 2.0}, outputs=[RaceScaled], subject=[1],
                        session=["a"], verbose=False))
     """, tmp_path, step=(project.index, "drop_calls"))
-    assert Scaled.load(subject=1, session="a").data[-1] == 98.0
+    assert RaceScaled.load(subject=1, session="a").data[-1] == 98.0
     assert fsck(project).ok, out
 
 
