@@ -385,6 +385,7 @@ class Undeleted:
     schema_keys: tuple[str, ...] = ()  # (the order addresses are shown in)
     again: list[RefRecord] = ()  # live again since the delete (brought back, or saved again)
     older: list[RefRecord] = ()  # removed by an older delete than the one undone: left deleted
+    superseded: list[RefRecord] = ()  # older versions than ones still there: left deleted
 
     @property
     def note(self) -> str:
@@ -398,6 +399,11 @@ class Undeleted:
         if self.again:
             parts.append(f"{len(self.again)} back already (brought back or saved again since the delete; "
                          f"e.g. {_where(self.again[0], self.schema_keys)})")
+        if self.superseded:
+            first = self.superseded[0]
+            parts.append(f"{len(self.superseded)} left deleted: newer versions at their address are still there, "
+                         f"and a version brought back becomes the current one (e.g. {_where(first, self.schema_keys)}, "
+                         f"version={first.version}; undelete(..., version=N) brings one back as the current value)")
         if self.older:
             first = self.older[0]
             parts.append(f"{len(self.older)} removed by an older delete left deleted (e.g. "
@@ -449,7 +455,7 @@ def bring_back(db: Database, name: str, chosen: list[Deletion], *, named: bool =
     gc has freed, and (unless `named` by its version) one at an address saved again since."""
     since = _saved_since(db, name, chosen)
     records = sorted((d.record for d in chosen), key=lambda r: r.version)
-    free = [r for r in records if not since[_slot(r)] or (named and since[_slot(r)] == "other")]
+    free = [r for r in records if not since[_slot(r)] or (named and since[_slot(r)] in ("other", "newer"))]
     stored = {r.oid for r in free if db.store.contains(r.oid)}
     gone = freshen_lineage(db.store, [o for r in free if r.oid in stored for o in (r.oid, r.call)], set())
     stored -= {r.oid for r in free if {r.oid, r.call} & gone}  # (a gc running now keeps the rest; these it freed)
@@ -459,18 +465,22 @@ def bring_back(db: Database, name: str, chosen: list[Deletion], *, named: bool =
             db.index.put_ref(name, r.addr, r.vkeys, r.oid, r.kind, call=r.call, params=r.params, summary=r.summary)
     return Undeleted(back, [r for r in free if r.oid not in stored],
                      [r for r in records if since[_slot(r)] == "other" and not named], tuple(db.schema_keys),
-                     [r for r in records if since[_slot(r)] == "again"])
+                     [r for r in records if since[_slot(r)] == "again"],
+                     superseded=[r for r in records if since[_slot(r)] == "newer" and not named])
 
 
 def _saved_since(db: Database, name: str, deletions: list[Deletion]) -> dict[tuple[str, int], str]:
     """Per deleted record, what its address (with its version keys) holds that was saved or
-    brought back since its delete: "again" its value, "other" only others, "" nothing
-    (the versions still there from before the delete are not "since": numbers grow)."""
+    brought back since its delete: "again" its value, "other" only others; else "newer" when
+    a version above it from before the delete is still there (it was not the current value:
+    brought back, a new version, it would become that), "" nothing (numbers grow)."""
     live = {a: db.index.versions_at(name, a) for a in {d.record.addr_key for d in deletions}}
     found = {}
     for d in deletions:
-        newer = {r.oid for r in live[d.record.addr_key] if r.version > d.top and r.vkeys_key == d.record.vkeys_key}
-        found[_slot(d.record)] = "again" if d.record.oid in newer else "other" if newer else ""
+        same = [r for r in live[d.record.addr_key] if r.vkeys_key == d.record.vkeys_key]
+        since = {r.oid for r in same if r.version > d.top}
+        found[_slot(d.record)] = ("again" if d.record.oid in since else "other" if since else
+                                  "newer" if any(r.version > d.record.version for r in same) else "")
     return found
 
 

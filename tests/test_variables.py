@@ -373,6 +373,29 @@ def test_undelete_undoes_the_last_delete_not_a_version_deleted_on_purpose_before
     assert VPeak.load(subject=1, session="a").data == -999.0
 
 
+def test_undelete_never_makes_an_older_version_the_current_value(project):
+    """A deleted record that was not the newest when deleted (an old version deleted on its
+    own, or dropped by retention after a delete elsewhere) came back as a new version, so the
+    older value became the current one. It stays deleted, and is named, unless asked for by
+    its number."""
+    from scistack.gc import collect_garbage
+
+    for value in (1.0, 2.0, 3.0):
+        VPeak.save(value, subject=1, session="pre")
+    VPeak.delete(subject=1, session="pre", version=1)
+    with pytest.warns(UserWarning, match=r"0 record\(s\) back; 1 left deleted: newer versions"):
+        assert VPeak.undelete(subject=1) == 0
+    assert VPeak.load(subject=1, session="pre").data == 3.0
+    VPeak.save(9.0, subject=2, session="pre")
+    VPeak.delete(subject=2)
+    collect_garbage(project, keep_versions=1)  # its drop of version 2 is now the last delete
+    with pytest.warns(UserWarning, match="left deleted: newer versions"):
+        VPeak.undelete()
+    assert VPeak.load(subject=1, session="pre").data == 3.0
+    assert VPeak.undelete(subject=1, version=1) == 1  # asked for by its number: the current value
+    assert VPeak.load(subject=1, session="pre").data == 1.0
+
+
 def test_undelete_leaves_the_versions_a_retention_rule_dropped(project):
     """Old versions whose names gc's retention rule dropped came back (as new versions) when
     a later delete of the address was undone: undelete undoes that delete only."""

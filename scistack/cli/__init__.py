@@ -423,7 +423,8 @@ def undelete(ctx: click.Context, variable: str, cascade: bool, as_json: bool, as
     _emit(as_json, {"back": back, "reclaimed": [r for result in results for r in result.reclaimed],
                     "taken": [r for result in results for r in result.taken],
                     "already_back": [r for result in results for r in result.again],
-                    "older": [r for result in results for r in result.older]},
+                    "older": [r for result in results for r in result.older],
+                    "superseded": [r for result in results for r in result.superseded]},
           "; ".join(notes) if notes and len(results) == 1 else
           f"{len(back)} record(s) back" + "".join(f"\n  {n}" for n in notes))
 
