@@ -32,8 +32,10 @@ memoising function is also remembered for this process under that function's cod
 digest of that first read, and added to every later call record of a lineage function whose
 code identity reaches that function (or that saw it fill the memo before): its hits then check
 the file as well. A helper that does not memoise (a per-subject loader) stays its own call's
-input only. A memo keyed by argument (``lru_cache`` over per-subject files) makes every later
-call of the process name every file it has cached so far: needless re-runs, never stale ones.
+input only. A memo keyed by argument (``lru_cache`` over per-subject files) makes later calls
+of the process name the files it has cached so far (needless re-runs, never stale ones), up to
+`_MEMO_FILES`: past that it is a cache per item, whose files are its own calls' alone (a later
+call served an item from it without reading is then not seen: the limit of a per-item memo).
 
 Not seen: a memo filled outside any recorded call (by the user's code before the loop, or by
 a call made at import; a module-level value loaded at import is module data, which the code
@@ -323,12 +325,18 @@ def _add_memos(recording: _Recording, found: dict[str, FileRead],
     filled = _FILLED_BY.get(id(_code_of(recording.root)), (None, set()))[1]
     reached = reached_code(recording.root) | filled
     for key, (_, reads) in list(_MEMO_READS.items()):
-        if key in reached:
+        if key in reached and len(reads) <= _MEMO_FILES:
             for path, entry in list(reads.items()):
                 if path in found or path in recording.written:
                     continue
                 if _is_input_path(path, exclude):
                     found[path] = entry
+
+
+# A memo that has read more files than this in the process is a cache per item (an lru_cache
+# over per-subject files): its files are not added to every later call (records and hits would
+# grow with the loop, and one subject's edit would make every later result stale)
+_MEMO_FILES = 8
 
 
 def _code_of(fn: Callable | None) -> CodeType | None:

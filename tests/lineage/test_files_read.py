@@ -206,6 +206,30 @@ def test_a_file_read_once_behind_a_memo_is_an_input_of_every_later_call(project,
     assert _statuses(project) == ["done", "done"]
 
 
+def test_a_memo_per_item_adds_a_bounded_number_of_files_to_later_calls(project, tmp_path, monkeypatch):
+    """An lru_cache over per-subject files is a cache per item: each later call had named every
+    file it had cached so far (records and hits growing with the loop). Past a few files, a
+    memo's files are its own calls' alone."""
+    from scistack.codeid import files as files_module
+
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        @functools.lru_cache(maxsize=None)
+        def subject_file(n):
+            return read_json(f"s{n}.json")
+        @lineage_fcn
+        def proc(x):
+            return x + subject_file(int(x))
+    """))
+    subjects = range(1, files_module._MEMO_FILES + 5)
+    for subject in subjects:
+        FrIn.save(float(subject), subject=subject, session="a")
+        (steps.dir / f"s{subject}.json").write_text("0")
+    _run(steps, subjects=subjects)
+    named = [len(_recorded(project, s)) for s in subjects]
+    assert max(named) <= files_module._MEMO_FILES + 1 and named[-1] == 1, named
+
+
 def test_a_memo_filled_by_one_step_is_an_input_of_another_step_reaching_it(project, tmp_path, monkeypatch):
     """Two steps share a memoised config; the first fills it, so the second never opens it."""
     steps = Steps(tmp_path, monkeypatch)
