@@ -221,7 +221,7 @@ def test_a_loose_object_a_killed_gc_left_set_aside_is_put_back_by_the_next(proje
     saved = Resaved.save(np.arange(7.0), subject=1, session="pre")
     path = project.store.path_of(saved.oid)
     assert path.exists()  # (a loose object: one value on its own)
-    aside = path.with_name(f".tmp-gc-{path.name}-4242-0123456789ab")  # as a killed gc left it
+    aside = path.with_name(f".tmp-gc-{path.name}-{_dead_pid()}-0123456789ab")  # as a killed gc left it
     os.rename(path, aside)
     backdate([aside])
     collect_garbage(project, grace_seconds=0)
@@ -229,7 +229,18 @@ def test_a_loose_object_a_killed_gc_left_set_aside_is_put_back_by_the_next(proje
     assert fsck(project).ok
     saved = Resaved.save(np.arange(9.0), subject=2, session="pre")  # and fsck --repair, asked to
     path = project.store.path_of(saved.oid)
-    os.rename(path, path.with_name(f".tmp-gc-{path.name}-4242-0123456789ab"))
+    os.rename(path, path.with_name(f".tmp-gc-{path.name}-{_dead_pid()}-0123456789ab"))
     assert not fsck(project).ok
     assert any("put back 1" in line for line in fsck(project, repair=True).repaired)
     assert fsck(project).ok and Resaved.load(subject=2, session="pre").data.tolist() == list(np.arange(9.0))
+    running = path.with_name(f".tmp-gc-{path.name}-{os.getppid()}-0123456789ab")  # a gc at work
+    os.rename(path, running)
+    assert project.store.restore_set_aside() == 0 and running.exists()  # left to it to finish
+    os.rename(running, path)
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended (a gc killed)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    return int(done.stdout)

@@ -804,7 +804,9 @@ class LocalObjectStore(ObjectStore):
         self._refuse_writes()
         restored = 0
         for aside in self.root.glob(f"??/{_ASIDE}*") if self.root.is_dir() else ():
-            name = aside.name[len(_ASIDE):].split("-", 1)[0]
+            name, pid = (aside.name[len(_ASIDE):].split("-") + ["", ""])[:2]
+            if pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+                continue  # a gc running now, between its two steps: its own to finish
             target = aside.with_name(name)
             try:
                 if is_valid_oid(aside.parent.name + name) and not target.exists():
@@ -988,12 +990,26 @@ def _unlink_unless_fresh(path: str, older_than: float | None) -> int:
         os.rename(path, aside)
     except FileNotFoundError:
         return 0
-    info = os.stat(aside)
-    if info.st_mtime > older_than:
-        os.replace(aside, path)  # (a copy a writer stored meanwhile has the same bytes)
+    try:  # (another gc or fsck --repair may have put it back meanwhile: theirs to judge)
+        info = os.stat(aside)
+        if info.st_mtime > older_than:
+            os.replace(aside, path)  # (a copy a writer stored meanwhile has the same bytes)
+            return 0
+        os.unlink(aside)
+    except FileNotFoundError:
         return 0
-    os.unlink(aside)
     return info.st_size
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` is alive on this machine (a signal 0 reaches it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # (another user's)
+    return True
 
 
 def _touch(path: str | os.PathLike) -> bool:
