@@ -332,6 +332,7 @@ class PostgresJournal:
             while pgconn.get_result() is not None:
                 pass
         except Exception:  # noqa: BLE001 - a silent or broken server: start a new session
+            self._watch.end()  # (first: the watchdog must not shut a socket closed below, or reused)
             con.close()  # (the server drops the old one, and any lock it held)
         finally:
             self._watch.end()
