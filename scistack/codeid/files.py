@@ -301,7 +301,7 @@ def files_read(recording: _Recording) -> list[FileRead]:
 
 def _remember_memos(recording: _Recording, found: dict[str, FileRead]) -> None:
     """Reads made under a memoising function: kept for this process's later calls."""
-    root = _code_of(recording.root)
+    root = code_object(recording.root)
     filled = _FILLED_BY.setdefault(id(root), (root, set()))[1] if root is not None else set()
     for path, callers in recording.callers.items():
         entry = found.get(path)
@@ -322,7 +322,7 @@ def _add_memos(recording: _Recording, found: dict[str, FileRead],
         return
     from scistack.codeid.identity import reached_code  # (identity imports the code walk)
 
-    filled = _FILLED_BY.get(id(_code_of(recording.root)), (None, set()))[1]
+    filled = _FILLED_BY.get(id(code_object(recording.root)), (None, set()))[1]
     reached = reached_code(recording.root) | filled
     for key, (_, reads) in list(_MEMO_READS.items()):
         if key in reached and len(reads) <= _MEMO_FILES:
@@ -339,7 +339,8 @@ def _add_memos(recording: _Recording, found: dict[str, FileRead],
 _MEMO_FILES = 8
 
 
-def _code_of(fn: Callable | None) -> CodeType | None:
+def code_object(fn: Callable | None) -> CodeType | None:
+    """The code object behind a function, a method or a partial (None for other callables)."""
     if fn is None:
         return None
     real = getattr(fn, "func", fn)  # a partial

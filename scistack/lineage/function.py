@@ -45,7 +45,7 @@ from scistack.lineage.calls import (
     unwrap_input,
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
-from scistack.codeid.files import FileRead
+from scistack.codeid.files import FileRead, code_object
 from scistack.lineage.filecheck import cache_fn, files_of, files_value, hit_changed, is_split, reads_of_call, remember
 from scistack.lineage.facts import note_written
 from scistack.lineage.running import running
@@ -94,7 +94,7 @@ def _register(key: tuple[Any, str], function: LineageFunction) -> None:
         if known is None:
             return
         same = known.fn is function.fn or (inspect.ismethod(function.fn) and known.fn == function.fn)
-        if "<" in key[1] and _code(known.fn) is not _code(function.fn):  # two lambdas (`p1`,
+        if "<" in key[1] and code_object(known.fn) is not code_object(function.fn):  # two lambdas (`p1`,
             _REGISTRY[key] = None  # `p2`): one name, two functions; the caller finds the one a
             return  # module name holds, as another process does (a factory's closures: the last)
         if _binds(function.fn) and not _binds(known.fn):  # the plain function, as another
@@ -103,11 +103,6 @@ def _register(key: tuple[Any, str], function: LineageFunction) -> None:
             _REGISTRY[key] = None
             return
     _REGISTRY[key] = function
-
-
-def _code(fn: Any) -> Any:
-    """The code object behind a function, method or partial (None for other callables)."""
-    return getattr(fn.func if isinstance(fn, functools.partial) else fn, "__code__", None)
 
 
 def _binds(fn: Any) -> bool:
