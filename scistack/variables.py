@@ -456,14 +456,13 @@ def bring_back(db: Database, name: str, chosen: list[Deletion], *, named: bool =
     since = _saved_since(db, name, chosen)
     records = sorted((d.record for d in chosen), key=lambda r: r.version)
     free = [r for r in records if not since[_slot(r)] or (named and since[_slot(r)] in ("other", "newer"))]
-    stored = {r.oid for r in free if db.store.contains(r.oid)}
-    gone = freshen_lineage(db.store, [o for r in free if r.oid in stored for o in (r.oid, r.call)], set())
-    stored -= {r.oid for r in free if {r.oid, r.call} & gone}  # (a gc running now keeps the rest; these it freed)
-    back = [r for r in free if r.oid in stored]
+    # (freshened first: a gc running now keeps the rest; what is gone gc freed)
+    gone = freshen_lineage(db.store, [o for r in free for o in (r.oid, r.call)], set())
+    back = [r for r in free if not {r.oid, r.call} & gone]
     with db.batch():
         for r in back:
             db.index.put_ref(name, r.addr, r.vkeys, r.oid, r.kind, call=r.call, params=r.params, summary=r.summary)
-    return Undeleted(back, [r for r in free if r.oid not in stored],
+    return Undeleted(back, [r for r in free if {r.oid, r.call} & gone],
                      [r for r in records if since[_slot(r)] == "other" and not named], tuple(db.schema_keys),
                      [r for r in records if since[_slot(r)] == "again"],
                      superseded=[r for r in records if since[_slot(r)] == "newer" and not named])
