@@ -187,14 +187,25 @@ def _unlink_pack_dated(directory: str | Path, name: str) -> int:
     """`_unlink_pack`, returning the pack's mtime (ns) as it went (0: it was gone already), read
     through a descriptor opened before: a writer's refresh of it by name either came first and
     counts, or fails and the writer stores its object again."""
+    with _unlinked(directory, name) as fd:
+        if fd is None:
+            _unlink_pack(directory, name)
+            return 0
+        return os.fstat(fd).st_mtime_ns
+
+
+@contextmanager
+def _unlinked(directory: str | Path, name: str) -> Iterator[int | None]:
+    """A descriptor of pack `name`, opened before its files are unlinked (None, and nothing
+    unlinked, when it is gone): its mtime as it went, and its records, stay readable."""
     try:
         fd = os.open(f"{directory}/{name}.pack", os.O_RDONLY | _CLOEXEC)
     except FileNotFoundError:
-        _unlink_pack(directory, name)
-        return 0
+        yield None
+        return
     try:
         _unlink_pack(directory, name)
-        return os.fstat(fd).st_mtime_ns
+        yield fd
     finally:
         os.close(fd)
 
@@ -204,6 +215,13 @@ def _mtime_ns(path: Path) -> int:
         return os.stat(path).st_mtime_ns
     except FileNotFoundError:
         return 0
+
+
+def _replaced_packs(side: Path, name: str) -> list[str]:
+    """The packs a merge's `.replaces` file names (`name`: the merged pack, never one of them;
+    anything that is not a pack name in this folder is skipped)."""
+    return [source for source in side.read_text("ascii", "replace").split()
+            if source != name and source.startswith("pack-") and "/" not in source]
 
 
 def _as_young_as(path: Path, mtime_ns: int) -> None:
@@ -778,18 +796,11 @@ class PackSet:
         """Unlink a repacked pack; if it was refreshed before it went, store `gone` again
         (read from a descriptor opened before the unlink)."""
         hits = [(oid, self._find(oid)) for oid in gone]
-        try:
-            fd = os.open(self.directory / f"{name}.pack", os.O_RDONLY | _CLOEXEC)
-        except FileNotFoundError:
-            return
-        try:
-            _unlink_pack(self.directory, name)
-            if os.fstat(fd).st_mtime_ns > fresh_ns:
+        with _unlinked(self.directory, name) as fd:
+            if fd is not None and os.fstat(fd).st_mtime_ns > fresh_ns:
                 back = [(oid, os.pread(fd, hit[2], hit[1])) for oid, hit in hits if hit and hit[0] == name]
                 if back:
                     write_pack(self.directory, back, fsync=fsync)
-        finally:
-            os.close(fd)
 
     # -- merging small packs into one (see `plan_merge`) ------------------------------------
     @contextmanager
@@ -988,9 +999,7 @@ class PackSet:
             held = set(merged.entries["oid"].tolist())
             merged.close()
             newest = 0  # the youngest replaced pack's mtime, as it went
-            for source in side.read_text("ascii", "replace").split():
-                if source == name or not source.startswith("pack-") or "/" in source:
-                    continue
+            for source in _replaced_packs(side, name):
                 try:
                     index = _Index(source, self.directory / f"{source}.idx")
                     inside = held.issuperset(index.entries["oid"].tolist())
@@ -1047,8 +1056,7 @@ class PackSet:
         "committed"), the merged pack, the packs it replaces still there, and how many it names."""
         name = side[: -len(REPLACES)]
         try:
-            sources = [s for s in (self.directory / side).read_text("ascii", "replace").split()
-                       if s != name and s.startswith("pack-") and "/" not in s]
+            sources = _replaced_packs(self.directory / side, name)
         except FileNotFoundError:
             sources = []
         there = [source for source in sources if (self.directory / f"{source}.pack").exists()]
