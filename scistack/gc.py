@@ -44,7 +44,7 @@ from typing import Any
 
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
 from scistack.objects.gate import PRUNE_FLOOR
-from scistack.index import RefRecord, RefState, key_of
+from scistack.index import RETENTION, RefRecord, RefState, key_of
 from scistack.objects.codec import child_oids
 from scistack.objects.oid import is_valid_oid
 from scistack.objects.pack import MergeStats
@@ -512,7 +512,7 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
     walk = _checked_walk(db, roots, young_after=time.time() - grace_seconds, explain=dry_run)
     reachable = walk.reachable
     if not dry_run:  # names first, then cache entries, then (below) the objects they named
-        db.index.delete_refs(dropped)
+        db.index.delete_refs(dropped, why=RETENTION)
         db.index.drop_calls(walk.unkept_calls)
     cutoff = time.time() - grace_seconds
     scanned = freed = kept = 0

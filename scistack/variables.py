@@ -355,14 +355,17 @@ class BaseVariable:
 
     @classmethod
     def undelete(cls, **metadata: Any) -> int:
-        """Undo the last delete (or `scistack rm`) of records matching `metadata` (schema and
-        version keys; a list means any of; none: all of the variable's): the records it
+        """Undo, at each address matching `metadata` (schema and version keys; a list means
+        any of; none: all of the variable's), that address's last delete (or `scistack rm`)
+        of matching records: a loop of per-subject deletes is undone whole. The records it
         removed come back as new versions holding the same values and lineage, in the order
         they were saved, once (one live again since, brought back or its value saved again,
-        is not brought back twice). Records older deletes removed (a version deleted on
-        purpose, a retention rule's) stay deleted: bringing every deleted record back made
-        a bad version deleted long ago current again. `version=` brings back the deleted
-        version of that number, whichever delete removed it.
+        is not brought back twice). Records an address's older deletes removed (a version
+        deleted on purpose) stay deleted: bringing every deleted record back made a bad
+        version deleted long ago current again. Versions gc's retention rule dropped are
+        lifecycle, not deletes: never undone, nor taken for an address's last delete.
+        `version=` brings back the deleted version of that number, whichever delete (or
+        retention rule) removed it.
         Possible until `scistack gc` reclaims the values. An address saved again since the
         delete keeps what it has now. Returns how many came back."""
         result = undelete_records(get_database(), cls.__name__, metadata)
@@ -385,6 +388,7 @@ class Undeleted:
     schema_keys: tuple[str, ...] = ()  # (the order addresses are shown in)
     again: list[RefRecord] = ()  # live again since the delete (brought back, or saved again)
     older: list[RefRecord] = ()  # removed by an older delete than the one undone: left deleted
+    dropped: list[RefRecord] = ()  # dropped by gc's retention rule: left deleted
     superseded: list[RefRecord] = ()  # older versions than ones still there: left deleted
 
     @property
@@ -404,18 +408,19 @@ class Undeleted:
             parts.append(f"{len(self.superseded)} left deleted: newer versions at their address are still there, "
                          f"and a version brought back becomes the current one (e.g. {_where(first, self.schema_keys)}, "
                          f"version={first.version}; undelete(..., version=N) brings one back as the current value)")
-        if self.older:
-            first = self.older[0]
-            parts.append(f"{len(self.older)} removed by an older delete left deleted (e.g. "
-                         f"{_where(first, self.schema_keys)}, version={first.version}; "
-                         f"undelete(..., version=N) brings one back)")
+        for records, how in ((self.older, "removed by an older delete"),
+                             (self.dropped, "dropped by gc's retention rule")):
+            if records:
+                parts.append(f"{len(records)} {how} left deleted (e.g. {_where(records[0], self.schema_keys)}, "
+                             f"version={records[0].version}; undelete(..., version=N) brings one back)")
         return f"{len(self.back)} record(s) back; " + "; ".join(parts) if parts else ""
 
 
 def undelete_records(db: Database, name: str, metadata: dict[str, Any],
                      deleted: list[Deletion] | None = None) -> Undeleted:
     """`BaseVariable.undelete` by the variable's name (the CLI's `scistack undelete`): what
-    the last delete of matching records removed, or with `version=` that deleted version;
+    each address's last delete of matching records removed (`_last_deletes`), or with
+    `version=` that deleted version;
     `deleted`: the variable's deletions, when the caller has read them already."""
     # (in version order: each address's records come back in the order they were saved)
     # (matched as load matches: the index's `select_from`, a list meaning any of)
@@ -443,10 +448,25 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any],
                                     f"({name}.list_versions(...) shows what is saved)")
     if version is not None:  # asked by its number: back even if the address was saved again since
         return bring_back(db, name, matched, named=True)
-    last = matched[-1].t  # (one time for the records one delete removed)
-    result = bring_back(db, name, [d for d in matched if d.t == last])
-    since = _saved_since(db, name, [d for d in matched if d.t != last])
-    return replace(result, older=[d.record for d in matched if d.t != last and since[_slot(d.record)] != "again"])
+    chosen = _last_deletes(matched)
+    undone = {id(d) for d in chosen}
+    left = [d for d in matched if id(d) not in undone]
+    result = bring_back(db, name, chosen)
+    since = _saved_since(db, name, left)  # (after: one brought back just now is back already)
+    left = [d for d in left if since[_slot(d.record)] != "again"]
+    return replace(result, older=[d.record for d in left if not d.retention],
+                   dropped=[d.record for d in left if d.retention])
+
+
+def _last_deletes(deletions: list[Deletion]) -> list[Deletion]:
+    """Of `deletions` (in journal order), each address's own last delete by a user: a loop
+    of per-subject deletes is undone whole, while a version an address had deleted on purpose
+    before, and what gc's retention rule dropped (lifecycle, not a delete), stay deleted."""
+    last: dict[str, str] = {}  # address key -> the time of its last delete (one time a delete)
+    for d in deletions:
+        if not d.retention:
+            last[d.record.addr_key] = d.t
+    return [d for d in deletions if not d.retention and d.t == last[d.record.addr_key]]
 
 
 def bring_back(db: Database, name: str, chosen: list[Deletion], *, named: bool = False) -> Undeleted:

@@ -405,9 +405,50 @@ def test_undelete_leaves_the_versions_a_retention_rule_dropped(project):
         VPeak.save(value, subject=1, session="pre")
     collect_garbage(project, keep_versions=1)  # (the default grace: no value freed)
     VPeak.delete(subject=1)
-    with pytest.warns(UserWarning, match="2 removed by an older delete left deleted"):
+    with pytest.warns(UserWarning, match="2 dropped by gc's retention rule left deleted"):
         assert VPeak.undelete(subject=1) == 1
     assert _versions_saved(subject=1) == [3.0]
+
+
+def test_undelete_undoes_a_loop_of_deletes_whole(project):
+    """`for s in subjects: delete(subject=s)` then `undelete()` brought back the last subject
+    only (a warning named the rest): it undid the last delete of all it matched. It undoes
+    each address's own last delete; a version deleted on purpose before that stays deleted."""
+    for s in (1, 2, 3):
+        VPeak.save(float(s), subject=s, session="pre")
+    VPeak.save(-999.0, subject=2, session="pre")
+    VPeak.delete(subject=2, session="pre", version=2)  # on purpose
+    for s in (1, 2, 3):
+        VPeak.delete(subject=s)
+    with pytest.warns(UserWarning, match=r"3 record\(s\) back; 1 removed by an older delete left deleted "
+                                         r"\(e\.g\. subject=2, session='pre', version=2"):
+        assert VPeak.undelete() == 3
+    assert [VPeak.load(subject=s, session="pre").data for s in (1, 2, 3)] == [1.0, 2.0, 3.0]
+    assert _versions_saved(subject=2) == [2.0]
+
+
+def test_undelete_skips_a_retention_drop_made_after_the_delete(project):
+    """A retention drop after a mistaken delete counted as the last delete: undelete tried to
+    bring back the version gc dropped (and, an older one, left it and the deleted one alone).
+    A drop is lifecycle, not a delete: undelete undoes the user's delete, and brings a dropped
+    version back only when asked for by its number."""
+    from scistack.gc import collect_garbage
+
+    for value in (1.0, 2.0, 3.0):
+        VPeak.save(value, subject=1, session="pre")
+    VPeak.delete(subject=1, session="pre", version=3)  # the mistake: the current value
+    collect_garbage(project, keep_versions=1)  # drops version 1 (the default grace: nothing freed)
+    with pytest.warns(UserWarning, match=r"1 record\(s\) back; 1 dropped by gc's retention rule left "
+                                         r"deleted \(e\.g\. subject=1, session='pre', version=1"):
+        assert VPeak.undelete(subject=1) == 1
+    assert _versions_saved(subject=1) == [2.0, 3.0]
+    VPeak.save(4.0, subject=1, session="pre")
+    collect_garbage(project, keep_versions=1)  # drops versions 2 and 4 (3.0 back as version 4)
+    with pytest.warns(UserWarning, match=r"0 record\(s\) back; .*3 dropped by gc's retention rule"):
+        assert VPeak.undelete(subject=1) == 0  # only drops (and the delete undone) to undo
+    assert _versions_saved(subject=1) == [4.0]
+    assert VPeak.undelete(subject=1, version=1) == 1  # asked for by its number: back
+    assert VPeak.load(subject=1, session="pre").data == 1.0
 
 
 def test_undelete_brings_a_record_back_once(project):

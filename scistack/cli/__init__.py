@@ -408,10 +408,11 @@ def rm(
 @str_option
 @click.pass_context
 def undelete(ctx: click.Context, variable: str, cascade: bool, as_json: bool, as_str: bool) -> None:
-    """Undo the last `rm` (or `delete`) of refs of VARIABLE at an address (of any address
-    without one): the refs it removed come back as new versions with their values and
-    lineage, until gc frees them; older deletes stay (--version N brings back that deleted
-    version). --cascade also brings back what `rm --cascade` removed with them."""
+    """Undo, at each address matching the one given (every address without one), its last
+    `rm` (or `delete`) of refs of VARIABLE: the refs it removed come back as new versions
+    with their values and lineage, until gc frees them; an address's older deletes, and
+    versions `gc --keep-versions/--older-than` dropped, stay (--version N brings back that
+    deleted version). --cascade also brings back what `rm --cascade` removed with them."""
     from scistack.report.removal import undelete_with_dependents
     from scistack.variables import undelete_records
 
@@ -424,6 +425,7 @@ def undelete(ctx: click.Context, variable: str, cascade: bool, as_json: bool, as
                     "taken": [r for result in results for r in result.taken],
                     "already_back": [r for result in results for r in result.again],
                     "older": [r for result in results for r in result.older],
+                    "dropped": [r for result in results for r in result.dropped],
                     "superseded": [r for result in results for r in result.superseded]},
           "; ".join(notes) if notes and len(results) == 1 else
           f"{len(back)} record(s) back" + "".join(f"\n  {n}" for n in notes))

@@ -54,14 +54,19 @@ def utc_now() -> str:
     return f"{_second_text[1]}.{micros:06d}Z"
 
 
+RETENTION = "retention"  # a `del` line's `why` when gc's retention rule wrote it
+
+
 class Deletion(NamedTuple):
     """A record a `del` entry removed; `t`: the time of its delete (one time for the records
     deleted together); `top`: the highest version saved at its address by then (a later save
-    or undelete there is numbered above it: version numbers are never given twice)."""
+    or undelete there is numbered above it: version numbers are never given twice);
+    `retention`: dropped by gc's retention rule, not deleted by a user (undelete skips it)."""
 
     record: RefRecord
     t: str
     top: int
+    retention: bool = False
 
 
 class Index:
@@ -626,7 +631,8 @@ class Index:
                 elif entry["op"] == "del":
                     slot = (entry["var"], key_of(entry["addr"]), entry["version"])
                     if slot in puts:
-                        gone[slot] = Deletion(puts.pop(slot), entry.get("t", ""), tops[slot[:2]])
+                        gone[slot] = Deletion(puts.pop(slot), entry.get("t", ""), tops[slot[:2]],
+                                              entry.get("why") == RETENTION)
             if not entries or after <= offset:
                 break
             offset = after
@@ -635,11 +641,15 @@ class Index:
             found.setdefault(deletion.record.var, []).append(deletion)
         return found
 
-    def delete_refs(self, records: list[RefRecord]) -> int:
-        """Remove names (values stay in the store until gc); returns how many."""
+    def delete_refs(self, records: list[RefRecord], *, why: str | None = None) -> int:
+        """Remove names (values stay in the store until gc); returns how many. `why`:
+        `RETENTION` when gc's retention rule drops them (written on each `del` line, so
+        undelete tells a user's delete from the lifecycle's)."""
         self.flush()
         now = utc_now()  # one time for one delete: `scistack undelete --cascade` brings it back whole
-        entries = [{"op": "del", "var": r.var, "addr": r.addr, "version": r.version, "t": now} for r in records]
+        reason = {"why": why} if why else {}
+        entries = [{"op": "del", "var": r.var, "addr": r.addr, "version": r.version, "t": now, **reason}
+                   for r in records]
         self._write(entries)
         return len(records)
 
