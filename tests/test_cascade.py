@@ -205,3 +205,31 @@ def test_undelete_cascade_brings_back_what_rm_cascade_removed(project):
     cli("undelete", "--cascade", "CsIn", "subject=1", "session=b")
     out = cli("undelete", "--cascade", "CsIn", "subject=1", "session=b")  # done already
     assert out.startswith("0 record(s) back; 1 back already")
+
+
+def test_undelete_cascade_undoes_a_loop_of_rm_cascade_whole(project):
+    """`rm --cascade` of one session after another, then `undelete --cascade CsIn` (no
+    address), brought back the last session only, with what was computed from it. Each
+    address's last delete is undone, with the records deleted together with it that were
+    computed from them; a record deleted on another occasion stays deleted."""
+    from click.testing import CliRunner
+
+    from scistack.cli import main
+
+    for offset, session in enumerate(("a", "b")):
+        CsIn.save(np.arange(3.0) + offset, subject=1, session=session)
+    for_each(cs_doubled, inputs={"x": CsIn}, outputs=[CsOut], subject=[1], session=["a", "b"], progress=False)
+    for_each(cs_next, inputs={"x": CsOut}, outputs=[CsNext], subject=[1], session=["a", "b"], progress=False)
+    CsNext.delete(subject=1, session="b")  # on its own, before the loop
+
+    def cli(*args):
+        done = CliRunner().invoke(main, ["--db", str(project.path), *args])
+        assert done.exit_code == 0, done.output
+        return done.output
+
+    for session in ("a", "b"):
+        cli("rm", "CsIn", "subject=1", f"session={session}", "--cascade", "--yes")
+    assert [project.index.records(v) for v in ("CsIn", "CsOut", "CsNext")] == [[], [], []]
+    assert cli("undelete", "--cascade", "CsIn").startswith("5 record(s) back")
+    assert {v: sorted(r.addr["session"] for r in project.index.records(v))
+            for v in ("CsIn", "CsOut", "CsNext")} == {"CsIn": ["a", "b"], "CsOut": ["a", "b"], "CsNext": ["a"]}
