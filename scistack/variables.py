@@ -337,7 +337,8 @@ class BaseVariable:
         """Remove the names of matching records, every version unless `version=` is given;
         every record of the variable only when asked by `all=True` (a bare `delete()`, say
         from an empty dict of keys, would otherwise wipe it: `scistack rm` asks first, MATLAB
-        refuses).
+        refuses), and so `version=` at every address (numbers count per address: version 1
+        of one subject is not of another).
 
         The values stay in the object store until `scistack gc` reclaims them.
         """
@@ -351,6 +352,14 @@ class BaseVariable:
                 f"e.g. {cls.__name__}.delete({db.schema_keys[0]}=...), or pass all=True to delete them all"
             )
         records = select_records(db, cls.__name__, metadata, version=version, all_versions=True)
+        if version is not None and everything is not True and not set(metadata) & set(db.schema_keys):
+            where = ", ".join(f"{k}={shown(v)}" for k, v in metadata.items())
+            raise InvalidMetadataError(
+                f"{cls.__name__}.delete({where + ', ' if where else ''}version={version}) names no address: "
+                f"versions are numbered per address, so it would delete version {version} at every "
+                f"address ({len(records)} ref(s)). Name the address, e.g. {cls.__name__}.delete("
+                f"{db.schema_keys[0]}=..., version={version}), or pass all=True to delete version "
+                f"{version} at every address")
         return db.index.delete_refs(records)
 
     @classmethod

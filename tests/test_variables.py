@@ -284,6 +284,24 @@ def test_delete_naming_no_address_deletes_nothing_unless_all_is_asked(project):
     assert list(VPeak.load_all()) == []
 
 
+def test_delete_of_a_version_naming_no_address_deletes_nothing_unless_all_is_asked(project):
+    """`delete(version=1)` deleted version 1 at every address (a bare `delete()` is refused):
+    numbers count per address, so one subject's bad first version took every subject's. It is
+    refused, naming the fix, unless all=True says every address is meant."""
+    for s in (1, 2):
+        VPeak.save(1.0, subject=s, session="pre", note="b")
+        VPeak.save(2.0, subject=s, session="pre", note="b")
+    for query in ({"version": 1}, {"note": "b", "version": 1}):
+        with pytest.raises(InvalidMetadataError, match=r"names no address: versions are numbered per address.*"
+                                                       r"2 ref\(s\).*VPeak\.delete\(subject=\.\.\., version=1\), "
+                                                       r"or pass all=True"):
+            VPeak.delete(**query)
+    assert len(VPeak.list_versions()) == 4  # nothing deleted
+    assert VPeak.delete(subject=1, version=1) == 1
+    assert VPeak.delete(version=2, all=True) == 2
+    assert [(r.addr["subject"], r.version) for r in VPeak.list_versions()] == [(2, 1)]
+
+
 def test_undelete_brings_records_back_in_their_order_until_gc_frees_them(project):
     """A delete (a slip, an empty filter with all=True) could only be undone by saving the
     values again by hand, without their lineage; undelete brings them back as new versions."""
