@@ -396,7 +396,7 @@ class Undeleted:
     taken: list[RefRecord]       # at addresses saved again since the delete
     schema_keys: tuple[str, ...] = ()  # (the order addresses are shown in)
     again: list[RefRecord] = ()  # live again since the delete (brought back, or saved again)
-    older: list[RefRecord] = ()  # removed by an older delete than the one undone: left deleted
+    older: list[RefRecord] = ()  # removed by an older delete than its address's undone: left deleted
     dropped: list[RefRecord] = ()  # dropped by gc's retention rule: left deleted
     superseded: list[RefRecord] = ()  # older versions than ones still there: left deleted
 

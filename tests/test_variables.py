@@ -406,7 +406,7 @@ def test_undelete_never_makes_an_older_version_the_current_value(project):
     assert VPeak.load(subject=1, session="pre").data == 3.0
     VPeak.save(9.0, subject=2, session="pre")
     VPeak.delete(subject=2)
-    collect_garbage(project, keep_versions=1)  # its drop of version 2 is now the last delete
+    collect_garbage(project, keep_versions=1)  # drops version 2: not a delete, left deleted
     with pytest.warns(UserWarning, match="left deleted: newer versions"):
         VPeak.undelete()
     assert VPeak.load(subject=1, session="pre").data == 3.0
