@@ -188,10 +188,12 @@ def _user() -> str:
 @lru_cache(maxsize=None)
 def _version_of(module: str) -> str | None:
     top = module.split(".")[0]
-    try:  # distribution metadata first: some packages deprecate `__version__` (click)
-        from importlib.metadata import PackageNotFoundError
-        from importlib.metadata import version as dist_version
+    # (imported here, not at scistack's import: ~10 ms; and before the try, whose except names
+    # it: a Ctrl-C inside the import had surfaced as an UnboundLocalError)
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
 
+    try:  # distribution metadata first: some packages deprecate `__version__` (click)
         return dist_version(top)
     except (PackageNotFoundError, ValueError):
         pass
