@@ -896,6 +896,60 @@ def test_raw_files_travel_with_with_raw_and_the_pipeline_runs_again_from_them_as
         project_again.close()
 
 
+def test_raw_files_keep_the_paths_they_were_read_as_and_none_overwrites_another(
+        project, tmp_path, monkeypatch):
+    """Each part of a raw file's path had every character but [A-Za-z0-9._+-] replaced by `_`,
+    unchecked: `raw/ü/pre.csv` and `raw/é/pre.csv` both became `raw/raw/_/pre.csv`, the second
+    copy over the first (one subject's raw data lost, its manifest sha256 wrong), and
+    `raw/sub 3/pre.csv`, copied back, read as subject `sub_3`. Now each keeps its path as read;
+    two that differ only in case (one file on macOS and Windows) are told apart, and an import
+    refuses a raw file that does not match its sha256, by name."""
+    from scistack import PathInput
+
+    texts = {"ü": "1,2\n", "é": "3,4\n", "sub 3": "5,6\n", "A": "7,8\n", "a": "9,0\n"}
+    for subject, text in texts.items():
+        (tmp_path / "raw" / subject).mkdir(parents=True)
+        (tmp_path / "raw" / subject / "pre.csv").write_text(text)
+    spec = {"path": PathInput("{subject}/{session}.csv", root="raw")}
+    for_each(load_csv, inputs=spec, outputs=[ExRaw], subject=[], session=[])
+    project.export(all_current=[ExRaw], to=tmp_path / "b", raw_files=True)
+    entries = {r["read_as"]: r for r in _manifest(tmp_path / "b")["raw_files"]}
+    assert sorted(entries) == sorted(f"raw/{s}/pre.csv" for s in texts)
+    for read_as, entry in entries.items():
+        assert (tmp_path / "b" / entry["path"]).read_text() == texts[read_as.split("/")[1]]
+        assert entry["sha256"] == hashlib.sha256(texts[read_as.split("/")[1]].encode()).hexdigest()
+    assert {entries[f"raw/{s}/pre.csv"]["path"] for s in ("ü", "é", "sub 3")} \
+        == {f"raw/raw/{s}/pre.csv" for s in ("ü", "é", "sub 3")}
+    paths = {entries["raw/A/pre.csv"]["path"], entries["raw/a/pre.csv"]["path"]}
+    assert len({p.casefold() for p in paths}) == 2  # apart on any file system, one of them named
+    moved, = (p for p in paths if not p.endswith("/pre.csv"))
+    assert f"`{moved}`" in (tmp_path / "b/README.md").read_text()
+    assert validate(tmp_path / "b", tmp_path / "cache") == []
+    # the recipient: copied back, the same code finds subject "sub 3" and its call in the cache
+    database_module._current = None
+    (tmp_path / "o").mkdir()
+    shutil.copytree(tmp_path / "b/raw/raw", tmp_path / "o/raw")
+    other = configure_database(tmp_path / "o" / "x.duckdb", SCHEMA)
+    try:
+        other.import_bundle(tmp_path / "b")
+        monkeypatch.chdir(tmp_path / "o")
+        again = for_each(load_csv, inputs=spec, outputs=[ExRaw], subject=["sub 3"], session=["pre"])
+        assert (again.ran, again.cached) == (0, 1)
+    finally:
+        monkeypatch.chdir(tmp_path)
+        other.close()
+        database_module._current = None
+    (tmp_path / "b/raw/raw/é/pre.csv").write_text("3,5\n")  # damaged in the bundle
+    fresh = _fresh_project(tmp_path / "f")
+    try:
+        with pytest.raises(BundleDamagedError, match="raw file raw/raw/é/pre.csv .*read as 'raw/é/pre.csv'"):
+            fresh.import_bundle(tmp_path / "b")
+        assert _journal_size(fresh) == 0 and not list(fresh.store.iter_oids())
+    finally:
+        fresh.close()
+        database_module._current = None
+
+
 def test_nan_and_infinities_in_open_json_files_are_strict_json_and_exact_on_import(project, tmp_path):
     """`NaN`/`Infinity` in a value's .json file: Python reads them, but JavaScript, R's jsonlite
     and jq refuse the whole file. They are null there (as pandas and MATLAB write them); the

@@ -14,6 +14,7 @@ import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from prov.model import ProvDocument
 from rocrate.model.contextentity import ContextEntity
@@ -60,6 +61,7 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
     crate.root_dataset["conformsTo"] = profile
     ids = _file_ids(manifest)
     raw = {r["oid"]: r["path"] for r in manifest.get("raw_files", []) if r.get("path")}  # copied ones
+    # (a url is a URI reference: a raw file's path keeps its spaces and script, `quote`d here)
     files: dict[str, Any] = {}
     for entry in manifest["files"]:
         if entry["path"] and entry["path"] not in files:
@@ -95,7 +97,7 @@ def _write_crate(found: Closure, manifest: dict[str, Any], to: Path, title: str)
         inputs = [files[ids[item.oid]] for item in call.inputs.values() if ids.get(item.oid) in files]
         inputs += [crate.get(eid) or crate.add(ContextEntity(crate, eid, properties={
             "@type": "CreativeWork", "name": str(item.extra["path"]), "identifier": f"blake3:{item.oid}",
-            **({"url": raw[item.oid], "description": f"a raw file the call read (PathInput), in this bundle at "
+            **({"url": quote(raw[item.oid]), "description": f"a raw file the call read (PathInput), in this bundle at "
                                                      f"{raw[item.oid]}"} if item.oid in raw else
                {"description": "a raw file the call read (PathInput), identified by its content; not in "
                                "this bundle"})}))

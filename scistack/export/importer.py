@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from itertools import groupby
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scistack.address import address_problem, address_value
@@ -140,11 +140,35 @@ def verify(bundle: Path, manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if entry["oid"] not in objects:
             raise BundleDamagedError(f"{entry['path']} names object {entry['oid']}, which the bundle "
                                      "lacks; nothing was imported. Export the bundle again")
+    _verify_raw(bundle, manifest.get("raw_files", []))
     problem = _entries_problem(manifest, objects)
     if problem is not None:
         raise BundleDamagedError(f"{MANIFEST} in {bundle} {problem} (the manifest was edited or "
                                  "damaged); nothing was imported. Export the bundle again")
     return objects
+
+
+def _verify_raw(bundle: Path, raw: Any) -> None:
+    """Each raw file the bundle holds (`--with-raw`) against its sha256, inside `raw/`: a
+    recipient copies them back to run the pipeline again from them."""
+    if not isinstance(raw, list) or not all(isinstance(r, dict) for r in raw):
+        raise BundleDamagedError(f"{MANIFEST} in {bundle} has a 'raw_files' that is not a list of entries "
+                                 "(the manifest was edited or damaged); nothing was imported. Export it again")
+    for entry in raw:
+        if entry.get("path") is None:
+            continue  # named, not copied (changed or gone when exported)
+        name = entry["path"]
+        parts = PurePosixPath(name).parts if isinstance(name, str) else ()
+        if parts[:1] != ("raw",) or ".." in parts or "\0" in name:
+            raise BundleDamagedError(f"{MANIFEST} in {bundle} places raw file {entry.get('read_as')!r} at "
+                                     f"{name!r}, outside raw/ (the manifest was edited or damaged); nothing "
+                                     "was imported. Export the bundle again")
+        path = bundle / name
+        if not (path.is_file() and sha256_of(path) == entry.get("sha256")):
+            raise BundleDamagedError(
+                f"raw file {name} in {bundle} (read as {entry.get('read_as')!r}) is missing or does not "
+                f"match its sha256 {str(entry.get('sha256'))[:16]}... (the file was changed or damaged); "
+                "nothing was imported. Export the bundle again")
 
 
 def _entries_problem(manifest: dict[str, Any], objects: dict[str, dict]) -> str | None:

@@ -90,11 +90,16 @@ def _raw_text(manifest: dict[str, Any]) -> str:
         return ""
     if not raw:
         return "\n- No raw files: no call in this lineage read one (`PathInput`)."
-    copied = sum(1 for r in raw if r.get("path"))
-    text = (f"\n- `raw/`: the {copied} raw file(s) the calls read (`PathInput`), as they were read "
-            "(`raw_files` in the manifest: where each was read, its blake3 oid and sha256). Put them "
-            "under the same relative paths in your raw folder and the same code finds every call "
-            "in the cache.")
+    copied = [r for r in raw if r.get("path")]
+    example = f" (`{copied[0]['path']}` was read as `{copied[0]['read_as']}`)" if copied else ""
+    text = (f"\n- `raw/`: the {len(copied)} raw file(s) the calls read (`PathInput`), each under the "
+            f"path it was read as{example}; `raw_files` in the manifest lists where each was read, its "
+            "blake3 oid and sha256. Copy what `raw/` holds into the folder the pipeline runs from and "
+            "the same code finds every call in the cache.")
+    moved = [r for r in raw if r.get("path") and r["path"] != f"raw/{r['read_as']}"]
+    if moved:
+        text += ("\n  Elsewhere (read from outside the run folder, or named as another file but for case): "
+                 + "; ".join(f"`{r['path']}` (read as `{r['read_as']}`)" for r in moved) + ".")
     missing = [r for r in raw if not r.get("path")]
     if missing:
         text += "\n  Not copied: " + "; ".join(f"`{r['read_as']}` ({r['missing']})" for r in missing) + "."
