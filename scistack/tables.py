@@ -20,6 +20,7 @@ from scistack.address import address_value, checked_label, plain, shown
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, UnsupportedValueError
 from scistack.index import key_of
+from scistack.objects.canonical_json import strict_json_data
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -160,7 +161,7 @@ def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:
         if frame[column].dtype == object:
             values = [_exported(v, fmt) for v in frame[column]]
             if fmt == "parquet" and not _one_arrow_type(values):  # e.g. 1.0, "text", [1, 2]
-                values = [None if v is None else json.dumps(_plain(v), default=str) for v in frame[column]]
+                values = [None if v is None else _json_text(v) for v in frame[column]]
             frame[column] = pd.Series(values, index=frame.index, dtype=_exported_dtype(values))
     target = os.fspath(path)
     temp = f"{target}.scistack-tmp"
@@ -208,16 +209,20 @@ def _plain(value: Any) -> Any:
 
 
 def _nested(value: Any) -> Any:
-    """`json.dumps`'s fallback inside a cell: arrays and frames as plain data, numpy numbers
-    as numbers, anything else (a period, a date) as its text."""
-    if isinstance(value, np.generic):
-        return value.item()
+    """What `strict_json_data` makes of anything but JSON's own types inside a cell: arrays
+    and frames as plain data, anything else (a period, a date) as its text."""
     plain = _plain(value)
     return str(value) if plain is value else plain
+
+
+def _json_text(value: Any) -> str:
+    """A cell as JSON text, strict as the bundle's .json files are: a NaN or an infinity is
+    null, which any parser reads (Python's `NaN` is refused by R's jsonlite, jq, JavaScript)."""
+    return json.dumps(strict_json_data(_plain(value), _nested), allow_nan=False)
 
 
 def _exported(value: Any, fmt: str) -> Any:
     value = _plain(value)
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=_nested) if fmt == "csv" or isinstance(value, dict) else list(value)
+        return _json_text(value) if fmt == "csv" or isinstance(value, dict) else list(value)
     return value

@@ -199,3 +199,28 @@ def test_export_writes_frames_and_numbers_inside_a_dict_as_data(project, tmp_pat
     assert json.loads(pd.read_csv(tmp_path / "stats.csv")["data"][0]) == {
         "frame": {"t": [0.5], "month": ["2024-01"]}, "n": 5}
 
+
+
+def _strict_json(text: str):
+    """What any non-Python JSON parser does (R's jsonlite, jq, JSON.parse): no NaN, Infinity."""
+    import json
+
+    def refuse(word):
+        raise ValueError(f"not JSON: {word}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_export_writes_nan_and_infinities_in_json_cells_as_null(project, tmp_path):
+    # array and dict cells were written `[1.0, NaN, Infinity]`, `{"peak": NaN}`: not JSON,
+    # which the README promises (and the bundle's .json files already are)
+    Stats.save(np.array([1.0, np.nan, np.inf]), subject=1, session="pre")
+    Stats.save({"peak": float("nan"), "trace": np.array([-np.inf, 2.0])}, subject=2, session="pre")
+    Stats.to_csv(tmp_path / "stats.csv")
+    cells = pd.read_csv(tmp_path / "stats.csv")["data"].tolist()
+    assert [_strict_json(c) for c in cells] == [[1.0, None, None], {"peak": None, "trace": [None, 2.0]}]
+    Stats.save("text", subject=3, session="pre")  # a mixed column: JSON text in Parquet too
+    Stats.to_parquet(tmp_path / "stats.parquet")
+    cells = pd.read_parquet(tmp_path / "stats.parquet")["data"].tolist()
+    assert [_strict_json(c) for c in cells] == [[1.0, None, None], {"peak": None, "trace": [None, 2.0]},
+                                                "text"]

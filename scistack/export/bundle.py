@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import shutil
 import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import numpy as np
-
 from scistack.database import Database
 from scistack.export.closure import Closure, raw_files
 from scistack.foreach.paths import file_oid
 from scistack.index import RefRecord
-from scistack.objects.canonical_json import decode_json
+from scistack.objects.canonical_json import decode_json, strict_json_data
 from scistack.objects.chunked import array_manifest, parse_manifest
 from scistack.objects.hashing import hash_bytes
 from scistack.objects.store import Fetch, StoredObject
@@ -345,22 +342,13 @@ def _write_zarr(db: Database, tree: dict[str, Any], folder: Path) -> None:
 
 
 def _plain(value: Any) -> Any:
-    """Numpy scalars and tuples as JSON's own types, a held array or table (`_Child`) as it is
-    (anything else raises TypeError). A NaN or infinity is null, as pandas and MATLAB write
-    them: strict JSON parsers (JavaScript, R's jsonlite, jq) refuse Python's `NaN`; the exact
-    value stays in objects/."""
+    """The value as strict JSON data (`strict_json_data`: a NaN or infinity is null; the exact
+    value stays in objects/), a held array or table (`_Child`) as it is; TypeError for
+    anything else, or a dict with keys other than strings."""
+    return strict_json_data(value, _held, string_keys=True)
+
+
+def _held(value: Any) -> Any:
     if isinstance(value, _Child):
-        return value
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise TypeError("non-string keys")
-        return {k: _plain(v) for k, v in value.items()}
-    if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(type(value).__name__)

@@ -82,6 +82,28 @@ def to_tree(value: Any, put_child: PutChild) -> Any:
     raise unsupported(value)
 
 
+def strict_json_data(value: Any, other: Callable[[Any], Any], *, string_keys: bool = False) -> Any:
+    """`value` as data any JSON parser reads, for the open files export writes (a bundle's
+    .json, a CSV's array cells): numpy scalars as Python's, tuples as lists, NaN and the
+    infinities as null (as pandas and MATLAB write them; JavaScript, R's jsonlite and jq refuse
+    Python's `NaN`). Anything else is `other(value)`, converted in turn (kept as it is when
+    `other` returns it unchanged); with `string_keys` a dict keyed otherwise raises TypeError."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [strict_json_data(v, other, string_keys=string_keys) for v in value]
+    if isinstance(value, dict):
+        if string_keys and not all(isinstance(k, str) for k in value):
+            raise TypeError("non-string keys")
+        return {k: strict_json_data(v, other, string_keys=string_keys) for k, v in value.items()}
+    converted = other(value)
+    return converted if converted is value else strict_json_data(converted, other, string_keys=string_keys)
+
+
 def unsupported(value: Any) -> UnsupportedValueError:
     """The error for a value with no canonical form, naming its type and the way out."""
     name = f"{type(value).__module__}.{type(value).__qualname__}"
