@@ -427,6 +427,11 @@ def test_cli_export_and_import(pipeline, tmp_path, python_env):
     done = cli(db, "export", "ExPeak", "session=post", "subject=2", "--to", "paper2")  # key=value too
     assert done.returncode == 0, done.stderr
     assert [r["addr"] for r in _manifest(tmp_path / "paper2")["selected"]] == [{"subject": 2, "session": "post"}]
+    done = cli(db, "export", "--all-current", "ExPeak", "ExPeak", "--version", "1", "--to", "paper3")
+    assert done.returncode == 2 and "export one variable at that version" in done.stderr
+    done = cli(db, "export", "ExPeak", "--subject", "2", "--version", "1", "--to", "paper3")
+    assert done.returncode == 0, done.stderr
+    assert [r["version"] for r in _manifest(tmp_path / "paper3")["selected"]] == [1, 1]  # pre, post
     done = cli(db, "export", "--all-current", "ExPeak", "ExFiltered", "--to", "paper")
     assert done.returncode == 2 and "not an empty folder" in done.stderr
     database_module._current = None
@@ -434,6 +439,26 @@ def test_cli_export_and_import(pipeline, tmp_path, python_env):
     done = cli(str(tmp_path / "o" / "x.duckdb"), "import", "paper", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["refs"] == 6
+
+
+def test_a_variable_named_twice_is_selected_once_and_version_selects_an_older_one(project, tmp_path):
+    """A variable named twice listed each value twice in `selected` and the README ("6
+    selected value(s)" for 3); `version=` was refused with a message about load()/load_all()
+    that did not say how to export an older version: it selects it, as load(version=) does."""
+    for subject in (1, 2, 3):
+        ExPeak.save(float(subject), subject=subject, session="pre")
+    ExPeak.save(10.0, subject=1, session="pre")
+    report = project.export(ExPeak, all_current=["ExPeak", ExPeak], to=tmp_path / "b")
+    selected = _manifest(tmp_path / "b")["selected"]
+    assert report.selected == len(selected) == 3
+    assert sorted(r["addr"]["subject"] for r in selected) == [1, 2, 3]
+    assert "3 selected value(s)" in (tmp_path / "b/README.md").read_text()
+    project.export(ExPeak, subject=1, version=1, to=tmp_path / "v1")
+    (entry,) = _manifest(tmp_path / "v1")["selected"]
+    assert (entry["addr"]["subject"], entry["version"]) == (1, 1)
+    assert json.loads((tmp_path / "v1" / (_manifest(tmp_path / "v1")["files"][0]["path"])).read_text()) == 1.0
+    with pytest.raises(ExportError, match=r"export one variable at that version: db.export\(ExPeak, version=1"):
+        project.export(all_current=[ExPeak], version=1, to=tmp_path / "v2")
 
 
 def test_an_import_names_the_values_of_the_project_it_makes_no_longer_current(pipeline, tmp_path, python_env):

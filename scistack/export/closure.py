@@ -37,15 +37,23 @@ _ABSENT = object()
 
 def select(db: Database, variables: list[str], address: dict[str, Any], *,
            all_current: bool = False) -> list[RefRecord]:
-    """The saved values a user asked for: the current ones of each variable (at `address`)."""
+    """The saved values a user asked for: the current ones of each variable (at `address`), or
+    with `version=N` in `address` its N-th version there (as `load(..., version=N)`). A
+    variable named twice is selected once."""
     if not variables:
         raise ExportError("nothing to export: name a variable (or --all-current VAR...)")
     if not all_current and len(variables) != 1:
         raise ExportError("export takes one variable and address filters; "
                           "use --all-current VAR... for several variables")
+    address = dict(address)
+    version = address.pop("version", None)
+    if version is not None and all_current:
+        raise ExportError(f"--all-current exports current values, not version={version!r}; export "
+                          f"one variable at that version: db.export({variables[0]}, version={version!r}, "
+                          "..., to=...) or `scistack export VAR --version N ...`")
     chosen: list[RefRecord] = []
-    for var in variables:
-        chosen += select_records(db, var, dict(address))
+    for var in dict.fromkeys(variables):  # (in the order named)
+        chosen += select_records(db, var, dict(address), version=version)
     if not chosen:
         raise ExportError(f"nothing matches {variables} at {address}: nothing to export")
     return chosen
