@@ -114,9 +114,18 @@ def _load_selected(db: Database, var: type[BaseVariable], parts: list[tuple[str,
     if mine:
         selection["where"] = (" AND ".join(f"({parts[i][0]})" for i in mine), [v for i in mine for v in parts[i][1]])
     try:
-        return var.load_all(as_df=True, **selection), set(mine), keys
+        return _held_keys_only(var.load_all(as_df=True, **selection), db.schema_keys), set(mine), keys
     except QueryError:  # a column its current records lack after all: checked on the joined rows
-        return var.load_all(as_df=True, **{k: metadata[k] for k in keys if k in everywhere}), set(), keys & everywhere
+        frame = var.load_all(as_df=True, **{k: metadata[k] for k in keys if k in everywhere})
+        return _held_keys_only(frame, db.schema_keys), set(), keys & everywhere
+
+
+def _held_keys_only(frame: Any, schema_keys: list[str]) -> Any:
+    """The frame without the schema keys none of its rows holds (`load_all` keeps them, all
+    None): a variable saved per subject has no session to join on, and is broadcast."""
+    if not len(frame):
+        return frame
+    return frame.drop(columns=[k for k in schema_keys if k in frame.columns and frame[k].isna().all()])
 
 
 _LEVEL = "__level_{}"  # a variable saved at several levels: the keys of each row's record

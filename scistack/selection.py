@@ -161,7 +161,7 @@ def _addresses_where(db: Database, var: str, addr: dict[str, Any], where: str | 
     if not isinstance(sql, str):
         return None
     chosen = matching_addresses(db.index.live_addresses(var), addr)
-    keys = [k for k in db.schema_keys if any(k in a for _, a in chosen)]  # as `record_columns` lays them
+    keys = list(db.schema_keys)  # as `record_columns` lays them
     try:
         check_predicate(sql, keys, params=params)
     except QueryError:

@@ -42,7 +42,9 @@ _READ_BATCH = 4096  # call records read at once
 
 def record_columns(schema_keys: Sequence[str], records: list[RefRecord], store: ObjectStore, *,
                    fn: bool = True) -> dict[str, list[Any]]:
-    """Metadata columns of `records`, named as in the SQL views; schema keys none holds are left out."""
+    """Metadata columns of `records`, named as in the SQL views: every schema key, all None
+    where none holds it (records saved at a coarser level), so a frame's columns do not
+    depend on the data and `where="session IS NULL"` means what it means in `scistack sql`."""
     taken: set[str] = set()
 
     def take(name: str) -> bool:
@@ -54,7 +56,7 @@ def record_columns(schema_keys: Sequence[str], records: list[RefRecord], store: 
     columns: dict[str, list[Any]] = {}
     addrs = [r.addr for r in records]
     for key in schema_keys:
-        if any(key in a for a in addrs) and take(key):
+        if take(key):
             columns[key] = [a.get(key) for a in addrs]
     with_vkeys = [r for r in records if r.vkeys_key != "{}"]  # (most have none: no dict to read)
     for name in sorted({k for r in with_vkeys for k in r.vkeys}):

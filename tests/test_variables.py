@@ -196,6 +196,19 @@ def test_load_all_generator_and_dataframe(project):
     assert isinstance(arrays.loc[0, "data"], np.ndarray)
 
 
+def test_load_all_as_df_has_every_schema_key_also_one_no_record_holds(project):
+    """Values saved per subject only: the frame still has a session column (all empty), as the
+    SQL view has, so `df["session"]` works whatever was saved, and `where=` may name it."""
+    for subject in (1, 2):
+        VPeak.save(subject * 0.5, subject=subject)
+    frame = VPeak.load_all(as_df=True)
+    assert list(frame.columns) == ["subject", "session", "data", "fn", "version", "created_at", "oid"]
+    assert frame["session"].isna().all() and frame["subject"].tolist() == [1, 2]
+    assert list(VPeak.load(subject=1, as_df=True).columns) == list(frame.columns)
+    assert [v.data for v in VPeak.load_all(where="session IS NULL AND subject = 2")] == [1.0]
+    assert [v.data for v in VPeak.load_all(where="session = 'pre'")] == []
+
+
 @pytest.mark.parametrize("later", [123.25, [7, 8], np.arange(3.0)])
 def test_load_all_reads_packed_values_in_bulk_beside_one_saved_later_on_its_own(project, monkeypatch, later):
     """Values saved in a batch are packed; one saved on its own later is a loose object. The
