@@ -536,7 +536,9 @@ class Database:
 
     def sql(self, query: str, params: list | None = None) -> Any:
         """Run a read-only SQL query on the index; returns a pandas DataFrame (an integer column
-        holding a NULL is a nullable Int64 one, NULL as pd.NA, so its numbers stay exact)."""
+        holding a NULL is a nullable Int64 one, NULL as pd.NA, so its numbers stay exact).
+        One statement: several (`SELECT 1; SELECT 2`) raise `QueryError`, as one frame cannot
+        hold each one's result (`scistack sql` shows them all)."""
         return result_frame(self.index.query(query, params))
 
     def close(self) -> None:

@@ -481,6 +481,20 @@ def test_sql_says_an_empty_query_is_empty(built):
         assert "AttributeError" not in result.stderr
 
 
+def test_sql_shows_each_statements_result_in_order(built):
+    """`SELECT 1; SELECT 2` printed only the last statement's result (DuckDB returns that one):
+    each is printed, in order, as the DuckDB CLI does; --json gives a list of each one's rows;
+    a failing statement is named."""
+    script = "SELECT 1 AS a; SELECT count(*) AS n FROM refs WHERE var = 'CliRaw'"
+    out = ok(run(built, "sql", script))
+    assert out.split("\n\n")[0].splitlines() == ["a", "-", "1", "(1 rows)"]
+    assert out.split("\n\n")[1].splitlines() == ["n", "-", "7", "(1 rows)"]
+    assert json.loads(ok(run(built, "sql", script, "--json"))) == [[{"a": 1}], [{"n": 7}]]
+    assert json.loads(ok(run(built, "sql", "SELECT 1 AS a;", "--json"))) == [{"a": 1}]  # one: its rows
+    result = run(built, "sql", "SELECT 1 AS a; SELECT nope FROM CliRaw")
+    assert result.exit_code == 2 and "statement 2 of 2" in result.stderr and "nope" in result.stderr
+
+
 def test_sql_prints_the_first_rows_of_a_long_result_unless_all(built, monkeypatch):
     """`SELECT * FROM EMG` at 300k rows printed all of them (23 s, 1.1 GB): the first few
     now, as the DuckDB CLI does, and how many there are; `--all` and `--json` give every row."""

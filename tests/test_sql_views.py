@@ -349,6 +349,17 @@ def test_db_sql_keeps_an_int_column_with_a_null_exact(project):
     assert str(frame.big.dtype) == "Int64" and frame.subject.dtype == np.int64  # no NULL: plain int64
 
 
+def test_db_sql_refuses_several_statements_rather_than_return_the_last_ones_result(project):
+    """`db.sql("SELECT 1; SELECT 2")` returned the second result alone, the first silently
+    lost: one frame holds one result, so several statements are refused, saying what to do;
+    a trailing ';' is still one statement."""
+    Typed.save(1.5, subject=1, session="pre")
+    with pytest.raises(QueryError, match=r"2 SQL statements.*one db\.sql\(\.\.\.\) per statement"):
+        project.sql("SELECT subject FROM Typed; SELECT value FROM Typed")
+    assert project.sql("SELECT value FROM Typed;").value.tolist() == [1.5]
+    assert project.sql("SELECT value FROM Typed WHERE subject = ?", [1]).value.tolist() == [1.5]
+
+
 def test_values_appear_as_sql_types(project):
     long_text = "x" * 500
     big = np.zeros(INLINE_LIMIT // 8 + 10)

@@ -543,13 +543,18 @@ def fsck(ctx: click.Context, reindex: bool, repair: bool, quarantine: bool, as_j
 @json_option
 @click.pass_obj
 def sql(project: _Project, query: str, whole: bool, as_json: bool) -> None:
-    """Run a read-only SQL QUERY on the index (one view per variable, plus refs and calls)."""
-    from scistack.report.history import query as run_query
+    """Run a read-only SQL QUERY on the index (one view per variable, plus refs and calls).
 
-    result = run_query(project.db, query)
+    Several statements (`SELECT 1; SELECT 2`) print each one's result in order; with --json,
+    a list holding each one's rows."""
+    from scistack.report.history import query_each
+
+    results = query_each(project.db, query)
     if as_json:
-        return _emit(True, render.result_records(result), "")
-    click.echo(render.render_frame(result, limit=None if whole else render.SQL_ROWS))
+        records = [render.result_records(result) for result in results]
+        return _emit(True, records[0] if len(records) == 1 else records, "")
+    click.echo("\n\n".join(render.render_frame(result, limit=None if whole else render.SQL_ROWS)
+                            for result in results))
 
 
 @main.command()

@@ -810,9 +810,14 @@ class Index:
 
     # -- the DuckDB materialisation ------------------------------------------------------
     def query(self, sql: str, params: list | None = None) -> Any:
-        """A read-only SQL query on the DuckDB file (brought up to date first), as Arrow."""
+        """A read-only SQL query (one statement) on the DuckDB file (brought up to date first), as Arrow."""
         self.flush()
         return self._sql.query(sql, params)
+
+    def query_each(self, sql: str) -> list[Any]:
+        """Each statement's result of a read-only SQL script (`SELECT 1; SELECT 2`), as Arrow."""
+        self.flush()
+        return self._sql.query_each(sql)
 
     @contextmanager
     def detached_sync_turn(self) -> Iterator[bool]:

@@ -741,8 +741,22 @@ class SqlIndex:
             return False
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
-        """Run a read-only query after bringing the index up to date."""
-        _check_not_empty(sql)
+        """Run a read-only query, one statement, after bringing the index up to date. Several
+        (`SELECT 1; SELECT 2`) are refused: DuckDB returns the last one's result only, and
+        the others' were silently lost; `query_each` gives each one's."""
+        statements = _statements(sql)
+        if len(statements) > 1:
+            raise QueryError(
+                f"the query holds {len(statements)} SQL statements and one table is returned: run each "
+                "on its own (one db.sql(...) per statement); `scistack sql` shows every statement's result")
+        return self._run(statements, params)[0]
+
+    def query_each(self, sql: str) -> list[pa.Table]:
+        """The result of each statement of `sql` in order, run read-only on one connection, as
+        the DuckDB CLI runs a script."""
+        return self._run(_statements(sql), None)
+
+    def _run(self, statements: list[Any], params: list | None) -> list[pa.Table]:
         if self.read_only:
             self._check_readable()
         else:
@@ -755,24 +769,30 @@ class SqlIndex:
             # but the index, and no setting may be changed back (the connection is this query's)
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
-            try:
-                result = con.execute(sql, params or [])
-            except duckdb.Error as exc:
-                raise QueryError(_query_failed(str(exc))) from None
-            to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-            return to_arrow()
+            results = []
+            for n, statement in enumerate(statements, 1):
+                try:
+                    result = con.execute(statement, params or [])
+                except duckdb.Error as exc:
+                    which = f"statement {n} of {len(statements)}: " if len(statements) > 1 else ""
+                    raise QueryError(which + _query_failed(str(exc))) from None
+                to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
+                results.append(to_arrow())
+            return results
 
 
-def _check_not_empty(sql: str) -> None:
-    """An empty query (blank, `;`, comments only) runs nothing, and DuckDB then hands back no
-    result to read (an AttributeError came out): say so."""
+def _statements(sql: str) -> list[Any]:
+    """The statements of `sql`, as DuckDB parses them; `[sql]` when it cannot (running it says
+    why). An empty query (blank, `;`, comments only) runs nothing, and DuckDB then hands back
+    no result to read (an AttributeError came out): say so."""
     try:
-        empty = not duckdb.extract_statements(sql)
+        statements = duckdb.extract_statements(sql)
     except duckdb.Error:  # a syntax error: running it says which
-        return
-    if empty:
+        return [sql]
+    if not statements:
         raise QueryError(f"the query {sql!r} is empty (no SQL statement, only blanks, ';' or comments): "
                          "give one, e.g. SELECT variable, records FROM scistack_variables")
+    return statements
 
 
 # "... Could not convert string 'S01' to INT32 (INT64 for a CAST) when casting from source column subject"

@@ -541,9 +541,10 @@ def _short_repr(value: Any, limit: int = 600) -> str:
 
 
 # -- sql ---------------------------------------------------------------------------------
-def query(db: Database, sql: str) -> Any:
-    """A read-only SQL query on the index, as an Arrow table (`QueryError` when it fails).
+def query_each(db: Database, sql: str) -> list[Any]:
+    """A read-only SQL query on the index, each statement's result in order as an Arrow table
+    (`QueryError` when one fails).
 
     Arrow, not pandas: a float column in a DataFrame holds NULL and NaN alike as NaN, and
     `scistack sql` must show which is which."""
-    return db.index.query(sql)
+    return db.index.query_each(sql)
