@@ -148,6 +148,20 @@ def test_log_json_limit_and_address_types(built):
     assert run(built, "log", "CliFiltered", "--subject", "1", "--str").exit_code == 2
 
 
+def test_log_json_lists_address_keys_in_schema_order(built):
+    """`log --json` gave each address (and each input's, and the --graph nodes') keys
+    alphabetically, session before subject: now in the schema's order, as the table and
+    `status --json` give them."""
+    for args in (["CliFiltered"], [], ["CliFiltered", "--graph"]):
+        entries = json.loads(ok(run(built, "log", *args, "-n", "2", "--json")))
+        entries = [e["entry"] for e in entries] if "--graph" in args else entries
+        assert entries and all(list(e["addr"]) == ["subject", "session"] for e in entries)
+    filtered = json.loads(ok(run(built, "log", "CliFiltered", "-n", "1", "--json")))[0]
+    assert [list(i["addr"]) for i in filtered["call"]["inputs"]] == [["subject", "session"]]
+    graph = json.loads(ok(run(built, "log", "CliPeak", "-n", "1", "--graph", "--json")))[0]["lineage"]
+    assert list(graph["addr"]) == list(graph["children"][0]["addr"]) == ["subject", "session"]
+
+
 def test_log_without_a_variable_is_what_the_project_saved_lately(built):
     """As `git log`: every variable's versions, newest first, 20 unless -n says; an address
     (given with no variable before it) narrows it, and one that matches nothing anywhere is an error."""

@@ -20,6 +20,7 @@ from scistack.address import shown
 from scistack.lineage.facts import call_facts
 from scistack.lineage.filecheck import note_record, reads_files
 from scistack.database import ENV_VAR, Database, current_database
+from scistack.htmlrepr import ordered
 from scistack.errors import InvalidOidError, ObjectNotFoundError, UnknownMetadataKeyError, VariableNotFoundError
 from scistack.objects.chunked import describe_manifest
 from scistack.objects.codec import child_oids
@@ -110,7 +111,7 @@ def read_call(db: Database, call_oid: str) -> CallInfo:
             name,
             item.var,
             item.oid,
-            dict(_decoded(item.addr) or {}),
+            ordered(dict(_decoded(item.addr) or {}), db.schema_keys),
             item.call,
             tuple(item.members or ()),
             tuple(_decoded(m.to_value()) for m in item.merge or ()),
@@ -275,7 +276,7 @@ def log_entries(db: Database, var: str | None, *, n: int | None = None, **addres
         out.append(
             LogEntry(
                 record.var,
-                record.addr,
+                ordered(record.addr, db.schema_keys),  # as the table shows it (the record's: sorted)
                 record.vkeys,
                 record.version,
                 record.oid,
@@ -309,7 +310,7 @@ def lineage_graph(
 ) -> LineageNode:
     """The upstream lineage tree of a record; a subtree already shown is not repeated."""
     calls, expanded = CallReader(db), set()
-    root = LineageNode(record.var, record.oid, record.addr)
+    root = LineageNode(record.var, record.oid, ordered(record.addr, db.schema_keys))
     stack = [(root, record.call_oid if isinstance(record, LogEntry) else record.call, 0)]
     while stack:
         node, call_oid, depth = stack.pop()
