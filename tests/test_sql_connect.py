@@ -82,3 +82,39 @@ def _held_elsewhere(project, monkeypatch, holding: str):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
+
+
+def test_close_does_not_wait_for_a_reader_elsewhere_and_loses_nothing(project, monkeypatch, python_env, tmp_path):
+    """A read-only DuckDB CLI or DBeaver session holding the file made db.close() wait 5 s (its
+    sync at close waited for the file). Close now returns at once: the journal holds the save,
+    DuckDB catches up once the reader has gone (a detached sync), and a new process sees it."""
+    import subprocess
+    import sys
+
+    holder = _held_elsewhere(project, monkeypatch, "duckdb.connect(sys.argv[1], read_only=True); "
+                             "print('held', flush=True); sys.stdin.read()")
+    try:
+        SqlConnA.save(2, subject=2)
+        started = time.monotonic()
+        project.close()
+        assert time.monotonic() - started < 2
+    finally:
+        holder.communicate(timeout=30)
+    from scistack.index.journal import Journal
+    from scistack.index.sql import SqlIndex
+
+    # the file alone, as the DuckDB CLI reads it (opening the project here would sync it)
+    duck = SqlIndex(project.path, ["subject", "session"], Journal(tmp_path / ".scistack" / "refs.log"))
+    deadline = time.monotonic() + 60
+    while duck.lag() != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with duck.connect(read_only=True) as con:
+        assert con.execute("SELECT subject FROM SqlConnA ORDER BY subject").fetchall() == [(1,), (2,)]
+    seen = subprocess.run(
+        [sys.executable, "-c", "import sys; from scistack import configure_database, BaseVariable\n"
+         "class SqlConnA(BaseVariable): pass\n"
+         "db = configure_database(sys.argv[1], ['subject', 'session'])\n"
+         "print([v.data for v in SqlConnA.load_all()], db.sql('SELECT count(*) AS n FROM SqlConnA')['n'][0])",
+         str(project.path)], env=python_env, capture_output=True, text=True, timeout=60)
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stdout.split() == ["[1,", "2]", "2"]

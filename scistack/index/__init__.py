@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from scistack.errors import (IndexDamagedError, InvalidMetadataError, InvalidNameError,
+from scistack.errors import (DatabaseLockedError, IndexDamagedError, InvalidMetadataError, InvalidNameError,
                              ReadOnlyProjectError, ScistackError)
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
@@ -903,7 +904,7 @@ class Index:
         self.flush()  # the writes below (the call facts kept at close: 0.1 -> 0.43 s)
         self._keep_facts(now=True)
         if not self.read_only:
-            self._syncer.finish(timeout=5.0)
+            self._syncer.finish()
         self._journal.close()
         self._fold.close()
 
@@ -915,6 +916,9 @@ _FOLD_OWN_MAX = 5000  # lines folded as written per transaction
 _FACTS_AT_ONCE = 5000
 _SCAN_BYTES = 16 << 20  # journal bytes read at a time by a scan of the whole journal
 DETACH_BYTES = 8 << 20  # a DuckDB tail above this (~25k journal lines) is synced after exit
+# seconds a closing process waits for another's hold on the DuckDB file (a DuckDB CLI or
+# DBeaver session, read-only or not, holds it as long as it is open: close had waited 5 s)
+CLOSE_WAIT = 0.5
 
 
 class _BackgroundSync:
@@ -978,32 +982,53 @@ class _BackgroundSync:
             self.sql.interrupt()
             thread.join(timeout=10.0)
 
-    def finish(self, timeout: float) -> None:
-        """Bring DuckDB in step as the process ends: now when the tail is small, else in a
-        detached process (as `git gc --auto` detaches), so a script that saved a million
-        values exits at once and the views catch up a few seconds later. Never raises: the
+    def finish(self) -> None:
+        """Bring DuckDB in step as the process ends: now when the tail is small and the file
+        free, else in a detached process (as `git gc --auto` detaches), so a script that saved
+        a million values, or ran while a DuckDB CLI session held the file, exits at once and
+        the views catch up later (the detached sync waits for the file). Never raises: the
         journal holds everything, and any later scistack process syncs what is left."""
         lag = self.sql.lag()  # unknown (None): as long as the whole journal, at most
         long_tail = (self.sql.journal.size() if lag is None else lag) > DETACH_BYTES
         try:
             if lag != 0 and self.sql.detached_running():
                 return  # it takes up this tail too (a report run while one catches up had started another)
-            if long_tail and os.environ.get("SCISTACK_SYNC") != "foreground" \
-                    and isinstance(self.sql.journal, Journal):
-                # the project is opened there as here (its views need objects read above the
-                # index): the module is named, not imported, so the layers stay as they are
-                subprocess.Popen(
-                    [sys.executable, "-m", "scistack.sync_after_exit", str(self.sql.path)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                    start_new_session=True, close_fds=True)
-                return
-            self.sync_now(timeout=timeout)
+            if long_tail and self._may_detach():
+                return self._detach()
+            try:
+                self.sync_now(timeout=CLOSE_WAIT)
+            except DatabaseLockedError as exc:
+                if not self._may_detach():
+                    raise
+                self._detach()
+                log.warning("DuckDB was not brought up to date at close: %s is held by another process "
+                            "(%s); a background sync brings it up to date once it is let go, and the "
+                            "journal holds everything meanwhile", self.sql.path.name, _held_by(exc))
         except IndexDamagedError as exc:  # no later process catches up by itself: said whole, with the fix
             log.warning("DuckDB was not brought up to date at exit: %s", exc)
         except Exception as exc:  # noqa: BLE001 - DuckDB's own errors too (a full disk, a lock)
             log.warning("DuckDB was not brought up to date at exit (%s); the journal holds "
                         "everything and the next scistack process catches up",
                         str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__)
+
+    def _may_detach(self) -> bool:
+        """Whether a detached process may sync (a local journal, and not asked otherwise)."""
+        return os.environ.get("SCISTACK_SYNC") != "foreground" and isinstance(self.sql.journal, Journal)
+
+    def _detach(self) -> None:
+        # the project is opened there as here (its views need objects read above the index):
+        # the module is named, not imported, so the layers stay as they are
+        subprocess.Popen(
+            [sys.executable, "-m", "scistack.sync_after_exit", str(self.sql.path)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, close_fds=True)
+
+
+def _held_by(exc: Exception) -> str:
+    """What holds the file, from DuckDB's lock error ("... Conflicting lock is held in
+    /usr/bin/duckdb (PID 4242)"), or what usually does."""
+    found = re.search(r"lock is held in (.*?\(PID \d+\))", str(exc))
+    return found.group(1) if found else "a DuckDB CLI or DBeaver session, or another scistack process"
 
 
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
@@ -1015,7 +1040,7 @@ def _sync_at_exit() -> None:
         if syncer._thread is not None and not syncer._stopped:
             syncer.stop()
             try:
-                syncer.finish(timeout=2.0)
+                syncer.finish()
             except Exception:  # noqa: BLE001 - never fail an exit; the journal has everything
                 pass
 
