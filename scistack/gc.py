@@ -530,9 +530,9 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
             continue
         doomed.append(oid)
         freed += size
-    if not dry_run:  # measured from the files: exact, packs included
-        freed = db.store.delete_many(doomed, older_than=cutoff)  # (what was freshened since is kept)
     deleted = len(doomed)
+    if not dry_run:  # measured from the files: exact, packs included
+        deleted, freed = db.store.delete_many(doomed, older_than=cutoff)  # (what was freshened since is kept)
     temps = 0
     for path in list(db.store.iter_temp_files()):
         size = _delete_if_older(path, cutoff, dry_run)

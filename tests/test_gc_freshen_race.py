@@ -103,6 +103,51 @@ def test_a_packed_value_saved_again_while_its_pack_is_rewritten_is_kept(project,
     assert fsck(project).ok
 
 
+@pytest.mark.parametrize("where", ["loose", "packed"])
+def test_gc_counts_only_the_objects_it_removed_not_one_freshened_and_kept(project, python_env, monkeypatch, where):
+    """gc said "deleted N objects" counting every object it had judged, also one a writer
+    saved again meanwhile and gc therefore kept (its bytes were already left out): the count
+    is now of the objects gone. The race as above: a second process saves the value again
+    after gc's scan (loose), or while its pack is rewritten (packed)."""
+    gone = Resaved.save(np.arange(5.0), subject=3, session="gone").oid  # loose, deleted: really freed
+    if where == "loose":
+        target = Resaved.save(np.arange(1000.0), subject=1, session="a").oid
+        backdate([project.store.path_of(target)])
+        real = project.store.mtime_of
+
+        def saved_again_after_the_scan(oid):
+            age = real(oid)
+            if oid == target:
+                run(python_env, SAVE_AGAIN, str(project.path), "1000")
+            return age
+
+        monkeypatch.setattr(project.store, "mtime_of", saved_again_after_the_scan)
+    else:
+        with project.batch():
+            Resaved.save(np.arange(3.0), subject=1, session="kept")
+            target = Resaved.save(np.arange(4.0), subject=1, session="a").oid
+        backdate(project.store.root.glob("pack/pack-*.pack"))
+        real, calls = pack_module.write_pack, []
+
+        def saved_again_during_the_rewrite(*args, **kwargs):
+            if not calls:
+                run(python_env, SAVE_AGAIN, str(project.path), "4")
+            calls.append(1)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(pack_module, "write_pack", saved_again_during_the_rewrite)
+    Resaved.delete(subject=1, session="a")
+    Resaved.delete(subject=3)
+    backdate([project.store.path_of(gone)])
+    size = os.path.getsize(project.store.path_of(gone))
+    stats = collect_garbage(project)
+    assert project.store.contains(target) and not project.store.contains(gone)
+    assert stats.objects_deleted == 1
+    if where == "loose":  # (a pack rewritten, and its records written back, changes what packs take)
+        assert stats.bytes_freed == size
+    assert fsck(project).ok
+
+
 AT_THE_GATE = """
     import sys
     from scistack.objects.gate import WritersGate

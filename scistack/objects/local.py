@@ -46,7 +46,7 @@ from scistack.objects.hashing import KINDS, Buffer, object_header, payload_lengt
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects import shuffle
 from scistack.objects.pack import MergeStats, PackSet, fsync_dir, write_pack
-from scistack.objects.store import ObjectStore, StoredObject
+from scistack.objects.store import Freed, ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -854,24 +854,28 @@ class LocalObjectStore(ObjectStore):
         self.delete_many([oid])
         return kept
 
-    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> int:
+    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> Freed:
         """Remove objects (gc only): unlink loose files, rewrite packs without the others.
         With `older_than` (gc's cutoff), an object a writer freshened since gc judged it
         (its mtime, or its pack's, is now younger) is kept: see `_unlink_unless_fresh`.
 
-        Returns the bytes freed on disk, measured from the files.
+        Returns the objects this call removed (a copy of one left elsewhere, in a pack
+        refreshed meanwhile, keeps it) and the bytes freed on disk, measured from the files.
         """
         self._refuse_writes()
-        freed, packed = 0, []
-        for oid in oids:
-            freed += _unlink_unless_fresh(str(self.path_of(oid)), older_than)
+        freed, packed, removed = 0, [], set()
+        for oid in dict.fromkeys(oids):
+            size = _unlink_unless_fresh(str(self.path_of(oid)), older_than)
+            if size:
+                freed += size
+                removed.add(oid)
             if self.packs.locate(oid) is not None:
                 packed.append(oid)
         if packed:
             before = self.packs.disk_usage()
-            self.packs.remove(packed, fsync=self.fsync, older_than=older_than)
+            removed |= self.packs.remove(packed, fsync=self.fsync, older_than=older_than)
             freed += before - self.packs.disk_usage()
-        return freed
+        return Freed(sum(1 for oid in removed if not self.contains(oid)), freed)
 
 
 def _read_fully(oid: str, read_into: Callable[[memoryview], int], view: memoryview) -> None:

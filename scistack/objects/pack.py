@@ -750,7 +750,7 @@ class PackSet:
         hit = self.locate(oid)
         return hit[2] if hit else None
 
-    def remove(self, oids: Iterable[str], *, fsync: bool = False, older_than: float | None = None) -> None:
+    def remove(self, oids: Iterable[str], *, fsync: bool = False, older_than: float | None = None) -> set[str]:
         """Drop objects: rewrite each affected pack without them (gc's repack), holding
         `MERGE_LOCK` (a merge and a repack of one pack at once would each copy what the
         other removes). A pack one of whose kept objects cannot be read is left whole.
@@ -760,8 +760,9 @@ class PackSet:
         through a descriptor after the unlink (`_unlink_pack_dated`), and if it is young the
         doomed records are copied from that descriptor into a pack of their own. A writer
         refreshing a pack checks after its utime that the pack is still there (else it looks
-        again and stores the object if it is nowhere), so every refresh is seen by one side."""
-        doomed = set(oids)
+        again and stores the object if it is nowhere), so every refresh is seen by one side.
+        Returns the objects dropped (not those of a pack left whole, nor those stored again)."""
+        doomed, dropped = set(oids), set()
         fresh_ns = None if older_than is None else int(older_than * 1e9)
         with self.exclusive(wait=True):
             self._seen_mtime = -1  # what the packs are now, not when this process last looked
@@ -786,21 +787,25 @@ class PackSet:
                         write_pack(self.directory, keep, fsync=fsync)
                     if fresh_ns is None:
                         _unlink_pack(self.directory, name)
+                        dropped.update(gone)
                     else:
-                        self._unlink_unless_refreshed(name, gone, fresh_ns, fsync)
+                        dropped.update(set(gone) - self._unlink_unless_refreshed(name, gone, fresh_ns, fsync))
             if by_pack:
                 self._seen_mtime = -1
                 self.refresh()
+        return dropped
 
-    def _unlink_unless_refreshed(self, name: str, gone: list[str], fresh_ns: int, fsync: bool) -> None:
+    def _unlink_unless_refreshed(self, name: str, gone: list[str], fresh_ns: int, fsync: bool) -> set[str]:
         """Unlink a repacked pack; if it was refreshed before it went, store `gone` again
-        (read from a descriptor opened before the unlink)."""
+        (read from a descriptor opened before the unlink). Returns the objects stored again."""
         hits = [(oid, self._find(oid)) for oid in gone]
         with _unlinked(self.directory, name) as fd:
             if fd is not None and os.fstat(fd).st_mtime_ns > fresh_ns:
                 back = [(oid, os.pread(fd, hit[2], hit[1])) for oid, hit in hits if hit and hit[0] == name]
                 if back:
                     write_pack(self.directory, back, fsync=fsync)
+                return {oid for oid, _ in back}
+        return set()
 
     # -- merging small packs into one (see `plan_merge`) ------------------------------------
     @contextmanager

@@ -59,7 +59,7 @@ from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore, kind_in_stored
 from scistack.objects.oid import Oid, is_valid_oid, validate_oid
-from scistack.objects.store import ObjectStore, StoredObject
+from scistack.objects.store import Freed, ObjectStore, StoredObject
 
 REFRESH_AFTER = 3600.0         # re-put an existing object older than this (gc grace, by S3's clock)
 UPLOAD_THREADS = 4             # single saves' uploads in flight at once (threads of for_each)
@@ -504,11 +504,12 @@ class S3ObjectStore(ObjectStore):
         self.cache.delete(oid)
         return kept
 
-    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> int:
-        """Remove loose objects, and packs whose every object is doomed; returns bytes freed.
-        (An object re-put since gc listed it is kept whatever `older_than` says.)"""
+    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> Freed:
+        """Remove loose objects, and packs whose every object is doomed; returns the objects
+        removed (one left in a pack that stays is not) and the bytes freed. (An object re-put
+        since gc listed it is kept whatever `older_than` says.)"""
         doomed = set(oids)
-        freed = 0
+        freed, removed = 0, set()
         for oid in doomed:
             self._young.pop(oid, None)
             key = f"objects/{oid[:2]}/{oid[2:]}"
@@ -518,6 +519,7 @@ class S3ObjectStore(ObjectStore):
                     continue  # re-put (named again) since gc listed it: young, keep it
                 self._call("deleting an object", self._ob.delete, key)
                 freed += int(meta["size"])
+                removed.add(oid)
             except FileNotFoundError:
                 pass
             self.cache.delete(oid)
@@ -526,9 +528,10 @@ class S3ObjectStore(ObjectStore):
             if members and members <= doomed:
                 self._call("deleting a pack", self._ob.delete, [f"pack/{stem}.idx", f"pack/{stem}.pack"])
                 freed += int(entries["length"].sum())
+                removed |= members
                 self._packs.pop(stem)
                 (self._idx_dir / f"{stem}.idx").unlink(missing_ok=True)
-        return freed
+        return Freed(sum(1 for oid in removed if self._locate(oid) is None), freed)
 
     @contextmanager
     def gc_guard(self) -> Iterator[None]:

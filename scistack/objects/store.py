@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from scistack.errors import ConfigurationError, CorruptObjectError, ObjectNotFoundError
 from scistack.objects.canonical_json import decode_json, loads_scalars
@@ -32,6 +32,14 @@ class StoredObject:
 
     kind: str
     payload: bytearray | bytes | Any  # large payloads are a uint8 ndarray (no zero-fill)
+
+
+class Freed(NamedTuple):
+    """What `delete_many` removed: the objects gone now (not one a writer freshened since gc
+    judged it, nor one already gone), and the bytes freed on disk (0 where the medium cannot tell)."""
+
+    objects: int
+    bytes: int
 
 
 class ObjectStore(abc.ABC):
@@ -140,12 +148,14 @@ class ObjectStore(abc.ABC):
         nothing to do); how many."""
         return 0
 
-    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> int:
-        """Remove several objects (gc); returns bytes freed where the medium can tell (else 0).
-        `older_than`: gc's cutoff; a store that can keeps what was freshened since."""
-        for oid in oids:
+    def delete_many(self, oids: Iterable[str], *, older_than: float | None = None) -> Freed:
+        """Remove several objects (gc); returns how many went and the bytes freed where the
+        medium can tell (else 0). `older_than`: gc's cutoff; a store that can keeps what was
+        freshened since."""
+        present = [oid for oid in dict.fromkeys(oids) if self.contains(oid)]
+        for oid in present:
             self.delete(oid)
-        return 0
+        return Freed(len(present), 0)
 
     def kind_of(self, oid: str) -> str | None:
         """An object's kind, or None when it is absent (stores may avoid a full read)."""
