@@ -187,6 +187,10 @@ def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], rep
     `moved_lines` gets each moved object's line in `repaired` (named once it is known)."""
     folder = db.scistack_dir / "quarantine"
     moved, failed = set(), {}
+    try:
+        db.store.will_set_aside(sorted(corrupt))
+    except ScistackError:
+        pass  # each set_aside below tries again, and names the failure
     for oid in sorted(corrupt):
         try:
             kept = db.store.set_aside(oid, folder)

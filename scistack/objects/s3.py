@@ -22,7 +22,11 @@ thread while the index takes the journal lock and numbers the version; the index
 `wait_uploads` just before it writes the line, so a name is never journalled before its object
 arrived (a failed upload raises there and nothing is named). An object this process put or
 confirmed in the bucket less than `REFRESH_AFTER / 2` ago is not sent again (half: room for
-clocks that disagree), so re-saving a value costs no request.
+clocks that disagree), so re-saving a value costs no request. `fsck --repair` on any machine
+marks what it takes out of the bucket (`set-aside/<oid>`) and waits `SET_ASIDE_LOOK` before
+taking it; a writer about to skip an upload lists those marks when its last look is older than
+that (one LIST at most every few seconds, none for a save that uploads), and forgets having
+uploaded what they name: a re-save had skipped the upload, and the value stayed lost.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from scistack.errors import (
     GarbageCollectionError,
     ObjectNotFoundError,
     SchemaMismatchError,
+    ScistackError,
     SharedAccessError,
     SharedServiceError,
 )
@@ -70,6 +75,9 @@ DEFAULT_CACHE_BYTES = 10 << 30  # the local cache's bound unless the project say
 # outage. Retries stop 20 s after the first try (`retry_timeout`), so a silent bucket costs a
 # save ~20 s. It bounds silence, never size: a large object keeps the overall 300 s.
 READ_STALL = 10
+# Seconds a writer trusts its last look at the set-aside marks; `fsck --repair` waits longer
+# between marking an object and taking it out of the bucket, so no later save skips it.
+SET_ASIDE_LOOK = 5.0
 _IDX_HEAD = struct.Struct("<8sQ")
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
 
@@ -118,6 +126,10 @@ class S3ObjectStore(ObjectStore):
         self._young: dict[str, float] = {}        # oid -> when we last knew it young in the bucket
         self._uploading: dict[str, Future] = {}   # oid -> its upload still in flight
         self._pool: ThreadPoolExecutor | None = None
+        self._set_aside_seen: dict[str, float] = {}  # oid -> its set-aside mark's time, as last listed
+        self._set_aside_looked = -SET_ASIDE_LOOK     # time.monotonic() of the last look at the marks
+        self._look_lock = threading.Lock()
+        self._marked: set[str] = set()                # oids this process marked set aside
         self._load_cached_indexes()
 
     @property
@@ -226,7 +238,61 @@ class S3ObjectStore(ObjectStore):
         self._trim_cache(self._upload_loose(oid))
 
     def _is_young(self, oid: str) -> bool:
-        return time.time() - self._young.get(oid, 0.0) < REFRESH_AFTER / 2
+        """In the bucket and young for gc, as far as this process knows: put or confirmed less
+        than `REFRESH_AFTER / 2` ago, and not set aside by `fsck --repair` since."""
+        if time.time() - self._young.get(oid, 0.0) >= REFRESH_AFTER / 2:
+            return False
+        try:
+            self._look_for_set_aside()
+        except ScistackError:
+            pass  # the bucket does not answer: trust what we knew (a re-save sends nothing), and look later
+        return oid in self._young
+
+    def _look_for_set_aside(self) -> None:
+        """Forget having uploaded the objects `fsck --repair` (on any machine) marked since the
+        last look: one LIST of `set-aside/`, at most every `SET_ASIDE_LOOK` s."""
+        with self._look_lock:
+            started = time.monotonic()
+            if started - self._set_aside_looked < SET_ASIDE_LOOK:
+                return
+            self._set_aside_looked = started  # (the look began then: fsck waits longer than this)
+            marks = self._set_aside_marks()
+            for oid, stamp in marks.items():
+                if self._set_aside_seen.get(oid) != stamp:
+                    self._set_aside_seen[oid] = stamp
+                    self._young.pop(oid, None)
+
+    def _set_aside_marks(self) -> dict[str, float]:
+        """oid -> when `fsck --repair` marked it set aside (the store's clock)."""
+        marks = {}
+        try:  # (a listing asks the server as it is iterated)
+            for batch in self._call("listing set-aside marks", self._ob.list, prefix="set-aside/"):
+                for meta in batch:
+                    oid = meta["path"].rsplit("/", 1)[-1]
+                    if is_valid_oid(oid):
+                        marks[oid] = meta["last_modified"].timestamp()
+        except ScistackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - obstore's errors, named for the user
+            raise self._failure(exc, "listing set-aside marks") from None
+        return marks
+
+    def will_set_aside(self, oids: list[str]) -> None:
+        """Mark each object (`set-aside/<oid>`), then wait past `SET_ASIDE_LOOK`: every
+        writer's look at the marks after this began after them, so a writer that remembers
+        having uploaded one of them uploads it again rather than skip it. Marks older than
+        `REFRESH_AFTER` go: no writer trusts an upload that old."""
+        fresh = [oid for oid in oids if oid not in self._marked]
+        if not fresh:
+            return
+        for oid, stamp in self._set_aside_marks().items():
+            if time.time() - stamp > REFRESH_AFTER and oid not in fresh:
+                self._call("removing an old set-aside mark", self._ob.delete, f"set-aside/{oid}")
+        body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time()}).encode()
+        for oid in fresh:
+            self._call("marking an object set aside", self._ob.put, f"set-aside/{oid}", body)
+        self._marked.update(fresh)
+        time.sleep(SET_ASIDE_LOOK + 1.0)
 
     def wait_uploads(self) -> None:
         """Wait for the uploads in flight; raise the first failure (those objects are not in
@@ -499,6 +565,7 @@ class S3ObjectStore(ObjectStore):
         if data is None:
             raise ObjectNotFoundError(oid)
         kept = self._keep(folder, oid, data)  # kept before anything is removed
+        self.will_set_aside([oid])  # (fsck marked it already, with the others, and waited once)
         self._young.pop(oid, None)
         self._call("deleting an object", self._ob.delete, f"objects/{oid[:2]}/{oid[2:]}")
         self.cache.delete(oid)

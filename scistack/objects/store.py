@@ -167,6 +167,10 @@ class ObjectStore(abc.ABC):
         then walks it. Stores that can look many objects up at once override this."""
         return [None] * len(oids)
 
+    def will_set_aside(self, oids: list[str]) -> None:
+        """Told before `set_aside` takes these objects out, so that writers elsewhere that
+        remember having stored them store them again (a local store's writers look each time)."""
+
     def verify(self, oid: str) -> None:
         """Check that an object hashes to its id (fsck); stores may avoid loading it whole."""
         self.get(oid)

@@ -472,3 +472,35 @@ def test_every_machine_chunks_as_the_lab_project_recorded(machine):
         assert any("The project's are used" in str(w.message) for w in caught)
     finally:
         set_chunking()
+
+
+FSCK_REPAIR = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from scistack import configure_database
+    from scistack.fsck import fsck
+    folder, shared, objects = sys.argv[1:4]
+    db = configure_database(Path(folder) / "gait.duckdb", ["subject", "session"], shared=shared, objects=objects)
+    print("\\n".join(fsck(db, repair=True).repaired))
+    db.close()
+""")
+
+
+def test_a_value_saved_again_after_another_machines_fsck_set_it_aside_is_uploaded(machine, s3_server, bucket_url,
+                                                                                 pg_url, tmp_path, python_env):
+    """Machine A remembered having uploaded the value (`_young`, half an hour), so a save of it
+    after machine B's `fsck --repair` took its damaged copy out of the bucket sent nothing, and
+    a colleague's load found no object under the name."""
+    db = machine("a")
+    value = np.arange(10.0)
+    saved = LabValue.save(value, subject=1, session=1)
+    db.store.wait_uploads()
+    _damage_in_bucket(s3_server, bucket_url, saved.oid)
+    (tmp_path / "b").mkdir()
+    done = subprocess.run([sys.executable, "-c", FSCK_REPAIR, str(tmp_path / "b"), pg_url, bucket_url],
+                          env=python_env | s3_server.env(), check=True, timeout=300, capture_output=True, text=True)
+    assert f"moved damaged object {saved.oid[:12]}" in done.stdout  # (B has no good copy to put back)
+    LabValue.save(value, subject=1, session=1)  # on A, minutes after its first upload
+    machine("c")  # (A closes: its uploads finish) a colleague's fresh checkout
+    assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
+
