@@ -9,6 +9,7 @@ DuckDB file from the journal, the record of truth.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 from dataclasses import dataclass
@@ -52,7 +53,7 @@ class FsckReport:
         return not self.problems
 
 
-def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> FsckReport:
+def fsck(db: Database, *, repair: bool = False, quarantine: bool = False, local: bool = False) -> FsckReport:
     """Check the whole project (reads every object once, and lineage objects twice).
 
     `repair=True` first rebuilds every damaged pack index from its pack (packs describe
@@ -62,6 +63,11 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
     their next run computes them again, and moves damaged objects to `.scistack/quarantine/`
     (kept), so a save or a run of the same value stores a good copy. `quarantine=True`
     moves journal lines that cannot be read to `refs.log.quarantine` (kept, never deleted).
+
+    A lab project's objects are checked in its bucket (every copy, streamed: this machine's
+    cache had hidden damage there), and `repair` puts a good cached copy over a damaged one
+    before it sets anything aside. `local=True` checks only the copies cached here (no
+    download; the time the bucket's check took is in the notes).
     """
     problems = _journal_problems(db)
     repaired: list[str] = []
@@ -87,16 +93,23 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
         repaired.append(f"put back {restored} object(s) a gc killed mid-delete had set aside")
     checked = size = 0
     corrupt = set()
+    remote_only = local and db.store.remote
+    began = time.monotonic()
     for oid in db.store.iter_oids():
-        checked += 1
         try:
+            if remote_only and not db.store.verify_cached(oid):
+                continue  # not cached here: `--local` downloads nothing
+            checked += 1
             size += db.store.size_of(oid)
-            db.store.verify(oid)
+            if not remote_only:
+                db.store.verify(oid)
         except CorruptObjectError as exc:
             corrupt.add(oid)
             problems.append(FsckProblem("corrupt", oid, str(exc).split(": ", 1)[-1].split(". ")[0]))
         except (ObjectNotFoundError, FileNotFoundError):
             continue  # deleted while we looked (a concurrent gc)
+    if db.store.remote:
+        notes.append(_remote_note(remote_only, checked, time.monotonic() - began))
     damaged = set(corrupt)
     moved_lines: dict[str, int] = {}  # an object set aside -> its line in `repaired`
     if repair and corrupt:
@@ -162,6 +175,14 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False) -> Fsc
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes))
 
 
+def _remote_note(local: bool, checked: int, seconds: float) -> str:
+    if local:
+        return (f"--local: checked the {checked} objects cached on this machine in {seconds:.1f} s, not the "
+                "object store's copies (a colleague reads those); `scistack fsck` checks them")
+    return (f"checked the object store's copies of {checked} objects in {seconds:.1f} s (each downloaded "
+            "once); `scistack fsck --local` checks only those cached on this machine")
+
+
 def _interrupted_merges(db: Database, repair: bool, repaired: list[str]) -> list[str]:
     """A merge of packs killed midway leaves `pack-<id>.replaces` (objects/pack.py): nothing is
     lost, objects may be stored twice. Named as a note; `repair` finishes (or rolls back) it
@@ -184,14 +205,24 @@ def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], rep
     """Move damaged objects out of the store (kept in `.scistack/quarantine/`): a save or run
     of the same value found its oid present and wrote nothing, so the damage stayed. What
     named them is then reported as lost, with its fix, and cache entries naming them go.
-    `moved_lines` gets each moved object's line in `repaired` (named once it is known)."""
+    One the store can mend from a good copy it holds (a lab's bucket copy, from this machine's
+    cache: `heal`) is mended instead. `moved_lines` gets each moved object's line in
+    `repaired` (named once it is known)."""
     folder = db.scistack_dir / "quarantine"
     moved, failed = set(), {}
+    for oid in sorted(corrupt):
+        try:
+            if db.store.heal(oid):
+                moved.add(oid)
+                repaired.append(f"put this machine's good copy of {oid[:12]} over the damaged one in the "
+                                "object store")
+        except ScistackError as exc:
+            failed[oid] = str(exc)
     try:
-        db.store.will_set_aside(sorted(corrupt))
+        db.store.will_set_aside(sorted(corrupt - moved - set(failed)))
     except ScistackError:
         pass  # each set_aside below tries again, and names the failure
-    for oid in sorted(corrupt):
+    for oid in sorted(corrupt - moved - set(failed)):
         try:
             kept = db.store.set_aside(oid, folder)
         except ScistackError as exc:

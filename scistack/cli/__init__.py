@@ -514,20 +514,27 @@ def gc(
 @main.command()
 @click.option("--reindex", is_flag=True, help="First rebuild the DuckDB index from the journal.")
 @click.option("--repair", is_flag=True, help="Rebuild damaged pack indexes from their packs, finish a merge of packs "
-              "a killed process left half done, set damaged objects aside (kept in .scistack/quarantine/), and drop call-cache entries whose record or output is lost "
+              "a killed process left half done, put a good copy cached here over a damaged one in a lab's object "
+              "store, set other damaged objects aside (kept in .scistack/quarantine/), and drop call-cache entries whose record or output is lost "
               "(their next run computes them again).")
 @click.option("--quarantine", is_flag=True,
               help="Move unreadable journal lines to refs.log.quarantine (kept) so the journal is clean.")
+@click.option("--local", is_flag=True,
+              help="Lab project: check only the copies cached on this machine, not the object store's "
+              "(which fsck otherwise downloads once each, streamed, and says how long that took).")
 @json_option
 @click.pass_context
-def fsck(ctx: click.Context, reindex: bool, repair: bool, quarantine: bool, as_json: bool) -> None:
+def fsck(ctx: click.Context, reindex: bool, repair: bool, quarantine: bool, local: bool, as_json: bool) -> None:
     """Re-hash every object; report corrupt and missing objects, refs to missing objects,
-    dangling calls and unreadable journal lines. Exits with 1 when anything is wrong."""
+    dangling calls and unreadable journal lines. Exits with 1 when anything is wrong.
+
+    In a lab project the object store's copies are checked (a good copy cached here does not
+    hide a damaged one there), and --repair puts a good cached copy over a damaged one."""
     from scistack.fsck import fsck as check
     from scistack.fsck import reindex as rebuild
 
     applied = rebuild(ctx.obj.db) if reindex else None
-    report = check(ctx.obj.db, repair=repair, quarantine=quarantine)
+    report = check(ctx.obj.db, repair=repair, quarantine=quarantine, local=local)
     aside = ctx.obj.db.index.moved_aside if reindex else None
     text = render.render_fsck(report) + (
         f"\nreindexed {applied} journal entries" if reindex else ""

@@ -713,16 +713,21 @@ class LocalObjectStore(ObjectStore):
             self.get(oid)  # packed records are small (a pack holds objects under 1 MB)
             return
         with open(fd, "rb") as handle:
-            first = handle.read(4)
-            handle.seek(0)
-            if first == SKIP_MAGIC:
-                self._read_shuffled(oid, handle)
-            elif first == ZSTD_MAGIC:
-                self._verify_stream(oid, handle)
-            elif os.fstat(handle.fileno()).st_size > _SMALL:
-                self._map_raw(oid, handle)
-            else:
-                self._decode_small(oid, handle.read())
+            self.verify_file(oid, handle)
+
+    def verify_file(self, oid: str, handle) -> None:
+        """Check that the stored bytes in an open file (at its start) hash to `oid`, in bounded
+        memory: a loose object here, or a lab bucket's copy streamed to a temporary file."""
+        first = handle.read(4)
+        handle.seek(0)
+        if first == SKIP_MAGIC:
+            self._read_shuffled(oid, handle)
+        elif first == ZSTD_MAGIC:
+            self._verify_stream(oid, handle)
+        elif os.fstat(handle.fileno()).st_size > _SMALL:
+            self._map_raw(oid, handle)
+        else:
+            self._decode_small(oid, handle.read())
 
     def _map_raw(self, oid: str, handle) -> StoredObject:
         """A large raw object, memory-mapped: no copy, no fresh pages; verified over the map.

@@ -78,6 +78,7 @@ READ_STALL = 10
 # Seconds a writer trusts its last look at the set-aside marks; `fsck --repair` waits longer
 # between marking an object and taking it out of the bucket, so no later save skips it.
 SET_ASIDE_LOOK = 5.0
+_VERIFY_STEP = 4 << 20  # bytes of a bucket copy fsck holds at once while checking it
 _IDX_HEAD = struct.Struct("<8sQ")
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
 
@@ -118,7 +119,8 @@ class S3ObjectStore(ObjectStore):
         self._cache_bytes: int | None = None
         self._idx_dir = Path(cache_dir) / "remote-idx"
         self._packs: dict[str, np.ndarray] = {}   # remote pack name -> its sorted index entries
-        self._listing: dict[str, tuple[float, int]] = {}  # oid -> (store timestamp, size), from iter_oids
+        self._listing: dict[str, tuple[float, int, bool]] = {}  # oid -> (store timestamp, size, a loose
+        # copy listed), from iter_oids
         self._pack_meta: dict[str, float] = {}    # remote pack name -> its store timestamp
         self._lock = threading.Lock()
         self._batch_depth = 0
@@ -130,7 +132,10 @@ class S3ObjectStore(ObjectStore):
         self._set_aside_looked = -SET_ASIDE_LOOK     # time.monotonic() of the last look at the marks
         self._look_lock = threading.Lock()
         self._marked: set[str] = set()                # oids this process marked set aside
+        self._checked_packs: dict[str, dict[str, str]] = {}  # bucket pack -> its damaged records (fsck)
         self._load_cached_indexes()
+
+    remote = True
 
     @property
     def address(self) -> str:
@@ -311,14 +316,20 @@ class S3ObjectStore(ObjectStore):
         if failure is not None:
             raise failure
 
-    def _upload_loose(self, oid: str) -> int:
-        """Put a cached object's stored bytes into the bucket; returns their size."""
+    def _cached_bytes(self, oid: str) -> bytes:
+        """A cached object's stored bytes, loose or packed here (ObjectNotFoundError: neither)."""
         try:
-            data = self.cache.path_of(oid).read_bytes()
-        except FileNotFoundError:  # packed here: a loose copy makes it young again in the bucket
+            return self.cache.path_of(oid).read_bytes()
+        except FileNotFoundError:
             data = self.cache.packs.read(oid)
             if data is None:
                 raise ObjectNotFoundError(oid) from None
+            return data
+
+    def _upload_loose(self, oid: str) -> int:
+        """Put a cached object's stored bytes into the bucket; returns their size. (Packed
+        here, it goes up loose: a loose copy makes it young again in the bucket.)"""
+        data = self._cached_bytes(oid)
         key = f"objects/{oid[:2]}/{oid[2:]}"
         young = time.time()
         try:
@@ -513,26 +524,29 @@ class S3ObjectStore(ObjectStore):
 
     # -- listing, for gc and fsck (the bucket is the truth, its clock the grace period's) --------
     def iter_oids(self) -> Iterator[Oid]:
-        listing: dict[str, tuple[float, int]] = {}
+        listing: dict[str, tuple[float, int, bool]] = {}
         self._refresh_packs()
         for stem, entries in self._packs.items():
             stamp = self._pack_meta.get(stem, 0.0)
             for row in entries:
                 oid = bytes(row["oid"]).hex()
                 if oid not in listing or listing[oid][0] < stamp:
-                    listing[oid] = (stamp, int(row["length"]))
+                    listing[oid] = (stamp, int(row["length"]), False)
         for batch in self._call("listing objects", self._ob.list, prefix="objects/"):
             for meta in batch:
                 parts = meta["path"].split("/")
                 oid = parts[-2] + parts[-1] if len(parts) >= 2 else ""
                 if is_valid_oid(oid):
                     stamp = meta["last_modified"].timestamp()
-                    if oid not in listing or listing[oid][0] < stamp:
-                        listing[oid] = (stamp, int(meta["size"]))
+                    packed = listing.get(oid)
+                    if packed is None or packed[0] < stamp:
+                        listing[oid] = (stamp, int(meta["size"]), True)
+                    else:
+                        listing[oid] = (packed[0], packed[1], True)
         self._listing = listing
         return iter([Oid(o) for o in listing])
 
-    def _listed(self, oid: str) -> tuple[float, int]:
+    def _listed(self, oid: str) -> tuple[float, int, bool]:
         if oid not in self._listing:
             list(self.iter_oids())
         if oid not in self._listing:
@@ -545,6 +559,119 @@ class S3ObjectStore(ObjectStore):
 
     def size_of(self, oid: str) -> int:
         return self._listed(oid)[1]
+
+    # -- fsck: the bucket's copies, not this machine's cache of them ------------------------------
+    def verify(self, oid: str) -> None:
+        """Check the bucket's copies of an object: a good copy in this machine's cache had hidden
+        a damaged one that every colleague without it fails on. The loose copy is streamed to a
+        temporary file and a pack is read once, whole, in steps (`_pack_damage`): memory stays
+        bounded. A damaged record in a pack beside a good copy (a value saved again) is not
+        named: every read takes the good one, and the pack is never rewritten."""
+        validate_oid(oid)
+        packed: list[tuple[str, str | None]] = []
+        for stem, _, _ in list(self._locate_all(oid)):
+            try:
+                packed.append((stem, self._pack_damage(stem).get(oid)))
+            except FileNotFoundError:
+                pass  # removed by gc meanwhile
+        if not packed or self._listing.get(oid, (0.0, 0, True))[2]:  # (fsck's listing: no GET for none)
+            try:
+                loose = self._loose_damage(oid)
+            except FileNotFoundError:
+                pass
+            else:
+                if loose is not None:
+                    raise CorruptObjectError(oid, f"the copy in {self.url} is damaged ({loose})")
+                return
+        if not packed:
+            raise ObjectNotFoundError(oid, f"it is not in {self.url}")
+        if all(problem is not None for _, problem in packed):
+            stem, problem = packed[0]
+            raise CorruptObjectError(oid, f"its record in pack {stem} of {self.url} is damaged ({problem})")
+
+    def verify_cached(self, oid: str) -> bool:
+        """This machine's copy only (`fsck --local`); a damaged one is judged by the bucket's."""
+        if not self.cache.contains(oid):
+            return False
+        try:
+            self.cache.verify(oid)
+        except (ObjectNotFoundError, FileNotFoundError):
+            return False  # (trimmed meanwhile)
+        except CorruptObjectError:
+            self.verify(oid)  # reads fall back to the bucket: its copy decides
+        return True
+
+    def heal(self, oid: str) -> bool:
+        """Put this machine's good cached copy over the bucket's damaged one (loose: a pack every
+        machine reads is never rewritten, and reads take the good copy beside it). False when
+        this machine holds no good copy."""
+        try:
+            self.cache.verify(oid)
+            data = self._cached_bytes(oid)
+        except (CorruptObjectError, ObjectNotFoundError, FileNotFoundError):
+            return False
+        self._call("uploading a good copy over a damaged one", self._ob.put, f"objects/{oid[:2]}/{oid[2:]}", data)
+        self._young[oid] = time.time()
+        return True
+
+    def _loose_damage(self, oid: str) -> str | None:
+        """What is wrong with the bucket's loose copy (None: it hashes to `oid`); raises
+        FileNotFoundError when there is none. Streamed to a temporary file and checked there."""
+        folder = self._idx_dir.parent / "verifying"
+        folder.mkdir(parents=True, exist_ok=True)
+        temp = folder / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        try:
+            result = self._call("reading an object to verify it", self._ob.get, f"objects/{oid[:2]}/{oid[2:]}")
+            with open(temp, "w+b") as handle:
+                for chunk in self._stream(result, "reading an object to verify it"):
+                    handle.write(chunk)
+                handle.seek(0)
+                try:
+                    self.cache.verify_file(oid, handle)
+                except CorruptObjectError as exc:
+                    return _problem(exc)
+            return None
+        finally:
+            temp.unlink(missing_ok=True)
+
+    def _pack_damage(self, stem: str) -> dict[str, str]:
+        """The objects whose record in bucket pack `stem` is damaged -> what is wrong. The pack
+        is read once, in steps, each record checked as it arrives (records are under 1 MB);
+        the answer is kept for the other objects of the pack."""
+        if stem in self._checked_packs:
+            return self._checked_packs[stem]
+        entries = self._packs[stem]
+        order = np.argsort(entries["offset"], kind="stable")
+        damage: dict[str, str] = {}
+        result = self._call("reading a pack to verify it", self._ob.get, f"pack/{stem}.pack")
+        buffer, base, i = bytearray(), 0, 0  # base: the pack offset of buffer[0]
+        for chunk in self._stream(result, "reading a pack to verify it"):
+            buffer += chunk
+            while i < len(order):
+                row = entries[order[i]]
+                start, length = int(row["offset"]) - base, int(row["length"])
+                if start + length > len(buffer):
+                    break
+                oid = bytes(row["oid"]).hex()
+                try:
+                    self.cache._decode_small(oid, bytes(buffer[start:start + length]))
+                except CorruptObjectError as exc:
+                    damage[oid] = _problem(exc)
+                i += 1
+            keep_from = min(int(entries[order[i]]["offset"]) - base, len(buffer)) if i < len(order) else len(buffer)
+            del buffer[:max(keep_from, 0)]
+            base += max(keep_from, 0)
+        for j in order[i:]:
+            damage[bytes(entries[j]["oid"]).hex()] = "the pack ends before its record"
+        self._checked_packs[stem] = damage
+        return damage
+
+    def _stream(self, result: Any, doing: str) -> Iterator[Any]:
+        """A GET's bytes in steps of `_VERIFY_STEP`, a failure named as `_call` names it."""
+        try:
+            yield from result.stream(min_chunk_size=_VERIFY_STEP)
+        except Exception as exc:  # noqa: BLE001 - obstore's errors, named for the user
+            raise self._failure(exc, doing) from None
 
     def iter_temp_files(self) -> Iterator[Path]:
         return iter(())
@@ -688,6 +815,11 @@ def _tree_bytes(root: Path) -> int:
             except FileNotFoundError:
                 pass
     return total
+
+
+def _problem(exc: CorruptObjectError) -> str:
+    """What a CorruptObjectError says is wrong (its text between "corrupt: " and the advice)."""
+    return str(exc).split(" is corrupt: ", 1)[-1].split(". Its file", 1)[0]
 
 
 def _status(exc: BaseException) -> str:

@@ -171,9 +171,23 @@ class ObjectStore(abc.ABC):
         """Told before `set_aside` takes these objects out, so that writers elsewhere that
         remember having stored them store them again (a local store's writers look each time)."""
 
+    remote = False  # objects kept elsewhere (a lab's bucket) behind a cache on this machine
+
     def verify(self, oid: str) -> None:
-        """Check that an object hashes to its id (fsck); stores may avoid loading it whole."""
+        """Check that an object hashes to its id (fsck); stores may avoid loading it whole.
+        A remote store checks its own copies, never this machine's cache of them."""
         self.get(oid)
+
+    def verify_cached(self, oid: str) -> bool:
+        """Check this machine's copy only (`fsck --local`); False when it holds none. A store
+        with no copy elsewhere checks its own."""
+        self.verify(oid)
+        return True
+
+    def heal(self, oid: str) -> bool:
+        """Replace a damaged object with a good copy this machine holds (`fsck --repair`);
+        False when there is none (a store with one copy of each object never has one)."""
+        return False
 
     def damaged_pack_indexes(self) -> dict[str, str]:
         """Pack name -> what is wrong with its index (stores without packs have none)."""

@@ -504,3 +504,30 @@ def test_a_value_saved_again_after_another_machines_fsck_set_it_aside_is_uploade
     machine("c")  # (A closes: its uploads finish) a colleague's fresh checkout
     assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
 
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_lab_fsck_checks_the_buckets_copies_and_repairs_them_from_a_good_cached_copy(machine, s3_server, bucket_url,
+                                                                                    packed):
+    """fsck verified this machine's cached copy, found it good and said all was well, while the
+    bucket's copy, the one every colleague without the cache reads, was damaged."""
+    db = machine("a")
+    value = np.arange(10.0)
+    if packed:
+        with db.batch():
+            saved = LabValue.save(value, subject=1, session=1)
+    else:
+        saved = LabValue.save(value, subject=1, session=1)
+        db.store.wait_uploads()
+    (_damage_packed_in_bucket if packed else _damage_in_bucket)(s3_server, bucket_url, saved.oid)
+    report = fsck(db)
+    assert [(p.kind, p.oid) for p in report.problems] == [("corrupt", saved.oid)]
+    assert bucket_url in report.problems[0].detail and "LabValue" in report.problems[0].detail
+    assert any("checked the object store's copies of" in note for note in report.notes)
+    local = fsck(db, local=True)  # this machine's copies only: good
+    assert local.ok and any(note.startswith("--local") for note in local.notes)
+    repaired = fsck(db, repair=True)
+    assert repaired.ok and any(f"good copy of {saved.oid[:12]}" in r for r in repaired.repaired)
+    assert fsck(db).ok
+    db = machine("c")  # a colleague's fresh checkout
+    assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
+    assert fsck(db).ok
