@@ -84,6 +84,7 @@ class S3Server:
             binary, "mini", f"-dir={self.directory / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
             "-s3.port.lance=0", "-s3.autoCreateBucket=false", "-volume.preStopSeconds=0",
+            "-volume.max=400",  # (auto: free disk / 1 GB volumes; at 38 GB free the 38th bucket failed)
             f"-s3.port={self.port}", f"-s3.config={config}",
             f"-s3.localSocket={self.directory / 's3.sock'}",
             f"-filer.localSocket={self.directory / 'filer.sock'}",
