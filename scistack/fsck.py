@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import nullcontext
 from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +67,14 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False, local:
 
     A lab project's objects are checked in its bucket (every copy, streamed: this machine's
     cache had hidden damage there), and `repair` puts a good cached copy over a damaged one
-    before it sets anything aside. `local=True` checks only the copies cached here (no
-    download; the time the bucket's check took is in the notes).
+    before it sets anything aside, or where the bucket lacks it. `local=True` checks only
+    the copies cached here (no download; the time the bucket's check took is in the notes).
     """
+    with nullcontext() if local else db.store.own_copies():
+        return _fsck(db, repair, quarantine, local)
+
+
+def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckReport:
     problems = _journal_problems(db)
     repaired: list[str] = []
     if quarantine and problems:
@@ -126,12 +132,12 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False, local:
                 naming.setdefault(e["oid"], []).append(e)
             if e.get("call") in damaged:
                 recording.setdefault(e["call"], []).append(e)
-        if not db.store.contains(e["oid"]):
+        if not db.store.contains(e["oid"]) and not _mended(db, e["oid"], repair, repaired):
             fix = ("; `scistack fsck --repair`, then a rerun of the step that made it computes it again"
                    if e.get("call") else "; it was saved directly: save it again from its source, or delete the ref")
             problems.append(FsckProblem("missing-ref-object", e["oid"], f"ref {_where(e)} points to it{fix}"))
             reported.add(e["oid"])
-        if e.get("call") and not db.store.contains(e["call"]):
+        if e.get("call") and not db.store.contains(e["call"]) and not _mended(db, e["call"], repair, repaired):
             problems.append(FsckProblem("dangling-call", e["call"], f"call record of ref {_where(e)} is missing; "))
             dangling.append((len(problems) - 1, e))
             reported.add(e["call"])
@@ -142,7 +148,8 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False, local:
         problems[at] = FsckProblem("dangling-call", problems[at].oid, problems[at].detail + fix)
     unusable = []  # cache entries whose call record or an output is lost (or the record damaged)
     for key, entry in roots.calls.items():
-        lost = [o for o in [entry["call"], *(entry.get("outs") or [])] if not db.store.contains(o)]
+        lost = [o for o in [entry["call"], *(entry.get("outs") or [])]
+                if not db.store.contains(o) and not _mended(db, o, repair, repaired)]
         if repair and (lost or entry["call"] in corrupt):
             unusable.append({"key": key, "call": entry["call"]})
             continue
@@ -170,9 +177,21 @@ def fsck(db: Database, *, repair: bool = False, quarantine: bool = False, local:
         for oid, i in moved_lines.items():
             repaired[i] = f"{repaired[i]} ({whose[oid][0]})"
     for oid, referrer in sorted(walk.missing.items()):
-        if oid not in reported:
+        if oid not in reported and not _mended(db, oid, repair, repaired):
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes))
+
+
+def _mended(db: Database, oid: str, repair: bool, repaired: list[str]) -> bool:
+    """With `repair`, an object missing from a lab's bucket that this machine still caches, good,
+    is uploaded again (`heal`); the cache had made it look present to fsck here."""
+    try:
+        if not (repair and db.store.heal(oid)):
+            return False
+    except ScistackError:
+        return False  # (reported as missing, as before)
+    repaired.append(f"put this machine's good copy of {oid[:12]}, missing from the object store, back there")
+    return True
 
 
 def _remote_note(local: bool, checked: int, seconds: float) -> str:

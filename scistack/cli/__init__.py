@@ -514,8 +514,8 @@ def gc(
 @main.command()
 @click.option("--reindex", is_flag=True, help="First rebuild the DuckDB index from the journal.")
 @click.option("--repair", is_flag=True, help="Rebuild damaged pack indexes from their packs, finish a merge of packs "
-              "a killed process left half done, put a good copy cached here over a damaged one in a lab's object "
-              "store, set other damaged objects aside (kept in .scistack/quarantine/), and drop call-cache entries whose record or output is lost "
+              "a killed process left half done, put a good copy cached here over a damaged or missing one in a "
+              "lab's object store, set other damaged objects aside (kept in .scistack/quarantine/), and drop call-cache entries whose record or output is lost "
               "(their next run computes them again).")
 @click.option("--quarantine", is_flag=True,
               help="Move unreadable journal lines to refs.log.quarantine (kept) so the journal is clean.")
@@ -529,7 +529,8 @@ def fsck(ctx: click.Context, reindex: bool, repair: bool, quarantine: bool, loca
     dangling calls and unreadable journal lines. Exits with 1 when anything is wrong.
 
     In a lab project the object store's copies are checked (a good copy cached here does not
-    hide a damaged one there), and --repair puts a good cached copy over a damaged one."""
+    hide a damaged or missing one there), and --repair puts a good cached copy over a damaged
+    one, or back where it is missing."""
     from scistack.fsck import fsck as check
     from scistack.fsck import reindex as rebuild
 

@@ -133,6 +133,7 @@ class S3ObjectStore(ObjectStore):
         self._look_lock = threading.Lock()
         self._marked: set[str] = set()                # oids this process marked set aside
         self._checked_packs: dict[str, dict[str, str]] = {}  # bucket pack -> its damaged records (fsck)
+        self._own_copies_only = False                 # fsck: answer for the bucket, not the cache
         self._load_cached_indexes()
 
     remote = True
@@ -499,7 +500,10 @@ class S3ObjectStore(ObjectStore):
 
     def contains(self, oid: str) -> bool:
         validate_oid(oid)
-        if self.cache.contains(oid) or self._locate(oid) is not None:
+        if self._own_copies_only:  # fsck: the bucket's listing, not this machine's cache
+            if oid in self._listing or self._locate(oid) is not None:
+                return True
+        elif self.cache.contains(oid) or self._locate(oid) is not None:
             return True
         try:
             self._call("checking an object", self._ob.head, f"objects/{oid[:2]}/{oid[2:]}")
@@ -513,7 +517,7 @@ class S3ObjectStore(ObjectStore):
         answers its header's kind, as a laptop store's does (gc's walk asks every leaf; fsck's
         `verify` names the damage): it had raised, and stopped gc and fsck at the first one."""
         if self.cache.contains(oid):
-            return self.cache.kind_of(oid)
+            return self.cache.kind_of(oid) if not self._own_copies_only or self.contains(oid) else None
         try:
             return self.get(oid).kind
         except ObjectNotFoundError:
@@ -561,6 +565,17 @@ class S3ObjectStore(ObjectStore):
         return self._listed(oid)[1]
 
     # -- fsck: the bucket's copies, not this machine's cache of them ------------------------------
+    @contextmanager
+    def own_copies(self) -> Iterator[None]:
+        """`contains` and `kind_of` answer for the bucket (by the last listing, then a HEAD),
+        not this machine's cache: an object missing from the bucket but cached here looked
+        present to fsck, and was missing for every colleague."""
+        self._own_copies_only = True
+        try:
+            yield
+        finally:
+            self._own_copies_only = False
+
     def verify(self, oid: str) -> None:
         """Check the bucket's copies of an object: a good copy in this machine's cache had hidden
         a damaged one that every colleague without it fails on. The loose copy is streamed to a
@@ -602,9 +617,9 @@ class S3ObjectStore(ObjectStore):
         return True
 
     def heal(self, oid: str) -> bool:
-        """Put this machine's good cached copy over the bucket's damaged one (loose: a pack every
-        machine reads is never rewritten, and reads take the good copy beside it). False when
-        this machine holds no good copy."""
+        """Put this machine's good cached copy over the bucket's damaged one, or where it is
+        missing (loose: a pack every machine reads is never rewritten, and reads take the good
+        copy beside it). False when this machine holds no good copy."""
         try:
             self.cache.verify(oid)
             data = self._cached_bytes(oid)

@@ -178,6 +178,11 @@ class ObjectStore(abc.ABC):
         A remote store checks its own copies, never this machine's cache of them."""
         self.get(oid)
 
+    def own_copies(self) -> AbstractContextManager[None]:
+        """Held while fsck checks: a remote store answers `contains` for its own copies, not
+        for this machine's cache of them (a store with no cache: nothing to do)."""
+        return nullcontext()
+
     def verify_cached(self, oid: str) -> bool:
         """Check this machine's copy only (`fsck --local`); False when it holds none. A store
         with no copy elsewhere checks its own."""
@@ -185,8 +190,8 @@ class ObjectStore(abc.ABC):
         return True
 
     def heal(self, oid: str) -> bool:
-        """Replace a damaged object with a good copy this machine holds (`fsck --repair`);
-        False when there is none (a store with one copy of each object never has one)."""
+        """Replace a damaged or missing object with a good copy this machine holds (`fsck
+        --repair`); False when there is none (a store with one copy of each never has one)."""
         return False
 
     def damaged_pack_indexes(self) -> dict[str, str]:

@@ -531,3 +531,24 @@ def test_lab_fsck_checks_the_buckets_copies_and_repairs_them_from_a_good_cached_
     db = machine("c")  # a colleague's fresh checkout
     assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
     assert fsck(db).ok
+
+
+def test_lab_fsck_names_an_object_missing_from_the_bucket_though_cached_here_and_repair_puts_it_back(
+        machine, s3_server, bucket_url):
+    """fsck asked `contains`, which the cache answers first: an object gone from the bucket
+    (lost, or taken out by another machine's fsck) but cached here looked present, while
+    every colleague's load failed."""
+    db = machine("a")
+    value = np.arange(10.0)
+    saved = LabValue.save(value, subject=1, session=1)
+    db.store.wait_uploads()
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/objects/{saved.oid[:2]}/{saved.oid[2:]}")
+    report = fsck(db)
+    assert [(p.kind, p.oid) for p in report.problems] == [("missing-ref-object", saved.oid)]
+    assert fsck(db, local=True).ok  # this machine's copies only
+    repaired = fsck(db, repair=True)
+    assert repaired.ok and any(f"good copy of {saved.oid[:12]}, missing" in r for r in repaired.repaired)
+    assert fsck(db).ok
+    machine("c")  # a colleague's fresh checkout
+    assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
