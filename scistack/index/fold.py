@@ -330,7 +330,6 @@ class Fold:
             # (`temp_store=MEMORY`) was as fast but grew without bound (~450 B a cell)
             con.execute(f"PRAGMA temp.cache_size = -{_TEMP_CACHE_KB}")
             con.execute("PRAGMA recursive_triggers=ON")  # a ref replaced counts as one gone (`ref_unnamed`)
-            con.create_function("oid_in", 1, oid_in, deterministic=True)  # (no unhex() before SQLite 3.41)
             newer = _layout(con)
             if newer is not None and newer > FOLD_VERSION and self.path.name == FOLD_NAME and not self.read_only:
                 # a newer scistack's fold (a lab mixing versions): left to it, whole; this
@@ -773,9 +772,9 @@ class Fold:
         found: dict[str, tuple[str, str | None, str]] = {}
         keys = sorted(keys)
         for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
             for key, call, fn, outs in self._rows(
-                    "SELECT key, call, fn, outs FROM calls WHERE key IN (SELECT oid_in(value) FROM json_each(?))",
-                    (json.dumps(keys[start:start + _CHUNK]),)):
+                    f"SELECT key, call, fn, outs FROM calls WHERE key IN ({_marks(chunk)})", _oids_in(chunk)):
                 found[oid_out(key)] = (oid_out(call), oid_out(fn), outs)
         return found
 
@@ -784,8 +783,9 @@ class Fold:
         found = {}
         keys = sorted(keys)
         for start in range(0, len(keys), _CHUNK):
-            rows = self._rows(f"SELECT key, {_CALL_COLUMNS} FROM calls WHERE key IN "
-                              "(SELECT oid_in(value) FROM json_each(?))", (json.dumps(keys[start:start + _CHUNK]),))
+            chunk = keys[start:start + _CHUNK]
+            rows = self._rows(f"SELECT key, {_CALL_COLUMNS} FROM calls WHERE key IN ({_marks(chunk)})",
+                              _oids_in(chunk))
             found.update((key, _call_entry(key, r[1:])) for key, r in ((oid_out(r[0]), r) for r in rows))
         return found
 
@@ -803,10 +803,10 @@ class Fold:
         keys: dict[str, str] = {}
         entries: dict[str, dict[str, Any]] = {}
         for start in range(0, len(call_oids), _CHUNK):
+            chunk = call_oids[start:start + _CHUNK]
             for call_oid, key, *row in self._rows(
                     "SELECT ck.call, ck.key, c.call, c.fn, c.outs, c.multi, c.created_at, c.origins FROM call_keys ck "
-                    "LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN (SELECT oid_in(value) FROM json_each(?))",
-                    (json.dumps(call_oids[start:start + _CHUNK]),)):
+                    f"LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN ({_marks(chunk)})", _oids_in(chunk)):
                 call_oid, key = oid_out(call_oid), oid_out(key)
                 keys[call_oid] = key
                 if row[0] is not None:
@@ -1380,6 +1380,17 @@ def oid_in(oid: Any) -> Any:
         if len(raw) == 32 and raw.hex() == oid:
             return raw
     return oid
+
+
+def _marks(items: list) -> str:
+    """One `?` per item, for `IN (...)`: the oids are bound as blobs made here. (A SQL function
+    made them from a JSON list before; a Ctrl-C landing in it reached the user as SQLite's
+    "user-defined function raised exception", the KeyboardInterrupt lost.)"""
+    return ", ".join("?" * len(items))
+
+
+def _oids_in(oids: list[str]) -> tuple:
+    return tuple(oid_in(o) for o in oids)
 
 
 def oid_out(value: Any) -> Any:
