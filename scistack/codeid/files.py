@@ -22,7 +22,13 @@ library nor the import system, which probe and list directories all the time):
 * a path it tried to open that does not exist (``try: open("override.json") except
   FileNotFoundError``) is recorded *absent*: the hit misses once the file appears;
 * a directory it listed is recorded by a digest of its sorted entry names (database
-  write-ahead logs left out): a file added, removed or renamed there misses the hit.
+  write-ahead logs left out): a file added, removed or renamed there misses the hit. The names
+  are taken when the code first lists the folder; the call's own writes there (``open`` for
+  writing, ``os.rename``/``replace``, ``os.remove``, ``os.mkdir``) are its output, so the
+  record keeps the listing as it is at the end of the call when those writes are the only
+  change (`settled_listing`), and the listing as seen otherwise (another process added a file
+  meanwhile: the next run misses). ``for_each`` settles again at the end of the step with the
+  writes of all its calls (each subject writing its figure into the folder every call lists).
 
 Memos: a file read once per process behind a memo (``functools.lru_cache``/``cache``, a module
 global assigned under ``global``, a module-level dict or list filled in place) is opened only by
@@ -49,12 +55,13 @@ other threads or processes the function starts, and network reads.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from opcode import opmap
@@ -67,7 +74,11 @@ from scistack.codeid._packages import _is_library_path
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
 # System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
 _SKIP_ROOTS = ("/proc/", "/dev/", "/sys/", "/etc/", "/usr/share/", "/usr/lib/", "/run/")
-_EVENTS = frozenset({"open", "os.listdir", "os.scandir"})
+_LOOKS = frozenset({"open", "os.listdir", "os.scandir"})
+# events of a path made, removed or renamed: which of their arguments name the paths changed
+_WRITES = {"os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.link": (1,),
+           "os.symlink": (1,)}
+_EVENTS = _LOOKS | frozenset(_WRITES)
 # standard-library modules that only open or list what their caller names: a path they look
 # for is the caller's (``Path(p).read_text()``, ``glob.glob``, ``os.walk``, ``configparser.read``)
 _WRAPPERS = frozenset({"pathlib", "io", "_pyio", "codecs", "gzip", "bz2", "lzma", "configparser",
@@ -99,7 +110,9 @@ _FILLED_BY: dict[int, tuple[CodeType, set[int]]] = {}
 class FileRead:
     """One input a call read: a file (its stat when read and content digest); a path it
     looked for that was absent (``kind="absent"``); or a directory it listed
-    (``kind="listing"``: its stat and the digest of its sorted entry names)."""
+    (``kind="listing"``: its stat and the digest of its sorted entry names). `seen`: a
+    listing's names when the call first listed the folder, until the call is recorded (not
+    saved: `settled_listing` compares them with the folder at the end of the call or step)."""
 
     path: str
     size: int
@@ -107,6 +120,11 @@ class FileRead:
     inode: int
     digest: str
     kind: str = "file"
+    seen: tuple[str, ...] | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def bare(self) -> FileRead:
+        """This entry without the names a listing saw (kept only until the call is recorded)."""
+        return self if self.seen is None else dataclasses.replace(self, seen=None)
 
     def to_value(self) -> dict[str, object]:
         if self.kind == "absent":
@@ -147,7 +165,8 @@ class _Recording:
         self.root = root  # the lineage function whose call this records
         self.read: dict[str, bool] = {}  # path -> the project's own code looked for it
         self.written: set[str] = set()
-        self.listed: dict[str, None] = {}  # directories the project's own code listed
+        self.listed: dict[str, FileRead | None] = {}  # directories the project's own code
+        # listed, as first listed (None: could not be listed)
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
 
@@ -166,6 +185,9 @@ def _hook(event: str, args: tuple) -> None:
 
 
 def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
+    if event not in _LOOKS:
+        _note_write(event, args, stack)
+        return
     path = args[0]
     if path is None and event != "open":
         path = "."  # os.listdir() lists the working directory
@@ -187,14 +209,30 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
                 recording.written.add(path)
             return
     own, callers = _callers(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened or listed)
+    first: list[FileRead | None] = []  # the folder as the code lists it now, listed once
     for recording in stack:
         if event == "open":
             recording.read[path] = own or recording.read.get(path, False)
-        elif own:
-            recording.listed[path] = None
+        elif own and path not in recording.listed:
+            if not first:  # (our own listdir raises an event too: scistack's, so not `own`)
+                first.append(_listing(path, keep_names=True))
+            recording.listed[path] = first[0]
         if callers:
             recording.callers.setdefault(path, set()).update(callers)
             recording.codes.update(callers)
+
+
+def _note_write(event: str, args: tuple, stack: list[_Recording]) -> None:
+    """A path the call creates, removes or renames: output, and a change it made itself to
+    the folder holding it."""
+    for position in _WRITES[event]:
+        path = args[position] if position < len(args) else None
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if isinstance(path, str):
+            path = os.path.abspath(path)
+            for recording in stack:
+                recording.written.add(path)
 
 
 def _callers(frame: object) -> tuple[bool, dict[int, tuple[CodeType, dict]]]:
@@ -289,11 +327,9 @@ def files_read(recording: _Recording) -> list[FileRead]:
             continue  # a directory, a socket, a pipe; or a missing path a library looked for
         if entry is not None:
             found[path] = entry
-    for path in recording.listed:
-        if path not in found and _is_input_path(path, exclude):
-            entry = _listing(path)
-            if entry is not None:
-                found[path] = entry
+    for path, seen in recording.listed.items():
+        if seen is not None and path not in found and _is_input_path(path, exclude):
+            found[path] = settled_listing(seen, recording.written)
     _remember_memos(recording, found)
     _add_memos(recording, found, exclude)
     return [found[p] for p in sorted(found)]
@@ -310,7 +346,7 @@ def _remember_memos(recording: _Recording, found: dict[str, FileRead]) -> None:
         for key in callers:
             code, namespace = recording.codes[key]
             if _memoises(code, namespace, in_place=code is not root):
-                _MEMO_READS.setdefault(key, (code, {}))[1][path] = entry
+                _MEMO_READS.setdefault(key, (code, {}))[1][path] = entry.bare()
                 filled.add(key)
 
 
@@ -450,15 +486,39 @@ def _hashed(path: str) -> FileRead | None:
     return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, hasher.hexdigest())
 
 
-def _listing(path: str) -> FileRead | None:
+def _listing(path: str, keep_names: bool = False) -> FileRead | None:
     """Stat of a directory and the blake3 of its sorted entry names (stat first, as above).
-    Write-ahead logs come and go while a database in the folder is written: left out."""
+    Write-ahead logs come and go while a database in the folder is written: left out.
+    `keep_names`: the names too (`FileRead.seen`)."""
     try:
         st = os.stat(path)
-        names = sorted(n for n in os.listdir(path) if not n.endswith(".wal"))
+        names = tuple(sorted(sys.intern(n) for n in os.listdir(path) if not n.endswith(".wal")))
     except OSError:
         return None
     digest = blake3.blake3("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
-    return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, "listing")
+    return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, "listing",
+                    names if keep_names else None)
+
+
+def settled_listing(seen: FileRead, written: Iterable[str],
+                    now: dict[str, FileRead | None] | None = None) -> FileRead:
+    """What to record of a folder a call listed (`seen`, with its names as then): the folder
+    as it is now when it differs from what the call saw only by paths in `written` (the
+    call's, or its for_each step's, own outputs: they change it on every run), else what the
+    call saw, so that the next run misses (someone else changed the folder meanwhile; a
+    result computed from the old names must not be served for the new ones). `now`: folders
+    listed already at this moment (a step settles many calls' listings of one folder)."""
+    if seen.seen is None:
+        return seen
+    if now is None:
+        now = {}
+    if seen.path not in now:
+        now[seen.path] = _listing(seen.path, keep_names=True)
+    current = now[seen.path]
+    if current is not None:
+        ours = {os.path.basename(p) for p in written if os.path.dirname(p) == seen.path}
+        if set(seen.seen) - ours == set(current.seen or ()) - ours:
+            return dataclasses.replace(current, seen=seen.seen)
+    return seen
 
 

@@ -19,6 +19,7 @@ import dataclasses
 import inspect
 import logging
 import multiprocessing
+import os
 import sys
 import time
 import uuid
@@ -26,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_of, hit_changed
+from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_of, hit_changed, settled_files
 from scistack.database import Database, current_database
 from scistack.errors import (
     AmbiguousVersionError,
@@ -245,6 +246,11 @@ class _Run:
         self._planned: set[str] = set()  # call keys a dry run plans to run
         self._last_flush = time.monotonic()
         self._fresh: set[str] = set()  # objects made young for gc in this run
+        # paths this run's calls wrote, their folders, and the calls recorded once the run
+        # ends: each listed a folder the run writes into (`_settle_held`)
+        self._written: set[str] = set()
+        self._written_in: set[str] = set()
+        self._held: list[tuple[_Pending, Outcome]] = []
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
@@ -260,10 +266,13 @@ class _Run:
                     self._plan_chunk(combos[start:start + _PLAN_CHUNK], bar)
                 if self.pending and not self.dry_run:
                     try:
-                        if workers or executor:
-                            self._run_parallel(workers, executor, chunk_size, bar)
-                        else:
-                            self._run_serial(bar)
+                        try:
+                            if workers or executor:
+                                self._run_parallel(workers, executor, chunk_size, bar)
+                            else:
+                                self._run_serial(bar)
+                        finally:
+                            self._settle_held()
                     except KeyboardInterrupt as exc:  # Ctrl-C: the run is recorded as far as it got
                         interrupted = exc
                         for pending in self.pending:
@@ -761,6 +770,30 @@ class _Run:
                 "input the store no longer has); save the input again and run again")
             log.warning("for_each(%s) at %s: %s", self.name, item.combo, item.error)
             return
+        self._written.update(outcome.written)
+        self._written_in.update(os.path.dirname(p) for p in outcome.written)
+        if any(f.seen is not None and f.path in self._written_in for f in outcome.files):
+            self._held.append((pending, outcome))
+        else:
+            outcome.files = tuple(f.bare() for f in outcome.files)
+            self._record(pending, outcome)
+        item.status = "ran"
+        log.debug("ran %s at %s in %.3f s", self.name, item.combo, outcome.duration)
+
+    def _settle_held(self) -> None:
+        """Record the calls that listed a folder this run wrote into, now that it ended: each
+        with the folder as it is now if only the run's own writes changed it since the call
+        listed it (so the next run is cached: the calls for the other subjects wrote there
+        too), else as the call saw it (another process changed it: the next run recomputes)."""
+        now: dict[str, Any] = {}  # each folder listed once
+        for pending, outcome in self._held:
+            outcome.files = settled_files(outcome.files, self._written, now)
+            self._record(pending, outcome)
+        self._held.clear()
+
+    def _record(self, pending: _Pending, outcome: Outcome) -> None:
+        """Record a call that ran: its call record, cache entry and outputs."""
+        item, resolved, key = pending.item, pending.resolved, pending.key
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
         split = split_record(self.splits, outcome.labels) if outcome.labels else None
@@ -774,8 +807,6 @@ class _Run:
                                                          outcome.outputs, layout):  # type: ignore[arg-type]
             self._save(var, address, place_key, out, call_oid, params)
         self._note_parts(pending.addr_key, layout)
-        item.status = "ran"
-        log.debug("ran %s at %s in %.3f s", self.name, item.combo, outcome.duration)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
             self.db.flush()  # bound what a kill can lose to about a second of work
             self._last_flush = time.monotonic()

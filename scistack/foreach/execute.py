@@ -54,6 +54,7 @@ class Outcome:
     skipped: bool = False
     multi: bool = False           # the function returned a tuple (a cache hit returns one too)
     files: tuple = ()             # FileRead of every input file the call opened
+    written: frozenset = frozenset()  # the paths it wrote (made, removed, renamed)
     labels: tuple = ()            # per output: None, or the labels of a Split one (its values in order)
 
 
@@ -96,7 +97,7 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], sp
             stored += [(store.put_value(v), value_kind(v), summarize(v)) for _, v in items]
             labels.append(tuple(label for label, _ in items))
         return Outcome(task.index, stored, started, duration, multi=isinstance(result, tuple) and n_outputs != 1,
-                       files=tuple(files), labels=tuple(labels) if any(by is not None for by in splits) else ())
+                       files=tuple(files.read), written=files.written, labels=tuple(labels) if any(by is not None for by in splits) else ())
     except Exception as exc:  # noqa: BLE001 - recorded per combination; the run goes on
         return Outcome(task.index, None, started, time.perf_counter() - t0,
                        f"{type(exc).__name__}: {exc}", traceback.format_exc())

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-from scistack.codeid.files import FileRead, changed_files, files_read, recording_reads
+from scistack.codeid.files import FileRead, changed_files, files_read, recording_reads, settled_listing
 from scistack.errors import ScistackError
 from scistack.objects import ObjectStore
 
@@ -55,17 +56,35 @@ def store_excludes(store: ObjectStore) -> tuple[str, ...]:
     return (os.fspath(root), os.path.dirname(os.fspath(root)))
 
 
+@dataclass(slots=True)
+class CallFiles:
+    """The input files a call read (filled when it ends) and the paths it wrote (made,
+    removed, renamed: what `for_each` settles the folders its calls listed with)."""
+
+    read: list[FileRead] = field(default_factory=list)
+    written: frozenset[str] = frozenset()
+
+
 @contextmanager
-def reads_of_call(store: ObjectStore, inputs: Iterable[str] = (), root: Any = None) -> Iterator[list[FileRead]]:
-    """Record the input files opened inside the block; the list is filled when it ends.
+def reads_of_call(store: ObjectStore, inputs: Iterable[str] = (), root: Any = None) -> Iterator[CallFiles]:
+    """Record the input files opened inside the block; `read` is filled when it ends.
     `inputs`: files the call key holds by content already (a `PathInput`'s): not listed, so
     that moving the raw data's folder (the same content elsewhere) stays a cache hit. `root`:
     the function called (the files its memos read in earlier calls are its inputs too)."""
-    found: list[FileRead] = []
+    found = CallFiles()
     with recording_reads(store_excludes(store), root) as recording:
         yield found
     known = {os.path.abspath(p) for p in inputs}
-    found.extend(f for f in files_read(recording) if f.path not in known)
+    found.read.extend(f for f in files_read(recording) if f.path not in known)
+    found.written = frozenset(recording.written)
+
+
+def settled_files(files: Iterable[FileRead], written: Iterable[str],
+                  now: dict[str, FileRead | None] | None = None) -> tuple[FileRead, ...]:
+    """A call's files once its for_each step ended: each folder it listed as it is now when
+    only the step's own writes (`written`) changed it since (`codeid.files.settled_listing`)."""
+    now = {} if now is None else now
+    return tuple(settled_listing(f, written, now).bare() for f in files)
 
 
 def files_value(files: list[FileRead]) -> dict[str, Any]:
@@ -77,7 +96,7 @@ def remember(call_oid: str, files: list[FileRead]) -> None:
     """The files a just-recorded call read: a later hit in this process need not read the record."""
     if len(_KNOWN) >= _MAX_KNOWN:
         _KNOWN.clear()
-    _KNOWN[call_oid] = tuple(files)
+    _KNOWN[call_oid] = tuple(f.bare() for f in files)
 
 
 def changed_inputs(store: ObjectStore, call_oid: str) -> list[str]:

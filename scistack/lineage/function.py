@@ -238,9 +238,9 @@ class LineageFunction:
         outputs = [immutable_output(unwrap_input(v), given) for v in (out if multi else (out,))]
         out_oids = [ctx.store.put_value(v) for v in outputs]
         call_oid = self.record_call(
-            ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files
+            ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files.read
         )
-        ctx.record(key, call_oid, cache_fn(identity.digest, files), out_oids, multi=multi,
+        ctx.record(key, call_oid, cache_fn(identity.digest, files.read), out_oids, multi=multi,
                    origins=self.origins(inputs))
         results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=False)
         return tuple(results) if multi else results[0]

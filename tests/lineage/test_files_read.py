@@ -319,3 +319,102 @@ def test_folders_listed_by_libraries_and_the_import_system_are_not_inputs(projec
     _save_inputs()
     assert _run(steps, subjects=(1,)) == (["ran"], [20.0])
     assert _recorded(project, 1) == [("data", "listing")]
+
+
+# --- a folder the step lists and also writes into -------------------------------------------
+
+OUT_STEPS = {
+    # skips subjects whose figure is there already (the folder changes with each call's write)
+    "done": """
+        @lineage_fcn
+        def proc(x):
+            out = os.path.join(HERE, "out")
+            done = set(os.listdir(out))
+            name = f"s{int(x)}.png"
+            if name not in done:
+                with open(os.path.join(out, name), "w") as f:
+                    f.write(str(x))
+            return x * (1 + len([n for n in done if not n.endswith(".png")]))
+    """,
+    # globs the folder, the figures the step wrote for the subjects before included
+    "glob": """
+        @lineage_fcn
+        def proc(x):
+            out = pathlib.Path(HERE, "out")
+            seen = sorted(p.name for p in out.glob("*") if p.suffix != ".png")
+            (out / f"s{int(x)}.png").write_text(str(x))
+            return x * (1 + len(seen))
+    """,
+    # writes a temporary file, then renames it into place
+    "rename": """
+        @lineage_fcn
+        def proc(x):
+            out = os.path.join(HERE, "out")
+            seen = [n for n in os.listdir(out) if not n.endswith(".png")]
+            with open(os.path.join(out, "partial"), "w") as f:
+                f.write(str(x))
+            os.replace(os.path.join(out, "partial"), os.path.join(out, f"s{int(x)}.png"))
+            return x * (1 + len(seen))
+    """,
+}
+
+
+@pytest.mark.parametrize("how", sorted(OUT_STEPS))
+def test_a_folder_the_step_lists_and_writes_into_is_cached_on_the_next_run(project, tmp_path, monkeypatch, how):
+    """Each call lists out/ and writes its subject's file there: the folder each call listed
+    has changed by the next run, but only by the step's own writes. That run is cached; a file
+    someone else adds there makes every call that listed it run again."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import pathlib\n" + textwrap.dedent(OUT_STEPS[how]))
+    (steps.dir / "out").mkdir()
+    subjects = (1, 2, 3)
+    for subject in subjects:
+        FrIn.save(10.0 * subject, subject=subject, session="a")
+    assert _run(steps, subjects=subjects) == (["ran"] * 3, [10.0, 20.0, 30.0])
+    assert ("out", "listing") in _recorded(project, 1)
+    assert _run(steps, subjects=subjects)[0] == ["cached"] * 3
+    assert _statuses(project, subjects) == ["done"] * 3
+
+    (steps.dir / "out" / "notes.txt").write_text("by hand")
+    assert _statuses(project, subjects) == ["stale"] * 3
+    assert _run(steps, subjects=subjects) == (["ran"] * 3, [20.0, 40.0, 60.0])
+    assert _run(steps, subjects=subjects)[0] == ["cached"] * 3
+
+
+def test_a_folder_the_step_writes_into_from_workers_is_cached_on_the_next_run(project, tmp_path, monkeypatch):
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import pathlib\n" + textwrap.dedent(OUT_STEPS["done"]))
+    (steps.dir / "out").mkdir()
+    subjects = (1, 2, 3)
+    for subject in subjects:
+        FrIn.save(10.0 * subject, subject=subject, session="a")
+    module = steps.load()
+    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        run = dict(inputs={"x": FrIn}, outputs=[FrOut], subject=list(subjects), session=["a"], executor=pool)
+        assert [i.status for i in for_each(module.proc, **run).items] == ["ran"] * 3
+        assert [i.status for i in for_each(module.proc, **run).items] == ["cached"] * 3
+        (steps.dir / "out" / "notes.txt").write_text("by hand")
+        assert [i.status for i in for_each(module.proc, **run).items] == ["ran"] * 3
+
+
+def test_a_file_another_process_adds_after_the_call_listed_the_folder_misses_the_next_run(
+        project, tmp_path, monkeypatch):
+    """The folder is recorded as the call listed it: a file another process added while the
+    call ran (after the listing) had been recorded as seen, and the old count served."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        import subprocess, sys
+        @lineage_fcn
+        def proc(x):
+            out = os.path.join(HERE, "out")
+            seen = os.listdir(out)
+            late = os.path.join(out, "late.txt")
+            subprocess.run([sys.executable, "-c", f"open({late!r}, 'a').close()"], check=True)
+            return x * (1 + len(seen))
+    """))
+    (steps.dir / "out").mkdir()
+    _save_inputs()
+    assert _run(steps, subjects=(1,)) == (["ran"], [10.0])
+    assert _statuses(project, (1,)) == ["stale"]
+    assert _run(steps, subjects=(1,)) == (["ran"], [20.0])
+    assert _run(steps, subjects=(1,)) == (["cached"], [20.0])
