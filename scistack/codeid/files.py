@@ -42,6 +42,10 @@ input only. A memo keyed by argument (``lru_cache`` over per-subject files) make
 of the process name the files it has cached so far (needless re-runs, never stale ones), up to
 `_MEMO_FILES`: past that it is a cache per item, whose files are its own calls' alone (a later
 call served an item from it without reading is then not seen: the limit of a per-item memo).
+A memo's file edited while the process runs leaves the memo's old value: before a call, an
+``lru_cache`` whose files changed is emptied (it fills again from the files as they are); a
+call that would use another such memo (a global, a dict) fails, naming it (its result may have
+come from the old content; the process must start again).
 
 Not seen: a memo filled outside any recorded call (by the user's code before the loop, or by
 a call made at import; a module-level value loaded at import is module data, which the code
@@ -66,10 +70,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from opcode import opmap
 from types import CodeType
+from typing import Any
 
 import blake3
 
 from scistack.codeid._packages import _is_library_path
+from scistack.errors import LineageError
 
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
 # System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
@@ -102,7 +108,7 @@ _KINDS: dict[object, int] = {}  # module name -> _USER, _WRAPPER, _LIBRARY or _O
 _MEMOISES: dict[int, tuple[CodeType, bool, bool]] = {}  # (code, memoises, changes a global)
 # this process's memos: a memoising function's code -> what the reads made under it read, as
 # first read; and a lineage function's code -> the memos its calls filled
-_MEMO_READS: dict[int, tuple[CodeType, dict[str, FileRead]]] = {}
+_MEMO_READS: dict[int, tuple[CodeType, dict, dict[str, FileRead]]] = {}  # (code, its globals, reads)
 _FILLED_BY: dict[int, tuple[CodeType, set[int]]] = {}
 
 
@@ -300,6 +306,7 @@ def recording_reads(exclude: tuple[str, ...] = (),
     """Record the files opened for reading inside the block (nested blocks all record).
     `root`: the lineage function whose call it is (the memos its code reaches: see above)."""
     _install()
+    _empty_out_of_date_caches(root)
     recording = _Recording(exclude, root)
     stack = _LOCAL.__dict__.setdefault("stack", [])
     stack.append(recording)
@@ -346,7 +353,7 @@ def _remember_memos(recording: _Recording, found: dict[str, FileRead]) -> None:
         for key in callers:
             code, namespace = recording.codes[key]
             if _memoises(code, namespace, in_place=code is not root):
-                _MEMO_READS.setdefault(key, (code, {}))[1][path] = entry.bare()
+                _MEMO_READS.setdefault(key, (code, namespace, {}))[2][path] = entry.bare()
                 filled.add(key)
 
 
@@ -354,19 +361,42 @@ def _add_memos(recording: _Recording, found: dict[str, FileRead],
                exclude: tuple[str, ...]) -> None:
     """What the memos this call's function reaches read when they were filled (unless the
     call read it again itself): the call used their values."""
-    if not _MEMO_READS or recording.root is None:
-        return
+    for key, (code, _, reads) in _memos_of(recording.root):
+        for path, entry in list(reads.items()):
+            if path in found or path in recording.written or not _is_input_path(path, exclude):
+                continue
+            if changed_files([entry]):
+                raise LineageError(
+                    f"{code.co_qualname} (in {code.co_filename}) keeps in memory what it read from "
+                    f"{path}, which has changed since it was read in this process: this call of "
+                    f"{getattr(recording.root, '__name__', 'the function')} may have used the old "
+                    "content, so its result is not saved. Run again in a new Python process (or "
+                    "empty that memo first)")
+            found[path] = entry
+
+
+def _memos_of(root: Callable | None) -> list[tuple[int, tuple[CodeType, dict, dict[str, FileRead]]]]:
+    """This process's memos whose values a call of `root` may use: the functions its code
+    identity reaches, and those its earlier calls filled (at most `_MEMO_FILES` files each)."""
+    if not _MEMO_READS or root is None:
+        return []
     from scistack.codeid.identity import reached_code  # (identity imports the code walk)
 
-    filled = _FILLED_BY.get(id(code_object(recording.root)), (None, set()))[1]
-    reached = reached_code(recording.root) | filled
-    for key, (_, reads) in list(_MEMO_READS.items()):
-        if key in reached and len(reads) <= _MEMO_FILES:
-            for path, entry in list(reads.items()):
-                if path in found or path in recording.written:
-                    continue
-                if _is_input_path(path, exclude):
-                    found[path] = entry
+    filled = _FILLED_BY.get(id(code_object(root)), (None, set()))[1]
+    reached = reached_code(root) | filled
+    return [(key, memo) for key, memo in list(_MEMO_READS.items())
+            if key in reached and len(memo[2]) <= _MEMO_FILES]
+
+
+def _empty_out_of_date_caches(root: Callable | None) -> None:
+    """Empty the ``lru_cache`` memos a call of `root` may use whose files changed since they
+    were read in this process (the call would compute from their old content); they fill
+    again from the files as they are. Other memos cannot be emptied: `_add_memos` refuses."""
+    for key, (code, namespace, reads) in _memos_of(root):
+        cached = _lru_wrapper(code, namespace)
+        if cached is not None and changed_files(list(reads.values())):
+            cached.cache_clear()
+            _MEMO_READS.pop(key, None)
 
 
 # A memo that has read more files than this in the process is a cache per item (an lru_cache
@@ -404,15 +434,21 @@ def _stores_global(code: CodeType) -> bool:
 
 
 def _is_cached(code: CodeType, namespace: dict) -> bool:
-    """The function of `code`, found by its qualified name in its module, is an lru_cache."""
+    return _lru_wrapper(code, namespace) is not None
+
+
+def _lru_wrapper(code: CodeType, namespace: dict) -> Any:
+    """The lru_cache wrapping the function of `code`, found by its qualified name in its
+    module (None if that function is not one)."""
     parts = code.co_qualname.split(".")
     if "<locals>" in parts:
-        return False
+        return None
     found = namespace.get(parts[0])
     for part in parts[1:]:
         found = vars(found).get(part) if hasattr(found, "__dict__") else None
     wrapped = getattr(found, "__wrapped__", None)
-    return hasattr(found, "cache_info") and getattr(wrapped, "__code__", None) is code
+    cached = hasattr(found, "cache_info") and getattr(wrapped, "__code__", None) is code
+    return found if cached else None
 
 
 def _mutates_global(code: CodeType, namespace: dict) -> bool:
