@@ -47,9 +47,13 @@ A memo's file edited while the process runs leaves the memo's old value: before 
 call that would use another such memo (a global, a dict) fails, naming it (its result may have
 come from the old content; the process must start again).
 
-Not seen: a memo filled outside any recorded call (by the user's code before the loop, or by
-a call made at import; a module-level value loaded at import is module data, which the code
-identity digests instead), memos kept in object attributes or closures; a file's existence
+A memo filled outside any recorded call (by the user's code before the loop, or at import
+once a lineage function exists) is remembered too, when it is an ``lru_cache`` or assigns a
+global (a dict filled in place is known as a memo only once a call's identity walked it).
+
+Not seen: a memo filled before the first lineage function is made (a module-level value
+loaded at import is module data, which the code identity digests instead), memos kept in
+object attributes or closures; a file's existence
 tested without opening it (``os.path.exists``, ``os.path.isfile``, ``Path.exists``,
 ``os.stat``: no audit event is raised for them); missing paths and listings asked for by
 library code (a ``pd.read_csv`` of a missing file inside ``try``); files opened by C code that
@@ -178,14 +182,18 @@ class _Recording:
 
 
 def _hook(event: str, args: tuple) -> None:
-    """The audit hook: cheap when nothing records (a set lookup and one attribute read)."""
+    """The audit hook: cheap when nothing records (a set lookup and one attribute read; an
+    ``open`` of a data file also walks the stack, for the memos it may fill)."""
     if event not in _EVENTS:
         return
     stack = _LOCAL.stack
-    if not stack or not args:  # an exception here would abort the caller's open()
+    if not args:
         return
-    try:
-        _note(event, args, stack)
+    try:  # an exception here would abort the caller's open()
+        if stack:
+            _note(event, args, stack)
+        elif event == "open":
+            _note_memo_fill(args)
     except Exception:  # noqa: BLE001 - never fail the function's own open or listdir
         pass
 
@@ -205,12 +213,7 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
         return  # never an input (imports open source files: no need to look at the stack)
     if event == "open":
-        mode, flags = args[1], args[2]
-        if isinstance(mode, str):
-            reading = "r" in mode and "+" not in mode
-        else:
-            reading = (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) == 0
-        if not reading:
+        if not _for_reading(args):
             for recording in stack:
                 recording.written.add(path)
             return
@@ -228,6 +231,43 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
             recording.codes.update(callers)
 
 
+# project functions looked at outside a call, nearest the open first: a memo further from the
+# open (past more helpers) is not seen filling (each costs an audit event: ~1 us per open)
+_FILL_DEPTH = 4
+
+
+def _note_memo_fill(args: tuple) -> None:
+    """A file read outside any lineage call (a memo filled by the script before its loop, or
+    at import): remembered, as it was then, under the memoising project functions that asked
+    (the later calls reaching them use its content without opening it)."""
+    path = args[0]
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, str) or path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
+        return
+    if not _for_reading(args):
+        return
+    _, callers = _callers(sys._getframe(2), _FILL_DEPTH)  # (0: here, 1: the hook, 2: who opened)
+    memos = [(key, code, namespace) for key, (code, namespace) in callers.items()
+             if _memoises(code, namespace, in_place=True)
+             and len(_MEMO_READS.get(key, (code, namespace, {}))[2]) <= _MEMO_FILES]  # (past it:
+    # a cache per item, whose files no later call names: not hashed again for nothing)
+    if not memos:
+        return
+    path = os.path.abspath(path)
+    entry = _hashed(path) if os.path.isfile(path) and _is_input_path(path, ()) else None
+    for key, code, namespace in memos if entry is not None else ():
+        _MEMO_READS.setdefault(key, (code, namespace, {}))[2][path] = entry
+
+
+def _for_reading(args: tuple) -> bool:
+    """Whether an ``open`` event's mode (or ``os.open`` flags) only reads."""
+    mode, flags = args[1], args[2]
+    if isinstance(mode, str):
+        return "r" in mode and "+" not in mode
+    return (flags or 0) & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC) == 0
+
+
 def _note_write(event: str, args: tuple, stack: list[_Recording]) -> None:
     """A path the call creates, removes or renames: output, and a change it made itself to
     the folder holding it."""
@@ -241,14 +281,14 @@ def _note_write(event: str, args: tuple, stack: list[_Recording]) -> None:
                 recording.written.add(path)
 
 
-def _callers(frame: object) -> tuple[bool, dict[int, tuple[CodeType, dict]]]:
+def _callers(frame: object, most: int = -1) -> tuple[bool, dict[int, tuple[CodeType, dict]]]:
     """Whether the project's own code asked (the nearest caller past the wrappers), and the
-    project code on the stack from there down to scistack's (the lineage call), with globals.
-    Frames are told apart by their module's name: reading ``f_code`` raises an audit event,
-    so only the project's frames pay for it."""
+    project code on the stack from there down to scistack's (the lineage call), with globals
+    (those of the `most` nearest frames, if not -1). Frames are told apart by their module's name: reading
+    ``f_code`` raises an audit event, so only the project's frames pay for it."""
     own: bool | None = None
     callers: dict[int, tuple[CodeType, dict]] = {}
-    while frame is not None:
+    while frame is not None and most != 0:
         namespace = frame.f_globals  # type: ignore[attr-defined]
         name = namespace.get("__name__")
         kind = _KINDS.get(name)
@@ -260,6 +300,7 @@ def _callers(frame: object) -> tuple[bool, dict[int, tuple[CodeType, dict]]]:
             code = frame.f_code  # type: ignore[attr-defined]
             callers[id(code)] = (code, namespace)
             own = True if own is None else own
+            most -= 1
         elif kind == _LIBRARY and own is None:
             own = False
         frame = frame.f_back  # type: ignore[attr-defined]
@@ -282,6 +323,12 @@ def _module_kind(name: object, namespace: dict) -> int:
     if _is_library_path(real) or any(_under(real, root) for root in _interpreter_roots()):
         return _LIBRARY
     return _USER
+
+
+def install() -> None:
+    """Start seeing reads (done when a lineage function is made: the memos a script fills
+    before its first call are seen too)."""
+    _install()
 
 
 def _install() -> None:

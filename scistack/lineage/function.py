@@ -45,7 +45,7 @@ from scistack.lineage.calls import (
     unwrap_input,
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
-from scistack.codeid.files import FileRead, code_object
+from scistack.codeid.files import FileRead, code_object, install as see_reads
 from scistack.lineage.filecheck import cache_fn, files_of, files_value, hit_changed, is_split, reads_of_call, remember
 from scistack.lineage.facts import note_written
 from scistack.lineage.running import running
@@ -121,6 +121,7 @@ class LineageFunction:
         if not callable(fn):
             raise LineageError(f"lineage_fcn needs a function, got {type(fn).__name__}")
         _refuse_lazy_results(fn)
+        see_reads()  # from now on: a memo the script fills before the first call is seen
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.version = version

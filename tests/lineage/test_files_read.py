@@ -449,3 +449,30 @@ def test_a_memoised_file_edited_and_run_again_in_the_same_process(project, tmp_p
         assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [20.0, 40.0]
         assert _run(steps) == (["ran", "ran"], [30.0, 60.0])  # a fresh import, as a new process
         assert _statuses(project) == ["done", "done"]
+
+
+
+@pytest.mark.parametrize("memo", ["global", "lru_cache"])
+def test_a_memo_filled_by_the_script_before_the_first_call_is_an_input_of_the_calls(
+        project, tmp_path, monkeypatch, memo):
+    """The script fills the memo before its loop: no call opens the file, so no record had
+    named it, and the next process served the results made from the old content."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(MEMOS[memo]) + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            return x * config()["k"]
+    """))
+    (steps.dir / "cfg.json").write_text('{"k": 2}')
+    _save_inputs()
+    run = dict(inputs={"x": FrIn}, outputs=[FrOut], subject=[1, 2], session=["a"])
+    module = steps.load()
+    module.config()  # as the script does, before for_each
+    assert [i.status for i in for_each(module.proc, **run).items] == ["ran", "ran"]
+    assert _recorded(project, 1) == [("cfg.json", "file")]
+    (steps.dir / "cfg.json").write_text('{"k": 3}')
+    assert _statuses(project) == ["stale", "stale"]
+    module = steps.load()  # a new process
+    module.config()
+    assert [i.status for i in for_each(module.proc, **run).items] == ["ran", "ran"]
+    assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [30.0, 60.0]
