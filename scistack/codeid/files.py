@@ -43,9 +43,11 @@ of the process name the files it has cached so far (needless re-runs, never stal
 `_MEMO_FILES`: past that it is a cache per item, whose files are its own calls' alone (a later
 call served an item from it without reading is then not seen: the limit of a per-item memo).
 A memo's file edited while the process runs leaves the memo's old value: before a call, an
-``lru_cache`` whose files changed is emptied (it fills again from the files as they are); a
-call that would use another such memo (a global, a dict) fails, naming it (its result may have
-come from the old content; the process must start again).
+``lru_cache`` whose files changed is emptied (it fills again from the files as they are);
+another such memo (a global, a dict) cannot be: a warning names it and the file (the calls
+are recorded with the file as it was read, so their results are stale at once; a new process
+computes them from the file as it is). Failing those calls instead would fail every subject
+of a per-subject dict memo when one subject's file changed.
 
 A memo filled outside any recorded call (by the user's code before the loop, or at import
 once a lineage function exists) is remembered too, when it is an ``lru_cache`` or assigns a
@@ -79,7 +81,6 @@ from typing import Any
 import blake3
 
 from scistack.codeid._packages import _is_library_path
-from scistack.errors import LineageError
 
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
 # System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
@@ -114,6 +115,7 @@ _MEMOISES: dict[int, tuple[CodeType, bool, bool]] = {}  # (code, memoises, chang
 # first read; and a lineage function's code -> the memos its calls filled
 _MEMO_READS: dict[int, tuple[CodeType, dict, dict[str, FileRead]]] = {}  # (code, its globals, reads)
 _FILLED_BY: dict[int, tuple[CodeType, set[int]]] = {}
+_WARNED: set[tuple[int, str]] = set()  # (memo, file) whose change this process warned of
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,14 +414,15 @@ def _add_memos(recording: _Recording, found: dict[str, FileRead],
         for path, entry in list(reads.items()):
             if path in found or path in recording.written or not _is_input_path(path, exclude):
                 continue
-            if changed_files([entry]):
-                raise LineageError(
+            if (key, path) not in _WARNED and changed_files([entry]):
+                _WARNED.add((key, path))
+                warnings.warn(
                     f"{code.co_qualname} (in {code.co_filename}) keeps in memory what it read from "
-                    f"{path}, which has changed since it was read in this process: this call of "
-                    f"{getattr(recording.root, '__name__', 'the function')} may have used the old "
-                    "content, so its result is not saved. Run again in a new Python process (or "
-                    "empty that memo first)")
-            found[path] = entry
+                    f"{path}, which has changed since: the calls of "
+                    f"{getattr(recording.root, '__name__', 'the function')} that use it compute "
+                    "from the old content (their results show as stale, and run again). Run "
+                    "again in a new Python process", RuntimeWarning, stacklevel=2)
+            found[path] = entry  # as read then: the result is stale at once, never served
 
 
 def _memos_of(root: Callable | None) -> list[tuple[int, tuple[CodeType, dict, dict[str, FileRead]]]]:
@@ -438,7 +441,7 @@ def _memos_of(root: Callable | None) -> list[tuple[int, tuple[CodeType, dict, di
 def _empty_out_of_date_caches(root: Callable | None) -> None:
     """Empty the ``lru_cache`` memos a call of `root` may use whose files changed since they
     were read in this process (the call would compute from their old content); they fill
-    again from the files as they are. Other memos cannot be emptied: `_add_memos` refuses."""
+    again from the files as they are. Other memos cannot be emptied: `_add_memos` warns."""
     for key, (code, namespace, reads) in _memos_of(root):
         cached = _lru_wrapper(code, namespace)
         if cached is not None and changed_files(list(reads.values())):
