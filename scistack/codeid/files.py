@@ -226,7 +226,7 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
             recording.read[path] = own or recording.read.get(path, False)
         elif own and path not in recording.listed:
             if not first:  # (our own listdir raises an event too: scistack's, so not `own`)
-                first.append(_listing(path, keep_names=True))
+                first.append(_listing(path, keep_names=True) or _absent_folder(path))
             recording.listed[path] = first[0]
         if callers:
             recording.callers.setdefault(path, set()).update(callers)
@@ -584,6 +584,14 @@ def _listing(path: str, keep_names: bool = False) -> FileRead | None:
     digest = blake3.blake3("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
     return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, "listing",
                     names if keep_names else None)
+
+
+def _absent_folder(path: str) -> FileRead | None:
+    """A folder the code listed that did not exist (``glob("extra/*")`` before anyone made
+    extra/): absent, with no names seen, so the next run misses once it exists, unless the
+    call's (or its step's) own writes alone made it (`settled_listing`). It had been no input:
+    a result computed from no files was served after the folder was filled."""
+    return None if os.path.lexists(path) else FileRead(path, -1, -1, 0, "", "absent", ())
 
 
 def settled_listing(seen: FileRead, written: Iterable[str],

@@ -476,3 +476,56 @@ def test_a_memo_filled_by_the_script_before_the_first_call_is_an_input_of_the_ca
     module.config()
     assert [i.status for i in for_each(module.proc, **run).items] == ["ran", "ran"]
     assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [30.0, 60.0]
+
+
+
+ABSENT_LISTINGS = {
+    "glob": "len(glob.glob(os.path.join(HERE, 'extra', '*.json')))",
+    "listdir": "_count(os.path.join(HERE, 'extra'))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(ABSENT_LISTINGS))
+def test_a_folder_absent_when_listed_is_an_input_once_it_is_made(project, tmp_path, monkeypatch, how):
+    """glob of a folder nobody had made yet found nothing; once the folder is filled, the
+    result computed from nothing is stale (it had been served as a hit)."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(f"""
+        import glob
+        def _count(folder):
+            try:
+                return len(os.listdir(folder))
+            except FileNotFoundError:
+                return 0
+        @lineage_fcn
+        def proc(x):
+            return x * (1 + {ABSENT_LISTINGS[how]})
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "extra").mkdir()
+    (steps.dir / "extra" / "a.json").write_text("1")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _run(steps)[0] == ["cached", "cached"]
+
+
+def test_a_folder_the_step_makes_and_fills_itself_stays_cached(project, tmp_path, monkeypatch):
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        import glob
+        @lineage_fcn
+        def proc(x):
+            out = os.path.join(HERE, "own")
+            seen = glob.glob(os.path.join(out, "*"))
+            os.makedirs(out, exist_ok=True)
+            with open(os.path.join(out, f"s{int(x)}.txt"), "w") as f:
+                f.write(str(x))
+            return x * (1 + len([p for p in seen if not p.endswith(".txt")]))
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "own" / "notes.md").write_text("by hand")
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
