@@ -33,6 +33,7 @@ from scistack.errors import (
     DuplicateVariableError,
     EmptyVariableError,
     InvalidMetadataError,
+    ScistackError,
     UnknownMetadataKeyError,
     UnsupportedValueError,
     VariableNotFoundError,
@@ -41,6 +42,7 @@ from scistack.gc import freshen_lineage
 from scistack.gcpause import paused
 from scistack.index import Deletion, RefRecord, check_identifier
 from scistack.index.state import select_from
+from scistack.lazy_import import lazy_module
 from scistack.lineage.calls import unwrap_inputs
 from scistack.lineage.context import copy_lineage
 from scistack.lineage.running import refuse_load_inside, warn_save_inside
@@ -49,7 +51,10 @@ from scistack.selection import (choose_variant, label_query, point_records, sele
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
-from scistack.where import FIXED, exact_as_double, record_columns
+from scistack.where import FIXED, exact_as_double, function_names, record_columns
+
+pa = lazy_module("pyarrow", globals(), "pa")
+pc = lazy_module("pyarrow.compute", globals(), "pc")
 
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
@@ -314,6 +319,10 @@ class BaseVariable:
         """
         refuse_load_inside(f"{cls.__name__}.load_all()", cls.__name__)
         db = get_database()
+        if as_df and not metadata and where is None:
+            frame = _doubles_frame(db, cls.__name__)
+            if frame is not None:
+                return frame
         with paused():  # ~30 objects a record, none in a cycle: the collector's passes doubled the time
             try:
                 records = sort_records(db, select_records(db, cls.__name__, metadata, where=where))
@@ -668,6 +677,39 @@ def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False, l
     meta["created_at"] = pd.to_datetime(meta["created_at"], utc=True)  # a TIMESTAMPTZ in the views
     columns["data"] = _column(_load_values(db, records, lazy))
     return pd.DataFrame({**columns, **meta})
+
+
+def _doubles_frame(db: Database, var: str) -> Any:
+    """`_frame` of every current record of a variable of plain doubles, from one DuckDB query
+    (`Index.newest_doubles`; 300k values: ~0.3 s where the records and objects took ~3 s),
+    or None (read as usual). A frame column of doubles is float64 as soon as one value is a
+    float or numpy float64 (numpy float32 values alone make it float32, and DuckDB holds
+    them as doubles too), so the first value is read to see which."""
+    import pandas as pd
+
+    table = db.index.newest_doubles(var)
+    if table is None or not table.num_rows or not pc.all(table["plain"]).as_py():
+        return None
+    first = table["oid"][0].as_py()
+    try:
+        if type(db.store.get_values([first])[0]) not in (float, np.float64):
+            return None
+    except ScistackError:
+        return None
+    fixed = {"call", "value", "plain", "version", "created_at", "oid"}
+    columns = {k: table[k].to_pandas() if pa.types.is_string(table[k].type) else table[k].to_numpy()
+               for k in table.column_names if k not in fixed}  # (text as pandas makes it from str)
+    columns["data"] = table["value"].to_numpy()
+    calls = table["call"]
+    if calls.null_count == len(calls):
+        fn = [None] * len(calls)
+    else:
+        calls = calls.to_pylist()
+        names = function_names(db.store, [c for c in calls if c is not None])
+        fn = [None if c is None else names.get(c) for c in calls]
+    return pd.DataFrame({**columns, "fn": fn, "version": table["version"].to_numpy(),
+                         "created_at": pd.to_datetime(table["created_at"].to_pandas(), utc=True).array,
+                         "oid": table["oid"].to_pandas()})
 
 
 def _column(values: list[Any]) -> Any:

@@ -115,3 +115,81 @@ def _structures(db, table: str) -> list[tuple]:
         "AS k, json_group_structure(CAST(r.params AS JSON)) AS p, "
         f"list_sort(list(DISTINCT coalesce({types}, '-'))) AS t FROM {source} GROUP BY r.var ORDER BY r.var")
     return [tuple(str(x) for x in row) for row in frame.values.tolist()]
+
+
+# -- load_all(as_df=True) read from DuckDB in one query, against the fold's records -----------
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from scistack import for_each, lineage_fcn  # noqa: E402
+
+_ODD = [float("nan"), float("inf"), -0.0, 1e300, np.float64(2.25), np.float32(0.1), np.float16(3.5), 2**70 + 1,
+        2**70, 7, np.array(4.5), True]
+_KEYS = {"ints": [1, 2, 10, -3], "strings": ["a", "b", "é", "10"], "mixed": [1, "a", 2, "b"]}
+_value = st.one_of(*[st.floats(-1e6, 1e6)] * 15, st.sampled_from(_ODD))
+
+
+def _from_the_fold(var: type[BaseVariable], db, **options) -> pd.DataFrame:
+    """The frame as the records and objects give it: a batch's saves are DuckDB's to learn, so
+    inside one `load_all` reads the fold."""
+    with db.batch():
+        return var.load_all(as_df=True, **options)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_KEYS)),
+       st.lists(st.tuples(st.sampled_from(["save"] * 5 + ["delete"]), st.integers(0, 3),
+                          st.sampled_from(["pre", "post"]), _value), min_size=1, max_size=16),
+       st.sampled_from([True, True, True, False]))
+def test_load_all_frame_from_duckdb_is_the_folds(keys, ops, synced):
+    """`load_all(as_df=True)` of a variable of doubles comes from one DuckDB query when DuckDB
+    is in step (`Index.newest_doubles`): whatever was saved (floats, NaN, -0.0, numpy floats,
+    ints beyond 64 bits, 0-d arrays, ints, bools; keys ints or strings, mixed or not; versions
+    and deletes), the frame must be the one the fold's records and the objects give, column
+    for column, dtype for dtype, row for row."""
+    with tempfile.TemporaryDirectory() as tmp:
+        db = configure_database(Path(tmp) / "frame.duckdb", ["subject", "session"], sync_delay=3600)
+        try:
+            for op, key, session, value in ops:
+                if op == "save":
+                    AgreeA.save(value, subject=_KEYS[keys][key], session=session)
+                else:
+                    try:
+                        AgreeA.delete(subject=_KEYS[keys][key])
+                    except LookupError:
+                        pass
+            if synced:
+                db.sync()
+            if "AgreeA" not in db.index.variables():
+                return
+            pd.testing.assert_frame_equal(AgreeA.load_all(as_df=True), _from_the_fold(AgreeA, db),
+                                          check_exact=True)
+        finally:
+            db.close()
+            database_module._current = None
+
+
+@lineage_fcn
+def _halved(x):
+    return x / 2
+
+
+def test_load_all_frame_from_duckdb_names_newest_versions_and_functions(project):
+    """The newest version of each address, a deleted newest giving back the one before, string
+    keys in the fold's order, and the `fn` of computed doubles: as the fold's frame."""
+    for subject in (3, 1, 2):
+        for session in ("pré", "post", "a"):
+            AgreeA.save(subject + 0.5, subject=subject, session=session)
+    AgreeA.save(9.75, subject=1, session="post")
+    AgreeA.save(10.25, subject=1, session="a")
+    AgreeA.delete(subject=1, session="a", version=2)
+    for_each(_halved, inputs={"x": AgreeA}, outputs=[AgreeB], progress=False, subject=[1, 2, 3],
+             session=["pré", "post", "a"])
+    project.sync()
+    for var in (AgreeA, AgreeB):
+        frame = var.load_all(as_df=True)
+        pd.testing.assert_frame_equal(frame, _from_the_fold(var, project), check_exact=True)
+    frame = AgreeA.load_all(as_df=True)
+    assert frame[frame.subject == 1].set_index("session")["data"].to_dict() == {"a": 1.5, "post": 9.75, "pré": 1.5}
+    assert frame["session"].tolist()[:3] == ["a", "post", "pré"]
+    assert set(AgreeB.load_all(as_df=True)["fn"]) == {"_halved"}

@@ -820,6 +820,11 @@ class Index:
         self.flush()
         return self._sql.query_each(sql)
 
+    def newest_doubles(self, var: str) -> Any:
+        """`SqlIndex.newest_doubles` (an Arrow table or None); None in a batch, whose held
+        saves DuckDB has not seen."""
+        return None if self._pending is not None else self._sql.newest_doubles(var)
+
     @contextmanager
     def detached_sync_turn(self) -> Iterator[bool]:
         """The project's one detached sync at a time (`SqlIndex.detached_turn`)."""

@@ -38,7 +38,7 @@ from scistack.gcpause import paused
 from scistack.index import simple_puts
 from scistack.index.journal import Journal
 from scistack.index.state import key_of, keys_of
-from scistack.index.views import STATIC_VIEWS, add_shapes, refresh_views
+from scistack.index.views import STATIC_VIEWS, add_shapes, newest_doubles_sql, refresh_views
 from scistack.index.writer import Writer
 from scistack.lazy_import import lazy_module
 from scistack.objects.canonical_json import maybe_big_int
@@ -740,6 +740,20 @@ class SqlIndex:
         except DatabaseLockedError:
             return False
 
+    def newest_doubles(self, var: str) -> pa.Table | None:
+        """`views.newest_doubles_sql`'s rows, read when DuckDB is known in step with the journal
+        (by the sidecar) and no other process is writing it; None otherwise, and when the
+        variable's records are not all plain doubles: the caller reads the fold then. A load
+        never waits for DuckDB, nor fails for it."""
+        if not self._known_in_step(self.journal.size()):
+            return None
+        try:
+            with self.connect(read_only=True, timeout=0.0) as con:
+                sql = newest_doubles_sql(con, var, self.schema_keys)
+                return None if sql is None else _arrow(con.execute(sql))
+        except (DatabaseLockedError, IndexDamagedError, duckdb.Error):
+            return None
+
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         """Run a read-only query, one statement, after bringing the index up to date. Several
         (`SELECT 1; SELECT 2`) are refused: DuckDB returns the last one's result only, and
@@ -776,9 +790,13 @@ class SqlIndex:
                 except duckdb.Error as exc:
                     which = f"statement {n} of {len(statements)}: " if len(statements) > 1 else ""
                     raise QueryError(which + _query_failed(str(exc))) from None
-                to_arrow = getattr(result, "to_arrow_table", None) or result.fetch_arrow_table
-                results.append(to_arrow())
+                results.append(_arrow(result))
             return results
+
+
+def _arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
+    """A result as Arrow (`to_arrow_table`; `fetch_arrow_table` in DuckDB before 1.4)."""
+    return (getattr(result, "to_arrow_table", None) or result.fetch_arrow_table)()
 
 
 def _statements(sql: str) -> list[Any]:

@@ -403,3 +403,41 @@ _STATIC = {
         "FROM scistack.runs ORDER BY created_at"
     ),
 }
+
+
+# The JSON types of a schema key's values that `newest_doubles_sql` reads: ints (as BIGINT; one
+# beyond it is NULL there and the caller reads the fold) or strings, never the two mixed
+_PLAIN_KEY_TYPES = ({"BIGINT", "UBIGINT"}, {"VARCHAR"})
+
+
+def newest_doubles_sql(con: duckdb.DuckDBPyConnection, var: str, schema_keys: list[str]) -> str | None:
+    """The query of `var`'s newest record per address with its inlined value, for
+    `load_all(as_df=True)` in one statement: None unless every record of the variable (by its
+    kept shapes, each checked alone: a union of structures hides a mix) has a DOUBLE value, no
+    version keys or lineage parameters, and the same address keys, each all ints or all
+    strings. Columns: the address keys, `value`, `plain`, `call`, `version`, `created_at`,
+    `oid`, in address order. `plain` is false on a row a frame would not show as this double:
+    not JSON (a 0-d array), not inlined, a key that is no BIGINT, or an int beyond 64 bits
+    (inlined as DOUBLE: `inline._scalar`)."""
+    rows = con.execute("SELECT CAST(json_structure(CAST(addr AS JSON)) AS VARCHAR), vkeys, params, sqltype "
+                       "FROM scistack.shapes WHERE var = ?", [var]).fetchall()
+    if not rows or any(v != "{}" or p != "{}" or t != "DOUBLE" for _, v, p, t in rows):
+        return None
+    structures = [_structure(a) for a, _, _, _ in rows]
+    keys = [k for k in schema_keys if k in structures[0]]
+    if not keys or any(set(s) != set(keys) for s in structures) or len(keys) != len(structures[0]):
+        return None
+    typed = []
+    for key in keys:
+        found = {s[key] for s in structures}
+        if not any(found <= plain for plain in _PLAIN_KEY_TYPES):
+            return None
+        typed.append(_typed_key(key, "BIGINT") if "VARCHAR" not in found else "r." + quote(key))
+    selected = ", ".join(f"{expr} AS {quote(key)}" for expr, key in zip(typed, keys))
+    plain = " AND ".join([
+        "r.kind = 'json'", "v.sqltype IS NOT DISTINCT FROM 'DOUBLE'", "v.d IS NOT NULL",
+        "NOT (isfinite(v.d) AND abs(v.d) >= 9223372036854775808.0)", *(f"{e} IS NOT NULL" for e in typed)])
+    return (f"SELECT {selected}, v.d AS value, {plain} AS plain, r.call, r.version, r.created_at, r.oid "
+            f"FROM (SELECT * FROM scistack.refs WHERE var = {literal(var)} QUALIFY row_number() OVER "
+            "(PARTITION BY addr, vkeys ORDER BY version DESC) = 1) r LEFT JOIN scistack.vals v ON v.oid = r.oid "
+            f"ORDER BY {', '.join(str(n + 1) for n in range(len(keys)))}")
