@@ -17,7 +17,8 @@ records and the objects, as with a `where=`, other values than doubles, or a Duc
 the journal). With several --code checkouts (A/B), every one runs each probe in every
 repetition, interleaved. pandas is imported
 before the clock starts (a script asking for a DataFrame has it); DuckDB and pyarrow are not.
-Medians of --repeats. Nothing here is a unit test: timings never are.
+Medians of --repeats, wall time and the process's CPU time (every thread: DuckDB's too; on a
+busy machine it moves less than the wall time). Nothing here is a unit test: timings never are.
 """
 
 from __future__ import annotations
@@ -63,15 +64,15 @@ from scistack import configure_database
 import pipeline
 db = configure_database(sys.argv[1] + "/bench.duckdb")
 in_step = db.index.duckdb_in_step()
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 if sys.argv[2] == "fold":  # a batch's saves are DuckDB's to learn: inside one, the fold is read
     with db.batch():
         frame = pipeline.Force.load_all(as_df=True)
 else:
     frame = pipeline.Force.load_all(as_df=True)
-seconds = time.perf_counter() - t0
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
 db.close()
-print(json.dumps({"s": seconds, "rows": len(frame), "in_step": in_step, "code": scistack.__file__}))
+print(json.dumps({"s": seconds, "cpu": cpu, "rows": len(frame), "in_step": in_step, "code": scistack.__file__}))
 """
 
 
@@ -84,8 +85,10 @@ def child(code: Path, script: str, *args: str, timeout: float) -> dict:
                           env=env, timeout=timeout, cwd=args[0])
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip()[-500:])
-    lines = done.stdout.strip().splitlines()
-    return json.loads(lines[-1]) if lines else {}
+    start = done.stdout.rfind('{"s"')  # (after any progress bar a slow load drew on the same line)
+    if start < 0:
+        raise RuntimeError(f"no figures in the output: {done.stdout[-300:]!r}")
+    return json.loads(done.stdout[start:])
 
 
 def ensure_project(folder: Path, n: int, timeout: float) -> None:
@@ -112,19 +115,20 @@ def main(argv: list[str] | None = None) -> dict:
     ensure_project(folder, args.values, args.timeout)
     codes = args.code or [ROOT]
     probes = {"load_all(as_df=True)": "duckdb", "the same inside db.batch() (the fold's path)": "fold"}
-    samples: dict[tuple[Path, str], list[float]] = {(code, name): [] for code in codes for name in probes}
+    samples: dict[tuple[Path, str], list[tuple[float, float]]] = {(code, name): [] for code in codes for name in probes}
     for _ in range(args.repeats):
         for code in codes:
             for name, mode in probes.items():
                 found = child(code, MEASURE, str(folder), mode, timeout=args.timeout)
                 if found["rows"] != args.values or not found["in_step"]:
                     raise RuntimeError(f"{name}: {found} (the project must hold {args.values} values, DuckDB in step)")
-                samples[code, name].append(found["s"])
+                samples[code, name].append((found["s"], found["cpu"]))
     print(f"{args.values:,} floats, {args.repeats} fresh processes each, interleaved; "
           f"load average {os.getloadavg()[0]:.1f} at the end")
     for (code, name), values in samples.items():
-        print(f"  {code}: {name}: median {statistics.median(values):.3f} s "
-              f"(min {min(values):.3f}, max {max(values):.3f})")
+        wall, cpu = [v[0] for v in values], [v[1] for v in values]
+        print(f"  {code}: {name}: median {statistics.median(wall):.3f} s (min {min(wall):.3f}, max "
+              f"{max(wall):.3f}); CPU (all threads) median {statistics.median(cpu):.3f} s")
     return samples
 
 

@@ -54,7 +54,6 @@ from scistack.tables import export_frame, rows_to_save, save_rows
 from scistack.where import FIXED, exact_as_double, function_names, record_columns
 
 pa = lazy_module("pyarrow", globals(), "pa")
-pc = lazy_module("pyarrow.compute", globals(), "pc")
 
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
@@ -688,7 +687,7 @@ def _doubles_frame(db: Database, var: str) -> Any:
     import pandas as pd
 
     table = db.index.newest_doubles(var)
-    if table is None or not table.num_rows or not pc.all(table["plain"]).as_py():
+    if table is None or not table.num_rows:
         return None
     first = table["oid"][0].as_py()
     try:
@@ -696,7 +695,7 @@ def _doubles_frame(db: Database, var: str) -> Any:
             return None
     except ScistackError:
         return None
-    fixed = {"call", "value", "plain", "version", "created_at", "oid"}
+    fixed = {"call", "value", "version", "created_at", "oid"}
     columns = {k: table[k].to_pandas() if pa.types.is_string(table[k].type) else table[k].to_numpy()
                for k in table.column_names if k not in fixed}  # (text as pandas makes it from str)
     columns["data"] = table["value"].to_numpy()

@@ -144,9 +144,9 @@ def _from_the_fold(var: type[BaseVariable], db, **options) -> pd.DataFrame:
 def test_load_all_frame_from_duckdb_is_the_folds(keys, ops, synced):
     """`load_all(as_df=True)` of a variable of doubles comes from one DuckDB query when DuckDB
     is in step (`Index.newest_doubles`): whatever was saved (floats, NaN, -0.0, numpy floats,
-    ints beyond 64 bits, 0-d arrays, ints, bools; keys ints or strings, mixed or not; versions
-    and deletes), the frame must be the one the fold's records and the objects give, column
-    for column, dtype for dtype, row for row."""
+    ints beyond 64 bits, 0-d arrays, ints, bools; keys ints or strings, mixed or
+    not; versions and deletes), the frame must be the one the fold's records and the
+    objects give, column for column, dtype for dtype, row for row."""
     with tempfile.TemporaryDirectory() as tmp:
         db = configure_database(Path(tmp) / "frame.duckdb", ["subject", "session"], sync_delay=3600)
         try:

@@ -38,13 +38,14 @@ from scistack.gcpause import paused
 from scistack.index import simple_puts
 from scistack.index.journal import Journal
 from scistack.index.state import key_of, keys_of
-from scistack.index.views import STATIC_VIEWS, add_shapes, newest_doubles_sql, refresh_views
+from scistack.index.views import STATIC_VIEWS, add_shapes, doubles_sql, refresh_views
 from scistack.index.writer import Writer
 from scistack.lazy_import import lazy_module
 from scistack.objects.canonical_json import maybe_big_int
 
 duckdb = lazy_module("duckdb", globals(), "duckdb")
 pa = lazy_module("pyarrow", globals(), "pa")
+pc = lazy_module("pyarrow.compute", globals(), "pc")
 
 log = logging.getLogger(__name__)
 
@@ -741,18 +742,25 @@ class SqlIndex:
             return False
 
     def newest_doubles(self, var: str) -> pa.Table | None:
-        """`views.newest_doubles_sql`'s rows, read when DuckDB is known in step with the journal
-        (by the sidecar) and no other process is writing it; None otherwise, and when the
-        variable's records are not all plain doubles: the caller reads the fold then. A load
-        never waits for DuckDB, nor fails for it."""
+        """The newest record of each address of `var` among `views.doubles_sql`'s rows (its
+        columns but `plain`), read when DuckDB is known in step with the journal (by the
+        sidecar) and no other process is writing it; None otherwise, and when a record is not
+        a plain double: the caller reads the fold then. A load never waits for DuckDB, nor
+        fails for it."""
         if not self._known_in_step(self.journal.size()):
             return None
         try:
             with self.connect(read_only=True, timeout=0.0) as con:
-                sql = newest_doubles_sql(con, var, self.schema_keys)
-                return None if sql is None else _arrow(con.execute(sql))
+                query = doubles_sql(con, var, self.schema_keys)
+                if query is None:
+                    return None
+                sql, keys = query
+                table = _arrow(con.execute(sql))
         except (DatabaseLockedError, IndexDamagedError, duckdb.Error):
             return None
+        if not pc.all(table["plain"]).as_py():  # (before any row is dropped: a NULL key too)
+            return None
+        return _last_of_each(table.select([c for c in table.column_names if c != "plain"]), keys)
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         """Run a read-only query, one statement, after bringing the index up to date. Several
@@ -792,6 +800,19 @@ class SqlIndex:
                     raise QueryError(which + _query_failed(str(exc))) from None
                 results.append(_arrow(result))
             return results
+
+
+def _last_of_each(table: pa.Table, keys: list[str]) -> pa.Table:
+    """The last row of each run of equal `keys` (rows ordered by them, then by version)."""
+    if table.num_rows < 2:
+        return table
+    changes = None
+    for key in keys:
+        column = table[key].combine_chunks()
+        differs = pc.not_equal(column.slice(0, len(column) - 1), column.slice(1))
+        changes = differs if changes is None else pc.or_(changes, differs)
+    last = pa.concat_arrays([changes, pa.array([True])])
+    return table if pc.all(last).as_py() else table.filter(last)
 
 
 def _arrow(result: duckdb.DuckDBPyConnection) -> pa.Table:
