@@ -404,3 +404,29 @@ def test_a_finer_level_added_on_one_machine_is_every_checkouts(lab, tmp_path, mo
         rows = other.sql("SELECT count(*) AS n, max(trial) AS trial FROM LabSignal WHERE subject = 1")  # the new column
         assert rows.values.tolist() == [[3, 7]]
         other.close()
+
+
+def test_load_all_frame_of_doubles_is_current_across_machines(lab):
+    """`load_all(as_df=True)` of doubles is one DuckDB query only while this machine's DuckDB
+    is in step with the shared journal: a value another machine saved since is in the frame
+    at once, as the fold's records give it."""
+    import pandas as pd
+
+    db = lab("a")
+    with db.batch():
+        for subject in range(5):
+            LabSignal.save(subject + 0.5, subject=subject, session=1)
+    db.close()
+    b = lab("b")
+    b.sync()
+    assert b.index.duckdb_in_step()
+    frame = LabSignal.load_all(as_df=True)
+    with b.batch():  # (inside a batch the fold is read)
+        pd.testing.assert_frame_equal(frame, LabSignal.load_all(as_df=True), check_exact=True)
+    assert frame["data"].tolist() == [0.5, 1.5, 2.5, 3.5, 4.5]
+    b.close()
+    a = lab("a")
+    LabSignal.save(9.25, subject=3, session=1)
+    a.close()
+    b = lab("b")
+    assert LabSignal.load_all(as_df=True)["data"].tolist() == [0.5, 1.5, 2.5, 9.25, 4.5]
