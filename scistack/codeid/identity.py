@@ -196,13 +196,18 @@ def reached_code(fn: Callable[..., Any]) -> frozenset[int]:
         fn = fn.func
     if isinstance(fn, (MethodType, staticmethod, classmethod)):
         fn = fn.__func__
-    try:
-        function_identity(fn)
-    except Exception:  # noqa: BLE001 - (a pinned function walked here): its own memos still count
-        return frozenset()
     memo = _IDENTITIES.get((id(fn), None))
-    if memo is None or memo.ref() is not fn:
-        return frozenset()
+    if memo is None or memo.ref() is not fn or not memo.guards.valid():
+        # walked again only when its memo is gone or stale: `function_identity` on a valid
+        # memo would digest the module data again (~0.5 ms of a ~6 ms miss for 1 MB), and
+        # the code reached depends on the walk alone
+        try:
+            function_identity(fn)
+        except Exception:  # noqa: BLE001 - (a pinned function walked here): its own memos still count
+            return frozenset()
+        memo = _IDENTITIES.get((id(fn), None))
+        if memo is None or memo.ref() is not fn:
+            return frozenset()
     if memo.reached is None:
         memo.reached = _codes_within(memo.guards)
     return memo.reached
