@@ -109,13 +109,25 @@ def _lineage(db: Database, item: dict[str, Any], oid: str, where: str) -> tuple[
     return call, from_tree(record.params, lambda child: child) or {}
 
 
-def ingest_queue(db: Database, queue: str | Path) -> list[str]:
+REJECTED = "rejected"
+"""`<project>/.scistack/rejected/`: queued saves that ingest refused, kept whole."""
+
+# what a save's own content can be refused for (not a locked or read-only project, a full disk)
+_REFUSALS = (InvalidMetadataError, InvalidNameError, SchemaMismatchError, UnsupportedValueError)
+
+
+def ingest_queue(db: Database, queue: str | Path,
+                 rejected: list[str] | None = None) -> list[str]:
     """Record every save the MATLAB client queued in QUEUE (`<project>/.scistack/queue`), oldest first.
 
     Each `<queue>/<id>/` folder holds one save, complete once its manifest.json exists (MATLAB
     writes it last, by rename); it is recorded with ingest_manifest and then removed, so a
     crash between two folders leaves the rest queued for the next call. A folder without a
     manifest is a save still being written (or one that never returned) and is left alone.
+    A save ingest refuses (an address value Python cannot hold, from a client that did not
+    check it) is moved whole to `<project>/.scistack/rejected/` and its message appended to
+    `rejected`, once: left in the queue it would have failed every later flush, and kept
+    every save after it from being recorded.
     Two sessions flushing at once take turns on `<queue>.lock` (an exclusive flock the kernel
     drops when a process dies): the second sees only what the first left, so no save is
     recorded twice or lost."""
@@ -130,9 +142,39 @@ def ingest_queue(db: Database, queue: str | Path) -> list[str]:
             manifest = folder / "manifest.json"
             if not manifest.is_file():
                 continue
-            oids.extend(ingest_manifest(db, manifest))
+            try:
+                oids.extend(ingest_manifest(db, manifest))
+            except _REFUSALS as exc:
+                message = _set_aside(folder, queue.with_name(REJECTED), exc)
+                if rejected is not None:
+                    rejected.append(message)
+                continue
             shutil.rmtree(folder, ignore_errors=True)
     return oids
+
+
+def _set_aside(folder: Path, rejected: Path, exc: Exception) -> str:
+    """Move a refused queued save to REJECTED (its files and a `reason.txt`); the message
+    that says which save, why, and where it is kept."""
+    rejected.mkdir(exist_ok=True)
+    kept = rejected / folder.name
+    reason = str(exc).replace(str(folder), str(kept))
+    (folder / "reason.txt").write_text(reason + "\n", encoding="utf-8")
+    os.replace(folder, kept)
+    return (f"a queued save was not recorded ({_what_was_saved(kept / 'manifest.json')}): {reason}\n"
+            f"  Its files are kept in {kept} (reason.txt says why; delete that folder once the value "
+            "is saved again); the saves queued after it were recorded.")
+
+
+def _what_was_saved(manifest: Path) -> str:
+    """`Var at key=value, ...` of a queued manifest, its values as the user gave them."""
+    try:
+        data = json.loads(manifest.read_text())
+        items = [f"{k}={shown(_untagged(v))}" for item in data["items"]
+                 for k, v in {**item.get("addr", {}), **item.get("vkeys", {})}.items()]
+        return f"{data['var']} at {', '.join(items)}"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return manifest.parent.name
 
 
 @contextlib.contextmanager
@@ -201,9 +243,20 @@ def _addresses(db: Database, var: str, item: dict[str, Any], where: str) -> tupl
 
 def _label(where: str, key: str, value: Any, what: str) -> Any:
     """An address (or version-key) value as `save` takes it, or the error `save` would give."""
-    return checked_label(value, f"{where}: {what}{key}", none_ok=bool(what),
+    return checked_label(_untagged(value), f"{where}: {what}{key}", none_ok=bool(what),
                          then=". Nothing of this manifest was recorded: save that value again with a "
                               "valid one (one save per address)")
+
+
+def _untagged(value: Any) -> Any:
+    """A metadata value MATLAB wrote as a tag (NaN and infinities as `{"$float": "nan"}`,
+    JSON having neither) as the float it stands for, so a refusal names NaN, not the tag."""
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("$float"), str):
+        try:
+            return float(value["$float"])
+        except ValueError:
+            return value
+    return value
 
 
 def staged_name(entry: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,10 @@ def share(db: Database, *, to: str | os.PathLike, shared: str, objects: str) -> 
     if _config(db.scistack_dir).get("shared"):
         raise SchemaMismatchError(f"{db.path.name} is a lab project already; colleagues join it with "
                                   "scistack init PATH --shared URL --objects URL")
-    ingest_queue(db, db.scistack_dir / "queue")  # MATLAB's deferred saves are the project's too
+    rejected: list[str] = []
+    ingest_queue(db, db.scistack_dir / "queue", rejected)  # MATLAB's deferred saves are the project's too
+    for message in rejected:  # (set aside in .scistack/rejected, not copied)
+        warnings.warn(message, stacklevel=2)
     db.flush()
     local = Journal(db.index.journal_path)
     marker = _marker(local)

@@ -171,3 +171,33 @@ def test_ingest_of_the_queue_records_every_save_in_order_and_skips_unfinished(pr
     project.index.refresh()
     current = Staged.load(subject=1, session="pre")
     assert current.data.tolist() == [2.0, 2.0] and current.version == 2  # sorted by name: 1 then 2
+
+
+def test_a_refused_queued_save_is_set_aside_and_the_others_recorded(project):
+    """A queued MATLAB save Python refuses (here NaN as an address value, which an older
+    client queued) had failed every later flush and kept the saves after it unrecorded until
+    its folder was deleted by hand. It is moved whole to .scistack/rejected, named once (as
+    the user wrote it: NaN, not the `$float` tag), and the others are recorded."""
+    queue = project.scistack_dir / "queue"
+    for name, subject in [("20260101T000000000-00000001-a", 1), ("20260101T000000000-00000002-b", {"$float": "nan"}),
+                          ("20260101T000000000-00000003-c", 3)]:
+        folder = queue / name
+        folder.mkdir(parents=True)
+        (folder / "payload-0.bin").write_bytes(b"".join(bytes(p) for p in encode_npy(np.full(2, 7.0))))
+        (folder / "manifest.json").write_text(json.dumps({
+            "children": [], "format": 1, "schema_keys": project.schema_keys, "var": "Staged",
+            "writer": "scistack-matlab", "items": [{"addr": {"subject": subject, "session": "pre"},
+                                                    "kind": "npy", "payload": "payload-0.bin", "vkeys": {}}]}))
+    result = CliRunner().invoke(main, ["ingest", str(queue)])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.split()) == 2
+    kept = project.scistack_dir / "rejected" / "20260101T000000000-00000002-b"
+    assert "a queued save was not recorded (Staged at subject=nan, session='pre')" in result.stderr
+    assert "subject=nan is a float, but not a finite one" in result.stderr
+    assert str(kept) in result.stderr and "$float" not in result.stderr
+    assert sorted(p.name for p in kept.iterdir()) == ["manifest.json", "payload-0.bin", "reason.txt"]
+    assert not any(queue.iterdir())
+    project.index.refresh()
+    assert sorted(r.metadata["subject"] for r in Staged.load_all()) == [1, 3]
+    again = CliRunner().invoke(main, ["ingest", str(queue)])
+    assert again.exit_code == 0 and again.stderr == "" and again.stdout == ""

@@ -594,14 +594,18 @@ def ingest(project: _Project, manifest: str) -> None:
     """Record values staged by the MATLAB client; prints each item's oid, one per line.
 
     MANIFEST is `<project>/.scistack/staging/<id>/manifest.json`, or the queue folder
-    `<project>/.scistack/queue` of MATLAB's deferred saves (all of them, oldest first); its
+    `<project>/.scistack/queue` of MATLAB's deferred saves (all of them, oldest first; one it
+    refuses is moved to `<project>/.scistack/rejected/` and named in a warning); its
     project is used unless --db says otherwise."""
     from scistack.ingest import ingest_manifest, ingest_queue, project_of_manifest
 
     if Path(manifest).is_dir():
         if project.path is None:
             project.path = str(Path(manifest).resolve().parents[1])
-        oids = ingest_queue(project.db, manifest)
+        rejected: list[str] = []
+        oids = ingest_queue(project.db, manifest, rejected)
+        for message in rejected:
+            click.echo(f"warning: {message}", err=True)
     else:
         if project.path is None:
             project.path = str(project_of_manifest(manifest))

@@ -6,6 +6,7 @@ hand-run ingest flushing one queue at once record each save exactly once."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,3 +109,14 @@ def test_two_sessions_flushing_one_queue_record_each_save_once(tmp_path: Path):
         records = db.index.records("SavedValue")
         assert sorted(r.addr["subject"] for r in records) == list(range(150))  # none twice
         assert {r.version for r in records} == {1}
+
+
+def test_save_refuses_the_version_keys_python_reserves():
+    """`save` checks version keys in M before queuing (a refusal at the flush would come too
+    late); its copy of the reserved names must be Python's."""
+    from scistack.index.sql import RESERVED_NAMES
+
+    text = (MATLAB_TESTS.parent / "+scistack" / "+internal" / "split_meta.m").read_text()
+    listed = text.split("function names = reserved_names()")[1].split("end")[0]
+    assert set(re.findall(r"'([a-z_]+)'", listed)) == set(RESERVED_NAMES)
+
