@@ -33,8 +33,10 @@ function report = for_each(fn, inputs, outputs, varargin)
 %   many times FN ran), duration, run_id and summary (printed when no output is requested).
 %
 %   Python does the bookkeeping: one `scistack matlab-plan` call before and one
-%   `scistack matlab-commit` call after the loop, however many combinations there are
-%   (SCISTACK_CLI names the command; matlab/README.md has the file formats).
+%   `scistack matlab-commit` call after the loop, however many combinations there are, plus
+%   one every 10 s or so of a long loop (what finished so far), so Ctrl-C (which also
+%   records what finished) or a kill keeps what ran (SCISTACK_CLI names the command;
+%   SCISTACK_COMMIT_EVERY the seconds between commits; matlab/README.md has the formats).
 cfg = scistack.internal.project();
 scistack.flush();   % queued saves first: they may be inputs
 t_all = tic;
@@ -82,7 +84,8 @@ try
     plan_path = stage.write_json('plan.json', req);
     [status, out, err] = scistack.internal.run_cli('matlab-plan', plan_path, cfg.root);
     if status ~= 0
-        error('scistack:planFailed', 'for_each(%s): %s', name, cli_message(err, out, status));
+        error('scistack:planFailed', 'for_each(%s): %s', name, ...
+            scistack.internal.cli_message(err, out, status));
     end
     P = stage.read_json('plan-result.json');
 catch e
@@ -107,7 +110,9 @@ if opts.dry_run
     return
 end
 
-results = cell(1, 0);
+% recorded as the loop goes (every few seconds), and what finished when it is interrupted
+recorder = scistack.internal.Recorder(stage, cfg.root, name, n_plan_children, t_all);
+cleanup = onCleanup(@() recorder.interrupted()); %#ok<NASGU>
 errors = cell(1, n);
 durations = zeros(1, n);
 calls = 0;
@@ -132,40 +137,25 @@ for k = find(strcmp(statuses, 'run'))
         [values, labels] = split_parts(values, out_splits, name);
         entries = stage.add_values(values);
         durations(k) = toc(t0);
-        results{end + 1} = struct('duration', durations(k), 'index', int64(k - 1), ...
-            'labels', {labels}, 'outputs', {entries}, 'started', started, ...
-            'status', 'ran'); %#ok<AGROW>
+        result = struct('duration', durations(k), 'index', int64(k - 1), ...
+            'labels', {labels}, 'outputs', {entries}, 'started', started, 'status', 'ran');
         statuses{k} = 'ran';
     catch e
         scistack.internal.running('');
         durations(k) = toc(t0);
         errors{k} = error_text(e);
-        results{end + 1} = struct('duration', durations(k), 'error', errors{k}, ...
+        result = struct('duration', durations(k), 'error', errors{k}, ...
             'index', int64(k - 1), 'started', started, 'status', 'failed', ...
-            'traceback', stack_text(e)); %#ok<AGROW>
+            'traceback', stack_text(e));
         statuses{k} = 'failed';
         if strcmp(opts.on_error, 'raise')
             stopped = struct('index', k, 'error', e);
         end
     end
+    recorder.add(result);
 end
 
-res = containers.Map('KeyType', 'char', 'ValueType', 'any');
-res('children') = stage.children(n_plan_children + 1:end);
-res('duration') = toc(t_all);
-res('env') = scistack.internal.environment();
-res('format') = int64(1);
-res('results') = results;
-res('writer') = 'scistack-matlab';
-results_path = stage.write_json('results.json', res);
-[status, out, err] = scistack.internal.run_cli('matlab-commit', results_path, ...
-    cfg.root);
-if status ~= 0
-    error('scistack:commitFailed', ['for_each(%s) ran %d combination(s) but recording ', ...
-        'them failed: %s\nThe outputs are kept in %s; retry with: scistack matlab-commit %s'], ...
-        name, calls, cli_message(err, out, status), stage.folder, results_path);
-end
-C = stage.read_json('commit-result.json');
+C = recorder.finish();
 stage.remove();
 committed = member(C, 'outputs');
 for k = 1:n
@@ -391,13 +381,6 @@ for s = 1:numel(e.stack)
     lines{s} = sprintf('  at %s line %d', e.stack(s).name, e.stack(s).line);
 end
 t = strjoin([{error_text(e)}, lines], sprintf('\n'));
-end
-
-function t = cli_message(err, out, status)
-t = strtrim(regexprep([err, ' ', out], '^\s*error:\s*', ''));
-if isempty(t)
-    t = sprintf('the scistack command exited with status %d and printed nothing', status);
-end
 end
 
 function t = combo_text(combo)

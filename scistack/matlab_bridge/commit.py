@@ -36,9 +36,17 @@ from scistack.version import __version__
 
 # -- commit --------------------------------------------------------------------------------
 def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
-    """Record what MATLAB ran (one batch); writes and returns `commit-result.json`."""
+    """Record what MATLAB ran (one batch); writes and returns `commit-result.json`.
+
+    MATLAB commits as its loop goes (`"partial": true`: what finished so far, no run report)
+    and once at the end or when interrupted, each time with every result so far: the
+    combinations an earlier commit recorded (`committed.json` in the folder) are not recorded
+    again, and the final commit's report counts them. A run stopped by Ctrl-C or a kill so
+    keeps what its last commit recorded."""
     results_path = Path(results_path)
     folder, res, req, planned, fn = open_results(db, results_path, "plan", PLAN_RESULT)
+    partial = bool(res.get("partial"))
+    done = read_committed(folder)
     if fn.identity != planned["function"]["identity"]:
         raise code_changed(fn, "the plan", "Run for_each again")
     combos = planned["combos"]
@@ -63,7 +71,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             items.append(item)
             if combo["status"] == "cached":
                 out_oids[index], call_oids[index] = combo["outs"], combo["call"]
-                if combo.get("restore"):
+                if combo.get("restore") and not done["restored"]:
                     _restore(db, outputs, splits, combo)
                 continue
             if combo["status"] != "run":
@@ -71,6 +79,10 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             result = by_index.get(index, {"status": "skipped"})
             item.status = result.get("status", "skipped")
             item.duration = float(result.get("duration") or 0.0)
+            if str(index) in done["ran"]:  # recorded by an earlier (partial) commit of this run
+                item.status = "ran"
+                out_oids[index], call_oids[index] = done["ran"][str(index)]
+                continue
             if item.status == "failed":
                 item.error, item.traceback = result.get("error"), result.get("traceback")
                 continue
@@ -90,9 +102,17 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                 db.index.put_ref(var, dict(where), {}, oid, out["kind"], call=call, params=combo["params"],
                                  summary=summarize(value))
             out_oids[index], call_oids[index] = oids, call
-        report = RunReport(fn.name, items, float(res.get("duration") or 0.0), uuid.uuid4().hex)
-        items_oid = db.store.put_value(report.items_tree())
-        db.index.put_run(report.to_record(items_oid, utc_now(), outputs))
+            done["ran"][str(index)] = [oids, call]
+        if not partial:
+            report = RunReport(fn.name, items, float(res.get("duration") or 0.0), uuid.uuid4().hex)
+            items_oid = db.store.put_value(report.items_tree())
+            db.index.put_run(report.to_record(items_oid, utc_now(), outputs))
+    done["restored"] = True
+    write_json(folder / COMMITTED, done)  # (once the batch is in the journal)
+    if partial:
+        ran = sum(1 for item in items if item.status == "ran")
+        return {"format": FORMAT, "partial": True, "outputs": out_oids, "calls": call_oids,
+                "summary": f"for_each({fn.name}): {ran} ran so far, recorded"}
     result = {
         "format": FORMAT,
         "run_id": report.run_id,
@@ -103,6 +123,17 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     }
     write_json(folder / COMMIT_RESULT, result)
     return result
+
+
+COMMITTED = "committed.json"
+"""What the commits of a run recorded so far: `ran` (index -> [outputs, call]), `restored`."""
+
+
+def read_committed(folder: Path) -> dict[str, Any]:
+    path = folder / COMMITTED
+    if not path.is_file():
+        return {"format": FORMAT, "ran": {}, "restored": False}
+    return read_json(path, "commit state")
 
 
 def open_results(db: Database, results_path: Path, request: str, answer_file: str

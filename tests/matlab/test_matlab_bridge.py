@@ -334,3 +334,29 @@ def test_the_same_values_at_another_address_run_there_with_their_own_lineage(pro
     combos = plan(db, again / "plan.json")["combos"]
     assert [c["status"] for c in combos] == ["cached", "run"]
     assert combos[1]["inputs"]["signal"]["addr"] == {"subject": 3, "session": "pre"}
+
+
+def test_partial_commits_record_as_the_run_goes_and_the_last_counts_them(project):
+    """MATLAB commits what finished so far during a long loop ("partial": no run report),
+    then once at the end (or when interrupted) with every result: an interrupted run keeps
+    what its commits recorded, and nothing is recorded twice."""
+    db, fn = project
+    folder = _stage(db, "long", _request(db, fn), {"payload-0.bin": b"2.0"})
+    plan(db, folder / "plan.json")
+    outputs = [np.arange(4.0) * 2, np.arange(4.0) * 4]
+    results = []
+    for i, value in enumerate(outputs):
+        (folder / f"payload-{i + 1}.bin").write_bytes(_npy(value))
+        results.append({"index": i, "status": "ran", "outputs": [{"kind": "npy", "payload": f"payload-{i + 1}.bin"}]})
+        (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "partial": True, "results": results}))
+        partial = commit(db, folder / "results.json")
+        assert partial["partial"] is True and partial["outputs"][i] == [hash_value(value)]
+        record = db.index.current_at("BridgeOut", f'{{"session":"pre","subject":{i + 1}}}', "{}")
+        assert record.oid == hash_value(value) and record.version == 1  # recorded at once, once
+    assert not [e for e in _journal(db) if e["op"] == "run"]
+    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "results": results}))
+    done = commit(db, folder / "results.json")
+    assert done["counts"] == {"ran": 2, "cached": 0, "missing": 1, "failed": 0}
+    assert done["outputs"][:2] == [[hash_value(v)] for v in outputs]
+    assert [r.version for r in db.index.records("BridgeOut")] == [1, 1]
+    assert [e["function"] for e in _journal(db) if e["op"] == "run"] == ["scale"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,67 @@ def test_save_refuses_the_version_keys_python_reserves():
     listed = text.split("function names = reserved_names()")[1].split("end")[0]
     assert set(re.findall(r"'([a-z_]+)'", listed)) == set(RESERVED_NAMES)
 
+
+def _slow_project(tmp_path: Path) -> tuple[Path, dict]:
+    """Ten subjects of Raw, the classes and a slow step (it prints each combination it
+    computed) in tmp_path, and the environment Octave runs it in."""
+    with Database(tmp_path / "p" / "p.duckdb", ["subject"]) as db:
+        for s in range(1, 11):
+            db.index.put_ref("Raw", {"subject": s}, {}, db.store.put_value(np.arange(3.0) + s), "npy")
+    for var in ("Raw", "Out"):
+        (tmp_path / f"{var}.m").write_text(f"classdef {var} < scistack.BaseVariable\nend\n")
+    (tmp_path / "slow.m").write_text(
+        "function y = slow(x)\n  pause(0.5);\n  printf('computed %g\\n', x(1)); fflush(stdout);\n  y = x * 2;\nend\n")
+    (tmp_path / "run.m").write_text(
+        f"addpath('{MATLAB_TESTS.parent}');\n"
+        "scistack.configure_database('p/p.duckdb', {'subject'});\n"
+        "r = scistack.for_each(@slow, struct('x', Raw()), {Out()}, 'subject', 1:10);\n"
+        "printf('ran=%d cached=%d\\n', r.counts.ran, r.counts.cached);\n")
+    env = dict(os.environ, SCISTACK_CLI=scistack_cli(), SCISTACK_PYTHON=sys.executable)
+    env.pop("SCISTACK_DB", None)
+    return tmp_path, env
+
+
+def _stop_after(cwd: Path, env: dict, computed: int, sig: int) -> str:
+    """Run run.m and send SIG to Octave (and what it started) once COMPUTED combinations
+    were computed; returns what it wrote on stderr."""
+    proc = subprocess.Popen([_require("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    seen = 0
+    for line in proc.stdout:
+        seen += line.startswith("computed")
+        if seen == computed:
+            os.killpg(proc.pid, sig)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert seen == computed, err
+    return err
+
+
+def _rerun(cwd: Path, env: dict) -> tuple[int, int]:
+    out = subprocess.run([_require("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
+                         env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    counts = re.search(r"ran=(\d+) cached=(\d+)", out.stdout)
+    assert counts, out.stdout + out.stderr
+    return int(counts.group(1)), int(counts.group(2))
+
+
+def test_a_for_each_stopped_by_ctrl_c_keeps_what_ran(tmp_path: Path):
+    """MATLAB's for_each recorded its results with one commit after the loop: Ctrl-C after 3
+    or 4 of 10 combinations kept none, and the re-run computed all 10 again. What finished is
+    recorded as the loop unwinds (an onCleanup)."""
+    cwd, env = _slow_project(tmp_path)
+    err = _stop_after(cwd, env, 4, signal.SIGINT)
+    assert "was interrupted; what finished is recorded" in err
+    ran, cached = _rerun(cwd, env)
+    assert cached >= 3 and ran + cached == 10  # (the 4th may be stopped after it printed)
+
+
+def test_a_killed_for_each_keeps_what_its_commits_recorded(tmp_path: Path):
+    """A kill runs no cleanup: what the loop's commits (every SCISTACK_COMMIT_EVERY seconds,
+    here after each combination) recorded stays, and the re-run computes only the rest."""
+    cwd, env = _slow_project(tmp_path)
+    _stop_after(cwd, dict(env, SCISTACK_COMMIT_EVERY="0"), 5, signal.SIGKILL)
+    ran, cached = _rerun(cwd, env)
+    assert cached >= 4 and ran + cached == 10
