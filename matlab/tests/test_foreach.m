@@ -14,6 +14,7 @@ cases = {
     'failures: continue records them and goes on, raise stops and raises', @failures
     'dry_run plans without running or recording', @dry_run
     'bad input -> clear errors, no staging folder left behind', @bad_input
+    'the same values at two addresses: re-runs are cached at both', @same_values
     };
 end
 
@@ -260,4 +261,28 @@ function assert_no_staging(ctx)
 d = dir(fullfile(ctx.pyproject, '.scistack', 'staging'));
 names = setdiff({d.name}, {'.', '..'});
 t_assert(isempty(names), 'staging folders left behind: %s', strjoin(names, ', '));
+end
+
+function same_values(ctx)
+% One call key at two addresses: the cache entry names one address's record, and the other
+% had run again at every re-run (then the first, in turn).
+root = fullfile(ctx.fixture, 'same_values');
+if exist(root, 'dir')
+    rmdir(root, 's');
+end
+scistack.configure_database(fullfile(root, 'gait.duckdb'), {'subject', 'session'});
+SavedValue().save((1:5)', 'subject', 1, 'session', 'pre');
+SavedValue().save((1:5)', 'subject', 1, 'session', 'post');
+global SCISTACK_TEST_CALLS
+SCISTACK_TEST_CALLS = 0;
+for k = 1:3
+    r = scistack.for_each(@bandpass, struct('signal', SavedValue(), 'low_hz', 1), ...
+        {Scratch()}, 'subject', 1, 'session', {'pre', 'post'});
+end
+t_equal(r.counts.cached, 2, 'both cached on the third run');
+t_equal(SCISTACK_TEST_CALLS, 2, 'bandpass ran once per address, on the first run');
+p = Scratch().provenance('subject', 1, 'session', 'post');
+inputs = p('inputs');
+signal = inputs{strcmp(cellfun(@(x) x.name, inputs, 'UniformOutput', false), 'signal')};
+t_equal(signal.addr.session, 'post', 'each address names its own input');
 end

@@ -72,7 +72,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             if combo["status"] == "cached":
                 out_oids[index], call_oids[index] = combo["outs"], combo["call"]
                 if combo.get("restore") and not done["restored"]:
-                    _restore(db, outputs, splits, combo)
+                    call_oids[index] = _restore(db, outputs, splits, combo, fn, planned["constants"])
                 continue
             if combo["status"] != "run":
                 continue
@@ -195,16 +195,26 @@ def _layout(results_path: Path, index: int, splits: tuple[str | None, ...], resu
     return layout
 
 
-def _restore(db: Database, outputs: list[str], splits: tuple[str | None, ...], combo: dict[str, Any]) -> None:
+def _restore(db: Database, outputs: list[str], splits: tuple[str | None, ...], combo: dict[str, Any],
+             fn: MatlabFunction, constants: dict[str, Any]) -> str:
     """A cached call whose outputs are not the current refs here: point the refs at them (a
-    split output's parts at theirs)."""
-    params = from_tree(read_call(db.store, combo["call"]).params, lambda oid: oid)
+    split output's parts at theirs), named by its call; or, when the plan found the call made
+    with the same values elsewhere (`own`), by a record of it naming this combination's
+    inputs (the cache entry stays, as Python's `_own_record` leaves it). Returns the call."""
+    cached = read_call(db.store, combo["call"])
+    call, params = combo["call"], from_tree(cached.params, lambda oid: oid)
+    if combo.get("own"):
+        params = combo["own"]["params"]
+        call = record_call(db, fn, store_code(db, fn), {**constants, **combo["own"]["inputs"]},
+                           list(combo["outs"]), params, dict(cached.env or {}), cached.started,
+                           cached.duration)
     layout = tuple(None if labels is None else tuple(labels)
                    for labels in combo.get("layout") or [None] * len(outputs))
     address = dict(combo["combo"])
     for var, where, _, oid in places(outputs, splits, address, key_of(address), list(combo["outs"]), layout):
-        db.index.put_ref(var, dict(where), {}, oid, db.store.get(oid).kind, call=combo["call"],
+        db.index.put_ref(var, dict(where), {}, oid, db.store.get(oid).kind, call=call,
                          params=params or {}, summary=summarize(db.store.get_value(oid)))
+    return call
 
 
 def environment(db: Database, fn: MatlabFunction, given: dict[str, Any]) -> dict[str, Any]:
@@ -287,7 +297,10 @@ def record_call(
 
 
 def _iso(unix_seconds: Any) -> str:
-    """MATLAB reports start times as Unix seconds (UTC); the record keeps ISO 8601."""
+    """MATLAB reports start times as Unix seconds (UTC); the record keeps ISO 8601 (a time
+    that is ISO 8601 already, a cached record's, stays as it is)."""
+    if isinstance(unix_seconds, str):
+        return unix_seconds
     if not isinstance(unix_seconds, (int, float)):
         return utc_now()
     stamp = _dt.datetime.fromtimestamp(float(unix_seconds), _dt.UTC)

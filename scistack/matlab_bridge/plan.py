@@ -226,9 +226,17 @@ def _plan_one(
     hit = db.index.cached_call(key)
     layout = None if hit is None else fitting_layout(db.store, hit, splits)
     if layout is not None:
-        restore = _needs_restore(db, combo, outputs, splits, hit, layout)
-        if restore and not _names_these_inputs(db, hit, {n: b.record for n, b in bound.items()}):
-            restore = None  # the same values at another address: run here, recorded with its own inputs
+        restore = _needs_restore(db, combo, outputs, splits, hit, layout, fn.identity, bound)
+        own = None
+        if restore:
+            names = _names_these_inputs(db, hit, {n: b.record for n, b in bound.items()})
+            if names is False and not any(splits):
+                # the same values at another address: its result, recorded here with these
+                # inputs by the commit (as Python's for_each serves it)
+                own = {"inputs": {n: b.record for n, b in sorted(bound.items()) if n in specs},
+                       "params": flatten_params(fn.name, bound)}
+            elif not names:
+                restore = None  # unreadable, or a split call: run here, recorded with its own inputs
         if restore is not None:
             return {
                 "combo": combo,
@@ -237,6 +245,7 @@ def _plan_one(
                 "outs": list(hit["outs"]),
                 "layout": [None if labels is None else list(labels) for labels in layout],
                 "restore": restore,
+                **({"own": own} if own else {}),
             }
     return {
         "combo": combo,
@@ -247,13 +256,30 @@ def _plan_one(
     }
 
 
-def _names_these_inputs(db: Database, hit: dict[str, Any], records: dict[str, dict[str, Any]]) -> bool:
+def _names_these_inputs(db: Database, hit: dict[str, Any], records: dict[str, dict[str, Any]]) -> bool | None:
     """Whether the cached call's record names these inputs as its own (not the same values
-    at another address, or made by another call); a record that cannot be read does not."""
+    at another address, or made by another call); None when it cannot be read."""
     try:
         return same_origins(records, read_call(db.store, hit["call"]))
     except ScistackError:
+        return None
+
+
+def _own_record(db: Database, call: str | None, identity: str, bound: dict[str, BoundInput]) -> bool:
+    """Whether `call` records this very call (same code, same input values) with these inputs
+    as its own: the same values at two addresses, each recorded with its own inputs, share
+    one call key and one cache entry, which names only one of them. (Without this the other
+    address counted as not current and ran again at every re-run: running it made the entry
+    name its record, and the first address ran at the next.)"""
+    if call is None:
         return False
+    try:
+        record = read_call(db.store, call)
+    except ScistackError:
+        return False
+    return (record.function.identity == identity
+            and all(n in record.arguments and record.arguments[n].oid == b.oid for n, b in bound.items())
+            and same_origins({n: b.record for n, b in bound.items()}, record))
 
 
 def _address_text(db: Database, addr: dict[str, Any]) -> str:
@@ -263,15 +289,17 @@ def _address_text(db: Database, addr: dict[str, Any]) -> str:
 
 def _needs_restore(
     db: Database, combo: dict[str, Any], outputs: list[str], splits: tuple[str | None, ...], hit: dict[str, Any],
-    layout: tuple[tuple | None, ...],
+    layout: tuple[tuple | None, ...], identity: str, bound: dict[str, BoundInput],
 ) -> bool | None:
     """False: the cached outputs are the current refs here (a split output's parts at
-    theirs); True: re-point the refs at them; None: an output object was garbage-collected,
-    so run again."""
+    theirs), named by the cached call or by this address's own record of the same call;
+    True: re-point the refs at them; None: an output object was garbage-collected, so run
+    again."""
     restore = False
     for var, _, place_key, oid in places(outputs, splits, combo, key_of(combo), list(hit["outs"]), layout):
         current = db.index.current_at(var, place_key, "{}")
-        if current is not None and current.oid == oid and current.call == hit["call"]:
+        if current is not None and current.oid == oid and (
+                current.call == hit["call"] or _own_record(db, current.call, identity, bound)):
             continue
         if not db.store.contains(oid):
             return None

@@ -58,20 +58,33 @@ def lookup(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     if stored and len(hit["outs"]) == nargout:
         try:
             record = read_call(db.store, hit["call"])
-            # as recorded (a NaN or infinity tagged): the result is JSON, which has neither;
-            # the same values at another address run here, recorded with their own inputs
-            params = dict(record.params or {}) if same_origins(
-                {n: b.record for n, b in bound.items()}, record) else None
         except ScistackError:
-            params = None  # the call record is gone or damaged: compute again
-        if params is not None:
-            result.update(status="cached", call=hit["call"], outs=list(hit["outs"]), params=params)
+            record = None  # the call record is gone or damaged: compute again
+        if record is not None:
+            # as recorded (a NaN or infinity tagged): the result is JSON, which has neither
+            call, params = hit["call"], dict(record.params or {})
+            if not same_origins({n: b.record for n, b in bound.items()}, record):
+                call, params = _own_record(db, fn, record, bound, list(hit["outs"]))
+            result.update(status="cached", call=call, outs=list(hit["outs"]), params=params)
             write_json(folder / THUNK_RESULT, result)
             return result
     result.update(status="run", inputs={n: b.record for n, b in sorted(bound.items())},
                   params=flatten_params(fn.name, bound))
     write_json(folder / THUNK_RESULT, result)
     return result
+
+
+def _own_record(db: Database, fn: MatlabFunction, cached: Any, bound: dict[str, BoundInput],
+                outs: list[str]) -> tuple[str, dict[str, Any]]:
+    """A record of this call naming these inputs, with the cached result (the same values at
+    another address, or made by another call: one key, one cache entry), as Python's
+    `LineageFunction._own_record` makes it; the cache entry stays. It had run again here,
+    and its commit pointed the entry at its record, so the other address ran at its next
+    call: in turn, at every call. (Its bytes are the same at each lookup: one object.)"""
+    params = flatten_params(fn.name, bound)
+    call = record_call(db, fn, store_code(db, fn), {n: b.record for n, b in sorted(bound.items())}, outs,
+                       params, dict(cached.env or {}), cached.started, cached.duration)
+    return call, params
 
 
 def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:

@@ -315,25 +315,38 @@ def test_cached_outputs_that_are_no_longer_current_are_restored(project):
     assert current.oid == out and current.call is not None and current.version == 3
 
 
-def test_the_same_values_at_another_address_run_there_with_their_own_lineage(project):
+def test_the_same_values_at_another_address_are_served_with_their_own_lineage(project):
     """Subject 3 holds subject 1's raw values: one call key. The plan had called subject 3
-    cached and named subject 1's call record (its lineage, parameters); it runs there now,
-    to be recorded with its own inputs. A Thunk call does the same."""
+    cached and named subject 1's call record (its lineage, parameters); then it ran there,
+    and at every re-run one of the two ran again (the cache entry names one record of the
+    call). Subject 3 is served subject 1's result with a record naming its own inputs (as
+    Python's for_each serves it), and re-runs find both cached. A Thunk call does the same."""
     db, fn = project
     for session in ("pre", "baseline"):
         db.index.put_ref("BridgeRaw", {"subject": 3, "session": session}, {},
                          db.store.put_value(np.arange(4.0)), "npy")
     first = _stage(db, "first", _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]]),
                    {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.arange(4.0) * 2)})
-    plan(db, first / "plan.json")
+    key = plan(db, first / "plan.json")["combos"][0]["key"]
     (first / "results.json").write_bytes(dumps_canonical({"format": 1, "results": [
         {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}))
-    commit(db, first / "results.json")
+    ran = commit(db, first / "results.json")["calls"][0]
     again = _stage(db, "again", _request(db, fn, iterate=[["subject", [1, 3]], ["session", ["pre"]]]),
                    {"payload-0.bin": b"2.0"})
     combos = plan(db, again / "plan.json")["combos"]
-    assert [c["status"] for c in combos] == ["cached", "run"]
-    assert combos[1]["inputs"]["signal"]["addr"] == {"subject": 3, "session": "pre"}
+    assert [(c["status"], c["restore"]) for c in combos] == [("cached", False), ("cached", True)]
+    assert combos[1]["own"]["inputs"]["signal"]["addr"] == {"subject": 3, "session": "pre"}
+    (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
+    own = commit(db, again / "results.json")["calls"][1]
+    assert own != ran and db.index.cached_call(key)["call"] == ran  # the entry stays
+    record = db.index.current_at("BridgeOut", '{"session":"pre","subject":3}', "{}")
+    assert record.call == own and record.params == {"scale.k": 2.0}
+    assert db.store.get_value(own)["inputs"]["signal"]["addr"] == {"subject": 3, "session": "pre"}
+    for name in ("third", "fourth"):
+        rerun = _stage(db, name, _request(db, fn, iterate=[["subject", [1, 3]], ["session", ["pre"]]]),
+                       {"payload-0.bin": b"2.0"})
+        combos = plan(db, rerun / "plan.json")["combos"]
+        assert [(c["status"], c["restore"]) for c in combos] == [("cached", False), ("cached", False)]
 
 
 def test_partial_commits_record_as_the_run_goes_and_the_last_counts_them(project):

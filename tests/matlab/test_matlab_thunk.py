@@ -182,14 +182,22 @@ def _status(db: Database) -> str:
     return status_grid(db, ["Scaled"]).cell("Scaled", {"session": "pre", "subject": 1}).status
 
 
-def test_the_same_values_at_another_address_run_again_with_their_own_lineage(project):
-    """Subject 3 holds subject 1's raw values (one call key): the lookup had answered
-    "cached" with subject 1's call record and parameters; it runs there now, to be recorded
-    with its own input."""
+def test_the_same_values_at_another_address_are_served_with_their_own_record(project):
+    """Subject 3 holds subject 1's raw values (one call key). The lookup had answered
+    "cached" with subject 1's call record; then "run", and the commit pointed the cache
+    entry at subject 3's record, so subject 1 ran at its next call, and so on, in turn. It is
+    served the cached result with a record of its own (as Python's Thunk does), at every call
+    the same one, and the cache entry stays."""
     db, fn = project
     db.index.put_ref("Raw", {"subject": 3, "session": "pre"}, {}, _raw(db, 1)["oid"], "npy")
-    _run(db, _call(db, fn, "c1", [_raw(db, 1)]), np.arange(4.0) * 2)
-    assert thunk_lookup(db, _call(db, fn, "c2", [_raw(db, 1)]) / "thunk.json")["status"] == "cached"
-    looked = thunk_lookup(db, _call(db, fn, "c3", [_raw(db, 3)]) / "thunk.json")
-    assert looked["status"] == "run"
-    assert looked["inputs"]["signal"]["addr"] == {"session": "pre", "subject": 3}
+    first = _run(db, _call(db, fn, "c1", [_raw(db, 1)]), np.arange(4.0) * 2)
+    assert thunk_lookup(db, _call(db, fn, "c2", [_raw(db, 1)]) / "thunk.json")["call"] == first["call"]
+    looked = [thunk_lookup(db, _call(db, fn, f"c{n}", [_raw(db, 3)]) / "thunk.json") for n in (3, 4)]
+    assert [x["status"] for x in looked] == ["cached", "cached"]
+    assert looked[0]["call"] == looked[1]["call"] != first["call"]
+    assert looked[0]["outs"] == first["outs"] and looked[0]["params"] == {"scale.k": 2.0}
+    record = db.store.get_value(looked[0]["call"])
+    assert record["inputs"]["signal"]["addr"] == {"session": "pre", "subject": 3}
+    assert record["started"] == db.store.get_value(first["call"])["started"]
+    assert db.index.cached_call(looked[0]["key"])["call"] == first["call"]
+    assert thunk_lookup(db, _call(db, fn, "c5", [_raw(db, 1)]) / "thunk.json")["call"] == first["call"]
