@@ -76,7 +76,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                 continue
             if combo["status"] != "run":
                 continue
-            result = by_index.get(index, {"status": "skipped"})
+            result = by_index.get(index, {"status": "skipped", "error": _STOPPED})
             item.status = result.get("status", "skipped")
             item.duration = float(result.get("duration") or 0.0)
             if str(index) in done["ran"]:  # recorded by an earlier (partial) commit of this run
@@ -87,7 +87,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                 item.error, item.traceback = result.get("error"), result.get("traceback")
                 continue
             if item.status != "ran":
-                item.status = "skipped"
+                item.status, item.error = "skipped", result.get("error")
                 continue
             stored = [store_staged(db, folder, out, staged) for out in result["outputs"]]
             layout = _layout(results_path, index, splits, result, len(stored))
@@ -124,6 +124,8 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     write_json(folder / COMMIT_RESULT, result)
     return result
 
+
+_STOPPED = "not run: the run stopped before it (Ctrl-C, or on_error='raise')"
 
 COMMITTED = "committed.json"
 """What the commits of a run recorded so far: `ran` (index -> [outputs, call]), `restored`."""

@@ -373,3 +373,13 @@ def test_partial_commits_record_as_the_run_goes_and_the_last_counts_them(project
     assert done["outputs"][:2] == [[hash_value(v)] for v in outputs]
     assert [r.version for r in db.index.records("BridgeOut")] == [1, 1]
     assert [e["function"] for e in _journal(db) if e["op"] == "run"] == ["scale"]
+
+
+def test_what_an_interrupted_run_did_not_reach_is_skipped_and_says_why(project):
+    db, fn = project
+    folder = _stage(db, "cut", _request(db, fn), {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.ones(4))})
+    plan(db, folder / "plan.json")
+    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "results": [
+        {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}))
+    done = commit(db, folder / "results.json")
+    assert "  skipped session='pre', subject=2: not run: the run stopped before it" in done["summary"]
