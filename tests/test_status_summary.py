@@ -712,3 +712,17 @@ def test_status_says_what_a_rerun_would_find(pipeline, project, ops):
         for var in {var for var, _ in expected}:
             assert {s: n for s, n in counts[var].items() if n and s != "missing"} == dict(
                 Counter(status for (v, _), status in expected.items() if v == var))
+
+
+def test_a_module_edited_after_its_import_is_judged_as_its_file_is_now(pipeline, project):
+    """A long-running process (the web view's server, a notebook) imported the module once:
+    an edit to its file makes its values stale without a reload, as a fresh process says, and
+    the process's own module is left as it was."""
+    from scistack import why
+
+    _build(pipeline, subjects=(1,))
+    assert _agree(project, fast=True)["SumScaled"]["stale"] == 0
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE + 1"))
+    assert _agree(project, fast=None)["SumScaled"]["stale"] == 2
+    assert why(SumScaled, subject=1, session="pre").status == "stale"
+    assert pipeline.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)

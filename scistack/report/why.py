@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -597,7 +598,8 @@ def script_reasons(db: Any, call_oid: str) -> list[Reason] | None:
 
 
 def _find_function(module: str, name: str) -> Any:
-    fn = registered_function(module, name)
+    edited = module in sys.modules and _import_module(module) is not sys.modules[module]
+    fn = None if edited else registered_function(module, name)  # (the code first imported)
     if fn is not None:
         return fn
     if module == "__main__":
@@ -623,15 +625,19 @@ def _import_module(module: str) -> Any:
     """The module, imported to compare its code (None: it cannot be, `import_failure` says
     why). Its top level runs: a save, delete or run there is refused, and the project stays as
     it was (a report had saved data and run a for_each). Whatever it raises (a syntax error
-    mid-edit, an exception, `sys.exit`) makes it not importable here, never the report's end."""
-    if module in sys.modules:
-        return sys.modules[module]
+    mid-edit, an exception, `sys.exit`) makes it not importable here, never the report's end.
+    A module imported before its file was edited (a UI server, a notebook) is read again from
+    the file, as a fresh `scistack status` would, into a copy: the process's own is untouched."""
+    held = sys.modules.get(module)
+    path = _edited_since_start(held) if held is not None else None
+    if held is not None and path is None:
+        return held
     refused = (f"scistack imported {module} to compare its code, and its top level saves, deletes or "
                f"runs: a report never changes the project. Put those steps of {module} under "
                "`if __name__ == \"__main__\":` (or in a script of their own)")
     try:
         with writes_refused(refused):
-            found = importlib.import_module(module)
+            found = importlib.import_module(module) if held is None else _read_again(held, path)
         _IMPORT_FAILED.pop(module, None)
         return found
     except ImportError as exc:
@@ -640,6 +646,51 @@ def _import_module(module: str) -> Any:
         where = f" at line {exc.lineno}" if isinstance(exc, SyntaxError) and exc.lineno else ""
         _IMPORT_FAILED[module] = f"importing it failed: {type(exc).__name__}{where}: {exc}"
     return None
+
+
+def _process_started() -> float:
+    """When this process started, in epoch seconds (0.0: cannot tell, so any module file may
+    have been edited after its import)."""
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            ticks = int(stat.read().rpartition(")")[2].split()[19])
+        with open("/proc/stat", encoding="ascii") as boot:
+            booted = next(float(line.split()[1]) for line in boot if line.startswith("btime "))
+        return booted + ticks / os.sysconf("SC_CLK_TCK") - 1.0  # (btime is whole seconds)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return 0.0
+
+
+_STARTED = _process_started()
+_READ_AGAIN: dict[str, tuple[tuple[str, int, int], Any]] = {}  # module -> (its file's stat, the copy)
+
+
+def _edited_since_start(held: Any) -> str | None:
+    """The source file of imported module `held` if it was written after this process started:
+    the code in memory may not be the file's any more (None: it is, or it has no source file)."""
+    path = getattr(held, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return None
+    try:
+        return path if os.stat(path).st_mtime > _STARTED else None
+    except OSError:
+        return None
+
+
+def _read_again(held: Any, path: str) -> Any:
+    """A copy of module `held` run from its file as it is now (once per version of the file),
+    left out of `sys.modules`; compiled from the text, never from a cached .pyc (whose
+    one-second mtime can miss an edit)."""
+    stat = os.stat(path)
+    version = (path, stat.st_mtime_ns, stat.st_size)
+    known = _READ_AGAIN.get(held.__name__)
+    if known is not None and known[0] == version:
+        return known[1]
+    copy = importlib.util.module_from_spec(held.__spec__)
+    with open(path, "rb") as source:
+        exec(compile(source.read(), path, "exec"), copy.__dict__)  # noqa: S102 - as importing it does
+    _READ_AGAIN[held.__name__] = (version, copy)
+    return copy
 
 
 def import_failure(module: str) -> str | None:
