@@ -247,6 +247,37 @@ def test_value_variants_and_older_versions(project):
         server.stop()
 
 
+class UiFailIn(BaseVariable):
+    pass
+
+
+class UiFailOut(BaseVariable):
+    pass
+
+
+def test_a_failed_cell_names_the_run_that_failed_there(project):
+    """The page opens a failed cell's own run: a later run that failed at another address
+    never covered it (the page had opened the newest run that failed anywhere)."""
+    from scistack import for_each, lineage_fcn
+    from scistack.ui import api
+
+    @lineage_fcn
+    def positive(a):
+        if a < 0:
+            raise ValueError(f"negative {a}")
+        return a
+
+    UiFailIn.save(-1, subject=1, session="pre")
+    UiFailIn.save(-2, subject=2, session="pre")
+    for subject in (1, 2):
+        for_each(positive, inputs={"a": UiFailIn}, outputs=[UiFailOut], subject=[subject], session=["pre"],
+                 progress=False)
+    first = project.index.runs()[0].run_id  # (oldest first)
+    cell = api.grid(project, "var:UiFailOut", text="subject=1")["rows"][0][0]
+    assert cell["status"] == "failed" and cell["run"] == first
+    assert "negative -1" in api.run(project, cell["run"])["failures"][0]["error"]
+
+
 def test_only_loopback_and_a_free_port(project):
     with pytest.raises(WebViewError, match="loopback"):
         UiServer(project, host="0.0.0.0")

@@ -52,6 +52,7 @@ class StatusCell:
     status: str
     version: int | None = None
     reason: str = ""
+    run: str | None = None  # a failed cell: the run that failed here (a newer one may have failed elsewhere)
 
 
 @dataclass(frozen=True, slots=True)
@@ -663,7 +664,7 @@ def _var_cells(
     var: str,
     records: list[RefRecord],
     checker: StalenessChecker,
-    runs: dict[str, tuple[str, str, dict[str, Any], str]],
+    runs: dict[str, tuple[str, str, dict[str, Any], str, str | None]],
 ) -> dict[str, StatusCell]:
     cells: dict[str, StatusCell] = {}
     newest: dict[str, str] = {}
@@ -678,9 +679,9 @@ def _var_cells(
         (status, reason), record = worst
         cells[addr_key] = StatusCell(var, _schema_ordered(record.addr, keys), status, record.version, reason)
         newest[addr_key] = max(r.created_at for r in current.values())
-    for addr_key, (status, t, combo, error) in runs.items():
+    for addr_key, (status, t, combo, error, run_id) in runs.items():
         if status == "failed" and t > newest.get(addr_key, ""):
-            cells[addr_key] = StatusCell(var, _schema_ordered(combo, keys), "failed", None, error or "")
+            cells[addr_key] = StatusCell(var, _schema_ordered(combo, keys), "failed", None, error or "", run_id)
     return cells
 
 
@@ -692,10 +693,10 @@ def _schema_ordered(addr: dict[str, Any], schema_keys: list[str]) -> dict[str, A
 
 def _last_runs(
     db: Database, calls: CallReader
-) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str]]:
-    """(variable, address) -> (status, time, combo, error) of the newest run covering it."""
+) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str, str | None]]:
+    """(variable, address) -> (status, time, combo, error, run id) of the newest run covering it."""
     writers: dict[str, set[str]] = {}  # function name -> variables, for runs that predate "outputs"
-    out: dict[tuple[str, str], tuple[str, str, dict[str, Any], str]] = {}
+    out: dict[tuple[str, str], tuple[str, str, dict[str, Any], str, str | None]] = {}
     for run in db.index.runs():
         if run.dry_run or not run.items:
             continue
@@ -715,6 +716,7 @@ def _last_runs(
                     run.t,
                     item["combo"],
                     item.get("error"),
+                    run.run_id,
                 )
     return out
 

@@ -102,7 +102,7 @@ def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
         keep = [i for i in keep if needle in texts()[i]]
     page = keep[offset:offset + limit]
     rows = [[None if c is None else {"status": c.status, "version": c.version, "reason": c.reason,
-                                     "addr": c.addr} for c in g.grid[i]] for i in page]
+                                     "addr": c.addr, "run": c.run} for c in g.grid[i]] for i in page]
     return {"node": node, "variables": g.variables, "keys": keys, "addresses": [g.addresses[i] for i in page],
             "rows": rows, "counts": counts, "total": len(g.addresses), "matching": len(keep),
             "offset": offset, "limit": limit}

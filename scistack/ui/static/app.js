@@ -171,13 +171,9 @@ function cell(c, v) {
   if (c.status !== "missing" && c.status !== "failed") {
     td.classList.add("link");
     td.addEventListener("click", () => { location.hash = valueLink(v, c.addr); });
-  } else if (c.status === "failed") {  // the newest run of this output that failed somewhere
+  } else if (c.status === "failed") {  // the run that failed at this cell
     td.classList.add("link");
-    td.addEventListener("click", async () => {
-      const { runs } = await get("/api/runs");
-      const run = runs.find(r => r.outputs.includes(v) && r.counts.failed);
-      location.hash = run ? `#/run/${encodeURIComponent(run.run_id)}` : "#/runs";
-    });
+    td.addEventListener("click", () => { location.hash = c.run ? `#/run/${encodeURIComponent(c.run)}` : "#/runs"; });
   }
   return td;
 }
