@@ -726,3 +726,33 @@ def test_a_module_edited_after_its_import_is_judged_as_its_file_is_now(pipeline,
     assert _agree(project, fast=None)["SumScaled"]["stale"] == 2
     assert why(SumScaled, subject=1, session="pre").status == "stale"
     assert pipeline.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)
+
+
+class SumNeverIn(BaseVariable):
+    pass
+
+
+class SumNever(BaseVariable):
+    pass
+
+
+def test_a_step_that_produced_nothing_says_so_not_current(pipeline, project):
+    """A step whose every combination missed an input has no value: the graph had called it
+    current (all counts zero), `status` printed `SumNever: ` and `status SumNever` "nothing
+    saved yet". Each now says what its last run did."""
+    from scistack.report.pipeline import pipeline_graph
+
+    SumRaw.save(np.arange(4.0), subject=1, session="pre")
+    for_each(pipeline.scale, inputs={"signal": SumNeverIn}, outputs=[SumNever], progress=False,
+             subject=[1, 2], session=["pre"])
+    said = "never produced: the last run of scale had 2 combinations, 2 missing an input"
+    assert status_grid(project).empty == status_cells(project).empty == {"SumNever": said}
+    assert status_grid(project, ["SumNever"]).empty == {"SumNever": said}
+    graph = pipeline_graph(project)
+    for node in ("var:SumNever", "fn:scale"):
+        assert (graph.node(node).state, graph.node(node).note) == ("missing", said)
+    assert graph.node("var:SumRaw").state == "current"
+    from scistack.cli.render import render_status
+
+    assert render_status(status_grid(project, ["SumNever"]), project.schema_keys) == f"SumNever: {said}"
+    assert "\nSumNever: never produced: the last run of scale" in render_status(status_grid(project), project.schema_keys)

@@ -278,6 +278,35 @@ def test_a_failed_cell_names_the_run_that_failed_there(project):
     assert "negative -1" in api.run(project, cell["run"])["failures"][0]["error"]
 
 
+class UiGone(BaseVariable):
+    pass
+
+
+class UiFromGone(BaseVariable):
+    pass
+
+
+def test_every_node_the_graph_draws_opens_its_grid(project):
+    """A variable whose every value was deleted is still drawn (its lineage names it): it
+    says so, and its grid opens empty (it had been `UiGone has no records and no runs`)."""
+    from scistack import for_each, lineage_fcn
+    from scistack.ui import api
+
+    @lineage_fcn
+    def plus_one(a):
+        return a + 1
+
+    UiGone.save(1, subject=1, session="pre")
+    for_each(plus_one, inputs={"a": UiGone}, outputs=[UiFromGone], subject=[1], session=["pre"], progress=False)
+    UiGone.delete(subject=1, session="pre")
+    nodes = {n["id"]: n for n in api.graph(project)["nodes"]}
+    gone = nodes["var:UiGone"]
+    assert (gone["state"], gone["note"]) == ("missing", "no values (every one deleted)")
+    for node in nodes:
+        api.grid(project, node)
+    assert api.grid(project, "var:UiGone")["empty"] == {"UiGone": "no values (every one deleted)"}
+
+
 def test_only_loopback_and_a_free_port(project):
     with pytest.raises(WebViewError, match="loopback"):
         UiServer(project, host="0.0.0.0")

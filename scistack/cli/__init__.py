@@ -237,6 +237,7 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, whole:
         "addresses": grid.addresses,
         "cells": grid.cells,
         "counts": grid.counts(),
+        "empty": grid.empty,
     }
     _emit(as_json, data, render.render_status(grid, project.db.schema_keys, problems_only=problems))
 

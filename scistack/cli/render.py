@@ -231,11 +231,11 @@ STATUS_WORDS = {
 
 def render_status(grid: Any, keys: list[str], *, problems_only: bool = False) -> str:
     if not grid.addresses:
-        return "nothing saved yet"
+        return "\n".join(f"{v}: {grid.empty[v]}" for v in grid.variables if v in grid.empty) or "nothing saved yet"
     if problems_only:
         keep = [i for i, row in enumerate(grid.grid) if any(c and c.status != "done" for c in row)]
         grid = type(grid)(
-            grid.variables, [grid.addresses[i] for i in keep], [grid.grid[i] for i in keep]
+            grid.variables, [grid.addresses[i] for i in keep], [grid.grid[i] for i in keep], grid.empty
         )
         if not keep:
             return "everything is done"
@@ -274,7 +274,7 @@ def render_status(grid: Any, keys: list[str], *, problems_only: bool = False) ->
     )
     counts = grid.counts()
     summary = [
-        cut(f"{v}: " + ", ".join(f"{n} {s}" for s, n in counts[v].items() if n))
+        cut(f"{v}: " + (", ".join(f"{n} {s}" for s, n in counts[v].items() if n) or grid.empty.get(v, "")))
         for v in grid.variables
     ]
     return "\n\n".join(out) + "\n\n" + "\n".join(summary) + "\n\n" + legend
@@ -523,13 +523,13 @@ def render_pipeline(pipeline: Any) -> str:
         return "nothing saved yet"
     lines = []
     for node in pipeline.nodes:
-        counts = ", ".join(f"{n} {s}" for s, n in node.counts.items() if n) or "no values"
+        counts = ", ".join(f"{n} {s}" for s, n in node.counts.items() if n) or node.note or "no values"
         if node.kind == "function":
             inputs = sorted(a[4:] for a, b in pipeline.edges if b == node.id)
             lines.append(f"{node.name}({', '.join(inputs)}) -> {', '.join(node.outputs)}: "
                          f"{node.state} ({counts})")
     raw = [n for n in pipeline.nodes if n.kind == "variable"
            and not any(b == n.id for _, b in pipeline.edges)]
-    lines += [f"{n.name} (raw): {n.state} ({', '.join(f'{c} {s}' for s, c in n.counts.items() if c)})"
+    lines += [f"{n.name} (raw): {n.state} ({', '.join(f'{c} {s}' for s, c in n.counts.items() if c) or n.note})"
               for n in raw]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from typing import Any
 
 from scistack.database import Database
 from scistack.report.history import CallInfo, CallReader
-from scistack.report.status import STATUSES, status_summary
+from scistack.report.status import STATUSES, no_values, status_summary
 
 # A node's state, worst first: what its colour says.
 STATES = ("failed", "stale", "missing", "unknown", "current")
@@ -37,6 +37,7 @@ class GraphNode:
     counts: dict[str, int]
     module: str = ""  # a function's module
     outputs: tuple[str, ...] = ()  # a function's output variables
+    note: str = ""  # no value at all: what it says instead of counts (`status.no_values`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +52,10 @@ class PipelineGraph:
 
 
 def state_of(counts: dict[str, int]) -> str:
-    """The worst status present: failed, stale, missing, unknown, else current."""
+    """The worst status present: failed, stale, missing, unknown, else current; missing when
+    there is no value at all (nothing is current)."""
+    if not any(counts.values()):
+        return "missing"
     return next((_STATE_OF[s] for s in ("failed", "stale", "missing", "unknown") if counts.get(s)), "current")
 
 
@@ -76,7 +80,8 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
             for use in known or [uses.setdefault((run.function, frozenset()), {"module": "", "outputs": set()})]:
                 use["outputs"] |= set(run.outputs) if not known else set()
     names = set(counts) | {v for (_, inputs), use in uses.items() for v in inputs | use["outputs"]}
-    nodes = [_variable_node(var, counts.get(var)) for var in sorted(names)]
+    notes = {var: no_values(db, var) for var in names if not any((counts.get(var) or {}).values())}
+    nodes = [_variable_node(var, counts.get(var), notes.get(var, "")) for var in sorted(names)]
     edges: list[tuple[str, str]] = []
     used = [name for name, _ in uses]
     for (name, inputs), use in sorted(uses.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
@@ -86,15 +91,16 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
         for var in outputs:
             for status, n in (counts.get(var) or {}).items():
                 total[status] += n
-        nodes.append(GraphNode(node, "function", name, state_of(total), total, use["module"], tuple(outputs)))
+        note = "; ".join(dict.fromkeys(notes[v] for v in outputs if v in notes)) if not any(total.values()) else ""
+        nodes.append(GraphNode(node, "function", name, state_of(total), total, use["module"], tuple(outputs), note))
         edges += [(f"var:{v}", node) for v in sorted(inputs)]
         edges += [(node, f"var:{v}") for v in outputs]
     return PipelineGraph(nodes, edges)
 
 
-def _variable_node(var: str, counts: dict[str, int] | None) -> GraphNode:
+def _variable_node(var: str, counts: dict[str, int] | None, note: str) -> GraphNode:
     counts = counts or dict.fromkeys(STATUSES, 0)
-    return GraphNode(f"var:{var}", "variable", var, state_of(counts), counts)
+    return GraphNode(f"var:{var}", "variable", var, state_of(counts), counts, note=note)
 
 
 def _sample_calls(db: Database, reader: CallReader, var: str) -> list[CallInfo]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scistack.address import address_order
@@ -64,6 +64,7 @@ class StatusGrid:
     variables: list[str]
     addresses: list[dict[str, Any]]
     grid: list[list[StatusCell | None]]
+    empty: dict[str, str] = field(default_factory=dict)  # a variable with no value: what it says instead
 
     @property
     def cells(self) -> list[StatusCell]:
@@ -275,7 +276,7 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
         run_combos = {}
     chosen = list(variables) if variables else sorted(set(known) | outputs)
     for var in chosen:
-        if var not in known and var not in outputs:
+        if var not in known and var not in outputs and not db.index.levels(var):  # (deleted: no values)
             raise VariableNotFoundError(
                 f"{var} has no records and no runs; variables: {', '.join(known) or 'none'}"
             )
@@ -289,7 +290,7 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
             by_var[var] = _var_cells(
                 var, records[var], checker, {k: v for (rv, k), v in run_combos.items() if rv == var}
             )
-    return _grid(chosen, by_var, db.schema_keys)
+    return _grid(chosen, by_var, db.schema_keys, _empty(db, by_var))
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,7 +354,7 @@ def status_cells(db: Database, variables: list[str] | None = None) -> StatusGrid
         for (addr, version), shown in zip(newest, addrs):
             status, reason = judged.get(addr, ("done", ""))
             by_var[var][addr] = StatusCell(var, shown, status, version, reason)
-    return _grid(chosen, by_var, db.schema_keys)
+    return _grid(chosen, by_var, db.schema_keys, _empty(db, by_var))
 
 
 def _fast_summary(db: Database, variables: list[str] | None, limit: int) -> StatusSummary | None:
@@ -731,7 +732,8 @@ def _writers(db: Database, calls: CallReader) -> dict[str, set[str]]:
     return writers
 
 
-def _grid(chosen: list[str], by_var: dict[str, dict[str, StatusCell]], schema_keys: list[str]) -> StatusGrid:
+def _grid(chosen: list[str], by_var: dict[str, dict[str, StatusCell]], schema_keys: list[str],
+          empty: dict[str, str]) -> StatusGrid:
     """The rows (each variable's cells keyed by their address's `key_of`) and every variable's
     cell in each row. The keys the cells already have are used as they are: writing each
     address's key again was a third of a 300k-address grid's time."""
@@ -742,7 +744,26 @@ def _grid(chosen: list[str], by_var: dict[str, dict[str, StatusCell]], schema_ke
     rows = _rows(unique, schema_keys)
     levels = {var: _levels(by_var[var]) for var in chosen}
     grid = [[_project(var, by_var[var], levels[var], row, key, schema_keys) for var in chosen] for key, row in rows]
-    return StatusGrid(chosen, [row for _, row in rows], grid)
+    return StatusGrid(chosen, [row for _, row in rows], grid, empty)
+
+
+def _empty(db: Database, by_var: dict[str, dict[str, StatusCell]]) -> dict[str, str]:
+    return {var: no_values(db, var) for var, cells in by_var.items() if not cells}
+
+
+_RUN_ITEMS = {"missing": "missing an input", "failed": "failed", "ran": "ran", "cached": "cached"}
+
+
+def no_values(db: Database, var: str) -> str:
+    """What a variable without a single value says instead of counts (all zero, which had
+    read as "current"): what its newest run did at its combinations, or that none is left."""
+    run = next((r for r in reversed(db.index.runs()) if not r.dry_run and var in (r.outputs or ())), None)
+    if run is None:
+        return "no values (every one deleted)"
+    did = {_RUN_ITEMS.get(s, s): n for s, n in run.counts.items() if isinstance(n, int) and n}
+    told = ", ".join(f"{n} {word}" for word, n in did.items())
+    return f"never produced: the last run of {run.function} had {sum(did.values())} combinations, {told}" \
+        if did else f"never produced: the last run of {run.function} had no combinations"
 
 
 def _rows(unique: dict[str, dict[str, Any]], schema_keys: list[str]) -> list[tuple[str, dict[str, Any]]]:

@@ -104,7 +104,7 @@ def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
     rows = [[None if c is None else {"status": c.status, "version": c.version, "reason": c.reason,
                                      "addr": c.addr, "run": c.run} for c in g.grid[i]] for i in page]
     return {"node": node, "variables": g.variables, "keys": keys, "addresses": [g.addresses[i] for i in page],
-            "rows": rows, "counts": counts, "total": len(g.addresses), "matching": len(keep),
+            "rows": rows, "counts": counts, "empty": g.empty, "total": len(g.addresses), "matching": len(keep),
             "offset": offset, "limit": limit}
 
 

@@ -93,11 +93,11 @@ async function showGraph(main) {
     const name = n.kind === "function" ? `ƒ ${n.name}` : n.name;
     const node = svg("g", { class: `node ${n.kind} state-${n.state}`, "data-id": n.id, "data-state": n.state,
                             "data-name": n.name, transform: `translate(${n.x},${n.y})` },
-      svg("title", {}, `${n.kind} ${n.name}: ${n.state}\n${countsText(n.counts)}`),
+      svg("title", {}, `${n.kind} ${n.name}: ${n.state}\n${n.note || countsText(n.counts)}`),
       svg("rect", { width: g.node_w, height: g.node_h, rx: n.kind === "function" ? 14 : 3 }),
       n.kind === "function" ? "" : svg("rect", { class: "bar", width: 6, height: g.node_h - 4, x: 2, y: 2, rx: 2 }),
       svg("text", { x: 14, y: 18 }, clip(name, 22)),
-      svg("text", { class: "counts", x: 14, y: 34 }, clip(countsText(n.counts), 30)));
+      svg("text", { class: "counts", x: 14, y: 34 }, clip(n.note || countsText(n.counts), 30)));
     node.addEventListener("click", () => { location.hash = `#/node/${encodeURIComponent(n.id)}`; });
     root.append(node);
   }
@@ -149,7 +149,7 @@ async function showGrid(main, node) {
     if (ask === asked) draw(data);  // an answer to an older question is dropped
   }
   function draw(data) {
-    summary.textContent = data.variables.map(v => `${v}: ${countsText(data.counts[v])}`).join("; ");
+    summary.textContent = data.variables.map(v => `${v}: ${data.empty[v] || countsText(data.counts[v])}`).join("; ");
     const head = el("tr", {}, data.keys.map(k => el("th", {}, k)), data.variables.map(v => el("th", {}, v)));
     const body = data.addresses.map((addr, i) => el("tr", {},
       data.keys.map(k => el("td", {}, k in addr ? String(addr[k]) : "")),
