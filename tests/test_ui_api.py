@@ -124,6 +124,7 @@ def test_grid_pages_and_filters_on_the_server(served):
     assert unchecked["matching"] == 0 and unchecked["addresses"] == []
     post = get(url, "/api/grid", node="var:Raw", text='Session="POST"')
     assert post["matching"] == 3 and {a["session"] for a in post["addresses"]} == {"post"}
+    assert get(url, "/api/grid", node="var:Raw", text="session='post'")["addresses"] == post["addresses"]  # as CLI prints it
     code, body = error_of(url, "/api/grid?node=var:Raw&statuses=late")
     assert code == 400 and "late" in body
     code, body = error_of(url, "/api/grid?node=var:Raw&limit=many")

@@ -97,7 +97,7 @@ def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
     keep: Any = range(len(g.addresses))  # every row holds a cell of one of the variables
     if wanted != set(STATUSES):
         keep = [i for i in keep if any(c is not None and c.status in wanted for c in g.grid[i])]
-    needle = text.strip().lower().replace('"', "")
+    needle = _unquoted(text.strip())
     if needle:
         keep = [i for i in keep if needle in texts()[i]]
     page = keep[offset:offset + limit]
@@ -131,7 +131,13 @@ def _search_text(schema_keys: list[str], addr: dict[str, Any]) -> str:
     """An address as the page writes it (`subject=1, session="pre"`: schema keys in order,
     then version keys), lower case and without quotes: what a filter is looked for in."""
     keys = [k for k in schema_keys if k in addr] + [k for k in addr if k not in schema_keys]
-    return ", ".join(f"{k}={_text_of(addr[k])}" for k in keys).lower().replace('"', "")
+    return _unquoted(", ".join(f"{k}={_text_of(addr[k])}" for k in keys))
+
+
+def _unquoted(text: str) -> str:
+    """Lower case, without double or single quotes: `session="pre"` as the page writes it
+    and `session='pre'` as the CLI's reports print it are one filter."""
+    return text.lower().replace('"', "").replace("'", "")
 
 
 def _text_of(value: Any) -> str:
