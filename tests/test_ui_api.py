@@ -129,6 +129,8 @@ def test_grid_pages_and_filters_on_the_server(served):
     assert code == 400 and "late" in body
     code, body = error_of(url, "/api/grid?node=var:Raw&limit=many")
     assert code == 400 and "limit 'many' must be a whole number" in body
+    code, body = error_of(url, "/api/grid?node=var:Raw&limit=0")  # (it had served a full page)
+    assert code == 400 and "limit 0 must be" in body
 
 
 def test_value_previews_by_kind(served):

@@ -152,6 +152,13 @@ def _int(text: str | None, what: str = "version") -> int | None:
         raise WebViewError(f"{what} {text!r} must be a whole number") from None
 
 
+def _int_or(query: dict[str, str], name: str, default: int) -> int:
+    """A whole number given as ?name=, else `default` (a 0 given is 0, for the API to judge:
+    `or default` had served limit=0 as a full page)."""
+    found = _int(query.get(name), name)
+    return default if found is None else found
+
+
 def _need(query: dict[str, str], name: str) -> str:
     if not query.get(name):
         raise WebViewError(f"this request needs ?{name}=")
@@ -163,13 +170,12 @@ ROUTES = {
     "/api/generation": lambda db, q: {"generation": db.index.generation()},
     "/api/graph": lambda db, q: api.graph(db),
     "/api/grid": lambda db, q: api.grid(
-        db, _need(q, "node"), offset=_int(q.get("offset"), "offset") or 0,
-        limit=_int(q.get("limit"), "limit") or api.GRID_PAGE,
+        db, _need(q, "node"), offset=_int_or(q, "offset", 0), limit=_int_or(q, "limit", api.GRID_PAGE),
         statuses=None if q.get("statuses") is None else [s for s in q["statuses"].split(",") if s],
         text=q.get("text", "")),
     "/api/value": lambda db, q: api.value(db, _need(q, "var"), api.parse_addr(q.get("addr")),
                                           _int(q.get("version"))),
     "/api/runs": lambda db, q: api.runs(db),
-    "/api/run": lambda db, q: api.run(db, _need(q, "id"), offset=_int(q.get("offset"), "offset") or 0,
-                                      limit=_int(q.get("limit"), "limit") or api.RUN_PAGE),
+    "/api/run": lambda db, q: api.run(db, _need(q, "id"), offset=_int_or(q, "offset", 0),
+                                      limit=_int_or(q, "limit", api.RUN_PAGE)),
 }
