@@ -250,6 +250,22 @@ def test_value_variants_and_older_versions(project):
         server.stop()
 
 
+def test_a_variant_saved_without_version_keys_opens_from_the_variants_list(project):
+    """Each variant the list links to opens, the one saved without version keys too (its
+    link was the bare address, which lists the variants again): `note: null`, as
+    `load(note=None)` takes it."""
+    UiTrial.save(1.0, subject=2, session="pre")
+    UiTrial.save(2.0, subject=2, session="pre", note="recal")
+    server = project.ui()
+    try:
+        both = get(server.url, "/api/value", var="UiTrial", addr=addr(subject=2, session="pre"))
+        opened = [get(server.url, "/api/value", var="UiTrial", addr=json.dumps(v["where"])) for v in both["variants"]]
+        assert sorted((o["record"]["version"], o["record"]["vkeys"], o["why"]["status"]) for o in opened) == [
+            (1, {}, "raw"), (2, {"note": "recal"}, "raw")]
+    finally:
+        server.stop()
+
+
 class UiFailIn(BaseVariable):
     pass
 

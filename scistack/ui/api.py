@@ -151,16 +151,16 @@ def value(db: Database, var: str, addr: dict[str, Any], version: int | None = No
     address names several version-key variants, the list of them."""
     records = select(db, var, version=version, **addr)
     if len(records) != 1:
-        return {"var": var, "addr": addr, "variants": [_record(r) for r in records]}
+        return {"var": var, "addr": addr, "variants": [_record(db, r) for r in records]}
     record = records[0]
     data, described = shown_value(db, record.oid, db.store.get(record.oid))  # (never gigabytes)
-    where = {**record.addr, **record.vkeys}
+    where = _where(db, record)
     versions = log_entries(db, var, **where)
     current = any(e.current and e.version == record.version for e in versions)
     out = {
         "var": var,
         "addr": addr,
-        "record": _record(record),
+        "record": _record(db, record),
         "current": current,
         "describe": described,
         "preview": preview(data),
@@ -173,9 +173,17 @@ def value(db: Database, var: str, addr: dict[str, Any], version: int | None = No
     return out
 
 
-def _record(record: RefRecord) -> dict[str, Any]:
-    return {"addr": record.addr, "vkeys": record.vkeys, "version": record.version, "oid": record.oid,
-            "kind": record.kind, "summary": record.summary, "created_at": record.created_at}
+def _record(db: Database, record: RefRecord) -> dict[str, Any]:
+    return {"addr": record.addr, "vkeys": record.vkeys, "where": _where(db, record), "version": record.version,
+            "oid": record.oid, "kind": record.kind, "summary": record.summary, "created_at": record.created_at}
+
+
+def _where(db: Database, record: RefRecord) -> dict[str, Any]:
+    """The address that selects this record's variant alone: its version keys, and None for
+    each version key of the variable it was saved without (`note=None`, as `load` takes it;
+    its bare address names every variant)."""
+    unkeyed = {k: None for k in db.index.vkey_names(record.var) if k not in record.vkeys}
+    return {**record.addr, **unkeyed, **record.vkeys}
 
 
 def _provenance(db: Database, call_oid: str) -> dict[str, Any]:
@@ -221,7 +229,8 @@ def _run_items(db: Database, run_id: str) -> tuple[Any, list[Any], int]:
 
 
 def parse_addr(text: str | None) -> dict[str, Any]:
-    """An address from the page: a JSON object of scalar values."""
+    """An address from the page: a JSON object of scalar values (null: a version key the
+    variant was saved without, as `load(note=None)`)."""
     if not text:
         return {}
     try:
@@ -229,7 +238,7 @@ def parse_addr(text: str | None) -> dict[str, Any]:
     except ValueError:
         addr = None
     if not isinstance(addr, dict) or not all(
-        isinstance(v, (str, int, float, bool)) and not isinstance(v, dict) for v in addr.values()
+        v is None or isinstance(v, (str, int, float, bool)) for v in addr.values()
     ):
         raise WebViewError(f"address {text[:80]!r} must be a JSON object of scalars, like "
                            '{"subject": 1, "session": "pre"}')

@@ -188,7 +188,7 @@ async function showValue(main, q) {
   main.replaceChildren(back, el("h2", { id: "value-title" }, `${v}(${addrText(addr)})`));
   if (d.variants) {
     main.append(el("p", {}, `${d.variants.length} variants at this address:`),
-      el("ul", {}, d.variants.map(r => el("li", {}, el("a", { href: valueLink(v, { ...r.addr, ...r.vkeys }) }, addrText({ ...r.addr, ...r.vkeys }))))));
+      el("ul", {}, d.variants.map(r => el("li", {}, el("a", { href: valueLink(v, r.where) }, addrText(r.where))))));
     return;
   }
   const r = d.record;
@@ -209,7 +209,7 @@ async function showValue(main, q) {
   }
   if (d.provenance) main.append(el("h3", {}, "Provenance"), provenance(d.provenance));
   main.append(el("h3", {}, "Versions"), el("table", {}, el("tr", {}, ["version", "saved", "summary", "function", ""].map(h => el("th", {}, h))),
-    d.versions.map(e => el("tr", {}, el("td", {}, el("a", { href: valueLink(v, { ...r.addr, ...r.vkeys }, e.version) }, e.version)),
+    d.versions.map(e => el("tr", {}, el("td", {}, el("a", { href: valueLink(v, r.where, e.version) }, e.version)),
       el("td", {}, e.created_at), el("td", {}, e.summary), el("td", {}, e.function || "raw"), el("td", {}, e.current ? "current" : "")))));
 }
 
