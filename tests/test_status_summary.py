@@ -756,3 +756,35 @@ def test_a_step_that_produced_nothing_says_so_not_current(pipeline, project):
 
     assert render_status(status_grid(project, ["SumNever"]), project.schema_keys) == f"SumNever: {said}"
     assert "\nSumNever: never produced: the last run of scale" in render_status(status_grid(project), project.schema_keys)
+
+
+SELF_EDITING_SCRIPT = """
+from scistack import BaseVariable, configure_database, for_each, lineage_fcn
+from scistack.report.status import status_grid
+db = configure_database("p.duckdb", ["subject"])
+class A(BaseVariable): pass
+class B(BaseVariable): pass
+@lineage_fcn
+def double(a):
+    return a * 2
+print("ran")
+A.save(1, subject=1)
+for_each(double, inputs={"a": A}, outputs=[B], subject=[1], progress=False)
+open(__file__, "w").write(open(__file__).read().replace("a * 2", "a * 3"))
+print(status_grid(db, ["B"]).grid[0][0].status)
+"""
+
+
+def test_a_script_edited_while_it_runs_is_never_run_again_to_judge_it(tmp_path):
+    """Only modules are read again after an edit: a running script's __main__ (`python -m
+    run`) is not (that would run the whole pipeline a second time)."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "run.py").write_text(SELF_EDITING_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-m", "run"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ran", "done"]  # (judged by the code it runs, as before)

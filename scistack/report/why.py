@@ -598,7 +598,8 @@ def script_reasons(db: Any, call_oid: str) -> list[Reason] | None:
 
 
 def _find_function(module: str, name: str) -> Any:
-    edited = module in sys.modules and _import_module(module) is not sys.modules[module]
+    edited = module != "__main__" and module in sys.modules \
+        and _import_module(module) is not sys.modules[module]
     fn = None if edited else registered_function(module, name)  # (the code first imported)
     if fn is not None:
         return fn
@@ -669,8 +670,9 @@ def _edited_since_start(held: Any) -> str | None:
     """The source file of imported module `held` if it was written after this process started:
     the code in memory may not be the file's any more (None: it is, or it has no source file)."""
     path = getattr(held, "__file__", None)
-    if not isinstance(path, str) or not path.endswith(".py"):
-        return None
+    if held.__name__ == "__main__" or getattr(held, "__spec__", None) is None \
+            or not isinstance(path, str) or not path.endswith(".py"):
+        return None  # (a script is judged from its text, never run again: `script_changes`)
     try:
         return path if os.stat(path).st_mtime > _STARTED else None
     except OSError:
