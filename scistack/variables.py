@@ -695,9 +695,10 @@ def _doubles_frame(db: Database, var: str) -> Any:
             return None
     except ScistackError:
         return None
-    fixed = {"call", "value", "version", "created_at", "oid"}
-    columns = {k: table[k].to_pandas() if pa.types.is_string(table[k].type) else table[k].to_numpy()
-               for k in table.column_names if k not in fixed}  # (text as pandas makes it from str)
+    held = set(table.column_names)  # (the address keys the records hold: a key none holds, all None)
+    columns = {k: (table[k].to_pandas() if pa.types.is_string(table[k].type) else table[k].to_numpy())
+               if k in held else [None] * table.num_rows
+               for k in db.schema_keys}  # (text as pandas makes it from str)
     columns["data"] = table["value"].to_numpy()
     calls = table["call"]
     if calls.null_count == len(calls):
