@@ -45,3 +45,44 @@ def migrated_in_place(path: Any, mark: str) -> bool:
         return con.execute("SELECT value FROM meta WHERE key = 'test_mark'").fetchone() == (mark,)
     finally:
         con.close()
+
+
+def interrupt_when(ready: Any, where: str) -> Any:
+    """A context manager: Ctrl-C as Python delivers it, at a chosen moment. A KeyboardInterrupt
+    is raised at the first bytecode instruction run, once `ready()` holds, in a frame of a file
+    whose path ends with `where`: where a real SIGINT's handler runs, just after the call that
+    was under way returns. Deterministic, unlike a timer (a tracing hook, not a mock)."""
+    import sys
+    from contextlib import contextmanager
+
+    @contextmanager
+    def armed() -> Any:
+        fired: list[str] = []
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            if not frame.f_code.co_filename.endswith(where):
+                return None
+            frame.f_trace_opcodes = True
+            if event == "opcode" and not fired and ready():
+                fired.append(frame.f_code.co_name)
+                sys.settrace(None)
+                raise KeyboardInterrupt
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            yield fired
+        finally:
+            sys.settrace(None)
+        assert fired, f"no instruction of {where} ran once ready"
+
+    return armed()
+
+
+def interrupt_after_statement(connections: list[Any], prefix: str, where: str = "scistack/index/fold.py") -> Any:
+    """`interrupt_when` just after SQLite ran a statement starting with `prefix` on one of these
+    connections (the KeyboardInterrupt comes in the fold's frame that called it)."""
+    seen: list[str] = []
+    for con in connections:
+        con.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith(prefix) else None)
+    return interrupt_when(lambda: bool(seen), where)

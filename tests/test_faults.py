@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scistack import BaseVariable, configure_database
+from scistack import BaseVariable, configure_database, for_each
 from scistack.errors import CorruptObjectError, ScistackError, VariableNotFoundError
 from scistack.fsck import fsck
 from scistack.index.journal import Journal, entry_problem
@@ -25,6 +25,7 @@ from scistack.objects.hashing import hash_object
 from scistack.records import parse_call
 
 from .conftest import SCHEMA
+from .helpers import interrupt_after_statement, interrupt_when
 
 
 class Fault(BaseVariable):
@@ -216,3 +217,84 @@ def test_any_call_record_payload_gives_a_record_or_a_corrupt_record_error(tree):
         parse_call(json.dumps(tree).encode())
     except ScistackError:
         pass
+
+
+class Doubled(BaseVariable):
+    pass
+
+
+def doubled(x):
+    return x * 2
+
+
+def _pipeline():
+    return for_each(doubled, inputs={"x": Fault}, outputs=[Doubled], subject=list(range(6)), session=["s"],
+                    progress=False, verbose=False)
+
+
+def _still_works(project) -> None:
+    """After a Ctrl-C: every value saved loads, and the pipeline at the top level runs what is
+    missing, reusing what ran (as a re-run after a crash does)."""
+    for s in range(6):
+        assert Fault.load(subject=s, session="s").data.tolist() == [float(s)] * 3
+    first = _pipeline()
+    assert not first.failures and first.ran + first.cached == 6
+    assert [Doubled.load(subject=s, session="s").data[0] for s in range(6)] == [2.0 * s for s in range(6)]
+    assert _pipeline().cached == 6
+
+
+@pytest.mark.parametrize("moment", ["save", "load", "for_each", "catch_up"])
+def test_ctrl_c_just_after_a_fold_transaction_began_leaves_the_session_usable(project, moment):
+    """A KeyboardInterrupt that came just after the fold's BEGIN, before the try that rolls it
+    back, left its connection inside the transaction: each later load, save and for_each
+    raised a false DatabaseLockedError ("cannot start a transaction within a transaction")
+    until the interpreter restarted. The interrupt comes there exactly (see
+    `interrupt_after_statement`), at each way in: a save, a point load's read transaction,
+    a for_each's flush, and a line another process appended being folded."""
+    for s in range(5):
+        Fault.save(np.full(3, float(s)), subject=s, session="s")
+    if moment != "save":
+        Fault.save(np.full(3, 5.0), subject=5, session="s")
+    fold = project.index._fold
+    Fault.load(subject=0, session="s")  # (the point lookups' connection exists)
+    fold._connection()  # (and its read transaction is ended: the next lookup begins one)
+    if moment == "catch_up":  # a line the fold has not seen, as another process appends one
+        with open(project.index.journal_path, "rb+") as journal:
+            journal.write(journal.read().splitlines(keepends=True)[-1])
+    statement = "BEGIN" if moment == "load" else "BEGIN IMMEDIATE"
+    with pytest.raises(KeyboardInterrupt), interrupt_after_statement([fold._reader(), fold._point], statement):
+        if moment == "save":
+            Fault.save(np.full(3, 5.0), subject=5, session="s")
+        elif moment == "for_each":
+            _pipeline()
+        else:
+            Fault.load(subject=1, session="s")
+    _still_works(project)
+
+
+def test_ctrl_c_as_a_cached_call_starts_leaves_the_session_at_the_top_level(project):
+    """A KeyboardInterrupt just after for_each marked its function's body as running (so that
+    a load inside it is refused) and before the try that unmarks it: every later for_each and
+    load of the session was refused as "inside doubled"."""
+    from scistack.lineage.running import _RUNNING
+
+    for s in range(6):
+        Fault.save(np.full(3, float(s)), subject=s, session="s")
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: _RUNNING.get() is not None,
+                                                         "scistack/lineage/running.py"):
+        _pipeline()
+    _still_works(project)
+
+
+def test_a_fold_connection_left_inside_a_transaction_is_rolled_back_not_reported_as_a_lock(project):
+    """Whatever left the fold's connection inside a transaction (nothing in it committed), the
+    next write rolls it back and goes on: it had raised DatabaseLockedError, naming another
+    process, at every later save and load."""
+    for s in range(5):
+        Fault.save(np.full(3, float(s)), subject=s, session="s")
+    con = project.index._fold._reader()
+    con.execute("BEGIN IMMEDIATE")
+    con.execute("DELETE FROM refs")  # (a fold cut short: what it did is not kept)
+    Fault.save(np.full(3, 5.0), subject=5, session="s")
+    assert not con.in_transaction
+    _still_works(project)

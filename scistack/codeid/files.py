@@ -358,11 +358,12 @@ def recording_reads(exclude: tuple[str, ...] = (),
     _empty_out_of_date_caches(root)
     recording = _Recording(exclude, root)
     stack = _LOCAL.__dict__.setdefault("stack", [])
-    stack.append(recording)
-    try:
+    try:  # (appended inside: an interrupt just after it must not leave it recording forever)
+        stack.append(recording)
         yield recording
     finally:
-        stack.remove(recording)
+        if recording in stack:
+            stack.remove(recording)
 
 
 def files_read(recording: _Recording) -> list[FileRead]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack.lineage.filecheck import reads_of_call
-from scistack.lineage.running import running
+from scistack.lineage.running import call_running
 from scistack.foreach.inputs import Resolved, load_value
 from scistack.foreach.paths import written_file
 from scistack.foreach.split import split_items
@@ -75,9 +75,9 @@ def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], sp
                 os.unlink(path)
         given = [r.bound.record["file"] for r in task.inputs.values() if "oid" in r.bound.record
                  and "file" in r.bound.record and "writes" not in r.bound.record]  # PathInputs
-        with reads_of_call(store, given, fn) as files, running(getattr(fn, "__name__", "the function")):
+        with reads_of_call(store, given, fn) as files:
             args = [values.pop(n) for n in task.positional if n in values]
-            result = fn(*args, **values)
+            result = call_running(getattr(fn, "__name__", "the function"), fn, *args, **values)
         duration = time.perf_counter() - t0
         written = [written_file(path) for path in writes]
         if result is None and not written:

@@ -24,8 +24,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -189,8 +188,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {13: (
 def _migrate(con: sqlite3.Connection, found: int) -> int:
     """Bring a fold of version `found` to the current layout in one transaction (another
     process may be doing the same: the version is read again under the write lock)."""
-    con.execute("BEGIN IMMEDIATE")
     try:
+        _begin(con)
         if int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'")) == found:
             while found in _MIGRATIONS:  # 8 -> 9 -> ... -> FOLD_VERSION
                 for statement in _MIGRATIONS[found]:
@@ -422,11 +421,10 @@ class Fold:
                 return False
             self._names.clear()
             con = self._connection()
+            began = False
             try:
-                con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError:
-                return False  # another process folds: the next catch_up reads the tail instead
-            try:
+                _begin(con)
+                began = True
                 stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
                 if stored != start:
                     _rollback(con)
@@ -436,9 +434,11 @@ class Fold:
                 con.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 _rollback(con)
-                if storage_full(exc, str(self.path)) is None:
+                if began and storage_full(exc, str(self.path)) is None:
                     raise
-                return False  # the lines are journalled (saved); the next catch_up folds them
+                # another process folds (the BEGIN waited in vain), or the disk is full: the
+                # lines are journalled (saved); the next catch_up folds them
+                return False
             except BaseException:
                 _rollback(con)
                 raise
@@ -448,13 +448,13 @@ class Fold:
     def _fold_chunk(self, con: sqlite3.Connection, size: int) -> int:
         """Fold up to `_CHUNK_BYTES` of journal lines in one transaction; the offset reached."""
         try:
-            con.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise DatabaseLockedError(
-                f"{self.path} stayed locked for {self.lock_timeout:.0f} s ({exc}); another "
-                "scistack process is folding a large journal. Try again; nothing is lost"
-            ) from None
-        try:
+            try:
+                _begin(con)
+            except sqlite3.OperationalError as exc:
+                raise DatabaseLockedError(
+                    f"{self.path} stayed locked for {self.lock_timeout:.0f} s ({exc}); another "
+                    "scistack process is folding a large journal. Try again; nothing is lost"
+                ) from None
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored > size:  # the journal was replaced (compaction): fold anew
                 for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "refs", "slots", "names",
@@ -555,13 +555,16 @@ class Fold:
                 con.execute("PRAGMA mmap_size=0")
                 con.execute("PRAGMA cache_size=-4096")  # the B-tree's upper pages, kept
             if not self._held:
-                con.execute("BEGIN")
-                self._held = True
+                # marked held before the BEGIN, so that one an interrupt cuts short is ended
+                # all the same (by the thread, or the next write), never begun twice
                 if self._ender is None:
                     self._ender = threading.Thread(target=_end_held_soon, name="scistack-fold-reads",
                                                    args=(weakref.ref(self), self._held_opened), daemon=True)
                     self._ender.start()
+                self._held = True
                 self._held_opened.set()
+                if not con.in_transaction:
+                    con.execute("BEGIN")
             return con.execute(sql, args).fetchall()
 
     def _end_held(self) -> None:
@@ -610,8 +613,8 @@ class Fold:
             return rows[0]
         with self._lock:
             con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
             try:
+                _begin(con)
                 con.execute("INSERT OR IGNORE INTO var_counts SELECT ?1, (SELECT count(*) FROM refs WHERE var = ?1), "
                             "(SELECT count(*) FROM slots WHERE var = ?1 AND live)", (var,))
                 found = con.execute("SELECT refs, slots FROM var_counts WHERE var = ?", (var,)).fetchone()
@@ -637,8 +640,8 @@ class Fold:
     def _write(self, sql: str, args: tuple) -> None:
         with self._lock:
             con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
             try:
+                _begin(con)
                 con.execute(sql, args)
                 con.execute("COMMIT")
             except BaseException:
@@ -672,8 +675,8 @@ class Fold:
         (the journal was replaced and folded anew)."""
         with self._lock:
             con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
             try:
+                _begin(con)
                 for oid, size in sizes.items():
                     if con.execute("DELETE FROM var_unsized WHERE var = ? AND oid = ?", (var, oid_in(oid))).rowcount:
                         con.execute("UPDATE var_bytes SET bytes = bytes + ? WHERE var = ?", (size, var))
@@ -690,8 +693,8 @@ class Fold:
         `var_unsized`. Reads every ref of the variable, once."""
         with self._lock:
             con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
             try:
+                _begin(con)
                 if not con.execute("SELECT 1 FROM var_bytes WHERE var = ?", (var,)).fetchone():
                     con.execute("DELETE FROM var_oids WHERE var = ?", (var,))
                     con.execute("DELETE FROM var_unsized WHERE var = ?", (var,))
@@ -710,8 +713,8 @@ class Fold:
         """Objects are immutable, so a size once measured is true for as long as the oid exists."""
         with self._lock:
             con = self._connection()
-            con.execute("BEGIN IMMEDIATE")
             try:
+                _begin(con)
                 # in key order: a million random keys inserted in order cost a fraction
                 con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)",
                                 [(oid_in(oid), n) for oid, n in sorted(sizes.items())])
@@ -825,8 +828,8 @@ class Fold:
         cannot pair an offset with rows of another); nothing is caught up first."""
         with self._lock:
             con = self._connection()
-            con.execute("BEGIN")
             try:
+                _begin(con, "BEGIN")
                 offset = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
                 rows = con.execute(
                     f"SELECT {_REF_COLUMNS} FROM refs WHERE var = ? AND addr = ? AND vkeys = ? "
@@ -834,7 +837,7 @@ class Fold:
                 top = con.execute("SELECT max_version FROM slots WHERE var = ? AND addr = ?",
                                   (var, addr_key)).fetchall()
             finally:
-                con.execute("COMMIT")
+                _rollback(con)  # (a read: nothing to keep)
         return offset, (_record(rows[0]) if rows else None), (top[0][0] if top else 0)
 
     def refs_to(self, oid: str) -> list[RefRecord]:
@@ -863,45 +866,43 @@ class Fold:
         only if the fold is free within a moment (a writer hands them in as a shortcut for
         the next report, never worth waiting behind another writer for); True when kept."""
         facts = sorted(facts, key=lambda fact: fact[0])  # (in key order: a page is written once a batch)
-        with self.shortcut_transaction(wait=wait) as con:
-            if con is None:
-                return False
+        def write(con: sqlite3.Connection) -> None:
             con.executemany("INSERT OR REPLACE INTO call_facts VALUES (?, ?, ?, ?, ?)",
                             [(c, m, f, i, int(simple)) for c, m, f, i, simple, _, _ in facts])
             con.executemany("INSERT OR REPLACE INTO call_inputs VALUES (?, ?, ?, ?, ?, ?)",
                             [(f[0], *row[:4], oid_in(row[4])) for f in facts for row in f[5]])
             con.executemany("INSERT OR REPLACE INTO call_gathers VALUES (?, ?)",
                             [(f[0], var) for f in facts for var in f[6]])
-        return True
+        return self.shortcut_write(write, wait=wait)
 
-    @contextmanager
-    def shortcut_transaction(self, *, wait: bool) -> Iterator[sqlite3.Connection | None]:
-        """A write transaction for what is only a shortcut (what a report learned, the call
-        facts a writer hands in): without `wait`, only if the fold is free within a moment,
-        else None (nothing is kept this time). Committed when the block ends."""
+    def shortcut_write(self, write: Callable[[sqlite3.Connection], None], *, wait: bool) -> bool:
+        """`write(con)` in a write transaction, for what is only a shortcut (what a report
+        learned, the call facts a writer hands in): without `wait`, only if the fold is free
+        within a moment (False: nothing is kept this time). Not a context manager: an
+        interrupt between its entry and its block would leave the transaction open."""
         with self._lock:
             con = self._connection()  # (ends a point lookup's read transaction)
-            if not wait:
-                con.execute("PRAGMA busy_timeout = 200")
+            began = False
             try:
-                con.execute("BEGIN IMMEDIATE")
-                began = True
-            except sqlite3.OperationalError:
-                if wait:
-                    raise
-                began = False  # a writer holds the fold
-            finally:
-                if not wait:
-                    con.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
-            if not began:
-                yield None
-                return
-            try:
-                yield con
+                try:
+                    if not wait:
+                        con.execute("PRAGMA busy_timeout = 200")
+                    _begin(con)
+                    began = True
+                finally:
+                    if not wait:
+                        con.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
+                write(con)
                 con.execute("COMMIT")
+            except sqlite3.OperationalError:
+                _rollback(con)
+                if began or wait:
+                    raise
+                return False  # a writer holds the fold
             except BaseException:
                 _rollback(con)
                 raise
+            return True
 
     def ref_counts(self, oids: list[str], var: str | None = None) -> dict[str, int]:
         """How many live refs (of `var`, if given) name each of these oids (absent: none): one
@@ -1108,11 +1109,11 @@ class Judging:
     def _keep(self, *statements: tuple[str, tuple]) -> None:
         """Write what a report learned, if the fold is free within a moment: it is only a
         shortcut for the next report, never worth waiting behind a writer for."""
-        with self.fold.shortcut_transaction(wait=False) as con:
-            self.con = self.fold._connection()
-            if con is not None:
-                for sql, args in statements:
-                    con.execute(sql, args)
+        def write(con: sqlite3.Connection) -> None:
+            for sql, args in statements:
+                con.execute(sql, args)
+        self.fold.shortcut_write(write, wait=False)
+        self.con = self.fold._connection()
 
     def set_verdicts(self, verdicts: dict[str, tuple[str, str]]) -> None:
         self.con.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?)",
@@ -1487,6 +1488,19 @@ def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
 def _call_row(e: dict[str, Any]) -> tuple:
     return (oid_in(e["key"]), oid_in(e["call"]), oid_in(e.get("fn")), json.dumps(e.get("outs") or []),
             1 if e.get("multi") else 0, e.get("t"), oid_in(e.get("origins")))
+
+
+def _begin(con: sqlite3.Connection, how: str = "BEGIN IMMEDIATE") -> None:
+    """Begin a transaction, first rolling back one left open: every BEGIN here is inside the
+    try that ends its transaction, but an interrupt (Ctrl-C) between two statements of a
+    rollback, or code yet to come, could leave one, and then each later BEGIN failed ("cannot
+    start a transaction within a transaction", reported as a lock) until the process ended.
+    Nothing in it was committed, and the journal still holds whatever it was folding."""
+    if con.in_transaction:
+        log.warning("the local index's connection was left inside a transaction (an interrupted "
+                    "write); rolled back, nothing saved is lost")
+        con.execute("ROLLBACK")
+    con.execute(how)
 
 
 def _rollback(con: sqlite3.Connection) -> None:

@@ -48,7 +48,7 @@ from scistack.codeid.codetree import code_tree, constant_values, source_files, t
 from scistack.codeid.files import FileRead, code_object, install as see_reads
 from scistack.lineage.filecheck import cache_fn, files_of, files_value, hit_changed, is_split, reads_of_call, remember
 from scistack.lineage.facts import note_written
-from scistack.lineage.running import running
+from scistack.lineage.running import call_running
 from scistack.lineage.context import MEMORY, bring_inputs, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
 from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
@@ -231,8 +231,8 @@ class LineageFunction:
         """Execute on a cache miss and record the call."""
         args, kwargs = plain_arguments(self.signature, bound, inputs)
         started, t0 = utc_now(), time.perf_counter()
-        with reads_of_call(ctx.store, root=self.fn) as files, running(self.name):
-            out = self.fn(*args, **kwargs)
+        with reads_of_call(ctx.store, root=self.fn) as files:
+            out = call_running(self.name, self.fn, *args, **kwargs)
         duration = time.perf_counter() - t0
         multi = isinstance(out, tuple)
         given = [b.value for b in inputs.values()]

@@ -8,9 +8,10 @@ such a load is refused, naming the way in that the cache does see.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import contextvars
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import Any
 
 import warnings
 
@@ -19,14 +20,17 @@ from scistack.errors import LineageError
 _RUNNING: ContextVar[str | None] = ContextVar("scistack_running_call", default=None)
 
 
-@contextmanager
-def running(name: str) -> Iterator[None]:
-    """The block runs the body of cached function `name`."""
-    token = _RUNNING.set(name)
-    try:
-        yield
-    finally:
-        _RUNNING.reset(token)
+def call_running(name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """`fn(*args, **kwargs)`, the body of cached function `name`, marked as running in a copy of
+    the caller's context: the caller's is never changed, so no interrupt (Ctrl-C) can leave it
+    marked. A `set` undone in a `finally` left it marked when the KeyboardInterrupt came between
+    the two, and every later for_each and load of the session was refused as inside `name`."""
+    return contextvars.copy_context().run(_marked, name, fn, args, kwargs)
+
+
+def _marked(name: str, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
+    _RUNNING.set(name)
+    return fn(*args, **kwargs)
 
 
 def refuse_load_inside(call: str, var: str, fix: str | None = None) -> None:
