@@ -1415,3 +1415,46 @@ def test_workers_run_a_function_decorated_in_the_script(tmp_path, python_env):
     done = subprocess.run([sys.executable, "pipeline.py"], cwd=tmp_path, env=python_env, capture_output=True,
                           text=True, timeout=180)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+
+# -- a worker process that dies -----------------------------------------------------------------
+def _dies_at_two(tmp_path, how, **kwargs):
+    return for_each(fns.dies_at_two, inputs={"signal": FeRawEMG, "log": str(tmp_path / "deaths"), "how": how},
+                    outputs=[FeFiltered], subject=SUBJECTS, session=SESSIONS, progress=False, **kwargs)
+
+
+def test_a_worker_that_dies_fails_only_its_combinations_and_the_others_run(emg, tmp_path):
+    """A worker that died (a crash in compiled code, the OOM killer) broke the pool, and every
+    combination not yet back failed with the same BrokenProcessPool, naming neither the
+    combination nor the cause. Now the combinations it was running fail, saying how it died,
+    once each (not tried again: they would kill every worker); the others run in a new pool,
+    also those of a chunk (chunk_size=2) that died with it."""
+    report = _dies_at_two(tmp_path, "exit", workers=2, chunk_size=2)
+    failed = {(f.combo["subject"], f.combo["session"]): f.error for f in report.failures}
+    assert set(failed) == {(2, "pre"), (2, "post")}, failed
+    assert all("worker process running dies_at_two on this combination died (exit code 139" in e
+               and "without workers=" in e for e in failed.values())
+    assert report.ran == 4 and (tmp_path / "deaths").read_text() == "died\n" * 2
+    assert sorted(r.data[0] for r in FeFiltered.load_all()) == [20.0, 21.0, 60.0, 61.0]
+    again = _dies_at_two(tmp_path, "exit", workers=2, chunk_size=1)
+    assert (again.cached, again.failed) == (4, 2)
+
+
+def test_a_worker_killed_by_a_signal_is_named_with_the_likely_cause(emg, tmp_path):
+    report = _dies_at_two(tmp_path, "kill", workers=2, chunk_size=1)
+    assert [f.combo["subject"] for f in report.failures] == [2, 2] and report.ran == 4
+    assert "died (killed by signal 9 (SIGKILL): out of memory?" in report.failures[0].error
+
+
+def test_a_worker_that_dies_in_a_callers_process_pool_leaves_the_rest_not_run(emg, tmp_path):
+    """The caller's executor is not replaced: what did not run is said to be "not run" (not
+    failed), and a later run does it."""
+    with cf.ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        report = _dies_at_two(tmp_path, "exit", executor=pool, chunk_size=1)
+    assert report.failures and {f.combo["subject"] for f in report.failures} == {2}
+    assert "died (exit code 139" in report.failures[0].error
+    not_run = [i for i in report.items if i.status == "skipped"]
+    assert all("not run: a worker process of the pool died" in i.error for i in not_run)
+    assert report.ran + len(not_run) + report.failed == 6
+    rest = _dies_at_two(tmp_path, "exit", workers=2, chunk_size=1)
+    assert (rest.cached, rest.ran, rest.failed) == (report.ran, 4 - report.ran, 2)

@@ -20,6 +20,7 @@ import inspect
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import uuid
@@ -42,9 +43,11 @@ from scistack.foreach.execute import (
     Task,
     chunk_outcomes,
     default_chunk_size,
+    WorkerWatch,
     executor_size,
     run_chunk,
     run_task,
+    worker_death,
 )
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
@@ -674,16 +677,15 @@ class _Run:
 
     def _run_parallel(self, workers: int | None, executor: cf.Executor | None, chunk_size: int | None,
                       bar: Any) -> None:
-        own = executor is None
-        pool = executor or cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = _Workers(workers, executor)
         # combinations with the same call key (the same values at several addresses): the first
         # runs, the others are served what it made once it is back (or run, if it did not run)
         first: dict[str, int] = {}
         later = {i: j for i, p in enumerate(self.pending) if (j := first.setdefault(p.key, i)) != i}
-        size = chunk_size or default_chunk_size(len(self.pending) - len(later), workers or executor_size(pool))
+        size = chunk_size or default_chunk_size(len(self.pending) - len(later), workers or executor_size(pool.pool))
         # our own pool's workers unpickle the function inside the task: one they cannot find
         # fails its combinations by name instead of killing the pool (BrokenProcessPool)
-        fn = pickled_for_workers(self.lf) if own else self.lf
+        fn = pickled_for_workers(self.lf) if pool.own else self.lf
         try:
             made = self._run_tasks(pool, fn, [i for i in range(len(self.pending)) if i not in later], size, bar)
             if made is None:
@@ -698,24 +700,76 @@ class _Run:
             if again:
                 self._run_tasks(pool, fn, again, size, bar)
         finally:
-            if own:
-                pool.shutdown(cancel_futures=True)
+            pool.close()
 
-    def _run_tasks(self, pool: cf.Executor, fn: Any, indices: list[int], size: int, bar: Any
+    def _run_tasks(self, pool: _Workers, fn: Any, indices: list[int], size: int, bar: Any
                    ) -> dict[int, Outcome] | None:
         """Run the pending combinations `indices` on `pool`, `size` to a task; the outcome of
-        each that ran, or None when on_error="raise" stopped the run."""
+        each that ran, or None when on_error="raise" stopped the run.
+
+        A worker that dies breaks the pool and every task it had. The combination it was
+        running fails, saying how it died, and is not tried again in this run (it might kill
+        every worker it lands on); the others run again in a new pool. A combination whose
+        worker's end is unknown (or every worker ended as the pool ended them) is a suspect:
+        run alone, it fails if the pool breaks again."""
         passthrough, positional = self._passthrough(), self._positional()
-        tasks = [Task(i, self.pending[i].resolved, passthrough, positional) for i in indices]
+        todo = [Task(i, self.pending[i].resolved, passthrough, positional) for i in indices]
+        made: dict[int, Outcome] = {}
+        suspects: list[Task] = []
+        blind = 0  # breaks that named no combination (a worker died between them)
+        while todo or suspects:
+            alone = not todo
+            batch, todo = (([suspects.pop()], todo) if alone else (todo, []))
+            lost = self._run_round(pool, fn, batch, 1 if alone else size, made, bar)
+            if lost is None:
+                return None
+            if not lost:
+                continue
+            running = {i: code for i, code in pool.after_break().items() if i in {t.index for t in lost}}
+            culprits = {i: code for i, code in running.items()
+                        if alone or (code is not None and code != -signal.SIGTERM)}
+            named = set(culprits) or set(running)  # (nobody to blame: each one running, a suspect)
+            for i, code in culprits.items():
+                self._finish(self.pending[i], Outcome(i, None, utc_now(), 0.0, self._worker_died(code, pool.own)))
+                _tick(bar)
+            suspects += [t for t in lost if t.index in named and t.index not in culprits]
+            todo += [t for t in lost if t.index not in named]
+            blind += not named
+            if self.on_error == "raise" and culprits:
+                self._stop({})
+                return None
+            if not pool.own or blind > 2:
+                reason = ("its pool cannot be used again" if not pool.own else
+                          "workers kept dying between combinations")
+                for task in todo + suspects:
+                    item = self.pending[task.index].item
+                    item.status = "skipped"
+                    item.error = (f"not run: a worker process of the pool died ({reason}); run for_each "
+                                  "again to run what is missing")
+                return made
+        return made
+
+    def _run_round(self, pool: _Workers, fn: Any, tasks: list[Task], size: int, made: dict[int, Outcome],
+                   bar: Any) -> list[Task] | None:
+        """Run `tasks` on the pool and record what each made (into `made` when it ran); the
+        tasks lost to a broken pool, or None when on_error="raise" stopped the run."""
         # a shared store (lab mode) is opened by its URL; a local one by its folder
         store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
         chunks: dict[cf.Future, list[Task]] = {}
+        lost: list[Task] = []
         for start in range(0, len(tasks), size):
-            future = pool.submit(run_chunk, fn, store_root, tasks[start:start + size],
-                                 self.db.schema_keys, self.splits, self.as_table, self.lazy, self.db.chunk_policy())
+            try:
+                future = pool.pool.submit(run_chunk, fn, store_root, tasks[start:start + size], self.db.schema_keys,
+                                          self.splits, self.as_table, self.lazy, self.db.chunk_policy(),
+                                          pool.watch_folder)
+            except cf.BrokenExecutor:  # (it broke while the tasks were handed out)
+                lost += tasks[start:]
+                break
             chunks[future] = tasks[start:start + size]
-        made: dict[int, Outcome] = {}
         for future in cf.as_completed(chunks):
+            if isinstance(future.exception(), cf.BrokenExecutor):
+                lost += chunks[future]
+                continue
             for outcome in chunk_outcomes(future, chunks[future], self.name):
                 pending = self.pending[outcome.index]
                 self._finish(pending, outcome)
@@ -725,7 +779,15 @@ class _Run:
                 if self.on_error == "raise" and pending.item.status == "failed":
                     self._stop(chunks)
                     return None
-        return made
+        return sorted(lost, key=lambda t: t.index)
+
+    def _worker_died(self, code: int | None, own: bool) -> str:
+        rest = "the others ran in a new pool" if own else "the others were not run: the pool is broken"
+        return (f"the worker process running {self.name} on this combination died ({worker_death(code)}), "
+                f"so nothing was saved here; it was not tried again in this run (it could kill every "
+                f"worker); {rest}. Run this combination without workers= (or executor=) to "
+                "see what ends it (a crash in compiled code, or os._exit, shows there), or give each "
+                "worker more memory (fewer workers=)")
 
     def _finish_same(self, pending: _Pending, outcome: Outcome) -> None:
         """A combination whose call key a call of this run already had (the same values at
@@ -866,3 +928,33 @@ def _interactive() -> bool:
 def _tick(bar: Any, n: int = 1) -> None:
     if bar is not None:
         bar.update(n)
+
+
+class _Workers:
+    """Where a run's tasks go: its own process pool (a new one after a worker died), or the
+    caller's executor (a broken one is not replaced). A local process pool is watched
+    (`WorkerWatch`) to name the combination a dead worker was running."""
+
+    def __init__(self, workers: int | None, executor: cf.Executor | None) -> None:
+        self.own = executor is None
+        self.workers = workers
+        self.pool = executor or self._new()
+        self.watch = WorkerWatch() if isinstance(self.pool, cf.ProcessPoolExecutor) else None
+        self.watch_folder = None if self.watch is None else self.watch.folder
+
+    def _new(self) -> cf.Executor:
+        return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def after_break(self) -> dict[int, int | None]:
+        """The combinations workers were running when the pool broke, with how each worker
+        ended (`WorkerWatch.after_break`); our own pool is started again."""
+        running = self.watch.after_break(self.pool) if self.watch is not None else {}
+        if self.own:
+            self.pool = self._new()
+        return running
+
+    def close(self) -> None:
+        if self.own:
+            self.pool.shutdown(cancel_futures=True)
+        if self.watch is not None:
+            self.watch.close()

@@ -9,9 +9,12 @@ Running a combination twice produces the same oids, so retried tasks are harmles
 from __future__ import annotations
 
 import concurrent.futures as cf
-import pickle
-import threading
 import os
+import pickle
+import shutil
+import signal
+import tempfile
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -134,13 +137,15 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], splits: tuple[str | None, ...],
-              as_table: bool, lazy: bool = False, policy: ChunkPolicy | None = None) -> list[Outcome]:
+              as_table: bool, lazy: bool = False, policy: ChunkPolicy | None = None,
+              watch: str | None = None) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
     `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
     calls the plain function: lineage is recorded by the calling process, which has the
     database. The chunk's objects go into one pack, written before the oids are returned, so
-    the caller never journals a ref to an object that is not on disk.
+    the caller never journals a ref to an object that is not on disk. `watch`: the folder of
+    a `WorkerWatch`, told which combination this process runs.
     """
     if policy is not None:  # the project's chunking (part of a value's identity), not the worker's
         pin_policy(policy)
@@ -155,10 +160,96 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
         store = stores[store_root] = (S3ObjectStore.for_worker(store_root) if store_root.startswith("s3://")
                                       else LocalObjectStore(store_root))
     store.begin_batch()
+    note = _RunningNote(watch)
     try:
-        return [run_task(plain, store, task, schema_keys, splits, as_table, lazy) for task in tasks]
+        outcomes = []
+        for task in tasks:
+            note.running(task.index)
+            outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
+        note.running(-1)  # (a death while the pack is written names no combination)
+        return outcomes
     finally:
         store.end_batch()
+        note.close()
+
+
+class _RunningNote:
+    """A worker's file in a `WorkerWatch` folder: the index of the combination it runs."""
+
+    def __init__(self, folder: str | None) -> None:
+        self.path = None if folder is None else os.path.join(folder, str(os.getpid()))
+        self.fd = -1
+        if self.path is not None:
+            try:
+                self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            except OSError:  # (a folder this machine does not have: nothing is watched)
+                self.path = None
+
+    def running(self, index: int) -> None:
+        if self.fd >= 0:
+            os.lseek(self.fd, 0, os.SEEK_SET)
+            os.write(self.fd, f"{index:>20}".encode())
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            os.unlink(self.path)  # type: ignore[arg-type]
+            self.fd = -1
+
+
+class WorkerWatch:
+    """Which combination each worker process of a local pool runs, and how the ones that died
+    ended. A worker that dies (a crash in compiled code, the out-of-memory killer, os._exit)
+    breaks a ProcessPoolExecutor, which fails every task it had with one BrokenProcessPool
+    that names neither the combination nor the cause: innocent combinations were reported as
+    failures like the one that killed it."""
+
+    def __init__(self) -> None:
+        self.folder = tempfile.mkdtemp(prefix="scistack-workers-")
+
+    def after_break(self, pool: cf.Executor) -> dict[int, int | None]:
+        """Shut a broken process pool down and say, for each combination a worker was running
+        when it broke, how that worker ended: its exit code (negative: the signal that killed
+        it; -SIGTERM: the pool ended it because another one died), or None if unknown."""
+        processes = list((getattr(pool, "_processes", None) or {}).values())  # (shutdown drops them)
+        pool.shutdown(wait=True)  # (a broken pool ends and waits for each worker)
+        codes = {p.pid: p.exitcode for p in processes}
+        running = {}
+        for name in os.listdir(self.folder):
+            path = os.path.join(self.folder, name)
+            with open(path, "rb") as f:
+                text = f.read().strip()
+            os.unlink(path)
+            if text and int(text) >= 0:
+                running[int(text)] = codes.get(int(name))
+        return running
+
+    def close(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def worker_death(code: int | None) -> str:
+    """How a worker process ended, with what usually ends one that way."""
+    if code is None:
+        return "how it ended is unknown"
+    if code < 0:
+        name = _signal_name(-code)
+        return f"killed by signal {-code} ({name}){_DEATHS.get(name, '')}"
+    if code > 128 and _signal_name(code - 128) in _DEATHS:  # (a shell's way to say a signal)
+        return f"exit code {code} (128 + {code - 128}: as if by {_signal_name(code - 128)})"
+    return f"exit code {code}"
+
+
+_DEATHS = {"SIGKILL": ": out of memory? (the out-of-memory killer sends it)",
+           "SIGSEGV": ": a crash in compiled code", "SIGBUS": ": a crash in compiled code",
+           "SIGABRT": ": compiled code aborted"}
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "?"
 
 
 def default_chunk_size(pending: int, workers: int) -> int:
@@ -185,6 +276,11 @@ def chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outc
         hint = ""
         if isinstance(exc, (pickle.PicklingError, AttributeError, ImportError, TypeError)):
             hint = f" ({WORKERS_HINT.format(name=name)})"
+        elif type(exc).__name__ == "KilledWorker":  # (Dask's: each worker that tried it died)
+            hint = (f" (each worker process that ran {name} on this task of {len(tasks)} combination(s) "
+                    "died: one of them crashes compiled code or runs out of memory, or it was queued on a "
+                    "worker that such a combination killed. Run it without executor= to see what ends it, "
+                    "or give the workers more memory; chunk_size=1 names the combination)")
         error = f"{type(exc).__name__}: {exc}{hint}"
         trace = "".join(traceback.format_exception(exc))
         return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]
