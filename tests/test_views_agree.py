@@ -170,6 +170,18 @@ def test_load_all_frame_from_duckdb_is_the_folds(keys, ops, synced):
             database_module._current = None
 
 
+def test_load_all_frame_from_duckdb_has_a_schema_key_no_record_holds(project):
+    """Doubles saved per subject only: DuckDB's frame has the session column, all None, as
+    the fold's (a frame's columns must not depend on whether DuckDB is in step)."""
+    for subject in (1, 2, 3):
+        AgreeA.save(subject + 0.5, subject=subject)
+    project.sync()
+    assert project.index.newest_doubles("AgreeA") is not None  # (the DuckDB path is the one taken)
+    frame = AgreeA.load_all(as_df=True)
+    assert list(frame.columns[:2]) == ["subject", "session"] and frame["session"].isna().all()
+    pd.testing.assert_frame_equal(frame, _from_the_fold(AgreeA, project), check_exact=True)
+
+
 @lineage_fcn
 def _halved(x):
     return x / 2
