@@ -209,6 +209,19 @@ if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
     os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 _CHUNK = 5000
+
+
+def _bound_limit() -> int:
+    """The most `?` one statement may bind in this SQLite (999 before 3.32: RHEL 8, Ubuntu
+    18.04), so an `IN (?, ...)` list is cut to fit (5000 a statement had failed there)."""
+    con = sqlite3.connect(":memory:")
+    try:
+        return con.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    finally:
+        con.close()
+
+
+_IN_CHUNK = max(1, min(_CHUNK, _bound_limit() - 2))  # oids an `IN (?, ...)` asks at once (two ? spare)
 _HOLD_S = 0.1  # the longest a point lookup's read transaction stays open
 # WAL pages after which a commit copies them into the file (SQLite's default: 1000). A run's
 # flush (~1 s of work) dirties a page per new call in each of the trees keyed by hash (calls,
@@ -774,8 +787,8 @@ class Fold:
         (100k keys at 10M refs: 0.51 -> 0.36 s, the sort included)."""
         found: dict[str, tuple[str, str | None, str]] = {}
         keys = sorted(keys)
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start:start + _IN_CHUNK]
             for key, call, fn, outs in self._rows(
                     f"SELECT key, call, fn, outs FROM calls WHERE key IN ({_marks(chunk)})", _oids_in(chunk)):
                 found[oid_out(key)] = (oid_out(call), oid_out(fn), outs)
@@ -785,8 +798,8 @@ class Fold:
         """`call` for many keys in one query per chunk, asked in key order (as `call_outputs_many`)."""
         found = {}
         keys = sorted(keys)
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+        for start in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[start:start + _IN_CHUNK]
             rows = self._rows(f"SELECT key, {_CALL_COLUMNS} FROM calls WHERE key IN ({_marks(chunk)})",
                               _oids_in(chunk))
             found.update((key, _call_entry(key, r[1:])) for key, r in ((oid_out(r[0]), r) for r in rows))
@@ -805,8 +818,8 @@ class Fold:
         (read in the same query: a re-run's cache checks then need no second one)."""
         keys: dict[str, str] = {}
         entries: dict[str, dict[str, Any]] = {}
-        for start in range(0, len(call_oids), _CHUNK):
-            chunk = call_oids[start:start + _CHUNK]
+        for start in range(0, len(call_oids), _IN_CHUNK):
+            chunk = call_oids[start:start + _IN_CHUNK]
             for call_oid, key, *row in self._rows(
                     "SELECT ck.call, ck.key, c.call, c.fn, c.outs, c.multi, c.created_at, c.origins FROM call_keys ck "
                     f"LEFT JOIN calls c ON c.key = ck.key WHERE ck.call IN ({_marks(chunk)})", _oids_in(chunk)):
@@ -1510,7 +1523,7 @@ def _rollback(con: sqlite3.Connection) -> None:
 
 
 _CALL_COLUMNS = "call, fn, outs, multi, created_at, origins"  # a cache entry's row (`_call_entry`)
-_COUNT_CHUNK = 5000  # oids a `ref_counts` scan looks for
+_COUNT_CHUNK = _IN_CHUNK  # oids a `ref_counts` scan looks for
 _NAMING_CHUNK = 200  # oids a `calls_naming` scan looks for
 
 
