@@ -709,6 +709,27 @@ def test_an_index_file_of_any_older_schema_is_rebuilt(project, older):
     assert project.sql("SELECT value FROM scistack.meta WHERE key = 'schema_version'")["value"][0] == str(SCHEMA_VERSION)
 
 
+def test_an_index_file_of_schema_12_gains_the_deletes_table_in_place(project):
+    """Schema 13 adds `scistack.deleted` (a delete is a variable's last change too): made in
+    place, not rebuilt from the journal, and a delete synced after shows in `last_change`."""
+    import pandas as pd
+
+    refs.save(1.5, subject=1, session="pre")
+    refs.save(2.5, subject=2, session="pre")
+    project.sync()
+    with project.index._sql.connect() as con:
+        con.execute("DROP VIEW main.scistack_variables")  # (schema 12's read no deletes)
+        con.execute("DROP TABLE scistack.deleted")
+        con.execute("UPDATE scistack.meta SET value = '12' WHERE key = 'schema_version'")
+        con.execute("INSERT INTO scistack.meta VALUES ('left_by_schema_12', '1')")  # gone if rebuilt
+    refs.delete(subject=2)
+    project.sync()
+    deleted = max(pd.Timestamp(e["t"]) for e in project.index._journal.read_from(0)[0] if e["op"] == "del")
+    assert project.sql("SELECT last_change FROM scistack_variables")["last_change"].tolist() == [deleted]
+    meta = dict(project.sql("SELECT key, value FROM scistack.meta").values.tolist())
+    assert meta["left_by_schema_12"] == "1" and meta["schema_version"] == str(SCHEMA_VERSION)
+
+
 def test_an_index_file_of_schema_6_gains_okey2_in_place_and_finds_many_oids_by_it(project, monkeypatch):
     """Schema 7 adds `vals.okey2` (the oid's hex digits 16-30): computed in place, not rebuilt
     from the journal; a sync asking about many oids then joins on (okey, okey2) and inlines

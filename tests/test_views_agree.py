@@ -60,9 +60,42 @@ def test_views_agree_with_the_fold(ops, batched):
                               for s, se, n, v, o in zip(frame["subject"], frame["session"], notes,
                                                         frame["version"], frame["oid"]))
                 assert view == fold
+            assert _last_changes_in_view(db) == _last_changes_in_ls(db)
         finally:
             db.close()
             database_module._current = None
+
+
+def _last_changes_in_ls(db) -> dict[str, object]:
+    import pandas as pd
+
+    return {var: pd.Timestamp(last) for var, *_, last in db.index.summaries()}
+
+
+def _last_changes_in_view(db) -> dict[str, object]:
+    frame = db.sql("SELECT variable, last_change FROM scistack_variables")
+    return dict(zip(frame["variable"], frame["last_change"]))
+
+
+def test_a_delete_is_the_last_change_in_ls_and_in_the_view(tmp_path):
+    """A delete changes a variable: `ls` and `scistack_variables` give its time as the last
+    change (they gave the newest live save's, which a delete of the newest even moved back)."""
+    import pandas as pd
+
+    db = configure_database(tmp_path / "last.duckdb", ["subject", "session"])
+    try:
+        AgreeA.save(1.0, subject=1, session="pre")
+        AgreeA.save(2.0, subject=2, session="pre")
+        saved = _last_changes_in_ls(db)["AgreeA"]
+        AgreeA.delete(subject=2)
+        deleted = max(pd.Timestamp(e["t"]) for e in db.index._journal.read_from(0)[0] if e["op"] == "del")
+        assert saved < deleted
+        assert _last_changes_in_ls(db) == _last_changes_in_view(db) == {"AgreeA": deleted}
+        AgreeB.save(1.0, subject=1, session="pre")  # another variable's change leaves it alone
+        assert _last_changes_in_ls(db)["AgreeA"] == _last_changes_in_view(db)["AgreeA"] == deleted
+    finally:
+        db.close()
+        database_module._current = None
 
 
 _VALUES = [1.5, 2, "text", True, [1, 2], {"a": 1}]

@@ -36,7 +36,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 14
+FOLD_VERSION = 15
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -80,6 +80,9 @@ CREATE TABLE IF NOT EXISTS var_unsized (var TEXT NOT NULL, oid BLOB NOT NULL, PR
 CREATE TABLE IF NOT EXISTS var_calls (
     var TEXT NOT NULL, call TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (var, call)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+-- the time of a variable's newest delete (journal `t`): a delete changes the variable as a save
+-- does, so `ls`'s last change is the later of this and its newest live ref's `created_at`
+CREATE TABLE IF NOT EXISTS var_deleted (var TEXT PRIMARY KEY, at TEXT NOT NULL) WITHOUT ROWID;
 -- a variable's refs and live addresses, kept from its first summary on (`ls`, `status`): a
 -- count after each save read all of its refs (0.7 s for a variable of 3.3M refs)
 CREATE TABLE IF NOT EXISTS var_counts (
@@ -160,8 +163,10 @@ END;
 # at its first `ls`), 10 the variables' running counts (`var_counts`, likewise), 11 the calls'
 # gathered variables (`call_gathers`: the facts of calls that are not simple are learned again),
 # 12 the digest of the inputs' origins a cache entry was recorded with (`calls.origins`), 13
-# the change count at which a variable first named a call (`var_calls.n`).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {13: (
+# the change count at which a variable first named a call (`var_calls.n`), 14 the time of each
+# variable's newest delete (`var_deleted`: made by `_SCHEMA`, empty; the deletes folded before
+# are in the journal only, so their times count from the next rebuild, `scistack fsck --reindex`).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {14: (), 13: (
     "ALTER TABLE var_calls ADD COLUMN n INTEGER NOT NULL DEFAULT 0",  # (unknown: before any count)
     "DELETE FROM var_facts",  # (so the next report learns each variable's facts from all its calls)
 ), 12: (
@@ -526,7 +531,8 @@ class Fold:
                 elif op == "del":
                     if puts:
                         _insert(con, puts)
-                    dels.append((entry["var"], key_of(entry["addr"]), int(entry["version"])))
+                    dels.append((entry["var"], key_of(entry["addr"]), int(entry["version"]),
+                                 entry.get("t") if isinstance(entry.get("t"), str) else None))
                 elif op == "call":
                     calls.append(_call_row(entry))
                 elif op == "uncall":  # in journal order: the entries before it go in first
@@ -610,7 +616,8 @@ class Fold:
                                          "WHERE var = ?)", (var,))[0][0]
                 else:  # one record per address: the live addresses
                     current = slots
-                last = self._rows("SELECT max(created_at) FROM refs WHERE var = ?", (var,))[0][0]
+                last = self._rows("SELECT nullif(max(coalesce((SELECT max(created_at) FROM refs WHERE var = ?1), ''), "
+                                  "coalesce((SELECT at FROM var_deleted WHERE var = ?1), '')), '')", (var,))[0][0]
                 cached = (current, live, last)
                 self._write("INSERT INTO var_summary VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT (var) DO UPDATE "
                             "SET changes = excluded.changes, current = excluded.current, live = excluded.live, "
@@ -1479,9 +1486,12 @@ def _count_changes(con: sqlite3.Connection, variables: list[str]) -> None:
 
 
 def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
-    con.executemany("DELETE FROM refs WHERE var = ? AND addr = ? AND version = ?", dels)
+    """Fold deletes given as (var, addr key, version, journal time or None)."""
+    con.executemany("DELETE FROM refs WHERE var = ? AND addr = ? AND version = ?", [d[:3] for d in dels])
     _count_changes(con, [d[0] for d in dels])
-    emptied = sorted({(var, addr) for var, addr, _ in dels})
+    con.executemany("INSERT INTO var_deleted VALUES (?, ?) ON CONFLICT (var) DO UPDATE SET at = max(at, excluded.at)",
+                    [(d[0], d[3]) for d in dels if d[3]])
+    emptied = sorted({(var, addr) for var, addr, *_ in dels})
     con.executemany("UPDATE slots SET n = (SELECT n FROM var_changes WHERE var = ?1) WHERE var = ?1 AND addr = ?2",
                     emptied)
     con.executemany("UPDATE slots SET live = 0 WHERE var = ?1 AND addr = ?2 AND NOT EXISTS "

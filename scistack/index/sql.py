@@ -49,14 +49,15 @@ pc = lazy_module("pyarrow.compute", globals(), "pc")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 12  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
+SCHEMA_VERSION = 13  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
 # 7: vals.okey2 (added in place to a file of schema 6); 8: numpy time arrays inlined as TIMESTAMP[] /
 # INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`);
 # 9: a Series' or an Arrow table's shape and dtype as its summary says them, not its frame's (in place,
 # from the summaries: `_redescribe_tables`); 10: created_at and last_change as TIMESTAMPTZ in the views
 # (every view made again in place); 11: `<Var>_branches` (made in place too); 12: N-D arrays keep NaN and
 # the infinities, a frame's times their precision, a chunked table its bytes (those rows inlined again:
-# `_reinline_values`)
+# `_reinline_values`); 13: scistack.deleted, the times of deletes (`scistack_variables.last_change`;
+# made in place, empty: deletes applied before count from the next `fsck --reindex`, as in the fold)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 # oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
@@ -104,6 +105,10 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+# a variable's deletes' journal times, a row per variable and synced batch (the view reads the
+# newest): a delete changes a variable, so `scistack_variables.last_change` counts it, as `ls` does
+_DELETED_TABLE = "CREATE TABLE IF NOT EXISTS scistack.deleted (var VARCHAR NOT NULL, deleted_at VARCHAR NOT NULL)"
+
 # scistack's own tables live in the `scistack` schema, so that the views in `main` can take any
 # variable name (a variable called `refs` or `meta` is fine). Schema 1 had them in `main`.
 _TABLES = [
@@ -122,8 +127,9 @@ _TABLES = [
     # what the views' columns are derived from, without a scan of every ref (views.py)
     "CREATE TABLE scistack.shapes (var VARCHAR NOT NULL, addr VARCHAR, vkeys VARCHAR, params VARCHAR, "
     "sqltype VARCHAR)",
+    _DELETED_TABLE,
 ]
-_DERIVED = ("refs", "calls", "runs", "vals", "frame_rows", "call_info", "shapes")
+_DERIVED = ("refs", "calls", "runs", "vals", "frame_rows", "call_info", "shapes", "deleted")
 
 
 class SyncStopped(Exception):
@@ -253,7 +259,7 @@ class SqlIndex:
         if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
             found = 2
         con.execute("BEGIN")
-        if found in (6, 7, 8, 9, 10, 11):  # changed in place
+        if found in (6, 7, 8, 9, 10, 11, 12):  # changed in place
             if found == 6:  # a column more, computed from the oids (0.5 s at 3M rows)
                 con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
                 con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
@@ -261,9 +267,11 @@ class SqlIndex:
                 _reinline_times(con)
             if found in (6, 7, 8):
                 _redescribe_tables(con)
-            _reinline_values(con)
+            if found <= 11:
+                _reinline_values(con)
+            con.execute(_DELETED_TABLE)  # 13
             every = [var for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()]
-            refresh_views(con, self._key_columns(con), every)  # 10, 11: changed views
+            refresh_views(con, self._key_columns(con), every)  # 10, 11, 13: changed views
             self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
             con.execute("COMMIT")
             return
@@ -628,7 +636,8 @@ class SqlIndex:
         if dels:
             writer.put(_delete_refs, pa.table({
                 "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
-                "version": pa.array([e["version"] for e in dels], pa.int64())}))
+                "version": pa.array([e["version"] for e in dels], pa.int64()),
+                "deleted_at": pa.array([e.get("t") if isinstance(e.get("t"), str) else None for e in dels], pa.string())}))
         calls: dict[str, dict[str, Any]] = {}
         dropped = {(e["key"], e["call"]) for e in entries if e["op"] == "uncall"}
         for e in entries:
@@ -1028,8 +1037,9 @@ def _take_unreadable(con: duckdb.DuckDBPyConnection) -> tuple[list[str], set[str
 
 def _delete_refs(con: duckdb.DuckDBPyConnection, gone_refs: pa.Table) -> None:
     """Delete the refs named by (var, addr, version), and the inline rows of content no ref
-    names any more."""
+    names any more; note each variable's newest delete time (`deleted_at`)."""
     con.register("_gone", gone_refs)
+    con.execute("INSERT INTO scistack.deleted SELECT var, max(deleted_at) FROM _gone WHERE deleted_at IS NOT NULL GROUP BY var")
     gone = [r[0] for r in con.execute(
         "SELECT DISTINCT r.oid FROM scistack.refs r JOIN _gone ON r.var = _gone.var AND "
         "r.addr = _gone.addr AND r.version = _gone.version").fetchall()]

@@ -384,8 +384,10 @@ _STATIC = {
     "scistack_variables": (
         "CREATE OR REPLACE VIEW main.scistack_variables AS SELECT r.var AS variable, "
         "count(DISTINCT (r.addr, r.vkeys)) AS records, count(*) AS versions, "
-        f"sum(v.nbytes) AS value_bytes, max({SAVED_AT.format('r.created_at')}) AS last_change "
-        "FROM scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid GROUP BY r.var ORDER BY r.var"
+        f"sum(v.nbytes) AS value_bytes, greatest(max({SAVED_AT.format('r.created_at')}), "
+        f"any_value({SAVED_AT.format('d.deleted_at')})) AS last_change "  # a delete is a change too (as `ls`)
+        "FROM scistack.refs r LEFT JOIN scistack.vals v ON v.oid = r.oid LEFT JOIN (SELECT var, max(deleted_at) AS deleted_at "
+        "FROM scistack.deleted GROUP BY var) d ON d.var = r.var GROUP BY r.var ORDER BY r.var"
     ),
     "scistack_runs": (
         f"CREATE OR REPLACE VIEW main.scistack_runs AS SELECT run_id, {SAVED_AT.format('created_at')} AS created_at, "
