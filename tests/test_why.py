@@ -432,3 +432,25 @@ def test_why_says_the_last_run_at_the_address_failed_as_status_does(project):
     assert for_each(why_inverse, **run).counts["cached"] == 1  # a rerun served from the cache is
     assert why(BoundOut, **at).reasons == ()  # the newest run there now: it did not fail (it had
     assert status_grid(project, ["BoundOut"]).cell("BoundOut", at).status == "done"  # not been journalled)
+
+
+def test_why_where_the_last_run_failed_and_no_value_was_saved_names_the_failure(project):
+    """`status` shows FAILED where a run failed and nothing was ever saved; `why` there said
+    only "no record matching ...". It names the run's failure and where its traceback is."""
+    import pytest
+
+    from scistack.errors import VariableNotFoundError
+
+    AggRaw.save(np.array([1.0, 2.0]), subject=1, session="pre")
+    AggRaw.save(np.array([0.0, 2.0]), subject=2, session="pre")
+    report = for_each(why_inverse, inputs={"x": AggRaw}, outputs=[BoundOut], subject=[1, 2], session=["pre"],
+                      progress=False)
+    assert report.counts["failed"] == 1
+    with pytest.raises(VariableNotFoundError) as told:
+        why(BoundOut, subject=2, session="pre")
+    message = str(told.value)
+    assert "BoundOut has no value at subject=2, session='pre': the last run of why_inverse there" in message
+    assert "failed: ZeroDivisionError: zero in input" in message
+    assert f"`scistack runs {project.index.runs()[-1].run_id[:12]}` shows its traceback" in message
+    with pytest.raises(VariableNotFoundError, match="no record matching subject=3"):  # no run there: as before
+        why(BoundOut, subject=3, session="pre")

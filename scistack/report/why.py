@@ -21,7 +21,8 @@ from typing import Any
 
 from scistack.database import get_database, loaded_record, writes_refused
 from scistack.errors import (AmbiguousVersionError, CorruptObjectError, InvalidMetadataError, ObjectNotFoundError,
-                             ScistackError)
+                             ScistackError, VariableNotFoundError)
+from scistack.address import shown
 from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, many_current, select_records
@@ -103,7 +104,13 @@ def why_at(db: Any, var: str, **address: Any) -> WhyReport:
     address = dict(address)
     version = address.pop("version", None)  # (an older one)
     many = many_current(db, var, address, version)
-    records = [] if many else select_records(db, var, address, version=version)
+    try:
+        records = [] if many else select_records(db, var, address, version=version)
+    except VariableNotFoundError as exc:  # (not a mistyped key: a subclass)
+        failed = _no_value_failed(db, var, address) if type(exc) is VariableNotFoundError and version is None else None
+        if failed is None:
+            raise
+        raise VariableNotFoundError(failed) from None
     if len(records) > 1 and len({r.addr_key for r in records}) == 1:
         records = [choose_variant(var, records)]  # several variants: load's rule, load's error
     if len(records) != 1:
@@ -559,8 +566,18 @@ def _failed_since(db: Any, name: str, record: Any) -> list[Reason]:
     that run failed there: what `status` shows as FAILED (`why` had said only "stale", or
     "current" once the input was back). Only runs since the value are read."""
     at = key_of({k: v for k, v in record.addr.items() if k in db.schema_keys})
+    run, error = _last_failure(db, name, at, since=record.created_at)
+    if run is None:
+        return []
+    return [Reason("failed", run.function or name, f"the last run here ({run.t[:19].replace('T', ' ')} UTC) "
+                   f"failed{': ' + error if error else ''}; this value was saved before it")]
+
+
+def _last_failure(db: Any, name: str, at: str, since: str = "") -> tuple[Any, str]:
+    """The newest run since `since` that covered the address key `at` for `name`, with its
+    error's first line, when it failed there; else (None, "")."""
     for run in reversed(db.index.runs()):
-        if run.t <= record.created_at:
+        if run.t <= since:
             break
         if run.dry_run or not run.items or (run.outputs is not None and name not in run.outputs):
             continue
@@ -572,11 +589,26 @@ def _failed_since(db: Any, name: str, record: Any) -> list[Reason]:
         if item is None:
             continue
         if item.get("status") != "failed":
-            return []
+            return None, ""
         error = (item.get("error") or "").strip().splitlines()
-        return [Reason("failed", run.function or name, f"the last run here ({run.t[:19].replace('T', ' ')} UTC) "
-                       f"failed{': ' + error[0] if error else ''}; this value was saved before it")]
-    return []
+        return run, (error[0] if error else "")
+    return None, ""
+
+
+def _no_value_failed(db: Any, name: str, address: dict[str, Any]) -> str | None:
+    """Why there is no value at `address` when the last run there failed (what `status` shows
+    as FAILED): the run, its error's first line and where its traceback is; else None."""
+    at = {k: address[k] for k in db.schema_keys if k in address}
+    try:
+        run, error = _last_failure(db, name, key_of(at)) if at else (None, "")
+    except (TypeError, ValueError):  # a list of values or a value no address holds: not one cell
+        return None
+    if run is None:
+        return None
+    where = ", ".join(f"{k}={shown(v)}" for k, v in at.items())
+    traceback = f"`scistack runs {run.run_id[:12]}` shows its traceback" if run.run_id else "`scistack runs` lists it"
+    return (f"{name} has no value at {where}: the last run of {run.function or name} there "
+            f"({run.t[:19].replace('T', ' ')} UTC) failed{': ' + error if error else ''}; {traceback}")
 
 
 def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
