@@ -293,13 +293,14 @@ def near_values(key: str, asked: Any, saved: list[Any]) -> list[str]:
     return found
 
 
-def choose_variant(var: str, records: list[RefRecord]) -> RefRecord:
+def choose_variant(var: str, records: list[RefRecord], *, cli: bool = False) -> RefRecord:
     """The one rule for the current records of one address (newest per version keys, already
     filtered by any version keys asked for): one variant is the answer; several are ambiguous
     (never "the newest wins"). `load`, `for_each` (and MATLAB's plan), `status` and `why` all
-    follow it, so a value a run used is the value they compare against."""
+    follow it, so a value a run used is the value they compare against. (`cli`: see
+    `ambiguous_error`.)"""
     if len(records) > 1:
-        raise ambiguous_error(var, records)
+        raise ambiguous_error(var, records, cli=cli)
     return records[0]
 
 

@@ -938,6 +938,20 @@ def test_show_of_an_address_with_variants_names_them_and_the_way(project):
     assert picked.exit_code == 0 and "note=recal version 2" in picked.stdout
 
 
+def test_why_of_an_address_with_variants_names_the_way_on_the_command_line(project):
+    """`scistack why` said to pick one with `load(..., note='recal')` (Python) where `show`
+    names `--note recal` and `--version N`."""
+    GraphForce.save(np.arange(3.0), subject=1, session="pre")
+    GraphForce.save(np.arange(3.0) * 7, subject=1, session="pre", note="recal")
+    result = CliRunner().invoke(main, ["--db", str(project.path), "why", "GraphForce", "--subject", "1",
+                                       "--session", "pre"])
+    assert result.exit_code == 2 and "--note recal -> version 2" in result.stderr, result.output
+    assert "--version N" in result.stderr and "load(" not in result.stderr
+    picked = CliRunner().invoke(main, ["--db", str(project.path), "why", "GraphForce", "--subject", "1",
+                                       "--session", "pre", "--note", "recal"])
+    assert picked.exit_code == 0 and "is raw" in picked.stdout, picked.output
+
+
 def _read_csv(path):
     return np.loadtxt(path, delimiter=",")
 

@@ -250,9 +250,9 @@ def status(project: _Project, variables: tuple[str, ...], problems: bool, whole:
 def why(ctx: click.Context, variable: str, as_json: bool, as_str: bool) -> None:
     """Why the value of VARIABLE at an address is stale or would be recomputed
     (with a source diff when its code changed)."""
-    from scistack.report.status import why_value
+    from scistack.report.why import why_where
 
-    report = why_value(ctx.obj.db, variable, **_address(ctx, as_str))
+    report = why_where(ctx.obj.db, variable, _address(ctx, as_str), cli=True)
     _emit(as_json, report, render.render_why(report))
 
 

@@ -101,6 +101,12 @@ def why(variable: Any, **metadata: Any) -> WhyReport:
 def why_at(db: Any, var: str, **address: Any) -> WhyReport:
     """`why` for the current value of the variable named `var` at `address` in `db` (what
     `scistack why` and the web view ask): one value, by `load`'s rule for variants."""
+    return why_where(db, var, address)
+
+
+def why_where(db: Any, var: str, address: dict[str, Any], *, cli: bool = False) -> WhyReport:
+    """`why_at` with the address as a dict (any key may be a schema key); `cli`: errors say
+    how to choose on the command line (`--note recal`, `--version N`), not in Python."""
     address = dict(address)
     version = address.pop("version", None)  # (an older one)
     many = many_current(db, var, address, version)
@@ -112,11 +118,12 @@ def why_at(db: Any, var: str, **address: Any) -> WhyReport:
             raise
         raise VariableNotFoundError(failed) from None
     if len(records) > 1 and len({r.addr_key for r in records}) == 1:
-        records = [choose_variant(var, records)]  # several variants: load's rule, load's error
+        records = [choose_variant(var, records, cli=cli)]  # several variants: load's rule, load's error
     if len(records) != 1:
+        keys = ", ".join(f"--{k}" if cli else k for k in db.schema_keys)
         raise AmbiguousVersionError(
             f"why needs one value but {many or len(records)} records of {var} match {address}; give the "
-            f"full address ({', '.join(db.schema_keys)}) and any version keys")
+            f"full address ({keys}) and any version keys")
     return why_record(db, var, records[0])
 
 
