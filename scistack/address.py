@@ -102,6 +102,14 @@ def shown(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit + 2 else text[:limit] + "…"
 
 
+def shown_address(addr: dict[str, Any], keys: list[str] | None = None) -> str:
+    """`subject=1, session='pre'`: an address as Python messages and notebook tables write it,
+    schema keys (`keys`) first in their order, then any others (`cli.render.addr_text` is the
+    command line's form)."""
+    order = [k for k in (keys or []) if k in addr] + [k for k in addr if k not in (keys or [])]
+    return ", ".join(f"{k}={shown(addr[k])}" for k in order)
+
+
 def typed(value: Any) -> tuple[str, Any]:
     """A hashable, type-aware form for matching: 1 and 1.0 meet; 1, "1" and True do not."""
     if isinstance(value, bool):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack import htmlrepr
+from scistack.address import shown_address
 from scistack.errors import (InvalidMetadataError, InvalidNameError, NotARepositoryError, ReadOnlyProjectError,
                              SchemaMismatchError, ScistackError,
                              UnreadableJournalWarning, WebViewError)
@@ -488,7 +489,7 @@ class Database:
             record = variable.load_one(**metadata).record
         if record.call is None:
             return None
-        return Provenance(self.call_record(record.call) | {"value_oid": record.oid})
+        return Provenance(self.call_record(record.call) | {"value_oid": record.oid}, self.schema_keys)
 
     def call_record(self, call_oid: str) -> dict[str, Any]:
         """A stored call record in the shape `get_provenance` returns."""
@@ -644,7 +645,12 @@ _INPUT_KEYS = ("var", "addr", "oid", "call", "items", "members", "path", "writes
 
 
 class Provenance(dict):
-    """`get_provenance`'s record: a plain dict that shows as a table in a notebook."""
+    """`get_provenance`'s record: a plain dict that shows as a table in a notebook (inputs'
+    addresses in the project's schema order, `schema_keys`)."""
+
+    def __init__(self, record: dict[str, Any] = {}, schema_keys: Sequence[str] = ()) -> None:  # noqa: B006 - not mutated
+        super().__init__(record)
+        self.schema_keys = list(schema_keys)
 
     def _repr_html_(self) -> str:
         def short(oid: Any) -> str:
@@ -656,7 +662,7 @@ class Provenance(dict):
         ]
         rows += [(f"constant {k}", v) for k, v in (self.get("constants") or {}).items()]
         for name, item in (self.get("inputs") or {}).items():
-            where = ", ".join(f"{k}={v!r}" for k, v in (item.get("addr") or {}).items())
+            where = shown_address(item.get("addr") or {}, getattr(self, "schema_keys", []))
             origin = item.get("var") or ("<result>" if item.get("call") else "<constant>")
             source = f"{origin}@{short(item.get('oid'))}"
             rows.append((f"input {name}", f"{source} {where}".strip()))

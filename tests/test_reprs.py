@@ -82,3 +82,15 @@ def test_log_has_no_stray_colon_line(project):
     lines = result.stdout.splitlines()
     assert not any(line.startswith(":") for line in lines), result.stdout
     assert any("baseline=RpBase@" in line for line in lines)
+
+
+def test_provenance_shows_its_inputs_addresses_in_schema_order(project):
+    """The inputs' addresses were in alphabetical order (session before subject): a long
+    session cut the subject off the cell."""
+    session = "a-rather-long-session-label-" * 3
+    RpRaw.save(np.arange(4.0), subject=1, session=session)
+    RpBase.save(np.ones(4), subject=1, session=session)
+    for_each(rp_minus, inputs={"signal": RpRaw, "baseline": RpBase}, outputs=[RpOut],
+             subject=[1], session=[session], verbose=False)
+    page = project.get_provenance(RpOut, subject=1, session=session)._repr_html_()
+    assert html.escape(f"subject=1, session='{session[:10]}") in page

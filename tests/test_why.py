@@ -127,7 +127,7 @@ def test_a_value_computed_from_a_stale_value_is_stale_in_why_as_in_status(projec
     report = why(AggMean, subject=1)
     assert report.status == "stale"
     assert [r.detail for r in report.reasons] == [
-        "upstream plus_one (feeding average(values)): UpSource at {'session': 'pre', 'subject': 1} no longer exists"]
+        "upstream plus_one (feeding average(values)): UpSource at subject=1, session='pre' no longer exists"]
     assert why(AggRaw, subject=1, session="post").status == "current"
     assert status_grid(project, ["AggMean"]).cell("AggMean", {"subject": 1}).status == "stale"
 
@@ -238,7 +238,7 @@ def test_a_finer_input_saved_after_the_run_makes_its_result_stale(project):
 
     report = why(LevelOut, subject=1, session="pre")
     assert report.status == "stale"
-    assert "LevelCal now has a value at {'subject': 1, 'session': 'pre'}" in report.reasons[0].detail
+    assert "LevelCal now has a value at subject=1, session='pre'" in report.reasons[0].detail
     assert why(LevelOut, subject=1, session="post").status == "current"
     assert why(LevelOut, subject=2, session="pre").status == "current"
     assert why(LevelParts, subject=1, session="a").status == "current"  # a Split's key: not the run's
@@ -270,7 +270,7 @@ def test_a_fixed_input_found_at_a_coarser_address_is_judged_where_the_run_looked
     assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 0
     LevelCal.save(np.full(2, 7.0), subject=1, session="baseline")
     report = why(LevelFixedOut, subject=1, session="pre")
-    assert report.status == "stale" and "'session': 'baseline'" in report.reasons[0].detail
+    assert report.status == "stale" and "at subject=1, session='baseline'" in report.reasons[0].detail
     assert status_grid(project, ["LevelFixedOut"]).counts()["LevelFixedOut"]["stale"] == 1
     rerun = for_each(calibrate, inputs={"cal": Fixed(LevelCal, session="baseline")}, outputs=[LevelFixedOut],
                      subject=[1], session=["pre"], progress=False, dry_run=True)

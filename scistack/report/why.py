@@ -22,7 +22,7 @@ from typing import Any
 from scistack.database import get_database, loaded_record, writes_refused
 from scistack.errors import (AmbiguousVersionError, CorruptObjectError, InvalidMetadataError, ObjectNotFoundError,
                              ScistackError, VariableNotFoundError)
-from scistack.address import shown
+from scistack.address import shown_address
 from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, many_current, select_records
@@ -475,25 +475,30 @@ def _variable_change(db: Any, param: str, item: CallInput, at: dict[str, Any] | 
         if now_oids == sorted(members):
             return []
         fresh = len(set(now_oids) - set(members))
-        return [Reason("input", param, f"{item.var} at {addr} changed: {len(members)} -> "
+        return [Reason("input", param, f"{item.var} at {_where_text(db, addr)} changed: {len(members)} -> "
                        f"{len(now_oids)} records, {fresh} new or changed")]
     now = db.index.current_at(item.var, key_of(addr), key_of(vkeys))
     if now is None:
-        return [Reason("input", param, f"{item.var} at {addr} no longer exists")]
+        return [Reason("input", param, f"{item.var} at {_where_text(db, addr)} no longer exists")]
     if now.oid != item.oid:
         return [
             Reason(
                 "input",
                 param,
-                f"{item.var} at {addr} changed: "
+                f"{item.var} at {_where_text(db, addr)} changed: "
                 f"{item.oid[:12]} -> {now.oid[:12]} (version {now.version})",
             )
         ]
     finer = finer_input(db, item.var, addr, vkeys, where_looked(at, item), split_by)
     if finer is not None:
-        return [Reason("input", param, f"{item.var} now has a value at {finer}, which a run takes "
-                       f"over the one at {addr} it used")]
+        return [Reason("input", param, f"{item.var} now has a value at {_where_text(db, finer)}, which a run "
+                       f"takes over the one at {_where_text(db, addr)} it used")]
     return []
+
+
+def _where_text(db: Any, addr: dict[str, Any]) -> str:
+    """An input's address as `why`'s head writes one (`subject=3, session='pre'`, schema order)."""
+    return shown_address(addr, db.schema_keys) or "every address"
 
 
 def where_looked(at: dict[str, Any] | None, item: CallInput | None) -> dict[str, Any] | None:
@@ -612,7 +617,7 @@ def _no_value_failed(db: Any, name: str, address: dict[str, Any]) -> str | None:
         return None
     if run is None:
         return None
-    where = ", ".join(f"{k}={shown(v)}" for k, v in at.items())
+    where = shown_address(at, db.schema_keys)
     traceback = f"`scistack runs {run.run_id[:12]}` shows its traceback" if run.run_id else "`scistack runs` lists it"
     return (f"{name} has no value at {where}: the last run of {run.function or name} there "
             f"({run.t[:19].replace('T', ' ')} UTC) failed{': ' + error if error else ''}; {traceback}")
