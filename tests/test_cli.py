@@ -979,3 +979,26 @@ def test_the_code_log_prints_is_one_show_can_print(built):
     code = next(line for line in out.splitlines() if line.startswith("Function:")).split("code ")[1].split()[0]
     shown = ok(run(built, "show", code))
     assert "def bandpass" in shown
+
+
+def test_tables_line_up_cjk_text_by_its_width_on_screen(project):
+    """Cells were padded by `len`: a CJK address value (two columns a character) pushed the
+    rest of its row right in `status`, `ls` and `runs`."""
+    import unicodedata
+
+    def columns(text):
+        return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+                   for c in text)
+
+    GraphForce.save(1.0, subject="abcd", session="pre")
+    GraphForce.save(2.0, subject="北京", session="pre")
+    GraphForce.save(3.0, subject="e\u0301te", session="pre")  # a combining accent takes no column
+    out = ok(CliRunner().invoke(main, ["--db", str(project.path), "status", "--all"]))
+    rows = [line for line in out.splitlines() if "pre" in line and line.endswith("done")]
+    assert len(rows) == 3 and len({columns(r[:r.index("done")]) for r in rows}) == 1, out
+    from scistack.cli.render import table
+
+    lines = table(["name", "n"], [["北京北京北京北京", 1], ["ab", 2]], width=12).splitlines()
+    assert [columns(line[:line.index(str(n))]) for line, n in zip(lines[2:], (1, 2))] == [11, 11], lines
+    assert max(columns(line) for line in lines) <= 12
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import unicodedata
 from typing import Any
 
 import numpy as np
@@ -29,9 +30,31 @@ def to_json(data: Any) -> str:
 
 
 # -- small pieces ------------------------------------------------------------------------
+def display_width(text: str) -> int:
+    """The terminal columns `text` takes: a wide or full-width (East Asian) character two, a
+    combining mark none (tables padded by `len` pushed a row with CJK text out of line)."""
+    if text.isascii():
+        return len(text)
+    return sum(0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+               for c in text)
+
+
+def pad(text: str, width: int) -> str:
+    """`text.ljust(width)` by terminal columns (`display_width`)."""
+    return text + " " * (width - display_width(text))
+
+
 def cut(text: str, width: int = WIDTH) -> str:
-    """`text` cut to `width` characters, ending in "…" when cut."""
-    return text if len(text) <= width else text[: width - 1] + "…"
+    """`text` cut to `width` terminal columns, ending in "…" when cut."""
+    if display_width(text) <= width:
+        return text
+    kept, used = [], 0
+    for c in text:
+        used += display_width(c)
+        if used > width - 1:
+            break
+        kept.append(c)
+    return "".join(kept) + "…"
 
 
 def addr_text(addr: dict[str, Any], keys: list[str] | None = None) -> str:
@@ -60,10 +83,10 @@ def table(headers: list[str], rows: list[list[Any]], width: int = WIDTH) -> str:
     cells = [[str(c) for c in headers]] + [
         ["" if c is None else str(c) for c in row] for row in rows
     ]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    widths = [max(display_width(r[i]) for r in cells) for i in range(len(headers))]
     while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 6:
         widths[widths.index(max(widths))] -= 1
-    lines = ["  ".join(cut(c, w).ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(pad(cut(c, w), w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -241,7 +264,7 @@ def render_status(grid: Any, keys: list[str], *, problems_only: bool = False) ->
             return "everything is done"
     key_cols = [k for k in keys if any(k in a for a in grid.addresses)]
     key_widths = [
-        max(len(k), *(len(value_text(a.get(k, ""))) for a in grid.addresses)) for k in key_cols
+        max(len(k), *(display_width(value_text(a.get(k, ""))) for a in grid.addresses)) for k in key_cols
     ]
     key_width = sum(w + 2 for w in key_widths)
     var_width = {v: min(max(len(v), 6), 16) for v in grid.variables}
@@ -260,7 +283,7 @@ def render_status(grid: Any, keys: list[str], *, problems_only: bool = False) ->
         lines = [head.rstrip()]
         for addr, cells in zip(grid.addresses, grid.grid):
             row = "".join(
-                value_text(addr[k]).ljust(w + 2) if k in addr else " " * (w + 2)
+                pad(value_text(addr[k]), w + 2) if k in addr else " " * (w + 2)
                 for k, w in zip(key_cols, key_widths)
             )
             for var in block:
@@ -294,7 +317,7 @@ def render_status_summary(summary: Any, limit: int) -> str:
         # failed run's error) lost its end at 80 columns; continued as `why` continues it
         lines = []
         for c in summary.problems:
-            text = f"{c.var:<16} {addr_text(c.addr):<32} {STATUS_WORDS[c.status]:<6} {c.reason}"
+            text = f"{c.var:<16} {pad(addr_text(c.addr), 32)} {STATUS_WORDS[c.status]:<6} {c.reason}"
             lines += textwrap.wrap(text, WIDTH, initial_indent="  ", subsequent_indent="      ")
         out.append("\n".join(lines))
     else:
