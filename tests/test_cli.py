@@ -1002,3 +1002,15 @@ def test_tables_line_up_cjk_text_by_its_width_on_screen(project):
     assert [columns(line[:line.index(str(n))]) for line, n in zip(lines[2:], (1, 2))] == [11, 11], lines
     assert max(columns(line) for line in lines) <= 12
 
+
+def test_runs_never_cuts_the_counts():
+    """`scistack runs` cut the counts at 80 columns ("5 cached, 1 missing, 2 r…")."""
+    from types import SimpleNamespace as Run
+
+    from scistack.cli.render import render_runs
+
+    counts = {"cached": 5, "missing": 1, "ran": 2, "failed": 3, "skipped": 4}
+    text = render_runs([Run(run_id="1a2b3c4d5e6f7788", t="2026-12-06T23:00:00.000001Z",
+                            function="a_rather_long_function_name", counts=counts, duration=0.12)])
+    assert "5 cached, 1 missing, 2 ran, 3 failed, 4 skipped  0.12 s" in text, text
+    assert "2026-12-06 23:00:00" in text

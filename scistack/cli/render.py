@@ -78,14 +78,18 @@ def size_text(n: int) -> str:
     return f"{n} B"
 
 
-def table(headers: list[str], rows: list[list[Any]], width: int = WIDTH) -> str:
-    """Left-aligned columns that fit `width` (the widest columns shrink first)."""
+def table(headers: list[str], rows: list[list[Any]], width: int = WIDTH, *, whole: tuple[int, ...] = ()) -> str:
+    """Left-aligned columns that fit `width` (the widest columns shrink first; those numbered
+    in `whole` never do: a line may then be longer than `width`)."""
     cells = [[str(c) for c in headers]] + [
         ["" if c is None else str(c) for c in row] for row in rows
     ]
     widths = [max(display_width(r[i]) for r in cells) for i in range(len(headers))]
-    while sum(widths) + 2 * (len(widths) - 1) > width and max(widths) > 6:
-        widths[widths.index(max(widths))] -= 1
+    while sum(widths) + 2 * (len(widths) - 1) > width:
+        shrinkable = [w if i not in whole else 0 for i, w in enumerate(widths)]
+        if max(shrinkable) <= 6:
+            break
+        widths[shrinkable.index(max(shrinkable))] -= 1
     lines = ["  ".join(pad(cut(c, w), w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
@@ -515,7 +519,8 @@ def render_runs(runs: list[Any]) -> str:
     rows = [[r.run_id[:SHORT], r.t[:19].replace("T", " "), r.function,
              ", ".join(f"{n} {s}" for s, n in r.counts.items() if n) or "nothing",
              f"{r.duration:.2f} s"] for r in runs]
-    return table(["run", "started (UTC)", "function", "counts", "duration"], rows)
+    # the counts are what a run is looked up for: never cut ("5 cached, 1 missing, 2 r…")
+    return table(["run", "started (UTC)", "function", "counts", "duration"], rows, whole=(0, 1, 3, 4))
 
 
 RUN_LINES = 20  # combinations `scistack runs RUN_ID` lists (a run can have 100k; --all lists them)
