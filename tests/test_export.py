@@ -992,3 +992,18 @@ def test_nan_and_infinities_in_open_json_files_are_strict_json_and_exact_on_impo
     _fresh_project(tmp_path / "o").import_bundle(tmp_path / "b")
     back = ExPeak.load(subject=1, session="pre").data
     assert np.isnan(back["peak"]) and back["range"] == [1.0, float("inf"), -float("inf")]
+
+
+@pytest.mark.parametrize("read_as, kept", [
+    ("//nas/lab/x.csv", "raw/nas/lab/x.csv"),          # a UNC path as shown on POSIX
+    ("\\\\nas\\lab\\x.csv", "raw/nas/lab/x.csv"),      # ... and as Windows writes it
+    ("/data/sub 3/s_pre.csv", "raw/data/sub 3/s_pre.csv"),
+    ("C:\\data\\ü.csv", "raw/data/ü.csv"),
+    ("../../up.csv", "raw/up.csv"),
+])
+def test_a_raw_file_is_copied_under_raw_whatever_path_it_was_read_as(read_as, kept):
+    """A path starting `//` had kept its root: the copy went to that path outside the bundle
+    (on Windows, onto the source file itself)."""
+    from scistack.export.bundle import raw_path
+
+    assert raw_path(read_as).as_posix() == kept

@@ -117,10 +117,13 @@ def raw_path(read_as: str) -> PurePosixPath:
     """Where a raw file read as `read_as` goes in a bundle: `raw/` + that path as it was read
     (spaces and any script kept, so copied back the same template finds the same keys), less
     what would leave `raw/` (a root or drive, `.` and `..` parts) and control characters."""
-    parts = [p for p in PurePosixPath(read_as.replace("\\", "/")).parts if p not in ("..", ".", "/")]
+    parts = [p for p in PurePosixPath(read_as.replace("\\", "/")).parts
+             if p not in ("..", ".") and p.strip("/")]  # (a root: `/`, or `//` of a UNC path)
     if parts and re.fullmatch(r"[A-Za-z]:", parts[0]):  # a Windows drive
         parts = parts[1:]
-    return PurePosixPath("raw", *[_CONTROL.sub("_", p) for p in parts])
+    rel = PurePosixPath("raw", *[_CONTROL.sub("_", p) for p in parts])
+    assert rel.parts[0] == "raw" and not rel.is_absolute(), rel  # (every part that would leave raw/ is gone)
+    return rel
 
 
 def _free(rel: PurePosixPath, taken: set[str]) -> PurePosixPath:
