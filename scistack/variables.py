@@ -16,6 +16,7 @@ schema (subject only) is allowed: the address is the schema keys given.
 
 from __future__ import annotations
 
+from datetime import datetime
 import difflib
 from dataclasses import dataclass, replace
 import threading
@@ -374,7 +375,9 @@ class BaseVariable:
     def undelete(cls, **metadata: Any) -> int:
         """Undo, at each address matching `metadata` (schema and version keys; a list means
         any of; none: all of the variable's), that address's last delete (or `scistack rm`)
-        of matching records: a loop of per-subject deletes is undone whole. The records it
+        of matching records, made within an hour of the newest (`UNDO_WINDOW_S`): a loop of
+        per-subject deletes is undone whole, an address deleted long before stays deleted
+        (named; asked for by its address, it comes back). The records it
         removed come back as new versions holding the same values and lineage, in the order
         they were saved, once (one live again since, brought back or its value saved again,
         is not brought back twice). Records an address's older deletes removed (a version
@@ -407,6 +410,7 @@ class Undeleted:
     older: list[RefRecord] = ()  # removed by an older delete than its address's undone: left deleted
     dropped: list[RefRecord] = ()  # dropped by gc's retention rule: left deleted
     superseded: list[RefRecord] = ()  # older versions than ones still there: left deleted
+    earlier: list[RefRecord] = ()  # their address's last delete long before the newest: left deleted
 
     @property
     def note(self) -> str:
@@ -430,6 +434,12 @@ class Undeleted:
             if records:
                 parts.append(f"{len(records)} {how} left deleted (e.g. {_where(records[0], self.schema_keys)}, "
                              f"version={records[0].version}; undelete(..., version=N) brings one back)")
+        if self.earlier:
+            first = self.earlier[0]
+            addr = ", ".join(f"{k}={shown(first.addr[k])}" for k in self.schema_keys if k in first.addr)
+            parts.append(f"{len(self.earlier)} left deleted: their address's last delete was made more than "
+                         f"{UNDO_WINDOW_S / 3600:g} h before the newest one undone, so not in the same go "
+                         f"(e.g. {_where(first, self.schema_keys)}; undelete({addr}) brings it back)")
         return f"{len(self.back)} record(s) back; " + "; ".join(parts) if parts else ""
 
 
@@ -465,25 +475,38 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any],
                                     f"({name}.list_versions(...) shows what is saved)")
     if version is not None:  # asked by its number: back even if the address was saved again since
         return bring_back(db, name, matched, named=True)
-    chosen = _last_deletes(matched)
-    undone = {id(d) for d in chosen}
+    chosen, earlier = _last_deletes(matched)
+    undone = {id(d) for d in chosen} | {id(d) for d in earlier}
     left = [d for d in matched if id(d) not in undone]
     result = bring_back(db, name, chosen)
     since = _saved_since(db, name, left)  # (after: one brought back just now is back already)
     left = [d for d in left if since[_slot(d.record)] != "again"]
     return replace(result, older=[d.record for d in left if not d.retention],
-                   dropped=[d.record for d in left if d.retention])
+                   dropped=[d.record for d in left if d.retention], earlier=[d.record for d in earlier])
 
 
-def _last_deletes(deletions: list[Deletion]) -> list[Deletion]:
-    """Of `deletions` (in journal order), each address's own last delete by a user: a loop
-    of per-subject deletes is undone whole, while a version an address had deleted on purpose
-    before, and what gc's retention rule dropped (lifecycle, not a delete), stay deleted."""
+# how long before the newest delete an address's last delete may be and still be undone with it
+# (a loop of deletes takes seconds; a delete made on purpose hours or days before stays)
+UNDO_WINDOW_S = 3600
+
+
+def _last_deletes(deletions: list[Deletion]) -> tuple[list[Deletion], list[Deletion]]:
+    """Of `deletions` (in journal order), each address's own last delete by a user, made
+    within `UNDO_WINDOW_S` of the newest: a loop of per-subject deletes is undone whole, while
+    a version an address had deleted on purpose before, another address's delete made long
+    before (returned second: named, left deleted), and what gc's retention rule dropped
+    (lifecycle, not a delete) stay deleted."""
     last: dict[str, str] = {}  # address key -> the time of its last delete (one time a delete)
     for d in deletions:
         if not d.retention:
             last[d.record.addr_key] = d.t
-    return [d for d in deletions if not d.retention and d.t == last[d.record.addr_key]]
+    if not last:
+        return [], []
+    newest = datetime.fromisoformat(max(last.values()))
+    recent = {a for a, t in last.items() if (newest - datetime.fromisoformat(t)).total_seconds() <= UNDO_WINDOW_S}
+    ones = [d for d in deletions if not d.retention and d.t == last[d.record.addr_key]]
+    return ([d for d in ones if d.record.addr_key in recent],
+            [d for d in ones if d.record.addr_key not in recent])
 
 
 def bring_back(db: Database, name: str, chosen: list[Deletion], *, named: bool = False) -> Undeleted:

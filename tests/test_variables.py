@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import warnings
 
 import numpy as np
@@ -456,6 +457,28 @@ def test_undelete_undoes_a_loop_of_deletes_whole(project):
         assert VPeak.undelete() == 3
     assert [VPeak.load(subject=s, session="pre").data for s in (1, 2, 3)] == [1.0, 2.0, 3.0]
     assert _versions_saved(subject=2) == [2.0]
+
+
+def test_undelete_leaves_another_addresss_delete_made_long_before(project, monkeypatch):
+    """Undoing each address's own last delete brought back, with a loop just deleted, a subject
+    deleted on purpose days before. Only deletes made within the window of the newest are
+    undone together; the older one is named, and undone when its address is asked for."""
+    import scistack.variables as variables
+
+    monkeypatch.setattr(variables, "UNDO_WINDOW_S", 0.5)  # (an hour in use: the test can't wait one)
+    for s in (1, 2, 3):
+        VPeak.save(float(s), subject=s, session="pre")
+    VPeak.delete(subject=3)  # on purpose, "days" before
+    time.sleep(1.0)
+    for s in (1, 2):
+        VPeak.delete(subject=s)  # the mistake
+    with pytest.warns(UserWarning, match=r"2 record\(s\) back; 1 left deleted: their address's last delete "
+                                         r"was made more than .* \(e\.g\. subject=3, session='pre'; "
+                                         r"undelete\(subject=3, session='pre'\) brings it back\)"):
+        assert VPeak.undelete() == 2
+    assert [VPeak.load(subject=s, session="pre").data for s in (1, 2)] == [1.0, 2.0]
+    assert VPeak.load_all(subject=3) == []
+    assert VPeak.undelete(subject=3) == 1
 
 
 def test_undelete_skips_a_retention_drop_made_after_the_delete(project):

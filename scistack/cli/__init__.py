@@ -427,6 +427,7 @@ def undelete(ctx: click.Context, variable: str, cascade: bool, as_json: bool, as
                     "already_back": [r for result in results for r in result.again],
                     "older": [r for result in results for r in result.older],
                     "dropped": [r for result in results for r in result.dropped],
+                    "earlier": [r for result in results for r in result.earlier],
                     "superseded": [r for result in results for r in result.superseded]},
           "; ".join(notes) if notes and len(results) == 1 else
           f"{len(back)} record(s) back" + "".join(f"\n  {n}" for n in notes))
