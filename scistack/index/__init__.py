@@ -1006,9 +1006,12 @@ class _BackgroundSync:
                 if not self._may_detach():
                     raise
                 self._detach()
-                log.warning("DuckDB was not brought up to date at close: %s is held by another process "
-                            "(%s); a background sync brings it up to date once it is let go, and the "
-                            "journal holds everything meanwhile", self.sql.path.name, _held_by(exc))
+                holder = _held_by(exc)
+                # (another Python process, most often a scistack one syncing: nothing to act on)
+                level = logging.INFO if re.search(r"python[\d.]*(\.exe)? \(PID", holder) else logging.WARNING
+                log.log(level, "DuckDB was not brought up to date at close: %s is held by another process "
+                        "(%s); a background sync brings it up to date once it is let go, and the "
+                        "journal holds everything meanwhile", self.sql.path.name, holder)
         except IndexDamagedError as exc:  # no later process catches up by itself: said whole, with the fix
             log.warning("DuckDB was not brought up to date at exit: %s", exc)
         except Exception as exc:  # noqa: BLE001 - DuckDB's own errors too (a full disk, a lock)
