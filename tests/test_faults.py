@@ -298,3 +298,30 @@ def test_a_fold_connection_left_inside_a_transaction_is_rolled_back_not_reported
     Fault.save(np.full(3, 5.0), subject=5, session="s")
     assert not con.in_transaction
     _still_works(project)
+
+
+def test_ctrl_c_while_a_rerun_asks_the_cache_stays_a_keyboard_interrupt(project):
+    """A for_each re-run asks the fold for its cache keys at once. The oids were made blobs
+    by a SQL function inside SQLite: a Ctrl-C landing in it reached the user as sqlite3's
+    "user-defined function raised exception", the KeyboardInterrupt lost (found by random
+    interrupts). The interrupt comes in the first oid conversion of that lookup."""
+    import sys
+
+    for s in range(6):
+        Fault.save(np.full(3, float(s)), subject=s, session="s")
+    _pipeline()
+    fold = project.index._fold
+
+    def tracer(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "oid_in":
+            sys.settrace(None)
+            raise KeyboardInterrupt
+        return None
+
+    sys.settrace(tracer)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fold.call_outputs_many(["ab" * 32, "cd" * 32])
+    finally:
+        sys.settrace(None)
+    _still_works(project)
