@@ -21,7 +21,6 @@ from scistack import BaseVariable, for_each
 from scistack.fsck import fsck
 from scistack.gc import collect_garbage
 from scistack.objects import pack as pack_module
-from scistack.objects.gate import WritersGate
 
 from .conftest import SCHEMA
 

@@ -813,7 +813,7 @@ class _Run:
         return {n: v for n, v in self.inputs.items() if n in self.lf.ignore}
 
     def _finish(self, pending: _Pending, outcome: Outcome) -> None:
-        item, resolved, key = pending.item, pending.resolved, pending.key
+        item, resolved = pending.item, pending.resolved
         item.duration = outcome.duration
         if outcome.error is not None:
             item.status, item.error, item.traceback = "failed", outcome.error, outcome.traceback
