@@ -58,10 +58,9 @@ def backdate(paths) -> None:
         os.utime(path, (old, old))
 
 
-def test_a_value_saved_again_while_gc_runs_is_kept(project, python_env, monkeypatch):
-    """Loose: the second process's save finds the file and refreshes its mtime after gc's scan."""
-    target = Resaved.save(np.arange(1000.0), subject=1, session="a").oid
-    Resaved.delete(subject=1)
+def _saved_again_after_the_scan(project, python_env, monkeypatch, target: str) -> None:
+    """`target`, a loose object made old, is saved again by a second process just after gc's
+    scan read its age (the race: gc then meant to delete it)."""
     backdate([project.store.path_of(target)])
     real = project.store.mtime_of
 
@@ -72,6 +71,13 @@ def test_a_value_saved_again_while_gc_runs_is_kept(project, python_env, monkeypa
         return age
 
     monkeypatch.setattr(project.store, "mtime_of", saved_again_after_the_scan)
+
+
+def test_a_value_saved_again_while_gc_runs_is_kept(project, python_env, monkeypatch):
+    """Loose: the second process's save finds the file and refreshes its mtime after gc's scan."""
+    target = Resaved.save(np.arange(1000.0), subject=1, session="a").oid
+    Resaved.delete(subject=1)
+    _saved_again_after_the_scan(project, python_env, monkeypatch, target)
     collect_garbage(project)  # the default grace: two weeks
     assert project.store.contains(target)
     assert Resaved.load(subject=2, session="again").data[-1] == 999.0
@@ -111,16 +117,7 @@ def test_gc_counts_only_the_objects_it_removed_not_one_freshened_and_kept(projec
     gone = Resaved.save(np.arange(5.0), subject=3, session="gone").oid  # loose, deleted: really freed
     if where == "loose":
         target = Resaved.save(np.arange(1000.0), subject=1, session="a").oid
-        backdate([project.store.path_of(target)])
-        real = project.store.mtime_of
-
-        def saved_again_after_the_scan(oid):
-            age = real(oid)
-            if oid == target:
-                run(python_env, SAVE_AGAIN, str(project.path), "1000")
-            return age
-
-        monkeypatch.setattr(project.store, "mtime_of", saved_again_after_the_scan)
+        _saved_again_after_the_scan(project, python_env, monkeypatch, target)
     else:
         with project.batch():
             Resaved.save(np.arange(3.0), subject=1, session="kept")
