@@ -22,7 +22,7 @@ def test_read_only_query_waits_for_a_read_write_connection_in_the_same_process(p
         with sql.connect():
             ready.set()
             time.sleep(0.3)
-        done.set()
+            done.set()  # inside: set after the with, it raced the reader granted the file on its exit
 
     thread = threading.Thread(target=hold)
     thread.start()
