@@ -10,6 +10,7 @@ where a missing server is a failure: `make test` installs them (`make lab-servic
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -266,11 +267,29 @@ class Frozen:
         return f"Frozen(error={self.error!r}, seconds={self.seconds:.1f})"
 
 
+def freeze(pids: list[int]) -> None:
+    """Stop `pids` (SIGSTOP). A process that exited since it was listed (a backend of a
+    closed connection, on a busy machine) has nothing to freeze."""
+    import signal
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGSTOP)
+
+
+def thaw(pids: list[int]) -> None:
+    """Continue `pids` (SIGCONT); a backend whose client left may exit once the first is."""
+    import signal
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
 def frozen_while(pids, call, *, limit: float = 35.0) -> Frozen:
     """Run `call` while the server processes `pids` are stopped (SIGSTOP: they keep their
     connections and answer nothing, as a frozen machine); they are always continued, after
     `call` ends or after `limit` seconds, whichever is first. The test never hangs."""
-    import signal
     import threading
     import time
 
@@ -286,16 +305,12 @@ def frozen_while(pids, call, *, limit: float = 35.0) -> Frozen:
         seen.seconds = time.monotonic() - started
 
     worker = threading.Thread(target=run, daemon=True)
-    stopped = []
     try:
-        for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
-            stopped.append(pid)
+        freeze(pids)
         worker.start()
         worker.join(limit)
     finally:
-        for pid in stopped:
-            os.kill(pid, signal.SIGCONT)
+        thaw(pids)
     if worker.is_alive():
         blocked = Frozen()  # (what the call does once the server answers again is not asked)
         worker.join(600)
