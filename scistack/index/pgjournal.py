@@ -116,7 +116,10 @@ class PostgresJournal:
         return self._con
 
     def _connection(self) -> Any:
-        self._read_unlock()
+        if not self._read_unlock():  # a new connection would wait its connect_timeout on top
+            raise SharedServiceError(
+                f"cannot reach the shared journal at {redact(self.url)}: {self._stopped()}. Check "
+                "that the server is up and retry; nothing was changed")
         con = self._con
         if con is None or con.closed or con.broken:
             if self._depth and self._lock_session:
@@ -313,15 +316,17 @@ class PostgresJournal:
             except self._psycopg.OperationalError:
                 pass
 
-    def _read_unlock(self) -> None:
+    def _read_unlock(self) -> bool:
         """Read the answer of an unlock sent by `_release` (the connection takes one command
-        at a time); a dropped connection released the lock with the session."""
+        at a time); a dropped connection released the lock with the session. False when the
+        server went silent before answering (a save returns before the answer, so a server
+        frozen right after a save is first met here): the watchdog cut the wait."""
         if not self._unlock_sent:
-            return
+            return True
         self._unlock_sent = False
         con = self._con
         if con is None or con.closed or con.broken:
-            return
+            return True
         try:
             pgconn = con.pgconn
             self._watch.begin(con)  # a silent server has the socket shut down: consume_input raises
@@ -334,8 +339,10 @@ class PostgresJournal:
         except Exception:  # noqa: BLE001 - a silent or broken server: start a new session
             self._watch.end()  # (first: the watchdog must not shut a socket closed below, or reused)
             con.close()  # (the server drops the old one, and any lock it held)
+            return con.stopped is None
         finally:
             self._watch.end()
+        return True
 
     @contextmanager
     def exclusive_gc(self) -> Iterator[bool]:

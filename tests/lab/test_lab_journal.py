@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -22,7 +23,7 @@ from scistack.gc import collect_garbage
 import scistack.index.pgjournal as pgjournal
 from scistack.index.pgjournal import PostgresJournal
 
-from .conftest import READER, READER_PASSWORD, frozen_while
+from .conftest import READER, READER_PASSWORD, freeze, frozen_while, thaw
 
 WORKER = str(Path(__file__).with_name("lab_worker.py"))
 
@@ -224,6 +225,26 @@ def test_a_frozen_journal_server_fails_a_save_in_bounded_time_and_the_project_re
     LabSignal.save(np.arange(3.0), subject=2, session=1)  # re-run: one version (the server, thawed, ran the
     assert [v.version for v in LabSignal.list_versions(subject=2, session=1)] == [1]  # first's INSERT, or not)
     assert LabSignal.load(subject=4, session=1).data.tolist() == list(np.arange(5.0))
+
+
+def test_a_server_frozen_before_answering_an_unlock_fails_the_next_statement_without_a_new_connection(
+        postgres, pg_url, tmp_path, monkeypatch):
+    # a save returns once its unlock is sent; a server frozen before answering it (a busy
+    # machine) was probed silent, then connected to anew for connect_timeout (10 s) more, and
+    # the step failed with "timeout expired", not that the server stopped answering
+    monkeypatch.setattr(pgjournal, "SILENCE", 2.0)
+    monkeypatch.setattr(pgjournal, "PROBE_TIMEOUT", 2)
+    with contextlib.closing(PostgresJournal(pg_url, tmp_path / "shared-journal")) as journal:
+        pids = postgres.pids()
+        try:
+            with journal.locked():
+                freeze(pids)  # before the server can answer the unlock sent on leaving
+            outcome = frozen_while(pids, lambda: journal.append([{"op": "run"}]))
+        finally:
+            thaw(pids)  # (done by frozen_while, unless it was not reached)
+        assert isinstance(outcome.error, SharedServiceError) and "stopped answering" in str(outcome.error), outcome
+        assert outcome.seconds < journal.connect_timeout, outcome
+        assert journal.append([{"op": "run"}]) == journal.size() == 1  # thawed: a new session
 
 
 def test_a_save_waiting_for_another_writers_lock_longer_than_the_silence_is_not_cut(lab, pg_url, monkeypatch):
