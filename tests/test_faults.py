@@ -219,7 +219,7 @@ def test_any_call_record_payload_gives_a_record_or_a_corrupt_record_error(tree):
         pass
 
 
-class Doubled(BaseVariable):
+class FaultDoubled(BaseVariable):
     pass
 
 
@@ -228,7 +228,7 @@ def doubled(x):
 
 
 def _pipeline():
-    return for_each(doubled, inputs={"x": Fault}, outputs=[Doubled], subject=list(range(6)), session=["s"],
+    return for_each(doubled, inputs={"x": Fault}, outputs=[FaultDoubled], subject=list(range(6)), session=["s"],
                     progress=False, verbose=False)
 
 
@@ -239,7 +239,7 @@ def _still_works(project) -> None:
         assert Fault.load(subject=s, session="s").data.tolist() == [float(s)] * 3
     first = _pipeline()
     assert not first.failures and first.ran + first.cached == 6
-    assert [Doubled.load(subject=s, session="s").data[0] for s in range(6)] == [2.0 * s for s in range(6)]
+    assert [FaultDoubled.load(subject=s, session="s").data[0] for s in range(6)] == [2.0 * s for s in range(6)]
     assert _pipeline().cached == 6
 
 
