@@ -788,3 +788,40 @@ def test_a_script_edited_while_it_runs_is_never_run_again_to_judge_it(tmp_path):
                           timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["ran", "done"]  # (judged by the code it runs, as before)
+
+
+HELPERS = """
+FACTOR = 2.0
+
+
+def h(signal):
+    return signal * FACTOR
+"""
+
+
+@pytest.mark.parametrize("imports", ["from {helpers} import h", "import {helpers} as helpers_module"])
+def test_a_helper_module_edited_after_its_import_is_judged_as_its_file_is_now(project, tmp_path, monkeypatch,
+                                                                                imports):
+    """Only the helper's file is edited (the pipeline's is as the process first read it): the
+    pipeline's values are stale in a long-running process too, as a fresh process says, and
+    the process's own modules are left as they were."""
+    import os
+
+    from scistack import why
+
+    helpers = f"sumhelp_{uuid.uuid4().hex[:8]}"
+    call = "h(signal)" if imports.startswith("from") else "helpers_module.h(signal)"
+    (tmp_path / f"{helpers}.py").write_text(HELPERS)
+    fns = tmp_path / f"sumfns_{uuid.uuid4().hex[:8]}.py"
+    fns.write_text(f"from scistack import lineage_fcn\n{imports.format(helpers=helpers)}\n\n\n"
+                   f"@lineage_fcn\ndef scale(signal):\n    return {call}\n\n\n"
+                   "@lineage_fcn\ndef total(signal):\n    return float(signal.sum())\n")
+    os.utime(fns, (0, 0))  # (written before this process started, never edited since)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(fns.stem)
+    _build(module, subjects=(1,))
+    assert _agree(project, fast=True)["SumScaled"]["stale"] == 0
+    (tmp_path / f"{helpers}.py").write_text(HELPERS.replace("signal * FACTOR", "signal * FACTOR + 1"))
+    assert _agree(project, fast=None)["SumScaled"]["stale"] == 2
+    assert why(SumScaled, subject=1, session="pre").status == "stale"
+    assert module.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)

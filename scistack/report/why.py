@@ -10,13 +10,14 @@ never saved (a result passed straight on) are followed into the call that comput
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import importlib
 import importlib.util
 import os
 import sys
 from dataclasses import dataclass, field, replace
-from types import FunctionType
+from types import FunctionType, ModuleType
 from typing import Any
 
 from scistack.database import get_database, loaded_record, writes_refused
@@ -26,6 +27,7 @@ from scistack.address import shown_address
 from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, many_current, select_records
+from scistack.codeid._packages import is_project_module
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
@@ -671,18 +673,18 @@ def _import_module(module: str) -> Any:
     why). Its top level runs: a save, delete or run there is refused, and the project stays as
     it was (a report had saved data and run a for_each). Whatever it raises (a syntax error
     mid-edit, an exception, `sys.exit`) makes it not importable here, never the report's end.
-    A module imported before its file was edited (a UI server, a notebook) is read again from
-    the file, as a fresh `scistack status` would, into a copy: the process's own is untouched."""
+    A module imported before its file, or the file of a project module it reaches, was edited
+    (a UI server, a notebook) is read again from the files, as a fresh `scistack status` would,
+    into copies: the process's own modules are untouched."""
     held = sys.modules.get(module)
-    path = _edited_since_start(held) if held is not None else None
-    if held is not None and path is None:
+    if held is not None and not _edits_reached(held):
         return held
     refused = (f"scistack imported {module} to compare its code, and its top level saves, deletes or "
                f"runs: a report never changes the project. Put those steps of {module} under "
                "`if __name__ == \"__main__\":` (or in a script of their own)")
     try:
         with writes_refused(refused):
-            found = importlib.import_module(module) if held is None else _read_again(held, path)
+            found = importlib.import_module(module) if held is None else _as_now(held)
         _IMPORT_FAILED.pop(module, None)
         return found
     except ImportError as exc:
@@ -707,36 +709,115 @@ def _process_started() -> float:
 
 
 _STARTED = _process_started()
-_READ_AGAIN: dict[str, tuple[tuple[str, int, int], Any]] = {}  # module -> (its file's stat, the copy)
+_READ_AGAIN: dict[str, tuple[tuple[Any, ...], Any]] = {}  # module -> (edits it reaches, copy)
+_READING: dict[str, Any] = {}  # module -> its copy being run (an import cycle finds it, as in Python)
 
 
 def _edited_since_start(held: Any) -> str | None:
     """The source file of imported module `held` if it was written after this process started:
     the code in memory may not be the file's any more (None: it is, or it has no source file)."""
-    path = getattr(held, "__file__", None)
-    if held.__name__ == "__main__" or getattr(held, "__spec__", None) is None \
-            or not isinstance(path, str) or not path.endswith(".py"):
-        return None  # (a script is judged from its text, never run again: `script_changes`)
+    path = _source_file(held)
     try:
-        return path if os.stat(path).st_mtime > _STARTED else None
+        return path if path is not None and os.stat(path).st_mtime > _STARTED else None
     except OSError:
         return None
 
 
-def _read_again(held: Any, path: str) -> Any:
-    """A copy of module `held` run from its file as it is now (once per version of the file),
-    left out of `sys.modules`; compiled from the text, never from a cached .pyc (whose
-    one-second mtime can miss an edit)."""
+def _source_file(held: Any) -> str | None:
+    """The .py file project module `held` can be run again from (None: none, or a script's
+    __main__, judged from its text and never run again: `script_changes`)."""
+    path = getattr(held, "__file__", None)
+    if held.__name__ == "__main__" or getattr(held, "__spec__", None) is None \
+            or not isinstance(path, str) or not path.endswith(".py") \
+            or not is_project_module(held.__name__):
+        return None
+    return path
+
+
+def _edits_reached(held: Any, seen: set[str] | None = None) -> tuple[tuple[str, int, int], ...]:
+    """The versions of the files written after this process started, of module `held` and of
+    the project modules its globals reach (modules, and the homes of its functions and
+    classes), at any depth: the code in memory is the files' code when there are none."""
+    if _source_file(held) is None:
+        return ()
+    seen = set() if seen is None else seen
+    seen.add(held.__name__)
+    path = _edited_since_start(held)
+    found = {_file_version(path)} if path is not None else set()
+    for value in list(vars(held).values()):
+        value = value.fn if isinstance(value, LineageFunction) else value
+        home = value.__name__ if isinstance(value, ModuleType) else \
+            getattr(value, "__module__", None) if isinstance(value, (FunctionType, type)) else None
+        reached = sys.modules.get(home) if isinstance(home, str) and home not in seen else None
+        if reached is not None and _source_file(reached) is not None:
+            found.update(_edits_reached(reached, seen))
+    return tuple(sorted(found))
+
+
+def _file_version(path: str) -> tuple[str, int, int]:
     stat = os.stat(path)
-    version = (path, stat.st_mtime_ns, stat.st_size)
-    known = _READ_AGAIN.get(held.__name__)
-    if known is not None and known[0] == version:
+    return path, stat.st_mtime_ns, stat.st_size
+
+
+def _as_now(held: Any) -> Any:
+    """Module `held` as its files are now: itself when neither its file nor a project module
+    it reaches was written after this process started, else a copy run from its file's text
+    (once per version of those files), left out of `sys.modules`, whose imports of such
+    modules bind copies too; compiled from the text, never from a cached .pyc (whose
+    one-second mtime can miss an edit)."""
+    name = getattr(held, "__name__", None)
+    if not isinstance(held, ModuleType) or not isinstance(name, str):
+        return held  # (something not a module that was put in sys.modules)
+    if name in _READING:
+        return _READING[name]
+    edits = _edits_reached(held)
+    if not edits:
+        return held
+    known = _READ_AGAIN.get(name)
+    if known is not None and known[0] == edits:
         return known[1]
     copy = importlib.util.module_from_spec(held.__spec__)
-    with open(path, "rb") as source:
-        exec(compile(source.read(), path, "exec"), copy.__dict__)  # noqa: S102 - as importing it does
-    _READ_AGAIN[held.__name__] = (version, copy)
+    copy.__builtins__ = {**vars(builtins), "__import__": _import_as_now}
+    _READING[name] = copy
+    try:
+        with open(held.__file__, "rb") as source:
+            code = compile(source.read(), held.__file__, "exec")
+        exec(code, copy.__dict__)  # noqa: S102 - as importing it does
+    finally:
+        del _READING[name]
+    _READ_AGAIN[name] = (edits, copy)
     return copy
+
+
+def _import_as_now(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (),
+                   level: int = 0) -> Any:
+    """`import` inside a copy made by `_as_now`: imports as Python does (`sys.modules` as it
+    is), and binds the project modules written since this process started as copies, as now."""
+    found = builtins.__import__(name, globals, locals, fromlist, level)
+    if fromlist:  # from found import names: a name may be a submodule
+        return _with_members_as_now(found, [n for n in fromlist if n != "*"])
+    if level:
+        return _as_now(found)
+    return _with_members_as_now(found, name.split(".")[1:2], name.split(".")[2:])  # import a.b.c
+
+
+def _with_members_as_now(module: Any, names: list[str], below: list[str] | None = None) -> Any:
+    """Module `module` as now, its submodules `names` as now too (`below`: the dotted path on
+    from the first one, as `import a.b.c` binds `a`); a view of it when they differ."""
+    now = _as_now(module)
+    members = {}
+    for member in names:
+        sub = getattr(module, member, None)
+        if isinstance(sub, ModuleType):
+            seen = _with_members_as_now(sub, (below or [])[:1], (below or [])[1:])
+            if seen is not getattr(now, member, None):
+                members[member] = seen
+    if not members:
+        return now
+    view = ModuleType(now.__name__)
+    view.__dict__.update(vars(now))
+    view.__dict__.update(members)
+    return view
 
 
 def import_failure(module: str) -> str | None:
