@@ -88,6 +88,16 @@ def registered_function(module: str, qualname: str) -> LineageFunction | None:
     return _REGISTRY.get((module, qualname))
 
 
+def registry_key(fn: Callable) -> tuple[Any, str]:
+    """(module, qualified name) a lineage function of `fn` is known by: a partial as its
+    function, a callable object as its class's `__call__`."""
+    named = fn.func if isinstance(fn, functools.partial) else fn
+    qualname = getattr(named, "__qualname__", None)
+    if not isinstance(qualname, str):
+        qualname = f"{type(named).__qualname__}.__call__"
+    return getattr(named, "__module__", None), qualname
+
+
 def _register(key: tuple[Any, str], function: LineageFunction) -> None:
     if key in _REGISTRY:
         known = _REGISTRY[key]
@@ -146,12 +156,7 @@ class LineageFunction:
         self._infos: weakref.WeakKeyDictionary[ObjectStore, dict[str, tuple[FunctionIdentity, Any, tuple]]] = (
             weakref.WeakKeyDictionary()
         )
-        named = fn.func if isinstance(fn, functools.partial) else fn  # a partial: as its function
-        module = getattr(named, "__module__", None)
-        qualname = getattr(named, "__qualname__", None)
-        if not isinstance(qualname, str):  # a callable object: recorded as its class's __call__
-            qualname = f"{type(named).__qualname__}.__call__"
-        _register((module, qualname), self)
+        _register(registry_key(fn), self)
 
     @property
     def name(self) -> str:

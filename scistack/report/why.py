@@ -34,7 +34,7 @@ from scistack.codeid.codetree import code_tree, constant_values
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.foreach.paths import file_oid
 from scistack.lineage.filecheck import changed_inputs
-from scistack.lineage.function import LineageFunction, registered_function
+from scistack.lineage.function import LineageFunction, registered_function, registry_key
 from scistack.codeid.identity import function_identity, normalised_source
 from scistack.objects.canonical_json import from_tree
 from scistack.records import CallInput, CallRecord, FunctionInfo, read_call
@@ -646,8 +646,8 @@ def script_reasons(db: Any, call_oid: str) -> list[Reason] | None:
 def _find_function(module: str, name: str) -> Any:
     edited = module != "__main__" and module in sys.modules \
         and _import_module(module) is not sys.modules[module]
-    fn = None if edited else registered_function(module, name)  # (the code first imported)
-    if fn is not None:
+    fn = _made_in(_import_module(module), module, name) if edited else registered_function(module, name)
+    if fn is not None:  # (else the plain function, by its name)
         return fn
     if module == "__main__":
         return None
@@ -663,6 +663,16 @@ def _find_function(module: str, name: str) -> Any:
         return target
     except AttributeError:
         return None
+
+
+def _made_in(copy: Any, module: str, name: str) -> Any:
+    """The one lineage function a module's fresh copy (`_as_now`) holds under that name, as
+    the registry knows the process's own: a partial's or an object's bound state is part of
+    it (`functools.partial(f, k=3)`, `Scale(3)`), which the plain function found by its name
+    lacks (an edit of `k=2` to `k=3` had been judged current). None: none, or several."""
+    made = {id(v): v for v in vars(copy).values()
+            if isinstance(v, LineageFunction) and registry_key(v.fn) == (module, name)}
+    return next(iter(made.values())) if len(made) == 1 else None
 
 
 _IMPORT_FAILED: dict[str, str] = {}  # module -> why importing it failed (this process)
