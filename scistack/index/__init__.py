@@ -472,7 +472,18 @@ class Index:
             if record is not None:
                 return record
         with self._journal.locked():
-            return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+            record = self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+        self._objects_arrived()
+        return record
+
+    def _objects_arrived(self) -> None:
+        """Wait for this process's objects still uploading (raise if one failed), outside the
+        lock: a no-op put or call entry writes no line, so `before_append` was never called,
+        and a re-save of the current value returned while its object's upload was in flight,
+        its failure swallowed at close (the object may be missing from the bucket: lost, or
+        taken out by another machine's fsck --repair). Nothing waits when nothing is in flight."""
+        if self.before_append is not None:
+            self.before_append()
 
     @property
     def holding(self) -> bool:
@@ -571,6 +582,7 @@ class Index:
             return
         with self._journal.locked():
             self._put_call(key, call_oid, fn, outputs, multi, origins)
+        self._objects_arrived()  # (a call already cached writes no line)
         self._keep_facts()
 
     def _keep_facts(self, *, now: bool = False) -> None:

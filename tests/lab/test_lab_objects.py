@@ -332,6 +332,31 @@ def test_s3_unreachable_mid_save_names_nothing_and_the_project_recovers(machine,
         LabValue.load(subject=2, session=1)
 
 
+def test_a_save_of_the_current_value_waits_for_its_upload_and_raises_when_it_failed(machine, monkeypatch,
+                                                                                     s3_server, bucket_url):
+    """A re-save of the current value writes no journal line, so nothing waited for its object's
+    (background) upload: with the object gone from the bucket and the bucket refusing, the save
+    returned as if the value were safe, the failure swallowed at close, and a colleague's load
+    found no object under the name."""
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    value = np.arange(5.0)
+    saved = LabValue.save(value, subject=1, session=1)
+    db.store.wait_uploads()
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/objects/{saved.oid[:2]}/{saved.oid[2:]}")  # lost
+    machine("b")  # another checkout: it has never uploaded the value, so a save of it does
+    relay.cut()
+    with pytest.raises(SharedServiceError, match="never point at objects that did not arrive"):
+        LabValue.save(value, subject=1, session=1)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    machine("b")  # the network is back: saving again puts the value back
+    assert LabValue.save(value, subject=1, session=1).version == saved.version
+    machine("c")  # a colleague's fresh checkout
+    assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
+
+
 def test_packs_are_not_merged_in_a_lab_neither_in_the_bucket_nor_in_the_cache(machine, s3_server, bucket_url,
                                                                                 monkeypatch):
     """Every machine reads the bucket's packs (and keeps their indexes): a merge there would
