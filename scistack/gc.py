@@ -511,13 +511,14 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
     _refuse_bad_journal(db, bad)
     walk = _checked_walk(db, roots, young_after=time.time() - grace_seconds, explain=dry_run)
     reachable = walk.reachable
+    listed = _bucket_listing(db, reachable)  # (a lab's: checked before anything is changed)
     if not dry_run:  # names first, then cache entries, then (below) the objects they named
         db.index.delete_refs(dropped, why=RETENTION)
         db.index.drop_calls(walk.unkept_calls)
     cutoff = time.time() - grace_seconds
     scanned = freed = kept = 0
     doomed = []
-    for oid in db.store.iter_oids():
+    for oid in db.store.iter_oids() if listed is None else listed:
         scanned += 1
         if oid in reachable:
             continue
@@ -545,6 +546,38 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
                    packs_merged=merged.packs_merged if merged else 0,
                    packs_written=merged.packs_written if merged else 0,
                    merged_bytes=merged.bytes if merged else 0, merge_note=merged.skipped if merged else "")
+
+
+_ABSENT_SHOWN = 100  # objects gc names before it refuses (each absent one costs a HEAD)
+
+
+def _bucket_listing(db: Any, reachable: set[str]) -> list[str] | None:
+    """A lab store's objects (None for a laptop's: gc lists it as it deletes), after refusing
+    when an object gc keeps is absent from the bucket though cached here. The walk reads this
+    machine's cache first, and must (a missing manifest's chunks, a missing dict's arrays,
+    read from the cached copy, are kept for `fsck --repair` to use); but it had then said
+    nothing of a value every colleague fails to load, whose only copy is a cache that drops
+    its oldest copies, and counted it reachable. `contains` answers for the bucket here, from
+    this listing (`own_copies`, as fsck asks)."""
+    if not db.store.remote:
+        return None
+    listed = list(db.store.iter_oids())
+    absent = []
+    with db.store.own_copies():
+        for oid in reachable:
+            if not db.store.contains(oid):
+                absent.append(oid)
+                if len(absent) == _ABSENT_SHOWN:
+                    break
+    if absent:
+        oid = absent[0]
+        where = name_refs(db.index, {oid}).get(oid, "a child of a value gc keeps")
+        count = f"{len(absent)}{'+' if len(absent) == _ABSENT_SHOWN else ''}"
+        raise GarbageCollectionError(
+            f"gc refused: {count} object(s) gc must keep are missing from {db.store.address} though "
+            f"cached on this machine (e.g. {oid[:12]}, {where}); nothing was deleted. Run `scistack "
+            "fsck --repair` here, before this machine's cache drops them: it puts the cached copies back")
+    return listed
 
 
 def _merge_packs(db: Any, dry_run: bool) -> Any:

@@ -577,3 +577,25 @@ def test_lab_fsck_names_an_object_missing_from_the_bucket_though_cached_here_and
     assert fsck(db).ok
     machine("c")  # a colleague's fresh checkout
     assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
+
+
+def test_lab_gc_refuses_over_an_object_missing_from_the_bucket_though_cached_here(machine, s3_server, bucket_url):
+    """gc's walk asked `contains` and `kind_of`, which the cache answers first: an array of a
+    saved dict gone from the bucket but cached here looked present, gc counted it reachable and
+    said nothing, while every colleague's load failed and the only copy sat in a cache that
+    drops its oldest copies."""
+    db = machine("a")
+    saved = LabValue.save({"emg": np.arange(10.0), "fs": 2000}, subject=1, session=1)
+    db.store.wait_uploads()
+    child = next(o for o in db.store.iter_oids() if o != saved.oid)
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/objects/{child[:2]}/{child[2:]}")
+    for dry_run in (True, False):
+        with pytest.raises(GarbageCollectionError, match=f"missing from {bucket_url} though cached") as refused:
+            collect_garbage(db, dry_run=dry_run)
+        assert child[:12] in str(refused.value) and "fsck --repair" in str(refused.value)
+    assert db.store.cache.contains(child)  # nothing was deleted, the cached copy least of all
+    assert fsck(db, repair=True).ok
+    assert collect_garbage(db).objects_reachable == 2
+    machine("c")  # a colleague's fresh checkout
+    assert LabValue.load(subject=1, session=1).data["emg"].tolist() == list(np.arange(10.0))
