@@ -469,7 +469,8 @@ def collect_garbage(
     ------
     GarbageCollectionError
         The journal has unreadable lines, or a ref's object or call record is missing or
-        corrupt: nothing is deleted; run `scistack fsck` to see what is wrong.
+        corrupt, or (lab) an object it keeps is missing from the bucket though cached here:
+        nothing is deleted; run `scistack fsck` to see what is wrong.
     """
     db.index.flush()  # this process's batched refs must be in the journal before we read it
     with db.store.gc_guard():  # a shared store: one gc at a time across the lab
