@@ -317,6 +317,25 @@ class S3ObjectStore(ObjectStore):
         if failure is not None:
             raise failure
 
+    def freshen(self, oid: str) -> bool:
+        """Young again in the bucket, as a put of it would make it (gc's grace is the bucket's
+        clock, and another machine's gc lists and deletes there). The base answered `contains`,
+        which this machine's cache answers first: a value another machine's gc had freed was
+        named again (undelete, a cache hit's outputs) with no copy in the bucket. A good copy
+        here is put back; False when neither the bucket nor this machine holds one. (Called
+        only where an old object is named again: a re-put costs what a re-save's does.)"""
+        validate_oid(oid)
+        if self._is_young(oid):
+            return True
+        try:
+            self.get(oid)  # verified: this machine's copy, else the bucket's (then cached)
+            self._trim_cache(self._upload_loose(oid))
+        except ObjectNotFoundError:
+            return self.contains(oid)  # (a copy trimmed from the cache just now: still there)
+        except CorruptObjectError:
+            return self.contains(oid)  # damaged everywhere: fsck's to name; freshen only answers
+        return True
+
     def _cached_bytes(self, oid: str) -> bytes:
         """A cached object's stored bytes, loose or packed here (ObjectNotFoundError: neither)."""
         try:

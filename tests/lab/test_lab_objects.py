@@ -599,3 +599,20 @@ def test_lab_gc_refuses_over_an_object_missing_from_the_bucket_though_cached_her
     assert collect_garbage(db).objects_reachable == 2
     machine("c")  # a colleague's fresh checkout
     assert LabValue.load(subject=1, session=1).data["emg"].tolist() == list(np.arange(10.0))
+
+
+def test_undelete_after_another_machines_gc_freed_the_value_puts_the_cached_copy_back(machine, monkeypatch):
+    """Naming an old object again freshens it first (`freshen_lineage`), and never names what
+    that finds gone; a lab store's `freshen` answered from this machine's cache, so an undelete
+    after another machine's gc had freed the value named an object no colleague could load."""
+    db = machine("a")
+    value = np.arange(7.0)
+    LabValue.save(value, subject=1, session=1)
+    db.store.wait_uploads()
+    LabValue.delete(subject=1, session=1)
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)
+    assert collect_garbage(machine("b"), grace_seconds=0).objects_deleted == 1
+    machine("a")  # its cache still holds the value
+    assert LabValue.undelete(subject=1, session=1) == 1
+    machine("c")  # a colleague's fresh checkout
+    assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
