@@ -141,7 +141,10 @@ class BaseVariable:
         if self.record is None:
             return None
         r = self.record
-        if not db.store.contains(r.oid):  # loaded from another project (or since collected): put it again
+        # as the put it replaces: young again, or (loaded from another project, or collected
+        # since) put again; a lab's `contains` answers from this machine's cache, so a value
+        # gone from the bucket but cached here had been named again with no copy there
+        if not db.store.freshen(r.oid):
             db.store.put_value(self.data)
         call = r.call
         if call is not None and not db.store.contains(call):

@@ -616,3 +616,18 @@ def test_undelete_after_another_machines_gc_freed_the_value_puts_the_cached_copy
     assert LabValue.undelete(subject=1, session=1) == 1
     machine("c")  # a colleague's fresh checkout
     assert LabValue.load(subject=1, session=1).data.tolist() == value.tolist()
+
+
+def test_a_loaded_value_saved_elsewhere_is_put_back_when_the_bucket_lost_it(machine, s3_server, bucket_url):
+    """Saving a loaded variable skips the put while the store `contains` the object, which a
+    lab store answers from this machine's cache: gone from the bucket, the value was named at
+    its new address with no copy there, and a colleague's load failed."""
+    db = machine("a")
+    saved = LabValue.save(np.arange(5.0), subject=1, session=1)
+    db.store.wait_uploads()
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/objects/{saved.oid[:2]}/{saved.oid[2:]}")  # lost
+    machine("a")  # a later session: its cache still holds the value
+    LabValue.save(LabValue.load(subject=1, session=1), subject=2, session=1)
+    machine("c")  # a colleague's fresh checkout
+    assert LabValue.load(subject=2, session=1).data.tolist() == list(np.arange(5.0))
