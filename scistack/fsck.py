@@ -22,7 +22,7 @@ from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamag
                              ScistackError)
 from scistack.index import key_of
 from scistack.index.journal import entry_problem, loads_line
-from scistack.gc import fold_roots, live_entries, walk_reachable
+from scistack.gc import fold_roots, live_entries, ref_text, walk_reachable
 from scistack.htmlrepr import ordered
 
 
@@ -124,6 +124,8 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
     naming: dict[str, list[dict]] = {}  # a damaged object (or a chunked value) -> the refs naming it
     recording: dict[str, list[dict]] = {}  # a damaged call record -> the refs it is the lineage of
 
+    keys = db.schema_keys
+
     def check(e: dict) -> None:  # each live ref, as the journal is read (nothing kept per ref
         nonlocal refs           # but those naming damage)
         refs += 1
@@ -135,10 +137,10 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
         if not db.store.contains(e["oid"]) and not _mended(db, e["oid"], repair, repaired):
             fix = ("; `scistack fsck --repair`, then a rerun of the step that made it computes it again"
                    if e.get("call") else "; it was saved directly: save it again from its source, or delete the ref")
-            problems.append(FsckProblem("missing-ref-object", e["oid"], f"ref {_where(e)} points to it{fix}"))
+            problems.append(FsckProblem("missing-ref-object", e["oid"], f"ref {ref_text(e, keys)} points to it{fix}"))
             reported.add(e["oid"])
         if e.get("call") and not db.store.contains(e["call"]) and not _mended(db, e["call"], repair, repaired):
-            problems.append(FsckProblem("dangling-call", e["call"], f"call record of ref {_where(e)} is missing; "))
+            problems.append(FsckProblem("dangling-call", e["call"], f"call record of ref {ref_text(e, keys)} is missing; "))
             dangling.append((len(problems) - 1, e))
             reported.add(e["call"])
 
@@ -257,11 +259,6 @@ def _set_aside(db: Database, corrupt: set[str], problems: list[FsckProblem], rep
     return kept_problems, corrupt - moved
 
 
-def _where(e: dict, keys: list[str] | None = None) -> str:
-    addr = e["addr"] if keys is None else dict(ordered(e["addr"], keys))
-    return f"{e['var']} {addr} version {e['version']}"
-
-
 _SET_ASIDE = "run `scistack fsck --repair` to set it aside, then "
 
 
@@ -287,7 +284,7 @@ def _whose(oid: str, walk: Any, naming: dict[str, list[dict]], recording: dict[s
 
 
 def _places(refs: list[dict], keys: list[str]) -> str:
-    named = ", ".join(_where(e, keys) for e in refs[:3])
+    named = ", ".join(ref_text(e, keys) for e in refs[:3])
     return named + (f" and {len(refs) - 3} more" if len(refs) > 3 else "")
 
 

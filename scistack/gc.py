@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 
+from scistack.address import shown_address
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
 from scistack.objects.gate import PRUNE_FLOOR
 from scistack.index import RETENTION, RefRecord, RefState, key_of
@@ -385,16 +386,22 @@ def _may_name_children(text: bytes | bytearray) -> bool:
     return b"$ref" in text or b"\\u" in text
 
 
-def name_refs(index: Any, oids: set[str]) -> dict[str, str]:
-    """"ref VAR ADDRESS version N" of the last put naming each of `oids` as its value or call
-    record (the walk keeps no addresses: this reads the journal again, for a message)."""
+def name_refs(index: Any, oids: set[str], keys: list[str]) -> dict[str, str]:
+    """"ref VAR at ADDRESS version N" (`keys`: the schema's, in order) of the last put naming
+    each of `oids` as its value or call record (the walk keeps no addresses: this reads the
+    journal again, for a message)."""
     named: dict[str, str] = {}
     for entries in index.journal_slices(_SLICE_BYTES):
         for e in entries:
             if e["op"] == "put" and (e["oid"] in oids or e.get("call") in oids):
-                where = f"ref {e['var']} {e['addr']} version {e['version']}"
+                where = f"ref {ref_text(e, keys)}"
                 named[e["oid"] if e["oid"] in oids else e["call"]] = where
     return named
+
+
+def ref_text(e: dict, keys: list[str]) -> str:
+    """`Var at subject=1, session='pre' version 2`: a journal entry's ref as messages name it."""
+    return f"{e['var']} at {shown_address(e['addr'], keys) or 'every address'} version {e['version']}"
 
 
 def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> set[str]:
@@ -663,7 +670,7 @@ def _refuse_incomplete(db: Any, walk: Reachability) -> None:
         )
     if walk.missing_roots:
         oid, referrer = next(iter(walk.missing_roots.items()))
-        referrer = name_refs(db.index, {oid}).get(oid, referrer)
+        referrer = name_refs(db.index, {oid}, db.schema_keys).get(oid, referrer)
         raise GarbageCollectionError(
             f"gc refused: {len(walk.missing_roots)} object(s) named by refs or the call cache are "
             f"missing (e.g. {oid[:12]}, {referrer}). Nothing was deleted; run `scistack fsck`"

@@ -339,7 +339,7 @@ def test_a_bad_chunk_is_named_by_index_and_oid_and_the_others_stay_readable(proj
     assert [(p.kind, p.oid) for p in report.problems] == [("corrupt", bad)]
     assert f"chunk [3, 0] of chunked value {saved.oid}" in report.problems[0].detail
     assert report.problems[0].detail.endswith(
-        "; its value is Rec {'subject': 1, 'session': 'pre'} version 1: run `scistack fsck --repair` to set it "
+        "; its value is Rec at subject=1, session='pre' version 1: run `scistack fsck --repair` to set it "
         "aside, then save it again from its source")
     with pytest.raises(ChunkReadError) as caught:
         Rec.load(subject=1, session="pre")

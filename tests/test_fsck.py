@@ -104,11 +104,11 @@ def test_a_corrupt_line_says_what_the_object_is_and_what_to_do(project):
     told = {p.oid: p.detail for p in fsck(project).problems if p.kind == "corrupt"}
     assert set(told) == {direct.oid, computed.oid, computed.record.call, child, orphan}
     assert told[direct.oid].endswith(
-        "; it is FsckRaw {'subject': 1, 'session': 'pre'} version 1: run `scistack fsck --repair` to set it "
+        "; it is FsckRaw at subject=1, session='pre' version 1: run `scistack fsck --repair` to set it "
         "aside, then save it again from its source")
-    assert "; it is FsckOut {'subject': 1, 'session': 'pre'} version 1: " in told[computed.oid]
+    assert "; it is FsckOut at subject=1, session='pre' version 1: " in told[computed.oid]
     assert told[computed.oid].endswith("then rerun the step that computed it")
-    assert "it is the call record (lineage) of FsckOut {'subject': 1, 'session': 'pre'} version 1" in \
+    assert "it is the call record (lineage) of FsckOut at subject=1, session='pre' version 1" in \
         told[computed.record.call] and told[computed.record.call].endswith("to record its lineage anew")
     assert f"no saved value is it; it is the child of json object {holder[:12]}" in told[child]
     assert told[orphan].endswith("no saved value, lineage or cache entry names it: `scistack gc` removes it "
@@ -119,7 +119,7 @@ def test_a_corrupt_line_says_what_the_object_is_and_what_to_do(project):
         in result.stdout
     repaired = fsck(project, repair=True).repaired
     assert any(line.startswith(f"moved damaged object {direct.oid[:12]}") and
-               line.endswith("(it is FsckRaw {'subject': 1, 'session': 'pre'} version 1)") for line in repaired)
+               line.endswith("(it is FsckRaw at subject=1, session='pre' version 1)") for line in repaired)
 
 
 def test_deleted_objects_are_reported_with_who_needs_them(project):
@@ -150,7 +150,7 @@ def test_journalled_ref_to_a_missing_object(project):
     entry = {
         "op": "put",
         "var": "FsckRaw",
-        "addr": {"subject": 9},
+        "addr": {"session": "post", "subject": 9},  # (not in schema order: the message puts it so)
         "vkeys": {},
         "version": 1,
         "oid": ghost,
@@ -163,7 +163,7 @@ def test_journalled_ref_to_a_missing_object(project):
     Journal(project.index.journal_path).append([entry])
     report = fsck(project)
     assert [(p.kind, p.oid) for p in report.problems] == [("missing-ref-object", ghost)]
-    assert "FsckRaw {'subject': 9}" in report.problems[0].detail
+    assert "ref FsckRaw at subject=9, session='post' version 1 points to it" in report.problems[0].detail
     result = cli(project)
     assert result.exit_code == 1 and f"missing-ref-object: {ghost[:12]}" in result.stdout
 

@@ -423,7 +423,7 @@ def test_gc_refuses_when_a_ref_points_to_a_missing_or_corrupt_object(project):
     with pytest.raises(GarbageCollectionError, match="corrupt"):
         collect_garbage(project, grace_seconds=0)
     os.unlink(path)
-    with pytest.raises(GarbageCollectionError, match=r"missing \(e.g. \w+, ref GcA \{'subject': 1\} version 1\)"):
+    with pytest.raises(GarbageCollectionError, match=r"missing \(e.g. \w+, ref GcA at subject=1 version 1\)"):
         collect_garbage(project, grace_seconds=0)
     assert project.store.contains(orphan)
 
