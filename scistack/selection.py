@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import MAX_TEXT, address_value, checked_label, coarser_addresses, query_value, shown
+from scistack.address import (MAX_TEXT, address_value, checked_label, coarser_addresses, query_value, shown,
+                              shown_address)
 from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
                              VariableNotFoundError)
@@ -293,14 +294,15 @@ def near_values(key: str, asked: Any, saved: list[Any]) -> list[str]:
     return found
 
 
-def choose_variant(var: str, records: list[RefRecord], *, cli: bool = False) -> RefRecord:
+def choose_variant(var: str, records: list[RefRecord], *, cli: bool = False,
+                   schema_keys: list[str] | None = None) -> RefRecord:
     """The one rule for the current records of one address (newest per version keys, already
     filtered by any version keys asked for): one variant is the answer; several are ambiguous
     (never "the newest wins"). `load`, `for_each` (and MATLAB's plan), `status` and `why` all
     follow it, so a value a run used is the value they compare against. (`cli`: see
     `ambiguous_error`.)"""
     if len(records) > 1:
-        raise ambiguous_error(var, records, cli=cli)
+        raise ambiguous_error(var, records, cli=cli, schema_keys=schema_keys)
     return records[0]
 
 
@@ -310,9 +312,11 @@ def split_metadata(db: Database, metadata: dict[str, Any]) -> tuple[dict[str, An
     return addr, {k: v for k, v in metadata.items() if k not in db.schema_keys}
 
 
-def ambiguous_error(var: str, records: list[RefRecord], *, cli: bool = False) -> AmbiguousVersionError:
-    """Several variants at one address, each named with its version keys and the way to pick
-    one: as Python arguments, or (`cli`) as the command line's options."""
+def ambiguous_error(var: str, records: list[RefRecord], *, cli: bool = False,
+                    schema_keys: list[str] | None = None) -> AmbiguousVersionError:
+    """Several variants at one address (shown with `schema_keys` in order), each named with its
+    version keys and the way to pick one: as Python arguments, or (`cli`) as the command line's
+    options."""
     def keys(mapping: dict[str, Any], cli: bool = False) -> str:
         if cli:
             return " ".join(f"--{k} {v}" for k, v in mapping.items())
@@ -329,7 +333,8 @@ def ambiguous_error(var: str, records: list[RefRecord], *, cli: bool = False) ->
         plain = f"; {next(iter(named))}=None for the one saved without it" if any(
             not r.vkeys for r in records) and named else ""
         way = f"Pick one with its version keys (e.g. load(..., {keys(named)}){plain}) or version=N"
-    return AmbiguousVersionError(f"{var} has {len(records)} variants at {keys(records[0].addr)}: {variants}. {way}")
+    where = shown_address(records[0].addr, schema_keys)
+    return AmbiguousVersionError(f"{var} has {len(records)} variants at {where}: {variants}. {way}")
 
 
 def sort_records(db: Database, records: list[RefRecord]) -> list[RefRecord]:

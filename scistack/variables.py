@@ -283,7 +283,8 @@ class BaseVariable:
         if version is None and where is None and not as_df:
             exact = point_records(db, cls.__name__, metadata)
             if exact:  # the address itself, as below, without the general filters
-                return cls._from_record(db, choose_variant(cls.__name__, exact), lazy=lazy)
+                chosen = choose_variant(cls.__name__, exact, schema_keys=db.schema_keys)
+                return cls._from_record(db, chosen, lazy=lazy)
         records = select_records(db, cls.__name__, metadata, version=version, where=where)
         if as_df:
             return _frame(db, records, lazy=lazy)
@@ -292,7 +293,8 @@ class BaseVariable:
             by_addr.setdefault(record.addr_key, []).append(record)
         asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
         if len(by_addr) == 1 and set(records[0].addr) == asked:
-            return cls._from_record(db, choose_variant(cls.__name__, records), lazy=lazy)
+            chosen = choose_variant(cls.__name__, records, schema_keys=db.schema_keys)
+            return cls._from_record(db, chosen, lazy=lazy)
         return [cls._from_record(db, r, lazy=lazy) for r in sort_records(db, records)]
 
     @classmethod

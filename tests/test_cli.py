@@ -232,6 +232,7 @@ def test_show_array_by_address_and_by_oid_prefix(built):
     assert f"object {record.oid}" in out and "Function:  bandpass" in out
     shown = json.loads(ok(run(built, "show", record.oid, "--json")))
     assert shown["value"]["shape"] == [50] and shown["call"]["oid"] == record.call
+    assert [list(ref["addr"]) for ref in shown["refs"]] == [["subject", "session"]]  # schema order (was sorted)
     out = ok(run(built, "show", record.call[:8]))
     assert "Kind:      call" in out and "Inputs:    signal=CliRaw@" in out
 
@@ -932,7 +933,8 @@ def test_show_of_an_address_with_variants_names_them_and_the_way(project):
     GraphForce.save(np.arange(3.0) * 7, subject=1, session="pre", note="recal")
     result = CliRunner().invoke(main, ["--db", str(project.path), "show", "GraphForce", "--subject", "1",
                                        "--session", "pre"])
-    assert result.exit_code == 2 and "2 variants" in result.stderr and "--note recal -> version 2" in result.stderr
+    assert result.exit_code == 2 and "--note recal -> version 2" in result.stderr
+    assert "2 variants at subject=1, session='pre'" in result.stderr  # schema order (had been sorted)
     picked = CliRunner().invoke(main, ["--db", str(project.path), "show", "GraphForce", "--subject", "1",
                                        "--session", "pre", "--note", "recal"])
     assert picked.exit_code == 0 and "note=recal version 2" in picked.stdout
@@ -947,6 +949,7 @@ def test_why_of_an_address_with_variants_names_the_way_on_the_command_line(proje
                                        "--session", "pre"])
     assert result.exit_code == 2 and "--note recal -> version 2" in result.stderr, result.output
     assert "--version N" in result.stderr and "load(" not in result.stderr
+    assert "2 variants at subject=1, session='pre'" in result.stderr
     picked = CliRunner().invoke(main, ["--db", str(project.path), "why", "GraphForce", "--subject", "1",
                                        "--session", "pre", "--note", "recal"])
     assert picked.exit_code == 0 and "is raw" in picked.stdout, picked.output

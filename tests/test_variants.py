@@ -57,7 +57,7 @@ def test_several_variants_below_an_aggregated_input_are_ambiguous_too(project):
     for as_table in (False, True):
         report = for_each(vt_all, inputs={"values": VtRaw}, outputs=[VtOut], subject=[1], as_table=as_table,
                           progress=False)
-        assert report.counts["failed"] == 1 and "2 variants at session='post'" in report.failures[0].error
+        assert report.counts["failed"] == 1 and "2 variants at subject=1, session='post'" in report.failures[0].error
     for pin, means in ((None, [2.0, 1.0]), ("recal", [0.0])):  # (post, then pre)
         report = for_each(vt_all, inputs={"values": Fixed(VtRaw, note=pin)}, outputs=[VtOut], subject=[1],
                           progress=False)

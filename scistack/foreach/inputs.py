@@ -206,11 +206,11 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
         return _coarser(index, name, var, where, vkeys, bool(vkeys or index.vkey_names(var)), pinned)
     exact = [r for r in records if set(r.addr) == set(where)]
     if exact:
-        return _single(name, var, choose_variant(var, exact))
+        return _single(name, var, choose_variant(var, exact, schema_keys=db.schema_keys))
     records.sort(key=lambda r: r.addr_key)
     if not vkeys:  # several variants at one lower address: ambiguous, as at the combination's own
-        for _, group in itertools.groupby(records, key=lambda r: r.addr_key):  # (they had all
-            choose_variant(var, list(group))  # been handed over, mixed, with no column to tell)
+        for _, group in itertools.groupby(records, key=lambda r: r.addr_key):  # (they had all been
+            choose_variant(var, list(group), schema_keys=db.schema_keys)  # handed over, mixed, no column to tell)
     return _aggregate(name, var, where, records, as_table)
 
 

@@ -444,7 +444,7 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
         many = many_current(db, target, address, version)
         records = [] if many else select(db, target, version=version, **address)
         if len(records) > 1 and len({r.addr_key for r in records}) == 1:  # variants of one address
-            raise ambiguous_error(target, records, cli=True)
+            raise ambiguous_error(target, records, cli=True, schema_keys=db.schema_keys)
         if len(records) != 1:
             raise VariableNotFoundError(
                 f"{target}: {many or len(records)} records match {address or 'everything'}; give the full "
@@ -467,7 +467,16 @@ def show(db: Database, target: str, *, version: int | None = None, **address: An
         value = shown_value(db, oid, obj, rows=0)[1]  # (no chunk read)
     call_oid = oid if obj.kind == "call" else next((r.call for r in refs if r.call), None)
     call = read_call(db, call_oid) if call_oid else None
+    refs = [_in_schema_order(r, db.schema_keys) for r in refs]
     return ShowResult(oid, obj.kind, db.store.size_of(oid), value, refs, call)
+
+
+def _in_schema_order(record: RefRecord, keys: list[str]) -> RefRecord:
+    """`record` with its address's keys in schema order, as `show --json` writes them (the
+    index's are sorted: `session` before `subject`)."""
+    return RefRecord(record.var, ordered(record.addr, keys), record.vkeys, record.version, record.oid,
+                     record.kind, record.call, record.recorded_params(), record.summary, record.created_at,
+                     record.addr_key, record.vkeys_key)
 
 
 PREVIEW_ROWS = 10_000  # rows of a chunked value read to preview it

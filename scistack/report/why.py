@@ -120,7 +120,7 @@ def why_where(db: Any, var: str, address: dict[str, Any], *, cli: bool = False) 
             raise
         raise VariableNotFoundError(failed) from None
     if len(records) > 1 and len({r.addr_key for r in records}) == 1:
-        records = [choose_variant(var, records, cli=cli)]  # several variants: load's rule, load's error
+        records = [choose_variant(var, records, cli=cli, schema_keys=db.schema_keys)]  # several variants: load's rule, load's error
     if len(records) != 1:
         keys = ", ".join(f"--{k}" if cli else k for k in db.schema_keys)
         raise AmbiguousVersionError(
