@@ -27,6 +27,7 @@ from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_file
 from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
+from scistack.htmlrepr import ordered
 from scistack.errors import ScistackError, VariableNotFoundError
 from scistack.report.levels import cells_across_levels
 from scistack.report.history import CallInfo, CallReader, InputInfo, learn_calls
@@ -333,8 +334,8 @@ def _first(db: Database, cells: list[StatusCell], limit: int) -> list[StatusCell
     lists its rows (`address_order`: by schema key, numbers by value); they had come in the
     order of their addresses' JSON text (`session` before `subject`, 10 before 9)."""
     keys = db.schema_keys
-    ordered = sorted(cells, key=lambda c: (address_order(c.addr, keys), key_of(c.addr)))
-    return ordered if limit < 0 else ordered[:limit]
+    in_order = sorted(cells, key=lambda c: (address_order(c.addr, keys), key_of(c.addr)))
+    return in_order if limit < 0 else in_order[:limit]
 
 
 def status_cells(db: Database, variables: list[str] | None = None) -> StatusGrid:
@@ -479,13 +480,13 @@ def _levels_judged_alike(db: Database, judging: Any, inputs: dict[str, set[str]]
 
 def _in_schema_order_many(db: Database, addr_keys: list[str]) -> list[dict[str, Any]]:
     """`_in_schema_order` of many addresses, decoded in one call."""
-    return [_schema_ordered(addr, db.schema_keys) for addr in decode_keys(addr_keys)]
+    return [ordered(addr, db.schema_keys) for addr in decode_keys(addr_keys)]
 
 
 def _in_schema_order(db: Database, addr_key: str) -> dict[str, Any]:
     """An address key decoded (orjson: `json.loads` was a tenth of a large grid's time), its
     keys in schema order."""
-    return _schema_ordered(loads_line(addr_key.encode()), db.schema_keys)
+    return ordered(loads_line(addr_key.encode()), db.schema_keys)
 
 
 def _judged_signature(judging: Any, var: str, input_vars: set[str], verdicts: dict[str, tuple[str, str]],
@@ -678,18 +679,12 @@ def _var_cells(
         verdicts = [(checker.record_status(r), r) for r in current.values()]
         worst = max(verdicts, key=lambda v: STATUSES.index(v[0][0]))
         (status, reason), record = worst
-        cells[addr_key] = StatusCell(var, _schema_ordered(record.addr, keys), status, record.version, reason)
+        cells[addr_key] = StatusCell(var, ordered(record.addr, keys), status, record.version, reason)
         newest[addr_key] = max(r.created_at for r in current.values())
     for addr_key, (status, t, combo, error, run_id) in runs.items():
         if status == "failed" and t > newest.get(addr_key, ""):
-            cells[addr_key] = StatusCell(var, _schema_ordered(combo, keys), "failed", None, error or "", run_id)
+            cells[addr_key] = StatusCell(var, ordered(combo, keys), "failed", None, error or "", run_id)
     return cells
-
-
-def _schema_ordered(addr: dict[str, Any], schema_keys: list[str]) -> dict[str, Any]:
-    """An address with its keys in schema order (as the fast path shows them), others after."""
-    ordered = {k: addr[k] for k in schema_keys if k in addr}
-    return ordered if len(ordered) == len(addr) else {**ordered, **addr}
 
 
 def _last_runs(
