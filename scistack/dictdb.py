@@ -42,7 +42,7 @@ from scistack.index import key_of, utc_now
 from scistack.lineage.calls import describe
 from scistack.lineage.function import LineageFunction
 from scistack.lineage.running import refuse_load_inside
-from scistack.objects.chunking import using_policy
+from scistack.objects.chunking import with_policy
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -61,6 +61,16 @@ def _assigned(value: Any) -> Any:
 
 
 _ASSIGN = LineageFunction(_assigned)
+
+
+def _stored(db: Database, value: Any) -> tuple[str, str, str, str]:
+    """(kind, oid, summary, call record) of `value`, stored as an assignment."""
+    kind = value_kind(value)
+    oid = db.store.put_value(value)
+    summary = summarize(value)
+    call = _ASSIGN.record_call(db.store, _ASSIGN.identity(), {"value": describe("value", value)},
+                               [oid], utc_now(), 0.0)
+    return kind, oid, summary, call
 
 
 _RAISE = object()  # no default given: a missing key raises, as `dict[key]` does
@@ -86,12 +96,8 @@ class DataBase:
         if info is not None:  # a computed value keeps the call that computed it
             oid, kind, summary, call = info.oid, info.kind, info.summary, info.call
         else:
-            with using_policy(db.chunk_policy()):  # this project's chunking, whichever is current
-                kind = value_kind(value)
-                oid = db.store.put_value(value)
-                summary = summarize(value)
-                call = _ASSIGN.record_call(db.store, _ASSIGN.identity(), {"value": describe("value", value)},
-                                           [oid], utc_now(), 0.0)
+            # this project's chunking, whichever is current
+            kind, oid, summary, call = with_policy(db.chunk_policy(), _stored, db, value)
         db.index.put_ref(VARIABLE, addr, {}, oid, kind, call=call, summary=summary)
 
     def __getitem__(self, key: Any) -> Any:

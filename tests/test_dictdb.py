@@ -170,3 +170,26 @@ def test_a_dictionary_database_chunks_as_it_recorded_whatever_project_is_current
     config = json.loads((tmp_path / "sims" / ".scistack" / "config.json").read_text())
     assert config["chunking"] == {"threshold": 16 << 10, "chunk_bytes": 4 << 10}
     np.testing.assert_array_equal(db["b"], x)
+
+
+def test_ctrl_c_as_an_assignment_takes_its_chunking_leaves_the_session_its_own(tmp_path, registry, no_database):
+    """A KeyboardInterrupt just after an assignment put its database's recorded chunking in
+    force and before the try that undid it left that policy in force for the session: every
+    later save of any project, in this thread, chunked by it."""
+    from scistack.objects.chunking import _using, current_policy, process_policy, set_chunking
+
+    from .helpers import interrupt_when
+
+    x = np.arange(40_000.0).reshape(-1, 4)
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)
+    try:
+        db = scistack.open(tmp_path / "sims")
+        db["a"] = x  # records this chunking
+    finally:
+        set_chunking()
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: _using.get() is not None,
+                                                         "scistack/objects/chunking.py"):
+        db["b"] = x
+    assert current_policy() == process_policy()
+    db["b"] = x
+    np.testing.assert_array_equal(db["b"], x)

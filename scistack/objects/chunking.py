@@ -22,9 +22,9 @@ from __future__ import annotations
 import contextvars
 import math
 import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 THRESHOLD_ENV = "SCISTACK_CHUNK_THRESHOLD"
 CHUNK_BYTES_ENV = "SCISTACK_CHUNK_BYTES"
@@ -40,13 +40,15 @@ class ChunkPolicy:
     chunk_bytes: int
 
 
+T = TypeVar("T")
+
 _pinned: ChunkPolicy | None = None  # a for_each worker's: its parent's project's
 _source: Callable[[], ChunkPolicy | None] | None = None  # the current project's (database.py)
 _using: contextvars.ContextVar[ChunkPolicy | None] = contextvars.ContextVar("scistack_chunking", default=None)
 
 
 def current_policy() -> ChunkPolicy:
-    """The policy in force: the one a block is `using`, else the one pinned in a worker, else
+    """The policy in force: the one `with_policy` puts in force, else the one pinned in a worker, else
     the current project's, else the process's own (`process_policy`)."""
     using = _using.get()
     if using is not None:
@@ -77,15 +79,18 @@ def set_policy_source(source: Callable[[], ChunkPolicy | None] | None) -> None:
     _source = source
 
 
-@contextmanager
-def using_policy(policy: ChunkPolicy) -> Iterator[None]:
-    """`policy` in this block, in this thread (a project that is not the current one: a
-    dictionary database)."""
-    token = _using.set(policy)
-    try:
-        yield
-    finally:
-        _using.reset(token)
+def with_policy(policy: ChunkPolicy, fn: Callable[..., T], /, *args: Any) -> T:
+    """`fn(*args)` with `policy` in force (a project that is not the current one: a dictionary
+    database), in a copy of the caller's context: the caller's is never changed, so no
+    interrupt (Ctrl-C) can leave `policy` in force. A `set` undone in a `finally` left it so
+    when the KeyboardInterrupt came between the two: every later save of the session (in this
+    thread) was chunked by that database's policy."""
+    return contextvars.copy_context().run(_under, policy, fn, args)
+
+
+def _under(policy: ChunkPolicy, fn: Callable[..., T], args: tuple) -> T:
+    _using.set(policy)
+    return fn(*args)
 
 
 def pin_policy(policy: ChunkPolicy | None) -> None:
