@@ -325,3 +325,31 @@ def test_ctrl_c_while_a_rerun_asks_the_cache_stays_a_keyboard_interrupt(project)
     finally:
         sys.settrace(None)
     _still_works(project)
+
+
+_FAULT_GAIN = {"k": 2.0}
+
+
+def _fault_inner(x):
+    return x * _FAULT_GAIN["k"]
+
+
+_FAULT_STEPS = {"inner": _fault_inner}
+
+
+def _fault_outer(x):
+    return _FAULT_STEPS["inner"](x)
+
+
+def test_ctrl_c_while_a_function_reads_its_module_data_leaves_its_identity_as_it_was():
+    """A function reading module data is marked busy while that data is hashed (a function
+    found inside it, busy, is "recursive"). A KeyboardInterrupt just after the mark and before
+    the try that unmarks it left it busy for the session: a function whose module data holds
+    it got another identity (its cached calls missed, and a change of it went unseen)."""
+    from scistack.codeid.identity import _IN_PROGRESS, function_identity
+
+    before = function_identity(_fault_outer).digest
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: bool(_IN_PROGRESS.__dict__.get("ids")),
+                                                         "scistack/codeid/identity.py"):
+        function_identity(_fault_inner)
+    assert function_identity(_fault_outer).digest == before

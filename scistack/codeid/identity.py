@@ -237,8 +237,8 @@ def _with_data(memo: _Memo) -> FunctionIdentity:
     busy: set[int] = _IN_PROGRESS.__dict__.setdefault("ids", set())
     static = memo.identity
     pairs = []
-    busy.add(id(memo))
-    try:
+    try:  # (added inside: a Ctrl-C just before the try had left it "busy" for the session)
+        busy.add(id(memo))
         for label, value in memo.reads:
             try:
                 pairs.append((f"data:{label}", data_digest(value, _code_of)))
