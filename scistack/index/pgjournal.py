@@ -531,8 +531,8 @@ logging.getLogger("psycopg").addFilter(_QuietPipelineEnd())
 @contextmanager
 def _pipeline(con: Any) -> Iterator[None]:
     """`con.pipeline()`, its end's second error unlogged (`_QuietPipelineEnd`)."""
-    _QUIET.on = True
-    try:
+    try:  # (marked inside: a Ctrl-C just before the try had left this thread's warnings unlogged)
+        _QUIET.on = True
         with con.pipeline():
             yield
     finally:

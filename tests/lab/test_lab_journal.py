@@ -175,6 +175,28 @@ def test_the_journal_backend_reads_only_the_tail(pg_url, tmp_path):
         journal.close()
 
 
+def test_ctrl_c_as_a_pipeline_starts_leaves_psycopgs_warnings_logged(pg_url, tmp_path):
+    """A KeyboardInterrupt just after the journal marked this thread as in a pipeline (whose
+    end's second error is not logged) and before the try that unmarks it: psycopg's "error
+    ignored" warnings of this thread went unlogged for the rest of the session."""
+    import logging
+
+    from ..helpers import interrupt_when
+
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: getattr(pgjournal._QUIET, "on", False),
+                                                             "scistack/index/pgjournal.py"):
+            journal.append([{"op": "run"}])
+        warning = logging.LogRecord("psycopg", logging.WARNING, __file__, 0, "error ignored terminating "
+                                    "<psycopg.Pipeline [BAD]>", None, None)
+        assert logging.getLogger("psycopg").filter(warning)  # outside a pipeline: logged
+        size = journal.size()
+        assert journal.append([{"op": "run", "n": 1}]) > size
+    finally:
+        journal.close()
+
+
 def test_postgres_down_mid_batch_loses_the_whole_batch_and_the_project_recovers(lab, postgres, caplog):
     db = lab("a")
     LabSignal.save(np.arange(2.0), subject=1, session=1)
