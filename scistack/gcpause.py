@@ -16,23 +16,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _lock = threading.Lock()
-_depth = 0  # pauses in progress (threads, nesting): the last one out resumes the collector
+_pauses: set[object] = set()  # in progress (threads, nesting): the last one out resumes the collector
 _resume = False
 
 
 @contextmanager
 def paused() -> Iterator[None]:
-    """Run the block with the cyclic collector off; nested and concurrent pauses are fine."""
-    global _depth, _resume
-    with _lock:
-        if _depth == 0:
-            _resume = gc.isenabled()
-            gc.disable()
-        _depth += 1
+    """Run the block with the cyclic collector off; nested and concurrent pauses are fine.
+    Begun inside the try that ends it, each pause known by its own token: a Ctrl-C after
+    `gc.disable()` and before the try had left the collector off for the session."""
+    global _resume
+    pause = object()
     try:
+        with _lock:
+            if not _pauses:
+                _resume = gc.isenabled()
+                gc.disable()
+            _pauses.add(pause)
         yield
     finally:
         with _lock:
-            _depth -= 1
-            if _depth == 0 and _resume:
+            _pauses.discard(pause)
+            if not _pauses and _resume:
+                _resume = False
                 gc.enable()

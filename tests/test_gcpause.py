@@ -45,3 +45,18 @@ def test_an_error_inside_still_resumes_and_a_collector_off_before_stays_off():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_ctrl_c_as_a_pause_starts_still_resumes():
+    """A KeyboardInterrupt just after the collector was turned off and before the try that
+    turns it back on left it off for the session (and every later pause nested in that one,
+    so never resumed)."""
+    from .helpers import interrupt_when
+
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: not gc.isenabled(), "scistack/gcpause.py"):
+        with paused():
+            pass
+    assert gc.isenabled()
+    with paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
