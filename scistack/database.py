@@ -725,10 +725,10 @@ def writes_refused(why: str) -> Iterator[None]:
     global _current, _refusing
     held, before, opened_before = _refusing, _current, len(_opened_refusing)
     touched = before if before is not None and not before.read_only else None
-    _refusing = why
-    if touched is not None:
-        touched.read_only = touched.index.read_only = why
-    try:
+    try:  # (refused inside: a Ctrl-C just before the try had left the session refusing)
+        _refusing = why
+        if touched is not None:
+            touched.read_only = touched.index.read_only = why
         yield
     finally:
         _refusing = held

@@ -327,6 +327,21 @@ def test_ctrl_c_while_a_rerun_asks_the_cache_stays_a_keyboard_interrupt(project)
     _still_works(project)
 
 
+def test_ctrl_c_as_a_report_starts_refusing_writes_leaves_the_project_writable(project):
+    """`why` refuses writes while it imports a pipeline module; a KeyboardInterrupt just after
+    the refusal was set and before the try that lifts it left every later save of the
+    session refused."""
+    import scistack.database as database_module
+
+    for s in range(6):
+        Fault.save(np.full(3, float(s)), subject=s, session="s")
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: bool(project.read_only),
+                                                         "scistack/database.py"):
+        with database_module.writes_refused("a report is reading its code"):
+            pass
+    _still_works(project)
+
+
 _FAULT_GAIN = {"k": 2.0}
 
 
