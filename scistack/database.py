@@ -395,8 +395,8 @@ class Database:
         for its version (or record) inside, a load by `version=` or `where=`, or
         `list_versions`, writes what is held first.
         """
-        self.store.begin_batch()
-        try:
+        try:  # (begun inside: a Ctrl-C just before the try had left the store holding objects
+            self.store.begin_batch()  # its refs named; ended once too often, a batch ends early)
             with self.index.batch():
                 yield self
         finally:

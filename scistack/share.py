@@ -157,8 +157,8 @@ def _copy_objects(db: Database, lab: Database) -> int:
 
     there = set(lab.store.iter_oids())
     uploaded = pending = 0
-    lab.store.begin_batch()
-    try:
+    try:  # (begun inside: a Ctrl-C just before the try had left the lab store batching)
+        lab.store.begin_batch()
         for oid in tqdm(db.store.iter_oids(), desc="share: objects", unit="obj",
                         disable=not _interactive(), leave=False):
             if oid in there:

@@ -342,6 +342,34 @@ def test_ctrl_c_as_a_report_starts_refusing_writes_leaves_the_project_writable(p
     _still_works(project)
 
 
+LOAD_ELSEWHERE = textwrap.dedent("""
+    import sys
+    from scistack import configure_database, BaseVariable
+    class Fault(BaseVariable): pass
+    configure_database(sys.argv[1])
+    print(Fault.load(subject=7, session="after").data[0])
+""")
+
+
+@pytest.mark.parametrize("held", ["objects", "refs"])
+def test_ctrl_c_as_a_batch_begins_leaves_later_saves_durable(project, python_env, held):
+    """A KeyboardInterrupt just after a batch began holding objects (or refs) and before the
+    try that ends it left the session in a batch for good: a later save's object stayed in
+    memory while its ref was journalled (another process found the object missing), or its
+    ref was never journalled."""
+    if held == "objects":
+        ready, where = (lambda: project.store._batch_depth > 0), "scistack/database.py"
+    else:
+        ready, where = (lambda: project.index.in_batch), "scistack/index/__init__.py"
+    with pytest.raises(KeyboardInterrupt), interrupt_when(ready, where):
+        with project.batch():
+            pass
+    Fault.save(np.full(3, 7.0), subject=7, session="after")
+    elsewhere = subprocess.run([sys.executable, "-c", LOAD_ELSEWHERE, str(project.path)], env=python_env,
+                               capture_output=True, text=True, timeout=120)
+    assert elsewhere.returncode == 0 and elsewhere.stdout.strip() == "7.0", elsewhere.stderr[-800:]
+
+
 _FAULT_GAIN = {"k": 2.0}
 
 

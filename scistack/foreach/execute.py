@@ -159,9 +159,9 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     if store is None:
         store = stores[store_root] = (S3ObjectStore.for_worker(store_root) if store_root.startswith("s3://")
                                       else LocalObjectStore(store_root))
-    store.begin_batch()
     note = _RunningNote(watch)
-    try:
+    try:  # (begun inside: a Ctrl-C just before the try had left this worker's store batching)
+        store.begin_batch()
         outcomes = []
         for task in tasks:
             note.running(task.index)

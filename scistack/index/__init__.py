@@ -720,15 +720,18 @@ class Index:
 
     @contextmanager
     def batch(self) -> Iterator[None]:
-        """Journal all writes inside as one append at the end (durable when the block exits)."""
-        if self._batch_depth == 0:
-            self._pending = []
-        self._batch_depth += 1
+        """Journal all writes inside as one append at the end (durable when the block exits).
+        Begun inside the try that ends it, which restores the depth it found: a Ctrl-C just
+        before the try had left every later save of the session held, never journalled."""
+        entered = self._batch_depth
         try:
+            if entered == 0:
+                self._pending = []
+            self._batch_depth = entered + 1
             yield
         finally:
-            self._batch_depth -= 1
-            if self._batch_depth == 0:
+            self._batch_depth = entered
+            if entered == 0:
                 self.flush()
 
     def flush(self) -> None:
