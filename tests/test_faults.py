@@ -342,6 +342,32 @@ def test_ctrl_c_as_a_report_starts_refusing_writes_leaves_the_project_writable(p
     _still_works(project)
 
 
+def _journal_locked_elsewhere(project) -> bool:
+    """Whether another process would wait for the journal's lock (a flock of another open
+    file description conflicts with it as another process's would)."""
+    import fcntl
+
+    fd = os.open(project.index._journal.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (closing it releases a lock it took)
+
+
+def test_ctrl_c_just_after_the_journal_lock_is_taken_releases_it(project):
+    """A KeyboardInterrupt just after a save took the journal's file lock and before the try
+    that releases it left the lock held: every other process's saves waited on this session
+    until its next save."""
+    Fault.save(np.full(3, 1.0), subject=1, session="s")
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: _journal_locked_elsewhere(project),
+                                                         "scistack/index/journal.py"):
+        Fault.save(np.full(3, 2.0), subject=2, session="s")
+    assert not _journal_locked_elsewhere(project)
+
+
 LOAD_ELSEWHERE = textwrap.dedent("""
     import sys
     from scistack import configure_database, BaseVariable

@@ -146,18 +146,21 @@ class Journal:
 
     @contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the journal exclusively (threads and processes); re-entrant in a thread."""
+        """Hold the journal exclusively (threads and processes); re-entrant in a thread. Taken
+        inside the try that releases it, which restores the depth it found: a Ctrl-C just after
+        the flock had left every other process's saves waiting on this one."""
         with self._thread_lock:
-            if self._depth == 0:
-                if self._lock_fd is None:
-                    self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            self._depth += 1
+            entered = self._depth
             try:
+                if entered == 0:
+                    if self._lock_fd is None:
+                        self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                self._depth = entered + 1
                 yield
             finally:
-                self._depth -= 1
-                if self._depth == 0:
+                self._depth = entered
+                if entered == 0 and self._lock_fd is not None:
                     fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def append(self, entries: list[dict[str, Any]]) -> int:
