@@ -49,6 +49,7 @@ TABLE = "scistack_journal"
 META = "scistack_meta"
 LOCK_KEY = 0x5C157AC6  # pg_advisory_lock key of journal appends ("scistack")
 GC_LOCK_KEY = LOCK_KEY + 1  # ... and of gc (one at a time across the lab)
+_TAKING = -1  # `_lock_session` while the lock is being taken (no session is numbered so)
 SIZE_TTL = 0.05  # seconds an unlocked freshness check is reused (see size())
 SILENCE = 10.0  # seconds a statement waits unanswered before the server's liveness is probed
 PROBE_TIMEOUT = 5  # seconds a probe connection may go unanswered (libpq's least is 2)
@@ -253,22 +254,28 @@ class PostgresJournal:
 
     @contextmanager
     def locked(self, *, _tables: bool = True) -> Iterator[None]:
-        """Hold the journal exclusively across the lab (re-entrant in a thread)."""
+        """Hold the journal exclusively across the lab (re-entrant in a thread). Taken inside
+        the try that releases it, which restores the depth it found: a Ctrl-C just after the
+        server granted it had left it held by this session, every other writer waiting. Cut
+        short while taking it (`_lock_session` still `_TAKING`), it is unlocked at once
+        (`force`: a lock not held unlocks to false)."""
         with self._thread_lock:
-            if self._depth == 0:
-                if _tables:
-                    self._locked_size = self._lock_and_size()
-                else:  # creating the tables: nothing to count yet
-                    self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
-                self._lock_session = self._sessions
-            self._depth += 1
+            entered = self._depth
             try:
+                if entered == 0:
+                    self._lock_session = _TAKING
+                    if _tables:
+                        self._locked_size = self._lock_and_size()
+                    else:  # creating the tables: nothing to count yet
+                        self._execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,), write=True)
+                    self._lock_session = self._sessions
+                self._depth = entered + 1
                 yield
             finally:
-                self._depth -= 1
-                if self._depth == 0:
+                self._depth = entered
+                if entered == 0:
                     self._locked_size = None
-                    self._release(LOCK_KEY)
+                    self._release(LOCK_KEY, force=self._lock_session == _TAKING)
 
     def _lock_and_size(self) -> int:
         """Take the lock and read the last `seq` in one round trip (a pipeline: the server

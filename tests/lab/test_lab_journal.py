@@ -197,6 +197,35 @@ def test_ctrl_c_as_a_pipeline_starts_leaves_psycopgs_warnings_logged(pg_url, tmp
         journal.close()
 
 
+def test_ctrl_c_just_after_the_lab_journal_lock_is_taken_releases_it(lab, pg_url):
+    """A KeyboardInterrupt just after a batch's flush took the journal's advisory lock (held
+    across its appends) and before the try that releases it left the lock held by this
+    session: every other writer of the lab waited on it."""
+    import psycopg
+
+    from ..helpers import interrupt_when
+
+    db = lab("a")
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    other = psycopg.connect(pg_url, autocommit=True)
+
+    def held() -> bool:
+        free = other.execute("SELECT pg_try_advisory_lock(%s)", (pgjournal.LOCK_KEY,)).fetchone()[0]
+        if free:
+            other.execute("SELECT pg_advisory_unlock(%s)", (pgjournal.LOCK_KEY,))
+        return not free
+
+    try:
+        with pytest.raises(KeyboardInterrupt), interrupt_when(held, "scistack/index/pgjournal.py"):
+            with db.batch():
+                LabSignal.save(np.arange(3.0), subject=2, session=1)
+        assert not held()
+        assert LabSignal.save(np.arange(4.0), subject=3, session=1).version == 1
+    finally:
+        other.close()
+    assert db.index.in_batch is False
+
+
 def test_postgres_down_mid_batch_loses_the_whole_batch_and_the_project_recovers(lab, postgres, caplog):
     db = lab("a")
     LabSignal.save(np.arange(2.0), subject=1, session=1)
