@@ -368,6 +368,26 @@ def test_ctrl_c_just_after_the_journal_lock_is_taken_releases_it(project):
     assert not _journal_locked_elsewhere(project)
 
 
+OPEN_DUCKDB_ELSEWHERE = textwrap.dedent("""
+    import sys
+    import duckdb
+    duckdb.connect(sys.argv[1]).close()
+""")
+
+
+def test_ctrl_c_as_the_duckdb_file_is_opened_closes_it(project, python_env):
+    """A KeyboardInterrupt just after a sync's connection to the DuckDB file was kept (to be
+    interrupted when the project closes) and before the try that closes it left it open for
+    the session: no other process could open the file (a DuckDB CLI, a colleague's sync)."""
+    Fault.save(np.full(3, 1.0), subject=1, session="s")
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: bool(project.index._sql._open),
+                                                         "scistack/index/sql.py"):
+        project.sync()
+    opened = subprocess.run([sys.executable, "-c", OPEN_DUCKDB_ELSEWHERE, str(project.path)], env=python_env,
+                            capture_output=True, text=True, timeout=120)
+    assert opened.returncode == 0, opened.stderr[-800:]
+
+
 LOAD_ELSEWHERE = textwrap.dedent("""
     import sys
     from scistack import configure_database, BaseVariable

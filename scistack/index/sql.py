@@ -229,8 +229,8 @@ class SqlIndex:
                     _check(should_stop)
                 time.sleep(delay)
                 delay = min(delay * 2, 0.25)
-        self._open.add(con)
-        try:
+        try:  # (kept inside: a Ctrl-C just before the try had left it open, the file locked)
+            self._open.add(con)
             yield con
         finally:
             self._open.discard(con)
