@@ -579,7 +579,7 @@ def _bucket_listing(db: Any, reachable: set[str]) -> list[str] | None:
                     break
     if absent:
         oid = absent[0]
-        where = name_refs(db.index, {oid}).get(oid, "a child of a value gc keeps")
+        where = name_refs(db.index, {oid}, db.schema_keys).get(oid, "a child of a value gc keeps")
         count = f"{len(absent)}{'+' if len(absent) == _ABSENT_SHOWN else ''}"
         raise GarbageCollectionError(
             f"gc refused: {count} object(s) gc must keep are missing from {db.store.address} though "
