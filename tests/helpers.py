@@ -47,11 +47,12 @@ def migrated_in_place(path: Any, mark: str) -> bool:
         con.close()
 
 
-def interrupt_when(ready: Any, where: str) -> Any:
+def interrupt_when(ready: Any, where: str, act: Any = None) -> Any:
     """A context manager: Ctrl-C as Python delivers it, at a chosen moment. A KeyboardInterrupt
     is raised at the first bytecode instruction run, once `ready()` holds, in a frame of a file
     whose path ends with `where`: where a real SIGINT's handler runs, just after the call that
-    was under way returns. Deterministic, unlike a timer (a tracing hook, not a mock)."""
+    was under way returns. Deterministic, unlike a timer (a tracing hook, not a mock). `act`,
+    if given, is done there instead (`kill_self`: a kill at that instruction, in a child)."""
     import sys
     from contextlib import contextmanager
 
@@ -66,6 +67,8 @@ def interrupt_when(ready: Any, where: str) -> Any:
             if event == "opcode" and not fired and ready():
                 fired.append(frame.f_code.co_name)
                 sys.settrace(None)
+                if act is not None:
+                    act()
                 raise KeyboardInterrupt
             return tracer
 
@@ -77,6 +80,13 @@ def interrupt_when(ready: Any, where: str) -> Any:
         assert fired, f"no instruction of {where} ran once ready"
 
     return armed()
+
+
+def kill_self() -> None:
+    """SIGKILL this process: nothing after it runs (no finally, no atexit), as `kill -9`."""
+    import signal
+
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def interrupt_after_statement(connections: list[Any], prefix: str, where: str = "scistack/index/fold.py") -> Any:

@@ -42,11 +42,13 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     and once at the end or when interrupted, each time with every result so far: the
     combinations an earlier commit recorded (`committed.json` in the folder) are not recorded
     again, and the final commit's report counts them. A run stopped by Ctrl-C or a kill so
-    keeps what its last commit recorded."""
+    keeps what its last commit recorded. A commit killed after its batch reached the journal
+    but before `committed.json` said so left its intent (`INTENT`): the next commit learns
+    from the journal what of it was recorded and does not record that again."""
     results_path = Path(results_path)
     folder, res, req, planned, fn = open_results(db, results_path, "plan", PLAN_RESULT)
     partial = bool(res.get("partial"))
-    done = read_committed(folder)
+    done, landed_run = recover_intent(db, folder, read_committed(folder))
     if fn.identity != planned["function"]["identity"]:
         raise code_changed(fn, "the plan", "Run for_each again")
     combos = planned["combos"]
@@ -62,6 +64,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     out_oids: list[list[str] | None] = [None] * len(combos)
     call_oids: list[str | None] = [None] * len(combos)
     env = environment(db, fn, res.get("env") or {})
+    keys: dict[str, str] = {}  # index -> call key, of the combinations this commit records
     with db.batch():
         staged = store_children(db, folder, res)
         code = store_code(db, fn)
@@ -103,14 +106,20 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                                  summary=summarize(value))
             out_oids[index], call_oids[index] = oids, call
             done["ran"][str(index)] = [oids, call]
+            keys[str(index)] = combo["key"]
         if not partial:
-            report = RunReport(fn.name, items, float(res.get("duration") or 0.0), uuid.uuid4().hex)
-            items_oid = db.store.put_value(report.items_tree())
-            db.index.put_run(report.to_record(items_oid, utc_now(), outputs))
+            report = RunReport(fn.name, items, float(res.get("duration") or 0.0), landed_run or uuid.uuid4().hex)
+            if not landed_run:
+                items_oid = db.store.put_value(report.items_tree())
+                db.index.put_run(report.to_record(items_oid, utc_now(), outputs))
+        # what this batch records, before it reaches the journal (it does as the block ends)
+        write_json(folder / INTENT, {"format": FORMAT, "done": dict(done, restored=True), "keys": keys,
+                                     "run_id": None if partial else report.run_id})
     done["restored"] = True
     write_json(folder / COMMITTED, done)  # (once the batch is in the journal)
     if partial:
         ran = sum(1 for item in items if item.status == "ran")
+        (folder / INTENT).unlink()
         return {"format": FORMAT, "partial": True, "outputs": out_oids, "calls": call_oids,
                 "summary": f"for_each({fn.name}): {ran} ran so far, recorded"}
     result = {
@@ -122,6 +131,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
         "calls": call_oids,
     }
     write_json(folder / COMMIT_RESULT, result)
+    (folder / INTENT).unlink()
     return result
 
 
@@ -131,11 +141,41 @@ COMMITTED = "committed.json"
 """What the commits of a run recorded so far: `ran` (index -> [outputs, call]), `restored`."""
 
 
+INTENT = "committing.json"
+"""Written inside a commit's batch, before it is journalled, removed once `committed.json`
+(and the final commit's `commit-result.json`) say what it did: `done` (`committed.json` as it
+will be), `keys` (index -> call key of each combination it records), `run_id` (its report's,
+or None)."""
+
+
 def read_committed(folder: Path) -> dict[str, Any]:
     path = folder / COMMITTED
     if not path.is_file():
         return {"format": FORMAT, "ran": {}, "restored": False}
     return read_json(path, "commit state")
+
+
+def recover_intent(db: Database, folder: Path, done: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """`done` with what a commit killed before it said so had recorded, learned from the
+    journal: a combination when its call record was cached under its key, the run report
+    when its run id was journalled (returned, so that it is not journalled twice). Without
+    this the next commit recorded them again: a value saved at the address meanwhile was
+    buried under a second version of the old one, and the run counted twice."""
+    path = folder / INTENT
+    if not path.is_file():
+        return done, None
+    intent = read_json(path, "commit intent")
+    done = {**done, "ran": dict(done["ran"])}
+    for index, (oids, call) in intent["done"]["ran"].items():
+        key = intent["keys"].get(index)
+        if index not in done["ran"] and key is not None and db.index.call_key_of(call) == key:
+            done["ran"][index] = [oids, call]
+    run_id = intent.get("run_id")
+    if run_id and not any(run.run_id == run_id for run in db.index.runs()):
+        run_id = None
+    if run_id or intent["keys"] and set(intent["keys"]) <= set(done["ran"]):
+        done["restored"] = done["restored"] or intent["done"]["restored"]
+    return done, run_id
 
 
 def open_results(db: Database, results_path: Path, request: str, answer_file: str

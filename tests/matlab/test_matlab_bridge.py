@@ -6,6 +6,10 @@ are checked quickly and on machines without Octave. test_octave.py runs the real
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -373,6 +377,79 @@ def test_partial_commits_record_as_the_run_goes_and_the_last_counts_them(project
     assert done["outputs"][:2] == [[hash_value(v)] for v in outputs]
     assert [r.version for r in db.index.records("BridgeOut")] == [1, 1]
     assert [e["function"] for e in _journal(db) if e["op"] == "run"] == ["scale"]
+
+
+KILLED_COMMIT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from scistack.cli import main
+    from tests.helpers import interrupt_when, kill_self
+    results = Path(sys.argv[1])
+    folder, journal = results.parent, results.parents[2] / "refs.log"
+    start = journal.stat().st_size
+    ready = {
+        "before the journal": lambda: (folder / "committing.json").is_file(),
+        "after the journal": lambda: journal.stat().st_size > start,
+        "after committed.json": lambda: (folder / "committed.json").is_file(),
+    }[sys.argv[2]]
+    with interrupt_when(ready, "scistack/matlab_bridge/commit.py", kill_self):
+        main(["matlab-commit", str(results)], standalone_mode=False)
+""")
+
+
+def _killed_commit(results: Path, point: str, python_env: dict) -> None:
+    """`scistack matlab-commit` in a child, SIGKILLed at `point` (a tracing hook)."""
+    child = subprocess.run([sys.executable, "-c", KILLED_COMMIT, str(results), point], env=python_env,
+                           capture_output=True, text=True, timeout=120)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+
+
+def _two_results(folder: Path, outputs: list, partial: bool) -> Path:
+    results = []
+    for i, value in enumerate(outputs):
+        (folder / f"payload-{i + 1}.bin").write_bytes(_npy(value))
+        results.append({"index": i, "status": "ran", "started": 1790000000.0 + i, "duration": 0.01,
+                        "outputs": [{"kind": "npy", "payload": f"payload-{i + 1}.bin"}]})
+    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "partial": partial, "results": results}))
+    return folder / "results.json"
+
+
+@pytest.mark.parametrize("point", ["before the journal", "after the journal", "after committed.json"])
+def test_a_commit_killed_anywhere_is_recorded_once_when_it_is_retried(project, python_env, point):
+    """MATLAB tells the user to retry a final commit that failed (a kill, a crash): the retry
+    records what the killed one had not, and nothing it had (the run report counted once, no
+    second version of any output), wherever the kill came."""
+    db, fn = project
+    folder = _stage(db, "killed", _request(db, fn), {"payload-0.bin": b"2.0"})
+    plan(db, folder / "plan.json")
+    outputs = [np.arange(4.0) * 2, np.arange(4.0) * 4]
+    results = _two_results(folder, outputs, partial=False)
+    _killed_commit(results, point, python_env)
+    done = commit(db, results)
+    assert done["counts"] == {"ran": 2, "cached": 0, "missing": 1, "failed": 0}
+    assert done["outputs"][:2] == [[hash_value(v)] for v in outputs]
+    assert json.loads((folder / "commit-result.json").read_text())["run_id"] == done["run_id"]
+    assert [(r.oid, r.version) for r in db.index.records("BridgeOut")] == [(hash_value(v), 1) for v in outputs]
+    assert [e["run_id"] for e in _journal(db) if e["op"] == "run"] == [done["run_id"]]
+    assert not (folder / "committing.json").exists()
+
+
+def test_a_value_saved_after_a_killed_partial_commit_is_not_buried_by_the_next(project, python_env):
+    """A partial commit killed after its batch reached the journal, then a value saved at one
+    of its addresses by someone else: the next commit knows the combination is recorded and
+    does not record the old result again as a newer version over the new value."""
+    db, fn = project
+    folder = _stage(db, "buried", _request(db, fn), {"payload-0.bin": b"2.0"})
+    plan(db, folder / "plan.json")
+    outputs = [np.arange(4.0) * 2, np.arange(4.0) * 4]
+    _killed_commit(_two_results(folder, outputs, partial=True), "after the journal", python_env)
+    fixed = np.arange(4.0) * 3
+    db.index.put_ref("BridgeOut", {"subject": 1, "session": "pre"}, {}, db.store.put_value(fixed), "npy")
+    done = commit(db, _two_results(folder, outputs, partial=False))
+    assert done["counts"] == {"ran": 2, "cached": 0, "missing": 1, "failed": 0}
+    current = db.index.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}")
+    assert current.oid == hash_value(fixed) and current.version == 2
+    assert [r.version for r in db.index.versions_at("BridgeOut", '{"session":"pre","subject":1}')] == [1, 2]
 
 
 def test_what_an_interrupted_run_did_not_reach_is_skipped_and_says_why(project):
