@@ -108,7 +108,8 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             done["ran"][str(index)] = [oids, call]
             keys[str(index)] = combo["key"]
         if not partial:
-            report = RunReport(fn.name, items, float(res.get("duration") or 0.0), landed_run or uuid.uuid4().hex)
+            run_id = landed_run or uuid.uuid4().hex
+            report = RunReport(fn.name, items, float(res.get("duration") or 0.0), run_id)
             if not landed_run:
                 items_oid = db.store.put_value(report.items_tree())
                 db.index.put_run(report.to_record(items_oid, utc_now(), outputs))

@@ -410,7 +410,8 @@ def _two_results(folder: Path, outputs: list, partial: bool) -> Path:
         (folder / f"payload-{i + 1}.bin").write_bytes(_npy(value))
         results.append({"index": i, "status": "ran", "started": 1790000000.0 + i, "duration": 0.01,
                         "outputs": [{"kind": "npy", "payload": f"payload-{i + 1}.bin"}]})
-    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "partial": partial, "results": results}))
+    staged = {"format": 1, "partial": partial, "results": results}
+    (folder / "results.json").write_bytes(dumps_canonical(staged))
     return folder / "results.json"
 
 
