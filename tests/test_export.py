@@ -717,6 +717,10 @@ def _edit_first_ref(field, value):
     (_edit_first_ref("vkeys", {"session": "x"}), "do not split into schema keys"),
     (_edit_first_ref("var", "Ex Peak; drop"), "variable name 'Ex Peak; drop' cannot be used"),
     (_edit_first_ref("version", 0), "is not a positive integer"),
+    # the address as every message writes one, schema keys in order (it printed the dict as the
+    # manifest holds it: {'session': 'post', 'subject': 1})
+    (_edit_first_ref("version", -1), "at subject=1, session='post' that no project can hold"),
+    (_edit_first_ref("oid", "cd" * 32), "at subject=1, session='post', object " + "cd" * 32),
     (_edit_first_ref("version", "2"), "(put with 'version' of type str)"),
     (_edit_first_ref("call", "ab" * 32), "is not in the bundle"),
     (_edit_first_ref("summary", [1]), "not a valid journal entry (put with 'summary' of type list)"),

@@ -22,7 +22,7 @@ from itertools import groupby
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from scistack.address import address_problem, address_value
+from scistack.address import address_problem, address_value, shown_address
 from scistack.database import Database
 from scistack.errors import (BundleDamagedError, ExportError, InvalidMetadataError, InvalidNameError,
                              SchemaMismatchError)
@@ -185,14 +185,22 @@ def _entries_problem(manifest: dict[str, Any], objects: dict[str, dict]) -> str 
         for oid in (call["call"], *call.get("outs", [None])):
             if oid not in objects:
                 return f"names object {oid}, of call record {call['call']}, which the bundle does not list"
+    keys = manifest["schema_keys"]
     for ref in manifest["refs"]:
         if ref["oid"] not in objects:
-            return (f"names the value of {ref['var']} at {ref['addr']}, object {ref['oid']}, which the "
-                    "bundle does not list")
-        problem = _record_problem(ref, manifest["schema_keys"], objects)
+            return (f"names the value of {ref['var']} at {_where(ref, keys)}, object {ref['oid']}, which "
+                    "the bundle does not list")
+        problem = _record_problem(ref, keys, objects)
         if problem is not None:
-            return f"names a value of {ref['var']!r} at {ref['addr']} that no project can hold: {problem}"
+            return f"names a value of {ref['var']!r} at {_where(ref, keys)} that no project can hold: {problem}"
     return None
+
+
+def _where(ref: dict[str, Any], keys: list[str]) -> str:
+    """A manifest record's address as messages write one: `subject=1, session='pre'`, the
+    schema's keys first in their order (it printed the dict, in the manifest's key order)."""
+    addr = ref.get("addr")
+    return (shown_address(addr, keys) or "every address") if isinstance(addr, dict) else repr(addr)
 
 
 def _check_schema(bundle: Path, theirs: list[str], mine: list[str], refs: list[dict[str, Any]]) -> None:
