@@ -524,10 +524,11 @@ class Database:
         return _bundle_verbs["export"](self, variable, to=to, all_current=all_current, raw_files=raw_files,
                                        **metadata)
 
-    def import_bundle(self, path: str | os.PathLike) -> Any:
+    def import_bundle(self, path: str | os.PathLike, raw_to: str | os.PathLike | None = None) -> Any:
         """Merge a bundle written by `export` into this project (values, versions, lineage, call
-        cache, same oids); checked whole first, so a damaged bundle changes nothing."""
-        return _bundle_verbs["import"](self, path)
+        cache, same oids); checked whole first, so a damaged bundle changes nothing. `raw_to`:
+        a folder its raw files (`--with-raw`) go back into, each at the path it was read as."""
+        return _bundle_verbs["import"](self, path, raw_to)
 
     def share(self, *, to: str | os.PathLike, shared: str, objects: str) -> Any:
         """Copy this laptop project whole (every version, its lineage and cache, its objects)

@@ -13,7 +13,7 @@ import json
 import re
 import shutil
 import subprocess
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -977,6 +977,73 @@ def test_raw_files_keep_the_paths_they_were_read_as_and_none_overwrites_another(
     finally:
         fresh.close()
         database_module._current = None
+
+
+_WINDOWS_REFUSES = re.compile(r'[<>:"|?*\\]|[. ]$|^(con|prn|aux|nul|com\d|lpt\d)(\.|$)', re.IGNORECASE)
+
+
+def test_raw_names_windows_or_macos_cannot_unpack_are_made_safe_and_an_import_restores_them(
+        project, tmp_path, monkeypatch, python_env):
+    """`--with-raw` kept raw names verbatim: `raw/A` (a file) beside `raw/a/pre.csv` (one name
+    for a file and a folder on macOS and Windows), device names (`CON`, `aux.txt`), a name
+    ending in a dot or a space, a `:`: the bundle could not be unpacked there. Each is given a
+    safe name in the bundle (`~2`, or `_` for a refused character), the manifest keeps the
+    path as read (`restore_as`), and `import_bundle(raw_to=)` puts every file back there: the
+    same code runs on them as cache hits."""
+    from scistack import PathInput
+
+    nested = {"a": "1,2\n", "CON": "3,4\n", "dot.": "5,6\n", "sp ": "7,8\n", "a:b": "9,0\n", "a_b": "2,2\n"}
+    alone = {"A": "1,1\n", "aux.txt": "3,3\n"}
+    for subject, text in nested.items():
+        (tmp_path / "raw" / subject).mkdir(parents=True)
+        (tmp_path / "raw" / subject / "pre.csv").write_text(text)
+    for subject, text in alone.items():
+        (tmp_path / "raw" / subject).write_text(text)
+    by_folder = {"path": PathInput("{subject}/{session}.csv", root="raw")}
+    by_file = {"path": PathInput("{subject}", root="raw")}
+    for_each(load_csv, inputs=by_folder, outputs=[ExRaw], subject=list(nested), session=["pre"])
+    for_each(load_csv, inputs=by_file, outputs=[ExFiltered], subject=list(alone))
+    project.export(all_current=[ExRaw, ExFiltered], to=tmp_path / "b", raw_files=True)
+    entries = {r["read_as"]: r for r in _manifest(tmp_path / "b")["raw_files"]}
+    texts = {**{f"raw/{s}/pre.csv": t for s, t in nested.items()}, **{f"raw/{s}": t for s, t in alone.items()}}
+    assert sorted(entries) == sorted(texts)
+    files = [PurePosixPath(entry["path"]) for entry in entries.values()]
+    for path in files:
+        assert path.parts[:2] == ("raw", "raw"), path
+        assert not any(_WINDOWS_REFUSES.search(p) for p in path.parts), path
+    names = {str(f).casefold() for f in files}  # no two files, nor a file and a folder, one name
+    assert len(names) == len(files) and not names & {str(f).casefold() for p in files for f in p.parents}
+    for read_as, entry in entries.items():
+        assert (tmp_path / "b" / entry["path"]).read_text() == texts[read_as]
+        assert entry["restore_as"] == read_as
+    assert validate(tmp_path / "b", tmp_path / "cache") == []
+    # the recipient: every raw file back at the path it was read as, all cache hits
+    database_module._current = None
+    (tmp_path / "o").mkdir()
+    other = configure_database(tmp_path / "o" / "x.duckdb", SCHEMA)
+    try:
+        other.import_bundle(tmp_path / "b", raw_to=tmp_path / "o")
+        for read_as, text in texts.items():
+            assert (tmp_path / "o" / read_as).read_text() == text
+        monkeypatch.chdir(tmp_path / "o")
+        again = for_each(load_csv, inputs=by_folder, outputs=[ExRaw], subject=list(nested), session=["pre"])
+        alone_again = for_each(load_csv, inputs=by_file, outputs=[ExFiltered], subject=list(alone))
+        assert (again.ran, again.cached, alone_again.ran, alone_again.cached) == (0, len(nested), 0, len(alone))
+        other.import_bundle(tmp_path / "b", raw_to=tmp_path / "o")  # again: the same files, nothing replaced
+        (tmp_path / "o/raw/CON/pre.csv").write_text("mine\n")
+        with pytest.raises(ExportError, match="raw/CON/pre.csv, where another file or a folder is"):
+            other.import_bundle(tmp_path / "b", raw_to=tmp_path / "o")
+        assert (tmp_path / "o/raw/CON/pre.csv").read_text() == "mine\n"
+    finally:
+        monkeypatch.chdir(tmp_path)
+        other.close()
+        database_module._current = None
+    done = subprocess.run([PYTHON, "-m", "scistack", "--db", str(tmp_path / "o" / "x.duckdb"), "import",
+                           str(tmp_path / "b"), "--raw-to", str(tmp_path / "o2")],
+                          capture_output=True, text=True, env=python_env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert {p.relative_to(tmp_path / "o2").as_posix() for p in (tmp_path / "o2").rglob("*") if p.is_file()} \
+        == set(texts)
 
 
 def test_nan_and_infinities_in_open_json_files_are_strict_json_and_exact_on_import(project, tmp_path):

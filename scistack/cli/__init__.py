@@ -305,11 +305,14 @@ def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current:
 
 @main.command("import")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option("--raw-to", type=click.Path(file_okay=False),
+              help="Put the bundle's raw files (--with-raw) back into this folder, each at the "
+                   "path it was read as.")
 @json_option
 @click.pass_context
-def import_cmd(ctx: click.Context, bundle: str, as_json: bool) -> None:
+def import_cmd(ctx: click.Context, bundle: str, raw_to: str | None, as_json: bool) -> None:
     """Merge a bundle written by `scistack export` into this project (checked whole first)."""
-    report = ctx.obj.db.import_bundle(bundle)
+    report = ctx.obj.db.import_bundle(bundle, raw_to)
     text = (f"imported {bundle}: {report.objects} new object(s), {report.refs} value record(s) added "
             f"({report.skipped_refs} already here), {report.calls} call-cache entr(ies)")
     if report.superseded:

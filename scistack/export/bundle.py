@@ -15,12 +15,12 @@ import hashlib
 import json
 import re
 import shutil
-import unicodedata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scistack.database import Database
 from scistack.export.closure import Closure, raw_files
+from scistack.export.rawnames import BundlePlaces, raw_path
 from scistack.foreach.paths import file_oid
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import decode_json, strict_json_data
@@ -92,49 +92,25 @@ def write_manifest(manifest: dict[str, Any], to: Path) -> None:
 def write_raw_files(found: Closure, to: Path) -> list[dict[str, Any]]:
     """Copy the raw files the calls read into `raw/`, each under the path it was read as
     (`raw_path`), checked against the content its call read; one still there but changed, or
-    gone, is listed with why it is not in the bundle. Two that would share a bundle path (on
-    any file system: compared ignoring case) are told apart (`~2`), never one over the other;
-    the manifest's `read_as` names where each was read."""
-    entries, taken = [], set()
+    gone, is listed with why it is not in the bundle. A name Windows or macOS cannot unpack
+    (a device name, a refused character, a file and a folder or two files that are one name
+    ignoring case) is made safe (`rawnames`), never one file over another; the manifest's
+    `read_as` names where each was read, `restore_as` where an import puts it back."""
+    entries, places = [], BundlePlaces()
     for raw in raw_files(found):
         entry: dict[str, Any] = {"read_as": raw["path"], "oid": raw["oid"]}
         now = file_oid(raw["file"]) if raw["file"] else None
         if now != raw["oid"]:
             entry["missing"] = ("not found at " + raw["file"]) if now is None else "changed since the call read it"
         else:
-            rel = _free(raw_path(raw["path"]), taken)
+            wanted = raw_path(raw["path"])
+            rel = places.place(wanted)
             (to / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(raw["file"], to / rel)
-            entry |= {"path": rel.as_posix(), "sha256": sha256_of(to / rel), "size": (to / rel).stat().st_size}
+            entry |= {"path": rel.as_posix(), "restore_as": PurePosixPath(*wanted.parts[1:]).as_posix(),
+                      "sha256": sha256_of(to / rel), "size": (to / rel).stat().st_size}
         entries.append(entry)
     return entries
-
-
-_CONTROL = re.compile(r"[\x00-\x1f]")
-
-
-def raw_path(read_as: str) -> PurePosixPath:
-    """Where a raw file read as `read_as` goes in a bundle: `raw/` + that path as it was read
-    (spaces and any script kept, so copied back the same template finds the same keys), less
-    what would leave `raw/` (a root or drive, `.` and `..` parts) and control characters."""
-    parts = [p for p in PurePosixPath(read_as.replace("\\", "/")).parts
-             if p not in ("..", ".") and p.strip("/")]  # (a root: `/`, or `//` of a UNC path)
-    if parts and re.fullmatch(r"[A-Za-z]:", parts[0]):  # a Windows drive
-        parts = parts[1:]
-    rel = PurePosixPath("raw", *[_CONTROL.sub("_", p) for p in parts])
-    assert rel.parts[0] == "raw" and not rel.is_absolute(), rel  # (every part that would leave raw/ is gone)
-    return rel
-
-
-def _free(rel: PurePosixPath, taken: set[str]) -> PurePosixPath:
-    """`rel`, or `rel` with `~2`, `~3`... before its extension when another file has its path
-    (ignoring case and Unicode normalisation: one name on macOS and Windows)."""
-    name, n = rel, 1
-    while unicodedata.normalize("NFC", name.as_posix()).casefold() in taken:
-        n += 1
-        name = rel.with_name(f"{rel.stem}~{n}{rel.suffix}")
-    taken.add(unicodedata.normalize("NFC", name.as_posix()).casefold())
-    return name
 
 
 def _ref_entry(record: RefRecord) -> dict[str, Any]:

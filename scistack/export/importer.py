@@ -17,6 +17,8 @@ already: older versions the bundle brings must not displace it); elsewhere nothi
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path, PurePosixPath
@@ -169,6 +171,62 @@ def _verify_raw(bundle: Path, raw: Any) -> None:
                 f"raw file {name} in {bundle} (read as {entry.get('read_as')!r}) is missing or does not "
                 f"match its sha256 {str(entry.get('sha256'))[:16]}... (the file was changed or damaged); "
                 "nothing was imported. Export the bundle again")
+        back = restore_as(entry)
+        parts = PurePosixPath(back).parts if isinstance(back, str) else ()
+        if not parts or PurePosixPath(back).is_absolute() or ".." in parts or "\0" in back or "\\" in back \
+                or (len(parts[0]) == 2 and parts[0][1] == ":"):
+            raise BundleDamagedError(f"{MANIFEST} in {bundle} restores raw file {name} to {back!r}, not a "
+                                     "relative path inside a folder (the manifest was edited or damaged); "
+                                     "nothing was imported. Export the bundle again")
+
+
+def restore_as(entry: dict[str, Any]) -> Any:
+    """Where a copied raw file goes back, relative to the folder it is restored into: the path
+    it was read as (`restore_as`; a bundle without it kept that path under `raw/`)."""
+    if "restore_as" in entry:
+        return entry["restore_as"]
+    return entry["path"][len("raw/"):] if isinstance(entry["path"], str) else None
+
+
+def _raw_targets(bundle: Path, raw: list[dict[str, Any]], into: Path) -> list[tuple[Path, Path]]:
+    """(file in the bundle, where it goes) of each copied raw file not at its place already,
+    refused, before anything is written, where a file other than it is there (never replaced)
+    or a file stands where its folder must be."""
+    moves, seen = [], {}
+    for entry in raw:
+        if entry.get("path") is None:
+            continue
+        target = into / restore_as(entry)
+        if seen.setdefault(target, entry["sha256"]) != entry["sha256"]:
+            raise BundleDamagedError(f"{MANIFEST} in {bundle} restores two raw files to {target} (the "
+                                     "manifest was edited or damaged); nothing was imported. Export it again")
+        blocked = next((p for p in (target, *target.parents) if p.exists() and not p.is_dir()
+                        and p != target), None)
+        if blocked is not None or target.is_dir() or (
+                target.exists() and sha256_of(target) != entry["sha256"]):
+            raise ExportError(
+                f"raw file {entry['path']} of {bundle} would go back to {target}, where "
+                + (f"{blocked} is a file" if blocked is not None else "another file or a folder is")
+                + "; nothing was imported (nothing is replaced). Move it aside, or restore the raw "
+                "files into another folder")
+        if not target.exists():
+            moves.append((bundle / entry["path"], target))
+    folders = {folder for target in seen for folder in target.parents}
+    both = next((target for target in seen if target in folders), None)
+    if both is not None:  # (read at different times as a file and as a folder)
+        raise ExportError(f"{bundle} holds a raw file read as {both} and others read inside a folder of "
+                          "that name: one folder cannot hold both; nothing was imported. Copy them from its "
+                          "raw/ folder by hand (its README lists where each was read)")
+    return moves
+
+
+def _restore_raw(moves: list[tuple[Path, Path]]) -> None:
+    """Copy the raw files back, each whole or not at all (a temporary file renamed)."""
+    for source, target in moves:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(target.name + ".scistack-tmp")
+        shutil.copyfile(source, temp)
+        os.replace(temp, target)
 
 
 def _entries_problem(manifest: dict[str, Any], objects: dict[str, dict]) -> str | None:
@@ -222,8 +280,11 @@ def _check_schema(bundle: Path, theirs: list[str], mine: list[str], refs: list[d
             "nothing was imported. Import it into a project without that key")
 
 
-def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
-    """Merge the bundle at `bundle` into `db` (checked whole first; see the module docstring)."""
+def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = None) -> ImportReport:
+    """Merge the bundle at `bundle` into `db` (checked whole first; see the module docstring).
+    `raw_to`: a folder the bundle's raw files (`--with-raw`) go back into, each at the path it
+    was read as (relative to the folder the pipeline ran from), whatever name the bundle gave
+    it to be unpacked on Windows and macOS; a file already there is never replaced."""
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
     _check_schema(bundle, list(manifest["schema_keys"]), list(db.schema_keys), manifest["refs"])
@@ -243,6 +304,8 @@ def import_bundle(db: Database, bundle: str | Path) -> ImportReport:
             db.index.check_names(var, vkeys)
     except (InvalidNameError, InvalidMetadataError) as exc:
         raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
+    if raw_to is not None:  # (files beside the project: written before it, and never over one)
+        _restore_raw(_raw_targets(bundle, manifest.get("raw_files", []), Path(raw_to)))
     added = skipped = calls = 0
     superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     with db.batch():

@@ -94,11 +94,13 @@ def _raw_text(manifest: dict[str, Any]) -> str:
     example = f" (`{copied[0]['path']}` was read as `{copied[0]['read_as']}`)" if copied else ""
     text = (f"\n- `raw/`: the {len(copied)} raw file(s) the calls read (`PathInput`), each under the "
             f"path it was read as{example}; `raw_files` in the manifest lists where each was read, its "
-            "blake3 oid and sha256. Copy what `raw/` holds into the folder the pipeline runs from and "
-            "the same code finds every call in the cache.")
+            "blake3 oid and sha256. `scistack import <this folder> --raw-to <the folder the pipeline "
+            "runs from>` puts each back where it was read (or copy what `raw/` holds there) and the "
+            "same code finds every call in the cache.")
     moved = [r for r in raw if r.get("path") and r["path"] != f"raw/{r['read_as']}"]
     if moved:
-        text += ("\n  Elsewhere (read from outside the run folder, or named as another file but for case): "
+        text += ("\n  Elsewhere (read from outside the run folder, named as another file or a folder but "
+                 "for case, or a name Windows or macOS refuses; `--raw-to` puts it back under its own): "
                  + "; ".join(f"`{r['path']}` (read as `{r['read_as']}`)" for r in moved) + ".")
     missing = [r for r in raw if not r.get("path")]
     if missing:
