@@ -1044,6 +1044,18 @@ def test_raw_names_windows_or_macos_cannot_unpack_are_made_safe_and_an_import_re
     assert done.returncode == 0, done.stderr
     assert {p.relative_to(tmp_path / "o2").as_posix() for p in (tmp_path / "o2").rglob("*") if p.is_file()} \
         == set(texts)
+    manifest = _manifest(tmp_path / "b")  # edited to put a file outside the folder: refused whole
+    manifest["raw_files"][0]["restore_as"] = "../outside.csv"
+    (tmp_path / "b/scistack-bundle.json").write_text(json.dumps(manifest))
+    fresh = _fresh_project(tmp_path / "f")
+    try:
+        with pytest.raises(BundleDamagedError, match="to '../outside.csv', not a relative path inside"):
+            fresh.import_bundle(tmp_path / "b", raw_to=tmp_path / "f" / "run")
+        assert not (tmp_path / "f/outside.csv").exists() and not (tmp_path / "f/run").exists()
+        assert _journal_size(fresh) == 0
+    finally:
+        fresh.close()
+        database_module._current = None
 
 
 def test_nan_and_infinities_in_open_json_files_are_strict_json_and_exact_on_import(project, tmp_path):
