@@ -60,6 +60,37 @@ _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
 
 
+
+def refuse_addressless_delete(db: Any, name: str, metadata: dict[str, Any], version: int | None,
+                              count: int, *, shell: bool = False) -> None:
+    """Refuse a delete that names no address (every record, or version N at every address:
+    versions are numbered per address) unless asked for by all=True (`--all` in the shell).
+    The one rule for `Var.delete` and `scistack rm`, so the shell deletes no more than the
+    library would."""
+    key = db.schema_keys[0]
+    if shell:
+        asked = " ".join([f"scistack rm {name}", *(f"--{k} {shown(v)}" for k, v in metadata.items()),
+                          *([f"--version {version}"] if version is not None else [])])
+        example = f"scistack rm {name} --{key} ...{f' --version {version}' if version is not None else ''}"
+        everything = "--all"
+    else:
+        where = ", ".join([*(f"{k}={shown(v)}" for k, v in metadata.items()),
+                           *([f"version={version}"] if version is not None else [])])
+        asked = f"{name}.delete({where})"
+        example = f"{name}.delete({key}=...{f', version={version}' if version is not None else ''})"
+        everything = "all=True"
+    if not metadata and version is None:
+        raise InvalidMetadataError(
+            f"{asked} names no address: it would delete every record of {name} ({count} ref(s), "
+            f"every address and version). Name what to delete, e.g. {example}, or pass "
+            f"{everything} to delete them all")
+    if version is not None and not set(metadata) & set(db.schema_keys):
+        raise InvalidMetadataError(
+            f"{asked} names no address: versions are numbered per address, so it would delete "
+            f"version {version} at every address ({count} ref(s)). Name the address, e.g. "
+            f"{example}, or pass {everything} to delete version {version} at every address")
+
+
 class BaseVariable:
     """Subclass with an empty body to declare a variable; the class name is its name."""
 
@@ -359,21 +390,10 @@ class BaseVariable:
         db = get_database()
         everything = metadata.pop("all", False) if "all" not in db.schema_keys else False
         if not metadata and version is None and everything is not True:
-            count = db.index.count(cls.__name__)
-            raise InvalidMetadataError(
-                f"{cls.__name__}.delete() names no address: it would delete every record of "
-                f"{cls.__name__} ({count} ref(s), every address and version). Name what to delete, "
-                f"e.g. {cls.__name__}.delete({db.schema_keys[0]}=...), or pass all=True to delete them all"
-            )
+            refuse_addressless_delete(db, cls.__name__, metadata, version, db.index.count(cls.__name__))
         records = select_records(db, cls.__name__, metadata, version=version, all_versions=True)
-        if version is not None and everything is not True and not set(metadata) & set(db.schema_keys):
-            where = ", ".join(f"{k}={shown(v)}" for k, v in metadata.items())
-            raise InvalidMetadataError(
-                f"{cls.__name__}.delete({where + ', ' if where else ''}version={version}) names no address: "
-                f"versions are numbered per address, so it would delete version {version} at every "
-                f"address ({len(records)} ref(s)). Name the address, e.g. {cls.__name__}.delete("
-                f"{db.schema_keys[0]}=..., version={version}), or pass all=True to delete version "
-                f"{version} at every address")
+        if everything is not True:
+            refuse_addressless_delete(db, cls.__name__, metadata, version, len(records))
         return db.index.delete_refs(records)
 
     @classmethod

@@ -428,6 +428,29 @@ def test_rm_without_cascade_keeps_downstream(built):
     assert CliFiltered.load(subject=1, session="pre") is not None
 
 
+def test_rm_naming_no_address_deletes_nothing_unless_all_is_asked(built):
+    """`rm VAR --yes` deleted every record of VAR, and `rm VAR --version 1 --yes` version 1 at
+    every address, where `VAR.delete()` refuses both: the shell now needs --all as the library
+    needs all=True."""
+    before = len(CliRaw.list_versions())
+    for extra in ([], ["--version", "1"]):
+        result = run(built, "rm", "CliRaw", *extra, "--yes")
+        assert result.exit_code == 2, result.output
+        assert "names no address" in result.stderr and "--all" in result.stderr
+    built.db.index.refresh()
+    assert len(CliRaw.list_versions()) == before  # nothing deleted
+    out = ok(run(built, "rm", "CliTable", "--all", "--yes"))
+    assert "deleted 1 refs" in out and not list(CliTable.load_all())
+
+
+def test_rm_of_a_version_prints_an_undo_that_brings_it_back(built):
+    out = ok(run(built, "rm", "CliRaw", "--subject", "1", "--session", "pre", "--version", "1", "--yes"))
+    line = next(line for line in out.splitlines() if line.startswith("undo (until gc): "))
+    assert line.endswith("scistack undelete CliRaw --subject 1 --session pre --version 1"), line
+    back = ok(run(built, "undelete", *line.split("scistack undelete ")[1].split()))
+    assert back.strip() == "1 record(s) back", back
+
+
 def test_undelete_brings_back_what_rm_removed_with_its_lineage(built):
     before = CliFiltered.load(subject=2, session="post")
     out = ok(run(built, "rm", "CliFiltered", "--subject", "2", "--session", "post", "--yes"))

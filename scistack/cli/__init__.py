@@ -356,6 +356,8 @@ def share(ctx: click.Context, to: str, shared: str, objects: str, as_json: bool)
 @click.option("--version", "version", type=int, help="Delete only this version.")
 @click.option("--cascade", is_flag=True, help="Also delete everything computed from these values.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--all", "everything", is_flag=True,
+              help="Mean every address: needed to delete with no address, or --version N everywhere.")
 @json_option
 @str_option
 @click.pass_context
@@ -365,6 +367,7 @@ def rm(
     version: int | None,
     cascade: bool,
     yes: bool,
+    everything: bool,
     as_json: bool,
     as_str: bool,
 ) -> None:
@@ -372,12 +375,17 @@ def rm(
 
     Objects stay in the store until `scistack gc` removes them. The cached calls whose
     outputs lose their last name are shown; --cascade drops them too (else gc does).
+    Naming no address (every record, or --version N at every address) needs --all.
     """
     from scistack.report.removal import orphaned_calls, removal_plan, remove
+    from scistack.variables import refuse_addressless_delete
 
     db = ctx.obj.db
     address = _address(ctx, as_str)
     plan = removal_plan(db, variable, cascade=cascade, version=version, **address)
+    if not everything:
+        refuse_addressless_delete(db, variable, address, version,
+                                  sum(r.var == variable for r in plan), shell=True)
     orphans = orphaned_calls(db, plan)
     click.echo(
         render.to_json({"refs": plan, "orphaned_calls": orphans})
@@ -401,7 +409,8 @@ def rm(
         as_json,
         {"deleted": deleted, "refs": plan, "calls_dropped": len(orphans) if cascade else 0},
         f"deleted {deleted} refs{dropped}; `scistack gc` frees their objects\n"
-        f"undo (until gc): scistack undelete {'--cascade ' if cascade else ''}{' '.join([variable, *ctx.args])}",
+        f"undo (until gc): scistack undelete {'--cascade ' if cascade else ''}"
+        f"{' '.join([variable, *ctx.args, *([f'--version {version}'] if version is not None else [])])}",
     )
 
 
