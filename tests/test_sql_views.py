@@ -925,3 +925,16 @@ def test_join_agrees_with_the_finest_covering_value_per_row(project, finer, coar
     joined = scistack.join(*((sessions, levels) if left else (levels, sessions)))
     got = joined[["subject", "session", sessions.__name__, levels.__name__]].values.tolist() if len(joined) else []
     assert sorted(got) == sorted(expected)
+
+
+class Order(BaseVariable):  # an ordinary class name in a lab, and an SQL keyword
+    pass
+
+
+def test_a_variable_named_by_a_keyword_is_queried_in_double_quotes(project):
+    """`SELECT * FROM Order` failed with DuckDB's bare syntax error and a hint about read-only
+    indexes; the message now says to double-quote the view's name."""
+    Order.save(1.5, subject=1, session="pre")
+    with pytest.raises(QueryError, match=r'order is an SQL keyword.*double quotes.*FROM "Order"'):
+        project.sql("SELECT subject, value FROM order")
+    assert project.sql('SELECT value FROM "Order"')["value"].tolist() == [1.5]

@@ -806,7 +806,7 @@ class SqlIndex:
                     result = con.execute(statement, params or [])
                 except duckdb.Error as exc:
                     which = f"statement {n} of {len(statements)}: " if len(statements) > 1 else ""
-                    raise QueryError(which + _query_failed(str(exc))) from None
+                    raise QueryError(which + _query_failed(str(exc), con)) from None
                 results.append(_arrow(result))
             return results
 
@@ -844,16 +844,34 @@ def _statements(sql: str) -> list[Any]:
 
 
 # "... Could not convert string 'S01' to INT32 (INT64 for a CAST) when casting from source column subject"
+_SYNTAX_NEAR = re.compile(r'syntax error at or near "(\w+)"')
+
+
+def _view_named(con: duckdb.DuckDBPyConnection, word: str) -> str | None:
+    """The variable's view a keyword in a query names (identifiers ignore case), if any."""
+    try:
+        found = con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+                            "AND lower(table_name) = lower(?)", [word]).fetchall()
+    except duckdb.Error:  # (the failed statement may have left the connection unusable)
+        return None
+    return found[0][0] if found else None
+
+
 _TEXT_COLUMN = re.compile(r"Could not convert string '.*' to \w+ when casting from source column (\w+)")
 _HINT_LINES = 3  # DuckDB's own hints kept ('Did you mean "Score"?', 'Candidate bindings: "value"')
 
 
-def _query_failed(error: str) -> str:
+def _query_failed(error: str, con: duckdb.DuckDBPyConnection) -> str:
     """DuckDB's error, its first line and the hint lines under it (up to the blank line before
     its 'LINE 1: ...' context), and what usually fixes it."""
     lines = error.strip().split("\n\n")[0].splitlines()
     first = " ".join([lines[0], *(line.strip() for line in lines[1:1 + _HINT_LINES] if line.strip())])
     first += "" if first.endswith((".", "!", "?")) else "."
+    keyword = _SYNTAX_NEAR.search(first)
+    name = _view_named(con, keyword.group(1)) if keyword else None
+    if name:  # a variable named Table, Order, Group...
+        return (f"the query failed: {first} {keyword.group(1)} is an SQL keyword as well as a variable: put "
+                f'its view\'s name in double quotes, e.g. SELECT * FROM "{name}"')
     mixed = _TEXT_COLUMN.search(first)
     if mixed:  # a key saved both as numbers and as text is a VARCHAR column
         column = mixed.group(1)
