@@ -84,6 +84,17 @@ def test_lazy_table_by_columns_and_as_dask(project):
     assert len(lazy.head(0)) == 0 and len(lazy.head(10**6)) == 5000
 
 
+def test_saving_a_dask_frame_says_to_compute_it(project):
+    """A dask DataFrame (what `to_dask()` gives, edited) was refused with "e.g. a dict of its
+    fields or a numpy array"; the way out is `.compute()`."""
+    Trials.save(trials(), subject=1, session="pre")
+    ddf = Trials.load(subject=1, session="pre", lazy=True).data.to_dask()
+    for value in (ddf.assign(double=ddf["force"] * 2), ddf["force"]):
+        with pytest.raises(ScistackError, match=r"value\.compute\(\).*only dask arrays are saved chunk by chunk"):
+            Trials.save(value, subject=2, session="pre")
+    assert [r.metadata["subject"] for r in Trials.load_all()] == [1]
+
+
 def test_a_dask_frame_has_the_dtypes_read_gives(project):
     """`to_dask()` had turned text columns into dask's `string[pyarrow]` (NA for a missing
     value) where `read()` and a plain load give pandas' own: the same dtypes now, in the

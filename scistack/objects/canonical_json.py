@@ -107,7 +107,9 @@ def strict_json_data(value: Any, other: Callable[[Any], Any], *, string_keys: bo
 def unsupported(value: Any) -> UnsupportedValueError:
     """The error for a value with no canonical form, naming its type and the way out."""
     name = f"{type(value).__module__}.{type(value).__qualname__}"
-    way = _WAYS.get(name, _PATH_WAY if isinstance(value, os.PathLike) else "e.g. a dict of its fields or a numpy array")
+    way = _WAYS.get(name, _PATH_WAY if isinstance(value, os.PathLike)
+                    else _DASK_FRAME_WAY if name.startswith(("dask.dataframe.", "dask_expr."))
+                    else "e.g. a dict of its fields or a numpy array")
     return UnsupportedValueError(
         f"cannot store a value of type {name}: scistack stores numbers, strings, bytes, None, "
         "lists, tuples, dicts with str keys, numpy arrays and scalars, pandas DataFrames/Series "
@@ -127,6 +129,9 @@ _WAYS = {  # the conversion a scientist most likely wants, by type
     "builtins.set": "e.g. sorted(value) (a list)",
     "builtins.frozenset": "e.g. sorted(value) (a list)",
 }
+_DASK_FRAME_WAY = ("e.g. value.compute() (a pandas DataFrame or Series: a large one is stored in "
+                   "row-group chunks, and loads back lazily); only dask arrays are saved chunk by "
+                   "chunk without computing them whole")
 _FUNCTION_WAY = ("e.g. its name as a string; a function a step takes counts by its code when it "
                  "is the parameter's default (def step(x, fn=np.sqrt)) or a for_each constant "
                  "(inputs={\"fn\": np.sqrt})")
