@@ -427,6 +427,12 @@ class Database:
                 f"{added[0]!r} became a schema key of this project in another session (its keys are now "
                 f"{keys}); reopen the project (configure_database again) to save with it. Nothing was saved")
 
+    def schema_keys_now(self) -> list[str]:
+        """The project's schema keys now, which another session may have added to since this
+        one opened: an error path's explanation (a query naming one is not wrong, the session
+        is old)."""
+        return list(self._keys_now())
+
     def _keys_now(self) -> list[str]:
         """The project's schema keys as another session may have changed them."""
         path = self.scistack_dir / CONFIG_NAME

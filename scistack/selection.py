@@ -220,6 +220,12 @@ def _scalar_values(db: Database, records: list[RefRecord], where: str | tuple) -
 def unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set | None = None) -> str:
     """Which keys of a query `var` does not have, what it has, and the nearest ones meant.
     Without `params` (`undelete`), `version=` is one a call takes."""
+    now = db.schema_keys_now()
+    added = [k for k in unknown if k in now and k not in db.schema_keys]
+    if added:
+        return (f"{shown(added[0], 40)} became a schema key of this project in another session (its keys "
+                f"are now {now}); reopen the project (configure_database again) "
+                f"to select by it")
     takes_version = params is None
     params = params or set()
     columns = {column for _, column in param_columns(params, lambda _: True)}  # `low_hz`, `bandpass_low_hz`

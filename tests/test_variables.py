@@ -760,6 +760,8 @@ def test_a_finer_level_is_added_and_the_values_saved_before_stay_where_they_were
         VPerTrial.save(np.ones(3), subject=1, session="pre", trial=1)  # not a version key 'trial'
     with pytest.raises(SchemaMismatchError, match="'trial' became a schema key"):  # (asked again: still refused)
         VPerTrial.save(np.ones(3), subject=1, session="pre", trial=1)
+    with pytest.raises(InvalidMetadataError, match="'trial' became a schema key.*reopen the project.*select by it"):
+        VPeak.load(subject=1, session="pre", trial=1)  # (had said: VPeak has no metadata key 'trial')
     VPerTrial.delete(subject=1, session="pre", rep=1)
     VPeak.save(5.0, subject=2, session="pre")  # without the new key: fine, and synced by column name
     assert stale.sql("SELECT subject, value FROM VPeak ORDER BY subject")["value"].tolist() == [2.0, 5.0]
