@@ -459,6 +459,21 @@ def test_an_empty_run_is_reported_and_warned_about(emg, caplog):
     assert any("no combinations" in r.getMessage() for r in caplog.records)
 
 
+def test_a_variables_name_in_quotes_is_passed_as_text_and_said(emg, caplog):
+    """inputs={"signal": "FeRawEMG"} ran with the text "FeRawEMG" at every call without a
+    word, though that variable is saved there: said once a run, with the fix."""
+    report = for_each(fns.scale_by, inputs={"signal": "FeRawEMG", "k": 2}, outputs=[FeFiltered],
+                      subject=[1, 2], session=["pre"], progress=False)
+    assert report.failed == 0 and FeFiltered.load(subject=2, session="pre").data == "FeRawEMGFeRawEMG"
+    said = [r.getMessage() for r in caplog.records if "is the text 'FeRawEMG'" in r.getMessage()]
+    assert said == ["for_each(scale_by): input signal is the text 'FeRawEMG', passed as it is to every "
+                    "call; to load the variable FeRawEMG, pass its class: inputs={'signal': FeRawEMG}"]
+    caplog.clear()
+    for_each(fns.scale_by, inputs={"signal": "FeNothingSaved", "k": 2}, outputs=[FeFiltered],
+             subject=[1], session=["pre"], progress=False)
+    assert not [r for r in caplog.records if "is the text" in r.getMessage()]  # no such variable
+
+
 def test_run_and_statuses_are_stored_in_the_index(emg):
     report = for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
                       subject=[1, 3, 4], session=SESSIONS, progress=False)

@@ -204,6 +204,20 @@ def _output_list(outputs: Any) -> list[Any]:
     return list(outputs)
 
 
+def _warn_of_names_in_quotes(db: Database, step: str, constants: dict[str, Any]) -> None:
+    """`inputs={"x": "Raw"}` (a config file's habit, or MATLAB's) passes the text "Raw" to
+    every call, not the variable Raw: a text constant that is a saved variable's name is
+    said once a run, with the fix; the run goes on (the text may be meant)."""
+    texts = {n: s for n, s in constants.items() if isinstance(s, str) and s.isidentifier()}
+    if not texts:
+        return
+    named = set(db.index.variables())
+    for name, text in texts.items():
+        if text in named:
+            log.warning("for_each(%s): input %s is the text %r, passed as it is to every call; to load the "
+                        "variable %s, pass its class: inputs={%r: %s}", step, name, text, text, name, text)
+
+
 @dataclass(slots=True)
 class _Pending:
     """A combination to run: its report item, resolved inputs, call key and address key."""
@@ -237,6 +251,7 @@ class _Run:
         # constants and defaults are the same at every combination: described (hashed) once
         self.fixed = {n: constant(n, s) for n, s in inputs.items() if n not in lf.ignore and n not in self.loaded}
         self.fixed.update(defaults(lf, inputs))
+        _warn_of_names_in_quotes(db, lf.name, {n: s for n, s in inputs.items() if n not in self.loaded})
         self.writes = [n for n, s in self.loaded.items() if isinstance(s, PathOutput)]
         # inputs all plain variable classes and outputs saved without version keys: a
         # combination whose call is cached and whose outputs are already the newest values is
