@@ -34,6 +34,7 @@ from scistack.errors import (
     DuplicateVariableError,
     EmptyVariableError,
     InvalidMetadataError,
+    InvalidNameError,
     ScistackError,
     UnknownMetadataKeyError,
     UnsupportedValueError,
@@ -59,6 +60,14 @@ pa = lazy_module("pyarrow", globals(), "pa")
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
 
+
+
+def _refuse_the_base_class(cls: type, what: str) -> None:
+    """`BaseVariable.save(...)` made a variable named "BaseVariable": a subclass was meant."""
+    if cls is BaseVariable:
+        raise InvalidNameError(
+            f"BaseVariable.{what}() names no variable: declare one, e.g. class RawEMG(BaseVariable): "
+            f"pass, then RawEMG.{what}(...)")
 
 
 def refuse_addressless_delete(db: Any, name: str, metadata: dict[str, Any], version: int | None,
@@ -239,6 +248,7 @@ class BaseVariable:
         UnsupportedValueError
             `data` has no canonical encoding (e.g. a custom class): convert it first.
         """
+        _refuse_the_base_class(cls, "save")
         db = get_database()
         addr, vkeys = _split_for_save(db, cls.__name__, metadata)
         warn_save_inside(cls.__name__)
@@ -267,6 +277,7 @@ class BaseVariable:
             No schema-key column, an unknown value column, two rows at one address, or a row
             with a missing key (rows named by their index labels): nothing is saved.
         """
+        _refuse_the_base_class(cls, "save_from_dataframe")
         db = get_database()
         if value_column is not None and value_columns is not None:
             raise InvalidMetadataError("give value_column= (one column) or value_columns= (several), not both")

@@ -877,3 +877,14 @@ def test_numpy_values_select_as_the_numbers_they_hold(project):
                       outputs=[VPeak], subject=[2], session=["pre"], progress=False)
     assert report.ran == 1
     assert VPeak.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_the_base_class_saves_no_variable_named_basevariable(project):
+    """`BaseVariable.save(...)` made a variable called "BaseVariable"; a subclass was meant."""
+    import pandas as pd
+
+    with pytest.raises(InvalidNameError, match=r"names no variable.*class RawEMG\(BaseVariable\)"):
+        BaseVariable.save(1.0, subject=1, session="pre")
+    with pytest.raises(InvalidNameError, match="names no variable"):
+        BaseVariable.save_from_dataframe(pd.DataFrame({"subject": [1], "session": ["a"], "v": [1.0]}))
+    assert "BaseVariable" not in project.index.variables()

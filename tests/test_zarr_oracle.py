@@ -38,3 +38,4 @@ def test_zarr_reads_what_scistack_stored(project, dtype):
     np.testing.assert_array_equal(z[250:301, 3, ::2], x[250:301, 3, ::2])
     with pytest.raises(Exception):
         z[0, 0, 0] = 1
+    np.testing.assert_array_equal(open_zarr(project, saved.oid)[:2], x[:2])  # (the database: its store)

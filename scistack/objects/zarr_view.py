@@ -17,8 +17,12 @@ from scistack.objects.chunked import array_manifest, parse_manifest
 
 
 def open_zarr(store: Any, oid: str) -> Any:
-    """A read-only `zarr.Array` over the chunked array `oid` in `store`."""
+    """A read-only `zarr.Array` over the chunked array `oid` in `store` (a Database given,
+    as in `open_zarr(db, oid)`, stands for its object store)."""
     import zarr
+
+    if hasattr(store, "store") and hasattr(store, "index"):  # (a Database: had raised AttributeError)
+        store = store.store
 
     return zarr.open_array(store=_store_class()(store, oid), mode="r", zarr_format=3)
 
