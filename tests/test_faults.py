@@ -370,8 +370,17 @@ def test_ctrl_c_just_after_the_journal_lock_is_taken_releases_it(project):
 
 OPEN_DUCKDB_ELSEWHERE = textwrap.dedent("""
     import sys
+    import time
     import duckdb
-    duckdb.connect(sys.argv[1]).close()
+    deadline = time.monotonic() + 30  # (the project's background sync may hold it a moment)
+    while True:
+        try:
+            duckdb.connect(sys.argv[1]).close()
+            break
+        except duckdb.IOException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 """)
 
 

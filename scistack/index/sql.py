@@ -66,6 +66,15 @@ _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 _REMEMBER_INLINED = 500_000
 _SMALL_ASK = 256  # oids a sync looks up by `okey` (more: one join on `okey` and `okey2`)
 _INSERT_ROWS = 20000  # inline rows per INSERT (each statement costs DuckDB ~10 ms beyond its rows)
+@functools.cache
+def _import_pandas() -> None:
+    """DuckDB's Python client imports pandas at the first statement given parameters (1.5.6):
+    3 s on a busy machine, and done with the file open, it had kept a background sync's
+    write lock that long (a DuckDB CLI, another process's sync, refused meanwhile). Imported
+    before the file is opened instead; every connection's work needs it anyway."""
+    import pandas  # noqa: F401
+
+
 _SAY_AFTER = 2.0  # seconds a query waits for another process's hold before it says so
 _SYNC_BYTES = 16 << 20  # journal bytes read and applied at a time (a rebuild of 1M refs took 3.1 GB whole)
 # a round's first slice is smaller: DuckDB has nothing to do until Python has split it
@@ -195,6 +204,7 @@ class SqlIndex:
         delay = 0.005
         if not read_only:
             _drop_unwritten(self.path)
+        _import_pandas()
         while True:
             try:
                 con = duckdb.connect(
