@@ -101,11 +101,20 @@ class PostgresJournal:
 
     # -- connection ----------------------------------------------------------------------
     def _connect(self) -> Any:
+        """A new session. Once the watchdog found the server silent (the connection it cut is
+        still `_con`) a new one gets `PROBE_TIMEOUT`, as the watchdog's probe did, and its
+        timeout is reported as the watchdog's finding: the statement cut may be another
+        thread's (the background sync's), and the step that came next then waited the full
+        `connect_timeout` (10 s) more and failed with "connection timeout expired"."""
+        silent = self._stopped()
+        timeout = min(self.connect_timeout, PROBE_TIMEOUT) if silent else self.connect_timeout
         try:
             self._con = _watched_connection(self._psycopg).connect(
-                self.url, autocommit=True, connect_timeout=max(1, int(self.connect_timeout)),
+                self.url, autocommit=True, connect_timeout=max(1, int(timeout)),
                 **_tcp_settings(self._psycopg, self.url))
         except self._psycopg.OperationalError as exc:
+            if silent and _timed_out(self._psycopg, exc):
+                raise self._unreachable(silent) from None
             raise SharedServiceError(
                 f"cannot reach the shared journal at {redact(self.url)}: {_first_line(exc)}. Check "
                 "the URL, that the server is up, and the user's password (in ~/.pgpass or the "
@@ -117,10 +126,8 @@ class PostgresJournal:
         return self._con
 
     def _connection(self) -> Any:
-        if not self._read_unlock():  # a new connection would wait its connect_timeout on top
-            raise SharedServiceError(
-                f"cannot reach the shared journal at {redact(self.url)}: {self._stopped()}. Check "
-                "that the server is up and retry; nothing was changed")
+        if not self._read_unlock():  # the server is silent: no new connection to it now
+            raise self._unreachable(self._stopped())
         con = self._con
         if con is None or con.closed or con.broken:
             if self._depth and self._lock_session:
@@ -131,6 +138,12 @@ class PostgresJournal:
     def _stopped(self) -> str | None:
         """Why the watchdog gave up the connection (None: it did not)."""
         return getattr(self._con, "stopped", None)
+
+    def _unreachable(self, why: str | None) -> SharedServiceError:
+        """The server was found silent before this step sent anything."""
+        return SharedServiceError(
+            f"cannot reach the shared journal at {redact(self.url)}: {why}. Check that the "
+            "server is up and retry; nothing was changed")
 
     def _lost(self, what: str) -> SharedServiceError:
         if self._stopped():  # what was sent may still be applied if the server resumes
@@ -515,6 +528,11 @@ class PostgresJournal:
         _unwatch(self._watch)
 
 
+def _timed_out(psycopg: Any, exc: BaseException) -> bool:
+    """A connection attempt that got no answer (not a refusal, which shows the server alive)."""
+    return isinstance(exc, getattr(psycopg.errors, "ConnectionTimeout", ())) or "timeout expired" in str(exc)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
@@ -626,8 +644,7 @@ class _Watch:
         try:
             psycopg.connect(self.url, connect_timeout=PROBE_TIMEOUT).close()
         except psycopg.OperationalError as exc:
-            return not (isinstance(exc, getattr(psycopg.errors, "ConnectionTimeout", ()))
-                        or "timeout expired" in str(exc))
+            return not _timed_out(psycopg, exc)
         except Exception:  # noqa: BLE001 - answered, oddly
             pass
         return True

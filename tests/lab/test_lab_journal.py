@@ -251,8 +251,8 @@ def test_a_frozen_journal_server_fails_a_save_in_bounded_time_and_the_project_re
     # of a stopped process still acknowledges every packet, so no keepalive fires
     monkeypatch.setattr(pgjournal, "SILENCE", 2.0)
     monkeypatch.setattr(pgjournal, "PROBE_TIMEOUT", 2)
-    db = lab("a")
-    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    db = lab("a", sync_delay=3600)  # each step's own statement is cut (the background sync's, when
+    LabSignal.save(np.arange(2.0), subject=1, session=1)  # it comes first: the test below)
     outcome = frozen_while(postgres.pids(), lambda: LabSignal.save(np.arange(3.0), subject=2, session=1))
     assert isinstance(outcome.error, SharedServiceError) and "stopped answering" in str(outcome.error), outcome
     assert outcome.seconds < 15, outcome
@@ -276,6 +276,42 @@ def test_a_frozen_journal_server_fails_a_save_in_bounded_time_and_the_project_re
     LabSignal.save(np.arange(3.0), subject=2, session=1)  # re-run: one version (the server, thawed, ran the
     assert [v.version for v in LabSignal.list_versions(subject=2, session=1)] == [1]  # first's INSERT, or not)
     assert LabSignal.load(subject=4, session=1).data.tolist() == list(np.arange(5.0))
+
+
+def test_a_frozen_server_met_first_by_the_background_sync_fails_the_next_batch_in_bounded_time(
+        lab, postgres, monkeypatch):
+    # the background sync shares the journal's connection: when its statement was the one the
+    # watchdog cut (a busy machine: it ran between the batch's end and its flush), the flush
+    # connected anew to the frozen server and failed after connect_timeout (10 s) more with
+    # "connection timeout expired". db.sync() plays the background sync, first, every time.
+    monkeypatch.setattr(pgjournal, "SILENCE", 2.0)
+    monkeypatch.setattr(pgjournal, "PROBE_TIMEOUT", 2)
+    monkeypatch.setattr(pgjournal, "SIZE_TTL", 0.0)  # the sync asks the server, never a cached size
+    db = lab("a", sync_delay=3600)
+    LabSignal.save(np.arange(2.0), subject=1, session=1)
+    batch_seconds = []
+
+    def sync_then_batch():
+        with pytest.raises(SharedServiceError, match="stopped answering"):
+            db.sync()
+        started = time.monotonic()
+        try:
+            with db.batch():
+                for i in range(3):
+                    LabSignal.save(np.array([float(i)]), subject=3, session=i)
+        finally:
+            batch_seconds.append(time.monotonic() - started)
+
+    outcome = frozen_while(postgres.pids(), sync_then_batch)
+    assert isinstance(outcome.error, SharedServiceError) and "stopped answering" in str(outcome.error), outcome
+    assert batch_seconds[0] < 8, (batch_seconds, outcome)  # a new connection's connect_timeout is 10 s
+    with pytest.raises(VariableNotFoundError):  # thawed: a new session; the batch was never sent
+        LabSignal.load(subject=3, session=0)
+    with db.batch():  # re-run
+        for i in range(3):
+            LabSignal.save(np.array([float(i)]), subject=3, session=i)
+    assert [LabSignal.load(subject=3, session=i).data.tolist() for i in range(3)] == [[0.0], [1.0], [2.0]]
+    assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0]
 
 
 def test_a_server_frozen_before_answering_an_unlock_fails_the_next_statement_without_a_new_connection(
