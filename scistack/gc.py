@@ -25,8 +25,10 @@ put (a cache hit restoring outputs gc may be about to free with their dropped ca
 saved cached result, undelete) freshens it and its lineage first (`freshen_lineage`), and
 never names what that finds gone. A grace period under an hour
 ("--prune=now") is only used when no other writer is open (objects/gate.py); otherwise gc
-keeps an hour and says why. gc refuses to run when the journal has lines it cannot parse or a root it must read
-is missing or corrupt: a partial view of the names would delete live data. Fan-out
+keeps an hour and says why. gc refuses to run when the journal has lines it cannot parse, a root it must read
+is missing or corrupt, or an object it must keep that may name others is missing (a lab's, say: lost from the
+bucket, cached on another machine): a partial view of the names, or of what a kept object names, would delete
+live data. Fan-out
 directories are never removed: another process may be about to write into one.
 """
 
@@ -97,6 +99,7 @@ class Reachability:
     missing: dict[str, str] = field(default_factory=dict)  # oid -> who needs it
     corrupt: dict[str, str] = field(default_factory=dict)  # oid -> problem
     missing_roots: dict[str, str] = field(default_factory=dict)
+    missing_parents: dict[str, str] = field(default_factory=dict)  # lost, and may name others
     unkept_calls: list[dict[str, Any]] = field(default_factory=list)  # cache entries not kept
     groups: dict[str, list[str]] = field(default_factory=dict)  # root -> oids it reached first
     chunks: dict[str, str] = field(default_factory=dict)  # chunk oid -> "chunk [i] of chunked value X"
@@ -320,12 +323,12 @@ class _Walker:
         while self._stack:
             batch = []
             while self._stack and len(batch) < _READ_BATCH:
-                oid, kind, referrer, root, optional = item = self._stack.pop()
-                kind = kind or self.store.kind_of(oid)
-                if kind is None or (kind not in _WALKED_KINDS and not self.store.contains(oid)):
-                    self._lost(oid, referrer, root, optional)
-                elif kind in _WALKED_KINDS:
-                    batch.append(item)
+                oid, kind, referrer, root, optional = self._stack.pop()
+                known = kind or self.store.kind_of(oid)
+                if known is None or (known not in _WALKED_KINDS and not self.store.contains(oid)):
+                    self._lost(oid, referrer, root, optional, parent=kind is None or kind in _WALKED_KINDS)
+                elif known in _WALKED_KINDS:
+                    batch.append((oid, known, referrer, root, optional))
             if batch:
                 batch = self._without_children(batch)
                 for item, obj in zip(batch, self.store.get_many([item[0] for item in batch])):
@@ -340,12 +343,16 @@ class _Walker:
         return [item for item in batch if item[1] != "json" or (data := stored[item[0]]) is None
                 or _may_name_children(data)]
 
-    def _lost(self, oid: str, referrer: str, root: bool, optional: bool) -> None:
+    def _lost(self, oid: str, referrer: str, root: bool, optional: bool, *, parent: bool = True) -> None:
+        """`parent`: the object may name others (its kind is unknown, or one the walk reads):
+        what it keeps cannot be known, so gc must not collect (`_refuse_incomplete`)."""
         self.result.reachable.discard(oid)
         if not optional:
             self.result.missing[oid] = referrer
             if root:
                 self.result.missing_roots[oid] = referrer
+            elif parent:
+                self.result.missing_parents[oid] = referrer
 
     def _read(self, oid: str, kind: str | None, referrer: str, root: bool, optional: bool,
               obj: StoredObject | Exception) -> None:
@@ -675,3 +682,25 @@ def _refuse_incomplete(db: Any, walk: Reachability) -> None:
             f"gc refused: {len(walk.missing_roots)} object(s) named by refs or the call cache are "
             f"missing (e.g. {oid[:12]}, {referrer}). Nothing was deleted; run `scistack fsck`"
         )
+    if walk.missing_parents:
+        raise GarbageCollectionError(_lost_parent_message(db, walk.missing_parents))
+
+
+def _lost_parent_message(db: Any, lost: dict[str, str]) -> str:
+    """Why gc refuses over a lost object it must keep that may name others (a dict whose arrays
+    are objects of their own, a chunked value's manifest, a call record): what it keeps cannot
+    be read, so its children would look unreachable and be deleted, and the value could not be
+    made whole again even once the object itself is put back."""
+    oid, referrer = next(iter(lost.items()))
+    head = (f"gc refused: {len(lost)} object(s) gc must keep are missing{_where(db)} (e.g. {oid[:12]}, "
+            f"{referrer}); they may name other objects, which gc cannot see, so it deleted nothing. ")
+    fix = ("save its value again (or import a bundle that holds it), or delete the refs whose lineage "
+           "needs it; `scistack fsck` lists what is missing and what needs it")
+    if db.store.remote:
+        return head + ("Run `scistack fsck --repair` on a machine of the lab that has it cached (it puts the "
+                       f"cached copy back), then run gc again; if no machine has it, {fix}")
+    return head + fix[0].upper() + fix[1:]
+
+
+def _where(db: Any) -> str:
+    return f" from {db.store.address}" if db.store.remote else ""

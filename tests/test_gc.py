@@ -428,6 +428,28 @@ def test_gc_refuses_when_a_ref_points_to_a_missing_or_corrupt_object(project):
     assert project.store.contains(orphan)
 
 
+def test_gc_refuses_when_a_kept_object_that_names_others_is_missing_and_deletes_none_of_its_children(project):
+    """A dict kept only as a result's lineage input (its ref deleted) whose own object is lost:
+    the walk cannot read which arrays it names, so they looked unreachable and were deleted."""
+    from scistack.objects.codec import child_oids
+
+    raw = GcA.save({"signal": np.arange(6.0), "rate": 100}, subject=1).record.oid
+    GcB.save(gc_scale(GcA.load(subject=1), 2.0), subject=1)
+    arrays = [oid for oid, _ in child_oids("json", project.store.get(raw).payload)]
+    GcA.delete(subject=1)
+    path = project.store.path_of(raw)
+    os.chmod(path, 0o644)
+    os.unlink(path)
+    for dry_run in (True, False):
+        with pytest.raises(GarbageCollectionError, match=rf"missing \(e.g. {raw[:12]}, input 'value' of call") as refused:
+            collect_garbage(project, grace_seconds=0, dry_run=dry_run)
+        assert "deleted nothing" in str(refused.value) and "Save its value again" in str(refused.value)
+    assert arrays and all(project.store.contains(oid) for oid in arrays)
+    GcA.save({"signal": np.arange(6.0), "rate": 100}, subject=1)  # the fix it names: stored again
+    assert collect_garbage(project, grace_seconds=0).objects_deleted == 0
+    assert GcB.load(subject=1).data["signal"].tolist() == list(np.arange(6.0) * 2)
+
+
 def test_parse_prune():
     assert parse_prune("now") == 0 and parse_prune("never") == float("inf")
     assert parse_prune("2.weeks.ago") == DEFAULT_GRACE_SECONDS

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 import scistack.database as database_module
-from scistack import BaseVariable, configure_database
+from scistack import BaseVariable, configure_database, lineage_fcn
 from scistack.errors import SharedAccessError, VariableNotFoundError, CorruptObjectError, GarbageCollectionError, SchemaMismatchError, SharedServiceError
 import scistack.gc as gc_module
 from scistack.gc import collect_garbage
 from scistack.fsck import fsck
+from scistack.objects.codec import child_oids
 from scistack.index.pgjournal import PostgresJournal
 
 from .conftest import WRITER_PASSWORD, TcpRelay, free_port, frozen_while
@@ -24,6 +25,15 @@ from .conftest import WRITER_PASSWORD, TcpRelay, free_port, frozen_while
 
 class LabValue(BaseVariable):
     pass
+
+
+class LabPeak(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def lab_emg_peak(value):
+    return float(np.max(value["emg"]))
 
 
 @pytest.fixture
@@ -599,6 +609,41 @@ def test_lab_gc_refuses_over_an_object_missing_from_the_bucket_though_cached_her
     assert collect_garbage(db).objects_reachable == 2
     machine("c")  # a colleague's fresh checkout
     assert LabValue.load(subject=1, session=1).data["emg"].tolist() == list(np.arange(10.0))
+
+
+def test_lab_gc_on_a_fresh_machine_refuses_over_a_lost_parent_and_deletes_none_of_its_children(
+        machine, s3_server, bucket_url, monkeypatch):
+    """A dict kept only as the lineage input of a result (its own ref deleted) is lost from the
+    bucket, still cached on the machine that saved it. gc on a fresh checkout could not read
+    it, so the arrays it names looked unreachable and were deleted: `fsck --repair` on the
+    machine with the cached dict then put back a dict whose arrays no machine had."""
+    db = machine("a")
+    raw = LabValue.save({"emg": np.arange(10.0), "fs": 2000}, subject=1, session=1)
+    LabPeak.save(lab_emg_peak(LabValue.load(subject=1, session=1)), subject=1, session=1)
+    db.store.wait_uploads()
+    arrays = [oid for oid, _ in child_oids("json", db.store.get(raw.oid).payload)]
+    assert arrays
+    LabValue.delete(subject=1, session=1)  # the dict is kept as LabPeak's lineage only
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/objects/{raw.oid[:2]}/{raw.oid[2:]}")  # lost
+    for oid in arrays:  # and long gone from a's cache, which keeps the dict
+        db.store.cache.delete(oid)
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)
+    b = machine("b")  # a fresh checkout: no cache
+    for dry_run in (True, False):
+        with pytest.raises(GarbageCollectionError, match=f"missing from {bucket_url}") as refused:
+            collect_garbage(b, grace_seconds=0, dry_run=dry_run)
+        said = str(refused.value)
+        assert raw.oid[:12] in said and "deleted nothing" in said and "fsck --repair" in said
+        assert "input 'value'" in said
+    _, _, _, keys = _bucket(s3_server, bucket_url)
+    assert all(f"{prefix}/objects/{oid[:2]}/{oid[2:]}" in keys for oid in arrays)
+    assert fsck(machine("a"), repair=True).ok  # puts the cached dict back
+    stats = collect_garbage(machine("b"), grace_seconds=0)
+    assert stats.objects_deleted == 0
+    c = machine("c")  # a colleague's fresh checkout reads the whole lineage input
+    restored = c.store.get_value(raw.oid)
+    assert restored["emg"].tolist() == list(np.arange(10.0)) and restored["fs"] == 2000
 
 
 def test_undelete_after_another_machines_gc_freed_the_value_puts_the_cached_copy_back(machine, monkeypatch):
