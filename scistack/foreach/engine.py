@@ -478,6 +478,8 @@ class _Run:
         again = fresh and not self.dry_run and (
             self._moved_files(resolved, hit) or (stale and self._lineage_elsewhere(resolved, hit))
             or (not stale and self._origins_differ(combo, addr_key, resolved, hit, layout)))
+        if again and freshen_lineage(self.db.store, list(hit["outs"]), self._fresh):
+            again = None  # an output gone (a lab's: from the bucket, and not cached here): run again
         if again:
             self._finish(_Pending(item, resolved, key, addr_key), Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
@@ -529,7 +531,8 @@ class _Run:
         """The cached call's record when it names other saved inputs than this combination's
         (the same values at another address, or made by another call); None otherwise. Asked
         only where its outputs are to be named here: a rerun whose results are current reads
-        no record."""
+        no record. (`contains` is a cheap first look, which a lab's cache answers: the outputs
+        are freshened before they are named, `_check_cache`.)"""
         if not all(self.db.store.contains(o) for o in hit["outs"]):
             return None  # a gc'd output: `_restore` says compute again
         try:
