@@ -695,7 +695,8 @@ def _lost_parent_message(db: Any, lost: dict[str, str]) -> str:
     head = (f"gc refused: {len(lost)} object(s) gc must keep are missing{_where(db)} (e.g. {oid[:12]}, "
             f"{referrer}); they may name other objects, which gc cannot see, so it deleted nothing. ")
     fix = ("save its value again (or import a bundle that holds it), or delete the refs whose lineage "
-           "needs it; `scistack fsck` lists what is missing and what needs it")
+           "needs it; `scistack fsck` lists what is missing and what needs it (and `fsck --repair` drops "
+           "a call-cache entry whose output is lost)")
     if db.store.remote:
         return head + ("Run `scistack fsck --repair` on a machine of the lab that has it cached (it puts the "
                        f"cached copy back), then run gc again; if no machine has it, {fix}")
