@@ -25,9 +25,11 @@ from scistack.errors import (
     ScistackError,
     UnsupportedValueError,
 )
+from scistack.gc import freshen_lineage
 from scistack.index import check_identifier
 from scistack.objects.canonical_json import dumps_canonical, from_tree
 from scistack.objects.codec import decode_value
+from scistack.objects.oid import is_valid_oid
 from scistack.records import read_call
 from scistack.summary import summarize
 
@@ -84,8 +86,13 @@ _RESTAGE = "Save the value again from MATLAB (matlab/README.md has the manifest'
 
 
 def _stored(db: Database, item: dict[str, Any], where: str) -> tuple[str, str, Any]:
+    """A value already stored (a Thunk result, maybe old and unnamed), about to be named: made
+    young with its lineage first, as Python's save of a cached result does (`freshen_lineage`;
+    a lab's puts this machine's cached copies back in the bucket). `contains`, which a lab's
+    cache answers first, had let a value the bucket lost be named: no colleague could load it."""
     oid = item.get("oid")
-    if not isinstance(oid, str) or not db.store.contains(oid):
+    if not isinstance(oid, str) or not is_valid_oid(oid) or oid in freshen_lineage(
+            db.store, [oid, item.get("call")], set()):
         raise InvalidMetadataError(
             f"{where} names the stored value {oid!r}, which this project does not hold; "
             "save the value itself (its data) instead")

@@ -183,11 +183,12 @@ class BaseVariable:
         r = self.record
         # as the put it replaces: young again, or (loaded from another project, or collected
         # since) put again; a lab's `contains` answers from this machine's cache, so a value
-        # gone from the bucket but cached here had been named again with no copy there
+        # gone from the bucket but cached here had been named again with no copy there (and
+        # likewise the call record that made it)
         if not db.store.freshen(r.oid):
             db.store.put_value(self.data)
         call = r.call
-        if call is not None and not db.store.contains(call):
+        if call is not None and not db.store.freshen(call):
             origin = self.__dict__.get("_origin")
             if origin is not None and origin is not db.store:  # loaded from another project
                 copy_lineage(origin, db, call)

@@ -443,14 +443,16 @@ def _flattened(fn_name: str, inputs: list[tuple[str, dict[str, Any], dict[str, A
 
 def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
     """Constants (arrays, containers) are stored for provenance; inline scalars need nothing.
-    A container of inputs is stored as its tree (its constants inline, its inputs as refs)."""
+    A container of inputs is stored as its tree (its constants inline, its inputs as refs).
+    One already stored is made young (`freshen`, as the put it replaces): a lab's `contains`
+    answers from this machine's cache, and a constant the bucket lost was named, not put."""
     for b in inputs.values():
         if b.container is not None:
-            if not store.contains(b.oid):
+            if not store.freshen(b.oid):
                 for constant in b.container.constants:  # (children before the tree that names them)
                     store.put_value(constant)
                 store.put("json", b.container.json)
-        elif _is_input(b.record) or isinstance(b.value, _SCALARS) or store.contains(b.oid):
+        elif _is_input(b.record) or isinstance(b.value, _SCALARS) or store.freshen(b.oid):
             continue
         else:
             store.put_value(b.value)

@@ -72,9 +72,12 @@ def lineage_context() -> _MemoryCache | _DatabaseCache:
 
 
 def copy_into_database(db: Database, result: Any) -> None:
-    """Copy a result computed in memory (and its whole lineage) into `db`, unless it is there."""
+    """Copy a result computed in memory (and its whole lineage) into `db`, unless it is there.
+    "There" is asked with `freshen` (young again, as the put it replaces; a lab's puts this
+    machine's cached copy back in the bucket), never `contains`, which a lab's cache answers
+    first: a value the bucket lost was named with no copy there."""
     store = db.store
-    if store.contains(result.oid) and store.contains(result.call):
+    if store.freshen(result.oid) and store.freshen(result.call):
         return
     _copy_value(MEMORY.store, store, result.oid, result.data)
     _copy_call(MEMORY.store, db, result.call, set())
@@ -131,7 +134,7 @@ def _bring(store: ObjectStore, db: Database | None, name: str, b: BoundInput, de
             "saved value named it any more), so the new call names the input without that "
             "lineage; compute the input again (and save it) to keep its lineage", stacklevel=depth)
         b = replace(b, record={k: v for k, v in record.items() if k != "call"})
-    if b.value is not None and not store.contains(b.oid):  # (for_each binds no value: it
+    if b.value is not None and not store.freshen(b.oid):  # (for_each binds no value: it
         store.put_value(b.value)  # reads inputs afresh) its oid: the hash of its canonical bytes
     return b
 
@@ -140,7 +143,7 @@ def _bring_from_memory(store: ObjectStore, db: Database | None, record: dict[str
     """Whether `store` has the call record that made this input, after copying it (with its
     value and lineage) from memory if it was computed there."""
     call = record.get("call")
-    if not call or store.contains(call):
+    if not call or store.freshen(call):  # (not `contains`: see `copy_into_database`)
         return True
     if not MEMORY.store.contains(call) or db is None or db.store is not store:
         return False
@@ -180,7 +183,7 @@ def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str])
 
 def _copy_value(source: ObjectStore, target: ObjectStore, oid: str, value: Any = _MISSING) -> None:
     """Copy one value object (children included) unless the target has it already."""
-    if target.contains(oid):
+    if target.freshen(oid):
         return
     if source.contains(oid):
         target.put_value(source.get_value(oid))

@@ -13,6 +13,7 @@ from scistack.errors import InvalidMetadataError, LineageError
 from scistack.foreach.report import ComboResult, RunReport
 from scistack.address import address_value
 from scistack.foreach.split import places, split_record
+from scistack.gc import freshen_lineage
 from scistack.index import key_of, utc_now
 from scistack.lineage.filecheck import cache_fn
 from scistack.ingest import staged_name, store_staged
@@ -76,6 +77,9 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                 out_oids[index], call_oids[index] = combo["outs"], combo["call"]
                 if combo.get("restore") and not done["restored"]:
                     call_oids[index] = _restore(db, outputs, splits, combo, fn, planned["constants"])
+                    if call_oids[index] is None:
+                        out_oids[index] = None
+                        item.status, item.error = "failed", _GONE
                 continue
             if combo["status"] != "run":
                 continue
@@ -137,6 +141,8 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
 
 
 _STOPPED = "not run: the run stopped before it (Ctrl-C, or on_error='raise')"
+_GONE = ("its cached result is gone from the store since the plan (collected by gc, or lost), so "
+         "nothing was recorded for it; run again to compute it")
 
 COMMITTED = "committed.json"
 """What the commits of a run recorded so far: `ran` (index -> [outputs, call]), `restored`."""
@@ -239,11 +245,22 @@ def _layout(results_path: Path, index: int, splits: tuple[str | None, ...], resu
 
 
 def _restore(db: Database, outputs: list[str], splits: tuple[str | None, ...], combo: dict[str, Any],
-             fn: MatlabFunction, constants: dict[str, Any]) -> str:
+             fn: MatlabFunction, constants: dict[str, Any]) -> str | None:
     """A cached call whose outputs are not the current refs here: point the refs at them (a
     split output's parts at theirs), named by its call; or, when the plan found the call made
     with the same values elsewhere (`own`), by a record of it naming this combination's
-    inputs (the cache entry stays, as Python's `_own_record` leaves it). Returns the call."""
+    inputs (the cache entry stays, as Python's `_own_record` leaves it). Returns the call, or
+    None when an output or the record is gone (nothing named).
+
+    The outputs and the record are freshened first, as Python's `_restore` does: a gc may be
+    judging them unreachable (their cache entry dropped), and a lab's puts this machine's cached
+    copies back in the bucket: the plan asked `contains`, which a lab's cache answers first, and
+    the outputs had been named with no copy there, for no colleague to load."""
+    done: set[str] = set()
+    if freshen_lineage(db.store, list(combo["outs"]), done):  # (an output or a child of one)
+        return None
+    if combo["call"] in freshen_lineage(db.store, [combo["call"]], done):  # (its lineage is fsck's)
+        return None
     cached = read_call(db.store, combo["call"])
     call, params = combo["call"], from_tree(cached.params, lambda oid: oid)
     if combo.get("own"):

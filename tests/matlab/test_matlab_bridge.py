@@ -319,6 +319,33 @@ def test_cached_outputs_that_are_no_longer_current_are_restored(project):
     assert current.oid == out and current.call is not None and current.version == 3
 
 
+def test_a_cached_result_a_gc_freed_after_the_plan_is_not_named_by_the_commit(project):
+    """The plan calls a cached output `restore`; a gc then frees it (its only name dropped by a
+    retention rule, its cache entry with it). The commit named it with no object behind it (it
+    raised, reading the freed record); now it freshens first, as Python's `_restore` does, and
+    the combination fails, saying to run again."""
+    from scistack.gc import collect_garbage
+
+    db, fn = project
+    request = _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]])
+    folder = _stage(db, "first", request, {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.zeros(2))})
+    plan(db, folder / "plan.json")
+    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "results": [
+        {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}))
+    out = commit(db, folder / "results.json")["outputs"][0][0]
+    other = db.store.put_value(np.ones(2))
+    db.index.put_ref("BridgeOut", {"subject": 1, "session": "pre"}, {}, other, "npy")  # saved over it
+    again = _stage(db, "again", request, {"payload-0.bin": b"2.0"})
+    (replanned,) = plan(db, again / "plan.json")["combos"]
+    assert replanned["restore"] is True
+    collect_garbage(db, grace_seconds=0, keep_versions=1)
+    assert not db.store.contains(out)
+    (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
+    done = commit(db, again / "results.json")
+    assert done["counts"]["failed"] == 1 and done["outputs"] == [None]
+    assert db.index.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}").oid == other
+
+
 def test_the_same_values_at_another_address_are_served_with_their_own_lineage(project):
     """Subject 3 holds subject 1's raw values: one call key. The plan had called subject 3
     cached and named subject 1's call record (its lineage, parameters); then it ran there,
