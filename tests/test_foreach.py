@@ -998,6 +998,34 @@ def test_an_output_deleted_and_restored_from_the_cache_keeps_its_summary(emg):
     assert "data=float64[8]" in repr(restored)
 
 
+def _with_a_large_array(signal):
+    return {"large": np.arange(140_000.0) + float(signal[0]), "n": len(signal)}  # (> 1 MB: loose)
+
+
+def test_a_cached_dict_whose_array_is_gone_is_computed_again_not_named_half(project):
+    """A cached result restored at its address is freshened first and, found gone, computed
+    again; only the dict and the call record were asked, so a dict whose array a gc (or damage)
+    had taken was named without it, and every load of it failed."""
+    from scistack.objects.codec import child_oids
+
+    FeRawEMG.save(np.arange(4.0), subject=1, session="pre")
+
+    def run():
+        return for_each(_with_a_large_array, inputs={"signal": FeRawEMG}, outputs=[FeStats], subject=[1],
+                        session=["pre"], progress=False)
+
+    run()
+    made = FeStats.load(subject=1, session="pre").oid
+    (large,) = [oid for oid, _ in child_oids("json", project.store.get(made).payload)]
+    FeStats.save(np.zeros(2), subject=1, session="pre")  # saved over it: the cached result is not current
+    path = project.store.path_of(large)
+    os.chmod(path, 0o644)
+    os.unlink(path)
+    report = run()
+    assert (report.ran, report.cached) == (1, 0)
+    assert FeStats.load(subject=1, session="pre").data["large"][:3].tolist() == [0.0, 1.0, 2.0]
+
+
 # -- edits: what re-runs, what becomes the default --------------------------------------------
 def test_editing_a_constant_reruns_everything_it_affects_and_keeps_old_results(emg):
     run_bandpass(low_hz=20)

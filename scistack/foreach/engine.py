@@ -583,8 +583,9 @@ class _Run:
         if not self.dry_run and stale:
             # naming old objects again: young first, so a gc judging them unreachable right now
             # (their cache entry dropped) keeps them for its grace period
-            if freshen_lineage(self.db.store, [*(s[3] for s in stale), hit["call"]], self._fresh) & {
-                    *(s[3] for s in stale), hit["call"]}:
+            # (an output's children too: a dict whose array is gone would be named half)
+            if freshen_lineage(self.db.store, [s[3] for s in stale], self._fresh) or hit["call"] in (
+                    freshen_lineage(self.db.store, [hit["call"]], self._fresh)):
                 return False  # a gc freed them since they were looked for: compute again
             for var, address, place_key, oid in stale:
                 self._save(var, address, place_key, (oid, "", ""), hit["call"], None)
