@@ -52,7 +52,8 @@ of a per-subject dict memo when one subject's file changed.
 
 A memo filled outside any recorded call (by the user's code before the loop, or at import
 once a lineage function exists) is remembered too, when it is an ``lru_cache`` or assigns a
-global (a dict filled in place is known as a memo only once a call's identity walked it).
+global, or changes a module-level object in place (a dict memo: its function's code is
+analysed then, once, if no identity walk has reached it yet).
 
 Not seen: a memo filled before the first lineage function is made (a module-level value
 loaded at import is module data, which the code identity digests instead), memos kept in
@@ -519,25 +520,44 @@ def _is_cached(code: CodeType, namespace: dict) -> bool:
 def _lru_wrapper(code: CodeType, namespace: dict) -> Any:
     """The lru_cache wrapping the function of `code`, found by its qualified name in its
     module (None if that function is not one)."""
+    found = _named(code, namespace)
+    wrapped = getattr(found, "__wrapped__", None)
+    cached = hasattr(found, "cache_info") and getattr(wrapped, "__code__", None) is code
+    return found if cached else None
+
+
+def _named(code: CodeType, namespace: dict) -> Any:
+    """What the qualified name of `code` is bound to in its module (None for a local function)."""
     parts = code.co_qualname.split(".")
     if "<locals>" in parts:
         return None
     found = namespace.get(parts[0])
     for part in parts[1:]:
         found = vars(found).get(part) if hasattr(found, "__dict__") else None
-    wrapped = getattr(found, "__wrapped__", None)
-    cached = hasattr(found, "cache_info") and getattr(wrapped, "__code__", None) is code
-    return found if cached else None
+    return found
 
 
 def _mutates_global(code: CodeType, namespace: dict) -> bool:
     """The function of `code` changes a module-level object in place (``_CACHE[key] = v``),
-    from its analysed shape (the code walk made it when the lineage function's identity
-    reached this function)."""
-    from scistack.codeid._shapes import known_shape
+    from its analysed shape: the one the code walk made when a lineage function's identity
+    reached it, else analysed now (a dict memo the script fills before the first call is
+    asked of here before any identity walk reached it: it had not been taken for a memo, so
+    the calls using it named no file, and the next process served results made from the
+    file's old content). Once per code object (`_memoises` keeps the answer)."""
+    from scistack.codeid._shapes import function_shape, known_shape
 
     shape = known_shape(code)
-    return shape is not None and any(chain[0] in namespace for chain in shape.mutated)
+    if shape is None:
+        found = _named(code, namespace)
+        found = getattr(found, "__wrapped__", found)
+        found = getattr(found, "__func__", found)
+        if getattr(found, "__code__", None) is not code:
+            return False
+        try:
+            shape = function_shape(found)
+        except Exception:  # noqa: BLE001 - source that cannot be analysed: not known as a memo
+            return False
+    return any(chain[0] in namespace for chain in shape.mutated)
 
 
 def changed_files(files: list[FileRead]) -> list[str]:

@@ -452,7 +452,7 @@ def test_a_memoised_file_edited_and_run_again_in_the_same_process(project, tmp_p
 
 
 
-@pytest.mark.parametrize("memo", ["global", "lru_cache"])
+@pytest.mark.parametrize("memo", sorted(MEMOS))
 def test_a_memo_filled_by_the_script_before_the_first_call_is_an_input_of_the_calls(
         project, tmp_path, monkeypatch, memo):
     """The script fills the memo before its loop: no call opens the file, so no record had
