@@ -799,7 +799,8 @@ def h(signal):
 """
 
 
-@pytest.mark.parametrize("imports", ["from {helpers} import h", "import {helpers} as helpers_module"])
+@pytest.mark.parametrize("imports", ["from {helpers} import h", "import {helpers} as helpers_module",
+                                     "in the body"])
 def test_a_helper_module_edited_after_its_import_is_judged_as_its_file_is_now(project, tmp_path, monkeypatch,
                                                                                 imports):
     """Only the helper's file is edited (the pipeline's is as the process first read it): the
@@ -810,11 +811,13 @@ def test_a_helper_module_edited_after_its_import_is_judged_as_its_file_is_now(pr
     from scistack import why
 
     helpers = f"sumhelp_{uuid.uuid4().hex[:8]}"
-    call = "h(signal)" if imports.startswith("from") else "helpers_module.h(signal)"
+    body = "return " + ("h(signal)" if imports.startswith("from") else "helpers_module.h(signal)")
+    if imports == "in the body":  # imported when the function runs: not a global of its module
+        imports, body = "", f"from {helpers} import h\n    return h(signal)"
     (tmp_path / f"{helpers}.py").write_text(HELPERS)
     fns = tmp_path / f"sumfns_{uuid.uuid4().hex[:8]}.py"
     fns.write_text(f"from scistack import lineage_fcn\n{imports.format(helpers=helpers)}\n\n\n"
-                   f"@lineage_fcn\ndef scale(signal):\n    return {call}\n\n\n"
+                   f"@lineage_fcn\ndef scale(signal):\n    {body}\n\n\n"
                    "@lineage_fcn\ndef total(signal):\n    return float(signal.sum())\n")
     os.utime(fns, (0, 0))  # (written before this process started, never edited since)
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -27,6 +27,7 @@ of distinct project functions, which is far below Python's recursion limit in pr
 
 from __future__ import annotations
 
+import builtins
 import functools
 import importlib
 import importlib.util
@@ -36,6 +37,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
+from typing import Any
 
 from scistack.codeid._ast_normalise import ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
@@ -381,9 +383,13 @@ class Walk:
             module = sys.modules.get(name) or importlib.import_module(name)
             if attr is not None and not hasattr(module, attr):
                 importlib.import_module(f"{name}.{attr}")  # ``from pkg import submodule``
+            own_import = _own_import(namespace)
+            if own_import is not None:  # (the module binds as its own import would)
+                module = own_import(name, namespace, None, (attr or "__name__",), 0)
         except (ImportError, ValueError):  # the call itself will fail the same way
             return f"{module_name}.{attr}", MISSING
-        self.slots.append((sys.modules, name, module))
+        if own_import is None:
+            self.slots.append((sys.modules, name, module))
         if attr is None:
             return name, module
         value = vars(module).get(attr, MISSING)
@@ -583,3 +589,16 @@ def _code_qualname(fn: FunctionType) -> str:
 def _flat(deps: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
     """Count-prefixed flat fields of (label, digest) pairs, unambiguous inside a hash."""
     return (str(len(deps)), *(text for pair in deps for text in pair))
+
+
+def _own_import(namespace: dict) -> Any:
+    """The ``__import__`` a module's code runs with when it is not Python's own (None): a
+    module `report.why` read again from its edited file imports the project modules edited
+    since as they are now; an import in a function's body must be resolved the same way (it
+    had found the module this process imported, and the edit of a helper imported there was
+    not seen)."""
+    own = namespace.get("__builtins__")
+    if not isinstance(own, dict) or own is vars(builtins):
+        return None
+    found = own.get("__import__")
+    return found if callable(found) and found is not builtins.__import__ else None

@@ -28,6 +28,7 @@ from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, many_current, select_records
 from scistack.codeid._packages import is_project_module
+from scistack.codeid.body_imports import body_imports
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
@@ -747,7 +748,8 @@ def _source_file(held: Any) -> str | None:
 def _edits_reached(held: Any, seen: set[str] | None = None) -> tuple[tuple[str, int, int], ...]:
     """The versions of the files written after this process started, of module `held` and of
     the project modules its globals reach (modules, and the homes of its functions and
-    classes), at any depth: the code in memory is the files' code when there are none."""
+    classes) or its functions import in their bodies, at any depth: the code in memory is the
+    files' code when there are none."""
     if _source_file(held) is None:
         return ()
     seen = set() if seen is None else seen
@@ -758,9 +760,12 @@ def _edits_reached(held: Any, seen: set[str] | None = None) -> tuple[tuple[str, 
         value = value.fn if isinstance(value, LineageFunction) else value
         home = value.__name__ if isinstance(value, ModuleType) else \
             getattr(value, "__module__", None) if isinstance(value, (FunctionType, type)) else None
-        reached = sys.modules.get(home) if isinstance(home, str) and home not in seen else None
-        if reached is not None and _source_file(reached) is not None:
-            found.update(_edits_reached(reached, seen))
+        # and what the module's own functions import in their bodies (no global reaches it)
+        homes = [home, *(body_imports(value, held.__package__) if home == held.__name__ else ())]
+        for home in homes:
+            reached = sys.modules.get(home) if isinstance(home, str) and home not in seen else None
+            if isinstance(reached, ModuleType) and _source_file(reached) is not None:
+                found.update(_edits_reached(reached, seen))
     return tuple(sorted(found))
 
 
