@@ -537,13 +537,26 @@ def read_call(store: ObjectStore, oid: str) -> CallRecord:
 
 def same_arguments(store: ObjectStore, a: str, b: str) -> bool:
     """Whether call records `a` and `b` name the same inputs from the same places (variable,
-    address, the call that made each, the file read): two records of one call key name the
-    same values, but a value may have come from elsewhere (the same value at another address,
-    another variable's, or made by another call). True when either cannot be read."""
+    address, the call that made each, the file read) and read the same files (by content):
+    two records of one call key name the same values, but a value may have come from
+    elsewhere (the same value at another address, another variable's, or made by another
+    call), and a call run again because a file it read changed may return the same value
+    (its value kept naming the old record, and so the file as it was: `status` called it
+    stale on every later run, which said cached). True when either cannot be read."""
     try:
-        return read_call(store, a).arguments == read_call(store, b).arguments
+        first, second = read_call(store, a), read_call(store, b)
     except (ScistackError, LookupError):
         return True
+    return first.arguments == second.arguments and _files_read(first) == _files_read(second)
+
+
+def _files_read(record: CallRecord) -> set[tuple[Any, Any, Any]]:
+    """The files a record says its call read, by path, kind and content (their stat may
+    differ between two processes' records of one call)."""
+    files = record.extra.get("files")
+    if not isinstance(files, list):
+        return set()
+    return {(f.get("path"), f.get("kind", "file"), f.get("blake3")) for f in files if isinstance(f, dict)}
 
 
 def read_splits(store: ObjectStore, oids: list[str]) -> list[list | None]:

@@ -533,3 +533,34 @@ def test_a_folder_the_step_makes_and_fills_itself_stays_cached(project, tmp_path
     assert _run(steps)[0] == ["cached", "cached"]
     (steps.dir / "own" / "notes.md").write_text("by hand")
     assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+
+
+@pytest.mark.parametrize("how", ["for_each", "direct"])
+def test_a_rerun_after_a_file_changed_to_the_same_result_names_the_file_as_it_is(project, tmp_path, monkeypatch,
+                                                                               how):
+    """A file read by the call changed but the result did not: the call ran again and its
+    value was saved as before, naming the old record (one call key, the same inputs), which
+    names the file as it was: `status` said stale on every later run, which said cached."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "@lineage_fcn\ndef proc(x):\n    return x * read_json('cfg.json')['k']\n")
+    (steps.dir / "cfg.json").write_text('{"k": 2}')
+    _save_inputs()
+
+    def run() -> list[str]:
+        if how == "for_each":
+            return _run(steps)[0]
+        module, ran = steps.load(), []
+        for subject in (1, 2):
+            result = module.proc(FrIn.load(subject=subject, session="a"))
+            FrOut.save(result, subject=subject, session="a")
+            ran.append("cached" if result.cached else "ran")
+        return ran
+
+    assert run() == ["ran", "ran"]
+    (steps.dir / "cfg.json").write_text('{"k": 2, "note": "the same k"}')
+    assert _statuses(project) == ["stale", "stale"]
+    assert run() == ["ran", "ran"]
+    assert _statuses(project) == ["done", "done"]
+    assert run() == ["cached", "cached"]
+    assert _statuses(project) == ["done", "done"]
+    assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [20.0, 40.0]
