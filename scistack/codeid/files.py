@@ -10,7 +10,9 @@ How reads are seen: a Python audit hook (PEP 578, installed on first use and nev
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
 the libraries built on them (numpy, pandas' default engine, json, csv), and every
 ``os.listdir``/``os.scandir`` (``glob``, ``pathlib``'s ``iterdir``/``glob``, ``os.walk``), and
-``pathlib``'s ``Path.glob``/``rglob`` events (the folder they look in first, absent or not).
+the glob events (``Path.glob``/``rglob``, ``glob.glob``): the folders a glob tests names in
+without listing them (`codeid.globs`: where it starts, absent or not, and each folder a name
+after a wildcard is tested in) count as listed.
 While a recording is active in the thread, paths opened read-only are kept, except the
 interpreter's own trees, installed packages (``site-packages``), Python source and bytecode,
 ``/proc``, ``/dev``, ``/sys`` and directories the caller excludes (scistack's own store). A
@@ -83,6 +85,7 @@ from typing import Any
 import blake3
 
 from scistack.codeid._packages import _is_library_path
+from scistack.codeid.globs import glob_looks
 
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
 # System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
@@ -91,9 +94,8 @@ _LOOKS = frozenset({"open", "os.listdir", "os.scandir"})
 # events of a path made, removed or renamed: which of their arguments name the paths changed
 _WRITES = {"os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.link": (1,),
            "os.symlink": (1,)}
-# pathlib's glob tests its folder (and the pattern's leading names) with ``is_dir``/``exists``,
-# which raise no event, before it lists anything (3.11, 3.12): this event names that folder
-_GLOBS = frozenset({"pathlib.Path.glob", "pathlib.Path.rglob"})
+# globs test some names with is_dir/exists/lexists, which raise no event (`codeid.globs`)
+_GLOBS = frozenset({"pathlib.Path.glob", "pathlib.Path.rglob", "glob.glob/2"})
 _EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS
 # standard-library modules that only open or list what their caller names: a path they look
 # for is the caller's (``Path(p).read_text()``, ``glob.glob``, ``os.walk``, ``configparser.read``)
@@ -207,10 +209,9 @@ def _hook(event: str, args: tuple) -> None:
 
 def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if event in _GLOBS:
-        event, args = "os.listdir", (_glob_folder(event, args),)
-        if args[0] is None:
-            return
-    elif event not in _LOOKS:
+        _note_glob(event, args, stack)
+        return
+    if event not in _LOOKS:
         _note_write(event, args, stack)
         return
     path = args[0]
@@ -242,24 +243,26 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
             recording.codes.update(callers)
 
 
-def _glob_folder(event: str, args: tuple) -> str | None:
-    """The path a ``Path(root).glob(pattern)`` looks in first: the root joined with the
-    pattern's names before its first wildcard (``glob("extra/*.json")``: root/extra). Noted as
-    a listing of it, so that a folder absent then is recorded absent (pathlib had listed
-    nothing, and the result computed from no files was served once the folder was filled);
-    present, it is listed as ``os.scandir`` would list it."""
-    root, pattern = args[0], args[1] if len(args) > 1 else ""
-    if not isinstance(pattern, str):
-        return None
-    names = [] if event == "pathlib.Path.rglob" else (
-        pattern.replace(os.altsep, os.sep) if os.altsep else pattern).split(os.sep)
-    literal = []
-    for name in names:
-        if "*" in name or "?" in name or "[" in name:
-            break
-        if name not in ("", "."):
-            literal.append(name)
-    return os.path.join(os.fspath(root), *literal)
+def _note_glob(event: str, args: tuple, stack: list[_Recording]) -> None:
+    """A glob the project's code asked for: the folders it tests names in without listing
+    them (`codeid.globs`), noted as listed, so that such a name appearing or going later
+    misses the hit (it had been served)."""
+    own, callers = _callers(sys._getframe(3))  # (0: here, 1: _note, 2: the hook, 3: who globbed)
+    if not own:
+        return
+    for path in glob_looks(event, args):
+        path = os.path.abspath(path)
+        if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
+            continue
+        listed: list[FileRead | None] = []
+        for recording in stack:
+            if path not in recording.listed:
+                if not listed:
+                    listed.append(_listing(path, keep_names=True) or _absent_folder(path))
+                recording.listed[path] = listed[0]
+            if callers:
+                recording.callers.setdefault(path, set()).update(callers)
+                recording.codes.update(callers)
 
 
 # project functions looked at outside a call, nearest the open first: a memo further from the

@@ -564,3 +564,32 @@ def test_a_rerun_after_a_file_changed_to_the_same_result_names_the_file_as_it_is
     assert run() == ["cached", "cached"]
     assert _statuses(project) == ["done", "done"]
     assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [20.0, 40.0]
+
+
+NAMES_AFTER_A_WILDCARD = {
+    "glob": "len(glob.glob(os.path.join(HERE, 'subjects', '*', 'meta.json')))",
+    "path_glob": "len(list(pathlib.Path(HERE, 'subjects').glob('*/meta.json')))",
+    "path_glob_dir": "len(list(pathlib.Path(HERE, 'subjects').glob('*/extra/*.json')))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(NAMES_AFTER_A_WILDCARD))
+def test_a_name_a_glob_tests_after_a_wildcard_is_an_input(project, tmp_path, monkeypatch, how):
+    """glob('*/meta.json') tests s1/meta.json in each folder it matched, with no audit event,
+    and never lists s1: the result made while it was missing was served after it appeared."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import glob, pathlib\n@lineage_fcn\ndef proc(x):\n"
+                f"    return x * (1 + {NAMES_AFTER_A_WILDCARD[how]})\n")
+    for subject in ("s1", "s2"):
+        (steps.dir / "subjects" / subject).mkdir(parents=True)
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert _run(steps)[0] == ["cached", "cached"]
+    made = steps.dir / "subjects" / "s1" / ("extra/a.json" if how.endswith("_dir") else "meta.json")
+    made.parent.mkdir(exist_ok=True)
+    made.write_text("{}")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _run(steps)[0] == ["cached", "cached"]
+    made.unlink()  # gone again: the folder that held it says so
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
