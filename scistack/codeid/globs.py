@@ -29,6 +29,8 @@ def glob_looks(event: str, args: tuple) -> list[str]:
     else:  # pathlib.Path.glob/rglob: (self, pattern); "**" is always recursive there
         pattern, recursive = args[1] if len(args) > 1 else None, True
         root = os.fspath(args[0])
+        if isinstance(pattern, os.PathLike):  # (a PurePath, from 3.13)
+            pattern = os.fspath(pattern)
         if event == "pathlib.Path.rglob" and isinstance(pattern, str):
             pattern = "**/" + pattern
     if isinstance(pattern, bytes):
