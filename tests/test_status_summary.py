@@ -828,3 +828,31 @@ def test_a_helper_module_edited_after_its_import_is_judged_as_its_file_is_now(pr
     assert _agree(project, fast=None)["SumScaled"]["stale"] == 2
     assert why(SumScaled, subject=1, session="pre").status == "stale"
     assert module.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)
+
+
+@pytest.mark.parametrize("imported", ["in this process", "not yet"])
+def test_a_helper_imported_in_a_body_that_no_longer_compiles_makes_the_value_stale(project, tmp_path, monkeypatch,
+                                                                                  imported):
+    """The helper a function imports in its body was edited mid-way (a syntax error): status
+    and why failed with the SyntaxError (a fresh process, which had not imported it yet; in a
+    long-running one too once its edits are seen). The code differs from what ran: stale."""
+    import os
+    import sys
+
+    from scistack import why
+
+    helpers = f"sumbroken_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{helpers}.py").write_text(HELPERS)
+    fns = tmp_path / f"sumfns_{uuid.uuid4().hex[:8]}.py"
+    fns.write_text(f"from scistack import lineage_fcn\n\n\n@lineage_fcn\ndef scale(signal):\n"
+                   f"    from {helpers} import h\n    return h(signal)\n\n\n"
+                   "@lineage_fcn\ndef total(signal):\n    return float(signal.sum())\n")
+    os.utime(fns, (0, 0))  # (written before this process started, never edited since)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(fns.stem)
+    _build(module, subjects=(1,))
+    (tmp_path / f"{helpers}.py").write_text(HELPERS.replace("signal * FACTOR", "signal *"))
+    if imported == "not yet":  # as a fresh process finds it
+        del sys.modules[helpers]
+    assert _agree(project, fast=None)["SumScaled"]["stale"] == 2
+    assert why(SumScaled, subject=1, session="pre").status == "stale"

@@ -386,7 +386,9 @@ class Walk:
             own_import = _own_import(namespace)
             if own_import is not None:  # (the module binds as its own import would)
                 module = own_import(name, namespace, None, (attr or "__name__",), 0)
-        except (ImportError, ValueError):  # the call itself will fail the same way
+        except Exception:  # noqa: BLE001 - the call itself will fail the same way (an
+            # ImportError; a SyntaxError or any error of a module's top level, edited since:
+            # status and why had failed with it, now the code differs from what was recorded)
             return f"{module_name}.{attr}", MISSING
         if own_import is None:
             self.slots.append((sys.modules, name, module))
