@@ -830,6 +830,77 @@ def test_dask_local_cluster_runs_the_same_call(emg, dask_client):
     assert (again.ran, again.cached) == (0, 6)
 
 
+@pytest.fixture
+def dask_to_kill(request):
+    """A LocalCluster of its own (2 workers, 1 thread each, or `request.param`) for tests that
+    kill its workers, which the nannies start again; it is not left to other tests. Its nannies
+    wait 2 minutes for a dead worker (not 15 s) on a busy machine, where starting one can take 10 s."""
+    import dask
+    import dask.distributed as distributed
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in [ROOT, saved] if p)  # workers import tests.*
+    try:
+        with dask.config.set({"distributed.deploy.lost-worker-timeout": "120s"}):
+            with distributed.LocalCluster(n_workers=2, threads_per_worker=getattr(request, "param", 1),
+                                          processes=True, dashboard_address=None,
+                                          silence_logs=logging.CRITICAL) as cluster:
+                with distributed.Client(cluster) as client:
+                    yield client
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+@pytest.mark.parametrize("dask_to_kill", [1, 2], indirect=True, ids=["1-thread", "2-threads"])
+def test_a_dask_worker_that_dies_fails_only_its_combination(emg, tmp_path, dask_to_kill):
+    """Dask ran a task whose worker died on up to three more workers, each death failing
+    every task queued on that worker too: one combination that killed its worker failed
+    innocent ones with KilledWorker, and a run could wait for ever once the cluster had
+    closed the workers that kept dying. Now an attempt does not run again what an earlier
+    attempt's worker died running (one death each), that combination fails saying so and
+    what to do, and every other one runs and is saved, also those in its chunk. A worker with
+    two threads ran something else as well: what it was running is run again alone."""
+    threads = max(dask_to_kill.nthreads().values())
+    report = _dies_at_two(tmp_path, "kill", executor=dask_to_kill.get_executor(), chunk_size=2)
+    failed = {(f.combo["subject"], f.combo["session"]): f.error for f in report.failures}
+    assert set(failed) == {(2, "pre"), (2, "post")}, report.summary()
+    how = "in a worker process that ran nothing else" if threads == 1 else "when it ran alone on the cluster"
+    assert all(f"Dask worker process running dies_at_two on this combination died, {how}" in e
+               and "without executor=" in e and "memory" in e for e in failed.values()), failed
+    deaths = 2 if threads == 1 else 4  # (each killed one worker; with two threads, once more alone)
+    assert report.ran == 4 and (tmp_path / "deaths").read_text() == "died\n" * deaths
+    assert sorted(r.data[0] for r in FeFiltered.load_all()) == [20.0, 21.0, 60.0, 61.0]
+
+
+def test_a_dask_cluster_that_lost_every_worker_is_not_waited_for_ever(emg, dask_to_kill, monkeypatch):
+    """A LocalCluster closes a worker not back within its lost-worker-timeout (one that keeps
+    dying, on a busy machine, may not be): with none left, the run had waited for ever. A
+    cluster that had workers and has had none for a while is given up on: what did not run is
+    "not run" (skipped, not failed), saying why and what to do."""
+    import threading
+    from scistack.foreach import engine
+
+    monkeypatch.setattr(engine, "_NO_WORKERS_S", 1.0, raising=False)
+    monkeypatch.setattr(engine, "_WAIT_S", 0.2, raising=False)
+    reports = []
+    run = threading.Thread(target=lambda: reports.append(for_each(
+        fns.slow_double, inputs={"signal": FeRawEMG, "delay": 1.0}, outputs=[FeFiltered], subject=SUBJECTS,
+        session=SESSIONS, executor=dask_to_kill.get_executor(), chunk_size=1, progress=False)), daemon=True)
+    run.start()
+    while not any(dask_to_kill.processing().values()):
+        time.sleep(0.05)
+    dask_to_kill.cluster.scale(0)
+    run.join(timeout=120)
+    assert reports, "for_each still waits for a cluster without workers"
+    report = reports[0]
+    not_run = [i for i in report.items if i.status == "skipped"]
+    assert not_run and report.failed == 0 and report.ran + len(not_run) == 6, report.summary()
+    assert all(i.error.startswith("not run: the Dask cluster has had no workers for") and "lost-worker-timeout"
+               in i.error and "run for_each again" in i.error for i in not_run), not_run[0].error
+
+
 def test_a_lazy_value_computes_on_a_dask_cluster(project, dask_client):
     # a lazy array or table did not pickle (the store held thread-locals), so `.to_dask()`
     # worked only on dask's local scheduler, never on a cluster's workers

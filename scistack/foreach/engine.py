@@ -76,6 +76,8 @@ from scistack.summary import summarize
 log = logging.getLogger("scistack.foreach")
 _FLUSH_EVERY_S = 1.0
 _PLAN_CHUNK = 5000  # combinations planned per round of bulk index reads
+_NO_WORKERS_S = 60.0  # a Dask cluster that had workers and has had none this long is given up on
+_WAIT_S = 2.0  # how often a wait for workers' results asks whether a Dask cluster has workers
 
 
 def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dry_run: bool = False,
@@ -730,17 +732,28 @@ class _Run:
         running fails, saying how it died, and is not tried again in this run (it might kill
         every worker it lands on); the others run again in a new pool. A combination whose
         worker's end is unknown (or every worker ended as the pool ended them) is a suspect:
-        run alone, it fails if the pool breaks again."""
+        run alone, it fails if the pool breaks again.
+
+        A Dask cluster is not broken by a death (`_dask_deaths`): what a dead worker was
+        running, and what Dask gave up on, is run again; a combination that kills a worker when
+        run alone fails."""
         passthrough, positional = self._passthrough(), self._positional()
         todo = [Task(i, self.pending[i].resolved, passthrough, positional) for i in indices]
         made: dict[int, Outcome] = {}
         suspects: list[Task] = []
+        given_up: set[int] = set()  # combinations of a task Dask gave up on once (KilledWorker)
         blind = 0  # breaks that named no combination (a worker died between them)
         while todo or suspects:
             alone = not todo
             batch, todo = (([suspects.pop()], todo) if alone else (todo, []))
-            lost = self._run_round(pool, fn, batch, 1 if alone else size, made, bar)
-            if lost is None:
+            ended = self._run_round(pool, fn, batch, 1 if alone else size, made, bar)
+            if ended is None:
+                return None
+            lost, killed, died = ended
+            if pool.gone:  # (a Dask cluster without workers: `_Workers.without_workers`)
+                self._not_run(todo + suspects + lost + killed + died, pool.gone)
+                return made
+            if (killed or died) and self._dask_deaths(killed, died, alone, todo, suspects, given_up, bar):
                 return None
             if not lost:
                 continue
@@ -760,36 +773,82 @@ class _Run:
             if not pool.own or blind > 2:
                 reason = ("its pool cannot be used again" if not pool.own else
                           "workers kept dying between combinations")
-                for task in todo + suspects:
-                    item = self.pending[task.index].item
-                    item.status = "skipped"
-                    item.error = (f"not run: a worker process of the pool died ({reason}); run for_each "
-                                  "again to run what is missing")
+                self._not_run(todo + suspects, f"a worker process of the pool died ({reason})")
                 return made
         return made
 
+    def _not_run(self, tasks: list[Task], reason: str) -> None:
+        for task in tasks:
+            item = self.pending[task.index].item
+            item.status = "skipped"
+            item.error = f"not run: {reason}; run for_each again to run what is missing"
+
+    def _dask_deaths(self, killed: list[Task], died: list[Task], alone: bool, todo: list[Task],
+                     suspects: list[Task], given_up: set[int], bar: Any) -> bool:
+        """A Dask worker died: `died` were running when it did (its task's next attempt did
+        not run them again: `execute._DaskNote`), `killed` were in a task Dask gave up on
+        (KilledWorker: it had been on that many dead workers, maybe only queued there). One
+        that was alone on the cluster fails; the others are run again, those named by a death
+        alone (Dask cannot tell a combination that kills from one queued next to it).
+        Whether on_error="raise" stops the run."""
+        if alone:
+            for task in killed + died:
+                self._finish(self.pending[task.index],
+                             Outcome(task.index, None, utc_now(), 0.0, self._dask_killer("when it ran alone on the cluster")))
+                _tick(bar)
+            if self.on_error == "raise":
+                self._stop({})
+                return True
+            return False
+        suspects += died
+        for task in killed:  # (a second time: alone)
+            (suspects if task.index in given_up else todo).append(task)
+            given_up.add(task.index)
+        return False
+
+    def _dask_killer(self, how: str) -> str:
+        return (f"the Dask worker process running {self.name} on this combination died, {how} "
+                "(a crash in compiled code, or running out of memory: the out-of-memory "
+                "killer, or the nanny's memory limit; the worker logs say which), so nothing was saved here; "
+                "it was not tried again in this run (it could kill every worker); the others ran. Run this "
+                "combination without executor= to see what ends it, or give each worker more memory "
+                "(memory_limit=, fewer threads per worker)")
+
     def _run_round(self, pool: _Workers, fn: Any, tasks: list[Task], size: int, made: dict[int, Outcome],
-                   bar: Any) -> list[Task] | None:
-        """Run `tasks` on the pool and record what each made (into `made` when it ran); the
-        tasks lost to a broken pool, or None when on_error="raise" stopped the run."""
+                   bar: Any) -> tuple[list[Task], list[Task], list[Task]] | None:
+        """Run `tasks` on the pool and record what each made (into `made` when it ran). The
+        tasks lost to a broken pool, those in a task Dask gave up on (KilledWorker) and those
+        a Dask worker died running; or None when on_error="raise" stopped the run."""
         # a shared store (lab mode) is opened by its URL; a local one by its folder
         store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
         chunks: dict[cf.Future, list[Task]] = {}
         lost: list[Task] = []
+        killed: list[Task] = []
+        died: list[Task] = []
+        round_id = uuid.uuid4().hex
         for start in range(0, len(tasks), size):
             try:
                 future = pool.pool.submit(run_chunk, fn, store_root, tasks[start:start + size], self.db.schema_keys,
                                           self.splits, self.as_table, self.lazy, self.db.chunk_policy(),
-                                          pool.watch_folder)
+                                          pool.watch_folder, round_id)
             except cf.BrokenExecutor:  # (it broke while the tasks were handed out)
                 lost += tasks[start:]
                 break
             chunks[future] = tasks[start:start + size]
-        for future in cf.as_completed(chunks):
+        by_index = {t.index: t for t in tasks}
+        for future in _completed(chunks, pool):
             if isinstance(future.exception(), cf.BrokenExecutor):
                 lost += chunks[future]
                 continue
+            if type(future.exception()).__name__ == "KilledWorker":  # (Dask's)
+                killed += chunks[future]
+                continue
             for outcome in chunk_outcomes(future, chunks[future], self.name):
+                if outcome.died and not outcome.died_alone:
+                    died.append(by_index[outcome.index])
+                    continue
+                if outcome.died:  # (the one combination its worker process ran)
+                    outcome.error = self._dask_killer("in a worker process that ran nothing else")
                 pending = self.pending[outcome.index]
                 self._finish(pending, outcome)
                 _tick(bar)
@@ -798,7 +857,12 @@ class _Run:
                 if self.on_error == "raise" and pending.item.status == "failed":
                     self._stop(chunks)
                     return None
-        return sorted(lost, key=lambda t: t.index)
+        if pool.gone:
+            for future in chunks:
+                if not future.done():
+                    future.cancel()
+                    lost += chunks[future]
+        return sorted(lost, key=lambda t: t.index), killed, died
 
     def _worker_died(self, code: int | None, own: bool) -> str:
         rest = "the others ran in a new pool" if own else "the others were not run: the pool is broken"
@@ -944,6 +1008,18 @@ def _interactive() -> bool:
     return sys.stderr is not None and sys.stderr.isatty()
 
 
+def _completed(chunks: dict[cf.Future, list[Task]], pool: _Workers) -> Iterable[cf.Future]:
+    """The chunks' futures as each is done (as `cf.as_completed`), until `pool` is gone: a
+    Dask cluster that lost every worker (a LocalCluster closes a worker that is not back
+    within its lost-worker-timeout, as one that keeps dying may not be) ran nothing more."""
+    waiting = set(chunks)
+    while waiting:
+        done, waiting = cf.wait(waiting, timeout=_WAIT_S, return_when=cf.FIRST_COMPLETED)
+        yield from done
+        if not done and pool.without_workers():
+            return
+
+
 def _tick(bar: Any, n: int = 1) -> None:
     if bar is not None:
         bar.update(n)
@@ -960,6 +1036,33 @@ class _Workers:
         self.pool = executor or self._new()
         self.watch = WorkerWatch() if isinstance(self.pool, cf.ProcessPoolExecutor) else None
         self.watch_folder = None if self.watch is None else self.watch.folder
+        # a Dask client's executor: its cluster is asked whether it has workers (`without_workers`)
+        self.client = getattr(executor, "_client", None) if type(executor).__module__.startswith("distributed") else None
+        self.had_workers = False
+        self.none_since: float | None = None
+        self.gone = ""  # why the pool can run nothing more
+        self.without_workers()  # (whether it has workers now)
+
+    def without_workers(self) -> bool:
+        """Whether a Dask cluster that had workers in this run has had none for `_NO_WORKERS_S`
+        (one that never had any may be waiting for its job queue, and is waited for)."""
+        if self.client is None:
+            return False
+        try:
+            workers = self.client.nthreads()
+        except Exception:  # noqa: BLE001 - the scheduler not answering is waited out like no workers
+            workers = {}
+        now = time.monotonic()
+        if workers:
+            self.had_workers, self.none_since = True, None
+            return False
+        self.none_since = self.none_since or now
+        if self.had_workers and now - self.none_since >= _NO_WORKERS_S:
+            self.gone = (f"the Dask cluster has had no workers for {now - self.none_since:.0f} s (it may have "
+                         "closed workers that kept dying: a LocalCluster closes one not back within "
+                         "distributed.deploy.lost-worker-timeout); give it workers (or start a new cluster)")
+            return True
+        return False
 
     def _new(self) -> cf.Executor:
         return cf.ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))

@@ -13,6 +13,7 @@ import os
 import pickle
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -59,6 +60,8 @@ class Outcome:
     files: tuple = ()             # FileRead of every input file the call opened
     written: frozenset = frozenset()  # the paths it wrote (made, removed, renamed)
     labels: tuple = ()            # per output: None, or the labels of a Split one (its values in order)
+    died: bool = False            # not run: an earlier attempt at its chunk died running it (Dask)
+    died_alone: bool = False      # ... in a worker process running nothing else (one thread)
 
 
 def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], splits: tuple[str | None, ...],
@@ -138,14 +141,17 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], splits: tuple[str | None, ...],
               as_table: bool, lazy: bool = False, policy: ChunkPolicy | None = None,
-              watch: str | None = None) -> list[Outcome]:
+              watch: str | None = None, round_id: str | None = None) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
     `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
     calls the plain function: lineage is recorded by the calling process, which has the
     database. The chunk's objects go into one pack, written before the oids are returned, so
     the caller never journals a ref to an object that is not on disk. `watch`: the folder of
-    a `WorkerWatch`, told which combination this process runs.
+    a `WorkerWatch`, told which combination this process runs. On a Dask worker the scheduler
+    is told instead (`_DaskNote`); `round_id` (new for each round of a run) gives a chunk sent
+    again a task key of its own (Dask names a task by its function and arguments: the same
+    key would hand back the first attempt's result, or wait on its forgotten task).
     """
     if policy is not None:  # the project's chunking (part of a value's identity), not the worker's
         pin_policy(policy)
@@ -159,11 +165,15 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     if store is None:
         store = stores[store_root] = (S3ObjectStore.for_worker(store_root) if store_root.startswith("s3://")
                                       else LocalObjectStore(store_root))
-    note = _RunningNote(watch)
+    note = _note(watch)
     try:  # (begun inside: a Ctrl-C just before the try had left this worker's store batching)
         store.begin_batch()
         outcomes = []
         for task in tasks:
+            if task.index in note.died:
+                outcomes.append(Outcome(task.index, None, utc_now(), 0.0, "its worker process died running it",
+                                        died=True, died_alone=note.died[task.index]))
+                continue
             note.running(task.index)
             outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
         note.running(-1)  # (a death while the pack is written names no combination)
@@ -173,8 +183,51 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
         note.close()
 
 
+def _note(watch: str | None) -> _RunningNote | _DaskNote:
+    """Where this worker says which combination it runs: a `WorkerWatch` folder, or on a
+    Dask worker its scheduler."""
+    if watch is None and "distributed" in sys.modules:
+        try:
+            return _DaskNote()
+        except Exception:  # noqa: BLE001 - not inside a Dask worker's task (ValueError), or no scheduler
+            pass
+    return _RunningNote(watch)
+
+
+class _DaskNote:
+    """On a Dask worker: which combination each attempt at this task (chunk) runs, kept in
+    the scheduler's metadata under the task's key (it outlives the worker, and goes when the
+    task is forgotten). Dask runs a task whose worker died again elsewhere, up to its
+    allowed-failures, so a combination that kills its worker killed four, and everything
+    queued on those workers failed with it (KilledWorker). An attempt that finds what an
+    earlier one died running does not run it again (`Outcome.died`): one worker dies."""
+
+    def __init__(self) -> None:
+        from distributed import get_client, get_worker
+
+        worker = get_worker()  # (ValueError outside a worker)
+        self.client = get_client()
+        self.keys = [worker.get_current_task(), "scistack-running"]
+        self.alone = worker.state.nthreads == 1  # (a death then names the one combination it ran)
+        earlier = self.client.get_metadata(self.keys, default=None) or {}
+        # each earlier attempt: [the combination it was running (-1: none), whether alone in its process]
+        self.died = {i: bool(alone) for i, alone in earlier.values() if i >= 0}
+        self.attempt = os.urandom(8).hex()
+
+    def running(self, index: int) -> None:  # (a round trip to the scheduler)
+        try:
+            self.client.set_metadata([*self.keys, self.attempt], [index, self.alone])
+        except Exception:  # noqa: BLE001 - a note lost: a death goes back to Dask's own retries
+            pass
+
+    def close(self) -> None:
+        pass
+
+
 class _RunningNote:
     """A worker's file in a `WorkerWatch` folder: the index of the combination it runs."""
+
+    died: dict[int, bool] = {}
 
     def __init__(self, folder: str | None) -> None:
         self.path = None if folder is None else os.path.join(folder, str(os.getpid()))
@@ -276,11 +329,6 @@ def chunk_outcomes(future: cf.Future, tasks: list[Task], name: str) -> list[Outc
         hint = ""
         if isinstance(exc, (pickle.PicklingError, AttributeError, ImportError, TypeError)):
             hint = f" ({WORKERS_HINT.format(name=name)})"
-        elif type(exc).__name__ == "KilledWorker":  # (Dask's: each worker that tried it died)
-            hint = (f" (each worker process that ran {name} on this task of {len(tasks)} combination(s) "
-                    "died: one of them crashes compiled code or runs out of memory, or it was queued on a "
-                    "worker that such a combination killed. Run it without executor= to see what ends it, "
-                    "or give the workers more memory; chunk_size=1 names the combination)")
         error = f"{type(exc).__name__}: {exc}{hint}"
         trace = "".join(traceback.format_exception(exc))
         return [Outcome(task.index, None, utc_now(), 0.0, error, trace) for task in tasks]
