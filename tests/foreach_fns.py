@@ -168,3 +168,11 @@ def dies_at_two(signal, log, how):
         os._exit(139)
     time.sleep(0.05)
     return signal * 2
+
+
+def naps(signal, log, seconds):
+    """A line in file `log` as it starts, then `seconds` asleep; the signal doubled."""
+    with open(log, "a") as f:
+        f.write("started\n")
+    time.sleep(seconds)
+    return signal * 2

@@ -874,6 +874,28 @@ def test_a_dask_worker_that_dies_fails_only_its_combination(emg, tmp_path, dask_
     assert sorted(r.data[0] for r in FeFiltered.load_all()) == [20.0, 21.0, 60.0, 61.0]
 
 
+def test_a_dask_worker_closed_on_purpose_fails_nothing(emg, tmp_path, dask_to_kill):
+    """A worker the cluster closes while it runs a combination (retired, scaled down) did not
+    die of it: Dask runs the task again elsewhere without counting it, and so does the note
+    of what it ran (which had failed that combination as the one that killed its worker)."""
+    import threading
+
+    log = tmp_path / "started"
+    reports = []
+    run = threading.Thread(target=lambda: reports.append(for_each(
+        fns.naps, inputs={"signal": FeRawEMG, "log": str(log), "seconds": 1.5}, outputs=[FeFiltered],
+        subject=SUBJECTS, session=SESSIONS, executor=dask_to_kill.get_executor(), chunk_size=1,
+        progress=False)), daemon=True)
+    run.start()
+    while not (log.exists() and log.read_text().count("started") >= 2):  # (one in each worker)
+        time.sleep(0.05)
+    busy = [w for w, keys in dask_to_kill.processing().items() if keys]
+    dask_to_kill.retire_workers(busy[:1], close_workers=True)
+    run.join(timeout=120)
+    assert reports and (reports[0].ran, reports[0].failed) == (6, 0), reports and reports[0].summary()
+    _assert_bandpass_results(low_hz=2)
+
+
 def test_a_dask_cluster_that_lost_every_worker_is_not_waited_for_ever(emg, dask_to_kill, monkeypatch):
     """A LocalCluster closes a worker not back within its lost-worker-timeout (one that keeps
     dying, on a busy machine, may not be): with none left, the run had waited for ever. A

@@ -212,6 +212,8 @@ class _DaskNote:
         earlier = self.client.get_metadata(self.keys, default=None) or {}
         # each earlier attempt: [the combination it was running (-1: none), whether alone in its process]
         self.died = {i: bool(alone) for i, alone in earlier.values() if i >= 0}
+        if self.died and _deaths_counted(self.client, self.keys[0]) == 0:
+            self.died = {}  # (each worker it ran on was closed on purpose: scale down, retirement)
         self.attempt = os.urandom(8).hex()
 
     def running(self, index: int) -> None:  # (a round trip to the scheduler)
@@ -222,6 +224,20 @@ class _DaskNote:
 
     def close(self) -> None:
         pass
+
+
+def _deaths_counted(client: Any, key: str) -> int | None:
+    """How many deaths of workers it was on Dask counts against task `key` (a worker the
+    cluster closed on purpose is not counted), or None if the scheduler does not say."""
+
+    def suspicious(dask_scheduler: Any) -> int | None:  # (sent by value: the scheduler needs no scistack)
+        task = dask_scheduler.tasks.get(key)
+        return None if task is None else task.suspicious
+
+    try:
+        return client.run_on_scheduler(suspicious)
+    except Exception:  # noqa: BLE001 - unknown: every earlier attempt's death counts
+        return None
 
 
 class _RunningNote:
