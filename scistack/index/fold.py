@@ -36,7 +36,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 15
+FOLD_VERSION = 16
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -76,9 +76,11 @@ CREATE TABLE IF NOT EXISTS var_oids (
 CREATE TABLE IF NOT EXISTS var_bytes (var TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_unsized (var TEXT NOT NULL, oid BLOB NOT NULL, PRIMARY KEY (var, oid)) WITHOUT ROWID;
 -- the call records a variable's records ever named, with the variable's change count when one
--- was first named (`var_calls_by_n`: a report reads the calls named since it last looked)
+-- was first named (`var_calls_by_n`: a report reads the calls named since it last looked) and
+-- how many of its live refs name it now (`live`: 0 once deleted, and gc may then remove it)
 CREATE TABLE IF NOT EXISTS var_calls (
-    var TEXT NOT NULL, call TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (var, call)) WITHOUT ROWID;
+    var TEXT NOT NULL, call TEXT NOT NULL, n INTEGER NOT NULL DEFAULT 0, live INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (var, call)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_changes (var TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
 -- the time of a variable's newest delete (journal `t`): a delete changes the variable as a save
 -- does, so `ls`'s last change is the later of this and its newest live ref's `created_at`
@@ -139,6 +141,9 @@ END;
 CREATE TRIGGER IF NOT EXISTS ref_gone AFTER DELETE ON refs BEGIN  -- a delete, or a ref folded again (REPLACE)
     UPDATE var_counts SET refs = refs - 1 WHERE var = OLD.var;
 END;
+CREATE TRIGGER IF NOT EXISTS ref_call_unnamed AFTER DELETE ON refs WHEN OLD.call IS NOT NULL BEGIN
+    UPDATE var_calls SET live = live - 1 WHERE var = OLD.var AND call = OLD.call;
+END;
 CREATE TRIGGER IF NOT EXISTS ref_unnamed AFTER DELETE ON refs
 WHEN EXISTS (SELECT 1 FROM var_bytes WHERE var = OLD.var) BEGIN
     UPDATE var_oids SET n = n - 1 WHERE var = OLD.var AND oid = OLD.oid;
@@ -165,8 +170,14 @@ END;
 # 12 the digest of the inputs' origins a cache entry was recorded with (`calls.origins`), 13
 # the change count at which a variable first named a call (`var_calls.n`), 14 the time of each
 # variable's newest delete (`var_deleted`: made by `_SCHEMA`, empty; the deletes folded before
-# are in the journal only, so their times count from the next rebuild, `scistack fsck --reindex`).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {14: (), 13: (
+# are in the journal only, so their times count from the next rebuild, `scistack fsck --reindex`),
+# 15 how many live refs name each of a variable's calls (`var_calls.live`, counted here once).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {15: (
+    "ALTER TABLE var_calls ADD COLUMN live INTEGER NOT NULL DEFAULT 0",
+    "UPDATE var_calls SET live = c.n FROM (SELECT var, call, count(*) AS n FROM refs WHERE call IS NOT NULL "
+    "GROUP BY var, call) AS c WHERE c.var = var_calls.var AND c.call = var_calls.call",
+    "DELETE FROM var_facts",  # (its functions may name a deleted call: learned again from live ones)
+), 14: (), 13: (
     "ALTER TABLE var_calls ADD COLUMN n INTEGER NOT NULL DEFAULT 0",  # (unknown: before any count)
     "DELETE FROM var_facts",  # (so the next report learns each variable's facts from all its calls)
 ), 12: (
@@ -1046,12 +1057,21 @@ class Judging:
         return found
 
     def functions(self, var: str, since: int = -1) -> list[tuple[str, str, str, str]]:
-        """(identity, module, function, one call oid) of the call records the variable's
+        """(identity, module, function, one call oid) of the call records the variable's live
         records name (first named after its change count was `since`)."""
         return self.con.execute(
             "SELECT f.identity, f.module, f.function, min(f.call) FROM var_calls v JOIN call_facts f "
-            "ON f.call = v.call WHERE v.var = ? AND v.n > ? AND f.simple GROUP BY f.identity, f.module, f.function",
-            (var, since)).fetchall()
+            "ON f.call = v.call WHERE v.var = ? AND v.n > ? AND v.live > 0 AND f.simple "
+            "GROUP BY f.identity, f.module, f.function", (var, since)).fetchall()
+
+    def dead_calls(self, var: str, calls: list[str]) -> set[str]:
+        """Those of `calls` no live record of the variable names any more (deleted: gc may
+        have removed them, so a report must not read them)."""
+        if not calls:
+            return set()
+        live = {r[0] for r in self.con.execute(
+            f"SELECT call FROM var_calls WHERE var = ? AND live > 0 AND call IN ({_marks(calls)})", (var, *calls))}
+        return set(calls) - live
 
     def input_vars(self, var: str, since: int = -1) -> set[str]:
         """The variables the call records of the variable's records read (of those first
@@ -1460,9 +1480,11 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
         "excluded.max_version), n = excluded.n, live = 1",
         [(p[0], p[1], p[2]) for p in puts])
     # the call records a variable's records ever named (kept after deletes: reports only read
-    # them to learn call facts and upstream variables, where a few extra cost nothing)
-    con.executemany("INSERT OR IGNORE INTO var_calls SELECT ?1, ?2, n FROM var_changes WHERE var = ?1",
-                    sorted({(p[0], p[6]) for p in puts if p[6]}))
+    # them to learn call facts and upstream variables, where a few extra cost nothing), with
+    # how many live refs name each (`ref_call_unnamed` takes one off for a delete or a REPLACE)
+    con.executemany("INSERT INTO var_calls SELECT ?1, ?2, n, ?3 FROM var_changes WHERE var = ?1 "
+                    "ON CONFLICT (var, call) DO UPDATE SET live = live + excluded.live",
+                    [(*named, n) for named, n in sorted(collections.Counter((p[0], p[6]) for p in puts if p[6]).items())])
     names = {(p[0], "vkey", n) for p in puts for n in p[10]} | {(p[0], "param", n) for p in puts for n in p[11]}
     names |= {(p[0], "level", p[12]) for p in puts}  # which schema keys the variable is saved at
     names |= {(p[0], "made_by", "call") for p in puts if p[6]}  # computed by a function at least once

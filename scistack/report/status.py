@@ -158,7 +158,10 @@ class StalenessChecker:
         return "done", ""
 
     def _script_verdict(self, call_oid: str, module: str, function: str) -> tuple[str, str]:
-        changes = script_reasons(self.db, call_oid)
+        try:
+            changes = script_reasons(self.db, call_oid)
+        except LookupError:  # (the index's facts name a call no record names now: never the report's end)
+            return "unknown", f"{function}: its call record {call_oid[:12]} is missing (`scistack fsck` says more)"
         if changes is None:
             return "unknown", not_found_reason(module, function)
         changed = [c for c in changes if c.kind != "unknown"]
@@ -589,10 +592,13 @@ def _var_facts(db: Database, judging: Any, checker: StalenessChecker, var: str) 
     inputs, functions = judging.input_vars(var, since), judging.functions(var, since)
     if kept is not None:
         inputs |= kept[1]
-        first = {tuple(f[:3]): f[3] for f in kept[2]}  # (identity, module, function) -> a call
-        for *key, call in functions:
-            first[tuple(key)] = min(call, first.get(tuple(key), call))
-        functions = [(*key, call) for key, call in first.items()]
+        if judging.dead_calls(var, [f[3] for f in kept[2]]):  # a kept call was deleted (gc may
+            functions = judging.functions(var)  # remove it): each function's call chosen anew
+        else:
+            first = {tuple(f[:3]): f[3] for f in kept[2]}  # (identity, module, function) -> a call
+            for *key, call in functions:
+                first[tuple(key)] = min(call, first.get(tuple(key), call))
+            functions = [(*key, call) for key, call in first.items()]
     if complete:  # a missing call record may turn up later
         judging.keep_facts(var, changes, inputs, functions)
     return inputs, functions
