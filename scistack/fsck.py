@@ -123,12 +123,15 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
     refs, dangling = 0, []  # live refs, and those whose call record is lost
     naming: dict[str, list[dict]] = {}  # a damaged object (or a chunked value) -> the refs naming it
     recording: dict[str, list[dict]] = {}  # a damaged call record -> the refs it is the lineage of
+    chunked: dict[str, list[dict]] = {}  # a chunked value -> the live refs naming it (a lost chunk names them)
 
     keys = db.schema_keys
 
     def check(e: dict) -> None:  # each live ref, as the journal is read (nothing kept per ref
         nonlocal refs           # but those naming damage)
         refs += 1
+        if e.get("kind") == "chunked":
+            chunked.setdefault(e["oid"], []).append(e)
         if damaged:
             if e["oid"] in damaged or e.get("kind") == "chunked":
                 naming.setdefault(e["oid"], []).append(e)
@@ -180,7 +183,7 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
             repaired[i] = f"{repaired[i]} ({whose[oid][0]})"
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported and not _mended(db, oid, repair, repaired):
-            problems.append(FsckProblem("missing", oid, f"{referrer} needs it"))
+            problems.append(FsckProblem("missing", oid, f"{referrer} needs it{_lost_chunk_fix(oid, walk, chunked, keys)}"))
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes))
 
 
@@ -281,6 +284,21 @@ def _whose(oid: str, walk: Any, naming: dict[str, list[dict]], recording: dict[s
                 _SET_ASIDE + "rerun the step that made it, or save again the value that holds it")
     return ("no saved value, lineage or cache entry names it",
             "`scistack gc` removes it (or `scistack fsck --repair` sets it aside now)")
+
+
+def _lost_chunk_fix(oid: str, walk: Any, chunked: dict[str, list[dict]], keys: list[str]) -> str:
+    """For a lost chunk of a saved array: which values it belongs to, and what to do (the
+    identical array saved again stores every chunk it lacks; a save of it is otherwise a no-op)."""
+    manifest = walk.manifests.get(oid)
+    if manifest is None:
+        return ""
+    refs = chunked.get(manifest)
+    if not refs:
+        return ("; no saved value is that chunked value itself (a container holds it): save again the value "
+                "that holds it, or delete that value and run `scistack gc`")
+    return (f"; it is part of the value of {_places(refs, keys)}: save that array again (the identical "
+            "array stores the lost chunk; a rerun of a cached step does not), or delete the value "
+            "(`scistack rm`) and run `scistack gc`")
 
 
 def _places(refs: list[dict], keys: list[str]) -> str:

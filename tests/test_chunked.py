@@ -358,6 +358,24 @@ def test_a_bad_chunk_is_named_by_index_and_oid_and_the_others_stay_readable(proj
     assert fsck(project).ok
 
 
+def test_a_chunk_set_aside_is_named_with_its_value_and_the_way_out(project):
+    """After `fsck --repair` set a bad chunk aside, fsck lists it missing: with the value it
+    belongs to (address in schema order) and what to do, which then works."""
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    bad = Rec.load(subject=1, session="pre", lazy=True).data.manifest.oid_at((3, 0))
+    damage(project.store, bad)
+    fsck(project, repair=True)
+    report = fsck(project)
+    assert [(p.kind, p.oid) for p in report.problems] == [("missing", bad)]
+    assert report.problems[0].detail.endswith(
+        "needs it; it is part of the value of Rec at subject=1, session='pre' version 1: save that array again "
+        "(the identical array stores the lost chunk; a rerun of a cached step does not), or delete the value "
+        "(`scistack rm`) and run `scistack gc`")
+    assert Rec.save(x, subject=1, session="pre").version == 1  # (the way out it names)
+    assert fsck(project).ok
+
+
 def damage_packed(store: LocalObjectStore, oid: str) -> None:
     """Flip a byte of a packed object's record, inside its pack."""
     name, offset, length = store.packs.locate(oid)
