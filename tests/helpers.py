@@ -14,12 +14,23 @@ def journal_size(db: Any) -> int:
         return 0
 
 
+# layout 17's undone: no parts, and `var_oid_left` as it was (own sizes held their children's)
+_BEFORE_PARTS = """DROP TRIGGER var_oid_left; DROP TABLE parts; DROP TABLE var_parts;
+CREATE TRIGGER var_oid_left AFTER DELETE ON var_oids
+WHEN EXISTS (SELECT 1 FROM var_bytes WHERE var = OLD.var) BEGIN
+    UPDATE var_bytes SET bytes = bytes - coalesce((SELECT bytes FROM sizes WHERE oid = OLD.oid), 0)
+        WHERE var = OLD.var AND NOT EXISTS (SELECT 1 FROM var_unsized WHERE var = OLD.var AND oid = OLD.oid);
+    DELETE FROM var_unsized WHERE var = OLD.var AND oid = OLD.oid;
+END;
+"""
+
+
 def older_fold(db: Any, script: str) -> tuple[Any, str]:
     """Close the project and turn its fold into an older layout's with `script` (SQL); returns
     the fold's path and a mark left in it, to show (`migrated_in_place`) that the next open
     migrates that file in place rather than rebuilding it. The script must undo every later
     layout's change from 13 down (before 13: `calls.origins`); layouts 14's (`var_calls.n`),
-    15's (`var_deleted`) and 16's (`var_calls.live`) are undone here first. A migration that failed on a column already there rebuilt the file,
+    15's (`var_deleted`), 16's (`var_calls.live`) and 17's (`parts`, `var_parts`) are undone here first. A migration that failed on a column already there rebuilt the file,
     and the tests, comparing inodes, passed where the new file happened to get the old one's."""
     import sqlite3
     import uuid
@@ -28,7 +39,7 @@ def older_fold(db: Any, script: str) -> tuple[Any, str]:
     db.close()
     mark = uuid.uuid4().hex
     con = sqlite3.connect(path)
-    con.executescript("DROP TRIGGER ref_call_unnamed; ALTER TABLE var_calls DROP COLUMN live; "
+    con.executescript(_BEFORE_PARTS + "DROP TRIGGER ref_call_unnamed; ALTER TABLE var_calls DROP COLUMN live; "
                       "DROP TABLE var_deleted; DROP INDEX var_calls_by_n; ALTER TABLE var_calls DROP COLUMN n; "
                       "UPDATE meta SET value = '13' WHERE key = 'fold_version';" + script)
     con.execute("INSERT INTO meta VALUES ('test_mark', ?)", (mark,))

@@ -236,19 +236,15 @@ class Index:
         self.refresh()
         return self._fold.byte_total(var)
 
-    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int | None:
-        """Add the sizes of objects that joined the variable; returns its total (None: it
-        went meanwhile, with a journal folded anew)."""
-        return self._fold.settle_byte_total(var, sizes)
+    def settle_byte_total(self, var: str, measured: dict[str, tuple[int, frozenset[str]]]) -> int | None:
+        """Remember `measured` (oid -> own bytes on disk, its parts at any depth) and add the
+        objects that joined the variable, each part once; returns its total (None: it went
+        meanwhile, with a journal folded anew)."""
+        return self._fold.settle_byte_total(var, measured)
 
     def follow_bytes(self, var: str) -> None:
         """Start following the variable's bytes on disk (`byte_total` then answers)."""
         self._fold.follow_bytes(var)
-
-    def remember_sizes(self, sizes: dict[str, int]) -> None:
-        """Remember objects' sizes on disk (children included) for later listings."""
-        if sizes:
-            self._fold.remember_sizes(sizes)
 
     def refs_to(self, oid: str) -> list[RefRecord]:
         """Every live record that names `oid` (a scan: for `show`, not for hot paths)."""

@@ -36,7 +36,7 @@ from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 16
+FOLD_VERSION = 17
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS calls (
     created_at TEXT, origins BLOB) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS call_keys (call BLOB PRIMARY KEY, key BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (seq INTEGER PRIMARY KEY, entry TEXT NOT NULL);
+-- each measured object's own bytes on disk (a container's children are in `parts`)
 CREATE TABLE IF NOT EXISTS sizes (oid BLOB PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 -- `ls` follows a variable's bytes on disk by what changed, from its first listing on: its
 -- distinct objects with how many of its refs name each (`var_oids`), the running total
@@ -75,6 +76,14 @@ CREATE TABLE IF NOT EXISTS var_oids (
     var TEXT NOT NULL, oid BLOB NOT NULL, kind TEXT NOT NULL, n INTEGER NOT NULL, PRIMARY KEY (var, oid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_bytes (var TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS var_unsized (var TEXT NOT NULL, oid BLOB NOT NULL, PRIMARY KEY (var, oid)) WITHOUT ROWID;
+-- objects shared between a variable's values (chunks of versions that differ in one chunk, an
+-- array in two containers) are on disk once: `parts` lists each measured container's objects at
+-- any depth (with `sizes`, its own bytes, measured together), and `var_parts` a variable's
+-- measured objects with their parts, each with how many of its distinct objects hold it (itself
+-- included): `var_bytes` sums each once
+CREATE TABLE IF NOT EXISTS parts (parent BLOB NOT NULL, child BLOB NOT NULL, PRIMARY KEY (parent, child)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS var_parts (var TEXT NOT NULL, oid BLOB NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (var, oid)) WITHOUT ROWID;
 -- the call records a variable's records ever named, with the variable's change count when one
 -- was first named (`var_calls_by_n`: a report reads the calls named since it last looked) and
 -- how many of its live refs name it now (`live`: 0 once deleted, and gc may then remove it)
@@ -155,8 +164,15 @@ WHEN EXISTS (SELECT 1 FROM var_bytes WHERE var = NEW.var) BEGIN
 END;
 CREATE TRIGGER IF NOT EXISTS var_oid_left AFTER DELETE ON var_oids
 WHEN EXISTS (SELECT 1 FROM var_bytes WHERE var = OLD.var) BEGIN
-    UPDATE var_bytes SET bytes = bytes - coalesce((SELECT bytes FROM sizes WHERE oid = OLD.oid), 0)
-        WHERE var = OLD.var AND NOT EXISTS (SELECT 1 FROM var_unsized WHERE var = OLD.var AND oid = OLD.oid);
+    UPDATE var_parts SET n = n - 1 WHERE var = OLD.var
+        AND oid IN (SELECT OLD.oid UNION ALL SELECT child FROM parts WHERE parent = OLD.oid)
+        AND NOT EXISTS (SELECT 1 FROM var_unsized WHERE var = OLD.var AND oid = OLD.oid);
+    UPDATE var_bytes SET bytes = bytes - coalesce((SELECT sum(s.bytes) FROM var_parts p JOIN sizes s ON s.oid = p.oid
+        WHERE p.var = OLD.var AND p.n <= 0
+        AND p.oid IN (SELECT OLD.oid UNION ALL SELECT child FROM parts WHERE parent = OLD.oid)), 0)
+        WHERE var = OLD.var;
+    DELETE FROM var_parts WHERE var = OLD.var AND n <= 0
+        AND oid IN (SELECT OLD.oid UNION ALL SELECT child FROM parts WHERE parent = OLD.oid);
     DELETE FROM var_unsized WHERE var = OLD.var AND oid = OLD.oid;
 END;
 """
@@ -171,8 +187,14 @@ END;
 # the change count at which a variable first named a call (`var_calls.n`), 14 the time of each
 # variable's newest delete (`var_deleted`: made by `_SCHEMA`, empty; the deletes folded before
 # are in the journal only, so their times count from the next rebuild, `scistack fsck --reindex`),
-# 15 how many live refs name each of a variable's calls (`var_calls.live`, counted here once).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {15: (
+# 15 how many live refs name each of a variable's calls (`var_calls.live`, counted here once),
+# 16 the parts of containers and of each variable (`parts`, `var_parts`: `ls` counts a chunk
+# shared between versions once; `sizes` becomes each object's own bytes, so all are measured anew).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {16: (
+    # sizes had each object's bytes with its children's: measured again, own bytes and parts
+    "DELETE FROM sizes", "DELETE FROM var_bytes", "DELETE FROM var_unsized", "DELETE FROM var_oids",
+    "DROP TRIGGER IF EXISTS var_oid_left",  # (made again from `_DERIVED`: it takes off parts)
+), 15: (
     "ALTER TABLE var_calls ADD COLUMN live INTEGER NOT NULL DEFAULT 0",
     "UPDATE var_calls SET live = c.n FROM (SELECT var, call, count(*) AS n FROM refs WHERE call IS NOT NULL "
     "GROUP BY var, call) AS c WHERE c.var = var_calls.var AND c.call = var_calls.call",
@@ -486,7 +508,7 @@ class Fold:
                 ) from None
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
             if stored > size:  # the journal was replaced (compaction): fold anew
-                for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "refs", "slots", "names",
+                for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "var_parts", "refs", "slots", "names",
                               "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
                               "var_summary", "var_facts", "judged_sig", "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
@@ -700,17 +722,29 @@ class Fold:
                              "WHERE u.var = ?", (var,))
         return rows[0][0], [(oid_out(oid), kind, size) for oid, kind, size in pending]
 
-    def settle_byte_total(self, var: str, sizes: dict[str, int]) -> int | None:
-        """Add the sizes of objects that joined the variable (each once, however many
-        processes settle it at a time) and return the total; None if the total went meanwhile
-        (the journal was replaced and folded anew)."""
+    def settle_byte_total(self, var: str, measured: dict[str, tuple[int, frozenset[str]]]) -> int | None:
+        """Remember `measured` (oid -> its own bytes and its parts at any depth: every object
+        measured, parts included), then count each object that joined the variable and is
+        measured now, with its parts, each part once however many of the variable's objects
+        hold it (and however many processes settle at a time); returns the total, None if
+        the total went meanwhile (the journal was replaced and folded anew)."""
+        # CROSS JOIN: SQLite keeps this order (left to choose, it may walk every size to probe
+        # the few joined objects)
+        claimed = ("WITH claimed AS (SELECT u.oid FROM var_unsized u CROSS JOIN sizes s ON s.oid = u.oid "
+                   "WHERE u.var = ?1), claims AS (SELECT oid FROM claimed UNION ALL SELECT p.child FROM claimed c "
+                   "CROSS JOIN parts p ON p.parent = c.oid) ")
         with self._lock:
             con = self._connection()
             try:
                 _begin(con)
-                for oid, size in sizes.items():
-                    if con.execute("DELETE FROM var_unsized WHERE var = ? AND oid = ?", (var, oid_in(oid))).rowcount:
-                        con.execute("UPDATE var_bytes SET bytes = bytes + ? WHERE var = ?", (size, var))
+                _remember(con, measured)
+                con.execute(claimed + "UPDATE var_bytes SET bytes = bytes + (SELECT coalesce(sum(s.bytes), 0) "
+                            "FROM (SELECT DISTINCT oid FROM claims) x JOIN sizes s ON s.oid = x.oid WHERE NOT EXISTS "
+                            "(SELECT 1 FROM var_parts v WHERE v.var = ?1 AND v.oid = x.oid)) WHERE var = ?1", (var,))
+                con.execute(claimed + "INSERT INTO var_parts SELECT ?1, oid, count(*) FROM claims WHERE true "
+                            "GROUP BY oid ON CONFLICT (var, oid) DO UPDATE SET n = n + excluded.n", (var,))
+                con.execute("DELETE FROM var_unsized WHERE var = ? AND EXISTS (SELECT 1 FROM sizes s "
+                            "WHERE s.oid = var_unsized.oid)", (var,))
                 total = con.execute("SELECT bytes FROM var_bytes WHERE var = ?", (var,)).fetchone()
                 con.execute("COMMIT")
             except BaseException:
@@ -719,36 +753,27 @@ class Fold:
         return None if total is None else total[0]
 
     def follow_bytes(self, var: str) -> None:
-        """Start the variable's running total: its distinct objects counted and the remembered
-        sizes summed, in one transaction (no fold comes between); the others wait in
-        `var_unsized`. Reads every ref of the variable, once."""
+        """Start the variable's running total: its distinct objects counted, with the parts of
+        those measured before, and their remembered sizes summed (each object once), in one
+        transaction (no fold comes between); the others wait in `var_unsized`. Reads every ref
+        of the variable, once."""
         with self._lock:
             con = self._connection()
             try:
                 _begin(con)
                 if not con.execute("SELECT 1 FROM var_bytes WHERE var = ?", (var,)).fetchone():
-                    con.execute("DELETE FROM var_oids WHERE var = ?", (var,))
-                    con.execute("DELETE FROM var_unsized WHERE var = ?", (var,))
+                    for table in ("var_oids", "var_unsized", "var_parts"):
+                        con.execute(f"DELETE FROM {table} WHERE var = ?", (var,))
                     con.execute("INSERT INTO var_oids SELECT var, oid, min(kind), count(*) FROM refs WHERE var = ? "
                                 "GROUP BY oid", (var,))
-                    con.execute("INSERT INTO var_bytes SELECT ?, coalesce(sum(s.bytes), 0) FROM var_oids o "
-                                "JOIN sizes s USING (oid) WHERE o.var = ?", (var, var))
+                    con.execute("INSERT INTO var_parts SELECT ?1, oid, count(*) FROM (SELECT o.oid FROM var_oids o "
+                                "JOIN sizes s ON s.oid = o.oid WHERE o.var = ?1 UNION ALL SELECT p.child FROM var_oids o "
+                                "JOIN sizes s ON s.oid = o.oid JOIN parts p ON p.parent = o.oid WHERE o.var = ?1) "
+                                "GROUP BY oid", (var,))
+                    con.execute("INSERT INTO var_bytes SELECT ?1, coalesce(sum(s.bytes), 0) FROM var_parts p "
+                                "JOIN sizes s ON s.oid = p.oid WHERE p.var = ?1", (var,))
                     con.execute("INSERT INTO var_unsized SELECT var, oid FROM var_oids o WHERE var = ? AND NOT EXISTS "
                                 "(SELECT 1 FROM sizes s WHERE s.oid = o.oid)", (var,))
-                con.execute("COMMIT")
-            except BaseException:
-                _rollback(con)
-                raise
-
-    def remember_sizes(self, sizes: dict[str, int]) -> None:
-        """Objects are immutable, so a size once measured is true for as long as the oid exists."""
-        with self._lock:
-            con = self._connection()
-            try:
-                _begin(con)
-                # in key order: a million random keys inserted in order cost a fraction
-                con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)",
-                                [(oid_in(oid), n) for oid, n in sorted(sizes.items())])
                 con.execute("COMMIT")
             except BaseException:
                 _rollback(con)
@@ -1496,6 +1521,16 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
 def _var_bits(con: sqlite3.Connection, variables: list[str]) -> dict[str, int]:
     return dict(con.execute("SELECT var, bit FROM var_bits WHERE var IN (SELECT value FROM json_each(?))",
                             (json.dumps(variables),)))
+
+
+def _remember(con: sqlite3.Connection, measured: dict[str, tuple[int, frozenset[str]]]) -> None:
+    """Objects are immutable: an object's own size and its parts, once measured, are true for
+    as long as the oid exists (in key order: a million random keys inserted in order cost a
+    fraction). A size is only written with the object's parts, in one transaction."""
+    con.executemany("INSERT OR REPLACE INTO sizes VALUES (?, ?)",
+                    [(oid_in(oid), own) for oid, (own, _) in sorted(measured.items())])
+    con.executemany("INSERT OR IGNORE INTO parts VALUES (?, ?)",
+                    sorted((oid_in(oid), oid_in(part)) for oid, (_, held) in measured.items() for part in held))
 
 
 def _count_changes(con: sqlite3.Connection, variables: list[str]) -> None:

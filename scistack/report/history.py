@@ -360,9 +360,11 @@ def list_variables(db: Database) -> list[VariableSummary]:
 
 
 def _stored_bytes(db: Database, var: str) -> int:
-    """Bytes the variable's distinct objects take on disk (each with its children): summed at
-    its first listing, then followed by what changed (an object measured once is
-    remembered), so a listing after one more save measures one object, not the variable."""
+    """Bytes the variable's distinct objects take on disk, each object once (children of
+    containers too: a chunk shared by versions that differ in one chunk counts once): summed
+    at its first listing, then followed by what changed (an object measured once is
+    remembered, with its parts), so a listing after one more save measures one object, not
+    the variable."""
     running = db.index.byte_total(var)
     if running is None:
         db.index.follow_bytes(var)
@@ -371,34 +373,43 @@ def _stored_bytes(db: Database, var: str) -> int:
     if not joined:
         return total
     measured = _measure(db, [(oid, kind) for oid, kind, size in joined if size is None])
-    db.index.remember_sizes(measured)
-    total = db.index.settle_byte_total(var, {oid: size for oid, _, size in joined if size is not None} | measured)
+    total = db.index.settle_byte_total(var, measured)
     return _stored_bytes(db, var) if total is None else total  # (the fold began anew meanwhile)
 
 
-def _measure(db: Database, objects: list[tuple[str, str]]) -> dict[str, int]:
-    """Bytes on disk of each (oid, kind), children included: childless ones in bulk."""
+def _measure(db: Database, objects: list[tuple[str, str]]) -> dict[str, tuple[int, frozenset[str]]]:
+    """Each (oid, kind) and every object it holds at any depth: oid -> (own bytes on disk,
+    the objects it holds). Childless ones in bulk."""
     leaves = db.store.leaf_sizes([oid for oid, _ in objects])
-    return {oid: _bytes_on_disk(db, oid, kind) if size is None else size
-            for (oid, kind), size in zip(objects, leaves)}
+    out: dict[str, tuple[int, frozenset[str]]] = {}
+    for (oid, kind), size in zip(objects, leaves):
+        if size is not None:
+            out[oid] = (size, frozenset())
+        elif _parts_of(db, oid, kind, out) is None:
+            out[oid] = (0, frozenset())  # (missing: counts nothing, as before; fsck names it)
+    return out
 
 
-def _bytes_on_disk(db: Database, root: str, kind: str | None) -> int:
-    total, seen, stack = 0, set(), [(root, kind)]
-    while stack:
-        oid, kind = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        try:
-            total += db.store.size_of(oid)
-        except LookupError:
-            continue
-        kind = kind or db.store.kind_of(oid)
-        if kind in ("json", "chunked"):
-            obj = db.store.get(oid)
-            stack.extend((child, None) for child, _ in child_oids(obj.kind, obj.payload))
-    return total
+def _parts_of(db: Database, oid: str, kind: str | None, out: dict[str, tuple[int, frozenset[str]]]
+              ) -> frozenset[str] | None:
+    """The objects `oid` holds at any depth, measuring it and them into `out`; None when it
+    is missing. (Depth is the nesting of containers: a json tree of chunked arrays is 3.)"""
+    if oid in out:
+        return out[oid][1]
+    try:
+        own = db.store.size_of(oid)
+    except LookupError:
+        return None
+    kind = kind or db.store.kind_of(oid)
+    held: set[str] = set()
+    if kind in ("json", "chunked"):
+        obj = db.store.get(oid)
+        for child, _ in child_oids(obj.kind, obj.payload):
+            if child not in held and (below := _parts_of(db, child, None, out)) is not None:
+                held.add(child)
+                held |= below
+    out[oid] = (own, frozenset(held))
+    return out[oid][1]
 
 
 # -- show --------------------------------------------------------------------------------
