@@ -271,6 +271,35 @@ class Database:
         self._chunking = recorded
         return recorded
 
+    def recorded_chunk_policy(self) -> chunking.ChunkPolicy | None:
+        """The chunking the project records (None before a value needed it), recording none:
+        what an export writes into its bundle."""
+        if self._chunking is not None:
+            return self._chunking
+        config = json.loads((self.scistack_dir / CONFIG_NAME).read_text())
+        if config.get("shared"):
+            found = self.index.project_meta().get("chunking")
+            return chunking.policy_from_config(json.loads(found)) if found else None
+        return chunking.policy_from_config(config.get("chunking"))
+
+    def adopt_chunk_policy(self, policy: chunking.ChunkPolicy) -> chunking.ChunkPolicy:
+        """Record `policy` as the project's chunking unless it records one already; returns
+        the project's. An import adopts its bundle's, so that a large value saved again here
+        (identical data) gets the oid it came with: the chunking is part of its identity."""
+        mine = {"threshold": policy.threshold, "chunk_bytes": policy.chunk_bytes}
+        config = json.loads((self.scistack_dir / CONFIG_NAME).read_text())
+        if config.get("shared"):
+            try:
+                found = self.index.shared_setting("chunking", json.dumps(mine, sort_keys=True))
+            except ScistackError:  # (a reader's role cannot record it: read as it is)
+                found = self.index.project_meta().get("chunking")
+            recorded = chunking.policy_from_config(json.loads(found)) if found else None
+        else:
+            config = self._update_config(lambda now: None if now.get("chunking") else now | {"chunking": mine})
+            recorded = chunking.policy_from_config(config.get("chunking"))
+        self._chunking = recorded
+        return recorded or policy
+
     def _check_shared(self, journal: Any, schema_keys: Sequence[str] | None, config_path: Path,
                       objects: str | None) -> tuple[list[str] | None, list[str], str]:
         """Lab mode: the schema keys (and those added later), project id and objects URL are

@@ -537,6 +537,42 @@ def test_a_chunked_array_becomes_a_zarr_folder(project, tmp_path):
         other.close()
 
 
+def test_an_import_adopts_the_bundles_chunking_so_identical_data_saved_again_is_a_no_op(project, tmp_path):
+    """The chunking is part of a large value's identity: a fresh project importing a bundle
+    chunked otherwise than its process would chunk takes the bundle's, and saving the same
+    array there again is the documented no-op (it had made version 2). A project with a
+    chunking of its own keeps it, and the import says what follows."""
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=16 << 10, chunk_bytes=4 << 10)
+    try:
+        big = np.random.default_rng(3).standard_normal((3_000, 4))
+        ExRaw.save(big, subject=1, session="pre")
+        assert ExRaw.load(subject=1, session="pre").record.kind == "chunked"
+        project.export(ExRaw, to=tmp_path / "b", subject=1, session="pre")
+    finally:
+        set_chunking()
+    other = _fresh_project(tmp_path / "other")  # (this process chunks by the defaults now)
+    try:
+        report = other.import_bundle(tmp_path / "b")
+        saved = ExRaw.save(big.copy(), subject=1, session="pre")
+        assert saved.version == 1 and saved.oid == ExRaw.load(subject=1, session="pre").record.oid
+        assert report.notes == []
+        assert _manifest(tmp_path / "b")["chunking"] == {"threshold": 16 << 10, "chunk_bytes": 4 << 10}
+        config = json.loads((other.scistack_dir / "config.json").read_text())
+        assert config["chunking"] == {"threshold": 16 << 10, "chunk_bytes": 4 << 10}
+    finally:
+        other.close()
+    third = _fresh_project(tmp_path / "third")
+    try:
+        third.chunk_policy()  # (records this process's: the defaults)
+        [note] = third.import_bundle(tmp_path / "b").notes
+        assert "chunked above 16,384 bytes in chunks of 4,096 bytes" in note and "new project" in note
+        assert third.chunk_policy() == set_chunking()  # its own kept
+    finally:
+        third.close()
+
+
 def width(table):
     return float(len(table.columns))
 

@@ -321,6 +321,7 @@ def import_cmd(ctx: click.Context, bundle: str, raw_to: str | None, as_json: boo
         example = " ".join(f"{k}={v!r}" for k, v in {**{k: addr[k] for k in keys if k in addr}, **vkeys}.items())
         text += (f"\n{len(report.superseded)} value(s) of this project are no longer current: the bundle's "
                  f"value at that address is (yours stay as earlier versions; e.g. scistack log {var} {example})")
+    text += "".join(f"\nnote: {note}" for note in report.notes)
     _emit(as_json, report, text)
 
 

@@ -72,6 +72,8 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
     manifest = {
         "format": BUNDLE_FORMAT,
         "schema_keys": list(db.schema_keys),
+        # part of every large value's identity: an import adopts it (`Database.adopt_chunk_policy`)
+        "chunking": _chunking_of(db),
         "selected": [_ref_entry(r) for r in found.selected],
         "refs": [_ref_entry(r) for r in found.refs],
         "call_records": sorted(found.calls),
@@ -81,6 +83,12 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
     }
     write_manifest(manifest, to)
     return manifest
+
+
+def _chunking_of(db: Database) -> dict[str, int] | None:
+    """The project's recorded chunking (None: no value needed one yet)."""
+    policy = db.recorded_chunk_policy()
+    return None if policy is None else {"threshold": policy.threshold, "chunk_bytes": policy.chunk_bytes}
 
 
 def write_manifest(manifest: dict[str, Any], to: Path) -> None:

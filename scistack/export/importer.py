@@ -32,6 +32,7 @@ from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
 from scistack.index.journal import entry_problem
 from scistack.index.sql import check_identifier
 from scistack.index.state import key_of, untagged_params
+from scistack.objects.chunking import policy_from_config
 from scistack.objects.hashing import KINDS, hash_object
 from scistack.objects.oid import is_valid_oid
 
@@ -47,6 +48,7 @@ class ImportReport:
     # (variable, address, version keys) where the project's own current value was another one:
     # the bundle's is current there now, the project's stays as an earlier version
     superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know (chunking that differs)
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:
@@ -280,6 +282,24 @@ def _check_schema(bundle: Path, theirs: list[str], mine: list[str], refs: list[d
             "nothing was imported. Import it into a project without that key")
 
 
+def _adopt_chunking(db: Database, found: Any) -> list[str]:
+    """The bundle's chunking becomes the project's when the project records none yet (a new
+    one), so identical data saved here again keeps the oid it came with (a no-op, not a new
+    version). A project chunking otherwise keeps its own: the bundle's values keep theirs (their
+    lineage names them), and the note says what follows."""
+    theirs = policy_from_config(found)
+    if theirs is None:
+        return []
+    ours = db.adopt_chunk_policy(theirs)
+    if ours == theirs:
+        return []
+    return [f"the bundle's large values were chunked above {theirs.threshold:,} bytes in chunks of "
+            f"{theirs.chunk_bytes:,} bytes; this project chunks above {ours.threshold:,} in chunks of "
+            f"{ours.chunk_bytes:,}. They are imported as they are, but an identical array saved here again gets "
+            "another oid (a new version, and its steps run again). Import into a new project to keep the "
+            "bundle's chunking"]
+
+
 def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = None) -> ImportReport:
     """Merge the bundle at `bundle` into `db` (checked whole first; see the module docstring).
     `raw_to`: a folder the bundle's raw files (`--with-raw`) go back into, each at the path it
@@ -306,6 +326,7 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
         raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
     if raw_to is not None:  # (files beside the project: written before it, and never over one)
         _restore_raw(_raw_targets(bundle, manifest.get("raw_files", []), Path(raw_to)))
+    notes = _adopt_chunking(db, manifest.get("chunking"))
     added = skipped = calls = 0
     superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     with db.batch():
@@ -339,4 +360,4 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
                 db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
                                  call=ref["call"], params=ref["params"], summary=ref["summary"])
             added += len(new)
-    return ImportReport(len(new_objects), added, calls, skipped, superseded)
+    return ImportReport(len(new_objects), added, calls, skipped, superseded, notes)
