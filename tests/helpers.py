@@ -65,6 +65,16 @@ def interrupt_when(ready: Any, where: str, act: Any = None) -> Any:
     whose path ends with `where`: where a real SIGINT's handler runs, just after the call that
     was under way returns. Deterministic, unlike a timer (a tracing hook, not a mock). `act`,
     if given, is done there instead (`kill_self`: a kill at that instruction, in a child)."""
+    return _at_instruction(ready, where, act, interrupt=True)
+
+
+def run_when(ready: Any, where: str, act: Any) -> Any:
+    """`interrupt_when` that runs `act()` at that instruction and lets the code go on: this
+    thread stops at a chosen moment while the test makes another thread act, deterministically."""
+    return _at_instruction(ready, where, act, interrupt=False)
+
+
+def _at_instruction(ready: Any, where: str, act: Any, *, interrupt: bool) -> Any:
     import sys
     from contextlib import contextmanager
 
@@ -81,7 +91,9 @@ def interrupt_when(ready: Any, where: str, act: Any = None) -> Any:
                 sys.settrace(None)
                 if act is not None:
                     act()
-                raise KeyboardInterrupt
+                if interrupt:
+                    raise KeyboardInterrupt
+                return None
             return tracer
 
         sys.settrace(tracer)

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 
 from scistack import BaseVariable, configure_database
-from scistack.errors import UnreadableJournalWarning
+from scistack.errors import UnreadableJournalWarning, VariableNotFoundError
 from scistack.index.sql import SCHEMA_VERSION, STORAGE_COMPATIBILITY, SyncStopped
+
+from .helpers import journal_size
 
 DUCKDB_CLI = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
 
@@ -450,6 +452,74 @@ def test_duckdb_is_not_synced_in_the_background_while_a_batch_runs(project):
     while not db.index._sql.in_step() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert db.index._sql.in_step()
+
+
+def test_the_background_sync_waits_for_a_batchs_flush_to_end_too(project):
+    """A batch's flush (its appends, fold, call facts) is part of the batch: the background
+    sync had been let go as the flush began (the batch's depth was restored first), so it
+    shared the GIL with the flush (and in lab mode the journal's connection). The main thread
+    stops in the flush just after it woke the sync thread, until that thread has asked
+    whether the process is busy: it must have been told yes."""
+    import threading
+
+    from .helpers import run_when
+
+    db = project
+    syncer = db.index._syncer
+    syncer.delay = 0.0  # (the sync thread asks `busy` at once when woken)
+    busy, poke = syncer.busy, syncer.poke
+    answers: list[bool] = []
+    asked = threading.Event()
+    watching = threading.Event()
+
+    def watched_busy() -> bool:
+        answer = busy()
+        if watching.is_set() and not asked.is_set():
+            answers.append(answer)
+            asked.set()
+        return answer
+
+    poked: list[bool] = []
+    syncer.busy = watched_busy
+    syncer.poke = lambda: (poke(), poked.append(True))
+
+    def wait_for_the_sync_thread() -> None:
+        watching.set()
+        assert asked.wait(60), "the woken sync thread never asked whether the process is busy"
+
+    with run_when(lambda: bool(poked), "scistack/index/__init__.py", wait_for_the_sync_thread):
+        with db.batch():
+            Signal.save(np.arange(3.0), subject=1, session="pre")
+    assert answers == [True]
+    assert Signal.load(subject=1, session="pre").data.tolist() == [0.0, 1.0, 2.0]
+    deadline = time.monotonic() + 30  # once the flush ended, the sync runs
+    while not db.index.duckdb_in_step() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert db.index.duckdb_in_step()
+
+
+def test_ctrl_c_as_a_batchs_flush_begins_leaves_the_session_out_of_the_batch(project):
+    """The flush of a batch is marked busy for the background sync inside the try that unmarks
+    it and ends the batch: a Ctrl-C just after the mark leaves neither the batch open (every
+    later save held) nor the sync held off for the session; the batch is refused whole (its
+    flush never began), and a re-run saves it."""
+    from .helpers import interrupt_when
+
+    db = project
+    with pytest.raises(KeyboardInterrupt), interrupt_when(lambda: db.index._ending_batch,
+                                                         "scistack/index/__init__.py"):
+        with db.batch():
+            Signal.save(np.arange(3.0), subject=1, session="pre")
+    assert db.index.in_batch is False and db.index._syncer.busy() is False
+    before = journal_size(db)
+    Signal.save(np.arange(4.0), subject=2, session="pre")
+    assert journal_size(db) > before  # journalled at once, not held
+    with pytest.raises(VariableNotFoundError):
+        Signal.load(subject=1, session="pre")
+    with db.batch():  # re-run
+        Signal.save(np.arange(3.0), subject=1, session="pre")
+    assert Signal.load(subject=1, session="pre").data.tolist() == [0.0, 1.0, 2.0]
+    assert Signal.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_the_background_sync_leaves_the_file_to_a_detached_sync_at_work(project):

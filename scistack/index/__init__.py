@@ -86,6 +86,7 @@ class Index:
         self._overlay = RefState()                            # ... and what they say, for reads
         self._facts: list[tuple] = []                         # facts of call records written here
         self._batch_depth = 0
+        self._ending_batch = False  # a batch's flush runs: busy still, though the batch has ended
         self._ahead: dict[tuple[str, str], list[RefRecord]] = {}  # fold rows read in bulk ...
         self._ahead_calls: dict[str, dict[str, Any] | None] = {}   # ... valid until the journal grows
         self._call_keys: dict[str, str] = {}  # call oid -> call key: fixed once journalled
@@ -93,7 +94,7 @@ class Index:
         self._live_levels: dict[str, tuple[tuple[int, int], set[str]]] = {}  # `levels(live=True)`
         self._key_case = {k.lower(): k for k in schema_keys}  # a schema key, by its name ignoring case
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
-        self._syncer = _BackgroundSync(self._sql, sync_delay, busy=lambda: self._batch_depth > 0)
+        self._syncer = _BackgroundSync(self._sql, sync_delay, busy=self._busy)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
         self.before_append: Any = None  # ... and waits for objects still uploading here
         self.record_exists: Any = None  # whether a call record is in the object store (set by the database)
@@ -726,9 +727,32 @@ class Index:
             self._batch_depth = entered + 1
             yield
         finally:
-            self._batch_depth = entered
             if entered == 0:
-                self.flush()
+                self._end_batch()
+            else:
+                self._batch_depth = entered
+
+    def _end_batch(self) -> None:
+        """Flush an outermost batch, the background sync held off until the flush is done
+        (`_busy`): the depth had been restored first, so the sync ran alongside the flush's
+        appends and fold, sharing the GIL (and, in lab mode, the journal's connection). Marked
+        busy before the depth drops (so `_busy` never lapses) and inside the try that unmarks
+        it, which also ends the batch: a Ctrl-C anywhere leaves neither set. One before the
+        flush took the held writes refuses the batch whole, as a failed `before_flush` does
+        (they had stayed held at depth 0, and so had every later save of the session)."""
+        try:
+            self._ending_batch = True
+            self._batch_depth = 0  # (the flush's own reads and writes see the batch ended)
+            self.flush()
+        finally:
+            self._batch_depth = 0
+            if self._pending is not None:  # the flush never took them: nothing of it journalled
+                self._pending, self._overlay, self._facts = None, RefState(), []
+            self._ending_batch = False
+
+    def _busy(self) -> bool:
+        """Whether the background sync must wait: inside a batch, or flushing one."""
+        return self._batch_depth > 0 or self._ending_batch
 
     def flush(self) -> None:
         """Append writes held by a batch (after the objects they name are on disk), compared
