@@ -88,7 +88,8 @@ class PostgresJournal:
         self.skipped_lines = 0
         self._io = threading.RLock()          # one statement at a time on the connection
         self._thread_lock = threading.RLock()  # locked(): threads of this process
-        self._depth = 0
+        self._depth = 0                        # ... its depth, in the thread that holds it
+        self._owner: int | None = None         # the thread holding (or taking) it: `_held_here`
         self._con: Any = None
         self._lock_session = 0                 # which connection holds the advisory lock
         self._sessions = 0
@@ -130,10 +131,20 @@ class PostgresJournal:
             raise self._unreachable(self._stopped())
         con = self._con
         if con is None or con.closed or con.broken:
-            if self._depth and self._lock_session:
+            if self._lock_session and not self._taking_here():
                 raise self._lost("the connection dropped while holding the journal lock")
             con = self._connect()
         return con
+
+    def _held_here(self) -> bool:
+        """Whether this thread holds `locked()` (another thread's hold is not its own)."""
+        return self._depth > 0 and self._owner == threading.get_ident()
+
+    def _taking_here(self) -> bool:
+        """Whether this thread is taking the lock (and may connect anew: it holds nothing yet).
+        Any other thread meanwhile must not: the lock may be granted already on the session it
+        would replace, and the taker then wrote, unlocked, on the new one."""
+        return self._lock_session == _TAKING and self._owner == threading.get_ident()
 
     def _stopped(self) -> str | None:
         """Why the watchdog gave up the connection (None: it did not)."""
@@ -175,10 +186,10 @@ class PostgresJournal:
                     failure = str(exc).split(": ", 1)[-1].split(". Check", 1)[0]
                     break
                 con = self._con
-                if self._depth or self._stopped() or not (con is None or con.closed or con.broken):
+                if self._held_here() or self._stopped() or not (con is None or con.closed or con.broken):
                     break
                 # a session the server dropped (a restart) held nothing: one fresh try
-            if write or self._depth:
+            if write or self._held_here():
                 raise self._lost(failure) from None
             raise SharedServiceError(
                 f"the shared journal at {redact(self.url)} failed: {failure}. Check that the "
@@ -252,7 +263,10 @@ class PostgresJournal:
 
         Outside `locked()` an answer younger than `SIZE_TTL` is reused, so one load's several
         freshness checks cost one round trip (other machines' saves show up that much later);
-        under the lock, where versions are numbered, it is always asked."""
+        under the lock, where versions are numbered, it is always asked. Another thread (the
+        background sync) is answered the holder's `_locked_size` too: the holder sets it under
+        `_io` just after its commit, before any other statement can read the new rows, so it is
+        the committed last `seq`, never behind what any thread has read."""
         now = time.monotonic()
         if self._depth and self._locked_size is not None:
             return self._locked_size  # read as the lock was taken; only our appends move it
@@ -276,6 +290,7 @@ class PostgresJournal:
             entered = self._depth
             try:
                 if entered == 0:
+                    self._owner = threading.get_ident()  # (before _TAKING: `_taking_here`)
                     self._lock_session = _TAKING
                     if _tables:
                         self._locked_size = self._lock_and_size()

@@ -226,6 +226,56 @@ def test_ctrl_c_just_after_the_lab_journal_lock_is_taken_releases_it(lab, pg_url
     assert db.index.in_batch is False
 
 
+def test_another_thread_never_connects_anew_while_the_journal_lock_is_being_taken(pg_url, tmp_path):
+    """The background sync shares the journal's connection. Between the server granting the
+    advisory lock and the journal noting which session holds it, a read of another thread
+    that met the connection dropped connected anew: the holder then took the new session for
+    its own and appended on it without the lock (another machine's writer could number the
+    same versions). The main thread stops just there; its session is ended from outside
+    (a server restart, as pg_terminate_backend does); another thread reads."""
+    import psycopg
+
+    from ..helpers import run_when
+
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    other = psycopg.connect(pg_url, autocommit=True)
+    read: list[object] = []
+
+    def end_the_session_then_read_in_another_thread() -> None:
+        pids = [pid for (pid,) in other.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        assert pids
+        for pid in pids:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        while other.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)).fetchone()[0]:
+            pass  # (until the server has ended them: no sleep to guess)
+
+        def reader() -> None:
+            try:
+                read.append(journal.read_from(0))
+            except Exception as exc:  # noqa: BLE001 - the outcome is checked below
+                read.append(exc)
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        thread.join()
+
+    try:
+        journal.append([{"op": "run"}])
+        taken = lambda: journal._lock_session == pgjournal._TAKING and journal._locked_size is not None  # noqa: E731
+        with pytest.raises(SharedServiceError, match="lost the shared journal"):
+            with run_when(taken, "scistack/index/pgjournal.py", end_the_session_then_read_in_another_thread):
+                with journal.locked():
+                    journal.append([{"op": "run", "n": 1}])  # (unlocked, on main: no error)
+        assert isinstance(read[0], SharedServiceError) and "nothing was changed" in str(read[0]), read
+        assert [e.get("n") for e in journal.read_from(0)[0]] == [None]  # nothing written unlocked
+        journal.append([{"op": "run", "n": 2}])  # the next step connects anew
+        assert [e.get("n") for e in journal.read_from(0)[0]] == [None, 2]
+    finally:
+        other.close()
+        journal.close()
+
+
 def test_postgres_down_mid_batch_loses_the_whole_batch_and_the_project_recovers(lab, postgres, caplog):
     db = lab("a")
     LabSignal.save(np.arange(2.0), subject=1, session=1)
