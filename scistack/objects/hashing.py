@@ -38,9 +38,13 @@ def hash_object(kind: str, parts: Sequence[Buffer]) -> Oid:
     hasher = blake3.blake3(object_header(kind, length), max_threads=threads)
     for part in parts:
         hasher.update(part)
-    return Oid(hasher.hexdigest())
+    return Oid(hasher.digest().hex())
 
 
 def hash_bytes(data: Buffer) -> str:
-    """A plain blake3 hex digest (for keys that are not objects, e.g. call keys)."""
-    return blake3.blake3(data).hexdigest()
+    """A plain blake3 hex digest (for keys that are not objects, e.g. call keys).
+
+    Every digest here is `digest().hex()`, the same text as blake3's `hexdigest()`: that one
+    builds its string a character at a time (~3k instructions a call, against ~0.3k), and a
+    cache hit makes three (its call key, its origins digest, its output's check)."""
+    return blake3.blake3(data).digest().hex()

@@ -432,7 +432,7 @@ class LocalObjectStore(ObjectStore):
                 if len(data) != size:
                     raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says "
                                                   f"{size - start}")
-                actual = hasher(data).hexdigest()
+                actual = hasher(data).digest().hex()
                 if actual != oid:
                     raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
                 append(StoredObject(kind, data[start:]))
@@ -505,7 +505,7 @@ class LocalObjectStore(ObjectStore):
         kind, length, start = _parse_header(oid, data[:40])
         if len(data) - start != length:
             raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says {length}")
-        actual = blake3.blake3(data).hexdigest()  # header and payload as they lie: one call
+        actual = blake3.blake3(data).digest().hex()  # header and payload as they lie: one call (see hash_bytes)
         if actual != oid:
             raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
         return StoredObject(kind, bytearray(memoryview(data)[start:]))
