@@ -66,18 +66,31 @@ class Container:
 
 
 def bind(
-    signature: inspect.Signature, args: tuple, kwargs: dict, ignore: frozenset[str] = frozenset()
+    signature: inspect.Signature, args: tuple, kwargs: dict, ignore: frozenset[str] = frozenset(),
+    plan: Plan | None = None,
 ) -> tuple[inspect.BoundArguments, dict[str, BoundInput]]:
     """The arguments as given (to call with), and the lineage view of those that count.
 
     The lineage view binds defaults, keys ``**kwargs`` entries by their own names and leaves
-    out `ignore`d names.
+    out `ignore`d names. `plan`: `positional_plan(signature)`, kept by the caller (a lineage
+    function makes it once).
     """
-    bound = _bind_positional(signature, args) if not kwargs else None
-    if bound is None:
-        bound = signature.bind(*args, **kwargs)
+    if plan is None:
+        plan = _plan_of(signature)
+    if not kwargs and plan.required >= 0 and plan.required <= len(args) <= len(plan.names):
+        # the common call `f(a, b)` of a function whose parameters are all plain
+        # (positional-or-keyword), without bind's general checks or its loop over the
+        # signature: a cache hit binds ~1.5 us faster
+        bound = inspect.BoundArguments(signature, dict(zip(plan.names, args)))  # type: ignore[arg-type]
+        inputs: dict[str, BoundInput] = {}
+        given = len(args)
+        for i, (name, param) in enumerate(zip(plan.names, plan.params)):
+            if name not in ignore:  # (past the given ones, each has a default)
+                _describe_into(inputs, name, args[i] if i < given else param.default, param)
+        return bound, inputs
+    bound = signature.bind(*args, **kwargs)
     given = bound.arguments
-    inputs: dict[str, BoundInput] = {}
+    inputs = {}
     for name, param in signature.parameters.items():
         if param.kind is _VAR_KEYWORD:
             for key, value in given.get(name, {}).items():
@@ -95,24 +108,35 @@ def bind(
     return bound, inputs
 
 
-def _bind_positional(signature: inspect.Signature, args: tuple) -> inspect.BoundArguments | None:
-    """`signature.bind(*args)` for the common call `f(a, b)` of a function whose parameters are
-    all plain (positional-or-keyword), without bind's general checks; None when that does not
-    hold (the caller binds the general way, which raises the usual TypeError)."""
-    known = _PLAIN_PARAMS.get(id(signature))
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How `bind` binds positional arguments of a signature: its parameters and their names
+    when all are plain (positional-or-keyword), and how many have no default (-1: not all
+    plain; `bind` then takes the general way, which raises the usual TypeError)."""
+
+    params: tuple[inspect.Parameter, ...]
+    names: tuple[str, ...]
+    required: int
+
+
+def positional_plan(signature: inspect.Signature) -> Plan:
+    """`bind`'s plan for `signature` (see `Plan`)."""
+    params = tuple(signature.parameters.values())
+    if not all(p.kind is _POSITIONAL_OR_KEYWORD for p in params):
+        return Plan((), (), -1)
+    return Plan(params, tuple(p.name for p in params), sum(p.default is p.empty for p in params))
+
+
+def _plan_of(signature: inspect.Signature) -> Plan:
+    """The plan of a signature whose caller keeps none, remembered per signature object."""
+    known = _PLANS.get(id(signature))
     if known is None or known[0] is not signature:
-        plain = all(p.kind is _POSITIONAL_OR_KEYWORD for p in signature.parameters.values())
-        known = _PLAIN_PARAMS[id(signature)] = (  # the signature is kept: its id is never reused
-            signature, tuple(signature.parameters) if plain else (),
-            sum(p.default is p.empty for p in signature.parameters.values()) if plain else -1)
-    _, names, required = known
-    if required < 0 or not required <= len(args) <= len(names):
-        return None
-    return inspect.BoundArguments(signature, dict(zip(names, args)))  # type: ignore[arg-type]
+        known = _PLANS[id(signature)] = (signature, positional_plan(signature))  # (the signature
+    return known[1]  # is kept: its id is never reused)
 
 
 _POSITIONAL_OR_KEYWORD = inspect.Parameter.POSITIONAL_OR_KEYWORD
-_PLAIN_PARAMS: dict[int, tuple[inspect.Signature, tuple[str, ...], int]] = {}  # one per function
+_PLANS: dict[int, tuple[inspect.Signature, Plan]] = {}
 
 
 def _describe_into(

@@ -34,6 +34,7 @@ from scistack.lineage.calls import (
     BoundInput,
     bind,
     call_key,
+    positional_plan,
     describe,
     flatten_params,
     freeze,
@@ -51,7 +52,7 @@ from scistack.lineage.facts import note_written
 from scistack.lineage.running import call_running
 from scistack.lineage.context import MEMORY, bring_inputs, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
-from scistack.codeid.identity import FunctionIdentity, function_identity, normalised_source
+from scistack.codeid.identity import FunctionIdentity, function_identity, memo_key, normalised_source
 from scistack.lineage.result import LineageResult, immutable_output
 from scistack.objects import ObjectStore
 from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo, read_call
@@ -145,6 +146,8 @@ class LineageFunction:
                     inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
                 ]
             )
+        self._plan = positional_plan(self.signature)
+        self._identity_key = memo_key(fn, version) if version is None or isinstance(version, str) else None
         params = self.signature.parameters.values()
         takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
         unknown = self.ignore - set(self.signature.parameters)
@@ -165,13 +168,13 @@ class LineageFunction:
 
     def identity(self) -> FunctionIdentity:
         """The function's current identity (source, helpers, constants it reads)."""
-        return function_identity(self.fn, version=self.version)
+        return function_identity(self.fn, version=self.version, key=self._identity_key)
 
     def bind_inputs(
         self, args: tuple, kwargs: dict
     ) -> tuple[inspect.BoundArguments, dict[str, BoundInput]]:
         """The arguments as given, and the lineage view of those that count (defaults bound)."""
-        return bind(self.signature, args, kwargs, self.ignore)
+        return bind(self.signature, args, kwargs, self.ignore, self._plan)
 
     def key_for(
         self, inputs: dict[str, BoundInput], identity: FunctionIdentity | None = None
