@@ -106,9 +106,16 @@ class PostgresJournal:
         still `_con`) a new one gets `PROBE_TIMEOUT`, as the watchdog's probe did, and its
         timeout is reported as the watchdog's finding: the statement cut may be another
         thread's (the background sync's), and the step that came next then waited the full
-        `connect_timeout` (10 s) more and failed with "connection timeout expired"."""
+        `connect_timeout` (10 s) more and failed with "connection timeout expired". Only the
+        first reconnect after the cut is short: a server alive but slower than that to accept
+        was never reached again by this process."""
         silent = self._stopped()
+        cut = self._con
+        if silent and getattr(cut, "short_tried", False):
+            silent = None  # (once: a live server slower than PROBE_TIMEOUT to accept is waited for)
         timeout = min(self.connect_timeout, PROBE_TIMEOUT) if silent else self.connect_timeout
+        if silent:
+            cut.short_tried = True
         try:
             self._con = _watched_connection(self._psycopg).connect(
                 self.url, autocommit=True, connect_timeout=max(1, int(timeout)),
@@ -600,6 +607,7 @@ def _watched_connection(psycopg: Any) -> Any:
         class WatchedConnection(psycopg.Connection):
             watch: _Watch | None = None
             stopped: str | None = None  # why the watchdog shut its socket down
+            short_tried = False  # a reconnect with PROBE_TIMEOUT was tried after the cut
 
             def wait(self, *args: Any, **kwargs: Any) -> Any:
                 watch = self.watch

@@ -384,6 +384,34 @@ def test_a_server_frozen_before_answering_an_unlock_fails_the_next_statement_wit
         assert journal.append([{"op": "run"}]) == journal.size() == 1  # thawed: a new session
 
 
+def test_only_the_first_reconnect_after_a_cut_is_short(postgres, pg_url, tmp_path, monkeypatch):
+    # after the watchdog cut a silent server's connection, the next connection attempt gets
+    # PROBE_TIMEOUT (a step fails fast); every later one had too, so a server alive again but
+    # slower than that to accept a connection was never reached again by this process
+    monkeypatch.setattr(pgjournal, "SILENCE", 2.0)
+    monkeypatch.setattr(pgjournal, "PROBE_TIMEOUT", 2)
+    monkeypatch.setattr(pgjournal, "SIZE_TTL", 0.0)  # every size() asks the server
+    with contextlib.closing(PostgresJournal(pg_url, tmp_path / "shared-journal")) as journal:
+        journal.connect_timeout = 20
+        pids = postgres.pids()
+        freeze(pids)
+        try:
+            with pytest.raises(SharedServiceError, match="stopped answering"):
+                journal.size()  # the statement is cut
+            started = time.monotonic()
+            with pytest.raises(SharedServiceError, match="stopped answering"):
+                journal.size()  # the first reconnect: short
+            assert time.monotonic() - started < 10
+            timer = threading.Timer(5.0, thaw, (postgres.pids(),))  # alive again, slowly
+            timer.start()
+            try:
+                assert journal.size() == 0  # waited for with connect_timeout, not PROBE_TIMEOUT (2 s)
+            finally:
+                timer.cancel()
+        finally:
+            thaw(postgres.pids())
+
+
 def test_a_save_waiting_for_another_writers_lock_longer_than_the_silence_is_not_cut(lab, pg_url, monkeypatch):
     # the watchdog checks that the server answers, not how long a statement takes: a save
     # waits as long as another writer holds the journal lock
