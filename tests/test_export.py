@@ -1094,6 +1094,121 @@ def test_raw_names_windows_or_macos_cannot_unpack_are_made_safe_and_an_import_re
         database_module._current = None
 
 
+def _raw_bundle(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A bundle with the raw files `files` (`raw/<subject>`: text) read by a PathInput."""
+    from scistack import PathInput
+
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    subjects = [PurePosixPath(rel).relative_to("raw").as_posix() for rel in files]
+    for_each(load_csv, inputs={"path": PathInput("{subject}", root="raw")}, outputs=[ExRaw], subject=subjects)
+    database_module.get_database().export(all_current=[ExRaw], to=tmp_path / "b", raw_files=True)
+    return tmp_path / "b"
+
+
+def _planted(bundle: Path, restore: str, read_as: str | None = None) -> None:
+    """The bundle's manifest edited to restore one more (hashed) file at `restore`."""
+    manifest = _manifest(bundle)
+    payload = b"print('code from the bundle ran')\n"
+    (bundle / "raw" / "planted").write_bytes(payload)
+    manifest["raw_files"].append({**manifest["raw_files"][0], "path": "raw/planted", "restore_as": restore,
+                                  "read_as": read_as or manifest["raw_files"][0]["read_as"],
+                                  "sha256": hashlib.sha256(payload).hexdigest(), "size": len(payload)})
+    (bundle / "scistack-bundle.json").write_text(json.dumps(manifest))
+
+
+def test_an_edited_manifest_cannot_plant_code_or_private_files_where_raw_files_are_restored(project, tmp_path):
+    """`restore_as` was only checked for being a relative path: an edited manifest could plant
+    `pandas.py` in the folder the pipeline runs from (first on sys.path: it runs next time) or a
+    file in `.scistack/`. It must be the path the file was read as (derived again from
+    `read_as`); code, `.scistack/` and `.git/`, and a symbolic link on the way, are refused
+    whatever the manifest says, before anything is written."""
+    bundle = _raw_bundle(tmp_path, {"raw/1": "1,2\n"})
+    original = (bundle / "scistack-bundle.json").read_text()
+    cases = [("pandas.py", None, BundleDamagedError, "not to the path it was read as"),
+             (".scistack/evil-note", None, BundleDamagedError, "not to the path it was read as"),
+             ("raw/2", None, BundleDamagedError, "not to the path it was read as"),
+             ("pandas.py", "pandas.py", ExportError, "a Python module or library"),
+             ("lib/Helper.PYC", "lib/Helper.PYC", ExportError, "a Python module or library"),
+             ("run/.scistack/evil-note", "/run/.scistack/evil-note", ExportError, "inside a .scistack/ or .git/"),
+             (".Git/hooks/pre-commit", ".Git/hooks/pre-commit", ExportError, "inside a .scistack/ or .git/")]
+    for n, (restore, read_as, error, says) in enumerate(cases):
+        (bundle / "scistack-bundle.json").write_text(original)
+        _planted(bundle, restore, read_as)
+        fresh = _fresh_project(tmp_path / f"f{n}")
+        try:
+            with pytest.raises(error, match=re.escape(says)):
+                fresh.import_bundle(bundle, raw_to=tmp_path / f"f{n}")
+            assert not (tmp_path / f"f{n}" / restore).exists() and not (tmp_path / f"f{n}" / "raw").exists()
+            assert _journal_size(fresh) == 0
+        finally:
+            fresh.close()
+            database_module._current = None
+    (bundle / "scistack-bundle.json").write_text(original)  # a link on the way: never written through
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "raw").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    fresh = _fresh_project(tmp_path / "s")
+    try:
+        with pytest.raises(ExportError, match="is a symbolic link"):
+            fresh.import_bundle(bundle, raw_to=tmp_path / "s")
+        assert list((tmp_path / "elsewhere").iterdir()) == [] and _journal_size(fresh) == 0
+        fresh.import_bundle(bundle, raw_to=tmp_path / "s2")  # the bundle as exported: restored
+        assert (tmp_path / "s2/raw/1").read_text() == "1,2\n"
+    finally:
+        fresh.close()
+        database_module._current = None
+
+
+def test_restoring_raw_files_never_replaces_a_file_and_an_unusable_folder_is_a_scistack_error(project, tmp_path):
+    """Each raw file was copied to `<target>.scistack-tmp` and renamed: a file of that name (the
+    user's, or another raw file) was overwritten and moved away. A folder that cannot be written
+    or a path too long came out as a bare OSError (`error: FileNotFoundError` in the CLI)."""
+    bundle = _raw_bundle(tmp_path, {"raw/1": "1,2\n", "raw/1.scistack-tmp": "5,6\n"})
+    (tmp_path / "o/raw").mkdir(parents=True)
+    (tmp_path / "o/raw/1.scistack-tmp").write_text("5,6\n")  # the user's, the same as the bundle's
+    fresh = _fresh_project(tmp_path / "f")
+    try:
+        fresh.import_bundle(bundle, raw_to=tmp_path / "o")
+        assert {p.name: p.read_text() for p in (tmp_path / "o/raw").iterdir()} == {
+            "1": "1,2\n", "1.scistack-tmp": "5,6\n"}  # (no temporary file left either)
+        too_long = tmp_path / ("x" * 300)
+        with pytest.raises(ExportError, match=re.escape(f"{too_long}") + ".*with a shorter path"):
+            fresh.import_bundle(bundle, raw_to=too_long)
+        assert _journal_size(fresh) > 0  # (the first import's records)
+    finally:
+        fresh.close()
+        database_module._current = None
+    done = subprocess.run([PYTHON, "-m", "scistack", "--db", str(tmp_path / "f" / "other.duckdb"), "import",
+                           str(bundle), "--raw-to", str(tmp_path / "x" / ("y" * 300))],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "OSError" not in done.stderr and "shorter path" in done.stderr, done.stderr
+
+
+def test_raw_files_whose_names_differ_only_in_case_are_both_restored_where_case_tells_them_apart(
+        project, tmp_path):
+    """Two raw files read as `raw/A` and `raw/a` (a Linux export): where the folder restored into
+    ignores case (macOS, Windows) the second landed on the first, so that is refused before
+    anything is written; on a file system that tells case apart both are restored."""
+    from scistack.export.importer import _folds_case
+
+    bundle = _raw_bundle(tmp_path, {"raw/A": "1,1\n", "raw/a": "2,2\n"})
+    fresh = _fresh_project(tmp_path / "f")
+    try:
+        fresh.import_bundle(bundle, raw_to=tmp_path / "o")
+        if _folds_case(tmp_path):
+            raise AssertionError("expected an ExportError on a file system that ignores case")
+        assert {p.name: p.read_text() for p in (tmp_path / "o/raw").iterdir()} == {"A": "1,1\n", "a": "2,2\n"}
+    except ExportError as exc:
+        assert _folds_case(tmp_path) and "its file system ignores case" in str(exc)
+        assert not (tmp_path / "o").exists()
+    finally:
+        fresh.close()
+        database_module._current = None
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".scistack-case-probe")]
+
+
 def test_nan_and_infinities_in_open_json_files_are_strict_json_and_exact_on_import(project, tmp_path):
     """`NaN`/`Infinity` in a value's .json file: Python reads them, but JavaScript, R's jsonlite
     and jq refuse the whole file. They are null there (as pandas and MATLAB write them); the

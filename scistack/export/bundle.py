@@ -20,7 +20,7 @@ from typing import Any
 
 from scistack.database import Database
 from scistack.export.closure import Closure, raw_files
-from scistack.export.rawnames import BundlePlaces, raw_path
+from scistack.export.rawnames import BundlePlaces, raw_path, restore_path
 from scistack.foreach.paths import file_oid
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import decode_json, strict_json_data
@@ -115,7 +115,7 @@ def write_raw_files(found: Closure, to: Path) -> list[dict[str, Any]]:
             rel = places.place(wanted)
             (to / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(raw["file"], to / rel)
-            entry |= {"path": rel.as_posix(), "restore_as": PurePosixPath(*wanted.parts[1:]).as_posix(),
+            entry |= {"path": rel.as_posix(), "restore_as": restore_path(raw["path"]),
                       "sha256": sha256_of(to / rel), "size": (to / rel).stat().st_size}
         entries.append(entry)
     return entries

@@ -16,9 +16,11 @@ already: older versions the bundle brings must not displace it); elsewhere nothi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path, PurePosixPath
@@ -29,6 +31,7 @@ from scistack.database import Database
 from scistack.errors import (BundleDamagedError, ExportError, InvalidMetadataError, InvalidNameError,
                              SchemaMismatchError)
 from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
+from scistack.export.rawnames import restore_path, same_name_key, unrestorable
 from scistack.index.journal import entry_problem
 from scistack.index.sql import check_identifier
 from scistack.index.state import key_of, untagged_params
@@ -180,6 +183,12 @@ def _verify_raw(bundle: Path, raw: Any) -> None:
             raise BundleDamagedError(f"{MANIFEST} in {bundle} restores raw file {name} to {back!r}, not a "
                                      "relative path inside a folder (the manifest was edited or damaged); "
                                      "nothing was imported. Export the bundle again")
+        read_as = entry.get("read_as")
+        if not isinstance(read_as, str) or back != restore_path(read_as):
+            raise BundleDamagedError(
+                f"{MANIFEST} in {bundle} restores raw file {name} (read as {read_as!r}) to {back!r}, not to "
+                f"the path it was read as" + (f" ({restore_path(read_as)!r})" if isinstance(read_as, str) else "")
+                + " (the manifest was edited or damaged); nothing was imported. Export the bundle again")
 
 
 def restore_as(entry: dict[str, Any]) -> Any:
@@ -192,16 +201,39 @@ def restore_as(entry: dict[str, Any]) -> Any:
 
 def _raw_targets(bundle: Path, raw: list[dict[str, Any]], into: Path) -> list[tuple[Path, Path]]:
     """(file in the bundle, where it goes) of each copied raw file not at its place already,
-    refused, before anything is written, where a file other than it is there (never replaced)
-    or a file stands where its folder must be."""
-    moves, seen = [], {}
+    refused, before anything is written, where it would be code Python imports or go inside
+    .scistack/ or .git/, where a symbolic link is on its way (it may lead out of `into`), where
+    a file other than it is there (never replaced), where a file stands where its folder must
+    be, or where two of them are one name on macOS and Windows (case, normalisation)."""
+    try:
+        return _targets(bundle, raw, into)
+    except OSError as exc:  # (a folder that cannot be read, a path too long)
+        raise ExportError(f"the raw files of {bundle} cannot be restored into {into}: {exc.filename or into} "
+                          f"cannot be looked at ({exc.strerror or exc}); nothing was imported. Pass --raw-to "
+                          "a folder you can read and write, with a shorter path") from exc
+
+
+def _targets(bundle: Path, raw: list[dict[str, Any]], into: Path) -> list[tuple[Path, Path]]:
+    moves, seen = [], {}  # restore_as -> sha256
     for entry in raw:
         if entry.get("path") is None:
             continue
-        target = into / restore_as(entry)
-        if seen.setdefault(target, entry["sha256"]) != entry["sha256"]:
+        back, target = restore_as(entry), into / restore_as(entry)
+        why = unrestorable(back)
+        if why is not None:
+            raise ExportError(f"raw file {entry['path']} of {bundle} (read as {entry.get('read_as')!r}) would "
+                              f"go back to {target}, but {why}; nothing was imported. Import without --raw-to, "
+                              "and copy the file from the bundle by hand if you trust it")
+        if seen.setdefault(back, entry["sha256"]) != entry["sha256"]:
             raise BundleDamagedError(f"{MANIFEST} in {bundle} restores two raw files to {target} (the "
                                      "manifest was edited or damaged); nothing was imported. Export it again")
+        if any(t == target for _, t in moves):
+            continue  # (listed twice, the same file)
+        link = _link_on_the_way(into, back)
+        if link is not None:
+            raise ExportError(f"raw file {entry['path']} of {bundle} would go back to {target}, but {link} is a "
+                              f"symbolic link (it may lead out of {into}: no raw file is written through one); "
+                              "nothing was imported. Remove the link, or restore the raw files into another folder")
         blocked = next((p for p in (target, *target.parents) if p.exists() and not p.is_dir()
                         and p != target), None)
         if blocked is not None or target.is_dir() or (
@@ -213,22 +245,104 @@ def _raw_targets(bundle: Path, raw: list[dict[str, Any]], into: Path) -> list[tu
                 "files into another folder")
         if not target.exists():
             moves.append((bundle / entry["path"], target))
-    folders = {folder for target in seen for folder in target.parents}
-    both = next((target for target in seen if target in folders), None)
+    folders = {str(folder) for back in seen for folder in PurePosixPath(back).parents}
+    both = next((back for back in seen if back in folders), None)
     if both is not None:  # (read at different times as a file and as a folder)
         raise ExportError(f"{bundle} holds a raw file read as {both} and others read inside a folder of "
                           "that name: one folder cannot hold both; nothing was imported. Copy them from its "
                           "raw/ folder by hand (its README lists where each was read)")
+    _refuse_one_name(bundle, into, seen, folders)
     return moves
 
 
-def _restore_raw(moves: list[tuple[Path, Path]]) -> None:
-    """Copy the raw files back, each whole or not at all (a temporary file renamed)."""
+def _refuse_one_name(bundle: Path, into: Path, files: dict[str, str], folders: set[str]) -> None:
+    """Refused where two restore paths differ only in case (or Unicode normalisation), a Linux
+    export, and `into` is on a file system that takes them as one name (macOS, Windows): the
+    second would land on the first. Elsewhere they are two files, restored as read."""
+    names: dict[str, str] = {}
+    for back in [*files, *sorted(folders - {"."})]:
+        first = names.setdefault(same_name_key(back), back)
+        if first != back and _folds_case(into):
+            raise ExportError(f"{bundle} holds raw files read as {first} and as {back}, one name where they "
+                              f"would go back ({into}: its file system ignores case), so one would land on the "
+                              "other; nothing was imported. Restore the raw files on a file system that tells "
+                              "case apart, or copy them from the bundle's raw/ folder by hand (its README lists "
+                              "where each was read)")
+
+
+def _folds_case(folder: Path) -> bool:
+    """Whether the file system at `folder` (its nearest existing folder) takes names that differ
+    only in case as one: a probe file of a fresh name, looked up in capitals, then removed."""
+    at = folder.absolute()
+    while not at.is_dir() and at != at.parent:
+        at = at.parent
+    fd, probe = tempfile.mkstemp(prefix=".scistack-case-probe-", dir=at)
+    os.close(fd)
+    try:
+        return os.path.lexists(os.path.join(at, os.path.basename(probe).upper()))
+    finally:
+        os.unlink(probe)
+
+
+def _link_on_the_way(into: Path, back: str) -> Path | None:
+    """The first symbolic link among the parts of `into / back` below `into` (None: none)."""
+    at = into
+    for part in PurePosixPath(back).parts:
+        at = at / part
+        if at.is_symlink():
+            return at
+    return None
+
+
+def _restore_raw(moves: list[tuple[Path, Path]], into: Path | None = None) -> None:
+    """Copy the raw files back, each whole or not at all, never over a file: a temporary file
+    of a fresh name (removed whatever happens) linked to its name, which fails where one is."""
     for source, target in moves:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(target.name + ".scistack-tmp")
-        shutil.copyfile(source, temp)
-        os.replace(temp, target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if into is not None and _link_on_the_way(into, target.relative_to(into).as_posix()):
+                raise FileExistsError(0, "a symbolic link appeared on its way", str(target))
+            _write_new(source, target)
+        except FileExistsError as exc:
+            raise ExportError(f"{exc.filename or target} appeared while the raw files were restored: it was "
+                              "kept (nothing is replaced); nothing was imported into the project. Move it "
+                              "aside and import again") from exc
+        except OSError as exc:
+            raise ExportError(f"raw file {source.name} could not be restored to {target} "
+                              f"({exc.strerror or exc}); nothing was imported into the project (raw files "
+                              "restored before it stay, and are kept by the next import). Pass --raw-to a "
+                              "folder you can write, with a shorter path") from exc
+
+
+def _write_new(source: Path, target: Path) -> None:
+    fd, temp = tempfile.mkstemp(prefix=".scistack-", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out)
+        shutil.copymode(source, temp)  # (mkstemp makes it private to the user)
+        try:
+            os.link(temp, target)  # FileExistsError where any file or link is there
+        except OSError as exc:
+            if isinstance(exc, FileExistsError) or exc.errno not in _NO_HARD_LINKS:
+                raise
+            _copy_exclusive(Path(temp), target)  # (a file system without hard links: FAT, some shares)
+    finally:
+        Path(temp).unlink(missing_ok=True)
+
+
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS, errno.EMLINK}
+
+
+def _copy_exclusive(temp: Path, target: Path) -> None:
+    """`temp` copied to `target`, created new (never through a link); removed if cut short."""
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out, open(temp, "rb") as data:
+            shutil.copyfileobj(data, out)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 def _entries_problem(manifest: dict[str, Any], objects: dict[str, dict]) -> str | None:
@@ -325,7 +439,7 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
     except (InvalidNameError, InvalidMetadataError) as exc:
         raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
     if raw_to is not None:  # (files beside the project: written before it, and never over one)
-        _restore_raw(_raw_targets(bundle, manifest.get("raw_files", []), Path(raw_to)))
+        _restore_raw(_raw_targets(bundle, manifest.get("raw_files", []), Path(raw_to)), Path(raw_to))
     notes = _adopt_chunking(db, manifest.get("chunking"))
     added = skipped = calls = 0
     superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []

@@ -38,6 +38,35 @@ def raw_path(read_as: str) -> PurePosixPath:
     return rel
 
 
+def restore_path(read_as: str) -> str:
+    """Where an import puts back a raw file read as `read_as`, relative to the folder it is
+    restored into (the manifest's `restore_as`): `raw_path` less its `raw/`. An import derives
+    it again and refuses a manifest whose `restore_as` differs (an edit planting a file)."""
+    return PurePosixPath(*raw_path(read_as).parts[1:]).as_posix()
+
+
+# never restored: code Python would import from the folder (it is usually the one the pipeline
+# runs from, first on sys.path), and the folders of scistack and git
+_CODE_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".pyw", ".so", ".dylib", ".dll", ".pth")
+_PRIVATE_FOLDERS = (".scistack", ".git")
+
+
+def unrestorable(restore_as: str) -> str | None:
+    """Why a raw file must not be written at `restore_as` (None when it may), as a
+    case-insensitive file system sees the name (`PANDAS.PY`, `.Git/`)."""
+    parts = [_key(PurePosixPath(p)).rstrip(". ") for p in PurePosixPath(restore_as).parts]
+    if any(p in _PRIVATE_FOLDERS for p in parts):
+        return "it is inside a .scistack/ or .git/ folder"
+    if parts and parts[-1].endswith(_CODE_SUFFIXES):
+        return "it is a Python module or library, which would run when the pipeline imports that name"
+    return None
+
+
+def same_name_key(restore_as: str) -> str:
+    """One key for the restore paths macOS and Windows take as one file (case, normalisation)."""
+    return _key(PurePosixPath(restore_as))
+
+
 def safe_name(part: str) -> tuple[str, bool]:
     """`part` as Windows and macOS take a name: characters they refuse, and trailing dots
     and spaces (Windows drops them), replaced by `_`; and whether it is a device name
