@@ -1040,3 +1040,13 @@ def test_runs_never_cuts_the_counts():
                             function="a_rather_long_function_name", counts=counts, duration=0.12)])
     assert "5 cached, 1 missing, 2 ran, 3 failed, 4 skipped  0.12 s" in text, text
     assert "2026-12-06 23:00:00" in text
+
+
+def test_db_or_debug_after_the_command_is_a_usage_error_naming_where_it_goes(built):
+    # `scistack log X --db PATH` read --db as an address key and crashed with a TypeError.
+    for extra in (["--db", str(built.path)], [f"--db={built.path}"], ["--debug"]):
+        result = run(built, "log", "CliFiltered", *extra)
+        assert result.exit_code == 2, result.output
+        assert "give it before the command" in result.output
+        assert "TypeError" not in result.output
+    assert "version" in ok(run(built, "log", "CliFiltered", "--subject", "1")).lower()

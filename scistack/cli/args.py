@@ -25,6 +25,16 @@ ADDRESS_HELP = (
 )
 
 
+# Options of `scistack` itself, typed after the command by mistake (`scistack log X --db p`):
+# read as an address key they reached the library as a clashing `db=` keyword (a TypeError).
+_MAIN_OPTIONS = {
+    "db": "--db is an option of scistack itself: give it before the command "
+    "(scistack --db PATH log ...), or set SCISTACK_DB",
+    "debug": "--debug is an option of scistack itself: give it before the command "
+    "(scistack --debug log ...)",
+}
+
+
 class AddressError(ValueError):
     """Extra arguments that are not `--key value` pairs."""
 
@@ -54,11 +64,15 @@ def parse_address(args: list[str], *, as_str: bool = False) -> dict[str, Any]:
             key, text = token[2:].split("=", 1)
             i += 1
         else:
+            if token[2:] in _MAIN_OPTIONS:
+                raise AddressError(_MAIN_OPTIONS[token[2:]])
             if i + 1 >= len(args):
                 raise AddressError(f"option {token} needs a value, e.g. {token} 1")
             key, text = token[2:], args[i + 1]
             i += 2
         key = key.replace("-", "_")
+        if key in _MAIN_OPTIONS:
+            raise AddressError(_MAIN_OPTIONS[key])
         value = text if as_str else convert(text)
         if key in out:
             previous = out[key] if isinstance(out[key], list) else [out[key]]
