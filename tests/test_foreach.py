@@ -627,6 +627,21 @@ def test_table_mode_filters_dataframes_and_returns_results(table_schema):
     np.testing.assert_array_equal(row["FeFiltered"], raw_signal(2, "post") * 3)
 
 
+def _doubled_by_position(signal, /, factor):
+    return signal * factor
+
+
+def test_table_mode_passes_positional_only_inputs_by_position(table_schema):
+    # README: "a function may take its inputs by position only (np.sqrt, abs, def f(x, /))";
+    # without a database every such call failed, the input given as a keyword.
+    values = pd.DataFrame({"subject": [1, 2], "session": ["pre", "pre"], "data": [4.0, 9.0]})
+    roots = for_each(np.sqrt, inputs={"x": values}, outputs=[FeFiltered], subject=[1, 2], session=["pre"])
+    assert roots["FeFiltered"].tolist() == [2.0, 3.0]
+    doubled = for_each(_doubled_by_position, inputs={"signal": values, "factor": 2}, outputs=[FeFiltered],
+                       subject=[1, 2], session=["pre"])
+    assert doubled["FeFiltered"].tolist() == [8.0, 18.0]
+
+
 def test_table_mode_tuples_aggregation_and_every_value(table_schema):
     raw = pd.DataFrame([{"subject": s, "session": se, "data": raw_signal(s, se)}
                         for s in [1, 2] for se in SESSIONS])

@@ -15,6 +15,7 @@ DataFrame: the combination's keys plus one column per output (named by `outputs`
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import sys
@@ -42,6 +43,16 @@ def get_schema() -> list[str]:
     return list(_schema)
 
 
+def _positional(fn: Any) -> tuple[str, ...]:
+    """Parameters `fn` takes by position only (`np.sqrt`'s `x`, `def f(x, /)`), in order: passed
+    as keywords they raise, as a database run already knows."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: every input goes by keyword
+        return ()
+    return tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY)
+
+
 def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any],
                    *, as_table: bool, on_error: str = "continue", dry_run: bool = False,
                    verbose: bool = False) -> Any:
@@ -67,6 +78,7 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         raise InvalidMetadataError(f"{unknown} are not schema keys {_schema}; call set_schema([...]) first")
     names = [getattr(o, "__name__", str(o)) for o in outputs] or ["result"]
     value_lists = [_as_list(v) or _every_value(inputs, k) for k, v in iterables.items()]
+    positional = _positional(fn)
     rows, items, t0 = [], [], time.perf_counter()
     for values in itertools.product(*value_lists):
         combo = dict(zip(keys, values))
@@ -78,7 +90,8 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         if missing or dry_run:
             continue
         try:
-            result = fn(**args)
+            keywords = dict(args)
+            result = fn(*[keywords.pop(n) for n in positional if n in keywords], **keywords)
             several = isinstance(result, tuple) and len(names) > 1
             parts = [_plain(p) for p in (result if several else (result,))]
             if len(parts) != len(names):
