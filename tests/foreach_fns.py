@@ -170,6 +170,16 @@ def dies_at_two(signal, log, how):
     return signal * 2
 
 
+def dies_at(signal, log, subject):
+    """Ends its worker process (SIGKILL, as the out-of-memory killer) at `subject` (`raw_signal`'s
+    10 * subject first), at once otherwise; each start is a line (its subject) in file `log`."""
+    with open(log, "a") as f:
+        f.write(f"{int(signal[0] // 10)}\n")
+    if signal[0] // 10 == subject:
+        os.kill(os.getpid(), __import__("signal").SIGKILL)
+    return signal * 2
+
+
 def naps(signal, log, seconds):
     """A line in file `log` as it starts, then `seconds` asleep; the signal doubled."""
     with open(log, "a") as f:

@@ -889,6 +889,54 @@ def test_a_dask_worker_that_dies_fails_only_its_combination(emg, tmp_path, dask_
     assert sorted(r.data[0] for r in FeFiltered.load_all()) == [20.0, 21.0, 60.0, 61.0]
 
 
+def _quick_run(project, tmp_path, client, die_at, n=12):
+    """`fns.dies_at` on subjects 1..n (session "pre") in one chunk on the cluster."""
+    with project.batch():
+        for subject in range(1, n + 1):
+            FeRawEMG.save(raw_signal(subject, "pre"), subject=subject, session="pre")
+    return for_each(fns.dies_at, inputs={"signal": FeRawEMG, "log": str(tmp_path / "started"), "subject": die_at},
+                    outputs=[FeFiltered], subject=list(range(1, n + 1)), session=["pre"],
+                    executor=client.get_executor(), chunk_size=n, progress=False)
+
+
+def test_a_dask_worker_notes_what_it_runs_once_per_window_not_per_combination(project, tmp_path, dask_to_kill):
+    """Each combination was preceded by a round trip to the scheduler (set_metadata, 3-14 ms
+    on a busy machine): cheap combinations on a cluster ran several times slower than without
+    the note. Now a note names a window of the chunk's next combinations (growing while they
+    are quick), so 40 quick ones take a handful of notes."""
+    scheduler = dask_to_kill.cluster.scheduler  # (a LocalCluster's runs in this process)
+    original, notes = scheduler.handlers["set_metadata"], []
+
+    @functools.wraps(original)  # (the scheduler reads the handler's signature)
+    def counted(*args, **kwargs):
+        notes.append(tuple(kwargs.get("keys") or ()))
+        return original(*args, **kwargs)
+
+    scheduler.handlers["set_metadata"] = counted
+    try:
+        report = _quick_run(project, tmp_path, dask_to_kill, die_at=0, n=40)
+    finally:
+        scheduler.handlers["set_metadata"] = original
+    assert (report.ran, report.failed) == (40, 0), report.summary()
+    running = [k for k in notes if k[1:2] == ("scistack-running",)]
+    assert 1 <= len(running) <= 15, len(running)
+
+
+def test_a_dask_worker_killed_inside_a_window_of_quick_combinations_fails_only_the_culprit(project, tmp_path,
+                                                                                           dask_to_kill):
+    """The note names several quick combinations at once: a worker that dies running one of
+    them does not say which, so each is run again alone, and only the one that kills its
+    worker then fails; the others (also those that had ended before it) are saved."""
+    report = _quick_run(project, tmp_path, dask_to_kill, die_at=6)
+    failed = {f.combo["subject"]: f.error for f in report.failures}
+    assert set(failed) == {6}, report.summary()
+    assert "Dask worker process running dies_at on this combination died" in failed[6]
+    assert report.ran == 11
+    assert sorted(r.data[0] for r in FeFiltered.load_all()) == [20.0 * s + 1.0 for s in range(1, 13) if s != 6]
+    starts = (tmp_path / "started").read_text().split()
+    assert starts.count("6") <= 2 and all(starts.count(str(s)) >= 1 for s in range(1, 13))
+
+
 def test_a_dask_worker_closed_on_purpose_fails_nothing(emg, tmp_path, dask_to_kill):
     """A worker the cluster closes while it runs a combination (retired, scaled down) did not
     die of it: Dask runs the task again elsewhere without counting it, and so does the note

@@ -169,14 +169,14 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     try:  # (begun inside: a Ctrl-C just before the try had left this worker's store batching)
         store.begin_batch()
         outcomes = []
-        for task in tasks:
+        for position, task in enumerate(tasks):
             if task.index in note.died:
                 outcomes.append(Outcome(task.index, None, utc_now(), 0.0, "its worker process died running it",
                                         died=True, died_alone=note.died[task.index]))
                 continue
-            note.running(task.index)
+            note.running(tasks, position)
             outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
-        note.running(-1)  # (a death while the pack is written names no combination)
+        note.idle()  # (a death while the pack is written names no combination)
         return outcomes
     finally:
         store.end_batch()
@@ -194,13 +194,25 @@ def _note(watch: str | None) -> _RunningNote | _DaskNote:
     return _RunningNote(watch)
 
 
+_NOTE_EVERY_S = 0.1  # a Dask worker tells the scheduler what it runs at most about this often
+_NOTE_MOST = 64  # ... naming at most this many combinations (run alone again if it dies)
+
+
 class _DaskNote:
-    """On a Dask worker: which combination each attempt at this task (chunk) runs, kept in
-    the scheduler's metadata under the task's key (it outlives the worker, and goes when the
-    task is forgotten). Dask runs a task whose worker died again elsewhere, up to its
+    """On a Dask worker: which combinations each attempt at this task (chunk) may be running,
+    kept in the scheduler's metadata under the task's key (it outlives the worker, and goes
+    when the task is forgotten). Dask runs a task whose worker died again elsewhere, up to its
     allowed-failures, so a combination that kills its worker killed four, and everything
     queued on those workers failed with it (KilledWorker). An attempt that finds what an
-    earlier one died running does not run it again (`Outcome.died`): one worker dies."""
+    earlier one died running does not run it again (`Outcome.died`): one worker dies.
+
+    A note is a round trip to the scheduler (3-14 ms on a busy machine), too dear before
+    every cheap combination: it names a window, the chunk's combinations from the next one
+    on, sent before the first of them starts. A new note is sent when the window is used up
+    or `_NOTE_EVERY_S` after the last one (the combinations begun since then have ended:
+    they are cleared), and each window is sized to last about that long (at most
+    `_NOTE_MOST`; a chunk starts with one). A death names the window: one combination in a
+    one-thread worker is the culprit; more are run again alone by the engine."""
 
     def __init__(self) -> None:
         from distributed import get_client, get_worker
@@ -210,17 +222,45 @@ class _DaskNote:
         self.keys = [worker.get_current_task(), "scistack-running"]
         self.alone = worker.state.nthreads == 1  # (a death then names the one combination it ran)
         earlier = self.client.get_metadata(self.keys, default=None) or {}
-        # each earlier attempt: [the combination it was running (-1: none), whether alone in its process]
-        self.died = {i: bool(alone) for i, alone in earlier.values() if i >= 0}
+        # each earlier attempt: [the combinations it may have been running ([]: none), whether alone in its process]
+        self.died: dict[int, bool] = {}
+        for window, alone in earlier.values():
+            for index in window:
+                self.died[index] = self.died.get(index, False) or (bool(alone) and len(window) == 1)
         if self.died and _deaths_counted(self.client, self.keys[0]) == 0:
             self.died = {}  # (each worker it ran on was closed on purpose: scale down, retirement)
         self.attempt = os.urandom(8).hex()
+        self.size = 1  # combinations the next window names
+        self.end = 0  # the current window: positions up to (not including) `end`, noted at `noted`
+        self.start = 0
+        self.noted = float("-inf")
 
-    def running(self, index: int) -> None:  # (a round trip to the scheduler)
+    def running(self, tasks: list[Task], position: int) -> None:
+        """Before the combination at `position` in the chunk starts: a note unless the last one
+        names it and is recent."""
+        now = time.monotonic()
+        if position < self.end and now - self.noted < _NOTE_EVERY_S:
+            return
+        took = now - self.noted
+        if position >= self.end and took < _NOTE_EVERY_S / 2:  # (a window used up quickly: a longer one)
+            self.size = min(2 * self.size, _NOTE_MOST)
+        elif position < self.end or took > _NOTE_EVERY_S:  # (one that outlasted the interval: a shorter one)
+            self.size = max(1, min(self.size, position - self.start))
+        window = [t.index for t in tasks[position:position + self.size] if t.index not in self.died]
+        if self._send(window):
+            self.start, self.end, self.noted = position, position + self.size, time.monotonic()
+        else:
+            self.end = 0
+
+    def idle(self) -> None:
+        self._send([])
+
+    def _send(self, window: list[int]) -> bool:  # (a round trip to the scheduler)
         try:
-            self.client.set_metadata([*self.keys, self.attempt], [index, self.alone])
+            self.client.set_metadata([*self.keys, self.attempt], [window, self.alone])
+            return True
         except Exception:  # noqa: BLE001 - a note lost: a death goes back to Dask's own retries
-            pass
+            return False
 
     def close(self) -> None:
         pass
@@ -254,7 +294,13 @@ class _RunningNote:
             except OSError:  # (a folder this machine does not have: nothing is watched)
                 self.path = None
 
-    def running(self, index: int) -> None:
+    def running(self, tasks: list[Task], position: int) -> None:
+        self._write(tasks[position].index)
+
+    def idle(self) -> None:
+        self._write(-1)
+
+    def _write(self, index: int) -> None:
         if self.fd >= 0:
             os.lseek(self.fd, 0, os.SEEK_SET)
             os.write(self.fd, f"{index:>20}".encode())
