@@ -414,7 +414,7 @@ class Database:
         )
 
     @contextmanager
-    def batch(self) -> Iterator[Database]:
+    def batch(self, *, atomic: bool = False) -> Iterator[Database]:
         """Group many saves: small objects go into one pack and the journal gets one append.
 
         Saves inside are durable when the block exits (for_each also flushes every second),
@@ -422,11 +422,12 @@ class Database:
         transaction, so what was computed before a failure is kept. Held saves are numbered
         when they are written (another process may save in between): asking a saved variable
         for its version (or record) inside, a load by `version=` or `where=`, or
-        `list_versions`, writes what is held first.
+        `list_versions`, writes what is held first. An `atomic` batch that ends with an
+        error journals nothing (`Index.batch`); its objects stay, unnamed, for gc.
         """
         try:  # (begun inside: a Ctrl-C just before the try had left the store holding objects
             self.store.begin_batch()  # its refs named; ended once too often, a batch ends early)
-            with self.index.batch():
+            with self.index.batch(atomic=atomic):
                 yield self
         finally:
             self.store.end_batch()

@@ -522,6 +522,32 @@ def test_ctrl_c_as_a_batchs_flush_begins_leaves_the_session_out_of_the_batch(pro
     assert Signal.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
+def test_an_atomic_batch_that_fails_journals_nothing_and_a_plain_one_keeps_its_saves(project):
+    """A plain batch keeps what was saved before an error (it groups writes for speed); an
+    atomic one (a caller that records elsewhere what it did, the MATLAB commit) journals
+    nothing of it, and the session saves at once after it. Nested, it would drop the outer
+    batch's saves with its own: refused."""
+    db = project
+    with pytest.raises(ValueError), db.batch():
+        Signal.save(np.arange(3.0), subject=1, session="pre")
+        raise ValueError("a later value is bad")
+    assert Signal.load(subject=1, session="pre").data.tolist() == [0.0, 1.0, 2.0]
+    before = journal_size(db)
+    with pytest.raises(KeyboardInterrupt), db.batch(atomic=True):
+        Signal.save(np.arange(4.0), subject=2, session="pre")
+        raise KeyboardInterrupt
+    assert journal_size(db) == before and db.index.in_batch is False
+    with pytest.raises(VariableNotFoundError):
+        Signal.load(subject=2, session="pre")
+    Signal.save(np.arange(5.0), subject=3, session="pre")
+    assert journal_size(db) > before  # journalled at once, not held
+    with db.batch(atomic=True):
+        Signal.save(np.arange(4.0), subject=2, session="pre")
+    assert Signal.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0, 3.0]
+    with pytest.raises(RuntimeError, match="cannot be nested"), db.batch(), db.batch(atomic=True):
+        pass
+
+
 def test_the_background_sync_leaves_the_file_to_a_detached_sync_at_work(project):
     """While a detached sync has its turn (a big run's, catching up), a process's background
     sync does not wait for the DuckDB file in one-second tries: it looks again later, and

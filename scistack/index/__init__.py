@@ -716,32 +716,45 @@ class Index:
         return self._batch_depth > 0
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, *, atomic: bool = False) -> Iterator[None]:
         """Journal all writes inside as one append at the end (durable when the block exits).
         Begun inside the try that ends it, which restores the depth it found: a Ctrl-C just
-        before the try had left every later save of the session held, never journalled."""
+        before the try had left every later save of the session held, never journalled.
+
+        An `atomic` batch that ends with an error (a Ctrl-C too) journals nothing, for a caller
+        that records elsewhere what its batch did (the MATLAB commit's `committed.json`): a
+        batch flushed on the error had journalled writes that nothing said were made, and the
+        retry made them again. Only outermost, and with no read inside that writes what is held."""
         entered = self._batch_depth
+        if atomic and entered:
+            raise RuntimeError("an atomic batch cannot be nested in another batch (it would "
+                               "discard the outer batch's writes on an error)")
+        completed = False
         try:
             if entered == 0:
                 self._pending = []
             self._batch_depth = entered + 1
             yield
+            completed = True
         finally:
             if entered == 0:
-                self._end_batch()
+                self._end_batch(discard=atomic and not completed)
             else:
                 self._batch_depth = entered
 
-    def _end_batch(self) -> None:
+    def _end_batch(self, *, discard: bool = False) -> None:
         """Flush an outermost batch, the background sync held off until the flush is done
         (`_busy`): the depth had been restored first, so the sync ran alongside the flush's
         appends and fold, sharing the GIL (and, in lab mode, the journal's connection). Marked
         busy before the depth drops (so `_busy` never lapses) and inside the try that unmarks
         it, which also ends the batch: a Ctrl-C anywhere leaves neither set. One before the
         flush took the held writes refuses the batch whole, as a failed `before_flush` does
-        (they had stayed held at depth 0, and so had every later save of the session)."""
+        (they had stayed held at depth 0, and so had every later save of the session).
+        `discard`: an atomic batch that failed, its held writes dropped, never journalled."""
         try:
             self._ending_batch = True
+            if discard:
+                self._pending, self._overlay, self._facts = None, RefState(), []
             self._batch_depth = 0  # (the flush's own reads and writes see the batch ended)
             self.flush()
         finally:
