@@ -45,7 +45,10 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     again, and the final commit's report counts them. A run stopped by Ctrl-C or a kill so
     keeps what its last commit recorded. A commit killed after its batch reached the journal
     but before `committed.json` said so left its intent (`INTENT`): the next commit learns
-    from the journal what of it was recorded and does not record that again."""
+    from the journal what of it was recorded and does not record that again. A commit that
+    fails (a payload that does not decode, a Ctrl-C) records nothing (an atomic batch): flushed
+    on the error, its earlier results had been journalled with nothing saying so, and the
+    retry recorded them again, over a value saved at the address meanwhile."""
     results_path = Path(results_path)
     folder, res, req, planned, fn = open_results(db, results_path, "plan", PLAN_RESULT)
     partial = bool(res.get("partial"))
@@ -66,7 +69,8 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     call_oids: list[str | None] = [None] * len(combos)
     env = environment(db, fn, res.get("env") or {})
     keys: dict[str, str] = {}  # index -> call key, of the combinations this commit records
-    with db.batch():
+    gone = set(done.get("gone") or ())  # restores an earlier commit of this run found gone
+    with db.batch(atomic=True):  # an error (a bad payload, a Ctrl-C) journals nothing of it
         staged = store_children(db, folder, res)
         code = store_code(db, fn)
         _store_constants(db, folder, req)
@@ -78,8 +82,10 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                 if combo.get("restore") and not done["restored"]:
                     call_oids[index] = _restore(db, outputs, splits, combo, fn, planned["constants"])
                     if call_oids[index] is None:
-                        out_oids[index] = None
-                        item.status, item.error = "failed", _GONE
+                        gone.add(str(index))
+                if str(index) in gone:
+                    out_oids[index] = call_oids[index] = None
+                    item.status, item.error = "failed", _GONE
                 continue
             if combo["status"] != "run":
                 continue
@@ -118,9 +124,9 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
                 items_oid = db.store.put_value(report.items_tree())
                 db.index.put_run(report.to_record(items_oid, utc_now(), outputs))
         # what this batch records, before it reaches the journal (it does as the block ends)
-        write_json(folder / INTENT, {"format": FORMAT, "done": dict(done, restored=True), "keys": keys,
+        done = dict(done, restored=True, gone=sorted(gone, key=int))
+        write_json(folder / INTENT, {"format": FORMAT, "done": done, "keys": keys,
                                      "run_id": None if partial else report.run_id})
-    done["restored"] = True
     write_json(folder / COMMITTED, done)  # (once the batch is in the journal)
     if partial:
         ran = sum(1 for item in items if item.status == "ran")
@@ -145,7 +151,9 @@ _GONE = ("its cached result is gone from the store since the plan (collected by 
          "nothing was recorded for it; run again to compute it")
 
 COMMITTED = "committed.json"
-"""What the commits of a run recorded so far: `ran` (index -> [outputs, call]), `restored`."""
+"""What the commits of a run recorded so far: `ran` (index -> [outputs, call]), `restored`
+(the first commit restored the cached results the plan named), `gone` (the indices of those it
+found freed by a gc since the plan: failed in every later commit too, never named cached)."""
 
 
 INTENT = "committing.json"
@@ -158,7 +166,7 @@ or None)."""
 def read_committed(folder: Path) -> dict[str, Any]:
     path = folder / COMMITTED
     if not path.is_file():
-        return {"format": FORMAT, "ran": {}, "restored": False}
+        return {"format": FORMAT, "ran": {}, "restored": False, "gone": []}
     return read_json(path, "commit state")
 
 
@@ -181,7 +189,8 @@ def recover_intent(db: Database, folder: Path, done: dict[str, Any]) -> tuple[di
     if run_id and not any(run.run_id == run_id for run in db.index.runs()):
         run_id = None
     if run_id or intent["keys"] and set(intent["keys"]) <= set(done["ran"]):
-        done["restored"] = done["restored"] or intent["done"]["restored"]
+        if intent["done"]["restored"] and not done["restored"]:  # (it did the restores)
+            done["restored"], done["gone"] = True, list(intent["done"].get("gone") or ())
     return done, run_id
 
 

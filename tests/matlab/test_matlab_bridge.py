@@ -324,22 +324,8 @@ def test_a_cached_result_a_gc_freed_after_the_plan_is_not_named_by_the_commit(pr
     retention rule, its cache entry with it). The commit named it with no object behind it (it
     raised, reading the freed record); now it freshens first, as Python's `_restore` does, and
     the combination fails, saying to run again."""
-    from scistack.gc import collect_garbage
-
     db, fn = project
-    request = _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]])
-    folder = _stage(db, "first", request, {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.zeros(2))})
-    plan(db, folder / "plan.json")
-    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "results": [
-        {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}))
-    out = commit(db, folder / "results.json")["outputs"][0][0]
-    other = db.store.put_value(np.ones(2))
-    db.index.put_ref("BridgeOut", {"subject": 1, "session": "pre"}, {}, other, "npy")  # saved over it
-    again = _stage(db, "again", request, {"payload-0.bin": b"2.0"})
-    (replanned,) = plan(db, again / "plan.json")["combos"]
-    assert replanned["restore"] is True
-    collect_garbage(db, grace_seconds=0, keep_versions=1)
-    assert not db.store.contains(out)
+    again, _, other = _gone_restore(db, fn)
     (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
     done = commit(db, again / "results.json")
     assert done["counts"]["failed"] == 1 and done["outputs"] == [None]
@@ -488,3 +474,103 @@ def test_what_an_interrupted_run_did_not_reach_is_skipped_and_says_why(project):
         {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}))
     done = commit(db, folder / "results.json")
     assert "  skipped session='pre', subject=2: not run: the run stopped before it" in done["summary"]
+
+
+def _gone_restore(db: Database, fn: Path, subjects: tuple = (1,)) -> tuple[Path, str, str]:
+    """A run (of `subjects`) whose plan calls subject 1's cached result `restore`, then a gc
+    frees it: the staging folder of that run, the freed output, and the value saved over it."""
+    from scistack.gc import collect_garbage
+
+    request = _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]])
+    folder = _stage(db, "first", request, {"payload-0.bin": b"2.0", "payload-1.bin": _npy(np.zeros(2))})
+    plan(db, folder / "plan.json")
+    (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "results": [
+        {"index": 0, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}))
+    out = commit(db, folder / "results.json")["outputs"][0][0]
+    other = db.store.put_value(np.ones(2))
+    db.index.put_ref("BridgeOut", {"subject": 1, "session": "pre"}, {}, other, "npy")  # saved over it
+    request = _request(db, fn, iterate=[["subject", list(subjects)], ["session", ["pre"]]])
+    again = _stage(db, "again", request, {"payload-0.bin": b"2.0"})
+    replanned = plan(db, again / "plan.json")["combos"][0]
+    assert replanned["restore"] is True
+    collect_garbage(db, grace_seconds=0, keep_versions=1)
+    assert not db.store.contains(out)
+    return again, out, other
+
+
+def test_a_restore_a_partial_commit_found_gone_is_failed_in_the_final_commit_too(project):
+    """The first (partial) commit of a run tries the restores and finds the output freed: the
+    combination failed. The final commit does not try again (the restores are done), and had
+    reported it cached, handing MATLAB and the run report the freed output; `committed.json`
+    now says which restores were gone."""
+    db, fn = project
+    again, out, other = _gone_restore(db, fn)
+    (again / "results.json").write_bytes(
+        dumps_canonical({"format": 1, "partial": True, "results": []}))
+    assert commit(db, again / "results.json")["outputs"] == [None]
+    (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": []}))
+    done = commit(db, again / "results.json")
+    assert done["counts"]["failed"] == 1 and done["counts"]["cached"] == 0
+    assert done["outputs"] == [None] and done["calls"] == [None]
+    assert out not in json.dumps(db.store.get_value(db.index.runs()[-1].items))
+    assert db.index.current_at("BridgeOut", '{"session":"pre","subject":1}', "{}").oid == other
+
+
+def test_a_restore_found_gone_by_a_killed_partial_commit_is_failed_in_the_next(project, python_env):
+    """A partial commit that records subject 2's result and finds subject 1's restore gone,
+    killed after its batch reached the journal: the next commit learns from its intent that
+    the restores are done, and which were gone (not only that they were done: it had then
+    reported the gone one cached, with the freed output)."""
+    db, fn = project
+    again, out, _ = _gone_restore(db, fn, subjects=(1, 2))
+    (again / "payload-1.bin").write_bytes(_npy(np.arange(4.0) * 2))
+    ran = {"index": 1, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}
+    (again / "results.json").write_bytes(
+        dumps_canonical({"format": 1, "partial": True, "results": [ran]}))
+    _killed_commit(again / "results.json", "after the journal", python_env)
+    (again / "results.json").write_bytes(dumps_canonical({"format": 1, "results": [ran]}))
+    done = commit(db, again / "results.json")
+    assert done["counts"] == {"ran": 1, "cached": 0, "missing": 0, "failed": 1}
+    assert done["outputs"][0] is None and out not in json.dumps(done)
+
+
+def _bad_second_result(folder: Path, outputs: list, partial: bool) -> Path:
+    results = _two_results(folder, outputs, partial)
+    (folder / "payload-2.bin").write_bytes(b"not an npy")
+    return results
+
+
+@pytest.mark.parametrize("failure", ["a bad payload", "Ctrl-C"])
+def test_a_commit_failing_mid_batch_records_nothing_and_its_retry_buries_nothing(project, failure):
+    """A commit that fails after recording its first result (the second's payload does not
+    decode, or a Ctrl-C) had journalled that result (a batch flushes on an error) with no
+    `committing.json` or `committed.json` saying so: the retry recorded it again, a second
+    version over a value saved at the address meanwhile. The batch is now all or nothing."""
+    from scistack.errors import UnsupportedValueError
+    from tests.helpers import interrupt_when
+
+    db, fn = project
+    folder = _stage(db, "midfail", _request(db, fn), {"payload-0.bin": b"2.0"})
+    plan(db, folder / "plan.json")
+    outputs = [np.arange(4.0) * 2, np.arange(4.0) * 4]
+    addr = '{"session":"pre","subject":1}'
+    if failure == "a bad payload":
+        with pytest.raises(UnsupportedValueError, match="payload-2.bin does not decode"):
+            commit(db, _bad_second_result(folder, outputs, partial=True))
+    else:
+        results = _two_results(folder, outputs, partial=True)
+        def recorded() -> bool:  # the first result is held by the batch
+            return db.index.in_batch and bool(db.index.versions_at("BridgeOut", addr))
+
+        with pytest.raises(KeyboardInterrupt), \
+                interrupt_when(recorded, "scistack/matlab_bridge/commit.py"):
+            commit(db, results)
+    assert db.index.versions_at("BridgeOut", addr) == []  # nothing of it journalled
+    assert not (folder / "committed.json").exists() and not (folder / "committing.json").exists()
+    fixed = np.arange(4.0) * 3
+    db.index.put_ref("BridgeOut", {"subject": 1, "session": "pre"}, {}, db.store.put_value(fixed), "npy")
+    done = commit(db, _two_results(folder, outputs, partial=False))
+    assert done["counts"] == {"ran": 2, "cached": 0, "missing": 1, "failed": 0}
+    versions = db.index.versions_at("BridgeOut", addr)
+    assert [(r.oid, r.version) for r in versions] == [(hash_value(fixed), 1),
+                                                      (hash_value(outputs[0]), 2)]
