@@ -52,6 +52,7 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
         where = _entry(f"{manifest_path}: child {n}", child)
         staged[staged_name(child)] = store_staged(db, folder, child, staged, where=where)[0]
     planned = []
+    fresh: set[str] = set()  # what `_stored` freshened: the items' lineages overlap, walked once
     for n, item in enumerate(manifest["items"]):
         where = _entry(f"{manifest_path}: item {n}", item, stored=True)
         addr, vkeys = _addresses(db, var, item, where)
@@ -59,7 +60,7 @@ def ingest_manifest(db: Database, manifest_path: str | Path) -> list[str]:
             oid, value = store_staged(db, folder, item, staged, where=where)
             kind = item["kind"]
         else:  # a value already stored (a MATLAB Thunk's result), named by its oid
-            oid, kind, value = _stored(db, item, where)
+            oid, kind, value = _stored(db, item, where, fresh)
         call, params = _lineage(db, item, oid, where)
         planned.append((addr, vkeys, oid, kind, summarize(value), call, params))
     with db.batch():  # one journal append: all or nothing
@@ -85,17 +86,21 @@ def _entry(where: str, entry: Any, *, stored: bool = False) -> str:
 _RESTAGE = "Save the value again from MATLAB (matlab/README.md has the manifest's contract)"
 
 
-def _stored(db: Database, item: dict[str, Any], where: str) -> tuple[str, str, Any]:
+def _stored(db: Database, item: dict[str, Any], where: str,
+            fresh: set[str]) -> tuple[str, str, Any]:
     """A value already stored (a Thunk result, maybe old and unnamed), about to be named: made
     young with its lineage first, as Python's save of a cached result does (`freshen_lineage`;
     a lab's puts this machine's cached copies back in the bucket). `contains`, which a lab's
-    cache answers first, had let a value the bucket lost be named: no colleague could load it."""
+    cache answers first, had let a value the bucket lost be named: no colleague could load it.
+    Refused when the value or any part of it (a container's child) is gone: a dict whose array
+    a gc freed had been named, half of it unloadable. Its call's lineage is freshened apart
+    (what it lost is `_lineage`'s and fsck's to judge). `fresh` is shared by a manifest's items."""
     oid = item.get("oid")
-    if not isinstance(oid, str) or not is_valid_oid(oid) or oid in freshen_lineage(
-            db.store, [oid, item.get("call")], set()):
+    if not isinstance(oid, str) or not is_valid_oid(oid) or freshen_lineage(db.store, [oid], fresh):
         raise InvalidMetadataError(
-            f"{where} names the stored value {oid!r}, which this project does not hold; "
-            "save the value itself (its data) instead")
+            f"{where} names the stored value {oid!r}, which this project does not hold (whole: "
+            "it or a part of it is gone); save the value itself (its data) instead")
+    freshen_lineage(db.store, [item.get("call")], fresh)
     return oid, db.store.get(oid).kind, db.store.get_value(oid)
 
 

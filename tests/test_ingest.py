@@ -201,3 +201,48 @@ def test_a_refused_queued_save_is_set_aside_and_the_others_recorded(project):
     assert sorted(r.metadata["subject"] for r in Staged.load_all()) == [1, 3]
     again = CliRunner().invoke(main, ["ingest", str(queue)])
     assert again.exit_code == 0 and again.stderr == "" and again.stdout == ""
+
+
+def _stage_stored(project, oids: list[str], name: str) -> Path:
+    """A manifest naming values already stored (MATLAB Thunk results) by their oids."""
+    return _stage(project, [{"addr": {"subject": n + 1, "session": "pre"}, "oid": oid, "vkeys": {}}
+                            for n, oid in enumerate(oids)], name=name)
+
+
+def test_a_stored_value_a_part_of_which_is_gone_is_not_named(project):
+    """A stored dict whose array a gc freed: only the dict itself being gone was refused, so
+    it was named, half of it unloadable. Any part gone refuses it; nothing is recorded."""
+    from scistack.objects.codec import child_oids
+
+    parent = project.store.put_value({"gain": 2.5, "trace": np.arange(50.0)})
+    (child,) = [oid for oid, _ in child_oids("json", project.store.get(parent).payload)]
+    project.store.delete(child)
+    before = journal_size(project)
+    with pytest.raises(InvalidMetadataError, match="does not hold"):
+        ingest_manifest(project, _stage_stored(project, [parent], "half") / "manifest.json")
+    assert journal_size(project) == before
+
+
+def test_the_items_of_a_manifest_freshen_a_shared_lineage_once(project):
+    """Items naming the same stored value (or sharing children) freshen each object once a
+    manifest, not once an item: each item had walked the whole lineage again."""
+    import sys
+
+    shared = project.store.put_value({"a": np.arange(30.0), "b": np.arange(40.0)})
+    folder = _stage_stored(project, [shared] * 3, "shared")
+    freshened: list[str] = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_name == "freshen":
+            freshened.append(frame.f_locals.get("oid"))
+
+    sys.setprofile(profile)
+    try:
+        ingest_manifest(project, folder / "manifest.json")
+    finally:
+        sys.setprofile(None)
+    from scistack.objects.codec import child_oids
+
+    parts = [oid for oid, _ in child_oids("json", project.store.get(shared).payload)]
+    assert sorted(freshened) == sorted([shared, *parts])  # each once, not once an item
+    assert [r.oid for r in project.index.records("Staged")] == [shared] * 3
