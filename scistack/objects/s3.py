@@ -185,6 +185,17 @@ class S3ObjectStore(ObjectStore):
                 raise  # an absent key: the caller decides
             raise self._failure(exc, doing) from None
 
+    def _list(self, doing: str, prefix: str) -> Iterator[dict]:
+        """Every entry under `prefix`. A listing asks the server as it is iterated, after
+        `_call` returned: its failures (a server down, a refusal) are named here too."""
+        try:
+            for batch in self._call(doing, self._ob.list, prefix=prefix):
+                yield from batch
+        except ScistackError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - obstore's errors, named for the user
+            raise self._failure(exc, doing) from None
+
     # -- ownership ---------------------------------------------------------------------------
     def claim(self, project_id: str) -> None:
         """Mark the prefix as `project_id`'s (create-if-absent); refuse another project's."""
@@ -271,16 +282,10 @@ class S3ObjectStore(ObjectStore):
     def _set_aside_marks(self) -> dict[str, float]:
         """oid -> when `fsck --repair` marked it set aside (the store's clock)."""
         marks = {}
-        try:  # (a listing asks the server as it is iterated)
-            for batch in self._call("listing set-aside marks", self._ob.list, prefix="set-aside/"):
-                for meta in batch:
-                    oid = meta["path"].rsplit("/", 1)[-1]
-                    if is_valid_oid(oid):
-                        marks[oid] = meta["last_modified"].timestamp()
-        except ScistackError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - obstore's errors, named for the user
-            raise self._failure(exc, "listing set-aside marks") from None
+        for meta in self._list("listing set-aside marks", "set-aside/"):
+            oid = meta["path"].rsplit("/", 1)[-1]
+            if is_valid_oid(oid):
+                marks[oid] = meta["last_modified"].timestamp()
         return marks
 
     def will_set_aside(self, oids: list[str]) -> None:
@@ -501,20 +506,19 @@ class S3ObjectStore(ObjectStore):
     def _refresh_packs(self) -> bool:
         """Fetch indexes of packs other machines uploaded; True when any were new."""
         new = False
-        for batch in self._call("listing packs", self._ob.list, prefix="pack/"):
-            for meta in batch:
-                name = meta["path"].rsplit("/", 1)[-1]
-                if not name.endswith(".idx"):
-                    continue
-                stem = name[:-4]
-                self._pack_meta[stem] = meta["last_modified"].timestamp()
-                if stem in self._packs:
-                    continue
-                data = bytes(self._call("reading a pack index", self._ob.get, f"pack/{name}").bytes())
-                self._idx_dir.mkdir(parents=True, exist_ok=True)
-                (self._idx_dir / name).write_bytes(data)
-                self._packs[stem] = _parse_idx(data)
-                new = True
+        for meta in self._list("listing packs", "pack/"):
+            name = meta["path"].rsplit("/", 1)[-1]
+            if not name.endswith(".idx"):
+                continue
+            stem = name[:-4]
+            self._pack_meta[stem] = meta["last_modified"].timestamp()
+            if stem in self._packs:
+                continue
+            data = bytes(self._call("reading a pack index", self._ob.get, f"pack/{name}").bytes())
+            self._idx_dir.mkdir(parents=True, exist_ok=True)
+            (self._idx_dir / name).write_bytes(data)
+            self._packs[stem] = _parse_idx(data)
+            new = True
         return new
 
     def contains(self, oid: str) -> bool:
@@ -555,17 +559,16 @@ class S3ObjectStore(ObjectStore):
                 oid = bytes(row["oid"]).hex()
                 if oid not in listing or listing[oid][0] < stamp:
                     listing[oid] = (stamp, int(row["length"]), False)
-        for batch in self._call("listing objects", self._ob.list, prefix="objects/"):
-            for meta in batch:
-                parts = meta["path"].split("/")
-                oid = parts[-2] + parts[-1] if len(parts) >= 2 else ""
-                if is_valid_oid(oid):
-                    stamp = meta["last_modified"].timestamp()
-                    packed = listing.get(oid)
-                    if packed is None or packed[0] < stamp:
-                        listing[oid] = (stamp, int(meta["size"]), True)
-                    else:
-                        listing[oid] = (packed[0], packed[1], True)
+        for meta in self._list("listing objects", "objects/"):
+            parts = meta["path"].split("/")
+            oid = parts[-2] + parts[-1] if len(parts) >= 2 else ""
+            if is_valid_oid(oid):
+                stamp = meta["last_modified"].timestamp()
+                packed = listing.get(oid)
+                if packed is None or packed[0] < stamp:
+                    listing[oid] = (stamp, int(meta["size"]), True)
+                else:
+                    listing[oid] = (packed[0], packed[1], True)
         self._listing = listing
         return iter([Oid(o) for o in listing])
 

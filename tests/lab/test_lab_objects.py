@@ -676,3 +676,29 @@ def test_a_loaded_value_saved_elsewhere_is_put_back_when_the_bucket_lost_it(mach
     LabValue.save(LabValue.load(subject=1, session=1), subject=2, session=1)
     machine("c")  # a colleague's fresh checkout
     assert LabValue.load(subject=2, session=1).data.tolist() == list(np.arange(5.0))
+
+
+def test_a_listing_with_the_s3_server_down_is_a_shared_service_error_naming_the_fix(machine, monkeypatch,
+                                                                                     s3_server):
+    """A listing asks the server as it is iterated, after the call that made it returned: with
+    the network down, `ls` and `fsck` ended in obstore's raw GenericError, without the store's
+    URL or what to do."""
+    from click.testing import CliRunner
+
+    from scistack.cli import main
+
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    LabValue.save(np.arange(3.0), subject=1, session=1)
+    db.store.wait_uploads()
+    relay.cut()
+    with pytest.raises(SharedServiceError, match="check the network"):
+        fsck(db)
+    db.close()
+    database_module._current = None
+    monkeypatch.setenv("PGPASSWORD", WRITER_PASSWORD)  # (a later session: the URL has no password)
+    done = CliRunner().invoke(main, ["--db", str(db.path), "ls"])
+    assert done.exit_code != 0
+    assert "failed while listing packs" in done.output and "check the network" in done.output, done.output
+    assert "GenericError" not in done.output
