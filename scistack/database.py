@@ -306,6 +306,8 @@ class Database:
         the shared journal's; a local folder joined to one shared project is never silently
         pointed at another, nor at another prefix (returns the objects URL to open)."""
         defaults = {"schema_keys": json.dumps(_validate_schema_keys(schema_keys))} if schema_keys else {}
+        if defaults and "schema_keys" not in journal.read_project_meta():
+            self._check_new_lab_objects(journal, config_path, objects)
         meta = journal.project_meta(defaults)
         self.project_id = meta.get("project_id")  # (none: the shared journal holds no project yet)
         local: dict[str, Any] = {}
@@ -340,6 +342,24 @@ class Database:
                    if list(schema_keys)[:len(found)] == found and len(schema_keys) > len(found) else "")
             )
         return found, added, objects
+
+    def _check_new_lab_objects(self, journal: Any, config_path: Path, objects: str | None) -> None:
+        """Before a new lab project is recorded in the shared journal (its schema keys, its
+        id): its objects URL is given and its bucket answers. Recorded first, a refused
+        create (objects= left out, a mistyped bucket) had fixed the keys of a project that
+        never opened, and the corrected retry was refused as a schema mismatch."""
+        local = json.loads(config_path.read_text()) if config_path.exists() else {}
+        objects = objects or local.get("objects")
+        if objects is None:
+            raise InvalidNameError(
+                f"a new lab project needs objects='s3://bucket/prefix' (where its values go) "
+                f"besides shared= ({redact(journal.url)}, which holds no project yet); nothing was "
+                "changed. Give both, or neither for a local project")
+        if self._open_bucket is not None:
+            store = self._open_bucket(objects)
+            store.owner()  # (a bucket that does not exist, or refuses us, raises here)
+            self._open_bucket = lambda url, opened=objects, store=store, open_=self._open_bucket: (
+                store if url == opened else open_(url))
 
     def _check_objects(self, journal: Any, meta: dict[str, str], local: dict[str, Any], objects: str | None) -> str:
         """The objects URL of the lab project: the one its shared settings record (since

@@ -702,3 +702,22 @@ def test_a_listing_with_the_s3_server_down_is_a_shared_service_error_naming_the_
     assert done.exit_code != 0
     assert "failed while listing packs" in done.output and "check the network" in done.output, done.output
     assert "GenericError" not in done.output
+
+
+def test_a_refused_lab_create_records_nothing_so_the_corrected_retry_opens(tmp_path, pg_url, bucket_url):
+    """A new lab project's keys were recorded in the shared journal before its objects URL was
+    checked: a create refused for a mistyped bucket or a missing objects= had fixed the keys
+    ("nothing was changed", it said), and the corrected retry was a schema mismatch."""
+    from scistack.errors import InvalidNameError
+
+    folder = tmp_path / "student"
+    folder.mkdir()
+    with pytest.raises(InvalidNameError, match="needs objects="):
+        configure_database(folder / "gait.duckdb", ["subject"], shared=pg_url)
+    with pytest.raises(SharedServiceError, match="does not exist"):
+        configure_database(folder / "gait.duckdb", ["subject"], shared=pg_url,
+                           objects="s3://no-such-lab-bucket/gait")
+    db = configure_database(folder / "gait.duckdb", ["subject", "session"], shared=pg_url, objects=bucket_url)
+    assert db.schema_keys == ["subject", "session"]
+    LabValue.save(np.arange(3.0), subject=1, session=1)
+    db.close()
