@@ -251,7 +251,7 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
     if not records:
         others = db.index.variables()
         return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
-                f"{', '.join(others) or 'none yet'}")
+                f"{', '.join(others) or 'none (never saved, or every record deleted)'}")
     hints, meant = [], []
     for key in db.schema_keys:
         values = sorted({shown(r.addr[key], 30) for r in records if key in r.addr})

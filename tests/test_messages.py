@@ -193,3 +193,15 @@ def test_a_misspelt_column_in_where_names_the_one_meant(project):
         MsRaw.load_all(where="sesion = 'pre'")
     with pytest.raises(QueryError, match="not a column here; the columns are"):  # nothing near
         MsRaw.load_all(where="zzz = 1")
+
+
+class MsgDeletedAll(BaseVariable):
+    pass
+
+
+def test_a_variable_whose_every_record_was_deleted_is_not_said_never_saved(project):
+    """"variables with records: none yet" read as if nothing had ever been saved."""
+    MsgDeletedAll.save(1.0, subject=1, session="pre")
+    MsgDeletedAll.delete(subject=1)
+    with pytest.raises(VariableNotFoundError, match=r"none \(never saved, or every record deleted\)"):
+        MsgDeletedAll.load(subject=1, session="pre")

@@ -260,7 +260,7 @@ def _newest_of_every(db: Database, n: int | None, address: dict[str, Any]) -> li
     if not merged and address:
         query = ", ".join(f"{k}={shown(v)}" for k, v in address.items())
         raise VariableNotFoundError(f"no variable has a record matching {query} (variables: "
-                                    f"{', '.join(variables) or 'none yet'}); see `scistack status`")
+                                    f"{', '.join(variables) or 'none'}); see `scistack status`")
     merged.sort(key=lambda r: (r.created_at, r.version), reverse=True)
     return merged
 
