@@ -30,7 +30,7 @@ from typing import Any
 
 from scistack.address import address_order
 from scistack.errors import DatabaseLockedError, IndexDamagedError, storage_full
-from scistack.index.journal import JournalBackend, loads_line
+from scistack.index.journal import JournalBackend, loads_line, size_now
 from scistack.index.state import RefRecord, key_of, keys_of
 from scistack.records import RunRecord
 
@@ -507,7 +507,9 @@ class Fold:
                     "scistack process is folding a large journal. Try again; nothing is lost"
                 ) from None
             stored = int(_scalar(con, "SELECT value FROM meta WHERE key = 'journal_offset'"))
-            if stored > size:  # the journal was replaced (compaction): fold anew
+            # the journal was replaced (compaction): fold anew; a size reused from an earlier
+            # answer (lab mode) may be behind another process's fold of this file: asked afresh
+            if stored > size and stored > size_now(self.journal):
                 for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "var_parts", "refs", "slots", "names",
                               "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
                               "var_summary", "var_facts", "judged_sig", "judged_cells"):

@@ -103,6 +103,7 @@ class JournalBackend(Protocol):
     skipped_lines: int    # lines read so far that did not parse
 
     def size(self) -> int: ...
+    # optional: `fresh_size() -> int`, `size()` never reused from an earlier answer (see `size_now`)
     def locked(self) -> AbstractContextManager[None]: ...
     def append(self, entries: list[dict[str, Any]]) -> int: ...
     # optional: `append_lines(lines: list[bytes]) -> int`, the same for entries the caller has
@@ -110,6 +111,13 @@ class JournalBackend(Protocol):
     def read_from(self, offset: int, limit: int | None = None, *,
                   containing: tuple[bytes, ...] = ()) -> tuple[list[dict[str, Any]], int]: ...
     def close(self) -> None: ...
+
+
+def size_now(journal: JournalBackend) -> int:
+    """The journal's size asked afresh: a backend's `size()` may reuse an answer a little old
+    (lab mode), which must not make a reader ahead of it conclude the journal was replaced."""
+    fresh = getattr(journal, "fresh_size", None)
+    return journal.size() if fresh is None else fresh()
 
 
 class Journal:

@@ -274,11 +274,20 @@ class PostgresJournal:
         background sync) is answered the holder's `_locked_size` too: the holder sets it under
         `_io` just after its commit, before any other statement can read the new rows, so it is
         the committed last `seq`, never behind what any thread has read."""
-        now = time.monotonic()
         if self._depth and self._locked_size is not None:
             return self._locked_size  # read as the lock was taken; only our appends move it
-        if not self._depth and now - self._size_at < SIZE_TTL:
+        if not self._depth and time.monotonic() - self._size_at < SIZE_TTL:
             return self._size
+        return self.fresh_size()
+
+    def fresh_size(self) -> int:
+        """`size()` asked of the server whatever the age of the last answer. A reader whose
+        offset is past a reused `size()` has met another process's progress (it synced the
+        machine's shared DuckDB file or fold further), not a replaced journal: this is asked
+        before concluding the latter, which starts a full rebuild."""
+        if self._depth and self._locked_size is not None:
+            return self._locked_size
+        now = time.monotonic()
         size = int(self._execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchone()[0])
         self._seen(size, now)
         return size

@@ -36,7 +36,7 @@ from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchema
                              ReadOnlyProjectError)
 from scistack.gcpause import paused
 from scistack.index import simple_puts
-from scistack.index.journal import Journal
+from scistack.index.journal import Journal, size_now
 from scistack.index.state import key_of, keys_of
 from scistack.index.views import STATIC_VIEWS, add_shapes, doubles_sql, refresh_views
 from scistack.index.writer import Writer
@@ -400,7 +400,9 @@ class SqlIndex:
                 with self.connect(timeout=timeout, say_after=say_after, should_stop=should_stop) as con:
                     self.ensure_schema(con)
                     offset = 0 if start_over else int(self._meta(con, "journal_offset", "0"))
-                    if offset > self.journal.size():  # the journal was replaced (compaction)
+                    # the journal was replaced (compaction); a size reused from an earlier answer
+                    # (lab mode) may be behind another process's sync of this file: asked afresh
+                    if offset > self.journal.size() and offset > size_now(self.journal):
                         offset, start_over, rebuilt = 0, True, True
                     if reached is None or offset != reached:  # a first round, or another process synced
                         self._retry_unreadable = True  # between rounds: what this one inlined is unknown

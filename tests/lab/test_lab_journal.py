@@ -175,6 +175,38 @@ def test_the_journal_backend_reads_only_the_tail(pg_url, tmp_path):
         journal.close()
 
 
+def _lab_put(subject: int) -> dict:
+    return {"op": "put", "var": "LabStale", "addr": {"subject": subject}, "version": 1, "oid": "a" * 64,
+            "kind": "json", "t": "2026-01-01T00:00:00Z"}
+
+
+def test_a_size_reused_behind_another_process_sync_is_not_taken_for_a_replaced_journal(
+        pg_url, tmp_path, monkeypatch):
+    # two processes of one checkout share its DuckDB file and fold; `size()` reuses an answer
+    # up to SIZE_TTL old, and one the other process had synced past was taken for a journal
+    # replaced (compaction): DuckDB and the fold were rebuilt from the first line (slow at scale)
+    from scistack.index.fold import Fold
+    from scistack.index.sql import SqlIndex
+
+    monkeypatch.setattr(pgjournal, "SIZE_TTL", 3600.0)  # the reused answer stays: deterministic
+    with contextlib.ExitStack() as stack:
+        other, for_sql, for_fold = (stack.enter_context(contextlib.closing(
+            PostgresJournal(pg_url, tmp_path / "refs.log"))) for _ in range(3))
+        other_fold, fold = (stack.enter_context(contextlib.closing(Fold(tmp_path / "fold.sqlite", j)))
+                            for j in (other, for_fold))
+        other.append([_lab_put(1)])
+        assert for_sql.size() == for_fold.size() == 1  # reused from here on
+        other.append([_lab_put(2), _lab_put(3)])
+        assert SqlIndex(tmp_path / "x.duckdb", ["subject"], other).sync() == 3
+        other_fold.catch_up()
+        assert SqlIndex(tmp_path / "x.duckdb", ["subject"], for_sql).sync() == 0  # (a rebuild applied 3)
+        read_from = []
+        monkeypatch.setattr(for_fold, "read_from", lambda *a, **k: read_from.append(a[0]) or ([], a[0]))
+        fold.catch_up()
+        assert read_from == [3]  # (a fold anew read from 0)
+        assert fold.count("LabStale") == 3
+
+
 def test_ctrl_c_as_a_pipeline_starts_leaves_psycopgs_warnings_logged(pg_url, tmp_path):
     """A KeyboardInterrupt just after the journal marked this thread as in a pipeline (whose
     end's second error is not logged) and before the try that unmarks it: psycopg's "error
