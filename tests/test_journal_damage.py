@@ -156,3 +156,30 @@ def test_status_and_ls_warn_of_unreadable_lines_in_every_process_until_fsck_move
     with warnings.catch_warnings():
         warnings.simplefilter("error", UnreadableJournalWarning)
         Database(project.path).close()
+
+
+def test_while_a_writer_holds_the_journal_readers_stop_at_the_end_it_published(tmp_path):
+    # an append under way may yet be taken back (a full disk): a reader in another process or
+    # thread reads no further than the end the holder published, and nothing new when none
+    # was (the project's first append); the holder itself, and anyone once it lets go, all
+    from scistack.index.journal import Journal
+
+    path = tmp_path / "refs.log"
+    writer, reader = Journal(path), Journal(path)
+    try:
+        with writer.locked():
+            with open(path, "ab") as journal:
+                journal.write(b'{"op":"run"}\n')  # as an append under way writes it
+            assert reader.read_lines(0) == (b"", 0)
+        writer.append_lines([b'{"op":"run","n":1}\n'])
+        done = path.stat().st_size
+        with writer.locked():
+            with open(path, "ab") as journal:
+                journal.write(b'{"op":"run","n":2}\n')
+            assert reader.read_lines(0)[1] == done
+            assert reader.read_lines(0, 8)[1] == 13  # (a slice: still whole lines)
+            assert writer.read_lines(0)[1] == path.stat().st_size
+        assert reader.read_lines(0)[1] == path.stat().st_size
+    finally:
+        writer.close()
+        reader.close()

@@ -9,7 +9,10 @@ themselves. Format: docs/format.md §2.
 
 Hazards: `flock` excludes other *processes* only, so an in-process lock guards threads too.
 A line torn by a crash mid-write has no final newline; the next writer terminates it and
-every reader skips lines that do not parse.
+every reader skips lines that do not parse. An append that meets a full disk is taken back
+(truncated) after part of it may have been written: readers never wait for the lock (a writer
+holding it may itself wait for the fold a reader is writing), so while a writer holds it they
+read only up to the end it published in the lock file (`_reading`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -131,6 +135,10 @@ class Journal:
         self._lock_fd: int | None = None
         self._size_fd: int | None = None
         self._depth = 0
+        self._owner: int | None = None  # the thread that holds `locked()`
+        self._read_lock = threading.Lock()  # `_reading`: a thread of this process at a time
+        self._read_fd: int | None = None    # ... on a descriptor of its own (flock is per one)
+        self._published: tuple[int, int] | None = None  # (end, inode) this process published last
         self.skipped_lines = 0
 
     def size(self) -> int:
@@ -164,12 +172,18 @@ class Journal:
                     if self._lock_fd is None:
                         self._lock_fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
                     fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                    self._owner = threading.get_ident()
+                    self.size()  # (the descriptor kept open, for the file as it is named now)
+                    if self._size_fd is not None:  # a writer that does not publish may have come
+                        self._publish(self._lock_fd, os.fstat(self._size_fd))
                 self._depth = entered + 1
                 yield
             finally:
                 self._depth = entered
-                if entered == 0 and self._lock_fd is not None:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                if entered == 0:
+                    self._owner = None
+                    if self._lock_fd is not None:
+                        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def append(self, entries: list[dict[str, Any]]) -> int:
         """Append entries as canonical JSON lines; returns the new journal size."""
@@ -191,7 +205,10 @@ class Journal:
                 _write_all(fd, data)
                 if self.fsync:
                     os.fsync(fd)
-                return os.fstat(fd).st_size
+                found = os.fstat(fd)
+                if self._lock_fd is not None:
+                    self._publish(self._lock_fd, found)  # readers may now take it, before we return
+                return found.st_size
             except OSError as exc:
                 full = storage_full(exc, f"the journal {self.path}")
                 if full is None:
@@ -219,15 +236,75 @@ class Journal:
         the offset just past them; `limit` as in `read_from`. The DuckDB sync hands most of
         them to DuckDB unparsed (`index/simple_puts.py`)."""
         try:
-            with open(self.path, "rb") as handle:
+            with self._reading() as whole, open(self.path, "rb") as handle:
+                room = -1  # (bytes it may read: -1 to the end)
+                if not whole:  # a writer holds the journal: to the end it published (none: no further)
+                    stop = self._published_end(os.fstat(handle.fileno()).st_ino)
+                    room = 0 if stop is None else max(stop - offset, 0)
                 handle.seek(offset)
-                data = handle.read(-1 if limit is None else limit)
+                data = handle.read(room if limit is None else limit if room < 0 else min(limit, room))
                 if limit is not None and len(data) == limit and b"\n" not in data:
-                    data += handle.readline()  # one line longer than the limit
+                    data += handle.readline(room - len(data) if room >= 0 else -1)  # one line over the limit
         except FileNotFoundError:
             return b"", 0
         end = data.rfind(b"\n") + 1
         return data[:end], offset + end
+
+    @contextmanager
+    def _reading(self) -> Iterator[bool]:
+        """Around a read of new bytes: whether it may read to the journal's end (True), or only
+        to the end published by a writer holding the journal (False): an append that meets a
+        full disk is truncated away, and its complete lines must never be folded. Never waits
+        for a writer (one holding the journal may wait for the fold its reader is writing):
+        a shared lock taken without waiting keeps writers out for the read; the writer that
+        holds the journal publishes the end of what is complete (`_publish`)."""
+        if self._depth and self._owner == threading.get_ident():
+            yield True  # this thread holds the journal: no append of its is under way
+            return
+        with self._read_lock:
+            try:
+                if self._read_fd is None:
+                    self._read_fd = os.open(self.lock_path, os.O_RDONLY)
+            except OSError:  # no lock file: no writer has come (or one that cannot lock it)
+                yield True
+                return
+            try:
+                fcntl.flock(self._read_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(self._read_fd, fcntl.LOCK_UN)
+
+    def _publish(self, lock_fd: int, found: os.stat_result) -> None:
+        """Write into the lock file where the complete journal ends (`found`: its size and
+        file), for readers while we hold it: under the lock, with no append of ours under way.
+        Skipped when it is what this process wrote last: every end published since would be
+        past it (the journal only grows; a taken-back append publishes nothing)."""
+        if (found.st_size, found.st_ino) == self._published:
+            return
+        record = b"%020d %020d" % (found.st_size, found.st_ino)
+        try:
+            os.pwrite(lock_fd, record + b" %08x\n" % zlib.crc32(record), 0)
+        except OSError:  # no room even for this: readers keep an older end (or none)
+            self._published = None
+        else:
+            self._published = (found.st_size, found.st_ino)
+
+    def _published_end(self, inode: int) -> int | None:
+        """The end `_publish` wrote for the journal file `inode`; None (read nothing new) when
+        there is none for it, or it was being rewritten as read (its checksum fails)."""
+        assert self._read_fd is not None
+        fields = os.pread(self._read_fd, 64, 0).split()
+        try:
+            end, written_for, check = int(fields[0]), int(fields[1]), int(fields[2], 16)
+        except (IndexError, ValueError):
+            return None
+        if written_for != inode or zlib.crc32(b" ".join(fields[:2])) != check:
+            return None
+        return end
 
     def parse_lines(self, lines: list[bytes], *, may_be_big: bool = True) -> list[dict[str, Any]]:
         """The valid entries among `lines`, in order; a line that does not parse, or is not a
@@ -287,6 +364,11 @@ class Journal:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
                 self._lock_fd = None
+                self._published = None
+            with self._read_lock:
+                if self._read_fd is not None:
+                    os.close(self._read_fd)
+                    self._read_fd = None
             if self._size_fd is not None:
                 os.close(self._size_fd)
                 self._size_fd = None
