@@ -292,6 +292,9 @@ class FunctionInfo:
     # a partial or a bound method: the identity of its code alone, without the bound
     # arguments or object (what `status` and `why` in another process can compare)
     code_identity: str | None = None
+    # `file` relative to the project's root folder, when inside it: another checkout of the
+    # project (a colleague's, a copied folder) reads its own copy of the script
+    project_file: str | None = None
 
     @classmethod
     def from_value(cls, tree: Any, *, oid: str | None = None) -> FunctionInfo:
@@ -312,9 +315,11 @@ class FunctionInfo:
         }
         constants = r.typed("constants", dict, "an object", default={})
         code_identity = r.string("code_identity", nullable=True)
+        project_file = r.string("project_file", nullable=True)
         return cls(
             name, module, identity, code, has_source, _copy(version), deps, _copy(note), file,
-            helpers, _copy(constants), r.extra(), frozenset(r.absent - {"code_identity"}), code_identity,
+            helpers, _copy(constants), r.extra(), frozenset(r.absent - {"code_identity", "project_file"}),
+            code_identity, project_file,
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -330,6 +335,8 @@ class FunctionInfo:
         _put(out, a, "constants", _copy(self.constants))
         if self.code_identity is not None:
             out["code_identity"] = self.code_identity
+        if self.project_file is not None:
+            out["project_file"] = self.project_file
         out.update(_copy(self.extra))
         return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from click.testing import CliRunner
 
 from scistack import BaseVariable, configure_database, why
 from scistack.cli import main
+from scistack.codeid.script_path import script_path
+from scistack.records import FunctionInfo
 
 SCRIPT = '''
 import numpy as np
@@ -427,3 +430,51 @@ def test_lambdas_a_helper_module_holds_are_judged(tmp_path, python_env, monkeypa
     finally:
         sys.modules.pop("lambdahelpers", None)
         db.close()
+
+
+def test_a_copied_project_judges_its_own_copy_of_the_script(tmp_path, python_env, monkeypatch):
+    """A second checkout of the project (a copied folder, a colleague's clone) reads its own
+    script: the record names it relative to the project's folder, not only by the absolute
+    path of the folder that computed the value."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    _run_script(first, python_env)
+    shutil.copytree(first, second)
+    (second / "pipeline.py").write_text(SCRIPT.replace("return x * GAIN", "return x * GAIN * 3"))
+    monkeypatch.chdir(second)
+    db = configure_database(second / "p.duckdb", ["subject", "session"])
+    try:
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale", report
+        assert any(r.kind == "helper" and "GAIN * 3" in r.diff for r in report.reasons), report
+    finally:
+        db.close()
+    status = CliRunner().invoke(main, ["--db", str(second / "p.duckdb"), "status", "ScOut"])
+    assert status.exit_code == 0, status.output
+    assert "STALE" in status.output, status.output
+
+    monkeypatch.chdir(first)
+    db = configure_database(first / "p.duckdb", ["subject", "session"])
+    try:
+        assert why(ScOut, subject=1, session="pre").status == "current"
+        (first / "pipeline.py").rename(first / "moved.py")  # the first folder's script gone...
+    finally:
+        db.close()
+    monkeypatch.chdir(second)
+    db = configure_database(second / "p.duckdb", ["subject", "session"])
+    try:  # ...the copy still judges its own, never the first folder's
+        assert why(ScOut, subject=1, session="pre").status == "stale"
+    finally:
+        db.close()
+
+
+def test_a_record_without_a_project_path_reads_the_absolute_one(tmp_path):
+    """Call records written before `project_file` existed keep their bytes and their meaning."""
+    old = {"name": "process", "module": "__main__", "identity": "0" * 64, "file": str(tmp_path / "pipeline.py")}
+    info = FunctionInfo.from_value(old)
+    assert info.project_file is None and info.to_value() == old
+    assert script_path(info, tmp_path / "elsewhere") == str(tmp_path / "pipeline.py")
+    moved = FunctionInfo.from_value({**old, "project_file": "code/pipeline.py"})
+    assert moved.to_value()["project_file"] == "code/pipeline.py"
+    assert script_path(moved, tmp_path / "b") == str(tmp_path / "b" / "code" / "pipeline.py")
+    assert script_path(FunctionInfo.from_value({**old, "project_file": "../x.py"}), tmp_path) == old["file"]

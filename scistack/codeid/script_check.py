@@ -2,12 +2,13 @@
 
 Most pipelines are scripts, and a script cannot be imported again to compare its code: that
 would run the whole pipeline. So `why` (and `scistack status`) read the script file recorded
-in the call record instead. The function, and every helper defined in the same file, is
-normalised exactly as identity normalises it (docstrings, comments, formatting and its own
-decorators removed) and compared with the code recorded when the value was computed;
-module constants are compared through `ast.literal_eval`; helpers, classes, constants and data
-from importable modules (also imported by name: `from config import GAIN`) by their identity,
-imported as they are now; packages by version. A name bound inside a block (`if __name__ ==
+in the call record instead (this checkout's copy when it was inside the project: `script_path`).
+The function, and every helper defined in the same file, is normalised exactly as identity
+normalises it (docstrings, comments, formatting and its own decorators removed) and compared
+with the code recorded when the value was computed; module constants are compared through
+`ast.literal_eval`; helpers, classes, constants and data from importable modules (also
+imported by name: `from config import GAIN`) by their identity, imported as they are now;
+packages by version. A name bound inside a block (`if __name__ ==
 "__main__": GAIN = 3.0`) cannot be told from the text (which binding ran?). Anything it
 cannot judge makes it "unknown", saying what, so a value is never called current on a guess.
 """
@@ -27,6 +28,7 @@ from scistack.codeid._data import data_digest
 from scistack.codeid._values import encode_constant, value_digest
 from scistack.codeid.codetree import short_repr
 from scistack.codeid.identity import _code_of, function_identity
+from scistack.codeid.script_path import script_path
 from scistack.records import CallRecord, HelperInfo
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -45,7 +47,7 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
     `find(module, name)` come from `provenance` (kept there so this module stays a leaf).
     """
     recorded = call.function
-    path = recorded.file
+    path = script_path(recorded, getattr(db, "root", None))  # this checkout's copy of the script
     if recorded.module != "__main__" or not path:
         return None
     where = os.path.basename(path)

@@ -943,7 +943,8 @@ class _Run:
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
         split = split_record(self.splits, outcome.labels) if outcome.labels else None
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
-                                       outcome.duration, multi=outcome.multi, files=outcome.files, split=split)
+                                       outcome.duration, multi=outcome.multi, files=outcome.files, split=split,
+                                       root=self.db.root)
         self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files, split=bool(split)), out_oids,
                         multi=outcome.multi, origins=self.lf.origins(bound))
         params = flatten_params(self.identity.name, bound)

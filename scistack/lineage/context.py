@@ -28,6 +28,7 @@ class _MemoryCache:
     def __init__(self) -> None:
         self.store: ObjectStore = MemoryObjectStore()
         self.calls: dict[str, dict[str, Any]] = {}
+        self.root = None  # (no project folder: records name their source files absolutely)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.calls.get(key)
@@ -49,6 +50,7 @@ class _DatabaseCache:
     def __init__(self, db: Database) -> None:
         self.store = db.store
         self.db = db
+        self.root = db.root  # (call records name a script inside it relative to it)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.db.index.cached_call(key)

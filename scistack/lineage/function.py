@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
 import pickle
 import sys
 import time
@@ -52,6 +53,7 @@ from scistack.lineage.facts import note_written
 from scistack.lineage.running import call_running
 from scistack.lineage.context import MEMORY, bring_inputs, lineage_context
 from scistack.codeid.env import capture_env, imported_modules
+from scistack.codeid.script_path import project_relative
 from scistack.codeid.identity import FunctionIdentity, function_identity, memo_key, normalised_source
 from scistack.lineage.result import LineageResult, immutable_output
 from scistack.objects import ObjectStore
@@ -219,7 +221,8 @@ class LineageFunction:
             if not all(ctx.store.contains(oid) for oid in hit["outs"]):
                 return own  # a gc'd output: computed again (and recorded then)
             own = self.record_call(ctx.store, identity, inputs, list(hit["outs"]), record.started or utc_now(),
-                                   record.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(record))
+                                   record.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(record),
+                                   root=ctx.root)
         _remember_own(hit["call"], origins, own)
         return own
 
@@ -247,7 +250,8 @@ class LineageFunction:
         outputs = [immutable_output(unwrap_input(v), given) for v in (out if multi else (out,))]
         out_oids = [ctx.store.put_value(v) for v in outputs]
         call_oid = self.record_call(
-            ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files.read
+            ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files.read,
+            root=ctx.root,
         )
         ctx.record(key, call_oid, cache_fn(identity.digest, files.read), out_oids, multi=multi,
                    origins=self.origins(inputs))
@@ -266,14 +270,16 @@ class LineageFunction:
         multi: bool = False,
         files: list[FileRead] | tuple[FileRead, ...] = (),
         split: list[dict[str, Any] | None] | None = None,
+        root: str | os.PathLike | None = None,
     ) -> str:
         """Store the call record (and the code it ran) and return its oid. `split`: per output,
         None or {"by": key, "labels": [...]} when `out_oids` holds that output's parts
-        (`for_each` outputs=[Split(...)]), kept in the record's `split` field."""
+        (`for_each` outputs=[Split(...)]), kept in the record's `split` field. `root`: the
+        project's folder, so the record also names the source file relative to it."""
         inputs = self._with_defaults(inputs)
         store_constants(store, inputs)
         inputs = bring_inputs(store, inputs)
-        function, source_file, watched = self._function_info(store, identity)
+        function, source_file, watched = self._function_info(store, identity, root)
         record = CallRecord(
             function=function,
             arguments={n: CallInput.from_value(b.record) for n, b in sorted(inputs.items())},
@@ -313,7 +319,7 @@ class LineageFunction:
                 pass  # a sentinel default: covered by the function's identity
         return completed
 
-    def _function_info(self, store: ObjectStore, identity: FunctionIdentity
+    def _function_info(self, store: ObjectStore, identity: FunctionIdentity, root: str | os.PathLike | None = None
                        ) -> tuple[FunctionInfo, str | None, tuple[str, ...]]:
         """The call record's function part, and the source file and files its environment
         watches (a project's function only): the same for every call of one identity, so
@@ -321,7 +327,7 @@ class LineageFunction:
         making it took ~20 us of a record's ~90), its code objects put in the store then.
         Per store *object*, weakly: an id() could be reused by a new store lacking the code."""
         known = self._infos.setdefault(store, {})
-        era = _era(store)
+        era = (_era(store), None if root is None else os.fspath(root))
         found = known.get(identity.digest)
         if found is not None and found[0] is identity and found[1] == era:
             return found[2]
@@ -338,6 +344,7 @@ class LineageFunction:
             deps=tuple(tuple(d) for d in identity.deps),
             note=identity.note,
             file=_source_file(self.fn),
+            project_file=project_relative(_source_file(self.fn), root),
             helpers={
                 label: HelperInfo.from_value(h)
                 for label, h in tree_record(tree, functools.partial(_put_code, store)).items()

@@ -1,0 +1,44 @@
+"""Where a function's script is, for whichever checkout of the project reads its call record.
+
+A call record keeps the absolute path of the function's source file (`function.file`): the
+path on the machine, and in the folder, that computed the value. A lab has one checkout of
+the project per colleague (and a laptop project may be copied or moved), so that path names
+someone else's file, or none. The record therefore also keeps the file's path relative to
+the project's root folder (`function.project_file`) when the file is inside it, and a reader
+resolves that against its own root first.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def project_relative(path: str | None, root: str | os.PathLike | None) -> str | None:
+    """`path` relative to the project folder `root`, with `/` separators, when it lies
+    inside it (directly or through symlinks); None otherwise, or when either is unknown."""
+    if not path or root is None:
+        return None
+    for resolve in (os.path.abspath, os.path.realpath):
+        here, top = resolve(path), resolve(os.fspath(root))
+        try:
+            rel = os.path.relpath(here, top)
+        except ValueError:  # (another drive, on Windows)
+            continue
+        parts = rel.split(os.sep)
+        if rel != os.curdir and os.pardir not in parts:
+            return "/".join(parts)
+    return None
+
+
+def script_path(function: Any, root: str | os.PathLike | None) -> str | None:
+    """The file to read a recorded function from, in this checkout: its `project_file`
+    joined to `root` when the record has one (a plain relative path), else the absolute
+    `file` recorded (records written before `project_file` existed, a script outside the
+    project, or no project root known here)."""
+    rel = getattr(function, "project_file", None)
+    if rel and root is not None:
+        parts = rel.split("/")
+        if not rel.startswith("/") and "" not in parts and os.pardir not in parts and ":" not in parts[0]:
+            return os.path.join(os.fspath(root), *parts)
+    return function.file
