@@ -1,0 +1,52 @@
+"""A colleague's checkout judges a script-defined function from its own copy of the script,
+not from the path of the checkout that computed the value (shared filesystem or not)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import WRITER_PASSWORD
+
+PIPE = '''
+import sys
+import numpy as np
+from scistack import BaseVariable, configure_database, for_each
+class LabScriptRaw(BaseVariable): pass
+class LabScriptScaled(BaseVariable): pass
+def scale(signal, k):
+    return signal * k
+if __name__ == "__main__":
+    db = configure_database("gait.duckdb", ["subject"], shared=sys.argv[1], objects=sys.argv[2])
+    if "seed" in sys.argv: LabScriptRaw.save(np.arange(3.0), subject=1)
+    for_each(scale, inputs={"signal": LabScriptRaw, "k": 2}, outputs=[LabScriptScaled], subject=[1],
+             verbose=False, progress=False)
+    db.close()
+'''
+
+
+def _run(folder: Path, env: dict, *args: str) -> str:
+    done = subprocess.run([sys.executable, *args], cwd=folder, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_colleagues_checkout_judges_its_own_script(tmp_path, pg_url, bucket_url, s3_env, python_env):
+    env = python_env | s3_env | {"PGPASSWORD": WRITER_PASSWORD}  # (later opens: the project keeps no password)
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder in (first, second):
+        folder.mkdir()
+        (folder / "pipeline.py").write_text(PIPE)
+    _run(first, env, "pipeline.py", pg_url, bucket_url, "seed")
+    _run(second, env, "pipeline.py", pg_url, bucket_url)
+    why = ["-m", "scistack", "why", "LabScriptScaled", "subject=1"]
+    assert "current" in _run(second, env, *why).lower()
+
+    (second / "pipeline.py").write_text(PIPE.replace("return signal * k", "return signal * k + 1"))
+    assert "stale" in _run(second, env, *why).lower()
+    assert "current" in _run(first, env, *why).lower()
+    (first / "pipeline.py").rename(first / "moved.py")  # as on another machine: the first folder's file absent
+    out = _run(second, env, *why).lower()
+    assert "stale" in out and "is not there" not in out
