@@ -57,6 +57,9 @@ from scistack.retention import describe, retention_plan
 
 DEFAULT_GRACE_SECONDS = 14 * 24 * 3600
 _WALKED_KINDS = ("json", "call", "chunked")
+_LEAF = "(leaf)"  # a chunked value's chunk or table part: names nothing
+_ARRAY = "(array)"  # a json value's child: npy or table (leaves), or a chunked manifest
+_PART_KINDS = ("chunk", "table")  # what a chunked manifest names
 _READ_BATCH = 4096  # objects the walk reads at once
 _SLICE_BYTES = 1 << 20  # journal bytes folded at a time (1M refs: 16 MB slices peaked at 440 MB, 1 MB at 300)
 
@@ -100,6 +103,7 @@ class Reachability:
     corrupt: dict[str, str] = field(default_factory=dict)  # oid -> problem
     missing_roots: dict[str, str] = field(default_factory=dict)
     missing_parents: dict[str, str] = field(default_factory=dict)  # lost, and may name others
+    missing_arrays: dict[str, str] = field(default_factory=dict)  # a lost json's child: a leaf, or a manifest
     unkept_calls: list[dict[str, Any]] = field(default_factory=list)  # cache entries not kept
     groups: dict[str, list[str]] = field(default_factory=dict)  # root -> oids it reached first
     chunks: dict[str, str] = field(default_factory=dict)  # chunk oid -> "chunk [i] of chunked value X"
@@ -324,8 +328,12 @@ class _Walker:
             batch = []
             while self._stack and len(batch) < _READ_BATCH:
                 oid, kind, referrer, root, optional = self._stack.pop()
-                known = kind or self.store.kind_of(oid)
-                if known is None or (known not in _WALKED_KINDS and not self.store.contains(oid)):
+                known = kind if kind not in (None, _ARRAY) else self.store.kind_of(oid)
+                if known is None and kind == _ARRAY:
+                    self._lost(oid, referrer, root, optional, parent=False)
+                    if not optional:
+                        self.result.missing_arrays[oid] = referrer
+                elif known is None or (known not in _WALKED_KINDS and not self.store.contains(oid)):
                     self._lost(oid, referrer, root, optional, parent=kind is None or kind in _WALKED_KINDS)
                 elif known in _WALKED_KINDS:
                     batch.append((oid, known, referrer, root, optional))
@@ -371,7 +379,8 @@ class _Walker:
                 ]
             else:
                 children = child_oids(obj.kind, obj.payload)
-                refs = [(child, None, f"{what} of {obj.kind} object {oid[:12]}", False)
+                child_kind = _LEAF if obj.kind == "chunked" else _ARRAY
+                refs = [(child, child_kind, f"{what} of {obj.kind} object {oid[:12]}", False)
                         for child, what in children]
                 if obj.kind == "chunked":
                     for child, what in children:
@@ -526,6 +535,7 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
     _refuse_bad_journal(db, bad)
     walk = _checked_walk(db, roots, young_after=time.time() - grace_seconds, explain=dry_run)
     reachable = walk.reachable
+    _refuse_orphaned_parts(db, walk, time.time() - grace_seconds)
     listed = _bucket_listing(db, reachable)  # (a lab's: checked before anything is changed)
     if not dry_run:  # names first, then cache entries, then (below) the objects they named
         db.index.delete_refs(dropped, why=RETENTION)
@@ -684,6 +694,24 @@ def _refuse_incomplete(db: Any, walk: Reachability) -> None:
         )
     if walk.missing_parents:
         raise GarbageCollectionError(_lost_parent_message(db, walk.missing_parents))
+
+
+def _refuse_orphaned_parts(db: Any, walk: Reachability, cutoff: float) -> None:
+    """Refuse when a lost child of a json value kept may have been a chunked manifest whose
+    chunks gc would now delete. Such a child is most often a small array (a leaf: losing it
+    stops nothing, fsck names it); its header is gone, so what it was is judged from the
+    store: only an old, unreachable chunk or table part could be one of its chunks."""
+    if not walk.missing_arrays:
+        return
+    for oid in db.store.iter_oids():
+        if oid in walk.reachable:
+            continue
+        try:
+            old = db.store.mtime_of(oid) <= cutoff
+        except LookupError:
+            continue
+        if old and db.store.kind_of(oid) in _PART_KINDS:
+            raise GarbageCollectionError(_lost_parent_message(db, walk.missing_arrays))
 
 
 def _lost_parent_message(db: Any, lost: dict[str, str]) -> str:

@@ -450,6 +450,49 @@ def test_gc_refuses_when_a_kept_object_that_names_others_is_missing_and_deletes_
     assert GcB.load(subject=1).data["signal"].tolist() == list(np.arange(6.0) * 2)
 
 
+def _unlink_object(project, oid):
+    path = project.store.path_of(oid)
+    os.chmod(path, 0o644)
+    os.unlink(path)
+
+
+def test_gc_runs_over_a_lost_array_of_a_current_dict_and_fsck_names_it(project):
+    """A lost leaf (an array of a saved dict) names nothing gc could delete: gc collects as
+    before (it had refused the whole project over one lost array, which no fix cleared)."""
+    from scistack.fsck import fsck
+    from scistack.objects.codec import child_oids
+
+    raw = GcA.save({"signal": np.arange(6.0), "rate": 100}, subject=1).record.oid
+    (array,) = [oid for oid, _ in child_oids("json", project.store.get(raw).payload)]
+    garbage = GcB.save(np.arange(3.0), subject=9).record.oid
+    GcB.delete(subject=9)
+    _unlink_object(project, array)
+    stats = collect_garbage(project, grace_seconds=0)
+    assert stats.objects_deleted >= 1 and not project.store.contains(garbage)
+    assert project.store.contains(raw)
+    assert array[:12] in str(fsck(project))
+
+
+def test_gc_refuses_over_a_lost_array_of_a_dict_that_was_a_chunked_value_with_old_chunks(project):
+    """A lost child of a dict may have been a chunked manifest (its header is gone): its old
+    chunks would look unreachable, so gc refuses while such chunks are there to be deleted."""
+    from scistack.objects.chunking import set_chunking
+    from scistack.objects.codec import child_oids
+
+    set_chunking(threshold=1 << 10, chunk_bytes=256)
+    try:
+        raw = GcA.save({"signal": np.arange(512.0), "rate": 100}, subject=1).record.oid
+    finally:
+        set_chunking()
+    (manifest,) = [oid for oid, _ in child_oids("json", project.store.get(raw).payload)]
+    chunks = [oid for oid, _ in child_oids("chunked", project.store.get(manifest).payload)]
+    _unlink_object(project, manifest)
+    for dry_run in (True, False):
+        with pytest.raises(GarbageCollectionError, match=rf"missing \(e.g. {manifest[:12]}, child of json"):
+            collect_garbage(project, grace_seconds=0, dry_run=dry_run)
+    assert chunks and all(project.store.contains(oid) for oid in chunks)
+
+
 def test_parse_prune():
     assert parse_prune("now") == 0 and parse_prune("never") == float("inf")
     assert parse_prune("2.weeks.ago") == DEFAULT_GRACE_SECONDS
