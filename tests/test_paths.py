@@ -118,6 +118,25 @@ def test_the_raw_data_moved_elsewhere_stays_cached(project, tmp_path):
     assert RawTotal.load(subject=2, session="pre").data == 110.0
 
 
+def test_a_moved_raw_file_whose_cached_output_is_gone_runs_again(project, tmp_path):
+    """A cached call met where its raw files moved, its output lost from the store since (a
+    lab's bucket lost it): it had been counted cached, still naming the lost output, and
+    loading the value then failed."""
+    import time
+
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n"})
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
+    for_each(total, inputs=spec, outputs=[RawTotal], subject=[], session=[], progress=False)
+    lost = RawTotal.load(subject=1, session="pre").oid
+    (tmp_path / "raw").rename(tmp_path / "moved")
+    project.store.delete_many([lost], older_than=time.time() + 60)
+    assert not project.store.contains(lost)
+    again = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
+                     outputs=[RawTotal], subject=[], session=[], progress=False)
+    assert (again.ran, again.cached) == (1, 0)
+    assert RawTotal.load(subject=1, session="pre").data == 3.0
+
+
 def test_downstream_of_a_raw_file_follows_it(project, tmp_path):
     _raw(tmp_path / "raw", RAW)
     spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw")}

@@ -481,7 +481,8 @@ class _Run:
             self._moved_files(resolved, hit) or (stale and self._lineage_elsewhere(resolved, hit))
             or (not stale and self._origins_differ(combo, addr_key, resolved, hit, layout)))
         if again and freshen_lineage(self.db.store, list(hit["outs"]), self._fresh):
-            again = None  # an output gone (a lab's: from the bucket, and not cached here): run again
+            again = fresh = None  # an output gone (a lab's: from the bucket, and not cached here): run
+            # again (not `_restore`d: with no stale place it says cached, naming the lost output)
         if again:
             self._finish(_Pending(item, resolved, key, addr_key), Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
@@ -559,7 +560,7 @@ class _Run:
         moved = any(n in record.arguments and record.arguments[n].extra.get("file") not in (None, f)
                     for n, f in files.items())
         self._files_in_place = not moved
-        return record if moved and all(self.db.store.contains(o) for o in hit["outs"]) else None
+        return record if moved else None  # (outputs gone: `_check_cache` runs it again)
 
     def _layout(self, hit: dict[str, Any]) -> tuple[tuple | None, ...] | None:
         """Per output, None or the labels of its `Split` parts, as the cached call `hit` made
