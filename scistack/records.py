@@ -558,12 +558,20 @@ def same_arguments(store: ObjectStore, a: str, b: str) -> bool:
 
 
 def _files_read(record: CallRecord) -> set[tuple[Any, Any, Any]]:
-    """The files a record says its call read, by path, kind and content (their stat may
-    differ between two processes' records of one call)."""
+    """The files a record says its call read, by kind, content and file name: not their stat
+    (it differs between two processes' records of one call), nor the folder they were in
+    (absolute: two lab machines read the same files under their own home folders, and the
+    second's save of the same value had become a new version; records hold no run folder to
+    make them relative to)."""
     files = record.extra.get("files")
     if not isinstance(files, list):
         return set()
-    return {(f.get("path"), f.get("kind", "file"), f.get("blake3")) for f in files if isinstance(f, dict)}
+    return {(_file_name(f.get("path")), f.get("kind", "file"), f.get("blake3")) for f in files if isinstance(f, dict)}
+
+
+def _file_name(path: Any) -> Any:
+    """The last part of a recorded path, a POSIX or a Windows one (as another machine wrote it)."""
+    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if isinstance(path, str) else path
 
 
 def read_splits(store: ObjectStore, oids: list[str]) -> list[list | None]:

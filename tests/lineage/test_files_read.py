@@ -593,3 +593,35 @@ def test_a_name_a_glob_tests_after_a_wildcard_is_an_input(project, tmp_path, mon
     assert _run(steps)[0] == ["cached", "cached"]
     made.unlink()  # gone again: the folder that held it says so
     assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+
+
+def test_the_same_file_read_under_another_home_folder_adds_no_version(project, tmp_path, monkeypatch):
+    """Two lab machines run one call reading the same content under their own home folders
+    (the run's folder: absolute paths differ): the second machine's save of the same value was
+    a new version, since the two records' files were compared by absolute path; they compare
+    by content (and file name)."""
+    import shutil
+
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write("import json\nfrom scistack import lineage_fcn\n@lineage_fcn\ndef proc(x):\n"
+                "    with open('cfg.json') as f:\n        return x * json.load(f)['k']\n")
+    homes = [tmp_path / "alice", tmp_path / "bob"]
+    for home in homes:
+        home.mkdir()
+        (home / "cfg.json").write_text('{"k": 2}')
+    FrIn.save(10.0, subject=1, session="a")
+
+    def run_in(home: Path) -> object:
+        monkeypatch.chdir(home)
+        result = steps.load().proc(FrIn.load(subject=1, session="a"))
+        FrOut.save(result, subject=1, session="a")
+        return result
+
+    assert float(run_in(homes[0]).data) == 20.0
+    shutil.rmtree(homes[0])  # the other machine has no such folder: its hit misses
+    second = run_in(homes[1])
+    assert not second.cached and float(second.data) == 20.0
+    assert len(FrOut.list_versions(subject=1, session="a")) == 1
+    (homes[1] / "cfg.json").write_text('{"k": 2, "note": "the same k"}')  # other content: a new
+    assert not run_in(homes[1]).cached                                   # version, as before
+    assert len(FrOut.list_versions(subject=1, session="a")) == 2
