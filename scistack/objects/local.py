@@ -41,7 +41,7 @@ import zstandard
 from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError,
                              ReadOnlyProjectError, storage_full)
 from scistack.objects.canonical_json import REF_MARK
-from scistack.objects.gate import WritersGate
+from scistack.objects.gate import PRUNE_FLOOR, WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects import shuffle
@@ -60,6 +60,8 @@ _NEVER_COMPRESS_BELOW = 4096  # a loose file takes a 4 KB block anyway, and zstd
 _TEMP_PREFIX = ".tmp-"
 _ASIDE = f"{_TEMP_PREFIX}gc-"  # a loose object gc set aside for its last look (`_unlink_unless_fresh`)
 _ONE_THREAD_MAX = 16 << 20  # larger payloads are compressed by zstd's own worker threads
+_YOUNG_FOR = PRUNE_FLOOR / 4  # seconds an object this process made young is taken as still there
+_YOUNG_KEPT = 1 << 18         # objects `_young` remembers before starting again (~30 MB)
 _MAX_BUFFER = 64 << 20       # a batch writes a pack at least every 64 MB of small objects
 _TRUSTED_ALLOC = 64 << 20    # allocate up to this much (or _TRUSTED_RATIO x the compressed size)
 _TRUSTED_RATIO = 8           # on a header's word; beyond, its stream is hashed first
@@ -125,6 +127,8 @@ class LocalObjectStore(ObjectStore):
         self._buffer_bytes = 0
         self._buffer_lock = threading.Lock()
         self._refreshed: dict[str, float] = {}
+        self._young: dict[str, float] = {}  # oid -> when this process last made it young (`_made_young`)
+        self._young_gate = 0  # `gate.left` when `_young` was started
         self.gate = WritersGate(self.root)  # held shared from the first write (see gate.py)
         self.auto_merge = True  # (off for a lab's read-through cache: see s3.py)
         self._wrote_pack = 0  # the pid that wrote a pack through this store (0: none)
@@ -153,7 +157,10 @@ class LocalObjectStore(ObjectStore):
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
         self._refuse_writes()
         self.gate.enter()
-        if oid in self._buffer or self._refresh_packed(oid, look_again=False):
+        if oid in self._buffer:
+            return
+        if self._refresh_packed(oid, look_again=False):
+            self._note_young(oid)
             return
         length = payload_length(parts)
         if self._batch_depth and length < _SMALL:
@@ -164,6 +171,7 @@ class LocalObjectStore(ObjectStore):
         rel = oid_relpath(oid)
         final = os.path.join(self.root, rel)
         if _touch(final):  # exists: refresh mtime (gc grace period), nothing else to do
+            self._note_young(oid)
             return
         header = object_header(kind, length)
         directory = os.path.join(self.root, rel[:2])
@@ -187,6 +195,7 @@ class LocalObjectStore(ObjectStore):
             raise
         if self.fsync:
             fsync_dir(directory)
+        self._note_young(oid)
 
     def _stored_small(self, header: bytes, parts: Sequence[Buffer], length: int) -> bytes:
         """What a small object's file (or pack record) holds: raw, or zstd when it pays."""
@@ -237,6 +246,7 @@ class LocalObjectStore(ObjectStore):
                 write_pack(self.packs.directory, list(self._buffer.items()), fsync=self.fsync)
             except OSError as exc:
                 count = len(self._buffer)
+                self._young.clear()  # (a cautious sweep: what was noted stays on disk, though)
                 self._buffer.clear()  # never named: the index refuses the batch with this error
                 self._buffer_bytes = 0
                 full = storage_full(exc, f"the object store {self.root} (a pack of {count} objects)")
@@ -244,6 +254,8 @@ class LocalObjectStore(ObjectStore):
                     raise full from None
                 raise
             self.packs.refresh()
+            for oid in self._buffer:  # a new pack: young
+                self._note_young(oid)
             self._buffer.clear()
             self._buffer_bytes = 0
             if not self._wrote_pack and self.auto_merge:
@@ -306,12 +318,36 @@ class LocalObjectStore(ObjectStore):
         self.gate.leave()
 
     def freshen(self, oid: str) -> bool:
-        """Refresh the loose file's and the pack's mtime (gc grace period), whichever exist."""
+        """Refresh the loose file's or the pack's mtime (gc grace period), whichever exist
+        (a young pack keeps the object: an old loose copy going too loses nothing). One this
+        process made young moments ago (`_made_young`) is not touched again: every save of
+        a computed result asks for its value and record just put, and each utime, pack lookup
+        and failed loose `utime` had doubled the cost of a save."""
         self._refuse_writes()
+        if not is_valid_oid(oid):
+            validate_oid(oid)  # raises, saying why
+        if self._made_young(oid) or oid in self._buffer:  # (a buffered one is a new pack's)
+            return True
         self.gate.enter()  # about to be named again: a pruning gc must not sweep it meanwhile
-        found = oid in self._buffer
-        found = self._refresh_packed(oid) or found
-        return _touch(self.path_of(oid)) or found
+        found = self._refresh_packed(oid) or _touch(os.path.join(self._root_text, oid_relpath(oid)))
+        if found:
+            self._note_young(oid)
+        return found
+
+    def _made_young(self, oid: str) -> bool:
+        """Whether this process wrote or freshened `oid` less than `_YOUNG_FOR` ago while holding
+        the writers' gate throughout: no gc deletes it then (one whose grace is shorter than
+        `PRUNE_FLOOR` waits for the gate or keeps what is younger than that; a longer grace keeps
+        it too), so it is still there and young."""
+        stamp = self._young.get(oid)
+        return (stamp is not None and self.gate.left == self._young_gate and self.gate.held
+                and time.monotonic() - stamp < _YOUNG_FOR)
+
+    def _note_young(self, oid: str) -> None:
+        if self.gate.left != self._young_gate or len(self._young) >= _YOUNG_KEPT:
+            self._young.clear()  # (left the gate: a pruning gc may have swept since)
+            self._young_gate = self.gate.left
+        self._young[oid] = time.monotonic()
 
     def _refresh_packed(self, oid: str, *, look_again: bool = True) -> bool:
         """If `oid` is packed, make its pack young again (gc grace period) and say so. A write
@@ -868,6 +904,7 @@ class LocalObjectStore(ObjectStore):
         refreshed meanwhile, keeps it) and the bytes freed on disk, measured from the files.
         """
         self._refuse_writes()
+        self._young.clear()  # (this process's gc or fsck removes: nothing is taken for granted)
         freed, packed, removed = 0, [], set()
         for oid in dict.fromkeys(oids):
             size = _unlink_unless_fresh(str(self.path_of(oid)), older_than)

@@ -440,3 +440,28 @@ def test_a_process_that_only_saves_does_not_pack_again_what_is_packed_already(st
     again.end_batch()
     holding = [p for p in (tmp_path / "objects" / "pack").glob("*.pack") if b"saved before" in p.read_bytes()]
     assert len(holding) == 1
+
+
+def test_freshen_trusts_what_this_process_made_young_only_while_nothing_can_have_removed_it(store, tmp_path):
+    """`freshen` skips the disk for an object this process put or freshened moments ago while
+    holding the writers' gate (a save asks for the value and record it just put). It must not
+    trust that once the process removed objects itself (gc, fsck) or left the gate (a pruning
+    gc may have swept since): it would name an object that is gone."""
+    swept = store.put_value(random_floats(8, seed=1))
+    assert store.freshen(swept)
+    store.delete_many([swept])  # this process's own gc
+    assert not store.freshen(swept)
+
+    left = store.put_value(random_floats(8, seed=2))
+    assert store.freshen(left)
+    store.release_writes()  # every object named: a pruning gc may run now
+    other = LocalObjectStore(tmp_path / "objects")  # (another process's gc, on the same folder)
+    other.delete_many([left])
+    assert not store.freshen(left)
+
+    store.begin_batch()
+    packed = store.put_value(random_floats(8, seed=3))
+    store.end_batch()  # a new pack: young
+    assert store.freshen(packed) and store.contains(packed)
+    store.delete_many([packed])
+    assert not store.freshen(packed)
