@@ -322,12 +322,13 @@ class LocalObjectStore(ObjectStore):
         (a young pack keeps the object: an old loose copy going too loses nothing). One this
         process made young moments ago (`_made_young`) is not touched again: every save of
         a computed result asks for its value and record just put, and each utime, pack lookup
-        and failed loose `utime` had doubled the cost of a save."""
+        and failed loose `utime` had doubled the cost of a save: such an object costs what
+        `contains` does (still asked: a file removed by hand is stored again)."""
         self._refuse_writes()
         if not is_valid_oid(oid):
             validate_oid(oid)  # raises, saying why
-        if self._made_young(oid) or oid in self._buffer:  # (a buffered one is a new pack's)
-            return True
+        if oid in self._buffer or (self._made_young(oid) and self.contains(oid)):
+            return True  # (a buffered one is a new pack's; `contains`: one removed by hand is not)
         self.gate.enter()  # about to be named again: a pruning gc must not sweep it meanwhile
         found = self._refresh_packed(oid) or _touch(os.path.join(self._root_text, oid_relpath(oid)))
         if found:
