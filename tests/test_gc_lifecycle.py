@@ -15,6 +15,7 @@ from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.cli import main
 from scistack.errors import RetentionError
 from scistack.gc import collect_garbage
+import scistack.objects.local as local_store
 
 
 class LcRaw(BaseVariable):
@@ -194,11 +195,18 @@ def test_a_retention_rule_must_keep_at_least_one_version(project):
         collect_garbage(project, keep_versions=0)
 
 
-def test_a_cache_hit_that_names_old_unnamed_outputs_again_makes_them_young(project):
+def _a_month_later(monkeypatch) -> float:
+    """Files back-dated a month stand for a month gone by; so must this process's memory of
+    what it made young (`LocalObjectStore._made_young`, trusted for `_YOUNG_FOR` seconds)."""
+    monkeypatch.setattr(local_store, "_YOUNG_FOR", 0.0)
+    return time.time() - 30 * 86400
+
+
+def test_a_cache_hit_that_names_old_unnamed_outputs_again_makes_them_young(project, monkeypatch):
     _pipeline(project)
     out = LcOut.load(subject=1, session="pre").oid
     LcOut.delete(subject=[1, 2])  # outputs unnamed: a gc past the grace period would free them
-    month_ago = time.time() - 30 * 86400
+    month_ago = _a_month_later(monkeypatch)
     for path in (project.root / ".scistack" / "objects").rglob("*"):
         if path.is_file():
             os.utime(path, (month_ago, month_ago))
@@ -208,10 +216,10 @@ def test_a_cache_hit_that_names_old_unnamed_outputs_again_makes_them_young(proje
     assert project.store.mtime_of(out) > time.time() - 3600  # a concurrent gc now keeps it
 
 
-def test_saving_a_cached_result_makes_its_lineage_young(project):
+def test_saving_a_cached_result_makes_its_lineage_young(project, monkeypatch):
     LcRaw.save(np.random.default_rng(3).normal(size=50), subject=1, session="pre")
     lc_double(LcRaw.load(subject=1, session="pre"))  # computed, cached, never named
-    month_ago = time.time() - 30 * 86400
+    month_ago = _a_month_later(monkeypatch)
     for path in (project.root / ".scistack" / "objects").rglob("*"):
         if path.is_file():
             os.utime(path, (month_ago, month_ago))
