@@ -216,10 +216,14 @@ class PostgresJournal:
         )
 
     def _ensure_tables(self) -> None:
-        exists = self._execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,)).fetchone()[0]
+        """Both tables, created in one transaction: the connection autocommits, and a second
+        process that saw the journal table just committed read the settings table before
+        the first created it ("relation scistack_meta does not exist")."""
+        exists = self._execute("SELECT to_regclass(%s) IS NOT NULL AND to_regclass(%s) IS NOT NULL",
+                               (TABLE, META)).fetchone()[0]
         if exists:
             return
-        with self._io, self.locked(_tables=False):
+        with self._io, self.locked(_tables=False), self._connection().transaction():
             self._execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (seq bigserial PRIMARY KEY, line text NOT NULL)",
                           write=True)
             self._execute(f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value text NOT NULL)",

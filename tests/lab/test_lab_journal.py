@@ -132,6 +132,19 @@ def test_interleaved_writers_agree_on_every_version_and_the_newest(tmp_path, pg_
     assert max(v for v, _ in newest) <= 80 and [80, dict(acked)[80]] == fresh[-1]
 
 
+def test_a_first_opener_killed_between_creating_the_two_tables_leaves_a_project_that_opens(lab, pg_url):
+    """The journal and settings tables are created together: the CI once saw a second writer
+    read the settings table in the instant between the two, and a kill there had left the
+    project unopenable for ever."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(f"CREATE TABLE {pgjournal.TABLE} (seq bigserial PRIMARY KEY, line text NOT NULL)")
+    lab("a")
+    LabSignal.save(np.arange(3.0), subject=1, session=2)
+    assert LabSignal.load(subject=1, session=2).data.tolist() == [0.0, 1.0, 2.0]
+
+
 def test_a_read_only_role_cannot_save_and_is_named(lab, postgres, tmp_path, pg_url, bucket_url):
     lab("a")
     LabSignal.save(np.arange(3.0), subject=1, session=1)
