@@ -373,8 +373,9 @@ class _Walker:
             if obj.kind == "call":
                 tree = call_tree(text, oid)
                 nested = tree if _may_name_children(text) else {}  # (most records hold none)
-                refs = [
-                    (ref.oid, ref.kind, f"{ref.what} of call record {oid[:12]}", ref.optional)
+                refs = [  # (a `$ref` in a constant recorded inline: a json value's child, `_ARRAY`)
+                    (ref.oid, _ARRAY if ref.in_json and ref.kind is None else ref.kind,
+                     f"{ref.what} of call record {oid[:12]}", ref.optional)
                     for ref in CallRecord.from_value(tree, oid=oid).child_refs(nested)
                 ]
             else:

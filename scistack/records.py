@@ -37,13 +37,17 @@ class ChildRef(NamedTuple):
     """One object a call record references.
 
     `kind` is the object's kind when the record implies it (None: read it from the store);
-    `optional` objects may legitimately be absent (a constant that was never stored).
+    `optional` objects may legitimately be absent (a constant that was never stored);
+    `in_json`: named by a ``{"$ref": oid}`` inside the record's JSON (an array, table or
+    chunked value inside a constant recorded inline, an address or the parameters), so it
+    is what a json value's child is, never a call record or a dict of its own.
     """
 
     oid: str
     kind: str | None
     what: str
     optional: bool = False
+    in_json: bool = False
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -480,8 +484,8 @@ class CallRecord:
         for name, item in self.arguments.items():
             refs += item.child_refs(f"input {name!r}")
         named = {ref.oid for ref in refs}
-        refs += [ChildRef(o, None, "child") for o in json_refs(self.to_value() if tree is None else tree)
-                 if o not in named]
+        refs += [ChildRef(o, None, "child", in_json=True)
+                 for o in json_refs(self.to_value() if tree is None else tree) if o not in named]
         return tuple(refs)
 
     def child_oids(self) -> frozenset[str]:

@@ -493,6 +493,48 @@ def test_gc_refuses_over_a_lost_array_of_a_dict_that_was_a_chunked_value_with_ol
     assert chunks and all(project.store.contains(oid) for oid in chunks)
 
 
+def test_gc_runs_over_a_lost_array_inside_a_constant_recorded_inline_and_fsck_names_it(project):
+    """A small constant is recorded inline in its call record, an array in it as a `{"$ref"}`:
+    that child is what a dict value's child is (an array, or a chunked manifest). The walk
+    took it as an object of unknown kind that may name others, so one lost array refused gc
+    for the whole project, with a fix (save its value again) that no save could follow."""
+    from scistack.fsck import fsck
+    from scistack.objects.store import hash_value
+
+    GcA.save(np.arange(4.0), subject=1)
+    GcC.save(gc_weighted(GcA.load(subject=1), {"w": np.arange(50.0), "name": "ramp"}), subject=1)
+    ramp = hash_value(np.arange(50.0))
+    garbage = GcB.save(np.arange(3.0), subject=9).record.oid
+    GcB.delete(subject=9)
+    _unlink_object(project, ramp)
+    stats = collect_garbage(project, grace_seconds=0)
+    assert stats.objects_deleted >= 1 and not project.store.contains(garbage)
+    assert ramp[:12] in str(fsck(project))
+
+
+def test_gc_refuses_over_a_lost_chunked_value_inside_a_constant_with_old_chunks(project):
+    """Such a child may have been a chunked manifest: gc still refuses while old chunks it may
+    have named are there to be deleted (as for a dict value's lost child)."""
+    from scistack.objects.canonical_json import json_refs
+    from scistack.objects.chunking import set_chunking
+    from scistack.objects.codec import child_oids
+    from scistack.records import read_call
+
+    set_chunking(threshold=1 << 10, chunk_bytes=256)  # (before the first save: the project records it)
+    try:
+        GcA.save(np.arange(4.0), subject=1)
+        call = GcC.save(gc_weighted(GcA.load(subject=1), {"w": np.arange(512.0), "name": "ramp"}), subject=1).call
+    finally:
+        set_chunking()
+    (manifest,) = json_refs(read_call(project.store, call).arguments["weights"].const)
+    assert project.store.kind_of(manifest) == "chunked"
+    chunks = [oid for oid, _ in child_oids("chunked", project.store.get(manifest).payload)]
+    _unlink_object(project, manifest)
+    with pytest.raises(GarbageCollectionError, match=rf"missing \(e.g. {manifest[:12]}, child of"):
+        collect_garbage(project, grace_seconds=0)
+    assert chunks and all(project.store.contains(oid) for oid in chunks)
+
+
 def test_parse_prune():
     assert parse_prune("now") == 0 and parse_prune("never") == float("inf")
     assert parse_prune("2.weeks.ago") == DEFAULT_GRACE_SECONDS
