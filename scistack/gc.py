@@ -421,12 +421,14 @@ def ref_text(e: dict, keys: list[str]) -> str:
     return f"{e['var']} at {shown_address(e['addr'], keys) or 'every address'} version {e['version']}"
 
 
-def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> set[str]:
+def freshen_lineage(store: Any, oids: list[str | None], done: set[str],
+                    kinds: dict[str, str] | None = None) -> set[str]:
     """Make objects about to be named again young, with everything gc would keep for them
     (container children, a call record's code, inputs and their call records, recursively):
     a gc that judged them unreachable a moment ago (a dropped cache entry's outputs) then keeps
     them for its grace period, as git freshens the objects it reuses. `done` skips oids
-    already freshened (and collects these).
+    already freshened (and collects these). `kinds`: the kinds of some of `oids`, known to
+    the caller (a ref's), not asked of the store again.
 
     Returns the oids that are gone: a gc freed them after the caller last looked (a pruning
     gc holds the writers' gate while it deletes, and `freshen` waits for it). The caller must
@@ -441,7 +443,8 @@ def freshen_lineage(store: Any, oids: list[str | None], done: set[str]) -> set[s
             gone.add(oid)
             continue
         done.add(oid)
-        kind = store.kind_of(oid)
+        kind = kinds.get(oid) if kinds else None
+        kind = kind or store.kind_of(oid)
         if kind not in _WALKED_KINDS:
             continue
         try:

@@ -184,8 +184,13 @@ class BaseVariable:
         # as the put it replaces: young again, or (loaded from another project, or collected
         # since) put again; a lab's `contains` answers from this machine's cache, so a value
         # gone from the bucket but cached here had been named again with no copy there (and
-        # likewise the call record that made it)
-        if not db.store.freshen(r.oid):
+        # likewise the call record that made it). A dict, list or chunked value is an object
+        # naming its arrays or chunks: each is freshened too (a lab's from this machine's
+        # cache), and any gone below it stores the value again from memory
+        if r.kind in _PARENT_KINDS:
+            if freshen_lineage(db.store, [r.oid], set(), {r.oid: r.kind}):
+                db.store.put_value(self.data)
+        elif not db.store.freshen(r.oid):
             db.store.put_value(self.data)
         call = r.call
         if call is not None and not db.store.freshen(call):
@@ -669,6 +674,7 @@ def _save_info(db: Database, data: Any) -> SaveInfo:
 
 
 _FRESHENED: dict[str, Any] = {"since": 0.0, "oids": set()}
+_PARENT_KINDS = ("json", "chunked")  # a value kept as an object that names others (arrays, chunks)
 
 
 def _recently_freshened() -> set[str]:

@@ -645,6 +645,21 @@ def test_a_loaded_value_saved_after_a_gc_took_its_lineage_names_no_missing_recor
     np.testing.assert_array_equal(GcC.load(subject=1).data, np.arange(4.0) / 2)
 
 
+def test_a_loaded_dict_saved_again_stores_an_array_gone_from_the_store(project):
+    """A dict of arrays is a dict object naming one object per array. Saving the loaded dict
+    again freshened the dict's object only: an array gone since (collected, removed by hand)
+    was named again, and the new ref's value could not be loaded."""
+    from scistack.objects.codec import child_oids
+
+    raw = GcA.save({"signal": np.arange(6.0), "rate": 100}, subject=1).record.oid
+    (array,) = [oid for oid, _ in child_oids("json", project.store.get(raw).payload)]
+    loaded = GcA.load(subject=1)
+    _unlink_object(project, array)
+    GcB.save(loaded, subject=1)
+    assert project.store.contains(array)
+    assert GcB.load(subject=1).data["signal"].tolist() == list(np.arange(6.0))
+
+
 def test_a_computed_value_loaded_in_one_project_and_saved_in_another_brings_its_lineage(project, tmp_path):
     """As a result computed in memory does: the call record, its inputs and code are copied
     over, so `why` and fsck see whole lineage in the second project."""

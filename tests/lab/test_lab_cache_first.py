@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+import scistack.database as database_module
 from scistack import BaseVariable, for_each, lineage_fcn
 
 from .test_lab_objects import LabValue, _bucket, machine  # noqa: F401 - `machine` is a fixture
@@ -201,3 +202,21 @@ def test_a_loaded_result_saved_elsewhere_puts_back_the_call_record_the_bucket_lo
     db.store.wait_uploads()
     c = machine("c")
     assert c.call_record(made_by)["function"]["name"] == "lab_doubled"
+
+
+def test_a_loaded_dict_saved_elsewhere_puts_back_an_array_the_bucket_lost(machine, s3_server, bucket_url):
+    """A dict of arrays is a dict object naming one object per array. Saving the loaded dict
+    again freshened the dict's object only: an array the bucket had lost, still cached here,
+    was named at the new address with no copy there, and a colleague's load failed."""
+    from scistack.objects.codec import child_oids
+
+    db = machine("a")
+    saved = LabValue.save({"emg": np.arange(6.0), "fs": 2000}, subject=1, session=1)
+    db.store.wait_uploads()
+    (array,) = [oid for oid, _ in child_oids("json", db.store.get(saved.oid).payload)]
+    _lose(s3_server, bucket_url, array)
+    machine("a")  # a later session: its cache still holds the dict and its array
+    LabValue.save(LabValue.load(subject=1, session=1), subject=2, session=1)
+    database_module.current_database().store.wait_uploads()
+    machine("c")  # a colleague's fresh checkout
+    assert LabValue.load(subject=2, session=1).data["emg"].tolist() == list(np.arange(6.0))
