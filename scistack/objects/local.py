@@ -884,15 +884,20 @@ class LocalObjectStore(ObjectStore):
         self.delete_many([oid])
 
     def set_aside(self, oid: str, folder: Path) -> Path:
+        """The loose copy, which `verify` reads first, else the packed one, kept in `folder`
+        (streamed: a damaged loose object had been read whole into memory, however large),
+        then both leave the store."""
         self._refuse_writes()
-        try:  # the loose copy, which `verify` reads first, else the packed one (both go)
-            data = self.path_of(oid).read_bytes()
+        try:
+            handle = open(self.path_of(oid), "rb")
         except FileNotFoundError:
-            packed = self.packs.read(oid)
+            packed = self.packs.read(oid)  # (a pack record: under 1 MB)
             if packed is None:
                 raise ObjectNotFoundError(oid) from None
-            data = bytes(packed)
-        kept = self._keep(folder, oid, data)  # kept before anything is removed: a crash loses nothing
+            kept = self._keep(folder, oid, [packed])  # kept before anything is removed: a crash loses nothing
+        else:
+            with handle:
+                kept = self._keep(folder, oid, iter(lambda: handle.read(_STREAM_STEP), b""))
         self.delete_many([oid])
         return kept
 

@@ -725,10 +725,12 @@ class S3ObjectStore(ObjectStore):
             raise ConfigurationError(
                 f"object {oid} sits in a pack of {self.url} that every machine reads; it is not "
                 "rewritten from here: restore the pack from a backup, or delete the refs to the value")
-        data = self._fetch(oid)
-        if data is None:
-            raise ObjectNotFoundError(oid)
-        kept = self._keep(folder, oid, data)  # kept before anything is removed
+        doing = "reading an object to set it aside"
+        try:  # (streamed, as `verify` reads it: a damaged object had been read whole into memory)
+            result = self._call(doing, self._ob.get, f"objects/{oid[:2]}/{oid[2:]}")
+        except FileNotFoundError:
+            raise ObjectNotFoundError(oid, f"it is not in {self.url}") from None
+        kept = self._keep(folder, oid, self._stream(result, doing))  # kept before anything is removed
         self.will_set_aside([oid])  # (fsck marked it already, with the others, and waited once)
         self._young.pop(oid, None)
         self._call("deleting an object", self._ob.delete, f"objects/{oid[:2]}/{oid[2:]}")

@@ -132,14 +132,21 @@ class ObjectStore(abc.ABC):
                                  f"delete {oid} from it by hand, then save or compute the value again")
 
     @staticmethod
-    def _keep(folder: Path, oid: str, data: bytes) -> Path:
-        """`data` written to `folder/oid` durably (before the store lets the object go)."""
+    def _keep(folder: Path, oid: str, chunks: Iterable[Buffer]) -> Path:
+        """The stored bytes, given in `chunks` (a damaged object may be gigabytes: the caller
+        streams it, and memory stays bounded by one chunk), written to `folder/oid` durably
+        (before the store lets the object go)."""
         folder.mkdir(parents=True, exist_ok=True)
         kept, temp = folder / oid, folder / f".{oid}.tmp{os.getpid()}"
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(temp, "wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
         os.replace(temp, kept)
         return kept
 

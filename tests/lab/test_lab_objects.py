@@ -721,3 +721,24 @@ def test_a_refused_lab_create_records_nothing_so_the_corrected_retry_opens(tmp_p
     assert db.schema_keys == ["subject", "session"]
     LabValue.save(np.arange(3.0), subject=1, session=1)
     db.close()
+
+
+def test_lab_set_aside_streams_a_large_damaged_object_in_bounded_memory(machine, s3_server, bucket_url, tmp_path):
+    """`fsck --repair` keeps a damaged bucket copy's bytes before it deletes it: the whole
+    object had been read into memory (a damaged 10 GB recording: 10 GB), now streamed."""
+    import tracemalloc
+
+    db = machine("a")
+    saved = LabValue.save(np.random.default_rng(5).random(6 << 20), subject=1, session=1)  # 48 MB, loose
+    db.store.wait_uploads()
+    damaged = _damage_in_bucket(s3_server, bucket_url, saved.oid)
+    tracemalloc.start()
+    try:
+        kept = db.store.set_aside(saved.oid, tmp_path / "quarantine")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"set_aside held {peak >> 20} MB at once"
+    assert kept.read_bytes() == damaged
+    with db.store.own_copies():
+        assert not db.store.contains(saved.oid)

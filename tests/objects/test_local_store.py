@@ -465,3 +465,22 @@ def test_freshen_trusts_what_this_process_made_young_only_while_nothing_can_have
     assert store.freshen(packed) and store.contains(packed)
     store.delete_many([packed])
     assert not store.freshen(packed)
+
+
+def test_set_aside_streams_a_large_damaged_object_in_bounded_memory(store, tmp_path):
+    """`fsck --repair` keeps a damaged object's bytes before it leaves the store: a loose one
+    had been read whole into memory (a damaged 10 GB recording: 10 GB), now streamed."""
+    import tracemalloc
+
+    oid = store.put_value(random_floats(6 << 20, seed=4))  # 48 MB, raw (random floats do not compress)
+    path = store.path_of(oid)
+    flip_byte(path, os.path.getsize(path) // 2)
+    damaged = path.read_bytes()
+    tracemalloc.start()
+    try:
+        kept = store.set_aside(oid, tmp_path / "quarantine")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"set_aside held {peak >> 20} MB at once"
+    assert kept.read_bytes() == damaged and not store.contains(oid)
