@@ -317,3 +317,22 @@ def test_a_loaded_value_saved_after_another_process_set_it_aside_is_stored_again
     PackedB.save(loaded, subject=1, session="pre")
     np.testing.assert_array_equal(PackedB.load(subject=1, session="pre").data, value)
     assert fsck(project).ok  # (PackedA's ref names the good copy too)
+
+
+def test_a_value_this_process_freshened_then_another_process_set_aside_is_stored_again(project, repairer):
+    """`freshen` trusts for a quarter hour what this process made young (`_made_young`), but
+    still asks `contains`, whose packed answer checks that the pack it knows is still there
+    (`PackSet.knows`): a pack another process's `fsck --repair` rewrote without the object is
+    gone, so the memory never names a set-aside object. (A guard: it held at 2c92878.)"""
+    value = np.arange(10.0)
+    with project.batch():
+        PackedA.save(value, subject=1, session="pre")
+        PackedA.save(value + 1, subject=2, session="pre")
+    loaded = PackedA.load(subject=1, session="pre")
+    damage_packed(project, loaded.oid)
+    PackedB.save(loaded, subject=1, session="pre")  # freshened: young here for a quarter hour
+    assert project.store._made_young(loaded.oid)
+    assert repairer() == 1
+    PackedB.save(loaded, subject=2, session="pre")
+    np.testing.assert_array_equal(PackedB.load(subject=2, session="pre").data, value)
+    assert fsck(project).ok
