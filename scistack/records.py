@@ -562,20 +562,25 @@ def same_arguments(store: ObjectStore, a: str, b: str) -> bool:
 
 
 def _files_read(record: CallRecord) -> set[tuple[Any, Any, Any]]:
-    """The files a record says its call read, by kind, content and file name: not their stat
-    (it differs between two processes' records of one call), nor the folder they were in
-    (absolute: two lab machines read the same files under their own home folders, and the
-    second's save of the same value had become a new version; records hold no run folder to
-    make them relative to)."""
+    """The files a record says its call read, by kind, content and place: not their stat (it
+    differs between two processes' records of one call). The place is the path relative to
+    the project's folder when the record names one (`project_path`: two lab checkouts, or a
+    moved project, read the same files at other absolute paths, and the second's save of the
+    same value must not be a new version), else the absolute path: the same content read
+    from another folder is another input (compared by file name only, a value computed in a
+    second folder kept naming the first folder's record, and `status` called it stale for
+    ever once that folder was gone)."""
     files = record.extra.get("files")
     if not isinstance(files, list):
         return set()
-    return {(_file_name(f.get("path")), f.get("kind", "file"), f.get("blake3")) for f in files if isinstance(f, dict)}
+    return {(_place(f), f.get("kind", "file"), f.get("blake3")) for f in files if isinstance(f, dict)}
 
 
-def _file_name(path: Any) -> Any:
-    """The last part of a recorded path, a POSIX or a Windows one (as another machine wrote it)."""
-    return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] if isinstance(path, str) else path
+def _place(entry: dict) -> Any:
+    """Where a recorded file was read: ("project", its path relative to the project's folder)
+    when recorded, else ("path", the absolute path as recorded)."""
+    rel = entry.get("project_path")
+    return ("project", rel) if isinstance(rel, str) else ("path", entry.get("path"))
 
 
 def read_splits(store: ObjectStore, oids: list[str]) -> list[list | None]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scistack.codeid.files import FileRead, changed_files, files_read, recording_reads, settled_listing
+from scistack.codeid.script_path import project_relative
 from scistack.errors import ScistackError
 from scistack.objects import ObjectStore
 
@@ -87,9 +88,19 @@ def settled_files(files: Iterable[FileRead], written: Iterable[str],
     return tuple(settled_listing(f, written, now).bare() for f in files)
 
 
-def files_value(files: list[FileRead]) -> dict[str, Any]:
-    """The call record's extra ``files`` entry (nothing when the call read no file)."""
-    return {"files": [f.to_value() for f in files]} if files else {}
+def files_value(files: list[FileRead], root: Any = None) -> dict[str, Any]:
+    """The call record's extra ``files`` entry (nothing when the call read no file). Each file
+    inside the project's folder `root` also names its path relative to it (``project_path``),
+    as `function.project_file` does the script: two checkouts of one project (a lab's, at
+    other absolute paths) then read the same files (`records.same_arguments`)."""
+    if not files:
+        return {}
+    entries = []
+    for f in files:
+        value = f.to_value()
+        rel = project_relative(f.path, root)
+        entries.append(value if rel is None else {**value, "project_path": rel})
+    return {"files": entries}
 
 
 def remember(call_oid: str, files: list[FileRead]) -> None:

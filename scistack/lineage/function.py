@@ -295,7 +295,7 @@ class LineageFunction:
             started=started,
             duration=round(duration, 6),
             format=CALL_FORMAT,
-            extra={**files_value(list(files)), **({"split": split} if split else {})},
+            extra={**files_value(list(files), root), **({"split": split} if split else {})},
         )
         call_oid = store.put("call", record.to_bytes())
         remember(call_oid, list(files))

@@ -595,16 +595,19 @@ def test_a_name_a_glob_tests_after_a_wildcard_is_an_input(project, tmp_path, mon
     assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
 
 
-def test_the_same_file_read_under_another_home_folder_adds_no_version(project, tmp_path, monkeypatch):
-    """Two lab machines run one call reading the same content under their own home folders
-    (the run's folder: absolute paths differ): the second machine's save of the same value was
-    a new version, since the two records' files were compared by absolute path; they compare
-    by content (and file name)."""
+_CFG_STEP = ("import json\nfrom scistack import lineage_fcn\n@lineage_fcn\ndef proc(x):\n"
+             "    with open('cfg.json') as f:\n        return x * json.load(f)['k']\n")
+
+
+def test_the_same_content_read_in_another_folder_of_the_project_is_a_new_version(project, tmp_path, monkeypatch):
+    """A call reads cfg.json in folder alice/, then (alice/ gone) in bob/ with the same content:
+    another input, so the save is a new version naming bob's record. Compared by content and
+    file name only, the ref kept alice's record, and `why` said "stale: file .../alice/cfg.json
+    changed" for ever (every later run was a cached hit of bob's record, saving no version)."""
     import shutil
 
     steps = Steps(tmp_path, monkeypatch)
-    steps.write("import json\nfrom scistack import lineage_fcn\n@lineage_fcn\ndef proc(x):\n"
-                "    with open('cfg.json') as f:\n        return x * json.load(f)['k']\n")
+    steps.write(_CFG_STEP)
     homes = [tmp_path / "alice", tmp_path / "bob"]
     for home in homes:
         home.mkdir()
@@ -618,10 +621,48 @@ def test_the_same_file_read_under_another_home_folder_adds_no_version(project, t
         return result
 
     assert float(run_in(homes[0]).data) == 20.0
-    shutil.rmtree(homes[0])  # the other machine has no such folder: its hit misses
+    shutil.rmtree(homes[0])
     second = run_in(homes[1])
     assert not second.cached and float(second.data) == 20.0
-    assert len(FrOut.list_versions(subject=1, session="a")) == 1
-    (homes[1] / "cfg.json").write_text('{"k": 2, "note": "the same k"}')  # other content: a new
-    assert not run_in(homes[1]).cached                                   # version, as before
     assert len(FrOut.list_versions(subject=1, session="a")) == 2
+    assert why(FrOut, subject=1, session="a").status == "current"
+    assert run_in(homes[1]).cached  # and so it stays
+    assert len(FrOut.list_versions(subject=1, session="a")) == 2
+    assert why(FrOut, subject=1, session="a").status == "current"
+
+
+def test_the_same_file_read_in_another_checkout_of_the_project_adds_no_version(tmp_path, monkeypatch):
+    """Two lab machines run one call reading the same file of their own checkouts (other
+    absolute paths; here the project moved): the second's save of the same value is no new
+    version, since the records also name each file relative to the project's folder."""
+    import scistack.database as database_module
+
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(_CFG_STEP)
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    (first / "cfg.json").write_text('{"k": 2}')
+    monkeypatch.delenv("SCISTACK_DB", raising=False)
+
+    def run_in(root: Path) -> object:
+        monkeypatch.chdir(root)
+        db = database_module.configure_database(root / "gait.duckdb", ["subject", "session"])
+        try:
+            if root == first:
+                FrIn.save(10.0, subject=1, session="a")
+            result = steps.load().proc(FrIn.load(subject=1, session="a"))
+            FrOut.save(result, subject=1, session="a")
+            return result, len(FrOut.list_versions(subject=1, session="a"))
+        finally:
+            db.close()
+            database_module._current = None
+
+    monkeypatch.setattr(database_module, "_current", None)
+    assert run_in(first)[1] == 1
+    first.rename(second)  # the other machine has no such folder: its hit misses
+    result, versions = run_in(second)
+    assert not result.cached and float(result.data) == 20.0
+    assert versions == 1
+    (second / "cfg.json").write_text('{"k": 2, "note": "the same k"}')  # other content: a new
+    result, versions = run_in(second)                                   # version, as before
+    assert not result.cached and versions == 2
