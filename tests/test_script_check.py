@@ -478,3 +478,22 @@ def test_a_record_without_a_project_path_reads_the_absolute_one(tmp_path):
     assert moved.to_value()["project_file"] == "code/pipeline.py"
     assert script_path(moved, tmp_path / "b") == str(tmp_path / "b" / "code" / "pipeline.py")
     assert script_path(FunctionInfo.from_value({**old, "project_file": "../x.py"}), tmp_path) == old["file"]
+
+
+def test_a_nul_in_a_recorded_script_path_is_unknown_not_a_crash(tmp_path):
+    """A damaged or crafted call record whose `project_file` or `file` holds a NUL byte: os.stat
+    raises ValueError, not OSError, and `why`/`status` had crashed with it."""
+    import types
+
+    from scistack.codeid.script_check import script_changes
+
+    def reason(kind, name, detail, diff):
+        return (kind, name, detail)
+
+    for fields in ({"file": str(tmp_path / "pipeline.py"), "project_file": "pipe\x00line.py"},
+                   {"file": str(tmp_path / "pipe\x00line.py")}):
+        fn = FunctionInfo.from_value({"name": "process", "module": "__main__", "identity": "0" * 64, **fields})
+        found = script_changes(types.SimpleNamespace(root=str(tmp_path)), types.SimpleNamespace(function=fn),
+                               None, reason, None)
+        assert [r[0] for r in found] == ["unknown"], found
+        assert "is not there" in found[0][2]

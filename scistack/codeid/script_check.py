@@ -58,8 +58,8 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
 
     try:
         stat = os.stat(path)
-    except OSError:
-        return unknown(f"{path} is not there")
+    except (OSError, ValueError):  # (ValueError: a NUL in a damaged or crafted record's path)
+        return unknown(f"{path!r} is not there" if "\0" in path else f"{path} is not there")
     parsed = _parse(path, stat.st_mtime_ns, stat.st_size)
     if parsed is None:
         return unknown("it cannot be read or parsed")
