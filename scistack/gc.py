@@ -49,6 +49,7 @@ from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNo
 from scistack.objects.gate import PRUNE_FLOOR
 from scistack.index import RETENTION, RefRecord, RefState, key_of
 from scistack.objects.codec import child_oids
+from scistack.objects.hashing import KINDS
 from scistack.objects.oid import is_valid_oid
 from scistack.objects.pack import MergeStats
 from scistack.objects.store import StoredObject
@@ -60,6 +61,10 @@ _WALKED_KINDS = ("json", "call", "chunked")
 _LEAF = "(leaf)"  # a chunked value's chunk or table part: names nothing
 _ARRAY = "(array)"  # a json value's child: npy or table (leaves), or a chunked manifest
 _PART_KINDS = ("chunk", "table")  # what a chunked manifest names
+# what a json object's child may be: a value's array (npy, table, chunked), or a json value a
+# call's container of inputs names (read, so verified, like every kind the walk reads); any
+# other kind is a damaged header, and a leaf taken on its word may hide a manifest's chunks
+_ARRAY_KINDS = ("npy", "table", "chunked", "json")
 _READ_BATCH = 4096  # objects the walk reads at once
 _SLICE_BYTES = 1 << 20  # journal bytes folded at a time (1M refs: 16 MB slices peaked at 440 MB, 1 MB at 300)
 
@@ -329,6 +334,13 @@ class _Walker:
             while self._stack and len(batch) < _READ_BATCH:
                 oid, kind, referrer, root, optional = self._stack.pop()
                 known = kind if kind not in (None, _ARRAY) else self.store.kind_of(oid)
+                if known is not None and kind in (None, _ARRAY) \
+                        and known not in (_ARRAY_KINDS if kind == _ARRAY else KINDS):
+                    # a damaged header ("bhunked"): taken for a leaf, a chunked value's chunks
+                    # had looked unreachable and been deleted; kept, and gc refuses
+                    wanted = "npy, table, chunked or json (a value's child)" if kind == _ARRAY else "a known kind"
+                    self.result.corrupt[oid] = f"{oid}: its header names kind {known[:20]!r}, not {wanted}"
+                    continue
                 if known is None and kind == _ARRAY:
                     self._lost(oid, referrer, root, optional, parent=False)
                     if not optional:

@@ -535,6 +535,37 @@ def test_gc_refuses_over_a_lost_chunked_value_inside_a_constant_with_old_chunks(
     assert chunks and all(project.store.contains(oid) for oid in chunks)
 
 
+def _chunked_dict(project) -> tuple[str, str, list[str]]:
+    """A saved dict whose array is chunked: (its oid, the manifest's, the chunks')."""
+    from scistack.objects.chunking import set_chunking
+    from scistack.objects.codec import child_oids
+
+    set_chunking(threshold=1 << 10, chunk_bytes=256)
+    try:
+        raw = GcA.save({"signal": np.arange(512.0), "rate": 100}, subject=1).record.oid
+    finally:
+        set_chunking()
+    (manifest,) = [oid for oid, _ in child_oids("json", project.store.get(raw).payload)]
+    return raw, manifest, [oid for oid, _ in child_oids("chunked", project.store.get(manifest).payload)]
+
+
+def test_gc_refuses_over_a_chunked_manifest_whose_header_is_damaged(project):
+    """One flipped bit in a manifest's header ("bhunked"): the walk took the kind it read for
+    a leaf's, the chunks looked unreachable and `gc --prune=now` deleted them all (the value
+    was lost for good). A kind that is none scistack writes is damage: gc refuses."""
+    raw, manifest, chunks = _chunked_dict(project)
+    path = project.store.path_of(manifest)
+    os.chmod(path, 0o644)
+    data = bytearray(path.read_bytes())
+    data[0] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert project.store.kind_of(manifest) not in ("chunked", None)
+    for dry_run in (True, False):
+        with pytest.raises(GarbageCollectionError, match=rf"corrupt \(e.g. {manifest[:12]}: .*scistack fsck"):
+            collect_garbage(project, grace_seconds=0, dry_run=dry_run)
+    assert chunks and all(project.store.contains(oid) for oid in chunks)
+
+
 def test_parse_prune():
     assert parse_prune("now") == 0 and parse_prune("never") == float("inf")
     assert parse_prune("2.weeks.ago") == DEFAULT_GRACE_SECONDS
