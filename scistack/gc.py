@@ -549,14 +549,17 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
     else:
         roots, dropped, bad = _fold_with_retention(db.index, keep_versions, older_than)
     _refuse_bad_journal(db, bad)
-    walk = _checked_walk(db, roots, young_after=time.time() - grace_seconds, explain=dry_run)
+    # one cutoff for every judgement of age: the orphaned-parts check and the deletion had each
+    # read the clock (listing and dropping names between), so a chunk younger than the check's
+    # cutoff, not refused over, could be older than the deletion's, and deleted
+    cutoff = time.time() - grace_seconds
+    walk = _checked_walk(db, roots, young_after=cutoff, explain=dry_run)
     reachable = walk.reachable
-    _refuse_orphaned_parts(db, walk, time.time() - grace_seconds)
+    _refuse_orphaned_parts(db, walk, cutoff)
     listed = _bucket_listing(db, reachable)  # (a lab's: checked before anything is changed)
     if not dry_run:  # names first, then cache entries, then (below) the objects they named
         db.index.delete_refs(dropped, why=RETENTION)
         db.index.drop_calls(walk.unkept_calls)
-    cutoff = time.time() - grace_seconds
     scanned = freed = kept = 0
     doomed = []
     for oid in db.store.iter_oids() if listed is None else listed:

@@ -566,6 +566,26 @@ def test_gc_refuses_over_a_chunked_manifest_whose_header_is_damaged(project):
     assert chunks and all(project.store.contains(oid) for oid in chunks)
 
 
+def test_gc_judges_lost_manifests_chunks_old_by_the_cutoff_it_deletes_by(project, monkeypatch):
+    """gc read the clock once to judge whether a lost manifest's chunks were old (refuse) and
+    again, after listing and dropping names, to delete what was old: a chunk younger than the
+    first cutoff but older than the second was neither refused over nor kept. One cutoff now.
+    (A clock that moves 1000 s at each reading stands for the time those steps took.)"""
+    raw, manifest, chunks = _chunked_dict(project)
+    _unlink_object(project, manifest)
+    start = time.time()
+    readings = iter(range(1, 1000))
+    monkeypatch.setattr(gc_module, "time", type("Clock", (), {"time": staticmethod(
+        lambda: start + 1000.0 * next(readings))}))
+    for chunk in chunks:  # younger than the second reading, older than the third
+        os.utime(project.store.path_of(chunk), (start + 2500.0, start + 2500.0))
+    try:
+        collect_garbage(project, grace_seconds=0)
+    except GarbageCollectionError:
+        pass  # (refusing is safe too)
+    assert chunks and all(project.store.contains(oid) for oid in chunks)
+
+
 def test_parse_prune():
     assert parse_prune("now") == 0 and parse_prune("never") == float("inf")
     assert parse_prune("2.weeks.ago") == DEFAULT_GRACE_SECONDS
