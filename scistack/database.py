@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
+SHARED_FROM = "moved_from_id"  # lab project setting: the id of the laptop project `share` copied
 _SHARED_KEYS_TTL = 10.0  # seconds a lab session trusts the shared schema keys it last read
 ENV_VAR = "SCISTACK_DB"
 
@@ -92,6 +93,8 @@ class Database:
         self.scistack_dir = self.root / ".scistack"
         self._objects_given = objects is not None  # (else the config's: the shared record overrides it)
         self._chunking: chunking.ChunkPolicy | None = None  # recorded in the config (`chunk_policy`)
+        self._shared_from: str | None = None  # (`project_ids`)
+        self._laptop: dict[str, Any] | None = None  # the config as read for `project_ids`
         shared, objects = _lab_urls(self.scistack_dir / CONFIG_NAME, shared, objects)
         if shared and journal is None:
             journal = PostgresJournal(shared, self.scistack_dir / "shared-journal")
@@ -133,6 +136,38 @@ class Database:
         unread = self.index.unreadable_journal_warning()
         if unread is not None:  # (the CLI says it in `status` and `ls` instead)
             warnings.warn(unread, UnreadableJournalWarning, stacklevel=3)
+
+    def records_project(self) -> str | None:
+        """The id call records name beside `function.project_file` (`script_path` resolves that
+        only for a record of this project, never for one imported from another): a lab's
+        project id; a laptop project's own, made (in its config, `laptop_id`: kept by a copy of
+        the folder) the first time a record needs one. None when it cannot be written."""
+        if self.project_id is not None or self.shared_url:
+            return self.project_id
+        if "laptop_id" not in self._laptop_config() and not self.read_only:
+            try:
+                self._update_config(lambda now: now if now.get("laptop_id") else now | {"laptop_id": secrets.token_hex(16)})
+            except OSError:  # (a folder it cannot write: records name no project, as before)
+                return None
+            self._laptop = None
+        return self._laptop_config().get("laptop_id")
+
+    @property
+    def project_ids(self) -> frozenset[str]:
+        """The ids whose call records are this project's own: its id, and for a lab project
+        made by `share`, the laptop project's."""
+        if self.project_id is not None or self.shared_url:
+            return frozenset(i for i in (self.project_id, self._shared_from) if i)
+        found = self._laptop_config().get("laptop_id")
+        return frozenset([found]) if found else frozenset()
+
+    def _laptop_config(self) -> dict[str, Any]:
+        if self._laptop is None:
+            try:
+                self._laptop = json.loads((self.scistack_dir / CONFIG_NAME).read_text())
+            except (OSError, ValueError):
+                return {}
+        return self._laptop
 
     def _check_config(self, schema_keys: Sequence[str] | None, shared_journal: Any = None,
                       shared: str | None = None, objects: str | None = None) -> list[str]:
@@ -310,6 +345,7 @@ class Database:
             self._check_new_lab_objects(journal, config_path, objects)
         meta = journal.project_meta(defaults)
         self.project_id = meta.get("project_id")  # (none: the shared journal holds no project yet)
+        self._shared_from = meta.get(SHARED_FROM)  # (`share`: the laptop project's records are its own)
         local: dict[str, Any] = {}
         if config_path.exists():
             local = json.loads(config_path.read_text())

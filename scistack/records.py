@@ -299,6 +299,9 @@ class FunctionInfo:
     # `file` relative to the project's root folder, when inside it: another checkout of the
     # project (a colleague's, a copied folder) reads its own copy of the script
     project_file: str | None = None
+    # the id of the project that made the record (`Database.project_ids`): `project_file` is
+    # resolved in this checkout only for a record of this project, not one imported from another
+    project: str | None = None
 
     @classmethod
     def from_value(cls, tree: Any, *, oid: str | None = None) -> FunctionInfo:
@@ -320,10 +323,11 @@ class FunctionInfo:
         constants = r.typed("constants", dict, "an object", default={})
         code_identity = r.string("code_identity", nullable=True)
         project_file = r.string("project_file", nullable=True)
+        project = r.string("project", nullable=True)
         return cls(
             name, module, identity, code, has_source, _copy(version), deps, _copy(note), file,
-            helpers, _copy(constants), r.extra(), frozenset(r.absent - {"code_identity", "project_file"}),
-            code_identity, project_file,
+            helpers, _copy(constants), r.extra(), frozenset(r.absent - {"code_identity", "project_file", "project"}),
+            code_identity, project_file, project,
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -341,6 +345,8 @@ class FunctionInfo:
             out["code_identity"] = self.code_identity
         if self.project_file is not None:
             out["project_file"] = self.project_file
+        if self.project is not None:
+            out["project"] = self.project
         out.update(_copy(self.extra))
         return out
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import blake3
 
-from scistack.database import CONFIG_NAME, Database, check_lab_urls, register_share
+from scistack.database import CONFIG_NAME, SHARED_FROM, Database, check_lab_urls, register_share
 from scistack.errors import CorruptObjectError, SchemaMismatchError, ScistackError, SharedServiceError
 from scistack.index.journal import Journal
 from scistack.ingest import ingest_queue
@@ -71,12 +71,16 @@ def share(db: Database, *, to: str | os.PathLike, shared: str, objects: str) -> 
             if (meta or journal.size()) and not resuming:
                 raise SchemaMismatchError(_not_empty(meta, journal, marker))
             _check_target(Path(to), target, meta.get("project_id"))
+            # the laptop's call records name its id: the lab's are its own (`Database.project_ids`)
+            laptop = {SHARED_FROM: laptop_id} if (laptop_id := _config(db.scistack_dir).get("laptop_id")) else {}
             if not meta:  # a new lab project, marked as this copy from its first transaction, chunking
                 policy = db.chunk_policy()  # as this project's (its values' oids depend on it)
-                journal.project_meta({"schema_keys": json.dumps(db.schema_keys), "moved_from": marker,
+                journal.project_meta({"schema_keys": json.dumps(db.schema_keys), "moved_from": marker, **laptop,
                                       "moved_offset": "0", "moved_seq": "0",
                                       "chunking": json.dumps({"threshold": policy.threshold,
                                                               "chunk_bytes": policy.chunk_bytes}, sort_keys=True)})
+            elif laptop:  # (set unless set: run again after the laptop had made its id)
+                journal.project_meta(laptop)
         lab = Database(target, db.schema_keys, shared=shared, objects=objects)
         uploaded = entries = 0
         try:

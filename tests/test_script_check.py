@@ -497,3 +497,26 @@ def test_a_nul_in_a_recorded_script_path_is_unknown_not_a_crash(tmp_path):
                                None, reason, None)
         assert [r[0] for r in found] == ["unknown"], found
         assert "is not there" in found[0][2]
+
+
+def test_an_imported_value_is_not_judged_by_the_importing_projects_own_script(tmp_path, python_env, monkeypatch):
+    """Project A's script-computed value exported and imported into project B, whose own
+    pipeline.py is another script defining `process` too: B judged A's record by B's script
+    (`project_file` resolved against B's folder) and called the value stale. The record names
+    the project that made it; B reads A's script at its recorded path instead."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _run_script(a, python_env, SCRIPT.replace("    db.close()", "    db.export(ScOut, to='../bundle', subject=1, "
+                                                               "session='pre')\n    db.close()"))
+    (b / "pipeline.py").write_text("def process(signal):\n    return signal - 100\n")
+    monkeypatch.chdir(b)
+    db = configure_database(b / "p.duckdb", ["subject", "session"])
+    try:
+        db.import_bundle(tmp_path / "bundle")
+        assert why(ScOut, subject=1, session="pre").status == "current"
+        (a / "pipeline.py").write_text(SCRIPT.replace("return x * GAIN", "return x * GAIN * 3"))
+        report = why(ScOut, subject=1, session="pre")  # A's script, where A's record says it is
+        assert report.status == "stale" and any("GAIN * 3" in r.diff for r in report.reasons), report
+    finally:
+        db.close()

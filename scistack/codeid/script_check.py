@@ -47,7 +47,8 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
     `find(module, name)` come from `provenance` (kept there so this module stays a leaf).
     """
     recorded = call.function
-    path = script_path(recorded, getattr(db, "root", None))  # this checkout's copy of the script
+    path = script_path(recorded, getattr(db, "root", None),  # this checkout's copy of the script
+                       getattr(db, "project_ids", ()))
     if recorded.module != "__main__" or not path:
         return None
     where = os.path.basename(path)

@@ -31,13 +31,16 @@ def project_relative(path: str | None, root: str | os.PathLike | None) -> str | 
     return None
 
 
-def script_path(function: Any, root: str | os.PathLike | None) -> str | None:
+def script_path(function: Any, root: str | os.PathLike | None, projects: Any = ()) -> str | None:
     """The file to read a recorded function from, in this checkout: its `project_file`
-    joined to `root` when the record has one (a plain relative path), else the absolute
-    `file` recorded (records written before `project_file` existed, a script outside the
-    project, or no project root known here)."""
+    joined to `root` when the record has one (a plain relative path) and was made by this
+    project (its `project` one of `projects`, the reader's `Database.project_ids`, or none
+    recorded), else the absolute `file` recorded (records written before `project_file`
+    existed, a script outside the project, no project root known here, or a record imported
+    from another project: its `project_file` names that project's script, not this one's)."""
     rel = getattr(function, "project_file", None)
-    if rel and root is not None:
+    made = getattr(function, "project", None)
+    if rel and root is not None and (made is None or made in (projects or ())):
         parts = rel.split("/")
         if not rel.startswith("/") and "" not in parts and os.pardir not in parts and ":" not in parts[0]:
             return os.path.join(os.fspath(root), *parts)

@@ -945,7 +945,7 @@ class _Run:
         split = split_record(self.splits, outcome.labels) if outcome.labels else None
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
                                        outcome.duration, multi=outcome.multi, files=outcome.files, split=split,
-                                       root=self.db.root)
+                                       root=self.db.root, project=self.db.records_project)
         self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files, split=bool(split)), out_oids,
                         multi=outcome.multi, origins=self.lf.origins(bound))
         params = flatten_params(self.identity.name, bound)

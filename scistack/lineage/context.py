@@ -29,6 +29,7 @@ class _MemoryCache:
         self.store: ObjectStore = MemoryObjectStore()
         self.calls: dict[str, dict[str, Any]] = {}
         self.root = None  # (no project folder: records name their source files absolutely)
+        self.project = None
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.calls.get(key)
@@ -51,6 +52,7 @@ class _DatabaseCache:
         self.store = db.store
         self.db = db
         self.root = db.root  # (call records name a script inside it relative to it)
+        self.project = db.records_project  # (and the project that made them beside it)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.db.index.cached_call(key)

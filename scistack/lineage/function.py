@@ -222,7 +222,7 @@ class LineageFunction:
                 return own  # a gc'd output: computed again (and recorded then)
             own = self.record_call(ctx.store, identity, inputs, list(hit["outs"]), record.started or utc_now(),
                                    record.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(record),
-                                   root=ctx.root)
+                                   root=ctx.root, project=ctx.project)
         _remember_own(hit["call"], origins, own)
         return own
 
@@ -251,7 +251,7 @@ class LineageFunction:
         out_oids = [ctx.store.put_value(v) for v in outputs]
         call_oid = self.record_call(
             ctx.store, identity, inputs, out_oids, started, duration, multi=multi, files=files.read,
-            root=ctx.root,
+            root=ctx.root, project=ctx.project,
         )
         ctx.record(key, call_oid, cache_fn(identity.digest, files.read), out_oids, multi=multi,
                    origins=self.origins(inputs))
@@ -271,15 +271,17 @@ class LineageFunction:
         files: list[FileRead] | tuple[FileRead, ...] = (),
         split: list[dict[str, Any] | None] | None = None,
         root: str | os.PathLike | None = None,
+        project: Callable[[], str | None] | None = None,
     ) -> str:
         """Store the call record (and the code it ran) and return its oid. `split`: per output,
         None or {"by": key, "labels": [...]} when `out_oids` holds that output's parts
         (`for_each` outputs=[Split(...)]), kept in the record's `split` field. `root`: the
-        project's folder, so the record also names the source file relative to it."""
+        project's folder, so the record also names the source file relative to it; `project`
+        (`Database.records_project`) the project's id, named beside it."""
         inputs = self._with_defaults(inputs)
         store_constants(store, inputs)
         inputs = bring_inputs(store, inputs)
-        function, source_file, watched = self._function_info(store, identity, root)
+        function, source_file, watched = self._function_info(store, identity, root, project)
         record = CallRecord(
             function=function,
             arguments={n: CallInput.from_value(b.record) for n, b in sorted(inputs.items())},
@@ -319,7 +321,8 @@ class LineageFunction:
                 pass  # a sentinel default: covered by the function's identity
         return completed
 
-    def _function_info(self, store: ObjectStore, identity: FunctionIdentity, root: str | os.PathLike | None = None
+    def _function_info(self, store: ObjectStore, identity: FunctionIdentity, root: str | os.PathLike | None = None,
+                       made_by: Callable[[], str | None] | None = None
                        ) -> tuple[FunctionInfo, str | None, tuple[str, ...]]:
         """The call record's function part, and the source file and files its environment
         watches (a project's function only): the same for every call of one identity, so
@@ -344,7 +347,8 @@ class LineageFunction:
             deps=tuple(tuple(d) for d in identity.deps),
             note=identity.note,
             file=_source_file(self.fn),
-            project_file=project_relative(_source_file(self.fn), root),
+            project_file=(project_file := project_relative(_source_file(self.fn), root)),
+            project=made_by() if project_file and made_by is not None else None,
             helpers={
                 label: HelperInfo.from_value(h)
                 for label, h in tree_record(tree, functools.partial(_put_code, store)).items()

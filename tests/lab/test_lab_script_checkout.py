@@ -50,3 +50,23 @@ def test_a_colleagues_checkout_judges_its_own_script(tmp_path, pg_url, bucket_ur
     (first / "pipeline.py").rename(first / "moved.py")  # as on another machine: the first folder's file absent
     out = _run(second, env, *why).lower()
     assert "stale" in out and "is not there" not in out
+
+
+def test_a_lab_project_shared_from_a_laptop_judges_the_laptops_records_by_its_own_script(
+        tmp_path, pg_url, bucket_url, s3_env, python_env):
+    """Call records name the project that made them beside `project_file` (an imported record's
+    names another project's script); `share` makes the laptop's id the lab project's too, so
+    the lab checkout still reads its own copy of the script for the laptop's records."""
+    env = python_env | s3_env | {"PGPASSWORD": WRITER_PASSWORD}
+    laptop, lab = tmp_path / "laptop", tmp_path / "lab"
+    laptop.mkdir()
+    (laptop / "pipeline.py").write_text(PIPE.replace(", shared=sys.argv[1], objects=sys.argv[2]", ""))
+    _run(laptop, env, "pipeline.py", "seed")
+    _run(laptop, env, "-c", "from scistack import configure_database\n"
+         f"db = configure_database('gait.duckdb')\ndb.share(to={str(lab)!r}, shared={pg_url!r}, "
+         f"objects={bucket_url!r})\ndb.close()")
+    (lab / "pipeline.py").write_text(PIPE)
+    why = ["-m", "scistack", "why", "LabScriptScaled", "subject=1"]
+    assert "current" in _run(lab, env, *why).lower()
+    (lab / "pipeline.py").write_text(PIPE.replace("return signal * k", "return signal * k + 1"))
+    assert "stale" in _run(lab, env, *why).lower()  # (the laptop's own script is unchanged)
