@@ -93,7 +93,7 @@ class PostgresJournal:
         self._con: Any = None
         self._lock_session = 0                 # which connection holds the advisory lock
         self._sessions = 0
-        self._size, self._size_at = 0, -1.0
+        self._size, self._size_at = 0, float("-inf")  # (never asked: monotonic() starts near 0 at boot)
         self._locked_size: int | None = None   # the last seq while we hold the lock
         self._unlock_sent = False              # an unlock is on the wire, its answer unread
         self._watch = _Watch(url, psycopg)     # tells the watchdog when the server is silent
