@@ -12,7 +12,12 @@ A line torn by a crash mid-write has no final newline; the next writer terminate
 every reader skips lines that do not parse. An append that meets a full disk is taken back
 (truncated) after part of it may have been written: readers never wait for the lock (a writer
 holding it may itself wait for the fold a reader is writing), so while a writer holds it they
-read only up to the end it published in the lock file (`_reading`).
+read only up to the end it published in the lock file (`_reading`). A forked child (the
+`multiprocessing` fork start method, a user's `os.fork`) shares its parent's open file
+descriptions, and a `flock` belongs to the description: the child's unlock would release the
+parent's lock, and the child's "exclusive" lock would be granted at once beside the parent's.
+So a child opens its own descriptors at its first use of the journal, and a `locked()` or
+read it inherited half way (forked inside it) ends without unlocking (`_forks`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,13 @@ from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 
 
 _DECODER = json.JSONDecoder()
+
+# How many times this process's line has forked: a child must not use its parent's lock and
+# read descriptors (see the module's docstring). A counter, not os.getpid(): `size()` checks it
+# before every read.
+_forks = [0]
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 
 def loads_line(line: bytes, *, may_be_big: bool = True) -> Any:
@@ -139,12 +151,34 @@ class Journal:
         self._read_lock = threading.Lock()  # `_reading`: a thread of this process at a time
         self._read_fd: int | None = None    # ... on a descriptor of its own (flock is per one)
         self._published: tuple[int, int] | None = None  # (end, inode) this process published last
+        self._forked = _forks[0]  # the fork generation these descriptors and locks belong to
         self.skipped_lines = 0
+
+    def _after_fork(self) -> None:
+        """In a forked child, at its first use of the journal: the parent's descriptors are
+        closed (only in this process: a `flock` lasts while any descriptor of its description is
+        open, so the parent keeps its lock) and the child's own are opened when next needed.
+        The thread locks are new: another thread of the parent may have held them at the fork,
+        and never releases them here. Nothing is held in the child: a `locked()` it inherited
+        half way ends without unlocking (the lock is its parent's)."""
+        for fd in (self._lock_fd, self._size_fd, self._read_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._lock_fd = self._size_fd = self._read_fd = None
+        self._thread_lock = threading.RLock()
+        self._read_lock = threading.Lock()
+        self._depth, self._owner, self._published = 0, None, None
+        self._forked = _forks[0]
 
     def size(self) -> int:
         """Bytes in the journal (0 when it does not exist yet): a cheap change detector, asked
         before every read. An `fstat` of a descriptor kept open costs half a path `stat`; a
         journal replaced or removed since (no link left) is looked up by name again."""
+        if self._forked != _forks[0]:
+            self._after_fork()
         fd = self._size_fd
         if fd is not None:
             found = os.fstat(fd)
@@ -164,7 +198,11 @@ class Journal:
     def locked(self) -> Iterator[None]:
         """Hold the journal exclusively (threads and processes); re-entrant in a thread. Taken
         inside the try that releases it, which restores the depth it found: a Ctrl-C just after
-        the flock had left every other process's saves waiting on this one."""
+        the flock had left every other process's saves waiting on this one. A child forked
+        inside it leaves it without unlocking (the parent's lock: see `_after_fork`)."""
+        if self._forked != _forks[0]:
+            self._after_fork()
+        generation = _forks[0]
         with self._thread_lock:
             entered = self._depth
             try:
@@ -179,11 +217,12 @@ class Journal:
                 self._depth = entered + 1
                 yield
             finally:
-                self._depth = entered
-                if entered == 0:
-                    self._owner = None
-                    if self._lock_fd is not None:
-                        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                if _forks[0] == generation:  # (a forked child holds nothing: its parent does)
+                    self._depth = entered
+                    if entered == 0:
+                        self._owner = None
+                        if self._lock_fd is not None:
+                            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def append(self, entries: list[dict[str, Any]]) -> int:
         """Append entries as canonical JSON lines; returns the new journal size."""
@@ -257,7 +296,11 @@ class Journal:
         full disk is truncated away, and its complete lines must never be folded. Never waits
         for a writer (one holding the journal may wait for the fold its reader is writing):
         a shared lock taken without waiting keeps writers out for the read; the writer that
-        holds the journal publishes the end of what is complete (`_publish`)."""
+        holds the journal publishes the end of what is complete (`_publish`). A child forked
+        during the read leaves it without unlocking (the shared lock is its parent's)."""
+        if self._forked != _forks[0]:
+            self._after_fork()
+        generation = _forks[0]
         if self._depth and self._owner == threading.get_ident():
             yield True  # this thread holds the journal: no append of its is under way
             return
@@ -276,7 +319,8 @@ class Journal:
             try:
                 yield True
             finally:
-                fcntl.flock(self._read_fd, fcntl.LOCK_UN)
+                if _forks[0] == generation:
+                    fcntl.flock(self._read_fd, fcntl.LOCK_UN)
 
     def _publish(self, lock_fd: int, found: os.stat_result) -> None:
         """Write into the lock file where the complete journal ends (`found`: its size and
@@ -360,6 +404,8 @@ class Journal:
 
     def close(self) -> None:
         """Release the file descriptors."""
+        if self._forked != _forks[0]:
+            self._after_fork()  # (a child's inherited descriptors: closed there)
         with self._thread_lock:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
