@@ -149,6 +149,11 @@ class ForEachError(ScistackError, RuntimeError):
         super().__init__(message)
 
 
+class AtomicBatchError(ScistackError, RuntimeError):
+    """An atomic batch (`db.batch(atomic=True)`) was asked to do what would break its all or
+    nothing: journal its held writes before it ends, or be nested in another batch."""
+
+
 class GarbageCollectionError(ScistackError, RuntimeError):
     """gc refused to run because the project cannot be read completely."""
 

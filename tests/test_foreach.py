@@ -1657,3 +1657,24 @@ def test_a_worker_that_dies_in_a_callers_process_pool_leaves_the_rest_not_run(em
     assert report.ran + len(not_run) + report.failed == 6
     rest = _dies_at_two(tmp_path, "exit", workers=2, chunk_size=1)
     assert (rest.cached, rest.ran, rest.failed) == (report.ran, 4 - report.ran, 2)
+
+
+def test_for_each_inside_an_atomic_batch_leaves_its_writes_to_the_batch(emg, monkeypatch):
+    """`for_each` flushes about every second (to bound what a kill loses); inside an atomic
+    batch that flush would journal half of the batch, so it waits for the batch's end: an
+    error after the run journals nothing of it, and a batch that ends well journals it all."""
+    from scistack.foreach import engine
+    monkeypatch.setattr(engine, "_FLUSH_EVERY_S", -1.0)  # (a flush after every combination)
+    before = journal_size(emg)
+    with pytest.raises(KeyboardInterrupt), emg.batch(atomic=True):
+        report = run_bandpass()
+        assert report.ran == len(SUBJECTS) * len(SESSIONS) and not report.failed
+        assert journal_size(emg) == before
+        raise KeyboardInterrupt
+    assert journal_size(emg) == before
+    with pytest.raises(VariableNotFoundError):
+        FeFiltered.load(subject=1, session="pre")
+    with emg.batch(atomic=True):
+        report = run_bandpass()
+    assert versions(FeFiltered, subject=1, session="pre") == [1]
+    assert journal_size(emg) > before

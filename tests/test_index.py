@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from scistack import BaseVariable, configure_database
-from scistack.errors import UnreadableJournalWarning, VariableNotFoundError
+from scistack.errors import AtomicBatchError, UnreadableJournalWarning, VariableNotFoundError
 from scistack.index.sql import SCHEMA_VERSION, STORAGE_COMPATIBILITY, SyncStopped
 
 from .helpers import journal_size
@@ -544,8 +544,40 @@ def test_an_atomic_batch_that_fails_journals_nothing_and_a_plain_one_keeps_its_s
     with db.batch(atomic=True):
         Signal.save(np.arange(4.0), subject=2, session="pre")
     assert Signal.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0, 3.0]
-    with pytest.raises(RuntimeError, match="cannot be nested"), db.batch(), db.batch(atomic=True):
+    with pytest.raises(AtomicBatchError, match="cannot be nested"), db.batch(), db.batch(atomic=True):
         pass
+
+
+def test_an_atomic_batch_refuses_to_journal_its_writes_before_it_ends(project):
+    """An atomic batch is all or nothing only if nothing inside it journals what it holds:
+    `db.flush()`, or a read that numbers held saves (`list_versions`, a load by `version=`),
+    had written them half way, and the error that followed then discarded only the rest.
+    Refused with a clear error instead; a refusal caught inside leaves the batch whole."""
+    db = project
+    before = journal_size(db)
+    with pytest.raises(AtomicBatchError, match="all or nothing"), db.batch(atomic=True):
+        Signal.save(np.arange(3.0), subject=1, session="pre")
+        db.flush()
+    assert journal_size(db) == before and not db.index.in_batch
+    with pytest.raises(AtomicBatchError, match="list_versions"), db.batch(atomic=True):
+        Signal.save(np.arange(3.0), subject=1, session="pre")
+        Signal.list_versions(subject=1, session="pre")
+    assert journal_size(db) == before
+    with pytest.raises(VariableNotFoundError):
+        Signal.load(subject=1, session="pre")
+    with db.batch(atomic=True):
+        Signal.save(np.arange(3.0), subject=1, session="pre")
+        with pytest.raises(AtomicBatchError):
+            Signal.load(subject=1, session="pre", version=1)
+        assert journal_size(db) == before
+        Signal.save(np.arange(4.0), subject=2, session="pre")
+    assert Signal.load(subject=1, session="pre").data.tolist() == [0.0, 1.0, 2.0]
+    assert Signal.load(subject=2, session="pre").data.tolist() == [0.0, 1.0, 2.0, 3.0]
+    with db.batch(atomic=True):  # holding nothing, a read needs no flush
+        assert Signal.list_versions(subject=1, session="pre")
+        db.flush()
+    Signal.save(np.arange(5.0), subject=3, session="pre")  # after it: journalled at once
+    assert Signal.load(subject=3, session="pre").version == 1
 
 
 def test_the_background_sync_leaves_the_file_to_a_detached_sync_at_work(project):

@@ -954,8 +954,9 @@ class _Run:
                                                          outcome.outputs, layout):  # type: ignore[arg-type]
             self._save(var, address, place_key, out, call_oid, params)
         self._note_parts(pending.addr_key, layout)
-        if time.monotonic() - self._last_flush > _FLUSH_EVERY_S:
-            self.db.flush()  # bound what a kill can lose to about a second of work
+        if time.monotonic() - self._last_flush > _FLUSH_EVERY_S and not self.db.index.in_atomic_batch:
+            self.db.flush()  # bound what a kill can lose to about a second of work (never half
+            # of an atomic batch the run is inside: it is journalled whole as the batch ends)
             self._last_flush = time.monotonic()
 
     def _failed_last_time(self) -> bool:

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from scistack.errors import (DatabaseLockedError, IndexDamagedError, InvalidMetadataError, InvalidNameError,
+from scistack.errors import (AtomicBatchError, DatabaseLockedError, IndexDamagedError, InvalidMetadataError, InvalidNameError,
                              ReadOnlyProjectError, ScistackError)
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
@@ -86,6 +86,7 @@ class Index:
         self._overlay = RefState()                            # ... and what they say, for reads
         self._facts: list[tuple] = []                         # facts of call records written here
         self._batch_depth = 0
+        self._atomic = False  # the outermost batch is atomic: nothing it holds is journalled before it ends
         self._ending_batch = False  # a batch's flush runs: busy still, though the batch has ended
         self._ahead: dict[tuple[str, str], list[RefRecord]] = {}  # fold rows read in bulk ...
         self._ahead_calls: dict[str, dict[str, Any] | None] = {}   # ... valid until the journal grows
@@ -715,6 +716,12 @@ class Index:
         """Writes are being held by a batch (their objects may be unnamed yet)."""
         return self._batch_depth > 0
 
+    @property
+    def in_atomic_batch(self) -> bool:
+        """Inside an atomic batch: a flush of what it holds is refused until it ends (a flush
+        asked only to bound what a kill can lose, as `for_each`'s each second, is skipped)."""
+        return self._batch_depth > 0 and self._atomic
+
     @contextmanager
     def batch(self, *, atomic: bool = False) -> Iterator[None]:
         """Journal all writes inside as one append at the end (durable when the block exits).
@@ -724,15 +731,19 @@ class Index:
         An `atomic` batch that ends with an error (a Ctrl-C too) journals nothing, for a caller
         that records elsewhere what its batch did (the MATLAB commit's `committed.json`): a
         batch flushed on the error had journalled writes that nothing said were made, and the
-        retry made them again. Only outermost, and with no read inside that writes what is held."""
+        retry made them again. Only outermost, and with no read inside that writes what is held:
+        a flush inside it while it holds writes (a read that numbers them, `db.flush()`) is
+        refused with `AtomicBatchError` (`flush`), never journalled half way."""
         entered = self._batch_depth
         if atomic and entered:
-            raise RuntimeError("an atomic batch cannot be nested in another batch (it would "
-                               "discard the outer batch's writes on an error)")
+            raise AtomicBatchError("an atomic batch cannot be nested in another batch (it would "
+                                   "discard the outer batch's writes on an error); begin it outside "
+                                   "any other batch, or make it a plain batch")
         completed = False
         try:
             if entered == 0:
                 self._pending = []
+                self._atomic = atomic
             self._batch_depth = entered + 1
             yield
             completed = True
@@ -759,6 +770,7 @@ class Index:
             self.flush()
         finally:
             self._batch_depth = 0
+            self._atomic = False
             if self._pending is not None:  # the flush never took them: nothing of it journalled
                 self._pending, self._overlay, self._facts = None, RefState(), []
             self._ending_batch = False
@@ -769,7 +781,16 @@ class Index:
 
     def flush(self) -> None:
         """Append writes held by a batch (after the objects they name are on disk), compared
-        with the project as it is now and numbered after it, in bulk."""
+        with the project as it is now and numbered after it, in bulk. Refused inside an atomic
+        batch that holds writes: they are journalled when it ends, all of them or none."""
+        if self._atomic and self._batch_depth and self._pending:
+            raise AtomicBatchError(
+                f"an atomic batch holds {len(self._pending)} write(s) that must be journalled "
+                "together when it ends (all or nothing), and something inside it asked for them "
+                "to be written now: db.flush(), or a read that numbers held saves (a saved "
+                "variable's version or record, a load by version= or where=, list_versions, "
+                "a summary). Do that read before the batch or after it, or use a plain "
+                "db.batch() if its writes need not be all or nothing")
         if self.before_flush is not None:
             try:
                 self.before_flush()
