@@ -48,7 +48,6 @@ from scistack.objects.canonical_json import dumps_canonical
 TABLE = "scistack_journal"
 META = "scistack_meta"
 LOCK_KEY = 0x5C157AC6  # pg_advisory_lock key of journal appends ("scistack")
-GC_LOCK_KEY = LOCK_KEY + 1  # ... and of gc (one at a time across the lab)
 _TAKING = -1  # `_lock_session` while the lock is being taken (no session is numbered so)
 SIZE_TTL = 0.05  # seconds an unlocked freshness check is reused (see size())
 SILENCE = 10.0  # seconds a statement waits unanswered before the server's liveness is probed
@@ -223,7 +222,10 @@ class PostgresJournal:
                                (TABLE, META)).fetchone()[0]
         if exists:
             return
-        with self._io, self.locked(_tables=False), self._connection().transaction():
+        # the journal's lock first, then the connection's: the order of every other step (taken
+        # the other way round, a thread holding `locked()` that then asked for `_io` waited
+        # for ever on this one, which held `_io` and waited for `locked()`)
+        with self.locked(_tables=False), self._io, self._connection().transaction():
             self._execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (seq bigserial PRIMARY KEY, line text NOT NULL)",
                           write=True)
             self._execute(f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value text NOT NULL)",
@@ -398,21 +400,6 @@ class PostgresJournal:
         finally:
             self._watch.end()
         return True
-
-    @contextmanager
-    def exclusive_gc(self) -> Iterator[bool]:
-        """Hold the lab's gc lock if free; yields False when another gc holds it."""
-        got = self._execute("SELECT pg_try_advisory_lock(%s)", (GC_LOCK_KEY,)).fetchone()[0]
-        try:
-            yield bool(got)
-        finally:
-            if got:
-                with self._io:
-                    self._read_unlock()
-                    try:
-                        self._con.execute("SELECT pg_advisory_unlock(%s)", (GC_LOCK_KEY,))
-                    except self._psycopg.OperationalError:
-                        pass
 
     def append(self, entries: list[dict[str, Any]]) -> int:
         """Append entries in one transaction, under the lock; returns the new last `seq`."""

@@ -661,3 +661,54 @@ def test_load_all_frame_of_doubles_is_current_across_machines(lab):
     a.close()
     b = lab("b")
     assert LabSignal.load_all(as_df=True)["data"].tolist() == [0.5, 1.5, 2.5, 9.25, 4.5]
+
+
+def test_creating_the_tables_takes_the_journal_lock_before_the_connection(pg_url, tmp_path):
+    """`_ensure_tables` took the connection's lock (`_io`) and then the journal's (`locked()`),
+    the opposite of every other step: a thread holding `locked()` that then ran a statement
+    waited for ever on it, which waited for `locked()`. Here the tables are gone (as for a
+    first opener) while another thread holds the journal; it runs a statement once the
+    creator is waiting for the lock."""
+    import psycopg
+
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(f"DROP TABLE {pgjournal.TABLE}, {pgjournal.META}")
+    holding, done = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def creator() -> None:
+        holding.wait()
+        journal._ensure_tables()
+
+    def waiting_for_the_lock(thread: threading.Thread) -> bool:
+        frame = sys._current_frames().get(thread.ident)
+        while frame is not None:
+            if frame.f_code.co_name == "locked" and frame.f_code.co_filename == pgjournal.__file__:
+                return True
+            frame = frame.f_back
+        return False
+
+    def holder() -> None:
+        try:
+            with journal.locked(_tables=False):
+                holding.set()
+                deadline = time.monotonic() + 60
+                while not waiting_for_the_lock(make) and make.is_alive() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                outcome.append(journal._execute("SELECT 1").fetchone()[0])
+        except Exception as exc:  # noqa: BLE001 - the outcome is checked below
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    make = threading.Thread(target=creator, daemon=True)
+    hold = threading.Thread(target=holder, daemon=True)
+    make.start()
+    hold.start()
+    assert done.wait(60), "the holder of the journal lock waited for ever on the table creator"
+    make.join(60)
+    assert outcome == [1] and not make.is_alive()
+    journal.append([{"op": "run"}])
+    assert len(journal.read_from(0)[0]) == 1
+    journal.close()
