@@ -98,6 +98,10 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     if not outputs:
         raise InvalidMetadataError(f"{results_path}: a Thunk call records at least one output")
     env = environment(db, fn, res.get("env") or {})
+    # A plain batch, not atomic as the for_each commit's: all it journals is one line, the cache
+    # entry, held last (the rest are objects), so it is all or nothing as it is; and no file
+    # here says what was recorded (the for_each commit's `committed.json`, which an error
+    # flushed half way had put out of step with the journal), so a retry only asks again.
     with db.batch():
         staged = store_children(db, folder, res)
         outs = [store_staged(db, folder, out, staged)[0] for out in outputs]
