@@ -7,7 +7,10 @@ function S = journal(root, chunk_bytes)
 %     S.current   the put is the highest surviving version of its (var, addr, vkeys)
 %     S.meta      a scistack.internal.Store (a handle): decoded addr/vkeys by JSON text
 %     S.index     containers.Map (a handle): per-variable query columns (select_records)
-%   Only complete lines count: a last line without "\n" is an interrupted write. Lines of
+%   Only complete lines count: a last line without "\n" is an interrupted write. Only lines
+%   before the end a Python writer published in refs.lock count (see readable_end): MATLAB
+%   cannot take the shared flock Python's readers take, and complete lines past that end may
+%   be an append under way that is taken back (a full disk). Lines of
 %   other ops (call, run, ...) are skipped; an unreadable complete line (e.g. the fragment
 %   of an interrupted write that a later append terminated) is skipped with a
 %   scistack:corruptJournal warning that names its line number.
@@ -36,7 +39,7 @@ end
 fresh = nargin >= 2;
 if ~fresh && isKey(cache, root)
     S = cache(root);
-    if S.file_size == fsize
+    if S.file_size == fsize && ~S.short
         return
     end
     if fsize < S.file_size
@@ -45,8 +48,12 @@ if ~fresh && isKey(cache, root)
 else
     S = empty_state();
 end
+S.short = false;
 if fsize > S.offset
+    stop = readable_end(folder, path, fsize, S.offset);
+    S.short = stop < fsize;  % (looked at again at the next call, even if the size is the same)
     bytes = scistack.internal.read_bytes(path, S.offset);
+    bytes = bytes(1:min(end, stop - S.offset));
     last = find(bytes == 10, 1, 'last');
     if ~isempty(last)
         bytes = bytes(1:last);
@@ -61,12 +68,96 @@ if ~fresh
 end
 end
 
+function stop = readable_end(folder, path, fsize, offset)
+% Where MATLAB may read the journal PATH (FSIZE bytes; read up to OFFSET) up to, as Python's
+% readers do (scistack/index/journal.py, Journal._reading). A Python writer holding the
+% journal writes into refs.lock the end of what is complete (and after each append that
+% succeeded): "<end> <inode> <crc32>", 20 + 20 digits and 8 hex. An append that met a full
+% disk is taken back after part of it may be written, so a complete line past that end is
+% not yet true. Python's readers take a shared flock without waiting and read to the end
+% when no writer holds the journal; MATLAB and Octave cannot flock, so they always read
+% only up to the published end (every writer publishes it before it releases the lock, so
+% at rest it is the journal's end). No lock file, or an empty one (no writer that publishes
+% has come: an older scistack, or a lab project's mirror, appended under its own lock):
+% the whole file. A record for another file (the journal replaced since): no writer of this
+% one has held it, the whole file. A record that does not read (being rewritten as read):
+% nothing new now; the next call looks again.
+stop = fsize;
+fid = fopen(fullfile(folder, 'refs.lock'), 'r');
+if fid < 0
+    return
+end
+txt = fread(fid, 64, '*char')';
+fclose(fid);
+if isempty(txt)
+    return
+end
+tok = regexp(txt, '^(\d{20}) (\d{20}) ([0-9a-f]{8})\n', 'tokens', 'once');
+if isempty(tok) || hex2dec(tok{3}) ~= double(crc32(uint8([tok{1}, ' ', tok{2}])))
+    stop = offset;
+    return
+end
+published = str2double(tok{1});
+inode = file_inode(path);
+if isempty(inode)
+    same = published <= fsize;  % (no inode to compare: an end past this file is another's)
+else
+    same = inode == str2double(tok{2});
+end
+if same
+    stop = max(min(published, fsize), offset);
+end
+end
+
+function ino = file_inode(path)
+% The inode number of PATH ([] where it cannot be known: Windows, MATLAB without Java).
+ino = [];
+try
+    if exist('OCTAVE_VERSION', 'builtin') ~= 0
+        [info, err] = stat(path);
+        if err == 0
+            ino = double(info.ino);
+        end
+    else
+        attr = java.nio.file.Files.getAttribute(java.io.File(path).toPath(), 'unix:ino', ...
+            javaArray('java.nio.file.LinkOption', 0));
+        ino = double(attr.longValue());
+    end
+catch
+    ino = [];
+end
+end
+
+function c = crc32(bytes)
+% CRC-32 (zlib's, as Python's zlib.crc32) of the uint8 vector BYTES.
+persistent table
+if isempty(table)
+    table = zeros(256, 1, 'uint32');
+    for n = 0:255
+        v = uint32(n);
+        for k = 1:8
+            if bitand(v, uint32(1))
+                v = bitxor(bitshift(v, -1), uint32(3988292384));
+            else
+                v = bitshift(v, -1);
+            end
+        end
+        table(n + 1) = v;
+    end
+end
+c = uint32(4294967295);
+for b = double(bytes(:))'
+    c = bitxor(table(double(bitand(bitxor(c, uint32(b)), uint32(255))) + 1), bitshift(c, -8));
+end
+c = bitxor(c, uint32(4294967295));
+end
+
 function S = empty_state()
 P = struct('var', {{}}, 'addr', {{}}, 'vkeys', {{}}, 'vtext', {{}}, 'version', zeros(0, 1), ...
     'oid', {{}}, 'kind', {{}}, 't', {{}}, 'line', zeros(0, 1));
 D = struct('var', {{}}, 'addr', {{}}, 'version', zeros(0, 1), 'line', zeros(0, 1));
 S = struct('P', P, 'D', D, 'deleted', false(0, 1), 'current', false(0, 1), ...
-    'offset', 0, 'file_size', 0, 'nlines', 0, ...
+    'offset', 0, 'file_size', 0, 'short', false, 'nlines', 0, ...
     'meta', scistack.internal.Store(), ...
     'index', containers.Map('KeyType', 'char', 'ValueType', 'any'));
 end
