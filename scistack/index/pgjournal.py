@@ -202,6 +202,20 @@ class PostgresJournal:
                 "server is up and retry; nothing was changed"
             ) from None
 
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """A transaction of settings or tables. Its BEGIN and COMMIT are statements too: a
+        server lost as they were sent raised psycopg's own OperationalError, not a clear error
+        (what it held is rolled back by the server, or was committed: said as for a batch)."""
+        psycopg = self._psycopg
+        try:
+            with self._connection().transaction():
+                yield
+        except psycopg.errors.InsufficientPrivilege:
+            raise self._denied() from None
+        except psycopg.OperationalError as exc:
+            raise self._lost(self._stopped() or _first_line(exc)) from None
+
     def _denied(self) -> SharedAccessError:
         try:
             self._read_unlock()
@@ -225,7 +239,7 @@ class PostgresJournal:
         # the journal's lock first, then the connection's: the order of every other step (taken
         # the other way round, a thread holding `locked()` that then asked for `_io` waited
         # for ever on this one, which held `_io` and waited for `locked()`)
-        with self.locked(_tables=False), self._io, self._connection().transaction():
+        with self.locked(_tables=False), self._io, self._transaction():
             self._execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (seq bigserial PRIMARY KEY, line text NOT NULL)",
                           write=True)
             self._execute(f"CREATE TABLE IF NOT EXISTS {META} (key text PRIMARY KEY, value text NOT NULL)",
@@ -240,7 +254,7 @@ class PostgresJournal:
             missing = {k: v for k, v in defaults.items() if k not in rows}
             if missing:
                 missing.setdefault("project_id", uuid.uuid4().hex)
-                with self._io, self._connection().transaction():
+                with self._io, self._transaction():
                     for key, value in missing.items():
                         if key not in rows:
                             self._execute(f"INSERT INTO {META} VALUES (%s, %s) ON CONFLICT DO NOTHING",
@@ -265,7 +279,7 @@ class PostgresJournal:
     def set_project_meta(self, values: dict[str, str]) -> None:
         """Change shared settings (a schema key added), in one transaction; the caller holds
         `locked()`, so no save of the project interleaves."""
-        with self._io, self._connection().transaction():
+        with self._io, self._transaction():
             for key, value in values.items():
                 self._execute(f"INSERT INTO {META} VALUES (%s, %s) "
                               "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (key, value), write=True)

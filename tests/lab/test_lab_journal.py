@@ -23,7 +23,7 @@ from scistack.gc import collect_garbage
 import scistack.index.pgjournal as pgjournal
 from scistack.index.pgjournal import PostgresJournal
 
-from .conftest import READER, READER_PASSWORD, freeze, frozen_while, thaw
+from .conftest import READER, READER_PASSWORD, TcpRelay, freeze, frozen_while, thaw
 
 WORKER = str(Path(__file__).with_name("lab_worker.py"))
 
@@ -143,6 +143,26 @@ def test_a_first_opener_killed_between_creating_the_two_tables_leaves_a_project_
     lab("a")
     LabSignal.save(np.arange(3.0), subject=1, session=2)
     assert LabSignal.load(subject=1, session=2).data.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_a_server_lost_as_a_settings_transaction_commits_is_a_clear_error(postgres, pg_url, tmp_path):
+    """The COMMIT of a settings transaction is a statement too: a network cut just before it
+    raised psycopg's own OperationalError, not a ScistackError naming the fix."""
+    relay = TcpRelay(postgres.port)
+    journal = PostgresJournal(pg_url.replace(f":{postgres.port}/", f":{relay.port}/"), tmp_path / "refs.log")
+    execute = journal._execute
+
+    def execute_then_cut(*args, **kwargs):
+        result = execute(*args, **kwargs)
+        relay.cut()  # the network fails after the INSERT, before the COMMIT
+        return result
+
+    journal._execute = execute_then_cut
+    try:
+        with pytest.raises(SharedServiceError, match="lost the shared journal"):
+            journal.set_project_meta({"note": "x"})
+    finally:
+        journal.close()
 
 
 def test_a_read_only_role_cannot_save_and_is_named(lab, postgres, tmp_path, pg_url, bucket_url):
