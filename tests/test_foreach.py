@@ -937,6 +937,95 @@ def test_a_dask_worker_killed_inside_a_window_of_quick_combinations_fails_only_t
     assert starts.count("6") <= 2 and all(starts.count(str(s)) >= 1 for s in range(1, 13))
 
 
+def _scheduler_notes(scheduler, refuse=lambda window: False):
+    """The notes of what a worker runs ((task key, window) each) the scheduler of a
+    LocalCluster (in this process) receives from now on; those `refuse(window)` says are
+    refused (the scheduler raises, as a busy or unreachable one fails a note), also recorded.
+    Returns the notes and what puts the scheduler's own handler back."""
+    original, notes = scheduler.handlers["set_metadata"], []
+
+    @functools.wraps(original)  # (the scheduler reads the handler's signature)
+    def noted(*args, **kwargs):
+        keys = tuple(kwargs.get("keys") or ())
+        if keys[1:2] == ("scistack-running",):
+            window = list(kwargs["value"][0])
+            notes.append((keys[0], window))
+            if refuse(window):
+                raise RuntimeError("note refused (test)")
+        return original(*args, **kwargs)
+
+    scheduler.handlers["set_metadata"] = noted
+    return notes, lambda: scheduler.handlers.__setitem__("set_metadata", original)
+
+
+@pytest.mark.parametrize("dask_to_kill", [1, 2], indirect=True, ids=["1-thread", "2-threads"])
+def test_a_dask_worker_killed_inside_a_large_window_costs_one_more_round_not_one_per_suspect(
+        project, tmp_path, dask_to_kill):
+    """A death inside a window of many quick combinations made each of them a suspect, run
+    again alone in a Dask round of its own: up to 64 rounds, 5-11 s for a death where a note
+    per combination had taken 1.5-3. The suspects now run again together, in one chunk with
+    a note before each combination, so the next death names the culprit: one more round,
+    and the culprit kills one more worker at most; only it fails."""
+    notes, restore = _scheduler_notes(dask_to_kill.cluster.scheduler)
+    try:
+        report = _quick_run(project, tmp_path, dask_to_kill, die_at=45, n=60)
+    finally:
+        restore()
+    failed = {f.combo["subject"]: f.error for f in report.failures}
+    assert set(failed) == {45} and report.ran == 59, report.summary()
+    assert "Dask worker process running dies_at on this combination died" in failed[45]
+    assert sorted(r.data[0] for r in FeFiltered.load_all()) == [20.0 * s + 1.0 for s in range(1, 61) if s != 45]
+    chunk = notes[0][0]
+    died_in = [w for key, w in notes if key == chunk and 44 in w][-1]  # (index 44: subject 45)
+    assert len(died_in) > 1 or max(dask_to_kill.nthreads().values()) > 1, died_in  # (a window of suspects)
+    assert len({key for key, _ in notes}) == 2, {key for key, _ in notes}  # the chunk, then the suspects
+    assert (tmp_path / "started").read_text().split().count("45") == 2
+
+
+def test_a_dask_worker_runs_nothing_under_a_note_the_scheduler_refused(project, tmp_path, dask_to_kill):
+    """A note the scheduler refused left the previous one in place, naming combinations
+    that had ended: a death then blamed the one a one-thread worker had noted before (it
+    failed, innocent). A refused note is sent again; still refused, the chunk runs no more,
+    and what it did not run is run again in another round; a scheduler that keeps refusing
+    leaves it "not run" (skipped, not failed)."""
+    def refusing(index, times):  # the first `times` notes naming combination `index` are refused
+        refusals = []
+
+        def refuse(window):
+            if index in window and len(refusals) < times:
+                refusals.append(window)
+                return True
+            return False
+        return refuse, refusals
+
+    def run(die_at, n, refuse):
+        notes, restore = _scheduler_notes(dask_to_kill.cluster.scheduler, refuse)
+        try:
+            report = _quick_run(project, tmp_path, dask_to_kill, die_at=die_at, n=n)
+        finally:
+            restore()
+        failed = {f.combo["subject"]: f.error for f in report.failures}
+        return report, failed, {key for key, _ in notes}
+
+    refuse, refusals = refusing(1, 1)  # (subject 2, after subject 1 was noted alone)
+    report, failed, chunks = run(2, 4, refuse)
+    assert set(failed) == {2} and report.ran == 3, report.summary()
+    assert "in a worker process that ran nothing else" in failed[2] and len(refusals) == 1 and len(chunks) == 1
+
+    refuse, refusals = refusing(5, 3)  # (subject 6: every try; a new die_at, a new call for each subject)
+    report, failed, chunks = run(6, 8, refuse)
+    assert set(failed) == {6} and report.ran == 7, report.summary()
+    assert len(refusals) == 3 and len(chunks) >= 2  # (the chunk stopped; the rest ran in a round of its own)
+    starts = (tmp_path / "started").read_text().split()
+    assert starts.count("6") <= 2, starts
+
+    report, failed, chunks = run(6, 8, bool)  # (subject 6 alone to run: every note refused)
+    assert (report.cached, report.failed) == (7, 0), report.summary()
+    item = next(i for i in report.items if i.combo["subject"] == 6)
+    assert item.status == "skipped" and "kept refusing" in item.error and "run for_each again" in item.error
+    assert (tmp_path / "started").read_text().split() == starts  # (not run under no note)
+
+
 def test_a_dask_worker_closed_on_purpose_fails_nothing(emg, tmp_path, dask_to_kill):
     """A worker the cluster closes while it runs a combination (retired, scaled down) did not
     die of it: Dask runs the task again elsewhere without counting it, and so does the note

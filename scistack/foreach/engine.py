@@ -78,6 +78,7 @@ _FLUSH_EVERY_S = 1.0
 _PLAN_CHUNK = 5000  # combinations planned per round of bulk index reads
 _NO_WORKERS_S = 60.0  # a Dask cluster that had workers and has had none this long is given up on
 _WAIT_S = 2.0  # how often a wait for workers' results asks whether a Dask cluster has workers
+_REFUSED_MOST = 3  # rounds in which a Dask worker's note was refused before what it did not run is given up
 
 
 def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dry_run: bool = False,
@@ -736,25 +737,46 @@ class _Run:
         run alone, it fails if the pool breaks again.
 
         A Dask cluster is not broken by a death (`_dask_deaths`): what a dead worker was
-        running, and what Dask gave up on, is run again; a combination that kills a worker when
-        run alone fails."""
+        running, and what Dask gave up on, is run again; suspects all in one chunk alone on the
+        cluster, with a note before each combination (`execute._DaskNote`), so that a death
+        names the one that killed, which fails (without a note's window of a few quick
+        combinations each would take a round of its own, and the culprit kill once more in each
+        round it is in). What Dask gave up on in such a round is run one at a time. What a
+        worker did not run because the scheduler refused its note is sent again."""
         passthrough, positional = self._passthrough(), self._positional()
         todo = [Task(i, self.pending[i].resolved, passthrough, positional) for i in indices]
         made: dict[int, Outcome] = {}
         suspects: list[Task] = []
+        singles: list[Task] = []  # suspects run one at a time
+        together = pool.client is not None  # (on Dask, suspects run in one chunk: see above)
         given_up: set[int] = set()  # combinations of a task Dask gave up on once (KilledWorker)
         blind = 0  # breaks that named no combination (a worker died between them)
-        while todo or suspects:
+        refused = 0  # rounds in which the Dask scheduler refused a worker's note
+        while todo or suspects or singles:
             alone = not todo
-            batch, todo = (([suspects.pop()], todo) if alone else (todo, []))
-            ended = self._run_round(pool, fn, batch, 1 if alone else size, made, bar)
+            if todo:
+                batch, todo = todo, []
+            elif singles:
+                batch = [singles.pop()]
+            elif together:
+                batch, suspects = suspects, []
+            else:
+                batch = [suspects.pop()]
+            ended = self._run_round(pool, fn, batch, len(batch) if alone else size, made, bar, note_each=alone)
             if ended is None:
                 return None
-            lost, killed, died = ended
+            lost, killed, died, unnoted = ended
             if pool.gone:  # (a Dask cluster without workers: `_Workers.without_workers`)
-                self._not_run(todo + suspects + lost + killed + died, pool.gone)
+                self._not_run(todo + suspects + singles + lost + killed + died + unnoted, pool.gone)
                 return made
-            if (killed or died) and self._dask_deaths(killed, died, alone, todo, suspects, given_up, bar):
+            if unnoted:
+                refused += 1
+                if refused > _REFUSED_MOST:
+                    self._not_run(unnoted, "the Dask scheduler kept refusing the workers' notes of what they run "
+                                  "(set_metadata; a worker runs nothing it has not noted: see the scheduler's log)")
+                else:
+                    (todo if not alone else singles if len(batch) == 1 else suspects).extend(unnoted)
+            if (killed or died) and self._dask_deaths(killed, died, alone, todo, suspects, singles, given_up, bar):
                 return None
             if not lost:
                 continue
@@ -785,24 +807,27 @@ class _Run:
             item.error = f"not run: {reason}; run for_each again to run what is missing"
 
     def _dask_deaths(self, killed: list[Task], died: list[Task], alone: bool, todo: list[Task],
-                     suspects: list[Task], given_up: set[int], bar: Any) -> bool:
+                     suspects: list[Task], singles: list[Task], given_up: set[int], bar: Any) -> bool:
         """A Dask worker died: `died` were running when it did (its task's next attempt did
         not run them again: `execute._DaskNote`), `killed` were in a task Dask gave up on
-        (KilledWorker: it had been on that many dead workers, maybe only queued there). One
-        that was alone on the cluster fails; the others are run again, those named by a death
-        alone (Dask cannot tell a combination that kills from one queued next to it).
-        Whether on_error="raise" stops the run."""
+        (KilledWorker: it had been on that many dead workers, maybe only queued there). A
+        combination noted alone (`alone`: suspects in one chunk, a note each, nothing else on
+        the cluster) that died fails, and so does one Dask gave up on that was alone in its
+        task; the others are run again, those named by a death as suspects (Dask cannot tell a
+        combination that kills from one queued next to it). Whether on_error="raise" stops the run."""
         if alone:
-            for task in killed + died:
+            culprits = died + (killed if len(killed) == 1 else [])
+            singles += [t for t in killed if t not in culprits]  # (several deaths, each one of them: which?)
+            for task in culprits:
                 self._finish(self.pending[task.index],
                              Outcome(task.index, None, utc_now(), 0.0, self._dask_killer("when it ran alone on the cluster")))
                 _tick(bar)
-            if self.on_error == "raise":
+            if self.on_error == "raise" and culprits:
                 self._stop({})
                 return True
             return False
         suspects += died
-        for task in killed:  # (a second time: alone)
+        for task in killed:  # (a second time: with the suspects)
             (suspects if task.index in given_up else todo).append(task)
             given_up.add(task.index)
         return False
@@ -816,22 +841,24 @@ class _Run:
                 "(memory_limit=, fewer threads per worker)")
 
     def _run_round(self, pool: _Workers, fn: Any, tasks: list[Task], size: int, made: dict[int, Outcome],
-                   bar: Any) -> tuple[list[Task], list[Task], list[Task]] | None:
+                   bar: Any, note_each: bool = False) -> tuple[list[Task], list[Task], list[Task], list[Task]] | None:
         """Run `tasks` on the pool and record what each made (into `made` when it ran). The
-        tasks lost to a broken pool, those in a task Dask gave up on (KilledWorker) and those
-        a Dask worker died running; or None when on_error="raise" stopped the run."""
+        tasks lost to a broken pool, those in a task Dask gave up on (KilledWorker), those
+        a Dask worker died running and those it did not run (its note refused); or None when
+        on_error="raise" stopped the run. `note_each`: see `execute.run_chunk`."""
         # a shared store (lab mode) is opened by its URL; a local one by its folder
         store_root = getattr(self.db.store, "address", None) or str(self.db.store.root)  # type: ignore[attr-defined]
         chunks: dict[cf.Future, list[Task]] = {}
         lost: list[Task] = []
         killed: list[Task] = []
         died: list[Task] = []
+        unnoted: list[Task] = []
         round_id = uuid.uuid4().hex
         for start in range(0, len(tasks), size):
             try:
                 future = pool.pool.submit(run_chunk, fn, store_root, tasks[start:start + size], self.db.schema_keys,
                                           self.splits, self.as_table, self.lazy, self.db.chunk_policy(),
-                                          pool.watch_folder, round_id)
+                                          pool.watch_folder, round_id, note_each)
             except cf.BrokenExecutor:  # (it broke while the tasks were handed out)
                 lost += tasks[start:]
                 break
@@ -848,6 +875,9 @@ class _Run:
                 if outcome.died and not outcome.died_alone:
                     died.append(by_index[outcome.index])
                     continue
+                if outcome.unnoted:
+                    unnoted.append(by_index[outcome.index])
+                    continue
                 if outcome.died:  # (the one combination its worker process ran)
                     outcome.error = self._dask_killer("in a worker process that ran nothing else")
                 pending = self.pending[outcome.index]
@@ -863,7 +893,7 @@ class _Run:
                 if not future.done():
                     future.cancel()
                     lost += chunks[future]
-        return sorted(lost, key=lambda t: t.index), killed, died
+        return sorted(lost, key=lambda t: t.index), killed, died, unnoted
 
     def _worker_died(self, code: int | None, own: bool) -> str:
         rest = "the others ran in a new pool" if own else "the others were not run: the pool is broken"

@@ -62,6 +62,7 @@ class Outcome:
     labels: tuple = ()            # per output: None, or the labels of a Split one (its values in order)
     died: bool = False            # not run: an earlier attempt at its chunk died running it (Dask)
     died_alone: bool = False      # ... in a worker process running nothing else (one thread)
+    unnoted: bool = False         # not run: the Dask scheduler refused the note that it runs (`_DaskNote`)
 
 
 def run_task(fn: Any, store: ObjectStore, task: Task, schema_keys: list[str], splits: tuple[str | None, ...],
@@ -141,7 +142,7 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], splits: tuple[str | None, ...],
               as_table: bool, lazy: bool = False, policy: ChunkPolicy | None = None,
-              watch: str | None = None, round_id: str | None = None) -> list[Outcome]:
+              watch: str | None = None, round_id: str | None = None, note_each: bool = False) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
     `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
@@ -151,7 +152,9 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     a `WorkerWatch`, told which combination this process runs. On a Dask worker the scheduler
     is told instead (`_DaskNote`); `round_id` (new for each round of a run) gives a chunk sent
     again a task key of its own (Dask names a task by its function and arguments: the same
-    key would hand back the first attempt's result, or wait on its forgotten task).
+    key would hand back the first attempt's result, or wait on its forgotten task);
+    `note_each`: the scheduler is told of each combination before it starts (a window of one:
+    a death names its combination), for combinations suspected of killing a worker.
     """
     if policy is not None:  # the project's chunking (part of a value's identity), not the worker's
         pin_policy(policy)
@@ -165,16 +168,19 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     if store is None:
         store = stores[store_root] = (S3ObjectStore.for_worker(store_root) if store_root.startswith("s3://")
                                       else LocalObjectStore(store_root))
-    note = _note(watch)
+    note = _note(watch, note_each)
     try:  # (begun inside: a Ctrl-C just before the try had left this worker's store batching)
         store.begin_batch()
         outcomes = []
         for position, task in enumerate(tasks):
             if task.index in note.died:
-                outcomes.append(Outcome(task.index, None, utc_now(), 0.0, "its worker process died running it",
-                                        died=True, died_alone=note.died[task.index]))
+                outcomes.append(_died(task, note.died))
                 continue
-            note.running(tasks, position)
+            if not note.running(tasks, position):  # (not run under a note that does not name it)
+                outcomes += [_died(t, note.died) if t.index in note.died else
+                             Outcome(t.index, None, utc_now(), 0.0, "not run: the Dask scheduler refused the note "
+                                     "that it runs", unnoted=True) for t in tasks[position:]]
+                break
             outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
         note.idle()  # (a death while the pack is written names no combination)
         return outcomes
@@ -183,19 +189,25 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
         note.close()
 
 
-def _note(watch: str | None) -> _RunningNote | _DaskNote:
+def _died(task: Task, died: dict[int, bool]) -> Outcome:
+    return Outcome(task.index, None, utc_now(), 0.0, "its worker process died running it", died=True,
+                   died_alone=died[task.index])
+
+
+def _note(watch: str | None, each: bool = False) -> _RunningNote | _DaskNote:
     """Where this worker says which combination it runs: a `WorkerWatch` folder, or on a
-    Dask worker its scheduler."""
+    Dask worker its scheduler (`each`: before every combination)."""
     if watch is None and "distributed" in sys.modules:
         try:
-            return _DaskNote()
+            return _DaskNote(each)
         except Exception:  # noqa: BLE001 - not inside a Dask worker's task (ValueError), or no scheduler
             pass
     return _RunningNote(watch)
 
 
 _NOTE_EVERY_S = 0.1  # a Dask worker tells the scheduler what it runs at most about this often
-_NOTE_MOST = 64  # ... naming at most this many combinations (run alone again if it dies)
+_NOTE_MOST = 64  # ... naming at most this many combinations (run again if it dies: `note_each`)
+_NOTE_RETRY_S = (0.05, 0.25)  # a refused note is sent again after these pauses, then given up
 
 
 class _DaskNote:
@@ -212,9 +224,15 @@ class _DaskNote:
     or `_NOTE_EVERY_S` after the last one (the combinations begun since then have ended:
     they are cleared), and each window is sized to last about that long (at most
     `_NOTE_MOST`; a chunk starts with one). A death names the window: one combination in a
-    one-thread worker is the culprit; more are run again alone by the engine."""
+    one-thread worker is the culprit; more are suspects, which the engine runs again in one
+    chunk with `each` (a note before every combination: the next death names the culprit).
 
-    def __init__(self) -> None:
+    A combination is never run under a note that does not name it: a refused note (the
+    scheduler busy or unreachable) is sent again, and if it still fails the chunk runs no
+    more (`Outcome.unnoted`: the engine sends them again). Run under the previous note, a
+    death would have named the combinations that had ended, blaming one that did not kill."""
+
+    def __init__(self, each: bool = False) -> None:
         from distributed import get_client, get_worker
 
         worker = get_worker()  # (ValueError outside a worker)
@@ -230,37 +248,44 @@ class _DaskNote:
         if self.died and _deaths_counted(self.client, self.keys[0]) == 0:
             self.died = {}  # (each worker it ran on was closed on purpose: scale down, retirement)
         self.attempt = os.urandom(8).hex()
+        self.each = each
         self.size = 1  # combinations the next window names
         self.end = 0  # the current window: positions up to (not including) `end`, noted at `noted`
         self.start = 0
         self.noted = float("-inf")
 
-    def running(self, tasks: list[Task], position: int) -> None:
+    def running(self, tasks: list[Task], position: int) -> bool:
         """Before the combination at `position` in the chunk starts: a note unless the last one
-        names it and is recent."""
+        names it and is recent (or `each`: a note naming it alone). Whether it may run: False
+        when the note was refused and the last one does not name it."""
         now = time.monotonic()
-        if position < self.end and now - self.noted < _NOTE_EVERY_S:
-            return
+        if position < self.end and (self.each or now - self.noted < _NOTE_EVERY_S):
+            return True
         took = now - self.noted
-        if position >= self.end and took < _NOTE_EVERY_S / 2:  # (a window used up quickly: a longer one)
+        if self.each:
+            self.size = 1
+        elif position >= self.end and took < _NOTE_EVERY_S / 2:  # (a window used up quickly: a longer one)
             self.size = min(2 * self.size, _NOTE_MOST)
         elif position < self.end or took > _NOTE_EVERY_S:  # (one that outlasted the interval: a shorter one)
             self.size = max(1, min(self.size, position - self.start))
         window = [t.index for t in tasks[position:position + self.size] if t.index not in self.died]
-        if self._send(window):
+        if self._send(window, retry=position >= self.end):
             self.start, self.end, self.noted = position, position + self.size, time.monotonic()
-        else:
-            self.end = 0
+            return True
+        return position < self.end  # (the last window still names it: sent again next time)
 
     def idle(self) -> None:
-        self._send([])
+        self._send([], retry=True)
 
-    def _send(self, window: list[int]) -> bool:  # (a round trip to the scheduler)
-        try:
-            self.client.set_metadata([*self.keys, self.attempt], [window, self.alone])
-            return True
-        except Exception:  # noqa: BLE001 - a note lost: a death goes back to Dask's own retries
-            return False
+    def _send(self, window: list[int], retry: bool) -> bool:  # (a round trip to the scheduler)
+        for pause in (*_NOTE_RETRY_S, None) if retry else (None,):
+            try:
+                self.client.set_metadata([*self.keys, self.attempt], [window, self.alone])
+                return True
+            except Exception:  # noqa: BLE001 - refused: sent again, else nothing more runs under the last note
+                if pause is not None:
+                    time.sleep(pause)
+        return False
 
     def close(self) -> None:
         pass
@@ -294,8 +319,9 @@ class _RunningNote:
             except OSError:  # (a folder this machine does not have: nothing is watched)
                 self.path = None
 
-    def running(self, tasks: list[Task], position: int) -> None:
+    def running(self, tasks: list[Task], position: int) -> bool:
         self._write(tasks[position].index)
+        return True
 
     def idle(self) -> None:
         self._write(-1)
