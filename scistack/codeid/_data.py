@@ -31,7 +31,6 @@ import enum
 import io
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -39,7 +38,7 @@ from types import BuiltinFunctionType, FunctionType, MappingProxyType, MethodTyp
 
 import blake3
 
-from scistack.codeid._values import encode_constant, frame
+from scistack.codeid._values import encode_constant, frame, imported
 
 _MAX_DEPTH = 64
 _STATE_TYPES: tuple[type, ...] = (
@@ -184,7 +183,7 @@ def _feed_container(
     if isinstance(value, ModuleType):
         h.update(b"M" + frame(value.__name__.encode()))
         return
-    numpy = sys.modules.get("numpy")
+    numpy: Any = imported("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
         _feed_array(h, value, numpy, code_of, seen, depth)
         return
@@ -238,7 +237,7 @@ def _feed_library(
     h: blake3.blake3, value: object, code_of: Callable[[object], str], seen: set[int], depth: int
 ) -> bool:
     """pandas indexes and categorical dtypes, pyarrow schemas and types (False: not one)."""
-    pandas = sys.modules.get("pandas")
+    pandas: Any = imported("pandas")
     if pandas is not None and isinstance(value, pandas.Index):
         h.update(b"I" + frame(_type_path(type(value))))
         _feed(h, value.name, code_of, seen, depth)
@@ -248,7 +247,7 @@ def _feed_library(
         h.update(b"K" + frame(str(value.ordered).encode()))
         _feed(h, value.categories, code_of, seen, depth)
         return True
-    pyarrow = sys.modules.get("pyarrow")
+    pyarrow: Any = imported("pyarrow")
     if pyarrow is not None and isinstance(value, (pyarrow.Schema, pyarrow.DataType, pyarrow.Field)):
         h.update(b"W" + frame(_type_path(type(value))) + frame(str(value).encode()))
         return True

@@ -26,10 +26,29 @@ import pathlib
 import re
 import sys
 import uuid
+from typing import Any
 
 import blake3
 
 _SCALAR_TAGS: dict[type, bytes] = {int: b"i", float: b"f", complex: b"c", str: b"s", bytes: b"y"}
+
+
+def imported(name: str) -> object | None:
+    """Module `name` if it is fully imported, else None (not imported, or still importing).
+
+    Which branch encodes a value is chosen by ``isinstance`` against the classes of numpy,
+    pandas and pyarrow, looked up in ``sys.modules`` so that identity never imports them. A
+    module another thread is still importing is in ``sys.modules`` already, half built: the
+    background DuckDB sync imports pandas (seconds on a busy machine) while the main thread
+    digests module data, and ``pandas.Index`` raised AttributeError, which had made a plain
+    dataclass or a bound method's object "unverifiable" at random. No value of one of its
+    classes can be in this thread's hands before its package finished importing (a submodule
+    is imported only after its package), so such a module counts as not imported.
+    """
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
 
 
 def frame(data: bytes) -> bytes:
@@ -129,7 +148,7 @@ def _encode_special(value: object) -> bytes | None:
         raw = value.pattern
         pattern = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
         return b"p" + frame(pattern) + frame(str(value.flags).encode())
-    numpy = sys.modules.get("numpy")
+    numpy: Any = imported("numpy")
     if numpy is not None and isinstance(value, numpy.generic):
         array = numpy.asarray(value)
         if array.dtype.hasobject:

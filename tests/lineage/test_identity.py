@@ -979,3 +979,65 @@ def test_a_loaded_variable_read_as_module_data_counts_by_its_stored_value(projec
     finally:
         database_module._current = None
     assert len(set(digests[:4])) == 1 and digests[4] == digests[5] != digests[0]
+
+
+HALF_IMPORTED = """
+import dataclasses, importlib, json, sys, threading
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from scistack.codeid.identity import function_identity
+import gate, half_mod
+sys.path.insert(0, sys.argv[3])  # where the slow library is
+first = threading.Thread(target=importlib.import_module, args=("pandas",), daemon=True)
+first.start()
+assert gate.started.wait(60), "the library never started importing"
+during = [function_identity(half_mod.Scale(2).apply), function_identity(half_mod.run)]
+gate.release.set()
+first.join(60)
+after = [function_identity(half_mod.Scale(2).apply), function_identity(half_mod.run)]
+print(json.dumps([[i.digest, i.unverifiable] for i in during + after]))
+"""
+
+
+def test_a_library_another_thread_is_still_importing_does_not_make_data_unverifiable(
+    tmp_path: Path,
+) -> None:
+    # The background DuckDB sync imports pandas (seconds on a busy machine) while the main
+    # thread digests module data and bound objects: `sys.modules["pandas"]` was half built,
+    # `pandas.Index` raised AttributeError, and a dataclass or a bound method's object became
+    # "unverifiable (reading it failed: AttributeError)" at random (test_one_edit under load).
+    code, lib = tmp_path / "code", tmp_path / "lib"
+    (lib / "pandas").mkdir(parents=True)
+    code.mkdir()
+    (code / "gate.py").write_text("import threading\nstarted, release = threading.Event(), threading.Event()\n")
+    (lib / "pandas" / "__init__.py").write_text(
+        "import gate\ngate.started.set()\ngate.release.wait(60)\n\n"
+        "class Index:\n    pass\n\nclass CategoricalDtype:\n    pass\n"
+    )
+    (code / "half_mod.py").write_text(textwrap.dedent("""
+        import dataclasses
+
+        @dataclasses.dataclass
+        class Cfg:
+            gain: float = 1.0
+
+        CFG = Cfg(2.0)
+
+        class Scale:
+            def __init__(self, k):
+                self.k = k
+
+            def apply(self, x):
+                return x * self.k
+
+        def run(x):
+            return x * CFG.gain
+    """))
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", HALF_IMPORTED, str(REPO_ROOT), str(code), str(lib)],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [unverifiable for _, unverifiable in seen] == [[], [], [], []]
+    assert [digest for digest, _ in seen[:2]] == [digest for digest, _ in seen[2:]]
