@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scistack.codeid.script_path import script_path
 from scistack.errors import LineageError
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes, hash_object
@@ -188,11 +189,34 @@ def identity_now(
         return None, str(exc)
 
 
-def recorded_files(function: Any) -> tuple[str | None, list[str] | None]:
-    """The `.m` file and helper files a MATLAB call record (its `FunctionInfo`) names;
-    helpers None when one of them has no recorded path (a record from before they were kept)."""
-    helpers = [h.extra.get("file") for _, h in sorted(function.helpers.items())]
-    return function.file, (helpers if all(isinstance(f, str) for f in helpers) else None)
+def recorded_files(
+    function: Any, root: str | os.PathLike | None = None
+) -> tuple[str | None, list[str] | None]:
+    """The `.m` file and helper files a MATLAB call record (its `FunctionInfo`) names, in this
+    checkout of the project (folder `root`): a file recorded inside the project's folder
+    (`project_file`, relative to it) is read under `root`, as a Python script is
+    (`script_path`): a lab colleague's checkout, or a moved or copied project, judges its
+    own copy, not the absolute path of the folder that computed the value (another's file,
+    or none). Helpers None when one of them has no recorded path (a record from before
+    they were kept)."""
+    helpers = [
+        script_path(_Named(h.extra.get("file"), _text(h.extra.get("project_file"))), root)
+        for _, h in sorted(function.helpers.items())
+    ]
+    file = script_path(function, root)
+    return file, (helpers if all(isinstance(f, str) for f in helpers) else None)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class _Named:
+    """A helper's recorded paths, as `script_path` reads a function's."""
+
+    file: Any
+    project_file: Any
 
 
 def is_matlab_module(module: str) -> bool:

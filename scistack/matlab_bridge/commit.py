@@ -29,6 +29,7 @@ from scistack.matlab_bridge._files import (
     write_json,
 )
 from scistack.codeid.matlab import MatlabFunction
+from scistack.codeid.script_path import project_relative
 from scistack.objects.canonical_json import from_tree
 from scistack.records import CallInput, CallRecord, FunctionInfo, HelperInfo, read_call
 from scistack.summary import summarize
@@ -333,7 +334,10 @@ def record_call(
     """Store the call record of one MATLAB call (a for_each combination or a Thunk call).
 
     `file` is the `.m` file and each helper's `file` its path, so `status` and `why` can read
-    them again and compare the identity (`scistack.codeid.matlab.identity_now`)."""
+    them again and compare the identity (`scistack.codeid.matlab.identity_now`); each is also
+    named relative to the project's folder (`project_file`) when inside it, so that another
+    checkout of the project reads its own copy (`scistack.codeid.matlab.recorded_files`)."""
+    root = db.root
     record = CallRecord(
         function=FunctionInfo(
             name=fn.name,
@@ -344,13 +348,14 @@ def record_call(
             version=None,
             deps=tuple(tuple(d) for d in fn.deps()),
             helpers={
-                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, (), {"file": h.path})
+                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, (), _files_of(h.path, root))
                 for h in fn.helpers
             },
             constants={},
             note=f"MATLAB function: identity from the normalised text of {fn.main.label}"
             + (f" and {len(fn.helpers)} helper file(s)" if fn.helpers else ""),
             file=fn.main.path,
+            project_file=project_relative(fn.main.path, root),
         ),
         arguments={n: CallInput.from_value(item) for n, item in sorted(inputs.items())},
         outputs=tuple(outs),
@@ -363,6 +368,12 @@ def record_call(
         extra={"split": split} if split else {},
     )
     return db.store.put("call", record.to_bytes())
+
+
+def _files_of(path: str, root: Path) -> dict[str, str]:
+    """A helper's `file` (absolute) and, inside the project's folder, its `project_file`."""
+    rel = project_relative(path, root)
+    return {"file": path} if rel is None else {"file": path, "project_file": rel}
 
 
 def _iso(unix_seconds: Any) -> str:

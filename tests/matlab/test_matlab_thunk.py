@@ -5,6 +5,7 @@ real thing in Octave; test_octave_queue.py races two flushes."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,13 +44,13 @@ def project(tmp_path):
     db.close()
 
 
-def _call(db: Database, fn: Path, name: str, args: list, k: bytes = b"2.0") -> Path:
+def _call(db: Database, fn: Path, name: str, args: list, k: bytes = b"2.0", helpers: tuple = ()) -> Path:
     """The folder of one Thunk call as MATLAB stages it: thunk.json and the constant's payload."""
     folder = db.root / ".scistack" / "staging" / name
     folder.mkdir(parents=True)
     (folder / "payload-0.bin").write_bytes(k)
     request = {"args": [*args, {"kind": "json", "payload": "payload-0.bin"}], "children": [],
-               "format": 1, "function": {"file": str(fn), "helpers": [], "name": "scale"},
+               "format": 1, "function": {"file": str(fn), "helpers": [str(h) for h in helpers], "name": "scale"},
                "nargout": 1, "schema_keys": KEYS, "writer": "scistack-matlab"}
     (folder / "thunk.json").write_bytes(dumps_canonical(request) + b"\n")
     return folder
@@ -201,3 +202,42 @@ def test_the_same_values_at_another_address_are_served_with_their_own_record(pro
     assert record["started"] == db.store.get_value(first["call"])["started"]
     assert db.index.cached_call(looked[0]["key"])["call"] == first["call"]
     assert thunk_lookup(db, _call(db, fn, "c5", [_raw(db, 1)]) / "thunk.json")["call"] == first["call"]
+
+
+def test_a_copied_project_judges_its_own_copy_of_the_m_files(tmp_path):
+    """A second checkout of the project (a colleague's clone, a moved or copied folder) reads
+    its own `.m` files: the record names them relative to the project's folder too. Before,
+    it read the absolute paths of the folder that computed the value: its own edit stayed
+    "done", and with that folder gone every MATLAB value was "unknown"."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    db = Database(first / "gait.duckdb", KEYS)
+    try:
+        with db.batch():
+            oid = db.store.put_value(np.arange(4.0))
+            db.index.put_ref("Raw", {"subject": 1, "session": "pre"}, {}, oid, "npy")
+        fn, helper = first / "code" / "scale.m", first / "code" / "+lab" / "twice.m"
+        helper.parent.mkdir(parents=True)
+        fn.write_text("function y = scale(signal, k)\ny = lab.twice(signal) * k;\nend\n")
+        helper.write_text("function y = twice(x)\ny = 2 * x;\nend\n")
+        done = _run(db, _call(db, fn, "c1", [_raw(db, 1)], helpers=(helper,)), np.arange(4.0) * 4)
+        _save(db, {"addr": {"session": "pre", "subject": 1}, "call": done["call"], "oid": done["outs"][0],
+                   "vkeys": {}}, "s1")
+        record = read_call(db.store, done["call"]).function
+        assert record.project_file == "code/scale.m"
+        assert [h.extra.get("project_file") for h in record.helpers.values()] == ["code/+lab/twice.m"]
+        assert _status(db) == "done"
+    finally:
+        db.close()
+    shutil.copytree(first, second)
+    shutil.rmtree(first / "code")  # the first folder's files gone: the copy has its own
+    copy = Database(second / "gait.duckdb", KEYS)
+    try:
+        ref = copy.index.records("Scaled")[0]
+        assert why_record(copy, "Scaled", ref).status == "current"
+        assert _status(copy) == "done"
+        (second / "code" / "+lab" / "twice.m").write_text("function y = twice(x)\ny = 3 * x;\nend\n")
+        report = why_record(copy, "Scaled", ref)
+        assert report.status == "stale" and "twice.m" in str(report), report
+        assert _status(copy) == "stale"
+    finally:
+        copy.close()
