@@ -23,7 +23,11 @@ project's (the nearest caller, past ``pathlib``/``io``/``glob``/``os`` and the l
 library nor the import system, which probe and list directories all the time):
 
 * a path it tried to open that does not exist (``try: open("override.json") except
-  FileNotFoundError``) is recorded *absent*: the hit misses once the file appears;
+  FileNotFoundError``) is recorded *absent*: the hit misses once the file appears; so is one
+  it only looked for (``os.path.exists``/``isfile``/``isdir``, ``Path.exists``/``is_dir``/
+  ``is_file``, ``os.access``): these raise no audit event, so `_install` wraps ``os.stat``,
+  ``os.lstat`` and ``os.access`` (they all end there), which note a path not found
+  (``FileNotFoundError``/``NotADirectoryError``, ``access`` False) while a call records;
 * a directory it listed is recorded by a digest of its sorted entry names (database
   write-ahead logs left out): a file added, removed or renamed there misses the hit. The names
   are taken when the code first lists the folder; the call's own writes there (``open`` for
@@ -59,9 +63,10 @@ analysed then, once, if no identity walk has reached it yet).
 
 Not seen: a memo filled before the first lineage function is made (a module-level value
 loaded at import is module data, which the code identity digests instead), memos kept in
-object attributes or closures; a file's existence
-tested without opening it (``os.path.exists``, ``os.path.isfile``, ``Path.exists``,
-``os.stat``: no audit event is raised for them); missing paths and listings asked for by
+object attributes or closures; a path that *was there* when the function only tested it
+without opening or listing it (``if os.path.exists(p): k = 3``: only a path not found is
+noted, so its going away later is not seen; ``os.scandir`` entries' ``is_dir()`` and C code
+that calls ``stat`` itself are not seen at all); missing paths and listings asked for by
 library code (a ``pd.read_csv`` of a missing file inside ``try``); files opened by C code that
 bypasses Python's ``open`` (HDF5/netCDF C libraries, pyarrow's Parquet reader), files read by
 other threads or processes the function starts, and network reads.
@@ -369,6 +374,7 @@ def _install() -> None:
     global _HOOKED
     with _HOOK_LOCK:
         if not _HOOKED:
+            os.stat, os.lstat, os.access = _probe(os.stat), _probe(os.lstat), _probe(os.access)
             try:
                 sys.addaudithook(_hook)
             except RuntimeError as exc:  # another audit hook refused ours: say so, once
@@ -379,6 +385,57 @@ def _install() -> None:
                     stacklevel=3,
                 )
             _HOOKED = True
+
+
+_PROBING = threading.local()  # (a probe noted inside `_note_absent`'s own stats is not noted)
+
+
+def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
+    """`os.stat`, `os.lstat` or `os.access`, seeing a path the project's code looks for and
+    does not find (``os.path.exists``/``isfile``/``isdir``, ``Path.exists``/``is_dir``/
+    ``is_file``, ``os.access(p, F_OK)``: no audit event is raised for them): recorded
+    *absent*, as a missing path it tried to open is. Outside a recording: one thread-local
+    read more per call."""
+
+    @functools.wraps(real)
+    def probe(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if not _LOCAL.stack:
+            return real(path, *args, **kwargs)
+        try:
+            result = real(path, *args, **kwargs)
+        except (FileNotFoundError, NotADirectoryError):
+            _note_absent(path, kwargs)
+            raise
+        if result is False:  # os.access: absent, or not allowed (`files_read` tells them apart)
+            _note_absent(path, kwargs)
+        return result
+
+    return probe
+
+
+def _note_absent(path: Any, kwargs: dict) -> None:
+    stack = _LOCAL.stack
+    if not stack or kwargs.get("dir_fd") is not None or getattr(_PROBING, "on", False):
+        return
+    _PROBING.on = True
+    try:
+        if isinstance(path, os.PathLike):
+            path = os.fspath(path)
+        if isinstance(path, bytes):
+            path = os.fsdecode(path)
+        if not isinstance(path, str):
+            return  # a file descriptor
+        path = os.path.abspath(path)
+        if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
+            return
+        own, _ = _callers(sys._getframe(2), 1)  # (0: here, 1: the probe, 2: who called os.stat)
+        if own:  # (a library's probes are its own business, as its missing opens are)
+            for recording in stack:
+                recording.read[path] = True
+    except Exception:  # noqa: BLE001 - never fail the function's own stat
+        pass
+    finally:
+        _PROBING.on = False
 
 
 @contextmanager

@@ -666,3 +666,28 @@ def test_the_same_file_read_in_another_checkout_of_the_project_adds_no_version(t
     (second / "cfg.json").write_text('{"k": 2, "note": "the same k"}')  # other content: a new
     result, versions = run_in(second)                                   # version, as before
     assert not result.cached and versions == 2
+
+
+PROBES = {
+    "os.path.exists": "os.path.exists(os.path.join(HERE, 'flag'))",
+    "os.path.isfile": "os.path.isfile(os.path.join(HERE, 'flag'))",
+    "Path.exists": "pathlib.Path(HERE, 'flag').exists()",
+    "Path.is_dir": "pathlib.Path(HERE, 'flag').is_dir()",
+    "os.access": "os.access(os.path.join(HERE, 'flag'), os.F_OK)",
+}
+
+
+@pytest.mark.parametrize("how", sorted(PROBES))
+def test_a_path_looked_for_without_opening_it_is_an_input_once_it_appears(project, tmp_path, monkeypatch, how):
+    # `os.path.exists` and the like raise no audit event: a result computed while the path
+    # was missing was served after it appeared
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + f"import pathlib\n@lineage_fcn\ndef proc(x):\n    return x * (3 if {PROBES[how]} else 2)\n")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == [("flag", "absent")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    flag = steps.dir / "flag"
+    flag.mkdir() if how == "Path.is_dir" else flag.write_text("")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
