@@ -37,6 +37,14 @@ library nor the import system, which probe and list directories all the time):
   meanwhile: the next run misses). ``for_each`` settles again at the end of the step with the
   writes of all its calls (each subject writing its figure into the folder every call lists).
 
+Modules: a project module the call imports (``importlib.import_module(name)`` with a name
+computed at run time, which the code identity cannot follow) is an input by its source file:
+the import system's ``open`` of its ``.py`` (or ``__pycache__`` bytecode) while a call records
+names it (`_module_source`). ``sys.modules`` is a memo, so later calls of the same lineage
+function in the process, which find it imported, name it too, as it was imported
+(`_imports`: a file edited since makes them stale at once, with a warning). Not seen: a
+module imported before the function's first call and reached only through a computed name.
+
 Memos: a file read once per process behind a memo (``functools.lru_cache``/``cache``, a module
 global assigned under ``global``, a module-level dict or list filled in place) is opened only by
 the first call that needs it; later calls use the memo's value without opening anything. So a
@@ -76,6 +84,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import os
 import sys
 import threading
@@ -182,7 +191,7 @@ class FileRead:
 class _Recording:
     """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "written", "listed", "callers", "codes")
+    __slots__ = ("exclude", "root", "read", "written", "listed", "callers", "codes", "modules")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -193,6 +202,7 @@ class _Recording:
         # listed, as first listed (None: could not be listed)
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
+        self.modules: set[str] = set()  # source files of the project modules imported meanwhile
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -227,6 +237,11 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if not isinstance(path, str):
         return  # a file descriptor or a path-like object the library resolves itself
     path = os.path.abspath(path)  # now: the function may change directory later
+    if event == "open" and path.endswith((".py", ".pyc")):
+        source = _module_source(path)
+        for recording in stack if source is not None else ():
+            recording.modules.add(source)
+        return
     if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
         return  # never an input (imports open source files: no need to look at the stack)
     if event == "open":
@@ -246,6 +261,28 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         if callers:
             recording.callers.setdefault(path, set()).update(callers)
             recording.codes.update(callers)
+
+
+def _excluded(path: str, exclude: tuple[str, ...]) -> bool:
+    real = os.path.realpath(path)
+    return any(_under(real, root) for root in exclude)
+
+
+def _module_source(path: str) -> str | None:
+    """The source file of a project module whose code (or its ``__pycache__`` bytecode) is
+    opened, None for the interpreter's, an installed package's or scistack's own."""
+    if path.endswith(".pyc"):
+        try:
+            path = importlib.util.source_from_cache(path)
+        except ValueError:  # (not a __pycache__ file)
+            return None
+    real = os.path.realpath(path)
+    if _is_library_path(real) or _under(real, _OWN_DIR) or any(_under(real, r) for r in _interpreter_roots()):
+        return None
+    return path
+
+
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # scistack's package
 
 
 def _note_glob(event: str, args: tuple, stack: list[_Recording]) -> None:
@@ -458,7 +495,7 @@ def recording_reads(exclude: tuple[str, ...] = (),
 def files_read(recording: _Recording) -> list[FileRead]:
     """The inputs of a finished recording, hashed now, and the reads of this process's memos
     its function reaches (sorted by path)."""
-    if not (recording.read or recording.listed or _MEMO_READS):
+    if not (recording.read or recording.listed or recording.modules or _MEMO_READS or _IMPORTED_BY):
         return []
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
     found: dict[str, FileRead] = {}
@@ -476,9 +513,43 @@ def files_read(recording: _Recording) -> list[FileRead]:
     for path, seen in recording.listed.items():
         if seen is not None and path not in found and _is_input_path(path, exclude):
             found[path] = settled_listing(seen, recording.written)
+    _imports(recording, found, exclude)
     _remember_memos(recording, found)
     _add_memos(recording, found, exclude)
     return [found[p] for p in sorted(found)]
+
+
+# a lineage function's code -> the source files of the project modules its calls imported in
+# this process (``importlib.import_module(name)`` with a name computed at run time, which its
+# code identity cannot follow), as first read
+_IMPORTED_BY: dict[int, tuple[CodeType, dict[str, FileRead]]] = {}
+
+
+def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[str, ...]) -> None:
+    """The project modules the call imported are inputs (their source files, by content), and
+    those an earlier call of the same function imported in this process are inputs of every
+    later call too: ``sys.modules`` is a memo, and the later calls use the module without
+    importing it. A module file edited since it was imported: the code in memory is the old
+    one, so the call is recorded with the file as it was imported (stale at once; a new
+    process imports the file as it is), with a warning, as a memo's file is (`_add_memos`)."""
+    root = code_object(recording.root)
+    imported = _IMPORTED_BY.setdefault(id(root), (root, {}))[1] if root is not None else {}
+    for path in recording.modules:
+        if path not in found and path not in recording.written and not _excluded(path, exclude):
+            entry = _hashed(path) if os.path.isfile(path) else None
+            if entry is not None:
+                found[path] = entry
+                imported.setdefault(path, entry.bare())
+    for path, entry in list(imported.items()):
+        if path in recording.modules or path in found or _excluded(path, exclude):
+            continue
+        if (id(root), path) not in _WARNED and changed_files([entry]):
+            _WARNED.add((id(root), path))
+            warnings.warn(
+                f"{path} changed after {getattr(recording.root, '__name__', 'the function')} imported "
+                "it in this process: its calls run the module's old code (their results show as "
+                "stale, and run again). Run again in a new Python process", RuntimeWarning, stacklevel=3)
+        found[path] = entry  # as imported: the result is stale at once, never served
 
 
 def _remember_memos(recording: _Recording, found: dict[str, FileRead]) -> None:

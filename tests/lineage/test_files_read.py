@@ -318,7 +318,8 @@ def test_folders_listed_by_libraries_and_the_import_system_are_not_inputs(projec
     (steps.dir / "data" / "a.json").write_text("1")
     _save_inputs()
     assert _run(steps, subjects=(1,)) == (["ran"], [20.0])
-    assert _recorded(project, 1) == [("data", "listing")]
+    # (the module it imported is, by its source: its K is part of the result)
+    assert _recorded(project, 1) == [("data", "listing"), ("late.py", "file")]
 
 
 # --- a folder the step lists and also writes into -------------------------------------------
@@ -691,3 +692,33 @@ def test_a_path_looked_for_without_opening_it_is_an_input_once_it_appears(projec
     flag.mkdir() if how == "Path.is_dir" else flag.write_text("")
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+def test_a_module_imported_by_a_computed_name_is_an_input(project, tmp_path, monkeypatch):
+    # `importlib.import_module(name)` with a name computed at run time: the code identity
+    # cannot follow it, so an edit of the module was served from the cache (in a new process
+    # too); in the process that imported it, the module's old code runs on
+    steps = Steps(tmp_path, monkeypatch)
+    (steps.dir / "plug_a.py").write_text("K = 2\n")
+    steps.write(HEAD + textwrap.dedent("""
+        import importlib
+        @lineage_fcn
+        def proc(x):
+            which = "plug_" + "ab"[0]
+            return x * importlib.import_module(f"{__package__}.{which}").K
+    """))
+    _save_inputs()
+    held = steps.load()
+    run = dict(inputs={"x": FrIn}, outputs=[FrOut], subject=[1, 2], session=["a"])
+    assert [i.status for i in for_each(held.proc, **run).items] == ["ran", "ran"]
+    # the second call found it imported already: named all the same
+    assert _recorded(project, 1) == _recorded(project, 2) == [("plug_a.py", "file")]
+    assert [i.status for i in for_each(held.proc, **run).items] == ["cached", "cached"]
+    (steps.dir / "plug_a.py").write_text("K = 3\n")
+    assert _statuses(project) == ["stale", "stale"]
+    with pytest.warns(RuntimeWarning, match="plug_a.py changed after proc imported it"):
+        assert [i.status for i in for_each(held.proc, **run).items] == ["ran", "ran"]
+    assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [20.0, 40.0]
+    assert _statuses(project) == ["stale", "stale"]  # (computed by the old code in memory)
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])  # as a new process
+    assert _run(steps)[0] == ["cached", "cached"]
