@@ -297,6 +297,28 @@ def test_a_failed_cell_names_the_run_that_failed_there(project):
     assert "negative -1" in api.run(project, cell["run"])["failures"][0]["error"]
 
 
+class UiFromFile(BaseVariable):
+    pass
+
+
+def test_a_raw_file_input_is_named_by_its_path(project, tmp_path):
+    """A value read from a raw file (`PathInput`) names the file in its provenance, as
+    `scistack show` does (`path=file raw/1/pre.csv@...`); the page showed only a hash."""
+    from scistack import PathInput, for_each
+    from scistack.ui import api
+
+    (tmp_path / "raw" / "1").mkdir(parents=True)
+    (tmp_path / "raw" / "1" / "pre.csv").write_text("1\n2\n")
+    for_each(uiread, inputs={"path": PathInput("{subject}/{session}.csv", root="raw")},
+             outputs=[UiFromFile], subject=[1], session=["pre"], progress=False)
+    (given,) = api.value(project, "UiFromFile", {"subject": 1, "session": "pre"})["provenance"]["inputs"]
+    assert (given["name"], given["var"], given["file"]) == ("path", None, "raw/1/pre.csv")
+
+
+def uiread(path):
+    return Path(path).read_text()
+
+
 class UiGone(BaseVariable):
     pass
 

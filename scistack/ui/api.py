@@ -192,6 +192,7 @@ def _provenance(db: Database, call_oid: str) -> dict[str, Any]:
     except LookupError as exc:
         return {"missing": str(exc)}
     inputs = [{"name": i.name, "var": i.var, "oid": i.oid, "addr": i.addr,
+               "file": i.raw_file[0] if i.raw_file else None,  # a PathInput: the file it read
                "members": len(i.members), "merge": [m.get("var") for m in i.merge]} for i in call.inputs]
     code = None
     if call.code:

@@ -219,7 +219,9 @@ function provenance(p) {
     ["function", `${p.module}.${p.function}`],
     ["constants", Object.keys(p.constants).length ? el("code", {}, JSON.stringify(p.constants)) : "none"],
     ["inputs", el("ul", {}, p.inputs.map(i => el("li", {}, `${i.name}: `,
-      i.var ? el("a", { href: valueLink(i.var, i.addr) }, `${i.var}(${addrText(i.addr)})`) : el("code", {}, i.oid.slice(0, 12)),
+      i.var ? el("a", { href: valueLink(i.var, i.addr) }, `${i.var}(${addrText(i.addr)})`)
+        : i.file ? el("span", {}, "file ", el("code", {}, i.file), ` (content ${i.oid.slice(0, 12)})`)
+        : el("code", {}, i.oid.slice(0, 12)),
       i.members ? ` (aggregate of ${i.members})` : "", i.merge.length ? ` (merge of ${i.merge.join(" + ")})` : "")))],
     ["git commit", p.git_commit ? `${p.git_commit.slice(0, 12)}${p.git_dirty ? " (dirty)" : ""}` : "not in git"],
     ["environment", `Python ${p.python || "?"} on ${p.host || "?"}`],
