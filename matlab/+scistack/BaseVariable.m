@@ -253,6 +253,9 @@ function out = by_lineage(obj, cfg, var, qk, qv)
 % Values whose lineage matches a non-schema key (a constant such as low_hz): Python finds
 % their addresses and versions, MATLAB reads them. [] when none.
 out = {};
+if any(cellfun(@(v) isnumeric(v) && isempty(v), qv))
+    return   % [] (null) is no lineage constant; the command line would drop the key
+end
 try
     entries = scistack.internal.cli_json(cfg, 'log', var, qk, qv, {});
 catch %#ok<CTCH> not found, or no Python project: the caller reports notFound
@@ -286,7 +289,7 @@ for k = 1:numel(sel)
     lines{k} = sprintf('  version %d: %s', S.P.version(sel(k)), vk);
 end
 error('scistack:ambiguous', ['%s at %s has %d current values that differ in their ', ...
-    'version keys:\n%s\nAdd a version key to the query (e.g. ''note'', ''recal'') or ', ...
-    'pass ''version'', N to choose one'], var, scistack.internal.describe(qk, qv), ...
+    'version keys:\n%s\nAdd a version key to the query (e.g. ''note'', ''recal''; ', ...
+    '''note'', [] for the one saved without it) or pass ''version'', N to choose one'], var, scistack.internal.describe(qk, qv), ...
     numel(sel), strjoin(lines, sprintf('\n')));
 end

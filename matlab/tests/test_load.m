@@ -77,6 +77,11 @@ t_equal(r.data, 's2-pre-v2-recal', 'by version key');
 t_equal(r.metadata, struct('subject', 2, 'session', 'pre', 'note', 'recal'), 'metadata');
 r = Trial().load('subject', 2, 'session', 'pre', 'version', 1);
 t_equal(r.data, 's2-pre-v1', 'variant by version');
+r = Trial().load('subject', 2, 'session', 'pre', 'note', []);   % Python's note=None
+t_assert(isstruct(r), '[] names the variant saved without a note: one record, not both');
+t_equal(r.data, 's2-pre-v1', 'the variant saved without a note');
+rs = Trial().load('session', 'pre', 'note', []);
+t_equal(numel(rs), 4, 'every pre value but the recal one');
 t_error(@() Trial().load('subject', 1, 'session', 'post', 'version', 2), ...
     'scistack:notFound', 'version=2');
 t_error(@() Trial().load('subject', 1, 'version', 'x'), 'scistack:badArgument');
@@ -85,7 +90,8 @@ end
 function ambiguous(ctx)
 t_use(ctx);
 t_error(@() Trial().load('subject', 2, 'session', 'pre'), 'scistack:ambiguous', ...
-    'Trial', 'subject=2, session=''pre''', 'note=''recal''', '(no version keys)', '''version''');
+    'Trial', 'subject=2, session=''pre''', 'note=''recal''', '(no version keys)', '''version''', ...
+    '''note'', []');
 end
 
 function not_found(ctx)

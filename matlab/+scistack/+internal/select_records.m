@@ -2,7 +2,8 @@ function [sel, metas, S, pinned] = select_records(cfg, var, qkeys, qvals, versio
 %SELECT_RECORDS The puts of variable VAR that match a query, sorted by the schema keys.
 %   A query pair (key, value) matches a record whose addr or version keys hold KEY with an
 %   equal value: numbers match numbers (1 matches 1 and 1.0, not '1'), char matches
-%   strings, logical matches true/false, [] matches null; a cell or a numeric vector
+%   strings, logical matches true/false, [] matches null (and, for a version key, a record
+%   saved without that key, as Python's note=None does); a cell or a numeric vector
 %   matches any of its elements. Without VERSION only current records are candidates;
 %   with VERSION (a number) the surviving puts with that version number.
 %   PINNED is true when every matching record's address keys are all in the query (the
@@ -25,7 +26,11 @@ for q = 1:numel(qkeys)
         mask(:) = false;
         break
     end
-    mask = mask & matches(X.cols{c}, qvals{q});
+    tf = matches(X.cols{c}, qvals{q});
+    if isnumeric(qvals{q}) && isempty(qvals{q}) && ~any(strcmp(cfg.schema_keys, qkeys{q}))
+        tf = tf | ~X.cols{c}.has;   % a version key: [] names the variant saved without it
+    end
+    mask = mask & tf;
 end
 sel = cand(mask);
 metas = metas(mask);
