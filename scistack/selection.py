@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 from typing import Any
 
 import numpy as np
@@ -15,8 +16,8 @@ import numpy as np
 from scistack.address import (MAX_TEXT, address_value, checked_label, coarser_addresses, query_value, shown,
                               shown_address)
 from scistack.database import Database
-from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, UnknownMetadataKeyError,
-                             VariableNotFoundError)
+from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, ScistackError,
+                             UnknownMetadataKeyError, VariableNotFoundError)
 from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, matching_addresses, newest_per_variant
 from scistack.index.views import param_columns
@@ -243,6 +244,44 @@ def unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set,
 _HINT_SAMPLE = 1000
 
 
+def _deleted_here(db: Database, var: str, metadata: dict[str, Any]) -> str | None:
+    """What to say when `metadata` names one full address where `var` was saved and every
+    record was deleted since: that, and the undelete that brings it back (the message had
+    listed the address's own key values as what the variable has, as if it were a typo)."""
+    addr = {k: metadata[k] for k in db.schema_keys if k in metadata}
+    if len(addr) != len(metadata) or not addr:
+        return None
+    try:
+        addr_key = key_of({k: _label(var, k, query_value(v)) for k, v in addr.items()})
+    except ScistackError:
+        return None
+    if db.index.versions_at(var, addr_key) or not db.index.highest_version(var, addr_key):
+        return None
+    options = " ".join(_cli_option(k, v) for k, v in addr.items())
+    where = ", ".join(f"{k}={v!r}" for k, v in addr.items())
+    return (f". A value saved there was deleted: `scistack undelete {var} {options}` "
+            f"({var}.undelete({where})) brings it back until `scistack gc` frees it")
+
+
+def _cli_option(key: str, value: Any) -> str:
+    """`--key value` as the command line reads it back: a string that would read as a number
+    or a boolean in quotes (`--subject "'1'"`, docs/cli.md), others shell-quoted."""
+    if isinstance(value, bool):
+        return f"--{key} {str(value).lower()}"
+    if isinstance(value, str):
+        typed = value.lower() in ("true", "false") or _looks_numeric(value)
+        return f"--{key} " + (f"\"'{value}'\"" if typed else shlex.quote(value))
+    return f"--{key} {value}"
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:
     query = ", ".join(f"{k}={shown(v)}" for k, v in metadata.items())
     if version is not None:
@@ -264,6 +303,9 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
         hints.append(f"versions {sorted({r.version for r in records})[:10]}")
     among = "" if total <= len(records) else f" (among its {len(records)} newest)"
     message = f"{var} has no record matching {query}; it has {total} records with{among} " + "; ".join(hints)
+    deleted = _deleted_here(db, var, metadata) if version is None else None
+    if deleted:
+        return message + deleted
     if meant:
         return message + f". Did you mean {', '.join(meant)}?"
     coarser = _covering(db, var, metadata) if version is None else None

@@ -161,6 +161,29 @@ def test_not_found_names_a_coarser_value_that_covers_the_address(project):
     assert "covers it" not in str(info.value)
 
 
+def test_not_found_at_a_deleted_address_says_so_and_how_to_undo(project):
+    """A value deleted at the address asked for: the message said only that the variable has
+    records with subject in {1, 2} and session in {'pre'}, which include the very values asked
+    for, as if they were mistyped. It names the delete and the undelete that undoes it."""
+    VPeak.save(1.0, subject=1, session="pre")
+    VPeak.save(2.0, subject=2, session="pre")
+    VPeak.save(3.0, subject="03", session="pre")
+    VPeak.delete(subject=2, session="pre")
+    VPeak.delete(subject="03", session="pre")
+    with pytest.raises(VariableNotFoundError, match=re.escape(
+            "A value saved there was deleted: `scistack undelete VPeak --subject 2 --session pre` "
+            "(VPeak.undelete(subject=2, session='pre')) brings it back")):
+        VPeak.load(subject=2, session="pre")
+    with pytest.raises(VariableNotFoundError, match=re.escape("""undelete VPeak --subject "'03'" --session pre""")):
+        VPeak.load(subject="03", session="pre")
+    for never in ({"subject": 4, "session": "pre"}, {"subject": 2}):  # never saved; not a full address
+        with pytest.raises(VariableNotFoundError) as info:
+            VPeak.load(**never)
+        assert "deleted" not in str(info.value)
+    VPeak.undelete(subject=2, session="pre")
+    assert VPeak.load(subject=2, session="pre").data == 2.0
+
+
 def test_a_mistyped_version_or_where_keyword_is_named(project):
     VPeak.save(1.0, subject=1, session="pre")
     with pytest.raises(UnknownMetadataKeyError, match="did you mean 'version'"):

@@ -199,6 +199,12 @@ class Index:
         found = self._fold_versions(var, addr_key)
         return found + self._overlay.versions_at(var, addr_key) if self._pending else found
 
+    def highest_version(self, var: str, addr_key: str) -> int:
+        """The highest version ever saved at an address (0: never), deleted ones included: a
+        delete leaves the address's slot in the fold, so this says whether one was there."""
+        self.refresh()
+        return self._fold.max_version(var, addr_key)
+
     def current_at(self, var: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
         """The newest record at an address with exactly these version keys."""
         self.refresh()
