@@ -3,6 +3,8 @@ classdef Fixed
 %   scistack.Fixed(RawEMG(), 'session', 'baseline') loads RawEMG at each combination's
 %   address with session replaced by 'baseline' (e.g. to divide every session by the
 %   baseline of the same subject), as Fixed(RawEMG, session="baseline") does in Python.
+%   A version key picks a variant: scistack.Fixed(RawEMG(), 'note', 'recal'), and
+%   'note', [] the one saved without a note (Python's note=None).
     properties
         variable = [];          % a scistack.BaseVariable instance
         keys = cell(1, 0);      % pinned schema keys
@@ -27,7 +29,12 @@ classdef Fixed
                     error('scistack:badArgument', 'Fixed: argument %d must be a key name', k + 1);
                 end
                 obj.keys{end + 1} = name;
-                obj.values{end + 1} = scistack.internal.meta_value(name, varargin{k + 1});
+                value = varargin{k + 1};
+                if isnumeric(value) && isempty(value)
+                    obj.values{end + 1} = [];   % a version key: the variant saved without it
+                else
+                    obj.values{end + 1} = scistack.internal.meta_value(name, value);
+                end
             end
         end
     end

@@ -15,6 +15,7 @@ cases = {
     'dry_run plans without running or recording', @dry_run
     'bad input -> clear errors, no staging folder left behind', @bad_input
     'the same values at two addresses: re-runs are cached at both', @same_values
+    'a version key in Fixed picks a variant; [] the one saved without it', @fixed_variant
     };
 end
 
@@ -285,4 +286,21 @@ p = Scratch().provenance('subject', 1, 'session', 'post');
 inputs = p('inputs');
 signal = inputs{strcmp(cellfun(@(x) x.name, inputs, 'UniformOutput', false), 'signal')};
 t_equal(signal.addr.session, 'post', 'each address names its own input');
+end
+
+function fixed_variant(ctx)
+use_py(ctx);
+Variant().save([1; 2], 'subject', 1, 'session', 'pre');
+Variant().save([10; 20], 'subject', 1, 'session', 'pre', 'note', 'recal');
+t_error(@() scistack.for_each(@bandpass, struct('signal', Variant(), 'low_hz', 1), ...
+    {FromVariant()}, 'subject', 1, 'session', 'pre'), 'scistack:planFailed', ...
+    'scistack.Fixed(Variant(), ''<version key>''');
+r = scistack.for_each(@bandpass, struct('signal', scistack.Fixed(Variant(), 'note', 'recal'), ...
+    'low_hz', 1), {FromVariant()}, 'subject', 1, 'session', 'pre');
+t_equal(r.counts.ran, 1, 'ran on the recal variant');
+t_equal(FromVariant().load('subject', 1, 'session', 'pre').data, [21; 41], 'from note=''recal''');
+r = scistack.for_each(@bandpass, struct('signal', scistack.Fixed(Variant(), 'note', []), ...
+    'low_hz', 1), {FromVariant()}, 'subject', 1, 'session', 'pre');
+t_equal(r.counts.ran, 1, 'ran on the variant saved without a note');
+t_equal(FromVariant().load('subject', 1, 'session', 'pre').data, [3; 5], 'from note=[]');
 end

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError, ScistackError
+from scistack.errors import AmbiguousVersionError, InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _resolve_variable, refuse_several_pinned
 from scistack.foreach.plan import looped_input
 from scistack.foreach.split import check_split_keys, fitting_layout, places
@@ -101,11 +101,14 @@ def _inputs(
         check_identifier(name, "input name")
         if "var" in spec:
             fixed = dict(spec.get("fixed") or {})
-            unknown = [k for k in fixed if k not in db.schema_keys]
+            var = check_identifier(spec["var"], "variable name")
+            vkeys = db.index.vkey_names(var)  # a version key names a variant, as in Python's Fixed
+            unknown = [k for k in fixed if k not in db.schema_keys and k not in vkeys]
             if unknown:
                 raise InvalidMetadataError(
-                    f"Fixed({spec['var']}, ...) for input {name!r} pins {unknown}, which are not schema "
-                    f"keys; the schema keys are {db.schema_keys}"
+                    f"Fixed({spec['var']}, ...) for input {name!r} pins {unknown}, which are neither schema "
+                    f"keys nor version keys of {var}; the schema keys are {db.schema_keys}"
+                    + (f", its version keys {sorted(vkeys)}" if vkeys else "")
                 )
             refuse_several_pinned(spec["var"], fixed)
             specs[name] = _Spec(check_identifier(spec["var"], "variable name"), fixed)
@@ -207,7 +210,12 @@ def _plan_one(
     bound = dict(constants)
     missing = []
     for name, spec in specs.items():
-        found = _resolve_variable(db, name, spec.var, {**combo, **spec.fixed}, False)
+        try:
+            found = _resolve_variable(db, name, spec.var, {**combo, **spec.fixed}, False)
+        except AmbiguousVersionError as exc:  # the way out, in MATLAB's words
+            raise AmbiguousVersionError(
+                f"{str(exc).rstrip('.')}. In MATLAB: scistack.Fixed({spec.var}(), '<version key>', <value>) as input "
+                f"{name!r} picks a variant ('<version key>', [] the one saved without it)") from None
         if found is None:
             missing.append(name)
         else:

@@ -17,7 +17,7 @@ import pytest
 
 from scistack import BaseVariable
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError, LineageError, SchemaMismatchError
+from scistack.errors import AmbiguousVersionError, InvalidMetadataError, LineageError, SchemaMismatchError
 from scistack.lineage.calls import key_from_oids
 from scistack.matlab_bridge import commit, matlab_function, normalise_matlab_source, plan
 from scistack.objects.canonical_json import dumps_canonical
@@ -282,6 +282,26 @@ def test_bad_plans_are_refused_with_clear_errors(project, change, error, match):
     db, fn = project
     folder = _stage(db, "bad", _request(db, fn, **change), {"payload-0.bin": b"2.0"})
     with pytest.raises(error, match=match):
+        plan(db, folder / "plan.json")
+
+
+def test_a_version_key_pin_picks_a_variant_and_an_ambiguous_input_says_how_in_matlab(project):
+    """`scistack.Fixed(RawEMG(), 'note', 'recal')` (and `'note', []`: null, the variant saved
+    without a note) picks a variant, as Python's Fixed(RawEMG, note=...) does; the plan had
+    refused every pin but a schema key, and an ambiguous input's message gave Python's
+    syntax only, so a MATLAB for_each over such an input had no way out."""
+    db, fn = project
+    recal = db.store.put_value(np.arange(4.0) * 10)
+    db.index.put_ref("BridgeRaw", {"subject": 1, "session": "pre"}, {"note": "recal"}, recal, "npy")
+    plain = db.index.current_at("BridgeRaw", '{"session":"pre","subject":1}', "{}").oid
+    for pin, oid in (("recal", recal), (None, plain)):
+        request = _request(db, fn, iterate=[["subject", [1]], ["session", ["pre"]]])
+        request["inputs"]["signal"]["fixed"] = {"note": pin}
+        folder = _stage(db, f"pin-{pin}", request, {"payload-0.bin": b"2.0"})
+        (combo,) = plan(db, folder / "plan.json")["combos"]
+        assert combo["inputs"]["signal"]["oid"] == oid
+    folder = _stage(db, "ambiguous", _request(db, fn), {"payload-0.bin": b"2.0"})
+    with pytest.raises(AmbiguousVersionError, match=r"In MATLAB: scistack.Fixed\(BridgeRaw\(\), '<version key>'"):
         plan(db, folder / "plan.json")
 
 

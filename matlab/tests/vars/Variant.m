@@ -1,0 +1,3 @@
+classdef Variant < scistack.BaseVariable
+%VARIANT Test variable: values with and without a version key at one address.
+end
