@@ -62,4 +62,15 @@ t_equal(inputs{1}.var, 'SeedRaw', 'input');
 t_assert(isempty(SeedRaw().provenance('subject', 1, 'session', 'baseline')), 'raw: none');
 FilteredEMG().delete('subject', 2, 'session', 'post');
 t_error(@() FilteredEMG().load('subject', 2, 'session', 'post'), 'scistack:notFound');
+% an empty value wrote no option: 'note', [] deleted (and listed) every variant there, and
+% 'session', {} every session
+SeedRaw().save(x.data + 1, 'subject', 1, 'session', 'baseline', 'note', 'recal');
+t_error(@() SeedRaw().delete('subject', 1, 'session', 'baseline', 'note', []), ...
+    'scistack:badArgument', '''version'', N');
+t_error(@() SeedRaw().list_versions('subject', 1, 'session', 'baseline', 'note', []), ...
+    'scistack:badArgument');
+t_error(@() SeedRaw().delete('subject', 1, 'session', {}), 'scistack:badArgument', 'empty list');
+r = SeedRaw().load('subject', 1, 'session', 'baseline', 'note', 'recal');
+t_equal(r.data, x.data + 1, 'the recal variant is still there');
+t_equal(SeedRaw().load('subject', 1, 'session', 'baseline', 'note', []).data, x.data, 'and the other');
 end

@@ -7,6 +7,9 @@ q = @scistack.internal.shell_quote;
 parts = {command, q(var)};
 for k = 1:numel(keys)
     v = vals{k};
+    if isempty(v)   % [] or {}: no option would be written, so the key would select everything
+        refuse_empty(command, var, keys{k}, v);
+    end
     if ~iscell(v)
         if ischar(v)
             v = {v};
@@ -44,4 +47,15 @@ elseif v == round(v)
 else
     s = sprintf('%.17g', v);
 end
+end
+
+function refuse_empty(command, var, key, v)
+if iscell(v)
+    error('scistack:badArgument', ['%s(''%s'', {}): an empty list names no value; give ', ...
+        'the values of %s to select'], command, key, key);
+end
+error('scistack:badArgument', ['%s of %s with ''%s'', []: the scistack command cannot name ', ...
+    'the variant saved without %s (it would select every variant there). Name its version ', ...
+    'instead: ''version'', N (load(..., ''%s'', []).version is the current one)'], ...
+    command, var, key, key, key);
 end
