@@ -289,8 +289,11 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
     total, records = db.index.count(var), db.index.newest(var, _HINT_SAMPLE)  # bounded: an error path
     if not records:
         others = db.index.variables()
+        close = difflib.get_close_matches(var, others, n=1, cutoff=0.7) or [
+            o for o in others if o.lower() == var.lower()]  # (a typo: `scistack log PeakFroce`)
+        meant = f". Did you mean {close[0]}?" if close else ""
         return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
-                f"{', '.join(others) or 'none (never saved, or every record deleted)'}")
+                f"{', '.join(others) or 'none (never saved, or every record deleted)'}{meant}")
     hints, meant = [], []
     for key in db.schema_keys:
         values = sorted({shown(r.addr[key], 30) for r in records if key in r.addr})

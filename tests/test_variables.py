@@ -161,6 +161,19 @@ def test_not_found_names_a_coarser_value_that_covers_the_address(project):
     assert "covers it" not in str(info.value)
 
 
+def test_not_found_names_the_variable_a_typo_meant(project):
+    """`scistack log PeakFroce` listed every variable of the project; among a lab's dozens the
+    one meant is named."""
+    from scistack.selection import select_records
+
+    VPeak.save(1.0, subject=1, session="pre")
+    with pytest.raises(VariableNotFoundError, match=re.escape("Did you mean VPeak?")):
+        select_records(project, "VPaek", {"subject": 1})
+    with pytest.raises(VariableNotFoundError) as info:
+        select_records(project, "Elsewhere", {})
+    assert "Did you mean" not in str(info.value)
+
+
 def test_not_found_at_a_deleted_address_says_so_and_how_to_undo(project):
     """A value deleted at the address asked for: the message said only that the variable has
     records with subject in {1, 2} and session in {'pre'}, which include the very values asked
