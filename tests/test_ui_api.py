@@ -4,6 +4,7 @@ process built; and its refusals (Host header, writes, bad input, non-loopback bi
 from __future__ import annotations
 
 import json
+import platform
 import re
 import subprocess
 import sys
@@ -311,8 +312,10 @@ def test_a_raw_file_input_is_named_by_its_path(project, tmp_path):
     (tmp_path / "raw" / "1" / "pre.csv").write_text("1\n2\n")
     for_each(uiread, inputs={"path": PathInput("{subject}/{session}.csv", root="raw")},
              outputs=[UiFromFile], subject=[1], session=["pre"], progress=False)
-    (given,) = api.value(project, "UiFromFile", {"subject": 1, "session": "pre"})["provenance"]["inputs"]
+    provenance = api.value(project, "UiFromFile", {"subject": 1, "session": "pre"})["provenance"]
+    (given,) = provenance["inputs"]
     assert (given["name"], given["var"], given["file"]) == ("path", None, "raw/1/pre.csv")
+    assert provenance["runtime"] == f"Python {platform.python_version()}"
 
 
 def uiread(path):

@@ -99,6 +99,7 @@ class CallInfo:
     python: str | None
     host: str | None
     code_identity: str | None = None  # a partial or bound method: its function alone
+    runtime: str | None = None  # what ran it: "Python 3.11.7", "Octave 7.3.0", "MATLAB 9.14..."
 
 
 def read_call(db: Database, call_oid: str) -> CallInfo:
@@ -139,7 +140,17 @@ def read_call(db: Database, call_oid: str) -> CallInfo:
         env.get("python"),
         env.get("host"),
         fn.code_identity,
+        _runtime(env),
     )
+
+
+def _runtime(env: dict[str, Any]) -> str | None:
+    """The language and version a call record's env names (a MATLAB client's call has no
+    Python version: `octave` or `matlab` holds its own)."""
+    for key, name in (("octave", "Octave"), ("matlab", "MATLAB"), ("python", "Python")):
+        if isinstance(env.get(key), str):
+            return f"{name} {env[key]}"
+    return None
 
 
 def _decoded(tree: Any) -> Any:

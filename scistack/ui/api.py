@@ -202,7 +202,7 @@ def _provenance(db: Database, call_oid: str) -> dict[str, Any]:
             code = None
     return {"call": call_oid, "function": call.function, "module": call.module, "code": code,
             "constants": call.constants, "inputs": inputs, "git_commit": call.git_commit,
-            "git_dirty": call.git_dirty, "python": call.python, "host": call.host,
+            "git_dirty": call.git_dirty, "python": call.python, "runtime": call.runtime, "host": call.host,
             "started": call.started, "duration": call.duration}
 
 

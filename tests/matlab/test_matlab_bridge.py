@@ -219,6 +219,8 @@ def test_plan_then_commit_records_lineage_and_caches(project):
     assert call["inputs"]["k"] == {"oid": const_oid, "const": 2.0}
     assert call["inputs"]["signal"]["var"] == "BridgeRaw"
     assert call["env"]["language"] == "matlab" and call["env"]["octave"] == "7.3.0"
+    from scistack.ui import api  # the web view says what ran it (it said "Python ?")
+    assert api.value(db, "BridgeOut", {"subject": 1, "session": "pre"})["provenance"]["runtime"] == "Octave 7.3.0"
     assert call["started"] == "2026-09-21T14:13:20.250000Z"
     assert db.index.cached_call(first["key"])["outs"] == [hash_value(outputs[0])]
     runs = [e for e in _journal(db) if e["op"] == "run"]

@@ -224,7 +224,7 @@ function provenance(p) {
         : el("code", {}, i.oid.slice(0, 12)),
       i.members ? ` (aggregate of ${i.members})` : "", i.merge.length ? ` (merge of ${i.merge.join(" + ")})` : "")))],
     ["git commit", p.git_commit ? `${p.git_commit.slice(0, 12)}${p.git_dirty ? " (dirty)" : ""}` : "not in git"],
-    ["environment", `Python ${p.python || "?"} on ${p.host || "?"}`],
+    ["environment", `${p.runtime || "Python ?"} on ${p.host || "?"}`],
     ["started", `${p.started} (${p.duration.toFixed(3)} s)`],
   ];
   const box = el("div", {}, el("table", { class: "kv" }, rows.map(([k, x]) => el("tr", {}, el("th", {}, k), el("td", {}, x)))));
