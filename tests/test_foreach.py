@@ -1010,7 +1010,10 @@ def test_a_dask_worker_runs_nothing_under_a_note_the_scheduler_refused(project, 
     refuse, refusals = refusing(1, 1)  # (subject 2, after subject 1 was noted alone)
     report, failed, chunks = run(2, 4, refuse)
     assert set(failed) == {2} and report.ran == 3, report.summary()
-    assert "in a worker process that ran nothing else" in failed[2] and len(refusals) == 1 and len(chunks) == 1
+    assert "in a worker process that ran nothing else" in failed[2] and len(refusals) == 1
+    # (1 and 2 share a window when 2 starts within 100 ms of 1's note, as on a busy machine:
+    # then the suspects' chunk is a second; either way the refused note stopped nothing)
+    assert len(chunks) <= 2 and (tmp_path / "started").read_text().split().count("2") <= 2
 
     refuse, refusals = refusing(5, 3)  # (subject 6: every try; a new die_at, a new call for each subject)
     report, failed, chunks = run(6, 8, refuse)
