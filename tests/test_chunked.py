@@ -777,31 +777,106 @@ def test_a_lazy_value_collected_by_gc_while_in_hand_says_so(project):
         r.data[0:10, 0]
 
 
-class _PrefetchLog(LocalObjectStore):
-    """A real store that also notes the prefetch hints it is given."""
+class _ReadLog(LocalObjectStore):
+    """A real store that also notes the prefetch hints it is given and the files it reads ahead."""
 
     def __init__(self, root) -> None:
         super().__init__(root)
         self.hinted: list[str] = []
+        self.read: list[str] = []
 
     def prefetch(self, oid: str) -> None:
         self.hinted.append(oid)
         super().prefetch(oid)
 
+    def read_stored(self, oid: str, buffer):
+        self.read.append(oid)
+        return super().read_stored(oid, buffer)
 
-def test_a_whole_read_has_every_chunk_on_its_way_before_it_is_decoded(tmp_path):
-    """A whole read hints each chunk to the store ahead of decoding it (its file read from
-    disk meanwhile); a hint for a chunk that is gone is silent, and the read still names it."""
-    store = _PrefetchLog(tmp_path / "objects")
+
+def evict(paths) -> None:
+    """These files' pages out of the page cache, so their next read comes from the disk."""
+    os.sync()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def test_a_whole_read_reads_every_chunk_file_ahead_and_a_few_chunks_are_hinted(tmp_path):
+    """A whole read of many chunks reads each chunk's file once, apart from decoding it (on
+    reader threads, ahead); a read of a few chunks hints them to the store instead. A chunk
+    that is gone is read the ordinary way, and the read names it."""
+    store = _ReadLog(tmp_path / "objects")
     x = recording(n=20_000)
     oid = store.put_value(x)
     manifest = store.open_value(oid).manifest
     chunks = [manifest.oid_at(i) for i in manifest.indices()]
-    assert len(chunks) > 4
+    assert len(chunks) > 8
     np.testing.assert_array_equal(store.get_value(oid), x)
-    assert sorted(store.hinted) == sorted(chunks)
+    assert sorted(store.read) == sorted(chunks) and store.hinted == []
+    lazy = store.open_value(oid)
+    np.testing.assert_array_equal(lazy[0:1000], x[0:1000])  # 4 chunks of 256 rows
+    assert sorted(store.hinted) == sorted(chunks[:4]) and len(store.read) == len(chunks)
     missing = manifest.oid_at((3, 0))
     os.chmod(store.path_of(missing), 0o644)
     os.unlink(store.path_of(missing))
     with pytest.raises(ChunkReadError, match=r"chunk \[3, 0\].*missing"):
         store.get_value(oid)
+
+
+@pytest.mark.parametrize("cached", [True, False], ids=["page-cache", "disk"])
+@pytest.mark.parametrize("data", ["phase-shifted", "in-phase", "noise"])
+def test_chunk_files_read_ahead_decode_to_the_array_and_a_bad_one_is_named(tmp_path, data, cached):
+    """Chunks of 1 MB stored shuffled, zstd or raw, their files read ahead of the decoding
+    (from the page cache, or from the disk past it), decode to the array, edge chunk too. A
+    damaged one fails the whole read naming its index and oid; the others stay readable."""
+    set_chunking(threshold=2 << 20, chunk_bytes=1 << 20)
+    n, rng = 600_000, np.random.default_rng(7)
+    if data == "noise":
+        x = rng.integers(-32768, 32767, (n, 8), dtype=np.int16)
+    else:
+        phase = np.arange(8) if data == "phase-shifted" else np.zeros(8)
+        x = (200 * np.sin(np.arange(n)[:, None] / 3000 + phase) + rng.integers(-3, 4, (n, 8))).astype(np.int16)
+    store = _ReadLog(tmp_path / "objects")
+    oid = store.put_value(x)
+    manifest = store.open_value(oid).manifest
+    assert manifest.chunks == (65536, 8) and len(set(manifest.oids)) == 10
+    first = store.path_of(manifest.oids[0]).read_bytes()[:4]
+    assert first == {"phase-shifted": b"\x50\x2a\x4d\x18", "in-phase": b"\x28\xb5\x2f\xfd", "noise": b"chun"}[data]
+    if not cached:
+        evict(store.path_of(o) for o in manifest.oids)
+    got = store.get_value(oid)
+    np.testing.assert_array_equal(got, x)
+    assert sorted(store.read) == sorted(manifest.oids)
+    bad = manifest.oid_at((2, 0))
+    path = store.path_of(bad)
+    os.chmod(path, 0o644)
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x01
+    path.write_bytes(bytes(damaged))
+    if not cached:
+        evict([path])
+    with pytest.raises(ChunkReadError, match=r"chunk \[2, 0\]") as caught:
+        store.get_value(oid)
+    assert caught.value.index == (2, 0) and caught.value.oid == bad and bad in str(caught.value)
+    lazy = store.open_value(oid)
+    np.testing.assert_array_equal(lazy[:131072], x[:131072])  # the others still read
+    np.testing.assert_array_equal(lazy[196608:], x[196608:])
+
+
+def test_chunk_files_read_ahead_where_the_system_has_no_direct_or_cache_only_reads(tmp_path, monkeypatch):
+    """Without `O_DIRECT` and `RWF_NOWAIT` (another platform, a file system without them)
+    the files read ahead are read the ordinary way, through the page cache."""
+    from scistack.objects import local
+
+    monkeypatch.setattr(local, "_DIRECT", 0)
+    monkeypatch.setattr(local, "_NOWAIT", 0)
+    store = _ReadLog(tmp_path / "objects")
+    x = recording(n=20_000)
+    oid = store.put_value(x)
+    evict(store.path_of(o) for o in store.open_value(oid).manifest.oids)
+    np.testing.assert_array_equal(store.get_value(oid), x)
+    assert len(store.read) == len(store.open_value(oid).manifest.oids)

@@ -327,14 +327,18 @@ class ObjectStore(abc.ABC):
 class Fetch:
     """What decoding needs from a store: `fetch(oid) -> (kind, payload)` for children,
     `fetch.into(oid, out)` (`ObjectStore.get_into`) for chunks read straight into an array,
-    and `fetch.prefetch(oid)` for the chunks a read reaches next."""
+    and `fetch.prefetch(oid)` for the chunks a read reaches next. A store that can read a
+    chunk's stored bytes apart from decoding them (`LocalObjectStore.read_stored` and
+    `decode_into`) lends those too, for whole reads of many chunks; else they are None."""
 
-    __slots__ = ("_get", "into", "prefetch")
+    __slots__ = ("_get", "into", "prefetch", "read_stored", "decode_into")
 
     def __init__(self, store: ObjectStore) -> None:
         self._get = store.get
         self.into = store.get_into
         self.prefetch = store.prefetch
+        self.read_stored = getattr(store, "read_stored", None)
+        self.decode_into = getattr(store, "decode_into", None)
 
     def __call__(self, oid: str) -> tuple[str, Any]:
         obj = self._get(oid)
