@@ -10,6 +10,8 @@ memory-mapped source are released as soon as their chunk is written.
 
 Reading assembles the blocks a request touches (all of them for a whole load), each
 verified by the store, in a small thread pool (file reads, blake3 and copies release the GIL).
+A read of many chunks has reader threads of its own read the chunks' files ahead of the
+decoding (`_fill_read_ahead`); a read of a few (a lazy slice) hints them to the store.
 """
 
 from __future__ import annotations
@@ -479,7 +481,7 @@ def _fill_read_ahead(manifest: ArrayManifest, indices: list[tuple[int, ...]], ge
         free.put(None)  # a buffer, made when first needed
     reads: list = [None] * len(indices)
     posted = threading.Condition()
-    failed = threading.Event()
+    failed = [len(indices)]  # the first chunk that failed: those after it are skipped
 
     def read(at: int) -> tuple[np.ndarray | None, memoryview | None]:
         buffer = free.get()
@@ -500,10 +502,11 @@ def _fill_read_ahead(manifest: ArrayManifest, indices: list[tuple[int, ...]], ge
             posted.wait_for(lambda: reads[at] is not None)
         buffer, stored = reads[at].result()
         try:
-            if not failed.is_set():  # (after a chunk failed, the rest only pass their buffers on)
-                fill(indices[at], stored)
+            if at < failed[0]:  # (after a chunk fails, later ones only pass their buffers on; an
+                fill(indices[at], stored)  # earlier one still runs, so the error named is the first)
         except BaseException:
-            failed.set()
+            with posted:
+                failed[0] = min(failed[0], at)
             raise
         finally:
             free.put(buffer)
