@@ -388,7 +388,7 @@ class Database:
         objects = objects or local.get("objects")
         if objects is None:
             raise InvalidNameError(
-                f"a new lab project needs objects='s3://bucket/prefix' (where its values go) "
+                f"a new lab project needs objects='s3://bucket/prefix' (`scistack init`: --objects; where its values go) "
                 f"besides shared= ({redact(journal.url)}, which holds no project yet); nothing was "
                 "changed. Give both, or neither for a local project")
         if self._open_bucket is not None:

@@ -717,6 +717,10 @@ def test_init_creates_a_laptop_project_and_refuses_half_a_lab(tmp_path, monkeypa
     half = runner.invoke(main, ["init", "other/x.duckdb", "--keys", "subject", "--objects", "s3://bucket/gait"])
     assert half.exit_code == 2 and "shared=" in half.output, half.output
     assert not (tmp_path / "other" / ".scistack").exists()
+    # no --keys for a new project: the command to give, not the Python call
+    bare = runner.invoke(main, ["init", "new/new.duckdb"])
+    assert bare.exit_code == 2 and "`scistack init new/new.duckdb --keys subject,session`" in bare.output, bare.output
+    assert "configure_database" not in bare.output
 
 
 def test_log_prints_the_newest_versions_unless_all(built, monkeypatch):

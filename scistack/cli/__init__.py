@@ -591,10 +591,26 @@ def init(path: str, keys: str | None, shared: str | None, objects: str | None) -
 
     Passwords stay out of the project: PostgreSQL's come from ~/.pgpass or PGPASSWORD, S3's
     from the usual AWS_* environment."""
+    import shlex
+
     from scistack.database import Database
+    from scistack.errors import NotARepositoryError
+    from scistack.index.pgjournal import redact
 
     schema = [k.strip() for k in keys.split(",") if k.strip()] if keys else None
-    db = Database(path, schema, shared=shared, objects=objects)
+    try:
+        db = Database(path, schema, shared=shared, objects=objects)
+    except NotARepositoryError:
+        if schema is not None:
+            raise
+        # the library's message names configure_database(...): the shell user gets this command
+        lab = f" --shared {shlex.quote(redact(shared))} --objects {shlex.quote(objects or 's3://bucket/prefix')}" \
+            if shared else ""
+        what = (f"the shared journal {redact(shared)} holds no project yet" if shared
+                else f"{path} is not a scistack project yet")
+        raise NotARepositoryError(
+            f"{what}; create it with `scistack init {shlex.quote(path)}{lab} --keys subject,session` "
+            "(its schema keys, coarsest first)") from None
     try:
         where = f" shared through {shared.split('@')[-1]} and {db.objects_url}" if shared else ""
         click.echo(f"{db.path.name}: schema keys {', '.join(db.schema_keys)}{where}")

@@ -732,3 +732,31 @@ def test_creating_the_tables_takes_the_journal_lock_before_the_connection(pg_url
     journal.append([{"op": "run"}])
     assert len(journal.read_from(0)[0]) == 1
     journal.close()
+
+
+def test_init_shared_of_a_new_project_without_keys_suggests_the_command_with_keys(tmp_path, monkeypatch, pg_url,
+                                                                                bucket_url):
+    # `scistack init gait.duckdb --shared URL` of a journal that holds no project yet told the
+    # shell user to call configure_database(...) in Python
+    from click.testing import CliRunner
+
+    from scistack.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    url = pg_url.replace(":lab-writer-pw@", "@")
+    monkeypatch.setenv("PGPASSWORD", "lab-writer-pw")
+    done = CliRunner().invoke(main, ["init", "gait.duckdb", "--shared", url, "--objects", bucket_url])
+    assert done.exit_code == 2
+    error = done.output.strip().splitlines()[-1]
+    assert "configure_database" not in error
+    assert f"scistack init gait.duckdb --shared {url} --objects {bucket_url} --keys subject,session" in error
+    done = CliRunner().invoke(main, ["init", "gait.duckdb", "--shared", url])
+    assert done.exit_code == 2
+    assert f"--shared {url} --objects s3://bucket/prefix --keys subject,session" in done.output
+    done = CliRunner().invoke(main, ["init", "gait.duckdb", "--shared", url, "--keys", "subject,session"])
+    assert done.exit_code == 2 and "--objects" in done.output
+    done = CliRunner().invoke(main, ["init", "gait.duckdb", "--shared", url, "--objects", bucket_url,
+                                     "--keys", "subject,session"])
+    assert done.exit_code == 0, done.output
+    assert "schema keys subject, session" in done.output
+    database_module._current = None
