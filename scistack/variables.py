@@ -406,11 +406,13 @@ class BaseVariable:
         """
         db = get_database()
         everything = metadata.pop("all", False) if "all" not in db.schema_keys else False
-        if not metadata and version is None and everything is not True:
-            refuse_addressless_delete(db, cls.__name__, metadata, version, db.index.count(cls.__name__))
-        records = select_records(db, cls.__name__, metadata, version=version, all_versions=True)
+        addressless = not metadata and version is None
+        # (every record is refused before they are all read: the count is the index's)
+        records = ([] if addressless and everything is not True else
+                   select_records(db, cls.__name__, metadata, version=version, all_versions=True))
         if everything is not True:
-            refuse_addressless_delete(db, cls.__name__, metadata, version, len(records))
+            refuse_addressless_delete(db, cls.__name__, metadata, version,
+                                      db.index.count(cls.__name__) if addressless else len(records))
         return db.index.delete_refs(records)
 
     @classmethod
