@@ -126,3 +126,21 @@ def test_close_does_not_wait_for_a_reader_elsewhere_and_loses_nothing(project, m
          str(project.path)], env=python_env, capture_output=True, text=True, timeout=60)
     assert seen.returncode == 0, seen.stderr
     assert seen.stdout.split() == ["[1,", "2]", "2"]
+
+
+def test_a_close_that_cannot_sync_names_the_holder_whole(project, monkeypatch, caplog):
+    # with no background sync to hand the tail to (SCISTACK_SYNC=foreground, a lab project) the
+    # note cut DuckDB's error at 200 characters: "... Conflicting lock is held in /root/.p"
+    monkeypatch.setenv("SCISTACK_SYNC", "foreground")
+    holder = _held_elsewhere(project, monkeypatch, "duckdb.connect(sys.argv[1]); print('held', flush=True); "
+                             "sys.stdin.read()")
+    try:
+        SqlConnA.save(2, subject=2)
+        with caplog.at_level("INFO", logger="scistack.index"):
+            project.close()
+    finally:
+        holder.communicate(timeout=30)
+    said = [r.getMessage() for r in caplog.records if "not brought up to date" in r.getMessage()]
+    assert len(said) == 1, said
+    assert f"(PID {holder.pid})" in said[0] and "gait.duckdb is held by another process" in said[0], said
+    assert "next scistack process" in said[0]

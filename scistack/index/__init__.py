@@ -1078,15 +1078,18 @@ class _BackgroundSync:
             try:
                 self.sync_now(timeout=CLOSE_WAIT)
             except DatabaseLockedError as exc:
-                if not self._may_detach():
-                    raise
-                self._detach()
+                # (said here, the holder whole: the catch-all below cut the message, whose first
+                # line holds two paths, at 200 characters, "held in /root/.p")
+                detached = self._may_detach()
+                if detached:
+                    self._detach()
                 holder = _held_by(exc)
                 # (another Python process, most often a scistack one syncing: nothing to act on)
                 level = logging.INFO if re.search(r"python[\d.]*(\.exe)? \(PID", holder) else logging.WARNING
                 log.log(level, "DuckDB was not brought up to date at close: %s is held by another process "
-                        "(%s); a background sync brings it up to date once it is let go, and the "
-                        "journal holds everything meanwhile", self.sql.path.name, holder)
+                        "(%s); %s, and the journal holds everything meanwhile", self.sql.path.name, holder,
+                        "a background sync brings it up to date once it is let go" if detached else
+                        "the next scistack process to open the project brings it up to date")
         except IndexDamagedError as exc:  # no later process catches up by itself: said whole, with the fix
             log.warning("DuckDB was not brought up to date at exit: %s", exc)
         except Exception as exc:  # noqa: BLE001 - DuckDB's own errors too (a full disk, a lock)
