@@ -602,22 +602,28 @@ def test_addresses_that_read_alike_get_files_of_their_own(project, tmp_path):
     so the bundle held wrong data and its own hashes refused its import."""
     saved = {(1, "a b"): 1.0, (1, "a/b"): 2.0, (1, "a_b"): 3.0, ("1", "a_b"): 4.0, (1, "A"): 5.0,
              (1, "a"): 6.0}
-    for (subject, session), value in saved.items():
-        ExRaw.save(np.full(3, value), subject=subject, session=session)
-    project.export(all_current=[ExRaw], to=tmp_path / "b")
-    files = _manifest(tmp_path / "b")["files"]
-    assert len({f["path"].casefold() for f in files}) == len(saved)
-    for entry in files:
-        path = tmp_path / "b" / entry["path"]
-        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
-        key = (entry["addr"]["subject"], entry["addr"]["session"])
-        np.testing.assert_array_equal(np.load(path), np.full(3, saved[key]))
-    other = _fresh_project(tmp_path / "other")
-    try:
-        assert other.import_bundle(tmp_path / "b").refs == len(saved)
-        assert ExRaw.load(subject="1", session="a_b").data[0] == 4.0
-    finally:
-        other.close()
+    from scistack.index import Index
+
+    # (1 beside "1" is refused since 2026-12-07, tests/test_key_types.py; a project saved
+    # before may hold both, and its bundle too)
+    with pytest.MonkeyPatch.context() as looks_alike:
+        looks_alike.setattr(Index, "_check_key_value", lambda *args: None)
+        for (subject, session), value in saved.items():
+            ExRaw.save(np.full(3, value), subject=subject, session=session)
+        project.export(all_current=[ExRaw], to=tmp_path / "b")
+        files = _manifest(tmp_path / "b")["files"]
+        assert len({f["path"].casefold() for f in files}) == len(saved)
+        for entry in files:
+            path = tmp_path / "b" / entry["path"]
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+            key = (entry["addr"]["subject"], entry["addr"]["session"])
+            np.testing.assert_array_equal(np.load(path), np.full(3, saved[key]))
+        other = _fresh_project(tmp_path / "other")
+        try:
+            assert other.import_bundle(tmp_path / "b").refs == len(saved)
+            assert ExRaw.load(subject="1", session="a_b").data[0] == 4.0
+        finally:
+            other.close()
 
 
 def draw(signal, dest):

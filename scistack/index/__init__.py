@@ -35,6 +35,7 @@ from scistack.index.sql import SqlIndex, check_identifier, quote
 from scistack.index.fold import FOLD_NAME, Fold, Judging
 from scistack.records import RunRecord
 from scistack.index.state import (RefRecord, RefState, decode_keys, is_multi, key_of, keys_of, matching_addresses,
+                                  shown_as,
                                   newest_per_variant, resolve_params, select_from, tagged_params)
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class Deletion(NamedTuple):
     retention: bool = False
 
 
+_TYPE_WORDS = {"int": "a number", "float": "a float", "str": "text", "bool": "a bool"}
+
+
 class Index:
     """Refs, the call cache and run reports of one project, behind verbs that keep themselves
     current: every read first folds what other processes journalled (one `stat` when nothing)."""
@@ -94,6 +98,8 @@ class Index:
         self._var_names: set[str] = set()     # variables this process has checked for a put
         self._live_levels: dict[str, tuple[tuple[int, int], set[str]]] = {}  # `levels(live=True)`
         self._key_case = {k.lower(): k for k in schema_keys}  # a schema key, by its name ignoring case
+        self._key_values_ok: set[tuple[str, str, Any]] = set()  # (key, type, value) checked by `_check_key_value`
+        self._key_values_here: dict[tuple[str, str], set[str]] = {}  # (key, text) -> types this process saved
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=self._busy)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
@@ -466,6 +472,8 @@ class Index:
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
         self.check_names(var, vkeys)
+        for key, value in addr.items():
+            self._check_key_value(var, key, value)
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         params = tagged_params(params) if params else params
         if self._pending is not None:  # in a batch: versions are checked again at flush
@@ -517,6 +525,49 @@ class Index:
                     f"{self._key_case[key.lower()]!r} but for case (a typo?); SQL names ignore case, "
                     f"so it could not be told apart in the views or in where=. Write "
                     f"{self._key_case[key.lower()]}= to address the value")
+
+    def _check_key_value(self, var: str, key: str, value: Any) -> None:
+        """Refuse a schema-key value that shows as one of another type the project has (1 and
+        "1", 1 and 1.0): a column holding both is text in the SQL views and in `where=`, where
+        the two are one value, so a query, a join or a filter returned one's records for the
+        other's. Loads tell them apart; the scientist meant one subject, so the fix is to save
+        it as the type already there. A value whose look-alike is saved only in records since
+        deleted is allowed."""
+        shown = shown_as(value)
+        if shown is None:
+            return
+        kind, texts = shown
+        memo = (key, kind, value)
+        if memo in self._key_values_ok:
+            return
+        self.refresh()
+        found = {(text, other) for text in texts for other in self._key_values_here.get((key, text), ())}
+        found.update(self._fold.key_values_shown_as(key, texts))
+        for text, other in sorted(found):
+            if other == kind:
+                continue
+            twin = {"int": int, "float": float, "str": str, "bool": lambda t: t == "true"}[other](text)
+            where = self._live_with(key, twin)
+            if where is None:
+                continue
+            fix = f" ({other}({value!r}))" if other != "bool" else ""
+            raise InvalidMetadataError(
+                f"{var}: {key}={value!r} ({_TYPE_WORDS[kind]}) looks like {key}={twin!r} ({_TYPE_WORDS[other]}), "
+                f"which {where[0]} already has; the SQL views and where= show both as {text}, so a query "
+                f"could return one's records for the other's. It was not saved. Save it as {key}={twin!r}{fix} "
+                "if it is that one, else give it a value that reads differently")
+        for text in texts:
+            self._key_values_here.setdefault((key, text), set()).add(kind)
+        self._key_values_ok.add(memo)
+
+    def _live_with(self, key: str, value: Any) -> tuple[str, dict[str, Any]] | None:
+        """A variable and address of a live record (this process's held ones too) whose `key`
+        is `value`, of its type; None when none is (read only when a look-alike is refused)."""
+        for var in self.variables():
+            for _, addr in matching_addresses(self.live_addresses(var), {key: value}):
+                if type(addr.get(key)) is type(value):
+                    return var, addr
+        return None
 
     def _check_new_variable(self, var: str) -> None:
         """Refuse a new variable named like an existing one but for case (`EMG` beside `Emg`):

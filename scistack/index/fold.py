@@ -31,12 +31,12 @@ from typing import Any
 from scistack.address import address_order
 from scistack.errors import DatabaseLockedError, IndexDamagedError, storage_full
 from scistack.index.journal import JournalBackend, loads_line, size_now
-from scistack.index.state import RefRecord, key_of, keys_of
+from scistack.index.state import RefRecord, key_of, keys_of, shown_as
 from scistack.records import RunRecord
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 17
+FOLD_VERSION = 18
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS slots (
 CREATE TABLE IF NOT EXISTS names (
     var TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (var, kind, name)) WITHOUT ROWID;
+-- each schema key's values ever saved, by the text they show as in a column holding text and
+-- numbers, and their type (`shown_as`): a save of "1" where 1 is saved is refused, since the
+-- views and `where=` cannot tell the two apart (kept after deletes, as names are)
+CREATE TABLE IF NOT EXISTS key_values (
+    key TEXT NOT NULL, text TEXT NOT NULL, type TEXT NOT NULL, PRIMARY KEY (key, text, type)) WITHOUT ROWID;
 -- `vars`: a bit per variable with a live record here (`var_bits`; variables past the 63rd have
 -- none), so the addresses a variable lacks are found through a few index ranges, not a probe
 -- of every address
@@ -190,7 +195,17 @@ END;
 # 15 how many live refs name each of a variable's calls (`var_calls.live`, counted here once),
 # 16 the parts of containers and of each variable (`parts`, `var_parts`: `ls` counts a chunk
 # shared between versions once; `sizes` becomes each object's own bytes, so all are measured anew).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {16: (
+_MIGRATIONS: dict[int, tuple[str, ...]] = {17: (
+    # the schema keys' values with their types (`key_values`, from the addresses: what the
+    # fold would have written, but for a float's digits in exponent form)
+    "INSERT OR IGNORE INTO key_values SELECT j.key, CASE j.type WHEN 'text' THEN j.atom WHEN 'real' "
+    "THEN CAST(j.atom AS TEXT) ELSE j.type END, CASE j.type WHEN 'text' THEN 'str' WHEN 'real' THEN 'float' "
+    "ELSE 'bool' END FROM addresses, json_each(addresses.addr) AS j WHERE j.type IN ('text', 'real', 'true', 'false')",
+    "INSERT OR IGNORE INTO key_values SELECT j.key, CAST(j.atom AS TEXT), 'int' FROM addresses, "
+    "json_each(addresses.addr) AS j WHERE j.type = 'integer'",
+    "INSERT OR IGNORE INTO key_values SELECT j.key, CAST(CAST(j.atom AS INTEGER) AS TEXT), 'float' FROM addresses, "
+    "json_each(addresses.addr) AS j WHERE j.type = 'real' AND j.atom = CAST(j.atom AS INTEGER)",
+), 16: (
     # sizes had each object's bytes with its children's: measured again, own bytes and parts
     "DELETE FROM sizes", "DELETE FROM var_bytes", "DELETE FROM var_unsized", "DELETE FROM var_oids",
     "DROP TRIGGER IF EXISTS var_oid_left",  # (made again from `_DERIVED`: it takes off parts)
@@ -511,7 +526,7 @@ class Fold:
             # answer (lab mode) may be behind another process's fold of this file: asked afresh
             if stored > size and stored > size_now(self.journal):
                 for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "var_parts", "refs", "slots", "names",
-                              "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
+                              "key_values", "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
                               "var_summary", "var_facts", "judged_sig", "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
                 con.execute("UPDATE meta SET value = '0' WHERE key = 'skipped_lines'")
@@ -904,6 +919,13 @@ class Fold:
     def max_version(self, var: str, addr_key: str) -> int:
         rows = self._rows("SELECT max_version FROM slots WHERE var = ? AND addr = ?", (var, addr_key))
         return rows[0][0] if rows else 0
+
+    def key_values_shown_as(self, key: str, texts: tuple[str, ...]) -> list[tuple[str, str]]:
+        """The (text, type) of the values of schema key `key` ever saved that show as one of
+        `texts` (`key_values`)."""
+        marks = ", ".join("?" * len(texts))
+        return [tuple(r) for r in self._held_rows(f"SELECT text, type FROM key_values WHERE key = ? AND text IN ({marks})",
+                                             (key, *texts))]
 
     def names(self, var: str, kind: str) -> set[str]:
         found = self._names.get((var, kind))
@@ -1480,7 +1502,7 @@ def _put_row(e: dict[str, Any], addr_key: str | None = None) -> tuple:
     params = e.get("params") or {}
     return (var, key_of(e["addr"]) if addr_key is None else addr_key, version, key_of(e.get("vkeys") or {}), oid_in(oid), kind, e.get("call"),
             key_of(params) if params else _EMPTY, e.get("summary", ""), t,
-            tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])))
+            tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])), e["addr"])
 
 
 def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
@@ -1525,7 +1547,32 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
     names |= {(p[0], "made_by", "call") for p in puts if p[6]}  # computed by a function at least once
     if names:
         con.executemany("INSERT OR IGNORE INTO names VALUES (?, ?, ?)", sorted(names))
+    con.executemany("INSERT OR IGNORE INTO key_values VALUES (?, ?, ?)", sorted(_key_values(puts)))
     puts.clear()
+
+
+def _key_values(puts: list[tuple]) -> set[tuple[str, str, str]]:
+    """The (key, text, type) rows of the puts' address values (each distinct address and
+    value looked at once)."""
+    rows: set[tuple[str, str, str]] = set()
+    seen_addrs: set[str] = set()
+    seen: set[tuple[str, type, Any]] = set()
+    for p in puts:
+        if p[1] in seen_addrs:
+            continue
+        seen_addrs.add(p[1])
+        for key, value in p[13].items():
+            memo = (key, type(value), value)
+            try:
+                if memo in seen:
+                    continue
+                seen.add(memo)
+            except TypeError:  # (unhashable: not an address value)
+                continue
+            shown = shown_as(value)
+            if shown is not None:
+                rows.update((key, text, shown[0]) for text in shown[1])
+    return rows
 
 
 def _var_bits(con: sqlite3.Connection, variables: list[str]) -> dict[str, int]:

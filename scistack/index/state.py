@@ -263,6 +263,23 @@ def _value_text(value: Any) -> str | None:
     return None
 
 
+def shown_as(value: Any) -> tuple[str, tuple[str, ...]] | None:
+    """An address value's type ("int", "float", "str", "bool") and the texts it shows as in a
+    column holding text as well as numbers (a view's VARCHAR column, `where=`): 1 and "1" both
+    show as `1`, 1.0 as `1.0` and `1`. None for None (and what an address cannot hold)."""
+    kind = type(value)
+    if kind is str:
+        return "str", (value,)
+    if kind is bool:
+        return "bool", ("true" if value else "false",)
+    if kind is int:
+        return "int", (int.__repr__(value),)
+    if kind is float:
+        text = float.__repr__(value)
+        return "float", ((text, str(int(value))) if math.isfinite(value) and value.is_integer() else (text,))
+    return None
+
+
 class RefState:
     """Refs, call cache and runs folded from the journal."""
 

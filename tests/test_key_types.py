@@ -1,0 +1,81 @@
+"""A schema key's value saved as text where the same value is saved as a number (subject="1"
+beside subject=1): the SQL views and where= show the column as text, so the two were one
+value there (a join paired one's records with the other's, `where="subject = '1'"` returned
+both). Such a save is refused, naming the value already there."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+import scistack.database as database_module
+from scistack import BaseVariable, configure_database
+from scistack.errors import InvalidMetadataError
+
+
+class KtA(BaseVariable):
+    pass
+
+
+class KtB(BaseVariable):
+    pass
+
+
+def test_a_value_that_looks_like_one_of_another_type_is_refused(project):
+    KtA.save(10.0, subject=1, session=1)
+    with pytest.raises(InvalidMetadataError, match=r"KtB: subject='1' \(text\) looks like subject=1 \(a number\), "
+                                                   r"which KtA already has.*Save it as subject=1 \(int\('1'\)\)"):
+        KtB.save(20.0, subject="1", session=2)  # another variable, another address: still one column
+    KtA.save(1.0, subject=3, session=2.5)
+    with pytest.raises(InvalidMetadataError, match=r"session='2.5' \(text\) looks like session=2.5 \(a float\)"):
+        KtA.save(1.0, subject=3, session="2.5")
+    assert sorted(r.data for r in KtA.load_all()) == [1.0, 10.0] and list(KtB.load_all()) == []
+    project.sync()
+    assert project.sql("SELECT count(*) AS n FROM KtA WHERE subject = 1")["n"][0] == 1
+    # the other way round, and within one batch of this process
+    KtA.save(5.0, subject="7", session=2)
+    with pytest.raises(InvalidMetadataError, match=r"subject=7 \(a number\) looks like subject='7' \(text\)"):
+        KtB.save(6.0, subject=7, session=2)
+    with project.index.batch():
+        KtB.save(1.0, subject="s", session=9)
+        with pytest.raises(InvalidMetadataError, match="session='9'"):
+            KtB.save(2.0, subject="s", session="9")
+    # text and numbers that read differently mix as before; "01" is not 1
+    KtA.save(1.0, subject="a", session=1)
+    KtA.save(1.0, subject="01", session=1)
+    KtA.save(1.0, subject=2, session=1)
+    assert sorted(map(str, (r.metadata["subject"] for r in KtA.load_all()))) == ["01", "1", "2", "3", "7", "a"]
+
+
+def test_a_look_alike_whose_records_are_all_deleted_is_allowed(project):
+    KtA.save(1.0, subject=1, session=1)
+    KtA.delete(subject=1)
+    KtB.save(2.0, subject="1", session=1)
+    assert KtB.load(subject="1", session=1).data == 2.0
+
+
+def test_another_process_look_alike_and_an_older_fold_are_seen(tmp_path, monkeypatch):
+    """The values come from the fold: what another process saved, and (layout 17, before
+    `key_values`) a fold migrated in place from its addresses."""
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    KtA.save(1.0, subject=4, session=1)
+    KtA.save(1.0, subject="x", session=2.5)
+    db.close()
+    database_module._current = None
+    fold = sqlite3.connect(tmp_path / ".scistack" / "fold.sqlite")
+    with fold:
+        fold.execute("DELETE FROM key_values")
+        fold.execute("UPDATE meta SET value = '17' WHERE key = 'fold_version'")
+    fold.close()
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        with pytest.raises(InvalidMetadataError, match=r"subject='4' \(text\) looks like subject=4"):
+            KtB.save(2.0, subject="4", session=1)
+        with pytest.raises(InvalidMetadataError, match=r"session='2.5' \(text\) looks like session=2.5"):
+            KtB.save(2.0, subject="y", session="2.5")
+        KtB.save(2.0, subject="x", session=1)  # (no look-alike: "x" is text as before)
+    finally:
+        db.close()
+        database_module._current = None
