@@ -739,7 +739,7 @@ def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False, l
     records = records if presorted else sort_records(db, records)
     if not records:
         return pd.DataFrame(columns=[*db.schema_keys, "data"])
-    columns = record_columns(db.schema_keys, records, db.store)
+    columns = {name: _key_column(values) for name, values in record_columns(db.schema_keys, records, db.store).items()}
     meta = {k: columns.pop(k) for k in FIXED}
     meta["created_at"] = pd.to_datetime(meta["created_at"], utc=True)  # a TIMESTAMPTZ in the views
     columns["data"] = _column(_load_values(db, records, lazy))
@@ -764,9 +764,11 @@ def _doubles_frame(db: Database, var: str) -> Any:
     except ScistackError:
         return None
     held = set(table.column_names)  # (the address keys the records hold: a key none holds, all None)
-    columns = {k: (table[k].to_pandas() if pa.types.is_string(table[k].type) else table[k].to_numpy())
+    columns = {k: (table[k].to_pandas() if pa.types.is_string(table[k].type) else
+                   table[k].to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array if table[k].null_count
+                   else table[k].to_numpy())
                if k in held else [None] * table.num_rows
-               for k in db.schema_keys}  # (text as pandas makes it from str)
+               for k in db.schema_keys}  # (text as pandas makes it from str; ints missing somewhere: Int64)
     columns["data"] = table["value"].to_numpy()
     calls = table["call"]
     if calls.null_count == len(calls):
@@ -778,6 +780,22 @@ def _doubles_frame(db: Database, var: str) -> Any:
     return pd.DataFrame({**columns, "fn": fn, "version": table["version"].to_numpy(),
                          "created_at": pd.to_datetime(table["created_at"].to_pandas(), utc=True).array,
                          "oid": table["oid"].to_pandas()})
+
+
+def _key_column(values: list[Any]) -> Any:
+    """A key column (schema key, version key, lineage parameter) as `db.sql` gives the view's:
+    integers with a record lacking the key (saved at a coarser level, or without that version
+    key) stay integers, the missing ones pd.NA (pandas had made the column float64, 1 -> 1.0,
+    missing NaN, where the view has BIGINT and NULL); other columns as pandas makes them (a
+    missing text or bool None, a missing float NaN, as `db.sql` has them too)."""
+    import pandas as pd
+
+    if None in values and any(type(v) is int for v in values) and all(type(v) is int or v is None for v in values):
+        try:
+            return pd.array(values, dtype="Int64")
+        except (OverflowError, TypeError, ValueError):  # (beyond 64 bits: kept as they are)
+            return values
+    return values
 
 
 def _column(values: list[Any]) -> Any:
