@@ -98,7 +98,7 @@ class Index:
         self._var_names: set[str] = set()     # variables this process has checked for a put
         self._live_levels: dict[str, tuple[tuple[int, int], set[str]]] = {}  # `levels(live=True)`
         self._key_case = {k.lower(): k for k in schema_keys}  # a schema key, by its name ignoring case
-        self._key_values_ok: set[tuple[str, str, Any]] = set()  # (key, type, value) checked by `_check_key_value`
+        self._key_values_ok: set[tuple[str, type, Any]] = set()  # (key, type, value) checked by `_check_key_value`
         self._key_values_here: dict[tuple[str, str], set[str]] = {}  # (key, text) -> types this process saved
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=self._busy)
@@ -533,13 +533,13 @@ class Index:
         other's. Loads tell them apart; the scientist meant one subject, so the fix is to save
         it as the type already there. A value whose look-alike is saved only in records since
         deleted is allowed."""
+        memo = (key, type(value), value)
+        if memo in self._key_values_ok:  # (a value this process saw pass: the usual save)
+            return
         shown = shown_as(value)
         if shown is None:
             return
         kind, texts = shown
-        memo = (key, kind, value)
-        if memo in self._key_values_ok:
-            return
         self.refresh()
         found = {(text, other) for text in texts for other in self._key_values_here.get((key, text), ())}
         found.update(self._fold.key_values_shown_as(key, texts))
