@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import scistack
 from scistack import BaseVariable
 from scistack.address import typed
-from scistack.errors import QueryError, VariableNotFoundError
+from scistack.errors import InvalidMetadataError, QueryError, VariableNotFoundError
 
 
 class PartSignal(BaseVariable):
@@ -51,7 +51,11 @@ def _apply(ops) -> None:
     for op, subject, session, note in ops:
         addr = {"subject": subject} if session is None else {"subject": subject, "session": session}
         if op == "save":
-            PartSignal.save(float(next(SAVED)), **addr, **({"note": note} if note else {}))
+            try:
+                PartSignal.save(float(next(SAVED)), **addr, **({"note": note} if note else {}))
+            except InvalidMetadataError as exc:  # 3 beside a live "3" (tests/test_key_types.py)
+                if "looks like" not in str(exc):
+                    raise
         else:
             try:
                 PartSignal.delete(**addr)
