@@ -784,14 +784,16 @@ class _ReadLog(LocalObjectStore):
         super().__init__(root)
         self.hinted: list[str] = []
         self.read: list[str] = []
+        self.direct: list[bool] = []
 
     def prefetch(self, oid: str) -> None:
         self.hinted.append(oid)
         super().prefetch(oid)
 
-    def read_stored(self, oid: str, buffer):
+    def read_stored(self, oid: str, buffer, *, direct: bool = True):
         self.read.append(oid)
-        return super().read_stored(oid, buffer)
+        self.direct.append(direct)
+        return super().read_stored(oid, buffer, direct=direct)
 
 
 def evict(paths) -> None:
@@ -829,10 +831,13 @@ def test_a_whole_read_reads_every_chunk_file_ahead_and_a_few_chunks_are_hinted(t
 
 @pytest.mark.parametrize("cached", [True, False], ids=["page-cache", "disk"])
 @pytest.mark.parametrize("data", ["phase-shifted", "in-phase", "noise"])
-def test_chunk_files_read_ahead_decode_to_the_array_and_a_bad_one_is_named(tmp_path, data, cached):
+def test_chunk_files_read_ahead_decode_to_the_array_and_a_bad_one_is_named(tmp_path, data, cached, monkeypatch):
     """Chunks of 1 MB stored shuffled, zstd or raw, their files read ahead of the decoding
     (from the page cache, or from the disk past it), decode to the array, edge chunk too. A
     damaged one fails the whole read naming its index and oid; the others stay readable."""
+    from scistack.objects import chunked
+
+    monkeypatch.setattr(chunked, "_DIRECT_FROM", 0)  # (a read as big as the machine's memory)
     set_chunking(threshold=2 << 20, chunk_bytes=1 << 20)
     n, rng = 600_000, np.random.default_rng(7)
     if data == "noise":
@@ -865,6 +870,23 @@ def test_chunk_files_read_ahead_decode_to_the_array_and_a_bad_one_is_named(tmp_p
     lazy = store.open_value(oid)
     np.testing.assert_array_equal(lazy[:131072], x[:131072])  # the others still read
     np.testing.assert_array_equal(lazy[196608:], x[196608:])
+
+
+def test_only_a_whole_read_bigger_than_a_quarter_of_memory_goes_past_the_page_cache(tmp_path, monkeypatch):
+    """Past the page cache, every load of an array went to the disk again, however often a
+    script ran: only a read bigger than a quarter of the machine's memory asks for that."""
+    from scistack.objects import chunked
+
+    assert chunked._DIRECT_FROM >= (1 << 30) // 4  # (a quarter of any machine this runs on)
+    store = _ReadLog(tmp_path / "objects")
+    x = recording(n=20_000)
+    oid = store.put_value(x)
+    chunks = len(store.open_value(oid).manifest.oids)
+    for direct_from, direct in ((1 << 40, False), (0, True)):
+        monkeypatch.setattr(chunked, "_DIRECT_FROM", direct_from)
+        store.direct.clear()
+        np.testing.assert_array_equal(store.get_value(oid), x)
+        assert store.direct == [direct] * chunks
 
 
 def test_chunk_files_read_ahead_where_the_system_has_no_direct_or_cache_only_reads(tmp_path, monkeypatch):

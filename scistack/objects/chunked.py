@@ -21,6 +21,7 @@ import itertools
 import json
 import math
 import mmap
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -56,6 +57,20 @@ _AHEAD = 4                            # chunks a multi-chunk read asks the store
 _READ_AHEAD_FROM = 8                  # a read of this many chunks or more reads files apart (see
 _READ_DEPTH = 8                       # `_fill_read_ahead`), this many ahead, on this many threads
 _READERS = 2
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # (a platform without them: as if 16 GB)
+        return 16 << 30
+
+
+# A whole read of more bytes than this goes past the page cache (`read_stored(direct=True)`):
+# such a read would push out the rest of the cache for bytes read once. A smaller one goes
+# through it, so a script run again loads its arrays from memory (past the cache, every
+# load of a 1 GB array went to the disk again).
+_DIRECT_FROM = _physical_memory() // 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,10 +486,12 @@ def _fill_read_ahead(manifest: ArrayManifest, indices: list[tuple[int, ...]], ge
     (`get.read_stored`) up to `_READ_DEPTH` chunks ahead, into that many reused buffers.
 
     The decoders never wait on the disk (a read from disk had stalled them: 1-4 s of an
-    8 GB load) and the files' bytes pass once through the buffers, not the page cache. A
+    8 GB load); a read bigger than a quarter of the machine's memory (`_DIRECT_FROM`) passes
+    the files' bytes once through the buffers, not the page cache. A
     chunk with no loose file that fits (packed, missing) takes the ordinary path, whose
     errors name its index and oid; so does a damaged one, in `decode_into`."""
     size = (math.prod(manifest.chunks) * manifest.dtype.itemsize // 4096 + 2) * 4096  # a chunk's file fits
+    direct = len(indices) * size > _DIRECT_FROM
     depth = min(_READ_DEPTH, len(indices))
     free: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(depth):
@@ -488,7 +505,7 @@ def _fill_read_ahead(manifest: ArrayManifest, indices: list[tuple[int, ...]], ge
         try:
             if buffer is None:
                 buffer = np.frombuffer(mmap.mmap(-1, size), dtype=np.uint8)  # page-aligned (O_DIRECT)
-            return buffer, get.read_stored(manifest.oid_at(indices[at]), buffer)
+            return buffer, get.read_stored(manifest.oid_at(indices[at]), buffer, direct=direct)
         except Exception:  # noqa: BLE001 - the ordinary path reads it again and says what is wrong
             return buffer, None
 

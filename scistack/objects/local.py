@@ -714,18 +714,20 @@ class LocalObjectStore(ObjectStore):
         return kind, length
 
     # -- whole reads of many chunks: files read ahead, apart from their decoding ---------
-    def read_stored(self, oid: str, buffer: np.ndarray) -> memoryview | None:
+    def read_stored(self, oid: str, buffer: np.ndarray, *, direct: bool = True) -> memoryview | None:
         """A loose object's file as stored, read into `buffer` (page-aligned, its length a
         multiple of 4096); None when `oid` has no loose file that fits (the caller then takes
         `get_into`, which reads packed objects and says what is missing or wrong).
 
         For a whole read of a large array (objects/chunked.py `read_region`), on a thread of
         its own, ahead of the decoding. A file wholly in the page cache is copied from there
-        (`RWF_NOWAIT`: no disk I/O); any other is read straight from the disk (`O_DIRECT`),
-        past the page cache: no page-cache pages are allocated, filled and mapped for the
-        GBs a whole read passes once, which on this project's VM cost ~0.3 s of CPU per GB
-        stored (bench/results/large.md, 12-07). A file system without `O_DIRECT` is read
-        through the page cache as before. Nothing here is verified: `decode_into` does."""
+        (`RWF_NOWAIT`: no disk I/O); any other, when `direct` (a read bigger than a quarter
+        of the machine's memory: chunked.py `_DIRECT_FROM`), is read straight from the disk
+        (`O_DIRECT`), past the page cache: no page-cache pages are allocated, filled and
+        mapped for the GBs a whole read passes once, which on this project's VM cost ~0.3 s
+        of CPU per GB stored (bench/results/large.md, 12-07). A smaller read, or a file
+        system without `O_DIRECT`, goes through the page cache (a script run again then
+        loads from memory). Nothing here is verified: `decode_into` does."""
         validate_oid(oid)
         path = f"{self._root_text}/{oid[:2]}/{oid[2:]}"
         try:
@@ -743,7 +745,7 @@ class LocalObjectStore(ObjectStore):
                         return view
                 except OSError:  # EAGAIN: not all cached; EOPNOTSUPP/EINVAL: no such reads here
                     pass
-            if not _read_direct(path, buffer, size):
+            if not (direct and _read_direct(path, buffer, size)):
                 _read_fully(oid, lambda part: os.preadv(fd, [part], size - len(part)), view)
             return view
         finally:
