@@ -691,26 +691,29 @@ def _mutates_global(code: CodeType, namespace: dict) -> bool:
     return any(chain[0] in namespace for chain in shape.mutated)
 
 
-def changed_files(files: list[FileRead]) -> list[str]:
+def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list[str]:
     """Paths whose content differs from when they were read (a missing file has changed; an
-    absent one that now exists has; a listed directory whose names differ has)."""
+    absent one that now exists has; a listed directory whose names differ has). `paths`:
+    where to look for each file instead of its recorded path (this checkout's copy of a
+    file inside the project's folder, `lineage.filecheck`)."""
     changed = []
-    for f in files:
+    for i, f in enumerate(files):
+        path = f.path if paths is None else paths[i]
         try:
-            st = os.stat(f.path)
+            st = os.stat(path)
         except OSError:
             if f.kind != "absent":
-                changed.append(f.path)
+                changed.append(path)
             continue
         if f.kind == "absent":
-            changed.append(f.path)
+            changed.append(path)
             continue
-        stamp = (f.path, st.st_size, st.st_mtime_ns, st.st_ino)
+        stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino)
         if stamp[1:] == (f.size, f.mtime_ns, f.inode) or _STAT_OK.get(stamp) == f.digest:
             continue  # the cheap check: same size, mtime and inode
-        now = _listing(f.path) if f.kind == "listing" else _hashed(f.path)
+        now = _listing(path) if f.kind == "listing" else _hashed(path)
         if now is None or now.digest != f.digest:
-            changed.append(f.path)
+            changed.append(path)
         else:
             if len(_STAT_OK) > 100_000:
                 _STAT_OK.clear()

@@ -41,7 +41,19 @@ def script_path(function: Any, root: str | os.PathLike | None, projects: Any = (
     rel = getattr(function, "project_file", None)
     made = getattr(function, "project", None)
     if rel and root is not None and (made is None or made in (projects or ())):
-        parts = rel.split("/")
-        if not rel.startswith("/") and "" not in parts and os.pardir not in parts and ":" not in parts[0]:
-            return os.path.join(os.fspath(root), *parts)
+        here = in_checkout(rel, root)
+        if here is not None:
+            return here
     return function.file
+
+
+def in_checkout(rel: Any, root: str | os.PathLike) -> str | None:
+    """A recorded path relative to the project's folder (`project_file`, a file's
+    `project_path`: `/`-separated) joined to this checkout's folder `root`; None when it is
+    not a plain relative path (absolute, empty parts, `..`, a drive)."""
+    if not isinstance(rel, str) or not rel:
+        return None
+    parts = rel.split("/")
+    if rel.startswith("/") or "" in parts or os.pardir in parts or ":" in parts[0]:
+        return None
+    return os.path.join(os.fspath(root), *parts)

@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_of, hit_changed, settled_files
+from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_here, hit_changed, settled_files
 from scistack.database import Database, current_database
 from scistack.errors import (
     AmbiguousVersionError,
@@ -471,7 +471,7 @@ class _Run:
         layout = None if hit is None else layouts[key] if key in layouts else self._layout(hit)
         if layout is None:  # (a cached call whose outputs do not fit this run's: run again)
             hit = None
-        fresh = hit is not None and not hit_changed(self.db.store, hit)
+        fresh = hit is not None and not hit_changed(self.db.store, hit, self.db)
         stale = self._stale_places(combo, addr_key, key, hit, layout) if fresh else []
         # the cached result recorded again (a call record and its cache entry), not computed
         # again, where the cached record names other inputs than this combination's: the same
@@ -487,7 +487,7 @@ class _Run:
         if again:
             self._finish(_Pending(item, resolved, key, addr_key), Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
-                again.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(again),
+                again.duration or 0.0, multi=bool(hit.get("multi")), files=files_here(again, self.db),
                 labels=layout if self.split else ()))
             item.status = "cached"
             _tick(bar)

@@ -30,6 +30,7 @@ class _MemoryCache:
         self.calls: dict[str, dict[str, Any]] = {}
         self.root = None  # (no project folder: records name their source files absolutely)
         self.project = None
+        self.db = None  # (no project reads the files: each at its recorded path)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.calls.get(key)

@@ -4,10 +4,21 @@ A cache hit first asks whether the call it would reuse read any files, and wheth
 hold the content they had. The list lives in the call record (``files``), which is immutable,
 so it is read once per call record and process; the check itself is one ``os.stat`` per file
 while nothing changed.
+
+Where each file is looked for: a file inside the project's folder is recorded with its path
+relative to it too (``project_path``), and the record names the project that made it
+(``function.project``). A reader of a record of its own project (`Database.project_ids`, or
+none named: as `codeid.script_path` reads ``project_file``) checks the file at its own folder
+joined to ``project_path``: a project moved to another folder, or a lab colleague's checkout
+at another absolute path, checks its own copy (the recorded absolute path names a folder that
+is gone, or another machine's). A file outside the project, or a record imported from another
+project, is checked at its absolute path. Cache hits, `status` and `why` all ask
+`changed_inputs`, so they agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,11 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scistack.codeid.files import FileRead, changed_files, files_read, recording_reads, settled_listing
-from scistack.codeid.script_path import project_relative
+from scistack.codeid.script_path import in_checkout, project_relative
 from scistack.errors import ScistackError
 from scistack.objects import ObjectStore
 
-_KNOWN: dict[str, tuple[FileRead, ...]] = {}  # call record oid -> files it read
+# call record oid -> the files it read; each one's path relative to the project's folder in
+# this system's form (None: outside it), or None for none; the project that made the record
+_Known = tuple[tuple[FileRead, ...], "tuple[str | None, ...] | None", "str | None"]
+_KNOWN: dict[str, _Known] = {}
 _MAX_KNOWN = 100_000
 FILES_MARK = ":files"  # appended to a call-cache entry's "fn" when the call read files
 # in a call-cache entry's "fn" (before FILES_MARK) when the call's outputs were split into
@@ -41,12 +55,14 @@ def is_split(hit: dict[str, Any]) -> bool:
     return isinstance(fn, str) and SPLIT_MARK in fn
 
 
-def hit_changed(store: ObjectStore, hit: dict[str, Any]) -> list[str]:
-    """Files read by the cached call `hit` (a call-cache entry) that changed since."""
+def hit_changed(store: ObjectStore, hit: dict[str, Any], here: Any = None) -> list[str]:
+    """Files read by the cached call `hit` (a call-cache entry) that changed since. `here`:
+    the reading project (a `Database`: its `root` and `project_ids`; None with no database),
+    whose own records' files inside its folder are looked for there (`changed_inputs`)."""
     fn = hit.get("fn")
     if not (isinstance(fn, str) and fn.endswith(FILES_MARK)):
         return []
-    return changed_inputs(store, hit["call"])
+    return changed_inputs(store, hit["call"], here)
 
 
 def store_excludes(store: ObjectStore) -> tuple[str, ...]:
@@ -92,7 +108,9 @@ def files_value(files: list[FileRead], root: Any = None) -> dict[str, Any]:
     """The call record's extra ``files`` entry (nothing when the call read no file). Each file
     inside the project's folder `root` also names its path relative to it (``project_path``),
     as `function.project_file` does the script: two checkouts of one project (a lab's, at
-    other absolute paths) then read the same files (`records.same_arguments`)."""
+    other absolute paths) then read the same files (`records.same_arguments`), and a reader of
+    the project's own records looks for them in its own folder (`changed_inputs`; the record
+    then names the project, `function.project`: see `LineageFunction.record_call`)."""
     if not files:
         return {}
     entries = []
@@ -103,49 +121,102 @@ def files_value(files: list[FileRead], root: Any = None) -> dict[str, Any]:
     return {"files": entries}
 
 
-def remember(call_oid: str, files: list[FileRead]) -> None:
-    """The files a just-recorded call read: a later hit in this process need not read the record."""
+def remember(call_oid: str, files: list[FileRead] | tuple[FileRead, ...],
+             record: Any = None) -> None:
+    """The files a just-recorded call read: a later hit in this process need not read the
+    record. `record`: the call record written (where each file is, relative to the project's
+    folder, and which project made it)."""
     if len(_KNOWN) >= _MAX_KNOWN:
         _KNOWN.clear()
-    _KNOWN[call_oid] = tuple(f.bare() for f in files)
+    bare = tuple(f.bare() for f in files)
+    _KNOWN[call_oid] = (bare, *_places(record, len(bare))) if record is not None else \
+        (bare, None, None)
 
 
-def changed_inputs(store: ObjectStore, call_oid: str) -> list[str]:
-    """Files read by call `call_oid` whose content changed since (empty: the hit stands)."""
-    files = _KNOWN.get(call_oid)
-    if files is None:
-        files = _read(store, call_oid)
-        remember(call_oid, list(files))
-    return changed_files(list(files)) if files else []
+def changed_inputs(store: ObjectStore, call_oid: str, here: Any = None) -> list[str]:
+    """Files read by call `call_oid` whose content changed since (empty: the hit stands),
+    each named where it was looked for. `here`: the reading project (a `Database`, or None):
+    a file inside the project's folder, in a record of this project, is looked for in this
+    checkout's folder (see the module's docstring); any other at its recorded path."""
+    files, rels, made = _known(store, call_oid)
+    if not files:
+        return []
+    if rels is None or here is None:
+        return changed_files(list(files))
+    return changed_files(list(files), _paths_here(files, rels, made, here))
+
+
+def _paths_here(files: tuple[FileRead, ...], rels: tuple[str | None, ...], made: str | None,
+                here: Any) -> list[str] | None:
+    root = getattr(here, "root", None)
+    if root is None or made is not None and made not in here.project_ids:
+        return None  # (another project's record: its files are where it read them)
+    top = os.fspath(root)
+    top = top if top.endswith(os.sep) else top + os.sep  # (`rel`: a plain relative path, `_native`)
+    return [f.path if rel is None else top + rel for f, rel in zip(files, rels)]
+
+
+def files_here(record: Any, here: Any = None) -> tuple[FileRead, ...]:
+    """The files a call record says its call read, each at the path `changed_inputs` looks
+    for it (this checkout's copy, for the project's own files): what a record of the cached
+    result made here names (it then names this checkout's files, and is checked here)."""
+    files = _files_of(record)
+    rels, made = _places(record, len(files))
+    if not files or rels is None or here is None:
+        return files
+    paths = _paths_here(files, rels, made, here)
+    if paths is None:
+        return files
+    return tuple(f if p == f.path else dataclasses.replace(f, path=p) for f, p in zip(files, paths))
 
 
 def reads_files(store: ObjectStore, call_oid: str) -> bool:
     """Whether call `call_oid` recorded files it read (its hits check them)."""
-    files = _KNOWN.get(call_oid)
-    if files is None:
-        files = _read(store, call_oid)
-        remember(call_oid, list(files))
-    return bool(files)
+    return bool(_known(store, call_oid)[0])
 
 
 def note_record(call_oid: str, record: Any) -> None:
     """A call record read for another reason: remember its files (saves a second read)."""
     if call_oid not in _KNOWN:
-        remember(call_oid, list(_files_of(record)))
+        remember(call_oid, _files_of(record), record)
 
 
-def _read(store: ObjectStore, call_oid: str) -> tuple[FileRead, ...]:
-    from scistack.records import read_call
+def _known(store: ObjectStore, call_oid: str) -> _Known:
+    known = _KNOWN.get(call_oid)
+    if known is None:
+        from scistack.records import read_call
 
-    try:
-        record = read_call(store, call_oid)
-    except ScistackError:
-        return ()  # a missing record: the caller's own checks decide
-    return _files_of(record)
+        try:
+            record = read_call(store, call_oid)
+        except ScistackError:
+            record = None  # a missing record: the caller's own checks decide
+        remember(call_oid, () if record is None else _files_of(record), record)
+        known = _KNOWN[call_oid]
+    return known
+
+
+def _places(record: Any, count: int) -> tuple[tuple[str | None, ...] | None, str | None]:
+    """Each recorded file's path relative to the project's folder, in this system's form
+    (None: outside it, or not a plain relative path), or None when none is; and the project
+    that made the record (`function.project`)."""
+    raw = record.extra.get("files")
+    if not isinstance(raw, list) or len(raw) != count:
+        return None, None
+    rels = tuple(_native(v.get("project_path")) if isinstance(v, dict) else None for v in raw)
+    if not any(rels):
+        return None, None
+    made = getattr(record.function, "project", None)
+    return rels, made if isinstance(made, str) else None
+
+
+def _native(rel: Any) -> str | None:
+    """A recorded `project_path` as a relative path of this system (None: not a plain one)."""
+    joined = in_checkout(rel, "")
+    return joined if joined else None
 
 
 def files_of(record: Any) -> tuple[FileRead, ...]:
-    """The files a call record says its call read."""
+    """The files a call record says its call read (at the paths recorded)."""
     return _files_of(record)
 
 

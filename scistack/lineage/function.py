@@ -15,6 +15,7 @@ are cached and recorded in memory for the life of the process.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -48,7 +49,7 @@ from scistack.lineage.calls import (
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead, code_object, install as see_reads
-from scistack.lineage.filecheck import cache_fn, files_of, files_value, hit_changed, is_split, reads_of_call, remember
+from scistack.lineage.filecheck import cache_fn, files_here, files_value, hit_changed, is_split, reads_of_call, remember
 from scistack.lineage.facts import note_written
 from scistack.lineage.running import call_running
 from scistack.lineage.context import MEMORY, bring_inputs, lineage_context
@@ -190,7 +191,7 @@ class LineageFunction:
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
         hit = ctx.lookup(key)
-        if hit is not None and not is_split(hit) and not hit_changed(ctx.store, hit):
+        if hit is not None and not is_split(hit) and not hit_changed(ctx.store, hit, ctx.db):
             try:
                 return self._results(ctx.store, hit, inputs, identity, self._own_record(ctx, hit, inputs, identity))
             except ObjectNotFoundError:
@@ -221,7 +222,7 @@ class LineageFunction:
             if not all(ctx.store.contains(oid) for oid in hit["outs"]):
                 return own  # a gc'd output: computed again (and recorded then)
             own = self.record_call(ctx.store, identity, inputs, list(hit["outs"]), record.started or utc_now(),
-                                   record.duration or 0.0, multi=bool(hit.get("multi")), files=files_of(record),
+                                   record.duration or 0.0, multi=bool(hit.get("multi")), files=files_here(record, ctx.db),
                                    root=ctx.root, project=ctx.project)
         _remember_own(hit["call"], origins, own)
         return own
@@ -282,6 +283,13 @@ class LineageFunction:
         store_constants(store, inputs)
         inputs = bring_inputs(store, inputs)
         function, source_file, watched = self._function_info(store, identity, root, project)
+        read = files_value(list(files), root)
+        if function.project is None and project is not None and \
+                any("project_path" in f for f in read.get("files", ())):
+            # (a script outside the project that read files inside it: the record names its
+            # project, so that another project that imports it checks the files where they
+            # were read, not its own folder's: `filecheck.changed_inputs`)
+            function = dataclasses.replace(function, project=project())
         record = CallRecord(
             function=function,
             arguments={n: CallInput.from_value(b.record) for n, b in sorted(inputs.items())},
@@ -297,10 +305,10 @@ class LineageFunction:
             started=started,
             duration=round(duration, 6),
             format=CALL_FORMAT,
-            extra={**files_value(list(files), root), **({"split": split} if split else {})},
+            extra={**read, **({"split": split} if split else {})},
         )
         call_oid = store.put("call", record.to_bytes())
-        remember(call_oid, list(files))
+        remember(call_oid, files, record)
         note_written(call_oid, record)
         return call_oid
 

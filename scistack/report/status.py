@@ -129,7 +129,7 @@ class StalenessChecker:
                 reason = self._finer_reason(record, call_oid, item)
             if reason:
                 return "stale", reason
-        changed = [] if call_oid in self.no_files else changed_inputs(self.db.store, call_oid)
+        changed = [] if call_oid in self.no_files else changed_inputs(self.db.store, call_oid, self.db)
         if changed:
             return "stale", f"file {changed[0]} changed"
         return self.function_verdict(call_oid, call.module, call.function, call.identity, call.code_identity)

@@ -463,7 +463,7 @@ def _file_changes(db: Any, call_oid: str) -> list[Reason]:
     return [
         Reason("file", path, "it changed since the call read it (its content, or whether it exists, "
                "or for a folder it listed, its entries)")
-        for path in changed_inputs(db.store, call_oid)
+        for path in changed_inputs(db.store, call_oid, db)
     ]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import importlib
+import json
 import multiprocessing
 import os
 import sys
@@ -632,6 +633,74 @@ def test_the_same_content_read_in_another_folder_of_the_project_is_a_new_version
     assert why(FrOut, subject=1, session="a").status == "current"
 
 
+def test_a_moved_project_checks_its_own_copy_of_the_files_it_read(tmp_path, monkeypatch):
+    """A project moved to another folder (as a lab colleague's checkout at another absolute
+    path): its call that read cfg.json inside the project is a cache hit, and `why` says
+    current, since a record of this project looks for the file at this folder joined to its
+    `project_path`. It looked at the old absolute path (gone): the call ran again on every
+    run, saved no version (the same value), and `why` said "stale: file .../one/cfg.json
+    changed" for ever. An edit of the moved folder's copy is seen (stale, then run again)."""
+    import shutil
+
+    import scistack.database as database_module
+    from scistack.lineage.filecheck import changed_inputs
+
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(_CFG_STEP)  # (the script is outside the project: its records name it anyway)
+    first, second = tmp_path / "one", tmp_path / "two"
+    first.mkdir()
+    (first / "cfg.json").write_text('{"k": 2}')
+    monkeypatch.delenv("SCISTACK_DB", raising=False)
+    monkeypatch.setattr(database_module, "_current", None)
+
+    def run_in(root: Path, compute: bool = True) -> tuple:
+        monkeypatch.chdir(root)
+        db = database_module.configure_database(root / "gait.duckdb", ["subject", "session"])
+        try:
+            if root == first:
+                FrIn.save(10.0, subject=1, session="a")
+            result = None
+            if compute:
+                result = steps.load().proc(FrIn.load(subject=1, session="a"))
+                FrOut.save(result, subject=1, session="a")
+                assert read_call(db.store, result.call).function.project in db.project_ids
+            verdict = why(FrOut, subject=1, session="a")
+            assert _statuses(db, (1,)) == [{"current": "done"}.get(verdict.status, verdict.status)]
+            return result, len(FrOut.list_versions(subject=1, session="a")), verdict.status, str(verdict)
+        finally:
+            db.close()
+            database_module._current = None
+
+    made, versions, status, _ = run_in(first)
+    assert not made.cached and versions == 1 and status == "current"
+    shutil.move(first, second)
+    for _ in range(2):
+        result, versions, status, _ = run_in(second)
+        assert result.cached and float(result.data) == 20.0
+        assert versions == 1 and status == "current"
+
+    (second / "cfg.json").write_text('{"k": 3}')
+    _, _, status, said = run_in(second, compute=False)
+    assert status == "stale" and str(second / "cfg.json") in said
+    result, versions, status, _ = run_in(second)
+    assert not result.cached and float(result.data) == 30.0
+    assert versions == 2 and status == "current"
+
+    # another project's reading of the record (imported): the file where that project read it
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "cfg.json").write_text('{"k": 3}')
+    mine = database_module.Database(second / "gait.duckdb", ["subject", "session"])
+    db = database_module.Database(other / "gait.duckdb", ["subject", "session"])
+    try:
+        assert db.records_project() not in (None, *mine.project_ids)
+        assert changed_inputs(mine.store, made.call, mine) == [str(second / "cfg.json")]  # (k was 2)
+        assert changed_inputs(mine.store, made.call, db) == [str(first / "cfg.json")]
+    finally:
+        db.close()
+        mine.close()
+
+
 def test_the_same_file_read_in_another_checkout_of_the_project_adds_no_version(tmp_path, monkeypatch):
     """Two lab machines run one call reading the same file of their own checkouts (other
     absolute paths; here the project moved): the second's save of the same value is no new
@@ -660,7 +729,10 @@ def test_the_same_file_read_in_another_checkout_of_the_project_adds_no_version(t
 
     monkeypatch.setattr(database_module, "_current", None)
     assert run_in(first)[1] == 1
-    first.rename(second)  # the other machine has no such folder: its hit misses
+    first.rename(second)
+    config = json.loads((second / ".scistack" / "config.json").read_text())
+    config.pop("laptop_id", None)  # (another project's records, read here: each file at its absolute
+    (second / ".scistack" / "config.json").write_text(json.dumps(config))  # path, gone: run again)
     result, versions = run_in(second)
     assert not result.cached and float(result.data) == 20.0
     assert versions == 1
