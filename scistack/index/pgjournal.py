@@ -22,6 +22,15 @@ makes the watchdog open a probe connection; a server that answers it is alive an
 goes on (probed again every `SILENCE`), one that does not is given up: the statement's
 socket is shut down and the step fails with a `SharedServiceError`.
 
+A forked child (the `multiprocessing` fork start method, a user's `os.fork`) inherits the
+connection's socket, which is its parent's session: its statements interleaved with the
+parent's on one protocol stream, its unlock released the parent's advisory lock, and its
+`close()` sent the server a Terminate that ended the parent's session (and its lock). So at
+the fork every journal of the child drops the inherited connection without sending anything
+on it (`_after_fork`: only the child's descriptor of the socket is closed), holds no lock (a
+`locked()` it was forked inside ends without unlocking: the lock is its parent's), has new
+thread locks and a watch of its own, and connects anew at its first statement.
+
 Secrets: the password in a URL is never stored or shown; `redact` removes it from messages.
 """
 
@@ -29,6 +38,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import select
 import socket
 import threading
@@ -96,10 +106,42 @@ class PostgresJournal:
         self._locked_size: int | None = None   # the last seq while we hold the lock
         self._unlock_sent = False              # an unlock is on the wire, its answer unread
         self._watch = _Watch(url, psycopg)     # tells the watchdog when the server is silent
+        self._forked = _forks[0]               # the fork generation the connection belongs to
+        _JOURNALS.add(self)
         self._connect()
         self._ensure_tables()
 
     # -- connection ----------------------------------------------------------------------
+    def _after_fork(self) -> None:
+        """In a forked child, at the fork (`_after_fork_in_child`): the connection is its
+        parent's session. Closing it (psycopg's `close`, libpq's `PQfinish`) sends Terminate on
+        the socket both share, which ends the parent's session and releases its lock; so only
+        this process's descriptor of the socket is closed, which sends nothing while the parent
+        holds its own (and lets the server see the session end once the parent is gone, where a
+        child kept it open), and the connection object is kept, never finished here (psycopg
+        finishes a connection it collects only in the process that opened it). Nothing is held
+        in the child: the advisory lock is the parent's session's. The thread locks and the
+        watch are new: another thread of the parent (the background sync, the watchdog) may
+        have held them at the fork, and none of its threads runs here."""
+        con, self._con = self._con, None
+        if con is not None:
+            _INHERITED.append(con)
+            try:
+                fd = con.pgconn.socket
+            except Exception:  # noqa: BLE001 - closed or broken already: no descriptor
+                fd = -1
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._io = threading.RLock()
+        self._thread_lock = threading.RLock()
+        self._depth, self._owner, self._lock_session = 0, None, 0
+        self._locked_size, self._unlock_sent = None, False
+        self._watch = _Watch(self.url, self._psycopg)
+        self._forked = _forks[0]
+
     def _connect(self) -> Any:
         """A new session. Once the watchdog found the server silent (the connection it cut is
         still `_con`) a new one gets `PROBE_TIMEOUT`, as the watchdog's probe did, and its
@@ -321,7 +363,9 @@ class PostgresJournal:
         the try that releases it, which restores the depth it found: a Ctrl-C just after the
         server granted it had left it held by this session, every other writer waiting. Cut
         short while taking it (`_lock_session` still `_TAKING`), it is unlocked at once
-        (`force`: a lock not held unlocks to false)."""
+        (`force`: a lock not held unlocks to false). A child forked inside it leaves it without
+        unlocking, and holds nothing (`_after_fork`)."""
+        generation = _forks[0]
         with self._thread_lock:
             entered = self._depth
             try:
@@ -336,10 +380,11 @@ class PostgresJournal:
                 self._depth = entered + 1
                 yield
             finally:
-                self._depth = entered
-                if entered == 0:
-                    self._locked_size = None
-                    self._release(LOCK_KEY, force=self._lock_session == _TAKING)
+                if _forks[0] == generation:  # (a forked child holds nothing: its parent does)
+                    self._depth = entered
+                    if entered == 0:
+                        self._locked_size = None
+                        self._release(LOCK_KEY, force=self._lock_session == _TAKING)
 
     def _lock_and_size(self) -> int:
         """Take the lock and read the last `seq` in one round trip (a pipeline: the server
@@ -722,3 +767,24 @@ def _watchdog() -> None:
             waiting = watch.waiting
             if waiting is not None and now - waiting[0] >= SILENCE:
                 watch.check(waiting)
+
+
+# How many times this process's line has forked, and the journals open in it: at a fork each
+# of the child's journals drops its parent's connection (`PostgresJournal._after_fork`), and
+# the watchdog's state starts afresh (its thread does not run in the child, and may have held
+# the lock of its set). Connections given up so are kept here: never finished in the child.
+_forks = [0]
+_JOURNALS: weakref.WeakSet[PostgresJournal] = weakref.WeakSet()
+_INHERITED: list[Any] = []
+
+
+def _after_fork_in_child() -> None:
+    global _WATCHES, _WATCHES_LOCK, _WATCHDOG
+    _forks[0] += 1
+    _WATCHES, _WATCHES_LOCK, _WATCHDOG = weakref.WeakSet(), threading.Lock(), None
+    for journal in list(_JOURNALS):
+        journal._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -760,3 +761,169 @@ def test_init_shared_of_a_new_project_without_keys_suggests_the_command_with_key
     assert done.exit_code == 0, done.output
     assert "schema keys subject, session" in done.output
     database_module._current = None
+
+
+def _child_status(pid: int, bound: float = 60.0) -> int:
+    """A forked child's exit status, waited for up to `bound` seconds (killed past it: -1)."""
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -1
+
+
+def _advisory_holders(other) -> list[int]:
+    """The backends holding the journal's advisory lock (asked on a connection of the test's)."""
+    return [pid for (pid,) in other.execute(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objid = %s",
+        (pgjournal.LOCK_KEY,))]
+
+
+fork_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+
+
+@fork_only
+def test_a_forked_child_saves_on_a_session_of_its_own_and_leaves_its_parents_alone(pg_url, tmp_path):
+    """A forked child shared its parent's connection: it saved on the parent's session (its
+    statements interleaved with the parent's on one socket) and its close sent Terminate there,
+    which ended the parent's session; the parent's next save connected anew."""
+    import psycopg
+
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    other = psycopg.connect(pg_url, autocommit=True)
+    try:
+        journal.append([{"op": "run"}])  # (its unlock sent, the answer unread: read by the parent)
+        parent = journal._con.info.backend_pid
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                journal.append([{"op": "run", "n": 1}])
+                code = 2 if journal._con.info.backend_pid == parent else 0
+                journal.close()
+            finally:
+                os._exit(code)
+        assert _child_status(pid) == 0, "the child saved on its parent's session"
+        with journal.locked():
+            assert _advisory_holders(other) == [parent]
+        assert journal._sessions == 1 and journal._con.info.backend_pid == parent
+        journal.append([{"op": "run", "n": 2}])
+        assert [e.get("n") for e in journal.read_from(0)[0]] == [None, 1, 2]
+        assert journal._sessions == 1
+    finally:
+        other.close()
+        journal.close()
+
+
+@fork_only
+def test_a_child_forked_inside_locked_never_releases_the_parents_lock(pg_url, tmp_path):
+    """A child that left a `locked()` it was forked inside sent the unlock on its parent's
+    session (the lock was the parent's), and its close ended that session: another machine's
+    writer could then number the versions the parent was numbering."""
+    import psycopg
+
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    other = psycopg.connect(pg_url, autocommit=True)
+    pid, code = -1, 1
+    try:
+        journal.append([{"op": "run"}])
+        with journal.locked():
+            parent = journal._con.info.backend_pid
+            pid = os.fork()
+            if pid != 0:  # the parent: the child has left the block (and exited) meanwhile
+                status = _child_status(pid)
+                assert _advisory_holders(other) == [parent], "the child released its parent's lock"
+                assert status == 0, "the child believed it held the lock (2), or read on its parent's session (3)"
+                journal.append([{"op": "run", "n": 2}])  # still ours: re-entrant, no wait
+                assert journal._sessions == 1
+            elif journal._depth or journal._held_here():
+                code = 2
+            else:
+                entries, _ = journal.read_from(0)  # (on a session of its own: the lock is not needed)
+                same = journal._con.info.backend_pid == parent
+                code = 3 if same or [e.get("n") for e in entries] != [None] else 0
+        if pid == 0:
+            journal.close()
+        journal.fresh_size()  # (the unlock's answer read: it is sent without waiting)
+        assert _advisory_holders(other) == []
+    finally:
+        if pid == 0:
+            os._exit(code)  # the child: out of the block, never back into pytest
+        other.close()
+        journal.close()
+
+
+@fork_only
+def test_a_child_forked_inside_locked_waits_for_the_lock_to_save(pg_url, tmp_path):
+    """A child forked inside its parent's `locked()` holds nothing: its save inside the block
+    takes the lock on a session of its own, so it waits for the parent's (it had saved at once,
+    on the parent's session, as if it held the lock)."""
+    import psycopg
+
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    other = psycopg.connect(pg_url, autocommit=True)
+    pid = -1
+    try:
+        journal.append([{"op": "run"}])
+        with journal.locked():
+            pid = os.fork()
+            if pid == 0:
+                journal.append([{"op": "run", "n": "child"}])
+            else:
+                deadline = time.monotonic() + 60
+                waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                while not other.execute(waiting).fetchone()[0] and time.monotonic() < deadline:
+                    done, status = os.waitpid(pid, os.WNOHANG)
+                    assert not done, f"the child saved without waiting for the lock (status {status})"
+                    time.sleep(0.01)
+                assert other.execute(waiting).fetchone()[0] == 1, "the child never waited for the lock"
+                journal.append([{"op": "run", "n": "parent"}])
+        if pid == 0:
+            journal.close()
+            os._exit(0)
+        assert _child_status(pid) == 0
+        assert [e.get("n") for e in journal.read_from(0)[0]] == [None, "parent", "child"]
+    finally:
+        if pid == 0:
+            os._exit(1)
+        other.close()
+        journal.close()
+
+
+@fork_only
+def test_a_child_forked_while_another_thread_held_the_journal_saves(pg_url, tmp_path):
+    """Threads do not survive a fork, and locks they held stay held in the child: a child forked
+    while the background sync ran a statement (the connection's lock) and the watchdog checked
+    its journals (its set's lock) waited for ever at its first save."""
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with journal._io, pgjournal._WATCHES_LOCK:
+            holding.set()
+            release.wait(60)
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    try:
+        assert holding.wait(60)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                journal.append([{"op": "run", "n": 1}])
+                code = 0
+                journal.close()
+            finally:
+                os._exit(code)
+        release.set()
+        assert _child_status(pid, bound=30) == 0, "the child waited for a lock of a thread it does not have"
+        assert [e.get("n") for e in journal.read_from(0)[0]] == [1]
+    finally:
+        release.set()
+        thread.join(60)
+        journal.close()
