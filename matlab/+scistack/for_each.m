@@ -100,10 +100,14 @@ outputs_of = cell(1, n);
 for k = find(strcmp(statuses, 'cached'))
     outputs_of{k} = combos{k}.outs;
 end
+errors = cell(1, n);
+for k = find(strcmp(statuses, 'failed'))   % by the plan: an ambiguous input fails its
+    errors{k} = combos{k}.error;           % combination alone, as in Python
+end
 if opts.dry_run
     stage.remove();
     statuses(strcmp(statuses, 'run')) = {'would_run'};
-    report = make_report(name, combos, statuses, zeros(1, n), cell(1, n), outputs_of, 0, ...
+    report = make_report(name, combos, statuses, zeros(1, n), errors, outputs_of, 0, ...
         toc(t_all), '');
     report.summary = ['[dry run] ', report.summary];
     show_summary(report, nargout);
@@ -113,10 +117,14 @@ end
 % recorded as the loop goes (every few seconds), and what finished when it is interrupted
 recorder = scistack.internal.Recorder(stage, cfg.root, name, n_plan_children, t_all);
 cleanup = onCleanup(@() recorder.interrupted()); %#ok<NASGU>
-errors = cell(1, n);
 durations = zeros(1, n);
 calls = 0;
 stopped = [];
+planned_failures = find(strcmp(statuses, 'failed'));
+if strcmp(opts.on_error, 'raise') && ~isempty(planned_failures)  % nothing runs after it
+    stopped = struct('index', planned_failures(1), ...
+        'error', struct('identifier', '', 'message', errors{planned_failures(1)}));
+end
 rescan = true;      % look at the pack folder once; the inputs exist throughout the run
 for k = find(strcmp(statuses, 'run'))
     if ~isempty(stopped)

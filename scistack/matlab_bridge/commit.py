@@ -76,7 +76,8 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
         code = store_code(db, fn)
         _store_constants(db, folder, req)
         for index, combo in enumerate(combos):
-            item = ComboResult(combo["combo"], combo["status"], missing=combo.get("missing", []))
+            item = ComboResult(combo["combo"], combo["status"], missing=combo.get("missing", []),
+                               error=combo.get("error"))  # a plan's "failed": an ambiguous input
             items.append(item)
             if combo["status"] == "cached":
                 out_oids[index], call_oids[index] = combo["outs"], combo["call"]

@@ -49,7 +49,7 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     check_split_keys([(f"scistack.Split({v}(), '{by}')", by) for v, by in zip(outputs, splits)], db.schema_keys,
                      [pair[0] for pair in req.get("iterate") or []])
     planned = [_plan_one(db, fn, specs, constants, outputs, splits, combo) for combo in combos]
-    counts = {s: sum(1 for p in planned if p["status"] == s) for s in ("run", "cached", "missing")}
+    counts = {s: sum(1 for p in planned if p["status"] == s) for s in ("run", "cached", "missing", "failed")}
     result = {
         "format": FORMAT,
         "planned_at": utc_now(),
@@ -212,10 +212,14 @@ def _plan_one(
     for name, spec in specs.items():
         try:
             found = _resolve_variable(db, name, spec.var, {**combo, **spec.fixed}, False)
-        except AmbiguousVersionError as exc:  # the way out, in MATLAB's words
-            raise AmbiguousVersionError(
-                f"{str(exc).rstrip('.')}. In MATLAB: scistack.Fixed({spec.var}(), '<version key>', <value>) as input "
-                f"{name!r} picks a variant ('<version key>', [] the one saved without it)") from None
+        except AmbiguousVersionError as exc:  # this combination fails (as in Python), in MATLAB's words
+            return {
+                "combo": combo,
+                "status": "failed",
+                "error": (f"input {name}: {str(exc).rstrip('.')}. In MATLAB: scistack.Fixed({spec.var}(), "
+                          f"'<version key>', <value>) as input {name!r} picks a variant ('<version key>', [] the one "
+                          f"saved without it)"),
+            }
         if found is None:
             missing.append(name)
         else:

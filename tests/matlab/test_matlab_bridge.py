@@ -6,6 +6,7 @@ are checked quickly and on machines without Octave. test_octave.py runs the real
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from scistack import BaseVariable
 from scistack.database import Database
-from scistack.errors import AmbiguousVersionError, InvalidMetadataError, LineageError, SchemaMismatchError
+from scistack.errors import InvalidMetadataError, LineageError, SchemaMismatchError
 from scistack.lineage.calls import key_from_oids
 from scistack.matlab_bridge import commit, matlab_function, normalise_matlab_source, plan
 from scistack.objects.canonical_json import dumps_canonical
@@ -302,9 +303,23 @@ def test_a_version_key_pin_picks_a_variant_and_an_ambiguous_input_says_how_in_ma
         folder = _stage(db, f"pin-{pin}", request, {"payload-0.bin": b"2.0"})
         (combo,) = plan(db, folder / "plan.json")["combos"]
         assert combo["inputs"]["signal"]["oid"] == oid
-    folder = _stage(db, "ambiguous", _request(db, fn), {"payload-0.bin": b"2.0"})
-    with pytest.raises(AmbiguousVersionError, match=r"In MATLAB: scistack.Fixed\(BridgeRaw\(\), '<version key>'"):
-        plan(db, folder / "plan.json")
+    # an ambiguous input fails its combination alone (as in Python), not the whole plan: the
+    # other combinations run, and the failure says how to pick a variant in MATLAB
+    db.index.put_ref("BridgeRaw", {"subject": 2, "session": "pre"}, {}, recal, "npy")
+    folder = _stage(db, "ambiguous", _request(db, fn, iterate=[["subject", [1, 2]], ["session", ["pre"]]]),
+                    {"payload-0.bin": b"2.0"})
+    result = plan(db, folder / "plan.json")
+    one, two = result["combos"]
+    assert one["status"] == "failed" and two["status"] == "run"
+    assert re.search(r"^input signal: .*In MATLAB: scistack.Fixed\(BridgeRaw\(\), '<version key>'", one["error"])
+    assert result["counts"]["failed"] == 1
+    ran = {"format": 1, "results": [
+        {"index": 1, "status": "ran", "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]}]}
+    (folder / "payload-1.bin").write_bytes(_npy(np.zeros(2)))
+    (folder / "results.json").write_bytes(dumps_canonical(ran))
+    done = commit(db, folder / "results.json")
+    assert (done["counts"]["failed"], done["counts"]["ran"]) == (1, 1)
+    assert "failed session='pre', subject=1: input signal: BridgeRaw has 2 variants" in done["summary"]
 
 
 def _journal(db: Database) -> list[dict]:
