@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -751,6 +752,16 @@ def test_runs_of_a_function_with_none_names_the_functions_that_ran(built):
     assert "peak" in result.stderr
 
 
+def test_a_runs_counts_read_as_the_for_each_summary_line(built):
+    """`scistack runs RUN_ID` said "0 cached, 2 failed, 0 missing, 4 ran" (the stored record's
+    key order) where for_each's summary says "4 ran, 0 cached, 0 missing, 2 failed"."""
+    run_id = json.loads(ok(run(built, "runs", "--json")))[0]["run_id"]  # newest: peak (it failed twice)
+    summary = ok(run(built, "runs", run_id[:8])).splitlines()[1]
+    assert re.search(r"UTC: \d+ ran, \d+ cached, \d+ missing, [1-9]\d* failed in ", summary), summary
+    listed = ok(run(built, "runs")).splitlines()
+    assert any(re.search(r"\d+ ran, [1-9]\d* failed", line) for line in listed), listed
+
+
 def test_a_runs_combinations_are_cut_short_unless_all(built, monkeypatch):
     """A run of 100k combinations printed 100k lines: the first few now (failures first,
     with their tracebacks), and how many more there are; `--all` lists every one."""
@@ -1042,7 +1053,7 @@ def test_runs_never_cuts_the_counts():
     counts = {"cached": 5, "missing": 1, "ran": 2, "failed": 3, "skipped": 4}
     text = render_runs([Run(run_id="1a2b3c4d5e6f7788", t="2026-12-06T23:00:00.000001Z",
                             function="a_rather_long_function_name", counts=counts, duration=0.12)])
-    assert "5 cached, 1 missing, 2 ran, 3 failed, 4 skipped  0.12 s" in text, text
+    assert "2 ran, 5 cached, 1 missing, 3 failed, 4 skipped  0.12 s" in text, text  # for_each's order
     assert "2026-12-06 23:00:00" in text
 
 

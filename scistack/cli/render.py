@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from scistack.address import value_text
+from scistack.foreach.report import counts_text
 from scistack.index import RefRecord
 from scistack.index.sql import result_frame
 from scistack.report.json_ready import json_ready
@@ -517,7 +518,7 @@ def render_runs(runs: list[Any]) -> str:
     if not runs:
         return "no for_each runs yet"
     rows = [[r.run_id[:SHORT], r.t[:19].replace("T", " "), r.function,
-             ", ".join(f"{n} {s}" for s, n in r.counts.items() if n) or "nothing",
+             counts_text(r.counts, skip_zero=True) or "nothing",
              f"{r.duration:.2f} s"] for r in runs]
     # the counts are what a run is looked up for: never cut ("5 cached, 1 missing, 2 r…")
     return table(["run", "started (UTC)", "function", "counts", "duration"], rows, whole=(0, 1, 3, 4))
@@ -528,7 +529,7 @@ RUN_LINES = 20  # combinations `scistack runs RUN_ID` lists (a run can have 100k
 
 def render_run(run: Any, items: list[Any], keys: list[str], *, limit: int | None = None) -> str:
     """A run's summary and its combinations (the first `limit`: `items` come failures first)."""
-    counts = ", ".join(f"{n} {s}" for s, n in run.counts.items())
+    counts = counts_text(run.counts)  # as for_each's summary line says them
     lines = [f"run {run.run_id}: for_each({run.function})",
              cut(f"{run.t[:19].replace('T', ' ')} UTC: {counts} in {run.duration:.2f} s")]
     for item in items if limit is None else items[:limit]:

@@ -19,6 +19,14 @@ STATUSES = ("ran", "cached", "missing", "failed", "would_run", "skipped")
 _SHOWN = 5
 
 
+def counts_text(counts: dict[str, int], *, skip_zero: bool = False) -> str:
+    """Counts as for_each's summary line says them ("6 ran, 0 cached, 0 missing, 0 failed"),
+    in STATUSES order whatever the order of `counts` (a stored run's are in key order): the
+    one formatter of for_each's summary and `scistack runs`."""
+    order = [s for s in STATUSES if s in counts] + sorted(s for s in counts if s not in STATUSES)
+    return ", ".join(f"{counts[s]} {s}" for s in order if counts[s] or not skip_zero)
+
+
 def _cut(line: str, width: int = 160) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
@@ -88,7 +96,7 @@ class RunReport:
 
     def headline(self) -> str:
         """One line: counts and time (what for_each prints when it ends)."""
-        counts = ", ".join(f"{n} {s}" for s, n in self.counts.items())
+        counts = counts_text(self.counts)
         head = f"for_each({self.function}): {counts} in {self.duration:.2f} s"
         return "[dry run] " + head if self.dry_run else head
 
