@@ -113,6 +113,32 @@ def plus_one(x):
     return x + 1
 
 
+def test_an_input_not_exported_is_not_in_this_project_not_deleted(project, tmp_path):
+    """In an imported project, `why` said an input "no longer exists" when it was deleted in
+    the source project before the export, so never here: it says it is not in this project."""
+    import scistack.database as database_module
+    from scistack import configure_database
+    from tests.conftest import SCHEMA
+
+    for session in ("pre", "post"):
+        UpSource.save(np.arange(3.0), subject=1, session=session)
+    for_each(plus_one, inputs={"x": UpSource}, outputs=[AggRaw], subject=[1], session=["pre", "post"])
+    UpSource.delete(subject=1, session="pre")
+    gone = "input x: UpSource at subject=1, session='pre' no longer exists"
+    assert [f"{r.kind} {r.name}: {r.detail}" for r in why(AggRaw, subject=1, session="pre").reasons] == [gone]
+    project.export(all_current=[AggRaw], to=tmp_path / "b")
+    database_module._current = None
+    other = configure_database(tmp_path / "other" / "other.duckdb", SCHEMA)
+    try:
+        other.import_bundle(tmp_path / "b")
+        (reason,) = why(AggRaw, subject=1, session="pre").reasons
+        assert reason.detail == ("UpSource at subject=1, session='pre' is not in this project: it was never "
+                                 "saved here (a value imported from another project names inputs that were "
+                                 "not exported with it)")
+    finally:
+        other.close()
+
+
 def test_a_value_computed_from_a_stale_value_is_stale_in_why_as_in_status(project):
     """`why(Peak)` said "current" while `status` (and the CLI's why) said STALE: its input was
     unchanged but itself computed from an input that no longer exists."""

@@ -482,7 +482,7 @@ def _variable_change(db: Any, param: str, item: CallInput, at: dict[str, Any] | 
                        f"{len(now_oids)} records, {fresh} new or changed")]
     now = db.index.current_at(item.var, key_of(addr), key_of(vkeys))
     if now is None:
-        return [Reason("input", param, f"{item.var} at {_where_text(db, addr)} no longer exists")]
+        return [Reason("input", param, _gone_text(db, item.var, addr))]
     if now.oid != item.oid:
         return [
             Reason(
@@ -497,6 +497,18 @@ def _variable_change(db: Any, param: str, item: CallInput, at: dict[str, Any] | 
         return [Reason("input", param, f"{item.var} now has a value at {_where_text(db, finer)}, which a run "
                        f"takes over the one at {_where_text(db, addr)} it used")]
     return []
+
+
+def _gone_text(db: Any, var: str, addr: dict[str, Any]) -> str:
+    """Why an input a call used is not found now: deleted here (the address held a version),
+    or never in this project at all, as when a value was imported without it (an export
+    brings the live values only: an input deleted in the source project before the export
+    stays out, and "no longer exists" said it had been here)."""
+    where = _where_text(db, addr)
+    if db.index.highest_version(var, key_of(addr)) > 0:
+        return f"{var} at {where} no longer exists"
+    return (f"{var} at {where} is not in this project: it was never saved here (a value imported "
+            f"from another project names inputs that were not exported with it)")
 
 
 def _where_text(db: Any, addr: dict[str, Any]) -> str:
