@@ -19,6 +19,11 @@ class UnreadableJournalWarning(UserWarning):
     of the wrong shape): what they held is in no view. `scistack fsck` names them."""
 
 
+class MixedKeyTypesWarning(UserWarning):
+    """A `PathInput` found one key's values in file names both as ints ("10") and as
+    zero-padded text ("01", kept a str so that it reads back the same): one key, two types."""
+
+
 class UnsupportedValueError(ScistackError, TypeError):
     """A value cannot be stored canonically (no pickle fallback, ever)."""
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,26 @@ def test_discover_lists_combinations_on_disk(project, tmp_path):
     assert found == [{"subject": "03", "session": "pre"}, {"subject": 1, "session": "post"},
                      {"subject": 1, "session": "pre"}, {"subject": 2, "session": "pre"},
                      {"subject": 3, "session": "pre"}]
+
+
+def test_a_key_found_both_as_ints_and_padded_text_warns_once_naming_the_way_out(project, tmp_path):
+    """BIDS-like `sub-01` ... `sub-10` gave '01' (a str) and 10 (an int) in one key, silently
+    (and 10 sorted first): a run warns once, naming the key and the values to give as text."""
+    from scistack.errors import MixedKeyTypesWarning
+
+    _raw(tmp_path / "raw", {f"sub-{s}/s_{ses}.csv": "1,2\n" for s in ("01", "02", "10") for ses in ("pre", "post")})
+    spec = {"path": PathInput("sub-{subject}/s_{session}.csv", root="raw/")}
+    with pytest.warns(MixedKeyTypesWarning) as caught:
+        for_each(total, inputs=spec, outputs=[RawTotal], subject=[], session=[], verbose=False)
+    (warned,) = [w for w in caught if w.category is MixedKeyTypesWarning]  # once, for subject only
+    assert warned.filename == __file__  # the user's for_each line
+    assert "give subject both zero-padded text ('01'" in str(warned.message)
+    assert "for_each(..., subject=['01', '02', '10'])" in str(warned.message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", MixedKeyTypesWarning)  # the way out it names: no warning
+        done = for_each(total, inputs=spec, outputs=[RawTotal], subject=["01", "02", "10"], session=[],
+                        verbose=False)
+    assert (done.ran + done.cached, done.missing, done.failed) == (6, 0, 0)
 
 
 def test_editing_one_raw_file_reruns_exactly_its_combination(project, tmp_path):

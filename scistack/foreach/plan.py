@@ -12,6 +12,7 @@ import inspect
 import itertools
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from types import BuiltinFunctionType, FunctionType
 from typing import Any
@@ -20,7 +21,7 @@ import numpy as np
 
 from scistack.address import checked_label, typed
 from scistack.database import Database
-from scistack.errors import ForEachError, InvalidMetadataError, ScistackError
+from scistack.errors import ForEachError, InvalidMetadataError, MixedKeyTypesWarning, ScistackError
 from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_variable
 from scistack.foreach.execute import WORKERS_HINT
 from scistack.foreach.paths import PathInput, PathOutput
@@ -215,14 +216,42 @@ def _stored_values(db: Database, inputs: dict[str, Any], key: str) -> list[Any]:
     for spec in inputs.values():
         for part in (spec.alternatives if isinstance(spec, EachOf) else (spec,)):
             if isinstance(part, PathInput) and key in part.keys:
-                for combo in part.discover():
-                    seen[(type(combo[key]).__name__, combo[key])] = combo[key]
+                found = {combo[key] for combo in part.discover()}
+                for value in found:
+                    seen[(type(value).__name__, value)] = value
+                _warn_mixed_types(part, key, found)
         for var in _variables_of(spec, key):
             for record in db.index.records(var.__name__):
                 if key in record.addr:
                     value = record.addr[key]
                     seen[(type(value).__name__, value)] = value
     return sorted(seen.values(), key=lambda v: (isinstance(v, str), v))
+
+
+def _warn_mixed_types(path: PathInput, key: str, found: set[Any]) -> None:
+    """Warn (once per run: the values of a key are found once) when file names give one key
+    both ints and zero-padded text: `sub-01` ... `sub-10` are '01' ... '09' (a str, as "03"
+    does not read back as 3) and 10 (an int), so the key mixes types and sorts 10 first."""
+    ints = sorted(v for v in found if isinstance(v, int))
+    padded = sorted(v for v in found if isinstance(v, str) and v.isdigit())
+    if not ints or not padded:
+        return
+    text = sorted((str(v) for v in [*ints, *padded]), key=lambda t: (int(t), t))
+    shown = ", ".join(repr(t) for t in text[:2]) + (", ..., " if len(text) > 3 else ", ") + repr(text[-1])
+    warnings.warn(MixedKeyTypesWarning(
+        f"{path!r}: the file names give {key} both zero-padded text ({padded[0]!r}: a str, as it does not "
+        f"read back the same as an int) and numbers ({ints[0]!r}: an int), so {key} mixes types (and "
+        f"{ints[0]!r} sorts before {padded[0]!r}). To keep every value as the text in the file names, give "
+        f"them: for_each(..., {key}=[{shown}])"), stacklevel=_outside_scistack())
+
+
+def _outside_scistack() -> int:
+    """The stacklevel of the first caller outside the scistack package (the user's for_each)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package + os.sep):
+        level, frame = level + 1, frame.f_back
+    return level
 
 
 def _parts(spec: Any) -> tuple:
