@@ -318,6 +318,31 @@ def test_a_raw_file_input_is_named_by_its_path(project, tmp_path):
     assert provenance["runtime"] == f"Python {platform.python_version()}"
 
 
+def test_a_path_input_step_has_a_raw_files_source_in_the_graph(project, tmp_path):
+    """A `PathInput` step was drawn with no inputs (in the web view and `scistack graph`,
+    the same model): a "raw files: <pattern>" source node feeds it; it opens no grid."""
+    from scistack import PathInput, for_each
+    from scistack.ui import api
+
+    for subject in (1, 2):
+        (tmp_path / "raw" / f"s{subject}").mkdir(parents=True)
+        for session in ("pre", "post"):
+            (tmp_path / "raw" / f"s{subject}" / f"{session}.csv").write_text(f"{subject}\n")
+    for_each(uiread, inputs={"path": PathInput("s{subject}/{session}.csv", root="raw")},
+             outputs=[UiFromFile], subject=[1, 2], session=["pre", "post"], progress=False)
+    g = api.graph(project)
+    raw = next(n for n in g["nodes"] if n["kind"] == "raw")
+    assert (raw["id"], raw["name"]) == ("raw:raw/s{subject}/{session}.csv", "raw files: raw/s{subject}/{session}.csv")
+    assert sorted(map(tuple, g["edges"])) == [("fn:uiread", "var:UiFromFile"), (raw["id"], "fn:uiread")]
+    x = {n["id"]: n["x"] for n in g["nodes"]}
+    assert x[raw["id"]] < x["fn:uiread"]  # drawn left of the step it feeds
+    from click.testing import CliRunner
+    from scistack.cli import main
+
+    text = CliRunner().invoke(main, ["--db", str(project.path), "graph"]).stdout
+    assert "uiread(raw files: raw/s{subject}/{session}.csv) -> UiFromFile: current" in text, text
+
+
 def uiread(path):
     return Path(path).read_text()
 
@@ -401,7 +426,7 @@ def test_cli_graph_and_runs_print_the_same_report(served):
     assert "spectrogram(Smoothed) -> Spectrogram: failed (4 done, 2 failed)" in text
     assert json.loads(cli("graph", "--json"))["edges"] == get(url, "/api/graph")["edges"]
     runs = cli("runs")
-    assert runs.splitlines()[2].split()[3] == "spectrogram" and "2 failed, 4 ran" in runs
+    assert runs.splitlines()[2].split()[3] == "spectrogram" and "4 ran, 2 failed" in runs
     run_id = get(url, "/api/runs")["runs"][0]["run_id"]
     detail = cli("runs", run_id[:10])
     assert "  failed   subject=3, session=pre  (" in detail

@@ -551,10 +551,12 @@ def render_pipeline(pipeline: Any) -> str:
     if not pipeline.nodes:
         return "nothing saved yet"
     lines = []
+    raw_ids = {n.id for n in pipeline.nodes if n.kind == "raw"}
     for node in pipeline.nodes:
         counts = ", ".join(f"{n} {s}" for s, n in node.counts.items() if n) or node.note or "no values"
         if node.kind == "function":
-            inputs = sorted(a[4:] for a, b in pipeline.edges if b == node.id)
+            inputs = sorted(a[4:] for a, b in pipeline.edges if b == node.id)  # (raw: "raw files: ...")
+            inputs = [f"raw files: {a}" if f"raw:{a}" in raw_ids else a for a in inputs]
             lines.append(f"{node.name}({', '.join(inputs)}) -> {', '.join(node.outputs)}: "
                          f"{node.state} ({counts})")
     raw = [n for n in pipeline.nodes if n.kind == "variable"

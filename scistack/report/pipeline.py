@@ -9,11 +9,15 @@ most three call records a variable, not one per value: the graph must stay cheap
 projects of 100k values), and from the run reports, which name each run's outputs (so a
 function whose every call failed still appears, without input edges). A function that made
 only old values of a variable, none among its 20 newest, is therefore not drawn for it.
-States are never judged here: the counts are `status_summary`'s, as `scistack status` prints them.
+A `PathInput` is a source node of its own, "raw files: raw/{subject}/s_{session}.csv" (the
+path a sampled call read, each address value in it written back as its key: the call
+records the file, not the template), with an edge to each function that read such files
+(it had been drawn with no inputs). States are never judged here: the counts are `status_summary`'s, as `scistack status` prints them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +34,10 @@ _STATE_OF = {"failed": "failed", "stale": "stale", "missing": "missing", "unknow
 class GraphNode:
     """A variable or a function, with how many of its values are in each status."""
 
-    id: str  # "var:<name>" or "fn:<name>": the two kinds may share a name
-    kind: str  # "variable" or "function"
+    id: str  # "var:<name>", "fn:<name>" or "raw:<pattern>": the kinds may share a name
+    kind: str  # "variable", "function" or "raw" (files a `PathInput` read: no status, no grid)
     name: str
-    state: str  # one of STATES
+    state: str  # one of STATES ("" for a "raw" node: files are not judged here)
     counts: dict[str, int]
     module: str = ""  # a function's module
     outputs: tuple[str, ...] = ()  # a function's output variables
@@ -70,19 +74,25 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
     # Force2 both in and out (a cycle)
     uses: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
     for var in counts:
-        for call in _sample_calls(db, reader, var):
+        for call, addr in _sample_calls(db, reader, var):
             use = uses.setdefault((call.function, frozenset(_input_variables(call))),
-                                  {"module": call.module, "outputs": set()})
+                                  {"module": call.module, "outputs": set(), "raw": set()})
             use["outputs"].add(var)
+            use["raw"] |= {raw_pattern(item.raw_file[0], addr, db.schema_keys)
+                           for item in call.inputs if item.raw_file}
     for run in db.index.runs():  # (a run names outputs only: a use that made them, else its own)
         if run.function and run.outputs and not run.dry_run:
             known = [u for (name, _), u in uses.items() if name == run.function and u["outputs"] & set(run.outputs)]
-            for use in known or [uses.setdefault((run.function, frozenset()), {"module": "", "outputs": set()})]:
+            for use in known or [uses.setdefault((run.function, frozenset()),
+                                                 {"module": "", "outputs": set(), "raw": set()})]:
                 use["outputs"] |= set(run.outputs) if not known else set()
     names = set(counts) | {v for (_, inputs), use in uses.items() for v in inputs | use["outputs"]}
     notes = {var: no_values(db, var) for var in names if not any((counts.get(var) or {}).values())}
     nodes = [_variable_node(var, counts.get(var), notes.get(var, "")) for var in sorted(names)]
     edges: list[tuple[str, str]] = []
+    patterns = sorted({p for use in uses.values() for p in use["raw"]})
+    nodes += [GraphNode(f"raw:{p}", "raw", f"raw files: {p}", "", dict.fromkeys(STATUSES, 0),
+                        note="files read by PathInput") for p in patterns]
     used = [name for name, _ in uses]
     for (name, inputs), use in sorted(uses.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
         outputs = sorted(use["outputs"])
@@ -93,6 +103,7 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
                 total[status] += n
         note = "; ".join(dict.fromkeys(notes[v] for v in outputs if v in notes)) if not any(total.values()) else ""
         nodes.append(GraphNode(node, "function", name, state_of(total), total, use["module"], tuple(outputs), note))
+        edges += [(f"raw:{p}", node) for p in sorted(use["raw"])]
         edges += [(f"var:{v}", node) for v in sorted(inputs)]
         edges += [(node, f"var:{v}") for v in outputs]
     return PipelineGraph(nodes, edges)
@@ -103,10 +114,35 @@ def _variable_node(var: str, counts: dict[str, int] | None, note: str) -> GraphN
     return GraphNode(f"var:{var}", "variable", var, state_of(counts), counts, note=note)
 
 
-def _sample_calls(db: Database, reader: CallReader, var: str) -> list[CallInfo]:
-    """The call records of up to 3 of the variable's 20 newest records (one indexed query)."""
-    picked = list(dict.fromkeys(r.call for r in db.index.newest(var, 20) if r.call))[:3]
-    return [c for c in (reader.get(oid) for oid in picked) if c is not None]
+def _sample_calls(db: Database, reader: CallReader, var: str) -> list[tuple[CallInfo, dict[str, Any]]]:
+    """The call records of up to 3 of the variable's 20 newest records (one indexed query),
+    each with the address of the record it made."""
+    picked: dict[str, dict[str, Any]] = {}
+    for record in db.index.newest(var, 20):
+        if record.call and record.call not in picked:
+            picked[record.call] = record.addr
+    found = [(reader.get(oid), addr) for oid, addr in list(picked.items())[:3]]
+    return [(call, addr) for call, addr in found if call is not None]
+
+
+def raw_pattern(path: str, addr: dict[str, Any], schema_keys: list[str]) -> str:
+    """The path a `PathInput` read with the address's values written back as their keys:
+    "raw/s3/pre.csv" at subject=3, session='pre' -> "raw/s{subject}/{session}.csv". A value
+    counts where it is a whole run of letters and digits, or a number a whole run of digits
+    (the 3 of "s3", not of "13"), the first key in schema order taking a value two keys
+    share; a value not found stays as read."""
+    values: dict[str, str] = {}
+    for key in schema_keys:
+        if key in addr:
+            values.setdefault(str(addr[key]), key)
+
+    def named(text: str) -> str | None:
+        return "{" + values[text] + "}" if text in values else None
+
+    def token(match: re.Match[str]) -> str:
+        text = match.group()
+        return named(text) or re.sub(r"\d+", lambda m: named(m.group()) or m.group(), text)
+    return re.sub(r"[A-Za-z0-9]+", token, path)
 
 
 def _input_variables(call: CallInfo) -> set[str]:

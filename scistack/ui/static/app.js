@@ -96,9 +96,10 @@ async function showGraph(main) {
       svg("title", {}, `${n.kind} ${n.name}: ${n.state}\n${n.note || countsText(n.counts)}`),
       svg("rect", { width: g.node_w, height: g.node_h, rx: n.kind === "function" ? 14 : 3 }),
       n.kind === "function" ? "" : svg("rect", { class: "bar", width: 6, height: g.node_h - 4, x: 2, y: 2, rx: 2 }),
-      svg("text", { x: 14, y: 18 }, clip(name, 22)),
+      svg("text", { x: 14, y: 18 }, n.kind === "raw" ? clip(name.slice(11), 22) : clip(name, 22)),
       svg("text", { class: "counts", x: 14, y: 34 }, clip(n.note || countsText(n.counts), 30)));
-    node.addEventListener("click", () => { location.hash = `#/node/${encodeURIComponent(n.id)}`; });
+    if (n.kind !== "raw")  // raw files (a PathInput's) have no grid: a source, drawn only
+      node.addEventListener("click", () => { location.hash = `#/node/${encodeURIComponent(n.id)}`; });
     root.append(node);
   }
   const box = el("div", { class: "graph-box" }, root);
