@@ -84,6 +84,9 @@ def test_a_key_found_both_as_ints_and_padded_text_warns_once_naming_the_way_out(
     assert warned.filename == __file__  # the user's for_each line
     assert "give subject both zero-padded text ('01'" in str(warned.message)
     assert "for_each(..., subject=['01', '02', '10'])" in str(warned.message)
+    assert "delete it first" in str(warned.message)
+    RawTotal.delete(subject=10, session="pre")  # (10 the number, saved by the run that warned: text
+    RawTotal.delete(subject=10, session="post")  # '10' beside it would be refused as a look-alike)
     with warnings.catch_warnings():
         warnings.simplefilter("error", MixedKeyTypesWarning)  # the way out it names: no warning
         done = for_each(total, inputs=spec, outputs=[RawTotal], subject=["01", "02", "10"], session=[],

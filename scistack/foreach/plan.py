@@ -242,7 +242,9 @@ def _warn_mixed_types(path: PathInput, key: str, found: set[Any]) -> None:
         f"{path!r}: the file names give {key} both zero-padded text ({padded[0]!r}: a str, as it does not "
         f"read back the same as an int) and numbers ({ints[0]!r}: an int), so {key} mixes types (and "
         f"{ints[0]!r} sorts before {padded[0]!r}). To keep every value as the text in the file names, give "
-        f"them: for_each(..., {key}=[{shown}])"), stacklevel=_outside_scistack())
+        f"them: for_each(..., {key}=[{shown}]) (a value saved as a number already, such as "
+        f"{key}={ints[0]!r}, is kept apart: delete it first, or its text look-alike is refused)"),
+        stacklevel=_outside_scistack())
 
 
 def _outside_scistack() -> int:
