@@ -412,6 +412,7 @@ def _install() -> None:
     with _HOOK_LOCK:
         if not _HOOKED:
             os.stat, os.lstat, os.access = _probe(os.stat), _probe(os.lstat), _probe(os.access)
+            _same_support(os.stat, os.lstat, os.access)
             try:
                 sys.addaudithook(_hook)
             except RuntimeError as exc:  # another audit hook refused ours: say so, once
@@ -448,6 +449,19 @@ def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
         return result
 
     return probe
+
+
+def _same_support(*probes: Callable[..., Any]) -> None:
+    """Each probe in the `os.supports_*` sets its function is in: code asks them whether a
+    call takes `dir_fd`, a file descriptor or `follow_symlinks` (`os.stat in
+    os.supports_dir_fd`), and a wrapper not in them read as a platform without those (a
+    library then takes its slower or less safe path)."""
+    for probe in probes:
+        real = probe.__wrapped__
+        for supports in (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks,
+                         os.supports_effective_ids):
+            if real in supports:
+                supports.add(probe)
 
 
 def _note_absent(path: Any, kwargs: dict) -> None:

@@ -766,6 +766,32 @@ def test_a_path_looked_for_without_opening_it_is_an_input_once_it_appears(projec
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
 
 
+def test_the_wrapped_stat_functions_keep_what_the_platform_says_they_support():
+    """`os.stat`, `os.lstat` and `os.access` are wrapped once a lineage function exists;
+    `os.stat in os.supports_dir_fd` (how a library asks whether it may pass `dir_fd`) had
+    turned False, as on a platform without it."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""
+        import os
+        sets = (os.supports_dir_fd, os.supports_fd, os.supports_follow_symlinks, os.supports_effective_ids)
+        before = [[f in s for s in sets] for f in (os.stat, os.lstat, os.access)]
+        from scistack import lineage_fcn
+
+        @lineage_fcn
+        def f(x):
+            return x
+
+        assert os.stat.__wrapped__ is not None
+        after = [[f in s for s in sets] for f in (os.stat, os.lstat, os.access)]
+        assert after == before, (before, after)
+        assert any(any(row) for row in after)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_module_imported_by_a_computed_name_is_an_input(project, tmp_path, monkeypatch):
     # `importlib.import_module(name)` with a name computed at run time: the code identity
     # cannot follow it, so an edit of the module was served from the cache (in a new process
