@@ -30,7 +30,8 @@ _WORDS = {"and", "or", "not", "in", "is", "null", "between", "like", "ilike", "t
           "case", "when", "then", "else", "end", "cast", "as", "bigint", "double", "varchar",
           "boolean", "integer", "date", "timestamp", "escape"}
 _FUNCTIONS = {"abs", "round", "floor", "ceil", "lower", "upper", "length", "coalesce", "starts_with",
-              "ends_with", "contains", "least", "greatest", "regexp_matches", "substr"}
+              "ends_with", "contains", "least", "greatest", "regexp_matches", "substr", "isnan",
+              "isinf", "isfinite"}
 _TOKEN = re.compile(r"""
     (?P<space>\s+) | (?P<number>\d+(\.\d*)?([eE][-+]?\d+)?|\.\d+) | (?P<string>'(?:[^']|'')*')
   | (?P<quoted>"(?:[^"]|"")+") | (?P<name>[A-Za-z_][A-Za-z0-9_]*) | (?P<param>\?)
