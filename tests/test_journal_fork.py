@@ -13,7 +13,6 @@ import pytest
 
 from scistack.index.journal import Journal
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
 
 PUT = {"op": "put", "var": "V", "addr": {"s": 1}, "version": 1, "oid": "a" * 64, "kind": "json",
        "t": "2026-01-01T00:00:00Z"}

@@ -130,7 +130,7 @@ def test_close_does_not_wait_for_a_reader_elsewhere_and_loses_nothing(project, m
 
 def test_a_close_that_cannot_sync_names_the_holder_whole(project, monkeypatch, caplog):
     # with no background sync to hand the tail to (SCISTACK_SYNC=foreground, a lab project) the
-    # note cut DuckDB's error at 200 characters: "... Conflicting lock is held in /root/.p"
+    # note cut DuckDB's error at 200 characters: "... Conflicting lock is held in <home>/.p"
     monkeypatch.setenv("SCISTACK_SYNC", "foreground")
     holder = _held_elsewhere(project, monkeypatch, "duckdb.connect(sys.argv[1]); print('held', flush=True); "
                              "sys.stdin.read()")

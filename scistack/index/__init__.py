@@ -1130,7 +1130,7 @@ class _BackgroundSync:
                 self.sync_now(timeout=CLOSE_WAIT)
             except DatabaseLockedError as exc:
                 # (said here, the holder whole: the catch-all below cut the message, whose first
-                # line holds two paths, at 200 characters, "held in /root/.p")
+                # line holds two paths, at 200 characters, "held in ~/.p", the home folder written whole)
                 detached = self._may_detach()
                 if detached:
                     self._detach()

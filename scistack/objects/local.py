@@ -33,6 +33,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import blake3
 import numpy as np
@@ -659,19 +660,9 @@ class LocalObjectStore(ObjectStore):
             return self._unshuffle_into(oid, fd, size, out)
         if first[:4] == ZSTD_MAGIC:
             with open(fd, "rb", closefd=False) as handle:
-                stream = self._contexts()[1].stream_reader(handle, read_across_frames=False)
-                try:
-                    head = stream.read(40)
-                    kind, length, start = _parse_header(oid, head)
-                    if length != out.size:
-                        return kind, length
-                    view, early = memoryview(out), min(len(head) - start, length)
-                    view[:early] = head[start : start + early]
-                    _read_fully(oid, stream.readinto, view[early:])
-                    if stream.read(1):
-                        raise CorruptObjectError(oid, "it has bytes beyond the length in its header")
-                except zstandard.ZstdError as exc:
-                    raise CorruptObjectError(oid, f"its zstd stream is damaged ({exc})") from None
+                kind, length = self._inflate_into(oid, handle, out)
+            if length != out.size:
+                return kind, length
         else:
             kind, length, start = _parse_header(oid, os.pread(fd, 40, 0))
             if length != out.size:
@@ -682,6 +673,24 @@ class LocalObjectStore(ObjectStore):
             view = memoryview(out)
             _read_fully(oid, lambda part: os.preadv(fd, [part], start + len(view) - len(part)), view)
         _verify(oid, kind, (out,))
+        return kind, length
+
+    def _inflate_into(self, oid: str, source: Any, out: np.ndarray) -> tuple[str, int]:
+        """A zstd-framed object's payload, inflated from `source` (a file or the bytes as
+        stored) into `out` when its length is `out.size`; `(kind, length)`, not verified."""
+        stream = self._contexts()[1].stream_reader(source, read_across_frames=False)
+        try:
+            head = stream.read(40)
+            kind, length, start = _parse_header(oid, head)
+            if length != out.size:
+                return kind, length
+            view, early = memoryview(out), min(len(head) - start, length)
+            view[:early] = head[start : start + early]
+            _read_fully(oid, stream.readinto, view[early:])
+            if stream.read(1):
+                raise CorruptObjectError(oid, "it has bytes beyond the length in its header")
+        except zstandard.ZstdError as exc:
+            raise CorruptObjectError(oid, f"its zstd stream is damaged ({exc})") from None
         return kind, length
 
     def _unshuffle_into(self, oid: str, fd: int, size: int, out: np.ndarray) -> tuple[str, int]:
@@ -761,19 +770,9 @@ class LocalObjectStore(ObjectStore):
                 raise CorruptObjectError(oid, "its shuffled frame is damaged (no chunk has its size)")
             return self._unshuffle_from(oid, stored, out)
         if head == ZSTD_MAGIC:
-            stream = self._contexts()[1].stream_reader(stored, read_across_frames=False)
-            try:
-                first = stream.read(40)
-                kind, length, start = _parse_header(oid, first)
-                if length != out.size:
-                    return kind, length
-                view, early = memoryview(out), min(len(first) - start, length)
-                view[:early] = first[start : start + early]
-                _read_fully(oid, stream.readinto, view[early:])
-                if stream.read(1):
-                    raise CorruptObjectError(oid, "it has bytes beyond the length in its header")
-            except zstandard.ZstdError as exc:
-                raise CorruptObjectError(oid, f"its zstd stream is damaged ({exc})") from None
+            kind, length = self._inflate_into(oid, stored, out)
+            if length != out.size:
+                return kind, length
         else:
             kind, length, start = _parse_header(oid, bytes(stored[:40]))
             if length != out.size:

@@ -783,10 +783,6 @@ def _advisory_holders(other) -> list[int]:
         (pgjournal.LOCK_KEY,))]
 
 
-fork_only = pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
-
-
-@fork_only
 def test_a_forked_child_saves_on_a_session_of_its_own_and_leaves_its_parents_alone(pg_url, tmp_path):
     """A forked child shared its parent's connection: it saved on the parent's session (its
     statements interleaved with the parent's on one socket) and its close sent Terminate there,
@@ -819,7 +815,6 @@ def test_a_forked_child_saves_on_a_session_of_its_own_and_leaves_its_parents_alo
         journal.close()
 
 
-@fork_only
 def test_a_child_forked_inside_locked_never_releases_the_parents_lock(pg_url, tmp_path):
     """A child that left a `locked()` it was forked inside sent the unlock on its parent's
     session (the lock was the parent's), and its close ended that session: another machine's
@@ -857,7 +852,6 @@ def test_a_child_forked_inside_locked_never_releases_the_parents_lock(pg_url, tm
         journal.close()
 
 
-@fork_only
 def test_a_child_forked_inside_locked_waits_for_the_lock_to_save(pg_url, tmp_path):
     """A child forked inside its parent's `locked()` holds nothing: its save inside the block
     takes the lock on a session of its own, so it waits for the parent's (it had saved at once,
@@ -894,7 +888,6 @@ def test_a_child_forked_inside_locked_waits_for_the_lock_to_save(pg_url, tmp_pat
         journal.close()
 
 
-@fork_only
 def test_a_child_forked_while_another_thread_held_the_journal_saves(pg_url, tmp_path):
     """Threads do not survive a fork, and locks they held stay held in the child: a child forked
     while the background sync ran a statement (the connection's lock) and the watchdog checked
