@@ -213,6 +213,13 @@ class CallInput:
         )
 
     @property
+    def names_tree(self) -> bool:
+        """Whether a container input's record says its tree was stored with the call: it has
+        ``refs`` (the objects the tree names besides its items, as ``{"$ref": oid}``), which
+        records written since 2026-12 have; a record from before may name a tree never stored."""
+        return self.items is not None and "refs" in self.extra
+
+    @property
     def is_aggregate(self) -> bool:
         """An input whose oid is a key over several records (``members`` or ``merge``)."""
         return self.members is not None or self.merge is not None
@@ -232,10 +239,12 @@ class CallInput:
             # (scalar constants are inline in the record and have no object).
             # A raw file (`PathInput`: its content hash) and a file to write (`PathOutput`:
             # the hash of its path) are keyed by oids that are never stored. A container of
-            # inputs is stored as its tree since 2026-12 (records written before name one the
-            # store never had; its items are named one by one below).
+            # inputs is stored as its tree since 2026-12: optional only in a record without
+            # `refs` (written before, it may name a tree the store never had; its items are
+            # named one by one below). A record with `refs` names a stored tree, which names
+            # the arrays among its constants: lost, gc must refuse rather than delete them.
             yield ChildRef(self.oid, None, what, optional=self.has_const or "path" in self.extra
-                           or "writes" in self.extra or self.items is not None)
+                           or "writes" in self.extra or (self.items is not None and not self.names_tree))
         for path, item in (self.items or {}).items():
             yield from item.child_refs(f"{what} item {path!r}")
         for i, part in enumerate(self.merge or ()):

@@ -373,14 +373,30 @@ def test_a_call_given_loaded_values_inside_a_list_names_nothing_the_store_lacks(
     project.export(FsckOut, to=tmp_path / "out", subject=1, session="pre")
 
 
-def test_a_call_record_from_before_containers_were_stored_is_not_damage(project):
+def test_a_call_record_from_before_containers_were_stored_is_not_damage(project, monkeypatch):
     """Call records written before the fix name a container tree the store never had: the
-    values inside are what lineage needs, so fsck does not call the project damaged."""
+    values inside are what lineage needs, so fsck does not call the project damaged, nor
+    does gc refuse. Such a record is told apart by its input lacking `refs` (which records
+    since name, with the tree: one of those lost is damage, test_gc)."""
+    from dataclasses import replace
+
+    import scistack.lineage.calls as calls
+    from scistack.gc import collect_garbage
+    from scistack.records import read_call
+
+    def as_before(name, value):  # the record an older version wrote: no `refs`
+        b = describe_container(name, value)
+        return replace(b, record={k: v for k, v in b.record.items() if k != "refs"})
+
+    describe_container = calls._describe_container
+    monkeypatch.setattr(calls, "_describe_container", as_before)
     FsckRaw.save(np.ones(3), subject=1, session="pre")
     result = fsck_weighted_sum([(FsckRaw.load(subject=1, session="pre"), 0.5)])
     FsckOut.save(result, subject=1, session="pre")
-    from scistack.records import read_call
     container = read_call(project.store, result.call).arguments["parts"]
+    assert container.items and not container.names_tree
     os.unlink(project.store.path_of(container.oid))  # as an older version left it
     assert not project.store.contains(container.oid)
+    assert fsck(project).ok
+    collect_garbage(project, grace_seconds=0)
     assert fsck(project).ok

@@ -535,6 +535,32 @@ def test_gc_refuses_over_a_lost_chunked_value_inside_a_constant_with_old_chunks(
     assert chunks and all(project.store.contains(oid) for oid in chunks)
 
 
+@lineage_fcn
+def gc_summed(parts):
+    return sum(np.sum(p) for p in parts)
+
+
+def test_gc_refuses_when_a_container_argument_s_stored_tree_is_lost_and_keeps_its_array(project):
+    """A list argument holding a loaded value and an array is stored as its tree, the array a
+    `{"$ref"}` in it (the record names the loaded value only, as an item). The tree was
+    optional to gc (records written before it was stored name one never stored), so a lost
+    tree marked nothing missing and gc deleted the array it named: damage became data loss."""
+    from scistack.fsck import fsck
+    from scistack.objects.store import hash_value
+    from scistack.records import read_call
+
+    GcA.save(np.arange(4.0), subject=1)
+    call = GcC.save(gc_summed([GcA.load(subject=1), np.arange(50.0)]), subject=1).call
+    tree = read_call(project.store, call).arguments["parts"].oid
+    ramp = hash_value(np.arange(50.0))
+    assert project.store.contains(tree) and project.store.contains(ramp)
+    _unlink_object(project, tree)
+    with pytest.raises(GarbageCollectionError, match=rf"missing \(e.g. {tree[:12]}, input 'parts'.*fsck"):
+        collect_garbage(project, grace_seconds=0)
+    assert project.store.contains(ramp)
+    assert tree[:12] in str(fsck(project))
+
+
 def _chunked_dict(project) -> tuple[str, str, list[str]]:
     """A saved dict whose array is chunked: (its oid, the manifest's, the chunks')."""
     from scistack.objects.chunking import set_chunking

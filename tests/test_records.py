@@ -169,6 +169,15 @@ def test_child_oids_are_every_oid_the_record_references() -> None:
     assert optional == {O[1], O[6], O[7], O[8], O[11]}
     kinds = {ref.oid: ref.kind for ref in record.child_refs()}
     assert kinds[O[0]] == "code" and kinds[O[24]] == "bytes" and kinds[O[3]] == "call"
+    # a container recorded with `refs` (since its tree was stored) names a tree that must be
+    # there (its arrays are named in it), and the record names those arrays itself too
+    tree = json.loads(json.dumps(HAND))
+    tree["inputs"]["parts"]["refs"] = [{"$ref": O[25]}]
+    stored = CallRecord.from_value(tree)
+    assert dumps_canonical(stored.to_value()) == dumps_canonical(tree)
+    assert stored.arguments["parts"].names_tree and not record.arguments["parts"].names_tree
+    refs = {ref.oid: ref for ref in stored.child_refs()}
+    assert not refs[O[11]].optional and refs[O[25]].in_json and not refs[O[25]].optional
 
 
 def test_old_and_matlab_shapes_keep_absent_keys_absent() -> None:

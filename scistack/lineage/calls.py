@@ -318,10 +318,13 @@ def _describe_container(name: str, value: Any) -> BoundInput:
     """A container of inputs: unwrap each, key by the JSON tree with inputs as oid refs."""
     items: dict[str, BoundInput] = {}
     constants: list[Any] = []
+    refs: dict[str, None] = {}  # the constants' oids, once each, in order
 
     def child(value: Any) -> str:
         constants.append(value)
-        return hash_value(value)
+        oid = hash_value(value)
+        refs[oid] = None
+        return oid
 
     def walk(item: Any, path: str) -> tuple[Any, Any]:
         if _hook(item) is not None:
@@ -345,7 +348,11 @@ def _describe_container(name: str, value: Any) -> BoundInput:
     text = dumps_canonical(tree)
     oid = hash_object("json", [text])
     params = agreed_params(item.params for item in items.values())
-    record = {"oid": oid, "items": {path: b.record for path, b in items.items()}}
+    # `refs`: the objects the stored tree names besides its items (its constants' own objects),
+    # named again in the record so that gc keeps them even were the tree lost; the key also
+    # says the tree was stored (records from before lack it), so a lost one is damage
+    record = {"oid": oid, "items": {path: b.record for path, b in items.items()},
+              "refs": [{"$ref": ref} for ref in refs]}
     return BoundInput(name, plain, oid, record, params, Container(text, items, tuple(constants)))
 
 
