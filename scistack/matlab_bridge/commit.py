@@ -349,7 +349,7 @@ def record_call(
             version=None,
             deps=tuple(tuple(d) for d in fn.deps()),
             helpers={
-                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, (), _files_of(h.path, root))
+                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, (), _helper_paths(h.path, root))
                 for h in fn.helpers
             },
             constants={},
@@ -371,7 +371,7 @@ def record_call(
     return db.store.put("call", record.to_bytes())
 
 
-def _files_of(path: str, root: Path) -> dict[str, str]:
+def _helper_paths(path: str, root: Path) -> dict[str, str]:
     """A helper's `file` (absolute) and, inside the project's folder, its `project_file`."""
     rel = project_relative(path, root)
     return {"file": path} if rel is None else {"file": path, "project_file": rel}
