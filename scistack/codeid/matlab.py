@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scistack.codeid.script_path import script_path
+from scistack.codeid.script_path import recorded_path, script_path
 from scistack.errors import LineageError
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes, hash_object
@@ -190,33 +190,24 @@ def identity_now(
 
 
 def recorded_files(
-    function: Any, root: str | os.PathLike | None = None
+    function: Any, root: str | os.PathLike | None = None, projects: Any = ()
 ) -> tuple[str | None, list[str] | None]:
     """The `.m` file and helper files a MATLAB call record (its `FunctionInfo`) names, in this
-    checkout of the project (folder `root`): a file recorded inside the project's folder
-    (`project_file`, relative to it) is read under `root`, as a Python script is
-    (`script_path`): a lab colleague's checkout, or a moved or copied project, judges its
-    own copy, not the absolute path of the folder that computed the value (another's file,
-    or none). Helpers None when one of them has no recorded path (a record from before
-    they were kept)."""
+    checkout of the project (folder `root`, project ids `projects`: `Database.project_ids`):
+    each is where `script_path` finds a Python script. A file recorded inside the project's
+    folder (`project_file`, relative to it) by this project (`function.project`) is read
+    under `root`: a lab colleague's checkout, or a moved or copied project, judges its own
+    copy, not the absolute path of the folder that computed the value (another's file, or
+    none); one imported from another project is read at its absolute path (this project's
+    file of that name is another function). Helpers None when one of them has no recorded
+    path (a record from before they were kept)."""
+    made = getattr(function, "project", None)
     helpers = [
-        script_path(_Named(h.extra.get("file"), _text(h.extra.get("project_file"))), root)
+        recorded_path(h.extra.get("file"), h.extra.get("project_file"), made, root, projects)
         for _, h in sorted(function.helpers.items())
     ]
-    file = script_path(function, root)
+    file = script_path(function, root, projects)
     return file, (helpers if all(isinstance(f, str) for f in helpers) else None)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-@dataclass(frozen=True, slots=True)
-class _Named:
-    """A helper's recorded paths, as `script_path` reads a function's."""
-
-    file: Any
-    project_file: Any
 
 
 def is_matlab_module(module: str) -> bool:

@@ -38,13 +38,20 @@ def script_path(function: Any, root: str | os.PathLike | None, projects: Any = (
     recorded), else the absolute `file` recorded (records written before `project_file`
     existed, a script outside the project, no project root known here, or a record imported
     from another project: its `project_file` names that project's script, not this one's)."""
-    rel = getattr(function, "project_file", None)
-    made = getattr(function, "project", None)
+    return recorded_path(function.file, getattr(function, "project_file", None),
+                         getattr(function, "project", None), root, projects)
+
+
+def recorded_path(file: Any, rel: Any, made: Any, root: str | os.PathLike | None,
+                  projects: Any = ()) -> Any:
+    """`script_path` for one recorded file given apart: its absolute path `file`, its path
+    `rel` relative to the project's folder, and `made`, the project that made the record (a
+    MATLAB helper's `.m` file: its paths in the helper's entry, the project the function's)."""
     if rel and root is not None and (made is None or made in (projects or ())):
         here = in_checkout(rel, root)
         if here is not None:
             return here
-    return function.file
+    return file
 
 
 def in_checkout(rel: Any, root: str | os.PathLike) -> str | None:

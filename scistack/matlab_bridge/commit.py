@@ -337,8 +337,14 @@ def record_call(
     `file` is the `.m` file and each helper's `file` its path, so `status` and `why` can read
     them again and compare the identity (`scistack.codeid.matlab.identity_now`); each is also
     named relative to the project's folder (`project_file`) when inside it, so that another
-    checkout of the project reads its own copy (`scistack.codeid.matlab.recorded_files`)."""
+    checkout of the project reads its own copy (`scistack.codeid.matlab.recorded_files`), and
+    then the record names the project that made it (`function.project`, as a Python record
+    does): a project that imports it reads the exporter's files, not its own of that name."""
     root = db.root
+    project_file = project_relative(fn.main.path, root)
+    helpers = {f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, (), _helper_paths(h.path, root))
+               for h in fn.helpers}
+    inside = project_file is not None or any("project_file" in h.extra for h in helpers.values())
     record = CallRecord(
         function=FunctionInfo(
             name=fn.name,
@@ -348,15 +354,13 @@ def record_call(
             has_source=True,
             version=None,
             deps=tuple(tuple(d) for d in fn.deps()),
-            helpers={
-                f"helper:matlab:{h.label}": HelperInfo(h.digest, h.code, (), _helper_paths(h.path, root))
-                for h in fn.helpers
-            },
+            helpers=helpers,
             constants={},
             note=f"MATLAB function: identity from the normalised text of {fn.main.label}"
             + (f" and {len(fn.helpers)} helper file(s)" if fn.helpers else ""),
             file=fn.main.path,
-            project_file=project_relative(fn.main.path, root),
+            project_file=project_file,
+            project=db.records_project() if inside else None,
         ),
         arguments={n: CallInput.from_value(item) for n, item in sorted(inputs.items())},
         outputs=tuple(outs),

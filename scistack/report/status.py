@@ -255,7 +255,8 @@ class StalenessChecker:
 def _matlab_verdict(db: Database, call_oid: str, function: str, identity: str) -> tuple[str, str]:
     """A MATLAB call: its recorded .m files read and normalised again, identities compared."""
     try:
-        file, helpers = recorded_files(read_call(db.store, call_oid).function, db.root)  # (this checkout's copies)
+        function_info = read_call(db.store, call_oid).function
+        file, helpers = recorded_files(function_info, db.root, db.project_ids)  # (this checkout's copies)
     except ScistackError as exc:
         return "unknown", f"call record {call_oid[:12]} cannot be read ({exc})"
     if helpers is None:

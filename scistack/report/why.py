@@ -261,7 +261,8 @@ def _code_changes(db: Any, call: CallRecord, fn: Any) -> list[Reason]:
 def _matlab_changes(db: Any, call: CallRecord) -> list[Reason]:
     """A MATLAB function: its recorded `.m` file (and helpers) read and normalised again."""
     recorded = call.function
-    file, helpers = recorded_files(recorded, getattr(db, "root", None))  # (this checkout's copies)
+    file, helpers = recorded_files(recorded, getattr(db, "root", None),  # (this checkout's copies)
+                                   getattr(db, "project_ids", ()))
     if helpers is None:
         return [Reason("unknown", recorded.name,
                        "the helper files of this MATLAB call are not recorded")]

@@ -241,3 +241,46 @@ def test_a_copied_project_judges_its_own_copy_of_the_m_files(tmp_path):
         assert _status(copy) == "stale"
     finally:
         copy.close()
+
+
+def test_an_imported_matlab_value_is_judged_by_the_exporting_projects_m_files(tmp_path):
+    """Project A's MATLAB-computed value exported and imported into project B, whose own
+    code/scale.m (and helper) is another function of that name: the record names the project
+    that made it (`function.project`, as a Python record does), so B reads A's `.m` files at
+    their recorded paths. Before, B joined the record's `project_file` to its own folder and
+    called the value stale (B's scale.m) or, with no such file in B, unknown."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    db = Database(a / "gait.duckdb", KEYS)
+    try:
+        with db.batch():
+            oid = db.store.put_value(np.arange(4.0))
+            db.index.put_ref("Raw", {"subject": 1, "session": "pre"}, {}, oid, "npy")
+        fn, helper = a / "code" / "scale.m", a / "code" / "+lab" / "twice.m"
+        helper.parent.mkdir(parents=True)
+        fn.write_text("function y = scale(signal, k)\ny = lab.twice(signal) * k;\nend\n")
+        helper.write_text("function y = twice(x)\ny = 2 * x;\nend\n")
+        done = _run(db, _call(db, fn, "c1", [_raw(db, 1)], helpers=(helper,)), np.arange(4.0) * 4)
+        _save(db, {"addr": {"session": "pre", "subject": 1}, "call": done["call"], "oid": done["outs"][0],
+                   "vkeys": {}}, "s1")
+        record = read_call(db.store, done["call"]).function
+        assert record.project_file == "code/scale.m" and record.project in db.project_ids
+        db.export("Scaled", to=tmp_path / "bundle", subject=1, session="pre")
+    finally:
+        db.close()
+    into = Database(b / "gait.duckdb", KEYS)
+    try:
+        into.import_bundle(tmp_path / "bundle")
+        ref = into.index.records("Scaled")[0]
+        assert why_record(into, "Scaled", ref).status == "current"  # (B has no code/ at all)
+        assert _status(into) == "done"
+        (b / "code" / "+lab").mkdir(parents=True)  # B's own scale.m and twice.m: other functions
+        (b / "code" / "scale.m").write_text("function y = scale(signal, k)\ny = signal - k;\nend\n")
+        (b / "code" / "+lab" / "twice.m").write_text("function y = twice(x)\ny = x;\nend\n")
+        assert why_record(into, "Scaled", ref).status == "current"
+        assert _status(into) == "done"
+        helper.write_text("function y = twice(x)\ny = 3 * x;\nend\n")  # A's helper edited: stale
+        report = why_record(into, "Scaled", ref)
+        assert report.status == "stale" and str(helper) in str(report), report
+        assert _status(into) == "stale"
+    finally:
+        into.close()
