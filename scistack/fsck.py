@@ -20,10 +20,11 @@ from scistack.address import value_text
 from scistack.database import Database
 from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamagedError, ObjectNotFoundError,
                              ScistackError)
-from scistack.index import key_of
+from scistack.index import TYPE_WORDS, LookAlikes, key_of
 from scistack.index.journal import entry_problem, loads_line
 from scistack.gc import fold_roots, live_entries, ref_text, walk_reachable
 from scistack.htmlrepr import ordered
+from scistack.selection import cli_option
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,7 @@ class FsckReport:
     problems: tuple[FsckProblem, ...]
     repaired: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()  # not damage: a merge of packs a killed process left half done
+    warnings: tuple[str, ...] = ()  # not damage, but wrong answers to queries: look-alike key values
 
     @property
     def ok(self) -> bool:
@@ -184,7 +186,38 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported and not _mended(db, oid, repair, repaired):
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it{_lost_chunk_fix(oid, walk, chunked, keys)}"))
-    return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes))
+    return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes),
+                      tuple(_look_alike_warning(found) for found in db.index.live_look_alikes()))
+
+
+def _look_alike_warning(found: LookAlikes) -> str:
+    """What a project holding 1 and "1" for one schema key (saved before such a save was
+    refused) should know: the values, how many live refs of which variables hold each, and
+    how to keep one type (the one most refs have)."""
+    key = found.key
+    values: dict[tuple[str, Any], list[tuple[str, int]]] = {}  # (type, value): 1 and 1.0 are one dict key
+    for value, var, n in found.holders:
+        values.setdefault((type(value).__name__, value), []).append((var, n))
+    order = sorted(values, key=lambda t: (-sum(n for _, n in values[t]), t[0]))
+    held = "; ".join(f"{key}={v!r} ({TYPE_WORDS[kind]}) in {_refs_of(values[kind, v])}" for kind, v in order)
+    keep = order[0][1]
+    commands = [f"`scistack rm {var} {cli_option(key, v)}`" for kind, v in order[1:] for var, _ in values[kind, v]]
+    more = f" and {len(commands) - 3} more" if len(commands) > 3 else ""
+    return (f"schema key {key} holds values of different types that the SQL views and where= both show as "
+            f"{found.text} (saved before such a save was refused): {held}. A query, a join or "
+            f"where=\"{key} = '{found.text}'\" can return one's records for the other's; loads tell them apart "
+            f"({', '.join(f'load({key}={v!r})' for _, v in order)}). To keep one type, delete the others' records "
+            f"({', '.join(commands[:3])}{more}) and save or compute them again as {key}={keep!r}, or under a "
+            "value that reads differently")
+
+
+def _refs_of(holders: list[tuple[str, int]]) -> str:
+    """`3 refs of Raw`, or `5 refs (Raw 3, Peak 2)`."""
+    total = sum(n for _, n in holders)
+    refs = f"{total} ref{'s' if total != 1 else ''}"
+    if len(holders) == 1:
+        return f"{refs} of {holders[0][0]}"
+    return f"{refs} ({', '.join(f'{var} {n}' for var, n in holders)})"
 
 
 def _mended(db: Database, oid: str, repair: bool, repaired: list[str]) -> bool:

@@ -257,13 +257,13 @@ def _deleted_here(db: Database, var: str, metadata: dict[str, Any]) -> str | Non
         return None
     if db.index.versions_at(var, addr_key) or not db.index.highest_version(var, addr_key):
         return None
-    options = " ".join(_cli_option(k, v) for k, v in addr.items())
+    options = " ".join(cli_option(k, v) for k, v in addr.items())
     where = ", ".join(f"{k}={v!r}" for k, v in addr.items())
     return (f". A value saved there was deleted: `scistack undelete {var} {options}` "
             f"({var}.undelete({where})) brings it back until `scistack gc` frees it")
 
 
-def _cli_option(key: str, value: Any) -> str:
+def cli_option(key: str, value: Any) -> str:
     """`--key value` as the command line reads it back: a string that would read as a number
     or a boolean in quotes (`--subject "'1'"`, docs/cli.md), others shell-quoted."""
     if isinstance(value, bool):

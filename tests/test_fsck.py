@@ -56,6 +56,61 @@ def test_clean_project_is_ok(project):
     assert result.exit_code == 0 and result.stdout.strip().endswith("ok")
 
 
+def test_look_alike_key_values_saved_before_they_were_refused_are_a_warning(tmp_path, monkeypatch):
+    """A project saved before "1" beside 1 was refused (4d916b1) may hold both: fsck names
+    the key, the values and their refs, and the way to keep one type (not damage: exit 0),
+    from the fold as written then and as migrated in place from layout 17."""
+    import sqlite3
+
+    import scistack.database as database_module
+    from scistack.index import Index
+
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    with monkeypatch.context() as before:  # (as test_export's project saved before the refusal)
+        before.setattr(Index, "_check_key_value", lambda *args: None)
+        FsckRaw.save(1.0, subject=1, session="pre")
+        FsckRaw.save(2.0, subject=1, session="post")
+        FsckOut.save(3.0, subject="1", session="pre")
+        FsckRaw.save(4.0, subject=2, session=2.5)
+        FsckOut.save(5.0, subject=2, session="2.5")
+        FsckRaw.save(8.0, subject=4, session=True)
+        FsckOut.save(9.0, subject=4, session="true")
+        FsckRaw.save(6.0, subject=3, session="pre")  # a look-alike since deleted: nothing to say
+        FsckOut.save(7.0, subject="3", session="pre")
+        FsckOut.delete(subject="3")
+    subject = ("schema key subject holds values of different types that the SQL views and where= both show "
+               "as 1 (saved before such a save was refused): subject=1 (a number) in 2 refs of FsckRaw; "
+               "subject='1' (text) in 1 ref of FsckOut. A query, a join or where=\"subject = '1'\" can return "
+               "one's records for the other's; loads tell them apart (load(subject=1), load(subject='1')). To "
+               "keep one type, delete the others' records (`scistack rm FsckOut --subject \"'1'\"`) and save "
+               "or compute them again as subject=1")
+    try:
+        report = fsck(db)
+        assert report.ok and len(report.warnings) == 3
+        assert report.warnings[2].startswith(subject)
+        assert "session=2.5 (a float) in 1 ref of FsckRaw; session='2.5' (text) in 1 ref of FsckOut" in report.warnings[0]
+        assert "session=True (a bool) in 1 ref of FsckRaw; session='true' (text) in 1 ref of FsckOut" in report.warnings[1]
+        assert "`scistack rm FsckOut --session \"'true'\"`" in report.warnings[1]
+        result = CliRunner().invoke(main, ["--db", str(db.path), "fsck"])
+        assert result.exit_code == 0 and f"\nwarning: {subject}" in result.stdout
+        assert result.stdout.strip().endswith("ok")
+    finally:
+        db.close()
+        database_module._current = None
+    fold = sqlite3.connect(tmp_path / ".scistack" / "fold.sqlite")
+    with fold:
+        fold.execute("DELETE FROM key_values")
+        fold.execute("UPDATE meta SET value = '17' WHERE key = 'fold_version'")
+    fold.close()
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        assert fsck(db).warnings == report.warnings
+    finally:
+        db.close()
+        database_module._current = None
+
+
 def test_flipped_byte_is_reported_as_corrupt(project):
     build(project)
     oid = FsckRaw.load(subject=1, session="pre").oid

@@ -422,6 +422,7 @@ def render_fsck(report: Any) -> str:
         oid = p.oid[:SHORT] + " " if p.oid else ""
         lines.append(f"{p.kind}: {oid}{p.detail}")  # whole: the detail ends in what to do
     lines += [f"note: {note}" for note in report.notes]
+    lines += [f"warning: {warning}" for warning in report.warnings]
     lines.append("ok" if report.ok else f"{len(report.problems)} problem(s) found")
     return "\n".join(lines)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -71,7 +72,17 @@ class Deletion(NamedTuple):
     retention: bool = False
 
 
-_TYPE_WORDS = {"int": "a number", "float": "a float", "str": "text", "bool": "a bool"}
+TYPE_WORDS = {"int": "a number", "float": "a float", "str": "text", "bool": "a bool"}
+_JSON_TYPES = {"int": "integer", "float": "real", "str": "text"}  # (a bool's is its value: true, false)
+
+
+class LookAlikes(NamedTuple):
+    """Values of one schema key, of different types, that show as one `text` (1 and "1"):
+    `holders` is (value, variable, its live refs there) for each."""
+
+    key: str
+    text: str
+    holders: list[tuple[Any, str, int]]
 
 
 class Index:
@@ -552,13 +563,40 @@ class Index:
                 continue
             fix = f" ({other}({value!r}))" if other != "bool" else ""
             raise InvalidMetadataError(
-                f"{var}: {key}={value!r} ({_TYPE_WORDS[kind]}) looks like {key}={twin!r} ({_TYPE_WORDS[other]}), "
+                f"{var}: {key}={value!r} ({TYPE_WORDS[kind]}) looks like {key}={twin!r} ({TYPE_WORDS[other]}), "
                 f"which {where[0]} already has; the SQL views and where= show both as {text}, so a query "
                 f"could return one's records for the other's. It was not saved. Save it as {key}={twin!r}{fix} "
                 "if it is that one, else give it a value that reads differently")
         for text in texts:
             self._key_values_here.setdefault((key, text), set()).add(kind)
         self._key_values_ok.add(memo)
+
+    def live_look_alikes(self) -> list[LookAlikes]:
+        """The schema-key values of different types that show as one text (1 and "1") and
+        both have live records: saved before `_check_key_value` refused the second.
+        Set-at-a-time: `key_values` names the few texts ever
+        saved as several types (a project that never mixed them costs one small query), and
+        one pass over the refs in SQLite counts the live refs of those values."""
+        self.refresh()
+        texts: dict[tuple[str, str, Any], set[str]] = {}  # (key, JSON type, atom) -> texts shown as
+        for key, text, kind in self._fold.key_texts_of_several_types():
+            try:
+                value = {"int": int, "float": float, "str": str, "bool": lambda t: t == "true"}[kind](text)
+            except (KeyError, ValueError):
+                continue
+            if kind == "float" and not math.isfinite(value):
+                continue  # (not an address value JSON can hold)
+            json_type = _JSON_TYPES[kind] if kind != "bool" else ("true" if value else "false")
+            texts.setdefault((key, json_type, int(value) if kind == "bool" else value), set()).add(text)
+        if not texts:
+            return []
+        found: dict[tuple[str, str], list[tuple[Any, str, int]]] = {}
+        for key, json_type, atom, var, n in self._fold.live_refs_with_values(list(texts)):
+            value = json_type == "true" if json_type in ("true", "false") else float(atom) if json_type == "real" else atom
+            for text in texts.get((key, json_type, atom), ()):
+                found.setdefault((key, text), []).append((value, var, n))
+        return [LookAlikes(key, text, holders) for (key, text), holders in sorted(found.items())
+                if len({type(value) for value, _, _ in holders}) > 1]
 
     def _live_with(self, key: str, value: Any) -> tuple[str, dict[str, Any]] | None:
         """A variable and address of a live record (this process's held ones too) whose `key`

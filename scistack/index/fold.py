@@ -927,6 +927,26 @@ class Fold:
         return [tuple(r) for r in self._held_rows(f"SELECT text, type FROM key_values WHERE key = ? AND text IN ({marks})",
                                              (key, *texts))]
 
+    def key_texts_of_several_types(self) -> list[tuple[str, str, str]]:
+        """(key, text, type) of the `key_values` whose text more than one type shows as (1 and
+        "1" both ever saved): few, and none in a project that never mixed them."""
+        return [tuple(r) for r in self._rows(
+            "SELECT key, text, type FROM key_values WHERE (key, text) IN "
+            "(SELECT key, text FROM key_values GROUP BY key, text HAVING count(*) > 1) ORDER BY key, text, type")]
+
+    def live_refs_with_values(self, wanted: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any, str, int]]:
+        """(key, JSON type, atom, variable, live refs) for each of the `wanted` address values
+        ((key, JSON type, atom), as SQLite's `json_each` gives them: type 'integer', 'real',
+        'text', 'true' or 'false', a bool's atom 1 or 0) some variable's live refs hold: one
+        pass over the refs, in SQLite, each value looked up in the list (a join with the list
+        as the outer loop read every ref once per value)."""
+        return [tuple(r) for r in self._rows(
+            "SELECT j.key, j.type, j.atom, r.var, count(*) FROM refs AS r, json_each(r.addr) AS j "
+            "WHERE (j.key, j.type, j.atom) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
+            "json_extract(value, '$[2]') FROM json_each(?)) "
+            "GROUP BY j.key, j.type, j.atom, r.var ORDER BY j.key, j.type, j.atom, r.var",
+            (json.dumps(wanted),))]
+
     def names(self, var: str, kind: str) -> set[str]:
         found = self._names.get((var, kind))
         if found is None:
