@@ -5,7 +5,10 @@ from __future__ import annotations
 import threading
 import time
 
+import pytest
+
 from scistack import BaseVariable
+from scistack.errors import DatabaseLockedError
 
 
 class SqlConnA(BaseVariable):
@@ -73,6 +76,24 @@ def test_a_query_reads_the_file_as_it_is_while_a_reader_elsewhere_holds_it(proje
     said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(said) == 1 and "open read-only in another process" in said[0] and "behind" in said[0]
     assert project.sql("SELECT count(*) AS n FROM SqlConnA")["n"][0] == 2  # closed: synced again
+
+
+def test_a_sync_that_may_not_wait_names_the_holder_and_no_wait(project, monkeypatch):
+    # a sync told not to wait (timeout 0) while a DuckDB session held the file for writing said
+    # it "stayed locked by another process for 0 s"
+    holder = _held_elsewhere(project, monkeypatch, "duckdb.connect(sys.argv[1]); print('held', flush=True); "
+                             "sys.stdin.read()")
+    try:
+        SqlConnA.save(2, subject=2)  # (journalled: a sync has something to write)
+        with pytest.raises(DatabaseLockedError) as raised:
+            project.index.sync(timeout=0.0)
+    finally:
+        holder.communicate(timeout=30)
+    said = str(raised.value)
+    assert " s (" not in said and "stayed" not in said, said
+    assert "gait.duckdb is held by " in said and f"(PID {holder.pid}) (" in said, said
+    assert "Close the DuckDB CLI/DBeaver session or the other script holding it" in said
+    assert project.sql("SELECT count(*) AS n FROM SqlConnA")["n"][0] == 2  # let go: synced
 
 
 def _held_elsewhere(project, monkeypatch, holding: str):

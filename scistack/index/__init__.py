@@ -32,7 +32,7 @@ from scistack.errors import (AtomicBatchError, DatabaseLockedError, IndexDamaged
                              ReadOnlyProjectError, ScistackError)
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
-from scistack.index.sql import SqlIndex, check_identifier, quote
+from scistack.index.sql import SqlIndex, check_identifier, held_by, quote
 from scistack.index.fold import FOLD_NAME, Fold, Judging
 from scistack.records import RunRecord
 from scistack.index.state import (RefRecord, RefState, decode_keys, is_multi, key_of, keys_of, matching_addresses,
@@ -1172,7 +1172,7 @@ class _BackgroundSync:
                 detached = self._may_detach()
                 if detached:
                     self._detach()
-                holder = _held_by(exc)
+                holder = held_by(exc)
                 # (another Python process, most often a scistack one syncing: nothing to act on)
                 level = logging.INFO if re.search(r"python[\d.]*(\.exe)? \(PID", holder) else logging.WARNING
                 log.log(level, "DuckDB was not brought up to date at close: %s is held by another process "
@@ -1197,13 +1197,6 @@ class _BackgroundSync:
             [sys.executable, "-m", "scistack.sync_after_exit", str(self.sql.path)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True, close_fds=True)
-
-
-def _held_by(exc: Exception) -> str:
-    """What holds the file, from DuckDB's lock error ("... Conflicting lock is held in
-    /usr/bin/duckdb (PID 4242)"), or what usually does."""
-    found = re.search(r"lock is held in (.*?\(PID \d+\))", str(exc))
-    return found.group(1) if found else "a DuckDB CLI or DBeaver session, or another scistack process"
 
 
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()

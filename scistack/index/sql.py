@@ -220,10 +220,12 @@ class SqlIndex:
                 busy = _held_elsewhere(exc)
                 if not busy or time.monotonic() > deadline:
                     if busy:
+                        # (a wait under a second, 0 for a look at once, is not a wait: it said "for 0 s")
+                        held = (f"stayed held by {held_by(exc)} for {timeout:.0f} s" if timeout >= 1 else
+                                f"is held by {held_by(exc)}")
                         raise DatabaseLockedError(
-                            f"{self.path} stayed locked by another process for {timeout:.0f} s "
-                            f"({exc}). Close the DuckDB CLI/DBeaver session or the other script holding "
-                            "it; saves are not lost meanwhile (they are journalled)"
+                            f"{self.path} {held} ({exc}). Close the DuckDB CLI/DBeaver session or the other "
+                            "script holding it; saves are not lost meanwhile (they are journalled)"
                         ) from None
                     raise
                 if say_at is not None and time.monotonic() > say_at:
@@ -1160,6 +1162,13 @@ def _drop_unwritten(path: Path) -> None:
         pass  # held by another process, or not ours to remove: DuckDB says what is wrong
     finally:
         os.close(fd)  # (releases the lock)
+
+
+def held_by(exc: Exception) -> str:
+    """What holds the file, from DuckDB's lock error ("... Conflicting lock is held in
+    /usr/bin/duckdb (PID 4242)"), or what usually does."""
+    found = re.search(r"lock is held in (.*?\(PID \d+\))", str(exc))
+    return found.group(1) if found else "a DuckDB CLI or DBeaver session, or another scistack process"
 
 
 def _held_elsewhere(exc: Exception) -> bool:
