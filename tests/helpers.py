@@ -120,3 +120,36 @@ def interrupt_after_statement(connections: list[Any], prefix: str, where: str = 
     for con in connections:
         con.set_trace_callback(lambda sql: seen.append(sql) if sql.startswith(prefix) else None)
     return interrupt_when(lambda: bool(seen), where)
+
+
+def child_status(pid: int, bound: float = 60.0) -> int:
+    """A forked child's exit status, waited for up to `bound` seconds (killed past it: -1)."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -1
+
+
+def require_tool(tool: str) -> str:
+    """The path of a program the MATLAB client tests run (octave-cli, zstd): skipped where it
+    is not installed, but a failure under CI (`make test` installs them there), so CI never
+    passes with those tests unrun."""
+    import shutil
+
+    import pytest
+
+    path = shutil.which(tool)
+    if path is None:
+        message = f"{tool} is not installed (make octave installs octave and zstd)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must run the MATLAB client tests")
+        pytest.skip(message)
+    return path

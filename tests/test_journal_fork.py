@@ -6,29 +6,17 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from pathlib import Path
 
 import pytest
 
 from scistack.index.journal import Journal
 
+from .helpers import child_status
+
 
 PUT = {"op": "put", "var": "V", "addr": {"s": 1}, "version": 1, "oid": "a" * 64, "kind": "json",
        "t": "2026-01-01T00:00:00Z"}
-
-
-def _wait(pid: int, bound: float = 60.0) -> int:
-    """The child's exit status, waited for up to `bound` seconds (killed past it: -1)."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    return -1
 
 
 def _held_by_someone(lock_path: Path) -> bool:
@@ -54,7 +42,7 @@ def test_a_child_forked_inside_locked_never_releases_the_parents_lock(tmp_path: 
         with journal.locked():
             pid = os.fork()
             if pid != 0:  # the parent: the child has left the block (and exited) meanwhile
-                assert _wait(pid) == 0
+                assert child_status(pid) == 0
                 assert _held_by_someone(journal.lock_path), "the child's unlock released the parent's lock"
                 journal.append([dict(PUT, version=2)])  # still ours: re-entrant, no wait
         assert not _held_by_someone(journal.lock_path)
@@ -75,7 +63,7 @@ def test_a_child_forked_during_a_read_never_releases_the_parents_shared_lock(tmp
             assert whole
             pid = os.fork()
             if pid != 0:
-                assert _wait(pid) == 0
+                assert child_status(pid) == 0
                 assert _held_by_someone(journal.lock_path), "the child's unlock released the parent's read lock"
     finally:
         if pid == 0:
@@ -110,7 +98,7 @@ def test_a_forked_child_locks_on_a_description_of_its_own(tmp_path: Path):
             fcntl.flock(journal._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     finally:
         os.write(done_w, b"1")
-        status = _wait(pid)
+        status = child_status(pid)
     assert status == 0
     journal.append([dict(PUT, version=3)])
     entries, _ = journal.read_from(0)

@@ -24,6 +24,7 @@ from scistack.gc import collect_garbage
 import scistack.index.pgjournal as pgjournal
 from scistack.index.pgjournal import PostgresJournal
 
+from ..helpers import child_status
 from .conftest import READER, READER_PASSWORD, TcpRelay, freeze, frozen_while, thaw
 
 WORKER = str(Path(__file__).with_name("lab_worker.py"))
@@ -763,19 +764,6 @@ def test_init_shared_of_a_new_project_without_keys_suggests_the_command_with_key
     database_module._current = None
 
 
-def _child_status(pid: int, bound: float = 60.0) -> int:
-    """A forked child's exit status, waited for up to `bound` seconds (killed past it: -1)."""
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    os.kill(pid, signal.SIGKILL)
-    os.waitpid(pid, 0)
-    return -1
-
-
 def _advisory_holders(other) -> list[int]:
     """The backends holding the journal's advisory lock (asked on a connection of the test's)."""
     return [pid for (pid,) in other.execute(
@@ -803,7 +791,7 @@ def test_a_forked_child_saves_on_a_session_of_its_own_and_leaves_its_parents_alo
                 journal.close()
             finally:
                 os._exit(code)
-        assert _child_status(pid) == 0, "the child saved on its parent's session"
+        assert child_status(pid) == 0, "the child saved on its parent's session"
         with journal.locked():
             assert _advisory_holders(other) == [parent]
         assert journal._sessions == 1 and journal._con.info.backend_pid == parent
@@ -830,7 +818,7 @@ def test_a_child_forked_inside_locked_never_releases_the_parents_lock(pg_url, tm
             parent = journal._con.info.backend_pid
             pid = os.fork()
             if pid != 0:  # the parent: the child has left the block (and exited) meanwhile
-                status = _child_status(pid)
+                status = child_status(pid)
                 assert _advisory_holders(other) == [parent], "the child released its parent's lock"
                 assert status == 0, "the child believed it held the lock (2), or read on its parent's session (3)"
                 journal.append([{"op": "run", "n": 2}])  # still ours: re-entrant, no wait
@@ -879,7 +867,7 @@ def test_a_child_forked_inside_locked_waits_for_the_lock_to_save(pg_url, tmp_pat
         if pid == 0:
             journal.close()
             os._exit(0)
-        assert _child_status(pid) == 0
+        assert child_status(pid) == 0
         assert [e.get("n") for e in journal.read_from(0)[0]] == [None, "parent", "child"]
     finally:
         if pid == 0:
@@ -914,7 +902,7 @@ def test_a_child_forked_while_another_thread_held_the_journal_saves(pg_url, tmp_
             finally:
                 os._exit(code)
         release.set()
-        assert _child_status(pid, bound=30) == 0, "the child waited for a lock of a thread it does not have"
+        assert child_status(pid, bound=30) == 0, "the child waited for a lock of a thread it does not have"
         assert [e.get("n") for e in journal.read_from(0)[0]] == [1]
     finally:
         release.set()

@@ -20,7 +20,6 @@ import json
 import math
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ import pytest
 
 from scistack.database import Database
 from scistack.objects.store import hash_value
+from tests.helpers import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 MATLAB_TESTS = REPO / "matlab" / "tests"
@@ -47,16 +47,6 @@ def _fixtures():
 
 
 fx = _fixtures()
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        message = f"{tool} is not installed (make octave installs octave and zstd)"
-        if os.environ.get("CI"):
-            pytest.fail(message + "; CI must run the MATLAB client tests")
-        pytest.skip(message)
-    return path
 
 
 def scistack_cli() -> str:
@@ -85,8 +75,8 @@ def _pyproject(*args: str) -> str:
 
 @pytest.fixture(scope="module")
 def octave_run(tmp_path_factory):
-    octave = _require("octave-cli")
-    _require("zstd")
+    octave = require_tool("octave-cli")
+    require_tool("zstd")
     root = tmp_path_factory.mktemp("matlab_fixture")
     fx.build(root)
     pyproject = tmp_path_factory.mktemp("matlab_pyproject")

@@ -6,27 +6,16 @@ it had read `refs.log` to its last newline, so the complete lines of an append u
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 import zlib
 from pathlib import Path
 
-import pytest
-
 from scistack.index.journal import Journal
 from scistack.objects.canonical_json import dumps_canonical
+from tests.helpers import require_tool
 
 MATLAB = Path(__file__).resolve().parents[2] / "matlab"
-
-
-def _octave() -> str:
-    path = shutil.which("octave-cli")
-    if path is None:  # as in test_octave.py: a failure in CI, where make test installs it
-        if os.environ.get("CI"):
-            pytest.fail("octave-cli is not installed; CI must run the MATLAB client tests")
-        pytest.skip("octave-cli is not installed (make octave installs it)")
-    return path
 
 
 def _put(version: int) -> dict:
@@ -43,7 +32,7 @@ def _fold_in_octave(root: Path, *, wait_for: Path | None = None, ready: Path | N
     if wait_for is not None:
         script += (f"fclose(fopen('{ready}', 'w')); while ~exist('{wait_for}', 'file'), pause(0.02); end; "
                    + show)
-    args = [_octave(), "--no-gui", "--no-init-file", "--quiet", "--eval", script]
+    args = [require_tool("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "--eval", script]
     if background:
         return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 stdin=subprocess.DEVNULL)

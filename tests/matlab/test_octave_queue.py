@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from scistack.database import Database
 from scistack.objects.canonical_json import dumps_canonical
+from tests.helpers import require_tool
 
 MATLAB_TESTS = Path(__file__).resolve().parents[2] / "matlab" / "tests"
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:  # as in test_octave.py: a failure in CI, where make test installs it
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed; CI must run the MATLAB client tests")
-        pytest.skip(f"{tool} is not installed (make octave installs it)")
-    return path
 
 
 def scistack_cli() -> str:
@@ -36,7 +26,7 @@ def scistack_cli() -> str:
 
 
 def test_saves_survive_a_kill_after_they_returned(tmp_path: Path):
-    octave = _require("octave-cli")
+    octave = require_tool("octave-cli")
     project = tmp_path / "p"
     script = (
         "addpath('..'); addpath('vars'); "
@@ -85,7 +75,7 @@ def _queue_saves(project: Path, n: int) -> Path:
 
 
 def test_two_sessions_flushing_one_queue_record_each_save_once(tmp_path: Path):
-    octave = _require("octave-cli")
+    octave = require_tool("octave-cli")
     project = tmp_path / "p"
     Database(project / "gait.duckdb", ["subject", "session"]).close()
     queue = _queue_saves(project, 150)
@@ -145,7 +135,7 @@ def _slow_project(tmp_path: Path) -> tuple[Path, dict]:
 def _stop_after(cwd: Path, env: dict, computed: int, sig: int) -> str:
     """Run run.m and send SIG to Octave (and what it started) once COMPUTED combinations
     were computed; returns what it wrote on stderr."""
-    proc = subprocess.Popen([_require("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
+    proc = subprocess.Popen([require_tool("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             text=True, start_new_session=True)
     seen = 0
@@ -160,7 +150,7 @@ def _stop_after(cwd: Path, env: dict, computed: int, sig: int) -> str:
 
 
 def _rerun(cwd: Path, env: dict) -> tuple[int, int]:
-    out = subprocess.run([_require("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
+    out = subprocess.run([require_tool("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
                          env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
     counts = re.search(r"ran=(\d+) cached=(\d+)", out.stdout)
     assert counts, out.stdout + out.stderr
