@@ -79,3 +79,76 @@ def test_another_process_look_alike_and_an_older_fold_are_seen(tmp_path, monkeyp
     finally:
         db.close()
         database_module._current = None
+
+
+# -- a value that passed once is checked again once its look-alike may be live ---------------
+
+def test_a_value_whose_look_alike_this_process_saved_since_is_checked_again(project):
+    """A value that passed was remembered for good: "5" saved, deleted, 5 saved (allowed: no
+    "5" is live), then "5" saved again went through beside the live 5."""
+    KtA.save(1.0, subject="5", session=1)
+    KtA.delete(subject="5")
+    KtB.save(2.0, subject=5, session=1)
+    with pytest.raises(InvalidMetadataError, match=r"KtA: subject='5' \(text\) looks like subject=5 \(a number\), "
+                                                   "which KtB already has"):
+        KtA.save(3.0, subject="5", session=1)
+    # and back again: 5 deleted, "5" saved (allowed), then 5 (passed before) is refused
+    KtB.delete(subject=5)
+    KtA.save(3.0, subject="5", session=1)
+    with pytest.raises(InvalidMetadataError, match=r"KtB: subject=5 \(a number\) looks like subject='5' \(text\)"):
+        KtB.save(4.0, subject=5, session=1)
+    assert [r.metadata["subject"] for r in KtA.load_all()] == ["5"] and list(KtB.load_all()) == []
+
+
+def test_undelete_is_refused_beside_a_look_alike_saved_since(project):
+    KtA.save(1.0, subject="7", session=1)
+    KtA.delete(subject="7")
+    KtB.save(2.0, subject=7, session=1)
+    with pytest.raises(InvalidMetadataError, match=r"KtA: subject='7' \(text\) looks like subject=7"):
+        KtA.undelete(subject="7")
+    assert list(KtA.load_all()) == [] and [r.metadata["subject"] for r in KtB.load_all()] == [7]
+
+
+_OTHER = """
+import sys
+from scistack import BaseVariable, configure_database
+db = configure_database(sys.argv[1], ["subject", "session"])
+class KtA(BaseVariable): pass
+class KtB(BaseVariable): pass
+if sys.argv[2] == "swap":
+    KtA.delete(subject="5")
+KtB.save(2.0, subject=int(sys.argv[3]), session=1)
+db.close()
+"""
+
+
+def _other_process(path, python_env, *args: str) -> None:
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-c", _OTHER, str(path), *args], env=python_env, check=True, timeout=300)
+
+
+def test_a_look_alike_another_process_saved_since_is_seen_by_a_long_lived_process(project, tmp_path, python_env):
+    """A notebook saved "5"; another process deleted it and saved 5; the notebook's next save
+    of "5" went through (it had remembered that "5" passed)."""
+    KtA.save(1.0, subject="5", session=1)
+    _other_process(tmp_path / "gait.duckdb", python_env, "swap", "5")
+    with pytest.raises(InvalidMetadataError, match=r"KtA: subject='5' \(text\) looks like subject=5 \(a number\)"):
+        KtA.save(3.0, subject="5", session=1)
+    assert list(KtA.load_all()) == [] and [r.metadata["subject"] for r in KtB.load_all()] == [5]
+
+
+def test_a_batch_is_checked_again_against_what_another_process_saved_while_it_held(project, tmp_path, python_env):
+    """A batch holds its saves, checked when made; another process saving a look-alike before
+    the batch is written is seen when it is written (the batch is refused whole)."""
+    KtA.save(1.0, subject="a", session=1)
+    with pytest.raises(InvalidMetadataError, match=r"KtA: subject='6' \(text\) looks like subject=6 \(a number\), "
+                                                   r"which KtB already has.*nothing the batch held was written"):
+        with project.index.batch():
+            KtA.save(1.0, subject="b", session=1)
+            KtA.save(2.0, subject="6", session=1)
+            _other_process(tmp_path / "gait.duckdb", python_env, "add", "6")
+    assert [r.metadata["subject"] for r in KtA.load_all()] == ["a"]
+    assert [r.metadata["subject"] for r in KtB.load_all()] == [6]
+    KtA.save(1.0, subject="b", session=1)  # (saves after the refusal are written as before)
+    assert sorted(r.metadata["subject"] for r in KtA.load_all()) == ["a", "b"]

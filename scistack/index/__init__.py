@@ -73,6 +73,7 @@ class Deletion(NamedTuple):
 
 
 TYPE_WORDS = {"int": "a number", "float": "a float", "str": "text", "bool": "a bool"}
+_TYPE_OF = {"int": int, "float": float, "str": str, "bool": lambda text: text == "true"}  # a value from its text
 _JSON_TYPES = {"int": "integer", "float": "real", "str": "text"}  # (a bool's is its value: true, false)
 
 
@@ -110,6 +111,8 @@ class Index:
         self._live_levels: dict[str, tuple[tuple[int, int], set[str]]] = {}  # `levels(live=True)`
         self._key_case = {k.lower(): k for k in schema_keys}  # a schema key, by its name ignoring case
         self._key_values_ok: set[tuple[str, type, Any]] = set()  # (key, type, value) checked by `_check_key_value`
+        self._key_values_epoch = 0  # counts the folds of others' lines (each forgets `_key_values_ok`)
+        self._pending_epoch = 0     # ... as it was when the batch began holding writes
         self._key_values_here: dict[tuple[str, str], set[str]] = {}  # (key, text) -> types this process saved
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=self._busy)
@@ -137,6 +140,14 @@ class Index:
         if self._fold.catch_up():
             self._ahead.clear()
             self._ahead_calls.clear()
+            self._forget_key_values()
+
+    def _forget_key_values(self) -> None:
+        """Lines this process did not fold as it wrote them were folded (another process's, as
+        a rule): a key value that passed `_check_key_value` may have a live look-alike in them
+        (another process deleted "5" and saved 5), so every value is checked again."""
+        self._key_values_ok.clear()
+        self._key_values_epoch += 1
 
     @contextmanager
     def reading_ahead(self) -> Iterator[None]:
@@ -483,19 +494,21 @@ class Index:
                 call: str | None = None, params: dict | None = None, summary: str = "") -> RefRecord:
         """Point (var, addr, vkeys) at `oid`; a no-op when it already points there."""
         self.check_names(var, vkeys)
+        epoch = self._key_values_epoch
         for key, value in addr.items():
             self._check_key_value(var, key, value)
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         params = tagged_params(params) if params else params
-        if self._pending is not None:  # in a batch: versions are checked again at flush
-            return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+        if self._pending is not None:  # in a batch: versions (and key values) are checked again at flush
+            return self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key, epoch)
         if hasattr(self._journal, "append_if"):
+            # (appended only if the journal ends where this process folded it: nothing since the check)
             record = self._put_if_current(var, addr, vkeys, oid, kind, call, params, summary, addr_key,
                                           vkeys_key)
             if record is not None:
                 return record
         with self._journal.locked():
-            record = self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key)
+            record = self._put(var, addr, vkeys, oid, kind, call, params, summary, addr_key, vkeys_key, epoch)
         self._objects_arrived()
         return record
 
@@ -539,11 +552,20 @@ class Index:
 
     def _check_key_value(self, var: str, key: str, value: Any) -> None:
         """Refuse a schema-key value that shows as one of another type the project has (1 and
-        "1", 1 and 1.0): a column holding both is text in the SQL views and in `where=`, where
-        the two are one value, so a query, a join or a filter returned one's records for the
-        other's. Loads tell them apart; the scientist meant one subject, so the fix is to save
-        it as the type already there. A value whose look-alike is saved only in records since
-        deleted is allowed."""
+        "1", True and "true"; a float and an int or text only where the float is still a float
+        when saved: a whole float becomes its int first (`address_value`), so 1.0 is 1, but one
+        beyond 2**53, or one journalled before that rule and brought back by undelete, stays a
+        float, and 1.0 shows as `1.0` and `1`): a column holding both is text in the SQL views
+        and in `where=`, where the two are one value, so a query, a join or a filter returned
+        one's records for the other's. Loads tell them apart; the scientist meant one subject,
+        so the fix is to save it as the type already there. A value whose look-alike is saved
+        only in records since deleted is allowed.
+
+        A value that passed is remembered (`_key_values_ok`: a save's check is then one set
+        lookup) until it may no longer pass: until lines of another process are folded
+        (`_forget_key_values`), or until this process passes a look-alike of it (its look-alike
+        deleted, "5" then 5): the look-alike is forgotten here, so a save of "5" beside a live 5
+        is checked again (and refused)."""
         memo = (key, type(value), value)
         if memo in self._key_values_ok:  # (a value this process saw pass: the usual save)
             return
@@ -557,7 +579,7 @@ class Index:
         for text, other in sorted(found):
             if other == kind:
                 continue
-            twin = {"int": int, "float": float, "str": str, "bool": lambda t: t == "true"}[other](text)
+            twin = _TYPE_OF[other](text)
             where = self._live_with(key, twin)
             if where is None:
                 continue
@@ -569,6 +591,10 @@ class Index:
                 "if it is that one, else give it a value that reads differently")
         for text in texts:
             self._key_values_here.setdefault((key, text), set()).add(kind)
+        for text, other in found:  # (this value may be live now: its look-alikes must be checked again)
+            if other != kind:
+                twin = _TYPE_OF[other](text)
+                self._key_values_ok.discard((key, type(twin), twin))
         self._key_values_ok.add(memo)
 
     def live_look_alikes(self) -> list[LookAlikes]:
@@ -581,7 +607,7 @@ class Index:
         texts: dict[tuple[str, str, Any], set[str]] = {}  # (key, JSON type, atom) -> texts shown as
         for key, text, kind in self._fold.key_texts_of_several_types():
             try:
-                value = {"int": int, "float": float, "str": str, "bool": lambda t: t == "true"}[kind](text)
+                value = _TYPE_OF[kind](text)
             except (KeyError, ValueError):
                 continue
             if kind == "float" and not math.isfinite(value):
@@ -621,12 +647,16 @@ class Index:
         self._var_names.add(var)
 
     def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
-             params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord:
+             params: dict | None, summary: str, addr_key: str, vkeys_key: str, epoch: int) -> RefRecord:
+        """`epoch`: `_key_values_epoch` before `addr`'s values were checked."""
         if self._pending is not None:  # held: compared with the project, and numbered, at flush
             current = self._overlay.current_at(var, addr_key, vkeys_key)
             version = self._overlay.next_version(var, addr_key)
         else:
-            current = self.current_at(var, addr_key, vkeys_key)
+            current = self.current_at(var, addr_key, vkeys_key)  # (folds what others wrote: under the lock)
+            if self._key_values_epoch != epoch:  # ... and it came after the check: check against it
+                for key, value in addr.items():
+                    self._check_key_value(var, key, value)
             version = self._fold.max_version(var, addr_key) + 1
         if current is not None and current.oid == oid and self._same_call(current.call, call):
             return current
@@ -838,6 +868,7 @@ class Index:
         try:
             if entered == 0:
                 self._pending = []
+                self._pending_epoch = self._key_values_epoch
                 self._atomic = atomic
             self._batch_depth = entered + 1
             yield
@@ -899,11 +930,34 @@ class Index:
         if pending:
             with self._journal.locked():
                 self._catch_up()
+                if self._key_values_epoch != self._pending_epoch:  # others wrote since the batch began
+                    self._check_held_key_values(pending)
                 self._append(self._settle(pending))
             self._syncer.poke()  # it waits for the batch to end (see `_BackgroundSync.busy`)
         self._keep_facts()
         if self._batch_depth:
             self._pending = []
+            self._pending_epoch = self._key_values_epoch
+
+    def _check_held_key_values(self, pending: list[dict[str, Any]]) -> None:
+        """Check the key values of the saves a batch held again, against the lines of other
+        processes folded since it began (under the lock): one may have made a look-alike of
+        one live (deleted "5" and saved 5), after the check at `put_ref` had passed it. A
+        refusal refuses the batch whole, as a failed `before_flush` does: nothing of it is
+        journalled (a batch that goes on holds its later writes)."""
+        for entry in pending:
+            if entry["op"] != "put":
+                continue
+            for key, value in entry["addr"].items():
+                try:
+                    self._check_key_value(entry["var"], key, value)
+                except InvalidMetadataError as exc:
+                    self._pending = [] if self._batch_depth else None
+                    self._pending_epoch = self._key_values_epoch
+                    raise InvalidMetadataError(
+                        f"{exc} (checked again as a batch of {len(pending)} write(s) was written, as another "
+                        "process had written since: nothing the batch held was written; save it again, "
+                        "with that value fixed)") from None
 
     def _settle(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Held entries against the fold (current, under the lock): a put that repeats the
