@@ -203,6 +203,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {17: (
     "ELSE 'bool' END FROM addresses, json_each(addresses.addr) AS j WHERE j.type IN ('text', 'real', 'true', 'false')",
     "INSERT OR IGNORE INTO key_values SELECT j.key, CAST(j.atom AS TEXT), 'int' FROM addresses, "
     "json_each(addresses.addr) AS j WHERE j.type = 'integer'",
+    # (a whole float also reads as its int: saves make one an int first, but not beyond 2**53,
+    # nor in a journal written before that rule)
     "INSERT OR IGNORE INTO key_values SELECT j.key, CAST(CAST(j.atom AS INTEGER) AS TEXT), 'float' FROM addresses, "
     "json_each(addresses.addr) AS j WHERE j.type = 'real' AND j.atom = CAST(j.atom AS INTEGER)",
 ), 16: (

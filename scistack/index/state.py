@@ -266,7 +266,10 @@ def _value_text(value: Any) -> str | None:
 def shown_as(value: Any) -> tuple[str, tuple[str, ...]] | None:
     """An address value's type ("int", "float", "str", "bool") and the texts it shows as in a
     column holding text as well as numbers (a view's VARCHAR column, `where=`): 1 and "1" both
-    show as `1`, 1.0 as `1.0` and `1`. None for None (and what an address cannot hold)."""
+    show as `1`, a whole float such as 1.0 as `1.0` and `1`. (A save makes a whole float its int
+    first, `address_value`: one reaches an address as a float only beyond 2**53, 2.0**60 beside
+    the int 2**60, or from a journal written before that rule.) None for None (and what an
+    address cannot hold)."""
     kind = type(value)
     if kind is str:
         return "str", (value,)
