@@ -908,3 +908,34 @@ def test_a_child_forked_while_another_thread_held_the_journal_saves(pg_url, tmp_
         release.set()
         thread.join(60)
         journal.close()
+
+
+_SWAP = """
+import sys
+from scistack import BaseVariable, configure_database
+db = configure_database(sys.argv[1], ["subject", "session"], shared=sys.argv[2], objects=sys.argv[3])
+class LabKeyA(BaseVariable): pass
+class LabKeyB(BaseVariable): pass
+LabKeyA.delete(subject="5")
+LabKeyB.save(2.0, subject=5, session=1)
+db.close()
+"""
+
+
+class LabKeyA(BaseVariable):
+    pass
+
+
+def test_a_look_alike_another_machine_saved_since_is_seen_by_a_long_lived_process(lab, tmp_path, pg_url,
+                                                                                bucket_url, python_env, s3_env):
+    """A notebook saved "5"; another machine deleted it and saved 5; the notebook's next save
+    of "5" (its value remembered as passed, the journal's `append_if` then refused as it had
+    grown) is checked again against the other machine's lines once folded, and refused."""
+    lab("a")
+    LabKeyA.save(1.0, subject="5", session=1)
+    (tmp_path / "b").mkdir()
+    subprocess.run([sys.executable, "-c", _SWAP, str(tmp_path / "b" / "gait.duckdb"), pg_url, bucket_url],
+                   env=python_env | s3_env, cwd=tmp_path / "b", check=True, timeout=300)
+    with pytest.raises(InvalidMetadataError, match=r"LabKeyA: subject='5' \(text\) looks like subject=5"):
+        LabKeyA.save(3.0, subject="5", session=1)
+    assert list(LabKeyA.load_all()) == []
