@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
 
+from scistack.index.fold import Fold
 from scistack.index.journal import Journal
 
 from .helpers import child_status
@@ -103,3 +105,40 @@ def test_a_forked_child_locks_on_a_description_of_its_own(tmp_path: Path):
     journal.append([dict(PUT, version=3)])
     entries, _ = journal.read_from(0)
     assert [e["version"] for e in entries] == [1, 2, 3]
+
+
+def test_a_forked_childs_fold_writes_outlive_its_parents_close(tmp_path: Path):
+    """The child's fold connection, opened while the inherited one was still open, shared
+    SQLite's in-process lock records with it: it took no lock of its own on the file, so the
+    parent's close (the last lock it saw) checkpointed and deleted the write-ahead log under
+    the child, whose later commits went to a deleted file and were lost."""
+    journal = Journal(tmp_path / "refs.log")
+    fold = Fold(tmp_path / "fold.sqlite", journal)
+    journal.append([PUT])
+    assert fold.catch_up()
+    opened_r, opened_w = os.pipe()
+    closed_r, closed_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            journal.append([dict(PUT, version=2)])
+            fold.catch_up()
+            os.write(opened_w, b"1")
+            os.read(closed_r, 1)  # the parent has closed its fold meanwhile
+            journal.append([dict(PUT, version=3)])
+            fold.catch_up()
+            code = 0
+        finally:
+            os._exit(code)
+    assert os.read(opened_r, 1) == b"1"
+    fold.close()
+    os.write(closed_w, b"1")
+    assert child_status(pid) == 0
+    con = sqlite3.connect(tmp_path / "fold.sqlite")
+    try:
+        folded = int(con.execute("SELECT value FROM meta WHERE key = 'journal_offset'").fetchone()[0])
+        versions = [v for (v,) in con.execute("SELECT version FROM refs ORDER BY version")]
+    finally:
+        con.close()
+    assert (folded, versions) == (journal.size(), [1, 2, 3]), "the child's fold commits were lost"

@@ -259,9 +259,37 @@ def _migrate(con: sqlite3.Connection, found: int) -> int:
 
 # How many times this process's line has forked: a child must open its own connection (one
 # inherited across fork is unusable). A counter, not os.getpid(): a lookup checks it each time.
+# SQLite keeps each file's locks per process, in memory the child inherits: a connection the
+# child opened while an inherited one was open counted the parent's lock as its own and took
+# none, so the parent's close (the last lock it saw) checkpointed and deleted the write-ahead
+# log under the child, whose later commits were lost. So the child closes the inherited
+# connections before it opens its own (`_reader`): with the parent's lock held, that close
+# neither checkpoints nor deletes anything. No transaction is open at the fork: each fold's
+# lock, under which every write runs, is taken for it (the ender thread or another of the
+# parent's threads may have held it: the child had waited for ever), and made new in the child.
 _forks = [0]
+_FOLDS: weakref.WeakSet[Fold] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for fold in list(_FOLDS):
+        fold._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for fold in list(_FOLDS):
+        fold._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    _forks[0] += 1
+    for fold in list(_FOLDS):
+        fold._lock._at_fork_reinit()
+
+
 if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(after_in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
 
 _CHUNK = 5000
 
@@ -326,6 +354,7 @@ class Fold:
         self._names: dict[tuple[str, str], set[str]] = {}  # cleared whenever the journal grows
         self._lock = threading.RLock()
         self._pid = _forks[0]
+        _FOLDS.add(self)
         self._held = False  # a read transaction `_held_rows` began is open
         self._held_opened = threading.Event()
         self._ender: threading.Thread | None = None
@@ -342,6 +371,8 @@ class Fold:
     def _reader(self) -> sqlite3.Connection:
         if self._con is not None and self._pid == _forks[0]:
             return self._con
+        if self._pid != _forks[0]:  # a forked child: its parent's connections are closed first
+            self._close_inherited()
         self._pid = _forks[0]
         # a forked child: the parent's transaction, thread, event, connections are not its own
         self._held, self._ender, self._held_opened, self._point = False, None, threading.Event(), None
@@ -356,6 +387,18 @@ class Fold:
             self._discard_file()
             self._con = self._open()
         return self._con
+
+    def _close_inherited(self) -> None:
+        """In a forked child: close the connections inherited from the parent before any of
+        the child's own opens (see `_forks`). The parent holds its lock on the file, so this
+        close cannot take the exclusive lock that would checkpoint or delete the log."""
+        for con in (self._point, self._con):
+            if con is not None:
+                try:
+                    con.close()
+                except sqlite3.Error:
+                    pass
+        self._con = self._point = None
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
