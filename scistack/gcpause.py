@@ -11,6 +11,7 @@ collected then.
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,3 +41,18 @@ def paused() -> Iterator[None]:
             if not _pauses and _resume:
                 _resume = False
                 gc.enable()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child: the pauses of the parent's other threads (its background sync) never
+    end here, and one may have held the lock; the collector is resumed if they had stopped it."""
+    global _lock, _resume
+    _lock = threading.Lock()
+    _pauses.clear()  # (the forking thread's own pause, if any, ends harmlessly: a discard)
+    if _resume:
+        _resume = False
+        gc.enable()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1161,8 +1161,17 @@ class _BackgroundSync:
         self._sync_lock = threading.Lock()
         _LIVE.add(self)
 
+    def _after_fork(self) -> None:
+        """In a forked child: the parent's sync thread does not run here and may have held the
+        lock or the events' own locks (the child's `sync` or close waited for ever): new ones,
+        and a thread of the child's own at its next write."""
+        self._wake, self._halt, self._sync_lock = threading.Event(), threading.Event(), threading.Lock()
+        self._thread = None
+
     def poke(self) -> None:
         self._last_write = time.monotonic()
+        if self.sql.open_at_fork:
+            return  # (a forked child that cannot use DuckDB: `SqlIndex._after_fork`)
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="scistack-sync", daemon=True)
             self._thread.start()
@@ -1211,6 +1220,8 @@ class _BackgroundSync:
         a million values, or ran while a DuckDB CLI session held the file, exits at once and
         the views catch up later (the detached sync waits for the file). Never raises: the
         journal holds everything, and any later scistack process syncs what is left."""
+        if self.sql.open_at_fork:
+            return  # a forked child that cannot use DuckDB (`SqlIndex._after_fork`): the parent syncs
         lag = self.sql.lag()  # unknown (None): as long as the whole journal, at most
         long_tail = (self.sql.journal.size() if lag is None else lag) > DETACH_BYTES
         try:
@@ -1254,6 +1265,15 @@ class _BackgroundSync:
 
 
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for syncer in list(_LIVE):
+        syncer._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @atexit.register

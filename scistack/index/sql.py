@@ -15,6 +15,7 @@ Python package, can open it.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import functools
 import json
@@ -24,6 +25,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -165,6 +167,24 @@ class SqlIndex:
         self.inliner: Any = None  # values.(oids) and calls(oids) -> Arrow tables, from above
         self._inlined: dict[str, Any] | None = None  # see _apply_journal
         self._retry_unreadable = False  # once a sync: its first slice tries UNREADABLE rows again
+        self._open_at_fork = False  # a forked child whose parent had a connection open (`_after_fork`)
+        _SQL_INDEXES.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a connection the parent had open (its background sync, a query
+        in another thread) is the parent's DuckDB instance, whose threads are not here and whose
+        file lock is the parent's: closing it would checkpoint the file unlocked, and a new
+        connection to the file would be handed that same instance. It is kept, never closed,
+        and this child does not use DuckDB (`connect` refuses; the parent, or the next process,
+        brings DuckDB up to date from the journal). With none open, the child connects anew."""
+        if self._open:
+            for con in self._open:
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(con))  # never finalised here
+            self._open, self._open_at_fork = set(), True
+
+    @property
+    def open_at_fork(self) -> bool:
+        return self._open_at_fork
 
     @contextmanager
     def connect(self, *, read_only: bool = False, timeout: float | None = None, say_after: float | None = None,
@@ -176,6 +196,12 @@ class SqlIndex:
         connection with another configuration (read-only vs read-write), and the background
         sync thread must not collide with a query in the main thread.
         """
+        if self._open_at_fork:
+            raise DatabaseLockedError(
+                f"{self.path} was open in the process this one was forked from (its DuckDB connection "
+                "cannot be used or closed in a forked child), so SQL and its views are not available in "
+                "this process; saves and loads are. Run SQL in the parent, or start this process with "
+                "multiprocessing.get_context('spawn') (or 'forkserver') and call configure_database in it")
         with _process_lock(self.path):
             with self._connect(read_only, self.lock_timeout if timeout is None else timeout, say_after,
                                should_stop) as con:
@@ -1111,6 +1137,20 @@ def _insert_arrow(con: duckdb.DuckDBPyConnection, table_name: str, table: pa.Tab
 
 _locks: dict[str, threading.RLock] = {}
 _locks_guard = threading.Lock()
+_SQL_INDEXES: weakref.WeakSet[SqlIndex] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """The process locks are new (a thread of the parent, its background sync, may have held
+    one: the child's first query waited for ever), and each index sees what was open."""
+    global _locks, _locks_guard
+    _locks, _locks_guard = {}, threading.Lock()
+    for index in list(_SQL_INDEXES):
+        index._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _flocked(fd: int, tries: int) -> bool:

@@ -371,6 +371,31 @@ _MERGE_DONE = {
 }
 
 
+# Pack sets of this process. A fork waits until no thread is inside one's lock (the background
+# sync reads values through it: a child forked meanwhile waited for ever at its first load), and
+# the child's lock is new.
+_PACK_SETS: weakref.WeakSet[PackSet] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for packs in list(_PACK_SETS):
+        packs._lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    for packs in list(_PACK_SETS):
+        packs._lock.release()
+
+
+def _after_fork_in_child() -> None:
+    for packs in list(_PACK_SETS):
+        packs._lock._at_fork_reinit()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+
 _EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
 MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew
 
@@ -399,6 +424,7 @@ class PackSet:
         weakref.finalize(self, _close_fds, self._fds)
         self._seen_mtime = -1
         self._lock = threading.RLock()
+        _PACK_SETS.add(self)
         self.damaged: dict[str, CorruptPackIndexError] = {}  # pack name -> why its index was skipped
         self._gone: frozenset[str] = frozenset()  # packs the multi-pack index names that are gone
         self._merging = threading.RLock()  # this process's hold of MERGE_LOCK (see `exclusive`)

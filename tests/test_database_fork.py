@@ -1,0 +1,21 @@
+"""A project used in a forked child (a user's own `multiprocessing.Pool` under the fork start
+method, or `os.fork`): the child saves and loads, the parent carries on and sees its saves.
+The fork runs in a process of its own (`fork_worker.py`): a hang or a crash fails the test."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+WORKER = str(Path(__file__).with_name("fork_worker.py"))
+
+
+def test_forked_children_save_and_load_and_their_parent_carries_on(tmp_path, python_env):
+    """The second child is forked while another thread holds a DuckDB connection (as the
+    background sync does): the process lock that thread held stayed held in the child, whose
+    SQL and close waited for ever."""
+    done = subprocess.run([sys.executable, "-X", "faulthandler", WORKER, str(tmp_path)], env=python_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "parent saved, loaded, queried and closed" in done.stdout
