@@ -31,6 +31,7 @@ uploaded what they name: a re-save had skipped the upload, and the value stayed 
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ import struct
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -134,9 +136,23 @@ class S3ObjectStore(ObjectStore):
         self._marked: set[str] = set()                # oids this process marked set aside
         self._checked_packs: dict[str, dict[str, str]] = {}  # bucket pack -> its damaged records (fsck)
         self._own_copies_only = False                 # fsck: answer for the bucket, not the cache
+        _STORES.add(self)
+        _runtime_used[0] = True  # (whether making a client starts the runtime or not: as if it did)
         self._load_cached_indexes()
 
     remote = True
+
+    def _after_fork(self) -> None:
+        """In a forked child, at the fork (`_after_fork_in_child`): the upload pool's threads and
+        the uploads in flight are the parent's (a save here waited for ever on them), and its
+        threads may have held the locks. The client and the pool are kept, never finalised
+        here (the client's connections are registered with the runtime the parent still
+        runs: dropping them here unregisters the parent's). A child of a process that used
+        the bucket refuses every request to it (`_refuse_in_forked_child`)."""
+        for inherited in (self._remote, self._pool, self._uploading):
+            _keep_for_ever(inherited)
+        self._pool, self._uploading = None, {}
+        self._lock, self._look_lock = threading.Lock(), threading.Lock()
 
     @property
     def address(self) -> str:
@@ -176,6 +192,7 @@ class S3ObjectStore(ObjectStore):
             "objects that did not arrive")
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        _refuse_in_forked_child(self.url, doing)
         try:
             return fn(self._remote, *args, **kwargs)
         except self._ob.exceptions.AlreadyExistsError:
@@ -188,6 +205,7 @@ class S3ObjectStore(ObjectStore):
     def _list(self, doing: str, prefix: str) -> Iterator[dict]:
         """Every entry under `prefix`. A listing asks the server as it is iterated, after
         `_call` returned: its failures (a server down, a refusal) are named here too."""
+        _refuse_in_forked_child(self.url, doing)
         try:
             for batch in self._call(doing, self._ob.list, prefix=prefix):
                 yield from batch
@@ -244,6 +262,7 @@ class S3ObjectStore(ObjectStore):
         self.cache._write(oid, kind, parts)
         if self._is_young(oid):
             return  # in the bucket, and young for gc: nothing to send
+        _refuse_in_forked_child(self.url, "uploading an object")  # (here: not on the pool's thread)
         with self._lock:
             if oid in self._uploading:
                 return
@@ -836,6 +855,50 @@ class S3ObjectStore(ObjectStore):
     def cache_bytes(self) -> int:
         """Bytes the local cache holds now."""
         return _tree_bytes(self.cache.root)
+
+
+# The S3 client (obstore) runs its requests on one runtime per process (tokio's), whose
+# threads and event poller (epoll) are made at its first request. A forked child inherits the
+# poller's descriptor, one poller shared with the parent, but none of its threads: a request in
+# the child waited for ever, and each connection it opened was registered on the shared poller,
+# so the parent's runtime thread was woken for it and took the child's registration (a pointer
+# into the child's memory) for one of its own: gdb showed the parent's thread waiting for ever
+# on a lock in what it found there (tokio's `ScheduledIo::wake`, from its IO driver's `turn`);
+# where that memory held no lock, the wake died of SIGSEGV (an earlier attempt's). Neither a new client nor a new
+# store helps (the runtime is the extension's, one per process), so a child forked after this
+# process used the bucket refuses each request to it, naming the fix, and never finalises the
+# inherited client (dropping its connections unregisters the parent's sockets from the
+# shared poller). Values in the local cache still load in the child.
+_runtime_used = [False]  # a request has been made in this process (or a parent before a fork)
+_forked_after_use = [False]
+_STORES: weakref.WeakSet[S3ObjectStore] = weakref.WeakSet()
+
+
+def _keep_for_ever(inherited: Any) -> None:
+    """A reference never given back: not even the interpreter's exit finalises it here."""
+    if inherited is not None:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(inherited))
+
+
+def _refuse_in_forked_child(url: str, doing: str) -> None:
+    if _forked_after_use[0]:
+        raise SharedServiceError(
+            f"this process was forked from one that had used the lab's object store {url}, and its S3 client "
+            f"cannot run in a forked child (it would hang, and could crash the parent), so {doing} was refused "
+            "and nothing was named. Start processes that save or load lab values with "
+            "multiprocessing.get_context('spawn') (or 'forkserver'), as for_each does, and call "
+            "configure_database in each; values already in this machine's cache load here")
+    _runtime_used[0] = True
+
+
+def _after_fork_in_child() -> None:
+    _forked_after_use[0] = _runtime_used[0]
+    for store in list(_STORES):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _parse_idx(data: bytes) -> np.ndarray:
