@@ -1100,6 +1100,49 @@ def test_raw_names_windows_or_macos_cannot_unpack_are_made_safe_and_an_import_re
         database_module._current = None
 
 
+def test_the_same_run_on_an_imported_bundle_s_raw_files_adds_no_version(project, tmp_path, monkeypatch):
+    """A colleague imports the bundle with its raw files (`raw_to`) and runs the same code: all
+    cache hits, and the project stays as it was. Each value had been saved again (a new record
+    naming the files where they are now): 3 values, 6 versions. Now the new record is the cache
+    entry's, the ref keeps its version, and `status`/`why` judge the files where they are now;
+    an edited raw file still re-runs its combination alone."""
+    from scistack import PathInput, why
+    from scistack.report.status import status_grid
+
+    bundle = _raw_bundle(tmp_path, {"raw/1": "1,2\n", "raw/2": "3,4\n", "raw/3": "5,6\n"})
+    shutil.rmtree(tmp_path / "raw")  # (the colleague's machine has no such folder)
+    subjects = ["1", "2", "3"]
+    other = _fresh_project(tmp_path / "o")
+    try:
+        other.import_bundle(bundle, raw_to=tmp_path / "o")
+        monkeypatch.chdir(tmp_path / "o")
+        before = {s: ExRaw.load(subject=s) for s in subjects}
+
+        def run():
+            return for_each(load_csv, inputs={"path": PathInput("{subject}", root="raw")}, outputs=[ExRaw],
+                            subject=subjects, progress=False)
+
+        for _ in range(2):
+            again = run()
+            assert (again.ran, again.cached) == (0, 3)
+            for s in subjects:
+                assert [v.version for v in ExRaw.list_versions(subject=s)] == [before[s].version]
+                assert ExRaw.load(subject=s).oid == before[s].oid
+                said = why(ExRaw, subject=s)
+                assert said.status == "current" and not said.reasons, str(said)
+            assert status_grid(other).counts()["ExRaw"]["stale"] == 0
+        (tmp_path / "o/raw/2").write_text("30,40\n")
+        assert why(ExRaw, subject="2").status == "stale"
+        assert why(ExRaw, subject="1").status == "current"
+        edited = run()
+        assert (edited.ran, edited.cached) == (1, 2)
+        np.testing.assert_array_equal(ExRaw.load(subject="2").data, [30.0, 40.0])
+        assert [len(ExRaw.list_versions(subject=s)) for s in subjects] == [1, 2, 1]
+    finally:
+        other.close()
+        database_module._current = None
+
+
 def _raw_bundle(tmp_path: Path, files: dict[str, str]) -> Path:
     """A bundle with the raw files `files` (`raw/<subject>`: text) read by a PathInput."""
     from scistack import PathInput

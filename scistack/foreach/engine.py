@@ -229,6 +229,9 @@ class _Pending:
     resolved: dict[str, Resolved]
     key: str
     addr_key: str
+    # (variable, address key) of outputs whose current ref is kept as it is when the call is
+    # recorded: a cached call recorded again only to name where its raw files are now
+    kept: frozenset[tuple[str, str]] = frozenset()
 
 
 class _Run:
@@ -485,7 +488,8 @@ class _Run:
             again = fresh = None  # an output gone (a lab's: from the bucket, and not cached here): run
             # again (not `_restore`d: with no stale place it says cached, naming the lost output)
         if again:
-            self._finish(_Pending(item, resolved, key, addr_key), Outcome(
+            self._finish(_Pending(item, resolved, key, addr_key, self._kept(combo, addr_key, key, resolved, hit, layout)),
+                         Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
                 again.duration or 0.0, multi=bool(hit.get("multi")), files=files_here(again, self.db),
                 labels=layout if self.split else ()))
@@ -544,6 +548,30 @@ class _Run:
         except ScistackError:
             return None  # a gc'd record: likewise
         return None if same_origins({n: r.bound.record for n, r in resolved.items()}, record) else record
+
+    def _kept(self, combo: dict[str, Any], addr_key: str, key: str, resolved: dict[str, Resolved], hit: dict[str, Any],
+              layout: tuple[tuple | None, ...]) -> frozenset[tuple[str, str]]:
+        """The outputs of a cached call recorded again (`_check_cache`) whose current ref stays:
+        it holds the cached value, made by a record of this call that names the same inputs
+        but for where a `PathInput` file is (a moved raw folder, the raw files of an imported
+        bundle put back in this project). The new record and its cache entry name the files
+        where they are now (`status` and `why` judge a ref by it: `report.why.newer_record`);
+        a ref saved again had made a new version of every unchanged value (3 values, 6
+        versions), noise for `log`, `load(version=)` and views."""
+        kept = set()
+        records = {n: r.bound.record for n, r in resolved.items()}
+        for var, _, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
+            current = self.db.index.current_at(var, place_key, self.vkeys_key)
+            if current is None or current.oid != oid or current.call is None or not (
+                    current.call == hit["call"] or self._same_call(current.call, key)):
+                continue
+            try:
+                record = read_call(self.db.store, current.call)
+            except ScistackError:
+                continue  # (unreadable: named again with the new record)
+            if same_origins(records, record, files=False):
+                kept.add((var, place_key))
+        return frozenset(kept)
 
     def _moved_files(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
         """The cached call's record when a `PathInput` file it read is now elsewhere, with the
@@ -982,7 +1010,8 @@ class _Run:
         layout = outcome.labels or (None,) * len(self.outputs)
         for var, address, place_key, out in self._places(item.combo, pending.addr_key,
                                                          outcome.outputs, layout):  # type: ignore[arg-type]
-            self._save(var, address, place_key, out, call_oid, params)
+            if (var, place_key) not in pending.kept:
+                self._save(var, address, place_key, out, call_oid, params)
         self._note_parts(pending.addr_key, layout)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S and not self.db.index.in_atomic_batch:
             self.db.flush()  # bound what a kill can lose to about a second of work (never half

@@ -537,11 +537,24 @@ def recorded_origin(item: Any) -> tuple:
             tuple(sorted((str(path), recorded_origin(i)) for path, i in item.items.items())) if item.items else ())
 
 
-def same_origins(records: dict[str, dict[str, Any]], call: Any) -> bool:
+def same_origins(records: dict[str, dict[str, Any]], call: Any, *, files: bool = True) -> bool:
     """Whether the call record `call` names these bound inputs (by their records) as its own:
-    a cache hit on the same values at another address, or made by another call, does not."""
-    return all(name in call.arguments and input_origin(record) == recorded_origin(call.arguments[name])
+    a cache hit on the same values at another address, or made by another call, does not.
+    `files=False`: where a `PathInput` file is does not count (the same raw files, by content,
+    in a moved folder or an importing project's copy)."""
+    if files:
+        return all(name in call.arguments and input_origin(record) == recorded_origin(call.arguments[name])
+                   for name, record in records.items())
+    return all(name in call.arguments and
+               _placeless(input_origin(record)) == _placeless(recorded_origin(call.arguments[name]))
                for name, record in records.items())
+
+
+def _placeless(origin: tuple) -> tuple:
+    """An `input_origin` without the file a `PathInput` read (its merged parts' and items' too)."""
+    var, addr, call, _, merge, items = origin
+    return (var, addr, call, None, tuple(_placeless(m) for m in merge),
+            tuple((path, _placeless(i)) for path, i in items))
 
 
 def _plain(addr: Any) -> Any:
