@@ -1104,13 +1104,15 @@ def test_the_same_run_on_an_imported_bundle_s_raw_files_adds_no_version(project,
     """A colleague imports the bundle with its raw files (`raw_to`) and runs the same code: all
     cache hits, and the project stays as it was. Each value had been saved again (a new record
     naming the files where they are now): 3 values, 6 versions. Now the new record is the cache
-    entry's, the ref keeps its version, and `status`/`why` judge the files where they are now;
-    an edited raw file still re-runs its combination alone."""
+    entry's, the ref keeps its version, and `status`/`why` judge the files where they are now
+    (the bundle's records name the exporter's folder, here still in place); an edited raw file
+    is stale and re-runs its combination alone."""
     from scistack import PathInput, why
     from scistack.report.status import status_grid
 
     bundle = _raw_bundle(tmp_path, {"raw/1": "1,2\n", "raw/2": "3,4\n", "raw/3": "5,6\n"})
-    shutil.rmtree(tmp_path / "raw")  # (the colleague's machine has no such folder)
+    # (the exporting project's raw/ is still there, as on one machine or a shared disk: the
+    # bundle's records name it, and the files put back here are the ones judged)
     subjects = ["1", "2", "3"]
     other = _fresh_project(tmp_path / "o")
     try:
@@ -1133,7 +1135,9 @@ def test_the_same_run_on_an_imported_bundle_s_raw_files_adds_no_version(project,
             assert status_grid(other).counts()["ExRaw"]["stale"] == 0
         (tmp_path / "o/raw/2").write_text("30,40\n")
         assert why(ExRaw, subject="2").status == "stale"
+        assert "raw/2 changed" in str(why(ExRaw, subject="2"))
         assert why(ExRaw, subject="1").status == "current"
+        assert status_grid(other).counts()["ExRaw"]["stale"] == 1
         edited = run()
         assert (edited.ran, edited.cached) == (1, 2)
         np.testing.assert_array_equal(ExRaw.load(subject="2").data, [30.0, 40.0])

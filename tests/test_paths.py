@@ -142,6 +142,34 @@ def test_the_raw_data_moved_elsewhere_stays_cached(project, tmp_path):
     assert RawTotal.load(subject=2, session="pre").data == 110.0
 
 
+def test_a_moved_raw_folder_adds_no_version_and_a_copy_beside_it_is_a_new_one(project, tmp_path):
+    """A moved raw folder's run, all cache hits, had saved every value again (a new version
+    each, naming the new place); now the cache's later record says where the files are, and
+    `why` judges them there. A copy run beside the folder it came from (still in place) is
+    named again, a new version: `why` then judges the copy the run reads, not the old folder."""
+    import shutil
+
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "3,4\n"})
+
+    def run(root: str):
+        return for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root=root)},
+                        outputs=[RawTotal], subject=[], session=[], progress=False)
+
+    def versions() -> list[int]:
+        return [len(RawTotal.list_versions(subject=s, session="pre")) for s in (1, 2)]
+
+    assert run("raw/").ran == 2
+    shutil.copytree(tmp_path / "raw", tmp_path / "copy")
+    assert run("copy/").cached == 2 and versions() == [2, 2]
+    (tmp_path / "copy").rename(tmp_path / "moved")
+    assert (run("moved/").cached, run("moved/").cached) == (2, 2)
+    assert versions() == [2, 2]
+    assert why(RawTotal, subject=2, session="pre").status == "current"
+    (tmp_path / "moved/2/s_pre.csv").write_text("30,40\n")
+    assert "moved/2/s_pre.csv changed" in str(why(RawTotal, subject=2, session="pre"))
+    assert why(RawTotal, subject=1, session="pre").status == "current"
+
+
 def test_a_moved_raw_file_whose_cached_output_is_gone_runs_again(project, tmp_path):
     """A cached call met where its raw files moved, its output lost from the store since (a
     lab's bucket lost it): it had been counted cached, still naming the lost output, and

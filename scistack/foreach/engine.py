@@ -65,7 +65,8 @@ from scistack.foreach.scifor import run_table_mode
 from scistack.foreach.split import Split, check_splits, fitting_layout, fitting_layouts, places, split_record, unsplit
 from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, key_of, keys_of, utc_now
-from scistack.lineage.calls import flatten_params, key_from_oids, key_maker, same_origins
+from scistack.lineage.calls import (flatten_params, key_from_oids, key_maker, raw_places, same_origins,
+                                    same_raw_names)
 from scistack.lineage.function import LineageFunction, lineage_context, pickled_for_workers
 from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
@@ -488,8 +489,8 @@ class _Run:
             again = fresh = None  # an output gone (a lab's: from the bucket, and not cached here): run
             # again (not `_restore`d: with no stale place it says cached, naming the lost output)
         if again:
-            self._finish(_Pending(item, resolved, key, addr_key, self._kept(combo, addr_key, key, resolved, hit, layout)),
-                         Outcome(
+            kept = self._kept(combo, addr_key, key, resolved, hit, layout)
+            self._finish(_Pending(item, resolved, key, addr_key, kept), Outcome(
                 -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
                 again.duration or 0.0, multi=bool(hit.get("multi")), files=files_here(again, self.db),
                 labels=layout if self.split else ()))
@@ -549,8 +550,8 @@ class _Run:
             return None  # a gc'd record: likewise
         return None if same_origins({n: r.bound.record for n, r in resolved.items()}, record) else record
 
-    def _kept(self, combo: dict[str, Any], addr_key: str, key: str, resolved: dict[str, Resolved], hit: dict[str, Any],
-              layout: tuple[tuple | None, ...]) -> frozenset[tuple[str, str]]:
+    def _kept(self, combo: dict[str, Any], addr_key: str, key: str, resolved: dict[str, Resolved],
+              hit: dict[str, Any], layout: tuple[tuple | None, ...]) -> frozenset[tuple[str, str]]:
         """The outputs of a cached call recorded again (`_check_cache`) whose current ref stays:
         it holds the cached value, made by a record of this call that names the same inputs
         but for where a `PathInput` file is (a moved raw folder, the raw files of an imported
@@ -569,9 +570,23 @@ class _Run:
                 record = read_call(self.db.store, current.call)
             except ScistackError:
                 continue  # (unreadable: named again with the new record)
-            if same_origins(records, record, files=False):
+            if same_origins(records, record, files=False) and self._judged_by_new_record(record, resolved):
                 kept.add((var, place_key))
         return frozenset(kept)
+
+    @staticmethod
+    def _judged_by_new_record(record: CallRecord, resolved: dict[str, Resolved]) -> bool:
+        """Whether `status` and `why` will judge a ref naming `record` by the record made now
+        of its call (`report.why.newer_record`): its raw files are gone (a moved folder), or
+        the new record names them under the same shown paths (`same_raw_names`). A copy of the
+        files elsewhere, the old ones in place, is named again (a new version): the ref's own
+        record would otherwise still be judged by the old files."""
+        old = raw_places(record)
+        if any(not os.path.exists(full) for _, full in old):
+            return True
+        return same_raw_names(old, sorted((str(r.bound.record["path"]), str(r.bound.record["file"]))
+                                          for r in resolved.values()
+                                          if "path" in r.bound.record and "file" in r.bound.record))
 
     def _moved_files(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
         """The cached call's record when a `PathInput` file it read is now elsewhere, with the

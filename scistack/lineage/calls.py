@@ -550,6 +550,23 @@ def same_origins(records: dict[str, dict[str, Any]], call: Any, *, files: bool =
                for name, record in records.items())
 
 
+def raw_places(call: Any) -> list[tuple[str, str]]:
+    """(path as shown, absolute path) of each `PathInput` file a call record (a `CallRecord`)
+    names, sorted."""
+    return sorted((str(r.extra["path"]), str(r.extra.get("file") or r.extra["path"]))
+                  for item in call.inputs.values() for _, r in item.records() if "path" in r.extra)
+
+
+def same_raw_names(old: list[tuple[str, str]], new: list[tuple[str, str]]) -> bool:
+    """Whether a later record of a call (its `raw_places` `new`) read the raw files an earlier
+    one (`old`) read under the same paths as shown, at other absolute paths: the files of an
+    imported bundle put back with `raw_to` (the bundle's records name the exporting project's
+    folder), a moved project. The later record then says where the files are now. Files with
+    the same bytes at other addresses (one call key) are shown under other paths: never taken
+    for these."""
+    return bool(old) and [s for s, _ in old] == [s for s, _ in new] and old != new
+
+
 def _placeless(origin: tuple) -> tuple:
     """An `input_origin` without the file a `PathInput` read (its merged parts' and items' too)."""
     var, addr, call, _, merge, items = origin

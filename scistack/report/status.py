@@ -24,6 +24,7 @@ from typing import Any
 
 from scistack.address import address_order
 from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_files
+from scistack.lineage.calls import same_raw_names
 from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
@@ -119,6 +120,11 @@ class StalenessChecker:
         call = self.calls.get(call_oid)
         if call is None:
             return "unknown", f"call record {call_oid[:12]} is missing"
+        if call_oid == record.call and any(item.raw_file is not None for item in call.inputs):
+            newer = newer_record(self.db, call_oid)  # (an imported bundle's raw files put back here)
+            later = None if newer is None else self.calls.get(newer)
+            if later is not None and same_raw_names(_raw_places(call), _raw_places(later)):
+                return self._judge(record, newer)
         for item in call.inputs:
             reason = self._input_reason(item)
             if reason and item.raw_file is not None and call_oid == record.call and raw_files_gone(call):
@@ -250,6 +256,11 @@ class StalenessChecker:
                     digest = None
             self._identity[(module, name)] = digest
         return self._identity[(module, name)]
+
+
+def _raw_places(call: Any) -> list[tuple[str, str]]:
+    """`lineage.calls.raw_places` of a call as `CallReader` summarises it."""
+    return sorted(item.raw_file for item in call.inputs if item.raw_file is not None)
 
 
 def _matlab_verdict(db: Database, call_oid: str, function: str, identity: str) -> tuple[str, str]:

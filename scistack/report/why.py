@@ -34,6 +34,7 @@ from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.foreach.paths import file_oid
+from scistack.lineage.calls import raw_places, same_raw_names
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function, registry_key
 from scistack.codeid.identity import function_identity, normalised_source
@@ -143,6 +144,23 @@ def newer_record(db: Any, call_oid: str) -> str | None:
     return newer if newer and newer != call_oid and db.store.contains(newer) else None
 
 
+def _newer_as_shown(db: Any, call_oid: str, call: CallRecord) -> str | None:
+    """`newer_record` when it read the raw files `call` read under the same shown paths at
+    other absolute paths (`same_raw_names`: an imported bundle's files put back with `raw_to`,
+    the bundle's records naming the exporting project's folder, which may still be there);
+    None otherwise, at once for a call that took no raw file."""
+    if not _raw_params(call):
+        return None
+    newer = newer_record(db, call_oid)
+    if newer is None:
+        return None
+    try:
+        later = read_call(db.store, newer)
+    except (ObjectNotFoundError, CorruptObjectError):
+        return None
+    return newer if same_raw_names(raw_places(call), raw_places(later)) else None
+
+
 def why_record(db: Any, name: str, record: Any) -> WhyReport:
     """`why` for one ref record of variable `name` (its value is not loaded)."""
     # as the user names it, not sorted; its version keys too (`signal="Clean"` of an EachOf:
@@ -171,9 +189,11 @@ def _record_changes(db: Any, call_oid: str, *, upstream_of: str | None,
     """The call a ref names and what changed for it; a later record of the same call (its raw
     files moved, found where they are now by a later run) is judged instead."""
     call, visited = read_call(db.store, call_oid), set(seen)
-    changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited, at=at)
-    newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) \
-        and raw_files_gone(call) else None
+    newer = _newer_as_shown(db, call_oid, call)  # (an imported bundle's raw files put back here)
+    if newer is None:
+        changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited, at=at)
+        newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) \
+            and raw_files_gone(call) else None
     if newer is not None:  # its raw files where they are now
         call, visited = read_call(db.store, newer), set(seen)
         changes = _call_changes(db, newer, call, upstream_of=upstream_of, seen=visited, at=at)
