@@ -170,6 +170,26 @@ def test_a_moved_raw_folder_adds_no_version_and_a_copy_beside_it_is_a_new_one(pr
     assert why(RawTotal, subject=1, session="pre").status == "current"
 
 
+def test_two_raw_files_with_the_same_bytes_moved_are_each_judged_where_they_are(project, tmp_path):
+    """Two combinations whose raw files hold the same bytes share one call key and one cache
+    entry. Once their folder moved, the run records each again; the ref of the first, kept
+    (no new version), was judged by the cache entry, the second's record: an edit of the
+    first's file was "current". The first's ref now names its own record."""
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "1,2\n"})
+
+    def run(root: str):
+        return for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root=root)},
+                        outputs=[RawTotal], subject=[], session=[], progress=False)
+
+    assert (run("raw/").ran, run("raw/").ran) == (1, 0)
+    (tmp_path / "raw").rename(tmp_path / "moved")
+    assert run("moved/").cached == 2
+    (tmp_path / "moved/1/s_pre.csv").write_text("5,5\n")
+    assert "moved/1/s_pre.csv changed" in str(why(RawTotal, subject=1, session="pre"))
+    assert why(RawTotal, subject=2, session="pre").status == "current"
+    assert (run("moved/").ran, RawTotal.load(subject=1, session="pre").data) == (1, 10.0)
+
+
 def test_a_moved_raw_file_whose_cached_output_is_gone_runs_again(project, tmp_path):
     """A cached call met where its raw files moved, its output lost from the store since (a
     lab's bucket lost it): it had been counted cached, still naming the lost output, and

@@ -276,6 +276,10 @@ class _Run:
         self._written: set[str] = set()
         self._written_in: set[str] = set()
         self._held: list[tuple[_Pending, Outcome]] = []
+        # call key -> the saves a recorded-again call left out (`_Pending.kept`): made once
+        # another combination's record of that key (same bytes elsewhere) becomes its cache
+        # entry, whose record status and why would otherwise judge those refs by
+        self._kept_saves: dict[str, list[tuple]] = {}
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
@@ -1023,10 +1027,17 @@ class _Run:
                         multi=outcome.multi, origins=self.lf.origins(bound))
         params = flatten_params(self.identity.name, bound)
         layout = outcome.labels or (None,) * len(self.outputs)
+        for saved in self._kept_saves.pop(key, ()):
+            self._save(*saved)
+        kept = []
         for var, address, place_key, out in self._places(item.combo, pending.addr_key,
                                                          outcome.outputs, layout):  # type: ignore[arg-type]
-            if (var, place_key) not in pending.kept:
+            if (var, place_key) in pending.kept:
+                kept.append((var, address, place_key, out, call_oid, params))
+            else:
                 self._save(var, address, place_key, out, call_oid, params)
+        if kept:
+            self._kept_saves[key] = kept
         self._note_parts(pending.addr_key, layout)
         if time.monotonic() - self._last_flush > _FLUSH_EVERY_S and not self.db.index.in_atomic_batch:
             self.db.flush()  # bound what a kill can lose to about a second of work (never half
