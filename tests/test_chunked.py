@@ -4,7 +4,9 @@ thresholds make arrays of a few hundred KB span many chunks."""
 
 from __future__ import annotations
 
+import mmap
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -887,6 +889,86 @@ def test_only_a_whole_read_bigger_than_a_quarter_of_memory_goes_past_the_page_ca
         store.direct.clear()
         np.testing.assert_array_equal(store.get_value(oid), x)
         assert store.direct == [direct] * chunks
+
+
+def cached_pages(path) -> int:
+    """How many of a file's pages are in the page cache (`mincore` over a mapping of it)."""
+    import ctypes
+    import mmap
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ) as mapped:
+        address = np.frombuffer(mapped, dtype=np.uint8).ctypes.data
+        vector = ctypes.create_string_buffer(-(-size // mmap.PAGESIZE))
+        libc = ctypes.CDLL(None, use_errno=True)
+        assert libc.mincore(ctypes.c_void_p(address), ctypes.c_size_t(size), vector) == 0, ctypes.get_errno()
+    return sum(byte & 1 for byte in vector.raw)
+
+
+def _noise_in_chunks(tmp_path, chunks: int, chunk_bytes: int):
+    """A store holding `chunks` incompressible chunks of `chunk_bytes` (stored raw)."""
+    set_chunking(threshold=chunk_bytes // 2, chunk_bytes=chunk_bytes)
+    x = np.random.default_rng(3).integers(-32768, 32767, (chunks * chunk_bytes // 16, 8), dtype=np.int16)
+    store = _ReadLog(tmp_path / "objects")
+    oid = store.put_value(x)
+    files = [store.path_of(o) for o in store.open_value(oid).manifest.oids]
+    assert len(files) == chunks and store.path_of(oid).exists()
+    return store, oid, x, files
+
+
+def _evicted(files) -> None:
+    evict(files)
+    if any(cached_pages(f) for f in files):
+        pytest.skip("this file system keeps pages posix_fadvise(DONTNEED) drops elsewhere (tmpfs?)")
+
+
+@pytest.mark.parametrize("asked_by", ["cachestat", "mincore"])
+def test_a_whole_read_past_the_page_cache_leaves_chunk_files_not_cached_out_of_it(tmp_path, monkeypatch, asked_by):
+    """A read past the page cache tested each file with a cache-only read (`RWF_NOWAIT`),
+    which failed on a file not cached but first started the kernel's readahead of it: the
+    chunk was read from disk twice, into the cache and past it. Now nothing is read into
+    the cache: asked by `cachestat`, else (an older kernel) by `mincore`."""
+    from scistack.objects import chunked, local, pagecache
+
+    if not (local._DIRECT and local._NOWAIT):
+        pytest.skip("this platform has no O_DIRECT or RWF_NOWAIT reads")
+    if asked_by == "mincore":
+        monkeypatch.setattr(pagecache, "_has_cachestat", False)
+    monkeypatch.setattr(chunked, "_DIRECT_FROM", 0)  # (a read as big as the machine's memory)
+    store, oid, x, files = _noise_in_chunks(tmp_path, 8, 1 << 20)
+    _evicted(files)
+    np.testing.assert_array_equal(store.get_value(oid), x)
+    assert store.direct == [True] * 8
+    deadline = time.monotonic() + 2.0  # (readahead's pages show within ~0.1 s of its start)
+    while time.monotonic() < deadline:
+        assert [cached_pages(f) for f in files] == [0] * 8
+        time.sleep(0.05)
+
+
+def test_a_read_past_the_page_cache_copies_a_file_wholly_cached_and_reads_any_other_from_disk(tmp_path, monkeypatch):
+    """A file wholly in the page cache is copied from there; one not cached, or cached only
+    in part, is read from the disk once (`O_DIRECT`); the bytes are the file's each time."""
+    from scistack.objects import local
+
+    if not (local._DIRECT and local._NOWAIT):
+        pytest.skip("this platform has no O_DIRECT or RWF_NOWAIT reads")
+    store, oid, x, files = _noise_in_chunks(tmp_path, 1, 4 << 20)
+    direct: list[str] = []
+    read_direct = local._read_direct
+    monkeypatch.setattr(local, "_read_direct", lambda path, *rest: direct.append(path) or read_direct(path, *rest))
+    chunk, = store.open_value(oid).manifest.oids
+    buffer = np.frombuffer(mmap.mmap(-1, (5 << 20)), dtype=np.uint8)
+    whole = files[0].read_bytes()
+    pages = -(-len(whole) // mmap.PAGESIZE)
+    assert cached_pages(files[0]) == pages
+    assert bytes(store.read_stored(chunk, buffer)) == whole and direct == []
+    _evicted(files)
+    assert bytes(store.read_stored(chunk, buffer)) == whole and direct == [str(files[0])]
+    with open(files[0], "rb") as f:  # (its first half cached, its second dropped)
+        f.read()
+        os.posix_fadvise(f.fileno(), len(whole) // 2 // mmap.PAGESIZE * mmap.PAGESIZE, 0, os.POSIX_FADV_DONTNEED)
+    assert 0 < cached_pages(files[0]) < pages
+    assert bytes(store.read_stored(chunk, buffer)) == whole and len(direct) == 2
 
 
 def test_chunk_files_read_ahead_where_the_system_has_no_direct_or_cache_only_reads(tmp_path, monkeypatch):

@@ -45,7 +45,7 @@ from scistack.objects.canonical_json import REF_MARK
 from scistack.objects.gate import PRUNE_FLOOR, WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
-from scistack.objects import shuffle
+from scistack.objects import pagecache, shuffle
 from scistack.objects.pack import MergeStats, PackSet, fsync_dir, write_pack
 from scistack.objects.store import Freed, ObjectStore, StoredObject
 
@@ -748,7 +748,11 @@ class LocalObjectStore(ObjectStore):
             if size > len(buffer):
                 return None
             view = memoryview(buffer)[:size]
-            if _NOWAIT:
+            # Before a read past the cache, ask whether the file is all there without reading it:
+            # a cache-only read of a file not cached fails, but starts the kernel's readahead of
+            # it first, and the direct read then read it from disk twice (objects/pagecache.py).
+            cached = pagecache.wholly_cached(fd, size) if direct and _DIRECT else None
+            if _NOWAIT and cached is not False:
                 try:
                     if os.preadv(fd, [view], 0, _NOWAIT) == size:
                         return view
