@@ -730,7 +730,8 @@ class LocalObjectStore(ObjectStore):
 
         For a whole read of a large array (objects/chunked.py `read_region`), on a thread of
         its own, ahead of the decoding. A file wholly in the page cache is copied from there
-        (`RWF_NOWAIT`: no disk I/O); any other, when `direct` (a read bigger than a quarter
+        (`RWF_NOWAIT`: no disk I/O; when `direct`, asked first without reading the file, as
+        objects/pagecache.py says why); any other, when `direct` (a read bigger than a quarter
         of the machine's memory: chunked.py `_DIRECT_FROM`), is read straight from the disk
         (`O_DIRECT`), past the page cache: no page-cache pages are allocated, filled and
         mapped for the GBs a whole read passes once, which on this project's VM cost ~0.3 s
