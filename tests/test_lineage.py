@@ -464,6 +464,112 @@ def test_without_a_database_lineage_and_cache_live_in_memory(
         db.close()
 
 
+def _total(parts) -> float:
+    """The sum of every number inside `parts` (a list or dict, nested or not)."""
+    if isinstance(parts, dict):
+        parts = list(parts.values())
+    if isinstance(parts, list):
+        return float(sum(_total(p) for p in parts))
+    return float(np.sum(parts))
+
+
+@lineage_fcn
+def _memory_total(parts):
+    return _total(parts)
+
+
+@lineage_fcn
+def _memory_doubled(signal):
+    return np.asarray(signal) * 2.0
+
+
+@pytest.mark.parametrize("shape", ["list", "dict", "nested", "result", "used"])
+def test_a_result_computed_in_memory_from_a_list_or_dict_argument_is_saved_with_its_lineage(
+    shape, no_database, tmp_path, monkeypatch
+) -> None:
+    """A list or dict argument holding a loaded value is stored as its tree, the loaded value
+    a `{"$ref"}` in it. Computed with no database, that tree is in memory but the loaded value
+    is not (it is in the project it came from), so the save that copies the lineage over
+    decoded the tree and failed with ObjectNotFoundError (and so did a call given that result
+    once the database exists, "used"). The tree is copied as it is stored."""
+    from scistack.fsck import fsck
+    from scistack.gc import collect_garbage
+    from scistack.lineage.context import MEMORY
+    from scistack.objects.store import hash_value
+    from scistack.records import read_call
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "late.duckdb"
+    db = configure_database(path, ["subject"])
+    RawEMG.save(np.arange(10.0) + 1000.5, subject=1)  # (no other test's constant)
+    item = RawEMG.load(subject=1)
+    db.close()
+    assert not MEMORY.store.contains(item.oid)  # (as in a new process)
+    if shape == "result":  # an earlier result computed in memory, not a loaded value
+        item = _memory_doubled(item)
+    ramp = np.arange(50.0)
+    argument = {"list": [item, ramp], "dict": {"emg": item, "ramp": ramp},
+                "nested": [[item, 2.0], [[ramp]]], "result": [item, ramp], "used": [item, ramp]}[shape]
+    result = _memory_total(argument)
+    expected = float(np.sum(item.data) + ramp.sum() + (2.0 if shape == "nested" else 0.0))
+    assert result == expected
+
+    db = configure_database(path, ["subject"])
+    try:
+        if shape == "used":  # an input of a call in the project: its lineage is brought along
+            Envelope.save(_memory_doubled(result), subject=1)
+            expected *= 2
+        else:
+            Envelope.save(result, subject=1)
+        assert Envelope.load(subject=1).data == expected
+        parts = read_call(db.store, result.call).arguments["parts"]
+        assert parts.items and parts.names_tree
+        (named,) = parts.items.values()
+        assert (named.var, named.call) == (("RawEMG", None) if shape != "result" else (None, item.call))
+        if shape == "result":  # its own lineage came along: it reads the loaded value
+            assert read_call(db.store, item.call).arguments["signal"].var == "RawEMG"
+        assert why(Envelope, subject=1).status == "current"
+        kept = [parts.oid, hash_value(ramp), named.oid, result.oid, result.call]
+        assert fsck(db).ok
+        collect_garbage(db, grace_seconds=0)
+        assert all(db.store.contains(oid) for oid in kept)
+        assert fsck(db).ok and Envelope.load(subject=1).data == expected
+        assert _memory_total(argument).cached  # the call entered the project's cache
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("in_list", [False, True])
+def test_a_result_computed_in_memory_from_another_project_s_value_is_refused_naming_the_fix(
+    in_list, no_database, tmp_path, monkeypatch
+) -> None:
+    """The input loaded from another project is in neither this one nor memory: the save had
+    failed with ObjectNotFoundError (in a list), or saved a call record naming an object this
+    project lacks (alone: fsck found it missing). It is refused, naming the way out, which
+    works: saved here too, the same data is the same object."""
+    from scistack.fsck import fsck
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    db = configure_database(tmp_path / "a" / "first.duckdb", ["subject"])
+    RawEMG.save(np.arange(10.0) + 2000.5, subject=3)
+    item = RawEMG.load(subject=3)
+    db.close()
+    result = _memory_total([item, np.arange(50.0)] if in_list else item)
+    db = configure_database(tmp_path / "b" / "second.duckdb", ["subject"])
+    try:
+        with pytest.raises(LineageError, match=r"_memory_total: input 'parts(\[0\])?' \(the RawEMG "
+                           r"value at subject=3.* not in .*b nor in memory.* another project.*"
+                           r"RawEMG.save\(value"):
+            Envelope.save(result, subject=1)
+        assert not list(Envelope.load_all()) and fsck(db).ok
+        RawEMG.save(item, subject=3)
+        Envelope.save(result, subject=1)
+        assert Envelope.load(subject=1).data == result.data and fsck(db).ok
+    finally:
+        db.close()
+
+
 # --- call keys ---------------------------------------------------------------------------------
 
 _constants = st.one_of(

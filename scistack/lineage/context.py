@@ -14,12 +14,14 @@ from dataclasses import replace
 from typing import Any
 
 from scistack.database import Database, current_database
-from scistack.errors import ScistackError
+from scistack.errors import LineageError, ScistackError
 from scistack.lineage.calls import BoundInput, key_from_oids
 from scistack.lineage.facts import written_facts
 from scistack.lineage.filecheck import cache_fn
 from scistack.objects import MemoryObjectStore, ObjectStore
-from scistack.records import parse_call
+from scistack.objects.canonical_json import json_refs
+from scistack.objects.codec import child_oids
+from scistack.records import CallInput, parse_call
 
 
 class _MemoryCache:
@@ -92,7 +94,7 @@ def copy_lineage(source: ObjectStore, db: Database, call_oid: str) -> None:
     """Copy call record `call_oid` and its whole lineage from another project's store into
     `db` (a value loaded there, saved here); nothing when `source` cannot be read any more."""
     try:
-        _copy_call(source, db, call_oid, set())
+        _copy_call(source, db, call_oid, set(), strict=False)
     except (ScistackError, OSError):
         pass
 
@@ -157,7 +159,12 @@ def _bring_from_memory(store: ObjectStore, db: Database | None, record: dict[str
     return True
 
 
-def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str]) -> None:
+def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str], *, strict: bool = True) -> None:
+    """Copy call record `call_oid` from `source` into `db` with its code, inputs, outputs and
+    upstream calls, and enter it in `db`'s call cache. `strict`: a loaded value or earlier
+    result it names that is neither in `db` nor in `source` is refused (`LineageError`), as
+    a result computed in memory from another project's value would name an object `db`
+    lacks; `copy_lineage` (from another project's store) copies what is left there."""
     if call_oid in seen or not source.contains(call_oid):
         return
     seen.add(call_oid)
@@ -169,11 +176,14 @@ def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str])
         if oid and source.contains(oid):
             obj = source.get(oid)
             db.store.put(obj.kind, obj.payload)
-    for item in call.arguments.values():
-        for _, record in item.records():
-            _copy_value(source, db.store, record.oid)
+    for name, item in call.arguments.items():
+        for path, record in item.records():
+            if record.items is not None:
+                _copy_tree(source, db.store, record)
+            elif not _copy_value(source, db.store, record.oid) and strict and _has_object(record):
+                raise _not_copied(db, fn.name, path or name, record)
             if record.call:
-                _copy_call(source, db, record.call, seen)
+                _copy_call(source, db, record.call, seen, strict=strict)
     for oid in call.outputs:
         _copy_value(source, db.store, oid)
     db.store.put("call", raw)
@@ -186,11 +196,54 @@ def _copy_call(source: ObjectStore, db: Database, call_oid: str, seen: set[str])
         )
 
 
-def _copy_value(source: ObjectStore, target: ObjectStore, oid: str, value: Any = _MISSING) -> None:
-    """Copy one value object (children included) unless the target has it already."""
+def _copy_value(source: ObjectStore, target: ObjectStore, oid: str, value: Any = _MISSING) -> bool:
+    """Copy one value object (children included) unless the target has it already; whether
+    the target has it now."""
     if target.freshen(oid):
-        return
+        return True
     if source.contains(oid):
         target.put_value(source.get_value(oid))
     elif value is not _MISSING:
         target.put_value(value)
+    else:
+        return False
+    return True
+
+
+def _copy_tree(source: ObjectStore, target: ObjectStore, record: CallInput) -> None:
+    """Copy a list or dict argument's stored tree as it is stored, with the objects it names
+    besides its items (its arrays: the record's `refs`) first. Never decoded: it names its
+    items too, and a loaded item is not in `source` (in memory), only in the project it came
+    from; the items are copied (or found missing) one by one by the caller. A record written
+    before trees were stored (no `refs`) may name one `source` never had: nothing to copy."""
+    if target.freshen(record.oid) or not source.contains(record.oid):
+        return
+    obj = source.get(record.oid)
+    items = {item.oid for item in record.items.values()}
+    children = [oid for oid, _ in child_oids(obj.kind, obj.payload) if oid not in items]
+    children += json_refs(record.extra.get("refs") or [])
+    for oid in dict.fromkeys(children):
+        _copy_value(source, target, oid)
+    target.put(obj.kind, obj.payload)
+
+
+def _has_object(record: CallInput) -> bool:
+    """Whether an input record names a value object that must be in the store: a loaded value
+    or an earlier result (an aggregate's oid is a key, never stored)."""
+    return (record.var is not None or record.call is not None) and not record.is_aggregate
+
+
+def _not_copied(db: Database, fn: str, name: str, record: CallInput) -> LineageError:
+    """The error for an input of a call computed elsewhere (in memory, say) whose value is
+    neither in `db` nor where the call's lineage is copied from."""
+    if record.var is not None:
+        addr = ", ".join(f"{k}={v!r}" for k, v in (record.addr or {}).items())
+        what, how = f"the {record.var} value at {addr or 'its address'}", f"{record.var}.save(value, ...)"
+    else:
+        what, how = f"the earlier result of call {record.call[:12]}", "save that result here"
+    return LineageError(
+        f"{fn}: input {name!r} ({what}, object {record.oid[:12]}) is not in {db.root or 'this project'} "
+        "nor in memory: it was loaded from another project (or deleted here and collected since), "
+        "so the lineage of a result computed from it with no database configured cannot be "
+        f"copied into this project. Save that value in this project first ({how}: the same "
+        "data gets the same object id), then save (or use) the result again")
