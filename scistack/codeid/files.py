@@ -40,7 +40,8 @@ library nor the import system, which probe and list directories all the time):
 Modules: a project module the call imports (``importlib.import_module(name)`` with a name
 computed at run time, which the code identity cannot follow) is an input by its source file:
 the import system's ``open`` of its ``.py`` (or ``__pycache__`` bytecode) while a call records
-names it (`_module_source`). ``sys.modules`` is a memo, so later calls of the same lineage
+names it (`_module_source`; the ``.py`` ``linecache`` opens to format a traceback or a
+warning is read by no import: not an input). ``sys.modules`` is a memo, so later calls of the same lineage
 function in the process, which find it imported, name it too, as it was imported
 (`_imports`: a file edited since makes them stale at once, with a warning). Not seen: a
 module imported before the function's first call and reached only through a computed name.
@@ -111,6 +112,9 @@ _WRITES = {"os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.mkdir":
 # globs test some names with is_dir/exists/lexists, which raise no event (`codeid.globs`)
 _GLOBS = frozenset({"pathlib.Path.glob", "pathlib.Path.rglob", "glob.glob/2"})
 _EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS
+# the modules whose ``open`` of a ``.py``/``.pyc`` is an import (``SourceLoader.get_data``; the
+# frozen module is renamed once ``importlib`` is imported)
+_IMPORT_SYSTEM = frozenset({"importlib._bootstrap_external", "_frozen_importlib_external"})
 # standard-library modules that only open or list what their caller names: a path they look
 # for is the caller's (``Path(p).read_text()``, ``glob.glob``, ``os.walk``, ``configparser.read``)
 _WRAPPERS = frozenset({"pathlib", "io", "_pyio", "codecs", "gzip", "bz2", "lzma", "configparser",
@@ -238,12 +242,16 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         return  # a file descriptor or a path-like object the library resolves itself
     path = os.path.abspath(path)  # now: the function may change directory later
     if event == "open" and path.endswith((".py", ".pyc")):
-        source = _module_source(path)
-        for recording in stack if source is not None else ():
-            recording.modules.add(source)
-        return
+        if not _for_reading(args):  # (code the call generates: its output)
+            for recording in stack:
+                recording.written.add(path)
+        elif sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
+            source = _module_source(path)
+            for recording in stack if source is not None else ():
+                recording.modules.add(source)
+        return  # (source read otherwise, by linecache for a traceback or a warning: no input)
     if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
-        return  # never an input (imports open source files: no need to look at the stack)
+        return  # never an input
     if event == "open":
         if not _for_reading(args):
             for recording in stack:

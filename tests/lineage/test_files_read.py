@@ -820,3 +820,32 @@ def test_a_module_imported_by_a_computed_name_is_an_input(project, tmp_path, mon
     assert _statuses(project) == ["stale", "stale"]  # (computed by the old code in memory)
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])  # as a new process
     assert _run(steps)[0] == ["cached", "cached"]
+
+
+def test_a_project_source_file_read_for_a_traceback_is_not_an_input(project, tmp_path, monkeypatch):
+    # linecache opens a project module's source to format a traceback (also logging.exception
+    # and a warning): only the import system's open of a .py is an import. That read had made
+    # the whole file an input (a comment-only edit re-ran the call; DESIGN: comments are not
+    # edits), and every later call of the process named it, warning it changed after the import
+    steps = Steps(tmp_path, monkeypatch)
+    (steps.dir / "tb_help.py").write_text("# v1\ndef check(x):\n    raise ValueError(x)\n")
+    steps.write(HEAD + textwrap.dedent("""
+        import traceback
+        from . import tb_help
+        @lineage_fcn
+        def proc(x):
+            try:
+                getattr(tb_help, "che" + "ck")(x)
+            except ValueError:
+                note = traceback.format_exc()
+            return x * 2
+    """))
+    _save_inputs()
+    import linecache
+
+    linecache.clearcache()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == _recorded(project, 2) == []
+    (steps.dir / "tb_help.py").write_text("# v2\ndef check(x):\n    raise ValueError(x)\n")
+    assert _statuses(project) == ["done", "done"]
+    assert _run(steps)[0] == ["cached", "cached"]
