@@ -456,6 +456,7 @@ def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
             _note_absent(path, kwargs)
         return result
 
+    probe.__module__ = "os"  # (pickle finds a function by module and name: posix.stat is not it)
     return probe
 
 

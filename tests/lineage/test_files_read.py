@@ -849,3 +849,19 @@ def test_a_project_source_file_read_for_a_traceback_is_not_an_input(project, tmp
     (steps.dir / "tb_help.py").write_text("# v2\ndef check(x):\n    raise ValueError(x)\n")
     assert _statuses(project) == ["done", "done"]
     assert _run(steps)[0] == ["cached", "cached"]
+
+
+def test_the_wrapped_stat_functions_can_still_be_pickled(tmp_path):
+    # once a lineage function exists os.stat/lstat/access are wrappers: pickle (multiprocessing,
+    # ProcessPoolExecutor().map(os.stat, paths)) raised PicklingError, "not the same object as
+    # posix.stat"
+    import pickle
+
+    from scistack.codeid import files
+
+    files.install()
+    assert os.stat.__wrapped__ is not None
+    for fn in (os.stat, os.lstat, os.access):
+        assert pickle.loads(pickle.dumps(fn)) is fn
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        assert list(pool.map(os.stat, [str(tmp_path)]))[0].st_ino == tmp_path.stat().st_ino
