@@ -28,6 +28,15 @@ library nor the import system, which probe and list directories all the time):
   ``is_file``, ``os.access``): these raise no audit event, so `_install` wraps ``os.stat``,
   ``os.lstat`` and ``os.access`` (they all end there), which note a path not found
   (``FileNotFoundError``/``NotADirectoryError``, ``access`` False) while a call records;
+* a path they find is recorded too, by what the code asked of it (the outermost wrapper it
+  called, `_note_probe`): only tested (``exists``/``isfile``/``isdir``/``islink``,
+  ``is_dir``/``is_file``/``is_symlink``, ``os.access``), *present* with its type (a file, a
+  folder): the hit misses once it goes or changes type; its stat read (``os.stat``,
+  ``Path.stat``, ``os.path.getsize``/``getmtime``/``getatime``/``getctime``), *stat*: a
+  changed size or mtime misses (a touch too; the content is not read, so not hashed). A path
+  the call also opened (by content) or whose folder it listed (names) has no such entry, nor
+  one a wrapper stats on its own account (``os.makedirs``' parents, ``realpath``/``resolve``,
+  ``shutil``'s copies, a glob's tests: those are not inputs of the result);
 * a directory it listed is recorded by a digest of its sorted entry names (database
   write-ahead logs left out): a file added, removed or renamed there misses the hit. The names
   are taken when the code first lists the folder; the call's own writes there (``open`` for
@@ -72,10 +81,9 @@ analysed then, once, if no identity walk has reached it yet).
 
 Not seen: a memo filled before the first lineage function is made (a module-level value
 loaded at import is module data, which the code identity digests instead), memos kept in
-object attributes or closures; a path that *was there* when the function only tested it
-without opening or listing it (``if os.path.exists(p): k = 3``: only a path not found is
-noted, so its going away later is not seen; ``os.scandir`` entries' ``is_dir()`` and C code
-that calls ``stat`` itself are not seen at all); missing paths and listings asked for by
+object attributes or closures; ``os.scandir`` entries' ``is_dir()`` and C code that calls
+``stat`` itself (not through ``os.stat``); the mtime of a file the call also read by content
+(a touch alone keeps the hit); missing paths and listings asked for by
 library code (a ``pd.read_csv`` of a missing file inside ``try``); files opened by C code that
 bypasses Python's ``open`` (HDF5/netCDF C libraries, pyarrow's Parquet reader), files read by
 other threads or processes the function starts, and network reads.
@@ -87,6 +95,7 @@ import dataclasses
 import functools
 import importlib.util
 import os
+import stat
 import sys
 import threading
 import warnings
@@ -146,7 +155,9 @@ _WARNED: set[tuple[int, str]] = set()  # (memo, file) whose change this process 
 @dataclass(frozen=True, slots=True)
 class FileRead:
     """One input a call read: a file (its stat when read and content digest); a path it
-    looked for that was absent (``kind="absent"``); or a directory it listed
+    looked for that was absent (``kind="absent"``); one it found by a stat (``"present"``:
+    `digest` its type, file, folder or other; ``"stat"``: and its size and mtime, which the
+    code read); or a directory it listed
     (``kind="listing"``: its stat and the digest of its sorted entry names). `seen`: a
     listing's names when the call first listed the folder, until the call is recorded (not
     saved: `settled_listing` compares them with the folder at the end of the call or step)."""
@@ -166,6 +177,11 @@ class FileRead:
     def to_value(self) -> dict[str, object]:
         if self.kind == "absent":
             return {"path": self.path, "kind": "absent"}
+        if self.kind == "present":
+            return {"path": self.path, "kind": "present", "type": self.digest}
+        if self.kind == "stat":
+            return {"path": self.path, "kind": "stat", "type": self.digest, "size": self.size,
+                    "mtime_ns": self.mtime_ns}
         value: dict[str, object] = {
             "path": self.path,
             "size": self.size,
@@ -180,6 +196,10 @@ class FileRead:
         kind = str(value.get("kind", "file"))
         if kind == "absent":
             return cls(str(value["path"]), -1, -1, 0, "", kind)
+        if kind == "present":
+            return cls(str(value["path"]), -1, -1, 0, str(value["type"]), kind)
+        if kind == "stat":
+            return cls(str(value["path"]), int(value["size"]), int(value["mtime_ns"]), 0, str(value["type"]), kind)
         if kind not in ("file", "listing"):
             raise ValueError(f"unknown kind of file input {kind!r}")
         return cls(
@@ -195,7 +215,7 @@ class FileRead:
 class _Recording:
     """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "written", "listed", "callers", "codes", "modules")
+    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "callers", "codes", "modules")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -204,6 +224,8 @@ class _Recording:
         self.written: set[str] = set()
         self.listed: dict[str, FileRead | None] = {}  # directories the project's own code
         # listed, as first listed (None: could not be listed)
+        self.probed: dict[str, bool] = {}  # paths the project's code found by a stat: whether
+        # it read their stat (size, times) or only tested them (exists, isdir...)
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
         self.modules: set[str] = set()  # source files of the project modules imported meanwhile
@@ -433,7 +455,7 @@ def _install() -> None:
             _HOOKED = True
 
 
-_PROBING = threading.local()  # (a probe noted inside `_note_absent`'s own stats is not noted)
+_PROBING = threading.local()  # (a probe noted inside `_note_probe`'s own stats is not noted)
 
 
 def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -450,10 +472,10 @@ def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
         try:
             result = real(path, *args, **kwargs)
         except (FileNotFoundError, NotADirectoryError):
-            _note_absent(path, kwargs)
+            _note_probe(path, kwargs, real.__name__, False)
             raise
-        if result is False:  # os.access: absent, or not allowed (`files_read` tells them apart)
-            _note_absent(path, kwargs)
+        # os.access False: absent, or not allowed (`files_read` tells them apart)
+        _note_probe(path, kwargs, real.__name__, result is not False)
         return result
 
     probe.__module__ = "os"  # (pickle finds a function by module and name: posix.stat is not it)
@@ -473,7 +495,19 @@ def _same_support(*probes: Callable[..., Any]) -> None:
                 supports.add(probe)
 
 
-def _note_absent(path: Any, kwargs: dict) -> None:
+# What the project's code asked when a stat found the path, by the outermost function of the
+# wrappers it called (or the function itself, called directly): whether the path is there (and
+# a file or a folder), or its size and times too. Any other (``os.makedirs``, ``realpath``,
+# ``shutil``'s copies, a glob) is not an input: they look at paths on their own account.
+_TESTS = frozenset({"exists", "lexists", "isfile", "isdir", "islink", "is_dir", "is_file", "is_symlink",
+                    "access"})
+_STATS = frozenset({"stat", "lstat", "getsize", "getmtime", "getatime", "getctime"})
+
+
+def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
+    """A stat (or access) the project's own code asked for: a path not found is recorded
+    absent (``read``); a path found, `probed` (tested only: there, and its type; or its stat
+    read: its size and mtime too)."""
     stack = _LOCAL.stack
     if not stack or kwargs.get("dir_fd") is not None or getattr(_PROBING, "on", False):
         return
@@ -488,10 +522,27 @@ def _note_absent(path: Any, kwargs: dict) -> None:
         path = os.path.abspath(path)
         if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
             return
-        own, _ = _callers(sys._getframe(2), 1)  # (0: here, 1: the probe, 2: who called os.stat)
-        if own:  # (a library's probes are its own business, as its missing opens are)
+        frame, outer = sys._getframe(2), None  # (0: here, 1: the probe, 2: who called os.stat)
+        while frame is not None:  # past the wrappers: who asked (a library's probes are its own
+            namespace = frame.f_globals  # business, as its missing opens are)
+            name = namespace.get("__name__")
+            kind = _KINDS.get(name)
+            if kind is None:
+                kind = _KINDS[name] = _module_kind(name, namespace)
+            if kind != _WRAPPER:
+                break
+            outer, frame = frame, frame.f_back
+        if frame is None or kind != _USER:
+            return
+        if not found:
             for recording in stack:
                 recording.read[path] = True
+            return
+        asked = called if outer is None else outer.f_code.co_name
+        if asked in _TESTS or asked in _STATS:
+            reads_stat = asked in _STATS
+            for recording in stack:
+                recording.probed[path] = reads_stat or recording.probed.get(path, False)
     except Exception:  # noqa: BLE001 - never fail the function's own stat
         pass
     finally:
@@ -518,7 +569,8 @@ def recording_reads(exclude: tuple[str, ...] = (),
 def files_read(recording: _Recording) -> list[FileRead]:
     """The inputs of a finished recording, hashed now, and the reads of this process's memos
     its function reaches (sorted by path)."""
-    if not (recording.read or recording.listed or recording.modules or _MEMO_READS or _IMPORTED_BY):
+    if not (recording.read or recording.listed or recording.probed or recording.modules or _MEMO_READS
+            or _IMPORTED_BY):
         return []
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
     found: dict[str, FileRead] = {}
@@ -536,6 +588,14 @@ def files_read(recording: _Recording) -> list[FileRead]:
     for path, seen in recording.listed.items():
         if seen is not None and path not in found and _is_input_path(path, exclude):
             found[path] = settled_listing(seen, recording.written)
+    for path, reads_stat in recording.probed.items():
+        if path in found or path in recording.written or not _is_input_path(path, exclude):
+            continue  # (read or listed: its content or names say more)
+        if not reads_stat and recording.listed.get(os.path.dirname(path)) is not None:
+            continue  # (its folder's listing names it, and marks a folder: `_listing`)
+        entry = _probed(path, reads_stat)
+        if entry is not None:
+            found[path] = entry
     _imports(recording, found, exclude)
     _remember_memos(recording, found)
     _add_memos(recording, found, exclude)
@@ -731,6 +791,11 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
         if f.kind == "absent":
             changed.append(path)
             continue
+        if f.kind in _PROBED:
+            if _type(st.st_mode) != f.digest or f.kind == "stat" and (st.st_size, st.st_mtime_ns) != (
+                    f.size, f.mtime_ns):
+                changed.append(path)
+            continue
         stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino)
         if stamp[1:] == (f.size, f.mtime_ns, f.inode) or _STAT_OK.get(stamp) == f.digest:
             continue  # the cheap check: same size, mtime and inode
@@ -776,6 +841,25 @@ def _hashed(path: str) -> FileRead | None:
     except OSError:
         return None
     return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, hasher.hexdigest())
+
+
+_PROBED = ("present", "stat")  # kinds of a path found by a stat: tested only; its stat read
+
+
+def _type(mode: int) -> str:
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def _probed(path: str, reads_stat: bool) -> FileRead | None:
+    """A path the code found by a stat, as it is now: there, of its type (`digest`), and (its
+    stat read: `reads_stat`) of its size and mtime."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not reads_stat:
+        return FileRead(path, -1, -1, 0, _type(st.st_mode), "present")
+    return FileRead(path, st.st_size, st.st_mtime_ns, 0, _type(st.st_mode), "stat")
 
 
 def _listing(path: str, keep_names: bool = False) -> FileRead | None:

@@ -865,3 +865,54 @@ def test_the_wrapped_stat_functions_can_still_be_pickled(tmp_path):
         assert pickle.loads(pickle.dumps(fn)) is fn
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert list(pool.map(os.stat, [str(tmp_path)]))[0].st_ino == tmp_path.stat().st_ino
+
+
+FOUND = {  # a test of a path that is there; what it becomes (gone, or a folder made a file)
+    "os.path.isfile": ("os.path.isfile(os.path.join(HERE, 'flag'))", "file", "gone"),
+    "Path.is_dir": ("pathlib.Path(HERE, 'flag').is_dir()", "folder", "a file"),
+    "os.access": ("os.access(os.path.join(HERE, 'flag'), os.F_OK)", "file", "gone"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(FOUND))
+def test_a_path_found_without_opening_it_is_an_input_once_it_goes(project, tmp_path, monkeypatch, how):
+    # only a path not found had been noted: a result computed while it was there was served
+    # after it went (or turned from a folder into a file)
+    test, kind, then = FOUND[how]
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + f"import pathlib\n@lineage_fcn\ndef proc(x):\n    return x * (3 if {test} else 2)\n")
+    flag = steps.dir / "flag"
+    flag.mkdir() if kind == "folder" else flag.write_text("")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _recorded(project, 1) == [("flag", "present")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    flag.rmdir() if kind == "folder" else flag.unlink()
+    if then == "a file":
+        flag.write_text("")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+
+
+def test_a_size_or_time_the_code_reads_is_an_input(project, tmp_path, monkeypatch):
+    # os.path.getsize/getmtime and os.stat end in a stat of a path found: its size and mtime
+    # are inputs (not its content: the file is not read); paths stat'ed by os.makedirs or
+    # Path.resolve on their own account are not
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        import pathlib
+        @lineage_fcn
+        def proc(x):
+            os.makedirs(os.path.join(HERE, "out"), exist_ok=True)
+            pathlib.Path(HERE, "out").resolve()
+            return x * os.path.getsize(os.path.join(HERE, "data.bin"))
+    """))
+    (steps.dir / "data.bin").write_bytes(b"12")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == [("data.bin", "stat")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "data.bin").write_bytes(b"123")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _run(steps)[0] == ["cached", "cached"]
