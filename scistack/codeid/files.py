@@ -37,8 +37,9 @@ library nor the import system, which probe and list directories all the time):
   the call also opened (by content) or whose folder it listed (names) has no such entry, nor
   one a wrapper stats on its own account (``os.makedirs``' parents, ``realpath``/``resolve``,
   ``shutil``'s copies, a glob's tests: those are not inputs of the result);
-* a directory it listed is recorded by a digest of its sorted entry names (database
-  write-ahead logs left out): a file added, removed or renamed there misses the hit. The names
+* a directory it listed is recorded by a digest of its sorted entry names, a folder's marked
+  (database write-ahead logs left out): a file added, removed or renamed there misses the
+  hit, and so does a file replaced by a folder of its name (``DirEntry.is_dir()``). The names
   are taken when the code first lists the folder; the call's own writes there (``open`` for
   writing, ``os.rename``/``replace``, ``os.remove``, ``os.mkdir``) are its output, so the
   record keeps the listing as it is at the end of the call when those writes are the only
@@ -81,8 +82,7 @@ analysed then, once, if no identity walk has reached it yet).
 
 Not seen: a memo filled before the first lineage function is made (a module-level value
 loaded at import is module data, which the code identity digests instead), memos kept in
-object attributes or closures; ``os.scandir`` entries' ``is_dir()`` and C code that calls
-``stat`` itself (not through ``os.stat``); the mtime of a file the call also read by content
+object attributes or closures; C code that calls ``stat`` itself (not through ``os.stat``); the mtime of a file the call also read by content
 (a touch alone keeps the hit); missing paths and listings asked for by
 library code (a ``pd.read_csv`` of a missing file inside ``try``); files opened by C code that
 bypasses Python's ``open`` (HDF5/netCDF C libraries, pyarrow's Parquet reader), files read by
@@ -863,15 +863,22 @@ def _probed(path: str, reads_stat: bool) -> FileRead | None:
 
 
 def _listing(path: str, keep_names: bool = False) -> FileRead | None:
-    """Stat of a directory and the blake3 of its sorted entry names (stat first, as above).
+    """Stat of a directory and the blake3 of its sorted entry names, a folder's marked with a
+    trailing ``/`` (stat first, as above): code that lists a folder often asks each entry
+    whether it is a folder (``DirEntry.is_dir()``, which stats nothing through ``os.stat``;
+    ``Path.iterdir`` then ``is_dir``), so a file replaced by a folder of the same name is a
+    change (a folder of files only digests as its names did before folders were marked).
     Write-ahead logs come and go while a database in the folder is written: left out.
-    `keep_names`: the names too (`FileRead.seen`)."""
+    `keep_names`: the names too, unmarked (`FileRead.seen`)."""
     try:
         st = os.stat(path)
-        names = tuple(sorted(sys.intern(n) for n in os.listdir(path) if not n.endswith(".wal")))
+        with os.scandir(path) as found:
+            entries = [(sys.intern(e.name), e.is_dir()) for e in found if not e.name.endswith(".wal")]
     except OSError:
         return None
-    digest = blake3.blake3("\0".join(names).encode("utf-8", "surrogateescape")).hexdigest()
+    names = tuple(sorted(name for name, _ in entries))
+    marked = sorted(name + "/" if folder else name for name, folder in entries)
+    digest = blake3.blake3("\0".join(marked).encode("utf-8", "surrogateescape")).hexdigest()
     return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, "listing",
                     names if keep_names else None)
 

@@ -916,3 +916,31 @@ def test_a_size_or_time_the_code_reads_is_an_input(project, tmp_path, monkeypatc
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
     assert _run(steps)[0] == ["cached", "cached"]
+
+
+ENTRY_KINDS = {
+    "scandir": "sum(e.is_dir() for e in os.scandir(D))",
+    "iterdir": "sum(p.is_dir() for p in pathlib.Path(D).iterdir())",
+}
+
+
+@pytest.mark.parametrize("how", sorted(ENTRY_KINDS))
+def test_an_entry_of_a_listed_folder_turned_from_a_file_into_a_folder_misses_the_hit(
+        project, tmp_path, monkeypatch, how):
+    # a listing was its names alone: the folders counted among them (DirEntry.is_dir stats
+    # nothing through os.stat) were served after a file was replaced by a folder of its name
+    steps = Steps(tmp_path, monkeypatch)
+    data = steps.dir / "data"
+    data.mkdir()
+    (data / "a").write_text("")
+    (data / "b").mkdir()
+    steps.write(HEAD + "import pathlib\nD = os.path.join(HERE, 'data')\n@lineage_fcn\ndef proc(x):\n"
+                f"    return x * {ENTRY_KINDS[how]}\n")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert _recorded(project, 1) == [("data", "listing")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (data / "a").unlink()
+    (data / "a").mkdir()
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
