@@ -124,6 +124,9 @@ def local_imports(node: ast.AST) -> dict[str, ImportSpec]:
     return found
 
 
+ANY = "*"  # the last name of a chain read by ``getattr(base, computed)``: any member of base
+
+
 class _ChainCollector(ast.NodeVisitor):
     """Collects maximal Name/Attribute chains."""
 
@@ -135,19 +138,18 @@ class _ChainCollector(ast.NodeVisitor):
         self.chains.add((node.id,))
 
     def visit_Call(self, node: ast.Call) -> None:
-        # getattr(module, "name") with a literal name reads module.name
+        # getattr(module, "name") with a literal name reads module.name; with a computed
+        # name, any of its members: (module, ANY) (`_graph` follows them all for a module)
         func, args = node.func, node.args
-        if (
-            isinstance(func, ast.Name)
-            and func.id == "getattr"
-            and len(args) >= 2
-            and isinstance(args[1], ast.Constant)
-            and isinstance(args[1].value, str)
-            and args[1].value.isidentifier()
-        ):
+        if isinstance(func, ast.Name) and func.id == "getattr" and len(args) >= 2:
             base = _chain_of(args[0])
-            if base is not None:
+            literal = isinstance(args[1], ast.Constant) and isinstance(args[1].value, str)
+            if base is None:
+                pass
+            elif literal and args[1].value.isidentifier():
                 self.chains.add((*base, args[1].value))
+            elif not literal:
+                self.chains.add((*base, ANY))
         self.generic_visit(node)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:

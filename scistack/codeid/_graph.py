@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
-from scistack.codeid._ast_normalise import ImportSpec
+from scistack.codeid._ast_normalise import ANY, ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
 from scistack.codeid._packages import is_project_module, package_version
 from scistack.codeid._shapes import (
@@ -340,9 +340,29 @@ class Walk:
             where = f"{roots.namespace.get('__name__')}.{chain[0]}"
             node.leaves.add((f"mutable:{where}", "state"))  # ``global n; n += 1``: state
             return
+        if chain[-1] == ANY:  # ``getattr(helpers, name)``, a name computed at run time
+            found = self._lookup(chain[:-1], roots)
+            if found is not None and isinstance(found[1], ModuleType) and is_project_module(found[1].__name__):
+                self._any_member(node, found[1])
+            return
         found = self._lookup(chain, roots)
         if found is not None:
             self.classify(node, *found)
+
+    def _any_member(self, node: Node, module: ModuleType, depth: int = 0) -> None:
+        """Every member of a project module (not its dunders, nor other modules it imported;
+        its own submodules' members, as ``getattr(plugins, name).run`` reaches them): a
+        computed ``getattr`` may return any (an edit of the one it reached had been served
+        from the cache, in a new process too)."""
+        members = vars(module)
+        for attr, value in list(members.items()):
+            if attr.startswith("__") and attr.endswith("__"):
+                continue
+            self.slots.append((members, attr, value))
+            if not isinstance(value, ModuleType):
+                self.classify(node, f"{module.__name__}.{attr}", value)
+            elif value.__name__ == f"{module.__name__}.{attr}" and depth < 2 and is_project_module(value.__name__):
+                self._any_member(node, value, depth + 1)
 
     def _lookup(self, chain: tuple[str, ...], roots: _Roots) -> tuple[str, object] | None:
         """(where, value) a dotted name reaches now (None: not defined); guards recorded."""

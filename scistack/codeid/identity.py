@@ -12,7 +12,9 @@ nothing else (or it recomputes for no reason). Identity is a blake3 digest of:
   closure cells and imports inside the body (methods: see below);
 * the *values* of immutable constants it reads (``_values``), module-level or captured,
   and of the values of default arguments (``fn=helpers.scale``, ``k=FACTOR``);
-* code reached indirectly: ``getattr(module, "literal")``, functions stored in module data
+* code reached indirectly: ``getattr(module, "literal")``; ``getattr(module, name)`` with a
+  name computed at run time, every member of that project module and of its submodules
+  (``_graph._any_member``: any may be the one reached); functions stored in module data
   (``OPS["x"]``, decorator registries), ``np.vectorize(f)``, ``functools.singledispatch``
   implementations, and the bodies of ``functools.wraps`` wrappers (``wrapper:`` deps);
 * for library code (stdlib, site-packages, scistack itself: ``_packages``), only the qualified
@@ -47,7 +49,8 @@ lambdas share the name ``<lambda>`` and must not share cached results.
 Pinning: ``version="2"`` makes the digest depend on (module, name, version) only.
 
 Not seen (documented limits, README "What the cache sees"): names reached dynamically
-(``getattr(mod, name)`` with a computed name, ``eval``); methods monkeypatched onto a class
+(``getattr(obj, name)`` with a computed name on an object that is not a project module,
+``eval``; ``importlib.import_module(name)``: ``files`` makes that module an input); methods monkeypatched onto a class
 after import.
 
 Speed: the syntax tree is analysed once per code object, and each identity is memoised per

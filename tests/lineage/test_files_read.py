@@ -944,3 +944,32 @@ def test_an_entry_of_a_listed_folder_turned_from_a_file_into_a_folder_misses_the
     (data / "a").mkdir()
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+
+
+REACHED = {  # a project module imported before the call, reached by a name computed in it
+    "getattr": ("from . import plug", "getattr(plug, 'sca' + 'le')(x)"),
+    "package": ("from . import plugins", "getattr(plugins, 'pl' + 'ug').scale(x)"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(REACHED))
+def test_a_module_imported_before_the_call_and_reached_by_a_computed_name_is_an_input(
+        project, tmp_path, monkeypatch, how):
+    # no import happened inside the call, and the identity walk could not follow the name:
+    # an edit of the function reached was served from the cache (in a new process too)
+    steps = Steps(tmp_path, monkeypatch)
+    imports, reach = REACHED[how]
+    module = steps.dir / ("plugins" if how == "package" else "") / "plug.py"
+    module.parent.mkdir(exist_ok=True)
+    if how == "package":
+        (module.parent / "__init__.py").write_text("from . import plug\n")
+    module.write_text("def scale(x):\n    return x * 2\n")
+    steps.write(HEAD + f"{imports}\n@lineage_fcn\ndef proc(x):\n    return {reach}\n")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    module.write_text("# a comment is no edit\ndef scale(x):\n    return x * 2\n")
+    assert _run(steps)[0] == ["cached", "cached"]
+    module.write_text("def scale(x):\n    return x * 3\n")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
