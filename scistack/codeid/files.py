@@ -53,8 +53,15 @@ the import system's ``open`` of its ``.py`` (or ``__pycache__`` bytecode) while 
 names it (`_module_source`; the ``.py`` ``linecache`` opens to format a traceback or a
 warning is read by no import: not an input). ``sys.modules`` is a memo, so later calls of the same lineage
 function in the process, which find it imported, name it too, as it was imported
-(`_imports`: a file edited since makes them stale at once, with a warning). Not seen: a
-module imported before the function's first call and reached only through a computed name.
+(`_imports`: a file edited since makes them stale at once, with a warning). A module
+imported already (at the top of the script) opens no file: `_install` wraps
+``importlib.import_module``, which names the project module the project's code asks for while
+a call records (`_note_module`): by its file as it is, unless the file is newer than the
+module's import (when the import system last opened it, `_LOADED_AT`; before the hook was
+installed, at most the process's start): the old code runs, so that call is stale at once,
+with the warning. ``getattr(module, name)`` with a computed name is the code
+identity's (every member of the module counts). Not seen: ``__import__(name)``, and
+``from importlib import import_module`` bound before the first lineage function was made.
 
 Memos: a file read once per process behind a memo (``functools.lru_cache``/``cache``, a module
 global assigned under ``global``, a module-level dict or list filled in place) is opened only by
@@ -98,6 +105,7 @@ import os
 import stat
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -215,7 +223,8 @@ class FileRead:
 class _Recording:
     """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "callers", "codes", "modules")
+    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "callers", "codes", "modules",
+                 "reused")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -229,6 +238,7 @@ class _Recording:
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
         self.modules: set[str] = set()  # source files of the project modules imported meanwhile
+        self.reused: set[str] = set()  # and of those `importlib.import_module` gave (`_note_module`)
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -268,6 +278,7 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
             for recording in stack:
                 recording.written.add(path)
         elif sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
+            _note_loaded(path)
             source = _module_source(path)
             for recording in stack if source is not None else ():
                 recording.modules.add(source)
@@ -349,6 +360,10 @@ def _note_memo_fill(args: tuple) -> None:
     path = args[0]
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    if isinstance(path, str) and path.endswith((".py", ".pyc")):
+        if sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
+            _note_loaded(os.path.abspath(path))
+        return
     if not isinstance(path, str) or path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
         return
     if not _for_reading(args):
@@ -442,6 +457,7 @@ def _install() -> None:
     with _HOOK_LOCK:
         if not _HOOKED:
             os.stat, os.lstat, os.access = _probe(os.stat), _probe(os.lstat), _probe(os.access)
+            importlib.import_module = _importer(importlib.import_module)
             _same_support(os.stat, os.lstat, os.access)
             try:
                 sys.addaudithook(_hook)
@@ -480,6 +496,75 @@ def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
 
     probe.__module__ = "os"  # (pickle finds a function by module and name: posix.stat is not it)
     return probe
+
+
+def _importer(real: Callable[..., Any]) -> Callable[..., Any]:
+    """`importlib.import_module`, seeing a project module the project's code asks for by a
+    computed name while a call records, also one imported already (no file is opened then:
+    imported at the top of the script, it had never been an input). Outside a recording:
+    one thread-local read more per call."""
+
+    @functools.wraps(real)
+    def import_module(name: str, package: str | None = None) -> Any:
+        module = real(name, package)
+        if _LOCAL.stack:
+            _note_module(module)
+        return module
+
+    import_module.__module__ = "importlib"  # (pickle finds it by module and name)
+    return import_module
+
+
+# a module's source file -> when the import system last opened it (or its bytecode) in this
+# process: its code in memory is the file's as it was then
+_LOADED_AT: dict[str, int] = {}
+
+
+def _note_loaded(path: str) -> None:
+    if path.endswith(".pyc"):
+        try:
+            path = importlib.util.source_from_cache(path)
+        except ValueError:  # (not a __pycache__ file)
+            return
+    if len(_LOADED_AT) > 100_000:
+        _LOADED_AT.clear()
+    _LOADED_AT[path] = time.time_ns()
+
+
+@functools.lru_cache(maxsize=1)
+def _process_start_ns() -> int:
+    """When this process started (Linux: from /proc, rounded down by a second), else when
+    scistack's file code was imported: a module imported before the hook was installed was
+    imported after that."""
+    try:
+        with open("/proc/self/stat") as handle:  # (/proc: never an input)
+            ticks = int(handle.read().rpartition(")")[2].split()[19])  # field 22, starttime
+        with open("/proc/stat") as handle:
+            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+        return (boot - 1) * 10**9 + ticks * 10**9 // os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return _FILES_IMPORTED_NS
+
+
+_FILES_IMPORTED_NS = time.time_ns()
+
+
+def _note_module(module: Any) -> None:
+    stack = _LOCAL.stack
+    try:
+        path = getattr(module, "__file__", None)
+        if not stack or not isinstance(path, str) or not path.endswith(".py"):
+            return
+        frame = sys._getframe(2)  # (0: here, 1: the wrapper, 2: who asked)
+        name = frame.f_globals.get("__name__")
+        kind = _KINDS.get(name)
+        if kind is None:
+            kind = _KINDS[name] = _module_kind(name, frame.f_globals)
+        source = _module_source(os.path.abspath(path)) if kind == _USER else None
+        for recording in stack if source is not None else ():
+            recording.reused.add(source)
+    except Exception:  # noqa: BLE001 - never fail the function's own import
+        pass
 
 
 def _same_support(*probes: Callable[..., Any]) -> None:
@@ -569,7 +654,8 @@ def recording_reads(exclude: tuple[str, ...] = (),
 def files_read(recording: _Recording) -> list[FileRead]:
     """The inputs of a finished recording, hashed now, and the reads of this process's memos
     its function reaches (sorted by path)."""
-    if not (recording.read or recording.listed or recording.probed or recording.modules or _MEMO_READS
+    if not (recording.read or recording.listed or recording.probed or recording.modules or recording.reused
+            or _MEMO_READS
             or _IMPORTED_BY):
         return []
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
@@ -623,16 +709,34 @@ def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[s
             if entry is not None:
                 found[path] = entry
                 imported.setdefault(path, entry.bare())
+    for path in recording.reused - recording.modules:  # (imported before: no file opened)
+        if path in found or path in imported or path in recording.written or _excluded(path, exclude):
+            continue  # (one an earlier call imported: as then, below)
+        entry = _hashed(path) if os.path.isfile(path) else None
+        if entry is None:
+            continue
+        if entry.mtime_ns < (_LOADED_AT.get(path) or _process_start_ns()):
+            imported[path] = entry.bare()  # the file as the module in memory was loaded
+        else:  # changed since it was imported (or may have: imported before the hook was
+            _warn_imported(recording, path)  # installed, at an unknown time since the start)
+            entry = FileRead(path, -1, -1, 0, "")  # the old code ran: stale at once, never served
+        found[path] = entry
     for path, entry in list(imported.items()):
         if path in recording.modules or path in found or _excluded(path, exclude):
             continue
         if (id(root), path) not in _WARNED and changed_files([entry]):
-            _WARNED.add((id(root), path))
-            warnings.warn(
-                f"{path} changed after {getattr(recording.root, '__name__', 'the function')} imported "
-                "it in this process: its calls run the module's old code (their results show as "
-                "stale, and run again). Run again in a new Python process", RuntimeWarning, stacklevel=3)
+            _warn_imported(recording, path)
         found[path] = entry  # as imported: the result is stale at once, never served
+
+
+def _warn_imported(recording: _Recording, path: str) -> None:
+    root = code_object(recording.root)
+    if (id(root), path) not in _WARNED:
+        _WARNED.add((id(root), path))
+        warnings.warn(
+            f"{path} changed after {getattr(recording.root, '__name__', 'the function')} imported "
+            "it in this process: its calls run the module's old code (their results show as "
+            "stale, and run again). Run again in a new Python process", RuntimeWarning, stacklevel=4)
 
 
 def _remember_memos(recording: _Recording, found: dict[str, FileRead]) -> None:

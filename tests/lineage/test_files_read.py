@@ -973,3 +973,35 @@ def test_a_module_imported_before_the_call_and_reached_by_a_computed_name_is_an_
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
 
+
+def test_a_module_imported_before_the_call_and_imported_again_by_a_computed_name_is_an_input(
+        project, tmp_path, monkeypatch):
+    # importlib.import_module of a module in sys.modules opens no file: imported at the top
+    # of the script, it had never been an input (an edit of it was served from the cache)
+    steps = Steps(tmp_path, monkeypatch)
+    (steps.dir / "plug_a.py").write_text("K = 2\n")
+    steps.write(HEAD + textwrap.dedent("""
+        import importlib
+        from . import plug_a
+        @lineage_fcn
+        def proc(x):
+            return x * importlib.import_module(f"{__package__}.plug_" + "a").K
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == _recorded(project, 2) == [("plug_a.py", "file")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "plug_a.py").write_text("K = 3\n")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    # edited after this process imported it: the old code runs, and its result is not
+    # recorded as made from the file as it is now (that one was served in a new process)
+    held = steps.load()
+    (steps.dir / "plug_a.py").write_text("K = 4\n")
+    run = dict(inputs={"x": FrIn}, outputs=[FrOut], subject=[1, 2], session=["a"])
+    with pytest.warns(RuntimeWarning, match="plug_a.py changed after proc imported it"):
+        assert [i.status for i in for_each(held.proc, **run).items] == ["ran", "ran"]
+    assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [30.0, 60.0]
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [40.0, 80.0])
+    assert importlib.import_module("os") is os and importlib.import_module.__module__ == "importlib"
