@@ -480,10 +480,11 @@ def _raw_file_change(param: str, record: CallInput) -> list[Reason]:
 
 def _file_changes(db: Any, call_oid: str) -> list[Reason]:
     """Files the call read whose content changed since (each named by its path), paths it
-    found absent that exist now, folders it listed whose entries changed."""
+    found absent that exist now (or found there, gone or of another type; their size or
+    mtime, read by the code), folders it listed whose entries changed."""
     return [
         Reason("file", path, "it changed since the call read it (its content, or whether it exists, "
-               "or for a folder it listed, its entries)")
+               "or its type, size or time as the code tested them, or for a folder it listed, its entries)")
         for path in changed_inputs(db.store, call_oid, db)
     ]
 
