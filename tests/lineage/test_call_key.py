@@ -64,3 +64,16 @@ def test_positional_calls_bind_as_inspect_binds():
     for args in [(1,), (1, 2, 3, 4)]:  # too few, too many: inspect's own TypeError
         with pytest.raises(TypeError):
             bind(inspect.signature(plain), args, {})
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x17F), max_size=70)
+       | st.text(alphabet="0123456789abcdefABCXYZ_ \"\\\x7f\x00é", max_size=70))
+def test_a_quoted_name_or_oid_is_what_the_json_encoder_writes(text):
+    # (the key's quoting writes letters and digits itself: anything else, a quote, a
+    # backslash, a control character, DEL, a non-ASCII letter, still goes to the encoder)
+    import json
+
+    from scistack.lineage.calls import _quote
+
+    assert _quote(text) == json.encoder.encode_basestring_ascii(text)
+    assert _quote("ab" * 32) == '"' + "ab" * 32 + '"'
