@@ -197,26 +197,27 @@ def unwrap_inputs(value: Any) -> Any:
 
 def describe(name: str, value: Any) -> BoundInput:
     """Unwrap a loaded variable or an earlier result to its value; hash constants."""
-    if _holds_variable_class(value):
+    kind = type(value)
+    # (a class or a container only can hold a variable class: the common argument, a loaded
+    # value or a number, is not asked; nor is `_hook` called for it: a cache hit's calls)
+    if (kind in _CONTAINERS or isinstance(value, type)) and _holds_variable_class(value):
         raise InvalidMetadataError(
             f"{name} = {value!r} holds a variable class inside a constant; give the class itself "
             f"(inputs={{{name!r}: Var}}) to load it at each combination, Merge(A, B) for several "
             "variables side by side, or a loaded value (Var.load(...)) in a direct call")
-    hook = _hook(value)
+    hook = None if isinstance(value, type) else getattr(value, "__scistack_input__", None)  # (`_hook`)
     if hook is not None:
-        plain, oid, var, addr, call, params = _input_parts(hook())
+        parts = hook()
+        plain, oid, var, addr, call, params = parts if len(parts) == 6 else _input_parts(parts)
         if oid is None:  # an unsaved variable or result: treat its value as a constant
             return describe(name, plain)
         _check_unchanged(name, plain, oid, var)
-        record: dict[str, Any] = {"oid": oid}
-        if var:
-            record.update(var=var, addr=addr)
+        record: dict[str, Any] = {"oid": oid, "var": var, "addr": addr} if var else {"oid": oid}
         if call:
             record["call"] = call
-        return BoundInput(name, plain, oid, record, dict(params or {}))
-    if type(value) in (list, tuple, dict) and _holds_inputs(value):
+        return BoundInput(name, plain, oid, record, dict(params) if params else {})
+    if kind in _CONTAINERS and _holds_inputs(value):
         return _describe_container(name, value)
-    kind = type(value)
     if kind in _MEMO_KINDS and (kind is not str or len(value) <= 256):  # a scalar constant, as each
         # call of a loop or a for_each passes it again
         memo_key = (kind, repr(value) if kind is float else value)  # -0.0 and 0.0 differ
@@ -249,6 +250,7 @@ def _is_number(value: Any) -> bool:
 # A scalar constant's oid and tree, memoised (immutable values of exact builtin types only;
 # subclasses and numpy scalars take the general path).
 _MEMO_KINDS = frozenset({int, float, str, bool, type(None)})
+_CONTAINERS = frozenset({list, tuple, dict})
 _MEMO_SIZE = 4096
 _CONSTANTS: dict[tuple[type, Any], tuple[str, Any]] = {}
 
