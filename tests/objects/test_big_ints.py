@@ -32,3 +32,15 @@ def test_an_oids_decimal_digits_are_no_number():
     assert maybe_big_int(b'{"oid":"ab","x":-1234567890123456789}')
     assert maybe_big_int(b"1234567890123456789")
     assert maybe_big_int(b'[1,\n\t 1234567890123456789]')
+
+
+def test_a_payload_of_one_big_integer_reads_back_exactly():
+    """orjson's int is taken for a payload of 19 digits or more (exact within 64 bits), its
+    float never (beyond 64 bits orjson rounds): each as `json` reads it, type and value."""
+    for value in (10**18, 2**62 + 1, 2**63 - 1, 2**64 - 1, 2**64, 2**64 + 1, -(2**63), -(2**63) - 1, 10**30,
+                  -(10**30), "1234567890123456789", " 12345678901234567890123", [2**64 + 1], {"a": -(2**70)},
+                  1234567890123456789.0):
+        text = json.dumps(value).encode()
+        found = loads(text)
+        assert found == value and type(found) is type(value), value
+    assert loads(b" 18446744073709551617 ") == 2**64 + 1
