@@ -1147,6 +1147,54 @@ def test_the_same_run_on_an_imported_bundle_s_raw_files_adds_no_version(project,
         database_module._current = None
 
 
+def test_status_and_why_are_current_straight_after_an_import_with_raw_to(tmp_path, monkeypatch):
+    """A colleague imports a bundle with its raw files (`raw_to`) on a machine without the
+    exporting project's folder and runs `status` first: the bundle's records name the
+    exporter's absolute paths, so every value was "stale: input path: raw/1 is gone" until a
+    run (all cache hits) recorded the calls again. The import now records them where the files
+    went back; a restored file edited or removed is still stale. fsck stays ok, and the project
+    exports again."""
+    from scistack import PathInput, why
+    from scistack.fsck import fsck
+    from scistack.report.status import status_grid
+
+    monkeypatch.delenv("SCISTACK_DB", raising=False)
+    (tmp_path / "a/raw").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a")
+    for s, text in {"1": "1,2\n", "2": "3,4\n", "3": "5,6\n"}.items():
+        (tmp_path / "a/raw" / s).write_text(text)
+    mine = _fresh_project(tmp_path / "a")
+    for_each(load_csv, inputs={"path": PathInput("{subject}", root="raw")}, outputs=[ExRaw],
+             subject=["1", "2", "3"], progress=False)
+    mine.export(all_current=[ExRaw], to=tmp_path / "b", raw_files=True)
+    mine.close()
+    shutil.rmtree(tmp_path / "a")  # (the colleague's machine has no such folder)
+    other = _fresh_project(tmp_path / "o")
+    try:
+        other.import_bundle(tmp_path / "b", raw_to=tmp_path / "o")
+        monkeypatch.chdir(tmp_path / "o")
+        for s in ("1", "2", "3"):
+            said = why(ExRaw, subject=s)
+            assert said.status == "current" and not said.reasons, str(said)
+        assert status_grid(other).counts()["ExRaw"]["stale"] == 0
+        assert fsck(other).ok
+        other.export(all_current=[ExRaw], to=tmp_path / "again", raw_files=True)
+        entries = {e["key"]: other.index.cached_call(e["key"])["call"] for e in _manifest(tmp_path / "b")["calls"]}
+        run = for_each(load_csv, inputs={"path": PathInput("{subject}", root="raw")}, outputs=[ExRaw],
+                       subject=["1", "2", "3"], progress=False)
+        assert (run.ran, run.cached) == (0, 3)  # a plain hit: recorded nothing again
+        assert {key: other.index.cached_call(key)["call"] for key in entries} == entries
+        (tmp_path / "o/raw/2").write_text("30,40\n")
+        (tmp_path / "o/raw/3").unlink()
+        assert "raw/2 changed" in str(why(ExRaw, subject="2"))
+        assert "gone" in str(why(ExRaw, subject="3"))
+        assert why(ExRaw, subject="1").status == "current"
+        assert status_grid(other).counts()["ExRaw"]["stale"] == 2
+    finally:
+        other.close()
+        database_module._current = None
+
+
 def _raw_bundle(tmp_path: Path, files: dict[str, str]) -> Path:
     """A bundle with the raw files `files` (`raw/<subject>`: text) read by a PathInput."""
     from scistack import PathInput

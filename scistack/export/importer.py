@@ -34,10 +34,12 @@ from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
 from scistack.export.rawnames import restore_path, same_name_key, unrestorable
 from scistack.index.journal import entry_problem
 from scistack.index.sql import check_identifier
+from scistack.lineage.calls import bound_origins, raw_places, read_at, same_raw_names
 from scistack.index.state import key_of, untagged_params
 from scistack.objects.chunking import policy_from_config
 from scistack.objects.hashing import KINDS, hash_object
 from scistack.objects.oid import is_valid_oid
+from scistack.records import read_call
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +416,26 @@ def _adopt_chunking(db: Database, found: Any) -> list[str]:
             "bundle's chunking"]
 
 
+def _restored_places(raw: list[dict[str, Any]], into: Path) -> dict[tuple[str, str], str]:
+    """(path as read, oid) -> the absolute path a copied raw file went back to in `into`, as a
+    `PathInput` run from `into` names it in a call record (`file`)."""
+    into_abs = os.path.abspath(into)
+    return {(entry["read_as"], entry["oid"]): os.path.normpath(os.path.join(into_abs, restore_as(entry)))
+            for entry in raw if entry.get("path") is not None}
+
+
+def _read_there(db: Database, call_oid: str, restored: dict[tuple[str, str], str]) -> tuple[str, str] | None:
+    """(oid, origins digest) of the record of call `call_oid` (the bundle's, stored) made where
+    its raw files went back (`lineage.calls.read_at`), stored; None when it read none of
+    them elsewhere (`same_raw_names`: what makes `status` and `why` judge that later record,
+    the cache entry's, for the bundle's refs, as after a cached run there)."""
+    call = read_call(db.store, call_oid)
+    there = read_at(call, restored)
+    if not same_raw_names(raw_places(call), raw_places(there)):
+        return None
+    return db.store.put("call", there.to_bytes()), bound_origins(there)
+
+
 def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = None) -> ImportReport:
     """Merge the bundle at `bundle` into `db` (checked whole first; see the module docstring).
     `raw_to`: a folder the bundle's raw files (`--with-raw`) go back into, each at the path it
@@ -440,6 +462,7 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
         raise type(exc)(f"{exc}; nothing was imported from {bundle}") from None
     if raw_to is not None:  # (files beside the project: written before it, and never over one)
         _restore_raw(_raw_targets(bundle, manifest.get("raw_files", []), Path(raw_to)), Path(raw_to))
+    restored = {} if raw_to is None else _restored_places(manifest.get("raw_files", []), Path(raw_to))
     notes = _adopt_chunking(db, manifest.get("chunking"))
     added = skipped = calls = 0
     superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -453,6 +476,10 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
                               multi=bool(entry.get("multi")), origins=entry.get("origins"))
             calls += 1
+            there = _read_there(db, entry["call"], restored) if restored else None
+            if there is not None:  # (after the bundle's: its record keeps its key, `newer_record`)
+                db.index.put_call(entry["key"], there[0], entry["fn"], list(entry["outs"]),
+                                  multi=bool(entry.get("multi")), origins=there[1])
         place = lambda r: (r["var"], key_of(r["addr"]))  # noqa: E731
         for (var, addr_key), group in groupby(
                 sorted(manifest["refs"], key=lambda r: (*place(r), r["version"])), key=place):

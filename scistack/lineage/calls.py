@@ -19,6 +19,7 @@ canonical JSON of the container with each such element replaced by a reference t
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 from itertools import islice
@@ -582,6 +583,31 @@ def same_raw_names(old: list[tuple[str, str]], new: list[tuple[str, str]]) -> bo
     the same bytes at other addresses (one call key) are shown under other paths: never taken
     for these."""
     return bool(old) and [s for s, _ in old] == [s for s, _ in new] and old != new
+
+
+def read_at(call: Any, places: dict[tuple[str, str], str]) -> Any:
+    """The call record `call` (a `CallRecord`) as made where its `PathInput` files are now:
+    each file `places` names by (path as shown, oid) read at the absolute path it gives, the
+    rest as recorded (the files that `raw_places` lists). An imported bundle's raw files put
+    back with `raw_to` (`export.importer`): its record then says what a cached run there
+    records again (`foreach.engine`), and `status`/`why` judge the files where they are, by
+    `same_raw_names` (the bundle's records name the exporting project's folder)."""
+    def moved(item: Any) -> Any:
+        extra = item.extra
+        there = places.get((str(extra.get("path")), item.oid)) if "path" in extra else None
+        if there is not None:
+            item = dataclasses.replace(item, extra={**extra, "file": there})
+        if item.items:
+            item = dataclasses.replace(item, items={p: moved(i) for p, i in item.items.items()})
+        return item
+
+    return dataclasses.replace(call, arguments={n: moved(i) for n, i in call.arguments.items()})
+
+
+def bound_origins(call: Any) -> str:
+    """The `origins_digest` of the inputs a call record (a `CallRecord`) names, as its cache
+    entry keeps it (`read_at`'s record: a run there reads no record to know it is its own)."""
+    return origins_digest({n: BoundInput(n, None, i.oid, i.to_value()) for n, i in call.arguments.items()})
 
 
 def _placeless(origin: tuple) -> tuple:
