@@ -1179,6 +1179,15 @@ def test_status_and_why_are_current_straight_after_an_import_with_raw_to(tmp_pat
         assert status_grid(other).counts()["ExRaw"]["stale"] == 0
         assert fsck(other).ok
         other.export(all_current=[ExRaw], to=tmp_path / "again", raw_files=True)
+        again = _manifest(tmp_path / "again")  # (the restored copies, and the cache entries)
+        assert all(r.get("path") for r in again["raw_files"]) and len(again["calls"]) == 3
+        third = _fresh_project(tmp_path / "c")
+        try:
+            third.import_bundle(tmp_path / "again", raw_to=tmp_path / "c")
+            assert status_grid(third).counts()["ExRaw"]["stale"] == 0
+        finally:
+            third.close()
+            database_module._current = other
         entries = {e["key"]: other.index.cached_call(e["key"])["call"] for e in _manifest(tmp_path / "b")["calls"]}
         run = for_each(load_csv, inputs={"path": PathInput("{subject}", root="raw")}, outputs=[ExRaw],
                        subject=["1", "2", "3"], progress=False)

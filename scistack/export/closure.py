@@ -10,12 +10,14 @@ and the call-cache entries of the calls; nothing else in the project.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from scistack.database import Database
-from scistack.errors import ExportError
+from scistack.errors import ExportError, ScistackError
 from scistack.index import RefRecord
+from scistack.lineage.calls import raw_places, same_raw_names
 from scistack.objects.codec import child_oids
 from scistack.records import CallRecord, read_call
 from scistack.selection import select_records
@@ -30,6 +32,9 @@ class Closure:
     calls: dict[str, CallRecord] = field(default_factory=dict)
     cache: list[dict[str, Any]] = field(default_factory=list)
     objects: dict[str, str] = field(default_factory=dict)  # oid -> kind
+    # (path as shown, oid) -> where a raw file is now, as a later record of its call says
+    # (`lineage.calls.read_at`: an imported bundle's put back with raw_to, a moved folder)
+    raw_now: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 _ABSENT = object()
@@ -120,13 +125,36 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
                         pending_calls.append(merged.call)
         key = db.index.call_key_of(call_oid)
         entry = db.index.cached_call(key) if key else None
-        if entry is not None and entry.get("call") == call_oid:
+        if entry is not None and entry.get("call") != call_oid and _read_later(db, call, entry, out):
+            # (the refs name this record, the cache a later one that read the raw files
+            # elsewhere: the entry is exported naming this one, which the bundle holds; an
+            # import with raw_to records it again where it puts them)
+            out.cache.append({"key": key, "call": call_oid, "fn": entry.get("fn"), "outs": entry["outs"],
+                              "multi": bool(entry.get("multi"))})
+        elif entry is not None and entry.get("call") == call_oid:
             # (`origins`: a hit in the importing project then need not read the record to know
             # that it names the inputs as they are there too: the same variables and addresses)
             out.cache.append({"key": key, **{k: entry[k] for k in ("call", "fn", "outs") if k in entry},
                               **({"origins": entry["origins"]} if entry.get("origins") else {}),
                               "multi": bool(entry.get("multi"))})
     return out
+
+
+def _read_later(db: Database, call: CallRecord, entry: dict[str, Any], out: Closure) -> bool:
+    """Whether the cache entry's record is a later record of `call` that read its raw files
+    under the same shown paths elsewhere (`same_raw_names`, as `status` and `why` take it);
+    then where it read them is kept in `out.raw_now`."""
+    try:
+        later = read_call(db.store, entry["call"])
+    except ScistackError:
+        return False
+    if not same_raw_names(raw_places(call), raw_places(later)):
+        return False
+    for item in later.arguments.values():
+        for _, part in item.records():
+            if "path" in part.extra and part.extra.get("file"):
+                out.raw_now[(str(part.extra["path"]), part.oid)] = str(part.extra["file"])
+    return True
 
 
 def raw_files(found: Closure) -> list[dict[str, str]]:
@@ -137,8 +165,11 @@ def raw_files(found: Closure) -> list[dict[str, str]]:
         for item in call.arguments.values():
             for _, part in item.records():
                 if "path" in part.extra:
-                    entry = {"path": str(part.extra["path"]), "file": str(part.extra.get("file") or ""),
-                             "oid": part.oid}
+                    file = str(part.extra.get("file") or "")
+                    now = found.raw_now.get((str(part.extra["path"]), part.oid))
+                    if now is not None and not os.path.isfile(file):
+                        file = now  # (the later record's place: the record's is gone)
+                    entry = {"path": str(part.extra["path"]), "file": file, "oid": part.oid}
                     seen.setdefault((entry["path"], part.oid), entry)
     return sorted(seen.values(), key=lambda e: (e["path"], e["oid"]))
 
