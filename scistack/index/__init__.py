@@ -669,8 +669,16 @@ class Index:
                         params: dict | None, summary: str, addr_key: str, vkeys_key: str) -> RefRecord | None:
         """A shared journal's single save in one round trip: numbered from the fold as it is,
         appended only if nothing was journalled since (`append_if`); None when that did not
-        hold (or the value may already be saved there), and the locked path decides."""
+        hold, when the fold holds lines this process has not seen (another process of this
+        folder folded them), or when the value may already be saved there: the locked path
+        decides."""
         start, current, top = self._fold.slot_as_folded(var, addr_key, vkeys_key)
+        if start != self._fold.offset:
+            # another process in this folder folded lines into the file both share (its own,
+            # as a rule): `append_if(start)` would succeed though this process never saw them,
+            # and a key value it remembers as passed may have a live look-alike in them
+            # (`_forget_key_values` runs only when it folds them): the locked path catches up
+            return None
         if current is not None and current.oid == oid:
             return None  # perhaps a no-op: judged against the journal as it is, under the lock
         record = RefRecord(var, addr, vkeys, top + 1, oid, kind, call, params or {}, summary, utc_now(),

@@ -939,3 +939,18 @@ def test_a_look_alike_another_machine_saved_since_is_seen_by_a_long_lived_proces
     with pytest.raises(InvalidMetadataError, match=r"LabKeyA: subject='5' \(text\) looks like subject=5"):
         LabKeyA.save(3.0, subject="5", session=1)
     assert list(LabKeyA.load_all()) == []
+
+
+def test_a_look_alike_another_process_in_the_same_folder_saved_and_folded_is_seen(lab, tmp_path, pg_url,
+                                                                                  bucket_url, python_env, s3_env):
+    """As above, the other process in this machine's folder: it folds its own lines into the
+    fold.sqlite both share, so the fold's offset is the journal's end and `append_if` from it
+    succeeded without this process folding (or forgetting) anything: "5" was saved beside a
+    live 5. A fold this process did not make is caught up (and the memo forgotten) first."""
+    lab("a")
+    LabKeyA.save(1.0, subject="5", session=1)
+    subprocess.run([sys.executable, "-c", _SWAP, str(tmp_path / "a" / "gait.duckdb"), pg_url, bucket_url],
+                   env=python_env | s3_env, cwd=tmp_path / "a", check=True, timeout=300)
+    with pytest.raises(InvalidMetadataError, match=r"LabKeyA: subject='5' \(text\) looks like subject=5"):
+        LabKeyA.save(3.0, subject="5", session=1)
+    assert list(LabKeyA.load_all()) == []
