@@ -152,3 +152,28 @@ def test_a_batch_is_checked_again_against_what_another_process_saved_while_it_he
     assert [r.metadata["subject"] for r in KtB.load_all()] == [6]
     KtA.save(1.0, subject="b", session=1)  # (saves after the refusal are written as before)
     assert sorted(r.metadata["subject"] for r in KtA.load_all()) == ["a", "b"]
+
+
+def test_a_look_alike_deleted_in_the_same_batch_is_not_live(project, tmp_path, python_env):
+    """`with batch(): A.delete(subject="5"); B.save(.., subject=5)`, what the refusal and fsck
+    tell a user to do, was refused (the held delete was not seen), and the delete written
+    alone. Likewise at the flush's check after another process wrote meanwhile."""
+    KtA.save(1.0, subject="5", session=1)
+    with project.index.batch():
+        KtA.delete(subject="5")
+        KtB.save(2.0, subject=5, session=1)
+    assert list(KtA.load_all()) == [] and [r.metadata["subject"] for r in KtB.load_all()] == [5]
+    KtA.save(1.0, subject="8", session=1)
+    with project.index.batch():
+        KtA.delete(subject="8")
+        KtB.save(2.0, subject=8, session=1)
+        _other_process(tmp_path / "gait.duckdb", python_env, "add", "9")  # (checked again at flush)
+    assert list(KtA.load_all()) == [] and sorted(r.metadata["subject"] for r in KtB.load_all()) == [5, 8, 9]
+    # a delete that leaves a record of the look-alike live does not allow it
+    KtA.save(1.0, subject="4", session=1)
+    KtA.save(1.0, subject="4", session=2)
+    with project.index.batch():
+        KtA.delete(subject="4", session=1)
+        with pytest.raises(InvalidMetadataError, match=r"KtB: subject=4 \(a number\) looks like subject='4'"):
+            KtB.save(2.0, subject=4, session=1)
+

@@ -550,7 +550,8 @@ class Index:
                     f"so it could not be told apart in the views or in where=. Write "
                     f"{self._key_case[key.lower()]}= to address the value")
 
-    def _check_key_value(self, var: str, key: str, value: Any) -> None:
+    def _check_key_value(self, var: str, key: str, value: Any,
+                         held: tuple[list[dict[str, Any]], RefState] | None = None) -> None:
         """Refuse a schema-key value that shows as one of another type the project has (1 and
         "1", True and "true"; a float and an int or text only where the float is still a float
         when saved: a whole float becomes its int first (`address_value`), so 1.0 is 1, but one
@@ -565,7 +566,7 @@ class Index:
         lookup) until it may no longer pass: until lines of another process are folded
         (`_forget_key_values`), or until this process passes a look-alike of it (its look-alike
         deleted, "5" then 5): the look-alike is forgotten here, so a save of "5" beside a live 5
-        is checked again (and refused)."""
+        is checked again (and refused). `held`: a batch being flushed (`_live_with`)."""
         memo = (key, type(value), value)
         if memo in self._key_values_ok:  # (a value this process saw pass: the usual save)
             return
@@ -580,7 +581,7 @@ class Index:
             if other == kind:
                 continue
             twin = _TYPE_OF[other](text)
-            where = self._live_with(key, twin)
+            where = self._live_with(key, twin, held)
             if where is None:
                 continue
             fix = f" ({other}({value!r}))" if other != "bool" else ""
@@ -624,13 +625,29 @@ class Index:
         return [LookAlikes(key, text, holders) for (key, text), holders in sorted(found.items())
                 if len({type(value) for value, _, _ in holders}) > 1]
 
-    def _live_with(self, key: str, value: Any) -> tuple[str, dict[str, Any]] | None:
-        """A variable and address of a live record (this process's held ones too) whose `key`
-        is `value`, of its type; None when none is (read only when a look-alike is refused)."""
-        for var in self.variables():
-            for _, addr in matching_addresses(self.live_addresses(var), {key: value}):
-                if type(addr.get(key)) is type(value):
-                    return var, addr
+    def _live_with(self, key: str, value: Any, held: tuple[list[dict[str, Any]], RefState] | None = None
+                   ) -> tuple[str, dict[str, Any]] | None:
+        """A variable and address of a live record whose `key` is `value`, of its type; None
+        when none is (read only when a look-alike is refused). As the project will be once
+        what a batch holds is written: its held saves count, and the records its held deletes
+        remove do not (`with db.batch(): A.delete(subject="5"); B.save(.., subject=5)`, what
+        the refusal and fsck tell a user to do, had been refused: the held delete was not
+        seen). `held`: (entries, overlay) of a batch being flushed (else this process's own)."""
+        entries, overlay = held if held is not None else (self._pending or (), self._overlay)
+        gone: dict[tuple[str, str], set[int]] = {}  # (variable, address key) -> versions deleted
+        for entry in entries:
+            if entry["op"] == "del":
+                gone.setdefault((entry["var"], key_of(entry["addr"])), set()).add(entry["version"])
+        for var in sorted(set(self._fold.variables()) | set(overlay.variables())):
+            addr_keys = list(dict.fromkeys([*self._fold.live_addresses(var), *(r.addr_key for r in overlay.records(var))]))
+            for addr_key, addr in matching_addresses(addr_keys, {key: value}):
+                if type(addr.get(key)) is not type(value):
+                    continue
+                deleted = gone.get((var, addr_key))
+                if deleted and not overlay.versions_at(var, addr_key) and all(
+                        r.version in deleted for r in self._fold.versions_at(var, addr_key)):
+                    continue  # (a held delete takes every record there; the batch saved none since)
+                return var, addr
         return None
 
     def _check_new_variable(self, var: str) -> None:
@@ -934,12 +951,12 @@ class Index:
                 self._facts = []
                 raise
         pending, self._pending = self._pending, None
-        self._overlay = RefState()
+        overlay, self._overlay = self._overlay, RefState()
         if pending:
             with self._journal.locked():
                 self._catch_up()
                 if self._key_values_epoch != self._pending_epoch:  # others wrote since the batch began
-                    self._check_held_key_values(pending)
+                    self._check_held_key_values(pending, overlay)
                 self._append(self._settle(pending))
             self._syncer.poke()  # it waits for the batch to end (see `_BackgroundSync.busy`)
         self._keep_facts()
@@ -947,18 +964,19 @@ class Index:
             self._pending = []
             self._pending_epoch = self._key_values_epoch
 
-    def _check_held_key_values(self, pending: list[dict[str, Any]]) -> None:
+    def _check_held_key_values(self, pending: list[dict[str, Any]], overlay: RefState) -> None:
         """Check the key values of the saves a batch held again, against the lines of other
         processes folded since it began (under the lock): one may have made a look-alike of
         one live (deleted "5" and saved 5), after the check at `put_ref` had passed it. A
         refusal refuses the batch whole, as a failed `before_flush` does: nothing of it is
-        journalled (a batch that goes on holds its later writes)."""
+        journalled (a batch that goes on holds its later writes). Checked against the project as the batch leaves it (`overlay`: what
+        it holds): a look-alike its held deletes take out is not live."""
         for entry in pending:
             if entry["op"] != "put":
                 continue
             for key, value in entry["addr"].items():
                 try:
-                    self._check_key_value(entry["var"], key, value)
+                    self._check_key_value(entry["var"], key, value, (pending, overlay))
                 except InvalidMetadataError as exc:
                     self._pending = [] if self._batch_depth else None
                     self._pending_epoch = self._key_values_epoch
