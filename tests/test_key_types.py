@@ -177,3 +177,16 @@ def test_a_look_alike_deleted_in_the_same_batch_is_not_live(project, tmp_path, p
         with pytest.raises(InvalidMetadataError, match=r"KtB: subject=4 \(a number\) looks like subject='4'"):
             KtB.save(2.0, subject=4, session=1)
 
+
+def test_a_batch_refused_at_flush_keeps_no_facts_of_its_calls(project, tmp_path, python_env):
+    """The facts of the call records a refused batch held were kept at the next flush, though
+    nothing of the batch was journalled (a failed `before_flush` dropped them already)."""
+    call = "c" * 64
+    with pytest.raises(InvalidMetadataError, match="nothing the batch held was written"):
+        with project.index.batch():
+            project.index.put_call("k" * 64, call, "fn", ["d" * 64], facts=("mod", "fn", "id", True, [], []))
+            KtA.save(2.0, subject="6", session=1)
+            _other_process(tmp_path / "gait.duckdb", python_env, "add", "6")
+    project.index.judging()  # (keeps the facts this process holds)
+    with sqlite3.connect(tmp_path / ".scistack" / "fold.sqlite") as fold:
+        assert fold.execute("SELECT count(*) FROM call_facts").fetchone() == (0,)

@@ -969,7 +969,8 @@ class Index:
         processes folded since it began (under the lock): one may have made a look-alike of
         one live (deleted "5" and saved 5), after the check at `put_ref` had passed it. A
         refusal refuses the batch whole, as a failed `before_flush` does: nothing of it is
-        journalled (a batch that goes on holds its later writes). Checked against the project as the batch leaves it (`overlay`: what
+        journalled, and the facts of its call records are not kept (a batch that goes on holds
+        its later writes). Checked against the project as the batch leaves it (`overlay`: what
         it holds): a look-alike its held deletes take out is not live."""
         for entry in pending:
             if entry["op"] != "put":
@@ -980,6 +981,7 @@ class Index:
                 except InvalidMetadataError as exc:
                     self._pending = [] if self._batch_depth else None
                     self._pending_epoch = self._key_values_epoch
+                    self._facts = []  # (its calls were never journalled: as a failed `before_flush` drops them)
                     raise InvalidMetadataError(
                         f"{exc} (checked again as a batch of {len(pending)} write(s) was written, as another "
                         "process had written since: nothing the batch held was written; save it again, "
