@@ -71,6 +71,7 @@ def test_look_alike_key_values_saved_before_they_were_refused_are_a_warning(tmp_
         before.setattr(Index, "_check_key_value", lambda *args: None)
         FsckRaw.save(1.0, subject=1, session="pre")
         FsckRaw.save(2.0, subject=1, session="post")
+        FsckRaw.save(2.5, subject=1, session="post")  # (a second version: one record, one ref)
         FsckOut.save(3.0, subject="1", session="pre")
         FsckRaw.save(4.0, subject=2, session=2.5)
         FsckOut.save(5.0, subject=2, session="2.5")

@@ -980,13 +980,16 @@ class Fold:
             "(SELECT key, text FROM key_values GROUP BY key, text HAVING count(*) > 1) ORDER BY key, text, type")]
 
     def live_refs_with_values(self, wanted: list[tuple[str, str, Any]]) -> list[tuple[str, str, Any, str, int]]:
-        """(key, JSON type, atom, variable, live refs) for each of the `wanted` address values
-        ((key, JSON type, atom), as SQLite's `json_each` gives them: type 'integer', 'real',
-        'text', 'true' or 'false', a bool's atom 1 or 0) some variable's live refs hold: one
-        pass over the refs, in SQLite, each value looked up in the list (a join with the list
-        as the outer loop read every ref once per value)."""
+        """(key, JSON type, atom, variable, current records) for each of the `wanted` address
+        values ((key, JSON type, atom), as SQLite's `json_each` gives them: type 'integer',
+        'real', 'text', 'true' or 'false', a bool's atom 1 or 0) some variable's live refs
+        hold: one pass over the refs, in SQLite, each value looked up in the list (a join with
+        the list as the outer loop read every ref once per value). A record is counted once
+        however many live versions it has (one per address and version keys: `refs` holds a
+        row per version, and a value saved three times had counted as three refs)."""
         return [tuple(r) for r in self._rows(
-            "SELECT j.key, j.type, j.atom, r.var, count(*) FROM refs AS r, json_each(r.addr) AS j "
+            "SELECT j.key, j.type, j.atom, r.var, count(DISTINCT json_array(r.addr, r.vkeys)) "
+            "FROM refs AS r, json_each(r.addr) AS j "
             "WHERE (j.key, j.type, j.atom) IN (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), "
             "json_extract(value, '$[2]') FROM json_each(?)) "
             "GROUP BY j.key, j.type, j.atom, r.var ORDER BY j.key, j.type, j.atom, r.var",
