@@ -142,11 +142,13 @@ def test_the_raw_data_moved_elsewhere_stays_cached(project, tmp_path):
     assert RawTotal.load(subject=2, session="pre").data == 110.0
 
 
-def test_a_moved_raw_folder_adds_no_version_and_a_copy_beside_it_is_a_new_one(project, tmp_path):
-    """A moved raw folder's run, all cache hits, had saved every value again (a new version
-    each, naming the new place); now the cache's later record says where the files are, and
-    `why` judges them there. A copy run beside the folder it came from (still in place) is
-    named again, a new version: `why` then judges the copy the run reads, not the old folder."""
+def test_a_renamed_raw_folder_or_a_copy_beside_it_is_one_new_version_judged_where_it_is(project, tmp_path):
+    """A run on a copy of the raw folder beside it (still in place), or on the folder renamed,
+    all cache hits, names each value again once, a new version whose record names the files
+    the run reads: `why` judges them there. (Keeping the ref's first record, judged by the
+    cache's later one, had let a later run of another address with the same bytes, whose
+    record the cache then names, call an edit of this one's file current: a renamed folder's
+    files are shown under other paths, which no later record can be told apart by.)"""
     import shutil
 
     _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "3,4\n"})
@@ -163,7 +165,7 @@ def test_a_moved_raw_folder_adds_no_version_and_a_copy_beside_it_is_a_new_one(pr
     assert run("copy/").cached == 2 and versions() == [2, 2]
     (tmp_path / "copy").rename(tmp_path / "moved")
     assert (run("moved/").cached, run("moved/").cached) == (2, 2)
-    assert versions() == [2, 2]
+    assert versions() == [3, 3]
     assert why(RawTotal, subject=2, session="pre").status == "current"
     (tmp_path / "moved/2/s_pre.csv").write_text("30,40\n")
     assert "moved/2/s_pre.csv changed" in str(why(RawTotal, subject=2, session="pre"))
@@ -188,6 +190,33 @@ def test_two_raw_files_with_the_same_bytes_moved_are_each_judged_where_they_are(
     assert "moved/1/s_pre.csv changed" in str(why(RawTotal, subject=1, session="pre"))
     assert why(RawTotal, subject=2, session="pre").status == "current"
     assert (run("moved/").ran, RawTotal.load(subject=1, session="pre").data) == (1, 10.0)
+
+
+def test_a_moved_raw_file_run_apart_from_its_twin_is_judged_by_its_own_file(project, tmp_path):
+    """Two raw files with the same bytes (one call key, one cache entry), their folder moved,
+    run apart: subject 1, then subject 2, whose record the cache entry then names. Subject 1's
+    ref had kept its first record (its files gone) and was judged by that entry, subject 2's
+    record: an edit of subject 1's file was "current". Now the renamed folder's run names the
+    value again with its own record, and the edit is stale."""
+    from scistack.report.status import status_grid, status_summary
+
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "1,2\n"})
+
+    def run(root: str, subject: int):
+        return for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root=root)},
+                        outputs=[RawTotal], subject=[subject], session=["pre"], progress=False)
+
+    assert run("raw/", 1).ran == 1
+    (tmp_path / "raw").rename(tmp_path / "moved")
+    assert run("moved/", 1).cached == 1
+    assert run("moved/", 2).cached == 1  # (the same bytes: its record is the cache entry now)
+    assert why(RawTotal, subject=1, session="pre").status == "current"
+    (tmp_path / "moved/1/s_pre.csv").write_text("5,5\n")
+    assert "moved/1/s_pre.csv changed" in str(why(RawTotal, subject=1, session="pre"))
+    assert why(RawTotal, subject=2, session="pre").status == "current"
+    assert status_summary(project).counts["RawTotal"]["stale"] == 1
+    assert status_grid(project).counts()["RawTotal"]["stale"] == 1
+    assert (run("moved/", 1).ran, RawTotal.load(subject=1, session="pre").data) == (1, 10.0)
 
 
 def test_a_moved_raw_file_whose_cached_output_is_gone_runs_again(project, tmp_path):

@@ -558,8 +558,8 @@ class _Run:
               hit: dict[str, Any], layout: tuple[tuple | None, ...]) -> frozenset[tuple[str, str]]:
         """The outputs of a cached call recorded again (`_check_cache`) whose current ref stays:
         it holds the cached value, made by a record of this call that names the same inputs
-        but for where a `PathInput` file is (a moved raw folder, the raw files of an imported
-        bundle put back in this project). The new record and its cache entry name the files
+        but for where a `PathInput` file is, under the same shown paths (a moved project, the
+        raw files of an imported bundle put back in this project). The new record and its cache entry name the files
         where they are now (`status` and `why` judge a ref by it: `report.why.newer_record`);
         a ref saved again had made a new version of every unchanged value (3 values, 6
         versions), noise for `log`, `load(version=)` and views."""
@@ -581,14 +581,14 @@ class _Run:
     @staticmethod
     def _judged_by_new_record(record: CallRecord, resolved: dict[str, Resolved]) -> bool:
         """Whether `status` and `why` will judge a ref naming `record` by the record made now
-        of its call (`report.why.newer_record`): its raw files are gone (a moved folder), or
-        the new record names them under the same shown paths (`same_raw_names`). A copy of the
-        files elsewhere, the old ones in place, is named again (a new version): the ref's own
-        record would otherwise still be judged by the old files."""
-        old = raw_places(record)
-        if any(not os.path.exists(full) for _, full in old):
-            return True
-        return same_raw_names(old, sorted((str(r.bound.record["path"]), str(r.bound.record["file"]))
+        of its call (`lineage.calls.relocated`): it names the raw files under the same shown
+        paths (a moved project, an imported bundle's files put back with `raw_to`). Else
+        (a renamed raw folder, a copy beside the old one) the ref is named again, a new
+        version: files with the same bytes at another address share the call key, and a later
+        run of that address makes its own record the cache entry, so the ref's record is the
+        only one that surely names its files (its files gone: "stale", never another address's
+        "current")."""
+        return same_raw_names(raw_places(record), sorted((str(r.bound.record["path"]), str(r.bound.record["file"]))
                                           for r in resolved.values()
                                           if "path" in r.bound.record and "file" in r.bound.record))
 

@@ -610,6 +610,19 @@ def bound_origins(call: Any) -> str:
     return origins_digest({n: BoundInput(n, None, i.oid, i.to_value()) for n, i in call.arguments.items()})
 
 
+def relocated(old: Any, new: Any) -> bool:
+    """Whether the call record `new` (a later record of the same call key) is `old` with its
+    raw files found elsewhere: the same inputs but for where a `PathInput` file is
+    (`same_origins(files=False)`), read under the same shown paths at other absolute paths
+    (`same_raw_names`). `status` and `why` judge a ref naming `old` by `new` only then: files
+    with the same bytes at other addresses (one call key, one cache entry) are shown under
+    other paths, and a value at another address is another input, so another combination's
+    record is never taken for this one's. Both are `CallRecord`s."""
+    return (same_raw_names(raw_places(old), raw_places(new)) and old.arguments.keys() == new.arguments.keys()
+            and all(_placeless(recorded_origin(item)) == _placeless(recorded_origin(new.arguments[name]))
+                    for name, item in old.arguments.items()))
+
+
 def _placeless(origin: tuple) -> tuple:
     """An `input_origin` without the file a `PathInput` read (its merged parts' and items' too)."""
     var, addr, call, _, merge, items = origin

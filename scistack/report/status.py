@@ -24,7 +24,7 @@ from typing import Any
 
 from scistack.address import address_order
 from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_files
-from scistack.lineage.calls import same_raw_names
+from scistack.lineage.calls import relocated
 from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
 from scistack.foreach.paths import file_oid
@@ -39,7 +39,7 @@ from scistack.objects.hashing import hash_bytes
 from scistack.records import read_call
 from scistack.lineage.function import LineageFunction
 from scistack.codeid.identity import function_identity
-from scistack.report.why import (WhyReport, why_at, _find_function, not_found_reason, finer_input, newer_record, raw_files_gone,
+from scistack.report.why import (WhyReport, why_at, _find_function, not_found_reason, finer_input, newer_record,
                                  script_reasons, split_keys, var_levels, where_looked)
 
 STATUSES = ("done", "stale", "unknown", "failed", "missing")
@@ -102,6 +102,7 @@ class StalenessChecker:
         self._script: dict[Any, tuple[str, str]] = {}  # function identity -> verdict from its file
         self.no_files: set[str] = set()  # call records known (from the index's facts) to read no file
         self._levels: dict[str, list[frozenset[str]]] = {}  # variable -> its live levels, finest first
+        self._newer: dict[str, str | None] = {}  # call -> a later record of it the cache names
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
         """(status, reason) of one record: done, stale or unknown."""
@@ -120,17 +121,12 @@ class StalenessChecker:
         call = self.calls.get(call_oid)
         if call is None:
             return "unknown", f"call record {call_oid[:12]} is missing"
-        if call_oid == record.call and any(item.raw_file is not None for item in call.inputs):
-            newer = newer_record(self.db, call_oid)  # (an imported bundle's raw files put back here)
-            later = None if newer is None else self.calls.get(newer)
-            if later is not None and same_raw_names(_raw_places(call), _raw_places(later)):
+        if call_oid == record.call and call_oid not in self.no_files:
+            newer = self._relocated(call_oid)  # its raw files where they are now
+            if newer is not None:
                 return self._judge(record, newer)
         for item in call.inputs:
             reason = self._input_reason(item)
-            if reason and item.raw_file is not None and call_oid == record.call and raw_files_gone(call):
-                newer = newer_record(self.db, call_oid)  # its raw files where they are now
-                if newer is not None and self.calls.get(newer) is not None:
-                    return self._judge(record, newer)
             if not reason:
                 reason = self._finer_reason(record, call_oid, item)
             if reason:
@@ -139,6 +135,25 @@ class StalenessChecker:
         if changed:
             return "stale", f"file {changed[0]} changed"
         return self.function_verdict(call_oid, call.module, call.function, call.identity, call.code_identity)
+
+    def _relocated(self, call_oid: str) -> str | None:
+        """The later record of this call that the call cache names (`report.why.newer_record`)
+        when it is this one with its raw files read elsewhere under the same shown paths
+        (`lineage.calls.relocated`: a moved project, an imported bundle's files put back with
+        `raw_to`); None otherwise. Another combination's record of the key (files with the same
+        bytes at another address) is never judged for this one."""
+        if call_oid not in self._newer:
+            self._newer[call_oid] = newer_record(self.db, call_oid)
+        newer = self._newer[call_oid]
+        if newer is None:
+            return None
+        try:
+            moved = relocated(read_call(self.db.store, call_oid), read_call(self.db.store, newer))
+        except ScistackError:
+            moved = False  # (unreadable: its own record is judged, and says so)
+        if not moved:
+            self._newer[call_oid] = None  # (asked once per call)
+        return newer if moved else None
 
     def function_verdict(self, call_oid: str, module: str, function: str, identity: str,
                          code_identity: str | None = None) -> tuple[str, str]:
@@ -256,11 +271,6 @@ class StalenessChecker:
                     digest = None
             self._identity[(module, name)] = digest
         return self._identity[(module, name)]
-
-
-def _raw_places(call: Any) -> list[tuple[str, str]]:
-    """`lineage.calls.raw_places` of a call as `CallReader` summarises it."""
-    return sorted(item.raw_file for item in call.inputs if item.raw_file is not None)
 
 
 def _matlab_verdict(db: Database, call_oid: str, function: str, identity: str) -> tuple[str, str]:

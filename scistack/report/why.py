@@ -34,7 +34,7 @@ from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.foreach.paths import file_oid
-from scistack.lineage.calls import raw_places, same_raw_names
+from scistack.lineage.calls import raw_places, relocated
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function, registry_key
 from scistack.codeid.identity import function_identity, normalised_source
@@ -135,9 +135,10 @@ def newer_record(db: Any, call_oid: str) -> str | None:
     """A later record of the same call (same key: function and inputs by content) that the
     call cache names, when the ref's own is not it: a run that found the raw files it reads
     moved records the call again with their new place, and the ref keeps its first record.
-    Asked only when a raw file the ref's call read is gone (`raw_files_gone`): files with the
-    same bytes at other addresses share the key, so a file changed in place would otherwise
-    be judged by another address's record, and called current."""
+    Judged instead only when it is the ref's own with the files elsewhere
+    (`lineage.calls.relocated`): files with the same bytes at other addresses share the key,
+    and a record of another address taken for the ref's had called an edit of its file
+    current."""
     key = db.index.call_key_of(call_oid)
     entry = db.index.cached_call(key) if key else None
     newer = entry.get("call") if entry else None
@@ -145,11 +146,11 @@ def newer_record(db: Any, call_oid: str) -> str | None:
 
 
 def _newer_as_shown(db: Any, call_oid: str, call: CallRecord) -> str | None:
-    """`newer_record` when it read the raw files `call` read under the same shown paths at
-    other absolute paths (`same_raw_names`: an imported bundle's files put back with `raw_to`,
-    the bundle's records naming the exporting project's folder, which may still be there);
-    None otherwise, at once for a call that took no raw file."""
-    if not _raw_params(call):
+    """`newer_record` when it is `call` with its raw files read elsewhere under the same shown
+    paths (`lineage.calls.relocated`: an imported bundle's files put back with `raw_to`, the
+    bundle's records naming the exporting project's folder, which may still be there; a moved
+    project); None otherwise, at once for a call that took no raw file."""
+    if not raw_places(call):
         return None
     newer = newer_record(db, call_oid)
     if newer is None:
@@ -158,7 +159,7 @@ def _newer_as_shown(db: Any, call_oid: str, call: CallRecord) -> str | None:
         later = read_call(db.store, newer)
     except (ObjectNotFoundError, CorruptObjectError):
         return None
-    return newer if same_raw_names(raw_places(call), raw_places(later)) else None
+    return newer if relocated(call, later) else None
 
 
 def why_record(db: Any, name: str, record: Any) -> WhyReport:
@@ -187,16 +188,13 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
 def _record_changes(db: Any, call_oid: str, *, upstream_of: str | None,
                     seen: set[str], at: dict[str, Any] | None = None) -> tuple[CallRecord, list[Reason]]:
     """The call a ref names and what changed for it; a later record of the same call (its raw
-    files moved, found where they are now by a later run) is judged instead."""
+    files found elsewhere under the same shown paths by a later run: `_newer_as_shown`) is
+    judged instead."""
     call, visited = read_call(db.store, call_oid), set(seen)
-    newer = _newer_as_shown(db, call_oid, call)  # (an imported bundle's raw files put back here)
-    if newer is None:
-        changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited, at=at)
-        newer = newer_record(db, call_oid) if any(r.name in _raw_params(call) for r in changes) \
-            and raw_files_gone(call) else None
-    if newer is not None:  # its raw files where they are now
-        call, visited = read_call(db.store, newer), set(seen)
-        changes = _call_changes(db, newer, call, upstream_of=upstream_of, seen=visited, at=at)
+    newer = _newer_as_shown(db, call_oid, call)  # its raw files where they are now
+    if newer is not None:
+        call_oid, call = newer, read_call(db.store, newer)
+    changes = _call_changes(db, call_oid, call, upstream_of=upstream_of, seen=visited, at=at)
     seen |= visited  # each upstream call is judged once
     return call, changes
 
@@ -440,22 +438,6 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str], at: dict[str, Any]
                     seen=seen,
                 )
     return reasons
-
-
-def raw_files_gone(call: Any) -> bool:
-    """Whether a raw file (`PathInput`) the call read is no longer where it was read (moved
-    away, not changed in place). `call`: a CallRecord, or status's summary of one."""
-    if isinstance(call, CallRecord):
-        files = [str(r.extra.get("file") or r.extra["path"]) for item in call.inputs.values()
-                 for _, r in item.records() if "path" in r.extra]
-    else:
-        files = [item.raw_file[1] for item in call.inputs if item.raw_file is not None]
-    return any(not os.path.exists(f) for f in files)
-
-
-def _raw_params(call: CallRecord) -> set[str]:
-    """The parameters of a call that took raw files (`PathInput`s)."""
-    return {name for name, item in call.inputs.items() if "path" in item.extra}
 
 
 def _raw_files(call: CallRecord) -> set[str]:
