@@ -22,6 +22,7 @@ from scistack import (
     for_each,
     why,
 )
+from scistack.index import key_of
 from scistack.report.checkout import checkout
 
 
@@ -210,6 +211,10 @@ def test_a_moved_raw_file_run_apart_from_its_twin_is_judged_by_its_own_file(proj
     (tmp_path / "raw").rename(tmp_path / "moved")
     assert run("moved/", 1).cached == 1
     assert run("moved/", 2).cached == 1  # (the same bytes: its record is the cache entry now)
+    first, second = (project.index.current_at("RawTotal", key_of({"subject": s, "session": "pre"}), "{}")
+                     for s in (1, 2))
+    assert project.index.cache_entries_of([first.call, second.call]) == {  # (what status asks in bulk)
+        first.call: second.call, second.call: second.call}
     assert why(RawTotal, subject=1, session="pre").status == "current"
     (tmp_path / "moved/1/s_pre.csv").write_text("5,5\n")
     assert "moved/1/s_pre.csv changed" in str(why(RawTotal, subject=1, session="pre"))

@@ -404,6 +404,16 @@ class Index:
                 self._call_keys[call_oid] = key
         return key
 
+    def cache_entries_of(self, call_oids: list[str]) -> dict[str, str] | None:
+        """call oid -> the call the cache entry under its key names now, for those of these
+        call records whose key has an entry (in bulk, as `call_key_of` and `cached_call` one
+        by one); None when this process holds writes not yet in the index."""
+        self.refresh()
+        if self._pending:
+            return None
+        keys, entries = self._fold.call_keys_many(call_oids)
+        return {call: entries[key]["call"] for call, key in keys.items() if key in entries}
+
     def ref_counts(self, oids: list[str], var: str | None = None) -> dict[str, int]:
         """How many live refs (of `var`, if given) name each of these oids (absent: none)."""
         self.flush()

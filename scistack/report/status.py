@@ -102,7 +102,7 @@ class StalenessChecker:
         self._script: dict[Any, tuple[str, str]] = {}  # function identity -> verdict from its file
         self.no_files: set[str] = set()  # call records known (from the index's facts) to read no file
         self._levels: dict[str, list[frozenset[str]]] = {}  # variable -> its live levels, finest first
-        self._newer: dict[str, str | None] = {}  # call -> a later record of it the cache names
+        self._newer: dict[str, str | None] = {}  # call -> a later record of it the cache names (`note_newer`)
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
         """(status, reason) of one record: done, stale or unknown."""
@@ -135,6 +135,17 @@ class StalenessChecker:
         if changed:
             return "stale", f"file {changed[0]} changed"
         return self.function_verdict(call_oid, call.module, call.function, call.identity, call.code_identity)
+
+    def note_newer(self, records: list[RefRecord]) -> None:
+        """Learn, in one bulk query, which of these records' calls the call cache has a later
+        record of (`_relocated`): a record no run recorded again then costs no lookup."""
+        wanted = list({r.call for r in records if r.call and r.call not in self._newer and r.call not in self.no_files})
+        entries = self.db.index.cache_entries_of(wanted)
+        if entries is None:
+            return  # (writes held here: each is looked up where judged)
+        for call_oid in wanted:
+            entry = entries.get(call_oid)  # (a gc'd one: judged by its own record)
+            self._newer[call_oid] = entry if entry not in (None, call_oid) and self.db.store.contains(entry) else None
 
     def _relocated(self, call_oid: str) -> str | None:
         """The later record of this call that the call cache names (`report.why.newer_record`)
@@ -312,6 +323,7 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     with db.index.reading_ahead():  # one view of the project, inputs fetched in bulk
         records = {var: db.index.records(var) for var in chosen}
         _read_inputs_ahead(db, checker, [r for rs in records.values() for r in rs])
+        checker.note_newer([r for rs in records.values() for r in rs])
         for var in chosen:
             by_var[var] = _var_cells(
                 var, records[var], checker, {k: v for (rv, k), v in run_combos.items() if rv == var}
@@ -483,6 +495,7 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
         touched[var] = cells if judging.computed(var) else set()  # a raw variable is done everywhere
         complex_records = judging.complex_records(var)
         if complex_records:  # judged here, by files and members a signature cannot see
+            checker.note_newer(complex_records)
             judging.set_judged(var, [(r.addr_key, *checker.record_status(r)) for r in complex_records])
             judging.mark_stale_from_judged(var)
             sigs[var] = touched[var] = None
