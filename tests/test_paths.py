@@ -224,6 +224,40 @@ def test_a_moved_raw_file_run_apart_from_its_twin_is_judged_by_its_own_file(proj
     assert (run("moved/", 1).ran, RawTotal.load(subject=1, session="pre").data) == (1, 10.0)
 
 
+def scaled_total(path, x):
+    return x * float(np.loadtxt(path, delimiter=",").sum())
+
+
+def test_a_later_record_under_the_same_shown_paths_is_judged_only_with_the_same_inputs(project, tmp_path,
+                                                                                      monkeypatch):
+    """One raw file read by every subject with a value saved per subject, the same at two
+    subjects (one call key). Run from another folder (the same shown path, another absolute
+    one: a moved project), subject 1 keeps its record; subject 2, run apart, makes its own
+    record the cache entry. Subject 1 had been judged by that record (the same shown path),
+    which names subject 2's value: a change of subject 1's was "current"."""
+    from scistack.report.status import status_grid
+
+    for where in ("a", "b"):
+        _raw(tmp_path / where / "raw", {"calib.csv": "1,2\n"})
+    for s in (1, 2):
+        Clean.save(3.0, subject=s, session="pre")
+
+    def run(subject: int):
+        return for_each(scaled_total, inputs={"path": PathInput("calib.csv", root="raw"), "x": Clean},
+                        outputs=[Scaled], subject=[subject], session=["pre"], progress=False)
+
+    monkeypatch.chdir(tmp_path / "a")
+    assert run(1).ran == 1
+    monkeypatch.chdir(tmp_path / "b")
+    assert (run(1).cached, run(2).cached) == (1, 1)
+    assert len(Scaled.list_versions(subject=1, session="pre")) == 1  # (kept: the same shown path)
+    assert why(Scaled, subject=1, session="pre").status == "current"
+    Clean.save(4.0, subject=1, session="pre")
+    assert why(Scaled, subject=1, session="pre").status == "stale"
+    assert status_grid(project).cell("Scaled", {"subject": 1, "session": "pre"}).status == "stale"
+    assert why(Scaled, subject=2, session="pre").status == "current"
+
+
 def test_a_moved_raw_file_whose_cached_output_is_gone_runs_again(project, tmp_path):
     """A cached call met where its raw files moved, its output lost from the store since (a
     lab's bucket lost it): it had been counted cached, still naming the lost output, and
