@@ -19,6 +19,7 @@ from __future__ import annotations
 from datetime import datetime
 import difflib
 from dataclasses import dataclass, replace
+import os
 import threading
 import time
 import warnings
@@ -59,6 +60,18 @@ pa = lazy_module("pyarrow", globals(), "pa")
 
 _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child's registry lock is new: a thread of the parent defining a variable may
+    have held it (the child's first class definition waited for ever). The registry stays
+    whole without waiting for that thread: it is changed by one assignment."""
+    global _registry_lock
+    _registry_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 

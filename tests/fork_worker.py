@@ -6,7 +6,8 @@ The parent saves and loads (so every handle, pool and thread exists) and forks; 
 saves, loads, queries SQL and exits; the parent then saves, loads the child's value, queries
 SQL and closes. A second child is forked while another thread of the parent holds a DuckDB
 connection (as its background sync does while it syncs): it saves and loads, and SQL is
-refused there, naming spawn. In a lab project (SHARED and OBJECTS given) one child is forked:
+refused there, naming spawn. A third is forked while other threads hold each thread lock its
+save, load, merge, lineage and lazy read take (`fork_while_threads_hold_locks`). In a lab project (SHARED and OBJECTS given) one child is forked:
 its save is refused, naming spawn (the S3 client cannot run in a forked child), and the value
 saved before the fork loads from this machine's cache.
 Prints one line per step; exit 0 when every step passed on both sides.
@@ -19,14 +20,20 @@ import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
 
-from scistack import BaseVariable, configure_database
+from scistack import BaseVariable, configure_database, variables
+from scistack.codeid import files
+from scistack.objects.chunked import encode_chunked_array
+from scistack.objects.chunking import ChunkPolicy
+from scistack.objects.store import MemoryObjectStore
 from scistack.errors import DatabaseLockedError, SharedServiceError
 
 BOUND = 60.0  # seconds either side waits before it is taken as hung
+HOLD = 0.5  # seconds a thread holds a lock a fork waits for (the fork must wait, then go on)
 
 
 class Forked(BaseVariable):
@@ -37,20 +44,22 @@ def subjects(db) -> list[int]:
     return sorted(db.sql("SELECT subject FROM Forked")["subject"])
 
 
-def in_child(steps) -> None:
+def in_child(steps, bound: float = BOUND) -> None:
     """Run `steps` in a forked child and wait for it; exits when the child failed or hung."""
     pid = os.fork()
     if pid == 0:
-        faulthandler.dump_traceback_later(BOUND, exit=True)  # a hang ends the child, with its stacks
+        faulthandler.dump_traceback_later(bound, exit=True)  # a hang ends the child, with its stacks
         code = 1
         try:
             steps()
             code = 0
+        except BaseException:
+            traceback.print_exc()
         finally:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(code)
-    deadline = time.monotonic() + BOUND + 10
+    deadline = time.monotonic() + bound + 10
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
@@ -98,6 +107,63 @@ def child_forked_while_duckdb_was_open(db) -> None:
     print("second child saved, loaded and closed; SQL refused", flush=True)
 
 
+def child_forked_while_threads_held_locks(db, lazy, memory) -> None:
+    """Each lock below was held by another thread of the parent at the fork (that thread is
+    not here): its first use in the child must not wait for ever."""
+    class DefinedInChild(BaseVariable):  # variables._registry_lock
+        pass
+
+    assert DefinedInChild.__name__ in variables._registry
+
+    with db.batch():  # the writers gate's lock at the first write; the buffer lock at the flush
+        Forked.save(np.arange(2.0), subject=5)
+    assert Forked.load(subject=5).data[1] == 1.0
+    with db.store.packs.exclusive(wait=False) as got:  # the pack set's `_merging`
+        assert not got, "the child took MERGE_LOCK, which a thread of its parent holds, as its own"
+    files.install()  # the codeid hooks' lock
+    assert lazy[7] == 7.0 and lazy.chunks_read == 1  # the lazy array's lock
+    memory.delete(memory.put("bytes", b"child"))  # the memory store's lock
+    print("third child: every lock a parent's thread held was free", flush=True)
+
+
+def fork_while_threads_hold_locks(db) -> None:
+    """Another thread holds each lock, inside its critical section, as a child is forked:
+    those the fork waits for (a store's buffer lock, the codeid hooks'), each for `HOLD` s
+    before a fork of its own, the others until the child is done."""
+    memory = MemoryObjectStore()
+    lazy = memory.open_value(memory.put("chunked", encode_chunked_array(np.arange(64.0), memory.put,
+                                                                         ChunkPolicy(64, 128))))
+    db.store.packs.directory.mkdir(exist_ok=True)  # (no pack written yet: MERGE_LOCK is made there)
+    for waited_for in (db.store._buffer_lock, files._HOOK_LOCK):
+        holding, briefly, release = threading.Event(), threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with variables._registry_lock, db.store.gate._lock, db.store.packs.exclusive(wait=True) as merging, \
+                    lazy._lock, memory._lock:
+                if merging:
+                    holding.set()
+                    release.wait(BOUND)
+
+        def hold_briefly() -> None:
+            with waited_for:  # (the fork waits for it: the thread leaves after HOLD s)
+                briefly.set()
+                release.wait(HOLD)
+
+        threads = [threading.Thread(target=hold), threading.Thread(target=hold_briefly)]
+        for thread in threads:
+            thread.start()
+        assert holding.wait(BOUND) and briefly.wait(BOUND)
+        try:
+            in_child(lambda: child_forked_while_threads_held_locks(db, lazy, memory), bound=20.0)
+        finally:
+            release.set()
+            for thread in threads:
+                thread.join()
+        with db.store.packs.exclusive(wait=False) as got:
+            assert got, "MERGE_LOCK stayed held after the merge and the child ended"
+    assert Forked.load(subject=5).data[1] == 1.0, "the parent does not see the third child's save"
+
+
 def main() -> None:
     faulthandler.enable()
     folder = Path(sys.argv[1])
@@ -135,8 +201,9 @@ def main() -> None:
             release.set()
             thread.join()
         assert Forked.load(subject=4).data[3] == 3.0, "the parent does not see the second child's save"
+        fork_while_threads_hold_locks(db)
         db.sync()
-        assert subjects(db) == [1, 2, 3, 4, 9]
+        assert subjects(db) == [1, 2, 3, 4, 5, 9]
     db.close()
     print("parent saved, loaded, queried and closed", flush=True)
 

@@ -14,7 +14,10 @@ WORKER = str(Path(__file__).with_name("fork_worker.py"))
 def test_forked_children_save_and_load_and_their_parent_carries_on(tmp_path, python_env):
     """The second child is forked while another thread holds a DuckDB connection (as the
     background sync does): the process lock that thread held stayed held in the child, whose
-    SQL and close waited for ever."""
+    SQL and close waited for ever. Two more are forked while other threads hold each thread
+    lock a child's save, load, merge, lineage and lazy read take (the child's first use of one
+    waited for ever), one of them held until the child ends, `MERGE_LOCK` too (the child had
+    taken it as its own)."""
     done = subprocess.run([sys.executable, "-X", "faulthandler", WORKER, str(tmp_path)], env=python_env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

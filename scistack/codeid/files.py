@@ -145,7 +145,25 @@ class _Local(threading.local):
 
 
 _LOCAL = _Local()
-_HOOK_LOCK = threading.Lock()
+_HOOK_LOCK = threading.RLock()
+
+
+# A fork waits until no thread is installing the hooks (`_install`), and holds the lock across
+# it: a child forked meanwhile inherited the lock held for ever (its first lineage function
+# waited at `install`), and hooks half installed (os.stat wrapped, `_HOOKED` not yet set: the
+# child's install wrapped them again). An RLock: a fork from inside `_install` (an audit hook's)
+# re-enters it, and both sides release the forking thread's extra hold. Nothing is taken under it.
+def _before_fork() -> None:
+    _HOOK_LOCK.acquire()
+
+
+def _after_fork() -> None:
+    _HOOK_LOCK.release()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+
 _HOOKED = False
 _STAT_OK: dict[tuple[str, int, int, int], str] = {}  # stat -> digest verified in this process
 _GLOBAL_WRITES = frozenset({opmap["STORE_GLOBAL"], opmap["DELETE_GLOBAL"]})

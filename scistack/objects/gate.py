@@ -20,6 +20,7 @@ import fcntl
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ class WritersGate:
         self._pid = 0
         self.left = 0  # times this process left the gate: what it wrote before may be pruned since
         self._lock = threading.Lock()
+        _GATES.add(self)
 
     def enter(self) -> None:
         """Before writing an object: hold the gate shared (cheap once held; waits while a
@@ -84,3 +86,19 @@ class WritersGate:
             yield got
         finally:
             os.close(fd)
+
+
+# Gates of this process. A forked child's gate lock is new: a thread of the parent may have held
+# it (entering, or waiting for a pruning gc there), and the child's first write waited for ever.
+# What it guards stays consistent without waiting at the fork for that thread: the child takes
+# nothing of the parent's hold (`_pid` is not its own, so it opens a descriptor of its own).
+_GATES: weakref.WeakSet[WritersGate] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for gate in list(_GATES):
+        gate._lock._at_fork_reinit()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -13,7 +13,9 @@ that a one-channel slice touched one or two chunks.
 from __future__ import annotations
 
 import math
+import os
 import threading
+import weakref
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ class LazyArray:
         self.oid = oid
         self._get = get
         self._lock = threading.Lock()
+        _LAZY_ARRAYS.add(self)
         self.chunks_read = 0
         self.bytes_read = 0
 
@@ -272,3 +275,18 @@ class _Partition:
 
     def __dask_tokenize__(self) -> tuple:
         return ("scistack-table", self.table.oid, self.columns)
+
+
+# A forked child's lazy arrays count under locks of their own: a thread of the parent reading
+# one (a dask or for_each thread) may have held its lock, and the child's first read of it
+# waited for ever. The counts are a pair of additions, whole without waiting for that thread.
+_LAZY_ARRAYS: weakref.WeakSet[LazyArray] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for array in list(_LAZY_ARRAYS):
+        array._lock._at_fork_reinit()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -126,7 +126,8 @@ class LocalObjectStore(ObjectStore):
         self._batch_depth = 0
         self._buffer: dict[str, bytes] = {}
         self._buffer_bytes = 0
-        self._buffer_lock = threading.Lock()
+        self._buffer_lock = threading.RLock()  # (an RLock: a fork holds it, see `_before_fork`)
+        _STORES.add(self)
         self._refreshed: dict[str, float] = {}
         self._young: dict[str, float] = {}  # oid -> when this process last made it young (`_made_young`)
         self._young_gate = 0  # `gate.left` when `_young` was started
@@ -1187,6 +1188,32 @@ def _unlink_quietly(path: str | os.PathLike) -> None:
 
 
 _MERGE_AT_EXIT: weakref.WeakSet[LocalObjectStore] = weakref.WeakSet()  # wrote packs, not yet merged
+
+# Stores of this process. A fork waits until no thread is inside one's buffer lock (a flush
+# writing the buffered objects as a pack and clearing the buffer: a child forked meanwhile
+# inherited the lock held for ever, and a buffer half flushed); the forking thread takes it
+# (an RLock: a fork from inside a flush re-enters it) and releases it on both sides, so a
+# hold of its own stays its own in the child. Its hook is registered after pack.py's, so it
+# runs first (`os.register_at_fork` runs `before` hooks in reverse): the buffer lock before
+# the pack set's lock, the order a flush nests them in (a thread flushing holds the one and
+# waits for the other).
+_STORES: weakref.WeakSet[LocalObjectStore] = weakref.WeakSet()
+_HELD_AT_FORK: list[Any] = []
+
+
+def _before_fork() -> None:
+    for store in list(_STORES):
+        store._buffer_lock.acquire()
+        _HELD_AT_FORK.append(store._buffer_lock)
+
+
+def _after_fork() -> None:
+    while _HELD_AT_FORK:
+        _HELD_AT_FORK.pop().release()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
 
 
 @atexit.register

@@ -390,6 +390,7 @@ def _after_fork_in_parent() -> None:
 def _after_fork_in_child() -> None:
     for packs in list(_PACK_SETS):
         packs._lock._at_fork_reinit()
+        packs._after_fork()
 
 
 if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
@@ -429,6 +430,25 @@ class PackSet:
         self._gone: frozenset[str] = frozenset()  # packs the multi-pack index names that are gone
         self._merging = threading.RLock()  # this process's hold of MERGE_LOCK (see `exclusive`)
         self._merge_fd: int | None = None
+
+    def _after_fork(self) -> None:
+        """In a forked child: `MERGE_LOCK`, which a thread of the parent may hold (a merge, gc's
+        repack), is not this process's. Its descriptor shares the parent's open file, so a
+        merge here had gone ahead beside the parent's as if it held the lock (and a child that
+        kept it open held the parent's flock until it exited); and `_merging`, held by that
+        thread, made the child's first merge (a run's, a close's) wait for ever. Not waited
+        for at the fork (a merge, or a wait for another process's, may be long): the child
+        closes its copy of the descriptor and has a lock of its own. A fork from inside
+        `exclusive` keeps its hold (the forking thread's, here too)."""
+        if self._merging._is_owned():
+            return
+        self._merging._at_fork_reinit()
+        if self._merge_fd is not None:
+            try:
+                os.close(self._merge_fd)  # (the child's copy: the parent's hold stays)
+            except OSError:
+                pass
+            self._merge_fd = None
 
     def refresh(self) -> bool:
         """Load indexes of packs added (or drop those removed) since last time; cheap when none."""

@@ -12,6 +12,7 @@ import abc
 import functools
 import os
 import threading
+import weakref
 from contextlib import AbstractContextManager, nullcontext
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -351,6 +352,7 @@ class MemoryObjectStore(ObjectStore):
     def __init__(self) -> None:
         self._objects: dict[Oid, StoredObject] = {}
         self._lock = threading.Lock()
+        _MEMORY_STORES.add(self)
 
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
         if oid not in self._objects:
@@ -373,6 +375,21 @@ class MemoryObjectStore(ObjectStore):
     def delete(self, oid: str) -> None:
         with self._lock:
             self._objects.pop(validate_oid(oid), None)
+
+
+# A forked child's memory stores have locks of their own (a thread of the parent writing may
+# have held one: the child's first write waited for ever); each write is one dict operation, so
+# what they guard stays whole without waiting for that thread at the fork.
+_MEMORY_STORES: weakref.WeakSet[MemoryObjectStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_MEMORY_STORES):
+        store._lock._at_fork_reinit()
+
+
+if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def hash_value(value: Any) -> Oid:
