@@ -837,7 +837,15 @@ _opened_refusing: list[Database] = []  # opened inside `writes_refused`, closed 
 
 def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[str] | None = None,
                        *args: Any, **kwargs: Any) -> Database:
-    """Create or open a project and make it the current database for `BaseVariable`."""
+    """Create or open a project and make it the current database for `BaseVariable`.
+
+    In a forked child (a `multiprocessing` pool under the fork start method), the project its
+    parent had open is returned as it is, as in the parent: a project opened anew there would
+    be no better (DuckDB hands a process one instance per file, and the lab's S3 client one
+    runtime per process, both the parent's). Its saves and loads work; SQL is refused there if the parent had
+    a connection open at the fork, and lab requests to the bucket if the parent had used it,
+    each naming `multiprocessing.get_context('spawn')`, in which `configure_database` opens
+    the project anew."""
     global _current
     if args:
         warnings.warn(
