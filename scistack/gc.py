@@ -434,7 +434,7 @@ def ref_text(e: dict, keys: list[str]) -> str:
 
 
 def freshen_lineage(store: Any, oids: list[str | None], done: set[str],
-                    kinds: dict[str, str] | None = None) -> set[str]:
+                    kinds: dict[str, str] | None = None, *, look_only: bool = False) -> set[str]:
     """Make objects about to be named again young, with everything gc would keep for them
     (container children, a call record's code, inputs and their call records, recursively):
     a gc that judged them unreachable a moment ago (a dropped cache entry's outputs) then keeps
@@ -444,14 +444,17 @@ def freshen_lineage(store: Any, oids: list[str | None], done: set[str],
 
     Returns the oids that are gone: a gc freed them after the caller last looked (a pruning
     gc holds the writers' gate while it deletes, and `freshen` waits for it). The caller must
-    not name these: it stores them again, recomputes, or reports them reclaimed."""
+    not name these: it stores them again, recomputes, or reports them reclaimed.
+
+    `look_only` (a dry run, which may be of a read-only project): the same walk, asking
+    `contains` instead of `freshen`; nothing is made young, and the same oids are gone."""
     gone: set[str] = set()
     stack = [oid for oid in oids if is_valid_oid(oid)]
     while stack:
         oid = stack.pop()
         if oid in done or oid in gone:
             continue
-        if not store.freshen(oid):
+        if not (store.contains(oid) if look_only else store.freshen(oid)):
             gone.add(oid)
             continue
         done.add(oid)

@@ -439,6 +439,24 @@ def test_a_dry_run_counts_combinations_of_the_same_call_as_the_run_does(project)
     assert (planned.counts["would_run"], planned.counts["cached"]) == (done.counts["ran"], done.counts["cached"]) == (1, 1)
 
 
+def test_a_dry_run_plans_to_run_a_cached_call_whose_output_is_gone_as_the_run_does(project):
+    """A cached call whose output is not the current value here (saved over by hand) and is
+    gone from the store (a lab's bucket lost it): the run computes it again, the dry run had
+    said cached (it skipped the run's look at the store)."""
+    import time
+
+    FeRawEMG.save(np.arange(8.0), subject=1, session="pre")
+    kwargs = dict(inputs={"signal": FeRawEMG, "low_hz": 20}, outputs=[FeFiltered], subject=[1],
+                  session=["pre"], progress=False)
+    for_each(fns.bandpass, **kwargs)
+    lost = FeFiltered.load(subject=1, session="pre").oid
+    FeFiltered.save(np.zeros(3), subject=1, session="pre")
+    project.store.delete_many([lost], older_than=time.time() + 60)
+    planned = for_each(fns.bandpass, dry_run=True, **kwargs)
+    done = for_each(fns.bandpass, **kwargs)
+    assert (planned.would_run, planned.cached) == (done.ran, done.cached) == (1, 0)
+
+
 # -- the report and the run record ------------------------------------------------------------
 def test_report_counts_summary_and_frame(emg):
     report = run_bandpass(subject=[1, 4])

@@ -261,7 +261,7 @@ def test_a_later_record_under_the_same_shown_paths_is_judged_only_with_the_same_
 def test_a_moved_raw_file_whose_cached_output_is_gone_runs_again(project, tmp_path):
     """A cached call met where its raw files moved, its output lost from the store since (a
     lab's bucket lost it): it had been counted cached, still naming the lost output, and
-    loading the value then failed."""
+    loading the value then failed. A dry run before it says the same (it had said cached)."""
     import time
 
     _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n"})
@@ -271,8 +271,12 @@ def test_a_moved_raw_file_whose_cached_output_is_gone_runs_again(project, tmp_pa
     (tmp_path / "raw").rename(tmp_path / "moved")
     project.store.delete_many([lost], older_than=time.time() + 60)
     assert not project.store.contains(lost)
-    again = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
-                     outputs=[RawTotal], subject=[], session=[], progress=False)
+    moved = dict(inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
+                 outputs=[RawTotal], subject=[], session=[], progress=False)
+    # the dry run plans what the run then does (it had said cached: dry runs skipped the check)
+    planned = for_each(total, dry_run=True, **moved)
+    assert (planned.would_run, planned.cached) == (1, 0)
+    again = for_each(total, **moved)
     assert (again.ran, again.cached) == (1, 0)
     assert RawTotal.load(subject=1, session="pre").data == 3.0
 

@@ -270,7 +270,7 @@ class _Run:
         self.pending: list[_Pending] = []
         self._planned: set[str] = set()  # call keys a dry run plans to run
         self._last_flush = time.monotonic()
-        self._fresh: set[str] = set()  # objects made young for gc in this run
+        self._fresh: set[str] = set()  # objects made young for gc in this run (a dry run's: found)
         # paths this run's calls wrote, their folders, and the calls recorded once the run
         # ends: each listed a folder the run writes into (`_settle_held`)
         self._written: set[str] = set()
@@ -485,19 +485,23 @@ class _Run:
         # again, where the cached record names other inputs than this combination's: the same
         # raw files in another place (a moved folder, a colleague's copy), or the same values
         # at another address (or made by another call); `status`, `why` and the lineage
-        # parameters then name this combination's own
-        again = fresh and not self.dry_run and (
+        # parameters then name this combination's own. A dry run takes every one of these
+        # decisions as the run does, asking the store what the run asks (`_gone`), and writes
+        # nothing: its plan is what the run then does (it had said cached for a moved raw
+        # file's call whose output was lost, which the run computed again)
+        again = fresh and (
             self._moved_files(resolved, hit) or (stale and self._lineage_elsewhere(resolved, hit))
             or (not stale and self._origins_differ(combo, addr_key, resolved, hit, layout)))
-        if again and freshen_lineage(self.db.store, list(hit["outs"]), self._fresh):
+        if again and self._gone(list(hit["outs"])):
             again = fresh = None  # an output gone (a lab's: from the bucket, and not cached here): run
             # again (not `_restore`d: with no stale place it says cached, naming the lost output)
         if again:
-            kept = self._kept(combo, addr_key, key, resolved, hit, layout)
-            self._finish(_Pending(item, resolved, key, addr_key, kept), Outcome(
-                -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
-                again.duration or 0.0, multi=bool(hit.get("multi")), files=files_here(again, self.db),
-                labels=layout if self.split else ()))
+            if not self.dry_run:
+                kept = self._kept(combo, addr_key, key, resolved, hit, layout)
+                self._finish(_Pending(item, resolved, key, addr_key, kept), Outcome(
+                    -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
+                    again.duration or 0.0, multi=bool(hit.get("multi")), files=files_here(again, self.db),
+                    labels=layout if self.split else ()))
             item.status = "cached"
             _tick(bar)
             return
@@ -625,25 +629,33 @@ class _Run:
         `Split` output's parts at theirs): those in `stale` (`_stale_places`) are named again."""
         # (a value that is current is not asked of the store: a lab's costs a request each; a lost
         # object or record is fsck's to find, and `fsck --repair` drops its cache entry)
+        # (a dry run asks the same, and stops short of naming: `_check_cache`)
         store = self.db.store
         for _, _, _, oid in stale:
-            if not self.dry_run and not store.contains(oid):
+            if not store.contains(oid):
                 return False  # garbage-collected output: compute again
-        if stale and not self.dry_run and not store.contains(hit["call"]):
+        if stale and not store.contains(hit["call"]):
             return False  # the call record was garbage-collected: compute (and record) again
-        if not self.dry_run and stale:
+        if stale:
             # naming old objects again: young first, so a gc judging them unreachable right now
             # (their cache entry dropped) keeps them for its grace period
             # (an output's children too: a dict whose array is gone would be named half)
-            if freshen_lineage(self.db.store, [s[3] for s in stale], self._fresh) or hit["call"] in (
-                    freshen_lineage(self.db.store, [hit["call"]], self._fresh)):
+            if self._gone([s[3] for s in stale]) or hit["call"] in self._gone([hit["call"]]):
                 return False  # a gc freed them since they were looked for: compute again
+            if self.dry_run:
+                return True
             for var, address, place_key, oid in stale:
                 self._save(var, address, place_key, (oid, "", ""), hit["call"], None)
             # (only where parts changed: a combination all cached leaves nothing new behind,
             # and the check reads every record of the variable)
             self._note_parts(addr_key, layout)
         return True
+
+    def _gone(self, oids: list[str]) -> set[str]:
+        """Of `oids` (with their children, a call record's lineage), those gone from the store:
+        `freshen_lineage`, which makes the others young for gc before the run names them again;
+        a dry run only looks (`contains`), writing nothing, and is told the same."""
+        return freshen_lineage(self.db.store, list(oids), self._fresh, look_only=self.dry_run)
 
     def _stale_places(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any],
                       layout: tuple[tuple | None, ...]) -> list[tuple[str, dict[str, Any], str, str]]:
@@ -653,7 +665,7 @@ class _Run:
         for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
             current = self.db.index.current_at(var, place_key, self.vkeys_key)
             if current is not None and current.oid == oid and (current.call == hit["call"] or (
-                    self._same_call(current.call, key) and (self.dry_run or self.db.store.contains(current.call)))):
+                    self._same_call(current.call, key) and self.db.store.contains(current.call))):
                 continue
             stale.append((var, address, place_key, oid))
         return stale
