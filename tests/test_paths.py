@@ -125,6 +125,15 @@ def test_the_raw_data_moved_elsewhere_stays_cached(project, tmp_path):
                      outputs=[RawTotal], subject=[], session=[], progress=False)
     assert first.ran == 4
     (tmp_path / "raw").rename(tmp_path / "moved")
+    from tests.helpers import journal_size
+
+    project.flush()
+    journal, objects = journal_size(project), sorted(project.store.iter_oids())
+    planned = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
+                       outputs=[RawTotal], subject=[], session=[], progress=False, dry_run=True)
+    project.flush()  # the dry run takes the run's recorded-again path, and records nothing
+    assert (planned.would_run, planned.cached) == (0, 4)
+    assert (journal_size(project), sorted(project.store.iter_oids())) == (journal, objects)
     again = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="moved/")},
                      outputs=[RawTotal], subject=[], session=[], progress=False)
     assert (again.ran, again.cached) == (0, 4)
