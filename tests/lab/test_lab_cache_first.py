@@ -50,6 +50,10 @@ def test_a_cached_result_named_at_another_address_is_put_back_when_the_bucket_lo
     db.store.wait_uploads()
     _lose(s3_server, bucket_url, out)
     db = machine("a")  # a later session: its cache still holds the output
+    keys = sorted(_bucket(s3_server, bucket_url)[3])
+    planned = for_each(lab_doubled, inputs={"value": LabValue}, outputs=[LabDoubled], subject=[2], session=[1],
+                       progress=False, dry_run=True)  # the run's decision, by looking only: nothing put back
+    assert planned.cached == 1 and sorted(_bucket(s3_server, bucket_url)[3]) == keys
     report = for_each(lab_doubled, inputs={"value": LabValue}, outputs=[LabDoubled], subject=[2], session=[1],
                       progress=False)
     assert report.cached == 1 and LabDoubled.load(subject=2, session=1).oid == out
