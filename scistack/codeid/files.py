@@ -14,7 +14,8 @@ the glob events (``Path.glob``/``rglob``, ``glob.glob``): the folders a glob tes
 without listing them (`codeid.globs`: where it starts, absent or not, and each folder a name
 after a wildcard is tested in) count as listed.
 While a recording is active in the thread, paths opened read-only are kept, except the
-interpreter's own trees, installed packages (``site-packages``), Python source and bytecode,
+interpreter's own trees, installed packages (``site-packages``), Python source and bytecode (but a
+project ``.py`` read by content, below),
 ``/proc``, ``/dev``, ``/sys`` and directories the caller excludes (scistack's own store). A
 file the call itself writes is output, not input.
 
@@ -51,7 +52,8 @@ Modules: a project module the call imports (``importlib.import_module(name)`` wi
 computed at run time, which the code identity cannot follow) is an input by its source file:
 the import system's ``open`` of its ``.py`` (or ``__pycache__`` bytecode) while a call records
 names it (`_module_source`; the ``.py`` ``linecache`` opens to format a traceback or a
-warning is read by no import: not an input). ``sys.modules`` is a memo, so later calls of the same lineage
+warning is read by no import: not an input, `_shows_source`; any other open of a project
+``.py``, ``runpy.run_path`` or ``exec(open(p).read())``, reads it by content: a file input). ``sys.modules`` is a memo, so later calls of the same lineage
 function in the process, which find it imported, name it too, as it was imported
 (`_imports`: a file edited since makes them stale at once, with a warning). A module
 imported already (at the top of the script) opens no file: `_install` wraps
@@ -291,17 +293,22 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if not isinstance(path, str):
         return  # a file descriptor or a path-like object the library resolves itself
     path = os.path.abspath(path)  # now: the function may change directory later
+    source_read = False  # a project .py read by content (runpy.run_path, exec(open(...).read()))
     if event == "open" and path.endswith((".py", ".pyc")):
         if not _for_reading(args):  # (code the call generates: its output)
             for recording in stack:
                 recording.written.add(path)
-        elif sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
+            return
+        if sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
             _note_loaded(path)
             source = _module_source(path)
             for recording in stack if source is not None else ():
                 recording.modules.add(source)
-        return  # (source read otherwise, by linecache for a traceback or a warning: no input)
-    if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
+            return
+        if path.endswith(".pyc") or _shows_source(sys._getframe(2)):
+            return  # (linecache's read for a traceback or a warning, scistack's own: no input)
+        source_read = True
+    if (not source_read and path.endswith(_SKIP_SUFFIXES)) or path.startswith(_SKIP_ROOTS):
         return  # never an input
     if event == "open":
         if not _for_reading(args):
@@ -320,6 +327,28 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         if callers:
             recording.callers.setdefault(path, set()).update(callers)
             recording.codes.update(callers)
+
+
+# modules that open a project's .py to show its lines (a traceback, a warning, logging.exception,
+# inspect.getsource): not a read of its content by the code (the code identity has that)
+_SHOWS_SOURCE = frozenset({"linecache", "tokenize", "traceback", "warnings"})
+
+
+def _shows_source(frame: Any) -> bool:
+    """Whether the ``open`` of a project .py made at `frame` is to show its lines
+    (`_SHOWS_SOURCE`, past the file wrappers) or scistack's own (the code identity's): any
+    other reader (``runpy.run_path``, ``exec(open(p).read())``, ``Path(p).read_text()``) reads
+    its content, an input as any file's is."""
+    while frame is not None:
+        namespace = frame.f_globals
+        name = namespace.get("__name__")
+        kind = _KINDS.get(name)
+        if kind is None:
+            kind = _KINDS[name] = _module_kind(name, namespace)
+        if kind != _WRAPPER:
+            return kind == _OWN or name in _SHOWS_SOURCE
+        frame = frame.f_back
+    return False
 
 
 def _excluded(path: str, exclude: tuple[str, ...]) -> bool:
@@ -378,11 +407,16 @@ def _note_memo_fill(args: tuple) -> None:
     path = args[0]
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    source_read = False  # (a project .py read by content, as in `_note`)
     if isinstance(path, str) and path.endswith((".py", ".pyc")):
         if sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
             _note_loaded(os.path.abspath(path))
-        return
-    if not isinstance(path, str) or path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
+            return
+        if path.endswith(".pyc") or _shows_source(sys._getframe(2)):
+            return
+        source_read = True
+    if not isinstance(path, str) or (not source_read and path.endswith(_SKIP_SUFFIXES)) or path.startswith(
+            _SKIP_ROOTS):
         return
     if not _for_reading(args):
         return
@@ -394,7 +428,7 @@ def _note_memo_fill(args: tuple) -> None:
     if not memos:
         return
     path = os.path.abspath(path)
-    entry = _hashed(path) if os.path.isfile(path) and _is_input_path(path, ()) else None
+    entry = _hashed(path) if os.path.isfile(path) and _is_input_path(path, (), source=True) else None
     for key, code, namespace in memos if entry is not None else ():
         _MEMO_READS.setdefault(key, (code, namespace, {}))[2][path] = entry
 
@@ -678,8 +712,8 @@ def files_read(recording: _Recording) -> list[FileRead]:
         return []
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
     found: dict[str, FileRead] = {}
-    for path, own in recording.read.items():
-        if path in recording.written or not _is_input_path(path, exclude):
+    for path, own in recording.read.items():  # (a .py here was read by content: `_note`)
+        if path in recording.written or not _is_input_path(path, exclude, source=True):
             continue
         if os.path.isfile(path):
             entry = _hashed(path)
@@ -778,7 +812,7 @@ def _add_memos(recording: _Recording, found: dict[str, FileRead],
     call read it again itself): the call used their values."""
     for key, (code, _, reads) in _memos_of(recording.root):
         for path, entry in list(reads.items()):
-            if path in found or path in recording.written or not _is_input_path(path, exclude):
+            if path in found or path in recording.written or not _is_input_path(path, exclude, source=True):
                 continue
             if (key, path) not in _WARNED and changed_files([entry]):
                 _WARNED.add((key, path))
@@ -931,8 +965,10 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
     return changed
 
 
-def _is_input_path(path: str, exclude: tuple[str, ...]) -> bool:
-    if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
+def _is_input_path(path: str, exclude: tuple[str, ...], source: bool = False) -> bool:
+    """`source`: a project .py can be one (read by content, not imported: `_note`)."""
+    if (path.endswith(_SKIP_SUFFIXES) and not (source and path.endswith(".py"))
+            or path.startswith(_SKIP_ROOTS)):
         return False
     real = os.path.realpath(path)
     if _is_library_path(real) or any(_under(real, root) for root in _interpreter_roots()):

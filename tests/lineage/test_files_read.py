@@ -1005,3 +1005,31 @@ def test_a_module_imported_before_the_call_and_imported_again_by_a_computed_name
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [40.0, 80.0])
     assert importlib.import_module("os") is os and importlib.import_module.__module__ == "importlib"
+
+
+SOURCE_READS = {  # a project .py read by its content, not imported
+    "runpy": "import runpy\n@lineage_fcn\ndef proc(x):\n"
+             "    return x * runpy.run_path(os.path.join(HERE, 'params.py'))['K']\n",
+    "exec_open": "@lineage_fcn\ndef proc(x):\n    ns = {}\n    with open(os.path.join(HERE, 'params.py')) as f:\n"
+                 "        exec(f.read(), ns)\n    return x * ns['K']\n",
+    "memo": "import runpy\n@functools.lru_cache(maxsize=None)\ndef params():\n"
+            "    return runpy.run_path(os.path.join(HERE, 'params.py'))\n"
+            "@lineage_fcn\ndef proc(x):\n    return x * params()['K']\n",
+}
+
+
+@pytest.mark.parametrize("how", sorted(SOURCE_READS))
+def test_a_project_python_file_read_by_its_content_is_an_input(project, tmp_path, monkeypatch, how):
+    # only linecache's read of a project .py (a traceback, a warning) is no input: any open
+    # of one not made by the import system had been dropped, so a Python config read by
+    # runpy.run_path or exec(open(...).read()) edited from K=2 to K=3 was served from the cache
+    steps = Steps(tmp_path, monkeypatch)
+    (steps.dir / "params.py").write_text("K = 2\n")
+    steps.write(HEAD + SOURCE_READS[how])
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == _recorded(project, 2) == [("params.py", "file")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "params.py").write_text("K = 3\n")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
