@@ -350,19 +350,26 @@ class Walk:
             self.classify(node, *found)
 
     def _any_member(self, node: Node, module: ModuleType, depth: int = 0) -> None:
-        """Every member of a project module (not its dunders, nor other modules it imported;
-        its own submodules' members, as ``getattr(plugins, name).run`` reaches them): a
-        computed ``getattr`` may return any (an edit of the one it reached had been served
-        from the cache, in a new process too)."""
+        """Every code member of a project module (a function, a class, any callable: a
+        ``functools.partial``, an ``lru_cache`` or ``np.vectorize`` wrapper; and its own
+        submodules' code members, as ``getattr(plugins, name).run`` reaches them; not its
+        dunders, nor other modules it imported): a computed ``getattr`` may return any (an
+        edit of the one it reached had been served from the cache, in a new process too).
+        Not its data values: a module's ``STARTED = time.time()``, a run id or a
+        ``tempfile.mkdtemp()`` differ in every process, and every fresh process had missed
+        for every function dispatching by a computed name (a data member a computed name
+        reaches is not seen: documented)."""
         members = vars(module)
         for attr, value in list(members.items()):
             if attr.startswith("__") and attr.endswith("__"):
                 continue
-            self.slots.append((members, attr, value))
-            if not isinstance(value, ModuleType):
+            if isinstance(value, ModuleType):
+                if value.__name__ == f"{module.__name__}.{attr}" and depth < 2 and is_project_module(value.__name__):
+                    self.slots.append((members, attr, value))
+                    self._any_member(node, value, depth + 1)
+            elif callable(value):
+                self.slots.append((members, attr, value))
                 self.classify(node, f"{module.__name__}.{attr}", value)
-            elif value.__name__ == f"{module.__name__}.{attr}" and depth < 2 and is_project_module(value.__name__):
-                self._any_member(node, value, depth + 1)
 
     def _lookup(self, chain: tuple[str, ...], roots: _Roots) -> tuple[str, object] | None:
         """(where, value) a dotted name reaches now (None: not defined); guards recorded."""

@@ -1033,3 +1033,27 @@ def test_a_project_python_file_read_by_its_content_is_an_input(project, tmp_path
     (steps.dir / "params.py").write_text("K = 3\n")
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+DATA_MEMBERS = {  # a module's data that differs in every process
+    "time": "import time\nSTARTED = time.time()\n",
+    "run_id": "import uuid\nRUN = uuid.uuid4().hex\n",
+    "tempdir": "import tempfile\nSCRATCH = tempfile.mkdtemp()\n",
+}
+
+
+@pytest.mark.parametrize("what", sorted(DATA_MEMBERS))
+def test_a_module_reached_by_a_computed_name_counts_its_code_not_its_data(project, tmp_path, monkeypatch, what):
+    # getattr(module, name) with a computed name made every member a dependency, its data
+    # values too: a start time or run id differs in every process, so every fresh process
+    # missed for every function dispatching by a computed name
+    steps = Steps(tmp_path, monkeypatch)
+    plug = steps.dir / "plug.py"
+    plug.write_text(DATA_MEMBERS[what] + "def scale(x):\n    return x * 2\n")
+    steps.write(HEAD + "from . import plug\n@lineage_fcn\ndef proc(x):\n    return getattr(plug, 'sca' + 'le')(x)\n")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _run(steps)[0] == ["cached", "cached"]  # (imported afresh, as by a new process)
+    plug.write_text(DATA_MEMBERS[what] + "def scale(x):\n    return x * 3\n")  # its code still counts
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
