@@ -59,9 +59,10 @@ function in the process, which find it imported, name it too, as it was imported
 imported already (at the top of the script) opens no file: `_install` wraps
 ``importlib.import_module``, which names the project module the project's code asks for while
 a call records (`_note_module`): by its file as it is, unless the file is newer than the
-module's import (when the import system last opened it, `_LOADED_AT`; before the hook was
-installed, at most the process's start): the old code runs, so that call is stale at once,
-with the warning. ``getattr(module, name)`` with a computed name is the code
+module's import (when the import system last opened it, `_LOADED_AT`; imported before the
+hook was installed, other than the source mtime and size its ``__pycache__`` bytecode holds,
+which the import checked, `_validated`; without such bytecode, newer than the process's
+start): the old code runs, so that call is stale at once, with the warning. ``getattr(module, name)`` with a computed name is the code
 identity's (every member of the module counts). Not seen: ``__import__(name)``, and
 ``from importlib import import_module`` bound before the first lineage function was made.
 
@@ -505,7 +506,7 @@ def install() -> None:
 
 
 def _install() -> None:
-    global _HOOKED
+    global _HOOKED, _HOOKED_NS
     with _HOOK_LOCK:
         if not _HOOKED:
             os.stat, os.lstat, os.access = _probe(os.stat), _probe(os.lstat), _probe(os.access)
@@ -521,6 +522,7 @@ def _install() -> None:
                     stacklevel=3,
                 )
             _HOOKED = True
+            _HOOKED_NS = time.time_ns()
 
 
 _PROBING = threading.local()  # (a probe noted inside `_note_probe`'s own stats is not noted)
@@ -599,6 +601,7 @@ def _process_start_ns() -> int:
 
 
 _FILES_IMPORTED_NS = time.time_ns()
+_HOOKED_NS = 0  # when `_install` installed the hook: imports since are in `_LOADED_AT`
 
 
 def _note_module(module: Any) -> None:
@@ -767,7 +770,8 @@ def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[s
         entry = _hashed(path) if os.path.isfile(path) else None
         if entry is None:
             continue
-        if entry.mtime_ns < (_LOADED_AT.get(path) or _process_start_ns()):
+        loaded = _LOADED_AT.get(path)
+        if entry.mtime_ns < loaded if loaded is not None else _validated(path, entry):
             imported[path] = entry.bare()  # the file as the module in memory was loaded
         else:  # changed since it was imported (or may have: imported before the hook was
             _warn_imported(recording, path)  # installed, at an unknown time since the start)
@@ -779,6 +783,31 @@ def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[s
         if (id(root), path) not in _WARNED and changed_files([entry]):
             _warn_imported(recording, path)
         found[path] = entry  # as imported: the result is stale at once, never served
+
+
+def _validated(path: str, entry: FileRead) -> bool:
+    """Whether a project module imported before the hook was installed (no `_LOADED_AT`) was
+    loaded from its source file as it is (`entry`): its ``__pycache__`` bytecode, last written
+    before the hook was installed, holds the source's mtime (whole seconds) and size (or its
+    hash) that the import checked; else, without such a pyc, whether the file is older than
+    the process. (The process's start alone had made a module edited after the kernel
+    started, then imported, then scistack, re-run every call with "changed after" warnings.)"""
+    try:
+        pyc = importlib.util.cache_from_source(path)
+        if os.stat(pyc).st_mtime_ns < _HOOKED_NS:  # (rewritten since: maybe by another process)
+            with open(pyc, "rb") as handle:  # (a .pyc: never an input)
+                header = handle.read(16)
+            if len(header) == 16 and header[:4] == importlib.util.MAGIC_NUMBER:
+                flags = int.from_bytes(header[4:8], "little")
+                if flags & 1:  # hash-based
+                    with open(path, "rb") as handle:
+                        return header[8:16] == importlib.util.source_hash(handle.read())
+                return flags == 0 and header[8:16] == (
+                    (entry.mtime_ns // 10**9 & 0xFFFFFFFF).to_bytes(4, "little")
+                    + (entry.size & 0xFFFFFFFF).to_bytes(4, "little"))
+    except (OSError, ValueError, NotImplementedError):
+        pass
+    return entry.mtime_ns < _process_start_ns()
 
 
 def _warn_imported(recording: _Recording, path: str) -> None:

@@ -1057,3 +1057,41 @@ def test_a_module_reached_by_a_computed_name_counts_its_code_not_its_data(projec
     plug.write_text(DATA_MEMBERS[what] + "def scale(x):\n    return x * 3\n")  # its code still counts
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+def test_a_module_imported_before_scistack_is_judged_by_what_its_import_checked(tmp_path):
+    # a module imported before the hook was installed has no load time: it was judged by the
+    # process's start, so a notebook where the user edited plug.py after starting the kernel,
+    # then imported it, then scistack, re-ran every call with a false "changed after" warning.
+    # The import checked the source against its __pycache__ bytecode (mtime and size): a
+    # module edited after its import still warns, and its calls are not served
+    import subprocess
+
+    script = textwrap.dedent("""
+        import importlib, os, sys, warnings
+        sys.path.insert(0, os.getcwd())
+        for name in ("plug_a", "plug_b"):
+            with open(name + ".py", "w") as f:  # edited after the process started
+                f.write("def scale(x):\\n    return x * 2\\n")
+        import plug_a, plug_b  # imported before scistack (bytecode written)
+        with open("plug_b.py", "w") as f:  # edited after its import: the old code runs
+            f.write("def scale(x):\\n    return x * 3  # new\\n")
+        from scistack import configure_database, lineage_fcn
+        db = configure_database("p.duckdb", ["subject"])
+
+        @lineage_fcn
+        def proc(x, name):
+            return importlib.import_module(name).scale(x)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runs = [proc(1.0, name).cached for name in ("plug_a", "plug_a", "plug_b", "plug_b")]
+        print(runs, sorted({str(w.message).split(" changed after")[0] for w in caught
+                            if "changed after" in str(w.message)}))
+        db.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"[False, True, False, False] [{str(tmp_path / 'plug_b.py')!r}]"
