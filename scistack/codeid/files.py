@@ -32,7 +32,10 @@ library nor the import system, which probe and list directories all the time):
 * a path they find is recorded too, by what the code asked of it (the outermost wrapper it
   called, `_note_probe`): only tested (``exists``/``isfile``/``isdir``/``islink``,
   ``is_dir``/``is_file``/``is_symlink``, ``os.access``), *present* with its type (a file, a
-  folder): the hit misses once it goes or changes type; its stat read (``os.stat``,
+  folder): the hit misses once it goes or changes type (a path found by an ``lstat``,
+  ``islink``/``lexists``/``is_symlink``/``follow_symlinks=False``, is recorded and checked by
+  one, its type ``link`` when it is one: a link replaced by a file of its name, or a dangling
+  link removed, misses; a dangling link ``exists`` did not find is absent); its stat read (``os.stat``,
   ``Path.stat``, ``os.path.getsize``/``getmtime``/``getatime``/``getctime``), *stat*: a
   changed size or mtime misses (a touch too; the content is not read, so not hashed). A path
   the call also opened (by content) or whose folder it listed (names) has no such entry, nor
@@ -198,6 +201,8 @@ class FileRead:
     digest: str
     kind: str = "file"
     seen: tuple[str, ...] | None = dataclasses.field(default=None, compare=False, repr=False)
+    follow: bool = True  # a probed path: found by a stat following links; else by an lstat
+    # (``islink``/``lexists``/``follow_symlinks=False``: checked so, its type may be ``link``)
 
     def bare(self) -> FileRead:
         """This entry without the names a listing saw (kept only until the call is recorded)."""
@@ -207,10 +212,12 @@ class FileRead:
         if self.kind == "absent":
             return {"path": self.path, "kind": "absent"}
         if self.kind == "present":
-            return {"path": self.path, "kind": "present", "type": self.digest}
+            found = {"path": self.path, "kind": "present", "type": self.digest}
+            return found if self.follow else {**found, "lstat": True}
         if self.kind == "stat":
-            return {"path": self.path, "kind": "stat", "type": self.digest, "size": self.size,
-                    "mtime_ns": self.mtime_ns}
+            found = {"path": self.path, "kind": "stat", "type": self.digest, "size": self.size,
+                     "mtime_ns": self.mtime_ns}
+            return found if self.follow else {**found, "lstat": True}
         value: dict[str, object] = {
             "path": self.path,
             "size": self.size,
@@ -225,10 +232,12 @@ class FileRead:
         kind = str(value.get("kind", "file"))
         if kind == "absent":
             return cls(str(value["path"]), -1, -1, 0, "", kind)
+        follow = not value.get("lstat", False)
         if kind == "present":
-            return cls(str(value["path"]), -1, -1, 0, str(value["type"]), kind)
+            return cls(str(value["path"]), -1, -1, 0, str(value["type"]), kind, follow=follow)
         if kind == "stat":
-            return cls(str(value["path"]), int(value["size"]), int(value["mtime_ns"]), 0, str(value["type"]), kind)
+            return cls(str(value["path"]), int(value["size"]), int(value["mtime_ns"]), 0, str(value["type"]), kind,
+                       follow=follow)
         if kind not in ("file", "listing"):
             raise ValueError(f"unknown kind of file input {kind!r}")
         return cls(
@@ -244,8 +253,8 @@ class FileRead:
 class _Recording:
     """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "callers", "codes", "modules",
-                 "reused")
+    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "unfollowed", "callers", "codes",
+                 "modules", "reused")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -256,6 +265,7 @@ class _Recording:
         # listed, as first listed (None: could not be listed)
         self.probed: dict[str, bool] = {}  # paths the project's code found by a stat: whether
         # it read their stat (size, times) or only tested them (exists, isdir...)
+        self.unfollowed: set[str] = set()  # of those, found by a stat not following links
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
         self.modules: set[str] = set()  # source files of the project modules imported meanwhile
@@ -681,8 +691,11 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
         asked = called if outer is None else outer.f_code.co_name
         if asked in _TESTS or asked in _STATS:
             reads_stat = asked in _STATS
+            unfollowed = called == "lstat" or kwargs.get("follow_symlinks", True) is False
             for recording in stack:
                 recording.probed[path] = reads_stat or recording.probed.get(path, False)
+                if unfollowed:  # (islink, lexists, is_symlink, lstat: the link itself)
+                    recording.unfollowed.add(path)
     except Exception:  # noqa: BLE001 - never fail the function's own stat
         pass
     finally:
@@ -720,7 +733,7 @@ def files_read(recording: _Recording) -> list[FileRead]:
             continue
         if os.path.isfile(path):
             entry = _hashed(path)
-        elif own and not os.path.lexists(path):
+        elif own and not os.path.exists(path):  # (a dangling link too: the code followed it)
             entry = FileRead(path, -1, -1, 0, "", "absent")
         else:
             continue  # a directory, a socket, a pipe; or a missing path a library looked for
@@ -732,9 +745,10 @@ def files_read(recording: _Recording) -> list[FileRead]:
     for path, reads_stat in recording.probed.items():
         if path in found or path in recording.written or not _is_input_path(path, exclude):
             continue  # (read or listed: its content or names say more)
-        if not reads_stat and recording.listed.get(os.path.dirname(path)) is not None:
+        follow = path not in recording.unfollowed
+        if not reads_stat and follow and recording.listed.get(os.path.dirname(path)) is not None:
             continue  # (its folder's listing names it, and marks a folder: `_listing`)
-        entry = _probed(path, reads_stat)
+        entry = _probed(path, reads_stat, follow)
         if entry is not None:
             found[path] = entry
     _imports(recording, found, exclude)
@@ -968,7 +982,7 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
     for i, f in enumerate(files):
         path = f.path if paths is None else paths[i]
         try:
-            st = os.stat(path)
+            st = os.stat(path) if f.follow else os.lstat(path)
         except OSError:
             if f.kind != "absent":
                 changed.append(path)
@@ -1034,19 +1048,22 @@ _PROBED = ("present", "stat")  # kinds of a path found by a stat: tested only; i
 
 
 def _type(mode: int) -> str:
-    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+    return ("folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "link" if stat.S_ISLNK(mode)
+            else "other")
 
 
-def _probed(path: str, reads_stat: bool) -> FileRead | None:
+def _probed(path: str, reads_stat: bool, follow: bool = True) -> FileRead | None:
     """A path the code found by a stat, as it is now: there, of its type (`digest`), and (its
-    stat read: `reads_stat`) of its size and mtime."""
+    stat read: `reads_stat`) of its size and mtime. `follow`: found by a stat following
+    links; else by an ``lstat`` (``islink``, ``lexists``), so checked by one: a link replaced
+    by a file of its name, or a dangling link, is seen as such (``os.stat`` had followed it)."""
     try:
-        st = os.stat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return None
     if not reads_stat:
-        return FileRead(path, -1, -1, 0, _type(st.st_mode), "present")
-    return FileRead(path, st.st_size, st.st_mtime_ns, 0, _type(st.st_mode), "stat")
+        return FileRead(path, -1, -1, 0, _type(st.st_mode), "present", follow=follow)
+    return FileRead(path, st.st_size, st.st_mtime_ns, 0, _type(st.st_mode), "stat", follow=follow)
 
 
 def _listing(path: str, keep_names: bool = False) -> FileRead | None:

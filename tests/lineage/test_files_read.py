@@ -1095,3 +1095,38 @@ def test_a_module_imported_before_scistack_is_judged_by_what_its_import_checked(
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"[False, True, False, False] [{str(tmp_path / 'plug_b.py')!r}]"
+
+
+LINKS = {  # a test that does not follow links (or follows a dangling one); what then changes
+    "islink": ("os.path.islink(L)", "target", "a file", "present"),
+    "Path.is_symlink": ("pathlib.Path(L).is_symlink()", "target", "a file", "present"),
+    "lexists": ("os.path.lexists(L)", "missing", "gone", "present"),
+    "exists": ("not os.path.exists(L)", "missing", "target made", "absent"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(LINKS))
+def test_a_link_tested_without_following_it_is_checked_as_a_link(project, tmp_path, monkeypatch, how):
+    # islink/lexists found the path by an lstat, but it was recorded (and checked) by a stat
+    # following the link: a link replaced by a file of its name kept the hit, and a dangling
+    # link found by lexists (or not found by exists) recorded nothing
+    test, points_to, then, kind = LINKS[how]
+    steps = Steps(tmp_path, monkeypatch)
+    target, link = steps.dir / "target.txt", steps.dir / "link.txt"
+    if points_to == "target":
+        target.write_text("x")
+    os.symlink(target, link)
+    steps.write(HEAD + "import pathlib\nL = os.path.join(HERE, 'link.txt')\n@lineage_fcn\ndef proc(x):\n"
+                f"    return x * (2 if {test} else 3)\n")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == [("link.txt", kind)]
+    assert _run(steps)[0] == ["cached", "cached"]
+    if then == "target made":
+        target.write_text("x")
+    else:
+        link.unlink()
+        if then == "a file":
+            link.write_text("y")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
