@@ -363,12 +363,11 @@ class Walk:
         for attr, value in list(members.items()):
             if attr.startswith("__") and attr.endswith("__"):
                 continue
+            self.slots.append((members, attr, value))  # (a data member rebound to a function)
             if isinstance(value, ModuleType):
                 if value.__name__ == f"{module.__name__}.{attr}" and depth < 2 and is_project_module(value.__name__):
-                    self.slots.append((members, attr, value))
                     self._any_member(node, value, depth + 1)
             elif callable(value):
-                self.slots.append((members, attr, value))
                 self.classify(node, f"{module.__name__}.{attr}", value)
 
     def _lookup(self, chain: tuple[str, ...], roots: _Roots) -> tuple[str, object] | None:
