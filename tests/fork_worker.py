@@ -1,7 +1,7 @@
 """A user's own fork of a process using a project, run as its own process by the fork tests
 (a crash or a hang of either side fails the test, not pytest).
 
-usage: fork_worker.py FOLDER [SHARED OBJECTS]
+usage: fork_worker.py FOLDER [SHARED OBJECTS] | FOLDER batch
 The parent saves and loads (so every handle, pool and thread exists) and forks; the child
 saves, loads, queries SQL and exits; the parent then saves, loads the child's value, queries
 SQL and closes. A second child is forked while another thread of the parent holds a DuckDB
@@ -10,13 +10,16 @@ refused there, naming spawn. A third is forked while other threads hold each thr
 save, load, merge, lineage and lazy read take (`fork_while_threads_hold_locks`). In a lab project (SHARED and OBJECTS given) one child is forked:
 its save is refused, naming spawn (the S3 client cannot run in a forked child), and the value
 saved before the fork loads from this machine's cache.
+`batch`: children forked inside a batch save (`fork_inside_a_batch`).
 Prints one line per step; exit 0 when every step passed on both sides.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import json
 import os
+import select
 import sys
 import threading
 import time
@@ -164,9 +167,88 @@ def fork_while_threads_hold_locks(db) -> None:
     assert Forked.load(subject=5).data[1] == 1.0, "the parent does not see the third child's save"
 
 
+def puts(folder: Path) -> list[int]:
+    """The subjects of the journal's put lines, one per line (a save written twice: twice)."""
+    journal = folder / ".scistack" / "refs.log"
+    lines = journal.read_bytes().splitlines() if journal.exists() else []
+    return sorted(json.loads(line)["addr"]["subject"] for line in lines if json.loads(line)["op"] == "put")
+
+
+def child_in_parents_batch(subject: int) -> None:
+    """Forked inside the parent's batch: its save is its own, written at once (the process
+    ends with `os._exit`, as a pool's worker does: a save held there was lost)."""
+    Forked.save(np.arange(float(subject)), subject=subject)
+    assert Forked.load(subject=subject).data[1] == 1.0
+
+
+def fork_inside_a_batch(folder: Path) -> None:
+    """A child forked inside a batch (the first ends with `os._exit` inside it, the second
+    leaves it, from a nested one, and the parent waits inside it until the child has looked
+    at the journal): each save is written once, the parent's held ones by the parent."""
+    db = configure_database(folder / "batch.duckdb", ["subject"])
+    read, write = os.pipe()
+    pid, code = -1, 1
+    try:
+        with db.batch():
+            Forked.save(np.arange(4.0), subject=1)
+            in_child(lambda: child_in_parents_batch(2))
+            assert puts(folder) == [2], f"the child's save was lost: {puts(folder)}"
+            assert Forked.load(subject=2).data[1] == 1.0 and db.index.in_batch
+            with db.batch():  # (nested: as a for_each inside the parent's batch)
+                Forked.save(np.arange(4.0), subject=3)
+                pid = os.fork()
+                if pid == 0:
+                    faulthandler.dump_traceback_later(20.0, exit=True)
+                    child_in_parents_batch(4)
+                else:
+                    child_done(pid, read)
+                    assert puts(folder) == [2, 4, 14], f"the child's saves: {puts(folder)}"
+            if pid == 0:  # left the nested block: in no batch
+                assert not db.index.in_batch, "the child is in its parent's batch"
+            else:
+                Forked.save(np.arange(4.0), subject=5)
+        if pid == 0:  # left the outermost: nothing of the parent's written, and a batch of its own
+            assert puts(folder) == [2, 4], f"the child wrote the parent's held saves: {puts(folder)}"
+            with db.batch(atomic=True):
+                Forked.save(np.arange(3.0), subject=14)
+            assert puts(folder) == [2, 4, 14] and Forked.load(subject=14).data[2] == 2.0, puts(folder)
+            os.write(write, b"ok")
+            code = 0
+    except BaseException:
+        if pid != 0:
+            raise
+        traceback.print_exc()
+    finally:
+        if pid == 0:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    assert puts(folder) == [1, 2, 3, 4, 5, 14], f"the parent's batch: {puts(folder)}"
+    for subject in (1, 2, 3, 4, 5, 14):
+        assert Forked.load(subject=subject).data[1] == 1.0
+    db.close()
+    print("children forked inside a batch saved once each; the parent's batch wrote its own", flush=True)
+
+
+def child_done(pid: int, read: int) -> None:
+    """Wait until the child says it is done (a bound: else it hung), and for its end."""
+    deadline = time.monotonic() + BOUND
+    while not select.select([read], [], [], 0.05)[0]:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            sys.exit("the child failed before it was done")
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            sys.exit("the child hung")
+    os.waitpid(pid, 0)
+
+
 def main() -> None:
     faulthandler.enable()
     folder = Path(sys.argv[1])
+    if sys.argv[2:] == ["batch"]:
+        fork_inside_a_batch(folder)
+        return
     lab = dict(shared=sys.argv[2], objects=sys.argv[3]) if len(sys.argv) > 3 else {}
     db = configure_database(folder / "forked.duckdb", ["subject"], **lab)
     Forked.save(np.arange(10.0), subject=1)

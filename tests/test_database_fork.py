@@ -22,3 +22,14 @@ def test_forked_children_save_and_load_and_their_parent_carries_on(tmp_path, pyt
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "parent saved, loaded, queried and closed" in done.stdout
+
+
+def test_children_forked_inside_a_batch_save_once_each_and_the_parents_batch_goes_on(tmp_path, python_env):
+    """Batch state was per process: a child forked inside one (a fork pool made inside a
+    batch, or while another thread runs a for_each) held its saves for a flush that never
+    came (it ends with `os._exit`), and one that left the block wrote its parent's held
+    saves too, which the parent wrote again."""
+    done = subprocess.run([sys.executable, "-X", "faulthandler", WORKER, str(tmp_path), "batch"], env=python_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "the parent's batch wrote its own" in done.stdout

@@ -120,6 +120,7 @@ class Index:
         self.before_append: Any = None  # ... and waits for objects still uploading here
         self.record_exists: Any = None  # whether a call record is in the object store (set by the database)
         self.same_arguments: Any = None  # whether two call records name the same inputs (likewise)
+        _INDEXES.add(self)
 
     def set_inliner(self, inliner: Any) -> None:
         """Who turns new oids into the views' inline values (`scistack.inline.Inliner`): a
@@ -894,7 +895,7 @@ class Index:
         retry made them again. Only outermost, and with no read inside that writes what is held:
         a flush inside it while it holds writes (a read that numbers them, `db.flush()`) is
         refused with `AtomicBatchError` (`flush`), never journalled half way."""
-        entered = self._batch_depth
+        entered, generation = self._batch_depth, _forks[0]
         if atomic and entered:
             raise AtomicBatchError("an atomic batch cannot be nested in another batch (it would "
                                    "discard the outer batch's writes on an error); begin it outside "
@@ -909,7 +910,9 @@ class Index:
             yield
             completed = True
         finally:
-            if entered == 0:
+            if generation != _forks[0]:
+                pass  # forked inside it: the parent's batch, which the parent ends (`_after_fork`)
+            elif entered == 0:
                 self._end_batch(discard=atomic and not completed)
             else:
                 self._batch_depth = entered
@@ -935,6 +938,17 @@ class Index:
             if self._pending is not None:  # the flush never took them: nothing of it journalled
                 self._pending, self._overlay, self._facts = None, RefState(), []
             self._ending_batch = False
+
+    def _after_fork(self) -> None:
+        """In a forked child, at the fork: a batch open in the parent (in any of its threads:
+        a `for_each` holds one) is the parent's, its held writes and facts the parent's to
+        write. The child holds none of them and is in no batch: its saves are journalled at
+        once, as outside a batch (a child ends with `os._exit`, as a pool's workers do: the
+        saves a batch held there were lost), and leaving the inherited `with db.batch()`
+        neither flushes nor raises (`batch` compares fork generations: `_forks`)."""
+        self._pending, self._overlay, self._facts = None, RefState(), []
+        self._batch_depth = 0
+        self._atomic = self._ending_batch = False
 
     def _busy(self) -> bool:
         """Whether the background sync must wait: inside a batch, or flushing one."""
@@ -1303,11 +1317,16 @@ class _BackgroundSync:
 
 
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
+_INDEXES: weakref.WeakSet[Index] = weakref.WeakSet()
+_forks = [0]  # how many times this process's line has forked (a batch begun before is the parent's)
 
 
 def _after_fork_in_child() -> None:
+    _forks[0] += 1
     for syncer in list(_LIVE):
         syncer._after_fork()
+    for index in list(_INDEXES):
+        index._after_fork()
 
 
 if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)

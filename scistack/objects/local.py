@@ -1212,8 +1212,17 @@ def _after_fork() -> None:
         _HELD_AT_FORK.pop().release()
 
 
+def _after_fork_in_child() -> None:
+    """A batch open in the parent is the parent's: the objects it buffered are its to write
+    (before the journal lines naming them), and the child, in no batch, writes its own at
+    once (its saves are journalled at once: `Index._after_fork`)."""
+    _after_fork()
+    for store in list(_STORES):
+        store._batch_depth, store._buffer, store._buffer_bytes = 0, {}, 0
+
+
 if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork_in_child)
 
 
 @atexit.register

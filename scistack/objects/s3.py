@@ -153,6 +153,7 @@ class S3ObjectStore(ObjectStore):
             _keep_for_ever(inherited)
         self._pool, self._uploading = None, {}
         self._lock, self._look_lock = threading.Lock(), threading.Lock()
+        self._batch_depth, self._to_upload = 0, []  # a batch open in the parent, its packs queued: the parent's
 
     @property
     def address(self) -> str:
