@@ -184,7 +184,8 @@ def child_in_parents_batch(subject: int) -> None:
 def fork_inside_a_batch(folder: Path) -> None:
     """A child forked inside a batch (the first ends with `os._exit` inside it, the second
     leaves it, from a nested one, and the parent waits inside it until the child has looked
-    at the journal): each save is written once, the parent's held ones by the parent."""
+    at the journal; a third is forked while another thread's batch is open): each save is
+    written once, the parent's held ones by the parent."""
     db = configure_database(folder / "batch.duckdb", ["subject"])
     read, write = os.pipe()
     pid, code = -1, 1
@@ -224,7 +225,25 @@ def fork_inside_a_batch(folder: Path) -> None:
             sys.stderr.flush()
             os._exit(code)
     assert puts(folder) == [1, 2, 3, 4, 5, 14], f"the parent's batch: {puts(folder)}"
-    for subject in (1, 2, 3, 4, 5, 14):
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread's batch (as a for_each running in a thread)
+        with db.batch():
+            Forked.save(np.arange(4.0), subject=6)
+            holding.set()
+            release.wait(BOUND)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    try:
+        assert holding.wait(BOUND)
+        in_child(lambda: child_in_parents_batch(7))
+        assert puts(folder) == [1, 2, 3, 4, 5, 7, 14], f"a child forked beside a thread's batch: {puts(folder)}"
+    finally:
+        release.set()
+        thread.join()
+    assert puts(folder) == [1, 2, 3, 4, 5, 6, 7, 14], puts(folder)
+    for subject in (1, 2, 3, 4, 5, 6, 7, 14):
         assert Forked.load(subject=subject).data[1] == 1.0
     db.close()
     print("children forked inside a batch saved once each; the parent's batch wrote its own", flush=True)
