@@ -33,3 +33,52 @@ def test_children_forked_inside_a_batch_save_once_each_and_the_parents_batch_goe
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "the parent's batch wrote its own" in done.stdout
+
+
+def test_a_child_forked_while_a_thread_reads_ahead_sees_what_is_saved_after(tmp_path):
+    """A thread inside `reading_ahead` (a `for_each` reads its inputs so) answers from one view
+    of the project: a child forked meanwhile inherited that view for good, and never saw a
+    version saved after the fork."""
+    import os
+    import threading
+
+    from scistack import BaseVariable, configure_database
+    from scistack.index.state import keys_of
+
+    from .helpers import child_status
+
+    class ForkAhead(BaseVariable):
+        pass
+
+    db = configure_database(tmp_path / "p.duckdb", ["subject"])
+    try:
+        ForkAhead.save(1.0, subject=1)
+        inside, leave = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with db.index.reading_ahead():
+                db.index.read_ahead("ForkAhead", keys_of([{"subject": 1}]))  # (as a for_each plans)
+                inside.set()
+                leave.wait(30)
+
+        thread = threading.Thread(target=hold)
+        thread.start()
+        assert inside.wait(30)
+        saved_r, saved_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.read(saved_r, 1)
+                code = 0 if ForkAhead.load(subject=1).data == 2.0 else 3
+            except BaseException:  # noqa: BLE001 - the exit status says it
+                code = 4
+            finally:
+                os._exit(code)
+        leave.set()
+        thread.join()
+        ForkAhead.save(2.0, subject=1)  # (a new version: a new address was looked up anew)
+        os.write(saved_w, b"1")
+        assert child_status(pid) == 0, "the child answered from the view its parent's thread had at the fork"
+    finally:
+        db.close()

@@ -949,6 +949,12 @@ class Index:
         self._pending, self._overlay, self._facts = None, RefState(), []
         self._batch_depth = 0
         self._atomic = self._ending_batch = False
+        # likewise a `reading_ahead` of a parent's thread (a for_each planning): its one view
+        # of the project and what it fetched would have answered the child's reads for good
+        self._snapshot = False
+        self._ahead.clear()
+        self._ahead_calls.clear()
+        self._call_keys.clear()
 
     def _busy(self) -> bool:
         """Whether the background sync must wait: inside a batch, or flushing one."""
