@@ -64,6 +64,9 @@ class Guards:
     codes: tuple[tuple[FunctionType, CodeType], ...]
     cells: tuple[tuple[CellType, object], ...]
     defaults: tuple[tuple[FunctionType, object, object], ...] = ()
+    # source files of the project modules a computed ``getattr`` reached (`Walk._any_member`):
+    # inputs by content of every call (``codeid.files``), their data values being no part here
+    modules: tuple[str, ...] = ()
 
     def valid(self) -> bool:
         """True while every namespace slot, ``__code__`` and closure cell holds the same object."""
@@ -183,6 +186,7 @@ class Walk:
         self.data: dict[str, object] = {}  # mutable values read: digested at call time
         self.state: set[int] = set()  # ids of objects some function writes: not inputs
         self.shown: dict[str, object] = {}  # constants by label, for `why`'s "old -> new"
+        self.modules: dict[str, None] = {}  # source files of modules a computed getattr reached
 
     def guards(self) -> Guards:
         """The bindings read so far, each once, for memo validation."""
@@ -196,6 +200,7 @@ class Walk:
             tuple(codes.values()),
             tuple(cells.values()),
             tuple(defaults.values()),
+            tuple(self.modules),
         )
 
     def reads(self) -> tuple[tuple[str, object], ...]:
@@ -357,8 +362,12 @@ class Walk:
         edit of the one it reached had been served from the cache, in a new process too).
         Not its data values: a module's ``STARTED = time.time()``, a run id or a
         ``tempfile.mkdtemp()`` differ in every process, and every fresh process had missed
-        for every function dispatching by a computed name (a data member a computed name
-        reaches is not seen: documented)."""
+        for every function dispatching by a computed name. Its data is seen by the module's
+        source file instead, an input of every call by its content (`Guards.modules`,
+        ``codeid.files``): the same in every process, and a data edit (K = 2 -> 3) misses."""
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path.endswith(".py"):
+            self.modules[path] = None
         members = vars(module)
         for attr, value in list(members.items()):
             if attr.startswith("__") and attr.endswith("__"):

@@ -66,7 +66,9 @@ module's import (when the import system last opened it, `_LOADED_AT`; imported b
 hook was installed, other than the source mtime and size its ``__pycache__`` bytecode holds,
 which the import checked, `_validated`; without such bytecode, newer than the process's
 start): the old code runs, so that call is stale at once, with the warning. ``getattr(module, name)`` with a computed name is the code
-identity's (every member of the module counts). Not seen: ``__import__(name)``, and
+identity's (every code member of the module counts), and the module's source file is an input
+as an ``import_module``'s is (`_note_reached_modules`: its data values are no part of the
+identity). Not seen: ``__import__(name)``, and
 ``from importlib import import_module`` bound before the first lineage function was made.
 
 Memos: a file read once per process behind a memo (``functools.lru_cache``/``cache``, a module
@@ -722,6 +724,7 @@ def recording_reads(exclude: tuple[str, ...] = (),
 def files_read(recording: _Recording) -> list[FileRead]:
     """The inputs of a finished recording, hashed now, and the reads of this process's memos
     its function reaches (sorted by path)."""
+    _note_reached_modules(recording)
     if not (recording.read or recording.listed or recording.probed or recording.modules or recording.reused
             or _MEMO_READS
             or _IMPORTED_BY):
@@ -797,6 +800,23 @@ def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[s
         if (id(root), path) not in _WARNED and changed_files([entry]):
             _warn_imported(recording, path)
         found[path] = entry  # as imported: the result is stale at once, never served
+
+
+def _note_reached_modules(recording: _Recording) -> None:
+    """The project modules the function's code identity reaches by a ``getattr`` with a
+    computed name (`identity.reached_modules`): the identity digests their code members, not
+    their data (a ``STARTED = time.time()`` differs in every process), so their source files
+    are inputs by content, as a module `importlib.import_module` gave is (`_note_module`,
+    `_imports`): ``float(getattr(cfg, name))`` with cfg.py edited from K = 2 to K = 3 had been
+    served from the cache. (A comment-only edit of such a module re-runs the call.)"""
+    if recording.root is None:
+        return
+    from scistack.codeid.identity import reached_modules  # (identity imports the code walk)
+
+    for path in reached_modules(recording.root):
+        source = _module_source(os.path.abspath(path))
+        if source is not None:
+            recording.reused.add(source)
 
 
 def _validated(path: str, entry: FileRead) -> bool:

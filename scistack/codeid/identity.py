@@ -211,6 +211,24 @@ def reached_code(fn: Callable[..., Any]) -> frozenset[int]:
     the functions defined inside them; kept alive by the memo's guards): a memo one of them
     fills in one call serves `fn`'s later calls, which must then name the files it read
     (``codeid.files``). Empty when `fn` has no memoised walk."""
+    memo = _walked(fn)
+    if memo is None:
+        return frozenset()
+    if memo.reached is None:
+        memo.reached = _codes_within(memo.guards)
+    return memo.reached
+
+
+def reached_modules(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The source files of the project modules `fn`'s identity reached by a ``getattr`` with a
+    computed name (`Guards.modules`): their data is no part of the identity, so each call
+    names them as inputs by content (``codeid.files``). Empty when `fn` has no memoised walk."""
+    memo = _walked(fn)
+    return () if memo is None else memo.guards.modules
+
+
+def _walked(fn: Callable[..., Any]) -> _Memo | None:
+    """`fn`'s memoised walk, valid now (walked again if gone or stale), or None."""
     if isinstance(fn, functools.partial):
         fn = fn.func
     if isinstance(fn, (MethodType, staticmethod, classmethod)):
@@ -223,13 +241,11 @@ def reached_code(fn: Callable[..., Any]) -> frozenset[int]:
         try:
             function_identity(fn)
         except Exception:  # noqa: BLE001 - (a pinned function walked here): its own memos still count
-            return frozenset()
+            return None
         memo = _IDENTITIES.get((id(fn), None))
         if memo is None or memo.ref() is not fn:
-            return frozenset()
-    if memo.reached is None:
-        memo.reached = _codes_within(memo.guards)
-    return memo.reached
+            return None
+    return memo
 
 
 def _codes_within(guards: Guards) -> frozenset[int]:

@@ -835,7 +835,7 @@ def test_a_project_source_file_read_for_a_traceback_is_not_an_input(project, tmp
         @lineage_fcn
         def proc(x):
             try:
-                getattr(tb_help, "che" + "ck")(x)
+                tb_help.check(x)
             except ValueError:
                 note = traceback.format_exc()
             return x * 2
@@ -967,7 +967,7 @@ def test_a_module_imported_before_the_call_and_reached_by_a_computed_name_is_an_
     steps.write(HEAD + f"{imports}\n@lineage_fcn\ndef proc(x):\n    return {reach}\n")
     _save_inputs()
     assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
-    module.write_text("# a comment is no edit\ndef scale(x):\n    return x * 2\n")
+    assert (module.name, "file") in _recorded(project, 1)  # (by content: its data counts)
     assert _run(steps)[0] == ["cached", "cached"]
     module.write_text("def scale(x):\n    return x * 3\n")
     assert _statuses(project) == ["stale", "stale"]
@@ -1057,6 +1057,25 @@ def test_a_module_reached_by_a_computed_name_counts_its_code_not_its_data(projec
     plug.write_text(DATA_MEMBERS[what] + "def scale(x):\n    return x * 3\n")  # its code still counts
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+def test_a_data_member_reached_by_a_computed_name_is_an_input(project, tmp_path, monkeypatch):
+    # the identity counts a module's code members only (above), so its data reached by a
+    # computed name was seen nowhere: float(getattr(cfg, name)) with cfg.py edited from K = 2
+    # to K = 3 was served the cached 2.0 (in a new process too). The module's source file is
+    # an input by content now (a comment-only edit of it re-runs the call: accepted)
+    steps = Steps(tmp_path, monkeypatch)
+    cfg = steps.dir / "cfg.py"
+    cfg.write_text("K = 2\n")
+    steps.write(HEAD + "from . import cfg\n@lineage_fcn\ndef proc(x):\n    return x * float(getattr(cfg, 'K'[:1]))\n")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == _recorded(project, 2) == [("cfg.py", "file")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    cfg.write_text("K = 3\n")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _run(steps)[0] == ["cached", "cached"]
 
 
 def test_a_module_imported_before_scistack_is_judged_by_what_its_import_checked(tmp_path):
