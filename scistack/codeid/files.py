@@ -63,8 +63,8 @@ imported already (at the top of the script) opens no file: `_install` wraps
 ``importlib.import_module``, which names the project module the project's code asks for while
 a call records (`_note_module`): by its file as it is, unless the file is newer than the
 module's import (when the import system last opened it, `_LOADED_AT`; imported before the
-hook was installed, other than the source mtime and size its ``__pycache__`` bytecode holds,
-which the import checked, `_validated`; without such bytecode, newer than the process's
+hook was installed, other than the source mtime and size its ``__pycache__`` bytecode, written
+before the process started, holds, which the import checked, `_validated`; without such bytecode, newer than the process's
 start): the old code runs, so that call is stale at once, with the warning. ``getattr(module, name)`` with a computed name is the code
 identity's (every code member of the module counts), and the module's source file is an input
 as an ``import_module``'s is (`_note_reached_modules`: its data values are no part of the
@@ -822,13 +822,17 @@ def _note_reached_modules(recording: _Recording) -> None:
 def _validated(path: str, entry: FileRead) -> bool:
     """Whether a project module imported before the hook was installed (no `_LOADED_AT`) was
     loaded from its source file as it is (`entry`): its ``__pycache__`` bytecode, last written
-    before the hook was installed, holds the source's mtime (whole seconds) and size (or its
+    before this process started, holds the source's mtime (whole seconds) and size (or its
     hash) that the import checked; else, without such a pyc, whether the file is older than
-    the process. (The process's start alone had made a module edited after the kernel
-    started, then imported, then scistack, re-run every call with "changed after" warnings.)"""
+    the process. A pyc written since may be another process's, compiled from the source
+    edited after this process imported it (the in-memory K = 2 had been recorded under the
+    K = 3 file, and a new process served it): trusting one written before the hook was
+    installed had let that through. (So a module edited after the kernel started, then
+    imported, then scistack, re-runs its calls with "changed after" warnings, as without a
+    pyc: never a stale result served.)"""
     try:
         pyc = importlib.util.cache_from_source(path)
-        if os.stat(pyc).st_mtime_ns < _HOOKED_NS:  # (rewritten since: maybe by another process)
+        if os.stat(pyc).st_mtime_ns < _process_start_ns():  # (since: maybe another process's)
             with open(pyc, "rb") as handle:  # (a .pyc: never an input)
                 header = handle.read(16)
             if len(header) == 16 and header[:4] == importlib.util.MAGIC_NUMBER:

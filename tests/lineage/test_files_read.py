@@ -11,6 +11,7 @@ import multiprocessing
 import os
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -1086,13 +1087,17 @@ def test_a_module_imported_before_scistack_is_judged_by_what_its_import_checked(
     # module edited after its import still warns, and its calls are not served
     import subprocess
 
+    # (only bytecode written before the process started vouches: a later pyc may be another
+    # process's, compiled from an edit made after this one imported the module; so plug_a's
+    # source is dated after the start, where the process's start alone would not vouch)
+    for name in ("plug_a", "plug_b"):
+        (tmp_path / f"{name}.py").write_text("def scale(x):\n    return x * 2\n")
+    later = time.time_ns() + 60 * 10**9
+    os.utime(tmp_path / "plug_a.py", ns=(later, later))
     script = textwrap.dedent("""
         import importlib, os, sys, warnings
         sys.path.insert(0, os.getcwd())
-        for name in ("plug_a", "plug_b"):
-            with open(name + ".py", "w") as f:  # edited after the process started
-                f.write("def scale(x):\\n    return x * 2\\n")
-        import plug_a, plug_b  # imported before scistack (bytecode written)
+        import plug_a, plug_b  # imported before scistack (bytecode written before the start)
         with open("plug_b.py", "w") as f:  # edited after its import: the old code runs
             f.write("def scale(x):\\n    return x * 3  # new\\n")
         from scistack import configure_database, lineage_fcn
@@ -1111,9 +1116,70 @@ def test_a_module_imported_before_scistack_is_judged_by_what_its_import_checked(
     """)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    compiled = subprocess.run([sys.executable, "-c", "import sys, os; sys.path.insert(0, os.getcwd()); import plug_a, plug_b"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    earlier = time.time_ns() - 60 * 10**9  # (written well before the next process starts)
+    for pyc in (tmp_path / "__pycache__").iterdir():
+        os.utime(pyc, ns=(earlier, earlier))
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == f"[False, True, False, False] [{str(tmp_path / 'plug_b.py')!r}]"
+
+
+def test_a_module_bytecode_another_process_rewrote_after_the_import_is_not_trusted(tmp_path):
+    # a module imported before scistack, then edited (same size), then compiled again by
+    # another process: its pyc, written before the hook was installed, was trusted, so the
+    # result of the in-memory K = 2 was recorded under the K = 3 file and a new process
+    # served it. Only bytecode written before this process started vouches now
+    import subprocess
+
+    make = textwrap.dedent("""
+        import importlib, os, subprocess, sys, warnings
+        sys.path.insert(0, os.getcwd())
+        with open("plug.py", "w") as f:
+            f.write("K = 2\\ndef scale(x):\\n    return x * K\\n")
+        import plug  # imported before scistack: its pyc written
+        with open("plug.py", "w") as f:  # edited after the import: same size, a later second
+            f.write("K = 3\\ndef scale(x):\\n    return x * K\\n")
+        later = os.stat("plug.py").st_mtime_ns + 5 * 10**9
+        os.utime("plug.py", ns=(later, later))
+        subprocess.run([sys.executable, "-c", "import plug"], check=True)  # another process: pyc rewritten
+        from scistack import configure_database, lineage_fcn
+        db = configure_database("p.duckdb", ["subject"])
+
+        @lineage_fcn
+        def proc(x, name):
+            return importlib.import_module(name).scale(x)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = proc(1.0, "plug")
+        print(r.data, r.cached, any("changed after" in str(w.message) for w in caught))
+        db.close()
+    """)
+    again = textwrap.dedent("""
+        import importlib, os, sys
+        sys.path.insert(0, os.getcwd())
+        from scistack import configure_database, lineage_fcn
+        db = configure_database("p.duckdb", ["subject"])
+
+        @lineage_fcn
+        def proc(x, name):
+            return importlib.import_module(name).scale(x)
+
+        r = proc(1.0, "plug")
+        print(r.data, r.cached)
+        db.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    outputs = []
+    for script in (make, again):
+        done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.strip())
+    assert outputs == ["2.0 False True", "3.0 False"]  # (stale at once, warned; then computed from K = 3)
 
 
 LINKS = {  # a test that does not follow links (or follows a dangling one); what then changes
