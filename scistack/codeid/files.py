@@ -35,7 +35,8 @@ library nor the import system, which probe and list directories all the time):
   folder): the hit misses once it goes or changes type (a path found by an ``lstat``,
   ``islink``/``lexists``/``is_symlink``/``follow_symlinks=False``, is recorded and checked by
   one, its type ``link`` when it is one: a link replaced by a file of its name, or a dangling
-  link removed, misses; a dangling link ``exists`` did not find is absent); its stat read (``os.stat``,
+  link removed, misses; a path also followed, ``islink(p)`` then ``getsize(p)``, has both
+  entries; a dangling link ``exists`` did not find is absent); its stat read (``os.stat``,
   ``Path.stat``, ``os.path.getsize``/``getmtime``/``getatime``/``getctime``), *stat*: a
   changed size or mtime misses (a touch too; the content is not read, so not hashed). A path
   the call also opened (by content) or whose folder it listed (names) has no such entry, nor
@@ -267,7 +268,8 @@ class _Recording:
         # listed, as first listed (None: could not be listed)
         self.probed: dict[str, bool] = {}  # paths the project's code found by a stat: whether
         # it read their stat (size, times) or only tested them (exists, isdir...)
-        self.unfollowed: set[str] = set()  # of those, found by a stat not following links
+        self.unfollowed: dict[str, bool] = {}  # the same, of those found by a stat not
+        # following links (islink, lexists, lstat): a path probed both ways is in both
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
         self.modules: set[str] = set()  # source files of the project modules imported meanwhile
@@ -694,10 +696,9 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
         if asked in _TESTS or asked in _STATS:
             reads_stat = asked in _STATS
             unfollowed = called == "lstat" or kwargs.get("follow_symlinks", True) is False
-            for recording in stack:
-                recording.probed[path] = reads_stat or recording.probed.get(path, False)
-                if unfollowed:  # (islink, lexists, is_symlink, lstat: the link itself)
-                    recording.unfollowed.add(path)
+            for recording in stack:  # (islink, lexists, is_symlink, lstat: the link itself)
+                probed = recording.unfollowed if unfollowed else recording.probed
+                probed[path] = reads_stat or probed.get(path, False)
     except Exception:  # noqa: BLE001 - never fail the function's own stat
         pass
     finally:
@@ -725,7 +726,8 @@ def files_read(recording: _Recording) -> list[FileRead]:
     """The inputs of a finished recording, hashed now, and the reads of this process's memos
     its function reaches (sorted by path)."""
     _note_reached_modules(recording)
-    if not (recording.read or recording.listed or recording.probed or recording.modules or recording.reused
+    if not (recording.read or recording.listed or recording.probed or recording.unfollowed or recording.modules
+            or recording.reused
             or _MEMO_READS
             or _IMPORTED_BY):
         return []
@@ -748,16 +750,27 @@ def files_read(recording: _Recording) -> list[FileRead]:
     for path, reads_stat in recording.probed.items():
         if path in found or path in recording.written or not _is_input_path(path, exclude):
             continue  # (read or listed: its content or names say more)
-        follow = path not in recording.unfollowed
-        if not reads_stat and follow and recording.listed.get(os.path.dirname(path)) is not None:
+        if not reads_stat and recording.listed.get(os.path.dirname(path)) is not None:
             continue  # (its folder's listing names it, and marks a folder: `_listing`)
-        entry = _probed(path, reads_stat, follow)
+        entry = _probed(path, reads_stat)
         if entry is not None:
             found[path] = entry
+    # Found by an lstat (the link itself): its own entry, beside the one of the same path
+    # followed (a stat, or its content read): `islink(p)` then `getsize(p)` had recorded the
+    # lstat alone, and the link's target rewritten kept the hit. (Keyed apart in `found`.)
+    for path, reads_stat in recording.unfollowed.items():
+        if path in recording.written or not _is_input_path(path, exclude):
+            continue
+        entry = _probed(path, reads_stat, follow=False)
+        if entry is not None:
+            found[path + _UNFOLLOWED] = entry
     _imports(recording, found, exclude)
     _remember_memos(recording, found)
     _add_memos(recording, found, exclude)
     return [found[p] for p in sorted(found)]
+
+
+_UNFOLLOWED = "\0lstat"  # `files_read`'s key of a path's lstat entry (sorts just after the path's)
 
 
 # a lineage function's code -> the source files of the project modules its calls imported in

@@ -1215,3 +1215,23 @@ def test_a_link_tested_without_following_it_is_checked_as_a_link(project, tmp_pa
             link.write_text("y")
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+def test_a_path_probed_both_with_and_without_following_its_link_records_both(project, tmp_path, monkeypatch):
+    # islink(p) then getsize(p): the path was recorded by its lstat alone (the link), so the
+    # link's target rewritten with another size kept the hit. Each way records its own entry
+    steps = Steps(tmp_path, monkeypatch)
+    target, link = steps.dir / "target.csv", steps.dir / "latest"
+    target.write_text("1,2\n")
+    os.symlink(target, link)
+    steps.write(HEAD + "L = os.path.join(HERE, 'latest')\n@lineage_fcn\ndef proc(x):\n"
+                "    kind = 'link' if os.path.islink(L) else 'file'\n"
+                "    return x * float(os.path.getsize(L))\n")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [40.0, 80.0])
+    assert _recorded(project, 1) == [("latest", "stat"), ("latest", "present")]  # (followed; the lstat)
+    assert _run(steps)[0] == ["cached", "cached"]
+    target.write_text("1,2,3\n")  # the link unchanged, what it points to grown
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [60.0, 120.0])
+    assert _run(steps)[0] == ["cached", "cached"]
