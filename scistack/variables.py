@@ -19,7 +19,6 @@ from __future__ import annotations
 from datetime import datetime
 import difflib
 from dataclasses import dataclass, replace
-import os
 import threading
 import time
 import warnings
@@ -55,6 +54,7 @@ from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
 from scistack.where import FIXED, exact_as_double, function_names, record_columns
+from scistack.objects.forks import renew_in_child
 
 pa = lazy_module("pyarrow", globals(), "pa")
 
@@ -62,16 +62,10 @@ _registry: dict[str, type[BaseVariable]] = {}
 _registry_lock = threading.Lock()
 
 
-def _after_fork_in_child() -> None:
-    """A forked child's registry lock is new: a thread of the parent defining a variable may
-    have held it (the child's first class definition waited for ever). The registry stays
-    whole without waiting for that thread: it is changed by one assignment."""
-    global _registry_lock
-    _registry_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+# A forked child's registry lock is new: a thread of the parent defining a variable may have
+# held it (the child's first class definition waited for ever). The registry stays whole
+# without waiting for that thread: it is changed by one assignment.
+renew_in_child(lambda: [_registry_lock])
 
 
 

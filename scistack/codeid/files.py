@@ -127,6 +127,7 @@ import blake3
 
 from scistack.codeid._packages import _is_library_path
 from scistack.codeid.globs import glob_looks
+from scistack.objects.forks import hold_across_fork
 
 _SKIP_SUFFIXES = (".py", ".pyc", ".pyo", ".pyd", ".so", ".dylib", ".dll", ".pth")
 # System and per-user caches/configuration read by libraries (fonts, time zones, certificates).
@@ -162,16 +163,7 @@ _HOOK_LOCK = threading.RLock()
 # waited at `install`), and hooks half installed (os.stat wrapped, `_HOOKED` not yet set: the
 # child's install wrapped them again). An RLock: a fork from inside `_install` (an audit hook's)
 # re-enters it, and both sides release the forking thread's extra hold. Nothing is taken under it.
-def _before_fork() -> None:
-    _HOOK_LOCK.acquire()
-
-
-def _after_fork() -> None:
-    _HOOK_LOCK.release()
-
-
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork)
+hold_across_fork(lambda: [_HOOK_LOCK])
 
 _HOOKED = False
 _STAT_OK: dict[tuple[str, int, int, int], str] = {}  # stat -> digest verified in this process

@@ -33,6 +33,7 @@ from scistack.errors import DatabaseLockedError, IndexDamagedError, storage_full
 from scistack.index.journal import JournalBackend, loads_line, size_now
 from scistack.index.state import RefRecord, key_of, keys_of, shown_as
 from scistack.records import RunRecord
+from scistack.objects.forks import hold_across_fork
 
 log = logging.getLogger("scistack")
 
@@ -266,30 +267,12 @@ def _migrate(con: sqlite3.Connection, found: int) -> int:
 # connections before it opens its own (`_reader`): with the parent's lock held, that close
 # neither checkpoints nor deletes anything. No transaction is open at the fork: each fold's
 # lock, under which every write runs, is taken for it (the ender thread or another of the
-# parent's threads may have held it: the child had waited for ever), and made new in the child.
+# parent's threads may have held it: the child had waited for ever), and released on both
+# sides (`objects.forks.hold_across_fork`).
 _forks = [0]
 _FOLDS: weakref.WeakSet[Fold] = weakref.WeakSet()
-
-
-def _before_fork() -> None:
-    for fold in list(_FOLDS):
-        fold._lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    for fold in list(_FOLDS):
-        fold._lock.release()
-
-
-def _after_fork_in_child() -> None:
-    _forks[0] += 1
-    for fold in list(_FOLDS):
-        fold._lock._at_fork_reinit()
-
-
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+hold_across_fork(lambda: [fold._lock for fold in list(_FOLDS)],
+                 in_child=lambda: _forks.__setitem__(0, _forks[0] + 1))
 
 _CHUNK = 5000
 

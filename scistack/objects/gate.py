@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from scistack.objects.forks import renew_in_child
 
 PRUNE_FLOOR = 3600.0  # seconds: the grace a gc keeps when it cannot prove no writer is open
 GATE_NAME = "gc-writers.lock"
@@ -95,10 +96,4 @@ class WritersGate:
 _GATES: weakref.WeakSet[WritersGate] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
-    for gate in list(_GATES):
-        gate._lock._at_fork_reinit()
-
-
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+renew_in_child(lambda: [gate._lock for gate in list(_GATES)])

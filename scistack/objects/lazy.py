@@ -13,7 +13,6 @@ that a one-channel slice touched one or two chunks.
 from __future__ import annotations
 
 import math
-import os
 import threading
 import weakref
 from typing import Any
@@ -23,6 +22,7 @@ import numpy as np
 from scistack.errors import LazyValueError
 from scistack.objects.chunked import ArrayManifest, Get, read_region
 from scistack.summary import described
+from scistack.objects.forks import renew_in_child
 
 
 class LazyArray:
@@ -283,10 +283,4 @@ class _Partition:
 _LAZY_ARRAYS: weakref.WeakSet[LazyArray] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
-    for array in list(_LAZY_ARRAYS):
-        array._lock._at_fork_reinit()
-
-
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+renew_in_child(lambda: [array._lock for array in list(_LAZY_ARRAYS)])

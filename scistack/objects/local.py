@@ -48,6 +48,7 @@ from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects import pagecache, shuffle
 from scistack.objects.pack import MergeStats, PackSet, fsync_dir, write_pack
 from scistack.objects.store import Freed, ObjectStore, StoredObject
+from scistack.objects.forks import hold_across_fork
 
 log = logging.getLogger(__name__)
 
@@ -1198,31 +1199,17 @@ _MERGE_AT_EXIT: weakref.WeakSet[LocalObjectStore] = weakref.WeakSet()  # wrote p
 # the pack set's lock, the order a flush nests them in (a thread flushing holds the one and
 # waits for the other).
 _STORES: weakref.WeakSet[LocalObjectStore] = weakref.WeakSet()
-_HELD_AT_FORK: list[Any] = []
-
-
-def _before_fork() -> None:
-    for store in list(_STORES):
-        store._buffer_lock.acquire()
-        _HELD_AT_FORK.append(store._buffer_lock)
-
-
-def _after_fork() -> None:
-    while _HELD_AT_FORK:
-        _HELD_AT_FORK.pop().release()
 
 
 def _after_fork_in_child() -> None:
     """A batch open in the parent is the parent's: the objects it buffered are its to write
     (before the journal lines naming them), and the child, in no batch, writes its own at
     once (its saves are journalled at once: `Index._after_fork`)."""
-    _after_fork()
     for store in list(_STORES):
         store._batch_depth, store._buffer, store._buffer_bytes = 0, {}, 0
 
 
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_after_fork_in_child)
+hold_across_fork(lambda: [store._buffer_lock for store in list(_STORES)], in_child=_after_fork_in_child)
 
 
 @atexit.register

@@ -37,6 +37,7 @@ import numpy as np
 from scistack.errors import CorruptPackIndexError
 from scistack.objects.midx import NAME as MIDX_NAME
 from scistack.objects.midx import MultiPackIndex, open_midx, remove_midx, write_midx
+from scistack.objects.forks import hold_across_fork
 
 PACK_MAGIC = b"SCIPACK1"
 IDX_MAGIC = b"SCIIDX01"
@@ -372,30 +373,17 @@ _MERGE_DONE = {
 
 
 # Pack sets of this process. A fork waits until no thread is inside one's lock (the background
-# sync reads values through it: a child forked meanwhile waited for ever at its first load), and
-# the child's lock is new.
+# sync reads values through it: a child forked meanwhile waited for ever at its first load): the
+# forking thread holds each across the fork (`forks.hold_across_fork`).
 _PACK_SETS: weakref.WeakSet[PackSet] = weakref.WeakSet()
-
-
-def _before_fork() -> None:
-    for packs in list(_PACK_SETS):
-        packs._lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    for packs in list(_PACK_SETS):
-        packs._lock.release()
 
 
 def _after_fork_in_child() -> None:
     for packs in list(_PACK_SETS):
-        packs._lock._at_fork_reinit()
         packs._after_fork()
 
 
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                        after_in_child=_after_fork_in_child)
+hold_across_fork(lambda: [packs._lock for packs in list(_PACK_SETS)], in_child=_after_fork_in_child)
 
 _EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
 MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew

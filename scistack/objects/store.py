@@ -25,6 +25,7 @@ from scistack.objects.codec import decode_value, encode_value, open_chunked
 from scistack.objects.npy import decode_npy_many
 from scistack.objects.hashing import KINDS, Buffer, hash_object, object_header
 from scistack.objects.oid import Oid, validate_oid
+from scistack.objects.forks import renew_in_child
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,13 +384,7 @@ class MemoryObjectStore(ObjectStore):
 _MEMORY_STORES: weakref.WeakSet[MemoryObjectStore] = weakref.WeakSet()
 
 
-def _after_fork_in_child() -> None:
-    for store in list(_MEMORY_STORES):
-        store._lock._at_fork_reinit()
-
-
-if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+renew_in_child(lambda: [store._lock for store in list(_MEMORY_STORES)])
 
 
 def hash_value(value: Any) -> Oid:
