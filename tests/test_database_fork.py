@@ -82,3 +82,61 @@ def test_a_child_forked_while_a_thread_reads_ahead_sees_what_is_saved_after(tmp_
         assert child_status(pid) == 0, "the child answered from the view its parent's thread had at the fork"
     finally:
         db.close()
+
+
+def test_a_fold_made_while_a_fork_waits_is_usable_in_the_child(tmp_path):
+    """A fork first takes every fold's lock, then waits for the stores' buffer locks (another
+    thread's flush). A fold made and entered by a third thread in that wait was not taken by
+    the fork, and its lock stayed held for ever in the child, whose first use of it hung."""
+    import os
+    import threading
+
+    from scistack import BaseVariable, configure_database
+    from scistack.index.fold import _FOLDS, Fold
+
+    from .helpers import child_status
+
+    class ForkWindow(BaseVariable):
+        pass
+
+    db = configure_database(tmp_path / "p.duckdb", ["subject"])
+    try:
+        ForkWindow.save(1.0, subject=1)
+        flushing, made, forked = threading.Event(), threading.Event(), threading.Event()
+        own_fold = db.index._fold
+
+        def flush() -> None:  # (holds the buffer lock as a long flush would)
+            with db.store._buffer_lock:
+                flushing.set()
+                made.wait(30)
+
+        def make_fold() -> None:
+            flushing.wait(30)
+            while own_fold._lock.acquire(blocking=False):  # until the fork holds the folds' locks
+                own_fold._lock.release()
+                threading.Event().wait(0.005)
+            fold = Fold(tmp_path / ".scistack" / "second.sqlite", db.index._journal)
+            with fold._lock:  # (entered, as a long catch-up of a big journal)
+                made.set()
+                forked.wait(30)
+
+        threads = [threading.Thread(target=flush), threading.Thread(target=make_fold)]
+        for thread in threads:
+            thread.start()
+        assert flushing.wait(30)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                second = [f for f in list(_FOLDS) if f is not own_fold]
+                second[-1].catch_up()
+                code = 0
+            finally:
+                os._exit(code)
+        forked.set()
+        for thread in threads:
+            thread.join()
+        assert made.is_set()
+        assert child_status(pid, bound=30) == 0
+    finally:
+        db.close()

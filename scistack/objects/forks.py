@@ -20,26 +20,38 @@ objects/pack.py's, the order a flush nests them in).
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any, Callable, Iterable
 
 Locks = Callable[[], Iterable[Any]]
 
 
 def hold_across_fork(locks: Locks, in_child: Callable[[], None] | None = None) -> None:
-    """`locks()`: the locks to hold (read at each fork); `in_child`: run in the child after."""
-    held: list[Any] = []
+    """`locks()`: the locks to hold (read at each fork); `in_child`: run in the child after.
+
+    In the child, a lock of `locks()` that the fork did not take (one made while the fork
+    waited for another of these locks, and held then by a thread the child does not have) is
+    made new. What each forking thread took is its own (two threads forking at once)."""
+    held: dict[int, list[Any]] = {}
 
     def before() -> None:
+        mine = held.setdefault(threading.get_ident(), [])
         for lock in locks():
             lock.acquire()
-            held.append(lock)
+            mine.append(lock)
 
-    def release() -> None:
-        while held:
-            held.pop().release()
+    def release() -> list[Any]:
+        mine = held.pop(threading.get_ident(), [])
+        for lock in reversed(mine):
+            lock.release()
+        return mine
 
     def child() -> None:
-        release()
+        taken = {id(lock) for lock in release()}
+        held.clear()  # (other threads' forks are the parent's)
+        for lock in locks():
+            if id(lock) not in taken:
+                lock._at_fork_reinit()
         if in_child is not None:
             in_child()
 
