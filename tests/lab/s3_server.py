@@ -31,6 +31,8 @@ import sysconfig
 import time
 from pathlib import Path
 
+from .server_watchdog import forget, stop_with_us
+
 # the `weed mini` flags for each port it would otherwise take from a fixed default
 _PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
                "filer.port.grpc", "s3.port.grpc", "admin.port", "admin.port.grpc")
@@ -92,11 +94,15 @@ class S3Server:
         ]
         (self.directory / "data").mkdir(exist_ok=True)
         self._log = open(self.directory / "weed.log", "wb")
+        self._key = f"weed {self.directory}"
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                         cwd=self.directory,
                                         env=dict(os.environ, TMPDIR=str(self.directory),
                                                  GOMAXPROCS=str(go_threads)),
                                         start_new_session=True)
+        # stopped with this process, however it ends (SIGKILL too: tests/lab/server_watchdog.py)
+        stop_with_us(self._key, pid=self.process.pid, group=True,
+                     unlink=tuple(f"/tmp/seaweedfs-*-{port}.sock" for port in (self.port, *self._ports.values())))
         self.endpoint = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + start_seconds
         while not self._ready():
@@ -143,6 +149,7 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+        forget(self._key)
         self._log.close()
         for port in (self.port, *self._ports.values()):  # sockets named by our ports only
             for leftover in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
