@@ -138,6 +138,21 @@ def child_status(pid: int, bound: float = 60.0) -> int:
     return -1
 
 
+def scistack_cli() -> str:
+    """The `scistack` console script of this environment (next to the running Python), which
+    the MATLAB client runs (SCISTACK_CLI); a failure naming the fix where it is not installed."""
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    path = Path(sys.executable).with_name("scistack.exe" if os.name == "nt" else "scistack")
+    if not path.exists():
+        pytest.fail(f"{path} is missing: install the package (pip install -e .) so that the "
+                    "MATLAB client can run the scistack command")
+    return str(path)
+
+
 def require_tool(tool: str) -> str:
     """The path of a program the MATLAB client tests run (octave-cli, zstd): skipped where it
     is not installed, but a failure under CI (`make test` installs them there), so CI never

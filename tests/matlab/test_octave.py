@@ -30,7 +30,7 @@ import pytest
 
 from scistack.database import Database
 from scistack.objects.store import hash_value
-from tests.helpers import require_tool
+from tests.helpers import require_tool, scistack_cli
 
 REPO = Path(__file__).resolve().parents[2]
 MATLAB_TESTS = REPO / "matlab" / "tests"
@@ -47,18 +47,6 @@ def _fixtures():
 
 
 fx = _fixtures()
-
-
-def scistack_cli() -> str:
-    """The `scistack` console script of this environment (next to the running Python)."""
-    name = "scistack.exe" if os.name == "nt" else "scistack"
-    path = Path(sys.executable).with_name(name)
-    if not path.exists():
-        pytest.fail(
-            f"{path} is missing: install the package (pip install -e .) so that the "
-            "MATLAB client can run the scistack command"
-        )
-    return str(path)
 
 
 def _pyproject(*args: str) -> str:

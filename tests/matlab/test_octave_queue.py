@@ -16,13 +16,9 @@ import numpy as np
 
 from scistack.database import Database
 from scistack.objects.canonical_json import dumps_canonical
-from tests.helpers import require_tool
+from tests.helpers import require_tool, scistack_cli
 
 MATLAB_TESTS = Path(__file__).resolve().parents[2] / "matlab" / "tests"
-
-
-def scistack_cli() -> str:
-    return str(Path(sys.executable).with_name("scistack.exe" if os.name == "nt" else "scistack"))
 
 
 def test_saves_survive_a_kill_after_they_returned(tmp_path: Path):
