@@ -48,6 +48,21 @@ def older_fold(db: Any, script: str) -> tuple[Any, str]:
     return path, mark
 
 
+def fold_before_key_values(root: Any) -> None:
+    """Turn the closed project's fold at `root` into layout 17's, before `key_values` (the
+    schema keys' values with their types): its rows gone and its version set back, so the next
+    open migrates the file in place, filling the table from the addresses."""
+    import sqlite3
+
+    fold = sqlite3.connect(os.path.join(root, ".scistack", "fold.sqlite"))
+    try:
+        with fold:
+            fold.execute("DELETE FROM key_values")
+            fold.execute("UPDATE meta SET value = '17' WHERE key = 'fold_version'")
+    finally:
+        fold.close()
+
+
 def migrated_in_place(path: Any, mark: str) -> bool:
     """Whether the fold at `path` is the file `older_fold` marked (not one rebuilt since)."""
     import sqlite3

@@ -17,6 +17,7 @@ from scistack.errors import IndexDamagedError
 from scistack.cli import main
 from scistack.fsck import fsck, reindex
 from scistack.index import utc_now
+from tests.helpers import fold_before_key_values
 
 
 class FsckRaw(BaseVariable):
@@ -60,8 +61,6 @@ def test_look_alike_key_values_saved_before_they_were_refused_are_a_warning(tmp_
     """A project saved before "1" beside 1 was refused (4d916b1) may hold both: fsck names
     the key, the values and their refs, and the way to keep one type (not damage: exit 0),
     from the fold as written then and as migrated in place from layout 17."""
-    import sqlite3
-
     import scistack.database as database_module
     from scistack.index import Index
 
@@ -99,11 +98,7 @@ def test_look_alike_key_values_saved_before_they_were_refused_are_a_warning(tmp_
     finally:
         db.close()
         database_module._current = None
-    fold = sqlite3.connect(tmp_path / ".scistack" / "fold.sqlite")
-    with fold:
-        fold.execute("DELETE FROM key_values")
-        fold.execute("UPDATE meta SET value = '17' WHERE key = 'fold_version'")
-    fold.close()
+    fold_before_key_values(tmp_path)
     db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
     try:
         assert fsck(db).warnings == report.warnings

@@ -12,6 +12,7 @@ import pytest
 import scistack.database as database_module
 from scistack import BaseVariable, configure_database
 from scistack.errors import InvalidMetadataError
+from tests.helpers import fold_before_key_values
 
 
 class KtA(BaseVariable):
@@ -64,11 +65,7 @@ def test_another_process_look_alike_and_an_older_fold_are_seen(tmp_path, monkeyp
     KtA.save(1.0, subject="x", session=2.5)
     db.close()
     database_module._current = None
-    fold = sqlite3.connect(tmp_path / ".scistack" / "fold.sqlite")
-    with fold:
-        fold.execute("DELETE FROM key_values")
-        fold.execute("UPDATE meta SET value = '17' WHERE key = 'fold_version'")
-    fold.close()
+    fold_before_key_values(tmp_path)
     db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
     try:
         with pytest.raises(InvalidMetadataError, match=r"subject='4' \(text\) looks like subject=4"):
