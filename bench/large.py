@@ -36,6 +36,10 @@ import blake3
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # (the tests' helpers, as bench/lab.py takes the tests' servers)
+    sys.path.insert(0, str(REPO))
+
+from tests.helpers import evict  # noqa: E402 - one copy, shared with tests/test_chunked.py
 CHANNELS, RATE = 64, 30_000
 BLOCK = 4 << 20
 
@@ -120,19 +124,6 @@ def settle(source: Path | None = None) -> bool:
         return True
     except OSError:
         return False
-
-
-def evict(paths: list[Path]) -> None:
-    """Drop these files' pages from the OS page cache (written back first), so the next read
-    comes from the disk, as a recording's first read in a session does. A file's own
-    `posix_fadvise(DONTNEED)`: no root needed, and nothing else's cache is touched."""
-    os.sync()
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def raw_load(target: Path, source: Path) -> float:

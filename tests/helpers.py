@@ -168,6 +168,20 @@ def scistack_cli() -> str:
     return str(path)
 
 
+def evict(paths: Any) -> None:
+    """Drop these files' pages from the OS page cache (written back first), so the next read
+    comes from the disk, as a recording's first read in a session does. A file's own
+    `posix_fadvise(DONTNEED)`: no root needed, and nothing else's cache is touched. (Used by
+    tests/test_chunked.py and bench/large.py.)"""
+    os.sync()
+    for path in paths:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
 def require_tool(tool: str) -> str:
     """The path of a program the MATLAB client tests run (octave-cli, zstd): skipped where it
     is not installed, but a failure under CI (`make test` installs them there), so CI never

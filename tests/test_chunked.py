@@ -28,6 +28,7 @@ from scistack.objects import LocalObjectStore, MemoryObjectStore
 from scistack.objects.chunking import chunk_shape, set_chunking
 from scistack.objects.lazy import LazyArray
 from scistack.objects.store import hash_value
+from tests.helpers import evict
 
 THRESHOLD, CHUNK = 16 << 10, 4 << 10
 
@@ -797,17 +798,6 @@ class _ReadLog(LocalObjectStore):
         self.read.append(oid)
         self.direct.append(direct)
         return super().read_stored(oid, buffer, direct=direct)
-
-
-def evict(paths) -> None:
-    """These files' pages out of the page cache, so their next read comes from the disk."""
-    os.sync()
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        finally:
-            os.close(fd)
 
 
 def test_a_whole_read_reads_every_chunk_file_ahead_and_a_few_chunks_are_hinted(tmp_path):
