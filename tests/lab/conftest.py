@@ -112,7 +112,8 @@ class PostgresCluster:
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop",
                   check=False)
-        forget(str(self.directory / "data"))
+        if not (self.directory / "data" / "postmaster.pid").exists():  # (else stopped at our exit)
+            forget(str(self.directory / "data"))
 
     def pids(self) -> list[int]:
         """The postmaster's pid and its children's (the backends and helpers), to freeze."""
