@@ -101,8 +101,8 @@ class S3Server:
                                                  GOMAXPROCS=str(go_threads)),
                                         start_new_session=True)
         # stopped with this process, however it ends (SIGKILL too: tests/lab/server_watchdog.py)
-        stop_with_us(self._key, pid=self.process.pid, group=True,
-                     unlink=tuple(f"/tmp/seaweedfs-*-{port}.sock" for port in (self.port, *self._ports.values())))
+        sockets = tuple(f"/tmp/seaweedfs-*-{port}.sock" for port in (self.port, *self._ports.values()))
+        stop_with_us(self._key, pid=self.process.pid, group=True, unlink=sockets)
         self.endpoint = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + start_seconds
         while not self._ready():

@@ -5,6 +5,7 @@ server running for ever, with their folders in /tmp (tests/lab/server_watchdog.p
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -91,6 +92,7 @@ def test_the_servers_die_with_a_sigkilled_test_run_and_their_folders_go(tmp_path
                                           capture_output=True, text=True).stdout
         assert [port for port in info["ports"] if _listening(port)] == []
         assert [folder for folder in info["folders"] if os.path.exists(folder)] == []
+        assert [path for port in info["ports"] for path in glob.glob(f"/tmp/seaweedfs-*-{port}.sock")] == []
     finally:  # (what a failure left: stopped here, not left running)
         if run.poll() is None:
             run.kill()
