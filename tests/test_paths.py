@@ -116,6 +116,33 @@ def test_editing_one_raw_file_reruns_exactly_its_combination(project, tmp_path):
     assert record["inputs"]["path"]["path"] == "raw/3/s_pre.csv"
 
 
+def test_a_raw_file_replaced_in_place_with_its_size_and_mtime_kept_reruns(project, tmp_path):
+    """`cp -p`, `shutil.copy2`, `rsync -t --inplace` or an unzip write other bytes of the same
+    size into the same inode and set the old mtime back: the hash memo, keyed by (size,
+    mtime, inode) alone, served the old content's oid and the run was cached. The ctime (no
+    copy can set it) is in the key."""
+    import shutil
+
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n"})
+    _raw(tmp_path / "new", {"1/s_pre.csv": "8,9\n"})
+    raw, new = tmp_path / "raw/1/s_pre.csv", tmp_path / "new/1/s_pre.csv"
+    for path in (raw, new):
+        os.utime(path, ns=(1_767_225_600 * 10**9, 1_767_225_600 * 10**9))
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
+    run = dict(inputs=spec, outputs=[RawTotal], subject=[1], session=["pre"], verbose=False)
+    assert for_each(total, **run).ran == 1
+    assert RawTotal.load(subject=1, session="pre").data == 3.0
+    before = os.stat(raw)
+    os.chmod(raw, 0o600)  # the ctime alone changed: the content is hashed again, nothing re-runs
+    assert (for_each(total, **run).ran, RawTotal.load(subject=1, session="pre").data) == (0, 3.0)
+    shutil.copy2(new, raw)
+    after = os.stat(raw)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert why(RawTotal, subject=1, session="pre").status == "stale"
+    assert for_each(total, **run).ran == 1
+    assert RawTotal.load(subject=1, session="pre").data == 17.0
+
+
 def test_the_raw_data_moved_elsewhere_stays_cached(project, tmp_path):
     """A raw file is an input by its content. The function's own read of it was also listed
     as a file it read, checked at its old path on every hit: moving the raw folder (to a

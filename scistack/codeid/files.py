@@ -2,9 +2,13 @@
 
 ``np.load("calib.npy")``, ``open(path)`` or ``pd.read_csv(...)`` inside a lineage function make
 the file's content an input. Which files a call reads is only known once it has run, so they
-are recorded with the call (path, size, mtime, inode and a blake3 digest of the content) and
-checked on every cache hit: a stat that still matches costs one ``os.stat`` (as DVC's state
+are recorded with the call (path, size, mtime, inode, ctime and a blake3 digest of the content)
+and checked on every cache hit: a stat that still matches costs one ``os.stat`` (as DVC's state
 does); a changed stat re-hashes the file, and only a changed *content* makes the hit a miss.
+The ctime is in the stat as in git's index: ``cp -p``, ``shutil.copy2``, ``rsync -t --inplace``
+or an unzip put other bytes of the same size into the same inode and set the old mtime back,
+which only the ctime (no copy can set it) shows; a chmod alone costs a hash. A record written
+before the ctime was kept has none: its stat never matches, its files are hashed again.
 
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
@@ -166,7 +170,8 @@ _HOOK_LOCK = threading.RLock()
 hold_across_fork(lambda: [_HOOK_LOCK])
 
 _HOOKED = False
-_STAT_OK: dict[tuple[str, int, int, int], str] = {}  # stat -> digest verified in this process
+# (path, size, mtime, inode, ctime) -> the digest its content had, verified in this process
+_STAT_OK: dict[tuple[str, int, int, int, int], str] = {}
 _GLOBAL_WRITES = frozenset({opmap["STORE_GLOBAL"], opmap["DELETE_GLOBAL"]})
 _KINDS: dict[object, int] = {}  # module name -> _USER, _WRAPPER, _LIBRARY or _OWN
 # Code objects are keyed by id (equal code in another module, or a reloaded one, is another
@@ -198,6 +203,8 @@ class FileRead:
     seen: tuple[str, ...] | None = dataclasses.field(default=None, compare=False, repr=False)
     follow: bool = True  # a probed path: found by a stat following links; else by an lstat
     # (``islink``/``lexists``/``follow_symlinks=False``: checked so, its type may be ``link``)
+    ctime_ns: int = -1  # a file's or listing's inode change time (-1: not known, a record
+    # written before it was kept: its stat never matches, so the content is hashed again)
 
     def bare(self) -> FileRead:
         """This entry without the names a listing saw (kept only until the call is recorded)."""
@@ -218,6 +225,7 @@ class FileRead:
             "size": self.size,
             "mtime_ns": self.mtime_ns,
             "inode": self.inode,
+            "ctime_ns": self.ctime_ns,
             "blake3": self.digest,
         }
         return value if self.kind == "file" else {**value, "kind": self.kind}
@@ -242,6 +250,7 @@ class FileRead:
             int(value.get("inode", 0)),
             str(value["blake3"]),
             kind,
+            ctime_ns=int(value.get("ctime_ns", -1)),
         )
 
 
@@ -1024,9 +1033,9 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
                     f.size, f.mtime_ns):
                 changed.append(path)
             continue
-        stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino)
-        if stamp[1:] == (f.size, f.mtime_ns, f.inode) or _STAT_OK.get(stamp) == f.digest:
-            continue  # the cheap check: same size, mtime and inode
+        stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        if stamp[1:] == (f.size, f.mtime_ns, f.inode, f.ctime_ns) or _STAT_OK.get(stamp) == f.digest:
+            continue  # the cheap check: same size, mtime, inode and ctime (no ctime recorded: -1)
         now = _listing(path) if f.kind == "listing" else _hashed(path)
         if now is None or now.digest != f.digest:
             changed.append(path)
@@ -1070,7 +1079,7 @@ def _hashed(path: str) -> FileRead | None:
                 hasher.update(block)
     except OSError:
         return None
-    return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, hasher.hexdigest())
+    return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, hasher.hexdigest(), ctime_ns=st.st_ctime_ns)
 
 
 _PROBED = ("present", "stat")  # kinds of a path found by a stat: tested only; its stat read
@@ -1113,7 +1122,7 @@ def _listing(path: str, keep_names: bool = False) -> FileRead | None:
     marked = sorted(name + "/" if folder else name for name, folder in entries)
     digest = blake3.blake3("\0".join(marked).encode("utf-8", "surrogateescape")).hexdigest()
     return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, "listing",
-                    names if keep_names else None)
+                    names if keep_names else None, ctime_ns=st.st_ctime_ns)
 
 
 def _absent_folder(path: str) -> FileRead | None:

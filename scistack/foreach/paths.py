@@ -8,7 +8,9 @@ The function receives the resolved path (a str). The input's identity in the cal
 call record is the file's content hash (the oid the file would have as a `bytes` object), not
 its path or mtime: editing a raw file re-runs exactly the combinations that read it, touching
 it re-runs nothing. A file that is not there makes the combination "missing". The hash of a
-file is remembered per process by (size, mtime, inode), so a re-run re-reads only what changed.
+file is remembered per process by (size, mtime, inode, ctime), so a re-run re-reads only what
+changed: the ctime, which no copy can set, sees a file replaced in place by other content of
+the same size with its mtime kept (``cp -p``, ``shutil.copy2``, ``rsync -t --inplace``, unzip).
 
 `PathOutput("{subject}/fig.png", root="figs/")` hands the function a path to write; after the
 call the written file is stored as a `bytes` value of the next output variable.
@@ -31,7 +33,7 @@ from scistack.objects.hashing import hash_bytes, object_header
 
 _BLOCK = 1 << 20
 _MEMO_SIZE = 1 << 18
-_hashes: dict[tuple[str, int, int, int], str] = {}   # (path, size, mtime_ns, inode) -> oid
+_hashes: dict[tuple[str, int, int, int, int], str] = {}   # (path, size, mtime_ns, inode, ctime_ns) -> oid
 
 
 class _Template:
@@ -194,7 +196,7 @@ def file_oid(path: str, shown: str | None = None) -> str | None:
                              "(check its permissions and links)") from None
     if not os.path.isfile(path):
         return None
-    memo = (path, st.st_size, st.st_mtime_ns, st.st_ino)
+    memo = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     found = _hashes.get(memo)
     if found is not None:
         return found

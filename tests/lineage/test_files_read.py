@@ -1235,3 +1235,53 @@ def test_a_path_probed_both_with_and_without_following_its_link_records_both(pro
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [60.0, 120.0])
     assert _run(steps)[0] == ["cached", "cached"]
+
+
+def test_a_file_replaced_in_place_with_its_size_and_mtime_kept_misses_the_hit(project, tmp_path, monkeypatch):
+    # `cp -p`, `shutil.copy2`, `rsync -t --inplace` or an unzip write other bytes of the same
+    # size into the same inode and set the old mtime back: the check compared size, mtime and
+    # inode only and served the result made from the old content. The ctime (which no copy
+    # can set) is recorded and compared too; a ctime-only change (chmod) costs a hash, not a run
+    import shutil
+
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "@lineage_fcn\ndef proc(x):\n    return x * read_json('gain.json')\n")
+    (steps.dir / "gain.json").write_text("1.25")
+    (tmp_path / "new.json").write_text("9.75")
+    for path in (steps.dir / "gain.json", tmp_path / "new.json"):
+        os.utime(path, ns=(1_767_225_600 * 10**9, 1_767_225_600 * 10**9))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [12.5, 25.0])
+    before = os.stat(steps.dir / "gain.json")
+    os.chmod(steps.dir / "gain.json", 0o600)
+    assert _run(steps)[0] == ["cached", "cached"]
+    shutil.copy2(tmp_path / "new.json", steps.dir / "gain.json")
+    after = os.stat(steps.dir / "gain.json")
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [97.5, 195.0])
+
+
+def test_a_file_recorded_without_its_ctime_is_hashed_again_never_matched_by_its_stat(tmp_path):
+    # a record written before the ctime was kept has none: its stat must not vouch for the
+    # content (the file may have been replaced in place since), so the content decides
+    import shutil
+
+    import blake3
+
+    from scistack.codeid.files import FileRead, changed_files
+
+    path, new = tmp_path / "gain.txt", tmp_path / "new.txt"
+    path.write_text("1.25")
+    new.write_text("9.75")
+    for p in (path, new):
+        os.utime(p, ns=(1_767_225_600 * 10**9, 1_767_225_600 * 10**9))
+    st = os.stat(path)
+    old = {"path": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "inode": st.st_ino,
+           "blake3": blake3.blake3(b"1.25").hexdigest()}
+    assert changed_files([FileRead.from_value(old)]) == []  # the same content: a hit
+    assert FileRead.from_value({**old, "ctime_ns": st.st_ctime_ns}).to_value()["ctime_ns"] == st.st_ctime_ns
+    shutil.copy2(new, path)
+    assert os.stat(path).st_ino == st.st_ino
+    assert changed_files([FileRead.from_value(old)]) == [str(path)]
+
