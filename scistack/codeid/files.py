@@ -18,7 +18,8 @@ the glob events (``Path.glob``/``rglob``, ``glob.glob``): the folders a glob tes
 without listing them (`codeid.globs`: where it starts, absent or not, and each folder a name
 after a wildcard is tested in) count as listed.
 While a recording is active in the thread, paths opened read-only are kept, except the
-interpreter's own trees, installed packages (``site-packages``), Python source and bytecode (but a
+interpreter's own trees, installed packages (``site-packages``), tools' own folders in the
+user's cache folder (`_TOOL_CACHES`: not the data downloaded there), Python source and bytecode (but a
 project ``.py`` read by content, below),
 ``/proc``, ``/dev``, ``/sys`` and directories the caller excludes (scistack's own store). A
 file the call itself writes is output, not input.
@@ -1052,16 +1053,45 @@ def _is_input_path(path: str, exclude: tuple[str, ...], source: bool = False) ->
             or path.startswith(_SKIP_ROOTS)):
         return False
     real = os.path.realpath(path)
-    if _is_library_path(real) or any(_under(real, root) for root in _interpreter_roots()):
+    if _is_library_path(real) or any(_under(real, root) for root in _not_input_roots()):
         return False
     return not any(_under(real, root) for root in exclude)
 
 
+# Tools' own bookkeeping in the user's cache folder (~/.cache, $XDG_CACHE_HOME): files a
+# library reads and rewrites as it pleases, which say nothing about a result (matplotlib's
+# font list, rewritten by another matplotlib or a new font: every call that plotted re-ran),
+# environments and packages of installers (uv, poetry, pre-commit), compilers' and editors'
+# caches, credentials. Not the rest of the folder: data is downloaded there (pooch, and
+# through it scipy's, scikit-image's and MNE's datasets, Hugging Face's hub, torch.hub's
+# weights, astropy's downloads), and a result computed from a file there is made from its
+# content like any other (the whole folder had been left out: a replaced calibration file
+# kept the hit).
+_TOOL_CACHES = ("matplotlib", "fontconfig", "pip", "uv", "pypoetry", "pdm", "hatch", "virtualenv",
+                "pipenv", "pre-commit", "jedi", "parso", "black", "pylint", "mypy", "ruff", "numba",
+                "cython", "torch_extensions", "pyopencl", "pycuda", "mesa_shader_cache", "thumbnails",
+                "huggingface/token", "huggingface/stored_tokens")
+
+
+def _user_cache() -> str:
+    return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+
+
 @functools.lru_cache(maxsize=1)
 def _interpreter_roots() -> tuple[str, ...]:
-    """The interpreter's trees and the user's cache directory (matplotlib's font list...)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    roots = (sys.prefix, sys.base_prefix, sys.exec_prefix, cache)
+    """Where code is not the project's: the interpreter's trees and the user's cache folder
+    (modules generated or downloaded there: Cython's inline modules, Hugging Face's remote
+    code, an environment ``uv run --with`` made)."""
+    roots = (sys.prefix, sys.base_prefix, sys.exec_prefix, _user_cache())
+    return tuple(sorted({os.path.realpath(p) for p in roots}))
+
+
+@functools.lru_cache(maxsize=1)
+def _not_input_roots() -> tuple[str, ...]:
+    """Where a file read is no input: the interpreter's trees and the tools' own folders in
+    the user's cache folder (`_TOOL_CACHES`; the rest of it holds downloaded data)."""
+    cache = _user_cache()
+    roots = (sys.prefix, sys.base_prefix, sys.exec_prefix, *(os.path.join(cache, name) for name in _TOOL_CACHES))
     return tuple(sorted({os.path.realpath(p) for p in roots}))
 
 

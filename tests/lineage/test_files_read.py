@@ -1285,3 +1285,47 @@ def test_a_file_recorded_without_its_ctime_is_hashed_again_never_matched_by_its_
     assert os.stat(path).st_ino == st.st_ino
     assert changed_files([FileRead.from_value(old)]) == [str(path)]
 
+
+@pytest.fixture
+def user_cache(tmp_path, monkeypatch):
+    """A user cache folder of the test's own ($XDG_CACHE_HOME), taken in by the file hook."""
+    from scistack.codeid import files
+
+    cache = tmp_path / "xdg"
+    cache.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    files._interpreter_roots.cache_clear()
+    files._not_input_roots.cache_clear()
+    yield cache
+    monkeypatch.undo()
+    files._interpreter_roots.cache_clear()
+    files._not_input_roots.cache_clear()
+
+
+def test_data_downloaded_into_the_user_cache_folder_is_an_input_a_tool_cache_is_not(
+        project, tmp_path, monkeypatch, user_cache):
+    # pooch (scipy's, scikit-image's, MNE's datasets), Hugging Face and torch.hub download
+    # into ~/.cache: the whole folder was left out (for matplotlib's font list), and a
+    # calibration file replaced there kept the hit. Only tools' own folders are left out
+    (user_cache / "pooch").mkdir()
+    (user_cache / "matplotlib").mkdir()
+    (user_cache / "pooch" / "cal.txt").write_text("2.0")
+    (user_cache / "matplotlib" / "fontlist.json").write_text("1")
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(f"""
+        CACHE = {str(user_cache)!r}
+        @lineage_fcn
+        def proc(x):
+            with open(os.path.join(CACHE, "matplotlib", "fontlist.json")) as f:
+                f.read()
+            with open(os.path.join(CACHE, "pooch", "cal.txt")) as f:
+                return x * float(f.read())
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == [("cal.txt", "file")]
+    (user_cache / "matplotlib" / "fontlist.json").write_text("22")  # rewritten by matplotlib
+    assert _run(steps)[0] == ["cached", "cached"]
+    (user_cache / "pooch" / "cal.txt").write_text("3.0")  # a new download
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
