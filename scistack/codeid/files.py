@@ -13,7 +13,9 @@ before the ctime was kept has none: its stat never matches, its files are hashed
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
 the libraries built on them (numpy, pandas' default engine, json, csv), and every
-``os.listdir``/``os.scandir`` (``glob``, ``pathlib``'s ``iterdir``/``glob``, ``os.walk``), and
+``os.listdir``/``os.scandir`` (``glob``, ``pathlib``'s ``iterdir``/``glob``, ``os.walk``; by a
+descriptor, ``os.fwalk``, ``os.listdir(fd)``: the folder's path from ``/proc/self/fd`` or
+``F_GETPATH``, and where none is found, an *unseen* entry that no hit passes), and
 the glob events (``Path.glob``/``rglob``, ``glob.glob``): the folders a glob tests names in
 without listing them (`codeid.globs`: where it starts, absent or not, and each folder a name
 after a wildcard is tested in) count as listed.
@@ -191,7 +193,9 @@ class FileRead:
     looked for that was absent (``kind="absent"``); one it found by a stat (``"present"``:
     `digest` its type, file, folder or other; ``"stat"``: and its size and mtime, which the
     code read); or a directory it listed
-    (``kind="listing"``: its stat and the digest of its sorted entry names). `seen`: a
+    (``kind="listing"``: its stat and the digest of its sorted entry names); or one it listed
+    through a descriptor whose path could not be found (``"unseen"``, `path` describing it:
+    never a hit). `seen`: a
     listing's names when the call first listed the folder, until the call is recorded (not
     saved: `settled_listing` compares them with the folder at the end of the call or step)."""
 
@@ -212,8 +216,8 @@ class FileRead:
         return self if self.seen is None else dataclasses.replace(self, seen=None)
 
     def to_value(self) -> dict[str, object]:
-        if self.kind == "absent":
-            return {"path": self.path, "kind": "absent"}
+        if self.kind in ("absent", "unseen"):
+            return {"path": self.path, "kind": self.kind}
         if self.kind == "present":
             found = {"path": self.path, "kind": "present", "type": self.digest}
             return found if self.follow else {**found, "lstat": True}
@@ -234,7 +238,7 @@ class FileRead:
     @classmethod
     def from_value(cls, value: dict) -> FileRead:
         kind = str(value.get("kind", "file"))
-        if kind == "absent":
+        if kind in ("absent", "unseen"):
             return cls(str(value["path"]), -1, -1, 0, "", kind)
         follow = not value.get("lstat", False)
         if kind == "present":
@@ -259,7 +263,7 @@ class _Recording:
     """What was opened and listed while it is active in this thread."""
 
     __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "unfollowed", "callers", "codes",
-                 "modules", "reused")
+                 "modules", "reused", "unseen")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -276,6 +280,8 @@ class _Recording:
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
         self.modules: set[str] = set()  # source files of the project modules imported meanwhile
         self.reused: set[str] = set()  # and of those `importlib.import_module` gave (`_note_module`)
+        self.unseen: set[str] = set()  # folders the project's code listed whose path could not
+        # be found (through a descriptor: `_fd_path`), described: the call is never served
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -307,8 +313,19 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         path = "."  # os.listdir() lists the working directory
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    if isinstance(path, int) and event != "open":  # a folder listed through a descriptor
+        path = _fd_path(path)  # (os.fwalk, os.listdir(fd), os.scandir(fd)): as its path
+        if path is None:  # (no /proc, the folder removed): never served, nor silently missed
+            if _callers(sys._getframe(2))[0]:
+                for recording in stack:
+                    recording.unseen.add(f"<a folder listed through file descriptor {args[0]}, "
+                                         "whose path could not be found>")
+            return
     if not isinstance(path, str):
-        return  # a file descriptor or a path-like object the library resolves itself
+        return  # open(fd): the os.open that made it was seen; a path-like a library resolves
+    if event == "open" and args[1] is None and not os.path.isabs(path) and _by_fwalk(sys._getframe(2)):
+        return  # os.fwalk opening a subfolder by its name in its parent (dir_fd, which the event
+        # lacks: it named a path in the working directory); its listing is seen, by descriptor
     path = os.path.abspath(path)  # now: the function may change directory later
     source_read = False  # a project .py read by content (runpy.run_path, exec(open(...).read()))
     if event == "open" and path.endswith((".py", ".pyc")):
@@ -344,6 +361,38 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         if callers:
             recording.callers.setdefault(path, set()).update(callers)
             recording.codes.update(callers)
+
+
+_FWALK = getattr(getattr(os, "_fwalk", None), "__code__", None)  # (os.fwalk's own walk)
+
+
+def _by_fwalk(frame: Any) -> bool:
+    """Whether `frame` (an ``os.open``'s caller, of a relative path) is ``os.fwalk`` opening a
+    folder by its name in its parent's descriptor (its module first: reading a frame's code
+    raises an audit event). Python 3.13's walk opens the top folder there too, by the path
+    given, with the caller's ``dir_fd``: in the working directory when that is None."""
+    if frame.f_globals.get("__name__") != "os" or frame.f_code is not _FWALK:
+        return False
+    return "stack" not in _FWALK.co_varnames or frame.f_locals.get("dirfd") is not None
+
+
+def _fd_path(fd: int) -> str | None:
+    """The path of the folder open at descriptor `fd` (Linux's ``/proc/self/fd``, macOS's
+    ``F_GETPATH``), checked to name that folder (its device and inode: a folder renamed or
+    removed since it was opened names another or none); None where it cannot be found."""
+    try:
+        if sys.platform == "darwin":
+            import fcntl
+
+            found = os.fsdecode(fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024)).split(b"\0", 1)[0])
+        else:
+            found = os.readlink(f"/proc/self/fd/{fd}")
+        there, here = os.stat(found), os.fstat(fd)
+    except (OSError, AttributeError, ValueError):
+        return None
+    if not os.path.isabs(found) or (there.st_dev, there.st_ino) != (here.st_dev, here.st_ino):
+        return None
+    return found
 
 
 # modules that open a project's .py to show its lines (a traceback, a warning, logging.exception,
@@ -729,7 +778,7 @@ def files_read(recording: _Recording) -> list[FileRead]:
     its function reaches (sorted by path)."""
     _note_reached_modules(recording)
     if not (recording.read or recording.listed or recording.probed or recording.unfollowed or recording.modules
-            or recording.reused
+            or recording.reused or recording.unseen
             or _MEMO_READS
             or _IMPORTED_BY):
         return []
@@ -766,6 +815,8 @@ def files_read(recording: _Recording) -> list[FileRead]:
         entry = _probed(path, reads_stat, follow=False)
         if entry is not None:
             found[path + _UNFOLLOWED] = entry
+    for described in recording.unseen:
+        found[described] = FileRead(described, -1, -1, 0, "", "unseen")
     _imports(recording, found, exclude)
     _remember_memos(recording, found)
     _add_memos(recording, found, exclude)
@@ -1020,6 +1071,9 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
     changed = []
     for i, f in enumerate(files):
         path = f.path if paths is None else paths[i]
+        if f.kind == "unseen":  # (a folder listed whose path could not be found: never a hit)
+            changed.append(f.path)
+            continue
         try:
             st = os.stat(path) if f.follow else os.lstat(path)
         except OSError:

@@ -116,7 +116,7 @@ def files_value(files: list[FileRead], root: Any = None) -> dict[str, Any]:
     entries = []
     for f in files:
         value = f.to_value()
-        rel = project_relative(f.path, root)
+        rel = None if f.kind == "unseen" else project_relative(f.path, root)  # (a description)
         entries.append(value if rel is None else {**value, "project_path": rel})
     return {"files": entries}
 

@@ -1329,3 +1329,64 @@ def test_data_downloaded_into_the_user_cache_folder_is_an_input_a_tool_cache_is_
     (user_cache / "pooch" / "cal.txt").write_text("3.0")  # a new download
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+FD_LISTINGS = {
+    "fwalk": "sorted(f for _, _, files, _ in os.fwalk(os.path.join(HERE, 'data')) for f in files)",
+    "listdir_fd": "sorted(os.listdir(fd))",
+    "scandir_fd": "sorted(e.name for e in os.scandir(fd))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(FD_LISTINGS))
+def test_a_folder_listed_through_a_file_descriptor_is_an_input(project, tmp_path, monkeypatch, how):
+    # os.fwalk, os.listdir(fd) and os.scandir(fd) list a folder by its descriptor: the audit
+    # event names no path, and the listing was dropped: a file added there kept the hit
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(f"""
+        @lineage_fcn
+        def proc(x):
+            fd = os.open(os.path.join(HERE, "data"), os.O_RDONLY)
+            try:
+                return x * len({FD_LISTINGS[how]})
+            finally:
+                os.close(fd)
+    """))
+    (steps.dir / "data" / "sub").mkdir(parents=True)
+    if how != "fwalk":
+        (steps.dir / "data" / "sub").rmdir()  # (fwalk names files only, the others folders too)
+    (steps.dir / "data" / "a.txt").write_text("1")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert ("data", "listing") in _recorded(project, 1)
+    assert ("sub", "absent") not in _recorded(project, 1)  # (fwalk's open of sub/ by its dir_fd)
+    assert _run(steps)[0] == ["cached", "cached"]
+    added = steps.dir / "data" / ("sub" if how == "fwalk" else "") / "b.txt"
+    added.write_text("1")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+
+
+def test_a_folder_listed_through_a_descriptor_whose_path_cannot_be_found_is_never_served(
+        project, tmp_path, monkeypatch):
+    # a folder removed while the code holds it open: its descriptor names no path any more.
+    # What it listed cannot be checked later: recorded so, and the call is never served
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            gone = os.path.join(HERE, "gone")
+            os.makedirs(gone, exist_ok=True)
+            fd = os.open(gone, os.O_RDONLY)
+            try:
+                os.rmdir(gone)
+                return x * (1 + len(os.listdir(fd)))
+            finally:
+                os.close(fd)
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert [kind for _, kind in _recorded(project, 1)] == ["unseen"]
+    assert _statuses(project) == ["stale", "stale"]
+    assert "listed through file descriptor" in str(why(FrOut, subject=1, session="a"))
+    assert _run(steps)[0] == ["ran", "ran"]
