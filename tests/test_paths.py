@@ -246,11 +246,12 @@ def test_a_moved_raw_file_run_apart_from_its_twin_is_judged_by_its_own_file(proj
     assert run("raw/", 1).ran == 1
     (tmp_path / "raw").rename(tmp_path / "moved")
     assert run("moved/", 1).cached == 1
-    assert run("moved/", 2).cached == 1  # (the same bytes: its record is the cache entry now)
+    assert run("moved/", 2).cached == 1  # (the same bytes: subject 1's files still there, its
+    # record stays the cache entry, and subject 2's names its own)
     first, second = (project.index.current_at("RawTotal", key_of({"subject": s, "session": "pre"}), "{}")
                      for s in (1, 2))
     assert project.index.cache_entries_of([first.call, second.call]) == {  # (what status asks in bulk)
-        first.call: second.call, second.call: second.call}
+        first.call: first.call}
     assert why(RawTotal, subject=1, session="pre").status == "current"
     (tmp_path / "moved/1/s_pre.csv").write_text("5,5\n")
     assert "moved/1/s_pre.csv changed" in str(why(RawTotal, subject=1, session="pre"))
@@ -258,6 +259,46 @@ def test_a_moved_raw_file_run_apart_from_its_twin_is_judged_by_its_own_file(proj
     assert status_summary(project).counts["RawTotal"]["stale"] == 1
     assert status_grid(project).counts()["RawTotal"]["stale"] == 1
     assert (run("moved/", 1).ran, RawTotal.load(subject=1, session="pre").data) == (1, 10.0)
+
+
+def test_twin_raw_files_of_a_moved_project_run_apart_stay_current(project, tmp_path, monkeypatch):
+    """Two raw files with the same bytes (one call key, one cache entry) in a project moved
+    elsewhere (the same shown paths), run apart: each run recorded its address again where the
+    files are now and made that record the cache entry, by which status and why judge a ref
+    keeping its first record: the other address's ref, its first record's files gone, flipped
+    to "stale" at each run, and runs added versions. The entry of another address whose files
+    are still there now stays: each value is current, stays so, adds at most one version, and
+    an edit of either file is seen."""
+    from scistack.report.status import status_grid
+
+    _raw(tmp_path / "a/raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "1,2\n"})
+
+    def run(subjects: list[int]):
+        return for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="raw/")},
+                        outputs=[RawTotal], subject=subjects, session=["pre"], progress=False)
+
+    def statuses() -> list[str]:
+        said = [why(RawTotal, subject=s, session="pre").status for s in (1, 2)]
+        assert status_grid(project).counts()["RawTotal"]["stale"] == said.count("stale")
+        return said
+
+    monkeypatch.chdir(tmp_path / "a")
+    assert (run([1, 2]).ran, statuses()) == (1, ["current", "current"])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a/raw").rename(tmp_path / "b/raw")
+    monkeypatch.chdir(tmp_path / "b")
+    assert (run([1]).cached, statuses()) == (1, ["current", "stale"])  # (subject 2: its files gone)
+    for subjects in ([2], [1], [1, 2], [2], [1], [2]):
+        assert run(subjects).cached == len(subjects)
+        assert statuses() == ["current", "current"], subjects
+    versions = [len(RawTotal.list_versions(subject=s, session="pre")) for s in (1, 2)]
+    assert max(versions) <= 2
+    for edited, said in ((1, ["stale", "current"]), (2, ["current", "stale"])):
+        (tmp_path / f"b/raw/{edited}/s_pre.csv").write_text("5,5\n")
+        assert statuses() == said
+        (tmp_path / f"b/raw/{edited}/s_pre.csv").write_text("1,2\n")
+    assert (run([1, 2]).cached, [len(RawTotal.list_versions(subject=s, session="pre")) for s in (1, 2)]) \
+        == (2, versions)
 
 
 def scaled_total(path, x):

@@ -233,6 +233,10 @@ class _Pending:
     # (variable, address key) of outputs whose current ref is kept as it is when the call is
     # recorded: a cached call recorded again only to name where its raw files are now
     kept: frozenset[tuple[str, str]] = frozenset()
+    # whether its record becomes the cache entry of its key: not when a cached call is recorded
+    # again for another address's raw files with the same bytes, the entry's still there
+    # (`_Run._takes_entry`)
+    entry: bool = True
 
 
 class _Run:
@@ -278,7 +282,8 @@ class _Run:
         self._held: list[tuple[_Pending, Outcome]] = []
         # call key -> the saves a recorded-again call left out (`_Pending.kept`): made once
         # another combination's record of that key (same bytes elsewhere) becomes its cache
-        # entry, whose record status and why would otherwise judge those refs by
+        # entry (`_takes_entry`: the kept one's files were gone when that combination's
+        # hit was read), whose record status and why would otherwise judge those refs by
         self._kept_saves: dict[str, list[tuple]] = {}
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
@@ -490,15 +495,17 @@ class _Run:
         # nothing: its plan is what the run then does (it had said cached for a moved raw
         # file's call whose output was lost, which the run computed again)
         again = fresh and (
-            self._moved_files(resolved, hit) or (stale and self._lineage_elsewhere(resolved, hit))
+            self._moved_files(combo, addr_key, resolved, hit, layout)
+            or (stale and self._lineage_elsewhere(resolved, hit))
             or (not stale and self._origins_differ(combo, addr_key, resolved, hit, layout)))
         if again and self._gone(list(hit["outs"])):
             again = fresh = None  # an output gone (a lab's: from the bucket, and not cached here): run
             # again (not `_restore`d: with no stale place it says cached, naming the lost output)
         if again:
             if not self.dry_run:
-                kept = self._kept(combo, addr_key, key, resolved, hit, layout)
-                self._finish(_Pending(item, resolved, key, addr_key, kept), Outcome(
+                entry = self._takes_entry(resolved, hit)
+                kept = self._kept(combo, addr_key, key, resolved, hit, layout) if entry else frozenset()
+                self._finish(_Pending(item, resolved, key, addr_key, kept, entry), Outcome(
                     -1, [(oid, "", "") for oid in hit["outs"]], again.started or utc_now(),
                     again.duration or 0.0, multi=bool(hit.get("multi")), files=files_here(again, self.db),
                     labels=layout if self.split else ()))
@@ -589,18 +596,65 @@ class _Run:
         paths (a moved project, an imported bundle's files put back with `raw_to`). Else
         (a renamed raw folder, a copy beside the old one) the ref is named again, a new
         version: files with the same bytes at another address share the call key, and a later
-        run of that address makes its own record the cache entry, so the ref's record is the
-        only one that surely names its files (its files gone: "stale", never another address's
-        "current")."""
+        run of that address may make its own record the cache entry (`_takes_entry`: once
+        these files are gone), so the ref's record is the only one that surely names its
+        files (its files gone: "stale", never another address's "current")."""
         return same_raw_names(raw_places(record), sorted((str(r.bound.record["path"]), str(r.bound.record["file"]))
                                           for r in resolved.values()
                                           if "path" in r.bound.record and "file" in r.bound.record))
 
-    def _moved_files(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> CallRecord | None:
+    def _takes_entry(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> bool:
+        """Whether a cached call recorded again here (`_check_cache`) makes its record the
+        cache entry of its key. Not when the entry's record read raw files under other shown
+        paths (another address's files with the same bytes: one call key) that are still
+        there: a ref whose record names this combination's files where they were is judged by
+        the entry's record when it reads them under the same shown paths elsewhere
+        (`report.why.newer_record`: a moved project, an imported bundle's files), and a twin
+        run apart that took the entry over left it judged by its first record (its files gone:
+        "stale"; the exporter's folder still there: an edit of the copy here "current"). The
+        ref here is then named with its own record (`_kept` keeps none), which status and
+        `why` judge. A renamed folder's old files are gone: its entry moves with it."""
+        try:
+            record = read_call(self.db.store, hit["call"])
+        except ScistackError:
+            return True  # (unreadable: nothing is judged by it)
+        theirs = raw_places(record)
+        ours = sorted(str(r.bound.record["path"]) for r in resolved.values()
+                      if "path" in r.bound.record and "file" in r.bound.record)
+        if not theirs or [shown for shown, _ in theirs] == ours:
+            return True
+        return not any(os.path.exists(file) for _, file in theirs)
+
+    def _own_record_here(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved],
+                         hit: dict[str, Any], layout: tuple[tuple | None, ...] | None) -> bool:
+        """Whether every output of a cached call is already the current ref here, named with a
+        record of this combination's inputs as they are now, its raw files where they are (a
+        twin's: the cache entry names another address's record of the same bytes,
+        `_takes_entry`): nothing is recorded again."""
+        if layout is None:
+            return False
+        records = {n: r.bound.record for n, r in resolved.items()}
+        for var, _, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
+            current = self.db.index.current_at(var, place_key, self.vkeys_key)
+            if current is None or current.oid != oid or current.call is None:
+                return False
+            try:
+                if not same_origins(records, read_call(self.db.store, current.call)):
+                    return False
+            except ScistackError:
+                return False
+        return True
+
+    def _moved_files(self, combo: dict[str, Any], addr_key: str, resolved: dict[str, Resolved],
+                     hit: dict[str, Any], layout: tuple[tuple | None, ...] | None) -> CallRecord | None:
         """The cached call's record when a `PathInput` file it read is now elsewhere, with the
         same content (None otherwise, and at once for calls with no `PathInput`). A folder moves
         whole: when the run's first such hit finds its files in place, the others are not read
-        (a record read per hit had doubled a cached rerun's time)."""
+        (a record read per hit had doubled a cached rerun's time). A record of another
+        address's files with the same bytes (other shown paths) counts as in place when the
+        refs here already name this combination's own record (`_own_record_here`): the cache
+        entry stays another address's (`_takes_entry`), and recording again at every run had
+        named the value again."""
         files = {n: r.bound.record["file"] for n, r in resolved.items()
                  if "file" in r.bound.record and "writes" not in r.bound.record}
         if not files or self._files_in_place:
@@ -611,6 +665,10 @@ class _Run:
             return None  # a gc'd record: `_restore` decides
         moved = any(n in record.arguments and record.arguments[n].extra.get("file") not in (None, f)
                     for n, f in files.items())
+        shown = sorted(str(resolved[n].bound.record["path"]) for n in files if "path" in resolved[n].bound.record)
+        if moved and [s for s, _ in raw_places(record)] != shown and \
+                self._own_record_here(combo, addr_key, resolved, hit, layout):
+            return None  # (its own files are where its ref's record read them; says nothing of others')
         self._files_in_place = not moved
         return record if moved else None  # (outputs gone: `_check_cache` runs it again)
 
@@ -1035,12 +1093,13 @@ class _Run:
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
                                        outcome.duration, multi=outcome.multi, files=outcome.files, split=split,
                                        root=self.db.root, project=self.db.records_project)
-        self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files, split=bool(split)), out_oids,
-                        multi=outcome.multi, origins=self.lf.origins(bound))
+        if pending.entry:
+            self.ctx.record(key, call_oid, cache_fn(self.identity.digest, outcome.files, split=bool(split)),
+                            out_oids, multi=outcome.multi, origins=self.lf.origins(bound))
+            for saved in self._kept_saves.pop(key, ()):
+                self._save(*saved)
         params = flatten_params(self.identity.name, bound)
         layout = outcome.labels or (None,) * len(self.outputs)
-        for saved in self._kept_saves.pop(key, ()):
-            self._save(*saved)
         kept = []
         for var, address, place_key, out in self._places(item.combo, pending.addr_key,
                                                          outcome.outputs, layout):  # type: ignore[arg-type]
