@@ -1147,6 +1147,56 @@ def test_the_same_run_on_an_imported_bundle_s_raw_files_adds_no_version(project,
         database_module._current = None
 
 
+def test_an_edited_copy_of_an_imported_raw_file_with_a_twin_is_stale(project, tmp_path, monkeypatch):
+    """Two raw files with the same bytes (one call key, one cache entry) exported, and imported
+    with `raw_to` while the exporter's folder is still there: the bundle's entry names subject
+    2's record, so subject 1's ref was judged by its own record, the exporter's file, and an
+    edit of the copy here was "current", straight after the import and after runs of the two
+    addresses apart. The import now names each ref with the record made where its files went
+    back. The same with the files copied by hand and imported without `raw_to`: a run records
+    subject 1 where its files are now; subject 2's run took the entry over, and subject 1 was
+    judged by the exporter's file again. Another address's entry whose files are still there
+    now stays; no run adds a version but, once, the one naming subject 1 with its own record."""
+    import shutil
+    from scistack import PathInput, why
+    from scistack.report.status import status_grid
+
+    bundle = _raw_bundle(tmp_path, {"raw/1": "1,2\n", "raw/2": "1,2\n"})
+    for folder, raw_to in (("o", True), ("m", False)):
+        other = _fresh_project(tmp_path / folder)
+        try:
+            if raw_to:
+                other.import_bundle(bundle, raw_to=tmp_path / folder)
+            else:
+                shutil.copytree(tmp_path / "raw", tmp_path / folder / "raw")
+                other.import_bundle(bundle)
+            monkeypatch.chdir(tmp_path / folder)
+            copy = tmp_path / folder / "raw/1"
+
+            def statuses() -> list[str]:
+                said = [why(ExRaw, subject=s).status for s in ("1", "2")]
+                assert status_grid(other).counts()["ExRaw"]["stale"] == said.count("stale")
+                return said
+
+            if raw_to:
+                copy.write_text("9,9\n")
+                assert statuses() == ["stale", "current"], folder
+                copy.write_text("1,2\n")
+            for subject in ("1", "2", "1", "2"):
+                again = for_each(load_csv, inputs={"path": PathInput("{subject}", root="raw")}, outputs=[ExRaw],
+                                 subject=[subject], progress=False)
+                assert (again.ran, again.cached) == (0, 1)
+                assert statuses() == ["current", "current"], folder
+                copy.write_text("9,9\n")
+                assert statuses() == ["stale", "current"], (folder, subject)
+                copy.write_text("1,2\n")
+            assert [len(ExRaw.list_versions(subject=s)) for s in ("1", "2")] == ([1, 1] if raw_to else [2, 1])
+        finally:
+            monkeypatch.chdir(tmp_path)
+            other.close()
+            database_module._current = project
+
+
 def test_status_and_why_are_current_straight_after_an_import_with_raw_to(tmp_path, monkeypatch):
     """A colleague imports a bundle with its raw files (`raw_to`) on a machine without the
     exporting project's folder and runs `status` first: the bundle's records name the

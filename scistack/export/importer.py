@@ -466,6 +466,13 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
     notes = _adopt_chunking(db, manifest.get("chunking"))
     added = skipped = calls = 0
     superseded: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    here: dict[str, tuple[str, str] | None] = {}  # the bundle's call record -> its record made here
+
+    def read_here(call_oid: str) -> tuple[str, str] | None:
+        if call_oid not in here:
+            here[call_oid] = _read_there(db, call_oid, restored)
+        return here[call_oid]
+
     with db.batch():
         for obj in new_objects:  # read again, one at a time; checked again (it may have changed)
             db.store.put(obj["kind"], _checked(bundle, obj))
@@ -476,8 +483,8 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
             db.index.put_call(entry["key"], entry["call"], entry["fn"], list(entry["outs"]),
                               multi=bool(entry.get("multi")), origins=entry.get("origins"))
             calls += 1
-            there = _read_there(db, entry["call"], restored) if restored else None
-            if there is not None:  # (after the bundle's: its record keeps its key, `newer_record`)
+            there = read_here(entry["call"]) if restored else None
+            if there is not None:  # (after the bundle's: its record keeps its key)
                 db.index.put_call(entry["key"], there[0], entry["fn"], list(entry["outs"]),
                                   multi=bool(entry.get("multi")), origins=there[1])
         place = lambda r: (r["var"], key_of(r["addr"]))  # noqa: E731
@@ -498,7 +505,14 @@ def import_bundle(db: Database, bundle: str | Path, raw_to: str | Path | None = 
                 if vkeys in current and current[vkeys] != newest[vkeys]["oid"]:
                     superseded.append((var, ref["addr"], ref["vkeys"]))
             for ref in new:
+                # a ref whose call read raw files put back here names the record made where they
+                # are (`_read_there`), which status and why judge: the bundle's names the
+                # exporter's folder, maybe still there (an edit of the copy here was "current"),
+                # and a later record of the call, the cache entry's, may be another address's
+                # (files with the same bytes: one call key)
+                there = read_here(ref["call"]) if restored and ref["call"] else None
                 db.index.put_ref(ref["var"], ref["addr"], ref["vkeys"], ref["oid"], ref["kind"],
-                                 call=ref["call"], params=ref["params"], summary=ref["summary"])
+                                 call=ref["call"] if there is None else there[0], params=ref["params"],
+                                 summary=ref["summary"])
             added += len(new)
     return ImportReport(len(new_objects), added, calls, skipped, superseded, notes)
