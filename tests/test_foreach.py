@@ -1239,6 +1239,51 @@ def test_functions_taking_their_input_by_position_only(emg, workers):
         np.testing.assert_array_equal(FeFiltered.load(subject=2, session="pre").data, expected(raw_signal(2, "pre")))
 
 
+def _total(*signals, **opts):
+    return float(sum(np.sum(s) for s in signals)) * opts.get("scale", 1)
+
+
+def _total_only(*signals):
+    return float(sum(np.sum(s) for s in signals))
+
+
+def _scaled_sum(signal, /, **opts):
+    return float(np.sum(signal)) * opts["scale"]
+
+
+def _tens(a=1, b=2, /):
+    return a * 10 + b
+
+
+def test_an_input_named_after_args_or_kwargs_is_refused_before_anything_runs(emg):
+    """`inputs={"signals": FeRawEMG}` for `def f(*signals, **opts)` went by keyword into
+    `opts`, `signals` stayed empty and 0.0 was saved with no error; without `**opts` every
+    combination failed with a raw TypeError. Naming `**opts` itself gave `opts={"opts": X}`."""
+    journal = journal_size(emg)
+    cases = ((_total, {"signals": FeRawEMG, "scale": 2}, r"inputs\['signals'\]: signals is _total's \*signals "
+              r"parameter.*named parameter"),
+             (_total_only, {"signals": FeRawEMG}, r"\*signals parameter"),
+             (_total, {"opts": FeRawEMG}, r"inputs\['opts'\]: opts is _total's \*\*opts parameter.*name each one"))
+    for fn, inputs, message in cases:
+        with pytest.raises(InvalidMetadataError, match=message):
+            for_each(fn, inputs=inputs, outputs=[FeStats], subject=[1], session=["pre"], progress=False)
+    assert journal_size(emg) == journal  # nothing ran, nothing saved
+    # what does work: a positional-only input beside **opts, and one after a skipped default
+    report = for_each(_scaled_sum, inputs={"signal": FeRawEMG, "scale": 2}, outputs=[FeStats], subject=[1],
+                      session=["pre"], progress=False)
+    assert (report.ran, report.failed) == (1, 0), report.summary()
+    assert FeStats.load(subject=1, session="pre").data == 2 * raw_signal(1, "pre").sum()
+    for_each(_tens, inputs={"b": 5}, outputs=[FeMeanEMG], subject=[1], session=["pre"], progress=False)
+    assert FeMeanEMG.load(subject=1, session="pre").data == 15
+
+
+def test_table_mode_refuses_an_input_named_after_args_too(table_schema):
+    frame = pd.DataFrame({"subject": [1], "session": ["pre"], "data": [2.0]})
+    with pytest.raises(InvalidMetadataError, match=r"signals is _total's \*signals parameter"):
+        for_each(_total, inputs={"signals": frame, "scale": 2}, subject=[1], session=["pre"])
+    assert for_each(_scaled_sum, inputs={"signal": frame, "scale": 2}, subject=[1], session=["pre"])["result"].tolist() == [4.0]
+
+
 def test_async_and_generator_functions_are_refused_with_the_way_out(emg):
     async def fetch(signal):
         return signal

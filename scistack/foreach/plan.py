@@ -25,6 +25,7 @@ from scistack.errors import ForEachError, InvalidMetadataError, MixedKeyTypesWar
 from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_variable
 from scistack.foreach.execute import WORKERS_HINT
 from scistack.foreach.paths import PathInput, PathOutput
+from scistack.foreach.scifor import check_collectors
 from scistack.lineage.function import LineageFunction, pickled_for_workers
 
 
@@ -134,6 +135,7 @@ def check_workers_can_receive(lf: LineageFunction, workers: int | None) -> None:
 def check_parameters(lf: LineageFunction, inputs: dict[str, Any]) -> None:
     """Refuse inputs the function does not take, and parameters that nothing would fill."""
     params = lf.signature.parameters
+    check_collectors(lf.name, params, inputs)
     kinds = {p.kind for p in params.values()}
     if inspect.Parameter.VAR_KEYWORD not in kinds:
         unknown = [n for n in inputs if n not in params]

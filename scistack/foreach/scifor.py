@@ -53,6 +53,29 @@ def _positional(fn: Any) -> tuple[str, ...]:
     return tuple(p.name for p in params if p.kind is inspect.Parameter.POSITIONAL_ONLY)
 
 
+def check_collectors(name: str, params: Any, inputs: dict[str, Any]) -> None:
+    """Refuse an input named after the `*args` or `**kwargs` parameter itself: inputs are passed
+    by keyword, so `inputs={"signals": EMG}` for `def f(*signals, **opts)` would go into `opts` (and
+    `signals` stay empty: a wrong result saved with no error), and without `**opts` every
+    combination would fail with a TypeError. `inputs={"opts": X}` for `**opts` would give the
+    function `opts == {"opts": X}`, never `X` itself: which one was meant cannot be told."""
+    for given in inputs:
+        param = params.get(given)
+        if param is None:
+            continue
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise InvalidMetadataError(
+                f"inputs[{given!r}]: {given} is {name}'s *{given} parameter, which for_each cannot fill (each "
+                f"input is passed by name, as one value of one parameter): give it a named parameter, e.g. "
+                f"def step({given}, ...): return {name}({given}, ...) (one parameter per variable; a list "
+                f"constant or Merge(A, B) to pass several in one)")
+        if param.kind is inspect.Parameter.VAR_KEYWORD:
+            raise InvalidMetadataError(
+                f"inputs[{given!r}]: {given} is {name}'s **{given} parameter, which collects keyword arguments "
+                f"by their own names: name each one in inputs= (e.g. inputs={{..., \"scale\": 2}} arrives as "
+                f"{given}[\"scale\"]), or give {name} a named parameter {given!r} for this input")
+
+
 def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any],
                    *, as_table: bool, on_error: str = "continue", dry_run: bool = False,
                    verbose: bool = False) -> Any:
@@ -78,6 +101,11 @@ def run_table_mode(fn: Any, inputs: dict[str, Any], outputs: list[Any], iterable
         raise InvalidMetadataError(f"{unknown} are not schema keys {_schema}; call set_schema([...]) first")
     names = [getattr(o, "__name__", str(o)) for o in outputs] or ["result"]
     value_lists = [_as_list(v) or _every_value(inputs, k) for k, v in iterables.items()]
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # no signature to read: nothing to check
+        params = {}
+    check_collectors(getattr(fn, "__name__", "the function"), params, inputs)
     positional = _positional(fn)
     rows, items, t0 = [], [], time.perf_counter()
     for values in itertools.product(*value_lists):
