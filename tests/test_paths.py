@@ -429,6 +429,33 @@ def test_path_output_is_stored_and_checked_out(project, tmp_path):
     assert (tmp_path / "cli_out/1/plot_pre.txt").read_text() == "plot of 3.0\n"
 
 
+def test_a_cached_run_writes_a_deleted_output_file_back_and_keeps_an_edited_one(project, tmp_path, caplog):
+    """A PathOutput file the user deleted stayed missing after a cached rerun (the call was
+    served from the cache, so nothing wrote it), with no word said; a scientist expects the
+    run's files on disk after it. An edited one is the user's: never overwritten, but named."""
+    RawTotal.save(3.0, subject=1, session="pre")
+    RawTotal.save(4.0, subject=2, session="pre")
+    spec = {"values": RawTotal, "dest": PathOutput("{subject}/plot_{session}.txt", root="figs")}
+    def run(**kw):
+        return for_each(plot, inputs=spec, outputs=[Plot], subject=[1, 2], session=["pre"], verbose=False, **kw)
+    assert run().ran == 2
+    (tmp_path / "figs/1/plot_pre.txt").unlink()
+    (tmp_path / "figs/2").rename(tmp_path / "old")
+    assert run(dry_run=True).cached == 2 and not (tmp_path / "figs/1/plot_pre.txt").exists()  # writes nothing
+    report = run()
+    assert (report.ran, report.cached) == (0, 2)
+    assert (tmp_path / "figs/1/plot_pre.txt").read_text() == "plot of 3.0\n"
+    assert (tmp_path / "figs/2/plot_pre.txt").read_text() == "plot of 4.0\n"
+    assert not [p for p in (tmp_path / "figs").rglob("*") if "scistack-tmp" in p.name]
+    (tmp_path / "figs/2/plot_pre.txt").write_text("plot of 4.0, edited by hand\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scistack.foreach"):
+        assert run().cached == 2
+    assert (tmp_path / "figs/2/plot_pre.txt").read_text() == "plot of 4.0, edited by hand\n"
+    assert "1 file(s) a cached call wrote differ" in caplog.text and "plot_pre.txt (Plot)" in caplog.text
+    assert "figs/1" not in caplog.text
+
+
 def test_each_alternative_writes_its_own_file_named_by_the_eachof_parameter(project, tmp_path):
     """EachOf alternatives wrote one PathOutput path: the last alternative's file replaced
     the others' on disk (and checkout wrote them all to that one path)."""

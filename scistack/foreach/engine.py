@@ -49,7 +49,7 @@ from scistack.foreach.execute import (
     run_task,
     worker_death,
 )
-from scistack.foreach.paths import PathInput, PathOutput
+from scistack.foreach.paths import PathInput, PathOutput, written_file
 from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
@@ -285,6 +285,7 @@ class _Run:
         # entry (`_takes_entry`: the kept one's files were gone when that combination's
         # hit was read), whose record status and why would otherwise judge those refs by
         self._kept_saves: dict[str, list[tuple]] = {}
+        self._kept_files: list[tuple[str, str]] = []  # PathOutput files of cached calls with other bytes (edited)
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
@@ -317,6 +318,8 @@ class _Run:
                                    self.dry_run)
                 if self._parts:
                     self._warn_leftover_parts()
+                if self._kept_files:
+                    self._warn_kept_files()
                 if self.items and all(item.status == "missing" for item in self.items):
                     self._warn_mistyped_values()
                 if not self.dry_run and (any(item.status != "cached" for item in self.items)
@@ -501,6 +504,8 @@ class _Run:
         if again and self._gone(list(hit["outs"])):
             again = fresh = None  # an output gone (a lab's: from the bucket, and not cached here): run
             # again (not `_restore`d: with no stale place it says cached, naming the lost output)
+        if fresh and not self.dry_run and not self._files_put_back(resolved, hit):
+            again = fresh = None  # a written file to put back whose stored bytes are gone: run again
         if again:
             if not self.dry_run:
                 entry = self._takes_entry(resolved, hit)
@@ -680,6 +685,46 @@ class _Run:
     def _places(self, combo: dict[str, Any], addr_key: str, values: list[Any], layout: tuple[tuple | None, ...]
                 ) -> list[tuple[str, dict[str, Any], str, Any]]:
         return places([v.__name__ for v in self.outputs], self.splits, combo, addr_key, values, layout)
+
+    def _files_put_back(self, resolved: dict[str, Resolved], hit: dict[str, Any]) -> bool:
+        """A cached call's `PathOutput` files, where the run would have written them: one that is
+        missing (deleted, or a new root) is written back from the stored bytes, as the call
+        would write it; one that exists with other bytes is the user's now: left as it is and
+        named in a warning at the end of the run (`_warn_kept_files`). False when a stored file
+        is gone from the store (then the call runs again, writing the file)."""
+        for r in resolved.values():
+            record = r.bound.record
+            if "writes" not in record:
+                continue
+            path, outs = r.bound.value, list(hit["outs"])
+            position = record.get("output")
+            if not isinstance(position, int) or position >= len(outs):
+                continue
+            try:
+                stored = self.db.store.get_value(outs[position])
+            except (OSError, ScistackError):  # gone from the store, or damaged
+                return False
+            if not isinstance(stored, bytes):
+                continue
+            if os.path.lexists(path):
+                if os.path.getsize(path) != len(stored) or written_file(path) != stored:
+                    self._kept_files.append((path, self.outputs[position].__name__))
+                continue
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            temp = f"{path}.scistack-tmp"
+            with open(temp, "wb") as f:
+                f.write(stored)
+            os.replace(temp, path)
+            log.debug("for_each(%s): wrote %s back from the cached call's stored bytes", self.name, path)
+        return True
+
+    def _warn_kept_files(self) -> None:
+        """Files of cached calls that differ from what the calls stored: said once per run."""
+        shown = "; ".join(f"{path} ({var})" for path, var in self._kept_files[:3])
+        log.warning("for_each(%s): %d file(s) a cached call wrote differ from the bytes it stored as its "
+                    "output (edited since?): %s%s. Left as they are; delete them and run again to have them "
+                    "written back from the store (or `scistack checkout` them to another folder)", self.name,
+                    len(self._kept_files), shown, " ..." if len(self._kept_files) > 3 else "")
 
     def _restore(self, addr_key: str, hit: dict[str, Any], layout: tuple[tuple | None, ...],
                  stale: list[tuple[str, dict[str, Any], str, str]]) -> bool:
