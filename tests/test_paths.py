@@ -454,6 +454,12 @@ def test_a_cached_run_writes_a_deleted_output_file_back_and_keeps_an_edited_one(
     assert (tmp_path / "figs/2/plot_pre.txt").read_text() == "plot of 4.0, edited by hand\n"
     assert "1 file(s) a cached call wrote differ" in caplog.text and "plot_pre.txt (Plot)" in caplog.text
     assert "figs/1" not in caplog.text
+    for child in (tmp_path / "figs/1").iterdir():  # nowhere to write it back: the call runs again and fails
+        child.unlink()
+    (tmp_path / "figs/1").rmdir()
+    (tmp_path / "figs/1").write_text("a file where the folder was")
+    report = run()
+    assert report.failed == 1 and "figs/1" in report.failures[0].error
 
 
 def test_each_alternative_writes_its_own_file_named_by_the_eachof_parameter(project, tmp_path):

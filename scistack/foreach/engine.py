@@ -15,6 +15,7 @@ leaves objects without refs at worst, and re-running completes only what is miss
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import dataclasses
 import inspect
 import logging
@@ -707,14 +708,23 @@ class _Run:
             if not isinstance(stored, bytes):
                 continue
             if os.path.lexists(path):
-                if os.path.getsize(path) != len(stored) or written_file(path) != stored:
+                try:
+                    same = os.path.getsize(path) == len(stored) and written_file(path) == stored
+                except (OSError, ScistackError):  # a link to nothing, a folder, unreadable
+                    same = False
+                if not same:
                     self._kept_files.append((path, self.outputs[position].__name__))
                 continue
-            os.makedirs(os.path.dirname(path), exist_ok=True)
             temp = f"{path}.scistack-tmp"
-            with open(temp, "wb") as f:
-                f.write(stored)
-            os.replace(temp, path)
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                with open(temp, "wb") as f:
+                    f.write(stored)
+                os.replace(temp, path)
+            except OSError:  # (a folder not writable, a full disk): the call runs again and its
+                with contextlib.suppress(OSError):  # combination fails naming the problem
+                    os.unlink(temp)
+                return False
             log.debug("for_each(%s): wrote %s back from the cached call's stored bytes", self.name, path)
         return True
 
