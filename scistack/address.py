@@ -127,11 +127,14 @@ _NUMBER = re.compile(r"[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|inf|n
 def value_text(value: Any) -> str:
     """An address value as the command line takes it: strings that look like numbers quoted
     (the CLI prints addresses this way, and fsck's fixes name `scistack` commands with them);
-    one holding a line break or another control character as its repr, so a table keeps its rows."""
+    one holding a line break or another control character as its repr, so a table keeps its rows;
+    empty, with a space at either end (`' x'` printed bare could not be told from `x`), or in
+    quotes of its own (`--subject 'a'` reads back as `a`) quoted too, so that each can be typed back."""
     if isinstance(value, str):
         return (
             repr(value)
             if _NUMBER.fullmatch(value) or value in ("true", "false") or not value or not value.isprintable()
+            or value != value.strip() or (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"")
             else value
         )
     if isinstance(value, bool):

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.cli import main
 from scistack.cli.args import AddressError, convert, parse_address
+from scistack.address import value_text
 
 PIPELINE = """
 import numpy as np
@@ -363,6 +364,27 @@ def test_a_label_with_a_line_break_keeps_each_address_on_one_line(built):
     assert not any(line.startswith("foot") for line in status.splitlines())
     log = ok(run(built, "log", "CliRaw", "-n", "1"))
     assert log.splitlines()[0].endswith("CliRaw subject='left\\nfoot' session=pre  (current)")
+
+
+def test_labels_printed_bare_that_would_not_read_back_are_quoted(built):
+    """`status` printed a label with a space at either end (' x') bare, indistinguishable from
+    `x` and not to be typed back; one in quotes of its own ("'a'") read back without them.
+    Each printed form, given back to the command line, must find that very value."""
+    labels = [" x", "y ", "'a'", '"b"', "", "03", "plain"]
+    for label in labels:
+        CliRaw.save(np.ones(5), subject=label, session="pre")
+    built.db.sync()
+    status = ok(run(built, "status", "CliRaw"))
+    assert "' x'" in status and "'y '" in status and "\"'a'\"" in status and "'\"b\"'" in status
+    assert "\nplain " in status  # a plain label stays bare
+    for label in labels:
+        printed = value_text(label)
+        assert convert(printed) == label, (label, printed)
+        assert printed in status, (label, status)
+        shown = ok(run(built, "show", "CliRaw", "--subject", printed, "--session", "pre"))
+        assert f"subject={printed} session=pre" in shown, shown
+    log = ok(run(built, "log", "CliRaw", "--subject", "' x'"))
+    assert "CliRaw subject=' x' session=pre" in log
 
 
 def test_status_and_why_see_a_code_change_with_a_diff(built):
