@@ -50,7 +50,7 @@ from scistack.foreach.execute import (
     run_task,
     worker_death,
 )
-from scistack.foreach.paths import PathInput, PathOutput, written_file
+from scistack.foreach.paths import PathInput, PathOutput, file_oid
 from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
@@ -701,19 +701,19 @@ class _Run:
             position = record.get("output")
             if not isinstance(position, int) or position >= len(outs):
                 continue
+            if os.path.lexists(path):  # judged by its content's oid (remembered by its stat per
+                try:  # process, as a PathInput's): the stored bytes are not read
+                    same = file_oid(path) == outs[position]
+                except (OSError, ScistackError):  # a link to nothing, a folder, unreadable
+                    same = False
+                if not same:
+                    self._kept_files.append((path, self.outputs[position].__name__))
+                continue
             try:
                 stored = self.db.store.get_value(outs[position])
             except (OSError, ScistackError):  # gone from the store, or damaged
                 return False
             if not isinstance(stored, bytes):
-                continue
-            if os.path.lexists(path):
-                try:
-                    same = os.path.getsize(path) == len(stored) and written_file(path) == stored
-                except (OSError, ScistackError):  # a link to nothing, a folder, unreadable
-                    same = False
-                if not same:
-                    self._kept_files.append((path, self.outputs[position].__name__))
                 continue
             temp = f"{path}.scistack-tmp"
             try:
