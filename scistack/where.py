@@ -17,7 +17,7 @@ from typing import Any
 
 from scistack.errors import QueryError
 from scistack.index import RefRecord
-from scistack.index.views import param_columns
+from scistack.index.views import param_columns, shown_as_text
 from scistack.lazy_import import lazy_module
 from scistack.objects.store import ObjectStore
 from scistack.records import call_tree, function_name_of
@@ -229,8 +229,8 @@ def _arrow(values: list[Any], name: str, texts: list[str]) -> pa.Array:
         numbers = _numbers(values, name)
         if numbers is not None:
             return numbers
-        texts.append(name)
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+        texts.append(name)  # written as the views write such a column: True as 'true', not 'True'
+        return pa.array([shown_as_text(v) for v in values], pa.string())
 
 
 def _numbers(values: list[Any], name: str) -> pa.Array | None:

@@ -636,6 +636,32 @@ def test_a_key_saved_as_text_and_numbers_gets_a_query_error_that_says_how_to_com
     assert StrideLength.load_all(as_df=True, where="subject = '1'")["data"].tolist() == [1.0]
 
 
+
+def _plus_one(x, p):
+    return x + 1.0
+
+
+def test_where_reads_a_column_of_mixed_types_as_the_view_writes_it(project):
+    """A key or lineage parameter whose values mix types is text in the views: True as 'true',
+    1.0 as '1.0', NaN as 'nan'. where= wrote str(v), 'True': `subject = 'True'` found the bool
+    record beside the string one, `subject = 'true'` nothing; and the view showed a NaN
+    parameter as its JSON tag, `{"$float":"nan"}`, a float as JSON's `1e100`, not as a key's `1e+100`."""
+    Typed.save(1.0, subject=True, session="pre")
+    Typed.save(2.0, subject="True", session="pre")
+    Typed.save(3.0, subject="s1", session="pre")
+    for where, found in (("subject = 'true'", [1.0]), ("subject = 'True'", [2.0])):
+        assert project.sql(f"SELECT value FROM Typed WHERE {where}")["value"].tolist() == found
+        assert [r.data for r in Typed.load_all(where=where)] == found, where
+    values = [True, "True", 1, 1.0, 2.5, None, float("nan"), float("-inf"), 1e100, "x"]
+    for n, p in enumerate(values):
+        StrideLength.save(float(n), subject=n)
+        for_each(_plus_one, inputs={"x": StrideLength, "p": p}, outputs=[PeakActivation], subject=[n])
+    expected = {"p = 'true'": [0], "p = 'True'": [1], "p = '1'": [2], "p = '1.0'": [3], "p = '2.5'": [4],
+                "p IS NULL": [5], "p = 'nan'": [6], "p = '-inf'": [7], "p = '1e+100'": [8], "p = 'x'": [9]}
+    for where, subjects in expected.items():
+        assert project.sql(f"SELECT subject FROM PeakActivation WHERE {where}")["subject"].tolist() == subjects, where
+        assert [r.metadata["subject"] for r in PeakActivation.load_all(where=where)] == subjects, where
+
 _examples = iter(range(10**6))
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)
 

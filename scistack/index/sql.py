@@ -40,7 +40,7 @@ from scistack.gcpause import paused
 from scistack.index import simple_puts
 from scistack.index.journal import Journal, size_now
 from scistack.index.state import key_of, keys_of
-from scistack.index.views import STATIC_VIEWS, add_shapes, doubles_sql, refresh_views
+from scistack.index.views import STATIC_VIEWS, add_shapes, doubles_sql, refresh_views, shown_as_text
 from scistack.index.writer import Writer
 from scistack.lazy_import import lazy_module
 from scistack.objects.canonical_json import maybe_big_int
@@ -1269,9 +1269,4 @@ _INT = frozenset({int})
 _PUT_FIELDS = operator.itemgetter("var", "addr", "version", "oid", "kind", "t")
 
 
-def _display(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value)
+_display = shown_as_text  # the views show the key columns as they are

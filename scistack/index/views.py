@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -52,6 +53,25 @@ def quote(name: str) -> str:
 def literal(text: str) -> str:
     """A SQL string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def shown_as_text(value):
+    """A scalar as a view shows it in a text column (a schema key, version key or lineage
+    parameter whose values mix types): a str as itself, None as NULL, a bool as `true`/`false`,
+    an int or float as Python and DuckDB both write it (`1`, `1.0`, `1e+100`), NaN and the
+    infinities as `nan`, `inf`, `-inf`. The one rendering of the schema key columns in
+    `scistack.refs` (which these views show as they are), of `_json_text` and of the text
+    columns of `where=`: `where="subject = 'true'"` finds what the view finds."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 @dataclass(frozen=True)
@@ -189,7 +209,7 @@ def view_columns(schema_keys: list[str], shape: Shape) -> dict[str, list[Column]
         return True
 
     keys = [Column(k, _typed_key(k, shape.addr.get(k))) for k in schema_keys if take(k)]
-    vkeys = [Column(k, _typed_json("r.vkeys", k, t)) for k, t in sorted(shape.vkeys.items())
+    vkeys = [Column(k, _typed_json("r.vkeys", k, t, text=_json_text)) for k, t in sorted(shape.vkeys.items())
              if _safe_key(k) and take(k)]
     fixed = [Column("value", _value_expr(shape.sqltypes))]
     take("value")
@@ -197,7 +217,7 @@ def view_columns(schema_keys: list[str], shape: Shape) -> dict[str, list[Column]
                        ("summary", "r.summary"), ("fn", "c.fn_name"), ("version", "r.version"),
                        ("created_at", SAVED_AT.format("r.created_at")), ("oid", "r.oid")):
         fixed.append(Column(name if take(name) else _fresh("value_" + name, take), expr))
-    params = [Column(column, _typed_json("r.params", name, shape.params[name]))
+    params = [Column(column, _typed_json("r.params", name, shape.params[name], text=_json_text))
               for name, column in param_columns(shape.params, take)]
     return {"keys": keys, "vkeys": vkeys, "params": params, "fixed": fixed}
 
@@ -240,14 +260,30 @@ def _typed_key(key: str, json_type: str | None) -> str:
     return f"TRY_CAST({column} AS {sql_type})" if sql_type else column
 
 
-def _typed_json(column: str, name: str, json_type: str | None, numeric: dict[str, str] = _NUMERIC) -> str:
+def _typed_json(column: str, name: str, json_type: str | None, numeric: dict[str, str] = _NUMERIC,
+                text=None) -> str:
+    """A JSON member as a typed column; `text(column, name)`, if given, writes a column of
+    mixed types (one left as text)."""
     path = literal(f'$."{name}"')
     sql_type = numeric.get(json_type or "")
-    text = f"json_extract_string({column}, {path})"
+    if not sql_type and text is not None:
+        return text(column, name)
+    as_text = f"json_extract_string({column}, {path})"
     if sql_type == "DOUBLE":  # NaN and the infinities are tagged (see `_UNTAGGED`)
         tag = literal(f'$."{name}"."$float"')
-        text = f"COALESCE(json_extract_string({column}, {tag}), {text})"
-    return f"TRY_CAST({text} AS {sql_type})" if sql_type else text
+        as_text = f"COALESCE(json_extract_string({column}, {tag}), {as_text})"
+    return f"TRY_CAST({as_text} AS {sql_type})" if sql_type else as_text
+
+
+def _json_text(column: str, name: str) -> str:
+    """A parameter or version key of mixed types, as text written as `shown_as_text` writes each
+    value (and as the schema key columns are): a float as Python writes it (JSON's own text
+    had `1e100` where a key showed `1e+100`), NaN or an infinity as `nan`/`inf`/`-inf` (it
+    had shown its tag, `{"$float":"nan"}`)."""
+    path, tag = literal(f'$."{name}"'), literal(f'$."{name}"."$float"')
+    text = f"json_extract_string({column}, {path})"
+    return (f"CASE json_type({column}, {path}) WHEN 'DOUBLE' THEN CAST(TRY_CAST({text} AS DOUBLE) AS VARCHAR) "
+            f"WHEN 'OBJECT' THEN COALESCE(json_extract_string({column}, {tag}), {text}) ELSE {text} END")
 
 
 def _value_expr(sqltypes: frozenset) -> str:
