@@ -81,12 +81,22 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         result = result[result[key].isin(wanted)]
     where = (" AND ".join(f"({parts[i][0]})" for i in left), [v for i in left for v in parts[i][1]])
     if left and len(result):
-        # values take part when they are plain scalars (`where="MaxActivation > 0.5"`)
-        meta = [c for c in result.columns if c not in names or result[c].dtype != object]
+        # values take part when they are plain scalars (`where="MaxActivation > 0.5"`), texts
+        # and a number column with a None (pandas holds both as objects) too
+        meta = [c for c in result.columns if c not in names or _scalars(result[c])]
         columns = {c: result[c].tolist() for c in meta}
         result = result.iloc[matching_rows(columns, where, len(result))]
     order = [k for k in db.schema_keys if k in result.columns]
     return result.sort_values(order, kind="stable").reset_index(drop=True) if order else result
+
+
+_SCALAR_TYPES = (str, int, float, bool)
+
+
+def _scalars(column: Any) -> bool:
+    """Whether a value column holds only scalars SQL compares (None among them): an object
+    column of arrays or frames stays out of `where`."""
+    return column.dtype != object or all(v is None or isinstance(v, _SCALAR_TYPES) for v in column.tolist())
 
 
 def _load_selected(db: Database, var: type[BaseVariable], parts: list[tuple[str, list[Any], set[str]]],

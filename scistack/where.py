@@ -212,10 +212,22 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
             named = [k for k in texts if re.search(rf"\b{re.escape(k)}\b", sql)]
             hint = (f"; {named[0]} holds text as well as numbers (some values were saved as strings), "
                     f"so it is compared as text: e.g. {named[0]} = '5'") if named else ""
+            words = _reserved_columns(con, [text for kind, text, _ in _tokens(sql) if kind == "name"])
+            if words and not hint:
+                hint = (f"; {words[0]} is an SQL word: write the column in double quotes, "
+                        f"where='\"{words[0]}\" = ...' (as in `scistack sql`)")
             raise QueryError(f"where={sql!r} failed: {str(exc).splitlines()[0]}{hint}") from None
     finally:
         con.close()
     return [r[0] for r in rows]
+
+
+def _reserved_columns(con, names: list[str]) -> list[str]:
+    """The names among `names` that DuckDB reserves (`Group`, `Order`): unquoted, a column so
+    named is a syntax error."""
+    reserved = {r[0] for r in con.execute(
+        "SELECT keyword_name FROM duckdb_keywords() WHERE keyword_category = 'reserved'").fetchall()}
+    return [n for n in dict.fromkeys(names) if n.lower() in reserved and n.lower() not in _WORDS]
 
 
 def _arrow(values: list[Any], name: str, texts: list[str]) -> pa.Array:

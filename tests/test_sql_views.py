@@ -43,6 +43,10 @@ class Frame(BaseVariable):
     pass
 
 
+class Group(BaseVariable):
+    pass
+
+
 def bandpass(signal, low_hz):
     return signal * (low_hz / 10.0)
 
@@ -324,6 +328,26 @@ def test_join_where_can_filter_on_scalar_values(pipeline):
     assert (joined["StrideLength"] > 0.65).all()
     with pytest.raises(QueryError, match="'EmgFiltered' is not a column"):  # arrays stay out
         scistack.join(EmgFiltered, StrideLength, where="EmgFiltered IS NULL")
+
+
+def test_join_where_filters_on_text_values_and_on_numbers_with_a_none(project):
+    """The README: the variables' scalar values are columns in join's where=. A text value, or a
+    number column holding a None (both object columns in pandas), had been left out: "'Group'
+    is not a column here". Group is an SQL word, quoted as in `scistack sql`, and said so."""
+    for subject, group, peak in [(1, "control", 0.7), (2, "patient", None), (3, "patient", 0.9)]:
+        StrideLength.save(0.5 + subject / 10, subject=subject)
+        Group.save(group, subject=subject)
+        Typed.save(peak, subject=subject)
+    for where, subjects in (("\"Group\" = 'patient'", [2, 3]), ("Typed > 0.8", [3]), ("Typed IS NULL", [2]),
+                            ("StrideLength > 0.65 AND \"Group\" = 'patient'", [2, 3])):
+        assert scistack.join(StrideLength, Group, Typed, where=where)["subject"].tolist() == subjects, where
+        by_sql = project.sql("SELECT s.subject FROM StrideLength s JOIN \"Group\" g USING (subject) "
+                             f"JOIN (SELECT subject, value AS Typed FROM Typed) t USING (subject) "
+                             f"WHERE {where.replace('StrideLength', 's.value').replace(chr(34) + 'Group' + chr(34), 'g.value')} "
+                             "ORDER BY 1")["subject"].tolist()
+        assert by_sql == subjects, where
+    with pytest.raises(QueryError, match=r"Group is an SQL word: write the column in double quotes"):
+        scistack.join(StrideLength, Group, where="Group = 'patient'")
 
 
 def test_where_compares_big_integers_exactly_or_says_why_not(project):
