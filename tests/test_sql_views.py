@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 import scistack
 from scistack import BaseVariable, QueryError, for_each
+from scistack.index import views
 from scistack.inline import INLINE_LIMIT
 
 
@@ -865,6 +866,67 @@ def test_an_older_project_with_two_spellings_shows_one_of_them_and_says_so(proje
     assert con.execute('SELECT count(*) FROM "Emg"').fetchone()[0] == 1  # one view: EMG's
     assert "variable Emg has no SQL views" in caplog.text
 
+
+class Force(BaseVariable):
+    pass
+
+
+class Force_all(BaseVariable):  # noqa: N801 - a name like one of Force's views, as a user may give
+    pass
+
+
+class Force_branches(BaseVariable):  # noqa: N801
+    pass
+
+
+def test_a_variable_named_like_a_view_of_another_is_refused_either_way(project):
+    """`Force_all` beside `Force` silently took over Force's view of every version: `SELECT *
+    FROM Force_all` showed the other variable. Whichever comes second is refused, before
+    anything is written, naming the view; each alone is fine."""
+    Force.save(1.0, subject=1, session="pre")
+    journal = (project.path.parent / ".scistack" / "refs.log").read_bytes()
+    with pytest.raises(scistack.ScistackError, match=r"'Force_all' would take the name of the SQL view "
+                       r"Force_all \(every version of the project's variable 'Force'.*e\.g\. ForceAll"):
+        Force_all.save(99.0, subject=1, session="pre")
+    with pytest.raises(scistack.ScistackError, match=r"view Force_all"), project.batch():
+        Force_all.save(99.0, subject=1, session="pre")
+    assert (project.path.parent / ".scistack" / "refs.log").read_bytes() == journal
+    with pytest.raises(scistack.ScistackError, match=r"view Force_branches"):
+        for_each(lambda x: x, inputs={"x": Force}, outputs=[Force_branches], subject=[1], session=["pre"])
+    assert not Force_branches.load_all()
+    Force.delete(subject=1, session="pre")  # Force gone: Force_all is a name like any other
+    Force_all.save(99.0, subject=1, session="pre")
+    with pytest.raises(scistack.ScistackError, match=r"'Force' would have the SQL view Force_all \(every "
+                       r"version\), but the project's variable 'Force_all' has that name.*e\.g\. Force2"):
+        Force.save(1.0, subject=1, session="pre")
+    assert project.sql("SELECT value FROM Force_all")["value"].tolist() == [99.0]
+
+
+def test_an_older_project_with_a_variable_named_like_a_view_opens_and_says_so(project, caplog, monkeypatch):
+    """A project that holds `Force` and `Force_all` (saved before such names were refused)
+    opens, both load and grow, `Force_all` is the variable's view, and the view of Force's
+    versions not made is said once."""
+    monkeypatch.setattr(views, "_warned", set())  # (said once a process: maybe by another test)
+    Force.save(1.0, subject=1, session="pre")
+    Force.save(2.0, subject=1, session="pre")
+    project.close()
+    journal = project.path.parent / ".scistack" / "refs.log"
+    twin = json.loads(journal.read_bytes().splitlines()[-1])
+    twin.update(var="Force_all", version=1)
+    with journal.open("ab") as out:  # as an older scistack wrote it
+        out.write(json.dumps(twin, sort_keys=True, separators=(",", ":")).encode() + b"\n")
+    with caplog.at_level("WARNING", logger="scistack.index.views"):
+        db = scistack.configure_database(project.path, ["subject", "session"])
+        assert Force_all.load(subject=1, session="pre").data == 2.0
+        Force.save(3.0, subject=2, session="pre")  # both go on growing
+        Force_all.save(4.0, subject=2, session="pre")
+        assert [v.version for v in Force.list_versions(subject=1, session="pre")] == [1, 2]
+        db.sync()
+        db.sync()
+    con = plain_session(db)
+    assert con.execute("SELECT subject, value FROM Force_all ORDER BY subject").fetchall() == [(1, 2.0), (2, 4.0)]
+    said = "the view Force_all of Force is not made: the variable Force_all has that name"
+    assert caplog.text.count(said) == 1
 
 def test_a_table_of_the_users_own_named_like_a_view_is_kept_and_the_views_go_on(project, caplog):
     """A user's own table in the DuckDB file (made in DBeaver) named like a variable, or like

@@ -33,6 +33,7 @@ from scistack.errors import (AtomicBatchError, DatabaseLockedError, IndexDamaged
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 from scistack.index.journal import Journal, JournalBackend, loads_line
 from scistack.index.sql import SqlIndex, check_identifier, held_by, quote
+from scistack.index.views import VIEW_SUFFIXES
 from scistack.index.fold import FOLD_NAME, Fold, Judging
 from scistack.records import RunRecord
 from scistack.index.state import (RefRecord, RefState, decode_keys, is_multi, key_of, keys_of, matching_addresses,
@@ -672,7 +673,34 @@ class Index:
                 f"variable {var!r} differs from the project's variable {twin!r} only by case; SQL "
                 f"names ignore case, so DuckDB would show both as one view. Save to {twin!r}, or "
                 f"give this variable another name (e.g. {var}_2)")
+        if var not in names:
+            self._check_view_names(var, names)
+            # a name checked before may clash with this new one (`Force` deleted, then a
+            # `Force_all` saved): each is checked again at its next save
+            self._var_names.clear()
         self._var_names.add(var)
+
+    @staticmethod
+    def _check_view_names(var: str, names: list[str]) -> None:
+        """Refuse a new variable whose name is a view of another (`Force_all`, every version of
+        `Force`), or one of whose views another variable's name holds (`Force` beside a
+        `Force_all`): the variable's own view took the name, and `SELECT * FROM Force_all`
+        silently showed the other's values. Whichever of the two is saved second is refused;
+        a project holding both (saved before) opens, and the view not made is said once."""
+        lower = {n.lower(): n for n in names}
+        for suffix, shows in VIEW_SUFFIXES.items():
+            owner = lower.get(var.lower()[:-len(suffix)]) if var.lower().endswith(suffix) else None
+            if owner is not None:
+                raise InvalidNameError(
+                    f"variable {var!r} would take the name of the SQL view {owner}{suffix} ({shows} of "
+                    f"the project's variable {owner!r}; SQL names ignore case); give it another name, "
+                    f"e.g. {var[:-len(suffix)]}{suffix[1:].capitalize()}")
+            holder = lower.get(f"{var}{suffix}".lower())
+            if holder is not None:
+                raise InvalidNameError(
+                    f"variable {var!r} would have the SQL view {var}{suffix} ({shows}), but the "
+                    f"project's variable {holder!r} has that name (SQL names ignore case); give "
+                    f"{var!r} another name, e.g. {var}2")
 
     def _put(self, var: str, addr: dict, vkeys: dict, oid: str, kind: str, call: str | None,
              params: dict | None, summary: str, addr_key: str, vkeys_key: str, epoch: int) -> RefRecord:

@@ -38,6 +38,9 @@ _NO_VALUE = {None, "NULL", "LARGE", "OPAQUE", "UNREADABLE", "TABLE"}
 _AS_JSON = ("CAST(v.j AS JSON)", "to_json(v.i)", "to_json(v.d)", "to_json(v.b)", "to_json(v.s)",
             "to_json(v.li)", "to_json(v.ld)", "to_json(v.lb)", "to_json(v.ls)")
 STATIC_VIEWS = ("scistack_variables", "scistack_runs")
+# a variable's views besides its own: `<Var>_all`, `<Var>_branches`, `<Var>_rows` (what each shows)
+VIEW_SUFFIXES = {"_all": "every version", "_branches": "the newest version per address and lineage parameters",
+                 "_rows": "each DataFrame row"}
 # a journal time ('2026-12-06T21:10:03.123456Z') as an instant: as text, `created_at > now() -
 # INTERVAL 1 DAY` failed and `> '2026-12-06 23:59:59'` compared letters ('T' after ' '). TIMESTAMPTZ,
 # not TIMESTAMP: it is compared with now() exactly, and the DuckDB CLI and DBeaver show it (and
@@ -107,19 +110,27 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
             return True
         return False
 
-    def yields(name: str) -> bool:  # an extra view's name held by a table or by a variable
-        return blocked(name) or name.lower() in all_vars
+    def yields(name: str, var: str | None = None) -> bool:  # an extra view's name held by a
+        if blocked(name):                                    # table or by a variable
+            return True
+        if name.lower() in all_vars:
+            if var is not None:  # saved before such names were refused (`Index._check_new_variable`)
+                _warn_once("the view %s of %s is not made: the variable %s has that name, and its own "
+                           "view is %s; load %s's versions from Python, or save them to a variable of "
+                           "another name", name, var, spellings[name.lower()], name, var)
+            return True
+        return False
 
     for var, shape in _shapes(con, names).items():
         if blocked(var):
             continue
         columns = view_columns(schema_keys, shape)
         con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
-        if not yields(f"{var}_all"):
+        if not yields(f"{var}_all", var):
             con.execute(_view_sql(var, schema_keys, shape, columns, newest=False))
-        if not yields(f"{var}_branches"):
+        if not yields(f"{var}_branches", var):
             con.execute(_view_sql(var, schema_keys, shape, columns, newest=True, per_branch=True))
-        if "TABLE" in shape.sqltypes and not yields(f"{var}_rows"):
+        if "TABLE" in shape.sqltypes and not yields(f"{var}_rows", var):
             try:  # built from the frames' own column names: whatever they are, never a sync
                 con.execute(_rows_sql(con, var, schema_keys, columns))  # that fails each time
             except duckdb.Error as exc:
