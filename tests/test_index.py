@@ -858,6 +858,33 @@ def test_an_index_file_of_schema_12_gains_the_deletes_table_in_place(project):
     assert meta["left_by_schema_12"] == "1" and meta["schema_version"] == str(SCHEMA_VERSION)
 
 
+def _with_p(x, p):
+    return x
+
+
+def test_an_index_file_of_schema_13_has_its_views_made_again_in_place(project):
+    """Schema 14 writes a text column of lineage parameters as `where=` and the key columns do
+    (NaN as 'nan', not its tag `{"$float":"nan"}`): the views of a file of 13 are made again
+    at its first sync, not only those of the variables a save touches."""
+    from scistack import for_each
+
+    refs.save(1.5, subject=1, session="pre")
+    refs.save(2.5, subject=2, session="pre")
+    for subject, p in ((1, "x"), (2, float("nan"))):
+        for_each(_with_p, inputs={"x": refs, "p": p}, outputs=[meta], subject=[subject], session=["pre"])
+    project.sync()
+    view = 'CREATE OR REPLACE VIEW main.meta AS SELECT subject, json_extract_string(params, \'$."_with_p.p"\') AS p ' \
+           'FROM scistack.refs WHERE var = \'meta\''  # (schema 13's text: the tag)
+    with project.index._sql.connect() as con:
+        con.execute(view)
+        con.execute("UPDATE scistack.meta SET value = '13' WHERE key = 'schema_version'")
+        con.execute("INSERT INTO scistack.meta VALUES ('left_by_schema_13', '1')")  # gone if rebuilt
+    refs.save(3.5, subject=3, session="pre")  # a sync that touches only refs
+    project.sync()
+    assert project.sql("SELECT subject, p FROM meta ORDER BY subject").values.tolist() == [[1, "x"], [2, "nan"]]
+    kept = dict(project.sql("SELECT key, value FROM scistack.meta").values.tolist())
+    assert kept["left_by_schema_13"] == "1" and kept["schema_version"] == str(SCHEMA_VERSION)
+
 def test_an_index_file_of_schema_6_gains_okey2_in_place_and_finds_many_oids_by_it(project, monkeypatch):
     """Schema 7 adds `vals.okey2` (the oid's hex digits 16-30): computed in place, not rebuilt
     from the journal; a sync asking about many oids then joins on (okey, okey2) and inlines

@@ -51,7 +51,7 @@ pc = lazy_module("pyarrow.compute", globals(), "pc")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 13  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
+SCHEMA_VERSION = 14  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
 # 7: vals.okey2 (added in place to a file of schema 6); 8: numpy time arrays inlined as TIMESTAMP[] /
 # INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`);
 # 9: a Series' or an Arrow table's shape and dtype as its summary says them, not its frame's (in place,
@@ -59,7 +59,9 @@ SCHEMA_VERSION = 13  # 4: version is BIGINT (a journal line may carry any int64)
 # (every view made again in place); 11: `<Var>_branches` (made in place too); 12: N-D arrays keep NaN and
 # the infinities, a frame's times their precision, a chunked table its bytes (those rows inlined again:
 # `_reinline_values`); 13: scistack.deleted, the times of deletes (`scistack_variables.last_change`;
-# made in place, empty: deletes applied before count from the next `fsck --reindex`, as in the fold)
+# made in place, empty: deletes applied before count from the next `fsck --reindex`, as in the fold);
+# 14: a text column of lineage parameters or version keys writes a float and a NaN as a key column
+# does (`views._json_text`: `1e+100`, `nan`, not `1e100` and the tag; every view made again in place)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 # oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
@@ -297,7 +299,7 @@ class SqlIndex:
         if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
             found = 2
         con.execute("BEGIN")
-        if found in (6, 7, 8, 9, 10, 11, 12):  # changed in place
+        if found in (6, 7, 8, 9, 10, 11, 12, 13):  # changed in place
             if found == 6:  # a column more, computed from the oids (0.5 s at 3M rows)
                 con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
                 con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
@@ -309,7 +311,7 @@ class SqlIndex:
                 _reinline_values(con)
             con.execute(_DELETED_TABLE)  # 13
             every = [var for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()]
-            refresh_views(con, self._key_columns(con), every)  # 10, 11, 13: changed views
+            refresh_views(con, self._key_columns(con), every)  # 10, 11, 13, 14: changed views
             self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
             con.execute("COMMIT")
             return
