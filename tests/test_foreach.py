@@ -247,6 +247,23 @@ def test_fixed_pins_some_keys(emg):
     assert prov["inputs"]["baseline"]["addr"] == {"subject": 2, "session": "baseline"}
 
 
+def test_a_fixed_input_deleted_earlier_in_the_same_batch_is_missing(emg):
+    """A batch's held delete was invisible to the run's planning: the deleted baseline was
+    still read, and an output computed from a record the batch had removed (`db.sql`, which
+    writes the batch first, had it gone). Inside the batch as after it: missing."""
+    with emg.batch():
+        FeRawEMG.delete(subject=2, session="baseline")
+        report = for_each(fns.minus_baseline, inputs={"signal": FeRawEMG, "baseline": Fixed(FeRawEMG, session="baseline")},
+                          outputs=[FeFiltered], subject=SUBJECTS, session=SESSIONS, progress=False)
+        assert (report.ran, report.missing) == (4, 2)
+        assert {i.combo["subject"] for i in report.items if i.status == "missing"} == {2}
+    assert sorted(r.metadata["subject"] for r in FeFiltered.load_all()) == [1, 1, 3, 3]
+    with emg.batch():  # cached or not, the same answer after the batch
+        report = for_each(fns.minus_baseline, inputs={"signal": FeRawEMG, "baseline": Fixed(FeRawEMG, session="baseline")},
+                          outputs=[FeFiltered], subject=SUBJECTS, session=SESSIONS, progress=False)
+        assert (report.ran, report.cached, report.missing) == (0, 4, 2)
+
+
 def test_merge_joins_several_variables_into_one_table(emg):
     report = for_each(fns.column_sums, inputs={"table": Merge(FeRawEMG, FeVelocity)}, outputs=[FeStats],
                       subject=SUBJECTS, session=SESSIONS, progress=False)

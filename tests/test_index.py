@@ -9,13 +9,16 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from scistack import BaseVariable, configure_database
-from scistack.errors import AtomicBatchError, UnreadableJournalWarning, VariableNotFoundError
+from scistack.errors import AtomicBatchError, ScistackError, UnreadableJournalWarning, VariableNotFoundError
 from scistack.index.sql import SCHEMA_VERSION, STORAGE_COMPATIBILITY, SyncStopped
 
 from .helpers import journal_size
@@ -305,9 +308,6 @@ def test_project_opens_and_saves_while_another_process_holds_the_duckdb_file(tmp
     db.close()
 
 
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
 from scistack.index.state import key_of  # noqa: E402
 from scistack.objects.canonical_json import dumps_canonical  # noqa: E402
 
@@ -578,6 +578,133 @@ def test_an_atomic_batch_refuses_to_journal_its_writes_before_it_ends(project):
         db.flush()
     Signal.save(np.arange(5.0), subject=3, session="pre")  # after it: journalled at once
     assert Signal.load(subject=3, session="pre").version == 1
+
+
+def test_a_delete_held_by_a_batch_is_gone_from_every_read_inside_it(project):
+    """A batch's held delete was invisible to reads inside it: the record still loaded, was
+    listed by load_all and as_df, counted, and deleted again, while `db.sql` (which writes the
+    batch first) had it gone. Every read answers as the project will be after the batch."""
+    db = project
+    for subject in (0, 1):
+        MaxActivation.save(float(subject), subject=subject, session="pre")
+    Signal.save(np.zeros(3), subject=0, session="pre")
+    with db.batch():
+        assert MaxActivation.delete(subject=0, session="pre") == 1
+        with pytest.raises(VariableNotFoundError, match="deleted"):
+            MaxActivation.load(subject=0, session="pre")
+        assert [r.metadata["subject"] for r in MaxActivation.load_all()] == [1]
+        assert [r.metadata["subject"] for r in MaxActivation.load(session="pre")] == [1]
+        assert MaxActivation.load_all(as_df=True)["subject"].tolist() == [1]
+        assert db.index.count("MaxActivation") == 1
+        assert len(db.index.live_addresses("MaxActivation")) == 1
+        with pytest.raises(VariableNotFoundError):  # nothing left there to delete twice
+            MaxActivation.delete(subject=0, session="pre")
+        Signal.delete(subject=0, session="pre")
+        assert "Signal" not in db.index.variables() and Signal.load_all() == []
+        assert db.sql("SELECT subject FROM MaxActivation")["subject"].tolist() == [1]
+    assert [r.metadata["subject"] for r in MaxActivation.load_all()] == [1]
+    assert "Signal" not in db.index.variables()
+
+
+def test_a_value_deleted_and_saved_again_in_one_batch_is_saved(project):
+    """The batch's flush took the record its held delete removes for the current value, so
+    saving the same value again there was dropped as already saved, and the delete left the
+    address empty once the batch was written (inside it, it was there)."""
+    db = project
+    MaxActivation.save(0.5, subject=1, session="pre")
+    with db.batch():
+        MaxActivation.delete(subject=1, session="pre")
+        MaxActivation.save(0.5, subject=1, session="pre")
+        assert MaxActivation.load(subject=1, session="pre").data == 0.5
+    assert MaxActivation.load(subject=1, session="pre").data == 0.5
+    assert [r.version for r in MaxActivation.list_versions(subject=1, session="pre")] == [2]
+
+
+def test_an_atomic_batch_hides_its_held_delete_and_discards_it_on_an_error(project):
+    db = project
+    MaxActivation.save(0.5, subject=1, session="pre")
+    with pytest.raises(KeyboardInterrupt), db.batch(atomic=True):
+        MaxActivation.delete(subject=1, session="pre")
+        assert MaxActivation.load_all() == []
+        raise KeyboardInterrupt
+    assert MaxActivation.load(subject=1, session="pre").data == 0.5
+    with db.batch(atomic=True):
+        MaxActivation.delete(subject=1, session="pre")
+        MaxActivation.save(0.25, subject=2, session="pre")
+        assert [(r.metadata["subject"], r.data) for r in MaxActivation.load_all()] == [(2, 0.25)]
+    assert [(r.metadata["subject"], r.data) for r in MaxActivation.load_all()] == [(2, 0.25)]
+
+
+def _what_reads_say(db) -> dict:
+    """What the read paths say of MaxActivation and Signal (version numbers aside: a held
+    save's is given at the flush; counts aside: a held save of the value already there is
+    counted until the flush drops it)."""
+    said: dict = {"variables": [v for v in db.index.variables() if v in ("MaxActivation", "Signal")]}
+    for var in (MaxActivation, Signal):
+        name = var.__name__
+        said[name] = sorted((tuple(sorted(r.metadata.items())), float(np.asarray(r.data).sum()))
+                            for r in var.load_all())
+        frame = var.load_all(as_df=True)
+        said[name + " df"] = sorted(map(tuple, frame[["subject", "session"]].values.tolist())) if len(frame) else []
+        said[name + " addresses"] = sorted(db.index.live_addresses(name))
+        for subject in (1, 2):
+            try:
+                found = var.load(subject=subject, session="pre")
+                said[(name, subject)] = [float(np.asarray(x.data).sum()) for x in found] if isinstance(
+                    found, list) else float(np.asarray(found.data).sum())
+            except ScistackError as exc:
+                said[(name, subject)] = type(exc).__name__
+    return said
+
+
+_BATCH_OPS = st.lists(st.one_of(
+    st.tuples(st.just("save"), st.sampled_from([MaxActivation, Signal]), st.integers(1, 2), st.integers(0, 2),
+              st.sampled_from([None, "x"])),
+    st.tuples(st.just("delete"), st.sampled_from([MaxActivation, Signal]), st.integers(1, 2), st.none(), st.none()),
+    st.tuples(st.just("delete"), st.sampled_from([MaxActivation, Signal]), st.integers(1, 2), st.integers(1, 4),
+              st.none()),
+    st.tuples(st.just("undelete"), st.sampled_from([MaxActivation, Signal]), st.integers(1, 2), st.none(), st.none()),
+    st.tuples(st.just("flush"), st.none(), st.none(), st.none(), st.none()),
+), max_size=10)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=_BATCH_OPS, inside=_BATCH_OPS, atomic=st.booleans())
+@example(before=[("save", MaxActivation, 1, 0, None)],
+         inside=[("delete", MaxActivation, 1, None, None), ("save", MaxActivation, 1, 0, None)], atomic=False)
+def test_reads_inside_a_batch_agree_with_reads_after_it(project, before, inside, atomic):
+    """Saves, deletes (whole addresses, one version) and undeletes in any order inside a batch
+    (an atomic one refuses those that would write what it holds): what every read says at its
+    end is what it says once the batch is written."""
+    db = project
+    for var in (MaxActivation, Signal):
+        try:
+            var.delete(all=True)
+        except VariableNotFoundError:
+            pass
+
+    def do(ops):
+        for op, var, subject, arg, note in ops:
+            try:
+                if op == "save":
+                    var.save(float(arg) if var is MaxActivation else np.full(2, float(arg)), subject=subject,
+                             session="pre", **({"note": note} if note else {}))
+                elif op == "delete":
+                    var.delete(subject=subject, session="pre", **({"version": arg} if arg else {}))
+                elif op == "undelete":
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        var.undelete(subject=subject, session="pre")
+                else:
+                    db.flush()
+            except (VariableNotFoundError, AtomicBatchError):
+                pass
+
+    do(before)
+    with db.batch(atomic=atomic):
+        do(inside)
+        inside_said = _what_reads_say(db)
+    assert _what_reads_say(db) == inside_said
 
 
 def test_the_background_sync_leaves_the_file_to_a_detached_sync_at_work(project):

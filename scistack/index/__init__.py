@@ -212,22 +212,64 @@ class Index:
         return self._journal.size()
 
     # -- reading -------------------------------------------------------------------------
+    # Inside a batch every read answers as the project will be once what it holds is written:
+    # the fold's records, less those its held deletes take out (`RefState.gone`), and its held
+    # saves. (The deletes had been left out: a record deleted in a batch still loaded, was
+    # listed and fed a for_each there, while `db.sql`, which writes the batch first, had it gone.)
+    def _held_gone(self, var: str) -> dict[str, set[int]] | None:
+        """Address key -> the versions of `var` this process's batch holds deletes of (None: none)."""
+        return self._overlay.gone.get(var) if self._pending else None
+
+    def _less_held_deletes(self, var: str, records: list[RefRecord]) -> list[RefRecord]:
+        """The fold's `records` of `var` without those the batch's held deletes take out."""
+        gone = self._held_gone(var)
+        if not gone:
+            return records
+        return [r for r in records if r.version not in gone.get(r.addr_key, ())]
+
+    def _taken_by_held_deletes(self, var: str) -> tuple[int, set[str]]:
+        """How many of the fold's live records of `var` the batch's held deletes take out, and
+        the addresses they leave with none of the fold's."""
+        gone = self._held_gone(var)
+        if not gone:
+            return 0, set()
+        found = self._fold.versions_many(var, sorted(gone))
+        taken, emptied = 0, set()
+        for addr_key, versions in gone.items():
+            here = found.get(addr_key, [])
+            out = sum(1 for r in here if r.version in versions)
+            taken += out
+            if out == len(here):
+                emptied.add(addr_key)
+        return taken, emptied
+
     def variables(self) -> list[str]:
         """Names of variables with at least one live record."""
         self.refresh()
         found = self._fold.variables()
-        return sorted(set(found) | set(self._overlay.variables())) if self._pending else found
+        if not self._pending:
+            return found
+        names = set(found) | set(self._overlay.variables())
+        for var in self._overlay.gone:  # (every record deleted in the batch, none saved since)
+            if var in names and not self._overlay.count(var) and \
+                    self._fold.count(var) <= self._taken_by_held_deletes(var)[0]:
+                names.discard(var)
+        return sorted(names)
 
     def records(self, var: str) -> list[RefRecord]:
         """Every live record of a variable, all versions."""
         self.refresh()
-        return self._fold.records(var) + (list(self._overlay.records(var)) if self._pending else [])
+        if not self._pending:
+            return self._fold.records(var)
+        return self._less_held_deletes(var, self._fold.records(var)) + list(self._overlay.records(var))
 
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
         """All live versions at one address, oldest first."""
         self.refresh()
         found = self._fold_versions(var, addr_key)
-        return found + self._overlay.versions_at(var, addr_key) if self._pending else found
+        if not self._pending:
+            return found
+        return self._less_held_deletes(var, found) + self._overlay.versions_at(var, addr_key)
 
     def highest_version(self, var: str, addr_key: str) -> int:
         """The highest version ever saved at an address (0: never), deleted ones included: a
@@ -242,6 +284,10 @@ class Index:
             held = self._overlay.current_at(var, addr_key, vkeys_key)
             if held is not None:
                 return held
+            gone = (self._held_gone(var) or {}).get(addr_key)
+            if gone:
+                return next((r for r in reversed(self._fold_versions(var, addr_key))
+                             if r.vkeys_key == vkeys_key and r.version not in gone), None)
         ahead = self._ahead.get((var, addr_key))
         if ahead is not None:
             return next((r for r in reversed(ahead) if r.vkeys_key == vkeys_key), None)
@@ -256,16 +302,19 @@ class Index:
     def count(self, var: str) -> int:
         """How many live records the variable has (every version)."""
         self.refresh()
-        return self._fold.count(var) + (sum(1 for _ in self._overlay.records(var)) if self._pending else 0)
+        if not self._pending:
+            return self._fold.count(var)
+        return self._fold.count(var) - self._taken_by_held_deletes(var)[0] + self._overlay.count(var)
 
     def newest(self, var: str, limit: int) -> list[RefRecord]:
         """The variable's `limit` most recently saved live records (held ones too), newest first."""
         self.refresh()
-        found = self._fold.newest(var, limit)
-        if self._pending:
-            found = sorted([*found, *self._overlay.records(var)], key=lambda r: (r.created_at, r.version),
-                           reverse=True)[:limit]
-        return found
+        if not self._pending:
+            return self._fold.newest(var, limit)
+        gone = self._held_gone(var) or {}
+        found = self._less_held_deletes(var, self._fold.newest(var, limit + sum(map(len, gone.values()))))
+        return sorted([*found, *self._overlay.records(var)], key=lambda r: (r.created_at, r.version),
+                      reverse=True)[:limit]
 
     def byte_total(self, var: str) -> tuple[int, list[tuple[str, str, int | None]]] | None:
         """The variable's running total of bytes on disk and the objects that joined it since
@@ -342,7 +391,7 @@ class Index:
             candidates = [record for key in sorted(only) for record in found.get(key, ())]
         else:
             candidates = self._candidates(var, addr)
-        for record in candidates:
+        for record in self._less_held_deletes(var, candidates) if self._pending else candidates:
             groups.setdefault(record.addr_key, []).append(record)
         if self._pending:
             wanted = None if only is None else set(only)
@@ -356,6 +405,9 @@ class Index:
         self.refresh()
         keys = self._fold.live_addresses(var)
         if self._pending:
+            emptied = self._taken_by_held_deletes(var)[1]
+            if emptied:
+                keys = [key for key in keys if key not in emptied]
             keys = list(dict.fromkeys([*keys, *(r.addr_key for r in self._overlay.records(var))]))
         return keys
 
@@ -563,7 +615,7 @@ class Index:
                     f"{self._key_case[key.lower()]}= to address the value")
 
     def _check_key_value(self, var: str, key: str, value: Any,
-                         held: tuple[list[dict[str, Any]], RefState] | None = None) -> None:
+                         held: RefState | None = None) -> None:
         """Refuse a schema-key value that shows as one of another type the project has (1 and
         "1", True and "true"; a float and an int or text only where the float is still a float
         when saved: a whole float becomes its int first (`address_value`), so 1.0 is 1, but one
@@ -637,25 +689,21 @@ class Index:
         return [LookAlikes(key, text, holders) for (key, text), holders in sorted(found.items())
                 if len({type(value) for value, _, _ in holders}) > 1]
 
-    def _live_with(self, key: str, value: Any, held: tuple[list[dict[str, Any]], RefState] | None = None
+    def _live_with(self, key: str, value: Any, held: RefState | None = None
                    ) -> tuple[str, dict[str, Any]] | None:
         """A variable and address of a live record whose `key` is `value`, of its type; None
         when none is (read only when a look-alike is refused). As the project will be once
         what a batch holds is written: its held saves count, and the records its held deletes
         remove do not (`with db.batch(): A.delete(subject="5"); B.save(.., subject=5)`, what
         the refusal and fsck tell a user to do, had been refused: the held delete was not
-        seen). `held`: (entries, overlay) of a batch being flushed (else this process's own)."""
-        entries, overlay = held if held is not None else (self._pending or (), self._overlay)
-        gone: dict[tuple[str, str], set[int]] = {}  # (variable, address key) -> versions deleted
-        for entry in entries:
-            if entry["op"] == "del":
-                gone.setdefault((entry["var"], key_of(entry["addr"])), set()).add(entry["version"])
+        seen). `held`: the overlay of a batch being flushed (else this process's own)."""
+        overlay = held if held is not None else self._overlay
         for var in sorted(set(self._fold.variables()) | set(overlay.variables())):
             addr_keys = list(dict.fromkeys([*self._fold.live_addresses(var), *(r.addr_key for r in overlay.records(var))]))
             for addr_key, addr in matching_addresses(addr_keys, {key: value}):
                 if type(addr.get(key)) is not type(value):
                     continue
-                deleted = gone.get((var, addr_key))
+                deleted = overlay.gone.get(var, {}).get(addr_key)
                 if deleted and not overlay.versions_at(var, addr_key) and all(
                         r.version in deleted for r in self._fold.versions_at(var, addr_key)):
                     continue  # (a held delete takes every record there; the batch saved none since)
@@ -859,7 +907,7 @@ class Index:
         if self._pending is not None:
             self._pending.extend(entries)
             for entry in entries:
-                self._overlay.apply(entry)
+                self._overlay.hold(entry)
             return
         self._append(entries)
         self._syncer.poke()
@@ -1035,7 +1083,7 @@ class Index:
                 continue
             for key, value in entry["addr"].items():
                 try:
-                    self._check_key_value(entry["var"], key, value, (pending, overlay))
+                    self._check_key_value(entry["var"], key, value, overlay)
                 except InvalidMetadataError as exc:
                     self._pending = [] if self._batch_depth else None
                     self._pending_epoch = self._key_values_epoch
@@ -1049,7 +1097,9 @@ class Index:
         """Held entries against the fold (current, under the lock): a put that repeats the
         current value of the same call is dropped (another process, or an earlier batch, saved
         it), the others numbered after every version given so far; a call entry already cached
-        is dropped. A few bulk queries, not several per entry."""
+        is dropped. A record a delete held before the put takes out is not current: a value
+        deleted and saved again in one batch had been dropped as already there, and the delete
+        left the address empty. A few bulk queries, not several per entry."""
         # each address's text once, its repeated values written once (7 `key_of`s an entry
         # between here and the fold took ~1 s of a 100k batch's exit)
         addr_keys = iter(keys_of([e["addr"] for e in pending if e["op"] == "put"]))
@@ -1065,8 +1115,10 @@ class Index:
         for entry, addr_key in keyed:
             if addr_key is not None:
                 var, vkeys_key = entry["var"], key_of(entry["vkeys"])
+                gone = settled.gone.get(var, {}).get(addr_key, ())  # (a delete held before it: not current)
                 current = settled.current_at(var, addr_key, vkeys_key) or next(
-                    (r for r in reversed(versions[var].get(addr_key, [])) if r.vkeys_key == vkeys_key), None)
+                    (r for r in reversed(versions[var].get(addr_key, []))
+                     if r.vkeys_key == vkeys_key and r.version not in gone), None)
                 if current is not None and current.oid == entry["oid"] and self._same_call(
                         current.call, entry.get("call"), settled):
                     continue
@@ -1080,7 +1132,7 @@ class Index:
                 known = settled.calls.get(entry["key"]) or cached.get(entry["key"])
                 if known is not None and known["call"] == entry["call"]:
                     continue
-            settled.apply(entry)
+            settled.hold(entry)
             out.append(entry)
         return out
 

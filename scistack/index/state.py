@@ -295,6 +295,9 @@ class RefState:
         self.calls: dict[str, dict[str, Any]] = {}
         self.call_keys: dict[str, str] = {}  # call record oid -> its call key (every call entry, ever)
         self.runs: list[RunRecord] = []
+        # (a batch's overlay only, `hold`) variable -> address key -> versions its held deletes take
+        # out of the fold: reads leave them out, as the fold will once the batch is written
+        self.gone: dict[str, dict[str, set[int]]] = {}
 
     # -- folding -------------------------------------------------------------------------
     def apply(self, entry: dict[str, Any]) -> RefRecord | None:
@@ -313,6 +316,15 @@ class RefState:
         elif op == "run":
             self.runs.append(RunRecord.from_entry(entry))
         return None
+
+    def hold(self, entry: dict[str, Any]) -> None:
+        """Fold one entry a batch holds (`apply`), a delete kept in `gone` too: the records it
+        removes are in the fold, not here (a batch writes what it holds before a delete, so
+        held deletes name only journalled records), and every read of the fold must leave them
+        out until the batch is written."""
+        self.apply(entry)
+        if entry["op"] == "del":
+            self.gone.setdefault(entry["var"], {}).setdefault(key_of(entry["addr"]), set()).add(entry["version"])
 
     def add(self, record: RefRecord) -> RefRecord:
         """Add a record (keeping each address's versions in order)."""
@@ -348,6 +360,10 @@ class RefState:
         """Every live record of a variable, all versions."""
         for versions in self._refs.get(var, {}).values():
             yield from versions
+
+    def count(self, var: str) -> int:
+        """How many live records the variable has (every version)."""
+        return sum(map(len, self._refs.get(var, {}).values()))
 
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
         """All live versions at one address, oldest first."""
