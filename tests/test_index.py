@@ -621,6 +621,8 @@ def test_a_value_deleted_and_saved_again_in_one_batch_is_saved(project):
 
 
 def test_an_atomic_batch_hides_its_held_delete_and_discards_it_on_an_error(project):
+    """A delete an atomic batch holds (made before its first write: a later one would write
+    what it holds, and is refused) is gone from reads inside it, and is dropped on an error."""
     db = project
     MaxActivation.save(0.5, subject=1, session="pre")
     with pytest.raises(KeyboardInterrupt), db.batch(atomic=True):
@@ -632,6 +634,8 @@ def test_an_atomic_batch_hides_its_held_delete_and_discards_it_on_an_error(proje
         MaxActivation.delete(subject=1, session="pre")
         MaxActivation.save(0.25, subject=2, session="pre")
         assert [(r.metadata["subject"], r.data) for r in MaxActivation.load_all()] == [(2, 0.25)]
+        with pytest.raises(AtomicBatchError, match="a delete"):  # (it would write what the batch holds)
+            MaxActivation.delete(subject=2, session="pre")
     assert [(r.metadata["subject"], r.data) for r in MaxActivation.load_all()] == [(2, 0.25)]
 
 

@@ -1044,9 +1044,10 @@ class Index:
             raise AtomicBatchError(
                 f"an atomic batch holds {len(self._pending)} write(s) that must be journalled "
                 "together when it ends (all or nothing), and something inside it asked for them "
-                "to be written now: db.flush(), or a read that numbers held saves (a saved "
-                "variable's version or record, a load by version= or where=, list_versions, "
-                "a summary). Do that read before the batch or after it, or use a plain "
+                "to be written now: db.flush(), a delete (it names the versions it removes), or "
+                "a read that numbers held saves (a saved variable's version or record, a load by "
+                "version= or where=, list_versions, a summary). Do that before the batch (a delete "
+                "may also come first in it, before any write) or after it, or use a plain "
                 "db.batch() if its writes need not be all or nothing")
         if self.before_flush is not None:
             try:
