@@ -308,6 +308,8 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if event not in _LOOKS:
         _note_write(event, args, stack)
         return
+    if _by_rmtree(sys._getframe(2)):
+        return  # shutil.rmtree's own listings and opens of what it removes: a write, no input
     path = args[0]
     if path is None and event != "open":
         path = "."  # os.listdir() lists the working directory
@@ -374,6 +376,17 @@ def _by_fwalk(frame: Any) -> bool:
     if frame.f_globals.get("__name__") != "os" or frame.f_code is not _FWALK:
         return False
     return "stack" not in _FWALK.co_varnames or frame.f_locals.get("dirfd") is not None
+
+
+def _by_rmtree(frame: Any) -> bool:
+    """Whether `frame` (who listed or opened) is ``shutil.rmtree`` walking what it removes (its
+    module first: reading a frame's code raises an audit event). On Linux it lists each folder
+    through a descriptor: recorded as inputs, a scratch folder a call made and removed was
+    found changed (gone) at every hit, so the call was never served again."""
+    return frame.f_globals.get("__name__") == "shutil" and frame.f_code.co_name.startswith(_RMTREE)
+
+
+_RMTREE = ("rmtree", "_rmtree")
 
 
 def _fd_path(fd: int) -> str | None:

@@ -1390,3 +1390,25 @@ def test_a_folder_listed_through_a_descriptor_whose_path_cannot_be_found_is_neve
     assert _statuses(project) == ["stale", "stale"]
     assert "listed through file descriptor" in str(why(FrOut, subject=1, session="a"))
     assert _run(steps)[0] == ["ran", "ran"]
+
+
+def test_a_scratch_folder_the_call_removes_with_rmtree_is_no_input(project, tmp_path, monkeypatch):
+    # shutil.rmtree lists each folder through a descriptor (Linux): recorded as inputs, the
+    # folders it then removed were found changed at every hit, and the call never served again
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        import shutil
+        @lineage_fcn
+        def proc(x):
+            scratch = os.path.join(HERE, "scratch%d" % int(x))
+            os.makedirs(os.path.join(scratch, "sub"), exist_ok=True)
+            with open(os.path.join(scratch, "sub", "t.txt"), "w") as f:
+                f.write("1")
+            shutil.rmtree(scratch)
+            return x * 1.0
+    """))
+    _save_inputs()
+    assert _run(steps)[0] == ["ran", "ran"]
+    assert _recorded(project, 1) == []
+    assert _statuses(project) == ["done", "done"]
+    assert _run(steps)[0] == ["cached", "cached"]
