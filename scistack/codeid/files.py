@@ -12,7 +12,10 @@ before the ctime was kept has none: its stat never matches, its files are hashed
 
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
-the libraries built on them (numpy, pandas' default engine, json, csv), and every
+the libraries built on them (numpy, pandas' default engine, json, csv; a name opened in a
+folder's descriptor, ``os.open(name, flags, dir_fd=d)``, whose event lacks the ``dir_fd``: the
+wrapped ``os.open`` tells it, `_opener`, and the path is in that folder, *unseen* where its path
+is not found), and every
 ``os.listdir``/``os.scandir`` (``glob``, ``pathlib``'s ``iterdir``/``glob``, ``os.walk``; by a
 descriptor, ``os.fwalk``, ``os.listdir(fd)``: the folder's path from ``/proc/self/fd`` or
 ``F_GETPATH``, and where none is found, an *unseen* entry that no hit passes), and
@@ -45,7 +48,9 @@ library nor the import system, which probe and list directories all the time):
   link removed, misses; a path also followed, ``islink(p)`` then ``getsize(p)``, has both
   entries; a dangling link ``exists`` did not find is absent); its stat read (``os.stat``,
   ``Path.stat``, ``os.path.getsize``/``getmtime``/``getatime``/``getctime``), *stat*: a
-  changed size or mtime misses (a touch too; the content is not read, so not hashed). A path
+  changed size or mtime misses (a touch too; the content is not read, so not hashed); a
+  stat by a name in a folder's descriptor (``os.stat(name, dir_fd=d)``) is of the path in
+  that folder (`_fd_path`; *unseen* where none is found). A path
   the call also opened (by content) or whose folder it listed (names) has no such entry, nor
   one a wrapper stats on its own account (``os.makedirs``' parents, ``realpath``/``resolve``,
   ``shutil``'s copies, a glob's tests: those are not inputs of the result);
@@ -194,8 +199,8 @@ class FileRead:
     `digest` its type, file, folder or other; ``"stat"``: and its size and mtime, which the
     code read); or a directory it listed
     (``kind="listing"``: its stat and the digest of its sorted entry names); or one it listed
-    through a descriptor whose path could not be found (``"unseen"``, `path` describing it:
-    never a hit). `seen`: a
+    through a descriptor whose path could not be found, or read or stat'ed a name in such a
+    folder (``"unseen"``, `path` describing it: never a hit). `seen`: a
     listing's names when the call first listed the folder, until the call is recorded (not
     saved: `settled_listing` compares them with the folder at the end of the call or step)."""
 
@@ -308,7 +313,9 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if event not in _LOOKS:
         _note_write(event, args, stack)
         return
-    if _by_rmtree(sys._getframe(2)):
+    opener = _opener_frame(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened or listed)
+    pending = _PENDING.__dict__.pop("io", None) if event == "open" else None  # (the last `open`)
+    if _by_rmtree(opener):
         return  # shutil.rmtree's own listings and opens of what it removes: a write, no input
     path = args[0]
     if path is None and event != "open":
@@ -318,16 +325,31 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if isinstance(path, int) and event != "open":  # a folder listed through a descriptor
         path = _fd_path(path)  # (os.fwalk, os.listdir(fd), os.scandir(fd)): as its path
         if path is None:  # (no /proc, the folder removed): never served, nor silently missed
-            if _callers(sys._getframe(2))[0]:
+            if _callers(opener)[0]:
                 for recording in stack:
                     recording.unseen.add(f"<a folder listed through file descriptor {args[0]}, "
                                          "whose path could not be found>")
             return
     if not isinstance(path, str):
         return  # open(fd): the os.open that made it was seen; a path-like a library resolves
-    if event == "open" and args[1] is None and not os.path.isabs(path) and _by_fwalk(sys._getframe(2)):
+    if event == "open" and args[1] is None and not os.path.isabs(path) and _by_fwalk(opener):
         return  # os.fwalk opening a subfolder by its name in its parent (dir_fd, which the event
         # lacks: it named a path in the working directory); its listing is seen, by descriptor
+    dir_fd = getattr(_DIR_FD, "fd", None) if event == "open" and args[1] is None else None
+    if dir_fd is not None and not os.path.isabs(path):  # os.open(name, flags, dir_fd=d)
+        if pending is not None and pending[:2] == (args[0], args[2]) and _below(opener, pending[2]):
+            for noted in pending[4]:  # open(name, opener=lambda p, f: os.open(p, f, dir_fd=d)):
+                noted.pop(pending[3], None) if isinstance(noted, dict) else noted.discard(pending[3])
+            # the event of open() itself, just before, named `name` in the working directory: not
+            # read (a wrong input, hashed) nor written (a file there read later, taken for output)
+        folder = _fd_path(dir_fd)  # the event names `name` alone; it is in the folder of `d`
+        if folder is None:  # (no /proc, the folder removed): never served, nor a wrong path
+            if _for_reading(args) and _callers(opener)[0]:
+                for recording in stack:
+                    recording.unseen.add(f"<{path} opened in the folder of file descriptor {dir_fd}, "
+                                         "whose path could not be found>")
+            return
+        path = os.path.join(folder, path)
     path = os.path.abspath(path)  # now: the function may change directory later
     source_read = False  # a project .py read by content (runpy.run_path, exec(open(...).read()))
     if event == "open" and path.endswith((".py", ".pyc")):
@@ -335,24 +357,32 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
             for recording in stack:
                 recording.written.add(path)
             return
-        if sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
+        if opener.f_globals.get("__name__") in _IMPORT_SYSTEM:
             _note_loaded(path)
             source = _module_source(path)
             for recording in stack if source is not None else ():
                 recording.modules.add(source)
             return
-        if path.endswith(".pyc") or _shows_source(sys._getframe(2)):
+        if path.endswith(".pyc") or _shows_source(opener):
             return  # (linecache's read for a traceback or a warning, scistack's own: no input)
         source_read = True
     if (not source_read and path.endswith(_SKIP_SUFFIXES)) or path.startswith(_SKIP_ROOTS):
         return  # never an input
+    relative = event == "open" and args[1] is not None and not os.path.isabs(args[0])  # (`open()`'s
+    # own event, of a name its `opener` may open in a folder's descriptor next: `_PENDING`)
     if event == "open":
         if not _for_reading(args):
+            if relative:
+                _PENDING.io = (args[0], args[2], id(opener), path,
+                               [recording.written for recording in stack if path not in recording.written])
             for recording in stack:
                 recording.written.add(path)
             return
-    own, callers = _callers(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened or listed)
+    own, callers = _callers(opener)
     first: list[FileRead | None] = []  # the folder as the code lists it now, listed once
+    if relative:
+        _PENDING.io = (args[0], args[2], id(opener), path,
+                       [recording.read for recording in stack if path not in recording.read])
     for recording in stack:
         if event == "open":
             recording.read[path] = own or recording.read.get(path, False)
@@ -363,6 +393,24 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         if callers:
             recording.callers.setdefault(path, set()).update(callers)
             recording.codes.update(callers)
+
+
+# `io`: the last ``open`` event of ``open()`` itself (not ``os.open``) of a relative name, in
+# this thread: (the name, its flags, who opened (id), the path noted, the recordings' `read` or
+# `written` it was new to): its ``opener`` may open the name in a folder's descriptor (dir_fd) next, the event of
+# which names the file really read (`_note`)
+_PENDING = threading.local()
+
+
+def _below(frame: Any, caller: int, depth: int = 8) -> bool:
+    """Whether the frame of id `caller` is among the `depth` callers of `frame` (an ``opener``
+    runs below the ``open()`` that calls it; ids are unique among the frames alive)."""
+    frame = frame.f_back
+    while frame is not None and depth > 0:
+        if id(frame) == caller:
+            return True
+        frame, depth = frame.f_back, depth - 1
+    return False
 
 
 _FWALK = getattr(getattr(os, "_fwalk", None), "__code__", None)  # (os.fwalk's own walk)
@@ -450,6 +498,7 @@ def _module_source(path: str) -> str | None:
 
 
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))  # scistack's package
+_GLOBALS = globals()
 
 
 def _note_glob(event: str, args: tuple, stack: list[_Recording]) -> None:
@@ -483,15 +532,16 @@ def _note_memo_fill(args: tuple) -> None:
     """A file read outside any lineage call (a memo filled by the script before its loop, or
     at import): remembered, as it was then, under the memoising project functions that asked
     (the later calls reaching them use its content without opening it)."""
+    opener = _opener_frame(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened)
     path = args[0]
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     source_read = False  # (a project .py read by content, as in `_note`)
     if isinstance(path, str) and path.endswith((".py", ".pyc")):
-        if sys._getframe(2).f_globals.get("__name__") in _IMPORT_SYSTEM:  # (2: who opened)
+        if opener.f_globals.get("__name__") in _IMPORT_SYSTEM:
             _note_loaded(os.path.abspath(path))
             return
-        if path.endswith(".pyc") or _shows_source(sys._getframe(2)):
+        if path.endswith(".pyc") or _shows_source(opener):
             return
         source_read = True
     if not isinstance(path, str) or (not source_read and path.endswith(_SKIP_SUFFIXES)) or path.startswith(
@@ -499,7 +549,7 @@ def _note_memo_fill(args: tuple) -> None:
         return
     if not _for_reading(args):
         return
-    _, callers = _callers(sys._getframe(2), _FILL_DEPTH)  # (0: here, 1: the hook, 2: who opened)
+    _, callers = _callers(opener, _FILL_DEPTH)
     memos = [(key, code, namespace) for key, (code, namespace) in callers.items()
              if _memoises(code, namespace, in_place=True)
              and len(_MEMO_READS.get(key, (code, namespace, {}))[2]) <= _MEMO_FILES]  # (past it:
@@ -588,8 +638,9 @@ def _install() -> None:
     with _HOOK_LOCK:
         if not _HOOKED:
             os.stat, os.lstat, os.access = _probe(os.stat), _probe(os.lstat), _probe(os.access)
+            os.open = _opener(os.open)
             importlib.import_module = _importer(importlib.import_module)
-            _same_support(os.stat, os.lstat, os.access)
+            _same_support(os.stat, os.lstat, os.access, os.open)
             try:
                 sys.addaudithook(_hook)
             except RuntimeError as exc:  # another audit hook refused ours: say so, once
@@ -628,6 +679,41 @@ def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
 
     probe.__module__ = "os"  # (pickle finds a function by module and name: posix.stat is not it)
     return probe
+
+
+_DIR_FD = threading.local()  # `fd`: the dir_fd of the os.open in progress in this thread
+
+
+def _opener(real: Callable[..., Any]) -> Callable[..., Any]:
+    """`os.open`, telling the audit hook the folder a relative path is opened in
+    (``os.open("cal.txt", flags, dir_fd=d)``: the ``open`` event carries no ``dir_fd``, and the
+    path was taken for one in the working directory, so the file really read was never
+    checked). Outside a recording, or without ``dir_fd``: ~0.1 us more per call (one Python call). Its
+    frame is skipped where the hook looks for who opened (`_opener_frame`)."""
+
+    @functools.wraps(real)
+    def open(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs or kwargs.get("dir_fd") is None or not _LOCAL.stack:
+            return real(path, *args, **kwargs)
+        _DIR_FD.fd = kwargs["dir_fd"]
+        try:
+            return real(path, *args, **kwargs)
+        finally:
+            _DIR_FD.fd = None
+
+    open.__module__ = "os"  # (pickle finds a function by module and name: posix.open is not it)
+    return open
+
+
+_OPEN_CODE = _opener(os.open).__code__  # (every wrapper `_opener` makes runs this code)
+
+
+def _opener_frame(frame: Any) -> Any:
+    """Who opened, the frame that raised an ``open`` event, past `_opener`'s wrapper (only a
+    frame of this module pays for reading ``f_code``, which raises an audit event)."""
+    if frame.f_globals is _GLOBALS and frame.f_code is _OPEN_CODE:
+        return frame.f_back
+    return frame
 
 
 def _importer(real: Callable[..., Any]) -> Callable[..., Any]:
@@ -725,9 +811,11 @@ _STATS = frozenset({"stat", "lstat", "getsize", "getmtime", "getatime", "getctim
 def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
     """A stat (or access) the project's own code asked for: a path not found is recorded
     absent (``read``); a path found, `probed` (tested only: there, and its type; or its stat
-    read: its size and mtime too)."""
+    read: its size and mtime too). A name in a
+    folder's descriptor (``dir_fd``) is the path in that folder; where none is found, an
+    *unseen* entry."""
     stack = _LOCAL.stack
-    if not stack or kwargs.get("dir_fd") is not None or getattr(_PROBING, "on", False):
+    if not stack or getattr(_PROBING, "on", False):
         return
     _PROBING.on = True
     try:
@@ -737,6 +825,11 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
             path = os.fsdecode(path)
         if not isinstance(path, str):
             return  # a file descriptor
+        dir_fd, folder, name = kwargs.get("dir_fd"), "", path
+        if dir_fd is not None and not os.path.isabs(path):  # os.stat(name, dir_fd=d): in d's
+            folder = _fd_path(dir_fd)  # folder (it had been skipped: a file replaced there kept
+            if folder is not None:  # the hit); where none is found, `unseen` below
+                path = os.path.join(folder, path)
         path = os.path.abspath(path)
         if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
             return
@@ -751,6 +844,11 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
                 break
             outer, frame = frame, frame.f_back
         if frame is None or kind != _USER:
+            return
+        if folder is None:  # (no /proc, the folder removed): never served, nor a wrong path
+            for recording in stack:
+                recording.unseen.add(f"<{name} looked for in the folder of file "
+                                     f"descriptor {dir_fd}, whose path could not be found>")
             return
         if not found:
             for recording in stack:

@@ -862,8 +862,9 @@ def test_the_wrapped_stat_functions_can_still_be_pickled(tmp_path):
 
     files.install()
     assert os.stat.__wrapped__ is not None
-    for fn in (os.stat, os.lstat, os.access):
+    for fn in (os.stat, os.lstat, os.access, os.open):
         assert pickle.loads(pickle.dumps(fn)) is fn
+    assert {os.stat, os.access, os.open} <= os.supports_dir_fd  # (asked before passing dir_fd)
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert list(pool.map(os.stat, [str(tmp_path)]))[0].st_ino == tmp_path.stat().st_ino
 
@@ -1412,3 +1413,111 @@ def test_a_scratch_folder_the_call_removes_with_rmtree_is_no_input(project, tmp_
     assert _recorded(project, 1) == []
     assert _statuses(project) == ["done", "done"]
     assert _run(steps)[0] == ["cached", "cached"]
+
+
+IN_DIR_FD = {  # a read in a folder held by its descriptor, with the name alone (dir_fd)
+    "os.open": "read_at(d)",
+    "opener": "float(open('cal.txt', opener=lambda p, fl: os.open(p, fl, dir_fd=d)).read())",
+    "os.stat": "float(os.stat('cal.txt', dir_fd=d).st_size)",
+}
+
+
+@pytest.mark.parametrize("how", sorted(IN_DIR_FD))
+def test_a_file_read_by_its_name_in_a_folder_descriptor_is_an_input(project, tmp_path, monkeypatch, how):
+    # os.open("cal.txt", flags, dir_fd=d): the open event names "cal.txt" alone, so the input
+    # was taken for <working directory>/cal.txt and data/cal.txt rewritten kept the hit (a
+    # stat with dir_fd was skipped altogether)
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(f"""
+        def read_at(d):
+            f = os.open("cal.txt", os.O_RDONLY, dir_fd=d)
+            try:
+                return float(os.read(f, 100))
+            finally:
+                os.close(f)
+        @lineage_fcn
+        def proc(x):
+            d = os.open(os.path.join(HERE, "data"), os.O_RDONLY)
+            try:
+                return x * {IN_DIR_FD[how]}
+            finally:
+                os.close(d)
+    """))
+    (steps.dir / "data").mkdir()
+    cal = steps.dir / "data" / "cal.txt"
+    cal.write_text("1.5")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal.txt").write_text("9")  # a file of that name where the code runs: not it
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [15.0, 30.0] if how != "os.stat" else [30.0, 60.0])
+    recorded = _recorded(project, 1)
+    assert [(name, kind) for name, kind in recorded] == [("cal.txt", "file" if how != "os.stat" else "stat")]
+    record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+    assert [f["path"] for f in record.extra["files"]] == [str(cal)]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (tmp_path / "cal.txt").write_text("8")  # not an input
+    assert _statuses(project) == ["done", "done"]
+    cal.write_text("2.5")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [25.0, 50.0] if how != "os.stat" else [30.0, 60.0])
+
+
+@pytest.mark.parametrize("how", ["os.open", "os.stat"])
+def test_a_name_read_in_a_folder_descriptor_whose_path_cannot_be_found_is_never_served(
+        project, tmp_path, monkeypatch, how):
+    # the folder removed while the code holds it: its descriptor names no path, so what was
+    # read there cannot be checked later: recorded so (never a stale hit, nor a wrong path)
+    steps = Steps(tmp_path, monkeypatch)
+    read = "os.open('cal.txt', os.O_RDONLY, dir_fd=d)" if how == "os.open" else "os.stat('cal.txt', dir_fd=d)"
+    steps.write(HEAD + textwrap.dedent(f"""
+        @lineage_fcn
+        def proc(x):
+            gone = os.path.join(HERE, "gone")
+            os.makedirs(gone, exist_ok=True)
+            d = os.open(gone, os.O_RDONLY)
+            try:
+                os.rmdir(gone)
+                try:
+                    {read}
+                except FileNotFoundError:
+                    pass
+                return x
+            finally:
+                os.close(d)
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert [kind for _, kind in _recorded(project, 1)] == ["unseen"]
+    assert _statuses(project) == ["stale", "stale"]
+    assert "folder of file descriptor" in str(why(FrOut, subject=1, session="a"))
+
+
+def test_a_file_written_by_its_name_in_a_folder_descriptor_is_not_its_namesake_here(
+        project, tmp_path, monkeypatch):
+    # open("log.txt", "w", opener=...dir_fd=d) writes data/log.txt, but open()'s own event
+    # names log.txt alone: the working directory's log.txt, which the code reads, was taken
+    # for the call's output and was no input (rewritten, it kept the hit)
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            d = os.open(os.path.join(HERE, "data"), os.O_RDONLY)
+            try:
+                with open("log.txt", "w", opener=lambda p, fl: os.open(p, fl, 0o644, dir_fd=d)) as f:
+                    f.write("ran")
+            finally:
+                os.close(d)
+            with open("log.txt") as f:
+                return x * float(f.read())
+    """))
+    (steps.dir / "data").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "log.txt").write_text("2")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert (steps.dir / "data" / "log.txt").read_text() == "ran"
+    assert _recorded(project, 1) == [("log.txt", "file")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (tmp_path / "log.txt").write_text("3")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
