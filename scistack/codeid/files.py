@@ -48,9 +48,11 @@ library nor the import system, which probe and list directories all the time):
   link removed, misses; a path also followed, ``islink(p)`` then ``getsize(p)``, has both
   entries; a dangling link ``exists`` did not find is absent); its stat read (``os.stat``,
   ``Path.stat``, ``os.path.getsize``/``getmtime``/``getatime``/``getctime``), *stat*: a
-  changed size or mtime misses (a touch too; the content is not read, so not hashed); a
-  stat by a name in a folder's descriptor (``os.stat(name, dir_fd=d)``) is of the path in
-  that folder (`_fd_path`; *unseen* where none is found). A path
+  changed size or mtime misses (a touch too; the content is not read, so not hashed), and a
+  changed ctime (a chmod) where the code could read it (``os.stat``, ``Path.stat``,
+  ``getctime``: `_WHOLE_STAT`; not a ``getsize``); a stat by a name in a folder's
+  descriptor (``os.stat(name, dir_fd=d)``) is of the path in that folder (`_fd_path`;
+  *unseen* where none is found). A path
   the call also opened (by content) or whose folder it listed (names) has no such entry, nor
   one a wrapper stats on its own account (``os.makedirs``' parents, ``realpath``/``resolve``,
   ``shutil``'s copies, a glob's tests: those are not inputs of the result);
@@ -197,7 +199,7 @@ class FileRead:
     """One input a call read: a file (its stat when read and content digest); a path it
     looked for that was absent (``kind="absent"``); one it found by a stat (``"present"``:
     `digest` its type, file, folder or other; ``"stat"``: and its size and mtime, which the
-    code read); or a directory it listed
+    code read, and its ctime if it could read that: else -1); or a directory it listed
     (``kind="listing"``: its stat and the digest of its sorted entry names); or one it listed
     through a descriptor whose path could not be found, or read or stat'ed a name in such a
     folder (``"unseen"``, `path` describing it: never a hit). `seen`: a
@@ -229,6 +231,8 @@ class FileRead:
         if self.kind == "stat":
             found = {"path": self.path, "kind": "stat", "type": self.digest, "size": self.size,
                      "mtime_ns": self.mtime_ns}
+            if self.ctime_ns != -1:  # (the code read the whole stat: `os.stat`, `getctime`)
+                found["ctime_ns"] = self.ctime_ns
             return found if self.follow else {**found, "lstat": True}
         value: dict[str, object] = {
             "path": self.path,
@@ -250,7 +254,7 @@ class FileRead:
             return cls(str(value["path"]), -1, -1, 0, str(value["type"]), kind, follow=follow)
         if kind == "stat":
             return cls(str(value["path"]), int(value["size"]), int(value["mtime_ns"]), 0, str(value["type"]), kind,
-                       follow=follow)
+                       follow=follow, ctime_ns=int(value.get("ctime_ns", -1)))
         if kind not in ("file", "listing"):
             raise ValueError(f"unknown kind of file input {kind!r}")
         return cls(
@@ -277,9 +281,9 @@ class _Recording:
         self.written: set[str] = set()
         self.listed: dict[str, FileRead | None] = {}  # directories the project's own code
         # listed, as first listed (None: could not be listed)
-        self.probed: dict[str, bool] = {}  # paths the project's code found by a stat: whether
-        # it read their stat (size, times) or only tested them (exists, isdir...)
-        self.unfollowed: dict[str, bool] = {}  # the same, of those found by a stat not
+        self.probed: dict[str, int] = {}  # paths the project's code found by a stat: what it
+        # asked of them (`_TESTED`, `_SIZE_MTIME`, `_WHOLE_STAT`)
+        self.unfollowed: dict[str, int] = {}  # the same, of those found by a stat not
         # following links (islink, lexists, lstat): a path probed both ways is in both
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
@@ -806,12 +810,17 @@ def _same_support(*probes: Callable[..., Any]) -> None:
 _TESTS = frozenset({"exists", "lexists", "isfile", "isdir", "islink", "is_dir", "is_file", "is_symlink",
                     "access"})
 _STATS = frozenset({"stat", "lstat", "getsize", "getmtime", "getatime", "getctime"})
+# What was asked of a path found, least first: only tested; its size or mtime (``getsize``,
+# ``getmtime``, ``getatime``: checked by size and mtime); its whole stat (``os.stat``,
+# ``Path.stat``, ``getctime``: the ctime too, which a chmod or chown changes alone)
+_TESTED, _SIZE_MTIME, _WHOLE_STAT = range(3)
+_READS_CTIME = frozenset({"stat", "lstat", "getctime"})
 
 
 def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
     """A stat (or access) the project's own code asked for: a path not found is recorded
     absent (``read``); a path found, `probed` (tested only: there, and its type; or its stat
-    read: its size and mtime too). A name in a
+    read: its size and mtime too, and its ctime if the code could read it). A name in a
     folder's descriptor (``dir_fd``) is the path in that folder; where none is found, an
     *unseen* entry."""
     stack = _LOCAL.stack
@@ -856,11 +865,11 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
             return
         asked = called if outer is None else outer.f_code.co_name
         if asked in _TESTS or asked in _STATS:
-            reads_stat = asked in _STATS
+            asks = (_TESTED if asked in _TESTS else _WHOLE_STAT if asked in _READS_CTIME else _SIZE_MTIME)
             unfollowed = called == "lstat" or kwargs.get("follow_symlinks", True) is False
             for recording in stack:  # (islink, lexists, is_symlink, lstat: the link itself)
                 probed = recording.unfollowed if unfollowed else recording.probed
-                probed[path] = reads_stat or probed.get(path, False)
+                probed[path] = max(asks, probed.get(path, _TESTED))
     except Exception:  # noqa: BLE001 - never fail the function's own stat
         pass
     finally:
@@ -909,21 +918,21 @@ def files_read(recording: _Recording) -> list[FileRead]:
     for path, seen in recording.listed.items():
         if seen is not None and path not in found and _is_input_path(path, exclude):
             found[path] = settled_listing(seen, recording.written)
-    for path, reads_stat in recording.probed.items():
+    for path, asks in recording.probed.items():
         if path in found or path in recording.written or not _is_input_path(path, exclude):
             continue  # (read or listed: its content or names say more)
-        if not reads_stat and recording.listed.get(os.path.dirname(path)) is not None:
+        if asks == _TESTED and recording.listed.get(os.path.dirname(path)) is not None:
             continue  # (its folder's listing names it, and marks a folder: `_listing`)
-        entry = _probed(path, reads_stat)
+        entry = _probed(path, asks)
         if entry is not None:
             found[path] = entry
     # Found by an lstat (the link itself): its own entry, beside the one of the same path
     # followed (a stat, or its content read): `islink(p)` then `getsize(p)` had recorded the
     # lstat alone, and the link's target rewritten kept the hit. (Keyed apart in `found`.)
-    for path, reads_stat in recording.unfollowed.items():
+    for path, asks in recording.unfollowed.items():
         if path in recording.written or not _is_input_path(path, exclude):
             continue
-        entry = _probed(path, reads_stat, follow=False)
+        entry = _probed(path, asks, follow=False)
         if entry is not None:
             found[path + _UNFOLLOWED] = entry
     for described in recording.unseen:
@@ -1195,8 +1204,9 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
             changed.append(path)
             continue
         if f.kind in _PROBED:
-            if _type(st.st_mode) != f.digest or f.kind == "stat" and (st.st_size, st.st_mtime_ns) != (
-                    f.size, f.mtime_ns):
+            if _type(st.st_mode) != f.digest or f.kind == "stat" and (
+                    (st.st_size, st.st_mtime_ns) != (f.size, f.mtime_ns)
+                    or f.ctime_ns != -1 and st.st_ctime_ns != f.ctime_ns):  # (-1: ctime not read)
                 changed.append(path)
             continue
         stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
@@ -1285,18 +1295,21 @@ def _type(mode: int) -> str:
             else "other")
 
 
-def _probed(path: str, reads_stat: bool, follow: bool = True) -> FileRead | None:
+def _probed(path: str, asks: int, follow: bool = True) -> FileRead | None:
     """A path the code found by a stat, as it is now: there, of its type (`digest`), and (its
-    stat read: `reads_stat`) of its size and mtime. `follow`: found by a stat following
+    stat read: `asks`) of its size and mtime, and its ctime too when the code could read it
+    (`_WHOLE_STAT`: a chmod alone misses the hit of code returning ``getctime(p)``; a
+    ``getsize``/``exists`` probe keeps it). `follow`: found by a stat following
     links; else by an ``lstat`` (``islink``, ``lexists``), so checked by one: a link replaced
     by a file of its name, or a dangling link, is seen as such (``os.stat`` had followed it)."""
     try:
         st = os.stat(path) if follow else os.lstat(path)
     except OSError:
         return None
-    if not reads_stat:
+    if asks == _TESTED:
         return FileRead(path, -1, -1, 0, _type(st.st_mode), "present", follow=follow)
-    return FileRead(path, st.st_size, st.st_mtime_ns, 0, _type(st.st_mode), "stat", follow=follow)
+    return FileRead(path, st.st_size, st.st_mtime_ns, 0, _type(st.st_mode), "stat", follow=follow,
+                    ctime_ns=st.st_ctime_ns if asks == _WHOLE_STAT else -1)
 
 
 def _listing(path: str, keep_names: bool = False) -> FileRead | None:

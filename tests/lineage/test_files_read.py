@@ -1492,6 +1492,41 @@ def test_a_name_read_in_a_folder_descriptor_whose_path_cannot_be_found_is_never_
     assert "folder of file descriptor" in str(why(FrOut, subject=1, session="a"))
 
 
+CTIMES = {  # what the code reads of a path found; whether a chmod alone misses the hit
+    "getctime": ("os.path.getctime(P) > 0", True),
+    "os.stat": ("os.stat(P).st_mode & 0o777 > 0", True),
+    "Path.stat": ("pathlib.Path(P).stat().st_ctime > 0", True),
+    "getsize": ("os.path.getsize(P) > 0", False),
+    "exists": ("os.path.exists(P)", False),
+}
+
+
+@pytest.mark.parametrize("how", sorted(CTIMES))
+def test_a_chmod_misses_the_hit_of_code_that_read_the_whole_stat(project, tmp_path, monkeypatch, how):
+    # a path whose stat the code read was checked by its size and mtime only: code returning
+    # getctime(p) or a mode from os.stat(p) was served after a chmod. A size or existence
+    # probe cannot see the ctime: a chmod keeps its hit
+    test, misses = CTIMES[how]
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import pathlib\nP = os.path.join(HERE, 'data.bin')\n@lineage_fcn\ndef proc(x):\n"
+                f"    return x * (3 if {test} else 2)\n")
+    data = steps.dir / "data.bin"
+    data.write_bytes(b"12")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _recorded(project, 1) == [("data.bin", "present" if how == "exists" else "stat")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    before = data.stat().st_ctime_ns
+    mode, deadline = 0o600, time.monotonic() + 30
+    while data.stat().st_ctime_ns == before and time.monotonic() < deadline:  # (a coarse clock)
+        data.chmod(mode)
+        mode ^= 0o044
+    assert data.stat().st_ctime_ns != before
+    assert _statuses(project) == (["stale", "stale"] if misses else ["done", "done"])
+    assert _run(steps)[0] == (["ran", "ran"] if misses else ["cached", "cached"])
+    assert _run(steps)[0] == ["cached", "cached"]
+
+
 def test_a_file_written_by_its_name_in_a_folder_descriptor_is_not_its_namesake_here(
         project, tmp_path, monkeypatch):
     # open("log.txt", "w", opener=...dir_fd=d) writes data/log.txt, but open()'s own event
