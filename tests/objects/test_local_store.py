@@ -484,3 +484,19 @@ def test_set_aside_streams_a_large_damaged_object_in_bounded_memory(store, tmp_p
         tracemalloc.stop()
     assert peak < 8 << 20, f"set_aside held {peak >> 20} MB at once"
     assert kept.read_bytes() == damaged and not store.contains(oid)
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda o: " ".join(o[i:i + 2] for i in range(0, 64, 2)),
+                                      lambda o: o[:32] + "\n" + o[32:]])
+def test_a_look_alike_of_a_packed_objects_oid_is_invalid_not_found_or_corrupt(store, spelling):
+    # a packed object is found by its oid's bytes, which `bytes.fromhex` also reads from
+    # upper case and spaced text: the read serves it only under its own oid, and refuses the
+    # look-alike as an invalid oid (never a path, never "corrupt")
+    store.begin_batch()
+    oid = store.put("bytes", b"packed payload")
+    store.end_batch()
+    assert not store.path_of(oid).exists() and store.get(oid).payload == b"packed payload"
+    for verb in (store.get, store.get_value):
+        with pytest.raises(InvalidOidError) as info:
+            verb(spelling(oid))
+        assert "64 lowercase hex" in str(info.value)
