@@ -199,6 +199,20 @@ def unwrap_inputs(value: Any) -> Any:
 def describe(name: str, value: Any) -> BoundInput:
     """Unwrap a loaded variable or an earlier result to its value; hash constants."""
     kind = type(value)
+    if kind in _MEMO_KINDS and (kind is not str or len(value) <= 256):  # a scalar constant, as each
+        # call of a loop or a for_each passes it again (an exact builtin: no hook, no class).
+        # Keyed by the value, but a float zero or NaN by its repr (-0.0 and 0.0 are equal, and
+        # differ; each NaN is a key of its own): any other two equal floats are the same
+        # float, and `repr` of each was ~1.5k instructions of a cache hit
+        memo_key = (kind, repr(value) if kind is float and not (value and value == value) else value)
+        found = _CONSTANTS.get(memo_key)
+        if found is None:
+            tree = to_tree(value, hash_value)
+            found = (hash_object("json", [dumps_canonical(tree)]), tree)
+            if len(_CONSTANTS) >= _MEMO_SIZE:
+                _CONSTANTS.clear()
+            _CONSTANTS[memo_key] = found
+        return BoundInput(name, value, found[0], {"oid": found[0], "const": found[1]})
     # (a class or a container only can hold a variable class: the common argument, a loaded
     # value or a number, is not asked; nor is `_hook` called for it: a cache hit's calls)
     if (kind in _CONTAINERS or isinstance(value, type)) and _holds_variable_class(value):
@@ -219,17 +233,6 @@ def describe(name: str, value: Any) -> BoundInput:
         return BoundInput(name, plain, oid, record, dict(params) if params else {})
     if kind in _CONTAINERS and _holds_inputs(value):
         return _describe_container(name, value)
-    if kind in _MEMO_KINDS and (kind is not str or len(value) <= 256):  # a scalar constant, as each
-        # call of a loop or a for_each passes it again
-        memo_key = (kind, repr(value) if kind is float else value)  # -0.0 and 0.0 differ
-        found = _CONSTANTS.get(memo_key)
-        if found is None:
-            tree = to_tree(value, hash_value)
-            found = (hash_object("json", [dumps_canonical(tree)]), tree)
-            if len(_CONSTANTS) >= _MEMO_SIZE:
-                _CONSTANTS.clear()
-            _CONSTANTS[memo_key] = found
-        return BoundInput(name, value, found[0], {"oid": found[0], "const": found[1]})
     if isinstance(value, _SCALARS) or _is_number(value) or (type(value) in (list, tuple, dict)
                                                              and len(value) <= 16):
         # Small constants are stored as canonical JSON: one tree gives both the record's

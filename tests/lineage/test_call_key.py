@@ -77,3 +77,20 @@ def test_a_quoted_name_or_oid_is_what_the_json_encoder_writes(text):
 
     assert _quote(text) == json.encoder.encode_basestring_ascii(text)
     assert _quote("ab" * 32) == '"' + "ab" * 32 + '"'
+
+
+def test_the_constant_memo_keeps_apart_floats_that_are_equal_but_differ():
+    # (keyed by value: 0.0 == -0.0, and a NaN is no key; both are keyed by their repr)
+    from scistack.lineage import calls
+    from scistack.objects.canonical_json import to_tree
+
+    calls._CONSTANTS.clear()
+    for first, second in [(0.0, -0.0), (-0.0, 0.0)]:
+        calls._CONSTANTS.clear()
+        a, b = calls.describe("x", first), calls.describe("x", second)
+        assert a.oid != b.oid and b.record["const"] == to_tree(second, None)
+    nans = [calls.describe("x", float("nan")) for _ in range(3)]
+    assert len({n.oid for n in nans}) == 1 and len(calls._CONSTANTS) <= 3
+    assert calls.describe("x", float("inf")).oid != calls.describe("x", float("-inf")).oid
+    big = 2.0 ** 60
+    assert calls.describe("x", big).oid != calls.describe("x", 2 ** 60).oid
