@@ -43,6 +43,8 @@ from scistack.lineage.calls import (
     origins_digest,
     params_later,
     plain_arguments,
+    positional_bound,
+    positional_inputs,
     same_origins,
     store_constants,
     unwrap_input,
@@ -186,7 +188,10 @@ class LineageFunction:
         return call_key((identity or self.identity()).digest, self._with_defaults(inputs))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        bound, inputs = self.bind_inputs(args, kwargs)
+        inputs = positional_inputs(self._plan, args, kwargs, self.ignore)  # (the common call:
+        bound = None  # its arguments as given are made on a miss only, for `run`)
+        if inputs is None:
+            bound, inputs = self.bind_inputs(args, kwargs)
         identity = self.identity()
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
@@ -196,6 +201,8 @@ class LineageFunction:
                 return self._results(ctx.store, hit, inputs, identity, self._own_record(ctx, hit, inputs, identity))
             except ObjectNotFoundError:
                 pass  # an output object was garbage-collected: compute again
+        if bound is None:  # (a miss of the common call: the arguments as given, for `run`)
+            bound = positional_bound(self.signature, self._plan, args)
         return self.run(ctx, bound, inputs, identity, key)
 
     def _own_record(self, ctx: Any, hit: dict[str, Any], inputs: dict[str, BoundInput],
