@@ -17,6 +17,7 @@ are merged into one (`PackSet.merge_small`: gc, and a writer closing with many p
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import mmap
 import os
@@ -385,7 +386,7 @@ def _after_fork_in_child() -> None:
 
 hold_across_fork(lambda: [packs._lock for packs in list(_PACK_SETS)], in_child=_after_fork_in_child)
 
-_EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64))
+_EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64), ((), (), ()))
 MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew
 
 
@@ -407,7 +408,7 @@ class PackSet:
         # (multi-pack index, the other packs' indexes, their sorted 8-byte oid prefixes, which
         # index each is in, its row there): replaced whole, so a reader in another thread
         # never mixes two generations
-        self._merged: tuple[MultiPackIndex | None, list[_Index], np.ndarray, np.ndarray, np.ndarray] = _EMPTY_MERGE
+        self._merged: tuple[Any, ...] = _EMPTY_MERGE  # (midx, indexes, keys, packs, rows, their memoryviews)
         self._maps: dict[str, mmap.mmap] = {}
         self._fds: dict[str, int] = {}  # packs read by `pread` (`peek`), closed with the set
         weakref.finalize(self, _close_fds, self._fds)
@@ -528,9 +529,12 @@ class PackSet:
             return
         merged = np.concatenate(keys).astype(np.uint64)
         order = np.argsort(merged, kind="stable")
-        self._merged = (midx, indexes, merged[order],
-                        np.concatenate([np.full(len(k), i, np.int32) for i, k in enumerate(keys)])[order],
-                        np.concatenate([np.arange(len(k)) for k in keys])[order])
+        columns = (merged[order], np.concatenate([np.full(len(k), i, np.int32) for i, k in enumerate(keys)])[order],
+                   np.concatenate([np.arange(len(k)) for k in keys])[order])
+        # and the same columns as plain-int sequences for `_find` (memoryviews: items are ints,
+        # searched by `bisect`), as the multi-pack index keeps its own: numpy's per-call and
+        # per-scalar costs were ~8k instructions of each read of a project without one
+        self._merged = (midx, indexes, *columns, tuple(memoryview(column) for column in columns))
 
     def _find(self, oid: str) -> tuple[str, int, int] | None:
         if self._merged[0] is None and not len(self._merged[2]):
@@ -541,17 +545,17 @@ class PackSet:
             return None
         if len(raw) != 32:
             return None
-        midx, indexes, keys, packs, rows = self._merged
+        midx, indexes, _, _, _, (keys, packs, rows) = self._merged
         prefix = raw[:8]
         if midx is not None:
             gone = self._gone
             for name, offset, length in midx.candidates(prefix):
                 if name not in gone and self._record_is(name, offset, length, raw):
                     return name, offset, length
-        i = int(keys.searchsorted(np.uint64(int.from_bytes(prefix, "big"))))
+        i = bisect.bisect_left(keys, int.from_bytes(prefix, "big"))
         while i < len(keys):
             index = indexes[packs[i]]
-            found, offset, length = _ENTRY.unpack_from(index.raw, 16 + int(rows[i]) * _ENTRY.size)
+            found, offset, length = _ENTRY.unpack_from(index.raw, 16 + rows[i] * _ENTRY.size)
             if found[:8] != prefix:
                 return None
             if found == raw:
@@ -662,7 +666,7 @@ class PackSet:
         """`peek` of many oids: the prefix searches and the full-oid checks done by numpy, per
         index and per pack (the views' inline step reads 100k objects; a `peek` each cost
         ~5 us). Anything not settled here (a shared prefix, not packed) goes through `peek`."""
-        midx, indexes, keys, packs, rows = self._merged
+        midx, indexes, keys, packs, rows, _ = self._merged
         try:
             raw = bytes.fromhex("".join(oids))
         except ValueError:
