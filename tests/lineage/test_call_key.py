@@ -94,3 +94,20 @@ def test_the_constant_memo_keeps_apart_floats_that_are_equal_but_differ():
     assert calls.describe("x", float("inf")).oid != calls.describe("x", float("-inf")).oid
     big = 2.0 ** 60
     assert calls.describe("x", big).oid != calls.describe("x", 2 ** 60).oid
+
+
+def test_a_key_made_again_from_remembered_quotes_is_the_same_key():
+    # (names, digests and oids are quoted once and remembered: the second key of each is
+    # built from the memo, including past the point where the memo is emptied)
+    from scistack.lineage import calls
+
+    digest, args = "d" * 64, {"b": "0" * 64, "a\u00e9": "x\"y", "": "1" * 64}
+    expected = hash_bytes(dumps_canonical({"args": args, "fn": digest}))
+    calls._QUOTED.clear()
+    assert [key_from_oids(digest, args) for _ in range(2)] == [expected] * 2
+    assert calls._QUOTED["a\u00e9"] == '"a\\u00e9"' and calls._QUOTED["x\"y"] == '"x\\"y"'
+    for i in range(calls._QUOTED_SIZE + 10):  # new oids each call fill the memo: emptied, still right
+        fresh = {**args, "c": f"{i:064x}"}
+        assert key_from_oids(digest, fresh) == hash_bytes(dumps_canonical({"args": fresh, "fn": digest}))
+    assert len(calls._QUOTED) <= calls._QUOTED_SIZE
+    assert key_from_oids(digest, {}) == hash_bytes(dumps_canonical({"args": {}, "fn": digest}))
