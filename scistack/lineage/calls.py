@@ -20,6 +20,7 @@ canonical JSON of the container with each such element replaced by a reference t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 from itertools import islice
@@ -513,8 +514,10 @@ def params_later(fn_name: str, inputs: dict[str, BoundInput]) -> Callable[[], di
     """`flatten_params` when first asked for: a cache hit's result is seldom asked (2 of a
     hit's ~50 us). It keeps the inputs' records, never their values (a result must not hold
     a large input alive)."""
-    parts = [(name, b.record, b.params) for name, b in inputs.items()]
-    return lambda: _flattened(fn_name, parts)
+    parts = []
+    for name, b in inputs.items():  # (a loop and a partial: a comprehension and a lambda make
+        parts.append((name, b.record, b.params))  # two functions each call)
+    return functools.partial(_flattened, fn_name, parts)
 
 
 def _flattened(fn_name: str, inputs: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> dict[str, Any]:

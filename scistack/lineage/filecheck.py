@@ -65,6 +65,15 @@ def hit_changed(store: ObjectStore, hit: dict[str, Any], here: Any = None) -> li
     return changed_inputs(store, hit["call"], here)
 
 
+def servable(store: ObjectStore, hit: dict[str, Any], here: Any = None) -> bool:
+    """Whether a direct call may be served the call-cache entry `hit`: neither `is_split`
+    nor `hit_changed` (one look at its `fn` for both: a cache hit asks every time)."""
+    fn = hit.get("fn")
+    if not isinstance(fn, str):
+        return True
+    return SPLIT_MARK not in fn and not (fn.endswith(FILES_MARK) and changed_inputs(store, hit["call"], here))
+
+
 def store_excludes(store: ObjectStore) -> tuple[str, ...]:
     """Directories whose files are scistack's own (the store and its project folder)."""
     root = getattr(store, "root", None)

@@ -51,7 +51,7 @@ from scistack.lineage.calls import (
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead, code_object, install as see_reads
-from scistack.lineage.filecheck import cache_fn, files_here, files_value, hit_changed, is_split, reads_of_call, remember
+from scistack.lineage.filecheck import cache_fn, files_here, files_value, reads_of_call, remember, servable
 from scistack.lineage.facts import note_written
 from scistack.lineage.running import call_running
 from scistack.lineage.context import MEMORY, bring_inputs, lineage_context
@@ -196,7 +196,7 @@ class LineageFunction:
         key = call_key(identity.digest, inputs)
         ctx = lineage_context()
         hit = ctx.lookup(key)
-        if hit is not None and not is_split(hit) and not hit_changed(ctx.store, hit, ctx.db):
+        if hit is not None and servable(ctx.store, hit, ctx.db):
             try:
                 return self._results(ctx.store, hit, inputs, identity, self._own_record(ctx, hit, inputs, identity))
             except ObjectNotFoundError:
@@ -385,6 +385,10 @@ class LineageFunction:
         call_oid: str,
     ) -> Any:
         out_oids = hit["outs"]
+        if len(out_oids) == 1 and not hit.get("multi"):  # (one output: no lists to build)
+            oid = out_oids[0]
+            return LineageResult(freeze(store.get_value(oid)), oid, call_oid, params_later(identity.name, inputs),
+                                 0, self.name, True)
         outputs = [freeze(store.get_value(oid)) for oid in out_oids]
         results = self._wrap(outputs, out_oids, call_oid, inputs, identity, cached=True)
         return tuple(results) if hit.get("multi") else results[0]
