@@ -106,3 +106,50 @@ def test_a_kept_plan_binds_as_the_general_path(args, ignore):
     assert {n: (b.value, b.oid, b.record) for n, b in inputs.items()} == \
         {n: (b.value, b.oid, b.record) for n, b in bind(sig, args, {}, ignore)[1].items()}
     assert {n: b.value for n, b in inputs.items()} == expected
+
+
+def _counting(monkeypatch, owner, name):
+    calls: list[tuple] = []
+    original = getattr(owner, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, counted)
+    return calls
+
+
+def test_a_cache_hit_reads_its_packed_output_without_the_oid_regex(project, monkeypatch):
+    # the packed copy is served only when it hashes to the oid asked for, which proves the oid
+    # well-formed; the regex is for what may reach a path or an error
+    from scistack.objects import local
+
+    HitForce.save(7.0, subject=3, session="pre")
+    x = HitForce.load(subject=3, session="pre")
+    with project.batch():  # (the output packed, as a bench project's are)
+        assert scaled(x).cached is False
+    assert not project.store.path_of(scaled(x).oid).exists()
+    checked = _counting(monkeypatch, local, "is_valid_oid")
+    result = scaled(x)
+    assert (result.data, result.cached) == (14.0, True)
+    assert checked == [], checked
+    with pytest.raises(Exception, match="64 lowercase hex"):
+        project.store.get(result.oid.upper())
+
+
+def test_a_cache_hit_makes_no_bound_arguments_and_quotes_its_key_once(project, monkeypatch):
+    # the arguments as given are for running the function; a hit's key quotes its names,
+    # identity and constants from memory (`calls._QUOTED`)
+    from scistack.lineage import calls
+
+    HitForce.save(9.0, subject=4, session="pre")
+    x = HitForce.load(subject=4, session="pre")
+    assert scaled(x).cached is False
+    assert scaled(x).cached is True
+    made = _counting(monkeypatch, inspect.BoundArguments, "__init__")
+    quoted = _counting(monkeypatch, calls, "_quote")
+    result = scaled(x)
+    assert (result.data, result.cached) == (18.0, True)
+    assert made == [] and quoted == []
+    assert scaled(HitForce.load(subject=4, session="pre"), 3.0).cached is False  # a miss still runs
