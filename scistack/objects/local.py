@@ -134,6 +134,8 @@ class LocalObjectStore(ObjectStore):
         self._young_gate = 0  # `gate.left` when `_young` was started
         self.gate = WritersGate(self.root)  # held shared from the first write (see gate.py)
         self.auto_merge = True  # (off for a lab's read-through cache: see s3.py)
+        self.on_pack: Callable[[str], None] | None = None  # told each pack this store writes (a lab
+        # cache's go up to the bucket: see s3.py), the one a batch's full buffer writes too
         self._wrote_pack = 0  # the pid that wrote a pack through this store (0: none)
         self._merged_at = time.monotonic()  # (`_merge_during_run`: a short script never merges mid-run)
 
@@ -246,7 +248,7 @@ class LocalObjectStore(ObjectStore):
             if not self._buffer:
                 return
             try:
-                write_pack(self.packs.directory, list(self._buffer.items()), fsync=self.fsync)
+                name = write_pack(self.packs.directory, list(self._buffer.items()), fsync=self.fsync)
             except OSError as exc:
                 count = len(self._buffer)
                 self._young.clear()  # (a cautious sweep: what was noted stays on disk, though)
@@ -257,6 +259,8 @@ class LocalObjectStore(ObjectStore):
                     raise full from None
                 raise
             self.packs.refresh()
+            if self.on_pack is not None:
+                self.on_pack(name)
             for oid in self._buffer:  # a new pack: young
                 self._note_young(oid)
             self._buffer.clear()

@@ -124,9 +124,12 @@ class S3ObjectStore(ObjectStore):
         self._listing: dict[str, tuple[float, int, bool]] = {}  # oid -> (store timestamp, size, a loose
         # copy listed), from iter_oids
         self._pack_meta: dict[str, float] = {}    # remote pack name -> its store timestamp
+        self._listed_packs: set[str] | None = None  # the bucket's pack names as this process last
+        # listed them (None: not listed yet)
         self._lock = threading.Lock()
         self._batch_depth = 0
-        self._to_upload: list[Path] = []          # local packs written but not yet in the bucket
+        self._to_upload: list[Path] = []          # local packs (their .idx) not yet in the bucket
+        self._written_bytes = 0                   # bytes of packs the cache wrote since the last flush
         self._young: dict[str, float] = {}        # oid -> when we last knew it young in the bucket
         self._uploading: dict[str, Future] = {}   # oid -> its upload still in flight
         self._pool: ThreadPoolExecutor | None = None
@@ -136,6 +139,7 @@ class S3ObjectStore(ObjectStore):
         self._marked: set[str] = set()                # oids this process marked set aside
         self._checked_packs: dict[str, dict[str, str]] = {}  # bucket pack -> its damaged records (fsck)
         self._own_copies_only = False                 # fsck: answer for the bucket, not the cache
+        self.cache.on_pack = self._pack_written
         _STORES.add(self)
         _runtime_used[0] = True  # (whether making a client starts the runtime or not: as if it did)
         self._load_cached_indexes()
@@ -256,13 +260,96 @@ class S3ObjectStore(ObjectStore):
         if self._batch_depth:
             self.cache._write(oid, kind, parts)  # small ones buffer into the next pack
             if payload_length(parts) < PACKED_BELOW:
-                return  # (the cache's rule): no look for a loose copy, two stats per object
+                # (the cache's rule): no look for a loose copy, two stats per object
+                if oid not in self.cache._buffer:
+                    self._send_packed(oid)  # packed here before: not in the batch's new pack
+                return
             if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)) and not self._is_young(oid):
                 self._trim_cache(self._upload_loose(oid))  # a large one was written loose: up now
             return
         self.cache._write(oid, kind, parts)
         if self._is_young(oid):
             return  # in the bucket, and young for gc: nothing to send
+        self._upload_soon(oid)
+
+    def _send_packed(self, oid: str) -> None:
+        """A small object a batch found already packed in this machine's cache, so not in the
+        batch's new pack: its pack goes up at the flush (before any name), unless the bucket is
+        known to hold it. The cache is no proof: a pack whose upload failed (the network, a
+        killed client: its queue died with it) or that the bucket lost stays there, and a
+        re-run had named its objects with nothing uploaded. Known: the pack's index kept with
+        the bucket's (a process on this machine uploaded it, or listed it there), so a re-run of
+        what is in the bucket costs a dict lookup per object; a pack of an older version of this
+        code, not kept so, costs one listing of `pack/` per process."""
+        name = self.cache.packs.pack_name(oid, look_again=False)
+        if name is None:  # (its pack was trimmed meanwhile: only one known in the bucket is)
+            if self._locate(oid) is None and not self._is_young(oid):
+                self._upload_soon(oid)
+            return
+        if name in self._packs:
+            return  # in the bucket
+        idx = self.cache.packs.directory / f"{name}.idx"
+        with self._lock:
+            if idx in self._to_upload:
+                return  # goes up at the flush
+        if self._is_young(oid):
+            return  # uploaded (loose) by this process lately
+        try:  # uploaded by another process sharing this cache (for_each's workers on one machine)
+            self._packs[name] = _parse_idx((self._idx_dir / f"{name}.idx").read_bytes())
+            return
+        except FileNotFoundError:
+            pass
+        if name in self._bucket_packs():
+            try:
+                self._know_pack(name, idx.read_bytes())
+                return
+            except FileNotFoundError:
+                pass  # (trimmed meanwhile)
+        self._queue_pack(idx)
+
+    def _bucket_packs(self) -> set[str]:
+        """The bucket's pack names, listed once by this process (`_refresh_packs` lists them
+        anew); empty when the bucket does not answer (the pack is then sent, and the flush
+        says whether it can be)."""
+        if self._listed_packs is None:
+            try:
+                self._listed_packs = {meta["path"].rsplit("/", 1)[-1][:-4]
+                                      for meta in self._list("listing packs", "pack/")
+                                      if meta["path"].endswith(".idx")}
+            except ScistackError:
+                return set()
+        return self._listed_packs
+
+    def _know_pack(self, stem: str, data: bytes) -> None:
+        """Pack `stem`, whose index is `data`, is in the bucket: its index is kept with the
+        others' (`remote-idx`), so this and later processes know it without asking, and the
+        cache may drop its own copy."""
+        self._idx_dir.mkdir(parents=True, exist_ok=True)
+        temp = self._idx_dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        temp.write_bytes(data)
+        os.replace(temp, self._idx_dir / f"{stem}.idx")
+        self._packs[stem] = _parse_idx(data)
+        if self._listed_packs is not None:
+            self._listed_packs.add(stem)
+
+    def _pack_written(self, name: str) -> None:
+        """The cache wrote pack `name` (`on_pack`): at a flush, or within a batch whose buffer
+        passed its bound; that one had never been queued, and its objects were named with
+        nothing in the bucket."""
+        idx = self.cache.packs.directory / f"{name}.idx"
+        try:
+            self._written_bytes += idx.stat().st_size + idx.with_suffix(".pack").stat().st_size
+        except FileNotFoundError:
+            pass
+        self._queue_pack(idx)
+
+    def _queue_pack(self, idx: Path) -> None:
+        with self._lock:
+            if idx not in self._to_upload:
+                self._to_upload.append(idx)
+
+    def _upload_soon(self, oid: str) -> None:
+        """Upload a cached object on the background pool (`wait_uploads` waits for it)."""
         _refuse_in_forked_child(self.url, "uploading an object")  # (here: not on the pool's thread)
         with self._lock:
             if oid in self._uploading:
@@ -402,21 +489,21 @@ class S3ObjectStore(ObjectStore):
         self.cache.end_batch()
 
     def flush(self) -> None:
-        """Write the batch's pack locally and upload it whole (`.pack`, then `.idx`).
+        """Write the batch's pack locally and upload it whole (`.pack`, then `.idx`), with
+        every other queued pack: those the batch's full buffer wrote, and those it found its
+        objects in that the bucket may lack (`_send_packed`).
 
         A pack whose upload failed stays queued and goes up first at the next flush, so the
         index (which journals the batch's names only after this returns) never names an
-        object that is not in the bucket."""
-        directory = self.cache.packs.directory
-        before = set(directory.glob("pack-*.idx")) if directory.is_dir() else set()
-        self.cache.flush()
-        added = 0
-        if directory.is_dir():
-            new = sorted(set(directory.glob("pack-*.idx")) - before)
-            self._to_upload.extend(new)
-            added = sum(p.stat().st_size + p.with_suffix(".pack").stat().st_size for p in new)
-        while self._to_upload:
-            idx = self._to_upload[0]
+        object that is not in the bucket. (A process that dies with packs queued leaves them
+        in the cache only: a re-run's batch finds its objects there and queues them again.)"""
+        self.cache.flush()  # its pack is queued (`_pack_written`)
+        added, self._written_bytes = self._written_bytes, 0
+        while True:
+            with self._lock:
+                if not self._to_upload:
+                    break
+                idx = self._to_upload[0]
             created = time.time()
             for path in (idx.with_suffix(".pack"), idx):
                 try:
@@ -426,10 +513,14 @@ class S3ObjectStore(ObjectStore):
                     created = 0.0  # the same objects packed the same way: identical bytes, of any age
                 except FileNotFoundError as exc:
                     raise self._failure(exc, "uploading a pack") from None
-            self._to_upload.pop(0)
+            data = idx.read_bytes()
             if created:  # put just now: its objects are young in the bucket
-                for row in _parse_idx(idx.read_bytes()):
+                for row in _parse_idx(data):
                     self._young[bytes(row["oid"]).hex()] = created
+            self._know_pack(idx.stem, data)
+            with self._lock:
+                if idx in self._to_upload:
+                    self._to_upload.remove(idx)
         self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------
@@ -524,21 +615,28 @@ class S3ObjectStore(ObjectStore):
                 self._packs[path.stem] = _parse_idx(path.read_bytes())
 
     def _refresh_packs(self) -> bool:
-        """Fetch indexes of packs other machines uploaded; True when any were new."""
-        new = False
+        """Fetch indexes of packs other machines uploaded; True when any were new. Packs known
+        before the listing but absent from it (gc's, or lost) are forgotten: a batch saving
+        their objects again sends them (`_send_packed`), and fsck names them missing."""
+        new, known, listed = False, set(self._packs), set()
         for meta in self._list("listing packs", "pack/"):
             name = meta["path"].rsplit("/", 1)[-1]
             if not name.endswith(".idx"):
                 continue
             stem = name[:-4]
+            listed.add(stem)
             self._pack_meta[stem] = meta["last_modified"].timestamp()
             if stem in self._packs:
                 continue
             data = bytes(self._call("reading a pack index", self._ob.get, f"pack/{name}").bytes())
-            self._idx_dir.mkdir(parents=True, exist_ok=True)
-            (self._idx_dir / name).write_bytes(data)
-            self._packs[stem] = _parse_idx(data)
+            self._know_pack(stem, data)
             new = True
+        for stem in known - listed:
+            self._packs.pop(stem, None)
+            self._pack_meta.pop(stem, None)
+            self._checked_packs.pop(stem, None)
+            (self._idx_dir / f"{stem}.idx").unlink(missing_ok=True)
+        self._listed_packs = listed
         return new
 
     def contains(self, oid: str) -> bool:
@@ -823,13 +921,12 @@ class S3ObjectStore(ObjectStore):
                 for entry in os.scandir(fan):
                     info = entry.stat()
                     files.append((info.st_mtime, info.st_size, entry.path))
-            queued = {str(p.with_suffix("")) for p in self._to_upload}
             uploading = {str(self.cache.path_of(o)) for o in self._uploading}
             files = [f for f in files if f[2] not in uploading]  # the only copy until it is up
             packs = self.cache.packs.directory
             for idx in packs.glob("pack-*.idx") if packs.is_dir() else ():
-                if str(idx.with_suffix("")) in queued:
-                    continue  # not in the bucket yet: the only copy
+                if idx.stem not in self._packs:
+                    continue  # not known in the bucket (queued, or left by a failed upload): the only copy
                 pack = idx.with_suffix(".pack")
                 try:
                     info = pack.stat()

@@ -1,0 +1,190 @@
+"""A batch's objects reach the bucket before any name points at them, whatever happened to an
+earlier attempt: a pack whose upload failed (the network, the server, a killed client) left
+its objects packed in this machine's cache only, and a re-run, finding them there, never put
+them in a new pack, uploaded nothing and named them: every other machine failed to load them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import scistack.database as database_module
+from scistack import BaseVariable, for_each, lineage_fcn
+from scistack.errors import SharedServiceError
+from scistack.fsck import fsck
+
+from .conftest import TcpRelay, freeze, thaw
+from .test_lab_objects import LabValue, _bucket, machine  # noqa: F401 - `machine` is a fixture
+
+
+class LabTripled(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def lab_tripled(value):
+    return value * 3
+
+
+def _values() -> dict[int, list[int]]:
+    return {i: [i, 7] for i in range(3)}
+
+
+def _save_batch(db) -> None:
+    with db.batch():
+        for i, value in _values().items():
+            LabValue.save(np.array(value), subject=1, session=i)
+
+
+def _loads_everywhere(machine) -> None:
+    machine("c")  # a colleague's fresh checkout: only what the bucket holds
+    assert {i: LabValue.load(subject=1, session=i).data.tolist() for i in _values()} == _values()
+
+
+def _forget_the_failed_process(db) -> None:
+    """The process that failed is gone with its memory (its queue of packs to upload)."""
+    with pytest.raises(SharedServiceError, match="uploading a pack"):
+        db.close()  # (a close retries the held names' pack, and fails again: the network is down)
+    database_module._current = None
+
+
+def test_a_batch_whose_pack_upload_failed_is_uploaded_by_the_rerun(machine, monkeypatch, s3_server):
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    relay.cut()  # the network fails (or the S3 server stops) before the batch's pack goes up
+    with pytest.raises(SharedServiceError, match="never point at objects that did not arrive"):
+        _save_batch(db)
+    _forget_the_failed_process(db)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    db = machine("a")  # the re-run the error asks for, on the same machine
+    _save_batch(db)
+    _loads_everywhere(machine)
+
+
+def test_a_rerun_of_everything_already_in_the_bucket_uploads_no_pack_again(machine, s3_server, bucket_url):
+    """A re-run of a batch whose pack is in the bucket sends nothing: the pack is known to be
+    there (its index is kept), no object is looked for one by one."""
+    db = machine("a")
+    _save_batch(db)
+    keys = _bucket(s3_server, bucket_url)[3]
+    db = machine("a")
+    _save_batch(db)
+    assert db.store._to_upload == [] and sorted(_bucket(s3_server, bucket_url)[3]) == sorted(keys)
+    db.close()
+    database_module._current = None
+    db = machine("a")  # (a later session: no listing of the bucket's packs either)
+    _save_batch(db)
+    assert db.store._listed_packs is None and sorted(_bucket(s3_server, bucket_url)[3]) == sorted(keys)
+
+
+RUN_BATCH = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from scistack import BaseVariable, configure_database
+    class LabValue(BaseVariable):
+        pass
+    db = configure_database(sys.argv[1] + "/gait.duckdb", ["subject", "session"], shared=sys.argv[2],
+                            objects=sys.argv[3])
+    with db.batch():
+        for i in range(3):
+            LabValue.save(np.array([i, 7]), subject=1, session=i)
+    print("saved", flush=True)
+""")
+
+
+def test_a_batch_killed_while_its_pack_uploads_is_uploaded_by_the_rerun(machine, s3_server, bucket_url, pg_url,
+                                                                        tmp_path, python_env):
+    """The client is killed (kill -9) while the S3 server does not answer its pack's upload."""
+    (tmp_path / "a").mkdir()
+    machine("a").close()  # the project is made, and this machine's folder
+    database_module._current = None
+    pack_folder = tmp_path / "a" / ".scistack" / "cache" / "objects" / "pack"
+    before = set(pack_folder.glob("*.idx")) if pack_folder.is_dir() else set()
+    freeze([s3_server.process.pid])
+    try:
+        client = subprocess.Popen([sys.executable, "-c", RUN_BATCH, str(tmp_path / "a"), pg_url, bucket_url],
+                                  env=python_env | s3_server.env(), stdout=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and client.poll() is None:  # its pack is written here...
+            if pack_folder.is_dir() and set(pack_folder.glob("*.idx")) - before:
+                break
+            time.sleep(0.05)
+        assert client.poll() is None, client.communicate()
+        os.kill(client.pid, signal.SIGKILL)  # ... and goes up to a server that does not answer
+        client.communicate()
+    finally:
+        thaw([s3_server.process.pid])
+    db = machine("a")  # the re-run, on the same machine
+    _save_batch(db)
+    _loads_everywhere(machine)
+
+
+def test_a_for_each_whose_outputs_upload_failed_uploads_them_on_the_rerun(machine, monkeypatch, s3_server):
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    for i in range(3):
+        LabValue.save(np.arange(4.0) + i, subject=1, session=i)
+    db.store.wait_uploads()
+    relay.cut()
+    with pytest.raises(SharedServiceError, match="never point at objects that did not arrive"):
+        for_each(lab_tripled, inputs={"value": LabValue}, outputs=[LabTripled], subject=[1], session=[0, 1, 2],
+                 progress=False)
+    _forget_the_failed_process(db)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    machine("a")
+    report = for_each(lab_tripled, inputs={"value": LabValue}, outputs=[LabTripled], subject=[1],
+                      session=[0, 1, 2], progress=False)
+    assert report.failed == 0, report
+    machine("c")
+    assert [LabTripled.load(subject=1, session=i).data.tolist() for i in range(3)] == \
+        [((np.arange(4.0) + i) * 3).tolist() for i in range(3)]
+
+
+def test_a_batch_larger_than_the_cache_buffer_uploads_every_pack(machine, monkeypatch):
+    """The cache writes a pack whenever its buffer passes its bound (64 MB of small objects)
+    within the batch: that pack was never queued for the bucket, only the batch's last one."""
+    import scistack.objects.local as local_module
+
+    monkeypatch.setattr(local_module, "_MAX_BUFFER", 100)  # (a pack every object or two)
+    db = machine("a")
+    _save_batch(db)
+    assert len(list((db.store.cache.root / "pack").glob("*.idx"))) > 1
+    _loads_everywhere(machine)
+
+
+def test_a_pack_the_bucket_lost_is_named_by_fsck_and_sent_again_by_a_resave(machine, s3_server,
+                                                                                       bucket_url):
+    db = machine("a")
+    _save_batch(db)
+    client, bucket, prefix, keys = _bucket(s3_server, bucket_url)
+    for key in keys:
+        if key.startswith(f"{prefix}/pack/"):
+            client.delete_object(Bucket=bucket, Key=key)  # the bucket loses the batch's pack
+    db = machine("a")
+    report = fsck(db)
+    assert {p.kind for p in report.problems} == {"missing-ref-object"} and len(report.problems) == 3
+    _save_batch(db)  # saved again from its source, inside a batch: the lost pack goes up again
+    _loads_everywhere(machine)
+    assert fsck(machine("a")).ok
+
+
+def test_fsck_repair_puts_back_the_objects_of_a_lost_pack_cached_here(machine, s3_server, bucket_url):
+    db = machine("a")
+    _save_batch(db)
+    client, bucket, prefix, keys = _bucket(s3_server, bucket_url)
+    for key in keys:
+        if key.startswith(f"{prefix}/pack/"):
+            client.delete_object(Bucket=bucket, Key=key)
+    db = machine("a")
+    repaired = fsck(db, repair=True)
+    assert repaired.ok and len(repaired.repaired) == 3, repaired
+    _loads_everywhere(machine)
