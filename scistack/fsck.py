@@ -140,8 +140,12 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
             if e.get("call") in damaged:
                 recording.setdefault(e["call"], []).append(e)
         if not db.store.contains(e["oid"]) and not _mended(db, e["oid"], repair, repaired):
-            fix = ("; `scistack fsck --repair`, then a rerun of the step that made it computes it again"
-                   if e.get("call") else "; it was saved directly: save it again from its source, or delete the ref")
+            if e.get("call"):
+                fix = "; `scistack fsck --repair`, then a rerun of the step that made it computes it again"
+            elif db.store.can_heal(e["oid"]):  # (a lab: the bucket lost what this machine caches)
+                fix = "; this machine holds a good copy: `scistack fsck --repair` puts it back in the object store"
+            else:
+                fix = "; it was saved directly: save it again from its source, or delete the ref"
             problems.append(FsckProblem("missing-ref-object", e["oid"], f"ref {ref_text(e, keys)} points to it{fix}"))
             reported.add(e["oid"])
         if e.get("call") and not db.store.contains(e["call"]) and not _mended(db, e["call"], repair, repaired):

@@ -756,6 +756,14 @@ class S3ObjectStore(ObjectStore):
             self.verify(oid)  # reads fall back to the bucket: its copy decides
         return True
 
+    def can_heal(self, oid: str) -> bool:
+        """Whether this machine holds a good copy for `heal` to put back (fsck's advice)."""
+        try:
+            self.cache.verify(oid)
+        except (CorruptObjectError, ObjectNotFoundError, FileNotFoundError):
+            return False
+        return True
+
     def heal(self, oid: str) -> bool:
         """Put this machine's good cached copy over the bucket's damaged one, or where it is
         missing (loose: a pack every machine reads is never rewritten, and reads take the good

@@ -198,6 +198,10 @@ class ObjectStore(abc.ABC):
         self.verify(oid)
         return True
 
+    def can_heal(self, oid: str) -> bool:
+        """Whether `heal` would find a good copy of `oid` here (fsck's advice; nothing changed)."""
+        return False
+
     def heal(self, oid: str) -> bool:
         """Replace a damaged or missing object with a good copy this machine holds (`fsck
         --repair`); False when there is none (a store with one copy of each never has one)."""

@@ -161,7 +161,7 @@ def test_a_batch_larger_than_the_cache_buffer_uploads_every_pack(machine, monkey
     _loads_everywhere(machine)
 
 
-def test_a_pack_the_bucket_lost_is_named_by_fsck_and_sent_again_by_a_resave(machine, s3_server,
+def test_a_pack_the_bucket_lost_is_named_by_fsck_advising_repair_and_sent_again_by_a_resave(machine, s3_server,
                                                                                        bucket_url):
     db = machine("a")
     _save_batch(db)
@@ -172,6 +172,7 @@ def test_a_pack_the_bucket_lost_is_named_by_fsck_and_sent_again_by_a_resave(mach
     db = machine("a")
     report = fsck(db)
     assert {p.kind for p in report.problems} == {"missing-ref-object"} and len(report.problems) == 3
+    assert all("fsck --repair" in p.detail and "save it again" not in p.detail for p in report.problems)
     _save_batch(db)  # saved again from its source, inside a batch: the lost pack goes up again
     _loads_everywhere(machine)
     assert fsck(machine("a")).ok
