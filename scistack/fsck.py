@@ -9,6 +9,7 @@ DuckDB file from the journal, the record of truth.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Iterator
 from contextlib import nullcontext
@@ -369,7 +370,8 @@ def _lost_lineage_fixes(db: Database, lost: list[dict]) -> list[str]:
                      (r.get("vkeys") or {}) and o.get("call") and db.store.contains(o["call"])
                      for o in versions.get((r["var"], key_of(r["addr"])), ()))
         if healed:
-            keys = " ".join(f"--{k} {value_text(v)}" for k, v in ordered(r["addr"], db.schema_keys).items())
+            keys = " ".join(f"--{k} {shlex.quote(value_text(v))}"  # (a command to paste into a shell)
+                            for k, v in ordered(r["addr"], db.schema_keys).items())
             fixes.append(f"a newer version holds the same value with its lineage; drop this one with "
                          f"`scistack rm {r['var']} {keys} --version {r['version']}`")
         else:

@@ -6,6 +6,7 @@ The pipeline's functions live in a module written to the project folder (as a us
 
 from __future__ import annotations
 
+import shlex
 import importlib
 import json
 import re
@@ -370,16 +371,18 @@ def test_labels_printed_bare_that_would_not_read_back_are_quoted(built):
     """`status` printed a label with a space at either end (' x') bare, indistinguishable from
     `x` and not to be typed back; one in quotes of its own ("'a'") read back without them.
     Each printed form, given back to the command line, must find that very value."""
-    labels = [" x", "y ", "'a'", '"b"', "", "03", "plain"]
+    labels = [" x", "y ", "'a'", '"b"', "", "03", "plain", " C:\\data", "a'b\" "]  # (repr'd: a backslash, both quotes)
     for label in labels:
         CliRaw.save(np.ones(5), subject=label, session="pre")
     built.db.sync()
     status = ok(run(built, "status", "CliRaw"))
     assert "' x'" in status and "'y '" in status and "\"'a'\"" in status and "'\"b\"'" in status
     assert "\nplain " in status  # a plain label stays bare
+    assert convert("'C:\\data'") == "C:\\data"  # (a typed quoted path that is no literal's repr)
     for label in labels:
         printed = value_text(label)
         assert convert(printed) == label, (label, printed)
+        assert convert(shlex.split(f"--subject {shlex.quote(printed)}")[1]) == label  # (fsck's commands)
         assert printed in status, (label, status)
         shown = ok(run(built, "show", "CliRaw", "--subject", printed, "--session", "pre"))
         assert f"subject={printed} session=pre" in shown, shown

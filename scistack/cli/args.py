@@ -10,7 +10,9 @@ string "1"); `--str` keeps every value a string. Repeating a key matches any of 
 
 from __future__ import annotations
 
+import ast
 import re
+import warnings
 from typing import Any
 
 _INT = re.compile(r"[-+]?\d+")
@@ -82,10 +84,23 @@ def parse_address(args: list[str], *, as_str: bool = False) -> dict[str, Any]:
     return out
 
 
+def _unquoted(text: str) -> str:
+    r"""A quoted value: the string whose repr it is (how `address.value_text` prints a label
+    holding a backslash, both quotes or a control character: `' C:\\data'`), else the text
+    inside the quotes (a typed `'C:\data'` keeps its backslash)."""
+    try:
+        with warnings.catch_warnings():  # ('C:\data': an invalid escape, warned of by Python)
+            warnings.simplefilter("ignore")
+            value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text[1:-1]
+    return value if isinstance(value, str) and repr(value) == text else text[1:-1]
+
+
 def convert(text: str) -> Any:
     """A command-line value as the type it most likely was saved with."""
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
+        return _unquoted(text)
     if _INT.fullmatch(text):  # "03" stays text, as PathInput discovers it (a file "03/..." is "03")
         return int(text) if str(int(text)) == text.lstrip("+") else text
     if _FLOAT.fullmatch(text):
