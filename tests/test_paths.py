@@ -301,6 +301,63 @@ def test_twin_raw_files_of_a_moved_project_run_apart_stay_current(project, tmp_p
         == (2, versions)
 
 
+def _three_twins_run_on_a_copy_and_back(project, tmp_path: Path):
+    """Subjects 1, 2, 3 with raw files of the same bytes (one call key, one cache entry) run
+    from raw/, then from a copy of the folder beside it, raw2/, then from raw/ again; returns
+    (run, statuses, versions)."""
+    import shutil
+
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "1,2\n", "3/s_pre.csv": "1,2\n"})
+
+    def run(root: str) -> tuple[int, int]:
+        done = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root=root)},
+                        outputs=[RawTotal], subject=[1, 2, 3], session=["pre"], progress=False)
+        return done.ran, done.cached
+
+    def statuses() -> list[str]:
+        from scistack.report.status import status_grid
+
+        said = [why(RawTotal, subject=s, session="pre").status for s in (1, 2, 3)]
+        assert status_grid(project).counts()["RawTotal"]["stale"] == said.count("stale")
+        return said
+
+    def versions() -> list[int]:
+        return [len(RawTotal.list_versions(subject=s, session="pre")) for s in (1, 2, 3)]
+
+    assert run("raw/") == (1, 2)
+    shutil.copytree(tmp_path / "raw", tmp_path / "raw2")
+    assert (run("raw2/"), statuses(), versions()) == ((0, 3), ["current"] * 3, [2, 2, 2])
+    assert (run("raw/"), statuses()) == ((0, 3), ["current"] * 3)
+    return run, statuses, versions
+
+
+def test_a_twin_run_on_a_copy_and_back_is_judged_by_the_file_it_read_last(project, tmp_path):
+    """The cache entry of three twins (raw files with the same bytes) named subject 3's record
+    of raw/; the run on the copy raw2/ names each ref with its own record of raw2/ (the entry,
+    its files still there, stays). Back on raw/, subject 3's hit was its own entry, in place:
+    nothing was named again, its ref kept its record of raw2/, and status and why called an
+    edit of raw/3/s_pre.csv, the file just run, "current". Its ref names the entry's record
+    again now (one new version, as its twins')."""
+    run, statuses, versions = _three_twins_run_on_a_copy_and_back(project, tmp_path)
+    for subject in (1, 2, 3):
+        (tmp_path / f"raw/{subject}/s_pre.csv").write_text("5,5\n")
+        assert statuses() == ["stale" if s == subject else "current" for s in (1, 2, 3)], subject
+        assert f"input path: raw/{subject}/s_pre.csv changed" in str(why(RawTotal, subject=subject, session="pre"))
+        (tmp_path / f"raw/{subject}/s_pre.csv").write_text("1,2\n")
+    assert (run("raw/"), statuses(), versions()) == ((0, 3), ["current"] * 3, [3, 3, 3])
+
+
+def test_a_twin_run_on_a_deleted_copy_and_back_is_current(project, tmp_path):
+    """As above, the copy raw2/ then deleted: subject 3's ref, still naming its record of
+    raw2/, was "stale" for ever, every run from raw/ all cache hits naming nothing again."""
+    import shutil
+
+    run, statuses, versions = _three_twins_run_on_a_copy_and_back(project, tmp_path)
+    shutil.rmtree(tmp_path / "raw2")
+    for _ in range(2):
+        assert (run("raw/"), statuses(), versions()) == ((0, 3), ["current"] * 3, [3, 3, 3])
+
+
 def scaled_total(path, x):
     return x * float(np.loadtxt(path, delimiter=",").sum())
 

@@ -489,7 +489,7 @@ class _Run:
         if layout is None:  # (a cached call whose outputs do not fit this run's: run again)
             hit = None
         fresh = hit is not None and not hit_changed(self.db.store, hit, self.db)
-        stale = self._stale_places(combo, addr_key, key, hit, layout) if fresh else []
+        stale = self._stale_places(combo, addr_key, key, resolved, hit, layout) if fresh else []
         # the cached result recorded again (a call record and its cache entry), not computed
         # again, where the cached record names other inputs than this combination's: the same
         # raw files in another place (a moved folder, a colleague's copy), or the same values
@@ -770,18 +770,45 @@ class _Run:
         a dry run only looks (`contains`), writing nothing, and is told the same."""
         return freshen_lineage(self.db.store, list(oids), self._fresh, look_only=self.dry_run)
 
-    def _stale_places(self, combo: dict[str, Any], addr_key: str, key: str, hit: dict[str, Any],
-                      layout: tuple[tuple | None, ...]) -> list[tuple[str, dict[str, Any], str, str]]:
+    def _stale_places(self, combo: dict[str, Any], addr_key: str, key: str, resolved: dict[str, Resolved],
+                      hit: dict[str, Any], layout: tuple[tuple | None, ...]
+                      ) -> list[tuple[str, dict[str, Any], str, str]]:
         """(variable, address, address key, oid) of the cached call's outputs that are not
-        the current refs here (by this call: its record, or another record of its key)."""
+        the current refs here (by this call: its record, or another record of its key that
+        does not name other inputs than the record the cache names, `_names_others`)."""
         stale = []
         for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
             current = self.db.index.current_at(var, place_key, self.vkeys_key)
             if current is not None and current.oid == oid and (current.call == hit["call"] or (
-                    self._same_call(current.call, key) and self.db.store.contains(current.call))):
+                    self._same_call(current.call, key) and self.db.store.contains(current.call)
+                    and not self._names_others(current.call, resolved, hit))):
                 continue
             stale.append((var, address, place_key, oid))
         return stale
+
+    def _names_others(self, call_oid: str, resolved: dict[str, Resolved], hit: dict[str, Any]) -> bool:
+        """Whether a ref's record `call_oid`, another record of the cached call's key, names
+        other inputs than this combination's while the cache entry's record names them as they
+        are (its origins digest: the same raw files at the same places): a twin's files read
+        elsewhere (raw files with the same bytes at other addresses share the key, and a twin's
+        record of a copy does not take the entry over while the entry's files are still there,
+        `_takes_entry`). The ref had kept the copy's record when the run came back to the
+        files the entry names, and status and why judged it by the copy: an edit of the file
+        read "current", and the copy deleted, "stale" for ever. It is named with the entry's
+        record then (`_restore`, a new version once). Not a ref kept with a record of these
+        files read under the same shown paths elsewhere (`_kept`, a moved project): it is
+        judged by the entry's record (`report.why.newer_record`). Asked only where a ref names
+        another record than the cache's (rarely): its record is read then."""
+        if hit.get("origins") is None or hit["origins"] != self.lf.origins({n: r.bound for n, r in resolved.items()}):
+            return False  # (the entry names other inputs: `_origins_differ` judges the ref's record)
+        try:
+            record = read_call(self.db.store, call_oid)
+        except ScistackError:
+            return False  # (unreadable: fsck's to find)
+        records = {n: r.bound.record for n, r in resolved.items()}
+        if same_origins(records, record):
+            return False
+        return not (same_origins(records, record, files=False) and self._judged_by_new_record(record, resolved))
 
     def _note_parts(self, addr_key: str, layout: tuple[tuple | None, ...]) -> None:
         for var, by, labels in zip(self.outputs, self.splits, layout):
