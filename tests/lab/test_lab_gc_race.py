@@ -1,0 +1,139 @@
+"""A value named again on one machine while another machine's gc runs keeps its object.
+
+gc's grace is the bucket's clock: a loose object is refreshed by a re-put when older than
+`REFRESH_AFTER`, but one that sits only in a bucket pack got no fresher time when a batch named
+it again (packs are never re-uploaded), so a gc that listed the live set a moment before deleted
+the pack with it, and the new name pointed at nothing. "Old" here is made as the other lab gc
+tests make it: `PRUNE_FLOOR` and the grace at 0, and the naming machine's `REFRESH_AFTER` at 0
+(as if an hour had passed since the pack went up). Machine A's naming runs in its own process,
+between B's gc listing the bucket and deleting (`_bucket_listing` returns, then the drops and
+the deletion follow)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import scistack.gc as gc_module
+from scistack.gc import collect_garbage
+
+from .test_lab_objects import LabValue, machine  # noqa: F401 - `machine` is a fixture
+from .test_lab_uploads import LabTripled
+
+_OPEN = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import scistack.objects.s3 as s3_module
+    from scistack import BaseVariable, configure_database, for_each, lineage_fcn
+    s3_module.REFRESH_AFTER = float(sys.argv[4])  # 0: the bucket's packs are an hour old
+    class LabValue(BaseVariable):
+        pass
+    class LabTripled(BaseVariable):
+        pass
+    @lineage_fcn
+    def lab_tripled(value):
+        return value * 3
+    db = configure_database(sys.argv[1] + "/gait.duckdb", ["subject", "session"], shared=sys.argv[2],
+                            objects=sys.argv[3])
+""")
+
+NAME_AGAIN_IN_A_BATCH = _OPEN + textwrap.dedent("""
+    with db.batch():
+        for i in range(3):
+            LabValue.save(np.array([i, 7]), subject=2, session=i)
+    db.close()
+""")
+
+FOR_EACH = _OPEN + textwrap.dedent("""
+    report = for_each(lab_tripled, inputs={"value": LabValue}, outputs=[LabTripled], subject=[1],
+                      session=[0, 1, 2], progress=False)
+    assert report.failed == 0, report
+    print("ran", report.ran, "cached", report.cached, flush=True)
+    db.close()
+""")
+
+
+def _run(script: str, folder, pg_url, bucket_url, env, refresh_after: float = 0.0) -> str:
+    done = subprocess.run([sys.executable, "-c", script, str(folder), pg_url, bucket_url, str(refresh_after)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _while_listed(monkeypatch, action) -> list[bool]:
+    """Run `action` once gc has listed the bucket and judged what is live, before it deletes."""
+    listing, ran = gc_module._bucket_listing, []
+
+    def listed_then_named(db, reachable):
+        result = listing(db, reachable)
+        action()
+        ran.append(True)
+        return result
+
+    monkeypatch.setattr(gc_module, "_bucket_listing", listed_then_named)
+    return ran
+
+
+@pytest.mark.parametrize("namer", ["a", "d"])
+def test_a_packed_value_a_batch_names_again_during_another_machines_gc_still_loads(
+        machine, monkeypatch, pg_url, bucket_url, tmp_path, python_env, s3_server, namer):
+    """`a` has the pack in its cache (the batch finds its objects packed there: `_send_packed`);
+    `d` is a fresh checkout whose batch packs the same objects into a pack of the same name,
+    which the bucket already holds (`flush`: created-if-absent, so never made young)."""
+    (tmp_path / namer).mkdir(exist_ok=True)
+    db = machine("a")
+    with db.batch():  # one pack in the bucket, and in a's cache
+        for i in range(3):
+            LabValue.save(np.array([i, 7]), subject=1, session=i)
+    for i in range(3):
+        LabValue.delete(subject=1, session=i)  # unnamed: gc may free them
+    b = machine("b")
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)
+    env = python_env | s3_server.env()
+    ran = _while_listed(monkeypatch, lambda: _run(NAME_AGAIN_IN_A_BATCH, tmp_path / namer, pg_url, bucket_url, env))
+    collect_garbage(b, grace_seconds=0)
+    assert ran
+    machine("c")  # a colleague's fresh checkout: only what the bucket holds
+    assert [LabValue.load(subject=2, session=i).data.tolist() for i in range(3)] == [[i, 7] for i in range(3)]
+
+
+def test_a_young_packed_value_a_batch_names_again_uploads_nothing(machine, pg_url, bucket_url, tmp_path,
+                                                                  python_env, s3_server):
+    """The common case stays cheap: a pack younger than `REFRESH_AFTER / 2` is young for gc
+    already, and a batch naming its objects again sends nothing."""
+    from .test_lab_objects import _bucket
+
+    db = machine("a")
+    with db.batch():
+        for i in range(3):
+            LabValue.save(np.array([i, 7]), subject=1, session=i)
+    db.close()
+    keys = sorted(_bucket(s3_server, bucket_url)[3])
+    _run(NAME_AGAIN_IN_A_BATCH, tmp_path / "a", pg_url, bucket_url, python_env | s3_server.env(),
+         refresh_after=3600.0)
+    assert sorted(_bucket(s3_server, bucket_url)[3]) == keys
+
+
+def test_a_cache_hit_naming_packed_outputs_again_during_another_machines_gc_still_loads(
+        machine, monkeypatch, pg_url, bucket_url, tmp_path, python_env, s3_server):
+    machine("a")
+    for i in range(3):
+        LabValue.save(np.arange(4.0) + i, subject=1, session=i)
+    env = python_env | s3_server.env()
+    assert "ran 3 cached 0" in _run(FOR_EACH, tmp_path / "a", pg_url, bucket_url, env)  # outputs packed
+    machine("a")
+    for i in range(3):
+        LabTripled.delete(subject=1, session=i)  # unnamed: gc may free them (and drop the entry)
+    b = machine("b")
+    monkeypatch.setattr(gc_module, "PRUNE_FLOOR", 0.0)
+    hits = []
+    ran = _while_listed(monkeypatch, lambda: hits.append(_run(FOR_EACH, tmp_path / "a", pg_url, bucket_url, env)))
+    collect_garbage(b, grace_seconds=0)
+    assert ran and "ran 0 cached 3" in hits[0], hits  # served from the cache, named again
+    machine("c")
+    assert [LabTripled.load(subject=1, session=i).data.tolist() for i in range(3)] == \
+        [((np.arange(4.0) + i) * 3).tolist() for i in range(3)]
