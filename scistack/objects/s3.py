@@ -283,10 +283,12 @@ class S3ObjectStore(ObjectStore):
         code, not kept so, costs one listing of `pack/` per process."""
         name = self.cache.packs.pack_name(oid, look_again=False)
         if name is None:  # (its pack was trimmed meanwhile: only one known in the bucket is)
-            if self._locate(oid) is None and not self._is_young(oid):
+            located = self._locate(oid)
+            if (located is None or not self._pack_is_young(located[0])) and not self._is_young(oid):
                 self._upload_soon(oid)
             return
         if name in self._packs:
+            self._young_in_pack(oid, name)
             return  # in the bucket
         idx = self.cache.packs.directory / f"{name}.idx"
         with self._lock:
@@ -296,16 +298,43 @@ class S3ObjectStore(ObjectStore):
             return  # uploaded (loose) by this process lately
         try:  # uploaded by another process sharing this cache (for_each's workers on one machine)
             self._packs[name] = _parse_idx((self._idx_dir / f"{name}.idx").read_bytes())
+            self._young_in_pack(oid, name)
             return
         except FileNotFoundError:
             pass
         if name in self._bucket_packs():
             try:
-                self._know_pack(name, idx.read_bytes())
+                self._know_pack(name, idx.read_bytes(), self._pack_meta.get(name, 0.0))
+                self._young_in_pack(oid, name)
                 return
             except FileNotFoundError:
                 pass  # (trimmed meanwhile)
         self._queue_pack(idx)
+
+    def _young_in_pack(self, oid: str, stem: str) -> None:
+        """An object a batch names again, found in bucket pack `stem`: young for gc there, or
+        sent up loose now (before any name: `wait_uploads`), as an old loose object is re-put.
+        A pack is never uploaded again, so its time in the bucket (gc's grace clock) is when it
+        first went up: a gc that judged the object unreachable a moment before the name deleted
+        the pack with it, and the new name pointed at nothing. A loose copy created after gc
+        listed the bucket is one gc keeps (`delete_many`). A pack put less than `REFRESH_AFTER / 2`
+        ago costs nothing (a re-run naming young objects sends nothing)."""
+        if not self._pack_is_young(stem) and not self._is_young(oid):
+            self._upload_soon(oid)
+
+    def _pack_is_young(self, stem: str) -> bool:
+        """Whether pack `stem` went into the bucket less than `REFRESH_AFTER / 2` ago (half: room
+        for clocks that disagree): by the bucket's time when this process listed it, else by its
+        kept index's mtime, which `_know_pack` sets to the bucket's time (an index kept by an
+        older version is as old as when it was learned: no older than the pack)."""
+        stamp = self._pack_meta.get(stem)
+        if stamp is None:
+            try:
+                stamp = os.stat(self._idx_dir / f"{stem}.idx").st_mtime
+            except FileNotFoundError:
+                return False
+            self._pack_meta[stem] = stamp  # (one stat per pack, not per object)
+        return time.time() - stamp < REFRESH_AFTER / 2
 
     def _bucket_packs(self) -> set[str]:
         """The bucket's pack names, listed once by this process (`_refresh_packs` lists them
@@ -313,21 +342,25 @@ class S3ObjectStore(ObjectStore):
         says whether it can be)."""
         if self._listed_packs is None:
             try:
-                self._listed_packs = {meta["path"].rsplit("/", 1)[-1][:-4]
-                                      for meta in self._list("listing packs", "pack/")
-                                      if meta["path"].endswith(".idx")}
+                listed = {meta["path"].rsplit("/", 1)[-1][:-4]: meta["last_modified"].timestamp()
+                          for meta in self._list("listing packs", "pack/") if meta["path"].endswith(".idx")}
             except ScistackError:
                 return set()
+            self._pack_meta.update(listed)
+            self._listed_packs = set(listed)
         return self._listed_packs
 
-    def _know_pack(self, stem: str, data: bytes) -> None:
-        """Pack `stem`, whose index is `data`, is in the bucket: its index is kept with the
-        others' (`remote-idx`), so this and later processes know it without asking, and the
+    def _know_pack(self, stem: str, data: bytes, stamp: float) -> None:
+        """Pack `stem`, whose index is `data`, is in the bucket since `stamp` (the bucket's time;
+        0: not known): its index is kept with the others' (`remote-idx`), with that time as its
+        mtime (`_pack_is_young`), so this and later processes know it without asking, and the
         cache may drop its own copy."""
         self._idx_dir.mkdir(parents=True, exist_ok=True)
         temp = self._idx_dir / f".tmp-{os.getpid()}-{secrets.token_hex(4)}"
         temp.write_bytes(data)
+        os.utime(temp, (stamp, stamp))
         os.replace(temp, self._idx_dir / f"{stem}.idx")
+        self._pack_meta[stem] = stamp
         self._packs[stem] = _parse_idx(data)
         if self._listed_packs is not None:
             self._listed_packs.add(stem)
@@ -514,13 +547,22 @@ class S3ObjectStore(ObjectStore):
                 except FileNotFoundError as exc:
                     raise self._failure(exc, "uploading a pack") from None
             data = idx.read_bytes()
-            if created:  # put just now: its objects are young in the bucket
-                for row in _parse_idx(data):
-                    self._young[bytes(row["oid"]).hex()] = created
-            self._know_pack(idx.stem, data)
+            if not created:  # its time in the bucket is gc's clock for the objects named now
+                meta = self._call("checking a pack", self._ob.head, f"pack/{idx.name}")
+                created = meta["last_modified"].timestamp()
+            self._know_pack(idx.stem, data, created)
+            young = self._pack_is_young(idx.stem)  # put just now (or lately): young in the bucket
+            for row in _parse_idx(data):
+                oid = bytes(row["oid"]).hex()
+                if young:
+                    self._young[oid] = created
+                else:  # put long ago by a batch of the same objects: each sent up loose
+                    self._young_in_pack(oid, idx.stem)
             with self._lock:
                 if idx in self._to_upload:
                     self._to_upload.remove(idx)
+        if self._uploading:  # (loose copies read from the cache's packs: up before the bound drops one)
+            self.wait_uploads()
         self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------
@@ -629,7 +671,7 @@ class S3ObjectStore(ObjectStore):
             if stem in self._packs:
                 continue
             data = bytes(self._call("reading a pack index", self._ob.get, f"pack/{name}").bytes())
-            self._know_pack(stem, data)
+            self._know_pack(stem, data, self._pack_meta[stem])
             new = True
         for stem in known - listed:
             self._packs.pop(stem, None)
