@@ -186,3 +186,11 @@ def naps(signal, log, seconds):
         f.write("started\n")
     time.sleep(seconds)
     return signal * 2
+
+
+def nap_then_log(signal, log, seconds):
+    """`seconds` asleep, then the signal's first value as a line in file `log`; the signal doubled."""
+    time.sleep(seconds)
+    with open(log, "a") as f:
+        f.write(f"{float(signal[0])}\n")
+    return signal * 2

@@ -1644,6 +1644,107 @@ def _kill(proc: subprocess.Popen) -> str:
     return out
 
 
+_CTRL_C_SCRIPT = _SCRIPT_HEAD + """\
+    try:
+        for_each(foreach_fns.nap_then_log, inputs={{"signal": FeRawEMG, "log": {log!r}, "seconds": {seconds}}},
+                 outputs=[FeFiltered], subject=range({n}), session=["pre"], workers=2, chunk_size=2,
+                 progress=False)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+"""
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _wait_for_lines(path: Path, n: int, what: str) -> list[str]:
+    """The lines of `path` once it has `n` (a generous bound for a busy machine)."""
+    deadline = time.monotonic() + 120
+    while len(_lines(path)) < n:
+        assert time.monotonic() < deadline, f"{what}: {_lines(path)}"
+        time.sleep(0.02)
+    return _lines(path)
+
+
+def test_ctrl_c_with_workers_saves_every_call_that_finished_and_stops_at_once(project, tmp_path, python_env):
+    """A terminal's Ctrl-C (SIGINT to the process group) during a run with workers=2: the pool
+    went on computing the chunks queued for its workers (shutdown waited for them) while the
+    results of calls that had finished were thrown away (a chunk back after the interrupt, and
+    the calls an interrupted chunk had finished). Now every call that finished is saved and
+    in the run's record, and the run stops before the calls not yet run could have run."""
+    n, seconds = 20, 1.0
+    with project.batch():
+        for subject in range(n):
+            FeRawEMG.save(np.ones(3) * subject, subject=subject, session="pre")
+    log = tmp_path / "done.log"
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(_CTRL_C_SCRIPT.format(root=ROOT, db=str(project.path), log=str(log), seconds=seconds, n=n))
+    proc = subprocess.Popen([sys.executable, str(script)], env=python_env, cwd=tmp_path, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        before = _wait_for_lines(log, 3, "the run did not start")
+        os.killpg(proc.pid, signal.SIGINT)
+        t0 = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert "interrupted" in out, err[-3000:]
+    # the calls not run yet needed (n - before) / 2 workers * seconds: it stopped well before
+    assert took < (n - len(before)) / 2 * seconds, (took, len(before))
+    finished = {float(line) for line in _lines(log)}
+    assert len(finished) < n and {float(line) for line in before} <= finished
+    project.index.refresh()
+    saved = {float(r.data[0]) / 2 for r in FeFiltered.load_all()}  # (each value doubled)
+    # every call finished before the signal is saved (one a worker the Ctrl-C did not reach
+    # finished as it was ended may be lost, as after a kill)
+    assert {float(line) for line in before} <= saved <= finished, (sorted(saved), before, sorted(finished))
+    (run,) = project.index.runs()
+    assert {k: c for k, c in run.counts.items() if c} == {"ran": len(saved), "skipped": n - len(saved)}
+
+
+def test_ctrl_c_on_a_dask_executor_cancels_what_has_not_run(project, tmp_path, dask_to_kill):
+    """A Ctrl-C during a run on a caller's Dask executor left every task it had submitted
+    running on the cluster (nothing cancelled them, and their results were dropped). Now what
+    has not run is cancelled, and what finished before is saved."""
+    import _thread
+    import threading
+
+    n, seconds = 12, 1.0
+    with project.batch():
+        for subject in range(n):
+            FeRawEMG.save(np.ones(3) * subject, subject=subject, session="pre")
+    log = tmp_path / "done.log"
+    seen: list[str] = []
+
+    def interrupt_after_three() -> None:
+        seen.extend(_wait_for_lines(log, 3, "the run did not start"))
+        _thread.interrupt_main()  # (as a Ctrl-C reaches the main thread)
+
+    watcher = threading.Thread(target=interrupt_after_three, daemon=True)
+    watcher.start()
+    with pytest.raises(KeyboardInterrupt):
+        for_each(fns.nap_then_log, inputs={"signal": FeRawEMG, "log": str(log), "seconds": seconds},
+                 outputs=[FeFiltered], subject=range(n), session=["pre"], executor=dask_to_kill.get_executor(),
+                 chunk_size=1, progress=False)
+    watcher.join(timeout=60)
+    deadline = time.monotonic() + 120  # the cluster is idle once the calls it was running end
+    while any(dask_to_kill.processing().values()):
+        assert time.monotonic() < deadline, dask_to_kill.processing()
+        time.sleep(0.05)
+    finished = {float(line) for line in _lines(log)}
+    assert len(finished) <= len(seen) + 2 < n, (sorted(finished), seen)  # (at most the two running went on)
+    saved = {float(r.data[0]) / 2 for r in FeFiltered.load_all()}  # (each value doubled)
+    # each call finished a call's time before the third line was written was back, and is saved
+    assert {float(line) for line in seen[:-2]} <= saved <= finished
+    (run,) = project.index.runs()
+    assert {k: c for k, c in run.counts.items() if c} == {"ran": len(saved), "skipped": n - len(saved)}
+
+
 def _assert_rerun_completes_exactly_what_is_missing(db) -> None:
     db.index.refresh()
     called = {c["key"] for c in db.index.calls()}  # every call entry here is slow_double's

@@ -80,6 +80,8 @@ _FLUSH_EVERY_S = 1.0
 _PLAN_CHUNK = 5000  # combinations planned per round of bulk index reads
 _NO_WORKERS_S = 60.0  # a Dask cluster that had workers and has had none this long is given up on
 _WAIT_S = 2.0  # how often a wait for workers' results asks whether a Dask cluster has workers
+_INTERRUPT_WAIT_S = 3.0  # after Ctrl-C, the longest wait for chunks the workers were running to come back
+_INTERRUPT_QUIET_S = 1.0  # ... which ends once none has come back for this long
 _REFUSED_MOST = 3  # rounds in which a Dask worker's note was refused before what it did not run is given up
 
 
@@ -1053,24 +1055,47 @@ class _Run:
         died: list[Task] = []
         unnoted: list[Task] = []
         round_id = uuid.uuid4().hex
-        for start in range(0, len(tasks), size):
-            try:
-                future = pool.pool.submit(run_chunk, fn, store_root, tasks[start:start + size], self.db.schema_keys,
-                                          self.splits, self.as_table, self.lazy, self.db.chunk_policy(),
-                                          pool.watch_folder, round_id, note_each)
-            except cf.BrokenExecutor:  # (it broke while the tasks were handed out)
-                lost += tasks[start:]
-                break
-            chunks[future] = tasks[start:start + size]
         by_index = {t.index: t for t in tasks}
+        seen: set[cf.Future] = set()
+        try:  # (a Ctrl-C as the chunks are handed out cancels those handed out too)
+            for start in range(0, len(tasks), size):
+                try:
+                    future = pool.pool.submit(run_chunk, fn, store_root, tasks[start:start + size], self.db.schema_keys,
+                                              self.splits, self.as_table, self.lazy, self.db.chunk_policy(),
+                                              pool.watch_folder, round_id, note_each)
+                except cf.BrokenExecutor:  # (it broke while the tasks were handed out)
+                    lost += tasks[start:]
+                    break
+                chunks[future] = tasks[start:start + size]
+            ended = self._harvest(pool, chunks, seen, by_index, made, bar, lost, killed, died, unnoted)
+        except KeyboardInterrupt:  # Ctrl-C: what finished is saved, the rest stops now
+            self._keep_finished(pool, chunks, seen, made, bar)
+            raise
+        if ended is None:
+            return None
+        if pool.gone:
+            for future in chunks:
+                if not future.done():
+                    future.cancel()
+                    lost += chunks[future]
+        return sorted(lost, key=lambda t: t.index), killed, died, unnoted
+
+    def _harvest(self, pool: _Workers, chunks: dict[cf.Future, list[Task]], seen: set[cf.Future],
+                 by_index: dict[int, Task], made: dict[int, Outcome], bar: Any, lost: list[Task],
+                 killed: list[Task], died: list[Task], unnoted: list[Task]) -> bool | None:
+        """Record each chunk's outcomes as it comes back (`_run_round`); None when
+        on_error="raise" stopped the run."""
         for future in _completed(chunks, pool):
             if isinstance(future.exception(), cf.BrokenExecutor):
+                seen.add(future)
                 lost += chunks[future]
                 continue
             if type(future.exception()).__name__ == "KilledWorker":  # (Dask's)
+                seen.add(future)
                 killed += chunks[future]
                 continue
-            for outcome in chunk_outcomes(future, chunks[future], self.name):
+            outcomes = chunk_outcomes(future, chunks[future], self.name)
+            for outcome in outcomes:
                 if outcome.died and not outcome.died_alone:
                     died.append(by_index[outcome.index])
                     continue
@@ -1087,12 +1112,56 @@ class _Run:
                 if self.on_error == "raise" and pending.item.status == "failed":
                     self._stop(chunks)
                     return None
-        if pool.gone:
-            for future in chunks:
-                if not future.done():
-                    future.cancel()
-                    lost += chunks[future]
-        return sorted(lost, key=lambda t: t.index), killed, died, unnoted
+            # a chunk a Ctrl-C interrupted in its worker returns the calls it finished
+            back = {outcome.index for outcome in outcomes}
+            self._not_run([t for t in chunks[future] if t.index not in back],
+                          "its worker process was interrupted (Ctrl-C)")
+            seen.add(future)  # (a Ctrl-C before this: `_keep_finished` records what is not yet)
+        return True
+
+    def _keep_finished(self, pool: _Workers, chunks: dict[cf.Future, list[Task]], seen: set[cf.Future],
+                       made: dict[int, Outcome], bar: Any) -> None:
+        """Ctrl-C during a parallel run: the calls that finished are saved (chunks back, and
+        the calls a chunk finished before a terminal's Ctrl-C reached its worker too, which
+        returns them: `execute.run_chunk`), what has not is cancelled (on a caller's executor
+        too: a Dask cluster would run it all), and our own pool's workers end now (they would
+        go on with the chunks queued for them, whose results nobody takes)."""
+        pool.interrupted = True
+        rest = [f for f in chunks if f not in seen]
+        if pool.own:  # (the chunks the workers run come back at once if they were interrupted too)
+            running = [f for f in rest if f.running()]
+            deadline = time.monotonic() + _INTERRUPT_WAIT_S
+            try:
+                while running and sum(f.done() for f in running) < (pool.workers or 1):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    back, _ = cf.wait([f for f in running if not f.done()], timeout=min(left, _INTERRUPT_QUIET_S),
+                                      return_when=cf.FIRST_COMPLETED)
+                    if not back:  # (workers the Ctrl-C did not reach: what they run is not waited for)
+                        break
+            except KeyboardInterrupt:  # (a second Ctrl-C: keep what is back and stop)
+                pass
+        for future in rest:
+            if not future.done():
+                future.cancel()
+        for future in rest:
+            if not future.done() or future.cancelled() or future.exception() is not None:
+                continue
+            for outcome in future.result():
+                if outcome.died or outcome.unnoted:
+                    continue
+                pending = self.pending[outcome.index]
+                if pending.item.status != "pending":
+                    continue
+                try:
+                    self._finish(pending, outcome)
+                except Exception:  # noqa: BLE001 - what could be saved is; the interrupt goes on
+                    log.exception("for_each(%s): saving a result after Ctrl-C failed", self.name)
+                    continue
+                _tick(bar)
+                if pending.item.status == "ran":
+                    made[outcome.index] = outcome
 
     def _worker_died(self, code: int | None, own: bool) -> str:
         rest = "the others ran in a new pool" if own else "the others were not run: the pool is broken"
@@ -1282,6 +1351,7 @@ class _Workers:
         self.had_workers = False
         self.none_since: float | None = None
         self.gone = ""  # why the pool can run nothing more
+        self.interrupted = False  # Ctrl-C: our own pool's workers are ended, not waited for
         self.without_workers()  # (whether it has workers now)
 
     def without_workers(self) -> bool:
@@ -1317,7 +1387,16 @@ class _Workers:
         return running
 
     def close(self) -> None:
-        if self.own:
+        if self.own and self.interrupted:
+            # a worker takes the next chunk queued for it even after a Ctrl-C reached it, and
+            # a shutdown that waits runs every chunk already in the call queue: they end now
+            processes = list((getattr(self.pool, "_processes", None) or {}).values())
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(timeout=10)
+        elif self.own:
             self.pool.shutdown(cancel_futures=True)
         if self.watch is not None:
             self.watch.close()

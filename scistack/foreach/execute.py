@@ -181,7 +181,10 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
                              Outcome(t.index, None, utc_now(), 0.0, "not run: the Dask scheduler refused the note "
                                      "that it runs", unnoted=True) for t in tasks[position:]]
                 break
-            outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
+            try:
+                outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
+            except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the workers too: the calls
+                break  # finished are returned (their pack written), the caller saves them
         note.idle()  # (a death while the pack is written names no combination)
         return outcomes
     finally:
