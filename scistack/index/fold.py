@@ -15,6 +15,7 @@ rebuilt from the journal when missing, damaged, or when the journal was replaced
 from __future__ import annotations
 
 import collections
+import errno
 import heapq
 import itertools
 import json
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.address import address_order
-from scistack.errors import DatabaseLockedError, IndexDamagedError, storage_full
+from scistack.errors import DatabaseLockedError, IndexDamagedError, StorageFullError, storage_full
 from scistack.index.journal import JournalBackend, loads_line, size_now
 from scistack.index.state import RefRecord, key_of, keys_of, shown_as
 from scistack.records import RunRecord
@@ -316,7 +317,32 @@ def _layout(con: sqlite3.Connection) -> int | None:
 
 # SQLite errors that say the file could not be opened or locked, not that it is damaged
 _NOT_DAMAGE = frozenset({"SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM", "SQLITE_BUSY",
-                         "SQLITE_LOCKED", "SQLITE_AUTH"})
+                         "SQLITE_LOCKED", "SQLITE_AUTH", "SQLITE_FULL"})
+
+
+def _not_damage(exc: BaseException) -> bool:
+    """An error opening the fold that says nothing about its content: a lock, a permission,
+    a full disk or an I/O error (SQLITE_IOERR_*: a file-size limit past which a write fails
+    with EFBIG reads as "disk I/O error"). Such a file is not deleted: other processes may
+    have it, its -wal and -shm open, and deleting a live WAL lets them diverge."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    return name in _NOT_DAMAGE or name.startswith("SQLITE_IOERR")
+
+
+def _write_refused(exc: sqlite3.OperationalError, path: Any) -> StorageFullError | None:
+    """A clear error for a fold write the disk refused: a full disk (SQLite's "database or
+    disk is full") or an I/O error (SQLITE_IOERR_*, what a write past a file-size limit
+    reports); None for any other failure (a lock)."""
+    consequence = "Every saved value is intact in the journal, and this index is rebuilt from it"
+    full = storage_full(exc, f"the local index {path}", consequence)
+    if full is not None:
+        return full
+    if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_IOERR"):
+        return StorageFullError(
+            errno.EIO, f"the local index {path} could not be written ({exc}): the disk, a quota "
+            f"or a file-size limit (ulimit -f) refused the write, or the disk failed. {consequence}. "
+            "Free space or raise the limit and retry")
+    return None
 
 
 class Fold:
@@ -340,6 +366,7 @@ class Fold:
         self._pid = _forks[0]
         _FOLDS.add(self)
         self._held = False  # a read transaction `_held_rows` began is open
+        self._fold_warned = False  # `appended` said once that it could not fold
         self._held_opened = threading.Event()
         self._ender: threading.Thread | None = None
 
@@ -363,7 +390,7 @@ class Fold:
         try:
             self._con = self._open()
         except sqlite3.DatabaseError as exc:  # damaged: it is derived state, so start again
-            if getattr(exc, "sqlite_errorname", "") in _NOT_DAMAGE:
+            if _not_damage(exc):
                 raise IndexDamagedError(  # (it said "damaged" and deleted the file to rebuild it)
                     f"cannot open the local index {self.path} ({exc}); check that its folder can be "
                     "written by you and is on a working disk. Nothing was changed") from None
@@ -500,8 +527,7 @@ class Fold:
                     if self._fold_chunk(con, size) >= size:
                         return True
                 except sqlite3.OperationalError as exc:
-                    full = storage_full(exc, f"the local index {self.path}", "Every saved value is intact "
-                                        "in the journal, and this index is rebuilt from it")
+                    full = _write_refused(exc, self.path)
                     if full is None:
                         raise
                     raise full from None
@@ -529,10 +555,16 @@ class Fold:
                 con.execute("COMMIT")
             except sqlite3.OperationalError as exc:
                 _rollback(con)
-                if began and storage_full(exc, str(self.path)) is None:
-                    raise
-                # another process folds (the BEGIN waited in vain), or the disk is full: the
-                # lines are journalled (saved); the next catch_up folds them
+                # another process folds (the BEGIN waited in vain), the disk is full, or a write
+                # failed (a file-size limit's EFBIG reads as "disk I/O error"): the lines are
+                # journalled, so the save is done; the next catch_up folds them (or says clearly
+                # why it cannot). Raising here failed a save that had succeeded, and a retry
+                # saved a second version
+                if began:
+                    (log.debug if self._fold_warned else log.warning)(
+                        "%s: could not fold the lines just saved (%s); they are saved in the "
+                        "journal and folded when next read", self.path, exc)
+                    self._fold_warned = True
                 return False
             except BaseException:
                 _rollback(con)
