@@ -5,7 +5,9 @@ function report = for_each(fn, inputs, outputs, varargin)
 %   calls bandpass(signal, low_hz) for each of the 6 combinations, with signal loaded from
 %   RawEMG at that subject and session, and saves the result as FilteredEMG there, with its
 %   lineage (function, code, inputs, constants). A combination already computed by the same
-%   code from the same inputs is skipped (cached), exactly as for_each does in Python.
+%   code from the same inputs is skipped (cached), exactly as for_each does in Python; so
+%   is one whose inputs hold the same values as another's of this run, which is computed
+%   once (each is recorded with its own inputs).
 %
 %   FN      a named function in a .m file (@bandpass or 'bandpass'). Its identity is the
 %           normalised text of the file (comments, blank lines and trailing spaces do not
@@ -132,6 +134,15 @@ for k = find(strcmp(statuses, 'run'))
         continue
     end
     c = combos{k};
+    if isfield(c, 'same') && strcmp(statuses{c.same + 1}, 'ran')
+        % the same call key as combination c.same of this run (the same values at another
+        % address), which ran: served its result, recorded by the commit with this
+        % combination's own inputs (as Python's for_each serves it); if it did not run,
+        % this one runs
+        statuses{k} = 'cached';
+        recorder.add(struct('duration', 0, 'index', int64(k - 1), 'status', 'cached'));
+        continue
+    end
     started = scistack.internal.unix_time();
     t0 = tic;
     try

@@ -92,26 +92,27 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             if combo["status"] != "run":
                 continue
             result = by_index.get(index, {"status": "skipped", "error": _STOPPED})
+            made = _served(results_path, index, combo, by_index) if result.get("status") == "cached" else result
             item.status = result.get("status", "skipped")
             item.duration = float(result.get("duration") or 0.0)
             if str(index) in done["ran"]:  # recorded by an earlier (partial) commit of this run
-                item.status = "ran"
+                item.status = "ran" if made is result else "cached"
                 out_oids[index], call_oids[index] = done["ran"][str(index)]
                 continue
             if item.status == "failed":
                 item.error, item.traceback = result.get("error"), result.get("traceback")
                 continue
-            if item.status != "ran":
+            if item.status not in ("ran", "cached"):
                 item.status, item.error = "skipped", result.get("error")
                 continue
-            stored = [store_staged(db, folder, out, staged) for out in result["outputs"]]
-            layout = _layout(results_path, index, splits, result, len(stored))
+            stored = [store_staged(db, folder, out, staged) for out in made["outputs"]]
+            layout = _layout(results_path, index, splits, made, len(stored))
             oids = [oid for oid, _ in stored]
             split = split_record(splits, layout)
-            call = _record_call(db, fn, code, planned, combo, oids, env, result, split)
+            call = _record_call(db, fn, code, planned, combo, oids, env, made, split)
             db.index.put_call(combo["key"], call, cache_fn(fn.identity, (), split=bool(split)), oids,
                               multi=len(outputs) > 1)
-            parts = list(zip(result["outputs"], stored))
+            parts = list(zip(made["outputs"], stored))
             address = dict(combo["combo"])
             for var, where, _, (out, (oid, value)) in places(outputs, splits, address, key_of(address), parts, layout):
                 db.index.put_ref(var, dict(where), {}, oid, out["kind"], call=call, params=combo["params"],
@@ -238,6 +239,23 @@ def _store_constants(db: Database, folder: Path, req: dict[str, Any]) -> None:
     for spec in (req.get("inputs") or {}).values():
         if "var" not in spec:
             store_staged(db, folder, spec, staged)
+
+
+def _served(results_path: Path, index: int, combo: dict[str, Any], by_index: dict[int, dict[str, Any]]
+            ) -> dict[str, Any]:
+    """The result a combination MATLAB calls "cached" was served: that of the combination of
+    this run with its call key (the plan's `same`), which ran. It is recorded here with this
+    combination's own inputs and parameters (a call record of its own, as Python's
+    `_finish_same` records it); its outputs, labels, start and duration are that call's."""
+    same = combo.get("same")
+    made = by_index.get(same) if isinstance(same, int) else None
+    if made is None or made.get("status") != "ran":
+        raise InvalidMetadataError(
+            f"{results_path}: result {index} is \"cached\", served the result of the combination of "
+            "this run with its call key, but "
+            + ("the plan names none" if not isinstance(same, int) else f"result {same} did not run")
+            + "; run for_each again")
+    return made
 
 
 def _layout(results_path: Path, index: int, splits: tuple[str | None, ...], result: dict[str, Any],

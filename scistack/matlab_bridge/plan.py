@@ -49,6 +49,7 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     check_split_keys([(f"scistack.Split({v}(), '{by}')", by) for v, by in zip(outputs, splits)], db.schema_keys,
                      [pair[0] for pair in req.get("iterate") or []])
     planned = [_plan_one(db, fn, specs, constants, outputs, splits, combo) for combo in combos]
+    _mark_same(planned)
     counts = {s: sum(1 for p in planned if p["status"] == s) for s in ("run", "cached", "missing", "failed")}
     result = {
         "format": FORMAT,
@@ -74,6 +75,18 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
     }
     write_json(folder / PLAN_RESULT, result)
     return result
+
+
+def _mark_same(planned: list[dict[str, Any]]) -> None:
+    """A combination to run whose call key an earlier one of this run has (the same values
+    at another address) names it (`same`, its index): MATLAB does not call the function for
+    it but, once that one ran, is served its result, which the commit records with this
+    combination's own inputs, cached (as Python's `_finish_same`); if that one did not run,
+    this one runs. Before, both ran: one run computed the same inputs twice."""
+    first: dict[str, int] = {}
+    for index, combo in enumerate(planned):
+        if combo["status"] == "run" and (j := first.setdefault(combo["key"], index)) != index:
+            combo["same"] = j
 
 
 def request_splits(db: Database, req: dict[str, Any], outputs: list[str]) -> tuple[str | None, ...]:

@@ -403,6 +403,52 @@ def test_the_same_values_at_another_address_are_served_with_their_own_lineage(pr
         assert [(c["status"], c["restore"]) for c in combos] == [("cached", False), ("cached", False)]
 
 
+def test_the_same_values_twice_in_one_run_are_computed_once_and_served_with_their_own_lineage(project):
+    """A subject's raw values at pre and baseline are the same: (1, pre) and (1, baseline) make
+    one call key (signal and base alike). Each combination was planned against the call cache
+    alone, so MATLAB ran both. The plan names the first (`same`); MATLAB reports the later one
+    "cached" once that one ran and the commit records it with its own inputs (as Python's
+    `_finish_same`), across partial commits too. When the first failed the later one runs."""
+    db, fn = project
+    request = _request(db, fn, iterate=[["subject", [1, 2]], ["session", ["pre", "baseline"]]])
+    folder = _stage(db, "twice", request, {"payload-0.bin": b"2.0"})
+    combos = plan(db, folder / "plan.json")["combos"]
+    assert [(c["status"], c.get("same")) for c in combos] == [("run", None), ("run", 0), ("run", None), ("run", 2)]
+    assert combos[1]["key"] == combos[0]["key"] and combos[3]["key"] == combos[2]["key"]
+    (folder / "payload-1.bin").write_bytes(_npy(np.arange(4.0) * 2))
+    (folder / "payload-2.bin").write_bytes(_npy(np.arange(4.0) * 4))
+    ran = {"status": "ran", "started": 1790000000.0, "duration": 0.5, "labels": [[]]}
+    results = [{"index": 0, **ran, "outputs": [{"kind": "npy", "payload": "payload-1.bin"}]},
+               {"index": 1, "status": "cached", "duration": 0}]
+
+    def _commit(partial: bool, rows: list) -> dict:
+        (folder / "results.json").write_bytes(dumps_canonical({"format": 1, "partial": partial, "results": rows}))
+        return commit(db, folder / "results.json")
+
+    assert _commit(True, results)["summary"] == "for_each(scale): 1 ran so far, recorded"
+    failed = {"index": 2, "status": "failed", "error": "boom"}
+    for rows, match in [([{"index": 2, "status": "cached"}], "the plan names none"),
+                        ([failed, {"index": 3, "status": "cached"}], "result 2 did not run")]:
+        with pytest.raises(InvalidMetadataError, match=match):
+            _commit(True, results + rows)
+    results += [failed, {"index": 3, **ran, "outputs": [{"kind": "npy", "payload": "payload-2.bin"}]}]
+    done = _commit(False, results)
+    assert done["counts"] == {"ran": 2, "cached": 1, "missing": 0, "failed": 1}
+    assert done["outputs"][1] == done["outputs"][0] == [hash_value(np.arange(4.0) * 2)]
+    assert done["calls"][1] != done["calls"][0]
+    for (subject, session), call in [((1, "pre"), done["calls"][0]), ((1, "baseline"), done["calls"][1])]:
+        addr = {"subject": subject, "session": session}
+        record = db.index.current_at("BridgeOut", dumps_canonical(addr).decode(), "{}")
+        assert record.call == call and record.params == {"scale.k": 2.0} and record.version == 1
+        tree = db.store.get_value(call)
+        assert tree["inputs"]["signal"]["addr"] == addr and tree["outputs"] == [record.oid]
+        assert tree["started"] == "2026-09-21T14:13:20.000000Z"  # the call that computed it
+    rerun = _stage(db, "rerun", request, {"payload-0.bin": b"2.0"})
+    combos = plan(db, rerun / "plan.json")["combos"]
+    assert [(c["status"], c.get("restore")) for c in combos] == [
+        ("cached", False), ("cached", False), ("cached", True), ("cached", False)]
+
+
 def test_partial_commits_record_as_the_run_goes_and_the_last_counts_them(project):
     """MATLAB commits what finished so far during a long loop ("partial": no run report),
     then once at the end (or when interrupted) with every result: an interrupted run keeps
