@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import mmap
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -831,7 +830,6 @@ def test_chunk_files_read_ahead_decode_to_the_array_and_a_bad_one_is_named(tmp_p
     from scistack.objects import chunked
 
     monkeypatch.setattr(chunked, "_DIRECT_FROM", 0)  # (a read as big as the machine's memory)
-    monkeypatch.setattr(chunked, "_PLAIN_PAGES_FROM", 0)  # (a result on its own pages, filled per chunk)
     set_chunking(threshold=2 << 20, chunk_bytes=1 << 20)
     n, rng = 600_000, np.random.default_rng(7)
     if data == "noise":
@@ -976,36 +974,3 @@ def test_chunk_files_read_ahead_where_the_system_has_no_direct_or_cache_only_rea
     evict(store.path_of(o) for o in store.open_value(oid).manifest.oids)
     np.testing.assert_array_equal(store.get_value(oid), x)
     assert len(store.read) == len(store.open_value(oid).manifest.oids)
-
-
-def _resident_kb(array: np.ndarray) -> int:
-    """The kB of `array`'s own mapping present in memory (/proc/self/smaps: Rss)."""
-    address, lines = array.ctypes.data, Path("/proc/self/smaps").read_text().splitlines()
-    for at, line in enumerate(lines):
-        span = line.split(" ", 1)[0]
-        if "-" in span and all(c in "0123456789abcdef-" for c in span):
-            lo, hi = (int(part, 16) for part in span.split("-"))
-            if lo <= address < hi:
-                return next(int(x.split()[1]) for x in lines[at + 1 :] if x.startswith("Rss:"))
-    raise AssertionError("no mapping holds the array")
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="MADV_POPULATE_WRITE is Linux's")
-def test_a_whole_read_makes_each_chunks_pages_present_at_once(tmp_path, monkeypatch):
-    """A large result's pages under a chunk are made present in one call before the chunk is
-    decoded into them (not faulted in one by one); a part not on page boundaries takes the
-    pages it touches, and what was already written there stays."""
-    from scistack.objects import chunked
-
-    out = chunked.result_array([(64 << 20) // 8], np.float64)  # 64 MB: its own mapping
-    assert _resident_kb(out) == 0
-    out[10] = 1.5
-    fill = chunked._page_filler(out)
-    fill(out[1_000:600_001])  # bytes 8,000 .. 4,800,008: pages 1 .. 1,171
-    assert 1_171 * 4 <= _resident_kb(out) <= 1_172 * 4 + 8
-    assert out[10] == 1.5 and not out[1_000:600_001].any()
-    monkeypatch.setattr(chunked, "_PLAIN_PAGES_FROM", 0)
-    x = recording(n=20_000)
-    store = LocalObjectStore(tmp_path / "objects")
-    set_chunking(threshold=1 << 16, chunk_bytes=5_000)  # chunks of 4,992 bytes: off page boundaries
-    np.testing.assert_array_equal(store.get_value(store.put_value(x)), x)

@@ -23,7 +23,6 @@ import math
 import mmap
 import os
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -423,43 +422,6 @@ def result_array(shape: list[int], dtype: np.dtype) -> np.ndarray:
 
 
 _PLAIN_PAGES_FROM = 32 << 20  # below, malloc reuses freed memory (glibc maps anew from 32 MB)
-_POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23 if sys.platform.startswith("linux") else None)
-
-
-def _page_filler(out: np.ndarray) -> Callable[[np.ndarray], None]:
-    """A function that makes the pages under a contiguous part of `out` (a `result_array` on
-    its own mapping) present before it is decoded into: one `madvise(MADV_POPULATE_WRITE)`
-    (Linux 5.14) for a chunk's 1,024 pages instead of 1,024 page faults, on the thread that
-    decodes the chunk. Fresh pages are most of a whole load's CPU (an 8 GB load on this
-    project's VM: 48 % of its samples clearing pages, ~15 % more taking the faults); filling a
-    chunk's pages at once cost 1.01-1.05 s of CPU per 2 GB against 1.35-1.44 s by faults
-    (bench/results/large.md, 12-07 10:11). A no-op where `out` has no mapping of its own or
-    the kernel cannot (it then faults the pages in as before)."""
-    pages = out
-    while pages is not None and not isinstance(pages, mmap.mmap):
-        pages = pages.obj if isinstance(pages, memoryview) else getattr(pages, "base", None)
-    if pages is None or _POPULATE_WRITE is None:
-        return _no_fill
-    start = np.frombuffer(pages, dtype=np.uint8, count=1).ctypes.data
-    size = len(pages)
-    works = [True]
-
-    def fill(block: np.ndarray) -> None:
-        if not works[0]:
-            return
-        lo = block.ctypes.data - start
-        hi = min(size, -(-(lo + block.nbytes) // mmap.PAGESIZE) * mmap.PAGESIZE)
-        lo -= lo % mmap.PAGESIZE
-        try:
-            pages.madvise(_POPULATE_WRITE, lo, hi - lo)
-        except (OSError, ValueError):  # an older kernel (EINVAL), or no memory now: fault them in
-            works[0] = False
-
-    return fill
-
-
-def _no_fill(block: np.ndarray) -> None:
-    pass
 
 
 def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, array_oid: str,
@@ -476,7 +438,6 @@ def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, ar
         return out
     ranges = [range(a // c, (b - 1) // c + 1) for (a, b), c in zip(bounds, manifest.chunks)]
     scratch = threading.local()
-    fill_pages = _page_filler(out)
 
     def fill(index: tuple[int, ...], stored: memoryview | None = None) -> None:
         src, dst = [], []
@@ -486,7 +447,6 @@ def read_region(manifest: ArrayManifest, region: tuple[slice, ...], get: Get, ar
             dst.append(slice(lo - a, hi - a))
         block = out[tuple(dst)]
         if block.shape == manifest.chunks and block.flags.c_contiguous:
-            fill_pages(block)
             read_chunk_into(manifest, index, get, array_oid, block, stored)
         else:
             chunk = getattr(scratch, "chunk", None)
