@@ -304,7 +304,20 @@ class Index:
         self.refresh()
         if not self._pending:
             return self._fold.count(var)
-        return self._fold.count(var) - self._taken_by_held_deletes(var)[0] + self._overlay.count(var)
+        return (self._fold.count(var) - self._taken_by_held_deletes(var)[0] + self._overlay.count(var)
+                - self._held_repeats(var))
+
+    def _held_repeats(self, var: str) -> int:
+        """How many of the batch's held saves of `var` its flush will drop: each repeats the
+        value (of the same call) current at its address, in the fold or saved earlier in the
+        batch (`_settle`, asked of the variable's held lines). They had been counted, with the
+        record already there, until the flush: `count` said 3 of a variable with 2 records."""
+        mine = [e for e in self._pending or () if e["op"] in ("put", "del") and e.get("var") == var]
+        if not any(e["op"] == "put" for e in mine):
+            return 0
+        dropped: list[dict[str, Any]] = []
+        self._settle(mine, dropped)
+        return len(dropped)
 
     def newest(self, var: str, limit: int) -> list[RefRecord]:
         """The variable's `limit` most recently saved live records (held ones too), newest first."""
@@ -1094,13 +1107,15 @@ class Index:
                         "process had written since: nothing the batch held was written; save it again, "
                         "with that value fixed)") from None
 
-    def _settle(self, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _settle(self, pending: list[dict[str, Any]],
+                dropped: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Held entries against the fold (current, under the lock): a put that repeats the
         current value of the same call is dropped (another process, or an earlier batch, saved
         it), the others numbered after every version given so far; a call entry already cached
         is dropped. A record a delete held before the put takes out is not current: a value
         deleted and saved again in one batch had been dropped as already there, and the delete
-        left the address empty. A few bulk queries, not several per entry."""
+        left the address empty. A few bulk queries, not several per entry. `dropped`: given,
+        the puts dropped are put there (`_held_repeats`)."""
         # each address's text once, its repeated values written once (7 `key_of`s an entry
         # between here and the fold took ~1 s of a 100k batch's exit)
         addr_keys = iter(keys_of([e["addr"] for e in pending if e["op"] == "put"]))
@@ -1122,6 +1137,8 @@ class Index:
                      if r.vkeys_key == vkeys_key and r.version not in gone), None)
                 if current is not None and current.oid == entry["oid"] and self._same_call(
                         current.call, entry.get("call"), settled):
+                    if dropped is not None:
+                        dropped.append(entry)
                     continue
                 version = max(settled.next_version(var, addr_key), highest[var].get(addr_key, 0) + 1)
                 if version != entry["version"]:
