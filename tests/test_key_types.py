@@ -78,6 +78,45 @@ def test_another_process_look_alike_and_an_older_fold_are_seen(tmp_path, monkeyp
         database_module._current = None
 
 
+def test_an_older_folds_floats_migrate_as_the_fold_writes_them(tmp_path, monkeypatch):
+    """Layout 17's migration wrote a float's `key_values` text as SQLite renders it (15
+    digits, `1.0e+20`), and no int text for a whole float beyond int64 (1e20, 2.0**70: CAST AS
+    INTEGER saturates): after it, a look-alike of such a value was saved beside it. The rows
+    migrated are those the fold writes, and the values still load by the same keys."""
+    monkeypatch.chdir(tmp_path)
+    fold_path = tmp_path / ".scistack" / "fold.sqlite"
+
+    def key_values() -> list[tuple[str, str, str]]:
+        con = sqlite3.connect(fold_path)
+        try:
+            return sorted(con.execute("SELECT key, text, type FROM key_values"))
+        finally:
+            con.close()
+
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    KtA.save(1.0, subject=1e20, session=2.0**70)
+    KtA.save(2.0, subject=2.0**60, session=-1e300)
+    KtA.save(3.0, subject=2.5, session=0.1)
+    db.close()
+    database_module._current = None
+    written = key_values()
+    assert ("subject", "100000000000000000000", "float") in written
+    fold_before_key_values(tmp_path)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    try:
+        assert KtA.load(subject=1e20, session=2.0**70).data == 1.0
+        assert KtA.load(subject=2.0**60, session=-1e300).data == 2.0
+        for look_alike in ("100000000000000000000", "1e+20"):
+            with pytest.raises(InvalidMetadataError, match=r"looks like subject=1e\+20 \(a float\)"):
+                KtB.save(9.0, subject=look_alike, session=1)
+        with pytest.raises(InvalidMetadataError, match="looks like subject=1.152921504606847e\\+18"):
+            KtB.save(9.0, subject="1.152921504606847e+18", session=1)
+    finally:
+        db.close()
+        database_module._current = None
+    assert key_values() == written
+
+
 # -- a value that passed once is checked again once its look-alike may be live ---------------
 
 def test_a_value_whose_look_alike_this_process_saved_since_is_checked_again(project):

@@ -197,18 +197,32 @@ END;
 # 15 how many live refs name each of a variable's calls (`var_calls.live`, counted here once),
 # 16 the parts of containers and of each variable (`parts`, `var_parts`: `ls` counts a chunk
 # shared between versions once; `sizes` becomes each object's own bytes, so all are measured anew).
-_MIGRATIONS: dict[int, tuple[str, ...]] = {17: (
+def _float_key_values(con: sqlite3.Connection) -> None:
+    """Layout 17's `key_values` rows of the addresses' floats, as the fold writes them
+    (`shown_as`: Python's repr, and a whole float's int digits too), from the addresses that
+    hold one, read by Python. SQLite's own text had been written: 15 digits (2.0**60 as
+    1.15292150460685e+18, not 1.152921504606847e+18), `1.0e+20` for `1e+20`, and a whole float
+    beyond int64 (1e20, 2.0**70) had no int text at all (CAST AS INTEGER saturates), so a later
+    save of a look-alike of such a value was not refused."""
+    rows: set[tuple[str, str, str]] = set()
+    for (addr,) in con.execute("SELECT addr FROM addresses WHERE EXISTS "
+                               "(SELECT 1 FROM json_each(addresses.addr) WHERE type = 'real')"):
+        for key, value in json.loads(addr).items():
+            if type(value) is float:
+                rows.update((key, text, "float") for text in shown_as(value)[1])
+    con.executemany("INSERT OR IGNORE INTO key_values VALUES (?, ?, ?)", sorted(rows))
+
+
+_MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {17: (
     # the schema keys' values with their types (`key_values`, from the addresses: what the
-    # fold would have written, but for a float's digits in exponent form)
-    "INSERT OR IGNORE INTO key_values SELECT j.key, CASE j.type WHEN 'text' THEN j.atom WHEN 'real' "
-    "THEN CAST(j.atom AS TEXT) ELSE j.type END, CASE j.type WHEN 'text' THEN 'str' WHEN 'real' THEN 'float' "
-    "ELSE 'bool' END FROM addresses, json_each(addresses.addr) AS j WHERE j.type IN ('text', 'real', 'true', 'false')",
+    # fold would have written); ints and text as SQLite has them (address ints are within
+    # int64: `address_problem`), floats by Python's repr (`_float_key_values`)
+    "INSERT OR IGNORE INTO key_values SELECT j.key, CASE j.type WHEN 'text' THEN j.atom ELSE j.type END, "
+    "CASE j.type WHEN 'text' THEN 'str' ELSE 'bool' END FROM addresses, json_each(addresses.addr) AS j "
+    "WHERE j.type IN ('text', 'true', 'false')",
     "INSERT OR IGNORE INTO key_values SELECT j.key, CAST(j.atom AS TEXT), 'int' FROM addresses, "
     "json_each(addresses.addr) AS j WHERE j.type = 'integer'",
-    # (a whole float also reads as its int: saves make one an int first, but not beyond 2**53,
-    # nor in a journal written before that rule)
-    "INSERT OR IGNORE INTO key_values SELECT j.key, CAST(CAST(j.atom AS INTEGER) AS TEXT), 'float' FROM addresses, "
-    "json_each(addresses.addr) AS j WHERE j.type = 'real' AND j.atom = CAST(j.atom AS INTEGER)",
+    _float_key_values,
 ), 16: (
     # sizes had each object's bytes with its children's: measured again, own bytes and parts
     "DELETE FROM sizes", "DELETE FROM var_bytes", "DELETE FROM var_unsized", "DELETE FROM var_oids",
@@ -250,7 +264,10 @@ def _migrate(con: sqlite3.Connection, found: int) -> int:
         if int(_scalar(con, "SELECT value FROM meta WHERE key = 'fold_version'")) == found:
             while found in _MIGRATIONS:  # 8 -> 9 -> ... -> FOLD_VERSION
                 for statement in _MIGRATIONS[found]:
-                    con.execute(statement)
+                    if isinstance(statement, str):
+                        con.execute(statement)
+                    else:
+                        statement(con)
                 found += 1
             con.execute("UPDATE meta SET value = ? WHERE key = 'fold_version'", (str(found),))
         con.execute("COMMIT")
