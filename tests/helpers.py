@@ -197,3 +197,47 @@ def require_tool(tool: str) -> str:
             pytest.fail(message + "; CI must run the MATLAB client tests")
         pytest.skip(message)
     return path
+
+
+def octave_env(**extra: str) -> dict[str, str]:
+    """The environment Octave runs the MATLAB client in: this environment's `scistack`
+    command and Python, `extra`, and no SCISTACK_DB of the caller's (each test names its own
+    project)."""
+    import sys
+
+    env = dict(os.environ, SCISTACK_CLI=scistack_cli(), SCISTACK_PYTHON=sys.executable, **extra)
+    env.pop("SCISTACK_DB", None)
+    return env
+
+
+def octave_for_each_project(folder: Any, variables: tuple[str, ...], functions: dict[str, str],
+                            schema: tuple[str, ...], run: str, **env: str) -> dict[str, str]:
+    """A MATLAB for_each project in `folder` (the project's data at p/p.duckdb, saved by the
+    caller): a classdef per variable, each function (name -> its .m text) and run.m, which puts
+    the MATLAB client on the path, configures p/p.duckdb with `schema` and runs the lines
+    `run`. Returns the environment Octave runs run.m in (`octave_env(**env)`)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    matlab = Path(__file__).resolve().parents[1] / "matlab"
+    for var in variables:
+        (folder / f"{var}.m").write_text(f"classdef {var} < scistack.BaseVariable\nend\n")
+    for name, text in functions.items():
+        (folder / f"{name}.m").write_text(text)
+    keys = ", ".join(f"'{key}'" for key in schema)
+    (folder / "run.m").write_text(
+        f"addpath('{matlab}');\nscistack.configure_database('p/p.duckdb', {{{keys}}});\n{run}")
+    return octave_env(**env)
+
+
+def octave_command(script: str = "run.m") -> list[str]:
+    """Octave running `script` (in the folder it is started in), with no GUI nor init file."""
+    return [require_tool("octave-cli"), "--no-gui", "--no-init-file", "--quiet", script]
+
+
+def run_octave(cwd: Any, env: dict[str, str], script: str = "run.m", timeout: float = 300) -> Any:
+    """Run `script` in Octave in `cwd` (its output captured, whatever its exit status)."""
+    import subprocess
+
+    return subprocess.run(octave_command(script), cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL, check=False)

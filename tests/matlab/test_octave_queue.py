@@ -9,14 +9,14 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from scistack.database import Database
 from scistack.objects.canonical_json import dumps_canonical
-from tests.helpers import require_tool, scistack_cli
+from tests.helpers import (octave_command, octave_env, octave_for_each_project, require_tool, run_octave,
+                           scistack_cli)
 
 MATLAB_TESTS = Path(__file__).resolve().parents[2] / "matlab" / "tests"
 
@@ -31,8 +31,7 @@ def test_saves_survive_a_kill_after_they_returned(tmp_path: Path):
         "SavedValue().save(99, 'subject', 1, 'session', 'pre'); "
         "kill(getpid(), 9);"
     )
-    env = dict(os.environ, SCISTACK_CLI=scistack_cli(), SCISTACK_PYTHON=sys.executable)
-    env.pop("SCISTACK_DB", None)
+    env = octave_env()
     proc = subprocess.run([octave, "--no-gui", "--no-init-file", "--quiet", "--eval", script],
                           cwd=MATLAB_TESTS, env=env, capture_output=True, text=True, timeout=120,
                           stdin=subprocess.DEVNULL, check=False)
@@ -75,8 +74,7 @@ def test_two_sessions_flushing_one_queue_record_each_save_once(tmp_path: Path):
     project = tmp_path / "p"
     Database(project / "gait.duckdb", ["subject", "session"]).close()
     queue = _queue_saves(project, 150)
-    env = dict(os.environ, SCISTACK_CLI=scistack_cli(), SCISTACK_PYTHON=sys.executable)
-    env.pop("SCISTACK_DB", None)
+    env = octave_env()
     script = ("addpath('..'); addpath('vars'); "  # configure_database flushes the queue it finds
               f"scistack.configure_database('{project / 'gait.duckdb'}', {{'subject', 'session'}}); "
               "scistack.flush();")
@@ -114,26 +112,21 @@ def _slow_project(tmp_path: Path) -> tuple[Path, dict]:
     with Database(tmp_path / "p" / "p.duckdb", ["subject"]) as db:
         for s in range(1, 11):
             db.index.put_ref("Raw", {"subject": s}, {}, db.store.put_value(np.arange(3.0) + s), "npy")
-    for var in ("Raw", "Out"):
-        (tmp_path / f"{var}.m").write_text(f"classdef {var} < scistack.BaseVariable\nend\n")
-    (tmp_path / "slow.m").write_text(
-        "function y = slow(x)\n  pause(0.5);\n  printf('computed %g\\n', x(1)); fflush(stdout);\n  y = x * 2;\nend\n")
-    (tmp_path / "run.m").write_text(
-        f"addpath('{MATLAB_TESTS.parent}');\n"
-        "scistack.configure_database('p/p.duckdb', {'subject'});\n"
+    env = octave_for_each_project(
+        tmp_path, ("Raw", "Out"),
+        {"slow": "function y = slow(x)\n  pause(0.5);\n  printf('computed %g\\n', x(1)); fflush(stdout);\n"
+                 "  y = x * 2;\nend\n"}, ("subject",),
         "r = scistack.for_each(@slow, struct('x', Raw()), {Out()}, 'subject', 1:10);\n"
         "printf('ran=%d cached=%d\\n', r.counts.ran, r.counts.cached);\n")
-    env = dict(os.environ, SCISTACK_CLI=scistack_cli(), SCISTACK_PYTHON=sys.executable)
-    env.pop("SCISTACK_DB", None)
     return tmp_path, env
 
 
 def _stop_after(cwd: Path, env: dict, computed: int, sig: int) -> str:
     """Run run.m and send SIG to Octave (and what it started) once COMPUTED combinations
     were computed; returns what it wrote on stderr."""
-    proc = subprocess.Popen([require_tool("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(octave_command(), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                            start_new_session=True)
     seen = 0
     for line in proc.stdout:
         seen += line.startswith("computed")
@@ -146,8 +139,7 @@ def _stop_after(cwd: Path, env: dict, computed: int, sig: int) -> str:
 
 
 def _rerun(cwd: Path, env: dict) -> tuple[int, int]:
-    out = subprocess.run([require_tool("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"], cwd=cwd,
-                         env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL, check=False)
+    out = run_octave(cwd, env)
     counts = re.search(r"ran=(\d+) cached=(\d+)", out.stdout)
     assert counts, out.stdout + out.stderr
     return int(counts.group(1)), int(counts.group(2))

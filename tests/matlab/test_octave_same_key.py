@@ -5,19 +5,15 @@ its own that names its own inputs, and a re-run finds them all cached."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from scistack.database import Database
 from scistack.index import key_of
-from tests.helpers import require_tool, scistack_cli
+from tests.helpers import octave_for_each_project, run_octave
 
-MATLAB = Path(__file__).resolve().parents[2] / "matlab"
 SUBJECTS = (1, 2, 3, 4)
 
 
@@ -29,28 +25,21 @@ def _project(tmp_path: Path) -> dict:
             oid = db.store.put_value(np.arange(3.0) + 10 * s)
             for session in ("pre", "post"):
                 db.index.put_ref("Y", {"subject": s, "session": session}, {}, oid, "npy")
-    for var in ("Y", "M"):
-        (tmp_path / f"{var}.m").write_text(f"classdef {var} < scistack.BaseVariable\nend\n")
-    (tmp_path / "mstep.m").write_text(
-        "function out = mstep(y, k)\n  printf('computed %g\\n', y(1)); fflush(stdout);\n  out = y * k;\nend\n")
-    (tmp_path / "run.m").write_text(
-        f"addpath('{MATLAB}');\n"
-        "scistack.configure_database('p/p.duckdb', {'subject', 'session'});\n"
+    return octave_for_each_project(
+        tmp_path, ("Y", "M"),
+        {"mstep": "function out = mstep(y, k)\n  printf('computed %g\\n', y(1)); fflush(stdout);\n"
+                  "  out = y * k;\nend\n"},
+        ("subject", "session"),
         "r = scistack.for_each(@mstep, struct('y', Y(), 'k', int64(3)), {M()}, 'subject', [], "
         "'session', {'pre', 'post'});\n"
         "printf('ran=%d cached=%d failed=%d\\n', r.counts.ran, r.counts.cached, r.counts.failed);\n"
-        "printf('outputs=%d\\n', sum(arrayfun(@(it) numel(it.outputs), r.items)));\n")
-    env = dict(os.environ, SCISTACK_CLI=scistack_cli(), SCISTACK_PYTHON=sys.executable,
-               SCISTACK_COMMIT_EVERY="0")  # a partial commit after every combination, too
-    env.pop("SCISTACK_DB", None)
-    return env
+        "printf('outputs=%d\\n', sum(arrayfun(@(it) numel(it.outputs), r.items)));\n",
+        SCISTACK_COMMIT_EVERY="0")  # a partial commit after every combination, too
 
 
 def _run(cwd: Path, env: dict) -> tuple[int, int, int, int]:
     """run.m in Octave: (ran, cached, combinations computed, outputs the report names)."""
-    out = subprocess.run([require_tool("octave-cli"), "--no-gui", "--no-init-file", "--quiet", "run.m"],
-                         cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-                         stdin=subprocess.DEVNULL, check=False)
+    out = run_octave(cwd, env)
     counts = re.search(r"ran=(\d+) cached=(\d+) failed=(\d+)", out.stdout)
     named = re.search(r"outputs=(\d+)", out.stdout)
     assert counts and named and counts.group(3) == "0", out.stdout + out.stderr
