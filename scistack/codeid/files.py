@@ -14,8 +14,8 @@ How reads are seen: a Python audit hook (PEP 578, installed on first use and nev
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
 the libraries built on them (numpy, pandas' default engine, json, csv; a name opened in a
 folder's descriptor, ``os.open(name, flags, dir_fd=d)``, whose event lacks the ``dir_fd``: the
-wrapped ``os.open`` tells it, `_opener`, and the path is in that folder, *unseen* where its path
-is not found), and every
+wrapped ``os.open`` tells it, `_opener`, and the path is in that folder, the working directory
+for ``AT_FDCWD``, *unseen* where its path is not found), and every
 ``os.listdir``/``os.scandir`` (``glob``, ``pathlib``'s ``iterdir``/``glob``, ``os.walk``; by a
 descriptor, ``os.fwalk``, ``os.listdir(fd)``: the folder's path from ``/proc/self/fd`` or
 ``F_GETPATH``, and where none is found, an *unseen* entry that no hit passes), and
@@ -51,7 +51,7 @@ library nor the import system, which probe and list directories all the time):
   changed size or mtime misses (a touch too; the content is not read, so not hashed), and a
   changed ctime (a chmod) where the code could read it (``os.stat``, ``Path.stat``,
   ``getctime``: `_WHOLE_STAT`; not a ``getsize``); a stat by a name in a folder's
-  descriptor (``os.stat(name, dir_fd=d)``) is of the path in that folder (`_fd_path`;
+  descriptor (``os.stat(name, dir_fd=d)``) is of the path in that folder (`_dir_fd_path`;
   *unseen* where none is found). A path
   the call also opened (by content) or whose folder it listed (names) has no such entry, nor
   one a wrapper stats on its own account (``os.makedirs``' parents, ``realpath``/``resolve``,
@@ -346,7 +346,7 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
                 noted.pop(pending[3], None) if isinstance(noted, dict) else noted.discard(pending[3])
             # the event of open() itself, just before, named `name` in the working directory: not
             # read (a wrong input, hashed) nor written (a file there read later, taken for output)
-        folder = _fd_path(dir_fd)  # the event names `name` alone; it is in the folder of `d`
+        folder = _dir_fd_path(dir_fd)  # the event names `name` alone; it is in the folder of `d`
         if folder is None:  # (no /proc, the folder removed): never served, nor a wrong path
             if _for_reading(args) and _callers(opener)[0]:
                 for recording in stack:
@@ -439,6 +439,23 @@ def _by_rmtree(frame: Any) -> bool:
 
 
 _RMTREE = ("rmtree", "_rmtree")
+
+
+# the dir_fd meaning "relative to the working directory" (Linux and the BSDs: -100; macOS: -2;
+# Python names it nowhere): a name in it is a path in the working directory, as with no dir_fd
+_AT_FDCWD = -2 if sys.platform == "darwin" else -100 if sys.platform.startswith(("linux", "freebsd")) else None
+
+
+def _dir_fd_path(dir_fd: Any) -> str | None:
+    """The folder a name given with `dir_fd` is in: the working directory for ``AT_FDCWD``
+    (it had no path in ``/proc/self/fd``: *unseen*, a call reading ``os.open(name, flags,
+    dir_fd=AT_FDCWD)`` was never served), else the folder open at that descriptor (`_fd_path`)."""
+    if dir_fd == _AT_FDCWD:
+        try:
+            return os.getcwd()
+        except OSError:  # (the working directory removed)
+            return None
+    return _fd_path(dir_fd)
 
 
 def _fd_path(fd: int) -> str | None:
@@ -836,7 +853,7 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
             return  # a file descriptor
         dir_fd, folder, name = kwargs.get("dir_fd"), "", path
         if dir_fd is not None and not os.path.isabs(path):  # os.stat(name, dir_fd=d): in d's
-            folder = _fd_path(dir_fd)  # folder (it had been skipped: a file replaced there kept
+            folder = _dir_fd_path(dir_fd)  # folder (it had been skipped: a file replaced there kept
             if folder is not None:  # the hit); where none is found, `unseen` below
                 path = os.path.join(folder, path)
         path = os.path.abspath(path)

@@ -1462,6 +1462,43 @@ def test_a_file_read_by_its_name_in_a_folder_descriptor_is_an_input(project, tmp
     assert _run(steps) == (["ran", "ran"], [25.0, 50.0] if how != "os.stat" else [30.0, 60.0])
 
 
+AT_FDCWD = -2 if sys.platform == "darwin" else -100  # (Python does not name it)
+
+
+@pytest.mark.skipif(not sys.platform.startswith(("linux", "darwin")), reason="AT_FDCWD's value")
+@pytest.mark.parametrize("how", ["os.open", "os.stat"])
+def test_a_name_read_with_the_working_directory_as_its_dir_fd_is_the_file_there(
+        project, tmp_path, monkeypatch, how):
+    # dir_fd=AT_FDCWD is "relative to the working directory": it has no path in /proc/self/fd,
+    # so the read was recorded unseen and the call never served (it ran again every time)
+    steps = Steps(tmp_path, monkeypatch)
+    read = {"os.open": "read_at()", "os.stat": "os.stat('cal.txt', dir_fd=AT).st_size"}[how]
+    steps.write(HEAD + textwrap.dedent(f"""
+        AT = {AT_FDCWD}
+        def read_at():
+            f = os.open("cal.txt", os.O_RDONLY, dir_fd=AT)
+            try:
+                return float(os.read(f, 100))
+            finally:
+                os.close(f)
+        @lineage_fcn
+        def proc(x):
+            return x * {read}
+    """))
+    monkeypatch.chdir(tmp_path)
+    cal = tmp_path / "cal.txt"
+    cal.write_text("1.5")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [15.0, 30.0] if how == "os.open" else [30.0, 60.0])
+    record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+    assert [(f["path"], f.get("kind", "file")) for f in record.extra["files"]] == [
+        (str(cal), "file" if how == "os.open" else "stat")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    cal.write_text("2.5" if how == "os.open" else "2.50")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [25.0, 50.0] if how == "os.open" else [40.0, 80.0])
+
+
 @pytest.mark.parametrize("how", ["os.open", "os.stat"])
 def test_a_name_read_in_a_folder_descriptor_whose_path_cannot_be_found_is_never_served(
         project, tmp_path, monkeypatch, how):
