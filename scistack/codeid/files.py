@@ -851,7 +851,7 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
             path = os.fsdecode(path)
         if not isinstance(path, str):
             return  # a file descriptor
-        dir_fd, folder, name = kwargs.get("dir_fd"), "", path
+        dir_fd, folder, given = kwargs.get("dir_fd"), "", path
         if dir_fd is not None and not os.path.isabs(path):  # os.stat(name, dir_fd=d): in d's
             folder = _dir_fd_path(dir_fd)  # folder (it had been skipped: a file replaced there kept
             if folder is not None:  # the hit); where none is found, `unseen` below
@@ -873,7 +873,7 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
             return
         if folder is None:  # (no /proc, the folder removed): never served, nor a wrong path
             for recording in stack:
-                recording.unseen.add(f"<{name} looked for in the folder of file "
+                recording.unseen.add(f"<{given} looked for in the folder of file "
                                      f"descriptor {dir_fd}, whose path could not be found>")
             return
         if not found:
