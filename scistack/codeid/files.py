@@ -56,6 +56,11 @@ library nor the import system, which probe and list directories all the time):
   the call also opened (by content) or whose folder it listed (names) has no such entry, nor
   one a wrapper stats on its own account (``os.makedirs``' parents, ``realpath``/``resolve``,
   ``shutil``'s copies, a glob's tests: those are not inputs of the result);
+* a link whose target it read (``os.readlink``, also with ``dir_fd``, ``Path.readlink``:
+  ``_install`` wraps ``os.readlink``, which raises no event) is recorded by a digest of that
+  target's text (*link*, `_link`): the hit misses once the link is re-pointed or is no link;
+  a path it found no link there (``EINVAL``) is *present* by an lstat (a link put there
+  misses). ``realpath``/``resolve``'s own reads of links are not inputs, as their stats;
 * a directory it listed is recorded by a digest of its sorted entry names, a folder's marked
   (database write-ahead logs left out): a file added, removed or renamed there misses the
   hit, and so does a file replaced by a folder of its name (``DirEntry.is_dir()``). The names
@@ -122,6 +127,7 @@ other threads or processes the function starts, and network reads.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import importlib.util
 import os
@@ -225,6 +231,8 @@ class FileRead:
     def to_value(self) -> dict[str, object]:
         if self.kind in ("absent", "unseen"):
             return {"path": self.path, "kind": self.kind}
+        if self.kind == "link":
+            return {"path": self.path, "kind": "link", "blake3": self.digest}
         if self.kind == "present":
             found = {"path": self.path, "kind": "present", "type": self.digest}
             return found if self.follow else {**found, "lstat": True}
@@ -249,6 +257,8 @@ class FileRead:
         kind = str(value.get("kind", "file"))
         if kind in ("absent", "unseen"):
             return cls(str(value["path"]), -1, -1, 0, "", kind)
+        if kind == "link":
+            return cls(str(value["path"]), -1, -1, 0, str(value["blake3"]), kind, follow=False)
         follow = not value.get("lstat", False)
         if kind == "present":
             return cls(str(value["path"]), -1, -1, 0, str(value["type"]), kind, follow=follow)
@@ -271,8 +281,8 @@ class FileRead:
 class _Recording:
     """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "unfollowed", "callers", "codes",
-                 "modules", "reused", "unseen")
+    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "unfollowed", "links", "callers",
+                 "codes", "modules", "reused", "unseen")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -285,6 +295,7 @@ class _Recording:
         # asked of them (`_TESTED`, `_SIZE_MTIME`, `_WHOLE_STAT`)
         self.unfollowed: dict[str, int] = {}  # the same, of those found by a stat not
         # following links (islink, lexists, lstat): a path probed both ways is in both
+        self.links: set[str] = set()  # links whose target the project's code read (readlink)
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
         self.modules: set[str] = set()  # source files of the project modules imported meanwhile
@@ -659,9 +670,10 @@ def _install() -> None:
     with _HOOK_LOCK:
         if not _HOOKED:
             os.stat, os.lstat, os.access = _probe(os.stat), _probe(os.lstat), _probe(os.access)
+            os.readlink = _probe(os.readlink)
             os.open = _opener(os.open)
             importlib.import_module = _importer(importlib.import_module)
-            _same_support(os.stat, os.lstat, os.access, os.open)
+            _same_support(os.stat, os.lstat, os.access, os.readlink, os.open)
             try:
                 sys.addaudithook(_hook)
             except RuntimeError as exc:  # another audit hook refused ours: say so, once
@@ -693,6 +705,10 @@ def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
             result = real(path, *args, **kwargs)
         except (FileNotFoundError, NotADirectoryError):
             _note_probe(path, kwargs, real.__name__, False)
+            raise
+        except OSError as exc:  # readlink of a path that is not a link: found, of its type
+            if exc.errno == errno.EINVAL and real.__name__ == "readlink":
+                _note_probe(path, kwargs, "readlink", True)
             raise
         # os.access False: absent, or not allowed (`files_read` tells them apart)
         _note_probe(path, kwargs, real.__name__, result is not False)
@@ -881,6 +897,10 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
                 recording.read[path] = True
             return
         asked = called if outer is None else outer.f_code.co_name
+        if called == "readlink":  # os.readlink, Path.readlink: the link's target is an input
+            for recording in stack if asked == "readlink" else ():  # (not `realpath`'s, `resolve`'s)
+                recording.links.add(path)
+            return
         if asked in _TESTS or asked in _STATS:
             asks = (_TESTED if asked in _TESTS else _WHOLE_STAT if asked in _READS_CTIME else _SIZE_MTIME)
             unfollowed = called == "lstat" or kwargs.get("follow_symlinks", True) is False
@@ -914,7 +934,8 @@ def files_read(recording: _Recording) -> list[FileRead]:
     """The inputs of a finished recording, hashed now, and the reads of this process's memos
     its function reaches (sorted by path)."""
     _note_reached_modules(recording)
-    if not (recording.read or recording.listed or recording.probed or recording.unfollowed or recording.modules
+    if not (recording.read or recording.listed or recording.probed or recording.unfollowed or recording.links
+            or recording.modules
             or recording.reused or recording.unseen
             or _MEMO_READS
             or _IMPORTED_BY):
@@ -952,6 +973,12 @@ def files_read(recording: _Recording) -> list[FileRead]:
         entry = _probed(path, asks, follow=False)
         if entry is not None:
             found[path + _UNFOLLOWED] = entry
+    for path in recording.links:  # (its own entry, as an lstat's: the link, not what it names)
+        if path in recording.written or not _is_input_path(path, exclude):
+            continue
+        entry = _link(path)
+        if entry is not None:
+            found[path + _TARGET] = entry
     for described in recording.unseen:
         found[described] = FileRead(described, -1, -1, 0, "", "unseen")
     _imports(recording, found, exclude)
@@ -961,6 +988,7 @@ def files_read(recording: _Recording) -> list[FileRead]:
 
 
 _UNFOLLOWED = "\0lstat"  # `files_read`'s key of a path's lstat entry (sorts just after the path's)
+_TARGET = "\0readlink"  # and of its link's target read
 
 
 # a lineage function's code -> the source files of the project modules its calls imported in
@@ -1211,6 +1239,10 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
         if f.kind == "unseen":  # (a folder listed whose path could not be found: never a hit)
             changed.append(f.path)
             continue
+        if f.kind == "link":  # (a link whose target the code read: re-pointed, or no link now)
+            if _target_digest(path) != f.digest:
+                changed.append(path)
+            continue
         try:
             st = os.stat(path) if f.follow else os.lstat(path)
         except OSError:
@@ -1327,6 +1359,26 @@ def _probed(path: str, asks: int, follow: bool = True) -> FileRead | None:
         return FileRead(path, -1, -1, 0, _type(st.st_mode), "present", follow=follow)
     return FileRead(path, st.st_size, st.st_mtime_ns, 0, _type(st.st_mode), "stat", follow=follow,
                     ctime_ns=st.st_ctime_ns if asks == _WHOLE_STAT else -1)
+
+
+def _target_digest(path: str) -> str | None:
+    """The blake3 of the target a link names (its text, as ``os.readlink`` gives it); None
+    where `path` is no link."""
+    try:
+        return blake3.blake3(os.fsencode(os.readlink(path))).hexdigest()
+    except (OSError, ValueError):
+        return None
+
+
+def _link(path: str) -> FileRead | None:
+    """A link whose target the code read (``os.readlink``, ``Path.readlink``), as it is now:
+    its target text (`kind` ``link``: a link re-pointed misses the hit; it had kept it, no
+    stat nor open of the link being seen); a path the code found no link (``EINVAL``), of
+    its type by an ``lstat`` (a link put there misses)."""
+    digest = _target_digest(path)
+    if digest is None:
+        return _probed(path, _TESTED, follow=False)
+    return FileRead(path, -1, -1, 0, digest, "link", follow=False)
 
 
 def _listing(path: str, keep_names: bool = False) -> FileRead | None:

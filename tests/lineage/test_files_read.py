@@ -862,9 +862,9 @@ def test_the_wrapped_stat_functions_can_still_be_pickled(tmp_path):
 
     files.install()
     assert os.stat.__wrapped__ is not None
-    for fn in (os.stat, os.lstat, os.access, os.open):
+    for fn in (os.stat, os.lstat, os.access, os.readlink, os.open):
         assert pickle.loads(pickle.dumps(fn)) is fn
-    assert {os.stat, os.access, os.open} <= os.supports_dir_fd  # (asked before passing dir_fd)
+    assert {os.stat, os.access, os.readlink, os.open} <= os.supports_dir_fd  # (asked before passing dir_fd)
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         assert list(pool.map(os.stat, [str(tmp_path)]))[0].st_ino == tmp_path.stat().st_ino
 
@@ -1528,6 +1528,91 @@ def test_a_name_read_in_a_folder_descriptor_whose_path_cannot_be_found_is_never_
     assert _statuses(project) == ["stale", "stale"]
     said = {"os.open": "<cal.txt opened in", "os.stat": "<cal.txt looked for in"}[how]  # (os.stat's had
     assert f"{said} the folder of file descriptor" in str(why(FrOut, subject=1, session="a"))  # the module's name)
+
+
+READLINK = {  # code reading where a link points (the link `cur` in the steps' folder)
+    "os.readlink": "os.readlink(os.path.join(HERE, 'cur'))",
+    "Path.readlink": "str(pathlib.Path(HERE, 'cur').readlink())",
+    "dir_fd": "read_at(os.open(HERE, os.O_RDONLY))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(READLINK))
+def test_a_link_whose_target_the_code_read_is_an_input_and_re_pointing_it_misses(
+        project, tmp_path, monkeypatch, how):
+    # os.readlink opens nor stats anything (no audit event, no os.stat): the link re-pointed
+    # (`ln -sfn v22 cur`: a new target of another length) kept the hit of code reading it
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import pathlib\n" + textwrap.dedent(f"""
+        def read_at(d):
+            try:
+                return os.readlink("cur", dir_fd=d)
+            finally:
+                os.close(d)
+        @lineage_fcn
+        def proc(x):
+            return x * len({READLINK[how]})
+    """))
+    cur = steps.dir / "cur"
+    cur.symlink_to("v1")  # (dangling: the target's text is what is read)
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+    assert [(f["path"], f["kind"]) for f in record.extra["files"]] == [(str(cur), "link")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "v1").write_text("made")  # (what it points to appearing: no change of the link)
+    assert _statuses(project) == ["done", "done"]
+    (steps.dir / "new").symlink_to("v22")
+    os.replace(steps.dir / "new", cur)
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "new").symlink_to("v33")  # (the same length: the same result, another target)
+    os.replace(steps.dir / "new", cur)
+    assert _statuses(project) == ["stale", "stale"]
+    cur.unlink()
+    cur.write_text("no link")  # (a file in its place: readlink fails, the result is no more)
+    assert _statuses(project) == ["stale", "stale"]
+
+
+def test_a_path_the_code_read_as_no_link_misses_once_it_is_one(project, tmp_path, monkeypatch):
+    # readlink of a file raises EINVAL: the code learned it is no link (`except OSError`)
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            try:
+                return x * len(os.readlink(os.path.join(HERE, "cur")))
+            except OSError:
+                return x
+    """))
+    cur = steps.dir / "cur"
+    cur.write_text("a file")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert _recorded(project, 1) == [("cur", "present")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    cur.unlink()
+    cur.symlink_to("v22")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+def test_links_a_resolve_reads_on_its_own_account_are_no_input(project, tmp_path, monkeypatch):
+    # realpath/resolve read each link of a path: what they give is the path, an input only if
+    # the code opens or tests it
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import pathlib\n" + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            return x * (len(os.path.realpath(os.path.join(HERE, "cur"))) > 0) * (
+                len(str(pathlib.Path(HERE, "cur").resolve())) > 0)
+    """))
+    (steps.dir / "v1").write_text("")
+    (steps.dir / "cur").symlink_to("v1")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
+    assert _recorded(project, 1) == []
 
 
 CTIMES = {  # what the code reads of a path found; whether a chmod alone misses the hit
