@@ -329,7 +329,7 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         _note_write(event, args, stack)
         return
     opener = _opener_frame(sys._getframe(2))  # (0: here, 1: the hook, 2: who opened or listed)
-    pending = _PENDING.__dict__.pop("io", None) if event == "open" else None  # (the last `open`)
+    pending = _in_progress(opener) if event == "open" else []  # (`open()` calls under way)
     if _by_rmtree(opener):
         return  # shutil.rmtree's own listings and opens of what it removes: a write, no input
     path = args[0]
@@ -352,11 +352,12 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         # lacks: it named a path in the working directory); its listing is seen, by descriptor
     dir_fd = getattr(_DIR_FD, "fd", None) if event == "open" and args[1] is None else None
     if dir_fd is not None and not os.path.isabs(path):  # os.open(name, flags, dir_fd=d)
-        if pending is not None and pending[:2] == (args[0], args[2]) and _below(opener, pending[2]):
-            for noted in pending[4]:  # open(name, opener=lambda p, f: os.open(p, f, dir_fd=d)):
-                noted.pop(pending[3], None) if isinstance(noted, dict) else noted.discard(pending[3])
-            # the event of open() itself, just before, named `name` in the working directory: not
-            # read (a wrong input, hashed) nor written (a file there read later, taken for output)
+        for i in range(len(pending) - 1, -1, -1):  # open(name, opener=lambda p, f: os.open(p, f,
+            if pending[i][:2] == (args[0], args[2]):  # dir_fd=d)): the event of that open() itself
+                _, _, _, _, noted_path, noted = pending.pop(i)  # (the innermost one under way), before
+                for names in noted:  # its opener's, named `name` in the working directory: not read
+                    names.pop(noted_path, None) if isinstance(names, dict) else names.discard(noted_path)
+                break  # (a wrong input, hashed) nor written (a file there read later, taken for output)
         folder = _dir_fd_path(dir_fd)  # the event names `name` alone; it is in the folder of `d`
         if folder is None:  # (no /proc, the folder removed): never served, nor a wrong path
             if _for_reading(args) and _callers(opener)[0]:
@@ -388,16 +389,15 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     if event == "open":
         if not _for_reading(args):
             if relative:
-                _PENDING.io = (args[0], args[2], id(opener), path,
-                               [recording.written for recording in stack if path not in recording.written])
+                _pend(pending, args, opener, path,
+                      [recording.written for recording in stack if path not in recording.written])
             for recording in stack:
                 recording.written.add(path)
             return
     own, callers = _callers(opener)
     first: list[FileRead | None] = []  # the folder as the code lists it now, listed once
     if relative:
-        _PENDING.io = (args[0], args[2], id(opener), path,
-                       [recording.read for recording in stack if path not in recording.read])
+        _pend(pending, args, opener, path, [recording.read for recording in stack if path not in recording.read])
     for recording in stack:
         if event == "open":
             recording.read[path] = own or recording.read.get(path, False)
@@ -410,22 +410,44 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
             recording.codes.update(callers)
 
 
-# `io`: the last ``open`` event of ``open()`` itself (not ``os.open``) of a relative name, in
-# this thread: (the name, its flags, who opened (id), the path noted, the recordings' `read` or
-# `written` it was new to): its ``opener`` may open the name in a folder's descriptor (dir_fd) next, the event of
-# which names the file really read (`_note`)
+# `io`: the ``open`` events of ``open()`` itself (not ``os.open``) of a relative name in this
+# thread whose call may still be under way, innermost last: (the name, its flags, who opened
+# (the frame's id, and its instruction then), the path noted, the recordings' `read` or
+# `written` it was new to): its ``opener`` may open the name in a folder's descriptor (dir_fd),
+# the event of which names the file really read (`_note`). Its opener may open or stat other
+# files first (a link, a lock, a relative name of its own): the entry outlives their events.
 _PENDING = threading.local()
 
 
-def _below(frame: Any, caller: int, depth: int = 8) -> bool:
-    """Whether the frame of id `caller` is among the `depth` callers of `frame` (an ``opener``
-    runs below the ``open()`` that calls it; ids are unique among the frames alive)."""
-    frame = frame.f_back
-    while frame is not None and depth > 0:
-        if id(frame) == caller:
-            return True
-        frame, depth = frame.f_back, depth - 1
-    return False
+def _in_progress(frame: Any) -> list:
+    """The `_PENDING` ``open()`` calls still under way at an ``open`` event raised by `frame`,
+    those left dropped: the one whose frame is `frame` or among its 8 callers (an ``opener``
+    runs below the ``open()`` calling it; a C one, ``functools.partial(os.open, dir_fd=d)``, in
+    its frame) and is still at the instruction of that call (`f_lasti`: once it returned, an
+    ``os.open`` of the same name by a helper the frame calls next is another read). Frame ids
+    are unique among the frames alive."""
+    pending = _PENDING.__dict__.get("io")
+    if not pending:
+        return []
+    under_way = []
+    for entry in pending:
+        caller, depth = frame, 9
+        while caller is not None and depth > 0:
+            if id(caller) == entry[2]:
+                if caller.f_lasti == entry[3]:
+                    under_way.append(entry)
+                break
+            caller, depth = caller.f_back, depth - 1
+    pending[:] = under_way
+    return pending
+
+
+def _pend(pending: list, args: tuple, opener: Any, path: str, noted: list) -> None:
+    """Note the event of ``open()`` of a relative name (see `_PENDING`): a call of that frame
+    noted before has returned (a frame makes one call at a time)."""
+    pending[:] = [entry for entry in pending if entry[2] != id(opener)][-7:]
+    pending.append((args[0], args[2], id(opener), opener.f_lasti, path, noted))
+    _PENDING.io = pending
 
 
 _FWALK = getattr(getattr(os, "_fwalk", None), "__code__", None)  # (os.fwalk's own walk)

@@ -1418,6 +1418,10 @@ def test_a_scratch_folder_the_call_removes_with_rmtree_is_no_input(project, tmp_
 IN_DIR_FD = {  # a read in a folder held by its descriptor, with the name alone (dir_fd)
     "os.open": "read_at(d)",
     "opener": "float(open('cal.txt', opener=lambda p, fl: os.open(p, fl, dir_fd=d)).read())",
+    # (an opener opening the folder first: open()'s own event of cal.txt, here, had been
+    # withdrawn only by the very next open event; a C opener runs in the caller's frame)
+    "opener_opening_first": "float(open('cal.txt', opener=at_data).read())",
+    "partial_opener": "float(open('cal.txt', opener=functools.partial(os.open, dir_fd=d)).read())",
     "os.stat": "float(os.stat('cal.txt', dir_fd=d).st_size)",
 }
 
@@ -1435,6 +1439,12 @@ def test_a_file_read_by_its_name_in_a_folder_descriptor_is_an_input(project, tmp
                 return float(os.read(f, 100))
             finally:
                 os.close(f)
+        def at_data(name, flags):
+            d = os.open(os.path.join(HERE, "data"), os.O_RDONLY)
+            try:
+                return os.open(name, flags, dir_fd=d)
+            finally:
+                os.close(d)
         @lineage_fcn
         def proc(x):
             d = os.open(os.path.join(HERE, "data"), os.O_RDONLY)
@@ -1460,6 +1470,43 @@ def test_a_file_read_by_its_name_in_a_folder_descriptor_is_an_input(project, tmp
     cal.write_text("2.5")
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [25.0, 50.0] if how != "os.stat" else [30.0, 60.0])
+
+
+def test_a_name_opened_here_then_in_a_folder_descriptor_by_a_helper_is_read_twice(project, tmp_path, monkeypatch):
+    # open("cal.txt") reads ./cal.txt; a helper's os.open of the same name and flags in a
+    # folder's descriptor next was taken for the opener of that open(), which withdrew
+    # ./cal.txt: rewritten, it kept the hit
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        def read_at(d):
+            f = os.open("cal.txt", os.O_RDONLY | getattr(os, "O_CLOEXEC", 0), dir_fd=d)
+            try:
+                return float(os.read(f, 100))
+            finally:
+                os.close(f)
+        @lineage_fcn
+        def proc(x):
+            d = os.open(os.path.join(HERE, "data"), os.O_RDONLY)
+            try:
+                with open("cal.txt") as f:
+                    here = float(f.read())
+                return x * here * read_at(d)
+            finally:
+                os.close(d)
+    """))
+    (steps.dir / "data").mkdir()
+    (steps.dir / "data" / "cal.txt").write_text("1.5")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cal.txt").write_text("2")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+    assert [f["path"] for f in record.extra["files"]] == [str(tmp_path / "cal.txt"),
+                                                         str(steps.dir / "data" / "cal.txt")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (tmp_path / "cal.txt").write_text("3")
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [45.0, 90.0])
 
 
 AT_FDCWD = -2 if sys.platform == "darwin" else -100  # (Python does not name it)
