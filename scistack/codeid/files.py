@@ -1010,7 +1010,6 @@ def files_read(recording: _Recording) -> list[FileRead]:
 
 
 _UNFOLLOWED = "\0lstat"  # `files_read`'s key of a path's lstat entry (sorts just after the path's)
-_TARGET = "\0readlink"  # and of its link's target read
 
 
 # a lineage function's code -> the source files of the project modules its calls imported in
@@ -1381,6 +1380,9 @@ def _probed(path: str, asks: int, follow: bool = True) -> FileRead | None:
         return FileRead(path, -1, -1, 0, _type(st.st_mode), "present", follow=follow)
     return FileRead(path, st.st_size, st.st_mtime_ns, 0, _type(st.st_mode), "stat", follow=follow,
                     ctime_ns=st.st_ctime_ns if asks == _WHOLE_STAT else -1)
+
+
+_TARGET = "\0readlink"  # `files_read`'s key of a link's target read (as `_UNFOLLOWED`)
 
 
 def _target_digest(path: str) -> str | None:
