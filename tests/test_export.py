@@ -1197,6 +1197,50 @@ def test_an_edited_copy_of_an_imported_raw_file_with_a_twin_is_stale(project, tm
             database_module._current = project
 
 
+def test_a_copy_run_beside_its_folder_exports_its_cache_entry(project, tmp_path, monkeypatch):
+    """raw/ run, then a copy of it, raw2/, beside it: the copy's refs name its own records (the
+    cache entry, raw/'s, stays while its files are there). The bundle of the copy's values had
+    no cache entry for them (the closure asked the index for the key of the entry's records
+    only), and the importer computed every call again. The entry now goes in naming the copy's
+    record, unless the bundle holds the entry's own (one entry per key)."""
+    from scistack import PathInput, why
+
+    (tmp_path / "raw").mkdir()
+    for subject in ("1", "2"):
+        (tmp_path / "raw" / subject).write_text(f"{subject},2\n")
+
+    def run(root: str, subjects: list[str]) -> tuple[int, int]:
+        done = for_each(load_csv, inputs={"path": PathInput("{subject}", root=root)}, outputs=[ExRaw],
+                        subject=subjects, progress=False)
+        return done.ran, done.cached
+
+    assert run("raw", ["1", "2"]) == (2, 0)
+    shutil.copytree(tmp_path / "raw", tmp_path / "raw2")
+    assert run("raw2", ["1"]) == (0, 1)  # (subject 2's ref names raw/'s record, the entry)
+    project.export(all_current=[ExRaw], to=tmp_path / "b", raw_files=True)
+    manifest = _manifest(tmp_path / "b")
+    assert sorted(r["read_as"] for r in manifest["raw_files"]) == ["raw/2", "raw2/1"]
+    assert len(manifest["calls"]) == 2 == len({c["key"] for c in manifest["calls"]})
+    for folder, raw_to in (("o", True), ("m", False)):
+        other = _fresh_project(tmp_path / folder)
+        try:
+            if not raw_to:
+                for rel in ("raw/2", "raw2/1"):
+                    (tmp_path / folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy(tmp_path / rel, tmp_path / folder / rel)
+            other.import_bundle(tmp_path / "b", raw_to=tmp_path / folder if raw_to else None)
+            monkeypatch.chdir(tmp_path / folder)
+            assert (run("raw2", ["1"]), run("raw", ["2"])) == ((0, 1), (0, 1)), folder
+            assert [why(ExRaw, subject=s).status for s in ("1", "2")] == ["current", "current"]
+            (tmp_path / folder / "raw2/1").write_text("9,9\n")
+            assert [why(ExRaw, subject=s).status for s in ("1", "2")] == ["stale", "current"]
+            assert run("raw2", ["1"]) == (1, 0)
+        finally:
+            monkeypatch.chdir(tmp_path)
+            other.close()
+            database_module._current = project
+
+
 def test_status_and_why_are_current_straight_after_an_import_with_raw_to(tmp_path, monkeypatch):
     """A colleague imports a bundle with its raw files (`raw_to`) on a machine without the
     exporting project's folder and runs `status` first: the bundle's records name the

@@ -17,7 +17,7 @@ from typing import Any
 from scistack.database import Database
 from scistack.errors import ExportError, ScistackError
 from scistack.index import RefRecord
-from scistack.lineage.calls import raw_places, same_raw_names
+from scistack.lineage.calls import key_from_oids, raw_places, same_raw_names
 from scistack.objects.codec import child_oids
 from scistack.records import CallRecord, read_call
 from scistack.selection import select_records
@@ -98,6 +98,7 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
 
     for record in selected:
         add_ref(record)
+    twins: dict[str, dict[str, Any]] = {}  # call key -> the entry naming a twin's own record
     while pending_calls:
         call_oid = pending_calls.pop()
         if call_oid in out.calls:
@@ -123,9 +124,16 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
                         add_saved({merged.oid}, merged.var, merged.addr, merged.call)
                     if merged.call:
                         pending_calls.append(merged.call)
-        key = db.index.call_key_of(call_oid)
+        key = db.index.call_key_of(call_oid) or _twin_key(call)
         entry = db.index.cached_call(key) if key else None
-        if entry is not None and entry.get("call") != call_oid and _read_later(db, call, entry, out):
+        if entry is not None and entry.get("call") != call_oid and _twin_of(db, call, entry):
+            # (a record made for raw files with the same bytes as the entry's at another
+            # address, which a run named its ref with, the entry's files still there, engine's
+            # `_takes_entry`: the entry is exported naming this record, unless the bundle holds
+            # the entry's own; the importer had no entry and computed the call again)
+            twins.setdefault(key, {"key": key, "call": call_oid, "fn": entry.get("fn"),
+                                   "outs": list(call.outputs), "multi": bool(entry.get("multi"))})
+        elif entry is not None and entry.get("call") != call_oid and _read_later(db, call, entry, out):
             # (the refs name this record, the cache a later one that read the raw files
             # elsewhere: the entry is exported naming this one, which the bundle holds; an
             # import with raw_to records it again where it puts them)
@@ -137,7 +145,34 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
             out.cache.append({"key": key, **{k: entry[k] for k in ("call", "fn", "outs") if k in entry},
                               **({"origins": entry["origins"]} if entry.get("origins") else {}),
                               "multi": bool(entry.get("multi"))})
+    held = {entry["key"] for entry in out.cache}
+    out.cache += [entry for key, entry in twins.items() if key not in held]
     return out
+
+
+def _twin_key(call: CallRecord) -> str | None:
+    """The call key of a record the call cache never named: a twin's own record (engine's
+    `_takes_entry`), made again from its function identity and inputs' oids (as `for_each`'s
+    `_same_call`); None for a record that holds no PathInput file (nothing else is left out)."""
+    if not raw_places(call):
+        return None
+    try:
+        return key_from_oids(call.function.identity, call.input_oids)
+    except (ScistackError, LookupError, TypeError):
+        return None
+
+
+def _twin_of(db: Database, call: CallRecord, entry: dict[str, Any]) -> bool:
+    """Whether `call`, a record of the cache entry's key that is not the entry's, read raw
+    files (PathInput) under other shown paths than the entry's record: another address's files
+    with the same bytes (one call key). Its outputs are the entry's: the same call's result."""
+    try:
+        theirs = read_call(db.store, entry["call"])
+    except ScistackError:
+        return False
+    ours = raw_places(call)
+    return bool(ours) and [s for s, _ in ours] != [s for s, _ in raw_places(theirs)] \
+        and list(call.outputs) == list(entry["outs"])
 
 
 def _read_later(db: Database, call: CallRecord, entry: dict[str, Any], out: Closure) -> bool:
