@@ -25,6 +25,9 @@ from scistack.index import TYPE_WORDS, LookAlikes, key_of
 from scistack.index.journal import entry_problem, loads_line
 from scistack.gc import fold_roots, live_entries, ref_text, walk_reachable
 from scistack.htmlrepr import ordered
+from scistack.lineage.calls import key_from_oids
+from scistack.lineage.filecheck import cache_fn, files_of
+from scistack.records import read_call
 from scistack.selection import cli_option
 
 
@@ -163,7 +166,8 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
         lost = [o for o in [entry["call"], *(entry.get("outs") or [])]
                 if not db.store.contains(o) and not _mended(db, o, repair, repaired)]
         if repair and (lost or entry["call"] in corrupt):
-            unusable.append({"key": key, "call": entry["call"]})
+            unusable.append({"key": key, "call": entry["call"], "outs": list(entry.get("outs") or []),
+                             "record_only": lost == [entry["call"]] or (not lost and entry["call"] in corrupt)})
             continue
         for oid in lost:
             what = "call record" if oid == entry["call"] else "output"
@@ -176,10 +180,24 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
             reported.add(oid)
     if unusable:
         # served from the cache, such a call would never be computed or recorded again (a
-        # pipeline rerun said "cached" over a lost value); dropped, its next run computes it
-        db.index.drop_calls(unusable)
-        repaired.append(f"dropped {len(unusable)} call-cache entr{'y' if len(unusable) == 1 else 'ies'} whose "
-                        "call record or output is lost; the next run of each call computes it again")
+        # pipeline rerun said "cached" over a lost value); dropped, its next run computes it,
+        # unless a saved value names another record of the call (`_other_record`)
+        calls = _calls_naming(db, {e["outs"][0] for e in unusable if e["record_only"] and e["outs"]})
+        others = [(e, _other_record(db, e, calls, corrupt)) for e in unusable]
+        for e, other in others:
+            if other is not None:
+                db.index.put_call(e["key"], other[0], other[1], other[2], multi=other[3])
+        moved = sum(other is not None for _, other in others)
+        dropped = [e for e, other in others if other is None]
+        db.index.drop_calls(dropped)
+        if dropped:
+            repaired.append(f"dropped {len(dropped)} call-cache entr{'y' if len(dropped) == 1 else 'ies'} whose "
+                            "call record or output is lost; the next run of each call computes it again")
+        if moved:
+            repaired.append(f"{moved} call-cache entr{'y' if moved == 1 else 'ies'} whose call record is lost "
+                            f"now name{'s' if moved == 1 else ''} another record of the call that a saved value "
+                            "names (its outputs are there): the next run records the call again, computing "
+                            "nothing")
     walk = walk_reachable(db.store, roots, watch=damaged)
     problems = [_name_chunk(p, walk.chunks) for p in problems]
     if damaged:
@@ -193,6 +211,44 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it{_lost_chunk_fix(oid, walk, chunked, keys)}"))
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes),
                       tuple(_look_alike_warning(found) for found in db.index.live_look_alikes()))
+
+
+def _calls_naming(db: Database, oids: set[str]) -> dict[str, set[str]]:
+    """oid -> the call records the live refs naming it name, for `oids` (one pass over the
+    journal, for the rare entries whose record is lost)."""
+    found: dict[str, set[str]] = {}
+    if oids:
+        for e, live in live_entries(db.index):
+            if live and e.get("op") == "put" and e.get("oid") in oids and e.get("call"):
+                found.setdefault(e["oid"], set()).add(e["call"])
+    return found
+
+
+def _other_record(db: Database, entry: dict[str, Any], calls: dict[str, set[str]],
+                  corrupt: set[str]) -> tuple | None:
+    """(call, fn, outputs, multi) of a record of a call-cache entry's call other than the entry's,
+    which is lost or damaged while its outputs are there: one a saved value names (another
+    run of the same call, its inputs by content: a moved project's first record, kept by its
+    refs while the entry named the record made where the raw files are now, or a record of
+    raw files with the same bytes at another address), intact and naming the same outputs;
+    None when there is none. Dropping the entry had made the next run compute the call again
+    (the refs' own records are whole), and a kept ref was judged by its first record anyway.
+    Its runtime files are checked at a hit as the entry's were (`cache_fn` of its own)."""
+    if not entry["record_only"]:
+        return None  # (an output lost: it must be computed again)
+    found = calls.get(entry["outs"][0], set()) if entry["outs"] else set()
+    for call_oid in sorted(c for c in found if c != entry["call"] and c not in corrupt):
+        try:
+            if not db.store.contains(call_oid):
+                continue
+            call = read_call(db.store, call_oid)
+            key = db.index.call_key_of(call_oid) or key_from_oids(call.function.identity, call.input_oids)
+        except (ScistackError, LookupError, TypeError):
+            continue
+        if key == entry["key"] and list(call.outputs) == entry["outs"]:
+            fn = cache_fn(call.function.identity, files_of(call), split=bool(call.extra.get("split")))
+            return call_oid, fn, list(call.outputs), bool(call.multi)
+    return None
 
 
 def _look_alike_warning(found: LookAlikes) -> str:

@@ -358,6 +358,43 @@ def test_a_twin_run_on_a_deleted_copy_and_back_is_current(project, tmp_path):
         assert (run("raw/"), statuses(), versions()) == ((0, 3), ["current"] * 3, [3, 3, 3])
 
 
+def test_a_kept_ref_s_call_is_not_computed_again_after_fsck_drops_its_lost_entry(project, tmp_path, monkeypatch):
+    """A moved project: the ref keeps its first record, and the cache entry names the record
+    made where the raw files are now. That record lost, `fsck --repair` dropped the entry and
+    the next run computed the call again (a new version), though the ref's own record and the
+    value were whole. The entry now names the ref's record: the next run records the call
+    where its files are, computing nothing, and the ref keeps its version."""
+    from scistack.fsck import fsck
+
+    _raw(tmp_path / "a/raw", {"1/s_pre.csv": "1,2\n"})
+
+    def run() -> tuple[int, int]:
+        done = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="raw/")},
+                        outputs=[RawTotal], subject=[1], session=["pre"], progress=False)
+        return done.ran, done.cached
+
+    monkeypatch.chdir(tmp_path / "a")
+    assert run() == (1, 0)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a/raw").rename(tmp_path / "b/raw")
+    monkeypatch.chdir(tmp_path / "b")
+    assert run() == (0, 1)
+    ref = RawTotal.load(subject=1, session="pre").record
+    entry = project.index.cached_call(project.index.call_key_of(ref.call))
+    assert entry["call"] != ref.call  # (kept: judged by the entry, the files where they are now)
+    project.flush()
+    project.store.delete(entry["call"])
+    repaired = fsck(project, repair=True).repaired
+    assert run() == (0, 1)  # (it was (1, 0): computed again)
+    assert any("now names another record of the call" in r for r in repaired), repaired
+    assert len(RawTotal.list_versions(subject=1, session="pre")) == 1
+    assert why(RawTotal, subject=1, session="pre").status == "current"
+    (tmp_path / "b/raw/1/s_pre.csv").write_text("5,5\n")
+    assert "raw/1/s_pre.csv changed" in str(why(RawTotal, subject=1, session="pre"))
+    assert run() == (1, 0)
+    assert fsck(project).ok
+
+
 def scaled_total(path, x):
     return x * float(np.loadtxt(path, delimiter=",").sum())
 

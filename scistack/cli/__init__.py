@@ -531,7 +531,8 @@ def gc(
 @click.option("--repair", is_flag=True, help="Rebuild damaged pack indexes from their packs, finish a merge of packs "
               "a killed process left half done, put a good copy cached here over a damaged or missing one in a "
               "lab's object store, set other damaged objects aside (kept in .scistack/quarantine/), and drop call-cache entries whose record or output is lost "
-              "(their next run computes them again).")
+              "(their next run computes them again; an entry whose record alone is lost names instead another "
+              "record of the call that a saved value names).")
 @click.option("--quarantine", is_flag=True,
               help="Move unreadable journal lines to refs.log.quarantine (kept) so the journal is clean.")
 @click.option("--local", is_flag=True,
