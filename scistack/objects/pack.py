@@ -165,8 +165,13 @@ class _Index:
         self.raw = self._map  # entries are read with struct too: faster than numpy scalars
 
     def prefixes(self) -> np.ndarray:
-        """The first 8 bytes of each oid as big-endian integers (the sort order of the oids)."""
-        return self.entries.view(np.uint8).reshape(-1, _IDX_DTYPE.itemsize)[:, :8].copy().view(">u8").ravel()
+        """The first 8 bytes of each oid as big-endian integers (the sort order of the oids);
+        made once (every refresh merges the prefixes of every pack the multi-pack index leaves out)."""
+        made = getattr(self, "_prefixes", None)
+        if made is None or len(made) != len(self.entries):
+            made = self._prefixes = (self.entries.view(np.uint8).reshape(-1, _IDX_DTYPE.itemsize)[:, :8]
+                                     .copy().view(">u8").ravel())
+        return made
 
     def close(self) -> None:
         self.entries = self.entries[:0]
@@ -388,6 +393,10 @@ hold_across_fork(lambda: [packs._lock for packs in list(_PACK_SETS)], in_child=_
 
 _EMPTY_MERGE: tuple = (None, [], np.empty(0, np.uint64), np.empty(0, np.int32), np.empty(0, np.int64), ((), (), ()))
 MIDX_AFTER = 50_000  # objects in packs the multi-pack index leaves out before it is written anew
+# ... or packs it leaves out: a lab's cache never merges its packs (they are the bucket's), a
+# batch writes one, and each refresh merged every one left out anew (at 1,000 packs of 5
+# objects, 16 ms of a 33 ms refresh per batch, the folder's glob the rest)
+MIDX_PACKS = 64
 
 
 class PackSet:
@@ -448,7 +457,12 @@ class PackSet:
         if mtime == self._seen_mtime:
             return False
         with self._lock:
-            names = {p.stem for p in self.directory.glob("pack-*.idx")}
+            try:  # (scandir, not a glob: ~10x less per pack, and a lab's cache keeps thousands)
+                with os.scandir(self.directory_text) as listing:
+                    names = {entry.name[:-4] for entry in listing
+                             if entry.name.startswith("pack-") and entry.name.endswith(".idx")}
+            except FileNotFoundError:
+                return False
             gone = self._names - names
             if gone:  # a pack was removed (gc repacked, fsck set an object aside): forget it.
                 # Its index and map are dropped, not closed: another thread may be reading
@@ -469,7 +483,8 @@ class PackSet:
             self._gone = frozenset(set(midx.packs) - names) if midx is not None else frozenset()
             covered = set(midx.packs) & names if midx is not None else set()
             extras = [index for index in map(self._index, sorted(names - covered)) if index is not None]
-            if sum(len(index.entries) for index in extras) >= MIDX_AFTER and self._write_midx():
+            if (sum(len(index.entries) for index in extras) >= MIDX_AFTER or len(extras) >= MIDX_PACKS) \
+                    and self._write_midx():
                 written = open_midx(self.directory)
                 if written is not None and set(written.packs) <= names:
                     midx, extras = written, [i for i in extras if i.name not in set(written.packs)]

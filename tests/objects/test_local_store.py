@@ -500,3 +500,25 @@ def test_a_look_alike_of_a_packed_objects_oid_is_invalid_not_found_or_corrupt(st
         with pytest.raises(InvalidOidError) as info:
             verb(spelling(oid))
         assert "64 lowercase hex" in str(info.value)
+
+
+def test_a_store_that_never_merges_its_packs_indexes_them_together_past_midx_packs(tmp_path):
+    """A lab's read-through cache keeps a pack per batch (they are the bucket's, never merged):
+    once `MIDX_PACKS` are left out of the multi-pack index it is written over them, so a
+    refresh does not merge every pack's prefixes anew at each batch; every object still reads."""
+    from scistack.objects import pack as pack_module
+
+    store = LocalObjectStore(tmp_path / "objects")
+    store.auto_merge = False
+    oids = []
+    for i in range(pack_module.MIDX_PACKS + 3):
+        store.begin_batch()
+        oids.append(store.put("bytes", f"value {i}".encode()))
+        store.end_batch()
+    packs = store.packs
+    packs.refresh()
+    midx = packs._merged[0]
+    assert midx is not None and len(midx.packs) >= pack_module.MIDX_PACKS
+    assert len(list(packs.directory.glob("pack-*.idx"))) == pack_module.MIDX_PACKS + 3  # none merged
+    reopened = LocalObjectStore(tmp_path / "objects")
+    assert [bytes(reopened.get(oid).payload) for oid in oids] == [f"value {i}".encode() for i in range(len(oids))]
