@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -554,6 +555,109 @@ def test_a_cached_run_writes_a_deleted_output_file_back_and_keeps_an_edited_one(
     (tmp_path / "figs/1").write_text("a file where the folder was")
     report = run()
     assert report.failed == 1 and "figs/1" in report.failures[0].error
+
+
+_OPENED: list[str] | None = None  # (the audit hook below notes opened paths while a list)
+
+
+def _note_opens(event, args):
+    if event == "open" and _OPENED is not None and isinstance(args[0], (str, bytes, os.PathLike)):
+        _OPENED.append(os.fsdecode(args[0]))
+
+
+def _opened_during(fn):
+    """The paths opened (by anyone in this process) while `fn` ran, and its result."""
+    global _OPENED
+    if not getattr(_opened_during, "hooked", False):
+        sys.addaudithook(_note_opens)  # (cannot be removed: inert while _OPENED is None)
+        _opened_during.hooked = True
+    _OPENED = []
+    try:
+        result = fn()
+        return _OPENED, result
+    finally:
+        _OPENED = None
+
+
+def _past_the_racy_window(paths):
+    """Wait until each file's mtime and ctime are more than 2 s old (a stat taken sooner does
+    not vouch for the content: a rewrite in the same timestamp tick keeps it)."""
+    newest = max(max(os.stat(p).st_mtime_ns, os.stat(p).st_ctime_ns) for p in paths)
+    time.sleep(max(0.0, (newest + 2_100_000_000 - time.time_ns()) / 1e9))
+
+
+def test_a_cached_rerun_judges_its_output_files_by_their_stat_not_their_content(project, tmp_path, caplog,
+                                                                                  monkeypatch):
+    """A fully cached rerun read every PathOutput file whole in every new process, to see
+    whether it still held the stored bytes (the hash memo lives one process): 16 files of
+    64 MB took 2-3 s against 0.01 s. The project keeps each file's stat when it was last
+    hashed (.scistack/output-stats.json); an edit, a same-size one with its mtime set back
+    too, is still seen, and a deleted file still written back."""
+    from scistack.foreach import paths
+
+    RawTotal.save(3.0, subject=1, session="pre")
+    RawTotal.save(4.0, subject=2, session="pre")
+    spec = {"values": RawTotal, "dest": PathOutput("{subject}/plot_{session}.txt", root="figs")}
+    files = [tmp_path / "figs/1/plot_pre.txt", tmp_path / "figs/2/plot_pre.txt"]
+
+    def run():
+        monkeypatch.setattr(paths, "_hashes", {})  # (a new process: no hash remembered in memory)
+        return for_each(plot, inputs=spec, outputs=[Plot], subject=[1, 2], session=["pre"], verbose=False)
+    caplog.set_level("WARNING", logger="scistack.foreach")
+    assert run().ran == 2
+    _past_the_racy_window(files)
+    assert run().cached == 2  # (hashed once: the files were never checked since they were written)
+    opened, report = _opened_during(run)
+    assert report.cached == 2
+    assert [p for p in opened if "figs" in p] == [] and "differ" not in caplog.text
+    files[0].write_text("plot of 3.1\n")  # the same size, and its mtime set back: the ctime moved
+    os.utime(files[0], ns=(os.stat(files[1]).st_atime_ns, os.stat(files[1]).st_mtime_ns))
+    files[1].write_text("plot of 4.0, edited\n")
+    caplog.clear()
+    assert run().cached == 2
+    assert "2 file(s) a cached call wrote differ" in caplog.text
+    assert [f.read_text() for f in files] == ["plot of 3.1\n", "plot of 4.0, edited\n"]
+    files[1].unlink()
+    caplog.clear()
+    assert run().cached == 2
+    assert files[1].read_text() == "plot of 4.0\n" and "1 file(s) a cached call wrote differ" in caplog.text
+
+
+def test_the_output_stat_memo_keeps_no_racy_stat_and_survives_damage(tmp_path, monkeypatch):
+    """A stat taken within 2 s of the file's mtime or ctime (or before them: a clock behind
+    the file server's) is not remembered: a rewrite of the same size in the same timestamp
+    tick keeps the whole stat. A damaged memo file costs hashes, never a wrong answer."""
+    from scistack.foreach import outstat
+    from scistack.objects.hashing import hash_bytes, object_header
+
+    folder = tmp_path / ".scistack"
+    folder.mkdir()
+    path = tmp_path / "out.bin"
+    path.write_bytes(b"abc")
+    oid = hash_bytes(object_header("bytes", 3) + b"abc")
+    later = time.time_ns() + 3600 * 10**9  # its mtime an hour ahead: racy whatever the clock says
+    os.utime(path, ns=(later, later))
+    memo = outstat.OutputStats(folder)
+    assert memo.holds(str(path), oid) and not memo.holds(str(path), "0" * 64)
+    memo.save()
+    assert not (folder / outstat.MEMO_NAME).exists()
+    monkeypatch.setattr(outstat, "_RACY_NS", -3700 * 10**9)  # (as if that hour had passed)
+    memo = outstat.OutputStats(folder)
+    assert memo.holds(str(path), oid)
+    memo.save()
+    hashed = []
+    monkeypatch.setattr(outstat, "_content_oid", lambda p, size: hashed.append(p))
+    assert outstat.OutputStats(folder).holds(str(path), oid) and hashed == []  # its stat vouches
+    assert not outstat.OutputStats(folder).holds(str(path), "0" * 64) and hashed == []
+    path.write_bytes(b"abcd")  # another size than the content the memo names: other bytes, no hash
+    assert not outstat.OutputStats(folder).holds(str(path), oid) and hashed == []
+    for damage in (b"{not json", b"[]", b'{"version": 1, "files": {"%s": [1, "x"]}}' % str(path).encode()):
+        (folder / outstat.MEMO_NAME).write_bytes(damage)
+        hashed.clear()
+        assert outstat.OutputStats(folder).holds(str(path), oid) is False and hashed == [str(path)]
+    memo = outstat.OutputStats(path)  # (a folder it cannot write in: nothing saved, nothing raised)
+    memo._new[str(path)] = [1, 2, 3, 4, oid]
+    memo.save()
 
 
 def test_each_alternative_writes_its_own_file_named_by_the_eachof_parameter(project, tmp_path):

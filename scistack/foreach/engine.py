@@ -50,7 +50,8 @@ from scistack.foreach.execute import (
     run_task,
     worker_death,
 )
-from scistack.foreach.paths import PathInput, PathOutput, file_oid
+from scistack.foreach.outstat import OutputStats
+from scistack.foreach.paths import PathInput, PathOutput
 from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
@@ -289,6 +290,7 @@ class _Run:
         # hit was read), whose record status and why would otherwise judge those refs by
         self._kept_saves: dict[str, list[tuple]] = {}
         self._kept_files: list[tuple[str, str]] = []  # PathOutput files of cached calls with other bytes (edited)
+        self._output_stats: OutputStats | None = None  # (`_files_put_back`: read at its first file)
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
@@ -323,6 +325,8 @@ class _Run:
                     self._warn_leftover_parts()
                 if self._kept_files:
                     self._warn_kept_files()
+                if self._output_stats is not None:
+                    self._output_stats.save()
                 if self.items and all(item.status == "missing" for item in self.items):
                     self._warn_mistyped_values()
                 if not self.dry_run and (any(item.status != "cached" for item in self.items)
@@ -703,10 +707,14 @@ class _Run:
             position = record.get("output")
             if not isinstance(position, int) or position >= len(outs):
                 continue
-            if os.path.lexists(path):  # judged by its content's oid (remembered by its stat per
-                try:  # process, as a PathInput's): the stored bytes are not read
-                    same = file_oid(path) == outs[position]
-                except (OSError, ScistackError):  # a link to nothing, a folder, unreadable
+            if os.path.lexists(path):  # judged by its content's oid, by its stat where the
+                # project's memo of written files vouches for it (`OutputStats`): a new process
+                # had hashed every file whole; the stored bytes are not read
+                if self._output_stats is None:
+                    self._output_stats = OutputStats(self.db.scistack_dir, bool(self.db.read_only))
+                try:
+                    same = self._output_stats.holds(path, outs[position])
+                except OSError:  # a link to nothing, unreadable
                     same = False
                 if not same:
                     self._kept_files.append((path, self.outputs[position].__name__))

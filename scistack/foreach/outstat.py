@@ -1,0 +1,140 @@
+"""Whether a cached call's `PathOutput` file still holds the bytes the call stored, judged by
+its stat where it can be: `.scistack/output-stats.json` keeps, per file, the stat (size,
+mtime, inode, ctime) it had when its content was last hashed, with that content's oid.
+
+A fully cached `for_each` rerun checks every written file that is still on disk
+(`_Run._files_put_back`): hashing each whole in every new process had made a rerun of 16
+files of 64 MB take 2-3 s instead of 0.01 s. A file whose whole stat is the one remembered
+has the remembered content (as git's index judges a worktree file; the ctime, which no copy
+can set, is in the stat); any other is hashed and remembered anew. A stat taken within 2 s of
+the file's mtime or ctime is *racy* (a rewrite of the same size in the same timestamp tick, or
+through a still-dirty mapped page, keeps it): it is not remembered, so a file just written is
+hashed again on its next check, and judged by its stat from then on. A file of another size
+than the content the memo names with the expected oid holds other bytes: no hash.
+
+The memo is a convenience, never a source of truth: a missing, unreadable or damaged memo
+file costs hashes only; processes saving theirs at once may lose one's new entries (the
+next run hashes those files again). A read-only project reads it and writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import stat
+import time
+from pathlib import Path
+
+import blake3
+
+from scistack.objects.hashing import object_header
+
+MEMO_NAME = "output-stats.json"
+_VERSION = 1
+_RACY_NS = 2 * 10**9  # (FAT's 2 s granularity; the kernel's coarse clock and a server's clock too)
+_MAX_ENTRIES = 100_000  # (the oldest are dropped beyond: they cost a hash each, nothing more)
+_BLOCK = 1 << 20
+
+
+def racy(st: os.stat_result, now_ns: int) -> bool:
+    """A stat taken at `now_ns` within `_RACY_NS` of the file's mtime or ctime (or before
+    them: a clock behind): a same-size rewrite in the same timestamp tick keeps it."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) > now_ns - _RACY_NS
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+class OutputStats:
+    """The project's memo of its written files' stats (`.scistack/output-stats.json`), read
+    at its first use in a run and saved by `save` at the run's end with what the run hashed."""
+
+    def __init__(self, scistack_dir: Path, read_only: bool = False) -> None:
+        self.path = Path(scistack_dir) / MEMO_NAME
+        self.read_only = read_only
+        self._entries: dict[str, list] | None = None
+        self._new: dict[str, list] = {}
+
+    def holds(self, path: str, oid: str) -> bool:
+        """Whether the file at `path` holds exactly the bytes whose oid (as a `bytes` value)
+        is `oid`. Raises OSError when it cannot be stat'ed or read (a link to nothing, an
+        unreadable file); False for a folder or other non-file."""
+        now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        now = _stamp(st)
+        entry = self._entry(path)
+        if entry is not None:
+            if entry[:4] == now:
+                return entry[4] == oid
+            if entry[4] == oid and entry[0] != st.st_size:
+                return False  # (an oid names one length: the file's is another)
+        found = _content_oid(path, st.st_size)
+        if found is not None and not racy(st, now_ns) and _stamp(os.stat(path)) == now:
+            self._new[path] = [*now, found]  # (unchanged while read: its stat vouches for it)
+            self._entries[path] = self._new[path]  # type: ignore[index]
+        return found == oid
+
+    def _entry(self, path: str) -> list | None:
+        if self._entries is None:
+            self._entries = _read(self.path)
+        entry = self._entries.get(path)
+        if (isinstance(entry, list) and len(entry) == 5 and all(type(v) is int for v in entry[:4])
+                and isinstance(entry[4], str)):
+            return entry
+        return None
+
+    def save(self) -> None:
+        """Add what this run hashed to the memo file (read again first: another process may
+        have saved since), at most `_MAX_ENTRIES`, the newest kept; never fails the run."""
+        if not self._new or self.read_only:
+            return
+        entries = _read(self.path)
+        for path, entry in self._new.items():
+            entries.pop(path, None)  # (re-inserted last: the newest)
+            entries[path] = entry
+        if len(entries) > _MAX_ENTRIES:
+            entries = dict(list(entries.items())[-_MAX_ENTRIES:])
+        temp = None
+        try:
+            temp = f"{self.path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"  # (the umask's mode, as the
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # project's other files)
+            with os.fdopen(fd, "w") as f:
+                json.dump({"version": _VERSION, "files": entries}, f, separators=(",", ":"))
+            os.replace(temp, self.path)
+            temp = None
+        except (OSError, ValueError):  # (a read-only or full disk: the next run hashes again)
+            pass
+        finally:
+            if temp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+        self._new.clear()
+
+
+def _read(path: Path) -> dict[str, list]:
+    """The memo file's entries; empty when it is absent, unreadable or not a memo."""
+    try:
+        with open(path, "rb") as f:
+            memo = json.loads(f.read())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(memo, dict) or memo.get("version") != _VERSION or not isinstance(memo.get("files"), dict):
+        return {}
+    return memo["files"]
+
+
+def _content_oid(path: str, size: int) -> str | None:
+    """The oid of the file's content as a `bytes` value (`paths.file_oid`'s hash); None when
+    it does not have `size` bytes any more (rewritten while read)."""
+    hasher = blake3.blake3(object_header("bytes", size))
+    read = 0
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            hasher.update(block)
+            read += len(block)
+    return hasher.hexdigest() if read == size else None
