@@ -83,6 +83,7 @@ class Database:
         in a shared PostgreSQL journal, content in a shared bucket, both remembered in the
         project's config (without passwords) so later opens need neither."""
         self.path = Path(path).resolve()
+        _refuse_a_folder(self.path)
         if self.path.stem.lower() == INTERNAL_SCHEMA:
             raise InvalidNameError(
                 f"a project file cannot be named {self.path.name!r}: DuckDB names a database after "
@@ -835,9 +836,28 @@ def writes_refused(why: str) -> Iterator[None]:
 _opened_refusing: list[Database] = []  # opened inside `writes_refused`, closed as it ends
 
 
+def _refuse_a_folder(path: Path) -> None:
+    """A project is named by its DuckDB file: given a folder, the project had gone to the
+    folder's parent (`.scistack/` beside the folder), and DuckDB failed later and raw on
+    the folder ("Is a directory", also at every exit)."""
+    if not path.is_dir():
+        return
+    try:  # (a folder that holds a project: its file)
+        named = json.loads((path / ".scistack" / CONFIG_NAME).read_text())["db"]
+    except (OSError, ValueError, KeyError, TypeError):
+        named = None
+    inside = path / (named if isinstance(named, str) and named else "project.duckdb")
+    raise InvalidNameError(
+        f"{path} is a folder; a project is named by its DuckDB file, with its objects in .scistack/ "
+        f"beside it: give the file's path, e.g. configure_database({str(inside)!r}, ...) for a project in "
+        f"that folder. Nothing was created")
+
+
 def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[str] | None = None,
-                       *args: Any, **kwargs: Any) -> Database:
+                       *args: Any, schema_keys: Sequence[str] | None = None, **kwargs: Any) -> Database:
     """Create or open a project and make it the current database for `BaseVariable`.
+    `path` is the project's DuckDB file (its folder gets `.scistack/`); the schema keys are
+    the second argument, or `schema_keys=` (as `Database` names them).
 
     In a forked child (a `multiprocessing` pool under the fork start method), the project its
     parent had open is returned as it is, as in the parent: a project opened anew there would
@@ -847,6 +867,13 @@ def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[st
     each naming `multiprocessing.get_context('spawn')`, in which `configure_database` opens
     the project anew."""
     global _current
+    if schema_keys is not None:
+        if dataset_schema_keys is not None:
+            raise InvalidMetadataError(
+                f"configure_database was given the schema keys twice ({dataset_schema_keys!r} and "
+                f"schema_keys={schema_keys!r}); give them once, as the second argument or as schema_keys=")
+        dataset_schema_keys = schema_keys
+    _refuse_a_folder(Path(path).resolve())
     if args:
         warnings.warn(
             "configure_database() no longer takes a separate lineage database path: lineage lives "

@@ -47,6 +47,48 @@ def test_opening_a_project_that_does_not_exist_names_both_ways_to_create_it(tmp_
     assert not (tmp_path / "new.duckdb").exists()
 
 
+def test_a_folder_given_as_the_project_is_refused_naming_a_file_in_it(tmp_path, no_database):
+    """configure_database(<a folder>) put the project in the folder's parent (.scistack/
+    beside the folder) and DuckDB then failed raw on the folder ("Is a directory", at db.sql
+    and at every exit). A project is named by its DuckDB file (a data_base folder is
+    scistack.open's): refused up front, naming a file in the folder, creating nothing."""
+    from scistack.database import Database
+
+    folder = tmp_path / "myproj"
+    folder.mkdir()
+    with pytest.raises(InvalidNameError, match=r"myproj is a folder.*configure_database\('.*myproj/project.duckdb'"):
+        configure_database(folder, ["subject"])
+    with pytest.raises(InvalidNameError, match="is a folder"):
+        Database(folder, ["subject"])  # (also `--db` and SCISTACK_DB, which open it so)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["myproj"] and database_module._current is None
+    db = configure_database(folder / "gait.duckdb", ["subject"])
+    try:
+        with pytest.raises(InvalidNameError, match=r"configure_database\('.*myproj/gait.duckdb'"):
+            configure_database(folder)  # a folder holding a project: its file is named
+        assert database_module.current_database() is db
+    finally:
+        db.close()
+        database_module._current = None
+
+
+def test_the_schema_keys_may_be_given_as_schema_keys(tmp_path, no_database):
+    """configure_database(path, schema_keys=[...]) (Database's name for them) raised a raw
+    TypeError ("got multiple values for argument 'schema_keys'")."""
+    from scistack.errors import InvalidMetadataError
+
+    with pytest.raises(InvalidMetadataError, match=r"schema keys twice.*give them once"):
+        configure_database(tmp_path / "p.duckdb", ["subject"], schema_keys=["subject"])
+    assert not (tmp_path / ".scistack").exists()
+    db = configure_database(tmp_path / "p.duckdb", schema_keys=["subject", "session"])
+    try:
+        assert db.schema_keys == ["subject", "session"]
+        CfRaw.save(1.0, subject=1, session="pre")
+        assert configure_database(tmp_path / "p.duckdb", schema_keys=["subject", "session"]) is db
+    finally:
+        db.close()
+        database_module._current = None
+
+
 def test_the_open_laptop_project_given_lab_urls_again_is_refused_as_a_fresh_process_refuses(project):
     # it had been returned as it was: saves meant for the lab stayed on the laptop
     from scistack.errors import SchemaMismatchError
