@@ -637,25 +637,25 @@ def test_the_output_stat_memo_keeps_no_racy_stat_and_survives_damage(tmp_path, m
     oid = hash_bytes(object_header("bytes", 3) + b"abc")
     later = time.time_ns() + 3600 * 10**9  # its mtime an hour ahead: racy whatever the clock says
     os.utime(path, ns=(later, later))
-    memo = outstat.OutputStats(folder)
+    memo = outstat.FileStats(folder)
     assert memo.holds(str(path), oid) and not memo.holds(str(path), "0" * 64)
     memo.save()
     assert not (folder / outstat.MEMO_NAME).exists()
     monkeypatch.setattr(outstat, "_RACY_NS", -3700 * 10**9)  # (as if that hour had passed)
-    memo = outstat.OutputStats(folder)
+    memo = outstat.FileStats(folder)
     assert memo.holds(str(path), oid)
     memo.save()
     hashed = []
     monkeypatch.setattr(outstat, "_content_oid", lambda p, size: hashed.append(p))
-    assert outstat.OutputStats(folder).holds(str(path), oid) and hashed == []  # its stat vouches
-    assert not outstat.OutputStats(folder).holds(str(path), "0" * 64) and hashed == []
+    assert outstat.FileStats(folder).holds(str(path), oid) and hashed == []  # its stat vouches
+    assert not outstat.FileStats(folder).holds(str(path), "0" * 64) and hashed == []
     path.write_bytes(b"abcd")  # another size than the content the memo names: other bytes, no hash
-    assert not outstat.OutputStats(folder).holds(str(path), oid) and hashed == []
+    assert not outstat.FileStats(folder).holds(str(path), oid) and hashed == []
     for damage in (b"{not json", b"[]", b'{"version": 1, "files": {"%s": [1, "x"]}}' % str(path).encode()):
         (folder / outstat.MEMO_NAME).write_bytes(damage)
         hashed.clear()
-        assert outstat.OutputStats(folder).holds(str(path), oid) is False and hashed == [str(path)]
-    memo = outstat.OutputStats(path)  # (a folder it cannot write in: nothing saved, nothing raised)
+        assert outstat.FileStats(folder).holds(str(path), oid) is False and hashed == [str(path)]
+    memo = outstat.FileStats(path)  # (a folder it cannot write in: nothing saved, nothing raised)
     memo._new[str(path)] = [1, 2, 3, 4, oid]
     memo.save()
 
@@ -807,3 +807,29 @@ def test_raw_files_in_and_out_in_worker_processes(project, tmp_path):
 def test_raw_file_inputs_need_a_database(no_database, tmp_path):
     with pytest.raises(InvalidMetadataError, match="need a database"):
         for_each(total, inputs={"path": PathInput("{subject}.csv", root=tmp_path)}, outputs=[], subject=[1])
+
+
+def test_a_cached_rerun_keys_its_raw_files_by_their_stat_not_their_content(project, tmp_path, monkeypatch):
+    """Every run in a new process hashed each PathInput file whole before finding its calls
+    cached (the hash memo lives one process): a rerun over 100 GB of recordings read 100 GB.
+    The project's memo of files (.scistack/output-stats.json) keys a raw file by its whole
+    stat; a same-size edit with its mtime set back (the ctime moves) still reruns."""
+    from scistack.foreach import paths
+
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "3,4\n"})
+    files = [tmp_path / "raw/1/s_pre.csv", tmp_path / "raw/2/s_pre.csv"]
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
+
+    def run():
+        monkeypatch.setattr(paths, "_hashes", {})  # (a new process: no hash remembered in memory)
+        return for_each(total, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"], verbose=False)
+    assert run().ran == 2  # (the files were just written: racy stats, not remembered)
+    _past_the_racy_window(files)
+    assert run().cached == 2  # hashed, and remembered now
+    opened, report = _opened_during(run)
+    assert report.cached == 2 and [p for p in opened if os.sep + "raw" + os.sep in p] == []
+    stamp = os.stat(files[0])
+    files[0].write_text("5,2\n")  # the same size, and its mtime set back: only the ctime moved
+    os.utime(files[0], ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    again = run()
+    assert (again.ran, again.cached) == (1, 1) and RawTotal.load(subject=1, session="pre").data == 7.0

@@ -50,7 +50,7 @@ from scistack.foreach.execute import (
     run_task,
     worker_death,
 )
-from scistack.foreach.outstat import OutputStats
+from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
@@ -290,7 +290,6 @@ class _Run:
         # hit was read), whose record status and why would otherwise judge those refs by
         self._kept_saves: dict[str, list[tuple]] = {}
         self._kept_files: list[tuple[str, str]] = []  # PathOutput files of cached calls with other bytes (edited)
-        self._output_stats: OutputStats | None = None  # (`_files_put_back`: read at its first file)
 
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
@@ -325,8 +324,7 @@ class _Run:
                     self._warn_leftover_parts()
                 if self._kept_files:
                     self._warn_kept_files()
-                if self._output_stats is not None:
-                    self._output_stats.save()
+                file_stats(self.db).save()  # (what PathInputs and PathOutputs hashed: nothing, no write)
                 if self.items and all(item.status == "missing" for item in self.items):
                     self._warn_mistyped_values()
                 if not self.dry_run and (any(item.status != "cached" for item in self.items)
@@ -708,12 +706,10 @@ class _Run:
             if not isinstance(position, int) or position >= len(outs):
                 continue
             if os.path.lexists(path):  # judged by its content's oid, by its stat where the
-                # project's memo of written files vouches for it (`OutputStats`): a new process
-                # had hashed every file whole; the stored bytes are not read
-                if self._output_stats is None:
-                    self._output_stats = OutputStats(self.db.scistack_dir, bool(self.db.read_only))
+                # project's memo of files vouches for it (`FileStats`): a new process had
+                # hashed every file whole; the stored bytes are not read
                 try:
-                    same = self._output_stats.holds(path, outs[position])
+                    same = file_stats(self.db).holds(path, outs[position])
                 except OSError:  # a link to nothing, unreadable
                     same = False
                 if not same:

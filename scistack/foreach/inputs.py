@@ -17,6 +17,7 @@ import numpy as np
 from scistack.address import checked_label, coarser_addresses, query_value
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError
+from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.index import RefRecord, key_of
 from scistack.index.state import is_multi
@@ -178,7 +179,10 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
     if isinstance(spec, Fixed):
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table,
                                  pinned=spec.pinned)
-    if isinstance(spec, (PathInput, PathOutput)):
+    if isinstance(spec, PathInput):
+        bound = spec.bound(name, combo, file_stats(db))
+        return None if bound is None else Resolved(bound, None, False, None)
+    if isinstance(spec, PathOutput):
         bound = spec.bound(name, combo)
         return None if bound is None else Resolved(bound, None, False, None)
     if is_variable(spec):

@@ -1,6 +1,12 @@
-"""Whether a cached call's `PathOutput` file still holds the bytes the call stored, judged by
-its stat where it can be: `.scistack/output-stats.json` keeps, per file, the stat (size,
-mtime, inode, ctime) it had when its content was last hashed, with that content's oid.
+"""What a `PathInput` file holds, and whether a cached call's `PathOutput` file still holds the
+bytes the call stored, judged by its stat where it can be: `.scistack/output-stats.json`
+keeps, per file, the stat (size, mtime, inode, ctime) it had when its content was last
+hashed, with that content's oid.
+
+Every run in a new process hashed each raw file a `PathInput` names whole to key its calls
+(`paths.file_oid`; its memo lasts one process): a rerun of a pipeline over 100 GB of
+recordings read 100 GB before finding every call cached. A raw file whose whole stat is the
+one remembered is keyed by the remembered oid (`FileStats.known`), under the rules below.
 
 A fully cached `for_each` rerun checks every written file that is still on disk
 (`_Run._files_put_back`): hashing each whole in every new process had made a rerun of 16
@@ -25,7 +31,9 @@ import os
 import secrets
 import stat
 import time
+import weakref
 from pathlib import Path
+from typing import Any
 
 import blake3
 
@@ -48,9 +56,9 @@ def _stamp(st: os.stat_result) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
 
 
-class OutputStats:
-    """The project's memo of its written files' stats (`.scistack/output-stats.json`), read
-    at its first use in a run and saved by `save` at the run's end with what the run hashed."""
+class FileStats:
+    """The project's memo of its raw and written files' stats (`.scistack/output-stats.json`),
+    read at its first use in a run and saved by `save` at the run's end with what the run hashed."""
 
     def __init__(self, scistack_dir: Path, read_only: bool = False) -> None:
         self.path = Path(scistack_dir) / MEMO_NAME
@@ -78,6 +86,23 @@ class OutputStats:
             self._new[path] = [*now, found]  # (unchanged while read: its stat vouches for it)
             self._entries[path] = self._new[path]  # type: ignore[index]
         return found == oid
+
+    def known(self, path: str, st: os.stat_result) -> str | None:
+        """The oid of the content of the file at `path` whose stat is `st`, if the memo vouches
+        for it (that whole stat remembered, not racy when it was), else None."""
+        entry = self._entry(path)
+        return entry[4] if entry is not None and entry[:4] == _stamp(st) else None
+
+    def remember(self, path: str, st: os.stat_result, oid: str, now_ns: int) -> None:
+        """The file at `path`, stat'ed as `st` at `now_ns` before being read whole, hashed to
+        `oid`: remembered when that stat is not racy and the file still has it."""
+        try:
+            unchanged = _stamp(os.stat(path)) == _stamp(st)
+        except OSError:
+            return
+        if unchanged and not racy(st, now_ns):
+            self._entry(path)  # (the memo file read, if it was not yet)
+            self._new[path] = self._entries[path] = [*_stamp(st), oid]  # type: ignore[index]
 
     def _entry(self, path: str) -> list | None:
         if self._entries is None:
@@ -138,3 +163,15 @@ def _content_oid(path: str, size: int) -> str | None:
             hasher.update(block)
             read += len(block)
     return hasher.hexdigest() if read == size else None
+
+
+_OF_PROJECT: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def file_stats(db: Any) -> FileStats:
+    """The memo of `db`'s project (one per open project: a run's inputs and outputs share it,
+    and the run's end saves it)."""
+    stats = _OF_PROJECT.get(db)
+    if stats is None:
+        stats = _OF_PROJECT[db] = FileStats(db.scistack_dir, bool(db.read_only))
+    return stats

@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import re
 import string
+import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import blake3
 
@@ -30,6 +31,9 @@ from scistack.errors import InputFileError, InvalidMetadataError
 from scistack.lineage.calls import BoundInput
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.hashing import hash_bytes, object_header
+
+if TYPE_CHECKING:
+    from scistack.foreach.outstat import FileStats
 
 _BLOCK = 1 << 20
 _MEMO_SIZE = 1 << 18
@@ -128,10 +132,11 @@ class PathInput(_Template):
     def __repr__(self) -> str:
         return f"PathInput({self.template!r}, root={self.root_shown!r})"
 
-    def bound(self, name: str, combo: dict[str, Any]) -> BoundInput | None:
-        """The lineage view of the file at `combo` (None when it is not there)."""
+    def bound(self, name: str, combo: dict[str, Any], stats: FileStats | None = None) -> BoundInput | None:
+        """The lineage view of the file at `combo` (None when it is not there); `stats`: the
+        project's memo of files, which spares hashing one whose stat it remembers."""
         full, shown = self.locate(combo)
-        oid = file_oid(full, shown)
+        oid = file_oid(full, shown, stats)
         if oid is None:
             return None
         return BoundInput(name, full, oid, {"oid": oid, "path": shown, "file": full})
@@ -185,8 +190,11 @@ class PathOutput(_Template):
         return BoundInput(name, full, oid, {"oid": oid, "writes": rel, "file": full})
 
 
-def file_oid(path: str, shown: str | None = None) -> str | None:
-    """The oid of a file's content as a `bytes` object; None when there is no such file."""
+def file_oid(path: str, shown: str | None = None, stats: FileStats | None = None) -> str | None:
+    """The oid of a file's content as a `bytes` object; None when there is no such file.
+    `stats` (the project's memo of files) answers for a file whose whole stat it remembers,
+    and remembers what is hashed here."""
+    now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -198,6 +206,8 @@ def file_oid(path: str, shown: str | None = None) -> str | None:
         return None
     memo = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     found = _hashes.get(memo)
+    if found is None and stats is not None:
+        found = stats.known(path, st)
     if found is not None:
         return found
     hasher = blake3.blake3(object_header("bytes", st.st_size))
@@ -211,6 +221,8 @@ def file_oid(path: str, shown: str | None = None) -> str | None:
     if len(_hashes) >= _MEMO_SIZE:
         _hashes.clear()
     _hashes[memo] = found = hasher.hexdigest()
+    if stats is not None:
+        stats.remember(path, st, found, now_ns)
     return found
 
 
