@@ -6,8 +6,13 @@ a builtin, or its file lies in the standard library (``sysconfig`` ``stdlib``/``
 or under any ``site-packages``/``dist-packages`` directory. scistack itself also counts as a
 library even when installed in editable mode: its internals are not part of a user's analysis.
 Code in ``__main__`` (scripts, notebooks) is project code, and so is code whose module cannot
-be found at all (``exec``-created functions). Following such code by source or bytecode is
-the safe side: at worst a needless recompute, never a stale result.
+be found at all (``exec``-created functions) or has no file but holds Python code (a module
+built with ``types.ModuleType`` and ``exec``). Following such code by source or bytecode is
+the safe side: at worst a needless recompute, never a stale result. A module without a file
+that holds no Python code is a library's: Cython 3's shared runtime module
+(``_cython_3_2_4``, home of the type of every Cython function, ``np.random.seed`` among
+them), an extension's submodule of C types; and so is a namespace package all of whose
+directories are library directories.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import platform
 import sys
 import sysconfig
 from collections.abc import Iterator
+from types import FunctionType
 
 from scistack.lazy_import import lazy_module
 
@@ -46,8 +52,46 @@ def is_project_module(module_name: str | None) -> bool:
         return top not in sys.stdlib_module_names
     path = getattr(module, "__file__", None)
     if path is None:  # frozen or builtin stdlib modules, or namespace/dynamic modules
-        return top not in sys.stdlib_module_names
+        return top not in sys.stdlib_module_names and _fileless_is_project(module, top)
     return not _is_library_path(path)
+
+
+def _fileless_is_project(module: object, top: str) -> bool:
+    """True for a module without ``__file__`` that holds project code: a namespace package
+    with a directory outside the library directories, or a module holding Python functions or
+    classes (built by ``exec``), or nothing yet. Cython's shared runtime modules (``_cython_3_2_4``,
+    ``cython_runtime``) and modules of C types only are libraries': the type of a Cython
+    function (``np.random.seed``) was taken for a project class, and walking it crashed."""
+    if top.startswith("_cython_") or top == "cython_runtime":
+        return False
+    paths = getattr(module, "__path__", None)
+    if paths is not None:  # a namespace package: where its directories are
+        try:
+            entries = [p for p in paths if isinstance(p, str)]
+        except Exception:  # noqa: BLE001 - a broken _NamespacePath: the safe side
+            return True
+        if entries:
+            return not all(_is_library_path(p) for p in entries)
+    try:
+        items = list(vars(module).items())
+    except TypeError:  # no __dict__: nothing to tell by, the safe side
+        return True
+    members = [value for name, value in items if not (name.startswith("__") and name.endswith("__"))]
+    return not members or any(_python_code(value) for value in members)
+
+
+_PLAIN_SIZE = type("_Plain", (), {}).__basicsize__  # an instance with nothing but __dict__
+
+
+def _python_code(value: object) -> bool:
+    """True for a Python function, or a class written in Python (a method that is a Python
+    function, or no C fields): not a C type or a builtin."""
+    if isinstance(value, FunctionType):
+        return True
+    if not isinstance(value, type):
+        return False
+    own = vars(value).values()
+    return value.__basicsize__ <= _PLAIN_SIZE or any(isinstance(v, FunctionType) for v in own)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -16,7 +16,7 @@ import functools
 import re
 import sys
 from dataclasses import dataclass, field
-from types import FunctionType
+from types import CodeType, FunctionType
 from typing import Any, Callable
 
 from scistack.codeid._graph import unwrap, walk_root
@@ -133,8 +133,9 @@ def _node(node: Any) -> CodeNode:
 
 
 def _file_of(obj: Any) -> str | None:
-    code = getattr(obj, "__code__", None)
-    if code is not None:
+    """The file `obj`'s code was read from: its code object's, else its module's."""
+    code = getattr(obj, "__code__", None)  # (a class's may be a descriptor: Cython's function type)
+    if isinstance(code, CodeType):
         return code.co_filename
     module = sys.modules.get(getattr(obj, "__module__", "") or "")
     return getattr(module, "__file__", None)

@@ -1041,3 +1041,84 @@ def test_a_library_another_thread_is_still_importing_does_not_make_data_unverifi
     seen = json.loads(result.stdout.strip().splitlines()[-1])
     assert [unverifiable for _, unverifiable in seen] == [[], [], [], []]
     assert [digest for digest, _ in seen[:2]] == [digest for digest, _ in seen[2:]]
+
+
+# --- Cython functions, C functions, library submodules imported later ------------------------
+
+
+def test_cython_and_c_functions_are_library_code(project: Project) -> None:
+    """np.random.seed and default_rng are Cython functions: their type lives in Cython 3's
+    shared module ``_cython_3_x_y``, which has no file. It was taken for project code: the type
+    became a project class node, and the call tree crashed on its ``__code__`` (a descriptor)."""
+    import pandas as pd
+
+    from scistack.codeid._packages import is_project_module
+    from scistack.codeid.codetree import code_tree
+
+    assert not is_project_module(type(np.random.seed).__module__)
+    assert not is_project_module(type(pd.api.types.is_scalar).__module__)  # (pandas' Cython)
+    project.write("mod", """
+        import math
+        import numpy as np
+        import pandas as pd
+
+        def f(x):
+            np.random.seed(0)
+            rng = np.random.default_rng(0)
+            return math.sqrt(x) + np.add.reduce([x, rng.normal()]) + pd.api.types.is_scalar(x)
+    """)
+    fn = project.load("mod").f
+    identity = function_identity(fn)
+    deps = dict(identity.deps)
+    assert deps["pkg:numpy.random.seed"] == NUMPY_LABEL
+    assert deps["pkg:numpy.random.default_rng"] == NUMPY_LABEL
+    assert deps["pkg:math.sqrt"].startswith("python==")
+    assert not [label for label in deps if label.startswith(("class:", "data:"))]
+    assert identity.unverifiable == ()
+    assert code_tree(fn, identity) == ()  # (it reaches no project helper)
+    for library in (np.random.seed, np.random.default_rng, pd.api.types.is_scalar, np.add.reduce):
+        assert not function_identity(library).has_source  # was: "its class has no Python __call__"
+
+
+def test_a_project_class_whose_code_attribute_is_no_code_object_has_a_call_tree(project: Project) -> None:
+    from scistack.codeid.codetree import code_tree
+
+    project.write("mod", """
+        class Odd:
+            __code__ = "not a code object"
+
+            def scale(self):
+                return 2
+
+        def f(x):
+            return x * Odd().scale()
+    """)
+    fn = project.load("mod").f
+    tree = code_tree(fn, function_identity(fn))
+    odd = [node for node in tree if node.label == f"class:{project.name}.mod.Odd"]
+    assert odd and odd[0].file == str(project.dir / "mod.py")
+
+
+def test_a_module_without_a_file_is_the_project_s_only_when_it_holds_python_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scistack.codeid._packages import is_project_module
+
+    made = ModuleType("scratch_exec_mod")  # built by exec: the project's
+    exec("def f(x):\n    return x\n", vars(made))
+    c_types = ModuleType("scratch_c_types")  # an extension's submodule of C types: a library's
+    c_types.Function = type(np.random.seed)
+    c_types.Generator = np.random.Generator
+    library_ns, project_ns = tmp_path / "site-packages" / "nslib", tmp_path / "code" / "nsproj"
+    for directory in (library_ns, project_ns):
+        directory.mkdir(parents=True)
+        (directory / "mod.py").write_text("X = 1\n")
+        monkeypatch.syspath_prepend(str(directory.parent))
+    for module in (made, c_types):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    for name in ("nslib", "nsproj"):
+        monkeypatch.setitem(sys.modules, name, importlib.import_module(name))
+    assert is_project_module("scratch_exec_mod") and is_project_module("nsproj")
+    assert not is_project_module("scratch_c_types") and not is_project_module("nslib")
+    monkeypatch.setitem(sys.modules, "_cython_9_9_9", ModuleType("_cython_9_9_9"))  # by its name
+    assert not is_project_module("_cython_9_9_9") and not is_project_module("cython_runtime")
