@@ -781,6 +781,69 @@ def test_a_hit_in_a_new_process_reads_no_call_record_to_know_it_names_its_inputs
     assert hits["3"]["kinds"][0] == "call"
 
 
+RANDOM_STEPS = """
+    import os
+    import numpy as np
+    from scistack import lineage_fcn
+
+    def noisy(signal, seed):
+        with open(os.environ["RUNS_FILE"], "a") as log:
+            log.write("ran\\n")
+        np.random.seed(seed)  # (a Cython function of numpy.random, as default_rng)
+        return np.asarray(signal) + np.random.default_rng(seed).normal(size=len(signal))
+"""
+
+RANDOM_SCRIPT = """
+    import json, sys
+    import numpy as np
+    if sys.argv[2] == "random-first":
+        import numpy.random
+    from scistack import BaseVariable, configure_database, for_each, lineage_fcn
+    from {pkg}.steps import noisy
+
+    class RawEMG(BaseVariable): pass
+    class Noisy(BaseVariable): pass
+
+    db = configure_database(sys.argv[1], ["subject"])
+    if sys.argv[2] == "save":
+        for subject in (1, 2):
+            RawEMG.save(np.arange(4.0) * subject, subject=subject)
+    imported = "numpy.random" in sys.modules
+    step = lineage_fcn(noisy)
+    direct = [step(RawEMG.load(subject=1), 7).cached for _ in range(2)]
+    looped = [for_each(noisy, inputs={{"signal": RawEMG, "seed": 7}}, outputs=[Noisy], subject=[2]).ran
+              for _ in range(2)]
+    print(json.dumps({{"imported": imported, "direct": direct, "looped": looped}}))
+    db.close()
+"""
+
+
+def test_numpy_random_in_a_step_is_cached_however_late_numpy_random_was_imported(
+        tmp_path, code, python_env) -> None:
+    """np.random.seed and default_rng are Cython functions, whose type's module has no file:
+    it was taken for project code and a call crashed (AttributeError: 'getset_descriptor' has
+    no 'co_filename'). And numpy.random, imported by the first call only, changed the
+    function's identity: the second call ran again, and the first of every new process."""
+    code.write("steps", RANDOM_STEPS)
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(RANDOM_SCRIPT.format(pkg=code.name)))
+    runs = tmp_path / "runs.log"
+    env = {
+        **python_env,
+        "RUNS_FILE": str(runs),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONPATH": os.pathsep.join([str(code.src), python_env["PYTHONPATH"]]),
+    }
+    db_path = str(tmp_path / "rng.duckdb")
+    first = _run(script, tmp_path, env, db_path, "save")
+    assert first == {"imported": False, "direct": [False, True], "looped": [1, 0]}
+    assert _run(script, tmp_path, env, db_path, "random-first") == {
+        "imported": True, "direct": [True, True], "looped": [0, 0]}
+    assert _run(script, tmp_path, env, db_path, "again") == {
+        "imported": False, "direct": [True, True], "looped": [0, 0]}
+    assert runs.read_text().count("ran") == 2  # once per subject, in the first process
+
+
 # --- code edits --------------------------------------------------------------------------------
 
 PIPELINE = """

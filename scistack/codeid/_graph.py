@@ -402,6 +402,8 @@ class Walk:
                 break
             members = vars(value)
             found = members.get(attr, MISSING)
+            if found is MISSING and not is_project_module(value.__name__):
+                found = _library_attribute(value, attr)
             self.slots.append((members, attr, found))
             if found is MISSING:
                 break
@@ -575,6 +577,30 @@ class Walk:
         for m in members:
             m.deps = tuple(sorted((*deps[id(m)], ("cycle", cycle))))
             m.digest = hash_fields("cyclic", m.label, cycle)
+
+
+def _library_attribute(module: ModuleType, attr: str) -> object:
+    """``module.attr`` of a library module whose namespace lacks it yet: a submodule not
+    imported so far (``np.random`` after a bare ``import numpy``), loaded by the module's
+    ``__getattr__`` (PEP 562) or imported as the running code's ``module.attr`` would find
+    it once imported. MISSING when it stays absent from the namespace. The code reached had
+    differed before and after the first call imported it (a library leaf for ``numpy``, then
+    ``numpy.random._generator.default_rng``): the second call in a process was a miss, and
+    so was every first call of a new process."""
+    members = vars(module)
+    if callable(members.get("__getattr__")):
+        try:
+            getattr(module, attr)
+        except Exception:  # noqa: BLE001 - not an attribute (or a failing import): as before
+            return MISSING
+    elif "__path__" in members:  # a package
+        name = f"{module.__name__}.{attr}"
+        try:
+            if importlib.util.find_spec(name) is not None:
+                importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - no such submodule, or it fails to import: as before
+            return MISSING
+    return members.get(attr, MISSING)
 
 
 def _dispatch_registry(value: object) -> Mapping | None:

@@ -1099,6 +1099,53 @@ def test_a_project_class_whose_code_attribute_is_no_code_object_has_a_call_tree(
     assert odd and odd[0].file == str(project.dir / "mod.py")
 
 
+@pytest.fixture
+def site_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Two libraries in a ``site-packages`` directory: ``lazylib`` loads its submodule ``rnd``
+    by a PEP 562 ``__getattr__`` (as numpy loads numpy.random), ``plainlib`` has a submodule
+    ``sub`` that only an import makes an attribute (as scipy's old ``scipy.special``)."""
+    site = tmp_path / "site-packages"
+    for lib, sub in (("lazylib", "rnd"), ("plainlib", "sub")):
+        (site / lib).mkdir(parents=True)
+        (site / lib / f"{sub}.py").write_text("def draw(seed):\n    return seed * 2\n")
+    (site / "lazylib" / "__init__.py").write_text(
+        "import importlib\n\ndef __getattr__(name):\n"
+        "    if name == 'rnd':\n        return importlib.import_module('lazylib.rnd')\n"
+        "    raise AttributeError(name)\n"
+    )
+    (site / "plainlib" / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    for key in [k for k in sys.modules if k.partition(".")[0] in ("lazylib", "plainlib")]:
+        del sys.modules[key]
+
+
+def test_a_library_submodule_imported_after_the_first_identity_keeps_it(
+    project: Project, site_library: Path
+) -> None:
+    """``np.random.default_rng(0)`` after a bare ``import numpy``: numpy.random was not an
+    attribute of numpy before the first call imported it. The identity read ``numpy`` then
+    and ``numpy.random.default_rng`` after: the second call in a process was a
+    miss, and the first of every new process too."""
+    from scistack.codeid.identity import _IDENTITIES
+
+    project.write("mod", """
+        import lazylib
+        import plainlib
+
+        def f(x):
+            return lazylib.rnd.draw(x) + plainlib.sub.draw(x)
+    """)
+    fn = project.load("mod").f
+    before = function_identity(fn)
+    assert dict(before.deps)["pkg:lazylib.rnd.draw"] == "lazylib==unknown"
+    assert dict(before.deps)["pkg:plainlib.sub.draw"] == "plainlib==unknown"
+    assert fn(1) == 4  # (it runs: the submodules are loaded now)
+    assert function_identity(fn) is before  # its guards still hold
+    _IDENTITIES.clear()
+    assert function_identity(fn).digest == before.digest
+
+
 def test_a_module_without_a_file_is_the_project_s_only_when_it_holds_python_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
