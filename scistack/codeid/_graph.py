@@ -585,7 +585,7 @@ def _library_attribute(module: ModuleType, attr: str) -> object:
     ``__getattr__`` (PEP 562) or imported as the running code's ``module.attr`` would find
     it once imported. MISSING when it stays absent from the namespace. The code reached had
     differed before and after the first call imported it (a library leaf for ``numpy``, then
-    ``numpy.random._generator.default_rng``): the second call in a process was a miss, and
+    ``numpy.random.default_rng``): the second call in a process was a miss, and
     so was every first call of a new process."""
     members = vars(module)
     if callable(members.get("__getattr__")):
