@@ -37,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scistack import BaseVariable, configure_database, lineage_fcn  # noqa: E402
+from scistack.codeid.files import _RACY_NS  # noqa: E402
 from scistack.codeid.identity import reached_code  # noqa: E402
 from scistack.database import current_database  # noqa: E402
 
@@ -177,6 +178,10 @@ def bench_code_checks(tmp: str) -> dict[str, float]:
         out[f"identity_{name}"] = median_us(lf.identity, 20000 if name in ("none", "small") else 2000)
     path = Path(tmp) / "calib.txt"
     path.write_text("2")
+    # a calibration file as it usually is, written more than the racy window ago: one read
+    # within 2 s of its last write is recorded racy and hashed at its hits (once per process
+    # when the window has passed, every time within it: `codeid.files.racy_stat`)
+    time.sleep(_RACY_NS / 1e9 + 0.1)
     reader = lineage_fcn(_reads_file)
     x = BenchSignal.load(subject=1)
     reader(x, str(path))

@@ -10,6 +10,22 @@ or an unzip put other bytes of the same size into the same inode and set the old
 which only the ctime (no copy can set it) shows; a chmod alone costs a hash. A record written
 before the ctime was kept has none: its stat never matches, its files are hashed again.
 
+Racy stats (git's "racily clean" entries): timestamps come from a coarse clock (the kernel's
+tick, 1-10 ms: ramfs, and ext4, XFS, btrfs, tmpfs before Linux 6.13; FAT: 2 s; NFS/SMB: the
+server's), and a write through a shared mapping (``np.memmap``) to a page already dirty sets no time at all
+until the page is written back, so a file rewritten with its size kept just after a call read
+it (step A writes, step B reads at once, A rewrites) kept its whole stat, and B's hit was
+served with the old content. A file's or listed folder's stat taken when its mtime or ctime
+was within `_RACY_NS` (2 s) of the moment (``time.time_ns()`` just before the stat) is
+recorded ``racy``: its hits hash the content (list the folder) whatever the stat says. The
+record is immutable and nothing is kept between processes, so each process hashes such a
+file at its first hit; `_STAT_OK` remembers it for the rest of the process once verified by a
+stat that is no longer racy (a racy one is never remembered). A file read within 2 s of its
+last write (the steps of a pipeline) thus costs a hash per process, correctness first; one
+older costs a stat. Not covered: a mapped page rewritten later than that, still dirty (its
+mtime set at its first write only: ``flush()`` the mapping), and a server's clock more than
+2 s behind this one.
+
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
 the libraries built on them (numpy, pandas' default engine, json, csv; a name opened in a
@@ -187,7 +203,15 @@ hold_across_fork(lambda: [_HOOK_LOCK])
 
 _HOOKED = False
 # (path, size, mtime, inode, ctime) -> the digest its content had, verified in this process
+# by a stat that was not racy (`racy_stat`)
 _STAT_OK: dict[tuple[str, int, int, int, int], str] = {}
+# How close to the moment of a stat a file's mtime or ctime makes that stat *racy* (git's
+# "racily clean"): timestamps come from a coarse clock (the kernel's tick, 1-10 ms: ramfs,
+# and ext4, XFS, btrfs, tmpfs before Linux 6.13; the server's on NFS/SMB; FAT keeps 2 s), so a file
+# rewritten with its size kept within the tick of its last change keeps its whole stat, and
+# the stat cannot tell the old content from the new. 2 s: FAT's granularity, the coarsest in
+# use, which also covers a network server's clock behind this one's by up to that much.
+_RACY_NS = 2 * 10**9
 _GLOBAL_WRITES = frozenset({opmap["STORE_GLOBAL"], opmap["DELETE_GLOBAL"]})
 _KINDS: dict[object, int] = {}  # module name -> _USER, _WRAPPER, _LIBRARY or _OWN
 # Code objects are keyed by id (equal code in another module, or a reloaded one, is another
@@ -223,6 +247,8 @@ class FileRead:
     # (``islink``/``lexists``/``follow_symlinks=False``: checked so, its type may be ``link``)
     ctime_ns: int = -1  # a file's or listing's inode change time (-1: not known, a record
     # written before it was kept: its stat never matches, so the content is hashed again)
+    racy: bool = False  # a file's or listing's stat was taken within `_RACY_NS` of its mtime
+    # or ctime (`racy_stat`): a rewrite of the same size may have kept it, so it vouches for nothing
 
     def bare(self) -> FileRead:
         """This entry without the names a listing saw (kept only until the call is recorded)."""
@@ -250,6 +276,8 @@ class FileRead:
             "ctime_ns": self.ctime_ns,
             "blake3": self.digest,
         }
+        if self.racy:  # (absent: not racy, as every record written before it was kept)
+            value["racy"] = True
         return value if self.kind == "file" else {**value, "kind": self.kind}
 
     @classmethod
@@ -275,6 +303,7 @@ class FileRead:
             str(value["blake3"]),
             kind,
             ctime_ns=int(value.get("ctime_ns", -1)),
+            racy=bool(value.get("racy", False)),
         )
 
 
@@ -1280,16 +1309,28 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
                 changed.append(path)
             continue
         stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-        if stamp[1:] == (f.size, f.mtime_ns, f.inode, f.ctime_ns) or _STAT_OK.get(stamp) == f.digest:
+        if (not f.racy and stamp[1:] == (f.size, f.mtime_ns, f.inode, f.ctime_ns)
+                or _STAT_OK.get(stamp) == f.digest):
             continue  # the cheap check: same size, mtime, inode and ctime (no ctime recorded: -1)
         now = _listing(path) if f.kind == "listing" else _hashed(path)
         if now is None or now.digest != f.digest:
             changed.append(path)
-        else:
+        elif not now.racy:  # (a racy stat would vouch for a rewrite in its tick: hashed again)
             if len(_STAT_OK) > 100_000:
                 _STAT_OK.clear()
-            _STAT_OK[stamp] = f.digest  # touched, not changed: hash it once per process
+            # touched, not changed, or recorded racy: hashed once per process
+            _STAT_OK[(path, now.size, now.mtime_ns, now.inode, now.ctime_ns)] = f.digest
     return changed
+
+
+def racy_stat(st: os.stat_result, now_ns: int) -> bool:
+    """Whether a stat taken at `now_ns` (``time.time_ns()`` just before it) may not tell the
+    content it saw from a later rewrite of the same size: the file's mtime or ctime is within
+    `_RACY_NS` of that moment (or after it: a clock ahead), so a write in the same timestamp
+    tick may keep both. Git's rule for its index (``racy-git.txt``), with a fixed window
+    instead of the index file's own mtime: a record has no file of its own on the data's
+    filesystem to compare with."""
+    return max(st.st_mtime_ns, st.st_ctime_ns) > now_ns - _RACY_NS
 
 
 def _is_input_path(path: str, exclude: tuple[str, ...], source: bool = False) -> bool:
@@ -1347,6 +1388,7 @@ def _under(path: str, root: str) -> bool:
 def _hashed(path: str) -> FileRead | None:
     """Stat and blake3 of a file, stat taken before reading (a write during it shows later)."""
     try:
+        now_ns = time.time_ns()
         st = os.stat(path)
         hasher = blake3.blake3()
         with open(path, "rb") as handle:  # (an outer call, if any, saw this path already)
@@ -1354,7 +1396,8 @@ def _hashed(path: str) -> FileRead | None:
                 hasher.update(block)
     except OSError:
         return None
-    return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, hasher.hexdigest(), ctime_ns=st.st_ctime_ns)
+    return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, hasher.hexdigest(), ctime_ns=st.st_ctime_ns,
+                    racy=racy_stat(st, now_ns))
 
 
 _PROBED = ("present", "stat")  # kinds of a path found by a stat: tested only; its stat read
@@ -1414,6 +1457,7 @@ def _listing(path: str, keep_names: bool = False) -> FileRead | None:
     Write-ahead logs come and go while a database in the folder is written: left out.
     `keep_names`: the names too, unmarked (`FileRead.seen`)."""
     try:
+        now_ns = time.time_ns()
         st = os.stat(path)
         with os.scandir(path) as found:
             entries = [(sys.intern(e.name), e.is_dir()) for e in found if not e.name.endswith(".wal")]
@@ -1423,7 +1467,7 @@ def _listing(path: str, keep_names: bool = False) -> FileRead | None:
     marked = sorted(name + "/" if folder else name for name, folder in entries)
     digest = blake3.blake3("\0".join(marked).encode("utf-8", "surrogateescape")).hexdigest()
     return FileRead(path, st.st_size, st.st_mtime_ns, st.st_ino, digest, "listing",
-                    names if keep_names else None, ctime_ns=st.st_ctime_ns)
+                    names if keep_names else None, ctime_ns=st.st_ctime_ns, racy=racy_stat(st, now_ns))
 
 
 def _absent_folder(path: str) -> FileRead | None:

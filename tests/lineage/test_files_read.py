@@ -1287,6 +1287,91 @@ def test_a_file_recorded_without_its_ctime_is_hashed_again_never_matched_by_its_
     assert changed_files([FileRead.from_value(old)]) == [str(path)]
 
 
+def test_a_file_rewritten_through_a_mapping_after_the_call_read_it_misses_the_hit(project, tmp_path, monkeypatch):
+    # Racy clean (git's word): a file's mtime and ctime come from a coarse clock (the kernel's
+    # tick, 1-10 ms, on ext4 before Linux 6.13, tmpfs; FAT: 2 s; NFS/SMB: the server's), so a
+    # step rewriting a file of the same size just after the next step read it left the whole
+    # stat as recorded, and that step's hit was served with the old content. A write through a
+    # shared mapping (np.memmap) to a page already dirty updates neither time on any
+    # filesystem: the same case, made on demand. A stat taken within `_RACY_NS` of the
+    # file's mtime or ctime is recorded racy: its hits hash the content.
+    import mmap
+
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "@lineage_fcn\ndef proc(x):\n    return x * read_json('gain.json')\n")
+    gain = steps.dir / "gain.json"
+    gain.write_bytes(b"0000")
+    _save_inputs()
+    with open(gain, "r+b") as handle, mmap.mmap(handle.fileno(), 4) as mapped:
+        mapped[:] = b"1.25"  # step A writes (the page's first write: mtime and ctime set)
+        assert _run(steps) == (["ran", "ran"], [12.5, 25.0])  # step B reads it at once
+        record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+        assert [f.get("racy") for f in record.extra["files"]] == [True]
+        mapped[:] = b"9.75"  # step A writes again, the same size: no new mtime nor ctime
+        # (the stat stays as recorded unless the page was written back meanwhile, by a `sync`
+        # elsewhere: the hit must miss either way)
+        assert _statuses(project) == ["stale", "stale"]
+        assert _run(steps) == (["ran", "ran"], [97.5, 195.0])
+
+
+@pytest.mark.parametrize("kind", ["file", "listing"])
+def test_a_racy_stat_does_not_vouch_for_the_content_but_an_old_one_does(tmp_path, monkeypatch, kind):
+    # The rule itself, deterministically: a record whose stat was taken within `_RACY_NS` of
+    # the file's (or folder's) mtime or ctime is racy, and its check hashes the content (or
+    # lists the folder) though the stat matches: a rewrite (a rename) in the same timestamp
+    # tick is seen. One taken later is not: its check is the stat alone. The content verified
+    # by a stat no longer racy is remembered for the process (`_STAT_OK`), a racy one is not.
+    import dataclasses
+
+    import blake3
+
+    from scistack.codeid import files
+
+    path = tmp_path / "data"
+    if kind == "file":
+        path.write_text("1.25")
+    else:
+        path.mkdir()
+        (path / "a.json").write_text("1")
+    read = files._listing if kind == "listing" else files._hashed
+    hashed = []
+
+    def counted(p, *args, **kwargs):
+        hashed.append(p)
+        return read(p, *args, **kwargs)
+
+    monkeypatch.setattr(files, "_listing" if kind == "listing" else "_hashed", counted)
+    other = blake3.blake3(b"other names" if kind == "listing" else b"9.75").hexdigest()
+
+    st = os.stat(path)
+    newest = max(st.st_mtime_ns, st.st_ctime_ns)
+    assert files.racy_stat(st, newest) and files.racy_stat(st, newest + files._RACY_NS - 1)
+    assert not files.racy_stat(st, newest + files._RACY_NS)
+    ahead = tmp_path / "ahead"
+    ahead.write_text("")
+    later = time.time_ns() + 3600 * 10**9  # a clock ahead of this one (a server's): racy
+    os.utime(ahead, ns=(later, later))
+    assert files.racy_stat(os.stat(ahead), time.time_ns())
+
+    racy = read(str(path))  # just made: racy
+    assert racy.racy and files.FileRead.from_value(racy.to_value()).racy
+    # the stat as recorded, the content changed in the same tick: the check must look
+    assert files.changed_files([dataclasses.replace(racy, digest=other)]) == [str(path)]
+    hashed.clear()
+    assert files.changed_files([racy]) == [] and files.changed_files([racy]) == []
+    assert len(hashed) == 2  # still racy now: verified, but not remembered
+
+    monkeypatch.setattr(files, "_RACY_NS", 0)  # (as if the file were older than the window)
+    hashed.clear()
+    assert files.changed_files([racy]) == [] and files.changed_files([racy]) == []
+    assert len(hashed) == 1  # verified by a stat no longer racy: remembered for the process
+    old = read(str(path))
+    assert not old.racy and "racy" not in old.to_value()
+    hashed.clear()
+    assert files.changed_files([dataclasses.replace(old, digest=other)]) == []  # trusted: its stat
+    assert hashed == []
+
+
 @pytest.fixture
 def user_cache(tmp_path, monkeypatch):
     """A user cache folder of the test's own ($XDG_CACHE_HOME), taken in by the file hook."""
