@@ -11,6 +11,9 @@ it re-runs nothing. A file that is not there makes the combination "missing". Th
 file is remembered per process by (size, mtime, inode, ctime), so a re-run re-reads only what
 changed: the ctime, which no copy can set, sees a file replaced in place by other content of
 the same size with its mtime kept (``cp -p``, ``shutil.copy2``, ``rsync -t --inplace``, unzip).
+A stat taken within 2 s of the file's mtime or ctime is *racy* (`codeid.files.racy_stat`: a
+rewrite of the same size in the same timestamp tick, or through a dirty mapped page, keeps
+it): its hash is not remembered, so a file just written is hashed on each use until then.
 
 `PathOutput("{subject}/fig.png", root="figs/")` hands the function a path to write; after the
 call the written file is stored as a `bytes` value of the next output variable.
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
+from scistack.codeid.files import racy_stat
 from scistack.errors import InputFileError, InvalidMetadataError
 from scistack.lineage.calls import BoundInput
 from scistack.objects.canonical_json import dumps_canonical
@@ -194,8 +198,8 @@ def file_oid(path: str, shown: str | None = None, stats: FileStats | None = None
     """The oid of a file's content as a `bytes` object; None when there is no such file.
     `stats` (the project's memo of files) answers for a file whose whole stat it remembers,
     and remembers what is hashed here."""
-    now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
     try:
+        now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
         st = os.stat(path)
     except FileNotFoundError:
         return None
@@ -218,11 +222,13 @@ def file_oid(path: str, shown: str | None = None, stats: FileStats | None = None
     except OSError as exc:
         raise InputFileError(f"cannot read {shown or path}: {exc.strerror}; make it a readable file "
                              "(check its permissions), or move it out of the template's reach") from None
-    if len(_hashes) >= _MEMO_SIZE:
-        _hashes.clear()
-    _hashes[memo] = found = hasher.hexdigest()
+    found = hasher.hexdigest()
+    if not racy_stat(st, now_ns):  # (a rewrite in the same timestamp tick keeps a racy stat)
+        if len(_hashes) >= _MEMO_SIZE:
+            _hashes.clear()
+        _hashes[memo] = found
     if stats is not None:
-        stats.remember(path, st, found, now_ns)
+        stats.remember(path, st, found, now_ns)  # (which keeps no racy stat either)
     return found
 
 
