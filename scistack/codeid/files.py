@@ -26,6 +26,13 @@ older costs a stat. Not covered: a mapped page rewritten later than that, still 
 mtime set at its first write only: ``flush()`` the mapping), and a server's clock more than
 2 s behind this one.
 
+A file is hashed when the call ends, not when the function read it: the stat at its first
+``open`` in the call is kept (one ``os.stat`` more per file a call opens), and a file whose
+stat differs at the end (another process or thread rewrote it meanwhile; it appeared after
+an open that failed) is recorded with a digest no content has (`CHANGED_WHILE_READ`): the next
+run misses, where the new content had been recorded as the input of a result computed from
+the old. A rewrite that keeps the stat (in the tick of the file's last change) is not seen.
+
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
 the libraries built on them (numpy, pandas' default engine, json, csv; a name opened in a
@@ -310,13 +317,16 @@ class FileRead:
 class _Recording:
     """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "written", "listed", "probed", "unfollowed", "links", "callers",
+    __slots__ = ("exclude", "root", "read", "opened", "written", "listed", "probed", "unfollowed", "links", "callers",
                  "codes", "modules", "reused", "unseen")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
         self.root = root  # the lineage function whose call this records
         self.read: dict[str, bool] = {}  # path -> the project's own code looked for it
+        self.opened: dict[str, tuple[int, int, int, int] | None] = {}  # path -> its stat when
+        # first opened (`_stamp`; None: not there): one that differs at the end of the call
+        # changed while the call ran (`files_read`)
         self.written: set[str] = set()
         self.listed: dict[str, FileRead | None] = {}  # directories the project's own code
         # listed, as first listed (None: could not be listed)
@@ -427,9 +437,12 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
     first: list[FileRead | None] = []  # the folder as the code lists it now, listed once
     if relative:
         _pend(pending, args, opener, path, [recording.read for recording in stack if path not in recording.read])
+    stamp = _stamp(path) if event == "open" and any(path not in r.opened for r in stack) else None
     for recording in stack:
         if event == "open":
             recording.read[path] = own or recording.read.get(path, False)
+            if path not in recording.opened:
+                recording.opened[path] = stamp
         elif own and path not in recording.listed:
             if not first:  # (our own listdir raises an event too: scistack's, so not `own`)
                 first.append(_listing(path, keep_names=True) or _absent_folder(path))
@@ -998,6 +1011,9 @@ def files_read(recording: _Recording) -> list[FileRead]:
             continue
         if os.path.isfile(path):
             entry = _hashed(path)
+            if entry is not None and recording.opened.get(path, _NOT_NOTED) not in (
+                    _NOT_NOTED, (entry.size, entry.mtime_ns, entry.inode, entry.ctime_ns)):
+                entry = dataclasses.replace(entry, digest=CHANGED_WHILE_READ, racy=True)
         elif own and not os.path.exists(path):  # (a dangling link too: the code followed it)
             entry = FileRead(path, -1, -1, 0, "", "absent")
         else:
@@ -1039,6 +1055,26 @@ def files_read(recording: _Recording) -> list[FileRead]:
 
 
 _UNFOLLOWED = "\0lstat"  # `files_read`'s key of a path's lstat entry (sorts just after the path's)
+_NOT_NOTED = (-1, -1, -1, -1)
+# The digest recorded for a file whose stat at the end of the call differs from its stat when
+# the call first opened it (another process or thread rewrote it meanwhile, or it appeared
+# after an open that failed): the content the call read is not known, and the content now
+# may not be what it computed from (it had been recorded as the input, and the result served
+# for it). No content has this digest: the next run misses and records the file afresh.
+CHANGED_WHILE_READ = "changed while the call ran"
+
+
+def _stamp(path: str) -> tuple[int, int, int, int] | None:
+    """(size, mtime, inode, ctime) of `path` now, by the real ``os.stat`` (not `_probe`'s:
+    the hook's own look is no probe of the code's), None where there is no file."""
+    try:
+        st = _REAL_STAT(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
+_REAL_STAT = getattr(os.stat, "__wrapped__", os.stat)  # (`_probe` wraps os.stat on install)
 
 
 # a lineage function's code -> the source files of the project modules its calls imported in

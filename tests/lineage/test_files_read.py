@@ -1314,6 +1314,40 @@ def test_a_file_rewritten_through_a_mapping_after_the_call_read_it_misses_the_hi
         assert _run(steps) == (["ran", "ran"], [97.5, 195.0])
 
 
+def test_a_file_rewritten_while_the_call_ran_is_recorded_so_that_the_next_run_misses(project, tmp_path,
+                                                                                      monkeypatch):
+    # The file is hashed when the call ends: another process (here a thread) rewriting it
+    # after the function read it had the new content recorded as the input, and the result
+    # computed from the old content was served for it. The stat at the first open is kept;
+    # one that differs at the end records a digest no content has (`CHANGED_WHILE_READ`)
+    from scistack.codeid.files import CHANGED_WHILE_READ
+
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent("""
+        import threading
+        def rewrite():
+            with open(os.path.join(HERE, "gain.json"), "w") as f:
+                f.write("9.5")
+        @lineage_fcn
+        def proc(x):
+            gain = read_json("gain.json")
+            if gain == 1.25:  # another writer, while the call still runs
+                writer = threading.Thread(target=rewrite)
+                writer.start()
+                writer.join()
+            return x * gain
+    """))
+    (steps.dir / "gain.json").write_text("1.25")
+    _save_inputs()
+    assert _run(steps, subjects=(1,)) == (["ran"], [12.5])
+    assert (steps.dir / "gain.json").read_text() == "9.5"
+    record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+    assert [f["blake3"] for f in record.extra["files"]] == [CHANGED_WHILE_READ]
+    assert _statuses(project, subjects=(1,)) == ["stale"]
+    assert _run(steps, subjects=(1,)) == (["ran"], [95.0])
+    assert _run(steps, subjects=(1,)) == (["cached"], [95.0])
+
+
 @pytest.mark.parametrize("kind", ["file", "listing"])
 def test_a_racy_stat_does_not_vouch_for_the_content_but_an_old_one_does(tmp_path, monkeypatch, kind):
     # The rule itself, deterministically: a record whose stat was taken within `_RACY_NS` of
