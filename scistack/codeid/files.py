@@ -32,6 +32,9 @@ stat differs at the end (another process or thread rewrote it meanwhile; it appe
 an open that failed) is recorded with a digest no content has (`CHANGED_WHILE_READ`): the next
 run misses, where the new content had been recorded as the input of a result computed from
 the old. A rewrite that keeps the stat (in the tick of the file's last change) is not seen.
+So with what the code looked for: a path it did not find that is there at the end is so
+recorded, and a path whose stat it read (``getsize``, ``os.stat``) is recorded with an mtime
+no file has (-1) when that stat differs at the end from the first one the code read.
 
 How reads are seen: a Python audit hook (PEP 578, installed on first use and never removed:
 hooks cannot be) receives every ``open`` event, from ``open()``, ``io.open``, ``os.open`` and
@@ -317,8 +320,8 @@ class FileRead:
 class _Recording:
     """What was opened and listed while it is active in this thread."""
 
-    __slots__ = ("exclude", "root", "read", "opened", "written", "listed", "probed", "unfollowed", "links", "callers",
-                 "codes", "modules", "reused", "unseen")
+    __slots__ = ("exclude", "root", "read", "opened", "written", "listed", "probed", "unfollowed", "links", "stats",
+                 "callers", "codes", "modules", "reused", "unseen")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -335,6 +338,8 @@ class _Recording:
         self.unfollowed: dict[str, int] = {}  # the same, of those found by a stat not
         # following links (islink, lexists, lstat): a path probed both ways is in both
         self.links: set[str] = set()  # links whose target the project's code read (readlink)
+        self.stats: dict[tuple[str, bool], tuple[int, int, int]] = {}  # (path, followed) ->
+        # (size, mtime, ctime) the code's first stat of it read (`files_read` compares)
         self.callers: dict[str, set[int]] = {}  # path -> project code on the stack below (ids)
         self.codes: dict[int, tuple[CodeType, dict]] = {}  # that code, and its module globals
         self.modules: set[str] = set()  # source files of the project modules imported meanwhile
@@ -775,7 +780,7 @@ def _probe(real: Callable[..., Any]) -> Callable[..., Any]:
                 _note_probe(path, kwargs, "readlink", True)
             raise
         # os.access False: absent, or not allowed (`files_read` tells them apart)
-        _note_probe(path, kwargs, real.__name__, result is not False)
+        _note_probe(path, kwargs, real.__name__, result is not False, result)
         return result
 
     probe.__module__ = "os"  # (pickle finds a function by module and name: posix.stat is not it)
@@ -914,12 +919,12 @@ _TESTED, _SIZE_MTIME, _WHOLE_STAT = range(3)
 _READS_CTIME = frozenset({"stat", "lstat", "getctime"})
 
 
-def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
+def _note_probe(path: Any, kwargs: dict, called: str, found: bool, result: Any = None) -> None:
     """A stat (or access) the project's own code asked for: a path not found is recorded
-    absent (``read``); a path found, `probed` (tested only: there, and its type; or its stat
-    read: its size and mtime too, and its ctime if the code could read it). A name in a
-    folder's descriptor (``dir_fd``) is the path in that folder; where none is found, an
-    *unseen* entry."""
+    absent (``read``, and `opened` as not there); a path found, `probed` (tested only: there,
+    and its type; or its stat read: its size and mtime too, and its ctime if the code could
+    read it; the first such stat, `result`, kept in `stats`). A name in a folder's descriptor
+    (``dir_fd``) is the path in that folder; where none is found, an *unseen* entry."""
     stack = _LOCAL.stack
     if not stack or getattr(_PROBING, "on", False):
         return
@@ -959,6 +964,7 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
         if not found:
             for recording in stack:
                 recording.read[path] = True
+                recording.opened.setdefault(path, None)  # (there at the end: changed meanwhile)
             return
         asked = called if outer is None else outer.f_code.co_name
         if called == "readlink":  # os.readlink, Path.readlink: the link's target is an input
@@ -968,9 +974,13 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool) -> None:
         if asked in _TESTS or asked in _STATS:
             asks = (_TESTED if asked in _TESTS else _WHOLE_STAT if asked in _READS_CTIME else _SIZE_MTIME)
             unfollowed = called == "lstat" or kwargs.get("follow_symlinks", True) is False
+            seen = ((result.st_size, result.st_mtime_ns, result.st_ctime_ns)
+                    if asks != _TESTED and isinstance(result, os.stat_result) else None)
             for recording in stack:  # (islink, lexists, is_symlink, lstat: the link itself)
                 probed = recording.unfollowed if unfollowed else recording.probed
                 probed[path] = max(asks, probed.get(path, _TESTED))
+                if seen is not None:
+                    recording.stats.setdefault((path, not unfollowed), seen)
     except Exception:  # noqa: BLE001 - never fail the function's own stat
         pass
     finally:
@@ -1030,7 +1040,7 @@ def files_read(recording: _Recording) -> list[FileRead]:
             continue  # (its folder's listing names it, and marks a folder: `_listing`)
         entry = _probed(path, asks)
         if entry is not None:
-            found[path] = entry
+            found[path] = _as_seen(entry, recording)
     # Found by an lstat (the link itself): its own entry, beside the one of the same path
     # followed (a stat, or its content read): `islink(p)` then `getsize(p)` had recorded the
     # lstat alone, and the link's target rewritten kept the hit. (Keyed apart in `found`.)
@@ -1039,7 +1049,7 @@ def files_read(recording: _Recording) -> list[FileRead]:
             continue
         entry = _probed(path, asks, follow=False)
         if entry is not None:
-            found[path + _UNFOLLOWED] = entry
+            found[path + _UNFOLLOWED] = _as_seen(entry, recording)
     for path in recording.links:  # (its own entry, as an lstat's: the link, not what it names)
         if path in recording.written or not _is_input_path(path, exclude):
             continue
@@ -1062,6 +1072,17 @@ _NOT_NOTED = (-1, -1, -1, -1)
 # may not be what it computed from (it had been recorded as the input, and the result served
 # for it). No content has this digest: the next run misses and records the file afresh.
 CHANGED_WHILE_READ = "changed while the call ran"
+
+
+def _as_seen(entry: FileRead, recording: _Recording) -> FileRead:
+    """A path whose stat the code read (`entry`, as it is at the end of the call): with an
+    mtime no file has (-1: never a hit) when the stat the code first read differs (another
+    process touched it meanwhile: the result was computed from the stat as it was)."""
+    seen = recording.stats.get((entry.path, entry.follow)) if entry.kind == "stat" else None
+    if seen is None or (seen[0], seen[1]) == (entry.size, entry.mtime_ns) and (
+            entry.ctime_ns == -1 or seen[2] == entry.ctime_ns):
+        return entry
+    return dataclasses.replace(entry, mtime_ns=-1)
 
 
 def _stamp(path: str) -> tuple[int, int, int, int] | None:

@@ -1348,6 +1348,55 @@ def test_a_file_rewritten_while_the_call_ran_is_recorded_so_that_the_next_run_mi
     assert _run(steps, subjects=(1,)) == (["cached"], [95.0])
 
 
+DURING = {  # what the code learns of extra.txt, which another writer makes or grows meanwhile
+    "getsize": ("os.path.getsize(P)", "4"),
+    "exists": ("os.path.exists(P) + 3", None),
+    "open": ("opened()", None),  # (FileNotFoundError: 3)
+}
+
+
+@pytest.mark.parametrize("how", sorted(DURING))
+def test_a_path_the_code_looked_at_changed_while_the_call_ran_misses_the_next_run(project, tmp_path,
+                                                                                monkeypatch, how):
+    # As a file read: the entry is taken when the call ends, so a size the code read before
+    # another writer grew the file, or a path it did not find before that writer made it,
+    # was recorded as found at the end, and the result computed from what the code saw was
+    # served for it. Now such an entry never matches: the next run computes again
+    code, before = DURING[how]
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(f"""
+        import threading
+        P, DONE = os.path.join(HERE, "extra.txt"), os.path.join(HERE, "done")
+        def write():
+            with open(P, "w") as f:
+                f.write("12345")
+        def opened():
+            try:
+                with open(P) as f:
+                    return len(f.read())
+            except FileNotFoundError:
+                return 3
+        @lineage_fcn
+        def proc(x):
+            seen = {code}
+            first = not os.path.exists(DONE)
+            with open(DONE, "w"):  # (written by every call: its output, so no input)
+                pass
+            if first:
+                writer = threading.Thread(target=write)
+                writer.start()
+                writer.join()
+            return x * seen
+    """))
+    if before is not None:
+        (steps.dir / "extra.txt").write_text("1234")
+    _save_inputs()
+    assert _run(steps, subjects=(1,)) == (["ran"], [40.0 if before else 30.0])
+    assert _statuses(project, subjects=(1,)) == ["stale"]
+    assert _run(steps, subjects=(1,)) == (["ran"], [50.0 if how != "exists" else 40.0])
+    assert _run(steps, subjects=(1,))[0] == ["cached"]
+
+
 @pytest.mark.parametrize("kind", ["file", "listing"])
 def test_a_racy_stat_does_not_vouch_for_the_content_but_an_old_one_does(tmp_path, monkeypatch, kind):
     # The rule itself, deterministically: a record whose stat was taken within `_RACY_NS` of
