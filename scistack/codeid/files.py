@@ -27,11 +27,11 @@ mtime set at its first write only: ``flush()`` the mapping), and a server's cloc
 2 s behind this one.
 
 A file is hashed when the call ends, not when the function read it: the stat at its first
-``open`` in the call is kept (one ``os.stat`` more per file a call opens), and a file whose
-stat differs at the end (another process or thread rewrote it meanwhile; it appeared after
-an open that failed) is recorded with a digest no content has (`CHANGED_WHILE_READ`): the next
-run misses, where the new content had been recorded as the input of a result computed from
-the old. A rewrite that keeps the stat (in the tick of the file's last change) is not seen.
+``open`` in the call (a module's source: at its import) is kept (one ``os.stat`` more per file
+a call opens), and a file whose stat differs at the end (another process or thread rewrote it
+meanwhile; it appeared after an open that failed) is recorded with a digest no content has
+(`CHANGED_WHILE_READ`): the next run misses, where the new content had been recorded as the
+input of a result computed from the old. A rewrite that keeps the stat (in the tick of the file's last change) is not seen.
 So with what the code looked for: a path it did not find that is there at the end is so
 recorded, and a path whose stat it read (``getsize``, ``os.stat``) is recorded with an mtime
 no file has (-1) when that stat differs at the end from the first one the code read.
@@ -420,8 +420,10 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
         if opener.f_globals.get("__name__") in _IMPORT_SYSTEM:
             _note_loaded(path)
             source = _module_source(path)
+            stamp = _stamp(source) if source is not None else None  # (as `opened` below)
             for recording in stack if source is not None else ():
                 recording.modules.add(source)
+                recording.opened.setdefault(source, stamp)
             return
         if path.endswith(".pyc") or _shows_source(opener):
             return  # (linecache's read for a traceback or a warning, scistack's own: no input)
@@ -1021,9 +1023,8 @@ def files_read(recording: _Recording) -> list[FileRead]:
             continue
         if os.path.isfile(path):
             entry = _hashed(path)
-            if entry is not None and recording.opened.get(path, _NOT_NOTED) not in (
-                    _NOT_NOTED, (entry.size, entry.mtime_ns, entry.inode, entry.ctime_ns)):
-                entry = dataclasses.replace(entry, digest=CHANGED_WHILE_READ, racy=True)
+            if entry is not None:
+                entry = _as_opened(entry, recording)
         elif own and not os.path.exists(path):  # (a dangling link too: the code followed it)
             entry = FileRead(path, -1, -1, 0, "", "absent")
         else:
@@ -1074,6 +1075,15 @@ _NOT_NOTED = (-1, -1, -1, -1)
 CHANGED_WHILE_READ = "changed while the call ran"
 
 
+def _as_opened(entry: FileRead, recording: _Recording) -> FileRead:
+    """A file input as hashed at the end of the call (`entry`), or `CHANGED_WHILE_READ` when
+    its stat then differs from its stat when the call first opened (or imported) it."""
+    if recording.opened.get(entry.path, _NOT_NOTED) in (
+            _NOT_NOTED, (entry.size, entry.mtime_ns, entry.inode, entry.ctime_ns)):
+        return entry
+    return dataclasses.replace(entry, digest=CHANGED_WHILE_READ, racy=True)
+
+
 def _as_seen(entry: FileRead, recording: _Recording) -> FileRead:
     """A path whose stat the code read (`entry`, as it is at the end of the call): with an
     mtime no file has (-1: never a hit) when the stat the code first read differs (another
@@ -1117,7 +1127,8 @@ def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[s
         if path not in found and path not in recording.written and not _excluded(path, exclude):
             entry = _hashed(path) if os.path.isfile(path) else None
             if entry is not None:
-                found[path] = entry
+                entry = _as_opened(entry, recording)  # (edited since the import read it: the
+                found[path] = entry  # old code ran, the result must not be served for the new)
                 imported.setdefault(path, entry.bare())
     for path in recording.reused - recording.modules:  # (imported before: no file opened)
         if path in found or path in imported or path in recording.written or _excluded(path, exclude):

@@ -1348,6 +1348,34 @@ def test_a_file_rewritten_while_the_call_ran_is_recorded_so_that_the_next_run_mi
     assert _run(steps, subjects=(1,)) == (["cached"], [95.0])
 
 
+def test_a_module_edited_while_the_call_that_imported_it_ran_misses_the_next_run(project, tmp_path,
+                                                                                  monkeypatch):
+    # A module the call imports (a computed name) is an input by its source file, hashed when
+    # the call ends: edited after the import (another writer), the new source was recorded
+    # for the result the old code computed, and that result was served for the new code
+    steps = Steps(tmp_path, monkeypatch)
+    (steps.dir / "plug_a.py").write_text("K = 2\n")
+    steps.write(HEAD + textwrap.dedent("""
+        import importlib, threading
+        def edit():
+            with open(os.path.join(HERE, "plug_a.py"), "w") as f:
+                f.write("K = 30\\n")
+        @lineage_fcn
+        def proc(x):
+            k = importlib.import_module(f"{__package__}.plug_" + "ab"[0]).K
+            if k == 2:  # edited by another writer while the call still runs
+                writer = threading.Thread(target=edit)
+                writer.start()
+                writer.join()
+            return x * k
+    """))
+    _save_inputs()
+    assert _run(steps, subjects=(1,)) == (["ran"], [20.0])
+    assert _statuses(project, subjects=(1,)) == ["stale"]
+    assert _run(steps, subjects=(1,)) == (["ran"], [300.0])  # (a fresh import: the new code)
+    assert _run(steps, subjects=(1,))[0] == ["cached"]
+
+
 DURING = {  # what the code learns of extra.txt, which another writer makes or grows meanwhile
     "getsize": ("os.path.getsize(P)", "4"),
     "exists": ("os.path.exists(P) + 3", None),
