@@ -649,6 +649,7 @@ def test_the_output_stat_memo_keeps_no_racy_stat_and_survives_damage(tmp_path, m
     """A stat taken within 2 s of the file's mtime or ctime (or before them: a clock behind
     the file server's) is not remembered: a rewrite of the same size in the same timestamp
     tick keeps the whole stat. A damaged memo file costs hashes, never a wrong answer."""
+    from scistack.codeid import files
     from scistack.foreach import outstat
     from scistack.objects.hashing import hash_bytes, object_header
 
@@ -663,7 +664,7 @@ def test_the_output_stat_memo_keeps_no_racy_stat_and_survives_damage(tmp_path, m
     assert memo.holds(str(path), oid) and not memo.holds(str(path), "0" * 64)
     memo.save()
     assert not (folder / outstat.MEMO_NAME).exists()
-    monkeypatch.setattr(outstat, "_RACY_NS", -3700 * 10**9)  # (as if that hour had passed)
+    monkeypatch.setattr(files, "_RACY_NS", -3700 * 10**9)  # (as if that hour had passed)
     memo = outstat.FileStats(folder)
     assert memo.holds(str(path), oid)
     memo.save()

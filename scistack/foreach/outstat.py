@@ -37,19 +37,13 @@ from typing import Any
 
 import blake3
 
+from scistack.codeid.files import racy_stat  # (git's rule, as file inputs judge stats)
 from scistack.objects.hashing import object_header
 
 MEMO_NAME = "output-stats.json"
 _VERSION = 1
-_RACY_NS = 2 * 10**9  # (FAT's 2 s granularity; the kernel's coarse clock and a server's clock too)
 _MAX_ENTRIES = 100_000  # (the oldest are dropped beyond: they cost a hash each, nothing more)
 _BLOCK = 1 << 20
-
-
-def racy(st: os.stat_result, now_ns: int) -> bool:
-    """A stat taken at `now_ns` within `_RACY_NS` of the file's mtime or ctime (or before
-    them: a clock behind): a same-size rewrite in the same timestamp tick keeps it."""
-    return max(st.st_mtime_ns, st.st_ctime_ns) > now_ns - _RACY_NS
 
 
 def _stamp(st: os.stat_result) -> list[int]:
@@ -82,7 +76,7 @@ class FileStats:
             if entry[4] == oid and entry[0] != st.st_size:
                 return False  # (an oid names one length: the file's is another)
         found = _content_oid(path, st.st_size)
-        if found is not None and not racy(st, now_ns) and _stamp(os.stat(path)) == now:
+        if found is not None and not racy_stat(st, now_ns) and _stamp(os.stat(path)) == now:
             self._new[path] = [*now, found]  # (unchanged while read: its stat vouches for it)
             self._entries[path] = self._new[path]  # type: ignore[index]
         return found == oid
@@ -100,7 +94,7 @@ class FileStats:
             unchanged = _stamp(os.stat(path)) == _stamp(st)
         except OSError:
             return
-        if unchanged and not racy(st, now_ns):
+        if unchanged and not racy_stat(st, now_ns):
             self._entry(path)  # (the memo file read, if it was not yet)
             self._new[path] = self._entries[path] = [*_stamp(st), oid]  # type: ignore[index]
 
