@@ -39,6 +39,12 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
         raise InvalidMetadataError(
             f"outputs {[o.__name__ for o in outputs]} name a variable twice; each returned value "
             "needs its own variable")
+    # a name the project refuses at save (a case twin of a variable, a view's name): refused
+    # now, not when the first call's result is saved, after its cache entry was journalled
+    # (the call was then recorded with no output saved, and served as a hit on the next run)
+    tags = {n: None for n, s in inputs.items() if isinstance(s, EachOf)}  # (EachOf's version keys)
+    for out in outputs:
+        db.index.check_names(out.__name__, tags)
     for name, spec in inputs.items():
         for fixed in _fixed_specs(spec):
             variants = db.index.vkey_names(fixed.variable.__name__)

@@ -1,0 +1,93 @@
+"""A variable name the project refuses at save (a case twin of a variable, a name one of
+another variable's SQL views has) refuses the whole step before anything is journalled:
+no call, cache entry or run is half-recorded for outputs that were never saved."""
+
+from __future__ import annotations
+
+import pytest
+
+import scistack
+from scistack import BaseVariable, EachOf, for_each
+from tests.helpers import journal_size
+
+
+class Rec(BaseVariable):
+    pass
+
+
+class REC(BaseVariable):  # Rec's name but for case
+    pass
+
+
+class RecDoubled(BaseVariable):
+    pass
+
+
+class Rec_all(BaseVariable):  # noqa: N801 - the name of Rec's view of every version
+    pass
+
+
+class Rec_branches(BaseVariable):  # noqa: N801
+    pass
+
+
+CALLS: list[float] = []
+
+
+def doubled(x):
+    CALLS.append(x)
+    return x * 2
+
+
+@pytest.fixture
+def rec(project):
+    CALLS.clear()
+    for subject in (1, 2):
+        Rec.save(float(subject), subject=subject, session="pre")
+    return project
+
+
+@pytest.mark.parametrize("output, said", [
+    (REC, r"'REC' differs from the project's variable 'Rec' only by case.*e\.g\. REC_2"),
+    (Rec_all, r"'Rec_all' would take the name of the SQL view Rec_all.*e\.g\. RecAll"),
+    (Rec_branches, r"'Rec_branches' would take the name of the SQL view Rec_branches.*e\.g\. RecBranches"),
+])
+def test_for_each_into_a_refused_name_is_refused_before_anything_runs(rec, output, said):
+    """The first combination ran, its call and cache entry were journalled, then the save of
+    its output was refused: the call was recorded with nothing saved, and a run to a name
+    that works served that combination as cached."""
+    before = journal_size(rec)
+    with pytest.raises(scistack.ScistackError, match=said):
+        for_each(doubled, inputs={"x": Rec}, outputs=[output], subject=[1, 2], session=["pre"], progress=False)
+    with pytest.raises(scistack.ScistackError, match=said):
+        for_each(doubled, inputs={"x": Rec}, outputs=[output], subject=[1, 2], session=["pre"], dry_run=True,
+                 progress=False)
+    assert CALLS == []  # nothing computed
+    assert journal_size(rec) == before  # nothing recorded
+    assert not output.load_all()
+    report = for_each(doubled, inputs={"x": Rec}, outputs=[RecDoubled], subject=[1, 2], session=["pre"],
+                      progress=False)
+    assert (report.ran, report.cached) == (2, 0)
+    assert [RecDoubled.load(subject=s, session="pre").data for s in (1, 2)] == [2.0, 4.0]
+
+
+def test_a_refused_second_output_refuses_the_step_before_the_first_is_saved(rec):
+    """outputs=[RecDoubled, REC]: the first output had been saved and the call cached before
+    the second was refused."""
+    before = journal_size(rec)
+    with pytest.raises(scistack.ScistackError, match="only by case"):
+        for_each(lambda x: (x * 2, x * 3), inputs={"x": Rec}, outputs=[RecDoubled, REC], subject=[1],
+                 session=["pre"], progress=False)
+    assert journal_size(rec) == before
+    assert not RecDoubled.load_all()
+
+
+def test_an_each_of_input_named_like_a_schema_key_but_for_case_is_refused_first(rec):
+    """EachOf tags each result with a version key named after its parameter: `Subject`
+    (the schema key `subject` but for case) was refused at the first save, after the call."""
+    before = journal_size(rec)
+    with pytest.raises(scistack.ScistackError, match="'Subject' is the schema key 'subject' but for case"):
+        for_each(lambda x, Subject: x, inputs={"x": Rec, "Subject": EachOf(1, 2)},  # noqa: N803
+                 outputs=[RecDoubled], subject=[1], session=["pre"], progress=False)
+    assert journal_size(rec) == before
+
