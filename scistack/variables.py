@@ -265,6 +265,7 @@ class BaseVariable:
         db = get_database()
         addr, vkeys = _split_for_save(db, cls.__name__, metadata)
         warn_save_inside(cls.__name__)
+        db.index.check_save(cls.__name__, addr, vkeys)  # (before `_save_info` copies in a call)
         info = _save_info(db, data)
         record = db.index.put_ref(cls.__name__, addr, vkeys, info.oid, info.kind, call=info.call,
                                   params=info.params, summary=info.summary)

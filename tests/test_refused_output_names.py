@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import scistack
-from scistack import BaseVariable, EachOf, for_each
+from scistack import BaseVariable, EachOf, for_each, lineage_fcn
 from tests.helpers import journal_size
 
 
@@ -91,3 +91,31 @@ def test_an_each_of_input_named_like_a_schema_key_but_for_case_is_refused_first(
                  outputs=[RecDoubled], subject=[1], session=["pre"], progress=False)
     assert journal_size(rec) == before
 
+
+def test_a_result_computed_before_the_database_saved_to_a_refused_name_records_nothing(tmp_path, monkeypatch):
+    """A lineage_fcn result computed with no database brings its call into the project when
+    saved (its cache entry is journalled): that happened before the name was refused."""
+    import scistack.database as database_module
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SCISTACK_DB", raising=False)
+    previous, database_module._current = database_module._current, None
+    try:
+        result = lineage_fcn(doubled)(5.0)  # (in memory)
+        db = scistack.configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+        try:
+            Rec.save(1.0, subject=1, session="pre")
+            before = journal_size(db)
+            with pytest.raises(scistack.ScistackError, match="only by case"):
+                REC.save(result, subject=1, session="pre")
+            with pytest.raises(scistack.ScistackError, match="view Rec_all"):
+                Rec_all.save(result, subject=1, session="pre")
+            with pytest.raises(scistack.ScistackError, match="looks like subject=1"):
+                RecDoubled.save(result, subject="1", session="pre")
+            assert journal_size(db) == before
+            RecDoubled.save(result, subject=2, session="pre")  # (a name that works: the call comes along)
+            assert db.get_provenance(RecDoubled, subject=2, session="pre")["function_name"] == "doubled"
+        finally:
+            db.close()
+    finally:
+        database_module._current = previous

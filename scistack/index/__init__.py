@@ -627,6 +627,14 @@ class Index:
                     f"so it could not be told apart in the views or in where=. Write "
                     f"{self._key_case[key.lower()]}= to address the value")
 
+    def check_save(self, var: str, addr: dict, vkeys: dict) -> None:
+        """Refuse what `put_ref` would refuse of a save's names and address values, before the
+        caller writes anything for it (a result computed in memory brings its call and cache
+        entry along when saved: journalled, they named a value no variable held)."""
+        self.check_names(var, vkeys)
+        for key, value in addr.items():
+            self._check_key_value(var, key, value)
+
     def _check_key_value(self, var: str, key: str, value: Any,
                          held: RefState | None = None) -> None:
         """Refuse a schema-key value that shows as one of another type the project has (1 and
