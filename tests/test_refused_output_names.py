@@ -8,6 +8,7 @@ import pytest
 
 import scistack
 from scistack import BaseVariable, EachOf, for_each, lineage_fcn
+from scistack.index import views
 from tests.helpers import journal_size
 
 
@@ -119,3 +120,20 @@ def test_a_result_computed_before_the_database_saved_to_a_refused_name_records_n
             db.close()
     finally:
         database_module._current = previous
+
+
+@pytest.mark.parametrize("first, then", [(Rec, REC), (REC, Rec)])
+def test_a_name_taken_over_by_its_case_twin_once_deleted_warns_of_no_missing_views(project, caplog, monkeypatch,
+                                                                                    first, then):
+    """`Rec` deleted, then `REC` saved (allowed: Rec has no records), both synced at once:
+    the sync said "variable Rec has no SQL views: its name differs from REC's only by case",
+    of a variable with nothing to show, whose name is no longer refused."""
+    monkeypatch.setattr(views, "_warned", set())
+    first.save(1.0, subject=1, session="pre")
+    project.sync()
+    with caplog.at_level("WARNING", logger="scistack.index.views"):
+        first.delete(subject=1, session="pre")
+        then.save(2.0, subject=1, session="pre")
+        project.sync()
+        assert project.sql(f'SELECT subject, value FROM "{then.__name__}"').values.tolist() == [[1, 2.0]]
+    assert "SQL views" not in caplog.text and "not made" not in caplog.text

@@ -92,11 +92,14 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
     import duckdb  # noqa: PLC0415 - `import scistack` loads no DuckDB
 
     spellings: dict[str, str] = {}  # a name ignoring case -> the variable whose views it names
-    for (name,) in con.execute("SELECT DISTINCT var FROM scistack.refs ORDER BY var").fetchall():
+    held = [name for (name,) in con.execute("SELECT DISTINCT var FROM scistack.refs ORDER BY var").fetchall()]
+    for name in held:
         spellings.setdefault(name.lower(), name)
     all_vars = set(spellings)
     names = sorted({spellings.get(v.lower(), v) for v in variables})
-    for var in sorted(set(variables) - set(names)):  # saved before such names were refused
+    # saved before such names were refused; not one whose records are all deleted (`Emg`
+    # deleted and `EMG` saved, in one sync: Emg has no views to show, none is missing)
+    for var in sorted((set(variables) - set(names)) & set(held)):
         _warn_once("variable %s has no SQL views: its name differs from %s's only by case, and "
                    "SQL names ignore case; load it from Python", var, spellings[var.lower()])
     tables = {r[0].lower() for r in con.execute(  # a user's own tables in the file (DBeaver...)
