@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import scistack
-from scistack import BaseVariable, EachOf, for_each, lineage_fcn
+from scistack import BaseVariable, EachOf, PathInput, Split, for_each, lineage_fcn
 from scistack.index import views
 from tests.helpers import journal_size
 
@@ -91,6 +91,48 @@ def test_an_each_of_input_named_like_a_schema_key_but_for_case_is_refused_first(
         for_each(lambda x, Subject: x, inputs={"x": Rec, "Subject": EachOf(1, 2)},  # noqa: N803
                  outputs=[RecDoubled], subject=[1], session=["pre"], progress=False)
     assert journal_size(rec) == before
+
+
+def test_a_path_input_iterated_over_look_alikes_of_stored_key_values_is_refused_first(rec, tmp_path):
+    """subject="1" iterated (a PathInput reads files, so no stored input said what subjects
+    are) where the project's subjects are numbers: the call ran and was cached, then the
+    save at subject="1" was refused."""
+    (tmp_path / "raw").mkdir()
+    for subject in ("1", "2"):
+        (tmp_path / "raw" / f"{subject}.txt").write_text(subject)
+    before = journal_size(rec)
+    with pytest.raises(scistack.ScistackError, match=r"subject='1' \(text\) looks like subject=1"):
+        for_each(read_value, inputs={"path": PathInput("raw/{subject}.txt")},
+                 outputs=[RecDoubled], subject=["1", "2"], session=["pre"], progress=False)
+    assert journal_size(rec) == before
+    assert CALLS == []  # (refused before any call ran)
+
+
+def read_value(path):
+    CALLS.append(path)
+    return float(open(path).read())
+
+
+def test_a_split_label_a_save_refuses_is_refused_before_the_call_is_recorded(tmp_path, monkeypatch):
+    """A `Split` part's label is known only once the call returns: one that reads like a
+    stored value of another type is refused before the call's cache entry is journalled."""
+    import scistack.database as database_module
+
+    monkeypatch.chdir(tmp_path)
+    db = scistack.configure_database(tmp_path / "p.duckdb", ["subject", "trial"])
+    try:
+        Rec.save(1.0, subject=1, trial=1)
+        before = journal_size(db)
+        with pytest.raises(scistack.ScistackError, match=r"trial='1' \(text\) looks like trial=1"):
+            for_each(lambda x: {"1": x}, inputs={"x": Rec}, outputs=[Split(RecDoubled, by="trial")],
+                     subject=[1], progress=False)
+        assert journal_size(db) == before
+        report = for_each(lambda x: {1: x}, inputs={"x": Rec}, outputs=[Split(RecDoubled, by="trial")],
+                          subject=[1], progress=False)
+        assert (report.ran, report.cached) == (1, 0)
+    finally:
+        db.close()
+        database_module._current = None
 
 
 def test_a_result_computed_before_the_database_saved_to_a_refused_name_records_nothing(tmp_path, monkeypatch):

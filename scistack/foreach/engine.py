@@ -54,6 +54,7 @@ from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
+    check_addresses,
     check_arguments,
     check_counts,
     check_parameters,
@@ -169,6 +170,7 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     lf, inputs = bind_functions(lf, inputs)
     check_workers_can_receive(lf, None if executor is not None else workers)
     combos = combinations(db, inputs, iterables)
+    check_addresses(db, outputs, inputs, combos)
     reports, tagged = [], []
     for chosen, vkeys in _alternatives(db, inputs):
         run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys,
@@ -1245,6 +1247,10 @@ class _Run:
         bound = {n: r.bound for n, r in resolved.items()}
         out_oids = [o[0] for o in outcome.outputs]  # type: ignore[union-attr]
         split = split_record(self.splits, outcome.labels) if outcome.labels else None
+        layout = outcome.labels or (None,) * len(self.outputs)
+        places = self._places(item.combo, pending.addr_key, outcome.outputs, layout)  # type: ignore[arg-type]
+        for var, address, _, _ in places:  # what a save would refuse (a `Split` label that reads like
+            self.db.index.check_save(var, address, self.vkeys)  # another's value): before the cache entry
         call_oid = self.lf.record_call(self.db.store, self.identity, bound, out_oids, outcome.started,
                                        outcome.duration, multi=outcome.multi, files=outcome.files, split=split,
                                        root=self.db.root, project=self.db.records_project)
@@ -1254,10 +1260,8 @@ class _Run:
             for saved in self._kept_saves.pop(key, ()):
                 self._save(*saved)
         params = flatten_params(self.identity.name, bound)
-        layout = outcome.labels or (None,) * len(self.outputs)
         kept = []
-        for var, address, place_key, out in self._places(item.combo, pending.addr_key,
-                                                         outcome.outputs, layout):  # type: ignore[arg-type]
+        for var, address, place_key, out in places:
             if (var, place_key) in pending.kept:
                 kept.append((var, address, place_key, out, call_oid, params))
             else:
