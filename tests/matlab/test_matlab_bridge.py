@@ -18,7 +18,7 @@ import pytest
 
 from scistack import BaseVariable
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError, LineageError, SchemaMismatchError
+from scistack.errors import InvalidMetadataError, InvalidNameError, LineageError, SchemaMismatchError
 from scistack.lineage.calls import key_from_oids
 from scistack.matlab_bridge import commit, matlab_function, normalise_matlab_source, plan
 from scistack.objects.canonical_json import dumps_canonical
@@ -279,6 +279,8 @@ def test_commit_refuses_code_edited_since_the_plan(project):
             "pins several values",
         ),
         ({"format": 2}, InvalidMetadataError, "format 2"),
+        ({"outputs": ["BRIDGERAW"]}, InvalidNameError, "'BRIDGERAW' differs from the project's variable 'BridgeRaw' only by case"),
+        ({"outputs": ["BridgeRaw_all"]}, InvalidNameError, "'BridgeRaw_all' would take the name of the SQL view BridgeRaw_all"),
     ],
 )
 def test_bad_plans_are_refused_with_clear_errors(project, change, error, match):
