@@ -77,7 +77,9 @@ def check_addresses(db: Database, outputs: list[Any], inputs: dict[str, Any],
     if not outputs:
         return
     tags = {n: None for n, s in inputs.items() if isinstance(s, EachOf)}
-    for key, _, value in {(key, type(value), value) for combo in combos for key, value in combo.items()}:
+    # (in the combinations' order: the first combination a save would refuse is the one named)
+    values = dict.fromkeys((key, type(value), value) for combo in combos for key, value in combo.items())
+    for key, _, value in values:
         for out in outputs:
             db.index.check_save(out.__name__, {key: value}, tags)
 
