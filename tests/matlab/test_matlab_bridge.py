@@ -279,8 +279,10 @@ def test_commit_refuses_code_edited_since_the_plan(project):
             "pins several values",
         ),
         ({"format": 2}, InvalidMetadataError, "format 2"),
-        ({"outputs": ["BRIDGERAW"]}, InvalidNameError, "'BRIDGERAW' differs from the project's variable 'BridgeRaw' only by case"),
-        ({"outputs": ["BridgeRaw_all"]}, InvalidNameError, "'BridgeRaw_all' would take the name of the SQL view BridgeRaw_all"),
+        ({"outputs": ["BRIDGERAW"]}, InvalidNameError,
+         "'BRIDGERAW' differs from the project's variable 'BridgeRaw' only by case"),
+        ({"outputs": ["BridgeRaw_all"]}, InvalidNameError,
+         "'BridgeRaw_all' would take the name of the SQL view BridgeRaw_all"),
     ],
 )
 def test_bad_plans_are_refused_with_clear_errors(project, change, error, match):
