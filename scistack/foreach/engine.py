@@ -54,7 +54,6 @@ from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
-    check_addresses,
     check_arguments,
     check_counts,
     check_parameters,
@@ -170,7 +169,6 @@ def for_each(fn: Any, inputs: dict[str, Any], outputs: Iterable[Any] = (), *, dr
     lf, inputs = bind_functions(lf, inputs)
     check_workers_can_receive(lf, None if executor is not None else workers)
     combos = combinations(db, inputs, iterables)
-    check_addresses(db, outputs, inputs, combos)
     reports, tagged = [], []
     for chosen, vkeys in _alternatives(db, inputs):
         run = _Run(db, lf, chosen, outputs, as_table=as_table, dry_run=dry_run, on_error=on_error, vkeys=vkeys,

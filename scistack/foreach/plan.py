@@ -67,23 +67,6 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
         raise InvalidMetadataError(f"for_each needs a function, got {type(fn).__name__}")
 
 
-def check_addresses(db: Database, outputs: list[Any], inputs: dict[str, Any],
-                    combos: list[dict[str, Any]]) -> None:
-    """Refuse, before anything runs, a combination's schema-key value that a save of an output
-    there would refuse: one that reads like a value of another type the project has (`"1"`
-    iterated, for a `PathInput`, where subjects are numbers). The first such combination had
-    run, its call and cache entry were journalled, then its save was refused. Each distinct
-    value is checked once."""
-    if not outputs:
-        return
-    tags = {n: None for n, s in inputs.items() if isinstance(s, EachOf)}
-    # (in the combinations' order: the first combination a save would refuse is the one named)
-    values = dict.fromkeys((key, type(value), value) for combo in combos for key, value in combo.items())
-    for key, _, value in values:
-        for out in outputs:
-            db.index.check_save(out.__name__, {key: value}, tags)
-
-
 def _check_paths(db: Database, inputs: dict[str, Any], outputs: list[Any], iterables: dict[str, Any]) -> None:
     """Path templates name iterated schema keys; each written file needs an output variable."""
     writes = 0
