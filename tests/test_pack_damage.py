@@ -17,6 +17,7 @@ from scistack.cli import main
 from scistack.database import configure_database
 from scistack.errors import CorruptObjectError, ObjectNotFoundError, ScistackError
 from scistack.fsck import fsck
+from scistack.gc import collect_garbage
 
 from .conftest import PYTHON
 
@@ -104,6 +105,74 @@ def test_a_pack_too_damaged_to_rebuild_is_reported_not_raised(project):
         assert any(p.kind == "pack-index" and "not repaired" in p.detail for p in report.problems)
         with pytest.raises(ScistackError):
             PackedA.load(subject=1, session="pre")
+    finally:
+        db.close()
+
+
+def flip_entry(idx, row, field):
+    """Flip the lowest bit of one entry's offset or length in a pack index."""
+    os.chmod(idx, 0o644)
+    data = bytearray(idx.read_bytes())
+    data[16 + 48 * row + {"offset": 32, "length": 40}[field]] ^= 0x01
+    idx.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["offset", "length", "index-truncated"])
+def test_gc_leaves_a_pack_whose_index_is_damaged_whole(project, how):
+    """gc's repack of a pack (a value in it deleted) read each kept object at its index entry
+    unchecked: with one entry's offset or length flipped it wrote the wrong bytes as that
+    object and removed the pack, and fsck --repair could only set the garbage aside (the value
+    lost; without the gc, the rebuilt index served all). A pack whose index is unreadable but
+    named by the multi-pack index was removed with every object in it (a repack asked to drop
+    an object the multi-pack index finds there: its own index listed nothing to keep). Now
+    the pack is left whole, and fsck --repair then serves every value."""
+    with project.batch():
+        for i in range(20):
+            PackedA.save(np.arange(40.0) + i, subject=i, session="pre")
+    project.store.packs.consolidate()  # (gc writes it too: the doomed value is found through it)
+    [idx] = (project.store.root / "pack").glob("pack-*.idx")
+    oids = {i: PackedA.load(subject=i, session="pre").oid for i in range(20)}
+    rows = sorted(oids.values())
+    if how == "index-truncated":
+        damage(idx, "truncated")
+    else:
+        flip_entry(idx, 7, how)
+    doomed = next(i for i, oid in oids.items() if oid != rows[7])
+    db = reopen(project)
+    try:
+        PackedA.delete(subject=doomed, session="pre")
+        if how == "index-truncated":  # (gc lists no object of the pack: its repack, asked directly)
+            assert db.store.packs.remove({oids[doomed]}) == set()
+        else:
+            collect_garbage(db, grace_seconds=0)
+        report = fsck(db, repair=True)
+        assert any(f"rebuilt {idx.name}" in line for line in report.repaired)
+        assert fsck(db).ok
+        for i in range(20):
+            if i != doomed:
+                assert list(PackedA.load(subject=i, session="pre").data) == list(np.arange(40.0) + i)
+        collect_garbage(db, grace_seconds=0)  # repaired: the repack goes ahead
+        assert not db.store.contains(oids[doomed]) and fsck(db).ok
+        assert all(PackedA.load(subject=i, session="pre").data[0] == i for i in range(20) if i != doomed)
+    finally:
+        db.close()
+
+
+def test_merging_packs_never_copies_a_record_its_damaged_index_misplaces(project):
+    """A merge checks each source's entries against its record heads: a pack whose index has a
+    flipped offset is left out of the merge (and whole), the others are merged."""
+    first = two_packs(project)
+    with project.batch():
+        for i in range(5):
+            PackedB.save(float(i) + 10.5, subject=i, session="post")
+    flip_entry(first, 2, "offset")
+    db = reopen(project)
+    try:
+        stats = db.store.packs.merge_small()
+        assert stats.packs_merged == 2 and first.exists()
+        assert fsck(db, repair=True).repaired and fsck(db).ok
+        assert sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert sorted(v.data for v in PackedB.load_all()) == [0.5, 1.5, 2.5, 3.5, 4.5, 10.5, 11.5, 12.5, 13.5, 14.5]
     finally:
         db.close()
 

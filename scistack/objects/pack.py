@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import fcntl
+import logging
 import mmap
 import os
 import secrets
@@ -45,6 +46,7 @@ IDX_MAGIC = b"SCIIDX01"
 _ENTRY = struct.Struct("<32sQQ")
 _RECORD_HEAD = struct.Struct("<32sQ")
 _PREAD = hasattr(os, "pread")
+_log = logging.getLogger(__name__)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ_INDEX_UNDER = 1 << 20  # a pack index up to this size is read, a larger one mapped
 _OPEN_PACKS = 64  # packs a process keeps open (mapped, and for `pread`); the others per read
@@ -806,7 +808,8 @@ class PackSet:
     def remove(self, oids: Iterable[str], *, fsync: bool = False, older_than: float | None = None) -> set[str]:
         """Drop objects: rewrite each affected pack without them (gc's repack), holding
         `MERGE_LOCK` (a merge and a repack of one pack at once would each copy what the
-        other removes). A pack one of whose kept objects cannot be read is left whole.
+        other removes). A pack whose index does not match its records (each kept record's head
+        is checked against its entry before it is copied: `_kept_records`) is left whole.
 
         With `older_than` (gc's cutoff), a pack a writer refreshed since gc judged its objects
         is left whole, and one refreshed while it is rewritten keeps them: its mtime is read
@@ -828,25 +831,44 @@ class PackSet:
             for name, gone in by_pack.items():
                 if fresh_ns is not None and _mtime_ns(self.directory / f"{name}.pack") > fresh_ns:
                     continue  # refreshed since gc looked: every object in it is young again
-                keep = []
-                for oid in self._pack_oids(name):
-                    if oid not in doomed:
-                        stored = self.read(oid)
-                        if stored is None:  # (it had written an empty record in its place)
-                            break
-                        keep.append((oid, bytes(stored)))
+                keep = self._kept_records(name, doomed)
+                if keep is None:
+                    continue
+                if keep:
+                    write_pack(self.directory, keep, fsync=fsync)
+                if fresh_ns is None:
+                    _unlink_pack(self.directory, name)
+                    dropped.update(gone)
                 else:
-                    if keep:
-                        write_pack(self.directory, keep, fsync=fsync)
-                    if fresh_ns is None:
-                        _unlink_pack(self.directory, name)
-                        dropped.update(gone)
-                    else:
-                        dropped.update(set(gone) - self._unlink_unless_refreshed(name, gone, fresh_ns, fsync))
+                    dropped.update(set(gone) - self._unlink_unless_refreshed(name, gone, fresh_ns, fsync))
             if by_pack:
                 self._seen_mtime = -1
                 self.refresh()
         return dropped
+
+    def _kept_records(self, name: str, doomed: set[str]) -> list[tuple[str, bytes]] | None:
+        """The records of pack `name` a repack keeps (those not `doomed`), read at its index's
+        entries once each entry is checked against the record head before it, as a merge checks
+        its sources (`_checked_source`); None, and a warning, when the index is damaged (or
+        gone): the pack is then left whole, for `fsck --repair`. A repack that copied the bytes
+        a damaged entry pointed at had removed the only good copy of an intact object."""
+        source = _checked_source(self.directory_text, name)
+        if source is None:
+            _log.warning("gc left pack %s whole: its index is damaged or does not match its records "
+                         "(`scistack fsck --repair` rebuilds it from the pack)", name)
+            return None
+        try:
+            keep = []
+            for raw, offset, length in source.entries.tolist():
+                oid = bytes(raw).hex()
+                if oid not in doomed:
+                    stored = os.pread(source.fd, length, offset)
+                    if len(stored) != length:
+                        return None
+                    keep.append((oid, stored))
+            return keep
+        finally:
+            os.close(source.fd)
 
     def _unlink_unless_refreshed(self, name: str, gone: list[str], fresh_ns: int, fsync: bool) -> set[str]:
         """Unlink a repacked pack; if it was refreshed before it went, store `gone` again
