@@ -98,13 +98,44 @@ def test_a_pack_too_damaged_to_rebuild_is_reported_not_raised(project):
     damage(idx, "magic")
     pack = idx.with_suffix(".pack")
     os.chmod(pack, 0o644)
-    pack.write_bytes(pack.read_bytes()[:-3])
+    data = bytearray(pack.read_bytes())
+    data[0] ^= 0xFF  # not a pack any more: nothing to rebuild from
+    pack.write_bytes(bytes(data))
     db = reopen(project)
     try:
         report = fsck(db, repair=True)
         assert any(p.kind == "pack-index" and "not repaired" in p.detail for p in report.problems)
         with pytest.raises(ScistackError):
             PackedA.load(subject=1, session="pre")
+    finally:
+        db.close()
+
+
+def test_a_pack_cut_short_loses_only_its_cut_record(project):
+    """A pack missing its last bytes: its index's entry for the cut record points past its end.
+    That entry only is left out (the whole index had been refused, every object of the pack
+    lost), fsck names the pack, and --repair rebuilds its index from the complete records
+    (it had refused, pointing back at itself), so fsck then names the one lost value."""
+    idx = two_packs(project)
+    pack = idx.with_suffix(".pack")
+    os.chmod(pack, 0o644)
+    pack.write_bytes(pack.read_bytes()[:-3])
+    db = reopen(project)
+    try:
+        loaded = {}
+        for i in range(5):
+            try:
+                loaded[i] = PackedA.load(subject=i, session="pre").data
+            except ScistackError:
+                pass
+        assert len(loaded) == 4 and all(value == float(i) for i, value in loaded.items())
+        named = [p for p in fsck(db).problems if p.kind == "pack-index"]
+        assert len(named) == 1 and idx.name in named[0].detail and "outside" in named[0].detail
+        report = fsck(db, repair=True)
+        assert f"rebuilt {idx.name} from its pack (4 objects)" in " ".join(report.repaired)
+        lost = [p for p in fsck(db).problems]
+        assert [p.kind for p in lost] == ["missing-ref-object"]
+        assert sorted(v.data for v in PackedB.load_all()) == [0.5, 1.5, 2.5, 3.5, 4.5]
     finally:
         db.close()
 

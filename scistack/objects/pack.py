@@ -101,8 +101,11 @@ def _write_index(directory: Path, name: str, entries: list[tuple[bytes, int, int
 def rebuild_index(directory: Path, name: str, *, fsync: bool = False) -> int:
     """Write `name`'s index again from its pack, which describes itself; returns its record count.
 
-    The records are read in order (oid, length, stored bytes); a pack whose records do not end
-    exactly at its end is damaged too, and nothing is written.
+    The records are read in order (oid, length, stored bytes). A pack cut short (a copy or a
+    disk that lost its end) keeps the records that are complete: they are indexed, and the
+    cut record is left out (a warning names it; fsck then names its value missing, and the
+    bytes after the last complete record stay in the pack file). Refusing had lost every
+    object of the pack for the sake of the last one.
     """
     pack = directory / f"{name}.pack"
     with open(pack, "rb") as handle:
@@ -112,11 +115,16 @@ def rebuild_index(directory: Path, name: str, *, fsync: bool = False) -> int:
     entries, at = [], len(PACK_MAGIC)
     while at < len(data):
         if at + _RECORD_HEAD.size > len(data):
-            raise CorruptPackIndexError(pack, f"the pack ends inside a record head at byte {at}")
+            _log.warning("pack %s ends inside a record head at byte %d: its last %d bytes are not a whole "
+                         "record and are left out of its rebuilt index", pack, at, len(data) - at)
+            break
         raw, length = _RECORD_HEAD.unpack_from(data, at)
+        if at + _RECORD_HEAD.size + length > len(data):
+            _log.warning("pack %s is cut short: its record of %s at byte %d claims %d bytes, %d are there; "
+                         "it is left out of the rebuilt index (%d complete records kept)", pack, raw.hex()[:12],
+                         at, length, len(data) - at - _RECORD_HEAD.size, len(entries))
+            break
         at += _RECORD_HEAD.size
-        if at + length > len(data):
-            raise CorruptPackIndexError(pack, f"a record at byte {at} claims {length} bytes past the pack's end")
         entries.append((raw, at, length))
         at += length
     _write_index(directory, name, entries, fsync)
@@ -136,8 +144,8 @@ class _Index:
     """One pack's sorted index, memory-mapped: nothing is decoded until asked."""
 
     def __init__(self, name: str, path: Path) -> None:
-        """Map and check an index: its magic, that its length is exactly its entries', and that
-        every entry lies inside its pack (a damaged index raises CorruptPackIndexError)."""
+        """Map and check an index: its magic and that its length is exactly its entries' (else
+        CorruptPackIndexError); entries pointing outside the pack are left out (`outside`)."""
         self.name = name
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
@@ -156,14 +164,22 @@ class _Index:
                     path, f"its head counts {count} entries but it holds {(size - 16) / _IDX_DTYPE.itemsize:g} "
                     "(it is truncated or was extended)")
             self.entries = np.frombuffer(self._map, _IDX_DTYPE, count, offset=16)
-            pack_size = os.stat(path.with_suffix(".pack")).st_size
-            ends = self.entries["offset"] + self.entries["length"]
-            if count and (int(ends.max()) > pack_size or int(self.entries["offset"].min()) < len(PACK_MAGIC)):
-                raise CorruptPackIndexError(path, f"an entry points outside its {pack_size}-byte pack")
+            self.pack_size = os.stat(path.with_suffix(".pack")).st_size
         except (CorruptPackIndexError, FileNotFoundError):
             self.entries = np.empty(0, _IDX_DTYPE)
             self.close()
             raise
+        # An entry pointing outside the pack (a pack cut short, a flipped offset) is left out,
+        # not the whole index: the others stay readable (each object is verified as it is read),
+        # and fsck names the pack (`outside`) for `--repair` to rebuild its index.
+        offsets, ends = self.entries["offset"], self.entries["offset"] + self.entries["length"]
+        inside = (offsets >= len(PACK_MAGIC) + _RECORD_HEAD.size) & (ends >= offsets) & (ends <= self.pack_size)
+        self.outside = int(count - np.count_nonzero(inside))
+        if self.outside:
+            kept = self.entries[inside]
+            self.close()
+            self._map = IDX_MAGIC + struct.pack("<Q", len(kept)) + kept.tobytes()
+            self.entries = np.frombuffer(self._map, _IDX_DTYPE, len(kept), offset=16)
         self.raw = self._map  # entries are read with struct too: faster than numpy scalars
 
     def prefixes(self) -> np.ndarray:
@@ -1166,12 +1182,15 @@ class PackSet:
         return found
 
     def _index_problem(self, index: _Index) -> str | None:
+        if index.outside:
+            return (f"{index.outside} of its entries point outside its {index.pack_size}-byte pack (the pack was "
+                    "cut short, or the entries are damaged); its other objects are read")
         oids = [bytes(raw) for raw in index.entries["oid"]]
         if oids != sorted(oids):
             return "its entries are not sorted by oid"
         pack = self._map(index.name)
         for raw, offset, length in zip(oids, index.entries["offset"].tolist(), index.entries["length"].tolist()):
-            if offset < len(PACK_MAGIC) + _RECORD_HEAD.size or \
+            if offset < len(PACK_MAGIC) + _RECORD_HEAD.size or offset + length > len(pack) or \
                     _RECORD_HEAD.unpack_from(pack, offset - _RECORD_HEAD.size) != (raw, length):
                 return f"its entry for {raw.hex()[:12]} does not match the record at byte {offset} of its pack"
         return None
