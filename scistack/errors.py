@@ -58,7 +58,7 @@ class CorruptObjectError(ScistackError, ValueError):
 
 
 class CorruptPackIndexError(ScistackError, ValueError):
-    """A pack's index is truncated, has a bad magic or points outside its pack."""
+    """A pack's index is truncated or has a bad magic, or its pack cannot be rebuilt from."""
 
     def __init__(self, path: object, problem: str) -> None:
         self.path = path

@@ -28,6 +28,7 @@ from scistack.htmlrepr import ordered
 from scistack.lineage.calls import key_from_oids
 from scistack.lineage.filecheck import cache_fn, files_of
 from scistack.records import read_call
+from scistack.objects.midx import NAME as MIDX_NAME
 from scistack.selection import cli_option
 
 
@@ -97,7 +98,8 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
             except ScistackError as exc:
                 problems.append(FsckProblem("pack-index", None, f"{name}: not repaired: {exc}"))
                 continue
-            repaired.append(f"rebuilt {name}.idx from its pack ({count} objects)")
+            repaired.append(f"rebuilt {name} from the packs' own indexes ({count} objects)" if name == MIDX_NAME
+                            else f"rebuilt {name}.idx from its pack ({count} objects)")
         else:
             problems.append(FsckProblem("pack-index", None, problem))
     notes = _interrupted_merges(db, repair, repaired)

@@ -1177,6 +1177,8 @@ class PackSet:
                 found[name] = str(CorruptPackIndexError(self.directory / f"{name}.idx", problem))
         midx = self._merged[0]
         problem = midx.problem() if midx is not None else None
+        if midx is not None and not problem:
+            problem = self._midx_problem(midx)
         if problem:
             found[MIDX_NAME] = str(CorruptPackIndexError(self.directory / MIDX_NAME, problem))
         return found
@@ -1184,7 +1186,7 @@ class PackSet:
     def _index_problem(self, index: _Index) -> str | None:
         if index.outside:
             return (f"{index.outside} of its entries point outside its {index.pack_size}-byte pack (the pack was "
-                    "cut short, or the entries are damaged); its other objects are read")
+                    "cut short, or those entries are damaged)")
         oids = [bytes(raw) for raw in index.entries["oid"]]
         if oids != sorted(oids):
             return "its entries are not sorted by oid"
@@ -1193,6 +1195,39 @@ class PackSet:
             if offset < len(PACK_MAGIC) + _RECORD_HEAD.size or offset + length > len(pack) or \
                     _RECORD_HEAD.unpack_from(pack, offset - _RECORD_HEAD.size) != (raw, length):
                 return f"its entry for {raw.hex()[:12]} does not match the record at byte {offset} of its pack"
+        return None
+
+    def _midx_problem(self, midx: MultiPackIndex) -> str | None:
+        """Whether an entry of the multi-pack index for a pack still there disagrees with the
+        record head before it in that pack (its oid's first 8 bytes, its length): written from
+        a pack index that was damaged then, it hid that object after the index was rebuilt."""
+        if not midx.count or int(midx.ordinals.max()) >= len(midx.packs):
+            return None
+        order = np.argsort(midx.ordinals, kind="stable")  # the entries pack by pack
+        ends = np.cumsum(np.bincount(midx.ordinals, minlength=len(midx.packs)))
+        span = np.arange(_RECORD_HEAD.size)
+        for ordinal, name in enumerate(midx.packs):
+            if name in self._gone or name not in self._names:
+                continue
+            try:
+                view = self._map(name)
+            except FileNotFoundError:
+                continue
+            first = int(ends[ordinal - 1]) if ordinal else 0
+            for start in range(first, int(ends[ordinal]), 1 << 20):  # (40 bytes a head checked at once)
+                mine = order[start : min(start + (1 << 20), int(ends[ordinal]))]
+                pack = np.frombuffer(view, np.uint8)
+                offsets, lengths = midx.offsets[mine].astype(np.int64), midx.lengths[mine]
+                ok = (offsets >= len(PACK_MAGIC) + _RECORD_HEAD.size) & (lengths <= len(pack)) & \
+                    (offsets + lengths.astype(np.int64) <= len(pack))
+                heads = pack[np.where(ok, offsets, _RECORD_HEAD.size)[:, None] - _RECORD_HEAD.size + span]
+                del pack  # (an exported buffer would keep the map from closing)
+                ok &= (heads[:, :8].copy().view(">u8").ravel() == midx.prefixes[mine]) & \
+                    (heads[:, 32:].copy().view("<u8").ravel() == lengths)
+                if not ok.all():
+                    bad = int(np.flatnonzero(~ok)[0])
+                    return (f"its entry for an oid starting {int(midx.prefixes[mine[bad]]):016x} does not match the "
+                            f"record at byte {int(offsets[bad])} of {name}")
         return None
 
     def rebuild(self, name: str, *, fsync: bool = False) -> int:
@@ -1206,11 +1241,22 @@ class PackSet:
                 self.consolidate()
                 midx = self._merged[0]
                 return midx.count if midx is not None else 0
-        count = rebuild_index(self.directory, name, fsync=fsync)
-        self._seen_mtime = -1
-        self._indexes.pop(name, None)
-        self.refresh()
-        return count
+        with self._lock:
+            count = rebuild_index(self.directory, name, fsync=fsync)
+            self._seen_mtime = -1
+            self._indexes.pop(name, None)
+            self.damaged.pop(name, None)
+            midx = open_midx(self.directory)
+            named = midx is not None and name in midx.packs
+            if midx is not None:
+                midx.close()
+            if named:  # its entries for this pack were written from the damaged index: written anew
+                remove_midx(self.directory)
+                self._merged = _EMPTY_MERGE
+                self.consolidate()
+            else:
+                self.refresh()
+            return count
 
     def disk_usage(self) -> int:
         """Bytes taken by complete packs and their indexes."""
