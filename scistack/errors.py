@@ -207,8 +207,9 @@ class ChunkReadError(CorruptObjectError):
             self,
             f"chunk {list(index)} (object {chunk_oid}) of chunked value {array_oid} {problem}. "
             "The other chunks are still readable: load with lazy=True and slice around it; run "
-            "`scistack fsck --repair` (it lists every damaged chunk and sets them aside), then save "
-            "the value again or rerun the step that computed it"
+            "`scistack fsck --repair` (it lists every damaged chunk, sets them aside and drops the "
+            "cache entries of the steps that computed them), then save the value again or rerun the "
+            "step that computed it"
             + (" (or, if the value's records were deleted after it was loaded, gc has collected it: "
                "load it again from where it is still saved)" if problem.startswith("is missing") else ""),
         )

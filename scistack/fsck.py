@@ -29,6 +29,8 @@ from scistack.lineage.calls import key_from_oids
 from scistack.lineage.filecheck import cache_fn, files_of
 from scistack.records import read_call
 from scistack.objects.midx import NAME as MIDX_NAME
+from scistack.objects.codec import child_oids
+from scistack.objects.oid import is_valid_oid
 from scistack.selection import cli_option
 
 
@@ -180,26 +182,6 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
                 )
             )
             reported.add(oid)
-    if unusable:
-        # served from the cache, such a call would never be computed or recorded again (a
-        # pipeline rerun said "cached" over a lost value); dropped, its next run computes it,
-        # unless a saved value names another record of the call (`_other_record`)
-        calls = _calls_naming(db, {e["outs"][0] for e in unusable if e["record_only"] and e["outs"]})
-        others = [(e, _other_record(db, e, calls, corrupt)) for e in unusable]
-        for e, other in others:
-            if other is not None:
-                db.index.put_call(e["key"], other[0], other[1], other[2], multi=other[3])
-        moved = sum(other is not None for _, other in others)
-        dropped = [e for e, other in others if other is None]
-        db.index.drop_calls(dropped)
-        if dropped:
-            repaired.append(f"dropped {len(dropped)} call-cache entr{'y' if len(dropped) == 1 else 'ies'} whose "
-                            "call record or output is lost; the next run of each call computes it again")
-        if moved:
-            repaired.append(f"{moved} call-cache entr{'y' if moved == 1 else 'ies'} whose call record is lost "
-                            f"now name{'s' if moved == 1 else ''} another record of the call that a saved value "
-                            "names (its outputs are there): the next run records the call again, computing "
-                            "nothing")
     walk = walk_reachable(db.store, roots, watch=damaged)
     problems = [_name_chunk(p, walk.chunks) for p in problems]
     if damaged:
@@ -211,6 +193,35 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported and not _mended(db, oid, repair, repaired):
             problems.append(FsckProblem("missing", oid, f"{referrer} needs it{_lost_chunk_fix(oid, walk, chunked, keys)}"))
+    if repair:  # (after the walk: an output whose chunk or array is lost or damaged is unusable too)
+        spoilt = _damaged_outputs(db, roots.calls, walk, corrupt)
+        for e in unusable:  # (computed again, not re-pointed to another record of the call)
+            e["record_only"] = e["record_only"] and e["key"] not in spoilt
+        known = {e["key"] for e in unusable}
+        unusable += [{"key": key, "call": roots.calls[key]["call"], "outs": list(roots.calls[key].get("outs") or []),
+                      "record_only": False} for key in spoilt if key not in known]
+    if unusable:
+        # served from the cache, such a call would never be computed or recorded again (a
+        # pipeline rerun said "cached" over a lost value, or over one whose chunk was set
+        # aside); dropped, its next run computes it (and its save stores what was lost),
+        # unless a saved value names another record of the call (`_other_record`)
+        calls = _calls_naming(db, {e["outs"][0] for e in unusable if e["record_only"] and e["outs"]})
+        others = [(e, _other_record(db, e, calls, corrupt)) for e in unusable]
+        for e, other in others:
+            if other is not None:
+                db.index.put_call(e["key"], other[0], other[1], other[2], multi=other[3])
+        moved = sum(other is not None for _, other in others)
+        dropped = [e for e, other in others if other is None]
+        db.index.drop_calls(dropped)
+        if dropped:
+            repaired.append(f"dropped {len(dropped)} call-cache entr{'y' if len(dropped) == 1 else 'ies'} whose "
+                            "call record or output is lost or damaged (or a chunk or part of an output); the next "
+                            "run of each call computes it again")
+        if moved:
+            repaired.append(f"{moved} call-cache entr{'y' if moved == 1 else 'ies'} whose call record is lost "
+                            f"now name{'s' if moved == 1 else ''} another record of the call that a saved value "
+                            "names (its outputs are there): the next run records the call again, computing "
+                            "nothing")
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes),
                       tuple(_look_alike_warning(found) for found in db.index.live_look_alikes()))
 
@@ -251,6 +262,43 @@ def _other_record(db: Database, entry: dict[str, Any], calls: dict[str, set[str]
             fn = cache_fn(call.function.identity, files_of(call), split=bool(call.extra.get("split")))
             return call_oid, fn, list(call.outputs), bool(call.multi)
     return None
+def _damaged_outputs(db: Database, calls: dict[str, dict], walk: Any, corrupt: set[str]) -> dict[str, None]:
+    """The keys of the cache entries an output of which is or holds a lost or damaged object:
+    a chunk of a chunked value (set aside by this repair, or lost), or a container's array.
+    `contains` of the output (its manifest, its container) said it was there, so a rerun was
+    "cached" over a value no load could read, and never stored the lost part again.
+
+    Asked only when the walk found damage. The walk reached every object the outputs hold
+    (each entry is a root) and noted each it found lost or damaged; the outputs' containers
+    and manifests are read again for their children's oids (not the chunks: a manifest names
+    leaves), each object once. A chunk shared by two values counts for both (the walk's
+    `manifests` names only the first that reached it)."""
+    broken = {oid for oid in walk.missing if not db.store.contains(oid)} | set(walk.corrupt) | corrupt
+    if not broken:
+        return {}
+    judged: dict[str, bool] = {}
+
+    def holds_damage(oid: str) -> bool:
+        if oid in judged:
+            return judged[oid]
+        judged[oid] = bad = oid in broken
+        if not bad:
+            kind = db.store.kind_of(oid)
+            if kind is None:
+                bad = True  # lost (and not mended)
+            elif kind in ("json", "chunked"):
+                try:
+                    children = [child for child, _ in child_oids(kind, db.store.get(oid).payload)]
+                except (ObjectNotFoundError, CorruptObjectError, ValueError):
+                    bad = True
+                else:  # (a manifest names leaves only: the walk looked at each, so no read)
+                    bad = any(child in broken if kind == "chunked" else holds_damage(child)
+                              for child in children if is_valid_oid(child))
+            judged[oid] = bad
+        return bad
+
+    return {key: None for key, entry in calls.items()  # (a dict: ordered, and a set to ask)
+            if any(holds_damage(o) for o in entry.get("outs") or [] if is_valid_oid(o))}
 
 
 def _look_alike_warning(found: LookAlikes) -> str:
@@ -392,6 +440,10 @@ def _lost_chunk_fix(oid: str, walk: Any, chunked: dict[str, list[dict]], keys: l
     if not refs:
         return ("; no saved value is that chunked value itself (a container holds it): save again the value "
                 "that holds it, or delete that value and run `scistack gc`")
+    if any(e.get("call") for e in refs):  # (a computed value: its cache entry is what stands in the way)
+        return (f"; it is part of the value of {_places(refs, keys)}: `scistack fsck --repair` drops the cache "
+                "entry of the step that computed it, then a rerun of the step computes it again and stores the "
+                "lost chunk (or save that array again), or delete the value (`scistack rm`) and run `scistack gc`")
     return (f"; it is part of the value of {_places(refs, keys)}: save that array again (the identical "
             "array stores the lost chunk; a rerun of a cached step does not), or delete the value "
             "(`scistack rm`) and run `scistack gc`")

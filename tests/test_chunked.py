@@ -47,6 +47,10 @@ class RecOut(BaseVariable):
     pass
 
 
+class Rec2(BaseVariable):
+    pass
+
+
 def recording(n: int = 20_000, channels: int = 8, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(-2000, 2000, (n, channels), dtype=np.int16)
 
@@ -376,6 +380,82 @@ def test_a_chunk_set_aside_is_named_with_its_value_and_the_way_out(project):
         "(the identical array stores the lost chunk; a rerun of a cached step does not), or delete the value "
         "(`scistack rm`) and run `scistack gc`")
     assert Rec.save(x, subject=1, session="pre").version == 1  # (the way out it names)
+    assert fsck(project).ok
+
+
+@lineage_fcn
+def negated(x):
+    return -x
+
+
+@pytest.mark.parametrize("how", ["corrupt", "lost"])
+def test_a_computed_value_with_a_bad_chunk_is_computed_again_by_the_rerun_after_repair(project, how):
+    """fsck said "run `scistack fsck --repair` to set it aside, then rerun the step that computed
+    it", but --repair kept the cache entry (its manifest was there), so the rerun said "cached"
+    and the value stayed unreadable (ChunkReadError, whose advice was the same). The entry is
+    dropped: the rerun computes the value, and its save stores the lost chunk again."""
+    from scistack import for_each
+
+    def run():
+        return for_each(negated, inputs={"x": Rec}, outputs=[RecOut], subject=[1], session=["pre"],
+                        progress=False, verbose=False)
+
+    x = recording()
+    Rec.save(x, subject=1, session="pre")
+    assert run().ran == 1
+    bad = RecOut.load(subject=1, session="pre", lazy=True).data.manifest.oid_at((3, 0))
+    if how == "lost":
+        project.store.delete_many([bad])
+    else:  # (for_each's outputs are packed)
+        (damage if project.store.path_of(bad).exists() else damage_packed)(project.store, bad)
+    (problem,) = fsck(project).problems
+    assert problem.oid == bad
+    if how == "lost":
+        assert "`scistack fsck --repair` drops the cache entry of the step that computed it, then a rerun" \
+            in problem.detail
+    else:
+        assert problem.detail.endswith("run `scistack fsck --repair` to set it aside, then rerun the step that "
+                                       "computed it")
+    repaired = fsck(project, repair=True)
+    assert any("dropped 1 call-cache entry" in r for r in repaired.repaired), repaired.repaired
+    assert run().ran == 1
+    np.testing.assert_array_equal(RecOut.load(subject=1, session="pre").data, -x)
+    assert RecOut.load(subject=1, session="pre").version == 1  # the same value, its ref untouched
+    assert fsck(project).ok
+    assert run().cached == 1
+
+
+def test_repair_drops_only_the_entries_whose_outputs_hold_the_bad_chunk(project):
+    """A chunk shared by two computed values (identical rows) is lost: both entries go (the
+    walk names the chunk with the first value that reached it), an entry whose output holds
+    the value in a dict too, and one whose output is sound stays."""
+    from scistack import for_each
+
+    @lineage_fcn
+    def in_a_dict(x):
+        return {"neg": -x, "n": len(x)}
+
+    x = recording()
+    shared = x.copy()
+    shared[-256:] = 0  # another value: the first 78 chunks are x's
+    Rec.save(x, subject=1, session="pre")
+    Rec.save(shared, subject=2, session="pre")
+    Rec.save(recording(seed=5), subject=3, session="pre")
+    assert for_each(negated, inputs={"x": Rec}, outputs=[RecOut], subject=[1, 2, 3], session=["pre"],
+                    progress=False, verbose=False).ran == 3
+    assert for_each(in_a_dict, inputs={"x": Rec}, outputs=[Rec2], subject=[1], session=["pre"],
+                    progress=False, verbose=False).ran == 1
+    bad = RecOut.load(subject=1, session="pre", lazy=True).data.manifest.oid_at((3, 0))
+    assert RecOut.load(subject=2, session="pre", lazy=True).data.manifest.oid_at((3, 0)) == bad
+    project.store.delete_many([bad])
+    repaired = fsck(project, repair=True)
+    assert any("dropped 3 call-cache entries" in r for r in repaired.repaired), repaired.repaired
+    again = for_each(negated, inputs={"x": Rec}, outputs=[RecOut], subject=[1, 2, 3], session=["pre"],
+                     progress=False, verbose=False)
+    assert (again.ran, again.cached) == (2, 1)
+    assert for_each(in_a_dict, inputs={"x": Rec}, outputs=[Rec2], subject=[1], session=["pre"],
+                    progress=False, verbose=False).ran == 1
+    np.testing.assert_array_equal(Rec2.load(subject=1, session="pre").data["neg"], -x)
     assert fsck(project).ok
 
 
