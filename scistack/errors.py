@@ -277,9 +277,10 @@ class DataBaseKeyError(ScistackError, TypeError):
 
 
 class NoSuchColumnError(ScistackError, KeyError):
-    """Columns asked of a lazily loaded table (`LazyTable.read(columns=...)`) that it does not have."""
+    """Columns asked of a lazily loaded table (`LazyTable.read(columns=...)`) that it does not
+    have (or asked twice, or not as a list: `what` says which)."""
 
-    def __init__(self, missing: list, columns: list, fix: str = "") -> None:
+    def __init__(self, missing: list, columns: list, fix: str = "", *, what: str = "") -> None:
         import difflib
 
         self.missing, self.columns = list(missing), list(columns)
@@ -288,7 +289,7 @@ class NoSuchColumnError(ScistackError, KeyError):
                  for m in difflib.get_close_matches(c, [str(n) for n in self.columns], n=1)]
         fix = fix or ((f"did you mean {close[0]!r}? " if close else "") +
                       "ask for some of those columns, or read() it whole")
-        what = f"no column {names} in this table" if self.missing else "no column is asked for"
+        what = what or (f"no column {names} in this table" if self.missing else "no column is asked for")
         super().__init__(f"{what}; its columns are {self.columns}: {fix}")
 
     def __str__(self) -> str:  # KeyError would quote the message

@@ -84,6 +84,34 @@ def test_lazy_table_by_columns_and_as_dask(project):
     assert len(lazy.head(0)) == 0 and len(lazy.head(10**6)) == 5000
 
 
+def test_columns_are_read_in_the_order_asked(project):
+    """`read(columns=["force", "time"])` and `to_dask(columns=)` gave the stored order (time,
+    force), so `.values` held swapped columns: the order asked now, as `df[columns]` and
+    `pq.read_table(columns=)` give it, with each column's saved dtype (an object text column
+    stays object wherever it is asked). A name asked twice, or a bare name, is refused."""
+    frame = trials()
+    frame["note"] = pd.Series([None if i % 5 == 0 else f"n{i}" for i in range(len(frame))], dtype=object)
+    Trials.save(frame, subject=1, session="pre")
+    lazy = Trials.load(subject=1, session="pre", lazy=True).data
+    for columns in (["force", "trial"], ["note", "side", "force", "label"], list(reversed(frame.columns))):
+        pd.testing.assert_frame_equal(lazy.read(columns=columns), frame[columns])
+        pd.testing.assert_frame_equal(lazy.to_dask(columns=columns).compute(), frame[columns])
+    np.testing.assert_array_equal(lazy.read(columns=["force", "trial"]).values, frame[["force", "trial"]].values)
+    indexed = frame.set_index("label")
+    Trials.save(indexed, subject=2, session="pre")
+    lazy_indexed = Trials.load(subject=2, session="pre", lazy=True).data
+    pd.testing.assert_frame_equal(lazy_indexed.read(columns=["note", "force"]), indexed[["note", "force"]])
+    table = pa.Table.from_pandas(frame.drop(columns="at"), preserve_index=False)
+    Trials.save(table, subject=3, session="pre")
+    lazy_table = Trials.load(subject=3, session="pre", lazy=True).data
+    assert lazy_table.read(columns=["force", "trial"]).equals(table.select(["force", "trial"]))
+    with pytest.raises(ScistackError, match=r"column 'force' asked for twice.*ask for each column once") as caught:
+        lazy.read(columns=["force", "trial", "force"])
+    assert isinstance(caught.value, KeyError)
+    with pytest.raises(ScistackError, match=r"columns= is the text 'force'.*columns=\['force'\]"):
+        lazy.read(columns="force")
+
+
 def test_saving_a_dask_frame_says_to_compute_it(project):
     """A dask DataFrame (what `to_dask()` gives, edited) was refused with "e.g. a dict of its
     fields or a numpy array"; the way out is `.compute()`."""

@@ -110,12 +110,26 @@ class TableChunks:
         return from_arrow(table.replace_schema_metadata(self.schema.metadata))
 
     def _with_index(self, columns: list[str] | None) -> list[str] | None:
-        """The stored columns to read: those asked for, plus the stored index columns."""
+        """The stored columns to read: those asked for, in the order asked (as `df[columns]`
+        and `pq.read_table(columns=)` give them: the stored order had swapped the values of
+        `columns=["force", "time"]`), then the stored index columns not asked for (pandas
+        stores them last). A name asked twice is refused: a stored table names each column
+        once (a save of a frame with a repeated name is refused too)."""
         if columns is None:
             return None
+        if isinstance(columns, (str, bytes)):
+            raise NoSuchColumnError([], self.tree["columns"], f"ask for a list of names, e.g. columns=[{columns!r}]",
+                                    what=f"columns= is the text {columns!r}, not a list of column names")
+        columns = list(columns)
         missing = [c for c in columns if c not in self.schema.names]
         if missing:
             raise NoSuchColumnError(missing, self.tree["columns"])
+        twice = list(dict.fromkeys(c for i, c in enumerate(columns) if c in columns[:i]))
+        if twice:
+            raise NoSuchColumnError(
+                [], self.tree["columns"], "ask for each column once (a stored table names each once); to repeat "
+                f"one, select it from what is read, e.g. `read(columns=[{twice[0]!r}])[[{twice[0]!r}, {twice[0]!r}]]`",
+                what=f"column {', '.join(repr(c) for c in twice)} asked for twice")
         if self.schema.metadata and self.schema.metadata.get(b"scistack") == b"series" and \
                 "__series__" not in columns:
             raise NoSuchColumnError([], self.tree["columns"],
@@ -123,7 +137,7 @@ class TableChunks:
                                     "(`read()`) or with columns=['__series__']")
         index = [c for c in self.schema.pandas_metadata.get("index_columns", []) if isinstance(c, str)] \
             if self.schema.metadata and b"pandas" in self.schema.metadata else []
-        return [c for c in self.schema.names if c in columns or c in index]
+        return columns + [c for c in self.schema.names if c in index and c not in columns]
 
 
 def decode_chunked_table(tree: dict, get: Any, oid: str) -> Any:

@@ -244,14 +244,18 @@ def _compact_binary(arr: pa.Array) -> pa.Array:
 
 
 def _restore_string_dtypes(frame: Any, pandas_meta: dict, schema: pa.Schema) -> None:
-    """Give string columns back the dtype they were saved with (pandas 3 reads `str`)."""
-    n_index = sum(isinstance(c, str) for c in pandas_meta.get("index_columns", []))
-    data_meta = pandas_meta.get("columns", [])[: len(pandas_meta.get("columns", [])) - n_index]
-    if len(data_meta) != frame.shape[1]:
+    """Give string columns back the dtype they were saved with (pandas 3 reads `str`). The
+    frame's columns are the table's but its index columns, in the table's order, which is the
+    metadata's only for a table read whole: each is matched to its metadata by name (a read of
+    some columns, in the order asked, `LazyTable.read(columns=)`)."""
+    index_columns = [c for c in pandas_meta.get("index_columns", []) if isinstance(c, str)]
+    saved = {c.get("field_name"): c for c in pandas_meta.get("columns", [])}
+    data = [name for name in schema.names if name not in index_columns]
+    if len(data) != frame.shape[1]:
         return
-    for i, meta in enumerate(data_meta):
-        field = schema.field(meta["field_name"]) if meta["field_name"] in schema.names else None
-        target = _saved_string_dtype(meta, field, frame.dtypes.iloc[i])
+    for i, name in enumerate(data):
+        meta = saved.get(name)
+        target = _saved_string_dtype(meta, schema.field(name), frame.dtypes.iloc[i]) if meta else None
         if target is not None:
             frame.isetitem(i, _as_dtype(frame.iloc[:, i], target))
     index_names = pandas_meta.get("index_columns", [])
