@@ -325,6 +325,35 @@ def test_a_lost_value_is_computed_again_by_the_next_run_after_repair(project):
     assert fsck(project).ok
 
 
+@lineage_fcn
+def fsck_pair(x):
+    return {"doubled": x * 2, "n": len(x)}
+
+
+def test_a_value_whose_array_in_a_dict_is_lost_is_computed_again_after_repair(project):
+    """A pipeline's output is a dict whose array (its own object) is lost: --repair kept the
+    cache entry (the dict's object was there), so the rerun said "cached" over a value no
+    load could read; the entry is dropped, and the rerun stores the array again."""
+    from scistack import for_each
+    from scistack.objects.codec import child_oids
+
+    def run():
+        return for_each(fsck_pair, inputs={"x": FsckRaw}, outputs=[FsckOut], subject=[5], session=["pre"],
+                        progress=False, verbose=False)
+
+    FsckRaw.save(np.arange(1000.0), subject=5, session="pre")
+    assert run().ran == 1
+    saved = FsckOut.load(subject=5, session="pre").oid
+    ((array, _),) = child_oids("json", project.store.get(saved).payload)
+    project.store.delete_many([array])
+    assert [p.oid for p in fsck(project).problems] == [array]
+    repaired = fsck(project, repair=True)
+    assert any("dropped 1 call-cache entry" in r for r in repaired.repaired), repaired.repaired
+    assert run().ran == 1
+    np.testing.assert_array_equal(FsckOut.load(subject=5, session="pre").data["doubled"], np.arange(1000.0) * 2)
+    assert FsckOut.load(subject=5, session="pre").version == 1 and fsck(project).ok
+
+
 def test_a_damaged_value_is_set_aside_and_a_save_or_run_stores_a_good_copy(project):
     """Saving a damaged value again wrote nothing (its oid was present), so the damage stayed
     whatever the user did; --repair keeps the bad bytes in .scistack/quarantine/ and takes
