@@ -445,8 +445,7 @@ def _lost_chunk_fix(oid: str, walk: Any, chunked: dict[str, list[dict]], keys: l
                 "entry of the step that computed it, then a rerun of the step computes it again and stores the "
                 "lost chunk (or save that array again), or delete the value (`scistack rm`) and run `scistack gc`")
     return (f"; it is part of the value of {_places(refs, keys)}: save that array again (the identical "
-            "array stores the lost chunk; a rerun of a cached step does not), or delete the value "
-            "(`scistack rm`) and run `scistack gc`")
+            "array stores the lost chunk), or delete the value (`scistack rm`) and run `scistack gc`")
 
 
 def _places(refs: list[dict], keys: list[str]) -> str:

@@ -377,8 +377,7 @@ def test_a_chunk_set_aside_is_named_with_its_value_and_the_way_out(project):
     assert [(p.kind, p.oid) for p in report.problems] == [("missing", bad)]
     assert report.problems[0].detail.endswith(
         "needs it; it is part of the value of Rec at subject=1, session='pre' version 1: save that array again "
-        "(the identical array stores the lost chunk; a rerun of a cached step does not), or delete the value "
-        "(`scistack rm`) and run `scistack gc`")
+        "(the identical array stores the lost chunk), or delete the value (`scistack rm`) and run `scistack gc`")
     assert Rec.save(x, subject=1, session="pre").version == 1  # (the way out it names)
     assert fsck(project).ok
 
