@@ -12,23 +12,23 @@ from scistack.index import views
 from tests.helpers import journal_size
 
 
-class Rec(BaseVariable):
+class Rfo(BaseVariable):
     pass
 
 
-class REC(BaseVariable):  # Rec's name but for case
+class RFO(BaseVariable):  # Rfo's name but for case
     pass
 
 
-class RecDoubled(BaseVariable):
+class RfoDoubled(BaseVariable):
     pass
 
 
-class Rec_all(BaseVariable):  # noqa: N801 - the name of Rec's view of every version
+class Rfo_all(BaseVariable):  # noqa: N801 - the name of Rfo's view of every version
     pass
 
 
-class Rec_branches(BaseVariable):  # noqa: N801
+class Rfo_branches(BaseVariable):  # noqa: N801
     pass
 
 
@@ -44,14 +44,14 @@ def doubled(x):
 def rec(project):
     CALLS.clear()
     for subject in (1, 2):
-        Rec.save(float(subject), subject=subject, session="pre")
+        Rfo.save(float(subject), subject=subject, session="pre")
     return project
 
 
 @pytest.mark.parametrize("output, said", [
-    (REC, r"'REC' differs from the project's variable 'Rec' only by case.*e\.g\. REC_2"),
-    (Rec_all, r"'Rec_all' would take the name of the SQL view Rec_all.*e\.g\. RecAll"),
-    (Rec_branches, r"'Rec_branches' would take the name of the SQL view Rec_branches.*e\.g\. RecBranches"),
+    (RFO, r"'RFO' differs from the project's variable 'Rfo' only by case.*e\.g\. RFO_2"),
+    (Rfo_all, r"'Rfo_all' would take the name of the SQL view Rfo_all.*e\.g\. RfoAll"),
+    (Rfo_branches, r"'Rfo_branches' would take the name of the SQL view Rfo_branches.*e\.g\. RfoBranches"),
 ])
 def test_for_each_into_a_refused_name_is_refused_before_anything_runs(rec, output, said):
     """The first combination ran, its call and cache entry were journalled, then the save of
@@ -59,28 +59,28 @@ def test_for_each_into_a_refused_name_is_refused_before_anything_runs(rec, outpu
     that works served that combination as cached."""
     before = journal_size(rec)
     with pytest.raises(scistack.ScistackError, match=said):
-        for_each(doubled, inputs={"x": Rec}, outputs=[output], subject=[1, 2], session=["pre"], progress=False)
+        for_each(doubled, inputs={"x": Rfo}, outputs=[output], subject=[1, 2], session=["pre"], progress=False)
     with pytest.raises(scistack.ScistackError, match=said):
-        for_each(doubled, inputs={"x": Rec}, outputs=[output], subject=[1, 2], session=["pre"], dry_run=True,
+        for_each(doubled, inputs={"x": Rfo}, outputs=[output], subject=[1, 2], session=["pre"], dry_run=True,
                  progress=False)
     assert CALLS == []  # nothing computed
     assert journal_size(rec) == before  # nothing recorded
     assert not output.load_all()
-    report = for_each(doubled, inputs={"x": Rec}, outputs=[RecDoubled], subject=[1, 2], session=["pre"],
+    report = for_each(doubled, inputs={"x": Rfo}, outputs=[RfoDoubled], subject=[1, 2], session=["pre"],
                       progress=False)
     assert (report.ran, report.cached) == (2, 0)
-    assert [RecDoubled.load(subject=s, session="pre").data for s in (1, 2)] == [2.0, 4.0]
+    assert [RfoDoubled.load(subject=s, session="pre").data for s in (1, 2)] == [2.0, 4.0]
 
 
 def test_a_refused_second_output_refuses_the_step_before_the_first_is_saved(rec):
-    """outputs=[RecDoubled, REC]: the first output had been saved and the call cached before
+    """outputs=[RfoDoubled, RFO]: the first output had been saved and the call cached before
     the second was refused."""
     before = journal_size(rec)
     with pytest.raises(scistack.ScistackError, match="only by case"):
-        for_each(lambda x: (x * 2, x * 3), inputs={"x": Rec}, outputs=[RecDoubled, REC], subject=[1],
+        for_each(lambda x: (x * 2, x * 3), inputs={"x": Rfo}, outputs=[RfoDoubled, RFO], subject=[1],
                  session=["pre"], progress=False)
     assert journal_size(rec) == before
-    assert not RecDoubled.load_all()
+    assert not RfoDoubled.load_all()
 
 
 def test_an_each_of_input_named_like_a_schema_key_but_for_case_is_refused_first(rec):
@@ -88,8 +88,8 @@ def test_an_each_of_input_named_like_a_schema_key_but_for_case_is_refused_first(
     (the schema key `subject` but for case) was refused at the first save, after the call."""
     before = journal_size(rec)
     with pytest.raises(scistack.ScistackError, match="'Subject' is the schema key 'subject' but for case"):
-        for_each(lambda x, Subject: x, inputs={"x": Rec, "Subject": EachOf(1, 2)},  # noqa: N803
-                 outputs=[RecDoubled], subject=[1], session=["pre"], progress=False)
+        for_each(lambda x, Subject: x, inputs={"x": Rfo, "Subject": EachOf(1, 2)},  # noqa: N803
+                 outputs=[RfoDoubled], subject=[1], session=["pre"], progress=False)
     assert journal_size(rec) == before
 
 
@@ -104,7 +104,7 @@ def test_a_path_input_iterated_over_look_alikes_of_stored_key_values_records_no_
     before = journal_size(rec)
     with pytest.raises(scistack.ScistackError, match=r"subject='1' \(text\) looks like subject=1"):
         for_each(read_value, inputs={"path": PathInput("raw/{subject}.txt")},
-                 outputs=[RecDoubled], subject=["1", "2"], session=["pre"], progress=False)
+                 outputs=[RfoDoubled], subject=["1", "2"], session=["pre"], progress=False)
     assert journal_size(rec) == before
     assert len(CALLS) == 1  # (the first combination's call ran; its refusal ended the run)
 
@@ -122,13 +122,13 @@ def test_a_split_label_a_save_refuses_is_refused_before_the_call_is_recorded(tmp
     monkeypatch.chdir(tmp_path)
     db = scistack.configure_database(tmp_path / "p.duckdb", ["subject", "trial"])
     try:
-        Rec.save(1.0, subject=1, trial=1)
+        Rfo.save(1.0, subject=1, trial=1)
         before = journal_size(db)
         with pytest.raises(scistack.ScistackError, match=r"trial='1' \(text\) looks like trial=1"):
-            for_each(lambda x: {"1": x}, inputs={"x": Rec}, outputs=[Split(RecDoubled, by="trial")],
+            for_each(lambda x: {"1": x}, inputs={"x": Rfo}, outputs=[Split(RfoDoubled, by="trial")],
                      subject=[1], progress=False)
         assert journal_size(db) == before
-        report = for_each(lambda x: {1: x}, inputs={"x": Rec}, outputs=[Split(RecDoubled, by="trial")],
+        report = for_each(lambda x: {1: x}, inputs={"x": Rfo}, outputs=[Split(RfoDoubled, by="trial")],
                           subject=[1], progress=False)
         assert (report.ran, report.cached) == (1, 0)
     finally:
@@ -148,28 +148,28 @@ def test_a_result_computed_before_the_database_saved_to_a_refused_name_records_n
         result = lineage_fcn(doubled)(5.0)  # (in memory)
         db = scistack.configure_database(tmp_path / "p.duckdb", ["subject", "session"])
         try:
-            Rec.save(1.0, subject=1, session="pre")
+            Rfo.save(1.0, subject=1, session="pre")
             before = journal_size(db)
             with pytest.raises(scistack.ScistackError, match="only by case"):
-                REC.save(result, subject=1, session="pre")
-            with pytest.raises(scistack.ScistackError, match="view Rec_all"):
-                Rec_all.save(result, subject=1, session="pre")
+                RFO.save(result, subject=1, session="pre")
+            with pytest.raises(scistack.ScistackError, match="view Rfo_all"):
+                Rfo_all.save(result, subject=1, session="pre")
             with pytest.raises(scistack.ScistackError, match="looks like subject=1"):
-                RecDoubled.save(result, subject="1", session="pre")
+                RfoDoubled.save(result, subject="1", session="pre")
             assert journal_size(db) == before
-            RecDoubled.save(result, subject=2, session="pre")  # (a name that works: the call comes along)
-            assert db.get_provenance(RecDoubled, subject=2, session="pre")["function_name"] == "doubled"
+            RfoDoubled.save(result, subject=2, session="pre")  # (a name that works: the call comes along)
+            assert db.get_provenance(RfoDoubled, subject=2, session="pre")["function_name"] == "doubled"
         finally:
             db.close()
     finally:
         database_module._current = previous
 
 
-@pytest.mark.parametrize("first, then", [(Rec, REC), (REC, Rec)])
+@pytest.mark.parametrize("first, then", [(Rfo, RFO), (RFO, Rfo)])
 def test_a_name_taken_over_by_its_case_twin_once_deleted_warns_of_no_missing_views(project, caplog, monkeypatch,
                                                                                     first, then):
-    """`Rec` deleted, then `REC` saved (allowed: Rec has no records), both synced at once:
-    the sync said "variable Rec has no SQL views: its name differs from REC's only by case",
+    """`Rfo` deleted, then `RFO` saved (allowed: Rfo has no records), both synced at once:
+    the sync said "variable Rfo has no SQL views: its name differs from RFO's only by case",
     of a variable with nothing to show, whose name is no longer refused."""
     monkeypatch.setattr(views, "_warned", set())
     first.save(1.0, subject=1, session="pre")
