@@ -13,6 +13,8 @@ Hazards, each refused or normalised here rather than silently changed on the way
   was there); they are zeroed so that equal tables get equal oids.
 - pandas 3 reads Arrow strings as its `str` dtype; the saved dtype (object, `string` with
   python storage, `ArrowDtype(string)`) is restored from the metadata on decode.
+- pyarrow gives an index level the dtype of its Arrow type, not the pandas extension dtype
+  the metadata names (an Int64 index came back float64, rounded); it is rebuilt with it.
 - big-endian numpy columns are byte-swapped (as npy does). The `freq` of a DatetimeIndex
   is not kept (Arrow has no place for it); the values are.
 """
@@ -95,7 +97,9 @@ def from_arrow(table: pa.Table) -> Any:
         return table.replace_schema_metadata(metadata or None)
     frame = table.to_pandas()
     if b"pandas" in metadata:
-        _restore_string_dtypes(frame, json.loads(metadata[b"pandas"]), table.schema)
+        pandas_meta = json.loads(metadata[b"pandas"])
+        _restore_string_dtypes(frame, pandas_meta, table.schema)
+        _restore_index_dtypes(frame, pandas_meta, table)
     if kind == "series":
         series = frame["__series__"]
         series.name = series_name(metadata)
@@ -258,12 +262,52 @@ def _restore_string_dtypes(frame: Any, pandas_meta: dict, schema: pa.Schema) -> 
         target = _saved_string_dtype(meta, schema.field(name), frame.dtypes.iloc[i]) if meta else None
         if target is not None:
             frame.isetitem(i, _as_dtype(frame.iloc[:, i], target))
-    index_names = pandas_meta.get("index_columns", [])
-    if len(index_names) == 1 and isinstance(index_names[0], str):
-        meta = next((c for c in pandas_meta["columns"] if c["field_name"] == index_names[0]), None)
-        target = meta and _saved_string_dtype(meta, schema.field(index_names[0]), frame.index.dtype)
+
+
+def _restore_index_dtypes(frame: Any, pandas_meta: dict, table: pa.Table) -> None:
+    """Give each index level back the dtype it was saved with. pyarrow rebuilds a column of a
+    pandas extension dtype (Int64, boolean, Float64, string...) from the dtype its metadata
+    names, but an index level only from its Arrow type: an Int64 index came back float64 (ids
+    above 2**53 rounded to another id, NA as NaN), a boolean one object, a `string` one `str`.
+    The stored values are exact, so a level is rebuilt from its Arrow column with the saved
+    dtype (`__from_arrow__`, as pyarrow does for columns); text levels as the columns are."""
+    import pandas as pd
+
+    descriptors = pandas_meta.get("index_columns", [])
+    if len(descriptors) != frame.index.nlevels or not any(isinstance(d, str) for d in descriptors):
+        return
+    saved = {c.get("field_name"): c for c in pandas_meta.get("columns", [])}
+    levels = [frame.index.get_level_values(i) for i in range(frame.index.nlevels)]
+    changed = False
+    for i, name in enumerate(descriptors):
+        meta = saved.get(name) if isinstance(name, str) else None
+        if meta is None or name not in table.schema.names:
+            continue
+        field, current = table.schema.field(name), levels[i].dtype
+        target = _saved_string_dtype(meta, field, current)
         if target is not None:
-            frame.index = _as_dtype(frame.index, target)
+            levels[i], changed = _as_dtype(levels[i], target), True
+            continue
+        target = _saved_extension_dtype(meta)
+        if target is not None and target != current:
+            levels[i] = pd.Index(target.__from_arrow__(table.column(name)), name=levels[i].name)
+            changed = True
+    if changed:
+        frame.index = levels[0] if len(levels) == 1 else pd.MultiIndex.from_arrays(levels, names=frame.index.names)
+
+
+def _saved_extension_dtype(meta: dict) -> Any:
+    """The pandas extension dtype a column's metadata names (its `numpy_type`), if it has one
+    that can be built from Arrow; None for numpy dtypes and what pandas does not know."""
+    import pandas as pd
+
+    try:
+        dtype = pd.api.types.pandas_dtype(meta.get("numpy_type"))
+    except (TypeError, ValueError):
+        return None
+    if isinstance(dtype, pd.api.extensions.ExtensionDtype) and hasattr(dtype, "__from_arrow__"):
+        return dtype
+    return None
 
 
 def _saved_string_dtype(meta: dict, field: pa.Field | None, current: Any) -> Any:

@@ -282,6 +282,37 @@ def test_datetime_index_freq_is_dropped_but_values_kept():
     assert_identical(roundtrip(with_freq), without)
 
 
+def extension_index_levels():
+    yield "Int64", pd.array([9007199254740993, None, 9007199254740995], dtype="Int64")  # above 2**53
+    yield "UInt8", pd.array([1, None, 3], dtype="UInt8")
+    yield "boolean", pd.array([True, None, False], dtype="boolean")
+    yield "Float64", pd.array([1.5, None, -0.0], dtype="Float64")
+    yield "Float32", pd.array([1.5, None, 2.5], dtype="Float32")
+    yield "string", pd.array(["a", None, "b"], dtype="string")
+    yield "string-python", pd.array(["a", None, "b"], dtype="string[python]")
+    yield "arrow-string", pd.array(["a", None, "b"], dtype=pd.ArrowDtype(pa.string()))
+    yield "arrow-int64", pd.array([1, None, 3], dtype="int64[pyarrow]")
+    yield "object-str", pd.Index(["a", None, "b"], dtype=object)
+
+
+@pytest.mark.parametrize("name,level", list(extension_index_levels()), ids=[n for n, _ in extension_index_levels()])
+def test_an_index_of_an_extension_dtype_keeps_it(name, level):
+    """pyarrow rebuilds an index level from its Arrow type only, not the dtype pandas'
+    metadata names (as it does for columns): an Int64 index came back float64, its ids above
+    2**53 rounded to their neighbours' (`.loc[id]` gave another row), NA as NaN; a boolean
+    one object, Float64 float64, `string` str. Each level keeps its dtype and exact values,
+    in a single index, a MultiIndex, and a Series' index; the stored bytes are as before."""
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]}, index=pd.Index(level, name="id"))
+    multi = pd.DataFrame({"x": [1.0, 2.0, 3.0]}, index=pd.MultiIndex.from_arrays(
+        [[3, 1, 2], pd.Index(level)], names=["trial", None]))
+    series = pd.Series([1, 2, 3], index=pd.Index(level), name="s")
+    for value in (frame, multi, series):
+        out = roundtrip(value)
+        assert_identical(out, value)
+        pd.testing.assert_index_equal(out.index.get_level_values(-1), value.index.get_level_values(-1), exact=True)
+    assert oid_of(frame) == oid_of(roundtrip(frame))
+
+
 @pytest.mark.parametrize("name", [None, "emg", 3, 2.5, float("nan"), True, ("a", 1), np.int64(4), "__series__"])
 def test_series_names_keep_their_type(name):
     s = pd.Series([1.0, 2.0], index=pd.Index(["x", "y"], name="k"), name=name)
