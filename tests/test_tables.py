@@ -224,3 +224,22 @@ def test_export_writes_nan_and_infinities_in_json_cells_as_null(project, tmp_pat
     cells = pd.read_parquet(tmp_path / "stats.parquet")["data"].tolist()
     assert [_strict_json(c) for c in cells] == [[1.0, None, None], {"peak": None, "trace": [None, 2.0]},
                                                 "text"]
+
+
+def test_a_numpy_time_inside_a_cell_is_written_as_text(project, tmp_path):
+    """A dict holding a datetime64[ns] was written with the time as its int of nanoseconds
+    (1577872800000000001) while the same time alone is ISO text; a microsecond one could not
+    be written at all. Each is ISO text at its own unit, a timedelta64 its text, NaT null."""
+    import json
+
+    t = np.datetime64("2020-01-01T10:00:00.000000001")
+    Stats.save({"t": t, "fs": 2000}, subject=1, session="pre")
+    Stats.save({"t": np.datetime64("2020-01-01T10:00:00.000001"), "lag": np.timedelta64(1500, "ns"),
+                "none": np.datetime64("NaT", "ns")}, subject=2, session="pre")
+    Stats.save(t, subject=3, session="pre")
+    Stats.to_csv(tmp_path / "stats.csv")
+    cells = pd.read_csv(tmp_path / "stats.csv").sort_values("subject")["data"].tolist()
+    assert json.loads(cells[0]) == {"fs": 2000, "t": "2020-01-01T10:00:00.000000001"}
+    assert json.loads(cells[1]) == {"t": "2020-01-01T10:00:00.000001", "lag": "1500 nanoseconds", "none": None}
+    assert cells[2] == "2020-01-01T10:00:00.000000001"
+    assert Stats.load(subject=1, session="pre").data["t"] == t  # (stored as it was)

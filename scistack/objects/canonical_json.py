@@ -86,8 +86,16 @@ def strict_json_data(value: Any, other: Callable[[Any], Any], *, string_keys: bo
     """`value` as data any JSON parser reads, for the open files export writes (a bundle's
     .json, a CSV's array cells): numpy scalars as Python's, tuples as lists, NaN and the
     infinities as null (as pandas and MATLAB write them; JavaScript, R's jsonlite and jq refuse
-    Python's `NaN`). Anything else is `other(value)`, converted in turn (kept as it is when
-    `other` returns it unchanged); with `string_keys` a dict keyed otherwise raises TypeError."""
+    Python's `NaN`). A numpy datetime64 is ISO text at its own unit, a timedelta64 its text
+    (`1500 nanoseconds`), NaT null, as a CSV writes them outside a cell: `.item()` gave an int
+    of nanoseconds for a ns unit (written as 1577872800000000001) and a `datetime` for the
+    others, which no JSON writer takes. Anything else is `other(value)`, converted in turn
+    (kept as it is when `other` returns it unchanged); with `string_keys` a dict keyed
+    otherwise raises TypeError. For export only: stored bytes use `to_tree`."""
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        if np.isnat(value):
+            return None
+        return str(np.datetime_as_string(value)) if isinstance(value, np.datetime64) else str(value)
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
