@@ -24,6 +24,12 @@ class MixedKeyTypesWarning(UserWarning):
     zero-padded text ("01", kept a str so that it reads back the same): one key, two types."""
 
 
+class NoOpenFileWarning(UserWarning):
+    """An export wrote no open file for a selected value JSON has no type for (a complex
+    number, bytes inside a dict or list): it is in the bundle's objects/ only, which an
+    import restores; the README and manifest (`no_open_file`) name each."""
+
+
 class UnsupportedValueError(ScistackError, TypeError):
     """A value cannot be stored canonically (no pickle fallback, ever)."""
 

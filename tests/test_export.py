@@ -307,6 +307,36 @@ def _journal_size(db) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
+def test_numpy_times_in_a_bundle_are_iso_text_and_a_value_json_cannot_hold_is_named(project, tmp_path):
+    """A datetime64[ns] was written as its int of nanoseconds (1577872800000000001), a
+    timedelta64 as 1500, and a microsecond time got no file at all, though selected and
+    listed; any value JSON has no type for (complex, bytes in a dict) was skipped as silently.
+    Times are ISO text now (their oids unchanged), and what has no open file is named: a
+    NoOpenFileWarning, `no_open_file` in the manifest and the report, and the README."""
+    from scistack.errors import NoOpenFileWarning
+
+    ns = np.datetime64("2020-01-01T10:00:00.000000001")
+    oids = [ExPeak.save(v, subject=s, session="pre").oid for s, v in enumerate(
+        [ns, np.datetime64("2020-01-01T10:00:00.000001"), {"t": ns, "fs": 2000}, np.timedelta64(1500, "ns")], 1)]
+    ExPeak.save(1 + 2j, subject=5, session="pre")
+    ExPeak.save({"raw": b"\x00"}, subject=6, session="pre")
+    with pytest.warns(NoOpenFileWarning, match=r"2 value\(s\) have no open file: ExPeak at subject=5.*complex.*"
+                      r"ExPeak at subject=6.*bytes"):
+        report = project.export(all_current=[ExPeak], to=tmp_path / "b")
+    folder = tmp_path / "b/ExPeak"
+    assert [json.loads((folder / f"subject={s}/session=pre.json").read_text()) for s in range(1, 5)] == [
+        "2020-01-01T10:00:00.000000001", "2020-01-01T10:00:00.000001",
+        {"fs": 2000, "t": "2020-01-01T10:00:00.000000001"}, "1500 nanoseconds"]
+    assert [ExPeak.load(subject=s, session="pre").oid for s in range(1, 5)] == oids
+    files = {f["addr"]["subject"]: f for f in _manifest(tmp_path / "b")["files"]}
+    assert [s for s, f in sorted(files.items()) if f["path"] is None] == [5, 6]
+    assert "complex" in files[5]["no_open_file"] and "no_open_file" not in files[1]
+    assert len(report.no_open_file) == 2 and report.files == 4
+    readme = (tmp_path / "b/README.md").read_text()
+    assert "## Values without an open file" in readme
+    assert "`ExPeak` at subject=6, session=pre (version 1): it holds a bytes value" in readme
+
+
 def test_a_tampered_bundle_is_refused_by_name_and_changes_nothing(pipeline, tmp_path):
     pipeline.export(ExPeak, to=tmp_path / "b", subject=1, session="post")
     for victim in ("ExRaw/subject=1/session=post.npy", next(

@@ -300,7 +300,8 @@ def export_cmd(ctx: click.Context, words: tuple[str, ...], to: str, all_current:
         report = db.export(names[0], to=to, raw_files=with_raw, **address)
     _emit(as_json, report, f"{report.path}: {report.selected} selected value(s), {report.values} value "
           f"record(s), {report.calls} call(s), {report.objects} object(s), {report.files} open file(s)"
-          + "".join(f"\nraw file not copied: {line}" for line in report.raw_missing))
+          + "".join(f"\nraw file not copied: {line}" for line in report.raw_missing)
+          + "".join(f"\nno open file (in objects/ only): {line}" for line in report.no_open_file))
 
 
 @main.command("import")

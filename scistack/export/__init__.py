@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from scistack.database import Database, loaded_record, register_bundle_verbs
-from scistack.errors import ExportError
+from scistack.errors import ExportError, NoOpenFileWarning
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
 
@@ -36,6 +37,7 @@ class ExportReport:
     objects: int
     files: int
     raw_missing: list[str] = field(default_factory=list)  # raw files asked for but not copied, and why
+    no_open_file: list[str] = field(default_factory=list)  # values in objects/ only (no open file), and why
 
 
 def _name(variable: Any) -> str:
@@ -87,9 +89,17 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
             for child in target.iterdir():
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
         raise
+    unwritten = [f"{f['var']} at {readme.where(f, list(db.schema_keys))} (version {f['version']}): "
+                 f"{f['no_open_file']}" for f in manifest["files"] if f.get("no_open_file")]
+    if unwritten:  # (a value no open file holds had been skipped silently, though selected)
+        shown = "; ".join(unwritten[:5]) + (f"; and {len(unwritten) - 5} more" if len(unwritten) > 5 else "")
+        warnings.warn(f"export to {target}: {len(unwritten)} value(s) have no open file: {shown}. "
+                      "The bundle's README.md and its manifest (`no_open_file`) name each", NoOpenFileWarning,
+                      stacklevel=2)
     return ExportReport(str(target), len(chosen), len(found.refs), len(found.calls), len(found.objects),
                         sum(1 for f in manifest["files"] if f["path"]),
-                        [f"{r['read_as']}: {r['missing']}" for r in manifest.get("raw_files", []) if "missing" in r])
+                        [f"{r['read_as']}: {r['missing']}" for r in manifest.get("raw_files", []) if "missing" in r],
+                        unwritten)
 
 
 register_bundle_verbs(export, import_bundle)

@@ -55,9 +55,14 @@ def write_bundle(db: Database, found: Closure, to: Path) -> dict[str, Any]:
         objects.append({"oid": oid, "kind": kind, "path": path.as_posix(), "sha256": digest})
     files, taken = [], set()
     for record in found.refs:
-        path, written = _open_file(db, record, to, taken)
+        try:
+            path, written, unwritten = *_open_file(db, record, to, taken), None
+        except _NoOpenFile as exc:
+            path, written, unwritten = None, None, str(exc)
         entry = {"var": record.var, "addr": record.addr, "vkeys": record.vkeys, "version": record.version,
                  "oid": record.oid, "kind": record.kind, "path": path}
+        if unwritten is not None:  # named (manifest, README, a warning), never skipped silently
+            entry["no_open_file"] = unwritten
         if path is not None and (to / path).is_dir():  # a Zarr array or .parts: each member's hash
             members = {m.relative_to(to / path).as_posix(): m for m in sorted((to / path).rglob("*"))
                        if m.is_file()}
@@ -175,8 +180,8 @@ def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]
         return base + ext, _write_open(db, record.oid, obj, dest(ext), record.var)
     try:  # its arrays and tables are named, never read (a chunked one may be larger than memory)
         value = _plain(decode_json(obj.payload, _Child))
-    except (TypeError, ValueError):
-        return None, None
+    except (TypeError, ValueError) as exc:
+        raise _NoOpenFile(_why_not(exc)) from None
     held = list(_children(value))
     if not held:
         text = json.dumps(value, indent=1, allow_nan=False)
@@ -192,6 +197,16 @@ def _open_file(db: Database, record: RefRecord, to: Path, taken: set[str]
         holder[key] = {"$ref": name}
     (folder / PARTS_VALUE).write_text(json.dumps(value, indent=1, allow_nan=False))
     return base + PARTS, None
+
+
+class _NoOpenFile(Exception):
+    """A JSON value no open file holds (a complex number, bytes inside a dict or list): it is
+    in objects/ only, and the manifest, README and a warning say why."""
+
+
+def _why_not(exc: Exception) -> str:
+    return (f"it holds a {exc} value, which JSON has no type for; the value is in objects/ only "
+            "(`scistack import` restores it)")
 
 
 class _Child:

@@ -15,7 +15,7 @@ Exported by {producer} on {date}: {n_selected} selected value(s) and their full 
 
 {selected}
 
-## What is here
+{unwritten}## What is here
 
 - `<Variable>/<key>=<value>/....npy|.parquet|.json|.bin`: every value, as an open file
   (NumPy arrays as `.npy`, tables as Parquet (a pandas Series as a table of one column named
@@ -58,7 +58,7 @@ there again finds every call in the cache. The project must have the schema keys
 """
 
 
-def _where(record: dict[str, Any], keys: list[str]) -> str:
+def where(record: dict[str, Any], keys: list[str]) -> str:
     """Schema keys in schema order, then version keys: variants at one address read apart."""
     addr, vkeys = record["addr"], record["vkeys"]
     return ", ".join([f"{k}={addr[k]}" for k in keys if k in addr]
@@ -69,7 +69,7 @@ def render(manifest: dict[str, Any], *, title: str, producer: str, date: str) ->
     keys = manifest["schema_keys"]
     shown = manifest["selected"][:LISTED]
     selected = "\n".join(
-        f"- `{r['var']}` at {_where(r, keys)}"
+        f"- `{r['var']}` at {where(r, keys)}"
         f" (version {r['version']}, blake3 `{r['oid'][:16]}...`)" for r in shown)
     if len(manifest["selected"]) > len(shown):
         selected += (f"\n- ... and {len(manifest['selected']) - len(shown):,} more "
@@ -80,7 +80,19 @@ def render(manifest: dict[str, Any], *, title: str, producer: str, date: str) ->
         title=title, producer=producer, date=date, n_selected=len(manifest["selected"]),
         n_values=len(manifest["refs"]), n_calls=len(manifest["call_records"]),
         n_objects=len(manifest["objects"]), selected=selected, schema=manifest["schema_keys"],
-        example=example, raw=_raw_text(manifest))
+        example=example, raw=_raw_text(manifest), unwritten=_unwritten_text(manifest, keys))
+
+
+def _unwritten_text(manifest: dict[str, Any], keys: list[str]) -> str:
+    """The README's section on values no open file holds (in objects/ only), each named."""
+    missing = [f for f in manifest["files"] if f.get("no_open_file")]
+    if not missing:
+        return ""
+    lines = [f"- `{f['var']}` at {where(f, keys)} (version {f['version']}): {f['no_open_file']}"
+             for f in missing[:LISTED]]
+    if len(missing) > LISTED:
+        lines.append(f"- ... and {len(missing) - LISTED:,} more (`no_open_file` in `scistack-bundle.json`)")
+    return ("## Values without an open file\n\n" + "\n".join(lines) + "\n\n")
 
 
 def _raw_text(manifest: dict[str, Any]) -> str:
