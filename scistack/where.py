@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from scistack.errors import QueryError
@@ -192,12 +192,15 @@ def _names(tokens: list[tuple[str, str, int]]) -> list[str]:
     return names
 
 
-def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int) -> list[int]:
-    """Indices of the rows for which the predicate holds (NULL counts as false)."""
+def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int, *,
+                  values: Collection[str] = ("value", "data")) -> list[int]:
+    """Indices of the rows for which the predicate holds (NULL counts as false). `values`
+    names the columns of saved values (`value`, a join's `Score`); the others are keys and
+    parameters, a bool beside numbers among them text, as in the views."""
     sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
     check_predicate(sql, list(columns), params=params)
     texts: list[str] = []  # columns mixing text and numbers, compared as text
-    table = pa.table({**{k: _arrow(v, k, texts) for k, v in columns.items()},
+    table = pa.table({**{k: _arrow(v, k, texts, key=k not in values) for k, v in columns.items()},
                       "__row": pa.array(range(n_rows), pa.int64())})
     con = duckdb.connect(":memory:", config={"enable_external_access": False})
     try:
@@ -210,7 +213,8 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
             rows = con.execute(f"SELECT __row FROM __records WHERE ({sql}) ORDER BY __row", params).fetchall()
         except duckdb.Error as exc:
             named = [k for k in texts if re.search(rf"\b{re.escape(k)}\b", sql)]
-            hint = (f"; {named[0]} holds text as well as numbers (some values were saved as strings), "
+            hint = (f"; {named[0]} holds text as well as numbers (some values were saved as strings, "
+                    f"or as true/false beside numbers), "
                     f"so it is compared as text: e.g. {named[0]} = '5'") if named else ""
             words = _reserved_columns(con, [text for kind, text, _ in _tokens(sql) if kind == "name"])
             if words and not hint:
@@ -230,19 +234,25 @@ def _reserved_columns(con, names: list[str]) -> list[str]:
     return [n for n in dict.fromkeys(names) if n.lower() in reserved and n.lower() not in _WORDS]
 
 
-def _arrow(values: list[Any], name: str, texts: list[str]) -> pa.Array:
+def _arrow(values: list[Any], name: str, texts: list[str], *, key: bool = True) -> pa.Array:
     """A column as Arrow; mixed types (1 and 'a' under one key) become text (named in `texts`),
-    numbers Arrow will not take as they are go to `_numbers`; created_at is an instant, as in the views."""
+    numbers Arrow will not take as they are go to `_numbers`; created_at is an instant, as in the views.
+    A `key` column (schema key, version key, lineage parameter) holding a bool beside numbers
+    is text too, as its view shows it ('true', '1', '2.5'): Arrow guesses a column's type from
+    its first value and made [2.5, True, 1] doubles, so `rep = 1` found rep=True as well
+    (`load_all(rep=1)` and the view tell them apart); [True, 1] it refuses (text already)."""
     if name == "created_at":
         return pa.array(values).cast(pa.timestamp("us", tz="UTC"))
     try:
-        return pa.array(values)
+        column = pa.array(values)
+        if not (key and pa.types.is_floating(column.type) and any(isinstance(v, bool) for v in values)):
+            return column
     except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
         numbers = _numbers(values, name)
         if numbers is not None:
             return numbers
-        texts.append(name)  # written as the views write such a column: True as 'true', not 'True'
-        return pa.array([shown_as_text(v) for v in values], pa.string())
+    texts.append(name)  # written as the views write such a column: True as 'true', not 'True'
+    return pa.array([shown_as_text(v) for v in values], pa.string())
 
 
 def _numbers(values: list[Any], name: str) -> pa.Array | None:

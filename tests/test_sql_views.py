@@ -687,6 +687,43 @@ def test_where_reads_a_column_of_mixed_types_as_the_view_writes_it(project):
         assert project.sql(f"SELECT subject FROM PeakActivation WHERE {where}")["subject"].tolist() == subjects, where
         assert [r.metadata["subject"] for r in PeakActivation.load_all(where=where)] == subjects, where
 
+@pytest.mark.parametrize("order", [(2.5, True, 1), (True, 1, 2.5)])
+def test_where_tells_a_bool_key_from_the_number_1_as_the_view_does(project, order):
+    """A key, version key or lineage parameter holding True beside numbers is text in the views
+    ('true', '1', '2.5'). where= let Arrow guess the column's type from its first value: after
+    2.5, True became the double 1.0, so `rep = '1'` (and `rep = 1`) found rep=True as well,
+    where the view and `load_all(rep=1)` find rep=1 alone; True first, the column was text."""
+    for n, v in enumerate(order, start=1):
+        Typed.save(float(n), subject=n, session="pre", rep=v)
+        Frame.save(float(n), subject=v, session="pre")
+        StrideLength.save(float(n), subject=n)
+        for_each(_plus_one, inputs={"x": StrideLength, "p": v}, outputs=[PeakActivation], subject=[n])
+        Group.save(10.0 * n, subject=n, session="pre")
+    at = {shown: next(n for n, v in enumerate(order, start=1) if type(v) is type(value))  # (True == 1)
+          for shown, value in (("1", 1), ("true", True), ("2.5", 2.5))}
+    for shown, n in at.items():
+        for var, column, by_key in ((Typed, "rep", lambda v: Typed.load_all(rep=v)),
+                                    (Frame, "subject", lambda v: Frame.load_all(subject=v)),
+                                    (PeakActivation, "p", lambda v: PeakActivation.load_all(p=v))):
+            where = f"{column} = '{shown}'"
+            assert project.sql(f"SELECT value FROM {var.__name__} WHERE {where}")["value"].tolist() == [float(n) + (var is PeakActivation)], where
+            assert [r.data for r in var.load_all(where=where)] == [r.data for r in by_key(order[n - 1])] == [float(n) + (var is PeakActivation)], where
+        # join: rep goes with Group's value into one part, judged on the joined rows
+        joined = scistack.join(Typed, Group, where=f"rep = '{shown}' OR \"Group\" > 100")
+        assert joined["subject"].tolist() == [n], shown
+    for var, column in ((Typed, "rep"), (Frame, "subject"), (PeakActivation, "p")):
+        with pytest.raises(QueryError, match=rf"{column} holds text as well as numbers .*true/false beside numbers"):
+            var.load_all(where=f"{column} = 1")  # as the view: compare it with text
+        with pytest.raises(QueryError, match="Column .* holds text as well as numbers"):
+            project.sql(f"SELECT value FROM {var.__name__} WHERE {column} = 1")
+    # a value column stays as it was (True is 1 in the view's `value = 1`), in a join too
+    Group.save(True, subject=3, session="pre")
+    assert project.sql("SELECT subject FROM \"Group\" WHERE value = 1")["subject"].tolist() == [3]
+    assert [r.metadata["subject"] for r in Group.load_all(where="value = 1")] == [3]
+    joined = scistack.join(Typed, Group, where="rep = '1' OR \"Group\" = 1")
+    assert joined["subject"].tolist() == sorted({at["1"], 3})
+
+
 _examples = iter(range(10**6))
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)
 
