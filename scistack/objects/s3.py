@@ -12,8 +12,9 @@ client's usual environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...): nothing s
 passed in or written anywhere.
 
 Hazards: a put is create-if-absent, so two machines saving one value both succeed and the
-bytes never change; an existing object is re-put (refreshed) when older than `REFRESH_AFTER`,
-so gc's grace period, counted by the store's own clock, protects a value just named again.
+bytes never change; an existing object is re-put (refreshed) when older than `REFRESH_AFTER / 2`
+(gc's grace is `REFRESH_AFTER`: half leaves a long save time to name it), so gc's grace period,
+counted by the store's own clock, protects a value just named again.
 A batch's small objects go up as one pack, its `.idx` last (the commit point, as on disk).
 Every read is verified (the cache's reader hashes it); a second read never leaves the machine.
 
@@ -509,7 +510,9 @@ class S3ObjectStore(ObjectStore):
         except self._ob.exceptions.AlreadyExistsError:
             meta = self._call("checking an object", self._ob.head, key)
             young = meta["last_modified"].timestamp()
-            if time.time() - young > REFRESH_AFTER:
+            # half, as `_is_young` and `_pack_is_young`: its name may be journalled minutes from
+            # now (a large value still uploading other chunks), and gc's grace is `REFRESH_AFTER`
+            if time.time() - young >= REFRESH_AFTER / 2:
                 self._call("refreshing an object", self._ob.put, key, data)  # same bytes, young again
                 young = time.time()
         except FileNotFoundError as exc:

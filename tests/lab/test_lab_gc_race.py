@@ -14,11 +14,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
 
 import scistack.gc as gc_module
+import scistack.objects.s3 as s3_module
 from scistack.gc import collect_garbage
 
 from .test_lab_objects import LabValue, machine  # noqa: F401 - `machine` is a fixture
@@ -137,3 +139,28 @@ def test_a_cache_hit_naming_packed_outputs_again_during_another_machines_gc_stil
     machine("c")
     assert [LabTripled.load(subject=1, session=i).data.tolist() for i in range(3)] == \
         [((np.arange(4.0) + i) * 3).tolist() for i in range(3)]
+
+
+def test_a_save_finding_its_object_older_than_half_refresh_after_puts_it_again(machine, monkeypatch, s3_server,
+                                                                              bucket_url):
+    """An object found in the bucket between `REFRESH_AFTER / 2` and `REFRESH_AFTER` old is
+    re-put: its name may be journalled minutes later (a large value still uploading other
+    chunks), and a gc in between, whose grace is `REFRESH_AFTER` (an hour), deleted it when
+    only objects older than `REFRESH_AFTER` were re-put. The hour is scaled down: the object is
+    left to age a few seconds (by the bucket's clock), and `REFRESH_AFTER` set just above."""
+    from .test_lab_objects import _bucket
+
+    machine("a")
+    value = np.arange(20_000.0)  # loose (above the pack bound), uploaded by a single save
+    oid = LabValue.save(value, subject=1, session=1).oid
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    key = f"{prefix}/objects/{oid[:2]}/{oid[2:]}"
+    put_at = client.head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
+    machine("b")  # another machine: it has not put the object itself
+    deadline = time.time() + 60
+    while time.time() - put_at < 6.0 and time.time() < deadline:  # (the bucket's clock, in whole seconds)
+        time.sleep(0.1)
+    age = time.time() - put_at
+    monkeypatch.setattr(s3_module, "REFRESH_AFTER", age + 6.0)  # the object: over half of it old, not all
+    assert LabValue.save(value, subject=1, session=2).oid == oid
+    assert client.head_object(Bucket=bucket, Key=key)["LastModified"].timestamp() > put_at
