@@ -30,6 +30,11 @@ class NoOpenFileWarning(UserWarning):
     import restores; the README and manifest (`no_open_file`) name each."""
 
 
+class GcLockLeftWarning(UserWarning):
+    """A lab gc could not remove its lock (`gc.lock` in the bucket) at its end: the next gc
+    on the same machine takes it over; one on another machine is refused until it is deleted."""
+
+
 class UnsupportedValueError(ScistackError, TypeError):
     """A value cannot be stored canonically (no pickle fallback, ever)."""
 

@@ -42,6 +42,7 @@ import struct
 import tempfile
 import threading
 import time
+import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -57,6 +58,7 @@ from scistack.errors import (
     ConfigurationError,
     CorruptObjectError,
     GarbageCollectionError,
+    GcLockLeftWarning,
     ObjectNotFoundError,
     SchemaMismatchError,
     ScistackError,
@@ -203,7 +205,7 @@ class S3ObjectStore(ObjectStore):
         _refuse_in_forked_child(self.url, doing)
         try:
             return fn(self._remote, *args, **kwargs)
-        except self._ob.exceptions.AlreadyExistsError:
+        except (self._ob.exceptions.AlreadyExistsError, self._ob.exceptions.PreconditionError):
             raise
         except Exception as exc:  # noqa: BLE001 - obstore's errors, named for the user
             if isinstance(exc, FileNotFoundError) and "NoSuchBucket" not in str(exc):
@@ -950,24 +952,95 @@ class S3ObjectStore(ObjectStore):
 
     @contextmanager
     def gc_guard(self) -> Iterator[None]:
-        """One gc at a time across the lab: a lock object created only if absent."""
-        body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}).encode()
+        """One gc at a time across the lab: a lock object created only if absent. A lock left
+        by a gc of this machine that is gone (its release failed: the bucket did not answer)
+        is taken over (`_take_over_gc_lock`); any other is refused, naming its holder."""
+        body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
+                           "space": _process_space(), "token": secrets.token_hex(8)}).encode()
         try:
             self._call("taking the gc lock", self._ob.put, "gc.lock", body, mode="create")
         except self._ob.exceptions.AlreadyExistsError:
-            holder = json.loads(bytes(self._call("reading the gc lock", self._ob.get, "gc.lock").bytes()))
-            raise GarbageCollectionError(
-                f"gc refused: another gc (on {holder.get('host')}, pid {holder.get('pid')}, since "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(holder.get('since', 0)))} UTC) is "
-                f"running on {self.url}; nothing was deleted. Wait for it; if that gc crashed, "
-                f"delete {self.url}/gc.lock and retry") from None
+            self._take_over_gc_lock(body)
+        with _GC_HELD_LOCK:
+            _GC_HELD[self.url] = _GC_HELD.get(self.url, 0) + 1
         try:
             yield
         finally:
+            with _GC_HELD_LOCK:
+                _GC_HELD[self.url] -= 1
+            self._release_gc_lock()
+
+    def _take_over_gc_lock(self, body: bytes) -> None:
+        """Take `gc.lock` if its holder is provably gone, else raise GarbageCollectionError.
+        Gone: written on this machine (its host, boot and pid namespace: there a pid names one
+        process) by a pid that no longer runs, or by this very process with no gc of it running
+        (a gc whose release failed). The lock is then overwritten only if it is still the one
+        read (If-Match on its ETag), and read back: of two processes taking it over, one wins and
+        the other is refused. A lock from another machine is never taken: its gc may be running."""
+        for _ in range(2):
+            try:
+                found = self._call("reading the gc lock", self._ob.get, "gc.lock")
+            except FileNotFoundError:  # released meanwhile: take it as usual
+                try:
+                    self._call("taking the gc lock", self._ob.put, "gc.lock", body, mode="create")
+                    return
+                except self._ob.exceptions.AlreadyExistsError:
+                    continue  # taken meanwhile: read who holds it
+            data = bytes(found.bytes())
+            try:
+                holder = json.loads(data)
+            except ValueError:
+                holder = {}
+            if not isinstance(holder, dict):
+                holder = {}
+            seen = {k: found.meta[k] for k in ("e_tag", "version") if found.meta.get(k)}
+            if seen.get("e_tag") and self._gc_lock_is_stale(holder):  # (no ETag: no safe overwrite)
+                try:
+                    self._call("taking over a left gc lock", self._ob.put, "gc.lock", body, mode=seen)
+                    now = bytes(self._call("reading the gc lock", self._ob.get, "gc.lock").bytes())
+                except (self._ob.exceptions.AlreadyExistsError, self._ob.exceptions.PreconditionError,
+                        FileNotFoundError):
+                    now = b""  # another process took it first
+                if now == body:
+                    return
+                continue  # read the new holder, for the message
+            break
+        since = holder.get("since")
+        since = since if isinstance(since, (int, float)) else 0.0
+        raise GarbageCollectionError(
+            f"gc refused: another gc (on {holder.get('host')}, pid {holder.get('pid')}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(since))} UTC) is "
+            f"running on {self.url}; nothing was deleted. Wait for it; if that gc no longer runs "
+            f"(its machine crashed, or lost the bucket before it could remove its lock), delete "
+            f"{self.url}/gc.lock (e.g. aws s3 rm {self.url}/gc.lock) and retry. (A lock left by "
+            "a gc of this machine that is gone is taken over without asking.)") from None
+
+    def _gc_lock_is_stale(self, holder: dict) -> bool:
+        """Whether the gc that wrote lock `holder` is provably gone (`_take_over_gc_lock`)."""
+        pid = holder.get("pid")
+        if (holder.get("host") != socket.gethostname() or holder.get("space") != _process_space()
+                or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
+            return False
+        if pid == os.getpid():
+            with _GC_HELD_LOCK:
+                return not _GC_HELD.get(self.url)
+        return not _pid_alive(pid)
+
+    def _release_gc_lock(self) -> None:
+        """Delete `gc.lock`, trying twice. A lock left still (the bucket does not answer) is
+        taken over by the next gc on this machine; one elsewhere refuses, naming it."""
+        for attempt in (0, 1):
             try:
                 self._call("releasing the gc lock", self._ob.delete, "gc.lock")
-            except Exception:  # noqa: BLE001 - a leftover lock is reported by the next gc
-                pass
+                return
+            except Exception as exc:  # noqa: BLE001 - gc's own outcome (or failure) goes on
+                if attempt:
+                    warnings.warn(GcLockLeftWarning(
+                        f"gc could not remove its lock {self.url}/gc.lock ({exc}); the next gc on "
+                        f"this machine takes it over, but one on another machine is refused until "
+                        f"it is deleted: aws s3 rm {self.url}/gc.lock"), stacklevel=4)
+                else:
+                    time.sleep(1.0)
 
     # -- the bounded cache --------------------------------------------------------------------------
     def _trim_cache(self, added: int = 0) -> None:
@@ -1031,6 +1104,33 @@ class S3ObjectStore(ObjectStore):
 # process used the bucket refuses each request to it, naming the fix, and never finalises the
 # inherited client (dropping its connections unregisters the parent's sockets from the
 # shared poller). Values in the local cache still load in the child.
+_GC_HELD: dict[str, int] = {}  # bucket url -> gc locks this process holds there (`gc_guard`)
+_GC_HELD_LOCK = threading.Lock()
+
+
+def _process_space() -> str:
+    """Where a pid names one process: this boot of this kernel and this pid namespace (Linux;
+    a container sharing the host's name has its own). "" where that cannot be read."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process `pid` runs here (True when that cannot be told: never take a live lock)."""
+    if os.name == "nt":  # (os.kill there terminates the process)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError, ValueError):  # another user's (PermissionError), or unknown
+        return True
+    return True
+
+
 _runtime_used = [False]  # a request has been made in this process (or a parent before a fork)
 _forked_after_use = [False]
 _STORES: weakref.WeakSet[S3ObjectStore] = weakref.WeakSet()
