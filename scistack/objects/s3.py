@@ -977,6 +977,7 @@ class S3ObjectStore(ObjectStore):
         (a gc whose release failed). The lock is then overwritten only if it is still the one
         read (If-Match on its ETag), and read back: of two processes taking it over, one wins and
         the other is refused. A lock from another machine is never taken: its gc may be running."""
+        holder: dict = {}
         for _ in range(2):
             try:
                 found = self._call("reading the gc lock", self._ob.get, "gc.lock")
