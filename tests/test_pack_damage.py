@@ -4,6 +4,7 @@ readable, and `scistack fsck --repair` rebuilds it from its self-describing pack
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import textwrap
 
@@ -136,6 +137,37 @@ def test_a_pack_cut_short_loses_only_its_cut_record(project):
         lost = [p for p in fsck(db).problems]
         assert [p.kind for p in lost] == ["missing-ref-object"]
         assert sorted(v.data for v in PackedB.load_all()) == [0.5, 1.5, 2.5, 3.5, 4.5]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("record", [0, 2])
+def test_a_damaged_record_head_inside_a_whole_pack_is_not_taken_for_a_cut(project, record):
+    """One record head's length flipped inside a whole pack (its index intact): every object
+    still reads through the index, each verified. fsck --repair took the long length for a
+    cut pack and rebuilt the index from the heads before it, losing every object from there
+    on (all 5 for the first record); the rebuild is refused now, as before the cut rule, and
+    every value still loads."""
+    idx = two_packs(project)
+    pack = idx.with_suffix(".pack")
+    entries = sorted((int(offset), int(length)) for _, offset, length in
+                     struct.iter_unpack("<32sQQ", idx.read_bytes()[16:]))
+    head = entries[record][0] - 8  # the record's length field: the 8 bytes before its stored bytes
+    os.chmod(pack, 0o644)
+    data = bytearray(pack.read_bytes())
+    data[head + 5] ^= 0x01  # a length of about 2**40
+    pack.write_bytes(bytes(data))
+    db = reopen(project)
+    try:
+        assert sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        report = fsck(db, repair=True)
+        assert not any(idx.name in line and "rebuilt" in line for line in report.repaired)
+        assert sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    finally:
+        db.close()
+    db = configure_database(project.path)
+    try:
+        assert sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
     finally:
         db.close()
 

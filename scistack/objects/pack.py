@@ -106,20 +106,36 @@ def rebuild_index(directory: Path, name: str, *, fsync: bool = False) -> int:
     cut record is left out (a warning names it; fsck then names its value missing, and the
     bytes after the last complete record stay in the pack file). Refusing had lost every
     object of the pack for the sake of the last one.
+
+    A pack is taken as cut short only when its old index says so (an entry ending past the
+    pack's end). A record head damaged in the middle of a whole pack (a length that runs
+    past the end) is no cut: the records after it, and the index that still finds them,
+    are kept, and the rebuild is refused as it always was (an index written from the heads
+    before it had lost every object of the pack to `fsck --repair`).
     """
     pack = directory / f"{name}.pack"
     with open(pack, "rb") as handle:
         data = handle.read()
     if data[: len(PACK_MAGIC)] != PACK_MAGIC:
         raise CorruptPackIndexError(pack, "the pack does not start with SCIPACK1, so its index cannot be rebuilt")
+
+    def not_cut(at: int, what: str) -> None:
+        if _indexed_end(directory / f"{name}.idx") <= len(data):
+            raise CorruptPackIndexError(
+                pack, f"{what} at byte {at}, inside the pack, which its index does not say is cut short: "
+                "a damaged record head, so its index cannot be rebuilt from the pack (its objects "
+                "are still read through the index it has, each one verified)")
+
     entries, at = [], len(PACK_MAGIC)
     while at < len(data):
         if at + _RECORD_HEAD.size > len(data):
+            not_cut(at, "a record head runs past the pack's end")
             _log.warning("pack %s ends inside a record head at byte %d: its last %d bytes are not a whole "
                          "record and are left out of its rebuilt index", pack, at, len(data) - at)
             break
         raw, length = _RECORD_HEAD.unpack_from(data, at)
         if at + _RECORD_HEAD.size + length > len(data):
+            not_cut(at, f"a record claims {length} bytes")
             _log.warning("pack %s is cut short: its record of %s at byte %d claims %d bytes, %d are there; "
                          "it is left out of the rebuilt index (%d complete records kept)", pack, raw.hex()[:12],
                          at, length, len(data) - at - _RECORD_HEAD.size, len(entries))
@@ -129,6 +145,20 @@ def rebuild_index(directory: Path, name: str, *, fsync: bool = False) -> int:
         at += length
     _write_index(directory, name, entries, fsync)
     return len(entries)
+
+
+def _indexed_end(path: Path) -> int:
+    """Where the last record a pack index names ends (0: no readable index): more than the
+    pack's length says the pack was cut short."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 0
+    if data[:8] != IDX_MAGIC or len(data) < 16:
+        return 0
+    count = min(struct.unpack_from("<Q", data, 8)[0], (len(data) - 16) // _ENTRY.size)
+    entries = np.frombuffer(data, _IDX_DTYPE, count, offset=16)
+    return int((entries["offset"] + entries["length"]).max()) if count else 0
 
 
 def _sync(out, fsync: bool) -> None:
