@@ -83,7 +83,7 @@ class Database:
         in a shared PostgreSQL journal, content in a shared bucket, both remembered in the
         project's config (without passwords) so later opens need neither."""
         self.path = Path(path).resolve()
-        _refuse_a_folder(self.path)
+        _refuse_a_folder(self.path, path)
         if self.path.stem.lower() == INTERNAL_SCHEMA:
             raise InvalidNameError(
                 f"a project file cannot be named {self.path.name!r}: DuckDB names a database after "
@@ -836,11 +836,15 @@ def writes_refused(why: str) -> Iterator[None]:
 _opened_refusing: list[Database] = []  # opened inside `writes_refused`, closed as it ends
 
 
-def _refuse_a_folder(path: Path) -> None:
+def _refuse_a_folder(path: Path, given: str | os.PathLike | None = None) -> None:
     """A project is named by its DuckDB file: given a folder, the project had gone to the
     folder's parent (`.scistack/` beside the folder), and DuckDB failed later and raw on
-    the folder ("Is a directory", also at every exit)."""
-    if not path.is_dir():
+    the folder ("Is a directory", also at every exit). `given`: the path as written, whose
+    trailing slash names a folder not made yet (`Path` drops it: "newdir/" had become a
+    DuckDB file named newdir)."""
+    text = os.fspath(given) if given is not None else ""
+    slashed = isinstance(text, str) and text.endswith(tuple(filter(None, (os.sep, os.altsep))))
+    if not path.is_dir() and not slashed:
         return
     try:  # (a folder that holds a project: its file)
         named = json.loads((path / ".scistack" / CONFIG_NAME).read_text())["db"]
@@ -873,7 +877,7 @@ def configure_database(path: str | os.PathLike, dataset_schema_keys: Sequence[st
                 f"configure_database was given the schema keys twice ({dataset_schema_keys!r} and "
                 f"schema_keys={schema_keys!r}); give them once, as the second argument or as schema_keys=")
         dataset_schema_keys = schema_keys
-    _refuse_a_folder(Path(path).resolve())
+    _refuse_a_folder(Path(path).resolve(), path)
     if args:
         warnings.warn(
             "configure_database() no longer takes a separate lineage database path: lineage lives "

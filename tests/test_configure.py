@@ -3,8 +3,9 @@ database that was open before open and current."""
 
 from __future__ import annotations
 
+import os
+
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +62,9 @@ def test_a_folder_given_as_the_project_is_refused_naming_a_file_in_it(tmp_path, 
     with pytest.raises(InvalidNameError, match="is a folder"):
         Database(folder, ["subject"])  # (also `--db` and SCISTACK_DB, which open it so)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["myproj"] and database_module._current is None
+    with pytest.raises(InvalidNameError, match="is a folder"):  # a trailing slash names a folder to be
+        configure_database(f"{tmp_path / 'newdir'}{os.sep}", ["subject"])  # (it had become a file "newdir")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["myproj"]
     db = configure_database(folder / "gait.duckdb", ["subject"])
     try:
         with pytest.raises(InvalidNameError, match=r"configure_database\('.*myproj/gait.duckdb'"):
