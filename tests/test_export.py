@@ -1475,3 +1475,42 @@ def test_a_raw_file_is_copied_under_raw_whatever_path_it_was_read_as(read_as, ke
     from scistack.export.bundle import raw_path
 
     assert raw_path(read_as).as_posix() == kept
+
+
+def _computed_again_elsewhere(db) -> list[str]:
+    """What a second machine running the same for_each at the same time leaves: for each
+    ExFiltered call, a record of its own (same inputs and outputs, another start) journalled
+    after the first as the key's entry; the refs keep the first record (the same value)."""
+    import dataclasses
+
+    from scistack.records import read_call
+
+    seconds = []
+    for s in (1, 2):
+        for t in ("pre", "post"):
+            ref = db.index.select("ExFiltered", {"subject": s, "session": t}, {}, {})[0]
+            key = db.index.call_key_of(ref.call)
+            entry = db.index.cached_call(key)
+            assert entry["call"] == ref.call
+            call = read_call(db.store, ref.call)
+            second = db.store.put("call", dataclasses.replace(call, started="2001-01-01T00:00:00Z").to_bytes())
+            db.index.put_call(key, second, entry["fn"], list(entry["outs"]), multi=bool(entry.get("multi")))
+            seconds.append(second)
+    return seconds
+
+
+def test_an_entry_another_machine_recorded_for_the_same_outputs_is_exported_naming_the_refs_record(
+        pipeline, tmp_path):
+    _computed_again_elsewhere(pipeline)
+    pipeline.export(to=tmp_path / "raced", all_current=[ExFiltered])
+    manifest = _manifest(tmp_path / "raced")
+    refs_calls = {r.call for r in pipeline.index.select("ExFiltered", {}, {}, {}, all_versions=True)}
+    assert {e["call"] for e in manifest["calls"]} == refs_calls  # the records the bundle holds
+    other = _fresh_project(tmp_path / "other")
+    try:
+        other.import_bundle(tmp_path / "raced")
+        report = for_each(smooth, inputs={"signal": ExRaw, "width": 3}, outputs=[ExFiltered], **PIPELINE)
+        assert (report.counts["cached"], report.counts["ran"]) == (4, 0)
+        assert {ExFiltered.load(subject=s, session=t).version for s in (1, 2) for t in ("pre", "post")} == {1}
+    finally:
+        other.close()

@@ -139,6 +139,14 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
             # import with raw_to records it again where it puts them)
             out.cache.append({"key": key, "call": call_oid, "fn": entry.get("fn"), "outs": entry["outs"],
                               "multi": bool(entry.get("multi"))})
+        elif entry is not None and entry.get("call") != call_oid and list(call.outputs) == list(entry["outs"]):
+            # (another record of the same call with the same outputs: two processes or machines
+            # that ran the call at once, both missing the cache; the refs kept the first record,
+            # the same value saved again writing nothing, and the cache names the one journalled
+            # last. The entry is exported naming the refs' record, which the bundle holds,
+            # unless it holds the entry's own: the importer had no entry and computed it again)
+            twins.setdefault(key, {"key": key, "call": call_oid, "fn": entry.get("fn"),
+                                   "outs": list(call.outputs), "multi": bool(entry.get("multi"))})
         elif entry is not None and entry.get("call") == call_oid:
             # (`origins`: a hit in the importing project then need not read the record to know
             # that it names the inputs as they are there too: the same variables and addresses)
