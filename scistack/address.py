@@ -75,7 +75,32 @@ def address_problem(value: Any) -> str | None:
     if isinstance(value, str) and len(value) > MAX_TEXT:
         return (f"is a string of {len(value):,} characters; address values are labels of at most "
                 f"{MAX_TEXT:,} characters: save long text as the value of a variable of its own")
+    if isinstance(value, str) and not is_text(value):
+        return f"is not text: {NOT_TEXT}"
     return None
+
+
+NOT_TEXT = (
+    "it holds a lone surrogate (such as '\\udce9'), which is how Python reads a byte of a file "
+    "name that is not UTF-8 (os.listdir, glob and PathInput give a Latin-1 name such as "
+    "'caf\\udce9.csv' so); no UTF-8 file or database can hold it. Rename the file to a UTF-8 "
+    "name, or convert the text first: name.encode('utf-8', 'surrogateescape').decode('latin-1') "
+    "reads the bytes as Latin-1 ('café.csv')")
+"""The end of the refusal of a str that cannot be UTF-8 (`is_text`): why, and the way out."""
+
+
+def is_text(value: str) -> bool:
+    """Whether the str `value` can be written as UTF-8: False when it holds a lone surrogate
+    (what `os.fsdecode` makes of a file name's byte that is not UTF-8). Such a str encodes
+    as JSON (an escape) but neither SQLite, DuckDB nor a UTF-8 file takes it, so one that
+    reached the journal broke the fold of every later process."""
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def checked_label(value: Any, said: str, *, closing: str = "", none_ok: bool = False,

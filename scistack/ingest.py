@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from scistack.address import checked_label, shown
 from scistack.database import Database
 from scistack.errors import (
@@ -27,8 +29,9 @@ from scistack.errors import (
 )
 from scistack.gc import freshen_lineage
 from scistack.index import check_identifier
-from scistack.objects.canonical_json import dumps_canonical, from_tree
+from scistack.objects.canonical_json import dumps_canonical, from_tree, to_tree
 from scistack.objects.codec import decode_value
+from scistack.objects.npy import canonical_array
 from scistack.objects.oid import is_valid_oid
 from scistack.records import read_call
 from scistack.summary import summarize
@@ -318,7 +321,30 @@ def store_staged(db: Database, folder: Path, entry: dict[str, Any], staged: dict
     except Exception as exc:  # noqa: BLE001 - any decoding failure means a bad payload
         name = Path(entry["payload"]).name
         raise UnsupportedValueError(f"{where}: {kind} payload {name} does not decode: {exc}") from None
+    try:
+        _refuse_non_text(value)
+    except UnsupportedValueError as exc:
+        raise UnsupportedValueError(f"{where}: {exc}; nothing was recorded") from None
     return db.store.put(kind, payload), value
+
+
+def _refuse_non_text(value: Any) -> None:
+    """Refuse a staged value holding a str that is not UTF-8 (a lone surrogate: MATLAB's char
+    is UTF-16 code units, and JSON's escapes carry one), as a save from Python does (the
+    canonical encoder, `npy.canonical_array`): the summary, the index and the views could
+    not hold it."""
+    if isinstance(value, str):
+        to_tree(value, None)
+    elif isinstance(value, np.ndarray):
+        if value.dtype.kind == "U":
+            canonical_array(value)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _refuse_non_text(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_text(key)
+            _refuse_non_text(item)
 
 
 def _replace_refs(tree: Any, staged: dict[str, str]) -> Any:

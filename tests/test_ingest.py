@@ -15,7 +15,7 @@ from scistack import BaseVariable
 from scistack.cli import main
 from scistack.errors import InvalidMetadataError, SchemaMismatchError, UnsupportedValueError
 from scistack.ingest import ingest_manifest
-from scistack.objects.npy import encode_npy
+from scistack.objects.npy import encode_npy, npy_header
 
 
 class Staged(BaseVariable):
@@ -79,6 +79,8 @@ def test_ingest_is_all_or_nothing_and_refuses_other_schemas(project):
     ({"subject": 2, "session": "pre"}, {"note": [1]}, "version key note=[1] is a list"),
     ({"subject": 2}, {"session": "x"}, "version key 'session' is a schema key"),
     ({"subject": 2}, {"Session": "x"}, "'Session' is the schema key 'session' but for case"),
+    ({"subject": "caf\udce9", "session": "pre"}, {}, "subject='caf\\udce9' is not text: it holds a lone surrogate"),
+    ({"subject": 2, "session": "pre"}, {"file": "caf\udce9.csv"}, "file='caf\\udce9.csv' is not text"),
 ])
 def test_ingest_refuses_an_address_save_refuses_and_records_nothing(project, addr, vkeys, named):
     Staged.save(np.zeros(2), subject=1, session="pre")
@@ -117,6 +119,11 @@ _JSON = {**_ITEM, "kind": "json"}
     ({"items": [_JSON]}, b"{oops", UnsupportedValueError, "item 0: json payload payload-1.bin is not UTF-8 JSON"),
     ({"items": [_JSON]}, b"\x93NUMPY", UnsupportedValueError, "item 0: json payload payload-1.bin is not UTF-8"),
     ({"items": [_JSON]}, b'{"a": [1, NaN]}', UnsupportedValueError, 'NaN is not JSON: write it as {"$float": "nan"}'),
+    ({"items": [_JSON]}, b'{"f": ["caf\\udce9.csv"]}', UnsupportedValueError,  # (MATLAB's char(56553))
+     "item 0: cannot store 'caf\\udce9.csv': it holds a lone surrogate"),
+    ({"items": [_JSON]}, b'{"caf\\udce9": 1}', UnsupportedValueError, "item 0: cannot store 'caf\\udce9'"),
+    ({"items": [_ITEM]}, npy_header("<U4", (2,)) + np.array(["a", "caf\udce9"]).tobytes(), UnsupportedValueError,
+     "item 0: cannot store this str array: its item 'caf\\udce9' holds a lone surrogate"),
     ({"items": [_ITEM, "x"]}, None, InvalidMetadataError, "item 1 is the str 'x', not an object"),
     ({"items": [_ITEM, 7]}, None, InvalidMetadataError, "item 1 is the int 7, not an object"),
     ({"items": [{**_ITEM, "addr": "subject=1"}]}, None, InvalidMetadataError,

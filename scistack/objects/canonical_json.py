@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from scistack.address import NOT_TEXT, is_text, shown
 from scistack.errors import UnsupportedValueError
 
 PutChild = Callable[[Any], str]
@@ -63,8 +64,10 @@ def to_tree(value: Any, put_child: PutChild) -> Any:
     if isinstance(value, np.generic):
         return {"$np": _np_scalar(value)}
     kind = type(value)
-    if kind is int or kind is str:
+    if kind is int:
         return value
+    if kind is str:
+        return value if value.isascii() or is_text(value) else _refuse_text(value)
     if kind is float:
         return float_tree(value)
     if kind is list:
@@ -154,6 +157,13 @@ def float_tree(x: float) -> Any:
     return {"$float": "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")}
 
 
+def _refuse_text(text: str, what: str = "") -> Any:
+    """Refuse a str that cannot be UTF-8: JSON escapes it, but the summary, the index and the
+    SQL views could not hold it (a save journalled it, then failed, and every later process
+    failed to open the project)."""
+    raise UnsupportedValueError(f"cannot store {what}{shown(text)}: {NOT_TEXT}")
+
+
 def _dict(value: dict, put_child: PutChild) -> Any:
     for key in value:
         if type(key) is not str:
@@ -162,6 +172,8 @@ def _dict(value: dict, put_child: PutChild) -> Any:
                 f"{type(key).__name__}; convert keys with {{str(k): v for k, v in d.items()}} "
                 "or store the pairs as a list"
             )
+        if not (key.isascii() or is_text(key)):
+            _refuse_text(key, "a dict key ")
     if any(key.startswith("$") for key in value):
         pairs = sorted(value.items())
         return {"$dict": [[k, to_tree(v, put_child)] for k, v in pairs]}
@@ -188,7 +200,7 @@ def _np_scalar(x: np.generic) -> list:
     if kind in "Mm":
         return [descr, int(np.array(x).view("<i8"))]
     if kind == "U":
-        return [descr, str(x)]
+        return [descr, to_tree(str(x), None)]
     if kind == "S":
         return [descr, base64.b64encode(bytes(x)).decode("ascii")]
     raise unsupported(x)

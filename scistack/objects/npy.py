@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from scistack.address import NOT_TEXT, shown
 from scistack.errors import UnsupportedValueError
 
 MAGIC = b"\x93NUMPY\x01\x00"
@@ -53,7 +54,23 @@ def canonical_array(arr: np.ndarray) -> np.ndarray:
         arr = arr.astype(dtype.newbyteorder("<"))
     if not arr.flags.c_contiguous:  # not np.ascontiguousarray: it turns 0-d into 1-d
         arr = arr.copy(order="C")
+    if dtype.kind == "U":
+        _refuse_lone_surrogates(arr)
     return arr.view(np.ndarray) if type(arr) is not np.ndarray else arr
+
+
+def _refuse_lone_surrogates(arr: np.ndarray) -> None:
+    """Refuse a str array holding a lone surrogate (a file name's non-UTF-8 byte as
+    `os.listdir` reads it): the SQL views and exports could not hold its text. One pass over
+    the code points (UCS-4, little-endian here), so a large array costs no Python loop."""
+    if arr.dtype.itemsize == 0 or arr.size == 0:
+        return
+    flat = arr.reshape(-1)  # (C-contiguous: a view)
+    points = flat.view(np.uint32)
+    bad = (points >= 0xD800) & (points <= 0xDFFF)
+    if bad.any():
+        first = flat[int(np.argmax(bad.reshape(flat.size, -1).any(axis=1)))]
+        raise UnsupportedValueError(f"cannot store this str array: its item {shown(str(first))} {NOT_TEXT[3:]}")
 
 
 def descr_of(dtype: np.dtype) -> str:

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scistack.address import NOT_TEXT, shown
 from scistack.errors import UnsupportedValueError
 from scistack.objects.canonical_json import dumps_canonical, from_tree, to_tree
 
@@ -113,6 +114,9 @@ def _from_pandas(frame: Any, original: Any) -> pa.Table:
     frame = _native_byte_order(frame)
     try:
         table = pa.Table.from_pandas(frame)
+    except UnicodeEncodeError as exc:  # a str with a lone surrogate (a non-UTF-8 file name)
+        raise _unsupported_table(original, f"a text cell or label {shown(exc.object)} {NOT_TEXT[3:]}",
+                                 fixed=True) from None
     except (pa.ArrowException, ValueError, TypeError) as exc:
         raise _unsupported_table(original, str(exc)) from None
     meta = json.loads(table.schema.metadata[b"pandas"])
