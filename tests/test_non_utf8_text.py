@@ -8,6 +8,7 @@ anything is written; a journal that already holds it still opens.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,3 +76,53 @@ def test_valid_text_beyond_ascii_is_saved_as_before(project):
     Scan.save(np.array(["café", "😀"]), subject=2, session="pre")
     assert Scan.load(subject=1, session="pré").data == {"f": "café.csv", "g": "😀"}
     assert Scan.load(subject=2, session="pre").data.tolist() == ["café", "😀"]
+
+
+def test_a_journal_that_holds_such_text_still_opens(tmp_path, monkeypatch):
+    """Lines journalled before saves refused it (a summary, a version key, a label): the fold,
+    the SQL views, `ls` and `fsck` read each lone surrogate as its escape, and saves go on."""
+    monkeypatch.chdir(tmp_path)
+    code = ("import scistack; db = scistack.configure_database('p.duckdb', ['subject'])\n"
+            "class Scan(scistack.BaseVariable): pass\n")
+    run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True,  # noqa: E731
+                                       timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    # values saved before, holding such text (in a list, a dict, a str array): stored as then
+    done = run("-c", code + "Scan.save(1.0, subject=1)\n"
+               "from scistack.objects.npy import npy_header; import numpy as np\n"
+               "print(db.store.put('json', b'[\"caf\\\\udce9.csv\", \"b\"]'))\n"
+               "print(db.store.put('json', b'{\"f\": \"caf\\\\udce9.csv\"}'))\n"
+               "print(db.store.put('npy', npy_header('<U8', (1,)) + np.array([%r]).tobytes()))" % NAME)
+    assert done.returncode == 0, done.stderr
+    in_list, in_dict, in_array = done.stdout.split()
+    log = tmp_path / ".scistack" / "refs.log"
+    entry = json.loads(log.read_text().splitlines()[0])
+    lines = [json.dumps({**entry, "addr": addr, "vkeys": vkeys, "summary": summary, **more}, sort_keys=True,
+                        separators=(",", ":"))
+             for addr, vkeys, summary, more in [
+                 ({"subject": 2}, {}, NAME, {}), ({"subject": 3}, {"file": NAME}, "1.0", {}),
+                 ({"subject": "caf\udce9"}, {}, "1.0", {}), ({"subject": 6}, {}, "list[2]", {"oid": in_list}),
+                 ({"subject": 7}, {}, "dict[1]", {"oid": in_dict}),
+                 ({"subject": 8}, {}, "<U8[1]", {"oid": in_array, "kind": "npy"})]]
+    assert "\\udce9" in lines[0]  # (as json writes it: an escape)
+    with open(log, "a") as out:
+        out.write("\n".join(lines) + "\n")
+    done = run("-c", code + "Scan.save(5.0, subject=5)\n"
+               "print(sorted((repr(r.metadata), r.record.summary) for r in Scan.load_all()))\n"
+               "print(Scan.load(subject='caf\\\\udce9').data)\n"
+               "print(sorted(map(str, db.sql('SELECT * FROM Scan')['subject'])))\n"
+               "print(Scan.load(subject=6).data, Scan.load(subject=7).data, Scan.load(subject=8).data)")
+    assert done.returncode == 0, done.stderr
+    assert "not brought up to date" not in done.stderr, done.stderr
+    shown, label, subjects, values = done.stdout.splitlines()
+    assert shown == repr(sorted([("{'subject': 1}", "1.0"), ("{'subject': 2}", "caf\\udce9.csv"),
+                                 ("{'subject': 3, 'file': 'caf\\\\udce9.csv'}", "1.0"),
+                                 ("{'subject': 'caf\\\\udce9'}", "1.0"), ("{'subject': 5}", "5.0"),
+                                 ("{'subject': 6}", "list[2]"), ("{'subject': 7}", "dict[1]"),
+                                 ("{'subject': 8}", "<U8[1]")]))
+    assert label == "1.0"
+    assert subjects == repr(sorted(["1", "2", "3", "5", "6", "7", "8", "caf\\udce9"]))
+    assert values == "['caf\\udce9.csv', 'b'] {'f': 'caf\\udce9.csv'} ['caf\\udce9.csv']"  # (as saved)
+    for command in (["ls"], ["fsck"]):
+        done = run("-m", "scistack", *command)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Scan" in done.stdout or "ok" in done.stdout, done.stdout

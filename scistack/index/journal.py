@@ -35,6 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from scistack.address import is_text
 from scistack.errors import storage_full
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 
@@ -54,12 +55,32 @@ def loads_line(line: bytes, *, may_be_big: bool = True) -> Any:
     here), and by `json` whatever orjson refuses (invalid UTF-8 read as with "replace", NaN)
     or would read differently (integers beyond 64 bits), so every line means what it always did.
     `may_be_big=False`: the caller has seen no 19-digit run in a text holding this line."""
+    entry = None
     if not (may_be_big and maybe_big_int(line)):
         try:
-            return orjson.loads(line)
+            entry = orjson.loads(line)
         except orjson.JSONDecodeError:
             pass
-    return _DECODER.decode(line.decode("utf-8", "replace"))
+    if entry is None:
+        entry = _DECODER.decode(line.decode("utf-8", "replace"))
+    return texts_escaped(entry) if b"\\ud" in line or b"\\uD" in line else entry
+
+
+def texts_escaped(tree: Any) -> Any:
+    """`tree` (a parsed journal line that has a `\\ud...` escape) with each lone surrogate of
+    its texts written as that escape (`caf\\udce9`: a backslash, then `udce9`). Saves refuse
+    such text (`address.is_text`: a non-UTF-8 file name's byte as Python reads it), but a
+    journal written before may hold it, and neither SQLite, DuckDB nor Arrow takes it: one such
+    line made every process fail to open the project. Read so, the line means one thing to
+    every reader (fold, SQL views, loads), and the address can be typed. Valid escapes (a
+    pair for a character beyond the BMP) are text, and stay as they are."""
+    if type(tree) is str:
+        return tree if is_text(tree) else tree.encode("utf-8", "backslashreplace").decode("utf-8")
+    if type(tree) is list:
+        return [texts_escaped(v) for v in tree]
+    if type(tree) is dict:
+        return {texts_escaped(k): texts_escaped(v) for k, v in tree.items()}
+    return tree
 
 
 _SHAPES: dict[str, dict[str, type | tuple[type, ...]]] = {

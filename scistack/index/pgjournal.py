@@ -52,7 +52,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from scistack.errors import SharedAccessError, SharedServiceError
-from scistack.index.journal import entry_problem
+from scistack.index.journal import entry_problem, texts_escaped
 from scistack.objects.canonical_json import dumps_canonical
 
 TABLE = "scistack_journal"
@@ -590,6 +590,8 @@ class PostgresJournal:
                 continue
             try:
                 entry = decode(line)
+                if "\\ud" in line or "\\uD" in line:  # (a lone surrogate: `texts_escaped`)
+                    entry = texts_escaped(entry)
             except ValueError:
                 self.skipped_lines += 1
                 continue
