@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scistack import BaseVariable, InvalidMetadataError
+from scistack import BaseVariable, InputFileError, InvalidMetadataError, PathInput, ScistackError, for_each
 from scistack.errors import UnsupportedValueError
 from tests.helpers import journal_size
 
@@ -126,3 +126,25 @@ def test_a_journal_that_holds_such_text_still_opens(tmp_path, monkeypatch):
         done = run("-m", "scistack", *command)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Scan" in done.stdout or "ok" in done.stdout, done.stdout
+
+
+def test_a_path_input_over_a_file_name_that_is_not_utf8_is_refused_before_anything_runs(project, tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "1.csv").write_text("1")
+    with open(os.path.join(os.fsencode(raw), b"caf\xe9.csv"), "w") as out:  # a Latin-1 name
+        out.write("2")
+    calls = []
+
+    def read(path):
+        calls.append(path)
+        return float(open(path).read())
+
+    before = journal_size(project)
+    with pytest.raises(InputFileError) as caught:
+        for_each(read, inputs={"path": PathInput("{subject}.csv", root="raw/")}, outputs=[Scan],
+                 subject=[], session=["pre"])
+    message = str(caught.value)
+    assert "'caf\\udce9.csv'" in message and "not UTF-8" in message and "os.rename" in message, message
+    assert isinstance(caught.value, ScistackError)
+    assert calls == [] and journal_size(project) == before

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import blake3
 
+from scistack.address import is_text, shown
 from scistack.codeid.files import racy_stat
 from scistack.errors import InputFileError, InvalidMetadataError
 from scistack.lineage.calls import BoundInput
@@ -112,6 +113,18 @@ class _Template:
                 match = pattern.fullmatch(rel)
                 if match:
                     found[rel] = {k: _typed(v) for k, v in match.groupdict().items()}
+        # (refused, not skipped: a file left out would be a subject missing from the results
+        # with only a warning to say so, and none of its values could be saved anyway)
+        names = [rel for rel in sorted(found) if not is_text(rel)]
+        if names:
+            more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+            raise InputFileError(
+                f"{self!r}: the file name {', '.join(shown(n) for n in names[:3])}{more} under "
+                f"{self.root_shown!r} is not UTF-8 (a Latin-1 name from an older system, read "
+                "with each byte that is not UTF-8 as a lone surrogate such as '\\udce9'): it "
+                "cannot be an address value or be saved, so for_each runs nothing while it is there. "
+                "Rename it to a UTF-8 name first, e.g. in Python: os.rename(os.path.join(root, name), "
+                "os.path.join(root, name.encode('utf-8', 'surrogateescape').decode('latin-1')))")
         return [found[rel] for rel in sorted(found)]
 
     def _regex(self) -> str:
