@@ -210,6 +210,19 @@ def test_the_journal_backend_reads_only_the_tail(pg_url, tmp_path):
         journal.close()
 
 
+def test_a_lab_journal_line_with_a_lone_surrogate_is_read_with_its_escape(pg_url, tmp_path):
+    """As the file journal's lines (`journal.texts_escaped`): a non-UTF-8 file name's byte,
+    journalled before saves refused it, must not reach the fold or DuckDB as a lone surrogate
+    (neither takes it: the project would not open); a valid pair stays the character it is."""
+    journal = PostgresJournal(pg_url, tmp_path / "shared-journal")
+    try:
+        journal.append([{"op": "run", "name": "caf\udce9.csv", "caf\udce9": ["\udce9", "\U0001f600"]}])
+        entries, _ = journal.read_from(0)
+        assert entries == [{"op": "run", "name": "caf\\udce9.csv", "caf\\udce9": ["\\udce9", "\U0001f600"]}]
+    finally:
+        journal.close()
+
+
 def _lab_put(subject: int) -> dict:
     return {"op": "put", "var": "LabStale", "addr": {"subject": subject}, "version": 1, "oid": "a" * 64,
             "kind": "json", "t": "2026-01-01T00:00:00Z"}
