@@ -83,6 +83,32 @@ def test_a_refused_second_output_refuses_the_step_before_the_first_is_saved(rec)
     assert not RfoDoubled.load_all()
 
 
+class Fresh(BaseVariable):
+    pass
+
+
+class FRESH(BaseVariable):  # Fresh's name but for case; neither is in the project
+    pass
+
+
+class Fresh_all(BaseVariable):  # noqa: N801 - the name of Fresh's view of every version
+    pass
+
+
+@pytest.mark.parametrize("outputs, said", [([Fresh, FRESH], "differ only by case"),
+                                           ([Fresh, Fresh_all], "SQL view Fresh_all")])
+def test_outputs_that_would_collide_with_each_other_refuse_the_step_first(rec, outputs, said):
+    """Two new outputs that are case twins of each other (or one another's view name): each
+    passed alone, the first was saved, then the second refused (from MATLAB: after every
+    combination ran, and the commit it advised could never succeed)."""
+    before = journal_size(rec)
+    with pytest.raises(scistack.ScistackError, match=said):
+        for_each(lambda x: (x * 2, x * 3), inputs={"x": Rfo}, outputs=outputs, subject=[1],
+                 session=["pre"], progress=False)
+    assert CALLS == [] and journal_size(rec) == before
+    assert not any(out.load_all() for out in outputs)
+
+
 def test_an_each_of_input_named_like_a_schema_key_but_for_case_is_refused_first(rec):
     """EachOf tags each result with a version key named after its parameter: `Subject`
     (the schema key `subject` but for case) was refused at the first save, after the call."""

@@ -45,6 +45,7 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
     tags = {n: None for n, s in inputs.items() if isinstance(s, EachOf)}  # (EachOf's version keys)
     for out in outputs:
         db.index.check_names(out.__name__, tags)
+    db.index.check_names_together([out.__name__ for out in outputs])
     for name, spec in inputs.items():
         for fixed in _fixed_specs(spec):
             variants = db.index.vkey_names(fixed.variable.__name__)

@@ -627,6 +627,23 @@ class Index:
                     f"so it could not be told apart in the views or in where=. Write "
                     f"{self._key_case[key.lower()]}= to address the value")
 
+    def check_names_together(self, names: list[str]) -> None:
+        """Refuse variable names that would collide with each other once saved (case twins,
+        one named like another's view), as `check_names` refuses one beside the project's:
+        the outputs of one run are all new, so each passed alone, and the second was refused
+        only when saved, after the first call's first output was (or, from MATLAB, after every
+        combination had run)."""
+        seen: dict[str, str] = {}
+        for name in names:
+            twin = seen.get(name.lower())
+            if twin is not None and twin != name:
+                raise InvalidNameError(
+                    f"variables {twin!r} and {name!r} differ only by case; SQL names ignore case, so "
+                    f"their views would be one: give one of them another name, e.g. {name}_2")
+            seen[name.lower()] = name
+        for name in names:
+            self._check_view_names(name, [other for other in names if other != name])
+
     def check_save(self, var: str, addr: dict, vkeys: dict) -> None:
         """Refuse what `put_ref` would refuse of a save's names and address values, before the
         caller writes anything for it (a result computed in memory brings its call and cache

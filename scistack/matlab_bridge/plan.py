@@ -41,6 +41,7 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
         )
     for var in outputs:  # a case twin, a view's name: refused now, not at the commit (after
         db.index.check_names(var, {})  # MATLAB ran every combination, none of it then kept)
+    db.index.check_names_together(outputs)  # (of each other, too: {Foo(), foo()})
     splits = request_splits(db, req, outputs)
     specs, constants = _inputs(db, folder, req)
     looped = [(name, spec.var) for name, spec in specs.items() if not spec.fixed and spec.var in outputs]

@@ -283,6 +283,7 @@ def test_commit_refuses_code_edited_since_the_plan(project):
          "'BRIDGERAW' differs from the project's variable 'BridgeRaw' only by case"),
         ({"outputs": ["BridgeRaw_all"]}, InvalidNameError,
          "'BridgeRaw_all' would take the name of the SQL view BridgeRaw_all"),
+        ({"outputs": ["NewOut", "NEWOUT"]}, InvalidNameError, "'NewOut' and 'NEWOUT' differ only by case"),
     ],
 )
 def test_bad_plans_are_refused_with_clear_errors(project, change, error, match):
