@@ -257,6 +257,14 @@ def _deleted_here(db: Database, var: str, metadata: dict[str, Any]) -> str | Non
         return None
     if db.index.versions_at(var, addr_key) or not db.index.highest_version(var, addr_key):
         return None
+    try:  # (an error message's path: the variable's deletions read once)
+        here = [d.record for d in db.index.deletions(var).get(var, []) if d.record.addr_key == addr_key]
+        freed = bool(here) and not any(db.store.contains(r.oid) for r in here)
+    except (ScistackError, OSError):
+        freed = False
+    if freed:  # (undelete then brought nothing back: "reclaimed by gc")
+        return (". A value saved there was deleted, and `scistack gc` has freed it since: save it "
+                "again (or rerun the step that computed it)")
     options = " ".join(cli_option(k, v) for k, v in addr.items())
     where = ", ".join(f"{k}={v!r}" for k, v in addr.items())
     return (f". A value saved there was deleted: `scistack undelete {var} {options}` "

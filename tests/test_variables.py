@@ -198,6 +198,12 @@ def test_not_found_at_a_deleted_address_says_so_and_how_to_undo(project):
         assert "deleted" not in str(info.value)
     VPeak.undelete(subject=2, session="pre")
     assert VPeak.load(subject=2, session="pre").data == 2.0
+    from scistack.gc import collect_garbage
+
+    collect_garbage(project, grace_seconds=0)  # "03"'s value freed: no undelete brings it back
+    with pytest.raises(VariableNotFoundError, match="deleted, and `scistack gc` has freed it since: save it again") as info:
+        VPeak.load(subject="03", session="pre")
+    assert "undelete" not in str(info.value)
 
 
 def test_a_mistyped_version_or_where_keyword_is_named(project):
