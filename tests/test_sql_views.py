@@ -1089,29 +1089,3 @@ def test_a_variable_named_by_a_keyword_is_queried_in_double_quotes(project):
     with pytest.raises(QueryError, match=r'order is an SQL keyword.*double quotes.*FROM "Order"'):
         project.sql("SELECT subject, value FROM order")
     assert project.sql('SELECT value FROM "Order"')["value"].tolist() == [1.5]
-
-
-def test_scistack_calls_names_the_record_the_cache_names_when_a_call_is_recorded_twice(pipeline):
-    """Two processes (or lab machines) that run the same step at once both journal a cache
-    entry for each call, the second naming a record of its own: SQL's scistack.calls kept the
-    first and the local fold (cache hits, export) the last, so the two disagreed. One rule
-    (`state.call_changes`, the key's last line) keeps both, whether the lines are synced in
-    one slice or apart; an `uncall` of the replaced record then leaves the entry alone."""
-    import dataclasses
-
-    from scistack.records import read_call
-
-    db = pipeline
-    refs = db.index.select("EmgFiltered", {}, {}, {})
-    keys = [db.index.call_key_of(ref.call) for ref in refs]
-    assert len(set(keys)) == len(refs) > 1
-    db.sql("SELECT count(*) FROM scistack.calls")  # the first lines synced apart from the second
-    seconds = {}
-    for key, ref in zip(keys, refs):
-        entry = db.index.cached_call(key)
-        again = dataclasses.replace(read_call(db.store, ref.call), started="2001-01-01T00:00:00Z")
-        seconds[key] = db.store.put("call", again.to_bytes())
-        db.index.put_call(key, seconds[key], entry["fn"], list(entry["outs"]), multi=bool(entry.get("multi")))
-    db.index.drop_calls([{"key": keys[0], "call": refs[0].call}])  # (names no entry now)
-    in_sql = dict(db.sql("SELECT key, call FROM scistack.calls").values.tolist())
-    assert {k: in_sql[k] for k in keys} == {k: db.index.cached_call(k)["call"] for k in keys} == seconds

@@ -32,7 +32,7 @@ from typing import Any
 from scistack.address import address_order
 from scistack.errors import DatabaseLockedError, IndexDamagedError, StorageFullError, storage_full
 from scistack.index.journal import JournalBackend, loads_line, size_now
-from scistack.index.state import RefRecord, call_changes, key_of, keys_of, shown_as
+from scistack.index.state import RefRecord, key_of, keys_of, shown_as
 from scistack.records import RunRecord
 from scistack.objects.forks import hold_across_fork
 
@@ -643,7 +643,7 @@ class Fold:
         """Fold entries in journal order (puts and deletes of one ref may meet in one batch)."""
         puts: list[tuple] = []
         dels: list[tuple] = []
-        calls: list[dict[str, Any]] = []  # the call and uncall lines, in journal order
+        calls: list[tuple] = []
         try:  # the puts' address texts in one pass: each repeated value written once
             addr_keys = iter(keys_of([e["addr"] for e in entries if e.get("op") == "put"]))
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -661,8 +661,13 @@ class Fold:
                         _insert(con, puts)
                     dels.append((entry["var"], key_of(entry["addr"]), int(entry["version"]),
                                  entry.get("t") if isinstance(entry.get("t"), str) else None))
-                elif op in ("call", "uncall"):
-                    calls.append(entry)
+                elif op == "call":
+                    calls.append(_call_row(entry))
+                elif op == "uncall":  # in journal order: the entries before it go in first
+                    _insert_calls(con, calls)
+                    calls = []
+                    con.execute("DELETE FROM calls WHERE key = ? AND call = ?",
+                                (oid_in(entry["key"]), oid_in(entry["call"])))
                 elif op == "run":
                     con.execute("INSERT INTO runs (entry) VALUES (?)", (json.dumps(entry),))
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -671,12 +676,7 @@ class Fold:
             _insert(con, puts)
         if dels:
             _delete(con, dels)
-        for kind, change in call_changes(calls):  # (the rule DuckDB's scistack.calls keeps too)
-            if kind == "put":
-                _insert_calls(con, [row for row in map(_call_row_or_none, change.values()) if row])
-            else:
-                con.executemany("DELETE FROM calls WHERE key = ? AND call = ?",
-                                [(oid_in(key), oid_in(call)) for key, call in change])
+        _insert_calls(con, calls)
 
     # -- reading -------------------------------------------------------------------------
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -1721,17 +1721,9 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
 
 
 def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
-    if calls:  # (one row per key: `call_changes` keeps each key's last)
+    if calls:  # the last entry of a key wins, as in journal order
         con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
         con.executemany("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", [(c[1], c[0]) for c in calls])
-
-
-def _call_row_or_none(e: dict[str, Any]) -> tuple | None:
-    """`_call_row`, None for a line whose values it cannot take (skipped, as a bad put is)."""
-    try:
-        return _call_row(e)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None
 
 
 def _call_row(e: dict[str, Any]) -> tuple:

@@ -532,27 +532,3 @@ def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]],
 
 
 _norm = typed
-
-
-def call_changes(entries: Iterable[dict[str, Any]]) -> list[tuple[str, Any]]:
-    """The call cache's changes written by journal entries, in journal order: the one rule by
-    which the local fold (`fold._apply`) and DuckDB's `scistack.calls` (`sql` sync) keep the
-    cache, so the two agree on every key. A `call` line makes its key's entry, the last in
-    journal order winning: a later record of a call replaces the entry (a twin's or a moved
-    project's taking it over, an import's `raw_to`, fsck naming another intact record, two
-    processes or machines that computed the call at once). An `uncall` line drops the key's
-    entry only while it names that record. Returned as ("put", {key: entry}) for each run of
-    call lines (each key's last) and ("drop", [(key, call), ...]) for each run of uncall lines."""
-    changes: list[tuple[str, Any]] = []
-    for entry in entries:
-        op, key, call = entry.get("op"), entry.get("key"), entry.get("call")
-        if op not in ("call", "uncall") or not isinstance(key, str) or not isinstance(call, str):
-            continue
-        kind = "put" if op == "call" else "drop"
-        if not changes or changes[-1][0] != kind:
-            changes.append((kind, {} if kind == "put" else []))
-        if kind == "put":
-            changes[-1][1][key] = entry
-        else:
-            changes[-1][1].append((key, call))
-    return changes
