@@ -4,8 +4,10 @@ function [x, info] = read_chunked(root, oid, ranges, manifest)
 %   returns the MATLAB array (numpy's indexing: X(i, j) is numpy's [i-1, j-1]; a 1-D array
 %   is a column).
 %   X = scistack.read_chunked(ROOT, OID, RANGES) reads only the chunks that RANGES touches:
-%   RANGES is a cell with one vector of 1-based indices per dimension (e.g. {30001:60000, 4});
-%   [] or ':' takes a whole dimension. X is the block X_whole(RANGES{:}).
+%   RANGES is a cell with one vector of 1-based indices per dimension (e.g. {30001:60000, 4}),
+%   in any order, repeats allowed; [] or ':' takes a whole dimension. X is the block
+%   X_whole(RANGES{:}). Only the chunks holding a requested index are read ({[1 N], 2} reads
+%   the first and the last chunk of column 2, not the span between them).
 %   [X, INFO] also returns INFO.shape, INFO.chunk_shape, INFO.data_type,
 %   INFO.chunks_read (how many chunk objects were read) and INFO.unit (a datetime64 or
 %   timedelta64 array is int64 counts of that unit, e.g. 'ns' or '10ms'; NaT is intmin).
@@ -61,53 +63,54 @@ for d = 1:nd
     end
     ranges{d} = r;
 end
-lo = cellfun(@min, ranges);
-hi = cellfun(@max, ranges);
-first = floor((lo - 1) ./ chunks);          % 0-based chunk indices touched
-last = floor((hi - 1) ./ chunks);
-block = [];
+% Per dimension, the distinct chunks the indices fall in and, for each, which output positions
+% it fills: only those chunks are read (not the span between the lowest and highest index),
+% each scattered into X at its positions. X has the index lists' shape, never the span's.
+used = cell(1, nd);     % 0-based chunk indices touched, ascending
+groups = cell(1, nd);   % groups{d}{m}: positions in ranges{d} that chunk used{d}(m) holds
+for d = 1:nd
+    [touched, order] = sort(floor((ranges{d}(:) - 1) ./ chunks(d)));
+    ends = [find(diff(touched) ~= 0); numel(touched)];
+    starts = [1; ends(1:end - 1, 1) + 1];
+    used{d} = touched(ends)';
+    groups{d} = arrayfun(@(a, b) order(a:b), starts, ends, 'UniformOutput', false);
+end
+counts = cellfun(@numel, used);
+out_shape = mshape(cellfun(@numel, ranges));
+x = [];
 read = 0;
-counts = last - first + 1;
 for k = 1:prod(counts)
     sub = cell(1, nd);
     [sub{:}] = ind2sub([counts, 1], k);
-    index = first + [sub{1:nd}] - 1;        % this chunk's 0-based grid index
+    index = zeros(1, nd);                    % this chunk's 0-based grid index
+    for d = 1:nd
+        index(d) = used{d}(sub{d});
+    end
     flat = 0;
     for d = 1:nd
         flat = flat * grid(d) + index(d);
     end
     part = chunk_array(root, oids{flat + 1}, descr, chunks, oid, index);
     read = read + 1;
-    % the chunk's rows/cols that fall inside [lo, hi], and where they go in the block
+    % the requested indices this chunk holds: where they go in X, and where they are in it
     src = cell(1, max(nd, 2));
     dst = cell(1, max(nd, 2));
     for d = 1:nd
-        start = index(d) * chunks(d) + 1;
-        a = max(lo(d), start);
-        b = min(hi(d), start + chunks(d) - 1);
-        src{d} = (a - start + 1):(b - start + 1);
-        dst{d} = (a - lo(d) + 1):(b - lo(d) + 1);
+        dst{d} = groups{d}{sub{d}};
+        src{d} = ranges{d}(dst{d}) - index(d) * chunks(d);
     end
     if nd == 1
         src{2} = 1;
         dst{2} = 1;
     end
-    if isempty(block)
-        block = repmat(part(1) * 0, mshape(hi - lo + 1));
+    if isempty(x)
+        x = repmat(part(1) * 0, out_shape);
         if islogical(part)
-            block = false(mshape(hi - lo + 1));
+            x = false(out_shape);
         end
     end
-    block(dst{:}) = part(src{:});
+    x(dst{:}) = part(src{:});
 end
-local = cell(1, max(nd, 2));
-for d = 1:nd
-    local{d} = ranges{d} - lo(d) + 1;
-end
-if nd == 1
-    local{2} = 1;
-end
-x = block(local{:});
 unit = '';  % a datetime64/timedelta64 array: X holds int64 counts of this unit
 if isstruct(m.zarr.data_type)
     unit = descr(find(descr == '[', 1) + 1:end - 1);

@@ -5,6 +5,7 @@ function cases = test_chunked(ctx) %#ok<INUSD>
 cases = {
     'a chunked int16 matrix loads whole (loose chunks, edge chunk padded)', @whole_2d
     'a sub-block reads only the chunks it touches', @block_2d
+    'scattered indices read only their chunks, not the span between them', @scattered
     'a 3-D float64 array with packed chunks: whole and a block', @three_d
     'a 1-D array loads as a column', @one_d
     'byte-shuffled chunks load whole and by block', @shuffled_chunks
@@ -43,7 +44,29 @@ t_equal(info.chunks_read, 3, 'chunks of 64 rows: 2, 3 and 4 only');
 t_equal(info.chunk_shape, [64, 6], 'chunk shape');
 [b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {[1000, 990, 3], ':'});
 t_equal(b, x([1000, 990, 3], :), 'unordered rows, every column');
-t_equal(info.chunks_read, 16, 'a bounding block from row 3 to row 1000');
+t_equal(info.chunks_read, 2, 'rows 3 and 990..1000: chunks 1 and 16, not the 14 between');
+end
+
+function scattered(ctx)
+use_py(ctx);
+r = ChunkedVar().load('subject', 1);
+x = values_2d();
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {[1, 1000], 2});
+t_equal(b, x([1; 1000], 2), 'the first and the last row of column 2');
+t_equal(size(b), [2, 1], 'a 2x1 block, not the span');
+t_equal(info.chunks_read, 2, 'the first and the last of 16 chunks of 64 rows');
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {[1000, 1, 1000, 65], [6, 1, 6]});
+t_equal(b, x([1000, 1, 1000, 65], [6, 1, 6]), 'repeated, unsorted rows and columns');
+t_equal(info.chunks_read, 3, 'chunks 1, 2 and 16 (each read once)');
+x3 = permute(reshape(scrambled(1200) / 7, [2, 20, 30]), [3, 2, 1]);
+r = ChunkedVar().load('subject', 2);
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {[30, 1, 1, 29, 6], [20, 3, 20], [2, 1]});
+t_equal(b, x3([30, 1, 1, 29, 6], [20, 3, 20], [2, 1]), '3-D, repeated and unsorted');
+t_equal(info.chunks_read, 3, 'chunks of 2 rows: rows 1-2, 5-6 and 29-30 of 15 chunks');
+r = ChunkedVar().load('subject', 3);
+[b, info] = scistack.read_chunked(ctx.pyproject, r.oid, {[3000, 1, 3000]});
+t_equal(b, mod([2999; 0; 2999], 11), '1-D: the last, the first, the last again, as a column');
+t_equal(info.chunks_read, 2, 'the first and the last of 24 chunks');
 end
 
 function three_d(ctx)
