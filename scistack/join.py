@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from scistack.database import Database, get_database
 from scistack.errors import InvalidMetadataError, QueryError
 from scistack.lineage.running import refuse_load_inside
@@ -156,7 +158,46 @@ def _mark_levels(frame: Any, name: str, schema_keys: list[str]) -> tuple[set[fro
     return set(rows), addresses
 
 
+class _Bool:
+    """A bool key value that equals only the same bool: pandas' merge matched subject=True
+    with subject=1 (True == 1 and hash(True) == hash(1) in Python), where the views, where=
+    and load tell them apart."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = bool(value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Bool) and other.value == self.value
+
+    def __hash__(self) -> int:
+        return hash((_Bool, self.value))
+
+
+def _has_bools(column: Any) -> bool:
+    if column.dtype.kind == "b":
+        return True
+    return column.dtype == object and any(type(v) is bool or isinstance(v, np.bool_) for v in column)
+
+
 def _merged(left: Any, right: Any, keys: list[str]) -> Any:
+    """`left` joined with `right` on the schema keys both have; a key holding bools is
+    matched by type as well as value (`_Bool`)."""
+    apart = [k for k in keys if _has_bools(left[k]) or _has_bools(right[k])]
+    if not apart:
+        return _merged_on(left, right, keys)
+    left, right = left.copy(), right.copy()
+    for k in apart:
+        for frame in (left, right):
+            frame[k] = frame[k].map(lambda v: _Bool(v) if type(v) is bool or isinstance(v, np.bool_) else v)
+    merged = _merged_on(left, right, keys)
+    for k in apart:
+        merged[k] = merged[k].map(lambda v: v.value if isinstance(v, _Bool) else v)
+    return merged
+
+
+def _merged_on(left: Any, right: Any, keys: list[str]) -> Any:
     """`left` joined with `right` on the schema keys both have. Where a side holds rows at
     several levels (keys left empty), each pair of levels joins on the keys both rows have,
     so a subject's value meets each of that subject's sessions (a plain merge matched it

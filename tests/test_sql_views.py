@@ -724,6 +724,19 @@ def test_where_tells_a_bool_key_from_the_number_1_as_the_view_does(project, orde
     assert joined["subject"].tolist() == sorted({at["1"], 3})
 
 
+@pytest.mark.parametrize("order", [(2.5, True, 1), (True, 1, 2.5)])
+def test_join_pairs_a_bool_key_only_with_the_same_bool(project, order):
+    """pandas' merge matched subject=True with subject=1 (True == 1 in Python): a join of two
+    variables saved at subjects 2.5, True and 1 gave 5 rows, pairing each of True and 1 with
+    the other's value, where the views, where= and load tell them apart."""
+    for n, v in enumerate(order, start=1):
+        Frame.save(float(n), subject=v, session="pre")
+        Group.save(10.0 * n, subject=v, session="pre")
+    joined = scistack.join(Frame, Group)
+    pairs = sorted((repr(s), f, g) for s, f, g in zip(joined["subject"], joined["Frame"], joined["Group"]))
+    assert pairs == sorted((repr(v), float(n), 10.0 * n) for n, v in enumerate(order, start=1))
+
+
 _examples = iter(range(10**6))
 _text = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=8)
 
