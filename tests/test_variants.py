@@ -96,3 +96,42 @@ def test_a_lone_variant_is_used_and_is_not_stale_after_the_run(project):
     assert _cell(project, 2).status == "done"
     VtRaw.save(np.full(4, 3.0), subject=2, session="pre", note="recal")  # the variant changes
     assert _cell(project, 2).status == "stale"
+
+
+class VtB(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def vt_fragile(x):
+    if float(x[0]) == 2.0:
+        raise ValueError("bad value")
+    return float(np.mean(x))
+
+
+def test_a_failed_each_of_alternative_is_failed_in_status_though_another_has_a_value(project):
+    """EachOf(A, B) failing at one address for A only: the cell had been "done" from B's value
+    there (a failure was hidden by any newer value at its address, and the stored run items
+    did not say which alternative failed). The failure is now told from A's own values only."""
+    from scistack import EachOf
+    from scistack.report.runs import run_items
+    from scistack.report.why import why_at
+
+    for s in (1, 2):
+        VtRaw.save(np.full(2, float(s)), subject=s, session="pre")  # A: fails at subject=2
+        VtB.save(np.full(2, s + 10.0), subject=s, session="pre")
+    report = for_each(vt_fragile, inputs={"x": EachOf(VtB, VtRaw)}, outputs=[VtOut], subject=[1, 2],
+                      session=["pre"], progress=False, verbose=False)
+    assert report.counts["failed"] == 1
+    assert VtOut.load(subject=2, session="pre", x="VtB").data == 12.0
+    failed = _cell(project, 2)
+    assert failed.status == "failed" and "x='VtRaw'" in failed.reason and "bad value" in failed.reason
+    assert _cell(project, 1).status == "done"
+    # `scistack runs` names the alternative that failed; `why` of B's value names no failure
+    _, items = run_items(project, failed.run)
+    assert [i.combo for i in items if i.status == "failed"] == [{"subject": 2, "session": "pre", "x": "VtRaw"}]
+    assert "failed" not in str(why_at(project, "VtOut", subject=2, session="pre", x="VtB"))
+    VtRaw.save(np.full(2, 3.0), subject=2, session="pre")  # A's input fixed: its rerun computes there
+    for_each(vt_fragile, inputs={"x": EachOf(VtB, VtRaw)}, outputs=[VtOut], subject=[1, 2], session=["pre"],
+             progress=False, verbose=False)
+    assert _cell(project, 2).status == "done"

@@ -331,7 +331,7 @@ class _Run:
                                          or self._failed_last_time()):
                     # a fully cached re-run changes nothing, so it writes nothing (unless the
                     # last one failed somewhere: `status` and `why` go by the newest run there)
-                    items_oid = report.store_items(self.db.store)
+                    items_oid = report.store_items(self.db.store, self.vkeys)
                     self.db.index.put_run(report.to_record(items_oid, utc_now(),
                                                            [v.__name__ for v in self.outputs]))
         finally:

@@ -119,16 +119,20 @@ class RunReport:
         return RunRecord(self.run_id, self.function, self.counts, round(self.duration, 6), items_oid,
                          self.dry_run, tuple(outputs), t)
 
-    def items_tree(self) -> list[dict[str, Any]]:
-        """Per-combination statuses as plain data (stored as an object, read by `scistack status`)."""
+    def items_tree(self, vkeys: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """Per-combination statuses as plain data (stored as an object, read by `scistack status`).
+        `vkeys`: the version keys of an `EachOf` alternative's run, kept in each item beside its
+        address ("vkeys"), so `status`, `why` and `runs` tell one alternative's failure from
+        another's value at the same address (an item without them: a run with no EachOf)."""
+        tag = {"vkeys": vkeys} if vkeys else {}
         return [{"combo": i.combo, "status": i.status, "duration": round(i.duration, 6) if i.duration else 0.0,
-                 "error": i.error, "traceback": i.traceback} for i in self.items]
+                 "error": i.error, "traceback": i.traceback, **tag} for i in self.items]
 
-    def store_items(self, store: Any) -> str:
+    def store_items(self, store: Any, vkeys: dict[str, str] | None = None) -> str:
         """Store `items_tree()` as a `json` object; returns its oid.
 
         The tree holds only str keys (schema keys are identifiers), finite floats, ints, str
         and None (address values are validated), so it is its own canonical tree: encoding
         it directly gives the bytes `put_value` would, without walking 10,000 items twice.
         """
-        return store.put("json", dumps_canonical(self.items_tree()))
+        return store.put("json", dumps_canonical(self.items_tree(vkeys)))

@@ -59,8 +59,9 @@ def run_items(db: Database, run_id: str) -> tuple[RunSummary, list[RunItem]]:
         tree = db.store.get_value(run.items) if run.items else []
     except LookupError:  # gc'd, or never stored (a run where everything was cached)
         tree = []
-    items = [RunItem(i["combo"], i["status"], float(i.get("duration") or 0.0), i.get("error"),
-                     i.get("traceback")) for i in tree]
+    # (an EachOf alternative's item names its label beside the address)
+    items = [RunItem({**i["combo"], **(i.get("vkeys") or {})}, i["status"], float(i.get("duration") or 0.0),
+                     i.get("error"), i.get("traceback")) for i in tree]
     items.sort(key=lambda i: i.status != "failed")
     return _summary(run), items
 

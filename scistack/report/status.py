@@ -707,10 +707,10 @@ def _var_cells(
     var: str,
     records: list[RefRecord],
     checker: StalenessChecker,
-    runs: dict[str, tuple[str, str, dict[str, Any], str, str | None]],
+    runs: dict[str, dict[str, _RunItem]],
 ) -> dict[str, StatusCell]:
     cells: dict[str, StatusCell] = {}
-    newest: dict[str, str] = {}
+    newest: dict[str, dict[str, str]] = {}  # address -> version keys -> its newest record's time
     keys = checker.db.schema_keys
     by_addr: dict[str, list[RefRecord]] = {}
     for record in records:
@@ -721,19 +721,30 @@ def _var_cells(
         worst = max(verdicts, key=lambda v: STATUSES.index(v[0][0]))
         (status, reason), record = worst
         cells[addr_key] = StatusCell(var, ordered(record.addr, keys), status, record.version, reason)
-        newest[addr_key] = max(r.created_at for r in current.values())
-    for addr_key, (status, t, combo, error, run_id) in runs.items():
-        if status == "failed" and t > newest.get(addr_key, ""):
-            cells[addr_key] = StatusCell(var, ordered(combo, keys), "failed", None, error or "", run_id)
+        newest[addr_key] = {k: r.created_at for k, r in current.items()}
+    for addr_key, variants in runs.items():
+        saved = newest.get(addr_key, {})
+        for vkeys_key, (status, t, combo, error, run_id, vkeys) in variants.items():
+            # an EachOf alternative's failure is hidden only by a newer value of that alternative
+            # (another's value there is not its own); a run without one, by any newer value
+            since = saved.get(vkeys_key, "") if vkeys else max(saved.values(), default="")
+            if status == "failed" and t > since:
+                label = ", ".join(f"{k}={v!r}" for k, v in vkeys.items())
+                why = f"{label}: {error or ''}" if label else error or ""
+                cells[addr_key] = StatusCell(var, ordered(combo, keys), "failed", None, why, run_id)
+                break
     return cells
 
 
-def _last_runs(
-    db: Database, calls: CallReader
-) -> dict[tuple[str, str], tuple[str, str, dict[str, Any], str, str | None]]:
-    """(variable, address) -> (status, time, combo, error, run id) of the newest run covering it."""
+# (status, time, combo, error, run id, version keys) of a run's item
+_RunItem = tuple[str, str, dict[str, Any], str, str | None, dict[str, str]]
+
+
+def _last_runs(db: Database, calls: CallReader) -> dict[tuple[str, str], dict[str, _RunItem]]:
+    """(variable, address) -> version keys (an `EachOf` alternative's, else none) -> (status,
+    time, combo, error, run id, version keys) of the newest run covering it."""
     writers: dict[str, set[str]] = {}  # function name -> variables, for runs that predate "outputs"
-    out: dict[tuple[str, str], tuple[str, str, dict[str, Any], str, str | None]] = {}
+    out: dict[tuple[str, str], dict[str, _RunItem]] = {}
     for run in db.index.runs():
         if run.dry_run or not run.items:
             continue
@@ -747,14 +758,11 @@ def _last_runs(
         except LookupError:
             continue
         for item in items:
+            vkeys = item.get("vkeys") or {}
+            entry = (item["status"], run.t, item["combo"], item.get("error"), run.run_id, vkeys)
+            addr_key, vkeys_key = key_of(item["combo"]), key_of(vkeys)
             for var in outputs:
-                out[(var, key_of(item["combo"]))] = (
-                    item["status"],
-                    run.t,
-                    item["combo"],
-                    item.get("error"),
-                    run.run_id,
-                )
+                out.setdefault((var, addr_key), {})[vkeys_key] = entry
     return out
 
 

@@ -598,16 +598,19 @@ def _failed_since(db: Any, name: str, record: Any) -> list[Reason]:
     that run failed there: what `status` shows as FAILED (`why` had said only "stale", or
     "current" once the input was back). Only runs since the value are read."""
     at = key_of({k: v for k, v in record.addr.items() if k in db.schema_keys})
-    run, error = _last_failure(db, name, at, since=record.created_at)
+    run, error = _last_failure(db, name, at, since=record.created_at, vkeys=record.vkeys)
     if run is None:
         return []
     return [Reason("failed", run.function or name, f"the last run here ({run.t[:19].replace('T', ' ')} UTC) "
                    f"failed{': ' + error if error else ''}; this value was saved before it")]
 
 
-def _last_failure(db: Any, name: str, at: str, since: str = "") -> tuple[Any, str]:
+def _last_failure(db: Any, name: str, at: str, since: str = "",
+                  vkeys: dict[str, Any] | None = None) -> tuple[Any, str]:
     """The newest run since `since` that covered the address key `at` for `name`, with its
-    error's first line, when it failed there; else (None, "")."""
+    error's first line, when it failed there; else (None, ""). With `vkeys`, an `EachOf`
+    alternative's item counts only for its own version keys (another's failure there is not
+    this value's)."""
     for run in reversed(db.index.runs()):
         if run.t <= since:
             break
@@ -617,7 +620,8 @@ def _last_failure(db: Any, name: str, at: str, since: str = "") -> tuple[Any, st
             items = db.store.get_value(run.items)
         except LookupError:
             continue
-        item = next((i for i in items if key_of(i["combo"]) == at), None)
+        item = next((i for i in items if key_of(i["combo"]) == at
+                     and (vkeys is None or not i.get("vkeys") or i["vkeys"] == vkeys)), None)
         if item is None:
             continue
         if item.get("status") != "failed":
@@ -631,8 +635,9 @@ def _no_value_failed(db: Any, name: str, address: dict[str, Any]) -> str | None:
     """Why there is no value at `address` when the last run there failed (what `status` shows
     as FAILED): the run, its error's first line and where its traceback is; else None."""
     at = {k: address[k] for k in db.schema_keys if k in address}
+    vkeys = {k: v for k, v in address.items() if k not in db.schema_keys} or None
     try:
-        run, error = _last_failure(db, name, key_of(at)) if at else (None, "")
+        run, error = _last_failure(db, name, key_of(at), vkeys=vkeys) if at else (None, "")
     except (TypeError, ValueError):  # a list of values or a value no address holds: not one cell
         return None
     if run is None:
