@@ -758,6 +758,46 @@ def test_a_step_that_produced_nothing_says_so_not_current(pipeline, project):
     assert "\nSumNever: never produced: the last run of scale" in render_status(status_grid(project), project.schema_keys)
 
 
+class SumAllGone(BaseVariable):
+    pass
+
+
+class SumDirect(BaseVariable):
+    pass
+
+
+def test_a_variable_whose_every_value_was_deleted_says_so_not_never_produced(pipeline, project):
+    """Its last run had computed every value: "never produced: ... 2 ran" read as if the step
+    had made nothing. It now says the values were deleted and how to bring them back."""
+    from scistack.report.pipeline import pipeline_graph
+
+    for s in (1, 2):
+        SumRaw.save(np.arange(4.0), subject=s, session="pre")
+    for_each(pipeline.scale, inputs={"signal": SumRaw}, outputs=[SumAllGone], progress=False,
+             subject=[1, 2], session=["pre"])
+    for s in (1, 2):
+        SumAllGone.delete(subject=s, session="pre")
+    said = "no values (every one deleted; `scistack undelete SumAllGone` brings them back, until gc)"
+    assert status_grid(project, ["SumAllGone"]).empty == {"SumAllGone": said}
+    assert pipeline_graph(project).node("var:SumAllGone").note == said
+
+
+def test_a_run_that_made_nothing_is_not_drawn_as_the_maker_of_values_saved_directly(pipeline, project):
+    """A run whose every combination missed an input, into a variable saved directly: the
+    graph had drawn the function as its maker (an edge, and the values' counts as its own)."""
+    from scistack.report.pipeline import pipeline_graph
+
+    for s in (1, 2):
+        SumDirect.save(np.arange(4.0), subject=s, session="pre")
+    report = for_each(pipeline.scale, inputs={"signal": SumNeverIn}, outputs=[SumDirect], progress=False,
+                      subject=[1, 2], session=["pre"])
+    assert report.counts["missing"] == 2
+    graph = pipeline_graph(project)
+    assert not [e for e in graph.edges if e[1] == "var:SumDirect"]
+    assert graph.node("var:SumDirect").state == "current"
+    assert not [n for n in graph.nodes if n.kind == "function"]
+
+
 SELF_EDITING_SCRIPT = """
 from scistack import BaseVariable, configure_database, for_each, lineage_fcn
 from scistack.report.status import status_grid

@@ -355,6 +355,9 @@ class UiFromGone(BaseVariable):
     pass
 
 
+GONE_NOTE = "no values (every one deleted; `scistack undelete UiGone` brings them back, until gc)"
+
+
 def test_every_node_the_graph_draws_opens_its_grid(project):
     """A variable whose every value was deleted is still drawn (its lineage names it): it
     says so, and its grid opens empty (it had been `UiGone has no records and no runs`)."""
@@ -370,10 +373,10 @@ def test_every_node_the_graph_draws_opens_its_grid(project):
     UiGone.delete(subject=1, session="pre")
     nodes = {n["id"]: n for n in api.graph(project)["nodes"]}
     gone = nodes["var:UiGone"]
-    assert (gone["state"], gone["note"]) == ("missing", "no values (every one deleted)")
+    assert (gone["state"], gone["note"]) == ("missing", GONE_NOTE)
     for node in nodes:
         api.grid(project, node)
-    assert api.grid(project, "var:UiGone")["empty"] == {"UiGone": "no values (every one deleted)"}
+    assert api.grid(project, "var:UiGone")["empty"] == {"UiGone": GONE_NOTE}
 
 
 def test_only_loopback_and_a_free_port(project):

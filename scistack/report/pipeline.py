@@ -82,10 +82,17 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
                            for item in call.inputs if item.raw_file}
     for run in db.index.runs():  # (a run names outputs only: a use that made them, else its own)
         if run.function and run.outputs and not run.dry_run:
-            known = [u for (name, _), u in uses.items() if name == run.function and u["outputs"] & set(run.outputs)]
+            outputs = set(run.outputs)
+            if not _made_any(run):  # (every combination missed an input): drawn as the maker only
+                # of an output with no value at all, which says what its last run did; one with
+                # values (saved directly, or by another function) was not made by it
+                outputs = {v for v in outputs if not any((counts.get(v) or {}).values())}
+                if not outputs:
+                    continue
+            known = [u for (name, _), u in uses.items() if name == run.function and u["outputs"] & outputs]
             for use in known or [uses.setdefault((run.function, frozenset()),
                                                  {"module": "", "outputs": set(), "raw": set()})]:
-                use["outputs"] |= set(run.outputs) if not known else set()
+                use["outputs"] |= outputs if not known else set()
     names = set(counts) | {v for (_, inputs), use in uses.items() for v in inputs | use["outputs"]}
     notes = {var: no_values(db, var) for var in names if not any((counts.get(var) or {}).values())}
     nodes = [_variable_node(var, counts.get(var), notes.get(var, "")) for var in sorted(names)]
@@ -107,6 +114,14 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
         edges += [(f"var:{v}", node) for v in sorted(inputs)]
         edges += [(node, f"var:{v}") for v in outputs]
     return PipelineGraph(nodes, edges)
+
+
+def _made_any(run: Any) -> bool:
+    """Whether a run computed, failed or served from the cache at one combination or more (a
+    run whose counts are not known is taken to have)."""
+    counts = run.counts or {}
+    told = [counts.get(s) for s in ("ran", "failed", "cached")]
+    return not all(type(n) is int for n in told) or any(told)
 
 
 def _variable_node(var: str, counts: dict[str, int] | None, note: str) -> GraphNode:

@@ -800,7 +800,10 @@ _RUN_ITEMS = {"missing": "missing an input", "failed": "failed", "ran": "ran", "
 
 def no_values(db: Database, var: str) -> str:
     """What a variable without a single value says instead of counts (all zero, which had
-    read as "current"): what its newest run did at its combinations, or that none is left."""
+    read as "current"): that every value was deleted (it was saved at some address: its
+    levels' names outlive its records), else what its newest run did at its combinations."""
+    if db.index.levels(var):  # (before the runs: the last run may have produced them all)
+        return f"no values (every one deleted; `scistack undelete {var}` brings them back, until gc)"
     run = next((r for r in reversed(db.index.runs()) if not r.dry_run and var in (r.outputs or ())), None)
     if run is None:
         return "no values (every one deleted)"
