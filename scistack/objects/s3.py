@@ -932,8 +932,13 @@ class S3ObjectStore(ObjectStore):
             key = f"objects/{oid[:2]}/{oid[2:]}"
             try:
                 meta = self._call("checking an object", self._ob.head, key)
-                if meta["last_modified"].timestamp() > self._listing.get(oid, (float("inf"),))[0]:
-                    continue  # re-put (named again) since gc listed it: young, keep it
+                listed = self._listing.get(oid, (float("inf"), 0, True))
+                if not listed[2] or meta["last_modified"].timestamp() > listed[0]:
+                    # re-put (named again) since gc listed it: young, keep it. A loose copy
+                    # gc's listing did not hold (only packed then) was put since, whatever its
+                    # time says: the bucket's whole-second clock gave a re-put in the second
+                    # its pack went up the pack's time, and it was deleted
+                    continue
                 self._call("deleting an object", self._ob.delete, key)
                 freed += int(meta["size"])
                 removed.add(oid)
