@@ -1102,3 +1102,158 @@ def test_a_variable_named_by_a_keyword_is_queried_in_double_quotes(project):
     with pytest.raises(QueryError, match=r'order is an SQL keyword.*double quotes.*FROM "Order"'):
         project.sql("SELECT subject, value FROM order")
     assert project.sql('SELECT value FROM "Order"')["value"].tolist() == [1.5]
+
+
+class RacedIn(BaseVariable):
+    pass
+
+
+_SAME_CALL_AT_ONCE = '''
+import sys
+from scistack import BaseVariable, configure_database, for_each, lineage_fcn
+
+class RacedIn(BaseVariable): pass
+class RacedOut(BaseVariable): pass
+
+@lineage_fcn
+def double(signal):
+    print("inside", flush=True)  # the test lets both go on once both are inside (both missed the cache)
+    sys.stdin.readline()
+    return signal * 2
+
+if __name__ == "__main__":
+    db = configure_database(sys.argv[1], ["subject"])
+    done = for_each(double, inputs={"signal": RacedIn}, outputs=[RacedOut], subject=[1], progress=False)
+    assert done.ran == 1, done.counts
+    db.close()
+'''
+
+
+def test_scistack_calls_names_the_record_the_fold_names_after_two_processes_ran_a_call_at_once(
+        tmp_path, python_env):
+    """Two processes that run the same call at once both miss the cache and each journal a
+    call line of its own for the key (the same outputs, another record). The fold (cache hits,
+    why) keeps the key's last line and DuckDB's scistack.calls kept its first: SQL named
+    another record than `why`. Both follow `state.call_changes` now."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "race.duckdb"
+    db = scistack.configure_database(path, ["subject"])
+    try:
+        RacedIn.save(np.arange(3.0), subject=1)
+    finally:
+        db.close()
+    script = tmp_path / "same_call.py"
+    script.write_text(_SAME_CALL_AT_ONCE)
+    procs = [subprocess.Popen([sys.executable, str(script), str(path)], env=python_env, cwd=tmp_path,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    said = [proc.stdout.readline() for proc in procs]  # (each blocks until its process is inside)
+    for proc in procs:
+        out, err = proc.communicate("go\n", timeout=180)
+        assert proc.returncode == 0 and said == ["inside\n"] * 2, err
+    db = scistack.configure_database(path, ["subject"])
+    try:
+        lines = [json.loads(line) for line in (tmp_path / ".scistack/refs.log").read_text().splitlines()
+                 if '"op":"call"' in line]
+        assert len({e["key"] for e in lines}) == 1 and len({e["call"] for e in lines}) == 2  # (the race)
+        assert len({json.dumps(e["outs"]) for e in lines}) == 1
+        key = lines[0]["key"]
+        entry = db.index.cached_call(key)
+        assert entry["call"] == lines[-1]["call"]
+        assert db.sql("SELECT key, call FROM scistack.calls").values.tolist() == [[key, entry["call"]]]
+    finally:
+        db.close()
+
+
+def test_scistack_calls_keeps_a_key_s_last_call_line_as_the_fold_does(pipeline):
+    """A key journalled twice (each record of its own): SQL's scistack.calls names the record
+    the cache names, whether the two lines are synced apart or in one slice; an `uncall` of
+    the replaced record leaves the entry alone, one of the entry's record drops it; a rebuild
+    of DuckDB from the journal says the same."""
+    import dataclasses
+
+    from scistack.records import read_call
+
+    db = pipeline
+    refs = db.index.select("EmgFiltered", {}, {}, {})
+    keys = [db.index.call_key_of(ref.call) for ref in refs]
+    assert len(set(keys)) == len(refs) > 3
+
+    def record_again(key: str, ref, started: str) -> str:
+        entry = db.index.cached_call(key)
+        again = dataclasses.replace(read_call(db.store, ref.call), started=started)
+        oid = db.store.put("call", again.to_bytes())
+        db.index.put_call(key, oid, entry["fn"], list(entry["outs"]), multi=bool(entry.get("multi")))
+        return oid
+
+    def in_sql() -> dict[str, str]:
+        return dict(db.sql("SELECT key, call FROM scistack.calls").values.tolist())
+
+    db.sql("SELECT count(*) FROM scistack.calls")  # the first lines synced apart from the second
+    seconds = {key: record_again(key, ref, "2001-01-01T00:00:00Z") for key, ref in zip(keys, refs)}
+    for key, ref in zip(keys[:2], refs[:2]):  # a third record of two keys, synced with the second
+        seconds[key] = record_again(key, ref, "2002-01-01T00:00:00Z")
+    db.index.drop_calls([{"key": keys[0], "call": refs[0].call}])  # (names no entry now)
+    db.index.drop_calls([{"key": keys[1], "call": seconds[keys[1]]}])  # (the entry's own)
+    del seconds[keys[1]]
+    cached = {k: e["call"] for k in keys if (e := db.index.cached_call(k)) is not None}
+    assert cached == seconds
+    assert {k: c for k, c in in_sql().items() if k in keys} == seconds
+    for ref in refs:  # every record journalled for a key keeps its key
+        assert db.index.call_key_of(ref.call) in keys
+    db.reindex()  # (the fold and DuckDB folded again, every line in one pass)
+    assert {k: e["call"] for k in keys if (e := db.index.cached_call(k)) is not None} == seconds
+    assert {k: c for k, c in in_sql().items() if k in keys} == seconds
+    assert all(db.index.call_key_of(ref.call) in keys for ref in refs)
+
+
+_CALL_OPS = st.lists(st.one_of(
+    st.tuples(st.sampled_from(["call", "uncall"]), st.integers(0, 1), st.integers(0, 2)),
+    st.just(("sync",)),
+    st.lists(st.tuples(st.just("call"), st.integers(0, 1), st.integers(0, 2)), min_size=2, max_size=4)),
+    max_size=12)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_CALL_OPS)
+def test_the_fold_duckdb_and_a_fresh_fold_keep_the_same_call_entries(tmp_path_factory, ops):
+    """Any journal of call and uncall lines (some held in a batch and folded together, DuckDB
+    synced between any two): the fold, DuckDB's scistack.calls and a fresh fold of the
+    journal (gc's and fsck's) name the same record for each key, the one `call_changes`'
+    rule gives (a key's last call line; an uncall drops only the record it names); and every
+    record journalled keeps its key (`call_key_of`), its line the entry or not."""
+    path = tmp_path_factory.mktemp("calls") / "calls.duckdb"
+    db = scistack.configure_database(path, ["subject"], sync_delay=3600)
+    try:
+        expected: dict[str, str] = {}
+        keys_of_calls: dict[str, str] = {}  # every record journalled -> its key, an entry's or not
+
+        def apply(op: str, k: int, r: int) -> None:
+            key, call = f"{k + 1:064x}", f"{16 * (k + 1) + r:064x}"
+            if op == "call":
+                db.index.put_call(key, call, f"{255:064x}", [])
+                expected[key], keys_of_calls[call] = call, key
+            else:
+                db.index.drop_calls([{"key": key, "call": call}])
+                if expected.get(key) == call:
+                    del expected[key]
+
+        for op in ops:
+            if op == ("sync",):
+                db.sync()
+            elif isinstance(op, list):
+                with db.batch():
+                    for one in op:
+                        apply(*one)
+            else:
+                apply(*op)
+        assert {e["key"]: e["call"] for e in db.index.calls()} == expected
+        assert dict(db.sql("SELECT key, call FROM scistack.calls").values.tolist()) == expected
+        fresh = db.index.full_fold()[0]
+        assert {k: e["call"] for k, e in fresh.calls.items()} == expected
+        assert fresh.call_keys == keys_of_calls
+        assert {call: db.index.call_key_of(call) for call in keys_of_calls} == keys_of_calls
+    finally:
+        db.close()

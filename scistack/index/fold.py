@@ -32,7 +32,7 @@ from typing import Any
 from scistack.address import address_order
 from scistack.errors import DatabaseLockedError, IndexDamagedError, StorageFullError, storage_full
 from scistack.index.journal import JournalBackend, loads_line, size_now
-from scistack.index.state import RefRecord, key_of, keys_of, shown_as
+from scistack.index.state import RefRecord, call_changes, key_of, keys_of, shown_as
 from scistack.records import RunRecord
 from scistack.objects.forks import hold_across_fork
 
@@ -643,7 +643,8 @@ class Fold:
         """Fold entries in journal order (puts and deletes of one ref may meet in one batch)."""
         puts: list[tuple] = []
         dels: list[tuple] = []
-        calls: list[tuple] = []
+        call_keys: list[tuple] = []  # (call record, its key) of every call line
+        calls: list[dict[str, Any]] = []  # the call and uncall lines, in journal order
         try:  # the puts' address texts in one pass: each repeated value written once
             addr_keys = iter(keys_of([e["addr"] for e in entries if e.get("op") == "put"]))
         except (KeyError, TypeError, ValueError, AttributeError):
@@ -662,12 +663,10 @@ class Fold:
                     dels.append((entry["var"], key_of(entry["addr"]), int(entry["version"]),
                                  entry.get("t") if isinstance(entry.get("t"), str) else None))
                 elif op == "call":
-                    calls.append(_call_row(entry))
-                elif op == "uncall":  # in journal order: the entries before it go in first
-                    _insert_calls(con, calls)
-                    calls = []
-                    con.execute("DELETE FROM calls WHERE key = ? AND call = ?",
-                                (oid_in(entry["key"]), oid_in(entry["call"])))
+                    calls.append(entry)
+                    call_keys.append((oid_in(entry["call"]), oid_in(entry["key"])))
+                elif op == "uncall":
+                    calls.append(entry)
                 elif op == "run":
                     con.execute("INSERT INTO runs (entry) VALUES (?)", (json.dumps(entry),))
             except (KeyError, TypeError, ValueError, AttributeError):
@@ -676,7 +675,15 @@ class Fold:
             _insert(con, puts)
         if dels:
             _delete(con, dels)
-        _insert_calls(con, calls)
+        for kind, change in call_changes(calls):  # (the rule DuckDB's scistack.calls follows too)
+            if kind == "put":
+                con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [_call_row(e) for e in change.values()])
+            else:
+                con.executemany("DELETE FROM calls WHERE key = ? AND call = ?",
+                                [(oid_in(key), oid_in(call)) for key, call in change])
+        if call_keys:  # every call line's record, the entry's or not: a ref may name any of them
+            con.executemany("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", call_keys)
 
     # -- reading -------------------------------------------------------------------------
     def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
@@ -1718,12 +1725,6 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
                     "(SELECT var FROM var_changes) AND addr = ?1 AND live)",  # a seek per variable
                     sorted({(addr,) for _, addr in emptied}))
     dels.clear()
-
-
-def _insert_calls(con: sqlite3.Connection, calls: list[tuple]) -> None:
-    if calls:  # the last entry of a key wins, as in journal order
-        con.executemany("INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)", calls)
-        con.executemany("INSERT OR REPLACE INTO call_keys VALUES (?, ?)", [(c[1], c[0]) for c in calls])
 
 
 def _call_row(e: dict[str, Any]) -> tuple:

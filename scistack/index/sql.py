@@ -39,7 +39,7 @@ from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchema
 from scistack.gcpause import paused
 from scistack.index import simple_puts
 from scistack.index.journal import Journal, size_now
-from scistack.index.state import key_of, keys_of
+from scistack.index.state import call_changes, key_of, keys_of
 from scistack.index.views import STATIC_VIEWS, add_shapes, doubles_sql, refresh_views, shown_as_text
 from scistack.index.writer import Writer
 from scistack.lazy_import import lazy_module
@@ -680,19 +680,15 @@ class SqlIndex:
                 "var": [e["var"] for e in dels], "addr": [_canon(e["addr"]) for e in dels],
                 "version": pa.array([e["version"] for e in dels], pa.int64()),
                 "deleted_at": pa.array([e.get("t") if isinstance(e.get("t"), str) else None for e in dels], pa.string())}))
-        calls: dict[str, dict[str, Any]] = {}
-        dropped = {(e["key"], e["call"]) for e in entries if e["op"] == "uncall"}
-        for e in entries:
-            if e["op"] == "call" and (e["key"], e["call"]) not in dropped:
-                calls.setdefault(e["key"], e)  # the first entry of a key stays (as before)
-        for key, call in dropped:  # gc dropped these entries (their outputs are no longer named)
-            writer.put(_execute, "DELETE FROM scistack.calls WHERE key = ? AND call = ?", [key, call])
-        if calls:
-            writer.put(_insert_calls, pa.table({
-                "key": list(calls), "call": [e["call"] for e in calls.values()],
-                "fn": [e.get("fn") for e in calls.values()],
-                "outs": [json.dumps(e.get("outs") or []) for e in calls.values()],
-                "created_at": [e.get("t") for e in calls.values()]}))
+        for kind, change in call_changes(entries):  # the fold's rule (a key's last line): the two agree
+            if kind == "drop":  # (an entry dropped only while it names that record)
+                writer.put(_drop_calls, pa.table({"key": [key for key, _ in change], "call": [c for _, c in change]}))
+            else:
+                calls = list(change.values())
+                writer.put(_insert_calls, pa.table({
+                    "key": list(change), "call": [e["call"] for e in calls], "fn": [e.get("fn") for e in calls],
+                    "outs": [json.dumps(e.get("outs") or []) for e in calls],
+                    "created_at": [e.get("t") for e in calls]}))
         redo = sorted({e["var"] for e in dels} | again)
         if redo:  # a shape may have gone with the deleted refs; a late value adds its type
             writer.put(_execute, "DELETE FROM scistack.shapes WHERE var IN (SELECT unnest(CAST(? AS VARCHAR[])))",
@@ -1113,9 +1109,17 @@ def _delete_refs(con: duckdb.DuckDBPyConnection, gone_refs: pa.Table) -> None:
 
 
 def _insert_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table) -> None:
+    """A run of call lines (`call_changes`: one row per key, its last): each replaces its key's entry."""
     con.register("_new_calls", calls)
-    con.execute("INSERT INTO scistack.calls SELECT * FROM _new_calls WHERE key NOT IN (SELECT key FROM scistack.calls)")
+    con.execute("INSERT OR REPLACE INTO scistack.calls SELECT * FROM _new_calls")
     con.unregister("_new_calls")
+
+
+def _drop_calls(con: duckdb.DuckDBPyConnection, dropped: pa.Table) -> None:
+    """A run of uncall lines (`call_changes`): each key's entry goes while it names that record."""
+    con.register("_dropped_calls", dropped)
+    con.execute("DELETE FROM scistack.calls c USING _dropped_calls d WHERE c.key = d.key AND c.call = d.call")
+    con.unregister("_dropped_calls")
 
 
 def _unseen(con: duckdb.DuckDBPyConnection, table: str, column: str, keys: list[str]) -> list[str]:

@@ -307,12 +307,10 @@ class RefState:
             return self.add(RefRecord.from_entry(entry))
         if op == "del":
             self._remove(entry["var"], key_of(entry["addr"]), entry["version"])
-        elif op == "call":
-            self.calls[entry["key"]] = entry
-            self.call_keys[entry["call"]] = entry["key"]
-        elif op == "uncall":
-            if (self.calls.get(entry["key"]) or {}).get("call") == entry["call"]:
-                del self.calls[entry["key"]]
+        elif op == "call" or op == "uncall":  # (the one rule: `call_changes`)
+            apply_call_changes(self.calls, call_changes((entry,)))
+            if op == "call":
+                self.call_keys[entry["call"]] = entry["key"]
         elif op == "run":
             self.runs.append(RunRecord.from_entry(entry))
         return None
@@ -532,3 +530,40 @@ def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]],
 
 
 _norm = typed
+
+
+def call_changes(entries: Iterable[dict[str, Any]]) -> list[tuple[str, Any]]:
+    """The changes journal entries make to the call cache, in journal order: the one rule by
+    which `RefState`, the local fold (`fold._apply`) and DuckDB's `scistack.calls` (the `sql`
+    sync) keep it, so all agree on every key. A `call` line makes its key's entry, the last in
+    journal order winning: a later record of a call replaces the entry (a twin's or a moved
+    project's record taking it over, an import's `raw_to`, fsck naming another intact record,
+    and two processes or machines that computed the call at once, the second unable to know
+    when it journals that it lost). An `uncall` line drops the key's entry only while the
+    entry names that record. Returned as ("put", {key: entry}) for each run of call lines
+    (each key's last line in the run) and ("drop", [(key, call), ...]) for each run of uncall
+    lines. (Only the entries: which key a call record has, `call_keys`, is every call line's.)"""
+    changes: list[tuple[str, Any]] = []
+    for entry in entries:
+        op, key, call = entry.get("op"), entry.get("key"), entry.get("call")
+        if op not in ("call", "uncall") or not isinstance(key, str) or not isinstance(call, str):
+            continue
+        kind = "put" if op == "call" else "drop"
+        if not changes or changes[-1][0] != kind:
+            changes.append((kind, {} if kind == "put" else []))
+        if kind == "put":
+            changes[-1][1][key] = entry
+        else:
+            changes[-1][1].append((key, call))
+    return changes
+
+
+def apply_call_changes(calls: dict[str, dict[str, Any]], changes: list[tuple[str, Any]]) -> None:
+    """`call_changes` applied to a cache held in a dict (key -> its entry)."""
+    for kind, change in changes:
+        if kind == "put":
+            calls.update(change)
+        else:
+            for key, call in change:
+                if (calls.get(key) or {}).get("call") == call:
+                    del calls[key]
