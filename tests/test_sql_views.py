@@ -1218,6 +1218,8 @@ _CALL_OPS = st.lists(st.one_of(
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=_CALL_OPS)
+# a record uncalled twice in one DuckDB slice (its DELETE ... USING named the row twice: refused)
+@example(ops=[[("call", 0, 0), ("call", 1, 2)], ("uncall", 1, 2), ("uncall", 1, 2)])
 def test_the_fold_duckdb_and_a_fresh_fold_keep_the_same_call_entries(tmp_path_factory, ops):
     """Any journal of call and uncall lines (some held in a batch and folded together, DuckDB
     synced between any two): the fold, DuckDB's scistack.calls and a fresh fold of the

@@ -1118,7 +1118,9 @@ def _insert_calls(con: duckdb.DuckDBPyConnection, calls: pa.Table) -> None:
 def _drop_calls(con: duckdb.DuckDBPyConnection, dropped: pa.Table) -> None:
     """A run of uncall lines (`call_changes`): each key's entry goes while it names that record."""
     con.register("_dropped_calls", dropped)
-    con.execute("DELETE FROM scistack.calls c USING _dropped_calls d WHERE c.key = d.key AND c.call = d.call")
+    # (a key's record may be uncalled twice in one run: a join would name its row twice, which
+    # DuckDB refuses, "Failed to delete all rows from index")
+    con.execute("DELETE FROM scistack.calls WHERE (key, call) IN (SELECT DISTINCT key, call FROM _dropped_calls)")
     con.unregister("_dropped_calls")
 
 
