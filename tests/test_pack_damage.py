@@ -258,11 +258,12 @@ def test_a_multi_pack_index_written_from_a_damaged_index_is_rewritten_when_that_
         db = reopen(db)
         assert all(db.store.contains(oid) for oid in oids)
         assert fsck(db).ok and sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
-        # a pack index rebuilt behind fsck's back (not through `PackSet.rebuild`): fsck names
-        # the stale multi-pack index and --repair writes it anew
+        # a pack index rebuilt behind fsck's back (not through `PackSet.rebuild`) after an older
+        # scistack wrote the multi-pack index from it damaged: fsck names the stale multi-pack
+        # index and --repair writes it anew
         flip_entry(first, 3, "offset")
         db = reopen(db)
-        assert db.store.packs.consolidate()
+        write_stale_midx(first.parent)
         rebuild_index(first.parent, first.stem)
         db = reopen(db)
         named = [p for p in fsck(db).problems if p.kind == "pack-index"]
@@ -270,6 +271,69 @@ def test_a_multi_pack_index_written_from_a_damaged_index_is_rewritten_when_that_
         fsck(db, repair=True)
         db = reopen(db)
         assert fsck(db).ok and all(db.store.contains(oid) for oid in oids)
+    finally:
+        db.close()
+
+
+def write_stale_midx(directory):
+    """A multi-pack index copied unchecked from every pack's index, as scistack wrote it
+    before it checked each entry against its record head."""
+    from scistack.objects.midx import write_midx
+    from scistack.objects.pack import _Index
+
+    indexes = [_Index(path.stem, path) for path in sorted(directory.glob("pack-*.idx"))]
+    write_midx(directory, [i.name for i in indexes], np.concatenate([i.prefixes() for i in indexes]),
+               np.concatenate([np.full(len(i.entries), n, np.uint32) for n, i in enumerate(indexes)]),
+               np.concatenate([i.entries["offset"] for i in indexes]),
+               np.concatenate([i.entries["length"] for i in indexes]))
+    for index in indexes:
+        index.close()
+
+
+def test_the_multi_pack_index_never_copies_an_entry_that_misplaces_its_record(project):
+    """An entry whose flipped offset stays inside its pack passes the index's range check; the
+    multi-pack index copied it, and kept it after fsck --repair had rebuilt that pack's index
+    (the object hidden until fsck named the multi-pack index too). A pack whose index does not
+    match its record heads is now left out of the multi-pack index (searched through its own
+    index, as before); fsck names that index only, and after --repair every value loads."""
+    first = two_packs(project)
+    flip_entry(first, 2, "offset")
+    db = reopen(project)
+    try:
+        packs = db.store.packs
+        assert packs.consolidate()
+        midx = packs._merged[0]
+        assert midx is not None and midx.packs == [p.stem for p in sorted(first.parent.glob("pack-*.idx"))
+                                                   if p != first]
+        assert packs._midx_problem(midx) is None
+        named = [p for p in fsck(db).problems if p.kind == "pack-index"]
+        assert len(named) == 1 and first.name in named[0].detail, named
+        assert fsck(db, repair=True).repaired and fsck(db).ok
+        db = reopen(db)
+        assert fsck(db).ok
+        assert sorted(v.data for v in PackedA.load_all()) == [0.0, 1.0, 2.0, 3.0, 4.0]
+        assert sorted(v.data for v in PackedB.load_all()) == [0.5, 1.5, 2.5, 3.5, 4.5]
+    finally:
+        db.close()
+
+
+def test_a_pack_left_out_of_the_multi_pack_index_for_its_damaged_index_does_not_rewrite_it(project, monkeypatch):
+    """It stays among the packs left out: counted towards `MIDX_AFTER`, every look at the
+    folder had written the multi-pack index anew."""
+    from scistack.objects import pack
+
+    first = two_packs(project)
+    flip_entry(first, 2, "offset")
+    monkeypatch.setattr(pack, "MIDX_AFTER", 4)
+    db = reopen(project)
+    try:
+        db.store.packs.refresh()  # 10 objects left out: written, without the damaged pack
+        assert midx_of(db).exists()
+        written = midx_of(db).stat()
+        for _ in range(2):
+            db.store.packs.look_again()
+            now = midx_of(db).stat()
+            assert (now.st_ino, now.st_mtime_ns) == (written.st_ino, written.st_mtime_ns)  # not replaced
     finally:
         db.close()
 
