@@ -97,6 +97,7 @@ class GCStats:
     packs_written: int = 0  # the larger packs they were merged into
     merged_bytes: int = 0   # the merged packs' size
     merge_note: str = ""    # why no pack was merged (another process is merging, ...)
+    packs_left_whole: tuple[str, ...] = ()  # packs not repacked: their index does not match their records
 
 
 @dataclass(slots=True)
@@ -578,9 +579,10 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
             continue
         doomed.append(oid)
         freed += size
-    deleted = len(doomed)
+    deleted, left_whole = len(doomed), ()
     if not dry_run:  # measured from the files: exact, packs included
-        deleted, freed = db.store.delete_many(doomed, older_than=cutoff)  # (what was freshened since is kept)
+        done = db.store.delete_many(doomed, older_than=cutoff)  # (what was freshened since is kept)
+        deleted, freed, left_whole = done.objects, done.bytes, done.left_whole
     temps = 0
     for path in list(db.store.iter_temp_files()):
         size = _delete_if_older(path, cutoff, dry_run)
@@ -592,7 +594,8 @@ def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | 
                    len(walk.unkept_calls), tuple(describe(r) for r in dropped), roots,
                    packs_merged=merged.packs_merged if merged else 0,
                    packs_written=merged.packs_written if merged else 0,
-                   merged_bytes=merged.bytes if merged else 0, merge_note=merged.skipped if merged else "")
+                   merged_bytes=merged.bytes if merged else 0, merge_note=merged.skipped if merged else "",
+                   packs_left_whole=tuple(left_whole))
 
 
 _ABSENT_SHOWN = 100  # objects gc names before it refuses (each absent one costs a HEAD)

@@ -221,6 +221,32 @@ def test_gc_leaves_a_pack_whose_index_is_damaged_whole(project, how):
         db.close()
 
 
+def test_gc_says_which_pack_it_left_whole_and_how_to_repair_it(project):
+    """A pack gc's repack left whole (its index does not match its records) was only a log
+    warning: `scistack gc` said it deleted what it could, and the unreachable objects of that
+    pack stayed unexplained. Its summary (and `collect_garbage`'s stats) now name the pack
+    and `scistack fsck --repair`."""
+    with project.batch():
+        for i in range(6):
+            PackedA.save(np.arange(40.0) + i, subject=i, session="pre")
+    [idx] = (project.store.root / "pack").glob("pack-*.idx")
+    flip_entry(idx, 3, "offset")
+    db = reopen(project)
+    try:
+        PackedA.delete(subject=1, session="pre")
+        stats = collect_garbage(db, grace_seconds=0)
+        assert stats.packs_left_whole == (idx.stem,)
+        PackedA.delete(subject=2, session="pre")
+        result = CliRunner().invoke(main, ["--db", str(db.path), "gc", "--prune", "now"])
+        assert result.exit_code == 0, result.output
+        assert "left 1 pack(s) whole" in result.output and idx.stem in result.output
+        assert "scistack fsck --repair" in result.output
+        assert fsck(db, repair=True).repaired
+        assert collect_garbage(db, grace_seconds=0).packs_left_whole == ()
+    finally:
+        db.close()
+
+
 def test_merging_packs_never_copies_a_record_its_damaged_index_misplaces(project):
     """A merge checks each source's entries against its record heads: a pack whose index has a
     flipped offset is left out of the merge (and whole), the others are merged."""

@@ -405,6 +405,13 @@ def render_gc(stats: Any, keys: list[str] | None = None) -> str:
         )
     if stats.merge_note:
         lines.append(stats.merge_note)
+    if stats.packs_left_whole:
+        names = ", ".join(stats.packs_left_whole[:5]) + (" ..." if len(stats.packs_left_whole) > 5 else "")
+        lines.append(
+            f"left {len(stats.packs_left_whole)} pack(s) whole, their unreachable objects not deleted: "
+            f"the index does not match the records ({names}); run `scistack fsck --repair` to rebuild "
+            "it from the pack, then gc again"
+        )
     if stats.roots:
         lines.append("what each root keeps alive (objects first reached from it):")
         rows = [[u.root, u.objects, size_text(u.bytes)] for u in stats.roots]

@@ -1004,11 +1004,12 @@ class LocalObjectStore(ObjectStore):
         (its mtime, or its pack's, is now younger) is kept: see `_unlink_unless_fresh`.
 
         Returns the objects this call removed (a copy of one left elsewhere, in a pack
-        refreshed meanwhile, keeps it) and the bytes freed on disk, measured from the files.
+        refreshed meanwhile, keeps it) and the bytes freed on disk, measured from the files,
+        and the packs left whole for an index that does not match their records.
         """
         self._refuse_writes()
         self._young.clear()  # (this process's gc or fsck removes: nothing is taken for granted)
-        freed, packed, removed = 0, [], set()
+        freed, packed, removed, left_whole = 0, [], set(), []
         for oid in dict.fromkeys(oids):
             size = _unlink_unless_fresh(str(self.path_of(oid)), older_than)
             if size:
@@ -1018,9 +1019,9 @@ class LocalObjectStore(ObjectStore):
                 packed.append(oid)
         if packed:
             before = self.packs.disk_usage()
-            removed |= self.packs.remove(packed, fsync=self.fsync, older_than=older_than)
+            removed |= self.packs.remove(packed, fsync=self.fsync, older_than=older_than, left_whole=left_whole)
             freed += before - self.packs.disk_usage()
-        return Freed(sum(1 for oid in removed if not self.contains(oid)), freed)
+        return Freed(sum(1 for oid in removed if not self.contains(oid)), freed, tuple(left_whole))
 
 
 def _read_fully(oid: str, read_into: Callable[[memoryview], int], view: memoryview) -> None:

@@ -896,7 +896,8 @@ class PackSet:
         hit = self.locate(oid)
         return hit[2] if hit else None
 
-    def remove(self, oids: Iterable[str], *, fsync: bool = False, older_than: float | None = None) -> set[str]:
+    def remove(self, oids: Iterable[str], *, fsync: bool = False, older_than: float | None = None,
+               left_whole: list[str] | None = None) -> set[str]:
         """Drop objects: rewrite each affected pack without them (gc's repack), holding
         `MERGE_LOCK` (a merge and a repack of one pack at once would each copy what the
         other removes). A pack whose index does not match its records (each kept record's head
@@ -908,7 +909,8 @@ class PackSet:
         doomed records are copied from that descriptor into a pack of their own. A writer
         refreshing a pack checks after its utime that the pack is still there (else it looks
         again and stores the object if it is nowhere), so every refresh is seen by one side.
-        Returns the objects dropped (not those of a pack left whole, nor those stored again)."""
+        Returns the objects dropped (not those of a pack left whole, nor those stored again);
+        the name of each pack left whole for its index is appended to `left_whole` (gc says so)."""
         doomed, dropped = set(oids), set()
         fresh_ns = None if older_than is None else int(older_than * 1e9)
         with self.exclusive(wait=True):
@@ -924,6 +926,8 @@ class PackSet:
                     continue  # refreshed since gc looked: every object in it is young again
                 keep = self._kept_records(name, doomed)
                 if keep is None:
+                    if left_whole is not None:
+                        left_whole.append(name)
                     continue
                 if keep:
                     write_pack(self.directory, keep, fsync=fsync)

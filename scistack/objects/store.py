@@ -42,6 +42,8 @@ class Freed(NamedTuple):
 
     objects: int
     bytes: int
+    # packs a repack left whole, their objects undeleted: the index does not match the records
+    left_whole: tuple[str, ...] = ()
 
 
 class ObjectStore(abc.ABC):
