@@ -23,7 +23,7 @@ from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamag
                              ScistackError)
 from scistack.index import TYPE_WORDS, LookAlikes, key_of
 from scistack.index.journal import entry_problem, loads_line
-from scistack.gc import fold_roots, live_entries, ref_text, walk_reachable
+from scistack.gc import fold_roots, live_entries, name_refs, ref_text, walk_reachable
 from scistack.htmlrepr import ordered
 from scistack.lineage.calls import key_from_oids
 from scistack.lineage.filecheck import cache_fn, files_of
@@ -190,9 +190,11 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
                     if p.kind == "corrupt" and p.oid in whose else p for p in problems]
         for oid, i in moved_lines.items():
             repaired[i] = f"{repaired[i]} ({whose[oid][0]})"
+    held = _holders(db, walk, reported)
     for oid, referrer in sorted(walk.missing.items()):
         if oid not in reported and not _mended(db, oid, repair, repaired):
-            problems.append(FsckProblem("missing", oid, f"{referrer} needs it{_lost_chunk_fix(oid, walk, chunked, keys)}"))
+            problems.append(FsckProblem("missing", oid, f"{held.get(oid, referrer)} needs it"
+                                        f"{_lost_chunk_fix(oid, walk, chunked, keys)}"))
     if repair:  # (after the walk: an output whose chunk or array is lost or damaged is unusable too)
         spoilt = _damaged_outputs(db, roots.calls, walk, corrupt)
         for e in unusable:  # (computed again, not re-pointed to another record of the call)
@@ -428,6 +430,19 @@ def _whose(oid: str, walk: Any, naming: dict[str, list[dict]], recording: dict[s
                 _SET_ASIDE + "rerun the step that made it, or save again the value that holds it")
     return ("no saved value, lineage or cache entry names it",
             "`scistack gc` removes it (or `scistack fsck --repair` sets it aside now)")
+
+
+def _holders(db: Database, walk: Any, reported: set[str]) -> dict[str, str]:
+    """For each lost child of a json value (an array in a dict, a list...): where it was in
+    which saved value, `value["emg"]["left"] of ref Trial at subject=1 version 1 (json object
+    X)`: the walk knew only "child of json object X", which no command takes. The refs are
+    read from the journal again, only when such a child is lost."""
+    lost = {oid: held for oid, held in walk.lost_in.items() if oid in walk.missing and oid not in reported}
+    if not lost:
+        return {}
+    named = name_refs(db.index, {parent for parent, _ in lost.values()}, db.schema_keys)
+    return {oid: f"{where} of {named[parent]} (json object {parent[:12]})" for oid, (parent, where) in lost.items()
+            if parent in named}
 
 
 def _lost_chunk_fix(oid: str, walk: Any, chunked: dict[str, list[dict]], keys: list[str]) -> str:

@@ -110,6 +110,7 @@ class Reachability:
     missing_roots: dict[str, str] = field(default_factory=dict)
     missing_parents: dict[str, str] = field(default_factory=dict)  # lost, and may name others
     missing_arrays: dict[str, str] = field(default_factory=dict)  # a lost json's child: a leaf, or a manifest
+    lost_in: dict[str, tuple[str, str]] = field(default_factory=dict)  # such a child -> (its json object, where in it)
     unkept_calls: list[dict[str, Any]] = field(default_factory=list)  # cache entries not kept
     groups: dict[str, list[str]] = field(default_factory=dict)  # root -> oids it reached first
     chunks: dict[str, str] = field(default_factory=dict)  # chunk oid -> "chunk [i] of chunked value X"
@@ -306,7 +307,8 @@ class _Walker:
         self.store = store
         self.watch = watch
         self.result = Reachability()
-        self._stack: list[tuple[str, str | None, str, bool, bool]] = []
+        # (oid, kind, referrer, root, optional, the json object naming it and where: or None)
+        self._stack: list[tuple[str, str | None, str, bool, bool, tuple[str, str] | None]] = []
         self.fresh: list[str] | None = None  # oids added since the last group (when explaining)
 
     def add(
@@ -317,6 +319,7 @@ class _Walker:
         *,
         root: bool = False,
         optional: bool = False,
+        parent: tuple[str, str] | None = None,
     ) -> None:
         if not is_valid_oid(oid) or oid in self.result.reachable:
             return
@@ -325,7 +328,7 @@ class _Walker:
             self.result.referrers[oid] = referrer
         if self.fresh is not None:
             self.fresh.append(oid)
-        self._stack.append((oid, kind, referrer, root, optional))
+        self._stack.append((oid, kind, referrer, root, optional, parent))
 
     def run(self) -> None:
         """Walk until the stack is empty; the objects to read are read `_READ_BATCH` at a time
@@ -333,7 +336,7 @@ class _Walker:
         while self._stack:
             batch = []
             while self._stack and len(batch) < _READ_BATCH:
-                oid, kind, referrer, root, optional = self._stack.pop()
+                oid, kind, referrer, root, optional, parent = self._stack.pop()
                 known = kind if kind not in (None, _ARRAY) else self.store.kind_of(oid)
                 if known is not None and kind in (None, _ARRAY) \
                         and known not in (_ARRAY_KINDS if kind == _ARRAY else KINDS):
@@ -346,6 +349,8 @@ class _Walker:
                     self._lost(oid, referrer, root, optional, parent=False)
                     if not optional:
                         self.result.missing_arrays[oid] = referrer
+                        if parent is not None:
+                            self.result.lost_in[oid] = parent
                 elif known is None or (known not in _WALKED_KINDS and not self.store.contains(oid)):
                     self._lost(oid, referrer, root, optional, parent=kind is None or kind in _WALKED_KINDS)
                 elif known in _WALKED_KINDS:
@@ -388,13 +393,13 @@ class _Walker:
                 nested = tree if _may_name_children(text) else {}  # (most records hold none)
                 refs = [  # (a `$ref` in a constant recorded inline: a json value's child, `_ARRAY`)
                     (ref.oid, _ARRAY if ref.in_json and ref.kind is None else ref.kind,
-                     f"{ref.what} of call record {oid[:12]}", ref.optional)
+                     f"{ref.what} of call record {oid[:12]}", ref.optional, None)
                     for ref in CallRecord.from_value(tree, oid=oid).child_refs(nested)
                 ]
             else:
                 children = child_oids(obj.kind, obj.payload)
                 child_kind = _LEAF if obj.kind == "chunked" else _ARRAY
-                refs = [(child, child_kind, f"{what} of {obj.kind} object {oid[:12]}", False)
+                refs = [(child, child_kind, f"{what} of {obj.kind} object {oid[:12]}", False, (oid, what))
                         for child, what in children]
                 if obj.kind == "chunked":
                     for child, what in children:
@@ -406,8 +411,8 @@ class _Walker:
         except (CorruptObjectError, ValueError) as exc:
             self.result.corrupt[oid] = str(exc)
             return
-        for child, child_kind, what, child_optional in refs:
-            self.add(child, child_kind, what, optional=child_optional)
+        for child, child_kind, what, child_optional, parent in refs:
+            self.add(child, child_kind, what, optional=child_optional, parent=parent)
 
 
 def _may_name_children(text: bytes | bytearray) -> bool:

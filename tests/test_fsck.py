@@ -161,7 +161,7 @@ def test_a_corrupt_line_says_what_the_object_is_and_what_to_do(project):
     assert told[computed.oid].endswith("then rerun the step that computed it")
     assert "it is the call record (lineage) of FsckOut at subject=1, session='pre' version 1" in \
         told[computed.record.call] and told[computed.record.call].endswith("to record its lineage anew")
-    assert f"no saved value is it; it is the child of json object {holder[:12]}" in told[child]
+    assert f'no saved value is it; it is the value["a"] of json object {holder[:12]}' in told[child]
     assert told[orphan].endswith("no saved value, lineage or cache entry names it: `scistack gc` removes it "
                                  "(or `scistack fsck --repair` sets it aside now)")
     result = cli(project)
@@ -352,6 +352,26 @@ def test_a_value_whose_array_in_a_dict_is_lost_is_computed_again_after_repair(pr
     assert run().ran == 1
     np.testing.assert_array_equal(FsckOut.load(subject=5, session="pre").data["doubled"], np.arange(1000.0) * 2)
     assert FsckOut.load(subject=5, session="pre").version == 1 and fsck(project).ok
+
+
+def test_a_lost_array_inside_a_dict_is_named_by_its_variable_address_and_place_in_the_value(project):
+    """fsck named an array lost from inside a saved dict only as "child of json object X":
+    no command takes that, and the value it belongs to had to be found by hand. It names the
+    ref (variable, address, version) and where the array was in the value."""
+    from scistack.objects.codec import child_oids
+
+    FsckRaw.save({"emg": {"left": np.arange(300.0), "right": [np.ones(200), np.zeros(100)]}, "$note": "x"},
+                 subject=4, session="pre")
+    saved = FsckRaw.load(subject=4, session="pre").oid
+    where = {what: oid for oid, what in child_oids("json", project.store.get(saved).payload)}
+    assert set(where) == {'value["emg"]["left"]', 'value["emg"]["right"][0]', 'value["emg"]["right"][1]'}
+    project.store.delete_many([where['value["emg"]["left"]'], where['value["emg"]["right"][1]']])
+    problems = {p.oid: p.detail for p in fsck(project).problems}
+    left, right = problems[where['value["emg"]["left"]']], problems[where['value["emg"]["right"][1]']]
+    assert left.startswith('value["emg"]["left"] of ref FsckRaw at subject=4, session=\'pre\' version 1 '
+                           f"(json object {saved[:12]}) needs it"), left
+    assert right.startswith('value["emg"]["right"][1] of ref FsckRaw at subject=4'), right
+    assert len(problems) == 2
 
 
 def test_a_damaged_value_is_set_aside_and_a_save_or_run_stores_a_good_copy(project):

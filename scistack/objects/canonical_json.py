@@ -357,3 +357,40 @@ def json_refs(tree: Any) -> Iterator[str]:
                 stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+
+
+def json_ref_paths(tree: Any) -> Iterator[tuple[str, str]]:
+    """(oid, where) of each child (`{"$ref": oid}`) in a parsed json object, `where` the
+    indexing that reaches it in the value as loaded: `["emg"]["left"]`, `[2][0]` ("" for a
+    value that is itself a child). Messages name a lost child by it (fsck, gc). The way down
+    is kept as a chain of (parent's chain, key) and spelt only for a child found."""
+    stack: list[tuple[Any, Any]] = [(tree, None)]
+    while stack:
+        node, chain = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, (chain, i)) for i, item in enumerate(node))
+        elif isinstance(node, dict):
+            if len(node) == 1:
+                (key, inner), = node.items()
+                if key == "$ref":
+                    if isinstance(inner, str):
+                        yield inner, _spelt(chain)
+                    continue
+                if key == "$tuple" and isinstance(inner, list):
+                    stack.extend((item, (chain, i)) for i, item in enumerate(inner))
+                    continue
+                if key == "$dict" and isinstance(inner, list):
+                    stack.extend((pair[1], (chain, pair[0])) for pair in inner
+                                 if isinstance(pair, list) and len(pair) == 2)
+                    continue
+                if key.startswith("$"):
+                    continue  # (a number, bytes, a numpy scalar: no child)
+            stack.extend((item, (chain, k)) for k, item in node.items())
+
+
+def _spelt(chain: Any) -> str:
+    keys = []
+    while chain is not None:
+        chain, key = chain
+        keys.append(f"[{json.dumps(key, ensure_ascii=False)}]" if isinstance(key, str) else f"[{key!r}]")
+    return "".join(reversed(keys))

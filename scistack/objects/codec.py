@@ -20,7 +20,7 @@ from scistack.objects.canonical_json import (
     decode_json,
     encode_json,
     is_child_value,
-    json_refs,
+    json_ref_paths,
     unsupported,
 )
 from scistack.objects.chunked import (
@@ -128,7 +128,7 @@ def open_chunked(payload: Any, get: Get, oid: str) -> Any:
 def child_oids(kind: str, payload: Any) -> list[tuple[str, str]]:
     """`(oid, what)` of every object a json or chunked object names (gc, ls and fsck walk these)."""
     if kind == "json":
-        return [(oid, "child") for oid in json_refs(json.loads(bytes(payload)))]
+        return [(oid, f"value{where}" if where else "child") for oid, where in json_ref_paths(json.loads(bytes(payload)))]
     if kind == "chunked":
         return chunk_labels(parse_manifest(payload))
     return []
