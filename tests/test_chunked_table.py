@@ -310,3 +310,21 @@ def test_a_chunked_tables_bytes_are_counted_in_scistack_variables(project):
     assert Trials.load(subject=1, session="pre", lazy=True).data.nbytes == 5000 * 16
     got = project.sql("SELECT value_bytes FROM scistack_variables WHERE variable = 'Trials'")
     assert got["value_bytes"].tolist() == [5000 * 16]
+
+
+def test_integer_column_labels_are_asked_for_as_the_frame_had_them(project):
+    """A frame with integer column labels (`pd.DataFrame(matrix)`) is stored with Arrow's text
+    names ("0", "1"): `read(columns=[0])` was refused ("no column 0") while columns=["0"]
+    worked, and `columns` listed the texts. The labels are taken as the frame had them
+    (read, to_dask, `columns`); their text is still accepted."""
+    frame = pd.DataFrame(np.random.default_rng(1).standard_normal((3000, 3)))
+    Trials.save(frame, subject=5, session="pre")
+    lazy = Trials.load(subject=5, session="pre", lazy=True).data
+    assert isinstance(lazy, LazyTable) and lazy.columns == [0, 1, 2]
+    pd.testing.assert_frame_equal(lazy.read(columns=[2, 0]), frame[[2, 0]])
+    pd.testing.assert_frame_equal(lazy.read(columns=["1"]), frame[[1]])
+    pd.testing.assert_frame_equal(lazy.to_dask(columns=[1]).compute(), frame[[1]])
+    with pytest.raises(KeyError, match="no column 7"):
+        lazy.read(columns=[7])
+    with pytest.raises(KeyError, match="asked for twice"):
+        lazy.read(columns=[0, "0"])

@@ -90,6 +90,24 @@ class TableChunks:
             raise ChunkReadError(oid, (i,), self.oid, f"is not an Arrow table ({exc})") from None
         return part.select(columns) if columns is not None else part
 
+    def labels(self) -> dict[str, Any]:
+        """Each stored column name -> the label the saved DataFrame had for it (Arrow names
+        columns by text: `pd.DataFrame(matrix)`'s 0, 1, 2 are stored as "0", "1", "2"), read
+        from the head (no row group); a name that is its own label, and anything not a
+        DataFrame (a Series, an Arrow table), maps to itself."""
+        made = getattr(self, "_labels", None)
+        if made is None:
+            head = self.read(range(0))
+            made = {name: name for name in self.schema.names}
+            if hasattr(head, "columns") and hasattr(head, "iloc"):  # (a DataFrame: its columns, stored order)
+                index = [c for c in self.schema.pandas_metadata.get("index_columns", []) if isinstance(c, str)] \
+                    if self.schema.metadata and b"pandas" in self.schema.metadata else []
+                data = [name for name in self.schema.names if name not in index]
+                if len(data) == len(head.columns):
+                    made.update(zip(data, head.columns))
+            self._labels = made
+        return made
+
     def read(self, groups: range | None = None, columns: list[str] | None = None) -> Any:
         """The value (its saved type) of the given row groups (all by default) and columns."""
         wanted = self._with_index(columns)
@@ -109,6 +127,23 @@ class TableChunks:
         table = pa.concat_tables([p.cast(schema) for p in parts]) if parts else schema.empty_table()
         return from_arrow(table.replace_schema_metadata(self.schema.metadata))
 
+    def _stored_name(self, column: Any, labels: dict[str, Any]) -> Any:
+        """The stored name of a column asked for by its label (0) or by that text ("0")."""
+        if isinstance(column, str) and column in labels:
+            return column
+        by_label = getattr(self, "_by_label", None)
+        if by_label is None:
+            by_label = self._by_label = {}
+            for name, label in labels.items():
+                try:
+                    by_label.setdefault(label, name)
+                except TypeError:  # (an unhashable label: asked for by its text only)
+                    pass
+        try:
+            return by_label.get(column, column)
+        except TypeError:  # (a list asked for as one column: refused below as missing)
+            return column
+
     def _with_index(self, columns: list[str] | None) -> list[str] | None:
         """The stored columns to read: those asked for, in the order asked (as `df[columns]`
         and `pq.read_table(columns=)` give them: the stored order had swapped the values of
@@ -120,10 +155,11 @@ class TableChunks:
         if isinstance(columns, (str, bytes)):
             raise NoSuchColumnError([], self.tree["columns"], f"ask for a list of names, e.g. columns=[{columns!r}]",
                                     what=f"columns= is the text {columns!r}, not a list of column names")
-        columns = list(columns)
-        missing = [c for c in columns if c not in self.schema.names]
+        asked, labels = list(columns), self.labels()
+        columns = [self._stored_name(c, labels) for c in asked]
+        missing = [c for c, name in zip(asked, columns) if name not in self.schema.names]
         if missing:
-            raise NoSuchColumnError(missing, self.tree["columns"])
+            raise NoSuchColumnError(missing, [labels.get(c, c) for c in self.tree["columns"]])
         twice = list(dict.fromkeys(c for i, c in enumerate(columns) if c in columns[:i]))
         if twice:
             raise NoSuchColumnError(

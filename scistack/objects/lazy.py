@@ -181,9 +181,11 @@ class LazyTable:
         return self._chunks.tree["rows"]
 
     @property
-    def columns(self) -> list[str]:
-        """The stored column names (a Series is one column, `__series__`)."""
-        return list(self._chunks.tree["columns"])
+    def columns(self) -> list[Any]:
+        """The column labels, as the saved DataFrame had them (0, 1, 2 for a frame of a
+        matrix, stored by Arrow as "0", "1", "2"); a Series is one column, `__series__`."""
+        labels = self._chunks.labels()
+        return [labels.get(name, name) for name in self._chunks.tree["columns"]]
 
     @property
     def row_groups(self) -> int:
@@ -207,8 +209,9 @@ class LazyTable:
         name, shape = described(self._chunks.read(range(0)))
         return name, (self.num_rows, *shape[1:])
 
-    def read(self, columns: list[str] | None = None) -> Any:
-        """The value as saved (DataFrame, Series or Arrow table), optionally only `columns`."""
+    def read(self, columns: list[Any] | None = None) -> Any:
+        """The value as saved (DataFrame, Series or Arrow table), optionally only `columns`
+        (labels as the saved frame had them, e.g. [0, 2], or their text, ["0", "2"])."""
         return self._chunks.read(columns=columns)
 
     def head(self, rows: int = 20) -> Any:
