@@ -209,6 +209,21 @@ def test_constants_are_recorded_and_queryable(emg):
         FeFiltered.load(low_hz=30)
 
 
+@pytest.mark.parametrize("bad", ["caf\udce9.csv", {"gain": 2, "label": "caf\udce9"}, object(), {1: "a"}],
+                         ids=["lone-surrogate", "in-a-dict", "object", "int-key"])
+def test_a_constant_that_cannot_be_stored_is_refused_naming_its_input(emg, bad):
+    """A constant refused for its value said only why ("cannot store 'caf\\udce9': ..."), not
+    which of the step's inputs it was: it names the input now, before anything runs."""
+    from scistack.errors import UnsupportedValueError
+
+    with pytest.raises(UnsupportedValueError, match=r"for_each input 'low_hz' \(inputs=\{'low_hz': \.\.\.\}") as info:
+        for_each(fns.bandpass, inputs={"signal": FeRawEMG, "low_hz": bad}, outputs=[FeFiltered],
+                 subject=SUBJECTS, session=SESSIONS, progress=False)
+    assert "cannot store" in str(info.value) or "must be str" in str(info.value)
+    with pytest.raises(VariableNotFoundError):
+        FeFiltered.load(subject=1, session="pre")
+
+
 def test_a_constant_cannot_be_changed_between_combinations(emg):
     weights = np.ones(3)
     report = for_each(fns.weigh_in_place, inputs={"signal": FeRawEMG, "weights": weights}, outputs=[FeFiltered],

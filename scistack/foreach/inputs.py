@@ -16,7 +16,7 @@ import numpy as np
 
 from scistack.address import checked_label, coarser_addresses, query_value
 from scistack.database import Database
-from scistack.errors import InvalidMetadataError
+from scistack.errors import InvalidMetadataError, UnsupportedValueError
 from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.index import RefRecord, key_of
@@ -191,8 +191,14 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
 
 
 def constant(name: str, value: Any) -> Resolved:
-    """A value passed as it is, the same at every combination (recorded in lineage)."""
-    return Resolved(describe(name, value), None, False, None)
+    """A value passed as it is, the same at every combination (recorded in lineage). One
+    that cannot be stored is refused naming its input: the reason alone ("cannot store
+    'caf\\udce9'") did not say which of a step's inputs it was."""
+    try:
+        return Resolved(describe(name, value), None, False, None)
+    except UnsupportedValueError as exc:
+        raise UnsupportedValueError(f"for_each input {name!r} (inputs={{{name!r}: ...}}, a constant passed to "
+                                    f"every call) cannot be recorded: {exc}") from exc
 
 
 def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], as_table: bool,
