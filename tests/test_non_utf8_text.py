@@ -148,3 +148,41 @@ def test_a_path_input_over_a_file_name_that_is_not_utf8_is_refused_before_anythi
     assert "'caf\\udce9.csv'" in message and "not UTF-8" in message and "os.rename" in message, message
     assert isinstance(caught.value, ScistackError)
     assert calls == [] and journal_size(project) == before
+
+
+def test_a_duckdb_row_an_older_version_inlined_with_such_text_names_fsck_reindex(tmp_path, monkeypatch):
+    """An older scistack inlined a dict holding a lone surrogate into DuckDB as JSON text with
+    its escape; DuckDB's JSON refuses it, so every SELECT over that variable's value failed
+    with "Malformed JSON ... invalid high surrogate" and the advice to use `scistack ls`.
+    The error (a query's, or any other statement's) now names `scistack fsck --reindex`,
+    which rebuilds the rows (such a value is shown by its summary) and the query works."""
+    import duckdb
+    from click.testing import CliRunner
+
+    from scistack import QueryError, configure_database
+    from scistack.cli import main
+    from scistack.errors import IndexDamagedError
+
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "p.duckdb", ["subject"])
+    Scan.save({"f": "a.csv"}, subject=1)
+    Scan.save({"f": "b.csv"}, subject=2)
+    assert len(db.sql("SELECT * FROM Scan")) == 2
+    db.close()
+    with duckdb.connect(str(tmp_path / "p.duckdb")) as con:  # the row as the older version wrote it
+        con.execute("UPDATE scistack.vals SET j = ? WHERE j = ?", ['{"f":"caf\\udce9.csv"}', '{"f":"a.csv"}'])
+    db = configure_database(tmp_path / "p.duckdb", ["subject"])
+    try:
+        with pytest.raises(QueryError) as caught:
+            db.sql("SELECT * FROM Scan")
+        assert "not UTF-8" in str(caught.value) and "`scistack fsck --reindex`" in str(caught.value), caught.value
+        with pytest.raises(IndexDamagedError, match=r"not UTF-8.*`scistack fsck --reindex`"):
+            with db.index._sql.connect() as con:
+                con.execute("SELECT CAST(j AS JSON) FROM scistack.vals").fetchall()
+        result = CliRunner().invoke(main, ["--db", str(tmp_path / "p.duckdb"), "fsck", "--reindex"])
+        assert result.exit_code == 0, result.output
+        assert sorted(db.sql("SELECT subject FROM Scan")["subject"]) == [1, 2]
+        assert len(db.sql("SELECT * FROM Scan")) == 2
+        assert Scan.load(subject=1).data == {"f": "a.csv"}
+    finally:
+        db.close()

@@ -212,6 +212,10 @@ class SqlIndex:
                 except duckdb.Error as exc:  # a damaged block found by a query, not at open
                     if _damaged(exc) and not _held_elsewhere(exc):
                         raise self._damage(exc) from None
+                    if _not_utf8(exc):  # (a sync's or a lookup's statement over such a row)
+                        raise IndexDamagedError(
+                            f"the DuckDB index {self.path} holds {_NOT_UTF8_ROW} "
+                            f"({str(exc).strip().splitlines()[0][:160]}): {_NOT_UTF8_FIX}") from None
                     raise
 
     def _damage(self, exc: Exception) -> IndexDamagedError:
@@ -910,6 +914,8 @@ def _query_failed(error: str, con: duckdb.DuckDBPyConnection) -> str:
     if name:  # a variable named Table, Order, Group...
         return (f"the query failed: {first} {keyword.group(1)} is an SQL keyword as well as a variable: put "
                 f'its view\'s name in double quotes, e.g. SELECT * FROM "{name}"')
+    if _not_utf8(error):
+        return f"the query failed: {first} The index holds {_NOT_UTF8_ROW}: {_NOT_UTF8_FIX}"
     mixed = _TEXT_COLUMN.search(first)
     if mixed:  # a key saved both as numbers and as text is a VARCHAR column
         column = mixed.group(1)
@@ -1226,6 +1232,20 @@ def _held_elsewhere(exc: Exception) -> bool:
     text = str(exc).lower()
     return any(phrase in text for phrase in (
         "could not set lock", "conflicting lock", "lock on file", "same database file", "unique file handle"))
+
+
+_NOT_UTF8_ROW = ("text that is not UTF-8 (a lone surrogate such as \\udce9, a file name's byte that is not "
+                 "UTF-8) in a value an older scistack inlined")
+_NOT_UTF8_FIX = ("run `scistack fsck --reindex` to rebuild the index from the journal (such a value is then shown "
+                 "by its summary); every value still loads as saved")
+
+
+def _not_utf8(exc: Exception | str) -> bool:
+    """DuckDB refused a row's text as not UTF-8: its JSON a lone surrogate's escape (an older
+    scistack inlined a value holding one; this one shows such a value by its summary, and
+    `fsck --reindex` rebuilds the rows), or a string's bytes."""
+    text = str(exc).lower()
+    return any(phrase in text for phrase in ("invalid high surrogate", "invalid low surrogate", "invalid unicode"))
 
 
 def _damaged(exc: Exception) -> bool:
