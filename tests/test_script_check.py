@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from scistack import BaseVariable, configure_database, why
@@ -93,6 +94,39 @@ def test_script_functions_are_judged_from_their_file(tmp_path, python_env, monke
         status = CliRunner().invoke(main, ["--db", str(tmp_path / "p.duckdb"), "status", "ScOut"])
         assert status.exit_code == 0, status.output
         assert "STALE" in status.output and "?" not in status.output.split("\n\n")[0]
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("racy", [True, False])
+def test_a_same_size_edit_that_kept_the_mtime_is_judged_from_the_new_text(tmp_path, python_env, monkeypatch,
+                                                                          racy):
+    # the script's parse was remembered by (path, mtime, size): a same-size edit in the same
+    # timestamp tick, or a `cp -p` of another version (its mtime set back), was judged from
+    # the old text, "current" though the helper now multiplies by 3. A racy stat (the script
+    # written within 2 s) is parsed again at every look; an older one is remembered by its
+    # whole stat, whose ctime (no copy can set it) tells the versions apart
+    import os
+
+    from scistack.codeid import files, script_check
+
+    monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
+    monkeypatch.chdir(tmp_path)
+    script = _run_script(tmp_path, python_env)
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+    try:
+        assert why(ScOut, subject=1, session="pre").status == "current"
+        edited = SCRIPT.replace("return x * GAIN", "return x / GAIN")  # (the same size)
+        st = os.stat(script)
+        script.write_text(edited)
+        os.utime(script, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (os.stat(script).st_mtime_ns, os.stat(script).st_size) == (st.st_mtime_ns, st.st_size)
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale"
+        assert any(r.kind == "helper" and r.name == "helper" and "GAIN" in r.diff for r in report.reasons)
+        script_check._parse_version.cache_clear()
+        assert why(ScOut, subject=1, session="pre").status == "stale"
+        assert script_check._parse_version.cache_info().currsize == (0 if racy else 1)  # (racy: not kept)
     finally:
         db.close()
 

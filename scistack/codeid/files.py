@@ -1401,6 +1401,20 @@ def racy_stat(st: os.stat_result, now_ns: int) -> bool:
     return max(st.st_mtime_ns, st.st_ctime_ns) > now_ns - _RACY_NS
 
 
+def content_stamp(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
+    """The key under which something computed from `path`'s content, read after this call, may
+    be remembered: its (size, mtime, inode, ctime) now; None when that stat cannot vouch for
+    the content (`racy_stat`: a same-size rewrite in the same timestamp tick keeps it), so
+    compute it again and remember nothing. The stat-keyed memos of what a file holds ask it
+    (the parse of a script `why` judges, where a module assigns a name, a data_base's marker,
+    the copies of edited modules `why` runs): keyed by (path, mtime, size) alone, a same-size
+    rewrite in the tick, or one whose mtime ``cp -p``/``touch -r`` set back (only the ctime
+    shows it), was served from the memo. Raises OSError when the path cannot be stat'ed."""
+    now_ns = time.time_ns()  # (before the stat: a write after it shows as a later time)
+    st = _REAL_STAT(path)
+    return None if racy_stat(st, now_ns) else (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
 def _is_input_path(path: str, exclude: tuple[str, ...], source: bool = False) -> bool:
     """`source`: a project .py can be one (read by content, not imported: `_note`)."""
     if (path.endswith(_SKIP_SUFFIXES) and not (source and path.endswith(".py"))

@@ -20,6 +20,7 @@ from typing import Any
 from scistack.codeid import _ast_normalise as norm
 from scistack.codeid._graph import unwrap
 from scistack.codeid._source import locate_class, locate_function
+from scistack.codeid.files import content_stamp
 
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
@@ -124,20 +125,24 @@ def assignment_place(dotted: str) -> str:
     path = getattr(module, "__file__", None)
     if not path or not name.isidentifier():
         return ""
-    line = _assignments(path, _mtime(path)).get(name)
+    try:
+        stamp = content_stamp(path)
+    except (OSError, ValueError):
+        return ""
+    line = (_assignments(path) if stamp is None else _assignments_of(path, stamp)).get(name)
     return describe_location(path, [line]) if line else ""
 
 
-def _mtime(path: str) -> int:
-    try:
-        return os.stat(path).st_mtime_ns
-    except OSError:
-        return 0
-
-
 @functools.lru_cache(maxsize=64)
-def _assignments(path: str, mtime_ns: int) -> dict[str, int]:
-    """Top-level names assigned in a file -> line of the last assignment (cached per version)."""
+def _assignments_of(path: str, stamp: tuple[int, int, int, int]) -> dict[str, int]:
+    """`_assignments`, remembered per version of the file: its whole stat when that vouches
+    for its content (`content_stamp`; keyed by the mtime alone, a same-size edit in the same
+    timestamp tick, or a ``cp -p`` of another version, pointed at the old line)."""
+    return _assignments(path)
+
+
+def _assignments(path: str) -> dict[str, int]:
+    """Top-level names assigned in a file -> line of the last assignment."""
     try:
         with open(path, encoding="utf-8") as handle:
             tree = ast.parse(handle.read())

@@ -27,6 +27,7 @@ from scistack.codeid._ast_normalise import normalise, unparse
 from scistack.codeid._data import data_digest
 from scistack.codeid._values import encode_constant, value_digest
 from scistack.codeid.codetree import short_repr
+from scistack.codeid.files import content_stamp
 from scistack.codeid.identity import _code_of, function_identity
 from scistack.codeid.script_path import script_path
 from scistack.records import CallRecord, HelperInfo
@@ -58,10 +59,10 @@ def script_changes(db: Any, call: CallRecord, diff: Any, reason: Any, find: Any)
                        "running the script again recomputes it if it changed", "")]
 
     try:
-        stat = os.stat(path)
+        stamp = content_stamp(path)
     except (OSError, ValueError):  # (ValueError: a NUL in a damaged or crafted record's path)
         return unknown(f"{path!r} is not there" if "\0" in path else f"{path} is not there")
-    parsed = _parse(path, stat.st_mtime_ns, stat.st_size)
+    parsed = _parse(path) if stamp is None else _parse_version(path, stamp)
     if parsed is None:
         return unknown("it cannot be read or parsed")
     defs, constants, literal_defaults, imports = parsed
@@ -214,6 +215,10 @@ class _Imports(NamedTuple):
     bound: frozenset[str]
 
 
+# what `_parse` finds in a script: (functions, constants, literal defaults, imports)
+_Parsed = tuple[dict[str, str], dict[str, Any], frozenset[str], _Imports]
+
+
 def _imported(module: str, name: str, imports: _Imports, find: Any, label: str) -> Any:
     """The value now of a module's global, or of a name the script imported from a module
     (by name, or by a star import: the last of them whose module exports it)."""
@@ -259,11 +264,17 @@ def _no_code(value: object) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _parse(path: str, mtime_ns: int, size: int
-           ) -> tuple[dict[str, str], dict[str, Any], frozenset[str], _Imports] | None:
+def _parse_version(path: str, stamp: tuple[int, int, int, int]) -> _Parsed | None:
+    """`_parse`, remembered per version of the file: its whole stat when that vouches for its
+    content (`content_stamp`; keyed by mtime and size alone, a same-size edit in the same
+    timestamp tick, or a ``cp -p`` of another version, was judged from the old text)."""
+    return _parse(path)
+
+
+def _parse(path: str) -> _Parsed | None:
     """Normalised source of each top-level function (None for a name bound inside a block),
     literal constants, the parameters (`function.param`) whose default is a literal, and the
-    names imported from modules (`_Imports`); cached per version of the file."""
+    names imported from modules (`_Imports`)."""
     try:
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, UnicodeDecodeError, ValueError):

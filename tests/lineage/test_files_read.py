@@ -1483,6 +1483,52 @@ def test_a_racy_stat_does_not_vouch_for_the_content_but_an_old_one_does(tmp_path
     assert hashed == []
 
 
+def _same_size_rewrite(path: Path, text: str) -> None:
+    """`path` rewritten with `text` (of its size) and its mtime set back, as ``cp -p`` of
+    another version does (the ctime, which no copy can set, changes): a stat-keyed memo that
+    looks at (mtime, size) alone cannot tell the two versions apart."""
+    st = os.stat(path)
+    assert len(text.encode()) == st.st_size
+    path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_mtime_ns, os.stat(path).st_size) == (st.st_mtime_ns, st.st_size)
+
+
+def test_content_stamp_vouches_only_for_a_stat_no_longer_racy(tmp_path, monkeypatch):
+    # the key of every stat-keyed memo (a script's parse, a module's assignments, a
+    # data_base's marker): the whole stat, and none (compute again) while it is racy
+    from scistack.codeid import files
+
+    path = tmp_path / "f.txt"
+    path.write_text("one")
+    assert files.content_stamp(path) is None  # just written
+    monkeypatch.setattr(files, "_RACY_NS", 0)  # (as if the file were older than the window)
+    st = os.stat(path)
+    assert files.content_stamp(path) == (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    with pytest.raises(OSError):
+        files.content_stamp(tmp_path / "absent")
+
+
+@pytest.mark.parametrize("racy", [True, False])
+def test_where_a_constant_is_assigned_is_read_from_the_file_as_it_is_now(tmp_path, monkeypatch, racy):
+    # `why`'s "(at cfg.py, line 2)" came from a parse remembered by (path, mtime): a same-size
+    # edit in the same timestamp tick, or a `cp -p` of another version, pointed at the old line
+    from scistack.codeid import files, lines
+
+    monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
+    name = f"cfg_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text("K = 2\nX = 1\n\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module(name)
+    assert lines.assignment_place(f"{name}.K").endswith("line 1")
+    _same_size_rewrite(path, "X = 1\n\nK = 2\n")
+    assert lines.assignment_place(f"{name}.K").endswith("line 3")
+    lines._assignments_of.cache_clear()
+    assert lines.assignment_place(f"{name}.K").endswith("line 3")
+    assert lines._assignments_of.cache_info().currsize == (0 if racy else 1)  # (a racy stat: not remembered)
+
+
 @pytest.fixture
 def user_cache(tmp_path, monkeypatch):
     """A user cache folder of the test's own ($XDG_CACHE_HOME), taken in by the file hook."""
