@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.address import address_problem, shown
+from scistack.codeid.files import content_stamp
 from scistack.database import Database
 from scistack.errors import (
     DataBaseKeyError,
@@ -52,7 +53,7 @@ VARIABLE = "Entry"
 PROJECT_FILE = "data_base.duckdb"
 MARKER = "dictdb.json"
 _open: dict[Path, Database] = {}   # one Database per folder in a process, shared by sub-databases
-_markers: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+_markers: dict[Path, tuple[tuple[int, int, int, int], dict[str, Any]]] = {}
 
 
 def _assigned(value: Any) -> Any:
@@ -340,13 +341,19 @@ def _project(folder: Path) -> Database:
 
 
 def _marker(folder: Path) -> dict[str, Any]:
-    """The folder's marker, re-read only when the file changed (every access consults it)."""
+    """The folder's marker, re-read only when the file changed (every access consults it):
+    remembered under its whole stat when that vouches for its content (`content_stamp`: keyed
+    by mtime, size and inode alone, a marker restored in place by ``cp -p`` or rewritten in
+    the same timestamp tick by another process kept the old sub-databases)."""
     path = folder / ".scistack" / MARKER
-    st = path.stat()
-    stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+    stamp = content_stamp(path)
     known = _markers.get(folder)
-    if known is None or known[0] != stamp:
-        known = _markers[folder] = (stamp, json.loads(path.read_text()))
+    if stamp is None or known is None or known[0] != stamp:
+        marker = json.loads(path.read_text())
+        if stamp is None:
+            _markers.pop(folder, None)
+            return marker
+        known = _markers[folder] = (stamp, marker)
     return known[1]
 
 

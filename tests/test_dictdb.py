@@ -131,6 +131,37 @@ def test_sub_databases_and_the_registry(tmp_path, registry, python_env):
         scistack.get_db_by_unique_id("0" * 32)
 
 
+@pytest.mark.parametrize("racy", [True, False])
+def test_a_marker_restored_in_place_with_its_mtime_is_read_again(tmp_path, registry, monkeypatch, racy):
+    # the marker was remembered by (mtime, size, inode): one put back in place by `cp -p` (or
+    # rewritten by another process in the same timestamp tick) with another sub-database of
+    # the same length kept showing the old one. A racy stat is read again at every look; an
+    # older one is remembered by its whole stat, whose ctime (no copy can set it) changed
+    import json
+    import os
+    import uuid
+
+    from scistack.codeid import files
+
+    monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
+    db = scistack.open(tmp_path / "sims")
+    db.create_sub_db("cell_1")
+    assert db.keys() == ["cell_1"] and "cell_1" in db
+    path = tmp_path / "sims" / ".scistack" / scistack.dictdb.MARKER
+    marker = json.loads(path.read_text())
+    marker["subs"] = {json.dumps(["cell_2"]): uuid.uuid4().hex}
+    st = os.stat(path)
+    text = json.dumps(marker, indent=1, sort_keys=True) + "\n"
+    assert len(text) == st.st_size
+    with open(path, "r+") as handle:  # (in place: the same inode, as cp -p writes)
+        handle.write(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(path).st_mtime_ns, os.stat(path).st_size, os.stat(path).st_ino) == (
+        st.st_mtime_ns, st.st_size, st.st_ino)
+    assert db.keys() == ["cell_2"] and "cell_2" in db and "cell_1" not in db
+    assert (db.folder in scistack.dictdb._markers) is not racy  # (a racy stat: nothing kept)
+
+
 def test_a_large_frame_loads_back_as_pandas_or_dask(tmp_path, registry):
     from scistack.objects.chunking import set_chunking
 
