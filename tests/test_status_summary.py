@@ -728,6 +728,55 @@ def test_a_module_edited_after_its_import_is_judged_as_its_file_is_now(pipeline,
     assert pipeline.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)
 
 
+@pytest.mark.parametrize("racy", [True, False])
+def test_a_module_edited_again_with_its_mtime_set_back_is_judged_as_its_file_is_now(pipeline, project,
+                                                                                   monkeypatch, racy):
+    """The copy of an edited module `why` runs was remembered by its file's (mtime, size): a
+    second same-size edit in the same timestamp tick, or a `cp -p` of another version (its
+    mtime set back), kept judging the first edit's copy ("stale" for a file whose code is
+    again the one that ran). A racy stat is keyed by the file's content; an older one by its
+    whole stat, whose ctime (no copy can set it) changed."""
+    import os
+
+    from scistack import why
+    from scistack.codeid import files
+
+    monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
+    _build(pipeline, subjects=(1,))
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE + 1"))
+    assert why(SumScaled, subject=1, session="pre").status == "stale"
+    st = os.stat(pipeline.path)
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE #+1"))  # (the same size)
+    os.utime(pipeline.path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(pipeline.path).st_mtime_ns, os.stat(pipeline.path).st_size) == (st.st_mtime_ns, st.st_size)
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert _agree(project, fast=None)["SumScaled"]["stale"] == 0
+
+
+def test_a_module_replaced_by_cp_p_with_a_time_before_the_start_is_judged_as_its_file_is_now(
+        project, tmp_path, monkeypatch):
+    """A module file whose mtime is older than the process was taken for the code it had
+    imported: a `cp -p` (or `touch -r`) of another version since then sets such an mtime
+    back, and `why` judged the in-memory code, "current". Its ctime, which no copy can set,
+    is later than the start: the file is read again."""
+    import os
+
+    from scistack import why
+
+    name = f"sumold_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(PIPELINE)
+    os.utime(path, (0, 0))  # (as written long before this process started)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    _build(module, subjects=(1,))
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    path.write_text(PIPELINE.replace("signal * SCALE", "signal / SCALE"))  # (the same size)
+    os.utime(path, (0, 0))
+    assert why(SumScaled, subject=1, session="pre").status == "stale"
+    assert module.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)
+
+
 class SumNeverIn(BaseVariable):
     pass
 

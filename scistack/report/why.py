@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import hashlib
 import importlib
 import importlib.util
+import linecache
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -32,6 +34,7 @@ from scistack.codeid.body_imports import body_imports
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
+from scistack.codeid.files import content_stamp
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.foreach.paths import file_oid
 from scistack.lineage.calls import raw_places, relocated
@@ -748,10 +751,15 @@ _READING: dict[str, Any] = {}  # module -> its copy being run (an import cycle f
 
 def _edited_since_start(held: Any) -> str | None:
     """The source file of imported module `held` if it was written after this process started:
-    the code in memory may not be the file's any more (None: it is, or it has no source file)."""
+    the code in memory may not be the file's any more (None: it is, or it has no source file).
+    By its mtime or its ctime, which no copy can set: a ``cp -p`` (or ``touch -r``) of another
+    version sets an mtime older than the process back, and its in-memory code had been judged."""
     path = _source_file(held)
     try:
-        return path if path is not None and os.stat(path).st_mtime > _STARTED else None
+        if path is None:
+            return None
+        st = os.stat(path)
+        return path if max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > _STARTED else None
     except OSError:
         return None
 
@@ -767,7 +775,7 @@ def _source_file(held: Any) -> str | None:
     return path
 
 
-def _edits_reached(held: Any, seen: set[str] | None = None) -> tuple[tuple[str, int, int], ...]:
+def _edits_reached(held: Any, seen: set[str] | None = None) -> tuple[tuple[Any, ...], ...]:
     """The versions of the files written after this process started, of module `held` and of
     the project modules its globals reach (modules, and the homes of its functions and
     classes) or its functions import in their bodies, at any depth: the code in memory is the
@@ -791,9 +799,16 @@ def _edits_reached(held: Any, seen: set[str] | None = None) -> tuple[tuple[str, 
     return tuple(sorted(found))
 
 
-def _file_version(path: str) -> tuple[str, int, int]:
-    stat = os.stat(path)
-    return path, stat.st_mtime_ns, stat.st_size
+def _file_version(path: str) -> tuple[Any, ...]:
+    """The version of a module file its copy is remembered under (`_READ_AGAIN`): its whole stat
+    when that vouches for its content (`content_stamp`), else (a racy stat: written in the last
+    2 s) the digest of its content. Keyed by mtime and size alone, a same-size edit in the same
+    timestamp tick, or a ``cp -p`` of another version, kept judging the old copy."""
+    stamp = content_stamp(path)
+    if stamp is not None:
+        return path, "stat", *stamp
+    with open(path, "rb") as source:
+        return path, "blake2b", hashlib.blake2b(source.read()).hexdigest()
 
 
 def _as_now(held: Any) -> Any:
@@ -817,6 +832,10 @@ def _as_now(held: Any) -> Any:
     copy.__builtins__ = {**vars(builtins), "__import__": _import_as_now}
     _READING[name] = copy
     try:
+        # (the code identity finds a function's text in linecache, which checks the file by
+        # its size and mtime only: a same-size edit that kept the mtime showed the copy's code
+        # against the old text, found no source and called it changed. Read again from here)
+        linecache.cache.pop(held.__file__, None)
         with open(held.__file__, "rb") as source:
             code = compile(source.read(), held.__file__, "exec")
         exec(code, copy.__dict__)  # noqa: S102 - as importing it does
