@@ -241,3 +241,30 @@ def run_octave(cwd: Any, env: dict[str, str], script: str = "run.m", timeout: fl
 
     return subprocess.run(octave_command(script), cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+
+
+def same_size_rewrite(path: Any, text: str, bound: float = 30.0) -> None:
+    """`path` rewritten in place with `text` (of its size) and its mtime set back, as a
+    ``cp -p`` or ``touch -r`` of another version does: size, mtime and inode as before, so a
+    memo keyed by them cannot tell the versions apart. Only the ctime (no copy can set it)
+    changes: the rewrite waits (up to `bound` seconds) until the filesystem's clock has passed
+    the file's ctime, so that it does even where timestamps come from a coarse tick."""
+    import time
+    from pathlib import Path
+
+    path = Path(path)
+    st = os.stat(path)
+    assert len(text.encode()) == st.st_size, "the same size, or a stat keyed by size tells them apart"
+    probe = path.with_name(path.name + ".tick")
+    deadline = time.monotonic() + bound
+    while True:  # (a file written now gets the clock's time as its ctime)
+        probe.write_text("")
+        if os.stat(probe).st_ctime_ns > st.st_ctime_ns:
+            break
+        assert time.monotonic() < deadline, "the filesystem's clock did not move"
+    probe.unlink()
+    path.write_text(text)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = os.stat(path)
+    assert (now.st_size, now.st_mtime_ns, now.st_ino) == (st.st_size, st.st_mtime_ns, st.st_ino)
+    assert now.st_ctime_ns != st.st_ctime_ns

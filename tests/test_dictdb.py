@@ -138,10 +138,10 @@ def test_a_marker_restored_in_place_with_its_mtime_is_read_again(tmp_path, regis
     # the same length kept showing the old one. A racy stat is read again at every look; an
     # older one is remembered by its whole stat, whose ctime (no copy can set it) changed
     import json
-    import os
     import uuid
 
     from scistack.codeid import files
+    from tests.helpers import same_size_rewrite
 
     monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
     db = scistack.open(tmp_path / "sims")
@@ -150,14 +150,7 @@ def test_a_marker_restored_in_place_with_its_mtime_is_read_again(tmp_path, regis
     path = tmp_path / "sims" / ".scistack" / scistack.dictdb.MARKER
     marker = json.loads(path.read_text())
     marker["subs"] = {json.dumps(["cell_2"]): uuid.uuid4().hex}
-    st = os.stat(path)
-    text = json.dumps(marker, indent=1, sort_keys=True) + "\n"
-    assert len(text) == st.st_size
-    with open(path, "r+") as handle:  # (in place: the same inode, as cp -p writes)
-        handle.write(text)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert (os.stat(path).st_mtime_ns, os.stat(path).st_size, os.stat(path).st_ino) == (
-        st.st_mtime_ns, st.st_size, st.st_ino)
+    same_size_rewrite(path, json.dumps(marker, indent=1, sort_keys=True) + "\n")  # (in place, as cp -p)
     assert db.keys() == ["cell_2"] and "cell_2" in db and "cell_1" not in db
     assert (db.folder in scistack.dictdb._markers) is not racy  # (a racy stat: nothing kept)
 

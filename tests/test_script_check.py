@@ -106,9 +106,8 @@ def test_a_same_size_edit_that_kept_the_mtime_is_judged_from_the_new_text(tmp_pa
     # the old text, "current" though the helper now multiplies by 3. A racy stat (the script
     # written within 2 s) is parsed again at every look; an older one is remembered by its
     # whole stat, whose ctime (no copy can set it) tells the versions apart
-    import os
-
     from scistack.codeid import files, script_check
+    from tests.helpers import same_size_rewrite
 
     monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
     monkeypatch.chdir(tmp_path)
@@ -116,11 +115,7 @@ def test_a_same_size_edit_that_kept_the_mtime_is_judged_from_the_new_text(tmp_pa
     db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
     try:
         assert why(ScOut, subject=1, session="pre").status == "current"
-        edited = SCRIPT.replace("return x * GAIN", "return x / GAIN")  # (the same size)
-        st = os.stat(script)
-        script.write_text(edited)
-        os.utime(script, ns=(st.st_atime_ns, st.st_mtime_ns))
-        assert (os.stat(script).st_mtime_ns, os.stat(script).st_size) == (st.st_mtime_ns, st.st_size)
+        same_size_rewrite(script, SCRIPT.replace("return x * GAIN", "return x / GAIN"))
         report = why(ScOut, subject=1, session="pre")
         assert report.status == "stale"
         assert any(r.kind == "helper" and r.name == "helper" and "GAIN" in r.diff for r in report.reasons)

@@ -736,19 +736,15 @@ def test_a_module_edited_again_with_its_mtime_set_back_is_judged_as_its_file_is_
     mtime set back), kept judging the first edit's copy ("stale" for a file whose code is
     again the one that ran). A racy stat is keyed by the file's content; an older one by its
     whole stat, whose ctime (no copy can set it) changed."""
-    import os
-
     from scistack import why
     from scistack.codeid import files
+    from tests.helpers import same_size_rewrite
 
     monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
     _build(pipeline, subjects=(1,))
     pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE + 1"))
     assert why(SumScaled, subject=1, session="pre").status == "stale"
-    st = os.stat(pipeline.path)
-    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal * SCALE #+1"))  # (the same size)
-    os.utime(pipeline.path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert (os.stat(pipeline.path).st_mtime_ns, os.stat(pipeline.path).st_size) == (st.st_mtime_ns, st.st_size)
+    same_size_rewrite(pipeline.path, PIPELINE.replace("signal * SCALE", "signal * SCALE #+1"))
     assert why(SumScaled, subject=1, session="pre").status == "current"
     assert _agree(project, fast=None)["SumScaled"]["stale"] == 0
 

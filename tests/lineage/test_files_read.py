@@ -21,6 +21,7 @@ import pytest
 from scistack import BaseVariable, for_each, why
 from scistack.records import read_call
 from scistack.report.status import status_grid
+from tests.helpers import same_size_rewrite
 
 
 class FrIn(BaseVariable):
@@ -1483,17 +1484,6 @@ def test_a_racy_stat_does_not_vouch_for_the_content_but_an_old_one_does(tmp_path
     assert hashed == []
 
 
-def _same_size_rewrite(path: Path, text: str) -> None:
-    """`path` rewritten with `text` (of its size) and its mtime set back, as ``cp -p`` of
-    another version does (the ctime, which no copy can set, changes): a stat-keyed memo that
-    looks at (mtime, size) alone cannot tell the two versions apart."""
-    st = os.stat(path)
-    assert len(text.encode()) == st.st_size
-    path.write_text(text)
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
-    assert (os.stat(path).st_mtime_ns, os.stat(path).st_size) == (st.st_mtime_ns, st.st_size)
-
-
 def test_content_stamp_vouches_only_for_a_stat_no_longer_racy(tmp_path, monkeypatch):
     # the key of every stat-keyed memo (a script's parse, a module's assignments, a
     # data_base's marker): the whole stat, and none (compute again) while it is racy
@@ -1522,7 +1512,7 @@ def test_where_a_constant_is_assigned_is_read_from_the_file_as_it_is_now(tmp_pat
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.import_module(name)
     assert lines.assignment_place(f"{name}.K").endswith("line 1")
-    _same_size_rewrite(path, "X = 1\n\nK = 2\n")
+    same_size_rewrite(path, "X = 1\n\nK = 2\n")
     assert lines.assignment_place(f"{name}.K").endswith("line 3")
     lines._assignments_of.cache_clear()
     assert lines.assignment_place(f"{name}.K").endswith("line 3")
