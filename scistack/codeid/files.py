@@ -107,11 +107,14 @@ function in the process, which find it imported, name it too, as it was imported
 (`_imports`: a file edited since makes them stale at once, with a warning). A module
 imported already (at the top of the script) opens no file: `_install` wraps
 ``importlib.import_module``, which names the project module the project's code asks for while
-a call records (`_note_module`): by its file as it is, unless the file is newer than the
-module's import (when the import system last opened it, `_LOADED_AT`; imported before the
-hook was installed, other than the source mtime and size its ``__pycache__`` bytecode, written
+a call records (`_note_module`): by its file as it is, unless the file is not the one the
+module's import read (`_loaded_as`: the whole stat when the import system last opened it,
+`_LOADED_AT`, or where that stat was racy the content then, hashed at the import; "newer than
+the import" had let a same-size save in the import's timestamp tick and a ``cp -p`` through;
+imported before the hook was installed: a ctime later than the install, or other than the source mtime and size its ``__pycache__`` bytecode, written
 before the process started, holds, which the import checked, `_validated`; without such bytecode, newer than the process's
-start): the old code runs, so that call is stale at once, with the warning. ``getattr(module, name)`` with a computed name is the code
+start): the old code runs, so that call is stale at once, with the warning. A module imported
+during the call whose file is not the one its import read is recorded as `CHANGED_WHILE_READ`. ``getattr(module, name)`` with a computed name is the code
 identity's (every code member of the module counts), and the module's source file is an input
 as an ``import_module``'s is (`_note_reached_modules`: its data values are no part of the
 identity). Not seen: ``__import__(name)``, and
@@ -841,9 +844,10 @@ def _importer(real: Callable[..., Any]) -> Callable[..., Any]:
     return import_module
 
 
-# a module's source file -> when the import system last opened it (or its bytecode) in this
-# process: its code in memory is the file's as it was then
-_LOADED_AT: dict[str, int] = {}
+# a module's source file -> its stat (size, mtime, inode, ctime) when the import system last
+# opened it (or its bytecode) in this process, and the digest of its content then when that
+# stat was racy (`racy_stat`), else None: its code in memory is the file's as it was then
+_LOADED_AT: dict[str, tuple[tuple[int, int, int, int], str | None]] = {}
 
 
 def _note_loaded(path: str) -> None:
@@ -854,7 +858,37 @@ def _note_loaded(path: str) -> None:
             return
     if len(_LOADED_AT) > 100_000:
         _LOADED_AT.clear()
-    _LOADED_AT[path] = time.time_ns()
+    now_ns = time.time_ns()
+    try:
+        st = _REAL_STAT(path)
+    except (OSError, ValueError):
+        _LOADED_AT.pop(path, None)
+        return
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    digest = None
+    if racy_stat(st, now_ns):  # (written in the last 2 s: a same-size rewrite in its tick would
+        hashed = _hashed(path)  # keep this stat, so the content is what tells; this open of a
+        # project .py is scistack's own, no input: `_shows_source`)
+        same = hashed is not None and (hashed.size, hashed.mtime_ns, hashed.inode, hashed.ctime_ns) == stamp
+        digest = hashed.digest if same else CHANGED_WHILE_READ  # (rewritten meanwhile: not known)
+    _LOADED_AT[path] = (stamp, digest)
+
+
+def _loaded_as(entry: FileRead) -> bool | None:
+    """Whether module source `entry` (hashed now) is the file as its import in this process read
+    it (None: no import of it seen since the hook was installed). Its whole stat then, when
+    that vouches for the content, else the content then: "its mtime is older than the import"
+    had counted a same-size edit just after the import (its mtime, from the kernel's coarse
+    clock, still older than the fine-grained time of the import) and one whose mtime ``cp -p``
+    or ``touch -r`` set back as the file loaded, and the old code's result was recorded
+    under the new file (a new process served it)."""
+    loaded = _LOADED_AT.get(entry.path)
+    if loaded is None:
+        return None
+    stamp, digest = loaded
+    if digest is not None:
+        return entry.digest == digest
+    return (entry.size, entry.mtime_ns, entry.inode, entry.ctime_ns) == stamp
 
 
 @functools.lru_cache(maxsize=1)
@@ -1128,7 +1162,9 @@ def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[s
             entry = _hashed(path) if os.path.isfile(path) else None
             if entry is not None:
                 entry = _as_opened(entry, recording)  # (edited since the import read it: the
-                found[path] = entry  # old code ran, the result must not be served for the new)
+                if _loaded_as(entry) is False:  # old code ran, the result must not be served
+                    entry = dataclasses.replace(entry, digest=CHANGED_WHILE_READ, racy=True)  # for
+                found[path] = entry  # the new; a same-size edit in its stat's tick: by content)
                 imported.setdefault(path, entry.bare())
     for path in recording.reused - recording.modules:  # (imported before: no file opened)
         if path in found or path in imported or path in recording.written or _excluded(path, exclude):
@@ -1136,8 +1172,8 @@ def _imports(recording: _Recording, found: dict[str, FileRead], exclude: tuple[s
         entry = _hashed(path) if os.path.isfile(path) else None
         if entry is None:
             continue
-        loaded = _LOADED_AT.get(path)
-        if entry.mtime_ns < loaded if loaded is not None else _validated(path, entry):
+        loaded = _loaded_as(entry)
+        if loaded if loaded is not None else _validated(path, entry):
             imported[path] = entry.bare()  # the file as the module in memory was loaded
         else:  # changed since it was imported (or may have: imported before the hook was
             _warn_imported(recording, path)  # installed, at an unknown time since the start)
@@ -1178,7 +1214,13 @@ def _validated(path: str, entry: FileRead) -> bool:
     K = 3 file, and a new process served it): trusting one written before the hook was
     installed had let that through. (So a module edited after the kernel started, then
     imported, then scistack, re-runs its calls with "changed after" warnings, as without a
-    pyc: never a stale result served.)"""
+    pyc: never a stale result served.) Either way a file whose ctime, which no copy can set, is
+    later than the hook's install (so than the import) is not: a ``cp -p``/``touch -r`` of
+    another version of the same size keeps the mtime (and so the pyc's check), and had passed
+    as the code loaded. (One between the import and the install is not seen: when the import
+    happened is not known, and the process's start is known to a second or two only.)"""
+    if entry.ctime_ns >= _HOOKED_NS:  # (changed since the hook was installed, so since the import)
+        return False
     try:
         pyc = importlib.util.cache_from_source(path)
         if os.stat(pyc).st_mtime_ns < _process_start_ns():  # (since: maybe another process's)

@@ -1129,6 +1129,111 @@ def test_a_module_imported_before_scistack_is_judged_by_what_its_import_checked(
     assert done.stdout.strip() == f"[False, True, False, False] [{str(tmp_path / 'plug_b.py')!r}]"
 
 
+@pytest.mark.parametrize("racy", [True, False])
+def test_a_module_rewritten_after_its_import_with_its_mtime_kept_is_not_taken_as_loaded(
+        project, tmp_path, monkeypatch, racy):
+    # A module imported, then given another version of the same size with its mtime kept (a
+    # `cp -p`, or a save in the tick of the import: the kernel's coarse clock dates it before
+    # the fine-grained time of the import): "its mtime is older than the import" took the
+    # file for the code in memory, so the old code's result (K = 2) was recorded under the
+    # K = 3 file, and a new process served it. The import's own stat is compared now (its
+    # ctime, which no copy can set, changed), or, where that stat was racy, the content then
+    from scistack.codeid import files
+
+    monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9 if racy else 0)
+    steps = Steps(tmp_path, monkeypatch)
+    (steps.dir / "plug_a.py").write_text("K = 2\n")
+    steps.write(HEAD + textwrap.dedent("""
+        import importlib
+        from . import plug_a
+        @lineage_fcn
+        def proc(x):
+            return x * importlib.import_module(f"{__package__}.plug_" + "a").K
+    """))
+    _save_inputs()
+    files.install()  # (the import is seen: a lineage function was made before, as in a session)
+    held = steps.load()  # (imports plug_a)
+    loaded = files._LOADED_AT[str(steps.dir / "plug_a.py")]
+    same_size_rewrite(steps.dir / "plug_a.py", "K = 3\n")
+    run = dict(inputs={"x": FrIn}, outputs=[FrOut], subject=[1, 2], session=["a"])
+    with pytest.warns(RuntimeWarning, match="plug_a.py changed after proc imported it"):
+        assert [i.status for i in for_each(held.proc, **run).items] == ["ran", "ran"]
+    assert [float(FrOut.load(subject=s, session="a").data) for s in (1, 2)] == [20.0, 40.0]
+    assert _statuses(project) == ["stale", "stale"]  # (never served for the K = 3 file)
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert (loaded[1] is not None) is racy  # (a racy stat: the content as imported was kept)
+
+
+@pytest.mark.parametrize("bytecode", [True, False])
+def test_a_module_imported_before_scistack_then_copied_over_with_its_mtime_is_not_taken_as_loaded(
+        tmp_path, bytecode):
+    # imported before the hook was installed: its __pycache__ bytecode (written before the
+    # start, holding the source's mtime and size), or else an mtime older than the process,
+    # vouched for the file. A `cp -p` of another version of the same size once the session
+    # runs keeps both, and the old code's result (x * 2) was recorded under the x * 3 file:
+    # a new process served it. Its ctime, later than the hook's install, now says it changed
+    import subprocess
+
+    (tmp_path / "plug.py").write_text("def scale(x):\n    return x * 2\n")
+    script = textwrap.dedent("""
+        import importlib, os, sys, warnings
+        sys.path.insert(0, os.getcwd())
+        import plug  # imported before scistack
+        from scistack import configure_database, lineage_fcn
+        db = configure_database("p.duckdb", ["subject"])
+
+        @lineage_fcn
+        def proc(x, name):
+            return importlib.import_module(name).scale(x)
+
+        st = os.stat("plug.py")  # a cp -p of another version, once the session runs
+        with open("plug.py", "w") as f:
+            f.write("def scale(x):\\n    return x * 3\\n")
+        os.utime("plug.py", ns=(st.st_atime_ns, st.st_mtime_ns))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            r = proc(1.0, "plug")
+        print(r.data, any("changed after" in str(w.message) for w in caught))
+        db.close()
+    """)
+    again = textwrap.dedent("""
+        import importlib, os, sys
+        sys.path.insert(0, os.getcwd())
+        from scistack import configure_database, lineage_fcn
+        db = configure_database("p.duckdb", ["subject"])
+
+        @lineage_fcn
+        def proc(x, name):
+            return importlib.import_module(name).scale(x)
+
+        r = proc(1.0, "plug")
+        print(r.data, r.cached)
+        db.close()
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if not bytecode:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    earlier = time.time_ns() - 60 * 10**9  # (written well before the next process starts)
+    if bytecode:
+        compiled = subprocess.run([sys.executable, "-c", "import sys, os; sys.path.insert(0, os.getcwd()); import plug"],
+                                  cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert compiled.returncode == 0, compiled.stderr
+        for pyc in (tmp_path / "__pycache__").iterdir():
+            os.utime(pyc, ns=(earlier, earlier))
+    else:
+        os.utime(tmp_path / "plug.py", ns=(earlier, earlier))
+    outputs = []
+    # (the new process compiles plug.py afresh: from the old bytecode, whose header the copy
+    # matches, Python itself would run x * 2 again)
+    for text, more in ((script, {}), (again, {"PYTHONPYCACHEPREFIX": str(tmp_path / "fresh")})):
+        done = subprocess.run([sys.executable, "-c", text], cwd=tmp_path, env={**env, **more}, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.strip())
+    assert outputs == ["2.0 True", "3.0 False"]  # (stale at once, warned; then computed from x * 3)
+
+
 def test_a_module_bytecode_another_process_rewrote_after_the_import_is_not_trusted(tmp_path):
     # a module imported before scistack, then edited (same size), then compiled again by
     # another process: its pyc, written before the hook was installed, was trusted, so the
