@@ -1290,6 +1290,43 @@ def test_git_commit_dirty_flag_and_diff_are_recorded(project, tmp_path, monkeypa
         helper.purge()
 
 
+def test_a_source_file_copied_over_with_its_mtime_is_seen_in_the_next_calls_diff(project, tmp_path,
+                                                                                monkeypatch) -> None:
+    # the git state is kept for 10 s while the function's source file keeps its stat: that stat
+    # was (mtime, size), which a `cp -p` of another version of the same size keeps, so the next
+    # call recorded the diff of the version before. The whole stat (ctime too) is compared now
+    from tests.helpers import same_size_rewrite
+
+    repo = tmp_path / "analysis"
+    pkg = repo / f"gitpkg_{uuid.uuid4().hex[:8]}"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "steps.py").write_text(textwrap.dedent(STEPS))
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "steps")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    monkeypatch.syspath_prepend(str(repo))
+    monkeypatch.setenv("RUNS_FILE", str(tmp_path / "runs.log"))
+    helper = Modules.__new__(Modules)
+    helper.name = pkg.name
+
+    def diff_of_a_call(low_hz: int) -> str:
+        helper.purge()
+        importlib.invalidate_caches()
+        done = importlib.import_module(f"{pkg.name}.steps").bandpass(raw(), low_hz)
+        git = project.call_record(done.call)["env"]["git"]
+        return bytes(project.store.get(git["diff"]).payload).decode()
+
+    try:
+        (pkg / "steps.py").write_text(textwrap.dedent(STEPS).replace("+ high_hz", "- high_hz"))
+        assert "+    return np.asarray(signal) * low_hz - high_hz" in diff_of_a_call(20)
+        same_size_rewrite(pkg / "steps.py", textwrap.dedent(STEPS).replace("+ high_hz", "* high_hz"))
+        assert "+    return np.asarray(signal) * low_hz * high_hz" in diff_of_a_call(30)
+    finally:
+        helper.purge()
+
+
 # --- never stale, over random histories ---------------------------------------------------------
 
 _EDITED = """

@@ -156,12 +156,18 @@ def _signature(paths: tuple[str, ...]) -> tuple:
     return tuple(_stat(p) for p in paths)
 
 
-def _stat(path: str) -> tuple[int, int] | None:
+def _stat(path: str) -> tuple[int, int, int, int] | None:
+    """The whole stat, as git's index keeps it: by mtime and size alone, a source file restored
+    by ``cp -p`` or ``touch -r`` (another version of the same size, the old mtime) kept the old
+    snapshot's diff for `_TTL`; the ctime, which no copy can set, shows it. (A same-size
+    rewrite in the stat's own timestamp tick is not seen: the record's diff, no result, may then
+    be up to `_TTL` old, as for an edit of a tracked file not watched; trusting no racy stat,
+    as `files.content_stamp` does, would run git at every call for 2 s after each save.)"""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_mtime_ns, st.st_size
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def _git(directory: str, *args: str) -> bytes | None:
