@@ -527,10 +527,8 @@ class PackSet:
         if mtime == self._seen_mtime:
             return False
         with self._lock:
-            try:  # (scandir, not a glob: ~10x less per pack, and a lab's cache keeps thousands)
-                with os.scandir(self.directory_text) as listing:
-                    names = {entry.name[:-4] for entry in listing
-                             if entry.name.startswith("pack-") and entry.name.endswith(".idx")}
+            try:
+                names = self._listed()
             except FileNotFoundError:
                 return False
             gone = self._names - names
@@ -565,6 +563,13 @@ class PackSet:
             self._merge(midx, extras)
             self._seen_mtime = mtime  # (a write of the index above changed it: looked at again next time)
         return True
+
+    def _listed(self) -> set[str]:
+        """The names of the packs in the folder now (scandir, not a glob: ~10x less per pack,
+        and a lab's cache keeps thousands). Raises FileNotFoundError without the folder."""
+        with os.scandir(self.directory_text) as listing:
+            return {entry.name[:-4] for entry in listing
+                    if entry.name.startswith("pack-") and entry.name.endswith(".idx")}
 
     def look_again(self) -> None:
         """Read the folder again now, whatever its time stamp says (a copy found damaged: the
@@ -683,8 +688,22 @@ class PackSet:
     def find_unindexed(self, oid: str) -> bytes | None:
         """The stored bytes of a packed object found by searching each pack's own index: the
         last look before an object is reported missing, in case the multi-pack index is
-        damaged (it can hide an object, never return a wrong one)."""
+        damaged (it can hide an object, never return a wrong one). The folder's pack names are
+        compared with those known, whatever its mtime says: a pack another process wrote in
+        the same timestamp tick as this one's last look kept that mtime (a coarse clock: the
+        kernel's tick before Linux 6.13, FAT's, a server's), so `refresh` saw nothing new and
+        its objects were reported missing. (One listing more on this path, which already
+        searches every pack's index.)"""
         self.refresh()
+        try:
+            unseen = self._listed() != self._names
+        except FileNotFoundError:
+            unseen = False
+        if unseen:
+            self.look_again()
+            found = self.read(oid)
+            if found is not None:
+                return found
         if self._merged[0] is None:
             return None
         raw = bytes.fromhex(oid)

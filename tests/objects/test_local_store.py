@@ -522,3 +522,27 @@ def test_a_store_that_never_merges_its_packs_indexes_them_together_past_midx_pac
     assert len(list(packs.directory.glob("pack-*.idx"))) == pack_module.MIDX_PACKS + 3  # none merged
     reopened = LocalObjectStore(tmp_path / "objects")
     assert [bytes(reopened.get(oid).payload) for oid in oids] == [f"value {i}".encode() for i in range(len(oids))]
+
+
+@pytest.mark.parametrize("midx", [False, True])
+def test_an_object_packed_by_another_store_with_the_folder_time_unchanged_is_found(store, tmp_path, midx):
+    """The packs a store knows are listed again only when the pack folder's mtime changed:
+    a pack another process wrote in the same timestamp tick as this store's last look (a
+    coarse clock: the kernel's tick before Linux 6.13, FAT, a server's) kept that mtime, and
+    a load of an object only it holds raised ObjectNotFoundError. The last look before an
+    object is reported missing now lists the folder whatever its time says."""
+    other = LocalObjectStore(tmp_path / "objects")
+    store.begin_batch()
+    store.put("bytes", b"first")
+    store.end_batch()
+    if midx:  # (a multi-pack index over the packs known: the new pack is not in it)
+        assert store.packs.consolidate()
+    assert store.get(store.put("bytes", b"first")).payload == b"first"  # (`store` has looked)
+    folder = tmp_path / "objects" / "pack"
+    seen = os.stat(folder)
+    other.begin_batch()
+    oid = other.put("bytes", b"packed by another")
+    other.end_batch()
+    os.utime(folder, ns=(seen.st_atime_ns, seen.st_mtime_ns))  # (as a write in the same tick)
+    assert not store.path_of(oid).exists()
+    assert bytes(store.get(oid).payload) == b"packed by another"
