@@ -18,11 +18,13 @@ it (step A writes, step B reads at once, A rewrites) kept its whole stat, and B'
 served with the old content. A file's or listed folder's stat taken when its mtime or ctime
 was within `_RACY_NS` (2 s) of the moment (``time.time_ns()`` just before the stat) is
 recorded ``racy``: its hits hash the content (list the folder) whatever the stat says. The
-record is immutable and nothing is kept between processes, so each process hashes such a
-file at its first hit; `_STAT_OK` remembers it for the rest of the process once verified by a
-stat that is no longer racy (a racy one is never remembered). A file read within 2 s of its
-last write (the steps of a pipeline) thus costs a hash per process, correctness first; one
-older costs a stat. Not covered: a mapped page rewritten later than that, still dirty (its
+record is immutable; `_STAT_OK` remembers the content for the rest of the process once
+verified by a stat that is no longer racy (a racy one is never remembered), and a
+``for_each`` run keeps those verifications in the project's memo (`verified_stats`,
+`foreach.outstat.FileStats`), which later runs take back (`trust_verified`): git's
+promotion of a racily clean entry at its next index write. A file read within 2 s of its
+last write (the steps of a pipeline) thus costs one hash more, correctness first (one per
+process where no run kept it: a lineage call outside ``for_each``); one older costs a stat. Not covered: a mapped page rewritten later than that, still dirty (its
 mtime set at its first write only: ``flush()`` the mapping), and a server's clock more than
 2 s behind this one.
 
@@ -218,6 +220,7 @@ _HOOKED = False
 # (path, size, mtime, inode, ctime) -> the digest its content had, verified in this process
 # by a stat that was not racy (`racy_stat`)
 _STAT_OK: dict[tuple[str, int, int, int, int], str] = {}
+_VERIFIED: dict[tuple[str, int, int, int, int], str] = {}  # those of them not yet kept (`verified_stats`)
 # How close to the moment of a stat a file's mtime or ctime makes that stat *racy* (git's
 # "racily clean"): timestamps come from a coarse clock (the kernel's tick, 1-10 ms: ramfs,
 # and ext4, XFS, btrfs, tmpfs before Linux 6.13; the server's on NFS/SMB; FAT keeps 2 s), so a file
@@ -1428,9 +1431,39 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
         elif not now.racy:  # (a racy stat would vouch for a rewrite in its tick: hashed again)
             if len(_STAT_OK) > 100_000:
                 _STAT_OK.clear()
-            # touched, not changed, or recorded racy: hashed once per process
-            _STAT_OK[(path, now.size, now.mtime_ns, now.inode, now.ctime_ns)] = f.digest
+            # touched, not changed, or recorded racy: hashed once per process (and once for
+            # all where a run keeps it in the project's memo: `verified_stats`)
+            key = (path, now.size, now.mtime_ns, now.inode, now.ctime_ns)
+            _STAT_OK[key] = f.digest
+            if len(_VERIFIED) <= 100_000:
+                _VERIFIED[key] = f.digest
     return changed
+
+
+def verified_stats() -> dict[str, list]:
+    """What this process verified of file inputs since the last call (`_STAT_OK`'s new
+    entries): path -> [size, mtime, inode, ctime, blake3], each stat no longer racy when its
+    content was hashed, for a project's memo to keep (`foreach.outstat.FileStats`): a record
+    written racy is never trusted by its own stat, and with `_STAT_OK` alone each new process
+    hashed its file again at its first hit, for ever. Git promotes such an entry at its next
+    index write; a call record is immutable, so the verification is what is kept, and
+    `trust_verified` reads it back."""
+    found = {path: [size, mtime, inode, ctime, digest]
+             for (path, size, mtime, inode, ctime), digest in _VERIFIED.items()}
+    _VERIFIED.clear()
+    return found
+
+
+def trust_verified(entries: dict[str, list]) -> None:
+    """Take a project memo's verifications (`verified_stats`, written by an earlier process)
+    into `_STAT_OK`: a file whose whole stat is the one verified has the content verified (as
+    an output file's, `FileStats.holds`: the ctime, which no copy can set, is in the stat)."""
+    if len(_STAT_OK) + len(entries) > 100_000:
+        _STAT_OK.clear()
+    for path, entry in entries.items():
+        if (isinstance(path, str) and isinstance(entry, list) and len(entry) == 5
+                and all(type(v) is int for v in entry[:4]) and isinstance(entry[4], str)):
+            _STAT_OK[(path, *entry[:4])] = entry[4]
 
 
 def racy_stat(st: os.stat_result, now_ns: int) -> bool:

@@ -294,6 +294,7 @@ class _Run:
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
         t0 = time.perf_counter()
+        file_stats(self.db).trust_inputs()  # (file inputs an earlier run verified: no hash again)
         if not combos:
             log.warning("for_each(%s): no combinations to run (an iterable is empty, or [] found no "
                         "stored values)", self.name)

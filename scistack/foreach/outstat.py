@@ -18,6 +18,12 @@ through a still-dirty mapped page, keeps it): it is not remembered, so a file ju
 hashed again on its next check, and judged by its stat from then on. A file of another size
 than the content the memo names with the expected oid holds other bytes: no hash.
 
+It also keeps ("inputs") the file inputs of call records this process verified by a stat no
+longer racy (`codeid.files.verified_stats`: path -> stat and blake3), taken back at a run's
+start (`trust_inputs`): a record written racy (its file read within 2 s of its last change)
+is never trusted by its own stat, and each new process had hashed its file again at its
+first hit, for ever; verified once, it is judged by its stat from then on.
+
 The memo is a convenience, never a source of truth: a missing, unreadable or damaged memo
 file costs hashes only; processes saving theirs at once may lose one's new entries (the
 next run hashes those files again). A read-only project reads it and writes nothing.
@@ -37,7 +43,7 @@ from typing import Any
 
 import blake3
 
-from scistack.codeid.files import racy_stat  # (git's rule, as file inputs judge stats)
+from scistack.codeid.files import racy_stat, trust_verified, verified_stats  # (git's rule, as file inputs judge stats)
 from scistack.objects.hashing import object_header
 
 MEMO_NAME = "output-stats.json"
@@ -59,6 +65,7 @@ class FileStats:
         self.read_only = read_only
         self._entries: dict[str, list] | None = None
         self._new: dict[str, list] = {}
+        self._inputs: dict[str, list] | None = None  # file inputs' verifications, as read (`trust_inputs`)
 
     def holds(self, path: str, oid: str) -> bool:
         """Whether the file at `path` holds exactly the bytes whose oid (as a `bytes` value)
@@ -98,6 +105,16 @@ class FileStats:
             self._entry(path)  # (the memo file read, if it was not yet)
             self._new[path] = self._entries[path] = [*_stamp(st), oid]  # type: ignore[index]
 
+    def trust_inputs(self) -> None:
+        """Take the verifications of call records' file inputs an earlier run kept
+        (`codeid.files.trust_verified`): a record written racy (its file read within 2 s of its
+        last change) is checked by its content, and a new process had hashed each such file
+        again at its first hit, for ever; verified once by a stat no longer racy, it is
+        judged by that stat from then on (git's promotion of a racily clean entry)."""
+        if self._inputs is None:
+            self._inputs = _read(self.path, "inputs")
+            trust_verified(self._inputs)
+
     def _entry(self, path: str) -> list | None:
         if self._entries is None:
             self._entries = _read(self.path)
@@ -109,23 +126,31 @@ class FileStats:
 
     def save(self) -> None:
         """Add what this run hashed to the memo file (read again first: another process may
-        have saved since), at most `_MAX_ENTRIES`, the newest kept; never fails the run."""
-        if not self._new or self.read_only:
+        have saved since), at most `_MAX_ENTRIES`, the newest kept; never fails the run. With
+        them the file inputs this process verified that the memo did not hold yet."""
+        known = self._inputs or {}
+        verified = {path: entry for path, entry in verified_stats().items() if known.get(path) != entry}
+        # (this process's verifications since the last save: of this run's hits, mostly)
+        if not self._new and not verified or self.read_only:
             return
-        entries = _read(self.path)
-        for path, entry in self._new.items():
-            entries.pop(path, None)  # (re-inserted last: the newest)
-            entries[path] = entry
+        entries, inputs = _read(self.path), _read(self.path, "inputs")
+        for kept, new in ((entries, self._new), (inputs, verified)):
+            for path, entry in new.items():
+                kept.pop(path, None)  # (re-inserted last: the newest)
+                kept[path] = entry
         if len(entries) > _MAX_ENTRIES:
             entries = dict(list(entries.items())[-_MAX_ENTRIES:])
+        if len(inputs) > _MAX_ENTRIES:
+            inputs = dict(list(inputs.items())[-_MAX_ENTRIES:])
         temp = None
         try:
             temp = f"{self.path}.{os.getpid()}-{secrets.token_hex(4)}.tmp"  # (the umask's mode, as the
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # project's other files)
             with os.fdopen(fd, "w") as f:
-                json.dump({"version": _VERSION, "files": entries}, f, separators=(",", ":"))
+                json.dump({"version": _VERSION, "files": entries, "inputs": inputs}, f, separators=(",", ":"))
             os.replace(temp, self.path)
             temp = None
+            self._inputs = {**known, **verified}
         except (OSError, ValueError):  # (a read-only or full disk: the next run hashes again)
             pass
         finally:
@@ -135,16 +160,17 @@ class FileStats:
         self._new.clear()
 
 
-def _read(path: Path) -> dict[str, list]:
-    """The memo file's entries; empty when it is absent, unreadable or not a memo."""
+def _read(path: Path, part: str = "files") -> dict[str, list]:
+    """The memo file's entries (`part`: "files", raw and written files by oid; "inputs", call
+    records' file inputs by blake3); empty when it is absent, unreadable or not a memo."""
     try:
         with open(path, "rb") as f:
             memo = json.loads(f.read())
     except (OSError, ValueError):
         return {}
-    if not isinstance(memo, dict) or memo.get("version") != _VERSION or not isinstance(memo.get("files"), dict):
+    if not isinstance(memo, dict) or memo.get("version") != _VERSION or not isinstance(memo.get(part), dict):
         return {}
-    return memo["files"]
+    return memo[part]
 
 
 def _content_oid(path: str, size: int) -> str | None:

@@ -1589,6 +1589,51 @@ def test_a_racy_stat_does_not_vouch_for_the_content_but_an_old_one_does(tmp_path
     assert hashed == []
 
 
+def test_a_racy_record_verified_by_an_old_stat_is_not_hashed_again_by_every_new_process(
+        project, tmp_path, monkeypatch):
+    # A call record whose file was read within 2 s of its last change is racy: its stat never
+    # vouches, and the content verified by a later stat was remembered for the process only
+    # (`_STAT_OK`), so every new process hashed the file again at its first hit, for ever (a
+    # pipeline's intermediate files: all of them). As git promotes a racily clean entry at
+    # its next index write, the run keeps the verification in the project's memo
+    # (`FileStats`, "inputs"), and later processes judge the file by that stat
+    from scistack.codeid import files
+    from scistack.foreach import outstat
+
+    steps = Steps(tmp_path, monkeypatch)
+    calibration = steps.dir / "cal.json"
+    calibration.write_text("3")
+    steps.write(HEAD + textwrap.dedent("""
+        @lineage_fcn
+        def proc(x):
+            return x * read_json("cal.json")
+    """))
+    _save_inputs()
+    monkeypatch.setattr(files, "_RACY_NS", 3600 * 10**9)  # (read as soon as written)
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+    assert [f.get("racy") for f in record.extra["files"]] == [True]
+    hashed = []
+    real = files._hashed
+    monkeypatch.setattr(files, "_hashed", lambda p: hashed.append(os.path.basename(p)) or real(p))
+    monkeypatch.setattr(files, "_RACY_NS", 0)  # (as if the file were older than the window now)
+
+    def new_process():
+        files._STAT_OK.clear()
+        outstat._OF_PROJECT.clear()
+        hashed.clear()
+
+    new_process()
+    assert _run(steps)[0] == ["cached", "cached"]
+    assert hashed.count("cal.json") == 1  # verified once, by a stat no longer racy: kept
+    new_process()
+    assert _run(steps)[0] == ["cached", "cached"]
+    assert hashed.count("cal.json") == 0  # (it was hashed by every new process)
+    same_size_rewrite(calibration, "4")  # (cp -p of another version: the ctime tells)
+    new_process()
+    assert _run(steps) == (["ran", "ran"], [40.0, 80.0])
+
+
 def test_content_stamp_vouches_only_for_a_stat_no_longer_racy(tmp_path, monkeypatch):
     # the key of every stat-keyed memo (a script's parse, a module's assignments, a
     # data_base's marker): the whole stat, and none (compute again) while it is racy
