@@ -74,3 +74,18 @@ def test_an_empty_table_and_an_empty_pack_hold_nothing():
     assert list(table.locate(_oid(3))) == []
     table["pack-a"] = _entries([], 0)
     assert list(table.locate(_oid(3))) == [] and "pack-a" in table
+
+
+def test_oid_prefixes_read_raw_oids_an_oid_array_and_index_entries_alike():
+    """One search key for every merged lookup (pack.oid_prefixes): the first 8 bytes of each
+    oid as a big-endian number, whatever holds the oids."""
+    from scistack.objects.pack import oid_prefixes
+
+    entries = _entries([0, 3, 5, 15], 0)
+    entries[1]["oid"] = np.frombuffer(b"\xff" * 32, "V32")[0]  # (the top bit set: unsigned)
+    raw = entries["oid"].tobytes()
+    expected = [int.from_bytes(raw[32 * i : 32 * i + 8], "big") for i in range(len(entries))]
+    for held in (raw, np.ascontiguousarray(entries["oid"]), entries):
+        found = oid_prefixes(held)
+        assert found.dtype == np.uint64 and found.tolist() == expected
+    assert oid_prefixes(b"").tolist() == [] and oid_prefixes(entries[:0]).tolist() == []

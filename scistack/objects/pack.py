@@ -191,6 +191,18 @@ def _sync(out, fsync: bool) -> None:
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
 
 
+def oid_prefixes(oids: np.ndarray | bytes) -> np.ndarray:
+    """The first 8 bytes of each oid read as a big-endian number (so in the oids' order), as
+    native uint64: the search key of every merged lookup (the multi-pack index, the packs
+    merged in memory, lab mode's `PackTable`). `oids`: raw oids (32 bytes each), an array of
+    them ("V32"), or a pack index's entries (`_IDX_DTYPE`: the oid comes first)."""
+    if isinstance(oids, np.ndarray):
+        rows = np.ascontiguousarray(oids).view(np.uint8).reshape(-1, oids.dtype.itemsize)
+    else:
+        rows = np.frombuffer(oids, np.uint8).reshape(-1, 32)
+    return rows[:, :8].copy().view(">u8").ravel().astype(np.uint64)
+
+
 class _Index:
     """One pack's sorted index, memory-mapped: nothing is decoded until asked."""
 
@@ -235,12 +247,11 @@ class _Index:
         self.raw = self._map  # entries are read with struct too: faster than numpy scalars
 
     def prefixes(self) -> np.ndarray:
-        """The first 8 bytes of each oid as big-endian integers (the sort order of the oids);
-        made once (every refresh merges the prefixes of every pack the multi-pack index leaves out)."""
+        """`oid_prefixes` of the entries, made once (every refresh merges the prefixes of every
+        pack the multi-pack index leaves out)."""
         made = getattr(self, "_prefixes", None)
         if made is None or len(made) != len(self.entries):
-            made = self._prefixes = (self.entries.view(np.uint8).reshape(-1, _IDX_DTYPE.itemsize)[:, :8]
-                                     .copy().view(">u8").ravel())
+            made = self._prefixes = oid_prefixes(self.entries)
         return made
 
     def close(self) -> None:
@@ -640,7 +651,7 @@ class PackSet:
         if not keys:
             self._merged = (midx, *_EMPTY_MERGE[1:])
             return
-        merged = np.concatenate(keys).astype(np.uint64)
+        merged = np.concatenate(keys)
         order = np.argsort(merged, kind="stable")
         columns = (merged[order], np.concatenate([np.full(len(k), i, np.int32) for i, k in enumerate(keys)])[order],
                    np.concatenate([np.arange(len(k)) for k in keys])[order])
@@ -711,7 +722,7 @@ class PackSet:
             index = self._index(name)
             if index is None:
                 continue
-            at = int(index.prefixes().astype(np.uint64).searchsorted(np.uint64(int.from_bytes(raw[:8], "big"))))
+            at = int(index.prefixes().searchsorted(np.uint64(int.from_bytes(raw[:8], "big"))))
             while at < len(index.entries):
                 found, offset, length = _ENTRY.unpack_from(index.raw, 16 + at * _ENTRY.size)
                 if found[:8] != raw[:8]:
@@ -801,7 +812,7 @@ class PackSet:
         if len(raw) != 32 * len(oids) or not oids:
             return [self.peek(oid) for oid in oids]
         wanted = np.frombuffer(raw, np.uint8).reshape(-1, 32)
-        prefixes = np.frombuffer(raw, ">u8").reshape(-1, 4)[:, 0].astype(np.uint64)
+        prefixes = oid_prefixes(raw)
         found: list[bytes | None] = [None] * len(oids)
         settled = np.zeros(len(oids), bool)
         if midx is not None and midx.count:

@@ -17,48 +17,45 @@ listed in the bucket) makes both levels be rebuilt at the next lookup.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterator, MutableMapping
 
 import numpy as np
+
+from scistack.objects.pack import oid_prefixes
 
 _SMALL_LEVEL = 1 << 16  # entries the small level may hold before it joins the large one, at least
 
 
 class _Level:
     """Sorted entries of some packs: prefix (first 8 oid bytes, big-endian, as an int), oid,
-    the pack's ordinal, offset and length. Prefixes and oids are also held as a memoryview
-    and bytes, which `bisect` and slicing read without numpy's per-call costs."""
+    the pack's ordinal, offset and length. The columns are also held as memoryviews (and the
+    oids as bytes), which `bisect`, indexing and slicing read as plain ints and bytes, without
+    numpy's per-call and per-scalar costs (as the multi-pack index's `candidates` does)."""
 
     def __init__(self, prefixes: np.ndarray, oids: np.ndarray, ordinals: np.ndarray,
                  offsets: np.ndarray, lengths: np.ndarray) -> None:
         self.prefixes, self.oids, self.ordinals = prefixes, oids, ordinals
         self.offsets, self.lengths = offsets, lengths
-        self._prefix_ints = memoryview(np.ascontiguousarray(prefixes, dtype=np.uint64)).cast("B").cast("Q")
+        self._prefix_ints, self._ordinal_ints, self._offset_ints, self._length_ints = (
+            memoryview(np.ascontiguousarray(column, dtype=dtype)).cast("B").cast(code)
+            for column, dtype, code in ((prefixes, np.uint64, "Q"), (ordinals, np.uint32, "I"),
+                                        (offsets, np.uint64, "Q"), (lengths, np.uint64, "Q")))
         self._oid_bytes = oids.tobytes()
 
     def __len__(self) -> int:
         return len(self.prefixes)
 
-    def find(self, prefix: int, oid: bytes) -> Iterator[tuple[int, int, int]]:
-        ints = self._prefix_ints
-        lo, hi = 0, len(ints)
-        while lo < hi:  # bisect_left (a memoryview of 'Q' is a sequence of ints)
-            mid = (lo + hi) // 2
-            if ints[mid] < prefix:
-                lo = mid + 1
-            else:
-                hi = mid
-        i = lo
+    def find(self, prefix: int, oid: bytes) -> list[tuple[int, int, int]]:
+        ints, oids = self._prefix_ints, self._oid_bytes
+        i = bisect.bisect_left(ints, prefix)
+        found = []
         while i < len(ints) and ints[i] == prefix:
-            if self._oid_bytes[32 * i : 32 * i + 32] == oid:
-                yield int(self.ordinals[i]), int(self.offsets[i]), int(self.lengths[i])
+            if oids[32 * i : 32 * i + 32] == oid:
+                found.append((self._ordinal_ints[i], self._offset_ints[i], self._length_ints[i]))
             i += 1
-
-
-def _prefixes(oids: np.ndarray) -> np.ndarray:
-    raw = np.frombuffer(np.ascontiguousarray(oids).tobytes(), dtype=np.uint8).reshape(-1, 32)[:, :8]
-    return np.ascontiguousarray(raw).view(">u8").reshape(-1).astype(np.uint64)
+        return found
 
 
 def _merge(parts: list[tuple[np.ndarray, ...]]) -> _Level:
@@ -150,7 +147,7 @@ class PackTable(MutableMapping):
 
     def _columns(self, name: str, entries: np.ndarray) -> tuple[np.ndarray, ...]:
         oids = np.ascontiguousarray(entries["oid"])
-        return (_prefixes(oids), oids, np.full(len(entries), self._ordinal[name], dtype=np.uint32),
+        return (oid_prefixes(oids), oids, np.full(len(entries), self._ordinal[name], dtype=np.uint32),
                 entries["offset"].astype(np.uint64), entries["length"].astype(np.uint64))
 
     def _forget(self, name: str) -> None:
