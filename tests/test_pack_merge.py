@@ -128,6 +128,22 @@ def test_a_pack_whose_index_disagrees_with_it_is_not_merged(project):
     assert stats.packs_merged == 3 and victim in packs_in(pack_dir(project))  # left for fsck
 
 
+@pytest.mark.parametrize("count", [0, 3, 2**40, 2**64 - 1])
+def test_a_pack_whose_index_head_miscounts_its_entries_is_not_merged(project, count):
+    """The head's count is read through pack.parse_idx, as every reader reads it: a merge
+    that read a count of 2**40 or more had asked the disk for that many entries (MemoryError,
+    OverflowError) and failed, gc with it."""
+    batches(project, 4)
+    victim = packs_in(pack_dir(project))[1]
+    idx = pack_dir(project) / f"{victim}.idx"
+    data = bytearray(idx.read_bytes())
+    data[8:16] = count.to_bytes(8, "little")
+    os.chmod(idx, 0o644)
+    idx.write_bytes(bytes(data))
+    stats = project.store.merge_packs()
+    assert stats.packs_merged == 3 and victim in packs_in(pack_dir(project))  # left for fsck
+
+
 def test_a_full_disk_during_a_merge_changes_nothing(project, monkeypatch):
     batches(project, 5)
     before = stored_bytes(project.store)

@@ -91,7 +91,7 @@ def write_pack(directory: Path, objects: list[tuple[str, bytes]], *, fsync: bool
 def _write_index(directory: Path, name: str, entries: list[tuple[bytes, int, int]], fsync: bool) -> None:
     idx_temp = directory / f".tmp-{secrets.token_hex(6)}.idx"
     with open(idx_temp, "wb") as out:
-        out.write(IDX_MAGIC + struct.pack("<Q", len(entries)))
+        out.write(_IDX_HEAD.pack(IDX_MAGIC, len(entries)))
         out.write(b"".join(_ENTRY.pack(*e) for e in sorted(entries)))
         _sync(out, fsync)
     os.chmod(idx_temp, 0o444)
@@ -151,14 +151,10 @@ def _indexed_end(path: Path) -> int:
     """Where the last record a pack index names ends (0: no readable index): more than the
     pack's length says the pack was cut short."""
     try:
-        data = path.read_bytes()
-    except OSError:
+        entries = parse_idx(path.read_bytes(), lenient=True, path=path)
+    except (OSError, CorruptPackIndexError):
         return 0
-    if data[:8] != IDX_MAGIC or len(data) < 16:
-        return 0
-    count = min(struct.unpack_from("<Q", data, 8)[0], (len(data) - 16) // _ENTRY.size)
-    entries = np.frombuffer(data, _IDX_DTYPE, count, offset=16)
-    return int((entries["offset"] + entries["length"]).max()) if count else 0
+    return int((entries["offset"] + entries["length"]).max()) if len(entries) else 0
 
 
 def _heads_match(view: Any, entries: np.ndarray) -> bool:
@@ -188,7 +184,32 @@ def _sync(out, fsync: bool) -> None:
         os.fsync(out.fileno())
 
 
+_IDX_HEAD = struct.Struct("<8sQ")
 _IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
+
+
+def parse_idx(data: Any, *, lenient: bool = False, path: object = "(read from memory)") -> np.ndarray:
+    """The entries of a pack index, from the bytes of the whole file (bytes or a map; the
+    entries are a view of them): oid, offset and length, sorted by oid (`_IDX_DTYPE`).
+
+    CorruptPackIndexError (naming `path`) when `data` is shorter than its 16-byte head, does
+    not start with `IDX_MAGIC`, or holds other than the count of entries its head names.
+    `lenient`: the whole entries there are, up to that count (how far an index cut short or
+    extended reaches: `_indexed_end`). Every reader of the format reads it here: `_Index`,
+    a merge's sources, and lab mode's bucket indexes (s3.py)."""
+    if len(data) < _IDX_HEAD.size:
+        raise CorruptPackIndexError(path, f"it is {len(data)} bytes long, shorter than its {_IDX_HEAD.size}-byte head")
+    magic, count = _IDX_HEAD.unpack_from(data)
+    if magic != IDX_MAGIC:
+        raise CorruptPackIndexError(path, f"it starts with {bytes(magic)!r}, not {IDX_MAGIC!r}")
+    held = len(data) - _IDX_HEAD.size
+    if lenient:
+        count = min(count, held // _IDX_DTYPE.itemsize)
+    elif count * _IDX_DTYPE.itemsize != held:
+        raise CorruptPackIndexError(
+            path, f"its head counts {count} entries but it holds {held / _IDX_DTYPE.itemsize:g} "
+            "(it is truncated or was extended)")
+    return np.frombuffer(data, _IDX_DTYPE, count, offset=_IDX_HEAD.size)
 
 
 def oid_prefixes(oids: np.ndarray | bytes) -> np.ndarray:
@@ -213,21 +234,12 @@ class _Index:
         self.matches: bool | None = None  # every entry names its record head (`PackSet._matches_pack`)
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
-            if size < 16:
-                raise CorruptPackIndexError(path, f"it is {size} bytes long, shorter than its 16-byte head")
             # a small index is read: a map holds a descriptor for as long as it lives (Python's
             # mmap keeps one), and a project of a pack a batch ran out of them
             self._map: mmap.mmap | bytes = (handle.read() if size <= _READ_INDEX_UNDER
                                             else mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
         try:
-            if self._map[:8] != IDX_MAGIC:
-                raise CorruptPackIndexError(path, f"it starts with {bytes(self._map[:8])!r}, not {IDX_MAGIC!r}")
-            count = struct.unpack_from("<Q", self._map, 8)[0]
-            if count * _IDX_DTYPE.itemsize != size - 16:
-                raise CorruptPackIndexError(
-                    path, f"its head counts {count} entries but it holds {(size - 16) / _IDX_DTYPE.itemsize:g} "
-                    "(it is truncated or was extended)")
-            self.entries = np.frombuffer(self._map, _IDX_DTYPE, count, offset=16)
+            self.entries = parse_idx(self._map, path=path)
             self.pack_size = os.stat(path.with_suffix(".pack")).st_size
         except (CorruptPackIndexError, FileNotFoundError):
             self.entries = np.empty(0, _IDX_DTYPE)
@@ -238,12 +250,12 @@ class _Index:
         # and fsck names the pack (`outside`) for `--repair` to rebuild its index.
         offsets, ends = self.entries["offset"], self.entries["offset"] + self.entries["length"]
         inside = (offsets >= len(PACK_MAGIC) + _RECORD_HEAD.size) & (ends >= offsets) & (ends <= self.pack_size)
-        self.outside = int(count - np.count_nonzero(inside))
+        self.outside = int(len(self.entries) - np.count_nonzero(inside))
         if self.outside:
             kept = self.entries[inside]
             self.close()
-            self._map = IDX_MAGIC + struct.pack("<Q", len(kept)) + kept.tobytes()
-            self.entries = np.frombuffer(self._map, _IDX_DTYPE, len(kept), offset=16)
+            self._map = _IDX_HEAD.pack(IDX_MAGIC, len(kept)) + kept.tobytes()
+            self.entries = parse_idx(self._map, path=path)
         self.raw = self._map  # entries are read with struct too: faster than numpy scalars
 
     def prefixes(self) -> np.ndarray:
@@ -346,14 +358,15 @@ def _checked_source(directory: str, name: str) -> _Source | None:
     except FileNotFoundError:
         return None
     try:
-        raw = os.read(fd, 16)
-        count = struct.unpack_from("<Q", raw, 8)[0] if len(raw) == 16 and raw[:8] == IDX_MAGIC else -1
-        body = os.pread(fd, count * _IDX_DTYPE.itemsize + 1, 16) if count > 0 else b""
+        index = os.read(fd, os.fstat(fd).st_size)
     finally:
         os.close(fd)
-    if count <= 0 or len(body) != count * _IDX_DTYPE.itemsize:
+    try:
+        entries = parse_idx(index)
+    except CorruptPackIndexError:
         return None
-    entries = np.frombuffer(body, _IDX_DTYPE)
+    if not len(entries):
+        return None
     try:
         fd = os.open(f"{directory}/{name}.pack", os.O_RDONLY | _CLOEXEC)
     except FileNotFoundError:
@@ -374,7 +387,7 @@ def _checked_source(directory: str, name: str) -> _Source | None:
                 pack = np.frombuffer(view, np.uint8)
                 heads = pack[offsets[:, None] - _RECORD_HEAD.size + np.arange(_RECORD_HEAD.size)]
                 del pack
-        wanted = np.frombuffer(body, np.uint8).reshape(-1, _IDX_DTYPE.itemsize)
+        wanted = entries.view(np.uint8).reshape(-1, _IDX_DTYPE.itemsize)
         if not ((heads[:, :32] == wanted[:, :32]).all() and (heads[:, 32:40] == wanted[:, 40:48]).all()):
             raise ValueError
     except (ValueError, OSError):
@@ -1177,7 +1190,7 @@ class PackSet:
             raise
         idx_temp = self.directory / f".tmp-{secrets.token_hex(6)}.idx"
         with open(idx_temp, "wb") as handle:
-            handle.write(IDX_MAGIC + struct.pack("<Q", len(index)))
+            handle.write(_IDX_HEAD.pack(IDX_MAGIC, len(index)))
             handle.write(index.tobytes())
             _sync(handle, fsync)
         os.chmod(idx_temp, 0o444)

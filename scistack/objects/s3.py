@@ -38,7 +38,6 @@ import json
 import os
 import secrets
 import socket
-import struct
 import tempfile
 import threading
 import time
@@ -57,6 +56,7 @@ import numpy as np
 from scistack.errors import (
     ConfigurationError,
     CorruptObjectError,
+    CorruptPackIndexError,
     GarbageCollectionError,
     GcLockLeftWarning,
     ObjectNotFoundError,
@@ -69,6 +69,7 @@ from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore, kind_in_stored
 from scistack.objects.oid import Oid, is_valid_oid, validate_oid
+from scistack.objects.pack import parse_idx
 from scistack.objects.pack_table import PackTable
 from scistack.objects.store import Freed, ObjectStore, StoredObject
 
@@ -86,8 +87,6 @@ READ_STALL = 10
 # between marking an object and taking it out of the bucket, so no later save skips it.
 SET_ASIDE_LOOK = 5.0
 _VERIFY_STEP = 4 << 20  # bytes of a bucket copy fsck holds at once while checking it
-_IDX_HEAD = struct.Struct("<8sQ")
-_IDX_DTYPE = np.dtype([("oid", "V32"), ("offset", "<u8"), ("length", "<u8")])
 
 
 def objects_location(url: str) -> str:
@@ -1170,10 +1169,11 @@ if hasattr(os, "register_at_fork"):  # (no fork, no need: Windows)
 
 
 def _parse_idx(data: bytes) -> np.ndarray:
-    magic, count = _IDX_HEAD.unpack_from(data)
-    if magic != b"SCIIDX01" or len(data) != _IDX_HEAD.size + count * _IDX_DTYPE.itemsize:
-        raise SharedServiceError("a pack index in the object store is damaged; run `scistack fsck`")
-    return np.frombuffer(data, dtype=_IDX_DTYPE, count=count, offset=_IDX_HEAD.size)
+    """A bucket pack index's entries (`pack.parse_idx`); one that is damaged is the service's fault."""
+    try:
+        return parse_idx(data)
+    except CorruptPackIndexError:
+        raise SharedServiceError("a pack index in the object store is damaged; run `scistack fsck`") from None
 
 
 def _tree_bytes(root: Path) -> int:

@@ -118,6 +118,23 @@ def test_batches_upload_whole_packs_read_back_by_ranged_gets(machine, s3_server,
     assert [LabValue.load(subject=i, session=1).data.tolist() for i in (0, 49)] == [[0], [49]]
 
 
+@pytest.mark.parametrize("kept", [10, 20])
+def test_a_pack_index_in_the_bucket_cut_short_is_named_damaged(machine, s3_server, bucket_url, kept):
+    """Read through pack.parse_idx, as every reader of the format reads it: one cut inside its
+    16-byte head had raised struct.error from the machine fetching it, not SharedServiceError."""
+    db = machine("a")
+    with db.batch():
+        for i in range(3):
+            LabValue.save(np.array([i]), subject=i, session=1)
+    client, bucket, _, keys = _bucket(s3_server, bucket_url)
+    (key,) = [k for k in keys if k.endswith(".idx")]
+    body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=bucket, Key=key, Body=body[:kept])
+    machine("b")
+    with pytest.raises(SharedServiceError, match="a pack index in the object store is damaged"):
+        LabValue.load(subject=1, session=1)
+
+
 def test_chunked_and_nested_values_read_on_another_machine_whole_lazily_and_pickled(machine):
     # the S3 store's own `_fetch` (bytes of the bucket) hid the getter decoding uses: every
     # chunked value and every dict holding an array was reported CORRUPT on a lab project
