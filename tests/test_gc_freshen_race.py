@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from scistack import BaseVariable, for_each
+from scistack.errors import GarbageCollectionError
 from scistack.fsck import fsck
 from scistack.gc import collect_garbage
 from scistack.objects import pack as pack_module
@@ -278,6 +279,25 @@ def test_a_loose_object_a_killed_gc_left_set_aside_is_put_back_by_the_next(proje
     os.rename(path, running)
     assert project.store.restore_set_aside() == 0 and running.exists()  # left to it to finish
     os.rename(running, path)
+
+
+@pytest.mark.parametrize("pid", [2**40, 10**30])
+def test_a_set_aside_name_with_a_pid_no_process_can_have_fails_neither_gc_nor_fsck(project, pid):
+    """The pid is read from a file name, so it may be anything: one too large for os.kill
+    made every gc and `fsck --repair` of the project fail with OverflowError. It is answered
+    as s3's gc lock answers it (objects/_proc.pid_alive: alive when it cannot be told), so
+    the object is left where it is, as a running gc's would be, and named missing."""
+    saved = Resaved.save(np.arange(5.0), subject=3, session="pre")
+    path = project.store.path_of(saved.oid)
+    aside = path.with_name(f".tmp-gc-{path.name}-{pid}-0123456789ab")
+    os.rename(path, aside)
+    assert project.store.restore_set_aside() == 0 and aside.exists()
+    assert not fsck(project, repair=True).ok
+    with pytest.raises(GarbageCollectionError, match="missing"):
+        collect_garbage(project, grace_seconds=0)
+    assert aside.exists()
+    os.rename(aside, path)
+    assert fsck(project).ok and Resaved.load(subject=3, session="pre").data.tolist() == list(np.arange(5.0))
 
 
 def _dead_pid() -> int:

@@ -41,6 +41,7 @@ import zstandard
 
 from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError,
                              ReadOnlyProjectError, storage_full)
+from scistack.objects._proc import pid_alive
 from scistack.objects.canonical_json import REF_MARK
 from scistack.objects.gate import PRUNE_FLOOR, WritersGate
 from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
@@ -944,7 +945,7 @@ class LocalObjectStore(ObjectStore):
         restored = 0
         for aside in self.root.glob(f"??/{_ASIDE}*") if self.root.is_dir() else ():
             name, pid = (aside.name[len(_ASIDE):].split("-") + ["", ""])[:2]
-            if pid.isdigit() and int(pid) != os.getpid() and _running(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
                 continue  # a gc running now, between its two steps: its own to finish
             target = aside.with_name(name)
             try:
@@ -1173,17 +1174,6 @@ def _unlink_unless_fresh(path: str, older_than: float | None) -> int:
     except FileNotFoundError:
         return 0
     return info.st_size
-
-
-def _running(pid: int) -> bool:
-    """Whether process `pid` is alive on this machine (a signal 0 reaches it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # (another user's)
-    return True
 
 
 def _touch(path: str | os.PathLike) -> bool:

@@ -65,6 +65,7 @@ from scistack.errors import (
     SharedAccessError,
     SharedServiceError,
 )
+from scistack.objects._proc import pid_alive, process_space
 from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore, kind_in_stored
@@ -960,7 +961,7 @@ class S3ObjectStore(ObjectStore):
         by a gc of this machine that is gone (its release failed: the bucket did not answer)
         is taken over (`_take_over_gc_lock`); any other is refused, naming its holder."""
         body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-                           "space": _process_space(), "token": secrets.token_hex(8)}).encode()
+                           "space": process_space(), "token": secrets.token_hex(8)}).encode()
         try:
             self._call("taking the gc lock", self._ob.put, "gc.lock", body, mode="create")
         except self._ob.exceptions.AlreadyExistsError:
@@ -1023,13 +1024,13 @@ class S3ObjectStore(ObjectStore):
     def _gc_lock_is_stale(self, holder: dict) -> bool:
         """Whether the gc that wrote lock `holder` is provably gone (`_take_over_gc_lock`)."""
         pid = holder.get("pid")
-        if (holder.get("host") != socket.gethostname() or holder.get("space") != _process_space()
+        if (holder.get("host") != socket.gethostname() or holder.get("space") != process_space()
                 or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
             return False
         if pid == os.getpid():
             with _GC_HELD_LOCK:
                 return not _GC_HELD.get(self.url)
-        return not _pid_alive(pid)
+        return not pid_alive(pid)
 
     def _release_gc_lock(self) -> None:
         """Delete `gc.lock`, trying twice. A lock left still (the bucket does not answer) is
@@ -1111,29 +1112,6 @@ class S3ObjectStore(ObjectStore):
 # shared poller). Values in the local cache still load in the child.
 _GC_HELD: dict[str, int] = {}  # bucket url -> gc locks this process holds there (`gc_guard`)
 _GC_HELD_LOCK = threading.Lock()
-
-
-def _process_space() -> str:
-    """Where a pid names one process: this boot of this kernel and this pid namespace (Linux;
-    a container sharing the host's name has its own). "" where that cannot be read."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:
-        return ""
-
-
-def _pid_alive(pid: int) -> bool:
-    """Whether process `pid` runs here (True when that cannot be told: never take a live lock)."""
-    if os.name == "nt":  # (os.kill there terminates the process)
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (OSError, OverflowError, ValueError):  # another user's (PermissionError), or unknown
-        return True
-    return True
 
 
 _runtime_used = [False]  # a request has been made in this process (or a parent before a fork)

@@ -17,7 +17,7 @@ import pytest
 
 from scistack.errors import GarbageCollectionError
 from scistack.gc import collect_garbage
-from scistack.objects.s3 import _process_space
+from scistack.objects._proc import process_space
 
 from .test_lab_objects import LabValue, _bucket, machine  # noqa: F401 - `machine` is a fixture
 
@@ -26,7 +26,7 @@ def _leave_lock(s3_server, bucket_url, **fields) -> bytes:
     """Write `gc.lock` as a gc of this machine (unless `fields` say otherwise) had left it."""
     client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
     body = json.dumps({"host": socket.gethostname(), "pid": 0, "since": time.time() - 60,
-                       "space": _process_space()} | fields).encode()
+                       "space": process_space()} | fields).encode()
     client.put_object(Bucket=bucket, Key=f"{prefix}/gc.lock", Body=body)
     return body
 
