@@ -40,7 +40,7 @@ from scistack.gcpause import paused
 from scistack.index import simple_puts
 from scistack.index.journal import Journal, size_now
 from scistack.index.state import call_changes, key_of, keys_of
-from scistack.index.views import STATIC_VIEWS, add_shapes, doubles_sql, refresh_views, shown_as_text
+from scistack.index.views import STATIC_VIEWS, VIEW_SUFFIXES, add_shapes, doubles_sql, refresh_views, shown_as_text
 from scistack.index.writer import Writer
 from scistack.lazy_import import lazy_module
 from scistack.objects.canonical_json import maybe_big_int
@@ -899,6 +899,23 @@ def _view_named(con: duckdb.DuckDBPyConnection, word: str) -> str | None:
     return found[0][0] if found else None
 
 
+_NO_TABLE = re.compile(r'Table with name (\S+) does not exist')
+
+
+def _deleted_variable(con: duckdb.DuckDBPyConnection, word: str) -> str | None:
+    """The variable whose every record was deleted (so its views were dropped) that a name in
+    a query names (`X`, or one of its views `X_all`...), if any."""
+    candidates = [word, *(word[:-len(suffix)] for suffix in VIEW_SUFFIXES if word.lower().endswith(suffix))]
+    try:
+        found = con.execute(
+            "SELECT d.var FROM scistack.deleted d WHERE lower(d.var) IN (SELECT lower(unnest(CAST(? AS VARCHAR[])))) "
+            "AND NOT EXISTS (SELECT 1 FROM scistack.refs r WHERE lower(r.var) = lower(d.var)) "
+            "ORDER BY d.deleted_at DESC LIMIT 1", [candidates]).fetchall()
+    except duckdb.Error:  # (the failed statement may have left the connection unusable)
+        return None
+    return found[0][0] if found else None
+
+
 _TEXT_COLUMN = re.compile(r"Could not convert string '.*' to \w+ when casting from source column (\w+)")
 _HINT_LINES = 3  # DuckDB's own hints kept ('Did you mean "Score"?', 'Candidate bindings: "value"')
 
@@ -916,6 +933,12 @@ def _query_failed(error: str, con: duckdb.DuckDBPyConnection) -> str:
                 f'its view\'s name in double quotes, e.g. SELECT * FROM "{name}"')
     if _not_utf8(error):
         return f"the query failed: {first} The index holds {_NOT_UTF8_ROW}: {_NOT_UTF8_FIX}"
+    missing = _NO_TABLE.search(first)
+    gone = _deleted_variable(con, missing.group(1)) if missing else None
+    if gone:  # its views went with its last record
+        return (f"the query failed: {first} Every value of the variable {gone} was deleted, so it has "
+                f"no views; `scistack undelete {gone}` brings its values and views back (until "
+                "`scistack gc` frees them)")
     mixed = _TEXT_COLUMN.search(first)
     if mixed:  # a key saved both as numbers and as text is a VARCHAR column
         column = mixed.group(1)

@@ -124,24 +124,48 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
             return True
         return False
 
-    for var, shape in _shapes(con, names).items():
+    shapes = _shapes(con, names)
+    made: set[str] = set()
+    for var, shape in shapes.items():
         if blocked(var):
             continue
         columns = view_columns(schema_keys, shape)
         con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
+        made.add(var)
         if not yields(f"{var}_all", var):
             con.execute(_view_sql(var, schema_keys, shape, columns, newest=False))
+            made.add(f"{var}_all")
         if not yields(f"{var}_branches", var):
             con.execute(_view_sql(var, schema_keys, shape, columns, newest=True, per_branch=True))
+            made.add(f"{var}_branches")
         if "TABLE" in shape.sqltypes and not yields(f"{var}_rows", var):
             try:  # built from the frames' own column names: whatever they are, never a sync
                 con.execute(_rows_sql(con, var, schema_keys, columns))  # that fails each time
+                made.add(f"{var}_rows")
             except duckdb.Error as exc:
                 log.warning("the view %s_rows could not be made (%s); %s and its other views are "
                             "there", var, str(exc).strip().splitlines()[0][:160], var)
+    _drop_stale(con, names, made, all_vars)
     for name, sql in _STATIC.items():
         if not yields(name):
             con.execute(sql)
+
+
+def _drop_stale(con: duckdb.DuckDBPyConnection, names: list[str], made: set[str], all_vars: set[str]) -> None:
+    """Drop the views of `names` this sync did not make again: those of a variable whose every
+    record was deleted (`ls` and `scistack_variables` no longer list it, and a rebuild from the
+    journal would not make them; `undelete` brings its records, and so its views, back), and
+    `<Var>_rows` once no frame of the variable is left. Only views: a table of the user's own
+    is never touched, nor a view named after another variable (its own view), nor a view
+    of a variable not touched by this sync (a view the user made in the file keeps its name)."""
+    views = {name.lower() for (name,) in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_catalog = current_database() AND table_type = 'VIEW'").fetchall()}
+    kept = {name.lower() for name in made} | all_vars | {name.lower() for name in STATIC_VIEWS}
+    for var in names:
+        for name in (var, *(var + suffix for suffix in VIEW_SUFFIXES)):
+            if name.lower() in views and name.lower() not in kept:
+                con.execute(f"DROP VIEW main.{quote(name)}")
 
 
 _warned: set[tuple] = set()
