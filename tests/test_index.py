@@ -651,6 +651,10 @@ def _what_reads_say(db) -> dict:
         frame = var.load_all(as_df=True)
         said[name + " df"] = sorted(map(tuple, frame[["subject", "session"]].values.tolist())) if len(frame) else []
         said[name + " addresses"] = sorted(db.index.live_addresses(name))
+        said[name + " records"] = sorted((r.addr_key, r.vkeys_key, r.oid) for r in db.index.records(name))
+        said[name + " newest"] = sorted((r.addr_key, r.vkeys_key, r.oid) for r in db.index.newest(name, 20))
+        said[name + " versions"] = {key: [(r.vkeys_key, r.oid) for r in db.index.versions_at(name, key)]
+                                    for key in db.index.live_addresses(name)}
         for subject in (1, 2):
             try:
                 found = var.load(subject=subject, session="pre")
@@ -730,6 +734,33 @@ def test_a_batch_counts_a_save_of_the_value_already_there_once(project):
         MaxActivation.save(4.0, subject=3, session="pre")
         inside = db.index.count("MaxActivation")
     assert inside == db.index.count("MaxActivation") == 5
+
+
+def test_a_batch_lists_a_save_of_the_value_already_there_once(project):
+    """`records`, `newest` and `versions_at` listed a held save of the value current at its
+    address beside the record already there, until the flush (`count` and loads were right)."""
+    db = project
+    MaxActivation.save(1.0, subject=1, session="pre")
+    MaxActivation.save(2.0, subject=2, session="pre")
+    here = key_of({"subject": 1, "session": "pre"})
+
+    def listed():
+        return (sorted((r.addr_key, r.oid) for r in db.index.records("MaxActivation")),
+                sorted((r.addr_key, r.oid) for r in db.index.newest("MaxActivation", 10)),
+                [r.oid for r in db.index.versions_at("MaxActivation", here)])
+
+    before = listed()
+    with db.batch():
+        MaxActivation.save(1.0, subject=1, session="pre")  # already there
+        MaxActivation.save(1.0, subject=1, session="pre")
+        assert listed() == before
+        MaxActivation.save(3.0, subject=1, session="pre")  # a new value, then the old one again
+        MaxActivation.save(1.0, subject=1, session="pre")
+        MaxActivation.save(4.0, subject=3, session="pre")
+        inside = listed()
+        assert len(inside[0]) == len(inside[1]) == db.index.count("MaxActivation") == 5
+    assert listed() == inside
+    assert [r.version for r in db.index.versions_at("MaxActivation", here)] == [1, 2, 3]
 
 
 def test_the_background_sync_leaves_the_file_to_a_detached_sync_at_work(project):

@@ -261,7 +261,7 @@ class Index:
         self.refresh()
         if not self._pending:
             return self._fold.records(var)
-        return self._less_held_deletes(var, self._fold.records(var)) + list(self._overlay.records(var))
+        return self._less_held_deletes(var, self._fold.records(var)) + self._held_kept(var)
 
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
         """All live versions at one address, oldest first."""
@@ -269,7 +269,41 @@ class Index:
         found = self._fold_versions(var, addr_key)
         if not self._pending:
             return found
-        return self._less_held_deletes(var, found) + self._overlay.versions_at(var, addr_key)
+        return self._less_held_deletes(var, found) + self._held_kept(var, addr_key)
+
+    def _held_kept(self, var: str, addr_key: str | None = None) -> list[RefRecord]:
+        """The batch's held records of `var` (at `addr_key`) that its flush will write: not
+        those that repeat the value current at their address (`_held_dropped`). They had been
+        listed by `records`, `versions_at` and `newest` beside the record already there, until
+        the flush (while `count` left them out)."""
+        held = list(self._overlay.records(var)) if addr_key is None else self._overlay.versions_at(var, addr_key)
+        if not held:
+            return []
+        dropped = self._held_dropped(var, addr_key)
+        return [r for r in held if (r.addr_key, r.version) not in dropped] if dropped else held
+
+    def _held_dropped(self, var: str, addr_key: str | None = None) -> set[tuple[str, int]]:
+        """(address key, held version) of each of the batch's held saves of `var` (at `addr_key`)
+        its flush will drop: each repeats the value (of the same call) current at its address,
+        in the fold or saved earlier in the batch (`_settle`, the flush's own rule, asked of the
+        variable's held lines). For one address the lines are those of its held records and of
+        the held deletes there (a batch writes what it holds before a delete, so a held delete
+        precedes every held save and names a record of the fold), not a scan of the batch."""
+        if addr_key is None:
+            mine = [e for e in self._pending or () if e["op"] in ("put", "del") and e.get("var") == var]
+        else:
+            held = self._overlay.versions_at(var, addr_key)
+            if not held:
+                return set()
+            addr = held[0].addr
+            gone = (self._held_gone(var) or {}).get(addr_key, ())
+            mine = [*({"op": "del", "var": var, "addr": addr, "version": v} for v in sorted(gone)),
+                    *(r.to_entry() for r in held)]
+        if not any(e["op"] == "put" for e in mine):
+            return set()
+        dropped: list[dict[str, Any]] = []
+        self._settle(mine, dropped)
+        return {(addr_key if addr_key is not None else key_of(e["addr"]), e["version"]) for e in dropped}
 
     def highest_version(self, var: str, addr_key: str) -> int:
         """The highest version ever saved at an address (0: never), deleted ones included: a
@@ -308,16 +342,10 @@ class Index:
                 - self._held_repeats(var))
 
     def _held_repeats(self, var: str) -> int:
-        """How many of the batch's held saves of `var` its flush will drop: each repeats the
-        value (of the same call) current at its address, in the fold or saved earlier in the
-        batch (`_settle`, asked of the variable's held lines). They had been counted, with the
-        record already there, until the flush: `count` said 3 of a variable with 2 records."""
-        mine = [e for e in self._pending or () if e["op"] in ("put", "del") and e.get("var") == var]
-        if not any(e["op"] == "put" for e in mine):
-            return 0
-        dropped: list[dict[str, Any]] = []
-        self._settle(mine, dropped)
-        return len(dropped)
+        """How many of the batch's held saves of `var` its flush will drop (`_held_dropped`).
+        They had been counted, with the record already there, until the flush: `count` said 3
+        of a variable with 2 records."""
+        return len(self._held_dropped(var))
 
     def newest(self, var: str, limit: int) -> list[RefRecord]:
         """The variable's `limit` most recently saved live records (held ones too), newest first."""
@@ -326,7 +354,7 @@ class Index:
             return self._fold.newest(var, limit)
         gone = self._held_gone(var) or {}
         found = self._less_held_deletes(var, self._fold.newest(var, limit + sum(map(len, gone.values()))))
-        return sorted([*found, *self._overlay.records(var)], key=lambda r: (r.created_at, r.version),
+        return sorted([*found, *self._held_kept(var)], key=lambda r: (r.created_at, r.version),
                       reverse=True)[:limit]
 
     def byte_total(self, var: str) -> tuple[int, list[tuple[str, str, int | None]]] | None:
