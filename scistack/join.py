@@ -87,7 +87,7 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         # and a number column with a None (pandas holds both as objects) too
         meta = [c for c in result.columns if c not in names or _scalars(result[c])]
         columns = {c: result[c].tolist() for c in meta}
-        # (a value column is compared as it is; a key's bool beside numbers as text, as in the views)
+        # (a key's bool beside numbers as text, a value column's as JSON, as in the views)
         result = result.iloc[matching_rows(columns, where, len(result), values=names)]
     order = [k for k in db.schema_keys if k in result.columns]
     return result.sort_values(order, kind="stable").reset_index(drop=True) if order else result

@@ -17,7 +17,7 @@ from typing import Any
 
 from scistack.errors import QueryError
 from scistack.index import RefRecord
-from scistack.index.views import param_columns, shown_as_text
+from scistack.index.views import param_columns, quote, shown_as_text
 from scistack.lazy_import import lazy_module
 from scistack.objects.store import ObjectStore
 from scistack.records import call_tree, function_name_of
@@ -200,22 +200,41 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
     sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
     check_predicate(sql, list(columns), params=params)
     texts: list[str] = []  # columns mixing text and numbers, compared as text
-    table = pa.table({**{k: _arrow(v, k, texts, key=k not in values) for k, v in columns.items()},
-                      "__row": pa.array(range(n_rows), pa.int64())})
+    jsons = [k for k in columns if k in values and _bools_beside_numbers(columns[k])]
+    arrays: dict[str, pa.Array] = {}
+    for i, (k, v) in enumerate(columns.items()):
+        if k in jsons:  # each value in the column of its type, JSON made of them by DuckDB below
+            arrays.update({f"__{kind}{i}": part for kind, part in _json_parts(v).items()})
+        else:
+            arrays[k] = _arrow(v, k, texts, key=k not in values)
+    table = pa.table({**arrays, "__row": pa.array(range(n_rows), pa.int64())})
     con = duckdb.connect(":memory:", config={"enable_external_access": False})
     try:
         # a filter pushed into the Arrow scan compares NaN as Arrow does (NaN > 1 false), where
         # DuckDB's own tables, the views, have NaN above every number: `value > 1` left out the
         # NaN records `scistack sql` returns
         con.execute("SET disabled_optimizers = 'filter_pushdown'")
-        con.register("__records", table)
+        source = "__records"
+        if jsons:  # (the views' `COALESCE(to_json(v.i), to_json(v.d), to_json(v.b), ...)`)
+            con.register("__parts", table)
+            made = ", ".join(
+                f"COALESCE(to_json(__i{i}), to_json(__d{i}), to_json(__b{i})) AS {quote(k)}"
+                for i, k in enumerate(columns) if k in jsons)
+            hidden = ", ".join(f"__{kind}{i}" for i, k in enumerate(columns) if k in jsons for kind in "idb")
+            con.execute(f"CREATE TEMP VIEW __records AS SELECT * EXCLUDE ({hidden}), {made} FROM __parts")
+        else:
+            con.register(source, table)
         try:
-            rows = con.execute(f"SELECT __row FROM __records WHERE ({sql}) ORDER BY __row", params).fetchall()
+            rows = con.execute(f"SELECT __row FROM {source} WHERE ({sql}) ORDER BY __row", params).fetchall()
         except duckdb.Error as exc:
             named = [k for k in texts if re.search(rf"\b{re.escape(k)}\b", sql)]
             hint = (f"; {named[0]} holds text as well as numbers (some values were saved as strings, "
                     f"or as true/false beside numbers), "
                     f"so it is compared as text: e.g. {named[0]} = '5'") if named else ""
+            named = [k for k in jsons if re.search(rf"\b{re.escape(k)}\b", sql)]
+            hint = hint or (f"; {named[0]} holds true/false beside numbers, so it is JSON, as in the "
+                            f"views (compared by casting it to the other side's type): cast it yourself, "
+                            f"e.g. CAST({named[0]} AS DOUBLE) > 1 (true is 1.0)") if named else hint
             words = _reserved_columns(con, [text for kind, text, _ in _tokens(sql) if kind == "name"])
             if words and not hint:
                 hint = (f"; {words[0]} is an SQL word: write the column in double quotes, "
@@ -224,6 +243,33 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
     finally:
         con.close()
     return [r[0] for r in rows]
+
+
+def _bools_beside_numbers(values: list[Any]) -> bool:
+    """Whether a value column holds true/false beside numbers (and None) only: its view is
+    JSON then (`views._value_expr`: one SQL type per variable, JSON when its values mix), and
+    DuckDB compares a JSON value by casting it to the other side's type (`value = 1` holds for
+    true and 1, `value = true` for every value but 0 and false, `value = '1'` compares its
+    text). Arrow guesses a column's type from its first value: [2.5, True, 1] became doubles,
+    True 1.0, while [True, 2.5, 1] became text ('true'), and `value = 1` failed on it."""
+    kinds = {bool if type(v) is bool else float if isinstance(v, (int, float)) else object
+             for v in values if v is not None}
+    return kinds == {bool, float}
+
+
+def _json_parts(values: list[Any]) -> dict[str, pa.Array]:
+    """A value column of bools and numbers split into its BIGINT, DOUBLE and BOOLEAN parts, as
+    the inline rows hold them (`inline._scalar`: an int beyond 64 bits is a double)."""
+    def part(wanted) -> list[Any]:
+        return [v if wanted(v) else None for v in values]
+
+    def big(v: Any) -> bool:
+        return type(v) is int and not -(1 << 63) <= v < (1 << 63)
+
+    return {"i": pa.array(part(lambda v: type(v) is int and not big(v)), pa.int64()),
+            "d": pa.array([float(v) if v is not None else None
+                           for v in part(lambda v: type(v) is float or big(v))], pa.float64()),
+            "b": pa.array(part(lambda v: type(v) is bool), pa.bool_())}
 
 
 def _reserved_columns(con, names: list[str]) -> list[str]:
