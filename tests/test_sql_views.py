@@ -631,6 +631,40 @@ def test_the_views_of_a_variable_deleted_whole_go_and_come_back_with_undelete(pr
     assert _views(project) == ["Typed", "Typed_all", "Typed_branches", "scistack_runs", "scistack_variables"]
 
 
+def test_views_of_the_users_own_are_never_dropped_with_a_variables(tmp_path, monkeypatch):
+    """Dropping a deleted variable's views must touch only views scistack made: a view made by
+    hand under a name of the variable's (`Typed_rows` over a variable of numbers, which has no
+    rows view) survived every sync before, and a table of the user's named like the variable
+    (which only keeps its main view from being made) must not take `Typed_all` with it."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "own.duckdb"
+    db = scistack.configure_database(path, ["subject", "session"])
+    Typed.save(1.5, subject=1, session="pre")
+    db.close()
+    con = duckdb.connect(str(path))
+    con.execute("CREATE VIEW Typed_rows AS SELECT 42 AS answer")
+    con.close()
+    db = scistack.configure_database(path, ["subject", "session"])
+    try:
+        Typed.save(2.5, subject=2, session="pre")
+        db.sync()
+        assert db.sql("SELECT answer FROM Typed_rows")["answer"].tolist() == [42]
+    finally:
+        db.close()
+    con = duckdb.connect(str(path))
+    con.execute("DROP VIEW Typed")
+    con.execute("CREATE TABLE typed AS SELECT 1 AS mine")
+    con.close()
+    db = scistack.configure_database(path, ["subject", "session"])
+    try:
+        Typed.save(3.5, subject=3, session="pre")
+        db.sync()
+        assert db.sql("SELECT value FROM Typed_all ORDER BY subject")["value"].tolist() == [1.5, 2.5, 3.5]
+        assert db.sql("SELECT answer FROM Typed_rows")["answer"].tolist() == [42]
+    finally:
+        db.close()
+
+
 def test_a_value_unreadable_at_sync_is_read_again_later(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     db = scistack.configure_database(tmp_path / "late.duckdb", ["subject", "session"], sync_delay=3600)

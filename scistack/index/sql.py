@@ -932,7 +932,8 @@ def _query_failed(error: str, con: duckdb.DuckDBPyConnection) -> str:
         return (f"the query failed: {first} {keyword.group(1)} is an SQL keyword as well as a variable: put "
                 f'its view\'s name in double quotes, e.g. SELECT * FROM "{name}"')
     if _not_utf8(error):
-        return f"the query failed: {first} The index holds {_NOT_UTF8_ROW}: {_NOT_UTF8_FIX}"
+        return (f"the query failed: {first} If the query reads saved values, the index holds {_NOT_UTF8_ROW}: "
+                f"{_NOT_UTF8_FIX}. (Text of the query's own that is not UTF-8 fails the same way.)")
     missing = _NO_TABLE.search(first)
     gone = _deleted_variable(con, missing.group(1)) if missing else None
     if gone:  # its views went with its last record

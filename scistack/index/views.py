@@ -127,7 +127,8 @@ def refresh_views(con: duckdb.DuckDBPyConnection, schema_keys: list[str], variab
     shapes = _shapes(con, names)
     made: set[str] = set()
     for var, shape in shapes.items():
-        if blocked(var):
+        if blocked(var):  # (its other views, made before the table came, keep answering)
+            made.update(var + suffix for suffix in VIEW_SUFFIXES)
             continue
         columns = view_columns(schema_keys, shape)
         con.execute(_view_sql(var, schema_keys, shape, columns, newest=True))
@@ -155,17 +156,27 @@ def _drop_stale(con: duckdb.DuckDBPyConnection, names: list[str], made: set[str]
     """Drop the views of `names` this sync did not make again: those of a variable whose every
     record was deleted (`ls` and `scistack_variables` no longer list it, and a rebuild from the
     journal would not make them; `undelete` brings its records, and so its views, back), and
-    `<Var>_rows` once no frame of the variable is left. Only views: a table of the user's own
-    is never touched, nor a view named after another variable (its own view), nor a view
-    of a variable not touched by this sync (a view the user made in the file keeps its name)."""
-    views = {name.lower() for (name,) in con.execute(  # (0.5 ms; information_schema took 2.8)
-        "SELECT view_name FROM duckdb_views() WHERE schema_name = 'main' "
+    `<Var>_rows` once no frame of the variable is left. Only views scistack made (`_ours`): a
+    view or table of the user's own is never touched (`Score_rows` made by hand over a
+    variable of numbers), nor a view named after another variable (its own view), nor a view
+    of a variable not touched by this sync."""
+    views = {name.lower(): sql for name, sql in con.execute(  # (0.5 ms; information_schema took 2.8)
+        "SELECT view_name, sql FROM duckdb_views() WHERE schema_name = 'main' "
         "AND database_name = current_database() AND NOT internal").fetchall()}
     kept = {name.lower() for name in made} | all_vars | {name.lower() for name in STATIC_VIEWS}
     for var in names:
         for name in (var, *(var + suffix for suffix in VIEW_SUFFIXES)):
-            if name.lower() in views and name.lower() not in kept:
+            sql = views.get(name.lower())
+            if sql is not None and name.lower() not in kept and _ours(sql):
                 con.execute(f"DROP VIEW main.{quote(name)}")
+
+
+def _ours(sql: str) -> bool:
+    """Whether a view's SQL (as DuckDB keeps it) is one `_view_sql` or `_rows_sql` wrote: only
+    they read the call names (`scistack.call_info`) or number a frame's rows from
+    `scistack.frame_rows`. (DuckDB keeps neither comments nor a COMMENT ON through CREATE OR
+    REPLACE, so the SQL itself is the mark.)"""
+    return "scistack.call_info" in sql or ("scistack.frame_rows" in sql and " AS row_n" in sql)
 
 
 _warned: set[tuple] = set()
