@@ -52,7 +52,7 @@ from scistack.foreach.execute import (
 )
 from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
-from scistack.foreach.inputs import EachOf, Fixed, Resolved, constant, is_loaded_input, is_variable, resolve
+from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (
     check_arguments,
     check_counts,
@@ -291,6 +291,17 @@ class _Run:
         self._kept_saves: dict[str, list[tuple]] = {}
         self._kept_files: list[tuple[str, str]] = []  # PathOutput files of cached calls with other bytes (edited)
 
+    def input_variables(self) -> list[str]:
+        """The variables this run reads (a `Fixed` one's, each `Merge` member's; a
+        `PathInput` reads files): what its call records name as their inputs."""
+        names: set[str] = set()
+        for spec in self.loaded.values():
+            for part in spec.variables if isinstance(spec, Merge) else (spec,):
+                part = part.variable if isinstance(part, Fixed) else part
+                if is_variable(part):
+                    names.add(part.__name__)
+        return sorted(names)
+
     def execute(self, combos: list[dict[str, Any]], workers: int | None, executor: cf.Executor | None,
                 progress: bool | None, chunk_size: int | None, verbose: bool = False) -> RunReport:
         t0 = time.perf_counter()
@@ -334,7 +345,8 @@ class _Run:
                     # last one failed somewhere: `status` and `why` go by the newest run there)
                     items_oid = report.store_items(self.db.store, self.vkeys)
                     self.db.index.put_run(report.to_record(items_oid, utc_now(),
-                                                           [v.__name__ for v in self.outputs]))
+                                                           [v.__name__ for v in self.outputs],
+                                                           self.input_variables()))
         finally:
             if bar is not None:
                 bar.close()

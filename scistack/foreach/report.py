@@ -114,10 +114,14 @@ class RunReport:
         detail = htmlrepr.table([*keys, "status", "why"], rows, more=max(0, len(shown) - 100)) if rows else ""
         return f"<p><b>{htmlrepr.cell(self.headline(), 300)}</b></p>{detail}"
 
-    def to_record(self, items_oid: str | None, t: str, outputs: list[str]) -> RunRecord:
-        """The journalled record of this run."""
+    def to_record(self, items_oid: str | None, t: str, outputs: list[str],
+                  inputs: list[str] | None = None) -> RunRecord:
+        """The journalled record of this run; `inputs`: the variables it read (sorted; an
+        `EachOf` alternative's run names its own), which tell the graph which step of a
+        function it was (a run whose every call failed left no call record to say)."""
+        extra = {} if inputs is None else {"inputs": sorted(inputs)}
         return RunRecord(self.run_id, self.function, self.counts, round(self.duration, 6), items_oid,
-                         self.dry_run, tuple(outputs), t)
+                         self.dry_run, tuple(outputs), t, extra)
 
     def items_tree(self, vkeys: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Per-combination statuses as plain data (stored as an object, read by `scistack status`).

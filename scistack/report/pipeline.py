@@ -6,13 +6,18 @@ inputs (`fn:scale(Force2)`); one node had drawn a cycle through Force2.
 Edges come from the lineage records: which function computed a variable, and which
 variables it read. They are read from the call records of a variable's newest records (at
 most three call records a variable, not one per value: the graph must stay cheap for
-projects of 100k values), and from the run reports, which name each run's outputs (so a
-function whose every call failed still appears, without input edges). A function that made
-only old values of a variable, none among its 20 newest, is therefore not drawn for it.
+projects of 100k values), and from the run reports, which name each run's outputs and
+inputs (so a step whose every call failed, or whose every value was deleted, still appears
+with its input edges; a run journalled before runs named their inputs adds its outputs to a
+use of its function that made them, else to a node of its own without input edges). A
+function that made only old values of a variable, none among its 20 newest, and has no such
+run is therefore not drawn for it.
 A `PathInput` is a source node of its own, "raw files: raw/{subject}/s_{session}.csv" (the
 path a sampled call read, each address value in it written back as its key: the call
 records the file, not the template), with an edge to each function that read such files
-(it had been drawn with no inputs). States are never judged here: the counts are `status_summary`'s, as `scistack status` prints them.
+(it had been drawn with no inputs). States are never judged here: a variable's counts are
+`status_summary`'s, as `scistack status` prints them; a function's are its own step's
+(`_own_counts`), an address once, judged by `status` too.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any
 
 from scistack.database import Database
 from scistack.report.history import CallInfo, CallReader
-from scistack.report.status import STATUSES, no_values, status_summary
+from scistack.report.status import STATUSES, input_variables, no_values, status_cells, status_summary, step_counts
 
 # A node's state, worst first: what its colour says.
 STATES = ("failed", "stale", "missing", "unknown", "current")
@@ -75,12 +80,13 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
     uses: dict[tuple[str, frozenset[str]], dict[str, Any]] = {}
     for var in counts:
         for call, addr in _sample_calls(db, reader, var):
-            use = uses.setdefault((call.function, frozenset(_input_variables(call))),
+            use = uses.setdefault((call.function, frozenset(input_variables(call))),
                                   {"module": call.module, "outputs": set(), "raw": set()})
             use["outputs"].add(var)
             use["raw"] |= {raw_pattern(item.raw_file[0], addr, db.schema_keys)
                            for item in call.inputs if item.raw_file}
-    for run in db.index.runs():  # (a run names outputs only: a use that made them, else its own)
+    for run in db.index.runs():  # (a run names its inputs, or, journalled before they were,
+        # outputs only: then a use that made them, else its own)
         if run.function and run.outputs and not run.dry_run:
             outputs = set(run.outputs)
             if not _made_any(run):  # (every combination missed an input): drawn as the maker only
@@ -89,6 +95,11 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
                 outputs = {v for v in outputs if not any((counts.get(v) or {}).values())}
                 if not outputs:
                     continue
+            if "inputs" in run.extra:  # its own step, drawn with its inputs though none of its
+                # values is left (all deleted, or every call failed)
+                uses.setdefault((run.function, frozenset(run.extra["inputs"])),
+                                {"module": "", "outputs": set(), "raw": set()})["outputs"] |= outputs
+                continue
             known = [u for (name, _), u in uses.items() if name == run.function and u["outputs"] & outputs]
             for use in known or [uses.setdefault((run.function, frozenset()),
                                                  {"module": "", "outputs": set(), "raw": set()})]:
@@ -101,19 +112,47 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
     nodes += [GraphNode(f"raw:{p}", "raw", f"raw files: {p}", "", dict.fromkeys(STATUSES, 0),
                         note="files read by PathInput") for p in patterns]
     used = [name for name, _ in uses]
+    own = _own_counts(db, {step: tuple(sorted(use["outputs"])) for step, use in uses.items()}, counts)
     for (name, inputs), use in sorted(uses.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
         outputs = sorted(use["outputs"])
         node = f"fn:{name}" if used.count(name) == 1 else f"fn:{name}({', '.join(sorted(inputs))})"
-        total = dict.fromkeys(STATUSES, 0)
-        for var in outputs:
-            for status, n in (counts.get(var) or {}).items():
-                total[status] += n
+        total = own[(name, inputs)]
         note = "; ".join(dict.fromkeys(notes[v] for v in outputs if v in notes)) if not any(total.values()) else ""
         nodes.append(GraphNode(node, "function", name, state_of(total), total, use["module"], tuple(outputs), note))
         edges += [(f"raw:{p}", node) for p in sorted(use["raw"])]
         edges += [(f"var:{v}", node) for v in sorted(inputs)]
         edges += [(node, f"var:{v}") for v in outputs]
     return PipelineGraph(nodes, edges)
+
+
+def _own_counts(db: Database, steps: dict[tuple[str, frozenset[str]], tuple[str, ...]],
+                counts: dict[str, dict[str, int]]) -> dict[tuple[str, frozenset[str]], dict[str, int]]:
+    """Each step's counts, an address once: its output's counts where it alone makes one
+    variable; the worst of its outputs per grid row where it alone makes several (a failure
+    at one combination is one failed, not one per output); where another step makes one of
+    its outputs too, its own values and failures only (`status.step_counts`). Adding up its
+    outputs' counts had lent a step every other step's failures in a variable they share."""
+    makers: dict[str, int] = {}
+    for outputs in steps.values():
+        for var in outputs:
+            makers[var] = makers.get(var, 0) + 1
+    shared = {step: outs for step, outs in steps.items() if any(makers[v] > 1 for v in outs)}
+    own = step_counts(db, shared) if shared else {}
+    for step, outputs in steps.items():
+        if step in own:
+            continue
+        if len(outputs) == 1:
+            own[step] = {**dict.fromkeys(STATUSES, 0), **(counts.get(outputs[0]) or {})}
+            continue
+        own[step] = dict.fromkeys(STATUSES, 0)
+        present = [v for v in outputs if any((counts.get(v) or {}).values())]
+        if present:
+            grid = status_cells(db, present)
+            for row in grid.grid:
+                cells = [c.status for c in row if c is not None]
+                if cells:
+                    own[step][max(cells, key=STATUSES.index)] += 1
+    return own
 
 
 def _made_any(run: Any) -> bool:
@@ -158,13 +197,3 @@ def raw_pattern(path: str, addr: dict[str, Any], schema_keys: list[str]) -> str:
         text = match.group()
         return named(text) or re.sub(r"\d+", lambda m: named(m.group()) or m.group(), text)
     return re.sub(r"[A-Za-z0-9]+", token, path)
-
-
-def _input_variables(call: CallInfo) -> set[str]:
-    found = set()
-    for item in call.inputs:
-        if item.merge:
-            found |= {str(m["var"]) for m in item.merge if m.get("var")}
-        elif item.var:
-            found.add(item.var)
-    return found

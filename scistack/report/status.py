@@ -331,6 +331,83 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
     return _grid(chosen, by_var, db.schema_keys, _empty(db, by_var))
 
 
+Step = tuple[str, frozenset[str]]  # a use of a function: its name and the variables it reads
+
+
+def input_variables(call: CallInfo) -> set[str]:
+    """The variables a call read (each `Merge` member's): with its function, the step it was."""
+    found = set()
+    for item in call.inputs:
+        if item.merge:
+            found |= {str(m["var"]) for m in item.merge if m.get("var")}
+        elif item.var:
+            found.add(item.var)
+    return found
+
+
+def step_counts(db: Database, steps: dict[Step, tuple[str, ...]]) -> dict[Step, dict[str, int]]:
+    """Per step (function, input variables) -> its outputs: how many addresses are in each
+    status by that step's own values and failures, an address once (the worst of its outputs
+    there, as a grid row is judged). A value counts for the step whose call made it (its
+    function and the variables its call read), a failure for the step its run was (the run's
+    recorded inputs; a run journalled before they were, for each step of its function with
+    that output); the same rule as `status_grid` hides a failure under a newer value. Missing
+    cells belong to no step: these counts have none. For outputs that several steps make (two
+    uses of a function, an `EachOf`'s alternatives, two functions saving one variable), where
+    the variable's own counts would lend one step another's failures."""
+    wanted = sorted({v for outs in steps.values() for v in outs})
+    of_var: dict[str, list[Step]] = {}
+    for step, outs in steps.items():
+        for var in outs:
+            of_var.setdefault(var, []).append(step)
+    run_step: dict[str, tuple[str | None, frozenset[str] | None]] = {
+        r.run_id: (r.function, frozenset(r.extra["inputs"]) if "inputs" in r.extra else None)
+        for r in db.index.runs() if r.run_id}
+    checker = StalenessChecker(db)
+    known = db.index.variables()
+    present = [v for v in wanted if v in known]
+    _learn_upstream(db, db.index.judging(), checker, present, known, prefill=True)
+    failures = {k: v for k, v in _last_runs(db, checker.calls).items() if k[0] in of_var}
+    worst: dict[Step, dict[str, int]] = {step: {} for step in steps}
+
+    def note(var: str, step: Step, addr_key: str, status: str) -> None:
+        if step in of_var.get(var, ()):
+            rank = STATUSES.index(status)
+            worst[step][addr_key] = max(worst[step].get(addr_key, rank), rank)
+
+    with db.index.reading_ahead():
+        records = {var: db.index.records(var) for var in present}
+        _read_inputs_ahead(db, checker, [r for rs in records.values() for r in rs])
+        checker.note_newer([r for rs in records.values() for r in rs])
+        newest: dict[tuple[str, str], dict[str, str]] = {}  # (var, address) -> version keys -> time
+        for var in present:
+            current: dict[tuple[str, str], RefRecord] = {}
+            for record in records[var]:  # oldest first: the last wins
+                current[(record.addr_key, record.vkeys_key)] = record
+            for (addr_key, vkeys_key), record in current.items():
+                newest.setdefault((var, addr_key), {})[vkeys_key] = record.created_at
+                call = checker.calls.get(record.call) if record.call else None
+                if call is not None:
+                    note(var, (call.function, frozenset(input_variables(call))), addr_key,
+                         checker.record_status(record)[0])
+    for (var, addr_key), variants in failures.items():
+        saved = newest.get((var, addr_key), {})
+        for vkeys_key, (status, t, _, _, run_id, vkeys) in variants.items():
+            since = saved.get(vkeys_key, "") if vkeys else max(saved.values(), default="")
+            if status != "failed" or t <= since:
+                continue
+            function, inputs = run_step.get(run_id or "", (None, None))
+            for step in of_var[var]:
+                if step[0] == function and (inputs is None or step[1] == inputs):
+                    note(var, step, addr_key, "failed")
+    out = {}
+    for step, ranks in worst.items():
+        out[step] = dict.fromkeys(STATUSES, 0)
+        for rank in ranks.values():
+            out[step][STATUSES[rank]] += 1
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class StatusSummary:
     """How many cells of each variable have each status, and the first few that are not done

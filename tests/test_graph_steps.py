@@ -1,0 +1,135 @@
+"""A function node of the pipeline graph counts its own step: the values its calls made and
+the failures of its runs, an address once. It had added up its output variables' counts, so a
+step that shares an output variable with another (two uses of one function, an `EachOf`'s
+alternatives, two functions saving one variable) showed the other's failures, and a step with
+two outputs counted each failed combination twice. A step whose every output value was
+deleted is drawn with its inputs (its runs name them)."""
+
+from __future__ import annotations
+
+from scistack import BaseVariable, EachOf, Fixed, Merge, for_each, lineage_fcn
+from scistack.report.status import status_summary
+from scistack.ui import api
+
+
+class GsX(BaseVariable):
+    pass
+
+
+class GsY(BaseVariable):
+    pass
+
+
+class GsA(BaseVariable):
+    pass
+
+
+class GsB(BaseVariable):
+    pass
+
+
+class GsOut(BaseVariable):
+    pass
+
+
+@lineage_fcn
+def gs_tens(x):
+    if x == 2:
+        raise ValueError("two is refused")
+    return x * 10
+
+
+@lineage_fcn
+def gs_pair(x):
+    if x == 2:
+        raise ValueError("two is refused")
+    return x * 10, x * 100
+
+
+@lineage_fcn
+def gs_plus(x):
+    return x + 1
+
+
+@lineage_fcn
+def gs_sum(x, y):
+    return float(x["GsX"].sum() + y)
+
+
+ZERO = {"done": 0, "stale": 0, "unknown": 0, "failed": 0, "missing": 0}
+ONE = dict(subject=[1, 2, 3], session=["pre"], progress=False, verbose=False)
+
+
+def _save_inputs() -> None:
+    for s in (1, 2, 3):
+        GsX.save(s, subject=s, session="pre")
+        GsY.save(s + 10, subject=s, session="pre")
+
+
+def _nodes(db) -> dict[str, dict]:
+    return {n["id"]: n for n in api.graph(db)["nodes"]}
+
+
+def test_a_step_with_two_outputs_counts_a_failed_combination_once(project):
+    _save_inputs()
+    for_each(gs_pair, inputs={"x": GsX}, outputs=[GsA, GsB], **ONE)
+    node = _nodes(project)["fn:gs_pair"]
+    assert node["counts"] == {**ZERO, "done": 2, "failed": 1}  # (had been done 4, failed 2)
+    assert node["state"] == "failed"
+
+
+def test_two_steps_sharing_an_output_each_count_their_own(project):
+    """gs_tens(GsX) fails at subject 2; gs_tens(GsY) makes GsOut at subject 4 only, and
+    gs_plus(GsY) at subject 5: neither of the last two shows gs_tens(GsX)'s failure."""
+    _save_inputs()
+    GsY.save(14, subject=4, session="pre")
+    GsY.save(15, subject=5, session="pre")
+    for_each(gs_tens, inputs={"x": GsX}, outputs=[GsOut], **ONE)
+    for_each(gs_tens, inputs={"x": GsY}, outputs=[GsOut], subject=[4], session=["pre"], progress=False,
+             verbose=False)
+    for_each(gs_plus, inputs={"x": GsY}, outputs=[GsOut], subject=[5], session=["pre"], progress=False,
+             verbose=False)
+    nodes = _nodes(project)
+    assert nodes["fn:gs_tens(GsX)"]["counts"] == {**ZERO, "done": 2, "failed": 1}
+    assert (nodes["fn:gs_tens(GsY)"]["counts"], nodes["fn:gs_tens(GsY)"]["state"]) == ({**ZERO, "done": 1}, "current")
+    assert (nodes["fn:gs_plus"]["counts"], nodes["fn:gs_plus"]["state"]) == ({**ZERO, "done": 1}, "current")
+    # the variable's node is what `scistack status` counts
+    assert nodes["var:GsOut"]["counts"] == status_summary(project, ["GsOut"]).counts["GsOut"] \
+        == {**ZERO, "done": 4, "failed": 1}
+
+
+def test_each_of_alternatives_count_their_own_and_agree_with_the_grid(project):
+    """EachOf(GsY, GsX): GsX's alternative fails at subject 2, GsY's succeeds there. The grid
+    has one cell there, failed, naming x='GsX'; the graph's variable node counts as the grid
+    does, the failure is GsX's alternative's, and GsY's is current."""
+    _save_inputs()
+    for_each(gs_tens, inputs={"x": EachOf(GsY, GsX)}, outputs=[GsOut], **ONE)
+    nodes = _nodes(project)
+    grid = api.grid(project, "var:GsOut")
+    assert nodes["var:GsOut"]["counts"] == grid["counts"]["GsOut"] == {**ZERO, "done": 2, "failed": 1}
+    failed = [row[0] for row in grid["rows"] if row[0]["status"] == "failed"]
+    assert [(c["addr"]["subject"], c["reason"].split(":")[0]) for c in failed] == [(2, "x='GsX'")]
+    assert nodes["fn:gs_tens(GsX)"]["counts"] == {**ZERO, "done": 2, "failed": 1}
+    assert (nodes["fn:gs_tens(GsY)"]["counts"], nodes["fn:gs_tens(GsY)"]["state"]) == ({**ZERO, "done": 3}, "current")
+    # each alternative's run names its own input
+    assert sorted(r.extra["inputs"] for r in project.index.runs()) == [["GsX"], ["GsY"]]
+
+
+def test_a_step_whose_outputs_were_all_deleted_keeps_its_input_edge(project):
+    _save_inputs()
+    for_each(gs_plus, inputs={"x": GsX}, outputs=[GsA], **ONE)
+    for s in (1, 2, 3):
+        GsA.delete(subject=s, session="pre")
+    g = api.graph(project)
+    assert sorted(map(tuple, g["edges"])) == [("fn:gs_plus", "var:GsA"), ("var:GsX", "fn:gs_plus")]
+    assert "every one deleted" in _nodes(project)["fn:gs_plus"]["note"]
+
+
+def test_a_run_names_the_variables_it_read(project):
+    """Fixed and Merge members name their variables; a constant names none."""
+    _save_inputs()
+    for_each(gs_sum, inputs={"x": Merge(GsX, Fixed(GsY, subject=1)), "y": 5}, outputs=[GsB], **ONE)
+    assert project.index.runs()[-1].extra["inputs"] == ["GsX", "GsY"]
+    # the same step as its call records name: one node, not one from the calls and one from the run
+    assert [n for n in _nodes(project) if n.startswith("fn:")] == ["fn:gs_sum"]
+    assert ("var:GsY", "fn:gs_sum") in map(tuple, api.graph(project)["edges"])
