@@ -41,7 +41,7 @@ from typing import Any
 
 from scistack.codeid._ast_normalise import ANY, ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
-from scistack.codeid._packages import is_project_module, package_version
+from scistack.codeid._packages import extension_binary, is_project_module, package_version
 from scistack.codeid._shapes import (
     Shape,
     Skeleton,
@@ -472,7 +472,7 @@ class Walk:
                 self.data.setdefault(where, value)
             return
         if isinstance(value, ModuleType):
-            if not is_project_module(value.__name__):
+            if not is_project_module(value.__name__) or extension_binary(value.__name__):
                 node.leaves.add((f"pkg:{value.__name__}", package_version(value.__name__)))
             return
         if isinstance(value, functools.partial):
@@ -551,7 +551,7 @@ class Walk:
         name = target.__qualname__ if isinstance(target, type) else _code_qualname(target)
         if isinstance(target, FunctionType):
             module = home_module(target)
-        if is_project_module(module):
+        if is_project_module(module) and not (isinstance(target, type) and extension_binary(module)):
             kind = "class" if isinstance(target, type) else "helper"
             node.targets[(f"{kind}:{module}.{name}", id(target))] = target
         else:

@@ -12,7 +12,9 @@ the safe side: at worst a needless recompute, never a stale result. A module wit
 that holds no Python code is a library's: Cython 3's shared runtime module
 (``_cython_3_2_4``, home of the type of every Cython function, ``np.random.seed`` among
 them), an extension's submodule of C types; and so is a namespace package all of whose
-directories are library directories.
+directories are library directories. The project's own compiled extension module (a ``.so``
+in the project folder) is project code without source: it counts by the digest of its binary
+(`extension_binary`, `binary_build`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import platform
 import sys
 import sysconfig
+import time
 from collections.abc import Iterator
 from types import FunctionType
 
@@ -123,7 +126,6 @@ def python_version() -> str:
     return f"python=={platform.python_version()}"
 
 
-@functools.lru_cache(maxsize=1024)
 def package_version(module_name: str) -> str:
     """``dist==version build:<digest>`` of the distribution providing `module_name` (cached).
 
@@ -131,8 +133,158 @@ def package_version(module_name: str) -> str:
     distribution's ``RECORD`` lists (the installer's own files left out, so pip and uv agree),
     or, for an editable install, of the package's source files as they are now. The standard
     library and builtins answer with the Python version. A module that no installed
-    distribution claims answers with its ``__version__`` or ``unknown``.
+    distribution claims answers with its ``__version__`` or ``unknown``. The project's own
+    compiled extension module (a ``.so`` built in the project folder: `extension_binary`)
+    answers with the digest of its binary, ``ext==unknown build:so-<digest>`` (`binary_build`):
+    a rebuild with other code is another identity, where the version alone had served the
+    results of the old binary.
     """
+    binary = extension_binary(module_name)
+    if binary is not None:
+        name, path, loaded = binary
+        version = getattr(sys.modules.get(name), "__version__", None)
+        head = f"{name}=={version if isinstance(version, str) else 'unknown'}"
+        return f"{head} build:{binary_build(path, loaded)}"
+    return _package_version(module_name)
+
+
+def extension_binary(module_name: str) -> tuple[str, str, bool] | None:
+    """(module name, binary file, imported) of the project's own compiled extension module
+    that `module_name` names, or holds (``ext.value``, a C type ``ext.Grid``, ``ext.sub.f``
+    of a submodule without a file that the extension made); None for any other module. An
+    extension in an installed package or the standard library is a library's (`_is_library_path`).
+
+    The module imported in this process is asked for its ``__file__``; a name no imported
+    module holds (`why`/`status` on a `__main__` script's record) is looked for on
+    ``sys.path`` as the import system would find it, without importing anything."""
+    parts = module_name.split(".")
+    for n in range(len(parts), 0, -1):
+        module = sys.modules.get(".".join(parts[:n]))
+        if module is None:
+            continue
+        path = getattr(module, "__file__", None)
+        if path is None:  # (an extension's submodule of C types: its file is its parent's)
+            continue
+        if isinstance(path, str) and path.endswith(_extension_suffixes()) and not _is_library_path(path):
+            return ".".join(parts[:n]), path, True
+        return None
+    return _unimported_binary(parts)
+
+
+def _unimported_binary(parts: list[str]) -> tuple[str, str, bool] | None:
+    """`extension_binary` of a name whose modules are not imported: the top-level module's
+    spec (which imports nothing), then the packages' folders, read by name."""
+    if parts[0] in sys.stdlib_module_names or parts[0] in sys.builtin_module_names:
+        return None
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(parts[0])
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    origin, folders = spec.origin, list(spec.submodule_search_locations or ())
+    for n in range(1, len(parts) + 1):
+        if isinstance(origin, str) and origin.endswith(_extension_suffixes()):
+            return (None if _is_library_path(origin) else (".".join(parts[:n]), origin, False))
+        if n == len(parts) or not folders:
+            return None
+        origin, found = None, []
+        for folder in folders:
+            inner = os.path.join(folder, parts[n])
+            if os.path.isdir(inner):
+                found.append(inner)
+            else:
+                origin = origin or next((inner + suffix for suffix in _extension_suffixes()
+                                         if os.path.isfile(inner + suffix)), None)
+        folders = [] if origin else found
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _extension_suffixes() -> tuple[str, ...]:
+    import importlib.machinery
+
+    return tuple(importlib.machinery.EXTENSION_SUFFIXES)
+
+
+# binary file -> ((size, mtime, inode, ctime), digest): a binary whose stat is unchanged is
+# not hashed again (a stat taken within `files._RACY_NS` of its last change is not kept)
+_BINARIES: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+_REBUILT_WARNED: set[str] = set()
+
+
+def binary_build(path: str, loaded: bool) -> str:
+    """``so-<digest>`` of the binary at `path`, as ``codeid.files`` checks an input file: its
+    content hashed again only when its stat changed or was racy (`files.racy_stat`).
+
+    `loaded`: this process imported it. Python never loads an extension module twice (no
+    reload), so the code that runs is the binary as it was at the import: one changed since
+    (its stat, or where that was racy its content, not the one `files._LOADED_AT` noted at
+    the ``import`` audit event; imported before the hook was installed, its mtime or ctime not
+    before this process's start: `_as_loaded`, the rules `files._imports` applies to a
+    ``.py``) is not what runs, and its
+    digest would record the old binary's results under the new binary's identity: the build
+    is then ``so-<digest>-changed-after-import-<pid>.<when>``, which no other process names
+    (the calls of this process re-run in the next, and are stale for `why` at once), with a
+    warning."""
+    from scistack.codeid import files  # (files imports this module)
+
+    now = time.time_ns()
+    try:
+        st = files._REAL_STAT(path)
+    except OSError:
+        return "so-missing"
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    known = _BINARIES.get(path)
+    if known is not None and known[0] == stamp:
+        digest = known[1]
+    else:
+        import blake3
+
+        try:
+            digest = blake3.blake3(max_threads=1).update_mmap(path).hexdigest()[:32]
+        except (OSError, ValueError):
+            return "so-unreadable"
+        if files.racy_stat(st, now):
+            _BINARIES.pop(path, None)
+        else:
+            if len(_BINARIES) > 10_000:
+                _BINARIES.clear()
+            _BINARIES[path] = (stamp, digest)
+    if not loaded:
+        return f"so-{digest}"
+    if _as_loaded(path, stamp, digest, st):
+        return f"so-{digest}"
+    if path not in _REBUILT_WARNED:
+        _REBUILT_WARNED.add(path)
+        import warnings
+
+        warnings.warn(
+            f"{path} changed after this process imported it: Python cannot load an extension "
+            "module again, so its calls run the old binary (their results show as stale, and "
+            "run again). Run again in a new Python process", RuntimeWarning, stacklevel=2)
+    return f"so-{digest}-changed-after-import-{os.getpid()}.{files._process_start_ns()}"
+
+
+def _as_loaded(path: str, stamp: tuple[int, int, int, int], digest: str, st: os.stat_result) -> bool:
+    """Whether the binary at `path` (its stat and digest now) is the one this process imported:
+    its stat as the ``import`` audit event found it (`files._LOADED_AT`), or where that stat
+    was racy its content then; imported before the hook was installed, older than this
+    process."""
+    from scistack.codeid import files
+
+    loaded = files._LOADED_AT.get(path)
+    if loaded is not None:
+        then, content = loaded
+        return content[:32] == digest if content is not None else then == stamp
+    return max(st.st_mtime_ns, st.st_ctime_ns) < files._process_start_ns()
+
+
+@functools.lru_cache(maxsize=1024)
+def _package_version(module_name: str) -> str:
+    """`package_version` of a module that is no project extension (cached)."""
     top = module_name.partition(".")[0]
     if top in sys.stdlib_module_names or top in sys.builtin_module_names:
         return python_version()

@@ -189,7 +189,7 @@ _WRITES = {"os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.mkdir":
            "os.symlink": (1,)}
 # globs test some names with is_dir/exists/lexists, which raise no event (`codeid.globs`)
 _GLOBS = frozenset({"pathlib.Path.glob", "pathlib.Path.rglob", "glob.glob/2"})
-_EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS
+_EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS | {"import"}
 # the modules whose ``open`` of a ``.py``/``.pyc`` is an import (``SourceLoader.get_data``; the
 # frozen module is renamed once ``importlib`` is imported)
 _IMPORT_SYSTEM = frozenset({"importlib._bootstrap_external", "_frozen_importlib_external"})
@@ -358,6 +358,11 @@ def _hook(event: str, args: tuple) -> None:
     """The audit hook: cheap when nothing records (a set lookup and one attribute read; an
     ``open`` of a data file also walks the stack, for the memos it may fill)."""
     if event not in _EVENTS:
+        return
+    if event == "import":  # an extension module's binary loaded (its path: the event's 2nd
+        if len(args) > 1 and isinstance(args[1], str) and not _is_library_path(args[1]):
+            _note_loaded(args[1])  # (`_packages.binary_build`: the code that runs is its bytes
+            # now; the 2nd argument is None for any other import)
         return
     stack = _LOCAL.stack
     if not args:
@@ -849,7 +854,8 @@ def _importer(real: Callable[..., Any]) -> Callable[..., Any]:
 
 # a module's source file -> its stat (size, mtime, inode, ctime) when the import system last
 # opened it (or its bytecode) in this process, and the digest of its content then when that
-# stat was racy (`racy_stat`), else None: its code in memory is the file's as it was then
+# stat was racy (`racy_stat`), else None: its code in memory is the file's as it was then (an
+# extension module's binary: as it was loaded, from the ``import`` audit event)
 _LOADED_AT: dict[str, tuple[tuple[int, int, int, int], str | None]] = {}
 
 

@@ -19,7 +19,8 @@ nothing else (or it recomputes for no reason). Identity is a blake3 digest of:
   implementations, and the bodies of ``functools.wraps`` wrappers (``wrapper:`` deps);
 * for library code (stdlib, site-packages, scistack itself: ``_packages``), only the qualified
   name and the distribution's version and build, e.g. ``("pkg:numpy.add", "numpy==2.4.6
-  build:…")``.
+  build:…")``; for the project's own compiled extension module, the digest of its binary
+  (``("pkg:ext.value", "ext==unknown build:so-…")``, `_packages.binary_build`).
 
 Module data (lists, dicts, sets, arrays, dataclass and project-class instances) is read at
 *call time*: it can change without being rebound, so the memoised code identity is combined
