@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from scistack import BaseVariable, configure_database, why
 from scistack.cli import main
 from scistack.codeid.script_path import script_path
 from scistack.records import FunctionInfo
+from tests.helpers import CC, build_extension
 
 SCRIPT = '''
 import numpy as np
@@ -547,5 +549,53 @@ def test_an_imported_value_is_not_judged_by_the_importing_projects_own_script(tm
         (a / "pipeline.py").write_text(SCRIPT.replace("return x * GAIN", "return x * GAIN * 3"))
         report = why(ScOut, subject=1, session="pre")  # A's script, where A's record says it is
         assert report.status == "stale" and any("GAIN * 3" in r.diff for r in report.reasons), report
+    finally:
+        db.close()
+
+
+EXTENSION_SCRIPT = '''
+import numpy as np
+import {name}
+from scistack import configure_database, BaseVariable, lineage_fcn, for_each
+
+class ScRaw(BaseVariable): pass
+class ScOut(BaseVariable): pass
+
+@lineage_fcn
+def process(signal):
+    return signal * {name}.value()
+
+if __name__ == "__main__":
+    db = configure_database("p.duckdb", ["subject", "session"])
+    ScRaw.save(np.arange(3.0), subject=1, session="pre")
+    for_each(process, inputs={{"signal": ScRaw}}, outputs=[ScOut], subject=[1], session=["pre"],
+             progress=False)
+    db.close()
+'''
+
+
+@pytest.mark.skipif(CC is None, reason="no C compiler (cc or gcc) to build an extension")
+def test_a_script_calling_the_projects_compiled_extension_is_judged_by_its_binary(tmp_path, python_env,
+                                                                                  monkeypatch):
+    """The extension is found by name without importing it: the same binary is current, a
+    rebuilt one stale (it had been current: `ext==unknown` both times), and one not found
+    here unknown (not a change)."""
+    name = f"extsc_{uuid.uuid4().hex[:8]}"
+    build_extension(tmp_path, name, 2)
+    monkeypatch.chdir(tmp_path)
+    _run_script(tmp_path, python_env, EXTENSION_SCRIPT.format(name=name))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    db = configure_database(tmp_path / "p.duckdb", ["subject", "session"])
+    try:
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "current", report
+        build_extension(tmp_path, name, 3)
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "stale", report
+        assert [(r.kind, r.name) for r in report.reasons] == [("package", f"{name}.value")], report
+        sys.path.remove(str(tmp_path))
+        report = why(ScOut, subject=1, session="pre")
+        assert report.status == "unknown" and "compiled extension" in str(report), report
+        assert name not in sys.modules
     finally:
         db.close()

@@ -223,8 +223,8 @@ def binary_build(path: str, loaded: bool) -> str:
     reload), so the code that runs is the binary as it was at the import: one changed since
     (its stat, or where that was racy its content, not the one `files._LOADED_AT` noted at
     the ``import`` audit event; imported before the hook was installed, its mtime or ctime not
-    before this process's start: `_as_loaded`, the rules `files._imports` applies to a
-    ``.py``) is not what runs, and its
+    before this process's start and the file mapped not this one, `_mapped`: `_as_loaded`,
+    the rules `files._imports` applies to a ``.py``) is not what runs, and its
     digest would record the old binary's results under the new binary's identity: the build
     is then ``so-<digest>-changed-after-import-<pid>.<when>``, which no other process names
     (the calls of this process re-run in the next, and are stale for `why` at once), with a
@@ -272,14 +272,39 @@ def _as_loaded(path: str, stamp: tuple[int, int, int, int], digest: str, st: os.
     """Whether the binary at `path` (its stat and digest now) is the one this process imported:
     its stat as the ``import`` audit event found it (`files._LOADED_AT`), or where that stat
     was racy its content then; imported before the hook was installed, older than this
-    process."""
+    process, or the very file mapped (`_mapped`)."""
     from scistack.codeid import files
 
     loaded = files._LOADED_AT.get(path)
     if loaded is not None:
         then, content = loaded
         return content[:32] == digest if content is not None else then == stamp
-    return max(st.st_mtime_ns, st.st_ctime_ns) < files._process_start_ns()
+    if max(st.st_mtime_ns, st.st_ctime_ns) < files._process_start_ns():
+        return True
+    return _mapped(path, st.st_ino)  # (built just before the process started)
+
+
+def _mapped(path: str, inode: int) -> bool:
+    """Whether this process has file `path` with this inode mapped (Linux, ``/proc/self/maps``):
+    the binary it imported is that very file, not one put in its place since (a linker, and
+    setuptools' copy, write a new file; the old one's mapping stays, its inode the old one's).
+    For a binary imported before the audit hook was installed, built within a second or so
+    before the process started (``make && python pipeline.py``): the process's start alone
+    cannot tell it from one rebuilt after the import, and every such first run had been
+    recorded stale. Not seen: the binary rewritten in place after the import (``cp`` onto it;
+    the process's mapping then shows the new bytes too, and it may crash)."""
+    real = os.path.realpath(path)
+    try:
+        with open("/proc/self/maps", "rb") as handle:  # (/proc: never an input)
+            maps = handle.read()
+    except OSError:
+        return False
+    wanted = os.fsencode(real)
+    for line in maps.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and fields[5] == wanted and fields[4] == str(inode).encode():
+            return True
+    return False
 
 
 @functools.lru_cache(maxsize=1024)

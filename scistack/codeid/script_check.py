@@ -161,6 +161,9 @@ def _leaf(label: str, value: Any, recorded: dict[str, str], constants: dict[str,
     kind, _, dotted = label.partition(":")
     if kind == "pkg":  # labelled as identity labels it (the stdlib by Python's version)
         was, now = str(value), package_version(dotted)
+        if split_label(was)[2].startswith("so-") and not split_label(now)[2].startswith("so-"):
+            raise _CannotTell(f"the project's compiled extension behind {dotted} is not found "
+                              "here (its folder is not on sys.path)")  # (not "changed": unknown)
         if not split_label(was)[2]:  # recorded before build digests: versions only
             now = now.partition(" build:")[0]
         if now != was:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import uuid
 import warnings
@@ -26,43 +24,10 @@ import pytest
 from scistack.codeid import _packages, files
 from scistack.codeid._packages import binary_build, extension_binary, package_version
 from scistack.codeid.identity import function_identity
+from tests.helpers import CC, build_extension as build
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CC = shutil.which("cc") or shutil.which("gcc")
 pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc or gcc) to build an extension")
-
-C_SOURCE = """
-#include <Python.h>
-static PyObject *value(PyObject *self, PyObject *args) { return PyLong_FromLong(%(value)d); }
-static PyMethodDef methods[] = {{"value", value, METH_NOARGS, "the value"}, {NULL, NULL, 0, NULL}};
-static PyTypeObject GridType = {PyVarObject_HEAD_INIT(NULL, 0) .tp_name = "%(name)s.Grid",
-    .tp_basicsize = sizeof(PyObject), .tp_flags = Py_TPFLAGS_DEFAULT, .tp_new = PyType_GenericNew};
-static struct PyModuleDef mod = {PyModuleDef_HEAD_INIT, "%(name)s", NULL, -1, methods};
-PyMODINIT_FUNC PyInit_%(name)s(void) {
-    if (PyType_Ready(&GridType) < 0) return NULL;
-    PyObject *m = PyModule_Create(&mod);
-    if (m == NULL) return NULL;
-    Py_INCREF(&GridType);
-    if (PyModule_AddObject(m, "Grid", (PyObject *)&GridType) < 0) return NULL;
-    return m;
-}
-"""
-
-
-def build(folder: Path, name: str, value: int) -> Path:
-    """Compile extension module `name` (its ``value()`` returns `value`) into `folder`, as a
-    linker does: a new file put in place of the old one."""
-    source = folder / f"{name}.c"
-    source.write_text(C_SOURCE % {"name": name, "value": value})
-    binary = folder / f"{name}{sysconfig.get_config_var('EXT_SUFFIX')}"
-    partial = folder / f".{name}.building"
-    include = sysconfig.get_paths()["include"]
-    done = subprocess.run([CC, "-shared", "-fPIC", f"-I{include}", str(source), "-o", str(partial)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    os.replace(partial, binary)
-    return binary
-
 
 def digest(path: Path) -> str:
     return blake3.blake3(path.read_bytes()).hexdigest()[:32]
@@ -101,6 +66,10 @@ def test_a_function_calling_a_project_extension_is_identified_by_its_binary(fold
     lone = function_identity(sys.modules[name].value)  # the extension's function itself
     assert lone.deps == ((f"pkg:{name}.value", label),)
     assert extension_binary(f"{name}.value") == (name, str(binary), True)
+    # imported before the audit hook was installed (no load time), built since this process
+    # started: the file this process has mapped is that binary, not a rebuild
+    del files._LOADED_AT[str(binary)]
+    assert binary_build(str(binary), True) == f"so-{digest(binary)}"
     assert extension_binary("numpy.add") is None and extension_binary("json.dumps") is None
 
 
@@ -147,6 +116,8 @@ def test_a_binary_rebuilt_after_this_process_imported_it_is_not_taken_for_the_co
     assert sys.modules[name].value() == 1  # what runs
     assert f"so-{digest(binary)}-changed-after-import-{os.getpid()}." in build_label
     assert any("changed after this process imported it" in str(w.message) for w in caught)
+    del files._LOADED_AT[str(binary)]  # imported before the hook: the file mapped is the old one
+    assert "-changed-after-import-" in binary_build(str(binary), True)
 
 
 DRIVER = """
