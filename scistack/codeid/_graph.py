@@ -402,8 +402,8 @@ class Walk:
                 break
             members = vars(value)
             found = members.get(attr, MISSING)
-            if found is MISSING:
-                found = _library_attribute(value, attr, not is_project_module(value.__name__))
+            if found is MISSING and not is_project_module(value.__name__):
+                found = _library_attribute(value, attr)
             self.slots.append((members, attr, found))
             if found is MISSING:
                 break
@@ -579,20 +579,16 @@ class Walk:
             m.digest = hash_fields("cyclic", m.label, cycle)
 
 
-def _library_attribute(module: ModuleType, attr: str, library: bool = True) -> object:
-    """``module.attr`` of a module whose namespace lacks it yet: a submodule not imported so
-    far (``np.random`` after a bare ``import numpy``; a project's ``pkg.sub`` that no module
-    imported yet), loaded by a library module's ``__getattr__`` (PEP 562) or imported as the
-    running code's ``module.attr`` would find it once imported. MISSING when it stays absent
-    from the namespace. The code reached had differed before and after the first call
-    imported it (a library leaf for ``numpy``, then ``numpy.random.default_rng``; nothing for
-    ``pkg``, then the helper ``pkg.sub.g``): the second call in a process was a miss, and so
-    was every first call of a new process; and a call that imported ``pkg.sub`` itself (in
-    a helper called first) was recorded under an identity without ``g``, whose edit was then
-    served from the cache. A project module's ``__getattr__`` is not called (its code, not a
-    library's lazy loading: the call may never ask it for that name)."""
+def _library_attribute(module: ModuleType, attr: str) -> object:
+    """``module.attr`` of a library module whose namespace lacks it yet: a submodule not
+    imported so far (``np.random`` after a bare ``import numpy``), loaded by the module's
+    ``__getattr__`` (PEP 562) or imported as the running code's ``module.attr`` would find
+    it once imported. MISSING when it stays absent from the namespace. The code reached had
+    differed before and after the first call imported it (a library leaf for ``numpy``, then
+    ``numpy.random.default_rng``): the second call in a process was a miss, and
+    so was every first call of a new process."""
     members = vars(module)
-    if library and callable(members.get("__getattr__")):
+    if callable(members.get("__getattr__")):
         try:
             getattr(module, attr)
         except Exception:  # noqa: BLE001 - not an attribute (or a failing import): as before

@@ -184,26 +184,6 @@ def test_reload_of_helper_module_is_seen_through_attribute_chain(project: Projec
     assert function_identity(mod.f).digest != first.digest
 
 
-def test_a_project_submodule_reached_only_by_attribute_counts_before_anyone_imports_it(
-    project: Project,
-) -> None:
-    """``pkg.sub.g(x)`` with no ``import pkg.sub`` in the function's module: the identity had
-    no ``g`` until some code imported ``pkg.sub`` (then ``g``): the first call of every
-    process missed, and a call importing it itself (in a helper called first) was recorded
-    without ``g``, so an edit of ``g`` was served from the cache."""
-    project.write("sub", "def g(x):\n    return x + 1\n")
-    first = project.identity(f"import {project.name}\n\ndef f(x):\n    return {project.name}.sub.g(x)\n")
-    assert f"helper:{project.name}.sub.g" in dict(first.deps)
-    mod = sys.modules[f"{project.name}.mod"]
-    assert function_identity(mod.f).digest == first.digest  # pkg.sub imported now: the same
-    project.write("sub", "def g(x):\n    return x + 2\n")
-    edited = project.identity(f"import {project.name}\n\ndef f(x):\n    return {project.name}.sub.g(x)\n")
-    assert edited.digest != first.digest
-    # a name that is no submodule stays absent, and imports nothing
-    missing = project.identity(f"import {project.name}\n\ndef f(x):\n    return {project.name}.nothere(x)\n")
-    assert not missing.deps and f"{project.name}.nothere" not in sys.modules
-
-
 def test_closure_captured_constant_counts_by_value(project: Project) -> None:
     project.write(
         "mod",
