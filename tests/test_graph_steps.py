@@ -133,3 +133,17 @@ def test_a_run_names_the_variables_it_read(project):
     # the same step as its call records name: one node, not one from the calls and one from the run
     assert [n for n in _nodes(project) if n.startswith("fn:")] == ["fn:gs_sum"]
     assert ("var:GsY", "fn:gs_sum") in map(tuple, api.graph(project)["edges"])
+
+
+def test_a_step_whose_inputs_were_switched_is_drawn_once(project):
+    """gs_plus read GsX, then the step was switched to GsY and remade every GsOut: the graph
+    draws the one step that makes GsOut now (as before runs named their inputs), not the
+    GsX step beside it as "missing" for ever."""
+    _save_inputs()
+    for_each(gs_plus, inputs={"x": GsX}, outputs=[GsOut], **ONE)
+    for_each(gs_plus, inputs={"x": GsY}, outputs=[GsOut], **ONE)
+    graph = api.graph(project)
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert [n for n in nodes if n.startswith("fn:")] == ["fn:gs_plus"]
+    assert (nodes["fn:gs_plus"]["counts"], nodes["fn:gs_plus"]["state"]) == ({**ZERO, "done": 3}, "current")
+    assert sorted(map(tuple, graph["edges"])) == [("fn:gs_plus", "var:GsOut"), ("var:GsY", "fn:gs_plus")]

@@ -85,6 +85,7 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
             use["outputs"].add(var)
             use["raw"] |= {raw_pattern(item.raw_file[0], addr, db.schema_keys)
                            for item in call.inputs if item.raw_file}
+    from_runs: set[tuple[str, frozenset[str]]] = set()  # steps only a run names (no value's call)
     for run in db.index.runs():  # (a run names its inputs, or, journalled before they were,
         # outputs only: then a use that made them, else its own)
         if run.function and run.outputs and not run.dry_run:
@@ -97,8 +98,10 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
                     continue
             if "inputs" in run.extra:  # its own step, drawn with its inputs though none of its
                 # values is left (all deleted, or every call failed)
-                uses.setdefault((run.function, frozenset(run.extra["inputs"])),
-                                {"module": "", "outputs": set(), "raw": set()})["outputs"] |= outputs
+                step = (run.function, frozenset(run.extra["inputs"]))
+                if step not in uses:
+                    from_runs.add(step)
+                uses.setdefault(step, {"module": "", "outputs": set(), "raw": set()})["outputs"] |= outputs
                 continue
             known = [u for (name, _), u in uses.items() if name == run.function and u["outputs"] & outputs]
             for use in known or [uses.setdefault((run.function, frozenset()),
@@ -111,8 +114,15 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
     patterns = sorted({p for use in uses.values() for p in use["raw"]})
     nodes += [GraphNode(f"raw:{p}", "raw", f"raw files: {p}", "", dict.fromkeys(STATUSES, 0),
                         note="files read by PathInput") for p in patterns]
-    used = [name for name, _ in uses]
     own = _own_counts(db, {step: tuple(sorted(use["outputs"])) for step, use in uses.items()}, counts)
+    replaced = {step for step in from_runs if not any(own[step].values())
+                and any(any((counts.get(v) or {}).values()) for v in uses[step]["outputs"])}
+    if replaced:  # a step run before, whose outputs another step makes now (its inputs switched,
+        # an EachOf alternative dropped): nothing of its own is left to draw, not even a failure
+        for step in replaced:
+            del uses[step]
+        own = _own_counts(db, {step: tuple(sorted(use["outputs"])) for step, use in uses.items()}, counts)
+    used = [name for name, _ in uses]
     for (name, inputs), use in sorted(uses.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
         outputs = sorted(use["outputs"])
         node = f"fn:{name}" if used.count(name) == 1 else f"fn:{name}({', '.join(sorted(inputs))})"
