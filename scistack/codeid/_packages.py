@@ -100,10 +100,15 @@ def _python_code(value: object) -> bool:
 @functools.lru_cache(maxsize=4096)
 def _is_library_path(path: str) -> bool:
     """True if `path` lies in the standard library or an installed-packages directory."""
-    real = os.path.realpath(path)
-    if _LIBRARY_DIR_NAMES.intersection(real.split(os.sep)):
+    return _is_library_place(os.path.realpath(path))
+
+
+def _is_library_place(path: str) -> bool:
+    """`_is_library_path` of `path` as written, its links not followed (a real path's; or
+    where a path's own place is, as `codeid.files` asks of a project's link into a library)."""
+    if _LIBRARY_DIR_NAMES.intersection(path.split(os.sep)):
         return True
-    return any(_is_within(real, root) for root in _stdlib_roots())
+    return any(_is_within(path, root) for root in _stdlib_roots())
 
 
 @functools.lru_cache(maxsize=1)

@@ -88,7 +88,14 @@ library nor the import system, which probe and list directories all the time):
   ``_install`` wraps ``os.readlink``, which raises no event) is recorded by a digest of that
   target's text (*link*, `_link`): the hit misses once the link is re-pointed or is no link;
   a path it found no link there (``EINVAL``) is *present* by an lstat (a link put there
-  misses). ``realpath``/``resolve``'s own reads of links are not inputs, as their stats;
+  misses). So is each link ``realpath``/``resolve`` read for the project's code: the path they
+  give is made of the links' targets, and a file opened by that path is recorded by it alone
+  (the link re-pointed to another file kept the hit); their own stats are not inputs, nor a
+  path they found missing on the way (a dangling link's target: its appearing changes
+  nothing they give). A path read (opened, listed, probed) whose real place is a library's
+  (a project's link into ``site-packages``) is no input, but the links on its way whose own
+  place is the project's are, by their targets (`_links_out`): the link re-pointed to
+  another package's file misses;
 * a directory it listed is recorded by a digest of its sorted entry names, a folder's marked
   (database write-ahead logs left out): a file added, removed or renamed there misses the
   hit, and so does a file replaced by a folder of its name (``DirEntry.is_dir()``). The names
@@ -176,7 +183,7 @@ from typing import Any
 
 import blake3
 
-from scistack.codeid._packages import _is_library_path
+from scistack.codeid._packages import _is_library_path, _is_library_place
 from scistack.codeid.globs import glob_looks
 from scistack.objects.forks import hold_across_fork
 
@@ -962,6 +969,9 @@ _STATS = frozenset({"stat", "lstat", "getsize", "getmtime", "getatime", "getctim
 # ``Path.stat``, ``getctime``: the ctime too, which a chmod or chown changes alone)
 _TESTED, _SIZE_MTIME, _WHOLE_STAT = range(3)
 _READS_CTIME = frozenset({"stat", "lstat", "getctime"})
+# What gives a path with its links resolved: the links it read are inputs (`_note_probe`), the
+# paths it found missing on its way (a dangling link's target) are not
+_RESOLVES = frozenset({"realpath", "resolve"})
 
 
 def _note_probe(path: Any, kwargs: dict, called: str, found: bool, result: Any = None) -> None:
@@ -1006,15 +1016,21 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool, result: Any =
                 recording.unseen.add(f"<{given} looked for in the folder of file "
                                      f"descriptor {dir_fd}, whose path could not be found>")
             return
+        asked = called if outer is None else outer.f_code.co_name
         if not found:
+            if asked in _RESOLVES:  # (realpath's lstat of a dangling link's target, of a component
+                return  # not there: the path it gives is the same once they appear; its links are)
             for recording in stack:
                 recording.read[path] = True
                 recording.opened.setdefault(path, None)  # (there at the end: changed meanwhile)
             return
-        asked = called if outer is None else outer.f_code.co_name
-        if called == "readlink":  # os.readlink, Path.readlink: the link's target is an input
-            for recording in stack if asked == "readlink" else ():  # (not `realpath`'s, `resolve`'s)
-                recording.links.add(path)
+        if called == "readlink":  # os.readlink, Path.readlink: the link's target is an input, and
+            # so is each link realpath/resolve read (`result`, its target: the path they give is
+            # made of them, and a file opened by that path is recorded by it alone: the link
+            # re-pointed to another file had kept the hit); not a path they found no link
+            if asked == "readlink" or asked in _RESOLVES and result is not None:
+                for recording in stack:
+                    recording.links.add(path)
             return
         if asked in _TESTS or asked in _STATS:
             asks = (_TESTED if asked in _TESTS else _WHOLE_STAT if asked in _READS_CTIME else _SIZE_MTIME)
@@ -1062,7 +1078,10 @@ def files_read(recording: _Recording) -> list[FileRead]:
     exclude = tuple(os.path.realpath(e) for e in recording.exclude)
     found: dict[str, FileRead] = {}
     for path, own in recording.read.items():  # (a .py here was read by content: `_note`)
-        if path in recording.written or not _is_input_path(path, exclude, source=True):
+        if path in recording.written:
+            continue
+        if not _is_input_path(path, exclude, source=True):
+            _links_out(path, recording.exclude, exclude, found, source=True)
             continue
         if os.path.isfile(path):
             entry = _hashed(path)
@@ -1075,11 +1094,17 @@ def files_read(recording: _Recording) -> list[FileRead]:
         if entry is not None:
             found[path] = entry
     for path, seen in recording.listed.items():
-        if seen is not None and path not in found and _is_input_path(path, exclude):
-            found[path] = settled_listing(seen, recording.written)
+        if seen is not None and path not in found:
+            if _is_input_path(path, exclude):
+                found[path] = settled_listing(seen, recording.written)
+            else:
+                _links_out(path, recording.exclude, exclude, found)
     for path, asks in recording.probed.items():
-        if path in found or path in recording.written or not _is_input_path(path, exclude):
+        if path in found or path in recording.written:
             continue  # (read or listed: its content or names say more)
+        if not _is_input_path(path, exclude):
+            _links_out(path, recording.exclude, exclude, found)
+            continue
         if asks == _TESTED and recording.listed.get(os.path.dirname(path)) is not None:
             continue  # (its folder's listing names it, and marks a folder: `_listing`)
         entry = _probed(path, asks)
@@ -1089,13 +1114,13 @@ def files_read(recording: _Recording) -> list[FileRead]:
     # followed (a stat, or its content read): `islink(p)` then `getsize(p)` had recorded the
     # lstat alone, and the link's target rewritten kept the hit. (Keyed apart in `found`.)
     for path, asks in recording.unfollowed.items():
-        if path in recording.written or not _is_input_path(path, exclude):
+        if path in recording.written or not _is_input_link(path, exclude):
             continue
         entry = _probed(path, asks, follow=False)
         if entry is not None:
             found[path + _UNFOLLOWED] = _as_seen(entry, recording)
     for path in recording.links:  # (its own entry, as an lstat's: the link, not what it names)
-        if path in recording.written or not _is_input_path(path, exclude):
+        if path in recording.written or not _is_input_link(path, exclude):
             continue
         entry = _link(path)
         if entry is not None:
@@ -1149,6 +1174,7 @@ def _stamp(path: str) -> tuple[int, int, int, int] | None:
 
 
 _REAL_STAT = getattr(os.stat, "__wrapped__", os.stat)  # (`_probe` wraps os.stat on install)
+_REAL_LSTAT = getattr(os.lstat, "__wrapped__", os.lstat)
 
 
 # a lineage function's code -> the source files of the project modules its calls imported in
@@ -1501,10 +1527,55 @@ def _is_input_path(path: str, exclude: tuple[str, ...], source: bool = False) ->
     if (path.endswith(_SKIP_SUFFIXES) and not (source and path.endswith(".py"))
             or path.startswith(_SKIP_ROOTS)):
         return False
-    real = os.path.realpath(path)
-    if _is_library_path(real) or any(_under(real, root) for root in _not_input_roots()):
+    return _is_input_place(os.path.realpath(path), exclude)
+
+
+def _is_input_place(place: str, exclude: tuple[str, ...]) -> bool:
+    """Whether a path's place, as given (its links not followed), is neither a library's, the
+    interpreter's, a tool's cache nor excluded."""
+    if _is_library_place(place) or any(_under(place, root) for root in _not_input_roots()):
         return False
-    return not any(_under(real, root) for root in exclude)
+    return not any(_under(place, root) for root in exclude)
+
+
+def _is_input_link(path: str, exclude: tuple[str, ...]) -> bool:
+    """`_is_input_path` of a link itself (its folder resolved, not the link: a project's link
+    into site-packages is the project's; it had been judged by its target, so left out)."""
+    if path.startswith(_SKIP_ROOTS):
+        return False
+    return _is_input_place(os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path)), exclude)
+
+
+def _links_out(path: str, given: tuple[str, ...], exclude: tuple[str, ...], found: dict[str, FileRead],
+               source: bool = False) -> None:
+    """A path read (opened, listed, probed) that is no input by its real place, a library's,
+    while the path as the code named it is not: the links on its way in input places (the
+    project's link into site-packages) are the inputs, by their targets (`_link`), under
+    `found`'s keys for links (`_TARGET`). Nothing had been recorded, so the link re-pointed to
+    another package's file kept the hit; the package's files are the environment's (its
+    versions are in the call key), the link is the project's. `given`: the excluded folders
+    as given (`exclude`: as real paths); a path in one, as named, is no input either way."""
+    if (path.endswith(_SKIP_SUFFIXES) and not (source and path.endswith(".py"))
+            or path.startswith(_SKIP_ROOTS) or not _is_input_place(path, exclude)
+            or any(_under(path, os.path.abspath(root)) for root in given)):
+        return  # (named in a library or an excluded folder: no project link of its own)
+    done = os.sep
+    for name in path.split(os.sep):
+        if not name:
+            continue
+        at = os.path.join(done, name)
+        try:
+            st = _REAL_LSTAT(at)
+        except OSError:
+            return
+        if not stat.S_ISLNK(st.st_mode):
+            done = at
+            continue
+        if at + _TARGET not in found and _is_input_link(at, exclude):
+            entry = _link(at)
+            if entry is not None:
+                found[at + _TARGET] = entry
+        done = os.path.realpath(at)
 
 
 # Tools' own bookkeeping in the user's cache folder (~/.cache, $XDG_CACHE_HOME): files a

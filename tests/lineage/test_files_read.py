@@ -2027,21 +2027,92 @@ def test_a_path_the_code_read_as_no_link_misses_once_it_is_one(project, tmp_path
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
 
 
-def test_links_a_resolve_reads_on_its_own_account_are_no_input(project, tmp_path, monkeypatch):
-    # realpath/resolve read each link of a path: what they give is the path, an input only if
-    # the code opens or tests it
+RESOLVES = {  # code resolving the link `cur` in the steps' folder
+    "realpath": "os.path.realpath(os.path.join(HERE, 'cur'))",
+    "resolve": "str(pathlib.Path(HERE, 'cur').resolve())",
+}
+
+
+@pytest.mark.parametrize("how", sorted(RESOLVES))
+def test_a_link_a_resolve_reads_is_an_input_and_a_missing_target_appearing_is_not(
+        project, tmp_path, monkeypatch, how):
+    # the path realpath/resolve give is made of the links' targets: a dangling link's missing
+    # target had been recorded absent (realpath's own lstat of it), so the call re-ran once
+    # the target appeared, though the path it gives is the same
     steps = Steps(tmp_path, monkeypatch)
-    steps.write(HEAD + "import pathlib\n" + textwrap.dedent("""
+    steps.write(HEAD + "import pathlib\n" + textwrap.dedent(f"""
         @lineage_fcn
         def proc(x):
-            return x * (len(os.path.realpath(os.path.join(HERE, "cur"))) > 0) * (
-                len(str(pathlib.Path(HERE, "cur").resolve())) > 0)
+            return x * len(os.path.basename({RESOLVES[how]}))
     """))
-    (steps.dir / "v1").write_text("")
-    (steps.dir / "cur").symlink_to("v1")
+    cur = steps.dir / "cur"
+    cur.symlink_to("v1")  # (dangling)
     _save_inputs()
-    assert _run(steps) == (["ran", "ran"], [10.0, 20.0])
-    assert _recorded(project, 1) == []
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == [("cur", "link")]
+    (steps.dir / "v1").write_text("made")
+    assert _statuses(project) == ["done", "done"]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "new").symlink_to("v22")
+    os.replace(steps.dir / "new", cur)
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+@pytest.mark.parametrize("how", sorted(RESOLVES))
+def test_a_file_read_through_a_resolved_link_misses_once_the_link_points_elsewhere(
+        project, tmp_path, monkeypatch, how):
+    # the code opens the path realpath/resolve gave: only that file had been recorded, so the
+    # link re-pointed to another file (`ln -sfn v2 cur`) kept the hit with the old one's result
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import pathlib\n" + textwrap.dedent(f"""
+        @lineage_fcn
+        def proc(x):
+            with open({RESOLVES[how]}) as handle:
+                return x * float(handle.read())
+    """))
+    (steps.dir / "v1").write_text("2")
+    (steps.dir / "v2").write_text("3")
+    cur = steps.dir / "cur"
+    cur.symlink_to("v1")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == [("cur", "link"), ("v1", "file")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "new").symlink_to("v2")
+    os.replace(steps.dir / "new", cur)
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _run(steps)[0] == ["cached", "cached"]
+
+
+@pytest.mark.parametrize("where", ["file", "folder"])
+def test_a_project_link_into_an_installed_package_is_an_input(project, tmp_path, monkeypatch, where):
+    # a file read through a link of the project's into site-packages: its real path is a
+    # library's, so nothing was recorded, and the link re-pointed to another package file
+    # kept the hit (the package's files are the environment's; the link is the project's)
+    packages = tmp_path / "env" / "lib" / "python3" / "site-packages"
+    for name, gain in (("pkg1", "2"), ("pkg2", "3")):
+        (packages / name).mkdir(parents=True)
+        (packages / name / "gain.txt").write_text(gain)
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + textwrap.dedent(f"""
+        @lineage_fcn
+        def proc(x):
+            with open(os.path.join(HERE, {"'gain.txt'" if where == "file" else "'lib', 'gain.txt'"})) as handle:
+                return x * float(handle.read())
+    """))
+    link = steps.dir / ("gain.txt" if where == "file" else "lib")
+    link.symlink_to(packages / "pkg1" / "gain.txt" if where == "file" else packages / "pkg1")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _recorded(project, 1) == [(link.name, "link")]
+    assert _run(steps)[0] == ["cached", "cached"]
+    (steps.dir / "new").symlink_to(packages / "pkg2" / "gain.txt" if where == "file" else packages / "pkg2")
+    os.replace(steps.dir / "new", link)
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _run(steps)[0] == ["cached", "cached"]
 
 
 CTIMES = {  # what the code reads of a path found; whether a chmod alone misses the hit
