@@ -773,6 +773,63 @@ def test_a_module_replaced_by_cp_p_with_a_time_before_the_start_is_judged_as_its
     assert module.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)
 
 
+def test_a_module_written_then_imported_is_not_read_again_while_its_file_is_the_one_imported(
+        project, tmp_path, monkeypatch):
+    """A module file written after the process started counted as edited whatever its import
+    read, so `why` ran a copy of it again from its file (its top level too) though the code in
+    memory was the file's. Where the import was seen (its stat, or its content where that was
+    racy), the file is judged by it: as imported, none; rewritten since with its size and
+    mtime kept, a copy, judged as the file is now."""
+    import os
+
+    from scistack import why
+    from scistack.codeid import files
+    from scistack.report import why as why_module
+    from tests.helpers import same_size_rewrite
+
+    files.install()  # (as making a lineage function does: imports are seen from here)
+    name = f"sumseen_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(PIPELINE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    _build(module, subjects=(1,))
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert name not in why_module._READ_AGAIN  # (no copy run: the file is the one imported)
+    old = os.stat(path)
+    same_size_rewrite(path, PIPELINE.replace("signal * SCALE", "signal / SCALE"))
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # (cp -p: only the ctime tells)
+    assert why(SumScaled, subject=1, session="pre").status == "stale"
+    assert name in why_module._READ_AGAIN
+
+
+def test_the_start_a_module_file_is_compared_with_is_early_by_the_racy_window(tmp_path):
+    """A module file written after the start may be dated up to the stat rule's racy window
+    before it (a coarse clock, FAT's 2 s, a server's clock behind): `why` compares its times
+    with the start less that window, to a clock tick. The start was read from /proc/stat's
+    whole-second boot time less 1 s, early by 1 to 2 s by chance (a module written 0.5 s
+    before the start was edited; one dated 1.5 s early by the clock may not have been)."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from scistack.codeid import files
+
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("the process's start is read from /proc")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")])
+    before = time.time()
+    child = subprocess.Popen([sys.executable, "-c", "from scistack.report import why; print(repr(why._STARTED))"],
+                             stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    after = time.time()  # (the child exists: its start, the fork, is between the two)
+    out, _ = child.communicate(timeout=600)
+    started = float(out)
+    window = files._RACY_NS / 1e9
+    assert before - window - 0.1 <= started <= after - window
+
+
 class SumNeverIn(BaseVariable):
     pass
 

@@ -907,6 +907,25 @@ def _loaded_as(entry: FileRead) -> bool | None:
     return (entry.size, entry.mtime_ns, entry.inode, entry.ctime_ns) == stamp
 
 
+def loaded_file_is_current(path: str) -> bool | None:
+    """Whether project module source `path` is now the file its last import in this process
+    read (`_LOADED_AT`: the file's whole stat then, or where that stat was racy, its content
+    then); None where this process saw no import read it (imported before the hook was
+    installed, or not imported). `why` asks it of a module it may have to read again."""
+    loaded = _LOADED_AT.get(path)
+    if loaded is None:
+        return None
+    stamp, digest = loaded
+    if digest is None:
+        try:
+            st = _REAL_STAT(path)
+        except (OSError, ValueError):
+            return False
+        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == stamp
+    hashed = _hashed(path)
+    return hashed is not None and hashed.digest == digest
+
+
 @functools.lru_cache(maxsize=1)
 def _process_start_ns() -> int:
     """When this process started (Linux: from /proc, rounded down by a second), else when

@@ -18,6 +18,7 @@ import importlib.util
 import linecache
 import os
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from types import FunctionType, ModuleType
 from typing import Any
@@ -34,7 +35,7 @@ from scistack.codeid.body_imports import body_imports
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
-from scistack.codeid.files import content_stamp
+from scistack.codeid.files import _RACY_NS, content_stamp, loaded_file_is_current
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.foreach.paths import file_oid
 from scistack.lineage.calls import raw_places, relocated
@@ -732,14 +733,24 @@ def _import_module(module: str) -> Any:
 
 
 def _process_started() -> float:
-    """When this process started, in epoch seconds (0.0: cannot tell, so any module file may
-    have been edited after its import)."""
+    """When this process started, in epoch seconds, less the stat rule's racy window
+    (`codeid.files.racy_stat`, 2 s: a file's times come from a coarse clock, FAT's 2 s or a
+    file server's behind this one's, so a write after the start may be dated up to that much
+    before it): a module file with a later mtime or ctime may have been written after its
+    import (0.0: cannot tell, so any may). The start was taken from /proc/stat's boot time,
+    whole seconds, less 1 s: between 1 and 2 s early whatever the rule, so a module written
+    just before the start counted as edited by chance, and one whose time a coarse clock
+    dated 1.5 s early did not; the boot is now read from CLOCK_BOOTTIME (the clock the
+    process's start ticks count on), to a tick."""
     try:
         with open("/proc/self/stat", encoding="ascii") as stat:
             ticks = int(stat.read().rpartition(")")[2].split()[19])
-        with open("/proc/stat", encoding="ascii") as boot:
-            booted = next(float(line.split()[1]) for line in boot if line.startswith("btime "))
-        return booted + ticks / os.sysconf("SC_CLK_TCK") - 1.0  # (btime is whole seconds)
+        try:  # (the realtime first: the boot it gives is early by the moment between the reads)
+            booted = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
+        except (AttributeError, OSError):  # (not Linux's clock: btime, whole seconds, 1 s early)
+            with open("/proc/stat", encoding="ascii") as boot:
+                booted = next(float(line.split()[1]) for line in boot if line.startswith("btime ")) - 1.0
+        return booted + ticks / os.sysconf("SC_CLK_TCK") - _RACY_NS / 1e9  # (ticks: rounded down)
     except (OSError, ValueError, IndexError, StopIteration):
         return 0.0
 
@@ -750,14 +761,22 @@ _READING: dict[str, Any] = {}  # module -> its copy being run (an import cycle f
 
 
 def _edited_since_start(held: Any) -> str | None:
-    """The source file of imported module `held` if it was written after this process started:
-    the code in memory may not be the file's any more (None: it is, or it has no source file).
-    By its mtime or its ctime, which no copy can set: a ``cp -p`` (or ``touch -r``) of another
-    version sets an mtime older than the process back, and its in-memory code had been judged."""
+    """The source file of imported module `held` if it was written after its import: the code
+    in memory may not be the file's any more (None: it is, or it has no source file). Where
+    this process saw the import read the file (`files.loaded_file_is_current`: its whole stat
+    then, or its content where that stat was racy), by that; else (imported before scistack
+    saw imports) if it was written after this process started (`_STARTED`), by its mtime or
+    its ctime, which no copy can set: a ``cp -p`` (or ``touch -r``) of another version sets
+    an mtime older than the process back, and its in-memory code had been judged. A module
+    written after the start and imported after that had counted as edited for ever: a copy
+    of it was run again from its file at each new version of the files it reaches."""
     path = _source_file(held)
     try:
         if path is None:
             return None
+        current = loaded_file_is_current(os.path.abspath(path))
+        if current is not None:
+            return None if current else path
         st = os.stat(path)
         return path if max(st.st_mtime_ns, st.st_ctime_ns) / 1e9 > _STARTED else None
     except OSError:
