@@ -928,17 +928,25 @@ def loaded_file_is_current(path: str) -> bool | None:
 
 @functools.lru_cache(maxsize=1)
 def _process_start_ns() -> int:
-    """When this process started (Linux: from /proc, rounded down by a second), else when
-    scistack's file code was imported: a module imported before the hook was installed was
-    imported after that."""
+    """When this process started (Linux: from /proc, to a clock tick), else when scistack's
+    file code was imported, less the racy window (`_RACY_NS`, as `racy_stat`: a file's times
+    come from a coarse clock, FAT's 2 s or a server's behind this one's, so a file written
+    after the start may be dated up to that much before it, and `_validated` had taken such
+    a module for the one loaded). The start had been /proc/stat's whole-second boot time less
+    1 s: 1 to 2 s early by chance (the boot's fraction), inside the window or not. The boot is
+    read from CLOCK_BOOTTIME, the clock /proc's start ticks count on (btime less 1 s where there
+    is none)."""
     try:
         with open("/proc/self/stat") as handle:  # (/proc: never an input)
             ticks = int(handle.read().rpartition(")")[2].split()[19])  # field 22, starttime
-        with open("/proc/stat") as handle:
-            boot = next(int(line.split()[1]) for line in handle if line.startswith("btime "))
-        return (boot - 1) * 10**9 + ticks * 10**9 // os.sysconf("SC_CLK_TCK")
+        try:  # (the realtime first: the boot it gives is early by the moment between the reads)
+            boot_ns = time.time_ns() - time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+        except (AttributeError, OSError):
+            with open("/proc/stat") as handle:
+                boot_ns = (next(int(line.split()[1]) for line in handle if line.startswith("btime ")) - 1) * 10**9
+        return boot_ns + ticks * 10**9 // os.sysconf("SC_CLK_TCK") - _RACY_NS
     except (OSError, ValueError, IndexError, StopIteration):
-        return _FILES_IMPORTED_NS
+        return _FILES_IMPORTED_NS - _RACY_NS
 
 
 _FILES_IMPORTED_NS = time.time_ns()

@@ -1129,6 +1129,27 @@ def test_a_module_imported_before_scistack_is_judged_by_what_its_import_checked(
     assert done.stdout.strip() == f"[False, True, False, False] [{str(tmp_path / 'plug_b.py')!r}]"
 
 
+def test_the_start_a_module_imported_before_scistack_is_dated_by_is_early_by_the_racy_window(tmp_path):
+    # a module imported before the hook, without bytecode vouching, is as loaded when its file
+    # is older than the process's start: a write after the start may be dated up to the racy
+    # window before it (a coarse clock, FAT's 2 s, a server's behind). The start was /proc/stat's
+    # whole-second boot time less 1 s, 1 to 2 s early by chance; now to a tick, less the window
+    import subprocess
+
+    from scistack.codeid import files
+
+    if not os.path.exists("/proc/self/stat"):
+        pytest.skip("the process's start is read from /proc")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    before = time.time_ns()
+    child = subprocess.Popen([sys.executable, "-c", "from scistack.codeid import files; print(files._process_start_ns())"],
+                             stdout=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    after = time.time_ns()  # (the child exists: its start, the fork, is between the two)
+    out, _ = child.communicate(timeout=600)
+    assert before - files._RACY_NS - 10**8 <= int(out) <= after - files._RACY_NS
+
+
 @pytest.mark.parametrize("racy", [True, False])
 def test_a_module_rewritten_after_its_import_with_its_mtime_kept_is_not_taken_as_loaded(
         project, tmp_path, monkeypatch, racy):
