@@ -103,6 +103,16 @@ def is_text(value: str) -> bool:
     return True
 
 
+def has_surrogate_escape(text: str | bytes) -> bool:
+    """Whether the JSON `text` (a journal line, an inlined value's JSON) may hold the escape
+    of a lone surrogate (`\\udce9`; JSON's hex digits may be upper case): the cheap test
+    before a parsed tree is searched for one (`is_text` on its strs). True for a valid pair
+    too, and for an escaped backslash followed by `ud`: the caller's search decides."""
+    if isinstance(text, str):
+        return "\\ud" in text or "\\uD" in text
+    return b"\\ud" in text or b"\\uD" in text
+
+
 def checked_label(value: Any, said: str, *, closing: str = "", none_ok: bool = False,
                   not_scalar: str = "", then: str = "") -> Any:
     """`address_value(value)` where an address can hold it (None too with `none_ok`: a version

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import checked_label, shown
+from scistack.address import NOT_TEXT, checked_label, is_text, shown
 from scistack.database import Database
 from scistack.errors import (
     InvalidMetadataError,
@@ -29,9 +29,9 @@ from scistack.errors import (
 )
 from scistack.gc import freshen_lineage
 from scistack.index import check_identifier
-from scistack.objects.canonical_json import dumps_canonical, from_tree, to_tree
+from scistack.objects.canonical_json import dumps_canonical, from_tree
 from scistack.objects.codec import decode_value
-from scistack.objects.npy import canonical_array
+from scistack.objects.npy import refuse_lone_surrogates
 from scistack.objects.oid import is_valid_oid
 from scistack.records import read_call
 from scistack.summary import summarize
@@ -331,13 +331,14 @@ def store_staged(db: Database, folder: Path, entry: dict[str, Any], staged: dict
 def _refuse_non_text(value: Any) -> None:
     """Refuse a staged value holding a str that is not UTF-8 (a lone surrogate: MATLAB's char
     is UTF-16 code units, and JSON's escapes carry one), as a save from Python does (the
-    canonical encoder, `npy.canonical_array`): the summary, the index and the views could
+    canonical encoder, `npy.refuse_lone_surrogates`): the summary, the index and the views could
     not hold it."""
-    if isinstance(value, str):
-        to_tree(value, None)
+    if isinstance(value, str):  # (a numpy str scalar too)
+        if not is_text(value):
+            raise UnsupportedValueError(f"cannot store {shown(str(value))}: {NOT_TEXT}")
     elif isinstance(value, np.ndarray):
         if value.dtype.kind == "U":
-            canonical_array(value)
+            refuse_lone_surrogates(value)
     elif isinstance(value, (list, tuple)):
         for item in value:
             _refuse_non_text(item)

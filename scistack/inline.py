@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import is_text
+from scistack.address import has_surrogate_escape, is_text
 from scistack.lazy_import import lazy_module
 from scistack.objects.lazy import LazyArray, LazyTable
 from scistack.objects.npy import MAGIC as NPY_MAGIC
@@ -192,7 +192,7 @@ class Inliner:
                 continue
             try:
                 row = self._row(value, oid, rows)
-                _refuse_non_text(row)
+                _opaque_if_not_text(row)
             except Exception:  # noqa: BLE001 - a value no rule foresaw: shown by its summary, never
                 row = {"sqltype": "OPAQUE"}  # a sync that fails on every try (the views would stay old)
             for name, item in row.items():
@@ -310,14 +310,14 @@ _DTYPE_NAMES: dict[np.dtype, str] = {}  # str(dtype) costs ~10 µs
 _NUMPY_LISTS = {"li": np.int64, "ld": np.float64, "lb": np.bool_}
 
 
-def _refuse_non_text(row: dict[str, Any]) -> None:
+def _opaque_if_not_text(row: dict[str, Any]) -> None:
     """Raise ValueError when a text of `row` holds a lone surrogate (a non-UTF-8 file name's
     byte as Python reads it), or a JSON text its escape (DuckDB's JSON refuses it): saves
     refuse such text now, but a value saved before may hold it, and Arrow refused the whole
     batch, so every later sync failed; the value is OPAQUE instead (shown by its summary)."""
     for item in row.values():
         if type(item) is str:
-            if not is_text(item) or ("\\ud" in item.lower() and not _json_is_text(item)):
+            if not is_text(item) or (has_surrogate_escape(item) and not _json_is_text(item)):
                 raise ValueError("not UTF-8")
         elif type(item) is list and not all(is_text(x) for x in item if type(x) is str):
             raise ValueError("not UTF-8")

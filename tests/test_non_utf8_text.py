@@ -71,6 +71,22 @@ def test_a_save_of_text_that_is_not_utf8_is_refused_naming_it_and_the_fix_and_wr
     assert "not brought up to date" not in done.stderr, done.stderr
 
 
+def test_a_str_array_is_refused_naming_its_first_such_item_in_c_order_whatever_its_layout():
+    """npy.refuse_lone_surrogates is public (MATLAB's staged arrays are checked with it, Fortran
+    ordered as decoded): a Fortran-ordered, strided or big-endian array names the same item."""
+    from scistack.address import has_surrogate_escape
+    from scistack.objects.npy import refuse_lone_surrogates
+
+    grid = np.array([["a", "b\udce8"], ["c\udce9", "d"]])
+    for arr in (grid, np.asfortranarray(grid), grid.astype(">U2"), grid.T.copy().T):
+        with pytest.raises(UnsupportedValueError, match=r"b\\udce8"):
+            refuse_lone_surrogates(arr)
+    refuse_lone_surrogates(np.asfortranarray(np.array([["a", "é"], ["c", "d"]])).astype(">U1"))
+    refuse_lone_surrogates(np.array([], dtype="U3"))
+    assert has_surrogate_escape(b'"caf\\udce9"') and has_surrogate_escape('"caf\\uDCE9"')
+    assert not has_surrogate_escape('"caf\u00e9"') and not has_surrogate_escape(b"plain")
+
+
 def test_valid_text_beyond_ascii_is_saved_as_before(project):
     Scan.save({"f": "café.csv", "g": "😀"}, subject=1, session="pré", note="naïve 😀")
     Scan.save(np.array(["café", "😀"]), subject=2, session="pre")

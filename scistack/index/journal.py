@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from scistack.address import is_text
+from scistack.address import has_surrogate_escape, is_text
 from scistack.errors import storage_full
 from scistack.objects.canonical_json import dumps_canonical, maybe_big_int
 
@@ -63,7 +63,7 @@ def loads_line(line: bytes, *, may_be_big: bool = True) -> Any:
             pass
     if entry is None:
         entry = _DECODER.decode(line.decode("utf-8", "replace"))
-    return texts_escaped(entry) if b"\\ud" in line or b"\\uD" in line else entry
+    return texts_escaped(entry) if has_surrogate_escape(line) else entry
 
 
 def texts_escaped(tree: Any) -> Any:

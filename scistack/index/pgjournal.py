@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from scistack.address import has_surrogate_escape
 from scistack.errors import SharedAccessError, SharedServiceError
 from scistack.index.journal import entry_problem, texts_escaped
 from scistack.objects.canonical_json import dumps_canonical
@@ -590,7 +591,7 @@ class PostgresJournal:
                 continue
             try:
                 entry = decode(line)
-                if "\\ud" in line or "\\uD" in line:  # (a lone surrogate: `texts_escaped`)
+                if has_surrogate_escape(line):  # (a lone surrogate: `texts_escaped`)
                     entry = texts_escaped(entry)
             except ValueError:
                 self.skipped_lines += 1

@@ -55,18 +55,22 @@ def canonical_array(arr: np.ndarray) -> np.ndarray:
     if not arr.flags.c_contiguous:  # not np.ascontiguousarray: it turns 0-d into 1-d
         arr = arr.copy(order="C")
     if dtype.kind == "U":
-        _refuse_lone_surrogates(arr)
+        refuse_lone_surrogates(arr)
     return arr.view(np.ndarray) if type(arr) is not np.ndarray else arr
 
 
-def _refuse_lone_surrogates(arr: np.ndarray) -> None:
-    """Refuse a str array holding a lone surrogate (a file name's non-UTF-8 byte as
-    `os.listdir` reads it): the SQL views and exports could not hold its text. One pass over
-    the code points (UCS-4, little-endian here), so a large array costs no Python loop."""
+def refuse_lone_surrogates(arr: np.ndarray) -> None:
+    """Refuse a str array (dtype kind "U") holding a lone surrogate (a file name's non-UTF-8
+    byte as `os.listdir` reads it): the SQL views and exports could not hold its text. One
+    pass over the code points (UCS-4), so a large array costs no Python loop; the item named
+    is the first in C order, whatever the array's order and byte order."""
     if arr.dtype.itemsize == 0 or arr.size == 0:
         return
+    if not arr.flags.c_contiguous or arr.dtype.byteorder == ">" or (
+            arr.dtype.byteorder == "=" and not np.little_endian):
+        arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
     flat = arr.reshape(-1)  # (C-contiguous: a view)
-    points = flat.view(np.uint32)
+    points = flat.view("<u4")
     bad = (points >= 0xD800) & (points <= 0xDFFF)
     if bad.any():
         first = flat[int(np.argmax(bad.reshape(flat.size, -1).any(axis=1)))]
