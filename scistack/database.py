@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack import htmlrepr
+from scistack._atomic import write_atomic
 from scistack.address import shown_address
 from scistack.errors import (InvalidMetadataError, InvalidNameError, NotARepositoryError, ReadOnlyProjectError,
                              SchemaMismatchError, ScistackError,
@@ -256,14 +257,9 @@ class Database:
     def _write_config(self, config: dict[str, Any]) -> None:
         self.scistack_dir.mkdir(parents=True, exist_ok=True)
         config_path = self.scistack_dir / CONFIG_NAME
-        # (a temporary name of its own: two processes recording the chunking of a new project
-        # at once had renamed one `config.tmp`, and the second rename failed)
-        temp = config_path.with_name(f".{CONFIG_NAME}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        try:
-            temp.write_text(json.dumps(config, indent=2) + "\n")
-            os.replace(temp, config_path)
-        finally:
-            temp.unlink(missing_ok=True)
+        # (`write_atomic`: a temporary name of its own, as two processes recording the chunking
+        # of a new project at once had renamed one `config.tmp`, and the second rename failed)
+        write_atomic(config_path, json.dumps(config, indent=2) + "\n")
 
     def chunk_policy(self) -> chunking.ChunkPolicy:
         """How this project's large values are chunked (threshold and chunk budget): part of

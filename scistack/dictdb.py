@@ -29,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from scistack._atomic import write_atomic
 from scistack.address import address_problem, shown
 from scistack.codeid.files import content_stamp
 from scistack.database import Database
@@ -393,9 +394,7 @@ def _register(unique_id: str, folder: Path, prefix: tuple[Any, ...]) -> None:
 
 
 def _atomic_json(path: Path, value: Any) -> None:
-    temp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    temp.write_text(json.dumps(value, indent=1, sort_keys=True) + "\n")
-    os.replace(temp, path)
+    write_atomic(path, json.dumps(value, indent=1, sort_keys=True) + "\n")
 
 
 class _locked:

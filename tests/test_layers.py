@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "scistack"
 # lowest first; a unit may import itself and the units of lower layers, nothing else
 LAYERS = [
     {"errors"},
-    {"version", "address", "summary", "htmlrepr", "gcpause", "lazy_import"},
+    {"version", "address", "summary", "htmlrepr", "gcpause", "lazy_import", "_atomic"},
     {"objects"},
     {"records"},
     {"index", "inline"},

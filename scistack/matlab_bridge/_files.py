@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from scistack._atomic import write_atomic
 from scistack.codeid.matlab import MatlabFunction, matlab_function
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, SchemaMismatchError
@@ -33,9 +33,7 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    temp = path.with_name(path.name + ".tmp")
-    temp.write_bytes(dumps_canonical(data) + b"\n")
-    os.replace(temp, path)
+    write_atomic(path, dumps_canonical(data) + b"\n")
 
 
 def check_schema(db: Database, req: dict[str, Any], path: Path) -> None:

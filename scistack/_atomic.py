@@ -1,0 +1,55 @@
+"""One way to replace a small file whole: `write_atomic`.
+
+A reader (another process, a crash's next start) sees the old file or the new one, never a
+half-written one: the bytes go to a temporary file in the same folder, which is synced and then
+renamed over the target, and the folder is synced so the rename itself survives a crash.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str, *, mode: int | None = None) -> None:
+    """Replace the file `path` with `data` (a str is written as UTF-8) in one step.
+
+    The temporary name is unique to this call (process id and a random token): a fixed or
+    per-process name let two writers at once (processes, or threads of one) write into the
+    same temporary file, so one renamed the other's half-written bytes into place and the
+    other's rename failed. `mode`: the file's permission bits, exactly (`0o444` for a file no
+    one should edit); None gives a new file's usual mode (0o666 less the umask). The temporary
+    file is removed if anything fails, and the error raised."""
+    target = Path(path)
+    temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with open(fd, "wb") as out:
+            out.write(payload)
+            out.flush()
+            if mode is not None:
+                os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    _fsync_folder(target.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename durable. A filesystem that cannot sync a folder (some network and FUSE
+    mounts refuse it) still has the file's bytes synced and the rename done: not an error."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
