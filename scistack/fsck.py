@@ -170,8 +170,8 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
         lost = [o for o in [entry["call"], *(entry.get("outs") or [])]
                 if not db.store.contains(o) and not _mended(db, o, repair, repaired)]
         if repair and (lost or entry["call"] in corrupt):
-            unusable.append({"key": key, "call": entry["call"], "outs": list(entry.get("outs") or []),
-                             "record_only": lost == [entry["call"]] or (not lost and entry["call"] in corrupt)})
+            record_only = lost == [entry["call"]] or (not lost and entry["call"] in corrupt)
+            unusable.append(_unusable(key, entry, record_only))
             continue
         for oid in lost:
             what = "call record" if oid == entry["call"] else "output"
@@ -200,32 +200,45 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
         for e in unusable:  # (computed again, not re-pointed to another record of the call)
             e["record_only"] = e["record_only"] and e["key"] not in spoilt
         known = {e["key"] for e in unusable}
-        unusable += [{"key": key, "call": roots.calls[key]["call"], "outs": list(roots.calls[key].get("outs") or []),
-                      "record_only": False} for key in spoilt if key not in known]
+        unusable += [_unusable(key, roots.calls[key], False) for key in spoilt if key not in known]
     if unusable:
-        # served from the cache, such a call would never be computed or recorded again (a
-        # pipeline rerun said "cached" over a lost value, or over one whose chunk was set
-        # aside); dropped, its next run computes it (and its save stores what was lost),
-        # unless a saved value names another record of the call (`_other_record`)
-        calls = _calls_naming(db, {e["outs"][0] for e in unusable if e["record_only"] and e["outs"]})
-        others = [(e, _other_record(db, e, calls, corrupt)) for e in unusable]
-        for e, other in others:
-            if other is not None:
-                db.index.put_call(e["key"], other[0], other[1], other[2], multi=other[3])
-        moved = sum(other is not None for _, other in others)
-        dropped = [e for e, other in others if other is None]
-        db.index.drop_calls(dropped)
-        if dropped:
-            repaired.append(f"dropped {len(dropped)} call-cache entr{'y' if len(dropped) == 1 else 'ies'} whose "
-                            "call record or output is lost or damaged (or a chunk or part of an output); the next "
-                            "run of each call computes it again")
-        if moved:
-            repaired.append(f"{moved} call-cache entr{'y' if moved == 1 else 'ies'} whose call record is lost "
-                            f"now name{'s' if moved == 1 else ''} another record of the call that a saved value "
-                            "names (its outputs are there): the next run records the call again, computing "
-                            "nothing")
+        _repair_cache(db, unusable, corrupt, repaired)
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes),
                       tuple(_look_alike_warning(found) for found in db.index.live_look_alikes()))
+
+
+def _unusable(key: str, entry: dict, record_only: bool) -> dict[str, Any]:
+    """A call-cache entry `--repair` drops or re-points (`_repair_cache`): its key, call record
+    and outputs; `record_only`: only its call record is lost or damaged (its outputs are there)."""
+    return {"key": key, "call": entry["call"], "outs": list(entry.get("outs") or []),
+            "record_only": record_only}
+
+
+def _repair_cache(db: Database, unusable: list[dict[str, Any]], corrupt: set[str],
+                  repaired: list[str]) -> None:
+    """Drop the `unusable` call-cache entries (`_unusable`), or re-point one to another record
+    of its call, noting what was done in `repaired`."""
+    # served from the cache, such a call would never be computed or recorded again (a
+    # pipeline rerun said "cached" over a lost value, or over one whose chunk was set
+    # aside); dropped, its next run computes it (and its save stores what was lost),
+    # unless a saved value names another record of the call (`_other_record`)
+    calls = _calls_naming(db, {e["outs"][0] for e in unusable if e["record_only"] and e["outs"]})
+    others = [(e, _other_record(db, e, calls, corrupt)) for e in unusable]
+    for e, other in others:
+        if other is not None:
+            db.index.put_call(e["key"], other[0], other[1], other[2], multi=other[3])
+    moved = sum(other is not None for _, other in others)
+    dropped = [e for e, other in others if other is None]
+    db.index.drop_calls(dropped)
+    if dropped:
+        repaired.append(f"dropped {len(dropped)} call-cache entr{'y' if len(dropped) == 1 else 'ies'} whose "
+                        "call record or output is lost or damaged (or a chunk or part of an output); the next "
+                        "run of each call computes it again")
+    if moved:
+        repaired.append(f"{moved} call-cache entr{'y' if moved == 1 else 'ies'} whose call record is lost "
+                        f"now name{'s' if moved == 1 else ''} another record of the call that a saved value "
+                        "names (its outputs are there): the next run records the call again, computing "
+                        "nothing")
 
 
 def _calls_naming(db: Database, oids: set[str]) -> dict[str, set[str]]:
