@@ -78,6 +78,61 @@ _TYPE_OF = {"int": int, "float": float, "str": str, "bool": lambda text: text ==
 _JSON_TYPES = {"int": "integer", "float": "real", "str": "text"}  # (a bool's is its value: true, false)
 
 
+def _from_json(json_type: str, atom: Any) -> Any:
+    """A value from SQLite's `json_each` (type, atom); None for what a key does not hold."""
+    if json_type in ("true", "false"):
+        return json_type == "true"
+    return {"integer": int, "real": float, "text": str}.get(json_type, lambda _: None)(atom)
+
+
+def _as_json(value: Any) -> tuple[str, Any]:
+    """(type, atom) as SQLite's `json_each` gives a key value (see `_from_json`)."""
+    if isinstance(value, bool):
+        return ("true", 1) if value else ("false", 0)
+    return {int: "integer", float: "real", str: "text"}[type(value)], value
+
+
+_NUMBER_CHARS = "0123456789.e+-"  # (every character of an int's or a finite float's text)
+
+
+def _vkey_twins(value: Any) -> list[Any]:
+    """The values of other types that show as a text `value` shows as (`shown_as`), which a
+    version key could hold: 1 and 1.0 for "1", "1" and 1.0 for 1, "1.0", "1" and 1 for 1.0,
+    True for "true"; none for "pre" or "01" (int("01") is 1, which shows as 1). Asked at
+    every save of a value not yet passed: a few us, no `shown_as` of each candidate."""
+    kind = type(value)
+    if kind is str:
+        if value in ("true", "false"):
+            return [value == "true"]
+        if not value or value.strip(_NUMBER_CHARS):  # (the usual version key: a label has none)
+            return []
+        found: list[Any] = []
+        try:
+            number = int(value)
+            if -(2**63) <= number < 2**63 and int.__repr__(number) == value:
+                found.append(number)
+        except ValueError:
+            pass
+        try:
+            real = float(value)
+            if math.isfinite(real) and (float.__repr__(real) == value or real.is_integer() and str(int(real)) == value):
+                found.append(real)
+        except ValueError:
+            pass
+        return found
+    if kind is bool:
+        return ["true" if value else "false"]
+    if kind is int:
+        text = int.__repr__(value)
+        real = float(value)  # (shows as `text` too when it is that int exactly)
+        return [text, real] if str(int(real)) == text else [text]
+    if kind is float and math.isfinite(value):
+        texts = shown_as(value)[1]  # type: ignore[index]
+        whole = [int(value)] if len(texts) > 1 and -(2**63) <= int(value) < 2**63 else []
+        return [*texts, *whole]
+    return []
+
+
 class LookAlikes(NamedTuple):
     """Values of one schema key, of different types, that show as one `text` (1 and "1"):
     `holders` is (value, variable, its live refs there) for each."""
@@ -85,6 +140,16 @@ class LookAlikes(NamedTuple):
     key: str
     text: str
     holders: list[tuple[Any, str, int]]
+
+
+class VkeyLookAlikes(NamedTuple):
+    """Values of one version key of one variable, of different types, that show as one `text`
+    (note=1 and note="1"): `holders` is (value, its live records) for each."""
+
+    var: str
+    key: str
+    text: str
+    holders: list[tuple[Any, int]]
 
 
 class Index:
@@ -115,6 +180,9 @@ class Index:
         self._key_values_epoch = 0  # counts the folds of others' lines (each forgets `_key_values_ok`)
         self._pending_epoch = 0     # ... as it was when the batch began holding writes
         self._key_values_here: dict[tuple[str, str], set[str]] = {}  # (key, text) -> types this process saved
+        # (var, version key) -> the JSON types its live values have (`_check_vkey_value`), with those
+        # this process passed since; forgotten with `_key_values_ok`
+        self._vkey_types: dict[tuple[str, str], set[str]] = {}
         self._snapshot = False  # inside reading_ahead: reads answer from one view, no stat each
         self._syncer = _BackgroundSync(self._sql, sync_delay, busy=self._busy)
         self.before_flush: Any = None   # the database flushes buffered objects here, first
@@ -149,6 +217,7 @@ class Index:
         a rule): a key value that passed `_check_key_value` may have a live look-alike in them
         (another process deleted "5" and saved 5), so every value is checked again."""
         self._key_values_ok.clear()
+        self._vkey_types.clear()
         self._key_values_epoch += 1
 
     @contextmanager
@@ -602,6 +671,8 @@ class Index:
         epoch = self._key_values_epoch
         for key, value in addr.items():
             self._check_key_value(var, key, value)
+        for key, value in vkeys.items():
+            self._check_vkey_value(var, key, value)
         addr_key, vkeys_key = key_of(addr), key_of(vkeys)
         params = tagged_params(params) if params else params
         if self._pending is not None:  # in a batch: versions (and key values) are checked again at flush
@@ -673,12 +744,14 @@ class Index:
             self._check_view_names(name, [other for other in names if other != name])
 
     def check_save(self, var: str, addr: dict, vkeys: dict) -> None:
-        """Refuse what `put_ref` would refuse of a save's names and address values, before the
-        caller writes anything for it (a result computed in memory brings its call and cache
+        """Refuse what `put_ref` would refuse of a save's names, address and version-key values,
+        before the caller writes anything for it (a result computed in memory brings its call and cache
         entry along when saved: journalled, they named a value no variable held)."""
         self.check_names(var, vkeys)
         for key, value in addr.items():
             self._check_key_value(var, key, value)
+        for key, value in vkeys.items():
+            self._check_vkey_value(var, key, value)
 
     def _check_key_value(self, var: str, key: str, value: Any,
                          held: RefState | None = None) -> None:
@@ -728,6 +801,73 @@ class Index:
                 self._key_values_ok.discard((key, type(twin), twin))
         self._key_values_ok.add(memo)
 
+    def _check_vkey_value(self, var: str, key: str, value: Any, held: RefState | None = None) -> None:
+        """Refuse a version-key value that shows as one of another type the variable's live
+        records hold under the same version key (note=1 beside note="1", rep=True beside
+        rep="true"), as `_check_key_value` refuses a schema key's: the variable's views and its
+        `where=` show that column as text, where the two are one value (`where="note = '1'"`
+        returned both). Another variable's values do not count: a version key is a column of
+        its variable's views alone. A project that holds both (saved before this refusal)
+        still opens and loads; only a new save of either is refused (`fsck` warns of them).
+
+        The look-alikes a value can have are few (`_vkey_twins`: "1" has 1 and 1.0, "true" has
+        True, "pre" none), and only those of a type the key's live values have (`_vkey_types`,
+        read once per process and key by a seek per type) are looked up, in one query of the
+        fold's `vkey_values` (how many of the variable's live refs hold each: a point lookup
+        each), whatever the project's size; a
+        batch's held saves count (`RefState.held_vkeys`) and the records its held deletes take
+        out do not (`held`: a batch being flushed, else this process's own). A value that
+        passed is remembered as a schema key's is (`_key_values_ok`), and forgotten with it;
+        one with no look-alike (a label) is not: it costs no lookup, and a process saving a
+        new label each time would keep them all."""
+        memo = (("vkey", var, key), type(value), value)
+        if memo in self._key_values_ok:  # (the usual save: one set lookup)
+            return
+        look_alikes = _vkey_twins(value)
+        if not look_alikes:
+            return
+        overlay = held if held is not None else self._overlay
+        self.refresh()
+        types = self._vkey_types.get((var, key))
+        if types is None:
+            types = self._vkey_types[(var, key)] = self._fold.vkey_types(var, key)
+        held_values = overlay.held_vkeys.get((var, key), ())
+        # (a look-alike of a type the key's live values do not have is not looked up: a key that
+        # always held one type, the usual, costs no query)
+        twins = [twin for twin in look_alikes if _as_json(twin)[0] in types or (type(twin), twin) in held_values]
+        kind, texts = shown_as(value)  # type: ignore[misc]
+        wanted = [(_as_json(twin)[0], key_of({"v": twin})) for twin in twins if (type(twin), twin) not in held_values]
+        counts = self._fold.vkey_counts(var, key, wanted) if wanted else {}
+        for twin in twins:
+            if not self._vkey_live(var, key, twin, counts.get(_as_json(twin)[0], 0), overlay):
+                continue  # (never saved, deleted since, or taken out by a held delete)
+            other, other_texts = shown_as(twin)  # type: ignore[misc]
+            text = next(t for t in texts if t in other_texts)
+            raise InvalidMetadataError(
+                f"{var}: version key {key}={value!r} ({TYPE_WORDS[kind]}) looks like {key}={twin!r} "
+                f"({TYPE_WORDS[other]}), which {var} already has; its SQL views and where= show both "
+                f"as {text}, so a query could return one's records for the other's. It was not saved. "
+                f"Save it as {key}={twin!r} if it is that one, else give it a value that reads differently")
+        for twin in look_alikes:  # (this value may be live now: its look-alikes must be checked again)
+            self._key_values_ok.discard((("vkey", var, key), type(twin), twin))
+        types.add(_as_json(value)[0])
+        self._key_values_ok.add(memo)
+
+    def _vkey_live(self, var: str, key: str, value: Any, n: int, overlay: RefState) -> bool:
+        """Whether a live record of `var` holds `value` (of its type) under version key `key`, as
+        the project will be once the batch `overlay` holds is written; `n`: how many of the
+        fold's live refs do (`Fold.vkey_counts`)."""
+        if (type(value), value) in overlay.held_vkeys.get((var, key), ()):
+            return True  # a held save
+        gone = overlay.gone.get(var)
+        if not n or not gone:
+            return n > 0
+        # held deletes: the fold's records they take out (as many as the batch deletes)
+        taken = sum(1 for addr_key, records in self._fold.versions_many(var, sorted(gone)).items()
+                    for r in records if r.version in gone[addr_key] and key in r.vkeys
+                    and type(r.vkeys[key]) is type(value) and r.vkeys[key] == value)
+        return taken < n
+
     def live_look_alikes(self) -> list[LookAlikes]:
         """The schema-key values of different types that show as one text (1 and "1") and
         both have live records: saved before `_check_key_value` refused the second.
@@ -754,6 +894,26 @@ class Index:
                 found.setdefault((key, text), []).append((value, var, n))
         return [LookAlikes(key, text, holders) for (key, text), holders in sorted(found.items())
                 if len({type(value) for value, _, _ in holders}) > 1]
+
+    def live_vkey_look_alikes(self) -> list[VkeyLookAlikes]:
+        """The version-key values of one variable, of different types, that show as one text
+        (note=1 and note="1") and both have live records: saved before `_check_vkey_value`
+        refused the second. From `vkey_values` (one pass; a project that never mixed a version
+        key's types has no candidate), each found value's records counted in its variable."""
+        self.refresh()
+        shown: dict[tuple[str, str, str], dict[tuple[str, Any], Any]] = {}  # (var, key, text) -> values
+        for var, key, json_type, atom, _ in self._fold.vkey_keys_of_several_types():
+            value = _from_json(json_type, atom)
+            found = shown_as(value)
+            for text in found[1] if found else ():
+                shown.setdefault((var, key, text), {})[(json_type, atom)] = value
+        out = []
+        for (var, key, text), values in sorted(shown.items()):
+            if len({type(v) for v in values.values()}) > 1:
+                holders = [(value, self._fold.vkey_records(var, key, json_type, atom))
+                           for (json_type, atom), value in values.items()]
+                out.append(VkeyLookAlikes(var, key, text, holders))
+        return out
 
     def _live_with(self, key: str, value: Any, held: RefState | None = None
                    ) -> tuple[str, dict[str, Any]] | None:
@@ -827,6 +987,8 @@ class Index:
             if self._key_values_epoch != epoch:  # ... and it came after the check: check against it
                 for key, value in addr.items():
                     self._check_key_value(var, key, value)
+                for key, value in vkeys.items():
+                    self._check_vkey_value(var, key, value)
             version = self._fold.max_version(var, addr_key) + 1
         if current is not None and current.oid == oid and self._same_call(current.call, call):
             return current
@@ -1148,9 +1310,11 @@ class Index:
         for entry in pending:
             if entry["op"] != "put":
                 continue
-            for key, value in entry["addr"].items():
+            checks = [(self._check_key_value, key, value) for key, value in entry["addr"].items()]
+            checks += [(self._check_vkey_value, key, value) for key, value in entry["vkeys"].items()]
+            for check, key, value in checks:
                 try:
-                    self._check_key_value(entry["var"], key, value, overlay)
+                    check(entry["var"], key, value, overlay)
                 except InvalidMetadataError as exc:
                     self._pending = [] if self._batch_depth else None
                     self._pending_epoch = self._key_values_epoch

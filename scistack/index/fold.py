@@ -38,7 +38,7 @@ from scistack.objects.forks import hold_across_fork
 
 log = logging.getLogger("scistack")
 
-FOLD_VERSION = 18
+FOLD_VERSION = 19
 _EMPTY = "{}"
 
 _SCHEMA = f"""
@@ -61,6 +61,14 @@ CREATE TABLE IF NOT EXISTS names (
 -- views and `where=` cannot tell the two apart (kept after deletes, as names are)
 CREATE TABLE IF NOT EXISTS key_values (
     key TEXT NOT NULL, text TEXT NOT NULL, type TEXT NOT NULL, PRIMARY KEY (key, text, type)) WITHOUT ROWID;
+-- each variable's version-key values its live refs hold, with how many refs hold each (`n`;
+-- a row goes with its last ref), as SQLite's `json_each` gives them (type 'integer', 'real',
+-- 'text', 'true' or 'false'; a bool's atom 1 or 0): a save of note="1" where the variable's
+-- live refs hold note=1 is refused by a point lookup here (`Index._check_vkey_value`). Kept by
+-- the fold as refs are inserted (`_insert`) and by SQLite as they go (`ref_vkeys_gone`)
+CREATE TABLE IF NOT EXISTS vkey_values (
+    var TEXT NOT NULL, key TEXT NOT NULL, type TEXT NOT NULL, atom NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (var, key, type, atom)) WITHOUT ROWID;
 -- `vars`: a bit per variable with a live record here (`var_bits`; variables past the 63rd have
 -- none), so the addresses a variable lacks are found through a few index ranges, not a probe
 -- of every address
@@ -133,6 +141,8 @@ INSERT OR IGNORE INTO meta VALUES ('journal_offset', '0');
 INSERT OR IGNORE INTO meta VALUES ('skipped_lines', '0');
 """
 
+_JSON_TYPES = ("integer", "real", "text", "true", "false")  # (what a version key's value may be)
+_VKEY_TYPES = f"{_JSON_TYPES}"
 _BITS = 63  # variables with a bit in `addresses.vars` (a signed 64-bit INTEGER)
 _BIT_OF_NEW = f"coalesce((SELECT 1 << bit FROM var_bits WHERE var = NEW.var AND bit < {_BITS}), 0)"
 
@@ -156,6 +166,12 @@ CREATE TRIGGER IF NOT EXISTS slot_emptied AFTER UPDATE OF live ON slots WHEN OLD
 END;
 CREATE TRIGGER IF NOT EXISTS ref_gone AFTER DELETE ON refs BEGIN  -- a delete, or a ref folded again (REPLACE)
     UPDATE var_counts SET refs = refs - 1 WHERE var = OLD.var;
+END;
+CREATE TRIGGER IF NOT EXISTS ref_vkeys_gone AFTER DELETE ON refs WHEN OLD.vkeys != '{_EMPTY}' BEGIN
+    UPDATE vkey_values SET n = n - 1 WHERE var = OLD.var
+        AND (key, type, atom) IN (SELECT key, type, atom FROM json_each(OLD.vkeys));  -- (a seek each)
+    DELETE FROM vkey_values WHERE var = OLD.var AND (key, type, atom) IN
+        (SELECT key, type, atom FROM json_each(OLD.vkeys)) AND n <= 0;
 END;
 CREATE TRIGGER IF NOT EXISTS ref_call_unnamed AFTER DELETE ON refs WHEN OLD.call IS NOT NULL BEGIN
     UPDATE var_calls SET live = live - 1 WHERE var = OLD.var AND call = OLD.call;
@@ -213,7 +229,13 @@ def _float_key_values(con: sqlite3.Connection) -> None:
     con.executemany("INSERT OR IGNORE INTO key_values VALUES (?, ?, ?)", sorted(rows))
 
 
-_MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {17: (
+_MIGRATIONS: dict[int, tuple[str | Callable[[sqlite3.Connection], None], ...]] = {18: (
+    # each variable's version-key values its live refs hold (`vkey_values`: made empty by
+    # `_SCHEMA`; its triggers come with `_DERIVED`, after this): one pass over the refs, once
+    "DELETE FROM vkey_values",
+    "INSERT INTO vkey_values SELECT r.var, j.key, j.type, j.atom, count(*) FROM refs AS r, json_each(r.vkeys) AS j "
+    f"WHERE r.vkeys != '{_EMPTY}' AND j.type IN {_VKEY_TYPES} GROUP BY r.var, j.key, j.type, j.atom",
+), 17: (
     # the schema keys' values with their types (`key_values`, from the addresses: what the
     # fold would have written); ints and text as SQLite has them (address ints are within
     # int64: `address_problem`), floats by Python's repr (`_float_key_values`)
@@ -604,7 +626,7 @@ class Fold:
             # answer (lab mode) may be behind another process's fold of this file: asked afresh
             if stored > size and stored > size_now(self.journal):
                 for table in ("var_counts", "var_bytes", "var_unsized", "var_oids", "var_parts", "refs", "slots", "names",
-                              "key_values", "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
+                              "key_values", "vkey_values", "addresses", "calls", "call_keys", "runs", "var_calls", "var_changes",
                               "var_summary", "var_facts", "judged_sig", "judged_cells"):
                     con.execute(f"DELETE FROM {table}")
                 con.execute("UPDATE meta SET value = '0' WHERE key = 'skipped_lines'")
@@ -1014,6 +1036,39 @@ class Fold:
         marks = ", ".join("?" * len(texts))
         return [tuple(r) for r in self._held_rows(f"SELECT text, type FROM key_values WHERE key = ? AND text IN ({marks})",
                                              (key, *texts))]
+
+    def vkey_counts(self, var: str, key: str, wanted: list[tuple[str, str]]) -> dict[str, int]:
+        """JSON type -> how many of the variable's live refs hold that value under version key
+        `key`, for the `wanted` values (of different types) given as (JSON type, `{"v": value}`
+        as `key_of` writes it, which SQLite reads as it read the refs' own `vkeys`, so a float
+        is the same double here): a point lookup each in `vkey_values`."""
+        one = "SELECT type, n FROM vkey_values WHERE var = ?1 AND key = ?2 AND type = ? AND atom = json_extract(?, '$.v')"
+        # (one statement, a seek each: a row-value IN over a JSON list seeks by type alone)
+        rows = self._held_rows(" UNION ALL ".join([one] * len(wanted)),
+                               (var, key, *(part for pair in wanted for part in pair)))
+        return dict(rows)
+
+    def vkey_types(self, var: str, key: str) -> set[str]:
+        """The JSON types of the values the variable's live refs hold under version key `key`
+        (a seek per type, whatever their number)."""
+        one = "SELECT type FROM (SELECT type FROM vkey_values WHERE var = ?1 AND key = ?2 AND type = ? LIMIT 1)"
+        return {r[0] for r in self._held_rows(" UNION ALL ".join([one] * len(_JSON_TYPES)), (var, key, *_JSON_TYPES))}
+
+    def vkey_keys_of_several_types(self) -> list[tuple[str, str, str, Any, int]]:
+        """(variable, version key, JSON type, atom, live refs) of each value of the version keys
+        whose live values are of more than one type (a bool's two count as one): few, and none
+        in a project that never mixed them (`fsck`: one pass over `vkey_values`)."""
+        return [tuple(r) for r in self._rows(
+            "SELECT var, key, type, atom, n FROM vkey_values WHERE (var, key) IN (SELECT var, key FROM "
+            "vkey_values GROUP BY var, key HAVING count(DISTINCT CASE type WHEN 'false' THEN 'true' ELSE type END) > 1) "
+            "ORDER BY var, key, type, atom")]
+
+    def vkey_records(self, var: str, key: str, json_type: str, atom: Any) -> int:
+        """How many records (an address and version keys, whatever its versions) of the
+        variable hold that value under version key `key`: a scan of its refs (fsck's warning)."""
+        return self._rows("SELECT count(DISTINCT json_array(r.addr, r.vkeys)) FROM refs AS r, json_each(r.vkeys) AS j "
+                          "WHERE r.var = ? AND r.vkeys != '{}' AND j.key = ? AND j.type = ? AND j.atom IS ?",
+                          (var, key, json_type, atom))[0][0]
 
     def key_texts_of_several_types(self) -> list[tuple[str, str, str]]:
         """(key, text, type) of the `key_values` whose text more than one type shows as (1 and
@@ -1613,7 +1668,7 @@ def _put_row(e: dict[str, Any], addr_key: str | None = None) -> tuple:
     params = e.get("params") or {}
     return (var, key_of(e["addr"]) if addr_key is None else addr_key, version, key_of(e.get("vkeys") or {}), oid_in(oid), kind, e.get("call"),
             key_of(params) if params else _EMPTY, e.get("summary", ""), t,
-            tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])), e["addr"])
+            tuple(e.get("vkeys") or ()), tuple(params), ",".join(sorted(e["addr"])), e["addr"], e.get("vkeys"))
 
 
 def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
@@ -1659,6 +1714,29 @@ def _insert(con: sqlite3.Connection, puts: list[tuple]) -> None:
     if names:
         con.executemany("INSERT OR IGNORE INTO names VALUES (?, ?, ?)", sorted(names))
     con.executemany("INSERT OR IGNORE INTO key_values VALUES (?, ?, ?)", sorted(_key_values(puts)))
+    # the version-key values the new refs hold, each distinct one written once (a trigger per ref
+    # made a fold of refs with two version keys ~55% slower); as SQLite's JSON reads the refs'
+    # own `vkeys` (`ref_vkeys_gone` takes a ref off, a REPLACE included)
+    held: collections.Counter[tuple[str, str, str, Any]] = collections.Counter()
+    reals: collections.Counter[tuple[str, str, str]] = collections.Counter()
+    for p in puts:
+        for key, value in (p[14] or {}).items():
+            kind = type(value)
+            if kind is str:
+                held[(p[0], key, "text", value)] += 1
+            elif kind is bool:
+                held[(p[0], key, "true", 1) if value else (p[0], key, "false", 0)] += 1
+            elif kind is int and -(2**63) <= value < 2**63:
+                held[(p[0], key, "integer", value)] += 1
+            elif kind is float:  # (a double as SQLite's JSON reads its text, as it read the ref's)
+                reals[(p[0], key, key_of({"v": value}))] += 1
+    upsert = "ON CONFLICT (var, key, type, atom) DO UPDATE SET n = n + excluded.n"
+    if held:
+        con.executemany(f"INSERT INTO vkey_values VALUES (?, ?, ?, ?, ?) {upsert}",
+                        [(*row, n) for row, n in sorted(held.items())])  # (atoms compared within a type)
+    if reals:
+        con.executemany("INSERT INTO vkey_values SELECT ?1, ?2, 'real', json_extract(?3, '$.v'), ?4 "
+                        f"WHERE json_type(?3, '$.v') = 'real' {upsert}", [(*row, n) for row, n in sorted(reals.items())])
     puts.clear()
 
 

@@ -298,6 +298,9 @@ class RefState:
         # (a batch's overlay only, `hold`) variable -> address key -> versions its held deletes take
         # out of the fold: reads leave them out, as the fold will once the batch is written
         self.gone: dict[str, dict[str, set[int]]] = {}
+        # (a batch's overlay only) (variable, version key) -> (type, value) of each value its
+        # held saves hold there: a save of a look-alike beside one is refused (`Index._check_vkey_value`)
+        self.held_vkeys: dict[tuple[str, str], set[tuple[type, Any]]] = {}
 
     # -- folding -------------------------------------------------------------------------
     def apply(self, entry: dict[str, Any]) -> RefRecord | None:
@@ -320,7 +323,11 @@ class RefState:
         removes are in the fold, not here (a batch writes what it holds before a delete, so
         held deletes name only journalled records), and every read of the fold must leave them
         out until the batch is written."""
-        self.apply(entry)
+        record = self.apply(entry)
+        if record is not None:
+            for key, value in record.vkeys.items():
+                if shown_as(value) is not None:
+                    self.held_vkeys.setdefault((record.var, key), set()).add((type(value), value))
         if entry["op"] == "del":
             self.gone.setdefault(entry["var"], {}).setdefault(key_of(entry["addr"]), set()).add(entry["version"])
 
