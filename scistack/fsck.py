@@ -21,8 +21,9 @@ from scistack.address import value_text
 from scistack.database import Database
 from scistack.errors import (CorruptObjectError, DatabaseLockedError, IndexDamagedError, ObjectNotFoundError,
                              ScistackError)
-from scistack.index import TYPE_WORDS, LookAlikes, key_of
+from scistack.index import TYPE_WORDS, LookAlikes, VkeyLookAlikes, key_of
 from scistack.index.journal import entry_problem, loads_line
+from scistack.index.state import shown_as
 from scistack.gc import fold_roots, live_entries, name_refs, ref_text, walk_reachable
 from scistack.htmlrepr import ordered
 from scistack.lineage.calls import key_from_oids
@@ -204,7 +205,8 @@ def _fsck(db: Database, repair: bool, quarantine: bool, local: bool) -> FsckRepo
     if unusable:
         _repair_cache(db, unusable, corrupt, repaired)
     return FsckReport(checked, size, refs, len(roots.calls), tuple(problems), tuple(repaired), tuple(notes),
-                      tuple(_look_alike_warning(found) for found in db.index.live_look_alikes()))
+                      tuple(_look_alike_warning(found) for found in db.index.live_look_alikes())
+                      + tuple(_vkey_look_alike_warning(found) for found in db.index.live_vkey_look_alikes()))
 
 
 def _unusable(key: str, entry: dict, record_only: bool) -> dict[str, Any]:
@@ -334,6 +336,24 @@ def _look_alike_warning(found: LookAlikes) -> str:
             f"where=\"{key} = '{found.text}'\" can return one's records for the other's; loads tell them apart "
             f"({', '.join(f'load({key}={v!r})' for _, v in order)}). To keep one type, delete the others' records "
             f"({', '.join(commands[:3])}{more}) and save or compute them again as {key}={keep!r}, or under a "
+            "value that reads differently")
+
+
+def _vkey_look_alike_warning(found: VkeyLookAlikes) -> str:
+    """What a variable holding note=1 and note="1" (saved before such a save was refused)
+    should know: the values, how many of its records hold each, and how to keep one type
+    (the one most records have)."""
+    var, key = found.var, found.key
+    order = sorted(found.holders, key=lambda h: (-h[1], type(h[0]).__name__))
+    held = "; ".join(f"{key}={v!r} ({TYPE_WORDS[shown_as(v)[0]]}) in {n} record{'s' if n != 1 else ''}"  # type: ignore[index]
+                     for v, n in order)
+    keep = order[0][0]
+    commands = [f"`scistack rm {var} {cli_option(key, v)}`" for v, _ in order[1:]]
+    return (f"version key {key} of {var} holds values of different types that its SQL views and where= both "
+            f"show as {found.text} (saved before such a save was refused): {held}. where=\"{key} = "
+            f"'{found.text}'\" returns both; loads tell them apart "
+            f"({', '.join(f'load({key}={v!r})' for v, _ in order)}). To keep one type, delete the others' "
+            f"records ({', '.join(commands)}) and save or compute them again as {key}={keep!r}, or under a "
             "value that reads differently")
 
 

@@ -107,6 +107,50 @@ def test_look_alike_key_values_saved_before_they_were_refused_are_a_warning(tmp_
         database_module._current = None
 
 
+def test_version_key_look_alikes_saved_before_they_were_refused_are_a_warning(tmp_path, monkeypatch):
+    """A variable saved before note="1" beside note=1 was refused may hold both: fsck names
+    the variable, the version key, the values with their records, and the way to keep one
+    type (not damage: exit 0). Another variable's look-alike, and one since deleted, are fine."""
+    import scistack.database as database_module
+    from scistack.index import Index
+
+    monkeypatch.chdir(tmp_path)
+    db = configure_database(tmp_path / "gait.duckdb", ["subject", "session"])
+    with monkeypatch.context() as before:
+        before.setattr(Index, "_check_vkey_value", lambda *args, **kwargs: None)
+        FsckRaw.save(1.0, subject=1, session="pre", note=1)
+        FsckRaw.save(1.5, subject=1, session="pre", note=1)  # (a second version: one record)
+        FsckRaw.save(2.0, subject=2, session="pre", note=1)
+        FsckRaw.save(3.0, subject=1, session="pre", note="1")
+        FsckRaw.save(4.0, subject=1, session="pre", rep=True)
+        FsckRaw.save(5.0, subject=1, session="pre", rep="true")
+        FsckOut.save(6.0, subject=1, session="pre", note="1")  # another variable's column: fine
+        FsckOut.save(7.0, subject=1, session="pre", gain=2.5)
+        FsckOut.save(8.0, subject=1, session="pre", gain="2.5")
+        FsckOut.delete(subject=1, gain="2.5")  # since deleted: nothing to say
+    note = ("version key note of FsckRaw holds values of different types that its SQL views and where= both "
+            "show as 1 (saved before such a save was refused): note=1 (a number) in 2 records; note='1' (text) "
+            "in 1 record. where=\"note = '1'\" returns both; loads tell them apart (load(note=1), load(note='1')). "
+            "To keep one type, delete the others' records (`scistack rm FsckRaw --note \"'1'\"`) and save or "
+            "compute them again as note=1")
+    try:
+        report = fsck(db)
+        assert report.ok and len(report.warnings) == 2, report.warnings
+        assert report.warnings[0].startswith(note)
+        assert report.warnings[1].startswith("version key rep of FsckRaw holds values of different types that its "
+                                             "SQL views and where= both show as true")
+        assert "rep=True (a bool) in 1 record; rep='true' (text) in 1 record" in report.warnings[1]
+        result = CliRunner().invoke(main, ["--db", str(db.path), "fsck"])
+        assert result.exit_code == 0 and f"\nwarning: {note}" in result.stdout
+        assert result.stdout.strip().endswith("ok")
+        result = CliRunner().invoke(main, ["--db", str(db.path), "rm", "FsckRaw", "--note", "'1'", "-y"])
+        assert result.exit_code == 0, result.output
+        assert fsck(db).warnings == report.warnings[1:]  # (the fix it names)
+    finally:
+        db.close()
+        database_module._current = None
+
+
 def test_flipped_byte_is_reported_as_corrupt(project):
     build(project)
     oid = FsckRaw.load(subject=1, session="pre").oid
