@@ -404,11 +404,30 @@ class Walk:
             found = members.get(attr, MISSING)
             if found is MISSING and not is_project_module(value.__name__):
                 found = _library_attribute(value, attr)
+            elif found is MISSING and "__path__" in members:
+                self._unimported_source(value, attr)
             self.slots.append((members, attr, found))
             if found is MISSING:
                 break
             where, value = f"{value.__name__}.{attr}", found
         return None if value is MISSING else (where, value)
+
+    def _unimported_source(self, package: ModuleType, attr: str) -> None:
+        """``pkg.sub`` named by attribute in a project package whose submodule ``sub`` no code
+        imported yet (``import pkg`` and ``pkg.sub.g(x)``; a helper called first may import it):
+        its source file is an input of every call by its content, as a computed getattr's
+        modules are (`Guards.modules`), so an edit of ``g`` misses: the call had been recorded
+        without ``g`` and its edit served from the cache. Found by ``find_spec``, never
+        imported here: its top level is the project's code (it may print, parse arguments or
+        exit, and a branch not taken never runs it); once something imports it, the slot
+        guard walks again and reaches ``g`` itself."""
+        try:
+            spec = importlib.util.find_spec(f"{package.__name__}.{attr}")
+        except Exception:  # noqa: BLE001 - no such submodule (or a finder that fails): nothing
+            return
+        origin = getattr(spec, "origin", None)
+        if isinstance(origin, str) and origin.endswith(".py"):
+            self.modules[origin] = None
 
     def _imported(self, spec: ImportSpec, namespace: dict) -> tuple[str, object]:
         """What an import inside a function body binds, found (or imported) via sys.modules."""

@@ -184,6 +184,25 @@ def test_reload_of_helper_module_is_seen_through_attribute_chain(project: Projec
     assert function_identity(mod.f).digest != first.digest
 
 
+def test_a_project_submodule_named_by_attribute_before_its_import_is_read_not_run(
+    project: Project,
+) -> None:
+    """``pkg.sub.g(x)`` with only ``import pkg``: the identity had nothing of ``sub`` until
+    some code imported it (a helper called first), so such a call was recorded without ``g``
+    and an edit of ``g`` served from the cache. The submodule's source file is now an input of
+    the call by its content; it is found, never imported by the walk (its top level is the
+    project's code: here it would exit the process)."""
+    project.write("sub", "raise SystemExit('imported by the walk')\ndef g(x):\n    return x + 1\n")
+    project.identity(f"import {project.name}\n\ndef f(x):\n    return {project.name}.sub.g(x)\n")
+    from scistack.codeid.identity import reached_modules
+    mod = sys.modules[f"{project.name}.mod"]
+    assert f"{project.name}.sub" not in sys.modules
+    assert reached_modules(mod.f) == (str(project.dir / "sub.py"),)
+    # a name that is no submodule names no file
+    project.identity(f"import {project.name}\n\ndef f(x):\n    return {project.name}.nothere(x)\n")
+    assert reached_modules(sys.modules[f"{project.name}.mod"].f) == ()
+
+
 def test_closure_captured_constant_counts_by_value(project: Project) -> None:
     project.write(
         "mod",
