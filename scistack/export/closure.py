@@ -126,14 +126,7 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
                         pending_calls.append(merged.call)
         key = db.index.call_key_of(call_oid) or _twin_key(call)
         entry = db.index.cached_call(key) if key else None
-        if entry is not None and entry.get("call") != call_oid and _twin_of(db, call, entry):
-            # (a record made for raw files with the same bytes as the entry's at another
-            # address, which a run named its ref with, the entry's files still there, engine's
-            # `_takes_entry`: the entry is exported naming this record, unless the bundle holds
-            # the entry's own; the importer had no entry and computed the call again)
-            twins.setdefault(key, {"key": key, "call": call_oid, "fn": entry.get("fn"),
-                                   "outs": list(call.outputs), "multi": bool(entry.get("multi"))})
-        elif entry is not None and entry.get("call") != call_oid and _read_later(db, call, entry, out):
+        if entry is not None and entry.get("call") != call_oid and _read_later(db, call, entry, out):
             # (the refs name this record, the cache a later one that read the raw files
             # elsewhere: the entry is exported naming this one, which the bundle holds; an
             # import with raw_to records it again where it puts them)
@@ -143,8 +136,11 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
             # (another record of the same call with the same outputs: two processes or machines
             # that ran the call at once, both missing the cache; the refs kept the first record,
             # the same value saved again writing nothing, and the cache names the one journalled
-            # last. The entry is exported naming the refs' record, which the bundle holds,
-            # unless it holds the entry's own: the importer had no entry and computed it again)
+            # last. Or a twin's own record: raw files with the same bytes as the entry's at
+            # another address (other shown paths, so not `_read_later`), which a run named its
+            # ref with, the entry's files still there (engine's `_takes_entry`). The entry is
+            # exported naming the refs' record, which the bundle holds, unless it holds the
+            # entry's own: the importer had no entry and computed it again)
             twins.setdefault(key, {"key": key, "call": call_oid, "fn": entry.get("fn"),
                                    "outs": list(call.outputs), "multi": bool(entry.get("multi"))})
         elif entry is not None and entry.get("call") == call_oid:
@@ -168,19 +164,6 @@ def _twin_key(call: CallRecord) -> str | None:
         return key_from_oids(call.function.identity, call.input_oids)
     except (ScistackError, LookupError, TypeError):
         return None
-
-
-def _twin_of(db: Database, call: CallRecord, entry: dict[str, Any]) -> bool:
-    """Whether `call`, a record of the cache entry's key that is not the entry's, read raw
-    files (PathInput) under other shown paths than the entry's record: another address's files
-    with the same bytes (one call key). Its outputs are the entry's: the same call's result."""
-    try:
-        theirs = read_call(db.store, entry["call"])
-    except ScistackError:
-        return False
-    ours = raw_places(call)
-    return bool(ours) and [s for s, _ in ours] != [s for s, _ in raw_places(theirs)] \
-        and list(call.outputs) == list(entry["outs"])
 
 
 def _read_later(db: Database, call: CallRecord, entry: dict[str, Any], out: Closure) -> bool:
