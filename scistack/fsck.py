@@ -26,7 +26,7 @@ from scistack.index.journal import entry_problem, loads_line
 from scistack.index.state import shown_as
 from scistack.gc import fold_roots, live_entries, name_refs, ref_text, walk_reachable
 from scistack.htmlrepr import ordered
-from scistack.lineage.calls import key_from_oids
+from scistack.lineage.calls import record_call_key
 from scistack.lineage.filecheck import cache_fn, files_of
 from scistack.records import read_call
 from scistack.objects.midx import NAME as MIDX_NAME
@@ -272,7 +272,7 @@ def _other_record(db: Database, entry: dict[str, Any], calls: dict[str, set[str]
             if not db.store.contains(call_oid):
                 continue
             call = read_call(db.store, call_oid)
-            key = db.index.call_key_of(call_oid) or key_from_oids(call.function.identity, call.input_oids)
+            key = record_call_key(db.index, call_oid, lambda: call)
         except (ScistackError, LookupError, TypeError):
             continue
         if key == entry["key"] and list(call.outputs) == entry["outs"]:

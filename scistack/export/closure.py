@@ -17,7 +17,7 @@ from typing import Any
 from scistack.database import Database
 from scistack.errors import ExportError, ScistackError
 from scistack.index import RefRecord
-from scistack.lineage.calls import key_from_oids, raw_places, same_raw_names
+from scistack.lineage.calls import raw_places, record_call_key, same_raw_names
 from scistack.objects.codec import child_oids
 from scistack.records import CallRecord, read_call
 from scistack.selection import select_records
@@ -124,7 +124,9 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
                         add_saved({merged.oid}, merged.var, merged.addr, merged.call)
                     if merged.call:
                         pending_calls.append(merged.call)
-        key = db.index.call_key_of(call_oid) or _twin_key(call)
+        # (made again only for a record that read raw files: a twin's own, which the cache
+        # never named, engine's `_takes_entry`; nothing else is left out)
+        key = record_call_key(db.index, call_oid, lambda: call if raw_places(call) else None)
         entry = db.index.cached_call(key) if key else None
         if entry is not None and entry.get("call") != call_oid and _read_later(db, call, entry, out):
             # (the refs name this record, the cache a later one that read the raw files
@@ -152,18 +154,6 @@ def closure(db: Database, selected: list[RefRecord]) -> Closure:
     held = {entry["key"] for entry in out.cache}
     out.cache += [entry for key, entry in twins.items() if key not in held]
     return out
-
-
-def _twin_key(call: CallRecord) -> str | None:
-    """The call key of a record the call cache never named: a twin's own record (engine's
-    `_takes_entry`), made again from its function identity and inputs' oids (as `for_each`'s
-    `_same_call`); None for a record that holds no PathInput file (nothing else is left out)."""
-    if not raw_places(call):
-        return None
-    try:
-        return key_from_oids(call.function.identity, call.input_oids)
-    except (ScistackError, LookupError, TypeError):
-        return None
 
 
 def _read_later(db: Database, call: CallRecord, entry: dict[str, Any], out: Closure) -> bool:

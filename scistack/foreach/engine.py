@@ -67,7 +67,7 @@ from scistack.foreach.scifor import run_table_mode
 from scistack.foreach.split import Split, check_splits, fitting_layout, fitting_layouts, places, split_record, unsplit
 from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, key_of, keys_of, utc_now
-from scistack.lineage.calls import (flatten_params, key_from_oids, key_maker, raw_places, same_origins,
+from scistack.lineage.calls import (flatten_params, key_maker, raw_places, record_call_key, same_origins,
                                     same_raw_names)
 from scistack.lineage.function import LineageFunction, lineage_context, pickled_for_workers
 from scistack.lineage.running import refuse_run_inside
@@ -602,7 +602,7 @@ class _Run:
         for var, _, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
             current = self.db.index.current_at(var, place_key, self.vkeys_key)
             if current is None or current.oid != oid or current.call is None or not (
-                    current.call == hit["call"] or self._same_call(current.call, key)):
+                    current.call == hit["call"] or self._has_key(current.call, key)):
                 continue
             try:
                 record = read_call(self.db.store, current.call)
@@ -799,7 +799,7 @@ class _Run:
         for var, address, place_key, oid in self._places(combo, addr_key, list(hit["outs"]), layout):
             current = self.db.index.current_at(var, place_key, self.vkeys_key)
             if current is not None and current.oid == oid and (current.call == hit["call"] or (
-                    self._same_call(current.call, key) and self.db.store.contains(current.call)
+                    self._has_key(current.call, key) and self.db.store.contains(current.call)
                     and not self._names_others(current.call, resolved, hit))):
                 continue
             stale.append((var, address, place_key, oid))
@@ -877,8 +877,8 @@ class _Run:
                             self.name, len(left), var, by, where, " ..." if len(left) > 3 else "", var,
                             text(left[0].addr))
 
-    def _same_call(self, call_oid: str | None, key: str) -> bool:
-        """Whether a ref's call record is another run of the call under `key`.
+    def _has_key(self, call_oid: str | None, key: str) -> bool:
+        """Whether a ref's call record is a record of the call under `key` (`record_call_key`).
 
         Identical inputs at two addresses make one call key but two call records (each names
         its own input address); the cache entry keeps the last one. The ref made by the other
@@ -886,14 +886,7 @@ class _Run:
         """
         if call_oid is None:
             return False
-        known = self.db.index.call_key_of(call_oid)
-        if known is not None:
-            return known == key
-        try:  # a record the call cache never named (journal compacted, or written elsewhere)
-            record = read_call(self.db.store, call_oid)
-            return key_from_oids(record.function.identity, record.input_oids) == key
-        except (ScistackError, LookupError):
-            return False
+        return record_call_key(self.db.index, call_oid, lambda: read_call(self.db.store, call_oid)) == key
 
     # -- running ---------------------------------------------------------------------------
     def _run_serial(self, bar: Any) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from scistack.errors import InvalidMetadataError, LineageError, UnsupportedValueError
+from scistack.errors import InvalidMetadataError, LineageError, ScistackError, UnsupportedValueError
 from scistack.index.state import tagged_params
 from scistack.objects.canonical_json import dumps_canonical, from_tree, to_tree
 from scistack.objects.hashing import hash_bytes, hash_object
@@ -415,6 +415,23 @@ def key_from_oids(identity_digest: str, oids: dict[str, str]) -> str:
             parts += ('},"fn":', quoted.get(identity_digest) or _quoted(identity_digest), "}")
             return hash_bytes("".join(parts).encode("ascii"))
     return hash_bytes(dumps_canonical({"args": oids, "fn": identity_digest}))
+
+
+def record_call_key(index: Any, call_oid: str, record: Callable[[], Any]) -> str | None:
+    """The call key of the call record `call_oid`: the one the call cache named it under
+    (`Index.call_key_of`), else made again from the record (`key_from_oids` of its function
+    identity and inputs' oids: a record the cache never named, as a twin's own, one written
+    elsewhere, or one of a compacted journal). `record()` gives the record (a `CallRecord`),
+    asked only then; None from it, or a record that cannot be read or keyed (damaged), has
+    no key: None."""
+    key = index.call_key_of(call_oid)
+    if key is not None:
+        return key
+    try:
+        call = record()
+        return None if call is None else key_from_oids(call.function.identity, call.input_oids)
+    except (ScistackError, LookupError, TypeError):
+        return None
 
 
 _QUOTED: dict[str, str] = {}  # text -> `_quote(text)`, for texts of up to `_QUOTED_LONGEST`
