@@ -43,9 +43,7 @@ def check_arguments(db: Database, fn: Any, inputs: dict[str, Any], outputs: list
     # now, not when the first call's result is saved, after its cache entry was journalled
     # (the call was then recorded with no output saved, and served as a hit on the next run)
     tags = {n: None for n, s in inputs.items() if isinstance(s, EachOf)}  # (EachOf's version keys)
-    for out in outputs:
-        db.index.check_names(out.__name__, tags)
-    db.index.check_names_together([out.__name__ for out in outputs])
+    db.index.check_output_names([out.__name__ for out in outputs], tags)
     for name, spec in inputs.items():
         for fixed in _fixed_specs(spec):
             variants = db.index.vkey_names(fixed.variable.__name__)

@@ -726,20 +726,22 @@ class Index:
                     f"so it could not be told apart in the views or in where=. Write "
                     f"{self._key_case[key.lower()]}= to address the value")
 
-    def check_names_together(self, names: list[str]) -> None:
-        """Refuse variable names that would collide with each other once saved (case twins,
-        one named like another's view), as `check_names` refuses one beside the project's:
-        the outputs of one run are all new, so each passed alone, and the second was refused
-        only when saved, after the first call's first output was (or, from MATLAB, after every
-        combination had run)."""
-        seen: dict[str, str] = {}
+    def check_output_names(self, names: list[str], vkeys: dict) -> None:
+        """Refuse the output variables of a run (a Python or MATLAB `for_each`'s plan) that
+        `put_ref` would refuse, before anything runs: each as `check_names` (beside the
+        project's names; `vkeys` the version keys its results are saved with), and the names
+        that would collide with each other once saved (case twins, one named like another's
+        view): the outputs of one run are all new, so each passed alone, and the second was
+        refused only when saved, after the first call's first output was (or, from MATLAB,
+        after every combination had run)."""
         for name in names:
-            twin = seen.get(name.lower())
-            if twin is not None and twin != name:
+            self.check_names(name, vkeys)
+        for i, name in enumerate(names):
+            twin = _case_twin(name, names[:i])
+            if twin is not None:
                 raise InvalidNameError(
                     f"variables {twin!r} and {name!r} differ only by case; SQL names ignore case, so "
                     f"their views would be one: give one of them another name, e.g. {name}_2")
-            seen[name.lower()] = name
         for name in names:
             self._check_view_names(name, [other for other in names if other != name])
 
@@ -941,7 +943,7 @@ class Index:
         SQL names ignore case, so DuckDB would show one view for both (the other's values
         were invisible to every query). A variable that already has records may always grow."""
         names = self.variables()
-        twin = next((n for n in names if n.lower() == var.lower() and n != var), None)
+        twin = _case_twin(var, names)
         if twin is not None and var not in names:
             raise InvalidNameError(
                 f"variable {var!r} differs from the project's variable {twin!r} only by case; SQL "
@@ -1640,6 +1642,13 @@ class _BackgroundSync:
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
 _INDEXES: weakref.WeakSet[Index] = weakref.WeakSet()
 _forks = [0]  # how many times this process's line has forked (a batch begun before is the parent's)
+
+
+def _case_twin(name: str, names: list[str]) -> str | None:
+    """The first of `names` that is `name` but for case (`EMG` for `Emg`), if any: SQL names
+    ignore case, so DuckDB would show one view for both."""
+    lower = name.lower()
+    return next((n for n in names if n.lower() == lower and n != name), None)
 
 
 def _after_fork_in_child() -> None:

@@ -39,9 +39,9 @@ def plan(db: Database, request_path: str | os.PathLike) -> dict[str, Any]:
         raise InvalidMetadataError(
             "for_each needs at least one output variable, e.g. {FilteredEMG()}"
         )
-    for var in outputs:  # a case twin, a view's name: refused now, not at the commit (after
-        db.index.check_names(var, {})  # MATLAB ran every combination, none of it then kept)
-    db.index.check_names_together(outputs)  # (of each other, too: {Foo(), foo()})
+    # a case twin, a view's name (of the project's or of each other: {Foo(), foo()}): refused
+    # now, not at the commit (after MATLAB ran every combination, none of it then kept)
+    db.index.check_output_names(outputs, {})
     splits = request_splits(db, req, outputs)
     specs, constants = _inputs(db, folder, req)
     looped = [(name, spec.var) for name, spec in specs.items() if not spec.fixed and spec.var in outputs]
