@@ -856,3 +856,52 @@ def test_a_cached_rerun_keys_its_raw_files_by_their_stat_not_their_content(proje
     os.utime(files[0], ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
     again = run()
     assert (again.ran, again.cached) == (1, 1) and RawTotal.load(subject=1, session="pre").data == 7.0
+
+
+def test_status_why_and_export_key_raw_files_by_the_projects_memo_not_their_content(project, tmp_path,
+                                                                                     monkeypatch):
+    """`status`, `why` and an export with raw files hashed every PathInput file whole in each
+    new process, without the project's memo of files that for_each keys them by: every
+    `scistack status` over 100 GB of recordings read 100 GB. They ask the memo now (a file
+    whose whole stat it remembers is not read), and an export reads each raw file once,
+    hashing it as it copies (it read it whole, copied it, then read the copy back)."""
+    from scistack.foreach import outstat, paths
+    from scistack.report.status import status_grid, status_summary
+
+    _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "3,4\n"})
+    files = [tmp_path / "raw/1/s_pre.csv", tmp_path / "raw/2/s_pre.csv"]
+    spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
+    assert for_each(total, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"], verbose=False).ran == 2
+    _past_the_racy_window(files)
+    assert for_each(total, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"],
+                    verbose=False).cached == 2  # (hashed, remembered in the project's memo)
+
+    def new_process():
+        monkeypatch.setattr(paths, "_hashes", {})
+        outstat._OF_PROJECT.pop(project, None)
+
+    def raw_opens(fn):
+        new_process()
+        opened, result = _opened_during(fn)
+        return [p for p in opened if os.sep + "raw" + os.sep in p and "bundle" not in p], result
+
+    opened, grid = raw_opens(lambda: status_grid(project))
+    assert opened == [] and grid.counts()["RawTotal"]["done"] == 2
+    opened, summary = raw_opens(lambda: status_summary(project))
+    assert opened == [] and summary.counts["RawTotal"]["done"] == 2
+    opened, report = raw_opens(lambda: why(RawTotal, subject=1, session="pre"))
+    assert opened == [] and report.status == "current"
+    new_process()
+    opened, _ = _opened_during(lambda: project.export(all_current=[RawTotal], to=tmp_path / "bundle",
+                                                      raw_files=True))
+    assert sorted(p for p in opened if "s_pre.csv" in p and "bundle" not in p) == sorted(map(str, files))
+    copies = [p for p in opened if p.startswith(str(tmp_path / "bundle")) and ("s_pre.csv" in p or ".tmp" in p)]
+    assert len(copies) == 2  # each copy written once, not read back
+    assert (tmp_path / "bundle/raw/raw/1/s_pre.csv").read_text() == "1,2\n"
+    files[1].write_text("5,6\n")  # changed: still seen by status, why and an export
+    opened, grid = raw_opens(lambda: status_grid(project))
+    assert grid.counts()["RawTotal"]["stale"] == 1 and opened == [str(files[1])]
+    assert why(RawTotal, subject=2, session="pre").status == "stale"
+    report = project.export(all_current=[RawTotal], to=tmp_path / "bundle2", raw_files=True)
+    assert report.raw_missing == ["raw/2/s_pre.csv: changed since the call read it"]
+    assert not (tmp_path / "bundle2/raw/raw/2/s_pre.csv").exists()

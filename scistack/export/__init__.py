@@ -74,7 +74,7 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     try:
         manifest = bundle.write_bundle(db, found, target)
         if raw_files:
-            manifest["raw_files"] = bundle.write_raw_files(found, target)
+            manifest["raw_files"] = bundle.write_raw_files(db, found, target)
             bundle.write_manifest(manifest, target)
         title = "scistack export of " + ", ".join(sorted({r.var for r in chosen}))
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()

@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-import shutil
+import stat
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from scistack.database import Database
 from scistack.export.closure import Closure, raw_files
 from scistack.export.rawnames import BundlePlaces, raw_path, restore_path
-from scistack.foreach.paths import file_oid
+from scistack.errors import InputFileError
+from scistack.foreach.outstat import FileStats, _content_oid, file_stats
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import decode_json, strict_json_data
 from scistack.objects.chunked import array_manifest, parse_manifest
@@ -102,28 +105,72 @@ def write_manifest(manifest: dict[str, Any], to: Path) -> None:
         json.dump(manifest, out, indent=1, sort_keys=True, default=str)
 
 
-def write_raw_files(found: Closure, to: Path) -> list[dict[str, Any]]:
+def write_raw_files(db: Database, found: Closure, to: Path) -> list[dict[str, Any]]:
     """Copy the raw files the calls read into `raw/`, each under the path it was read as
     (`raw_path`), checked against the content its call read; one still there but changed, or
     gone, is listed with why it is not in the bundle. A name Windows or macOS cannot unpack
     (a device name, a refused character, a file and a folder or two files that are one name
     ignoring case) is made safe (`rawnames`), never one file over another; the manifest's
-    `read_as` names where each was read, `restore_as` where an import puts it back."""
-    entries, places = [], BundlePlaces()
+    `read_as` names where each was read, `restore_as` where an import puts it back. Each file
+    is read once, hashed as it is copied (it was read whole to check it, copied, and the copy
+    read back for its sha256); one whose whole stat the project's memo of files remembers with
+    other content is not read."""
+    entries, places, stats = [], BundlePlaces(), file_stats(db)
+    temp = to / ".raw-copy.tmp"
     for raw in raw_files(found):
         entry: dict[str, Any] = {"read_as": raw["path"], "oid": raw["oid"]}
-        now = file_oid(raw["file"]) if raw["file"] else None
-        if now != raw["oid"]:
-            entry["missing"] = ("not found at " + raw["file"]) if now is None else "changed since the call read it"
+        copied = _copy_checked(raw["file"], raw["oid"], temp, stats)
+        if isinstance(copied, str):
+            entry["missing"] = copied
         else:
-            wanted = raw_path(raw["path"])
-            rel = places.place(wanted)
+            rel = places.place(raw_path(raw["path"]))
             (to / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(raw["file"], to / rel)
+            os.replace(temp, to / rel)
             entry |= {"path": rel.as_posix(), "restore_as": restore_path(raw["path"]),
-                      "sha256": sha256_of(to / rel), "size": (to / rel).stat().st_size}
+                      "sha256": copied[0], "size": copied[1]}
         entries.append(entry)
+    stats.save()  # (what was hashed: nothing, no write)
     return entries
+
+
+def _copy_checked(file: str, oid: str, temp: Path, stats: FileStats) -> str | tuple[str, int]:
+    """Copy the raw file `file` to `temp`, hashed as it is read: (the copy's sha256, its size)
+    when it holds the content whose oid is `oid`, else why it is not copied (nothing left at
+    `temp`)."""
+    try:
+        now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
+        st = os.stat(file) if file else None
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise InputFileError(f"cannot read the raw file {file}: {exc.strerror}; make it a readable "
+                             "file, or export without raw files") from None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return f"not found at {file}"
+    if stats.known(file, st) not in (None, oid):  # (its stat vouches for other content: not read)
+        return "changed since the call read it"
+    sha, size = hashlib.sha256(), 0
+    with open(temp, "wb") as out:
+
+        def copy(block: bytes) -> None:
+            nonlocal size
+            sha.update(block)
+            out.write(block)
+            size += len(block)
+        try:
+            now = _content_oid(file, st.st_size, copy)
+        except FileNotFoundError:
+            now = None
+        except OSError as exc:
+            if exc.filename != file:  # (the bundle's side: a full disk)
+                raise
+            raise InputFileError(f"cannot read the raw file {file}: {exc.strerror}; make it a readable "
+                                 "file, or export without raw files") from None
+    if now != oid:
+        temp.unlink()
+        return "changed since the call read it" if os.path.isfile(file) else f"not found at {file}"
+    stats.remember(file, st, oid, now_ns)
+    return sha.hexdigest(), size
 
 
 def _ref_entry(record: RefRecord) -> dict[str, Any]:

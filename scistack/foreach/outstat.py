@@ -38,6 +38,7 @@ import secrets
 import stat
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,15 +174,18 @@ def _read(path: Path, part: str = "files") -> dict[str, list]:
     return memo[part]
 
 
-def _content_oid(path: str, size: int) -> str | None:
+def _content_oid(path: str, size: int, sink: Callable[[bytes], object] | None = None) -> str | None:
     """The oid of the file's content as a `bytes` value (`paths.file_oid`'s hash); None when
-    it does not have `size` bytes any more (rewritten while read)."""
+    it does not have `size` bytes any more (rewritten while read). `sink`: given each block
+    as it is read (an export copies the file and takes its sha256 in the same pass)."""
     hasher = blake3.blake3(object_header("bytes", size))
     read = 0
     with open(path, "rb") as f:
         while block := f.read(_BLOCK):
             hasher.update(block)
             read += len(block)
+            if sink is not None:
+                sink(block)
     return hasher.hexdigest() if read == size else None
 
 

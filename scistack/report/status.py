@@ -27,6 +27,7 @@ from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_file
 from scistack.lineage.calls import relocated
 from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
+from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import file_oid
 from scistack.htmlrepr import ordered
 from scistack.errors import ScistackError, VariableNotFoundError
@@ -103,6 +104,10 @@ class StalenessChecker:
         self.no_files: set[str] = set()  # call records known (from the index's facts) to read no file
         self._levels: dict[str, list[frozenset[str]]] = {}  # variable -> its live levels, finest first
         self._newer: dict[str, str | None] = {}  # call -> a later record of it the cache names (`note_newer`)
+        # the project's memo of files: a raw file whose whole stat it remembers is not read
+        # (every status in a new process had hashed each raw file whole); `save_files` keeps
+        # what this report hashed
+        self.files = file_stats(db)
 
     def record_status(self, record: RefRecord) -> tuple[str, str]:
         """(status, reason) of one record: done, stale or unknown."""
@@ -189,6 +194,10 @@ class StalenessChecker:
             return "unknown", f"{what} cannot be verified ({detail})"
         return "done", ""
 
+    def save_files(self) -> None:
+        """Keep in the project's memo of files what this report hashed (nothing: no write)."""
+        self.files.save()
+
     def _script_verdict(self, call_oid: str, module: str, function: str) -> tuple[str, str]:
         try:
             changes = script_reasons(self.db, call_oid)
@@ -204,7 +213,7 @@ class StalenessChecker:
     def _input_reason(self, item: Any) -> str:
         if item.raw_file is not None:  # a PathInput: its content hash now against the recorded one
             try:
-                now = file_oid(item.raw_file[1], item.raw_file[0])
+                now = file_oid(item.raw_file[1], item.raw_file[0], self.files)
             except ScistackError:
                 now = None
             return "" if now == item.oid else f"input {item.name}: {item.raw_file[0]} changed"
@@ -328,6 +337,7 @@ def status_grid(db: Database, variables: list[str] | None = None) -> StatusGrid:
             by_var[var] = _var_cells(
                 var, records[var], checker, {k: v for (rv, k), v in run_combos.items() if rv == var}
             )
+    checker.save_files()
     return _grid(chosen, by_var, db.schema_keys, _empty(db, by_var))
 
 
@@ -580,6 +590,7 @@ def _judge_fast(db: Database, variables: list[str] | None) -> tuple[Any, list[st
             judging.keep_judged(var, sig, state)
         else:
             sigs[var] = touched[var] = None
+    checker.save_files()
     return judging, chosen, known
 
 

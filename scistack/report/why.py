@@ -37,6 +37,7 @@ from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
 from scistack.codeid.files import _RACY_NS, content_stamp, loaded_file_is_current
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
+from scistack.foreach.outstat import file_stats
 from scistack.foreach.paths import file_oid
 from scistack.lineage.calls import raw_places, relocated
 from scistack.lineage.filecheck import changed_inputs
@@ -176,6 +177,7 @@ def why_record(db: Any, name: str, record: Any) -> WhyReport:
             "unknown", "lineage", "saved without lineage (not produced through a lineage function)"),))
     try:
         call, changes = _record_changes(db, record.call, upstream_of=None, seen=set(), at=record.addr)
+        file_stats(db).save()  # (what its raw files' checks hashed: nothing, no write)
     except (ObjectNotFoundError, CorruptObjectError) as exc:
         lost = "lost" if isinstance(exc, ObjectNotFoundError) else "damaged"
         return WhyReport(name, addr, "unknown", None, (Reason(
@@ -423,7 +425,7 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str], at: dict[str, Any]
                     reasons += _variable_change(db, label, part) or _stale_input(db, call, label, part, seen)
                 continue
             if "path" in record.extra:
-                reasons += _raw_file_change(param, record)
+                reasons += _raw_file_change(db, param, record)
             elif record.var is not None:
                 reasons += _variable_change(db, path, record, at, split_by) or _stale_input(db, call, path, record, seen)
             elif record.call and record.call not in seen:
@@ -450,11 +452,12 @@ def _raw_files(call: CallRecord) -> set[str]:
             for _, r in item.records() if "path" in r.extra}
 
 
-def _raw_file_change(param: str, record: CallInput) -> list[Reason]:
-    """A `PathInput` file: "raw/3/s_pre.csv changed" when its content hash moved."""
+def _raw_file_change(db: Any, param: str, record: CallInput) -> list[Reason]:
+    """A `PathInput` file: "raw/3/s_pre.csv changed" when its content hash moved (not read
+    where the project's memo of files remembers its whole stat)."""
     shown, full = str(record.extra["path"]), str(record.extra.get("file") or record.extra["path"])
     try:
-        now = file_oid(full, shown)
+        now = file_oid(full, shown, file_stats(db))
     except ScistackError as exc:
         return [Reason("input", param, str(exc))]
     if now is None:
