@@ -615,7 +615,7 @@ def test_a_cached_rerun_judges_its_output_files_by_their_stat_not_their_content(
     64 MB took 2-3 s against 0.01 s. The project keeps each file's stat when it was last
     hashed (.scistack/output-stats.json); an edit, a same-size one with its mtime set back
     too, is still seen, and a deleted file still written back."""
-    from scistack.foreach import paths
+    from scistack.foreach import filestats
 
     RawTotal.save(3.0, subject=1, session="pre")
     RawTotal.save(4.0, subject=2, session="pre")
@@ -623,7 +623,7 @@ def test_a_cached_rerun_judges_its_output_files_by_their_stat_not_their_content(
     files = [tmp_path / "figs/1/plot_pre.txt", tmp_path / "figs/2/plot_pre.txt"]
 
     def run():
-        monkeypatch.setattr(paths, "_hashes", {})  # (a new process: no hash remembered in memory)
+        monkeypatch.setattr(filestats, "_hashes", {})  # (a new process: no hash remembered in memory)
         return for_each(plot, inputs=spec, outputs=[Plot], subject=[1, 2], session=["pre"], verbose=False)
     caplog.set_level("WARNING", logger="scistack.foreach")
     assert run().ran == 2
@@ -650,7 +650,7 @@ def test_the_output_stat_memo_keeps_no_racy_stat_and_survives_damage(tmp_path, m
     the file server's) is not remembered: a rewrite of the same size in the same timestamp
     tick keeps the whole stat. A damaged memo file costs hashes, never a wrong answer."""
     from scistack.codeid import files
-    from scistack.foreach import outstat
+    from scistack.foreach import filestats
     from scistack.objects.hashing import hash_bytes, object_header
 
     folder = tmp_path / ".scistack"
@@ -660,25 +660,26 @@ def test_the_output_stat_memo_keeps_no_racy_stat_and_survives_damage(tmp_path, m
     oid = hash_bytes(object_header("bytes", 3) + b"abc")
     later = time.time_ns() + 3600 * 10**9  # its mtime an hour ahead: racy whatever the clock says
     os.utime(path, ns=(later, later))
-    memo = outstat.FileStats(folder)
+    memo = filestats.FileStats(folder)
     assert memo.holds(str(path), oid) and not memo.holds(str(path), "0" * 64)
     memo.save()
-    assert not (folder / outstat.MEMO_NAME).exists()
+    assert not (folder / filestats.MEMO_NAME).exists()
     monkeypatch.setattr(files, "_RACY_NS", -3700 * 10**9)  # (as if that hour had passed)
-    memo = outstat.FileStats(folder)
+    memo = filestats.FileStats(folder)
     assert memo.holds(str(path), oid)
     memo.save()
     hashed = []
-    monkeypatch.setattr(outstat, "_content_oid", lambda p, size: hashed.append(p))
-    assert outstat.FileStats(folder).holds(str(path), oid) and hashed == []  # its stat vouches
-    assert not outstat.FileStats(folder).holds(str(path), "0" * 64) and hashed == []
+    monkeypatch.setattr(filestats, "_content_oid", lambda p, size: hashed.append(p))
+    monkeypatch.setattr(filestats, "_hashes", {})  # (a new process: only the memo file vouches)
+    assert filestats.FileStats(folder).holds(str(path), oid) and hashed == []  # its stat vouches
+    assert not filestats.FileStats(folder).holds(str(path), "0" * 64) and hashed == []
     path.write_bytes(b"abcd")  # another size than the content the memo names: other bytes, no hash
-    assert not outstat.FileStats(folder).holds(str(path), oid) and hashed == []
+    assert not filestats.FileStats(folder).holds(str(path), oid) and hashed == []
     for damage in (b"{not json", b"[]", b'{"version": 1, "files": {"%s": [1, "x"]}}' % str(path).encode()):
-        (folder / outstat.MEMO_NAME).write_bytes(damage)
+        (folder / filestats.MEMO_NAME).write_bytes(damage)
         hashed.clear()
-        assert outstat.FileStats(folder).holds(str(path), oid) is False and hashed == [str(path)]
-    memo = outstat.FileStats(path)  # (a folder it cannot write in: nothing saved, nothing raised)
+        assert filestats.FileStats(folder).holds(str(path), oid) is False and hashed == [str(path)]
+    memo = filestats.FileStats(path)  # (a folder it cannot write in: nothing saved, nothing raised)
     memo._new[str(path)] = [1, 2, 3, 4, oid]
     memo.save()
 
@@ -837,14 +838,14 @@ def test_a_cached_rerun_keys_its_raw_files_by_their_stat_not_their_content(proje
     cached (the hash memo lives one process): a rerun over 100 GB of recordings read 100 GB.
     The project's memo of files (.scistack/output-stats.json) keys a raw file by its whole
     stat; a same-size edit with its mtime set back (the ctime moves) still reruns."""
-    from scistack.foreach import paths
+    from scistack.foreach import filestats
 
     _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "3,4\n"})
     files = [tmp_path / "raw/1/s_pre.csv", tmp_path / "raw/2/s_pre.csv"]
     spec = {"path": PathInput("{subject}/s_{session}.csv", root="raw/")}
 
     def run():
-        monkeypatch.setattr(paths, "_hashes", {})  # (a new process: no hash remembered in memory)
+        monkeypatch.setattr(filestats, "_hashes", {})  # (a new process: no hash remembered in memory)
         return for_each(total, inputs=spec, outputs=[RawTotal], subject=[1, 2], session=["pre"], verbose=False)
     assert run().ran == 2  # (the files were just written: racy stats, not remembered)
     _past_the_racy_window(files)
@@ -865,7 +866,7 @@ def test_status_why_and_export_key_raw_files_by_the_projects_memo_not_their_cont
     `scistack status` over 100 GB of recordings read 100 GB. They ask the memo now (a file
     whose whole stat it remembers is not read), and an export reads each raw file once,
     hashing it as it copies (it read it whole, copied it, then read the copy back)."""
-    from scistack.foreach import outstat, paths
+    from scistack.foreach import filestats
     from scistack.report.status import status_grid, status_summary
 
     _raw(tmp_path / "raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "3,4\n"})
@@ -877,8 +878,8 @@ def test_status_why_and_export_key_raw_files_by_the_projects_memo_not_their_cont
                     verbose=False).cached == 2  # (hashed, remembered in the project's memo)
 
     def new_process():
-        monkeypatch.setattr(paths, "_hashes", {})
-        outstat._OF_PROJECT.pop(project, None)
+        monkeypatch.setattr(filestats, "_hashes", {})
+        filestats._OF_PROJECT.pop(project, None)
 
     def raw_opens(fn):
         new_process()
@@ -914,7 +915,7 @@ def test_the_memo_of_files_is_saved_without_reading_it_again_unless_another_proc
     A save now writes what the process holds when the file's stat is the one it read (or
     wrote) last; when another process saved since, it reads that first and keeps both."""
     from scistack.codeid import files as codeid_files
-    from scistack.foreach import outstat
+    from scistack.foreach import filestats
     from scistack.objects.hashing import hash_bytes, object_header
 
     monkeypatch.setattr(codeid_files, "_RACY_NS", -3600 * 10**9)  # (no stat racy: each remembered)
@@ -929,29 +930,61 @@ def test_the_memo_of_files_is_saved_without_reading_it_again_unless_another_proc
             continue
         made[name] = (str(path), hash_bytes(object_header("bytes", len(name.encode("utf-8", "surrogateescape")))
                                             + name.encode("utf-8", "surrogateescape")))
-    memo_file = str(folder / outstat.MEMO_NAME)
+    memo_file = str(folder / filestats.MEMO_NAME)
 
     def reads_of_the_memo(fn):
         opened, _ = _opened_during(fn)
         return [p for p in opened if p == memo_file]
 
-    first = outstat.FileStats(folder)
+    first = filestats.FileStats(folder)
     assert first.holds(*made["a"])
     assert reads_of_the_memo(first.save) == [memo_file]  # (none yet: looked for)
-    second = outstat.FileStats(folder)
+    second = filestats.FileStats(folder)
     assert second.holds(*made["b"])  # (the memo read here, once)
     assert reads_of_the_memo(second.save) == []  # nobody saved since: not read again
     assert second.holds(*made["c"]) and reads_of_the_memo(second.save) == []  # (its own write: known)
-    third, fourth = outstat.FileStats(folder), outstat.FileStats(folder)
+    third, fourth = filestats.FileStats(folder), filestats.FileStats(folder)
     assert third.holds(*made["d"]) and fourth.holds(*made["e"])
     third.save()
     assert reads_of_the_memo(fourth.save) == [memo_file]  # another process saved since: merged
     if "caf\udce9" in made:  # a name that is not UTF-8 is kept too (orjson refuses it: json writes it)
         assert fourth.holds(*made["caf\udce9"])
         fourth.save()
-    entries, _, _ = outstat._read(folder / outstat.MEMO_NAME)
+    entries, _, _ = filestats._read(folder / filestats.MEMO_NAME)
     assert sorted(entries) == sorted(path for path, _ in made.values())
     hashed = []
-    monkeypatch.setattr(outstat, "_content_oid", lambda p, size: hashed.append(p))
-    fresh = outstat.FileStats(folder)
+    monkeypatch.setattr(filestats, "_content_oid", lambda p, size: hashed.append(p))
+    monkeypatch.setattr(filestats, "_hashes", {})  # (a new process: only the memo file vouches)
+    fresh = filestats.FileStats(folder)
     assert all(fresh.holds(*made[name]) for name in made) and hashed == []
+
+
+def test_a_raw_file_that_keeps_changing_size_while_read_is_hashed_again_then_refused(tmp_path, monkeypatch):
+    """`file_oid` had its own hash loop, which keyed a file that grew while it was read by
+    the header of one size and the bytes of another: a key no content has, recorded as the
+    call's input. It now asks the one hasher (`filestats._content_oid`), which tells a size
+    changed while read: hashed again from a new stat, and refused, naming why, when it keeps
+    changing (a recording still being written); nothing is remembered of it."""
+    from scistack.foreach import filestats
+    from scistack.foreach.paths import file_oid
+    from scistack.objects.hashing import hash_bytes, object_header
+
+    path = tmp_path / "rec.bin"
+    path.write_bytes(b"abc")
+    real, calls = filestats._content_oid, []
+
+    def growing_for(times):
+        def hashed(p, size, sink=None):
+            calls.append(p)
+            return None if len(calls) <= times else real(p, size, sink)
+        return hashed
+    monkeypatch.setattr(filestats, "_hashes", {})
+    monkeypatch.setattr(filestats, "_content_oid", growing_for(1))
+    assert file_oid(str(path)) == hash_bytes(object_header("bytes", 3) + b"abc") and len(calls) == 2
+    calls.clear()
+    monkeypatch.setattr(filestats, "_hashes", {})
+    monkeypatch.setattr(filestats, "_content_oid", growing_for(99))
+    with pytest.raises(InputFileError, match="cannot read raw/rec.bin: it kept changing size while it was read"):
+        file_oid(str(path), "raw/rec.bin")
+    assert len(calls) == filestats._TRIES and filestats._hashes == {}
+    assert file_oid(str(tmp_path)) is None and file_oid(str(tmp_path / "none")) is None

@@ -21,7 +21,7 @@ recorded ``racy``: its hits hash the content (list the folder) whatever the stat
 record is immutable; `_STAT_OK` remembers the content for the rest of the process once
 verified by a stat that is no longer racy (a racy one is never remembered), and a
 ``for_each`` run keeps those verifications in the project's memo (`verified_stats`,
-`foreach.outstat.FileStats`), which later runs take back (`trust_verified`): git's
+`foreach.filestats.FileStats`), which later runs take back (`trust_verified`): git's
 promotion of a racily clean entry at its next index write. A file read within 2 s of its
 last write (the steps of a pipeline) thus costs one hash more, correctness first (one per
 process where no run kept it: a lineage call outside ``for_each``); one older costs a stat. Not covered: a mapped page rewritten later than that, still dirty (its
@@ -1197,6 +1197,12 @@ def _stamp(path: str) -> tuple[int, int, int, int] | None:
         st = _REAL_STAT(path)
     except (OSError, ValueError):
         return None
+    return stat_stamp(st)
+
+
+def stat_stamp(st: os.stat_result) -> tuple[int, int, int, int]:
+    """What a stat says of a file's content, as every memo of files keys it (this module's
+    records, `foreach.filestats`): (size, mtime, inode, ctime), each in whole units (ns)."""
     return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
@@ -1480,7 +1486,7 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
                     or f.ctime_ns != -1 and st.st_ctime_ns != f.ctime_ns):  # (-1: ctime not read)
                 changed.append(path)
             continue
-        stamp = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        stamp = (path, *stat_stamp(st))
         if (not f.racy and stamp[1:] == (f.size, f.mtime_ns, f.inode, f.ctime_ns)
                 or _STAT_OK.get(stamp) == f.digest):
             continue  # the cheap check: same size, mtime, inode and ctime (no ctime recorded: -1)
@@ -1502,7 +1508,7 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
 def verified_stats() -> dict[str, list]:
     """What this process verified of file inputs since the last call (`_STAT_OK`'s new
     entries): path -> [size, mtime, inode, ctime, blake3], each stat no longer racy when its
-    content was hashed, for a project's memo to keep (`foreach.outstat.FileStats`): a record
+    content was hashed, for a project's memo to keep (`foreach.filestats.FileStats`): a record
     written racy is never trusted by its own stat, and with `_STAT_OK` alone each new process
     hashed its file again at its first hit, for ever. Git promotes such an entry at its next
     index write; a call record is immutable, so the verification is what is kept, and

@@ -24,7 +24,7 @@ from scistack.database import Database
 from scistack.export.closure import Closure, raw_files
 from scistack.export.rawnames import BundlePlaces, raw_path, restore_path
 from scistack.errors import InputFileError
-from scistack.foreach.outstat import FileStats, _content_oid, file_stats
+from scistack.foreach.filestats import FileStats, _content_oid, file_stats, known_oid, remember
 from scistack.index import RefRecord
 from scistack.objects.canonical_json import decode_json, strict_json_data
 from scistack.objects.chunked import array_manifest, parse_manifest
@@ -147,7 +147,7 @@ def _copy_checked(file: str, oid: str, temp: Path, stats: FileStats) -> str | tu
                              "file, or export without raw files") from None
     if st is None or not stat.S_ISREG(st.st_mode):
         return f"not found at {file}"
-    if stats.known(file, st) not in (None, oid):  # (its stat vouches for other content: not read)
+    if known_oid(file, st, stats) not in (None, oid):  # (its stat vouches for other content: not read)
         return "changed since the call read it"
     sha, size = hashlib.sha256(), 0
     with open(temp, "wb") as out:
@@ -169,7 +169,7 @@ def _copy_checked(file: str, oid: str, temp: Path, stats: FileStats) -> str | tu
     if now != oid:
         temp.unlink()
         return "changed since the call read it" if os.path.isfile(file) else f"not found at {file}"
-    stats.remember(file, st, oid, now_ns)
+    remember(file, st, oid, now_ns, stats)
     return sha.hexdigest(), size
 
 

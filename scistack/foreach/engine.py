@@ -50,7 +50,7 @@ from scistack.foreach.execute import (
     run_task,
     worker_death,
 )
-from scistack.foreach.outstat import file_stats
+from scistack.foreach.filestats import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.foreach.inputs import EachOf, Fixed, Merge, Resolved, constant, is_loaded_input, is_variable, resolve
 from scistack.foreach.plan import (

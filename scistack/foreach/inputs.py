@@ -17,7 +17,7 @@ import numpy as np
 from scistack.address import checked_label, coarser_addresses, query_value
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, UnsupportedValueError
-from scistack.foreach.outstat import file_stats
+from scistack.foreach.filestats import file_stats
 from scistack.foreach.paths import PathInput, PathOutput
 from scistack.index import RefRecord, key_of
 from scistack.index.state import is_multi

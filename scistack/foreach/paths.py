@@ -8,12 +8,13 @@ The function receives the resolved path (a str). The input's identity in the cal
 call record is the file's content hash (the oid the file would have as a `bytes` object), not
 its path or mtime: editing a raw file re-runs exactly the combinations that read it, touching
 it re-runs nothing. A file that is not there makes the combination "missing". The hash of a
-file is remembered per process by (size, mtime, inode, ctime), so a re-run re-reads only what
-changed: the ctime, which no copy can set, sees a file replaced in place by other content of
-the same size with its mtime kept (``cp -p``, ``shutil.copy2``, ``rsync -t --inplace``, unzip).
-A stat taken within 2 s of the file's mtime or ctime is *racy* (`codeid.files.racy_stat`: a
-rewrite of the same size in the same timestamp tick, or through a dirty mapped page, keeps
-it): its hash is not remembered, so a file just written is hashed on each use until then.
+file is remembered by (size, mtime, inode, ctime), in this process and in the project's memo
+of files (`filestats`), so a re-run re-reads only what changed: the ctime, which no copy can
+set, sees a file replaced in place by other content of the same size with its mtime kept
+(``cp -p``, ``shutil.copy2``, ``rsync -t --inplace``, unzip). A stat taken within 2 s of the
+file's mtime or ctime is *racy* (`codeid.files.racy_stat`: a rewrite of the same size in the
+same timestamp tick, or through a dirty mapped page, keeps it): its hash is not remembered,
+so a file just written is hashed on each use until then.
 
 `PathOutput("{subject}/fig.png", root="figs/")` hands the function a path to write; after the
 call the written file is stored as a `bytes` value of the next output variable.
@@ -24,25 +25,15 @@ from __future__ import annotations
 import os
 import re
 import string
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import blake3
+from typing import Any
 
 from scistack.address import is_text, shown
-from scistack.codeid.files import racy_stat
 from scistack.errors import InputFileError, InvalidMetadataError
 from scistack.lineage.calls import BoundInput
 from scistack.objects.canonical_json import dumps_canonical
-from scistack.objects.hashing import hash_bytes, object_header
-
-if TYPE_CHECKING:
-    from scistack.foreach.outstat import FileStats
-
-_BLOCK = 1 << 20
-_MEMO_SIZE = 1 << 18
-_hashes: dict[tuple[str, int, int, int, int], str] = {}   # (path, size, mtime_ns, inode, ctime_ns) -> oid
+from scistack.foreach.filestats import FileStats, content_oid
+from scistack.objects.hashing import hash_bytes
 
 
 class _Template:
@@ -208,41 +199,17 @@ class PathOutput(_Template):
 
 
 def file_oid(path: str, shown: str | None = None, stats: FileStats | None = None) -> str | None:
-    """The oid of a file's content as a `bytes` object; None when there is no such file.
-    `stats` (the project's memo of files) answers for a file whose whole stat it remembers,
-    and remembers what is hashed here."""
+    """The oid of a file's content as a `bytes` object; None when there is no such file
+    (`filestats.content_oid`: `stats`, the project's memo of files, answers for a file whose
+    whole stat it remembers, and remembers what is hashed here)."""
     try:
-        now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
-        st = os.stat(path)
+        return content_oid(path, stats)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise InputFileError(f"cannot read {shown or path}: {exc.strerror}; make it a readable file "
-                             "(check its permissions and links)") from None
-    if not os.path.isfile(path):
-        return None
-    memo = (path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
-    found = _hashes.get(memo)
-    if found is None and stats is not None:
-        found = stats.known(path, st)
-    if found is not None:
-        return found
-    hasher = blake3.blake3(object_header("bytes", st.st_size))
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(_BLOCK):
-                hasher.update(block)
-    except OSError as exc:
-        raise InputFileError(f"cannot read {shown or path}: {exc.strerror}; make it a readable file "
-                             "(check its permissions), or move it out of the template's reach") from None
-    found = hasher.hexdigest()
-    if not racy_stat(st, now_ns):  # (a rewrite in the same timestamp tick keeps a racy stat)
-        if len(_hashes) >= _MEMO_SIZE:
-            _hashes.clear()
-        _hashes[memo] = found
-    if stats is not None:
-        stats.remember(path, st, found, now_ns)  # (which keeps no racy stat either)
-    return found
+                             "(check its permissions and links), or move it out of the template's "
+                             "reach") from None
 
 
 def written_file(path: str) -> bytes:

@@ -27,7 +27,7 @@ from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_file
 from scistack.lineage.calls import relocated
 from scistack.lineage.filecheck import changed_inputs
 from scistack.database import Database
-from scistack.foreach.outstat import file_stats
+from scistack.foreach.filestats import file_stats
 from scistack.foreach.paths import file_oid
 from scistack.htmlrepr import ordered
 from scistack.errors import ScistackError, VariableNotFoundError

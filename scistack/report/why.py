@@ -37,7 +37,7 @@ from scistack.codeid.script_check import script_changes
 from scistack.codeid.codetree import code_tree, constant_values
 from scistack.codeid.files import _RACY_NS, content_stamp, loaded_file_is_current
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
-from scistack.foreach.outstat import file_stats
+from scistack.foreach.filestats import file_stats
 from scistack.foreach.paths import file_oid
 from scistack.lineage.calls import raw_places, relocated
 from scistack.lineage.filecheck import changed_inputs

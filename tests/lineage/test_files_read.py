@@ -1619,7 +1619,7 @@ def test_a_racy_record_verified_by_an_old_stat_is_not_hashed_again_by_every_new_
     # its next index write, the run keeps the verification in the project's memo
     # (`FileStats`, "inputs"), and later processes judge the file by that stat
     from scistack.codeid import files
-    from scistack.foreach import outstat
+    from scistack.foreach import filestats
 
     steps = Steps(tmp_path, monkeypatch)
     calibration = steps.dir / "cal.json"
@@ -1641,7 +1641,7 @@ def test_a_racy_record_verified_by_an_old_stat_is_not_hashed_again_by_every_new_
 
     def new_process():
         files._STAT_OK.clear()
-        outstat._OF_PROJECT.clear()
+        filestats._OF_PROJECT.clear()
         hashed.clear()
 
     new_process()

@@ -1,22 +1,23 @@
-"""What a `PathInput` file holds, and whether a cached call's `PathOutput` file still holds the
-bytes the call stored, judged by its stat where it can be: `.scistack/output-stats.json`
-keeps, per file, the stat (size, mtime, inode, ctime) it had when its content was last
-hashed, with that content's oid.
+"""The project's memo of files (`FileStats`, `.scistack/output-stats.json`): per file, the stat
+(size, mtime, inode, ctime) it had when its content was last hashed, with that content's oid
+(as a `bytes` value), so that a file whose whole stat is the one remembered is not read again
+in a new process. `content_oid` is the one way a file's content is keyed (stat, the memos,
+else a hash, remembered): `paths.file_oid` for a `PathInput`'s raw file (what `for_each`,
+`status`, `why` and an export ask), `FileStats.holds` for a cached call's `PathOutput` file.
 
 Every run in a new process hashed each raw file a `PathInput` names whole to key its calls
-(`paths.file_oid`; its memo lasts one process): a rerun of a pipeline over 100 GB of
-recordings read 100 GB before finding every call cached. A raw file whose whole stat is the
-one remembered is keyed by the remembered oid (`FileStats.known`), under the rules below.
-
-A fully cached `for_each` rerun checks every written file that is still on disk
-(`_Run._files_put_back`): hashing each whole in every new process had made a rerun of 16
-files of 64 MB take 2-3 s instead of 0.01 s. A file whose whole stat is the one remembered
-has the remembered content (as git's index judges a worktree file; the ctime, which no copy
-can set, is in the stat); any other is hashed and remembered anew. A stat taken within 2 s of
-the file's mtime or ctime is *racy* (a rewrite of the same size in the same timestamp tick, or
-through a still-dirty mapped page, keeps it): it is not remembered, so a file just written is
-hashed again on its next check, and judged by its stat from then on. A file of another size
-than the content the memo names with the expected oid holds other bytes: no hash.
+(the hash memo lasted one process): a rerun of a pipeline over 100 GB of recordings read
+100 GB before finding every call cached, and so did every `scistack status`. A fully cached
+`for_each` rerun checks every written file that is still on disk (`_Run._files_put_back`):
+hashing each whole in every new process had made a rerun of 16 files of 64 MB take 2-3 s
+instead of 0.01 s. A file whose whole stat is the one remembered has the remembered content
+(as git's index judges a worktree file; the ctime, which no copy can set, is in the stat);
+any other is hashed and remembered anew. A stat taken within 2 s of the file's mtime or
+ctime is *racy* (`codeid.files.racy_stat`: a rewrite of the same size in the same timestamp
+tick, or through a still-dirty mapped page, keeps it): it is not remembered, so a file just
+written is hashed again on its next use, and judged by its stat from then on. A file of
+another size than the content the memo names with the expected oid holds other bytes: no
+hash. This process's own memo (`_hashes`) keeps the same, without the file.
 
 It also keeps ("inputs") the file inputs of call records this process verified by a stat no
 longer racy (`codeid.files.verified_stats`: path -> stat and blake3), taken back at a run's
@@ -32,6 +33,7 @@ next run hashes those files again). A read-only project reads it and writes noth
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
@@ -47,17 +49,17 @@ import blake3
 import orjson
 
 from scistack.gcpause import paused
-from scistack.codeid.files import racy_stat, trust_verified, verified_stats  # (git's rule, as file inputs judge stats)
+from scistack.codeid.files import racy_stat, stat_stamp, trust_verified, verified_stats  # (git's rule, as file inputs judge stats)
 from scistack.objects.hashing import object_header
 
 MEMO_NAME = "output-stats.json"
 _VERSION = 1
 _MAX_ENTRIES = 100_000  # (the oldest are dropped beyond: they cost a hash each, nothing more)
 _BLOCK = 1 << 20
-
-
-def _stamp(st: os.stat_result) -> list[int]:
-    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+_MEMO_SIZE = 1 << 18
+# this process's memo: (path, size, mtime_ns, inode, ctime_ns) -> the oid of its content
+_hashes: dict[tuple[str, int, int, int, int], str] = {}
+_TRIES = 3  # hashes of a file whose size changes while it is read, before it is refused
 
 
 class FileStats:
@@ -81,36 +83,17 @@ class FileStats:
         unreadable file); False for a folder or other non-file."""
         now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
         st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        now = _stamp(st)
         entry = self._entry(path)
-        if entry is not None:
-            if entry[:4] == now:
-                return entry[4] == oid
-            if entry[4] == oid and entry[0] != st.st_size:
-                return False  # (an oid names one length: the file's is another)
-        found = _content_oid(path, st.st_size)
-        if found is not None and not racy_stat(st, now_ns) and _stamp(os.stat(path)) == now:
-            self._put(path, [*now, found])  # (unchanged while read: its stat vouches for it)
-        return found == oid
+        if (entry is not None and entry[4] == oid and entry[0] != st.st_size
+                and stat.S_ISREG(st.st_mode)):
+            return False  # (an oid names one length: the file's is another)
+        return _content_oid_at(path, st, now_ns, self) == oid
 
     def known(self, path: str, st: os.stat_result) -> str | None:
         """The oid of the content of the file at `path` whose stat is `st`, if the memo vouches
         for it (that whole stat remembered, not racy when it was), else None."""
         entry = self._entry(path)
-        return entry[4] if entry is not None and entry[:4] == _stamp(st) else None
-
-    def remember(self, path: str, st: os.stat_result, oid: str, now_ns: int) -> None:
-        """The file at `path`, stat'ed as `st` at `now_ns` before being read whole, hashed to
-        `oid`: remembered when that stat is not racy and the file still has it."""
-        try:
-            unchanged = _stamp(os.stat(path)) == _stamp(st)
-        except OSError:
-            return
-        if unchanged and not racy_stat(st, now_ns):
-            self._entry(path)  # (the memo file read, if it was not yet)
-            self._put(path, [*_stamp(st), oid])
+        return entry[4] if entry is not None and entry[:4] == [*stat_stamp(st)] else None
 
     def _put(self, path: str, entry: list) -> None:
         """Remember `entry` for `path`, as the newest (the last dropped beyond `_MAX_ENTRIES`)."""
@@ -186,9 +169,9 @@ class FileStats:
         self._new.clear()
 
 
-def _stat_of(path: Path) -> list[int] | None:
+def _stat_of(path: str | Path) -> list[int] | None:
     try:
-        return _stamp(os.stat(path))
+        return [*stat_stamp(os.stat(path))]
     except OSError:
         return None
 
@@ -226,8 +209,59 @@ def _read(path: Path) -> tuple[dict[str, list], dict[str, list], list[int] | Non
     return (files if isinstance(files, dict) else {}), (inputs if isinstance(inputs, dict) else {}), seen
 
 
+def content_oid(path: str, stats: FileStats | None = None) -> str | None:
+    """The oid of the content of the file at `path` as a `bytes` value; None for a folder or
+    other non-file. Raises OSError: FileNotFoundError where there is none, another where it
+    cannot be stat'ed or read, or keeps changing size while it is read. `stats` (the
+    project's memo) answers for a file whose whole stat it remembers, and remembers what is
+    hashed here, as this process's memo does (no racy stat in either)."""
+    for _ in range(_TRIES):
+        now_ns = time.time_ns()  # (before the stat: a write after it shows as a later mtime)
+        st = os.stat(path)
+        found = _content_oid_at(path, st, now_ns, stats)
+        if found != "":
+            return found
+    raise OSError(errno.EBUSY, "it kept changing size while it was read", path)
+
+
+def _content_oid_at(path: str, st: os.stat_result, now_ns: int, stats: FileStats | None) -> str | None:
+    """`content_oid` of the file stat'ed as `st` at `now_ns`; "" when its size changed while
+    it was read."""
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    found = known_oid(path, st, stats)
+    if found is not None:
+        return found
+    found = _content_oid(path, st.st_size)
+    if found is None:
+        return ""
+    remember(path, st, found, now_ns, stats)
+    return found
+
+
+def known_oid(path: str, st: os.stat_result, stats: FileStats | None) -> str | None:
+    """The oid of the content of the file at `path` whose stat is `st`, where this process
+    or `stats` remembers that whole stat, else None."""
+    found = _hashes.get((path, *stat_stamp(st)))
+    return stats.known(path, st) if found is None and stats is not None else found
+
+
+def remember(path: str, st: os.stat_result, oid: str, now_ns: int, stats: FileStats | None) -> None:
+    """The file at `path`, stat'ed as `st` at `now_ns` before being read whole, hashed to
+    `oid`: remembered (by this process and `stats`) when that stat is not racy and the file
+    still has it (unchanged while read: its stat vouches for it)."""
+    if racy_stat(st, now_ns) or _stat_of(path) != [*stat_stamp(st)]:
+        return
+    if len(_hashes) >= _MEMO_SIZE:
+        _hashes.clear()
+    _hashes[(path, *stat_stamp(st))] = oid
+    if stats is not None:
+        stats._entry(path)  # (the memo file read, if it was not yet)
+        stats._put(path, [*stat_stamp(st), oid])
+
+
 def _content_oid(path: str, size: int, sink: Callable[[bytes], object] | None = None) -> str | None:
-    """The oid of the file's content as a `bytes` value (`paths.file_oid`'s hash); None when
+    """The oid of the file's content as a `bytes` value (the one hasher of files); None when
     it does not have `size` bytes any more (rewritten while read). `sink`: given each block
     as it is read (an export copies the file and takes its sha256 in the same pass)."""
     hasher = blake3.blake3(object_header("bytes", size))
