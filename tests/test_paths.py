@@ -959,6 +959,60 @@ def test_the_memo_of_files_is_saved_without_reading_it_again_unless_another_proc
     assert all(fresh.holds(*made[name]) for name in made) and hashed == []
 
 
+def test_the_memos_two_parts_are_read_together_and_each_saved_and_merged(tmp_path, monkeypatch):
+    """The memo file holds two parts: "files" (raw and written files by oid) and "inputs" (call
+    records' file inputs a run verified, `codeid.files.verified_stats`). A save that only
+    verified inputs writes them (no file hashed), and without reading the file again when no
+    other process saved since it read both parts; when another did, both parts are merged
+    with that process's; a new process takes the inputs back (`trust_inputs`)."""
+    from scistack.codeid import files as codeid_files
+    from scistack.foreach import filestats
+    from scistack.objects.hashing import hash_bytes, object_header
+
+    monkeypatch.setattr(codeid_files, "_RACY_NS", -3600 * 10**9)  # (no stat racy: each remembered)
+    monkeypatch.setattr(filestats, "_hashes", {})
+    folder = tmp_path / ".scistack"
+    folder.mkdir()
+    memo_file = str(folder / filestats.MEMO_NAME)
+    raw = tmp_path / "raw.bin"
+    raw.write_bytes(b"abc")
+    raw_oid = hash_bytes(object_header("bytes", 3) + b"abc")
+
+    def verified(name):  # (as `changed_files` notes a racy record's file it verified)
+        path = tmp_path / name
+        path.write_text(name)
+        st = os.stat(path)
+        key = (str(path), *codeid_files.stat_stamp(st))
+        codeid_files._VERIFIED[key] = "d-" + name
+        return key
+
+    def reads_of_the_memo(fn):
+        opened, _ = _opened_during(fn)
+        return [p for p in opened if p == memo_file]
+
+    monkeypatch.setattr(codeid_files, "_VERIFIED", {})
+    first = filestats.FileStats(folder)
+    first.trust_inputs()  # (none yet)
+    a = verified("a.cfg")
+    first.save()  # nothing hashed, an input verified: written
+    files_part, inputs_part, _ = filestats._read(folder / filestats.MEMO_NAME)
+    assert files_part == {} and inputs_part == {a[0]: [*a[1:], "d-a.cfg"]}
+    second, third = filestats.FileStats(folder), filestats.FileStats(folder)
+    assert second.holds(str(raw), raw_oid)  # (both parts read here)
+    assert reads_of_the_memo(second.trust_inputs) == []  # (not read again for its other part)
+    third.trust_inputs()
+    c = verified("c.cfg")
+    assert reads_of_the_memo(third.save) == []  # (nobody saved since third read it)
+    assert reads_of_the_memo(second.save) == [memo_file]  # (third saved since: merged)
+    files_part, inputs_part, _ = filestats._read(folder / filestats.MEMO_NAME)
+    assert files_part == {str(raw): [*codeid_files.stat_stamp(os.stat(raw)), raw_oid]}
+    assert inputs_part == {a[0]: [*a[1:], "d-a.cfg"], c[0]: [*c[1:], "d-c.cfg"]}
+    assert reads_of_the_memo(third.save) == []  # (nothing new: no write, no read)
+    monkeypatch.setattr(codeid_files, "_STAT_OK", {})  # a new process
+    filestats.FileStats(folder).trust_inputs()
+    assert codeid_files._STAT_OK == {a: "d-a.cfg", c: "d-c.cfg"}
+
+
 def test_a_raw_file_that_keeps_changing_size_while_read_is_hashed_again_then_refused(tmp_path, monkeypatch):
     """`file_oid` had its own hash loop, which keyed a file that grew while it was read by
     the header of one size and the bytes of another: a key no content has, recorded as the
