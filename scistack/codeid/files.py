@@ -1045,8 +1045,11 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool, result: Any =
             return
         asked = called if outer is None else outer.f_code.co_name
         if not found:
-            if asked in _RESOLVES:  # (realpath's lstat of a dangling link's target, of a component
-                return  # not there: the path it gives is the same once they appear; its links are)
+            if asked in _RESOLVES and not (outer is not None and outer.f_locals.get("strict")):
+                # (realpath's lstat of a dangling link's target, of a component not there: the
+                # path it gives is the same once they appear; its links are. Not with
+                # strict=True: it raises, and the code sees whether the path is there)
+                return
             for recording in stack:
                 recording.read[path] = True
                 recording.opened.setdefault(path, None)  # (there at the end: changed meanwhile)

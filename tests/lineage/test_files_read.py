@@ -2200,3 +2200,31 @@ def test_a_file_written_by_its_name_in_a_folder_descriptor_is_not_its_namesake_h
     (tmp_path / "log.txt").write_text("3")
     assert _statuses(project) == ["stale", "stale"]
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+_STRICT = {
+    "realpath": "os.path.realpath(os.path.join(HERE, 'gain.txt'), strict=True)",
+    "resolve": "str(pathlib.Path(HERE, 'gain.txt').resolve(strict=True))",
+}
+
+
+@pytest.mark.parametrize("how", sorted(_STRICT))
+def test_a_strict_resolve_of_a_missing_file_is_an_input_that_appears(project, tmp_path, monkeypatch, how):
+    """realpath/resolve with strict=True raise for a missing path: the code sees whether it is
+    there (an existence check), so the missing path is an input (b11ae72 had dropped every
+    path a resolve did not find, and the file appearing was served from the cache)."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write(HEAD + "import pathlib\n" + textwrap.dedent(f"""
+        @lineage_fcn
+        def proc(x):
+            try:
+                path = {_STRICT[how]}
+            except OSError:
+                return x * 2.0   # the default gain, without gain.txt
+            with open(path) as handle:
+                return x * float(handle.read())
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    (steps.dir / "gain.txt").write_text("5")
+    assert _run(steps)[1] == [50.0, 100.0]
