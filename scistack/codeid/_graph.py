@@ -27,6 +27,7 @@ of distinct project functions, which is far below Python's recursion limit in pr
 
 from __future__ import annotations
 
+import ast
 import builtins
 import functools
 import importlib
@@ -41,7 +42,7 @@ from typing import Any
 
 from scistack.codeid._ast_normalise import ANY, ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
-from scistack.codeid._packages import extension_binary, is_project_module, package_version
+from scistack.codeid._packages import _is_library_path, extension_binary, is_project_module, package_version
 from scistack.codeid._shapes import (
     Shape,
     Skeleton,
@@ -427,7 +428,9 @@ class Walk:
             return
         origin = getattr(spec, "origin", None)
         if isinstance(origin, str) and origin.endswith(".py"):
-            self.modules[origin] = None
+            name = f"{package.__name__}.{attr}"
+            for path in _static_project_sources(name, origin, origin.endswith("__init__.py")):
+                self.modules[path] = None
 
     def _imported(self, spec: ImportSpec, namespace: dict) -> tuple[str, object]:
         """What an import inside a function body binds, found (or imported) via sys.modules."""
@@ -596,6 +599,65 @@ class Walk:
         for m in members:
             m.deps = tuple(sorted((*deps[id(m)], ("cycle", cycle))))
             m.digest = hash_fields("cyclic", m.label, cycle)
+
+
+def _static_project_sources(name: str, origin: str, is_package: bool, limit: int = 64) -> list[str]:
+    """The source file of project module `name` (not imported: `Walk._unimported_source`) and
+    of the project modules it imports, by its text (`import`, `from ... import`), transitively,
+    at most `limit` files. Its helpers reach code in modules imported long before (``from
+    pkg.util import h``), which no walk sees until it is imported: an edit of ``h`` had been
+    served from the cache. A module not imported yet is located by ``find_spec`` only where
+    that imports nothing (a top-level name, or a parent already imported); nothing is run."""
+    found: dict[str, None] = {}
+    todo = [(name, origin, is_package)]
+    while todo and len(found) < limit:
+        name, path, is_package = todo.pop()
+        if path in found:
+            continue
+        found[path] = None
+        try:
+            with open(path, "rb") as handle:
+                tree = ast.parse(handle.read())
+        except (OSError, SyntaxError, ValueError):
+            continue
+        package = name if is_package else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                wanted = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                try:
+                    base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+                except (ImportError, ValueError):
+                    continue
+                wanted = [base, *(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")]
+            else:
+                continue
+            for wanted_name in wanted:
+                located = _project_source(wanted_name)
+                if located is not None and located[0] not in found:
+                    todo.append((wanted_name, *located))
+    return list(found)
+
+
+def _project_source(name: str) -> tuple[str, bool] | None:
+    """(source file, is a package) of project module `name`, found without importing it."""
+    if not is_project_module(name):
+        return None
+    module = sys.modules.get(name)
+    if module is not None:
+        path = getattr(module, "__file__", None)
+    else:
+        parent = name.rpartition(".")[0]
+        if parent and parent not in sys.modules:
+            return None  # (find_spec would import the parent: project code)
+        try:
+            spec = importlib.util.find_spec(name)
+        except Exception:  # noqa: BLE001 - not a module (a name imported from one), or no finder
+            return None
+        path = getattr(spec, "origin", None) if spec is not None else None
+    if not isinstance(path, str) or not path.endswith(".py") or _is_library_path(path):
+        return None
+    return path, path.endswith("__init__.py")
 
 
 def _library_attribute(module: ModuleType, attr: str) -> object:

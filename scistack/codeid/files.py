@@ -334,11 +334,12 @@ class _Recording:
     """What was opened and listed while it is active in this thread."""
 
     __slots__ = ("exclude", "root", "read", "opened", "written", "listed", "probed", "unfollowed", "links", "stats",
-                 "callers", "codes", "modules", "reused", "unseen")
+                 "callers", "codes", "modules", "reused", "unseen", "reached")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
         self.root = root  # the lineage function whose call this records
+        self.reached: tuple[str, ...] = ()  # `_note_reached_modules`, as the call began
         self.read: dict[str, bool] = {}  # path -> the project's own code looked for it
         self.opened: dict[str, tuple[int, int, int, int] | None] = {}  # path -> its stat when
         # first opened (`_stamp`; None: not there): one that differs at the end of the call
@@ -1086,6 +1087,11 @@ def recording_reads(exclude: tuple[str, ...] = (),
     _install()
     _empty_out_of_date_caches(root)
     recording = _Recording(exclude, root)
+    if root is not None:  # (the walk the call's key was made by: the call may import what it
+        # names, and the walk after it, valid then, lists other files: `_note_reached_modules`)
+        from scistack.codeid.identity import reached_modules  # (identity imports the code walk)
+
+        recording.reached = reached_modules(root)
     stack = _LOCAL.__dict__.setdefault("stack", [])
     try:  # (appended inside: an interrupt just after it must not leave it recording forever)
         stack.append(recording)
@@ -1269,7 +1275,10 @@ def _note_reached_modules(recording: _Recording) -> None:
         return
     from scistack.codeid.identity import reached_modules  # (identity imports the code walk)
 
-    for path in reached_modules(recording.root):
+    for path in dict.fromkeys((*recording.reached, *reached_modules(recording.root))):
+        # (those of the walk as the call began too: a submodule named by attribute that the
+        # call imported is walked now, its files no longer listed, yet the key was made
+        # without its code: `_graph.Walk._unimported_source`)
         source = _module_source(os.path.abspath(path))
         if source is not None:
             recording.reused.add(source)

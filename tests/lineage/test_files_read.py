@@ -2228,3 +2228,36 @@ def test_a_strict_resolve_of_a_missing_file_is_an_input_that_appears(project, tm
     assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
     (steps.dir / "gain.txt").write_text("5")
     assert _run(steps)[1] == [50.0, 100.0]
+
+
+def test_a_helper_a_submodule_reaches_in_a_module_imported_before_is_an_input(project, tmp_path, monkeypatch):
+    """``import pkg`` and ``pkg.sub.g(x)``, ``sub`` imported by a helper the call runs first,
+    and ``g`` calling ``h`` of ``pkg.util`` (imported long before, by ``pkg``): the walk saw
+    nothing of ``sub`` (never imported by it), and its file alone as an input missed an edit
+    of ``h``: the files ``sub`` imports, transitively, count by content too."""
+    steps = Steps(tmp_path, monkeypatch)
+    name = steps.name
+    (steps.dir / "__init__.py").write_text(f"from {name} import util\n")
+    (steps.dir / "util.py").write_text("def h(x):\n    return x * 2\n")
+    (steps.dir / "sub.py").write_text(f"from {name}.util import h\n\ndef g(x):\n    return h(x) + 1\n")
+    steps.write(textwrap.dedent(f"""
+        import importlib
+        import {name}
+        from scistack import lineage_fcn
+
+        def load_sub():
+            importlib.import_module("{name}.sub")
+
+        @lineage_fcn
+        def proc(x):
+            load_sub()
+            return {name}.sub.g(x)
+    """))
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [21.0, 41.0])
+    assert _run(steps) == (["cached", "cached"], [21.0, 41.0])
+    (steps.dir / "util.py").write_text("def h(x):\n    return x * 3\n")
+    assert _run(steps)[1] == [31.0, 61.0]
+    (steps.dir / "sub.py").write_text(f"from {name}.util import h\n\ndef g(x):\n    return h(x) + 2\n")
+    assert _run(steps)[1] == [32.0, 62.0]
+    assert _run(steps) == (["cached", "cached"], [32.0, 62.0])
