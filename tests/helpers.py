@@ -205,6 +205,19 @@ def require_tool(tool: str) -> str:
     return path
 
 
+def require_compiler() -> str:
+    """The C compiler that builds a project's own extension in the code-identity tests:
+    skipped where there is none, a failure under CI (`make test` installs gcc there)."""
+    import pytest
+
+    if CC is None:
+        message = "no C compiler (cc or gcc) to build an extension (make cc installs gcc)"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must run the compiled-extension tests")
+        pytest.skip(message)
+    return CC
+
+
 def octave_env(**extra: str) -> dict[str, str]:
     """The environment Octave runs the MATLAB client in: this environment's `scistack`
     command and Python, `extra`, and no SCISTACK_DB of the caller's (each test names its own

@@ -16,7 +16,7 @@ from scistack import BaseVariable, configure_database, why
 from scistack.cli import main
 from scistack.codeid.script_path import script_path
 from scistack.records import FunctionInfo
-from tests.helpers import CC, build_extension
+from tests.helpers import build_extension, require_compiler
 
 SCRIPT = '''
 import numpy as np
@@ -574,12 +574,12 @@ if __name__ == "__main__":
 '''
 
 
-@pytest.mark.skipif(CC is None, reason="no C compiler (cc or gcc) to build an extension")
 def test_a_script_calling_the_projects_compiled_extension_is_judged_by_its_binary(tmp_path, python_env,
                                                                                   monkeypatch):
     """The extension is found by name without importing it: the same binary is current, a
     rebuilt one stale (it had been current: `ext==unknown` both times), and one not found
     here unknown (not a change)."""
+    require_compiler()
     name = f"extsc_{uuid.uuid4().hex[:8]}"
     build_extension(tmp_path, name, 2)
     monkeypatch.chdir(tmp_path)

@@ -24,10 +24,12 @@ import pytest
 from scistack.codeid import _packages, files
 from scistack.codeid._packages import binary_build, extension_binary, package_version
 from scistack.codeid.identity import function_identity
-from tests.helpers import CC, build_extension as build
+from tests.helpers import build_extension as build, require_compiler
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.skipif(CC is None, reason="no C compiler (cc or gcc) to build an extension")
+@pytest.fixture(autouse=True)
+def _compiler() -> None:
+    require_compiler()
 
 def digest(path: Path) -> str:
     return blake3.blake3(path.read_bytes()).hexdigest()[:32]
