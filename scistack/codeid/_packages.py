@@ -241,7 +241,7 @@ def binary_build(path: str, loaded: bool) -> str:
         st = files._REAL_STAT(path)
     except OSError:
         return "so-missing"
-    stamp = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    stamp = files.stat_stamp(st)
     known = _BINARIES.get(path)
     if known is not None and known[0] == stamp:
         digest = known[1]

@@ -881,7 +881,7 @@ def _note_loaded(path: str) -> None:
     except (OSError, ValueError):
         _LOADED_AT.pop(path, None)
         return
-    stamp = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    stamp = stat_stamp(st)
     digest = None
     if racy_stat(st, now_ns):  # (written in the last 2 s: a same-size rewrite in its tick would
         hashed = _hashed(path)  # keep this stat, so the content is what tells; this open of a
@@ -922,7 +922,7 @@ def loaded_file_is_current(path: str) -> bool | None:
             st = _REAL_STAT(path)
         except (OSError, ValueError):
             return False
-        return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) == stamp
+        return stat_stamp(st) == stamp
     hashed = _hashed(path)
     return hashed is not None and hashed.digest == digest
 
@@ -1564,7 +1564,7 @@ def content_stamp(path: str | os.PathLike) -> tuple[int, int, int, int] | None:
     shows it), was served from the memo. Raises OSError when the path cannot be stat'ed."""
     now_ns = time.time_ns()  # (before the stat: a write after it shows as a later time)
     st = _REAL_STAT(path)
-    return None if racy_stat(st, now_ns) else (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+    return None if racy_stat(st, now_ns) else stat_stamp(st)
 
 
 def _is_input_path(path: str, exclude: tuple[str, ...], source: bool = False) -> bool:
