@@ -125,7 +125,7 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
             report = RunReport(fn.name, items, float(res.get("duration") or 0.0), run_id)
             if not landed_run:
                 items_oid = db.store.put_value(report.items_tree())
-                db.index.put_run(report.to_record(items_oid, utc_now(), outputs))
+                db.index.put_run(report.to_record(items_oid, utc_now(), outputs, run_inputs(req)))
         # what this batch records, before it reaches the journal (it does as the block ends)
         done = dict(done, restored=True, gone=sorted(gone, key=int))
         write_json(folder / INTENT, {"format": FORMAT, "done": done, "keys": keys,
@@ -147,6 +147,15 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     write_json(folder / COMMIT_RESULT, result)
     (folder / INTENT).unlink()
     return result
+
+
+def run_inputs(req: dict[str, Any]) -> list[str]:
+    """The variables a MATLAB run read (each input naming a variable, `Fixed` or not; a
+    constant names none), sorted: its run entry's `inputs`, as Python's for_each writes them,
+    which tell the graph which step of a function the run was (without them a run of
+    `f(Y)` lent its failures to `f(X)`, the old matching by function and output)."""
+    return sorted({str(spec["var"]) for spec in (req.get("inputs") or {}).values()
+                   if isinstance(spec, dict) and "var" in spec})
 
 
 _STOPPED = "not run: the run stopped before it (Ctrl-C, or on_error='raise')"
