@@ -147,3 +147,69 @@ def test_a_step_whose_inputs_were_switched_is_drawn_once(project):
     assert [n for n in nodes if n.startswith("fn:")] == ["fn:gs_plus"]
     assert (nodes["fn:gs_plus"]["counts"], nodes["fn:gs_plus"]["state"]) == ({**ZERO, "done": 3}, "current")
     assert sorted(map(tuple, graph["edges"])) == [("fn:gs_plus", "var:GsOut"), ("var:GsY", "fn:gs_plus")]
+
+
+def _grid_agrees_with_node(db, node_id: str) -> dict:
+    """The grid of a function node, checked against its node: each row's worst cell counted
+    (an address once, as the node counts it) gives the node's counts, and with one output the
+    grid's own counts are the node's."""
+    node = _nodes(db)[node_id]
+    grid = api.grid(db, node_id)
+    assert grid["variables"] == list(node["outputs"])
+    order = ("done", "stale", "unknown", "failed", "missing")
+    per_row = dict.fromkeys(order, 0)
+    for row in grid["rows"]:
+        per_row[max((c["status"] for c in row if c), key=order.index)] += 1
+    assert per_row == node["counts"], (node_id, grid["rows"])
+    if len(grid["variables"]) == 1:
+        assert grid["counts"][grid["variables"][0]] == node["counts"]
+    return grid
+
+
+def test_a_function_nodes_grid_shows_its_own_steps_cells(project):
+    """gs_tens(GsX) fails at subject 2 and makes GsOut at 1 and 3; gs_tens(GsY) makes it at
+    4, gs_plus(GsY) at 5. Each step's grid shows its own cells only (it had shown all five
+    addresses, gs_tens(GsX)'s failure among them, whatever the step), as its node counts."""
+    _save_inputs()
+    GsY.save(14, subject=4, session="pre")
+    GsY.save(15, subject=5, session="pre")
+    for_each(gs_tens, inputs={"x": GsX}, outputs=[GsOut], **ONE)
+    for_each(gs_tens, inputs={"x": GsY}, outputs=[GsOut], subject=[4], session=["pre"], progress=False,
+             verbose=False)
+    for_each(gs_plus, inputs={"x": GsY}, outputs=[GsOut], subject=[5], session=["pre"], progress=False,
+             verbose=False)
+    mine = _grid_agrees_with_node(project, "fn:gs_tens(GsY)")
+    assert (mine["addresses"], [r[0]["status"] for r in mine["rows"]]) == ([{"subject": 4, "session": "pre"}],
+                                                                          ["done"])
+    plus = _grid_agrees_with_node(project, "fn:gs_plus")
+    assert [a["subject"] for a in plus["addresses"]] == [5]
+    tens = _grid_agrees_with_node(project, "fn:gs_tens(GsX)")
+    assert [(a["subject"], r[0]["status"]) for a, r in zip(tens["addresses"], tens["rows"])] == [
+        (1, "done"), (2, "failed"), (3, "done")]
+    assert tens["rows"][1][0]["run"] and "two is refused" in tens["rows"][1][0]["reason"]
+    # filtered and paged as any grid; the variable's grid still has every step's cells
+    assert api.grid(project, "fn:gs_tens(GsX)", statuses=["failed"])["addresses"] == [{"subject": 2, "session": "pre"}]
+    assert api.grid(project, "var:GsOut")["counts"]["GsOut"] == {**ZERO, "done": 4, "failed": 1}
+
+
+def test_each_of_alternatives_grids_are_their_own(project):
+    """EachOf(GsY, GsX): GsX's alternative fails at subject 2; GsY's grid is its three values."""
+    _save_inputs()
+    for_each(gs_tens, inputs={"x": EachOf(GsY, GsX)}, outputs=[GsOut], **ONE)
+    assert _grid_agrees_with_node(project, "fn:gs_tens(GsY)")["counts"]["GsOut"] == {**ZERO, "done": 3}
+    assert _grid_agrees_with_node(project, "fn:gs_tens(GsX)")["counts"]["GsOut"] == {**ZERO, "done": 2, "failed": 1}
+
+
+def test_a_step_with_two_outputs_one_shared_shows_its_own_rows(project):
+    """gs_pair(GsX) makes GsA and GsB (failing at subject 2); gs_plus(GsY) makes GsA at subject
+    4 too. gs_pair's grid has its three rows, not gs_plus's; gs_plus's has subject 4 alone."""
+    _save_inputs()
+    GsY.save(14, subject=4, session="pre")
+    for_each(gs_pair, inputs={"x": GsX}, outputs=[GsA, GsB], **ONE)
+    for_each(gs_plus, inputs={"x": GsY}, outputs=[GsA], subject=[4], session=["pre"], progress=False,
+             verbose=False)
+    pair = _grid_agrees_with_node(project, "fn:gs_pair")
+    assert [a["subject"] for a in pair["addresses"]] == [1, 2, 3]
+    assert _nodes(project)["fn:gs_pair"]["counts"] == {**ZERO, "done": 2, "failed": 1}
+    plus = _grid_agrees_with_node(project, "fn:gs_plus")
+    assert [a["subject"] for a in plus["addresses"]] == [4]

@@ -17,18 +17,20 @@ path a sampled call read, each address value in it written back as its key: the 
 records the file, not the template), with an edge to each function that read such files
 (it had been drawn with no inputs). States are never judged here: a variable's counts are
 `status_summary`'s, as `scistack status` prints them; a function's are its own step's
-(`_own_counts`), an address once, judged by `status` too.
+(`_own_counts`), an address once, judged by `status` too, and its grid (`node_grid`) shows
+the cells they count.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from scistack.database import Database
 from scistack.report.history import CallInfo, CallReader
-from scistack.report.status import STATUSES, input_variables, no_values, status_cells, status_summary, step_counts
+from scistack.report.status import (STATUSES, Step, StatusGrid, input_variables, no_values, status_cells,
+                                    status_summary, step_counts, step_grid)
 
 # A node's state, worst first: what its colour says.
 STATES = ("failed", "stale", "missing", "unknown", "current")
@@ -55,6 +57,9 @@ class PipelineGraph:
 
     nodes: list[GraphNode]
     edges: list[tuple[str, str]]
+    # a function node's id -> its step, its outputs, and whether another step makes one of them
+    # (then its counts and grid are its own step's cells, `status.step_cells`)
+    steps: dict[str, tuple[Step, tuple[str, ...], bool]] = field(default_factory=dict)
 
     def node(self, node_id: str) -> GraphNode | None:
         return next((n for n in self.nodes if n.id == node_id), None)
@@ -123,16 +128,35 @@ def pipeline_graph(db: Database, counts: dict[str, dict[str, int]] | None = None
             del uses[step]
         own = _own_counts(db, {step: tuple(sorted(use["outputs"])) for step, use in uses.items()}, counts)
     used = [name for name, _ in uses]
+    shared = _shared({step: tuple(use["outputs"]) for step, use in uses.items()})
+    steps: dict[str, tuple[Step, tuple[str, ...], bool]] = {}
     for (name, inputs), use in sorted(uses.items(), key=lambda item: (item[0][0], sorted(item[0][1]))):
         outputs = sorted(use["outputs"])
         node = f"fn:{name}" if used.count(name) == 1 else f"fn:{name}({', '.join(sorted(inputs))})"
         total = own[(name, inputs)]
         note = "; ".join(dict.fromkeys(notes[v] for v in outputs if v in notes)) if not any(total.values()) else ""
         nodes.append(GraphNode(node, "function", name, state_of(total), total, use["module"], tuple(outputs), note))
+        steps[node] = ((name, inputs), tuple(outputs), (name, inputs) in shared)
         edges += [(f"raw:{p}", node) for p in sorted(use["raw"])]
         edges += [(f"var:{v}", node) for v in sorted(inputs)]
         edges += [(node, f"var:{v}") for v in outputs]
-    return PipelineGraph(nodes, edges)
+    return PipelineGraph(nodes, edges, steps)
+
+
+def node_grid(db: Database, node_id: str) -> StatusGrid | None:
+    """The grid a node opens (None: no such node): a variable's (`status_cells`); a function's,
+    its own step's cells, as its counts count them: its outputs' grid where it alone makes
+    them, else the values its calls made and the failures its runs had (`status.step_grid`).
+    A step's grid had shown every cell of its outputs: opened beside another step making the
+    same variable, it showed that step's values and failures, which its counts did not."""
+    kind, _, name = node_id.partition(":")
+    if kind == "var":
+        return status_cells(db, [name])
+    found = pipeline_graph(db).steps.get(node_id) if kind == "fn" else None
+    if found is None:
+        return None
+    step, outputs, shared = found
+    return step_grid(db, step, outputs) if shared else status_cells(db, list(outputs))
 
 
 def _own_counts(db: Database, steps: dict[tuple[str, frozenset[str]], tuple[str, ...]],
@@ -142,11 +166,7 @@ def _own_counts(db: Database, steps: dict[tuple[str, frozenset[str]], tuple[str,
     at one combination is one failed, not one per output); where another step makes one of
     its outputs too, its own values and failures only (`status.step_counts`). Adding up its
     outputs' counts had lent a step every other step's failures in a variable they share."""
-    makers: dict[str, int] = {}
-    for outputs in steps.values():
-        for var in outputs:
-            makers[var] = makers.get(var, 0) + 1
-    shared = {step: outs for step, outs in steps.items() if any(makers[v] > 1 for v in outs)}
+    shared = {step: steps[step] for step in _shared(steps)}
     own = step_counts(db, shared) if shared else {}
     for step, outputs in steps.items():
         if step in own:
@@ -163,6 +183,15 @@ def _own_counts(db: Database, steps: dict[tuple[str, frozenset[str]], tuple[str,
                 if cells:
                     own[step][max(cells, key=STATUSES.index)] += 1
     return own
+
+
+def _shared(steps: dict[Step, tuple[str, ...]]) -> set[Step]:
+    """The steps another step shares an output variable with."""
+    makers: dict[str, int] = {}
+    for outputs in steps.values():
+        for var in outputs:
+            makers[var] = makers.get(var, 0) + 1
+    return {step for step, outs in steps.items() if any(makers[v] > 1 for v in outs)}
 
 
 def _made_any(run: Any) -> bool:

@@ -357,14 +357,47 @@ def input_variables(call: CallInfo) -> set[str]:
 
 def step_counts(db: Database, steps: dict[Step, tuple[str, ...]]) -> dict[Step, dict[str, int]]:
     """Per step (function, input variables) -> its outputs: how many addresses are in each
-    status by that step's own values and failures, an address once (the worst of its outputs
-    there, as a grid row is judged). A value counts for the step whose call made it (its
-    function and the variables its call read), a failure for the step its run was (the run's
-    recorded inputs; a run journalled before they were, for each step of its function with
-    that output); the same rule as `status_grid` hides a failure under a newer value. Missing
-    cells belong to no step: these counts have none. For outputs that several steps make (two
+    status by that step's own values and failures (`step_cells`), an address once (the worst
+    of its outputs there, as a grid row is judged). For outputs that several steps make (two
     uses of a function, an `EachOf`'s alternatives, two functions saving one variable), where
     the variable's own counts would lend one step another's failures."""
+    out = {}
+    for step, by_var in step_cells(db, steps).items():
+        worst: dict[str, int] = {}
+        for cells in by_var.values():
+            for addr_key, cell in cells.items():
+                rank = STATUSES.index(cell.status)
+                worst[addr_key] = max(worst.get(addr_key, rank), rank)
+        out[step] = dict.fromkeys(STATUSES, 0)
+        for rank in worst.values():
+            out[step][STATUSES[rank]] += 1
+    return out
+
+
+def step_grid(db: Database, step: Step, outputs: tuple[str, ...]) -> StatusGrid:
+    """The grid of one step's own cells (`step_cells`): a row per address where it has one,
+    None where an output's cell there is another step's (or none), as its counts
+    (`step_counts`) count them. The grid of its outputs had shown every step's cells: a step
+    opened beside another making the same variable showed the other's failures."""
+    by_var = step_cells(db, {step: outputs})[step]
+    live = set(db.index.variables())
+    grid = _grid(list(outputs), by_var, db.schema_keys, {
+        var: _NOT_ITS_OWN if var in live else no_values(db, var) for var, cells in by_var.items() if not cells})
+    # (a step's cells are never missing: a missing one is `_project`'s, where it has none)
+    rows = [[None if c is None or c.status == "missing" else c for c in row] for row in grid.grid]
+    return StatusGrid(grid.variables, grid.addresses, rows, grid.empty)
+
+
+_NOT_ITS_OWN = "none of its values is this step's (another step made them)"
+
+
+def step_cells(db: Database, steps: dict[Step, tuple[str, ...]]) -> dict[Step, dict[str, dict[str, StatusCell]]]:
+    """Per step (function, input variables) -> its outputs: each output's cells (by their
+    address's `key_of`) that are the step's own, the worst of its variants at an address. A
+    value is the step's whose call made it (its function and the variables its call read), a
+    failure the step's its run was (the run's recorded inputs; a run journalled before they
+    were, each step of its function with that output's); the same rule as `status_grid`
+    hides a failure under a newer value. Missing cells belong to no step: there are none."""
     wanted = sorted({v for outs in steps.values() for v in outs})
     of_var: dict[str, list[Step]] = {}
     for step, outs in steps.items():
@@ -375,15 +408,18 @@ def step_counts(db: Database, steps: dict[Step, tuple[str, ...]]) -> dict[Step, 
         for r in db.index.runs() if r.run_id}
     checker = StalenessChecker(db)
     known = db.index.variables()
+    keys = db.schema_keys
     present = [v for v in wanted if v in known]
     _learn_upstream(db, db.index.judging(), checker, present, known, prefill=True)
     failures = {k: v for k, v in _last_runs(db, checker.calls).items() if k[0] in of_var}
-    worst: dict[Step, dict[str, int]] = {step: {} for step in steps}
+    cells: dict[Step, dict[str, dict[str, StatusCell]]] = {
+        step: {var: {} for var in outs} for step, outs in steps.items()}
 
-    def note(var: str, step: Step, addr_key: str, status: str) -> None:
-        if step in of_var.get(var, ()):
-            rank = STATUSES.index(status)
-            worst[step][addr_key] = max(worst[step].get(addr_key, rank), rank)
+    def note(step: Step, addr_key: str, cell: StatusCell) -> None:
+        if step in of_var.get(cell.var, ()):
+            mine = cells[step][cell.var]
+            if addr_key not in mine or STATUSES.index(cell.status) > STATUSES.index(mine[addr_key].status):
+                mine[addr_key] = cell
 
     with db.index.reading_ahead():
         records = {var: db.index.records(var) for var in present}
@@ -398,24 +434,23 @@ def step_counts(db: Database, steps: dict[Step, tuple[str, ...]]) -> dict[Step, 
                 newest.setdefault((var, addr_key), {})[vkeys_key] = record.created_at
                 call = checker.calls.get(record.call) if record.call else None
                 if call is not None:
-                    note(var, (call.function, frozenset(input_variables(call))), addr_key,
-                         checker.record_status(record)[0])
+                    status, reason = checker.record_status(record)
+                    note((call.function, frozenset(input_variables(call))), addr_key,
+                         StatusCell(var, ordered(record.addr, keys), status, record.version, reason))
     for (var, addr_key), variants in failures.items():
         saved = newest.get((var, addr_key), {})
-        for vkeys_key, (status, t, _, _, run_id, vkeys) in variants.items():
+        for vkeys_key, (status, t, combo, error, run_id, vkeys) in variants.items():
             since = saved.get(vkeys_key, "") if vkeys else max(saved.values(), default="")
             if status != "failed" or t <= since:
                 continue
             function, inputs = run_step.get(run_id or "", (None, None))
+            label = ", ".join(f"{k}={v!r}" for k, v in vkeys.items())
+            failed = StatusCell(var, ordered(combo, keys), "failed", None,
+                                f"{label}: {error or ''}" if label else error or "", run_id)
             for step in of_var[var]:
                 if step[0] == function and (inputs is None or step[1] == inputs):
-                    note(var, step, addr_key, "failed")
-    out = {}
-    for step, ranks in worst.items():
-        out[step] = dict.fromkeys(STATUSES, 0)
-        for rank in ranks.values():
-            out[step][STATUSES[rank]] += 1
-    return out
+                    note(step, addr_key, failed)
+    return cells
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,10 @@ from scistack.errors import WebViewError
 from scistack.index import RefRecord
 from scistack.report.json_ready import json_ready
 from scistack.report.history import log_entries, read_call, select, shown_value
-from scistack.report.pipeline import pipeline_graph
+from scistack.report.pipeline import node_grid, pipeline_graph
 from scistack.report.preview import preview
 from scistack.report.runs import run_history, run_items
-from scistack.report.status import STATUSES, journal_warning, status_cells, why_value
+from scistack.report.status import STATUSES, journal_warning, why_value
 from scistack.ui.layout import NODE_H, NODE_W, layout
 
 
@@ -73,27 +73,21 @@ FAILURES_SHOWN = 20  # failures a run's page shows with their tracebacks (all ar
 
 def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
          statuses: list[str] | None = None, text: str = "") -> dict[str, Any]:
-    """One page of the status grid of a variable (`var:X`) or of a function's outputs (`fn:f`):
+    """One page of the status grid of a variable (`var:X`) or of a function's step (`fn:f`: its
+    own cells, `pipeline.node_grid`, which its node counts):
     the addresses (in order) with a cell in one of `statuses` whose text (`subject=1,
     session="pre"`) holds `text` (case and quotes ignored), from `offset`, at most `limit`.
     `total` is every address, `matching` those the filters keep; `counts` are the whole grid's.
     At 300k addresses the whole grid was 46 MB of JSON that the page drew as one table."""
     kind, _, name = node.partition(":")
-    if kind == "fn":
-        found = pipeline_graph(db).node(node)
-        if found is None:
-            raise WebViewError(f"no function {name!r} in this project's lineage or runs")
-        variables = list(found.outputs)
-    elif kind == "var":
-        variables = [name]
-    else:
+    if kind not in ("fn", "var"):
         raise WebViewError(f"node {node!r} must be var:NAME or fn:NAME")
     wanted = set(STATUSES if statuses is None else statuses)
     if not wanted <= set(STATUSES):
         raise WebViewError(f"statuses {sorted(wanted - set(STATUSES))} are not among {list(STATUSES)}")
     if offset < 0 or limit < 1:
         raise WebViewError(f"offset {offset} and limit {limit} must be >= 0 and >= 1")
-    g, counts, keys, texts = _judged(db, node, variables)
+    g, counts, keys, texts = _judged(db, node)
     keep: Any = range(len(g.addresses))  # every row holds a cell of one of the variables
     if wanted != set(STATUSES):
         keep = [i for i in keep if any(c is not None and c.status in wanted for c in g.grid[i])]
@@ -108,12 +102,15 @@ def grid(db: Database, node: str, *, offset: int = 0, limit: int = GRID_PAGE,
             "offset": offset, "limit": limit}
 
 
-def _judged(db: Database, node: str, variables: list[str]) -> tuple[Any, dict, list[str], Any]:
-    """`status_cells` of a node, its counts, the schema keys its addresses use, and a function
-    giving their search texts (made on the first search), kept (`_grids`): paging or filtering
-    a grid of many addresses does not judge it again."""
+def _judged(db: Database, node: str) -> tuple[Any, dict, list[str], Any]:
+    """The grid of a node (`node_grid`), its counts, the schema keys its addresses use, and a
+    function giving their search texts (made on the first search), kept (`_grids`): paging or
+    filtering a grid of many addresses does not judge it again (nor draw the graph again to
+    find a function's step)."""
     def judge() -> tuple[Any, dict, list[str], Any]:
-        judged = status_cells(db, variables)
+        judged = node_grid(db, node)
+        if judged is None:
+            raise WebViewError(f"no function {node.partition(':')[2]!r} in this project's lineage or runs")
         made: list[list[str]] = []
 
         def texts() -> list[str]:
