@@ -44,3 +44,5 @@ def test_a_matlab_run_names_its_inputs_and_its_graph_node_counts_its_own_step(tm
         mine = nodes["fn:mstep(Y)"]
         assert (mine["counts"], mine["state"]) == ({**ZERO, "done": 1}, "current")  # (had been failed 1)
         assert nodes["var:M"]["counts"] == {**ZERO, "done": 3, "failed": 1}
+        grid = api.grid(db, "fn:mstep(Y)")  # its grid: its own cell, as it counts
+        assert (grid["addresses"], grid["counts"]["M"]) == ([{"subject": 4, "session": "pre"}], {**ZERO, "done": 1})
