@@ -3,6 +3,9 @@
 A reader (another process, a crash's next start) sees the old file or the new one, never a
 half-written one: the bytes go to a temporary file in the same folder, which is synced and then
 renamed over the target, and the folder is synced so the rename itself survives a crash.
+
+A file a library writes itself (pandas' CSV, pyarrow's Parquet) goes to `temporary_sibling`'s
+name, then `os.replace`: never a fixed temporary name (see `write_atomic`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, mode: int | None
     one should edit); None gives a new file's usual mode (0o666 less the umask). The temporary
     file is removed if anything fails, and the error raised."""
     target = Path(path)
-    temp = target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
+    temp = temporary_sibling(target)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     try:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -39,6 +42,15 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, *, mode: int | None
             os.unlink(temp)
         raise
     _fsync_folder(target.parent)
+
+
+def temporary_sibling(path: str | os.PathLike) -> Path:
+    """A temporary name for a new copy of `path`, in its folder (so `os.replace` renames it in
+    one step) and unique to the caller: the process id and a random token, so no two writers
+    (processes, or threads of one) ever share it. Hidden, and ending `.tmp`, so a library that
+    infers a format from the name (pandas' compression) infers none."""
+    target = Path(path)
+    return target.with_name(f".{target.name}.{os.getpid()}-{secrets.token_hex(6)}.tmp")
 
 
 def _fsync_folder(folder: Path) -> None:

@@ -9,6 +9,7 @@ writes any such frame (a `scistack.join(...)` result too).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from scistack._atomic import temporary_sibling
 from scistack.address import address_value, checked_label, plain, shown
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, UnsupportedValueError
@@ -163,15 +165,20 @@ def export_frame(frame: Any, path: str | os.PathLike, fmt: str) -> str:
             if fmt == "parquet" and not _one_arrow_type(values):  # e.g. 1.0, "text", [1, 2]
                 values = [None if v is None else _json_text(v) for v in frame[column]]
             frame[column] = pd.Series(values, index=frame.index, dtype=_exported_dtype(values))
-    target = os.fspath(path)
-    temp = f"{target}.scistack-tmp"
-    if fmt == "csv":
-        frame.to_csv(temp, index=False)
-    elif fmt == "parquet":
-        frame.to_parquet(temp, index=False)
-    else:
+    if fmt not in ("csv", "parquet"):
         raise InvalidMetadataError(f"export format {fmt!r}: use 'csv' or 'parquet'")
-    os.replace(temp, target)
+    target = os.fspath(path)
+    temp = temporary_sibling(target)  # (a fixed `<target>.scistack-tmp` had two exports of one
+    try:  # file at once write into one temporary file, and rename each other's half-written bytes)
+        if fmt == "csv":
+            frame.to_csv(temp, index=False)
+        else:
+            frame.to_parquet(temp, index=False)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
     return target
 
 

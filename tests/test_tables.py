@@ -243,3 +243,47 @@ def test_a_numpy_time_inside_a_cell_is_written_as_text(project, tmp_path):
     assert json.loads(cells[1]) == {"t": "2020-01-01T10:00:00.000001", "lag": "1500 nanoseconds", "none": None}
     assert cells[2] == "2020-01-01T10:00:00.000000001"
     assert Stats.load(subject=1, session="pre").data["t"] == t  # (stored as it was)
+
+
+def test_two_exports_to_one_file_at_once_never_rename_each_others_half_written_file(tmp_path):
+    """export_frame wrote through one fixed `<target>.scistack-tmp`: two exports of one file at
+    once (two processes, threads of one) wrote into the same temporary file, so the first rename
+    put bytes the second was still writing (or both writers' bytes) in place and the second's
+    rename found the name gone (FileNotFoundError). A cell whose text waits for the other writer
+    holds both writers mid-write at once, every time."""
+    import threading
+
+    from scistack.tables import export_frame
+
+    both_writing = threading.Barrier(2)
+
+    class Meeting:  # its text is asked for while pandas writes the file (the file is open)
+        def __init__(self, writer: int) -> None:
+            self.writer, self.met = writer, False
+
+        def __str__(self) -> str:
+            if not self.met:
+                self.met = True
+                both_writing.wait(timeout=60)
+            return f"writer {self.writer}"
+
+    target = tmp_path / "out.csv"
+    frames = [pd.DataFrame({"who": [Meeting(k)] + [f"writer {k}"] * 20_000}) for k in range(2)]
+    failures: list[BaseException] = []
+
+    def run(frame: pd.DataFrame) -> None:
+        try:
+            export_frame(frame, target, "csv")
+        except BaseException as exc:  # noqa: BLE001 (reported below, whatever it is)
+            failures.append(exc)
+            both_writing.abort()
+
+    threads = [threading.Thread(target=run, args=(frame,)) for frame in frames]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    written = pd.read_csv(target)["who"].tolist()
+    assert len(written) == 20_001 and len(set(written)) == 1  # one writer's file, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.csv"]
