@@ -563,7 +563,8 @@ def test_a_cached_run_writes_a_deleted_output_file_back_and_keeps_an_edited_one(
     assert (report.ran, report.cached) == (0, 2)
     assert (tmp_path / "figs/1/plot_pre.txt").read_text() == "plot of 3.0\n"
     assert (tmp_path / "figs/2/plot_pre.txt").read_text() == "plot of 4.0\n"
-    assert not [p for p in (tmp_path / "figs").rglob("*") if "scistack-tmp" in p.name]
+    assert sorted(p.relative_to(tmp_path / "figs").as_posix() for p in (tmp_path / "figs").rglob("*")) == [
+        "1", "1/plot_pre.txt", "2", "2/plot_pre.txt"]  # (no temporary file left)
     (tmp_path / "figs/2/plot_pre.txt").write_text("plot of 4.0, edited by hand\n")
     caplog.clear()
     with caplog.at_level("WARNING", logger="scistack.foreach"):

@@ -15,7 +15,6 @@ leaves objects without refs at worst, and re-running completes only what is miss
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import dataclasses
 import inspect
 import logging
@@ -29,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from scistack._atomic import write_atomic
 from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_here, hit_changed, settled_files
 from scistack.database import Database, current_database
 from scistack.errors import (
@@ -734,16 +734,12 @@ class _Run:
                 return False
             if not isinstance(stored, bytes):
                 continue
-            temp = f"{path}.scistack-tmp"
-            try:
+            try:  # (`write_atomic`: a fixed `<path>.scistack-tmp` had two workers putting back
+                # one file at once rename each other's half-written bytes into place)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                with open(temp, "wb") as f:
-                    f.write(stored)
-                os.replace(temp, path)
+                write_atomic(path, stored)
             except OSError:  # (a folder not writable, a full disk): the call runs again and its
-                with contextlib.suppress(OSError):  # combination fails naming the problem
-                    os.unlink(temp)
-                return False
+                return False  # combination fails naming the problem (no temporary file is left)
             log.debug("for_each(%s): wrote %s back from the cached call's stored bytes", self.name, path)
         return True
 

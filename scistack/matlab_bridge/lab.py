@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from scistack._atomic import write_atomic
 from scistack.database import Database
 from scistack.errors import ConfigurationError, ObjectNotFoundError
 from scistack.ingest import exclusive
@@ -55,9 +56,7 @@ def mirror_journal(db: Database) -> tuple[Path, int]:
             os.fsync(out.fileno())
             size = out.tell()
         if last != seq or not stamp.exists():
-            temp = stamp.with_suffix(".tmp")
-            temp.write_text(f"{last} {size}\n")
-            os.replace(temp, stamp)
+            write_atomic(stamp, f"{last} {size}\n")
     return mirror, added
 
 

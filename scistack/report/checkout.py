@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from scistack._atomic import write_atomic
 from scistack.database import Database
 from scistack.errors import InputFileError, InvalidMetadataError
 from scistack.index import RefRecord
@@ -36,9 +37,8 @@ def checkout(db: Database, var: str, to: str | os.PathLike, **address: Any) -> l
     written = []
     for path, record in planned:
         path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(path.name + ".scistack-tmp")
-        temp.write_bytes(db.store.get_value(record.oid))
-        os.replace(temp, path)
+        write_atomic(path, db.store.get_value(record.oid))  # (a fixed `<name>.scistack-tmp` had
+        # two checkouts into one folder at once rename each other's half-written files)
         written.append(str(path))
     return written
 
