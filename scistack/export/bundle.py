@@ -20,6 +20,7 @@ import time
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from scistack._atomic import temporary_sibling
 from scistack.database import Database
 from scistack.export.closure import Closure, raw_files
 from scistack.export.rawnames import BundlePlaces, raw_path, restore_path
@@ -116,7 +117,8 @@ def write_raw_files(db: Database, found: Closure, to: Path) -> list[dict[str, An
     read back for its sha256); one whose whole stat the project's memo of files remembers with
     other content is not read."""
     entries, places, stats = [], BundlePlaces(), file_stats(db)
-    temp = to / ".raw-copy.tmp"
+    temp = temporary_sibling(to / ".raw-copy")  # (a fixed `.raw-copy.tmp`: two exports into one
+    # folder at once copied into one file, and renamed each other's bytes under a checked sha256)
     for raw in raw_files(found):
         entry: dict[str, Any] = {"read_as": raw["path"], "oid": raw["oid"]}
         copied = _copy_checked(raw["file"], raw["oid"], temp, stats)

@@ -28,12 +28,13 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from scistack._atomic import temporary_sibling
 from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError,
                              ReadOnlyProjectError)
 from scistack.gcpause import paused
@@ -607,12 +608,13 @@ class SqlIndex:
         stamp = self._file_stamp()
         if stamp is None or offset != self.journal.size():
             return
-        temp = self._sidecar().with_suffix(f".tmp{os.getpid()}")
-        try:
+        temp = temporary_sibling(self._sidecar())  # (unique: a name per process was one name
+        try:  # for two threads of it)
             temp.write_text(f"{offset} {stamp}")
             os.replace(temp, self._sidecar())
-        except OSError:
-            pass
+        except OSError:  # (a hint: the next sync checks again)
+            with suppress(OSError):
+                temp.unlink()
 
     def _apply_slice(self, writer: Writer, piece: simple_puts.Slice,
                      should_stop: Callable[[], bool]) -> tuple[set[str], int]:

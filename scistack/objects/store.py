@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from scistack._atomic import temporary_sibling
 from scistack.errors import ConfigurationError, CorruptObjectError, ObjectNotFoundError
 from scistack.objects.canonical_json import decode_json, loads_scalars
 from scistack.objects.codec import decode_value, encode_value, open_chunked
@@ -141,7 +142,8 @@ class ObjectStore(abc.ABC):
         streams it, and memory stays bounded by one chunk), written to `folder/oid` durably
         (before the store lets the object go)."""
         folder.mkdir(parents=True, exist_ok=True)
-        kept, temp = folder / oid, folder / f".{oid}.tmp{os.getpid()}"
+        kept = folder / oid
+        temp = temporary_sibling(kept)  # (unique: one name per process was one for its threads)
         try:
             with open(temp, "wb") as handle:
                 for chunk in chunks:
