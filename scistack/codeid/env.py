@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from scistack.codeid.files import stat_stamp
+
 _TTL = 10.0
 
 
@@ -167,7 +169,7 @@ def _stat(path: str) -> tuple[int, int, int, int] | None:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+    return stat_stamp(st)
 
 
 def _git(directory: str, *args: str) -> bytes | None:
