@@ -73,3 +73,26 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path):
         write_atomic(tmp_path / "taken", b"new")  # (a folder: the rename fails)
     assert (tmp_path / "taken" / "inside").read_text() == "kept"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
+@pytest.mark.parametrize("name", ["a" * 255, "é" * 127 + "a", "é" * 120 + ".csv"])
+def test_any_name_the_file_system_takes_can_be_written(tmp_path, name):
+    # (the temporary name adds a pid and a token: cut from the target's name, not refused by
+    # the file system as too long, which made checkout and putting back such a file fail)
+    write_atomic(tmp_path / name, b"whole")
+    assert (tmp_path / name).read_bytes() == b"whole"
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+
+
+def test_a_copy_of_stored_bytes_is_written_unsynced(tmp_path, monkeypatch):
+    # (checkout and a for_each putting back output files write thousands of copies of bytes
+    # the store keeps: two syncs a file made them ten times slower)
+    def refuse(fd):
+        raise AssertionError("synced")
+
+    monkeypatch.setattr(os, "fsync", refuse)
+    write_atomic(tmp_path / "copy", b"bytes", durable=False)
+    assert (tmp_path / "copy").read_bytes() == b"bytes"
+    with pytest.raises(AssertionError, match="synced"):
+        write_atomic(tmp_path / "kept", b"bytes")
+    assert not (tmp_path / "kept").exists() and [p.name for p in tmp_path.iterdir()] == ["copy"]

@@ -737,7 +737,7 @@ class _Run:
             try:  # (`write_atomic`: a fixed `<path>.scistack-tmp` had two workers putting back
                 # one file at once rename each other's half-written bytes into place)
                 os.makedirs(os.path.dirname(path), exist_ok=True)
-                write_atomic(path, stored)
+                write_atomic(path, stored, durable=False)  # (the bytes are safe in the store)
             except OSError:  # (a folder not writable, a full disk): the call runs again and its
                 return False  # combination fails naming the problem (no temporary file is left)
             log.debug("for_each(%s): wrote %s back from the cached call's stored bytes", self.name, path)

@@ -37,8 +37,9 @@ def checkout(db: Database, var: str, to: str | os.PathLike, **address: Any) -> l
     written = []
     for path, record in planned:
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, db.store.get_value(record.oid))  # (a fixed `<name>.scistack-tmp` had
-        # two checkouts into one folder at once rename each other's half-written files)
+        # (`write_atomic`: a fixed `<name>.scistack-tmp` had two checkouts into one folder at
+        # once rename each other's half-written files; unsynced: the bytes are safe in the store)
+        write_atomic(path, db.store.get_value(record.oid), durable=False)
         written.append(str(path))
     return written
 
