@@ -324,6 +324,73 @@ def test_twin_raw_files_of_a_moved_project_run_apart_stay_current(project, tmp_p
         == (2, versions)
 
 
+def test_a_project_moved_back_and_forth_keeps_its_raw_files_record_and_judges_them_here(tmp_path, monkeypatch):
+    """A raw file's place is its path relative to the project's folder; the absolute path is
+    where this checkout found it. A project moved to another folder (as a lab project's
+    checkouts on two machines hold it, tests/lab/test_lab_raw_places.py) had each run
+    record every call again where the files are now (the cache entry flipping at each move),
+    and `status` and `why` called every value stale before that run ("raw/1/s_pre.csv is
+    gone": the recorded absolute path). Now a move records nothing again, the values stay
+    current at one version, an export takes the files here, and an edit of a file here is
+    seen and run."""
+    import scistack.database as database_module
+    from scistack import configure_database
+    from scistack.report.status import status_grid
+
+    _raw(tmp_path / "p1/raw", {"1/s_pre.csv": "1,2\n", "2/s_pre.csv": "3,4\n"})
+
+    def open_at(folder: str):
+        current = database_module.current_database()
+        if current is not None:
+            current.close()
+        database_module._current = None
+        monkeypatch.chdir(tmp_path / folder)
+        return configure_database(tmp_path / folder / "gait.duckdb", ["subject", "session"])
+
+    def run() -> tuple[int, int]:
+        done = for_each(total, inputs={"path": PathInput("{subject}/s_{session}.csv", root="raw/")},
+                        outputs=[RawTotal], subject=[1, 2], session=["pre"], progress=False)
+        return done.ran, done.cached
+
+    def statuses(db) -> list[str]:
+        said = [why(RawTotal, subject=s, session="pre").status for s in (1, 2)]
+        assert status_grid(db).counts()["RawTotal"]["stale"] == said.count("stale")
+        return said
+
+    def entries(db) -> list[tuple[str, str]]:
+        refs = [RawTotal.load(subject=s, session="pre").record for s in (1, 2)]
+        return [(r.call, db.index.cached_call(db.index.call_key_of(r.call))["call"]) for r in refs]
+
+    try:
+        db = open_at("p1")
+        assert run() == (2, 0)
+        first = entries(db)
+        assert all(ref == entry for ref, entry in first)
+        for there, here in (("p1", "p2"), ("p2", "p1"), ("p1", "p2")):
+            database_module.current_database().close()
+            database_module._current = None
+            (tmp_path / there).rename(tmp_path / here)
+            db = open_at(here)
+            assert statuses(db) == ["current", "current"], here  # (it was "stale": "... is gone")
+            assert run() == (0, 2)
+            assert entries(db) == first, here  # (nothing recorded again: the entry had flipped)
+            assert statuses(db) == ["current", "current"]
+            assert [len(RawTotal.list_versions(subject=s, session="pre")) for s in (1, 2)] == [1, 1]
+        # an export with its raw files copies this checkout's (it had looked at the recorded path)
+        assert db.export(all_current=[RawTotal], to=tmp_path / "bundle", raw_files=True).raw_missing == []
+        (tmp_path / "p2/raw/1/s_pre.csv").write_text("5,5\n")
+        assert statuses(db) == ["stale", "current"]
+        assert "raw/1/s_pre.csv changed" in str(why(RawTotal, subject=1, session="pre"))
+        assert run() == (1, 1)
+        assert RawTotal.load(subject=1, session="pre").data == 10.0
+        assert statuses(db) == ["current", "current"]
+    finally:
+        current = database_module.current_database()
+        if current is not None:
+            current.close()
+        database_module._current = None
+
+
 def _three_twins_run_on_a_copy_and_back(project, tmp_path: Path):
     """Subjects 1, 2, 3 with raw files of the same bytes (one call key, one cache entry) run
     from raw/, then from a copy of the folder beside it, raw2/, then from raw/ again; returns

@@ -119,7 +119,7 @@ def write_raw_files(db: Database, found: Closure, to: Path) -> list[dict[str, An
     entries, places, stats = [], BundlePlaces(), file_stats(db)
     temp = temporary_sibling(to / ".raw-copy")  # (a fixed `.raw-copy.tmp`: two exports into one
     # folder at once copied into one file, and renamed each other's bytes under a checked sha256)
-    for raw in raw_files(found):
+    for raw in raw_files(found, db):
         entry: dict[str, Any] = {"read_as": raw["path"], "oid": raw["oid"]}
         copied = _copy_checked(raw["file"], raw["oid"], temp, stats)
         if isinstance(copied, str):

@@ -17,7 +17,7 @@ from typing import Any
 from scistack.database import Database
 from scistack.errors import ExportError, ScistackError
 from scistack.index import RefRecord
-from scistack.lineage.calls import raw_places, record_call_key, same_raw_names
+from scistack.lineage.calls import raw_file_here, raw_places, record_call_key, same_raw_names
 from scistack.objects.codec import child_oids
 from scistack.records import CallRecord, read_call
 from scistack.selection import select_records
@@ -173,15 +173,18 @@ def _read_later(db: Database, call: CallRecord, entry: dict[str, Any], out: Clos
     return True
 
 
-def raw_files(found: Closure) -> list[dict[str, str]]:
+def raw_files(found: Closure, db: Database | None = None) -> list[dict[str, str]]:
     """The raw files the closure's calls read (`PathInput`s): where each was read, as shown
-    (`raw/3/s_pre.csv`) and as an absolute path, and the oid of its content then; once each."""
+    (`raw/3/s_pre.csv`) and as an absolute path (`db`'s checkout's: where it holds a file its
+    project's record names by its path in the project, `raw_file_here`; another lab
+    machine's record names that machine's path), and the oid of its content then; once each."""
     seen: dict[tuple[str, str], dict[str, str]] = {}
     for call in found.calls.values():
         for item in call.arguments.values():
             for _, part in item.records():
                 if "path" in part.extra:
-                    file = str(part.extra.get("file") or "")
+                    file = str(part.extra.get("file") or "") if db is None else \
+                        raw_file_here(part.extra, call, db.root, db.project_ids)
                     now = found.raw_now.get((str(part.extra["path"]), part.oid))
                     if now is not None and not os.path.isfile(file):
                         file = now  # (the later record's place: the record's is gone)

@@ -67,8 +67,8 @@ from scistack.foreach.scifor import run_table_mode
 from scistack.foreach.split import Split, check_splits, fitting_layout, fitting_layouts, places, split_record, unsplit
 from scistack.gc import freshen_lineage
 from scistack.index import RefRecord, key_of, keys_of, utc_now
-from scistack.lineage.calls import (flatten_params, key_maker, raw_places, record_call_key, same_origins,
-                                    same_raw_names)
+from scistack.lineage.calls import (flatten_params, key_maker, own_record, raw_places, record_call_key, same_origins,
+                                    same_place, same_raw_names)
 from scistack.lineage.function import LineageFunction, lineage_context, pickled_for_workers
 from scistack.lineage.running import refuse_run_inside
 from scistack.codeid.identity import FunctionIdentity
@@ -570,7 +570,7 @@ class _Run:
                 record = read_call(self.db.store, current.call)
             except ScistackError:
                 continue  # (unreadable: fsck's to find)
-            if not same_origins(records, record):
+            if not same_origins(records, record, projects=self.db.project_ids):
                 return record
         return None
 
@@ -586,7 +586,8 @@ class _Run:
             record = read_call(self.db.store, hit["call"])
         except ScistackError:
             return None  # a gc'd record: likewise
-        return None if same_origins({n: r.bound.record for n, r in resolved.items()}, record) else record
+        return None if same_origins({n: r.bound.record for n, r in resolved.items()}, record,
+                                    projects=self.db.project_ids) else record
 
     def _kept(self, combo: dict[str, Any], addr_key: str, key: str, resolved: dict[str, Resolved],
               hit: dict[str, Any], layout: tuple[tuple | None, ...]) -> frozenset[tuple[str, str]]:
@@ -662,7 +663,7 @@ class _Run:
             if current is None or current.oid != oid or current.call is None:
                 return False
             try:
-                if not same_origins(records, read_call(self.db.store, current.call)):
+                if not same_origins(records, read_call(self.db.store, current.call), projects=self.db.project_ids):
                     return False
             except ScistackError:
                 return False
@@ -686,8 +687,11 @@ class _Run:
             record = read_call(self.db.store, hit["call"])
         except ScistackError:
             return None  # a gc'd record: `_restore` decides
-        moved = any(n in record.arguments and record.arguments[n].extra.get("file") not in (None, f)
-                    for n, f in files.items())
+        own = own_record(record, self.db.project_ids)  # (its files named where its project holds them)
+        moved = any(n in record.arguments and record.arguments[n].extra.get("file") not in (None, f) and not same_place(
+            (f, resolved[n].bound.record.get("project_path")),
+            (record.arguments[n].extra.get("file"), record.arguments[n].extra.get("project_path")), own)
+            for n, f in files.items())
         shown = sorted(str(resolved[n].bound.record["path"]) for n in files if "path" in resolved[n].bound.record)
         if moved and [s for s, _ in raw_places(record)] != shown and \
                 self._own_record_here(combo, addr_key, resolved, hit, layout):
@@ -821,7 +825,7 @@ class _Run:
         except ScistackError:
             return False  # (unreadable: fsck's to find)
         records = {n: r.bound.record for n, r in resolved.items()}
-        if same_origins(records, record):
+        if same_origins(records, record, projects=self.db.project_ids):
             return False
         return not (same_origins(records, record, files=False) and self._judged_by_new_record(record, resolved))
 

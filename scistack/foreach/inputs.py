@@ -180,7 +180,7 @@ def resolve(db: Database, name: str, spec: Any, combo: dict[str, Any], *, as_tab
         return _resolve_variable(db, name, spec.variable.__name__, {**combo, **spec.pinned}, as_table,
                                  pinned=spec.pinned)
     if isinstance(spec, PathInput):
-        bound = spec.bound(name, combo, file_stats(db))
+        bound = spec.bound(name, combo, file_stats(db), db.root)
         return None if bound is None else Resolved(bound, None, False, None)
     if isinstance(spec, PathOutput):
         bound = spec.bound(name, combo)

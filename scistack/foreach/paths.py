@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.address import is_text, shown
+from scistack.codeid.script_path import project_relative
 from scistack.errors import InputFileError, InvalidMetadataError
 from scistack.lineage.calls import BoundInput
 from scistack.objects.canonical_json import dumps_canonical
@@ -140,14 +141,34 @@ class PathInput(_Template):
     def __repr__(self) -> str:
         return f"PathInput({self.template!r}, root={self.root_shown!r})"
 
-    def bound(self, name: str, combo: dict[str, Any], stats: FileStats | None = None) -> BoundInput | None:
+    def bound(self, name: str, combo: dict[str, Any], stats: FileStats | None = None,
+              project: str | os.PathLike | None = None) -> BoundInput | None:
         """The lineage view of the file at `combo` (None when it is not there); `stats`: the
-        project's memo of files, which spares hashing one whose stat it remembers."""
+        project's memo of files, which spares hashing one whose stat it remembers. `project`:
+        the project's folder; a file inside it is also named by its path relative to it
+        (`project_path`), its place (`lineage.calls.same_place`): the absolute path is where
+        this machine found it, and two lab machines, or a moved project, hold it elsewhere."""
         full, shown = self.locate(combo)
         oid = file_oid(full, shown, stats)
         if oid is None:
             return None
-        return BoundInput(name, full, oid, {"oid": oid, "path": shown, "file": full})
+        record = {"oid": oid, "path": shown, "file": full}
+        if project is not None:
+            top = self._in_project(project)
+            if top is not None:  # (`full` lies under the root: `locate`)
+                rel = os.path.relpath(full, self.root).replace(os.sep, "/")
+                record["project_path"] = f"{top}/{rel}" if top else rel
+        return BoundInput(name, full, oid, record)
+
+    def _in_project(self, project: str | os.PathLike) -> str | None:
+        """The root relative to the project's folder ("" when it is that folder), None when
+        outside it; found once per project (`project_relative`, links resolved too)."""
+        known = self.__dict__.setdefault("_project_roots", {})
+        key = os.fspath(project)
+        if key not in known:
+            known[key] = "" if os.path.abspath(self.root) == os.path.abspath(key) else \
+                project_relative(self.root, key)
+        return known[key]
 
 
 class PathOutput(_Template):

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from scistack.codeid.script_path import in_checkout
 from scistack.errors import InvalidMetadataError, LineageError, ScistackError, UnsupportedValueError
 from scistack.index.state import tagged_params
 from scistack.objects.canonical_json import dumps_canonical, from_tree, to_tree
@@ -570,14 +571,17 @@ def store_constants(store: ObjectStore, inputs: dict[str, BoundInput]) -> None:
             store.put_value(b.value)
 
 
-def input_origin(record: dict[str, Any]) -> tuple:
+def input_origin(record: dict[str, Any], *, placed: bool = False) -> tuple:
     """Where a bound input came from (variable, address, the call that made it, the file a
     `PathInput` read; each merged part and container item alike): `recorded_origin` of the
-    input a call record keeps for it."""
+    input a call record keeps for it. `placed`: the file as (absolute path, path relative to
+    the project's folder or None), for `same_place`."""
     merge, items = record.get("merge"), record.get("items")  # (mostly neither: a hit's few us)
-    return (record.get("var"), _plain(record.get("addr")), record.get("call"), record.get("file"),
-            tuple(input_origin(part) for part in merge) if merge else (),
-            tuple(sorted((str(path), input_origin(item)) for path, item in items.items())) if items else ())
+    file = (record.get("file"), record.get("project_path")) if placed else record.get("file")
+    return (record.get("var"), _plain(record.get("addr")), record.get("call"), file,
+            tuple(input_origin(part, placed=placed) for part in merge) if merge else (),
+            tuple(sorted((str(path), input_origin(item, placed=placed)) for path, item in items.items()))
+            if items else ())
 
 
 def origins_digest(inputs: dict[str, BoundInput]) -> str:
@@ -610,20 +614,77 @@ def _typed(value: Any) -> dict[str, str]:
     return {f"${type(value).__name__}": repr(value)}
 
 
-def recorded_origin(item: Any) -> tuple:
+def recorded_origin(item: Any, *, placed: bool = False) -> tuple:
     """`input_origin` of an input as a call record holds it (a `CallInput`)."""
     addr = from_tree(item.addr, lambda oid: oid) if item.addr is not None else None
-    return (item.var, _plain(addr), item.call, item.extra.get("file"),
-            tuple(recorded_origin(part) for part in item.merge) if item.merge else (),
-            tuple(sorted((str(path), recorded_origin(i)) for path, i in item.items.items())) if item.items else ())
+    file = (item.extra.get("file"), item.extra.get("project_path")) if placed else item.extra.get("file")
+    return (item.var, _plain(addr), item.call, file,
+            tuple(recorded_origin(part, placed=placed) for part in item.merge) if item.merge else (),
+            tuple(sorted((str(path), recorded_origin(i, placed=placed)) for path, i in item.items.items()))
+            if item.items else ())
 
 
-def same_origins(records: dict[str, dict[str, Any]], call: Any, *, files: bool = True) -> bool:
+def own_record(call: Any, projects: Any) -> bool:
+    """Whether the call record `call` (a `CallRecord`) is of the reading project (its
+    `project_ids`; a record naming none counts as its own, as `filecheck` takes it): only
+    then does a raw file's `project_path` name a file of this checkout. None: never."""
+    if projects is None:
+        return False
+    made = getattr(call.function, "project", None)
+    return made is None or made in projects
+
+
+def same_place(here: tuple[Any, Any], there: tuple[Any, Any], own: bool) -> bool:
+    """Whether a `PathInput` file bound here, (absolute path, path relative to the project's
+    folder), is the one a record read, the same pair as recorded. A record of this project
+    (`own`) naming the path relative to the project's folder read it there: two lab machines
+    (or a moved project) hold the project, and its raw folder, at other absolute paths, and
+    where a machine found the file is no part of the input's place (each machine's run had
+    recorded every call again, and `status` and `why` on the other called its files gone).
+    Else (a record from before, another project's) the absolute paths."""
+    if own and isinstance(here[1], str) and isinstance(there[1], str):
+        return here[1] == there[1]
+    return here[0] == there[0]
+
+
+def raw_file_here(extra: dict[str, Any], call: Any, root: Any, projects: Any) -> str:
+    """Where this checkout finds the `PathInput` file a call record's input (its `extra`)
+    read: its path relative to the project's folder joined to this checkout's folder `root`
+    when the record is of this project (`own_record`) and names one, else the absolute path
+    as recorded. Another lab machine's record names that machine's absolute path."""
+    rel = extra.get("project_path")
+    if rel and root is not None and own_record(call, projects):
+        here = in_checkout(rel, root)
+        if here is not None:
+            return here
+    return str(extra.get("file") or extra["path"])
+
+
+def _same_origin(here: tuple, there: tuple, own: bool) -> bool:
+    """Two `placed` origins alike, their files by `same_place`."""
+    if here[:3] != there[:3] or len(here[4]) != len(there[4]) or len(here[5]) != len(there[5]):
+        return False
+    if here[3] != there[3] and not (isinstance(here[3], tuple) and isinstance(there[3], tuple)
+                                    and same_place(here[3], there[3], own)):
+        return False
+    return all(_same_origin(a, b, own) for a, b in zip(here[4], there[4])) and \
+        all(p == q and _same_origin(a, b, own) for (p, a), (q, b) in zip(here[5], there[5]))
+
+
+def same_origins(records: dict[str, dict[str, Any]], call: Any, *, files: bool = True,
+                 projects: Any = None) -> bool:
     """Whether the call record `call` names these bound inputs (by their records) as its own:
     a cache hit on the same values at another address, or made by another call, does not.
     `files=False`: where a `PathInput` file is does not count (the same raw files, by content,
-    in a moved folder or an importing project's copy)."""
+    in a moved folder or an importing project's copy). `projects`: the reading project's ids
+    (`Database.project_ids`): a record of it names a raw file's place by its path relative to
+    the project's folder where both name one (`same_place`)."""
     if files:
+        if projects is not None:
+            own = own_record(call, projects)
+            return all(name in call.arguments and _same_origin(
+                input_origin(record, placed=True), recorded_origin(call.arguments[name], placed=True), own)
+                for name, record in records.items())
         return all(name in call.arguments and input_origin(record) == recorded_origin(call.arguments[name])
                    for name, record in records.items())
     return all(name in call.arguments and

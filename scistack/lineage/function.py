@@ -291,11 +291,13 @@ class LineageFunction:
         inputs = bring_inputs(store, inputs)
         function, source_file, watched = self._function_info(store, identity, root, project)
         read = files_value(list(files), root)
-        if function.project is None and project is not None and \
-                any("project_path" in f for f in read.get("files", ())):
-            # (a script outside the project that read files inside it: the record names its
-            # project, so that another project that imports it checks the files where they
-            # were read, not its own folder's: `filecheck.changed_inputs`)
+        if function.project is None and project is not None and (
+                any("project_path" in f for f in read.get("files", ()))
+                or any("project_path" in b.record for b in inputs.values())):
+            # (a script outside the project that read files inside it, or took raw files
+            # inside it: the record names its project, so that another project that imports
+            # it checks the files where they were read, not its own folder's:
+            # `filecheck.changed_inputs`, `calls.raw_file_here`)
             function = dataclasses.replace(function, project=project())
         record = CallRecord(
             function=function,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from scistack.address import shown
+from scistack.lineage.calls import raw_file_here
 from scistack.lineage.facts import call_facts
 from scistack.lineage.filecheck import note_record, reads_files
 from scistack.database import ENV_VAR, Database, current_database
@@ -116,7 +117,7 @@ def read_call(db: Database, call_oid: str) -> CallInfo:
             item.call,
             tuple(item.members or ()),
             tuple(_decoded(m.to_value()) for m in item.merge or ()),
-            (str(item.extra["path"]), str(item.extra.get("file") or item.extra["path"]))
+            (str(item.extra["path"]), raw_file_here(item.extra, record, db.root, db.project_ids))
             if "path" in item.extra else None,
         )
         for name, item in sorted(record.inputs.items())

@@ -39,7 +39,7 @@ from scistack.codeid.files import _RACY_NS, content_stamp, loaded_file_is_curren
 from scistack.codeid.lines import assignment_place, changed_lines, describe_location, line_map
 from scistack.foreach.filestats import file_stats
 from scistack.foreach.paths import file_oid
-from scistack.lineage.calls import raw_places, relocated
+from scistack.lineage.calls import raw_file_here, raw_places, relocated
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function, registry_key
 from scistack.codeid.identity import function_identity, normalised_source
@@ -224,7 +224,7 @@ def _call_changes(
         reasons = [Reason("unknown", fn_name, not_found_reason(module, fn_name))]
     else:
         reasons = _code_changes(db, call, fn)
-    raw = _raw_files(call)
+    raw = _raw_files(db, call)
     reasons += _input_changes(db, call, seen, at) + [
         r for r in _file_changes(db, call_oid) if os.path.abspath(r.name) not in raw]
     if upstream_of is not None:
@@ -425,7 +425,7 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str], at: dict[str, Any]
                     reasons += _variable_change(db, label, part) or _stale_input(db, call, label, part, seen)
                 continue
             if "path" in record.extra:
-                reasons += _raw_file_change(db, param, record)
+                reasons += _raw_file_change(db, param, record, call)
             elif record.var is not None:
                 reasons += _variable_change(db, path, record, at, split_by) or _stale_input(db, call, path, record, seen)
             elif record.call and record.call not in seen:
@@ -446,16 +446,20 @@ def _input_changes(db: Any, call: CallRecord, seen: set[str], at: dict[str, Any]
     return reasons
 
 
-def _raw_files(call: CallRecord) -> set[str]:
-    """The files a call took as `PathInput`s (judged as inputs, not again as files it read)."""
-    return {os.path.abspath(str(r.extra.get("file", ""))) for item in call.inputs.values()
-            for _, r in item.records() if "path" in r.extra}
+def _raw_files(db: Any, call: CallRecord) -> set[str]:
+    """The files a call took as `PathInput`s (judged as inputs, not again as files it read),
+    where recorded and where this checkout holds them (`raw_file_here`)."""
+    root, projects = getattr(db, "root", None), getattr(db, "project_ids", None)
+    return {os.path.abspath(p) for item in call.inputs.values() for _, r in item.records() if "path" in r.extra
+            for p in (str(r.extra.get("file", "")), raw_file_here(r.extra, call, root, projects))}
 
 
-def _raw_file_change(db: Any, param: str, record: CallInput) -> list[Reason]:
+def _raw_file_change(db: Any, param: str, record: CallInput, call: CallRecord) -> list[Reason]:
     """A `PathInput` file: "raw/3/s_pre.csv changed" when its content hash moved (not read
-    where the project's memo of files remembers its whole stat)."""
-    shown, full = str(record.extra["path"]), str(record.extra.get("file") or record.extra["path"])
+    where the project's memo of files remembers its whole stat). Looked for in this checkout
+    when the record names its path relative to the project's folder (`raw_file_here`)."""
+    shown = str(record.extra["path"])
+    full = raw_file_here(record.extra, call, getattr(db, "root", None), getattr(db, "project_ids", None))
     try:
         now = file_oid(full, shown, file_stats(db))
     except ScistackError as exc:
