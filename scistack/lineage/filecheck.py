@@ -113,6 +113,19 @@ def settled_files(files: Iterable[FileRead], written: Iterable[str],
     return tuple(settled_listing(f, written, now).bare() for f in files)
 
 
+def locates_project(f: FileRead, root: Any) -> bool:
+    """Whether `f` is a link whose target the code read (a resolve's, `codeid.files`) that
+    names the project's folder `root` or a folder above it: where this checkout is (a linked
+    home folder: `Path(__file__).resolve()`), not what the call read. Two lab machines whose
+    home links name other disks had each run such a call again, a new version of the same
+    value each time (the link's target as text is machine's own); the files read through it
+    are inputs on their own, by their path in the project (`project_path`)."""
+    if f.kind != "link" or root is None:
+        return False
+    target, top = os.path.realpath(f.path), os.path.realpath(os.fspath(root))
+    return top == target or top.startswith(target.rstrip(os.sep) + os.sep)
+
+
 def files_value(files: list[FileRead], root: Any = None) -> dict[str, Any]:
     """The call record's extra ``files`` entry (nothing when the call read no file). Each file
     inside the project's folder `root` also names its path relative to it (``project_path``),

@@ -51,7 +51,8 @@ from scistack.lineage.calls import (
 )
 from scistack.codeid.codetree import code_tree, constant_values, source_files, tree_record
 from scistack.codeid.files import FileRead, code_object, install as see_reads
-from scistack.lineage.filecheck import cache_fn, files_here, files_value, reads_of_call, remember, servable
+from scistack.lineage.filecheck import (cache_fn, files_here, files_value, locates_project, reads_of_call, remember,
+                                        servable)
 from scistack.lineage.facts import note_written
 from scistack.lineage.running import call_running
 from scistack.lineage.context import MEMORY, bring_inputs, lineage_context
@@ -290,7 +291,8 @@ class LineageFunction:
         store_constants(store, inputs)
         inputs = bring_inputs(store, inputs)
         function, source_file, watched = self._function_info(store, identity, root, project)
-        read = files_value(list(files), root)
+        files = [f for f in files if not locates_project(f, root)]  # (where this checkout is)
+        read = files_value(files, root)
         if function.project is None and project is not None and (
                 any("project_path" in f for f in read.get("files", ()))
                 or any("project_path" in b.record for b in inputs.values())):

@@ -2261,3 +2261,59 @@ def test_a_helper_a_submodule_reaches_in_a_module_imported_before_is_an_input(pr
     (steps.dir / "sub.py").write_text(f"from {name}.util import h\n\ndef g(x):\n    return h(x) + 2\n")
     assert _run(steps)[1] == [32.0, 62.0]
     assert _run(steps) == (["cached", "cached"], [32.0, 62.0])
+
+
+LINKED_STEP = '''
+import json, pathlib
+def proc(x):
+    here = pathlib.Path(__file__).resolve().parent
+    return x * json.loads((here / "cfg.json").read_text())["k"]
+'''
+LINKED_RUN = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+from scistack import BaseVariable, configure_database, for_each, why
+from step import proc
+class LinkedX(BaseVariable): pass
+class LinkedY(BaseVariable): pass
+db = configure_database(sys.argv[1] + "/gait.duckdb", ["subject"])
+if "seed" in sys.argv: LinkedX.save(3.0, subject=1)
+said = "-" if "seed" in sys.argv else why(LinkedY, subject=1).status
+done = for_each(proc, inputs={"x": LinkedX}, outputs=[LinkedY], subject=[1], progress=False, verbose=False)
+print(said, done.ran, done.cached, len(LinkedY.list_versions(subject=1)))
+db.close()
+'''
+
+
+def test_a_linked_home_folder_a_resolve_reads_is_where_the_project_is_not_an_input(tmp_path, python_env):
+    """`Path(__file__).resolve()` in a project reached through a linked home folder (home ->
+    disk_a) read that link, and since b11ae72 a link a resolve reads is an input: a machine
+    whose home link names another disk (the project copied there, as a lab's second machine
+    holds its checkout) ran the call again and saved a new version of the same value, and
+    its `why` said stale; two such machines did so at every run. A link naming the project's
+    folder or a folder above it is where this checkout is, not what the call read: the file
+    read through it is an input on its own (by its path in the project), and its edit is seen."""
+    import shutil
+    import subprocess
+
+    project = tmp_path / "disk_a" / "proj"
+    project.mkdir(parents=True)
+    (project / "step.py").write_text(LINKED_STEP)
+    (project / "cfg.json").write_text('{"k": 2}')
+    (project / "run.py").write_text(LINKED_RUN)
+    home = tmp_path / "home"
+    home.symlink_to("disk_a")
+
+    def run(*args: str) -> list[str]:
+        done = subprocess.run([sys.executable, str(home / "proj" / "run.py"), str(home / "proj"), *args],
+                              cwd=home / "proj", env=python_env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert run("seed") == ["-", "1", "0", "1"]
+    shutil.copytree(tmp_path / "disk_a", tmp_path / "disk_b", symlinks=True)
+    (tmp_path / "new").symlink_to("disk_b")
+    os.replace(tmp_path / "new", home)
+    assert run() == ["current", "0", "1", "1"]  # (it was ["stale", "1", "0", "2"])
+    (tmp_path / "disk_b/proj/cfg.json").write_text('{"k": 5}')
+    assert run() == ["stale", "1", "0", "2"]
