@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from scistack.database import Database, loaded_record, register_bundle_verbs
 from scistack.errors import ExportError, NoOpenFileWarning
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
+from scistack.objects._proc import pid_alive
 
 __all__ = ["ExportReport", "ImportReport", "export", "import_bundle"]
 
@@ -69,22 +72,25 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
 
     db.flush()
     found = closure.closure(db, chosen)
-    created = not target.exists()
-    target.mkdir(parents=True, exist_ok=True)
+    # written beside the target under a name of its own, renamed into place once whole: a
+    # process killed mid-way had left a half bundle in `to` (its manifest, no RO-Crate) that an
+    # import took for whole, and that refused the export run again ("not an empty folder")
+    work = _work_folder(target)
     try:
-        manifest = bundle.write_bundle(db, found, target)
+        manifest = bundle.write_bundle(db, found, work)
         if raw_files:
-            manifest["raw_files"] = bundle.write_raw_files(db, found, target)
-            bundle.write_manifest(manifest, target)
+            manifest["raw_files"] = bundle.write_raw_files(db, found, work)
+            bundle.write_manifest(manifest, work)
         title = "scistack export of " + ", ".join(sorted({r.var for r in chosen}))
         now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
         text = readme.render(manifest, title=title, producer=crate.producer(), date=now)
-        (target / "README.md").write_text(text)
-        crate.write_prov(found, manifest, target)
-        crate.write_crate(found, manifest, target, title)
+        (work / "README.md").write_text(text)
+        crate.write_prov(found, manifest, work)
+        crate.write_crate(found, manifest, work, title)
+        _into_place(work, target)
     except BaseException:
-        if created:
-            shutil.rmtree(target, ignore_errors=True)
+        if work != target:
+            shutil.rmtree(work, ignore_errors=True)
         else:
             for child in target.iterdir():
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
@@ -100,6 +106,50 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
                         sum(1 for f in manifest["files"] if f["path"]),
                         [f"{r['read_as']}: {r['missing']}" for r in manifest.get("raw_files", []) if "missing" in r],
                         unwritten)
+
+
+_WORK = ".{name}.export-{pid}-"  # the folder an export writes in, beside its target
+
+
+def _work_folder(target: Path) -> Path:
+    """A new folder beside `target` to write the bundle in, with the mode `target` has (or
+    would have), after removing those an export killed before left there (their process gone).
+    `target` itself when it is an empty folder no bundle can be renamed onto: a mount point,
+    a symbolic link, or in a folder this user cannot write (written in place, as before)."""
+    parent = target.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if target.is_symlink() or target.exists() and (target.stat().st_dev != parent.stat().st_dev
+                                                   or not os.access(parent, os.W_OK)):
+        return target
+    prefix = _WORK.format(name=target.name, pid="")[:-1]
+    for left in parent.glob(glob_escape(prefix) + "*"):
+        pid = left.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    while True:
+        work = parent / (_WORK.format(name=target.name, pid=os.getpid()) + uuid.uuid4().hex[:8])
+        try:
+            work.mkdir(0o777)  # (the umask applies, as to `target.mkdir`)
+            break
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise ExportError(f"cannot write beside {target} ({exc}); export into a folder whose parent "
+                              "you can write (nothing was written)") from exc
+    if target.exists():
+        os.chmod(work, target.stat().st_mode & 0o7777)
+    return work
+
+
+def _into_place(work: Path, target: Path) -> None:
+    """Rename the written bundle onto `target`, absent or an empty folder (atomic)."""
+    if work == target:
+        return
+    try:
+        os.rename(work, target)
+    except OSError as exc:  # a file or a folder with files appeared there meanwhile
+        raise ExportError(f"{target} is not an empty folder any more (another process wrote there while "
+                          f"exporting: {exc}); export into a new or empty folder (nothing was written)") from exc
 
 
 register_bundle_verbs(export, import_bundle)

