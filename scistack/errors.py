@@ -248,18 +248,20 @@ class StorageFullError(ScistackError, OSError):
 
 
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_FULL_TEXTS = {"disk is full": errno.ENOSPC, "No space left": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+               "File too large": errno.EFBIG}
 
 
 def storage_full(exc: BaseException, what: str, consequence: str = "") -> StorageFullError | None:
     """A `StorageFullError` for `exc` when it is a full disk, quota or file-size limit (or
-    SQLite's "database or disk is full"); None for any other failure. `what` names the file
+    SQLite's "database or disk is full", DuckDB's "File too large"); None for any other failure. `what` names the file
     or folder that could not grow."""
     if isinstance(exc, StorageFullError):
         return exc
     if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
         code, reason = exc.errno, exc.strerror
-    elif "disk is full" in str(exc) or "No space left" in str(exc):
-        code, reason = errno.ENOSPC, str(exc).strip().splitlines()[0][:200]
+    elif (code := next((c for text, c in _FULL_TEXTS.items() if text in str(exc)), None)) is not None:
+        reason = str(exc).strip().splitlines()[0][:200]  # (DuckDB's errors name the OS's reason in text)
     else:
         return None
     consequence = consequence or ("This save was not recorded; every value saved before it "

@@ -105,3 +105,66 @@ def test_sigkill_mid_export_leaves_no_bundle_that_passes_for_whole_and_the_expor
     finally:
         other.close()
 
+
+FULL_FOR_ONE_PROCESS = """
+import resource, signal, sys
+import numpy as np
+from scistack import configure_database, BaseVariable
+from scistack.errors import ScistackError
+class CrRaw(BaseVariable): pass
+db = configure_database(sys.argv[1])
+CrRaw.load(subject=1, session="s")                  # the fold is open
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)       # a write past the limit fails with EFBIG
+limit = int(sys.argv[3]) << 10
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+if sys.argv[2] == "pack":
+    rng = np.random.default_rng(0)
+    try:
+        with db.batch():                             # ~1.3 MB of incompressible values: one pack
+            for i in range(20):
+                CrRaw.save(rng.random(8000), subject=100 + i, session="b")
+    except ScistackError as exc:
+        print("refused:", type(exc).__name__, exc)
+    CrRaw.save(np.arange(3.0), subject=7, session="after")  # a loose object and a line: they fit
+else:                                                # DuckDB: built again from the journal
+    try:
+        db.sync()
+        print("synced")
+    except ScistackError as exc:
+        print("refused:", type(exc).__name__, exc)
+    try:
+        db.sql('SELECT count(*) AS n FROM "CrRaw"')
+    except ScistackError as exc:
+        print("sql refused:", type(exc).__name__, exc)
+db.close()                                           # logs, never raises
+print("closed")
+"""
+
+
+@pytest.mark.parametrize("first", ["pack", "duckdb"])
+def test_a_file_size_limit_met_first_by_a_pack_or_duckdb_is_a_clear_error_and_loses_nothing(
+        project, python_env, first):
+    for subject in (1, 2, 3):
+        CrRaw.save(np.arange(50.0) * subject, subject=subject, session="s")
+    project.sync()
+    project.close()
+    if first == "duckdb":  # (gone: made again by the next sync, which the limit refuses)
+        project.path.unlink()
+        (project.root / ".scistack" / "index.synced").unlink()
+    limit = 512 if first == "pack" else 16  # KB: the journal and the fold fit, the pack / DuckDB not
+    done = _run(FULL_FOR_ONE_PROCESS, python_env, project.path, first, limit)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and "Traceback" not in out and "closed" in done.stdout, out
+    refused = done.stdout.splitlines()[0]
+    assert refused.startswith("refused: StorageFullError") and "could not grow" in refused, out
+    assert ("pack" if first == "pack" else "DuckDB") in refused and "Free space" in refused, out
+    db = configure_database(project.path)
+    try:
+        for subject in (1, 2, 3):
+            np.testing.assert_array_equal(CrRaw.load(subject=subject, session="s").data, np.arange(50.0) * subject)
+        expected = [1, 2, 3] + ([7] if first == "pack" else [])
+        assert sorted(r.addr["subject"] for r in db.index.records("CrRaw")) == expected  # none of the batch
+        assert fsck(db).ok
+        assert sorted(db.sql('SELECT subject FROM "CrRaw"')["subject"]) == expected
+    finally:
+        db.close()

@@ -36,7 +36,7 @@ import numpy as np
 
 from scistack._atomic import temporary_sibling
 from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError,
-                             ReadOnlyProjectError)
+                             ReadOnlyProjectError, storage_full)
 from scistack.gcpause import paused
 from scistack.index import simple_puts
 from scistack.index.journal import Journal, size_now
@@ -429,6 +429,17 @@ class SqlIndex:
         interleave nor take the work of a rebuild. A long tail is applied in rounds of
         `_ROUND_BYTES`, each on a connection of its own: the memory a connection's writes
         leave behind is given back only when it closes."""
+        try:
+            return self._apply_rounds(timeout, start_over, should_stop, say_after)
+        except duckdb.Error as exc:  # a full disk, quota or file-size limit: named, with the fix
+            full = storage_full(exc, f"the DuckDB index {self.path}", "Nothing saved is lost: every save is "
+                                "in the journal and loads; the SQL views catch up at the next sync with room")
+            if full is None:
+                raise
+            raise full from exc
+
+    def _apply_rounds(self, timeout: float | None, start_over: bool, should_stop: Callable[[], bool],
+                      say_after: float | None) -> int:
         with _process_lock(self.path):  # (re-entrant: each round's connection takes it too)
             applied, touched, rebuilt, reached = 0, set(), start_over, None
             while True:
