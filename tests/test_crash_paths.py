@@ -106,6 +106,68 @@ def test_sigkill_mid_export_leaves_no_bundle_that_passes_for_whole_and_the_expor
         other.close()
 
 
+KILL_MID_MIGRATION = """
+import os, signal, sys
+from scistack import configure_database
+from scistack.index import fold
+
+def kill(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if sys.argv[2] == "mid":  # inside the migration's transaction, some of its statements run
+    fold._MIGRATIONS[15] = (*fold._MIGRATIONS[15][:1], kill)
+else:  # "committed": migrated, the derived triggers not yet made again
+    migrate = fold._migrate
+    fold._migrate = lambda con, found: (migrate(con, found), kill())
+db = configure_database(sys.argv[1])
+db.index.records("CrOut")  # (opens the fold: migrates it)
+print("not killed")
+"""
+
+ran: list[float] = []
+
+
+def counted(signal):
+    ran.append(float(signal[1]))
+    return signal * 3
+
+
+def _answers(db) -> dict:
+    return {var: sorted((r.addr_key, r.version, r.oid, r.call) for r in db.index.records(var))
+            for var in ("CrRaw", "CrOut")}
+
+
+@pytest.mark.parametrize("point", ["mid"])
+def test_sigkill_mid_fold_migration_leaves_the_same_answers(project, python_env, point):
+    from tests.helpers import migrated_in_place, older_fold
+
+    for subject in (1, 2, 3):
+        CrRaw.save(np.arange(50.0) * subject, subject=subject, session="s")
+    CrRaw.save(np.ones(4), subject=1, session="s", note="v")  # (a version key: layout 19's counts)
+    for_each(counted, inputs={"signal": CrRaw}, outputs=[CrOut], subject=[1, 2, 3], session=["s"],
+             verbose=False)
+    CrOut.delete(subject=3, session="s")
+    before, computed, count = _answers(project), len(ran), project.index.count("CrOut")
+    path, mark = older_fold(project, "ALTER TABLE calls DROP COLUMN origins; "
+                                     "UPDATE meta SET value = '12' WHERE key = 'fold_version';")
+    done = _run(KILL_MID_MIGRATION, python_env, project.path, point)
+    assert done.returncode == -9, done.stdout + done.stderr
+    db = configure_database(project.path)
+    try:
+        assert _answers(db) == before
+        assert migrated_in_place(path, mark)  # (the kill's migration undone or finished, not rebuilt)
+        np.testing.assert_array_equal(CrOut.load(subject=2, session="s").data, np.arange(50.0) * 6)
+        for_each(counted, inputs={"signal": CrRaw}, outputs=[CrOut], subject=[1, 2], session=["s"],
+                 verbose=False)
+        assert len(ran) == computed  # all cache hits
+        assert _answers(db) == before
+        assert fsck(db).ok
+        CrOut.save(np.zeros(2), subject=9, session="s")  # and the triggers count again
+        assert db.index.count("CrOut") == count + 1
+    finally:
+        db.close()
+
+
 FULL_FOR_ONE_PROCESS = """
 import resource, signal, sys
 import numpy as np
