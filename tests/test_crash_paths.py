@@ -230,3 +230,36 @@ def test_a_file_size_limit_met_first_by_a_pack_or_duckdb_is_a_clear_error_and_lo
         assert sorted(db.sql('SELECT subject FROM "CrRaw"')["subject"]) == expected
     finally:
         db.close()
+
+
+FULL_MID_EXPORT = """
+import resource, signal, sys
+from scistack import configure_database
+from scistack.errors import ScistackError
+db = configure_database(sys.argv[1])
+db.sql("SELECT 1")                                   # (DuckDB in step before the limit)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 << 10, 64 << 10))
+try:
+    db.export("CrRaw", to=sys.argv[2], subject=1, session="s")
+except ScistackError as exc:
+    print("refused:", type(exc).__name__, exc)
+"""
+
+
+def test_a_full_disk_mid_export_is_a_clear_error_and_leaves_no_bundle(project, python_env, tmp_path):
+    CrRaw.save(np.random.default_rng(0).random(20_000), subject=1, session="s")  # 160 KB: over the limit
+    project.sync()
+    project.close()
+    target = tmp_path / "out" / "paper"
+    done = _run(FULL_MID_EXPORT, python_env, project.path, target)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0 and out.startswith("refused: StorageFullError"), out  # (a raw OSError)
+    assert "the export folder" in out and "could not grow" in out and "Nothing was exported" in out, out
+    assert list(target.parent.iterdir()) == []
+    db = configure_database(project.path)
+    try:
+        assert db.export("CrRaw", to=target, subject=1, session="s").selected == 1
+        assert fsck(db).ok
+    finally:
+        db.close()

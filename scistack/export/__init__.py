@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.database import Database, loaded_record, register_bundle_verbs
-from scistack.errors import ExportError, NoOpenFileWarning
+from scistack.errors import ExportError, NoOpenFileWarning, storage_full
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
 from scistack.objects._proc import pid_alive
@@ -88,12 +88,16 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
         crate.write_prov(found, manifest, work)
         crate.write_crate(found, manifest, work, title)
         _into_place(work, target)
-    except BaseException:
+    except BaseException as exc:
         if work != target:
             shutil.rmtree(work, ignore_errors=True)
         else:
             for child in target.iterdir():
                 shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+        full = storage_full(exc, f"the export folder {target}", "Nothing was exported (no bundle was left "
+                            "there); the project is untouched") if isinstance(exc, OSError) else None
+        if full is not None and full is not exc:  # (it had been a raw OSError: [Errno 27] File too large)
+            raise full from exc
         raise
     unwritten = [f"{f['var']} at {readme.where(f, list(db.schema_keys))} (version {f['version']}): "
                  f"{f['no_open_file']}" for f in manifest["files"] if f.get("no_open_file")]
