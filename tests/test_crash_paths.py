@@ -72,13 +72,17 @@ print("exported")
 """
 
 
-@pytest.mark.parametrize("point", ["objects", "crate"])
+@pytest.mark.parametrize("point", ["objects", "crate", "crate into an empty folder"])
 def test_sigkill_mid_export_leaves_no_bundle_that_passes_for_whole_and_the_export_runs_again(
         project, python_env, tmp_path, point):
     _project(project)
     project.close()
     target = tmp_path / "out" / "paper"
-    done = _run(KILL_MID_EXPORT, python_env, project.path, target, point)
+    given = None
+    if point.endswith("empty folder"):  # written in place: a folder renamed over it had left a shell
+        target.mkdir(parents=True)      # open in it in a deleted folder
+        given = target.stat().st_ino
+    done = _run(KILL_MID_EXPORT, python_env, project.path, target, point.split()[0])
     assert done.returncode == -9, done.stdout + done.stderr
     # what the kill left is no bundle: an import of it refuses, naming why, and imports nothing
     other = configure_database(tmp_path / "other" / "o.duckdb", ["subject", "session"])
@@ -93,6 +97,7 @@ def test_sigkill_mid_export_leaves_no_bundle_that_passes_for_whole_and_the_expor
         report = db.export(to=target, all_current=["CrOut"])  # runs again into the same folder
         assert report.selected == 3
         assert [p.name for p in target.parent.iterdir()] == ["paper"]  # nothing of the killed export left
+        assert given is None or target.stat().st_ino == given
         for name in ("README.md", "ro-crate-metadata.json", "scistack-bundle.json"):
             assert (target / name).is_file(), name
         assert fsck(db).ok

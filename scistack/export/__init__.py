@@ -24,6 +24,7 @@ from scistack.database import Database, loaded_record, register_bundle_verbs
 from scistack.errors import ExportError, NoOpenFileWarning, storage_full
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
+from scistack._atomic import write_atomic
 from scistack.objects._proc import pid_alive
 
 __all__ = ["ExportReport", "ImportReport", "export", "import_bundle"]
@@ -56,6 +57,8 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     its lineage closure to the new or empty folder `to`; with `raw_files`, the raw files its
     calls read (`PathInput`) too, in `raw/`, so the pipeline can run again from them."""
     target = Path(to)
+    if _unfinished_by_the_dead(target):  # an export killed while writing here: cleared
+        _clear(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise ExportError(f"{target} is not an empty folder; export into a new or empty folder "
                           "(nothing was written)")
@@ -92,8 +95,7 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
         if work != target:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            for child in target.iterdir():
-                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+            _clear(target)
         full = storage_full(exc, f"the export folder {target}", "Nothing was exported (no bundle was left "
                             "there); the project is untouched") if isinstance(exc, OSError) else None
         if full is not None and full is not exc:  # (it had been a raw OSError: [Errno 27] File too large)
@@ -116,15 +118,16 @@ _WORK = ".{name}.export-{pid}-"  # the folder an export writes in, beside its ta
 
 
 def _work_folder(target: Path) -> Path:
-    """A new folder beside `target` to write the bundle in, with the mode `target` has (or
-    would have), after removing those an export killed before left there (their process gone).
-    `target` itself when it is an empty folder no bundle can be renamed onto: a mount point,
-    a symbolic link, or in a folder this user cannot write (written in place, as before)."""
+    """Where to write the bundle: a new folder beside `target`, renamed onto it once whole
+    (after removing those an export killed before left there, their process gone). An empty
+    folder given is written in place (a folder renamed over it would leave a shell or a file
+    manager open in it in a deleted folder; it may be a mount point or a symbolic link), marked
+    `UNFINISHED` with this process's pid until it is whole."""
+    if target.exists():
+        write_atomic(target / bundle.UNFINISHED, f"{os.getpid()}\n".encode())
+        return target
     parent = target.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
-    if target.is_symlink() or target.exists() and (target.stat().st_dev != parent.stat().st_dev
-                                                   or not os.access(parent, os.W_OK)):
-        return target
     prefix = _WORK.format(name=target.name, pid="")[:-1]
     for left in parent.glob(glob_escape(prefix) + "*"):
         pid = left.name[len(prefix):].split("-", 1)[0]
@@ -134,26 +137,35 @@ def _work_folder(target: Path) -> Path:
         work = parent / (_WORK.format(name=target.name, pid=os.getpid()) + uuid.uuid4().hex[:8])
         try:
             work.mkdir(0o777)  # (the umask applies, as to `target.mkdir`)
-            break
+            return work
         except FileExistsError:
             continue
-        except OSError as exc:
-            raise ExportError(f"cannot write beside {target} ({exc}); export into a folder whose parent "
-                              "you can write (nothing was written)") from exc
-    if target.exists():
-        os.chmod(work, target.stat().st_mode & 0o7777)
-    return work
 
 
 def _into_place(work: Path, target: Path) -> None:
-    """Rename the written bundle onto `target`, absent or an empty folder (atomic)."""
+    """Rename the written bundle onto `target` (absent: atomic), or mark it whole in place."""
     if work == target:
+        (target / bundle.UNFINISHED).unlink()
         return
     try:
         os.rename(work, target)
-    except OSError as exc:  # a file or a folder with files appeared there meanwhile
-        raise ExportError(f"{target} is not an empty folder any more (another process wrote there while "
-                          f"exporting: {exc}); export into a new or empty folder (nothing was written)") from exc
+    except OSError as exc:  # made meanwhile by another process
+        raise ExportError(f"{target} was made by another process while exporting ({exc}); export into a "
+                          "new or empty folder (nothing was written)") from exc
+
+
+def _unfinished_by_the_dead(target: Path) -> bool:
+    """Whether `target` holds an export whose process is gone (killed while writing)."""
+    try:
+        pid = int((target / bundle.UNFINISHED).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    return not pid_alive(pid)
+
+
+def _clear(target: Path) -> None:
+    for child in target.iterdir():
+        shutil.rmtree(child, ignore_errors=True) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 register_bundle_verbs(export, import_bundle)

@@ -33,6 +33,10 @@ from scistack.objects.hashing import hash_bytes
 from scistack.objects.store import Fetch, StoredObject
 
 MANIFEST = "scistack-bundle.json"
+# in a folder an export writes in place (an empty folder given), from its start until it is
+# whole: the pid of the exporting process. An import refuses a folder holding it; an export
+# into one whose process is gone clears the folder first (a killed export's)
+UNFINISHED = ".scistack-export-unfinished"
 BUNDLE_FORMAT = 1
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 _MAX_PART = 120  # characters of one path component (its extension and `@v<n>` come on top)

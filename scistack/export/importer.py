@@ -30,7 +30,7 @@ from scistack.address import address_problem, address_value, shown_address
 from scistack.database import Database
 from scistack.errors import (BundleDamagedError, ExportError, InvalidMetadataError, InvalidNameError,
                              SchemaMismatchError)
-from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, sha256_of
+from scistack.export.bundle import BUNDLE_FORMAT, MANIFEST, UNFINISHED, sha256_of
 from scistack.export.rawnames import restore_path, same_name_key, unrestorable
 from scistack.index.journal import entry_problem
 from scistack.index.sql import check_identifier
@@ -57,6 +57,9 @@ class ImportReport:
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:
+    if (bundle / UNFINISHED).exists():
+        raise BundleDamagedError(f"{bundle} holds an export that did not finish (it is being written, or its "
+                                 f"process was killed: {UNFINISHED}); nothing was imported. Export it again")
     path = bundle / MANIFEST
     if not path.is_file():
         raise ExportError(f"{bundle} is not a scistack bundle: it has no {MANIFEST}; "
