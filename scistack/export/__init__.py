@@ -75,9 +75,10 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
 
     db.flush()
     found = closure.closure(db, chosen)
-    # written beside the target under a name of its own, renamed into place once whole: a
-    # process killed mid-way had left a half bundle in `to` (its manifest, no RO-Crate) that an
-    # import took for whole, and that refused the export run again ("not an empty folder")
+    # written beside the target under a name of its own and renamed into place once whole, or
+    # in an empty folder given, marked unfinished until whole (`_work_folder`): a process killed
+    # mid-way had left a half bundle in `to` (its manifest, no RO-Crate) that an import took
+    # for whole, and that refused the export run again ("not an empty folder")
     work = _work_folder(target)
     try:
         manifest = bundle.write_bundle(db, found, work)
