@@ -310,6 +310,20 @@ _DTYPE_NAMES: dict[np.dtype, str] = {}  # str(dtype) costs ~10 µs
 _NUMPY_LISTS = {"li": np.int64, "ld": np.float64, "lb": np.bool_}
 
 
+def sql_type(value: Any) -> str | None:
+    """The type of `value`'s inline row (`BIGINT`, `VARCHAR`, `JSON`, `LARGE`, ...), as a sync
+    would write it: what `views.value_type` types a variable's value column by, and `where=`
+    too. Meant for the small values SQL compares (a frame's rows are written, then dropped)."""
+    kind = type(value)  # (the common ones without building a row: `_scalar`'s answers)
+    if kind is float:
+        return "DOUBLE"
+    if kind is str:
+        return "VARCHAR" if len(value) <= INLINE_LIMIT else "LARGE"
+    if kind is int:
+        return "BIGINT" if -(1 << 63) <= value < (1 << 63) else "DOUBLE"
+    return Inliner(None, INLINE_LIMIT)._row(value, "", {}).get("sqltype")  # type: ignore[arg-type]
+
+
 def _opaque_if_not_text(row: dict[str, Any]) -> None:
     """Raise ValueError when a text of `row` holds a lone surrogate (a non-UTF-8 file name's
     byte as Python reads it), or a JSON text its escape (DuckDB's JSON refuses it): saves

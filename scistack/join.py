@@ -25,6 +25,7 @@ from scistack.errors import InvalidMetadataError, QueryError
 from scistack.lineage.running import refuse_load_inside
 from scistack.variables import BaseVariable
 from scistack.index.views import param_columns
+from scistack.selection import names_column, value_types
 from scistack.where import FIXED, conjuncts, matching_rows
 
 
@@ -88,7 +89,9 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         meta = [c for c in result.columns if c not in names or _scalars(result[c])]
         columns = {c: result[c].tolist() for c in meta}
         # (a key's bool beside numbers as text, a value column's as JSON, as in the views)
-        result = result.iloc[matching_rows(columns, where, len(result), values=names)]
+        # (a value column typed as its view types it, from every record of its variable)
+        types = {n: value_types(db, n) for n in names if n in columns and names_column(where, n)}
+        result = result.iloc[matching_rows(columns, where, len(result), values=names, types=types)]
     order = [k for k in db.schema_keys if k in result.columns]
     return result.sort_values(order, kind="stable").reset_index(drop=True) if order else result
 

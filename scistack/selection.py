@@ -21,6 +21,7 @@ from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryE
 from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, matching_addresses, newest_per_variant
 from scistack.index.views import param_columns
+from scistack.inline import sql_type
 from scistack.where import check_predicate, matching_rows, record_columns
 
 
@@ -180,10 +181,14 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest
     and version keys (as `load(low_hz=20)` picks the newest version made with low_hz=20)."""
     if not records:
         return records
-    columns = record_columns(db.schema_keys, records, db.store, fn=_names(where, "fn"))
-    if _names(where, "value") or _names(where, "data"):  # as the views' column, or the frame's
+    columns = record_columns(db.schema_keys, records, db.store, fn=names_column(where, "fn"))
+    types = None
+    if names_column(where, "value") or names_column(where, "data"):  # as the views' column, or the frame's
         columns["value"] = columns["data"] = _scalar_values(db, records, where)
-    kept = [records[i] for i in matching_rows(columns, where, len(records))]
+        # typed as the view types it, from every record of the variable, not these alone
+        found = value_types(db, records[0].var, dict(zip((r.oid for r in records), columns["value"])))
+        types = {"value": found, "data": found}
+    kept = [records[i] for i in matching_rows(columns, where, len(records), types=types)]
     if not newest:
         return kept
     best: dict[tuple[str, str], RefRecord] = {}
@@ -194,7 +199,50 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest
     return list(best.values())
 
 
-def _names(where: str | tuple, column: str) -> bool:
+_SQL_TYPES: dict[str, str | None] = {}  # oid -> its value's inline type (an object never changes)
+_VAR_TYPES: dict[tuple[str, str], tuple[int, set[str | None]]] = {}  # (journal, var) -> (its size, types)
+_READ_KINDS = ("json", "npy")  # the others' inline types are none the views type a value by
+
+
+def value_types(db: Database, var: str, known: dict[str, Any] | None = None) -> set[str | None]:
+    """The inline types (`inline.sql_type`) of the values of every live version of `var`, the
+    ones its views type the value column by (`views.value_type`): `where=` types the column
+    alike whichever records it compares (load_all(subject=2, where="value = '1'") had compared
+    subject 2's number as a number, where the view, text because another record holds text,
+    did not find it). Each value is read once a process; `known` maps oids to values already
+    read, and a variable's types are kept until the journal grows. A value that cannot be read
+    has no type (the views show it as NULL)."""
+    memo = (str(db.index.journal_path), var)
+    generation = None if db.index.in_batch else db.index.generation()
+    if generation is not None and _VAR_TYPES.get(memo, (None,))[0] == generation:
+        return _VAR_TYPES[memo][1]  # nothing journalled since: the same records
+    for oid, value in (known or {}).items():
+        if oid not in _SQL_TYPES:
+            _SQL_TYPES[oid] = sql_type(value)
+    records = db.index.records(var)
+    todo = list(dict.fromkeys(r.oid for r in records if r.kind in _READ_KINDS and r.oid not in _SQL_TYPES))
+    if len(_SQL_TYPES) + len(todo) > 1_000_000:
+        _SQL_TYPES.clear()
+        todo = list(dict.fromkeys(r.oid for r in records if r.kind in _READ_KINDS))
+    for start in range(0, len(todo), 4096):
+        batch = todo[start:start + 4096]
+        try:
+            values = db.store.get_values(batch)
+        except Exception:  # noqa: BLE001 - one damaged: the rest are read one by one
+            values = []
+            for oid in batch:
+                try:
+                    values.append(db.store.get_values([oid])[0])
+                except Exception:  # noqa: BLE001 - fsck reports it; the view shows NULL
+                    values.append(None)
+        _SQL_TYPES.update((oid, sql_type(value)) for oid, value in zip(batch, values))
+    found = {_SQL_TYPES.get(r.oid) for r in records}
+    if generation is not None:
+        _VAR_TYPES[memo] = (generation, found)
+    return found
+
+
+def names_column(where: str | tuple, column: str) -> bool:
     """Whether the predicate names `column` outside its 'quoted text' (`fn` reads a call
     record per call, `value` every object: only then)."""
     text = where[0] if isinstance(where, tuple) else where

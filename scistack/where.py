@@ -17,7 +17,8 @@ from typing import Any
 
 from scistack.errors import QueryError
 from scistack.index import RefRecord
-from scistack.index.views import param_columns, quote, shown_as_text
+from scistack.index.views import param_columns, quote, shown_as_text, value_type
+from scistack.inline import INLINE_LIMIT, sql_type
 from scistack.lazy_import import lazy_module
 from scistack.objects.store import ObjectStore
 from scistack.records import call_tree, function_name_of
@@ -27,7 +28,7 @@ pa = lazy_module("pyarrow", globals(), "pa")
 
 FIXED = ("fn", "version", "created_at", "oid")
 _WORDS = {"and", "or", "not", "in", "is", "null", "between", "like", "ilike", "true", "false",
-          "case", "when", "then", "else", "end", "cast", "as", "bigint", "double", "varchar",
+          "case", "when", "then", "else", "end", "cast", "try_cast", "as", "bigint", "double", "varchar",
           "boolean", "integer", "date", "timestamp", "escape"}
 _FUNCTIONS = {"abs", "round", "floor", "ceil", "lower", "upper", "length", "coalesce", "starts_with",
               "ends_with", "contains", "least", "greatest", "regexp_matches", "substr", "isnan",
@@ -193,18 +194,30 @@ def _names(tokens: list[tuple[str, str, int]]) -> list[str]:
 
 
 def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int, *,
-                  values: Collection[str] = ("value", "data")) -> list[int]:
+                  values: Collection[str] = ("value", "data"),
+                  types: dict[str, Collection[str | None]] | None = None) -> list[int]:
     """Indices of the rows for which the predicate holds (NULL counts as false). `values`
     names the columns of saved values (`value`, a join's `Score`); the others are keys and
-    parameters, a bool beside numbers among them text, as in the views."""
+    parameters, a bool beside numbers among them text, as in the views. `types` gives, by
+    value column, the inline types (`inline.sql_type`) of every record of its variable, so
+    that the column has the type of its view (`views.value_type`: text when the variable
+    mixes text, true/false and numbers) whichever records are at hand; a value column not in
+    `types` is typed from its own values."""
     sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
     check_predicate(sql, list(columns), params=params)
     texts: list[str] = []  # columns mixing text and numbers, compared as text
-    jsons = [k for k in columns if k in values and _bools_beside_numbers(columns[k])]
+    jsons: list[str] = []  # value columns mixing scalars with lists or dicts: JSON, as in the views
     arrays: dict[str, pa.Array] = {}
     for i, (k, v) in enumerate(columns.items()):
-        if k in jsons:  # each value in the column of its type, JSON made of them by DuckDB below
-            arrays.update({f"__{kind}{i}": part for kind, part in _json_parts(v).items()})
+        kind = value_type({*_types_of(v), *((types or {}).get(k) or ())}) if k in values else None
+        if kind == "JSON":  # each value in the column of its type, JSON made of them by DuckDB below
+            jsons.append(k)
+            arrays.update({f"__{part}{i}": array for part, array in _json_parts(v).items()})
+        elif kind == "TEXT":  # as `views._AS_TEXT` writes each value (an int beyond 64 bits is a double there)
+            texts.append(k)
+            arrays[k] = pa.array([shown_as_text(float(x) if _big(x) else x) for x in v], pa.string())
+        elif kind == "DOUBLE" and (numbers := _numbers(v, k, floats=True)) is not None:
+            arrays[k] = numbers  # (ints beside floats elsewhere in the variable: doubles, as the view)
         else:
             arrays[k] = _arrow(v, k, texts, key=k not in values)
     table = pa.table({**arrays, "__row": pa.array(range(n_rows), pa.int64())})
@@ -218,9 +231,9 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
         if jsons:  # (the views' `COALESCE(to_json(v.i), to_json(v.d), to_json(v.b), ...)`)
             con.register("__parts", table)
             made = ", ".join(
-                f"COALESCE(to_json(__i{i}), to_json(__d{i}), to_json(__b{i})) AS {quote(k)}"
+                f"COALESCE({', '.join(f'to_json(__{part}{i})' for part in _PARTS)}) AS {quote(k)}"
                 for i, k in enumerate(columns) if k in jsons)
-            hidden = ", ".join(f"__{kind}{i}" for i, k in enumerate(columns) if k in jsons for kind in "idb")
+            hidden = ", ".join(f"__{part}{i}" for i, k in enumerate(columns) if k in jsons for part in _PARTS)
             con.execute(f"CREATE TEMP VIEW __records AS SELECT * EXCLUDE ({hidden}), {made} FROM __parts")
         else:
             con.register(source, table)
@@ -229,12 +242,12 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
         except duckdb.Error as exc:
             named = [k for k in texts if re.search(rf"\b{re.escape(k)}\b", sql)]
             hint = (f"; {named[0]} holds text as well as numbers (some values were saved as strings, "
-                    f"or as true/false beside numbers), "
-                    f"so it is compared as text: e.g. {named[0]} = '5'") if named else ""
+                    f"or as true/false beside numbers), so it is text, as in the views: compare it "
+                    f"with text, e.g. {named[0]} = '5', or its numbers by TRY_CAST({named[0]} AS DOUBLE) > 5 "
+                    f"(NULL for a text)") if named else ""
             named = [k for k in jsons if re.search(rf"\b{re.escape(k)}\b", sql)]
-            hint = hint or (f"; {named[0]} holds true/false beside numbers, so it is JSON, as in the "
-                            f"views (compared by casting it to the other side's type): cast it yourself, "
-                            f"e.g. CAST({named[0]} AS DOUBLE) > 1 (true is 1.0)") if named else hint
+            hint = hint or (f"; {named[0]} holds lists or dicts beside single values, so it is JSON, as in "
+                            f"the views (compared by casting it to the other side's type)") if named else hint
             words = _reserved_columns(con, [text for kind, text, _ in _tokens(sql) if kind == "name"])
             if words and not hint:
                 hint = (f"; {words[0]} is an SQL word: write the column in double quotes, "
@@ -245,31 +258,42 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
     return [r[0] for r in rows]
 
 
-def _bools_beside_numbers(values: list[Any]) -> bool:
-    """Whether a value column holds true/false beside numbers (and None) only: its view is
-    JSON then (`views._value_expr`: one SQL type per variable, JSON when its values mix), and
-    DuckDB compares a JSON value by casting it to the other side's type (`value = 1` holds for
-    true and 1, `value = true` for every value but 0 and false, `value = '1'` compares its
-    text). Arrow guesses a column's type from its first value: [2.5, True, 1] became doubles,
-    True 1.0, while [True, 2.5, 1] became text ('true'), and `value = 1` failed on it."""
-    kinds = {bool if type(v) is bool else float if isinstance(v, (int, float)) else object
-             for v in values if v is not None}
-    return kinds == {bool, float}
+_PARTS = "idbs"  # a JSON value column's parts: BIGINT, DOUBLE, BOOLEAN, VARCHAR
+_PLAIN_TYPES = {bool: "BOOLEAN", float: "DOUBLE", str: "VARCHAR", type(None): "NULL"}
+
+
+def _types_of(values: list[Any]) -> set[str | None]:
+    """The inline types (`inline.sql_type`) of a column's values, the common ones without a call
+    each."""
+    found: set[str | None] = set()
+    for kind in {type(v) for v in values}:
+        if kind is int:
+            found |= {"DOUBLE" if _big(v) else "BIGINT" for v in values if type(v) is int}
+        elif kind in _PLAIN_TYPES and kind is not str:
+            found.add(_PLAIN_TYPES[kind])
+        elif kind is str:  # (one beyond the inline limit is LARGE: NULL in the view)
+            found |= {"VARCHAR" if len(v) <= INLINE_LIMIT else "LARGE" for v in values if type(v) is str}
+        else:
+            found |= {sql_type(v) for v in values if type(v) is kind}
+    return found
+
+
+def _big(value: Any) -> bool:
+    """An int beyond 64 bits, which the inline rows hold as a double (`inline._scalar`)."""
+    return type(value) is int and not -(1 << 63) <= value < (1 << 63)
 
 
 def _json_parts(values: list[Any]) -> dict[str, pa.Array]:
-    """A value column of bools and numbers split into its BIGINT, DOUBLE and BOOLEAN parts, as
-    the inline rows hold them (`inline._scalar`: an int beyond 64 bits is a double)."""
+    """A value column split into its BIGINT, DOUBLE, BOOLEAN and VARCHAR parts, as the inline
+    rows hold them (`inline._scalar`: an int beyond 64 bits is a double)."""
     def part(wanted) -> list[Any]:
         return [v if wanted(v) else None for v in values]
 
-    def big(v: Any) -> bool:
-        return type(v) is int and not -(1 << 63) <= v < (1 << 63)
-
-    return {"i": pa.array(part(lambda v: type(v) is int and not big(v)), pa.int64()),
+    return {"i": pa.array(part(lambda v: type(v) is int and not _big(v)), pa.int64()),
             "d": pa.array([float(v) if v is not None else None
-                           for v in part(lambda v: type(v) is float or big(v))], pa.float64()),
-            "b": pa.array(part(lambda v: type(v) is bool), pa.bool_())}
+                           for v in part(lambda v: type(v) is float or _big(v))], pa.float64()),
+            "b": pa.array(part(lambda v: type(v) is bool), pa.bool_()),
+            "s": pa.array(part(lambda v: type(v) is str), pa.string())}
 
 
 def _reserved_columns(con, names: list[str]) -> list[str]:
@@ -301,14 +325,14 @@ def _arrow(values: list[Any], name: str, texts: list[str], *, key: bool = True) 
     return pa.array([shown_as_text(v) for v in values], pa.string())
 
 
-def _numbers(values: list[Any], name: str) -> pa.Array | None:
+def _numbers(values: list[Any], name: str, *, floats: bool = False) -> pa.Array | None:
     """Numbers Arrow refuses as they are, compared exactly: integers beyond 64 bits as
     DECIMAL(38, 0), integers beside floats as doubles when each is one (2**62 beside 1.5 had
-    made the column text); None when not all are numbers. A QueryError names a value that
-    SQL cannot hold exactly."""
+    made the column text), or as doubles whatever they are when `floats` (the view's type); None
+    when not all are numbers. A QueryError names a value that SQL cannot hold exactly."""
     if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
         return None
-    floats = any(isinstance(v, float) for v in values)
+    floats = floats or any(isinstance(v, float) for v in values)
     for v in values:
         if isinstance(v, int) and not _exact(v, floats):
             raise QueryError(

@@ -1068,6 +1068,29 @@ def test_an_index_file_of_schema_13_has_its_views_made_again_in_place(project):
     kept = dict(project.sql("SELECT key, value FROM scistack.meta").values.tolist())
     assert kept["left_by_schema_13"] == "1" and kept["schema_version"] == str(SCHEMA_VERSION)
 
+
+def test_an_index_file_of_schema_14_has_a_value_column_of_text_beside_numbers_made_text_in_place(project):
+    """Schema 15 makes a value column mixing text and numbers text (`views.value_type`), as
+    where= types it: the views of a file of 14 (JSON there, `value = 'a'` refused) are made
+    again at its first sync, not only those of the variables a save touches."""
+    meta.save("a", subject=1, session="pre")
+    meta.save(1, subject=2, session="pre")
+    refs.save(1.5, subject=1, session="pre")
+    project.sync()
+    view = ("CREATE OR REPLACE VIEW main.meta AS SELECT subject, CAST(value_json AS JSON) AS value FROM "
+            "(SELECT r.subject, COALESCE(to_json(v.s), to_json(v.i)) AS value_json FROM scistack.refs r "
+            "JOIN scistack.vals v ON v.oid = r.oid WHERE r.var = 'meta')")  # (schema 14's JSON)
+    with project.index._sql.connect() as con:
+        con.execute(view)
+        con.execute("UPDATE scistack.meta SET value = '14' WHERE key = 'schema_version'")
+        con.execute("INSERT INTO scistack.meta VALUES ('left_by_schema_14', '1')")  # gone if rebuilt
+    refs.save(3.5, subject=3, session="pre")  # a sync that touches only refs
+    project.sync()
+    assert project.sql("SELECT subject FROM meta WHERE value = 'a'")["subject"].tolist() == [1]
+    kept = dict(project.sql("SELECT key, value FROM scistack.meta").values.tolist())
+    assert kept["left_by_schema_14"] == "1" and kept["schema_version"] == str(SCHEMA_VERSION)
+
+
 def test_an_index_file_of_schema_6_gains_okey2_in_place_and_finds_many_oids_by_it(project, monkeypatch):
     """Schema 7 adds `vals.okey2` (the oid's hex digits 16-30): computed in place, not rebuilt
     from the journal; a sync asking about many oids then joins on (okey, okey2) and inlines

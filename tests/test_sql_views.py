@@ -786,11 +786,11 @@ def test_where_tells_a_bool_key_from_the_number_1_as_the_view_does(project, orde
             var.load_all(where=f"{column} = 1")  # as the view: compare it with text
         with pytest.raises(QueryError, match="Column .* holds text as well as numbers"):
             project.sql(f"SELECT value FROM {var.__name__} WHERE {column} = 1")
-    # a value column stays as it was (True is 1 in the view's `value = 1`), in a join too
+    # a value column holding True beside numbers is text too, in the view, where= and a join
     Group.save(True, subject=3, session="pre")
-    assert project.sql("SELECT subject FROM \"Group\" WHERE value = 1")["subject"].tolist() == [3]
-    assert [r.metadata["subject"] for r in Group.load_all(where="value = 1")] == [3]
-    joined = scistack.join(Typed, Group, where="rep = '1' OR \"Group\" = 1")
+    assert project.sql("SELECT subject FROM \"Group\" WHERE value = 'true'")["subject"].tolist() == [3]
+    assert [r.metadata["subject"] for r in Group.load_all(where="value = 'true'")] == [3]
+    joined = scistack.join(Typed, Group, where="rep = '1' OR \"Group\" = 'true'")
     assert joined["subject"].tolist() == sorted({at["1"], 3})
 
 
@@ -807,26 +807,122 @@ def test_join_pairs_a_bool_key_only_with_the_same_bool(project, order):
     assert pairs == sorted((repr(v), float(n), 10.0 * n) for n, v in enumerate(order, start=1))
 
 
+def _answer(rows) -> list | str:
+    """The sorted subjects a query gives, or "error" when it is refused."""
+    try:
+        return sorted(rows())
+    except QueryError:
+        return "error"
+
+
 @pytest.mark.parametrize("order", [(2.5, True, 1, None), (True, 1, 2.5, None), (None, 1, 2.5, False)])
 def test_where_on_a_value_of_bools_and_numbers_answers_as_the_view_in_any_order(project, order):
-    """A value column holding true/false beside numbers is JSON in the views, which DuckDB
-    compares by casting it to the other side's type. where= let Arrow guess the column's type
-    from the first record: 2.5 first it was doubles (`value = true` found True alone, the view
-    every non-zero value), True first it was text (`value = 1` failed); the answer depended on
-    the records' order. It is now JSON as in the views, in load_all and in a join."""
+    """A value column holding true/false beside numbers is text in the views, as a key column
+    of them is ('true', '1', '2.5'). where= let Arrow guess the column's type from the first
+    record: 2.5 first it was doubles (`value = true` found True alone), True first it was
+    text; the answer depended on the records' order. The view was JSON, which DuckDB compared
+    by casting it to the other side's type (`value = 2` found 2.5). Now text in both, in
+    load_all and in a join, in any order; a number is compared by TRY_CAST."""
     for n, v in enumerate(order, start=1):
         Group.save(v, subject=n, session="pre")
         StrideLength.save(float(n), subject=n)
     conditions = ["value = 1", "value = true", "value = false", "value > 1", "value = 2.5", "value < 2",
                   "value <> 1", "value = '1'", "value = 'true'", "value IS NULL", "value IN (1, 2)",
-                  "CAST(value AS DOUBLE) >= 1", "NOT value"]
+                  "TRY_CAST(value AS DOUBLE) >= 1", "NOT value", "value IN ('1', '2.5')"]
     for where in conditions:
-        view = sorted(project.sql(f'SELECT subject FROM "Group" WHERE {where}')["subject"].tolist())
-        assert sorted(r.metadata["subject"] for r in Group.load_all(where=where)) == view, where
+        view = _answer(lambda: project.sql(f'SELECT subject FROM "Group" WHERE {where}')["subject"].tolist())
+        assert _answer(lambda: [r.metadata["subject"] for r in Group.load_all(where=where)]) == view, where
+        joined = _answer(lambda: scistack.join(StrideLength, Group, where=where.replace("value", '"Group"'))["subject"].tolist())
+        assert joined == view, where
+    at = {type(v): n for n, v in enumerate(order, start=1)}
+    assert _answer(lambda: project.sql("SELECT subject FROM \"Group\" WHERE value = '1'")["subject"].tolist()) == [at[int]]
+    assert _answer(lambda: project.sql("SELECT subject FROM \"Group\" WHERE value = '2.5'")["subject"].tolist()) == [at[float]]
+    assert _answer(lambda: project.sql(
+        "SELECT subject FROM \"Group\" WHERE TRY_CAST(value AS DOUBLE) > 1")["subject"].tolist()) == [at[float]]
+    with pytest.raises(QueryError, match=r"value holds text as well as numbers .*so it is text, as in the views.*"
+                                         r"TRY_CAST\(value AS DOUBLE\) > 5"):
+        Group.load_all(where="value > 1")
+
+
+def test_a_value_of_text_beside_numbers_is_compared_as_text_in_the_view_and_in_where(project):
+    """A variable saved as text in some records and as numbers in others: its view's value
+    column was JSON, so `value = 'a'` failed there (DuckDB casts 'a' to JSON: malformed) while
+    where= found it, `value LIKE 'a%'` found nothing there, and `value = '1'` found the 1 in
+    the view, the 1 and the "1" in where=. The column is now text in both, each value as a key
+    column writes it (1.0 as '1.0', True as 'true'), in a join too."""
+    for n, v in enumerate(["a", 1, 2.5, True, None, "1", 1.0, "b"], start=1):
+        Group.save(v, subject=n, session="pre")
+        StrideLength.save(float(n), subject=n)
+    expected = {"value = 'a'": [1], "value = '1'": [2, 6], "value = '1.0'": [7], "value IN ('a', 'b')": [1, 8],
+                "value LIKE 'a%'": [1], "value = 'true'": [4], "value IS NULL": [5], "value < '2'": [2, 6, 7],
+                "TRY_CAST(value AS DOUBLE) = 1": [2, 6, 7], "TRY_CAST(value AS DOUBLE) > 1": [3]}
+    for where, subjects in expected.items():
+        assert project.sql(f'SELECT subject FROM "Group" WHERE {where}')["subject"].tolist() == subjects, where
+        assert sorted(r.metadata["subject"] for r in Group.load_all(where=where)) == subjects, where
         joined = scistack.join(StrideLength, Group, where=where.replace("value", '"Group"'))
-        assert sorted(joined["subject"].tolist()) == view, where
-    with pytest.raises(QueryError, match=r"value holds true/false beside numbers, so it is JSON.*CAST\(value AS DOUBLE\)"):
-        Group.load_all(where="value + 1 > 2")
+        assert sorted(joined["subject"].tolist()) == subjects, where
+    assert project.sql('SELECT value FROM "Group" WHERE subject = 7')["value"].tolist() == ["1.0"]
+
+
+def test_where_types_a_value_column_from_the_whole_variable_as_its_view(project):
+    """where= typed a value column from the records it compared: with subject=[3, 7] chosen,
+    both numbers (2.5 and 1.0), `value = '1'` compared them as numbers and found the 1.0, and
+    `value > 1` answered, where the view (text: another record holds "a") finds nothing for
+    the first and refuses the second. The column is typed from every record of the variable,
+    in load_all and in a join."""
+    for n, v in enumerate(["a", 1, 2.5, True, None, "1", 1.0, "b"], start=1):
+        Group.save(v, subject=n, session="pre")
+        StrideLength.save(float(n), subject=n)
+    view = project.sql("SELECT subject FROM \"Group\" WHERE subject IN (3, 7) AND value = '1'")["subject"].tolist()
+    assert view == [] and Group.load_all(subject=[3, 7], where="value = '1'", as_df=True).empty
+    assert [r.metadata["subject"] for r in Group.load_all(subject=[3, 7], where="value = '1.0'")] == [7]
+    joined = scistack.join(StrideLength, Group, subject=[3, 7], where="\"Group\" = '1'")
+    assert joined.empty
+    with pytest.raises(QueryError, match="value holds text as well as numbers"):
+        Group.load_all(subject=[3, 7], where="value > 1")
+    with pytest.raises(QueryError, match="Group holds text as well as numbers"):
+        scistack.join(StrideLength, Group, subject=[3, 7], where="\"Group\" > 1")
+    # ints beside floats: doubles, as the view (`value = '1.0'` is the number 1)
+    for n, v in enumerate([1, 2.5, 3], start=1):
+        Frame.save(v, subject=n, session="pre")
+    assert project.sql("SELECT subject FROM Frame WHERE subject = 1 AND value = 1.0")["subject"].tolist() == [1]
+    assert [r.metadata["subject"] for r in Frame.load_all(subject=[1, 3], where="value IN (1.0, 3)")] == [1, 3]
+
+
+_mixed_scalar = st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.sampled_from([0.5, 1.0, 2.5, -1.5]),
+                          st.sampled_from(["a", "b", "1", "1.0", "2.5", "true", ""]))
+_mixed_literal = st.sampled_from(["'a'", "'1'", "'1.0'", "'2.5'", "'true'", "''", "1", "2", "2.5", "1.0",
+                                  "true", "false", "-1"])
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(_mixed_scalar, min_size=1, max_size=6), op=st.sampled_from(["=", "<>", "<", ">=", "IN"]),
+       literals=st.lists(_mixed_literal, min_size=1, max_size=3), chosen=st.sets(st.integers(1, 6), min_size=1))
+@example(values=["a", 1.0], op="=", literals=["'1'"], chosen={2})
+@example(values=["a", 1], op="=", literals=["'a'"], chosen={1})
+@example(values=[True, 2.5, 1], op="IN", literals=["1", "2"], chosen={2})
+def test_a_value_column_of_mixed_types_selects_the_same_records_in_the_view_and_where(
+        project, values, op, literals, chosen):
+    """For any mix of scalar values and any literal, `=`, `<>`, `<`, `>=` and `IN` select the
+    same records in the view (real SQL on the project's file) as in load_all(where=...), or
+    both refuse; and on records chosen by key, where= answers as the view does there whenever
+    both answer (a refusal may depend on which rows DuckDB casts first)."""
+    var = type(f"Mixed{next(_examples)}", (BaseVariable,), {})
+    name = var.__name__
+    for n, v in enumerate(values, start=1):
+        var.save(v, subject=n, session="pre")
+    project.sync()
+    where = f"value IN ({', '.join(literals)})" if op == "IN" else f"value {op} {literals[0]}"
+    view = _answer(lambda: project.sql(f'SELECT subject FROM "{name}" WHERE {where}')["subject"].tolist())
+    assert _answer(lambda: [r.metadata["subject"] for r in var.load_all(where=where)]) == view, where
+    picked = sorted(n for n in chosen if n <= len(values))
+    if not picked:
+        return
+    view = _answer(lambda: project.sql(f'SELECT subject FROM "{name}" WHERE subject IN '
+                                       f'({", ".join(map(str, picked))}) AND ({where})')["subject"].tolist())
+    selected = _answer(lambda: [r.metadata["subject"] for r in var.load_all(subject=picked, where=where)])
+    if "error" not in (view, selected):
+        assert selected == view, (where, picked)
 
 
 _examples = iter(range(10**6))

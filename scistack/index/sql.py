@@ -52,7 +52,7 @@ pc = lazy_module("pyarrow.compute", globals(), "pc")
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 14  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
+SCHEMA_VERSION = 15  # 4: version is BIGINT (a journal line may carry any int64); 5: scistack.shapes; 6: vals.okey;
 # 7: vals.okey2 (added in place to a file of schema 6); 8: numpy time arrays inlined as TIMESTAMP[] /
 # INTERVAL[], month durations as months (the rows of 7 that change are inlined again: `_reinline_times`);
 # 9: a Series' or an Arrow table's shape and dtype as its summary says them, not its frame's (in place,
@@ -62,7 +62,8 @@ SCHEMA_VERSION = 14  # 4: version is BIGINT (a journal line may carry any int64)
 # `_reinline_values`); 13: scistack.deleted, the times of deletes (`scistack_variables.last_change`;
 # made in place, empty: deletes applied before count from the next `fsck --reindex`, as in the fold);
 # 14: a text column of lineage parameters or version keys writes a float and a NaN as a key column
-# does (`views._json_text`: `1e+100`, `nan`, not `1e100` and the tag; every view made again in place)
+# does (`views._json_text`: `1e+100`, `nan`, not `1e100` and the tag; every view made again in place);
+# 15: a value column mixing text, true/false and numbers is text, not JSON (`views.value_type`; made again in place)
 INTERNAL_SCHEMA = "scistack"  # the DuckDB schema of scistack's own tables
 _INLINE_STEP = 2000  # values inlined between two looks at `should_stop`
 # oids and calls a first sync or a rebuild keeps in memory to know what it has inlined (~150 B
@@ -304,7 +305,7 @@ class SqlIndex:
         if found == SCHEMA_VERSION:  # a schema key added, its rebuild cut short: built again below
             found = 2
         con.execute("BEGIN")
-        if found in (6, 7, 8, 9, 10, 11, 12, 13):  # changed in place
+        if found in (6, 7, 8, 9, 10, 11, 12, 13, 14):  # changed in place
             if found == 6:  # a column more, computed from the oids (0.5 s at 3M rows)
                 con.execute("ALTER TABLE scistack.vals ADD COLUMN okey2 BIGINT")
                 con.execute(f"UPDATE scistack.vals SET okey2 = {_OKEY2}")
@@ -316,7 +317,7 @@ class SqlIndex:
                 _reinline_values(con)
             con.execute(_DELETED_TABLE)  # 13
             every = [var for (var,) in con.execute("SELECT DISTINCT var FROM scistack.refs").fetchall()]
-            refresh_views(con, self._key_columns(con), every)  # 10, 11, 13, 14: changed views
+            refresh_views(con, self._key_columns(con), every)  # 10, 11, 13, 14, 15: changed views
             self._set_meta(con, "schema_version", str(SCHEMA_VERSION))
             con.execute("COMMIT")
             return
@@ -954,10 +955,10 @@ def _query_failed(error: str, con: duckdb.DuckDBPyConnection) -> str:
                 f"no views; `scistack undelete {gone}` brings its values and views back (until "
                 "`scistack gc` frees them)")
     mixed = _TEXT_COLUMN.search(first)
-    if mixed:  # a key saved both as numbers and as text is a VARCHAR column
+    if mixed:  # a key or value saved both as numbers and as text (or true/false) is a VARCHAR column
         column = mixed.group(1)
         return (f"the query failed: {first} Column {column} holds text as well as numbers (some "
-                f"values were saved as strings), so it is VARCHAR: compare it with text, e.g. "
+                f"values were saved as strings, or as true/false beside numbers), so it is VARCHAR: compare it with text, e.g. "
                 f"{column} = '5', or cast, e.g. TRY_CAST({column} AS BIGINT) = 5")
     return (f"the query failed: {first} The index is read-only here; `scistack ls` lists the "
             "variables (each is a view); scistack's own tables are scistack.refs and scistack.calls")

@@ -335,20 +335,49 @@ def _json_text(column: str, name: str) -> str:
             f"WHEN 'OBJECT' THEN COALESCE(json_extract_string({column}, {tag}), {text}) ELSE {text} END")
 
 
-def _value_expr(sqltypes: frozenset) -> str:
-    """The `value` column: one SQL type for the whole variable (JSON when its values mix)."""
+# the inline rows' types of a single value; a variable mixing only these is text (`value_type`)
+SCALAR_TYPES = frozenset({"BIGINT", "DOUBLE", "BOOLEAN", "VARCHAR"})
+# a variable's values mixing scalar types, each written as `shown_as_text` writes it (DuckDB's own
+# text of a double is Python's: 1.0, 1e+100, nan, inf; of a bool true/false)
+_AS_TEXT = "COALESCE(v.s, CAST(v.b AS VARCHAR), CAST(v.i AS VARCHAR), CAST(v.d AS VARCHAR))"
+
+
+def value_type(sqltypes: Iterable[str | None]) -> str | None:
+    """The SQL type of a variable's `value` column from its records' inline types: one type for
+    the whole variable, None when no record has a value SQL shows. Ints beside floats are
+    DOUBLE; any other mix of scalars (text, true/false, numbers) is TEXT, each value as
+    `shown_as_text` writes it, the rule of the key columns (`value = 'a'` finds "a", `value =
+    '1'` the 1 and the "1", a number is compared after `TRY_CAST(value AS DOUBLE)`); JSON had
+    refused `value = 'a'` and cast each value to the other side's type, so `value = 2` found
+    1.5 and 2.5 beside true. A mix with lists, dicts or arrays is JSON. `where=` types a value
+    column by this too (`where.matching_rows`), from the types of the whole variable."""
     types = {t for t in sqltypes if t not in _NO_VALUE}
     if not types:
-        return "CAST(NULL AS VARCHAR)"
+        return None
     if len(types) == 1:
-        (only,) = types
-        if only in _SCALAR_COLUMN:
-            return _SCALAR_COLUMN[only]
-        return f"TRY_CAST(v.j AS {only})"  # an N-D array: nested lists
+        return next(iter(types))
     if types == {"BIGINT", "DOUBLE"}:
-        return "COALESCE(v.d, CAST(v.i AS DOUBLE))"
+        return "DOUBLE"
     if types == {"BIGINT[]", "DOUBLE[]"}:
+        return "DOUBLE[]"
+    return "TEXT" if types <= SCALAR_TYPES else "JSON"
+
+
+def _value_expr(sqltypes: frozenset) -> str:
+    """The `value` column: one SQL type for the whole variable (`value_type`)."""
+    kind = value_type(sqltypes)
+    if kind is None:
+        return "CAST(NULL AS VARCHAR)"
+    if len({t for t in sqltypes if t not in _NO_VALUE}) == 1:
+        if kind in _SCALAR_COLUMN:
+            return _SCALAR_COLUMN[kind]
+        return f"TRY_CAST(v.j AS {kind})"  # an N-D array: nested lists
+    if kind == "DOUBLE":
+        return "COALESCE(v.d, CAST(v.i AS DOUBLE))"
+    if kind == "DOUBLE[]":
         return "COALESCE(v.ld, CAST(v.li AS DOUBLE[]))"
+    if kind == "TEXT":
+        return _AS_TEXT
     return f"COALESCE({', '.join(_AS_JSON)})"
 
 
