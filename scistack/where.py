@@ -247,7 +247,8 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
                     f"(NULL for a text)") if named else ""
             named = [k for k in jsons if re.search(rf"\b{re.escape(k)}\b", sql)]
             hint = hint or (f"; {named[0]} holds lists or dicts beside single values, so it is JSON, as in "
-                            f"the views (compared by casting it to the other side's type)") if named else hint
+                            f"the views: compare its text by ({named[0]}->>'$') = 'a', its numbers by "
+                            f"TRY_CAST({named[0]} AS DOUBLE) > 1") if named else hint
             words = _reserved_columns(con, [text for kind, text, _ in _tokens(sql) if kind == "name"])
             if words and not hint:
                 hint = (f"; {words[0]} is an SQL word: write the column in double quotes, "

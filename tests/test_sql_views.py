@@ -889,6 +889,24 @@ def test_where_types_a_value_column_from_the_whole_variable_as_its_view(project)
     assert [r.metadata["subject"] for r in Frame.load_all(subject=[1, 3], where="value IN (1.0, 3)")] == [1, 3]
 
 
+def test_a_value_of_lists_or_dicts_beside_single_values_is_json_in_the_view_and_in_where(project):
+    """A variable holding a list and a dict beside single values has a JSON value column. where=
+    on single values chosen by key typed them alone (text: "a" beside numbers), so `value =
+    '"a"'` (JSON's text) found nothing where the view finds "a". Both are JSON now; a text
+    compared with it is refused in both, naming (value->>'$') = 'a'."""
+    for n, v in enumerate([[1, 2], "a", 1, 2.5, True, None, {"k": 1}], start=1):
+        Group.save(v, subject=n, session="pre")
+    for where, subjects in {"(value->>'$') = 'a'": [2], "TRY_CAST(value AS DOUBLE) > 1": [4],
+                            "value = '\"a\"'": [2], "value IS NULL": [6]}.items():
+        view = project.sql(f'SELECT subject FROM "Group" WHERE subject IN (2, 3, 4, 5, 6) AND ({where})')
+        assert view["subject"].tolist() == subjects, where
+        assert sorted(r.metadata["subject"] for r in Group.load_all(subject=[2, 3, 4, 5, 6], where=where)) == subjects, where
+    with pytest.raises(QueryError, match=r"value holds lists or dicts beside single values, so it is JSON.*\(value->>'\$'\) = 'a'"):
+        Group.load_all(subject=[2, 3], where="value = 'a'")
+    with pytest.raises(QueryError, match=r"A JSON column .*\(value->>'\$'\) = 'a'"):
+        project.sql("SELECT subject FROM \"Group\" WHERE value = 'a'")
+
+
 _mixed_scalar = st.one_of(st.none(), st.booleans(), st.integers(-2, 3), st.sampled_from([0.5, 1.0, 2.5, -1.5]),
                           st.sampled_from(["a", "b", "1", "1.0", "2.5", "true", ""]))
 _mixed_literal = st.sampled_from(["'a'", "'1'", "'1.0'", "'2.5'", "'true'", "''", "1", "2", "2.5", "1.0",

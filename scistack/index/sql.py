@@ -930,6 +930,7 @@ def _deleted_variable(con: duckdb.DuckDBPyConnection, word: str) -> str | None:
     return found[0][0] if found else None
 
 
+_MALFORMED_JSON = "Conversion Error: Malformed JSON"
 _TEXT_COLUMN = re.compile(r"Could not convert string '.*' to \w+ when casting from source column (\w+)")
 _HINT_LINES = 3  # DuckDB's own hints kept ('Did you mean "Score"?', 'Candidate bindings: "value"')
 
@@ -960,6 +961,10 @@ def _query_failed(error: str, con: duckdb.DuckDBPyConnection) -> str:
         return (f"the query failed: {first} Column {column} holds text as well as numbers (some "
                 f"values were saved as strings, or as true/false beside numbers), so it is VARCHAR: compare it with text, e.g. "
                 f"{column} = '5', or cast, e.g. TRY_CAST({column} AS BIGINT) = 5")
+    if _MALFORMED_JSON in first:  # text compared with a JSON column: the text is cast to JSON
+        return (f"the query failed: {first} A JSON column (a value column whose variable holds lists or "
+                f"dicts beside single values) compares with JSON: its text by (value->>'$') = 'a' (or "
+                f"value = '\"a\"'), its numbers by TRY_CAST(value AS DOUBLE) > 1")
     return (f"the query failed: {first} The index is read-only here; `scistack ls` lists the "
             "variables (each is a view); scistack's own tables are scistack.refs and scistack.calls")
 
