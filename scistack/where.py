@@ -193,6 +193,12 @@ def _names(tokens: list[tuple[str, str, int]]) -> list[str]:
     return names
 
 
+def _plain(param: Any) -> Any:
+    """A numpy scalar bound to a ? as the Python number it holds, as `load(subject=np.int64(1))`
+    takes it (DuckDB refused it: "Unable to transform python value of type numpy.int64")."""
+    return param.item() if getattr(param, "ndim", None) == 0 and hasattr(param, "item") else param
+
+
 def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int, *,
                   values: Collection[str] = ("value", "data"),
                   types: dict[str, Collection[str | None]] | None = None) -> list[int]:
@@ -205,6 +211,7 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
     `types` is typed from its own values."""
     sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
     check_predicate(sql, list(columns), params=params)
+    params = [_plain(p) for p in params]
     texts: list[str] = []  # columns mixing text and numbers, compared as text
     jsons: list[str] = []  # value columns mixing scalars with lists or dicts: JSON, as in the views
     arrays: dict[str, pa.Array] = {}

@@ -269,6 +269,10 @@ def test_any_of_and_bound_values(pipeline):
     assert bound[["subject", "session"]].values.tolist() == [[2, "post"]]
     quote = PeakActivation.load_all(as_df=True, where=("session = ?", ["x' OR '1'='1"]))
     assert quote.empty
+    # numpy scalars bind as the numbers they hold, as load(subject=np.int64(2)) takes them
+    numpy = PeakActivation.load_all(as_df=True, where=("subject = ? AND low_hz = ?", [np.int64(2), np.float32(20)]))
+    plain = PeakActivation.load_all(as_df=True, where=("subject = ? AND low_hz = ?", [2, 20.0]))
+    assert len(plain) and numpy["version"].tolist() == plain["version"].tolist()
     by_fn = EmgFiltered.load_all(as_df=True, where="fn = 'bandpass' AND version = 1 AND session IN ('pre')")
     assert by_fn["subject"].tolist() == [1, 2, 3, 4] and set(by_fn["low_hz"]) == {10}
 
