@@ -42,7 +42,13 @@ from typing import Any
 
 from scistack.codeid._ast_normalise import ANY, ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
-from scistack.codeid._packages import _is_library_path, extension_binary, is_project_module, package_version
+from scistack.codeid._packages import (
+    _is_library_path,
+    code_module,
+    extension_binary,
+    is_project_module,
+    package_version,
+)
 from scistack.codeid._shapes import (
     Shape,
     Skeleton,
@@ -718,9 +724,10 @@ def _member_functions(member: object) -> list[FunctionType]:
 
 
 def home_module(fn: FunctionType) -> str:
-    """The module a function's code was written in (``functools.wraps`` copies another's)."""
+    """The module a function's code was written in (``functools.wraps`` copies another's;
+    `code_module`: `EXEC_MODULE` for code made by exec or eval that no module holds)."""
     name = fn.__globals__.get("__name__")
-    return name if isinstance(name, str) else fn.__module__
+    return code_module(name if isinstance(name, str) else fn.__module__, fn.__code__)
 
 
 def _code_qualname(fn: FunctionType) -> str:

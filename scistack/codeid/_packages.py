@@ -27,7 +27,7 @@ import sys
 import sysconfig
 import time
 from collections.abc import Iterator
-from types import FunctionType
+from types import CodeType, FunctionType
 
 from scistack.lazy_import import lazy_module
 
@@ -57,6 +57,26 @@ def is_project_module(module_name: str | None) -> bool:
     if path is None:  # frozen or builtin stdlib modules, or namespace/dynamic modules
         return top not in sys.stdlib_module_names and _fileless_is_project(module, top)
     return not _is_library_path(path)
+
+
+EXEC_MODULE = "<exec>"  # the module of code made by exec or eval that no module holds
+
+
+def code_module(name: object, code: CodeType) -> str:
+    """The module a Python function's code is identified under: `name` (its globals'
+    ``__name__`` or its ``__module__``), or `EXEC_MODULE` for code made by ``exec`` or
+    ``eval`` that belongs to no module: globals without ``__name__`` (``exec(text, {})``,
+    ``eval("lambda v: v * 2", {"np": np})``: ``__module__`` is None), or a library's
+    namespace lent to the text (``eval(formula, vars(math))``: ``__module__`` is "math"). Such
+    code is project code, identified by its bytecode: it had been taken for a library
+    function of "builtins" (or "math"), identified by name and version, and an edit of the
+    text was served from the cache."""
+    if not isinstance(name, str):
+        return EXEC_MODULE
+    where = code.co_filename
+    if where.startswith("<") and not where.startswith("<frozen ") and not is_project_module(name):
+        return EXEC_MODULE  # (a library's own code is compiled from its files, or frozen)
+    return name
 
 
 def _fileless_is_project(module: object, top: str) -> bool:

@@ -74,7 +74,7 @@ from typing import Any
 from scistack.errors import LineageError
 from scistack.codeid._data import Unverifiable, data_digest
 from scistack.codeid._graph import Guards, unwrap, walk_root
-from scistack.codeid._packages import is_project_module, package_version
+from scistack.codeid._packages import code_module, is_project_module, package_version
 from scistack.codeid._shapes import class_shape, function_shape
 from scistack.codeid._values import encode_constant, hash_fields, value_digest
 
@@ -361,6 +361,8 @@ def _compute(fn: Callable[..., Any], version: str | None) -> _Computed:
     if not callable(real):
         raise LineageError(f"{real!r} is not a function; only callables have an identity")
     name, module = _name_of(real), getattr(real, "__module__", None) or type(real).__module__
+    if isinstance(real, FunctionType):  # (exec'd code: its __module__ None, or a library's)
+        module = code_module(real.__module__, real.__code__)
     if version is not None:
         return (*_pinned_identity(real, name, module, version), ())
     if isinstance(real, (FunctionType, type)) and is_project_module(module):

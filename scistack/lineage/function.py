@@ -24,13 +24,13 @@ import pickle
 import sys
 import time
 import weakref
-from types import MethodType
+from types import FunctionType, MethodType
 from typing import Any, Callable
 
 from scistack.errors import LineageError, ObjectNotFoundError, ScistackError, UnsupportedValueError
 from scistack.index import utc_now
 from scistack.codeid._graph import unwrap
-from scistack.codeid._packages import is_project_module
+from scistack.codeid._packages import code_module, is_project_module
 from scistack.lineage.calls import (
     CALL_FORMAT,
     BoundInput,
@@ -102,6 +102,8 @@ def registry_key(fn: Callable) -> tuple[Any, str]:
     qualname = getattr(named, "__qualname__", None)
     if not isinstance(qualname, str):
         qualname = f"{type(named).__qualname__}.__call__"
+    if isinstance(named, FunctionType):  # (made by exec or eval: the module its identity names)
+        return code_module(named.__module__, named.__code__), qualname
     return getattr(named, "__module__", None), qualname
 
 

@@ -30,7 +30,7 @@ from scistack.address import shown_address
 from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, many_current, select_records
-from scistack.codeid._packages import is_project_module
+from scistack.codeid._packages import EXEC_MODULE, is_project_module
 from scistack.codeid.body_imports import body_imports
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
@@ -683,7 +683,7 @@ def _find_function(module: str, name: str) -> Any:
     fn = _made_in(_import_module(module), module, name) if edited else registered_function(module, name)
     if fn is not None:  # (else the plain function, by its name)
         return fn
-    if module == "__main__":
+    if module in ("__main__", EXEC_MODULE):  # (code made by exec or eval: no module to import)
         return None
     target = _import_module(module)
     if target is None:
@@ -921,6 +921,10 @@ def _holders(target: Any, module: str, name: str) -> list[tuple[str, Any]]:
 
 def not_found_reason(module: str, name: str) -> str:
     """Why the function that made a value is not found here to compare its code, and what to do."""
+    if module == EXEC_MODULE:
+        return (f"{name} was made by exec or eval (its globals name no module, or a library's), and "
+                "none made so is in use here under that name, so its code cannot be compared: define "
+                "it in a module of the project to have its results judged")
     failed = import_failure(module)
     if failed:
         return f"{module}.{name} cannot be imported here ({module}: {failed})"
