@@ -218,34 +218,74 @@ def written_names(node: ast.AST) -> tuple[frozenset[str], frozenset[tuple[str, .
     return frozenset(declared & assigned | declared), frozenset(mutated)
 
 
-_ENVIRON = (("os", "environ"), ("environ",))
-_GETENV = (("os", "environ", "get"), ("environ", "get"), ("os", "getenv"), ("getenv",))
+EnvKey = "str | tuple[str, ...] | None"  # a literal name, the dotted name holding it, or neither
+EnvRead = tuple[tuple[str, ...], str, "str | tuple[str, ...] | None"]  # (base chain, kind, key)
 
 
-def environment_keys(node: ast.AST) -> tuple[frozenset[str], bool]:
-    """Environment variables read with literal names, and whether it reads the environment
-    any other way (``os.environ["X"]``, ``os.environ.get("X")``, ``os.getenv("X")``)."""
-    keys: set[str] = set()
-    used = set()  # ids of the chain nodes accounted for by a literal read
+def environment_reads(node: ast.AST) -> tuple[frozenset[EnvRead], frozenset[tuple[str, ...]]]:
+    """The keyed reads `node` makes of any dotted name, and the dotted names read *only* so.
+
+    A keyed read is ``B[k]``, ``k in B``, ``B.get(k, ...)`` (kind ``"item"``: `_graph` keys
+    it when ``B`` is ``os.environ``, under whatever name: ``ENV = os.environ``) or ``B(k,
+    ...)`` (kind ``"call"``: when ``B`` is ``os.getenv``, under whatever name).
+    Its key is the literal string, or the dotted name of the argument (``os.getenv(NAME)``:
+    resolved to the module constant's value), or None (an expression or a local: the
+    variable read is not known). A name that is ``os.environ`` (or ``os.getenv``) and is also
+    read any other way (iterated, copied, passed on) reads the whole environment."""
+    parents: dict[int, ast.AST] = {}
     for sub in ast.walk(node):
-        if isinstance(sub, ast.Subscript) and _chain_of(sub.value) in _ENVIRON:
-            if isinstance(sub.slice, ast.Constant) and isinstance(sub.slice.value, str):
-                keys.add(sub.slice.value)
-                used.add(id(sub.value))
-        elif isinstance(sub, ast.Call) and _chain_of(sub.func) in _GETENV and sub.args:
-            first = sub.args[0]
-            if isinstance(first, ast.Constant) and isinstance(first.value, str):
-                keys.add(first.value)
-                used.add(id(sub.func))
-                if isinstance(sub.func, ast.Attribute):
-                    used.add(id(sub.func.value))
-    dynamic = False
+        for child in ast.iter_child_nodes(sub):
+            parents[id(child)] = sub
+    reads: set[EnvRead] = set()
+    keyed: set[int] = set()  # ids of the outermost chain nodes in a keyed position
     for sub in ast.walk(node):
-        if isinstance(sub, (ast.Name, ast.Attribute)) and id(sub) not in used:
-            chain = _chain_of(sub) if isinstance(sub, ast.Attribute) else (sub.id,)
-            if chain in _ENVIRON:
-                dynamic = True
-    return frozenset(keys), dynamic
+        if isinstance(sub, ast.Subscript):
+            base = _plain_chain(sub.value)
+            if base is not None:
+                if isinstance(sub.ctx, ast.Load):  # (a write or del: that variable, no read)
+                    reads.add((base, "item", _env_key(sub.slice)))
+                keyed.add(id(sub.value))
+        elif isinstance(sub, ast.Compare) and len(sub.ops) == 1 and isinstance(sub.ops[0], (ast.In, ast.NotIn)):
+            base = _plain_chain(sub.comparators[0])
+            if base is not None:
+                reads.add((base, "item", _env_key(sub.left)))
+                keyed.add(id(sub.comparators[0]))
+        elif isinstance(sub, ast.Call) and sub.args and not isinstance(sub.args[0], ast.Starred):
+            func = _plain_chain(sub.func)
+            if func is None:
+                continue
+            key = _env_key(sub.args[0])
+            if func[-1] == "get" and len(func) > 1:
+                reads.add((func[:-1], "item", key))
+            reads.add((func, "call", key))
+            keyed.add(id(sub.func))
+    occurrences: dict[tuple[str, ...], bool] = {}
+    for sub in ast.walk(node):
+        if not isinstance(sub, (ast.Name, ast.Attribute)):
+            continue
+        outer = parents.get(id(sub))
+        if isinstance(outer, ast.Attribute) and outer.value is sub:
+            continue  # (inside a longer chain)
+        chain = _plain_chain(sub)
+        if chain is not None:
+            occurrences[chain] = occurrences.get(chain, True) and id(sub) in keyed
+    return frozenset(reads), frozenset(chain for chain, only in occurrences.items() if only)
+
+
+def _env_key(expr: ast.expr) -> str | tuple[str, ...] | None:
+    """The literal string of an environment read, else the dotted name holding it, else None."""
+    if isinstance(expr, ast.Constant):
+        return expr.value if isinstance(expr.value, str) else None
+    return _plain_chain(expr)
+
+
+def _plain_chain(expr: ast.expr) -> tuple[str, ...] | None:
+    """``a.b.c`` -> ("a", "b", "c"); None for anything else (a call, a subscript)."""
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    return (expr.id, *reversed(parts)) if isinstance(expr, ast.Name) else None
 
 
 def _target_leaves(target: ast.expr) -> list[ast.expr]:

@@ -157,7 +157,7 @@ def _feed_container(
         h.update(b"N" + frame(value.name.encode()) + frame(text))  # type: ignore[attr-defined]
         return
     if value is os.environ:
-        raise Unverifiable("the whole process environment (read other than by literal names)")
+        raise Unverifiable("the whole process environment (read by a name known only at run time, iterated or copied)")
     if kind in (list, tuple) or isinstance(value, (list, tuple, collections.deque)):
         count = str(len(value)).encode()  # type: ignore[arg-type]
         h.update(b"L" + frame(_type_path(kind)) + frame(count))

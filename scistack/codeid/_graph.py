@@ -270,14 +270,34 @@ class Walk:
             for base in obj.__bases__:
                 if base is not object:
                     self.classify(node, f"{scope}.<base>", base)
-        for key in node.shape.env_keys:  # os.environ["X"], os.getenv("X"): that variable
-            self.data.setdefault(f"os.environ[{key!r}]", EnvironmentVariable(key))
+        self._environment(node, roots)
         if isinstance(obj, FunctionType):
             self._defaults(node, obj, scope)
             owner = self._owning_class(obj)
             if owner is not None:
                 self._method_owner(node, obj, owner, scope)
         return node
+
+    def _environment(self, node: Node, roots: _Roots) -> None:
+        """The environment variables `node` reads by key: ``os.environ["X"]``, ``os.getenv("X")``,
+        ``"X" in os.environ``, also through another name (``ENV = os.environ``) or by a
+        constant's name (``os.getenv(NAME)``, ``NAME = "X"``: that variable, as a literal is).
+        A key computed at run time (a parameter: ``def setting(name): return os.getenv(name)``)
+        reads the whole environment: unverifiable, as iterating it is. Those had been no input
+        at all, and a changed variable was served from the cache."""
+        if node.shape.env_dynamic:
+            self.data.setdefault("os.environ", os.environ)
+        for base, kind, key in node.shape.env_reads:
+            found = self._lookup(base, roots)
+            if found is None or not (found[1] is os.environ if kind == "item" else _getenv(found[1])):
+                continue
+            if isinstance(key, tuple):
+                named = self._lookup(key, roots)
+                key = named[1] if named is not None and isinstance(named[1], str) else None
+            if key is None:
+                self.data.setdefault("os.environ", os.environ)
+            else:
+                self.data.setdefault(f"os.environ[{key!r}]", EnvironmentVariable(key))
 
     def _method_owner(self, node: Node, fn: FunctionType, owner: type, scope: str) -> None:
         """A method depends on its class's skeleton, its dunders and the methods it reaches
@@ -359,7 +379,10 @@ class Walk:
             return
         found = self._lookup(chain, roots)
         if found is not None:
-            self.classify(node, *found)
+            where, value = found
+            if chain not in node.shape.env_keyed and value is not os.environ and _getenv(value):
+                self.data.setdefault("os.environ", os.environ)  # (``G = os.getenv``; G(k))
+            self.classify(node, where, value, keyed=chain in node.shape.env_keyed)
 
     def _any_member(self, node: Node, module: ModuleType, depth: int = 0) -> None:
         """Every code member of a project module (a function, a class, any callable: a
@@ -486,17 +509,20 @@ class Walk:
             value = vars(value).get(part, MISSING) if isinstance(value, type) else MISSING
         return value if isinstance(value, type) and parts[-1] in vars(value) else None
 
-    def classify(self, node: Node, where: str, value: object) -> None:
-        """Turn one referenced object into a leaf dependency or an edge to another node."""
+    def classify(self, node: Node, where: str, value: object, keyed: bool = False) -> None:
+        """Turn one referenced object into a leaf dependency or an edge to another node
+        (`keyed`: a name the code reads only by key, as `_environment` keys ``os.environ``)."""
         bound = isinstance(value, (MethodType, BuiltinMethodType))
         owner = getattr(value, "__self__", None) if bound else None
         if bound and owner is not None and not isinstance(owner, (type, ModuleType)):
             node.leaves.add((f"mutable:{where}.__self__", "mutable"))  # instance state, not code
-            if not is_state(owner):  # its state is data the method reads (random.random)
+            if not is_state(owner) and not (keyed and owner is os.environ):  # (os.environ.get:
+                # called by key only, `_environment` keys it) its state is data the method
+                # reads (random.random)
                 self.data.setdefault(f"{where}.__self__", owner)
-        if value is os.environ:
+        if value is os.environ:  # (under any name: ``ENV = os.environ``, a default, data)
             node.leaves.add((f"mutable:{where}", "mutable"))
-            if node.shape.env_dynamic:  # iterated or copied: the whole environment is read
+            if not keyed:  # iterated, copied or passed on: the whole environment is read
                 self.data.setdefault(where, value)
             return
         if isinstance(value, ModuleType):
@@ -688,6 +714,13 @@ def _library_attribute(module: ModuleType, attr: str) -> object:
         except Exception:  # noqa: BLE001 - no such submodule, or it fails to import: as before
             return MISSING
     return members.get(attr, MISSING)
+
+
+def _getenv(value: object) -> bool:
+    """``os.getenv`` (or ``os.environ``'s own ``get``, ``__getitem__``: ``G = os.environ.get``)."""
+    if value is os.getenv:
+        return True
+    return isinstance(value, (MethodType, BuiltinMethodType)) and value.__self__ is os.environ
 
 
 def _dispatch_registry(value: object) -> Mapping | None:

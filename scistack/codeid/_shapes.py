@@ -48,8 +48,11 @@ class Shape:
     mutated_names: frozenset[str] = frozenset()  # first names of everything changed in place
     default_names: tuple[tuple[str, str], ...] = ()  # (parameter, the name its default reads)
     self_attrs: tuple[str, ...] | None = ()  # names read on self/cls; None: self escapes
-    env_keys: tuple[str, ...] = ()  # environment variables read by literal name
-    env_dynamic: bool = False  # the environment is read some other way (iterated, copied)
+    # keyed reads (``B[k]``, ``B.get(k)``, ``getenv(k)``: `_ast_normalise.environment_reads`),
+    # keyed as environment variables where ``B`` is ``os.environ`` (or ``os.getenv``)
+    env_reads: tuple[norm.EnvRead, ...] = ()
+    env_keyed: frozenset[tuple[str, ...]] = frozenset()  # dotted names read only by key
+    env_dynamic: bool = False  # without source: names ``environ`` or ``getenv`` (the whole of it)
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -90,9 +93,11 @@ def _build_function_shape(fn: FunctionType) -> Shape:
     node, problem = locate_function(fn)
     if node is None:
         refs = tuple(sorted((name,) for name in readable))
-        return Shape(code_digest(code), None, refs, (), problem, _stored_globals(code))
+        env = bool(readable & _ENV_NAMES)  # (which variable it reads is not known)
+        return Shape(code_digest(code), None, refs, (), problem, _stored_globals(code), env_dynamic=env)
     tree = norm.normalise(node, strip_decorators=True)
-    shape = _tree_shape(tree, {c for c in norm.name_chains(tree) if c[0] in readable}, readable)
+    chains = {c for c in norm.name_chains(tree) if c[0] in readable}
+    shape = _tree_shape(tree, chains, readable, _local_names(code))
     return replace(shape, default_names=_default_names(tree), self_attrs=_self_attrs(tree))
 
 
@@ -204,13 +209,29 @@ def _build_class_shape(cls: type) -> Shape:
     return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True), readable)
 
 
-def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -> Shape:
+def _local_names(code: CodeType) -> frozenset[str]:
+    """Names local to `code` or to a code object nested in it (parameters, assigned names)."""
+    names = set(code.co_varnames) | set(code.co_cellvars)
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            names |= _local_names(const)
+    return frozenset(names)
+
+
+def _tree_shape(
+    tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str], local: frozenset[str] = frozenset()
+) -> Shape:
     """Shape of a located, normalised tree; chains rooted at a local import count too."""
     imports = norm.local_imports(tree)
     refs |= {chain for chain in norm.name_chains(tree) if chain[0] in imports}
     digest = hash_fields("ast", norm.dump(tree))
     declared, changed = norm.written_names(tree)
-    env_keys, env_dynamic = norm.environment_keys(tree)
+    reads, keyed = norm.environment_reads(tree)
+    known = (readable - local) | imports.keys()  # (a local's or parameter's value is not known)
+    env_reads = tuple(sorted((
+        (base, kind, key if not isinstance(key, tuple) or key[0] in known else None)
+        for base, kind, key in reads if base[0] in known
+    ), key=repr))
     mutated = frozenset(chain for chain in changed if chain[0] in readable or chain[0] in imports)
     return Shape(
         digest,
@@ -221,9 +242,12 @@ def _tree_shape(tree: ast.AST, refs: set[tuple[str, ...]], readable: set[str]) -
         declared,
         tuple(sorted(mutated)),
         frozenset(chain[0] for chain in changed),
-        env_keys=tuple(sorted(env_keys)),
-        env_dynamic=env_dynamic,
+        env_reads=env_reads,
+        env_keyed=frozenset(chain for chain in keyed if chain[0] in known),
     )
+
+
+_ENV_NAMES = frozenset({"environ", "getenv", "environb", "getenvb"})
 
 
 def _stored_globals(code: CodeType) -> frozenset[str]:

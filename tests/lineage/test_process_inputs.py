@@ -61,3 +61,50 @@ def test_an_edited_exec_function_runs_again_and_why_says_it_cannot_be_compared(p
     from scistack.report.why import not_found_reason
     reason = not_found_reason("<exec>", "g")
     assert "exec or eval" in reason and "define it in a module" in reason
+
+
+def _module(tmp_path, monkeypatch, name: str, text: str):
+    import importlib
+    import sys
+
+    (tmp_path / f"{name}.py").write_text(text)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    sys.modules.pop(name, None)
+    return importlib.import_module(name)
+
+
+def test_environment_variables_read_by_a_constant_s_name_or_another_name_of_os_environ_are_inputs(
+    tmp_path, monkeypatch
+):
+    """os.getenv(NAME) with NAME = "K" is the variable K, as a literal is; ENV = os.environ
+    read by key, and a getenv whose name is a parameter, had been no input at all."""
+    mod = _module(tmp_path, monkeypatch, "env_steps", (
+        "import os\nfrom os import getenv as ge\nNAME = 'PI_K'\nENV = os.environ\nGET = os.environ.get\n"
+        "def setting(name):\n    return os.getenv(name)\n"
+        "def by_const(x):\n    return x + float(os.getenv(NAME))\n"
+        "def by_alias(x):\n    return x + float(ENV['PI_K']) + float(ENV.get('PI_J', 0)) + ('PI_I' in ENV)\n"
+        "def by_param(x):\n    return x + float(setting('PI_K'))\n"
+        "def by_getter(x):\n    return x + float(GET('PI_K'))\n"
+        "def by_renamed(x):\n    return x + float(ge(NAME))\n"
+        "def copied(x):\n    return x + len(dict(ENV))\n"
+    ))
+    monkeypatch.setenv("PI_K", "1")
+    for name in ("by_const", "by_alias", "by_renamed", "by_getter"):
+        first = function_identity(getattr(mod, name))
+        assert "data:os.environ['PI_K']" in dict(first.deps) and not first.unverifiable, name
+        monkeypatch.setenv("PI_K", "2")
+        assert function_identity(getattr(mod, name)).digest != first.digest, name
+        monkeypatch.setenv("PI_K", "1")
+    alias = dict(function_identity(mod.by_alias).deps)
+    assert "data:os.environ['PI_J']" in alias and "data:os.environ['PI_I']" in alias
+    for name in ("by_param", "copied"):  # which variable is not known: unverifiable
+        assert [what for what, _ in function_identity(getattr(mod, name)).unverifiable] in (
+            ["os.environ"], ["env_steps.ENV"]), name
+
+
+def test_a_function_without_source_that_names_the_environment_reads_all_of_it():
+    """Its bytecode says it names os.environ or getenv, not which variable: unverifiable."""
+    g = _made("import os\ndef g(x):\n    return x + float(os.getenv('PI_K', '0'))\n", {})["g"]
+    assert [what for what, _ in function_identity(g).unverifiable] == ["os.environ"]
+
