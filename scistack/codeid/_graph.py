@@ -42,6 +42,7 @@ from typing import Any
 
 from scistack.codeid._ast_normalise import ANY, ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
+from scistack.codeid._options import process_options
 from scistack.codeid._packages import (
     _is_library_path,
     code_module,
@@ -74,6 +75,9 @@ class Guards:
     # source files of the project modules a computed ``getattr`` reached (`Walk._any_member`):
     # inputs by content of every call (``codeid.files``), their data values being no part here
     modules: tuple[str, ...] = ()
+    # (reader, value) of the process-wide options the identity keys (`_options`): numpy's
+    # error modes, decimal's context
+    options: tuple[tuple[Any, object], ...] = ()
 
     def valid(self) -> bool:
         """True while every namespace slot, ``__code__`` and closure cell holds the same object."""
@@ -89,6 +93,9 @@ class Guards:
                 return False
         for fn, positional, keywords in self.defaults:
             if fn.__defaults__ is not positional or fn.__kwdefaults__ is not keywords:
+                return False
+        for read, value in self.options:
+            if read() != value:
                 return False
         return True
 
@@ -151,6 +158,11 @@ def walk_root(
             deps = tuple(sorted((*deps, (label, other.digest))))
             digest = hash_fields("registered", digest, other.label, other.digest)
         walker.data.setdefault(f"{node.label.partition(':')[2]}.<registry>", registry)
+    labels = (label for each in walker.nodes.values() for label, _ in each.leaves)
+    options, walker.options = process_options(labels, walker.shown.values())
+    if options:  # (none by default: identities stay as they were)
+        deps = tuple(sorted((*deps, *options)))
+        digest = hash_fields("options", digest, *_flat(tuple(options)))
     return walker, node, digest, deps
 
 
@@ -194,6 +206,7 @@ class Walk:
         self.state: set[int] = set()  # ids of objects some function writes: not inputs
         self.shown: dict[str, object] = {}  # constants by label, for `why`'s "old -> new"
         self.modules: dict[str, None] = {}  # source files of modules a computed getattr reached
+        self.options: list[tuple[Any, object]] = []  # guards of the options keyed (`walk_root`)
 
     def guards(self) -> Guards:
         """The bindings read so far, each once, for memo validation."""
@@ -208,6 +221,7 @@ class Walk:
             tuple(cells.values()),
             tuple(defaults.values()),
             tuple(self.modules),
+            tuple(self.options),
         )
 
     def reads(self) -> tuple[tuple[str, object], ...]:

@@ -339,7 +339,7 @@ def _leaves(*dep_lists: Any, code_only: bool = False) -> dict[str, str]:
         for label, digest in deps:
             if code_only and (".<partial>." in label or label.startswith("object:")):
                 continue  # what was bound to a partial or method: not here to compare
-            if label.startswith(("const:", "pkg:", "data:", "object:")):
+            if label.startswith(("const:", "pkg:", "data:", "object:", "option:")):
                 out[label] = digest
     return out
 
@@ -356,7 +356,7 @@ def _leaf_changes(
         if old.get(label) == new.get(label):
             continue
         kind, _, what = label.partition(":")
-        if kind not in ("const", "pkg", "data", "object") and not (
+        if kind not in ("const", "pkg", "data", "object", "option") and not (
             with_helpers and kind in ("helper", "class")
         ):
             continue
@@ -365,6 +365,9 @@ def _leaf_changes(
         )
         if kind == "pkg" and label in old and label in new:
             change = f"changed: {old[label]} -> {new[label]}"
+        elif kind == "option":  # a process-wide option (`codeid._options`), keyed when not the default
+            change = (f"process-wide option changed: {old.get(label) or 'the default'} -> "
+                      f"{new.get(label) or 'the default'}")
         elif label in values[0] and label in values[1]:
             was, now = values[0][label], values[1][label]
             change = f"changed: {was} -> {now}" if was != now else "changed (the code it holds)"

@@ -108,3 +108,51 @@ def test_a_function_without_source_that_names_the_environment_reads_all_of_it():
     g = _made("import os\ndef g(x):\n    return x + float(os.getenv('PI_K', '0'))\n", {})["g"]
     assert [what for what, _ in function_identity(g).unverifiable] == ["os.environ"]
 
+
+def test_numpy_error_modes_that_change_results_and_decimal_s_context_are_keyed(tmp_path, monkeypatch):
+    """np.seterr(divide="raise") turns inf into a FloatingPointError, a decimal precision
+    rounds otherwise: a cached result had been served under either. Modes that change only
+    diagnostics (ignore, warn) and the defaults change nothing."""
+    import decimal
+
+    mod = _module(tmp_path, monkeypatch, "opt_steps", (
+        "import decimal\n"
+        "def ratio(x):\n    return x / 3\n"
+        "def third(x):\n    return str(decimal.Decimal(x) / decimal.Decimal(3))\n"
+    ))
+    plain = function_identity(mod.ratio)
+    assert not any(label.startswith("option:") for label, _ in plain.deps)
+    with np.errstate(all="ignore"):
+        assert function_identity(mod.ratio).digest == plain.digest
+    with np.errstate(divide="raise"):
+        raising = function_identity(mod.ratio)
+        assert dict(raising.deps)["option:numpy.seterr"] == "divide=raise"
+        assert raising.digest != plain.digest
+    assert function_identity(mod.ratio).digest == plain.digest  # (the memo's guard: walked again)
+    default = function_identity(mod.third)
+    with decimal.localcontext() as ctx:
+        ctx.prec = 5
+        assert function_identity(mod.third).digest != default.digest
+        assert function_identity(mod.ratio).digest == plain.digest  # (it does not reach decimal)
+    decimal.getcontext().rounding = decimal.ROUND_DOWN
+    try:
+        assert function_identity(mod.third).digest != default.digest
+    finally:
+        decimal.getcontext().rounding = decimal.ROUND_HALF_EVEN
+    assert function_identity(mod.third).digest == default.digest
+
+
+def test_a_result_computed_without_numpy_raising_is_not_served_when_it_raises(project):
+    ExX.save(0.0, subject=1, session="a")
+
+    @lineage_fcn
+    def inverse(x):
+        try:
+            return float(np.float64(1.0) / np.float64(x))
+        except FloatingPointError:
+            return -1.0
+
+    with np.errstate(divide="ignore"):
+        assert inverse(ExX.load(subject=1, session="a")).data == float("inf")
+    with np.errstate(divide="raise"):
+        assert inverse(ExX.load(subject=1, session="a")).data == -1.0

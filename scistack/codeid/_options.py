@@ -1,0 +1,98 @@
+"""Process-wide numeric options that change what a function returns: part of its identity.
+
+Two are keyed, each only while it is not the default, so a project that never sets them
+keeps its identities (and cache) unchanged:
+
+* numpy's floating-point error modes (``np.seterr``, ``np.errstate`` around the call): for
+  every project function walked while numpy is imported (an array given as input divides by
+  zero without the code naming numpy). Only what changes results counts: a category set to
+  ``"raise"`` (a ``FloatingPointError`` instead of ``inf``/``nan``, which code may catch) or
+  ``"call"`` (a callback runs); ``"ignore"``, ``"warn"``, ``"print"`` and ``"log"`` differ in
+  diagnostics only, so ``np.seterr(all="ignore")`` to silence warnings re-runs nothing.
+* decimal's context (``decimal.getcontext().prec = 5``, rounding, exponent limits, clamp,
+  traps) for a function whose walk reaches ``decimal`` (a ``decimal`` leaf or a ``Decimal``
+  constant).
+
+Each is guarded on every cache hit (`Guards.options`): numpy's by the object its context
+variable holds (``seterr`` and ``errstate`` put a new one; ~40 ns), decimal's by the
+context's fields (~0.5 us, its functions only). A changed option walks again.
+
+Not keyed (README "Not seen"): display options (``np.set_printoptions``, pandas'
+``display.*``), which change only the text of values (``str(array)``); other pandas options
+(``mode.copy_on_write``, ``future.*``); warnings filters (``warnings.simplefilter("error")``
+turns numpy's "warn" into an exception); ``random`` and numpy's global random state, which
+`_data` reports as unverifiable.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+
+Option = tuple[Callable[[], object], object]  # (reader, what it read): a guard
+_NUMPY_CHANGES = ("raise", "call")  # the modes that change results, not only diagnostics
+_DECIMAL_DEFAULT = (28, "ROUND_HALF_EVEN", -999999, 999999, 1, 0,
+                    ("DivisionByZero", "InvalidOperation", "Overflow"))
+
+
+def process_options(labels: Iterable[str], constants: Iterable[object]) -> tuple[
+        list[tuple[str, str]], list[Option]]:
+    """(deps, guards) of the options a walk with leaf `labels` and `constants` depends on."""
+    deps: list[tuple[str, str]] = []
+    guards: list[Option] = []
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        reader = _numpy_reader(numpy)
+        if reader is not None:
+            guards.append((reader, reader()))
+            modes = _numpy_modes(numpy)
+            if modes:
+                deps.append(("option:numpy.seterr", modes))
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and _reaches_decimal(labels, constants, decimal):
+        state = _decimal_state()
+        guards.append((_decimal_state, state))
+        if state != _DECIMAL_DEFAULT:
+            deps.append(("option:decimal.context", repr(state)))
+    return deps, guards
+
+
+def _numpy_reader(numpy: object) -> Callable[[], object] | None:
+    """A cheap read of numpy's error state that changes whenever it is set."""
+    try:
+        from numpy._core import _ufunc_config  # numpy 2: a context variable
+
+        return _ufunc_config._extobj_contextvar.get
+    except (ImportError, AttributeError):
+        pass
+    try:
+        from numpy.core import umath  # numpy 1: a per-thread list
+
+        return umath.geterrobj
+    except (ImportError, AttributeError):
+        return getattr(numpy, "geterr", None)
+
+
+def _numpy_modes(numpy: object) -> str:
+    """The categories whose mode changes results, e.g. "divide=raise" ("": none)."""
+    try:
+        modes = numpy.geterr()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - a numpy without it: nothing to key
+        return ""
+    return ",".join(f"{k}={v}" for k, v in sorted(modes.items()) if v in _NUMPY_CHANGES)
+
+
+def _reaches_decimal(labels: Iterable[str], constants: Iterable[object], decimal: object) -> bool:
+    if any(label.startswith(("pkg:decimal", "pkg:_decimal", "pkg:_pydecimal")) for label in labels):
+        return True
+    kind = getattr(decimal, "Decimal", None)
+    return kind is not None and any(isinstance(value, kind) for value in constants)
+
+
+def _decimal_state() -> tuple:
+    """The fields of this thread's decimal context that change results (not its flags)."""
+    import decimal
+
+    ctx = decimal.getcontext()
+    traps = tuple(sorted(kind.__name__ for kind, on in ctx.traps.items() if on))
+    return (ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax, ctx.capitals, ctx.clamp, traps)
