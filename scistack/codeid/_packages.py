@@ -73,9 +73,11 @@ def code_module(name: object, code: CodeType) -> str:
     text was served from the cache."""
     if not isinstance(name, str):
         return EXEC_MODULE
-    where = code.co_filename
-    if where.startswith("<") and not where.startswith("<frozen ") and not is_project_module(name):
-        return EXEC_MODULE  # (a library's own code is compiled from its files, or frozen)
+    if code.co_filename == "<string>" and not is_project_module(name):
+        # (exec's and eval's own name for the text; a library's code is compiled from its
+        # files, or frozen, and a library's generated wrappers name themselves, e.g.
+        # "<decorator-gen-1>", "<argmap compilation 4>": still the library's)
+        return EXEC_MODULE
     return name
 
 
