@@ -106,6 +106,14 @@ library nor the import system, which probe and list directories all the time):
   meanwhile: the next run misses). ``for_each`` settles again at the end of the step with the
   writes of all its calls (each subject writing its figure into the folder every call lists).
 
+Names relative to the working directory (``open("cfg.json")``, ``glob.glob("*.csv")``,
+``os.listdir()``, ``Path("flag").exists()``, a library given such a name): the entry keeps the
+name and the working directory the call began in (`FileRead.relative`, `_note_name`), and a
+hit from another working directory checks what the name gives there (`changed_files`): run
+from b/, the code reads b/'s cfg.json, and a/'s, unchanged, had served a/'s result (the same
+bytes there: a hit). A path also named absolute in the call, or a relative name given after
+the call changed directory, is its absolute path.
+
 Modules: a project module the call imports (``importlib.import_module(name)`` with a name
 computed at run time, which the code identity cannot follow) is an input by its source file:
 the import system's ``open`` of its ``.py`` (or ``__pycache__`` bytecode) while a call records
@@ -272,12 +280,20 @@ class FileRead:
     # written before it was kept: its stat never matches, so the content is hashed again)
     racy: bool = False  # a file's or listing's stat was taken within `_RACY_NS` of its mtime
     # or ctime (`racy_stat`): a rewrite of the same size may have kept it, so it vouches for nothing
+    relative: str | None = None  # the code named it relative to the working directory (`cwd`,
+    # where the call began): a hit checks what this names in the working directory then
+    # (`changed_files`), not `path` (run from another folder, it read that folder's file)
+    cwd: str | None = None
 
     def bare(self) -> FileRead:
         """This entry without the names a listing saw (kept only until the call is recorded)."""
         return self if self.seen is None else dataclasses.replace(self, seen=None)
 
     def to_value(self) -> dict[str, object]:
+        value = self._value()
+        return value if self.relative is None else {**value, "relative": self.relative, "cwd": self.cwd}
+
+    def _value(self) -> dict[str, object]:
         if self.kind in ("absent", "unseen"):
             return {"path": self.path, "kind": self.kind}
         if self.kind == "link":
@@ -305,6 +321,14 @@ class FileRead:
 
     @classmethod
     def from_value(cls, value: dict) -> FileRead:
+        entry = cls._from_value(value)
+        relative, cwd = value.get("relative"), value.get("cwd")
+        if isinstance(relative, str) and isinstance(cwd, str) and entry.kind != "unseen":
+            return dataclasses.replace(entry, relative=relative, cwd=cwd)
+        return entry
+
+    @classmethod
+    def _from_value(cls, value: dict) -> FileRead:
         kind = str(value.get("kind", "file"))
         if kind in ("absent", "unseen"):
             return cls(str(value["path"]), -1, -1, 0, "", kind)
@@ -334,7 +358,7 @@ class _Recording:
     """What was opened and listed while it is active in this thread."""
 
     __slots__ = ("exclude", "root", "read", "opened", "written", "listed", "probed", "unfollowed", "links", "stats",
-                 "callers", "codes", "modules", "reused", "unseen", "reached")
+                 "callers", "codes", "modules", "reused", "unseen", "reached", "cwd", "relative")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -360,6 +384,27 @@ class _Recording:
         self.reused: set[str] = set()  # and of those `importlib.import_module` gave (`_note_module`)
         self.unseen: set[str] = set()  # folders the project's code listed whose path could not
         # be found (through a descriptor: `_fd_path`), described: the call is never served
+        self.cwd: str | None = None  # the working directory as the call began (`recording_reads`)
+        self.relative: dict[str, str | None] = {}  # path -> the name relative to `cwd` the code
+        # gave it by (None: named absolute too, or in another working directory: `_note_name`)
+
+
+def _note_name(stack: list[_Recording], given: str, path: str) -> None:
+    """The code named `path` (absolute) by `given`: where `given` is relative and the working
+    directory is the one the call began in, the recordings keep the name relative to it, so
+    that a hit from another folder checks the file the name gives there (`changed_files`);
+    named by an absolute path too (or after a ``chdir`` in the call), the path itself."""
+    cwd = None
+    if not os.path.isabs(given):
+        try:
+            cwd = os.getcwd()
+        except OSError:  # (the working directory removed)
+            pass
+    for recording in stack:
+        if cwd is None or cwd != recording.cwd:
+            recording.relative[path] = None
+        elif recording.relative.setdefault(path, "") == "":  # ("": not named yet)
+            recording.relative[path] = os.path.relpath(path, cwd)
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -410,6 +455,7 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
             return
     if not isinstance(path, str):
         return  # open(fd): the os.open that made it was seen; a path-like a library resolves
+    given = path  # (as the code named it: relative to the working directory, `_note_name`)
     if event == "open" and args[1] is None and not os.path.isabs(path) and _by_fwalk(opener):
         return  # os.fwalk opening a subfolder by its name in its parent (dir_fd, which the event
         # lacks: it named a path in the working directory); its listing is seen, by descriptor
@@ -428,7 +474,7 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
                     recording.unseen.add(f"<{path} opened in the folder of file descriptor {dir_fd}, "
                                          "whose path could not be found>")
             return
-        path = os.path.join(folder, path)
+        path = given = os.path.join(folder, path)
     path = os.path.abspath(path)  # now: the function may change directory later
     source_read = False  # a project .py read by content (runpy.run_path, exec(open(...).read()))
     if event == "open" and path.endswith((".py", ".pyc")):
@@ -460,6 +506,8 @@ def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
                 recording.written.add(path)
             return
     own, callers = _callers(opener)
+    if own or str(opener.f_globals.get("__name__")).partition(".")[0] != "scistack":
+        _note_name(stack, given, path)  # (not scistack's own listing of a folder the code named)
     first: list[FileRead | None] = []  # the folder as the code lists it now, listed once
     if relative:
         _pend(pending, args, opener, path, [recording.read for recording in stack if path not in recording.read])
@@ -630,10 +678,11 @@ def _note_glob(event: str, args: tuple, stack: list[_Recording]) -> None:
     own, callers = _callers(sys._getframe(3))  # (0: here, 1: _note, 2: the hook, 3: who globbed)
     if not own:
         return
-    for path in glob_looks(event, args):
-        path = os.path.abspath(path)
+    for given in glob_looks(event, args):
+        path = os.path.abspath(given)
         if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
             continue
+        _note_name(stack, given, path)
         listed: list[FileRead | None] = []
         for recording in stack:
             if path not in recording.listed:
@@ -1023,7 +1072,7 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool, result: Any =
         if dir_fd is not None and not os.path.isabs(path):  # os.stat(name, dir_fd=d): in d's
             folder = _dir_fd_path(dir_fd)  # folder (it had been skipped: a file replaced there kept
             if folder is not None:  # the hit); where none is found, `unseen` below
-                path = os.path.join(folder, path)
+                path = given = os.path.join(folder, path)
         path = os.path.abspath(path)
         if path.endswith(_SKIP_SUFFIXES) or path.startswith(_SKIP_ROOTS):
             return
@@ -1045,6 +1094,7 @@ def _note_probe(path: Any, kwargs: dict, called: str, found: bool, result: Any =
                                      f"descriptor {dir_fd}, whose path could not be found>")
             return
         asked = called if outer is None else outer.f_code.co_name
+        _note_name(stack, given, path)
         if not found:
             if asked in _RESOLVES and not (outer is not None and outer.f_locals.get("strict")):
                 # (realpath's lstat of a dangling link's target, of a component not there: the
@@ -1087,6 +1137,10 @@ def recording_reads(exclude: tuple[str, ...] = (),
     _install()
     _empty_out_of_date_caches(root)
     recording = _Recording(exclude, root)
+    try:
+        recording.cwd = os.getcwd()  # (what a relative name the call gives is relative to: `_note_name`)
+    except OSError:  # (the working directory removed: no relative name can be read)
+        pass
     if root is not None:  # (the walk the call's key was made by: the call may import what it
         # names, and the walk after it, valid then, lists other files: `_note_reached_modules`)
         from scistack.codeid.identity import reached_modules  # (identity imports the code walk)
@@ -1166,6 +1220,11 @@ def files_read(recording: _Recording) -> list[FileRead]:
     _imports(recording, found, exclude)
     _remember_memos(recording, found)
     _add_memos(recording, found, exclude)
+    if any(recording.relative.values()):
+        for key, entry in found.items():
+            relative = recording.relative.get(entry.path) if entry.kind != "unseen" else None
+            if relative:
+                found[key] = dataclasses.replace(entry, relative=relative, cwd=recording.cwd)
     return [found[p] for p in sorted(found)]
 
 
@@ -1472,13 +1531,24 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
     """Paths whose content differs from when they were read (a missing file has changed; an
     absent one that now exists has; a listed directory whose names differ has). `paths`:
     where to look for each file instead of its recorded path (this checkout's copy of a
-    file inside the project's folder, `lineage.filecheck`)."""
+    file inside the project's folder, `lineage.filecheck`). A path the code named relative to
+    the working directory is looked for where that name leads from the working directory now
+    (`FileRead.relative`): run from another folder, the code reads that folder's file."""
     changed = []
+    here = None  # (the working directory, asked once: only for a path named relative to it)
     for i, f in enumerate(files):
         path = f.path if paths is None else paths[i]
         if f.kind == "unseen":  # (a folder listed whose path could not be found: never a hit)
             changed.append(f.path)
             continue
+        if f.relative is not None:
+            if here is None:
+                here = _cwd()
+            if here != f.cwd:
+                if not here:  # (the working directory removed: the name leads nowhere)
+                    changed.append(f.relative)
+                    continue
+                path = os.path.normpath(os.path.join(here, f.relative))
         if f.kind == "link":  # (a link whose target the code read: re-pointed, or no link now)
             if _target_digest(path) != f.digest:
                 changed.append(path)
@@ -1515,6 +1585,14 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
             if len(_VERIFIED) <= 100_000:
                 _VERIFIED[key] = f.digest
     return changed
+
+
+def _cwd() -> str:
+    """The working directory ("" where it was removed)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
 
 
 def verified_stats() -> dict[str, list]:
@@ -1775,7 +1853,7 @@ def settled_listing(seen: FileRead, written: Iterable[str],
     if current is not None:
         ours = {os.path.basename(p) for p in written if os.path.dirname(p) == seen.path}
         if set(seen.seen) - ours == set(current.seen or ()) - ours:
-            return dataclasses.replace(current, seen=seen.seen)
+            return dataclasses.replace(current, seen=seen.seen, relative=seen.relative, cwd=seen.cwd)
     return seen
 
 

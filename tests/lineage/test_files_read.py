@@ -601,17 +601,26 @@ def test_a_name_a_glob_tests_after_a_wildcard_is_an_input(project, tmp_path, mon
 
 _CFG_STEP = ("import json\nfrom scistack import lineage_fcn\n@lineage_fcn\ndef proc(x):\n"
              "    with open('cfg.json') as f:\n        return x * json.load(f)['k']\n")
+# the same by an absolute name (a name relative to the working directory is checked where the
+# next run is: `test_a_name_relative_to_the_working_directory_is_checked_where_the_next_run_is`)
+_CFG_STEP_ABSOLUTE = _CFG_STEP.replace("import json", "import json, os").replace(
+    "open('cfg.json')", "open(os.path.join(os.getcwd(), 'cfg.json'))")
 
 
-def test_the_same_content_read_in_another_folder_of_the_project_is_a_new_version(project, tmp_path, monkeypatch):
-    """A call reads cfg.json in folder alice/, then (alice/ gone) in bob/ with the same content:
-    another input, so the save is a new version naming bob's record. Compared by content and
-    file name only, the ref kept alice's record, and `why` said "stale: file .../alice/cfg.json
-    changed" for ever (every later run was a cached hit of bob's record, saving no version)."""
+@pytest.mark.parametrize("named", ["absolute", "relative"])
+def test_the_same_content_read_in_another_folder_of_the_project_is_a_new_version(project, tmp_path, monkeypatch,
+                                                                                 named):
+    """A call reads cfg.json in folder alice/, then (alice/ gone) in bob/ with the same content.
+    Named by its absolute path: another input, so the save is a new version naming bob's
+    record. Compared by content and file name only, the ref kept alice's record, and `why` said
+    "stale: file .../alice/cfg.json changed" for ever (every later run was a cached hit of bob's
+    record, saving no version). Named relative to the working directory ('cfg.json'): the name
+    leads to the same content from bob/, the same input, so bob's run is served alice's record,
+    and `why` checks bob's file (`test_the_same_content_under_a_relative_name_...`)."""
     import shutil
 
     steps = Steps(tmp_path, monkeypatch)
-    steps.write(_CFG_STEP)
+    steps.write(_CFG_STEP if named == "relative" else _CFG_STEP_ABSOLUTE)
     homes = [tmp_path / "alice", tmp_path / "bob"]
     for home in homes:
         home.mkdir()
@@ -627,11 +636,12 @@ def test_the_same_content_read_in_another_folder_of_the_project_is_a_new_version
     assert float(run_in(homes[0]).data) == 20.0
     shutil.rmtree(homes[0])
     second = run_in(homes[1])
-    assert not second.cached and float(second.data) == 20.0
-    assert len(FrOut.list_versions(subject=1, session="a")) == 2
+    versions = 2 if named == "absolute" else 1
+    assert second.cached == (named == "relative") and float(second.data) == 20.0
+    assert len(FrOut.list_versions(subject=1, session="a")) == versions
     assert why(FrOut, subject=1, session="a").status == "current"
     assert run_in(homes[1]).cached  # and so it stays
-    assert len(FrOut.list_versions(subject=1, session="a")) == 2
+    assert len(FrOut.list_versions(subject=1, session="a")) == versions
     assert why(FrOut, subject=1, session="a").status == "current"
 
 
@@ -648,7 +658,7 @@ def test_a_moved_project_checks_its_own_copy_of_the_files_it_read(tmp_path, monk
     from scistack.lineage.filecheck import changed_inputs
 
     steps = Steps(tmp_path, monkeypatch)
-    steps.write(_CFG_STEP)  # (the script is outside the project: its records name it anyway)
+    steps.write(_CFG_STEP_ABSOLUTE)  # (the script is outside the project: its records name it anyway)
     first, second = tmp_path / "one", tmp_path / "two"
     first.mkdir()
     (first / "cfg.json").write_text('{"k": 2}')
@@ -710,7 +720,7 @@ def test_the_same_file_read_in_another_checkout_of_the_project_adds_no_version(t
     import scistack.database as database_module
 
     steps = Steps(tmp_path, monkeypatch)
-    steps.write(_CFG_STEP)
+    steps.write(_CFG_STEP_ABSOLUTE)
     first, second = tmp_path / "one", tmp_path / "two"
     first.mkdir()
     (first / "cfg.json").write_text('{"k": 2}')
@@ -2317,3 +2327,103 @@ def test_a_linked_home_folder_a_resolve_reads_is_where_the_project_is_not_an_inp
     assert run() == ["current", "0", "1", "1"]  # (it was ["stale", "1", "0", "2"])
     (tmp_path / "disk_b/proj/cfg.json").write_text('{"k": 5}')
     assert run() == ["stale", "1", "0", "2"]
+
+
+# --- paths named relative to the working directory ------------------------------------------
+
+# how a step reads by a name relative to the working directory: (its code, what folder a/ holds
+# and what folder b/ holds, as a setup of a folder, and the factor each gives)
+RELATIVE_READS = {
+    "open": "with open('cfg.txt') as f:\n        return x * float(f.read())",
+    "pathlib": "return x * float(pathlib.Path('cfg.txt').read_text())",
+    "glob": "return x * len(glob.glob('*.csv'))",
+    "listdir": "return x * len([n for n in os.listdir() if n.endswith('.csv')])",
+    "path_glob": "return x * len(list(pathlib.Path('.').glob('*.csv')))",
+    "exists": "return x * (2 if os.path.exists('flag') else 3)",
+}
+
+
+def _relative_folder(folder: Path, how: str, factor: int) -> None:
+    """`folder` made (or remade) to give `factor` to the step reading it `how`."""
+    for old in folder.glob("*"):
+        old.unlink()
+    folder.mkdir(exist_ok=True)
+    if how in ("open", "pathlib"):
+        (folder / "cfg.txt").write_text(str(factor))
+    elif how == "exists":
+        if factor == 2:
+            (folder / "flag").write_text("")
+    else:
+        for i in range(factor):
+            (folder / f"t{i}.csv").write_text("1\n")
+
+
+def _relative_step(tmp_path: Path, monkeypatch, how: str) -> Steps:
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write("import glob, os, pathlib\nfrom scistack import lineage_fcn\n@lineage_fcn\ndef proc(x):\n    "
+                + RELATIVE_READS[how] + "\n")
+    _save_inputs()
+    return steps
+
+
+@pytest.mark.parametrize("how", sorted(RELATIVE_READS))
+def test_a_name_relative_to_the_working_directory_is_checked_where_the_next_run_is(project, tmp_path,
+                                                                                    monkeypatch, how):
+    """One project run from folder a/ then from b/, each with its own cfg.txt (its own CSV
+    files): the run from b/ was served a/'s result, and `why` said current: the read was
+    recorded by the path it resolved to in a/, which had not changed. The name the code gave is
+    recorded relative to the working directory, and a hit checks what it names there now."""
+    steps = _relative_step(tmp_path, monkeypatch, how)
+    _relative_folder(tmp_path / "a", how, 2)
+    _relative_folder(tmp_path / "b", how, 3)
+    monkeypatch.chdir(tmp_path / "a")
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    assert _statuses(project) == ["done", "done"]
+    monkeypatch.chdir(tmp_path / "b")
+    assert _statuses(project) == ["stale", "stale"]
+    assert why(FrOut, subject=1, session="a").status == "stale"
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _run(steps) == (["cached", "cached"], [30.0, 60.0])
+    assert _statuses(project) == ["done", "done"]
+    assert why(FrOut, subject=1, session="a").status == "current"
+    monkeypatch.chdir(tmp_path / "a")
+    assert _run(steps)[1] == [20.0, 40.0]
+
+
+@pytest.mark.parametrize("how", sorted(RELATIVE_READS))
+def test_the_same_content_under_a_relative_name_in_another_folder_is_a_hit(project, tmp_path, monkeypatch, how):
+    """The name leads to the same content from b/ as from a/: the same input (content is what
+    counts, as everywhere else), so the run from b/ is served; b/'s content changed then is
+    what its next run checks (a/'s path, unchanged, had served it)."""
+    steps = _relative_step(tmp_path, monkeypatch, how)
+    _relative_folder(tmp_path / "a", how, 2)
+    _relative_folder(tmp_path / "b", how, 2)
+    monkeypatch.chdir(tmp_path / "a")
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    monkeypatch.chdir(tmp_path / "b")
+    assert _statuses(project) == ["done", "done"]
+    assert _run(steps) == (["cached", "cached"], [20.0, 40.0])
+    assert why(FrOut, subject=1, session="a").status == "current"
+    _relative_folder(tmp_path / "b", how, 3)
+    assert _statuses(project) == ["stale", "stale"]
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    assert _run(steps) == (["cached", "cached"], [30.0, 60.0])
+
+
+def test_a_name_relative_to_the_working_directory_is_recorded_with_it(project, tmp_path, monkeypatch):
+    """The record keeps the absolute path read and, beside it, the name as given and the
+    working directory it was resolved against; a path named absolute is recorded as before."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write("import os\nfrom scistack import lineage_fcn\nHERE = os.path.dirname(__file__)\n@lineage_fcn\n"
+                "def proc(x):\n    with open('cfg.txt') as f, open(os.path.join(HERE, 'gain.txt')) as g:\n"
+                "        return x * float(f.read()) * float(g.read())\n")
+    (steps.dir / "gain.txt").write_text("1")
+    _relative_folder(tmp_path / "a", "open", 2)
+    monkeypatch.chdir(tmp_path / "a")
+    _save_inputs()
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    record = read_call(project.store, FrOut.load(subject=1, session="a").record.call)
+    by_name = {os.path.basename(f["path"]): f for f in record.extra["files"]}
+    assert by_name["cfg.txt"]["path"] == str(tmp_path / "a" / "cfg.txt")
+    assert (by_name["cfg.txt"]["relative"], by_name["cfg.txt"]["cwd"]) == ("cfg.txt", str(tmp_path / "a"))
+    assert "relative" not in by_name["gain.txt"] and "cwd" not in by_name["gain.txt"]
