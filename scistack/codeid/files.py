@@ -111,8 +111,9 @@ Names relative to the working directory (``open("cfg.json")``, ``glob.glob("*.cs
 name and the working directory the call began in (`FileRead.relative`, `_note_name`), and a
 hit from another working directory checks what the name gives there (`changed_files`): run
 from b/, the code reads b/'s cfg.json, and a/'s, unchanged, had served a/'s result (the same
-bytes there: a hit). A path also named absolute in the call, or a relative name given after
-the call changed directory, is its absolute path.
+bytes there: a hit). A name given after the call went into a folder by a relative name
+(``os.chdir("data")``: its audit event) is relative to the first through it; a path also named
+absolute in the call, or a name given after an ``os.chdir`` to an absolute path, is its absolute path.
 
 Modules: a project module the call imports (``importlib.import_module(name)`` with a name
 computed at run time, which the code identity cannot follow) is an input by its source file:
@@ -204,7 +205,7 @@ _WRITES = {"os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.mkdir":
            "os.symlink": (1,)}
 # globs test some names with is_dir/exists/lexists, which raise no event (`codeid.globs`)
 _GLOBS = frozenset({"pathlib.Path.glob", "pathlib.Path.rglob", "glob.glob/2"})
-_EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS | {"import"}
+_EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS | {"import", "os.chdir"}
 # the modules whose ``open`` of a ``.py``/``.pyc`` is an import (``SourceLoader.get_data``; the
 # frozen module is renamed once ``importlib`` is imported)
 _IMPORT_SYSTEM = frozenset({"importlib._bootstrap_external", "_frozen_importlib_external"})
@@ -358,7 +359,7 @@ class _Recording:
     """What was opened and listed while it is active in this thread."""
 
     __slots__ = ("exclude", "root", "read", "opened", "written", "listed", "probed", "unfollowed", "links", "stats",
-                 "callers", "codes", "modules", "reused", "unseen", "reached", "cwd", "relative")
+                 "callers", "codes", "modules", "reused", "unseen", "reached", "cwd", "relative", "moved")
 
     def __init__(self, exclude: tuple[str, ...], root: Callable | None) -> None:
         self.exclude = exclude
@@ -387,6 +388,8 @@ class _Recording:
         self.cwd: str | None = None  # the working directory as the call began (`recording_reads`)
         self.relative: dict[str, str | None] = {}  # path -> the name relative to `cwd` the code
         # gave it by (None: named absolute too, or in another working directory: `_note_name`)
+        self.moved = 0  # how the call changed directory in this thread: 0 not, 1 by relative
+        # names only (a name given then is relative to `cwd` through them), 2 otherwise
 
 
 def _note_name(stack: list[_Recording], given: str, path: str) -> None:
@@ -400,11 +403,12 @@ def _note_name(stack: list[_Recording], given: str, path: str) -> None:
             cwd = os.getcwd()
         except OSError:  # (the working directory removed)
             pass
-    for recording in stack:
-        if cwd is None or cwd != recording.cwd:
+    for recording in stack:  # (a call that went into a folder by a relative name, os.chdir("data"),
+        # goes into that folder of the working directory at the next run too)
+        if cwd is None or cwd != recording.cwd and recording.moved != 1 or recording.cwd is None:
             recording.relative[path] = None
         elif recording.relative.setdefault(path, "") == "":  # ("": not named yet)
-            recording.relative[path] = os.path.relpath(path, cwd)
+            recording.relative[path] = os.path.relpath(path, recording.cwd)
 
 
 def _hook(event: str, args: tuple) -> None:
@@ -430,6 +434,13 @@ def _hook(event: str, args: tuple) -> None:
 
 
 def _note(event: str, args: tuple, stack: list[_Recording]) -> None:
+    if event == "os.chdir":  # (a name given after it is relative to the folder it went to)
+        named = os.fspath(args[0]) if isinstance(args[0], (str, bytes, os.PathLike)) else None
+        named = os.fsdecode(named) if named is not None else None
+        moved = 1 if named is not None and not os.path.isabs(named) else 2  # (by fd: os.fchdir)
+        for recording in stack:
+            recording.moved = max(recording.moved, moved)
+        return
     if event in _GLOBS:
         _note_glob(event, args, stack)
         return

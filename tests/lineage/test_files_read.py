@@ -2345,9 +2345,9 @@ RELATIVE_READS = {
 
 def _relative_folder(folder: Path, how: str, factor: int) -> None:
     """`folder` made (or remade) to give `factor` to the step reading it `how`."""
+    folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*"):
         old.unlink()
-    folder.mkdir(exist_ok=True)
     if how in ("open", "pathlib"):
         (folder / "cfg.txt").write_text(str(factor))
     elif how == "exists":
@@ -2427,3 +2427,32 @@ def test_a_name_relative_to_the_working_directory_is_recorded_with_it(project, t
     assert by_name["cfg.txt"]["path"] == str(tmp_path / "a" / "cfg.txt")
     assert (by_name["cfg.txt"]["relative"], by_name["cfg.txt"]["cwd"]) == ("cfg.txt", str(tmp_path / "a"))
     assert "relative" not in by_name["gain.txt"] and "cwd" not in by_name["gain.txt"]
+
+
+@pytest.mark.parametrize("into", ["relative", "absolute"])
+def test_a_name_given_after_the_call_changed_directory_is_checked_where_it_leads(project, tmp_path, monkeypatch,
+                                                                                 into):
+    """The call goes into data/ of the working directory (``os.chdir("data")``) and opens
+    cfg.txt there: from b/ it goes into b/data/, so the name is b/data/cfg.txt's (it was
+    recorded as a/data/cfg.txt, unchanged: a/'s result served at b/). Into a folder named by
+    its absolute path, the call reads that folder's file from anywhere: a hit from b/."""
+    steps = Steps(tmp_path, monkeypatch)
+    target = "'data'" if into == "relative" else repr(str(tmp_path / "a" / "data"))
+    steps.write("import os\nfrom scistack import lineage_fcn\n@lineage_fcn\ndef proc(x):\n"
+                f"    back = os.getcwd()\n    os.chdir({target})\n    try:\n"
+                "        with open('cfg.txt') as f:\n            return x * float(f.read())\n"
+                "    finally:\n        os.chdir(back)\n")
+    for folder, factor in (("a", 2), ("b", 3)):
+        _relative_folder(tmp_path / folder / "data", "open", factor)
+    _save_inputs()
+    monkeypatch.chdir(tmp_path / "a")
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    monkeypatch.chdir(tmp_path / "b")
+    if into == "relative":
+        assert _statuses(project) == ["stale", "stale"]
+        assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+    else:
+        assert _statuses(project) == ["done", "done"]
+        assert _run(steps) == (["cached", "cached"], [20.0, 40.0])
+    (tmp_path / "a" / "data" / "cfg.txt").write_text("4")
+    assert _run(steps)[1] == ([30.0, 60.0] if into == "relative" else [40.0, 80.0])
