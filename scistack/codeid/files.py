@@ -1538,13 +1538,18 @@ def _mutates_global(code: CodeType, namespace: dict) -> bool:
     return any(chain[0] in namespace for chain in shape.mutated)
 
 
-def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list[str]:
+def changed_files(files: list[FileRead], paths: list[str] | None = None, *,
+                  report: bool = False) -> list[str]:
     """Paths whose content differs from when they were read (a missing file has changed; an
     absent one that now exists has; a listed directory whose names differ has). `paths`:
     where to look for each file instead of its recorded path (this checkout's copy of a
     file inside the project's folder, `lineage.filecheck`). A path the code named relative to
     the working directory is looked for where that name leads from the working directory now
-    (`FileRead.relative`): run from another folder, the code reads that folder's file."""
+    (`FileRead.relative`): run from another folder, the code reads that folder's file.
+    `report` (status, why, the web view, asked from any folder, often the project's own while
+    the scripts run in a subfolder): where the name leads into no folder from here, it is
+    looked for where the call ran, so `scistack status` in the project folder does not call every value
+    stale that a script in `scripts/` made reading `../data/cfg.json`."""
     changed = []
     here = None  # (the working directory, asked once: only for a path named relative to it)
     for i, f in enumerate(files):
@@ -1559,7 +1564,9 @@ def changed_files(files: list[FileRead], paths: list[str] | None = None) -> list
                 if not here:  # (the working directory removed: the name leads nowhere)
                     changed.append(f.relative)
                     continue
-                path = os.path.normpath(os.path.join(here, f.relative))
+                moved = os.path.normpath(os.path.join(here, f.relative))
+                if not report or os.path.isdir(os.path.dirname(moved)):
+                    path = moved
         if f.kind == "link":  # (a link whose target the code read: re-pointed, or no link now)
             if _target_digest(path) != f.digest:
                 changed.append(path)

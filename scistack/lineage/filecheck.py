@@ -155,17 +155,19 @@ def remember(call_oid: str, files: list[FileRead] | tuple[FileRead, ...],
         (bare, None, None)
 
 
-def changed_inputs(store: ObjectStore, call_oid: str, here: Any = None) -> list[str]:
+def changed_inputs(store: ObjectStore, call_oid: str, here: Any = None, *,
+                   report: bool = False) -> list[str]:
     """Files read by call `call_oid` whose content changed since (empty: the hit stands),
     each named where it was looked for. `here`: the reading project (a `Database`, or None):
     a file inside the project's folder, in a record of this project, is looked for in this
-    checkout's folder (see the module's docstring); any other at its recorded path."""
+    checkout's folder (see the module's docstring); any other at its recorded path.
+    `report`: asked by status or why, not by a call (`codeid.files.changed_files`)."""
     files, rels, made = _known(store, call_oid)
     if not files:
         return []
     if rels is None or here is None:
-        return changed_files(list(files))
-    return changed_files(list(files), _paths_here(files, rels, made, here))
+        return changed_files(list(files), report=report)
+    return changed_files(list(files), _paths_here(files, rels, made, here), report=report)
 
 
 def _paths_here(files: tuple[FileRead, ...], rels: tuple[str | None, ...], made: str | None,

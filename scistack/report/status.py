@@ -136,7 +136,8 @@ class StalenessChecker:
                 reason = self._finer_reason(record, call_oid, item)
             if reason:
                 return "stale", reason
-        changed = [] if call_oid in self.no_files else changed_inputs(self.db.store, call_oid, self.db)
+        changed = [] if call_oid in self.no_files else \
+            changed_inputs(self.db.store, call_oid, self.db, report=True)
         if changed:
             return "stale", f"file {changed[0]} changed"
         return self.function_verdict(call_oid, call.module, call.function, call.identity, call.code_identity)

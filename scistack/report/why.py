@@ -482,7 +482,7 @@ def _file_changes(db: Any, call_oid: str) -> list[Reason]:
         Reason("file", path, "it changed since the call read it (its content, or whether it exists, "
                "or its type, size or time as the code tested them, or for a folder it listed, its entries, "
                "or for a link whose target it read, that target)")
-        for path in changed_inputs(db.store, call_oid, db)
+        for path in changed_inputs(db.store, call_oid, db, report=True)
     ]
 
 

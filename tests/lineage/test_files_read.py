@@ -2456,3 +2456,28 @@ def test_a_name_given_after_the_call_changed_directory_is_checked_where_it_leads
         assert _run(steps) == (["cached", "cached"], [20.0, 40.0])
     (tmp_path / "a" / "data" / "cfg.txt").write_text("4")
     assert _run(steps)[1] == ([30.0, 60.0] if into == "relative" else [40.0, 80.0])
+
+
+def test_status_asked_from_the_project_folder_judges_a_name_relative_to_where_the_script_ran(
+        project, tmp_path, monkeypatch):
+    """A script run in scripts/ reading `../data/cfg.txt`: `status` and `why` asked in the
+    project folder, where that name leads into no folder, called every value stale (looked
+    for it at the project folder's parent). They judge it where the call ran, and a run there
+    still sees an edit."""
+    steps = Steps(tmp_path, monkeypatch)
+    steps.write("from scistack import lineage_fcn\n@lineage_fcn\ndef proc(x):\n"
+                "    with open('../data/cfg.txt') as f:\n        return x * float(f.read())\n")
+    _save_inputs()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cfg.txt").write_text("2")
+    (tmp_path / "scripts").mkdir()
+    monkeypatch.chdir(tmp_path / "scripts")
+    assert _run(steps) == (["ran", "ran"], [20.0, 40.0])
+    monkeypatch.chdir(tmp_path)
+    assert _statuses(project) == ["done", "done"]
+    assert why(FrOut, subject=1, session="a").status == "current"
+    (tmp_path / "data" / "cfg.txt").write_text("3")
+    assert _statuses(project) == ["stale", "stale"]
+    assert why(FrOut, subject=1, session="a").status == "stale"
+    monkeypatch.chdir(tmp_path / "scripts")
+    assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
