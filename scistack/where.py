@@ -223,7 +223,7 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
         elif kind == "TEXT":  # as `views._AS_TEXT` writes each value (an int beyond 64 bits is a double there)
             texts.append(k)
             arrays[k] = pa.array([shown_as_text(float(x) if _big(x) else x) for x in v], pa.string())
-        elif kind == "DOUBLE" and (numbers := _numbers(v, k, floats=True)) is not None:
+        elif kind == "DOUBLE" and (numbers := _doubles(v)) is not None:
             arrays[k] = numbers  # (ints beside floats elsewhere in the variable: doubles, as the view)
         else:
             arrays[k] = _arrow(v, k, texts, key=k not in values)
@@ -350,6 +350,18 @@ def _numbers(values: list[Any], name: str, *, floats: bool = False) -> pa.Array 
     if floats:
         return pa.array([None if v is None else float(v) for v in values], pa.float64())
     return pa.array(values, pa.decimal128(38, 0))
+
+
+def _doubles(values: list[Any]) -> pa.Array | None:
+    """A value column the view types DOUBLE, as the view holds it: each number as its double,
+    an int the double does not hold exactly too (2**64 + 1: the view rounds it, and where= had
+    refused the column where the view answered); None when not all are numbers."""
+    if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values):
+        return None
+    try:
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    except OverflowError:  # (beyond a double's range: `_numbers` names it)
+        return None
 
 
 def _exact(value: int, as_double: bool) -> bool:

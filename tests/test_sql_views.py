@@ -848,6 +848,28 @@ def test_where_on_a_value_of_bools_and_numbers_answers_as_the_view_in_any_order(
         Group.load_all(where="value > 1")
 
 
+def test_an_int_a_double_does_not_hold_is_compared_as_the_view_holds_it(project):
+    # (the view types the column DOUBLE and rounds 2**64 + 1; where= refused the whole column,
+    # "cannot be held exactly beside floats", though the view answered)
+    class BigInts(BaseVariable):
+        pass
+
+    class MixedInts(BaseVariable):
+        pass
+
+    BigInts.save(2**64 + 1, subject=1, session="a")
+    BigInts.save(5, subject=2, session="a")
+    MixedInts.save(2**53 + 1, subject=1, session="a")
+    MixedInts.save(1.5, subject=2, session="a")
+    MixedInts.save(7, subject=3, session="a")
+    for var, where, by_key in [(BigInts, "value = 5", {}), (BigInts, "value > 0", {"subject": 2}),
+                               (MixedInts, "value = 7", {}), (MixedInts, "value > 0", {"subject": 1})]:
+        found = sorted(r.metadata["subject"] for r in var.load_all(where=where, **by_key))
+        keys = " AND ".join(f"{k} = {v}" for k, v in by_key.items()) or "true"
+        view = project.sql(f"SELECT subject FROM {var.__name__} WHERE ({where}) AND {keys} ORDER BY subject")
+        assert found == view["subject"].tolist() and found, (var.__name__, where)
+
+
 def test_a_value_of_text_beside_numbers_is_compared_as_text_in_the_view_and_in_where(project):
     """A variable saved as text in some records and as numbers in others: its view's value
     column was JSON, so `value = 'a'` failed there (DuckDB casts 'a' to JSON: malformed) while
