@@ -59,7 +59,7 @@ from scistack.codeid._shapes import (
     skeleton_shape,
 )
 from scistack.codeid._source import own_methods
-from scistack.codeid._values import encode_constant, hash_fields, value_digest
+from scistack.codeid._values import encode_constant, hash_fields, in_project, value_digest
 
 MISSING = object()
 
@@ -555,6 +555,9 @@ class Walk:
             return
         encoded = encode_constant(value)
         if encoded is not None:
+            placed = in_project(value, self._project_folders(node, where))
+            if placed is not value:  # (a path inside the project: by its place in it)
+                value, encoded = placed, encode_constant(placed) or encoded
             node.leaves.add((f"const:{where}", value_digest(encoded)))
             self.shown.setdefault(f"const:{where}", value)
             return
@@ -574,6 +577,26 @@ class Walk:
         if not is_state(value):
             self.data.setdefault(where, value)
             self._code_in_data(node, where, value, 0)
+
+    def _project_folders(self, node: Node, where: str) -> tuple[str, ...]:
+        """The folders a constant path read by `node` at `where` is recorded relative to
+        (`_values.in_project`): the import root of the project module `node` was written in
+        and of the one the constant was found in (`import_root`)."""
+        obj = node.obj
+        if isinstance(obj, Skeleton):
+            home = obj.cls.__module__
+        elif isinstance(obj, FunctionType):
+            home = home_module(obj)
+        else:
+            home = getattr(obj, "__module__", None)
+        names = [home]
+        parts = where.split(".")
+        for cut in range(len(parts) - 1, 0, -1):
+            name = ".".join(parts[:cut])
+            if name in sys.modules:
+                names.append(name)
+                break
+        return tuple(dict.fromkeys(r for n in names if isinstance(n, str) for r in import_root(n)))
 
     def _indirect_code(self, node: Node, where: str, value: object) -> None:
         """Code a value runs besides what `unwrap` finds: wrapper bodies, np.vectorize's
@@ -704,6 +727,42 @@ def _project_source(name: str) -> tuple[str, bool] | None:
     if not isinstance(path, str) or not path.endswith(".py") or _is_library_path(path):
         return None
     return path, path.endswith("__init__.py")
+
+
+_IMPORT_ROOTS: dict[tuple[str, str], tuple[str, ...]] = {}
+
+
+def import_root(name: str) -> tuple[str, ...]:
+    """The folder project module `name` was imported from (``/a/proj`` for ``pkg.mod`` at
+    ``/a/proj/pkg/mod.py``; a script's own folder for ``__main__``), as written and as its
+    real path: the project's folder as codeid knows it, the same for every checkout of the
+    project. () for a library's module, one without a file, or a file whose folders do not
+    match its dotted name (a module loaded by hand)."""
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str) or not is_project_module(name):
+        return ()
+    found = _IMPORT_ROOTS.get((name, path))
+    if found is None:
+        spec = getattr(module, "__spec__", None)
+        dotted = getattr(spec, "name", None) if name == "__main__" else name
+        packages = dotted.split(".") if isinstance(dotted, str) else []  # (a script: its folder)
+        if os.path.basename(path).startswith("__init__."):
+            packages.append("")
+        folder = os.path.dirname(os.path.abspath(path))
+        for part in reversed(packages[:-1] if packages else []):
+            if os.path.basename(folder) != part:
+                folder = ""
+                break
+            folder = os.path.dirname(folder)
+        if folder and os.path.dirname(folder) != folder:  # (never a disk's root: every path)
+            found = tuple(dict.fromkeys((folder, os.path.realpath(folder))))
+        else:
+            found = ()
+        if len(_IMPORT_ROOTS) > 4096:
+            _IMPORT_ROOTS.clear()
+        _IMPORT_ROOTS[(name, path)] = found
+    return found
 
 
 def _library_attribute(module: ModuleType, attr: str) -> object:

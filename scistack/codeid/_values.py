@@ -22,6 +22,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import os
 import pathlib
 import re
 import sys
@@ -133,9 +134,71 @@ _TEXT_TYPES: tuple[type, ...] = (
 )
 
 
+class InProject:
+    """A constant path inside the project's folder (a project module's ``__file__``, a str or
+    `pathlib.PurePath` built from it), by its text after that folder (``/step.py``; "" for the
+    folder itself): what `_graph.Walk.classify` records in its place, so that checkouts of one
+    project at other absolute paths (a lab's machines, a project moved whole) agree on the
+    code's identity. `kind`: ``str``, or the PurePath class's ``module.qualname``."""
+
+    __slots__ = ("kind", "rel")
+
+    def __init__(self, kind: str, rel: str) -> None:
+        self.kind, self.rel = kind, rel
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, InProject) and (self.kind, self.rel) == (other.kind, other.rel)
+
+    def __hash__(self) -> int:
+        return hash((InProject, self.kind, self.rel))
+
+    def __repr__(self) -> str:  # (`why`: "value changed: '/a/proj/step.py' -> '<project>/step.py'")
+        text = repr("<project>" + self.rel)
+        return text if self.kind == "str" else f"{self.kind.rpartition('.')[2]}({text})"
+
+
+def in_project(value: object, roots: tuple[str, ...]) -> object:
+    """`value` with each absolute path inside one of the folders `roots` (a str, a PurePath, in
+    a tuple or frozenset too) an `InProject`; `value` itself when it holds none. A path is
+    matched by its text (a folder's absolute or real path, then its own separator or its end),
+    never followed: the text a checkout elsewhere reads has the same suffix."""
+    if not roots:
+        return value
+    kind = type(value)
+    if kind is str or isinstance(value, pathlib.PurePath):
+        text = value if kind is str else str(value)
+        if len(text) > 4096:
+            return value
+        for root in roots:
+            if text.startswith(root) and (len(text) == len(root) or text[len(root)] in _SEPARATORS):
+                name = "str" if kind is str else _type_path(kind).decode()
+                return InProject(name, text[len(root):].replace(os.sep, "/"))
+        return value
+    if isinstance(value, (tuple, frozenset)):
+        items = [in_project(item, roots) for item in value]
+        if all(new is old for new, old in zip(items, value)):
+            return value
+        if kind is frozenset:
+            return frozenset(items)
+        return kind._make(items) if hasattr(kind, "_make") else tuple(items)  # type: ignore[attr-defined]
+    return value
+
+
+def holds_in_project(value: object) -> bool:
+    """Whether `value` is an `InProject` or a tuple or frozenset holding one."""
+    if isinstance(value, (tuple, frozenset)):
+        return any(holds_in_project(item) for item in value)
+    return type(value) is InProject
+
+
+_SEPARATORS = os.sep + (os.altsep or "")
+
+
 def _encode_special(value: object) -> bytes | None:
     """Numpy scalars, enum members, frozen dataclass instances and immutable library values
     (paths, dates and times, decimals, fractions, UUIDs, ranges, compiled regexes)."""
+    if type(value) is InProject:
+        return b"P" + frame(value.kind.encode()) + frame(value.rel.encode("utf-8", "surrogatepass"))
     if isinstance(value, _TEXT_TYPES) and not isinstance(value, enum.Enum):
         dated = isinstance(value, (datetime.date, datetime.time))
         text = value.isoformat() if dated else str(value)  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 from scistack.codeid._graph import unwrap, walk_root
 from scistack.codeid._packages import is_project_module
+from scistack.codeid._values import holds_in_project
 from scistack.codeid.identity import FunctionIdentity
 
 _TREES: dict[str, tuple[CodeNode, ...]] = {}
@@ -94,7 +95,10 @@ def constant_values(identity: FunctionIdentity, tree: tuple[CodeNode, ...]) -> d
     for label, value in identity.data:
         out[f"data:{label}"] = short_repr(value)
     for label, value in identity.shown:  # closure cells, defaults, partial arguments
-        out.setdefault(label, short_repr(value))
+        if holds_in_project(value):
+            out[label] = short_repr(value)  # (a path in the project: as recorded, not as here)
+        else:
+            out.setdefault(label, short_repr(value))
     return out
 
 
