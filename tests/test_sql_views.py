@@ -6,6 +6,7 @@ same answers."""
 from __future__ import annotations
 
 import json
+import uuid
 
 import duckdb
 import numpy as np
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scistack
-from scistack import BaseVariable, QueryError, for_each
+from scistack import BaseVariable, QueryError, for_each, selection
 from scistack.index import views
 from scistack.inline import INLINE_LIMIT
 
@@ -912,6 +913,84 @@ def test_where_types_a_value_column_from_the_whole_variable_as_its_view(project)
         Frame.save(v, subject=n, session="pre")
     assert project.sql("SELECT subject FROM Frame WHERE subject = 1 AND value = 1.0")["subject"].tolist() == [1]
     assert [r.metadata["subject"] for r in Frame.load_all(subject=[1, 3], where="value IN (1.0, 3)")] == [1, 3]
+
+
+class Tally(BaseVariable):
+    pass
+
+
+def _chosen(var, where, subjects=(2, 3)):
+    return sorted(r.metadata["subject"] for r in var.load_all(subject=list(subjects), where=where))
+
+
+def test_where_on_records_chosen_by_key_reads_only_their_values(project):
+    """where= on a value column read every value of the variable to type it as its view
+    (1M objects for two records chosen): it asks DuckDB, which keeps each variable's types.
+    The objects of every record but the two chosen are deleted (a damaged store): the text
+    the store no longer holds still makes the column text, as in the view (reading the
+    values had lost its type: `value < '10'` compared 5 and 7 as numbers)."""
+    text = f"text {uuid.uuid4()}"  # (its own object: no value read before in this process)
+    Group.save(text, subject=1, session="pre")
+    for n in range(2, 41):
+        Group.save(n, subject=n, session="pre")
+    project.sync()
+    for record in project.index.records("Group"):
+        if record.addr["subject"] not in (5, 7):
+            project.store.path_of(record.oid).unlink()
+    assert _chosen(Group, "value < '10'", (5, 7)) == []  # text: '5' and '7' sort after '10'
+    assert _chosen(Group, "value = '5'", (5, 7)) == [5]
+    assert project.sql("SELECT subject FROM \"Group\" WHERE subject IN (5, 7) AND value < '10'").empty
+
+
+_SAVE_TEXT = """
+import sys
+from scistack import BaseVariable, configure_database
+
+class Tally(BaseVariable):
+    pass
+
+db = configure_database(sys.argv[1], ["subject", "session"])
+Tally.save(sys.argv[2], subject=int(sys.argv[3]))
+db.close()
+"""
+
+
+def test_where_types_a_value_column_from_saves_duckdb_has_not_seen(project, tmp_path, python_env):
+    """The types DuckDB keeps are those of what it has synced: where= syncs it first (a save
+    just made here, or in another process), and adds the types of the saves a batch holds; a
+    batch holding a delete of the variable reads its values (DuckDB still has the deleted
+    record's type)."""
+    import subprocess
+    import sys
+
+    for n in range(1, 7):
+        Tally.save(n, subject=n)
+    project.sync()
+    assert _chosen(Tally, "value < '10'") == [2, 3]  # numbers
+    Tally.save(f"text {uuid.uuid4()}", subject=20)  # journalled, not synced
+    assert _chosen(Tally, "value < '10'") == []  # text
+    Tally.delete(subject=20)
+    assert _chosen(Tally, "value < '10'") == [2, 3]
+    with project.batch():  # (load_all(where=...) writes what a batch holds first: a join does not)
+        Tally.save(f"text {uuid.uuid4()}", subject=21)  # held
+        synced, held = project.index.value_types("Tally")  # DuckDB's, and the held save
+        assert "VARCHAR" not in synced and [r.addr["subject"] for r in held] == [21]
+        assert "VARCHAR" in selection.value_types(project, "Tally")
+        assert _chosen(Tally, "value < '10'") == []
+    with project.batch():
+        Tally.delete(subject=21)  # held
+        assert project.index.value_types("Tally") is None  # (DuckDB has its type: every value read)
+        assert "VARCHAR" not in selection.value_types(project, "Tally")
+        assert _chosen(Tally, "value < '10'") == [2, 3]
+    assert _chosen(Tally, "value < '10'") == [2, 3]
+    script = tmp_path / "save_text.py"
+    script.write_text(_SAVE_TEXT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "gait.duckdb"), f"text {uuid.uuid4()}", "22"],
+                          env=python_env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert _chosen(Tally, "value < '10'") == []
+    view = project.sql("SELECT subject FROM Tally WHERE subject IN (2, 3) AND value < '10'")
+    assert view.empty
 
 
 def test_a_value_of_lists_or_dicts_beside_single_values_is_json_in_the_view_and_in_where(project):

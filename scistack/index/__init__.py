@@ -1418,6 +1418,19 @@ class Index:
         saves DuckDB has not seen."""
         return None if self._pending is not None else self._sql.newest_doubles(var)
 
+    def value_types(self, var: str) -> tuple[frozenset, list[RefRecord]] | None:
+        """(`SqlIndex.value_types` of `var`: its journalled records' inline types, as its views
+        type the value column by; the records of `var` a batch holds, which DuckDB has not seen:
+        the caller adds their types), or None when DuckDB cannot say, or the batch holds
+        deletes of `var` (DuckDB still has the deleted records' types): the caller reads the
+        values of every record then."""
+        if self._pending and self._held_gone(var):
+            return None
+        found = self._sql.value_types(var)
+        if found is None:
+            return None
+        return found, (self._held_kept(var) if self._pending else [])
+
     @contextmanager
     def detached_sync_turn(self) -> Iterator[bool]:
         """The project's one detached sync at a time (`SqlIndex.detached_turn`)."""

@@ -36,7 +36,7 @@ import numpy as np
 
 from scistack._atomic import temporary_sibling
 from scistack.errors import (DatabaseLockedError, IndexDamagedError, IndexSchemaError, InvalidNameError, QueryError,
-                             ReadOnlyProjectError, storage_full)
+                             ReadOnlyProjectError, ScistackError, storage_full)
 from scistack.gcpause import paused
 from scistack.index import simple_puts
 from scistack.index.journal import Journal, size_now
@@ -172,6 +172,7 @@ class SqlIndex:
         self._inlined: dict[str, Any] | None = None  # see _apply_journal
         self._retry_unreadable = False  # once a sync: its first slice tries UNREADABLE rows again
         self._open_at_fork = False  # a forked child whose parent had a connection open (`_after_fork`)
+        self._value_types: dict[str, tuple[int, frozenset]] = {}  # var -> (journal size, types): `value_types`
         _SQL_INDEXES.add(self)
 
     def _after_fork(self) -> None:
@@ -826,6 +827,37 @@ class SqlIndex:
         if not pc.all(table["plain"]).as_py():  # (before any row is dropped: a NULL key too)
             return None
         return _last_of_each(table.select([c for c in table.column_names if c != "plain"]), keys)
+
+    def value_types(self, var: str) -> frozenset | None:
+        """The inline types (`scistack.vals.sqltype`) of every live record of `var`: what its
+        views type the value column by (`views.value_type`), as `scistack.shapes` keeps them,
+        so that `where=` types it alike without reading a value (it had read every value of
+        the variable: 1M objects for two records chosen). DuckDB is synced first, as for a
+        query: the cost is what changed since the last sync, not the variable; an answer is
+        kept until the journal grows. None when DuckDB cannot say: a forked child that may not
+        use it, a read-only project's file behind the journal, the file held by a writer
+        elsewhere beyond `_SAY_AFTER`, a damaged file (a load never fails for DuckDB: the
+        caller reads the values then)."""
+        size = self.journal.size()
+        kept = self._value_types.get(var)
+        if kept is not None and kept[0] == size:
+            return kept[1]
+        if self._open_at_fork:
+            return None
+        try:
+            if self.read_only:
+                if not self.path.exists() or not self._known_in_step(size):
+                    return None  # (no one can sync it here)
+            else:
+                # (a save elsewhere after it is concurrent with this load, as the fold's is)
+                self.sync(timeout=_SAY_AFTER)
+            with self.connect(read_only=True, timeout=_SAY_AFTER) as con:
+                found = frozenset(t for (t,) in con.execute(
+                    "SELECT DISTINCT sqltype FROM scistack.shapes WHERE var = ?", [var]).fetchall())
+        except (ScistackError, duckdb.Error, OSError):
+            return None
+        self._value_types[var] = (size, found)
+        return found
 
     def query(self, sql: str, params: list | None = None) -> pa.Table:
         """Run a read-only query, one statement, after bringing the index up to date. Several
