@@ -50,6 +50,10 @@ class RoOut(BaseVariable):
     pass
 
 
+class RoScore(BaseVariable):
+    pass
+
+
 PROJECT_READER = REFUSALS + textwrap.dedent('''
     import sys
     import numpy as np
@@ -58,12 +62,15 @@ PROJECT_READER = REFUSALS + textwrap.dedent('''
 
     class RoRaw(BaseVariable): pass
     class RoOut(BaseVariable): pass
+    class RoScore(BaseVariable): pass
 
     db = configure_database(sys.argv[1] + "/gait.duckdb")
     seen = {"read_only": db.read_only,
             "load": RoRaw.load(subject=2).data.tolist(),
             "out": RoOut.load(subject=2).data.tolist(),
             "load_all": len(RoRaw.load_all()),
+            "where": [r.metadata["subject"] for r in RoScore.load_all(subject=[2], where="value < '10'")],
+            "asked_duckdb": db.index.value_types("RoScore") is not None,
             "sql": db.sql("SELECT count(*) AS n FROM RoRaw")["n"][0].item(),
             "status": status_grid(db, ["RoOut"]).cell("RoOut", {"subject": 2}).status,
             "refused": refusals(lambda: RoRaw.save(np.arange(9.0), subject=9),
@@ -130,6 +137,8 @@ def test_a_read_only_project_is_read_and_every_write_refused(project, tmp_path, 
     for subject in (1, 2):
         RoRaw.save(np.arange(3.0) + subject, subject=subject)
     for_each(fns.bandpass, inputs={"signal": RoRaw, "low_hz": 2.0}, outputs=[RoOut], subject=[1, 2], progress=False)
+    RoScore.save("a", subject=1)
+    RoScore.save(2, subject=2)
     project.sync()
     project.close()
     if fold == "missing":  # the local index is caught up from the journal in memory
@@ -142,6 +151,8 @@ def test_a_read_only_project_is_read_and_every_write_refused(project, tmp_path, 
     assert "read-only file system" in seen["read_only"]
     assert seen["load"] == [2.0, 3.0, 4.0] and seen["out"] == [4.0, 6.0, 8.0]
     assert seen["load_all"] == 2 and seen["sql"] == 2 and seen["status"] == "done"
+    # text, as the view ("a" beside 2: '2' sorts after '10'), typed by the file (in step) as it is
+    assert seen["where"] == [] and seen["asked_duckdb"]
     assert all(r is not None and "can be read but not written" in r for r in seen["refused"]), seen["refused"]
 
 
