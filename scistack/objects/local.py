@@ -44,7 +44,7 @@ from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFo
 from scistack.objects._proc import pid_alive
 from scistack.objects.canonical_json import REF_MARK
 from scistack.objects.gate import PRUNE_FLOOR, WritersGate
-from scistack.objects.hashing import KINDS, Buffer, object_header, payload_length
+from scistack.objects.hashing import KINDS, Buffer, hash_bytes, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
 from scistack.objects import pagecache, shuffle
 from scistack.objects.pack import MergeStats, PackSet, fsync_dir, write_pack
@@ -467,7 +467,7 @@ class LocalObjectStore(ObjectStore):
         joined = "".join(oids)
         valid = all(len(oid) == 64 for oid in oids) and joined == joined.lower() and _is_hex(joined)
         headers: dict[bytes, tuple[str, int, int]] = {}  # objects of one kind and size share a header
-        append, hasher, get_header = found.append, blake3.blake3, headers.get
+        append, hasher, get_header = found.append, hash_bytes, headers.get
         for oid, data in zip(oids, self.packs.peek_many(oids)):
             try:
                 # a header seen before is good (a zstd frame's magic is never one): most objects
@@ -486,7 +486,7 @@ class LocalObjectStore(ObjectStore):
                 if len(data) != size:
                     raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says "
                                                   f"{size - start}")
-                actual = hasher(data).digest().hex()
+                actual = hasher(data)
                 if actual != oid:
                     raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
                 append(StoredObject(kind, data[start:]))
@@ -559,7 +559,7 @@ class LocalObjectStore(ObjectStore):
         kind, length, start = _parse_header(oid, data[:40])
         if len(data) - start != length:
             raise CorruptObjectError(oid, f"it holds {len(data) - start} payload bytes, its header says {length}")
-        actual = blake3.blake3(data).digest().hex()  # header and payload as they lie: one call (see hash_bytes)
+        actual = hash_bytes(data)  # header and payload as they lie: one call
         if actual != oid:
             raise CorruptObjectError(oid, f"its content hashes to {actual}", actual=actual)
         # (a small payload sliced and copied twice: a memoryview and its slice cost more than
