@@ -5,6 +5,7 @@ results themselves are the same (tests/test_point_reads.py: never stale)."""
 from __future__ import annotations
 
 import inspect
+import os
 import sqlite3
 import sys
 
@@ -153,3 +154,46 @@ def test_a_cache_hit_makes_no_bound_arguments_and_quotes_its_key_once(project, m
     assert (result.data, result.cached) == (18.0, True)
     assert made == [] and quoted == []
     assert scaled(HitForce.load(subject=4, session="pre"), 3.0).cached is False  # a miss still runs
+
+
+_CODE_SETS = r'''
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[3]]
+from scistack.codeid import _codesets, files
+from scistack.codeid.identity import function_identity
+files.install()
+assert _codesets.STATE[0] == 1
+import mod
+first = function_identity(mod.f)
+reads = []
+sys.addaudithook(lambda event, args: reads.append(args[1:2]) if event == "object.__getattr__" else None)
+assert function_identity(mod.f) is first
+assert reads == [], reads  # the guards read no code or defaults: no set was seen since
+if sys.argv[2] == "code":
+    mod.f.__code__ = mod.g.__code__
+elif sys.argv[2] == "defaults":
+    mod.f.__defaults__ = (5,)
+else:
+    del mod.f.__kwdefaults__
+assert _codesets.STATE[0] == 2
+assert function_identity(mod.f).digest != first.digest
+assert reads, "the guards read them again"
+print("ok")
+'''
+
+
+@pytest.mark.parametrize("what", ["code", "defaults", "kwdefaults"])
+def test_a_hits_guards_skip_reading_code_only_while_no_set_was_seen(tmp_path, what):
+    # reading a function's __code__ or __defaults__ raises an audit event, which scistack's own
+    # hook pays in Python on every hit; once the hook is in, every set of them raises one it
+    # sees (`_codesets`), so the guards read them only after a set (an autoreload's edit)
+    import subprocess
+
+    import scistack
+
+    (tmp_path / "mod.py").write_text("def f(x, y=2, *, z=3):\n    return x + y + z\n\n"
+                                     "def g(x, y=2, *, z=3):\n    return x - y - z\n")
+    out = subprocess.run([sys.executable, "-c", _CODE_SETS, str(tmp_path), what,
+                          os.path.dirname(os.path.dirname(scistack.__file__))], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

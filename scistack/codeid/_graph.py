@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
+from scistack.codeid import _codesets
 from scistack.codeid._ast_normalise import ANY, ImportSpec
 from scistack.codeid._data import EnvironmentVariable, is_state, pure_python
 from scistack.codeid._options import process_options
@@ -78,6 +79,9 @@ class Guards:
     # (reader, value) of the process-wide options the identity keys (`_options`): numpy's
     # error modes, decimal's context
     options: tuple[tuple[Any, object], ...] = ()
+    # the codes and defaults were read with `codeid.files`' audit hook in and no function's
+    # code or defaults set since (`_codesets`): while none is, they need no reading again
+    watched: bool = field(default=False, compare=False)
 
     def valid(self) -> bool:
         """True while every namespace slot, ``__code__`` and closure cell holds the same object."""
@@ -85,15 +89,16 @@ class Guards:
         for namespace, name, value in self.slots:
             if namespace.get(name, MISSING) is not value:
                 return False
-        for fn, code in self.codes:
-            if fn.__code__ is not code:
-                return False
         for cell, value in self.cells:
             if cell_value(cell) is not value:
                 return False
-        for fn, positional, keywords in self.defaults:
-            if fn.__defaults__ is not positional or fn.__kwdefaults__ is not keywords:
-                return False
+        if not (self.watched and _codesets.STATE[0] == 1):  # (each read here is an audit event)
+            for fn, code in self.codes:
+                if fn.__code__ is not code:
+                    return False
+            for fn, positional, keywords in self.defaults:
+                if fn.__defaults__ is not positional or fn.__kwdefaults__ is not keywords:
+                    return False
         for read, value in self.options:
             if read() != value:
                 return False
@@ -196,6 +201,7 @@ class Walk:
     """One identity computation over the graph reachable from a root function or class."""
 
     def __init__(self) -> None:
+        self.watched = _codesets.unseen_sets_impossible()  # (before any code is read)
         self.nodes: dict[int, Node] = {}
         self.stack: list[Node] = []
         self.slots: list[tuple[dict, str, object]] = []
@@ -222,6 +228,7 @@ class Walk:
             tuple(defaults.values()),
             tuple(self.modules),
             tuple(self.options),
+            self.watched,
         )
 
     def reads(self) -> tuple[tuple[str, object], ...]:

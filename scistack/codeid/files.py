@@ -192,6 +192,8 @@ from typing import Any
 
 import blake3
 
+from scistack.codeid import _codesets
+from scistack.codeid._codesets import note_set as note_code_set
 from scistack.codeid._packages import _is_library_path, _is_library_place
 from scistack.codeid.globs import glob_looks
 from scistack.objects.forks import hold_across_fork
@@ -205,7 +207,8 @@ _WRITES = {"os.rename": (0, 1), "os.remove": (0,), "os.rmdir": (0,), "os.mkdir":
            "os.symlink": (1,)}
 # globs test some names with is_dir/exists/lexists, which raise no event (`codeid.globs`)
 _GLOBS = frozenset({"pathlib.Path.glob", "pathlib.Path.rglob", "glob.glob/2"})
-_EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS | {"import", "os.chdir"}
+_CODE_SETS = _codesets.EVENTS
+_EVENTS = _LOOKS | frozenset(_WRITES) | _GLOBS | {"import", "os.chdir"} | _codesets.EVENTS
 # the modules whose ``open`` of a ``.py``/``.pyc`` is an import (``SourceLoader.get_data``; the
 # frozen module is renamed once ``importlib`` is imported)
 _IMPORT_SYSTEM = frozenset({"importlib._bootstrap_external", "_frozen_importlib_external"})
@@ -415,6 +418,9 @@ def _hook(event: str, args: tuple) -> None:
     """The audit hook: cheap when nothing records (a set lookup and one attribute read; an
     ``open`` of a data file also walks the stack, for the memos it may fill)."""
     if event not in _EVENTS:
+        return
+    if event in _CODE_SETS:  # a function's code or defaults set (`_codesets`)
+        note_code_set(args)
         return
     if event == "import":  # an extension module's binary loaded (its path: the event's 2nd
         if len(args) > 1 and isinstance(args[1], str) and not _is_library_path(args[1]):
@@ -826,6 +832,7 @@ def _install() -> None:
             _same_support(os.stat, os.lstat, os.access, os.readlink, os.open)
             try:
                 sys.addaudithook(_hook)
+                _codesets.watching()
             except RuntimeError as exc:  # another audit hook refused ours: say so, once
                 warnings.warn(
                     f"scistack cannot see the files lineage functions read ({exc}); a changed "
