@@ -547,7 +547,8 @@ class Index:
 
     def cached_call(self, key: str) -> dict[str, Any] | None:
         """The call-cache entry under `key` (`call` oid, `outs` oids, `multi`), if any."""
-        self.refresh()
+        if not self._snapshot:  # (`refresh`, one call fewer: a cache hit asks every time)
+            self._catch_up()
         if self._pending:
             held = self._overlay.calls.get(key)
             if held is not None:

@@ -724,7 +724,8 @@ class Fold:
         `_HOLD_S` by a thread, so an idle process never holds back SQLite's checkpoints (an
         old snapshot would let the WAL grow)."""
         with self._lock:
-            self._reader()  # the file is there, checked, and this process's own
+            if self._con is None or self._pid != _forks[0]:  # (`_reader`'s own test, first)
+                self._reader()  # the file is there, checked, and this process's own
             con = self._point
             if con is None:
                 con = self._point = self._connect()
@@ -1847,11 +1848,13 @@ def _oid_list(text: str) -> list[str]:
 def _call_entry(key: str, row: tuple) -> dict[str, Any]:
     """A call-cache entry in its journal shape (what `Index.cached_call` has always returned)."""
     call, fn, outs, multi, t, origins = row
-    entry = {"op": "call", "key": key, "call": oid_out(call), "fn": oid_out(fn), "outs": _oid_list(outs), "t": t}
+    # (`oid_out` written out: a cache hit reads one entry, and each call was ~0.3k instructions)
+    entry = {"op": "call", "key": key, "call": call.hex() if type(call) is bytes else call,
+             "fn": fn.hex() if type(fn) is bytes else fn, "outs": _oid_list(outs), "t": t}
     if multi:
         entry["multi"] = True
     if origins is not None:
-        entry["origins"] = oid_out(origins)
+        entry["origins"] = origins.hex() if type(origins) is bytes else origins
     return entry
 
 

@@ -51,11 +51,22 @@ class _MemoryCache:
 
 
 class _DatabaseCache:
+    """The current database's store and call cache: made at every lineage call (holding the
+    database from it would keep a closed one alive), so it takes no more than a hit uses."""
+
+    __slots__ = ("db", "store")
+
     def __init__(self, db: Database) -> None:
         self.store = db.store
         self.db = db
-        self.root = db.root  # (call records name a script inside it relative to it)
-        self.project = db.records_project  # (and the project that made them beside it)
+
+    @property
+    def root(self) -> Any:
+        return self.db.root  # (call records name a script inside it relative to it)
+
+    @property
+    def project(self) -> Any:
+        return self.db.records_project  # (and the project that made them beside it)
 
     def lookup(self, key: str) -> dict[str, Any] | None:
         return self.db.index.cached_call(key)
