@@ -197,3 +197,37 @@ def test_a_hits_guards_skip_reading_code_only_while_no_set_was_seen(tmp_path, wh
                           os.path.dirname(os.path.dirname(scistack.__file__))], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_hash_bytes_reuses_reset_hashers_and_agrees_with_blake3_in_threads():
+    # a cache hit makes three small digests; each took a new blake3 hasher (~1k of its ~7.5k
+    # instructions): they are reset and kept, one per thread hashing at once
+    import random
+    import threading
+
+    import blake3
+
+    from scistack.objects import hashing
+
+    hashing.hash_bytes(b"x")
+    kept = list(hashing._HASHERS)
+    assert kept and hashing.hash_bytes(b"y") == blake3.blake3(b"y").hexdigest()
+    assert hashing._HASHERS == kept  # the same hasher, back in the list
+    wrong: list[bytes] = []
+
+    def work(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(300):
+            data = rng.randbytes(rng.randrange(0, 3000))
+            if hashing.hash_bytes(data) != blake3.blake3(data).hexdigest():
+                wrong.append(data)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert wrong == []
+    with pytest.raises(TypeError):
+        hashing.hash_bytes("text")  # type: ignore[arg-type]
+    assert hashing.hash_bytes(b"z") == blake3.blake3(b"z").hexdigest()  # (no hasher left half-fed)
