@@ -215,7 +215,7 @@ class BaseVariable:
 
     def __scistack_input__(self) -> tuple:
         """(value, oid, variable name, metadata, call, params): how lineage sees a loaded input."""
-        r = self.record
+        r = self._record if self._held is None else self.record  # (`record`: a hit asks each time)
         if r is None and self.data is None:
             raise EmptyVariableError(
                 f"{self.name}() has no data: it was neither saved nor loaded, so it cannot be an input. "
@@ -228,7 +228,7 @@ class BaseVariable:
             # (in key order, not the schema's: a record sorts it, and a hit's input spent
             # ~1.5 us of its ~50 ordering it)
             known = self._input_meta = (r, r.addr if r.vkeys_key == "{}" else {**r.addr, **r.vkeys})
-        return self.data, r.oid, self.name, known[1], r.call, r.params
+        return self.data, r.oid, type(self).__name__, known[1], r.call, r.params  # (`name`)
 
     def __repr__(self) -> str:
         if self.record is None:

@@ -592,9 +592,11 @@ def origins_digest(inputs: dict[str, BoundInput]) -> str:
     took 3.4); a value JSON has no type for is written with its type's name, and an int
     orjson cannot write (beyond 64 bits) makes it the `repr` of the origins."""
     ordered = sorted(inputs.items())
+    trees = []
+    for name, b in ordered:  # (a loop: a comprehension makes a function each call)
+        trees.append((name, _origin_tree(b.record)))
     try:
-        text = orjson.dumps([(name, _origin_tree(b.record)) for name, b in ordered],
-                            default=_typed, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+        text = orjson.dumps(trees, default=_typed, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     except orjson.JSONEncodeError:
         text = repr([(name, input_origin(b.record)) for name, b in ordered]).encode()
     return hash_bytes(text)
