@@ -7,6 +7,7 @@ large array is hashed in place, never concatenated into a copy.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 
 import blake3
@@ -48,8 +49,9 @@ def hash_bytes(data: Buffer) -> str:
     builds its string a character at a time (~3k instructions a call, against ~0.3k), and a
     cache hit makes three (its call key, its origins digest, its output's check). The hasher
     is one of `_HASHERS`, `reset` after use, not a new one: making one was ~1k of each
-    digest's ~7.5k instructions. A thread takes one out of the list while it hashes (`pop`
-    and `append` are atomic), so no two threads share one; one that raised is not put back."""
+    digest's ~7.5k instructions. A thread takes one out while it hashes (a deque's `pop` and
+    `append` are atomic; a list's resized its array at each), so no two threads share one;
+    one that raised is not put back."""
     try:
         hasher = _HASHERS.pop()
     except IndexError:
@@ -61,4 +63,4 @@ def hash_bytes(data: Buffer) -> str:
     return digest.hex()
 
 
-_HASHERS: list[blake3.blake3] = []  # reset hashers, free for `hash_bytes` (see it)
+_HASHERS: deque[blake3.blake3] = deque()  # reset hashers, free for `hash_bytes` (see it)
