@@ -53,8 +53,11 @@ cc:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends python3-dev >/dev/null; }
 
+# On every core (pytest-xdist; TEST_WORKERS=0 runs serially): a file's tests on one worker (its
+# module-scoped fixtures set up once), and tests/conftest.py starts the slow files first.
+TEST_WORKERS ?= auto
 test: install octave chromium lab-services cc
-	$(PY) -m pytest -q -p no:cacheprovider --durations=25
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 bench: install lab-services
 	$(PY) bench/run_all.py

@@ -12,6 +12,26 @@ import scistack.database as database_module
 
 SCHEMA = ["subject", "session"]
 
+# Under pytest-xdist (`make test`: `-n auto --dist loadfile --no-loadscope-reorder`) a file's
+# tests run on one worker (a module-scoped fixture is set up once), the files in the order the
+# workers collected them: these, whose tests take longest, are moved to the front so that none
+# of them is the run's tail. The Octave suite's fixture runs the whole MATLAB suite (~110 s)
+# before its first test.
+START_FIRST = ("tests/matlab/test_octave.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On an xdist worker, the files of START_FIRST first (every worker computes the same order
+    from the same collection). A serial run is left as collected."""
+    if not hasattr(config, "workerinput"):
+        return
+
+    def first(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return START_FIRST.index(path) if path in START_FIRST else len(START_FIRST)
+
+    items.sort(key=first)  # (stable: the rest keep their order)
+
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
