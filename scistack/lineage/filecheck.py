@@ -113,15 +113,22 @@ def settled_files(files: Iterable[FileRead], written: Iterable[str],
     return tuple(settled_listing(f, written, now).bare() for f in files)
 
 
-def locates_project(f: FileRead, root: Any) -> bool:
+def locates_project(f: FileRead, root: Any, source: str | None = None) -> bool:
     """Whether `f` is a link whose target the code read (a resolve's, `codeid.files`) that
-    names the project's folder `root` or a folder above it: where this checkout is (a linked
-    home folder: `Path(__file__).resolve()`), not what the call read. Two lab machines whose
+    names the project's folder `root` or a folder above it, and lies on the path by which the
+    call's code was found (`source`, its file as imported: `home/proj/step.py`): where this
+    checkout is (a linked home folder: `Path(__file__).resolve()`),
+    not what the call read. A link elsewhere naming the project or a folder above it (`p/lab`
+    naming the lab's folder, `B/current` naming one copy of the project) stays an input: the
+    call reads through it, and re-pointing it had been served the old result. Two lab machines whose
     home links name other disks had each run such a call again, a new version of the same
     value each time (the link's target as text is machine's own); the files read through it
     are inputs on their own, by their path in the project (`project_path`)."""
     if f.kind != "link" or root is None:
         return False
+    link = os.path.abspath(f.path).rstrip(os.sep) + os.sep
+    if source is None or not os.path.abspath(source).startswith(link):
+        return False  # (a link elsewhere naming the project or above: what the call reads through it)
     target, top = os.path.realpath(f.path), os.path.realpath(os.fspath(root))
     return top == target or top.startswith(target.rstrip(os.sep) + os.sep)
 

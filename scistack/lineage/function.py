@@ -293,7 +293,8 @@ class LineageFunction:
         store_constants(store, inputs)
         inputs = bring_inputs(store, inputs)
         function, source_file, watched = self._function_info(store, identity, root, project)
-        files = [f for f in files if not locates_project(f, root)]  # (where this checkout is)
+        source = _source_file(self.fn)
+        files = [f for f in files if not locates_project(f, root, source)]  # (where this checkout is)
         read = files_value(files, root)
         if function.project is None and project is not None and (
                 any("project_path" in f for f in read.get("files", ()))

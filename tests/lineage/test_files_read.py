@@ -2481,3 +2481,66 @@ def test_status_asked_from_the_project_folder_judges_a_name_relative_to_where_th
     assert why(FrOut, subject=1, session="a").status == "stale"
     monkeypatch.chdir(tmp_path / "scripts")
     assert _run(steps) == (["ran", "ran"], [30.0, 60.0])
+
+
+REPOINTED_RUN = '''
+import json, os, sys
+project = sys.argv[1]
+os.chdir(project); sys.path.insert(0, project)
+from scistack import BaseVariable, configure_database, for_each, why
+db = configure_database(project + "/gait.duckdb", ["subject"])
+class RpX(BaseVariable): pass
+class RpY(BaseVariable): pass
+if "seed" in sys.argv: RpX.save(1.0, subject=1)
+said = "-" if "seed" in sys.argv else why(RpY, subject=1).status
+from projfns import total
+done = for_each(total, inputs={"x": RpX}, outputs=[RpY], subject=[1], progress=False, verbose=False)
+print(said, done.ran, done.cached, RpY.load(subject=1).data)
+db.close()
+'''
+
+
+@pytest.mark.parametrize("where", ["inside_naming_above", "outside_naming_the_project"])
+def test_a_link_naming_the_project_or_above_that_the_code_is_not_found_by_stays_an_input(
+        tmp_path, python_env, where):
+    """27a8f6e dropped every link a resolve read that names the project's folder or a folder
+    above it, meant for a linked home folder the code is found by. But `p/lab -> the lab's
+    folder` (a shared atlas read through it), or `B/current -> one copy of the project`, are
+    what the call reads through: re-pointed to another lab or copy, the call was served the old
+    result and `why` said current. Only a link on the path the code was found by is dropped."""
+    import shutil
+    import subprocess
+
+    lab = tmp_path / "lab"
+    project = lab / "projects" / "p"
+    project.mkdir(parents=True)
+    for top, numbers in (("lab", "1,2"), ("lab2", "100,200")):
+        (tmp_path / top / "shared").mkdir(parents=True, exist_ok=True)
+        (tmp_path / top / "shared" / "atlas.csv").write_text(numbers)
+    if where == "inside_naming_above":  # p/lab -> the lab's folder, above the project
+        link, first, second = project / "lab", lab, tmp_path / "lab2"
+        read = 'Path(__file__).parent.joinpath("lab").resolve() / "shared" / "atlas.csv"'
+    else:  # current -> a copy of the project, outside it
+        copy = tmp_path / "copy"
+        shutil.copytree(project, copy)
+        (project / "data.csv").write_text("1,2")
+        (copy / "data.csv").write_text("100,200")
+        link, first, second = tmp_path / "current", project, copy
+        read = f'Path({str(tmp_path / "current")!r}).resolve() / "data.csv"'
+    link.symlink_to(first)
+    (project / "projfns.py").write_text(
+        "from pathlib import Path\n\ndef total(x):\n"
+        f"    return sum(float(v) for v in ({read}).read_text().split(',')) + x\n")
+    (project / "run.py").write_text(REPOINTED_RUN)
+
+    def run(*args: str) -> list[str]:
+        done = subprocess.run([sys.executable, str(project / "run.py"), str(project), *args],
+                              env=python_env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert run("seed") == ["-", "1", "0", "4.0"]
+    assert run() == ["current", "0", "1", "4.0"]
+    link.unlink()
+    link.symlink_to(second)
+    assert run() == ["stale", "1", "0", "301.0"]  # (it was ["current", "0", "1", "4.0"])
