@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -1514,3 +1515,48 @@ def test_an_entry_another_machine_recorded_for_the_same_outputs_is_exported_nami
         assert {ExFiltered.load(subject=s, session=t).version for s in (1, 2) for t in ("pre", "post")} == {1}
     finally:
         other.close()
+
+
+class MarkedX(BaseVariable):
+    pass
+
+
+def test_a_second_export_into_one_empty_folder_at_once_refuses_and_leaves_the_first_alone(
+        project, tmp_path, monkeypatch):
+    """Two exports into one empty folder: the mark that says an export is writing there was
+    written over (write_atomic), so the second went ahead beside the first, and its failure
+    emptied the folder of the first's finished bundle. The mark is made in one step with the
+    check that none is there (O_EXCL): the second refuses, touching nothing."""
+    from scistack import export as export_module
+    from scistack.export import bundle
+
+    MarkedX.save(1.0, subject=1, session="pre")
+    target = tmp_path / "out"
+    target.mkdir()
+    closure = export_module.closure.closure
+
+    def first_starts_meanwhile(*args, **kwargs):  # (between the second's check and its mark)
+        (target / bundle.UNFINISHED).write_text("1 the-first-exports-mark\n")  # (pid 1: alive)
+        (target / "first.txt").write_text("the first export's file")
+        return closure(*args, **kwargs)
+
+    monkeypatch.setattr(export_module.closure, "closure", first_starts_meanwhile)
+    with pytest.raises(ExportError, match="another export is writing into"):
+        project.export(MarkedX, to=target, subject=1, session="pre")
+    assert (target / "first.txt").read_text() == "the first export's file"
+    assert (target / bundle.UNFINISHED).read_text() == "1 the-first-exports-mark\n"
+
+
+def test_a_mark_naming_this_process_pid_that_none_of_its_exports_made_is_left_over(project, tmp_path):
+    # (pids repeat after a restart, as in a container: the folder had stayed blocked for good,
+    # "not an empty folder", the mark a hidden file)
+    from scistack.export import bundle
+
+    MarkedX.save(1.0, subject=1, session="pre")
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / bundle.UNFINISHED).write_text(f"{os.getpid()} an-export-before-the-restart\n")
+    (target / "half.json").write_text("{}")
+    project.export(MarkedX, to=target, subject=1, session="pre")
+    assert not (target / bundle.UNFINISHED).exists() and not (target / "half.json").exists()
+    assert (target / "scistack-bundle.json").exists()

@@ -24,7 +24,6 @@ from scistack.database import Database, loaded_record, register_bundle_verbs
 from scistack.errors import ExportError, NoOpenFileWarning, storage_full
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
-from scistack._atomic import write_atomic
 from scistack.objects._proc import pid_alive
 
 __all__ = ["ExportReport", "ImportReport", "export", "import_bundle"]
@@ -60,6 +59,10 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     if _unfinished_by_the_dead(target):  # an export killed while writing here: cleared
         _clear(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        if _mark(target):  # (a hidden file: the folder looks empty)
+            raise ExportError(f"another export is writing into {target} (its mark {bundle.UNFINISHED} is "
+                              "there); wait for it to finish, or export into another folder (nothing was "
+                              "written)")
         raise ExportError(f"{target} is not an empty folder; export into a new or empty folder "
                           "(nothing was written)")
     if all_current is not None:
@@ -79,7 +82,7 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     # in an empty folder given, marked unfinished until whole (`_work_folder`): a process killed
     # mid-way had left a half bundle in `to` (its manifest, no RO-Crate) that an import took
     # for whole, and that refused the export run again ("not an empty folder")
-    work = _work_folder(target)
+    work, token = _work_folder(target)
     try:
         manifest = bundle.write_bundle(db, found, work)
         if raw_files:
@@ -95,13 +98,15 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     except BaseException as exc:
         if work != target:
             shutil.rmtree(work, ignore_errors=True)
-        else:
+        elif _ours(target):  # (another's mark: its bundle, not ours, is being written there)
             _clear(target)
         full = storage_full(exc, f"the export folder {target}", "Nothing was exported (no bundle was left "
                             "there); the project is untouched") if isinstance(exc, OSError) else None
         if full is not None and full is not exc:  # (it had been a raw OSError: [Errno 27] File too large)
             raise full from exc
         raise
+    finally:
+        _OURS.discard(token)
     unwritten = [f"{f['var']} at {readme.where(f, list(db.schema_keys))} (version {f['version']}): "
                  f"{f['no_open_file']}" for f in manifest["files"] if f.get("no_open_file")]
     if unwritten:  # (a value no open file holds had been skipped silently, though selected)
@@ -118,15 +123,24 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
 _WORK = ".{name}.export-{pid}-"  # the folder an export writes in, beside its target
 
 
-def _work_folder(target: Path) -> Path:
+def _work_folder(target: Path) -> tuple[Path, str | None]:
     """Where to write the bundle: a new folder beside `target`, renamed onto it once whole
     (after removing those an export killed before left there, their process gone). An empty
     folder given is written in place (a folder renamed over it would leave a shell or a file
     manager open in it in a deleted folder; it may be a mount point or a symbolic link), marked
     `UNFINISHED` with this process's pid until it is whole."""
     if target.exists():
-        write_atomic(target / bundle.UNFINISHED, f"{os.getpid()}\n".encode())
-        return target
+        token = f"{os.getpid()} {uuid.uuid4().hex}"
+        try:  # (one step with the check that it is free: O_EXCL; an overwrite had let a second
+            fd = os.open(target / bundle.UNFINISHED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # export at once clear the first's finished bundle)
+            raise ExportError(f"another export is writing into {target} (its mark {bundle.UNFINISHED} is "
+                              "there); wait for it to finish, or export into another folder "
+                              "(nothing was written)") from None
+        with open(fd, "w") as out:
+            out.write(token + "\n")
+        _OURS.add(token)
+        return target, token
     parent = target.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
     prefix = _WORK.format(name=target.name, pid="")[:-1]
@@ -138,7 +152,7 @@ def _work_folder(target: Path) -> Path:
         work = parent / (_WORK.format(name=target.name, pid=os.getpid()) + uuid.uuid4().hex[:8])
         try:
             work.mkdir(0o777)  # (the umask applies, as to `target.mkdir`)
-            return work
+            return work, None
         except FileExistsError:
             continue
 
@@ -146,8 +160,11 @@ def _work_folder(target: Path) -> Path:
 def _into_place(work: Path, target: Path) -> None:
     """Rename the written bundle onto `target` (absent: atomic), or mark it whole in place."""
     if work == target:
-        (target / bundle.UNFINISHED).unlink()
-        return
+        if _ours(target):
+            (target / bundle.UNFINISHED).unlink()
+            return
+        raise ExportError(f"the mark {bundle.UNFINISHED} in {target} was replaced by another process while "
+                          "exporting; export into a new or empty folder (its bundle is not this export's)")
     try:
         os.rename(work, target)
     except OSError as exc:  # made meanwhile by another process
@@ -155,13 +172,33 @@ def _into_place(work: Path, target: Path) -> None:
                           "new or empty folder (nothing was written)") from exc
 
 
-def _unfinished_by_the_dead(target: Path) -> bool:
-    """Whether `target` holds an export whose process is gone (killed while writing)."""
+_OURS: set[str] = set()  # the marks of this process's exports writing in place now
+
+
+def _mark(target: Path) -> str | None:
     try:
-        pid = int((target / bundle.UNFINISHED).read_text().split()[0])
-    except (OSError, ValueError, IndexError):
+        return (target / bundle.UNFINISHED).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _ours(target: Path) -> bool:
+    """Whether the mark in `target` is one of this process's running exports."""
+    return _mark(target) in _OURS
+
+
+def _unfinished_by_the_dead(target: Path) -> bool:
+    """Whether `target` holds an export whose process is gone (killed while writing): its pid
+    not alive, or this process's own pid on a mark none of its exports made (a pid used again
+    after a restart, as in a container: the folder had stayed blocked for good)."""
+    mark = _mark(target)
+    try:
+        pid = int(mark.split()[0]) if mark else None
+    except ValueError:
         return False
-    return not pid_alive(pid)
+    if pid is None:
+        return False
+    return not pid_alive(pid) or (pid == os.getpid() and mark not in _OURS)
 
 
 def _clear(target: Path) -> None:
