@@ -1560,3 +1560,12 @@ def test_a_mark_naming_this_process_pid_that_none_of_its_exports_made_is_left_ov
     project.export(MarkedX, to=target, subject=1, session="pre")
     assert not (target / bundle.UNFINISHED).exists() and not (target / "half.json").exists()
     assert (target / "scistack-bundle.json").exists()
+
+
+def test_an_export_to_a_link_to_no_folder_is_refused_before_writing(project, tmp_path):
+    # (the whole bundle was written beside it, then the rename failed: "made by another process")
+    MarkedX.save(1.0, subject=1, session="pre")
+    (tmp_path / "out").symlink_to(tmp_path / "gone")
+    with pytest.raises(ExportError, match=r"symbolic link to .*gone, which does not exist"):
+        project.export(MarkedX, to=tmp_path / "out", subject=1, session="pre")
+    assert sorted(p.name for p in tmp_path.iterdir() if ".export-" in p.name) == []

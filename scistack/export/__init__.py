@@ -56,6 +56,9 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     its lineage closure to the new or empty folder `to`; with `raw_files`, the raw files its
     calls read (`PathInput`) too, in `raw/`, so the pipeline can run again from them."""
     target = Path(to)
+    if target.is_symlink() and not target.exists():  # (the whole bundle had been written first)
+        raise ExportError(f"{target} is a symbolic link to {os.readlink(target)}, which does not exist; "
+                          "make that folder, or export into a new or empty folder (nothing was written)")
     if _unfinished_by_the_dead(target):  # an export killed while writing here: cleared
         _clear(target)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
