@@ -41,9 +41,7 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     addr, vkeys, params, unknown = {}, {}, {}, []
     vkey_names = param_names = None  # asked for only when a key is not a schema key
     for key, value in metadata.items():
-        value = query_value(value)
-        if isinstance(value, np.ndarray):
-            raise _array_error(key, value)
+        value = _asked(var, key, value)
         if key in db.schema_keys:
             addr[key] = _label(var, key, value)
             continue
@@ -52,9 +50,9 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
         if key in vkey_names:
             vkeys[key] = _label(var, key, value)
         elif key in param_names or any(p.rsplit(".", 1)[-1] == key for p in param_names):
-            params[key] = value
+            params[key] = _param_value(var, key, value)
         elif (named := _param_of_column(key, param_names)) is not None:
-            params[named] = value  # `bandpass_low_hz`, as the views and DataFrames name it
+            params[named] = _param_value(var, key, value)  # `bandpass_low_hz`, as the views name it
         else:
             unknown.append(key)
     if unknown:
@@ -79,11 +77,46 @@ def label_query(var: str, metadata: dict[str, Any]) -> dict[str, Any]:
     Series, a 2-D array): a NaN had matched nothing, or (in a list) been passed over."""
     query = {}
     for key, value in metadata.items():
-        value = query_value(value)
-        if isinstance(value, np.ndarray):
-            raise _array_error(key, value)
-        query[key] = _label(var, key, value)
+        query[key] = _label(var, key, _asked(var, key, value))
     return query
+
+
+def _asked(var: str, key: str, value: Any) -> Any:
+    """`query_value(value)`, refusing what no selection can mean: a 2-D array, and no value
+    at all (`subject=[]`, an empty array or range), which had matched nothing, so `load_all`
+    answered [] in silence. (`for_each` takes `[]` as every stored value of the key:
+    copied here it would have quietly loaded nothing, and "every" would make a
+    `delete(subject=[])` from a list that came out empty delete them all.)"""
+    value = query_value(value)
+    if isinstance(value, np.ndarray):
+        raise _array_error(key, value)
+    if isinstance(value, (list, range)) and len(value) == 0:
+        raise InvalidMetadataError(
+            f"{var}: {key}={shown(value)} names no value, so nothing could match; a list means any "
+            f"of its values ({key}=[1, 2]). To take every {key}, leave {key}= out ([] means every "
+            "stored value only in for_each's iteration)")
+    return value
+
+
+_PARAM_TYPES = (int, float, str, bool, type(None))
+
+
+def _param_value(var: str, key: str, value: Any) -> Any:
+    """`value` (a `query_value`) of a lineage parameter, refused unless one could match: only a
+    scalar constant of a call (an int, float, str, bool or None) is a lineage parameter, so a
+    dict or a nested list (`k={"lo": 20}`, `k=[[20, 450]]`) had matched nothing, an empty
+    answer in silence."""
+    for one in value if isinstance(value, list) else (value,):
+        if not isinstance(one, _PARAM_TYPES):
+            several = " (a list's elements are each a value: [[20, 450]] is not the list [20, 450])" \
+                if isinstance(value, list) else ""
+            raise InvalidMetadataError(
+                f"{var}: {key}={shown(value)} selects by a {type(one).__name__}{several}; a lineage "
+                f"parameter is a scalar constant a call was given (an int, float, str, bool or None), "
+                f"so only those select by it ({key}=20), and a list of them means any of them "
+                f"({key}=[10, 20]). A {type(one).__name__} constant is recorded in the lineage but is "
+                "not a parameter to select by: select its records by their address instead")
+    return value
 
 
 def _array_error(key: str, value: np.ndarray) -> InvalidMetadataError:
@@ -94,17 +127,22 @@ def _array_error(key: str, value: np.ndarray) -> InvalidMetadataError:
 def _label(var: str, key: str, value: Any) -> Any:
     """`value` (a `query_value`) of an address or version key, unless no save could have
     used it (a NaN, a Series, a nested list, an int beyond 64 bits): refused as `save` refuses
-    it, rather than said to match nothing or failing deep in the index. None passes (a version
-    key's `note=None`)."""
+    it, rather than said to match nothing or failing deep in the index. None passes: the
+    records saved without that key (a version key's `note=None`, an address key's
+    `session=None`, saved at a coarser level: `where="session IS NULL"`), as the index
+    matches it (`state.select_from`)."""
     for one in value if isinstance(value, list) else (value,):
         kind = type(one)  # (a point load's usual labels pass on two comparisons)
         if not ((kind is int and -_INT64 <= one < _INT64) or (kind is str and len(one) <= MAX_TEXT)):
             checked_label(one, f"{var}: {key}", none_ok=True,
-                          not_scalar="; to ask for several, give a flat list of them")
+                          not_scalar="; to ask for several, give a flat list of them",
+                          then=_NONE_HINT.format(key=key) if isinstance(one, float) and one != one else "")
     return value
 
 
 _INT64 = 2**63
+_NONE_HINT = ("; {key}=None selects the records saved without {key} (a missing cell of a frame, "
+              "where=\"{key} IS NULL\")")
 
 
 def _param_of_column(column: str, param_names: set[str]) -> str | None:

@@ -347,7 +347,8 @@ class BaseVariable:
         by_addr: dict[str, list[RefRecord]] = {}
         for record in records:
             by_addr.setdefault(record.addr_key, []).append(record)
-        asked = {k for k, v in metadata.items() if k in db.schema_keys and not _is_multi(v)}
+        asked = {k for k, v in metadata.items()  # (`session=None`: the address has no session)
+                 if k in db.schema_keys and not _is_multi(v) and v is not None}
         if len(by_addr) == 1 and set(records[0].addr) == asked:
             chosen = choose_variant(cls.__name__, records, schema_keys=db.schema_keys)
             return cls._from_record(db, chosen, lazy=lazy)

@@ -119,6 +119,68 @@ def test_a_version_key_of_none_names_the_variant_saved_without_it(project):
     assert [r.metadata.get("note") for r in VRaw.load_all(subject=1, session="pre")] == ["recal"]
 
 
+def test_an_address_key_of_none_selects_the_records_saved_without_it(project):
+    """`session=None` selects the records saved without a session, at a coarser level, as
+    `where="session IS NULL"` does, in load, load_all, list_versions, delete and undelete and a
+    `Fixed` pin (load_all had answered [] in silence, load and delete that nothing matched). A
+    NaN (a frame's missing cell) stays refused, its message naming session=None."""
+    for subject in (1, 2):
+        VPeak.save(float(subject), subject=subject, session="pre")
+    VPeak.save(9.0, subject=3)
+    VPeak.save(8.0, subject=3, session="post")
+    coarse = [9.0]
+    assert sorted(v.data for v in VPeak.load_all(where="session IS NULL")) == coarse
+    assert [v.data for v in VPeak.load_all(session=None)] == coarse
+    assert [v.data for v in VPeak.load(session=None)] == coarse  # a partial address: a list
+    assert VPeak.load(subject=3, session=None).data == 9.0  # the whole address: the value
+    with pytest.raises(InvalidMetadataError, match=r"session=nan is a float.*session=None selects the records"):
+        VPeak.load_all(session=float("nan"))
+    assert sorted(v.data for v in VPeak.load_all(session=[None, "pre"])) == [1.0, 2.0, 9.0]
+    assert VPeak.load_all(subject=1, session=None) == []
+    assert list(VPeak.load_all(session=None, as_df=True)["data"]) == coarse
+    assert [r.addr for r in VPeak.list_versions(session=None)] == [{"subject": 3}]
+    with pytest.raises(VariableNotFoundError, match="session=None"):
+        VPeak.load(subject=1, session=None)
+
+    def double(x):
+        return x * 2
+
+    report = scistack.for_each(double, {"x": scistack.Fixed(VPeak, session=None)}, [VRaw],
+                               subject=[3], session=["post"], progress=False)
+    assert not report.failures
+    assert VRaw.load(subject=3, session="post").data == 18.0
+    assert VPeak.delete(session=None) == 1
+    assert sorted(v.data for v in VPeak.load_all()) == [1.0, 2.0, 8.0]
+    assert VPeak.undelete(session=None) == 1
+    assert VPeak.load(subject=3, session=None).data == 9.0
+
+
+def test_a_selection_naming_no_value_or_no_label_is_refused(project):
+    """`subject=[]` (for_each's "every stored value", copied) and a dict or nested list for a
+    lineage parameter can match nothing: refused naming the way, where load_all had answered
+    [] in silence (and delete, undelete said only that nothing matched)."""
+    VPeak.save(1.0, subject=1, session="pre")
+
+    def shift(x, k):
+        return x + 1
+
+    for k in (20, {"lo": 20}):
+        scistack.for_each(shift, {"x": VPeak, "k": k}, [VRaw], subject=[1], session=["pre"], progress=False)
+    for empty in ([], (), np.array([]), range(0)):
+        for call in (VPeak.load_all, VPeak.load, VPeak.list_versions, VPeak.delete, VPeak.undelete):
+            with pytest.raises(InvalidMetadataError, match=r"names no value.*leave subject= out"):
+                call(subject=empty)
+        with pytest.raises(InvalidMetadataError, match="names no value"):
+            VRaw.load_all(k=empty)
+    for odd in ({"lo": 20}, [[20]], [20, {"lo": 20}]):
+        with pytest.raises(InvalidMetadataError, match=r"a lineage parameter is a scalar constant"):
+            VRaw.load_all(k=odd)
+    with pytest.raises(InvalidMetadataError, match="is a dict"):
+        VPeak.load_all(subject={"lo": 1})
+    assert [v.data for v in VRaw.load_all(k=[20, 30])] == [2.0]  # a list of scalars: any of them
+    assert VPeak.load(subject=1, session="pre").data == 1.0  # nothing deleted
+
+
 def test_schema_values_keep_their_type(project):
     VPeak.save(1.0, subject=1, session="s")
     # "1" beside 1 is refused (the views could not tell the two apart: tests/test_key_types.py)

@@ -214,7 +214,8 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
     records = index.select(var, where, vkeys, {})
     if not records:
         return _coarser(index, name, var, where, vkeys, bool(vkeys or index.vkey_names(var)), pinned)
-    exact = [r for r in records if set(r.addr) == set(where)]
+    here = {k for k, v in where.items() if v is not None}  # (a `Fixed` pin `session=None`: no session)
+    exact = [r for r in records if set(r.addr) == here]
     if exact:
         return _single(name, var, choose_variant(var, exact, schema_keys=db.schema_keys))
     records.sort(key=lambda r: r.addr_key)

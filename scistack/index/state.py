@@ -412,7 +412,10 @@ def select_from(
     params: dict[str, Any], *, all_versions: bool = False,
 ) -> list[RefRecord]:
     """Filter records grouped by address (each group oldest version first); unless
-    `all_versions`, keep the newest matching record per (address, version keys)."""
+    `all_versions`, keep the newest matching record per (address, version keys). A key an
+    address or version keys lack counts as None: `session=None` asks for the records saved
+    without a session (at a coarser level), as `where="session IS NULL"` does (no saved label
+    is None: save refuses it), and `note=None` for the variant saved without a note."""
     out: list[RefRecord] = []
     addr_f, vkeys_f, params_f = _compile(addr), _compile(vkeys), _compile(params)
     if addr_f:
@@ -426,7 +429,7 @@ def select_from(
                 out.extend(newest_per_variant(versions))
         return out
     for versions in groups:
-        if not versions or (addr_f and not _matches(versions[0].addr, addr_f)):
+        if not versions or (addr_f and not _matches(versions[0].addr, addr_f, absent=None)):
             continue
         seen: set[str] = set()
         for record in reversed(versions):
@@ -491,7 +494,7 @@ def matching_addresses(addr_keys: list[str], want: dict[str, Any]) -> list[tuple
         elif value == value:  # (a NaN meets NaN in `_matches` alone)
             pairs = [(key, addr) for key, addr in pairs if addr.get(name) == value]
     compiled = _compile(want)
-    return [(key, addr) for key, addr in pairs if _matches(addr, compiled)]
+    return [(key, addr) for key, addr in pairs if _matches(addr, compiled, absent=None)]
 
 
 def newest_per_variant(versions: list[RefRecord]) -> list[RefRecord]:
@@ -521,7 +524,8 @@ def _compile(want: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def _matches(have: dict[str, Any], want: dict[str, Any] | list[tuple[str, Any]], *, absent: Any = _NO) -> bool:
     """Whether `have` holds every wanted value. `absent`: the value a missing key counts as
-    (version keys: `note=None` asks for the variant saved without a note)."""
+    (None: `note=None` asks for the variant saved without a note, `session=None` for the
+    addresses without a session)."""
     for key, wanted in (_compile(want) if isinstance(want, dict) else want):
         if key not in have:
             if absent is _NO:
