@@ -149,6 +149,7 @@ def test_an_address_key_of_none_selects_the_records_saved_without_it(project):
                                subject=[3], session=["post"], progress=False)
     assert not report.failures
     assert VRaw.load(subject=3, session="post").data == 18.0
+    assert scistack.why(VRaw, subject=3, session="post").status == "current"  # (8.0 at post: not its input)
     assert VPeak.delete(session=None) == 1
     assert sorted(v.data for v in VPeak.load_all()) == [1.0, 2.0, 8.0]
     assert VPeak.undelete(session=None) == 1

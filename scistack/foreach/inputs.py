@@ -217,7 +217,10 @@ def _resolve_variable(db: Database, name: str, var: str, addr: dict[str, Any], a
     here = {k for k, v in where.items() if v is not None}  # (a `Fixed` pin `session=None`: no session)
     exact = [r for r in records if set(r.addr) == here]
     if exact:
-        return _single(name, var, choose_variant(var, exact, schema_keys=db.schema_keys))
+        found = _single(name, var, choose_variant(var, exact, schema_keys=db.schema_keys))
+        if len(here) < len(where):  # where the run looked, as `_coarser` records it: a value saved
+            _record_pins(found, pinned, where)  # at session="post" later serves no session=None pin
+        return found
     records.sort(key=lambda r: r.addr_key)
     if not vkeys:  # several variants at one lower address: ambiguous, as at the combination's own
         for _, group in itertools.groupby(records, key=lambda r: r.addr_key):  # (they had all been
@@ -237,11 +240,15 @@ def _coarser(index: Any, name: str, var: str, addr: dict[str, Any], vkeys: dict[
         exact = [r for r in records if set(r.addr) == set(coarse)]
         if exact:
             found = _single(name, var, choose_variant(var, exact))
-            pins = {k: v for k, v in (pinned or {}).items() if k in addr and not is_multi(v)}
-            if pins:
-                found.bound.record["pinned"] = pins
+            _record_pins(found, pinned, addr)
             return found
     return None
+
+
+def _record_pins(found: Resolved, pinned: dict[str, Any] | None, addr: dict[str, Any]) -> None:
+    pins = {k: v for k, v in (pinned or {}).items() if k in addr and not is_multi(v)}
+    if pins:
+        found.bound.record["pinned"] = pins
 
 
 def _single(name: str, var: str, r: RefRecord, addr: dict[str, Any] | None = None) -> Resolved:
