@@ -1569,3 +1569,42 @@ def test_an_export_to_a_link_to_no_folder_is_refused_before_writing(project, tmp
     with pytest.raises(ExportError, match=r"symbolic link to .*gone, which does not exist"):
         project.export(MarkedX, to=tmp_path / "out", subject=1, session="pre")
     assert sorted(p.name for p in tmp_path.iterdir() if ".export-" in p.name) == []
+
+
+def test_a_mark_whose_pid_now_runs_another_process_is_left_over(project, tmp_path, monkeypatch):
+    """A mark left by a killed export named its pid alone: once that pid was given to another
+    process (pids are used again, after a restart at once), the folder stayed blocked for good
+    ("another export is writing into"). The mark holds when its process started too
+    (`_proc.pid_started`): a pid that runs a process started at another time is left over."""
+    from scistack import export as export_module
+    from scistack.export import bundle
+    from scistack.objects._proc import pid_started
+
+    MarkedX.save(1.0, subject=1, session="pre")
+    target = tmp_path / "out"
+    target.mkdir()
+    other = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(300)"])  # (the pid's new owner)
+    try:
+        started = pid_started(other.pid)
+        assert started.isdigit(), "the start of a process is read from /proc (Linux)"
+        (target / bundle.UNFINISHED).write_text(f"{other.pid} an-export-writing-now {started}\n")
+        with pytest.raises(ExportError, match="another export is writing into"):  # (that very process)
+            project.export(MarkedX, to=target, subject=1, session="pre")
+        (target / bundle.UNFINISHED).write_text(f"{other.pid} an-export-killed-before {int(started) + 1}\n")
+        (target / "half.json").write_text("{}")
+        marks = []
+        write_bundle = export_module.bundle.write_bundle
+
+        def noting_the_mark(db, found, work):
+            marks.append((work / bundle.UNFINISHED).read_text())
+            return write_bundle(db, found, work)
+
+        monkeypatch.setattr(export_module.bundle, "write_bundle", noting_the_mark)
+        project.export(MarkedX, to=target, subject=1, session="pre")
+    finally:
+        other.kill()
+        other.wait()
+    assert not (target / bundle.UNFINISHED).exists() and not (target / "half.json").exists()
+    assert (target / "scistack-bundle.json").exists()
+    pid, _token, start = marks[0].split()  # (this export's own mark: its pid and its start)
+    assert (int(pid), start) == (os.getpid(), pid_started(os.getpid()))

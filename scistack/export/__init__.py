@@ -24,7 +24,7 @@ from scistack.database import Database, loaded_record, register_bundle_verbs
 from scistack.errors import ExportError, NoOpenFileWarning, storage_full
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
-from scistack.objects._proc import pid_alive
+from scistack.objects._proc import pid_alive, pid_started, process_gone
 
 __all__ = ["ExportReport", "ImportReport", "export", "import_bundle"]
 
@@ -133,7 +133,9 @@ def _work_folder(target: Path) -> tuple[Path, str | None]:
     manager open in it in a deleted folder; it may be a mount point or a symbolic link), marked
     `UNFINISHED` with this process's pid until it is whole."""
     if target.exists():
-        token = f"{os.getpid()} {uuid.uuid4().hex}"
+        # the pid and when that process started: a pid alone is used again by another process,
+        # which had kept a mark left by a killed export taken for a running one for good
+        token = f"{os.getpid()} {uuid.uuid4().hex} {pid_started(os.getpid())}".rstrip()
         try:  # (one step with the check that it is free: O_EXCL; an overwrite had let a second
             fd = os.open(target / bundle.UNFINISHED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:  # export at once clear the first's finished bundle)
@@ -192,16 +194,19 @@ def _ours(target: Path) -> bool:
 
 def _unfinished_by_the_dead(target: Path) -> bool:
     """Whether `target` holds an export whose process is gone (killed while writing): its pid
-    not alive, or this process's own pid on a mark none of its exports made (a pid used again
-    after a restart, as in a container: the folder had stayed blocked for good)."""
+    not alive, or alive but started at another time than the mark says (`process_gone`: the
+    pid given to another process since, after a restart at once, as in a container: the folder
+    had stayed blocked for good), or this process's own pid on a mark none of its exports made.
+    A mark of an older scistack (no start) is judged by its pid alone."""
     mark = _mark(target)
+    fields = (mark or "").split()
     try:
-        pid = int(mark.split()[0]) if mark else None
-    except ValueError:
+        pid = int(fields[0])
+    except (IndexError, ValueError):
         return False
-    if pid is None:
-        return False
-    return not pid_alive(pid) or (pid == os.getpid() and mark not in _OURS)
+    if pid == os.getpid():
+        return mark not in _OURS
+    return process_gone(pid, fields[2] if len(fields) > 2 else "")
 
 
 def _clear(target: Path) -> None:

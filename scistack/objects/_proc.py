@@ -29,3 +29,28 @@ def pid_alive(pid: int) -> bool:
     except (OSError, OverflowError, ValueError):  # another user's (PermissionError), or unknown
         return True
     return True
+
+
+def pid_started(pid: int) -> str:
+    """When process `pid` started, as the kernel counts it (Linux: /proc/<pid>/stat's field 22,
+    clock ticks since boot), as text to keep beside the pid in a file: a pid alone names no one
+    process for long (pids are used again, after a restart at once, as in a container), the
+    pair does. "" where that cannot be read (not Linux, no such process, a pid that is no pid)."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as stat:  # (the name may hold ")": cut at the last)
+            started = stat.read().rpartition(b")")[2].split()[19].decode("ascii")
+    except (OSError, ValueError, IndexError, OverflowError):
+        return ""
+    return started if started.isdigit() else ""
+
+
+def process_gone(pid: int, started: str) -> bool:
+    """Whether the process a file names by `pid` and `started` (`pid_started`'s, "" when it was
+    not known) no longer runs here: its pid does not run, or runs a process that started at
+    another time (another process given the pid since). False when that cannot be told."""
+    if not pid_alive(pid):
+        return True
+    if not started:
+        return False
+    now = pid_started(pid)
+    return bool(now) and now != started
