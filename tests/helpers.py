@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +205,48 @@ def require_tool(tool: str) -> str:
             pytest.fail(message + "; CI must run the MATLAB client tests")
         pytest.skip(message)
     return path
+
+
+@contextmanager
+def small_tmpfs(folder: Path, size: str = "6m") -> Iterator[Path]:
+    """A small disk that fills for real (`fill_disk`), or that a remount makes read-only for
+    root too (chmod does not stop root): a tmpfs mounted on `folder` (made), unmounted after.
+    Mounting needs root: skipped without it, a failure under CI (CI runs the suite as root)."""
+    import pytest
+
+    if os.geteuid() != 0:
+        reason = "mounting a small tmpfs needs root"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason}, and CI is set: run the suite as root")
+        pytest.skip(reason)
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        if subprocess.run(["umount", str(folder)], check=False).returncode:
+            subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill_disk(folder: Path) -> None:
+    """Write into `folder` until its disk refuses a byte more (ENOSPC)."""
+    import errno
+
+    with open(folder / "filler", "wb") as out:
+        try:
+            while True:
+                out.write(b"\0" * (1 << 16))
+                out.flush()
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+    try:  # (the last partial block too)
+        with open(folder / "filler-tail", "wb", buffering=0) as out:
+            while out.write(b"\0"):
+                pass
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
 
 
 def require_compiler() -> str:

@@ -8,6 +8,7 @@ fresh project where the same run is all cache hits.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -1608,3 +1609,55 @@ def test_a_mark_whose_pid_now_runs_another_process_is_left_over(project, tmp_pat
     assert (target / "scistack-bundle.json").exists()
     pid, _token, start = marks[0].split()  # (this export's own mark: its pid and its start)
     assert (int(pid), start) == (os.getpid(), pid_started(os.getpid()))
+
+
+def test_a_full_disk_while_marking_an_empty_folder_is_a_storage_full_error_and_leaves_nothing(
+        project, tmp_path):
+    # (the mark made, its text not written: a bare OSError, ENOSPC, and an empty mark left)
+    from scistack.errors import StorageFullError
+    from tests.helpers import fill_disk, small_tmpfs
+
+    MarkedX.save(1.0, subject=1, session="pre")
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        target = disk / "out"
+        target.mkdir()
+        fill_disk(disk)
+        with pytest.raises(StorageFullError, match=re.escape(f"the export folder {target} could not grow")
+                           + ".*Nothing was exported"):
+            project.export(MarkedX, to=target, subject=1, session="pre")
+        assert list(target.iterdir()) == []
+        for filler in disk.glob("filler*"):
+            filler.unlink()
+        assert project.export(MarkedX, to=target, subject=1, session="pre").selected == 1
+
+
+@pytest.mark.parametrize("how", ["chmod", "read-only mount"])
+def test_an_export_folder_that_cannot_be_written_is_a_scistack_error_naming_it(project, tmp_path, how):
+    """A parent folder that cannot be written (or an empty target in it) came out as a bare
+    PermissionError (OSError: Read-only file system on a read-only mount). chmod does not stop
+    root, so as root the folder is a tmpfs remounted read-only."""
+    from tests.helpers import small_tmpfs
+
+    MarkedX.save(1.0, subject=1, session="pre")
+    parent = tmp_path / "locked"
+    with contextlib.ExitStack() as undo:
+        if how == "chmod":
+            (parent / "empty").mkdir(parents=True)
+            for folder in (parent / "empty", parent):
+                folder.chmod(0o500)
+                undo.callback(folder.chmod, 0o700)
+            try:  # (root, its CAP_DAC_OVERRIDE: os.geteuid() == 0 but for a root without it)
+                (parent / "probe").mkdir()
+                (parent / "probe").rmdir()
+                pytest.skip("this process writes into a folder chmod 0o500 (root: the read-only mount case runs)")
+            except PermissionError:
+                pass
+        else:
+            undo.enter_context(small_tmpfs(parent, "1m"))
+            (parent / "empty").mkdir()
+            subprocess.run(["mount", "-o", "remount,ro", str(parent)], check=True)
+        fix = "chmod u[+]rwx" if how == "chmod" else "mount it read-write"
+        for target, named in ((parent / "out", parent), (parent / "empty", parent / "empty")):
+            with pytest.raises(ExportError, match=re.escape(f"{named} cannot be written") + f".*{fix}"):
+                project.export(MarkedX, to=target, subject=1, session="pre")
+        assert sorted(p.name for p in parent.iterdir()) == ["empty"] and not any((parent / "empty").iterdir())

@@ -14,6 +14,7 @@ import scistack.database as database_module
 from scistack import BaseVariable, configure_database
 from scistack.errors import ScistackError, StorageFullError, VariableNotFoundError
 from scistack.fsck import fsck
+from tests.helpers import small_tmpfs
 
 
 
@@ -23,22 +24,14 @@ class Full(BaseVariable):
 
 @pytest.fixture
 def small_disk(tmp_path):
-    if os.geteuid() != 0:  # the issue allows a stated skip off CI; CI runs as root and must run it
-        reason = "mounting a small tmpfs needs root"
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}, and CI is set: run the suite as root")
-        pytest.skip(reason)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(disk)], check=True)
-    try:
-        yield disk
-    finally:
-        current = database_module.current_database()
-        if current is not None:
-            current.close()
-        if subprocess.run(["umount", str(disk)], check=False).returncode:
-            subprocess.run(["umount", "-l", str(disk)], check=False)
+    # (the issue allows a stated skip off CI; CI runs as root and must run it)
+    with small_tmpfs(tmp_path / "disk") as disk:
+        try:
+            yield disk
+        finally:
+            current = database_module.current_database()
+            if current is not None:
+                current.close()
 
 
 def _fill(db, rng) -> tuple[list[int], StorageFullError]:

@@ -10,6 +10,7 @@ bundle whole and merges it into a project. `db.export` / `db.import_bundle` and 
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import uuid
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from scistack.database import Database, loaded_record, register_bundle_verbs
-from scistack.errors import ExportError, NoOpenFileWarning, storage_full
+from scistack.errors import ExportError, NoOpenFileWarning, ScistackError, storage_full
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
 from scistack.objects._proc import pid_alive, pid_started, process_gone
@@ -59,15 +60,18 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     if target.is_symlink() and not target.exists():  # (the whole bundle had been written first)
         raise ExportError(f"{target} is a symbolic link to {os.readlink(target)}, which does not exist; "
                           "make that folder, or export into a new or empty folder (nothing was written)")
-    if _unfinished_by_the_dead(target):  # an export killed while writing here: cleared
-        _clear(target)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        if _mark(target):  # (a hidden file: the folder looks empty)
-            raise ExportError(f"another export is writing into {target} (its mark {bundle.UNFINISHED} is "
-                              "there); wait for it to finish, or export into another folder (nothing was "
-                              "written)")
-        raise ExportError(f"{target} is not an empty folder; export into a new or empty folder "
-                          "(nothing was written)")
+    try:
+        if _unfinished_by_the_dead(target):  # an export killed while writing here: cleared
+            _clear(target)
+        if target.exists() and (not target.is_dir() or any(target.iterdir())):
+            if _mark(target):  # (a hidden file: the folder looks empty)
+                raise ExportError(f"another export is writing into {target} (its mark {bundle.UNFINISHED} "
+                                  "is there); wait for it to finish, or export into another folder (nothing "
+                                  "was written)")
+            raise ExportError(f"{target} is not an empty folder; export into a new or empty folder "
+                              "(nothing was written)")
+    except OSError as exc:  # (a folder that cannot be read or written: it had been a bare OSError)
+        raise _folder_error(exc, target, "looked into or cleared") from exc
     if all_current is not None:
         names = [_name(v) for v in ([all_current] if isinstance(all_current, str) else all_current)]
         if variable is not None:
@@ -85,7 +89,10 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     # in an empty folder given, marked unfinished until whole (`_work_folder`): a process killed
     # mid-way had left a half bundle in `to` (its manifest, no RO-Crate) that an import took
     # for whole, and that refused the export run again ("not an empty folder")
-    work, token = _work_folder(target)
+    try:
+        work, token = _work_folder(target)
+    except OSError as exc:  # (a full disk, a folder that cannot be written: nothing is left behind)
+        raise _folder_error(exc, target, "written") from exc
     try:
         manifest = bundle.write_bundle(db, found, work)
         if raw_files:
@@ -136,14 +143,19 @@ def _work_folder(target: Path) -> tuple[Path, str | None]:
         # the pid and when that process started: a pid alone is used again by another process,
         # which had kept a mark left by a killed export taken for a running one for good
         token = f"{os.getpid()} {uuid.uuid4().hex} {pid_started(os.getpid())}".rstrip()
+        mark = target / bundle.UNFINISHED
         try:  # (one step with the check that it is free: O_EXCL; an overwrite had let a second
-            fd = os.open(target / bundle.UNFINISHED, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:  # export at once clear the first's finished bundle)
             raise ExportError(f"another export is writing into {target} (its mark {bundle.UNFINISHED} is "
                               "there); wait for it to finish, or export into another folder "
                               "(nothing was written)") from None
-        with open(fd, "w") as out:
-            out.write(token + "\n")
+        try:
+            with open(fd, "w") as out:
+                out.write(token + "\n")
+        except BaseException:  # (a full disk: the empty mark, made, had been left behind)
+            mark.unlink(missing_ok=True)
+            raise
         _OURS.add(token)
         return target, token
     parent = target.absolute().parent
@@ -178,6 +190,26 @@ def _into_place(work: Path, target: Path) -> None:
 
 
 _OURS: set[str] = set()  # the marks of this process's exports writing in place now
+
+
+def _folder_error(exc: OSError, target: Path, doing: str) -> ScistackError:
+    """The error for `exc`, met checking the export folder `target` or making it, its mark or
+    the folder beside it it is written in (these had come out as a bare OSError): a
+    StorageFullError for a full disk, else an ExportError naming the folder and the way out."""
+    full = storage_full(exc, f"the export folder {target}", "Nothing was exported (no bundle was left there); "
+                        "the project is untouched")
+    if full is not None:
+        return full
+    named = Path(os.fsdecode(exc.filename)) if exc.filename else target
+    folder = named if named == target else named.parent  # (what was made in it, or the folder itself)
+    if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+        fix = ("mount it read-write" if exc.errno == errno.EROFS else
+               f"make it writable (as its owner: chmod u+rwx '{folder}')")
+        return ExportError(f"{folder} cannot be {doing} by this process ({exc.strerror or exc}), so nothing "
+                           f"could be exported to {target}; {fix}, or export into a folder you can write "
+                           "(nothing was written)")
+    return ExportError(f"the export folder {target} cannot be {doing}: {named}: {exc.strerror or exc}; export "
+                       "into another folder (nothing was written)")
 
 
 def _mark(target: Path) -> str | None:
