@@ -803,6 +803,72 @@ def test_a_module_written_then_imported_is_not_read_again_while_its_file_is_the_
     assert name in why_module._READ_AGAIN
 
 
+LOCAL_STEP = """
+from scistack import for_each
+
+SCALE = 2.0
+
+
+def run(inputs, outputs):
+    def double(signal):
+        return signal * SCALE
+
+    return for_each(double, inputs=inputs, outputs=outputs, progress=False, subject=[1], session=["pre"])
+"""
+
+
+@pytest.mark.parametrize("maybe", ["import unseen, dated in the racy window", "saved again unchanged"])
+def test_a_function_made_inside_another_of_a_module_maybe_edited_is_judged_by_its_file(
+        project, tmp_path, monkeypatch, maybe):
+    """A module whose file may have been written after its import is read again into a copy,
+    which holds no function made inside another (`run.<locals>.double`): the registry of the
+    process's own was skipped, and its values were "unknown" (test_variables' `why` failed
+    after a `touch` of the file just before pytest started). Its code is the file's: judged
+    with the constants the file holds now; a real edit of its code is still not taken for it."""
+    import os
+
+    from scistack import why
+    from scistack.codeid import files
+    from scistack.report import why as why_module
+
+    racy = files._RACY_NS
+    if maybe == "saved again unchanged":
+        monkeypatch.setattr(files, "_RACY_NS", 0)  # (the import's stat vouches for the content)
+    files.install()  # (as making a lineage function does: imports are seen from here)
+    name = f"sumlocal_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(LOCAL_STEP)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    SumRaw.save(np.arange(4.0), subject=1, session="pre")
+    assert not module.run({"signal": SumRaw}, [SumScaled]).failures
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert name not in why_module._READ_AGAIN
+    if maybe == "saved again unchanged":
+        path.write_text(LOCAL_STEP)
+        later = os.stat(path).st_mtime_ns + 10**9  # (a new stat, whatever the clock's tick)
+        os.utime(path, ns=(later, later))
+        monkeypatch.setattr(files, "_RACY_NS", racy)
+    else:  # as pytest imports a test file before any lineage function is made
+        monkeypatch.delitem(files._LOADED_AT, os.path.abspath(path))
+        started = int(why_module._STARTED * 1e9) + racy // 2  # (just before the process started)
+        os.utime(path, ns=(started, started))
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert name in why_module._READ_AGAIN  # (read again: it may have been edited)
+    assert _agree(project, fast=None)["SumScaled"] == {"done": 1, "stale": 0, "unknown": 0, "failed": 0,
+                                                        "missing": 0}
+    path.write_text(LOCAL_STEP.replace("SCALE = 2.0", "# the gain\nSCALE = 2.0"))  # a line above it
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    path.write_text(LOCAL_STEP.replace("SCALE = 2.0", "SCALE = 3.25"))  # a constant it reads
+    edited = why(SumScaled, subject=1, session="pre")
+    assert edited.status == "stale", edited
+    assert [r.kind for r in edited.reasons] == ["constant"], edited
+    assert _agree(project, fast=None)["SumScaled"]["stale"] == 1
+    path.write_text(LOCAL_STEP.replace("signal * SCALE", "signal * SCALE + 1"))  # its own code
+    assert why(SumScaled, subject=1, session="pre").status == "unknown"  # (not found, as before)
+    assert module.SCALE == 2.0  # (the process's own module is left as it was)
+
+
 def test_the_start_a_module_file_is_compared_with_is_early_by_the_racy_window(tmp_path):
     """A module file written after the start may be dated up to the stat rule's racy window
     before it (a coarse clock, FAT's 2 s, a server's clock behind): `why` compares its times

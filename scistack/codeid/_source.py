@@ -283,6 +283,22 @@ def _matches(parsed: _ParsedFile, code: CodeType) -> bool:
     )
 
 
+def code_now(fn: FunctionType) -> CodeType | None:
+    """The code object compiling `fn`'s file as it is now gives for `fn`: the same qualified
+    name and the same code but for positions (a line added above it moves it), at its own
+    first line if there, else the one such (None: none, or several: its code is not the
+    file's now)."""
+    code = fn.__code__
+    parsed = _parse(code.co_filename, fn.__globals__)
+    if parsed is None:
+        return None
+    wanted = _signature(code)
+    same = [c for (name, _), codes in parsed.codes.items() if name == code.co_name for c in codes
+            if c.co_qualname == code.co_qualname and _signature(c) == wanted]
+    here = [c for c in same if c.co_firstlineno == code.co_firstlineno]
+    return here[0] if here else same[0] if len(same) == 1 else None
+
+
 def _parse(filename: str, module_globals: dict | None) -> _ParsedFile | None:
     """Parse and compile `filename` as linecache sees it now; None if no text or no parse."""
     linecache.checkcache(filename)

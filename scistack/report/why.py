@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import difflib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -31,6 +32,7 @@ from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, many_current, select_records
 from scistack.codeid._packages import EXEC_MODULE, is_project_module
+from scistack.codeid._source import code_now
 from scistack.codeid.body_imports import body_imports
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
 from scistack.codeid.script_check import script_changes
@@ -691,6 +693,14 @@ def _find_function(module: str, name: str) -> Any:
     target = _import_module(module)
     if target is None:
         return None
+    found = _by_name(target, module, name)
+    # (a copy holds no function made inside another: the process's own, where the file still
+    # holds its code)
+    return found if found is not None or not edited else _registered_as_now(target, module, name)
+
+
+def _by_name(target: Any, module: str, name: str) -> Any:
+    """The function of module `target` with qualified name `name` (None: none, or several)."""
     if "<" in name:  # a lambda, or made inside a function: found by the one global holding it
         held = _holders(target, module, name)
         return held[0][1] if len(held) == 1 else None
@@ -700,6 +710,47 @@ def _find_function(module: str, name: str) -> Any:
         return target
     except AttributeError:
         return None
+
+
+# (module, name) -> (the copy, the registered function, it as the copy would run it)
+_AS_NOW: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+
+
+def _registered_as_now(copy: Any, module: str, name: str) -> Any:
+    """The process's own lineage function `name` of `module` (`registered_function`) as the
+    module's copy `copy` (`_as_now`) would run it, when the copy holds none by that name (a
+    function made inside another, ``run.<locals>.double``; a lambda no global holds) and its
+    code is what the file holds now (`code_now`: the same but for positions): that code, with
+    its defaults and closure and the copy's globals, so that the constants and helpers of the
+    module it reads are the file's now. A module file only maybe edited (saved again
+    unchanged, or dated in the racy window before the process started: pytest's import of a
+    test file touched just before) or edited elsewhere had made such a function's values
+    "unknown": the copy was searched, the registry skipped. None (as before: not found) when
+    its code was edited, its globals are not the module's, or it is not a function or a
+    partial of one; a pinned version is itself (its identity is the pin, by name)."""
+    registered = registered_function(module, name)
+    fn = getattr(registered, "fn", None)
+    plain = fn.func if isinstance(fn, functools.partial) else fn
+    held = sys.modules.get(module)
+    if not isinstance(plain, FunctionType) or held is None or plain.__globals__ is not vars(held):
+        return None
+    known = _AS_NOW.get((module, name))
+    if known is not None and known[0] is copy and known[1] is fn:
+        return known[2]
+    code = code_now(plain)
+    if code is None:  # (its code is not the file's now)
+        return None
+    if registered.version is not None:
+        return registered
+    now = FunctionType(code, vars(copy), plain.__name__, plain.__defaults__, plain.__closure__)
+    if plain.__kwdefaults__:  # (a set: cache hits read codes and defaults again from here on)
+        now.__kwdefaults__ = dict(plain.__kwdefaults__)
+    now.__qualname__ = plain.__qualname__
+    now.__dict__.update(vars(plain))
+    now.__annotations__ = dict(plain.__annotations__)
+    found = functools.partial(now, *fn.args, **fn.keywords) if isinstance(fn, functools.partial) else now
+    _AS_NOW[(module, name)] = (copy, fn, found)
+    return found
 
 
 def _made_in(copy: Any, module: str, name: str) -> Any:
