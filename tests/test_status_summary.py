@@ -869,6 +869,21 @@ def test_a_function_made_inside_another_of_a_module_maybe_edited_is_judged_by_it
     assert module.SCALE == 2.0  # (the process's own module is left as it was)
 
 
+def test_a_module_edited_to_a_syntax_error_after_its_import_is_not_importable_not_a_crash(pipeline, project):
+    """The module a long-running process imported no longer compiles (a syntax error
+    mid-edit): its copy could not be made, and `why` and `status` ended with a TypeError
+    (`vars(None)`). Its values are "unknown", the reason naming the SyntaxError."""
+    from scistack import why
+
+    _build(pipeline, subjects=(1,))
+    pipeline.path.write_text(PIPELINE.replace("signal * SCALE", "signal *"))
+    report = why(SumScaled, subject=1, session="pre")
+    assert report.status == "unknown", report
+    assert "SyntaxError" in report.reasons[0].detail, report
+    assert _agree(project, fast=None)["SumScaled"]["unknown"] == 2
+    assert pipeline.scale(np.ones(2)).data.tolist() == [2.0, 2.0]  # (the code it imported)
+
+
 def test_the_start_a_module_file_is_compared_with_is_early_by_the_racy_window(tmp_path):
     """A module file written after the start may be dated up to the stat rule's racy window
     before it (a coarse clock, FAT's 2 s, a server's clock behind): `why` compares its times

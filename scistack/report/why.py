@@ -757,7 +757,11 @@ def _made_in(copy: Any, module: str, name: str) -> Any:
     """The one lineage function a module's fresh copy (`_as_now`) holds under that name, as
     the registry knows the process's own: a partial's or an object's bound state is part of
     it (`functools.partial(f, k=3)`, `Scale(3)`), which the plain function found by its name
-    lacks (an edit of `k=2` to `k=3` had been judged current). None: none, or several."""
+    lacks (an edit of `k=2` to `k=3` had been judged current). None: none, or several, or no
+    copy (`copy` None: its file does not import now, a syntax error mid-edit; `vars(None)` had
+    ended `why` and `status` with a TypeError, not the import's failure)."""
+    if copy is None:
+        return None
     made = {id(v): v for v in vars(copy).values()
             if isinstance(v, LineageFunction) and registry_key(v.fn) == (module, name)}
     return next(iter(made.values())) if len(made) == 1 else None
