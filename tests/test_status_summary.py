@@ -869,6 +869,38 @@ def test_a_function_made_inside_another_of_a_module_maybe_edited_is_judged_by_it
     assert module.SCALE == 2.0  # (the process's own module is left as it was)
 
 
+LAMBDA_STEPS = """
+p1 = lambda signal: signal * 2
+p2 = lambda signal: signal * 3
+"""
+
+
+def test_a_lambda_of_a_module_maybe_edited_is_its_own_code_not_a_twin_elsewhere(project, tmp_path, monkeypatch):
+    """Two lambdas share the name `<lambda>`, so a module's copy cannot say which one made a
+    value: the process's own is judged where the file holds its code at its place; edited, a
+    lambda of its old code elsewhere in the file is not taken for it."""
+    import os
+
+    from scistack import why
+    from scistack.codeid import files
+    from scistack.report import why as why_module
+
+    files.install()  # (as making a lineage function does: imports are seen from here)
+    name = f"sumlambda_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(LAMBDA_STEPS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    SumRaw.save(np.arange(4.0), subject=1, session="pre")
+    for_each(module.p1, inputs={"signal": SumRaw}, outputs=[SumScaled], progress=False, subject=[1],
+             session=["pre"])
+    monkeypatch.delitem(files._LOADED_AT, os.path.abspath(path))  # (its import unseen: maybe edited)
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert name in why_module._READ_AGAIN  # (read again: it may have been edited)
+    path.write_text(LAMBDA_STEPS.replace("* 2", "* 4").replace("* 3", "* 2"))  # p2: p1's old code
+    assert why(SumScaled, subject=1, session="pre").status == "unknown"  # (as before)
+
+
 def test_a_module_edited_to_a_syntax_error_after_its_import_is_not_importable_not_a_crash(pipeline, project):
     """The module a long-running process imported no longer compiles (a syntax error
     mid-edit): its copy could not be made, and `why` and `status` ended with a TypeError

@@ -284,19 +284,22 @@ def _matches(parsed: _ParsedFile, code: CodeType) -> bool:
 
 
 def code_now(fn: FunctionType) -> CodeType | None:
-    """The code object compiling `fn`'s file as it is now gives for `fn`: the same qualified
-    name and the same code but for positions (a line added above it moves it), at its own
-    first line if there, else the one such (None: none, or several: its code is not the
-    file's now)."""
+    """The code object compiling `fn`'s file as it is now gives for `fn`: the same code but
+    for positions, at its own first line with the same qualified name, else the file's one
+    code of that qualified name (a line added above it moves it). None: its code is not the
+    file's now; or it moved and its qualified name is not the file's only one (``p1 = lambda
+    ...`` edited and ``p2``'s lambda now of its old code: not taken for it)."""
     code = fn.__code__
     parsed = _parse(code.co_filename, fn.__globals__)
     if parsed is None:
         return None
     wanted = _signature(code)
-    same = [c for (name, _), codes in parsed.codes.items() if name == code.co_name for c in codes
-            if c.co_qualname == code.co_qualname and _signature(c) == wanted]
-    here = [c for c in same if c.co_firstlineno == code.co_firstlineno]
-    return here[0] if here else same[0] if len(same) == 1 else None
+    named = [c for (name, _), codes in parsed.codes.items() if name == code.co_name for c in codes
+             if c.co_qualname == code.co_qualname]
+    here = [c for c in named if c.co_firstlineno == code.co_firstlineno and _signature(c) == wanted]
+    if here:
+        return here[0]
+    return named[0] if len(named) == 1 and _signature(named[0]) == wanted else None
 
 
 def _parse(filename: str, module_globals: dict | None) -> _ParsedFile | None:
