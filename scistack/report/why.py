@@ -742,9 +742,13 @@ def _registered_as_now(copy: Any, module: str, name: str) -> Any:
         return None
     if registered.version is not None:
         return registered
-    now = FunctionType(code, vars(copy), plain.__name__, plain.__defaults__, plain.__closure__)
-    if plain.__kwdefaults__:  # (a set: cache hits read codes and defaults again from here on)
-        now.__kwdefaults__ = dict(plain.__kwdefaults__)
+    made = (code, vars(copy), plain.__name__, plain.__defaults__, plain.__closure__)
+    now = FunctionType(*made)
+    if plain.__kwdefaults__:
+        try:  # (Python 3.13 on: made with them)
+            now = FunctionType(*made, kwdefaults=dict(plain.__kwdefaults__))  # type: ignore[call-arg]
+        except TypeError:  # (a set, seen by the audit hook: cache hits read codes and defaults
+            now.__kwdefaults__ = dict(plain.__kwdefaults__)  # again from here on, `_codesets`)
     now.__qualname__ = plain.__qualname__
     now.__dict__.update(vars(plain))
     now.__annotations__ = dict(plain.__annotations__)
