@@ -65,7 +65,7 @@ from scistack.errors import (
     SharedAccessError,
     SharedServiceError,
 )
-from scistack.objects._proc import pid_alive, process_space
+from scistack.objects._proc import pid_started, process_gone, process_space
 from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore, kind_in_stored
@@ -961,7 +961,8 @@ class S3ObjectStore(ObjectStore):
         by a gc of this machine that is gone (its release failed: the bucket did not answer)
         is taken over (`_take_over_gc_lock`); any other is refused, naming its holder."""
         body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": time.time(),
-                           "space": process_space(), "token": secrets.token_hex(8)}).encode()
+                           "space": process_space(), "started": pid_started(os.getpid()),
+                           "token": secrets.token_hex(8)}).encode()
         try:
             self._call("taking the gc lock", self._ob.put, "gc.lock", body, mode="create")
         except self._ob.exceptions.AlreadyExistsError:
@@ -978,8 +979,10 @@ class S3ObjectStore(ObjectStore):
     def _take_over_gc_lock(self, body: bytes) -> None:
         """Take `gc.lock` if its holder is provably gone, else raise GarbageCollectionError.
         Gone: written on this machine (its host, boot and pid namespace: there a pid names one
-        process) by a pid that no longer runs, or by this very process with no gc of it running
-        (a gc whose release failed). The lock is then overwritten only if it is still the one
+        process) by a pid that no longer runs, or runs a process started at another time than
+        the lock says (`process_gone`: the pid given to another process since, as after a
+        restart at once in a container), or by this very process with no gc of it running (a
+        gc whose release failed). A lock of an older scistack (no start) is judged by its pid. The lock is then overwritten only if it is still the one
         read (If-Match on its ETag), and read back: of two processes taking it over, one wins and
         the other is refused. A lock from another machine is never taken: its gc may be running."""
         holder: dict = {}
@@ -1027,10 +1030,12 @@ class S3ObjectStore(ObjectStore):
         if (holder.get("host") != socket.gethostname() or holder.get("space") != process_space()
                 or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0):
             return False
-        if pid == os.getpid():
+        started = holder.get("started")
+        started = started if isinstance(started, str) else ""
+        if pid == os.getpid() and (not started or started == pid_started(pid)):
             with _GC_HELD_LOCK:
                 return not _GC_HELD.get(self.url)
-        return not pid_alive(pid)
+        return process_gone(pid, started)  # (a pid that runs another process: that gc is gone)
 
     def _release_gc_lock(self) -> None:
         """Delete `gc.lock`, trying twice. A lock left still (the bucket does not answer) is

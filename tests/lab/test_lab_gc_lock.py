@@ -17,7 +17,7 @@ import pytest
 
 from scistack.errors import GarbageCollectionError
 from scistack.gc import collect_garbage
-from scistack.objects._proc import process_space
+from scistack.objects._proc import pid_started, process_space
 
 from .test_lab_objects import LabValue, _bucket, machine  # noqa: F401 - `machine` is a fixture
 
@@ -81,6 +81,36 @@ def test_a_live_gcs_lock_and_another_machines_are_never_taken_over(machine, s3_s
         with pytest.raises(GarbageCollectionError, match="aws s3 rm .*gc.lock"):
             collect_garbage(db, grace_seconds=3600)
         assert _lock(s3_server, bucket_url) == body
+
+
+def test_a_lock_whose_pid_now_runs_another_process_is_taken_over(machine, s3_server, bucket_url):
+    """A lock named its gc by pid alone: once that pid ran another process (pids are used
+    again, after a restart at once, as in a container), every later gc was refused ("another
+    gc ... is running", delete the lock by hand). The lock holds when its gc started too
+    (`_proc.pid_started`); a pid that runs a process started at another time is taken over,
+    and the gc that does still runs is not."""
+    db = machine("a")
+    LabValue.save(np.arange(3.0), subject=1, session=1)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])  # (the pid's new owner)
+    try:
+        started = pid_started(other.pid)
+        assert started.isdigit(), "the start of a process is read from /proc (Linux)"
+        body = _leave_lock(s3_server, bucket_url, pid=other.pid, started=started)  # that very gc
+        with pytest.raises(GarbageCollectionError, match=f"another gc .*pid {other.pid}"):
+            collect_garbage(db, grace_seconds=3600)
+        assert _lock(s3_server, bucket_url) == body
+        _leave_lock(s3_server, bucket_url, pid=other.pid, started=str(int(started) + 1))  # a gc gone
+        collect_garbage(db, grace_seconds=3600)
+        assert _lock(s3_server, bucket_url) is None  # taken over, then released
+        # another machine's lock naming the same live pid at another start: not ours to judge
+        body = _leave_lock(s3_server, bucket_url, pid=other.pid, started=str(int(started) + 1),
+                           host="elsewhere.lab")
+        with pytest.raises(GarbageCollectionError, match="aws s3 rm .*gc.lock"):
+            collect_garbage(db, grace_seconds=3600)
+        assert _lock(s3_server, bucket_url) == body
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_a_gc_cut_from_the_bucket_leaves_a_lock_the_next_gc_here_takes_over(machine, monkeypatch, s3_server,
