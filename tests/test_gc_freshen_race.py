@@ -281,6 +281,44 @@ def test_a_loose_object_a_killed_gc_left_set_aside_is_put_back_by_the_next(proje
     os.rename(running, path)
 
 
+def test_a_set_aside_object_whose_pid_runs_another_process_or_is_another_places_is_put_back(
+        project, python_env):
+    """A set-aside name held its gc's pid alone: while that pid ran another process (pids are
+    used again, after a restart at once, as in a container), or a process here had the pid of
+    a gc of another machine or container sharing the folder, the object stayed aside, missing,
+    and gc refused ("missing"). The name holds when that gc started and where it ran
+    (`_proc.pid_started`, `process_place`): a running gc's own is left to it, the others are
+    put back."""
+    from scistack.objects._proc import pid_started, process_place
+
+    saved = Resaved.save(np.arange(6.0), subject=4, session="pre")
+    path = project.store.path_of(saved.oid)
+    gc = subprocess.Popen([sys.executable, "-c", "import sys, time\n"  # (a gc between its two steps)
+                           "from scistack.objects.local import _aside_name\n"
+                           "print(_aside_name(sys.argv[1]), flush=True)\ntime.sleep(300)", path.name],
+                          env=python_env, stdout=subprocess.PIPE, text=True)
+    try:
+        running = path.with_name(gc.stdout.readline().strip())  # the name that gc gives it
+        started = pid_started(gc.pid)
+        assert started.isdigit(), "the start of a process is read from /proc (Linux)"
+        os.rename(path, running)
+        assert project.store.restore_set_aside() == 0 and running.exists()  # left to it to finish
+        os.rename(running, path)
+        for left in (f"{gc.pid}-{int(started) + 1}-{process_place()}",  # its pid, another process now
+                     f"{gc.pid}-{started}-0123456789abcdef"):  # another place's gc: its pid is not ours
+            aside = path.with_name(f".tmp-gc-{path.name}-{left}-0123456789ab")
+            os.rename(path, aside)
+            assert project.store.restore_set_aside() == 1 and not aside.exists()
+            assert Resaved.load(subject=4, session="pre").data.tolist() == list(np.arange(6.0))
+    finally:
+        gc.kill()
+        gc.wait()
+    os.rename(path, running)  # and the gc's own, once it is gone
+    assert project.store.restore_set_aside() == 1 and not running.exists()
+    collect_garbage(project, grace_seconds=3600)
+    assert fsck(project).ok
+
+
 @pytest.mark.parametrize("pid", [2**40, 10**30])
 def test_a_set_aside_name_with_a_pid_no_process_can_have_fails_neither_gc_nor_fsck(project, pid):
     """The pid is read from a file name, so it may be anything: one too large for os.kill

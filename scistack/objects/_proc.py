@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 from pathlib import Path
 
 
@@ -14,6 +16,15 @@ def process_space() -> str:
         return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
     except OSError:
         return ""
+
+
+def process_place() -> str:
+    """Where this process's pid names it, as a short name (hex) to keep beside the pid in a
+    file: its host name and `process_space` (its boot and pid namespace). A file another place
+    wrote (another machine sharing the folder or the bucket, another boot, a container beside
+    its host) names a process of that place: its pid is never judged by this place's."""
+    where = f"{socket.gethostname()}\0{process_space()}"
+    return hashlib.sha256(where.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def pid_alive(pid: int) -> bool:

@@ -41,7 +41,7 @@ import zstandard
 
 from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFoundError, ObjectTooLargeError,
                              ReadOnlyProjectError, storage_full)
-from scistack.objects._proc import pid_alive
+from scistack.objects._proc import pid_started, process_gone, process_place
 from scistack.objects.canonical_json import REF_MARK
 from scistack.objects.gate import PRUNE_FLOOR, WritersGate
 from scistack.objects.hashing import KINDS, Buffer, hash_bytes, object_header, payload_length
@@ -940,12 +940,26 @@ class LocalObjectStore(ObjectStore):
     def restore_set_aside(self) -> int:
         """Put back each object a gc killed between setting it aside and its last look left
         (`_unlink_unless_fresh`): a writer may have named it just before. Where the object is
-        back at its name already (stored again), the set-aside copy goes; gc judges it again."""
+        back at its name already (stored again), the set-aside copy goes; gc judges it again.
+
+        One a gc of this place set aside (`_aside_name`: its pid, when it started and where)
+        whose process still runs is left to it (`process_gone`: a pid that runs a process
+        started at another time, given to it since, had kept the object aside, missing, for as
+        long as that ran). One set aside in another place (`process_place`: another machine
+        sharing the folder, a container beside its host, another boot) is put back, its pid
+        not judged by this place's: a gc running there finds its aside gone and keeps the
+        object (`_unlink_unless_fresh`), so putting it back loses nothing, where leaving it had
+        left the object missing whenever a process here had that pid. A name of an older
+        scistack (its pid alone) is judged by its pid, as before."""
         self._refuse_writes()
         restored = 0
+        here = process_place()
         for aside in self.root.glob(f"??/{_ASIDE}*") if self.root.is_dir() else ():
-            name, pid = (aside.name[len(_ASIDE):].split("-") + ["", ""])[:2]
-            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+            parts = aside.name[len(_ASIDE):].split("-")
+            name, pid = (parts + ["", ""])[:2]
+            started, place = (parts[2], parts[3]) if len(parts) == 5 else ("", here)
+            if (place == here and pid.isdigit() and int(pid) != os.getpid()
+                    and not process_gone(int(pid), started)):
                 continue  # a gc running now, between its two steps: its own to finish
             target = aside.with_name(name)
             try:
@@ -1160,7 +1174,7 @@ def _unlink_unless_fresh(path: str, older_than: float | None) -> int:
         except FileNotFoundError:
             return 0
     folder, name = os.path.split(path)  # (the set-aside name keeps the object's: `restore_set_aside`)
-    aside = os.path.join(folder, f"{_ASIDE}{name}-{os.getpid()}-{secrets.token_hex(6)}")
+    aside = os.path.join(folder, _aside_name(name))
     try:
         os.rename(path, aside)
     except FileNotFoundError:
@@ -1174,6 +1188,20 @@ def _unlink_unless_fresh(path: str, older_than: float | None) -> int:
     except FileNotFoundError:
         return 0
     return info.st_size
+
+
+def _aside_name(name: str) -> str:
+    """The name a gc sets loose object `name` aside under: the object's name (to put it back),
+    this process's pid, when it started and where it runs (`restore_set_aside` leaves a
+    running gc's to it, and judges another place's by no pid of its own), and a token."""
+    global _ASIDE_OF
+    pid = os.getpid()
+    if _ASIDE_OF[0] != pid:  # (read once a process, not per object: a gc sets many aside)
+        _ASIDE_OF = (pid, f"{pid}-{pid_started(pid)}-{process_place()}")
+    return f"{_ASIDE}{name}-{_ASIDE_OF[1]}-{secrets.token_hex(6)}"
+
+
+_ASIDE_OF = (0, "")  # (the pid, and its part of `_aside_name`)
 
 
 def _touch(path: str | os.PathLike) -> bool:
