@@ -1579,7 +1579,7 @@ def test_a_mark_whose_pid_now_runs_another_process_is_left_over(project, tmp_pat
     (`_proc.pid_started`): a pid that runs a process started at another time is left over."""
     from scistack import export as export_module
     from scistack.export import bundle
-    from scistack.objects._proc import pid_started
+    from scistack.objects._proc import pid_started, process_place
 
     MarkedX.save(1.0, subject=1, session="pre")
     target = tmp_path / "out"
@@ -1607,8 +1607,83 @@ def test_a_mark_whose_pid_now_runs_another_process_is_left_over(project, tmp_pat
         other.wait()
     assert not (target / bundle.UNFINISHED).exists() and not (target / "half.json").exists()
     assert (target / "scistack-bundle.json").exists()
-    pid, _token, start = marks[0].split()  # (this export's own mark: its pid and its start)
-    assert (int(pid), start) == (os.getpid(), pid_started(os.getpid()))
+    pid, _token, start, place = marks[0].split()  # (this export's own mark: its pid, its start, where)
+    assert (int(pid), start, place) == (os.getpid(), pid_started(os.getpid()), process_place())
+
+
+def test_a_mark_made_in_another_place_is_never_judged_by_this_places_pids(project, tmp_path):
+    """A mark named its export's pid alone, judged by this machine's processes: a mark another
+    machine (or a container beside this host) made in a shared folder, its export writing
+    there, was taken for a killed export's whenever its pid ran nothing here, and the folder
+    was cleared under it. The mark says where its process runs (`_proc.process_place`):
+    another place's refuses, saying how to go on if that export is gone."""
+    from scistack.export import bundle
+    from scistack.objects._proc import process_place
+
+    MarkedX.save(1.0, subject=1, session="pre")
+    target = tmp_path / "out"
+    target.mkdir()
+    elsewhere = "0123456789abcdef"
+    assert elsewhere != process_place()  # (a pid that runs nothing here, at a start, made elsewhere)
+    (target / bundle.UNFINISHED).write_text(f"{_dead_pid()} an-export-elsewhere 12345 {elsewhere}\n")
+    (target / "half.json").write_text("{}")
+    with pytest.raises(ExportError, match=r"(?s)on another machine or in another container.*if no export runs "
+                                          r"there any more, empty .*out"):
+        project.export(MarkedX, to=target, subject=1, session="pre")
+    assert (target / "half.json").exists() and (target / bundle.UNFINISHED).exists()
+    # the same mark made here: its process is gone, the folder is cleared
+    (target / bundle.UNFINISHED).write_text(f"{_dead_pid()} an-export-here 12345 {process_place()}\n")
+    project.export(MarkedX, to=target, subject=1, session="pre")
+    assert not (target / "half.json").exists() and (target / "scistack-bundle.json").exists()
+
+
+def test_a_working_folder_whose_pid_runs_another_process_or_is_another_places_is_kept_or_removed(
+        project, tmp_path, monkeypatch):
+    """The folder an export writes in beside its target was named by its pid alone: one a
+    killed export left stayed for good while its pid ran another process (pids are used
+    again, after a restart at once), and a running export's of another machine sharing the
+    folder was removed under it whenever its pid ran nothing here. The name holds when its
+    process started and where it runs: a pid now running another process is gone, another
+    place's is never judged here."""
+    from scistack import export as export_module
+    from scistack.objects._proc import pid_started, process_place
+
+    MarkedX.save(1.0, subject=1, session="pre")
+    here = process_place()
+    other = subprocess.Popen([PYTHON, "-c", "import time; time.sleep(300)"])  # (a pid that runs)
+    try:
+        started = pid_started(other.pid)
+        assert started.isdigit(), "the start of a process is read from /proc (Linux)"
+        names = {"gone": f".out.export-{other.pid}-{int(started) + 1}-{here}-0badf00d",  # its pid reused
+                 "running": f".out.export-{other.pid}-{started}-{here}-0badf00d",
+                 "elsewhere": f".out.export-{_dead_pid()}-{started}-0123456789abcdef-0badf00d",
+                 "older": f".out.export-{other.pid}-0badf00d"}  # (an older scistack's: its pid alone)
+        for name in names.values():
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "half.json").write_text("{}")
+        works = []
+        write_bundle = export_module.bundle.write_bundle
+
+        def noting_the_folder(db, found, work):
+            works.append(work.name)
+            return write_bundle(db, found, work)
+
+        monkeypatch.setattr(export_module.bundle, "write_bundle", noting_the_folder)
+        project.export(MarkedX, to=tmp_path / "out", subject=1, session="pre")
+    finally:
+        other.kill()
+        other.wait()
+    left = {p.name for p in tmp_path.iterdir() if ".export-" in p.name}
+    assert left == {names["running"], names["elsewhere"], names["older"]}
+    assert (tmp_path / "out" / "scistack-bundle.json").exists()
+    assert re.fullmatch(rf"\.out\.export-{os.getpid()}-{pid_started(os.getpid())}-{here}-[0-9a-f]{{8}}", works[0])
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has ended."""
+    done = subprocess.run([PYTHON, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    return int(done.stdout)
 
 
 def test_a_full_disk_while_marking_an_empty_folder_is_a_storage_full_error_and_leaves_nothing(

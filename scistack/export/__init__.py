@@ -25,7 +25,7 @@ from scistack.database import Database, loaded_record, register_bundle_verbs
 from scistack.errors import ExportError, NoOpenFileWarning, ScistackError, storage_full
 from scistack.export import bundle, closure, readme
 from scistack.export.importer import ImportReport, import_bundle
-from scistack.objects._proc import pid_alive, pid_started, process_gone
+from scistack.objects._proc import pid_started, process_gone, process_place
 
 __all__ = ["ExportReport", "ImportReport", "export", "import_bundle"]
 
@@ -65,9 +65,7 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
             _clear(target)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             if _mark(target):  # (a hidden file: the folder looks empty)
-                raise ExportError(f"another export is writing into {target} (its mark {bundle.UNFINISHED} "
-                                  "is there); wait for it to finish, or export into another folder (nothing "
-                                  "was written)")
+                raise ExportError(_busy(target))
             raise ExportError(f"{target} is not an empty folder; export into a new or empty folder "
                               "(nothing was written)")
     except OSError as exc:  # (a folder that cannot be read or written: it had been a bare OSError)
@@ -130,7 +128,9 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
                         unwritten)
 
 
-_WORK = ".{name}.export-{pid}-"  # the folder an export writes in, beside its target
+# the folder an export writes in, beside its target: then its pid, when that started, where
+# it runs (`_left_by_the_dead`) and a token
+_WORK = ".{name}.export-"
 
 
 def _work_folder(target: Path) -> tuple[Path, str | None]:
@@ -140,16 +140,15 @@ def _work_folder(target: Path) -> tuple[Path, str | None]:
     manager open in it in a deleted folder; it may be a mount point or a symbolic link), marked
     `UNFINISHED` with this process's pid until it is whole."""
     if target.exists():
-        # the pid and when that process started: a pid alone is used again by another process,
-        # which had kept a mark left by a killed export taken for a running one for good
-        token = f"{os.getpid()} {uuid.uuid4().hex} {pid_started(os.getpid())}".rstrip()
+        # the pid, when that process started and where it runs: a pid alone is used again by
+        # another process, which had kept a mark left by a killed export taken for a running
+        # one for good, and names another process on another machine sharing the folder
+        token = f"{os.getpid()} {uuid.uuid4().hex} {pid_started(os.getpid()) or '-'} {process_place()}"
         mark = target / bundle.UNFINISHED
         try:  # (one step with the check that it is free: O_EXCL; an overwrite had let a second
             fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:  # export at once clear the first's finished bundle)
-            raise ExportError(f"another export is writing into {target} (its mark {bundle.UNFINISHED} is "
-                              "there); wait for it to finish, or export into another folder "
-                              "(nothing was written)") from None
+            raise ExportError(_busy(target)) from None
         try:
             with open(fd, "w") as out:
                 out.write(token + "\n")
@@ -160,13 +159,13 @@ def _work_folder(target: Path) -> tuple[Path, str | None]:
         return target, token
     parent = target.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
-    prefix = _WORK.format(name=target.name, pid="")[:-1]
+    prefix = _WORK.format(name=target.name)
     for left in parent.glob(glob_escape(prefix) + "*"):
-        pid = left.name[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not pid_alive(int(pid)):
+        if _left_by_the_dead(left.name[len(prefix):]):
             shutil.rmtree(left, ignore_errors=True)
+    pid = os.getpid()
     while True:
-        work = parent / (_WORK.format(name=target.name, pid=os.getpid()) + uuid.uuid4().hex[:8])
+        work = parent / f"{prefix}{pid}-{pid_started(pid)}-{process_place()}-{uuid.uuid4().hex[:8]}"
         try:
             work.mkdir(0o777)  # (the umask applies, as to `target.mkdir`)
             return work, None
@@ -229,16 +228,50 @@ def _unfinished_by_the_dead(target: Path) -> bool:
     not alive, or alive but started at another time than the mark says (`process_gone`: the
     pid given to another process since, after a restart at once, as in a container: the folder
     had stayed blocked for good), or this process's own pid on a mark none of its exports made.
-    A mark of an older scistack (no start) is judged by its pid alone."""
+    A mark made in another place (`process_place`: another machine sharing the folder, a
+    container beside its host) is never judged by this place's pids: its export may be
+    writing (its folder had been cleared under it when its pid ran nothing here); the refusal
+    says so (`_busy`). A mark of an older scistack (no start, no place) is judged by its pid
+    alone."""
     mark = _mark(target)
     fields = (mark or "").split()
     try:
         pid = int(fields[0])
     except (IndexError, ValueError):
         return False
+    if len(fields) > 3 and fields[3] != process_place():
+        return False
     if pid == os.getpid():
         return mark not in _OURS
-    return process_gone(pid, fields[2] if len(fields) > 2 else "")
+    return process_gone(pid, fields[2] if len(fields) > 2 and fields[2] != "-" else "")
+
+
+def _left_by_the_dead(rest: str) -> bool:
+    """Whether an export's working folder beside its target, named `rest` after `_WORK`'s
+    prefix (`<pid>-<start>-<place>-<token>`), was left by an export whose process is gone (as
+    `_unfinished_by_the_dead` judges a mark: another place's never is). A name of an older
+    scistack (`<pid>-<token>`) is judged by its pid alone."""
+    fields = rest.split("-")
+    if not fields[0].isdigit():
+        return False
+    if len(fields) == 4:
+        if fields[2] != process_place():
+            return False
+        return process_gone(int(fields[0]), fields[1])
+    return process_gone(int(fields[0]), "")
+
+
+def _busy(target: Path) -> str:
+    """The refusal of an export into `target`, which holds another export's mark."""
+    fields = (_mark(target) or "").split()
+    if len(fields) > 3 and fields[3] != process_place():
+        return (f"another export is writing into {target}, or was killed while writing there, on another "
+                f"machine or in another container sharing the folder (its mark {bundle.UNFINISHED} is there; "
+                f"whether its process still runs cannot be told from here); wait for it to finish, or, if no "
+                f"export runs there any more, empty {target} (what is in it is that export's unfinished bundle, "
+                "its mark too) and export again, or export into another folder (nothing was written)")
+    return (f"another export is writing into {target} (its mark {bundle.UNFINISHED} is there); wait for it to "
+            "finish, or export into another folder (nothing was written)")
 
 
 def _clear(target: Path) -> None:
