@@ -313,6 +313,7 @@ def test_a_set_aside_object_whose_pid_runs_another_process_or_is_another_places_
     finally:
         gc.kill()
         gc.wait()
+        gc.stdout.close()
     os.rename(path, running)  # and the gc's own, once it is gone
     assert project.store.restore_set_aside() == 1 and not running.exists()
     collect_garbage(project, grace_seconds=3600)
