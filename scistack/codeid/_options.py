@@ -26,8 +26,9 @@ turns numpy's "warn" into an exception); ``random`` and numpy's global random st
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 Option = tuple[Callable[[], object], object]  # (reader, what it read): a guard
 _NUMPY_CHANGES = ("raise", "call")  # the modes that change results, not only diagnostics
@@ -96,3 +97,75 @@ def _decimal_state() -> tuple:
     ctx = decimal.getcontext()
     traps = tuple(sorted(kind.__name__ for kind, on in ctx.traps.items() if on))
     return (ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax, ctx.capitals, ctx.clamp, traps)
+
+
+# -- the options a call runs under elsewhere ----------------------------------------------------
+# A worker (for_each's process pool, a Dask worker, a thread of another executor) starts with
+# its own options: numpy's defaults, decimal's default context. A call key computed here under
+# np.seterr(all="raise") or a precision of 5 was stored with a result the worker computed
+# under the defaults (inf, 28 digits), and every later lookup here was served it.
+_NUMPY_DEFAULT = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
+
+Snapshot = tuple[dict[str, str] | None, bytes | None, tuple | None]  # (numpy modes, its callback pickled, decimal)
+
+
+def snapshot() -> Snapshot | None:
+    """This thread's numpy error modes (with ``np.seterrcall``'s callback, pickled) and
+    decimal context, for `run_under` in a worker; None when neither module is imported.
+
+    Raises ValueError when a mode is "call" and its callback cannot be pickled (a worker could
+    not call it); a "log" object that cannot be is dropped, its modes "warn" (diagnostics)."""
+    numpy = sys.modules.get("numpy")
+    modes: dict[str, str] | None = None
+    callback: bytes | None = None
+    if numpy is not None:
+        try:
+            modes, handler = dict(numpy.geterr()), numpy.geterrcall()
+        except Exception:  # noqa: BLE001 - a numpy without them: nothing to carry
+            modes, handler = None, None
+        if modes is not None and handler is not None and any(v in ("call", "log") for v in modes.values()):
+            import pickle
+
+            try:
+                callback = pickle.dumps(handler)
+            except Exception as exc:  # noqa: BLE001 - pickle raises several kinds here
+                if "call" in modes.values():
+                    raise ValueError(
+                        f"np.seterr(...='call') is set and its callback {handler!r} cannot be sent to the workers "
+                        f"({type(exc).__name__}: {exc}); define it at the top level of a module, or run "
+                        "without workers=/executor=") from None
+                modes = {k: "warn" if v == "log" else v for k, v in modes.items()}
+    decimal_state = _decimal_state() if "decimal" in sys.modules else None
+    if modes is None and decimal_state is None:
+        return None
+    return modes, callback, decimal_state
+
+
+@contextlib.contextmanager
+def run_under(options: Snapshot | None) -> Iterator[None]:
+    """Run the block under the options `snapshot` took elsewhere (this thread's only: numpy's
+    error state and decimal's context are per thread), as the call key computed there says."""
+    if options is None:
+        yield
+        return
+    modes, callback, decimal_state = options
+    with contextlib.ExitStack() as stack:
+        if modes is not None and (modes != _NUMPY_DEFAULT or callback is not None or "numpy" in sys.modules):
+            import numpy
+
+            if callback is not None:
+                import pickle
+
+                stack.enter_context(numpy.errstate(call=pickle.loads(callback), **modes))
+            else:
+                stack.enter_context(numpy.errstate(**modes))
+        if decimal_state is not None and (decimal_state != _DECIMAL_DEFAULT or "decimal" in sys.modules):
+            import decimal
+
+            ctx = stack.enter_context(decimal.localcontext())
+            prec, rounding, emin, emax, capitals, clamp, traps = decimal_state
+            ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax = prec, rounding, emin, emax
+            ctx.capitals, ctx.clamp = capitals, clamp
+            for kind in list(ctx.traps):
+                ctx.traps[kind] = kind.__name__ in traps
+        yield

@@ -71,6 +71,7 @@ from scistack.lineage.calls import (flatten_params, key_maker, own_record, raw_p
                                     same_place, same_raw_names)
 from scistack.lineage.function import LineageFunction, lineage_context, pickled_for_workers
 from scistack.lineage.running import refuse_run_inside
+from scistack.codeid._options import Snapshot, snapshot
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import CallRecord, read_call
 from scistack.selection import near_values
@@ -260,6 +261,7 @@ class _Run:
         self.vkeys_key = key_of(self.vkeys)
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
         self.identity: FunctionIdentity = lf.identity()  # once per run: code does not change mid-run
+        self.options: Snapshot | None = None  # (workers: the numeric options the keys were computed under)
         self.name = lf.name
         self.ctx = lineage_context()
         self.loaded = {n: s for n, s in inputs.items() if n not in lf.ignore and is_loaded_input(s)}
@@ -911,6 +913,10 @@ class _Run:
 
     def _run_parallel(self, workers: int | None, executor: cf.Executor | None, chunk_size: int | None,
                       bar: Any) -> None:
+        try:  # the call keys were computed under this thread's numeric options: the workers run under them
+            self.options = snapshot()
+        except ValueError as exc:  # (np.seterr "call" with a callback no worker can be sent)
+            raise ForEachError(f"for_each({self.name}): {exc}") from None
         pool = _Workers(workers, executor)
         # combinations with the same call key (the same values at several addresses): the first
         # runs, the others are served what it made once it is back (or run, if it did not run)
@@ -1072,7 +1078,7 @@ class _Run:
                 try:
                     future = pool.pool.submit(run_chunk, fn, store_root, tasks[start:start + size], self.db.schema_keys,
                                               self.splits, self.as_table, self.lazy, self.db.chunk_policy(),
-                                              pool.watch_folder, round_id, note_each)
+                                              pool.watch_folder, round_id, note_each, self.options)
                 except cf.BrokenExecutor:  # (it broke while the tasks were handed out)
                     lost += tasks[start:]
                     break

@@ -21,6 +21,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
+from scistack.codeid._options import Snapshot, run_under
 from scistack.lineage.filecheck import reads_of_call
 from scistack.lineage.running import call_running
 from scistack.foreach.inputs import Resolved, load_value
@@ -142,7 +143,8 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], splits: tuple[str | None, ...],
               as_table: bool, lazy: bool = False, policy: ChunkPolicy | None = None,
-              watch: str | None = None, round_id: str | None = None, note_each: bool = False) -> list[Outcome]:
+              watch: str | None = None, round_id: str | None = None, note_each: bool = False,
+              options: Snapshot | None = None) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
     `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
@@ -155,6 +157,8 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     key would hand back the first attempt's result, or wait on its forgotten task);
     `note_each`: the scheduler is told of each combination before it starts (a window of one:
     a death names its combination), for combinations suspected of killing a worker.
+    `options`: the caller's numpy error modes and decimal context (`codeid._options.snapshot`),
+    which its call keys were computed under: each call runs under them, not the worker's.
     """
     if policy is not None:  # the project's chunking (part of a value's identity), not the worker's
         pin_policy(policy)
@@ -182,7 +186,8 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
                                      "that it runs", unnoted=True) for t in tasks[position:]]
                 break
             try:
-                outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
+                with run_under(options):
+                    outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
             except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the workers too: the calls
                 break  # finished are returned (their pack written), the caller saves them
         note.idle()  # (a death while the pack is written names no combination)

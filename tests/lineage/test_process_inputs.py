@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.codeid.identity import function_identity
+from scistack.errors import ForEachError, VariableNotFoundError
 
 
 class ExX(BaseVariable):
@@ -156,3 +158,52 @@ def test_a_result_computed_without_numpy_raising_is_not_served_when_it_raises(pr
         assert inverse(ExX.load(subject=1, session="a")).data == float("inf")
     with np.errstate(divide="raise"):
         assert inverse(ExX.load(subject=1, session="a")).data == -1.0
+
+
+def test_workers_run_each_call_under_the_callers_numeric_options(project, tmp_path, monkeypatch):
+    """The call keys are computed here, under np.seterr(divide="raise") and a decimal precision
+    of 5; the workers (spawned: numpy's and decimal's defaults) had computed inf and 28 digits,
+    stored under those keys, and a run here under the same options was served them."""
+    import decimal
+
+    mod = _module(tmp_path, monkeypatch, "opt_pool_steps", (
+        "import decimal\nimport numpy as np\nfrom scistack import lineage_fcn\n"
+        "@lineage_fcn\n"
+        "def both(x):\n"
+        "    try:\n        inverse = float(np.float64(1.0) / np.float64(x - x))\n"
+        "    except FloatingPointError:\n        inverse = -1.0\n"
+        "    return f'{inverse} {decimal.Decimal(2) / decimal.Decimal(3)}'\n"
+    ))
+    for subject in (1, 2):
+        ExX.save(float(subject), subject=subject, session="a")
+    with np.errstate(divide="raise"), decimal.localcontext() as ctx:
+        ctx.prec = 5
+        here = mod.both.fn(1.0)
+        assert here == "-1.0 0.66667"
+        pooled = for_each(mod.both, inputs={"x": ExX}, outputs=[ExY], subject=[1, 2], session=["a"],
+                          workers=2, progress=False, verbose=False)
+        assert pooled.ran == 2 and [ExY.load(subject=s, session="a").data for s in (1, 2)] == [here, here]
+        again = for_each(mod.both, inputs={"x": ExX}, outputs=[ExY], subject=[1, 2], session=["a"],
+                         progress=False, verbose=False)
+        assert (again.ran, again.cached) == (0, 2)
+    with np.errstate(divide="ignore"):  # (the defaults: keyed apart, computed under them)
+        plain = for_each(mod.both, inputs={"x": ExX}, outputs=[ExY], subject=[1, 2], session=["a"],
+                         workers=2, progress=False, verbose=False)
+        assert plain.ran == 2
+        assert ExY.load(subject=1, session="a").data == "inf 0.6666666666666666666666666667"
+
+
+def test_a_numpy_error_callback_no_worker_can_be_sent_is_refused_before_anything_runs(project):
+    """np.seterr(...="call") runs its callback on an error: a worker without it would not."""
+    ExX.save(1.0, subject=1, session="a")
+    with np.errstate(divide="call", call=lambda kind, flag: None):
+        with pytest.raises(ForEachError, match=r"its callback .* cannot be sent to the workers"):
+            for_each(_halve, inputs={"x": ExX}, outputs=[ExY], subject=[1], session=["a"], workers=2,
+                     progress=False, verbose=False)
+    with pytest.raises(VariableNotFoundError):
+        ExY.load(subject=1, session="a")
+
+
+def _halve(x):
+    return x / 2
+
