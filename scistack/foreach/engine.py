@@ -71,7 +71,9 @@ from scistack.lineage.calls import (flatten_params, key_maker, own_record, raw_p
                                     same_place, same_raw_names)
 from scistack.lineage.function import LineageFunction, lineage_context, pickled_for_workers
 from scistack.lineage.running import refuse_run_inside
+from scistack.codeid._data import EnvironmentVariable
 from scistack.codeid._options import Snapshot, snapshot
+from scistack.codeid.files import changed_files
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import CallRecord, read_call
 from scistack.selection import near_values
@@ -262,6 +264,8 @@ class _Run:
         self.as_table, self.dry_run, self.on_error = as_table, dry_run, on_error
         self.identity: FunctionIdentity = lf.identity()  # once per run: code does not change mid-run
         self.options: Snapshot | None = None  # (workers: the numeric options the keys were computed under)
+        self.environment: dict[str, str | None] = {}  # (workers: the variables the key holds, their values)
+        self.cwd: str | None = None  # (workers: the working directory the run's calls mean)
         self.name = lf.name
         self.ctx = lineage_context()
         self.loaded = {n: s for n, s in inputs.items() if n not in lf.ignore and is_loaded_input(s)}
@@ -917,6 +921,11 @@ class _Run:
             self.options = snapshot()
         except ValueError as exc:  # (np.seterr "call" with a callback no worker can be sent)
             raise ForEachError(f"for_each({self.name}): {exc}") from None
+        # ... and the environment variables it reads (a worker whose own differ runs nothing:
+        # `execute.run_chunk`), and from this working directory (`_read_elsewhere`)
+        self.environment = {v.name: os.environ.get(v.name) for _, v in self.identity.data
+                            if isinstance(v, EnvironmentVariable)}
+        self.cwd = _cwd()
         pool = _Workers(workers, executor)
         # combinations with the same call key (the same values at several addresses): the first
         # runs, the others are served what it made once it is back (or run, if it did not run)
@@ -1078,7 +1087,8 @@ class _Run:
                 try:
                     future = pool.pool.submit(run_chunk, fn, store_root, tasks[start:start + size], self.db.schema_keys,
                                               self.splits, self.as_table, self.lazy, self.db.chunk_policy(),
-                                              pool.watch_folder, round_id, note_each, self.options)
+                                              pool.watch_folder, round_id, note_each, self.options,
+                                              self.environment)
                 except cf.BrokenExecutor:  # (it broke while the tasks were handed out)
                     lost += tasks[start:]
                     break
@@ -1222,6 +1232,11 @@ class _Run:
             item.error = (f"{self.name} returned None, so nothing was saved (return a value, or "
                           "raise to record a failure)")
             return
+        elsewhere = self._read_elsewhere(outcome)
+        if elsewhere:
+            item.status, item.error = "failed", elsewhere
+            log.warning("for_each(%s) at %s: %s", self.name, item.combo, item.error)
+            return
         gone = self._collected_inputs(resolved)
         if gone:
             item.status, item.error = "failed", (
@@ -1239,6 +1254,24 @@ class _Run:
             self._record(pending, outcome)
         item.status = "ran"
         log.debug("ran %s at %s in %.3f s", self.name, item.combo, outcome.duration)
+
+    def _read_elsewhere(self, outcome: Outcome) -> str | None:
+        """Why a worker's call is not saved: it read a name relative to its own working
+        directory (a Dask worker's, a pool's started before a chdir), which gives another file
+        (or none) from this run's. Its record would say it read that name from there, and a
+        lookup here, looking from here, would miss it each run; the same content is a hit."""
+        if self.cwd is None:
+            return None
+        moved = [f for f in outcome.files if f.relative is not None and f.cwd != self.cwd]
+        if not moved or not changed_files(moved):  # (looked for from here, as a lookup does)
+            return None
+        first = next(f for f in moved if changed_files([f]))
+        return (f"{self.name} read {first.relative!r}, a name relative to the working directory, in a worker "
+                f"process working in {first.cwd}; from {self.cwd or 'a removed folder'}, where for_each runs, "
+                "that name gives another file (or none), so its result is not saved (a call here would not "
+                "have read it); name the file by a path that does not depend on the working directory "
+                "(os.path.join of a folder the code knows), start the workers in this folder, or run "
+                "without executor=")
 
     def _settle_held(self) -> None:
         """Record the calls that listed a folder this run wrote into, now that it ended: each
@@ -1346,6 +1379,13 @@ def _completed(chunks: dict[cf.Future, list[Task]], pool: _Workers) -> Iterable[
         yield from done
         if not done and pool.without_workers():
             return
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:  # (removed: a relative name gives nothing from here)
+        return ""
 
 
 def _tick(bar: Any, n: int = 1) -> None:

@@ -144,7 +144,8 @@ WORKERS_HINT = ("{name} must be importable by the workers: define it at the top 
 def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str], splits: tuple[str | None, ...],
               as_table: bool, lazy: bool = False, policy: ChunkPolicy | None = None,
               watch: str | None = None, round_id: str | None = None, note_each: bool = False,
-              options: Snapshot | None = None) -> list[Outcome]:
+              options: Snapshot | None = None, environment: dict[str, str | None] | None = None
+              ) -> list[Outcome]:
     """Worker entry point: run a chunk of tasks against the project's object store.
 
     `fn` arrives as the LineageFunction (pickled by reference when importable) but the worker
@@ -159,6 +160,9 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     a death names its combination), for combinations suspected of killing a worker.
     `options`: the caller's numpy error modes and decimal context (`codeid._options.snapshot`),
     which its call keys were computed under: each call runs under them, not the worker's.
+    `environment`: the environment variables the function reads, as the caller has them (its
+    call keys hold them); a worker whose own differ (a Dask worker, a pool started before the
+    caller set one) runs nothing, its result would be filed under the caller's values.
     """
     if policy is not None:  # the project's chunking (part of a value's identity), not the worker's
         pin_policy(policy)
@@ -185,6 +189,10 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
                              Outcome(t.index, None, utc_now(), 0.0, "not run: the Dask scheduler refused the note "
                                      "that it runs", unnoted=True) for t in tasks[position:]]
                 break
+            differs = _other_environment(environment, getattr(plain, "__name__", "the function"))
+            if differs:
+                outcomes.append(Outcome(task.index, None, utc_now(), 0.0, differs))
+                continue
             try:
                 with run_under(options):
                     outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
@@ -195,6 +203,21 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     finally:
         store.end_batch()
         note.close()
+
+
+def _other_environment(environment: dict[str, str | None] | None, name: str) -> str | None:
+    """Why a call is not run in this worker: an environment variable it reads differs here."""
+    for key, value in (environment or {}).items():
+        here = os.environ.get(key)
+        if here != value:
+            def shown(text: str | None) -> str:
+                return "unset" if text is None else repr(text)
+
+            return (f"{name} reads the environment variable {key}, which is {shown(here)} in this worker process "
+                    f"but {shown(value)} where for_each runs: not run here (its result would be saved as made "
+                    f"with {shown(value)}); start the workers with the same value (a pool or cluster started "
+                    "before the variable was set has the old one), or run without executor=")
+    return None
 
 
 def _died(task: Task, died: dict[int, bool]) -> Outcome:

@@ -2544,3 +2544,37 @@ def test_a_link_naming_the_project_or_above_that_the_code_is_not_found_by_stays_
     link.unlink()
     link.symlink_to(second)
     assert run() == ["stale", "1", "0", "301.0"]  # (it was ["current", "0", "1", "4.0"])
+
+
+def test_a_relative_name_read_in_a_worker_process_means_the_callers_working_directory(project, tmp_path,
+                                                                                       monkeypatch):
+    """Pool workers start in the caller's working directory: the record names it, a run here
+    is served the result and an edit of cfg.txt makes it stale. A worker that works elsewhere
+    (a pool started before the caller changed directory; a Dask worker, where it was started)
+    read its own folder's cfg.txt: that result was saved as the call's, and each run here
+    missed it and ran it again. It fails, naming the name and both folders, unless the name
+    gives the same content from here."""
+    steps = _relative_step(tmp_path, monkeypatch, "open")
+    _relative_folder(tmp_path / "a", "open", 2)
+    _relative_folder(tmp_path / "b", "open", 3)
+    run = dict(inputs={"x": FrIn}, outputs=[FrOut], subject=[1, 2], session=["a"], progress=False, verbose=False)
+    monkeypatch.chdir(tmp_path / "a")
+    assert for_each(steps.load().proc, workers=1, **run).ran == 2
+    assert _run(steps) == (["cached", "cached"], [20.0, 40.0])
+    _relative_folder(tmp_path / "a", "open", 5)
+    assert _statuses(project) == ["stale", "stale"]
+    _relative_folder(tmp_path / "a", "open", 2)
+    FrIn.save(7.0, subject=1, session="a")  # (new inputs: nothing cached)
+    FrIn.save(8.0, subject=2, session="a")
+    with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        monkeypatch.chdir(tmp_path / "b")
+        pool.submit(os.getpid).result()  # (its worker started here: it works in b/)
+        monkeypatch.chdir(tmp_path / "a")
+        fn = steps.load().proc
+        report = for_each(fn, executor=pool, **run)
+        assert [i.status for i in report.items] == ["failed", "failed"]
+        assert f"read 'cfg.txt', a name relative to the working directory, in a worker process working in " \
+               f"{tmp_path / 'b'}; from {tmp_path / 'a'}, where" in report.items[0].error
+        _relative_folder(tmp_path / "b", "open", 2)  # (the same content from here: what a call here reads)
+        assert for_each(fn, executor=pool, **run).ran == 2
+    assert _run(steps) == (["cached", "cached"], [14.0, 16.0])
