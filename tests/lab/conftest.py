@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,16 @@ def postgres(tmp_path_factory):
 def pg_url(postgres) -> str:
     """A URL of a fresh database on the shared cluster, as the project's writer role."""
     return postgres.url(postgres.new_database(), WRITER, WRITER_PASSWORD)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A loopback port nothing answers on for the whole test: bound here, never listened on, so
+    no other process (another test worker's server) can take it meanwhile, as a port that was
+    merely free could be."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

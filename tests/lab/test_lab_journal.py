@@ -185,12 +185,13 @@ def test_a_read_only_role_cannot_save_and_is_named(lab, postgres, tmp_path, pg_u
         db.close()
 
 
-def test_wrong_password_or_server_down_at_open_is_a_clear_error(postgres, tmp_path, pg_url, bucket_url):
+def test_wrong_password_or_server_down_at_open_is_a_clear_error(postgres, tmp_path, pg_url, bucket_url,
+                                                                refused_port):
     wrong = pg_url.replace(":lab-writer-pw@", ":not-the-password@")
     with pytest.raises(SharedServiceError, match="cannot reach the shared journal") as err:
         configure_database(tmp_path / "gait.duckdb", ["subject"], shared=wrong, objects=bucket_url)
     assert "not-the-password" not in str(err.value)
-    down = f"postgresql://u:secret@127.0.0.1:{postgres.port + 1 if postgres.port < 65535 else 1}/x"
+    down = f"postgresql://u:secret@127.0.0.1:{refused_port}/x"
     with pytest.raises(SharedServiceError) as err:
         configure_database(tmp_path / "gait.duckdb", ["subject"], shared=down, objects=bucket_url)
     assert "secret" not in str(err.value)

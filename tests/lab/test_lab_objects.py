@@ -20,7 +20,7 @@ from scistack.fsck import fsck
 from scistack.objects.codec import child_oids
 from scistack.index.pgjournal import PostgresJournal
 
-from .conftest import WRITER_PASSWORD, TcpRelay, free_port, frozen_while
+from .conftest import WRITER_PASSWORD, TcpRelay, frozen_while
 
 
 class LabValue(BaseVariable):
@@ -76,13 +76,13 @@ def _damage_in_bucket(s3_server, url: str, oid: str) -> bytes:
     return bytes(body)
 
 
-def test_a_second_load_never_touches_the_network(machine, monkeypatch, pg_url, tmp_path):
+def test_a_second_load_never_touches_the_network(machine, monkeypatch, pg_url, tmp_path, refused_port):
     machine("a")
     LabValue.save(np.arange(100_000.0), subject=1, session=1)
     machine("b")
     assert LabValue.load(subject=1, session=1).data[-1] == 99_999.0  # fetched once
     database_module.current_database().close()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{refused_port}")  # nothing listens
     db = machine("b")
     assert LabValue.load(subject=1, session=1).data[-1] == 99_999.0  # from the local cache
     with pytest.raises(SharedServiceError, match="object store"):
