@@ -26,10 +26,14 @@ from scistack.where import check_predicate, matching_rows, record_columns
 
 
 def select_records(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
-                   all_versions: bool = False, where: str | tuple | None = None) -> list[RefRecord]:
+                   all_versions: bool = False, where: str | tuple | None = None,
+                   finer: bool = False) -> list[RefRecord]:
     """Records of `var` matching `metadata` (a list value means any of) and the SQL predicate
     `where`; unless `all_versions` (or a `version`), the newest matching one per address and
-    version keys. Raises with what exists when nothing matches."""
+    version keys. Of the records `metadata` and `where` both select, those saved at exactly
+    the address `metadata` names, when there are any, win over the finer ones below it
+    (`load(subject=1)`: the per-subject value, not the per-session ones), unless `finer`:
+    every one (`load_all`). Raises with what exists when nothing matches."""
     if isinstance(version, float) and version.is_integer():
         version = int(version)  # (MATLAB's numbers are doubles)
     if version is not None and (type(version) is bool or not isinstance(version, (int, np.integer))):
@@ -61,14 +65,32 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     if every and db.index.in_batch:  # held saves are numbered at the flush: version numbers,
         db.index.flush()  # and `_where`'s newest, mean what they will mean after the batch
     only = _addresses_where(db, var, addr, where) if where is not None else None
-    records = db.index.select(var, addr, vkeys, params, all_versions=every, only=only)
+    # `where` chooses among every level (`_own_address_first` then applies load's rule); a
+    # whole address has nothing below it (one indexed lookup)
+    below = (finer or where is not None) and set(addr) != set(db.schema_keys)
+    records = db.index.select(var, addr, vkeys, params, all_versions=every, only=only, finer=below)
     if version is not None:
         records = [r for r in records if r.version == version]
     if where is not None:
         records = _where(db, records, where, newest=not (all_versions or version is not None))
+        if not finer:
+            records = _own_address_first(records, addr)
     if not records:
         raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
     return records
+
+
+def _own_address_first(records: list[RefRecord], addr: dict[str, Any]) -> list[RefRecord]:
+    """Those of `records` saved at exactly `addr` when it names one value of each of its keys
+    and some are (`Index.select`'s rule, applied after `where=`: the address's own records
+    had been chosen before it, so `load(subject=1, where="session = 'a'")` found nothing
+    beside a per-subject value, or, when most of the variable's addresses did not match,
+    ignored the rule); else all of them."""
+    if not addr or any(is_multi(v) for v in addr.values()):
+        return records
+    key = key_of(addr)
+    here = [r for r in records if r.addr_key == key]
+    return here or records
 
 
 def label_query(var: str, metadata: dict[str, Any]) -> dict[str, Any]:

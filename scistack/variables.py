@@ -376,6 +376,14 @@ class BaseVariable:
         chunked values come unread, as from `load(lazy=True)` (a frame of recordings larger
         than memory).
 
+        `subject=1` selects every record whose subject is 1, those saved per subject and those
+        saved per session alike, as `where="subject = 1"` does (`load(subject=1)` gives the
+        per-subject value alone, when there is one); keywords and `where` together select the
+        records both hold. `where` takes the columns of the variable's SQL view: every schema
+        key is one, also a key none of its values was saved with (all NULL there, so
+        `where="session = 'pre'"` of values saved per subject gives [] and
+        `where="session IS NULL"` every one); a name that is no column raises `QueryError`.
+
         Nothing matching gives an empty list; a key the variable does not have (a typo) raises
         `UnknownMetadataKeyError` naming the valid keys.
         """
@@ -387,7 +395,7 @@ class BaseVariable:
                 return frame
         with paused():  # ~30 objects a record, none in a cycle: the collector's passes doubled the time
             try:
-                records = sort_records(db, select_records(db, cls.__name__, metadata, where=where))
+                records = sort_records(db, select_records(db, cls.__name__, metadata, where=where, finer=True))
             except UnknownMetadataKeyError:
                 raise
             except VariableNotFoundError:

@@ -19,6 +19,7 @@ from scistack.errors import (
     InvalidMetadataError,
     InvalidNameError,
     NotARepositoryError,
+    QueryError,
     SchemaMismatchError,
     UnknownMetadataKeyError,
     UnsupportedValueError,
@@ -154,6 +155,62 @@ def test_an_address_key_of_none_selects_the_records_saved_without_it(project):
     assert sorted(v.data for v in VPeak.load_all()) == [1.0, 2.0, 8.0]
     assert VPeak.undelete(session=None) == 1
     assert VPeak.load(subject=3, session=None).data == 9.0
+
+
+def test_load_all_selects_every_level_its_keys_name_as_where_does_in_and_out_of_a_batch(project):
+    """`load_all(subject=1)` is every record whose subject is 1, as `where="subject = 1"` is: a
+    value saved per subject had hidden the per-session ones below it, outside a batch and not
+    inside one, and keywords with `where=` (`subject=1, where="session = 'a'"`) had matched
+    nothing. `load(subject=1)` keeps its rule, the per-subject value, inside a batch too (whose
+    held saves had made it a list, and whose held delete of it had hidden the rest), and
+    with `where=` among the records both select (it had applied before `where=`, or not at all
+    when few of the variable's addresses matched)."""
+    VPeak.save(1.0, subject=1, session="a")
+    VPeak.save(9.0, subject=1)
+
+    def answers():
+        return (sorted(v.data for v in VPeak.load_all(subject=1)),
+                sorted(v.data for v in VPeak.load_all(where="subject = 1")),
+                [v.data for v in VPeak.load_all(subject=1, where="session = 'a'")],
+                [v.data for v in VPeak.load_all(subject=1, where="session IS NULL")],
+                [v.data for v in VPeak.load_all(subject=[1, 2], where="session = 'a' AND subject < 2")],
+                VPeak.load(subject=1).data, VPeak.load(subject=1, where="value > 0").data,
+                [v.data for v in VPeak.load(subject=1, where="session = 'a'")])
+
+    want = ([1.0, 9.0], [1.0, 9.0], [1.0], [9.0], [1.0], 9.0, 9.0, [1.0])
+    assert answers() == want
+    with project.batch():
+        assert answers() == want
+        VPeak.save(2.0, subject=2, session="a")  # held: the batch's reads take the overlay's path
+        assert answers() == want
+    for subject in range(3, 12):  # most addresses no longer match: only the matching ones are read
+        VPeak.save(float(subject), subject=subject, session="a")
+    assert answers() == want
+    with project.batch():
+        VPeak.save(5.0, subject=20, session="a")
+        VPeak.save(6.0, subject=20)
+        assert sorted(v.data for v in VPeak.load_all(subject=20)) == [5.0, 6.0]
+        assert VPeak.load(subject=20).data == 6.0
+        assert VPeak.delete(subject=1) == 1  # (the per-subject value: its address)
+        assert [v.data for v in VPeak.load(subject=1)] == [1.0]
+        assert [v.data for v in VPeak.load_all(subject=1)] == [1.0]
+    assert sorted(v.data for v in VPeak.load_all(subject=20)) == [5.0, 6.0]
+    assert VPeak.load(subject=20).data == 6.0
+    assert [v.data for v in VPeak.load(subject=1)] == [1.0]
+
+
+def test_where_naming_a_schema_key_the_variable_was_never_saved_with_is_its_null_column(project):
+    """The variable's SQL view has a column for every schema key, NULL where a value was saved
+    without it: `where=` over a key none of its values has matches nothing but `IS NULL`, as
+    the view does, while a name that is no column is refused as the view refuses it."""
+    for subject in (1, 2):
+        VPeak.save(float(subject), subject=subject)
+    assert project.sql("SELECT * FROM VPeak WHERE session = 'a'").empty
+    assert VPeak.load_all(where="session = 'a'") == []
+    assert VPeak.load_all(subject=1, where="session = 'a'") == []
+    assert [v.data for v in VPeak.load_all(subject=1, where="session IS NULL")] == [1.0]
+    with pytest.raises(QueryError, match="'trial' is not a column here"):
+        VPeak.load_all(where="trial = 1")
 
 
 def test_a_selection_naming_no_value_or_no_label_is_refused(project):

@@ -483,15 +483,24 @@ class Index:
         return self._fold.names(var, "param") | self._overlay.param_names(var)
 
     def select(self, var: str, addr: dict[str, Any], vkeys: dict[str, Any], params: dict[str, Any],
-               *, all_versions: bool = False, only: list[str] | None = None) -> list[RefRecord]:
+               *, all_versions: bool = False, only: list[str] | None = None,
+               finer: bool = False) -> list[RefRecord]:
         """Records matching every filter; unless `all_versions`, the newest per (addr, vkeys).
-        `only`: the address keys to look at (a selection above chose them from
+        An address naming one value of each of its keys, with records saved at exactly it,
+        answers from those alone, the finer records below it left out (`load(subject=1)` is
+        the per-subject value), unless `finer` (`load_all(subject=1)`: every record whose
+        subject is 1). Inside a batch alike: its held saves and deletes count (a held save at
+        the address had left the finer records in, a held delete of its records had hidden
+        them). `only`: the address keys to look at (a selection above chose them from
         `live_addresses`); only their records are read."""
         exact_address = addr and not any(is_multi(v) for v in addr.values())
-        if exact_address and not vkeys and not params and only is None:
-            exact = self.versions_here(var, key_of(addr))  # a point load: one indexed lookup
+        if exact_address and not finer:  # (also with `only`: it narrows what is read, not the rule)
+            exact = self.versions_at(var, key_of(addr))  # a point load: one indexed lookup
             if exact:
-                return exact if all_versions else newest_per_variant(exact)
+                if not vkeys and not params:
+                    return exact if all_versions else newest_per_variant(exact)
+                resolved = resolve_params(var, params, self.param_names(var)) if params else {}
+                return select_from([exact], addr, vkeys, resolved, all_versions=all_versions)
         else:
             self.refresh()
         resolved = resolve_params(var, params, self.param_names(var)) if params else {}
@@ -529,14 +538,10 @@ class Index:
         return [] if self._pending else self._fold_versions(var, addr_key)
 
     def _candidates(self, var: str, addr: dict[str, Any]) -> list[RefRecord]:
-        """The exact address's versions when it names one (an indexed lookup); for a partial
-        address the records of the live addresses it matches, when they are fewer than half
+        """The records of the live addresses `addr` matches, when they are fewer than half
         (`load(subject=1)` of a 300k-address variable: 1.8 -> 0.3 s); else every record of the
-        variable (the filters decide)."""
-        if addr and not any(is_multi(v) for v in addr.values()):
-            exact = self._fold_versions(var, key_of(addr))
-            if exact:
-                return exact
+        variable (the filters decide). (An address with records of its own answers before,
+        in `select`, unless the finer ones are asked for too.)"""
         if addr:
             keys = self._fold.live_addresses(var)
             matched = [key for key, _ in matching_addresses(keys, addr)]
