@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -1736,3 +1737,60 @@ def test_an_export_folder_that_cannot_be_written_is_a_scistack_error_naming_it(p
             with pytest.raises(ExportError, match=re.escape(f"{named} cannot be written") + f".*{fix}"):
                 project.export(MarkedX, to=target, subject=1, session="pre")
         assert sorted(p.name for p in parent.iterdir()) == ["empty"] and not any((parent / "empty").iterdir())
+
+
+_LOCKED_PARENT_EXPORT = """
+import sys
+from scistack import BaseVariable, configure_database
+from scistack.errors import ExportError
+
+db = configure_database(sys.argv[1], ["subject"])
+class LockedX(BaseVariable): pass
+LockedX.save(1.0, subject=1)
+try:
+    db.export(LockedX, to=sys.argv[2], subject=1)
+    print("exported")
+except ExportError as exc:
+    print("ExportError:", exc)
+except BaseException as exc:
+    print("raw:", type(exc).__name__, exc)
+"""
+
+
+def test_a_target_in_a_folder_that_cannot_be_entered_is_an_export_error(tmp_path):
+    """A target whose parent cannot be entered (chmod 0o600: readable, not searchable) came out
+    as a bare PermissionError from the dangling-link check, which ran before the folder checks'
+    error handling. Root passes any chmod, so as root the export runs in a child without
+    CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (setpriv)."""
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    script = tmp_path / "export_into.py"
+    script.write_text(_LOCKED_PARENT_EXPORT)
+    command = [sys.executable, str(script), str(tmp_path / "db.duckdb"), str(parent / "out")]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("root passes chmod and setpriv (util-linux) is not here to drop that")
+        command = [setpriv, "--inh-caps=-all", "--bounding-set=-all", "--ambient-caps=-all", *command]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    parent.chmod(0o600)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        parent.chmod(0o700)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ExportError:"), done.stdout + done.stderr
+    assert f"{parent}" in done.stdout and "chmod u+rwx" in done.stdout
+    assert list(parent.iterdir()) == []
+
+
+def test_a_target_name_of_up_to_255_bytes_is_exported(project, tmp_path):
+    """The folder an export writes in beside its target adds its pid, start, place and token to
+    the target's name: a legal name of 200-255 bytes had failed with "File name too long"."""
+    MarkedX.save(1.0, subject=1, session="pre")
+    for length in (200, 255):
+        target = tmp_path / ("é" * ((length - 1) // 2) + "x" * ((length - 1) % 2 + 1))
+        assert len(os.fsencode(target.name)) == length
+        assert project.export(MarkedX, to=target, subject=1, session="pre").selected == 1
+        assert (target / "scistack-bundle.json").is_file()
+    assert sorted(len(os.fsencode(p.name)) for p in tmp_path.iterdir() if p.name.startswith(("é", "x"))) == [200, 255]

@@ -57,10 +57,10 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
     its lineage closure to the new or empty folder `to`; with `raw_files`, the raw files its
     calls read (`PathInput`) too, in `raw/`, so the pipeline can run again from them."""
     target = Path(to)
-    if target.is_symlink() and not target.exists():  # (the whole bundle had been written first)
-        raise ExportError(f"{target} is a symbolic link to {os.readlink(target)}, which does not exist; "
-                          "make that folder, or export into a new or empty folder (nothing was written)")
-    try:
+    try:  # (a parent that cannot be entered: is_symlink raises too)
+        if target.is_symlink() and not target.exists():  # (the whole bundle had been written first)
+            raise ExportError(f"{target} is a symbolic link to {os.readlink(target)}, which does not exist; "
+                              "make that folder, or export into a new or empty folder (nothing was written)")
         if _unfinished_by_the_dead(target):  # an export killed while writing here: cleared
             _clear(target)
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
@@ -133,6 +133,16 @@ def export(db: Database, variable: Any = None, *, to: str | os.PathLike, all_cur
 _WORK = ".{name}.export-"
 
 
+def _work_prefix(name: str) -> str:
+    """`_WORK` for a target named `name`, cut so the working folder's whole name stays within
+    the 255 bytes a file name may have (its tail of pid, start, place and token takes up to
+    ~60): a legal target name of 200-255 bytes had failed with "File name too long". Two long
+    names alike in their first bytes share the prefix, harmlessly: each export renames its own
+    folder, and only a dead export's are removed."""
+    cut = os.fsdecode(os.fsencode(name)[:180])  # (a cut inside a character: escaped)
+    return _WORK.format(name=cut)
+
+
 def _work_folder(target: Path) -> tuple[Path, str | None]:
     """Where to write the bundle: a new folder beside `target`, renamed onto it once whole
     (after removing those an export killed before left there, their process gone). An empty
@@ -145,21 +155,25 @@ def _work_folder(target: Path) -> tuple[Path, str | None]:
         # one for good, and names another process on another machine sharing the folder
         token = f"{os.getpid()} {uuid.uuid4().hex} {pid_started(os.getpid()) or '-'} {process_place()}"
         mark = target / bundle.UNFINISHED
-        try:  # (one step with the check that it is free: O_EXCL; an overwrite had let a second
-            fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:  # export at once clear the first's finished bundle)
-            raise ExportError(_busy(target)) from None
-        try:
-            with open(fd, "w") as out:
-                out.write(token + "\n")
-        except BaseException:  # (a full disk: the empty mark, made, had been left behind)
-            mark.unlink(missing_ok=True)
+        _OURS.add(token)  # (before the mark is there: another thread of this process reading it
+        try:  # meanwhile had taken it for a killed export's, and cleared this one's folder)
+            try:  # (one step with the check that it is free: O_EXCL; an overwrite had let a second
+                fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:  # export at once clear the first's finished bundle)
+                raise ExportError(_busy(target)) from None
+            try:
+                with open(fd, "w") as out:
+                    out.write(token + "\n")
+            except BaseException:  # (a full disk: the empty mark, made, had been left behind)
+                mark.unlink(missing_ok=True)
+                raise
+        except BaseException:
+            _OURS.discard(token)
             raise
-        _OURS.add(token)
         return target, token
     parent = target.absolute().parent
     parent.mkdir(parents=True, exist_ok=True)
-    prefix = _WORK.format(name=target.name)
+    prefix = _work_prefix(target.name)
     for left in parent.glob(glob_escape(prefix) + "*"):
         if _left_by_the_dead(left.name[len(prefix):]):
             shutil.rmtree(left, ignore_errors=True)
