@@ -106,39 +106,52 @@ def _decimal_state() -> tuple:
 # under the defaults (inf, 28 digits), and every later lookup here was served it.
 _NUMPY_DEFAULT = {"divide": "warn", "over": "warn", "under": "ignore", "invalid": "warn"}
 
-Snapshot = tuple[dict[str, str] | None, bytes | None, tuple | None]  # (numpy modes, its callback pickled, decimal)
+Snapshot = tuple[dict[str, str] | None, object, tuple | None]  # (numpy modes, its callback, decimal)
 
 
-def snapshot() -> Snapshot | None:
-    """This thread's numpy error modes (with ``np.seterrcall``'s callback, pickled) and
-    decimal context, for `run_under` in a worker; None when neither module is imported.
+def snapshot(sent: bool = True) -> Snapshot | None:
+    """This thread's numpy error modes (with ``np.seterrcall``'s callback) and decimal context,
+    for `run_under` in a worker; None when neither module is imported. `sent`: the workers are
+    other processes, which get a pickled copy of the callback (a thread pool calls the
+    caller's own object: a collector of "log" messages had been handed a copy that nobody read).
 
-    Raises ValueError when a mode is "call" and its callback cannot be pickled (a worker could
-    not call it); a "log" object that cannot be is dropped, its modes "warn" (diagnostics)."""
+    Raises ValueError when a mode is "call" and its callback cannot reach a worker process
+    (`_unsendable`); a "log" object that cannot is dropped, its modes "warn" (diagnostics)."""
     numpy = sys.modules.get("numpy")
     modes: dict[str, str] | None = None
-    callback: bytes | None = None
+    handler: object = None
     if numpy is not None:
         try:
             modes, handler = dict(numpy.geterr()), numpy.geterrcall()
         except Exception:  # noqa: BLE001 - a numpy without them: nothing to carry
             modes, handler = None, None
-        if modes is not None and handler is not None and any(v in ("call", "log") for v in modes.values()):
-            import pickle
-
-            try:
-                callback = pickle.dumps(handler)
-            except Exception as exc:  # noqa: BLE001 - pickle raises several kinds here
-                if "call" in modes.values():
-                    raise ValueError(
-                        f"np.seterr(...='call') is set and its callback {handler!r} cannot be sent to the workers "
-                        f"({type(exc).__name__}: {exc}); define it at the top level of a module, or run "
-                        "without workers=/executor=") from None
-                modes = {k: "warn" if v == "log" else v for k, v in modes.items()}
+        if modes is None or not any(v in ("call", "log") for v in modes.values()):
+            handler = None
+        elif handler is not None and sent and (why := _unsendable(handler)):
+            if "call" in modes.values():
+                raise ValueError(
+                    f"np.seterr(...='call') is set and its callback {handler!r} cannot be sent to the workers "
+                    f"({why}); define it at the top level of a module, or run without workers=/executor=")
+            modes, handler = {k: "warn" if v == "log" else v for k, v in modes.items()}, None
     decimal_state = _decimal_state() if "decimal" in sys.modules else None
     if modes is None and decimal_state is None:
         return None
-    return modes, callback, decimal_state
+    return modes, handler, decimal_state
+
+
+def _unsendable(handler: object) -> str | None:
+    """Why `handler` cannot reach a worker process (None: it can): it does not pickle, or it
+    pickles by a reference into a ``__main__`` with no file (a notebook, ``python -c``), which
+    no worker can import: every combination had failed, blamed on the function."""
+    import pickle
+
+    try:
+        sent = pickle.dumps(handler)
+    except Exception as exc:  # noqa: BLE001 - pickle raises several kinds here
+        return f"{type(exc).__name__}: {exc}"
+    if b"__main__" in sent and getattr(sys.modules.get("__main__"), "__file__", None) is None:
+        return "it is defined in __main__ with no file (a notebook, python -c), which a worker cannot import"
+    return None
 
 
 @contextlib.contextmanager
@@ -154,9 +167,7 @@ def run_under(options: Snapshot | None) -> Iterator[None]:
             import numpy
 
             if callback is not None:
-                import pickle
-
-                stack.enter_context(numpy.errstate(call=pickle.loads(callback), **modes))
+                stack.enter_context(numpy.errstate(call=callback, **modes))
             else:
                 stack.enter_context(numpy.errstate(**modes))
         if decimal_state is not None and (decimal_state != _DECIMAL_DEFAULT or "decimal" in sys.modules):

@@ -918,7 +918,7 @@ class _Run:
     def _run_parallel(self, workers: int | None, executor: cf.Executor | None, chunk_size: int | None,
                       bar: Any) -> None:
         try:  # the call keys were computed under this thread's numeric options: the workers run under them
-            self.options = snapshot()
+            self.options = snapshot(sent=not isinstance(executor, cf.ThreadPoolExecutor))
         except ValueError as exc:  # (np.seterr "call" with a callback no worker can be sent)
             raise ForEachError(f"for_each({self.name}): {exc}") from None
         # ... and the environment variables it reads (a worker whose own differ runs nothing:

@@ -233,3 +233,83 @@ def test_a_worker_whose_environment_differs_from_the_callers_runs_nothing(projec
         ExY.load(subject=1, session="a")
     assert for_each(mod.scaled, workers=1, **run).ran == 1  # (started now: the caller's environment)
     assert ExY.load(subject=1, session="a").data == 20.0
+
+
+_NOTEBOOK_RUN = """
+import sys
+import numpy as np
+from scistack import BaseVariable, configure_database, for_each
+from scistack.errors import ForEachError
+import nb_steps
+
+configure_database(sys.argv[1], ["subject"])
+class NbX(BaseVariable): pass
+class NbY(BaseVariable): pass
+NbX.save(1.0, subject=1)
+
+class Log:
+    def write(self, message):
+        pass
+
+def on_error(kind, flag):
+    pass
+
+np.seterr(divide="log")
+np.seterrcall(Log())
+report = for_each(nb_steps.inverse, inputs={"x": NbX}, outputs=[NbY], subject=[1], workers=2,
+                  progress=False, verbose=False)
+print("log:", [(i.status, i.error) for i in report.items])
+np.seterr(divide="call")
+np.seterrcall(on_error)
+try:
+    for_each(nb_steps.inverse, inputs={"x": NbX}, outputs=[NbY], subject=[1], workers=2, progress=False,
+             verbose=False)
+    print("call: ran")
+except ForEachError as exc:
+    print("call: refused:", exc)
+"""
+
+
+def test_a_numpy_error_handler_defined_in_a_notebook_is_not_sent_to_worker_processes(tmp_path):
+    """A "log" object or "call" callback defined in a __main__ with no file (Jupyter, python -c)
+    pickles by a reference no worker can import: every combination had failed, blamed on the
+    function ("must be importable by the workers"). "log" is diagnostics: dropped, the run runs;
+    "call" is refused before anything runs, naming the callback."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "nb_steps.py").write_text("import numpy as np\n\ndef inverse(x):\n    return np.float64(0.0) / x\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *(p for p in sys.path if p)])}
+    done = subprocess.run([sys.executable, "-c", _NOTEBOOK_RUN, str(tmp_path / "nb.duckdb")], cwd=tmp_path,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "log: [('ran', None)]", done.stdout
+    assert lines[1].startswith("call: refused:") and "cannot be sent to the workers" in lines[1], done.stdout
+    assert "__main__ with no file" in lines[1], done.stdout
+
+
+def test_a_thread_pool_calls_the_callers_own_numpy_log_object(project):
+    """A thread pool shares the caller's objects: its "log" collector had been handed a pickled
+    copy, so the messages of the run's errors reached nobody."""
+    import concurrent.futures as cf
+
+    class Collector:
+        def __init__(self) -> None:
+            self.messages: list[str] = []
+
+        def write(self, message: str) -> None:
+            self.messages.append(message)
+
+    ExX.save(0.0, subject=1, session="a")
+    collector = Collector()
+    with np.errstate(divide="log", invalid="log", call=collector), cf.ThreadPoolExecutor(1) as pool:
+        report = for_each(_reciprocal, inputs={"x": ExX}, outputs=[ExY], subject=[1], session=["a"],
+                          executor=pool, progress=False, verbose=False)
+    assert report.ran == 1
+    assert collector.messages and "divide by zero" in collector.messages[0]
+
+
+def _reciprocal(x):
+    return np.float64(1.0) / x
