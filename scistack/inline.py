@@ -324,6 +324,19 @@ def sql_type(value: Any) -> str | None:
     return Inliner(None, INLINE_LIMIT)._row(value, "", {}).get("sqltype")  # type: ignore[arg-type]
 
 
+def inline_row(value: Any) -> dict[str, Any]:
+    """`value`'s inline row as a sync writes it to `scistack.vals` (`Inliner._one_by_one`): its
+    `sqltype` and the column holding it (`i`, `d`, `b`, `s`, `j`, `li`, `ld`, `lb`, `ls`; a 1-D
+    numeric array as the array). `where=` makes a JSON value column of the values at hand
+    from these, as the view makes it from `scistack.vals`."""
+    try:
+        row = Inliner(None, INLINE_LIMIT)._row(value, "", {})  # type: ignore[arg-type]
+        _opaque_if_not_text(row)
+    except Exception:  # noqa: BLE001 - as the sync: a value no rule foresaw is OPAQUE (no value)
+        return {"sqltype": "OPAQUE"}
+    return row
+
+
 def _opaque_if_not_text(row: dict[str, Any]) -> None:
     """Raise ValueError when a text of `row` holds a lone surrogate (a non-UTF-8 file name's
     byte as Python reads it), or a JSON text its escape (DuckDB's JSON refuses it): saves

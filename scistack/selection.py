@@ -20,7 +20,7 @@ from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryE
                              UnknownMetadataKeyError, VariableNotFoundError)
 from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, matching_addresses, newest_per_variant
-from scistack.index.views import param_columns
+from scistack.index.views import param_columns, value_type
 from scistack.inline import sql_type
 from scistack.where import check_predicate, matching_rows, record_columns
 
@@ -244,9 +244,11 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest
     columns = record_columns(db.schema_keys, records, db.store, fn=names_column(where, "fn"))
     types = None
     if names_column(where, "value") or names_column(where, "data"):  # as the views' column, or the frame's
-        columns["value"] = columns["data"] = _scalar_values(db, records, where)
+        values = _plain_values(db.store.get_values([r.oid for r in records]))
         # typed as the view types it, from every record of the variable, not these alone
-        found = value_types(db, records[0].var, dict(zip((r.oid for r in records), columns["value"])))
+        found = value_types(db, records[0].var, dict(zip((r.oid for r in records), values)))
+        _refuse_unlike_view(records, values, found, where)
+        columns["value"] = columns["data"] = values
         types = {"value": found, "data": found}
     kept = [records[i] for i in matching_rows(columns, where, len(records), types=types)]
     if not newest:
@@ -329,16 +331,29 @@ def names_column(where: str | tuple, column: str) -> bool:
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
 
 
-def _scalar_values(db: Database, records: list[RefRecord], where: str | tuple) -> list[Any]:
-    """The records' values for a condition on them: numbers, booleans, text or None."""
-    values = db.store.get_values([r.oid for r in records])
+def _plain_values(values: list[Any]) -> list[Any]:
+    """Values as where= compares them: a numpy number as the Python one it holds (a numpy
+    time stays, as the inline rows take it)."""
+    return [v.item() if isinstance(v, np.generic) and not isinstance(v, (np.datetime64, np.timedelta64))
+            else v for v in values]
+
+
+def _refuse_unlike_view(records: list[RefRecord], values: list[Any], types: set[str | None],
+                        where: str | tuple) -> None:
+    """A QueryError when a value compared is neither a single value nor part of a JSON value
+    column: dicts and lists (a variable's value column is JSON when it holds dicts, or lists
+    of mixed types, or these beside other values: `views.value_type`) are compared as the
+    view compares them, `value->>'label' = 'a'`; a variable of arrays or of lists of one type
+    (a LIST column) or of frames is refused, naming what selects it."""
+    if value_type(types) == "JSON":
+        return
     for record, value in zip(records, values):
         if value is not None and not isinstance(value, (int, float, str, np.generic)):
             raise QueryError(
-                f"where={where!r}: value is a condition on scalar values, but {record.var} at "
-                f"{shown(record.addr)} holds a {type(value).__name__}; select by its keys and "
-                "parameters, or filter the loaded values in Python")
-    return [v.item() if isinstance(v, np.generic) else v for v in values]
+                f"where={where!r}: value is a condition on scalar values (and on dicts, a JSON column as "
+                f"in the views: value->>'label' = 'a'), but {record.var} at {shown(record.addr)} holds a "
+                f"{type(value).__name__}; select by its keys and parameters, or filter the loaded "
+                "values in Python")
 
 
 def unknown_keys_message(db: Database, var: str, unknown: list[str], vkeys: set, params: set | None = None) -> str:

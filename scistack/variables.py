@@ -323,7 +323,9 @@ class BaseVariable:
 
         A list value means any of (`subject=[1, 2]`); `where` is a SQL condition over schema
         keys, version keys, lineage parameters, fn, version, created_at and a scalar `value`
-        (`where="subject > 3 AND low_hz = 20"`, or `("subject > ?", [3])` to bind values).
+        (`where="subject > 3 AND low_hz = 20"`, or `("subject > ?", [3])` to bind values), or
+        a dict's field as in the SQL views' JSON column: `where="value->>'label' = 'a'"` (its
+        text; `value.label` is JSON, so `value.label = 'a'` is refused naming this).
         With `lazy=True` a chunked value's `.data` reads nothing until sliced (see
         `scistack.objects.lazy`); other values load as usual.
 

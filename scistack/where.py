@@ -17,8 +17,8 @@ from typing import Any
 
 from scistack.errors import QueryError
 from scistack.index import RefRecord
-from scistack.index.views import param_columns, quote, shown_as_text, value_type
-from scistack.inline import INLINE_LIMIT, sql_type
+from scistack.index.views import JSON_PARTS, json_value, param_columns, quote, shown_as_text, value_type
+from scistack.inline import INLINE_LIMIT, inline_row, sql_type
 from scistack.lazy_import import lazy_module
 from scistack.objects.store import ObjectStore
 from scistack.records import call_tree, function_name_of
@@ -32,11 +32,14 @@ _WORDS = {"and", "or", "not", "in", "is", "null", "between", "like", "ilike", "t
           "boolean", "integer", "date", "timestamp", "escape"}
 _FUNCTIONS = {"abs", "round", "floor", "ceil", "lower", "upper", "length", "coalesce", "starts_with",
               "ends_with", "contains", "least", "greatest", "regexp_matches", "substr", "isnan",
-              "isinf", "isfinite"}
+              "isinf", "isfinite",
+              # a JSON value column's (dicts, lists): json_extract_string(value, '$.label') = 'a'
+              "json_extract", "json_extract_string", "json_value", "json_exists", "json_type",
+              "json_array_length", "json_keys", "json_contains"}
 _TOKEN = re.compile(r"""
     (?P<space>\s+) | (?P<number>\d+(\.\d*)?([eE][-+]?\d+)?|\.\d+) | (?P<string>'(?:[^']|'')*')
   | (?P<quoted>"(?:[^"]|"")+") | (?P<name>[A-Za-z_][A-Za-z0-9_]*) | (?P<param>\?)
-  | (?P<op><>|!=|<=|>=|==|\|\||[=<>(),+\-*/%])
+  | (?P<op><>|!=|<=|>=|==|->>|->|\|\||[=<>(),+\-*/%.])
 """, re.VERBOSE)
 _fn_names: dict[str, str] = {}  # call oid -> function name (a call record never changes)
 _READ_BATCH = 4096  # call records read at once
@@ -163,7 +166,8 @@ def _tokens(where: str) -> list[tuple[str, str, int]]:
             raise QueryError(
                 f"where={where!r}: {where[pos:pos + 10]!r} is not allowed here; a condition uses "
                 "column names, numbers, 'quoted text', ? parameters, comparisons, AND/OR/NOT, IN, "
-                "BETWEEN, LIKE and IS NULL (no ';', comments or subqueries)")
+                "BETWEEN, LIKE, IS NULL and a JSON value's fields, value->>'label' (no ';', comments "
+                "or subqueries)")
         kind, text = m.lastgroup, m.group()
         if kind != "space":
             tokens.append((kind, text, pos))
@@ -176,14 +180,26 @@ def _tokens(where: str) -> list[tuple[str, str, int]]:
                 raise QueryError(f"where={where!r}: a ')' closes nothing")
     if depth:
         raise QueryError(f"where={where!r}: a '(' is not closed")
+    for i, (kind, text, _) in enumerate(tokens):  # `value.label`: a field of a JSON value, as DuckDB reads it
+        if (kind, text) != ("op", "."):
+            continue
+        field = tokens[i + 1] if i + 1 < len(tokens) else None
+        if (i == 0 or tokens[i - 1][0] not in ("name", "quoted") or field is None
+                or field[0] not in ("name", "quoted")):
+            raise QueryError(f"where={where!r}: a '.' takes a field of a JSON value (value.label, or "
+                             "value->>'label' for its text); anything else is not allowed here")
+        if i + 2 < len(tokens) and tokens[i + 2][:2] == ("op", "("):
+            raise QueryError(f"where={where!r}: {text}{field[1]}(...) calls a function, which is not allowed "
+                             f"here; write it as {field[1]}(...) if it is one of {', '.join(sorted(_FUNCTIONS))}")
     return tokens
 
 
 def _names(tokens: list[tuple[str, str, int]]) -> list[str]:
-    """The column names among `tokens` (SQL words and allowed functions left out)."""
+    """The column names among `tokens` (SQL words, allowed functions and the fields of a JSON
+    value, `value.label`, left out)."""
     names = []
     for i, (kind, text, _) in enumerate(tokens):
-        if kind not in ("name", "quoted"):
+        if kind not in ("name", "quoted") or (i and tokens[i - 1][:2] == ("op", ".")):
             continue
         name = text[1:-1].replace('""', '"') if kind == "quoted" else text
         calls = i + 1 < len(tokens) and tokens[i + 1][:2] == ("op", "(")
@@ -217,7 +233,7 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
     arrays: dict[str, pa.Array] = {}
     for i, (k, v) in enumerate(columns.items()):
         kind = value_type({*_types_of(v), *((types or {}).get(k) or ())}) if k in values else None
-        if kind == "JSON":  # each value in the column of its type, JSON made of them by DuckDB below
+        if kind == "JSON":  # each value in its inline column, JSON made of them by DuckDB below
             jsons.append(k)
             arrays.update({f"__{part}{i}": array for part, array in _json_parts(v).items()})
         elif kind == "TEXT":  # as `views._AS_TEXT` writes each value (an int beyond 64 bits is a double there)
@@ -235,12 +251,11 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
         # NaN records `scistack sql` returns
         con.execute("SET disabled_optimizers = 'filter_pushdown'")
         source = "__records"
-        if jsons:  # (the views' `COALESCE(to_json(v.i), to_json(v.d), to_json(v.b), ...)`)
+        if jsons:  # (the views' `COALESCE(CAST(v.j AS JSON), to_json(v.i), ...)`: `views.json_value`)
             con.register("__parts", table)
-            made = ", ".join(
-                f"COALESCE({', '.join(f'to_json(__{part}{i})' for part in _PARTS)}) AS {quote(k)}"
-                for i, k in enumerate(columns) if k in jsons)
-            hidden = ", ".join(f"__{part}{i}" for i, k in enumerate(columns) if k in jsons for part in _PARTS)
+            made = ", ".join(f"{json_value(lambda part: f'__{part}{i}')} AS {quote(k)}"  # noqa: B023 - called here
+                             for i, k in enumerate(columns) if k in jsons)
+            hidden = ", ".join(f"__{part}{i}" for i, k in enumerate(columns) if k in jsons for part in JSON_PARTS)
             con.execute(f"CREATE TEMP VIEW __records AS SELECT * EXCLUDE ({hidden}), {made} FROM __parts")
         else:
             con.register(source, table)
@@ -253,9 +268,7 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
                     f"with text, e.g. {named[0]} = '5', or its numbers by TRY_CAST({named[0]} AS DOUBLE) > 5 "
                     f"(NULL for a text)") if named else ""
             named = [k for k in jsons if re.search(rf"\b{re.escape(k)}\b", sql)]
-            hint = hint or (f"; {named[0]} holds lists or dicts beside single values, so it is JSON, as in "
-                            f"the views: compare its text by ({named[0]}->>'$') = 'a', its numbers by "
-                            f"TRY_CAST({named[0]} AS DOUBLE) > 1") if named else hint
+            hint = hint or (_json_hint(named[0], sql, columns[named[0]]) if named else "")
             words = _reserved_columns(con, [text for kind, text, _ in _tokens(sql) if kind == "name"])
             if words and not hint:
                 hint = (f"; {words[0]} is an SQL word: write the column in double quotes, "
@@ -266,7 +279,24 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
     return [r[0] for r in rows]
 
 
-_PARTS = "idbs"  # a JSON value column's parts: BIGINT, DOUBLE, BOOLEAN, VARCHAR
+def _json_hint(column: str, sql: str, values: list[Any]) -> str:
+    """What compares with a JSON value column (`values`: dicts, lists, either beside single
+    values): a dict's field, the one `sql` names as `value.label` if any (JSON too, so
+    `value.label = 'a'` casts 'a' to JSON and fails, in the views as here), and a single
+    value's text and number."""
+    field = re.search(rf"\b{re.escape(column)}\s*\.\s*(\w+|\"(?:[^\"]|\"\")+\")", _LITERAL.sub("''", sql))
+    name = (field.group(1).strip('"') if field else "label").replace("'", "''")
+    fields = (f"a dict's field as text by {column}->>'{name}' = 'a' ({column}.{name} is JSON, which text is "
+              f"compared with only as JSON, {column}.{name} = '\"a\"'), as a number by "
+              f"TRY_CAST({column}->>'{name}' AS DOUBLE) > 1")
+    single = f"a single value's text by ({column}->>'$') = 'a', its number by TRY_CAST({column} AS DOUBLE) > 1"
+    beside = any(isinstance(v, (int, float, str)) for v in values)
+    held = "lists or dicts beside single values" if beside else "dicts or lists"
+    return (f"; {column} holds {held}, so it is JSON, as in the views: "
+            + (f"{fields}; {single}" if field or not beside else f"{single}; {fields}"))
+
+
+_LITERAL = re.compile(r"'(?:[^']|'')*'")
 _PLAIN_TYPES = {bool: "BOOLEAN", float: "DOUBLE", str: "VARCHAR", type(None): "NULL"}
 
 
@@ -291,17 +321,36 @@ def _big(value: Any) -> bool:
     return type(value) is int and not -(1 << 63) <= value < (1 << 63)
 
 
-def _json_parts(values: list[Any]) -> dict[str, pa.Array]:
-    """A value column split into its BIGINT, DOUBLE, BOOLEAN and VARCHAR parts, as the inline
-    rows hold them (`inline._scalar`: an int beyond 64 bits is a double)."""
-    def part(wanted) -> list[Any]:
-        return [v if wanted(v) else None for v in values]
+_PART_TYPES = {"j": "string", "i": "int64", "d": "float64", "b": "bool_", "s": "string",
+               "li": "int64", "ld": "float64", "lb": "bool_", "ls": "string"}
 
-    return {"i": pa.array(part(lambda v: type(v) is int and not _big(v)), pa.int64()),
-            "d": pa.array([float(v) if v is not None else None
-                           for v in part(lambda v: type(v) is float or _big(v))], pa.float64()),
-            "b": pa.array(part(lambda v: type(v) is bool), pa.bool_()),
-            "s": pa.array(part(lambda v: type(v) is str), pa.string())}
+
+def _json_parts(values: list[Any]) -> dict[str, pa.Array]:
+    """A JSON value column split into the inline columns `views.JSON_PARTS`, as a sync writes
+    each value to `scistack.vals` (`inline.inline_row`: an int beyond 64 bits a double, a dict
+    or a mixed list JSON text, a list of one type a list column, one beyond the inline limit
+    nothing), so that `views.json_value` makes of them the view's JSON. The common single
+    values without a call each."""
+    parts: dict[str, list[Any]] = {part: [None] * len(values) for part in JSON_PARTS}
+    for n, v in enumerate(values):
+        kind = type(v)
+        if v is None:
+            continue
+        if kind is int and not _big(v):
+            parts["i"][n] = v
+        elif kind is float or (kind is int and _big(v)):
+            parts["d"][n] = float(v)
+        elif kind is bool:
+            parts["b"][n] = v
+        elif kind is str and sql_type(v) == "VARCHAR":
+            parts["s"][n] = v
+        else:
+            for part, item in inline_row(v).items():
+                if part in parts and item is not None:
+                    parts[part][n] = item.tolist() if hasattr(item, "tolist") else item
+    return {part: pa.array(items, getattr(pa, _PART_TYPES[part])() if len(part) == 1
+                           else pa.list_(getattr(pa, _PART_TYPES[part])()))
+            for part, items in parts.items()}
 
 
 def _reserved_columns(con, names: list[str]) -> list[str]:

@@ -994,9 +994,11 @@ def _query_failed(error: str, con: duckdb.DuckDBPyConnection) -> str:
                 f"values were saved as strings, or as true/false beside numbers), so it is VARCHAR: compare it with text, e.g. "
                 f"{column} = '5', or cast, e.g. TRY_CAST({column} AS BIGINT) = 5")
     if _MALFORMED_JSON in first:  # text compared with a JSON column: the text is cast to JSON
-        return (f"the query failed: {first} A JSON column (a value column whose variable holds lists or "
-                f"dicts beside single values) compares with JSON: its text by (value->>'$') = 'a' (or "
-                f"value = '\"a\"'), its numbers by TRY_CAST(value AS DOUBLE) > 1")
+        return (f"the query failed: {first} A JSON column (a value column whose variable holds dicts, or "
+                f"lists beside other values) compares with JSON: a dict's field as text by value->>'label' "
+                f"= 'a' (value.label is JSON, as is value['label']: value.label = '\"a\"'), as a number by "
+                f"TRY_CAST(value->>'n' AS DOUBLE) > 1; a single value's text by (value->>'$') = 'a' (or "
+                f"value = '\"a\"'), its number by TRY_CAST(value AS DOUBLE) > 1")
     return (f"the query failed: {first} The index is read-only here; `scistack ls` lists the "
             "variables (each is a view); scistack's own tables are scistack.refs and scistack.calls")
 

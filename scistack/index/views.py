@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,8 +35,8 @@ _SCALAR_COLUMN = {"BIGINT": "v.i", "DOUBLE": "v.d", "BOOLEAN": "v.b", "VARCHAR":
                   "INTERVAL": "TRY_CAST(v.s AS INTERVAL)",  # numpy times, as text (`inline._time`)
                   "TIMESTAMP[]": "TRY_CAST(v.ls AS TIMESTAMP[])", "INTERVAL[]": "TRY_CAST(v.ls AS INTERVAL[])"}
 _NO_VALUE = {None, "NULL", "LARGE", "OPAQUE", "UNREADABLE", "TABLE"}
-_AS_JSON = ("CAST(v.j AS JSON)", "to_json(v.i)", "to_json(v.d)", "to_json(v.b)", "to_json(v.s)",
-            "to_json(v.li)", "to_json(v.ld)", "to_json(v.lb)", "to_json(v.ls)")
+# the inline columns a JSON value column is made of (`json_value`), the JSON text first
+JSON_PARTS = ("j", "i", "d", "b", "s", "li", "ld", "lb", "ls")
 STATIC_VIEWS = ("scistack_variables", "scistack_runs")
 # a variable's views besides its own: `<Var>_all`, `<Var>_branches`, `<Var>_rows` (what each shows)
 VIEW_SUFFIXES = {"_all": "every version", "_branches": "the newest version per address and lineage parameters",
@@ -378,7 +378,14 @@ def _value_expr(sqltypes: frozenset) -> str:
         return "COALESCE(v.ld, CAST(v.li AS DOUBLE[]))"
     if kind == "TEXT":
         return _AS_TEXT
-    return f"COALESCE({', '.join(_AS_JSON)})"
+    return json_value(lambda part: f"v.{part}")
+
+
+def json_value(column: Callable[[str], str]) -> str:
+    """A JSON value column made of the inline columns `JSON_PARTS` (`column(part)` names each):
+    the view's, and `where=`'s of the values at hand (`where.matching_rows`), alike."""
+    return "COALESCE(" + ", ".join(f"CAST({column(p)} AS JSON)" if p == "j" else f"to_json({column(p)})"
+                                   for p in JSON_PARTS) + ")"
 
 
 def _select(columns: dict[str, list[Column]]) -> str:
