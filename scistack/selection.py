@@ -22,7 +22,7 @@ from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, matching_addresses, newest_per_variant
 from scistack.index.views import param_columns, value_type
 from scistack.inline import sql_type
-from scistack.where import check_predicate, matching_rows, record_columns
+from scistack.where import check_predicate, conjuncts, matching_rows, record_columns
 
 
 def select_records(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
@@ -64,15 +64,16 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     every = all_versions or version is not None or where is not None
     if every and db.index.in_batch:  # held saves are numbered at the flush: version numbers,
         db.index.flush()  # and `_where`'s newest, mean what they will mean after the batch
-    only = _addresses_where(db, var, addr, where) if where is not None else None
+    only, judged = _addresses_where(db, var, addr, where) if where is not None else (None, False)
     # `where` chooses among every level (`_own_address_first` then applies load's rule); a
     # whole address has nothing below it (one indexed lookup)
     below = (finer or where is not None) and set(addr) != set(db.schema_keys)
     records = db.index.select(var, addr, vkeys, params, all_versions=every, only=only, finer=below)
     if version is not None:
         records = [r for r in records if r.version == version]
-    if where is not None:
-        records = _where(db, records, where, newest=not (all_versions or version is not None))
+    if where is not None:  # (a `where` the addresses `only` were judged by holds for their records)
+        records = _where(db, records, None if judged else where, newest=not (all_versions or version is not None),
+                         whole=not (addr or vkeys or params or version is not None))
         if not finer:
             records = _own_address_first(records, addr)
     if not records:
@@ -214,43 +215,47 @@ def point_records(db: Database, var: str, metadata: dict[str, Any]) -> list[RefR
     return newest_per_variant(exact) if exact else exact
 
 
-def _addresses_where(db: Database, var: str, addr: dict[str, Any], where: str | tuple) -> list[str] | None:
-    """The live addresses (keys) of `var` matching `addr` where a `where` naming only schema
-    keys holds, judged on the addresses alone, so that only their records are read
-    (`load_all(where="subject < 3")` of 300k values built 300k records: 2.0 -> 0.8 s); None
-    when it names anything else, or holds for most addresses (`_where` then judges every
-    record)."""
-    sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
-    if not isinstance(sql, str):
-        return None
-    chosen = matching_addresses(db.index.live_addresses(var), addr)
+def _addresses_where(db: Database, var: str, addr: dict[str, Any],
+                     where: str | tuple) -> tuple[list[str] | None, bool]:
+    """The live addresses (keys) of `var` matching `addr` where the parts of `where` (its
+    top-level ANDs) naming only schema keys hold, judged on the addresses alone, so that only
+    their records are read (`load_all(where="subject < 3")` of 300k values built 300k records:
+    2.0 -> 0.8 s; `where="subject < 3 AND value > 1"` had read every value, as its `value`
+    kept the whole condition from the addresses), and whether that was the whole `where` (its
+    records then need no second look: `_where`). None when no part names schema keys alone,
+    or they hold for most addresses (`_where` then judges every record)."""
     keys = list(db.schema_keys)  # as `record_columns` lays them
+    known = {k.lower() for k in keys}
     try:
+        parts = conjuncts(where)
+        given = len(where[1]) if isinstance(where, tuple) else 0
+        taken = [(sql, params) for sql, params, names in parts if names <= known]
+        if not taken or sum(len(ps) for _, ps, _ in parts) != given:  # (`_where` names a ? miscount)
+            return None, False
+        sql = " AND ".join(f"({sql})" for sql, _ in taken) if len(taken) > 1 else taken[0][0]
+        params = [p for _, ps in taken for p in ps]
         check_predicate(sql, keys, params=params)
-    except QueryError:
-        return None
+    except QueryError:  # (`_where` says what is wrong with it)
+        return None, False
+    chosen = matching_addresses(db.index.live_addresses(var), addr)
     if not chosen:
-        return []
-    matched = matching_rows({k: [a.get(k) for _, a in chosen] for k in keys}, where, len(chosen))
+        return [], len(taken) == len(parts)
+    matched = matching_rows({k: [a.get(k) for _, a in chosen] for k in keys}, (sql, params), len(chosen))
     # most of them: reading every record at once is quicker than looking each address up
-    return [chosen[i][0] for i in matched] if len(matched) < len(chosen) // 2 else None
+    if len(matched) >= len(chosen) // 2:
+        return None, False
+    return [chosen[i][0] for i in matched], len(taken) == len(parts)
 
 
-def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest: bool) -> list[RefRecord]:
-    """Records for which the predicate holds; with `newest`, the newest of them per address
-    and version keys (as `load(low_hz=20)` picks the newest version made with low_hz=20)."""
+def _where(db: Database, records: list[RefRecord], where: str | tuple | None, *, newest: bool,
+           whole: bool = False) -> list[RefRecord]:
+    """Records for which the predicate holds (all of them for None: already judged); with
+    `newest`, the newest of them per address and version keys (as `load(low_hz=20)` picks
+    the newest version made with low_hz=20). `whole`: `records` are every live record of their
+    variable unless the predicate's own address parts left some out (`select_records`)."""
     if not records:
         return records
-    columns = record_columns(db.schema_keys, records, db.store, fn=names_column(where, "fn"))
-    types = None
-    if names_column(where, "value") or names_column(where, "data"):  # as the views' column, or the frame's
-        values = _plain_values(db.store.get_values([r.oid for r in records]))
-        # typed as the view types it, from every record of the variable, not these alone
-        found = value_types(db, records[0].var, dict(zip((r.oid for r in records), values)))
-        _refuse_unlike_view(records, values, found, where)
-        columns["value"] = columns["data"] = values
-        types = {"value": found, "data": found}
-    kept = [records[i] for i in matching_rows(columns, where, len(records), types=types)]
+    kept = records if where is None else _holding(db, records, where, whole)
     if not newest:
         return kept
     best: dict[tuple[str, str], RefRecord] = {}
@@ -261,12 +266,29 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple, *, newest
     return list(best.values())
 
 
+def _holding(db: Database, records: list[RefRecord], where: str | tuple, whole: bool) -> list[RefRecord]:
+    """The records for which `where` holds."""
+    columns = record_columns(db.schema_keys, records, db.store, fn=names_column(where, "fn"))
+    types = None
+    if names_column(where, "value") or names_column(where, "data"):  # as the views' column, or the frame's
+        values = _plain_values(db.store.get_values([r.oid for r in records]))
+        # typed as the view types it, from every record of the variable, not these alone (when
+        # they are all of them, theirs: DuckDB is not asked)
+        every = whole and len(records) == db.index.count(records[0].var)
+        found = value_types(db, records[0].var, dict(zip((r.oid for r in records), values)), every=every)
+        _refuse_unlike_view(records, values, found, where)
+        columns["value"] = columns["data"] = values
+        types = {"value": found, "data": found}
+    return [records[i] for i in matching_rows(columns, where, len(records), types=types)]
+
+
 _SQL_TYPES: dict[str, str | None] = {}  # oid -> its value's inline type (an object never changes)
 _VAR_TYPES: dict[tuple[str, str], tuple[int, set[str | None]]] = {}  # (journal, var) -> (its size, types)
 _READ_KINDS = ("json", "npy")  # the others' inline types are none the views type a value by
 
 
-def value_types(db: Database, var: str, known: dict[str, Any] | None = None) -> set[str | None]:
+def value_types(db: Database, var: str, known: dict[str, Any] | None = None, *,
+                every: bool = False) -> set[str | None]:
     """The inline types (`inline.sql_type`) of the values of every live version of `var`, the
     ones its views type the value column by (`views.value_type`): `where=` types the column
     alike whichever records it compares (load_all(subject=2, where="value = '1'") had compared
@@ -278,18 +300,24 @@ def value_types(db: Database, var: str, known: dict[str, Any] | None = None) -> 
     cannot say (a forked child, a read-only project behind its journal, a file held elsewhere,
     deletes held by a batch) every value is read, each once a process; `known` maps oids to
     values already read, and a variable's types are kept until the journal grows. A value
-    that cannot be read has no type (the views show it as NULL)."""
+    that cannot be read has no type (the views show it as NULL). `every`: `known` holds the
+    value of every live record of `var` (a `where=` on all of them): their types are the
+    answer, DuckDB is not asked (nor synced, nor waited for when another process holds it).
+    The types read, or found, are kept until the journal grows, asked of no one meanwhile: a
+    file held elsewhere had made each where= wait 2 s for DuckDB again."""
     for oid, value in (known or {}).items():
         if oid not in _SQL_TYPES:
             _SQL_TYPES[oid] = sql_type(value)
-    synced = db.index.value_types(var)
-    if synced is not None:
-        found, held = synced
-        return {*found, *_read_types(db, held)}
+    if every and known:
+        return {_SQL_TYPES[oid] for oid in known}
     memo = (str(db.index.journal_path), var)
     generation = None if db.index.in_batch else db.index.generation()
     if generation is not None and _VAR_TYPES.get(memo, (None,))[0] == generation:
         return _VAR_TYPES[memo][1]  # nothing journalled since: the same records
+    synced = db.index.value_types(var)
+    if synced is not None:
+        found, held = synced
+        return {*found, *_read_types(db, held)}
     found = _read_types(db, db.index.records(var))
     if generation is not None:
         _VAR_TYPES[memo] = (generation, found)

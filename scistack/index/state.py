@@ -484,6 +484,8 @@ def matching_addresses(addr_keys: list[str], want: dict[str, Any]) -> list[tuple
     partial address (`load(subject=1)`) need not make a record of every ref of the variable
     to find its few."""
     pairs: Any = zip(addr_keys, decode_keys(addr_keys))
+    if not want:  # (every one: no call per address)
+        return list(pairs)
     for name, value in want.items():  # first by plain equality, a superset of `_matches`' (1 == 1.0
         if is_multi(value):  # == True) for an address's JSON scalars, without a call per address
             try:
