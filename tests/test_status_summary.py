@@ -869,6 +869,150 @@ def test_a_function_made_inside_another_of_a_module_maybe_edited_is_judged_by_it
     assert module.SCALE == 2.0  # (the process's own module is left as it was)
 
 
+CARRIED_STEPS = {
+    "a constant of the function it was made in": ("""
+from scistack import for_each
+
+
+def run(inputs, outputs):
+    GAIN = 2.0
+
+    def double(signal):
+        return signal * GAIN
+
+    return for_each(double, inputs=inputs, outputs=outputs, progress=False, subject=[1], session=["pre"])
+""", "step", "GAIN = 2.0", "GAIN = 7.0"),
+    "a helper made beside it": ("""
+from scistack import for_each
+
+SCALE = 2.0
+
+
+def run(inputs, outputs):
+    def helper(signal):
+        return signal * SCALE
+
+    def double(signal):
+        return helper(signal)
+
+    return for_each(double, inputs=inputs, outputs=outputs, progress=False, subject=[1], session=["pre"])
+""", "step", "SCALE = 2.0", "SCALE = 3.25"),
+    "a function imported in the function it was made in": ("""
+from scistack import for_each
+
+
+def run(inputs, outputs):
+    from {helpers} import gain
+
+    def double(signal):
+        return gain(signal)
+
+    return for_each(double, inputs=inputs, outputs=outputs, progress=False, subject=[1], session=["pre"])
+""", "helpers", "* 2.0", "* 9.0"),
+}
+GAIN_HELPER = """
+def gain(signal):
+    return signal * 2.0
+"""
+
+
+def _write_again(path: Path, text: str) -> None:
+    """Write `text` to `path` with a new stat, whatever the clock's tick: read again by `why`."""
+    import os
+
+    path.write_text(text)
+    later = os.stat(path).st_mtime_ns + 10**9
+    os.utime(path, ns=(later, later))
+
+
+def _import_unseen(monkeypatch, path: Path) -> None:
+    """As if the import of module file `path` was not seen (before scistack's hook): written
+    after the process started, it may have been edited since, and `why` reads it again."""
+    import os
+
+    from scistack.codeid import files
+
+    monkeypatch.delitem(files._LOADED_AT, os.path.abspath(path))
+
+
+def _run_step(project, tmp_path, monkeypatch, step: str) -> tuple[str, Path, Path]:
+    """Module `step` (its `{helpers}` a module of `GAIN_HELPER`) imported and run once: its
+    name, file and helper module's file."""
+    from scistack import why
+    from scistack.codeid import files
+
+    files.install()  # (as making a lineage function does: imports are seen from here)
+    tag = uuid.uuid4().hex[:8]
+    name, helpers = f"sumcarry_{tag}", f"sumgain_{tag}"
+    (tmp_path / f"{helpers}.py").write_text(GAIN_HELPER)
+    (tmp_path / f"{name}.py").write_text(step.format(helpers=helpers))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    SumRaw.save(np.arange(4.0), subject=1, session="pre")
+    assert not module.run({"signal": SumRaw}, [SumScaled]).failures
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    return name, tmp_path / f"{name}.py", tmp_path / f"{helpers}.py"
+
+
+@pytest.mark.parametrize("carried", list(CARRIED_STEPS))
+def test_an_edit_reaching_a_function_made_inside_another_through_what_it_carries_is_not_current(
+        project, tmp_path, monkeypatch, carried):
+    """A function made inside another (`run.<locals>.double`) of a module read again is made
+    from its code as the file holds it now, but with the cells the process's own `run` made:
+    a constant of `run`, a helper made beside it (its globals the process's), a function
+    `run` imported. An edit reaching it through them had been judged current (and done by
+    status); it is "unknown" (not found), as before such functions were made again."""
+    from scistack import why
+    from scistack.report import why as why_module
+
+    step, edited, old, new = CARRIED_STEPS[carried]
+    name, path, helpers = _run_step(project, tmp_path, monkeypatch, step)
+    edited_path = path if edited == "step" else helpers
+    _write_again(edited_path, edited_path.read_text().replace(old, new))
+    report = why(SumScaled, subject=1, session="pre")
+    assert name in why_module._READ_AGAIN  # (read again: it was edited)
+    assert report.status == "unknown", report
+    assert _agree(project, fast=None)["SumScaled"] == {"done": 0, "stale": 0, "unknown": 1, "failed": 0,
+                                                        "missing": 0}
+
+
+DATA_CELL_STEP = """
+from scistack import for_each
+
+SCALE = 2.0
+
+
+def run(inputs, outputs):
+    gain = SCALE * 2
+
+    def double(signal, k=3.0):
+        return signal * gain * k
+
+    return for_each(double, inputs=inputs, outputs=outputs, progress=False, subject=[1], session=["pre"])
+"""
+
+
+def test_a_function_made_inside_another_carrying_data_is_current_while_the_code_making_it_is(
+        project, tmp_path, monkeypatch):
+    """Numbers in a cell and a default of a function made inside another are made again by
+    the function it was made in: current while that function, and the globals it reads, are
+    what the file holds now; an edit of either is not taken for current ("unknown")."""
+    from scistack import why
+    from scistack.report import why as why_module
+
+    name, path, _ = _run_step(project, tmp_path, monkeypatch, DATA_CELL_STEP)
+    _import_unseen(monkeypatch, path)
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert name in why_module._READ_AGAIN  # (read again: it may have been edited)
+    _write_again(path, DATA_CELL_STEP.replace("SCALE = 2.0", "# the scale\nSCALE = 2.0"))  # a line above
+    assert why(SumScaled, subject=1, session="pre").status == "current"
+    for old, new in [("SCALE = 2.0", "SCALE = 3.0"),  # a global `run` reads to make the cell
+                     ("k=3.0", "k=4.0"),  # a default `run` makes
+                     ("gain = SCALE * 2", "gain = SCALE * 5")]:  # the cell's value in `run`
+        _write_again(path, DATA_CELL_STEP.replace(old, new))
+        assert why(SumScaled, subject=1, session="pre").status == "unknown", new
+
+
 LAMBDA_STEPS = """
 p1 = lambda signal: signal * 2
 p2 = lambda signal: signal * 3

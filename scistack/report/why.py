@@ -44,6 +44,7 @@ from scistack.foreach.paths import file_oid
 from scistack.lineage.calls import raw_file_here, raw_places, relocated
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function, registry_key
+from scistack.report.made_inside import carried_as_now
 from scistack.codeid.identity import function_identity, normalised_source
 from scistack.objects.canonical_json import from_tree
 from scistack.records import CallInput, CallRecord, FunctionInfo, read_call
@@ -726,8 +727,11 @@ def _registered_as_now(copy: Any, module: str, name: str) -> Any:
     unchanged, or dated in the racy window before the process started: pytest's import of a
     test file touched just before) or edited elsewhere had made such a function's values
     "unknown": the copy was searched, the registry skipped. None (as before: not found) when
-    its code was edited, its globals are not the module's, or it is not a function or a
-    partial of one; a pinned version is itself (its identity is the pin, by name)."""
+    its code was edited, its globals are not the module's, it is not a function or a partial
+    of one, or what it carries may not be what the file makes now (`carried_as_now`: a cell
+    holding a helper or an imported function, a constant of the function it was made in
+    edited, had been judged current). A pinned version is itself (its identity is the pin, by
+    name)."""
     registered = registered_function(module, name)
     fn = getattr(registered, "fn", None)
     plain = fn.func if isinstance(fn, functools.partial) else fn
@@ -742,6 +746,8 @@ def _registered_as_now(copy: Any, module: str, name: str) -> Any:
         return None
     if registered.version is not None:
         return registered
+    if not carried_as_now(fn, plain, held, copy):  # (what it carries may not be the file's now)
+        return None
     made = (code, vars(copy), plain.__name__, plain.__defaults__, plain.__closure__)
     now = FunctionType(*made)
     if plain.__kwdefaults__:
