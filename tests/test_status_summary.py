@@ -1013,6 +1013,47 @@ def test_a_function_made_inside_another_carrying_data_is_current_while_the_code_
         assert why(SumScaled, subject=1, session="pre").status == "unknown", new
 
 
+KEYWORD_ONLY_STEP = """
+from scistack import for_each
+
+SCALE = 2.0
+
+
+def run(inputs, outputs):
+    def double(signal, *, k=2.0):
+        return signal * k * SCALE
+
+    return for_each(double, inputs=inputs, outputs=outputs, progress=False, subject=[1], session=["pre"])
+"""
+
+
+def test_a_function_made_inside_another_with_keyword_only_defaults_is_made_without_a_set(
+        project, tmp_path, monkeypatch):
+    """Keyword-only defaults can be given to a function as it is made from Python 3.13 only;
+    set on it after (3.11, 3.12), the audit hook saw a set of a function's defaults, and every
+    later cache hit of the process read codes and defaults again (`_codesets`). Before 3.13
+    such a function is not made again: "unknown", as before."""
+    import sys
+    from types import FunctionType
+
+    from scistack import why
+    from scistack.codeid import files
+
+    name, path, _ = _run_step(project, tmp_path, monkeypatch, KEYWORD_ONLY_STEP)
+    _import_unseen(monkeypatch, path)
+    noted, sets = files.note_code_set, []
+
+    def note(args: tuple) -> None:  # (the audit hook's, for a set of an attribute)
+        if isinstance(args[0], FunctionType) and args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
+            sets.append(args[1])
+        noted(args)
+
+    monkeypatch.setattr(files, "note_code_set", note)
+    assert why(SumScaled, subject=1, session="pre").status == ("current" if sys.version_info >= (3, 13)
+                                                               else "unknown")
+    assert sets == []
+
+
 LAMBDA_STEPS = """
 p1 = lambda signal: signal * 2
 p2 = lambda signal: signal * 3

@@ -730,8 +730,8 @@ def _registered_as_now(copy: Any, module: str, name: str) -> Any:
     its code was edited, its globals are not the module's, it is not a function or a partial
     of one, or what it carries may not be what the file makes now (`carried_as_now`: a cell
     holding a helper or an imported function, a constant of the function it was made in
-    edited, had been judged current). A pinned version is itself (its identity is the pin, by
-    name)."""
+    edited, had been judged current); or, before Python 3.13, it has keyword-only defaults. A
+    pinned version is itself (its identity is the pin, by name)."""
     registered = registered_function(module, name)
     fn = getattr(registered, "fn", None)
     plain = fn.func if isinstance(fn, functools.partial) else fn
@@ -749,12 +749,13 @@ def _registered_as_now(copy: Any, module: str, name: str) -> Any:
     if not carried_as_now(fn, plain, held, copy):  # (what it carries may not be the file's now)
         return None
     made = (code, vars(copy), plain.__name__, plain.__defaults__, plain.__closure__)
-    now = FunctionType(*made)
-    if plain.__kwdefaults__:
-        try:  # (Python 3.13 on: made with them)
+    if not plain.__kwdefaults__:
+        now = FunctionType(*made)
+    else:
+        try:  # (made with them from Python 3.13; set on it before, they would make every later
             now = FunctionType(*made, kwdefaults=dict(plain.__kwdefaults__))  # type: ignore[call-arg]
-        except TypeError:  # (a set, seen by the audit hook: cache hits read codes and defaults
-            now.__kwdefaults__ = dict(plain.__kwdefaults__)  # again from here on, `_codesets`)
+        except TypeError:  # cache hit read codes and defaults again, `_codesets`: not made, as before)
+            return None
     now.__qualname__ = plain.__qualname__
     now.__dict__.update(vars(plain))
     now.__annotations__ = dict(plain.__annotations__)
