@@ -992,20 +992,21 @@ def run(inputs, outputs):
 """
 
 
-def test_a_function_made_inside_another_carrying_data_is_current_while_the_code_making_it_is(
+def test_a_function_made_inside_another_carrying_data_is_unknown_in_a_module_maybe_edited(
         project, tmp_path, monkeypatch):
-    """Numbers in a cell and a default of a function made inside another are made again by
-    the function it was made in: current while that function, and the globals it reads, are
-    what the file holds now; an edit of either is not taken for current ("unknown")."""
+    """Numbers in a cell and a default of a function made inside another were made by the
+    function it was made in, from what it read and what its caller passed when it ran: whether
+    the file makes them again is not known, so such a function is not made again from a module
+    maybe edited ("unknown", not current), whatever the edit."""
     from scistack import why
     from scistack.report import why as why_module
 
     name, path, _ = _run_step(project, tmp_path, monkeypatch, DATA_CELL_STEP)
     _import_unseen(monkeypatch, path)
-    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert why(SumScaled, subject=1, session="pre").status == "unknown"
     assert name in why_module._READ_AGAIN  # (read again: it may have been edited)
     _write_again(path, DATA_CELL_STEP.replace("SCALE = 2.0", "# the scale\nSCALE = 2.0"))  # a line above
-    assert why(SumScaled, subject=1, session="pre").status == "current"
+    assert why(SumScaled, subject=1, session="pre").status == "unknown"
     for old, new in [("SCALE = 2.0", "SCALE = 3.0"),  # a global `run` reads to make the cell
                      ("k=3.0", "k=4.0"),  # a default `run` makes
                      ("gain = SCALE * 2", "gain = SCALE * 5")]:  # the cell's value in `run`

@@ -302,12 +302,6 @@ def code_now(fn: FunctionType) -> CodeType | None:
     return named[0] if len(named) == 1 and _signature(named[0]) == wanted else None
 
 
-def same_code(a: CodeType, b: CodeType) -> bool:
-    """Whether two code objects are the same but for positions: bytecode, names and constants,
-    the code nested in them too."""
-    return a is b or _signature(a) == _signature(b)
-
-
 def _parse(filename: str, module_globals: dict | None) -> _ParsedFile | None:
     """Parse and compile `filename` as linecache sees it now; None if no text or no parse."""
     linecache.checkcache(filename)

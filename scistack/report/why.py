@@ -44,7 +44,6 @@ from scistack.foreach.paths import file_oid
 from scistack.lineage.calls import raw_file_here, raw_places, relocated
 from scistack.lineage.filecheck import changed_inputs
 from scistack.lineage.function import LineageFunction, registered_function, registry_key
-from scistack.report.made_inside import carried_as_now
 from scistack.codeid.identity import function_identity, normalised_source
 from scistack.objects.canonical_json import from_tree
 from scistack.records import CallInput, CallRecord, FunctionInfo, read_call
@@ -721,17 +720,15 @@ def _registered_as_now(copy: Any, module: str, name: str) -> Any:
     """The process's own lineage function `name` of `module` (`registered_function`) as the
     module's copy `copy` (`_as_now`) would run it, when the copy holds none by that name (a
     function made inside another, ``run.<locals>.double``; a lambda no global holds) and its
-    code is what the file holds now (`code_now`: the same but for positions): that code, with
-    its defaults and closure and the copy's globals, so that the constants and helpers of the
-    module it reads are the file's now. A module file only maybe edited (saved again
+    code is what the file holds now (`code_now`: the same but for positions): that code with
+    the copy's globals, so that the constants and helpers of the module it reads are the
+    file's now. A module file only maybe edited (saved again
     unchanged, or dated in the racy window before the process started: pytest's import of a
     test file touched just before) or edited elsewhere had made such a function's values
     "unknown": the copy was searched, the registry skipped. None (as before: not found) when
     its code was edited, its globals are not the module's, it is not a function or a partial
-    of one, or what it carries may not be what the file makes now (`carried_as_now`: a cell
-    holding a helper or an imported function, a constant of the function it was made in
-    edited, had been judged current); or, before Python 3.13, it has keyword-only defaults. A
-    pinned version is itself (its identity is the pin, by name)."""
+    of one, or it carries anything (`_carries`); a pinned version is itself (its identity is
+    the pin, by name)."""
     registered = registered_function(module, name)
     fn = getattr(registered, "fn", None)
     plain = fn.func if isinstance(fn, functools.partial) else fn
@@ -746,22 +743,25 @@ def _registered_as_now(copy: Any, module: str, name: str) -> Any:
         return None
     if registered.version is not None:
         return registered
-    if not carried_as_now(fn, plain, held, copy):  # (what it carries may not be the file's now)
+    if _carries(fn, plain):  # (what it carries was made by the code around it when it ran)
         return None
-    made = (code, vars(copy), plain.__name__, plain.__defaults__, plain.__closure__)
-    if not plain.__kwdefaults__:
-        now = FunctionType(*made)
-    else:
-        try:  # (made with them from Python 3.13; set on it before, they would make every later
-            now = FunctionType(*made, kwdefaults=dict(plain.__kwdefaults__))  # type: ignore[call-arg]
-        except TypeError:  # cache hit read codes and defaults again, `_codesets`: not made, as before)
-            return None
+    now = FunctionType(code, vars(copy), plain.__name__)
     now.__qualname__ = plain.__qualname__
-    now.__dict__.update(vars(plain))
     now.__annotations__ = dict(plain.__annotations__)
     found = functools.partial(now, *fn.args, **fn.keywords) if isinstance(fn, functools.partial) else now
     _AS_NOW[(module, name)] = (copy, fn, found)
     return found
+
+
+def _carries(fn: Any, plain: Any) -> bool:
+    """Whether a function made inside another carries values made when the code around it ran
+    (cells, defaults, attributes, a partial's arguments): those are the process's, and the
+    file's now only if that code, what it read and what its caller passed would make them
+    again, which is not known (a cell holding a helper, a constant of the function it was made
+    in, an argument its caller passed, edited since, had been judged current). Made again, it
+    would take them from the process; so it is not, and its values are "unknown", as before."""
+    return bool(plain.__closure__ or plain.__defaults__ or plain.__kwdefaults__ or vars(plain)
+                or (isinstance(fn, functools.partial) and (fn.args or fn.keywords)))
 
 
 def _made_in(copy: Any, module: str, name: str) -> Any:
