@@ -199,6 +199,56 @@ def test_a_hits_guards_skip_reading_code_only_while_no_set_was_seen(tmp_path, wh
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+_UNREAD_SETS = r'''
+import collections, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+from scistack.codeid import _codesets, files
+from scistack.codeid.identity import function_identity
+files.install()
+import mod
+first = function_identity(mod.f)
+reads = []
+sys.addaudithook(lambda event, args: reads.append(args[1:2]) if event == "object.__getattr__" else None)
+# sets of functions no walk read: a library's import making a namedtuple with defaults (pandas'),
+# asyncio's types.coroutine (unittest.mock's import), an edit of a function f does not call
+collections.namedtuple("Version", "major minor", defaults=(0,))
+import unittest.mock
+fresh = lambda a: a
+fresh.__code__ = (lambda a: a + 1).__code__
+fresh.__kwdefaults__ = {"k": 1}
+del fresh.__defaults__
+mod.unused.__code__ = mod.g.__code__
+assert _codesets.STATE[0] == 1, "a set of a function never read cannot make a memo stale"
+reads.clear()
+assert function_identity(mod.f) is first
+assert reads == [], reads  # still the fast path: no code or defaults read
+mod.helper.__code__ = mod.g.__code__  # an edit (a hot reload) of a helper the walk read
+assert _codesets.STATE[0] == 2
+assert function_identity(mod.f).digest != first.digest
+assert reads, "the guards read them again"
+print("ok")
+'''
+
+
+def test_a_set_of_code_or_defaults_of_a_function_no_walk_read_keeps_the_fast_path(tmp_path):
+    # a set of a function's code or defaults put every memo on reading them again for the rest
+    # of the process, whichever function it was: pandas' import (a namedtuple with defaults),
+    # which the index's sync thread makes after scistack's hook is in, did so in most
+    # processes. Only a set of one some walk read can make a memo stale (`_codesets.reading`)
+    import subprocess
+
+    import scistack
+
+    (tmp_path / "mod.py").write_text("def helper(x, y=2):\n    return x + y\n\n"
+                                     "def f(x, *, z=3):\n    return helper(x) + z\n\n"
+                                     "def unused(x):\n    return x\n\n"
+                                     "def g(x, y=2):\n    return x - y\n")
+    out = subprocess.run([sys.executable, "-c", _UNREAD_SETS, str(tmp_path),
+                          os.path.dirname(os.path.dirname(scistack.__file__))], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
 def test_hash_bytes_reuses_reset_hashers_and_agrees_with_blake3_in_threads():
     # a cache hit makes three small digests; each took a new blake3 hasher (~1k of its ~7.5k
     # instructions): they are reset and kept, one per thread hashing at once

@@ -79,8 +79,9 @@ class Guards:
     # (reader, value) of the process-wide options the identity keys (`_options`): numpy's
     # error modes, decimal's context
     options: tuple[tuple[Any, object], ...] = ()
-    # the codes and defaults were read with `codeid.files`' audit hook in and no function's
-    # code or defaults set since (`_codesets`): while none is, they need no reading again
+    # the codes and defaults were read with `codeid.files`' audit hook in and no code or
+    # defaults of a function a walk read set since (`_codesets`): while none is, they need no
+    # reading again
     watched: bool = field(default=False, compare=False)
 
     def valid(self) -> bool:
@@ -275,6 +276,7 @@ class Walk:
             }
             cells.pop("__class__", None)  # the implicit cell of super(): the class itself
         else:
+            _codesets.reading(obj)  # (before its code or defaults are read: a set is seen)
             scope = f"{home_module(obj)}.{_code_qualname(obj)}"
             node = Node(obj, f"helper:{scope}", function_shape(obj))
             self.codes.append((obj, obj.__code__))

@@ -72,7 +72,7 @@ from types import CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from scistack.errors import LineageError
-from scistack.codeid._codesets import unseen_sets_impossible
+from scistack.codeid._codesets import reading, unseen_sets_impossible
 from scistack.codeid._data import Unverifiable, data_digest
 from scistack.codeid._graph import Guards, unwrap, walk_root
 from scistack.codeid._packages import code_module, is_project_module, package_version
@@ -413,6 +413,8 @@ def _pinned_identity(
     note = f"identity pinned by hand: version={version!r}"
     identity = FunctionIdentity(name, module, digest, source, source is not None, version, (), note)
     watched = unseen_sets_impossible()  # (before the code is read)
+    if isinstance(real, FunctionType):
+        reading(real)  # (a set of its code from now on is seen)
     codes = ((real, real.__code__),) if isinstance(real, FunctionType) else ()
     return identity, Guards((), codes, (), watched=watched)
 
