@@ -66,6 +66,7 @@ from scistack.errors import (
     SharedServiceError,
 )
 from scistack.objects._proc import pid_started, process_gone, process_space
+from scistack.objects.chunked import chunk_labels, parse_manifest
 from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore, kind_in_stored
@@ -144,6 +145,8 @@ class S3ObjectStore(ObjectStore):
         self._marked: set[str] = set()                # oids this process marked set aside
         self._checked_packs: dict[str, dict[str, str]] = {}  # bucket pack -> its damaged records (fsck)
         self._own_copies_only = False                 # fsck: answer for the bucket, not the cache
+        self._parts: set[str] = set()  # parts of manifests written here, checked young before naming
+        self._parts_lock = threading.Lock()  # held by the `wait_uploads` making them young
         self.cache.on_pack = self._pack_written
         _STORES.add(self)
         _runtime_used[0] = True  # (whether making a client starts the runtime or not: as if it did)
@@ -162,6 +165,7 @@ class S3ObjectStore(ObjectStore):
             _keep_for_ever(inherited)
         self._pool, self._uploading = None, {}
         self._lock, self._look_lock = threading.Lock(), threading.Lock()
+        self._parts, self._parts_lock = set(), threading.Lock()  # (the parent's saves)
         self._batch_depth, self._to_upload = 0, []  # a batch open in the parent, its packs queued: the parent's
 
     @property
@@ -262,6 +266,8 @@ class S3ObjectStore(ObjectStore):
 
     # -- write ---------------------------------------------------------------------------------
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
+        if kind == "chunked":
+            self._note_parts(parts)
         if self._batch_depth:
             self.cache._write(oid, kind, parts)  # small ones buffer into the next pack
             if payload_length(parts) < PACKED_BELOW:
@@ -471,6 +477,58 @@ class S3ObjectStore(ObjectStore):
                     del self._uploading[oid]
         if failure is not None:
             raise failure
+        self._young_parts()
+
+    def _note_parts(self, parts: Sequence[Buffer]) -> None:
+        """A chunked manifest is written: its chunks (or row groups) are checked young in the
+        bucket before it is named (`_young_parts`)."""
+        try:
+            named = [oid for oid, _ in chunk_labels(parse_manifest(b"".join(bytes(p) for p in parts)))]
+        except (ValueError, KeyError, TypeError):  # (not one this code wrote: nothing to check)
+            return
+        with self._lock:
+            self._parts.update(named)
+
+    def _young_parts(self) -> None:
+        """Before a name is journalled: each chunk of a manifest written here is young in the
+        bucket, put again where this process last knew it young `REFRESH_AFTER / 2` ago or more.
+        A chunked save writes its chunks first and names its manifest last, and a gc on another
+        machine cannot see this writer: it keeps what is younger than `PRUNE_FLOOR` (an hour),
+        so a save running longer (a TB recording uploading for hours) had its first chunks
+        deleted, and returned naming them. A chunk gc deleted is put back from this machine's
+        cache (else the bucket's copy is made young); one held by neither raises, naming
+        nothing. A pass that took `REFRESH_AFTER / 2` or longer is followed by another over what
+        aged meanwhile. A save shorter than that checks dict entries only."""
+        with self._parts_lock:  # (a second thread's name waits until its chunks are young too)
+            with self._lock:
+                parts = list(self._parts)
+            stale = [oid for oid in parts if not self._known_young(oid)]
+            while stale:
+                started = time.time()
+                with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scistack-s3-fresh") as pool:
+                    found = list(pool.map(self.freshen, stale))
+                gone = [oid for oid, ok in zip(stale, found) if not ok]
+                if gone:
+                    with self._lock:
+                        self._parts.difference_update(parts)
+                    raise ObjectNotFoundError(gone[0], (
+                        f"it is a chunk of a value being saved, deleted from {self.url} by a gc on "
+                        "another machine while this save ran (over an hour), and this machine's "
+                        "cache no longer holds it; nothing was named. Save the value again "
+                        f"({len(gone)} chunk(s) are gone)"))
+                if time.time() - started < REFRESH_AFTER / 2:
+                    break
+                stale = [oid for oid in parts if not self._known_young(oid)]
+            with self._lock:
+                self._parts.difference_update(parts)
+
+    def _known_young(self, oid: str) -> bool:
+        """Put or confirmed by this process, or in a bucket pack it knows, less than
+        `REFRESH_AFTER / 2` ago (no look at the set-aside marks: a save that uploads makes none)."""
+        if time.time() - self._young.get(oid, 0.0) < REFRESH_AFTER / 2:
+            return True
+        located = self._locate(oid)
+        return located is not None and self._pack_is_young(located[0])
 
     def freshen(self, oid: str) -> bool:
         """Young again in the bucket, as a put of it would make it (gc's grace is the bucket's

@@ -11,6 +11,7 @@ the deletion follow)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -164,3 +165,67 @@ def test_a_save_finding_its_object_older_than_half_refresh_after_puts_it_again(m
     monkeypatch.setattr(s3_module, "REFRESH_AFTER", age + 6.0)  # the object: over half of it old, not all
     assert LabValue.save(value, subject=1, session=2).oid == oid
     assert client.head_object(Bucket=bucket, Key=key)["LastModified"].timestamp() > put_at
+
+
+GC_ELSEWHERE = textwrap.dedent("""
+    import sys
+    import scistack.gc as gc_module
+    from scistack import configure_database
+    from scistack.gc import collect_garbage
+    gc_module.PRUNE_FLOOR = 0.0  # as if the save had run for over an hour
+    db = configure_database(sys.argv[1] + "/gait.duckdb", ["subject", "session"], shared=sys.argv[2],
+                            objects=sys.argv[3])
+    print("deleted", collect_garbage(db, grace_seconds=0).objects_deleted, flush=True)
+    db.close()
+""")
+
+
+class _Recording(np.ndarray):
+    """A large array whose reading of its last block first runs `midway` (once): what a save
+    that has run for hours meets while it still reads and uploads its later chunks."""
+
+    midway = None
+
+    def __getitem__(self, key):
+        block = super().__getitem__(key)
+        if type(self).midway is not None and isinstance(key, tuple) and key and isinstance(key[0], slice) \
+                and key[0].start and key[0].stop == len(self):
+            midway, type(self).midway = type(self).midway, None
+            midway()
+        return np.asarray(block)
+
+
+def test_a_long_chunked_save_names_no_chunk_another_machines_gc_deleted_meanwhile(
+        machine, monkeypatch, pg_url, bucket_url, tmp_path, python_env, s3_server):
+    """A chunked save writes its chunks first and names the manifest last. In a lab a gc on
+    another machine cannot see this writer, and keeps only what is younger than `PRUNE_FLOOR`
+    (an hour): a save running longer (a TB recording uploading for hours) had its first chunks
+    deleted before its manifest was named, and the save returned naming missing chunks (every
+    load failed). Chunks of a manifest about to be named are made young again when this
+    process last knew them young more than `REFRESH_AFTER / 2` ago (put again from this
+    machine's cache, where gc deleted them). The hour is scaled down: `REFRESH_AFTER` 4 s, the
+    first chunks left to age past its half, the other machine's floor at 0."""
+    from scistack.objects.chunking import set_chunking
+
+    (tmp_path / "b").mkdir()
+    db = machine("a")
+    monkeypatch.setattr(s3_module, "REFRESH_AFTER", 4.0)
+    value = np.arange(3000.0).reshape(300, 10).view(_Recording)
+    deleted = []
+
+    def gc_elsewhere():
+        db.store.wait_uploads()  # the first chunks are in the bucket, unnamed
+        started = time.time()
+        deleted.append(_run(GC_ELSEWHERE, tmp_path / "b", pg_url, bucket_url, python_env | s3_server.env()))
+        time.sleep(max(0.0, 2.5 - (time.time() - started)))  # older than REFRESH_AFTER / 2 now
+
+    _Recording.midway = gc_elsewhere
+    set_chunking(threshold=1000, chunk_bytes=2000)
+    try:
+        saved = LabValue.save(value, subject=1, session=1)
+    finally:
+        set_chunking()
+    assert deleted and int(deleted[0].split()[-1]) > 0, deleted  # the gc freed the first chunks
+    assert json.loads(bytes(db.store.get(saved.oid).payload))["type"] == "array"
+    machine("c")  # a colleague's fresh checkout: only what the bucket holds
+    assert np.array_equal(LabValue.load(subject=1, session=1).data, np.arange(3000.0).reshape(300, 10))
