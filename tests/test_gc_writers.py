@@ -8,8 +8,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
+import pytest
 
 from scistack import BaseVariable
 from scistack.gc import collect_garbage
@@ -67,3 +69,69 @@ def test_prune_now_with_no_other_writer_deletes_at_once(project):
     assert not project.store.contains(orphan)
     GateValue.save(np.arange(6.0), subject=2, session="a")  # writing again after gc works
     assert GateValue.load(subject=1, session="a").data[-1] == 4.0
+
+
+PRUNE_ELSEWHERE = textwrap.dedent("""
+    import sys
+    import scistack.gc as gc_module
+    from scistack import configure_database
+    from scistack.gc import collect_garbage
+    gc_module.PRUNE_FLOOR = float(sys.argv[2])  # an hour, scaled down
+    db = configure_database(sys.argv[1], {schema!r})
+    stats = collect_garbage(db, grace_seconds=0)
+    print("deleted", stats.objects_deleted, "note", bool(stats.grace_note), flush=True)
+    db.close()
+""").format(schema=SCHEMA)
+
+
+class _Recording(np.ndarray):
+    """A large array whose reading of its last block first runs `midway` (once): what a save
+    that has run for hours meets while it still writes its later chunks."""
+
+    midway = None
+
+    def __getitem__(self, key):
+        block = super().__getitem__(key)
+        if type(self).midway is not None and isinstance(key, tuple) and key and isinstance(key[0], slice) \
+                and key[0].start and key[0].stop == len(self):
+            midway, type(self).midway = type(self).midway, None
+            midway()
+        return np.asarray(block)
+
+
+def test_a_chunked_save_longer_than_the_floor_never_names_chunks_a_pruning_gc_deleted(
+        project, tmp_path, python_env, monkeypatch):
+    """Beside an open writer a pruning gc keeps only what is younger than `PRUNE_FLOOR` (an
+    hour): the writers' gate makes it keep the floor, not the writer's whole save. A chunked
+    save running longer had its first chunks deleted before its manifest was named, and
+    returned naming them (every load failed). The hour is scaled down: the floor 1 s, the
+    first chunks older than that, and this process's `_YOUNG_FOR` (how long it trusts what it
+    wrote to be there) below it."""
+    import scistack.objects.local as local_module
+    from scistack.errors import ObjectNotFoundError
+    from scistack.objects.chunking import set_chunking
+
+    monkeypatch.setattr(local_module, "_YOUNG_FOR", 0.5)
+    set_chunking(threshold=1000, chunk_bytes=2000)  # (before the first save: the project records it)
+    GateValue.save(np.arange(3.0), subject=0, session="a")  # this process writes: it holds the gate
+    ran = []
+
+    def prune_elsewhere():
+        time.sleep(1.5)  # the chunks written so far: older than the floor
+        done = subprocess.run([sys.executable, "-c", PRUNE_ELSEWHERE, str(project.path), "1.0"],
+                              env=python_env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        ran.append(done.stdout)
+
+    _Recording.midway = prune_elsewhere
+    value = np.arange(3000.0).reshape(300, 10).view(_Recording)
+    try:
+        with pytest.raises(ObjectNotFoundError, match="deleted by a gc"):
+            GateValue.save(value, subject=1, session="a")
+    finally:
+        set_chunking()
+    assert ran and ran[0].split()[1] != "0" and ran[0].endswith("note True\n"), ran
+    with pytest.raises(LookupError, match="has no record matching subject=1"):
+        GateValue.load(subject=1, session="a")  # nothing was named
+    GateValue.save(value, subject=1, session="a")  # saved again: whole
+    assert np.array_equal(GateValue.load(subject=1, session="a").data, np.arange(3000.0).reshape(300, 10))

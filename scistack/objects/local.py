@@ -43,6 +43,7 @@ from scistack.errors import (ConfigurationError, CorruptObjectError, ObjectNotFo
                              ReadOnlyProjectError, storage_full)
 from scistack.objects._proc import pid_started, process_gone, process_place
 from scistack.objects.canonical_json import REF_MARK
+from scistack.objects.chunked import chunk_labels, parse_manifest
 from scistack.objects.gate import PRUNE_FLOOR, WritersGate
 from scistack.objects.hashing import KINDS, Buffer, hash_bytes, object_header, payload_length
 from scistack.objects.oid import Oid, is_valid_oid, oid_relpath, validate_oid
@@ -135,6 +136,10 @@ class LocalObjectStore(ObjectStore):
         self._young_gate = 0  # `gate.left` when `_young` was started
         self.gate = WritersGate(self.root)  # held shared from the first write (see gate.py)
         self.auto_merge = True  # (off for a lab's read-through cache: see s3.py)
+        self.checks_parts = True  # a manifest's chunks made young before it is named (`wait_uploads`;
+        # off for a lab's cache, whose bound drops them: the bucket's copies are checked, s3.py)
+        self._parts: set[str] = set()
+        self._parts_lock = threading.Lock()  # (new in a forked child: `_after_fork_in_child`)
         self.on_pack: Callable[[str], None] | None = None  # told each pack this store writes (a lab
         # cache's go up to the bucket: see s3.py), the one a batch's full buffer writes too
         self._wrote_pack = 0  # the pid that wrote a pack through this store (0: none)
@@ -163,6 +168,8 @@ class LocalObjectStore(ObjectStore):
     def _write(self, oid: Oid, kind: str, parts: Sequence[Buffer]) -> None:
         self._refuse_writes()
         self.gate.enter()
+        if kind == "chunked" and self.checks_parts:
+            self._note_parts(parts)
         if oid in self._buffer:
             return
         if self._refresh_packed(oid, look_again=False):
@@ -202,6 +209,35 @@ class LocalObjectStore(ObjectStore):
         if self.fsync:
             fsync_dir(directory)
         self._note_young(oid)
+
+    def _note_parts(self, parts: Sequence[Buffer]) -> None:
+        """A chunked manifest is written: its chunks are made young before it is named
+        (`wait_uploads`). (Not here: an import or a copy may write a manifest before its chunks.)"""
+        try:
+            named = [oid for oid, _ in chunk_labels(parse_manifest(b"".join(bytes(p) for p in parts)))]
+        except (ValueError, KeyError, TypeError):  # (not one this code wrote: nothing to check)
+            return
+        with self._parts_lock:
+            self._parts.update(named)
+
+    def wait_uploads(self) -> None:
+        """Before a name is journalled: each chunk of a manifest written since is made young, as
+        `freshen` does (free for one this process wrote less than `_YOUNG_FOR` ago). The
+        writers' gate makes a pruning gc beside this writer keep `PRUNE_FLOOR` (an hour), not
+        the writer's whole save: a chunked save running longer had its first chunks deleted,
+        and returned naming them. One gone raises, and nothing is named."""
+        if not self._parts:  # (each stays in it until made young: another thread's name waits)
+            return
+        with self._parts_lock:
+            named = list(self._parts)
+            gone = [oid for oid in named if not self.freshen(oid)]
+            self._parts.difference_update(named)
+        if gone:
+            raise ObjectNotFoundError(gone[0], (
+                f"it is a chunk of a value being saved, deleted by a gc with a short grace "
+                f"(--prune=now) in another process while this save ran (over "
+                f"{PRUNE_FLOOR / 3600:.0f} h: beside an open writer such a gc keeps only what is "
+                f"younger); nothing was named. Save the value again ({len(gone)} chunk(s) are gone)"))
 
     def _stored_small(self, header: bytes, parts: Sequence[Buffer], length: int) -> bytes:
         """What a small object's file (or pack record) holds: raw, or zstd when it pays."""
@@ -1238,9 +1274,11 @@ _STORES: weakref.WeakSet[LocalObjectStore] = weakref.WeakSet()
 def _after_fork_in_child() -> None:
     """A batch open in the parent is the parent's: the objects it buffered are its to write
     (before the journal lines naming them), and the child, in no batch, writes its own at
-    once (its saves are journalled at once: `Index._after_fork`)."""
+    once (its saves are journalled at once: `Index._after_fork`). So are the chunks the parent
+    will name (`wait_uploads`), and their lock, which a thread of the parent may have held."""
     for store in list(_STORES):
         store._batch_depth, store._buffer, store._buffer_bytes = 0, {}, 0
+        store._parts, store._parts_lock = set(), threading.Lock()
 
 
 hold_across_fork(lambda: [store._buffer_lock for store in list(_STORES)], in_child=_after_fork_in_child)

@@ -123,6 +123,7 @@ class S3ObjectStore(ObjectStore):
                                              "retry_timeout": timedelta(seconds=20)})
         self.cache = LocalObjectStore(Path(cache_dir) / "objects")
         self.cache.auto_merge = False  # its packs are the bucket's, queued or trimmed by name
+        self.cache.checks_parts = False  # (the bound drops chunks: the bucket's are checked, `_young_parts`)
         self.max_bytes = DEFAULT_CACHE_BYTES if max_bytes is None else int(max_bytes)
         self._cache_bytes: int | None = None
         self._idx_dir = Path(cache_dir) / "remote-idx"
