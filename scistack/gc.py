@@ -46,7 +46,7 @@ from typing import Any
 
 from scistack.address import shown_address
 from scistack.errors import CorruptObjectError, GarbageCollectionError, ObjectNotFoundError
-from scistack.objects.gate import PRUNE_FLOOR
+from scistack.objects.gate import DEFAULT_GRACE_SECONDS, PRUNE_FLOOR
 from scistack.index import RETENTION, RefRecord, RefState, key_of
 from scistack.objects.codec import child_oids
 from scistack.objects.hashing import KINDS
@@ -56,7 +56,6 @@ from scistack.objects.store import StoredObject
 from scistack.records import CallRecord, RunRecord, call_tree, parse_call
 from scistack.retention import describe, retention_plan
 
-DEFAULT_GRACE_SECONDS = 14 * 24 * 3600
 _WALKED_KINDS = ("json", "call", "chunked")
 _LEAF = "(leaf)"  # a chunked value's chunk or table part: names nothing
 _ARRAY = "(array)"  # a json value's child: npy or table (leaves), or a chunked manifest
@@ -553,15 +552,19 @@ def _other_writers(db: Any) -> Iterator[str | None]:
 def _collect(db: Any, grace_seconds: float, dry_run: bool, keep_versions: int | None,
              older_than: float | None) -> GCStats:
     dropped: list = []
+    # one cutoff for every judgement of age: the orphaned-parts check and the deletion had each
+    # read the clock (listing and dropping names between), so a chunk younger than the check's
+    # cutoff, not refused over, could be older than the deletion's, and deleted. Read before
+    # the journal (earlier: keeps more), as a lab's bucket records it (`will_prune`): a save on
+    # another machine naming old chunks looks there first, or names them before gc reads
+    cutoff = time.time() - grace_seconds
+    if not dry_run and grace_seconds < DEFAULT_GRACE_SECONDS:
+        db.store.will_prune(cutoff)
     if keep_versions is None and older_than is None:
         roots, bad = fold_roots(db.index)
     else:
         roots, dropped, bad = _fold_with_retention(db.index, keep_versions, older_than)
     _refuse_bad_journal(db, bad)
-    # one cutoff for every judgement of age: the orphaned-parts check and the deletion had each
-    # read the clock (listing and dropping names between), so a chunk younger than the check's
-    # cutoff, not refused over, could be older than the deletion's, and deleted
-    cutoff = time.time() - grace_seconds
     walk = _checked_walk(db, roots, young_after=cutoff, explain=dry_run)
     reachable = walk.reachable
     _refuse_orphaned_parts(db, walk, cutoff)

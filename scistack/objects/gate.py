@@ -27,6 +27,7 @@ from pathlib import Path
 from scistack.objects.forks import renew_in_child
 
 PRUNE_FLOOR = 3600.0  # seconds: the grace a gc keeps when it cannot prove no writer is open
+DEFAULT_GRACE_SECONDS = 14 * 24 * 3600  # gc's grace unless told (a lab's gc records a shorter one: s3.py)
 GATE_NAME = "gc-writers.lock"
 
 

@@ -67,6 +67,7 @@ from scistack.errors import (
 )
 from scistack.objects._proc import pid_started, process_gone, process_space
 from scistack.objects.chunked import chunk_labels, parse_manifest
+from scistack.objects.gate import DEFAULT_GRACE_SECONDS
 from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore, kind_in_stored
@@ -88,6 +89,11 @@ READ_STALL = 10
 # Seconds a writer trusts its last look at the set-aside marks; `fsck --repair` waits longer
 # between marking an object and taking it out of the bucket, so no later save skips it.
 SET_ASIDE_LOOK = 5.0
+# Seconds a save trusts its look at the recorded pruning gcs (`gc-pruning/`, `_young_parts`); a
+# gc with a short grace records itself, then waits twice this before it reads the journal.
+PRUNE_LOOK = 3.0
+PRUNING = "gc-pruning/"
+_PRUNE_PASSES = 10  # looks in a row that took PRUNE_LOOK or longer before a save gives up (slow bucket)
 _VERIFY_STEP = 4 << 20  # bytes of a bucket copy fsck holds at once while checking it
 
 
@@ -146,8 +152,10 @@ class S3ObjectStore(ObjectStore):
         self._marked: set[str] = set()                # oids this process marked set aside
         self._checked_packs: dict[str, dict[str, str]] = {}  # bucket pack -> its damaged records (fsck)
         self._own_copies_only = False                 # fsck: answer for the bucket, not the cache
-        self._parts: set[str] = set()  # parts of manifests written here, checked young before naming
-        self._parts_lock = threading.Lock()  # held by the `wait_uploads` making them young
+        self._parts: dict[str, float] = {}  # chunks of manifests written here -> first looked at (0: not yet)
+        self._cleared: dict[str, set[str]] = {}  # chunk -> pruning records it was seen in the bucket after
+        self._pruning_looked = float("-inf")  # (monotonic) the last look at `gc-pruning/` (`_young_parts`)
+        self._parts_lock = threading.Lock()  # held by the `wait_uploads` checking them
         self.cache.on_pack = self._pack_written
         _STORES.add(self)
         _runtime_used[0] = True  # (whether making a client starts the runtime or not: as if it did)
@@ -166,7 +174,7 @@ class S3ObjectStore(ObjectStore):
             _keep_for_ever(inherited)
         self._pool, self._uploading = None, {}
         self._lock, self._look_lock = threading.Lock(), threading.Lock()
-        self._parts, self._parts_lock = set(), threading.Lock()  # (the parent's saves)
+        self._parts, self._cleared, self._parts_lock = {}, {}, threading.Lock()  # (the parent's saves)
         self._batch_depth, self._to_upload = 0, []  # a batch open in the parent, its packs queued: the parent's
 
     @property
@@ -488,48 +496,155 @@ class S3ObjectStore(ObjectStore):
         except (ValueError, KeyError, TypeError):  # (not one this code wrote: nothing to check)
             return
         with self._lock:
-            self._parts.update(named)
+            for oid in named:
+                self._parts[oid] = 0.0  # (a save again of one noted before: looked at anew)
 
     def _young_parts(self) -> None:
-        """Before a name is journalled: each chunk of a manifest written here is young in the
-        bucket, put again where this process last knew it young `REFRESH_AFTER / 2` ago or more.
-        A chunked save writes its chunks first and names its manifest last, and a gc on another
-        machine cannot see this writer: it keeps what is younger than `PRUNE_FLOOR` (an hour),
-        so a save running longer (a TB recording uploading for hours) had its first chunks
-        deleted, and returned naming them. A chunk gc deleted is put back from this machine's
-        cache (else the bucket's copy is made young); one held by neither raises, naming
-        nothing. A pass that took `REFRESH_AFTER / 2` or longer is followed by another over what
-        aged meanwhile. A save shorter than that checks dict entries only."""
-        with self._parts_lock:  # (a second thread's name waits until its chunks are young too)
+        """Before a name is journalled: no chunk of a manifest written here was deleted, or may
+        be, by a gc on another machine. A chunked save writes its chunks first and names its
+        manifest last, and such a gc cannot see this writer: it keeps what is younger than its
+        grace (an hour at least in a lab), so a save running longer had its first chunks
+        deleted, and returned naming them. Re-putting every old chunk before the name cost a
+        save bound by its upload about twice its time, for a rare event; now a gc with a grace
+        shorter than the default records its cutoff before it reads the journal (`will_prune`),
+        and only a save whose oldest chunk is `REFRESH_AFTER / 2` old or more looks (one LIST
+        of `gc-pruning/`, at most every `PRUNE_LOOK` s). A chunk a recorded cutoff reaches is
+        looked for (HEAD): one gone is put back from this machine's cache, one that gc may still
+        delete (its lock is held) is put again; one held by neither raises, naming nothing.
+        A gc recording after the look reads the journal after the name (it waits
+        `2 * PRUNE_LOOK`), so sees it. A chunk older than half the default grace (a week) is
+        put again whatever was recorded."""
+        with self._parts_lock:  # (a second thread's name waits until its chunks are checked too)
             with self._lock:
-                parts = list(self._parts)
-            stale = [oid for oid in parts if not self._known_young(oid)]
-            while stale:
-                started = time.time()
-                with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scistack-s3-fresh") as pool:
-                    found = list(pool.map(self.freshen, stale))
-                gone = [oid for oid, ok in zip(stale, found) if not ok]
-                if gone:
+                parts = dict(self._parts)
+            if not parts:
+                return
+            now, mono = time.time(), time.monotonic()
+            # kept after a look until REFRESH_AFTER / 2 (a writer names what it checked within
+            # that: the same room as an upload's), so a name retried later (the shared journal's
+            # `append_if` losing a race, then the locked path) is looked at again
+            expired = [oid for oid, first in parts.items() if first and mono - first >= REFRESH_AFTER / 2]
+            kept = [oid for oid in parts if oid not in expired]
+            old = {oid: t for oid in kept if now - (t := self._written_at(oid)) >= REFRESH_AFTER / 2}
+            if old and (any(not parts[oid] for oid in old) or mono - self._pruning_looked >= PRUNE_LOOK):
+                try:
+                    self._look_until_trusted(old)
+                except (ObjectNotFoundError, SharedServiceError):
                     with self._lock:
-                        self._parts.difference_update(parts)
-                    raise ObjectNotFoundError(gone[0], (
-                        f"it is a chunk of a value being saved, deleted from {self.url} by a gc on "
-                        "another machine while this save ran (over an hour), and this machine's "
-                        "cache no longer holds it; nothing was named. Save the value again "
-                        f"({len(gone)} chunk(s) are gone)"))
-                if time.time() - started < REFRESH_AFTER / 2:
-                    break
-                stale = [oid for oid in parts if not self._known_young(oid)]
+                        for oid in parts:
+                            self._parts.pop(oid, None)
+                            self._cleared.pop(oid, None)
+                    raise
             with self._lock:
-                self._parts.difference_update(parts)
+                for oid in expired:
+                    self._parts.pop(oid, None)
+                    self._cleared.pop(oid, None)
+                for oid in kept:
+                    if oid in self._parts and not self._parts[oid]:
+                        self._parts[oid] = mono
 
-    def _known_young(self, oid: str) -> bool:
-        """Put or confirmed by this process, or in a bucket pack it knows, less than
-        `REFRESH_AFTER / 2` ago (no look at the set-aside marks: a save that uploads makes none)."""
-        if time.time() - self._young.get(oid, 0.0) < REFRESH_AFTER / 2:
-            return True
+    def _look_until_trusted(self, old: dict[str, float]) -> None:
+        """`_check_parts` again while a pass took `PRUNE_LOOK` or longer (the name must follow
+        the look's start by less: a gc that recorded after it reads the journal
+        `2 * PRUNE_LOOK` after its record); what a pass put again or found is not redone."""
+        for _ in range(_PRUNE_PASSES):
+            started = time.monotonic()
+            self._pruning_looked = started  # (when the look began: a gc recording later waits past it)
+            self._check_parts({oid: self._written_at(oid) for oid in old}, time.time())
+            if time.monotonic() - started < PRUNE_LOOK:
+                return
+        raise SharedServiceError(
+            f"{self.url} answered too slowly to check, before naming a value, that no gc on "
+            f"another machine deleted its chunks ({_PRUNE_PASSES} looks each took over "
+            f"{PRUNE_LOOK:.0f} s); nothing was named. Save the value again (its chunks in the "
+            "bucket are not sent again)")
+
+    def _written_at(self, oid: str) -> float:
+        """When this process last knew `oid` put in the bucket (its put, or the bucket's time),
+        loose or in a bucket pack; 0.0 when it does not know."""
+        stamp = self._young.get(oid, 0.0)
         located = self._locate(oid)
-        return located is not None and self._pack_is_young(located[0])
+        if located is not None:
+            stamp = max(stamp, self._pack_meta.get(located[0], 0.0))
+        return stamp
+
+    def _check_parts(self, old: dict[str, float], now: float) -> None:
+        """`_young_parts`' look: the old chunks a recorded gc's cutoff reaches (with
+        `REFRESH_AFTER / 2` of room for clocks that disagree), each not yet seen in the bucket
+        since that gc, are looked for; see there."""
+        records = self._pruning_records()
+        at_risk: dict[str, list[str] | None] = {}
+        for oid, written in old.items():
+            if now - written >= DEFAULT_GRACE_SECONDS / 2:  # (a gc with the default grace records nothing)
+                at_risk[oid] = None
+                continue
+            cleared = self._cleared.get(oid, set())
+            keys = [key for key, cutoff in records.items()
+                    if written < cutoff + REFRESH_AFTER / 2 and key not in cleared]
+            if keys:
+                at_risk[oid] = keys
+        if not at_risk:
+            return
+        running = self._gc_running()
+
+        def check(oid: str) -> bool:
+            keys = at_risk[oid]
+            if keys is None or running:
+                return self.freshen(oid)  # that gc may still delete it: put again
+            try:
+                self._call("checking an object", self._ob.head, f"objects/{oid[:2]}/{oid[2:]}")
+            except FileNotFoundError:
+                return self.freshen(oid)  # deleted (or packed): put back loose from this machine's cache
+            with self._lock:
+                self._cleared.setdefault(oid, set()).update(keys)
+            return True
+
+        with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scistack-s3-fresh") as pool:
+            found = list(pool.map(check, list(at_risk)))
+        gone = [oid for oid, ok in zip(at_risk, found) if not ok]
+        if gone:
+            raise ObjectNotFoundError(gone[0], (
+                f"it is a chunk of a value being saved, deleted from {self.url} by a gc on "
+                "another machine while this save ran (a gc with a short grace, e.g. --prune=now), "
+                "and this machine's cache no longer holds it; nothing was named. Save the value "
+                f"again ({len(gone)} chunk(s) are gone)"))
+
+    def _pruning_records(self) -> dict[str, float]:
+        """The recorded pruning gcs (`will_prune`): key -> cutoff (the recording gc's clock)."""
+        records = {}
+        for meta in self._list("listing pruning gcs", PRUNING):
+            try:
+                records[meta["path"]] = float(meta["path"].rsplit("/", 1)[-1].split("-", 1)[0])
+            except ValueError:
+                continue
+        return records
+
+    def _gc_running(self) -> bool:
+        """Whether a gc holds `gc.lock` (one left by a gc that died counts: it may not have)."""
+        try:
+            self._call("checking the gc lock", self._ob.head, "gc.lock")
+        except FileNotFoundError:
+            return False
+        return True
+
+    def will_prune(self, cutoff: float) -> None:
+        """A gc with a grace shorter than the default, holding `gc.lock`, is about to delete
+        unreachable objects older than `cutoff`: recorded (`gc-pruning/<cutoff>-<token>`)
+        before it reads the journal, then a wait of `2 * PRUNE_LOOK`, so a save naming its old
+        chunks either saw the record (`_young_parts`) or journalled the name before the wait
+        ended. Records of earlier gcs with a lower cutoff go: each chunk they reach, the
+        highest reaches too (they are finished: this gc holds the lock)."""
+        records = self._pruning_records()
+        if records:
+            top = max(records.values())
+            for key, old in records.items():
+                if old < top:
+                    self._call("removing an old pruning record", self._ob.delete, key)
+        body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "at": time.time(),
+                           "cutoff": cutoff}).encode()
+        self._call("recording a pruning gc", self._ob.put,
+                   f"{PRUNING}{cutoff:.3f}-{secrets.token_hex(8)}", body)
+        time.sleep(2 * PRUNE_LOOK)
 
     def freshen(self, oid: str) -> bool:
         """Young again in the bucket, as a put of it would make it (gc's grace is the bucket's

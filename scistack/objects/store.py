@@ -129,6 +129,11 @@ class ObjectStore(abc.ABC):
         """Held around a gc: shared stores refuse a second gc at once (local: flock elsewhere)."""
         return nullcontext()
 
+    def will_prune(self, cutoff: float) -> None:
+        """A gc with a grace shorter than the default is about to read the journal and delete
+        unreachable objects older than `cutoff`: a shared store records it for other machines'
+        saves (objects/s3.py). Local stores have the writers' gate (gate.py)."""
+
     def set_aside(self, oid: str, folder: Path) -> Path:
         """Move a damaged object's stored bytes out of the store into `folder` (kept, for a
         look or a recovery) so that saving or computing the value again stores a good copy

@@ -229,3 +229,120 @@ def test_a_long_chunked_save_names_no_chunk_another_machines_gc_deleted_meanwhil
     assert json.loads(bytes(db.store.get(saved.oid).payload))["type"] == "array"
     machine("c")  # a colleague's fresh checkout: only what the bucket holds
     assert np.array_equal(LabValue.load(subject=1, session=1).data, np.arange(3000.0).reshape(300, 10))
+
+
+GC_WITH_GRACE = textwrap.dedent("""
+    import sys
+    from scistack import configure_database
+    from scistack.gc import collect_garbage
+    db = configure_database(sys.argv[1] + "/gait.duckdb", ["subject", "session"], shared=sys.argv[2],
+                            objects=sys.argv[3])
+    print("deleted", collect_garbage(db, grace_seconds=float(sys.argv[4])).objects_deleted, flush=True)
+    db.close()
+""")
+
+
+def test_a_long_chunked_save_with_no_pruning_gc_meanwhile_puts_no_chunk_again(
+        machine, monkeypatch, pg_url, bucket_url, tmp_path, python_env, s3_server):
+    """The check before a long save's name (previous test) cost a save bound by its upload
+    about twice its time: each chunk older than `REFRESH_AFTER / 2` was put again, to guard
+    against a short-grace gc elsewhere that had not run. Now such a gc records its cutoff in
+    the bucket (`gc-pruning/`) before it reads the journal, and the save looks there: a gc
+    whose cutoff reaches none of its chunks (here an hour's grace, recorded: shorter than the
+    default) and no gc at all put nothing again. Scaled down as above: `REFRESH_AFTER` 4 s,
+    the first chunks older than its half when the manifest is named."""
+    from scistack.objects.chunking import set_chunking
+
+    from .test_lab_objects import _bucket
+
+    (tmp_path / "b").mkdir()
+    db = machine("a")
+    monkeypatch.setattr(s3_module, "REFRESH_AFTER", 4.0)
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+
+    def put_times() -> dict[str, float]:
+        keys = _bucket(s3_server, bucket_url)[3]
+        return {key: client.head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
+                for key in keys if key.startswith(f"{prefix}/objects/".lstrip("/"))}
+
+    for grace in ("3600", None):  # an hour's gc elsewhere meanwhile, then none
+        value = (np.arange(3000.0).reshape(300, 10) + (0 if grace else 1)).view(_Recording)
+        first: dict[str, float] = {}
+
+        def midway():
+            db.store.wait_uploads()  # the first chunks are in the bucket, unnamed
+            first.update(put_times())
+            started = time.time()
+            if grace is not None:
+                out = _run(GC_WITH_GRACE, tmp_path / "b", pg_url, bucket_url, python_env | s3_server.env(), grace)
+                assert out.split()[-1] == "0", out
+            time.sleep(max(0.0, 2.5 - (time.time() - started)))  # older than REFRESH_AFTER / 2 now
+
+        _Recording.midway = midway
+        set_chunking(threshold=1000, chunk_bytes=2000)
+        try:
+            LabValue.save(value, subject=1, session=3 if grace else 4)
+        finally:
+            set_chunking()
+        assert first, "the save never reached its last block"
+        after = put_times()
+        assert {key: after.get(key) for key in first} == first  # not one put again
+        if grace is not None:  # the gc left its record
+            assert any(key.startswith(f"{prefix}/gc-pruning/".lstrip("/")) for key in _bucket(s3_server, bucket_url)[3])
+    machine("c")  # a colleague's fresh checkout
+    assert np.array_equal(LabValue.load(subject=1, session=4).data, np.arange(3000.0).reshape(300, 10) + 1)
+
+
+def test_a_long_chunked_save_after_a_recorded_pruning_gc_looks_and_puts_again_only_under_a_running_one(
+        machine, monkeypatch, bucket_url, s3_server):
+    """A recorded gc whose cutoff reaches a long save's first chunks: finished (no `gc.lock`),
+    the chunks found in the bucket are left as they are (a HEAD each); while its lock is held
+    it may still delete them, and they are put again before the name. The record and the lock
+    are written here as another machine's gc writes them; scaled as above."""
+    from scistack.objects.chunking import set_chunking
+
+    from .test_lab_objects import _bucket
+
+    db = machine("a")
+    monkeypatch.setattr(s3_module, "REFRESH_AFTER", 4.0)
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    key_of = lambda name: f"{prefix}/{name}".lstrip("/")  # noqa: E731
+
+    def put_times() -> dict[str, float]:
+        return {key: client.head_object(Bucket=bucket, Key=key)["LastModified"].timestamp()
+                for key in _bucket(s3_server, bucket_url)[3] if key.startswith(key_of("objects/"))}
+
+    try:
+        for running in (False, True):
+            value = (np.arange(3000.0).reshape(300, 10) + running).view(_Recording)
+            first: dict[str, float] = {}
+
+            def midway():
+                db.store.wait_uploads()  # the first chunks are in the bucket, unnamed
+                first.update(put_times())
+                time.sleep(1.0)
+                client.put_object(Bucket=bucket, Key=key_of(f"gc-pruning/{time.time():.3f}-elsewhere"), Body=b"{}")
+                if running:
+                    client.put_object(Bucket=bucket, Key=key_of("gc.lock"), Body=json.dumps(
+                        {"host": "elsewhere", "pid": 1, "since": time.time()}).encode())
+                time.sleep(1.6)  # older than REFRESH_AFTER / 2 now
+
+            _Recording.midway = midway
+            set_chunking(threshold=1000, chunk_bytes=2000)
+            try:
+                LabValue.save(value, subject=1, session=5 + running)
+            finally:
+                set_chunking()
+            assert first, "the save never reached its last block"
+            after = put_times()
+            changed = [key for key in first if after[key] != first[key]]
+            if running:
+                assert changed, "under a running gc the reached chunks are put again"
+            else:
+                assert changed == []  # finished: looked at, not put again
+    finally:
+        client.delete_object(Bucket=bucket, Key=key_of("gc.lock"))
+    machine("c")
+    for running in (False, True):
+        assert np.array_equal(LabValue.load(subject=1, session=5 + running).data,
+                              np.arange(3000.0).reshape(300, 10) + running)
