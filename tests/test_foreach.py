@@ -641,6 +641,24 @@ def test_a_run_missing_everything_names_values_saved_as_another_type(emg, caplog
     assert report.missing == 1 and not [r for r in caplog.records if "every combination" in r.getMessage()]
 
 
+class FeRawEmg(BaseVariable):  # FeRawEMG misspelt: never saved
+    pass
+
+
+def test_a_run_whose_input_variable_was_never_saved_says_so_and_the_fix(emg, caplog):
+    """An input variable with no records at all (its step not run yet, or a misspelt class)
+    makes every combination missing: the warning names the variable, that it has no records,
+    the fix, and the variable meant when the name is near one saved."""
+    report = for_each(fns.bandpass, inputs={"signal": FeRawEmg, "low_hz": 10}, outputs=[FeFiltered],
+                      subject=[1, 2], session=["pre"], progress=False)
+    assert report.missing == 2 and report.ran == 0
+    warned = [r.getMessage() for r in caplog.records if "every combination was missing" in r.getMessage()]
+    assert len(warned) == 1, warned
+    assert "FeRawEmg has no saved records" in warned[0]
+    assert "run the step that computes it, before this one" in warned[0]
+    assert "did you mean FeRawEMG?" in warned[0]
+
+
 def test_logging_reports_per_combination_events(emg, caplog):
     caplog.set_level(logging.DEBUG, logger="scistack.foreach")
     for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],

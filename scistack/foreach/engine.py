@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import difflib
 import inspect
 import logging
 import multiprocessing
@@ -841,9 +842,11 @@ class _Run:
                 self._parts.setdefault((var.__name__, by), {})[addr_key] = set(labels or ())
 
     def _warn_mistyped_values(self) -> None:
-        """Every combination missing its inputs, where an iterated value is saved only as
-        another type or case (`subject=["1", "2"]` read from text, the subjects saved as
-        numbers): said once, naming the values meant (load's message names them too)."""
+        """Every combination missing its inputs, where an input variable has no records at all
+        (never saved: a step not run yet, or a misspelt class), or an iterated value is saved
+        only as another type or case (`subject=["1", "2"]` read from text, the subjects saved
+        as numbers): said once, naming the fix or the values meant (load's message names them
+        too)."""
         names = {n for item in self.items for n in item.missing}
         variables = [s.variable.__name__ if isinstance(s, Fixed) else s.__name__ for n, s in self.loaded.items()
                      if n in names and (isinstance(s, Fixed) or is_variable(s))]
@@ -852,6 +855,15 @@ class _Run:
             for key, value in item.combo.items():
                 asked.setdefault(key, []).append(value)
         for var in variables:
+            if self.db.index.count(var) == 0:  # nothing to be near: the input itself is the mistake
+                others = self.db.index.variables()
+                close = difflib.get_close_matches(var, others, n=1, cutoff=0.7) or [
+                    o for o in others if o.lower() == var.lower()]
+                log.warning("for_each(%s): every combination was missing its inputs; %s has no saved records "
+                            "(never saved, or every record deleted): save it, or run the step that computes "
+                            "it, before this one%s", self.name, var,
+                            f" (did you mean {close[0]}?)" if close else "")
+                return
             saved = self.db.index.newest(var, 200)  # (bounded: a hint on a path that ran nothing)
             meant = [m for key, values in asked.items()
                      for m in near_values(key, list(dict.fromkeys(values)), [r.addr[key] for r in saved if key in r.addr])]
