@@ -6,15 +6,25 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test bench bench-peers octave chromium lab-services cc clean
 
+# The demo needs scistack alone; the test extras (dask, Playwright, the S3 server...) would
+# make a first `make demo` wait minutes for packages it never imports.
+BASE   := $(VENV)/.installed-base
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	touch $(STAMP) $(BASE)
+
+$(BASE): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(BASE)
 
 install: $(STAMP)
 
-demo: install
+demo: $(BASE)
 	$(PY) examples/demo.py
 
 # Octave runs the matlab/ tests; installed here so a fresh machine needs nothing by hand.

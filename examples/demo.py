@@ -76,18 +76,21 @@ t0 = time.perf_counter()
 print(for_each(bandpass, inputs={"signal": RawEMG, "low_hz": 20, "high_hz": 450}, outputs=[FilteredEMG], **args))
 print(f"(re-run took {1000 * (time.perf_counter() - t0):.1f} ms)")
 
-section("4. change a constant: exactly that step re-runs, old results stay loadable")
+section("4. change a constant: that step re-runs, old results stay loadable")
 print(for_each(bandpass, inputs={"signal": RawEMG, "low_hz": 30, "high_hz": 450}, outputs=[FilteredEMG], **args))
 print("default now:", FilteredEMG.load(subject=1, session="pre"))
 print("by constant:", FilteredEMG.load(subject=1, session="pre", low_hz=20))
 print(why(MaxActivation, subject=1, session="pre"))
 
-section("5. re-run the downstream step: only what changed upstream recomputes")
+section("5. re-run the downstream steps: only what changed upstream recomputes")
 print(for_each(peak, inputs={"envelope": FilteredEMG}, outputs=[MaxActivation], **args))
+print(for_each(change, inputs={"baseline": Fixed(MaxActivation, session="baseline"), "current": MaxActivation},
+               outputs=[ChangeFromBaseline], subject=[1, 2, 3], session=["pre", "post"], progress=False))
 print(why(MaxActivation, subject=1, session="pre"))
 
-section("6. everything as one DataFrame")
-print(MaxActivation.load_all(as_df=True))
+section("6. everything as one DataFrame (a column per key and lineage parameter)")
+frame = MaxActivation.load_all(as_df=True)
+print(frame[["subject", "session", "low_hz", "high_hz", "data", "fn", "version"]].to_string(index=False))
 
 section("7. plain SQL on the readable view (the DuckDB CLI and DBeaver see the same)")
 db.sync()
