@@ -659,6 +659,18 @@ def test_a_run_whose_input_variable_was_never_saved_says_so_and_the_fix(emg, cap
     assert "did you mean FeRawEMG?" in warned[0]
 
 
+def test_a_failed_combinations_warning_names_the_line_that_raised_and_where_the_traceback_is(emg, caplog):
+    """The one line a failure prints names the user's line that raised (not scistack's, not a
+    library's), so a newcomer knows where to look without asking for the traceback."""
+    for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],
+             subject=[1, 3], session=["pre"], progress=False)
+    warned = [r.getMessage() for r in caplog.records if "failed at" in r.getMessage()]
+    assert len(warned) == 1, warned
+    line = next(i for i, text in enumerate(Path(fns.__file__).read_text().splitlines(), 1) if "raise ValueError" in text)
+    assert f"(raised at foreach_fns.py:{line}, in fragile)" in warned[0]
+    assert "its traceback: report.failures, or scistack runs" in warned[0]
+
+
 def test_logging_reports_per_combination_events(emg, caplog):
     caplog.set_level(logging.DEBUG, logger="scistack.foreach")
     for_each(fns.fragile, inputs={"signal": FeRawEMG, "limit": 30.0}, outputs=[FeFiltered],

@@ -21,8 +21,10 @@ import inspect
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import sys
+import sysconfig
 import time
 import uuid
 from collections.abc import Iterable
@@ -1237,7 +1239,8 @@ class _Run:
         item.duration = outcome.duration
         if outcome.error is not None:
             item.status, item.error, item.traceback = "failed", outcome.error, outcome.traceback
-            log.warning("for_each(%s) failed at %s: %s", self.name, item.combo, outcome.error)
+            log.warning("for_each(%s) failed at %s: %s%s", self.name, item.combo, outcome.error,
+                        _raised_at(outcome.traceback))
             return
         if outcome.skipped:
             item.status = "skipped"
@@ -1470,3 +1473,19 @@ class _Workers:
             self.pool.shutdown(cancel_futures=True)
         if self.watch is not None:
             self.watch.close()
+
+
+_FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
+
+
+def _raised_at(trace: str | None) -> str:
+    """Where the user's code raised, from a failed call's traceback: its innermost frame outside
+    scistack, the standard library and installed packages (the line to look at first), and
+    where the whole traceback is (a warning per failure says no more than one line)."""
+    frames = _FRAME.findall(trace or "")
+    skip = tuple(os.path.dirname(p) + os.sep for p in (
+        os.path.dirname(os.path.abspath(__file__)),)) + tuple(
+        os.path.join(p, "") for p in {sysconfig.get_paths()[k] for k in ("stdlib", "purelib", "platlib")})
+    own = [f for f in frames if not os.path.abspath(f[0]).startswith(skip) and not f[0].startswith("<frozen")]
+    place = f" (raised at {os.path.basename(own[-1][0])}:{own[-1][1]}, in {own[-1][2]})" if own else ""
+    return place + "; its traceback: report.failures, or scistack runs"
