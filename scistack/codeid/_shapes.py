@@ -199,7 +199,8 @@ def _build_class_shape(cls: type) -> Shape:
     methods = _all_methods(cls)
     readable: set[str] = set()
     for _, fn in methods:
-        readable |= code_names(fn.__code__) | set(fn.__code__.co_freevars)
+        for layer in _wrapped_layers(fn):  # (a decorated method: the names its own body reads)
+            readable |= code_names(layer.__code__) | set(layer.__code__.co_freevars)
     node, problem = locate_class(cls)
     if node is None:
         own = hash_fields("class-bytecode", cls.__qualname__, *_class_contents(cls, methods))
@@ -207,6 +208,19 @@ def _build_class_shape(cls: type) -> Shape:
     tree = norm.normalise(node, strip_decorators=False)
     refs = {chain for chain in norm.name_chains(tree) if chain[0] in readable}
     return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True), readable)
+
+
+def _wrapped_layers(fn: FunctionType) -> list[FunctionType]:
+    """`fn` and the functions its ``functools.wraps`` layers wrap, outermost first. A method
+    decorated by such a wrapper is the wrapper in the class's namespace: the names only the
+    method's own body read (``x * GAIN``) had been left out of the class's references, and a
+    class used whole (``M().apply(x)``) kept its digest when ``GAIN`` was edited."""
+    layers: list[FunctionType] = []
+    layer: object = fn
+    while isinstance(layer, FunctionType) and layer not in layers and len(layers) < 16:
+        layers.append(layer)
+        layer = getattr(layer, "__wrapped__", None)
+    return layers
 
 
 def _local_names(code: CodeType) -> frozenset[str]:

@@ -109,6 +109,26 @@ CASES = [
     _case("unverifiable", HEAD + "import array\nSCALE = array.array('d', [2.0])\n@lineage_fcn\ndef run(x):\n"
           "    return x.sum() * SCALE[0]\n", {}, expect="unknown", why=("SCALE", "cannot be verified")),
     # -- 2. code reached indirectly ----------------------------------------------------------------
+    # a dataclass's defaults name module constants and helpers: its generated __repr__ (a
+    # functools.wraps wrapper written in dataclasses.py) had been taken for its own method, and
+    # the class body's names looked up in dataclasses' module, where none is: served stale
+    _case("dataclass_default", HEAD + "import dataclasses\nGAIN = 2\n@dataclasses.dataclass\nclass Cfg:\n"
+          "    g: float = GAIN\n\n    def scaled(self, v):\n        return v.sum() * self.g\n\n"
+          "@lineage_fcn\ndef run(x):\n    return Cfg().scaled(x)\n",
+          {"pipeline.py": ("GAIN = 2", "GAIN = 3")}, why=("GAIN", "2 -> 3")),
+    _case("dataclass_factory", HEAD + "import dataclasses\nfrom . import helpers\n@dataclasses.dataclass\nclass Cfg:\n"
+          "    w: list = dataclasses.field(default_factory=helpers.weights)\n\n"
+          "@lineage_fcn\ndef run(x):\n    return x.sum() * sum(Cfg().w)\n",
+          {"helpers.py": ("[1, 2]", "[1, 5]")}, why=("weights", "helpers.py"),
+          helpers__py="def weights():\n    return [1, 2]\n"),
+    # a method behind a project decorator's functools.wraps wrapper: the names its own body
+    # reads (GAIN) had been no part of its class's references
+    _case("decorated_method", HEAD + "from .helpers import logged\nGAIN = 2\nclass Model:\n    @logged\n"
+          "    def apply(self, v):\n        return v.sum() * GAIN\n\n"
+          "@lineage_fcn\ndef run(x):\n    return Model().apply(x)\n",
+          {"pipeline.py": ("GAIN = 2", "GAIN = 3")}, why=("GAIN", "2 -> 3"),
+          helpers__py="import functools\n\ndef logged(fn):\n    @functools.wraps(fn)\n    def wrapper(*a, **k):\n"
+          "        return fn(*a, **k)\n    return wrapper\n"),
     _case("default_fn", HEAD + "from . import helpers\n@lineage_fcn\ndef run(x, fn=helpers.scale):\n    return fn(x).sum()\n",
           {"helpers.py": ("v * 2", "v * 3")}, why=("scale",), helpers__py="def scale(v):\n    return v * 2\n"),
     _case("default_const", HEAD + "from . import helpers\n@lineage_fcn\ndef run(x):\n    return helpers.scale(x).sum()\n",
