@@ -293,6 +293,8 @@ class Walk:
             for base in obj.__bases__:
                 if base is not object:
                     self.classify(node, f"{scope}.<base>", base)
+        if isinstance(obj, type):
+            self._computed_attributes(node, obj, scope)
         self._environment(node, roots)
         if isinstance(obj, FunctionType):
             self._defaults(node, obj, scope)
@@ -364,7 +366,20 @@ class Walk:
                     node.targets[(label, id(base))] = base
                     continue
             self.classify(node, where, value)
+        self._computed_attributes(node, cls, scope)
         return node
+
+    def _computed_attributes(self, node: Node, cls: type, scope: str) -> None:
+        """The values of the attributes `cls`'s body computes by a call (``K = load_k()``),
+        classified as a module's values are: a constant by content, other data read at each
+        call (`Shape.computed`). Their text is no part of what they hold."""
+        members = vars(cls)
+        for name in node.shape.computed:
+            value = members.get(name, MISSING)  # (a dataclass's default_factory field: absent)
+            self.slots.append((members, name, value))  # type: ignore[arg-type]
+            if value is MISSING or isinstance(value, (staticmethod, classmethod, property)):
+                continue
+            self.classify(node, f"{scope}.{name}", value)
 
     def _defaults(self, node: Node, fn: FunctionType, scope: str) -> None:
         """Default argument values: a default naming a function or constant is code it runs."""

@@ -53,6 +53,9 @@ class Shape:
     env_reads: tuple[norm.EnvRead, ...] = ()
     env_keyed: frozenset[tuple[str, ...]] = frozenset()  # dotted names read only by key
     env_dynamic: bool = False  # without source: names ``environ`` or ``getenv`` (the whole of it)
+    # a class's attributes whose value its body computes by a call (``K = load_k()``): their
+    # values, not the text, are what the class holds (`_computed_attributes`)
+    computed: tuple[str, ...] = ()
 
 
 _MEMO: dict[int, tuple[Any, Shape]] = {}
@@ -171,12 +174,39 @@ def _build_skeleton_shape(cls: type) -> Shape:
     if node is None:
         return Shape("", None, (), (), problem)
     tree = norm.normalise(node, strip_decorators=False)
+    computed = _computed_attributes(tree)  # (the methods' writes count: before they go)
     for stmt in tree.body:  # type: ignore[attr-defined]
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             stmt.body = [ast.Pass()]
     refs = norm.name_chains(tree, skip_function_bodies=True)
     digest = hash_fields("skeleton", norm.dump(tree))
-    return Shape(digest, norm.unparse(tree), tuple(sorted(refs)), (), "")
+    return Shape(digest, norm.unparse(tree), tuple(sorted(refs)), (), "", computed=computed)
+
+
+def _computed_attributes(tree: ast.AST) -> tuple[str, ...]:
+    """Names the class body binds to the result of a call (``K = load_k()``, ``g: float =
+    field(default=read_gain())``, ``TABLE = np.loadtxt(PATH)``): the same text holds another
+    value once what the call reads changes (a file, the environment), so `_graph` reads these
+    values as it reads module data. They had been known by their text alone: ``K = load_k()``
+    reading a file gave the class the same digest after the file was edited, served stale.
+    An attribute the class's own code changes in place (``self.cache[k] = v``,
+    ``cls.seen.append(x)``) is its state, not an input, as a module's memo is."""
+    _, mutated = norm.written_names(tree)
+    state = {chain[1] for chain in mutated if len(chain) > 1}
+    names: set[str] = set()
+    for stmt in getattr(tree, "body", ()):
+        if isinstance(stmt, ast.Assign):
+            targets, value = stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            targets, value = [stmt.target], stmt.value
+        else:
+            continue
+        if any(isinstance(sub, ast.Call) for sub in ast.walk(value)):
+            names.update(
+                target.id for target in targets
+                if isinstance(target, ast.Name) and not target.id.startswith("__")
+            )
+    return tuple(sorted(names - state))
 
 
 def _default_names(tree: ast.AST) -> tuple[tuple[str, str], ...]:
@@ -207,7 +237,8 @@ def _build_class_shape(cls: type) -> Shape:
         return Shape(own, None, tuple(sorted((name,) for name in readable)), (), problem)
     tree = norm.normalise(node, strip_decorators=False)
     refs = {chain for chain in norm.name_chains(tree) if chain[0] in readable}
-    return _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True), readable)
+    shape = _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True), readable)
+    return replace(shape, computed=_computed_attributes(tree))
 
 
 def _wrapped_layers(fn: FunctionType) -> list[FunctionType]:

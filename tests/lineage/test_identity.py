@@ -1188,3 +1188,35 @@ def test_a_module_without_a_file_is_the_project_s_only_when_it_holds_python_code
     assert not is_project_module("scratch_c_types") and not is_project_module("nslib")
     monkeypatch.setitem(sys.modules, "_cython_9_9_9", ModuleType("_cython_9_9_9"))  # by its name
     assert not is_project_module("_cython_9_9_9") and not is_project_module("cython_runtime")
+
+
+def test_a_class_attribute_computed_at_import_counts_by_value_and_a_class_memo_is_state(project: Project) -> None:
+    """``K = load_k()`` in a class body holds what the call read (a file): its value counts, as
+    a module's does, so another file gives another digest; a memo the class's own methods fill
+    (``self.cache[x] = ...``) is state and keeps the digest (a needless miss otherwise)."""
+    (project.dir / "k.txt").write_text("2")
+    source = """
+        import collections, os
+
+        def load_k():
+            with open(os.path.join(os.path.dirname(__file__), "k.txt")) as f:
+                return float(f.read())
+
+        class Model:
+            K = load_k()
+            cache = collections.defaultdict(list)
+
+            def apply(self, x):
+                self.cache[x].append(1)
+                return x * self.K
+
+        def f(x):
+            return Model().apply(x)
+    """
+    first = project.identity(source)
+    assert not [label for label, _ in first.data if label.endswith("Model.cache")]
+    mod = sys.modules[f"{project.name}.mod"]
+    mod.Model().apply(3)  # fills the memo: the same inputs
+    assert function_identity(mod.f).digest == first.digest
+    (project.dir / "k.txt").write_text("3")
+    assert project.identity(source).digest != first.digest

@@ -121,6 +121,16 @@ CASES = [
           "@lineage_fcn\ndef run(x):\n    return x.sum() * sum(Cfg().w)\n",
           {"helpers.py": ("[1, 2]", "[1, 5]")}, why=("weights", "helpers.py"),
           helpers__py="def weights():\n    return [1, 2]\n"),
+    _case("namedtuple_default", HEAD + "from typing import NamedTuple\nGAIN = 2\nclass P(NamedTuple):\n"
+          "    k: int = GAIN\n\n@lineage_fcn\ndef run(x):\n    return x.sum() * P().k\n",
+          {"pipeline.py": ("GAIN = 2", "GAIN = 3")}, why=("GAIN", "2 -> 3")),
+    # a class attribute computed at import (from a file): known by its text alone, it had kept
+    # the class's digest when the file changed (a module's K = load_k() is read by value)
+    _case("class_attribute_computed", HEAD + "import os\nHERE = os.path.dirname(__file__)\n\n"
+          "def load_k():\n    with open(os.path.join(HERE, 'k.txt')) as f:\n        return float(f.read())\n\n"
+          "class Model:\n    K = load_k()\n\n    @classmethod\n    def apply(cls, v):\n        return v.sum() * cls.K\n\n"
+          "@lineage_fcn\ndef run(x):\n    return Model.apply(x)\n",
+          {"k.txt": ("2", "3")}, why=("Model.K", "2.0 -> 3.0"), k__txt="2"),
     # a method behind a project decorator's functools.wraps wrapper: the names its own body
     # reads (GAIN) had been no part of its class's references
     _case("decorated_method", HEAD + "from .helpers import logged\nGAIN = 2\nclass Model:\n    @logged\n"
