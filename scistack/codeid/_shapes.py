@@ -178,9 +178,27 @@ def _build_skeleton_shape(cls: type) -> Shape:
     for stmt in tree.body:  # type: ignore[attr-defined]
         if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             stmt.body = [ast.Pass()]
-    refs = norm.name_chains(tree, skip_function_bodies=True)
+    refs = norm.name_chains(tree, skip_function_bodies=True) | _class_lambda_chains(tree)
     digest = hash_fields("skeleton", norm.dump(tree))
     return Shape(digest, norm.unparse(tree), tuple(sorted(refs)), (), "", computed=computed)
+
+
+def _class_lambda_chains(tree: ast.AST) -> set[tuple[str, ...]]:
+    """Dotted names read in the bodies of lambdas the class body makes outside its methods
+    (``field(default_factory=lambda: {"a": helpers.scale})``): such a lambda is kept nowhere
+    on the class (a dataclass holds it in its fields), so no method's code names what it
+    reads, and an edit of ``helpers.scale`` had been served from the cache. Its parameters
+    are left out; any other name counts (a name that is not a global finds nothing)."""
+    found: set[tuple[str, ...]] = set()
+    for stmt in getattr(tree, "body", ()):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for sub in ast.walk(stmt):
+            if isinstance(sub, ast.Lambda):
+                args = sub.args
+                params = {a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs, args.vararg, args.kwarg) if a}
+                found |= {chain for chain in norm.name_chains(sub.body) if chain[0] not in params}
+    return found
 
 
 def _computed_attributes(tree: ast.AST) -> tuple[str, ...]:
@@ -237,7 +255,8 @@ def _build_class_shape(cls: type) -> Shape:
         return Shape(own, None, tuple(sorted((name,) for name in readable)), (), problem)
     tree = norm.normalise(node, strip_decorators=False)
     refs = {chain for chain in norm.name_chains(tree) if chain[0] in readable}
-    shape = _tree_shape(tree, refs | norm.name_chains(tree, skip_function_bodies=True), readable)
+    refs |= norm.name_chains(tree, skip_function_bodies=True) | _class_lambda_chains(tree)
+    shape = _tree_shape(tree, refs, readable)
     return replace(shape, computed=_computed_attributes(tree))
 
 

@@ -121,6 +121,13 @@ CASES = [
           "@lineage_fcn\ndef run(x):\n    return x.sum() * sum(Cfg().w)\n",
           {"helpers.py": ("[1, 2]", "[1, 5]")}, why=("weights", "helpers.py"),
           helpers__py="def weights():\n    return [1, 2]\n"),
+    # a lambda the class body makes (a default_factory) is kept on no class attribute: what
+    # it reads had been no part of the class
+    _case("dataclass_factory_lambda", HEAD + "import dataclasses\nfrom . import helpers\n@dataclasses.dataclass\n"
+          "class Cfg:\n    ops: dict = dataclasses.field(default_factory=lambda: {'a': helpers.scale})\n\n"
+          "@lineage_fcn\ndef run(x):\n    return Cfg().ops['a'](x).sum()\n",
+          {"helpers.py": ("v * 2", "v * 3")}, why=("scale", "helpers.py"),
+          helpers__py="def scale(v):\n    return v * 2\n"),
     _case("namedtuple_default", HEAD + "from typing import NamedTuple\nGAIN = 2\nclass P(NamedTuple):\n"
           "    k: int = GAIN\n\n@lineage_fcn\ndef run(x):\n    return x.sum() * P().k\n",
           {"pipeline.py": ("GAIN = 2", "GAIN = 3")}, why=("GAIN", "2 -> 3")),
