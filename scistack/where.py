@@ -127,17 +127,22 @@ def conjuncts(where: str | tuple) -> list[tuple[str, list[Any], set[str]]]:
     """`where` cut at its top-level ANDs: (condition, its ? values, the columns it names in
     lower case) for each part, so that a join can hand each part to the variables that have
     its columns (`low_hz = 20` to the one computed with a `low_hz`). BETWEEN's own AND and
-    anything inside parentheses stay whole."""
+    anything inside parentheses stay whole; with an OR at the top level it is one part (AND
+    binds tighter: `a AND b OR c` is no AND of `a` and `b OR c`)."""
     sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
     if not isinstance(sql, str) or not sql.strip():
         raise QueryError(f"where= must be a non-empty SQL condition string, got {sql!r}")
     parts: list[list[tuple[str, str, int]]] = [[]]
     depth, between = 0, set()  # depths at which a BETWEEN still waits for its AND
-    for token in _tokens(sql):
+    tokens = _tokens(sql)
+    for token in tokens:
         kind, text, _ = token
         word = text.lower() if kind == "name" else None
         depth += (kind, text) == ("op", "(")
         depth -= (kind, text) == ("op", ")")
+        if word == "or" and depth == 0:  # AND binds tighter: `a AND b OR c` is `(a AND b) OR c`,
+            parts = [list(tokens)]  # no AND of parts (cut there, `b OR c` had lost c's records)
+            break
         if word == "between":
             between.add(depth)
         elif word == "and" and depth in between:
@@ -161,8 +166,8 @@ def _tokens(where: str) -> list[tuple[str, str, int]]:
     """(kind, text, offset) of each token but spaces; a `QueryError` at anything not allowed."""
     pos, depth, tokens = 0, 0, []
     while pos < len(where):
-        m = _TOKEN.match(where, pos)
-        if m is None:
+        m = None if where.startswith(("--", "/*"), pos) else _TOKEN.match(where, pos)  # (a comment:
+        if m is None:  # its text had passed as operators, and a cut at an AND inside it broke it)
             raise QueryError(
                 f"where={where!r}: {where[pos:pos + 10]!r} is not allowed here; a condition uses "
                 "column names, numbers, 'quoted text', ? parameters, comparisons, AND/OR/NOT, IN, "

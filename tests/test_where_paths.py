@@ -89,3 +89,26 @@ def test_a_where_on_values_while_another_process_holds_the_file_types_them_as_th
         holder.wait(timeout=60)
         holder.stdout.close()
     assert sorted(project.sql("SELECT subject FROM Tag WHERE value < '3'")["subject"]) == [1, 2, 3, 4]
+
+
+def test_an_or_beside_an_and_at_the_top_level_is_not_cut_at_the_and(project):
+    """AND binds tighter than OR: `subject = 1 AND value > 0 OR subject = 3` is `(subject = 1
+    AND value > 0) OR subject = 3`. It had been cut at its AND into `subject = 1` and
+    `value > 0 OR subject = 3`, and the addresses chosen by the first part dropped subject 3:
+    load_all answered [1] where the view answers [1, 3] (and join the same)."""
+    for n in range(1, 7):
+        Level.save(n, subject=n, session="pre")
+    for where in ("subject = 1 AND value > 0 OR subject = 3", "subject = 1 AND subject = 1 OR subject = 3",
+                  "value > 0 AND subject = 1 OR subject = 3 AND value > 0"):
+        view = sorted(project.sql(f"SELECT subject FROM Level WHERE {where}")["subject"])
+        assert view == [1, 3]
+        assert _subjects(Level.load_all(where=where)) == view, where
+
+
+@pytest.mark.parametrize("comment", ["value > 0 /* AND subject = 1 */", "value > 0 -- AND subject = 1"])
+def test_a_comment_in_a_where_is_refused_as_its_message_says(project, comment):
+    """`--` and `/* */` passed the tokenizer as the operators `-`, `/` and `*`, though the
+    message says no comments: a cut at an AND inside one made a condition that failed."""
+    Level.save(1, subject=1, session="pre")
+    with pytest.raises(QueryError, match=r"is not allowed here.*no ';', comments"):
+        Level.load_all(where=comment)
