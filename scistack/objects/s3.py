@@ -21,7 +21,9 @@ Every read is verified (the cache's reader hashes it); a second read never leave
 Speed of one save (a PUT is the slowest step): a single save's upload runs on a background
 thread while the index takes the journal lock and numbers the version; the index calls
 `wait_uploads` just before it writes the line, so a name is never journalled before its object
-arrived (a failed upload raises there and nothing is named). An object this process put or
+arrived (a failed upload raises there and nothing is named). A writer faster than its
+uploads waits once `UPLOAD_BACKLOG` bytes written here are not yet up (`_room_for`): a chunked
+save's disk use is bounded by that and the cache's bound, not by the array. An object this process put or
 confirmed in the bucket less than `REFRESH_AFTER / 2` ago is not sent again (half: room for
 clocks that disagree), so re-saving a value costs no request. `fsck --repair` on any machine
 marks what it takes out of the bucket (`set-aside/<oid>`) and waits `SET_ASIDE_LOOK` before
@@ -78,6 +80,12 @@ from scistack.objects.store import Freed, ObjectStore, StoredObject
 
 REFRESH_AFTER = 3600.0         # re-put an existing object older than this (gc grace, by S3's clock)
 UPLOAD_THREADS = 4             # single saves' uploads in flight at once (threads of for_each)
+# Bytes written to the cache and not yet in the bucket (`_room_for`) before a writer waits for
+# uploads to catch up, and at most a quarter of the cache's bound: a chunked save's disk use is
+# then bounded by the cache's bound plus this, not by the array's size (one object larger than
+# it still goes, alone). 256 MB keeps the pipe full: 2 * UPLOAD_THREADS chunks of up to 32 MB
+# (8x that of the default 4 MB chunk), so no upload thread waits for a writer on a fast link.
+UPLOAD_BACKLOG = 256 << 20
 INDEX_FETCHES = 16             # pack indexes fetched at once by a machine catching up with the bucket
 DEFAULT_CACHE_BYTES = 10 << 30  # the local cache's bound unless the project says otherwise
 # Seconds a request may wait for the server's next bytes (an answer, or the next part of one)
@@ -144,7 +152,10 @@ class S3ObjectStore(ObjectStore):
         self._to_upload: list[Path] = []          # local packs (their .idx) not yet in the bucket
         self._written_bytes = 0                   # bytes of packs the cache wrote since the last flush
         self._young: dict[str, float] = {}        # oid -> when we last knew it young in the bucket
-        self._uploading: dict[str, Future] = {}   # oid -> its upload still in flight
+        self._uploading: dict[str, Future] = {}   # oid -> its upload still in flight (or failed)
+        self._backlog = 0                         # bytes written here and not yet up (`_room_for`)
+        self._room = threading.Condition(self._lock)  # notified as an upload ends
+        self.peak_upload_backlog = 0              # the most `_backlog` ever held
         self._pool: ThreadPoolExecutor | None = None
         self._set_aside_seen: dict[str, float] = {}  # oid -> its set-aside mark's time, as last listed
         self._set_aside_looked = -SET_ASIDE_LOOK     # time.monotonic() of the last look at the marks
@@ -174,6 +185,7 @@ class S3ObjectStore(ObjectStore):
             _keep_for_ever(inherited)
         self._pool, self._uploading = None, {}
         self._lock, self._look_lock = threading.Lock(), threading.Lock()
+        self._room, self._backlog = threading.Condition(self._lock), 0  # (the parent's uploads)
         self._parts, self._cleared, self._parts_lock = {}, {}, threading.Lock()  # (the parent's saves)
         self._batch_depth, self._to_upload = 0, []  # a batch open in the parent, its packs queued: the parent's
 
@@ -287,10 +299,46 @@ class S3ObjectStore(ObjectStore):
             if self.cache.contains(oid) and os.path.exists(self.cache.path_of(oid)) and not self._is_young(oid):
                 self._trim_cache(self._upload_loose(oid))  # a large one was written loose: up now
             return
-        self.cache._write(oid, kind, parts)
-        if self._is_young(oid):
-            return  # in the bucket, and young for gc: nothing to send
-        self._upload_soon(oid)
+        size = self._room_for(oid, payload_length(parts))
+        try:
+            self.cache._write(oid, kind, parts)
+            # (young: in the bucket, and young for gc: nothing to send)
+            if not self._is_young(oid) and self._upload_soon(oid, size):
+                size = 0  # the upload gives its room back as it ends
+        finally:
+            if size:
+                with self._room:
+                    self._backlog -= size
+                    self._room.notify_all()
+
+    def _room_for(self, oid: str, size: int) -> int:
+        """Wait until `size` more bytes written here and not yet uploaded stay within
+        `UPLOAD_BACKLOG` (a quarter of the cache's bound at most), and hold them; the bytes
+        held (0: its upload is already in flight). A writer faster than its uploads (a chunked
+        save of a TB from a memmap, on a slow link) had kept every chunk not yet up in the
+        cache, which never drops one, and filled the disk far past the cache's bound. An
+        object alone in the backlog always goes (one larger than the bound too). A failed
+        upload seen here raises (`wait_uploads`, once the others in flight ended): the save
+        stops with nothing named, not held for ever nor writing the rest of the array for nothing."""
+        bound = min(UPLOAD_BACKLOG, self.max_bytes // 4)
+        while True:
+            with self._room:
+                if oid in self._uploading:
+                    return 0
+                failed = self._upload_failed()
+                while not failed and self._backlog and self._backlog + size > bound:
+                    self._room.wait()
+                    failed = self._upload_failed()
+                if not failed:
+                    self._backlog += size
+                    self.peak_upload_backlog = max(self.peak_upload_backlog, self._backlog)
+                    return size
+            self.wait_uploads()  # raises it (unless another thread's wait did: then look again)
+
+    def _upload_failed(self) -> bool:
+        """Whether an upload in `_uploading` failed (held: `_lock`; it holds a few)."""
+        return any(f.done() and not f.cancelled() and f.exception() is not None
+                   for f in self._uploading.values())
 
     def _send_packed(self, oid: str) -> None:
         """A small object a batch found already packed in this machine's cache, so not in the
@@ -406,18 +454,31 @@ class S3ObjectStore(ObjectStore):
             if idx not in self._to_upload:
                 self._to_upload.append(idx)
 
-    def _upload_soon(self, oid: str) -> None:
-        """Upload a cached object on the background pool (`wait_uploads` waits for it)."""
+    def _upload_soon(self, oid: str, size: int = 0) -> bool:
+        """Upload a cached object on the background pool (`wait_uploads` waits for it); whether
+        it was sent (not already in flight). `size`: backlog bytes it gives back as it ends."""
         _refuse_in_forked_child(self.url, "uploading an object")  # (here: not on the pool's thread)
         with self._lock:
             if oid in self._uploading:
-                return
+                return False
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scistack-s3-put")
-            self._uploading[oid] = self._pool.submit(self._upload_in_background, oid)
+            self._uploading[oid] = self._pool.submit(self._upload_in_background, oid, size)
+            return True
 
-    def _upload_in_background(self, oid: str) -> None:
-        self._trim_cache(self._upload_loose(oid))
+    def _upload_in_background(self, oid: str, size: int) -> None:
+        """Upload `oid`; once up, it is no longer in flight, so the bound may drop its copy
+        (it was kept until the save's `wait_uploads`: a long save kept every chunk it wrote).
+        A failed one stays in `_uploading` for `wait_uploads` (or a waiting writer) to raise."""
+        try:
+            uploaded = self._upload_loose(oid)
+            with self._lock:
+                self._uploading.pop(oid, None)  # (this upload's: it is never sent twice at once)
+            self._trim_cache(uploaded)
+        finally:
+            with self._room:
+                self._backlog -= size
+                self._room.notify_all()
 
     def _is_young(self, oid: str) -> bool:
         """In the bucket and young for gc, as far as this process knows: put or confirmed less

@@ -17,7 +17,7 @@ import pytest
 
 import scistack.database as database_module
 from scistack import BaseVariable, for_each, lineage_fcn
-from scistack.errors import SharedServiceError
+from scistack.errors import SharedServiceError, VariableNotFoundError
 from scistack.fsck import fsck
 
 from .conftest import TcpRelay, freeze, thaw
@@ -189,3 +189,60 @@ def test_fsck_repair_puts_back_the_objects_of_a_lost_pack_cached_here(machine, s
     repaired = fsck(db, repair=True)
     assert repaired.ok and len(repaired.repaired) == 3, repaired
     _loads_everywhere(machine)
+
+
+_CHUNK = 32 << 10  # bytes of one chunk below: 64 of them, each its own (random) bytes
+
+
+def _save_chunked(signal) -> None:
+    from scistack.objects.chunking import set_chunking
+
+    set_chunking(threshold=_CHUNK, chunk_bytes=_CHUNK)
+    try:
+        LabValue.save(signal, subject=1, session=1)
+    finally:
+        set_chunking()
+
+
+def test_a_chunked_save_faster_than_its_uploads_waits_for_them(machine, monkeypatch, s3_server):
+    """The bytes written to the cache and not yet in the bucket stay within UPLOAD_BACKLOG:
+    a chunked save on a slow link had kept every chunk not yet up (the cache's bound never
+    drops one in flight, and every chunk stayed in flight until the save's end) and filled
+    the disk far past the cache's bound."""
+    from scistack.objects import s3
+
+    relay = TcpRelay(s3_server.port, upload_rate=1 << 20)  # a slow link: the disk writes faster
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    monkeypatch.setattr(s3, "UPLOAD_BACKLOG", 4 * _CHUNK)
+    db = machine("a", cache_bytes=16 * _CHUNK)
+    signal = np.random.default_rng(1).standard_normal(64 * _CHUNK // 8)
+    _save_chunked(signal)
+    assert 0 < db.store.peak_upload_backlog <= 4 * _CHUNK
+    # a chunk once up is no longer in flight: the cache's bound drops it (all were kept)
+    assert db.store.cache_bytes() <= 20 * _CHUNK
+    machine("b")
+    np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, signal)
+
+
+def test_a_chunked_save_waiting_for_uploads_that_fail_raises(machine, monkeypatch, s3_server):
+    """A writer held by the bound is not held for ever by uploads that fail: the save raises,
+    and nothing is named."""
+    from scistack.objects import s3
+
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    monkeypatch.setattr(s3, "UPLOAD_BACKLOG", 4 * _CHUNK)
+    db = machine("a")
+    relay.cut()
+    with pytest.raises(SharedServiceError, match="never point at objects that did not arrive"):
+        _save_chunked(np.random.default_rng(2).standard_normal(64 * _CHUNK // 8))
+    assert db.store.peak_upload_backlog <= 4 * _CHUNK
+    try:
+        db.close()
+    except SharedServiceError:
+        pass  # (uploads the save's other writers had sent meanwhile, failed too: raised again)
+    database_module._current = None
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    machine("b")
+    with pytest.raises(VariableNotFoundError):
+        LabValue.load(subject=1, session=1)
