@@ -1755,10 +1755,22 @@ def test_ctrl_c_with_workers_saves_every_call_that_finished_and_stops_at_once(pr
 def test_ctrl_c_on_a_dask_executor_cancels_what_has_not_run(project, tmp_path, dask_to_kill):
     """A Ctrl-C during a run on a caller's Dask executor left every task it had submitted
     running on the cluster (nothing cancelled them, and their results were dropped). Now what
-    has not run is cancelled, and what finished before is saved."""
+    has not run is cancelled, and what finished before is saved. A Ctrl-C reaches Python as
+    SIGINT's handler: pytest-xdist's workers run with SIGINT ignored (a terminal's Ctrl-C is
+    for the controller), where `interrupt_main` does nothing, and the run had ended whole ("DID
+    NOT RAISE"); the handler a script has is put in place for the test."""
     import _thread
+    import signal
     import threading
 
+    was = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _ctrl_c_on_a_dask_executor(project, tmp_path, dask_to_kill, _thread, threading)
+    finally:
+        signal.signal(signal.SIGINT, was)
+
+
+def _ctrl_c_on_a_dask_executor(project, tmp_path, dask_to_kill, _thread, threading) -> None:
     n, seconds = 12, 1.0
     with project.batch():
         for subject in range(n):
