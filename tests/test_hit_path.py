@@ -249,6 +249,40 @@ def test_a_set_of_code_or_defaults_of_a_function_no_walk_read_keeps_the_fast_pat
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
+def test_a_methods_code_set_in_place_by_an_autoreload_is_a_miss_with_the_new_result(
+        project, tmp_path, monkeypatch):
+    # IPython's %autoreload 2 sets an edited method's new __code__ on the class a notebook
+    # imported; the lineage function's memoised identity had not guarded the methods' code
+    # of the class it calls, and the call was a hit with the old result
+    import importlib
+    import uuid
+
+    name = f"hot_{uuid.uuid4().hex[:8]}"
+    helpers = tmp_path / f"{name}_helpers.py"
+    helpers.write_text("class Helper:\n    def scale(self, x):\n        return float(x) * 2\n")
+    (tmp_path / f"{name}.py").write_text(
+        f"from scistack import lineage_fcn\nfrom {name}_helpers import Helper\n\n"
+        "@lineage_fcn\ndef run(x):\n    return Helper().scale(x)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    try:
+        pipe = importlib.import_module(name)
+        HitForce.save(3.0, subject=9, session="pre")
+        x = HitForce.load(subject=9, session="pre")
+        assert pipe.run(x).cached is False
+        assert pipe.run(x).cached is True
+        old = pipe.Helper
+        helpers.write_text(helpers.read_text().replace("* 2", "* 5"))
+        os.utime(helpers, (os.stat(helpers).st_mtime + 10,) * 2)
+        new = importlib.reload(sys.modules[f"{name}_helpers"])
+        old.scale.__code__ = new.Helper.scale.__code__  # (IPython's update_function)
+        result = pipe.run(x)
+        assert (result.data, result.cached) == (15.0, False)
+    finally:
+        for module in (name, f"{name}_helpers"):
+            sys.modules.pop(module, None)
+
+
 def test_hash_bytes_reuses_reset_hashers_and_agrees_with_blake3_in_threads():
     # a cache hit makes three small digests; each took a new blake3 hasher (~1k of its ~7.5k
     # instructions): they are reset and kept, one per thread hashing at once

@@ -54,6 +54,7 @@ from scistack.codeid._packages import (
 from scistack.codeid._shapes import (
     Shape,
     Skeleton,
+    all_methods,
     class_shape,
     function_shape,
     skeleton_of,
@@ -267,6 +268,7 @@ class Walk:
         if isinstance(obj, Skeleton):
             return self._skeleton_node(obj, scope)
         if isinstance(obj, type):
+            self._class_code(obj)  # (before its shape reads the methods' code)
             node = Node(obj, f"class:{scope}", class_shape(obj))
             own = own_methods(obj)
             module = sys.modules.get(obj.__module__)
@@ -302,6 +304,14 @@ class Walk:
             if owner is not None:
                 self._method_owner(node, obj, owner, scope)
         return node
+
+    def _class_code(self, cls: type) -> None:
+        """Guard the code of every method of `cls` (and of the classes nested in it), which
+        its shape is made from: IPython's ``%autoreload`` sets a method's ``__code__`` in
+        place, and a function using the class had kept its memo (a stale hit)."""
+        for _, fn in all_methods(cls):
+            _codesets.reading(fn)  # (before its code is read: a set is seen)
+            self.codes.append((fn, fn.__code__))
 
     def _environment(self, node: Node, roots: _Roots) -> None:
         """The environment variables `node` reads by key: ``os.environ["X"]``, ``os.getenv("X")``,
@@ -347,6 +357,7 @@ class Walk:
     def _skeleton_node(self, skeleton: Skeleton, scope: str) -> Node:
         """A class without method bodies: bases, decorators, class attributes, signatures."""
         cls = skeleton.cls
+        self._class_code(cls)  # (its signatures are the methods' code)
         shape = skeleton_shape(skeleton)
         node = Node(skeleton, f"classdef:{scope}", shape)  # type: ignore[arg-type]
         module = sys.modules.get(cls.__module__)

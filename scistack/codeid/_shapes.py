@@ -58,7 +58,7 @@ class Shape:
     computed: tuple[str, ...] = ()
 
 
-_MEMO: dict[int, tuple[Any, Shape]] = {}
+_MEMO: dict[int, tuple[Any, Shape, tuple[CodeType, ...]]] = {}
 
 
 def function_shape(fn: FunctionType) -> Shape:
@@ -74,19 +74,32 @@ def known_shape(code: CodeType) -> Shape | None:
 
 
 def class_shape(cls: type) -> Shape:
-    """Shape of a class (its whole source, methods included), memoised on the class."""
-    return _memoised(cls, lambda: _build_class_shape(cls))
+    """Shape of a class (its whole source, methods included), memoised on the class and the
+    code of its methods (IPython's ``%autoreload`` sets a method's ``__code__`` in place: the
+    shape memoised before that had been served after it)."""
+    return _memoised(cls, lambda: _build_class_shape(cls), _method_codes(cls))
 
 
-def _memoised(key: object, build: Any) -> Shape:
-    """Look `key` up by identity; weak references drop entries of dead code objects or classes."""
+def _memoised(key: object, build: Any, codes: tuple[CodeType, ...] = ()) -> Shape:
+    """Look `key` up by identity (and `codes`, by identity); weak references drop entries of
+    dead code objects or classes."""
     entry = _MEMO.get(id(key))
-    if entry is not None and entry[0]() is key:
+    if entry is not None and entry[0]() is key and _same(entry[2], codes):
         return entry[1]
     shape = build()
     slot = id(key)
-    _MEMO[slot] = (weakref.ref(key, lambda _ref, memo=_MEMO: memo.pop(slot, None)), shape)
+    _MEMO[slot] = (weakref.ref(key, lambda _ref, memo=_MEMO: memo.pop(slot, None)), shape, codes)
     return shape
+
+
+def _method_codes(cls: type) -> tuple[CodeType, ...]:
+    """The code of every method of `cls` and of the classes nested in it, in a fixed order."""
+    return tuple(fn.__code__ for _, fn in all_methods(cls))
+
+
+def _same(old: tuple[CodeType, ...], new: tuple[CodeType, ...]) -> bool:
+    """The same code objects (by identity: equal code elsewhere is another edit's)."""
+    return len(old) == len(new) and all(a is b for a, b in zip(old, new))
 
 
 def _build_function_shape(fn: FunctionType) -> Shape:
@@ -165,7 +178,8 @@ def skeleton_of(cls: type) -> Skeleton:
 
 def skeleton_shape(skeleton: Skeleton) -> Shape | None:
     """Shape of a class with every method body replaced by ``pass``; None without source."""
-    shape = _memoised(skeleton, lambda: _build_skeleton_shape(skeleton.cls))
+    codes = _method_codes(skeleton.cls)  # (its signatures are in them: `class_shape`)
+    shape = _memoised(skeleton, lambda: _build_skeleton_shape(skeleton.cls), codes)
     return shape if shape.source is not None else None
 
 
@@ -244,7 +258,7 @@ def _default_names(tree: ast.AST) -> tuple[tuple[str, str], ...]:
 
 def _build_class_shape(cls: type) -> Shape:
     """Analyse one class's code (slow path)."""
-    methods = _all_methods(cls)
+    methods = all_methods(cls)
     readable: set[str] = set()
     for _, fn in methods:
         for layer in _wrapped_layers(fn):  # (a decorated method: the names its own body reads)
@@ -324,12 +338,12 @@ def _stored_globals(code: CodeType) -> frozenset[str]:
     return frozenset(names)
 
 
-def _all_methods(cls: type) -> list[tuple[str, FunctionType]]:
+def all_methods(cls: type) -> list[tuple[str, FunctionType]]:
     """Functions of `cls` and of the classes nested in it (their globals count too)."""
     found = list(class_functions(cls))
     for attr, value in sorted(vars(cls).items()):
         if isinstance(value, type) and value.__qualname__ == f"{cls.__qualname__}.{attr}":
-            found += [(f"{attr}.{name}", fn) for name, fn in _all_methods(value)]
+            found += [(f"{attr}.{name}", fn) for name, fn in all_methods(value)]
     return found
 
 

@@ -516,6 +516,50 @@ def test_assigning_code_invalidates_the_memo(project: Project) -> None:
     assert function_identity(mod.f).digest != first.digest
 
 
+HOT_HELPERS = """
+    class Helper:
+        def scale(self, x):
+            return x * 2
+
+        def unused(self):
+            return 0
+"""
+
+HOT_PIPE = """
+    from .helpers import Helper
+
+    def run(x):
+        return Helper().scale(x)
+
+    def of(helper, x):
+        return helper.scale(x)
+"""
+
+
+def test_a_methods_code_set_in_place_as_autoreload_does_invalidates_the_memo(project: Project) -> None:
+    # IPython's %autoreload reloads an edited module and sets the new code on the old class's
+    # methods in place (update_class, update_function); a module that imported the class
+    # still holds the old one, and its guards (the class slot) hold: a class node had read its
+    # methods' code without guarding it, and its shape was memoised on the class alone, so
+    # `run` kept its old identity (a stale hit)
+    project.write("helpers", HOT_HELPERS)
+    project.write("pipe", HOT_PIPE)
+    pipe = project.load("pipe")
+    old = pipe.Helper
+    first = function_identity(pipe.run)
+    assert function_identity(pipe.run) is first
+    instance = function_identity(old().scale)
+    project.write("helpers", HOT_HELPERS.replace("x * 2", "x * 3"))
+    helpers = importlib.reload(sys.modules[f"{project.name}.helpers"])
+    for name in ("scale", "unused"):  # (what update_function does to each method)
+        getattr(old, name).__code__ = getattr(helpers.Helper, name).__code__
+    assert pipe.run(2) == 6
+    after = function_identity(pipe.run)
+    assert after.digest != first.digest
+    assert function_identity(old().scale).digest != instance.digest
+    assert after.digest == function_identity(project.load("pipe").run).digest  # as if new
+
+
 # --- partials and wrappers ------------------------------------------------------------------
 
 WRAPPED = """
