@@ -36,6 +36,7 @@ import inspect
 import os
 import sys
 from collections.abc import Mapping
+import weakref
 from dataclasses import dataclass, field
 from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
 from typing import Any
@@ -70,10 +71,14 @@ MISSING = object()
 class Guards:
     """Every binding an identity was computed from, re-checked by object identity."""
 
-    slots: tuple[tuple[dict, str, object], ...]
-    codes: tuple[tuple[FunctionType, CodeType], ...]
+    # a slot holding the walk's root (a recursive function's own name, a method's class) is
+    # (`_Rooted`, name, `_SAME`), holding it weakly for the same reason as `codes`
+    slots: tuple[tuple[Any, str, object], ...]
+    # (a weak reference to the function, its code): a memo in `identity._IDENTITIES` holding
+    # its own function had kept it alive for the process (a notebook redefining it: every one)
+    codes: tuple[tuple[Any, CodeType], ...]
     cells: tuple[tuple[CellType, object], ...]
-    defaults: tuple[tuple[FunctionType, object, object], ...] = ()
+    defaults: tuple[tuple[Any, object, object], ...] = ()
     # source files of the project modules a computed ``getattr`` reached (`Walk._any_member`):
     # inputs by content of every call (``codeid.files``), their data values being no part here
     modules: tuple[str, ...] = ()
@@ -95,16 +100,43 @@ class Guards:
             if cell_value(cell) is not value:
                 return False
         if not (self.watched and _codesets.STATE[0] == 1):  # (each read here is an audit event)
-            for fn, code in self.codes:
-                if fn.__code__ is not code:
+            for ref, code in self.codes:
+                fn = ref()  # (None: it died, and with it what this memo was of)
+                if fn is None or fn.__code__ is not code:
                     return False
-            for fn, positional, keywords in self.defaults:
-                if fn.__defaults__ is not positional or fn.__kwdefaults__ is not keywords:
+            for ref, positional, keywords in self.defaults:
+                fn = ref()
+                if fn is None or fn.__defaults__ is not positional or fn.__kwdefaults__ is not keywords:
                     return False
         for read, value in self.options:
             if read() != value:
                 return False
         return True
+
+
+_SAME = object()
+
+
+class _Rooted:
+    """A namespace slot held weakly (`Walk.guards`): the `Guards.slots` check reads `get` and
+    finds `_SAME` while the slot still holds the object (each other slot costs nothing more)."""
+
+    __slots__ = ("namespace", "ref")
+
+    def __init__(self, namespace: dict, ref: Any) -> None:
+        self.namespace, self.ref = namespace, ref
+
+    def get(self, name: str, default: object) -> object:
+        return _SAME if self.namespace.get(name, MISSING) is self.ref() else default
+
+
+def _holds(value: object, roots: set[int]) -> bool:
+    """Whether a guard's `value` is (or holds, as a method's class does) one of `roots` (a
+    staticmethod or classmethod has no weak reference: it stays held)."""
+    if not roots or not isinstance(value, (FunctionType, type)):
+        return False
+    members = vars(value).values() if isinstance(value, type) else (value,)
+    return any(id(unwrap(member)) in roots or id(member) in roots for member in members)
 
 
 def cell_value(cell: CellType) -> object:
@@ -146,6 +178,7 @@ def walk_root(
 ) -> tuple[Walk, Node, str, tuple[tuple[str, str], ...]]:
     """Walk from `real` and from the wrappers around it: (walk, root node, digest, deps)."""
     walker = Walk()
+    walker.roots = (fn, real, *wrapper_layers(fn))
     node = walker.visit(real)
     digest, deps = node.digest, node.deps
     for wrapper in wrapper_layers(fn):
@@ -215,18 +248,24 @@ class Walk:
         self.shown: dict[str, object] = {}  # constants by label, for `why`'s "old -> new"
         self.modules: dict[str, None] = {}  # source files of modules a computed getattr reached
         self.options: list[tuple[Any, object]] = []  # guards of the options keyed (`walk_root`)
+        self.roots: tuple[object, ...] = ()  # what the memo is of (`walk_root`): held weakly
 
     def guards(self) -> Guards:
-        """The bindings read so far, each once, for memo validation."""
+        """The bindings read so far, each once, for memo validation; nothing in them holds
+        the root (`Guards.codes`, `_Rooted`)."""
         # Helpers share names (``np``, ``len``): check each binding once on the hot path.
         slots = {(id(ns), name): (ns, name, value) for ns, name, value in self.slots}
-        codes = {id(fn): (fn, code) for fn, code in self.codes}
+        codes = {id(fn): (weakref.ref(fn), code) for fn, code in self.codes}
         cells = {id(cell): (cell, value) for cell, value in self.cells}
-        defaults = {id(fn): (fn, d, k) for fn, d, k in self.defaults}
+        defaults = {id(fn): (weakref.ref(fn), d, k) for fn, d, k in self.defaults}
+        roots = {id(root) for root in self.roots}
         return Guards(
-            tuple(slots.values()),
+            tuple(
+                (_Rooted(ns, weakref.ref(value)), name, _SAME) if _holds(value, roots) else (ns, name, value)
+                for ns, name, value in slots.values()
+            ),
             tuple(codes.values()),
-            tuple(cells.values()),
+            tuple(cells.values()),  # (a cell has no weak reference: one holding the root holds it)
             tuple(defaults.values()),
             tuple(self.modules),
             tuple(self.options),

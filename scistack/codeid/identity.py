@@ -415,7 +415,7 @@ def _pinned_identity(
     watched = unseen_sets_impossible()  # (before the code is read)
     if isinstance(real, FunctionType):
         reading(real)  # (a set of its code from now on is seen)
-    codes = ((real, real.__code__),) if isinstance(real, FunctionType) else ()
+    codes = ((weakref.ref(real), real.__code__),) if isinstance(real, FunctionType) else ()
     return identity, Guards((), codes, (), watched=watched)
 
 

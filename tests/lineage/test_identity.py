@@ -560,6 +560,46 @@ def test_a_methods_code_set_in_place_as_autoreload_does_invalidates_the_memo(pro
     assert after.digest == function_identity(project.load("pipe").run).digest  # as if new
 
 
+def test_a_memoised_identity_does_not_keep_its_function_alive(project: Project) -> None:
+    # a notebook redefining a function keeps every old one (and its memo) while the memo's
+    # guards hold it: `_remember`'s weak reference never fired
+    import gc
+    import weakref
+
+    from scistack.codeid.identity import _IDENTITIES
+
+    project.write("mod", """
+        import functools
+
+        def logged(fn):
+            @functools.wraps(fn)
+            def wrapper(*args):
+                return fn(*args)
+            return wrapper
+
+        def f(x, k=2):
+            return x + k
+
+        def r(n):
+            return 1 if n < 1 else n * r(n - 1)
+
+        @logged
+        def d(n):
+            return 0 if n < 1 else d(n - 1)
+    """)
+    mod = project.load("mod")
+    refs = []
+    for name in ("f", "r", "d"):
+        fn = getattr(mod, name)
+        assert function_identity(fn) is function_identity(fn)  # (memoised: a hit)
+        refs.append(weakref.ref(fn))
+    before = len(_IDENTITIES)
+    del fn, mod.f, mod.r, mod.d
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None]
+    assert len(_IDENTITIES) < before
+
+
 # --- partials and wrappers ------------------------------------------------------------------
 
 WRAPPED = """
