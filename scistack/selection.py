@@ -65,17 +65,20 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
     if every and db.index.in_batch:  # held saves are numbered at the flush: version numbers,
         db.index.flush()  # and `_where`'s newest, mean what they will mean after the batch
     only, judged = _addresses_where(db, var, addr, where) if where is not None else (None, False)
-    # `where` chooses among every level (`_own_address_first` then applies load's rule); a
-    # whole address has nothing below it (one indexed lookup)
-    below = (finer or where is not None) and set(addr) != set(db.schema_keys)
+    # `where`, version keys and parameters choose among every level (`_own_address_first` then
+    # applies load's rule: `load(subject=1, note="recal")` had been the per-subject records
+    # with that note or none, VariableNotFoundError beside a per-session one that has it,
+    # which `where="note = 'recal'"` found); a whole address has nothing below it (one
+    # indexed lookup)
+    below = (finer or where is not None or bool(vkeys) or bool(params)) and set(addr) != set(db.schema_keys)
     records = db.index.select(var, addr, vkeys, params, all_versions=every, only=only, finer=below)
     if version is not None:
         records = [r for r in records if r.version == version]
     if where is not None:  # (a `where` the addresses `only` were judged by holds for their records)
         records = _where(db, records, None if judged else where, newest=not (all_versions or version is not None),
                          whole=not (addr or vkeys or params or version is not None))
-        if not finer:
-            records = _own_address_first(records, addr)
+    if below and not finer:
+        records = _own_address_first(records, addr)
     if not records:
         raise VariableNotFoundError(_nearby_message(db, var, metadata, version))
     return records

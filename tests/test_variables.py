@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import warnings
@@ -197,6 +198,38 @@ def test_load_all_selects_every_level_its_keys_name_as_where_does_in_and_out_of_
     assert sorted(v.data for v in VPeak.load_all(subject=20)) == [5.0, 6.0]
     assert VPeak.load(subject=20).data == 6.0
     assert [v.data for v in VPeak.load(subject=1)] == [1.0]
+
+
+def test_load_by_version_keys_or_parameters_looks_below_the_address_as_where_does(project):
+    """`load(subject=1, note="recal")` is the per-subject record with that note when there is
+    one, else those below it that have it, as `load(subject=1, where="note = 'recal'")` and
+    `load_all(subject=1, note="recal")` are: it had looked at the per-subject records alone and
+    raised VariableNotFoundError beside a per-session one holding the note. Likewise for a
+    lineage parameter, in a batch, and for list_versions and delete."""
+    VPeak.save(9.0, subject=1)
+    VPeak.save(3.0, subject=1, session="a", note="recal")
+    VPeak.save(1.0, subject=1, session="b")
+
+    def shift(x, k):
+        return x + k
+
+    scistack.for_each(shift, {"x": VPeak, "k": 20}, [VRaw], subject=[1], session=["b"], progress=False)
+    VRaw.save(5.0, subject=1)  # the per-subject value, made with no parameter
+    for held in (False, True):
+        with project.batch() if held else open(os.devnull):
+            assert [v.data for v in VPeak.load(subject=1, where="note = 'recal'")] == [3.0]
+            assert [v.data for v in VPeak.load(subject=1, note="recal")] == [3.0]
+            assert [v.data for v in VPeak.load_all(subject=1, note="recal")] == [3.0]
+            assert [v.data for v in VRaw.load(subject=1, k=20)] == [21.0]
+            assert VRaw.load(subject=1).data == 5.0 and VPeak.load(subject=1).data == 9.0
+            assert [v.version for v in VPeak.list_versions(subject=1, note="recal")] == [1]
+    VPeak.save(8.0, subject=1, note="recal")  # the address's own record with the note wins
+    assert VPeak.load(subject=1, note="recal").data == 8.0
+    assert VPeak.load(subject=1, where="note = 'recal'").data == 8.0
+    assert sorted(v.data for v in VPeak.load_all(subject=1, note="recal")) == [3.0, 8.0]
+    assert VPeak.delete(subject=1, note="recal") == 1
+    assert VPeak.delete(subject=1, note="recal") == 1  # then the one below it
+    assert sorted(v.data for v in VPeak.load_all(subject=1)) == [1.0, 9.0]
 
 
 def test_where_naming_a_schema_key_the_variable_was_never_saved_with_is_its_null_column(project):
