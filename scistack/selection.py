@@ -19,7 +19,7 @@ from scistack.database import Database
 from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryError, ScistackError,
                              UnknownMetadataKeyError, VariableNotFoundError)
 from scistack.index import RefRecord
-from scistack.index.state import decode_addresses, is_multi, key_of, matching_addresses, newest_per_variant
+from scistack.index.state import decode_addresses, is_multi, key_of, newest_per_variant
 from scistack.index.views import param_columns, value_type
 from scistack.inline import sql_type
 from scistack.where import check_predicate, conjuncts, matching_rows, record_columns
@@ -240,7 +240,7 @@ def _addresses_where(db: Database, var: str, addr: dict[str, Any],
         check_predicate(sql, keys, params=params)
     except QueryError:  # (`_where` says what is wrong with it)
         return None, False
-    chosen = matching_addresses(db.index.live_addresses(var), addr)
+    chosen = db.index.live_addresses_matching(var, addr)
     if not chosen:
         return [], len(taken) == len(parts)
     matched = matching_rows({k: [a.get(k) for _, a in chosen] for k in keys}, (sql, params), len(chosen))

@@ -21,6 +21,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -401,6 +402,8 @@ class Fold:
         self._point: sqlite3.Connection | None = None  # the point lookups' own (`_held_rows`)
         self._point_cursor: sqlite3.Cursor | None = None  # (made with `_point`, used only with it)
         self._names: dict[tuple[str, str], set[str]] = {}  # cleared whenever the journal grows
+        # (the connection, keys whose `_key_index` it has, keys it could not be made for at offset)
+        self._indexed: tuple[Any, set[str], dict[str, int]] = (None, set(), {})
         self._lock = threading.RLock()
         self._pid = _forks[0]
         _FOLDS.add(self)
@@ -916,6 +919,69 @@ class Fold:
     def live_addresses(self, var: str) -> list[str]:
         """The address keys where the variable has a record."""
         return [r[0] for r in self._rows("SELECT addr FROM slots WHERE var = ? AND live = 1", (var,))]
+
+    def live_addresses_with(self, var: str, wanted: dict[str, list[Any]]) -> list[str] | None:
+        """The address keys where the variable has a record and whose value of each key of
+        `wanted` may be one of its values: a superset of those `state.matching_addresses`
+        keeps (numbers compare as SQLite compares them, within a hair of the value when not a
+        whole number SQLite and Python both hold exactly; True as 1), read through an index of
+        the live slots by that key's value (`_key_index`), so `load_all(subject=1)` reads
+        the few addresses it names rather than decoding every one of the variable's. None
+        when no key of `wanted` can be looked up so (another key, a value of another type, the
+        index could not be made): the caller reads every live address."""
+        terms = [(len(values), key, term) for key, values in wanted.items()
+                 if (term := _value_term(key, values)) is not None]
+        # looked up by one key, the one naming fewest values (SQLite's planner, without
+        # statistics, preferred a scan of the variable's slots to the index); the rest filter
+        for _, key, _ in sorted(terms, key=lambda t: t[0]):
+            if self._key_index(key):
+                break
+        else:
+            return None
+        try:
+            return [r[0] for r in self._rows(
+                f"SELECT addr FROM slots INDEXED BY {_key_index_name(key)} WHERE var = ? AND live = 1 AND "
+                f"{' AND '.join(term[0] for _, _, term in terms)} ORDER BY addr",
+                (var, *(arg for _, _, term in terms for arg in term[1])))]
+        except sqlite3.OperationalError as exc:  # (gone: the file was made anew meanwhile)
+            if "no such index" not in str(exc):
+                raise
+            self._indexed[1].discard(key)
+            return None
+
+    def _key_index(self, key: str) -> bool:
+        """Whether the fold has an index of the live slots by `key`'s value (made here the first
+        time it is asked for: one pass over the slots, then kept by SQLite as slots come and
+        go). Not in `_DERIVED`: only a project that selects by part of an address pays for one
+        (an index entry per live address and key, and each new address's insert into it).
+        False when it cannot be made now (another process holds the write lock for more than
+        a second, a full disk): the caller reads every address, and it is tried again once
+        the journal has grown."""
+        with self._lock:
+            con = self._reader()
+            if self._indexed[0] is not con:
+                self._indexed = (con, set(), {})
+            made, failed = self._indexed[1], self._indexed[2]
+            if key in made:
+                return True
+            if failed.get(key) == self.offset:
+                return False
+            name = _key_index_name(key)
+            con = self._connection()
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (name,)).fetchall():
+                try:
+                    con.execute("PRAGMA busy_timeout = 1000")
+                    try:
+                        con.execute(f"CREATE INDEX IF NOT EXISTS {name} ON slots (var, {_key_value(key)}) "
+                                    "WHERE live = 1")
+                    finally:
+                        con.execute(f"PRAGMA busy_timeout = {int(self.lock_timeout * 1000)}")
+                except sqlite3.OperationalError as exc:
+                    log.debug("%s: no index of the addresses by %s now (%s)", self.path, key, exc)
+                    failed[key] = self.offset
+                    return False
+            made.add(key)
+            return True
 
     def versions_at(self, var: str, addr_key: str) -> list[RefRecord]:
         rows = self._held_rows(_VERSIONS_AT, (var, addr_key))  # the names asked are not read back
@@ -1809,6 +1875,65 @@ def _delete(con: sqlite3.Connection, dels: list[tuple]) -> None:
 def _call_row(e: dict[str, Any]) -> tuple:
     return (oid_in(e["key"]), oid_in(e["call"]), oid_in(e.get("fn")), json.dumps(e.get("outs") or []),
             1 if e.get("multi") else 0, e.get("t"), oid_in(e.get("origins")))
+
+
+_KEY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")  # (a schema key is an identifier: `check_identifier`)
+_EXACT = 2 ** 53  # whole numbers up to this a double holds exactly, in Python and SQLite alike
+
+
+def _key_value(key: str) -> str:
+    """The SQL of an address's value of schema key `key` (SQL NULL where it has none), as the
+    index `_key_index_name(key)` holds it: the queries must spell it the same to use it."""
+    return f"json_extract(addr, '$.{key}')"
+
+
+def _key_index_name(key: str) -> str:
+    return f"slots_by_{key.encode().hex()}"  # (SQLite's names ignore case, JSON paths do not)
+
+
+def _value_term(key: str, values: list[Any]) -> tuple[str, list[Any]] | None:
+    """An SQL condition holding for an address whose value of `key` is one of `values` as
+    `state._matches` judges (1 meets 1.0 and no other type; "1" meets "1"), and perhaps for a
+    few more, with its arguments; None when it cannot be said so (a key that is no identifier,
+    a value of another type, several values not all strings or whole numbers). A whole number
+    SQLite and Python both hold exactly is compared as is; another (0.1, 2**60) within a hair
+    either side, so that SQLite's reading of the address's text never leaves it out."""
+    if not _KEY_NAME.match(key) or not values:
+        return None
+    exact, near = [], []
+    for value in values:
+        if isinstance(value, bool):
+            exact.append(int(value))  # (true reads as 1 in SQLite; `_matches` keeps bools apart)
+        elif isinstance(value, str):
+            if "\x00" in value or not value.isascii() and not _utf8(value):
+                return None
+            exact.append(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            if value != value or value in (float("inf"), float("-inf")):
+                return None
+            if value == int(value) and abs(value) <= _EXACT:
+                exact.append(int(value))
+            else:
+                near.append(float(value))
+        else:
+            return None
+    column = _key_value(key)
+    if near and (exact or len(near) > 1):
+        return None
+    if near:
+        hair = abs(near[0]) * 1e-9
+        return f"{column} BETWEEN ? AND ?", [near[0] - hair, near[0] + hair]
+    if len(exact) == 1:
+        return f"{column} = ?", exact
+    return f"{column} IN (SELECT value FROM json_each(?))", [json.dumps(exact)]
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # (a lone surrogate: SQLite cannot be given it)
+        return False
+    return True
 
 
 def _begin(con: sqlite3.Connection, how: str = "BEGIN IMMEDIATE") -> None:
