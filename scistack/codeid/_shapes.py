@@ -25,6 +25,7 @@ from typing import Any
 
 from scistack.codeid import _ast_normalise as norm
 from scistack.codeid._source import (
+    body_assignments,
     class_functions,
     code_digest,
     code_names,
@@ -226,13 +227,7 @@ def _computed_attributes(tree: ast.AST) -> tuple[str, ...]:
     _, mutated = norm.written_names(tree)
     state = {chain[1] for chain in mutated if len(chain) > 1}
     names: set[str] = set()
-    for stmt in getattr(tree, "body", ()):
-        if isinstance(stmt, ast.Assign):
-            targets, value = stmt.targets, stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            targets, value = [stmt.target], stmt.value
-        else:
-            continue
+    for targets, value in body_assignments(getattr(tree, "body", ())):
         if any(isinstance(sub, ast.Call) for sub in ast.walk(value)):
             names.update(
                 target.id for target in targets

@@ -150,16 +150,19 @@ def _attributes_match(node: ast.ClassDef, cls: type) -> bool:
     return True
 
 
+def body_assignments(body: list[ast.stmt]) -> Iterator[tuple[list[ast.expr], ast.expr]]:
+    """(targets, value) of each ``K = v`` / ``k: int = v`` statement of a class body."""
+    for stmt in body:
+        if isinstance(stmt, ast.Assign):
+            yield stmt.targets, stmt.value
+        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+            yield [stmt.target], stmt.value
+
+
 def _literal_assignments(node: ast.ClassDef) -> dict[str, object]:
     """``K = 3`` / ``k: int = 3`` statements of the class body with a literal value."""
     found: dict[str, object] = {}
-    for stmt in node.body:
-        if isinstance(stmt, ast.Assign):
-            targets, value = stmt.targets, stmt.value
-        elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
-            targets, value = [stmt.target], stmt.value
-        else:
-            continue
+    for targets, value in body_assignments(node.body):
         try:
             literal = ast.literal_eval(value)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
