@@ -22,7 +22,7 @@ class Mixed(BaseVariable):
     pass
 
 
-class Trace(BaseVariable):
+class ArrayTrace(BaseVariable):
     pass
 
 
@@ -107,9 +107,9 @@ def test_a_variable_of_dicts_lists_and_single_values_is_json_in_where_as_in_the_
 
 def test_where_on_a_variable_of_arrays_is_refused_naming_what_selects(project):
     """A variable of arrays (a LIST column in the view) still refuses a condition on value."""
-    Trace.save(np.arange(3.0), subject=1, session="pre")
+    ArrayTrace.save(np.arange(3.0), subject=1, session="pre")
     with pytest.raises(QueryError, match="holds a ndarray; select by its keys"):
-        Trace.load_all(where="value IS NULL")
+        ArrayTrace.load_all(where="value IS NULL")
 
 
 _leaf = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.5, 2.5]),

@@ -31,7 +31,7 @@ from scistack.index import utc_now
 from scistack.lineage.function import LineageFunction
 from scistack.objects import LocalObjectStore, ObjectStore
 from scistack.objects.s3 import S3ObjectStore
-from scistack.objects.chunking import ChunkPolicy, pin_policy
+from scistack.objects.chunking import ChunkPolicy, current_policy, pin_policy
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 
@@ -164,7 +164,10 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     call keys hold them); a worker whose own differ (a Dask worker, a pool started before the
     caller set one) runs nothing, its result would be filed under the caller's values.
     """
-    if policy is not None:  # the project's chunking (part of a value's identity), not the worker's
+    # the project's chunking (part of a value's identity), not the worker's; not pinned where it
+    # is in force already (a thread pool of the caller's process: pinned, the project's policy
+    # had stayed in force for every project the process opened after)
+    if policy is not None and current_policy() != policy:
         pin_policy(policy)
     if isinstance(fn, bytes):  # (workers=N) restored here, so that a function the worker cannot
         fn = pickle.loads(fn)  # find fails these combinations, not the whole pool

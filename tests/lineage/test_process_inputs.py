@@ -313,3 +313,25 @@ def test_a_thread_pool_calls_the_callers_own_numpy_log_object(project):
 
 def _reciprocal(x):
     return np.float64(1.0) / x
+
+
+def test_a_thread_pools_run_leaves_no_chunking_pinned_for_the_next_project(project, tmp_path):
+    """run_chunk pins the caller's project's chunk policy in a worker process; run on a thread
+    pool of the caller's own process it pinned it there for good, so every project the
+    process opened after chunked its values by the first one's policy."""
+    import concurrent.futures as cf
+
+    from scistack import configure_database
+    from scistack.objects.chunking import current_policy, set_chunking
+
+    ExX.save(2.0, subject=1, session="a")
+    with cf.ThreadPoolExecutor(1) as pool:
+        assert for_each(_reciprocal, inputs={"x": ExX}, outputs=[ExY], subject=[1], session=["a"],
+                        executor=pool, progress=False, verbose=False).ran == 1
+    first = project.chunk_policy()
+    try:
+        set_chunking(threshold=first.threshold + 1000)
+        configure_database(tmp_path / "second" / "p.duckdb", ["subject"])
+        assert current_policy().threshold == first.threshold + 1000
+    finally:
+        set_chunking()
