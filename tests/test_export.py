@@ -1769,8 +1769,11 @@ def test_a_target_in_a_folder_that_cannot_be_entered_is_an_export_error(tmp_path
     command = [sys.executable, str(script), str(tmp_path / "db.duckdb"), str(parent / "out")]
     if os.geteuid() == 0:
         setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("root passes chmod and setpriv (util-linux) is not here to drop that")
+        if setpriv is None:  # (util-linux: on every machine CI runs on, which must run this)
+            reason = "root passes chmod and setpriv (util-linux) is not here to drop that"
+            if os.environ.get("CI"):
+                pytest.fail(f"{reason}, and CI is set: install util-linux")
+            pytest.skip(reason)
         command = [setpriv, "--inh-caps=-all", "--bounding-set=-all", "--ambient-caps=-all", *command]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     parent.chmod(0o600)
