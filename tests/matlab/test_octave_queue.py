@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,30 @@ def test_a_for_each_stopped_by_ctrl_c_keeps_what_ran(tmp_path: Path):
     assert "was interrupted; what finished is recorded" in err
     ran, cached = _rerun(cwd, env)
     assert cached >= 3 and ran + cached == 10  # (the 4th may be stopped after it printed)
+
+
+def test_a_ctrl_c_during_the_last_commit_still_records_the_run(tmp_path: Path):
+    """FINISH marked the run recorded before its commit ran: a Ctrl-C reaching Octave and the
+    `scistack matlab-commit` it runs (one process group, as at a terminal) while that commit
+    ran left the cleanup nothing to do, so nothing was said and nothing recorded (seen in CI
+    under load, where the 4th combination's line was read late). The cleanup commits again."""
+    cwd, env = _slow_project(tmp_path)
+    mark = tmp_path / "committing"
+    cli = tmp_path / "cli.sh"  # the real CLI, slowed the first time it is asked for a commit that is not partial
+    cli.write_text("#!/bin/sh\n"
+                   f'if [ "$3" = matlab-commit ] && ! grep -q \'"partial"\' "$4" && mkdir {mark} 2>/dev/null; then sleep 5; fi\n'
+                   f'exec {scistack_cli()} "$@"\n')
+    cli.chmod(0o755)
+    proc = subprocess.Popen(octave_command(), cwd=cwd, env=dict(env, SCISTACK_CLI=str(cli)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    while not mark.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert mark.exists(), proc.communicate(timeout=60)[1]
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert "was interrupted; what finished is recorded" in err
+    assert _rerun(cwd, env) == (0, 10)
 
 
 def test_a_killed_for_each_keeps_what_its_commits_recorded(tmp_path: Path):

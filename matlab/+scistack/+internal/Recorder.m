@@ -47,8 +47,15 @@ classdef Recorder < handle
 
         function C = finish(obj)
             %FINISH The last commit: every result and the run report (commit-result.json).
+            %   A Ctrl-C during it (try/catch does not see an interrupt) leaves FINISHED false,
+            %   so INTERRUPTED makes the commit again; an error is reported as it unwinds.
+            try
+                C = obj.commit(false);
+            catch e
+                obj.finished = true;
+                rethrow(e);
+            end
             obj.finished = true;
-            C = obj.commit(false);
         end
 
         function interrupted(obj)
