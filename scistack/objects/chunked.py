@@ -41,6 +41,7 @@ from scistack.errors import (
 from scistack.objects.canonical_json import dumps_canonical
 from scistack.objects.chunking import ChunkPolicy, chunk_shape, grid_shape
 from scistack.objects.npy import canonical_array
+from scistack.objects.owner import for_this_save
 
 Put = Callable[[str, list], str]
 Get = Callable[[str], tuple[str, Any]]
@@ -253,6 +254,7 @@ def encode_chunked_array(source: Any, put: Put, policy: ChunkPolicy) -> list[byt
     shape = tuple(int(n) for n in source.shape)
     chunks = chunk_shape(shape, dtype.itemsize, policy.chunk_bytes)
     grid = grid_shape(shape, chunks)
+    put = for_this_save(put)  # (written on helper threads: a background upload's failure is this save's)
     try:
         if type(source).__module__.split(".")[0] == "dask":
             oids = _write_dask(source, shape, chunks, grid, put)

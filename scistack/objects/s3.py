@@ -47,6 +47,7 @@ import warnings
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_all
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -74,6 +75,7 @@ from scistack.objects.hashing import Buffer, payload_length
 from scistack.objects.local import _SMALL as PACKED_BELOW
 from scistack.objects.local import LocalObjectStore, kind_in_stored
 from scistack.objects.oid import Oid, is_valid_oid, validate_oid
+from scistack.objects.owner import save_owner
 from scistack.objects.pack import parse_idx
 from scistack.objects.pack_table import PackTable
 from scistack.objects.store import Freed, ObjectStore, StoredObject
@@ -152,7 +154,10 @@ class S3ObjectStore(ObjectStore):
         self._to_upload: list[Path] = []          # local packs (their .idx) not yet in the bucket
         self._written_bytes = 0                   # bytes of packs the cache wrote since the last flush
         self._young: dict[str, float] = {}        # oid -> when we last knew it young in the bucket
-        self._uploading: dict[str, Future] = {}   # oid -> its upload still in flight (or failed)
+        self._uploading: dict[str, Future] = {}   # oid -> its upload still in flight
+        self._relying: dict[str, set] = {}        # oid in flight -> the saves relying on it (`_owner`)
+        self._failed: dict[Any, BaseException] = {}  # save -> an upload it relied on that failed,
+        # until its wait raises it (`wait_uploads`)
         self._backlog = 0                         # bytes written here and not yet up (`_room_for`)
         self._room = threading.Condition(self._lock)  # notified as an upload ends
         self.peak_upload_backlog = 0              # the most `_backlog` ever held
@@ -183,7 +188,7 @@ class S3ObjectStore(ObjectStore):
         the bucket refuses every request to it (`_refuse_in_forked_child`)."""
         for inherited in (self._remote, self._pool, self._uploading):
             _keep_for_ever(inherited)
-        self._pool, self._uploading = None, {}
+        self._pool, self._uploading, self._relying, self._failed = None, {}, {}, {}
         self._lock, self._look_lock = threading.Lock(), threading.Lock()
         self._room, self._backlog = threading.Condition(self._lock), 0  # (the parent's uploads)
         self._parts, self._cleared, self._parts_lock = {}, {}, threading.Lock()  # (the parent's saves)
@@ -318,27 +323,22 @@ class S3ObjectStore(ObjectStore):
         save of a TB from a memmap, on a slow link) had kept every chunk not yet up in the
         cache, which never drops one, and filled the disk far past the cache's bound. An
         object alone in the backlog always goes (one larger than the bound too). A failed
-        upload seen here raises (`wait_uploads`, once the others in flight ended): the save
-        stops with nothing named, not held for ever nor writing the rest of the array for nothing."""
+        upload this save relied on raises here (`wait_uploads`, once its others in flight
+        ended): the save stops with nothing named, not held for ever nor writing the rest of
+        the array for nothing."""
         bound = min(UPLOAD_BACKLOG, self.max_bytes // 4)
+        owner = self._owner()
         while True:
             with self._room:
                 if oid in self._uploading:
                     return 0
-                failed = self._upload_failed()
-                while not failed and self._backlog and self._backlog + size > bound:
+                while owner not in self._failed and self._backlog and self._backlog + size > bound:
                     self._room.wait()
-                    failed = self._upload_failed()
-                if not failed:
+                if owner not in self._failed:
                     self._backlog += size
                     self.peak_upload_backlog = max(self.peak_upload_backlog, self._backlog)
                     return size
-            self.wait_uploads()  # raises it (unless another thread's wait did: then look again)
-
-    def _upload_failed(self) -> bool:
-        """Whether an upload in `_uploading` failed (held: `_lock`; it holds a few)."""
-        return any(f.done() and not f.cancelled() and f.exception() is not None
-                   for f in self._uploading.values())
+            self.wait_uploads()  # raises it (unless a helper of the same save's did: look again)
 
     def _send_packed(self, oid: str) -> None:
         """A small object a batch found already packed in this machine's cache, so not in the
@@ -454,26 +454,45 @@ class S3ObjectStore(ObjectStore):
             if idx not in self._to_upload:
                 self._to_upload.append(idx)
 
+    def _owner(self) -> Any:
+        """The save a write here is for: the batch (its flush waits before any of its names),
+        else the writing thread's save (`owner.save_owner`: a chunked save's helpers write for it)."""
+        return _BATCH if self._batch_depth else save_owner()
+
     def _upload_soon(self, oid: str, size: int = 0) -> bool:
         """Upload a cached object on the background pool (`wait_uploads` waits for it); whether
-        it was sent (not already in flight). `size`: backlog bytes it gives back as it ends."""
+        it was sent (not already in flight: the save relies on that upload, whoever sent it).
+        `size`: backlog bytes it gives back as it ends."""
         _refuse_in_forked_child(self.url, "uploading an object")  # (here: not on the pool's thread)
+        owner = self._owner()
         with self._lock:
             if oid in self._uploading:
+                self._relying[oid].add(owner)
                 return False
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scistack-s3-put")
+            self._relying[oid] = {owner}
             self._uploading[oid] = self._pool.submit(self._upload_in_background, oid, size)
             return True
 
     def _upload_in_background(self, oid: str, size: int) -> None:
         """Upload `oid`; once up, it is no longer in flight, so the bound may drop its copy
         (it was kept until the save's `wait_uploads`: a long save kept every chunk it wrote).
-        A failed one stays in `_uploading` for `wait_uploads` (or a waiting writer) to raise."""
+        A failure is kept for each save that relied on the upload, until its own wait raises it
+        (a wait had taken every failed upload, another thread's too, whose wait then returned and
+        named an object not in the bucket); a later save of the object sends it again."""
         try:
-            uploaded = self._upload_loose(oid)
+            try:
+                uploaded = self._upload_loose(oid)
+            except BaseException as exc:
+                with self._lock:
+                    self._uploading.pop(oid, None)
+                    for owner in self._relying.pop(oid, ()):
+                        self._failed.setdefault(owner, exc)
+                raise
             with self._lock:
                 self._uploading.pop(oid, None)  # (this upload's: it is never sent twice at once)
+                self._relying.pop(oid, None)
             self._trim_cache(uploaded)
         finally:
             with self._room:
@@ -532,21 +551,20 @@ class S3ObjectStore(ObjectStore):
         time.sleep(SET_ASIDE_LOOK + 1.0)
 
     def wait_uploads(self) -> None:
-        """Wait for the uploads in flight; raise the first failure (those objects are not in
-        the bucket: the caller must not name them; a later save of them uploads again)."""
+        """Wait for the uploads this save relies on (`_owner`: those it sent, and those it found
+        in flight, sent by another); raise the first that failed (those objects are not in the
+        bucket: the caller must not name them; a later save of them uploads again). Another
+        save's failure is left for that save's wait to raise."""
+        self._wait_for({self._owner()})
+
+    def _wait_for(self, owners: set) -> None:
         with self._lock:
-            pending = list(self._uploading.items())
-        failure: BaseException | None = None
-        for oid, future in pending:
-            try:
-                future.result()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, after every wait
-                failure = failure or exc
-            with self._lock:
-                if self._uploading.get(oid) is future:
-                    del self._uploading[oid]
-        if failure is not None:
-            raise failure
+            mine = [future for oid, future in self._uploading.items() if not owners.isdisjoint(self._relying[oid])]
+        wait_all(mine)  # (a failure is recorded, in `_failed`, before its future ends)
+        with self._lock:
+            failures = [self._failed.pop(owner) for owner in owners if owner in self._failed]
+        if failures:
+            raise failures[0]
         self._young_parts()
 
     def _note_parts(self, parts: Sequence[Buffer]) -> None:
@@ -764,8 +782,7 @@ class S3ObjectStore(ObjectStore):
     def end_batch(self) -> None:
         self._batch_depth = max(0, self._batch_depth - 1)
         if self._batch_depth == 0:
-            self.flush()
-            self.wait_uploads()
+            self.flush()  # (it waits for the batch's uploads and this thread's)
         self.cache.end_batch()
 
     def flush(self) -> None:
@@ -808,16 +825,16 @@ class S3ObjectStore(ObjectStore):
             with self._lock:
                 if idx in self._to_upload:
                     self._to_upload.remove(idx)
-        if self._uploading:  # (loose copies read from the cache's packs: up before the bound drops one)
-            self.wait_uploads()
+        # the batch's loose uploads (copies read from the cache's packs: up before the bound drops
+        # one, and before the batch's names), and this thread's (a flush outside a batch)
+        self._wait_for({_BATCH, save_owner()})
         self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------
     def release_writes(self) -> None:
-        try:
-            self.wait_uploads()
-        except Exception:  # noqa: BLE001 - closing: an unnamed object that did not arrive is not missed
-            pass
+        with self._lock:  # (a failure is left for its save's wait: another thread may still name)
+            in_flight = list(self._uploading.values())
+        wait_all(in_flight)  # closing: an unnamed object that did not arrive is not missed
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -1350,6 +1367,7 @@ class S3ObjectStore(ObjectStore):
 # process used the bucket refuses each request to it, naming the fix, and never finalises the
 # inherited client (dropping its connections unregisters the parent's sockets from the
 # shared poller). Values in the local cache still load in the child.
+_BATCH = "batch"  # the owner (`_owner`) of what a batch writes: its flush raises their failures
 _GC_HELD: dict[str, int] = {}  # bucket url -> gc locks this process holds there (`gc_guard`)
 _GC_HELD_LOCK = threading.Lock()
 

@@ -238,7 +238,8 @@ def bucket_url(s3_server, s3_env) -> str:
 class TcpRelay:
     """A loopback TCP relay to `port` that the test can cut, as a network failure would: the
     client keeps its endpoint, the connections and new ones fail once `cut()` is called.
-    `upload_rate` (bytes/s, per connection) throttles what the client sends, as a slow link does."""
+    `upload_rate` (bytes/s, per connection) throttles what the client sends, as a slow link does;
+    `sent` counts the bytes it sent (what a request costs the link)."""
 
     def __init__(self, port: int, upload_rate: float | None = None) -> None:
         import socket
@@ -246,6 +247,8 @@ class TcpRelay:
 
         self._target = port
         self._rate = upload_rate
+        self.sent = 0
+        self._counting = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._open: list = []
@@ -263,16 +266,18 @@ class TcpRelay:
                 return
             upstream = socket.create_connection(("127.0.0.1", self._target))
             self._open += [client, upstream]
-            for a, b, rate in ((client, upstream, self._rate), (upstream, client, None)):
-                threading.Thread(target=self._pipe, args=(a, b, rate), daemon=True).start()
+            for a, b, rate, sending in ((client, upstream, self._rate, True), (upstream, client, None, False)):
+                threading.Thread(target=self._pipe, args=(a, b, rate, sending), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source, sink, rate: float | None = None) -> None:
+    def _pipe(self, source, sink, rate: float | None = None, sending: bool = False) -> None:
         import time
 
         try:
             while data := source.recv(16384 if rate else 65536):
                 sink.sendall(data)
+                if sending:
+                    with self._counting:  # (a thread per connection)
+                        self.sent += len(data)
                 if rate:
                     time.sleep(len(data) / rate)  # (a throttle, not a wait for anything)
         except OSError:

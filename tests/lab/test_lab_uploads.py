@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -246,3 +247,87 @@ def test_a_chunked_save_waiting_for_uploads_that_fail_raises(machine, monkeypatc
     machine("b")
     with pytest.raises(VariableNotFoundError):
         LabValue.load(subject=1, session=1)
+
+
+def _keys_of(s3_server, url: str) -> set[str]:
+    """The object keys in the bucket under the project's prefix, relative to it."""
+    _, _, prefix, keys = _bucket(s3_server, url)
+    return {key.removeprefix(prefix + "/") for key in keys}
+
+
+def _key(oid: str) -> str:
+    return f"objects/{oid[:2]}/{oid[2:]}"
+
+
+def test_a_threads_wait_never_takes_another_threads_failed_upload(machine, monkeypatch, s3_server, bucket_url):
+    """Two threads save through one lab store and the link is cut: each save's wait raises its
+    own upload's failure. One thread's wait had taken every failed upload, the other's too, so
+    the other's wait found nothing pending and returned: its save named an object that never
+    reached the bucket."""
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    relay.cut()
+    mine = db.store.put_value(np.arange(1000.0))  # this thread's save: its upload is in flight
+    with ThreadPoolExecutor(1) as other:  # another thread saves another value, and waits first
+        theirs = other.submit(db.store.put_value, np.arange(2000.0)).result()
+        with pytest.raises(SharedServiceError, match="uploading an object"):
+            other.submit(db.store.wait_uploads).result()
+    with pytest.raises(SharedServiceError, match="uploading an object"):
+        db.store.wait_uploads()  # (returned: the other thread's wait had raised this failure)
+    assert not {_key(mine), _key(theirs)} & _keys_of(s3_server, bucket_url)
+
+
+def test_a_save_that_found_its_object_in_flight_raises_when_that_upload_fails(machine, monkeypatch, s3_server,
+                                                                             bucket_url):
+    """A save of a value whose upload another thread had just sent relies on that upload: it
+    sends none itself, and when that upload fails its wait raises too (it had returned, the
+    sender's wait having taken the failure, and the name pointed at nothing). A later save of
+    the value uploads it again."""
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    relay.cut()
+    value = np.arange(3000.0)
+    with ThreadPoolExecutor(1) as other:
+        oid = other.submit(db.store.put_value, value).result()  # the other thread sends it...
+        assert db.store.put_value(value) == oid  # ... and this one finds it in flight
+        with pytest.raises(SharedServiceError, match="uploading an object"):
+            other.submit(db.store.wait_uploads).result()
+    with pytest.raises(SharedServiceError, match="uploading an object"):
+        db.store.wait_uploads()
+    assert _key(oid) not in _keys_of(s3_server, bucket_url)
+    try:
+        db.close()
+    finally:
+        database_module._current = None
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server.endpoint)
+    db = machine("a")  # the same machine (its cache holds the value), the link back
+    db.store.put_value(value)
+    db.store.wait_uploads()
+    assert _key(oid) in _keys_of(s3_server, bucket_url)
+
+
+def test_a_chunked_saves_wait_covers_the_uploads_of_its_chunk_writers(machine, monkeypatch, s3_server, bucket_url):
+    """A chunked save writes its chunks on helper threads, which write for the saving thread:
+    its wait covers their uploads, so when the save returns every chunk is in the bucket, each
+    sent once. (A wait that covered only the saving thread's own uploads returned as soon as
+    the manifest was up, and `_young_parts`, not knowing the chunks in the bucket, put each
+    one still in flight a second time.)"""
+    from scistack.objects import s3
+
+    relay = TcpRelay(s3_server.port, upload_rate=64 << 10)  # half a second a chunk
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    monkeypatch.setattr(s3, "UPLOAD_THREADS", 64)  # (all at once: the manifest queued behind no chunk)
+    machine("a")
+    signal = np.random.default_rng(3).standard_normal(32 * _CHUNK // 8)
+    before = relay.sent
+    _save_chunked(signal)
+    sent = relay.sent - before
+    client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
+    sizes = [o["Size"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/objects/")
+             for o in page.get("Contents", [])]
+    assert len(sizes) == 33  # every chunk and the manifest, when the save returned
+    assert sent < 1.5 * sum(sizes), (sent, sum(sizes))
+    machine("b")
+    np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, signal)
