@@ -21,7 +21,7 @@ Every read is verified (the cache's reader hashes it); a second read never leave
 Speed of one save (a PUT is the slowest step): a single save's upload runs on a background
 thread while the index takes the journal lock and numbers the version; the index calls
 `wait_uploads` just before it writes the line, so a name is never journalled before its object
-arrived (a failed upload raises there and nothing is named). A writer faster than its
+arrived (a failed upload raises there, in each save that relied on it, and nothing is named). A writer faster than its
 uploads waits once `UPLOAD_BACKLOG` bytes written here are not yet up (`_room_for`): a chunked
 save's disk use is bounded by that and the cache's bound, not by the array. An object this process put or
 confirmed in the bucket less than `REFRESH_AFTER / 2` ago is not sent again (half: room for
@@ -103,6 +103,7 @@ SET_ASIDE_LOOK = 5.0
 # gc with a short grace records itself, then waits twice this before it reads the journal.
 PRUNE_LOOK = 3.0
 PRUNING = "gc-pruning/"
+_BATCH = "batch"  # the save (`_owner`) a batch's writes are for: its flush raises their failures
 _PRUNE_PASSES = 10  # looks in a row that took PRUNE_LOOK or longer before a save gives up (slow bucket)
 _VERIFY_STEP = 4 << 20  # bytes of a bucket copy fsck holds at once while checking it
 
@@ -559,7 +560,8 @@ class S3ObjectStore(ObjectStore):
 
     def _wait_for(self, owners: set) -> None:
         with self._lock:
-            mine = [future for oid, future in self._uploading.items() if not owners.isdisjoint(self._relying[oid])]
+            mine = [future for oid, future in self._uploading.items()
+                    if not owners.isdisjoint(self._relying[oid])]
         wait_all(mine)  # (a failure is recorded, in `_failed`, before its future ends)
         with self._lock:
             failures = [self._failed.pop(owner) for owner in owners if owner in self._failed]
@@ -1367,7 +1369,6 @@ class S3ObjectStore(ObjectStore):
 # process used the bucket refuses each request to it, naming the fix, and never finalises the
 # inherited client (dropping its connections unregisters the parent's sockets from the
 # shared poller). Values in the local cache still load in the child.
-_BATCH = "batch"  # the owner (`_owner`) of what a batch writes: its flush raises their failures
 _GC_HELD: dict[str, int] = {}  # bucket url -> gc locks this process holds there (`gc_guard`)
 _GC_HELD_LOCK = threading.Lock()
 

@@ -266,7 +266,8 @@ class TcpRelay:
                 return
             upstream = socket.create_connection(("127.0.0.1", self._target))
             self._open += [client, upstream]
-            for a, b, rate, sending in ((client, upstream, self._rate, True), (upstream, client, None, False)):
+            for a, b, rate, sending in ((client, upstream, self._rate, True),
+                                        (upstream, client, None, False)):
                 threading.Thread(target=self._pipe, args=(a, b, rate, sending), daemon=True).start()
 
     def _pipe(self, source, sink, rate: float | None = None, sending: bool = False) -> None:
