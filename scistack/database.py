@@ -635,8 +635,10 @@ class Database:
     def close(self) -> None:
         """Flush and sync; the project stays on disk. Further use needs a new configure_database."""
         global _current
-        self.index.close()
-        self.store.release_writes()  # every name is written: a pruning gc may now run
+        try:
+            self.index.close()
+        finally:  # every name is written, or never will be (a failed flush raises): a pruning gc may now run
+            self.store.release_writes()
         try:  # a writer with many small packs merges some (bounded: objects/local.py)
             self.store.merge_packs(auto=True)
         except Exception as exc:  # noqa: BLE001 - never fail a close: a later close or gc merges

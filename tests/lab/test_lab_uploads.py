@@ -259,7 +259,8 @@ def _key(oid: str) -> str:
     return f"objects/{oid[:2]}/{oid[2:]}"
 
 
-def test_a_threads_wait_never_takes_another_threads_failed_upload(machine, monkeypatch, s3_server, bucket_url):
+def test_a_threads_wait_never_takes_another_threads_failed_upload(machine, monkeypatch, s3_server,
+                                                                   bucket_url):
     """Two threads save through one lab store and the link is cut: each save's wait raises its
     own upload's failure. One thread's wait had taken every failed upload, the other's too, so
     the other's wait found nothing pending and returned: its save named an object that never
@@ -308,7 +309,8 @@ def test_a_save_that_found_its_object_in_flight_raises_when_that_upload_fails(ma
     assert _key(oid) in _keys_of(s3_server, bucket_url)
 
 
-def test_a_chunked_saves_wait_covers_the_uploads_of_its_chunk_writers(machine, monkeypatch, s3_server, bucket_url):
+def test_a_chunked_saves_wait_covers_the_uploads_of_its_chunk_writers(machine, monkeypatch, s3_server,
+                                                                      bucket_url):
     """A chunked save writes its chunks on helper threads, which write for the saving thread:
     its wait covers their uploads, so when the save returns every chunk is in the bucket, each
     sent once. (A wait that covered only the saving thread's own uploads returned as soon as
@@ -325,9 +327,28 @@ def test_a_chunked_saves_wait_covers_the_uploads_of_its_chunk_writers(machine, m
     _save_chunked(signal)
     sent = relay.sent - before
     client, bucket, prefix, _ = _bucket(s3_server, bucket_url)
-    sizes = [o["Size"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/objects/")
-             for o in page.get("Contents", [])]
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{prefix}/objects/")
+    sizes = [o["Size"] for page in pages for o in page.get("Contents", [])]
     assert len(sizes) == 33  # every chunk and the manifest, when the save returned
     assert sent < 1.5 * sum(sizes), (sent, sum(sizes))
     machine("b")
     np.testing.assert_array_equal(LabValue.load(subject=1, session=1).data, signal)
+
+
+def test_a_close_that_fails_still_gives_up_its_writers_hold(machine, monkeypatch, s3_server):
+    """A close whose last names cannot be written (their pack's upload fails: the link is cut)
+    raises, and still gives up the store's write hold (the writers' gate a pruning gc waits
+    for): it had kept it, as if the project were still open, until the process ended."""
+    from scistack.objects.gate import WritersGate
+
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    LabValue.save(np.arange(10.0), subject=9, session=9)  # (a write: the hold is taken)
+    assert db.store.cache.gate.held
+    relay.cut()
+    with pytest.raises(SharedServiceError):
+        _save_batch(db)
+    _forget_the_failed_process(db)  # (its close raised)
+    with WritersGate(db.store.cache.root).exclusive(wait=0.5) as alone:
+        assert alone
