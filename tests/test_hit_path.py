@@ -283,6 +283,44 @@ def test_a_methods_code_set_in_place_by_an_autoreload_is_a_miss_with_the_new_res
             sys.modules.pop(module, None)
 
 
+@pytest.mark.parametrize("what", ["defaults", "kwdefaults"])
+def test_a_methods_defaults_set_in_place_are_a_miss_with_the_new_result(
+        project, tmp_path, monkeypatch, what):
+    # a lineage function calling Helper().scale(x) was served its old result after
+    # Helper.scale.__defaults__ (or __kwdefaults__) was set in place: the class's methods'
+    # code was guarded, their defaults were neither guarded nor part of the identity
+    import importlib
+    import uuid
+
+    name = f"hotd_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}_helpers.py").write_text(
+        "class Helper:\n    def scale(self, x, k=2.0, *, offset=0.0):\n"
+        "        return float(x) * k + offset\n")
+    (tmp_path / f"{name}.py").write_text(
+        f"from scistack import lineage_fcn\nfrom {name}_helpers import Helper\n\n"
+        "@lineage_fcn\ndef run(x):\n    return Helper().scale(x)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    try:
+        pipe = importlib.import_module(name)
+        HitForce.save(3.0, subject=10, session="pre")
+        x = HitForce.load(subject=10, session="pre")
+        assert pipe.run(x).cached is False
+        assert pipe.run(x).cached is True
+        if what == "defaults":
+            pipe.Helper.scale.__defaults__ = (5.0,)
+            expected = 15.0
+        else:
+            pipe.Helper.scale.__kwdefaults__ = {"offset": 1.0}
+            expected = 7.0
+        result = pipe.run(x)
+        assert (result.data, result.cached) == (expected, False)
+        assert pipe.run(x).cached is True
+    finally:
+        for module in (name, f"{name}_helpers"):
+            sys.modules.pop(module, None)
+
+
 def test_hash_bytes_reuses_reset_hashers_and_agrees_with_blake3_in_threads():
     # a cache hit makes three small digests; each took a new blake3 hasher (~1k of its ~7.5k
     # instructions): they are reset and kept, one per thread hashing at once

@@ -336,6 +336,7 @@ class Walk:
                     self.classify(node, f"{scope}.<base>", base)
         if isinstance(obj, type):
             self._computed_attributes(node, obj, scope)
+            self._method_defaults(node, obj, scope)
         self._environment(node, roots)
         if isinstance(obj, FunctionType):
             self._defaults(node, obj, scope)
@@ -449,6 +450,16 @@ class Walk:
                 continue
             source = f"={named[name]}" if name in named else ""
             self.classify(node, f"{scope}.<default>.{name}{source}", value)
+
+    def _method_defaults(self, node: Node, cls: type, scope: str) -> None:
+        """The defaults of the methods of `cls` (and of its nested classes), read and guarded
+        as a function's own are (`_defaults`): the class's text says only what they were made
+        with, and ``Helper.scale.__defaults__ = (3,)`` set at run time had kept the identity of
+        a function using the class (a stale hit). Code a class decorator exec'd (a dataclass's
+        ``__init__``) is left out: its defaults are the class body's, which its text holds."""
+        for attr, fn in all_methods(cls):  # (marked read by `_class_code`: a set is seen)
+            if fn.__code__.co_filename != "<string>":
+                self._defaults(node, fn, f"{scope}.{attr}")
 
     def _resolve(self, node: Node, chain: tuple[str, ...], roots: _Roots) -> None:
         """Look a dotted name up (import, closure or global; then through modules); classify it."""

@@ -560,6 +560,53 @@ def test_a_methods_code_set_in_place_as_autoreload_does_invalidates_the_memo(pro
     assert after.digest == function_identity(project.load("pipe").run).digest  # as if new
 
 
+HOT_DEFAULTS = """
+    class Helper:
+        def scale(self, x, k=2, *, offset=0):
+            return x * k + offset
+
+        class Inner:
+            def shift(self, x, by=1):
+                return x + by
+"""
+
+HOT_DEFAULTS_PIPE = """
+    from .helpers import Helper
+
+    def run(x):
+        return Helper().scale(x)
+
+    def inner(x):
+        return Helper.Inner().shift(x)
+"""
+
+
+@pytest.mark.parametrize("what", ["defaults", "kwdefaults", "nested"])
+def test_a_methods_defaults_set_in_place_invalidate_the_memo_of_a_function_using_its_class(
+        project: Project, what: str) -> None:
+    # a function using a class (``Helper().scale(x)``) is a class node: its methods' code was
+    # guarded (autoreload) but not their defaults, and the digest was made from the class's
+    # text alone, so ``Helper.scale.__defaults__ = (3,)`` kept the old identity: a stale hit
+    project.write("helpers", HOT_DEFAULTS)
+    project.write("pipe", HOT_DEFAULTS_PIPE)
+    pipe = project.load("pipe")
+    fn = pipe.inner if what == "nested" else pipe.run
+    first = function_identity(fn)
+    assert function_identity(fn) is first
+    if what == "defaults":
+        pipe.Helper.scale.__defaults__ = (3,)
+    elif what == "kwdefaults":
+        pipe.Helper.scale.__kwdefaults__ = {"offset": 1}
+    else:
+        pipe.Helper.Inner.shift.__defaults__ = (5,)
+    after = function_identity(fn)
+    assert after.digest != first.digest
+    assert function_identity(fn) is after  # (memoised again)
+    if what == "defaults":  # set back to an equal value: the old identity (by value, not object)
+        pipe.Helper.scale.__defaults__ = tuple([2])
+        assert function_identity(fn).digest == first.digest
+
+
 def test_a_memoised_identity_does_not_keep_its_function_alive(project: Project) -> None:
     # a notebook redefining a function keeps every old one (and its memo) while the memo's
     # guards hold it: `_remember`'s weak reference never fired
