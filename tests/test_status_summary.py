@@ -865,7 +865,11 @@ def test_a_function_made_inside_another_of_a_module_maybe_edited_is_judged_by_it
     assert [r.kind for r in edited.reasons] == ["constant"], edited
     assert _agree(project, fast=None)["SumScaled"]["stale"] == 1
     path.write_text(LOCAL_STEP.replace("signal * SCALE", "signal * SCALE + 1"))  # its own code
-    assert why(SumScaled, subject=1, session="pre").status == "unknown"  # (not found, as before)
+    edited = why(SumScaled, subject=1, session="pre")  # (not found; but the file's code is not it)
+    assert edited.status == "stale", edited
+    assert [r.kind for r in edited.reasons] == ["code"], edited
+    assert "+    return signal * SCALE + 1" in edited.reasons[0].diff
+    assert _agree(project, fast=None)["SumScaled"]["stale"] == 1
     assert module.SCALE == 2.0  # (the process's own module is left as it was)
 
 
@@ -1008,10 +1012,50 @@ def test_a_function_made_inside_another_carrying_data_is_unknown_in_a_module_may
     _write_again(path, DATA_CELL_STEP.replace("SCALE = 2.0", "# the scale\nSCALE = 2.0"))  # a line above
     assert why(SumScaled, subject=1, session="pre").status == "unknown"
     for old, new in [("SCALE = 2.0", "SCALE = 3.0"),  # a global `run` reads to make the cell
-                     ("k=3.0", "k=4.0"),  # a default `run` makes
                      ("gain = SCALE * 2", "gain = SCALE * 5")]:  # the cell's value in `run`
         _write_again(path, DATA_CELL_STEP.replace(old, new))
         assert why(SumScaled, subject=1, session="pre").status == "unknown", new
+    _write_again(path, DATA_CELL_STEP.replace("def double(signal, k=3.0):", 'def double(signal, k=3.0):\n'
+                                              '        """Its docstring, which no identity reads."""'))
+    assert why(SumScaled, subject=1, session="pre").status == "unknown"  # (its code as recorded)
+    # its own code edited (its body, or the default its text gives): whatever it carries, a
+    # run computes anew, its normalised source being part of the identity ("unknown" had hidden it)
+    for old, new in [("signal * gain * k", "signal * gain * k + 1"), ("k=3.0", "k=4.0")]:
+        _write_again(path, DATA_CELL_STEP.replace(old, new))
+        edited = why(SumScaled, subject=1, session="pre")
+        assert edited.status == "stale" and [r.kind for r in edited.reasons] == ["code"], edited
+        assert any(line[:1] == "+" and line[:3] != "+++" and new in line for line in edited.reasons[0].diff.splitlines()), edited
+        assert _agree(project, fast=None)["SumScaled"] == {"done": 0, "stale": 1, "unknown": 0, "failed": 0,
+                                                            "missing": 0}
+
+
+def test_a_function_made_inside_another_run_by_another_process_is_stale_when_its_code_is_edited(
+        project, tmp_path, python_env, monkeypatch):
+    """`run.<locals>.double` run by another process (a script): here no name holds it and no
+    lineage function of it was made, so it is never found ("unknown"). Its own code edited in
+    the file is what a run would call: stale, with its diff (it had stayed "unknown")."""
+    import subprocess
+    import sys
+
+    from scistack import why
+
+    name = f"sumfresh_{uuid.uuid4().hex[:8]}"
+    path = tmp_path / f"{name}.py"
+    path.write_text(LOCAL_STEP)
+    script = (f"from scistack import BaseVariable, configure_database\nimport numpy as np\nimport {name}\n"
+              "configure_database('gait.duckdb', ['subject', 'session'])\n"
+              "class SumRaw(BaseVariable): pass\nclass SumScaled(BaseVariable): pass\n"
+              "SumRaw.save(np.arange(4.0), subject=1, session='pre')\n"
+              f"assert not {name}.run({{'signal': SumRaw}}, [SumScaled]).failures\n")
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=python_env, check=True, timeout=120)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert why(SumScaled, subject=1, session="pre").status == "unknown"  # (its code as recorded)
+    _write_again(path, LOCAL_STEP.replace("signal * SCALE", "signal * SCALE * 2"))
+    edited = why(SumScaled, subject=1, session="pre")
+    assert edited.status == "stale" and [r.kind for r in edited.reasons] == ["code"], edited
+    assert "+    return signal * SCALE * 2" in edited.reasons[0].diff
+    assert _agree(project, fast=None)["SumScaled"] == {"done": 0, "stale": 1, "unknown": 0, "failed": 0,
+                                                        "missing": 0}
 
 
 KEYWORD_ONLY_STEP = """

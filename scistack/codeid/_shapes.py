@@ -29,6 +29,7 @@ from scistack.codeid._source import (
     class_functions,
     code_digest,
     code_names,
+    defs_named,
     locate_class,
     locate_function,
 )
@@ -116,6 +117,16 @@ def _build_function_shape(fn: FunctionType) -> Shape:
     chains = {c for c in norm.name_chains(tree) if c[0] in readable}
     shape = _tree_shape(tree, chains, readable, _local_names(code))
     return replace(shape, default_names=_default_names(tree), self_attrs=_self_attrs(tree))
+
+
+def sources_named(filename: str, qualname: str) -> list[str] | None:
+    """The normalised sources (as `function_shape` makes a function's) of the functions of
+    `filename` as it is now with qualified name `qualname`; None when that cannot be told
+    (`_source.defs_named`)."""
+    nodes = defs_named(filename, qualname)
+    if nodes is None:
+        return None
+    return [norm.unparse(norm.normalise(node, strip_decorators=True)) for node in nodes]
 
 
 def _self_attrs(tree: ast.AST) -> tuple[str, ...] | None:

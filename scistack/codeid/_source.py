@@ -25,6 +25,7 @@ import ast
 import builtins
 import enum
 import functools
+import importlib.util
 import inspect
 import linecache
 import os
@@ -326,6 +327,30 @@ def code_now(fn: FunctionType) -> CodeType | None:
     if here:
         return here[0]
     return named[0] if len(named) == 1 and _signature(named[0]) == wanted else None
+
+
+def defs_named(filename: str, qualname: str) -> list[ast.AST] | None:
+    """The def or lambda nodes of `filename` as it is on disk now whose code has qualified
+    name `qualname` (``run.<locals>.double``: a function no module global holds, which `why`
+    cannot find in a fresh copy of its module). None: the file cannot be read or parsed, or
+    a code of that name has no node of its own (lambdas sharing a line, a class)."""
+    try:
+        with open(filename, "rb") as handle:
+            text = importlib.util.decode_source(handle.read())
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return None
+    parsed = _parse_text(filename, text)
+    if parsed is None:
+        return None
+    found: list[ast.AST] = []
+    for key, codes in parsed.codes.items():
+        for code in codes:
+            if code.co_qualname == qualname:
+                nodes = parsed.defs.get(key, [])
+                if len(nodes) != 1:
+                    return None
+                found.append(nodes[0])
+    return found
 
 
 def _parse(filename: str, module_globals: dict | None) -> _ParsedFile | None:

@@ -32,6 +32,7 @@ from scistack.htmlrepr import ordered
 from scistack.index import key_of
 from scistack.selection import choose_variant, many_current, select_records
 from scistack.codeid._packages import EXEC_MODULE, is_project_module
+from scistack.codeid._shapes import sources_named
 from scistack.codeid._source import code_now
 from scistack.codeid.body_imports import body_imports
 from scistack.codeid.matlab import identity_now, is_matlab_module, matlab_source, recorded_files
@@ -219,7 +220,7 @@ def _call_changes(
     if is_matlab_module(module):
         static = _matlab_changes(db, call)
     else:
-        static = None if fn is not None else script_changes(db, call, _diff, Reason, _find_function)
+        static = None if fn is not None else _unfound_changes(db, call)
     if static is not None:
         reasons = static
     elif fn is None:
@@ -678,8 +679,47 @@ def _superseded(db: Any, name: str, record: Any) -> list[Reason]:
 
 
 def script_reasons(db: Any, call_oid: str) -> list[Reason] | None:
-    """For a function defined in a script's __main__: what changed in its file (None: cannot tell)."""
-    return script_changes(db, read_call(db.store, call_oid), _diff, Reason, _find_function)
+    """For a function not found here (`_find_function`): what changed in its file, a
+    script's or a module's (None: cannot tell)."""
+    return _unfound_changes(db, read_call(db.store, call_oid))
+
+
+def _unfound_changes(db: Any, call: CallRecord) -> list[Reason] | None:
+    """What changed for a function not found here: a script's `__main__` function judged from
+    its file (`script_changes`), or a function made inside another whose own code the file no
+    longer holds (`_edited_inside`); None: cannot tell."""
+    found = script_changes(db, call, _diff, Reason, _find_function)
+    return found if found is not None else _edited_inside(db, call)
+
+
+def _edited_inside(db: Any, call: CallRecord) -> list[Reason] | None:
+    """A function made inside another (``run.<locals>.double``) or a lambda that no name of
+    its module holds is not found in a fresh copy of the module, and one carrying anything is
+    not made again (`_registered_as_now`): its values were "unknown", also after an edit of
+    its own code. But the code of that name in the module's file now is what a run would
+    call, and its normalised source is part of the identity: when no code of that name in the
+    file is the one recorded, a run computes anew, and the value is stale. None (cannot tell,
+    "unknown" as before): the file holds it unchanged (what it carries is not known), holds
+    none by that name (renamed or removed), cannot be read, or the old code is not stored."""
+    recorded = call.function
+    name, module = recorded.name, recorded.module
+    if "<" not in name or module in ("__main__", EXEC_MODULE) or not recorded.code:
+        return None
+    held = _import_module(module)  # (its copy as the files are now; the process's own if unedited)
+    path = _source_file(held) if isinstance(held, ModuleType) else None
+    sources = sources_named(path, name) if path is not None else None
+    if not sources:
+        return None
+    try:
+        old = db.store.get_value(recorded.code)
+    except (ObjectNotFoundError, CorruptObjectError):
+        return None
+    if old in sources:
+        return None
+    diff = _diff(db, recorded.code, sources[0], name) if len(sources) == 1 else ""
+    where = os.path.basename(path)
+    return [Reason("code", name, f"the function's code changed (no code of {name} in {where} is "
+                   "the one recorded)", diff or "")]
 
 
 def _find_function(module: str, name: str) -> Any:
