@@ -38,7 +38,8 @@ import sys
 from collections.abc import Mapping
 import weakref
 from dataclasses import dataclass, field
-from types import BuiltinMethodType, CellType, CodeType, FunctionType, MethodType, ModuleType
+from types import (BuiltinMethodType, CellType, CodeType, FunctionType, GetSetDescriptorType,
+                   MemberDescriptorType, MethodType, ModuleType)
 from typing import Any
 
 from scistack.codeid import _codesets
@@ -72,7 +73,8 @@ class Guards:
     """Every binding an identity was computed from, re-checked by object identity."""
 
     # a slot holding the walk's root (a recursive function's own name, a method's class) is
-    # (`_Rooted`, name, `_SAME`), holding it weakly for the same reason as `codes`
+    # (`_Rooted`, name, `_SAME`), holding it weakly for the same reason as `codes`; so are the
+    # slots of a class holding it (one `_InRootClass`) and a cell holding it (`_RootedCell`)
     slots: tuple[tuple[Any, str, object], ...]
     # (a weak reference to the function, its code): a memo in `identity._IDENTITIES` holding
     # its own function had kept it alive for the process (a notebook redefining it: every one)
@@ -127,16 +129,87 @@ class _Rooted:
         self.namespace, self.ref = namespace, ref
 
     def get(self, name: str, default: object) -> object:
-        return _SAME if self.namespace.get(name, MISSING) is self.ref() else default
+        held = self.ref()  # (None once dead: never taken for a slot holding None)
+        return _SAME if held is not None and self.namespace.get(name, MISSING) is held else default
+
+
+class _InRootClass:
+    """The slots of a class holding the walk's root (a method root's own class), the class
+    and their values held weakly, checked in one `get`: its namespace (and its ``__dict__``
+    and ``__weakref__`` descriptors, the values of its dunder slots) hold the class, which
+    holds the root, and the memo of a method had kept its class and itself for the process
+    (a class a notebook defines again: every one). A value with no weak reference is held as
+    it is, but a descriptor of the class itself (``__dict__``, a ``__slots__`` member), which
+    holds it: known by its type and class."""
+
+    __slots__ = ("cls", "weak", "own", "held")
+
+    def __init__(self, cls: type) -> None:
+        self.cls = weakref.ref(cls)
+        self.weak: list[tuple[str, Any]] = []  # (name, a weak reference to its value)
+        self.own: list[tuple[str, type]] = []  # (name, the type of the class's own descriptor)
+        self.held: list[tuple[str, object]] = []  # (name, its value)
+
+    def add(self, name: str, value: object) -> None:
+        if isinstance(value, (GetSetDescriptorType, MemberDescriptorType)) and value.__objclass__ is self.cls():
+            self.own.append((name, type(value)))
+            return
+        try:
+            self.weak.append((name, weakref.ref(value)))
+        except TypeError:
+            self.held.append((name, value))
+
+    def get(self, _name: str, default: object) -> object:
+        cls = self.cls()
+        if cls is None:
+            return default
+        members = vars(cls)
+        for name, ref in self.weak:
+            held = ref()  # (None once dead: never taken for a slot holding None)
+            if held is None or members.get(name, MISSING) is not held:
+                return default
+        for name, kind in self.own:
+            now = members.get(name, MISSING)
+            if type(now) is not kind or now.__objclass__ is not cls:  # type: ignore[attr-defined]
+                return default
+        for name, value in self.held:
+            if members.get(name, MISSING) is not value:
+                return default
+        return _SAME
+
+
+class _RootedCell:
+    """A closure cell holding the walk's root (a nested recursive function's own name),
+    reached through the function whose closure holds it, both held weakly: a cell has no
+    weak reference, and held, it kept the function and its memo for the process."""
+
+    __slots__ = ("owner", "place", "ref")
+
+    def __init__(self, owner: Any, place: int, ref: Any) -> None:
+        self.owner, self.place, self.ref = owner, place, ref
+
+    def get(self, name: str, default: object) -> object:
+        fn, held = self.owner(), self.ref()
+        if fn is None or held is None:
+            return default
+        return _SAME if cell_value(fn.__closure__[self.place]) is held else default
 
 
 def _holds(value: object, roots: set[int]) -> bool:
-    """Whether a guard's `value` is (or holds, as a method's class does) one of `roots` (a
-    staticmethod or classmethod has no weak reference: it stays held)."""
+    """Whether a guard's `value` is (or holds, as a method's class does, or a class nesting
+    that class) one of `roots` (a staticmethod or classmethod has no weak reference: it stays
+    held)."""
     if not roots or not isinstance(value, (FunctionType, type)):
         return False
-    members = vars(value).values() if isinstance(value, type) else (value,)
-    return any(id(unwrap(member)) in roots or id(member) in roots for member in members)
+    if not isinstance(value, type):
+        return id(unwrap(value)) in roots or id(value) in roots
+    for attr, member in list(vars(value).items()):
+        if id(unwrap(member)) in roots or id(member) in roots:
+            return True
+        if isinstance(member, type) and member.__qualname__ == f"{value.__qualname__}.{attr}" \
+                and _holds(member, roots):
+            return True
+    return False
 
 
 def cell_value(cell: CellType) -> object:
@@ -252,25 +325,57 @@ class Walk:
 
     def guards(self) -> Guards:
         """The bindings read so far, each once, for memo validation; nothing in them holds
-        the root (`Guards.codes`, `_Rooted`)."""
-        # Helpers share names (``np``, ``len``): check each binding once on the hot path.
+        the root (`Guards.codes`, `_Rooted`, `_InRootClass`, `_RootedCell`)."""
+        # Helpers share names (``np``, ``len``): check each binding once on the hot path. A
+        # class's slots are keyed by the class (`vars` makes a new proxy at each call).
         slots = {(id(ns), name): (ns, name, value) for ns, name, value in self.slots}
         codes = {id(fn): (weakref.ref(fn), code) for fn, code in self.codes}
         cells = {id(cell): (cell, value) for cell, value in self.cells}
         defaults = {id(fn): (weakref.ref(fn), d, k) for fn, d, k in self.defaults}
         roots = {id(root) for root in self.roots}
+        proxies: dict[int, Any] = {}  # (one namespace proxy per class)
+        rooted: dict[int, _InRootClass] = {}  # (one check per class holding the root)
+        guarded: list[tuple[Any, str, object]] = []
+        for ns, name, value in slots.values():
+            if isinstance(ns, type):  # a class's own namespace: holding the root, held weakly
+                if id(ns) not in rooted and id(ns) not in proxies:
+                    if _holds(ns, roots):
+                        rooted[id(ns)] = _InRootClass(ns)
+                        guarded.append((rooted[id(ns)], "", _SAME))
+                    else:
+                        proxies[id(ns)] = vars(ns)
+                if id(ns) in rooted:
+                    rooted[id(ns)].add(name, value)
+                else:
+                    guarded.append((proxies[id(ns)], name, value))
+            else:
+                guarded.append((_Rooted(ns, weakref.ref(value)), name, _SAME) if _holds(value, roots)
+                               else (ns, name, value))
+        plain_cells = []
+        for cell, value in cells.values():  # (a cell has no weak reference: its function has)
+            owner = self._cell_owner(cell) if _holds(value, roots) else None
+            if owner is None:
+                plain_cells.append((cell, value))
+            else:
+                guarded.append((_RootedCell(weakref.ref(owner[0]), owner[1], weakref.ref(value)), "", _SAME))
         return Guards(
-            tuple(
-                (_Rooted(ns, weakref.ref(value)), name, _SAME) if _holds(value, roots) else (ns, name, value)
-                for ns, name, value in slots.values()
-            ),
+            tuple(guarded),
             tuple(codes.values()),
-            tuple(cells.values()),  # (a cell has no weak reference: one holding the root holds it)
+            tuple(plain_cells),
             tuple(defaults.values()),
             tuple(self.modules),
             tuple(self.options),
             self.watched,
         )
+
+    def _cell_owner(self, cell: CellType) -> tuple[FunctionType, int] | None:
+        """(a function walked, the place of `cell` in its closure), to reach the cell through
+        it (`_RootedCell`); None: no function walked holds it."""
+        for fn, _ in self.codes:
+            for place, held in enumerate(fn.__closure__ or ()):
+                if held is cell:
+                    return fn, place
+        return None
 
     def reads(self) -> tuple[tuple[str, object], ...]:
         """(label, object) of every mutable value read and written by no function of the walk."""
@@ -388,7 +493,7 @@ class Walk:
             for klass in owner.__mro__:
                 if name in vars(klass):
                     member = vars(klass)[name]
-                    self.slots.append((vars(klass), name, member))
+                    self.slots.append((klass, name, member))  # (a class: `Walk.guards`)
                     for inner in _member_functions(member):
                         if inner is not fn:
                             self._code_dependency(node, inner)
@@ -427,7 +532,7 @@ class Walk:
         members = vars(cls)
         for name in node.shape.computed:
             value = members.get(name, MISSING)  # (a dataclass's default_factory field: absent)
-            self.slots.append((members, name, value))  # type: ignore[arg-type]
+            self.slots.append((cls, name, value))  # type: ignore[arg-type]
             if value is MISSING or isinstance(value, (staticmethod, classmethod, property)):
                 continue
             self.classify(node, f"{scope}.{name}", value)
@@ -592,7 +697,7 @@ class Walk:
         for klass in cls.__mro__:
             if attr in vars(klass):
                 member = vars(klass)[attr]
-                self.slots.append((vars(klass), attr, member))
+                self.slots.append((klass, attr, member))
                 found = _member_functions(member)
                 return found[0] if len(found) == 1 and not isinstance(member, property) else None
         return None

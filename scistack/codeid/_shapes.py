@@ -172,9 +172,16 @@ class Skeleton:
     """
 
     def __init__(self, cls: type) -> None:
-        self.cls = cls
+        # weakly: `_SKELETONS` is keyed weakly on the class, and a value holding its key keeps
+        # it for the process (a class a notebook defines again: every one, with its methods)
+        self._cls = weakref.ref(cls)
         self.__module__ = cls.__module__
         self.__qualname__ = cls.__qualname__
+
+    @property
+    def cls(self) -> type:
+        """The class (alive while anything walks it: a walk reaches it through the class)."""
+        return self._cls()  # type: ignore[return-value]
 
 
 _SKELETONS: weakref.WeakKeyDictionary[type, Skeleton] = weakref.WeakKeyDictionary()

@@ -647,6 +647,65 @@ def test_a_memoised_identity_does_not_keep_its_function_alive(project: Project) 
     assert len(_IDENTITIES) < before
 
 
+LEAKY = """
+    class Helper:
+        __slots__ = ("k",)
+
+        def __init__(self, k=2):
+            self.k = k
+
+        def scale(self, x):
+            return self.shift(x) * self.k
+
+        def shift(self, x):
+            return x + 1
+
+        class Inner:
+            def deep(self, n):
+                return 0 if n < 1 else self.deep(n - 1)
+
+
+    def use(x):
+        return Helper().scale(x)
+
+
+    def outer():
+        def rec(n):
+            return 0 if n < 1 else rec(n - 1)
+        return rec
+"""
+
+
+def test_a_memoised_identity_does_not_keep_a_class_a_method_or_a_nested_function_alive(
+        project: Project) -> None:
+    # 9bfb805 left three memos holding what they are of: a Skeleton (in a weak-keyed memo)
+    # held its class, a method's memo held its class's namespace (which holds the method),
+    # a nested recursive function's memo held the cell holding it. A notebook defining the
+    # class again (a cell run again) or making the function again kept every old one
+    import gc
+    import weakref
+
+    from scistack.codeid import _shapes
+
+    project.write("mod", LEAKY)
+    mod = project.load("mod")
+    old, rec = mod.Helper, mod.outer()
+    for fn in (mod.use, old.scale, old.Inner.deep, rec):
+        assert function_identity(fn) is function_identity(fn)  # (memoised: a hit)
+    assert old in _shapes._SKELETONS
+    scale = function_identity(old.scale)
+    old.shift = lambda self, x: x + 2  # (a guard of the method's class still holds: a miss)
+    assert function_identity(old.scale).digest != scale.digest
+    refs = [weakref.ref(each) for each in (old, old.scale, old.Inner.deep, rec)]
+    exec(compile("class Helper:\n    def scale(self, x):\n        return x\n", "<cell>", "exec"),
+         vars(mod))  # (the class defined again, as a notebook's cell run again)
+    assert mod.Helper is not old
+    function_identity(mod.use)  # (its memo walks the new class)
+    del old, rec, fn
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None, None, None]
+
+
 # --- partials and wrappers ------------------------------------------------------------------
 
 WRAPPED = """
