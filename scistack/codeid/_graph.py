@@ -560,11 +560,22 @@ class Walk:
         """The defaults of the methods of `cls` (and of its nested classes), read and guarded
         as a function's own are (`_defaults`): the class's text says only what they were made
         with, and ``Helper.scale.__defaults__ = (3,)`` set at run time had kept the identity of
-        a function using the class (a stale hit). Code a class decorator exec'd (a dataclass's
-        ``__init__``) is left out: its defaults are the class body's, which its text holds."""
-        for attr, fn in all_methods(cls):  # (marked read by `_class_code`: a set is seen)
-            if fn.__code__.co_filename != "<string>":
-                self._defaults(node, fn, f"{scope}.{attr}")
+        a function using the class (a stale hit). Those of the method written in the class
+        body are read (behind a ``functools.wraps`` layer too); code a class decorator made
+        (a dataclass's ``__init__``, a NamedTuple's ``__new__``) is left out: its defaults are
+        the class body's, which its text holds, and a dataclass's default_factory sentinel
+        would be data read at every call."""
+        prefix = f"{cls.__qualname__}."
+        for attr, fn in all_methods(cls):
+            layer: object = fn
+            for _ in range(16):
+                if not isinstance(layer, FunctionType):
+                    break
+                if layer.__code__.co_qualname.startswith(prefix):
+                    _codesets.reading(layer)  # (before its defaults are read: a set is seen)
+                    self._defaults(node, layer, f"{scope}.{attr}")
+                    break
+                layer = getattr(layer, "__wrapped__", None)
 
     def _resolve(self, node: Node, chain: tuple[str, ...], roots: _Roots) -> None:
         """Look a dotted name up (import, closure or global; then through modules); classify it."""

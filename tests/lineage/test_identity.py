@@ -561,9 +561,23 @@ def test_a_methods_code_set_in_place_as_autoreload_does_invalidates_the_memo(pro
 
 
 HOT_DEFAULTS = """
+    import functools
+
+
+    def logged(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            return fn(*args, **kwargs)
+        return wrapper
+
+
     class Helper:
         def scale(self, x, k=2, *, offset=0):
             return x * k + offset
+
+        @logged
+        def wrapped(self, x, k=2):
+            return x * k
 
         class Inner:
             def shift(self, x, by=1):
@@ -578,10 +592,13 @@ HOT_DEFAULTS_PIPE = """
 
     def inner(x):
         return Helper.Inner().shift(x)
+
+    def through(x):
+        return Helper().wrapped(x)
 """
 
 
-@pytest.mark.parametrize("what", ["defaults", "kwdefaults", "nested"])
+@pytest.mark.parametrize("what", ["defaults", "kwdefaults", "nested", "wrapped"])
 def test_a_methods_defaults_set_in_place_invalidate_the_memo_of_a_function_using_its_class(
         project: Project, what: str) -> None:
     # a function using a class (``Helper().scale(x)``) is a class node: its methods' code was
@@ -590,15 +607,17 @@ def test_a_methods_defaults_set_in_place_invalidate_the_memo_of_a_function_using
     project.write("helpers", HOT_DEFAULTS)
     project.write("pipe", HOT_DEFAULTS_PIPE)
     pipe = project.load("pipe")
-    fn = pipe.inner if what == "nested" else pipe.run
+    fn = {"nested": pipe.inner, "wrapped": pipe.through}.get(what, pipe.run)
     first = function_identity(fn)
     assert function_identity(fn) is first
     if what == "defaults":
         pipe.Helper.scale.__defaults__ = (3,)
     elif what == "kwdefaults":
         pipe.Helper.scale.__kwdefaults__ = {"offset": 1}
-    else:
+    elif what == "nested":
         pipe.Helper.Inner.shift.__defaults__ = (5,)
+    else:  # (the method behind a functools.wraps layer: its defaults are what runs)
+        pipe.Helper.wrapped.__wrapped__.__defaults__ = (5,)
     after = function_identity(fn)
     assert after.digest != first.digest
     assert function_identity(fn) is after  # (memoised again)
