@@ -763,6 +763,41 @@ def test_a_batch_lists_a_save_of_the_value_already_there_once(project):
     assert [r.version for r in db.index.versions_at("MaxActivation", here)] == [1, 2, 3]
 
 
+def test_reads_inside_a_batch_give_held_saves_the_version_the_batch_writes(project):
+    """A save held by a batch is numbered when the batch is written, after the versions the
+    address has: reads inside answer with that number. `load_all` (and its frame) had shown a
+    held save of the value already there as a version 1 of its own, where `load` and the
+    project after the batch say 3, and every load a new value with the batch's own count
+    (version 1 at an address with 3), where the project after the batch says 4."""
+    db = project
+    for value in (1.0, 2.0, 1.0):
+        MaxActivation.save(value, subject=1, session="pre")  # versions 1-3, the first value again
+
+    def said():
+        one = MaxActivation.load(subject=1, session="pre")
+        frame = MaxActivation.load_all(as_df=True)
+        return ([(r.metadata["subject"], r.version, r.created_at, float(r.data)) for r in MaxActivation.load_all()],
+                (one.version, one.created_at),
+                frame[["subject", "version", "data"]].values.tolist())
+
+    with db.batch():
+        MaxActivation.save(1.0, subject=1, session="pre")  # the value already there: dropped
+        repeated = said()
+        assert repeated[0][0][1] == repeated[1][0] == 3
+    assert said() == repeated
+    with db.batch():
+        MaxActivation.save(5.0, subject=1, session="pre")  # a new value: version 4
+        MaxActivation.save(7.0, subject=2, session="pre")  # another address: its version 1
+        MaxActivation.save(7.0, subject=2, session="pre")
+        new = said()
+        assert [(s, v) for s, v, *_ in new[0]] == [(1, 4), (2, 1)] and new[1][0] == 4
+        assert new[2] == [[1, 4, 5.0], [2, 1, 7.0]]
+        listed = [(r.addr["subject"], r.version) for r in MaxActivation.list_versions()]  # (writes them)
+        assert listed == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 1)]
+        assert MaxActivation.load(subject=1, session="pre", version=4).data == 5.0
+    assert said() == new
+
+
 def test_the_background_sync_leaves_the_file_to_a_detached_sync_at_work(project):
     """While a detached sync has its turn (a big run's, catching up), a process's background
     sync does not wait for the DuckDB file in one-second tries: it looks again later, and

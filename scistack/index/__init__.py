@@ -338,41 +338,48 @@ class Index:
         found = self._fold_versions(var, addr_key)
         if not self._pending:
             return found
-        return self._less_held_deletes(var, found) + self._held_kept(var, addr_key)
+        return self._less_held_deletes(var, found) + self._held_kept(var, [addr_key])
 
-    def _held_kept(self, var: str, addr_key: str | None = None) -> list[RefRecord]:
-        """The batch's held records of `var` (at `addr_key`) that its flush will write: not
-        those that repeat the value current at their address (`_held_dropped`). They had been
-        listed by `records`, `versions_at` and `newest` beside the record already there, until
-        the flush (while `count` left them out)."""
-        held = list(self._overlay.records(var)) if addr_key is None else self._overlay.versions_at(var, addr_key)
+    def _held_kept(self, var: str, addr_keys: list[str] | None = None) -> list[RefRecord]:
+        """The batch's held records of `var` (at `addr_keys`: all when None) as its flush would
+        write them now (`_held_numbers`): not those that repeat the value current at their
+        address, the others numbered after the address's versions. They had been listed beside
+        the record already there, and with the batch's own count (version 1 at an address with
+        3), where the project after the batch has neither."""
+        held = list(self._overlay.records(var)) if addr_keys is None else [
+            r for key in addr_keys for r in self._overlay.versions_at(var, key)]
         if not held:
             return []
-        dropped = self._held_dropped(var, addr_key)
-        return [r for r in held if (r.addr_key, r.version) not in dropped] if dropped else held
+        numbers = self._held_numbers(var, addr_keys)
+        kept = []
+        for record in held:
+            version = numbers.get((record.addr_key, record.version), record.version)
+            if version is not None:
+                kept.append(record if version == record.version else
+                            RefRecord.from_entry(dict(record.to_entry(), version=version), record.addr_key))
+        return kept
 
-    def _held_dropped(self, var: str, addr_key: str | None = None) -> set[tuple[str, int]]:
-        """(address key, held version) of each of the batch's held saves of `var` (at `addr_key`)
-        its flush will drop: each repeats the value (of the same call) current at its address,
-        in the fold or saved earlier in the batch (`_settle`, the flush's own rule, asked of the
-        variable's held lines). For one address the lines are those of its held records and of
-        the held deletes there (a batch writes what it holds before a delete, so a held delete
-        precedes every held save and names a record of the fold), not a scan of the batch."""
-        if addr_key is None:
+    def _held_numbers(self, var: str, addr_keys: list[str] | None = None) -> dict[tuple[str, int], int | None]:
+        """(address key, held version) of each of the batch's held saves of `var` (at `addr_keys`:
+        all when None) -> the version its flush would give it now, None for one it would drop:
+        it repeats the value (of the same call) current at its address, in the fold or saved
+        earlier in the batch (`_settle`, the flush's own rule, asked of the variable's held
+        lines). For given addresses the lines are those of their held records and of the held
+        deletes there (a batch writes what it holds before a delete, so a held delete precedes
+        every held save and names a record of the fold), not a scan of the batch."""
+        if addr_keys is None:
             mine = [e for e in self._pending or () if e["op"] in ("put", "del") and e.get("var") == var]
         else:
-            held = self._overlay.versions_at(var, addr_key)
-            if not held:
-                return set()
-            addr = held[0].addr
-            gone = (self._held_gone(var) or {}).get(addr_key, ())
-            mine = [*({"op": "del", "var": var, "addr": addr, "version": v} for v in sorted(gone)),
-                    *(r.to_entry() for r in held)]
-        if not any(e["op"] == "put" for e in mine):
-            return set()
-        dropped: list[dict[str, Any]] = []
-        self._settle(mine, dropped)
-        return {(addr_key if addr_key is not None else key_of(e["addr"]), e["version"]) for e in dropped}
+            gone, mine = self._held_gone(var) or {}, []
+            for key in addr_keys:
+                held = self._overlay.versions_at(var, key)
+                if held:
+                    mine += [*({"op": "del", "var": var, "addr": held[0].addr, "version": v}
+                               for v in sorted(gone.get(key, ()))), *(r.to_entry() for r in held)]
+        numbers: dict[tuple[str, int], int | None] = {}
+        if any(e["op"] == "put" for e in mine):
+            self._settle(mine, numbers)
+        return numbers
 
     def highest_version(self, var: str, addr_key: str) -> int:
         """The highest version ever saved at an address (0: never), deleted ones included: a
@@ -384,9 +391,8 @@ class Index:
         """The newest record at an address with exactly these version keys."""
         self.refresh()
         if self._pending:
-            held = self._overlay.current_at(var, addr_key, vkeys_key)
-            if held is not None:
-                return held
+            if self._overlay.current_at(var, addr_key, vkeys_key) is not None:  # as the flush would write it
+                return next((r for r in reversed(self.versions_at(var, addr_key)) if r.vkeys_key == vkeys_key), None)
             gone = (self._held_gone(var) or {}).get(addr_key)
             if gone:
                 return next((r for r in reversed(self._fold_versions(var, addr_key))
@@ -411,10 +417,10 @@ class Index:
                 - self._held_repeats(var))
 
     def _held_repeats(self, var: str) -> int:
-        """How many of the batch's held saves of `var` its flush will drop (`_held_dropped`).
+        """How many of the batch's held saves of `var` its flush will drop (`_held_numbers`).
         They had been counted, with the record already there, until the flush: `count` said 3
         of a variable with 2 records."""
-        return len(self._held_dropped(var))
+        return sum(1 for version in self._held_numbers(var).values() if version is None)
 
     def newest(self, var: str, limit: int) -> list[RefRecord]:
         """The variable's `limit` most recently saved live records (held ones too), newest first."""
@@ -512,11 +518,13 @@ class Index:
             candidates = self._candidates(var, addr)
         for record in self._less_held_deletes(var, candidates) if self._pending else candidates:
             groups.setdefault(record.addr_key, []).append(record)
-        if self._pending:
-            wanted = None if only is None else set(only)
-            for record in self._overlay.records(var):
-                if wanted is None or record.addr_key in wanted:
-                    groups.setdefault(record.addr_key, []).append(record)
+        if self._pending:  # as the flush would write them, settled only where asked (`_held_kept`)
+            wanted = only
+            if wanted is None and addr:
+                wanted = [key for key, _ in matching_addresses(
+                    list(dict.fromkeys(r.addr_key for r in self._overlay.records(var))), addr)]
+            for record in self._held_kept(var, wanted):
+                groups.setdefault(record.addr_key, []).append(record)
         return select_from(groups.values(), addr, vkeys, resolved, all_versions=all_versions)
 
     def live_addresses(self, var: str) -> list[str]:
@@ -1370,14 +1378,15 @@ class Index:
                         "with that value fixed)") from None
 
     def _settle(self, pending: list[dict[str, Any]],
-                dropped: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                numbers: dict[tuple[str, int], int | None] | None = None) -> list[dict[str, Any]]:
         """Held entries against the fold (current, under the lock): a put that repeats the
         current value of the same call is dropped (another process, or an earlier batch, saved
         it), the others numbered after every version given so far; a call entry already cached
         is dropped. A record a delete held before the put takes out is not current: a value
         deleted and saved again in one batch had been dropped as already there, and the delete
-        left the address empty. A few bulk queries, not several per entry. `dropped`: given,
-        the puts dropped are put there (`_held_repeats`)."""
+        left the address empty. A few bulk queries, not several per entry. `numbers`: given,
+        each put's (address key, held version) is mapped there to the version it is written
+        with, None when dropped (`_held_numbers`)."""
         # each address's text once, its repeated values written once (7 `key_of`s an entry
         # between here and the fold took ~1 s of a 100k batch's exit)
         addr_keys = iter(keys_of([e["addr"] for e in pending if e["op"] == "put"]))
@@ -1399,10 +1408,12 @@ class Index:
                      if r.vkeys_key == vkeys_key and r.version not in gone), None)
                 if current is not None and current.oid == entry["oid"] and self._same_call(
                         current.call, entry.get("call"), settled):
-                    if dropped is not None:
-                        dropped.append(entry)
+                    if numbers is not None:
+                        numbers[(addr_key, entry["version"])] = None
                     continue
                 version = max(settled.next_version(var, addr_key), highest[var].get(addr_key, 0) + 1)
+                if numbers is not None:
+                    numbers[(addr_key, entry["version"])] = version
                 if version != entry["version"]:
                     entry = dict(entry, version=version)
                 settled.add(RefRecord.from_entry(entry, addr_key))
