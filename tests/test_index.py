@@ -640,26 +640,27 @@ def test_an_atomic_batch_hides_its_held_delete_and_discards_it_on_an_error(proje
 
 
 def _what_reads_say(db) -> dict:
-    """What the read paths say of MaxActivation and Signal (version numbers aside: a held
-    save's is given at the flush)."""
+    """What the read paths say of MaxActivation and Signal, version numbers too: a held save's
+    is the one the batch's flush would give it (held saves had shown the batch's own count)."""
     said: dict = {"variables": [v for v in db.index.variables() if v in ("MaxActivation", "Signal")]}
     for var in (MaxActivation, Signal):
         name = var.__name__
         said[name + " count"] = db.index.count(name)
-        said[name] = sorted((tuple(sorted(r.metadata.items())), float(np.asarray(r.data).sum()))
-                            for r in var.load_all())
+        said[name] = sorted((tuple(sorted(r.metadata.items())), r.version, r.created_at,
+                             float(np.asarray(r.data).sum())) for r in var.load_all())
         frame = var.load_all(as_df=True)
-        said[name + " df"] = sorted(map(tuple, frame[["subject", "session"]].values.tolist())) if len(frame) else []
+        said[name + " df"] = sorted(map(tuple, frame[["subject", "session", "version"]].values.tolist())) \
+            if len(frame) else []
         said[name + " addresses"] = sorted(db.index.live_addresses(name))
-        said[name + " records"] = sorted((r.addr_key, r.vkeys_key, r.oid) for r in db.index.records(name))
-        said[name + " newest"] = sorted((r.addr_key, r.vkeys_key, r.oid) for r in db.index.newest(name, 20))
-        said[name + " versions"] = {key: [(r.vkeys_key, r.oid) for r in db.index.versions_at(name, key)]
+        said[name + " records"] = sorted((r.addr_key, r.vkeys_key, r.version, r.oid) for r in db.index.records(name))
+        said[name + " newest"] = sorted((r.addr_key, r.vkeys_key, r.version, r.oid) for r in db.index.newest(name, 20))
+        said[name + " versions"] = {key: [(r.vkeys_key, r.version, r.oid) for r in db.index.versions_at(name, key)]
                                     for key in db.index.live_addresses(name)}
         for subject in (1, 2):
             try:
                 found = var.load(subject=subject, session="pre")
-                said[(name, subject)] = [float(np.asarray(x.data).sum()) for x in found] if isinstance(
-                    found, list) else float(np.asarray(found.data).sum())
+                said[(name, subject)] = [(x.version, float(np.asarray(x.data).sum())) for x in found] \
+                    if isinstance(found, list) else (found.version, float(np.asarray(found.data).sum()))
             except ScistackError as exc:
                 said[(name, subject)] = type(exc).__name__
     return said
@@ -711,11 +712,27 @@ def test_reads_inside_a_batch_agree_with_reads_after_it(project, before, inside,
             except (VariableNotFoundError, AtomicBatchError):
                 pass
 
+    def listed(var) -> dict:  # (list_versions writes what a batch holds: asked after the reads)
+        try:
+            found = var.list_versions()
+        except VariableNotFoundError:
+            return {}
+        by_addr: dict = {}
+        for r in found:
+            by_addr.setdefault(r.addr_key, []).append((r.vkeys_key, r.version, r.oid))
+        return {key: sorted(versions) for key, versions in by_addr.items()}
+
     do(before)
     with db.batch(atomic=atomic):
         do(inside)
         inside_said = _what_reads_say(db)
+        if not atomic:  # (an atomic batch refuses to write what it holds before it ends)
+            listed_inside = [listed(var) for var in (MaxActivation, Signal)]
     assert _what_reads_say(db) == inside_said
+    listed_after = [listed(var) for var in (MaxActivation, Signal)]
+    assert listed_after == [{key: sorted(versions) for key, versions in inside_said[var.__name__ + " versions"].items()}
+                            for var in (MaxActivation, Signal)]
+    assert atomic or listed_inside == listed_after
 
 
 def test_a_batch_counts_a_save_of_the_value_already_there_once(project):
