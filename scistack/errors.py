@@ -35,6 +35,11 @@ class GcLockLeftWarning(UserWarning):
     on the same machine takes it over; one on another machine is refused until it is deleted."""
 
 
+class UnsavedVariableWarning(UserWarning):
+    """`load_all` of a variable never saved in this project (a step not run yet, or a misspelt
+    class) gives an empty result, as for one whose values were all deleted; this says which."""
+
+
 class UnsupportedValueError(ScistackError, TypeError):
     """A value cannot be stored canonically (no pickle fallback, ever)."""
 

@@ -59,8 +59,9 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
             params[named] = _param_value(var, key, value)  # `bandpass_low_hz`, as the views name it
         else:
             unknown.append(key)
-    if unknown:
-        raise UnknownMetadataKeyError(unknown_keys_message(db, var, unknown, vkey_names, param_names))
+    if unknown:  # (a variable never saved has no version keys or parameters yet: that is the news)
+        raise UnknownMetadataKeyError(unknown_keys_message(db, var, unknown, vkey_names, param_names)
+                                      if db.index.count(var) else unsaved_message(db, var, shown_address(metadata)))
     every = all_versions or version is not None or where is not None
     if every and db.index.in_batch:  # held saves are numbered at the flush: version numbers,
         db.index.flush()  # and `_where`'s newest, mean what they will mean after the batch
@@ -459,18 +460,40 @@ def _looks_numeric(text: str) -> bool:
     return True
 
 
+def close_variable(db: Database, var: str) -> str | None:
+    """The saved variable `var` most likely misspells (`PeakFroce`, `rawemg`), if one is near."""
+    others = db.index.variables()
+    close = difflib.get_close_matches(var, others, n=1, cutoff=0.7) or [
+        o for o in others if o.lower() == var.lower()]  # (a typo: `scistack log PeakFroce`, `rawemg`)
+    return close[0] if close else None
+
+
+def unsaved_message(db: Database, var: str, query: str = "") -> str:
+    """What to say of `var` when it has no saved value in the project (`load`, `load_all`, a
+    `for_each` input): never saved (a step not run yet, or a misspelt class: the name meant,
+    the variables that have values, how to save one), or every value deleted (the undelete)."""
+    asked = f" (asked for {query})" if query else ""
+    others = db.index.variables()
+    listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
+    have = f"Variables with saved values: {listed or 'none yet'}."
+    if db.index.ever_saved(var):
+        return (f"{var} has no saved values in this project{asked}: every one was deleted; "
+                f"{var}.undelete() (`scistack undelete {var}`) brings them back until `scistack gc` frees "
+                f"them. {have}")
+    meant = close_variable(db, var)
+    keys = ", ".join(f"{k}=..." for k in db.schema_keys)
+    return (f"{var} has no saved values in this project{asked}: it was never saved here."
+            f"{f' Did you mean {meant}?' if meant else ''} {have} Save one with {var}.save(value, {keys}), "
+            "or run the step that computes it first.")
+
+
 def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:
-    query = ", ".join(f"{k}={shown(v)}" for k, v in metadata.items())
+    query = shown_address(metadata)
     if version is not None:
         query += f"{', ' if query else ''}version={version}"
     total, records = db.index.count(var), db.index.newest(var, _HINT_SAMPLE)  # bounded: an error path
     if not records:
-        others = db.index.variables()
-        close = difflib.get_close_matches(var, others, n=1, cutoff=0.7) or [
-            o for o in others if o.lower() == var.lower()]  # (a typo: `scistack log PeakFroce`)
-        meant = f". Did you mean {close[0]}?" if close else ""
-        return (f"{var} has no saved records (query: {query or 'everything'}); variables with records: "
-                f"{', '.join(others) or 'none (never saved, or every record deleted)'}{meant}")
+        return unsaved_message(db, var, query)
     hints, meant = [], []
     for key in db.schema_keys:
         values = sorted({shown(r.addr[key], 30) for r in records if key in r.addr})

@@ -37,6 +37,7 @@ from scistack.errors import (
     InvalidNameError,
     ScistackError,
     UnknownMetadataKeyError,
+    UnsavedVariableWarning,
     UnsupportedValueError,
     VariableNotFoundError,
 )
@@ -49,7 +50,7 @@ from scistack.lineage.calls import unwrap_inputs
 from scistack.lineage.context import copy_lineage
 from scistack.lineage.running import refuse_load_inside, warn_save_inside
 from scistack.selection import (choose_variant, label_query, point_records, select_records, sort_records,
-                                unknown_keys_message)
+                                unknown_keys_message, unsaved_message)
 from scistack.objects.codec import value_kind
 from scistack.summary import summarize
 from scistack.tables import export_frame, rows_to_save, save_rows
@@ -398,10 +399,12 @@ class BaseVariable:
         with paused():  # ~30 objects a record, none in a cycle: the collector's passes doubled the time
             try:
                 records = sort_records(db, select_records(db, cls.__name__, metadata, where=where, finer=True))
-            except UnknownMetadataKeyError:
-                raise
-            except VariableNotFoundError:
+            except VariableNotFoundError as error:
+                if isinstance(error, UnknownMetadataKeyError) and db.index.count(cls.__name__):
+                    raise  # (a typo; of a variable never saved, any key but a schema key is unknown)
                 records = []
+                if not db.index.ever_saved(cls.__name__):
+                    warnings.warn(unsaved_message(db, cls.__name__), UnsavedVariableWarning, stacklevel=2)
             if as_df:
                 return _frame(db, records, presorted=True, lazy=lazy)
             return [cls._from_record(db, r, lazy=lazy) for r in records]
@@ -756,8 +759,10 @@ def _frame(db: Database, records: list[RefRecord], *, presorted: bool = False, l
     import pandas as pd
 
     records = records if presorted else sort_records(db, records)
-    if not records:
-        return pd.DataFrame(columns=[*db.schema_keys, "data"])
+    if not records:  # the columns every record gives: `frame["version"]` of none is empty, no KeyError
+        return pd.DataFrame({**{k: pd.Series(dtype=object) for k in (*db.schema_keys, "data", "fn")},
+                             "version": pd.Series(dtype="int64"),
+                             "created_at": pd.Series(dtype="datetime64[ns, UTC]"), "oid": pd.Series(dtype=object)})
     columns = {name: _key_column(values) for name, values in record_columns(db.schema_keys, records, db.store).items()}
     meta = {k: columns.pop(k) for k in FIXED}
     meta["created_at"] = pd.to_datetime(meta["created_at"], utc=True)  # a TIMESTAMPTZ in the views

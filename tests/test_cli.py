@@ -634,7 +634,7 @@ def test_sql_json_keeps_an_int_column_with_a_null_exact(project, tmp_path):
 def test_errors_are_one_line_and_debug_shows_the_traceback(built):
     result = run(built, "log", "NoSuchVariable")
     assert result.exit_code == 2
-    assert result.stderr.startswith("error: NoSuchVariable has no saved records")
+    assert result.stderr.startswith("error: NoSuchVariable has no saved values in this project")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     debug = CliRunner().invoke(main, ["--db", str(built.path), "--debug", "log", "NoSuchVariable"])
     assert debug.exit_code == 2 and "Traceback" in debug.stderr

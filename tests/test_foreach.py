@@ -654,9 +654,9 @@ def test_a_run_whose_input_variable_was_never_saved_says_so_and_the_fix(emg, cap
     assert report.missing == 2 and report.ran == 0
     warned = [r.getMessage() for r in caplog.records if "every combination was missing" in r.getMessage()]
     assert len(warned) == 1, warned
-    assert "FeRawEmg has no saved records" in warned[0]
-    assert "run the step that computes it, before this one" in warned[0]
-    assert "did you mean FeRawEMG?" in warned[0]
+    assert "FeRawEmg has no saved values in this project: it was never saved here" in warned[0]
+    assert "or run the step that computes it first" in warned[0]
+    assert "Did you mean FeRawEMG?" in warned[0]
 
 
 def test_a_failed_combinations_warning_names_the_line_that_raised_and_where_the_traceback_is(emg, caplog):

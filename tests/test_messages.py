@@ -18,6 +18,7 @@ from scistack.errors import (
     InvalidMetadataError,
     QueryError,
     UnknownMetadataKeyError,
+    UnsavedVariableWarning,
     VariableNotFoundError,
 )
 
@@ -203,5 +204,71 @@ def test_a_variable_whose_every_record_was_deleted_is_not_said_never_saved(proje
     """"variables with records: none yet" read as if nothing had ever been saved."""
     MsgDeletedAll.save(1.0, subject=1, session="pre")
     MsgDeletedAll.delete(subject=1)
-    with pytest.raises(VariableNotFoundError, match=r"none \(never saved, or every record deleted\)"):
+    with pytest.raises(VariableNotFoundError, match=r"every one was deleted; MsgDeletedAll.undelete\(\)") as info:
         MsgDeletedAll.load(subject=1, session="pre")
+    assert "never saved" not in str(info.value)
+
+
+class MsgEmg(BaseVariable):
+    pass
+
+
+class MsgEmgs(BaseVariable):  # MsgEmg misspelt: never saved
+    pass
+
+
+class MsgNeverSaved(BaseVariable):
+    pass
+
+
+def test_loading_a_variable_never_saved_names_the_variables_saved_the_one_meant_and_how_to_save(project):
+    """`load` of a class never saved in the project had said it "has no saved records" and
+    listed the others, naming no fix: a first-hour user had misspelt a class, or not yet run
+    the step that computes it."""
+    MsgEmg.save(1.0, subject=1, session="pre")
+    with pytest.raises(VariableNotFoundError) as info:
+        MsgEmgs.load(subject=1, session="pre")
+    text = str(info.value)
+    assert "MsgEmgs has no saved values in this project (asked for subject=1, session='pre')" in text
+    assert "never saved here. Did you mean MsgEmg?" in text
+    assert "Variables with saved values: MsgEmg." in text
+    assert "MsgEmgs.save(value, subject=..., session=...)" in text
+    with pytest.raises(VariableNotFoundError) as info:
+        MsgNeverSaved.load(low_hz=20)  # (no lineage parameters yet: not said to be a typo of the key)
+    assert "MsgNeverSaved has no saved values in this project (asked for low_hz=20)" in str(info.value)
+    assert "Did you mean" not in str(info.value)
+
+
+def test_load_at_an_address_without_a_value_still_lists_what_the_variable_has(project):
+    MsgEmg.save(1.0, subject=1, session="pre")
+    with pytest.raises(VariableNotFoundError) as info:
+        MsgEmg.load(subject=2)
+    assert str(info.value) == "MsgEmg has no record matching subject=2; it has 1 records with subject in {1}; " \
+        "session in {'pre'}"
+
+
+def test_load_all_of_a_variable_never_saved_is_empty_and_warns_once_naming_the_one_meant(project):
+    """`load_all()` of a class never saved returned [] in silence: a misspelt class read as
+    "no results yet". Scripts rely on the empty result, so it stays, with one warning."""
+    MsgEmg.save(1.0, subject=1, session="pre")
+    with pytest.warns(UnsavedVariableWarning) as warned:
+        assert MsgEmgs.load_all() == []
+    assert len(warned) == 1
+    assert "MsgEmgs has no saved values in this project" in str(warned[0].message)
+    assert "Did you mean MsgEmg?" in str(warned[0].message)
+    with pytest.warns(UnsavedVariableWarning):
+        assert MsgEmgs.load_all(low_hz=20) == []  # (no parameter is known of a variable never saved)
+    with pytest.warns(UnsavedVariableWarning):
+        frame = MsgEmgs.load_all(as_df=True)
+    saved = MsgEmg.load_all(as_df=True)
+    assert frame.empty and list(frame.columns) == list(saved.columns)
+    assert frame["version"].dtype == saved["version"].dtype
+
+
+def test_load_all_of_a_variable_whose_values_were_all_deleted_is_empty_in_silence(project, recwarn):
+    MsgDeletedAll.save(1.0, subject=1, session="pre")
+    MsgDeletedAll.delete(subject=1)
+    assert MsgDeletedAll.load_all() == []
+    assert MsgDeletedAll.load_all(as_df=True).empty
+    assert not [w for w in recwarn if issubclass(w.category, UnsavedVariableWarning)]
+

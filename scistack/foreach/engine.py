@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import difflib
 import inspect
 import logging
 import multiprocessing
@@ -79,7 +78,7 @@ from scistack.codeid._options import Snapshot, snapshot
 from scistack.codeid.files import changed_files
 from scistack.codeid.identity import FunctionIdentity
 from scistack.records import CallRecord, read_call
-from scistack.selection import near_values
+from scistack.selection import near_values, unsaved_message
 from scistack.summary import summarize
 
 log = logging.getLogger("scistack.foreach")
@@ -858,13 +857,8 @@ class _Run:
                 asked.setdefault(key, []).append(value)
         for var in variables:
             if self.db.index.count(var) == 0:  # nothing to be near: the input itself is the mistake
-                others = self.db.index.variables()
-                close = difflib.get_close_matches(var, others, n=1, cutoff=0.7) or [
-                    o for o in others if o.lower() == var.lower()]
-                log.warning("for_each(%s): every combination was missing its inputs; %s has no saved records "
-                            "(never saved, or every record deleted): save it, or run the step that computes "
-                            "it, before this one%s", self.name, var,
-                            f" (did you mean {close[0]}?)" if close else "")
+                log.warning("for_each(%s): every combination was missing its inputs; %s", self.name,
+                            unsaved_message(self.db, var))
                 return
             saved = self.db.index.newest(var, 200)  # (bounded: a hint on a path that ran nothing)
             meant = [m for key, values in asked.items()

@@ -416,6 +416,11 @@ class Index:
         return (self._fold.count(var) - self._taken_by_held_deletes(var)[0] + self._overlay.count(var)
                 - self._held_repeats(var))
 
+    def ever_saved(self, var: str) -> bool:
+        """Whether `var` has, or once had, a record here (every one deleted since): one never
+        saved is a step not run yet or a misspelt class, one emptied is neither."""
+        return self.count(var) > 0 or self._fold.changes(var) > 0
+
     def _held_repeats(self, var: str) -> int:
         """How many of the batch's held saves of `var` its flush will drop (`_held_numbers`).
         They had been counted, with the record already there, until the flush: `count` said 3
