@@ -342,6 +342,7 @@ __all__ = [
     "InvalidMetadataError",
     "VariableNotFoundError",
     "UnknownMetadataKeyError",
+    "UnsavedVariableWarning",
     "EmptyVariableError",
     "AmbiguousVersionError",
     "AmbiguousParamError",

@@ -251,7 +251,7 @@ def test_load_all_of_a_variable_never_saved_is_empty_and_warns_once_naming_the_o
     """`load_all()` of a class never saved returned [] in silence: a misspelt class read as
     "no results yet". Scripts rely on the empty result, so it stays, with one warning."""
     MsgEmg.save(1.0, subject=1, session="pre")
-    with pytest.warns(UnsavedVariableWarning) as warned:
+    with pytest.warns(scistack.UnsavedVariableWarning) as warned:  # (importable as scistack.X)
         assert MsgEmgs.load_all() == []
     assert len(warned) == 1
     assert "MsgEmgs has no saved values in this project" in str(warned[0].message)
