@@ -675,7 +675,7 @@ def loaded_record(value: Any, metadata: dict[str, Any], verb: str) -> Any:
     if metadata:
         raise InvalidMetadataError(
             f"{verb}: give a loaded value alone ({verb}(value)) or the variable with an address "
-            f"({verb}({name}, {', '.join(f'{k}={v!r}' for k, v in metadata.items())})), not both")
+            f"({verb}({name}, {shown_address(metadata)})), not both")
     return value.record
 
 

@@ -436,7 +436,7 @@ def _deleted_here(db: Database, var: str, metadata: dict[str, Any]) -> str | Non
         return (". A value saved there was deleted, and `scistack gc` has freed it since: save it "
                 "again (or rerun the step that computed it)")
     options = " ".join(cli_option(k, v) for k, v in addr.items())
-    where = ", ".join(f"{k}={v!r}" for k, v in addr.items())
+    where = shown_address(addr)
     return (f". A value saved there was deleted: `scistack undelete {var} {options}` "
             f"({var}.undelete({where})) brings it back until `scistack gc` frees it")
 
@@ -513,7 +513,7 @@ def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: i
         return message + f". Did you mean {', '.join(meant)}?"
     coarser = _covering(db, var, metadata) if version is None else None
     if coarser is not None:
-        where = ", ".join(f"{k}={shown(v)}" for k, v in coarser.items())
+        where = shown_address(coarser)
         return message + (f". A value at {where} covers it (what for_each takes there): "
                           f"{var}.load({where})")
     return message

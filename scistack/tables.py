@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from scistack._atomic import temporary_sibling
-from scistack.address import address_value, checked_label, plain, shown
+from scistack.address import address_value, checked_label, plain, shown_address
 from scistack.database import Database
 from scistack.errors import InvalidMetadataError, UnsupportedValueError
 from scistack.index import key_of
@@ -72,7 +72,7 @@ def rows_to_save(db: Database, var: str, frame: Any, value_columns: str | list[s
         if text in seen:  # one would silently replace the other (as a newer version)
             raise InvalidMetadataError(
                 f"{var}.save_from_dataframe: rows {seen[text]!r} and {label!r} both address "
-                f"{', '.join(f'{k}={shown(v)}' for k, v in addr.items())}; drop the duplicates, or tell "
+                f"{shown_address(addr)}; drop the duplicates, or tell "
                 "them apart by a version key (a keyword argument, or one call per group). Nothing was saved")
         seen[text] = label
         cells = {c: _cell(row[positions[c]]) for c in chosen}
@@ -129,7 +129,7 @@ def save_rows(db: Database, var: str, rows: list[tuple[dict[str, Any], Any]], vk
             try:
                 stored.append((db.store.put_value(value), value_kind(value)))
             except UnsupportedValueError as exc:
-                where = ", ".join(f"{k}={shown(v)}" for k, v in addr.items())
+                where = shown_address(addr)
                 raise UnsupportedValueError(f"{var}.save_from_dataframe: the row at {where}: {exc}. "
                                             "Nothing was saved") from None
         for (addr, value), (oid, kind) in zip(rows, stored):

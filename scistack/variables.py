@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import checked_label, shown
+from scistack.address import checked_label, shown, shown_address
 from scistack import htmlrepr
 from scistack.database import Database, SaveInfo, current_database, get_database
 from scistack.errors import (
@@ -234,7 +234,7 @@ class BaseVariable:
     def __repr__(self) -> str:
         if self.record is None:
             return f"{self.name}(unsaved, data={summarize(self.data)})"
-        meta = ", ".join(f"{k}={shown(v)}" for k, v in self.metadata.items())
+        meta = shown_address(self.metadata)
         return f"{self.name}({meta}, version={self.version}, oid={self.oid[:12]}, data={self.record.summary})"
 
     def _repr_html_(self) -> str:
@@ -364,8 +364,9 @@ class BaseVariable:
         if isinstance(found, list):
             if len(found) != 1:
                 db = get_database()
+                asked = shown_address(metadata) or "everything"
                 raise AmbiguousVersionError(
-                    f"{len(found)} records of {cls.__name__} match {metadata}, one is needed; give "
+                    f"{len(found)} records of {cls.__name__} match {asked}, one is needed; give "
                     f"the full address (schema keys {db.schema_keys}) and any version keys"
                 )
             found = found[0]
@@ -502,7 +503,7 @@ class Undeleted:
                              f"version={records[0].version}; undelete(..., version=N) brings one back)")
         if self.earlier:
             first = self.earlier[0]
-            addr = ", ".join(f"{k}={shown(first.addr[k])}" for k in self.schema_keys if k in first.addr)
+            addr = shown_address(first.addr, self.schema_keys)
             parts.append(f"{len(self.earlier)} left deleted: their address's last delete was made more than "
                          f"{UNDO_WINDOW_S / 3600:g} h before the newest one undone, so not in the same go "
                          f"(e.g. {_where(first, self.schema_keys)}; undelete({addr}) brings it back)")
@@ -536,7 +537,7 @@ def undelete_records(db: Database, name: str, metadata: dict[str, Any],
         matched = [d for d in matched if d.record.version == version]
     if not matched:
         asked = {**metadata, **({"version": version} if version is not None else {})}
-        wanted = " matching " + ", ".join(f"{k}={shown(v)}" for k, v in asked.items()) if asked else ""
+        wanted = " matching " + shown_address(asked) if asked else ""
         raise VariableNotFoundError(f"{name} has no deleted record{wanted} to bring back "
                                     f"({name}.list_versions(...) shows what is saved)")
     if version is not None:  # asked by its number: back even if the address was saved again since
@@ -614,8 +615,7 @@ def _slot(record: RefRecord) -> tuple[str, int]:
 
 
 def _where(record: RefRecord, schema_keys: tuple[str, ...]) -> str:
-    shown_keys = [k for k in schema_keys if k in record.addr] + sorted(record.vkeys)
-    return ", ".join(f"{k}={shown({**record.addr, **record.vkeys}[k])}" for k in shown_keys)
+    return shown_address({**record.addr, **dict(sorted(record.vkeys.items()))}, list(schema_keys))
 
 
 def _from_record_value(db: Database, record: RefRecord, lazy: bool) -> Any:

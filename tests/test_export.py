@@ -512,7 +512,7 @@ def test_an_import_names_the_values_of_the_project_it_makes_no_longer_current(pi
                            str(tmp_path / "b")], capture_output=True, text=True, env=python_env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert ("1 value(s) of this project are no longer current" in done.stdout
-            and "scistack log ExPeak subject=1 session='pre'" in done.stdout), done.stdout
+            and "scistack log ExPeak subject=1 session=pre)" in done.stdout), done.stdout
     other = configure_database(tmp_path / "o" / "x.duckdb", SCHEMA)
     try:
         assert ExPeak.load(subject=1, session="pre").data == pipeline_peak(1, "pre")

@@ -15,6 +15,7 @@ from scistack.cli import main
 from scistack.address import MAX_TEXT
 from scistack.errors import (
     EmptyVariableError,
+    ForEachError,
     InvalidMetadataError,
     QueryError,
     UnknownMetadataKeyError,
@@ -272,3 +273,30 @@ def test_load_all_of_a_variable_whose_values_were_all_deleted_is_empty_in_silenc
     assert MsgDeletedAll.load_all(as_df=True).empty
     assert not [w for w in recwarn if issubclass(w.category, UnsavedVariableWarning)]
 
+
+@lineage_fcn
+def ms_fails(x):
+    raise ValueError("bad trial")
+
+
+def test_a_combination_is_shown_as_load_takes_it_in_every_message(project, caplog):
+    """A combination was `{'subject': 1, 'session': 'pre'}` in for_each's warning and error,
+    `subject=1, session='pre'` in its report: one form, the one `load` is called with."""
+    MsgEmg.save(1.0, subject=1, session="pre")
+    MsgEmg.save(2.0, subject=2, session="pre")
+    with pytest.raises(ForEachError) as info:
+        for_each(ms_fails, inputs={"x": MsgEmg}, outputs=[MsOut], subject=[1], session=["pre"],
+                 on_error="raise", progress=False)
+    said = [str(info.value).splitlines()[0]]
+    assert said[0] == "for_each(ms_fails) stopped at subject=1, session='pre': ValueError: bad trial"
+    report = for_each(ms_fails, inputs={"x": MsgEmg}, outputs=[MsOut], subject=[1, 2], session=["pre"],
+                      progress=False)
+    said += [r.getMessage() for r in caplog.records]
+    assert any("failed at subject=2, session='pre': ValueError: bad trial" in m for m in said), said
+    said.append(str(report))
+    assert "failed subject=2, session='pre': ValueError: bad trial" in said[-1]
+    with pytest.raises(scistack.errors.AmbiguousVersionError) as info:
+        MsgEmg.load_one(session="pre")
+    said.append(str(info.value))
+    assert "2 records of MsgEmg match session='pre', one is needed" in said[-1]
+    assert not [m for m in said if "{'" in m], said

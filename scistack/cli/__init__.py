@@ -319,7 +319,7 @@ def import_cmd(ctx: click.Context, bundle: str, raw_to: str | None, as_json: boo
     if report.superseded:
         var, addr, vkeys = report.superseded[0]
         keys = ctx.obj.db.schema_keys
-        example = " ".join(f"{k}={v!r}" for k, v in {**{k: addr[k] for k in keys if k in addr}, **vkeys}.items())
+        example = render.addr_text({**addr, **vkeys}, keys)  # (as the command line takes it)
         text += (f"\n{len(report.superseded)} value(s) of this project are no longer current: the bundle's "
                  f"value at that address is (yours stay as earlier versions; e.g. scistack log {var} {example})")
     text += "".join(f"\nnote: {note}" for note in report.notes)

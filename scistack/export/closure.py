@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from scistack.address import shown_address
 from scistack.database import Database
 from scistack.errors import ExportError, ScistackError
 from scistack.index import RefRecord
@@ -60,7 +61,7 @@ def select(db: Database, variables: list[str], address: dict[str, Any], *,
     for var in dict.fromkeys(variables):  # (in the order named)
         chosen += select_records(db, var, dict(address), version=version)
     if not chosen:
-        raise ExportError(f"nothing matches {variables} at {address}: nothing to export")
+        raise ExportError(f"nothing matches {variables} at {shown_address(dict(address))}: nothing to export")
     return chosen
 
 

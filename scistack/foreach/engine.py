@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from scistack._atomic import write_atomic
+from scistack.address import shown_address
 from scistack.lineage.filecheck import FILES_MARK, SPLIT_MARK, cache_fn, files_here, hit_changed, settled_files
 from scistack.database import Database, current_database
 from scistack.errors import (
@@ -368,7 +369,7 @@ class _Run:
             raise interrupted
         if self.on_error == "raise" and report.failures:
             first = report.failures[0]
-            raise ForEachError(f"for_each({self.name}) stopped: {first.combo}: {first.error}\n{first.traceback}",
+            raise ForEachError(f"for_each({self.name}) stopped at {first.where}: {first.error}\n{first.traceback}",
                                report.failures)
         return report
 
@@ -393,7 +394,7 @@ class _Run:
                 if done:
                     self.items.append(ComboResult(combo, "cached"))
                     if debug:
-                        log.debug("cached %s at %s", self.name, combo)
+                        log.debug("cached %s at %s", self.name, shown_address(combo))
                     _tick(bar)
                 else:
                     planned.append(self._resolve(combo, addr_key, bar))
@@ -483,7 +484,8 @@ class _Run:
                     found.bound.record["output"] = self.writes.index(name)
                 resolved[name] = found
         if missing:
-            log.debug("missing %s at %s", missing, combo)
+            if log.isEnabledFor(logging.DEBUG):  # (formatted only when shown: a hot path)
+                log.debug("missing %s at %s", missing, shown_address(combo))
             _tick(bar)
             return None
         key = self.lf.key_for({n: r.bound for n, r in resolved.items()}, self.identity)
@@ -545,7 +547,8 @@ class _Run:
             return
         if fresh and self._restore(addr_key, hit, layout, stale):
             item.status = "cached"
-            log.debug("cached %s at %s", self.name, combo)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("cached %s at %s", self.name, shown_address(combo))
             _tick(bar)
             return
         item.status = "would_run" if self.dry_run else "pending"
@@ -884,7 +887,7 @@ class _Run:
                     and r.addr[by] not in labels]
             if left:
                 def text(addr: dict[str, Any]) -> str:
-                    return ", ".join(f"{k}={addr[k]!r}" for k in self.db.schema_keys if k in addr)
+                    return shown_address(addr, self.db.schema_keys)
                 where = "; ".join(text(r.addr) for r in left[:3])
                 log.warning("for_each(%s): %d %s value(s) stay from an earlier run, at a %s this run's calls "
                             "no longer return (%s%s); delete them if they no longer belong, e.g. %s.delete(%s)",
@@ -1233,7 +1236,7 @@ class _Run:
         item.duration = outcome.duration
         if outcome.error is not None:
             item.status, item.error, item.traceback = "failed", outcome.error, outcome.traceback
-            log.warning("for_each(%s) failed at %s: %s%s", self.name, item.combo, outcome.error,
+            log.warning("for_each(%s) failed at %s: %s%s", self.name, item.where, outcome.error,
                         _raised_at(outcome.traceback))
             return
         if outcome.skipped:
@@ -1244,7 +1247,7 @@ class _Run:
         elsewhere = self._read_elsewhere(outcome)
         if elsewhere:
             item.status, item.error = "failed", elsewhere
-            log.warning("for_each(%s) at %s: %s", self.name, item.combo, item.error)
+            log.warning("for_each(%s) at %s: %s", self.name, item.where, item.error)
             return
         gone = self._collected_inputs(resolved)
         if gone:
@@ -1252,7 +1255,7 @@ class _Run:
                 f"{', '.join(gone)}: deleted and collected by a gc (in another process) while "
                 f"{self.name} ran on it, so its result is not saved (its record would name an "
                 "input the store no longer has); save the input again and run again")
-            log.warning("for_each(%s) at %s: %s", self.name, item.combo, item.error)
+            log.warning("for_each(%s) at %s: %s", self.name, item.where, item.error)
             return
         self._written.update(outcome.written)
         self._written_in.update(os.path.dirname(p) for p in outcome.written)
@@ -1262,7 +1265,8 @@ class _Run:
             outcome.files = tuple(f.bare() for f in outcome.files)
             self._record(pending, outcome)
         item.status = "ran"
-        log.debug("ran %s at %s in %.3f s", self.name, item.combo, outcome.duration)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("ran %s at %s in %.3f s", self.name, item.where, outcome.duration)
 
     def _read_elsewhere(self, outcome: Outcome) -> str | None:
         """Why a worker's call is not saved: it read a name relative to its own working

@@ -28,7 +28,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from scistack.address import is_text, shown
+from scistack.address import is_text, shown, shown_address
 from scistack.codeid.script_path import project_relative
 from scistack.errors import InputFileError, InvalidMetadataError
 from scistack.lineage.calls import BoundInput
@@ -83,11 +83,11 @@ class _Template:
         except KeyError as exc:
             raise InvalidMetadataError(
                 f"path template {self.template!r} needs {exc.args[0]!r}, which this combination "
-                f"({combo}) lacks; iterate it in for_each") from None
+                f"({shown_address(combo)}) lacks; iterate it in for_each") from None
         full = os.path.normpath(os.path.join(self.root, rendered))
         if os.path.commonpath([full, self.root]) != self.root:
             raise InputFileError(
-                f"path template {self.template!r} at {combo} gives {rendered!r}, which escapes the "
+                f"path template {self.template!r} at {shown_address(combo)} gives {rendered!r}, which escapes the "
                 f"root {self.root_shown!r}; use address values without '..' or '/'")
         shown = Path(self.root_shown, rendered).as_posix()
         return full, shown

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scistack import htmlrepr
+from scistack.address import shown_address
 from scistack.records import RunRecord
 from scistack.objects.canonical_json import dumps_canonical
 
@@ -41,6 +42,11 @@ class ComboResult:
     error: str | None = None
     traceback: str | None = None
     missing: list[str] = field(default_factory=list)
+
+    @property
+    def where(self) -> str:
+        """`subject=1, session='pre'`: the combination as messages show it (as `load` takes it)."""
+        return shown_address(self.combo) or "(no keys)"
 
 
 @dataclass(slots=True)
@@ -84,7 +90,7 @@ class RunReport:
         for status in ("failed", "missing", "skipped"):
             items = [item for item in self.items if item.status == status]
             for item in items[:_SHOWN]:
-                where = ", ".join(f"{k}={v!r}" for k, v in item.combo.items()) or "(no keys)"
+                where = item.where
                 if status == "missing":
                     why = f"no {', '.join(item.missing)} there" if item.missing else "inputs not found"
                 else:

@@ -156,9 +156,9 @@ def _failed(fn: Any, item: ComboResult, exc: Exception, on_error: str) -> None:
     item.status, item.error = "failed", f"{type(exc).__name__}: {exc}"
     item.traceback = "".join(traceback.format_exception(exc))
     if on_error == "raise":
-        raise ForEachError(f"for_each({name}) stopped: {item.combo}: {item.error}\n{item.traceback}",
+        raise ForEachError(f"for_each({name}) stopped at {item.where}: {item.error}\n{item.traceback}",
                            [item]) from exc
-    log.debug("for_each(%s) failed at %s: %s\n%s", name, item.combo, item.error, item.traceback)
+    log.debug("for_each(%s) failed at %s: %s\n%s", name, item.where, item.error, item.traceback)
 
 
 _MISSING = object()

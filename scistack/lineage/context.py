@@ -13,6 +13,7 @@ import warnings
 from dataclasses import replace
 from typing import Any
 
+from scistack.address import shown_address
 from scistack.database import Database, current_database
 from scistack.errors import LineageError, ScistackError
 from scistack.lineage.calls import BoundInput, key_from_oids
@@ -248,7 +249,7 @@ def _not_copied(db: Database, fn: str, name: str, record: CallInput) -> LineageE
     """The error for an input of a call computed elsewhere (in memory, say) whose value is
     neither in `db` nor where the call's lineage is copied from."""
     if record.var is not None:
-        addr = ", ".join(f"{k}={v!r}" for k, v in (record.addr or {}).items())
+        addr = shown_address(record.addr or {})
         what, how = f"the {record.var} value at {addr or 'its address'}", f"{record.var}.save(value, ...)"
     else:
         what, how = f"the earlier result of call {record.call[:12]}", "save that result here"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scistack.address import shown_address
 from scistack.database import Database
 from scistack.errors import AmbiguousVersionError, InvalidMetadataError, ScistackError
 from scistack.foreach.inputs import _resolve_variable, refuse_several_pinned
@@ -311,8 +312,7 @@ def _own_record(db: Database, call: str | None, identity: str, bound: dict[str, 
 
 
 def _address_text(db: Database, addr: dict[str, Any]) -> str:
-    keys = [k for k in db.schema_keys if k in addr]
-    return ", ".join(f"{k}={addr[k]!r}" for k in keys)
+    return shown_address({k: addr[k] for k in db.schema_keys if k in addr}, db.schema_keys)
 
 
 def _needs_restore(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from scistack.address import shown
+from scistack.address import shown_address
 from scistack.lineage.calls import raw_file_here
 from scistack.lineage.facts import call_facts
 from scistack.lineage.filecheck import note_record, reads_files
@@ -270,7 +270,7 @@ def _newest_of_every(db: Database, n: int | None, address: dict[str, Any]) -> li
     if not merged and unknown and len(unknown) == len(variables):
         raise unknown[0]  # a key no variable has (a typo): its error names the keys there are
     if not merged and address:
-        query = ", ".join(f"{k}={shown(v)}" for k, v in address.items())
+        query = shown_address(address)
         raise VariableNotFoundError(f"no variable has a record matching {query} (variables: "
                                     f"{', '.join(variables) or 'none'}); see `scistack status`")
     merged.sort(key=lambda r: (r.created_at, r.version), reverse=True)

@@ -22,7 +22,7 @@ import operator
 from dataclasses import dataclass, field
 from typing import Any
 
-from scistack.address import address_order
+from scistack.address import address_order, shown_address
 from scistack.codeid.matlab import identity_now, is_matlab_module, recorded_files
 from scistack.lineage.calls import relocated
 from scistack.lineage.filecheck import changed_inputs
@@ -231,7 +231,7 @@ class StalenessChecker:
         elif item.members:
             now = self.db.index.select(item.var, addr, {}, {})
             if sorted(r.oid for r in now) != sorted(item.members):
-                return f"input {item.name} ({item.var} at {addr}) changed"
+                return f"input {item.name} ({item.var} at {shown_address(addr, self.db.schema_keys)}) changed"
         else:
             current = self._current(item.var, item.addr)
             if current is None or current.oid != item.oid:
@@ -445,7 +445,7 @@ def step_cells(db: Database, steps: dict[Step, tuple[str, ...]]) -> dict[Step, d
             if status != "failed" or t <= since:
                 continue
             function, inputs = run_step.get(run_id or "", (None, None))
-            label = ", ".join(f"{k}={v!r}" for k, v in vkeys.items())
+            label = shown_address(vkeys)
             failed = StatusCell(var, ordered(combo, keys), "failed", None,
                                 f"{label}: {error or ''}" if label else error or "", run_id)
             for step in of_var[var]:
@@ -853,7 +853,7 @@ def _var_cells(
             # (another's value there is not its own); a run without one, by any newer value
             since = saved.get(vkeys_key, "") if vkeys else max(saved.values(), default="")
             if status == "failed" and t > since:
-                label = ", ".join(f"{k}={v!r}" for k, v in vkeys.items())
+                label = shown_address(vkeys)
                 why = f"{label}: {error or ''}" if label else error or ""
                 cells[addr_key] = StatusCell(var, ordered(combo, keys), "failed", None, why, run_id)
                 break

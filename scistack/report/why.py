@@ -72,7 +72,7 @@ class WhyReport:
     reasons: tuple[Reason, ...] = field(default_factory=tuple)
 
     def __str__(self) -> str:
-        where = ", ".join(f"{k}={v!r}" for k, v in self.address.items())
+        where = shown_address(self.address)
         head = f"{self.variable}({where}) is {self.status}"
         if self.function:
             head += f" (computed by {self.function})"
@@ -133,8 +133,9 @@ def why_where(db: Any, var: str, address: dict[str, Any], *, cli: bool = False) 
         records = [choose_variant(var, records, cli=cli, schema_keys=db.schema_keys)]  # several variants: load's rule, load's error
     if len(records) != 1:
         keys = ", ".join(f"--{k}" if cli else k for k in db.schema_keys)
+        asked = shown_address(address) or "everything"
         raise AmbiguousVersionError(
-            f"why needs one value but {many or len(records)} records of {var} match {address}; give the "
+            f"why needs one value but {many or len(records)} records of {var} match {asked}; give the "
             f"full address ({keys}) and any version keys")
     return why_record(db, var, records[0])
 
