@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import re
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import pytest
 
 from scistack.database import Database
 from scistack.objects.store import hash_value
-from tests.helpers import require_tool, scistack_cli
+from tests.helpers import octave_env, require_tool, scistack_cli
 
 REPO = Path(__file__).resolve().parents[2]
 MATLAB_TESTS = REPO / "matlab" / "tests"
@@ -69,14 +68,7 @@ def octave_run(tmp_path_factory):
     fx.build(root)
     pyproject = tmp_path_factory.mktemp("matlab_pyproject")
     _pyproject("build", str(pyproject))
-    env = dict(
-        os.environ,
-        SCISTACK_FIXTURE=str(root),
-        SCISTACK_PYPROJECT=str(pyproject),
-        SCISTACK_PYTHON=sys.executable,
-        SCISTACK_CLI=scistack_cli(),
-    )
-    env.pop("SCISTACK_DB", None)
+    env = octave_env(SCISTACK_FIXTURE=str(root), SCISTACK_PYPROJECT=str(pyproject))
     started = time.monotonic()
     proc = subprocess.run(
         [octave, "--no-gui", "--no-init-file", "--quiet", "--eval", "run_all();"],
