@@ -235,6 +235,20 @@ def bucket_url(s3_server, s3_env) -> str:
     return f"s3://{s3_server.new_bucket()}/gait"
 
 
+@pytest.fixture
+def brief_prune_wait(monkeypatch) -> None:
+    """For a test of gc that is not about its wait: a gc with a grace shorter than the default
+    records its cutoff, then sleeps `2 * PRUNE_LOOK` (6 s) for saves on other machines that
+    looked before the record (`S3ObjectStore.will_prune`). Where no other process saves, that
+    sleep guards nothing; a test running four such gcs slept 24 s. Set in this process only,
+    as PRUNE_FLOOR is: the product's value is untouched, and tests/lab/test_lab_gc_race.py,
+    which tests the race it guards, keeps it. Not lower: a save that looks (none here ages a
+    chunk enough to) retries a look that took longer."""
+    import scistack.objects.s3 as s3_module
+
+    monkeypatch.setattr(s3_module, "PRUNE_LOOK", 0.5)
+
+
 class TcpRelay:
     """A loopback TCP relay to `port` that the test can cut, as a network failure would: the
     client keeps its endpoint, the connections and new ones fail once `cut()` is called.

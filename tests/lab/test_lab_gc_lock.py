@@ -21,6 +21,8 @@ from scistack.objects._proc import pid_started, process_space
 
 from .test_lab_objects import LabValue, _bucket, machine  # noqa: F401 - `machine` is a fixture
 
+pytestmark = pytest.mark.usefixtures("brief_prune_wait")  # these gcs are about the lock, not the wait
+
 
 def _leave_lock(s3_server, bucket_url, **fields) -> bytes:
     """Write `gc.lock` as a gc of this machine (unless `fields` say otherwise) had left it."""

@@ -514,6 +514,7 @@ def test_a_save_waiting_for_another_writers_lock_longer_than_the_silence_is_not_
     assert LabSignal.load(subject=1, session=1).data.tolist() == [0.0, 1.0, 2.0]
 
 
+@pytest.mark.usefixtures("brief_prune_wait")
 def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_later(
         lab, tmp_path, pg_url, bucket_url, python_env, s3_env, monkeypatch):
     worker = _start(python_env, tmp_path / "k", pg_url, bucket_url, 7, 20, "killme", s3_env)
@@ -533,6 +534,7 @@ def test_a_client_killed_mid_batch_leaves_no_names_and_gc_collects_its_objects_l
     assert collect_garbage(db, grace_seconds=0).objects_scanned == swept.objects_scanned - swept.objects_deleted
 
 
+@pytest.mark.usefixtures("brief_prune_wait")
 def test_lab_gc_reads_the_shared_journal_in_slices_deletions_first(lab, monkeypatch):
     """gc folds the PostgreSQL journal a slice at a time (a first pass parses only the lines
     that can be deletions): its roots are the whole fold's; a deleted version's object goes,

@@ -308,6 +308,7 @@ def test_no_secret_is_written_into_the_project(machine, tmp_path, s3_server):
             assert WRITER_PASSWORD.encode() not in data and s3_server.keys["AWS_SECRET_ACCESS_KEY"].encode() not in data, path
 
 
+@pytest.mark.usefixtures("brief_prune_wait")
 def test_lab_gc_keeps_another_machines_unnamed_objects_and_runs_once_at_a_time(machine, monkeypatch):
     a = machine("a")
     kept = LabValue.save(np.arange(4.0), subject=1, session=1)
@@ -410,6 +411,7 @@ def test_packs_are_not_merged_in_a_lab_neither_in_the_bucket_nor_in_the_cache(ma
     assert [LabValue.load(subject=4, session=i).data.tolist() for i in range(3)] == [[4, 0], [4, 1], [4, 2]]
 
 
+@pytest.mark.usefixtures("brief_prune_wait")
 def test_a_damaged_chunk_in_the_bucket_is_listed_by_fsck_and_kept_by_gc(machine, s3_server, bucket_url, monkeypatch):
     # gc's walk asked the bucket store for each chunk's kind by reading it whole and verified:
     # the first damaged chunk raised, so lab fsck and gc stopped there (exit 2) instead of
@@ -628,6 +630,7 @@ def test_lab_gc_refuses_over_an_object_missing_from_the_bucket_though_cached_her
     assert LabValue.load(subject=1, session=1).data["emg"].tolist() == list(np.arange(10.0))
 
 
+@pytest.mark.usefixtures("brief_prune_wait")
 def test_lab_gc_on_a_fresh_machine_refuses_over_a_lost_parent_and_deletes_none_of_its_children(
         machine, s3_server, bucket_url, monkeypatch):
     """A dict kept only as the lineage input of a result (its own ref deleted) is lost from the
@@ -663,6 +666,7 @@ def test_lab_gc_on_a_fresh_machine_refuses_over_a_lost_parent_and_deletes_none_o
     assert restored["emg"].tolist() == list(np.arange(10.0)) and restored["fs"] == 2000
 
 
+@pytest.mark.usefixtures("brief_prune_wait")
 def test_undelete_after_another_machines_gc_freed_the_value_puts_the_cached_copy_back(machine, monkeypatch):
     """Naming an old object again freshens it first (`freshen_lineage`), and never names what
     that finds gone; a lab store's `freshen` answered from this machine's cache, so an undelete
