@@ -20,9 +20,9 @@ from scistack.errors import (AmbiguousVersionError, InvalidMetadataError, QueryE
                              UnknownMetadataKeyError, VariableNotFoundError)
 from scistack.index import RefRecord
 from scistack.index.state import decode_addresses, is_multi, key_of, newest_per_variant
-from scistack.index.views import param_columns, value_type
+from scistack.index.views import param_columns, shown_as_text, value_type
 from scistack.inline import sql_type
-from scistack.where import check_predicate, conjuncts, matching_rows, record_columns
+from scistack.where import check_predicate, conjuncts, equal_values, matching_rows, record_columns
 
 
 def select_records(db: Database, var: str, metadata: dict[str, Any], *, version: int | None = None,
@@ -241,14 +241,58 @@ def _addresses_where(db: Database, var: str, addr: dict[str, Any],
         check_predicate(sql, keys, params=params)
     except QueryError:  # (`_where` says what is wrong with it)
         return None, False
-    chosen = db.index.live_addresses_matching(var, addr)
+    kinds: dict[str, frozenset[str]] = {}
+
+    def kinds_of(key: str) -> frozenset[str]:
+        if key not in kinds:
+            kinds[key] = db.index.key_kinds(var, key)
+        return kinds[key]
+
+    equal = _equal_parts(taken, keys, kinds_of)
+    looked_up = {**equal, **addr}
+    chosen = db.index.live_addresses_matching(var, looked_up)
     if not chosen:
         return [], len(taken) == len(parts)
-    matched = matching_rows({k: [a.get(k) for _, a in chosen] for k in keys}, (sql, params), len(chosen))
+    columns = {k: [a.get(k) for _, a in chosen] for k in keys}
+    if looked_up:  # (some of the addresses: typed by every one's kinds, as the views are)
+        _typed_as_view(columns, set().union(*(names for _, _, names in parts if names <= known)), kinds_of)
+    matched = matching_rows(columns, (sql, params), len(chosen))
     # most of them: reading every record at once is quicker than looking each address up
-    if len(matched) >= len(chosen) // 2:
+    # (unless they were looked up by the condition's own values: then they are not all)
+    if len(matched) >= len(chosen) // 2 and not equal.keys() - addr.keys():
         return None, False
     return [chosen[i][0] for i in matched], len(taken) == len(parts)
+
+
+def _equal_parts(parts: list[tuple[str, list[Any]]], keys: list[str], kinds_of) -> dict[str, list[Any]]:
+    """The schema keys that `parts` (top-level AND parts of a `where=`) hold equal to given
+    values (`subject = 1`, `subject IN ('a', 'b')`), with those values, for looking up the
+    addresses that may hold (`Index.live_addresses_matching`): only where the key's values
+    across the variable (`kinds_of`) are all numbers (and the values whole numbers) or all
+    text (and the values text), for then SQL's equality is the lookup's (`subject = '1'` over
+    numbers is `subject = 1`; over keys of mixed kinds, text in the views, it is no lookup)."""
+    named = {k.lower(): k for k in keys}
+    found: dict[str, list[Any]] = {}
+    for sql, params in parts:
+        equal = equal_values(sql, params)
+        key = None if equal is None else named.get(equal[0].lower())
+        if key is None or key in found:
+            continue
+        kinds = {"number" if type(v) is int else "text" for v in equal[1]}
+        if len(kinds) == 1 and kinds_of(key) == frozenset(kinds):
+            found[key] = equal[1]
+    return found
+
+
+def _typed_as_view(columns: dict[str, list[Any]], named: set[str], kinds_of) -> None:
+    """The key columns (of some of a variable's addresses) named (in lower case) in `named`
+    made text where the key's values across the variable (`kinds_of`) are of several kinds,
+    as the views make them (`shown_as_text`): typed by these few values alone, `session =
+    'pre'` over the addresses of subject 1, whose sessions are all numbers, had failed to
+    cast 'pre' to a number where the view, text beside other subjects' 'pre', answers."""
+    for key in [k for k in columns if k.lower() in named]:
+        if len(kinds_of(key)) > 1:
+            columns[key] = [None if v is None else shown_as_text(v) for v in columns[key]]
 
 
 def _where(db: Database, records: list[RefRecord], where: str | tuple | None, *, newest: bool,
@@ -271,15 +315,25 @@ def _where(db: Database, records: list[RefRecord], where: str | tuple | None, *,
 
 
 def _holding(db: Database, records: list[RefRecord], where: str | tuple, whole: bool) -> list[RefRecord]:
-    """The records for which `where` holds."""
+    """The records for which `where` holds; key columns typed as the views type them, by
+    every record of the variable (`_typed_as_view`) when these are not all of them."""
+    var = records[0].var
+    every = whole and len(records) == db.index.count(var)
     columns = record_columns(db.schema_keys, records, db.store, fn=names_column(where, "fn"))
+    if not every:
+        try:
+            named = set().union(*(names for _, _, names in conjuncts(where)))
+        except QueryError:  # (`matching_rows` says what is wrong with it)
+            named = set()
+        keys = {k: columns[k] for k in db.schema_keys if k in columns}
+        _typed_as_view(keys, named, lambda key: db.index.key_kinds(var, key))
+        columns.update(keys)
     types = None
     if names_column(where, "value") or names_column(where, "data"):  # as the views' column, or the frame's
         values = _plain_values(db.store.get_values([r.oid for r in records]))
         # typed as the view types it, from every record of the variable, not these alone (when
         # they are all of them, theirs: DuckDB is not asked)
-        every = whole and len(records) == db.index.count(records[0].var)
-        found = value_types(db, records[0].var, dict(zip((r.oid for r in records), values)), every=every)
+        found = value_types(db, var, dict(zip((r.oid for r in records), values)), every=every)
         _refuse_unlike_view(records, values, found, where)
         columns["value"] = columns["data"] = values
         types = {"value": found, "data": found}

@@ -162,6 +162,52 @@ def conjuncts(where: str | tuple) -> list[tuple[str, list[Any], set[str]]]:
     return found
 
 
+_WHOLE = 2 ** 53  # (whole numbers a double holds exactly: compared alike in SQL and Python)
+
+
+def equal_values(sql: str, params: Sequence[Any] = ()) -> tuple[str, list[int | str]] | None:
+    """(column, values) when the condition `sql` (one of `conjuncts`) is `column = v`, `v =
+    column` or `column IN (v, ...)` of whole numbers and 'text' (literals or ? values), so
+    that the addresses it can hold for are looked up by those values (`load_all(where=
+    "subject = 1")` had decoded every address of the variable); else None. As SQL compares
+    them: a caller must know the column holds numbers alone (for numbers) or text alone."""
+    tokens = [t[:2] for t in _tokens(sql)]
+    bound = iter(params)
+    values: list[int | str] = []
+
+    def value(token: tuple[str, str]) -> bool:
+        kind, text = token
+        if kind == "number" and text.isdigit() and int(text) <= _WHOLE:
+            values.append(int(text))
+        elif kind == "string":
+            values.append(text[1:-1].replace("''", "'"))
+        elif kind == "param" and (type(one := next(bound, None)) is str
+                                  or type(one) is int and abs(one) <= _WHOLE):
+            values.append(one)
+        else:
+            return False
+        return True
+
+    def column(token: tuple[str, str]) -> str | None:
+        kind, text = token
+        if kind == "quoted":
+            return text[1:-1].replace('""', '"')
+        return text if kind == "name" and text.lower() not in _WORDS else None
+
+    if len(tokens) == 3 and tokens[1] == ("op", "="):
+        if (name := column(tokens[0])) is not None and value(tokens[2]):
+            return name, values
+        if (name := column(tokens[2])) is not None and value(tokens[0]):
+            return name, values
+        return None
+    if (len(tokens) >= 5 and len(tokens) % 2 == 1 and (name := column(tokens[0])) is not None
+            and tokens[1] == ("name", tokens[1][1]) and tokens[1][1].lower() == "in" and tokens[2] == ("op", "(")
+            and tokens[-1] == ("op", ")") and all(t == ("op", ",") for t in tokens[4:-1:2])
+            and all(value(t) for t in tokens[3:-1:2])):
+        return name, values
+    return None
+
+
 def _tokens(where: str) -> list[tuple[str, str, int]]:
     """(kind, text, offset) of each token but spaces; a `QueryError` at anything not allowed."""
     pos, depth, tokens = 0, 0, []

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -112,3 +114,72 @@ def test_a_comment_in_a_where_is_refused_as_its_message_says(project, comment):
     Level.save(1, subject=1, session="pre")
     with pytest.raises(QueryError, match=r"is not allowed here.*no ';', comments"):
         Level.load_all(where=comment)
+
+
+class Spot(BaseVariable):
+    pass
+
+
+@contextmanager
+def _addresses_decoded() -> Iterator[list[int]]:
+    """How many address texts `state.decode_keys` decoded (every call, whoever made it),
+    counted by a profile hook on its real calls."""
+    from scistack.index import state
+
+    counts: list[int] = []
+    code = state.decode_keys.__code__
+
+    def hook(frame, event, _arg):
+        if event == "call" and frame.f_code is code:
+            counts.append(len(frame.f_locals["keys"]))
+
+    sys.setprofile(hook)
+    try:
+        yield counts
+    finally:
+        sys.setprofile(None)
+
+
+def test_a_where_naming_key_values_alone_decodes_only_their_addresses(project):
+    """`load_all(where="subject = 7")`, with no keyword argument, decoded every live address
+    of the variable to judge the condition on them (`load_all(subject=7, where=...)` looked
+    its addresses up by value, 856f8ca): the parts of a condition that name key values
+    (`subject = 7`, `subject IN (...)`, `subject = ?`) now look their addresses up the same
+    way. The records are the view's."""
+    for n in range(1, 61):
+        for session in ("pre", "post"):
+            Level.save(n, subject=n, session=session)
+    Level.load_all(subject=1)  # (the fold's index by subject made: its one pass is no where='s)
+    for where, expected in [("subject = 7", [7, 7]), ("7 = subject", [7, 7]),
+                            ("subject IN (3, 5) AND session = 'pre'", [3, 5]),
+                            (("subject = ? AND session <> ?", [9, "pre"]), [9]),
+                            ("session = 'post' AND subject IN (4, 400)", [4])]:
+        with _addresses_decoded() as decoded:
+            chosen = Level.load_all(where=where)
+        assert _subjects(chosen) == expected, where
+        assert sum(decoded) <= 4, (where, decoded)  # (of 120)
+        sql, params = where if isinstance(where, tuple) else (where, [])
+        assert sorted(project.sql(f"SELECT subject FROM Level WHERE {sql}", params)["subject"]) == expected
+
+
+def test_a_key_of_several_kinds_is_text_in_where_over_some_addresses_as_in_the_view(project):
+    """A key whose values are numbers at some addresses and text at others is a text column
+    in the view. Over the addresses of one subject, whose sessions are all numbers, where=
+    had typed the column by those alone: `session = 'pre'` failed to cast 'pre' to a
+    number where the view answers (none of subject 1's), and `session > '10'` compared
+    numbers where the view compares text. And `subject = 1`, a number beside text
+    subjects, is no lookup by value: it fails as in the view."""
+    for n in range(1, 4):
+        Spot.save(n, subject=1, session=n * 5)  # sessions 5, 10, 15
+        Spot.save(n, subject=2, session="pre")
+    Spot.save(9, subject=3, session="pre")
+    for where, expected in [("session = 'pre'", []), ("session = '10'", [1]), ("session > '10'", [1, 1])]:
+        view = sorted(project.sql(f"SELECT subject FROM Spot WHERE subject = 1 AND {where}")["subject"])
+        assert view == expected, where
+        assert _subjects(Spot.load_all(subject=1, where=where)) == expected, where
+        assert _subjects(Spot.load_all(where=f"subject = 1 AND {where}")) == expected, where
+    Spot.save(0, subject="x", session="pre")
+    with pytest.raises(QueryError, match="Conversion Error"):
+        project.sql("SELECT subject FROM Spot WHERE subject = 1")
+    with pytest.raises(QueryError, match="Conversion Error"):
+        Spot.load_all(where="subject = 1")

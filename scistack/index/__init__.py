@@ -567,6 +567,22 @@ class Index:
             pairs += matching_addresses(held, addr)
         return pairs
 
+    def key_kinds(self, var: str, key: str) -> frozenset[str]:
+        """The kinds of the values schema key `key` has among the live addresses of `var`
+        (`Fold.key_kinds`: "number", "bool", "text", "other"), a batch's held saves too (its
+        held deletes may leave one too many: a kind too many only costs a slower path); read
+        from every live address when the fold cannot say."""
+        self.refresh()
+        kinds = self._fold.key_kinds(var, key)
+        if kinds is None:  # (no index of the key now: every address read)
+            found = {_key_kind(addr.get(key)) for _, addr in matching_addresses(self.live_addresses(var), {})}
+            return frozenset(found - {None})
+        if not self._pending:
+            return kinds
+        held = {_key_kind(addr.get(key)) for _, addr in matching_addresses(
+            list(dict.fromkeys(r.addr_key for r in self._overlay.records(var))), {})}
+        return frozenset(kinds | (held - {None}))
+
     def _fold_matching(self, var: str, addr: dict[str, Any]) -> list[tuple[str, dict[str, Any]]] | None:
         """(key, address) of the fold's live addresses of `var` that `addr` matches, found
         through the fold's index of the addresses by a key's value (`Fold.live_addresses_with`,
@@ -1714,6 +1730,17 @@ class _BackgroundSync:
 _LIVE: weakref.WeakSet[_BackgroundSync] = weakref.WeakSet()
 _INDEXES: weakref.WeakSet[Index] = weakref.WeakSet()
 _forks = [0]  # how many times this process's line has forked (a batch begun before is the parent's)
+
+
+def _key_kind(value: Any) -> str | None:
+    """A decoded address value's kind as `Fold.key_kinds` names it (None: no value)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number" if value == value else "other"  # (a NaN)
+    return "text" if isinstance(value, str) else "other"
 
 
 def _case_twin(name: str, names: list[str]) -> str | None:

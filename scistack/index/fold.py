@@ -949,6 +949,44 @@ class Fold:
             self._indexed[1].discard(key)
             return None
 
+    def key_kinds(self, var: str, key: str) -> frozenset[str] | None:
+        """The kinds ("number", "bool", "text", "other": a NaN's tag) of the values of schema key
+        `key` among the live addresses of `var` (empty: none holds it), by a few lookups in the
+        index of the addresses by that key's value (`_key_index`), whatever the size of the
+        variable: SQLite orders NULL < numbers (a bool is 0 or 1) < text, so the lowest and
+        highest values say which of numbers and text there are. What the views type the
+        key's column by: one kind is its own type, several text. None when no index can be
+        made now (the caller then reads every address)."""
+        if not _KEY_NAME.match(key) or not self._key_index(key):
+            return None
+        column, name = _key_value(key), _key_index_name(key)
+        path = "'$." + key + "'"
+
+        def one(condition: str = "1", order: str = "") -> list[tuple]:
+            return self._rows(
+                f"SELECT {column}, typeof({column}) FROM slots INDEXED BY {name} WHERE var = ? AND live = 1 "
+                f"AND {column} IS NOT NULL AND {condition} {order} LIMIT 1", (var,))
+
+        try:
+            low, high = one(order=f"ORDER BY {column}"), one(order=f"ORDER BY {column} DESC")
+            if not low:
+                return frozenset()
+            kinds = {"text" if kind == "text" else "number" for _, kind in (low[0], high[0])}
+            if "text" in kinds and one(f"{column} >= '{{' AND {column} < '|'"):
+                kinds.add("other")  # (a NaN key is held as {"$float": "nan"}; its text is no text key)
+            if "number" in kinds and one(f"{column} IN (0, 1) AND json_type(addr, {path}) IN ('true', 'false')"):
+                kinds.add("bool")
+                if kinds == {"number", "bool"} and not (
+                        low[0][0] < 0 or high[0][1] == "text" or high[0][0] > 1
+                        or one(f"{column} BETWEEN 0 AND 1 AND json_type(addr, {path}) NOT IN ('true', 'false')")):
+                    kinds.discard("number")
+        except sqlite3.OperationalError as exc:  # (gone: the file was made anew meanwhile)
+            if "no such index" not in str(exc):
+                raise
+            self._indexed[1].discard(key)
+            return None
+        return frozenset(kinds)
+
     def _key_index(self, key: str) -> bool:
         """Whether the fold has an index of the live slots by `key`'s value (made here the first
         time it is asked for: one pass over the slots, then kept by SQLite as slots come and
