@@ -48,6 +48,7 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
     refuse_load_inside(f"scistack.join({', '.join(names)})", names[0])
     db = get_database()
     parts = conjuncts(where) if where is not None else []
+    written = where[0] if isinstance(where, tuple) else where  # (errors quote it, not the parts left below)
     frames, took_part, took_key = [], [], []
     for var in variables:
         frame, parts_taken, keys_taken = _load_selected(db, var, parts, metadata)
@@ -91,7 +92,8 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
         # (a key's bool beside numbers as text, a value column's as JSON, as in the views)
         # (a value column typed as its view types it, from every record of its variable)
         types = {n: value_types(db, n) for n in names if n in columns and names_column(where, n)}
-        result = result.iloc[matching_rows(columns, where, len(result), values=names, types=types)]
+        result = result.iloc[matching_rows(columns, where, len(result), values=names, types=types,
+                                           shown=written)]
     order = [k for k in db.schema_keys if k in result.columns]
     return result.sort_values(order, kind="stable").reset_index(drop=True) if order else result
 

@@ -256,7 +256,10 @@ def _addresses_where(db: Database, var: str, addr: dict[str, Any],
     columns = {k: [a.get(k) for _, a in chosen] for k in keys}
     if looked_up:  # (some of the addresses: typed by every one's kinds, as the views are)
         _typed_as_view(columns, set().union(*(names for _, _, names in parts if names <= known)), kinds_of)
-    matched = matching_rows(columns, (sql, params), len(chosen))
+    try:
+        matched = matching_rows(columns, (sql, params), len(chosen))
+    except QueryError:  # (`_where` judges the whole condition and says what is wrong with it, as
+        return None, False  # written: the message had quoted these parts alone, "(a) AND (b)")
     # most of them: reading every record at once is quicker than looking each address up
     # (unless they were looked up by the condition's own values: then they are not all)
     if len(matched) >= len(chosen) // 2 and not equal.keys() - addr.keys():
@@ -337,7 +340,8 @@ def _holding(db: Database, records: list[RefRecord], where: str | tuple, whole: 
         _refuse_unlike_view(records, values, found, where)
         columns["value"] = columns["data"] = values
         types = {"value": found, "data": found}
-    return [records[i] for i in matching_rows(columns, where, len(records), types=types)]
+    return [records[i] for i in matching_rows(columns, where, len(records), types=types,
+                                              unread=("value", "data", "fn"))]
 
 
 _SQL_TYPES: dict[str, str | None] = {}  # oid -> its value's inline type (an object never changes)

@@ -102,23 +102,28 @@ def function_names(store: ObjectStore, calls: list[str]) -> dict[str, str | None
     return {c: _fn_names[c] if c in _fn_names else found.get(c) for c in dict.fromkeys(calls)}
 
 
-def check_predicate(where: str, columns: Sequence[str], *, params: Sequence[Any] = ()) -> str:
+def check_predicate(where: str, columns: Sequence[str], *, params: Sequence[Any] = (),
+                    shown: str | None = None, unread: Sequence[str] = ()) -> str:
     """`where` if every token is allowed and every identifier a known column, else a `QueryError`
-    naming the offending token and what is allowed."""
+    naming the offending token and what is allowed, and quoting `shown`, the condition as the
+    user wrote it, when `where` was made of its parts (a join's). `unread`: columns too, left
+    out of `columns` as `where` does not name them (`value`, read only then)."""
     if not isinstance(where, str) or not where.strip():
         raise QueryError(f"where= must be a non-empty SQL condition string, got {where!r}")
     known = {c.lower() for c in columns}
-    tokens = _tokens(where)
+    tokens = _tokens(where)  # (a part of a condition has the tokens of the whole: `conjuncts` checked them)
+    written = where if shown is None else shown
     for name in _names(tokens):
         if name.lower() not in known:
-            close = difflib.get_close_matches(name.lower(), sorted(known), n=1, cutoff=0.6)
-            guess = f"did you mean {next(c for c in columns if c.lower() == close[0])!r}? " if close else ""
+            listed = [*columns, *(c for c in unread if c.lower() not in known)]
+            close = difflib.get_close_matches(name.lower(), [c.lower() for c in listed], n=1, cutoff=0.6)
+            guess = f"did you mean {next(c for c in listed if c.lower() == close[0])!r}? " if close else ""
             raise QueryError(
-                f"where={where!r}: {name!r} is not a column here; {guess}the columns are "
-                f"{', '.join(columns)} (strings need single quotes: 'pre')")
+                f"where={written!r}: {name!r} is not a column here; {guess}the columns are "
+                f"{', '.join(listed)} (strings need single quotes: 'pre')")
     placeholders = sum(kind == "param" for kind, _, _ in tokens)
     if placeholders != len(params):
-        raise QueryError(f"where={where!r} has {placeholders} ? placeholder(s) but {len(params)} "
+        raise QueryError(f"where={written!r} has {placeholders} ? placeholder(s) but {len(params)} "
                          "value(s) were given; pass where=(condition, [values])")
     return where
 
@@ -268,16 +273,19 @@ def _plain(param: Any) -> Any:
 
 def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int, *,
                   values: Collection[str] = ("value", "data"),
-                  types: dict[str, Collection[str | None]] | None = None) -> list[int]:
+                  types: dict[str, Collection[str | None]] | None = None, shown: str | None = None,
+                  unread: Sequence[str] = ()) -> list[int]:
     """Indices of the rows for which the predicate holds (NULL counts as false). `values`
     names the columns of saved values (`value`, a join's `Score`); the others are keys and
     parameters, a bool beside numbers among them text, as in the views. `types` gives, by
     value column, the inline types (`inline.sql_type`) of every record of its variable, so
     that the column has the type of its view (`views.value_type`: text when the variable
     mixes text, true/false and numbers) whichever records are at hand; a value column not in
-    `types` is typed from its own values."""
+    `types` is typed from its own values. `shown`: the condition as the user wrote it, quoted
+    in errors, when `where` is made of its parts; `unread`: columns an error lists too
+    (`check_predicate`)."""
     sql, params = (where[0], list(where[1])) if isinstance(where, tuple) else (where, [])
-    check_predicate(sql, list(columns), params=params)
+    check_predicate(sql, list(columns), params=params, shown=shown, unread=unread)
     params = [_plain(p) for p in params]
     texts: list[str] = []  # columns mixing text and numbers, compared as text
     jsons: list[str] = []  # value columns mixing scalars with lists or dicts: JSON, as in the views
@@ -324,7 +332,8 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
             if words and not hint:
                 hint = (f"; {words[0]} is an SQL word: write the column in double quotes, "
                         f"where='\"{words[0]}\" = ...' (as in `scistack sql`)")
-            raise QueryError(f"where={sql!r} failed: {str(exc).splitlines()[0]}{hint}") from None
+            written = sql if shown is None else shown
+            raise QueryError(f"where={written!r} failed: {str(exc).splitlines()[0]}{hint}") from None
     finally:
         con.close()
     return [r[0] for r in rows]

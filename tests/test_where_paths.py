@@ -183,3 +183,30 @@ def test_a_key_of_several_kinds_is_text_in_where_over_some_addresses_as_in_the_v
         project.sql("SELECT subject FROM Spot WHERE subject = 1")
     with pytest.raises(QueryError, match="Conversion Error"):
         Spot.load_all(where="subject = 1")
+
+
+def test_a_where_error_quotes_the_condition_as_written(project):
+    """An error quoted the condition as where= had rewritten it: its parts over schema keys
+    joined again, each in parentheses ("(subject = 1) AND (session = 2) AND ..."), or, in a
+    join, the parts left for the joined rows; and it named a failure of the key parts where
+    another part was the mistake. Now it quotes the user's own text and names the mistake,
+    with the column meant (`valu`: 'value')."""
+    for n in range(1, 9):
+        Spot.save(n, subject=n, session="pre")
+        Level.save(n, subject=n, session="pre")
+    Spot.save(0, subject="x", session=3)
+    for where, says in [("subject = 1 AND session = 2 AND subject < 'a'", "failed: Conversion Error"),
+                        ("subject IN (1, 2) AND session = 3", "failed: Conversion Error"),
+                        ("subject = 1 AND valu > 1", "'valu' is not a column here; did you mean 'value'?"),
+                        ("valu > 1", "'valu' is not a column here; did you mean 'value'?")]:
+        with pytest.raises(QueryError) as raised:
+            Spot.load_all(where=where)
+        assert str(raised.value).startswith(f"where={where!r}") and says in str(raised.value), str(raised.value)
+    import scistack
+
+    for where, says in [("Level > 1 AND Spot > Level AND Levl < 3", "'Levl' is not a column here; did you mean 'Level'?"),
+                        (("Level > ? AND Spot / ? > 1", [1, "a"]), "failed: ")]:
+        with pytest.raises(QueryError) as raised:
+            scistack.join(Level, Spot, where=where)
+        written = where[0] if isinstance(where, tuple) else where
+        assert str(raised.value).startswith(f"where={written!r}") and says in str(raised.value), str(raised.value)
