@@ -24,7 +24,7 @@ from scistack.database import Database, get_database
 from scistack.errors import InvalidMetadataError, QueryError
 from scistack.lineage.running import refuse_load_inside
 from scistack.variables import BaseVariable
-from scistack.index.views import param_columns
+from scistack.index.views import param_columns, value_type
 from scistack.selection import names_column, value_types
 from scistack.where import FIXED, conjuncts, matching_rows
 
@@ -87,11 +87,15 @@ def join(*variables: type[BaseVariable], where: str | tuple | None = None, **met
     if left and len(result):
         # values take part when they are plain scalars (`where="MaxActivation > 0.5"`), texts
         # and a number column with a None (pandas holds both as objects) too
-        meta = [c for c in result.columns if c not in names or _scalars(result[c])]
+        # (a value column typed as its view types it, from every record of its variable: dicts,
+        # or lists beside other values, are JSON there, `"Trial"->>'label' = 'a'`; it had been
+        # left out as no scalars, "'Trial' is not a column here")
+        types = {n: value_types(db, n) for n in names if n in result.columns and names_column(where, n)}
+        meta = [c for c in result.columns if c not in names or _scalars(result[c])
+                or value_type(types.get(c, ())) == "JSON"]
         columns = {c: result[c].tolist() for c in meta}
         # (a key's bool beside numbers as text, a value column's as JSON, as in the views)
-        # (a value column typed as its view types it, from every record of its variable)
-        types = {n: value_types(db, n) for n in names if n in columns and names_column(where, n)}
+        types = {n: found for n, found in types.items() if n in columns}
         result = result.iloc[matching_rows(columns, where, len(result), values=names, types=types,
                                            shown=written)]
     order = [k for k in db.schema_keys if k in result.columns]

@@ -149,3 +149,24 @@ def test_where_on_a_json_value_column_selects_what_the_view_selects(project, val
     selected = answer(lambda: _subjects(var.load_all(subject=picked, where=where)))
     if "error" not in (view, selected):  # (a refusal may depend on which rows DuckDB casts first)
         assert selected == view, (values, where, picked)
+
+
+class Pace(BaseVariable):
+    pass
+
+
+def test_join_where_takes_a_dict_values_fields_as_the_view_does(project):
+    """join's where= left a value column of dicts out of its columns (no scalars), so
+    `"Labelled"->>'label' = 'a'` was "'Labelled' is not a column here" where the view of
+    Labelled answers `value->>'label' = 'a'`; the column is JSON there, as in the view."""
+    import scistack
+
+    for n, v in enumerate(_DICTS, start=1):
+        Labelled.save(v, subject=n, session="pre")
+        Pace.save(float(n), subject=n, session="pre")
+    for where in ["value->>'label' = 'a'", "TRY_CAST(value->>'n' AS DOUBLE) > 2", "value.sub.k = 5",
+                  "value IS NULL", "value->>'label' = 'a' AND subject > 1"]:
+        joined = scistack.join(Pace, Labelled, where=where.replace("value", '"Labelled"'))
+        assert sorted(joined["subject"].tolist()) == _view(project, "Labelled", where), where
+        paced = scistack.join(Pace, Labelled, where=f"({where.replace('value', 'Labelled')}) AND Pace < 3")
+        assert sorted(paced["subject"].tolist()) == [s for s in _view(project, "Labelled", where) if s < 3], where
