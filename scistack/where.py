@@ -39,7 +39,7 @@ _FUNCTIONS = {"abs", "round", "floor", "ceil", "lower", "upper", "length", "coal
 _TOKEN = re.compile(r"""
     (?P<space>\s+) | (?P<number>\d+(\.\d*)?([eE][-+]?\d+)?|\.\d+) | (?P<string>'(?:[^']|'')*')
   | (?P<quoted>"(?:[^"]|"")+") | (?P<name>[A-Za-z_][A-Za-z0-9_]*) | (?P<param>\?)
-  | (?P<op><>|!=|<=|>=|==|->>|->|\|\||[=<>(),+\-*/%.])
+  | (?P<op><>|!=|<=|>=|==|->>|->|::|\|\||[=<>(),+\-*/%.\[\]])
 """, re.VERBOSE)
 _fn_names: dict[str, str] = {}  # call oid -> function name (a call record never changes)
 _READ_BATCH = 4096  # call records read at once
@@ -143,8 +143,8 @@ def conjuncts(where: str | tuple) -> list[tuple[str, list[Any], set[str]]]:
     for token in tokens:
         kind, text, _ = token
         word = text.lower() if kind == "name" else None
-        depth += (kind, text) == ("op", "(")
-        depth -= (kind, text) == ("op", ")")
+        depth += kind == "op" and text in ("(", "[")  # (value[...] too)
+        depth -= kind == "op" and text in (")", "]")
         if word == "or" and depth == 0:  # AND binds tighter: `a AND b OR c` is `(a AND b) OR c`,
             parts = [list(tokens)]  # no AND of parts (cut there, `b OR c` had lost c's records)
             break
@@ -213,29 +213,33 @@ def equal_values(sql: str, params: Sequence[Any] = ()) -> tuple[str, list[int | 
     return None
 
 
+_OPENS = {")": "(", "]": "["}
+
+
 def _tokens(where: str) -> list[tuple[str, str, int]]:
     """(kind, text, offset) of each token but spaces; a `QueryError` at anything not allowed."""
-    pos, depth, tokens = 0, 0, []
+    pos, opened, tokens = 0, [], []
     while pos < len(where):
         m = None if where.startswith(("--", "/*"), pos) else _TOKEN.match(where, pos)  # (a comment:
         if m is None:  # its text had passed as operators, and a cut at an AND inside it broke it)
             raise QueryError(
                 f"where={where!r}: {where[pos:pos + 10]!r} is not allowed here; a condition uses "
                 "column names, numbers, 'quoted text', ? parameters, comparisons, AND/OR/NOT, IN, "
-                "BETWEEN, LIKE, IS NULL and a JSON value's fields, value->>'label' (no ';', comments "
-                "or subqueries)")
+                "BETWEEN, LIKE, IS NULL, casts (value::INTEGER) and a JSON value's fields, value->>'label' "
+                "(no ';', comments or subqueries)")
         kind, text = m.lastgroup, m.group()
         if kind != "space":
             tokens.append((kind, text, pos))
         pos = m.end()
-        if kind == "op" and text == "(":
-            depth += 1
-        elif kind == "op" and text == ")":
-            depth -= 1
-            if depth < 0:
-                raise QueryError(f"where={where!r}: a ')' closes nothing")
-    if depth:
-        raise QueryError(f"where={where!r}: a '(' is not closed")
+        if kind == "op" and text in ("(", "["):
+            opened.append(text)
+        elif kind == "op" and text in (")", "]"):
+            if not opened or opened[-1] != _OPENS[text]:
+                raise QueryError(f"where={where!r}: a {text!r} closes "
+                                 f"{'nothing' if not opened else 'a ' + repr(opened[-1])}")
+            opened.pop()
+    if opened:
+        raise QueryError(f"where={where!r}: a {opened[-1]!r} is not closed")
     for i, (kind, text, _) in enumerate(tokens):  # `value.label`: a field of a JSON value, as DuckDB reads it
         if (kind, text) != ("op", "."):
             continue
@@ -256,6 +260,9 @@ def _names(tokens: list[tuple[str, str, int]]) -> list[str]:
     names = []
     for i, (kind, text, _) in enumerate(tokens):
         if kind not in ("name", "quoted") or (i and tokens[i - 1][:2] == ("op", ".")):
+            continue
+        if kind == "name" and i and (tokens[i - 1][:2] == ("op", "::") or (  # a type: value::INT,
+                tokens[i - 1][1].lower() == "as" and tokens[i - 1][0] == "name")):  # CAST(value AS INT)
             continue
         name = text[1:-1].replace('""', '"') if kind == "quoted" else text
         calls = i + 1 < len(tokens) and tokens[i + 1][:2] == ("op", "(")

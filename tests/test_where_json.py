@@ -6,6 +6,8 @@ compared with a field taken as JSON (`value.label = 'a'`) is refused in both, na
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -170,3 +172,38 @@ def test_join_where_takes_a_dict_values_fields_as_the_view_does(project):
         assert sorted(joined["subject"].tolist()) == _view(project, "Labelled", where), where
         paced = scistack.join(Pace, Labelled, where=f"({where.replace('value', 'Labelled')}) AND Pace < 3")
         assert sorted(paced["subject"].tolist()) == [s for s in _view(project, "Labelled", where) if s < 3], where
+
+
+@pytest.mark.parametrize("var, where", [
+    ("Pace", "value::INTEGER = 3"), ("Pace", "value::VARCHAR LIKE '1%'"), ("Pace", "CAST(value AS INT) > 2"),
+    ("Pace", "subject::VARCHAR = '2'"), ("Pace", "CAST(subject AS TEXT) IN ('3', '4') AND value::INT > 3"),
+    ("Pace", "subject::DECIMAL(4, 1) = 2.0"),
+    ("Labelled", "value['label'] = '\"a\"'"), ("Labelled", "value['label']::VARCHAR = '\"a\"'"),
+    ("Labelled", "(value->>'n')::DOUBLE > 2"), ("Labelled", "value['tags'][1] = '\"y\"'"),
+    ("Labelled", "value['sub']['k']::INTEGER = 5 OR value::VARCHAR LIKE '%zz%'"),
+    ("Labelled", "subject::VARCHAR = '3' AND value['n']::DOUBLE = 3")])
+def test_casts_and_brackets_in_where_select_what_the_view_selects(project, var, where):
+    """`value::INTEGER`, `CAST(value AS INT)` and a JSON value's `value['label']` were refused
+    by where= ("'::INTEGER' is not allowed here", "'INT' is not a column here") where the view
+    answers them; now they are allowed (the name after :: or AS is a type, no column), and
+    where= answers as the view does, in load_all and in a join."""
+    import scistack
+
+    for n, v in enumerate([*_DICTS, "zz", 7], start=1):
+        Labelled.save(v, subject=n, session="pre")
+        Pace.save(float(n), subject=n, session="pre")
+    view = _view(project, var, where)
+    assert view, where  # (each selects something)
+    chosen = {"Pace": Pace, "Labelled": Labelled}[var].load_all(where=where)
+    assert _subjects(chosen) == view, where
+    joined = scistack.join(Pace, Labelled, where=where.replace("value", f'"{var}"'))
+    assert sorted(joined["subject"].tolist()) == view, where
+
+
+def test_brackets_in_where_must_close_what_they_open(project):
+    """A `)` closing a `[`, or a `]` nothing, is refused by name, as a `)` closing nothing is."""
+    Pace.save(1.0, subject=1, session="pre")
+    for where, says in [("value[1) = 1", "a ')' closes a '['"), ("value] = 1", "a ']' closes nothing"),
+                        ("value[1 = 1", "a '[' is not closed")]:
+        with pytest.raises(QueryError, match=re.escape(says)):
+            Pace.load_all(where=where)
