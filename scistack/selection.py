@@ -231,10 +231,9 @@ def _addresses_where(db: Database, var: str, addr: dict[str, Any],
     keys = list(db.schema_keys)  # as `record_columns` lays them
     known = {k.lower() for k in keys}
     try:
-        parts = conjuncts(where)
-        given = len(where[1]) if isinstance(where, tuple) else 0
+        parts = conjuncts(where)  # (a ? miscount raises: `_where` names it)
         taken = [(sql, params) for sql, params, names in parts if names <= known]
-        if not taken or sum(len(ps) for _, ps, _ in parts) != given:  # (`_where` names a ? miscount)
+        if not taken:
             return None, False
         sql = " AND ".join(f"({sql})" for sql, _ in taken) if len(taken) > 1 else taken[0][0]
         params = [p for _, ps in taken for p in ps]

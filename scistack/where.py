@@ -123,9 +123,13 @@ def check_predicate(where: str, columns: Sequence[str], *, params: Sequence[Any]
                 f"{', '.join(listed)} (strings need single quotes: 'pre')")
     placeholders = sum(kind == "param" for kind, _, _ in tokens)
     if placeholders != len(params):
-        raise QueryError(f"where={written!r} has {placeholders} ? placeholder(s) but {len(params)} "
-                         "value(s) were given; pass where=(condition, [values])")
+        raise _miscount(written, placeholders, len(params))
     return where
+
+
+def _miscount(where: str, placeholders: int, given: int) -> QueryError:
+    return QueryError(f"where={where!r} has {placeholders} ? placeholder(s) but {given} value(s) were given; "
+                      "pass where=(condition, [values])")
 
 
 def conjuncts(where: str | tuple) -> list[tuple[str, list[Any], set[str]]]:
@@ -164,6 +168,8 @@ def conjuncts(where: str | tuple) -> list[tuple[str, list[Any], set[str]]]:
         count = sum(kind == "param" for kind, _, _ in part)
         found.append((text, params[used:used + count], {n.lower() for n in _names(part)}))
         used += count
+    if used != len(params):  # (a join's parts had taken their values and dropped the rest in silence)
+        raise _miscount(sql, used, len(params))
     return found
 
 

@@ -5,6 +5,7 @@ another process holds its file, from the values, once until the journal grows.""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -210,3 +211,23 @@ def test_a_where_error_quotes_the_condition_as_written(project):
             scistack.join(Level, Spot, where=where)
         written = where[0] if isinstance(where, tuple) else where
         assert str(raised.value).startswith(f"where={written!r}") and says in str(raised.value), str(raised.value)
+
+
+def test_a_join_refuses_a_where_with_more_or_fewer_values_than_placeholders(project):
+    """A join cut its where= into parts, each taking its ? values in turn: a value beyond the
+    last placeholder was dropped in silence (the join answered as if it were not given), and
+    one too few was counted against the part left for the joined rows alone. Both are
+    refused, counting the whole condition, as load_all refuses them."""
+    import scistack
+
+    for n in range(1, 5):
+        Level.save(n, subject=n, session="pre")
+        Spot.save(n, subject=n, session="pre")
+    for where, counts in [(("subject = ?", [1, 2]), "has 1 ? placeholder(s) but 2 value(s)"),
+                          (("subject = ? AND Level > ?", [1]), "has 2 ? placeholder(s) but 1 value(s)"),
+                          (("Level > ? AND Spot > ?", [1, 2, 3]), "has 2 ? placeholder(s) but 3 value(s)")]:
+        with pytest.raises(QueryError, match=re.escape(f"where={where[0]!r} {counts}")):
+            scistack.join(Level, Spot, where=where)
+    with pytest.raises(QueryError, match=re.escape("has 1 ? placeholder(s) but 2 value(s)")):
+        Level.load_all(where=("subject = ?", [1, 2]))
+    assert len(scistack.join(Level, Spot, where=("subject = ? AND Level > ?", [1, 0]))) == 1
