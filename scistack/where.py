@@ -212,7 +212,7 @@ def equal_values(sql: str, params: Sequence[Any] = ()) -> tuple[str, list[int | 
             return name, values
         return None
     if (len(tokens) >= 5 and len(tokens) % 2 == 1 and (name := column(tokens[0])) is not None
-            and tokens[1] == ("name", tokens[1][1]) and tokens[1][1].lower() == "in" and tokens[2] == ("op", "(")
+            and tokens[1][0] == "name" and tokens[1][1].lower() == "in" and tokens[2] == ("op", "(")
             and tokens[-1] == ("op", ")") and all(t == ("op", ",") for t in tokens[4:-1:2])
             and all(value(t) for t in tokens[3:-1:2])):
         return name, values
