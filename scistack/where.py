@@ -311,6 +311,8 @@ def matching_rows(columns: dict[str, list[Any]], where: str | tuple, n_rows: int
         elif kind == "TEXT":  # as `views._AS_TEXT` writes each value (an int beyond 64 bits is a double there)
             texts.append(k)
             arrays[k] = pa.array([shown_as_text(float(x) if _big(x) else x) for x in v], pa.string())
+        elif kind is None and k in values and all(x is None for x in v):
+            arrays[k] = pa.array(v, pa.string())  # (the views' `CAST(NULL AS VARCHAR)`: `value < 1` refused alike)
         elif kind == "DOUBLE" and (numbers := _doubles(v)) is not None:
             arrays[k] = numbers  # (ints beside floats elsewhere in the variable: doubles, as the view)
         else:

@@ -1023,6 +1023,8 @@ _mixed_literal = st.sampled_from(["'a'", "'1'", "'1.0'", "'2.5'", "'true'", "''"
 @example(values=["a", 1.0], op="=", literals=["'1'"], chosen={2})
 @example(values=["a", 1], op="=", literals=["'a'"], chosen={1})
 @example(values=[True, 2.5, 1], op="IN", literals=["1", "2"], chosen={2})
+@example(values=[None], op="<", literals=["1"], chosen={1})
+@example(values=[None, None], op=">=", literals=["true"], chosen={2})
 def test_a_value_column_of_mixed_types_selects_the_same_records_in_the_view_and_where(
         project, values, op, literals, chosen):
     """For any mix of scalar values and any literal, `=`, `<>`, `<`, `>=` and `IN` select the
