@@ -53,6 +53,9 @@ def commit(db: Database, results_path: str | os.PathLike) -> dict[str, Any]:
     results_path = Path(results_path)
     folder, res, req, planned, fn = open_results(db, results_path, "plan", PLAN_RESULT)
     partial = bool(res.get("partial"))
+    if not partial and (folder / COMMIT_RESULT).is_file():  # the final commit landed already: a
+        # Ctrl-C as it returned made MATLAB's cleanup commit again (a second run had been journalled)
+        return read_json(folder / COMMIT_RESULT, "commit result")
     done, landed_run = recover_intent(db, folder, read_committed(folder))
     if fn.identity != planned["function"]["identity"]:
         raise code_changed(fn, "the plan", "Run for_each again")

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from scistack.database import Database
 from scistack.objects.canonical_json import dumps_canonical
@@ -179,6 +180,35 @@ def test_a_ctrl_c_during_the_last_commit_still_records_the_run(tmp_path: Path):
     _, err = proc.communicate(timeout=120)
     assert "was interrupted; what finished is recorded" in err
     assert _rerun(cwd, env) == (0, 10)
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["terminal", "octave-alone"])
+def test_a_ctrl_c_just_after_the_last_commit_records_the_run_once(tmp_path: Path, group: bool):
+    """The cleanup commits again after a Ctrl-C during the last commit; one landing after that
+    commit had completed (before Octave's system() returned: at a terminal, or MATLAB's Ctrl-C,
+    which only its own process sees) journalled a second run. A final commit already made
+    returns what it recorded (review of bd02bed)."""
+    cwd, env = _slow_project(tmp_path)
+    mark = tmp_path / "committed"
+    cli = tmp_path / "cli.sh"  # the real CLI; once the last commit completed, it lingers
+    cli.write_text("#!/bin/sh\n"
+                   f'{scistack_cli()} "$@"; rc=$?\n'
+                   f'if [ "$3" = matlab-commit ] && ! grep -q \'"partial"\' "$4" && mkdir {mark} 2>/dev/null; then sleep 5; fi\n'
+                   'exit $rc\n')
+    cli.chmod(0o755)
+    proc = subprocess.Popen(octave_command(), cwd=cwd, env=dict(env, SCISTACK_CLI=str(cli)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    while not mark.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    assert mark.exists(), proc.communicate(timeout=60)[1]
+    if group:
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    with Database(tmp_path / "p" / "p.duckdb") as db:
+        assert len(db.index.runs()) == 1, err
 
 
 def test_a_killed_for_each_keeps_what_its_commits_recorded(tmp_path: Path):
