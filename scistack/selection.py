@@ -7,8 +7,10 @@ One implementation, used by `BaseVariable` and by the reporting commands.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 import shlex
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -61,7 +63,8 @@ def select_records(db: Database, var: str, metadata: dict[str, Any], *, version:
             unknown.append(key)
     if unknown:  # (a variable never saved has no version keys or parameters yet: that is the news)
         raise UnknownMetadataKeyError(unknown_keys_message(db, var, unknown, vkey_names, param_names)
-                                      if db.index.count(var) else unsaved_message(db, var, shown_address(metadata)))
+                                      if db.index.count(var) or db.index.ever_saved(var)
+                                      else unsaved_message(db, var, shown_address(metadata)))
     every = all_versions or version is not None or where is not None
     if every and db.index.in_batch:  # held saves are numbered at the flush: version numbers,
         db.index.flush()  # and `_where`'s newest, mean what they will mean after the batch
@@ -519,7 +522,10 @@ def _looks_numeric(text: str) -> bool:
 
 def close_variable(db: Database, var: str) -> str | None:
     """The saved variable `var` most likely misspells (`PeakFroce`, `rawemg`), if one is near."""
-    others = db.index.variables()
+    return _close_name(var, db.index.variables())
+
+
+def _close_name(var: str, others: Sequence[str]) -> str | None:
     close = difflib.get_close_matches(var, others, n=1, cutoff=0.7) or [
         o for o in others if o.lower() == var.lower()]  # (a typo: `scistack log PeakFroce`, `rawemg`)
     return close[0] if close else None
@@ -528,20 +534,44 @@ def close_variable(db: Database, var: str) -> str | None:
 def unsaved_message(db: Database, var: str, query: str = "") -> str:
     """What to say of `var` when it has no saved value in the project (`load`, `load_all`, a
     `for_each` input): never saved (a step not run yet, or a misspelt class: the name meant,
-    the variables that have values, how to save one), or every value deleted (the undelete)."""
+    the variables that have values, how to save one), or every value deleted (the undelete,
+    unless gc has freed them: then it brings nothing back)."""
     asked = f" (asked for {query})" if query else ""
     others = db.index.variables()
-    listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
-    have = f"Variables with saved values: {listed or 'none yet'}."
     if db.index.ever_saved(var):
+        listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
+        have = f"Variables with saved values: {listed or 'none yet'}."
+        if _deleted_values_freed(db, var):
+            return (f"{var} has no saved values in this project{asked}: every one was deleted, and "
+                    f"`scistack gc` has freed them since: save them again (or rerun the step that "
+                    f"computes them). {have}")
         return (f"{var} has no saved values in this project{asked}: every one was deleted; "
                 f"{var}.undelete() (`scistack undelete {var}`) brings them back until `scistack gc` frees "
                 f"them. {have}")
-    meant = close_variable(db, var)
-    keys = ", ".join(f"{k}=..." for k in db.schema_keys)
-    return (f"{var} has no saved values in this project{asked}: it was never saved here."
+    return _never_saved_message(var, tuple(others), tuple(db.schema_keys)).replace("{asked}", asked)
+
+
+@functools.lru_cache(maxsize=64)
+def _never_saved_message(var: str, others: tuple[str, ...], schema_keys: tuple[str, ...]) -> str:
+    """(kept: `load_all` of a variable never saved warns at each call, and the close name's
+    difflib over a few hundred variables had made a loop of them ~13x slower)"""
+    listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
+    have = f"Variables with saved values: {listed or 'none yet'}."
+    meant = _close_name(var, others)
+    keys = ", ".join(f"{k}=..." for k in schema_keys)
+    return (f"{var} has no saved values in this project{{asked}}: it was never saved here."
             f"{f' Did you mean {meant}?' if meant else ''} {have} Save one with {var}.save(value, {keys}), "
             "or run the step that computes it first.")
+
+
+def _deleted_values_freed(db: Database, var: str) -> bool:
+    """Whether gc has freed the values of `var`'s deleted records (its newest 1,000: an
+    error message's path), so that an undelete would bring none back."""
+    try:
+        gone = [d.record for d in db.index.deletions(var).get(var, [])][-1000:]
+        return bool(gone) and not any(db.store.contains(r.oid) for r in gone)
+    except (ScistackError, OSError):
+        return False
 
 
 def _nearby_message(db: Database, var: str, metadata: dict[str, Any], version: int | None) -> str:

@@ -401,7 +401,8 @@ class BaseVariable:
             try:
                 records = sort_records(db, select_records(db, cls.__name__, metadata, where=where, finer=True))
             except VariableNotFoundError as error:
-                if isinstance(error, UnknownMetadataKeyError) and db.index.count(cls.__name__):
+                if isinstance(error, UnknownMetadataKeyError) and (
+                        db.index.count(cls.__name__) or db.index.ever_saved(cls.__name__)):
                     raise  # (a typo; of a variable never saved, any key but a schema key is unknown)
                 records = []
                 if not db.index.ever_saved(cls.__name__):

@@ -300,3 +300,32 @@ def test_a_combination_is_shown_as_load_takes_it_in_every_message(project, caplo
     said.append(str(info.value))
     assert "2 records of MsgEmg match session='pre', one is needed" in said[-1]
     assert not [m for m in said if "{'" in m], said
+
+
+class MsgDeletedTypo(BaseVariable):
+    pass
+
+
+class MsgDeletedFreed(BaseVariable):
+    pass
+
+
+def test_a_misspelt_key_of_a_variable_whose_values_were_all_deleted_still_raises(project):
+    """ea91195 gave [] in silence where `load_all(sesion=...)` had raised naming the key meant:
+    the typo was let through as of a variable never saved (review 3)."""
+    MsgDeletedTypo.save(1.0, subject=1, session="pre")
+    MsgDeletedTypo.delete(subject=1)
+    with pytest.raises(UnknownMetadataKeyError, match="session"):
+        MsgDeletedTypo.load_all(sesion="pre")
+
+
+def test_once_gc_freed_the_deleted_values_the_message_offers_no_undelete(project):
+    """The message offered `undelete()`, which brings nothing back once gc freed the values."""
+    MsgDeletedFreed.save(1.0, subject=1, session="pre")
+    MsgDeletedFreed.delete(subject=1)
+    with pytest.raises(VariableNotFoundError, match=r"MsgDeletedFreed.undelete\(\)"):
+        MsgDeletedFreed.load()
+    assert CliRunner().invoke(main, ["--db", str(project.root), "gc", "--prune=now"]).exit_code == 0
+    with pytest.raises(VariableNotFoundError) as info:
+        MsgDeletedFreed.load()
+    assert "undelete" not in str(info.value) and "freed them since" in str(info.value), str(info.value)
