@@ -158,43 +158,17 @@ def test_a_for_each_stopped_by_ctrl_c_keeps_what_ran(tmp_path: Path):
     assert cached >= 3 and ran + cached == 10  # (the 4th may be stopped after it printed)
 
 
-def test_a_ctrl_c_during_the_last_commit_still_records_the_run(tmp_path: Path):
-    """FINISH marked the run recorded before its commit ran: a Ctrl-C reaching Octave and the
-    `scistack matlab-commit` it runs (one process group, as at a terminal) while that commit
-    ran left the cleanup nothing to do, so nothing was said and nothing recorded (seen in CI
-    under load, where the 4th combination's line was read late). The cleanup commits again."""
+def _interrupt_the_last_commit(tmp_path: Path, after: bool, group: bool = True) -> tuple[Path, dict, str]:
+    """Run the slow project with the real CLI wrapped so that its last (not partial) commit
+    lingers 5 s, before it runs (`after` False) or once it completed; SIGINT Octave then (and
+    what it started, `group`, as a terminal does; MATLAB's Ctrl-C reaches its own process
+    only). Returns the project's folder, environment and what Octave wrote on stderr."""
     cwd, env = _slow_project(tmp_path)
-    mark = tmp_path / "committing"
-    cli = tmp_path / "cli.sh"  # the real CLI, slowed the first time it is asked for a commit that is not partial
-    cli.write_text("#!/bin/sh\n"
-                   f'if [ "$3" = matlab-commit ] && ! grep -q \'"partial"\' "$4" && mkdir {mark} 2>/dev/null; then sleep 5; fi\n'
-                   f'exec {scistack_cli()} "$@"\n')
-    cli.chmod(0o755)
-    proc = subprocess.Popen(octave_command(), cwd=cwd, env=dict(env, SCISTACK_CLI=str(cli)),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                            text=True, start_new_session=True)
-    while not mark.exists() and proc.poll() is None:
-        time.sleep(0.05)
-    assert mark.exists(), proc.communicate(timeout=60)[1]
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert "was interrupted; what finished is recorded" in err
-    assert _rerun(cwd, env) == (0, 10)
-
-
-@pytest.mark.parametrize("group", [True, False], ids=["terminal", "octave-alone"])
-def test_a_ctrl_c_just_after_the_last_commit_records_the_run_once(tmp_path: Path, group: bool):
-    """The cleanup commits again after a Ctrl-C during the last commit; one landing after that
-    commit had completed (before Octave's system() returned: at a terminal, or MATLAB's Ctrl-C,
-    which only its own process sees) journalled a second run. A final commit already made
-    returns what it recorded (review of bd02bed)."""
-    cwd, env = _slow_project(tmp_path)
-    mark = tmp_path / "committed"
-    cli = tmp_path / "cli.sh"  # the real CLI; once the last commit completed, it lingers
-    cli.write_text("#!/bin/sh\n"
-                   f'{scistack_cli()} "$@"; rc=$?\n'
-                   f'if [ "$3" = matlab-commit ] && ! grep -q \'"partial"\' "$4" && mkdir {mark} 2>/dev/null; then sleep 5; fi\n'
-                   'exit $rc\n')
+    mark = tmp_path / "last-commit"
+    linger = f'if [ "$3" = matlab-commit ] && ! grep -q \'"partial"\' "$4" && mkdir {mark} 2>/dev/null; then sleep 5; fi\n'
+    run = f'{scistack_cli()} "$@"; rc=$?\n'
+    cli = tmp_path / "cli.sh"
+    cli.write_text("#!/bin/sh\n" + (run + linger + "exit $rc\n" if after else linger + run + "exit $rc\n"))
     cli.chmod(0o755)
     proc = subprocess.Popen(octave_command(), cwd=cwd, env=dict(env, SCISTACK_CLI=str(cli)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -206,7 +180,26 @@ def test_a_ctrl_c_just_after_the_last_commit_records_the_run_once(tmp_path: Path
         os.killpg(proc.pid, signal.SIGINT)
     else:
         os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    return cwd, env, proc.communicate(timeout=120)[1]
+
+
+def test_a_ctrl_c_during_the_last_commit_still_records_the_run(tmp_path: Path):
+    """FINISH marked the run recorded before its commit ran: a Ctrl-C reaching Octave and the
+    `scistack matlab-commit` it runs (one process group, as at a terminal) while that commit
+    ran left the cleanup nothing to do, so nothing was said and nothing recorded (seen in CI
+    under load, where the 4th combination's line was read late). The cleanup commits again."""
+    cwd, env, err = _interrupt_the_last_commit(tmp_path, after=False)
+    assert "was interrupted; what finished is recorded" in err
+    assert _rerun(cwd, env) == (0, 10)
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["terminal", "octave-alone"])
+def test_a_ctrl_c_just_after_the_last_commit_records_the_run_once(tmp_path: Path, group: bool):
+    """The cleanup commits again after a Ctrl-C during the last commit; one landing after that
+    commit had completed (before Octave's system() returned: at a terminal, or MATLAB's Ctrl-C,
+    which only its own process sees) journalled a second run. A final commit already made
+    returns what it recorded (review of bd02bed)."""
+    _, _, err = _interrupt_the_last_commit(tmp_path, after=True, group=group)
     with Database(tmp_path / "p" / "p.duckdb") as db:
         assert len(db.index.runs()) == 1, err
 
