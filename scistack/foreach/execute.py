@@ -9,7 +9,6 @@ Running a combination twice produces the same oids, so retried tasks are harmles
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import os
 import pickle
 import shutil
@@ -20,7 +19,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 from scistack.codeid._options import Snapshot, run_under
 from scistack.lineage.filecheck import reads_of_call
@@ -162,8 +161,8 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
     `options`: the caller's numpy error modes and decimal context (`codeid._options.snapshot`),
     which its call keys were computed under: each call runs under them, not the worker's.
     `environment`: the environment variables the function reads, as the caller has them (its
-    call keys hold them); the calls run under them (`_callers_environment`), as a call in the
-    caller's process would, not under a Dask worker's own (its nanny's OMP_NUM_THREADS, TMPDIR).
+    call keys hold them); a worker whose own differ (a Dask worker, a pool started before the
+    caller set one) runs nothing, its result would be filed under the caller's values.
     """
     # the project's chunking (part of a value's identity), not the worker's; not pinned where it
     # is in force already (a thread pool of the caller's process: pinned, the project's policy
@@ -193,8 +192,12 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
                              Outcome(t.index, None, utc_now(), 0.0, "not run: the Dask scheduler refused the note "
                                      "that it runs", unnoted=True) for t in tasks[position:]]
                 break
+            differs = _other_environment(environment, getattr(plain, "__name__", "the function"))
+            if differs:
+                outcomes.append(Outcome(task.index, None, utc_now(), 0.0, differs))
+                continue
             try:
-                with run_under(options), _callers_environment(environment):
+                with run_under(options):
                     outcomes.append(run_task(plain, store, task, schema_keys, splits, as_table, lazy))
             except KeyboardInterrupt:  # a terminal's Ctrl-C reaches the workers too: the calls
                 break  # finished are returned (their pack written), the caller saves them
@@ -205,59 +208,19 @@ def run_chunk(fn: Any, store_root: str, tasks: list[Task], schema_keys: list[str
         note.close()
 
 
-class _Environment(threading.Condition):
-    """The caller's values of the variables a run reads, set in this worker process while its
-    calls run: `overlay`, by `users` chunks at once (the worker's own values are `saved`)."""
+def _other_environment(environment: dict[str, str | None] | None, name: str) -> str | None:
+    """Why a call is not run in this worker: an environment variable it reads differs here."""
+    for key, value in (environment or {}).items():
+        here = os.environ.get(key)
+        if here != value:
+            def shown(text: str | None) -> str:
+                return "unset" if text is None else repr(text)
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.overlay: dict[str, str | None] | None = None
-        self.saved: dict[str, str | None] = {}
-        self.users = 0
-
-
-_environment = _Environment()
-
-
-@contextlib.contextmanager
-def _callers_environment(environment: dict[str, str | None] | None) -> Iterator[None]:
-    """Run the block with the environment variables a run's call keys hold set to the
-    caller's values (unset where the caller has none), then put the worker's own back.
-
-    A Dask worker (or a pool started before the caller set a variable) has its own values:
-    its result was filed under the caller's, a stale hit; refusing to run there instead failed
-    every combination on a cluster whose nanny sets what the function reads. `os.environ` is
-    the process's, so calls of one run on several threads share the setting (the last one
-    out restores it) and a call of another run wanting other values waits for them."""
-    if not environment:
-        yield
-        return
-    state = _environment
-    with state:
-        while state.users and state.overlay != environment:
-            state.wait()
-        if not state.users:
-            state.saved = {key: os.environ.get(key) for key in environment}
-            state.overlay = dict(environment)
-            _set_environment(environment)
-        state.users += 1
-    try:
-        yield
-    finally:
-        with state:
-            state.users -= 1
-            if not state.users:
-                _set_environment(state.saved)
-                state.overlay = None
-                state.notify_all()
-
-
-def _set_environment(values: dict[str, str | None]) -> None:
-    for key, value in values.items():
-        if value is None:
-            os.environ.pop(key, None)
-        elif os.environ.get(key) != value:
-            os.environ[key] = value
+            return (f"{name} reads the environment variable {key}, which is {shown(here)} in this worker process "
+                    f"but {shown(value)} where for_each runs: not run here (its result would be saved as made "
+                    f"with {shown(value)}); start the workers with the same value (a pool or cluster started "
+                    "before the variable was set has the old one), or run without executor=")
+    return None
 
 
 def _died(task: Task, died: dict[int, bool]) -> Outcome:

@@ -208,13 +208,10 @@ def _halve(x):
     return x / 2
 
 
-def test_a_worker_whose_environment_differs_from_the_callers_runs_under_the_callers_values(project, tmp_path, monkeypatch):
+def test_a_worker_whose_environment_differs_from_the_callers_runs_nothing(project, tmp_path, monkeypatch):
     """The call key holds the caller's PI_POOL_SCALE; a worker started before it was set (a
     Dask worker has its own environment) computed with its own, and that result was saved
-    under the caller's value: a run here was served 2.0 where a call gives 20.0. Refusing to
-    run there failed every combination on a cluster whose nanny sets what a function reads
-    (OMP_NUM_THREADS): the calls now run under the caller's values, and the worker's own are
-    put back after."""
+    under the caller's value: a run here was served 2.0 where a call gives 20.0."""
     import concurrent.futures as cf
     import multiprocessing
     import os
@@ -222,24 +219,20 @@ def test_a_worker_whose_environment_differs_from_the_callers_runs_under_the_call
     mod = _module(tmp_path, monkeypatch, "env_pool_steps", (
         "import os\nfrom scistack import lineage_fcn\n@lineage_fcn\n"
         "def scaled(x):\n    return x * float(os.environ.get('PI_POOL_SCALE', '1'))\n"
-        "@lineage_fcn\n"
-        "def unscaled(x):\n    return x * float(os.environ.get('PI_POOL_SCALE', '1'))\n"
     ))
-    monkeypatch.setenv("PI_POOL_SCALE", "3")
+    monkeypatch.delenv("PI_POOL_SCALE", raising=False)
     ExX.save(2.0, subject=1, session="a")
     run = dict(inputs={"x": ExX}, outputs=[ExY], subject=[1], session=["a"], progress=False, verbose=False)
     with cf.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pool.submit(os.getpid).result()  # (its worker started: with PI_POOL_SCALE=3)
+        pool.submit(os.getpid).result()  # (its worker started: without the variable)
         monkeypatch.setenv("PI_POOL_SCALE", "10")
-        assert for_each(mod.scaled, executor=pool, **run).ran == 1
-        assert ExY.load(subject=1, session="a").data == 20.0
-        assert pool.submit(os.getenv, "PI_POOL_SCALE").result() == "3"  # (its own, back)
-        monkeypatch.delenv("PI_POOL_SCALE")  # (unset here: unset there while it runs)
-        assert for_each(mod.unscaled, executor=pool, **run).ran == 1
-        assert ExY.load(subject=1, session="a").data == 2.0
-        assert pool.submit(os.getenv, "PI_POOL_SCALE").result() == "3"
-    monkeypatch.setenv("PI_POOL_SCALE", "10")  # (as the first run: the same key)
-    assert for_each(mod.scaled, workers=1, **run).cached == 1
+        report = for_each(mod.scaled, executor=pool, **run)
+        assert [i.status for i in report.items] == ["failed"]
+        assert "PI_POOL_SCALE, which is unset in this worker process but '10' where" in report.items[0].error
+    with pytest.raises(VariableNotFoundError):
+        ExY.load(subject=1, session="a")
+    assert for_each(mod.scaled, workers=1, **run).ran == 1  # (started now: the caller's environment)
+    assert ExY.load(subject=1, session="a").data == 20.0
 
 
 _NOTEBOOK_RUN = """
