@@ -558,13 +558,19 @@ class S3ObjectStore(ObjectStore):
         save's failure is left for that save's wait to raise."""
         self._wait_for({self._owner()})
 
-    def _wait_for(self, owners: set) -> None:
+    def _wait_for(self, owners: set, every: bool = False) -> None:
+        """Wait for the uploads `owners` rely on and raise their first failure (taken: raised
+        once to each save). `every`: wait for every upload in flight, and raise any save's
+        failure too, left for that save's own wait (a batch's flush: the index's batch is the
+        process's, so it journals names other threads put, whose objects they sent)."""
         with self._lock:
             mine = [future for oid, future in self._uploading.items()
-                    if not owners.isdisjoint(self._relying[oid])]
+                    if every or not owners.isdisjoint(self._relying[oid])]
         wait_all(mine)  # (a failure is recorded, in `_failed`, before its future ends)
         with self._lock:
             failures = [self._failed.pop(owner) for owner in owners if owner in self._failed]
+            if every:
+                failures += list(self._failed.values())
         if failures:
             raise failures[0]
         self._young_parts()
@@ -827,9 +833,11 @@ class S3ObjectStore(ObjectStore):
             with self._lock:
                 if idx in self._to_upload:
                     self._to_upload.remove(idx)
-        # the batch's loose uploads (copies read from the cache's packs: up before the bound drops
-        # one, and before the batch's names), and this thread's (a flush outside a batch)
-        self._wait_for({_BATCH, save_owner()})
+        # every upload in flight: the batch's loose ones (copies read from the cache's packs: up
+        # before the bound drops one), and those of the names other threads put in the batch
+        # (sent by them, perhaps before it began: waiting for the batch's and this thread's
+        # alone had journalled such a name whose upload failed, review 1 of 085d0f9)
+        self._wait_for({_BATCH, save_owner()}, every=True)
         self._trim_cache(added)
 
     # -- read ----------------------------------------------------------------------------------

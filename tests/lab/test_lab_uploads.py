@@ -20,6 +20,7 @@ import scistack.database as database_module
 from scistack import BaseVariable, for_each, lineage_fcn
 from scistack.errors import SharedServiceError, VariableNotFoundError
 from scistack.fsck import fsck
+from scistack.index import key_of
 
 from .conftest import TcpRelay, freeze, thaw
 from .test_lab_objects import LabValue, _bucket, machine  # noqa: F401 - `machine` is a fixture
@@ -352,3 +353,25 @@ def test_a_close_that_fails_still_gives_up_its_writers_hold(machine, monkeypatch
     _forget_the_failed_process(db)  # (its close raised)
     with WritersGate(db.store.cache.root).exclusive(wait=0.5) as alone:
         assert alone
+
+
+def test_a_batch_raises_the_failed_upload_of_a_name_another_thread_put_in_it(machine, monkeypatch, s3_server,
+                                                                          bucket_url):
+    """The index's batch is the process's: it journals names other threads put in it, whose
+    objects they sent (here before the batch began). Its flush waited for the batch's uploads
+    and its own thread's only, and journalled such a name whose upload failed (review 1)."""
+    relay = TcpRelay(s3_server.port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{relay.port}")
+    db = machine("a")
+    LabValue.save(np.arange(3.0), subject=0, session=0)  # (the variable exists)
+    relay.cut()
+    with ThreadPoolExecutor(1) as other:
+        oid = other.submit(db.store.put_value, np.arange(5000.0)).result()  # in flight, then fails
+        kind = db.store.get(oid).kind
+        with pytest.raises(SharedServiceError):
+            with db.batch():
+                other.submit(db.index.put_ref, "LabValue", {"subject": 1, "session": 1}, {}, oid, kind).result()
+        with pytest.raises(SharedServiceError):
+            other.submit(db.store.wait_uploads).result()  # (raised to its own save's wait too)
+    assert _key(oid) not in _keys_of(s3_server, bucket_url)
+    assert db.index.current_at("LabValue", key_of({"subject": 1, "session": 1}), key_of({})) is None
