@@ -4,6 +4,7 @@ results themselves are the same (tests/test_point_reads.py: never stale)."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sqlite3
@@ -249,17 +250,17 @@ def test_a_set_of_code_or_defaults_of_a_function_no_walk_read_keeps_the_fast_pat
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
 
-def test_a_methods_code_set_in_place_by_an_autoreload_is_a_miss_with_the_new_result(
-        project, tmp_path, monkeypatch):
-    # IPython's %autoreload 2 sets an edited method's new __code__ on the class a notebook
-    # imported; the lineage function's memoised identity had not guarded the methods' code
-    # of the class it calls, and the call was a hit with the old result
+@contextlib.contextmanager
+def _pipe_calling_a_helper_class(tmp_path, monkeypatch, helper_class: str, subject: int):
+    """(the pipeline module whose lineage function `run(x)` returns `Helper().scale(x)`, its
+    helpers module's file, x = HitForce 3.0 at `subject`) once a first call ran and a second
+    hit; the modules are forgotten after."""
     import importlib
     import uuid
 
     name = f"hot_{uuid.uuid4().hex[:8]}"
     helpers = tmp_path / f"{name}_helpers.py"
-    helpers.write_text("class Helper:\n    def scale(self, x):\n        return float(x) * 2\n")
+    helpers.write_text(helper_class)
     (tmp_path / f"{name}.py").write_text(
         f"from scistack import lineage_fcn\nfrom {name}_helpers import Helper\n\n"
         "@lineage_fcn\ndef run(x):\n    return Helper().scale(x)\n")
@@ -267,20 +268,32 @@ def test_a_methods_code_set_in_place_by_an_autoreload_is_a_miss_with_the_new_res
     monkeypatch.setattr(sys, "dont_write_bytecode", True)
     try:
         pipe = importlib.import_module(name)
-        HitForce.save(3.0, subject=9, session="pre")
-        x = HitForce.load(subject=9, session="pre")
+        HitForce.save(3.0, subject=subject, session="pre")
+        x = HitForce.load(subject=subject, session="pre")
         assert pipe.run(x).cached is False
         assert pipe.run(x).cached is True
-        old = pipe.Helper
-        helpers.write_text(helpers.read_text().replace("* 2", "* 5"))
-        os.utime(helpers, (os.stat(helpers).st_mtime + 10,) * 2)
-        new = importlib.reload(sys.modules[f"{name}_helpers"])
-        old.scale.__code__ = new.Helper.scale.__code__  # (IPython's update_function)
-        result = pipe.run(x)
-        assert (result.data, result.cached) == (15.0, False)
+        yield pipe, helpers, x
     finally:
         for module in (name, f"{name}_helpers"):
             sys.modules.pop(module, None)
+
+
+def test_a_methods_code_set_in_place_by_an_autoreload_is_a_miss_with_the_new_result(
+        project, tmp_path, monkeypatch):
+    # IPython's %autoreload 2 sets an edited method's new __code__ on the class a notebook
+    # imported; the lineage function's memoised identity had not guarded the methods' code
+    # of the class it calls, and the call was a hit with the old result
+    import importlib
+
+    with _pipe_calling_a_helper_class(tmp_path, monkeypatch, "class Helper:\n    def scale(self, x):\n"
+                                      "        return float(x) * 2\n", 9) as (pipe, helpers, x):
+        old = pipe.Helper
+        helpers.write_text(helpers.read_text().replace("* 2", "* 5"))
+        os.utime(helpers, (os.stat(helpers).st_mtime + 10,) * 2)
+        new = importlib.reload(sys.modules[pipe.Helper.__module__])
+        old.scale.__code__ = new.Helper.scale.__code__  # (IPython's update_function)
+        result = pipe.run(x)
+        assert (result.data, result.cached) == (15.0, False)
 
 
 @pytest.mark.parametrize("what", ["defaults", "kwdefaults"])
@@ -289,24 +302,8 @@ def test_a_methods_defaults_set_in_place_are_a_miss_with_the_new_result(
     # a lineage function calling Helper().scale(x) was served its old result after
     # Helper.scale.__defaults__ (or __kwdefaults__) was set in place: the class's methods'
     # code was guarded, their defaults were neither guarded nor part of the identity
-    import importlib
-    import uuid
-
-    name = f"hotd_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}_helpers.py").write_text(
-        "class Helper:\n    def scale(self, x, k=2.0, *, offset=0.0):\n"
-        "        return float(x) * k + offset\n")
-    (tmp_path / f"{name}.py").write_text(
-        f"from scistack import lineage_fcn\nfrom {name}_helpers import Helper\n\n"
-        "@lineage_fcn\ndef run(x):\n    return Helper().scale(x)\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    try:
-        pipe = importlib.import_module(name)
-        HitForce.save(3.0, subject=10, session="pre")
-        x = HitForce.load(subject=10, session="pre")
-        assert pipe.run(x).cached is False
-        assert pipe.run(x).cached is True
+    with _pipe_calling_a_helper_class(tmp_path, monkeypatch, "class Helper:\n    def scale(self, x, k=2.0, *, "
+                                      "offset=0.0):\n        return float(x) * k + offset\n", 10) as (pipe, _, x):
         if what == "defaults":
             pipe.Helper.scale.__defaults__ = (5.0,)
             expected = 15.0
@@ -316,9 +313,6 @@ def test_a_methods_defaults_set_in_place_are_a_miss_with_the_new_result(
         result = pipe.run(x)
         assert (result.data, result.cached) == (expected, False)
         assert pipe.run(x).cached is True
-    finally:
-        for module in (name, f"{name}_helpers"):
-            sys.modules.pop(module, None)
 
 
 def test_hash_bytes_reuses_reset_hashers_and_agrees_with_blake3_in_threads():
