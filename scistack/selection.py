@@ -487,12 +487,7 @@ def _deleted_here(db: Database, var: str, metadata: dict[str, Any]) -> str | Non
         return None
     if db.index.versions_at(var, addr_key) or not db.index.highest_version(var, addr_key):
         return None
-    try:  # (an error message's path: the variable's deletions read once)
-        here = [d.record for d in db.index.deletions(var).get(var, []) if d.record.addr_key == addr_key]
-        freed = bool(here) and not any(db.store.contains(r.oid) for r in here)
-    except (ScistackError, OSError):
-        freed = False
-    if freed:  # (undelete then brought nothing back: "reclaimed by gc")
+    if _deleted_values_freed(db, var, addr_key):  # (undelete then brought nothing back: "reclaimed by gc")
         return (". A value saved there was deleted, and `scistack gc` has freed it since: save it "
                 "again (or rerun the step that computed it)")
     options = " ".join(cli_option(k, v) for k, v in addr.items())
@@ -548,27 +543,28 @@ def unsaved_message(db: Database, var: str, query: str = "") -> str:
         return (f"{var} has no saved values in this project{asked}: every one was deleted; "
                 f"{var}.undelete() (`scistack undelete {var}`) brings them back until `scistack gc` frees "
                 f"them. {have}")
-    return _never_saved_message(var, tuple(others), tuple(db.schema_keys)).replace("{asked}", asked)
+    return _never_saved_message(var, asked, tuple(others), tuple(db.schema_keys))
 
 
 @functools.lru_cache(maxsize=64)
-def _never_saved_message(var: str, others: tuple[str, ...], schema_keys: tuple[str, ...]) -> str:
+def _never_saved_message(var: str, asked: str, others: tuple[str, ...], schema_keys: tuple[str, ...]) -> str:
     """(kept: `load_all` of a variable never saved warns at each call, and the close name's
     difflib over a few hundred variables had made a loop of them ~13x slower)"""
     listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
     have = f"Variables with saved values: {listed or 'none yet'}."
     meant = _close_name(var, others)
     keys = ", ".join(f"{k}=..." for k in schema_keys)
-    return (f"{var} has no saved values in this project{{asked}}: it was never saved here."
+    return (f"{var} has no saved values in this project{asked}: it was never saved here."
             f"{f' Did you mean {meant}?' if meant else ''} {have} Save one with {var}.save(value, {keys}), "
             "or run the step that computes it first.")
 
 
-def _deleted_values_freed(db: Database, var: str) -> bool:
-    """Whether gc has freed the values of `var`'s deleted records (its newest 1,000: an
-    error message's path), so that an undelete would bring none back."""
+def _deleted_values_freed(db: Database, var: str, addr_key: str | None = None) -> bool:
+    """Whether gc has freed the values of `var`'s deleted records (at `addr_key`, or all; the
+    newest 1,000: an error message's path), so that an undelete would bring none back."""
     try:
-        gone = [d.record for d in db.index.deletions(var).get(var, [])][-1000:]
+        gone = [d.record for d in db.index.deletions(var).get(var, [])
+                if addr_key is None or d.record.addr_key == addr_key][-1000:]
         return bool(gone) and not any(db.store.contains(r.oid) for r in gone)
     except (ScistackError, OSError):
         return False
