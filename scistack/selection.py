@@ -534,8 +534,7 @@ def unsaved_message(db: Database, var: str, query: str = "") -> str:
     asked = f" (asked for {query})" if query else ""
     others = db.index.variables()
     if db.index.ever_saved(var):
-        listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
-        have = f"Variables with saved values: {listed or 'none yet'}."
+        have = _variables_saved(others)
         if _deleted_values_freed(db, var):
             return (f"{var} has no saved values in this project{asked}: every one was deleted, and "
                     f"`scistack gc` has freed them since: save them again (or rerun the step that "
@@ -550,13 +549,17 @@ def unsaved_message(db: Database, var: str, query: str = "") -> str:
 def _never_saved_message(var: str, asked: str, others: tuple[str, ...], schema_keys: tuple[str, ...]) -> str:
     """(kept: `load_all` of a variable never saved warns at each call, and the close name's
     difflib over a few hundred variables had made a loop of them ~13x slower)"""
-    listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
-    have = f"Variables with saved values: {listed or 'none yet'}."
+    have = _variables_saved(others)
     meant = _close_name(var, others)
     keys = ", ".join(f"{k}=..." for k in schema_keys)
     return (f"{var} has no saved values in this project{asked}: it was never saved here."
             f"{f' Did you mean {meant}?' if meant else ''} {have} Save one with {var}.save(value, {keys}), "
             "or run the step that computes it first.")
+
+
+def _variables_saved(others: Sequence[str]) -> str:
+    listed = ", ".join(others[:20]) + (f", … {len(others) - 20} more" if len(others) > 20 else "")
+    return f"Variables with saved values: {listed or 'none yet'}."
 
 
 def _deleted_values_freed(db: Database, var: str, addr_key: str | None = None) -> bool:
